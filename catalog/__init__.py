@@ -1,0 +1,22 @@
+"""The metadata catalog on RocksDB: typed records, atomic batches, checkpoints."""
+
+from .records import (
+    Backup,
+    DataFile,
+    Job,
+    Meta,
+    Namespace,
+    Record,
+    Schedule,
+    Table,
+    TableSchema,
+    schema_key,
+    table_key,
+    utcnow,
+)
+from .store import Batch, Catalog, CatalogLocked
+
+__all__ = [
+    "Backup", "Batch", "Catalog", "CatalogLocked", "DataFile", "Job", "Meta", "Namespace",
+    "Record", "Schedule", "Table", "TableSchema", "schema_key", "table_key", "utcnow",
+]

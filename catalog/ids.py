@@ -1,0 +1,38 @@
+"""Time-ordered unique ids (`job-…`, `bk-…`): sortable by creation time, like ULIDs."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def _b32(value: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        out.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def new_id(prefix: str) -> str:
+    """`prefix-` + 10 chars of milliseconds + 4 of a per-ms counter + 6 random.
+
+    Ids made in one process sort in creation order even within a millisecond."""
+    global _last_ms, _counter
+    with _lock:
+        ms = int(time.time() * 1000)
+        if ms <= _last_ms:
+            ms = _last_ms
+            _counter += 1
+        else:
+            _counter = 0
+        _last_ms = ms
+        count = _counter
+    rand = int.from_bytes(os.urandom(4), "big")
+    return f"{prefix}-{_b32(ms, 10)}{_b32(count, 4)}{_b32(rand, 6)}"

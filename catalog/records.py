@@ -1,0 +1,216 @@
+"""Typed catalog records. Each record class names its column family (`FAMILY`)
+and derives its key from its fields, so callers never build keys by hand.
+
+Records are stored as JSON: small, readable in a debugger, and stable across
+versions (unknown fields from a newer version are ignored on load)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar, TypeVar
+
+SEP = "\x00"
+
+
+def utcnow() -> str:
+    """An ISO-8601 UTC timestamp with milliseconds and a `Z`, as the contract shows."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass
+class Record:
+    FAMILY: ClassVar[str] = ""
+
+    def key(self) -> str:
+        raise NotImplementedError
+
+    def dumps(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"), default=str).encode()
+
+    @classmethod
+    def loads(cls: type[R], raw: bytes) -> R:
+        data = json.loads(raw)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+R = TypeVar("R", bound=Record)
+
+
+@dataclass
+class Namespace(Record):
+    FAMILY: ClassVar[str] = "namespaces"
+    name: str
+    created_at: str = field(default_factory=utcnow)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass
+class Table(Record):
+    """A table's identity. `uid` never changes and never repeats: files, buffers
+    and schemas hang off it, so a table dropped and re-created (or restored under
+    `replace`) never mixes with its predecessor."""
+
+    FAMILY: ClassVar[str] = "tables"
+    namespace: str
+    name: str
+    uid: str
+    table_type: str  # shared | user | stream
+    schema_version: int = 1
+    primary_key: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=utcnow)
+
+    def key(self) -> str:
+        return table_key(self.namespace, self.name)
+
+
+def table_key(namespace: str, name: str) -> str:
+    return f"{namespace}{SEP}{name}"
+
+
+@dataclass
+class TableSchema(Record):
+    """One schema version of a table. `columns` are dicts: name, type, params,
+    not_null, primary_key, has_default, default (system columns included)."""
+
+    FAMILY: ClassVar[str] = "table_schemas"
+    table_uid: str
+    version: int
+    namespace: str
+    table_name: str
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    created_at: str = field(default_factory=utcnow)
+
+    def key(self) -> str:
+        return schema_key(self.table_uid, self.version)
+
+
+def schema_key(table_uid: str, version: int) -> str:
+    return f"{table_uid}{SEP}{version:010d}"
+
+
+@dataclass
+class DataFile(Record):
+    """An immutable Parquet file of a table. `path` is relative to the data dir.
+    `sha256` is computed when the file is written, so a backup need not reread
+    the file to know its content address."""
+
+    FAMILY: ClassVar[str] = "files"
+    table_uid: str
+    file_id: str
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+    schema_version: int
+    user_id: str | None = None
+    min_seq: int = 0
+    max_seq: int = 0
+    created_at: str = field(default_factory=utcnow)
+
+    def key(self) -> str:
+        return f"{self.table_uid}{SEP}{self.file_id}"
+
+
+@dataclass
+class Job(Record):
+    FAMILY: ClassVar[str] = "jobs"
+    job_id: str
+    job_type: str
+    status: str = "queued"
+    namespace: str | None = None
+    target: str | None = None
+    backup_id: str | None = None
+    statement: str | None = None
+    user_id: str | None = None
+    created_at: str = field(default_factory=utcnow)
+    started_at: str | None = None
+    finished_at: str | None = None
+    fraction_completed: float = 0.0
+    files_done: int = 0
+    files_total: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    rows: int = 0
+    result: Any = None
+    error_message: str | None = None
+    node_id: str | None = None
+    # Internal: what start-up cleanup needs to undo a half-done job (never shown).
+    cleanup: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        return self.job_id
+
+
+@dataclass
+class Backup(Record):
+    """The server's own catalog of backups it made or restored from (`system.backups`).
+    The target's manifests are the truth; this is an index of them."""
+
+    FAMILY: ClassVar[str] = "backups"
+    backup_id: str
+    namespace: str
+    target: str
+    created_at: str
+    snapshot_at: str
+    tables: int = 0
+    rows: int = 0
+    files: int = 0
+    bytes: int = 0
+    bytes_written: int = 0
+    label: str | None = None
+    encrypted: bool = False
+    job_id: str | None = None
+
+    def key(self) -> str:
+        return self.backup_id
+
+
+@dataclass
+class Schedule(Record):
+    FAMILY: ClassVar[str] = "schedules"
+    name: str
+    namespace: str
+    target: str
+    every: str
+    every_seconds: int
+    keep_last: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=utcnow)
+    next_run_at: str | None = None
+    last_job_id: str | None = None
+    last_status: str | None = None
+
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass
+class Meta(Record):
+    """Small server-wide values: the row sequence high-water mark, the node id."""
+
+    FAMILY: ClassVar[str] = "meta"
+    name: str
+    value: Any = None
+
+    def key(self) -> str:
+        return self.name
+
+
+RECORD_TYPES: tuple[type[Record], ...] = (
+    Namespace,
+    Table,
+    TableSchema,
+    DataFile,
+    Job,
+    Backup,
+    Schedule,
+    Meta,
+)

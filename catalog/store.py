@@ -1,0 +1,231 @@
+"""The catalog: one RocksDB (through rocksdict) holding every kind of record in
+its own column family, plus raw data families (a table's write buffer).
+
+Keeping records and write buffers in one database is what makes Cairn's
+promises cheap: a flush registers its Parquet file and removes the rows from
+the buffer in one atomic `WriteBatch`, and one RocksDB checkpoint is a
+consistent copy of the whole server (records and buffered rows) at an instant.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rocksdict import Checkpoint, Options, Rdict, ReadOptions, WriteBatch
+
+from .records import RECORD_TYPES, Meta, R, Record
+
+SEQ_BLOCK = 100_000
+
+
+class CatalogLocked(Exception):
+    """Another process holds this data directory."""
+
+
+def _options() -> Options:
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.create_missing_column_families(True)
+    return opts
+
+
+def prefix_upper_bound(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with `prefix`."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class Batch:
+    """Writes collected and applied atomically across families by `commit()`."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._wb = WriteBatch(raw_mode=True)
+        self.count = 0
+
+    def put(self, record: Record) -> Batch:
+        self._wb.put(record.key().encode(), record.dumps(), self._catalog._handle(record.FAMILY))
+        self.count += 1
+        return self
+
+    def delete(self, kind: type[Record], key: str) -> Batch:
+        self._wb.delete(key.encode(), self._catalog._handle(kind.FAMILY))
+        self.count += 1
+        return self
+
+    def put_raw(self, family: str, key: bytes, value: bytes) -> Batch:
+        self._wb.put(key, value, self._catalog._handle(family))
+        self.count += 1
+        return self
+
+    def delete_raw(self, family: str, key: bytes) -> Batch:
+        self._wb.delete(key, self._catalog._handle(family))
+        self.count += 1
+        return self
+
+    def commit(self) -> None:
+        if self.count:
+            self._catalog._db.write(self._wb)
+        self._wb = WriteBatch(raw_mode=True)
+        self.count = 0
+
+
+class Catalog:
+    """Typed access to the metadata families and raw access to data families."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self.path.mkdir(parents=True, exist_ok=True)
+        opts = _options()
+        try:
+            existing = Rdict.list_cf(str(self.path), Options(raw_mode=True))
+        except Exception:
+            existing = ["default"]
+        wanted = set(existing) | {cls.FAMILY for cls in RECORD_TYPES}
+        cfs = {name: Options(raw_mode=True) for name in wanted if name != "default"}
+        try:
+            self._db = Rdict(str(self.path), opts, column_families=cfs)
+        except Exception as exc:  # rocksdict raises a bare Exception for IO errors
+            if "lock" in str(exc).lower():
+                raise CatalogLocked(
+                    f"data directory {self.path.parent} is in use by another Cairn server"
+                ) from exc
+            raise
+        self._families: dict[str, Rdict] = {}
+        self._handles: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        for name in wanted:
+            if name != "default":
+                self._open_family(name)
+        self._seq_next = 0
+        self._seq_high = 0
+        meta = self.get(Meta, "seq_high")
+        if meta is not None:
+            self._seq_next = self._seq_high = int(meta.value)
+
+    # --- families -------------------------------------------------------
+
+    def _open_family(self, name: str) -> Rdict:
+        fam = self._db.get_column_family(name)
+        self._families[name] = fam
+        self._handles[name] = self._db.get_column_family_handle(name)
+        return fam
+
+    def _handle(self, family: str) -> Any:
+        handle = self._handles.get(family)
+        if handle is None:
+            self.family(family)
+            handle = self._handles[family]
+        return handle
+
+    def family(self, name: str) -> Rdict:
+        """The raw family `name`, created if missing."""
+        with self._lock:
+            fam = self._families.get(name)
+            if fam is None:
+                try:
+                    self._db.create_column_family(name, Options(raw_mode=True))
+                except Exception:
+                    pass  # created by a racing caller
+                fam = self._open_family(name)
+            return fam
+
+    def has_family(self, name: str) -> bool:
+        return name in self._families
+
+    def families(self) -> list[str]:
+        return sorted(self._families)
+
+    def drop_family(self, name: str) -> None:
+        with self._lock:
+            if name not in self._families:
+                return
+            del self._families[name]
+            del self._handles[name]
+            self._db.drop_column_family(name)
+
+    # --- typed records --------------------------------------------------
+
+    def get(self, kind: type[R], key: str) -> R | None:
+        raw = self._families[kind.FAMILY].get(key.encode())
+        return None if raw is None else kind.loads(raw)
+
+    def scan(self, kind: type[R], prefix: str = "") -> list[R]:
+        return [kind.loads(v) for _, v in self.scan_raw(kind.FAMILY, prefix.encode())]
+
+    def put(self, record: Record) -> None:
+        self.batch().put(record).commit()
+
+    def delete(self, kind: type[Record], key: str) -> None:
+        self.batch().delete(kind, key).commit()
+
+    def batch(self) -> Batch:
+        return Batch(self)
+
+    @contextmanager
+    def atomic(self) -> Iterator[Batch]:
+        """`with catalog.atomic() as b: ...` commits on success, drops on error."""
+        b = Batch(self)
+        yield b
+        b.commit()
+
+    # --- raw data -------------------------------------------------------
+
+    def scan_raw(
+        self, family: str, prefix: bytes = b"", start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Keys with `prefix`, in order, from `start` (inclusive) if given.
+
+        rocksdict ignores `set_iterate_lower_bound`, so we seek with `from_key`
+        and stop with an upper bound. This is a generator on purpose: the
+        ReadOptions holding the bound must outlive the iterator (rocksdict does
+        not keep it alive, and a freed bound silently cuts the scan short)."""
+        fam = self._families.get(family)
+        if fam is None:
+            return
+        ro = ReadOptions()
+        upper = prefix_upper_bound(prefix) if prefix else None
+        if upper is not None:
+            ro.set_iterate_upper_bound(upper)
+        yield from fam.items(from_key=start if start is not None else prefix, read_opt=ro)
+        del ro
+
+    def get_raw(self, family: str, key: bytes) -> bytes | None:
+        fam = self._families.get(family)
+        return None if fam is None else fam.get(key)
+
+    # --- sequences and checkpoints -------------------------------------
+
+    def next_seq(self, n: int = 1) -> int:
+        """Reserve `n` consecutive sequence numbers and return the first.
+
+        Numbers are reserved in blocks whose high-water mark is written before
+        any number of the block is handed out, so they never repeat across
+        restarts (a crash only skips the unused rest of a block)."""
+        with self._lock:
+            first = self._seq_next + 1
+            last = self._seq_next + n
+            if last > self._seq_high:
+                self._seq_high = last + SEQ_BLOCK
+                self.put(Meta("seq_high", self._seq_high))
+            self._seq_next = last
+            return first
+
+    def checkpoint(self, directory: str | Path) -> None:
+        """A consistent copy of every family (hard links, a few ms)."""
+        Checkpoint(self._db).create_checkpoint(str(directory))
+
+    def flush_wal(self) -> None:
+        self._db.flush_wal(True)
+
+    def close(self) -> None:
+        self._families.clear()
+        self._handles.clear()
+        self._db.close()

@@ -1,0 +1,176 @@
+"""The aiohttp application: `create_app(config)`, POST /api/sql, GET /health.
+
+One middleware makes every error the contract's JSON; anything that is not a
+`CairnError` is a bug, logged with its trace and answered as 500 INTERNAL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from catalog import Catalog
+from catalog.errors import CairnError, Internal, InvalidRequest, RequestTooLarge
+
+from . import backups, tables
+from .auth import authenticate
+from .config import Config
+from .executor import execute
+from .jobs import JobRunner
+from .state import Cairn
+
+log = logging.getLogger("cairn.http")
+
+CAIRN: web.AppKey[Cairn] = web.AppKey("cairn", Cairn)
+
+
+def error_body(exc: CairnError, started: float, **extra: Any) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    err.update({k: v for k, v in extra.items()})
+    return {
+        "status": "error",
+        "results": [],
+        "took": round((time.perf_counter() - started) * 1000, 3),
+        "error": err,
+    }
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    started = time.perf_counter()
+    try:
+        return await handler(request)
+    except CairnError as exc:
+        return web.json_response(error_body(exc, started), status=exc.status)
+    except web.HTTPRequestEntityTooLarge as exc:
+        err = RequestTooLarge(f"request body is larger than {exc.max_size} bytes")
+        return web.json_response(error_body(err, started), status=err.status)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.status != 405 and request.path.startswith("/api"):
+            err = InvalidRequest(exc.reason)
+            return web.json_response(error_body(err, started), status=exc.status)
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        err = Internal("internal error: this is a bug, the server log has the trace")
+        return web.json_response(error_body(err, started), status=500)
+
+
+async def read_sql_request(request: web.Request) -> tuple[str, str | None]:
+    ctype = request.headers.get("Content-Type", "")
+    if ctype and not (ctype.startswith("application/json") or "+json" in ctype):
+        raise InvalidRequest(f"Content-Type must be application/json, not {ctype!r}")
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest('request body must be a JSON object like {"sql": "..."}')
+    sql = body.get("sql")
+    if not isinstance(sql, str):
+        raise InvalidRequest('request body needs "sql", a string')
+    if not sql.strip():
+        raise InvalidRequest('"sql" is empty')
+    namespace = body.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        raise InvalidRequest('"namespace" must be a string')
+    return sql, namespace.lower() if namespace else None
+
+
+async def handle_sql(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    cairn = request.app[CAIRN]
+    session = authenticate(request, cairn.config.auth)
+    sql, namespace = await read_sql_request(request)
+    session.namespace = namespace
+    outcome = await execute(cairn, session, sql)
+    took = round((time.perf_counter() - started) * 1000, 3)
+    results = [r.to_json() for r in outcome.results]
+    if outcome.error is None:
+        return web.json_response({"status": "success", "results": results, "took": took})
+    e = outcome.error
+    if e.error.status >= 500:
+        log.error("statement %s failed: %s", e.statement, e.error.message)
+    body = {
+        "status": "error",
+        "results": results,
+        "took": took,
+        "error": {
+            "code": e.error.code,
+            "message": e.error.message,
+            "statement": e.statement,
+            "line": e.line,
+            "column": e.column,
+        },
+    }
+    return web.json_response(body, status=e.error.status)
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def open_state(config: Config) -> Cairn:
+    """Open the catalog and engine, and recover from a previous crash."""
+    from storage.engine import Engine
+
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog(data_dir / "catalog")
+    cairn = Cairn(config, catalog)
+    try:
+        cairn.engine = Engine(catalog, data_dir, config.storage)
+        cairn.jobs = JobRunner(cairn)
+        backups.register_cleanups(cairn)
+        cairn.jobs.recover()
+        cairn.jobs.trim_history()
+        cairn.engine.recover()
+    except BaseException:
+        catalog.close()
+        raise
+    return cairn
+
+
+def close_state(cairn: Cairn) -> None:
+    cairn.close()
+    cairn.engine.close()
+    cairn.catalog.close()
+
+
+def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
+    """The app; opens its state on start-up unless `cairn` is given (tests, CLI)."""
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=config.server.max_request_bytes
+    )
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        state = cairn if cairn is not None else open_state(config)
+        state.jobs = state.jobs or JobRunner(state)
+        app[CAIRN] = state
+        background = [asyncio.create_task(_background(state))]
+        yield
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await state.jobs.shutdown()
+        await asyncio.get_running_loop().run_in_executor(None, close_state, state)
+
+    app.cleanup_ctx.append(lifetime)
+    app.router.add_post("/api/sql", handle_sql)
+    app.router.add_get("/health", handle_health)
+    return app
+
+
+async def _background(cairn: Cairn) -> None:
+    """Server-run loops: automatic flush (and, later, schedules)."""
+    await asyncio.gather(tables.autoflush_loop(cairn), backups.schedule_loop(cairn))

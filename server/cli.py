@@ -1,0 +1,90 @@
+"""The `cairn` command: `cairn serve` runs the server, `cairn sql` the console."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from catalog import CatalogLocked
+
+from . import config as config_mod
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cairn", description="Cairn SQL command server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server in the foreground")
+    serve.add_argument("--config", help="TOML config file (see config.example.toml)")
+    serve.add_argument("--data-dir", help="data directory (default ./cairn-data)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 = any free)")
+    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    sql = sub.add_parser("sql", help="the SQL console")
+    sql.add_argument("--url", default="http://127.0.0.1:8080")
+    sql.add_argument("--token")
+    sql.add_argument("--user")
+    sql.add_argument("--namespace", "-n")
+    sql.add_argument("-c", dest="command_sql", help="run this SQL and exit")
+    sql.add_argument("-f", dest="file", help="run the SQL in this file and exit")
+    sql.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    return parser
+
+
+async def serve(cfg: config_mod.Config) -> None:
+    from .app import create_app, open_state
+
+    cairn = open_state(cfg)
+    app = create_app(cfg, cairn)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # noqa: SLF001
+        port = sockets[0].getsockname()[1] if sockets else cfg.server.port
+        print(f"cairn listening on http://{cfg.server.host}:{port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logging.getLogger("cairn").info("stopping")
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "sql":
+        from .console import main as console_main
+
+        return console_main(args)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        cfg = config_mod.load(
+            args.config, host=args.host, port=args.port, data_dir=args.data_dir
+        )
+        asyncio.run(serve(cfg))
+    except config_mod.ConfigError as exc:
+        print(f"cairn: {exc}", file=sys.stderr)
+        return 2
+    except CatalogLocked as exc:
+        print(f"cairn: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cairn: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

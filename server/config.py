@@ -1,0 +1,157 @@
+"""Configuration: embedded defaults, overridden by a TOML file, overridden by flags.
+
+Every key here is documented in `config.example.toml`; a test keeps the two in step."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A bad config file or value; `cairn serve` prints it on one line and exits."""
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_request_bytes: int = 10 * 1024 * 1024
+    node_id: str = ""  # empty: derived from host and port
+    blocking_threads: int = 8
+    query_timeout_seconds: float = 60.0
+
+
+@dataclass
+class StorageConfig:
+    data_dir: str = "./cairn-data"
+    flush_rows: int = 10_000
+    flush_interval_seconds: float = 300.0
+    duckdb_memory_limit: str = "1GB"
+    duckdb_threads: int = 2
+
+
+@dataclass
+class BackupConfig:
+    roots: list[str] = field(default_factory=list)  # empty: [<data_dir>/backups]
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class AuthConfig:
+    mode: str = "none"
+    tokens: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class JobsConfig:
+    max_concurrent: int = 2
+    history_max_age_days: float = 30.0
+    history_max_count: int = 10_000
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir).resolve()
+
+    @property
+    def backup_roots(self) -> list[str]:
+        if self.backup.roots:
+            return [str(Path(r).resolve()) for r in self.backup.roots]
+        return [str(self.data_dir / "backups")]
+
+    @property
+    def node_id(self) -> str:
+        return self.server.node_id or f"{self.server.host}:{self.server.port}"
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _apply(section_obj: Any, section: str, values: dict[str, Any]) -> None:
+    known = {f.name: f for f in dataclasses.fields(section_obj)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown config key [{section}] {key}")
+        default = getattr(section_obj, key)
+        if isinstance(default, bool) != isinstance(value, bool) or (
+            not isinstance(default, bool)
+            and isinstance(default, int | float)
+            and not isinstance(value, int | float)
+        ):
+            raise ConfigError(f"config key [{section}] {key} must be {type(default).__name__}")
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"config key [{section}] {key} must be a string")
+        if isinstance(default, list) and not isinstance(value, list):
+            raise ConfigError(f"config key [{section}] {key} must be a list")
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+            raise ConfigError(f"config key [{section}] {key} must be an integer")
+        if isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        setattr(section_obj, key, value)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    cfg = Config()
+    for section, values in data.items():
+        if section not in SECTIONS or not isinstance(values, dict):
+            raise ConfigError(f"unknown config section [{section}]")
+        _apply(getattr(cfg, section), section, values)
+    validate(cfg)
+    return cfg
+
+
+def load(path: str | Path | None = None, **overrides: Any) -> Config:
+    """Defaults, then the TOML file at `path`, then non-None `overrides`
+    (host, port, data_dir)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+    cfg = from_dict(data)
+    if overrides.get("host") is not None:
+        cfg.server.host = overrides["host"]
+    if overrides.get("port") is not None:
+        cfg.server.port = int(overrides["port"])
+    if overrides.get("data_dir") is not None:
+        cfg.storage.data_dir = str(overrides["data_dir"])
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    if cfg.auth.mode not in ("none", "token"):
+        raise ConfigError('[auth] mode must be "none" or "token"')
+    for entry in cfg.auth.tokens:
+        if not isinstance(entry, dict) or not {"token", "user"} <= set(entry):
+            raise ConfigError("each [[auth.tokens]] needs token and user")
+        if entry.get("role", "user") not in ("admin", "user"):
+            raise ConfigError("[[auth.tokens]] role must be admin or user")
+    if cfg.auth.mode == "token" and not cfg.auth.tokens:
+        raise ConfigError('[auth] mode = "token" needs at least one [[auth.tokens]]')
+    if not 0 <= cfg.server.port <= 65535:
+        raise ConfigError("[server] port must be 0..65535")
+    if cfg.server.max_request_bytes < 1024:
+        raise ConfigError("[server] max_request_bytes must be at least 1024")
+    if cfg.storage.flush_rows < 1:
+        raise ConfigError("[storage] flush_rows must be at least 1")
+    if cfg.jobs.max_concurrent < 1:
+        raise ConfigError("[jobs] max_concurrent must be at least 1")
+    for name, target in cfg.backup.targets.items():
+        if not isinstance(target, dict) or "uri" not in target:
+            raise ConfigError(f"[backup.targets.{name}] needs a uri")

@@ -1,0 +1,256 @@
+"""The job runner: every long operation (flush, backup, restore, verify, drop) is a job.
+
+The job row is written before any work starts, so `system.jobs` shows it from
+the first instant; status moves queued -> running -> completed | failed |
+cancelled; progress counters are written while it runs (throttled). Work runs in
+a thread and checks `ctx.check_cancelled()` between units of work, so KILL JOB
+stops it within a second. A job found queued/running at start-up belonged to a
+dead process: it is marked failed and its registered cleanup is run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from catalog import Job, utcnow
+from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
+from catalog.ids import new_id
+
+from .state import Cairn, Session
+
+log = logging.getLogger("cairn.jobs")
+
+ACTIVE = ("queued", "running")
+HEAVY = {"backup", "restore", "verify", "drop_backup", "prune"}
+PROGRESS_INTERVAL = 0.05  # seconds between progress writes to the catalog
+
+Work = Callable[["JobContext"], dict[str, Any]]
+Cleanup = Callable[[Job], None]
+
+
+class JobContext:
+    """Handed to a job's work function (in a worker thread)."""
+
+    def __init__(self, runner: JobRunner, job: Job) -> None:
+        self._runner = runner
+        self.job = job
+        self.job_id = job.job_id
+        self._cancel = threading.Event()
+        self._last_write = 0.0
+        self._lock = threading.Lock()
+        self.error: CairnError | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def check_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled(f"job {self.job_id} was cancelled")
+
+    def progress(
+        self,
+        *,
+        files_done: int | None = None,
+        files_total: int | None = None,
+        bytes_done: int | None = None,
+        bytes_total: int | None = None,
+        rows: int | None = None,
+        fraction: float | None = None,
+        force: bool = False,
+    ) -> None:
+        """Update counters; the catalog row is rewritten at most every 50 ms.
+        `fraction` defaults to bytes_done/bytes_total, else files_done/files_total."""
+        with self._lock:
+            j = self.job
+            for name, value in (
+                ("files_done", files_done),
+                ("files_total", files_total),
+                ("bytes_done", bytes_done),
+                ("bytes_total", bytes_total),
+                ("rows", rows),
+            ):
+                if value is not None:
+                    setattr(j, name, int(value))
+            if fraction is None:
+                if j.bytes_total:
+                    fraction = j.bytes_done / j.bytes_total
+                elif j.files_total:
+                    fraction = j.files_done / j.files_total
+            if fraction is not None:
+                # Never past 0.99 while running, never backwards.
+                j.fraction_completed = max(j.fraction_completed, min(0.99, max(0.0, fraction)))
+            now = time.monotonic()
+            if force or now - self._last_write >= PROGRESS_INTERVAL:
+                self._last_write = now
+                self._runner.cairn.catalog.put(j)
+
+    def set(self, **fields: Any) -> None:
+        """Record fields on the job row at once (backup_id, target, cleanup, …)."""
+        with self._lock:
+            for name, value in fields.items():
+                setattr(self.job, name, value)
+            self._runner.cairn.catalog.put(self.job)
+
+
+class JobRunner:
+    def __init__(self, cairn: Cairn) -> None:
+        self.cairn = cairn
+        self._contexts: dict[str, JobContext] = {}
+        self._tasks: dict[str, asyncio.Task[Job]] = {}
+        limit = cairn.config.jobs.max_concurrent
+        self._heavy = asyncio.Semaphore(limit)
+        self._light = asyncio.Semaphore(limit)
+        self.cleanups: dict[str, Cleanup] = {}
+
+    # --- start-up ------------------------------------------------------
+
+    def recover(self) -> list[Job]:
+        """Mark jobs of a dead process failed and undo what they half-wrote."""
+        failed = []
+        for job in self.cairn.catalog.scan(Job):
+            if job.status not in ACTIVE:
+                continue
+            job.status = "failed"
+            job.finished_at = utcnow()
+            job.error_message = "interrupted by server restart"
+            cleanup = self.cleanups.get(job.job_type)
+            if cleanup is not None:
+                try:
+                    cleanup(job)
+                except Exception:  # cleanup must not stop the server starting
+                    log.exception("cleanup of interrupted job %s failed", job.job_id)
+            job.cleanup = {}
+            self.cairn.catalog.put(job)
+            failed.append(job)
+        return failed
+
+    def trim_history(self) -> int:
+        """Keep job history bounded: drop finished jobs past the age or count limit."""
+        cfg = self.cairn.config.jobs
+        finished = [j for j in self.cairn.catalog.scan(Job) if j.status not in ACTIVE]
+        cutoff = (datetime.now(timezone.utc) - timedelta(days=cfg.history_max_age_days)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%f"
+        )[:-3] + "Z"
+        doomed = [j for j in finished if (j.finished_at or j.created_at) < cutoff]
+        keep = [j for j in finished if j not in doomed]
+        excess = len(keep) - cfg.history_max_count
+        if excess > 0:
+            doomed += sorted(keep, key=lambda j: j.job_id)[:excess]
+        if doomed:
+            batch = self.cairn.catalog.batch()
+            for j in doomed:
+                batch.delete(Job, j.job_id)
+            batch.commit()
+        return len(doomed)
+
+    # --- running -------------------------------------------------------
+
+    async def run(
+        self,
+        job_type: str,
+        session: Session,
+        work: Work,
+        *,
+        namespace: str | None = None,
+        target: str | None = None,
+        backup_id: str | None = None,
+        statement: str | None = None,
+        detached: bool = False,
+    ) -> Job:
+        """Record a job, run `work(ctx)` in a thread, and (unless detached) wait.
+
+        Raises the work's CairnError if it failed and `Cancelled` if it was killed."""
+        job = Job(
+            job_id=new_id("job"),
+            job_type=job_type,
+            namespace=namespace,
+            target=target,
+            backup_id=backup_id,
+            statement=statement if statement is not None else session.text,
+            user_id=session.user_id,
+            node_id=self.cairn.node_id,
+        )
+        await self.cairn.run(self.cairn.catalog.put, job)
+        ctx = JobContext(self, job)
+        self._contexts[job.job_id] = ctx
+        task = asyncio.create_task(self._drive(ctx, work), name=job.job_id)
+        self._tasks[job.job_id] = task
+        if detached:
+            return job
+        done = await asyncio.shield(task)
+        if done.status == "completed":
+            return done
+        if done.status == "cancelled":
+            raise Cancelled(done.error_message or f"job {done.job_id} was cancelled")
+        raise ctx.error or CairnError(done.error_message or "job failed")
+
+    async def _drive(self, ctx: JobContext, work: Work) -> Job:
+        job = ctx.job
+        sem = self._heavy if job.job_type in HEAVY else self._light
+        try:
+            async with sem:
+                if ctx.cancelled:
+                    raise Cancelled(f"job {job.job_id} was cancelled before it started")
+                job.status = "running"
+                job.started_at = utcnow()
+                await self.cairn.run(self.cairn.catalog.put, job)
+                result = await self.cairn.run(work, ctx)
+            job.status = "completed"
+            job.result = result
+            job.fraction_completed = 1.0
+        except Cancelled as exc:
+            job.status = "cancelled"
+            job.error_message = exc.message
+        except CairnError as exc:
+            ctx.error = exc
+            job.status = "failed"
+            job.error_message = exc.message
+        except Exception as exc:
+            log.exception("job %s (%s) failed with a bug", job.job_id, job.job_type)
+            job.status = "failed"
+            job.error_message = f"internal error: {type(exc).__name__}: {exc}"
+        job.finished_at = utcnow()
+        job.cleanup = {}
+        try:
+            await self.cairn.run(self.cairn.catalog.put, job)
+        finally:
+            self._contexts.pop(job.job_id, None)
+            self._tasks.pop(job.job_id, None)
+        return job
+
+    async def kill(self, job_id: str) -> Job:
+        """Cancel a queued or running job and wait (up to 5 s) for it to stop."""
+        job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
+        if job is None:
+            raise NotFound(f"Job '{job_id}' does not exist")
+        ctx = self._contexts.get(job_id)
+        if ctx is None or job.status not in ACTIVE:
+            raise InvalidArgument(f"Job '{job_id}' is {job.status}, not running")
+        ctx.cancel()
+        task = self._tasks.get(job_id)
+        if task is not None:
+            try:
+                return await asyncio.wait_for(asyncio.shield(task), timeout=5.0)
+            except asyncio.TimeoutError:
+                pass
+        return ctx.job
+
+    def active(self) -> list[str]:
+        return list(self._tasks)
+
+    async def shutdown(self) -> None:
+        """Cancel every running job and wait for them to stop (server stop)."""
+        for ctx in list(self._contexts.values()):
+            ctx.cancel()
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=10.0)

@@ -1,0 +1,135 @@
+"""A statement's result and the one serializer that turns it into contract JSON.
+
+Every handler returns a `Result`; the HTTP layer never formats values itself.
+Values follow the contract: timestamps as ISO-8601 UTC strings with `Z`, JSON
+columns as JSON values, bytes as base64, decimals as exact strings."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+# Arrow field metadata key a producer sets to name the Cairn type of a column
+# (e.g. b"JSON" on a string column holding JSON text).
+CAIRN_TYPE_KEY = b"cairn.type"
+
+
+@dataclass
+class Result:
+    columns: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    row_count: int = 0
+    message: str | None = None
+
+    @classmethod
+    def of_message(cls, message: str, row_count: int = 0) -> Result:
+        return cls(message=message, row_count=row_count)
+
+    @classmethod
+    def of_rows(
+        cls,
+        columns: list[tuple[str, str]],
+        rows: list[dict[str, Any]],
+        message: str | None = None,
+    ) -> Result:
+        """Rows already holding Python values; `columns` is (name, Cairn type)."""
+        out = [{name: to_json_value(r.get(name), typ) for name, typ in columns} for r in rows]
+        return cls(
+            columns=[c for c, _ in columns],
+            types=[t for _, t in columns],
+            rows=out,
+            row_count=len(out),
+            message=message,
+        )
+
+    @classmethod
+    def of_arrow(cls, table: pa.Table, message: str | None = None) -> Result:
+        names = list(table.column_names)
+        types = [cairn_type(f) for f in table.schema]
+        pylists = [table.column(i).to_pylist() for i in range(table.num_columns)]
+        rows = [
+            {names[c]: to_json_value(pylists[c][r], types[c]) for c in range(len(names))}
+            for r in range(table.num_rows)
+        ]
+        return cls(columns=names, types=types, rows=rows, row_count=len(rows), message=message)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "columns": self.columns,
+            "schema": [{"name": n, "type": t} for n, t in zip(self.columns, self.types)],
+            "rows": self.rows,
+            "row_count": self.row_count,
+            "message": self.message,
+        }
+
+
+def cairn_type(f: pa.Field) -> str:
+    """The Cairn type name shown in `schema` for an Arrow field."""
+    if f.metadata and CAIRN_TYPE_KEY in f.metadata:
+        return f.metadata[CAIRN_TYPE_KEY].decode()
+    t = f.type
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
+        return "SMALLINT"
+    if pa.types.is_int32(t) or pa.types.is_uint16(t):
+        return "INT"
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_float32(t) or pa.types.is_float16(t):
+        return "REAL"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "TEXT"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return "BYTES"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP"
+    if pa.types.is_list(t) or pa.types.is_struct(t) or pa.types.is_map(t):
+        return "JSON"
+    return str(t).upper()
+
+
+def to_json_value(value: Any, cairn_t: str = "") -> Any:
+    """One value as the contract wants it in JSON."""
+    if value is None:
+        return None
+    if isinstance(value, bool | int | str) and cairn_t != "JSON":
+        return value
+    if cairn_t == "JSON" and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time | dt.timedelta):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_value(v) for v in value]
+    return value

@@ -1,0 +1,66 @@
+"""What every handler is given: the server's state (`Cairn`) and the caller (`Session`)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from catalog import Catalog
+
+from .config import Config
+
+if TYPE_CHECKING:
+    from storage.engine import Engine
+
+    from .jobs import JobRunner
+
+log = logging.getLogger("cairn")
+T = TypeVar("T")
+
+
+@dataclass
+class Session:
+    """Who runs a statement and where: the caller's identity and role, the
+    request's default namespace, and the statement's own SQL text."""
+
+    user_id: str | None
+    role: str = "admin"
+    namespace: str | None = None
+    text: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Cairn:
+    """The server's state, built by `create_app` and closed with it."""
+
+    def __init__(self, config: Config, catalog: Catalog) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.data_dir = config.data_dir
+        self.node_id = config.node_id
+        # Held by statements that create or drop namespaces (and restore, which
+        # makes one appear), so two of them never race on the same name.
+        self.namespace_lock = threading.RLock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=config.server.blocking_threads, thread_name_prefix="cairn-io"
+        )
+        self.engine: Engine = None  # type: ignore[assignment]  # set by create_app
+        self.jobs: JobRunner = None  # type: ignore[assignment]  # set by create_app
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """The one door for blocking work (RocksDB, DuckDB, pyarrow, files): it
+        runs in the I/O thread pool so the event loop never stalls."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,228 @@
+"""Typed statements: what the parser hands to the executor.
+
+The executor never sees a Lark tree or raw text of Cairn's own statements; it
+dispatches on these classes. Ordinary SQL (SELECT/INSERT/UPDATE/DELETE) arrives
+as `Query`, holding the sqlglot expression.
+
+Names are already folded to lower case. Option keys are lower case; option values
+are Python literals (str, int, float, bool, None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal as TLiteral
+
+OptionValue = str | int | float | bool | None
+TableKind = TLiteral["shared", "user", "stream"]
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """`ns.table` or just `table` (resolved later against the request's namespace)."""
+
+    namespace: str | None
+    name: str
+
+
+@dataclass(frozen=True)
+class TypeSpec:
+    """A column type. `name` is canonical: BOOLEAN, SMALLINT, INT, BIGINT, REAL,
+    DOUBLE, DECIMAL, TEXT, BYTES, DATE, TIMESTAMP, JSON (INTEGER -> INT,
+    FLOAT -> REAL, VARCHAR -> TEXT, BLOB -> BYTES). `params` holds DECIMAL(p, s)
+    or TEXT(n) arguments."""
+
+    name: str
+    params: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ColumnDef:
+    name: str
+    type: TypeSpec
+    not_null: bool = False
+    primary_key: bool = False
+    has_default: bool = False
+    default: OptionValue = None
+
+
+@dataclass(frozen=True)
+class Statement:
+    """Base of every statement."""
+
+
+# --- namespaces -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateNamespace(Statement):
+    name: str
+    if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class DropNamespace(Statement):
+    name: str
+    if_exists: bool = False
+    cascade: bool = False
+
+
+@dataclass(frozen=True)
+class ShowNamespaces(Statement):
+    pass
+
+
+# --- tables -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateTable(Statement):
+    table: TableRef
+    columns: tuple[ColumnDef, ...]
+    kind: TableKind = "shared"
+    if_not_exists: bool = False
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class DropTable(Statement):
+    table: TableRef
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class AlterTableAddColumn(Statement):
+    table: TableRef
+    column: ColumnDef
+
+
+@dataclass(frozen=True)
+class AlterTableDropColumn(Statement):
+    table: TableRef
+    column: str
+
+
+@dataclass(frozen=True)
+class ShowTables(Statement):
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class DescribeTable(Statement):
+    table: TableRef
+    history: bool = False
+
+
+@dataclass(frozen=True)
+class FlushTable(Statement):
+    table: TableRef
+
+
+@dataclass(frozen=True)
+class FlushAllTables(Statement):
+    namespace: str
+
+
+# --- backups ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupDatabase(Statement):
+    namespace: str
+    target: str
+    if_exists: bool = False
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class RestoreDatabase(Statement):
+    namespace: str
+    target: str
+    as_name: str | None = None
+    if_not_exists: bool = False
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class ShowBackups(Statement):
+    namespace: str | None = None
+    target: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ShowBackup(Statement):
+    backup_id: str
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyBackup(Statement):
+    backup_id: str
+    target: str | None = None
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class DropBackup(Statement):
+    backup_id: str
+    target: str | None = None
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class KillJob(Statement):
+    job_id: str
+
+
+@dataclass(frozen=True)
+class CreateSchedule(Statement):
+    name: str
+    namespace: str
+    target: str
+    every: str
+    keep_last: int | None = None
+    if_not_exists: bool = False
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class ShowSchedules(Statement):
+    pass
+
+
+@dataclass(frozen=True)
+class DropSchedule(Statement):
+    name: str
+    if_exists: bool = False
+
+
+# --- ordinary SQL -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query(Statement):
+    """SELECT / INSERT / UPDATE / DELETE, parsed by sqlglot (DuckDB dialect).
+
+    `kind` is 'select', 'insert', 'update' or 'delete'. `expression` is the
+    sqlglot tree; it is excluded from equality so two parses of the same text
+    compare equal through `sql` (the normalised text sqlglot prints back)."""
+
+    kind: str
+    sql: str
+    expression: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ParsedStatement:
+    """One statement of a request, with where it starts in the request text."""
+
+    statement: Statement
+    text: str
+    index: int  # 1-based position in the request
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+def options_dict(options: tuple[tuple[str, OptionValue], ...]) -> dict[str, OptionValue]:
+    return dict(options)

@@ -1,0 +1,116 @@
+"""The catalog: typed records, atomic batches, checkpoints, restart, the lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from catalog import Backup, Catalog, CatalogLocked, DataFile, Job, Namespace, Table, TableSchema
+from catalog.ids import new_id
+
+
+def test_records_round_trip(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "cat")
+    ns = Namespace("app", options={"x": 1})
+    t = Table("app", "t", "uid1", "user", schema_version=2, primary_key=["id"])
+    s = TableSchema("uid1", 2, "app", "t", columns=[{"name": "id", "type": "BIGINT"}])
+    f = DataFile("uid1", "f1", "files/uid1/f1.parquet", 10, 100, "ab" * 32, 2, user_id="u")
+    j = Job(new_id("job"), "flush", result={"rows": 3})
+    b = Backup("bk-1", "app", "/x", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z")
+    for r in (ns, t, s, f, j, b):
+        cat.put(r)
+    assert cat.get(Namespace, "app") == ns
+    assert cat.get(Table, t.key()) == t
+    assert cat.get(TableSchema, s.key()) == s
+    assert cat.get(DataFile, f.key()) == f
+    assert cat.get(Job, j.job_id) == j
+    assert cat.get(Backup, "bk-1") == b
+    assert cat.get(Namespace, "nope") is None
+    cat.close()
+
+
+def test_scan_prefix_is_exact(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "cat")
+    for ns, name in [("a", "t1"), ("a", "t2"), ("ab", "t1"), ("b", "t")]:
+        cat.put(Table(ns, name, f"{ns}{name}", "shared"))
+    assert [t.name for t in cat.scan(Table, "a\x00")] == ["t1", "t2"]
+    assert len(cat.scan(Table)) == 4
+    cat.close()
+
+
+def test_batch_is_atomic_across_families(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "cat")
+    batch = cat.batch()
+    batch.put(Namespace("app")).put(Table("app", "t", "u1", "shared"))
+    batch.put_raw("buf_u1", b"k", b"v")
+    # Nothing is visible before commit.
+    assert cat.get(Namespace, "app") is None
+    assert cat.get_raw("buf_u1", b"k") is None
+    batch.commit()
+    assert cat.get(Namespace, "app") is not None
+    assert cat.get_raw("buf_u1", b"k") == b"v"
+    with pytest.raises(RuntimeError):
+        with cat.atomic() as b:
+            b.delete(Namespace, "app")
+            raise RuntimeError("abandon")
+    assert cat.get(Namespace, "app") is not None  # the abandoned batch never landed
+    cat.close()
+
+
+def test_checkpoint_is_a_consistent_copy(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "cat")
+    cat.put(Namespace("before"))
+    cat.checkpoint(tmp_path / "ck")
+    cat.put(Namespace("after"))
+    copy = Catalog(tmp_path / "ck")
+    assert [n.name for n in copy.scan(Namespace)] == ["before"]
+    copy.close()
+    cat.close()
+
+
+def test_lock_refuses_a_second_opener_and_is_released(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "cat")
+    with pytest.raises(CatalogLocked):
+        Catalog(tmp_path / "cat")
+    cat.close()
+    Catalog(tmp_path / "cat").close()
+
+
+def test_sequence_never_repeats_across_restart(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "cat")
+    first = cat.next_seq(10)
+    last = cat.next_seq(1)
+    assert last == first + 10
+    cat.close()
+    cat = Catalog(tmp_path / "cat")
+    assert cat.next_seq() > last
+    cat.close()
+
+
+def test_survives_sigkill(tmp_path: Path) -> None:
+    """A record written by a process that is then killed is there on reopen."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from catalog import Catalog, Namespace
+        cat = Catalog({str(tmp_path / 'cat')!r})
+        cat.put(Namespace("survivor"))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2])
+    assert proc.returncode == -9
+    cat = Catalog(tmp_path / "cat")
+    assert cat.get(Namespace, "survivor") is not None
+    cat.close()
+
+
+def test_ids_sort_in_creation_order() -> None:
+    ids = [new_id("job") for _ in range(2000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(i.startswith("job-") for i in ids)
