@@ -1,0 +1,311 @@
+"""SQL text -> typed statements: the only door into `sqlgrammar`.
+
+A request is split into statements (splitter.py); each is routed by its first
+words: Cairn's own statements go to the LALR grammar in commands.lark, ordinary
+SQL goes to sqlglot (DuckDB dialect) and comes back as `ast.Query`. Anything
+sqlglot parses that is not SELECT/INSERT/UPDATE/DELETE comes back as
+`Query(kind="other")` so the executor can refuse it; nothing is dropped silently.
+Errors carry positions in the whole request, not in the statement.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any, cast
+
+import sqlglot
+from lark import Lark, Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.parsers.lalr_interactive_parser import InteractiveParser
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError
+
+from . import ast
+from .errors import EmptySql, SqlInvalid, SqlSyntaxError
+from .splitter import Chunk, split_script
+from .transformer import ToAst
+
+__all__ = ["KEYWORDS", "iter_script", "parse_one", "parse_script"]
+
+log = logging.getLogger(__name__)
+
+# ---- routing -------------------------------------------------------------------
+
+# First words that always mean a Cairn statement.
+_CAIRN_FIRST = {"SHOW", "DESCRIBE", "DESC", "FLUSH", "BACKUP", "RESTORE", "VERIFY", "KILL"}
+# CREATE / DROP / ALTER followed by one of DuckDB's other objects is ordinary SQL
+# (refused later as kind "other"); any other second word is Cairn's, so a typo
+# like CREATE NAMESPAC gets a syntax error rather than "not allowed".
+_DUCKDB_OBJECTS = {
+    "OR", "TEMP", "TEMPORARY", "PERSISTENT", "VIEW", "MATERIALIZED", "MACRO", "FUNCTION",
+    "SEQUENCE", "INDEX", "UNIQUE", "SCHEMA", "TYPE", "SECRET", "DATABASE", "TRIGGER", "ROLE",
+}
+# First words of ordinary SQL (DuckDB). Words in neither set go to the grammar,
+# whose error then lists what a statement may start with.
+_SQL_FIRST = {
+    "SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "VALUES", "FROM", "TABLE", "EXPLAIN",
+    "COPY", "ATTACH", "DETACH", "PRAGMA", "SET", "RESET", "INSTALL", "FORCE", "LOAD",
+    "EXPORT", "IMPORT", "CALL", "USE", "CHECKPOINT", "VACUUM", "ANALYZE", "BEGIN", "START",
+    "COMMIT", "END", "ROLLBACK", "ABORT", "SUMMARIZE", "PIVOT", "UNPIVOT", "MERGE",
+    "TRUNCATE", "REPLACE", "PREPARE", "EXECUTE", "DEALLOCATE", "COMMENT", "GRANT",
+    "REVOKE", "UPSERT",
+}
+# Suggested alongside Cairn's keywords when the very first word is wrong.
+_SQL_SUGGESTED = ["DELETE", "INSERT", "SELECT", "UPDATE", "WITH"]
+
+_FIRST_WORDS = re.compile(r"\s*([A-Za-z_]+)(?:\s+([A-Za-z_]+))?")
+# Top-level words of a statement, skipping strings, quoted names and parentheses.
+_TOP_LEVEL = re.compile(r"""'[^']*(?:''[^']*)*'|"[^"]*(?:""[^"]*)*"|[()]|[A-Za-z_][A-Za-z0-9_]*""")
+
+
+def _is_cairn(code: str) -> bool:
+    """True for Cairn's own statements, decided on the first words only."""
+    m = _FIRST_WORDS.match(code)
+    if m is None:
+        return not code.lstrip().startswith("(")
+    first = m.group(1).upper()
+    second = (m.group(2) or "").upper()
+    if first in _CAIRN_FIRST:
+        return True
+    if first in ("CREATE", "DROP", "ALTER"):
+        if second in _DUCKDB_OBJECTS:
+            return False
+        # CREATE TABLE t AS SELECT ... is ordinary SQL (and refused later).
+        return not (first == "CREATE" and second == "TABLE" and _has_top_level_as(code))
+    return first not in _SQL_FIRST
+
+
+def _has_top_level_as(code: str) -> bool:
+    depth = 0
+    for m in _TOP_LEVEL.finditer(code):
+        tok = m.group()
+        if tok == "(":
+            depth += 1
+        elif tok == ")":
+            depth -= 1
+        elif depth == 0 and tok.upper() == "AS":
+            return True
+    return False
+
+
+# ---- the grammar -----------------------------------------------------------------
+
+
+class _AlwaysName:
+    """Postlexer that only asks the contextual lexer to always try NAME.
+
+    With NAME in every state's lexer, a word is always read whole and is then
+    turned into a keyword only if it is exactly one that the state accepts, so
+    `SHOW TABLESPACE` is an error at `TABLESPACE`, not `SHOW TABLES` + `PACE`."""
+
+    always_accept = ("NAME",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        return stream
+
+
+def _load_grammar() -> Lark:
+    """Build the LALR parser once. The cache lives in the temp dir (lark's
+    default), never in the package, so a read-only install works; if caching
+    fails in any way we build without it."""
+    options: dict[str, Any] = dict(
+        parser="lalr", propagate_positions=True, postlex=_AlwaysName(), transformer=ToAst(),
+        maybe_placeholders=True,
+    )
+    try:
+        return Lark.open("commands.lark", rel_to=__file__, cache=True, **options)
+    except (OSError, EOFError, ValueError, AttributeError) as exc:
+        log.warning("lark grammar cache unusable (%s); building without it", exc)
+        return Lark.open("commands.lark", rel_to=__file__, **options)
+
+
+def _check_coverage(lark: Lark) -> None:
+    """Prove at import that every rule has a ToAst method. A missing one would
+    otherwise only surface (via `__default__`) when some input reaches that rule."""
+    missing = sorted(
+        {r.alias or r.origin.name for r in lark.rules
+         if not (r.options.expand1 or str(r.origin.name).startswith("_"))}
+        - set(dir(ToAst))
+    )
+    if missing:
+        raise RuntimeError(f"ToAst has no method for rules: {', '.join(map(str, missing))}")
+
+
+_LARK = _load_grammar()
+_check_coverage(_LARK)
+
+# Every keyword of the grammar (upper case), e.g. for the printer's quoting.
+KEYWORDS: frozenset[str] = frozenset(
+    t.name[1:] for t in _LARK.terminals if t.name.startswith("_") and t.pattern.type == "str"
+)
+
+_HUMAN = {
+    "LPAR": "(", "RPAR": ")", "COMMA": ",", "DOT": ".", "EQUAL": "=",
+    "NAME": "name", "QUOTED_NAME": "name", "STRING": "string", "NUMBER": "number",
+    "TYPE_NAME": "type",
+    "$END": "end of statement",
+}
+
+
+def _human(terminals: Any) -> list[str]:
+    return sorted({_HUMAN.get(t, t[1:] if t.startswith("_") else t) for t in terminals})
+
+
+# ---- parsing one statement ---------------------------------------------------------
+
+
+def _absolute(chunk: Chunk, line: int, column: int) -> tuple[int, int]:
+    """Statement-relative position -> position in the whole request."""
+    if line <= 1:
+        return chunk.line, chunk.column + column - 1
+    return chunk.line + line - 1, column
+
+
+def _syntax_error(chunk: Chunk, what: str, line: int, column: int,
+                  expected: list[str]) -> SqlSyntaxError:
+    line, column = _absolute(chunk, line, column)
+    message = f"unexpected {what} at line {line}, column {column}"
+    if expected:
+        shown = [e if e[0].isalpha() else repr(e) for e in expected]
+        message += "; expected " + ("one of: " if len(shown) > 1 else "") + ", ".join(shown)
+    return SqlSyntaxError(message, line, column, expected, chunk.index)
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 30 else text[:27] + "...")
+
+
+def _from_lark(chunk: Chunk, exc: UnexpectedInput) -> SqlSyntaxError:
+    if isinstance(exc, UnexpectedToken):
+        tok = exc.token
+        terminals = exc.accepts or exc.expected
+        if tok.type == "$END":
+            line, column, what = tok.end_line or 1, tok.end_column or 1, "end of statement"
+        else:
+            line, column, what = tok.line or 1, tok.column or 1, _shown(str(tok))
+        expected = _human(terminals)
+        if tok.start_pos in (0, None) and tok.type != "$END":
+            expected = sorted(set(expected) | set(_SQL_SUGGESTED))
+        return _syntax_error(chunk, what, line, column, expected)
+    if isinstance(exc, UnexpectedCharacters):
+        terminals = _accepts(exc)
+        return _syntax_error(chunk, f"character {exc.char!r}", exc.line, exc.column,
+                             _human(terminals))
+    return _syntax_error(chunk, "input", exc.line, exc.column, [])
+
+
+class _NoLexer:
+    """Just enough of a lexer thread for InteractiveParser.accepts()."""
+
+    _Token = Token
+
+
+def _accepts(exc: UnexpectedCharacters) -> set[str]:
+    """What the parser could take at a bad character (not what the lexer knows)."""
+    if exc.state is None:
+        return set(exc.allowed or ())
+    interactive = InteractiveParser(None, exc.state.copy(), cast(Any, _NoLexer()))
+    return set(cast(Any, interactive).accepts())
+
+
+def _parse_cairn(chunk: Chunk) -> ast.Statement:
+    try:
+        result = cast(ast.Statement, _LARK.parse(chunk.code))
+    except UnexpectedInput as exc:
+        raise _from_lark(chunk, exc) from None
+    except SqlInvalid as exc:
+        exc.line, exc.column = _absolute(chunk, exc.line, exc.column)
+        exc.statement = chunk.index
+        raise
+    return result
+
+
+def _query_kind(expression: exp.Expression) -> str:
+    if expression.find(exp.Into):  # SELECT ... INTO creates a table
+        return "other"
+    if isinstance(expression, (exp.Query, exp.Values)):
+        return "select"
+    if isinstance(expression, exp.Insert):
+        return "insert"
+    if isinstance(expression, exp.Update):
+        return "update"
+    if isinstance(expression, exp.Delete):
+        return "delete"
+    return "other"
+
+
+def _parse_query(chunk: Chunk) -> ast.Query:
+    try:
+        expressions = [e for e in sqlglot.parse(chunk.text, read="duckdb") if e is not None]
+        if len(expressions) != 1:
+            raise SqlSyntaxError(
+                f"expected one statement, found {len(expressions)}",
+                chunk.line, chunk.column, [], chunk.index)
+        expression = cast(exp.Expression, expressions[0])
+        return ast.Query(_query_kind(expression), expression.sql(dialect="duckdb"), expression)
+    except ParseError as exc:
+        raise _from_sqlglot(chunk, exc) from None
+    except (SqlglotError, RecursionError) as exc:  # tokenizer errors have no position
+        message = "statement is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise SqlSyntaxError(message, chunk.line, chunk.column, [], chunk.index) from None
+
+
+def _from_sqlglot(chunk: Chunk, exc: ParseError) -> SqlSyntaxError:
+    first = exc.errors[0] if exc.errors else {}
+    line, column = first.get("line") or 1, first.get("col") or 1
+    highlight = first.get("highlight") or ""
+    if highlight and "\n" not in highlight:  # sqlglot's col is the token's last character
+        column = max(1, column - len(highlight) + 1)
+    what = _shown(highlight) if highlight else "input"
+    description = str(first.get("description") or exc).split(". Line ")[0]
+    description = re.sub(r"\s*but got <Token.*", "", description, flags=re.DOTALL)
+    if description.startswith("Required keyword"):  # names a sqlglot class
+        description = "incomplete expression"
+    line, column = _absolute(chunk, line, column)
+    return SqlSyntaxError(
+        f"unexpected {what} at line {line}, column {column}: {description}",
+        line, column, _expecting(description), chunk.index)
+
+
+def _expecting(description: str) -> list[str]:
+    """sqlglot says 'Expecting )' or 'Expected table name'; keep that as the list."""
+    m = re.match(r"Expect(?:ing|ed) (.+)", description)
+    return [m.group(1)] if m else []
+
+
+def _parse_chunk(chunk: Chunk) -> ast.ParsedStatement:
+    statement = _parse_cairn(chunk) if _is_cairn(chunk.code) else _parse_query(chunk)
+    return ast.ParsedStatement(statement, chunk.text, chunk.index, chunk.line, chunk.column)
+
+
+# ---- public ------------------------------------------------------------------------
+
+
+def iter_script(sql: str) -> Iterator[ast.ParsedStatement]:
+    """Parse statements one at a time, so a caller can run those before a bad one.
+
+    Raises SqlSyntaxError / SqlInvalid (with `.statement` set) when it reaches a
+    statement that fails, and EmptySql if the text holds no statement."""
+    empty = True
+    for chunk in split_script(sql):
+        empty = False
+        yield _parse_chunk(chunk)
+    if empty:
+        raise EmptySql()
+
+
+def parse_script(sql: str) -> list[ast.ParsedStatement]:
+    """Parse a whole request; fails as a whole if any statement fails."""
+    return list(iter_script(sql))
+
+
+def parse_one(sql: str) -> ast.Statement:
+    """Parse text that must hold exactly one statement."""
+    parsed = parse_script(sql)
+    if len(parsed) > 1:
+        second = parsed[1]
+        raise SqlSyntaxError(
+            f"expected one statement, found {len(parsed)}",
+            second.line, second.column, ["end of input"], second.index)
+    return parsed[0].statement

@@ -1,0 +1,154 @@
+"""Cut a request into statements at the `;` that really end them.
+
+A `;` inside a string ('it''s;'), E-string (E'\\';'), dollar-quoted string
+($$;$$), quoted identifier ("a;b"), `--` comment or (nested) `/* */` comment
+does not split. Each chunk also gets a copy of its text with the comments
+blanked to spaces (newlines kept), so the grammar needs no comment rule and
+positions stay the same.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import SqlSyntaxError
+
+# Things that change the scanner's state; everything else is ordinary text.
+_SPECIAL = re.compile(r"""[;'"]|--|/\*|\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$""")
+_NON_BLANK = re.compile(r"[^\s\ufeff]")  # a leading byte-order mark is blank too
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_$]")
+_QUOTED = {"'": re.compile(r"'[^']*(?:''[^']*)*'"), '"': re.compile(r'"[^"]*(?:""[^"]*)*"')}
+_E_STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'", re.DOTALL)
+_COMMENT_EDGE = re.compile(r"/\*|\*/")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One statement as cut from the request."""
+
+    index: int  # 1-based position among the non-empty statements
+    start: int  # offset of its first token in the request
+    line: int  # 1-based line of its first token
+    column: int  # 1-based column of its first token
+    text: str  # the original text, first token to last, trailing blanks removed
+    code: str  # `text` with comments replaced by spaces
+
+
+class _Lines:
+    """Offset -> (line, column), both 1-based, counting characters like Lark does."""
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def position(self, offset: int) -> tuple[int, int]:
+        i = bisect.bisect_right(self.starts, offset) - 1
+        return i + 1, offset - self.starts[i] + 1
+
+
+def split_script(sql: str) -> Iterator[Chunk]:
+    """Yield the request's statements one by one.
+
+    A generator so that statements before an unterminated string are still
+    handed out; the error is raised when the scan reaches it."""
+    lines = _Lines(sql)
+    index = 0
+    first: int | None = None  # offset of the current statement's first token
+    comments: list[tuple[int, int]] = []  # comment spans inside the current statement
+    pos = 0
+    n = len(sql)
+
+    def unterminated(what: str, at: int, closer: str) -> SqlSyntaxError:
+        line, column = lines.position(at)
+        return SqlSyntaxError(
+            f"unterminated {what} starting at line {line}, column {column}; expected {closer}",
+            line, column, [closer], index + 1)
+
+    def chunk(end: int) -> Chunk | None:
+        nonlocal index
+        if first is None:
+            return None
+        index += 1
+        text = sql[first:end].rstrip()
+        code = text
+        if comments:
+            parts = list(text)
+            for c_start, c_end in comments:
+                for i in range(c_start - first, min(c_end - first, len(parts))):
+                    if parts[i] != "\n":
+                        parts[i] = " "
+            code = "".join(parts)
+        line, column = lines.position(first)
+        return Chunk(index, first, line, column, text, code)
+
+    while pos < n:
+        m = _SPECIAL.search(sql, pos)
+        stop = m.start() if m else n
+        if first is None:
+            blank = _NON_BLANK.search(sql, pos, stop)
+            if blank:
+                first = blank.start()
+        if m is None:
+            break
+        tok = m.group()
+        start = m.start()
+        if tok in ("--", "/*"):
+            end = _comment_end(sql, start)
+            if end < 0:
+                raise unterminated("comment", start, "*/")
+            if first is not None:
+                comments.append((start, end))
+            pos = end
+            continue
+        if first is None and tok != ";":
+            first = start
+        if tok == ";":
+            done = chunk(start)
+            if done is not None:
+                yield done
+            first, comments = None, []
+            pos = start + 1
+        elif tok == "'":
+            backslashes = start > 0 and sql[start - 1] in "eE" and (
+                start < 2 or not _IDENT_CHAR.match(sql[start - 2]))
+            end = _quoted_end(sql, start, "'", backslashes)
+            if end < 0:
+                raise unterminated("string", start, "'")
+            pos = end
+        elif tok == '"':
+            end = _quoted_end(sql, start, '"', False)
+            if end < 0:
+                raise unterminated("quoted name", start, '"')
+            pos = end
+        elif start > 0 and _IDENT_CHAR.match(sql[start - 1]):
+            pos = start + 1  # a `$` inside a word, not a dollar quote
+        else:
+            close = sql.find(tok, start + len(tok))
+            if close < 0:
+                raise unterminated("dollar-quoted string", start, tok)
+            pos = close + len(tok)
+    done = chunk(n)
+    if done is not None:
+        yield done
+
+
+def _quoted_end(sql: str, start: int, quote: str, backslashes: bool) -> int:
+    """Offset just past the closing quote (a doubled quote is an escape), or -1."""
+    pattern = _E_STRING if backslashes else _QUOTED[quote]
+    m = pattern.match(sql, start)
+    return m.end() if m else -1
+
+
+def _comment_end(sql: str, start: int) -> int:
+    """Offset just past a comment; `/* */` nests as in DuckDB and Postgres. -1 if open."""
+    if sql.startswith("--", start):
+        newline = sql.find("\n", start)
+        return len(sql) if newline < 0 else newline
+    depth = 0
+    for m in _COMMENT_EDGE.finditer(sql, start):
+        depth += 1 if m.group() == "/*" else -1
+        if depth == 0:
+            return m.end()
+    return -1

@@ -1,0 +1,79 @@
+"""Ordinary SQL goes to sqlglot; whatever is not a plain query comes back as 'other'."""
+
+from __future__ import annotations
+
+import pytest
+from sqlglot import exp
+
+from sqlgrammar import SqlSyntaxError, ast, parse_one
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("SELECT 1", "select"),
+        ("select * from app.t where _deleted = true", "select"),
+        ("WITH x AS (SELECT 1) SELECT * FROM x", "select"),
+        ("(SELECT 1) UNION SELECT 2", "select"),
+        ("FROM app.t", "select"),
+        ("VALUES (1), (2)", "select"),
+        ("INSERT INTO app.t VALUES (1)", "insert"),
+        ("INSERT INTO app.t (a, b) SELECT a, b FROM app.u", "insert"),
+        ("UPDATE app.t SET a = 1", "update"),
+        ("DELETE FROM app.t WHERE a = 1", "delete"),
+        ("WITH x AS (SELECT 1) DELETE FROM app.t", "delete"),
+        # Never silently accepted: the executor refuses these.
+        ("COPY app.t TO 'out.csv'", "other"),
+        ("ATTACH 'x.db' AS x", "other"),
+        ("DETACH x", "other"),
+        ("PRAGMA database_list", "other"),
+        ("SET threads = 1", "other"),
+        ("INSTALL httpfs", "other"),
+        ("LOAD httpfs", "other"),
+        ("EXPLAIN SELECT 1", "other"),
+        ("CREATE VIEW v AS SELECT 1", "other"),
+        ("CREATE OR REPLACE TABLE t (a INT)", "other"),
+        ("CREATE TEMP TABLE t (a INT)", "other"),
+        ("CREATE TABLE t AS SELECT 1", "other"),
+        ("CREATE TABLE IF NOT EXISTS app.t AS SELECT * FROM app.u", "other"),
+        ("CREATE MACRO m(a) AS a + 1", "other"),
+        ("DROP VIEW v", "other"),
+        ("ALTER VIEW v RENAME TO w", "other"),
+        ("SELECT * INTO newt FROM app.t", "other"),
+        ("CALL pragma_version()", "other"),
+        ("SUMMARIZE app.t", "other"),
+        ("USE app", "other"),
+    ],
+)
+def test_query_kind(sql: str, kind: str) -> None:
+    stmt = parse_one(sql)
+    assert isinstance(stmt, ast.Query)
+    assert stmt.kind == kind
+    assert isinstance(stmt.expression, exp.Expression)
+    assert stmt.sql == stmt.expression.sql(dialect="duckdb")
+
+
+def test_query_equality_ignores_the_tree() -> None:
+    a, b = parse_one("select  1"), parse_one("SELECT 1")
+    assert isinstance(a, ast.Query) and isinstance(b, ast.Query)
+    assert a == b and a.expression is not b.expression
+
+
+def test_cairn_statements_do_not_reach_sqlglot() -> None:
+    assert parse_one("CREATE TABLE t (a INT)") == ast.CreateTable(
+        ast.TableRef(None, "t"), (ast.ColumnDef("a", ast.TypeSpec("INT")),))
+    assert parse_one("DROP TABLE t") == ast.DropTable(ast.TableRef(None, "t"))
+
+
+def test_a_typo_in_a_cairn_statement_is_a_syntax_error_not_other() -> None:
+    """CREATE NAMESPAC must not come back as Query(kind='other') (PERMISSION_DENIED)."""
+    for sql in ("CREATE NAMESPAC app", "DROP NAMESPAC app", "ALTER NAMESPACE app", "FLUSH app.t"):
+        with pytest.raises(SqlSyntaxError):
+            parse_one(sql)
+
+
+def test_comment_before_the_first_word_does_not_change_routing() -> None:
+    stmt = parse_one("/* hi */ -- there\n SHOW TABLES")
+    assert stmt == ast.ShowTables()
+    query = parse_one("-- hi\nSELECT 1")
+    assert isinstance(query, ast.Query) and query.kind == "select"

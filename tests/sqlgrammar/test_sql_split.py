@@ -1,0 +1,94 @@
+"""Splitting a request into statements: only a real `;` ends one."""
+
+from __future__ import annotations
+
+import pytest
+
+from sqlgrammar import SqlSyntaxError, ast, parse_script
+from sqlgrammar.splitter import split_script
+
+
+def texts(sql: str) -> list[str]:
+    return [chunk.text for chunk in split_script(sql)]
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT 'a;b'; SELECT 2", ["SELECT 'a;b'", "SELECT 2"]),
+        ("SELECT 'it''s;'; SELECT 2", ["SELECT 'it''s;'", "SELECT 2"]),
+        ("SELECT E'\\';' ; SELECT 2", ["SELECT E'\\';'", "SELECT 2"]),
+        ('SELECT "a;b" FROM t; SELECT 2', ['SELECT "a;b" FROM t', "SELECT 2"]),
+        ('SELECT "a"";b" FROM t; SELECT 2', ['SELECT "a"";b" FROM t', "SELECT 2"]),
+        ("SELECT 1 -- no; split\n; SELECT 2", ["SELECT 1 -- no; split", "SELECT 2"]),
+        ("SELECT /* ; */ 1; SELECT 2", ["SELECT /* ; */ 1", "SELECT 2"]),
+        ("SELECT /* a /* ; */ ; */ 1; SELECT 2", ["SELECT /* a /* ; */ ; */ 1", "SELECT 2"]),
+        ("SELECT $$a;b$$; SELECT 2", ["SELECT $$a;b$$", "SELECT 2"]),
+        ("SELECT $x$ ; $y$ ; $x$; SELECT 2", ["SELECT $x$ ; $y$ ; $x$", "SELECT 2"]),
+        ("SELECT a$b$c FROM t; SELECT 2", ["SELECT a$b$c FROM t", "SELECT 2"]),
+        ("SHOW TABLES;;;SHOW NAMESPACES;", ["SHOW TABLES", "SHOW NAMESPACES"]),
+        ("  SHOW TABLES  \n\n ;", ["SHOW TABLES"]),
+        ("-- lead\n/* lead */ SHOW TABLES", ["SHOW TABLES"]),
+        ("BACKUP DATABASE a TO 'x;y' WITH (l = ';--/*')",
+         ["BACKUP DATABASE a TO 'x;y' WITH (l = ';--/*')"]),
+        ("a;b", ["a", "b"]),
+    ],
+)
+def test_split(sql: str, expected: list[str]) -> None:
+    assert texts(sql) == expected
+
+
+def test_semicolon_in_string_of_a_cairn_statement() -> None:
+    [parsed] = parse_script("BACKUP DATABASE app TO 'dir;with;semicolons' WITH (label = 'a;b')")
+    assert parsed.statement == ast.BackupDatabase(
+        "app", "dir;with;semicolons", options=(("label", "a;b"),))
+
+
+def test_positions_of_later_statements() -> None:
+    sql = (
+        "SHOW NAMESPACES;\n"
+        "\n"
+        "   CREATE NAMESPACE app;  SHOW TABLES IN app\n"
+        ";\t/* comment\n"
+        "  ; still comment */  DESCRIBE TABLE app.t;"
+    )
+    parsed = parse_script(sql)
+    assert [(p.index, p.line, p.column) for p in parsed] == [
+        (1, 1, 1), (2, 3, 4), (3, 3, 27), (4, 5, 23)]
+    assert [p.text for p in parsed] == [
+        "SHOW NAMESPACES", "CREATE NAMESPACE app", "SHOW TABLES IN app", "DESCRIBE TABLE app.t"]
+    assert [type(p.statement) for p in parsed] == [
+        ast.ShowNamespaces, ast.CreateNamespace, ast.ShowTables, ast.DescribeTable]
+
+
+def test_position_after_multiline_string() -> None:
+    sql = "SELECT 'line1\nline2;\nline3'; SHOW TABLES"
+    parsed = parse_script(sql)
+    assert [(p.line, p.column) for p in parsed] == [(1, 1), (3, 9)]
+
+
+def test_crlf_and_tabs_count_as_characters() -> None:
+    sql = "SHOW TABLES;\r\n\tSHOW NAMESPACES;\r\n\t\tCREATE NAMESPACE x"
+    parsed = parse_script(sql)
+    assert [(p.line, p.column) for p in parsed] == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_comment_inside_cairn_statement_keeps_positions() -> None:
+    """Comments are blanked for the grammar, so error columns still match the text."""
+    with pytest.raises(SqlSyntaxError) as info:
+        parse_script("CREATE /* ;; */ NAMESPACE /* x\n y */ app extra")
+    assert (info.value.line, info.value.column) == (2, 11)
+
+
+def test_chunk_offsets_point_into_the_request() -> None:
+    sql = "  SHOW TABLES ;  SHOW NAMESPACES"
+    chunks = list(split_script(sql))
+    assert [sql[c.start : c.start + len(c.text)] for c in chunks] == [
+        "SHOW TABLES", "SHOW NAMESPACES"]
+
+
+def test_code_blanks_comments_but_keeps_newlines() -> None:
+    [chunk] = split_script("SHOW /* a\nb */ TABLES -- tail")
+    assert chunk.text == "SHOW /* a\nb */ TABLES -- tail"
+    assert chunk.code == "SHOW     \n     TABLES        "
+    assert len(chunk.code) == len(chunk.text)
