@@ -48,8 +48,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return await handler(request)
     except CairnError as exc:
         return web.json_response(error_body(exc, started), status=exc.status)
-    except web.HTTPRequestEntityTooLarge as exc:
-        err = RequestTooLarge(f"request body is larger than {exc.max_size} bytes")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CAIRN].config.server.max_request_bytes
+        err = RequestTooLarge(f"request body is larger than max_request_bytes ({limit} bytes)")
         return web.json_response(error_body(err, started), status=err.status)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.status != 405 and request.path.startswith("/api"):

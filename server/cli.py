@@ -47,11 +47,11 @@ async def serve(cfg: config_mod.Config) -> None:
         await site.start()
         sockets = site._server.sockets if site._server else []  # noqa: SLF001
         port = sockets[0].getsockname()[1] if sockets else cfg.server.port
-        print(f"cairn listening on http://{cfg.server.host}:{port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        print(f"cairn listening on http://{cfg.server.host}:{port}", flush=True)
         await stop.wait()
         logging.getLogger("cairn").info("stopping")
     finally:
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"cairn: cannot start: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before the server was up
+        return 130
     return 0
 
 

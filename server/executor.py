@@ -11,10 +11,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from catalog.errors import CairnError, InvalidArgument, ParseError, PermissionDenied
+from catalog.errors import (
+    CairnError,
+    InvalidArgument,
+    InvalidRequest,
+    ParseError,
+    PermissionDenied,
+)
 from sqlgrammar import ast
-from sqlgrammar.errors import SqlInvalid, SqlSyntaxError
-from sqlgrammar.parser import parse_script
+from sqlgrammar.errors import EmptySql, SqlInvalid, SqlSyntaxError
+from sqlgrammar.parser import iter_script
 
 from . import backups, jobs_sql, namespaces, queries, tables
 from .result import Result
@@ -62,34 +68,35 @@ class Outcome:
 
 
 async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
-    """Run every statement of `sql` in order; stop at the first error."""
+    """Run every statement of `sql` in order; stop at the first error.
+
+    Statements are parsed one at a time, so those before a statement that does
+    not parse still run (the contract: earlier statements keep their effect)."""
     outcome = Outcome()
-    try:
-        statements = parse_script(sql)
-    except SqlSyntaxError as exc:
-        outcome.error = StatementError(
-            ParseError(exc.message, exc.line, exc.column),
-            getattr(exc, "statement", None) or 1,
-            exc.line,
-            exc.column,
-        )
-        return outcome
-    except SqlInvalid as exc:
-        outcome.error = StatementError(
-            InvalidArgument(exc.message),
-            getattr(exc, "statement", None) or 1,
-            exc.line,
-            exc.column,
-        )
-        return outcome
-    for parsed in statements:
+    statements = iter_script(sql)
+    while True:
+        try:
+            parsed = next(statements)
+        except StopIteration:
+            return outcome
+        except EmptySql:
+            raise InvalidRequest('"sql" holds no statement') from None
+        except SqlSyntaxError as exc:
+            outcome.error = _parse_failure(ParseError(exc.message, exc.line, exc.column), exc)
+            return outcome
+        except SqlInvalid as exc:
+            outcome.error = _parse_failure(InvalidArgument(exc.message), exc)
+            return outcome
         stmt_session = replace(session, text=parsed.text)
         try:
             outcome.results.append(await run_statement(cairn, stmt_session, parsed.statement))
         except CairnError as exc:
             outcome.error = StatementError(exc, parsed.index, parsed.line, parsed.column)
             return outcome
-    return outcome
+
+
+def _parse_failure(error: CairnError, exc: SqlSyntaxError | SqlInvalid) -> StatementError:
+    return StatementError(error, exc.statement or 1, exc.line, exc.column)
 
 
 async def run_statement(cairn: Cairn, session: Session, stmt: ast.Statement) -> Result:

@@ -1,0 +1,181 @@
+"""The HTTP API end to end (in process): request and result shapes, one test per
+error code, multi-statement requests, malformed input, auth."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from server.app import create_app
+from server.config import Config
+from tests.helpers import ok, sql
+
+ERROR_KEYS = {"code", "message", "statement", "line", "column"}
+
+
+def assert_error(status: int, body: dict[str, Any], code: str, http: int) -> dict[str, Any]:
+    assert status == http, body
+    assert body["status"] == "error"
+    assert isinstance(body["results"], list)
+    assert isinstance(body["took"], int | float)
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    return body["error"]
+
+
+async def test_success_shape(client: Any) -> None:
+    status, body = await sql(client, "CREATE NAMESPACE app; SELECT namespace FROM system.namespaces")
+    assert status == 200
+    assert set(body) == {"status", "results", "took"}
+    assert body["status"] == "success" and body["took"] >= 0
+    create, select = body["results"]
+    assert create["rows"] == [] and "app" in create["message"]
+    assert select["columns"] == ["namespace"]
+    assert select["schema"] == [{"name": "namespace", "type": "TEXT"}]
+    assert select["rows"] == [{"namespace": "app"}]
+    assert select["row_count"] == 1 and select["message"] is None
+
+
+async def test_health(client: Any) -> None:
+    resp = await client.get("/health")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ok"}
+
+
+async def test_invalid_request_cases(client: Any) -> None:
+    cases = [
+        (b"not json", "application/json"),
+        (b'["sql"]', "application/json"),
+        (b"{}", "application/json"),
+        (b'{"sql": 42}', "application/json"),
+        (b'{"sql": ""}', "application/json"),
+        (b'{"sql": "   "}', "application/json"),
+        (b'{"sql": "-- only a comment"}', "application/json"),
+        (b'{"sql": ";;"}', "application/json"),
+        (b'{"sql": "SHOW NAMESPACES", "namespace": 3}', "application/json"),
+        (b'{"sql": "SHOW NAMESPACES"}', "text/plain"),
+        (os.urandom(1 << 20), "application/json"),
+        (b"\xff\xfe\x00", "application/json"),
+    ]
+    for payload, ctype in cases:
+        resp = await client.post("/api/sql", data=payload, headers={"Content-Type": ctype})
+        body = await resp.json()
+        assert_error(resp.status, body, "INVALID_REQUEST", 400)
+    # The server keeps serving.
+    await ok(client, "SHOW NAMESPACES")
+
+
+async def test_parse_error_points_at_the_token(client: Any) -> None:
+    status, body = await sql(client, "SHOW NAMESPACES;\nCREATE NAMESPAC app")
+    err = assert_error(status, body, "PARSE_ERROR", 400)
+    assert (err["statement"], err["line"], err["column"]) == (2, 2, 8)
+    # The statement before the bad one ran and kept its result.
+    assert len(body["results"]) == 1
+
+
+async def test_statements_before_a_failure_keep_their_effect(client: Any) -> None:
+    status, body = await sql(
+        client, "CREATE NAMESPACE a1; CREATE NAMESPACE a1; CREATE NAMESPACE a2"
+    )
+    err = assert_error(status, body, "ALREADY_EXISTS", 409)
+    assert (err["statement"], err["line"], err["column"]) == (2, 1, 22)
+    assert len(body["results"]) == 1
+    rows = (await ok(client, "SELECT namespace FROM system.namespaces ORDER BY 1"))[0]["rows"]
+    assert [r["namespace"] for r in rows] == ["a1"]  # a2 never ran
+
+
+async def test_semicolons_in_strings_and_comments_do_not_split(client: Any) -> None:
+    results = await ok(
+        client,
+        "SELECT 'a;b' AS s /* ; */; -- trailing; comment\nSELECT 2 AS n",
+    )
+    assert results[0]["rows"] == [{"s": "a;b"}]
+    assert results[1]["rows"] == [{"n": 2}]
+
+
+async def test_invalid_argument(client: Any) -> None:
+    status, body = await sql(client, "CREATE NAMESPACE system")
+    err = assert_error(status, body, "INVALID_ARGUMENT", 400)
+    assert "system" in err["message"] and err["statement"] == 1
+
+
+async def test_not_found(client: Any) -> None:
+    status, body = await sql(client, "DROP NAMESPACE ghost")
+    err = assert_error(status, body, "NOT_FOUND", 404)
+    assert err["message"] == "Namespace 'ghost' does not exist"
+
+
+async def test_already_exists(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app")
+    status, body = await sql(client, "CREATE NAMESPACE app")
+    assert_error(status, body, "ALREADY_EXISTS", 409)
+    await ok(client, "CREATE NAMESPACE IF NOT EXISTS app")
+
+
+async def test_permission_denied_for_file_access(client: Any) -> None:
+    status, body = await sql(client, "SELECT * FROM read_csv('/etc/passwd')")
+    assert_error(status, body, "PERMISSION_DENIED", 403)
+
+
+async def test_kill_unknown_job_is_not_found(client: Any) -> None:
+    status, body = await sql(client, "KILL JOB 'job-nope'")
+    assert_error(status, body, "NOT_FOUND", 404)
+
+
+async def test_request_too_large(aiohttp_client: Any, cairn_config: Config) -> None:
+    cairn_config.server.max_request_bytes = 4096
+    client = await aiohttp_client(create_app(cairn_config))
+    status, body = await sql(client, "SELECT '" + "x" * 10000 + "'")
+    assert_error(status, body, "REQUEST_TOO_LARGE", 413)
+    await ok(client, "SHOW NAMESPACES")
+
+
+async def test_statement_without_a_handler_is_invalid_argument() -> None:
+    """Statements whose handlers come later answer INVALID_ARGUMENT, not a 500."""
+    from dataclasses import dataclass
+
+    from catalog.errors import InvalidArgument
+    from server.executor import run_statement
+    from server.state import Session
+    from sqlgrammar import ast
+
+    @dataclass(frozen=True)
+    class Future(ast.Statement):
+        pass
+
+    with pytest.raises(InvalidArgument, match="not implemented yet"):
+        await run_statement(None, Session(user_id=None), Future())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def token_client(aiohttp_client: Any, cairn_config: Config) -> Any:
+    cairn_config.auth.mode = "token"
+    cairn_config.auth.tokens = [
+        {"token": "root-secret", "user": "root", "role": "admin"},
+        {"token": "alice-secret", "user": "alice", "role": "user"},
+    ]
+    return await aiohttp_client(create_app(cairn_config))
+
+
+async def test_token_auth(token_client: Any) -> None:
+    status, body = await sql(token_client, "SHOW NAMESPACES")
+    assert_error(status, body, "UNAUTHENTICATED", 401)
+    status, body = await sql(token_client, "SHOW NAMESPACES", token="wrong")
+    assert_error(status, body, "UNAUTHENTICATED", 401)
+    await ok(token_client, "CREATE NAMESPACE app", token="root-secret")
+    status, body = await sql(token_client, "CREATE NAMESPACE b", token="alice-secret")
+    err = assert_error(status, body, "PERMISSION_DENIED", 403)
+    assert "admin" in err["message"]
+    status, body = await sql(token_client, "KILL JOB 'job-x'", token="alice-secret")
+    assert_error(status, body, "PERMISSION_DENIED", 403)
+    # A plain user may read.
+    results = await ok(token_client, "SHOW NAMESPACES", token="alice-secret")
+    assert [r["namespace"] for r in results[0]["rows"]] == ["app"]
+
+
+async def test_none_auth_user_header(client: Any) -> None:
+    resp = await client.post("/api/sql", json={"sql": "SHOW NAMESPACES"},
+                             headers={"X-User-Id": "bad user!"})
+    assert_error(resp.status, await resp.json(), "INVALID_REQUEST", 400)

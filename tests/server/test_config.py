@@ -1,0 +1,78 @@
+"""Configuration: defaults, the TOML file, flags on top, and clear errors."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from server import config
+from server.config import ConfigError
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_defaults_match_the_contract() -> None:
+    cfg = config.load()
+    assert (cfg.server.host, cfg.server.port) == ("127.0.0.1", 8080)
+    assert cfg.server.max_request_bytes == 10485760
+    assert cfg.storage.data_dir == "./cairn-data"
+    assert cfg.storage.flush_rows == 10000
+    assert cfg.auth.mode == "none"
+    assert cfg.backup_roots == [str((Path("./cairn-data") / "backups").resolve())]
+
+
+def test_file_then_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[server]\nhost = "0.0.0.0"\nport = 9000\n[storage]\ndata_dir = "/tmp/x"\n')
+    cfg = config.load(f)
+    assert (cfg.server.host, cfg.server.port, cfg.storage.data_dir) == ("0.0.0.0", 9000, "/tmp/x")
+    cfg = config.load(f, host="127.0.0.2", port=9001, data_dir="/tmp/y")
+    assert (cfg.server.host, cfg.server.port, cfg.storage.data_dir) == ("127.0.0.2", 9001, "/tmp/y")
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[server]\nprot = 1\n", "unknown config key [server] prot"),
+        ("[nope]\nx = 1\n", "unknown config section [nope]"),
+        ('[server]\nport = "80"\n', "[server] port must be int"),
+        ('[auth]\nmode = "magic"\n', "[auth] mode"),
+        ('[auth]\nmode = "token"\n', "needs at least one"),
+        ("[server\n", "c.toml"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, fragment: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load(f)
+    assert fragment in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.toml")
+
+
+def test_example_config_documents_every_key() -> None:
+    """config.example.toml loads, and every key of every section appears in it
+    (commented or not), each with the default value."""
+    text = (ROOT / "config.example.toml").read_text()
+    loaded = config.from_dict(tomllib.loads(text))
+    defaults = config.Config()
+    import dataclasses
+
+    for section in dataclasses.fields(config.Config):
+        assert f"[{section.name}]" in text, section.name
+        for key in dataclasses.fields(getattr(defaults, section.name)):
+            documented = (
+                f"\n{key.name} = " in text
+                or f"# {key.name} = " in text
+                or f"[{section.name}.{key.name}." in text  # a table of named entries
+            )
+            assert documented, (section.name, key.name)
+            assert getattr(getattr(loaded, section.name), key.name) == getattr(
+                getattr(defaults, section.name), key.name
+            ), (section.name, key.name)
