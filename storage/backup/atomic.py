@@ -1,0 +1,73 @@
+"""Durable, all-or-nothing writes on a pyarrow file system.
+
+Locally a file is written under `tmp/`, fsynced, renamed into place and its
+directory fsynced: after a crash it is either absent or complete. On S3 a single
+PUT already has that property, so the object is written at its final key."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pyarrow.fs as pafs
+
+from .layout import temp_path
+from .oserrors import writing
+from .targets import Target
+
+
+def fsync_path(path: str) -> None:
+    """fsync a local file or directory by path (pyarrow streams do not expose fsync)."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(target: Target, path: str) -> None:
+    """Create a directory (and parents). S3 has no directories, and creating one
+    would only leave an empty marker key behind, so it is skipped there."""
+    if target.fs.type_name != "s3":
+        target.fs.create_dir(path, recursive=True)
+
+
+def delete_quietly(target: Target, path: str) -> None:
+    """Best-effort removal used on failure paths, where the first error matters more."""
+    with contextlib.suppress(OSError):
+        target.fs.delete_file(path)
+
+
+def publish(target: Target, tmp: str, final: str, durable: bool = True) -> None:
+    """Rename a finished local temp file into place, fsyncing file and directory."""
+    parent = final.rsplit("/", 1)[0]
+    if durable:
+        fsync_path(tmp)
+    make_dirs(target, parent)
+    target.fs.move(tmp, final)
+    if durable:
+        fsync_path(parent)
+
+
+def write_atomic(target: Target, path: str, data: bytes, durable: bool = True) -> None:
+    """Write small `data` at `path` so readers see the old state or the whole new one."""
+    with writing(target.uri):
+        if target.kind != "local":
+            make_dirs(target, path.rsplit("/", 1)[0])
+            with target.fs.open_output_stream(path) as out:
+                out.write(data)
+            return
+        tmp = temp_path(target.base)
+        make_dirs(target, tmp.rsplit("/", 1)[0])
+        try:
+            with target.fs.open_output_stream(tmp) as out:
+                out.write(data)
+            publish(target, tmp, path, durable)
+        except BaseException:
+            delete_quietly(target, tmp)
+            raise
+
+
+def exists(target: Target, path: str) -> bool:
+    return bool(target.fs.get_file_info(path).type == pafs.FileType.File)

@@ -1,0 +1,52 @@
+"""`config.json`: what makes a directory or prefix a Cairn backup repository.
+
+It is written once, when the first backup goes in, and names the format version
+and features every reader must understand before touching anything else."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from catalog.errors import BackupInvalid
+
+from .layout import utc_now
+from .manifest import FORMAT, FORMAT_VERSION, KNOWN_FEATURES
+
+
+def new_config() -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "features": [],
+        "created_at": utc_now(),
+    }
+
+
+def encode_config(config: dict[str, Any]) -> bytes:
+    return json.dumps(config, indent=2).encode() + b"\n"
+
+
+def parse_config(data: bytes, uri: str) -> dict[str, Any]:
+    """A checked config; BackupInvalid when it is corrupt, not Cairn's, or from a
+    format version or with features this Cairn does not know."""
+    where = f"config.json of backup target '{uri}'"
+    try:
+        config = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise BackupInvalid(f"{where} is corrupt: {exc}") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise BackupInvalid(f"{where} is corrupt or not a Cairn backup repository")
+    version = config.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise BackupInvalid(
+            f"{where} has unknown format_version {version!r}; "
+            f"this Cairn reads format_version {FORMAT_VERSION}"
+        )
+    features = config.get("features", [])
+    if not isinstance(features, list):
+        raise BackupInvalid(f"{where} is corrupt: features must be a list")
+    unknown = [f for f in features if not isinstance(f, str) or f not in KNOWN_FEATURES]
+    if unknown:
+        raise BackupInvalid(f"{where} needs format features this Cairn does not support: {unknown}")
+    return config

@@ -1,0 +1,75 @@
+"""Names and paths inside a repository, and the checks that keep user-supplied
+ids from ever becoming paths outside it.
+
+    config.json
+    objects/<aa>/<sha256>      immutable content, named by the sha256 of its bytes
+    manifests/<backup_id>.json one per backup, written last
+    locks/<backup_id>.json     oids a running backup relies on (prune keeps them)
+    tmp/<random>.tmp           in-flight writes; anything here after a crash is junk
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+
+from catalog.errors import InvalidArgument
+
+CONFIG = "config.json"
+OBJECTS = "objects"
+MANIFESTS = "manifests"
+LOCKS = "locks"
+TMP = "tmp"
+
+_OID = re.compile(r"^[0-9a-f]{64}$")
+_BACKUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_oid(oid: object) -> str:
+    """An object id is exactly 64 lower-case hex digits (a sha256)."""
+    if not isinstance(oid, str) or not _OID.match(oid):
+        raise InvalidArgument(f"invalid object id {oid!r}: expected 64 lower-case hex digits")
+    return oid
+
+
+def is_oid(name: str) -> bool:
+    return bool(_OID.match(name))
+
+
+def check_backup_id(backup_id: object) -> str:
+    """Backup ids become file names, so they are restricted to a safe alphabet."""
+    if not isinstance(backup_id, str) or not _BACKUP_ID.match(backup_id):
+        raise InvalidArgument(
+            f"invalid backup id {backup_id!r}: use letters, digits, '_', '.', '-' (at most 128)"
+        )
+    return backup_id
+
+
+def is_backup_id(name: str) -> bool:
+    return bool(_BACKUP_ID.match(name))
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def object_path(base: str, oid: str) -> str:
+    return join(base, OBJECTS, oid[:2], oid)
+
+
+def manifest_path(base: str, backup_id: str) -> str:
+    return join(base, MANIFESTS, f"{backup_id}.json")
+
+
+def lock_path(base: str, backup_id: str) -> str:
+    return join(base, LOCKS, f"{backup_id}.json")
+
+
+def temp_path(base: str) -> str:
+    return join(base, TMP, f"{secrets.token_hex(16)}.tmp")
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC with milliseconds, the contract's timestamp form."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -1,0 +1,114 @@
+"""Backup locks: what a running backup relies on, so prune leaves it alone.
+
+Until its manifest is written, nothing references the objects a running backup
+has written or decided to reuse; a concurrent prune would see them as garbage.
+So the backup records each oid in `locks/<backup_id>.json` *before* it looks the
+object up or publishes it, and prune keeps every oid in every lock. The lock is
+removed once the manifest exists (or the backup is abandoned).
+
+This is the simple first step. A prune that read the locks just before a backup
+recorded an already-present, unreferenced object could still delete it; the
+later locking work closes that window with an exclusive prune lock."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .layout import check_backup_id, check_oid, utc_now
+
+log = logging.getLogger(__name__)
+
+
+class BackupLock:
+    """One running backup's lock. `add` rewrites the lock file only when it learns
+    new oids, so a caller that registers every known sha256 up front pays one write."""
+
+    def __init__(
+        self,
+        backup_id: str,
+        write: Callable[[bytes], None],
+        remove: Callable[[], None],
+        abandon: Callable[[], int] | None = None,
+    ) -> None:
+        self.backup_id = check_backup_id(backup_id)
+        self.created_at = utc_now()
+        self.oids: set[str] = set()
+        self._write = write
+        self._remove = remove
+        self._abandon = abandon
+        self.released = False
+        self._mutex = threading.Lock()  # puts may run in a thread pool
+        self._save()
+
+    def add(self, oids: Iterable[str]) -> None:
+        """Record oids; returns once the lock file on the target lists them."""
+        wanted = {check_oid(oid) for oid in oids}
+        with self._mutex:
+            new = wanted - self.oids
+            if new and not self.released:
+                self._write(encode(self.backup_id, self.created_at, self.oids | new))
+                self.oids |= new  # only once the file says so
+
+    def release(self) -> None:
+        """Remove the lock file; call after the manifest is written or on failure."""
+        with self._mutex:
+            if not self.released:
+                self.released = True
+                self._remove()
+
+    def abandon(self) -> int:
+        """The run failed: remove the lock and the objects only it used. Returns bytes freed."""
+        with self._mutex:
+            if self.released:
+                return 0
+            self.released = True
+        if self._abandon is None:
+            self._remove()
+            return 0
+        return self._abandon()
+
+    def __enter__(self) -> BackupLock:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        """Success releases the lock; an exception (failure, Cancelled) abandons the
+        run. A failing clean-up is logged, never raised over the original error."""
+        if exc_type is None:
+            self.release()
+            return
+        try:
+            self.abandon()
+        except Exception:
+            log.warning("could not clean up after backup %s", self.backup_id, exc_info=True)
+            with contextlib.suppress(Exception):
+                self._remove()
+
+    def _save(self) -> None:
+        self._write(encode(self.backup_id, self.created_at, self.oids))
+
+
+def encode(backup_id: str, created_at: str, oids: Iterable[str]) -> bytes:
+    doc = {
+        "backup_id": backup_id,
+        "created_at": created_at,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "oids": sorted(oids),
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """Parse a lock file; ValueError when it is unreadable (prune then refuses)."""
+    doc = json.loads(data)
+    if not isinstance(doc, dict) or not isinstance(doc.get("oids"), list):
+        raise ValueError("lock has no oids list")
+    doc["oids"] = [check_oid(o) for o in doc["oids"]]
+    return doc

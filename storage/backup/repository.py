@@ -1,0 +1,386 @@
+"""A backup repository: one target holding objects, manifests and locks.
+
+This is the face the backup, restore and verify services use. Writes create the
+target on first use; reads of a target that does not exist raise NotFound rather
+than creating it, so a typo in SHOW BACKUPS IN '…' leaves nothing behind."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from catalog.errors import AlreadyExists, BackupInvalid, CairnError, NotFound
+
+from . import locks, manifest
+from .atomic import delete_quietly, fsync_path, make_dirs, write_atomic
+from .config import encode_config, new_config, parse_config
+from .layout import (
+    CONFIG,
+    LOCKS,
+    MANIFESTS,
+    check_backup_id,
+    check_oid,
+    is_backup_id,
+    join,
+    lock_path,
+    manifest_path,
+)
+from .locks import BackupLock
+from .objects import ObjectStore, OnOid, PutResult
+from .oserrors import reading, writing
+from .targets import Target
+from .transfer import OnBytes, ShouldStop
+from .verify import OnProgress, VerifyReport, verify_objects
+
+log = logging.getLogger(__name__)
+
+
+class Repository:
+    """Objects, manifests and locks of one target. `durable=False` skips fsync
+    (tests and benchmarks only)."""
+
+    def __init__(self, target: Target, durable: bool = True) -> None:
+        self.target = target
+        self.durable = durable
+        self.store = ObjectStore(target, durable)
+        self._config: dict[str, Any] | None = None
+
+    @property
+    def uri(self) -> str:
+        return self.target.uri
+
+    # --- the target and its config ---------------------------------------------
+
+    def exists(self) -> bool:
+        """Whether the target is there: a directory locally, any key under the prefix on S3."""
+        with reading(self.uri):
+            info = self.target.fs.get_file_info(self.target.base)
+        if info.type == pafs.FileType.File:
+            raise NotFound(f"backup target '{self.uri}' is a file, not a backup repository")
+        return bool(info.type == pafs.FileType.Directory)
+
+    def require_exists(self) -> None:
+        if not self.exists():
+            raise NotFound(f"backup target '{self.uri}' does not exist")
+
+    def init(self) -> dict[str, Any]:
+        """Create the target and its `config.json` unless they exist; return the config."""
+        existing = self.check_config()
+        if existing is not None:
+            return existing
+        with writing(self.uri):
+            make_dirs(self.target, self.target.base)
+        config = new_config()
+        path = join(self.target.base, CONFIG)
+        write_atomic(self.target, path, encode_config(config), self.durable)
+        self._config = config
+        return config
+
+    def check_config(self) -> dict[str, Any] | None:
+        """The target's config, or None when it has none yet. BackupInvalid when
+        it is corrupt or from a format this Cairn does not know."""
+        if self._config is None:
+            data = self._read_small(join(self.target.base, CONFIG))
+            if data is not None:
+                self._config = parse_config(data, self.uri)
+        return self._config
+
+    def _readable(self) -> None:
+        self.require_exists()
+        self.check_config()
+
+    def _read_small(self, path: str) -> bytes | None:
+        """A whole small file (config, manifest, lock), or None if absent."""
+        try:
+            with (
+                reading(self.uri, path.rsplit("/", 1)[-1]),
+                self.target.fs.open_input_stream(path) as f,
+            ):
+                return bytes(f.read())
+        except CairnError as exc:
+            if isinstance(exc.__cause__, (FileNotFoundError, NotADirectoryError)):
+                return None
+            raise
+
+    # --- objects ---------------------------------------------------------------
+
+    def has_object(self, oid: str) -> bool:
+        return self.store.has(oid)
+
+    def put_file(
+        self,
+        local_path: str,
+        sha256: str | None = None,
+        size: int | None = None,
+        on_bytes: OnBytes | None = None,
+        should_stop: ShouldStop | None = None,
+        lock: BackupLock | None = None,
+    ) -> PutResult:
+        """Store a local file as an object; with a known `sha256` an object already
+        present is not read or written again. `lock` records the oid first."""
+        on_oid: OnOid | None = (lambda oid: lock.add([oid])) if lock is not None else None
+        self.init()
+        return self.store.put_file(local_path, sha256, size, on_bytes, should_stop, on_oid)
+
+    def put_bytes(self, data: bytes, lock: BackupLock | None = None) -> PutResult:
+        self.init()
+        return self.store.put_bytes(
+            data, (lambda oid: lock.add([oid])) if lock is not None else None
+        )
+
+    def read_object_to(
+        self,
+        oid: str,
+        local_path: str,
+        expected_size: int,
+        on_bytes: OnBytes | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> None:
+        self.store.read_to(oid, local_path, expected_size, on_bytes, should_stop)
+
+    def open_object(self, oid: str) -> pa.NativeFile:
+        return self.store.open(oid)
+
+    def list_objects(self) -> dict[str, int]:
+        return self.store.list()
+
+    def delete_object(self, oid: str) -> None:
+        self.store.delete(oid)
+
+    def remove_tmp(self, older_than_seconds: float | None = None) -> int:
+        return self.store.remove_tmp(older_than_seconds)
+
+    # --- manifests -------------------------------------------------------------
+
+    def write_manifest(self, manifest_doc: dict[str, Any]) -> dict[str, Any]:
+        """Seal and publish a backup's manifest, after checking every object it
+        references is present with its size. Returns the manifest as stored."""
+        sealed = manifest.seal(manifest_doc)
+        backup_id = sealed["backup_id"]
+        self.init()
+        path = manifest_path(self.target.base, backup_id)
+        with reading(self.uri):
+            if self.target.fs.get_file_info(path).type != pafs.FileType.NotFound:
+                raise AlreadyExists(f"backup '{backup_id}' already exists in target '{self.uri}'")
+            objects = sealed["objects"]
+            infos = self.target.fs.get_file_info([self.store.path(o["oid"]) for o in objects])
+        for obj, info in zip(objects, infos, strict=True):
+            if info.type != pafs.FileType.File or info.size != obj["size"]:
+                raise BackupInvalid(
+                    f"cannot write manifest of backup '{backup_id}': object {obj['oid']} "
+                    f"is missing from target '{self.uri}' or has the wrong size"
+                )
+        write_atomic(self.target, path, manifest.encode(sealed), self.durable)
+        return sealed
+
+    def read_manifest(self, backup_id: str) -> dict[str, Any]:
+        """A checked manifest: NotFound if absent, BackupInvalid if damaged or unknown."""
+        check_backup_id(backup_id)
+        self._readable()
+        return self._load_manifest(backup_id)
+
+    def _load_manifest(self, backup_id: str) -> dict[str, Any]:
+        data = self._read_small(manifest_path(self.target.base, backup_id))
+        if data is None:
+            raise NotFound(f"backup '{backup_id}' does not exist in target '{self.uri}'")
+        return manifest.decode(data, backup_id)
+
+    def manifest_ids(self) -> list[str]:
+        selector = pafs.FileSelector(join(self.target.base, MANIFESTS), allow_not_found=True)
+        with reading(self.uri):
+            infos = self.target.fs.get_file_info(selector)
+        ids = []
+        for info in infos:
+            name = info.base_name
+            if (
+                info.type == pafs.FileType.File
+                and name.endswith(".json")
+                and is_backup_id(name[:-5])
+            ):
+                ids.append(name[:-5])
+        return ids
+
+    def list_manifests(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every manifest, newest first by created_at. A manifest that cannot be
+        read is listed as {"backup_id", "error"} (after the good ones, and only when
+        not filtering by namespace) instead of failing the whole listing."""
+        self._readable()
+        good: list[dict[str, Any]] = []
+        bad: list[dict[str, Any]] = []
+        for backup_id in self.manifest_ids():
+            try:
+                m = self._load_manifest(backup_id)
+            except NotFound:
+                continue  # dropped while we listed
+            except CairnError as exc:
+                log.warning("unreadable manifest in %s: %s", self.uri, exc.message)
+                bad.append(manifest.summary_error(backup_id, exc))
+                continue
+            if namespace is None or m["namespace"] == namespace:
+                good.append(m)
+        good.sort(key=lambda m: (_when(m["created_at"]), m["backup_id"]), reverse=True)
+        bad.sort(key=lambda e: e["backup_id"], reverse=True)
+        return good + (bad if namespace is None else [])
+
+    def delete_manifest(self, backup_id: str) -> None:
+        check_backup_id(backup_id)
+        self.require_exists()
+        path = manifest_path(self.target.base, backup_id)
+        with writing(self.uri):
+            try:
+                self.target.fs.delete_file(path)
+            except FileNotFoundError:
+                raise NotFound(
+                    f"backup '{backup_id}' does not exist in target '{self.uri}'"
+                ) from None
+            if self.target.kind == "local" and self.durable:
+                fsync_path(path.rsplit("/", 1)[0])
+
+    def referenced_objects(self) -> set[str]:
+        """The union of every manifest's objects. Raises BackupInvalid if any
+        manifest is unreadable: what it references is unknown, so nothing may go."""
+        used: set[str] = set()
+        self.check_config()
+        for backup_id in self.manifest_ids():
+            try:
+                m = self._load_manifest(backup_id)
+            except NotFound:
+                continue
+            except CairnError as exc:
+                raise BackupInvalid(f"cannot tell which objects are in use: {exc.message}") from exc
+            used.update(o["oid"] for o in m["objects"])
+        return used
+
+    # --- verify ----------------------------------------------------------------
+
+    def verify(
+        self,
+        backup_id: str,
+        on_progress: OnProgress | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> VerifyReport:
+        """Reread every object of a backup. A bad manifest is reported as invalid;
+        a backup that does not exist raises NotFound."""
+        try:
+            m = self.read_manifest(backup_id)
+        except BackupInvalid as exc:
+            return VerifyReport(backup_id, is_valid=False, errors=[exc.message])
+        return verify_objects(self.store, m, on_progress, should_stop)
+
+    # --- locks and prune -------------------------------------------------------
+
+    def lock(self, backup_id: str) -> BackupLock:
+        """Start protecting a running backup's objects from prune. Used as a context
+        manager, the lock is released on success and on an exception the run is
+        abandoned: the objects only it used are deleted again."""
+        check_backup_id(backup_id)
+        self.init()
+        path = lock_path(self.target.base, backup_id)
+        with reading(self.uri):
+            taken = self.target.fs.get_file_info([path, manifest_path(self.target.base, backup_id)])
+        if any(info.type != pafs.FileType.NotFound for info in taken):
+            raise AlreadyExists(
+                f"backup '{backup_id}' is already running or exists in target '{self.uri}'"
+            )
+        with writing(self.uri):
+            make_dirs(self.target, join(self.target.base, LOCKS))
+
+        def remove() -> None:
+            with writing(self.uri), contextlib.suppress(FileNotFoundError):
+                self.target.fs.delete_file(path)
+
+        return BackupLock(
+            backup_id,
+            write=lambda data: write_atomic(self.target, path, data, self.durable),
+            remove=remove,
+            abandon=lambda: self.abandon(backup_id),
+        )
+
+    def list_locks(self) -> list[dict[str, Any]]:
+        """Every lock; an unreadable one is {"backup_id", "error"} (prune refuses to run then)."""
+        selector = pafs.FileSelector(join(self.target.base, LOCKS), allow_not_found=True)
+        with reading(self.uri):
+            infos = self.target.fs.get_file_info(selector)
+        found = []
+        for info in infos:
+            name = info.base_name
+            if (
+                info.type != pafs.FileType.File
+                or not name.endswith(".json")
+                or not is_backup_id(name[:-5])
+            ):
+                continue
+            data = self._read_small(info.path)
+            if data is None:
+                continue
+            try:
+                doc = locks.decode(data)
+            except (ValueError, CairnError) as exc:
+                found.append({"backup_id": name[:-5], "error": f"lock is unreadable: {exc}"})
+                continue
+            doc["backup_id"] = name[:-5]
+            found.append(doc)
+        return found
+
+    def locked_objects(self) -> set[str]:
+        used: set[str] = set()
+        for doc in self.list_locks():
+            if "error" in doc:
+                who = doc["backup_id"]
+                raise BackupInvalid(f"cannot tell which objects are in use: {who}: {doc['error']}")
+            used.update(doc["oids"])
+        return used
+
+    def abandon(self, backup_id: str) -> int:
+        """Clean up after a backup that died: drop its lock and every object it
+        recorded that nothing else uses. Returns bytes freed."""
+        check_backup_id(backup_id)
+        path = lock_path(self.target.base, backup_id)
+        data = self._read_small(path)
+        oids: list[str] = []
+        if data is not None:
+            try:
+                oids = locks.decode(data)["oids"]
+            except (ValueError, CairnError):
+                log.warning("lock of %s in %s is unreadable; removing it", backup_id, self.uri)
+        delete_quietly(self.target, path)
+        return self.prune(candidates=oids) if oids else 0
+
+    def prune(self, keep: Iterable[str] = (), candidates: Iterable[str] | None = None) -> int:
+        """Delete objects no manifest, lock or `keep` references; only among
+        `candidates` when given (DROP BACKUP passes the dropped backup's objects).
+
+        Objects are listed before manifests and locks are read, so an object whose
+        manifest or lock appears meanwhile is kept. Returns bytes freed."""
+        if candidates is None:
+            present = self.store.list()
+        else:
+            present = {}
+            for oid in set(candidates):
+                size = self.store.size_of(check_oid(oid))
+                if size is not None:
+                    present[oid] = size
+        if not present:
+            return 0
+        in_use = self.referenced_objects() | self.locked_objects() | set(keep)
+        freed = 0
+        for oid, size in present.items():
+            if oid not in in_use:
+                self.store.delete(oid)
+                freed += size
+        return freed
+
+
+def _when(created_at: str) -> datetime:
+    """created_at as an aware UTC datetime for sorting (naive counts as UTC)."""
+    try:
+        when = datetime.fromisoformat(created_at)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -1,0 +1,158 @@
+"""Where backups live: turning a user's target string into a file system and a base path.
+
+Every path a user can type ends up here, so this is where confinement is enforced:
+local targets must resolve, symlinks and all, inside a configured backup root.
+Object storage targets (`s3://…` or a configured name) get an `S3FileSystem`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import pyarrow.fs as pafs
+
+from catalog.errors import InvalidArgument, PermissionDenied
+
+TargetKind = Literal["local", "s3"]
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved backup target.
+
+    `base` is the repository's path inside `fs` (a local absolute path, or
+    `bucket/prefix` for S3); `uri` is what users are shown."""
+
+    fs: pafs.FileSystem = field(compare=False, repr=False)
+    base: str
+    uri: str
+    kind: TargetKind
+
+
+def resolve_target(target: str, roots: list[str], named: dict[str, dict[str, Any]]) -> Target:
+    """Resolve `target` (a name, relative or absolute path, `s3://` URI or named target).
+
+    Raises InvalidArgument for an empty or malformed target and PermissionDenied
+    for a local path that is, or resolves to, a place outside every backup root."""
+    if not isinstance(target, str) or not target.strip():
+        raise InvalidArgument("backup target must not be empty")
+    if "\x00" in target:
+        raise InvalidArgument(f"backup target {target!r} contains a NUL character")
+    if target in named:
+        return _named_s3(target, named[target])
+    if target.lower().startswith("s3://"):
+        return _s3_uri(target, named)
+    if _SCHEME.match(target):
+        raise InvalidArgument(
+            f"backup target '{target}' uses an unsupported scheme; use a path or s3://bucket/prefix"
+        )
+    return _local(target, roots)
+
+
+# --- local -------------------------------------------------------------------------
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _local(target: str, roots: list[str]) -> Target:
+    if ".." in target.split("/"):
+        raise PermissionDenied(f"backup target '{target}' is not allowed: '..' is not permitted")
+    if not roots:
+        raise PermissionDenied(
+            f"backup target '{target}' is not allowed: no backup roots are configured"
+        )
+    root_abs = [os.path.abspath(r) for r in roots]
+    for root in root_abs:
+        os.makedirs(root, exist_ok=True)
+    root_real = [os.path.realpath(r) for r in root_abs]
+
+    if os.path.isabs(target):
+        candidate = os.path.normpath(target)
+        if not any(_inside(candidate, r) for r in root_abs + root_real):
+            raise PermissionDenied(f"backup target '{target}' is outside the backup roots")
+    else:
+        candidate = os.path.normpath(os.path.join(root_abs[0], target))
+
+    # Symlinks anywhere on the way (the target itself, a parent) are resolved
+    # before the check, so a link inside a root cannot point outside it.
+    real = os.path.realpath(candidate)
+    if not any(_inside(real, r) for r in root_real):
+        raise PermissionDenied(f"backup target '{target}' resolves outside the backup roots")
+    if real in root_real:
+        raise InvalidArgument(
+            f"backup target '{target}' is a backup root itself; name a directory inside it"
+        )
+    if os.path.lexists(real) and not os.path.isdir(real):
+        raise InvalidArgument(f"backup target '{target}' is not a directory")
+    return Target(fs=pafs.LocalFileSystem(), base=real, uri=real, kind="local")
+
+
+# --- S3 ----------------------------------------------------------------------------
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    """`s3://bucket/a/b/` -> ("bucket", "a/b"), refusing anything ambiguous."""
+    parts = urlsplit(uri)
+    if parts.scheme.lower() != "s3" or not parts.netloc:
+        raise InvalidArgument(f"backup target '{uri}' is not a valid s3://bucket/prefix URI")
+    if parts.query or parts.fragment or "?" in uri or "#" in uri:
+        raise InvalidArgument(f"backup target '{uri}' must not have a query or fragment")
+    bucket = parts.netloc
+    if "@" in bucket or ":" in bucket:
+        raise InvalidArgument(
+            f"backup target '{uri}': put credentials in [backup.targets], not the URI"
+        )
+    prefix = parts.path.strip("/")
+    components = prefix.split("/") if prefix else []
+    if any(c in ("", ".", "..") for c in components):
+        raise InvalidArgument(f"backup target '{uri}' has an empty, '.' or '..' path component")
+    return bucket, prefix
+
+
+def _s3_uri(uri: str, named: dict[str, dict[str, Any]]) -> Target:
+    bucket, prefix = _split_s3(uri)
+    for config in named.values():
+        configured = str(config.get("uri", ""))
+        if configured.lower().startswith("s3://") and _split_s3(configured)[0] == bucket:
+            return _make_s3(bucket, prefix, config)
+    return _make_s3(bucket, prefix, {})
+
+
+def _named_s3(name: str, config: dict[str, Any]) -> Target:
+    uri = str(config.get("uri", ""))
+    if not uri.lower().startswith("s3://"):
+        raise InvalidArgument(f"backup target '{name}' is configured with a uri that is not s3://…")
+    bucket, prefix = _split_s3(uri)
+    return _make_s3(bucket, prefix, config)
+
+
+def s3_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for `S3FileSystem` from a `[backup.targets.NAME]` table."""
+    options: dict[str, Any] = {}
+    if config.get("access_key"):
+        options["access_key"] = str(config["access_key"])
+        options["secret_key"] = str(config.get("secret_key", ""))
+    if config.get("region"):
+        options["region"] = str(config["region"])
+    endpoint = str(config.get("endpoint") or "")
+    if endpoint:
+        split = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        if split.scheme not in ("http", "https") or not split.netloc:
+            raise InvalidArgument(f"backup target endpoint '{endpoint}' is not an http(s) URL")
+        options["scheme"] = split.scheme
+        options["endpoint_override"] = split.netloc
+    return options
+
+
+def _make_s3(bucket: str, prefix: str, config: dict[str, Any]) -> Target:
+    fs = pafs.S3FileSystem(**s3_options(config))
+    base = f"{bucket}/{prefix}" if prefix else bucket
+    return Target(fs=fs, base=base, uri=f"s3://{base}", kind="s3")

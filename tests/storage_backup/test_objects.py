@@ -1,0 +1,246 @@
+"""Objects: content addressing, dedup, streaming with progress and cancellation,
+and refusing to hand back corrupt bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+
+from catalog.errors import BackupInvalid, Cancelled, InvalidArgument
+from storage.backup import Repository, Target
+from storage.backup.transfer import CHUNK_SIZE
+
+from .conftest import MakeFile, object_file, tmp_files
+
+
+def test_put_file_stores_object_named_by_sha256(repo: Repository, make_file: MakeFile) -> None:
+    src = make_file(size=3 * CHUNK_SIZE + 17)
+    result = repo.put_file(src.path)
+    assert (result.oid, result.size, result.written) == (src.sha256, src.size, True)
+    assert object_file(repo, src.sha256).read_bytes() == src.data
+    assert repo.has_object(src.sha256)
+    assert repo.list_objects() == {src.sha256: src.size}
+    assert tmp_files(repo) == []
+
+
+def test_second_put_is_deduplicated(repo: Repository, make_file: MakeFile) -> None:
+    src = make_file(size=5000)
+    repo.put_file(src.path)
+    mtime = object_file(repo, src.sha256).stat().st_mtime_ns
+    again = repo.put_file(src.path)
+    assert (again.oid, again.written) == (src.sha256, False)
+    assert object_file(repo, src.sha256).stat().st_mtime_ns == mtime
+    assert tmp_files(repo) == []
+
+
+def test_known_sha256_skips_reading_the_file(repo: Repository, make_file: MakeFile) -> None:
+    src = make_file(size=5000)
+    repo.put_file(src.path)
+    os.unlink(src.path)  # any attempt to read it would now fail
+    seen: list[int] = []
+    result = repo.put_file(src.path, sha256=src.sha256, size=src.size, on_bytes=seen.append)
+    assert (result.oid, result.size, result.written) == (src.sha256, src.size, False)
+    assert seen == [src.size]  # progress still advances by the file's size
+
+
+def test_same_content_in_other_files_and_backups_is_one_object(
+    repo: Repository, make_file: MakeFile
+) -> None:
+    data = os.urandom(2048)
+    a, b = make_file(data=data, name="ns1.parquet"), make_file(data=data, name="ns2.parquet")
+    c = make_file(data=data + b"!")
+    assert repo.put_file(a.path).written
+    assert not repo.put_file(b.path).written
+    assert repo.put_file(c.path).oid != a.sha256
+    assert len(repo.list_objects()) == 2
+
+
+def test_put_bytes(repo: Repository) -> None:
+    first = repo.put_bytes(b'{"table": "t"}')
+    assert first.oid == hashlib.sha256(b'{"table": "t"}').hexdigest() and first.written
+    assert not repo.put_bytes(b'{"table": "t"}').written
+    assert tmp_files(repo) == []
+
+
+def test_empty_file(repo: Repository, make_file: MakeFile) -> None:
+    src = make_file(data=b"")
+    assert repo.put_file(src.path).oid == hashlib.sha256(b"").hexdigest()
+    out = Path(src.path + ".back")
+    repo.read_object_to(src.sha256, str(out), 0)
+    assert out.read_bytes() == b""
+
+
+def test_progress_counts_every_byte(repo: Repository, make_file: MakeFile) -> None:
+    src = make_file(size=2 * CHUNK_SIZE + 5)
+    seen: list[int] = []
+    repo.put_file(src.path, on_bytes=seen.append)
+    assert sum(seen) == src.size and len(seen) == 3
+
+
+def test_wrong_claimed_sha256_stores_nothing(repo: Repository, make_file: MakeFile) -> None:
+    src, other = make_file(size=100), make_file(size=100)
+    with pytest.raises(BackupInvalid, match="changed while being backed up"):
+        repo.put_file(src.path, sha256=other.sha256)
+    with pytest.raises(BackupInvalid, match="size 100, expected 99"):
+        repo.put_file(src.path, size=99)
+    assert repo.list_objects() == {}
+    assert tmp_files(repo) == []
+
+
+def test_invalid_oid_is_refused(repo: Repository, make_file: MakeFile) -> None:
+    src = make_file()
+    for bad in ("../../etc/passwd", "ABC", "0" * 63, src.sha256.upper()):
+        with pytest.raises(InvalidArgument):
+            repo.put_file(src.path, sha256=bad)
+        with pytest.raises(InvalidArgument):
+            repo.has_object(bad)
+
+
+def test_damaged_object_is_rewritten_not_trusted(repo: Repository, make_file: MakeFile) -> None:
+    src = make_file(size=4096)
+    repo.put_file(src.path)
+    path = object_file(repo, src.sha256)
+    path.write_bytes(src.data[:100])  # truncated by some accident
+    result = repo.put_file(src.path, sha256=src.sha256, size=src.size)
+    assert result.written and path.read_bytes() == src.data
+
+
+def test_cancel_mid_put_leaves_nothing(repo: Repository, make_file: MakeFile) -> None:
+    src = make_file(size=3 * CHUNK_SIZE)
+    calls = iter(range(100))
+    with pytest.raises(Cancelled):
+        repo.put_file(src.path, should_stop=lambda: next(calls) >= 2)
+    assert repo.list_objects() == {}
+    assert tmp_files(repo) == []
+
+
+def test_cancel_before_start(repo: Repository, make_file: MakeFile) -> None:
+    src = make_file()
+    with pytest.raises(Cancelled):
+        repo.put_file(src.path, should_stop=lambda: True)
+    assert repo.list_objects() == {}
+
+
+# --- reading back --------------------------------------------------------------
+
+
+def test_read_object_to_round_trip(repo: Repository, make_file: MakeFile, tmp_path: Path) -> None:
+    src = make_file(size=2 * CHUNK_SIZE + 1)
+    repo.put_file(src.path)
+    out = tmp_path / "restored"
+    seen: list[int] = []
+    repo.read_object_to(src.sha256, str(out), src.size, on_bytes=seen.append)
+    assert out.read_bytes() == src.data and sum(seen) == src.size
+    with repo.open_object(src.sha256) as stream:
+        assert stream.read() == src.data
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_read_object_to_refuses_flipped_byte(
+    repo: Repository, make_file: MakeFile, tmp_path: Path
+) -> None:
+    src = make_file(size=CHUNK_SIZE + 1000)
+    repo.put_file(src.path)
+    flip_byte(object_file(repo, src.sha256), src.size - 1)
+    out = tmp_path / "restored"
+    with pytest.raises(BackupInvalid, match=f"object {src.sha256} is corrupt: sha256 mismatch"):
+        repo.read_object_to(src.sha256, str(out), src.size)
+    assert not out.exists()
+
+
+def test_read_object_to_refuses_truncated_and_missing(
+    repo: Repository, make_file: MakeFile, tmp_path: Path
+) -> None:
+    src = make_file(size=1000)
+    repo.put_file(src.path)
+    out = tmp_path / "restored"
+    with pytest.raises(BackupInvalid, match="size 1000, expected 1001"):
+        repo.read_object_to(src.sha256, str(out), 1001)
+    object_file(repo, src.sha256).write_bytes(src.data[:10])
+    with pytest.raises(BackupInvalid, match="is corrupt: size 10, expected 1000"):
+        repo.read_object_to(src.sha256, str(out), src.size)
+    object_file(repo, src.sha256).unlink()
+    with pytest.raises(BackupInvalid, match=f"object {src.sha256} is missing"):
+        repo.read_object_to(src.sha256, str(out), src.size)
+    with pytest.raises(BackupInvalid, match="is missing"):
+        repo.open_object(src.sha256)
+    assert not out.exists()
+
+
+def test_cancel_mid_read_removes_partial_file(
+    repo: Repository, make_file: MakeFile, tmp_path: Path
+) -> None:
+    src = make_file(size=3 * CHUNK_SIZE)
+    repo.put_file(src.path)
+    out = tmp_path / "restored"
+    calls = iter(range(100))
+    with pytest.raises(Cancelled):
+        repo.read_object_to(src.sha256, str(out), src.size, should_stop=lambda: next(calls) >= 2)
+    assert not out.exists()
+
+
+# --- housekeeping --------------------------------------------------------------
+
+
+def test_list_objects_ignores_strays(repo: Repository, make_file: MakeFile) -> None:
+    src = make_file()
+    repo.put_file(src.path)
+    objects = Path(repo.target.base) / "objects"
+    (objects / "zz").mkdir()
+    (objects / "zz" / "notes.txt").write_text("x")
+    (objects / src.sha256[:2] / ("f" * 64)).write_text("misfiled")
+    assert repo.list_objects() == {src.sha256: src.size}
+
+
+def test_remove_tmp(repo: Repository) -> None:
+    repo.init()
+    tmp = Path(repo.target.base) / "tmp"
+    tmp.mkdir(exist_ok=True)
+    (tmp / "old.tmp").write_bytes(b"x")
+    old = time.time() - 3600
+    os.utime(tmp / "old.tmp", (old, old))
+    (tmp / "fresh.tmp").write_bytes(b"y")
+    assert repo.remove_tmp(older_than_seconds=600) == 1
+    assert tmp_files(repo) == ["fresh.tmp"]
+    assert repo.remove_tmp() == 1
+    assert tmp_files(repo) == []
+
+
+# --- the object-storage code path (PUT to the final key), run on local disk ---
+
+
+@pytest.fixture
+def direct_repo(tmp_path: Path) -> Repository:
+    base = tmp_path / "fake-s3"
+    base.mkdir()
+    return Repository(
+        Target(fs=pafs.LocalFileSystem(), base=str(base), uri="s3://fake/base", kind="s3")
+    )
+
+
+def test_direct_put_dedup_and_read(direct_repo: Repository, make_file: MakeFile) -> None:
+    src = make_file(size=CHUNK_SIZE + 3)
+    first = direct_repo.put_file(src.path)
+    assert (first.oid, first.written) == (src.sha256, True)
+    assert not direct_repo.put_file(src.path).written
+    assert not direct_repo.put_file(src.path, sha256=src.sha256).written
+    assert object_file(direct_repo, src.sha256).read_bytes() == src.data
+    assert tmp_files(direct_repo) == []
+
+
+def test_direct_put_cancel_leaves_no_object(direct_repo: Repository, make_file: MakeFile) -> None:
+    src = make_file(size=3 * CHUNK_SIZE)
+    calls = iter(range(100))
+    with pytest.raises(Cancelled):
+        direct_repo.put_file(src.path, sha256=src.sha256, should_stop=lambda: next(calls) >= 2)
+    assert direct_repo.list_objects() == {}

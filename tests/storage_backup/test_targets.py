@@ -1,0 +1,218 @@
+"""Target resolution: every path a user types must stay inside a backup root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog.errors import InvalidArgument, NotFound, PermissionDenied
+from storage.backup import Repository, resolve_target
+
+
+def s3_options(target: Any) -> dict[str, Any]:
+    """The options an S3FileSystem was built with (pyarrow exposes them via pickling)."""
+    options: dict[str, Any] = target.fs.__reduce__()[1][0]
+    return options
+
+
+def test_name_resolves_under_first_root_without_creating_it(tmp_path: Path) -> None:
+    first, second = tmp_path / "r1", tmp_path / "r2"
+    target = resolve_target("nightly.tar", [str(first), str(second)], {})
+    assert target.kind == "local"
+    assert target.base == target.uri == str(first.resolve() / "nightly.tar")
+    assert first.is_dir() and second.is_dir()  # roots are created
+    assert not (first / "nightly.tar").exists()  # the target is not
+
+
+def test_relative_path_and_dot_components(root: Path) -> None:
+    assert resolve_target("a/b/c", [str(root)], {}).base == str(root.resolve() / "a/b/c")
+    assert resolve_target("./a//b/", [str(root)], {}).base == str(root.resolve() / "a/b")
+
+
+def test_absolute_inside_any_root(tmp_path: Path) -> None:
+    first, second = tmp_path / "r1", tmp_path / "r2"
+    target = resolve_target(str(second / "x"), [str(first), str(second)], {})
+    assert target.base == str(second.resolve() / "x")
+
+
+@pytest.mark.parametrize("path", ["/etc/cairn", "/tmp", "/"])
+def test_absolute_outside_roots_is_denied(root: Path, path: str) -> None:
+    with pytest.raises(PermissionDenied, match="outside the backup roots"):
+        resolve_target(path, [str(root)], {})
+
+
+def test_sibling_with_common_prefix_is_outside(tmp_path: Path) -> None:
+    root = tmp_path / "backups"
+    with pytest.raises(PermissionDenied):
+        resolve_target(str(tmp_path / "backups-evil" / "x"), [str(root)], {})
+
+
+@pytest.mark.parametrize("target", ["..", "../x", "a/../b", "a/..", "a/../../etc"])
+def test_dotdot_is_rejected_outright(root: Path, target: str) -> None:
+    with pytest.raises(PermissionDenied, match=r"'\.\.'"):
+        resolve_target(target, [str(root)], {})
+
+
+def test_absolute_dotdot_is_rejected(root: Path) -> None:
+    with pytest.raises(PermissionDenied):
+        resolve_target(f"{root}/x/../y", [str(root)], {})
+
+
+def test_symlinked_target_dir_pointing_outside(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root.mkdir()
+    (root / "escape").symlink_to(outside)
+    with pytest.raises(PermissionDenied, match="'escape' resolves outside"):
+        resolve_target("escape", [str(root)], {})
+    with pytest.raises(PermissionDenied):
+        resolve_target(str(root / "escape"), [str(root)], {})
+
+
+def test_symlinked_parent_pointing_outside(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root.mkdir()
+    (root / "parent").symlink_to(outside)
+    with pytest.raises(PermissionDenied, match="parent/new"):
+        resolve_target("parent/new", [str(root)], {})
+
+
+def test_dangling_symlink_pointing_outside(root: Path, tmp_path: Path) -> None:
+    root.mkdir()
+    (root / "dangling").symlink_to(tmp_path / "not-yet")
+    with pytest.raises(PermissionDenied):
+        resolve_target("dangling", [str(root)], {})
+
+
+def test_symlink_staying_inside_is_fine(root: Path) -> None:
+    (root / "real").mkdir(parents=True)
+    (root / "alias").symlink_to(root / "real")
+    assert resolve_target("alias", [str(root)], {}).base == str(root.resolve() / "real")
+
+
+def test_symlinked_root_is_resolved(tmp_path: Path) -> None:
+    real = tmp_path / "real-root"
+    real.mkdir()
+    (tmp_path / "root-link").symlink_to(real)
+    target = resolve_target("t", [str(tmp_path / "root-link")], {})
+    assert target.base == str(real.resolve() / "t")
+    # the configured (symlinked) spelling and the resolved one are both accepted
+    assert resolve_target(str(tmp_path / "root-link" / "t"), [str(tmp_path / "root-link")], {})
+    assert resolve_target(str(real / "t"), [str(tmp_path / "root-link")], {})
+
+
+@pytest.mark.parametrize("target", ["", "   ", "\t"])
+def test_empty_target(root: Path, target: str) -> None:
+    with pytest.raises(InvalidArgument, match="must not be empty"):
+        resolve_target(target, [str(root)], {})
+
+
+def test_nul_and_unsupported_scheme(root: Path) -> None:
+    with pytest.raises(InvalidArgument):
+        resolve_target("a\x00b", [str(root)], {})
+    for uri in ("file:///tmp/x", "gs://bucket/x", "http://host/x"):
+        with pytest.raises(InvalidArgument, match="unsupported scheme"):
+            resolve_target(uri, [str(root)], {})
+
+
+def test_root_itself_and_files_are_not_targets(root: Path) -> None:
+    with pytest.raises(InvalidArgument, match="backup root itself"):
+        resolve_target(".", [str(root)], {})
+    with pytest.raises(InvalidArgument, match="backup root itself"):
+        resolve_target(str(root), [str(root)], {})
+    (root / "plain").write_text("not a directory")
+    with pytest.raises(InvalidArgument, match="not a directory"):
+        resolve_target("plain", [str(root)], {})
+
+
+def test_no_roots_configured() -> None:
+    with pytest.raises(PermissionDenied, match="no backup roots"):
+        resolve_target("x", [], {})
+
+
+def test_listing_a_missing_target_is_not_found_and_creates_nothing(root: Path) -> None:
+    repo = Repository(resolve_target("missing", [str(root)], {}))
+    with pytest.raises(NotFound, match=r"backup target '.*missing' does not exist"):
+        repo.list_manifests()
+    with pytest.raises(NotFound, match="does not exist"):
+        repo.read_manifest("bk-1")
+    assert not (root / "missing").exists()
+
+
+def test_writing_creates_the_target(root: Path) -> None:
+    repo = Repository(resolve_target("deep/new", [str(root)], {}))
+    repo.put_bytes(b"hello")
+    assert (root / "deep/new/config.json").is_file()
+    assert repo.list_manifests() == []
+
+
+# --- S3 (construction only: no network) ----------------------------------------
+
+NAMED = {
+    "offsite": {
+        "uri": "s3://cairn-bucket/prod/backups/",
+        "endpoint": "http://127.0.0.1:9000",
+        "access_key": "AKIA-TEST",
+        "secret_key": "s3cr3t",
+        "region": "eu-west-1",
+    }
+}
+
+
+def test_named_s3_target(root: Path) -> None:
+    target = resolve_target("offsite", [str(root)], NAMED)
+    assert (target.kind, target.base, target.uri) == (
+        "s3",
+        "cairn-bucket/prod/backups",
+        "s3://cairn-bucket/prod/backups",
+    )
+    options = s3_options(target)
+    assert options["endpoint_override"] == "127.0.0.1:9000"
+    assert options["scheme"] == "http"
+    assert options["access_key"] == "AKIA-TEST"
+    assert options["secret_key"] == "s3cr3t"
+    assert options["region"] == "eu-west-1"
+    assert "s3cr3t" not in repr(target)
+    assert not (root / "offsite").exists()
+
+
+def test_s3_uri_borrows_credentials_of_named_target_with_same_bucket(root: Path) -> None:
+    target = resolve_target("s3://cairn-bucket/other", [str(root)], NAMED)
+    assert target.base == "cairn-bucket/other"
+    assert s3_options(target)["access_key"] == "AKIA-TEST"
+
+
+def test_s3_uri_of_unknown_bucket_uses_default_credentials(root: Path) -> None:
+    target = resolve_target("s3://someone-else", [str(root)], NAMED)
+    assert (target.base, target.uri) == ("someone-else", "s3://someone-else")
+    assert not s3_options(target)["access_key"]
+
+
+def test_https_endpoint_scheme() -> None:
+    named = {"o": {"uri": "s3://b/p", "endpoint": "https://s3.example.com"}}
+    options = s3_options(resolve_target("o", [], named))
+    assert (options["scheme"], options["endpoint_override"]) == ("https", "s3.example.com")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["s3://", "s3:///prefix", "s3://b/../x", "s3://b/a//c", "s3://b/x?region=y", "s3://k:s@b/x"],
+)
+def test_malformed_s3_uris(root: Path, uri: str) -> None:
+    with pytest.raises(InvalidArgument):
+        resolve_target(uri, [str(root)], {})
+
+
+def test_named_target_must_be_s3() -> None:
+    with pytest.raises(InvalidArgument, match="not s3"):
+        resolve_target("odd", [], {"odd": {"uri": "/var/backups"}})
+
+
+def test_paths_are_plain_strings_even_with_odd_names(root: Path) -> None:
+    for name in ("x.tar", "x.zip", "with space", "ünïcode"):
+        target = resolve_target(name, [str(root)], {})
+        assert os.path.basename(target.base) == name
