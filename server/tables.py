@@ -1,0 +1,255 @@
+"""Table statements: CREATE / DROP / ALTER TABLE, SHOW TABLES, DESCRIBE TABLE,
+FLUSH TABLE / FLUSH ALL TABLES IN, and the automatic flush loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from catalog import Namespace
+from catalog.errors import InvalidArgument, NotFound
+from sqlgrammar.ast import (
+    AlterTableAddColumn,
+    AlterTableDropColumn,
+    CreateTable,
+    DescribeTable,
+    DropTable,
+    FlushAllTables,
+    FlushTable,
+    ShowTables,
+    TableRef,
+    options_dict,
+)
+from storage import system_tables
+from storage.schema import describe_change
+from storage.types import describe_column
+
+from .result import Result, cairn_type
+from .state import Cairn, Session
+
+log = logging.getLogger("cairn.tables")
+
+AUTOFLUSH_PERIOD = 1.0
+
+
+def resolve(session: Session, ref: TableRef) -> tuple[str, str]:
+    ns = ref.namespace or session.namespace
+    if not ns:
+        raise InvalidArgument(f"no namespace given for table '{ref.name}'")
+    return ns, ref.name
+
+
+def require_namespace(cairn: Cairn, name: str) -> None:
+    if cairn.catalog.get(Namespace, name) is None:
+        raise NotFound(f"Namespace '{name}' does not exist")
+
+
+async def create_table(cairn: Cairn, session: Session, stmt: CreateTable) -> Result:
+    ns, name = resolve(session, stmt.table)
+    rec = await cairn.run(
+        cairn.engine.create_table, ns, name, stmt.kind, list(stmt.columns),
+        options_dict(stmt.options), if_not_exists=stmt.if_not_exists,
+    )
+    if rec is None:
+        return Result.of_message(f"Table '{ns}.{name}' already exists, skipped")
+    return Result.of_message(f"{stmt.kind.upper()} table '{ns}.{name}' created")
+
+
+async def drop_table(cairn: Cairn, session: Session, stmt: DropTable) -> Result:
+    ns, name = resolve(session, stmt.table)
+    dropped = await cairn.run(cairn.engine.drop_table, ns, name, if_exists=stmt.if_exists)
+    if not dropped:
+        return Result.of_message(f"Table '{ns}.{name}' does not exist, skipped")
+    return Result.of_message(f"Table '{ns}.{name}' dropped")
+
+
+async def add_column(cairn: Cairn, session: Session, stmt: AlterTableAddColumn) -> Result:
+    ns, name = resolve(session, stmt.table)
+    new = await cairn.run(cairn.engine.add_column, ns, name, stmt.column)
+    return Result.of_message(
+        f"Table '{ns}.{name}': column '{stmt.column.name}' added (schema version {new.version})"
+    )
+
+
+async def drop_column(cairn: Cairn, session: Session, stmt: AlterTableDropColumn) -> Result:
+    ns, name = resolve(session, stmt.table)
+    new = await cairn.run(cairn.engine.drop_column, ns, name, stmt.column)
+    return Result.of_message(
+        f"Table '{ns}.{name}': column '{stmt.column}' dropped (schema version {new.version})"
+    )
+
+
+SHOW_TABLES = [("namespace", "TEXT"), ("table_name", "TEXT"), ("table_type", "TEXT"),
+               ("schema_version", "BIGINT"), ("created_at", "TIMESTAMP")]  # fmt: skip
+
+
+async def show_tables(cairn: Cairn, session: Session, stmt: ShowTables) -> Result:
+    ns = stmt.namespace or session.namespace
+
+    def work() -> Result:
+        if ns is not None:
+            require_namespace(cairn, ns)
+        rows = [
+            {"namespace": t.namespace, "table_name": t.name, "table_type": t.table_type,
+             "schema_version": t.schema_version, "created_at": t.created_at}
+            for t in cairn.engine.list_tables(ns)
+        ]
+        return Result.of_rows(SHOW_TABLES, rows)
+
+    return await cairn.run(work)
+
+
+DESCRIBE = [("column_name", "TEXT"), ("data_type", "TEXT"), ("not_null", "BOOLEAN"),
+            ("primary_key", "BOOLEAN"), ("default_value", "JSON"), ("is_system", "BOOLEAN")]
+HISTORY = [("version", "BIGINT"), ("created_at", "TIMESTAMP"), ("change", "TEXT"),
+           ("columns", "JSON")]  # fmt: skip
+
+
+async def describe_table(cairn: Cairn, session: Session, stmt: DescribeTable) -> Result:
+    ns, name = resolve(session, stmt.table)
+
+    def work() -> Result:
+        if ns == "system" and not stmt.history:
+            return _describe_system(name)
+        versions = cairn.engine.schemas(ns, name)
+        if stmt.history:
+            rows = []
+            for i, s in enumerate(versions):
+                prev = versions[i - 1] if i else None
+                rows.append({"version": s.version, "created_at": s.created_at,
+                             "change": describe_change(prev, s),
+                             "columns": [describe_column(c) for c in s.columns]})
+            return Result.of_rows(HISTORY, rows)
+        current = versions[-1]
+        rows = []
+        for c in current.columns:
+            d = describe_column(c)
+            rows.append({"column_name": d["name"], "data_type": d["type"],
+                         "not_null": d["not_null"], "primary_key": d["primary_key"],
+                         "default_value": json.dumps(d["default"]), "is_system": d["system"]})
+        return Result.of_rows(DESCRIBE, rows, message=f"schema version {current.version}")
+
+    return await cairn.run(work)
+
+
+def _describe_system(name: str) -> Result:
+    schema = system_tables.schema_of(name) if name in system_tables.COLUMNS else None
+    if schema is None:
+        raise NotFound(f"Table 'system.{name}' does not exist")
+    rows = [{"column_name": f.name, "data_type": cairn_type(f), "not_null": False,
+             "primary_key": False, "default_value": "null", "is_system": True} for f in schema]
+    return Result.of_rows(DESCRIBE, rows, message=f"system.{name} is read-only")
+
+
+FLUSH = [("job_id", "TEXT"), ("namespace", "TEXT"), ("tables", "BIGINT"), ("rows", "BIGINT"),
+         ("files", "BIGINT"), ("bytes", "BIGINT")]  # fmt: skip
+
+
+def _flush_work(cairn: Cairn, tables: list[tuple[str, str]]) -> Any:
+    def work(ctx: Any) -> dict[str, Any]:
+        total = {"tables": 0, "rows": 0, "files": 0, "bytes": 0}
+        base = dict(total)
+
+        def progress(**kw: Any) -> None:
+            ctx.check_cancelled()
+            ctx.progress(
+                files_done=base["files"] + (kw.get("files_done") or 0),
+                bytes_done=base["bytes"] + (kw.get("bytes_done") or 0),
+                rows=base["rows"] + (kw.get("rows") or 0),
+            )
+
+        for i, (ns, name) in enumerate(tables):
+            ctx.check_cancelled()
+            try:
+                out = cairn.engine.flush_table(ns, name, progress)
+            except NotFound:
+                if len(tables) > 1:  # dropped meanwhile: nothing to flush
+                    continue
+                raise
+            total["tables"] += 1
+            for k in ("rows", "files", "bytes"):
+                total[k] += out[k]
+            base.update(total)
+            ctx.progress(fraction=(i + 1) / len(tables), files_done=total["files"],
+                         bytes_done=total["bytes"], rows=total["rows"])
+        return total
+
+    return work
+
+
+async def _run_flush(
+    cairn: Cairn, session: Session, ns: str, tables: list[tuple[str, str]], label: str | None
+) -> Result:
+    job = await cairn.jobs.run("flush", session, _flush_work(cairn, tables), namespace=ns)
+    res = dict(job.result or {})
+    row = {"job_id": job.job_id, "namespace": ns, **res}
+    what = f"table '{label}'" if label else f"{res.get('tables', 0)} table(s) in '{ns}'"
+    return Result.of_rows(FLUSH, [row], message=(
+        f"Flushed {what}: {res.get('rows', 0)} rows to {res.get('files', 0)} file(s)"
+    ))
+
+
+async def flush_table(cairn: Cairn, session: Session, stmt: FlushTable) -> Result:
+    ns, name = resolve(session, stmt.table)
+    rec = await cairn.run(cairn.engine.table, ns, name)
+    if rec.table_type == "stream":
+        raise InvalidArgument(f"Table '{ns}.{name}' is a STREAM table: its rows are never flushed")
+    return await _run_flush(cairn, session, ns, [(ns, name)], f"{ns}.{name}")
+
+
+async def flush_all_tables(cairn: Cairn, session: Session, stmt: FlushAllTables) -> Result:
+    ns = stmt.namespace
+    await cairn.run(require_namespace, cairn, ns)
+    tables = await cairn.run(cairn.engine.list_tables, ns)
+    names = [(t.namespace, t.name) for t in tables if t.table_type != "stream"]
+    return await _run_flush(cairn, session, ns, names, None)
+
+
+async def autoflush_loop(cairn: Cairn) -> None:
+    """Forever: evict expired stream rows, and flush tables whose buffer passed
+    `flush_rows` or `flush_interval_seconds` (each flush a job)."""
+    running: set[tuple[str, str]] = set()
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def one(ns: str, name: str) -> None:
+        session = Session(user_id=None, namespace=ns, text=f"FLUSH TABLE {ns}.{name}")
+        try:
+            await cairn.jobs.run("flush", session, _flush_work(cairn, [(ns, name)]), namespace=ns)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # logged in system.jobs; keep the loop alive
+            log.warning("automatic flush of %s.%s failed: %s", ns, name, exc)
+        finally:
+            running.discard((ns, name))
+
+    while True:
+        await asyncio.sleep(AUTOFLUSH_PERIOD)
+        try:
+            await cairn.run(cairn.engine.evict_streams)
+            for ns, name in await cairn.run(cairn.engine.tables_needing_flush):
+                if (ns, name) in running:
+                    continue
+                running.add((ns, name))
+                task = asyncio.create_task(one(ns, name))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+        except Exception:
+            log.exception("automatic flush loop")
+
+
+HANDLERS: dict[type, Any] = {
+    CreateTable: create_table,
+    DropTable: drop_table,
+    AlterTableAddColumn: add_column,
+    AlterTableDropColumn: drop_column,
+    ShowTables: show_tables,
+    DescribeTable: describe_table,
+    FlushTable: flush_table,
+    FlushAllTables: flush_all_tables,
+}

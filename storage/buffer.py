@@ -1,0 +1,179 @@
+"""A table's write buffer: one RocksDB raw column family per table (`buf_<uid>`).
+
+Each write statement stores ONE entry: key = the first sequence number of its
+rows (8 bytes, big-endian, so keys sort by age), value = an Arrow IPC stream of
+the statement's rows. The schema metadata says the schema version the rows were
+written under, when, and for USER tables by whom. One put per statement keeps
+bulk INSERTs cheap and makes each statement atomic; a flush deletes exactly the
+entries it wrote to Parquet, in the same WriteBatch that registers the file.
+
+The engine keeps a decoded mirror of every buffer in memory (`TableState`), so
+queries never decode RocksDB values; the family is the durable copy."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+import pyarrow as pa
+
+from catalog import DataFile, Table, TableSchema
+
+from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
+
+PREFIX = "buf_"
+
+
+def family_name(table_uid: str) -> str:
+    return PREFIX + table_uid
+
+
+def seq_key(seq: int) -> bytes:
+    return struct.pack(">Q", seq)
+
+
+@dataclass
+class BufBatch:
+    key: bytes
+    version: int
+    ts: float  # unix seconds when written
+    user: str | None
+    rows: pa.Table
+
+    @property
+    def num_rows(self) -> int:
+        return self.rows.num_rows
+
+
+def encode(rows: pa.Table, version: int, ts: float, user: str | None) -> bytes:
+    meta = {b"cairn.v": str(version).encode(), b"cairn.ts": repr(ts).encode()}
+    if user is not None:
+        meta[b"cairn.user"] = user.encode()
+    rows = rows.replace_schema_metadata(meta)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    return sink.getvalue().to_pybytes()
+
+
+def decode(key: bytes, value: bytes) -> BufBatch:
+    rows = pa.ipc.open_stream(value).read_all()
+    meta = rows.schema.metadata or {}
+    user = meta.get(b"cairn.user")
+    return BufBatch(
+        key=key,
+        version=int(meta[b"cairn.v"]),
+        ts=float(meta[b"cairn.ts"]),
+        user=user.decode() if user is not None else None,
+        rows=rows.replace_schema_metadata(None),
+    )
+
+
+def storage_schema(table: Table, columns: list[Column]) -> pa.Schema:
+    """The Arrow schema rows are stored with: hidden columns, then every column."""
+    fields = [pa.field(SEQ, pa.int64(), nullable=False), pa.field(OW, pa.bool_())]
+    if table.table_type == "user":
+        fields.append(pa.field(USER, pa.string(), nullable=False))
+    fields += [arrow_field(c) for c in columns]
+    return pa.schema(fields)
+
+
+def conform(rows: pa.Table, version: int, table: Table, columns: list[Column]) -> pa.Table:
+    """Rows written under schema `version`, read with the current `columns`:
+    a column added after `version` gives its default (or NULL), dropped ones go."""
+    n = rows.num_rows
+    names = set(rows.column_names)
+    arrays, fields = [], []
+    for f in storage_schema(table, columns):
+        col = next((c for c in columns if c["name"] == f.name), None)
+        if f.name in names and (col is None or col.get("since", 1) <= version):
+            arr = rows.column(f.name)
+            if arr.type != f.type:
+                arr = arr.cast(f.type)
+        else:
+            value = default_value(col) if col is not None else None
+            arr = pa.array([value] * n, type=arrow_type(col) if col else f.type)
+        arrays.append(arr)
+        fields.append(f.with_nullable(True))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+@dataclass
+class TableState:
+    """The engine's in-memory view of one table: its definition, current
+    schema, registered files and decoded buffer. `lock` guards the snapshot a
+    query takes (files + buffer) against a flush or write committing midway;
+    `write_lock` serialises statements that change the table."""
+
+    table: Table
+    schema: TableSchema
+    files: list[DataFile]
+    batches: dict[bytes, BufBatch]
+    append_only: bool
+    dropped: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    write_lock: threading.RLock = field(default_factory=threading.RLock)
+    flush_lock: threading.Lock = field(default_factory=threading.Lock)
+    _cache: dict[str, tuple[int, tuple[bytes, ...], pa.Table]] = field(default_factory=dict)
+
+    @property
+    def uid(self) -> str:
+        return self.table.uid
+
+    @property
+    def columns(self) -> list[Column]:
+        return self.schema.columns
+
+    @property
+    def family(self) -> str:
+        return family_name(self.table.uid)
+
+    def buffered_rows(self) -> int:
+        return sum(b.num_rows for b in self.batches.values())
+
+    def oldest_ts(self) -> float | None:
+        return min((b.ts for b in self.batches.values()), default=None)
+
+    def ttl_floor(self) -> float | None:
+        """Stream tables: rows written before this instant have expired."""
+        ttl = self.table.options.get("ttl_seconds")
+        if self.table.table_type != "stream" or not ttl:
+            return None
+        return time.time() - float(ttl)
+
+    def buffer_table(
+        self, user: str | None = None, *, all_users: bool = False, min_ts: float | None = None
+    ) -> pa.Table:
+        """The buffered rows conformed to the current schema (USER tables: only
+        `user`'s rows unless `all_users`). Call with `lock` held.
+
+        Cached per user and extended in place as statements append, so a query
+        after each single-row INSERT does not re-decode the whole buffer."""
+        every = all_users or self.table.table_type != "user"
+        batches = [
+            b for b in self.batches.values()
+            if (every or b.user == user) and (min_ts is None or b.ts >= min_ts)
+        ]
+        keys = tuple(b.key for b in batches)
+        slot = "*" if every else f"u:{user}"
+        cached = self._cache.get(slot)
+        schema = pa.schema([f.with_nullable(True) for f in storage_schema(self.table, self.columns)])
+        if cached is not None and cached[0] == self.schema.version and keys[: len(cached[1])] == cached[1]:
+            base, start = cached[2], len(cached[1])
+        else:
+            base, start = schema.empty_table(), 0
+        parts = [conform(b.rows, b.version, self.table, self.columns) for b in batches[start:]]
+        out = pa.concat_tables([base, *[p.cast(schema) for p in parts]]) if parts else base
+        if out.column(0).num_chunks > 64:
+            out = out.combine_chunks()
+        self._cache[slot] = (self.schema.version, keys, out)
+        return out
+
+
+def visible_names(columns: list[Column]) -> list[str]:
+    return [c["name"] for c in columns if c["name"] not in HIDDEN]
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,372 @@
+"""INSERT, UPDATE and DELETE: every statement becomes new row versions in the
+table's write buffer, written in one RocksDB put (so each statement is atomic).
+
+UPDATE and DELETE find their rows with DuckDB over the table's current rows
+(the same view a SELECT uses, so a USER table shows only the caller's rows),
+then write new versions with newer sequence numbers; DELETE writes versions
+with `_deleted = true`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from catalog import Meta
+from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+
+from . import sandbox
+from .buffer import BufBatch, TableState, encode, seq_key, storage_schema
+from .query import Plan, quote, take_snapshot, view_sql
+from .types import DELETED, ID, OW, SEQ, UPDATED, USER, Column, arrow_type, coerce, default_value
+from .values import values_rows
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+def resolve(engine: Engine, node: exp.Expression, default_namespace: str | None) -> TableState:
+    """The table a write statement names."""
+    if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
+        raise PermissionDenied("writes go to Cairn tables only")
+    sandbox.check_fragment(node)
+    if node.catalog:
+        raise InvalidArgument(f"bad table name '{node.sql()}': use ns.table")
+    if node.db == "system":
+        raise PermissionDenied(f"system.{node.name} is read-only")
+    ns = node.db or default_namespace
+    if not ns:
+        raise InvalidArgument(f"no namespace given for table '{node.name}'")
+    return engine.state(ns, node.name)
+
+
+def _owner(st: TableState, user: str | None) -> str | None:
+    if st.table.table_type != "user":
+        return None
+    if user is None:
+        raise PermissionDenied(
+            f"Table '{st.table.namespace}.{st.table.name}' is a USER table: every row belongs "
+            "to a user, and this request names none (send X-User-Id or a token)"
+        )
+    return user
+
+
+def _name(st: TableState) -> str:
+    return f"{st.table.namespace}.{st.table.name}"
+
+
+# --- INSERT -----------------------------------------------------------------
+
+
+def insert(engine: Engine, e: exp.Insert, user: str | None, ns: str | None) -> int:
+    for arg in ("conflict", "returning", "overwrite", "alternative", "where"):
+        if e.args.get(arg):
+            raise InvalidArgument(f"INSERT ... {arg.upper()} is not supported")
+    target = e.this
+    names: list[str] | None = None
+    if isinstance(target, exp.Schema):
+        names = [c.name.lower() for c in target.expressions]
+        target = target.this
+    st = resolve(engine, target, ns)
+    owner = _owner(st, user)
+    source = e.expression
+    if isinstance(source, exp.Values):
+        rows = values_rows(engine, source, user, ns)
+    elif isinstance(source, exp.Query):
+        sandbox.check_query(source)
+        result = engine.select(source.copy(), user, ns)
+        cols = [result.column(i).to_pylist() for i in range(result.num_columns)]
+        rows = [list(r) for r in zip(*cols)] if cols else []
+    else:
+        raise InvalidArgument("INSERT needs VALUES or a SELECT")
+    return write_values(engine, st, names, rows, owner)
+
+
+def _targets(st: TableState, names: list[str] | None) -> list[Column]:
+    cols = {c["name"]: c for c in st.columns}
+    if names is None:
+        return [c for c in st.columns if not c.get("system")]
+    out = []
+    for n in names:
+        col = cols.get(n)
+        if col is None:
+            raise InvalidArgument(f"Column '{n}' does not exist in table {_name(st)}")
+        if col.get("system"):
+            raise InvalidArgument(f"Column '{n}' is set by Cairn and cannot be written")
+        if col in out:
+            raise InvalidArgument(f"Column '{n}' is named twice")
+        out.append(col)
+    return out
+
+
+def write_values(
+    engine: Engine, st: TableState, names: list[str] | None, rows: list[list[Any]], owner: str | None
+) -> int:
+    if not rows:
+        return 0
+    with st.write_lock:
+        targets = _targets(st, names)
+        n = len(rows)
+        data: dict[str, Any] = {c["name"]: [] for c in st.columns if not c.get("system")}
+        given = {c["name"] for c in targets}
+        for i, row in enumerate(rows):
+            if len(row) != len(targets):
+                raise InvalidArgument(
+                    f"row {i + 1} has {len(row)} values but the table takes {len(targets)} "
+                    f"({', '.join(c['name'] for c in targets)})"
+                )
+            for col, value in zip(targets, row):
+                data[col["name"]].append(coerce(col, value, i + 1))
+        for col in st.columns:
+            name = col["name"]
+            if name in given or name in (ID, UPDATED, DELETED) and col.get("system"):
+                continue
+            value = default_value(col)
+            if value is None and col.get("not_null"):
+                raise InvalidArgument(
+                    f"Column '{name}' in row 1 is NOT NULL and has no DEFAULT: give it a value"
+                )
+            data[name] = [value] * n
+        return _append(engine, st, data, n, owner, check_keys=True)
+
+
+def _append(
+    engine: Engine,
+    st: TableState,
+    data: dict[str, Any],
+    n: int,
+    owner: str | None,
+    *,
+    check_keys: bool,
+    overwrite: bool = False,
+) -> int:
+    """Add `n` new row versions (columns in `data`) to the buffer. Hold write_lock."""
+    first = engine.catalog.next_seq(n)
+    seqs = pa.array(range(first, first + n), pa.int64())
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    data[SEQ] = seqs
+    if OW not in data:
+        data[OW] = pa.array([overwrite] * n, pa.bool_())
+    if st.table.table_type == "user":
+        data[USER] = [owner] * n
+    for col in st.columns:
+        if not col.get("system"):
+            continue
+        if col["name"] == ID and ID not in st.table.primary_key:
+            continue
+        if col["name"] == ID and not overwrite:
+            data[ID] = seqs
+        elif col["name"] == UPDATED:
+            data[UPDATED] = pa.array([now] * n, pa.timestamp("us"))
+        elif col["name"] == DELETED and DELETED not in data:
+            data[DELETED] = pa.array([False] * n, pa.bool_())
+    schema = storage_schema(st.table, st.columns)
+    arrays = [
+        data[f.name] if isinstance(data[f.name], pa.Array | pa.ChunkedArray)
+        else pa.array(data[f.name], f.type)
+        for f in schema
+    ]
+    try:
+        rows = pa.Table.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema)], schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidArgument(f"bad value for table {_name(st)}: {exc}") from None
+    if check_keys and st.table.primary_key != [ID]:
+        found = _check_keys(engine, st, rows, owner)
+        if found:
+            pk = st.table.primary_key
+            keys = zip(*[rows.column(k).to_pylist() for k in pk])
+            flags = pa.array([k in found for k in keys], pa.bool_())
+            rows = rows.set_column(rows.schema.get_field_index(OW), OW, flags)
+            overwrite = True
+    _commit(engine, st, rows, owner, overwrite)
+    return n
+
+
+def _check_keys(
+    engine: Engine, st: TableState, rows: pa.Table, owner: str | None
+) -> set[tuple[Any, ...]]:
+    """ALREADY_EXISTS if a key is repeated or already live; else the keys the
+    rows bring back from soft deletion (new versions of an existing key)."""
+    pk = st.table.primary_key
+    keys = rows.select(pk)
+    seen: dict[tuple[Any, ...], int] = {}
+    for i, key in enumerate(zip(*[keys.column(k).to_pylist() for k in pk])):
+        if key in seen:
+            raise AlreadyExists(
+                f"duplicate primary key {_show(pk, key)} in rows {seen[key] + 1} and {i + 1}"
+            )
+        seen[key] = i
+    snap, token = take_snapshot(st, owner, engine.files)
+    plan = Plan(pins=[token])
+    plan.arrow.append(("__keys", keys))
+    plan.arrow.append(("__b0", snap.buffer))
+    plan.views.append(("__t0", view_sql(snap, "__b0", engine.files, show_deleted=True)))
+    has_deleted = any(c["name"] == DELETED for c in snap.columns)
+    flag = quote(DELETED) if has_deleted else "false"
+    using = ", ".join(map(quote, pk))
+    plan.sql = f"SELECT {using}, {flag} AS __del FROM __t0 SEMI JOIN __keys USING ({using})"
+    plan.names = {"__t0": _name(st)}
+    found = engine._run(plan).to_pylist()
+    live = [r for r in found if not r["__del"]]
+    if live:
+        key = tuple(live[0][k] for k in pk)
+        raise AlreadyExists(
+            f"duplicate primary key {_show(pk, key)} in table {_name(st)} (row {seen[key] + 1})"
+        )
+    return {tuple(r[k] for k in pk) for r in found}
+
+
+def _show(pk: list[str], key: tuple[Any, ...]) -> str:
+    return f"({', '.join(pk)})=({', '.join(repr(v) for v in key)})"
+
+
+def _commit(engine: Engine, st: TableState, rows: pa.Table, owner: str | None, overwrite: bool) -> None:
+    from .engine import APPEND_ONLY
+
+    seq0 = rows.column(SEQ)[0].as_py()
+    key = seq_key(seq0)
+    now = dt.datetime.now(dt.timezone.utc).timestamp()
+    value = encode(rows, st.schema.version, now, owner)
+    b = engine.catalog.batch()
+    with st.lock:
+        if st.dropped:  # dropped while this statement waited for the table
+            raise NotFound(f"Table '{_name(st)}' does not exist")
+        b.put_raw(st.family, key, value)
+        if overwrite and st.append_only:
+            b.delete(Meta, APPEND_ONLY + st.uid)
+        evicted = _evict_overflow(st, rows.num_rows, b)
+        b.commit()
+        for k, batch in evicted.items():
+            if batch is None:
+                st.batches.pop(k, None)
+            else:
+                st.batches[k] = batch
+        st.batches[key] = BufBatch(key, st.schema.version, now, owner, rows)
+        if overwrite:
+            st.append_only = False
+
+
+def _evict_overflow(st: TableState, adding: int, b: Any) -> dict[bytes, BufBatch | None]:
+    """Stream tables: the oldest rows beyond `max_buffer` go in the same batch."""
+    limit = st.table.options.get("max_buffer") if st.table.table_type == "stream" else None
+    out: dict[bytes, BufBatch | None] = {}
+    if not limit:
+        return out
+    excess = st.buffered_rows() + adding - int(limit)
+    for key, batch in list(st.batches.items()):
+        if excess <= 0:
+            break
+        if batch.num_rows <= excess:
+            b.delete_raw(st.family, key)
+            out[key] = None
+            excess -= batch.num_rows
+        else:
+            kept = batch.rows.slice(excess)
+            b.put_raw(st.family, key, encode(kept, batch.version, batch.ts, batch.user))
+            out[key] = BufBatch(key, batch.version, batch.ts, batch.user, kept)
+            excess = 0
+    return out
+
+
+def insert_arrow(engine: Engine, st: TableState, rows: pa.Table, user: str | None) -> int:
+    """Bulk load: Arrow columns by name, cast to the column types."""
+    owner = _owner(st, user)
+    with st.write_lock:
+        data: dict[str, Any] = {}
+        for col in st.columns:
+            name = col["name"]
+            if col.get("system"):
+                continue
+            if name in rows.column_names:
+                try:
+                    arr = rows.column(name).cast(arrow_type(col))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                    raise InvalidArgument(f"Column '{name}': {exc}") from None
+            else:
+                arr = pa.array([default_value(col)] * rows.num_rows, arrow_type(col))
+            if col.get("not_null") and arr.null_count:
+                raise InvalidArgument(f"Column '{name}' is NOT NULL but has {arr.null_count} NULLs")
+            data[name] = arr
+        return _append(engine, st, data, rows.num_rows, owner, check_keys=True)
+
+
+# --- UPDATE and DELETE --------------------------------------------------------
+
+
+def _matching(
+    engine: Engine, st: TableState, node: exp.Table, where: exp.Expression | None,
+    extra: list[str], user: str | None, ns: str | None,
+) -> pa.Table:
+    alias = quote(node.alias_or_name)
+    sql = f"SELECT {alias}.*{''.join(', ' + x for x in extra)} FROM {node.sql(dialect='duckdb')}"
+    if where is not None:
+        sql += f" WHERE {where.this.sql(dialect='duckdb')}"
+    return engine.select(sqlglot.parse_one(sql, read="duckdb"), user, ns, show_deleted=False)
+
+
+def update(engine: Engine, e: exp.Update, user: str | None, ns: str | None) -> int:
+    st = resolve(engine, e.this, ns)
+    owner = _owner(st, user)
+    if st.table.table_type == "stream":
+        raise InvalidArgument(f"Table '{_name(st)}' is a STREAM table: rows cannot be updated")
+    for arg in ("from", "joins", "returning", "order", "limit", "with"):
+        if e.args.get(arg):
+            raise InvalidArgument(f"UPDATE ... {arg.upper()} is not supported")
+    where = e.args.get("where")
+    if where is not None:
+        sandbox.check_fragment(where)
+    with st.write_lock:
+        cols = {c["name"]: c for c in st.columns}
+        sets: list[tuple[Column, exp.Expression]] = []
+        for eq in e.expressions:
+            if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
+                raise InvalidArgument("UPDATE needs SET column = value, ...")
+            name = eq.this.name.lower()
+            col = cols.get(name)
+            if col is None:
+                raise InvalidArgument(f"Column '{name}' does not exist in table {_name(st)}")
+            if col.get("system"):
+                raise InvalidArgument(f"Column '{name}' is set by Cairn and cannot be updated")
+            if col.get("primary_key"):
+                raise InvalidArgument(f"Column '{name}' is part of the primary key and cannot be updated")
+            if any(c is col for c, _ in sets):
+                raise InvalidArgument(f"Column '{name}' is set twice")
+            sandbox.check_fragment(eq.expression)
+            sets.append((col, eq.expression))
+        extra = [f"({v.sql(dialect='duckdb')}) AS __set{i}" for i, (_, v) in enumerate(sets)]
+        found = _matching(engine, st, e.this, where, extra, user, ns)
+        n = found.num_rows
+        if n == 0:
+            return 0
+        data: dict[str, Any] = {c["name"]: found.column(c["name"]) for c in st.columns}
+        for i, (col, _) in enumerate(sets):
+            values = found.column(f"__set{i}").to_pylist()
+            data[col["name"]] = [coerce(col, v, r + 1) for r, v in enumerate(values)]
+        data[DELETED] = pa.array([False] * n, pa.bool_()) if DELETED in cols else None
+        if data[DELETED] is None:
+            del data[DELETED]
+        return _append(engine, st, data, n, owner, check_keys=False, overwrite=True)
+
+
+def delete(engine: Engine, e: exp.Delete, user: str | None, ns: str | None) -> int:
+    st = resolve(engine, e.this, ns)
+    owner = _owner(st, user)
+    if st.table.table_type == "stream":
+        raise InvalidArgument(f"Table '{_name(st)}' is a STREAM table: rows cannot be deleted")
+    for arg in ("using", "returning", "limit", "with"):
+        if e.args.get(arg):
+            raise InvalidArgument(f"DELETE ... {arg.upper()} is not supported")
+    where = e.args.get("where")
+    if where is not None:
+        sandbox.check_fragment(where)
+    with st.write_lock:
+        found = _matching(engine, st, e.this, where, [], user, ns)
+        n = found.num_rows
+        if n == 0:
+            return 0
+        data: dict[str, Any] = {c["name"]: found.column(c["name"]) for c in st.columns}
+        data[DELETED] = pa.array([True] * n, pa.bool_())
+        return _append(engine, st, data, n, owner, check_keys=False, overwrite=True)

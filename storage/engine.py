@@ -1,0 +1,404 @@
+"""The storage engine: tables, rows and queries over one catalog and one DuckDB.
+
+Every method is synchronous and thread-safe; the server calls them through
+`cairn.run` (its I/O thread pool). Per table, three locks in a fixed order:
+`flush_lock` (one flush or DDL at a time) -> `write_lock` (one writing statement
+at a time) -> `lock` (held for a few microseconds: a commit, or a query copying
+the table's files and buffer). A query therefore always sees each table as of
+one commit, and a writer is never held up by a running query."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from catalog import Catalog, DataFile, Meta, Namespace, Table, TableSchema, schema_key, table_key
+from catalog.errors import AlreadyExists, Cancelled, InvalidArgument, NotFound, PermissionDenied
+from catalog.ids import new_id
+from catalog.records import SEP
+
+from . import dml, flush, sandbox, schema, system_tables
+from .buffer import PREFIX, TableState, decode, family_name
+from .files import FileStore
+from .query import Plan, mark_json, plan_query, release
+from .snapshot import NamespaceSnapshot, TableSnapshot
+
+log = logging.getLogger("cairn.storage")
+
+APPEND_ONLY = "append_only:"  # Meta record: the table has never had a key overwritten
+
+
+class Engine:
+    def __init__(self, catalog: Catalog, data_dir: Path | str, cfg: Any) -> None:
+        self.catalog = catalog
+        self.data_dir = Path(data_dir).resolve()
+        self.cfg = cfg
+        self.files = FileStore(self.data_dir)
+        self._con = sandbox.connect(
+            self.data_dir,
+            getattr(cfg, "duckdb_memory_limit", "1GB"),
+            getattr(cfg, "duckdb_threads", 2),
+        )
+        self._states: dict[str, TableState] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._con.close()
+
+    # --- tables in memory ------------------------------------------------
+
+    def table(self, namespace: str, name: str) -> Table:
+        """The table's record, or NOT_FOUND naming the namespace or the table."""
+        rec = self.catalog.get(Table, table_key(namespace, name))
+        if rec is None:
+            if namespace == "system":
+                raise InvalidArgument("system tables are read-only")
+            if self.catalog.get(Namespace, namespace) is None:
+                raise NotFound(f"Namespace '{namespace}' does not exist")
+            raise NotFound(f"Table '{namespace}.{name}' does not exist")
+        return rec
+
+    def state(self, namespace: str, name: str) -> TableState:
+        return self._state_for(self.table(namespace, name))
+
+    def _state_for(self, rec: Table) -> TableState:
+        with self._lock:
+            st = self._states.get(rec.uid)
+            if st is None or st.table.schema_version != rec.schema_version:
+                st = self._load(rec, st)
+                self._states[rec.uid] = st
+            return st
+
+    def _load(self, rec: Table, old: TableState | None) -> TableState:
+        sch = self.catalog.get(TableSchema, schema_key(rec.uid, rec.schema_version))
+        if sch is None:
+            raise NotFound(f"schema version {rec.schema_version} of {rec.namespace}.{rec.name} is missing")
+        if old is not None:  # a schema change made elsewhere: keep locks and buffer
+            with old.lock:
+                old.table, old.schema = rec, sch
+                old._cache.clear()
+            return old
+        files = self.catalog.scan(DataFile, rec.uid + SEP)
+        batches = {}
+        for key, value in self.catalog.scan_raw(family_name(rec.uid)):
+            batches[key] = decode(key, value)
+        append_only = self.catalog.get(Meta, APPEND_ONLY + rec.uid) is not None
+        return TableState(rec, sch, files, batches, append_only)
+
+    def forget(self, table_uid: str) -> None:
+        """Drop the in-memory state of a table changed behind the engine's back
+        (e.g. replaced by a restore); it is reloaded from the catalog on next use.
+        If no Table record names this uid any more, statements still waiting on
+        the old state fail with NOT_FOUND instead of writing into it."""
+        with self._lock:
+            st = self._states.pop(table_uid, None)
+        if st is not None:
+            current = self.catalog.get(Table, st.table.key())
+            if current is None or current.uid != table_uid:
+                with st.lock:
+                    st.dropped = True
+                    st.batches, st.files = {}, []
+                    st._cache.clear()
+
+    def tables_of(self, namespace: str) -> list[TableState]:
+        """The in-memory states of a namespace's tables (a restore with `replace`
+        holds their locks while it swaps the namespace)."""
+        return self._all_states(namespace)
+
+    def _all_states(self, namespace: str | None = None) -> list[TableState]:
+        prefix = namespace + SEP if namespace else ""
+        return [self._state_for(t) for t in self.catalog.scan(Table, prefix)]
+
+    # --- DDL -------------------------------------------------------------
+
+    def create_table(
+        self,
+        namespace: str,
+        name: str,
+        kind: str,
+        columns: list[Any],
+        options: dict[str, Any] | None = None,
+        *,
+        if_not_exists: bool = False,
+    ) -> Table | None:
+        """Create a table; None if it existed and `if_not_exists`."""
+        if namespace == "system":
+            raise InvalidArgument("namespace 'system' is reserved")
+        if self.catalog.get(Namespace, namespace) is None:
+            raise NotFound(f"Namespace '{namespace}' does not exist")
+        cols, key = schema.new_columns(kind, list(columns))
+        opts = schema.check_options(kind, dict(options or {}))
+        with self._lock:
+            if self.catalog.get(Table, table_key(namespace, name)) is not None:
+                if if_not_exists:
+                    return None
+                raise AlreadyExists(f"Table '{namespace}.{name}' already exists")
+            rec = Table(namespace, name, new_id("tbl"), kind, 1, key, opts)
+            sch = TableSchema(rec.uid, 1, namespace, name, cols, rec.created_at)
+            self.catalog.family(family_name(rec.uid))
+            with self.catalog.atomic() as b:
+                b.put(rec).put(sch).put(Meta(APPEND_ONLY + rec.uid, True))
+            self._states[rec.uid] = TableState(rec, sch, [], {}, True)
+        return rec
+
+    def drop_table(self, namespace: str, name: str, *, if_exists: bool = False) -> bool:
+        """Drop a table: its records go in one batch, then its buffer family, then
+        its files (each as soon as no reader or backup pins it)."""
+        try:
+            st = self.state(namespace, name)
+        except NotFound:
+            if if_exists:
+                return False
+            raise
+        with st.flush_lock, st.write_lock:
+            if st.dropped:  # a concurrent DROP won
+                if if_exists:
+                    return False
+                raise NotFound(f"Table '{namespace}.{name}' does not exist")
+            paths = self._drop_records(st)
+        self.files.retire(paths)
+        return True
+
+    def _drop_records(self, st: TableState) -> list[str]:
+        uid = st.uid
+        with st.lock:
+            b = self.catalog.batch()
+            b.delete(Table, st.table.key())
+            for s in self.catalog.scan(TableSchema, uid + SEP):
+                b.delete(TableSchema, s.key())
+            for f in st.files:
+                b.delete(DataFile, f.key())
+            b.delete(Meta, APPEND_ONLY + uid)
+            b.commit()
+            paths = [f.path for f in st.files]
+            st.files, st.batches, st.dropped = [], {}, True
+            st._cache.clear()
+        with self._lock:
+            self._states.pop(uid, None)
+        self.catalog.drop_family(family_name(uid))
+        return paths
+
+    def drop_namespace_tables(self, namespace: str) -> int:
+        """DROP NAMESPACE CASCADE: drop every table of `namespace`."""
+        n = 0
+        for t in self.catalog.scan(Table, namespace + SEP):
+            n += self.drop_table(t.namespace, t.name, if_exists=True)
+        return n
+
+    def table_count(self, namespace: str) -> int:
+        return len(self.catalog.scan(Table, namespace + SEP))
+
+    def list_tables(self, namespace: str | None = None) -> list[Table]:
+        return self.catalog.scan(Table, namespace + SEP if namespace else "")
+
+    def add_column(self, namespace: str, name: str, column: Any) -> TableSchema:
+        return self._alter(namespace, name, lambda cur: schema.add_column(cur, column))
+
+    def drop_column(self, namespace: str, name: str, column: str) -> TableSchema:
+        return self._alter(namespace, name, lambda cur: schema.drop_column(cur, column))
+
+    def _alter(self, namespace: str, name: str, change: Callable[[TableSchema], list]) -> TableSchema:
+        st = self.state(namespace, name)
+        with st.flush_lock, st.write_lock:
+            if st.dropped:
+                raise NotFound(f"Table '{namespace}.{name}' does not exist")
+            cur = st.schema
+            cols = change(cur)
+            new = TableSchema(st.uid, cur.version + 1, namespace, name, cols)
+            rec = Table(**{**st.table.__dict__, "schema_version": new.version})
+            with st.lock:
+                self.catalog.batch().put(rec).put(new).commit()
+                st.table, st.schema = rec, new
+                st._cache.clear()
+        return new
+
+    def schemas(self, namespace: str, name: str) -> list[TableSchema]:
+        """Every schema version of a table, oldest first."""
+        rec = self.table(namespace, name)
+        return self.catalog.scan(TableSchema, rec.uid + SEP)
+
+    def stats(self, rec: Table) -> dict[str, int]:
+        st = self._state_for(rec)
+        with st.lock:
+            return {
+                "buffered_rows": st.buffered_rows(),
+                "flushed_rows": sum(f.rows for f in st.files),
+                "files": len(st.files),
+                "bytes": sum(f.bytes for f in st.files),
+            }
+
+    # --- queries -----------------------------------------------------------
+
+    def query(
+        self,
+        expression: exp.Expression,
+        session_user: str | None,
+        default_namespace: str | None,
+        *,
+        timeout: float | None = None,
+    ) -> pa.Table:
+        """A SELECT (checked against the sandbox) as an Arrow table. Past
+        `timeout` seconds DuckDB is interrupted and CANCELLED raised."""
+        sandbox.check_query(expression)
+        return self.select(expression.copy(), session_user, default_namespace, timeout=timeout)
+
+    def select(
+        self,
+        expression: exp.Expression,
+        user: str | None,
+        default_namespace: str | None,
+        *,
+        show_deleted: bool | None = None,
+        timeout: float | None = None,
+    ) -> pa.Table:
+        """Run an already checked query tree (which this call may modify)."""
+        plan = plan_query(
+            expression, user, default_namespace, self.state, self._system_table, self.files,
+            show_deleted=show_deleted,
+        )
+        return self._run(plan, timeout)
+
+    def _system_table(self, name: str) -> pa.Table | None:
+        return system_tables.build(self, name)
+
+    def _run(self, plan: Plan, timeout: float | None = None) -> pa.Table:
+        timer = None
+        try:
+            cur = self._con.cursor()
+            if timeout:
+                timer = threading.Timer(timeout, cur.interrupt)
+                timer.start()
+            try:
+                for name, table in plan.arrow:
+                    cur.register(name, table)
+                for name, sql in plan.views:
+                    cur.execute(f"CREATE TEMP VIEW {name} AS {sql}")
+                result = cur.sql(plan.sql).to_arrow_table() if plan.sql else pa.table({})
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                cur.close()
+        except duckdb.InterruptException:
+            raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
+        except duckdb.PermissionException as exc:
+            raise PermissionDenied(_clean(str(exc), plan)) from None
+        except duckdb.Error as exc:
+            raise InvalidArgument(_clean(str(exc), plan)) from None
+        finally:
+            release(plan, self.files)
+        return mark_json(result, plan.json_names)
+
+    # --- writes ------------------------------------------------------------
+
+    def execute(
+        self, expression: exp.Expression, session_user: str | None, default_namespace: str | None
+    ) -> int:
+        """INSERT, UPDATE or DELETE; returns the number of rows affected."""
+        if isinstance(expression, exp.Insert):
+            return dml.insert(self, expression, session_user, default_namespace)
+        if isinstance(expression, exp.Update):
+            return dml.update(self, expression, session_user, default_namespace)
+        if isinstance(expression, exp.Delete):
+            return dml.delete(self, expression, session_user, default_namespace)
+        raise PermissionDenied(f"{type(expression).__name__.upper()} is not allowed")
+
+    insert = update = delete = execute
+
+    def insert_arrow(
+        self, namespace: str, name: str, rows: pa.Table, user: str | None = None
+    ) -> int:
+        """Bulk load rows given as Arrow (columns by name; types checked and cast)."""
+        return dml.insert_arrow(self, self.state(namespace, name), rows, user)
+
+    # --- flush and eviction ---------------------------------------------
+
+    def flush_table(
+        self, namespace: str, name: str, progress: Callable[..., Any] | None = None
+    ) -> dict[str, int]:
+        return flush.flush(self, self.state(namespace, name), progress)
+
+    def tables_needing_flush(self) -> list[tuple[str, str]]:
+        return flush.due(self, self._all_states())
+
+    def evict_streams(self) -> int:
+        """Drop stream rows past `ttl_seconds`; returns rows evicted."""
+        return sum(flush.evict(self, st) for st in self._all_states() if st.table.table_type == "stream")
+
+    def flush_rows_of(self, st: TableState) -> int:
+        return int(st.table.options.get("flush_rows") or getattr(self.cfg, "flush_rows", 10_000))
+
+    def flush_interval_of(self, st: TableState) -> float:
+        return float(
+            st.table.options.get("flush_interval_seconds")
+            or getattr(self.cfg, "flush_interval_seconds", 300.0)
+        )
+
+    # --- files: pins, snapshots, recovery ----------------------------------
+
+    def pin_files(self, file_records: list[DataFile] | list[str]) -> str:
+        """Keep files from deletion until `unpin(token)` (a backup reading them)."""
+        return self.files.pin([f if isinstance(f, str) else f.path for f in file_records])
+
+    def unpin(self, token: str) -> None:
+        self.files.unpin(token)
+
+    def snapshot_namespace(self, namespace: str) -> NamespaceSnapshot:
+        """Every table of `namespace` as of one instant: definitions, schema
+        versions, file records (pinned) and buffered rows (Arrow, all users,
+        soft-deleted included). Writers wait only while the table locks are
+        held (a copy of references). Call `release_snapshot` when done."""
+        states = sorted(self._all_states(namespace), key=lambda s: s.uid)
+        locks = [st.lock for st in states]
+        for lk in locks:
+            lk.acquire()
+        try:
+            tables = []
+            for st in states:
+                buf = st.buffer_table(all_users=True) if st.table.table_type != "stream" else None
+                tables.append(TableSnapshot(st.table, list(self.catalog.scan(
+                    TableSchema, st.uid + SEP)), list(st.files), buf))
+            paths = [f.path for t in tables for f in t.files]
+            token = self.files.pin(paths)
+        finally:
+            for lk in reversed(locks):
+                lk.release()
+        return NamespaceSnapshot(namespace, tables, token)
+
+    def release_snapshot(self, snap: NamespaceSnapshot) -> None:
+        self.files.unpin(snap.pin_token)
+
+    def retire_files(self, paths: list[str]) -> None:
+        self.files.retire(paths)
+
+    def recover(self) -> dict[str, int]:
+        """Start-up: remove Parquet files no DataFile references (crash leftovers),
+        everything in `tmp/`, and buffer families of tables that no longer exist."""
+        referenced = {f.path for f in self.catalog.scan(DataFile)}
+        removed = self.files.sweep(referenced)
+        live = {t.uid for t in self.catalog.scan(Table)}
+        dropped = 0
+        for fam in self.catalog.families():
+            if fam.startswith(PREFIX) and fam[len(PREFIX):] not in live:
+                self.catalog.drop_family(fam)
+                dropped += 1
+        if removed or dropped:
+            log.info("recovery removed %d stray files and %d buffer families", len(removed), dropped)
+        return {"files_removed": len(removed), "families_dropped": dropped}
+
+
+def _clean(message: str, plan: Plan) -> str:
+    """A DuckDB error as the user should read it: no internal view names."""
+    for view, name in sorted(plan.names.items(), reverse=True):
+        message = message.replace(view, name)
+    return message.split("\n\nLINE")[0].strip()

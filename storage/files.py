@@ -1,0 +1,194 @@
+"""Immutable Parquet files: written once (checksummed as they are written),
+read while pinned, deleted only when nothing pins them.
+
+Paths are relative to the data dir: `files/<table_uid>/<file_id>.parquet`. A new
+file is written under `tmp/`, synced, then renamed into place; only a catalog
+batch that registers a `DataFile` makes it part of a table, so a crash leaves
+at worst an unreferenced file that `Engine.recover()` removes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalog.ids import new_id
+
+log = logging.getLogger("cairn.storage")
+
+ROW_GROUP_ROWS = 1_000_000
+
+
+class _HashingWriter:
+    """A write-only file that hashes every byte on its way to disk."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.sha.update(view)
+        self._f.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            self.closed = True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileStore:
+    """Writes, pins and retires the data dir's Parquet files."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.tmp_dir = data_dir / "tmp"
+        self.files_dir = data_dir / "files"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Condition()
+        self._pins: Counter[str] = Counter()
+        self._tokens: dict[str, list[str]] = {}
+        self._doomed: set[str] = set()
+
+    def abs(self, rel: str) -> Path:
+        return self.data_dir / rel
+
+    # --- writing --------------------------------------------------------
+
+    def write(self, table_uid: str, rows: pa.Table, metadata: dict[bytes, bytes]) -> tuple[str, str, int, str]:
+        """Write `rows` as a zstd Parquet file; returns (file_id, rel path, bytes, sha256).
+        The file is in place (renamed, synced) but not yet referenced by the catalog."""
+        file_id = new_id("f")
+        tmp = self.tmp_dir / f"{file_id}.parquet"
+        writer = _HashingWriter(tmp)
+        try:
+            pq.write_table(
+                rows.replace_schema_metadata({**(rows.schema.metadata or {}), **metadata}),
+                pa.PythonFile(writer, mode="w"),
+                compression="zstd",
+                row_group_size=ROW_GROUP_ROWS,
+            )
+            writer.close()
+            rel = f"files/{table_uid}/{file_id}.parquet"
+            final = self.abs(rel)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except BaseException:
+            writer.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        return file_id, rel, writer.size, writer.sha.hexdigest()
+
+    # --- pins -----------------------------------------------------------
+
+    def pin(self, paths: list[str]) -> str:
+        token = new_id("pin")
+        with self._lock:
+            self._tokens[token] = list(paths)
+            self._pins.update(paths)
+        return token
+
+    def unpin(self, token: str) -> None:
+        with self._lock:
+            paths = self._tokens.pop(token, [])
+            self._pins.subtract(paths)
+            free = [p for p in paths if self._pins[p] <= 0]
+            for p in free:
+                del self._pins[p]
+            doomed = [p for p in free if p in self._doomed]
+            self._doomed.difference_update(doomed)
+            self._lock.notify_all()
+        for p in doomed:
+            self._delete(p)
+
+    def pinned(self, path: str) -> bool:
+        with self._lock:
+            return self._pins[path] > 0
+
+    def retire(self, paths: list[str]) -> None:
+        """Delete files the catalog no longer references: now if nothing pins
+        them, else when the last pin goes (or at the next start-up)."""
+        now = []
+        with self._lock:
+            for p in paths:
+                if self._pins[p] > 0:
+                    self._doomed.add(p)
+                else:
+                    now.append(p)
+        for p in now:
+            self._delete(p)
+
+    def wait_unpinned(self, paths: list[str], timeout: float | None = None) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: all(self._pins[p] <= 0 for p in paths), timeout)
+
+    def _delete(self, rel: str) -> None:
+        path = self.abs(rel)
+        try:
+            path.unlink(missing_ok=True)
+            if path.parent != self.files_dir and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+        except OSError:
+            log.warning("could not delete retired file %s", rel, exc_info=True)
+
+    # --- start-up -------------------------------------------------------
+
+    def sweep(self, referenced: set[str]) -> list[str]:
+        """Remove `tmp/` and every Parquet file under `files/` not in `referenced`."""
+        removed = []
+        for p in self.tmp_dir.iterdir():
+            if p.is_file() or p.is_symlink():
+                p.unlink(missing_ok=True)
+            else:
+                import shutil
+
+                shutil.rmtree(p, ignore_errors=True)
+            removed.append(str(p.relative_to(self.data_dir)))
+        for p in self.files_dir.rglob("*"):
+            if p.is_file():
+                rel = p.relative_to(self.data_dir).as_posix()
+                if rel not in referenced:
+                    p.unlink(missing_ok=True)
+                    removed.append(rel)
+        for d in sorted(self.files_dir.glob("*"), reverse=True):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        return removed

@@ -1,0 +1,131 @@
+"""User SQL may compute, never reach outside: two fences, either one enough.
+
+1. sqlglot allow-list, checked before DuckDB sees anything: only a query
+   (SELECT / set operations / VALUES), no statement that configures or touches
+   files (ATTACH, COPY, INSTALL, LOAD, PRAGMA, SET, EXPORT, CREATE, ...), no
+   table function but `range`/`generate_series`/`unnest`, no file-reading or
+   settings-reading scalar function, no table name that looks like a path.
+2. DuckDB itself: `enable_external_access = false` with `allowed_directories`
+   limited to the data dir's `files/` (Cairn's own reads of its Parquet files),
+   Python replacement scans off, and `lock_configuration = true` so no SQL can
+   undo any of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from catalog.errors import PermissionDenied
+
+ALLOWED_TABLE_FUNCTIONS = frozenset({"generate_series", "range", "unnest", "explode"})
+
+DENIED_FUNCTIONS = frozenset({
+    "glob", "query", "query_table", "getenv", "current_setting", "which_secret",
+    "sniff_csv", "load_extension", "checkpoint", "force_checkpoint", "arrow_scan",
+    "from_csv_auto", "json_execute_serialized_sql", "read_text", "read_blob",
+    "enable_profiling", "disable_profiling", "set_variable", "getvariable",
+})  # fmt: skip
+DENIED_PREFIXES = (
+    "read_", "parquet_", "iceberg_", "delta_", "duckdb_", "pragma_", "sqlite_",
+    "postgres_", "mysql_", "json_execute", "sniff_", "glob", "copy_", "export_",
+    "import_", "system", "pg_", "information_schema",
+)  # fmt: skip
+DENIED_NODES: tuple[type[exp.Expression], ...] = tuple(
+    getattr(exp, name)
+    for name in (
+        "Command", "Copy", "Attach", "Detach", "Install", "Pragma", "Set", "SetItem",
+        "Create", "Drop", "Alter", "Insert", "Update", "Delete", "Merge", "Use",
+        "Transaction", "Commit", "Rollback", "Summarize", "Describe", "Export",
+        "LoadData", "Cache", "Uncache", "Refresh", "Kill", "Grant", "Revoke", "Analyze",
+    )
+    if hasattr(exp, name)
+)  # fmt: skip
+PATHLIKE = set("./\\:~*?")
+
+
+def function_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    return node.sql_name().lower()
+
+
+def _denied_function(name: str) -> bool:
+    return name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES)
+
+
+def check_query(expression: exp.Expression | None) -> None:
+    """Raise PERMISSION_DENIED unless the tree is a query that only computes."""
+    if not isinstance(expression, exp.Query | exp.Values):
+        name = type(expression).__name__.upper() if expression is not None else "nothing"
+        raise PermissionDenied(
+            f"{name} is not allowed: only SELECT, INSERT, UPDATE and DELETE on Cairn tables"
+        )
+    check_fragment(expression)
+
+
+def check_fragment(expression: exp.Expression) -> None:
+    """Raise PERMISSION_DENIED if any part of the tree (a WHERE, a SET value, a
+    VALUES row, a subquery) configures DuckDB or reaches files or the network."""
+    for node in expression.walk():
+        if isinstance(node, DENIED_NODES):
+            raise PermissionDenied(f"{type(node).__name__.upper()} is not allowed in a query")
+        if isinstance(node, exp.Table):
+            _check_table(node)
+        elif isinstance(node, exp.Func):
+            name = function_name(node)
+            if _denied_function(name):
+                raise PermissionDenied(
+                    f"function {name}() is not allowed: queries cannot touch files, the "
+                    "network or settings"
+                )
+        elif isinstance(node, exp.Parameter | exp.Placeholder | exp.SessionParameter):
+            raise PermissionDenied("parameters and variables are not allowed in a query")
+
+
+def _check_table(node: exp.Table) -> None:
+    target = node.this
+    if isinstance(target, exp.Func):
+        name = function_name(target)
+        if name not in ALLOWED_TABLE_FUNCTIONS:
+            raise PermissionDenied(
+                f"table function {name}() is not allowed: queries read Cairn tables only"
+            )
+        return
+    if isinstance(target, exp.Identifier) or target is None:
+        parts = [p.name for p in node.parts] if node.parts else [node.name]
+        for part in parts:
+            if PATHLIKE & set(part):
+                raise PermissionDenied(
+                    f"'{part}' looks like a file path: queries cannot read files"
+                )
+        for arg in ("version", "when", "changes"):
+            if node.args.get(arg) is not None:
+                raise PermissionDenied(f"{arg.upper()} clauses on tables are not allowed")
+        return
+    if isinstance(target, exp.Literal | exp.Placeholder | exp.Parameter):
+        raise PermissionDenied("reading a file or variable as a table is not allowed")
+
+
+def connect(data_dir: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
+    """The server's one DuckDB (in memory), locked down before anyone uses it.
+    Callers take `cursor()` per query and thread."""
+    files_dir = (data_dir / "files").resolve()
+    files_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(":memory:", config={"threads": max(1, int(threads)),
+                                             "memory_limit": str(memory_limit)})
+    con.execute("SET python_enable_replacements = false")
+    con.execute("SET parquet_metadata_cache = true")  # our files never change in place
+    con.execute("SET allowed_directories = ?", [[str(files_dir) + "/"]])
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def settings(con: Any) -> dict[str, str]:
+    rows = con.execute("SELECT name, value FROM duckdb_settings()").fetchall()
+    return {name: value for name, value in rows}

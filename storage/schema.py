@@ -1,0 +1,156 @@
+"""Table definitions: columns and options checked, system columns added,
+schema versions made by ALTER TABLE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catalog import TableSchema
+from catalog.errors import InvalidArgument
+
+from .types import DELETED, HIDDEN, ID, UPDATED, Column, canonical_type, coerce
+
+TABLE_KINDS = ("shared", "user", "stream")
+SYSTEM_COLUMNS = (ID, UPDATED, DELETED)
+RESERVED_COLUMNS = frozenset((*HIDDEN, *SYSTEM_COLUMNS))
+
+OPTIONS: dict[str, tuple[tuple[str, ...], type, float]] = {
+    # name: (table kinds it applies to, value type, smallest value)
+    "flush_rows": (("shared", "user"), int, 1),
+    "flush_interval_seconds": (("shared", "user"), float, 0.001),
+    "ttl_seconds": (("stream",), float, 0.001),
+    "max_buffer": (("stream",), int, 1),
+}
+
+
+def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        spec = OPTIONS.get(key)
+        if spec is None:
+            raise InvalidArgument(
+                f"unknown table option '{key}'; options are {', '.join(OPTIONS)}"
+            )
+        kinds, typ, least = spec
+        if kind not in kinds:
+            raise InvalidArgument(f"option '{key}' applies to {'/'.join(kinds).upper()} tables, "
+                                  f"not {kind.upper()}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidArgument(f"option '{key}' must be a number, not {value!r}")
+        if typ is int and value != int(value):
+            raise InvalidArgument(f"option '{key}' must be a whole number, not {value!r}")
+        if value < least:
+            raise InvalidArgument(f"option '{key}' must be positive, not {value!r}")
+        out[key] = typ(value)
+    return out
+
+
+def column_from_def(d: Any, since: int) -> Column:
+    """A column dict from a parsed `ColumnDef` (or a dict with the same fields)."""
+    get = d.get if isinstance(d, dict) else lambda k, default=None: getattr(d, k, default)
+    name = str(get("name")).lower()
+    tspec = get("type")
+    tname = tspec.get("name") if isinstance(tspec, dict) else getattr(tspec, "name", tspec)
+    params = tspec.get("params", ()) if isinstance(tspec, dict) else getattr(tspec, "params", ())
+    if name in RESERVED_COLUMNS:
+        raise InvalidArgument(f"column name '{name}' is reserved for Cairn's own columns")
+    if not name or len(name) > 64:
+        raise InvalidArgument(f"bad column name '{name}'")
+    typ, params = canonical_type(str(tname), tuple(params or ()), name)
+    col: Column = {
+        "name": name,
+        "type": typ,
+        "params": params,
+        "not_null": bool(get("not_null", False) or get("primary_key", False)),
+        "primary_key": bool(get("primary_key", False)),
+        "has_default": bool(get("has_default", False)),
+        "default": get("default") if get("has_default", False) else None,
+        "system": False,
+        "since": since,
+    }
+    if col["primary_key"] and typ == "JSON":
+        raise InvalidArgument(f"column '{name}': a JSON column cannot be a PRIMARY KEY")
+    if col["has_default"]:
+        try:
+            value = coerce({**col, "not_null": False}, col["default"])
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"bad DEFAULT for column '{name}': {exc.message}") from None
+        if value is None and col["not_null"]:
+            raise InvalidArgument(f"column '{name}' is NOT NULL but its DEFAULT is NULL")
+    return col
+
+
+def system_column(name: str) -> Column:
+    typ = {ID: "BIGINT", UPDATED: "TIMESTAMP", DELETED: "BOOLEAN"}[name]
+    return {
+        "name": name, "type": typ, "params": [], "not_null": True,
+        "primary_key": name == ID, "has_default": False, "default": None,
+        "system": True, "since": 1,
+    }  # fmt: skip
+
+
+def new_columns(kind: str, defs: list[Any]) -> tuple[list[Column], list[str]]:
+    """The columns of a new table and its primary key."""
+    if kind not in TABLE_KINDS:
+        raise InvalidArgument(f"unknown table type '{kind}'; types are SHARED, USER, STREAM")
+    if not defs:
+        raise InvalidArgument("a table needs at least one column")
+    cols: list[Column] = []
+    for d in defs:
+        col = column_from_def(d, 1)
+        if any(c["name"] == col["name"] for c in cols):
+            raise InvalidArgument(f"duplicate column '{col['name']}'")
+        cols.append(col)
+    key = [c["name"] for c in cols if c["primary_key"]]
+    if not key:
+        cols.append(system_column(ID))
+        key = [ID]
+    if kind in ("shared", "user"):
+        cols += [system_column(UPDATED), system_column(DELETED)]
+    return cols, key
+
+
+def add_column(current: TableSchema, d: Any) -> list[Column]:
+    version = current.version + 1
+    col = column_from_def(d, version)
+    if any(c["name"] == col["name"] for c in current.columns):
+        raise InvalidArgument(
+            f"duplicate column '{col['name']}': table {current.namespace}.{current.table_name} "
+            "already has it"
+        )
+    if col["primary_key"]:
+        raise InvalidArgument("ALTER TABLE cannot add a PRIMARY KEY column")
+    if col["not_null"] and not col["has_default"]:
+        raise InvalidArgument(
+            f"column '{col['name']}' is NOT NULL, so it needs a DEFAULT for the rows already stored"
+        )
+    user_cols = [c for c in current.columns if not c.get("system")]
+    sys_cols = [c for c in current.columns if c.get("system")]
+    return [*user_cols, col, *sys_cols]
+
+
+def drop_column(current: TableSchema, name: str) -> list[Column]:
+    name = name.lower()
+    col = next((c for c in current.columns if c["name"] == name), None)
+    where = f"{current.namespace}.{current.table_name}"
+    if col is None:
+        raise InvalidArgument(f"Column '{name}' does not exist in table {where}")
+    if col.get("system"):
+        raise InvalidArgument(f"Column '{name}' is a system column and cannot be dropped")
+    if col.get("primary_key"):
+        raise InvalidArgument(f"Column '{name}' is part of the primary key and cannot be dropped")
+    rest = [c for c in current.columns if c["name"] != name]
+    if not any(not c.get("system") for c in rest):
+        raise InvalidArgument(f"cannot drop '{name}': it is the last column of {where}")
+    return rest
+
+
+def describe_change(old: TableSchema | None, new: TableSchema) -> str:
+    if old is None:
+        return "CREATE TABLE"
+    before = {c["name"] for c in old.columns}
+    after = {c["name"] for c in new.columns}
+    added = [c for c in new.columns if c["name"] not in before]
+    dropped = [c["name"] for c in old.columns if c["name"] not in after]
+    parts = [f"ADD COLUMN {c['name']}" for c in added] + [f"DROP COLUMN {n}" for n in dropped]
+    return ", ".join(parts) or "no change"

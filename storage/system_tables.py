@@ -1,0 +1,141 @@
+"""The read-only `system.*` tables, built from catalog records as Arrow tables
+when a query names them. Timestamps are TIMESTAMP (UTC), JSON columns carry
+`cairn.type = JSON` so results show JSON values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from catalog import Backup, Job, Namespace, Schedule, Table, TableSchema
+
+from .types import describe_column
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+TEXT, BIGINT, DOUBLE, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+TS = pa.timestamp("us")
+JSON = "json"
+
+COLUMNS: dict[str, list[tuple[str, Any]]] = {
+    "namespaces": [("namespace", TEXT), ("created_at", TS), ("table_count", BIGINT),
+                   ("options", JSON)],
+    "tables": [("namespace", TEXT), ("table_name", TEXT), ("table_type", TEXT),
+               ("schema_version", BIGINT), ("created_at", TS), ("options", JSON),
+               ("buffered_rows", BIGINT), ("flushed_rows", BIGINT), ("files", BIGINT),
+               ("bytes", BIGINT)],
+    "table_schemas": [("namespace", TEXT), ("table_name", TEXT), ("version", BIGINT),
+                      ("columns", JSON), ("created_at", TS)],
+    "jobs": [("job_id", TEXT), ("job_type", TEXT), ("status", TEXT), ("namespace", TEXT),
+             ("target", TEXT), ("backup_id", TEXT), ("statement", TEXT), ("user_id", TEXT),
+             ("created_at", TS), ("started_at", TS), ("finished_at", TS),
+             ("fraction_completed", DOUBLE), ("files_done", BIGINT), ("files_total", BIGINT),
+             ("bytes_done", BIGINT), ("bytes_total", BIGINT), ("rows", BIGINT),
+             ("result", JSON), ("error_message", TEXT), ("node_id", TEXT)],
+    "backups": [("backup_id", TEXT), ("namespace", TEXT), ("target", TEXT),
+                ("created_at", TS), ("snapshot_at", TS), ("tables", BIGINT), ("rows", BIGINT),
+                ("files", BIGINT), ("bytes", BIGINT), ("bytes_written", BIGINT),
+                ("label", TEXT), ("encrypted", BOOL)],
+    "schedules": [("name", TEXT), ("namespace", TEXT), ("target", TEXT), ("every", TEXT),
+                  ("keep_last", BIGINT), ("created_at", TS), ("next_run_at", TS),
+                  ("last_job_id", TEXT), ("last_status", TEXT)],
+}  # fmt: skip
+
+NAMES = tuple(COLUMNS)
+
+
+def schema_of(name: str) -> pa.Schema:
+    fields = []
+    for col, typ in COLUMNS[name]:
+        if typ == JSON:
+            fields.append(pa.field(col, TEXT, metadata={b"cairn.type": b"JSON"}))
+        else:
+            fields.append(pa.field(col, typ))
+    return pa.schema(fields)
+
+
+def parse_ts(value: Any) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    text = str(value).replace("Z", "+00:00")
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _namespaces(engine: Engine) -> list[dict[str, Any]]:
+    counts: dict[str, int] = {}
+    for t in engine.catalog.scan(Table):
+        counts[t.namespace] = counts.get(t.namespace, 0) + 1
+    return [
+        {"namespace": ns.name, "created_at": ns.created_at, "table_count": counts.get(ns.name, 0),
+         "options": ns.options}
+        for ns in engine.catalog.scan(Namespace)
+    ]
+
+
+def _tables(engine: Engine) -> list[dict[str, Any]]:
+    rows = []
+    for t in engine.catalog.scan(Table):
+        row = {"namespace": t.namespace, "table_name": t.name, "table_type": t.table_type,
+               "schema_version": t.schema_version, "created_at": t.created_at,
+               "options": t.options}
+        try:
+            row.update(engine.stats(t))
+        except Exception:  # a table dropped while we looked
+            continue
+        rows.append(row)
+    return rows
+
+
+def _schemas(engine: Engine) -> list[dict[str, Any]]:
+    return [
+        {"namespace": s.namespace, "table_name": s.table_name, "version": s.version,
+         "columns": [describe_column(c) for c in s.columns], "created_at": s.created_at}
+        for s in sorted(engine.catalog.scan(TableSchema),
+                        key=lambda s: (s.namespace, s.table_name, s.version))
+    ]
+
+
+def _records(kind: type) -> Callable[[Engine], list[dict[str, Any]]]:
+    return lambda engine: [r.__dict__ for r in engine.catalog.scan(kind)]
+
+
+BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
+    "namespaces": _namespaces,
+    "tables": _tables,
+    "table_schemas": _schemas,
+    "jobs": _records(Job),
+    "backups": _records(Backup),
+    "schedules": _records(Schedule),
+}
+
+
+def build(engine: Engine, name: str) -> pa.Table | None:
+    """`system.<name>` as Arrow, or None if there is no such system table."""
+    if name not in COLUMNS:
+        return None
+    rows = BUILDERS[name](engine)
+    schema = schema_of(name)
+    arrays = []
+    for col, typ in COLUMNS[name]:
+        values = [r.get(col) for r in rows]
+        if typ == JSON:
+            values = [_json(v) for v in values]
+        elif typ == TS:
+            values = [parse_ts(v) for v in values]
+        arrays.append(pa.array(values, TEXT if typ == JSON else typ))
+    return pa.Table.from_arrays(arrays, schema=schema)

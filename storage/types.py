@@ -1,0 +1,262 @@
+"""Cairn column types: how each is stored (Arrow), read (DuckDB) and checked.
+
+A column is a plain dict, as kept in `TableSchema.columns`: name, type, params,
+not_null, primary_key, has_default, default, plus `system` (a column Cairn adds)
+and `since` (the schema version that added it, so a column dropped and added
+again never shows the values of its predecessor)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import math
+from typing import Any
+
+import pyarrow as pa
+
+from catalog.errors import InvalidArgument
+
+Column = dict[str, Any]
+
+TYPE_NAMES = (
+    "BOOLEAN", "SMALLINT", "INT", "BIGINT", "REAL", "DOUBLE", "DECIMAL",
+    "TEXT", "BYTES", "DATE", "TIMESTAMP", "JSON",
+)  # fmt: skip
+ALIASES = {"INTEGER": "INT", "FLOAT": "REAL", "VARCHAR": "TEXT", "BLOB": "BYTES"}
+INT_RANGES = {"SMALLINT": 2**15, "INT": 2**31, "BIGINT": 2**63}
+DEFAULT_DECIMAL = (18, 3)
+
+# Hidden columns: stored with every row, never shown by SELECT *.
+SEQ = "_seq"  # the row version's sequence number: the newest version of a key wins
+USER = "_user"  # the owner of a row of a USER table
+OW = "_ow"  # this version overwrites an older version of its key (UPDATE, DELETE, re-INSERT)
+HIDDEN = (SEQ, USER, OW)
+ID, UPDATED, DELETED = "_id", "_updated", "_deleted"
+
+
+def canonical_type(name: str, params: tuple[int, ...] | list[int], column: str) -> tuple[str, list[int]]:
+    """Check a declared type; INVALID_ARGUMENT names the column and the type."""
+    upper = ALIASES.get(name.upper(), name.upper())
+    params = list(params or ())
+    shown = name + (f"({', '.join(map(str, params))})" if params else "")
+    if upper not in TYPE_NAMES:
+        raise InvalidArgument(
+            f"Column '{column}' has unknown type {shown}; types are {', '.join(TYPE_NAMES)}"
+        )
+    if upper == "DECIMAL":
+        if len(params) > 2:
+            raise InvalidArgument(f"Column '{column}': DECIMAL takes (precision, scale), not {shown}")
+        p = params[0] if params else DEFAULT_DECIMAL[0]
+        s = params[1] if len(params) > 1 else (0 if params else DEFAULT_DECIMAL[1])
+        if not 1 <= p <= 38 or not 0 <= s <= p:
+            raise InvalidArgument(
+                f"Column '{column}': {shown} needs 1 <= precision <= 38 and 0 <= scale <= precision"
+            )
+        return upper, [p, s]
+    if upper == "TEXT":
+        if len(params) > 1 or (params and params[0] < 1):
+            raise InvalidArgument(f"Column '{column}': {shown} needs one positive length")
+        return upper, params
+    if params:
+        raise InvalidArgument(f"Column '{column}': type {upper} takes no parameters ({shown})")
+    return upper, []
+
+
+def type_label(col: Column) -> str:
+    """DECIMAL(10,2), TEXT(20), BIGINT, ..."""
+    params = col.get("params") or []
+    return col["type"] + (f"({','.join(map(str, params))})" if params else "")
+
+
+def arrow_type(col: Column) -> pa.DataType:
+    t, params = col["type"], col.get("params") or []
+    if t == "DECIMAL":
+        return pa.decimal128(*(params or DEFAULT_DECIMAL))
+    return {
+        "BOOLEAN": pa.bool_(), "SMALLINT": pa.int16(), "INT": pa.int32(),
+        "BIGINT": pa.int64(), "REAL": pa.float32(), "DOUBLE": pa.float64(),
+        "TEXT": pa.string(), "BYTES": pa.binary(), "DATE": pa.date32(),
+        "TIMESTAMP": pa.timestamp("us"), "JSON": pa.string(),
+    }[t]  # fmt: skip
+
+
+def duckdb_type(col: Column) -> str:
+    t, params = col["type"], col.get("params") or []
+    if t == "DECIMAL":
+        p, s = params or DEFAULT_DECIMAL
+        return f"DECIMAL({p},{s})"
+    return {"INT": "INTEGER", "TEXT": "VARCHAR", "BYTES": "BLOB", "JSON": "VARCHAR"}.get(t, t)
+
+
+def arrow_field(col: Column) -> pa.Field:
+    meta = {b"cairn.type": type_label(col).encode()}
+    return pa.field(col["name"], arrow_type(col), nullable=not col.get("not_null"), metadata=meta)
+
+
+def _bad(col: Column, row: int | None, value: Any, why: str = "") -> InvalidArgument:
+    where = f" in row {row}" if row is not None else ""
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return InvalidArgument(
+        f"Column '{col['name']}' ({type_label(col)}){where}: {why or 'cannot take'} {shown}"
+    )
+
+
+def _parse_timestamp(text: str) -> dt.datetime:
+    s = text.strip().replace(" ", "T", 1)
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    value = dt.datetime.fromisoformat(s)
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def coerce(col: Column, value: Any, row: int | None = None) -> Any:
+    """`value` as the Python value stored for `col`, or INVALID_ARGUMENT naming
+    the column and the row (1-based)."""
+    if value is None:
+        if col.get("not_null"):
+            raise _bad(col, row, None, "is NOT NULL and cannot take")
+        return None
+    t = col["type"]
+    try:
+        if t == "BOOLEAN":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "t", "f"):
+                return value.lower() in ("true", "t")
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise _bad(col, row, value)
+        if t in INT_RANGES:
+            if isinstance(value, bool):
+                raise _bad(col, row, value)
+            if isinstance(value, float | decimal.Decimal):
+                if not (math.isfinite(value) and value == int(value)):
+                    raise _bad(col, row, value, "needs a whole number, not")
+                value = int(value)
+            elif isinstance(value, str):
+                value = int(value.strip())
+            if not isinstance(value, int):
+                raise _bad(col, row, value)
+            bound = INT_RANGES[t]
+            if not -bound <= value < bound:
+                raise _bad(col, row, value, "is out of range for")
+            return value
+        if t in ("REAL", "DOUBLE"):
+            if isinstance(value, bool):
+                raise _bad(col, row, value)
+            if isinstance(value, int | float | decimal.Decimal | str):
+                return float(value)
+            raise _bad(col, row, value)
+        if t == "DECIMAL":
+            if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal | str):
+                raise _bad(col, row, value)
+            p, s = col.get("params") or DEFAULT_DECIMAL
+            d = decimal.Decimal(str(value).strip()).quantize(decimal.Decimal(1).scaleb(-s))
+            if not d.is_finite() or len(d.as_tuple().digits) > p and d != 0:
+                raise _bad(col, row, value, "is out of range for")
+            return d
+        if t == "TEXT":
+            if isinstance(value, bytes):
+                raise _bad(col, row, value)
+            text = value if isinstance(value, str) else _text_of(value)
+            params = col.get("params") or []
+            if params and len(text) > params[0]:
+                raise _bad(col, row, value, f"is longer than {params[0]} characters:")
+            return text
+        if t == "BYTES":
+            if isinstance(value, bytes | bytearray | memoryview):
+                return bytes(value)
+            if isinstance(value, str):
+                return value.encode()
+            raise _bad(col, row, value)
+        if t == "DATE":
+            if isinstance(value, dt.datetime):
+                return value.date()
+            if isinstance(value, dt.date):
+                return value
+            if isinstance(value, str):
+                text = value.strip()
+                return dt.date.fromisoformat(text) if len(text) <= 10 else _parse_timestamp(text).date()
+            raise _bad(col, row, value)
+        if t == "TIMESTAMP":
+            if isinstance(value, dt.datetime):
+                if value.tzinfo is not None:
+                    value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                return value
+            if isinstance(value, dt.date):
+                return dt.datetime(value.year, value.month, value.day)
+            if isinstance(value, str):
+                return _parse_timestamp(value)
+            raise _bad(col, row, value)
+        if t == "JSON":
+            if isinstance(value, str):
+                json.loads(value)
+                return value
+            return json.dumps(value, separators=(",", ":"), default=_json_default)
+    except InvalidArgument:
+        raise
+    except (ValueError, TypeError, ArithmeticError, OverflowError):
+        raise _bad(col, row, value) from None
+    raise _bad(col, row, value)
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def default_value(col: Column) -> Any:
+    """The stored value a column takes when a row does not give one."""
+    if not col.get("has_default"):
+        return None
+    return coerce(col, col.get("default"))
+
+
+def sql_literal(col: Column, value: Any) -> str:
+    """`value` (already coerced) as a DuckDB literal of the column's type."""
+    if value is None:
+        return f"CAST(NULL AS {duckdb_type(col)})"
+    if isinstance(value, bool):
+        text = "TRUE" if value else "FALSE"
+    elif isinstance(value, int | float | decimal.Decimal):
+        text = repr(value) if isinstance(value, float) else str(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            text = f"'{value}'"
+    elif isinstance(value, bytes):
+        text = "'" + "".join(f"\\x{b:02x}" for b in value) + "'"
+    elif isinstance(value, dt.datetime | dt.date):
+        text = f"'{value.isoformat()}'"
+    else:
+        text = "'" + str(value).replace("'", "''") + "'"
+    return f"CAST({text} AS {duckdb_type(col)})"
+
+
+def describe_column(col: Column) -> dict[str, Any]:
+    """A column as shown by DESCRIBE and `system.table_schemas.columns`."""
+    return {
+        "name": col["name"],
+        "type": type_label(col),
+        "not_null": bool(col.get("not_null")),
+        "primary_key": bool(col.get("primary_key")),
+        "default": col.get("default") if col.get("has_default") else None,
+        "system": bool(col.get("system")),
+    }

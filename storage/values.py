@@ -1,0 +1,74 @@
+"""INSERT ... VALUES rows as Python values: literals read straight from the
+sqlglot tree (fast for 1000-row statements), anything else (now(), 1 + 2,
+casts) evaluated by DuckDB in one query per statement, inside the sandbox."""
+
+from __future__ import annotations
+
+import decimal
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+from . import sandbox
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class _NotLiteral(Exception):
+    pass
+
+
+def literal(node: exp.Expression) -> Any:
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return node.this
+        text = node.this
+        return int(text) if re.fullmatch(r"\d+", text) else decimal.Decimal(text)
+    if isinstance(node, exp.Neg):
+        value = literal(node.this)
+        if isinstance(value, int | decimal.Decimal) and not isinstance(value, bool):
+            return -value
+    if isinstance(node, exp.Paren):
+        return literal(node.this)
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
+        if node.to.this in (exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP,
+                            exp.DataType.Type.JSON, exp.DataType.Type.TEXT,
+                            exp.DataType.Type.VARCHAR):
+            return node.this.this
+    raise _NotLiteral
+
+
+def values_rows(engine: Engine, values: exp.Values, user: str | None, ns: str | None) -> list[list[Any]]:
+    """VALUES rows as Python values: literals directly, other expressions
+    (now(), 1 + 2, casts) evaluated by DuckDB in one query."""
+    rows: list[list[Any]] = []
+    complex_cells: list[tuple[int, int, exp.Expression]] = []
+    for i, tup in enumerate(values.expressions):
+        cells = tup.expressions if isinstance(tup, exp.Tuple) else [tup]
+        row = []
+        for j, cell in enumerate(cells):
+            try:
+                row.append(literal(cell))
+            except _NotLiteral:
+                sandbox.check_fragment(cell)
+                complex_cells.append((i, j, cell))
+                row.append(None)
+        rows.append(row)
+    if complex_cells:
+        sel = exp.select(*[exp.alias_(c.copy(), f"c{k}") for k, (_, _, c) in enumerate(complex_cells)])
+        result = engine.select(sel, user, ns).to_pylist()[0]
+        for k, (i, j, _) in enumerate(complex_cells):
+            value = result[f"c{k}"]
+            rows[i][j] = value if not isinstance(value, dict | list) else _json(value)
+    return rows
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str)

@@ -1,0 +1,195 @@
+"""SELECT over HTTP: newest version wins across files and buffer, joins across
+tables and system tables, every system table's columns, and the sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import ok, sql
+
+
+async def err(client: Any, text: str, code: str, **kw: Any) -> str:
+    status, body = await sql(client, text, **kw)
+    assert body["status"] == "error", body
+    assert body["error"]["code"] == code, body
+    return body["error"]["message"]
+
+
+async def rows(client: Any, text: str, **kw: Any) -> list[dict[str, Any]]:
+    return (await ok(client, text, **kw))[-1]["rows"]
+
+
+@pytest.fixture
+async def app(client: Any) -> Any:
+    await ok(client, "CREATE NAMESPACE app; CREATE NAMESPACE other")
+    await ok(client, "CREATE TABLE app.users (id INT PRIMARY KEY, name TEXT, team TEXT)")
+    await ok(client, "CREATE TABLE other.orders (id INT PRIMARY KEY, user_id INT, amount DOUBLE)")
+    await ok(client, "INSERT INTO app.users VALUES (1, 'ann', 'red'), (2, 'bob', 'blue'), "
+                     "(3, 'cy', 'red')")
+    await ok(client, "INSERT INTO other.orders VALUES (10, 1, 5.0), (11, 1, 7.5), (12, 2, 1.0)")
+    await ok(client, "FLUSH ALL TABLES IN app; FLUSH ALL TABLES IN other")
+    await ok(client, "INSERT INTO other.orders VALUES (13, 3, 2.5)")
+    return client
+
+
+async def test_where_order_limit_aggregate(app: Any) -> None:
+    got = await rows(app, "SELECT name FROM app.users WHERE team = 'red' ORDER BY name DESC LIMIT 1")
+    assert got == [{"name": "cy"}]
+    got = await rows(app, "SELECT team, count(*) AS n FROM app.users GROUP BY team ORDER BY team")
+    assert got == [{"team": "blue", "n": 1}, {"team": "red", "n": 2}]
+    res = (await ok(app, "SELECT sum(amount) AS s FROM other.orders"))[0]
+    assert res["rows"] == [{"s": 16.0}] and res["schema"] == [{"name": "s", "type": "DOUBLE"}]
+
+
+async def test_join_across_namespaces_default_namespace_and_cte(app: Any) -> None:
+    q = ("SELECT u.name, sum(o.amount) AS total FROM users u JOIN other.orders o "
+         "ON o.user_id = u.id GROUP BY u.name ORDER BY total DESC")
+    got = await rows(app, q, namespace="app")
+    assert got == [{"name": "ann", "total": 12.5}, {"name": "cy", "total": 2.5},
+                   {"name": "bob", "total": 1.0}]
+    got = await rows(app, "WITH big AS (SELECT * FROM other.orders WHERE amount > 2) "
+                          "SELECT count(*) AS n FROM big")
+    assert got == [{"n": 3}]
+    got = await rows(app, "SELECT app.users.name FROM app.users WHERE app.users.id = 2")
+    assert got == [{"name": "bob"}]
+    got = await rows(app, "SELECT name FROM app.users WHERE id IN (SELECT user_id FROM "
+                          "other.orders WHERE amount < 2)")
+    assert got == [{"name": "bob"}]
+
+
+async def test_newest_version_wins_across_files_and_buffer(app: Any) -> None:
+    await ok(app, "UPDATE app.users SET name = 'ANN' WHERE id = 1")
+    await ok(app, "FLUSH TABLE app.users")
+    await ok(app, "UPDATE app.users SET name = 'Ann' WHERE id = 1; DELETE FROM app.users WHERE id = 3")
+    got = await rows(app, "SELECT id, name FROM app.users ORDER BY id")
+    assert got == [{"id": 1, "name": "Ann"}, {"id": 2, "name": "bob"}]
+    assert await rows(app, "SELECT count(*) AS n FROM app.users") == [{"n": 2}]
+
+
+async def test_join_with_system_tables(app: Any) -> None:
+    got = await rows(app, "SELECT t.table_name, n.table_count FROM system.tables t "
+                          "JOIN system.namespaces n ON n.namespace = t.namespace "
+                          "WHERE t.namespace = 'app'")
+    assert got == [{"table_name": "users", "table_count": 1}]
+    got = await rows(app, "SELECT count(*) AS n FROM app.users u JOIN system.tables t "
+                          "ON t.table_name = 'users'")
+    assert got == [{"n": 3}]
+    got = await rows(app, "SELECT system.tables.table_name FROM system.tables "
+                          "WHERE system.tables.namespace = 'other'")
+    assert got == [{"table_name": "orders"}]
+
+
+SYSTEM_COLUMNS = {
+    "namespaces": ["namespace", "created_at", "table_count", "options"],
+    "tables": ["namespace", "table_name", "table_type", "schema_version", "created_at",
+               "options", "buffered_rows", "flushed_rows", "files", "bytes"],
+    "table_schemas": ["namespace", "table_name", "version", "columns", "created_at"],
+    "jobs": ["job_id", "job_type", "status", "namespace", "target", "backup_id", "statement",
+             "user_id", "created_at", "started_at", "finished_at", "fraction_completed",
+             "files_done", "files_total", "bytes_done", "bytes_total", "rows", "result",
+             "error_message", "node_id"],
+    "backups": ["backup_id", "namespace", "target", "created_at", "snapshot_at", "tables",
+                "rows", "files", "bytes", "bytes_written", "label", "encrypted"],
+    "schedules": ["name", "namespace", "target", "every", "keep_last", "created_at",
+                  "next_run_at", "last_job_id", "last_status"],
+}  # fmt: skip
+
+
+async def test_system_table_columns_and_types(app: Any) -> None:
+    for name, cols in SYSTEM_COLUMNS.items():
+        res = (await ok(app, f"SELECT * FROM system.{name}"))[0]
+        assert res["columns"] == cols, name
+        types = {s["name"]: s["type"] for s in res["schema"]}
+        for col in cols:
+            if col.endswith("_at"):
+                assert types[col] == "TIMESTAMP", (name, col)
+        if name in ("namespaces", "tables"):
+            assert types["options"] == "JSON"
+    jobs = (await ok(app, "SELECT * FROM system.jobs ORDER BY created_at LIMIT 1"))[0]
+    types = {s["name"]: s["type"] for s in jobs["schema"]}
+    assert types["result"] == "JSON" and types["fraction_completed"] == "DOUBLE"
+    assert jobs["rows"][0]["created_at"].endswith("Z")
+    schemas = await rows(app, "SELECT columns FROM system.table_schemas WHERE table_name = 'users'")
+    assert schemas[0]["columns"][0] == {"name": "id", "type": "INT", "not_null": True,
+                                        "primary_key": True, "default": None, "system": False}
+    await err(app, "SELECT * FROM system.nope", "NOT_FOUND")
+
+
+async def test_query_errors(app: Any) -> None:
+    assert "app.nope" in await err(app, "SELECT * FROM app.nope", "NOT_FOUND")
+    assert "'nope'" in await err(app, "SELECT * FROM nope.t", "NOT_FOUND")
+    assert "no namespace" in await err(app, "SELECT * FROM users", "INVALID_ARGUMENT")
+    msg = await err(app, "SELECT nope FROM app.users", "INVALID_ARGUMENT")
+    assert "nope" in msg and "__t" not in msg
+    await err(app, "SELECT _seq FROM app.users", "INVALID_ARGUMENT")
+    await err(app, "SELECT _user FROM app.users", "INVALID_ARGUMENT")
+
+
+ESCAPES = [
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_csv_auto('/etc/passwd')",
+    "SELECT * FROM read_parquet('files/x.parquet')",
+    "SELECT * FROM read_json('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/passwd')",
+    "SELECT * FROM read_blob('/etc/passwd')",
+    "SELECT read_text('/etc/passwd')",
+    "SELECT * FROM glob('*')",
+    "SELECT * FROM '/etc/passwd'",
+    "SELECT * FROM 'data/files/x.parquet'",
+    "SELECT * FROM parquet_metadata('x.parquet')",
+    "SELECT * FROM query('SELECT 1')",
+    "SELECT getenv('HOME')",
+    "SELECT current_setting('allowed_directories')",
+    "SELECT * FROM duckdb_settings()",
+    "ATTACH '/tmp/x.db' AS x",
+    "COPY app.users TO '/tmp/out.csv'",
+    "COPY (SELECT 1) TO '/tmp/out.csv'",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "PRAGMA version",
+    "SET enable_external_access = true",
+    "SET lock_configuration = false",
+    "EXPORT DATABASE '/tmp/x'",
+    "CREATE TABLE x AS SELECT 1",
+    "CREATE VIEW v AS SELECT 1",
+    "SELECT 1 INTO x",
+    "DETACH x",
+    "CALL pragma_version()",
+    "SELECT * FROM sqlite_scan('/tmp/x.db', 't')",
+    "SELECT * FROM app.users, read_csv('/etc/passwd')",
+    "SELECT (SELECT count(*) FROM read_csv('/etc/passwd'))",
+    "INSERT INTO app.users SELECT 9, content, '' FROM read_text('/etc/passwd')",
+    "UPDATE app.users SET name = (SELECT content FROM read_text('/etc/passwd'))",
+    "DELETE FROM app.users WHERE name IN (SELECT * FROM read_csv('/etc/passwd'))",
+    "SELECT * FROM 'https://example.com/x.csv'",
+]
+
+
+@pytest.mark.parametrize("text", ESCAPES)
+async def test_sandbox_escapes_are_denied(app: Any, text: str) -> None:
+    status, body = await sql(app, text)
+    assert status in (403, 400), body
+    if status == 400:  # a few do not even parse; never a 200 nor a 500
+        assert body["error"]["code"] == "PARSE_ERROR", body
+    else:
+        assert body["error"]["code"] == "PERMISSION_DENIED", body
+
+
+async def test_other_users_rows_and_files_unreachable(app: Any) -> None:
+    await ok(app, "CREATE USER TABLE app.secrets (id INT PRIMARY KEY, s TEXT)")
+    await ok(app, "INSERT INTO app.secrets VALUES (1, 'alice-secret')", user="alice")
+    await ok(app, "FLUSH TABLE app.secrets")
+    await ok(app, "INSERT INTO app.secrets VALUES (2, 'alice-buffered')", user="alice")
+    await ok(app, "INSERT INTO app.secrets VALUES (1, 'bob-secret')", user="bob")
+    for q in ["SELECT s FROM app.secrets",
+              "SELECT s FROM app.secrets WHERE _deleted OR NOT _deleted",
+              "SELECT a.s FROM app.secrets a JOIN app.secrets b USING (id)",
+              "SELECT (SELECT string_agg(s, ',') FROM app.secrets) AS s"]:
+        got = await rows(app, q, user="bob")
+        assert all("alice" not in str(r) for r in got), (q, got)
+    paths = await rows(app, "SELECT count(*) AS n FROM system.tables")
+    assert paths
+    await err(app, "SELECT * FROM read_parquet('files/*/*.parquet')", "PERMISSION_DENIED",
+              user="bob")

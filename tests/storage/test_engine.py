@@ -1,0 +1,271 @@
+"""The engine without HTTP: buffer layout, flush files, pins, recovery, restart."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from catalog import DataFile, Namespace
+from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from storage.buffer import family_name
+from storage.engine import Engine
+
+from .conftest import Run, col, open_engine
+
+
+def test_each_statement_is_one_buffer_entry(engine: Engine, run: Run) -> None:
+    t = engine.create_table("app", "t", "shared", [col("a")])
+    run("INSERT INTO app.t VALUES (1), (2), (3)")
+    run("INSERT INTO app.t VALUES (4)")
+    entries = list(engine.catalog.scan_raw(family_name(t.uid)))
+    assert len(entries) == 2
+    assert entries[0][0] < entries[1][0]
+
+
+def test_flush_writes_checksummed_zstd_parquet(engine: Engine, run: Run, tmp_path: Path) -> None:
+    t = engine.create_table("app", "t", "shared", [col("a"), col("s", "TEXT")])
+    run("INSERT INTO app.t VALUES (1, 'x'), (2, 'y')")
+    out = engine.flush_table("app", "t")
+    assert out["rows"] == 2 and out["files"] == 1
+    [f] = engine.catalog.scan(DataFile, t.uid)
+    path = engine.data_dir / f.path
+    assert f.path == f"files/{t.uid}/{f.file_id}.parquet"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == f.sha256
+    assert path.stat().st_size == f.bytes
+    meta = pq.ParquetFile(path).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert list(engine.catalog.scan_raw(family_name(t.uid))) == []
+    assert engine.flush_table("app", "t") == {"rows": 0, "files": 0, "bytes": 0}
+    assert run("SELECT a, s FROM app.t ORDER BY a") == [{"a": 1, "s": "x"}, {"a": 2, "s": "y"}]
+
+
+def test_user_table_one_file_per_user(engine: Engine, run: Run) -> None:
+    t = engine.create_table("app", "u", "user", [col("a")])
+    run("INSERT INTO app.u VALUES (1)", user="alice")
+    run("INSERT INTO app.u VALUES (2)", user="bob")
+    run("INSERT INTO app.u VALUES (3)", user="alice")
+    assert engine.flush_table("app", "u")["files"] == 2
+    files = engine.catalog.scan(DataFile, t.uid)
+    assert sorted((f.user_id, f.rows) for f in files) == [("alice", 2), ("bob", 1)]
+    assert run("SELECT a FROM app.u ORDER BY a", user="bob") == [{"a": 2}]
+    with pytest.raises(PermissionDenied):
+        run("SELECT * FROM app.u")
+
+
+def test_restart_keeps_buffer_files_and_versions(tmp_path: Path) -> None:
+    catalog, eng = open_engine(tmp_path / "d")
+    catalog.put(Namespace("app"))
+    eng.create_table("app", "t", "shared", [col("id", primary_key=True), col("v", "TEXT")])
+    import sqlglot
+
+    def run(e: Engine, text: str) -> Any:
+        tree = sqlglot.parse_one(text, read="duckdb")
+        if text.startswith("SELECT"):
+            return e.query(tree, None, "app").to_pylist()
+        return e.execute(tree, None, "app")
+
+    run(eng, "INSERT INTO app.t VALUES (1, 'a'), (2, 'b')")
+    eng.flush_table("app", "t")
+    run(eng, "UPDATE app.t SET v = 'B' WHERE id = 2")
+    run(eng, "INSERT INTO app.t VALUES (3, 'c')")
+    eng.add_column("app", "t", col("n", has_default=True, default=0))
+    eng.close()
+    catalog.close()
+    catalog, eng = open_engine(tmp_path / "d")
+    assert eng.recover() == {"files_removed": 0, "families_dropped": 0}
+    assert run(eng, "SELECT id, v, n FROM app.t ORDER BY id") == [
+        {"id": 1, "v": "a", "n": 0}, {"id": 2, "v": "B", "n": 0}, {"id": 3, "v": "c", "n": 0}]
+    with pytest.raises(AlreadyExists):
+        run(eng, "INSERT INTO app.t VALUES (3, 'again', 1)")
+    eng.close()
+    catalog.close()
+
+
+def test_recover_removes_strays(engine: Engine, run: Run) -> None:
+    engine.create_table("app", "t", "shared", [col("a")])
+    run("INSERT INTO app.t VALUES (1)")
+    engine.flush_table("app", "t")
+    stray = engine.data_dir / "files" / "tbl-gone" / "f-x.parquet"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"PAR1")
+    (engine.data_dir / "tmp" / "half.parquet").write_bytes(b"x")
+    engine.catalog.family("buf_tbl-gone")
+    out = engine.recover()
+    assert out == {"files_removed": 2, "families_dropped": 1}
+    assert not stray.exists() and not stray.parent.exists()
+    assert run("SELECT a FROM app.t") == [{"a": 1}]
+
+
+def test_drop_waits_for_pins(engine: Engine, run: Run) -> None:
+    t = engine.create_table("app", "t", "shared", [col("a")])
+    run("INSERT INTO app.t VALUES (1)")
+    engine.flush_table("app", "t")
+    files = engine.catalog.scan(DataFile, t.uid)
+    token = engine.pin_files(files)
+    engine.drop_table("app", "t")
+    path = engine.data_dir / files[0].path
+    assert path.exists()  # a backup still reads it
+    assert engine.catalog.scan(DataFile, t.uid) == []
+    engine.unpin(token)
+    assert not path.exists()
+    assert not engine.catalog.has_family(family_name(t.uid))
+
+
+def test_snapshot_namespace(engine: Engine, run: Run) -> None:
+    engine.create_table("app", "t", "shared", [col("a")])
+    engine.create_table("app", "u", "user", [col("a")])
+    engine.create_table("app", "s", "stream", [col("a")])
+    run("INSERT INTO app.t VALUES (1)")
+    engine.flush_table("app", "t")
+    run("INSERT INTO app.t VALUES (2)")
+    run("INSERT INTO app.u VALUES (3)", user="x")
+    run("INSERT INTO app.s VALUES (4)")
+    run("DELETE FROM app.t WHERE a = 2")
+    snap = engine.snapshot_namespace("app")
+    by = {t.table.name: t for t in snap.tables}
+    assert len(by["t"].files) == 1 and by["t"].buffer.num_rows == 2  # the delete is a version
+    assert by["u"].buffer.column("_user").to_pylist() == ["x"]
+    assert by["s"].buffer is None
+    assert engine.files.pinned(by["t"].files[0].path)
+    engine.release_snapshot(snap)
+    assert not engine.files.pinned(by["t"].files[0].path)
+
+
+def test_insert_arrow_bulk(engine: Engine, run: Run) -> None:
+    engine.create_table("app", "big", "shared", [col("x", "BIGINT"), col("s", "TEXT")])
+    n = engine.insert_arrow("app", "big", pa.table({"x": list(range(1000)), "s": ["a"] * 1000}))
+    assert n == 1000
+    engine.flush_table("app", "big")
+    assert run("SELECT count(*) AS n, sum(x) AS s FROM app.big") == [{"n": 1000, "s": 499500}]
+    with pytest.raises(InvalidArgument):
+        engine.insert_arrow("app", "big", pa.table({"x": ["no"]}))
+
+
+def test_needing_flush_and_stream_eviction(engine: Engine, run: Run) -> None:
+    engine.create_table("app", "t", "shared", [col("a")], {"flush_rows": 2})
+    engine.create_table("app", "s", "stream", [col("a")], {"ttl_seconds": 0.01})
+    run("INSERT INTO app.t VALUES (1)")
+    assert engine.tables_needing_flush() == []
+    run("INSERT INTO app.t VALUES (2)")
+    run("INSERT INTO app.s VALUES (1), (2)")
+    assert engine.tables_needing_flush() == [("app", "t")]
+    import time
+
+    time.sleep(0.05)
+    assert engine.evict_streams() == 2
+    assert run("SELECT * FROM app.s") == []
+
+
+def test_drop_namespace_tables(engine: Engine, run: Run) -> None:
+    engine.create_table("app", "t", "shared", [col("a")])
+    engine.create_table("app", "u", "shared", [col("a")])
+    run("INSERT INTO app.t VALUES (1)")
+    engine.flush_table("app", "t")
+    assert engine.table_count("app") == 2
+    assert engine.drop_namespace_tables("app") == 2
+    assert engine.table_count("app") == 0
+    assert not any((engine.data_dir / "files").iterdir())
+    with pytest.raises(NotFound):
+        run("SELECT * FROM app.t")
+
+
+def test_sandbox_settings_are_locked(engine: Engine) -> None:
+    cur = engine._con.cursor()
+    settings = dict(cur.sql("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                            "('enable_external_access', 'lock_configuration')").fetchall())
+    assert settings == {"enable_external_access": "false", "lock_configuration": "true"}
+    import duckdb
+
+    with pytest.raises(duckdb.Error):
+        cur.execute("SET enable_external_access = true")
+    with pytest.raises(duckdb.Error):
+        cur.sql("SELECT * FROM read_text('/etc/hostname')").fetchall()
+
+
+def test_flush_interval_makes_a_table_due(engine: Engine, run: Run) -> None:
+    engine.create_table("app", "t", "shared", [col("a")], {"flush_interval_seconds": 0.01})
+    run("INSERT INTO app.t VALUES (1)")
+    import time
+
+    time.sleep(0.05)
+    assert engine.tables_needing_flush() == [("app", "t")]
+
+
+def test_write_to_a_dropped_table_fails(engine: Engine, run: Run) -> None:
+    st = engine.create_table("app", "t", "shared", [col("a")])
+    state = engine.state("app", "t")
+    engine.drop_table("app", "t")
+    assert state.dropped
+    from storage import dml
+
+    with pytest.raises(NotFound):
+        dml.write_values(engine, state, None, [[1]], None)
+    assert not engine.catalog.has_family(family_name(st.uid))
+
+
+def test_concurrent_writers_and_readers(engine: Engine, run: Run) -> None:
+    import threading
+
+    engine.create_table("app", "t", "shared", [col("id", primary_key=True), col("w")])
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            for i in range(40):
+                run(f"INSERT INTO app.t VALUES ({w * 1000 + i}, {w})")
+                if i % 10 == 0:
+                    engine.flush_table("app", "t")
+                if i % 7 == 0:
+                    run(f"UPDATE app.t SET w = w + 100 WHERE id = {w * 1000 + i}")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for _ in range(40):
+                got = run("SELECT count(*) AS n, count(DISTINCT id) AS d FROM app.t")
+                assert got[0]["n"] == got[0]["d"]
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+    threads += [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert run("SELECT count(*) AS n FROM app.t") == [{"n": 120}]
+
+
+def test_query_timeout_interrupts(engine: Engine) -> None:
+    import sqlglot
+
+    from catalog.errors import Cancelled
+
+    slow = sqlglot.parse_one("SELECT count(*) FROM range(100000000) a, range(100000) b",
+                             read="duckdb")
+    with pytest.raises(Cancelled):
+        engine.query(slow, None, "app", timeout=0.2)
+
+
+def test_forget_after_replace_fails_waiting_writers(engine: Engine, run: Run) -> None:
+    from catalog import Table
+
+    engine.create_table("app", "t", "shared", [col("a")])
+    old = engine.state("app", "t")
+    assert engine.tables_of("app") == [old]
+    # a restore swaps the record to a new uid, then tells the engine
+    rec = engine.catalog.get(Table, old.table.key())
+    engine.catalog.put(Table(**{**rec.__dict__, "uid": "tbl-new"}))
+    engine.forget(old.uid)
+    assert old.dropped
+    from storage import dml
+
+    with pytest.raises(NotFound):
+        dml.write_values(engine, old, None, [[1]], None)
