@@ -218,6 +218,16 @@ class Catalog:
             self._seq_next = last
             return first
 
+    def ensure_seq_above(self, value: int) -> None:
+        """Make every later `next_seq` larger than `value` (a restore brings row
+        versions numbered by another server; newer writes must sort after them)."""
+        with self._lock:
+            if value > self._seq_next:
+                self._seq_next = value
+            if self._seq_next > self._seq_high:
+                self._seq_high = self._seq_next + SEQ_BLOCK
+                self.put(Meta("seq_high", self._seq_high))
+
     def checkpoint(self, directory: str | Path) -> None:
         """A consistent copy of every family (hard links, a few ms)."""
         Checkpoint(self._db).create_checkpoint(str(directory))

@@ -1,15 +1,322 @@
-"""BACKUP, RESTORE, SHOW BACKUP(S), VERIFY and DROP BACKUP, schedules."""
+"""BACKUP, RESTORE, SHOW BACKUP(S), VERIFY BACKUP and DROP BACKUP.
+
+Handlers check everything they can before a job exists (the caller, the
+namespace, the target, the options), so a typo answers at once with a clear
+error; the long work runs as a job (see backup_run, restore_run)."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
-HANDLERS: dict[type, Any] = {}
+from catalog import Backup, Job, Namespace
+from catalog.errors import AlreadyExists, InvalidArgument, NotFound
+from catalog.ids import new_id
+from sqlgrammar import ast, to_sql
+from storage.backup import Repository, resolve_target
+
+from .backup_run import BackupPlan, run_backup
+from .namespaces import check_namespace_name
+from .restore_run import RestorePlan, parse_time, run_restore
+from .result import Result
+from .state import Cairn, Session
+from .throttle import Throttle
+
+log = logging.getLogger("cairn.backup")
+
+SECRET_OPTIONS = frozenset({"encryption_passphrase"})
+BACKUP_OPTIONS = {"detached": bool, "label": str, "compression": str,
+                  "encryption_passphrase": str, "keep_last": int}
+RESTORE_OPTIONS = {"backup_id": str, "as_of": str, "replace": bool, "detached": bool,
+                   "encryption_passphrase": str}
+VERIFY_OPTIONS = {"detached": bool, "encryption_passphrase": str}
+
+BACKUP_COLUMNS = [
+    ("backup_id", "TEXT"), ("namespace", "TEXT"), ("target", "TEXT"),
+    ("created_at", "TIMESTAMP"), ("snapshot_at", "TIMESTAMP"), ("tables", "BIGINT"),
+    ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"), ("bytes_written", "BIGINT"),
+    ("label", "TEXT"), ("encrypted", "BOOLEAN"),
+]
 
 
-def register_cleanups(cairn: Any) -> None:
-    """Start-up cleanup of interrupted backup/restore jobs (filled by the backup issue)."""
+def check_options(stmt_name: str, options: tuple[tuple[str, Any], ...],
+                  allowed: dict[str, type]) -> dict[str, Any]:
+    """Options as a dict, each known and of the right type, else INVALID_ARGUMENT."""
+    out: dict[str, Any] = {}
+    for key, value in options:
+        want = allowed.get(key)
+        if want is None:
+            raise InvalidArgument(
+                f"unknown option '{key}' for {stmt_name}; known: {', '.join(sorted(allowed))}"
+            )
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise InvalidArgument(f"option '{key}' must be a {want.__name__}, not {value!r}")
+        out[key] = value
+    return out
+
+
+def redacted(stmt: Any) -> str:
+    """The statement as SQL with every secret option replaced by '***'."""
+    options = getattr(stmt, "options", ())
+    masked = tuple((k, "***" if k in SECRET_OPTIONS else v) for k, v in options)
+    return to_sql(replace(stmt, options=masked) if options else stmt)
+
+
+def repository(cairn: Cairn, target: str) -> Repository:
+    cfg = cairn.config
+    return Repository(resolve_target(target, cfg.backup_roots, cfg.backup.targets))
+
+
+def job_row(job: Job) -> Result:
+    return Result.of_rows([("job_id", "TEXT"), ("status", "TEXT")],
+                          [{"job_id": job.job_id, "status": job.status}],
+                          message=f"Job '{job.job_id}' started")
+
+
+def result_row(result: dict[str, Any], columns: list[tuple[str, str]], message: str) -> Result:
+    return Result.of_rows(columns, [result], message=message)
+
+
+# --- BACKUP -----------------------------------------------------------------
+
+
+async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDatabase) -> Result:
+    opts = check_options("BACKUP", stmt.options, BACKUP_OPTIONS)
+    if opts.get("compression", "zstd") not in ("zstd", "none"):
+        raise InvalidArgument("option 'compression' must be 'zstd' or 'none'")
+    if "encryption_passphrase" in opts:
+        raise InvalidArgument("option 'encryption_passphrase' is not implemented yet")
+    if opts.get("keep_last") is not None and opts["keep_last"] < 1:
+        raise InvalidArgument("option 'keep_last' must be at least 1")
+    check_namespace_name(stmt.namespace)
+    if await cairn.run(cairn.catalog.get, Namespace, stmt.namespace) is None:
+        if stmt.if_exists:
+            return Result.of_message(f"Namespace '{stmt.namespace}' does not exist, nothing backed up")
+        raise NotFound(f"Namespace '{stmt.namespace}' does not exist")
+    repo = await cairn.run(repository, cairn, stmt.target)
+    plan = BackupPlan(stmt.namespace, repo, new_id("bk"), label=opts.get("label"),
+                      compression=opts.get("compression", "zstd"))
+    keep_last = opts.get("keep_last")
+
+    def work(ctx: Any) -> dict[str, Any]:
+        result = run_backup(cairn, ctx, plan)
+        if keep_last is not None:
+            result["dropped"] = drop_beyond(cairn, repo, stmt.namespace, keep_last)
+        return result
+
+    job = await cairn.jobs.run("backup", session, work, namespace=stmt.namespace,
+                               target=repo.uri, statement=redacted(stmt),
+                               detached=bool(opts.get("detached")))
+    if opts.get("detached"):
+        return job_row(job)
+    return result_row(job.result, [
+        ("job_id", "TEXT"), ("backup_id", "TEXT"), ("namespace", "TEXT"), ("target", "TEXT"),
+        ("status", "TEXT"), ("tables", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"),
+        ("bytes", "BIGINT"), ("bytes_written", "BIGINT"),
+    ], f"Backup '{job.result['backup_id']}' of namespace '{stmt.namespace}' completed")
+
+
+def drop_beyond(cairn: Cairn, repo: Repository, namespace: str, keep: int) -> list[str]:
+    """keep_last: drop this namespace's backups in the target beyond the newest `keep`."""
+    doomed = [m["backup_id"] for m in repo.list_manifests(namespace)[keep:]]
+    for backup_id in doomed:
+        drop_one(cairn, repo, backup_id)
+    return doomed
+
+
+def drop_one(cairn: Cairn, repo: Repository, backup_id: str) -> int:
+    """Remove a manifest, then every object of it that nothing else uses."""
+    m = repo.read_manifest(backup_id)
+    repo.delete_manifest(backup_id)
+    freed = repo.prune(candidates={o["oid"] for o in m["objects"]})
+    cairn.catalog.delete(Backup, backup_id)
+    return freed
+
+
+# --- RESTORE ----------------------------------------------------------------
+
+
+async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreDatabase) -> Result:
+    opts = check_options("RESTORE", stmt.options, RESTORE_OPTIONS)
+    if "encryption_passphrase" in opts:
+        raise InvalidArgument("option 'encryption_passphrase' is not implemented yet")
+    if "backup_id" in opts and "as_of" in opts:
+        raise InvalidArgument("give backup_id or as_of, not both")
+    if "as_of" in opts:
+        parse_time(opts["as_of"])
+    destination = stmt.as_name or stmt.namespace
+    check_namespace_name(destination)
+    exists = await cairn.run(cairn.catalog.get, Namespace, destination) is not None
+    if exists and stmt.if_not_exists:
+        return Result.of_message(f"Namespace '{destination}' already exists, nothing restored")
+    if exists and not opts.get("replace"):
+        raise AlreadyExists(
+            f"Namespace '{destination}' already exists; use WITH (replace = true) to replace it"
+        )
+    repo = await cairn.run(repository, cairn, stmt.target)
+    await cairn.run(repo.require_exists)
+    plan = RestorePlan(stmt.namespace, destination, repo, backup_id=opts.get("backup_id"),
+                       as_of=opts.get("as_of"), replace=bool(opts.get("replace")))
+    job = await cairn.jobs.run(
+        "restore", session, lambda ctx: run_restore(cairn, ctx, plan), namespace=destination,
+        target=repo.uri, statement=redacted(stmt), detached=bool(opts.get("detached")),
+    )
+    if opts.get("detached"):
+        return job_row(job)
+    return result_row(job.result, [
+        ("job_id", "TEXT"), ("backup_id", "TEXT"), ("namespace", "TEXT"), ("status", "TEXT"),
+        ("tables", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"),
+    ], f"Namespace '{destination}' restored from backup '{job.result['backup_id']}'")
+
+
+# --- listing ----------------------------------------------------------------
+
+
+def _summary(m: dict[str, Any], target: str) -> dict[str, Any]:
+    totals = m["totals"]
+    return {
+        "backup_id": m["backup_id"], "namespace": m["namespace"], "target": target,
+        "created_at": m["created_at"], "snapshot_at": m["snapshot_at"],
+        "tables": totals["tables"], "rows": totals["rows"], "files": totals["files"],
+        "bytes": totals["bytes"], "bytes_written": totals.get("bytes_written", 0),
+        "label": m.get("label"), "encrypted": bool(m.get("encrypted")),
+    }
+
+
+async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) -> Result:
+    def work() -> list[dict[str, Any]]:
+        if stmt.target is None:
+            records = [b for b in cairn.catalog.scan(Backup)
+                       if stmt.namespace is None or b.namespace == stmt.namespace]
+            rows = [{c: getattr(b, c) for c, _ in BACKUP_COLUMNS} for b in records]
+        else:
+            repo = repository(cairn, stmt.target)
+            rows = [_summary(m, repo.uri) for m in repo.list_manifests(stmt.namespace)
+                    if "error" not in m]
+        rows.sort(key=lambda r: (r["created_at"], r["backup_id"]), reverse=True)
+        return rows[: stmt.limit] if stmt.limit is not None else rows
+
+    return Result.of_rows(BACKUP_COLUMNS, await cairn.run(work))
+
+
+def locate(cairn: Cairn, backup_id: str, target: str | None) -> Repository:
+    """The repository holding `backup_id`: the given target, else the one the
+    server's backup catalog recorded."""
+    if target is not None:
+        return repository(cairn, target)
+    record = cairn.catalog.get(Backup, backup_id)
+    if record is None:
+        raise NotFound(
+            f"Backup '{backup_id}' is not in this server's catalog; name its target with IN '…'"
+        )
+    return repository(cairn, record.target)
+
+
+async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> Result:
+    def work() -> list[dict[str, Any]]:
+        m = locate(cairn, stmt.backup_id, stmt.target).read_manifest(stmt.backup_id)
+        return [{
+            "table_name": t["name"], "table_type": t["table_type"],
+            "schema_version": t["schema_version"], "rows": t.get("rows", 0),
+            "files": len(t.get("files", [])), "bytes": sum(f["size"] for f in t.get("files", [])),
+        } for t in m["tables"]]
+
+    return Result.of_rows([("table_name", "TEXT"), ("table_type", "TEXT"),
+                           ("schema_version", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"),
+                           ("bytes", "BIGINT")], await cairn.run(work))
+
+
+# --- VERIFY and DROP ----------------------------------------------------------
+
+
+async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) -> Result:
+    opts = check_options("VERIFY BACKUP", stmt.options, VERIFY_OPTIONS)
+    if "encryption_passphrase" in opts:
+        raise InvalidArgument("option 'encryption_passphrase' is not implemented yet")
+    repo = await cairn.run(locate, cairn, stmt.backup_id, stmt.target)
+
+    def work(ctx: Any) -> dict[str, Any]:
+        throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
+        last = 0
+
+        def on_progress(p: Any) -> None:
+            nonlocal last
+            ctx.progress(files_done=p.files_done, files_total=p.files_total,
+                         bytes_done=p.bytes_done, bytes_total=p.bytes_total)
+            throttle.spent(max(0, p.bytes_done - last))
+            last = p.bytes_done
+
+        report = repo.verify(stmt.backup_id, on_progress=on_progress,
+                             should_stop=lambda: ctx.cancelled)
+        return {"backup_id": report.backup_id, "is_valid": report.is_valid,
+                "files_checked": report.files_checked, "bytes_checked": report.bytes_checked,
+                "errors": report.errors}
+
+    job = await cairn.jobs.run("verify", session, work, target=repo.uri,
+                               backup_id=stmt.backup_id, statement=redacted(stmt),
+                               detached=bool(opts.get("detached")))
+    if opts.get("detached"):
+        return job_row(job)
+    r = job.result
+    return result_row(r, [("backup_id", "TEXT"), ("is_valid", "BOOLEAN"),
+                          ("files_checked", "BIGINT"), ("bytes_checked", "BIGINT"),
+                          ("errors", "JSON")],
+                      f"Backup '{stmt.backup_id}' is {'valid' if r['is_valid'] else 'INVALID'}")
+
+
+async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> Result:
+    try:
+        repo = await cairn.run(locate, cairn, stmt.backup_id, stmt.target)
+    except NotFound:
+        if stmt.if_exists:
+            return Result.of_message(f"Backup '{stmt.backup_id}' does not exist, skipped")
+        raise
+
+    def work(ctx: Any) -> dict[str, Any]:
+        try:
+            freed = drop_one(cairn, repo, stmt.backup_id)
+        except NotFound:
+            if not stmt.if_exists:
+                raise
+            freed = 0
+        return {"backup_id": stmt.backup_id, "bytes_freed": freed}
+
+    job = await cairn.jobs.run("drop_backup", session, work, target=repo.uri,
+                               backup_id=stmt.backup_id, statement=redacted(stmt))
+    return result_row(job.result, [("backup_id", "TEXT"), ("bytes_freed", "BIGINT")],
+                      f"Backup '{stmt.backup_id}' dropped")
+
+
+# --- start-up ---------------------------------------------------------------
+
+
+def register_cleanups(cairn: Cairn) -> None:
+    """What start-up does for backup jobs a dead process left running: abandon
+    the backup in its target (its lock and the objects only it wrote go). A
+    restore needs nothing here: its unregistered files are swept by the engine."""
+
+    def cleanup_backup(job: Job) -> None:
+        target, backup_id = job.cleanup.get("target"), job.cleanup.get("backup_id")
+        if not target or not backup_id:
+            return
+        repo = repository(cairn, target)
+        freed = repo.abandon(backup_id)
+        repo.remove_tmp()
+        log.info("cleaned interrupted backup %s in %s (%d bytes freed)", backup_id, target, freed)
+
+    cairn.jobs.cleanups["backup"] = cleanup_backup
 
 
 async def schedule_loop(cairn: Any) -> None:
     """Runs scheduled backups (filled by the schedules issue)."""
+
+
+HANDLERS = {
+    ast.BackupDatabase: backup_database,
+    ast.RestoreDatabase: restore_database,
+    ast.ShowBackups: show_backups,
+    ast.ShowBackup: show_backup,
+    ast.VerifyBackup: verify_backup,
+    ast.DropBackup: drop_backup,
+}

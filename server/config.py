@@ -38,6 +38,7 @@ class StorageConfig:
 class BackupConfig:
     roots: list[str] = field(default_factory=list)  # empty: [<data_dir>/backups]
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    throttle_bytes_per_second: int = 0  # 0: no limit
 
 
 @dataclass

@@ -125,6 +125,9 @@ def to_json_value(value: Any, cairn_t: str = "") -> Any:
     if isinstance(value, dt.time | dt.timedelta):
         return str(value)
     if isinstance(value, decimal.Decimal):
+        # Scale 0 (e.g. DuckDB's sum() of BIGINT, a HUGEINT) is an exact integer.
+        if cairn_t.endswith(",0)") and value.is_finite():
+            return int(value)
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
