@@ -18,7 +18,7 @@ from aiohttp import web
 from catalog import Catalog
 from catalog.errors import CairnError, Internal, InvalidRequest, RequestTooLarge
 
-from . import backups, tables
+from . import backups, openapi, tables
 from .auth import authenticate
 from .config import Config
 from .executor import execute
@@ -120,6 +120,10 @@ async def handle_health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def handle_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document())
+
+
 def open_state(config: Config) -> Cairn:
     """Open the catalog and engine, and recover from a previous crash."""
     from storage.engine import Engine
@@ -169,6 +173,7 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
     app.cleanup_ctx.append(lifetime)
     app.router.add_post("/api/sql", handle_sql)
     app.router.add_get("/health", handle_health)
+    app.router.add_get("/api/openapi.json", handle_openapi)
     return app
 
 

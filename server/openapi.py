@@ -1,0 +1,157 @@
+"""The OpenAPI 3 description of the HTTP API, served at /api/openapi.json.
+
+Written by hand from the contract (docs/http.md) rather than generated, so it
+is the promise; a schemathesis run against a live server checks that every
+response keeps it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catalog.errors import ALL_ERRORS
+
+_SCALAR = {"type": ["string", "number", "integer", "boolean", "object", "array", "null"]}
+
+RESULT = {
+    "type": "object",
+    "required": ["columns", "schema", "rows", "row_count", "message"],
+    "additionalProperties": False,
+    "properties": {
+        "columns": {"type": "array", "items": {"type": "string"}},
+        "schema": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "type"],
+                "additionalProperties": False,
+                "properties": {"name": {"type": "string"}, "type": {"type": "string"}},
+            },
+        },
+        "rows": {"type": "array", "items": {"type": "object", "additionalProperties": _SCALAR}},
+        "row_count": {"type": "integer", "minimum": 0},
+        "message": {"type": ["string", "null"]},
+    },
+}
+
+ERROR = {
+    "type": "object",
+    "required": ["code", "message"],
+    "additionalProperties": False,
+    "properties": {
+        "code": {"type": "string", "enum": sorted({e.code for e in ALL_ERRORS})},
+        "message": {"type": "string", "minLength": 1},
+        "statement": {"type": ["integer", "null"], "minimum": 1},
+        "line": {"type": ["integer", "null"], "minimum": 1},
+        "column": {"type": ["integer", "null"], "minimum": 1},
+    },
+}
+
+SUCCESS_BODY = {
+    "type": "object",
+    "required": ["status", "results", "took"],
+    "additionalProperties": False,
+    "properties": {
+        "status": {"const": "success"},
+        "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
+        "took": {"type": "number", "minimum": 0},
+    },
+}
+
+ERROR_BODY = {
+    "type": "object",
+    "required": ["status", "results", "took", "error"],
+    "additionalProperties": False,
+    "properties": {
+        "status": {"const": "error"},
+        "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
+        "took": {"type": "number", "minimum": 0},
+        "error": {"$ref": "#/components/schemas/Error"},
+    },
+}
+
+SQL_REQUEST = {
+    "type": "object",
+    "required": ["sql"],
+    "properties": {
+        "sql": {"type": "string", "minLength": 1,
+                "description": "One or more statements separated by ';'"},
+        "namespace": {"type": "string",
+                      "description": "Default namespace for unqualified table names"},
+    },
+}
+
+_ERROR_STATUSES = {
+    "400": "INVALID_REQUEST, PARSE_ERROR or INVALID_ARGUMENT",
+    "401": "UNAUTHENTICATED: missing or wrong token",
+    "403": "PERMISSION_DENIED: role too low, a path outside the backup roots, forbidden SQL",
+    "404": "NOT_FOUND: namespace, table, backup, job or target",
+    "409": "ALREADY_EXISTS, or CANCELLED by KILL JOB while the request waited",
+    "413": "REQUEST_TOO_LARGE: body over server.max_request_bytes",
+    "422": "BACKUP_INVALID: a backup fails verification",
+    "500": "INTERNAL: a bug",
+}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Cairn", "version": "1",
+                 "description": "SQL over HTTP; backup and restore of namespaces with SQL."},
+        "paths": {
+            "/api/sql": {
+                "post": {
+                    "operationId": "runSql",
+                    "summary": "Run one or more SQL statements",
+                    "parameters": [
+                        {"name": "X-User-Id", "in": "header", "required": False,
+                         "schema": {"type": "string"},
+                         "description": "The caller's user id (auth mode none)"},
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/SqlRequest"}}},
+                    },
+                    "responses": {
+                        "200": {"description": "Every statement ran",
+                                "content": {"application/json": {
+                                    "schema": {"$ref": "#/components/schemas/SuccessBody"}}}},
+                        **{code: _error_response(text) for code, text in _ERROR_STATUSES.items()},
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "responses": {"200": {
+                        "description": "The server accepts SQL",
+                        "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["status"],
+                            "properties": {"status": {"const": "ok"}}}}},
+                    }},
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "responses": {"200": {"description": "This document",
+                                          "content": {"application/json": {
+                                              "schema": {"type": "object"}}}}},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "SqlRequest": SQL_REQUEST,
+                "Result": RESULT,
+                "Error": ERROR,
+                "SuccessBody": SUCCESS_BODY,
+                "ErrorBody": ERROR_BODY,
+            }
+        },
+    }
