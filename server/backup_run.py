@@ -28,6 +28,7 @@ from storage.backup import Repository
 from storage.backup.transfer import hash_file
 from storage.snapshot import NamespaceSnapshot, TableSnapshot
 
+from . import faults
 from .jobs import JobContext
 from .state import Cairn
 from .throttle import Throttle
@@ -77,6 +78,7 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
     ctx.check_cancelled()
     snap = engine.snapshot_namespace(plan.namespace)
     snapshot_at = utcnow()
+    faults.hit("backup.snapshot_taken", job_id=ctx.job_id)
     staging = cairn.data_dir / "tmp" / f"backup-{plan.backup_id}"
     try:
         staging.mkdir(parents=True, exist_ok=True)
@@ -88,9 +90,11 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         with plan.repo.lock(plan.backup_id) as lock:
             # Record every known oid in one lock write before looking any up.
             lock.add([i.sha256 for i in tally.items if i.sha256])
-            for item in tally.items:
+            for index, item in enumerate(tally.items):
+                faults.hit("backup.before_object", job_id=ctx.job_id, index=index)
                 ctx.check_cancelled()
                 _store(plan.repo, ctx, item, tally, lock, throttle)
+            faults.hit("backup.before_manifest", job_id=ctx.job_id)
             ctx.check_cancelled()
             manifest = plan.repo.write_manifest(
                 {
@@ -106,6 +110,7 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
                     "totals": {"bytes_written": tally.bytes_written},
                 }
             )
+            faults.hit("backup.after_manifest", job_id=ctx.job_id)
     finally:
         engine.release_snapshot(snap)
         shutil.rmtree(staging, ignore_errors=True)
@@ -222,6 +227,7 @@ def _store(
         nonlocal base
         base += n
         ctx.progress(bytes_done=base)
+        faults.hit("backup.mid_object", job_id=ctx.job_id, bytes=n)
         if moving:
             throttle.spent(n)
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from catalog import Backup, Job, Namespace
-from catalog.errors import AlreadyExists, InvalidArgument, NotFound
+from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
 from storage.backup import Repository, resolve_target
@@ -301,6 +301,15 @@ def register_cleanups(cairn: Cairn) -> None:
         if not target or not backup_id:
             return
         repo = repository(cairn, target)
+        try:
+            manifest = repo.read_manifest(backup_id)
+        except CairnError:
+            manifest = None
+        if manifest is not None:
+            # It died after the manifest landed: the backup is whole, so list it.
+            cairn.catalog.put(Backup(**_summary(manifest, repo.uri), job_id=job.job_id))
+            job.error_message = (f"interrupted by server restart after backup '{backup_id}' "
+                                 "was complete; the backup is valid")
         freed = repo.abandon(backup_id)
         repo.remove_tmp()
         log.info("cleaned interrupted backup %s in %s (%d bytes freed)", backup_id, target, freed)

@@ -24,6 +24,7 @@ from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument, NotFou
 from catalog.ids import new_id
 from storage.backup import Repository
 
+from . import faults
 from .jobs import JobContext
 from .state import Cairn
 from .throttle import Throttle
@@ -87,8 +88,10 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
     written: list[Path] = []
     try:
         records = _copy_files(cairn, ctx, plan, manifest, uids, written)
+        faults.hit("restore.before_install", job_id=ctx.job_id)
         ctx.check_cancelled()
         _install(cairn, plan, manifest, uids, records)
+        faults.hit("restore.after_install", job_id=ctx.job_id)
     except BaseException:
         for path in written:
             with contextlib.suppress(OSError):
@@ -134,6 +137,7 @@ def _copy_files(
     for table in manifest["tables"]:
         uid = uids[table["name"]]
         for f in table.get("files", []):
+            faults.hit("restore.before_object", job_id=ctx.job_id, index=done_files)
             ctx.check_cancelled()
             file_id = new_id("f")
             rel = f"files/{uid}/{file_id}.parquet"
@@ -146,6 +150,7 @@ def _copy_files(
                 nonlocal base
                 base += n
                 ctx.progress(bytes_done=base)
+                faults.hit("restore.mid_object", job_id=ctx.job_id, bytes=n)
                 throttle.spent(n)
 
             plan.repo.read_object_to(f["oid"], str(dest), f["size"], on_bytes=on_bytes,

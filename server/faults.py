@@ -1,0 +1,61 @@
+"""Named points inside long jobs where tests (and the crash-injection bench)
+can act: block until a KILL arrives, raise, or SIGKILL the process.
+
+In production nothing is registered and `hit()` is one dict lookup. A test
+registers a callback for a point; `CAIRN_FAULTS=point:action[,…]` in the
+environment does the same for a `cairn serve` process (actions: `kill` sends
+SIGKILL to itself, `sleep=S` pauses S seconds, `fail` raises), so a crash can
+be placed exactly, e.g. after the last object but before the manifest.
+
+Points: backup.snapshot_taken, backup.before_object, backup.mid_object,
+backup.before_manifest, backup.after_manifest, restore.before_object,
+restore.mid_object, restore.before_install, restore.after_install."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+Action = Callable[[dict[str, Any]], None]
+_registered: dict[str, Action] = {}
+
+
+def hit(point: str, **info: Any) -> None:
+    action = _registered.get(point)
+    if action is not None:
+        action(info)
+
+
+def register(point: str, action: Action) -> None:
+    _registered[point] = action
+
+
+def clear() -> None:
+    _registered.clear()
+    load_env()
+
+
+def _env_action(spec: str) -> Action:
+    if spec == "kill":
+        return lambda info: os.kill(os.getpid(), signal.SIGKILL)
+    if spec.startswith("sleep="):
+        seconds = float(spec.split("=", 1)[1])
+        return lambda info: time.sleep(seconds)
+    if spec == "fail":
+        def fail(info: dict[str, Any]) -> None:
+            raise RuntimeError(f"injected fault at {info}")
+        return fail
+    raise ValueError(f"unknown fault action {spec!r}")
+
+
+def load_env() -> None:
+    """Read CAIRN_FAULTS, e.g. `backup.before_manifest:kill`."""
+    for part in filter(None, os.environ.get("CAIRN_FAULTS", "").split(",")):
+        point, _, spec = part.partition(":")
+        _registered[point.strip()] = _env_action(spec.strip())
+
+
+load_env()
