@@ -20,6 +20,7 @@ from catalog.errors import CairnError, Internal, InvalidRequest, RequestTooLarge
 
 from . import backups, openapi, tables
 from .auth import authenticate
+from .web import add_routes as add_web_console
 from .config import Config
 from .executor import execute
 from .jobs import JobRunner
@@ -174,6 +175,7 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
     app.router.add_post("/api/sql", handle_sql)
     app.router.add_get("/health", handle_health)
     app.router.add_get("/api/openapi.json", handle_openapi)
+    add_web_console(app)
     return app
 
 

@@ -1,0 +1,162 @@
+"""The console's HTTP client: one POST /api/sql per call, over urllib.
+
+urllib rather than aiohttp's client because the console is synchronous (a
+prompt, then a request, then output) and an event loop would only add weight.
+Every outcome, a transport failure included, comes back as a `Reply`, so the
+callers have one shape to print."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+SYSTEM_TABLES = ("namespaces", "tables", "table_schemas", "jobs", "backups", "schedules")
+_NAMES_TTL = 30.0  # seconds before the completion names are fetched again
+_LOOKUP_TIMEOUT = 2.0  # a slow server must not freeze typing
+
+
+@dataclass(frozen=True)
+class ApiError:
+    """The contract's error object (§2); position fields are None when absent."""
+
+    code: str
+    message: str
+    statement: int | None = None
+    line: int | None = None
+    column: int | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One request's outcome: the results that ran, and the error if one stopped it."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    error: ApiError | None = None
+    took_ms: float = 0.0  # wall time seen by the client, network included
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Client:
+    """Talks to one server as one identity, with a default namespace."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        user: str | None = None,
+        namespace: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.user = user
+        self.namespace = namespace
+        self.timeout = timeout
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.user:
+            headers["X-User-Id"] = self.user
+        return headers
+
+    def run(self, sql: str) -> Reply:
+        """POST the SQL; never raises for server or network errors (KeyboardInterrupt passes)."""
+        body: dict[str, Any] = {"sql": sql}
+        if self.namespace:
+            body["namespace"] = self.namespace
+        request = urllib.request.Request(
+            self.url + "/api/sql", data=json.dumps(body).encode(), headers=self.headers(),
+            method="POST")
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+                payload = resp.read()
+        except urllib.error.HTTPError as exc:
+            payload = exc.read()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return Reply(error=ApiError("UNAVAILABLE", f"cannot reach {self.url}: {reason}"))
+        took = (time.perf_counter() - started) * 1000
+        return parse_reply(payload, took)
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        """The rows of a one-statement query, or [] if it failed (for completion, polling)."""
+        reply = self.run(sql)
+        if not reply.ok or not reply.results:
+            return []
+        return list(reply.results[-1].get("rows") or [])
+
+
+class Names:
+    """Namespace and table names for completion, fetched lazily and kept a while."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = Client(client.url, token=client.token, user=client.user,
+                             timeout=_LOOKUP_TIMEOUT)
+        self.namespaces: list[str] = []
+        self.tables: dict[str, list[str]] = {}
+        self._fetched = 0.0
+
+    def invalidate(self) -> None:
+        """Called after DDL so a new table completes at once."""
+        self._fetched = 0.0
+
+    def refresh(self) -> None:
+        if time.monotonic() - self._fetched < _NAMES_TTL:
+            return
+        self._fetched = time.monotonic()
+        rows = self.client.rows("SELECT namespace FROM system.namespaces ORDER BY namespace")
+        self.namespaces = [str(r["namespace"]) for r in rows if r.get("namespace")]
+        tables: dict[str, list[str]] = {"system": list(SYSTEM_TABLES)}
+        for r in self.client.rows("SELECT namespace, table_name FROM system.tables "
+                                  "ORDER BY namespace, table_name"):
+            tables.setdefault(str(r.get("namespace")), []).append(str(r.get("table_name")))
+        self.tables = tables
+
+
+def parse_reply(payload: bytes, took_ms: float) -> Reply:
+    """Turn a response body into a Reply; a body that is not the contract's JSON is an error."""
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        snippet = payload[:200].decode("utf-8", "replace")
+        return Reply(error=ApiError("INVALID_RESPONSE", f"server sent non-JSON: {snippet!r}"),
+                     took_ms=took_ms)
+    if not isinstance(body, dict):
+        return Reply(error=ApiError("INVALID_RESPONSE", "server sent JSON that is not an object"),
+                     took_ms=took_ms)
+    results = [r for r in body.get("results") or [] if isinstance(r, dict)]
+    err = body.get("error")
+    if body.get("status") == "success" and err is None:
+        return Reply(results=results, took_ms=took_ms)
+    err = err if isinstance(err, dict) else {}
+    return Reply(
+        results=results,
+        error=ApiError(
+            code=str(err.get("code") or "UNKNOWN"),
+            message=str(err.get("message") or "the server reported an error"),
+            statement=_int(err.get("statement")),
+            line=_int(err.get("line")),
+            column=_int(err.get("column")),
+        ),
+        took_ms=took_ms,
+    )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def quote(text: str) -> str:
+    """A SQL string literal (for job ids and names the console puts into its own queries)."""
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,277 @@
+// Cairn web console: plain JS, no build. Talks to POST /api/sql like any client;
+// every value from the server reaches the page through textContent, never HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const editor = $("editor");
+const JOB_POLL_MS = 1000;
+const BACKUP_POLL_MS = 5000;
+const NUMERIC = /^(SMALLINT|INT|INTEGER|BIGINT|REAL|FLOAT|DOUBLE|DECIMAL|HUGEINT|TINYINT|UBIGINT|NUMERIC)\b/i;
+
+// ---- connection settings (token only for this tab's session) -----------------------
+
+const settings = {
+  load() {
+    $("namespace").value = localStorage.getItem("cairn.namespace") || "";
+    $("user").value = localStorage.getItem("cairn.user") || "";
+    $("token").value = sessionStorage.getItem("cairn.token") || "";
+    editor.value = localStorage.getItem("cairn.editor") || "";
+  },
+  save() {
+    localStorage.setItem("cairn.namespace", $("namespace").value.trim());
+    localStorage.setItem("cairn.user", $("user").value.trim());
+    sessionStorage.setItem("cairn.token", $("token").value.trim());
+  },
+};
+
+async function sql(text) {
+  const headers = { "Content-Type": "application/json" };
+  const user = $("user").value.trim();
+  const token = $("token").value.trim();
+  if (user) headers["X-User-Id"] = user;
+  if (token) headers["Authorization"] = "Bearer " + token;
+  const body = { sql: text };
+  const ns = $("namespace").value.trim();
+  if (ns) body.namespace = ns;
+  let resp;
+  try {
+    resp = await fetch("/api/sql", { method: "POST", headers, body: JSON.stringify(body) });
+  } catch (e) {
+    return { status: "error", results: [], error: { code: "UNAVAILABLE", message: "cannot reach the server: " + e.message } };
+  }
+  try {
+    return await resp.json();
+  } catch (e) {
+    return { status: "error", results: [], error: { code: "INVALID_RESPONSE", message: `HTTP ${resp.status}: not JSON` } };
+  }
+}
+
+async function rows(text) {
+  const body = await sql(text);
+  if (body.status !== "success") throw body.error;
+  return body.results[body.results.length - 1].rows;
+}
+
+// ---- small DOM helpers ----------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function show(value) {
+  if (value === null || value === undefined) return "NULL";
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+function humanBytes(n) {
+  if (n === null || n === undefined) return "";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
+// ---- results --------------------------------------------------------------------
+
+function resultTable(result) {
+  const types = Object.fromEntries((result.schema || []).map((s) => [s.name, s.type]));
+  const head = el("tr");
+  for (const c of result.columns) {
+    head.append(el("th", { title: types[c] || "" }, c, el("span", { class: "type", text: (types[c] || "").toLowerCase() })));
+  }
+  const body = el("tbody");
+  for (const row of result.rows) {
+    const tr = el("tr");
+    for (const c of result.columns) {
+      const v = row[c];
+      const cls = v === null || v === undefined ? "null" : NUMERIC.test(types[c] || "") ? "num" : "";
+      tr.append(el("td", { class: cls, text: show(v), title: show(v) }));
+    }
+    body.append(tr);
+  }
+  return el("div", { class: "table-wrap" }, el("table", { class: "grid" }, el("thead", {}, head), body));
+}
+
+function renderResults(results, took) {
+  const box = $("results");
+  box.replaceChildren();
+  results.forEach((r, i) => {
+    const card = el("div", { class: "result", "data-statement": String(i + 1) });
+    if (r.columns && r.columns.length) card.append(resultTable(r));
+    if (r.message || !(r.columns && r.columns.length)) card.append(el("div", { class: "message", text: r.message || "OK" }));
+    const count = r.columns && r.columns.length ? `(${plural(r.rows.length, "row")})` : `${plural(r.row_count || 0, "row")} affected`;
+    card.append(el("div", { class: "meta" }, el("span", { class: "count", text: count }), el("span", { text: `statement ${i + 1}` })));
+    box.append(card);
+  });
+  $("status").textContent = `${plural(results.length, "statement")} · ${Number(took).toFixed(1)} ms`;
+}
+
+// The error box: code, message, line:column, the line itself with a caret; and the
+// editor's cursor is put on the spot.
+function renderError(err, text) {
+  const box = $("error");
+  box.replaceChildren(el("div", {}, el("span", { class: "code", text: `ERROR ${err.code}:` }), " " + err.message));
+  if (err.line) {
+    const where = `line ${err.line}, column ${err.column}` + (err.statement ? ` (statement ${err.statement})` : "");
+    box.append(el("div", { class: "where", text: "at " + where }));
+    const line = text.split("\n")[err.line - 1];
+    if (line !== undefined) {
+      const pad = line.slice(0, err.column - 1).replace(/[^\t]/g, " ");
+      box.append(el("pre", {}, `${line}\n${pad}`, el("span", { class: "caret", text: "^" })));
+      const offset = text.split("\n").slice(0, err.line - 1).reduce((n, l) => n + l.length + 1, 0) + err.column - 1;
+      const word = /^[\w.']*/.exec(text.slice(offset))[0].length || 1;
+      editor.focus();
+      editor.setSelectionRange(offset, offset + word);
+    }
+  }
+  box.hidden = false;
+}
+
+async function run() {
+  const full = editor.value;
+  let { selectionStart: a, selectionEnd: b } = editor;
+  // Run the selection if there is one, padded so positions match the editor.
+  let text = full;
+  if (b > a && full.slice(a, b).trim()) {
+    const before = full.slice(0, a);
+    const lines = before.split("\n");
+    text = "\n".repeat(lines.length - 1) + " ".repeat(lines[lines.length - 1].length) + full.slice(a, b);
+  }
+  if (!text.trim()) return;
+  localStorage.setItem("cairn.editor", full);
+  settings.save();
+  const button = $("run");
+  button.disabled = true;
+  $("status").textContent = "running…";
+  $("error").hidden = true;
+  const started = performance.now();
+  const body = await sql(text);
+  const took = body.took !== undefined ? body.took : Math.round(performance.now() - started);
+  button.disabled = false;
+  renderResults(body.results || [], took);
+  if (body.status !== "success") {
+    const err = body.error || { code: "UNKNOWN", message: "request failed" };
+    renderError(err, full);
+    $("status").textContent = `${err.statement ? "statement " + err.statement : "request"} failed · ${Number(took).toFixed(1)} ms`;
+  }
+  pollJobs();
+}
+
+// ---- jobs and backups panels ------------------------------------------------------
+
+const JOBS_SQL = `SELECT job_id, job_type, status, namespace, target, backup_id, statement, fraction_completed,
+  bytes_done, bytes_total, error_message, created_at FROM system.jobs
+  ORDER BY status IN ('running', 'queued') DESC, created_at DESC LIMIT 12`;
+let lastActive = new Set();
+
+function jobItem(job) {
+  const pct = job.status === "completed" ? 100 : Math.floor((job.fraction_completed || 0) * 100);
+  const where = [job.namespace, job.target && shortTarget(job.target)].filter(Boolean).join(" → ");
+  const top = el("div", { class: "top" },
+    el("span", { class: "what", text: `${job.job_type}${where ? " " + where : ""}`, title: job.statement || "" }),
+    el("span", { class: `badge ${job.status}`, text: job.status }));
+  const li = el("li", { class: "job", "data-job-id": job.job_id, "data-status": job.status }, top);
+  const fill = el("div", { class: "fill" });
+  fill.style.width = pct + "%";
+  const bytes = job.bytes_total ? `${humanBytes(job.bytes_done || 0)} / ${humanBytes(job.bytes_total)}` : "";
+  li.append(el("div", { class: "progress", role: "progressbar", "aria-valuenow": String(pct), "aria-valuemin": "0", "aria-valuemax": "100" },
+    el("div", { class: "track" }, fill), el("span", { class: "pct", text: pct + "%" })));
+  const foot = el("div", { class: "top" }, el("span", { class: "id", text: job.job_id + (bytes ? " · " + bytes : "") }));
+  if (job.status === "running" || job.status === "queued") {
+    foot.append(el("button", { class: "kill", type: "button", text: "kill", onclick: () => killJob(job.job_id) }));
+  }
+  li.append(foot);
+  if (job.error_message) li.append(el("div", { class: "err", text: job.error_message }));
+  return li;
+}
+
+async function killJob(id) {
+  if (!confirm(`Kill job ${id}?`)) return;
+  await sql(`KILL JOB '${id.replace(/'/g, "''")}'`);
+  pollJobs();
+}
+
+async function pollJobs() {
+  const list = $("jobs");
+  try {
+    const jobs = await rows(JOBS_SQL);
+    $("health").className = "dot up";
+    $("jobs-note").textContent = jobs.filter((j) => j.status === "running" || j.status === "queued").length + " running";
+    list.replaceChildren(...(jobs.length ? jobs.map(jobItem) : [el("li", { class: "empty", text: "No jobs yet." })]));
+    const active = new Set(jobs.filter((j) => j.status === "running" || j.status === "queued").map((j) => j.job_id));
+    if ([...lastActive].some((id) => !active.has(id))) pollBackups(); // a job ended: backups may have changed
+    lastActive = active;
+  } catch (err) {
+    $("health").className = err && err.code === "UNAVAILABLE" ? "dot down" : "dot up";
+    $("jobs-note").textContent = err ? `${err.code}: ${err.message}` : "";
+  }
+}
+
+async function pollBackups() {
+  const list = $("backups");
+  try {
+    const backups = await rows("SELECT backup_id, namespace, target, created_at, rows, bytes, label FROM system.backups ORDER BY created_at DESC LIMIT 50");
+    $("backups-note").textContent = plural(backups.length, "backup");
+    list.replaceChildren(...(backups.length ? backups.map(backupItem) : [el("li", { class: "empty", text: "No backups yet." })]));
+  } catch (err) {
+    $("backups-note").textContent = err ? `${err.code}: ${err.message}` : "";
+  }
+}
+
+// One backup: what and when, and buttons that put VERIFY or RESTORE in the editor
+// (never run it: a restore is a decision, not a click).
+function backupItem(b) {
+  const id = b.backup_id.replace(/'/g, "''");
+  const target = String(b.target).replace(/'/g, "''");
+  const fill = (stmt) => () => { editor.value = stmt; editor.focus(); };
+  const taken = String(b.created_at || "").replace("T", " ").slice(0, 19);
+  return el("li", { class: "backup", "data-backup-id": b.backup_id },
+    el("div", { class: "top" },
+      el("span", { class: "what", text: `${b.namespace} → ${shortTarget(b.target)}`, title: b.target }),
+      el("span", { class: "when", text: taken })),
+    el("div", { class: "top" },
+      el("span", { class: "id", text: b.backup_id, title: b.label || "" }),
+      el("span", { class: "size", text: `${show(b.rows)} rows · ${humanBytes(b.bytes)}` })),
+    b.label ? el("div", { class: "label", text: b.label }) : "",
+    el("div", { class: "actions" },
+      el("button", { type: "button", text: "verify", title: "put a VERIFY statement in the editor", onclick: fill(`VERIFY BACKUP '${id}' IN '${target}';`) }),
+      el("button", { type: "button", text: "restore…", title: "put a RESTORE statement in the editor", onclick: fill(`RESTORE DATABASE ${b.namespace} FROM '${target}' AS ${b.namespace}_restored WITH (backup_id = '${id}');`) })));
+}
+
+function shortTarget(target) {
+  const t = String(target || "");
+  if (t.includes("://")) return t;
+  const parts = t.split("/").filter(Boolean);
+  return parts.length > 1 ? "…/" + parts[parts.length - 1] : t;
+}
+
+// ---- wiring ---------------------------------------------------------------------
+
+editor.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+    e.preventDefault();
+    run();
+  } else if (e.key === "Tab" && !e.shiftKey) {
+    e.preventDefault();
+    editor.setRangeText("  ", editor.selectionStart, editor.selectionEnd, "end");
+  }
+});
+$("run").addEventListener("click", run);
+for (const id of ["namespace", "user", "token"]) $(id).addEventListener("change", () => { settings.save(); pollJobs(); pollBackups(); });
+
+settings.load();
+pollJobs();
+pollBackups();
+setInterval(pollJobs, JOB_POLL_MS);
+setInterval(pollBackups, BACKUP_POLL_MS);

@@ -1,0 +1,163 @@
+"""How the console runs BACKUP/RESTORE/VERIFY (detached, then polled) and what
+Ctrl-C does while it waits; plus completion. A scripted fake stands in for the
+server so each job ending and each answer to the KILL question is exercised."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+from rich.console import Console
+
+from server.console_client import ApiError, Client, Names, Reply
+from server.console_jobs import JobWatcher, as_detached
+from server.console_prompt import SqlCompleter
+
+
+def test_backup_restore_verify_are_sent_detached() -> None:
+    job = as_detached("backup database app to 'nightly' with (label = 'x')")
+    assert job is not None
+    assert job.sql == "BACKUP DATABASE app TO 'nightly' WITH (label = 'x', detached = TRUE)"
+    assert job.label == "backup app → nightly"
+    restore = as_detached("RESTORE DATABASE app FROM 'nightly' AS app2")
+    assert restore is not None and restore.sql.endswith("AS app2 WITH (detached = TRUE)")
+    verify = as_detached("VERIFY BACKUP 'b-1' IN 'nightly'")
+    assert verify is not None and "detached = TRUE" in verify.sql
+
+
+@pytest.mark.parametrize("sql", [
+    "BACKUP DATABASE app TO 'x' WITH (detached = true)",  # the user wants the job row
+    "SELECT * FROM system.jobs",
+    "SHOW BACKUPS",
+    "BACKUP DATABSE app TO 'x'",  # does not parse: the server reports it
+])
+def test_other_statements_are_sent_as_typed(sql: str) -> None:
+    assert as_detached(sql) is None
+
+
+def job_row(status: str, fraction: float, **extra: Any) -> dict[str, Any]:
+    return {"status": status, "fraction_completed": fraction, "files_done": 1, "files_total": 4,
+            "bytes_done": 1024, "bytes_total": 4096, "result": None, "error_message": None,
+            **extra}
+
+
+class FakeServer(Client):
+    """Answers polls from a list of job rows; records every statement it is sent.
+    `interrupt_at` raises KeyboardInterrupt on that poll, as Ctrl-C would."""
+
+    def __init__(self, rows: list[dict[str, Any]], interrupt_at: int | None = None) -> None:
+        super().__init__("http://fake")
+        self.script = rows
+        self.sent: list[str] = []
+        self.polls = 0
+        self.interrupt_at = interrupt_at
+        self.killed = False
+
+    def run(self, sql: str) -> Reply:
+        self.sent.append(sql)
+        if sql.startswith("KILL JOB"):
+            self.killed = True
+            return Reply(results=[{"columns": ["job_id", "status"], "rows": []}])
+        self.polls += 1
+        if self.polls == self.interrupt_at:
+            raise KeyboardInterrupt
+        if self.killed:
+            row = job_row("cancelled", 0.5, error_message="job job-1 was cancelled")
+        else:
+            row = self.script[min(self.polls - 1, len(self.script) - 1)]
+        return Reply(results=[{"columns": list(row), "rows": [row]}])
+
+
+def watcher(server: FakeServer, answer: bool = True) -> tuple[JobWatcher, list[str], io.StringIO]:
+    asked: list[str] = []
+
+    def ask(question: str) -> bool:
+        asked.append(question)
+        return answer
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100, color_system=None)
+    return JobWatcher(server, console=console, ask=ask, interval=0), asked, screen
+
+
+def test_completed_job_gives_its_result_row_and_a_full_bar() -> None:
+    result = {"job_id": "job-1", "backup_id": "b-1", "rows": 2, "bytes": 4096}
+    server = FakeServer([job_row("queued", 0.0), job_row("running", 0.4),
+                         job_row("completed", 0.99, result=result)])
+    w, asked, screen = watcher(server)
+    outcome = w.watch("job-1", "backup app → nightly")
+    assert outcome.result is not None and outcome.result["rows"] == [result]
+    assert outcome.result["columns"] == ["job_id", "backup_id", "rows", "bytes"]
+    assert server.polls == 3 and asked == []
+    assert "job_id = 'job-1'" in server.sent[0]
+    last = screen.getvalue().split("\r")[-1]
+    assert "backup app → nightly" in last and "100%" in last and "4.0 KB" in last
+
+
+@pytest.mark.parametrize(("status", "code"), [("failed", "JOB_FAILED"),
+                                              ("cancelled", "CANCELLED")])
+def test_job_that_did_not_complete_is_an_error(status: str, code: str) -> None:
+    server = FakeServer([job_row(status, 0.3, error_message="disk full")])
+    outcome = watcher(server)[0].watch("job-1", "backup")
+    assert outcome.error == ApiError(code, "disk full (job job-1)")
+
+
+def test_ctrl_c_then_yes_kills_the_job_and_waits_for_it_to_stop() -> None:
+    server = FakeServer([job_row("running", 0.2)] * 5, interrupt_at=2)
+    w, asked, _ = watcher(server, answer=True)
+    outcome = w.watch("job-1", "backup")
+    assert asked == ["Kill job job-1? [y/N] (no: leave it running) "]
+    assert "KILL JOB 'job-1'" in server.sent
+    assert outcome.error is not None and outcome.error.code == "CANCELLED"
+
+
+def test_ctrl_c_then_no_leaves_the_job_running() -> None:
+    server = FakeServer([job_row("running", 0.2)] * 5, interrupt_at=2)
+    w, asked, screen = watcher(server, answer=False)
+    outcome = w.watch("job-1", "backup")
+    assert outcome.detached and outcome.error is None and outcome.result is None
+    assert not any(s.startswith("KILL") for s in server.sent)
+    assert "keeps running" in screen.getvalue()
+
+
+def test_poll_failure_is_reported() -> None:
+    class Down(FakeServer):
+        def run(self, sql: str) -> Reply:
+            return Reply(error=ApiError("UNAVAILABLE", "cannot reach http://fake"))
+
+    outcome = watcher(Down([]))[0].watch("job-1", "backup")
+    assert outcome.error is not None and outcome.error.code == "UNAVAILABLE"
+
+
+class FixedNames(Names):
+    def __init__(self) -> None:
+        super().__init__(Client("http://fake"))
+        self.namespaces = ["app", "analytics"]
+        self.tables = {"app": ["notes", "news"], "system": ["jobs", "backups"]}
+
+    def refresh(self) -> None:
+        pass
+
+
+def complete(text: str) -> list[str]:
+    completer = SqlCompleter(FixedNames(), lambda: ["\\dt", "\\dn", "\\q"])
+    found = completer.get_completions(Document(text), CompleteEvent(completion_requested=True))
+    return [c.text for c in found]
+
+
+def test_completes_keywords_in_the_case_typed() -> None:
+    assert "SELECT" in complete("SEL") and "BACKUP" in complete("BACK")
+    assert "select" in complete("sel")
+
+
+def test_completes_namespaces_tables_and_commands() -> None:
+    assert complete("SELECT * FROM ana") == ["analytics"]
+    assert complete("SELECT * FROM a") == ["add", "all", "alter", "and", "as", "asc", "avg",
+                                            "app", "analytics"]
+    assert complete("SELECT * FROM app.n") == ["notes", "news"]
+    assert complete("SELECT * FROM system.j") == ["jobs"]
+    assert complete("\\d") == ["\\dt", "\\dn"]
+    assert complete("SELECT * FROM nope.") == []

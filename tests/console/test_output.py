@@ -1,0 +1,120 @@
+"""What the console prints: tables, JSON lines, CSV and marked errors, and when
+Enter runs the buffer. Pure functions, no server."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from server.console_client import ApiError, parse_reply
+from server.console_output import Printer, Source, mark_error
+from server.console_prompt import is_complete
+
+RESULT: dict[str, Any] = {
+    "columns": ["id", "body", "meta", "ok"],
+    "schema": [{"name": "id", "type": "BIGINT"}, {"name": "body", "type": "TEXT"},
+               {"name": "meta", "type": "JSON"}, {"name": "ok", "type": "BOOLEAN"}],
+    "rows": [{"id": 7, "body": "[b]not markup[/b]", "meta": {"a": [1, 2]}, "ok": True},
+             {"id": 1234, "body": None, "meta": None, "ok": False}],
+    "row_count": 2,
+    "message": None,
+}
+
+
+def printed(fmt: str, *results: dict[str, Any], timing: bool = True) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    printer = Printer(fmt, out, err, timing=timing)
+    for r in results:
+        printer.result(r, 2.5)
+    return out.getvalue(), err.getvalue()
+
+
+def test_table_aligns_columns_and_counts_rows() -> None:
+    out, _ = printed("table", RESULT)
+    lines = out.splitlines()
+    assert lines[0].split() == ["id", "body", "meta", "ok"]
+    assert set(lines[1]) == {"─"}
+    # numbers right-aligned under each other, text left-aligned, NULL spelled out
+    assert lines[2].startswith("   7   [b]not markup[/b]   {\"a\":[1,2]}   true")
+    assert lines[3].startswith("1234   NULL")
+    assert lines[4] == "(2 rows)  Time: 2.5 ms"
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_table_messages_and_timing_switch() -> None:
+    insert = {"columns": [], "rows": [], "row_count": 3, "message": "3 rows inserted"}
+    out, _ = printed("table", insert, {"columns": [], "rows": [], "message": None}, timing=False)
+    assert out.splitlines() == ["3 rows inserted", "OK"]
+    one = {**RESULT, "rows": RESULT["rows"][:1]}
+    assert printed("table", one)[0].splitlines()[-1] == "(1 row)  Time: 2.5 ms"
+
+
+def test_json_is_one_result_object_per_line() -> None:
+    insert = {"columns": [], "rows": [], "row_count": 1, "message": "1 row inserted"}
+    out, _ = printed("json", RESULT, insert)
+    first, second = (json.loads(line) for line in out.splitlines())
+    assert first == RESULT
+    assert second["message"] == "1 row inserted"
+
+
+def test_csv_has_header_empty_nulls_and_blank_line_between_results() -> None:
+    other = {"columns": ["n"], "rows": [{"n": "a,b"}], "schema": []}
+    skipped = {"columns": [], "rows": [], "message": "Namespace 'x' created"}
+    out, _ = printed("csv", RESULT, skipped, other)
+    assert out == ('id,body,meta,ok\n7,[b]not markup[/b],"{""a"":[1,2]}",true\n1234,,,false\n'
+                   '\nn\n"a,b"\n')
+
+
+def test_error_marks_the_column_on_the_right_line() -> None:
+    source = Source("SELECT 1;\nSELECT *\n\tFROM nope.t")
+    err = ApiError("NOT_FOUND", "Namespace 'nope' does not exist", 2, 3, 7)
+    assert mark_error(err, source) == ["LINE 3: \tFROM nope.t", "        \t     ^"]
+    out, errs = io.StringIO(), io.StringIO()
+    Printer("table", out, errs).error(err, source)
+    assert errs.getvalue().splitlines()[0] == "ERROR NOT_FOUND: Namespace 'nope' does not exist"
+    assert out.getvalue() == ""
+
+
+def test_error_in_a_file_names_it_and_shortens_long_lines() -> None:
+    text = "SELECT " + "x, " * 100 + "oops"
+    err = ApiError("PARSE_ERROR", "unexpected", 1, 1, len(text) - 3)
+    where, line, caret = mark_error(err, Source(text, "load.sql"))
+    assert where == f"at load.sql:1:{len(text) - 3}"
+    assert line.startswith("LINE 1: ...") and line.endswith("oops")
+    assert caret.index("^") == line.index("oops")
+
+
+def test_error_without_position_is_one_line() -> None:
+    assert mark_error(ApiError("UNAUTHENTICATED", "no token"), Source("SELECT 1")) == []
+
+
+@pytest.mark.parametrize(("text", "complete"), [
+    ("SELECT 1;", True),
+    ("SELECT 1", False),
+    ("SELECT 1\n  FROM t\n;", True),
+    ("SELECT ';'", False),
+    ("SELECT 'it''s;", False),
+    ("SELECT 1; -- done", True),
+    ("SELECT 1 -- not yet;", False),
+    ("SELECT 1 /* ; */", False),
+    ("SELECT 1; SELECT 2", False),
+    ("\\dt", True),
+    ("  ", True),
+    ("quit", True),
+])
+def test_enter_runs_only_a_finished_statement(text: str, complete: bool) -> None:
+    assert is_complete(text) is complete
+
+
+def test_reply_parsing_keeps_results_before_the_error() -> None:
+    body = {"status": "error", "results": [RESULT], "took": 1,
+            "error": {"code": "PARSE_ERROR", "message": "bad", "statement": 2, "line": 1,
+                      "column": 9}}
+    reply = parse_reply(json.dumps(body).encode(), 1.0)
+    assert reply.results == [RESULT]
+    assert reply.error == ApiError("PARSE_ERROR", "bad", 2, 1, 9)
+    broken = parse_reply(b"<html>502 Bad Gateway</html>", 1.0)
+    assert broken.error is not None and broken.error.code == "INVALID_RESPONSE"

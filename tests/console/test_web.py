@@ -1,0 +1,147 @@
+"""The web console at GET / in a real headless Chromium (Debian's `chromium`,
+driven by Playwright): type, run, read the rows; watch a backup's bar finish."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.console.conftest import ARTIFACTS, ROOT
+from tests.helpers import ServerProcess
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1360, "height": 860})
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield p
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, "", b""
+
+
+def run_sql(page: Page, sql: str) -> None:
+    page.fill("#editor", sql)
+    page.press("#editor", "Control+Enter")
+
+
+def test_page_and_static_files_come_from_the_package(server: ServerProcess) -> None:
+    status, ctype, body = get(server.url + "/")
+    assert status == 200 and ctype.startswith("text/html")
+    assert b'<textarea id="editor"' in body and b"/static/console.js" in body
+    for name, kind in (("console.js", "javascript"), ("console.css", "text/css")):
+        status, ctype, _ = get(f"{server.url}/static/{name}")
+        assert status == 200 and kind in ctype, (name, ctype)
+    assert get(server.url + "/static/nope.js")[0] == 404
+    assert get(server.url + "/static/%2e%2e/web.py")[0] in (403, 404)
+
+
+def test_every_static_file_is_package_data() -> None:
+    """A wheel holds what `[tool.setuptools.package-data]` globs match (not recursive),
+    so a file in a subfolder of server/static would be missing from a real install."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["server"]
+    package = ROOT / "server"
+    shipped = {p for pattern in patterns for p in package.glob(pattern) if p.is_file()}
+    static = {p for p in (package / "static").rglob("*") if p.is_file()}
+    assert {"index.html", "console.js", "console.css"} <= {p.name for p in static}
+    assert static <= shipped, sorted(str(p) for p in static - shipped)
+
+
+def test_query_runs_with_ctrl_enter_and_shows_rows(
+        page: Page, server: ServerProcess, ns: str) -> None:
+    page.goto(server.url + "/")
+    run_sql(page, f"INSERT INTO {ns}.notes VALUES (3, 'third', NULL);\n"
+                  f"SELECT id, body, score FROM {ns}.notes ORDER BY id")
+    second = page.locator('.result[data-statement="2"]')
+    expect(second.locator("th")).to_have_text(["idbigint", "bodytext", "scoredouble"])
+    expect(second.locator("tbody tr")).to_have_count(3)
+    expect(second.locator("tbody tr").first.locator("td")).to_have_text(["1", "hello", "1.5"])
+    expect(second.locator("td.num").first).to_have_text("1")  # numbers right-aligned
+    expect(second.locator("td.null")).to_have_count(2)
+    expect(second.locator(".count")).to_have_text("(3 rows)")
+    expect(page.locator('.result[data-statement="1"] .message')).to_have_text("1 row inserted")
+    expect(page.locator("#status")).to_have_text(re.compile(r"2 statements · [\d.]+ ms"))
+    expect(page.locator("#error")).to_be_hidden()
+    # The editor is kept across reloads; the Run button runs just the selection.
+    page.reload()
+    expect(page.locator("#editor")).to_have_value(re.compile(r"^INSERT .*\nSELECT id, body"))
+    page.evaluate("editor.setSelectionRange(editor.value.indexOf('SELECT'), editor.value.length)")
+    page.click("#run")
+    expect(page.locator(".result")).to_have_count(1)
+    expect(page.locator('.result[data-statement="1"] .count')).to_have_text("(3 rows)")
+
+
+def test_error_shows_code_line_and_column(page: Page, server: ServerProcess) -> None:
+    page.goto(server.url + "/")
+    run_sql(page, "SELECT 1 AS one;\n  SELECT * FROM nope.t")
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("ERROR NOT_FOUND: Namespace 'nope' does not exist")
+    expect(error.locator(".where")).to_have_text("at line 2, column 3 (statement 2)")
+    expect(error.locator("pre")).to_have_text("  SELECT * FROM nope.t\n  ^")
+    assert page.evaluate("getComputedStyle(document.querySelector('#error')).color") \
+        == "rgb(208, 52, 44)"
+    # the statement before the failing one ran and is shown; the cursor is on the spot
+    expect(page.locator('.result[data-statement="1"] td')).to_have_text("1")
+    assert page.evaluate("[editor.selectionStart, editor.selectionEnd]") == [19, 25]
+    expect(page.locator("#status")).to_have_text(re.compile(r"statement 2 failed"))
+
+
+def test_detached_backup_bar_finishes_and_backup_is_listed(
+        page: Page, slow_server: ServerProcess) -> None:
+    page.goto(slow_server.url + "/")
+    run_sql(page, "BACKUP DATABASE big TO 'web' WITH (detached = true, label = 'from web')")
+    job_id = page.locator('.result[data-statement="1"] tbody td').first.inner_text()
+    assert job_id.startswith("job-")
+    job = page.locator(f'.job[data-job-id="{job_id}"]')
+    expect(job.locator(".badge")).to_have_text(re.compile("queued|running"), timeout=5000)
+    expect(job.locator(".what")).to_have_text(re.compile(r"^backup big → \S*web$"))
+    expect(job.locator(".kill")).to_be_visible()
+    # The panel polls system.jobs every second; the throttle keeps this one ~2 s long.
+    expect(job).to_have_attribute("data-status", "completed", timeout=20000)
+    expect(job.locator(".pct")).to_have_text("100%")
+    expect(job.locator('[role="progressbar"]')).to_have_attribute("aria-valuenow", "100")
+    expect(job.locator(".kill")).to_have_count(0)
+    _, body = slow_server.post(f"SELECT backup_id FROM system.jobs WHERE job_id = '{job_id}'")
+    backup_id = body["results"][0]["rows"][0]["backup_id"]
+    item = page.locator(f'#backups li[data-backup-id="{backup_id}"]')
+    expect(item).to_be_visible(timeout=10000)  # the list refreshes when a job ends
+    expect(item.locator(".what")).to_have_text("big → …/web")
+    expect(item.locator(".size")).to_have_text(re.compile(r"^20000 rows · [\d.]+ KB$"))
+    expect(item.locator(".label")).to_have_text("from web")
+    target = item.locator(".what").get_attribute("title")
+    item.locator("button", has_text="verify").click()
+    expect(page.locator("#editor")).to_have_value(f"VERIFY BACKUP '{backup_id}' IN '{target}';")
+    page.press("#editor", "Control+Enter")
+    expect(page.locator('.result[data-statement="1"] td').nth(1)).to_have_text("true")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-console.png"), full_page=True)
+    assert (ARTIFACTS / "web-console.png").stat().st_size > 10_000
