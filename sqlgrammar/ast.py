@@ -10,6 +10,7 @@ are Python literals (str, int, float, bool, None).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal as TLiteral
 
@@ -200,17 +201,27 @@ class DropSchedule(Statement):
 # --- ordinary SQL -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Query(Statement):
     """SELECT / INSERT / UPDATE / DELETE, parsed by sqlglot (DuckDB dialect).
 
-    `kind` is 'select', 'insert', 'update' or 'delete'. `expression` is the
-    sqlglot tree; it is excluded from equality so two parses of the same text
-    compare equal through `sql` (the normalised text sqlglot prints back)."""
+    `kind` is 'select', 'insert', 'update', 'delete' or 'other'. `expression` is
+    the sqlglot tree. `sql`, the normalised text sqlglot prints back, is made only
+    when asked for (printing a 1000-row INSERT costs as much as parsing it); two
+    queries are equal when they print the same."""
 
     kind: str
-    sql: str
-    expression: Any = field(default=None, compare=False, repr=False)
+    expression: Any = field(default=None, repr=False)
+
+    @functools.cached_property
+    def sql(self) -> str:
+        return str(self.expression.sql(dialect="duckdb"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Query) and (self.kind, self.sql) == (other.kind, other.sql)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.sql))
 
 
 @dataclass(frozen=True)

@@ -243,7 +243,7 @@ def _parse_query(chunk: Chunk) -> ast.Query:
                 f"expected one statement, found {len(expressions)}",
                 chunk.line, chunk.column, [], chunk.index)
         expression = cast(exp.Expression, expressions[0])
-        return ast.Query(_query_kind(expression), expression.sql(dialect="duckdb"), expression)
+        return ast.Query(_query_kind(expression), expression)
     except ParseError as exc:
         raise _from_sqlglot(chunk, exc) from None
     except (SqlglotError, RecursionError) as exc:  # tokenizer errors have no position
