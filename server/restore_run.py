@@ -23,6 +23,8 @@ from catalog import DataFile, Meta, Namespace, Table, TableSchema
 from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument, NotFound
 from catalog.ids import new_id
 from storage.backup import Repository
+from storage.buffer import family_name
+from storage.engine import APPEND_ONLY
 
 from . import faults
 from .jobs import JobContext
@@ -31,8 +33,6 @@ from .throttle import Throttle
 
 log = logging.getLogger("cairn.restore")
 
-APPEND_ONLY = "append_only:"
-BUFFER_PREFIX = "buf_"
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 
 
@@ -212,7 +212,7 @@ def _install(
             batch.put(Namespace(dest, options=ns_rec.get("options") or {}))
             for t in manifest["tables"]:
                 uid = uids[t["name"]]
-                catalog.family(BUFFER_PREFIX + uid)
+                catalog.family(family_name(uid))
                 batch.put(Table(
                     namespace=dest, name=t["name"], uid=uid, table_type=t["table_type"],
                     schema_version=int(t["schema_version"]), primary_key=list(t["primary_key"]),
@@ -227,7 +227,7 @@ def _install(
             for st in old_states:
                 engine.forget(st.uid)
         for st in old_states:
-            catalog.drop_family(BUFFER_PREFIX + st.uid)
+            catalog.drop_family(family_name(st.uid))
         engine.retire_files(old_paths)
     log.info("restored backup %s as namespace %s (%d tables, %d files)",
              manifest["backup_id"], dest, len(manifest["tables"]), len(files))
