@@ -22,7 +22,7 @@ from sqlgrammar import ast
 from sqlgrammar.errors import EmptySql, SqlInvalid, SqlSyntaxError
 from sqlgrammar.parser import iter_script
 
-from . import backups, jobs_sql, namespaces, queries, tables
+from . import backups, jobs_sql, namespaces, queries, schedules, tables
 from .result import Result
 from .state import Cairn, Session
 
@@ -36,6 +36,7 @@ HANDLERS: dict[type, Handler] = {
     **queries.HANDLERS,
     **backups.HANDLERS,
     **jobs_sql.HANDLERS,
+    **schedules.HANDLERS,
 }
 
 ADMIN_ONLY: frozenset[type] = frozenset(

@@ -4,8 +4,11 @@ The job row is written before any work starts, so `system.jobs` shows it from
 the first instant; status moves queued -> running -> completed | failed |
 cancelled; progress counters are written while it runs (throttled). Work runs in
 a thread and checks `ctx.check_cancelled()` between units of work, so KILL JOB
-stops it within a second. A job found queued/running at start-up belonged to a
-dead process: it is marked failed and its registered cleanup is run."""
+stops it within a second (a queued job stops waiting for its slot at once). A
+job found queued/running at start-up belonged to a dead process: it is marked
+failed and its registered cleanup is run. History is trimmed to `[jobs]
+history_max_age_days` / `history_max_count` at start-up, after jobs finish and
+every minute."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ log = logging.getLogger("cairn.jobs")
 ACTIVE = ("queued", "running")
 HEAVY = {"backup", "restore", "verify", "drop_backup", "prune"}
 PROGRESS_INTERVAL = 0.05  # seconds between progress writes to the catalog
+TRIM_PERIOD = 60.0  # seconds between history trims while no job finishes
 
 Work = Callable[["JobContext"], dict[str, Any]]
 Cleanup = Callable[[Job], None]
@@ -41,6 +45,8 @@ class JobContext:
         self.job = job
         self.job_id = job.job_id
         self._cancel = threading.Event()
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()  # the same, for the event loop (a queued job)
         self._last_write = 0.0
         self._lock = threading.Lock()
         self.error: CairnError | None = None
@@ -51,6 +57,11 @@ class JobContext:
 
     def cancel(self) -> None:
         self._cancel.set()
+        self._loop.call_soon_threadsafe(self._stopped.set)
+
+    async def wait_cancelled(self) -> None:
+        """Return once the job is cancelled (on the event loop)."""
+        await self._stopped.wait()
 
     def check_cancelled(self) -> None:
         if self._cancel.is_set():
@@ -110,6 +121,8 @@ class JobRunner:
         self._heavy = asyncio.Semaphore(limit)
         self._light = asyncio.Semaphore(limit)
         self.cleanups: dict[str, Cleanup] = {}
+        self._trimming: asyncio.Task[None] | None = None
+        self._trim_again = False
 
     # --- start-up ------------------------------------------------------
 
@@ -151,6 +164,28 @@ class JobRunner:
                 batch.delete(Job, j.job_id)
             batch.commit()
         return len(doomed)
+
+    def trim_soon(self) -> None:
+        """Trim history in the background; one trim at a time, none skipped."""
+        if self._trimming is not None and not self._trimming.done():
+            self._trim_again = True
+            return
+        self._trimming = asyncio.create_task(self._trim())
+
+    async def _trim(self) -> None:
+        self._trim_again = True
+        while self._trim_again:
+            self._trim_again = False
+            try:
+                await self.cairn.run(self.trim_history)
+            except Exception:  # history trimming must never hurt a job
+                log.exception("trimming job history failed")
+
+    async def trim_loop(self, period: float = TRIM_PERIOD) -> None:
+        """Forever: trim history now and then, so old jobs expire while idle."""
+        while True:
+            await asyncio.sleep(period)
+            self.trim_soon()
 
     # --- running -------------------------------------------------------
 
@@ -196,16 +231,33 @@ class JobRunner:
     async def _drive(self, ctx: JobContext, work: Work) -> Job:
         job = ctx.job
         sem = self._heavy if job.job_type in HEAVY else self._light
+        holding = await self._slot(sem, ctx)
         try:
-            async with sem:
-                if ctx.cancelled:
-                    raise Cancelled(f"job {job.job_id} was cancelled before it started")
-                job.status = "running"
-                job.started_at = utcnow()
-                await self.cairn.run(self.cairn.catalog.put, job)
-                result = await self.cairn.run(work, ctx)
+            await self._work(ctx, work, holding)
+            job.finished_at = utcnow()
+        finally:
+            if holding:
+                sem.release()  # only now: the next job starts after this one finished
+        job.cleanup = {}
+        try:
+            await self.cairn.run(self.cairn.catalog.put, job)
+        finally:
+            self._contexts.pop(job.job_id, None)
+            self._tasks.pop(job.job_id, None)
+            self.trim_soon()
+        return job
+
+    async def _work(self, ctx: JobContext, work: Work, holding: bool) -> None:
+        """Run the work (given a place in the pool) and record how it ended."""
+        job = ctx.job
+        try:
+            if not holding:
+                raise Cancelled(f"job {job.job_id} was cancelled before it started")
+            job.status = "running"
+            job.started_at = utcnow()
+            await self.cairn.run(self.cairn.catalog.put, job)
+            job.result = await self.cairn.run(work, ctx)
             job.status = "completed"
-            job.result = result
             job.fraction_completed = 1.0
         except Cancelled as exc:
             job.status = "cancelled"
@@ -218,14 +270,26 @@ class JobRunner:
             log.exception("job %s (%s) failed with a bug", job.job_id, job.job_type)
             job.status = "failed"
             job.error_message = f"internal error: {type(exc).__name__}: {exc}"
-        job.finished_at = utcnow()
-        job.cleanup = {}
+
+    @staticmethod
+    async def _slot(sem: asyncio.Semaphore, ctx: JobContext) -> bool:
+        """Wait for a place in the pool; False if the job is cancelled first."""
+        acquire = asyncio.ensure_future(sem.acquire())
+        stopped = asyncio.ensure_future(ctx.wait_cancelled())
         try:
-            await self.cairn.run(self.cairn.catalog.put, job)
+            await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self._contexts.pop(job.job_id, None)
-            self._tasks.pop(job.job_id, None)
-        return job
+            stopped.cancel()
+        if not acquire.done():
+            acquire.cancel()
+            try:
+                await acquire
+            except asyncio.CancelledError:
+                return False
+        if ctx.cancelled:
+            sem.release()
+            return False
+        return True
 
     async def kill(self, job_id: str) -> Job:
         """Cancel a queued or running job and wait (up to 5 s) for it to stop."""
@@ -247,6 +311,11 @@ class JobRunner:
     def active(self) -> list[str]:
         return list(self._tasks)
 
+    def is_cancelled(self, job_id: str) -> bool:
+        """Whether KILL JOB (or shutdown) has asked this job to stop."""
+        ctx = self._contexts.get(job_id)
+        return ctx is not None and ctx.cancelled
+
     async def shutdown(self) -> None:
         """Cancel every running job and wait for them to stop (server stop)."""
         for ctx in list(self._contexts.values()):
@@ -254,3 +323,5 @@ class JobRunner:
         tasks = list(self._tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=10.0)
+        if self._trimming is not None:
+            await asyncio.wait([self._trimming], timeout=10.0)

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,8 +52,12 @@ def free_port() -> int:
 class ServerProcess:
     """`cairn serve` started the way a user starts it."""
 
-    def __init__(self, data_dir: Path, extra: list[str] | None = None, config: Path | None = None):
+    def __init__(self, data_dir: Path, extra: list[str] | None = None, config: Path | None = None,
+                 env: dict[str, str] | None = None):
+        """`env` adds variables to the process's environment, e.g.
+        `{"CAIRN_FAULTS": "backup.before_manifest:kill"}`."""
         self.data_dir = data_dir
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir),
@@ -65,7 +71,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             cwd=str(self.data_dir.parent),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -104,3 +110,88 @@ class ServerProcess:
         return self.proc.returncode
 
 
+
+
+# --- jobs, fault points and targets (backup operation tests) ------------------
+
+
+class Gate:
+    """A fault-point action (`faults.register(point, gate)`) that parks the job's
+    thread at that point until the test opens it, or until the job is cancelled:
+    then the job goes on and meets the cancel at its next check. Only the first
+    hit that `match`es parks; later hits pass."""
+
+    def __init__(self, cairn: Any = None, match: Any = None) -> None:
+        self.cairn = cairn
+        self.match = match or (lambda info: True)
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+        self.info: dict[str, Any] = {}
+
+    @classmethod
+    def signal(cls, match: Any = None) -> Gate:
+        """A gate that is open from the start: it only records that it was reached."""
+        gate = cls(match=match)
+        gate.opened.set()
+        return gate
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if self.reached.is_set() or not self.match(info):
+            return
+        self.info = dict(info)
+        self.reached.set()
+        deadline = time.monotonic() + 10
+        while not self.opened.wait(0.005):
+            if self.cairn is not None and self.cairn.jobs.is_cancelled(info.get("job_id", "")):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("test gate was never opened")
+
+    async def reach(self, timeout: float = 5.0) -> dict[str, Any]:
+        reached = await asyncio.get_running_loop().run_in_executor(
+            None, self.reached.wait, timeout)
+        assert reached, "the job never reached the fault point"
+        return self.info
+
+
+async def job_row(client: Any, job_id: str) -> dict[str, Any]:
+    rows = (await ok(client, f"SELECT * FROM system.jobs WHERE job_id = '{job_id}'"))[0]["rows"]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+async def wait_job(client: Any, job_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The job's row once it has ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = await job_row(client, job_id)
+        if row["status"] not in ("queued", "running"):
+            return row
+        assert time.monotonic() < deadline, row
+        await asyncio.sleep(0.02)
+
+
+async def fill(client: Any, ns: str = "app", table: str = "blobs", files: int = 2,
+               rows: int = 100, width: int = 200, start: int = 0) -> int:
+    """`files` flushed Parquet files of hard-to-compress rows in ns.table (made
+    if missing); returns the next free id."""
+    await ok(client, f"CREATE NAMESPACE IF NOT EXISTS {ns};"
+                     f"CREATE TABLE IF NOT EXISTS {ns}.{table} (id BIGINT PRIMARY KEY, data TEXT)")
+    n = start
+    for _ in range(files):
+        values = ", ".join(f"({n + i}, '{os.urandom(width).hex()}')" for i in range(rows))
+        n += rows
+        await ok(client, f"INSERT INTO {ns}.{table} VALUES {values}; FLUSH TABLE {ns}.{table}")
+    return n
+
+
+def target_files(target: Path) -> dict[str, set[str]]:
+    """What a backup target holds, by part: manifests (backup ids), objects
+    (oids), locks, prunes and tmp (file names)."""
+    def names(part: str, strip: str = "") -> set[str]:
+        base = target / part
+        found = {p.name.removesuffix(strip) for p in base.rglob("*") if p.is_file()}
+        return found if base.exists() else set()
+
+    return {"manifests": names("manifests", ".json"), "objects": names("objects"),
+            "locks": names("locks"), "prunes": names("prunes"), "tmp": names("tmp")}

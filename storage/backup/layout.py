@@ -5,6 +5,8 @@ ids from ever becoming paths outside it.
     objects/<aa>/<sha256>      immutable content, named by the sha256 of its bytes
     manifests/<backup_id>.json one per backup, written last
     locks/<backup_id>.json     oids a running backup relies on (prune keeps them)
+    keys/<key_id>.json         scrypt salt and parameters of an encryption key
+    prunes/<token>.json        a prune is running (backups wait for it; see prunes.py)
     tmp/<random>.tmp           in-flight writes; anything here after a crash is junk
 """
 
@@ -20,6 +22,8 @@ CONFIG = "config.json"
 OBJECTS = "objects"
 MANIFESTS = "manifests"
 LOCKS = "locks"
+KEYS = "keys"
+PRUNES = "prunes"
 TMP = "tmp"
 
 _OID = re.compile(r"^[0-9a-f]{64}$")
@@ -64,6 +68,10 @@ def manifest_path(base: str, backup_id: str) -> str:
 
 def lock_path(base: str, backup_id: str) -> str:
     return join(base, LOCKS, f"{backup_id}.json")
+
+
+def key_path(base: str, key_id: str) -> str:
+    return join(base, KEYS, f"{key_id}.json")
 
 
 def temp_path(base: str) -> str:

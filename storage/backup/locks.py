@@ -6,9 +6,9 @@ So the backup records each oid in `locks/<backup_id>.json` *before* it looks the
 object up or publishes it, and prune keeps every oid in every lock. The lock is
 removed once the manifest exists (or the backup is abandoned).
 
-This is the simple first step. A prune that read the locks just before a backup
-recorded an already-present, unreferenced object could still delete it; the
-later locking work closes that window with an exclusive prune lock."""
+A prune that read the locks just before a backup recorded an already-present,
+unreferenced object could still delete it; so after recording new oids the lock
+*settles* (waits for such prunes to finish, see prunes.py) before returning."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ class BackupLock:
         write: Callable[[bytes], None],
         remove: Callable[[], None],
         abandon: Callable[[], int] | None = None,
+        settle: Callable[[], None] | None = None,
+        expand: Callable[[str], Iterable[str]] | None = None,
     ) -> None:
         self.backup_id = check_backup_id(backup_id)
         self.created_at = utc_now()
@@ -43,18 +45,33 @@ class BackupLock:
         self._write = write
         self._remove = remove
         self._abandon = abandon
+        self._settle = settle
+        self._expand = expand
+        self.on_end: Callable[[], None] | None = None  # runs once released or abandoned
         self.released = False
         self._mutex = threading.Lock()  # puts may run in a thread pool
         self._save()
 
     def add(self, oids: Iterable[str]) -> None:
-        """Record oids; returns once the lock file on the target lists them."""
-        wanted = {check_oid(oid) for oid in oids}
+        """Record oids; returns once the lock file on the target lists them and no
+        prune that may have missed them is still running, so an object found
+        present afterwards stays present.
+
+        The oids are contents' sha256s; the lock file lists every object name
+        each may be stored under (`expand`; the sha256 itself for a raw,
+        unencrypted object: see codec.py)."""
+        wanted: set[str] = set()
+        for oid in oids:
+            check_oid(oid)
+            wanted.update(self._expand(oid) if self._expand is not None else (oid,))
         with self._mutex:
             new = wanted - self.oids
-            if new and not self.released:
-                self._write(encode(self.backup_id, self.created_at, self.oids | new))
-                self.oids |= new  # only once the file says so
+            if not new or self.released:
+                return
+            self._write(encode(self.backup_id, self.created_at, self.oids | new))
+            self.oids |= new  # only once the file says so
+        if self._settle is not None:
+            self._settle()
 
     def release(self) -> None:
         """Remove the lock file; call after the manifest is written or on failure."""
@@ -62,6 +79,7 @@ class BackupLock:
             if not self.released:
                 self.released = True
                 self._remove()
+        self._ended()
 
     def abandon(self) -> int:
         """The run failed: remove the lock and the objects only it used. Returns bytes freed."""
@@ -69,10 +87,18 @@ class BackupLock:
             if self.released:
                 return 0
             self.released = True
-        if self._abandon is None:
-            self._remove()
-            return 0
-        return self._abandon()
+        try:
+            if self._abandon is None:
+                self._remove()
+                return 0
+            return self._abandon()
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        end, self.on_end = self.on_end, None
+        if end is not None:
+            end()
 
     def __enter__(self) -> BackupLock:
         return self

@@ -1,0 +1,245 @@
+"""CREATE SCHEDULE, SHOW SCHEDULES, DROP SCHEDULE, and the loop that runs them.
+
+A schedule is a catalog record (`system.schedules`), so it survives restarts.
+About once a second the loop takes the schedules that are due (`due()`, a pure
+function of the records, the time and the running jobs) and starts each as an
+ordinary detached backup job, by user `scheduler`, with the statement
+`BACKUP DATABASE ns TO 'target' … -- schedule name`. The next run is `every`
+after the run started, so after downtime a missed run happens once, not once
+per missed interval. While a schedule's last run is still going, the schedule
+waits for it rather than piling runs up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import weakref
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from catalog import Job, Namespace, Schedule
+from catalog.errors import AlreadyExists, InvalidArgument, NotFound
+from sqlgrammar import ast, to_sql
+from storage.backup import Repository
+
+from .backups import (
+    SCHEDULE_OPTIONS,
+    backup_work,
+    check_backup_options,
+    check_options,
+    repository,
+)
+from .jobs import ACTIVE
+from .namespaces import check_namespace_name
+from .result import Result
+from .state import Cairn, Session
+
+log = logging.getLogger("cairn.schedules")
+
+CHECK_SECONDS = 1.0
+SCHEDULER = "scheduler"  # the user_id of scheduled jobs
+MAX_EVERY_SECONDS = 366 * 86400
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_EVERY = re.compile(r"^(?:\d+[smhd])+$")
+_PART = re.compile(r"(\d+)([smhd])")
+
+COLUMNS = [
+    ("name", "TEXT"), ("namespace", "TEXT"), ("target", "TEXT"), ("every", "TEXT"),
+    ("keep_last", "BIGINT"), ("next_run_at", "TIMESTAMP"), ("last_job_id", "TEXT"),
+    ("last_status", "TEXT"),
+]
+
+# One at a time per server: a loop pass, CREATE and DROP (so a pass never
+# brings back a schedule dropped meanwhile, nor starts one twice).
+_locks: weakref.WeakKeyDictionary[Cairn, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _lock(cairn: Cairn) -> asyncio.Lock:
+    return _locks.setdefault(cairn, asyncio.Lock())
+
+
+# --- time -------------------------------------------------------------------
+
+
+def parse_every(text: str) -> int:
+    """An interval like '30s', '15m', '1h', '1d' or '1h30m', in seconds."""
+    compact = "".join(text.split()).lower()
+    if not _EVERY.match(compact):
+        raise InvalidArgument(
+            f"interval '{text}' is not like '30s', '15m', '1h' or '1d' "
+            "(a whole number and s, m, h or d; parts may be combined, as in '1h30m')"
+        )
+    seconds = sum(int(n) * UNITS[unit] for n, unit in _PART.findall(compact))
+    if seconds < 1:
+        raise InvalidArgument(f"interval '{text}' must be at least 1 second")
+    if seconds > MAX_EVERY_SECONDS:
+        raise InvalidArgument(f"interval '{text}' must be at most 366 days")
+    return seconds
+
+
+def iso(when: datetime) -> str:
+    """The catalog's timestamp form: ISO-8601 UTC with milliseconds and a `Z`."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_iso(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def due(schedules: Iterable[Schedule], now: datetime, running: set[str]) -> list[Schedule]:
+    """The schedules to start at `now`: next run reached, last run not still going
+    (`running` holds the ids of jobs still queued or running)."""
+    return [
+        s for s in schedules
+        if s.next_run_at is not None and parse_iso(s.next_run_at) <= now
+        and s.last_job_id not in running
+    ]
+
+
+def next_run(schedule: Schedule, started: datetime) -> datetime:
+    """`every` after the run that starts now, however late it is."""
+    return started + timedelta(seconds=schedule.every_seconds)
+
+
+# --- statements -------------------------------------------------------------
+
+
+async def create_schedule(cairn: Cairn, session: Session, stmt: ast.CreateSchedule) -> Result:
+    opts = check_options("CREATE SCHEDULE", stmt.options, SCHEDULE_OPTIONS)
+    check_backup_options(opts)
+    every = parse_every(stmt.every)
+    if stmt.keep_last is not None and stmt.keep_last < 1:
+        raise InvalidArgument("KEEP LAST must be at least 1")
+    check_namespace_name(stmt.namespace)
+    if await cairn.run(cairn.catalog.get, Namespace, stmt.namespace) is None:
+        raise NotFound(f"Namespace '{stmt.namespace}' does not exist")
+    repo = await cairn.run(repository, cairn, stmt.target)
+    async with _lock(cairn):
+        if await cairn.run(cairn.catalog.get, Schedule, stmt.name) is not None:
+            if stmt.if_not_exists:
+                return Result.of_message(f"Schedule '{stmt.name}' already exists, skipped")
+            raise AlreadyExists(f"Schedule '{stmt.name}' already exists")
+        now = datetime.now(UTC)
+        record = Schedule(
+            name=stmt.name, namespace=stmt.namespace, target=repo.uri,
+            every="".join(stmt.every.split()).lower(), every_seconds=every,
+            keep_last=stmt.keep_last, options=opts, created_at=iso(now),
+            next_run_at=iso(now + timedelta(seconds=every)),
+        )
+        await cairn.run(cairn.catalog.put, record)
+    return Result.of_message(
+        f"Schedule '{stmt.name}' created: namespace '{stmt.namespace}' is backed up to "
+        f"'{repo.uri}' every {record.every}, first at {record.next_run_at}"
+    )
+
+
+async def show_schedules(cairn: Cairn, session: Session, stmt: ast.ShowSchedules) -> Result:
+    def work() -> list[dict[str, object]]:
+        rows = []
+        for s in sorted(cairn.catalog.scan(Schedule), key=lambda s: s.name):
+            row = {c: getattr(s, c) for c, _ in COLUMNS}
+            job = cairn.catalog.get(Job, s.last_job_id) if s.last_job_id else None
+            if job is not None:
+                row["last_status"] = job.status  # live, between two loop passes too
+            rows.append(row)
+        return rows
+
+    return Result.of_rows(COLUMNS, await cairn.run(work))
+
+
+async def drop_schedule(cairn: Cairn, session: Session, stmt: ast.DropSchedule) -> Result:
+    async with _lock(cairn):
+        if await cairn.run(cairn.catalog.get, Schedule, stmt.name) is None:
+            if stmt.if_exists:
+                return Result.of_message(f"Schedule '{stmt.name}' does not exist, skipped")
+            raise NotFound(f"Schedule '{stmt.name}' does not exist")
+        await cairn.run(cairn.catalog.delete, Schedule, stmt.name)
+    return Result.of_message(f"Schedule '{stmt.name}' dropped (a run under way goes on)")
+
+
+# --- the loop ---------------------------------------------------------------
+
+
+def backup_options(schedule: Schedule) -> dict[str, object]:
+    options = dict(schedule.options)
+    if schedule.keep_last is not None:
+        options["keep_last"] = schedule.keep_last
+    return options
+
+
+def statement_of(schedule: Schedule) -> str:
+    """The SQL a scheduled run stands for, marked with the schedule's name."""
+    options: Any = tuple(backup_options(schedule).items())
+    stmt = ast.BackupDatabase(schedule.namespace, schedule.target, options=options)
+    return f"{to_sql(stmt)} -- schedule {schedule.name}"
+
+
+async def start_run(cairn: Cairn, schedule: Schedule) -> Job:
+    """Start one run of a schedule as a detached backup job. Everything that can
+    go wrong with it (the namespace is gone, the target is refused) fails the job."""
+    text = statement_of(schedule)
+    session = Session(user_id=SCHEDULER, role="admin", text=text)
+    options = backup_options(schedule)
+
+    def repo() -> Repository:
+        compression = str(options.get("compression", "zstd"))
+        return repository(cairn, schedule.target, compression=compression)
+
+    work = backup_work(cairn, schedule.namespace, repo, options)
+    return await cairn.jobs.run("backup", session, work, namespace=schedule.namespace,
+                                target=schedule.target, statement=text, detached=True)
+
+
+async def run_due(cairn: Cairn, now: datetime | None = None) -> list[Job]:
+    """One pass of the loop: record how earlier runs ended, start what is due.
+    Returns the jobs started."""
+    now = now or datetime.now(UTC)
+    started: list[Job] = []
+    async with _lock(cairn):
+        schedules = await cairn.run(lambda: list(cairn.catalog.scan(Schedule)))
+        await cairn.run(_record_endings, cairn, schedules)
+        for schedule in due(schedules, now, set(cairn.jobs.active())):
+            try:
+                job = await start_run(cairn, schedule)
+                schedule.last_job_id, schedule.last_status = job.job_id, job.status
+                started.append(job)
+            except Exception:  # not even a job could be recorded; try again next time
+                log.exception("schedule %s could not start", schedule.name)
+                schedule.last_status = "failed"
+            schedule.next_run_at = iso(next_run(schedule, now))
+            await cairn.run(cairn.catalog.put, schedule)
+    return started
+
+
+def _record_endings(cairn: Cairn, schedules: list[Schedule]) -> None:
+    """Copy the status of each schedule's last job while it was still active."""
+    for s in schedules:
+        if s.last_job_id is None or s.last_status not in ACTIVE:
+            continue
+        job = cairn.catalog.get(Job, s.last_job_id)
+        if job is not None and job.status != s.last_status:
+            s.last_status = job.status
+            cairn.catalog.put(s)
+
+
+async def schedule_loop(cairn: Cairn, period: float = CHECK_SECONDS) -> None:
+    """Forever: every `period` seconds, one `run_due` pass. A failing pass is
+    logged and the loop goes on."""
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await run_due(cairn)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("checking schedules failed")
+
+
+HANDLERS = {
+    ast.CreateSchedule: create_schedule,
+    ast.ShowSchedules: show_schedules,
+    ast.DropSchedule: drop_schedule,
+}

@@ -1,0 +1,147 @@
+"""Keeping prune away from the objects a running backup is about to reuse.
+
+A backup records an oid in its lock and only then looks the object up; prune
+reads the locks, then the manifests, then deletes what nothing references. The
+one bad interleaving is a prune that read the locks *before* the backup recorded
+an oid and deletes the object *after* the backup found it present: the backup
+would publish a manifest naming an object that is gone.
+
+So after a backup records new oids it **settles**: it waits until every prune
+that may have read the locks before that moment has finished. Then an object it
+finds present stays present (any later prune sees the lock).
+
+- In one process, each target has a mutex that prune holds from reading the
+  locks to its last delete; settling passes through it.
+- Across processes, prune announces itself with `prunes/<token>.json`
+  (`{"host", "pid", "started_at"}`) before it reads the locks, rewrites it every
+  minute while it runs, and removes it after its last delete. Settling waits
+  while a marker of another live process is present. A marker of a dead process
+  on this host, or one not rewritten for `STALE_SECONDS`, is left over from a
+  crash: it is ignored and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from .atomic import delete_quietly, write_atomic
+from .layout import PRUNES, join, utc_now
+from .oserrors import reading
+from .targets import Target
+from .transfer import ShouldStop, check_stop
+
+STALE_SECONDS = 600.0  # a marker not rewritten for this long belongs to a dead prune
+REFRESH_SECONDS = 60.0  # how often a running prune rewrites its marker
+POLL_SECONDS = 0.05
+
+_mutexes: dict[str, threading.Lock] = {}
+_mutexes_guard = threading.Lock()
+
+
+def target_mutex(uri: str) -> threading.Lock:
+    """The in-process mutex of one target (by its canonical uri)."""
+    with _mutexes_guard:
+        return _mutexes.setdefault(uri, threading.Lock())
+
+
+class PruneMarker:
+    """`prunes/<token>.json` while one prune runs (see the module docstring)."""
+
+    def __init__(self, target: Target, durable: bool = True) -> None:
+        self.target = target
+        self.durable = durable
+        self.path = join(target.base, PRUNES, f"{secrets.token_hex(8)}.json")
+        self._written = 0.0
+
+    def write(self) -> None:
+        doc = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": utc_now()}
+        write_atomic(self.target, self.path, json.dumps(doc).encode(), self.durable)
+        self._written = time.monotonic()
+
+    def refresh(self) -> None:
+        """Rewrite the marker if a minute has passed, so it never looks stale."""
+        if time.monotonic() - self._written >= REFRESH_SECONDS:
+            self.write()
+
+    def remove(self) -> None:
+        delete_quietly(self.target, self.path)
+
+
+@contextlib.contextmanager
+def pruning(target: Target, durable: bool = True) -> Iterator[PruneMarker]:
+    """Held by prune from before it reads the locks until after its last delete."""
+    with target_mutex(target.uri):
+        _live_markers(target)  # removes those left by crashed prunes
+        marker = PruneMarker(target, durable)
+        marker.write()
+        try:
+            yield marker
+        finally:
+            marker.remove()
+
+
+def settle(target: Target, should_stop: ShouldStop | None = None) -> None:
+    """Wait until no prune that may have read the locks before now is still running."""
+    mutex = target_mutex(target.uri)
+    while not mutex.acquire(timeout=POLL_SECONDS):
+        check_stop(should_stop)
+    mutex.release()  # prunes of this process that started before now have finished
+    while _live_markers(target):
+        check_stop(should_stop)
+        time.sleep(POLL_SECONDS)
+
+
+def _live_markers(target: Target) -> list[str]:
+    """Markers of prunes running in other live processes; leftovers are removed."""
+    selector = pafs.FileSelector(join(target.base, PRUNES), allow_not_found=True)
+    with reading(target.uri):
+        infos = target.fs.get_file_info(selector)
+    live = []
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.base_name.endswith(".json"):
+            continue
+        state = _marker_state(target, info)
+        if state == "live":
+            live.append(info.path)
+        elif state == "dead":
+            delete_quietly(target, info.path)
+    return live
+
+
+def _marker_state(target: Target, info: pafs.FileInfo) -> str:
+    """'own' (this process: the mutex covered it), 'dead' or 'live'."""
+    doc: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        with target.fs.open_input_stream(info.path) as f:
+            loaded = json.loads(f.read())
+        doc = loaded if isinstance(loaded, dict) else {}
+    host, pid = doc.get("host"), doc.get("pid")
+    if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
+        if pid == os.getpid():
+            return "own"
+        if not _alive(pid):
+            return "dead"
+    mtime = info.mtime_ns
+    if mtime is not None and time.time_ns() - mtime > STALE_SECONDS * 1e9:
+        return "dead"
+    return "live"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
