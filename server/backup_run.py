@@ -87,7 +87,7 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         ctx.progress(files_total=len(tally.items), bytes_total=total_bytes, files_done=0,
                      bytes_done=0, rows=sum(t["rows"] for t in tables), force=True)
         throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
-        with plan.repo.lock(plan.backup_id) as lock:
+        with plan.repo.lock(plan.backup_id, should_stop=lambda: ctx.cancelled) as lock:
             # Record every known oid in one lock write before looking any up.
             lock.add([i.sha256 for i in tally.items if i.sha256])
             for index, item in enumerate(tally.items):
@@ -103,7 +103,7 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
                     "created_at": utcnow(),
                     "snapshot_at": snapshot_at,
                     "label": plan.label,
-                    "encrypted": False,
+                    "encrypted": plan.repo.encrypted,
                     "namespace_record": {"created_at": ns.created_at, "options": ns.options},
                     "max_seq": max((t["max_seq"] for t in tables), default=0),
                     "tables": tables,
@@ -127,7 +127,7 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         bytes=totals["bytes"],
         bytes_written=tally.bytes_written,
         label=plan.label,
-        encrypted=False,
+        encrypted=bool(manifest["encrypted"]),
         job_id=ctx.job_id,
     )
     cairn.catalog.put(record)
@@ -221,7 +221,7 @@ def _store(
 ) -> None:
     base = tally.bytes_done
     # Only bytes really moved count against the throttle, not deduplicated ones.
-    moving = throttle.rate > 0 and not (item.sha256 and repo.has_object(item.sha256))
+    moving = throttle.rate > 0 and not (item.sha256 and repo.has_content(item.sha256, item.size))
 
     def on_bytes(n: int) -> None:
         nonlocal base
@@ -235,8 +235,11 @@ def _store(
         str(item.path), sha256=item.sha256, size=item.size, on_bytes=on_bytes,
         should_stop=lambda: ctx.cancelled, lock=lock,
     )
-    if put.oid != item.entry["oid"]:  # never for known hashes; keeps the manifest honest
-        item.entry["oid"] = put.oid
+    # A compressed or encrypted object is named apart from the file's own sha256,
+    # which the entry keeps for the restore to register.
+    item.entry["oid"] = put.oid
+    if put.oid != put.sha256:
+        item.entry["sha256"] = put.sha256
     tally.bytes_done += item.size
     tally.files_done += 1
     if put.written:

@@ -7,16 +7,19 @@ error; the long work runs as a job (see backup_run, restore_run)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from catalog import Backup, Job, Namespace
+from catalog import Backup, Job, Namespace, Table
 from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
-from storage.backup import Repository, resolve_target
+from storage.backup import Repository, open_repository, resolve_target
 
+from . import faults
 from .backup_run import BackupPlan, run_backup
+from .jobs import JobContext, Work
 from .namespaces import check_namespace_name
 from .restore_run import RestorePlan, parse_time, run_restore
 from .result import Result
@@ -28,6 +31,7 @@ log = logging.getLogger("cairn.backup")
 SECRET_OPTIONS = frozenset({"encryption_passphrase"})
 BACKUP_OPTIONS = {"detached": bool, "label": str, "compression": str,
                   "encryption_passphrase": str, "keep_last": int}
+SCHEDULE_OPTIONS: dict[str, type] = {"label": str, "compression": str}  # for every run
 RESTORE_OPTIONS = {"backup_id": str, "as_of": str, "replace": bool, "detached": bool,
                    "encryption_passphrase": str}
 VERIFY_OPTIONS = {"detached": bool, "encryption_passphrase": str}
@@ -63,9 +67,12 @@ def redacted(stmt: Any) -> str:
     return to_sql(replace(stmt, options=masked) if options else stmt)
 
 
-def repository(cairn: Cairn, target: str) -> Repository:
+def repository(cairn: Cairn, target: str, passphrase: str | None = None,
+               compression: str = "zstd") -> Repository:
     cfg = cairn.config
-    return Repository(resolve_target(target, cfg.backup_roots, cfg.backup.targets))
+    return open_repository(resolve_target(target, cfg.backup_roots, cfg.backup.targets),
+                           passphrase=passphrase, compression=compression,
+                           scratch_dir=str(cairn.data_dir / "tmp"))
 
 
 def job_row(job: Job) -> Result:
@@ -81,33 +88,45 @@ def result_row(result: dict[str, Any], columns: list[tuple[str, str]], message: 
 # --- BACKUP -----------------------------------------------------------------
 
 
-async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDatabase) -> Result:
-    opts = check_options("BACKUP", stmt.options, BACKUP_OPTIONS)
+def check_backup_options(opts: dict[str, Any]) -> None:
+    """What BACKUP and CREATE SCHEDULE accept beyond the option types."""
     if opts.get("compression", "zstd") not in ("zstd", "none"):
         raise InvalidArgument("option 'compression' must be 'zstd' or 'none'")
-    if "encryption_passphrase" in opts:
-        raise InvalidArgument("option 'encryption_passphrase' is not implemented yet")
     if opts.get("keep_last") is not None and opts["keep_last"] < 1:
         raise InvalidArgument("option 'keep_last' must be at least 1")
+
+
+def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
+                opts: dict[str, Any]) -> Work:
+    """A backup job's work: back up, then apply keep_last. `repo_of` resolves the
+    target (a scheduled run resolves it only when it runs)."""
+
+    def work(ctx: JobContext) -> dict[str, Any]:
+        repo = repo_of()
+        plan = BackupPlan(namespace, repo, new_id("bk"), label=opts.get("label"),
+                          compression=opts.get("compression", "zstd"))
+        result = run_backup(cairn, ctx, plan)
+        if opts.get("keep_last") is not None:
+            result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"])
+        return result
+
+    return work
+
+
+async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDatabase) -> Result:
+    opts = check_options("BACKUP", stmt.options, BACKUP_OPTIONS)
+    check_backup_options(opts)
     check_namespace_name(stmt.namespace)
     if await cairn.run(cairn.catalog.get, Namespace, stmt.namespace) is None:
         if stmt.if_exists:
             return Result.of_message(f"Namespace '{stmt.namespace}' does not exist, nothing backed up")
         raise NotFound(f"Namespace '{stmt.namespace}' does not exist")
-    repo = await cairn.run(repository, cairn, stmt.target)
-    plan = BackupPlan(stmt.namespace, repo, new_id("bk"), label=opts.get("label"),
-                      compression=opts.get("compression", "zstd"))
-    keep_last = opts.get("keep_last")
-
-    def work(ctx: Any) -> dict[str, Any]:
-        result = run_backup(cairn, ctx, plan)
-        if keep_last is not None:
-            result["dropped"] = drop_beyond(cairn, repo, stmt.namespace, keep_last)
-        return result
-
-    job = await cairn.jobs.run("backup", session, work, namespace=stmt.namespace,
-                               target=repo.uri, statement=redacted(stmt),
-                               detached=bool(opts.get("detached")))
+    repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"),
+                           opts.get("compression", "zstd"))
+    job = await cairn.jobs.run("backup", session,
+                               backup_work(cairn, stmt.namespace, lambda: repo, opts),
+                               namespace=stmt.namespace, target=repo.uri,
+                               statement=redacted(stmt), detached=bool(opts.get("detached")))
     if opts.get("detached"):
         return job_row(job)
     return result_row(job.result, [
@@ -117,19 +136,27 @@ async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDataba
     ], f"Backup '{job.result['backup_id']}' of namespace '{stmt.namespace}' completed")
 
 
-def drop_beyond(cairn: Cairn, repo: Repository, namespace: str, keep: int) -> list[str]:
+def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
+                keep: int) -> list[str]:
     """keep_last: drop this namespace's backups in the target beyond the newest `keep`."""
     doomed = [m["backup_id"] for m in repo.list_manifests(namespace)[keep:]]
     for backup_id in doomed:
-        drop_one(cairn, repo, backup_id)
+        drop_one(cairn, ctx, repo, backup_id)
     return doomed
 
 
-def drop_one(cairn: Cairn, repo: Repository, backup_id: str) -> int:
-    """Remove a manifest, then every object of it that nothing else uses."""
-    m = repo.read_manifest(backup_id)
+def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) -> int:
+    """Remove a manifest, then every object of it that nothing else uses (the
+    prune waits for, and is waited for by, backups into the same target)."""
+    m = repo.read_manifest(backup_id, require_body=False)  # an encrypted one needs no key here
+    # Should the process die from here on, start-up sweeps the target (cleanups).
+    ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
     repo.delete_manifest(backup_id)
-    freed = repo.prune(candidates={o["oid"] for o in m["objects"]})
+
+    def decided(oids: set[str]) -> None:
+        faults.hit("prune.before_delete", job_id=ctx.job_id, backup_id=backup_id, oids=oids)
+
+    freed = repo.prune(candidates={o["oid"] for o in m["objects"]}, before_delete=decided)
     cairn.catalog.delete(Backup, backup_id)
     return freed
 
@@ -139,8 +166,6 @@ def drop_one(cairn: Cairn, repo: Repository, backup_id: str) -> int:
 
 async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreDatabase) -> Result:
     opts = check_options("RESTORE", stmt.options, RESTORE_OPTIONS)
-    if "encryption_passphrase" in opts:
-        raise InvalidArgument("option 'encryption_passphrase' is not implemented yet")
     if "backup_id" in opts and "as_of" in opts:
         raise InvalidArgument("give backup_id or as_of, not both")
     if "as_of" in opts:
@@ -154,7 +179,7 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
         raise AlreadyExists(
             f"Namespace '{destination}' already exists; use WITH (replace = true) to replace it"
         )
-    repo = await cairn.run(repository, cairn, stmt.target)
+    repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"))
     await cairn.run(repo.require_exists)
     plan = RestorePlan(stmt.namespace, destination, repo, backup_id=opts.get("backup_id"),
                        as_of=opts.get("as_of"), replace=bool(opts.get("replace")))
@@ -200,17 +225,18 @@ async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) ->
     return Result.of_rows(BACKUP_COLUMNS, await cairn.run(work))
 
 
-def locate(cairn: Cairn, backup_id: str, target: str | None) -> Repository:
+def locate(cairn: Cairn, backup_id: str, target: str | None,
+           passphrase: str | None = None) -> Repository:
     """The repository holding `backup_id`: the given target, else the one the
     server's backup catalog recorded."""
     if target is not None:
-        return repository(cairn, target)
+        return repository(cairn, target, passphrase)
     record = cairn.catalog.get(Backup, backup_id)
     if record is None:
         raise NotFound(
             f"Backup '{backup_id}' is not in this server's catalog; name its target with IN '…'"
         )
-    return repository(cairn, record.target)
+    return repository(cairn, record.target, passphrase)
 
 
 async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> Result:
@@ -232,11 +258,10 @@ async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> R
 
 async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) -> Result:
     opts = check_options("VERIFY BACKUP", stmt.options, VERIFY_OPTIONS)
-    if "encryption_passphrase" in opts:
-        raise InvalidArgument("option 'encryption_passphrase' is not implemented yet")
-    repo = await cairn.run(locate, cairn, stmt.backup_id, stmt.target)
+    repo = await cairn.run(locate, cairn, stmt.backup_id, stmt.target,
+                           opts.get("encryption_passphrase"))
 
-    def work(ctx: Any) -> dict[str, Any]:
+    def work(ctx: JobContext) -> dict[str, Any]:
         throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
         last = 0
 
@@ -273,9 +298,9 @@ async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> R
             return Result.of_message(f"Backup '{stmt.backup_id}' does not exist, skipped")
         raise
 
-    def work(ctx: Any) -> dict[str, Any]:
+    def work(ctx: JobContext) -> dict[str, Any]:
         try:
-            freed = drop_one(cairn, repo, stmt.backup_id)
+            freed = drop_one(cairn, ctx, repo, stmt.backup_id)
         except NotFound:
             if not stmt.if_exists:
                 raise
@@ -292,9 +317,24 @@ async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> R
 
 
 def register_cleanups(cairn: Cairn) -> None:
-    """What start-up does for backup jobs a dead process left running: abandon
-    the backup in its target (its lock and the objects only it wrote go). A
-    restore needs nothing here: its unregistered files are swept by the engine."""
+    """What start-up does for jobs a dead process left running. A backup is
+    abandoned in its target (its lock and the objects only it wrote go); a drop
+    (DROP BACKUP, or keep_last after a backup) that may have stopped between
+    removing a manifest and pruning its objects is finished by sweeping the
+    target. A restore's unregistered files are swept by the engine; one that died
+    after its install batch is whole, and its job says so. A verify wrote nothing."""
+
+    def sweep(job: Job) -> None:
+        target = job.cleanup.get("target")
+        if not target or not job.cleanup.get("sweep"):
+            return
+        repo = repository(cairn, target)
+        present = set(repo.manifest_ids())
+        for record in cairn.catalog.scan(Backup):
+            if record.target == repo.uri and record.backup_id not in present:
+                cairn.catalog.delete(Backup, record.backup_id)
+        freed = repo.prune()
+        log.info("swept %s after interrupted job %s (%d bytes freed)", target, job.job_id, freed)
 
     def cleanup_backup(job: Job) -> None:
         target, backup_id = job.cleanup.get("target"), job.cleanup.get("backup_id")
@@ -302,7 +342,7 @@ def register_cleanups(cairn: Cairn) -> None:
             return
         repo = repository(cairn, target)
         try:
-            manifest = repo.read_manifest(backup_id)
+            manifest = repo.read_manifest(backup_id, require_body=False)
         except CairnError:
             manifest = None
         if manifest is not None:
@@ -313,12 +353,18 @@ def register_cleanups(cairn: Cairn) -> None:
         freed = repo.abandon(backup_id)
         repo.remove_tmp()
         log.info("cleaned interrupted backup %s in %s (%d bytes freed)", backup_id, target, freed)
+        sweep(job)
+
+    def cleanup_restore(job: Job) -> None:
+        uids = set(job.cleanup.get("table_uids") or ())
+        if uids and any(t.uid in uids for t in cairn.catalog.scan(Table)):
+            job.error_message = (f"interrupted by server restart after namespace "
+                                 f"'{job.cleanup.get('namespace')}' was restored from backup "
+                                 f"'{job.backup_id}'; the restore is complete")
 
     cairn.jobs.cleanups["backup"] = cleanup_backup
-
-
-async def schedule_loop(cairn: Any) -> None:
-    """Runs scheduled backups (filled by the schedules issue)."""
+    cairn.jobs.cleanups["restore"] = cleanup_restore
+    cairn.jobs.cleanups["drop_backup"] = sweep
 
 
 HANDLERS = {

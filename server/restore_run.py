@@ -72,6 +72,8 @@ def choose_manifest(plan: RestorePlan) -> dict[str, Any]:
     if not candidates:
         when = f" taken at or before {plan.as_of}" if plan.as_of else ""
         raise NotFound(f"no backup of namespace '{plan.source}'{when} in target '{plan.repo.uri}'")
+    if "tables" not in candidates[0]:  # encrypted, and not opened: say why (passphrase)
+        return plan.repo.read_manifest(candidates[0]["backup_id"])
     return candidates[0]  # newest first
 
 
@@ -85,6 +87,8 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
     ctx.progress(files_total=len(files), bytes_total=total, files_done=0, bytes_done=0,
                  rows=manifest["totals"].get("rows", 0), force=True)
     uids = {t["name"]: new_id("tbl") for t in manifest["tables"]}
+    # Should the process die after the install, start-up can tell the job was whole.
+    ctx.set(cleanup={"namespace": plan.destination, "table_uids": sorted(uids.values())})
     written: list[Path] = []
     try:
         records = _copy_files(cairn, ctx, plan, manifest, uids, written)
@@ -99,7 +103,9 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
         for uid in uids.values():
             with contextlib.suppress(OSError):
                 (cairn.data_dir / "files" / uid).rmdir()
+        plan.repo.close()  # an archive's temporary files
         raise
+    plan.repo.close()
     totals = manifest["totals"]
     return {
         "job_id": ctx.job_id,
@@ -154,13 +160,14 @@ def _copy_files(
                 throttle.spent(n)
 
             plan.repo.read_object_to(f["oid"], str(dest), f["size"], on_bytes=on_bytes,
-                                     should_stop=lambda: ctx.cancelled)
+                                     should_stop=lambda: ctx.cancelled, sha256=f.get("sha256"))
             done_bytes += f["size"]
             done_files += 1
             ctx.progress(files_done=done_files, bytes_done=done_bytes)
             records.append(DataFile(
                 table_uid=uid, file_id=file_id, path=rel, rows=int(f.get("rows", 0)),
-                bytes=int(f["size"]), sha256=f["oid"], schema_version=int(f["schema_version"]),
+                bytes=int(f["size"]), sha256=f.get("sha256") or f["oid"],
+                schema_version=int(f["schema_version"]),
                 user_id=f.get("user_id"), min_seq=int(f.get("min_seq", 0)),
                 max_seq=int(f.get("max_seq", 0)),
             ))

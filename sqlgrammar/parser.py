@@ -173,6 +173,8 @@ def _syntax_error(chunk: Chunk, what: str, line: int, column: int,
 
 
 def _shown(text: str) -> str:
+    if text.startswith("'"):  # never echo a string literal: it may be a passphrase
+        return "string literal"
     return repr(text if len(text) <= 30 else text[:27] + "...")
 
 

@@ -1,8 +1,10 @@
 """The backup repository layer: content-addressed objects plus one manifest per
-backup, on a local directory or S3 (see docs/backup-format.md)."""
+backup, on a local directory, S3 or in an archive file (see docs/backup-format.md)."""
 
 from __future__ import annotations
 
+from .archive import ArchiveRepository, open_repository
+from .crypto import PassphraseError
 from .locks import BackupLock
 from .manifest import FORMAT_VERSION
 from .objects import PutResult
@@ -12,11 +14,14 @@ from .verify import Progress, VerifyReport
 
 __all__ = [
     "FORMAT_VERSION",
+    "ArchiveRepository",
     "BackupLock",
+    "PassphraseError",
     "Progress",
     "PutResult",
     "Repository",
     "Target",
     "VerifyReport",
+    "open_repository",
     "resolve_target",
 ]

@@ -1,10 +1,14 @@
-"""Manifests: the one JSON document per backup that makes it exist.
+"""Manifests: the one document per backup that makes it exist.
 
-A manifest is stored in canonical form (sorted keys, no whitespace, UTF-8) with a
-`manifest_sha256` of that form minus the checksum field. A reader checks the
-version first (so a newer format gets a clear message), then the checksum, then
-that the bytes are exactly canonical: any flipped byte anywhere is caught.
-Beyond `files` inside `tables`, table entries are opaque to this layer."""
+This module completes and checks a manifest's content; envelope.py turns it into
+stored bytes and back. Beyond `files` inside `tables`, table entries are opaque
+to this layer.
+
+A file entry is `{"oid", "size", …}`: `size` is the file's own size. When the
+object is encoded (compressed or encrypted) the entry also has `sha256`, the
+file's own checksum, which a restore registers; otherwise the oid is that checksum.
+An `objects` entry is `{"oid", "size"}` with `size` as stored, plus `sha256` and
+`plain_size` of the content when the object is encoded."""
 
 from __future__ import annotations
 
@@ -12,15 +16,18 @@ import hashlib
 import json
 from typing import Any
 
-from catalog.errors import BackupInvalid, CairnError, InvalidArgument
+from catalog.errors import CairnError, InvalidArgument
 
 from .layout import is_backup_id, is_oid, utc_now
 
 FORMAT = "cairn-backup"
 FORMAT_VERSION = 1
-KNOWN_FEATURES: frozenset[str] = frozenset()  # e.g. "zstd", "aes-256-gcm" in later versions
+ZSTD = "zstd"
+AES = "aes-256-gcm"
+KNOWN_FEATURES: frozenset[str] = frozenset({ZSTD, AES})
 
-_DERIVED_TOTALS = ("tables", "files", "bytes", "objects", "object_bytes")
+# What an object's content is: (sha256 or None for a raw object, content size).
+Content = tuple[str | None, int]
 
 
 def canonical(value: Any) -> bytes:
@@ -30,7 +37,7 @@ def canonical(value: Any) -> bytes:
     ).encode()
 
 
-def _sha256(value: Any) -> str:
+def checksum(value: Any) -> str:
     return hashlib.sha256(canonical(value)).hexdigest()
 
 
@@ -38,8 +45,39 @@ def _is_size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _structure_problem(m: dict[str, Any]) -> str | None:
-    """The first thing wrong with a manifest's shape, or None."""
+def content_of(entry: dict[str, Any]) -> Content:
+    """What an objects entry says its content is."""
+    if "sha256" in entry:
+        return entry["sha256"], entry["plain_size"]
+    return None, entry["size"]
+
+
+def _file_content(f: dict[str, Any]) -> Content:
+    sha = f.get("sha256")
+    return (None if sha is None or sha == f["oid"] else sha), f["size"]
+
+
+def _object_problem(obj: Any) -> str | None:
+    if not isinstance(obj, dict) or not is_oid(obj.get("oid", "")) or not _is_size(obj.get("size")):
+        return f"objects entry {obj!r} needs an oid and a size"
+    if ("sha256" in obj or "plain_size" in obj) and (
+        not is_oid(obj.get("sha256", "")) or not _is_size(obj.get("plain_size"))
+    ):
+        return f"objects entry {obj['oid']} needs a sha256 and a plain_size"
+    return None
+
+
+def _file_problem(f: Any) -> str | None:
+    if not isinstance(f, dict) or not is_oid(f.get("oid", "")) or not _is_size(f.get("size")):
+        return f"file entry {f!r} needs an oid and a size"
+    if "sha256" in f and not is_oid(f["sha256"]):
+        return f"file entry {f['oid']} has a bad sha256"
+    return None
+
+
+def structure_problem(m: dict[str, Any]) -> str | None:
+    """The first thing wrong with a manifest's shape, or None. A manifest read
+    without its key has no `tables`; its objects are then only names and sizes."""
     if not isinstance(m.get("backup_id"), str) or not is_backup_id(m["backup_id"]):
         return f"backup_id {m.get('backup_id')!r} is not a valid backup id"
     for key in ("namespace", "created_at", "snapshot_at"):
@@ -52,147 +90,112 @@ def _structure_problem(m: dict[str, Any]) -> str | None:
     features = m.get("features")
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
         return "features must be a list of strings"
-    if not isinstance(m.get("tables"), list) or not all(isinstance(t, dict) for t in m["tables"]):
-        return "tables must be a list of objects"
+    if m["encrypted"] != (AES in features):
+        return f"encrypted must be true exactly when features name {AES}"
+    if not isinstance(m.get("totals"), dict):
+        return "totals must be an object"
     objects = m.get("objects")
     if not isinstance(objects, list):
         return "objects must be a list"
-    sizes: dict[str, int] = {}
+    contents: dict[str, Content] = {}
     for obj in objects:
-        if (
-            not isinstance(obj, dict)
-            or not is_oid(obj.get("oid", ""))
-            or not _is_size(obj.get("size"))
-        ):
-            return f"objects entry {obj!r} needs a sha256 oid and a size"
-        sizes[obj["oid"]] = obj["size"]
+        problem = _object_problem(obj)
+        if problem:
+            return problem
+        contents[obj["oid"]] = content_of(obj)
+    if "tables" not in m and m["encrypted"]:
+        return None  # the body was not opened
+    if not isinstance(m.get("tables"), list) or not all(isinstance(t, dict) for t in m["tables"]):
+        return "tables must be a list of objects"
     for table in m["tables"]:
         files = table.get("files", [])
         if not isinstance(files, list):
             return "a table's files must be a list"
         for f in files:
-            if (
-                not isinstance(f, dict)
-                or not is_oid(f.get("oid", ""))
-                or not _is_size(f.get("size"))
-            ):
-                return f"file entry {f!r} needs a sha256 oid and a size"
-            if sizes.get(f["oid"]) != f["size"]:
-                return f"file object {f['oid']} is not listed in objects with size {f['size']}"
-    if not isinstance(m.get("totals"), dict):
-        return "totals must be an object"
+            problem = _file_problem(f)
+            if problem:
+                return problem
+            if contents.get(f["oid"]) != _file_content(f):
+                return f"file object {f['oid']} is not listed in objects with its content and size"
     return None
 
 
-def seal(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Complete a caller's manifest for writing: defaults, the `objects` list
-    (every file's object plus any the caller listed), totals and the checksum.
-
-    Raises InvalidArgument when the caller's manifest is malformed."""
+def prepare(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Content]]:
+    """Complete a caller's manifest (defaults) and gather every object it needs:
+    each file's object plus any in the caller's `objects`, with its content.
+    Raises InvalidArgument when the manifest is malformed."""
     try:
         m: dict[str, Any] = json.loads(canonical(manifest))
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"manifest is not JSON-serialisable: {exc}") from exc
-    m.pop("manifest_sha256", None)
+    for derived in ("manifest_sha256", "body", "key"):
+        m.pop(derived, None)
     if m.setdefault("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         raise InvalidArgument(f"cannot write manifest format_version {m['format_version']!r}")
     m.setdefault("format", FORMAT)
-    m.setdefault("features", [])
     m.setdefault("created_at", utc_now())
     m.setdefault("label", None)
-    m.setdefault("encrypted", False)
     tables = m.setdefault("tables", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise InvalidArgument("manifest tables must be a list of objects")
-
-    sizes: dict[str, int] = {}
     listed = m.get("objects", [])
     if not isinstance(listed, list):
         raise InvalidArgument("manifest objects must be a list")
-    files = [f for t in tables for f in (t.get("files") or [])]
-    for entry in [*listed, *files]:
-        if (
-            not isinstance(entry, dict)
-            or not is_oid(entry.get("oid", ""))
-            or not _is_size(entry.get("size"))
-        ):
-            raise InvalidArgument(f"manifest entry {entry!r} needs a sha256 oid and a size")
-        if sizes.setdefault(entry["oid"], entry["size"]) != entry["size"]:
-            raise InvalidArgument(f"object {entry['oid']} is listed with two sizes")
-    m["objects"] = [{"oid": oid, "size": sizes[oid]} for oid in sorted(sizes)]
+    wanted: dict[str, Content] = {}
+    entries: list[tuple[str, Content]] = []
+    for obj in listed:
+        problem = _object_problem(obj)
+        if problem:
+            raise InvalidArgument(f"manifest {problem}")
+        entries.append((obj["oid"], content_of(obj)))
+    for t in tables:
+        files = t.get("files") or []
+        if not isinstance(files, list):
+            raise InvalidArgument("a table's files must be a list")
+        for f in files:
+            problem = _file_problem(f)
+            if problem:
+                raise InvalidArgument(f"manifest {problem}")
+            entries.append((f["oid"], _file_content(f)))
+    for oid, content in entries:
+        if wanted.setdefault(oid, content) != content:
+            raise InvalidArgument(f"object {oid} is listed with two sizes or contents")
+    return m, wanted
 
+
+def seal(
+    m: dict[str, Any],
+    wanted: dict[str, Content],
+    stored: dict[str, int],
+    features: list[str],
+) -> dict[str, Any]:
+    """The manifest to store: `objects` with their stored sizes, derived totals,
+    features and `encrypted`. The checksum is added by the envelope."""
+    m["features"] = sorted(set(features))
+    m["encrypted"] = AES in m["features"]
+    objects = []
+    for oid in sorted(wanted):
+        sha, plain = wanted[oid]
+        entry: dict[str, Any] = {"oid": oid, "size": stored[oid]}
+        if sha is not None:
+            entry.update(sha256=sha, plain_size=plain)
+        objects.append(entry)
+    m["objects"] = objects
+    files = [f for t in m["tables"] for f in (t.get("files") or [])]
     totals = dict(m.get("totals") or {})
     totals.update(
-        tables=len(tables),
+        tables=len(m["tables"]),
         files=len(files),
         bytes=sum(f["size"] for f in files),
-        objects=len(sizes),
-        object_bytes=sum(sizes.values()),
+        objects=len(objects),
+        object_bytes=sum(o["size"] for o in objects),
     )
-    totals.setdefault("rows", sum(int(t.get("rows") or 0) for t in tables))
+    totals.setdefault("rows", sum(int(t.get("rows") or 0) for t in m["tables"]))
     totals.setdefault("bytes_written", 0)
     m["totals"] = totals
-
-    problem = _structure_problem(m)
+    problem = structure_problem(m)
     if problem:
         raise InvalidArgument(f"manifest of backup {m.get('backup_id')!r} is invalid: {problem}")
-    m["manifest_sha256"] = _sha256(m)
-    return m
-
-
-def encode(sealed: dict[str, Any]) -> bytes:
-    """The exact bytes of a sealed manifest on disk (canonical JSON and a newline)."""
-    return canonical(sealed) + b"\n"
-
-
-def decode(data: bytes, backup_id: str) -> dict[str, Any]:
-    """Parse and check stored manifest bytes; BackupInvalid names the backup and
-    the problem (truncated, not JSON, unknown version, checksum mismatch, …)."""
-    name = f"manifest of backup '{backup_id}'"
-    if not data.strip():
-        raise BackupInvalid(f"{name} is empty")
-    try:
-        m = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise BackupInvalid(f"{name} is corrupt: not valid UTF-8") from exc
-    except json.JSONDecodeError as exc:
-        raise BackupInvalid(
-            f"{name} is truncated or not JSON: {exc.msg} at byte {exc.pos}"
-        ) from exc
-    except (ValueError, RecursionError) as exc:
-        raise BackupInvalid(f"{name} is not valid JSON: {exc}") from exc
-    if not isinstance(m, dict):
-        raise BackupInvalid(f"{name} is not a JSON object")
-    version = m.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:
-        raise BackupInvalid(
-            f"{name} has unknown format_version {version!r}; "
-            f"this Cairn reads format_version {FORMAT_VERSION}"
-        )
-    stored = m.pop("manifest_sha256", None)
-    if not isinstance(stored, str):
-        raise BackupInvalid(f"{name} has no manifest_sha256 checksum")
-    try:
-        actual = _sha256(m)
-    except (TypeError, ValueError) as exc:
-        raise BackupInvalid(f"{name} is corrupt: {exc}") from exc
-    if actual != stored:
-        raise BackupInvalid(f"{name} is corrupt: manifest_sha256 mismatch")
-    m["manifest_sha256"] = stored
-    if encode(m) != data:
-        raise BackupInvalid(f"{name} is corrupt: bytes differ from the canonical form")
-    features = m.get("features")
-    named = {f for f in features if isinstance(f, str)} if isinstance(features, list) else set()
-    unknown = sorted(named - KNOWN_FEATURES)
-    if unknown:
-        raise BackupInvalid(
-            f"{name} needs format features this Cairn does not support: {', '.join(unknown)}"
-        )
-    problem = _structure_problem(m)
-    if problem:
-        raise BackupInvalid(f"{name} is invalid: {problem}")
-    if m["backup_id"] != backup_id:
-        raise BackupInvalid(f"{name} is invalid: it names backup '{m['backup_id']}'")
     return m
 
 

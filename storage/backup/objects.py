@@ -1,16 +1,21 @@
-"""The content-addressed object store: immutable blobs named by their sha256.
+"""The content-addressed object store: immutable blobs named after their content.
 
 An object is never written twice. When the caller already knows a file's sha256
 (Parquet files are immutable and their hash is recorded when they are flushed),
-an object that is present with the right size costs one stat and no reading at
-all: that is what makes the second backup of an unchanged namespace nearly free.
+an object that is present costs one stat and no reading at all: that is what
+makes the second backup of an unchanged namespace nearly free. How a content is
+stored (raw or zstd, plain or encrypted) and what its object is called is the
+codec's business (see codec.py); a plain, uncompressed object is exactly the
+file, named by its sha256, as in format 1.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +25,22 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from catalog.errors import BackupInvalid, CairnError, Cancelled
+from catalog.errors import BackupInvalid, CairnError, Cancelled, InvalidArgument
 
 from .atomic import delete_quietly, make_dirs, publish, write_atomic
+from .codec import (
+    RAW,
+    ZSTD,
+    Encoder,
+    Form,
+    decode,
+    form_of,
+    forms,
+    identify,
+    sample,
+    worth_compressing,
+)
+from .crypto import Keys
 from .layout import OBJECTS, TMP, check_oid, is_oid, join, object_path, temp_path
 from .oserrors import read_failed, reading, write_failed, writing
 from .targets import Target
@@ -33,20 +51,30 @@ OnOid = Callable[[str], None]
 
 @dataclass(frozen=True)
 class PutResult:
-    """`written` is False when the object was already in the target (deduplicated)."""
+    """`written` is False when the object was already in the target (deduplicated).
+    `size` is what the object takes in the target; `sha256` and `plain_size`
+    describe the file's own content (equal to oid and size for a raw object)."""
 
     oid: str
     size: int
     written: bool
+    sha256: str
+    plain_size: int
 
 
 class ObjectStore:
     """Objects of one target. Local writes go through `tmp/` and a rename; S3
-    writes go straight to the final key (a PUT is atomic there)."""
+    writes go straight to the final key (a PUT is atomic there).
 
-    def __init__(self, target: Target, durable: bool = True) -> None:
+    `compress` lets compressible content be stored with zstd; `write_keys`
+    encrypts new objects; `keyring` holds every key that may open objects read."""
+
+    def __init__(self, target: Target, durable: bool = True, compress: bool = False) -> None:
         self.target = target
         self.durable = durable
+        self.compress = compress
+        self.write_keys: Keys | None = None
+        self.keyring: list[Keys] = []
 
     # --- looking ---------------------------------------------------------------
 
@@ -78,6 +106,20 @@ class ObjectStore:
                 found[parts[2]] = info.size
         return found
 
+    def names_for(self, sha256: str) -> builtins.list[str]:
+        """Every object name content `sha256` may get from this store's writes."""
+        return [f.oid for f in forms(check_oid(sha256), self.write_keys, self.compress)]
+
+    def find(self, sha256: str, plain_size: int | None) -> tuple[Form, int] | None:
+        """An object already holding content `sha256`, with its stored size. One
+        whose size cannot be right (a cut-short upload) does not count."""
+        for form in forms(sha256, self.write_keys, self.compress):
+            stored = self.size_of(form.oid)
+            expected = form.stored_size(plain_size)
+            if stored is not None and (expected is None or stored == expected):
+                return form, stored
+        return None
+
     # --- writing ---------------------------------------------------------------
 
     def put_file(
@@ -89,33 +131,55 @@ class ObjectStore:
         should_stop: ShouldStop | None = None,
         on_oid: OnOid | None = None,
     ) -> PutResult:
-        """Store a local file. `on_oid` is told the oid before the object is looked
-        up or published, so a lock can protect it from a concurrent prune."""
+        """Store a local file. `on_oid` is told the content's sha256 before any
+        object is looked up or published, so a lock can protect its names from a
+        concurrent prune."""
         check_stop(should_stop)
         if sha256 is not None:
             check_oid(sha256)
             if on_oid is not None:
                 on_oid(sha256)
-            existing = self.size_of(sha256)
-            if existing is not None and (size is None or existing == size):
-                if on_bytes is not None:
-                    on_bytes(existing)
-                return PutResult(sha256, existing, False)
-        if self.target.kind == "local":
-            return self._put_via_temp(local_path, sha256, size, on_bytes, should_stop, on_oid)
-        return self._put_direct(local_path, sha256, size, on_bytes, should_stop, on_oid)
+            hit = self.find(sha256, size)
+            if hit is not None:
+                return self._reused(local_path, sha256, size, hit, on_bytes)
+        if self.write_keys is None and not self.compress:
+            if self.target.kind == "local":
+                return self._put_via_temp(local_path, sha256, size, on_bytes, should_stop, on_oid)
+            return self._put_direct(local_path, sha256, size, on_bytes, should_stop, on_oid)
+        return self._put_encoded(local_path, sha256, size, on_bytes, should_stop, on_oid)
+
+    def _reused(
+        self,
+        local_path: str,
+        sha256: str,
+        size: int | None,
+        hit: tuple[Form, int],
+        on_bytes: OnBytes | None,
+    ) -> PutResult:
+        form, stored = hit
+        if size is None:
+            size = stored if form.encoding == RAW and form.keys is None else _file_size(local_path)
+        if on_bytes is not None:
+            on_bytes(size)
+        return PutResult(form.oid, stored, False, sha256, size)
 
     def put_bytes(self, data: bytes, on_oid: OnOid | None = None) -> PutResult:
         """Store a small in-memory blob."""
+        if self.write_keys is not None or self.compress:
+            with tempfile.NamedTemporaryFile(prefix="cairn-blob-") as tmp:
+                tmp.write(data)
+                tmp.flush()
+                sha = hashlib.sha256(data).hexdigest()
+                return self.put_file(tmp.name, sha, len(data), on_oid=on_oid)
         oid = hashlib.sha256(data).hexdigest()
         if on_oid is not None:
             on_oid(oid)
         if self.size_of(oid) == len(data):
-            return PutResult(oid, len(data), False)
+            return PutResult(oid, len(data), False, oid, len(data))
         with writing(self.target.uri):
             make_dirs(self.target, self.path(oid).rsplit("/", 1)[0])
         write_atomic(self.target, self.path(oid), data, self.durable)
-        return PutResult(oid, len(data), True)
+        return PutResult(oid, len(data), True, oid, len(data))
 
     def _put_via_temp(
         self,
@@ -126,6 +190,7 @@ class ObjectStore:
         should_stop: ShouldStop | None,
         on_oid: OnOid | None,
     ) -> PutResult:
+        """Format 1, local: one pass copies into `tmp/` and hashes, then a rename."""
         uri = self.target.uri
         tmp = temp_path(self.target.base)
         digest = hashlib.sha256()
@@ -140,10 +205,10 @@ class ObjectStore:
                     on_oid(oid)
                 if self.size_of(oid) == n:
                     delete_quietly(self.target, tmp)
-                    return PutResult(oid, n, False)
+                    return PutResult(oid, n, False, oid, n)
                 with writing(uri):
                     publish(self.target, tmp, self.path(oid), self.durable)
-                return PutResult(oid, n, True)
+                return PutResult(oid, n, True, oid, n)
             except BaseException:
                 delete_quietly(self.target, tmp)
                 raise
@@ -157,20 +222,19 @@ class ObjectStore:
         should_stop: ShouldStop | None,
         on_oid: OnOid | None,
     ) -> PutResult:
-        """Object storage: hash first (local reads are cheap next to the network),
-        then skip or PUT straight to the final key. A PUT cut short by an error or a
-        cancel still completes (pyarrow closes the upload), so the key is deleted;
-        a reader that saw it meanwhile rejects it by size."""
+        """Format 1, object storage: hash first (local reads are cheap next to the
+        network), then skip or PUT straight to the final key. A PUT cut short by an
+        error or a cancel still completes (pyarrow closes the upload), so the key is
+        deleted; a reader that saw it meanwhile rejects it by size."""
         if sha256 is None:
             sha256, hashed = hash_file(local_path, should_stop)
             _check_source(local_path, sha256, hashed, None, size)
             size = hashed
             if on_oid is not None:
                 on_oid(sha256)
-            if self.size_of(sha256) == size:
-                if on_bytes is not None:
-                    on_bytes(size)
-                return PutResult(sha256, size, False)
+            hit = self.find(sha256, size)
+            if hit is not None:
+                return self._reused(local_path, sha256, size, hit, on_bytes)
         final = self.path(sha256)
         digest = hashlib.sha256()
         with writing(self.target.uri):
@@ -182,7 +246,54 @@ class ObjectStore:
             except BaseException:
                 delete_quietly(self.target, final)
                 raise
-        return PutResult(sha256, n, True)
+        return PutResult(sha256, n, True, sha256, n)
+
+    def _put_encoded(
+        self,
+        local_path: str,
+        sha256: str | None,
+        size: int | None,
+        on_bytes: OnBytes | None,
+        should_stop: ShouldStop | None,
+        on_oid: OnOid | None,
+    ) -> PutResult:
+        """Compressed or encrypted: the name depends on the content's sha256, so an
+        unknown one is computed first; then the file is encoded on the way to
+        `tmp/` (local) or to its final key (S3), checked against that sha256."""
+        if sha256 is None:
+            sha256, hashed = hash_file(local_path, should_stop)
+            _check_source(local_path, sha256, hashed, None, size)
+            size = hashed
+            if on_oid is not None:
+                on_oid(sha256)
+            hit = self.find(sha256, size)
+            if hit is not None:
+                return self._reused(local_path, sha256, size, hit, on_bytes)
+        local = self.target.kind == "local"
+        uri = self.target.uri
+        with open(local_path, "rb", buffering=0) as src:
+            encoding = RAW
+            if self.compress and worth_compressing(sample(src, os.fstat(src.fileno()).st_size)):
+                encoding = ZSTD
+            form = form_of(sha256, encoding, self.write_keys)
+            final = self.path(form.oid)
+            dest = temp_path(self.target.base) if local else final
+            with writing(uri):
+                make_dirs(self.target, dest.rsplit("/", 1)[0])
+            try:
+                n, stored, digest = self._upload_encoded(src, dest, form, on_bytes, should_stop)
+                _check_source(local_path, digest, n, sha256, size)
+                if local:
+                    existing = self.size_of(form.oid)
+                    if existing is not None:  # another writer stored it meanwhile
+                        delete_quietly(self.target, dest)
+                        return PutResult(form.oid, existing, False, sha256, n)
+                    with writing(uri):
+                        publish(self.target, dest, final, self.durable)
+            except BaseException:
+                delete_quietly(self.target, dest)
+                raise
+        return PutResult(form.oid, stored, True, sha256, n)
 
     def _upload(
         self,
@@ -206,6 +317,36 @@ class ObjectStore:
                 raise
             out.close()
         return n
+
+    def _upload_encoded(
+        self,
+        src: Readable,
+        path: str,
+        form: Form,
+        on_bytes: OnBytes | None,
+        should_stop: ShouldStop | None,
+    ) -> tuple[int, int, str]:
+        """Encode `src` into a new file at `path`: (plain bytes, stored bytes, sha256)."""
+        uri = self.target.uri
+        digest = hashlib.sha256()
+        with writing(uri):
+            out = self.target.fs.open_output_stream(path)
+            try:
+                encoder = Encoder(out, form)
+                n = copy(
+                    src,
+                    encoder,
+                    digest,
+                    on_bytes,
+                    should_stop,
+                    write_error=partial(write_failed, uri),
+                )
+                stored = encoder.finish()
+            except BaseException:
+                _close_quietly(out)
+                raise
+            out.close()
+        return n, stored, digest.hexdigest()
 
     def delete(self, oid: str) -> None:
         with writing(self.target.uri), contextlib.suppress(FileNotFoundError):
@@ -239,8 +380,8 @@ class ObjectStore:
     # --- reading ---------------------------------------------------------------
 
     def open(self, oid: str) -> pa.NativeFile:
-        """A sequential stream of the object's bytes. The caller gets no checksum
-        check; use `read_to` or `check` when integrity matters."""
+        """A sequential stream of the object's stored bytes. The caller gets no
+        checksum check; use `read_to` or `check` when integrity matters."""
         path = self.path(oid)
         try:
             with reading(self.target.uri, f"object {oid}"):
@@ -250,6 +391,18 @@ class ObjectStore:
                 raise BackupInvalid(f"object {oid} is missing") from exc
             raise
 
+    def form(self, oid: str, sha256: str | None) -> Form:
+        """How object `oid` holds content `sha256` (None: the oid is the sha256)."""
+        if sha256 is None or sha256 == oid:
+            return Form(oid, RAW, None)
+        check_oid(sha256)
+        found = identify(oid, sha256, self.keyring)
+        if found is None:
+            raise BackupInvalid(
+                f"object {oid} does not hold content {sha256} under any key at hand"
+            )
+        return found
+
     def read_to(
         self,
         oid: str,
@@ -257,25 +410,34 @@ class ObjectStore:
         expected_size: int,
         on_bytes: OnBytes | None = None,
         should_stop: ShouldStop | None = None,
+        sha256: str | None = None,
     ) -> None:
-        """Copy an object to a local file, checking size and sha256; on any failure
-        the partial local file is removed and BackupInvalid (or Cancelled) raised."""
-        self._stat_or_raise(oid, expected_size)
+        """Copy an object's content to a local file, checking its size and sha256
+        (`sha256` of the content when the object is encoded, else its oid); on any
+        failure the partial local file is removed and BackupInvalid (or Cancelled)
+        raised. `on_bytes` counts content bytes."""
+        form = self.form(oid, sha256)
+        self._stat_or_raise(oid, form.stored_size(expected_size))
+        read_error = partial(read_failed, self.target.uri, what=f"object {oid}")
         created = False
         try:
             src = self.open(oid)
             with src, open(local_path, "wb") as dst:
                 created = True
                 digest = hashlib.sha256()
-                n = copy(
-                    src,
-                    dst,
-                    digest,
-                    on_bytes,
-                    should_stop,
-                    read_error=partial(read_failed, self.target.uri, what=f"object {oid}"),
-                )
-            _check_object(oid, n, expected_size, digest.hexdigest())
+                if form.encoding == RAW and form.keys is None:
+                    n = copy(src, dst, digest, on_bytes, should_stop, read_error=read_error)
+                else:
+                    n = 0
+                    for chunk in decode(src, form, f"object {oid}", None, should_stop, read_error):
+                        n += len(chunk)
+                        if n > expected_size:
+                            break
+                        digest.update(chunk)
+                        dst.write(chunk)
+                        if on_bytes is not None:
+                            on_bytes(len(chunk))
+            _check_content(oid, n, expected_size, digest.hexdigest(), sha256 or oid)
         except BaseException:
             if created:
                 with contextlib.suppress(OSError):
@@ -288,39 +450,71 @@ class ObjectStore:
         expected_size: int,
         on_bytes: OnBytes | None = None,
         should_stop: ShouldStop | None = None,
+        sha256: str | None = None,
+        plain_size: int | None = None,
     ) -> str | None:
-        """Reread an object; None when it is intact, else what is wrong with it."""
+        """Reread an object; None when it is intact, else what is wrong with it.
+        `expected_size` is the stored size; `on_bytes` counts stored bytes read."""
         try:
             self._stat_or_raise(oid, expected_size)
-            digest = hashlib.sha256()
             with self.open(oid) as src:
-                n = copy(
-                    src,
-                    None,
-                    digest,
-                    on_bytes,
-                    should_stop,
-                    read_error=partial(read_failed, self.target.uri, what=f"object {oid}"),
-                )
-            _check_object(oid, n, expected_size, digest.hexdigest())
+                self.check_stream(src, oid, expected_size, on_bytes, should_stop, sha256, plain_size)
         except Cancelled:
             raise
         except CairnError as exc:
             return exc.message
         return None
 
-    def _stat_or_raise(self, oid: str, expected_size: int) -> None:
+    def check_stream(
+        self,
+        src: Any,
+        oid: str,
+        expected_size: int,
+        on_bytes: OnBytes | None = None,
+        should_stop: ShouldStop | None = None,
+        sha256: str | None = None,
+        plain_size: int | None = None,
+    ) -> None:
+        """Read an object's stored bytes from `src` to the end and check them all;
+        BackupInvalid says what is wrong."""
+        read_error = partial(read_failed, self.target.uri, what=f"object {oid}")
+        form = self.form(oid, sha256)
+        digest = hashlib.sha256()
+        if form.encoding == RAW and form.keys is None:
+            n = copy(src, None, digest, on_bytes, should_stop, read_error=read_error)
+            _check_content(oid, n, expected_size, digest.hexdigest(), oid)
+            return
+        stored = 0
+
+        def counted(k: int) -> None:
+            nonlocal stored
+            stored += k
+            if on_bytes is not None:
+                on_bytes(k)
+
+        n = 0
+        for chunk in decode(src, form, f"object {oid}", counted, should_stop, read_error):
+            n += len(chunk)
+            if plain_size is not None and n > plain_size:
+                raise BackupInvalid(f"object {oid} is corrupt: content larger than {plain_size}")
+            digest.update(chunk)
+        if stored != expected_size:
+            raise BackupInvalid(f"object {oid} is corrupt: size {stored}, expected {expected_size}")
+        _check_content(oid, n, n if plain_size is None else plain_size, digest.hexdigest(),
+                       sha256 or oid)
+
+    def _stat_or_raise(self, oid: str, expected_size: int | None) -> None:
         actual = self.size_of(oid)
         if actual is None:
             raise BackupInvalid(f"object {oid} is missing")
-        if actual != expected_size:
+        if expected_size is not None and actual != expected_size:
             raise BackupInvalid(f"object {oid} is corrupt: size {actual}, expected {expected_size}")
 
 
-def _check_object(oid: str, n: int, expected_size: int, actual_oid: str) -> None:
+def _check_content(oid: str, n: int, expected_size: int, actual: str, expected: str) -> None:
     if n != expected_size:
         raise BackupInvalid(f"object {oid} is corrupt: size {n}, expected {expected_size}")
-    if actual_oid != oid:
+    if actual != expected:
         raise BackupInvalid(f"object {oid} is corrupt: sha256 mismatch")
 
 
@@ -335,6 +529,13 @@ def _check_source(path: str, oid: str, n: int, sha256: str | None, size: int | N
         raise BackupInvalid(
             f"file '{path}' changed while being backed up: size {n}, expected {size}"
         )
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read file '{path}': {exc.strerror}") from exc
 
 
 def _close_quietly(stream: pa.NativeFile) -> None:

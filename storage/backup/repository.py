@@ -1,59 +1,109 @@
-"""A backup repository: one target holding objects, manifests and locks.
+"""A backup repository: one target holding objects, manifests, locks and keys.
 
 This is the face the backup, restore and verify services use. Writes create the
 target on first use; reads of a target that does not exist raise NotFound rather
-than creating it, so a typo in SHOW BACKUPS IN '…' leaves nothing behind."""
+than creating it, so a typo in SHOW BACKUPS IN '…' leaves nothing behind.
+
+`compression` ('zstd' or 'none') and `passphrase` apply to what this instance
+writes; reading copes with whatever a backup was written with (given the
+passphrase for an encrypted one). `open_repository` also opens archive targets."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from catalog.errors import AlreadyExists, BackupInvalid, CairnError, NotFound
+from catalog.errors import (
+    AlreadyExists,
+    BackupInvalid,
+    CairnError,
+    InvalidArgument,
+    NotFound,
+)
 
-from . import locks, manifest
+from . import envelope, locks, manifest
 from .atomic import delete_quietly, fsync_path, make_dirs, write_atomic
 from .config import encode_config, new_config, parse_config
+from .crypto import Keys, PassphraseError, is_key_id
+from .keyring import KeyRing
 from .layout import (
     CONFIG,
+    KEYS,
     LOCKS,
     MANIFESTS,
     check_backup_id,
     check_oid,
     is_backup_id,
     join,
+    key_path,
     lock_path,
     manifest_path,
 )
 from .locks import BackupLock
 from .objects import ObjectStore, OnOid, PutResult
 from .oserrors import reading, writing
+from .prunes import pruning, settle
 from .targets import Target
-from .transfer import OnBytes, ShouldStop
+from .transfer import CHUNK_SIZE, OnBytes, ShouldStop
 from .verify import OnProgress, VerifyReport, verify_objects
 
 log = logging.getLogger(__name__)
 
+COMPRESSIONS = ("zstd", "none")
+
 
 class Repository:
-    """Objects, manifests and locks of one target. `durable=False` skips fsync
-    (tests and benchmarks only)."""
+    """Objects, manifests, locks and keys of one target. `durable=False` skips
+    fsync (tests and benchmarks only). The passphrase is kept only to derive keys
+    from; it is never shown (not even by repr)."""
 
-    def __init__(self, target: Target, durable: bool = True) -> None:
+    def __init__(
+        self,
+        target: Target,
+        durable: bool = True,
+        passphrase: str | None = None,
+        compression: str = "zstd",
+        scratch_dir: str | None = None,
+    ) -> None:
+        if compression not in COMPRESSIONS:
+            raise InvalidArgument("compression must be 'zstd' or 'none'")
         self.target = target
         self.durable = durable
-        self.store = ObjectStore(target, durable)
+        self.compression = compression
+        self.scratch_dir = scratch_dir
+        self.store = ObjectStore(target, durable, compress=compression == "zstd")
+        self._keyring = KeyRing(passphrase, target.uri, self._read_key, self._key_ids, self._write_key)
         self._config: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.uri!r}, compression={self.compression!r}, "
+            f"encrypted={self.encrypted})"
+        )
 
     @property
     def uri(self) -> str:
         return self.target.uri
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether this instance writes encrypted backups (it was given a passphrase)."""
+        return self._keyring.has_passphrase
+
+    def close(self) -> None:
+        """Release temporary state (archives keep some); the repository stays usable."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --- the target and its config ---------------------------------------------
 
@@ -96,17 +146,59 @@ class Repository:
         self.check_config()
 
     def _read_small(self, path: str) -> bytes | None:
-        """A whole small file (config, manifest, lock), or None if absent."""
+        """A whole small file (config, manifest, lock, key), or None if absent.
+        Read in chunks: on S3 an unsized read() is very slow."""
         try:
             with (
                 reading(self.uri, path.rsplit("/", 1)[-1]),
                 self.target.fs.open_input_stream(path) as f,
             ):
-                return bytes(f.read())
+                parts: list[bytes] = []
+                while True:
+                    part = f.read(CHUNK_SIZE)
+                    if not part:
+                        return b"".join(parts)
+                    parts.append(bytes(part))
         except CairnError as exc:
             if isinstance(exc.__cause__, (FileNotFoundError, NotADirectoryError)):
                 return None
             raise
+
+    # --- keys ------------------------------------------------------------------
+
+    def _read_key(self, key_id: str) -> bytes | None:
+        return self._read_small(key_path(self.target.base, key_id))
+
+    def _key_ids(self) -> list[str]:
+        selector = pafs.FileSelector(join(self.target.base, KEYS), allow_not_found=True)
+        with reading(self.uri):
+            infos = self.target.fs.get_file_info(selector)
+        return [
+            i.base_name[:-5]
+            for i in infos
+            if i.type == pafs.FileType.File
+            and i.base_name.endswith(".json")
+            and is_key_id(i.base_name[:-5])
+        ]
+
+    def _write_key(self, key_id: str, data: bytes) -> None:
+        with writing(self.uri):
+            make_dirs(self.target, join(self.target.base, KEYS))
+        write_atomic(self.target, key_path(self.target.base, key_id), data, self.durable)
+
+    def _open_key(self, key_id: str, backup_id: str) -> Keys | None:
+        if not is_key_id(key_id):
+            raise BackupInvalid(f"manifest of backup '{backup_id}' is corrupt: bad key id")
+        keys = self._keyring.open(key_id, f"backup '{backup_id}' in target '{self.uri}'")
+        self.store.keyring = self._keyring.unlocked
+        return keys
+
+    def _writing(self) -> None:
+        """Ready to write: the target exists and, when encrypting, the key is chosen."""
+        self.init()
+        if self._keyring.has_passphrase and self.store.write_keys is None:
+            self.store.write_keys = self._keyring.for_writing()
+            self.store.keyring = self._keyring.unlocked
 
     # --- objects ---------------------------------------------------------------
 
@@ -125,11 +217,11 @@ class Repository:
         """Store a local file as an object; with a known `sha256` an object already
         present is not read or written again. `lock` records the oid first."""
         on_oid: OnOid | None = (lambda oid: lock.add([oid])) if lock is not None else None
-        self.init()
+        self._writing()
         return self.store.put_file(local_path, sha256, size, on_bytes, should_stop, on_oid)
 
     def put_bytes(self, data: bytes, lock: BackupLock | None = None) -> PutResult:
-        self.init()
+        self._writing()
         return self.store.put_bytes(
             data, (lambda oid: lock.add([oid])) if lock is not None else None
         )
@@ -141,8 +233,16 @@ class Repository:
         expected_size: int,
         on_bytes: OnBytes | None = None,
         should_stop: ShouldStop | None = None,
+        sha256: str | None = None,
     ) -> None:
-        self.store.read_to(oid, local_path, expected_size, on_bytes, should_stop)
+        """Copy a file of a backup to `local_path`, checked: `expected_size` and
+        `sha256` are the file entry's (the file's own size and checksum)."""
+        self.store.read_to(oid, local_path, expected_size, on_bytes, should_stop, sha256)
+
+    def has_content(self, sha256: str, size: int | None = None) -> bool:
+        """Whether a put of content `sha256` would be deduplicated."""
+        self._writing()
+        return self.store.find(check_oid(sha256), size) is not None
 
     def open_object(self, oid: str) -> pa.NativeFile:
         return self.store.open(oid)
@@ -160,36 +260,56 @@ class Repository:
 
     def write_manifest(self, manifest_doc: dict[str, Any]) -> dict[str, Any]:
         """Seal and publish a backup's manifest, after checking every object it
-        references is present with its size. Returns the manifest as stored."""
-        sealed = manifest.seal(manifest_doc)
-        backup_id = sealed["backup_id"]
-        self.init()
+        references is present with a size that fits. Returns the manifest as stored."""
+        m, wanted = manifest.prepare(manifest_doc)
+        backup_id = check_backup_id(m.get("backup_id"))
+        self._writing()
         path = manifest_path(self.target.base, backup_id)
+        oids = sorted(wanted)
         with reading(self.uri):
             if self.target.fs.get_file_info(path).type != pafs.FileType.NotFound:
                 raise AlreadyExists(f"backup '{backup_id}' already exists in target '{self.uri}'")
-            objects = sealed["objects"]
-            infos = self.target.fs.get_file_info([self.store.path(o["oid"]) for o in objects])
-        for obj, info in zip(objects, infos, strict=True):
-            if info.type != pafs.FileType.File or info.size != obj["size"]:
+            infos = self.target.fs.get_file_info([self.store.path(o) for o in oids])
+        stored: dict[str, int] = {}
+        for oid, info in zip(oids, infos, strict=True):
+            sha, plain = wanted[oid]
+            expected = plain if sha is None else self._expected_size(oid, sha, plain)
+            if info.type != pafs.FileType.File or (expected is not None and info.size != expected):
                 raise BackupInvalid(
-                    f"cannot write manifest of backup '{backup_id}': object {obj['oid']} "
+                    f"cannot write manifest of backup '{backup_id}': object {oid} "
                     f"is missing from target '{self.uri}' or has the wrong size"
                 )
-        write_atomic(self.target, path, manifest.encode(sealed), self.durable)
-        return sealed
+            stored[oid] = info.size
+        compress = self.compression == "zstd"
+        features = ([manifest.ZSTD] if compress else []) + ([manifest.AES] if self.encrypted else [])
+        sealed = manifest.seal(m, wanted, stored, features)
+        data, doc = envelope.pack(sealed, compress, self.store.write_keys)
+        write_atomic(self.target, path, data, self.durable)
+        return doc
 
-    def read_manifest(self, backup_id: str) -> dict[str, Any]:
-        """A checked manifest: NotFound if absent, BackupInvalid if damaged or unknown."""
+    def _expected_size(self, oid: str, sha256: str, plain_size: int) -> int | None:
+        try:
+            return self.store.form(oid, sha256).stored_size(plain_size)
+        except BackupInvalid as exc:
+            raise InvalidArgument(f"manifest lists {exc.message}") from exc
+
+    def read_manifest(self, backup_id: str, require_body: bool = True) -> dict[str, Any]:
+        """A checked manifest: NotFound if absent, BackupInvalid if damaged or unknown.
+
+        An encrypted backup needs the passphrase (PassphraseError, a BackupInvalid,
+        without it or with a wrong one), unless `require_body` is false: then its
+        public header comes back, without `tables` (enough to list or drop it)."""
         check_backup_id(backup_id)
         self._readable()
-        return self._load_manifest(backup_id)
+        return self._load_manifest(backup_id, require_body)
 
-    def _load_manifest(self, backup_id: str) -> dict[str, Any]:
+    def _load_manifest(self, backup_id: str, require_body: bool = True) -> dict[str, Any]:
         data = self._read_small(manifest_path(self.target.base, backup_id))
         if data is None:
             raise NotFound(f"backup '{backup_id}' does not exist in target '{self.uri}'")
-        return manifest.decode(data, backup_id)
+        return envelope.unpack(
+            data, backup_id, lambda key_id: self._open_key(key_id, backup_id), require_body
+        )
 
     def manifest_ids(self) -> list[str]:
         selector = pafs.FileSelector(join(self.target.base, MANIFESTS), allow_not_found=True)
@@ -209,13 +329,14 @@ class Repository:
     def list_manifests(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every manifest, newest first by created_at. A manifest that cannot be
         read is listed as {"backup_id", "error"} (after the good ones, and only when
-        not filtering by namespace) instead of failing the whole listing."""
+        not filtering by namespace) instead of failing the whole listing. An
+        encrypted one this instance cannot open is its public header (no `tables`)."""
         self._readable()
         good: list[dict[str, Any]] = []
         bad: list[dict[str, Any]] = []
         for backup_id in self.manifest_ids():
             try:
-                m = self._load_manifest(backup_id)
+                m = self._load_manifest(backup_id, require_body=False)
             except NotFound:
                 continue  # dropped while we listed
             except CairnError as exc:
@@ -249,7 +370,7 @@ class Repository:
         self.check_config()
         for backup_id in self.manifest_ids():
             try:
-                m = self._load_manifest(backup_id)
+                m = self._load_manifest(backup_id, require_body=False)
             except NotFound:
                 continue
             except CairnError as exc:
@@ -266,21 +387,25 @@ class Repository:
         should_stop: ShouldStop | None = None,
     ) -> VerifyReport:
         """Reread every object of a backup. A bad manifest is reported as invalid;
-        a backup that does not exist raises NotFound."""
+        a backup that does not exist raises NotFound, and an encrypted one without
+        its passphrase (or with a wrong one) PassphraseError."""
         try:
             m = self.read_manifest(backup_id)
+        except PassphraseError:
+            raise
         except BackupInvalid as exc:
             return VerifyReport(backup_id, is_valid=False, errors=[exc.message])
         return verify_objects(self.store, m, on_progress, should_stop)
 
     # --- locks and prune -------------------------------------------------------
 
-    def lock(self, backup_id: str) -> BackupLock:
+    def lock(self, backup_id: str, should_stop: ShouldStop | None = None) -> BackupLock:
         """Start protecting a running backup's objects from prune. Used as a context
         manager, the lock is released on success and on an exception the run is
-        abandoned: the objects only it used are deleted again."""
+        abandoned: the objects only it used are deleted again. `should_stop` ends
+        a wait for a running prune (see prunes.py) with Cancelled."""
         check_backup_id(backup_id)
-        self.init()
+        self._writing()
         path = lock_path(self.target.base, backup_id)
         with reading(self.uri):
             taken = self.target.fs.get_file_info([path, manifest_path(self.target.base, backup_id)])
@@ -300,6 +425,8 @@ class Repository:
             write=lambda data: write_atomic(self.target, path, data, self.durable),
             remove=remove,
             abandon=lambda: self.abandon(backup_id),
+            settle=lambda: settle(self.target, should_stop),
+            expand=self.store.names_for,
         )
 
     def list_locks(self) -> list[dict[str, Any]]:
@@ -352,12 +479,21 @@ class Repository:
         delete_quietly(self.target, path)
         return self.prune(candidates=oids) if oids else 0
 
-    def prune(self, keep: Iterable[str] = (), candidates: Iterable[str] | None = None) -> int:
+    def prune(
+        self,
+        keep: Iterable[str] = (),
+        candidates: Iterable[str] | None = None,
+        before_delete: Callable[[set[str]], None] | None = None,
+    ) -> int:
         """Delete objects no manifest, lock or `keep` references; only among
         `candidates` when given (DROP BACKUP passes the dropped backup's objects).
+        `before_delete` is told the doomed oids once they are decided (a hook for
+        tests that interleave a prune with a backup).
 
-        Objects are listed before manifests and locks are read, so an object whose
-        manifest or lock appears meanwhile is kept. Returns bytes freed."""
+        Objects are listed first, then the locks are read, then the manifests: a
+        backup writes its manifest before it drops its lock, so an object in use
+        is always seen in one or the other. A backup that starts using an object
+        while this runs waits for it to finish (prunes.py). Returns bytes freed."""
         if candidates is None:
             present = self.store.list()
         else:
@@ -368,13 +504,17 @@ class Repository:
                     present[oid] = size
         if not present:
             return 0
-        in_use = self.referenced_objects() | self.locked_objects() | set(keep)
-        freed = 0
-        for oid, size in present.items():
-            if oid not in in_use:
+        with pruning(self.target, self.durable) as marker:
+            in_use = self.locked_objects()  # locks before manifests, see above
+            in_use |= self.referenced_objects()
+            in_use |= set(keep)
+            doomed = {oid: size for oid, size in present.items() if oid not in in_use}
+            if before_delete is not None:
+                before_delete(set(doomed))
+            for oid in doomed:
+                marker.refresh()
                 self.store.delete(oid)
-                freed += size
-        return freed
+        return sum(doomed.values())
 
 
 def _when(created_at: str) -> datetime:

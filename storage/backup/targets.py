@@ -3,6 +3,8 @@
 Every path a user can type ends up here, so this is where confinement is enforced:
 local targets must resolve, symlinks and all, inside a configured backup root.
 Object storage targets (`s3://…` or a configured name) get an `S3FileSystem`.
+A local target ending in `.tar` or `.tar.zst` is an archive: one file holding
+one backup (see archive.py), confined like any other local target.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import pyarrow.fs as pafs
 
 from catalog.errors import InvalidArgument, PermissionDenied
 
-TargetKind = Literal["local", "s3"]
+TargetKind = Literal["local", "s3", "archive"]
+ARCHIVE_SUFFIXES = (".tar", ".tar.zst")
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -27,7 +30,7 @@ class Target:
     """A resolved backup target.
 
     `base` is the repository's path inside `fs` (a local absolute path, or
-    `bucket/prefix` for S3); `uri` is what users are shown."""
+    `bucket/prefix` for S3, or the archive file); `uri` is what users are shown."""
 
     fs: pafs.FileSystem = field(compare=False, repr=False)
     base: str
@@ -90,9 +93,19 @@ def _local(target: str, roots: list[str]) -> Target:
         raise InvalidArgument(
             f"backup target '{target}' is a backup root itself; name a directory inside it"
         )
+    # An archive name that is an existing directory stays a directory repository
+    # (such names meant nothing before archives existed).
+    if is_archive_name(real) and not os.path.isdir(real):
+        if os.path.lexists(real) and not os.path.isfile(real):
+            raise InvalidArgument(f"backup target '{target}' is not a regular file")
+        return Target(fs=pafs.LocalFileSystem(), base=real, uri=real, kind="archive")
     if os.path.lexists(real) and not os.path.isdir(real):
         raise InvalidArgument(f"backup target '{target}' is not a directory")
     return Target(fs=pafs.LocalFileSystem(), base=real, uri=real, kind="local")
+
+
+def is_archive_name(path: str) -> bool:
+    return path.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 # --- S3 ----------------------------------------------------------------------------
@@ -114,6 +127,11 @@ def _split_s3(uri: str) -> tuple[str, str]:
     components = prefix.split("/") if prefix else []
     if any(c in ("", ".", "..") for c in components):
         raise InvalidArgument(f"backup target '{uri}' has an empty, '.' or '..' path component")
+    if is_archive_name(prefix):
+        raise InvalidArgument(
+            f"backup target '{uri}': archives (.tar, .tar.zst) are local files; "
+            "object storage holds repositories"
+        )
     return bucket, prefix
 
 

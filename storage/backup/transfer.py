@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from catalog.errors import Cancelled
 
-CHUNK_SIZE = 4 * 1024 * 1024
+CHUNK_SIZE = 1024 * 1024
 
 OnBytes = Callable[[int], None]
 ShouldStop = Callable[[], bool]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .objects import ObjectStore
-from .transfer import ShouldStop, check_stop
+from .transfer import OnBytes, ShouldStop, check_stop
 
 MAX_ERRORS = 100
 
@@ -35,15 +35,29 @@ class VerifyReport:
 
 
 OnProgress = Callable[[Progress], None]
+# Checks one objects entry: None when intact, else what is wrong.
+Checker = Callable[[dict[str, Any], OnBytes, ShouldStop | None], str | None]
+
+
+def check_in_store(store: ObjectStore) -> Checker:
+    def check(obj: dict[str, Any], on_bytes: OnBytes, should_stop: ShouldStop | None) -> str | None:
+        return store.check(
+            obj["oid"], obj["size"], on_bytes, should_stop, obj.get("sha256"), obj.get("plain_size")
+        )
+
+    return check
 
 
 def verify_objects(
-    store: ObjectStore,
+    store: ObjectStore | Checker,
     manifest: dict[str, Any],
     on_progress: OnProgress | None = None,
     should_stop: ShouldStop | None = None,
 ) -> VerifyReport:
-    """Check size and sha256 of every object in a (decoded, hence well-formed) manifest."""
+    """Check every object of a (decoded, hence well-formed) manifest, in oid order:
+    its stored size, and the sha256 of its bytes (raw) or of its decoded content,
+    every encrypted frame authenticating (encoded)."""
+    check = check_in_store(store) if isinstance(store, ObjectStore) else store
     objects: list[dict[str, Any]] = manifest["objects"]
     files_total = len(objects)
     bytes_total = sum(o["size"] for o in objects)
@@ -64,7 +78,7 @@ def verify_objects(
     for obj in objects:
         check_stop(should_stop)
         in_object = 0
-        problem = store.check(obj["oid"], obj["size"], on_bytes, should_stop)
+        problem = check(obj, on_bytes, should_stop)
         if problem is not None:
             errors.append(problem)
         report.files_checked += 1

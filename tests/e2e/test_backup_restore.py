@@ -79,7 +79,7 @@ async def test_round_trip_every_table_kind(client: Any) -> None:
     row = await backup(client, "BACKUP DATABASE app TO 'nightly'")
     assert row["status"] == "completed" and row["namespace"] == "app"
     assert row["tables"] == 4 and row["files"] >= 4 and row["bytes"] > 0
-    assert row["bytes_written"] == row["bytes"]  # a first backup writes everything
+    assert 0 < row["bytes_written"] <= row["bytes"]  # a first backup writes everything (zstd)
     restored = await backup(client, "RESTORE DATABASE app FROM 'nightly' AS copy")
     assert restored["backup_id"] == row["backup_id"] and restored["namespace"] == "copy"
     assert await answers(client, "copy") == before

@@ -32,7 +32,8 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def repo(root: Path) -> Repository:
-    return Repository(resolve_target("main", [str(root)], {}))
+    """A repository writing format 1 exactly (no compression, no encryption)."""
+    return Repository(resolve_target("main", [str(root)], {}), compression="none")
 
 
 @pytest.fixture

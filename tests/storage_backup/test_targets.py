@@ -20,11 +20,11 @@ def s3_options(target: Any) -> dict[str, Any]:
 
 def test_name_resolves_under_first_root_without_creating_it(tmp_path: Path) -> None:
     first, second = tmp_path / "r1", tmp_path / "r2"
-    target = resolve_target("nightly.tar", [str(first), str(second)], {})
+    target = resolve_target("nightly", [str(first), str(second)], {})
     assert target.kind == "local"
-    assert target.base == target.uri == str(first.resolve() / "nightly.tar")
+    assert target.base == target.uri == str(first.resolve() / "nightly")
     assert first.is_dir() and second.is_dir()  # roots are created
-    assert not (first / "nightly.tar").exists()  # the target is not
+    assert not (first / "nightly").exists()  # the target is not
 
 
 def test_relative_path_and_dot_components(root: Path) -> None:
@@ -213,6 +213,24 @@ def test_named_target_must_be_s3() -> None:
 
 
 def test_paths_are_plain_strings_even_with_odd_names(root: Path) -> None:
-    for name in ("x.tar", "x.zip", "with space", "ünïcode"):
+    for name in ("x.zip", "with space", "ünïcode"):
         target = resolve_target(name, [str(root)], {})
         assert os.path.basename(target.base) == name
+
+
+def test_archive_names_are_files_confined_like_directories(root: Path, tmp_path: Path) -> None:
+    for name in ("a.tar", "sub/b.TAR.ZST", "c.tar.zst"):
+        target = resolve_target(name, [str(root)], {})
+        assert target.kind == "archive"
+        assert target.base == str(root.resolve() / name)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside / "x.tar", root / "link.tar")
+    with pytest.raises(PermissionDenied):
+        resolve_target("link.tar", [str(root)], {})
+    with pytest.raises(PermissionDenied):
+        resolve_target("../x.tar", [str(root)], {})
+    (root / "old.tar").mkdir()  # a directory named like an archive stays a directory
+    assert resolve_target("old.tar", [str(root)], {}).kind == "local"
+    with pytest.raises(InvalidArgument, match="archives"):
+        resolve_target("s3://bucket/x.tar.zst", [str(root)], {})

@@ -52,8 +52,8 @@ def test_truncated_deleted_and_all_reported(repo: Repository, sources: list[Sour
     assert not report.is_valid
     assert sorted(report.errors) == sorted(
         [
-            f"object {sources[0].sha256} is corrupt: size {sources[0].size - 1}, "
-            f"expected {sources[0].size}",
+            (f"object {sources[0].sha256} is corrupt: size {sources[0].size - 1}, "
+             f"expected {sources[0].size}"),
             f"object {sources[1].sha256} is missing",
         ]
     )

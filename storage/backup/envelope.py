@@ -1,0 +1,191 @@
+"""The stored form of a manifest, and every check made when reading it back.
+
+A manifest file is always one line of canonical JSON and a newline. Without
+features (format 1: no compression, no encryption) that JSON is the whole
+manifest. With features (zstd, aes-256-gcm) it is a public header, and the rest
+of the manifest travels in `body`, compressed and/or encrypted, in base64:
+
+    {"backup_id":…,"body":{"codec":"zstd+aes-256-gcm","data":"<base64>","plain_size":…},
+     "encrypted":true,"key":"<key id>","objects":[{"oid":…,"size":…}],"totals":{…},…}
+
+The header is what anyone may read: enough to list the backup (SHOW BACKUPS) and
+to know which objects it holds (prune, DROP BACKUP), never table names, schemas
+or content checksums. `manifest_sha256` covers the whole header, body included,
+so any flipped byte anywhere is caught; an encrypted body is also authenticated
+by AES-GCM under the key."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import Any
+
+from catalog.errors import BackupInvalid
+
+from . import manifest
+from .codec import RAW, ZSTD, Form, decode_bytes, encode_bytes
+from .crypto import Keys, PassphraseError, binding_for_manifest
+from .manifest import AES, FORMAT_VERSION, KNOWN_FEATURES, canonical, checksum
+
+PUBLIC = frozenset(
+    {
+        "format", "format_version", "features", "backup_id", "namespace", "created_at",
+        "snapshot_at", "label", "encrypted", "totals", "objects",
+    }
+)
+MAX_BODY = 1 << 30
+
+KeyOpener = Callable[[str], Keys | None]
+
+
+def pack(m: dict[str, Any], compress: bool, keys: Keys | None) -> tuple[bytes, dict[str, Any]]:
+    """The bytes to store for a sealed manifest, and the manifest as a reader will
+    return it: every field, with `manifest_sha256` (and `key` when encrypted),
+    not the stored `body`."""
+    if not m["features"]:
+        doc = {**m, "manifest_sha256": checksum(m)}
+        return canonical(doc) + b"\n", doc
+    header = {k: v for k, v in m.items() if k in PUBLIC}
+    header["objects"] = [{"oid": o["oid"], "size": o["size"]} for o in m["objects"]]
+    body = {k: v for k, v in m.items() if k not in PUBLIC or k == "objects"}
+    plain = canonical(body)
+    form = Form("", ZSTD if compress else RAW, keys)
+    stored = encode_bytes(plain, form, binding_for_manifest(m["backup_id"]))
+    codecs = ([ZSTD] if compress else []) + ([AES] if keys is not None else [])
+    header["body"] = {
+        "codec": "+".join(codecs),
+        "data": base64.b64encode(stored).decode("ascii"),
+        "plain_size": len(plain),
+    }
+    if keys is not None:
+        header["key"] = keys.key_id
+    header["manifest_sha256"] = checksum(header)
+    return canonical(header) + b"\n", _merged(header, body)
+
+
+def unpack(
+    data: bytes, backup_id: str, open_key: KeyOpener, require_body: bool = True
+) -> dict[str, Any]:
+    """Parse and check stored manifest bytes; BackupInvalid names the backup and the
+    problem (truncated, not JSON, unknown version, checksum mismatch, …).
+
+    An encrypted body is opened with `open_key(key_id)`, which returns the keys,
+    None when no passphrase was given, or raises PassphraseError. Without the keys
+    the public header is returned when `require_body` is false, else
+    PassphraseError is raised."""
+    name = f"manifest of backup '{backup_id}'"
+    if not data.strip():
+        raise BackupInvalid(f"{name} is empty")
+    header = _parse_json(data, name)
+    version = header.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise BackupInvalid(
+            f"{name} has unknown format_version {version!r}; "
+            f"this Cairn reads format_version {FORMAT_VERSION}"
+        )
+    stored_sum = header.pop("manifest_sha256", None)
+    if not isinstance(stored_sum, str):
+        raise BackupInvalid(f"{name} has no manifest_sha256 checksum")
+    try:
+        actual = checksum(header)
+    except (TypeError, ValueError) as exc:
+        raise BackupInvalid(f"{name} is corrupt: {exc}") from exc
+    if actual != stored_sum:
+        raise BackupInvalid(f"{name} is corrupt: manifest_sha256 mismatch")
+    header["manifest_sha256"] = stored_sum
+    if canonical(header) + b"\n" != data:
+        raise BackupInvalid(f"{name} is corrupt: bytes differ from the canonical form")
+    features = header.get("features")
+    named = {f for f in features if isinstance(f, str)} if isinstance(features, list) else set()
+    unknown = sorted(named - KNOWN_FEATURES)
+    if unknown:
+        raise BackupInvalid(
+            f"{name} needs format features this Cairn does not support: {', '.join(unknown)}"
+        )
+    if "body" not in header:
+        if named:
+            raise BackupInvalid(f"{name} is corrupt: it names features but has no body")
+        m = header
+    else:
+        m = _with_body(header, name, backup_id, open_key, require_body)
+    problem = manifest.structure_problem(m)
+    if problem:
+        raise BackupInvalid(f"{name} is invalid: {problem}")
+    if m["backup_id"] != backup_id:
+        raise BackupInvalid(f"{name} is invalid: it names backup '{m['backup_id']}'")
+    return m
+
+
+def _with_body(
+    header: dict[str, Any],
+    name: str,
+    backup_id: str,
+    open_key: KeyOpener,
+    require_body: bool,
+) -> dict[str, Any]:
+    desc = header["body"]
+    codecs = desc.get("codec") if isinstance(desc, dict) else None
+    if codecs not in ("zstd", "aes-256-gcm", "zstd+aes-256-gcm"):
+        raise BackupInvalid(f"{name} is corrupt: unknown body codec {codecs!r}")
+    try:
+        stored = base64.b64decode(desc.get("data", ""), validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise BackupInvalid(f"{name} is corrupt: its body is not base64") from None
+    encrypted = AES in codecs.split("+")
+    if encrypted != (header.get("encrypted") is True):
+        raise BackupInvalid(f"{name} is corrupt: body codec and 'encrypted' disagree")
+    keys = None
+    if encrypted:
+        key_id = header.get("key")
+        if not isinstance(key_id, str):
+            raise BackupInvalid(f"{name} is corrupt: it names no key")
+        try:
+            keys = open_key(key_id)
+            if keys is None:
+                raise PassphraseError(
+                    f"backup '{backup_id}' is encrypted: give its encryption_passphrase"
+                )
+        except PassphraseError:
+            if require_body:
+                raise
+            return _merged(header, {})
+    form = Form("", ZSTD if "zstd" in codecs.split("+") else RAW, keys)
+    limit = desc.get("plain_size")
+    if not isinstance(limit, int) or not 0 <= limit <= MAX_BODY:
+        raise BackupInvalid(f"{name} is corrupt: bad body size")
+    plain = decode_bytes(stored, form, f"{name} body", limit, binding_for_manifest(backup_id))
+    body = _parse_json(plain, f"{name} body")
+    if canonical(body) != plain:
+        raise BackupInvalid(f"{name} is corrupt: body differs from the canonical form")
+    clash = sorted((set(body) & set(header)) - {"objects"})
+    if clash:
+        raise BackupInvalid(f"{name} is corrupt: body repeats {clash}")
+    objects = body.get("objects")
+    public = (
+        [{"oid": o.get("oid"), "size": o.get("size")} for o in objects if isinstance(o, dict)]
+        if isinstance(objects, list)
+        else None
+    )
+    if public != header.get("objects"):
+        raise BackupInvalid(f"{name} is corrupt: body and header list different objects")
+    return _merged(header, body)
+
+
+def _merged(header: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: v for k, v in header.items() if k != "body"}, **body}
+
+
+def _parse_json(data: bytes, name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BackupInvalid(f"{name} is corrupt: not valid UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise BackupInvalid(f"{name} is truncated or not JSON: {exc.msg} at byte {exc.pos}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise BackupInvalid(f"{name} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BackupInvalid(f"{name} is not a JSON object")
+    return value

@@ -1,0 +1,199 @@
+"""Tar streams for archives: writing one deterministically, reading one warily.
+
+Writing: members in sorted order, regular files only, mtime 0, uid/gid 0, empty
+owner names, mode 0o644, PAX format (long names need it; nothing else varies),
+optionally through one zstd stream. The same repository always packs to the
+same bytes.
+
+Reading: members come straight from the (decompressed) stream, never extracted
+by tarfile. A member must be a regular file (or a directory, which is skipped)
+with a relative name of the repository layout, in strictly increasing order;
+anything else (absolute paths, `..`, links, devices, unknown names) is refused."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import tarfile
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import zstandard
+
+from catalog.errors import AlreadyExists, BackupInvalid, CairnError
+
+from .atomic import fsync_path
+from .layout import CONFIG, KEYS, LOCKS, MANIFESTS, OBJECTS, TMP
+from .oserrors import writing
+from .transfer import CHUNK_SIZE
+
+ZSTD_LEVEL = 3
+_MEMBER = re.compile(
+    r"^(config\.json"
+    r"|keys/[0-9a-f]{32}\.json"
+    r"|manifests/[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.json"
+    r"|objects/([0-9a-f]{2})/([0-9a-f]{64}))$"
+)
+PACKED = (CONFIG, KEYS, MANIFESTS, OBJECTS)  # locks/ and tmp/ never go into an archive
+
+
+def is_zst(path: str) -> bool:
+    return path.lower().endswith(".tar.zst")
+
+
+def packable(base: str) -> list[str]:
+    """Relative names of the files of a local repository that an archive holds, sorted."""
+    names = []
+    for top in PACKED:
+        path = os.path.join(base, top)
+        if os.path.isfile(path):
+            names.append(top)
+        for dirpath, _dirs, files in os.walk(path):
+            for f in files:
+                names.append(os.path.relpath(os.path.join(dirpath, f), base).replace(os.sep, "/"))
+    assert not any(n.startswith((LOCKS + "/", TMP + "/")) for n in names)
+    return sorted(names)
+
+
+def pack(base: str, archive: str, durable: bool = True) -> None:
+    """Write the repository at `base` as the archive `archive`: to a temp file
+    beside it, fsynced, then linked into place, so the archive appears whole or
+    not at all. An existing archive is ALREADY_EXISTS."""
+    parent = os.path.dirname(archive)
+    tmp = os.path.join(parent, f".{os.path.basename(archive)}.{secrets.token_hex(8)}.tmp")
+    with writing(archive):
+        os.makedirs(parent, exist_ok=True)
+        try:
+            with open(tmp, "xb") as raw:
+                write_tar(base, raw, is_zst(archive))
+                if durable:
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            try:
+                os.link(tmp, archive)  # a rename that never replaces
+            except FileExistsError:
+                raise AlreadyExists(f"backup archive '{archive}' already exists") from None
+            if durable:
+                fsync_path(parent)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def write_tar(base: str, out: BinaryIO, zst: bool) -> None:
+    sink: Any = out
+    compressor = None
+    if zst:
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+        sink = compressor.stream_writer(out, closefd=False)
+    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name in packable(base):
+            path = os.path.join(base, name)
+            info = tarfile.TarInfo(name)
+            info.size = os.path.getsize(path)
+            info.mtime = 0
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+    if compressor is not None:
+        sink.close()
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def archive_errors(archive: str) -> Iterator[None]:
+    """What a damaged archive raises, as BACKUP_INVALID naming the archive."""
+    try:
+        yield
+    except CairnError:
+        raise
+    except FileNotFoundError:
+        raise BackupInvalid(f"backup archive '{archive}' does not exist") from None
+    except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError, ValueError) as exc:
+        raise BackupInvalid(f"backup archive '{archive}' is corrupt: {exc}") from exc
+
+
+class Reader:
+    """One pass over an archive's members. `seekable` opens a plain `.tar` so that
+    members can also be read later, in any order (tarfile seeks over data)."""
+
+    def __init__(self, archive: str, seekable: bool = False) -> None:
+        self.archive = archive
+        self._raw = open(archive, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            with archive_errors(archive):
+                if is_zst(archive):
+                    stream = zstandard.ZstdDecompressor().stream_reader(
+                        self._raw, read_size=CHUNK_SIZE
+                    )
+                    self.tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115
+                elif seekable:
+                    self.tar = tarfile.open(fileobj=self._raw, mode="r:")  # noqa: SIM115
+                else:
+                    self.tar = tarfile.open(fileobj=self._raw, mode="r|")  # noqa: SIM115
+        except BaseException:
+            self._raw.close()
+            raise
+
+    def members(self) -> Iterator[tuple[str, tarfile.TarInfo]]:
+        """(name, member) of every file, checked; a directory entry is skipped."""
+        previous = ""
+        with archive_errors(self.archive):
+            for member in self.tar:
+                name = self._check(member, previous)
+                previous = name
+                if not member.isdir():
+                    yield name, member
+
+    def _check(self, member: tarfile.TarInfo, previous: str) -> str:
+        name = member.name
+        where = f"backup archive '{self.archive}'"
+        if name.startswith("/") or "\\" in name or any(
+            c in ("", ".", "..") for c in name.rstrip("/").split("/")
+        ):
+            raise BackupInvalid(f"{where} has a member with an unsafe name: {name!r}")
+        if member.isdir():
+            return name.rstrip("/")
+        if not member.isreg() or member.issparse():
+            raise BackupInvalid(f"{where} has member {name!r} that is not a regular file")
+        if not _MEMBER.match(name):
+            raise BackupInvalid(f"{where} has an unexpected member {name!r}")
+        if name <= previous:
+            raise BackupInvalid(f"{where} is not in sorted order at member {name!r}")
+        return name
+
+    def read(self, member: tarfile.TarInfo, limit: int) -> bytes:
+        """A small member whole, refusing more than `limit` bytes."""
+        if member.size > limit:
+            raise BackupInvalid(
+                f"backup archive '{self.archive}' member {member.name!r} is too large"
+            )
+        with archive_errors(self.archive):
+            f = self.tar.extractfile(member)
+            assert f is not None
+            return f.read()
+
+    def open(self, member: tarfile.TarInfo) -> Any:
+        with archive_errors(self.archive):
+            f = self.tar.extractfile(member)
+        assert f is not None
+        return f
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.tar.close()
+        self._raw.close()
+
+
+def object_id(name: str) -> str | None:
+    """The oid of an `objects/aa/<oid>` member name, else None."""
+    match = _MEMBER.match(name)
+    if match is None or match.group(3) is None or match.group(2) != match.group(3)[:2]:
+        return None
+    return match.group(3)
