@@ -1,0 +1,613 @@
+"""Crash injection (issue 8, part 3): N times, start `cairn serve`, start a
+BACKUP or a RESTORE of a namespace holding data, SIGKILL the server at a random
+moment, restart it and check that nothing lies and nothing is half-done:
+
+- the interrupted job ended `failed` ("interrupted"), or `completed` if it had
+  finished before the kill; no job is left queued or running; a job that died
+  after its work was whole (manifest written, namespace installed) says so;
+- the server's backup catalog and the target's manifests agree, every manifest
+  reads, and every listed backup passes VERIFY (both `VERIFY BACKUP id` through
+  the catalog and `VERIFY BACKUP id IN target`);
+- after the start-up clean-up the target holds no object that no manifest
+  references, no lock and no temp file;
+- no partial namespace: only `app` and `copy` exist; the source `app` is
+  unchanged; `copy` is whole: its old content or the restored backup's, and the
+  backup's if the restore completed;
+- the data dir holds no stray file: `tmp/` is empty and every Parquet file under
+  `files/` is registered.
+
+The moment: the server runs with `[backup] throttle_bytes_per_second` chosen so
+the job moves its bytes in about `--job-seconds` (1 s); the kill comes after a
+delay drawn uniformly from [-0.15, 1.15] times the job's expected duration
+(measured from the runs that completed), from when the request was sent. A
+negative draw kills at once, before the job starts; the tail lands after it
+ends. The phase a kill hit is read back from the job row after the restart.
+
+A uniform moment rarely lands in the narrow windows (between the manifest and
+the catalog record, between install and the job row, inside keep_last's
+prune), so a quarter of the runs (`--fault-share`) instead start the server
+with `CAIRN_FAULTS=<point>:kill` for a random named point of `server/faults.py`
+that the job passes: the server SIGKILLs itself exactly there (the timed kill
+stays as a fallback if the point is not reached).
+
+Each run: a throttled server takes the job and is killed; an unthrottled one
+recovers, is checked, and prepares the next run (a fresh `app.churn` table with
+flushed, buffered and soft-deleted rows, so each backup has new bytes to move;
+`app.base` is deduplicated). Backups use `keep_last = 4`, so the drop of old
+backups inside a backup job is under fire too.
+
+    /work/venv/bin/python bench/crash_injection.py --runs 200 [--seed 8] [--job-seconds 1.0]
+
+`tests/proof/test_crash_injection.py` runs the same `run_campaign` with 10 runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from storage.backup import Repository, resolve_target
+
+TARGET = "crash"
+KEEP_LAST = 4
+CHECKS = ("job_ended", "catalog_matches_target", "backups_verify", "no_orphan_objects",
+          "no_partial_namespace", "source_unchanged", "data_dir_clean")
+FAULT_POINTS = {
+    "backup": ("backup.snapshot_taken", "backup.before_object", "backup.mid_object",
+               "backup.before_manifest", "backup.after_manifest", "prune.before_delete"),
+    "restore": ("restore.before_object", "restore.mid_object", "restore.before_install",
+                "restore.after_install"),
+}
+PHASES = ("before the job was recorded", "queued", "running 0-25%", "running 25-50%",
+          "running 50-75%", "running 75-100%", "after the manifest / install",
+          "after the job ended")
+
+
+# --- a `cairn serve` process -------------------------------------------------------
+
+
+class CairnProcess:
+    """`cairn serve` as a user runs it; stderr goes to a log file (never a pipe
+    nobody reads, which would stall a chatty server)."""
+
+    def __init__(self, data_dir: Path, config: Path, log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.data_dir, self.config, self.log_path = data_dir, config, log_path
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.url = ""
+
+    def start(self, timeout: float = 60.0) -> CairnProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(self.data_dir),
+                 "--config", str(self.config), "--port", "0", "--log-level", "INFO"],
+                stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(ROOT), env=self.env,
+            )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("cairn listening on") or time.monotonic() > deadline:
+            self.kill()
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"server did not start: {line!r}\n{tail}")
+        self.url = line.split()[-1]
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def post(self, text: str, timeout: float = 60.0,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        req = urllib.request.Request(
+            self.url + "/api/sql", data=json.dumps({"sql": text}).encode(), method="POST",
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def ok(self, text: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+        status, body = self.post(text, timeout)
+        if status != 200:
+            raise RuntimeError(f"{text[:200]!r} failed: {status} {body.get('error')}")
+        return list(body["results"])
+
+    def rows(self, text: str) -> list[dict[str, Any]]:
+        return list(self.ok(text)[-1]["rows"])
+
+    def send(self, text: str) -> http.client.HTTPConnection:
+        """Send a request without waiting for the answer (the caller may kill us)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        conn.request("POST", "/api/sql", json.dumps({"sql": text}),
+                     {"Content-Type": "application/json"})
+        return conn
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind runs in the server."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+
+
+def write_config(path: Path, root: Path, throttle: int) -> Path:
+    path.write_text(f'[backup]\nroots = ["{root}"]\nthrottle_bytes_per_second = {int(throttle)}\n')
+    return path
+
+
+# --- the record of a campaign -------------------------------------------------------
+
+
+@dataclass
+class Run:
+    index: int
+    op: str  # backup | restore
+    planned: float  # kill moment as a fraction of the expected duration
+    fault: str | None = None  # a named fault point the server kills itself at
+    delay: float = 0.0  # seconds after the request was sent
+    phase: str = ""
+    job_status: str | None = None
+    answered: bool = False  # the client got its answer before the kill
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Campaign:
+    runs: list[Run] = field(default_factory=list)
+    passed: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    seed: int = 0
+    durations: dict[str, list[float]] = field(default_factory=dict)  # completed jobs, s
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"run {r.index} ({r.op}, {r.fault or 'kill'} at {r.delay:.3f} s, {r.phase}): {f}"
+                for r in self.runs for f in r.failures]
+
+    def table(self) -> str:
+        n = len(self.runs)
+        lines = [f"crash injection: {n} runs, seed {self.seed}, {self.seconds:.0f} s", ""]
+        ops = Counter(r.op for r in self.runs)
+        lines += ["| kill moment (phase the job was in) | backup | restore | all |",
+                  "|---|---:|---:|---:|"]
+        for phase in PHASES:
+            b = sum(1 for r in self.runs if r.phase == phase and r.op == "backup")
+            s = sum(1 for r in self.runs if r.phase == phase and r.op == "restore")
+            lines.append(f"| {phase} | {b} | {s} | {b + s} |")
+        lines.append(f"| **runs** | {ops['backup']} | {ops['restore']} | {n} |")
+        med = {op: f"{statistics.median(d):.2f} s" if d else "-"
+               for op, d in self.durations.items()}
+        lines.append(f"| median job duration (uninterrupted) | {med.get('backup', '-')} "
+                     f"| {med.get('restore', '-')} | |")
+        faulted = Counter(r.fault for r in self.runs if r.fault)
+        if faulted:
+            lines += ["", "| of which killed at a fault point | runs | phase seen |",
+                      "|---|---:|---|"]
+            for point in [p for op in FAULT_POINTS.values() for p in op]:
+                seen = Counter(r.phase for r in self.runs if r.fault == point)
+                shown = ", ".join(f"{ph} ({k})" for ph, k in seen.most_common())
+                lines.append(f"| {point} | {faulted[point]} | {shown} |")
+        timed = [r for r in self.runs if not r.fault]
+        if timed:
+            lines += ["", "| timed kills: moment drawn, share of the expected duration | runs |",
+                      "|---|---:|"]
+            edges = [(-0.15, 0.0, "before the request (kill at once)"), (0.0, 0.25, "0-25%"),
+                     (0.25, 0.5, "25-50%"), (0.5, 0.75, "50-75%"), (0.75, 1.0, "75-100%"),
+                     (1.0, 1.16, "100-115% (past the expected end)")]
+            for lo, hi, label in edges:
+                lines.append(f"| {label} | {sum(1 for r in timed if lo <= r.planned < hi)} |")
+        lines += ["", "| check after restart | passed |", "|---|---:|"]
+        for check in CHECKS:
+            lines.append(f"| {check} | {self.passed[check]}/{n} |")
+        failures = self.failures
+        failed_runs = sum(1 for r in self.runs if r.failures)
+        lines += ["", (f"failures: {len(failures)} in {failed_runs} runs "
+                       "(shown once, at the run where each first appeared)")]
+        lines += [f"  {f}" for f in self.new_failures()[:50]]
+        return "\n".join(lines)
+
+    def new_failures(self) -> list[str]:
+        """Failures not already reported by the run before (damage that stays
+        fails every later check too; the first run it shows in is what matters)."""
+        out, previous = [], set()
+        for r in self.runs:
+            out += [f"run {r.index} ({r.op}, {r.fault or 'kill'} at {r.delay:.3f} s, "
+                    f"{r.phase}): {f}" for f in r.failures if f not in previous]
+            previous = set(r.failures)
+        return out
+
+
+# --- the campaign ---------------------------------------------------------------------
+
+
+class _World:
+    """The source namespace, the target and what we know about every backup."""
+
+    def __init__(self, workdir: Path, rng: random.Random, job_seconds: float) -> None:
+        self.workdir = workdir
+        self.rng = rng
+        self.job_seconds = job_seconds
+        self.data = workdir / "data"
+        self.root = workdir / "backups"
+        self.log = workdir / "server.log"
+        self.backup_digest: dict[str, str] = {}  # backup_id -> digest of app when taken
+        self.durations: dict[str, list[float]] = {"backup": [], "restore": []}
+        self.next_id = 1_000_000
+        self.keep_last = KEEP_LAST
+        self.config_n = 0
+
+    def server(self, throttle: int, faults: str = "") -> CairnProcess:
+        self.config_n += 1
+        cfg = write_config(self.workdir / f"cairn-{self.config_n % 2}.toml", self.root, throttle)
+        return CairnProcess(self.data, cfg, self.log, env={"CAIRN_FAULTS": faults}).start()
+
+    def repo(self) -> Repository:
+        return Repository(resolve_target(TARGET, [str(self.root)], {}))
+
+    # --- data ---
+
+    def _rows(self, n: int) -> str:
+        out = []
+        for _ in range(n):
+            out.append(f"({self.next_id}, '{self.rng.randbytes(300).hex()}')")
+            self.next_id += 1
+        return ", ".join(out)
+
+    def setup(self, srv: CairnProcess) -> None:
+        srv.ok("CREATE NAMESPACE app; CREATE TABLE app.base (id BIGINT PRIMARY KEY, data TEXT)")
+        for _ in range(2):
+            srv.ok(f"INSERT INTO app.base VALUES {self._rows(30)}; FLUSH TABLE app.base")
+        self.churn(srv)
+        row = srv.rows(f"BACKUP DATABASE app TO '{TARGET}' WITH (label = 'baseline')")[0]
+        self.backup_digest[row["backup_id"]] = digest(srv, "app") or ""
+
+    def churn(self, srv: CairnProcess) -> None:
+        """New bytes for the next backup: three flushed files, buffered rows, a
+        soft delete and an update, in a table made afresh."""
+        srv.ok("DROP TABLE IF EXISTS app.churn;"
+               "CREATE TABLE app.churn (id BIGINT PRIMARY KEY, data TEXT, n INT)")
+        for _ in range(3):
+            srv.ok(f"INSERT INTO app.churn (id, data) VALUES {self._rows(40)}; FLUSH TABLE app.churn")
+        srv.ok(f"INSERT INTO app.churn (id, data) VALUES {self._rows(10)};"
+               f"DELETE FROM app.churn WHERE id = {self.next_id - 3};"
+               f"UPDATE app.churn SET n = 7 WHERE id = {self.next_id - 5}")
+
+    def backup_bytes_to_move(self, srv: CairnProcess) -> int:
+        t = srv.rows("SELECT flushed_rows, buffered_rows, bytes FROM system.tables "
+                     "WHERE namespace = 'app' AND table_name = 'churn'")[0]
+        per_row = t["bytes"] / max(1, t["flushed_rows"])
+        return int(t["bytes"] + per_row * t["buffered_rows"])
+
+    def expected_seconds(self, op: str) -> float:
+        seen = self.durations[op]
+        # Until a job of this kind has completed, guess long, so the window
+        # reaches past its end and the first completions calibrate it.
+        return statistics.median(seen[-9:]) if seen else self.job_seconds * 1.25 + 0.15
+
+
+def digest(srv: CairnProcess, ns: str) -> str | None:
+    """Everything a namespace holds, as one hash: tables, schema history, all
+    rows (soft-deleted ones too); None when it does not exist."""
+    status, body = srv.post(f"SHOW TABLES IN {ns}")
+    if status == 404:
+        return None
+    if status != 200:
+        raise RuntimeError(f"SHOW TABLES IN {ns}: {status} {body}")
+    parts: list[Any] = []
+    for t in sorted(body["results"][0]["rows"], key=lambda r: r["table_name"]):
+        name = f"{ns}.{t['table_name']}"
+        parts.append([t["table_name"], t["table_type"], t["schema_version"], t["created_at"],
+                      srv.rows(f"DESCRIBE TABLE {name} HISTORY"),
+                      srv.rows(f"SELECT * FROM {name} ORDER BY id"),
+                      srv.rows(f"SELECT * FROM {name} WHERE _deleted = true ORDER BY id")])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _jobs(srv: CairnProcess) -> dict[str, dict[str, Any]]:
+    return {j["job_id"]: j for j in srv.rows(
+        "SELECT job_id, job_type, status, backup_id, namespace, error_message, created_at, "
+        "started_at, finished_at, fraction_completed FROM system.jobs")}
+
+
+def _seconds(a: str, b: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+
+
+@dataclass
+class Before:
+    """What the checks after the restart compare against."""
+
+    app: str | None
+    copy: str | None
+    jobs: set[str]
+    manifests: set[str]
+    restore_id: str | None = None
+
+
+def run_campaign(workdir: Path, runs: int, seed: int = 8, job_seconds: float = 1.0,
+                 progress: Callable[[str], None] | None = None,
+                 fault_share: float = 0.25, keep_last: int = KEEP_LAST,
+                 forced: dict[int, tuple[str, str | None]] | None = None) -> Campaign:
+    """The whole campaign in `workdir` (made empty first). Failed checks are
+    recorded per run, never raised; an unexpected error (a server that does not
+    start, a request that fails) is recorded as a failure and ends the campaign.
+    `forced` pins run i to (op, fault point or None) after the draws, so a short
+    campaign can be sure to visit a narrow window."""
+    started = time.monotonic()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    rng = random.Random(seed)
+    world = _World(workdir, rng, job_seconds)
+    world.keep_last = keep_last
+    campaign = Campaign(seed=seed)
+    srv: CairnProcess | None = None
+    try:
+        srv = world.server(0)
+        world.setup(srv)
+        for i in range(1, runs + 1):
+            run = Run(i, "backup" if rng.random() < 0.55 else "restore", rng.uniform(-0.15, 1.15))
+            if rng.random() < fault_share:
+                run.fault = rng.choice(FAULT_POINTS[run.op])
+                run.planned = 1.3  # the fallback, should the point not be reached
+            if forced and i in forced:
+                run.op, run.fault = forced[i]
+                run.planned = 1.3 if run.fault else run.planned
+            campaign.runs.append(run)
+            try:
+                assert srv is not None
+                srv = _one_run(world, srv, run, campaign)
+            except Exception as exc:  # noqa: BLE001 - recorded, then the campaign stops
+                run.failures.append(f"harness: {type(exc).__name__}: {exc}")
+                srv = None
+            if progress is not None:
+                at = f"at {run.fault}" if run.fault else f"kill at {run.delay:6.3f} s"
+                progress(f"run {i:3d} {run.op:7s} {at:28s} {run.phase:30s} "
+                         f"{'FAILED: ' + '; '.join(run.failures) if run.failures else 'ok'}")
+            if srv is None:
+                break
+    finally:
+        if srv is not None:
+            srv.stop()
+        campaign.seconds = time.monotonic() - started
+        campaign.durations = {op: list(d) for op, d in world.durations.items()}
+    return campaign
+
+
+def snapshot(world: _World, srv: CairnProcess) -> Before:
+    return Before(digest(srv, "app"), digest(srv, "copy"), set(_jobs(srv)),
+                  {m["backup_id"] for m in world.repo().list_manifests()})
+
+
+def _one_run(world: _World, srv: CairnProcess, run: Run, campaign: Campaign) -> CairnProcess:
+    """`srv` is an unthrottled server with the data ready; returns the next one."""
+    rng = world.rng
+    before = snapshot(world, srv)
+    if run.op == "backup":
+        throttle = world.backup_bytes_to_move(srv) / world.job_seconds
+        statement = (f"BACKUP DATABASE app TO '{TARGET}' "
+                     f"WITH (keep_last = {world.keep_last}, label = 'run {run.index}')")
+    else:
+        listed = srv.rows(f"SHOW BACKUPS FOR DATABASE app IN '{TARGET}'")
+        chosen = rng.choice(listed)
+        before.restore_id = chosen["backup_id"]
+        throttle = chosen["bytes"] / world.job_seconds
+        replace = before.copy is not None and rng.random() < 0.5
+        if before.copy is not None and not replace:
+            srv.ok("DROP NAMESPACE copy CASCADE")
+            before.copy = None
+        statement = (f"RESTORE DATABASE app FROM '{TARGET}' AS copy WITH (backup_id = "
+                     f"'{before.restore_id}'{', replace = true' if replace else ''})")
+    srv.stop()
+
+    victim = world.server(max(1, int(throttle)), f"{run.fault}:kill" if run.fault else "")
+    run.delay = max(0.0, run.planned * world.expected_seconds(run.op))
+    conn = victim.send(statement)
+    sent = time.monotonic()
+    if run.fault:
+        while victim.proc is not None and victim.proc.poll() is None \
+                and time.monotonic() - sent < run.delay:
+            time.sleep(0.01)
+        run.delay = time.monotonic() - sent
+    else:
+        time.sleep(run.delay)
+    victim.kill()
+    try:
+        conn.sock.settimeout(1.0)  # type: ignore[union-attr]
+        resp = conn.getresponse()
+        run.answered = resp.status == 200 and json.loads(resp.read())["status"] == "success"
+    except (OSError, http.client.HTTPException, ValueError):
+        run.answered = False
+    finally:
+        conn.close()
+
+    srv = world.server(0)
+    for name, ok in check_after_restart(world, srv, run, before).items():
+        campaign.passed[name] += ok
+    world.churn(srv)
+    return srv
+
+
+def check_after_restart(world: _World, srv: CairnProcess, run: Run,
+                        before: Before) -> dict[str, bool]:
+    """Every check of the module docstring against a freshly restarted `srv`;
+    failures go to `run.failures`, the phase the kill hit to `run.phase`."""
+    passed: dict[str, bool] = {c: True for c in CHECKS}
+
+    def check(name: str, ok: bool, message: str) -> None:
+        if not ok:
+            passed[name] = False
+            run.failures.append(f"{name}: {message}")
+
+    # The interrupted job.
+    jobs = _jobs(srv)
+    new = [j for jid, j in jobs.items() if jid not in before.jobs
+           and j["job_type"] in ("backup", "restore")]
+    active = [j for j in jobs.values() if j["status"] in ("queued", "running")]
+    check("job_ended", not active, f"jobs still active after restart: {active}")
+    check("job_ended", len(new) <= 1, f"more than one new job: {new}")
+    job = new[0] if new else None
+    if job is not None:
+        run.job_status = job["status"]
+        check("job_ended", job["status"] in ("failed", "completed"), f"job is {job['status']}")
+        if job["status"] == "failed":
+            check("job_ended", "interrupted" in (job["error_message"] or ""),
+                  f"failed job says {job['error_message']!r}")
+        if job["status"] == "completed":
+            world.durations[run.op].append(_seconds(job["created_at"], job["finished_at"]))
+    check("job_ended", not (run.answered and (job is None or job["status"] != "completed")),
+          "the client got success but the job is not completed")
+
+    # Backups: the catalog and the target agree, every one reads and verifies.
+    repo = world.repo()
+    manifests = repo.list_manifests()
+    unreadable = [m for m in manifests if "error" in m]
+    check("catalog_matches_target", not unreadable, f"unreadable manifests: {unreadable}")
+    in_target = {m["backup_id"] for m in manifests if "error" not in m}
+    catalog = {b["backup_id"] for b in srv.rows("SHOW BACKUPS")}
+    check("catalog_matches_target", catalog == in_target,
+          f"catalog-only {sorted(catalog - in_target)}, target-only {sorted(in_target - catalog)}")
+    for backup_id in sorted(catalog | in_target):
+        for text in (f"VERIFY BACKUP '{backup_id}'", f"VERIFY BACKUP '{backup_id}' IN '{TARGET}'"):
+            status, body = srv.post(text)
+            valid = status == 200 and body["results"][0]["rows"][0]["is_valid"] is True
+            shown = body.get("error") or body["results"][0]["rows"][0]["errors"]
+            check("backups_verify", valid, f"{text}: {status} {shown}")
+
+    # New backups: only the job's own, and only if its manifest landed.
+    made = job["backup_id"] if job is not None and run.op == "backup" else None
+    appeared = in_target - before.manifests
+    check("catalog_matches_target", appeared <= {made} - {None},
+          f"backups appeared that no job made: {sorted(appeared)}")
+    complete_backup = made is not None and made in in_target
+    if made is not None and complete_backup:
+        world.backup_digest[made] = before.app or ""
+    if job is not None and run.op == "backup" and job["status"] == "completed":
+        check("catalog_matches_target", complete_backup, "completed backup is not in the target")
+    for gone in set(world.backup_digest) - in_target:
+        del world.backup_digest[gone]
+
+    # The target: nothing unreferenced, no lock, no temp file.
+    objects = set(repo.list_objects())
+    referenced = repo.referenced_objects()
+    orphans = objects - referenced
+    check("no_orphan_objects", not orphans,
+          f"{len(orphans)} unreferenced objects, e.g. {sorted(orphans)[:2]}")
+    check("no_orphan_objects", referenced <= objects,
+          f"referenced objects missing: {sorted(referenced - objects)[:2]}")
+    target_dir = world.root / TARGET
+    stray = [p.relative_to(target_dir).as_posix() for sub in ("locks", "tmp")
+             for p in (target_dir / sub).glob("*")]
+    check("no_orphan_objects", not stray, f"left in the target: {stray}")
+
+    # Namespaces: the source untouched, the copy whole.
+    names = {r["namespace"] for r in srv.rows("SHOW NAMESPACES")}
+    check("no_partial_namespace", names <= {"app", "copy"}, f"namespaces {sorted(names)}")
+    check("source_unchanged", digest(srv, "app") == before.app, "namespace app changed")
+    copy_after = digest(srv, "copy")
+    installed = False
+    if run.op == "restore":
+        wanted = world.backup_digest.get(before.restore_id or "")
+        check("no_partial_namespace", wanted is not None, f"unknown backup {before.restore_id}")
+        check("no_partial_namespace", copy_after in (before.copy, wanted),
+              "copy is neither its old self nor the backup")
+        if job is not None and job["status"] == "completed":
+            check("no_partial_namespace", copy_after == wanted,
+                  "restore completed but copy differs from the backup")
+        installed = copy_after == wanted and before.copy != wanted
+    else:
+        check("no_partial_namespace", copy_after == before.copy, "copy changed during a backup")
+
+    # The data dir: nothing stray.
+    tmp = list((world.data / "tmp").glob("*")) if (world.data / "tmp").exists() else []
+    check("data_dir_clean", not tmp, f"data/tmp holds {[p.name for p in tmp]}")
+    on_disk = sum(1 for _ in (world.data / "files").rglob("*.parquet"))
+    registered = sum(r["files"] for r in srv.rows("SELECT files FROM system.tables"))
+    check("data_dir_clean", on_disk == registered,
+          f"{on_disk} Parquet files on disk, {registered} registered")
+
+    # A job that died after its work was whole says so (it is "failed" only
+    # because the process died), or its row would tell a lie.
+    if job is not None and job["status"] == "failed" and (complete_backup or installed):
+        check("job_ended", "complete" in (job["error_message"] or ""),
+              f"the {run.op} was complete but its job only says {job['error_message']!r}")
+
+    # Which phase the kill hit.
+    if job is None:
+        run.phase = PHASES[0]
+    elif job["status"] == "completed":
+        run.phase = PHASES[7]
+    elif complete_backup or installed:
+        run.phase = PHASES[6]
+    elif not job["started_at"]:
+        run.phase = PHASES[1]
+    else:
+        f = float(job["fraction_completed"] or 0.0)
+        run.phase = PHASES[2 + min(3, int(f * 4))]
+    return passed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--job-seconds", type=float, default=1.0)
+    parser.add_argument("--fault-share", type=float, default=0.25,
+                        help="share of runs killed at a named fault point instead of a timed kill")
+    parser.add_argument("--workdir", help="default: a fresh temp dir, removed afterwards")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    tmp = None if args.workdir else tempfile.mkdtemp(prefix="cairn-crash-")
+    workdir = Path(args.workdir or tmp or ".")
+    campaign = run_campaign(workdir / "campaign", args.runs, args.seed, args.job_seconds,
+                            progress=None if args.quiet else lambda s: print(s, flush=True),
+                            fault_share=args.fault_share)
+    print()
+    print(campaign.table())
+    if campaign.failures:
+        print(f"\nserver log kept in {workdir / 'campaign' / 'server.log'}")
+    elif tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if campaign.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

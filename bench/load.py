@@ -1,0 +1,305 @@
+"""Load (issue 8, part 5): concurrent clients doing INSERT and SELECT against a
+real `cairn serve` for a fixed time while BACKUP, VERIFY BACKUP and RESTORE run
+back to back; then a final backup and restore, and a check that every INSERT
+the server acknowledged is in the source and in the restored copy.
+
+Each client is a closed loop over one keep-alive connection: half its requests
+insert one row (`id = client * 10^9 + n`), half select one acknowledged row by
+key. Reported: requests and rows per second, latency percentiles overall and
+while a backup / verify / restore was running (a request counts for a window
+when the two overlap), and every error. Aims (issue 8): zero errors, p99 under
+50 ms while a backup runs.
+
+Before the clock starts the namespace gets `--preload` rows (flushed), so every
+backup and restore has real bytes to move; tables keep their default flush
+threshold (10 000 rows), so flushes happen under load too.
+
+    /work/venv/bin/python bench/load.py [--clients 16] [--seconds 60] [--preload 200000]
+
+`tests/proof/test_load.py` runs the same `run_load` for 10 s with 8 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.crash_injection import CairnProcess, write_config
+
+ID_STRIDE = 10**9
+
+
+@dataclass
+class Sample:
+    op: str  # insert | select
+    start: float
+    end: float
+    ok: bool
+
+
+@dataclass
+class LoadReport:
+    clients: int
+    seconds: float
+    preload: int
+    samples: list[Sample] = field(default_factory=list)
+    windows: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    acked: int = 0
+    missing_in_source: int = 0
+    missing_in_restore: int = 0
+    final_rows: int = 0
+    jobs: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def latencies(self, during: str | None = None, op: str | None = None) -> list[float]:
+        wins = self.windows.get(during or "", [])
+        out = []
+        for s in self.samples:
+            if op is not None and s.op != op:
+                continue
+            if during is not None and not any(s.start < b and s.end > a for a, b in wins):
+                continue
+            out.append((s.end - s.start) * 1000)
+        return sorted(out)
+
+    def table(self) -> str:
+        n = len(self.samples)
+        inserts = sum(1 for s in self.samples if s.op == "insert" and s.ok)
+        lines = [
+            (f"load: {self.clients} clients, {self.seconds:.0f} s, preload {self.preload} rows, "
+             f"{os.cpu_count()} CPUs, Python {platform.python_version()}"),
+            "",
+            "| figure | value |", "|---|---:|",
+            f"| requests | {n} |",
+            f"| throughput | {n / self.seconds:.0f} req/s |",
+            f"| acknowledged INSERTs | {inserts} ({inserts / self.seconds:.0f} rows/s) |",
+            f"| errors | {self.error_count} |",
+        ]
+        for kind, count in sorted(self.errors.items()):
+            lines.append(f"| &nbsp; {kind} | {count} |")
+        for job, count in sorted(self.jobs.items()):
+            lines.append(f"| {job} jobs run during the load | {count} |")
+        lines += [
+            f"| acknowledged INSERTs missing from the source | {self.missing_in_source} |",
+            ("| acknowledged INSERTs missing after final backup + restore "
+             f"| {self.missing_in_restore} |"),
+            "",
+            "| latency, ms | requests | p50 | p95 | p99 | max |", "|---|---:|---:|---:|---:|---:|",
+        ]
+        rows = [("all requests", None, None), ("INSERT", None, "insert"),
+                ("SELECT", None, "select"), ("while a BACKUP runs", "backup", None),
+                ("while a VERIFY runs", "verify", None), ("while a RESTORE runs", "restore", None),
+                ("while no job runs", "idle", None)]
+        for label, during, op in rows:
+            lat = self.latencies(during, op)
+            if lat:
+                lines.append(f"| {label} | {len(lat)} | {pct(lat, 50):.1f} | {pct(lat, 95):.1f} "
+                             f"| {pct(lat, 99):.1f} | {lat[-1]:.1f} |")
+        return "\n".join(lines)
+
+
+def pct(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[k]
+
+
+async def _post(http: aiohttp.ClientSession, url: str, text: str) -> tuple[int, dict[str, Any]]:
+    async with http.post(url + "/api/sql", json={"sql": text}) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def _client(index: int, http: aiohttp.ClientSession, url: str, deadline: float,
+                  report: LoadReport, acked: list[int], rng: random.Random) -> None:
+    n = 0
+    payload = rng.randbytes(32).hex()
+    while time.monotonic() < deadline:
+        if rng.random() < 0.5 or not acked:
+            op = "insert"
+            row_id = index * ID_STRIDE + n
+            n += 1
+            text = f"INSERT INTO load.t VALUES ({row_id}, {index}, '{payload}')"
+        else:
+            op = "select"
+            row_id = acked[rng.randrange(len(acked))]
+            text = f"SELECT id, client, v FROM load.t WHERE id = {row_id}"
+        start = time.monotonic()
+        try:
+            status, body = await _post(http, url, text)
+            good = status == 200 and body.get("status") == "success"
+            if good and op == "select" and len(body["results"][0]["rows"]) != 1:
+                good = False
+                report.errors["SELECT of an acknowledged row found nothing"] += 1
+            elif not good:
+                report.errors[f"{op} {status} {body.get('error', {}).get('code')}"] += 1
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            good = False
+            report.errors[f"{op} {type(exc).__name__}"] += 1
+        end = time.monotonic()
+        report.samples.append(Sample(op, start, end, good))
+        if good and op == "insert":
+            acked.append(row_id)
+
+
+async def _jobs(http: aiohttp.ClientSession, url: str, deadline: float,
+                report: LoadReport) -> None:
+    """BACKUP, VERIFY, RESTORE (replace) back to back until the deadline."""
+    cycle = 0
+    while time.monotonic() < deadline:
+        cycle += 1
+        backup_id = None
+        for job, text in (
+            ("backup", "BACKUP DATABASE load TO 'loadbk' WITH (keep_last = 3)"),
+            ("verify", "VERIFY BACKUP '{id}' IN 'loadbk'"),
+            ("restore", ("RESTORE DATABASE load FROM 'loadbk' AS load_copy "
+                         "WITH (backup_id = '{id}', replace = true)")),
+        ):
+            if time.monotonic() >= deadline:
+                return
+            start = time.monotonic()
+            try:
+                status, body = await _post(http, url, text.format(id=backup_id))
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                report.errors[f"{job} {type(exc).__name__}"] += 1
+                return
+            report.windows.setdefault(job, []).append((start, time.monotonic()))
+            if status != 200:
+                report.errors[f"{job} {status} {body.get('error', {}).get('code')}"] += 1
+                return
+            report.jobs[job] += 1
+            row = body["results"][0]["rows"][0]
+            if job == "backup":
+                backup_id = row["backup_id"]
+            if job == "verify" and row["is_valid"] is not True:
+                report.errors[f"verify said invalid: {row['errors'][:2]}"] += 1
+        await asyncio.sleep(0.2)
+
+
+def _idle_windows(report: LoadReport, begin: float, end: float) -> list[tuple[float, float]]:
+    busy = sorted(w for job in ("backup", "verify", "restore") for w in report.windows.get(job, []))
+    idle, at = [], begin
+    for a, b in busy:
+        if a > at:
+            idle.append((at, a))
+        at = max(at, b)
+    if at < end:
+        idle.append((at, end))
+    return idle
+
+
+async def _run(srv: CairnProcess, clients: int, seconds: float, preload: int,
+               seed: int) -> LoadReport:
+    report = LoadReport(clients, seconds, preload)
+    rng = random.Random(seed)
+    timeout = aiohttp.ClientTimeout(total=120)
+    conn = aiohttp.TCPConnector(limit=clients + 2)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as http:
+        setup = ("CREATE NAMESPACE load;"
+                 "CREATE TABLE load.t (id BIGINT PRIMARY KEY, client INT, v TEXT)")
+        status, body = await _post(http, srv.url, setup)
+        assert status == 200, body
+        batch = 5000
+        for first in range(0, preload, batch):
+            values = ", ".join(f"({-(first + i) - 1}, -1, '{rng.randbytes(50).hex()}')"
+                               for i in range(min(batch, preload - first)))
+            status, body = await _post(http, srv.url, f"INSERT INTO load.t VALUES {values}")
+            assert status == 200, body
+        status, body = await _post(http, srv.url, "FLUSH TABLE load.t")
+        assert status == 200, body
+
+        acked: list[int] = []
+        begin = time.monotonic()
+        deadline = begin + seconds
+        tasks = [_client(i + 1, http, srv.url, deadline, report, acked,
+                         random.Random(seed * 1000 + i)) for i in range(clients)]
+        await asyncio.gather(_jobs(http, srv.url, deadline, report), *tasks)
+        report.seconds = time.monotonic() - begin
+        report.windows["idle"] = _idle_windows(report, begin, begin + report.seconds)
+        report.acked = len(acked)
+
+        # Every acknowledged INSERT: in the source, and after a final backup + restore.
+        wanted = set(acked)
+        report.missing_in_source = len(wanted - await _ids(http, srv.url, "load"))
+        for text in ("BACKUP DATABASE load TO 'loadbk'",
+                     "RESTORE DATABASE load FROM 'loadbk' AS load_final"):
+            status, body = await _post(http, srv.url, text)
+            if status != 200:
+                report.errors[f"final: {text.split()[0]} {status} {body.get('error')}"] += 1
+                report.missing_in_restore = len(wanted)
+                return report
+        restored = await _ids(http, srv.url, "load_final")
+        report.final_rows = len(restored)
+        report.missing_in_restore = len(wanted - restored)
+    return report
+
+
+async def _ids(http: aiohttp.ClientSession, url: str, ns: str) -> set[int]:
+    status, body = await _post(http, url, f"SELECT id FROM {ns}.t WHERE id >= 0")
+    assert status == 200, body
+    return {r["id"] for r in body["results"][0]["rows"]}
+
+
+def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: int = 200_000,
+             seed: int = 8) -> LoadReport:
+    """One load run against a fresh `cairn serve` in `workdir` (made empty first)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    cfg = write_config(workdir / "cairn.toml", workdir / "backups", 0)
+    srv = CairnProcess(workdir / "data", cfg, workdir / "server.log").start()
+    try:
+        return asyncio.run(_run(srv, clients, seconds, preload, seed))
+    finally:
+        srv.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--preload", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--workdir", help="default: a fresh temp dir, removed afterwards")
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args()
+    tmp = None if args.workdir else tempfile.mkdtemp(prefix="cairn-load-")
+    workdir = Path(args.workdir or tmp or ".") / "load"
+    report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed)
+    print(report.table())
+    if args.json:
+        lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}
+        print(json.dumps({"requests": len(report.samples), "errors": report.error_count,
+                          "p99_all": pct(report.latencies(), 99), "p99_during": lat,
+                          "missing": report.missing_in_restore}))
+    bad = report.error_count or report.missing_in_source or report.missing_in_restore
+    if tmp and not bad:
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif bad:
+        print(f"\nserver log kept in {workdir / 'server.log'}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
