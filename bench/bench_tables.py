@@ -1,7 +1,9 @@
 """Tables-and-rows figures, in one run:
 
 - single-row INSERT and point SELECT latency (p50/p99) over HTTP against a real
-  `cairn serve` process, one keep-alive connection;
+  `cairn serve` process, one keep-alive connection (point SELECT on the flushed
+  table, then again with one row left in the buffer), and `SELECT * FROM
+  system.namespaces`;
 - bulk INSERT rows/s with 1000-row statements over HTTP;
 - `SELECT count(*), sum(x)` over a 10M-row flushed table, through Cairn (engine
   and HTTP) against DuckDB reading the same Parquet files directly.
@@ -156,6 +158,14 @@ def main() -> None:
             sel = timed(lambda i: srv.sql(f"SELECT * FROM bench.kv WHERE id = {i * 7 % args.ops}"),
                         args.ops)
             figures["point_select_ms"] = {"p50": round(pct(sel, 50), 3), "p99": round(pct(sel, 99), 3)}
+            srv.sql(f"INSERT INTO bench.kv VALUES ({args.ops}, 'buffered')")
+            sel = timed(lambda i: srv.sql(f"SELECT * FROM bench.kv WHERE id = {i * 7 % args.ops}"),
+                        args.ops)
+            figures["point_select_buffer_ms"] = {"p50": round(pct(sel, 50), 3),
+                                                 "p99": round(pct(sel, 99), 3)}
+            sys_q = timed(lambda i: srv.sql("SELECT * FROM system.namespaces"), args.ops)
+            figures["system_select_ms"] = {"p50": round(pct(sys_q, 50), 3),
+                                           "p99": round(pct(sys_q, 99), 3)}
             srv.sql("CREATE TABLE bench.bulk (a BIGINT, b TEXT, c DOUBLE)")
             stmts = [
                 "INSERT INTO bench.bulk VALUES " + ", ".join(

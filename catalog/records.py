@@ -114,6 +114,10 @@ class DataFile(Record):
     min_seq: int = 0
     max_seq: int = 0
     created_at: str = field(default_factory=utcnow)
+    # {primary-key column: [min, max]} of the file's rows, for the columns whose
+    # bounds are exact in JSON (integers, short TEXT); none for older or restored
+    # files. Lets an INSERT skip reading files its new keys cannot be in.
+    key_range: dict[str, list[Any]] = field(default_factory=dict)
 
     def key(self) -> str:
         return f"{self.table_uid}{SEP}{self.file_id}"

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from catalog import DataFile, Table, TableSchema
 
+from .keys import BufferKeys
 from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
 
 PREFIX = "buf_"
@@ -116,6 +117,8 @@ class TableState:
     write_lock: threading.RLock = field(default_factory=threading.RLock)
     flush_lock: threading.Lock = field(default_factory=threading.Lock)
     _cache: dict[str, tuple[int, tuple[bytes, ...], pa.Table]] = field(default_factory=dict)
+    # The primary keys of the buffered row versions (see storage/keys.py); guarded by `lock`.
+    keys: BufferKeys = field(default_factory=BufferKeys)
 
     @property
     def uid(self) -> str:
@@ -128,6 +131,15 @@ class TableState:
     @property
     def family(self) -> str:
         return family_name(self.table.uid)
+
+    def loose_schema(self) -> pa.Schema:
+        """The storage schema, every field nullable (cached per schema version)."""
+        cached = self._cache.get("schema")
+        if cached is not None and cached[0] == self.schema.version:
+            return cached[2].schema
+        schema = pa.schema([f.with_nullable(True) for f in storage_schema(self.table, self.columns)])
+        self._cache["schema"] = (self.schema.version, (), schema.empty_table())
+        return schema
 
     def buffered_rows(self) -> int:
         return sum(b.num_rows for b in self.batches.values())
@@ -158,7 +170,7 @@ class TableState:
         keys = tuple(b.key for b in batches)
         slot = "*" if every else f"u:{user}"
         cached = self._cache.get(slot)
-        schema = pa.schema([f.with_nullable(True) for f in storage_schema(self.table, self.columns)])
+        schema = self.loose_schema()
         if cached is not None and cached[0] == self.schema.version and keys[: len(cached[1])] == cached[1]:
             base, start = cached[2], len(cached[1])
         else:

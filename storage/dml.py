@@ -9,6 +9,7 @@ with `_deleted = true`."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -18,9 +19,10 @@ from sqlglot import exp
 from catalog import Meta
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 
+from . import keys as keys_mod
 from . import sandbox
 from .buffer import BufBatch, TableState, encode, seq_key, storage_schema
-from .query import Plan, quote, take_snapshot, view_sql
+from .query import Plan, Snapshot, quote, view_sql
 from .types import DELETED, ID, OW, SEQ, UPDATED, USER, Column, arrow_type, coerce, default_value
 from .values import values_rows
 
@@ -173,42 +175,77 @@ def _append(
         rows = pa.Table.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema)], schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InvalidArgument(f"bad value for table {_name(st)}: {exc}") from None
+    probe: list[Any] | None = None
     if check_keys and st.table.primary_key != [ID]:
-        found = _check_keys(engine, st, rows, owner)
+        found, probe = _check_keys(engine, st, rows, owner)
         if found:
             pk = st.table.primary_key
             keys = zip(*[rows.column(k).to_pylist() for k in pk])
             flags = pa.array([k in found for k in keys], pa.bool_())
             rows = rows.set_column(rows.schema.get_field_index(OW), OW, flags)
             overwrite = True
-    _commit(engine, st, rows, owner, overwrite)
+    _commit(engine, st, rows, owner, overwrite, probe)
     return n
 
 
 def _check_keys(
     engine: Engine, st: TableState, rows: pa.Table, owner: str | None
-) -> set[tuple[Any, ...]]:
+) -> tuple[set[tuple[Any, ...]], list[Any] | None]:
     """ALREADY_EXISTS if a key is repeated or already live; else the keys the
-    rows bring back from soft deletion (new versions of an existing key)."""
+    rows bring back from soft deletion (new versions of an existing key), and
+    the keys as the buffer's key set holds them (None if it cannot).
+
+    Most INSERTs bring keys that have no version anywhere: the buffer's key set
+    and the files' key ranges (storage/keys.py) prove that without DuckDB. The
+    exact check runs only over what could hold a key."""
     pk = st.table.primary_key
-    keys = rows.select(pk)
+    cols = [rows.column(k).to_pylist() for k in pk]
     seen: dict[tuple[Any, ...], int] = {}
-    for i, key in enumerate(zip(*[keys.column(k).to_pylist() for k in pk])):
+    for i, key in enumerate(zip(*cols)):
         if key in seen:
             raise AlreadyExists(
                 f"duplicate primary key {_show(pk, key)} in rows {seen[key] + 1} and {i + 1}"
             )
         seen[key] = i
-    snap, token = take_snapshot(st, owner, engine.files)
-    plan = Plan(pins=[token])
-    plan.arrow.append(("__keys", keys))
-    plan.arrow.append(("__b0", snap.buffer))
-    plan.views.append(("__t0", view_sql(snap, "__b0", engine.files, show_deleted=True)))
+    user_table = st.table.table_type == "user"
+    fast = keys_mod.settable(st.columns, pk)
+    probe = keys_mod.probe_keys(cols, owner, user_table) if fast else None
+    bounds = keys_mod.bounds_of(cols, st.columns, pk)
+    with st.lock:
+        mine = [f for f in st.files if not user_table or f.user_id == owner]
+    ranges = engine.file_ranges
+    for f in ranges.missing(mine):  # files without recorded ranges: read footers once
+        ranges.learn(f, engine.files.abs(f.path), st.columns, pk)
+    with st.lock:
+        files = [f for f in st.files if not user_table or f.user_id == owner]
+        candidates = [f for f in files if keys_mod.file_may_hold(ranges.get(f), pk, cols, bounds)]
+        in_buffer = probe is None or st.keys.may_hold(probe, st.batches.values(), pk, user_table)
+        if not candidates and not in_buffer:
+            return set(), probe
+        snap = Snapshot(
+            table=st.table,
+            columns=list(st.columns),
+            primary_key=list(pk),
+            files=candidates,
+            buffer=(st.buffer_table(owner, min_ts=st.ttl_floor()) if in_buffer
+                    else pa.schema([]).empty_table()),
+            append_only=st.append_only,
+        )
+        token = engine.files.pin([f.path for f in candidates])
+    plan = Plan(pins=[token], rows=rows.num_rows + snap.buffer.num_rows
+                + sum(f.rows for f in candidates))
+    tag = uuid.uuid4().hex[:12]
+    keys_name, buf_name = f"__cairn_{tag}_keys", f"__cairn_{tag}_b0"
+    plan.arrow.append((keys_name, rows.select(pk)))
+    if snap.buffer.num_rows:
+        plan.arrow.append((buf_name, snap.buffer))
     has_deleted = any(c["name"] == DELETED for c in snap.columns)
     flag = quote(DELETED) if has_deleted else "false"
     using = ", ".join(map(quote, pk))
-    plan.sql = f"SELECT {using}, {flag} AS __del FROM __t0 SEMI JOIN __keys USING ({using})"
-    plan.names = {"__t0": _name(st)}
+    view = view_sql(snap, buf_name, engine.files, show_deleted=True)
+    plan.sql = (f"SELECT {using}, {flag} AS __del FROM ({view}) AS __t0 "
+                f"SEMI JOIN {keys_name} USING ({using})")
+    plan.names = {"__t0": _name(st), buf_name: _name(st), keys_name: "the new keys"}
     found = engine._run(plan).to_pylist()
     live = [r for r in found if not r["__del"]]
     if live:
@@ -216,16 +253,24 @@ def _check_keys(
         raise AlreadyExists(
             f"duplicate primary key {_show(pk, key)} in table {_name(st)} (row {seen[key] + 1})"
         )
-    return {tuple(r[k] for k in pk) for r in found}
+    return {tuple(r[k] for k in pk) for r in found}, probe
 
 
 def _show(pk: list[str], key: tuple[Any, ...]) -> str:
     return f"({', '.join(pk)})=({', '.join(repr(v) for v in key)})"
 
 
-def _commit(engine: Engine, st: TableState, rows: pa.Table, owner: str | None, overwrite: bool) -> None:
+def _commit(
+    engine: Engine, st: TableState, rows: pa.Table, owner: str | None, overwrite: bool,
+    probe: list[Any] | None = None,
+) -> None:
     from .engine import APPEND_ONLY
 
+    if probe is None and st.table.primary_key != [ID] and keys_mod.settable(
+        st.columns, st.table.primary_key
+    ):
+        probe = keys_mod.probe_keys([rows.column(k).to_pylist() for k in st.table.primary_key],
+                                    owner, st.table.table_type == "user")
     seq0 = rows.column(SEQ)[0].as_py()
     key = seq_key(seq0)
     now = dt.datetime.now(dt.timezone.utc).timestamp()
@@ -244,7 +289,11 @@ def _commit(engine: Engine, st: TableState, rows: pa.Table, owner: str | None, o
                 st.batches.pop(k, None)
             else:
                 st.batches[k] = batch
+        if evicted:
+            st.keys.removed()
         st.batches[key] = BufBatch(key, st.schema.version, now, owner, rows)
+        if probe is not None:
+            st.keys.add(probe)
         if overwrite:
             st.append_only = False
 

@@ -9,8 +9,12 @@ one commit, and a writer is never held up by a running query."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from catalog.errors import AlreadyExists, Cancelled, InvalidArgument, NotFound, 
 from catalog.ids import new_id
 from catalog.records import SEP
 
-from . import dml, flush, sandbox, schema, system_tables
+from . import dml, duck, flush, keys, sandbox, schema, system_tables
 from .buffer import PREFIX, TableState, decode, family_name
 from .files import FileStore
 from .query import Plan, mark_json, plan_query, release
@@ -34,6 +38,101 @@ log = logging.getLogger("cairn.storage")
 
 APPEND_ONLY = "append_only:"  # Meta record: the table has never had a key overwritten
 
+SMALL_QUERY_ROWS = 100_000  # input rows (files + buffers + system tables) of a "small" query
+SMALL_JOIN_ROWS = 10_000  # the same, for a query that joins (its output can be far larger)
+
+
+def _is_small(plan: Plan) -> bool:
+    """Does the plan go to the single-threaded DuckDB? Only if it reads few
+    rows and can make few: no table function, and a join only of small tables."""
+    if plan.table_function:
+        return False
+    return plan.rows <= (SMALL_QUERY_ROWS if plan.refs <= 1 else SMALL_JOIN_ROWS)
+
+
+class _Cursor:
+    """One thread's cursor on one DuckDB (nothing stays registered on it between queries)."""
+
+    __slots__ = ("__weakref__", "cur", "slot")
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, slot: str) -> None:
+        self.cur = cur
+        self.slot = slot
+
+
+class _Alarm:
+    __slots__ = ("fired", "fn")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn: Callable[[], Any] | None = fn
+        self.fired = False
+
+
+class _Watchdog:
+    """One thread interrupts every query that passes its deadline (a
+    `threading.Timer` per query costs a thread start and stop, ~0.3 ms).
+    `disarm` and the firing hold the same lock, so once `disarm` returns the
+    alarm can no longer interrupt anything (the cursor may be running the
+    thread's next query by then)."""
+
+    COMPACT = 4096
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._disarmed = 0
+
+    def arm(self, timeout: float, fn: Callable[[], Any]) -> _Alarm:
+        alarm = _Alarm(fn)
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._loop, name="cairn-query-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            if self._disarmed > self.COMPACT and self._disarmed * 2 > len(self._heap):
+                self._heap = [e for e in self._heap if e[2].fn is not None]
+                heapq.heapify(self._heap)
+                self._disarmed = 0
+            wake = not self._heap or deadline < self._heap[0][0]
+            heapq.heappush(self._heap, (deadline, next(self._ids), alarm))
+            if wake:
+                self._cv.notify()
+        return alarm
+
+    def disarm(self, alarm: _Alarm) -> bool:
+        """Stop the alarm; True if it had already fired."""
+        with self._cv:
+            if alarm.fn is not None:
+                alarm.fn = None
+                self._disarmed += 1
+            return alarm.fired
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopped = True
+            self._cv.notify()
+
+    def _loop(self) -> None:
+        with self._cv:
+            while not self._stopped:
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    _, _, alarm = heapq.heappop(self._heap)
+                    if alarm.fn is None:
+                        self._disarmed = max(0, self._disarmed - 1)
+                        continue
+                    alarm.fired = True
+                    fn, alarm.fn = alarm.fn, None
+                    try:
+                        fn()
+                    except Exception:  # a cursor closed meanwhile
+                        log.debug("query interrupt failed", exc_info=True)
+                self._cv.wait(self._heap[0][0] - now if self._heap else None)
+
 
 class Engine:
     def __init__(self, catalog: Catalog, data_dir: Path | str, cfg: Any) -> None:
@@ -41,26 +140,60 @@ class Engine:
         self.data_dir = Path(data_dir).resolve()
         self.cfg = cfg
         self.files = FileStore(self.data_dir)
-        self._con = sandbox.connect(
-            self.data_dir,
-            getattr(cfg, "duckdb_memory_limit", "1GB"),
-            getattr(cfg, "duckdb_threads", 2),
+        limit = getattr(cfg, "duckdb_memory_limit", "1GB")
+        threads = max(1, int(getattr(cfg, "duckdb_threads", 2)))
+        self._con = sandbox.connect(self.data_dir, limit, threads)
+        # Small queries (system tables, point lookups, key checks: at most
+        # SMALL_QUERY_ROWS input rows) run on a second, single-threaded DuckDB,
+        # locked down the same way: waking and joining DuckDB's worker threads
+        # costs them more than the threads give (0.3-0.9 ms per query on two
+        # busy cores). Its memory limit is a quarter of the configured one; a
+        # query that runs out of it is run again on the main DuckDB.
+        self._small = (
+            sandbox.connect(self.data_dir, sandbox.fraction_of(limit, 4), 1)
+            if threads > 1 else self._con
         )
         self._states: dict[str, TableState] = {}
         self._lock = threading.RLock()
         self._closed = False
+        # Each thread keeps one cursor per DuckDB (a cursor per query cost
+        # ~0.3 ms to make and close).
+        self._local = threading.local()
+        self._cursors: weakref.WeakSet[_Cursor] = weakref.WeakSet()
+        self._watchdog = _Watchdog()
+        self.file_ranges = keys.FileRanges()
+        self.system_cache: dict[str, tuple[Any, pa.Table]] = {}
+        self._records: dict[str, tuple[bytes, Table]] = {}
 
     def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self._watchdog.stop()
+                for c in list(self._cursors):
+                    try:
+                        c.cur.close()
+                    except duckdb.Error:
+                        pass
                 self._con.close()
+                if self._small is not self._con:
+                    self._small.close()
 
     # --- tables in memory ------------------------------------------------
 
     def table(self, namespace: str, name: str) -> Table:
-        """The table's record, or NOT_FOUND naming the namespace or the table."""
-        rec = self.catalog.get(Table, table_key(namespace, name))
+        """The table's record, or NOT_FOUND naming the namespace or the table.
+        Decoded once per stored version (records are never changed in place)."""
+        key = table_key(namespace, name)
+        raw = self.catalog.get_raw(Table.FAMILY, key.encode())
+        cached = self._records.get(key)
+        if raw is not None and cached is not None and cached[0] == raw:
+            return cached[1]
+        rec = Table.loads(raw) if raw is not None else None
+        if rec is not None:
+            if len(self._records) > 10_000:
+                self._records.clear()
+            self._records[key] = (raw, rec)
         if rec is None:
             if namespace == "system":
                 raise InvalidArgument("system tables are read-only")
@@ -168,6 +301,7 @@ class Engine:
                 raise NotFound(f"Table '{namespace}.{name}' does not exist")
             paths = self._drop_records(st)
         self.files.retire(paths)
+        self.file_ranges.forget(paths)
         return True
 
     def _drop_records(self, st: TableState) -> list[str]:
@@ -263,41 +397,102 @@ class Engine:
         timeout: float | None = None,
     ) -> pa.Table:
         """Run an already checked query tree (which this call may modify)."""
+        whole = _whole_system_table(expression)
+        if whole is not None:  # `SELECT * FROM system.x`: the table itself, no DuckDB
+            table = self._system_table(whole)
+            if table is None:
+                raise NotFound(f"Table 'system.{whole}' does not exist")
+            return table
         plan = plan_query(
             expression, user, default_namespace, self.state, self._system_table, self.files,
-            show_deleted=show_deleted,
+            show_deleted=show_deleted, ranges=self.file_ranges,
         )
         return self._run(plan, timeout)
 
     def _system_table(self, name: str) -> pa.Table | None:
         return system_tables.build(self, name)
 
-    def _run(self, plan: Plan, timeout: float | None = None) -> pa.Table:
-        timer = None
+    def _cursor(self, small: bool) -> _Cursor:
+        slot = "small" if small else "main"
+        c: _Cursor | None = getattr(self._local, slot, None)
+        if c is None:
+            with self._lock:
+                if self._closed:
+                    raise Cancelled("the server is shutting down")
+                c = _Cursor((self._small if small else self._con).cursor(), slot)
+                self._cursors.add(c)
+            setattr(self._local, slot, c)
+        return c
+
+    def _discard(self, c: _Cursor) -> None:
+        """Drop a cursor that failed or was interrupted; the thread makes a new one."""
+        if getattr(self._local, c.slot, None) is c:
+            setattr(self._local, c.slot, None)
+        with self._lock:
+            self._cursors.discard(c)
         try:
-            cur = self._con.cursor()
-            if timeout:
-                timer = threading.Timer(timeout, cur.interrupt)
-                timer.start()
+            c.cur.close()
+        except duckdb.Error:
+            pass
+
+    def _run(self, plan: Plan, timeout: float | None = None) -> pa.Table:
+        """Run a plan: on the small DuckDB if it reads few rows, else the main
+        one; DuckDB errors become Cairn errors."""
+        deadline = time.monotonic() + timeout if timeout else None
+        small = self._small is not self._con and _is_small(plan)
+        fired = [False]
+        try:
             try:
-                for name, table in plan.arrow:
-                    cur.register(name, table)
-                for name, sql in plan.views:
-                    cur.execute(f"CREATE TEMP VIEW {name} AS {sql}")
-                result = cur.sql(plan.sql).to_arrow_table() if plan.sql else pa.table({})
-            finally:
-                if timer is not None:
-                    timer.cancel()
-                cur.close()
+                result = self._attempt(plan, deadline, small, fired)
+            except duckdb.OutOfMemoryException:
+                if not small:
+                    raise
+                result = self._attempt(plan, deadline, False, fired)
         except duckdb.InterruptException:
             raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
         except duckdb.PermissionException as exc:
             raise PermissionDenied(_clean(str(exc), plan)) from None
         except duckdb.Error as exc:
+            if fired[0]:
+                raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
             raise InvalidArgument(_clean(str(exc), plan)) from None
         finally:
             release(plan, self.files)
         return mark_json(result, plan.json_names)
+
+    def _attempt(
+        self, plan: Plan, deadline: float | None, small: bool, fired: list[bool]
+    ) -> pa.Table:
+        """One run on this thread's cursor of one DuckDB: the plan's Arrow
+        tables are registered for this query only. A failed or interrupted
+        query drops the cursor (the thread makes a new one)."""
+        c = self._cursor(small)
+        cur = c.cur
+        sources = duck.Sources(cur)
+        alarm = None
+        clean = False
+        try:
+            sql = plan.sql
+            for placeholder, table in sorted(plan.arrow, key=lambda a: a[0], reverse=True):
+                name = sources.add(placeholder, table)
+                if name != placeholder:
+                    sql = sql.replace(f'"{placeholder}"', name).replace(placeholder, name)
+                    plan.names[name] = plan.names.get(placeholder, "a table")
+            if deadline is not None:
+                alarm = self._watchdog.arm(max(0.0, deadline - time.monotonic()), cur.interrupt)
+            result = duck.fetch_arrow(cur, sql) if sql else pa.table({})
+            if alarm is not None:
+                fired[0] = self._watchdog.disarm(alarm)
+                alarm = None
+            sources.close()
+            clean = not fired[0]
+        finally:
+            if alarm is not None:
+                fired[0] = self._watchdog.disarm(alarm) or fired[0]
+            if not clean:
+                sources.handles.clear()
+                self._discard(c)
+        return result
 
     # --- writes ------------------------------------------------------------
 
@@ -380,6 +575,7 @@ class Engine:
 
     def retire_files(self, paths: list[str]) -> None:
         self.files.retire(paths)
+        self.file_ranges.forget(paths)
 
     def recover(self) -> dict[str, int]:
         """Start-up: remove Parquet files no DataFile references (crash leftovers),
@@ -395,6 +591,30 @@ class Engine:
         if removed or dropped:
             log.info("recovery removed %d stray files and %d buffer families", len(removed), dropped)
         return {"files_removed": len(removed), "families_dropped": dropped}
+
+
+_SELECT_ARGS = frozenset({"expressions", "from", "from_"})
+
+
+def _whole_system_table(e: exp.Expression) -> str | None:
+    """The name x if `e` is exactly `SELECT * FROM system.x [AS alias]`: its
+    result is the system table as built (same columns, types, rows, order)."""
+    if not isinstance(e, exp.Select) or any(v for k, v in e.args.items() if k not in _SELECT_ARGS):
+        return None
+    if len(e.expressions) != 1 or not isinstance(e.expressions[0], exp.Star):
+        return None
+    if any(e.expressions[0].args.values()):  # EXCLUDE, REPLACE, ...
+        return None
+    source = e.args.get("from") or e.args.get("from_")
+    t = source.this if isinstance(source, exp.From) else None
+    if not isinstance(t, exp.Table) or not isinstance(t.this, exp.Identifier):
+        return None
+    if any(v for k, v in t.args.items() if k not in ("this", "db", "alias")):
+        return None
+    alias = t.args.get("alias")
+    if alias is not None and (not isinstance(alias, exp.TableAlias) or alias.args.get("columns")):
+        return None
+    return t.name if t.db == "system" else None
 
 
 def _clean(message: str, plan: Plan) -> str:

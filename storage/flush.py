@@ -15,6 +15,7 @@ from catalog import DataFile
 from catalog.errors import NotFound
 
 from .buffer import BufBatch, TableState, conform, storage_schema
+from .keys import key_range
 from .types import SEQ
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def flush(engine: Engine, st: TableState, progress: Callable[..., Any] | None = 
                     table_uid=table.uid, file_id=file_id, path=rel, rows=rows.num_rows,
                     bytes=size, sha256=sha, schema_version=version, user_id=user,
                     min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
+                    key_range=key_range(rows, columns, table.primary_key),
                 ))
                 rows_done += rows.num_rows
                 bytes_done += size
@@ -72,6 +74,7 @@ def flush(engine: Engine, st: TableState, progress: Callable[..., Any] | None = 
                 st.files = [*st.files, *written]
                 for batch in batches:
                     st.batches.pop(batch.key, None)
+                st.keys.removed()
         except BaseException:
             engine.files.retire([f.path for f in written])
             raise
@@ -109,4 +112,5 @@ def evict(engine: Engine, st: TableState) -> int:
         wb.commit()
         for b in old:
             st.batches.pop(b.key, None)
+        st.keys.removed()
     return sum(b.num_rows for b in old)

@@ -6,14 +6,17 @@ each group projected onto the current schema) UNION ALL its buffered rows
 (registered as Arrow), deduplicated to the newest version of each key, without
 soft-deleted rows unless the query's WHERE names `_deleted`. `system.x` becomes
 an Arrow table built from catalog records (DuckDB reserves the name `system`).
-The views live on the query's own cursor, so concurrent queries never meet."""
+Views go into the query's text as subqueries; the Arrow tables (buffers, system
+tables) are registered for the one query under names no user SQL can name (every
+table name in a query is rewritten), so concurrent queries never meet."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from sqlglot import exp
@@ -21,11 +24,13 @@ from sqlglot import exp
 from catalog import DataFile, Table
 from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 
+from . import keys
 from .buffer import TableState
 from .types import DELETED, OW, SEQ, Column, default_value, duckdb_type, sql_literal
 
 if TYPE_CHECKING:
     from .files import FileStore
+    from .keys import FileRanges
 
 CAIRN_TYPE = b"cairn.type"
 
@@ -50,26 +55,100 @@ class Snapshot:
     append_only: bool
 
 
-def take_snapshot(st: TableState, user: str | None, files: FileStore) -> tuple[Snapshot, str]:
+def take_snapshot(
+    st: TableState,
+    user: str | None,
+    files: FileStore,
+    point: dict[str, Any] | None = None,
+    ranges: FileRanges | None = None,
+) -> tuple[Snapshot, str]:
     """Copy a table's files and buffer under its lock and pin the files, so a
-    flush, a drop or a compaction cannot pull them away mid-query."""
-    if st.table.table_type == "user" and user is None:
+    flush, a drop or a compaction cannot pull them away mid-query.
+
+    `point` ({pk column: value}, every key column) says the query only reads
+    rows of that one key: the files whose key range leaves it out, and the
+    buffer if its key set does not hold it, are left out of the snapshot (they
+    hold no version of the key, so the newest-version logic is unchanged)."""
+    user_table = st.table.table_type == "user"
+    if user_table and user is None:
         raise PermissionDenied(
             f"Table '{st.table.namespace}.{st.table.name}' is a USER table: every row belongs "
             "to a user, and this request names none (send X-User-Id or a token)"
         )
+    pk = st.table.primary_key
     with st.lock:
-        recs = [f for f in st.files if st.table.table_type != "user" or f.user_id == user]
+        recs = [f for f in st.files if not user_table or f.user_id == user]
+        buffer = None
+        if point is not None and keys.settable(st.columns, pk):
+            cols = [[point[k]] for k in pk]
+            bounds = keys.bounds_of(cols, st.columns, pk)
+            if ranges is not None:
+                recs = [f for f in recs if keys.file_may_hold(ranges.get(f), pk, cols, bounds)]
+            probe = keys.probe_keys(cols, user, user_table)
+            if not st.keys.may_hold(probe, st.batches.values(), pk, user_table):
+                buffer = st.loose_schema().empty_table()
         snap = Snapshot(
             table=st.table,
             columns=list(st.columns),
-            primary_key=list(st.table.primary_key),
+            primary_key=list(pk),
             files=recs,
-            buffer=st.buffer_table(user, min_ts=st.ttl_floor()),
+            buffer=buffer if buffer is not None else st.buffer_table(user, min_ts=st.ttl_floor()),
             append_only=st.append_only,
         )
         token = files.pin([f.path for f in recs])
     return snap, token
+
+
+_INT_TYPES = ("SMALLINT", "INT", "BIGINT")
+
+
+def point_key(expression: exp.Expression, columns: list[Column], primary_key: list[str]) -> dict[str, Any] | None:
+    """{pk column: value} if `expression` reads one table and its WHERE requires
+    `pk = literal` for every key column (top-level AND), with integer literals
+    for integer columns and string literals for TEXT ones; else None."""
+    if not isinstance(expression, exp.Select):
+        return None
+    tables = list(expression.find_all(exp.Table))
+    where = expression.args.get("where")
+    if len(tables) != 1 or where is None or expression.args.get("joins"):
+        return None
+    alias = tables[0].alias_or_name.lower()
+    types = {c["name"]: c["type"] for c in columns}
+    found: dict[str, Any] = {}
+    todo = [where.this]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, exp.Paren):
+            todo.append(node.this)
+        elif isinstance(node, exp.And):
+            todo += [node.left, node.right]
+        elif isinstance(node, exp.EQ):
+            for col, lit in ((node.left, node.right), (node.right, node.left)):
+                if not isinstance(col, exp.Column) or col.args.get("db") is not None:
+                    continue
+                name = col.name.lower()
+                if name not in primary_key or (col.table and col.table.lower() != alias):
+                    continue
+                value = _literal(lit, types.get(name))
+                if value is None:
+                    continue
+                if name in found and found[name] != value:
+                    return None  # id = 1 AND id = 2: leave it to DuckDB
+                found[name] = value
+    return found if len(found) == len(primary_key) else None
+
+
+def _literal(node: exp.Expression, typ: str | None) -> Any:
+    neg = False
+    if isinstance(node, exp.Neg):
+        node, neg = node.this, True
+    if not isinstance(node, exp.Literal):
+        return None
+    if typ in _INT_TYPES and not node.is_string and re.fullmatch(r"[0-9]+", node.this):
+        return -int(node.this) if neg else int(node.this)
+    if typ == "TEXT" and node.is_string and not neg:
+        return node.this
+    return None
 
 
 def view_sql(snap: Snapshot, buffer_name: str, files: FileStore, *, show_deleted: bool) -> str:
@@ -123,13 +202,18 @@ class Plan:
     """A rewritten query and what its cursor needs before it runs."""
 
     sql: str = ""
-    views: list[tuple[str, str]] = field(default_factory=list)
     arrow: list[tuple[str, pa.Table]] = field(default_factory=list)
     pins: list[str] = field(default_factory=list)
     json_names: set[str] = field(default_factory=set)
     tables: list[Table] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # view -> the name the user wrote
     inline: dict[str, str] = field(default_factory=dict)  # placeholder -> (view SQL)
+    # What picks the DuckDB a query runs on (engine.SMALL_QUERY_ROWS): the rows it
+    # reads (files, buffers, system tables), how many table references it has,
+    # and whether it calls a table function (range(), unnest(): rows unknown).
+    rows: int = 0
+    refs: int = 0
+    table_function: bool = False
 
 
 def names_deleted(expression: exp.Expression) -> bool:
@@ -149,6 +233,7 @@ def plan_query(
     files: FileStore,
     *,
     show_deleted: bool | None = None,
+    ranges: FileRanges | None = None,
 ) -> Plan:
     """Rewrite table references in `expression` (a copy the caller owns)."""
     plan = Plan()
@@ -160,7 +245,9 @@ def plan_query(
     try:
         for node in list(expression.find_all(exp.Table)):
             if not isinstance(node.this, exp.Identifier):
+                plan.table_function = True
                 continue
+            plan.refs += 1
             name, db, catalog = node.name, node.db, node.catalog
             if catalog:
                 raise NotFound(f"Table '{catalog}.{db}.{name}' does not exist")
@@ -172,9 +259,10 @@ def plan_query(
                     arrow = system_table(name)
                     if arrow is None:
                         raise NotFound(f"Table 'system.{name}' does not exist")
-                    view = seen[("system", name)] = f"__sys_{name}"
+                    view = seen[("system", name)] = f"__cairn_{token}_sys_{name}"
                     plan.names[view] = f"system.{name}"
                     plan.arrow.append((view, arrow))
+                    plan.rows += arrow.num_rows
                     plan.json_names |= {
                         f.name for f in arrow.schema
                         if f.metadata and f.metadata.get(CAIRN_TYPE) == b"JSON"
@@ -186,13 +274,16 @@ def plan_query(
                 view = seen.get((ns, name))
                 if view is None:
                     st = state_of(ns, name)
-                    snap, token = take_snapshot(st, user, files)
-                    plan.pins.append(token)
+                    point = point_key(expression, st.columns, st.table.primary_key)
+                    snap, pin = take_snapshot(st, user, files, point, ranges)
+                    plan.pins.append(pin)
                     n = len(seen)
                     view = seen[(ns, name)] = f"__cairn_{token}_{n}"
-                    buf = f"__b{n}"
+                    buf = f"__cairn_{token}_b{n}"
+                    plan.names[buf] = f"{ns}.{name}"
                     if snap.buffer.num_rows:
                         plan.arrow.append((buf, snap.buffer))
+                    plan.rows += snap.buffer.num_rows + sum(f.rows for f in snap.files)
                     sql = view_sql(snap, buf, files, show_deleted=show_deleted)
                     plan.inline[view] = f"({sql})"
                     plan.tables.append(snap.table)
@@ -211,7 +302,7 @@ def plan_query(
     except BaseException:
         release(plan, files)
         raise
-    text = expression.sql(dialect="duckdb")
+    text = expression.sql(dialect="duckdb", copy=False)  # the tree is ours: no copy
     # Views go in as subqueries by text: placeholders carry a random token, so
     # nothing the user wrote can match them (cheaper than CREATE VIEW per query).
     for placeholder, sql in sorted(plan.inline.items(), reverse=True):
@@ -238,4 +329,5 @@ def mark_json(table: pa.Table, json_names: set[str]) -> pa.Table:
             f = f.with_metadata({CAIRN_TYPE: b"JSON"})
             changed = True
         fields.append(f)
-    return table.cast(pa.schema(fields)) if changed else table
+    # Same types, new field metadata: rewrap the columns (a cast would copy-check them).
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields)) if changed else table

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,22 @@ def connect(data_dir: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyC
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+MIN_MEMORY_BYTES = 64 * 10**6
+
+
+def fraction_of(memory_limit: str, divisor: int) -> str:
+    """A DuckDB memory limit `divisor` times smaller (at least 64 MB); the
+    limit itself if it does not read as a size."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(memory_limit))
+    unit = _UNITS.get(m.group(2).lower()) if m else None
+    if m is None or unit is None:
+        return str(memory_limit)
+    size = float(m.group(1)) * unit
+    return f"{max(int(size / divisor), min(int(size), MIN_MEMORY_BYTES)) // 1000}KB"
 
 
 def settings(con: Any) -> dict[str, str]:

@@ -76,14 +76,14 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _namespaces(engine: Engine) -> list[dict[str, Any]]:
+def _namespaces(namespaces: list[Namespace], tables: list[Table]) -> list[dict[str, Any]]:
     counts: dict[str, int] = {}
-    for t in engine.catalog.scan(Table):
+    for t in tables:
         counts[t.namespace] = counts.get(t.namespace, 0) + 1
     return [
         {"namespace": ns.name, "created_at": ns.created_at, "table_count": counts.get(ns.name, 0),
          "options": ns.options}
-        for ns in engine.catalog.scan(Namespace)
+        for ns in namespaces
     ]
 
 
@@ -101,34 +101,62 @@ def _tables(engine: Engine) -> list[dict[str, Any]]:
     return rows
 
 
-def _schemas(engine: Engine) -> list[dict[str, Any]]:
+def _schemas(schemas: list[TableSchema]) -> list[dict[str, Any]]:
     return [
         {"namespace": s.namespace, "table_name": s.table_name, "version": s.version,
          "columns": [describe_column(c) for c in s.columns], "created_at": s.created_at}
-        for s in sorted(engine.catalog.scan(TableSchema),
-                        key=lambda s: (s.namespace, s.table_name, s.version))
+        for s in sorted(schemas, key=lambda s: (s.namespace, s.table_name, s.version))
     ]
 
 
-def _records(kind: type) -> Callable[[Engine], list[dict[str, Any]]]:
-    return lambda engine: [r.__dict__ for r in engine.catalog.scan(kind)]
+def _records(records: list[Any]) -> list[dict[str, Any]]:
+    return [r.__dict__ for r in records]
 
 
-BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
-    "namespaces": _namespaces,
-    "tables": _tables,
-    "table_schemas": _schemas,
-    "jobs": _records(Job),
-    "backups": _records(Backup),
-    "schedules": _records(Schedule),
+# Tables built from catalog records only: (the record kinds read, the rows from
+# those records). While the kinds' raw records are unchanged, the Arrow table
+# built last time is reused (reading raw records costs microseconds; decoding
+# them and building Arrow, ~0.2 ms), and the same object stays registered on
+# each thread's DuckDB cursor. The rows are built from the very records the
+# cache key holds, so a cached table is always exactly its key's.
+FROM_RECORDS: dict[str, tuple[tuple[type, ...], Callable[..., list[dict[str, Any]]]]] = {
+    "namespaces": ((Namespace, Table), _namespaces),
+    "table_schemas": ((TableSchema,), _schemas),
+    "jobs": ((Job,), _records),
+    "backups": ((Backup,), _records),
+    "schedules": ((Schedule,), _records),
 }
+# The others also show live figures (buffered rows, files): built every time.
+BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {"tables": _tables}
 
 
 def build(engine: Engine, name: str) -> pa.Table | None:
     """`system.<name>` as Arrow, or None if there is no such system table."""
     if name not in COLUMNS:
         return None
-    rows = BUILDERS[name](engine)
+    cache: dict[str, tuple[Any, pa.Table]] | None = getattr(engine, "system_cache", None)
+    if name not in FROM_RECORDS:
+        rows = BUILDERS[name](engine)
+        hit = cache.get(name) if cache is not None else None
+        if hit is not None and hit[0] == rows:
+            return hit[1]
+        table = _arrow(name, rows)
+        if cache is not None:
+            cache[name] = (rows, table)
+        return table
+    kinds, make = FROM_RECORDS[name]
+    raw = tuple(tuple(engine.catalog.scan_raw(kind.FAMILY)) for kind in kinds)
+    hit = cache.get(name) if cache is not None else None
+    if hit is not None and hit[0] == raw:
+        return hit[1]
+    records = [[kind.loads(v) for _, v in items] for kind, items in zip(kinds, raw)]
+    table = _arrow(name, make(*records))
+    if cache is not None:
+        cache[name] = (raw, table)
+    return table
+
+
+def _arrow(name: str, rows: list[dict[str, Any]]) -> pa.Table:
     schema = schema_of(name)
     arrays = []
     for col, typ in COLUMNS[name]:

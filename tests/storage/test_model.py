@@ -83,6 +83,23 @@ class TableModel(RuleBasedStateMachine):
     def flush(self) -> None:
         self.engine.flush_table("app", "t")
 
+    @rule(key=KEYS)
+    def point(self, key: int) -> None:
+        """A point lookup reads only what can hold the key: same answer."""
+        got = self.run(f"SELECT k, v, s FROM app.t WHERE k = {key}")
+        want = [{n: self.live[key][n] for n in ("k", "v", "s")}] if key in self.live else []
+        assert got == want
+        gone = self.run(f"SELECT k FROM app.t WHERE _deleted AND k = {key}")
+        assert gone == ([{"k": key}] if key in self.deleted else [])
+
+    @rule()
+    def restart(self) -> None:
+        """Close and reopen: the buffer's key set and the files' key ranges are
+        rebuilt from what is on disk."""
+        self.engine.close()
+        self.catalog.close()
+        self.catalog, self.engine = open_engine(self.dir)
+
     @precondition(lambda self: len(self.extra) < 2)
     @rule(default=st.integers(min_value=0, max_value=9))
     def add_column(self, default: int) -> None:

@@ -1,0 +1,260 @@
+"""Primary-key bookkeeping that lets an INSERT prove "this key is new" without
+DuckDB in the common cases.
+
+Two facts, each only ever an over-approximation of what a table holds:
+
+- the keys of every buffered row version (`TableState` keeps them as a set,
+  per user for USER tables): a key not in it has no version in the buffer;
+- the key range of every Parquet file (`DataFile.key_range`, computed when the
+  file is written; for files without it, such as restored ones, the integer
+  columns' Parquet footer statistics): a key outside a file's range has no
+  version in that file.
+
+A key that passes both has no version at all, live or soft-deleted, so the
+INSERT needs no check. Anything the facts cannot rule out (a key in the set,
+a file whose range could hold it, a column type they do not cover) goes to the
+exact DuckDB check, over only the files that could hold a key."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from catalog import DataFile
+
+from .types import ID, Column
+
+if TYPE_CHECKING:
+    from .buffer import BufBatch
+
+log = logging.getLogger("cairn.storage")
+
+# Types whose Python values (from Arrow's to_pylist) compare and hash exactly as
+# DuckDB compares them in the key join. REAL/DOUBLE are left out: NaN and -0.0
+# compare differently in Python than in DuckDB.
+SET_TYPES = frozenset({"BOOLEAN", "SMALLINT", "INT", "BIGINT", "DECIMAL", "TEXT", "BYTES",
+                       "DATE", "TIMESTAMP"})
+# Types whose file ranges are recorded: values that survive JSON as themselves
+# and order in Python as in Parquet/DuckDB (integers; strings by code point,
+# which is UTF-8 byte order).
+RANGE_TYPES = frozenset({"SMALLINT", "INT", "BIGINT", "TEXT"})
+FOOTER_TYPES = frozenset({"SMALLINT", "INT", "BIGINT"})  # Parquet statistics trusted as exact
+MAX_RANGE_TEXT = 256  # longer TEXT bounds are not recorded (the column is then unbounded)
+KEYSET_LIMIT = 200_000  # buffered key versions tracked per table; past it: DuckDB checks
+PER_KEY_PROBE = 32  # INSERTs with at most this many rows test each key against a file range
+
+
+def pk_columns(columns: list[Column], primary_key: list[str]) -> list[Column] | None:
+    by_name = {c["name"]: c for c in columns}
+    cols = [by_name.get(k) for k in primary_key]
+    return None if any(c is None for c in cols) else cols  # type: ignore[return-value]
+
+
+def settable(columns: list[Column], primary_key: list[str]) -> bool:
+    """Can this table's keys be tracked in a Python set? Not the generated
+    `_id` key: INSERTs never check it, so its set is not kept."""
+    if primary_key == [ID]:
+        return False
+    cols = pk_columns(columns, primary_key)
+    return cols is not None and all(c["type"] in SET_TYPES for c in cols)
+
+
+def probe_keys(cols: list[list[Any]], user: str | None, user_table: bool) -> list[Any]:
+    """Keys as the buffer key set holds them: the bare value for a one-column
+    key, else a tuple; USER tables prefix the owner."""
+    if user_table:
+        return [(user, *k) for k in zip(*cols)]
+    if len(cols) == 1:
+        return cols[0]
+    return list(zip(*cols))
+
+
+def batch_keys(batch: BufBatch, primary_key: list[str], user_table: bool) -> list[Any]:
+    return probe_keys([batch.rows.column(k).to_pylist() for k in primary_key],
+                      batch.user, user_table)
+
+
+class BufferKeys:
+    """The keys of a table's buffered row versions. Call every method with the
+    table's `lock` held.
+
+    `stale` means batches were removed since the set was built (a flush, an
+    eviction): the set is then a superset, rebuilt from the batches only when a
+    probe hits it. `keys is None` means unknown (too many, or not built yet)."""
+
+    __slots__ = ("keys", "stale")
+
+    def __init__(self) -> None:
+        self.keys: set[Any] | None = None
+        self.stale = True  # not built yet
+
+    def add(self, keys: Iterable[Any]) -> None:
+        if self.keys is None:
+            return
+        self.keys.update(keys)
+        if len(self.keys) > KEYSET_LIMIT:
+            self.keys = None  # retried once a flush empties the buffer
+
+    def removed(self) -> None:
+        self.stale = True
+
+    def may_hold(
+        self, probe: list[Any], batches: Iterable[BufBatch], primary_key: list[str], user_table: bool
+    ) -> bool:
+        if self.stale and (self.keys is None or any(k in self.keys for k in probe)):
+            self._rebuild(list(batches), primary_key, user_table)
+        if self.keys is None:
+            return True
+        keys = self.keys
+        return any(k in keys for k in probe)
+
+    def _rebuild(self, batches: list[BufBatch], primary_key: list[str], user_table: bool) -> None:
+        self.stale = False
+        if sum(b.num_rows for b in batches) > KEYSET_LIMIT:
+            self.keys = None
+            return
+        keys: set[Any] = set()
+        for b in batches:
+            keys.update(batch_keys(b, primary_key, user_table))
+        self.keys = keys
+
+
+# --- file key ranges ------------------------------------------------------------
+
+
+def key_range(rows: pa.Table, columns: list[Column], primary_key: list[str]) -> dict[str, list[Any]]:
+    """{pk column: [min, max]} of the rows, for the columns whose bounds can be
+    recorded exactly (a column left out is unbounded)."""
+    out: dict[str, list[Any]] = {}
+    cols = pk_columns(columns, primary_key) or []
+    for col in cols:
+        if col["type"] not in RANGE_TYPES or col["name"] not in rows.column_names:
+            continue
+        mm = pc.min_max(rows.column(col["name"]))
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        if lo is None or hi is None:
+            continue
+        if isinstance(lo, str) and (len(lo) > MAX_RANGE_TEXT or len(hi) > MAX_RANGE_TEXT):
+            continue
+        out[col["name"]] = [lo, hi]
+    return out
+
+
+class FileRanges:
+    """Key ranges of files whose DataFile does not carry one, from the Parquet
+    footer's integer statistics (read once per file: files never change)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, dict[str, list[Any]] | None] = {}
+        self._lock = threading.Lock()
+
+    def get(self, f: DataFile) -> dict[str, list[Any]] | None:
+        if f.key_range:
+            return f.key_range
+        with self._lock:
+            return self._known.get(f.path)
+
+    def missing(self, files: Iterable[DataFile]) -> list[DataFile]:
+        with self._lock:
+            return [f for f in files if not f.key_range and f.path not in self._known]
+
+    def learn(self, f: DataFile, path: Any, columns: list[Column], primary_key: list[str]) -> None:
+        try:
+            found = footer_range(path, columns, primary_key)
+        except Exception:  # unreadable or gone (a concurrent drop): unbounded
+            log.debug("no key statistics for %s", f.path, exc_info=True)
+            found = None
+        with self._lock:
+            self._known[f.path] = found
+
+    def forget(self, paths: Iterable[str]) -> None:
+        with self._lock:
+            for p in paths:
+                self._known.pop(p, None)
+
+
+def footer_range(path: Any, columns: list[Column], primary_key: list[str]) -> dict[str, list[Any]] | None:
+    meta = pq.read_metadata(path)
+    cols = [c for c in pk_columns(columns, primary_key) or [] if c["type"] in FOOTER_TYPES]
+    if not cols:
+        return None
+    index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    out: dict[str, list[Any]] = {}
+    for col in cols:
+        i = index.get(col["name"])
+        if i is None:
+            continue
+        lo = hi = None
+        ok = True
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            if rg.num_rows == 0:
+                continue
+            stats = rg.column(i).statistics
+            if stats is None or not stats.has_min_max:
+                ok = False
+                break
+            if not isinstance(stats.min, int) or not isinstance(stats.max, int):
+                ok = False
+                break
+            lo = stats.min if lo is None else min(lo, stats.min)
+            hi = stats.max if hi is None else max(hi, stats.max)
+        if ok and lo is not None:
+            out[col["name"]] = [lo, hi]
+    return out or None
+
+
+def file_may_hold(
+    rng: dict[str, list[Any]] | None,
+    primary_key: list[str],
+    cols: list[list[Any]],
+    bounds: list[tuple[Any, Any] | None],
+) -> bool:
+    """Could a file with key range `rng` hold one of the keys (`cols`: one list
+    per pk column; `bounds`: each column's (min, max) over the keys)?"""
+    if not rng:
+        return True
+    checks = []
+    for i, k in enumerate(primary_key):
+        r = rng.get(k)
+        if r is None or bounds[i] is None:
+            continue
+        lo, hi = r
+        klo, khi = bounds[i]  # type: ignore[misc]
+        try:
+            if khi < lo or klo > hi:
+                return False  # every key is outside on this column
+        except TypeError:
+            continue
+        checks.append((i, lo, hi))
+    if not checks:
+        return True
+    if len(cols[0]) > PER_KEY_PROBE:
+        return True  # the keys' bounding box meets the range: let DuckDB look
+    try:
+        return any(
+            all(lo <= cols[i][j] <= hi for i, lo, hi in checks) for j in range(len(cols[0]))
+        )
+    except TypeError:
+        return True
+
+
+def bounds_of(cols: list[list[Any]], columns: list[Column], primary_key: list[str]) -> list[tuple[Any, Any] | None]:
+    """Each pk column's (min, max) over the new keys, for the range types only."""
+    pcs = pk_columns(columns, primary_key) or []
+    out: list[tuple[Any, Any] | None] = []
+    for i, values in enumerate(cols):
+        if i < len(pcs) and pcs[i]["type"] in RANGE_TYPES and values:
+            try:
+                out.append((min(values), max(values)))
+            except TypeError:
+                out.append(None)
+        else:
+            out.append(None)
+    return out
