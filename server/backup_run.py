@@ -172,6 +172,7 @@ def _collect(engine: Any, snap: NamespaceSnapshot, staging: Path) -> tuple[list[
                 "oid": f.sha256, "size": f.bytes, "rows": f.rows,
                 "schema_version": f.schema_version, "user_id": f.user_id,
                 "min_seq": f.min_seq, "max_seq": f.max_seq, "source": "parquet",
+                "key_range": dict(f.key_range),
             }
             tally.items.append(_Item(engine.files.abs(f.path), f.bytes, f.sha256, file_entry, entry))
         for item in _export_buffer(engine, ts, staging):

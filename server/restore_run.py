@@ -170,6 +170,7 @@ def _copy_files(
                 schema_version=int(f["schema_version"]),
                 user_id=f.get("user_id"), min_seq=int(f.get("min_seq", 0)),
                 max_seq=int(f.get("max_seq", 0)),
+                key_range=dict(f.get("key_range") or {}),
             ))
     _fsync_dirs({p.parent for p in written})
     return records
