@@ -2,7 +2,7 @@
 server (moto, as a separate process on 127.0.0.1), plain against encrypted, and
 the compression ratio of each kind of object a backup stores.
 
-    /work/venv/bin/python bench/bench_backup_targets.py [--mb 128] [--files 8] [--rounds 3]
+    python bench/bench_backup_targets.py [--mb 128] [--files 8] [--rounds 3]
 
 Sources are zstd Parquet files written the way Cairn flushes them (pyarrow,
 compression="zstd"), with sha256 known, as the server passes them. Each round,

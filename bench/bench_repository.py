@@ -1,6 +1,6 @@
 """Throughput of the backup repository against plain `cp` + `sha256sum`.
 
-    /work/venv/bin/python bench/bench_repository.py [--mb 512] [--files 16] [--dir /tmp]
+    python bench/bench_repository.py [--mb 512] [--files 16] [--dir /tmp]
 
 Writes N MB of random files, then times: the first put (durable: fsync per object),
 the first put without fsync, a second put that rehashes (dedup, nothing written), a

@@ -8,7 +8,7 @@
 - `SELECT count(*), sum(x)` over a 10M-row flushed table, through Cairn (engine
   and HTTP) against DuckDB reading the same Parquet files directly.
 
-    /work/venv/bin/python bench/bench_tables.py [--rows 10000000] [--ops 2000]
+    python bench/bench_tables.py [--rows 10000000] [--ops 2000]
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ flushed, buffered and soft-deleted rows, so each backup has new bytes to move;
 `app.base` is deduplicated). Backups use `keep_last = 4`, so the drop of old
 backups inside a backup job is under fire too.
 
-    /work/venv/bin/python bench/crash_injection.py --runs 200 [--seed 8] [--job-seconds 1.0]
+    python bench/crash_injection.py --runs 200 [--seed 8] [--job-seconds 1.0]
 
 `tests/proof/test_crash_injection.py` runs the same `run_campaign` with 10 runs.
 """

@@ -14,7 +14,7 @@ Before the clock starts the namespace gets `--preload` rows (flushed), so every
 backup and restore has real bytes to move; tables keep their default flush
 threshold (10 000 rows), so flushes happen under load too.
 
-    /work/venv/bin/python bench/load.py [--clients 16] [--seconds 60] [--preload 200000]
+    python bench/load.py [--clients 16] [--seconds 60] [--preload 200000]
 
 `tests/proof/test_load.py` runs the same `run_load` for 10 s with 8 clients.
 """
