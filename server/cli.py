@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -40,6 +41,11 @@ async def serve(cfg: config_mod.Config) -> None:
 
     cairn = open_state(cfg)
     app = create_app(cfg, cairn)
+    # Everything loaded so far (sqlglot, Lark, pyarrow, DuckDB, aiohttp) lives as
+    # long as the process: keep it out of the cyclic collector, whose full passes
+    # over ~100k such objects otherwise pause every request for 25-55 ms.
+    gc.collect()
+    gc.freeze()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:

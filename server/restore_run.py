@@ -172,8 +172,20 @@ def _copy_files(
                 max_seq=int(f.get("max_seq", 0)),
                 key_range=dict(f.get("key_range") or {}),
             ))
+    _fsync_files(written)
     _fsync_dirs({p.parent for p in written})
     return records
+
+
+def _fsync_files(paths: list[Path]) -> None:
+    """Restored bytes reach the disk before the catalog references them, as a
+    flush's do: after a power loss no registered file may be a hole."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _fsync_dirs(dirs: set[Path]) -> None:

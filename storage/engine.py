@@ -29,7 +29,7 @@ from catalog.ids import new_id
 from catalog.records import SEP
 
 from . import dml, duck, flush, keys, sandbox, schema, system_tables
-from .buffer import PREFIX, TableState, decode, family_name
+from .buffer import PREFIX, TableState, conform, decode, family_name
 from .files import FileStore
 from .query import Plan, mark_json, plan_query, release
 from .snapshot import NamespaceSnapshot, TableSnapshot
@@ -555,19 +555,35 @@ class Engine:
         held (a copy of references). Call `release_snapshot` when done."""
         states = sorted(self._all_states(namespace), key=lambda s: s.uid)
         locks = [st.lock for st in states]
+        captured = []
         for lk in locks:
             lk.acquire()
         try:
-            tables = []
+            # Under the locks only references are copied (batches are immutable);
+            # converting the buffer happens after, so writers wait microseconds.
             for st in states:
-                buf = st.buffer_table(all_users=True) if st.table.table_type != "stream" else None
-                tables.append(TableSnapshot(st.table, list(self.catalog.scan(
-                    TableSchema, st.uid + SEP)), list(st.files), buf))
-            paths = [f.path for t in tables for f in t.files]
+                batches = list(st.batches.values()) if st.table.table_type != "stream" else None
+                cached = st._cache.get("*")
+                captured.append((st.table, list(st.columns), st.schema.version, batches, cached,
+                                 list(self.catalog.scan(TableSchema, st.uid + SEP)),
+                                 list(st.files), st.loose_schema()))
+            paths = [f.path for c in captured for f in c[6]]
             token = self.files.pin(paths)
         finally:
             for lk in reversed(locks):
                 lk.release()
+        tables = []
+        for table, columns, version, batches, cached, schemas, files, schema in captured:
+            buf = None
+            if batches is not None:
+                start, base = 0, schema.empty_table()
+                keys = tuple(b.key for b in batches)
+                if cached is not None and cached[0] == version and keys[: len(cached[1])] == cached[1]:
+                    start, base = len(cached[1]), cached[2]
+                parts = [conform(b.rows, b.version, table, columns).cast(schema)
+                         for b in batches[start:]]
+                buf = pa.concat_tables([base, *parts]) if parts else base
+            tables.append(TableSnapshot(table, schemas, files, buf))
         return NamespaceSnapshot(namespace, tables, token)
 
     def release_snapshot(self, snap: NamespaceSnapshot) -> None:
