@@ -195,3 +195,16 @@ def target_files(target: Path) -> dict[str, set[str]]:
 
     return {"manifests": names("manifests", ".json"), "objects": names("objects"),
             "locks": names("locks"), "prunes": names("prunes"), "tmp": names("tmp")}
+
+
+async def err(client: Any, text: str, code: str, **kw: Any) -> str:
+    """Run SQL that must fail with `code`; returns the error message."""
+    status, body = await sql(client, text, **kw)
+    assert body["status"] == "error", body
+    assert body["error"]["code"] == code, body
+    return str(body["error"]["message"])
+
+
+async def rows(client: Any, text: str, **kw: Any) -> list[dict[str, Any]]:
+    """The rows of the last statement of SQL that must succeed."""
+    return list((await ok(client, text, **kw))[-1]["rows"])

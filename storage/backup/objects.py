@@ -227,14 +227,10 @@ class ObjectStore:
         error or a cancel still completes (pyarrow closes the upload), so the key is
         deleted; a reader that saw it meanwhile rejects it by size."""
         if sha256 is None:
-            sha256, hashed = hash_file(local_path, should_stop)
-            _check_source(local_path, sha256, hashed, None, size)
-            size = hashed
-            if on_oid is not None:
-                on_oid(sha256)
-            hit = self.find(sha256, size)
-            if hit is not None:
-                return self._reused(local_path, sha256, size, hit, on_bytes)
+            sha256, size, reused = self._hash_then_find(local_path, size, on_bytes,
+                                                        should_stop, on_oid)
+            if reused is not None:
+                return reused
         final = self.path(sha256)
         digest = hashlib.sha256()
         with writing(self.target.uri):
@@ -247,6 +243,25 @@ class ObjectStore:
                 delete_quietly(self.target, final)
                 raise
         return PutResult(sha256, n, True, sha256, n)
+
+    def _hash_then_find(
+        self,
+        local_path: str,
+        size: int | None,
+        on_bytes: OnBytes | None,
+        should_stop: ShouldStop | None,
+        on_oid: OnOid | None,
+    ) -> tuple[str, int, PutResult | None]:
+        """A file whose sha256 is not known yet: hash it, tell the lock, and reuse
+        an object already stored for that content."""
+        sha256, hashed = hash_file(local_path, should_stop)
+        _check_source(local_path, sha256, hashed, None, size)
+        if on_oid is not None:
+            on_oid(sha256)
+        hit = self.find(sha256, hashed)
+        if hit is not None:
+            return sha256, hashed, self._reused(local_path, sha256, hashed, hit, on_bytes)
+        return sha256, hashed, None
 
     def _put_encoded(
         self,
@@ -261,14 +276,10 @@ class ObjectStore:
         unknown one is computed first; then the file is encoded on the way to
         `tmp/` (local) or to its final key (S3), checked against that sha256."""
         if sha256 is None:
-            sha256, hashed = hash_file(local_path, should_stop)
-            _check_source(local_path, sha256, hashed, None, size)
-            size = hashed
-            if on_oid is not None:
-                on_oid(sha256)
-            hit = self.find(sha256, size)
-            if hit is not None:
-                return self._reused(local_path, sha256, size, hit, on_bytes)
+            sha256, size, reused = self._hash_then_find(local_path, size, on_bytes,
+                                                        should_stop, on_oid)
+            if reused is not None:
+                return reused
         local = self.target.kind == "local"
         uri = self.target.uri
         with open(local_path, "rb", buffering=0) as src:

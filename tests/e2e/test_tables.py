@@ -7,18 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ok, sql
-
-
-async def err(client: Any, text: str, code: str, **kw: Any) -> str:
-    status, body = await sql(client, text, **kw)
-    assert body["status"] == "error", body
-    assert body["error"]["code"] == code, body
-    return body["error"]["message"]
-
-
-async def rows(client: Any, text: str, **kw: Any) -> list[dict[str, Any]]:
-    return (await ok(client, text, **kw))[-1]["rows"]
+from tests.helpers import err, ok, rows, sql
 
 
 @pytest.fixture
