@@ -1,4 +1,4 @@
-"""The `cairn` command: `cairn serve` runs the server, `cairn sql` the console."""
+"""The `cairn` command: `cairn serve` runs the server, `cairn sql` the console (console/)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 
 from aiohttp import web
 
+import console
 from catalog import CatalogLocked
 
 from . import config as config_mod
@@ -25,14 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 = any free)")
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
-    sql = sub.add_parser("sql", help="the SQL console")
-    sql.add_argument("--url", default="http://127.0.0.1:8080")
-    sql.add_argument("--token")
-    sql.add_argument("--user")
-    sql.add_argument("--namespace", "-n")
-    sql.add_argument("-c", dest="command_sql", help="run this SQL and exit")
-    sql.add_argument("-f", dest="file", help="run the SQL in this file and exit")
-    sql.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    console.add_arguments(sub.add_parser("sql", help="the SQL console (package console/)"))
     return parser
 
 
@@ -67,9 +61,7 @@ async def serve(cfg: config_mod.Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sql":
-        from .console import main as console_main
-
-        return console_main(args)
+        return console.main(args)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

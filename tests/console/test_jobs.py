@@ -12,9 +12,9 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 from rich.console import Console
 
-from server.console_client import ApiError, Client, Names, Reply
-from server.console_jobs import JobWatcher, as_detached
-from server.console_prompt import SqlCompleter
+from console.client import ApiError, Client, Names, Reply
+from console.jobs import JobWatcher, as_detached
+from console.prompt import SqlCompleter
 
 
 def test_backup_restore_verify_are_sent_detached() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from server.console_client import ApiError, parse_reply
-from server.console_output import Printer, Source, mark_error
-from server.console_prompt import is_complete
+from console.client import ApiError, parse_reply
+from console.output import Printer, Source, mark_error
+from console.prompt import is_complete
 
 RESULT: dict[str, Any] = {
     "columns": ["id", "body", "meta", "ok"],

@@ -3,7 +3,7 @@
 `-c SQL` and `-f FILE` (or SQL piped on stdin) run and exit, non-zero on the
 first error; otherwise an interactive prompt. Statements are sent one by one
 so each gets its own table and time, and so BACKUP/RESTORE/VERIFY can be run
-detached and followed with a progress bar (console_jobs.py)."""
+detached and followed with a progress bar (jobs.py)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from pathlib import Path
 from sqlgrammar import SqlSyntaxError
 from sqlgrammar.splitter import Chunk, split_script
 
-from .console_client import ApiError, Client, Names, quote
-from .console_jobs import JobWatcher, as_detached
-from .console_output import Printer, Source
+from .client import ApiError, Client, Names, quote
+from .jobs import JobWatcher, as_detached
+from .output import Printer, Source
 
 EXIT_OK, EXIT_SQL_ERROR, EXIT_UNUSABLE = 0, 1, 2
 _DDL = ("create", "drop", "alter", "restore")  # statements after which names change
@@ -206,7 +206,7 @@ class Shell:
 
     def repl(self) -> int:
         """The interactive loop; Ctrl-C drops the current input, Ctrl-D quits."""
-        from .console_prompt import SqlCompleter, make_session
+        from .prompt import SqlCompleter, make_session
 
         session = make_session(SqlCompleter(self.names, lambda: COMMANDS))
         self.printer.notice(f"Cairn console on {self.client.url}. End statements with ; "
@@ -227,8 +227,8 @@ class Shell:
         return EXIT_OK
 
 
-def main(args: argparse.Namespace) -> int:
-    """Entry point from `cairn sql` (server/cli.py)."""
+def run(args: argparse.Namespace) -> int:
+    """Run `cairn sql` with the options `console.add_arguments` defined."""
     client = Client(args.url, token=args.token or os.environ.get("CAIRN_TOKEN"),
                     user=args.user, namespace=args.namespace)
     shell = Shell(client, Printer(args.format))

@@ -24,7 +24,7 @@ from pygments.lexers.sql import SqlLexer
 from sqlgrammar import KEYWORDS, SqlSyntaxError
 from sqlgrammar.splitter import split_script
 
-from .console_client import Names
+from .client import Names
 
 # Ordinary SQL words, next to the grammar's own (CREATE NAMESPACE, BACKUP, ...).
 SQL_WORDS = (

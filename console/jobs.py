@@ -26,7 +26,7 @@ from rich.progress import (
 
 from sqlgrammar import SqlInvalid, SqlSyntaxError, ast, parse_one, to_sql
 
-from .console_client import ApiError, Client, quote
+from .client import ApiError, Client, quote
 
 WATCHED = (ast.BackupDatabase, ast.RestoreDatabase, ast.VerifyBackup)
 TERMINAL = ("completed", "failed", "cancelled")

@@ -1,0 +1,30 @@
+"""`cairn sql`: the terminal console, a client of the HTTP API (contract §1).
+
+It talks to a running server over HTTP only and imports nothing of `server`,
+`catalog` or `storage`; of Cairn it uses `sqlgrammar` alone (to split scripts,
+complete keywords and send BACKUP/RESTORE/VERIFY detached). The `cairn`
+command (server/cli.py) hands `cairn sql` here; this module stays light so that
+`cairn serve` does not load the console's libraries.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `cairn sql`."""
+    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    parser.add_argument("--token")
+    parser.add_argument("--user")
+    parser.add_argument("--namespace", "-n")
+    parser.add_argument("-c", dest="command_sql", help="run this SQL and exit")
+    parser.add_argument("-f", dest="file", help="run the SQL in this file and exit")
+    parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run `cairn sql`: `-c`/`-f`/stdin run and exit, otherwise an interactive prompt."""
+    from .shell import run
+
+    return run(args)
