@@ -183,7 +183,7 @@ class Schedule(Record):
     name: str
     namespace: str
     target: str
-    every: str
+    every: str | None  # an interval like '1h', or None for a cron schedule
     every_seconds: int
     keep_last: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -191,6 +191,7 @@ class Schedule(Record):
     next_run_at: str | None = None
     last_job_id: str | None = None
     last_status: str | None = None
+    cron: str | None = None  # a cron expression (UTC), or None for an interval schedule
 
     def key(self) -> str:
         return self.name

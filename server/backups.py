@@ -35,6 +35,7 @@ SCHEDULE_OPTIONS: dict[str, type] = {"label": str, "compression": str}  # for ev
 RESTORE_OPTIONS = {"backup_id": str, "as_of": str, "replace": bool, "detached": bool,
                    "encryption_passphrase": str}
 VERIFY_OPTIONS = {"detached": bool, "encryption_passphrase": str}
+SHOW_OPTIONS = {"encryption_passphrase": str}
 
 BACKUP_COLUMNS = [
     ("backup_id", "TEXT"), ("namespace", "TEXT"), ("target", "TEXT"),
@@ -198,7 +199,7 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
 # --- listing ----------------------------------------------------------------
 
 
-def _summary(m: dict[str, Any], target: str) -> dict[str, Any]:
+def summary(m: dict[str, Any], target: str) -> dict[str, Any]:
     totals = m["totals"]
     return {
         "backup_id": m["backup_id"], "namespace": m["namespace"], "target": target,
@@ -217,7 +218,7 @@ async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) ->
             rows = [{c: getattr(b, c) for c, _ in BACKUP_COLUMNS} for b in records]
         else:
             repo = repository(cairn, stmt.target)
-            rows = [_summary(m, repo.uri) for m in repo.list_manifests(stmt.namespace)
+            rows = [summary(m, repo.uri) for m in repo.list_manifests(stmt.namespace)
                     if "error" not in m]
         rows.sort(key=lambda r: (r["created_at"], r["backup_id"]), reverse=True)
         return rows[: stmt.limit] if stmt.limit is not None else rows
@@ -240,8 +241,11 @@ def locate(cairn: Cairn, backup_id: str, target: str | None,
 
 
 async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> Result:
+    opts = check_options("SHOW BACKUP", stmt.options, SHOW_OPTIONS)
+
     def work() -> list[dict[str, Any]]:
-        m = locate(cairn, stmt.backup_id, stmt.target).read_manifest(stmt.backup_id)
+        repo = locate(cairn, stmt.backup_id, stmt.target, opts.get("encryption_passphrase"))
+        m = repo.read_manifest(stmt.backup_id)
         return [{
             "table_name": t["name"], "table_type": t["table_type"],
             "schema_version": t["schema_version"], "rows": t.get("rows", 0),
@@ -347,7 +351,7 @@ def register_cleanups(cairn: Cairn) -> None:
             manifest = None
         if manifest is not None:
             # It died after the manifest landed: the backup is whole, so list it.
-            cairn.catalog.put(Backup(**_summary(manifest, repo.uri), job_id=job.job_id))
+            cairn.catalog.put(Backup(**summary(manifest, repo.uri), job_id=job.job_id))
             job.error_message = (f"interrupted by server restart after backup '{backup_id}' "
                                  "was complete; the backup is valid")
         freed = repo.abandon(backup_id)

@@ -22,7 +22,7 @@ from sqlgrammar import ast
 from sqlgrammar.errors import EmptySql, SqlInvalid, SqlSyntaxError
 from sqlgrammar.parser import iter_script
 
-from . import backups, jobs_sql, namespaces, queries, schedules, tables
+from . import attach, backups, jobs_sql, namespaces, queries, schedules, tables
 from .result import Result
 from .state import Cairn, Session
 
@@ -35,6 +35,7 @@ HANDLERS: dict[type, Handler] = {
     **tables.HANDLERS,
     **queries.HANDLERS,
     **backups.HANDLERS,
+    **attach.HANDLERS,
     **jobs_sql.HANDLERS,
     **schedules.HANDLERS,
 }
@@ -48,6 +49,9 @@ ADMIN_ONLY: frozenset[type] = frozenset(
         ast.VerifyBackup,
         ast.DropBackup,
         ast.KillJob,
+        ast.PauseJob,
+        ast.ResumeJob,
+        ast.AttachBackups,
         ast.CreateSchedule,
         ast.DropSchedule,
     }

@@ -4,15 +4,19 @@ The job row is written before any work starts, so `system.jobs` shows it from
 the first instant; status moves queued -> running -> completed | failed |
 cancelled; progress counters are written while it runs (throttled). Work runs in
 a thread and checks `ctx.check_cancelled()` between units of work, so KILL JOB
-stops it within a second (a queued job stops waiting for its slot at once). A
-job found queued/running at start-up belonged to a dead process: it is marked
-failed and its registered cleanup is run. History is trimmed to `[jobs]
+stops it within a second (a queued job stops waiting for its slot at once).
+PAUSE JOB (backups and restores only) parks the work at its next check, with
+everything it holds (snapshot, lock, stored objects, copied files) and gives its
+place in the pool back; RESUME JOB takes a place again and the work goes on
+where it stopped. A job found queued/running/paused at start-up belonged to a
+dead process: it is marked failed and its registered cleanup is run. History is trimmed to `[jobs]
 history_max_age_days` / `history_max_count` at start-up, after jobs finish and
 every minute."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -28,8 +32,10 @@ from .state import Cairn, Session
 
 log = logging.getLogger("cairn.jobs")
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running", "paused")
 HEAVY = {"backup", "restore", "verify", "drop_backup", "prune"}
+PAUSABLE = ("backup", "restore")
+WAIT_SLICE = 0.02  # seconds between looks at the cancel flag while paused
 PROGRESS_INTERVAL = 0.05  # seconds between progress writes to the catalog
 TRIM_PERIOD = 60.0  # seconds between history trims while no job finishes
 
@@ -50,6 +56,9 @@ class JobContext:
         self._last_write = 0.0
         self._lock = threading.Lock()
         self.error: CairnError | None = None
+        self._pause = threading.Event()  # PAUSE JOB asked; cleared by RESUME JOB
+        self.sem: asyncio.Semaphore | None = None  # the pool this job runs in
+        self.holding = False  # whether it holds a place in that pool
 
     @property
     def cancelled(self) -> bool:
@@ -64,8 +73,60 @@ class JobContext:
         await self._stopped.wait()
 
     def check_cancelled(self) -> None:
+        """Raise Cancelled if the job was killed; park here while it is paused."""
+        if self._pause.is_set() and not self._cancel.is_set():
+            self._paused()
         if self._cancel.is_set():
             raise Cancelled(f"job {self.job_id} was cancelled")
+
+    @property
+    def pause_requested(self) -> bool:
+        return self._pause.is_set()
+
+    def request_pause(self) -> None:
+        self._pause.set()
+
+    def request_resume(self) -> None:
+        self._pause.clear()
+
+    def _paused(self) -> None:
+        """In the worker thread: status `paused`, the pool place given back, wait
+        for RESUME (or KILL), then wait for a place again (status `queued`)."""
+        self.set(status="paused")
+        log.info("job %s paused", self.job_id)
+        self._give_back()
+        while self._pause.is_set() and not self._cancel.wait(WAIT_SLICE):
+            pass
+        if self._cancel.is_set():
+            return
+        self.set(status="queued")
+        self._take_place()
+        if not self._cancel.is_set():
+            self.set(status="running")
+            log.info("job %s resumed", self.job_id)
+
+    def _give_back(self) -> None:
+        if self.sem is not None and self.holding:
+            self.holding = False
+            self._loop.call_soon_threadsafe(self.sem.release)
+
+    def _take_place(self) -> None:
+        """Wait (in the thread) for a place in the pool, or for a KILL."""
+        if self.sem is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self.sem.acquire(), self._loop)
+        while True:
+            try:
+                fut.result(timeout=WAIT_SLICE)
+                self.holding = True
+                return
+            except concurrent.futures.TimeoutError:
+                if self._cancel.is_set():
+                    fut.cancel()
+                    concurrent.futures.wait([fut])
+                    if not fut.cancelled() and fut.exception() is None:
+                        self._loop.call_soon_threadsafe(self.sem.release)
+                    return
 
     def progress(
         self,
@@ -231,12 +292,14 @@ class JobRunner:
     async def _drive(self, ctx: JobContext, work: Work) -> Job:
         job = ctx.job
         sem = self._heavy if job.job_type in HEAVY else self._light
-        holding = await self._slot(sem, ctx)
+        ctx.sem = sem
+        ctx.holding = await self._slot(sem, ctx)
         try:
-            await self._work(ctx, work, holding)
+            await self._work(ctx, work, ctx.holding)
             job.finished_at = utcnow()
         finally:
-            if holding:
+            if ctx.holding:  # a paused job gave its place back, and took one again
+                ctx.holding = False
                 sem.release()  # only now: the next job starts after this one finished
         job.cleanup = {}
         try:
@@ -308,6 +371,48 @@ class JobRunner:
                 pass
         return ctx.job
 
+    async def pause(self, job_id: str) -> Job:
+        """Ask a running backup or restore to pause; wait (up to 5 s) until it has."""
+        job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
+        if job is not None and job.job_type not in PAUSABLE:
+            raise InvalidArgument(
+                f"Job '{job_id}' is a {job.job_type} job; only backup and restore jobs "
+                "can be paused (KILL JOB cancels any job)")
+        job, ctx = await self._live(job_id)
+        if job.status == "paused":
+            return ctx.job
+        if job.status != "running":
+            raise InvalidArgument(f"Job '{job_id}' is {job.status}; only a running job can be paused")
+        ctx.request_pause()
+        return await self._await_status(job_id, ctx, lambda s: s != "running")
+
+    async def resume(self, job_id: str) -> Job:
+        """Let a paused job go on; returns once it has left `paused` (or after 5 s)."""
+        job, ctx = await self._live(job_id, needs="paused")
+        if job.status != "paused" and not ctx.pause_requested:
+            raise InvalidArgument(f"Job '{job_id}' is {job.status}, not paused")
+        ctx.request_resume()
+        return await self._await_status(job_id, ctx, lambda s: s != "paused")
+
+    async def _live(self, job_id: str, needs: str = "running") -> tuple[Job, JobContext]:
+        job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
+        if job is None:
+            raise NotFound(f"Job '{job_id}' does not exist")
+        ctx = self._contexts.get(job_id)
+        if ctx is None or job.status not in ACTIVE:
+            raise InvalidArgument(f"Job '{job_id}' is {job.status}, not {needs}")
+        return job, ctx
+
+    async def _await_status(self, job_id: str, ctx: JobContext,
+                            reached: Callable[[str], bool]) -> Job:
+        deadline = time.monotonic() + 5.0
+        task = self._tasks.get(job_id)
+        while not reached(ctx.job.status) and time.monotonic() < deadline:
+            if task is not None and task.done():
+                break
+            await asyncio.sleep(WAIT_SLICE)
+        return ctx.job
+
     def active(self) -> list[str]:
         return list(self._tasks)
 
@@ -315,6 +420,11 @@ class JobRunner:
         """Whether KILL JOB (or shutdown) has asked this job to stop."""
         ctx = self._contexts.get(job_id)
         return ctx is not None and ctx.cancelled
+
+    def pause_requested(self, job_id: str) -> bool:
+        """Whether PAUSE JOB has asked this job to pause (and no RESUME since)."""
+        ctx = self._contexts.get(job_id)
+        return ctx is not None and ctx.pause_requested
 
     async def shutdown(self) -> None:
         """Cancel every running job and wait for them to stop (server stop)."""

@@ -1,20 +1,78 @@
-"""KILL JOB."""
+"""SHOW JOBS, SHOW JOB, KILL JOB (= CANCEL JOB), PAUSE JOB and RESUME JOB.
+
+A role-user sees only the jobs it started (SHOW JOB of another user's job is
+NOT_FOUND, as if it did not exist); the control statements are admin-only."""
 
 from __future__ import annotations
 
-from sqlgrammar.ast import KillJob
+from typing import Any
+
+from catalog import Job
+from catalog.errors import NotFound
+from sqlgrammar.ast import KillJob, PauseJob, ResumeJob, ShowJob, ShowJobs
 
 from .result import Result
 from .state import Cairn, Session
 
+# system.jobs' columns, as SHOW JOBS and SHOW JOB answer them.
+COLUMNS = [
+    ("job_id", "TEXT"), ("job_type", "TEXT"), ("status", "TEXT"), ("namespace", "TEXT"),
+    ("target", "TEXT"), ("backup_id", "TEXT"), ("statement", "TEXT"), ("user_id", "TEXT"),
+    ("created_at", "TIMESTAMP"), ("started_at", "TIMESTAMP"), ("finished_at", "TIMESTAMP"),
+    ("fraction_completed", "DOUBLE"), ("files_done", "BIGINT"), ("files_total", "BIGINT"),
+    ("bytes_done", "BIGINT"), ("bytes_total", "BIGINT"), ("rows", "BIGINT"),
+    ("result", "JSON"), ("error_message", "TEXT"), ("node_id", "TEXT"),
+]
+STATUS = [("job_id", "TEXT"), ("status", "TEXT")]
+
+
+def _row(job: Job) -> dict[str, Any]:
+    return {name: getattr(job, name) for name, _ in COLUMNS}
+
+
+def _visible(session: Session, job: Job) -> bool:
+    return session.is_admin or job.user_id == session.user_id
+
+
+async def show_jobs(cairn: Cairn, session: Session, stmt: ShowJobs) -> Result:
+    """Newest first (job ids are time-ordered)."""
+
+    def work() -> list[dict[str, Any]]:
+        jobs = [j for j in cairn.catalog.scan(Job) if _visible(session, j)]
+        jobs.sort(key=lambda j: (j.created_at, j.job_id), reverse=True)
+        return [_row(j) for j in jobs]
+
+    return Result.of_rows(COLUMNS, await cairn.run(work))
+
+
+async def show_job(cairn: Cairn, session: Session, stmt: ShowJob) -> Result:
+    job = await cairn.run(cairn.catalog.get, Job, stmt.job_id)
+    if job is None or not _visible(session, job):
+        raise NotFound(f"Job '{stmt.job_id}' does not exist")
+    return Result.of_rows(COLUMNS, [_row(job)])
+
+
+def _status(job: Job) -> Result:
+    return Result.of_rows(STATUS, [{"job_id": job.job_id, "status": job.status}],
+                          message=f"Job '{job.job_id}' {job.status}")
+
 
 async def kill_job(cairn: Cairn, session: Session, stmt: KillJob) -> Result:
-    job = await cairn.jobs.kill(stmt.job_id)
-    return Result.of_rows(
-        [("job_id", "TEXT"), ("status", "TEXT")],
-        [{"job_id": job.job_id, "status": job.status}],
-        message=f"Job '{job.job_id}' {job.status}",
-    )
+    return _status(await cairn.jobs.kill(stmt.job_id))
 
 
-HANDLERS = {KillJob: kill_job}
+async def pause_job(cairn: Cairn, session: Session, stmt: PauseJob) -> Result:
+    return _status(await cairn.jobs.pause(stmt.job_id))
+
+
+async def resume_job(cairn: Cairn, session: Session, stmt: ResumeJob) -> Result:
+    return _status(await cairn.jobs.resume(stmt.job_id))
+
+
+HANDLERS = {
+    ShowJobs: show_jobs,
+    ShowJob: show_job,
+    KillJob: kill_job,
+    PauseJob: pause_job,
+    ResumeJob: resume_job,
+}

@@ -5,8 +5,9 @@ About once a second the loop takes the schedules that are due (`due()`, a pure
 function of the records, the time and the running jobs) and starts each as an
 ordinary detached backup job, by user `scheduler`, with the statement
 `BACKUP DATABASE ns TO 'target' … -- schedule name`. The next run is `every`
-after the run started, so after downtime a missed run happens once, not once
-per missed interval. While a schedule's last run is still going, the schedule
+after the run started, or for a `CRON` schedule the next time the expression
+names after the run started (cron times are UTC), so after downtime a missed
+run happens once, not once per missed interval. While a schedule's last run is still going, the schedule
 waits for it rather than piling runs up."""
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from croniter import croniter
 
 from catalog import Job, Namespace, Schedule
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound
@@ -47,8 +50,8 @@ _PART = re.compile(r"(\d+)([smhd])")
 
 COLUMNS = [
     ("name", "TEXT"), ("namespace", "TEXT"), ("target", "TEXT"), ("every", "TEXT"),
-    ("keep_last", "BIGINT"), ("next_run_at", "TIMESTAMP"), ("last_job_id", "TEXT"),
-    ("last_status", "TEXT"),
+    ("cron", "TEXT"), ("keep_last", "BIGINT"), ("next_run_at", "TIMESTAMP"),
+    ("last_job_id", "TEXT"), ("last_status", "TEXT"),
 ]
 
 # One at a time per server: a loop pass, CREATE and DROP (so a pass never
@@ -79,6 +82,24 @@ def parse_every(text: str) -> int:
     return seconds
 
 
+def check_cron(text: str) -> str:
+    """A cron expression of five fields (minute hour day-of-month month
+    day-of-week) or a macro like '@daily', as croniter reads it; times are UTC."""
+    expr = " ".join(text.split())
+    fields = expr.split(" ")
+    if not (expr.startswith("@") or len(fields) == 5) or not croniter.is_valid(expr):
+        raise InvalidArgument(
+            f"cron expression '{text}' is not valid: give five fields, minute hour "
+            "day-of-month month day-of-week, as in '0 3 * * *' (03:00 UTC every day)")
+    return expr
+
+
+def next_cron(expr: str, after: datetime) -> datetime:
+    """The first time after `after` that the cron expression names (UTC)."""
+    when: datetime = croniter(expr, after.astimezone(UTC)).get_next(datetime)
+    return when.astimezone(UTC)
+
+
 def iso(when: datetime) -> str:
     """The catalog's timestamp form: ISO-8601 UTC with milliseconds and a `Z`."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -100,7 +121,10 @@ def due(schedules: Iterable[Schedule], now: datetime, running: set[str]) -> list
 
 
 def next_run(schedule: Schedule, started: datetime) -> datetime:
-    """`every` after the run that starts now, however late it is."""
+    """`every` after the run that starts now, however late it is; for a cron
+    schedule, the expression's next time after now."""
+    if schedule.cron is not None:
+        return next_cron(schedule.cron, started)
     return started + timedelta(seconds=schedule.every_seconds)
 
 
@@ -110,7 +134,8 @@ def next_run(schedule: Schedule, started: datetime) -> datetime:
 async def create_schedule(cairn: Cairn, session: Session, stmt: ast.CreateSchedule) -> Result:
     opts = check_options("CREATE SCHEDULE", stmt.options, SCHEDULE_OPTIONS)
     check_backup_options(opts)
-    every = parse_every(stmt.every)
+    cron = None if stmt.cron is None else check_cron(stmt.cron)
+    every = 0 if stmt.every is None else parse_every(stmt.every)
     if stmt.keep_last is not None and stmt.keep_last < 1:
         raise InvalidArgument("KEEP LAST must be at least 1")
     check_namespace_name(stmt.namespace)
@@ -125,14 +150,16 @@ async def create_schedule(cairn: Cairn, session: Session, stmt: ast.CreateSchedu
         now = datetime.now(UTC)
         record = Schedule(
             name=stmt.name, namespace=stmt.namespace, target=repo.uri,
-            every="".join(stmt.every.split()).lower(), every_seconds=every,
-            keep_last=stmt.keep_last, options=opts, created_at=iso(now),
-            next_run_at=iso(now + timedelta(seconds=every)),
+            every=None if stmt.every is None else "".join(stmt.every.split()).lower(),
+            every_seconds=every, keep_last=stmt.keep_last, options=opts, created_at=iso(now),
+            cron=cron,
         )
+        record.next_run_at = iso(next_run(record, now))
         await cairn.run(cairn.catalog.put, record)
+    when = f"every {record.every}" if cron is None else f"at cron '{cron}' (UTC)"
     return Result.of_message(
         f"Schedule '{stmt.name}' created: namespace '{stmt.namespace}' is backed up to "
-        f"'{repo.uri}' every {record.every}, first at {record.next_run_at}"
+        f"'{repo.uri}' {when}, first at {record.next_run_at}"
     )
 
 

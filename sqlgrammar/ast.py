@@ -155,6 +155,7 @@ class ShowBackups(Statement):
 class ShowBackup(Statement):
     backup_id: str
     target: str | None = None
+    options: tuple[tuple[str, OptionValue], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,19 +173,57 @@ class DropBackup(Statement):
 
 
 @dataclass(frozen=True)
-class KillJob(Statement):
+class AttachBackups(Statement):
+    """Record every (valid) backup of a target in the server's catalog."""
+
+    target: str
+
+
+# --- jobs -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShowJobs(Statement):
+    pass
+
+
+@dataclass(frozen=True)
+class ShowJob(Statement):
     job_id: str
 
 
 @dataclass(frozen=True)
+class KillJob(Statement):
+    """KILL JOB 'id', or its synonym CANCEL JOB 'id'."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class PauseJob(Statement):
+    job_id: str
+
+
+@dataclass(frozen=True)
+class ResumeJob(Statement):
+    job_id: str
+
+
+# --- schedules --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
 class CreateSchedule(Statement):
+    """Exactly one of `every` (an interval like '1h') and `cron` (a cron expression) is set."""
+
     name: str
     namespace: str
     target: str
-    every: str
+    every: str | None
     keep_last: int | None = None
     if_not_exists: bool = False
     options: tuple[tuple[str, OptionValue], ...] = ()
+    cron: str | None = None
 
 
 @dataclass(frozen=True)

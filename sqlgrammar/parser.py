@@ -66,7 +66,7 @@ def _is_cairn(code: str) -> bool:
         return not code.lstrip().startswith("(")
     first = m.group(1).upper()
     second = (m.group(2) or "").upper()
-    if first in _CAIRN_FIRST:
+    if first in _CAIRN_FIRST or (first == "ATTACH" and second == "BACKUPS"):
         return True
     if first in ("CREATE", "DROP", "ALTER"):
         if second in _DUCKDB_OBJECTS:

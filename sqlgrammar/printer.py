@@ -137,7 +137,7 @@ def _show_backups(s: ast.ShowBackups) -> str:
 
 
 def _show_backup(s: ast.ShowBackup) -> str:
-    return f"SHOW BACKUP {literal(s.backup_id)}{_in(s.target)}"
+    return f"SHOW BACKUP {literal(s.backup_id)}{_in(s.target)}{_with(s.options)}"
 
 
 def _verify_backup(s: ast.VerifyBackup) -> str:
@@ -150,9 +150,10 @@ def _drop_backup(s: ast.DropBackup) -> str:
 
 def _create_schedule(s: ast.CreateSchedule) -> str:
     keep = "" if s.keep_last is None else f" KEEP LAST {s.keep_last}"
+    when = f"CRON {literal(s.cron)}" if s.cron is not None else f"EVERY {literal(s.every)}"
     return (f"CREATE SCHEDULE {_opt(s.if_not_exists, 'IF NOT EXISTS ')}{name(s.name)} "
             f"FOR BACKUP DATABASE {name(s.namespace)} TO {literal(s.target)} "
-            f"EVERY {literal(s.every)}{keep}{_with(s.options)}")
+            f"{when}{keep}{_with(s.options)}")
 
 
 def _drop_schedule(s: ast.DropSchedule) -> str:
@@ -177,7 +178,12 @@ _PRINTERS: dict[type[ast.Statement], Callable[[Any], str]] = {
     ast.ShowBackup: _show_backup,
     ast.VerifyBackup: _verify_backup,
     ast.DropBackup: _drop_backup,
+    ast.AttachBackups: lambda s: f"ATTACH BACKUPS FROM {literal(s.target)}",
+    ast.ShowJobs: lambda s: "SHOW JOBS",
+    ast.ShowJob: lambda s: f"SHOW JOB {literal(s.job_id)}",
     ast.KillJob: lambda s: f"KILL JOB {literal(s.job_id)}",
+    ast.PauseJob: lambda s: f"PAUSE JOB {literal(s.job_id)}",
+    ast.ResumeJob: lambda s: f"RESUME JOB {literal(s.job_id)}",
     ast.CreateSchedule: _create_schedule,
     ast.ShowSchedules: lambda s: "SHOW SCHEDULES",
     ast.DropSchedule: _drop_schedule,

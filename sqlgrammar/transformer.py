@@ -262,8 +262,9 @@ class ToAst(Transformer[Token, ast.Statement]):
                      limit: int | None) -> ast.ShowBackups:
         return ast.ShowBackups(None if namespace is None else str(namespace), target, limit)
 
-    def show_backup(self, backup_id: str, target: str | None) -> ast.ShowBackup:
-        return ast.ShowBackup(backup_id, target)
+    def show_backup(self, backup_id: str, target: str | None,
+                    options: Options | None) -> ast.ShowBackup:
+        return ast.ShowBackup(backup_id, target, options or ())
 
     def verify_backup(self, backup_id: str, target: str | None,
                       options: Options | None) -> ast.VerifyBackup:
@@ -273,8 +274,23 @@ class ToAst(Transformer[Token, ast.Statement]):
                     target: str | None) -> ast.DropBackup:
         return ast.DropBackup(backup_id, target, bool(if_exists))
 
+    def attach_backups(self, target: str) -> ast.AttachBackups:
+        return ast.AttachBackups(target)
+
+    def show_jobs(self) -> ast.ShowJobs:
+        return ast.ShowJobs()
+
+    def show_job(self, job_id: str) -> ast.ShowJob:
+        return ast.ShowJob(job_id)
+
     def kill_job(self, job_id: str) -> ast.KillJob:
         return ast.KillJob(job_id)
+
+    def pause_job(self, job_id: str) -> ast.PauseJob:
+        return ast.PauseJob(job_id)
+
+    def resume_job(self, job_id: str) -> ast.ResumeJob:
+        return ast.ResumeJob(job_id)
 
     def as_name(self, name: Token) -> Token:
         return name
@@ -289,10 +305,18 @@ class ToAst(Transformer[Token, ast.Statement]):
         return _int_param(count, "LIMIT", 0)
 
     def create_schedule(self, if_not_exists: bool | None, name: Token, namespace: Token,
-                        target: str, every: str, keep_last: int | None,
+                        target: str, when: tuple[str, str], keep_last: int | None,
                         options: Options | None) -> ast.CreateSchedule:
+        kind, text = when
+        every, cron = (text, None) if kind == "every" else (None, text)
         return ast.CreateSchedule(str(name), str(namespace), target, every, keep_last,
-                                  bool(if_not_exists), options or ())
+                                  bool(if_not_exists), options or (), cron)
+
+    def every(self, text: str) -> tuple[str, str]:
+        return "every", text
+
+    def cron(self, text: str) -> tuple[str, str]:
+        return "cron", text
 
     def show_schedules(self) -> ast.ShowSchedules:
         return ast.ShowSchedules()

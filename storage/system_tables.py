@@ -43,7 +43,7 @@ COLUMNS: dict[str, list[tuple[str, Any]]] = {
                 ("label", TEXT), ("encrypted", BOOL)],
     "schedules": [("name", TEXT), ("namespace", TEXT), ("target", TEXT), ("every", TEXT),
                   ("keep_last", BIGINT), ("created_at", TS), ("next_run_at", TS),
-                  ("last_job_id", TEXT), ("last_status", TEXT)],
+                  ("last_job_id", TEXT), ("last_status", TEXT), ("cron", TEXT)],
 }  # fmt: skip
 
 NAMES = tuple(COLUMNS)

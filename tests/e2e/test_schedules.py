@@ -83,7 +83,7 @@ async def test_create_show_and_drop(client: Any, tmp_path: Path) -> None:
     next_run = parse_iso(row.pop("next_run_at"))
     assert row == {"name": "nightly", "namespace": "app",
                    "target": str(tmp_path / "backups" / "nightly"), "every": "1h",
-                   "keep_last": 3, "last_job_id": None, "last_status": None}
+                   "cron": None, "keep_last": 3, "last_job_id": None, "last_status": None}
     assert before + timedelta(hours=1) <= next_run <= datetime.now(UTC) + timedelta(hours=1)
     stored = (await ok(client, "SELECT name, every, created_at FROM system.schedules"))[0]["rows"]
     assert [(r["name"], r["every"]) for r in stored] == [("nightly", "1h")]

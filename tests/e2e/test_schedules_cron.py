@@ -1,0 +1,73 @@
+"""CREATE SCHEDULE … CRON 'expr': cron times in UTC, the next run shown, bad
+expressions refused. Time is faked with `run_due(cairn, now)`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from catalog import Schedule
+from server.app import CAIRN
+from server.schedules import next_run, parse_iso, run_due
+from tests.helpers import err, ok, rows, wait_job
+
+
+def test_next_run_of_a_cron_schedule_is_the_next_utc_time() -> None:
+    s = Schedule(name="n", namespace="app", target="t", every=None, every_seconds=0,
+                 cron="0 3 * * *")
+    at = datetime(2026, 11, 30, 2, 59, 59, tzinfo=UTC)
+    assert next_run(s, at) == datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    assert next_run(s, datetime(2026, 11, 30, 3, 0, tzinfo=UTC)) == datetime(
+        2026, 12, 1, 3, 0, tzinfo=UTC)
+    # The same instant given in another zone gives the same UTC time.
+    tokyo = at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Tokyo"))
+    assert next_run(s, tokyo) == datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    weekly = Schedule(name="w", namespace="app", target="t", every=None, every_seconds=0,
+                      cron="30 2 * * sun")
+    assert next_run(weekly, at) == datetime(2026, 12, 6, 2, 30, tzinfo=UTC)  # a Sunday
+
+
+async def test_cron_schedule_shows_its_next_run_and_runs_then(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (x INT); INSERT INTO app.t VALUES (1)")
+    before = datetime.now(UTC)
+    (res,) = await ok(client, "CREATE SCHEDULE nightly FOR BACKUP DATABASE app TO 'nightly' "
+                              "CRON '0  3 * * *' KEEP LAST 2")
+    assert "cron '0 3 * * *' (UTC)" in res["message"]
+    (row,) = await rows(client, "SHOW SCHEDULES")
+    assert row["cron"] == "0 3 * * *" and row["every"] is None and row["keep_last"] == 2
+    first = parse_iso(row["next_run_at"])
+    assert (first.hour, first.minute, first.second) == (3, 0, 0)
+    assert before < first <= before + timedelta(days=1)
+    stored = await rows(client, "SELECT cron, every, next_run_at FROM system.schedules")
+    assert stored == [{"cron": "0 3 * * *", "every": None, "next_run_at": row["next_run_at"]}]
+
+    cairn = client.server.app[CAIRN]
+    assert await run_due(cairn, first - timedelta(seconds=1)) == []
+    late = first + timedelta(hours=5)  # the server was down at 03:00
+    (job,) = await run_due(cairn, late)
+    assert (await wait_job(client, job.job_id))["status"] == "completed"
+    (row,) = await rows(client, "SHOW SCHEDULES")
+    assert parse_iso(row["next_run_at"]) == first + timedelta(days=1)
+    assert row["last_status"] == "completed"
+
+
+async def test_macro_and_day_of_week_forms(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app")
+    await ok(client, "CREATE SCHEDULE h FOR BACKUP DATABASE app TO 'n' CRON '@hourly';"
+                     "CREATE SCHEDULE w FOR BACKUP DATABASE app TO 'n' CRON '30 2 * * sun'")
+    got = {r["name"]: parse_iso(r["next_run_at"]) for r in await rows(client, "SHOW SCHEDULES")}
+    assert (got["h"].minute, got["h"].second) == (0, 0)
+    assert got["w"].weekday() == 6 and (got["w"].hour, got["w"].minute) == (2, 30)
+
+
+@pytest.mark.parametrize("expr", [
+    "0 3 * *", "61 * * * *", "0 25 * * *", "* * * * * *", "every day", "", "0 3 * * mon-",
+])
+async def test_a_bad_cron_expression_is_invalid_argument(client: Any, expr: str) -> None:
+    await ok(client, "CREATE NAMESPACE app")
+    message = await err(client, f"CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n' CRON '{expr}'",
+                        "INVALID_ARGUMENT")
+    assert "cron expression" in message
+    assert await rows(client, "SHOW SCHEDULES") == []
