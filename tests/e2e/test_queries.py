@@ -82,7 +82,7 @@ SYSTEM_COLUMNS = {
     "backups": ["backup_id", "namespace", "target", "created_at", "snapshot_at", "tables",
                 "rows", "files", "bytes", "bytes_written", "label", "encrypted"],
     "schedules": ["name", "namespace", "target", "every", "keep_last", "created_at",
-                  "next_run_at", "last_job_id", "last_status"],
+                  "next_run_at", "last_job_id", "last_status", "cron"],
 }  # fmt: skip
 
 
