@@ -9,7 +9,8 @@ moment, restart it and check that nothing lies and nothing is half-done:
   reads, and every listed backup passes VERIFY (both `VERIFY BACKUP id` through
   the catalog and `VERIFY BACKUP id IN target`);
 - after the start-up clean-up the target holds no object that no manifest
-  references, no lock and no temp file;
+  references, except those a crashed backup keeps for the next backup under its
+  lock (`[backup] resume_window`), no other lock and no temp file;
 - no partial namespace: only `app` and `copy` exist; the source `app` is
   unchanged; `copy` is whole: its old content or the restored backup's, and the
   backup's if the restore completed;
@@ -343,7 +344,7 @@ def digest(srv: CairnProcess, ns: str) -> str | None:
 def _jobs(srv: CairnProcess) -> dict[str, dict[str, Any]]:
     return {j["job_id"]: j for j in srv.rows(
         "SELECT job_id, job_type, status, backup_id, namespace, error_message, created_at, "
-        "started_at, finished_at, fraction_completed FROM system.jobs")}
+        "started_at, finished_at, fraction_completed, result FROM system.jobs")}
 
 
 def _seconds(a: str, b: str) -> float:
@@ -525,17 +526,21 @@ def check_after_restart(world: _World, srv: CairnProcess, run: Run,
     for gone in set(world.backup_digest) - in_target:
         del world.backup_digest[gone]
 
-    # The target: nothing unreferenced, no lock, no temp file.
+    # The target: nothing unreferenced but what a crashed backup keeps for the
+    # next one under its lock ([backup] resume_window); no other lock, no temp file.
+    kept = {j["result"]["backup_id"] for j in jobs.values()
+            if isinstance(j.get("result"), dict) and j["result"].get("kept_for_resume")}
+    locks = {d["backup_id"] for d in repo.list_locks()}
+    check("no_orphan_objects", locks <= kept, f"locks no kept backup owns: {sorted(locks - kept)}")
     objects = set(repo.list_objects())
     referenced = repo.referenced_objects()
-    orphans = objects - referenced
+    orphans = objects - referenced - repo.locked_objects()
     check("no_orphan_objects", not orphans,
           f"{len(orphans)} unreferenced objects, e.g. {sorted(orphans)[:2]}")
     check("no_orphan_objects", referenced <= objects,
           f"referenced objects missing: {sorted(referenced - objects)[:2]}")
     target_dir = world.root / TARGET
-    stray = [p.relative_to(target_dir).as_posix() for sub in ("locks", "tmp")
-             for p in (target_dir / sub).glob("*")]
+    stray = [p.relative_to(target_dir).as_posix() for p in (target_dir / "tmp").glob("*")]
     check("no_orphan_objects", not stray, f"left in the target: {stray}")
 
     # Namespaces: the source untouched, the copy whole.

@@ -18,7 +18,7 @@ from aiohttp import web
 from catalog import Catalog
 from catalog.errors import CairnError, Internal, InvalidRequest, RequestTooLarge
 
-from . import backups, openapi, schedules, tables
+from . import backups, openapi, resume, schedules, tables
 from .auth import authenticate
 from .web import add_routes as add_web_console
 from .config import Config
@@ -182,4 +182,4 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
 async def _background(cairn: Cairn) -> None:
     """Server-run loops: automatic flush, scheduled backups, job history trimming."""
     await asyncio.gather(tables.autoflush_loop(cairn), schedules.schedule_loop(cairn),
-                         cairn.jobs.trim_loop())
+                         cairn.jobs.trim_loop(), resume.expire_loop(cairn))

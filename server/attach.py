@@ -16,7 +16,8 @@ from catalog import Backup
 from catalog.errors import CairnError
 from sqlgrammar import ast
 
-from .backups import repository, summary
+from .backups import summary
+from .repos import repository
 from .result import Result
 from .state import Cairn, Session
 

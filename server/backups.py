@@ -15,12 +15,13 @@ from catalog import Backup, Job, Namespace, Table
 from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
-from storage.backup import Repository, open_repository, resolve_target
+from storage.backup import Repository
 
-from . import faults
+from . import faults, resume
 from .backup_run import BackupPlan, run_backup
 from .jobs import JobContext, Work
 from .namespaces import check_namespace_name
+from .repos import repository
 from .restore_run import RestorePlan, parse_time, run_restore
 from .result import Result
 from .state import Cairn, Session
@@ -68,14 +69,6 @@ def redacted(stmt: Any) -> str:
     return to_sql(replace(stmt, options=masked) if options else stmt)
 
 
-def repository(cairn: Cairn, target: str, passphrase: str | None = None,
-               compression: str = "zstd") -> Repository:
-    cfg = cairn.config
-    return open_repository(resolve_target(target, cfg.backup_roots, cfg.backup.targets),
-                           passphrase=passphrase, compression=compression,
-                           scratch_dir=str(cairn.data_dir / "tmp"))
-
-
 def job_row(job: Job) -> Result:
     return Result.of_rows([("job_id", "TEXT"), ("status", "TEXT")],
                           [{"job_id": job.job_id, "status": job.status}],
@@ -107,6 +100,7 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
         plan = BackupPlan(namespace, repo, new_id("bk"), label=opts.get("label"),
                           compression=opts.get("compression", "zstd"))
         result = run_backup(cairn, ctx, plan)
+        resume.release_for(cairn, repo, namespace, ctx.job_id)
         if opts.get("keep_last") is not None:
             result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"])
         return result
@@ -321,8 +315,10 @@ async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> R
 
 
 def register_cleanups(cairn: Cairn) -> None:
-    """What start-up does for jobs a dead process left running. A backup is
-    abandoned in its target (its lock and the objects only it wrote go); a drop
+    """What start-up does for jobs a dead process left running. A backup keeps
+    what it stored for the next backup within `[backup] resume_window` (resume.py;
+    else it is abandoned in its target: its lock and the objects only it wrote
+    go); a drop
     (DROP BACKUP, or keep_last after a backup) that may have stopped between
     removing a manifest and pruning its objects is finished by sweeping the
     target. A restore's unregistered files are swept by the engine; one that died
@@ -354,6 +350,10 @@ def register_cleanups(cairn: Cairn) -> None:
             cairn.catalog.put(Backup(**summary(manifest, repo.uri), job_id=job.job_id))
             job.error_message = (f"interrupted by server restart after backup '{backup_id}' "
                                  "was complete; the backup is valid")
+        elif resume.keep(cairn, job, repo, backup_id):
+            repo.remove_tmp()
+            sweep(job)
+            return
         freed = repo.abandon(backup_id)
         repo.remove_tmp()
         log.info("cleaned interrupted backup %s in %s (%d bytes freed)", backup_id, target, freed)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .intervals import interval_seconds
+
 
 class ConfigError(Exception):
     """A bad config file or value; `cairn serve` prints it on one line and exits."""
@@ -39,6 +41,9 @@ class BackupConfig:
     roots: list[str] = field(default_factory=list)  # empty: [<data_dir>/backups]
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     throttle_bytes_per_second: int = 0  # 0: no limit
+    # How long what an interrupted backup stored is kept for the next backup of
+    # its namespace to the same target ('0' keeps nothing).
+    resume_window: str = "24h"
 
 
 @dataclass
@@ -71,6 +76,11 @@ class Config:
         if self.backup.roots:
             return [str(Path(r).resolve()) for r in self.backup.roots]
         return [str(self.data_dir / "backups")]
+
+    @property
+    def resume_window_seconds(self) -> int:
+        return 0 if self.backup.resume_window.strip() == "0" else interval_seconds(
+            self.backup.resume_window)
 
     @property
     def node_id(self) -> str:
@@ -153,6 +163,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[storage] flush_rows must be at least 1")
     if cfg.jobs.max_concurrent < 1:
         raise ConfigError("[jobs] max_concurrent must be at least 1")
+    try:
+        cfg.resume_window_seconds
+    except ValueError as exc:
+        raise ConfigError(f"[backup] resume_window: {exc}") from None
     for name, target in cfg.backup.targets.items():
         if not isinstance(target, dict) or "uri" not in target:
             raise ConfigError(f"[backup.targets.{name}] needs a uri")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -32,10 +31,11 @@ from .backups import (
     backup_work,
     check_backup_options,
     check_options,
-    repository,
 )
+from .intervals import interval_seconds
 from .jobs import ACTIVE
 from .namespaces import check_namespace_name
+from .repos import repository
 from .result import Result
 from .state import Cairn, Session
 
@@ -44,9 +44,6 @@ log = logging.getLogger("cairn.schedules")
 CHECK_SECONDS = 1.0
 SCHEDULER = "scheduler"  # the user_id of scheduled jobs
 MAX_EVERY_SECONDS = 366 * 86400
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_EVERY = re.compile(r"^(?:\d+[smhd])+$")
-_PART = re.compile(r"(\d+)([smhd])")
 
 COLUMNS = [
     ("name", "TEXT"), ("namespace", "TEXT"), ("target", "TEXT"), ("every", "TEXT"),
@@ -68,13 +65,10 @@ def _lock(cairn: Cairn) -> asyncio.Lock:
 
 def parse_every(text: str) -> int:
     """An interval like '30s', '15m', '1h', '1d' or '1h30m', in seconds."""
-    compact = "".join(text.split()).lower()
-    if not _EVERY.match(compact):
-        raise InvalidArgument(
-            f"interval '{text}' is not like '30s', '15m', '1h' or '1d' "
-            "(a whole number and s, m, h or d; parts may be combined, as in '1h30m')"
-        )
-    seconds = sum(int(n) * UNITS[unit] for n, unit in _PART.findall(compact))
+    try:
+        seconds = interval_seconds(text)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
     if seconds < 1:
         raise InvalidArgument(f"interval '{text}' must be at least 1 second")
     if seconds > MAX_EVERY_SECONDS:

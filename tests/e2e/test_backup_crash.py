@@ -78,12 +78,19 @@ def test_sigkill_during_backup(tmp_path: Path, server_process: Any) -> None:
     assert body["results"][0]["rows"] == []
     target = tmp_path / "backups" / "nightly"
     leftovers = [p for p in target.rglob("*") if p.is_file() and p.name != "config.json"]
-    assert leftovers == []
-    # The source is whole and a new backup works.
+    # Whole objects it stored are kept, under its lock, for the next backup
+    # ([backup] resume_window); nothing else (no temp file, no manifest).
+    kept = failed["result"] or {"objects": 0}
+    locks = [p for p in leftovers if p.parent.name == "locks"]
+    objects = [p for p in leftovers if p.parent.parent.name == "objects"]
+    assert sorted(locks + objects) == sorted(leftovers)
+    assert len(objects) == kept["objects"] and len(locks) == (1 if kept["objects"] else 0)
+    # The source is whole and a new backup works; it releases the kept lock.
     _, body = again.post("SELECT count(*) AS n FROM app.blobs")
     assert body["results"][0]["rows"] == [{"n": 4 * ROWS_PER_STATEMENT}]
     status, body = again.post("BACKUP DATABASE app TO 'nightly'")
     assert status == 200, body
+    assert not [p for p in target.rglob("*") if p.parent.name == "locks" and p.is_file()]
 
 
 def test_sigkill_during_restore(tmp_path: Path, server_process: Any) -> None:

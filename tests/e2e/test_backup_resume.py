@@ -1,0 +1,113 @@
+"""Resumable after a crash: a backup killed before its manifest keeps what it
+stored (its lock stays) for the next backup of that namespace to the same
+target within `[backup] resume_window`; after the window the objects go.
+
+The crash is real (`CAIRN_FAULTS=backup.before_manifest:kill` in a `cairn serve`
+process); the restart is in-process, so the expiry can be given any time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from server import resume
+from server.app import CAIRN, create_app
+from server.config import Config
+from tests.helpers import ok, rows, target_files
+
+
+def crash_a_backup(tmp_path: Path, server_process: Any, point: str = "backup.before_manifest",
+                   namespaces: tuple[str, ...] = ("app",)) -> str:
+    """Fill app (and others) in a real server; a backup of app dies at `point`.
+    Returns the dead backup's job id."""
+    config = tmp_path / "cairn.toml"
+    config.write_text(f'[backup]\nroots = ["{tmp_path / "backups"}"]\n')
+    srv = server_process(config=config, env={"CAIRN_FAULTS": f"{point}:kill"})
+    for ns in namespaces:
+        status, body = srv.post(f"CREATE NAMESPACE {ns}; CREATE TABLE {ns}.t (id INT, data TEXT)")
+        assert status == 200, body
+        for i in range(3):
+            values = ", ".join(f"({i * 100 + j}, '{ns}-{i}-{j}-{'x' * 200}')" for j in range(100))
+            status, body = srv.post(f"INSERT INTO {ns}.t VALUES {values}; FLUSH TABLE {ns}.t")
+            assert status == 200, body
+    status, body = srv.post("BACKUP DATABASE app TO 'nightly' WITH (detached = true)")
+    assert status == 200, body
+    assert srv.proc is not None
+    srv.proc.wait(15)
+    return str(body["results"][0]["rows"][0]["job_id"])
+
+
+def config_of(tmp_path: Path, window: str = "24h") -> Config:
+    cfg = Config()
+    cfg.storage.data_dir = str(tmp_path / "data")
+    cfg.backup.roots = [str(tmp_path / "backups")]
+    cfg.backup.resume_window = window
+    cfg.server.port = 0
+    return cfg
+
+
+async def test_the_next_backup_sends_only_what_is_missing(
+    tmp_path: Path, server_process: Any, aiohttp_client: Any
+) -> None:
+    job_id = crash_a_backup(tmp_path, server_process)
+    client = await aiohttp_client(create_app(config_of(tmp_path)))
+    target = tmp_path / "backups" / "nightly"
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    assert job["status"] == "failed" and "are kept until" in job["error_message"]
+    kept = job["result"]
+    assert kept["kept_for_resume"] is True and kept["objects"] == 3 and kept["bytes"] > 0
+    held = target_files(target)
+    assert held["locks"] == {f"{kept['backup_id']}.json"} and len(held["objects"]) == 3
+    assert held["manifests"] == set()
+
+    (b,) = await rows(client, "BACKUP DATABASE app TO 'nightly'")
+    assert b["bytes_written"] == 0 and b["files"] == 3  # everything was already there
+    held = target_files(target)
+    assert held["locks"] == set() and len(held["objects"]) == 3
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    assert job["result"]["kept_for_resume"] is False
+    assert job["result"]["resumed_by"] == b["job_id"]
+    (verified,) = await rows(client, f"VERIFY BACKUP '{b['backup_id']}'")
+    assert verified["is_valid"], verified
+    await ok(client, "RESTORE DATABASE app FROM 'nightly' AS copy")
+    assert await rows(client, "SELECT count(*) AS n FROM copy.t") == [{"n": 300}]
+
+
+async def test_kept_objects_survive_a_prune_and_expire_after_the_window(
+    tmp_path: Path, server_process: Any, aiohttp_client: Any
+) -> None:
+    job_id = crash_a_backup(tmp_path, server_process, namespaces=("app", "other"))
+    client = await aiohttp_client(create_app(config_of(tmp_path, window="2h")))
+    cairn = client.server.app[CAIRN]
+    target = tmp_path / "backups" / "nightly"
+    kept_objects = target_files(target)["objects"]
+    assert len(kept_objects) == 3
+    # Another namespace's backup, and a drop that prunes the target, leave them.
+    (other,) = await rows(client, "BACKUP DATABASE other TO 'nightly'")
+    await ok(client, f"DROP BACKUP '{other['backup_id']}'")
+    assert target_files(target)["objects"] == kept_objects
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    until = datetime.fromisoformat(job["result"]["kept_until"].replace("Z", "+00:00"))
+    assert timedelta(hours=1, minutes=59) < until - datetime.now(UTC) <= timedelta(hours=2)
+
+    assert await cairn.run(resume.expire, cairn, until - timedelta(seconds=1)) == 0
+    assert target_files(target)["objects"] == kept_objects
+    assert await cairn.run(resume.expire, cairn, until + timedelta(seconds=1)) == 1
+    held = target_files(target)
+    assert held["objects"] == held["locks"] == set()
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    assert job["result"]["kept_for_resume"] is False and job["result"]["expired"] is True
+    assert await cairn.run(resume.expire, cairn, until + timedelta(days=1)) == 0
+
+
+async def test_a_window_of_zero_keeps_nothing(
+    tmp_path: Path, server_process: Any, aiohttp_client: Any
+) -> None:
+    job_id = crash_a_backup(tmp_path, server_process)
+    client = await aiohttp_client(create_app(config_of(tmp_path, window="0")))
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    assert job["status"] == "failed"
+    assert job["error_message"] == "interrupted by server restart"
+    held = target_files(tmp_path / "backups" / "nightly")
+    assert held["objects"] == held["locks"] == set()
