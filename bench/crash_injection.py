@@ -530,11 +530,13 @@ def check_after_restart(world: _World, srv: CairnProcess, run: Run,
     # next one under its lock ([backup] resume_window); no other lock, no temp file.
     kept = {j["result"]["backup_id"] for j in jobs.values()
             if isinstance(j.get("result"), dict) and j["result"].get("kept_for_resume")}
-    locks = {d["backup_id"] for d in repo.list_locks()}
+    lock_docs = repo.list_locks()
+    locks = {d["backup_id"] for d in lock_docs}
     check("no_orphan_objects", locks <= kept, f"locks no kept backup owns: {sorted(locks - kept)}")
+    locked = {oid for d in lock_docs if "error" not in d for oid in d["oids"]}
     objects = set(repo.list_objects())
     referenced = repo.referenced_objects()
-    orphans = objects - referenced - repo.locked_objects()
+    orphans = objects - referenced - locked
     check("no_orphan_objects", not orphans,
           f"{len(orphans)} unreferenced objects, e.g. {sorted(orphans)[:2]}")
     check("no_orphan_objects", referenced <= objects,
