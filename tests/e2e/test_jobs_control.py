@@ -73,6 +73,7 @@ async def test_pause_and_resume_a_backup(client: Any, tmp_path: Path) -> None:
     await asyncio.sleep(0.2)
     assert not waiting.done()  # the request waits through the pause
     assert (await job_row(client, job_id))["status"] == "paused"
+    assert await rows(client, f"PAUSE JOB '{job_id}'") == [{"job_id": job_id, "status": "paused"}]
 
     (resumed,) = await rows(client, f"RESUME JOB '{job_id}'")
     assert resumed["job_id"] == job_id and resumed["status"] in ("queued", "running", "completed")
