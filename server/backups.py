@@ -44,6 +44,8 @@ BACKUP_COLUMNS = [
     ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"), ("bytes_written", "BIGINT"),
     ("label", "TEXT"), ("encrypted", "BOOLEAN"),
 ]
+# SHOW BACKUPS adds why a backup in the target cannot be read (null when it can).
+SHOW_BACKUPS_COLUMNS = [*BACKUP_COLUMNS, ("error", "TEXT")]
 
 
 def check_options(stmt_name: str, options: tuple[tuple[str, Any], ...],
@@ -144,6 +146,7 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     """Remove a manifest, then every object of it that nothing else uses (the
     prune waits for, and is waited for by, backups into the same target)."""
     m = repo.read_manifest(backup_id, require_body=False)  # an encrypted one needs no key here
+    repo.check_prunable()  # a damaged lock or prune marker: refuse before removing anything
     # Should the process die from here on, start-up sweeps the target (cleanups).
     ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
     repo.delete_manifest(backup_id)
@@ -212,12 +215,21 @@ async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) ->
             rows = [{c: getattr(b, c) for c, _ in BACKUP_COLUMNS} for b in records]
         else:
             repo = repository(cairn, stmt.target)
-            rows = [summary(m, repo.uri) for m in repo.list_manifests(stmt.namespace)
-                    if "error" not in m]
+            # Already newest first; a damaged backup of unknown age leads.
+            rows = [_damaged(m, repo.uri) if "error" in m else summary(m, repo.uri)
+                    for m in repo.listing(stmt.namespace)]
+            return rows[: stmt.limit] if stmt.limit is not None else rows
         rows.sort(key=lambda r: (r["created_at"], r["backup_id"]), reverse=True)
         return rows[: stmt.limit] if stmt.limit is not None else rows
 
-    return Result.of_rows(BACKUP_COLUMNS, await cairn.run(work))
+    return Result.of_rows(SHOW_BACKUPS_COLUMNS, await cairn.run(work))
+
+
+def _damaged(entry: dict[str, Any], target: str) -> dict[str, Any]:
+    """A backup whose manifest cannot be read: what is known of it, and why."""
+    return {"backup_id": entry["backup_id"], "namespace": entry.get("namespace"),
+            "target": target, "created_at": entry.get("created_at"),
+            "snapshot_at": entry.get("snapshot_at"), "error": entry["error"]}
 
 
 def locate(cairn: Cairn, backup_id: str, target: str | None,

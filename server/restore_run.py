@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog import DataFile, Meta, Namespace, Table, TableSchema
-from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument, NotFound
+from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument
 from catalog.ids import new_id
 from storage.backup import Repository
 from storage.buffer import family_name
@@ -57,24 +57,9 @@ def parse_time(text: str) -> datetime:
 
 def choose_manifest(plan: RestorePlan) -> dict[str, Any]:
     """The backup to restore: `backup_id`, else the newest of the namespace
-    (taken at or before `as_of` when given)."""
-    if plan.backup_id is not None:
-        m = plan.repo.read_manifest(plan.backup_id)
-        if m["namespace"] != plan.source:
-            raise InvalidArgument(
-                f"backup '{plan.backup_id}' is of namespace '{m['namespace']}', not '{plan.source}'"
-            )
-        return m
-    candidates = [m for m in plan.repo.list_manifests(plan.source) if "error" not in m]
-    if plan.as_of is not None:
-        limit = parse_time(plan.as_of)
-        candidates = [m for m in candidates if parse_time(m["snapshot_at"]) <= limit]
-    if not candidates:
-        when = f" taken at or before {plan.as_of}" if plan.as_of else ""
-        raise NotFound(f"no backup of namespace '{plan.source}'{when} in target '{plan.repo.uri}'")
-    if "tables" not in candidates[0]:  # encrypted, and not opened: say why (passphrase)
-        return plan.repo.read_manifest(candidates[0]["backup_id"])
-    return candidates[0]  # newest first
+    (taken at or before `as_of` when given); refused when a damaged backup may
+    be that newest one (Repository.choose_backup)."""
+    return plan.repo.choose_backup(plan.source, plan.backup_id, plan.as_of)
 
 
 def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -39,6 +40,7 @@ from .archive_objects import (
     Spill,
     check_member_size,
     object_name,
+    unlisted,
 )
 from .crypto import PassphraseError
 from .layout import CONFIG, KEYS, MANIFESTS, OBJECTS
@@ -49,7 +51,7 @@ from .repository import Repository
 from .tarball import Reader, is_zst, pack
 from .targets import Target
 from .transfer import OnBytes, ShouldStop
-from .verify import OnProgress, VerifyReport, verify_objects
+from .verify import MAX_ERRORS, OnProgress, VerifyReport, verify_objects
 
 META_LIMIT = 256 << 20  # a manifest, a key file or config.json
 
@@ -87,12 +89,15 @@ class ArchiveRepository(Repository):
         self._staging_compression = (
             "none" if is_zst(target.base) and passphrase is None else compression
         )
-        self.store = ArchiveObjects(self)
+        self.store = ArchiveObjects(
+            target, compression == "zstd", self._object_size, self._scan_objects, self._open_object
+        )
         self._meta: dict[str, bytes] | None = None
         self._staging: Repository | None = None
         self._seekable: tuple[Reader, dict[str, tarfile.TarInfo]] | None = None
         self._spill: Spill | None = None
         self._freed = 0
+        self._files_read = 0
         self._manifest: dict[str, Any] | None = None
 
     def close(self) -> None:
@@ -157,6 +162,9 @@ class ArchiveRepository(Repository):
 
     def list_locks(self) -> list[dict[str, Any]]:
         return []
+
+    def check_prunable(self) -> None:
+        """An archive has no locks and no prune markers."""
 
     def _the_manifest(self) -> dict[str, Any]:
         """The archive's one manifest; its body too when this instance can open it."""
@@ -264,10 +272,11 @@ class ArchiveRepository(Repository):
     def remove_tmp(self, older_than_seconds: float | None = None) -> int:
         """Temp files of archives whose packing a crash interrupted."""
         parent, name = os.path.split(self.target.base)
+        ours = re.compile(rf"^\.{re.escape(name)}\.[0-9a-f]{{16}}\.tmp$")  # see tarball.pack
         removed = 0
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(parent):
-                if entry.name.startswith(f".{name}.") and entry.name.endswith(".tmp"):
+        with contextlib.suppress(FileNotFoundError), os.scandir(parent) as entries:
+            for entry in entries:
+                if ours.match(entry.name) and entry.is_file(follow_symlinks=False):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
                         removed += 1
@@ -291,9 +300,43 @@ class ArchiveRepository(Repository):
             return VerifyReport(backup_id, is_valid=False, errors=[exc.message])
         reader = Reader(self.target.base)
         try:
-            return verify_objects(Sequential(self, reader).check, m, on_progress, should_stop)
+            members = Sequential(self.uri, self.store, reader)
+            report = verify_objects(members.check, m, on_progress, should_stop)
+            extra = [e for e in members.finish() if e not in report.errors]
         finally:
             reader.close()
+        if extra:
+            report.errors = report.errors + extra[: max(1, MAX_ERRORS - len(report.errors))]
+            report.is_valid = False
+        return report
+
+    def _load_manifest(self, backup_id: str, require_body: bool = True) -> dict[str, Any]:
+        """The archive's manifest, and the key files beside it: only its own key."""
+        m = super()._load_manifest(backup_id, require_body)
+        extra = sorted(set(self._key_ids()) - {m.get("key")})
+        if extra:
+            raise BackupInvalid(
+                f"backup archive '{self.uri}' holds key file '{extra[0]}' that its manifest "
+                "does not use"
+            )
+        return m
+
+    def read_object_to(
+        self,
+        oid: str,
+        local_path: str,
+        expected_size: int,
+        on_bytes: OnBytes | None = None,
+        should_stop: ShouldStop | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        """As Repository's; after the last file of the manifest, the rest of a
+        `.tar.zst` is read too, so a restore refuses what VERIFY refuses."""
+        super().read_object_to(oid, local_path, expected_size, on_bytes, should_stop, sha256)
+        self._files_read += 1
+        files = sum(len(t.get("files", [])) for t in self._the_manifest().get("tables", []))
+        if self._files_read >= files and self._spill is not None:
+            self._spill.drain()
 
     def _object_size(self, oid: str) -> int | None:
         if not is_zst(self.target.base):
@@ -321,7 +364,10 @@ class ArchiveRepository(Repository):
     def _open_object(self, oid: str) -> Any:
         expected = self._sizes()
         if not is_zst(self.target.base):
-            member = self._index().get(oid)
+            index = self._index()
+            for found in sorted(set(index) - set(expected))[:1]:
+                raise BackupInvalid(unlisted(self.uri, found))  # as VERIFY reports it
+            member = index.get(oid)
             if member is None:
                 raise BackupInvalid(f"object {oid} is missing")
             check_member_size(oid, member, expected.get(oid))

@@ -11,38 +11,53 @@ import shutil
 import tarfile
 import tempfile
 import weakref
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Callable
+from typing import Any, Self
 
-from catalog.errors import BackupInvalid, CairnError, Cancelled, InvalidArgument
+from catalog.errors import (
+    BackupInvalid,
+    CairnError,
+    Cancelled,
+    InvalidArgument,
+    PermissionDenied,
+)
 
 from .layout import OBJECTS, check_oid
 from .objects import ObjectStore, PutResult
 from .oserrors import writing
 from .tarball import Reader, archive_errors, object_id
+from .targets import Target
 from .transfer import CHUNK_SIZE, OnBytes, ShouldStop
-
-if TYPE_CHECKING:
-    from .archive import ArchiveRepository
 
 
 class ArchiveObjects(ObjectStore):
     """The objects of an archive, read in place; an archive is never changed."""
 
-    def __init__(self, repo: ArchiveRepository) -> None:
-        super().__init__(repo.target, repo.durable, repo.compression == "zstd")
-        self.repo = repo
+    def __init__(
+        self,
+        target: Target,
+        compress: bool,
+        size_of: Callable[[str], int | None],
+        list_all: Callable[[], dict[str, int]],
+        open_one: Callable[[str], Any],
+    ) -> None:
+        """`size_of`, `list_all` and `open_one` read the archive (ArchiveRepository)."""
+        super().__init__(target, False, compress)
+        self._size_of = size_of
+        self._list_all = list_all
+        self._open_one = open_one
 
     def path(self, oid: str) -> str:
         return f"{self.target.base}#{OBJECTS}/{check_oid(oid)[:2]}/{oid}"
 
     def size_of(self, oid: str) -> int | None:
-        return self.repo._object_size(check_oid(oid))
+        return self._size_of(check_oid(oid))
 
     def list(self) -> dict[str, int]:
-        return self.repo._scan_objects()
+        return self._list_all()
 
     def open(self, oid: str) -> Any:
-        return self.repo._open_object(check_oid(oid))
+        return self._open_one(check_oid(oid))
 
     def put_file(self, *args: Any, **kwargs: Any) -> PutResult:
         raise InvalidArgument(f"backup archive '{self.target.uri}' cannot be changed")
@@ -63,6 +78,11 @@ def object_name(uri: str, name: str) -> str | None:
     return oid
 
 
+def unlisted(uri: str, oid: str) -> str:
+    """VERIFY's error and RESTORE's refusal for an object member the manifest does not list."""
+    return f"backup archive '{uri}' holds object {oid} that its manifest does not list"
+
+
 def check_member_size(oid: str, member: tarfile.TarInfo, expected: int | None) -> None:
     """Sizes are capped by the manifest before a byte of an object is read."""
     if expected is None:
@@ -75,12 +95,22 @@ class Sequential:
     """Objects of an archive in order, for verify: `check` takes the manifest's
     objects in oid order and checks each against the next member."""
 
-    def __init__(self, repo: ArchiveRepository, reader: Reader) -> None:
-        self.repo = repo
+    def __init__(self, uri: str, store: ObjectStore, reader: Reader) -> None:
+        self.uri = uri
+        self.store = store
         self.reader = reader
         self.members = reader.members()
         self.pending: tuple[str, tarfile.TarInfo] | None = None
         self.broken: str | None = None
+        self.extra: list[str] = []
+
+    def finish(self) -> list[str]:
+        """After the last object: what else the archive holds (each refused, as a
+        restore refuses it), or why the rest cannot be read."""
+        while (item := self._next()) is not None:
+            self.pending = None
+            self.extra.append(unlisted(self.uri, item[0]))
+        return self.extra + ([self.broken] if self.broken else [])
 
     def _next(self) -> tuple[str, tarfile.TarInfo] | None:
         while self.pending is None and self.broken is None:
@@ -88,7 +118,7 @@ class Sequential:
                 item = next(self.members, None)
                 if item is None:
                     return None
-                oid = object_name(self.repo.uri, item[0])
+                oid = object_name(self.uri, item[0])
             except CairnError as exc:
                 self.broken = exc.message
                 return None
@@ -106,17 +136,18 @@ class Sequential:
                 return f"object {oid} is missing"
             self.pending = None
             if item[0] == oid:
-                break  # else a member the manifest does not list: passed over
+                break
+            self.extra.append(unlisted(self.uri, item[0]))  # restore refuses it too
         member = item[1]
         try:
             check_member_size(oid, member, obj["size"])
-            with archive_errors(self.repo.uri), self.reader.open(member) as src:
-                self.repo.store.check_stream(
+            with archive_errors(self.uri), self.reader.open(member) as src:
+                self.store.check_stream(
                     src, oid, obj["size"], on_bytes, should_stop,
                     obj.get("sha256"), obj.get("plain_size"),
                 )
-        except Cancelled:
-            raise
+        except (Cancelled, PermissionDenied):
+            raise  # a cancel, or a link inside the target: not damage to report
         except CairnError as exc:
             return exc.message
         return None
@@ -174,6 +205,8 @@ class Spill:
                 found = object_name(self.uri, name)
                 if found is None:
                     continue
+                if found not in self.sizes:
+                    raise BackupInvalid(unlisted(self.uri, found))
                 if found == oid:
                     check_member_size(oid, member, self.sizes.get(oid))
                     if self.uses[oid] > 1:
@@ -187,6 +220,16 @@ class Spill:
             self.reader.close()  # the end of the archive: nothing more to read
             self.reader = None
         raise BackupInvalid(f"object {oid} is missing")
+
+    def drain(self) -> None:
+        """After the last object a restore reads: the rest of the archive must
+        hold nothing the manifest does not list (VERIFY refuses it too)."""
+        if self.reader is None:
+            return
+        for name, _member in self.members:
+            found = object_name(self.uri, name)
+            if found is not None and found not in self.sizes:
+                raise BackupInvalid(unlisted(self.uri, found))
 
     def _spill(self, oid: str, member: tarfile.TarInfo) -> None:
         assert self.reader is not None

@@ -11,15 +11,17 @@ import os
 
 import pyarrow.fs as pafs
 
+from catalog.errors import CairnError
+
 from .layout import temp_path
-from .oserrors import writing
+from .oserrors import reading, writing
 from .targets import Target
+from .transfer import CHUNK_SIZE
 
 
 def fsync_path(path: str) -> None:
     """fsync a local file or directory by path (pyarrow streams do not expose fsync)."""
-    flags = os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0)
-    fd = os.open(path, flags)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # a link is never synced through
     try:
         os.fsync(fd)
     finally:
@@ -67,6 +69,26 @@ def write_atomic(target: Target, path: str, data: bytes, durable: bool = True) -
         except BaseException:
             delete_quietly(target, tmp)
             raise
+
+
+def read_small(target: Target, path: str) -> bytes | None:
+    """A whole small file (config, manifest, lock, key, marker), or None if it is
+    absent. Read in chunks: on S3 an unsized read() is very slow."""
+    try:
+        with (
+            reading(target.uri, path.rsplit("/", 1)[-1]),
+            target.fs.open_input_stream(path) as f,
+        ):
+            parts: list[bytes] = []
+            while True:
+                part = f.read(CHUNK_SIZE)
+                if not part:
+                    return b"".join(parts)
+                parts.append(bytes(part))
+    except CairnError as exc:
+        if isinstance(exc.__cause__, (FileNotFoundError, NotADirectoryError)):
+            return None
+        raise
 
 
 def exists(target: Target, path: str) -> bool:

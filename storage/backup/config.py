@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from catalog.errors import BackupInvalid
 
+from . import records
 from .layout import utc_now
 from .manifest import FORMAT, FORMAT_VERSION, KNOWN_FEATURES
 
@@ -28,25 +31,19 @@ def encode_config(config: dict[str, Any]) -> bytes:
 
 
 def parse_config(data: bytes, uri: str) -> dict[str, Any]:
-    """A checked config; BackupInvalid when it is corrupt, not Cairn's, or from a
+    """A checked config; BackupInvalid when it is damaged, not Cairn's, or from a
     format version or with features this Cairn does not know."""
     where = f"config.json of backup target '{uri}'"
-    try:
-        config = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise BackupInvalid(f"{where} is corrupt: {exc}") from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    head = records.decode(data, records.Preamble, where)
+    if head.format != FORMAT:
         raise BackupInvalid(f"{where} is corrupt or not a Cairn backup repository")
-    version = config.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:
+    if head.format_version != FORMAT_VERSION:
         raise BackupInvalid(
-            f"{where} has unknown format_version {version!r}; "
+            f"{where} has unknown format_version {head.format_version!r}; "
             f"this Cairn reads format_version {FORMAT_VERSION}"
         )
-    features = config.get("features", [])
-    if not isinstance(features, list):
-        raise BackupInvalid(f"{where} is corrupt: features must be a list")
-    unknown = [f for f in features if not isinstance(f, str) or f not in KNOWN_FEATURES]
+    unknown = [f for f in head.features if f not in KNOWN_FEATURES]
     if unknown:
         raise BackupInvalid(f"{where} needs format features this Cairn does not support: {unknown}")
-    return config
+    config = records.decode(data, records.Config, where)
+    return dict(msgspec.structs.asdict(config))

@@ -23,17 +23,18 @@ import hashlib
 import hmac
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from catalog.errors import BackupInvalid, InvalidArgument
 
+from . import records
 from .layout import utc_now
 from .transfer import Writable
 
@@ -47,9 +48,6 @@ MAX_FRAMES = 1 << 32
 
 # scrypt cost for new key files (~32 MiB, ~0.1 s here); readers accept up to the caps.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
-MAX_N, MAX_R, MAX_P = 1 << 20, 32, 16
-
-_KEY_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class PassphraseError(BackupInvalid):
@@ -70,7 +68,7 @@ class Keys:
 
 
 def is_key_id(name: str) -> bool:
-    return bool(_KEY_ID.match(name))
+    return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
 
 
 def _subkey(master: bytes, purpose: str) -> bytes:
@@ -97,6 +95,7 @@ def new_key_file(passphrase: str) -> tuple[str, bytes, Keys]:
     }
     master = _derive(passphrase, doc)
     doc["key_check"] = _subkey(master, "key-check").hex()
+    doc["file_sha256"] = _key_file_sum(doc)
     key_id = os.urandom(16).hex()
     data = json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
     return key_id, data, _keys(key_id, master)
@@ -107,33 +106,29 @@ def _keys(key_id: str, master: bytes) -> Keys:
 
 
 def parse_key_file(data: bytes, key_id: str, uri: str) -> dict[str, Any]:
-    """A checked key file; BackupInvalid when damaged or beyond what this Cairn accepts."""
+    """A checked key file; BackupInvalid when damaged or beyond what this Cairn accepts.
+
+    A key file carries `file_sha256` over its other fields, so a flipped byte in
+    its salt or key check is reported as damage, not as a wrong passphrase."""
     where = f"key file '{key_id}' of backup target '{uri}'"
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise BackupInvalid(f"{where} is corrupt: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("format") != "cairn-backup-key":
-        raise BackupInvalid(f"{where} is corrupt or not a Cairn key file")
-    if doc.get("cipher") != CIPHER or doc.get("kdf") != KDF:
-        raise BackupInvalid(
-            f"{where} uses {doc.get('cipher')!r}/{doc.get('kdf')!r}; "
-            f"this Cairn knows {CIPHER}/{KDF}"
-        )
-    n, r, p = doc.get("n"), doc.get("r"), doc.get("p")
-    ints = all(type(v) is int for v in (n, r, p))
-    if (
-        not ints
-        or not (2 <= n <= MAX_N and n & (n - 1) == 0)  # type: ignore[operator]
-        or not (1 <= r <= MAX_R)  # type: ignore[operator]
-        or not (1 <= p <= MAX_P)  # type: ignore[operator]
-    ):
-        raise BackupInvalid(f"{where} has scrypt parameters out of range")
-    for name, length in (("salt", 16), ("key_check", 32)):
-        value = doc.get(name)
-        if not isinstance(value, str) or not re.fullmatch(f"[0-9a-f]{{{2 * length}}}", value):
-            raise BackupInvalid(f"{where} is corrupt: bad {name}")
+        record = records.decode(data, records.KeyFile, where)
+    except BackupInvalid as exc:
+        if exc.message.endswith(("`$.n`", "`$.r`", "`$.p`")):  # say what a reader would not run
+            raise BackupInvalid(f"{where} has scrypt parameters out of range: {exc.message}") from None
+        raise
+    if record.n & (record.n - 1):
+        raise BackupInvalid(f"{where} has scrypt parameters out of range: n is not a power of two")
+    doc = msgspec.structs.asdict(record)
+    stored = doc.pop("file_sha256")
+    if stored is not None and stored != _key_file_sum(doc):
+        raise BackupInvalid(f"{where} is corrupt: file_sha256 mismatch")
     return doc
+
+
+def _key_file_sum(doc: dict[str, Any]) -> str:
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def unlock(doc: dict[str, Any], key_id: str, passphrase: str) -> Keys | None:

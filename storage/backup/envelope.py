@@ -24,7 +24,7 @@ from typing import Any
 
 from catalog.errors import BackupInvalid
 
-from . import manifest
+from . import manifest, records
 from .codec import RAW, ZSTD, Form, decode_bytes, encode_bytes
 from .crypto import Keys, PassphraseError, binding_for_manifest
 from .manifest import AES, FORMAT_VERSION, KNOWN_FEATURES, canonical, checksum
@@ -35,7 +35,6 @@ PUBLIC = frozenset(
         "snapshot_at", "label", "encrypted", "totals", "objects",
     }
 )
-MAX_BODY = 1 << 30
 
 KeyOpener = Callable[[str], Keys | None]
 
@@ -125,13 +124,11 @@ def _with_body(
     open_key: KeyOpener,
     require_body: bool,
 ) -> dict[str, Any]:
-    desc = header["body"]
-    codecs = desc.get("codec") if isinstance(desc, dict) else None
-    if codecs not in ("zstd", "aes-256-gcm", "zstd+aes-256-gcm"):
-        raise BackupInvalid(f"{name} is corrupt: unknown body codec {codecs!r}")
+    desc = records.convert(header["body"], records.Body, f"{name} body descriptor")
+    codecs = desc.codec
     try:
-        stored = base64.b64decode(desc.get("data", ""), validate=True)
-    except (binascii.Error, TypeError, ValueError):
+        stored = base64.b64decode(desc.data, validate=True)
+    except (binascii.Error, ValueError):
         raise BackupInvalid(f"{name} is corrupt: its body is not base64") from None
     encrypted = AES in codecs.split("+")
     if encrypted != (header.get("encrypted") is True):
@@ -152,10 +149,7 @@ def _with_body(
                 raise
             return _merged(header, {})
     form = Form("", ZSTD if "zstd" in codecs.split("+") else RAW, keys)
-    limit = desc.get("plain_size")
-    if not isinstance(limit, int) or not 0 <= limit <= MAX_BODY:
-        raise BackupInvalid(f"{name} is corrupt: bad body size")
-    plain = decode_bytes(stored, form, f"{name} body", limit, binding_for_manifest(backup_id))
+    plain = decode_bytes(stored, form, f"{name} body", desc.plain_size, binding_for_manifest(backup_id))
     body = _parse_json(plain, f"{name} body")
     if canonical(body) != plain:
         raise BackupInvalid(f"{name} is corrupt: body differs from the canonical form")

@@ -26,7 +26,10 @@ KEYS = "keys"
 PRUNES = "prunes"
 TMP = "tmp"
 
+INTERNAL = (CONFIG, OBJECTS, MANIFESTS, LOCKS, KEYS, PRUNES, TMP)
+
 _OID = re.compile(r"^[0-9a-f]{64}$")
+_TEMP = re.compile(r"^[0-9a-f]{32}\.tmp$")
 _BACKUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -76,6 +79,11 @@ def key_path(base: str, key_id: str) -> str:
 
 def temp_path(base: str) -> str:
     return join(base, TMP, f"{secrets.token_hex(16)}.tmp")
+
+
+def is_temp_name(name: str) -> bool:
+    """A name `temp_path` gives: clean-up deletes nothing else from `tmp/`."""
+    return bool(_TEMP.match(name))
 
 
 def utc_now() -> str:

@@ -21,6 +21,11 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
+
+from catalog.errors import BackupInvalid
+
+from . import records
 from .layout import check_backup_id, check_oid, utc_now
 
 log = logging.getLogger(__name__)
@@ -131,10 +136,11 @@ def encode(backup_id: str, created_at: str, oids: Iterable[str]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def decode(data: bytes) -> dict[str, Any]:
-    """Parse a lock file; ValueError when it is unreadable (prune then refuses)."""
-    doc = json.loads(data)
-    if not isinstance(doc, dict) or not isinstance(doc.get("oids"), list):
-        raise ValueError("lock has no oids list")
-    doc["oids"] = [check_oid(o) for o in doc["oids"]]
-    return doc
+def decode(data: bytes, backup_id: str, uri: str) -> dict[str, Any]:
+    """A checked lock file; BackupInvalid names the field when it is damaged
+    (prune then refuses: what the running backup relies on is unknown)."""
+    what = f"lock file 'locks/{backup_id}.json' of backup target '{uri}'"
+    lock = records.decode(data, records.Lock, what)
+    if lock.backup_id != backup_id:
+        raise BackupInvalid(f"{what} is corrupt: it names backup '{lock.backup_id}'")
+    return msgspec.structs.asdict(lock)

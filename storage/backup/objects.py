@@ -25,7 +25,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from catalog.errors import BackupInvalid, CairnError, Cancelled, InvalidArgument
+from catalog.errors import (
+    BackupInvalid,
+    CairnError,
+    Cancelled,
+    InvalidArgument,
+    PermissionDenied,
+)
 
 from .atomic import delete_quietly, make_dirs, publish, write_atomic
 from .codec import (
@@ -41,7 +47,16 @@ from .codec import (
     worth_compressing,
 )
 from .crypto import Keys
-from .layout import OBJECTS, TMP, check_oid, is_oid, join, object_path, temp_path
+from .layout import (
+    OBJECTS,
+    TMP,
+    check_oid,
+    is_oid,
+    is_temp_name,
+    join,
+    object_path,
+    temp_path,
+)
 from .oserrors import read_failed, reading, write_failed, writing
 from .targets import Target
 from .transfer import OnBytes, Readable, ShouldStop, check_stop, copy, hash_file
@@ -377,8 +392,8 @@ class ObjectStore:
         removed = 0
         with writing(self.target.uri):
             for info in infos:
-                if info.type != pafs.FileType.File:
-                    continue
+                if info.type != pafs.FileType.File or not is_temp_name(info.base_name):
+                    continue  # only what Cairn's own writes leave is removed
                 if cutoff is not None and info.mtime_ns is not None and info.mtime_ns > cutoff:
                     continue
                 try:
@@ -470,8 +485,8 @@ class ObjectStore:
             self._stat_or_raise(oid, expected_size)
             with self.open(oid) as src:
                 self.check_stream(src, oid, expected_size, on_bytes, should_stop, sha256, plain_size)
-        except Cancelled:
-            raise
+        except (Cancelled, PermissionDenied):
+            raise  # a cancel, or a link inside the target: not damage to report
         except CairnError as exc:
             return exc.message
         return None

@@ -30,11 +30,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pyarrow.fs as pafs
 
-from .atomic import delete_quietly, write_atomic
+from . import records
+from .atomic import delete_quietly, read_small, write_atomic
 from .layout import PRUNES, join, utc_now
 from .oserrors import reading
 from .targets import Target
@@ -101,6 +101,23 @@ def settle(target: Target, should_stop: ShouldStop | None = None) -> None:
         time.sleep(POLL_SECONDS)
 
 
+def is_marker_name(name: str) -> bool:
+    """`<16 hex digits>.json`, the names PruneMarker gives."""
+    stem = name[:-5]
+    return name.endswith(".json") and len(stem) == 16 and all(c in "0123456789abcdef" for c in stem)
+
+
+def check_markers(target: Target) -> None:
+    """BackupInvalid if a prune marker is damaged (what DROP BACKUP checks before
+    it removes anything, since its prune would refuse)."""
+    selector = pafs.FileSelector(join(target.base, PRUNES), allow_not_found=True)
+    with reading(target.uri):
+        infos = target.fs.get_file_info(selector)
+    for info in infos:
+        if info.type == pafs.FileType.File and is_marker_name(info.base_name):
+            _marker_state(target, info)
+
+
 def _live_markers(target: Target) -> list[str]:
     """Markers of prunes running in other live processes; leftovers are removed."""
     selector = pafs.FileSelector(join(target.base, PRUNES), allow_not_found=True)
@@ -108,8 +125,8 @@ def _live_markers(target: Target) -> list[str]:
         infos = target.fs.get_file_info(selector)
     live = []
     for info in infos:
-        if info.type != pafs.FileType.File or not info.base_name.endswith(".json"):
-            continue
+        if info.type != pafs.FileType.File or not is_marker_name(info.base_name):
+            continue  # only names Cairn gives markers are read, or removed
         state = _marker_state(target, info)
         if state == "live":
             live.append(info.path)
@@ -119,17 +136,20 @@ def _live_markers(target: Target) -> list[str]:
 
 
 def _marker_state(target: Target, info: pafs.FileInfo) -> str:
-    """'own' (this process: the mutex covered it), 'dead' or 'live'."""
-    doc: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        with target.fs.open_input_stream(info.path) as f:
-            loaded = json.loads(f.read())
-        doc = loaded if isinstance(loaded, dict) else {}
-    host, pid = doc.get("host"), doc.get("pid")
-    if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
-        if pid == os.getpid():
+    """'own' (this process: the mutex covered it), 'dead' or 'live'. A marker is
+    written atomically, so one that does not decode is damage (BackupInvalid),
+    not a prune to wait for."""
+    data = read_small(target, info.path)
+    if data is None:
+        return "dead"  # removed while we looked
+    name = info.path.rsplit("/", 1)[-1]
+    marker = records.decode(
+        data, records.PruneMarker, f"prune marker '{PRUNES}/{name}' of backup target '{target.uri}'"
+    )
+    if marker.host == socket.gethostname():
+        if marker.pid == os.getpid():
             return "own"
-        if not _alive(pid):
+        if not _alive(marker.pid):
             return "dead"
     mtime = info.mtime_ns
     if mtime is not None and time.time_ns() - mtime > STALE_SECONDS * 1e9:

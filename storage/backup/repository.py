@@ -25,10 +25,11 @@ from catalog.errors import (
     CairnError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
 )
 
 from . import envelope, locks, manifest
-from .atomic import delete_quietly, fsync_path, make_dirs, write_atomic
+from .atomic import delete_quietly, fsync_path, make_dirs, read_small, write_atomic
 from .config import encode_config, new_config, parse_config
 from .crypto import Keys, PassphraseError, is_key_id
 from .keyring import KeyRing
@@ -37,6 +38,7 @@ from .layout import (
     KEYS,
     LOCKS,
     MANIFESTS,
+    OBJECTS,
     check_backup_id,
     check_oid,
     is_backup_id,
@@ -48,9 +50,10 @@ from .layout import (
 from .locks import BackupLock
 from .objects import ObjectStore, OnOid, PutResult
 from .oserrors import reading, writing
-from .prunes import pruning, settle
+from .prunes import check_markers, pruning, settle
+from .selection import choose, damaged_entry, may_be_of
 from .targets import Target
-from .transfer import CHUNK_SIZE, OnBytes, ShouldStop
+from .transfer import OnBytes, ShouldStop
 from .verify import OnProgress, VerifyReport, verify_objects
 
 log = logging.getLogger(__name__)
@@ -133,36 +136,58 @@ class Repository:
         return config
 
     def check_config(self) -> dict[str, Any] | None:
-        """The target's config, or None when it has none yet. BackupInvalid when
-        it is corrupt or from a format this Cairn does not know."""
+        """The target's config, or None when it is empty (has none yet).
+        BackupInvalid when it is corrupt, from a format this Cairn does not know,
+        or missing beside what only a repository holds (see `_internals`)."""
         if self._config is None:
+            self._refuse_links()
             data = self._read_small(join(self.target.base, CONFIG))
             if data is not None:
                 self._config = parse_config(data, self.uri)
+            else:
+                found = self._internals()
+                if found:
+                    raise BackupInvalid(
+                        f"backup target '{self.uri}' is damaged: it has no {CONFIG} "
+                        f"but holds {', '.join(found)}"
+                    )
         return self._config
+
+    def _internals(self) -> list[str]:
+        """Which of `manifests/`, `objects/`, `keys/` (what backups consist of)
+        the target holds. Cairn writes `config.json` before any of them, so
+        without it they mean damage. A target with none of them is empty: at
+        most transient state (`tmp/`, `locks/`, `prunes/`) or files that are not
+        Cairn's."""
+        return sorted(f"{i.base_name}/" for i in self._top() if i.base_name in (MANIFESTS, OBJECTS, KEYS))
+
+    def _refuse_links(self) -> None:
+        """Every operation on a local target first lists its top level, so a link
+        planted at the top (for `tmp/`, `objects/`, `config.json`, …) is refused
+        the same way by all of them, whether or not they would use it. Links
+        deeper down are refused where they are met (every open is no-follow)."""
+        if self.target.kind == "local":
+            self._top()
+
+    def _top(self) -> list[pafs.FileInfo]:
+        """The target's top-level entries; locally a link among them is
+        PERMISSION_DENIED (nofollow.py), whichever one it is."""
+        selector = pafs.FileSelector(self.target.base, allow_not_found=True)
+        try:
+            with reading(self.uri):
+                return list(self.target.fs.get_file_info(selector))
+        except CairnError as exc:
+            if isinstance(exc.__cause__, NotADirectoryError):
+                return []  # not a repository at all: what uses it says so
+            raise
 
     def _readable(self) -> None:
         self.require_exists()
         self.check_config()
 
     def _read_small(self, path: str) -> bytes | None:
-        """A whole small file (config, manifest, lock, key), or None if absent.
-        Read in chunks: on S3 an unsized read() is very slow."""
-        try:
-            with (
-                reading(self.uri, path.rsplit("/", 1)[-1]),
-                self.target.fs.open_input_stream(path) as f,
-            ):
-                parts: list[bytes] = []
-                while True:
-                    part = f.read(CHUNK_SIZE)
-                    if not part:
-                        return b"".join(parts)
-                    parts.append(bytes(part))
-        except CairnError as exc:
-            if isinstance(exc.__cause__, (FileNotFoundError, NotADirectoryError)):
-                return None
-            raise
+        """A whole small file (config, manifest, lock, key), or None if absent."""
+        return read_small(self.target, path)
 
     # --- keys ------------------------------------------------------------------
 
@@ -254,6 +279,7 @@ class Repository:
         self.store.delete(oid)
 
     def remove_tmp(self, older_than_seconds: float | None = None) -> int:
+        self._refuse_links()
         return self.store.remove_tmp(older_than_seconds)
 
     # --- manifests -------------------------------------------------------------
@@ -331,6 +357,35 @@ class Repository:
         read is listed as {"backup_id", "error"} (after the good ones, and only when
         not filtering by namespace) instead of failing the whole listing. An
         encrypted one this instance cannot open is its public header (no `tables`)."""
+        good, bad = self._scan_manifests()
+        if namespace is not None:
+            return [m for m in good if m["namespace"] == namespace]
+        return good + sorted(bad, key=lambda e: e["backup_id"], reverse=True)
+
+    def listing(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """What SHOW BACKUPS … IN and RESTORE see: the readable backups of
+        `namespace` (all when None) and every damaged one that may be of it, with
+        the namespace and times its own checksum vouches for (selection.py). By
+        created_at, newest first; a damaged one of unknown age comes first."""
+        good, bad = self._scan_manifests()
+        entries = [m for m in good if namespace is None or m["namespace"] == namespace]
+        entries += [e for e in bad if may_be_of(e, namespace)]
+
+        def order(m: dict[str, Any]) -> tuple[int, datetime, str]:
+            created = m.get("created_at")
+            known = isinstance(created, str)
+            return (0 if known else 1, _when(created) if known else _EPOCH, m["backup_id"])
+
+        return sorted(entries, key=order, reverse=True)
+
+    def choose_backup(
+        self, namespace: str, backup_id: str | None = None, as_of: str | None = None
+    ) -> dict[str, Any]:
+        """The manifest a RESTORE of `namespace` takes (selection.choose): never an
+        older backup because a newer one is damaged."""
+        return choose(self, namespace, backup_id, as_of)
+
+    def _scan_manifests(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         self._readable()
         good: list[dict[str, Any]] = []
         bad: list[dict[str, Any]] = []
@@ -339,15 +394,25 @@ class Repository:
                 m = self._load_manifest(backup_id, require_body=False)
             except NotFound:
                 continue  # dropped while we listed
+            except PermissionDenied:
+                raise  # a link inside the target, or a target that may not be read
             except CairnError as exc:
                 log.warning("unreadable manifest in %s: %s", self.uri, exc.message)
-                bad.append(manifest.summary_error(backup_id, exc))
+                try:
+                    data = self._read_small(manifest_path(self.target.base, backup_id))
+                except CairnError:
+                    data = None
+                bad.append(damaged_entry(backup_id, exc.message, data))
                 continue
-            if namespace is None or m["namespace"] == namespace:
-                good.append(m)
+            good.append(m)
         good.sort(key=lambda m: (_when(m["created_at"]), m["backup_id"]), reverse=True)
-        bad.sort(key=lambda e: e["backup_id"], reverse=True)
-        return good + (bad if namespace is None else [])
+        return good, bad
+
+    def check_prunable(self) -> None:
+        """BackupInvalid while a lock or prune marker is damaged: a prune would
+        refuse. DROP BACKUP asks first, so it removes nothing rather than half."""
+        self.locked_objects()
+        check_markers(self.target)
 
     def delete_manifest(self, backup_id: str) -> None:
         check_backup_id(backup_id)
@@ -447,11 +512,10 @@ class Repository:
             if data is None:
                 continue
             try:
-                doc = locks.decode(data)
-            except (ValueError, CairnError) as exc:
-                found.append({"backup_id": name[:-5], "error": f"lock is unreadable: {exc}"})
+                doc = locks.decode(data, name[:-5], self.uri)
+            except CairnError as exc:
+                found.append({"backup_id": name[:-5], "error": exc.message})
                 continue
-            doc["backup_id"] = name[:-5]
             found.append(doc)
         return found
 
@@ -459,8 +523,7 @@ class Repository:
         used: set[str] = set()
         for doc in self.list_locks():
             if "error" in doc:
-                who = doc["backup_id"]
-                raise BackupInvalid(f"cannot tell which objects are in use: {who}: {doc['error']}")
+                raise BackupInvalid(f"cannot tell which objects are in use: {doc['error']}")
             used.update(doc["oids"])
         return used
 
@@ -468,14 +531,15 @@ class Repository:
         """Clean up after a backup that died: drop its lock and every object it
         recorded that nothing else uses. Returns bytes freed."""
         check_backup_id(backup_id)
+        self._refuse_links()
         path = lock_path(self.target.base, backup_id)
         data = self._read_small(path)
         oids: list[str] = []
         if data is not None:
             try:
-                oids = locks.decode(data)["oids"]
-            except (ValueError, CairnError):
-                log.warning("lock of %s in %s is unreadable; removing it", backup_id, self.uri)
+                oids = locks.decode(data, backup_id, self.uri)["oids"]
+            except CairnError as exc:
+                log.warning("removing damaged lock: %s", exc.message)
         delete_quietly(self.target, path)
         return self.prune(candidates=oids) if oids else 0
 
@@ -494,6 +558,7 @@ class Repository:
         backup writes its manifest before it drops its lock, so an object in use
         is always seen in one or the other. A backup that starts using an object
         while this runs waits for it to finish (prunes.py). Returns bytes freed."""
+        self._refuse_links()
         if candidates is None:
             present = self.store.list()
         else:
@@ -515,6 +580,9 @@ class Repository:
                 marker.refresh()
                 self.store.delete(oid)
         return sum(doomed.values())
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 def _when(created_at: str) -> datetime:

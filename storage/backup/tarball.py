@@ -13,6 +13,7 @@ anything else (absolute paths, `..`, links, devices, unknown names) is refused."
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -24,8 +25,10 @@ import zstandard
 
 from catalog.errors import AlreadyExists, BackupInvalid, CairnError
 
+from . import records
 from .atomic import fsync_path
 from .layout import CONFIG, KEYS, LOCKS, MANIFESTS, OBJECTS, TMP
+from .nofollow import refuse_link
 from .oserrors import writing
 from .transfer import CHUNK_SIZE
 
@@ -125,7 +128,15 @@ class Reader:
 
     def __init__(self, archive: str, seekable: bool = False) -> None:
         self.archive = archive
-        self._raw = open(archive, "rb")  # noqa: SIM115 - closed by close()
+        # The archive itself is never reached through a link (see nofollow.py).
+        with archive_errors(archive):
+            try:
+                fd = os.open(archive, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise refuse_link(archive, os.path.basename(archive)) from None
+                raise
+        self._raw = open(fd, "rb")  # noqa: SIM115 - closed by close()
         try:
             with archive_errors(archive):
                 if is_zst(archive):
@@ -152,18 +163,20 @@ class Reader:
                     yield name, member
 
     def _check(self, member: tarfile.TarInfo, previous: str) -> str:
+        """The member's name once it is typed (records.member: a regular file or
+        a directory entry, a sane size) and known to be a safe name of the
+        layout, after the previous one."""
         name = member.name
         where = f"backup archive '{self.archive}'"
         if name.startswith("/") or "\\" in name or any(
             c in ("", ".", "..") for c in name.rstrip("/").split("/")
         ):
-            raise BackupInvalid(f"{where} has a member with an unsafe name: {name!r}")
-        if member.isdir():
+            raise BackupInvalid(f"{where} has a member with an unsafe name: {name[:200]!r}")
+        typed = records.member(member, self.archive)
+        if typed.kind == "dir":
             return name.rstrip("/")
-        if not member.isreg() or member.issparse():
-            raise BackupInvalid(f"{where} has member {name!r} that is not a regular file")
         if not _MEMBER.match(name):
-            raise BackupInvalid(f"{where} has an unexpected member {name!r}")
+            raise BackupInvalid(f"{where} has an unexpected member {name[:200]!r}")
         if name <= previous:
             raise BackupInvalid(f"{where} is not in sorted order at member {name!r}")
         return name

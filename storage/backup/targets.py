@@ -19,6 +19,9 @@ import pyarrow.fs as pafs
 
 from catalog.errors import InvalidArgument, PermissionDenied
 
+from .layout import CONFIG, INTERNAL, KEYS, MANIFESTS, OBJECTS
+from .nofollow import no_follow_fs
+
 TargetKind = Literal["local", "s3", "archive"]
 ARCHIVE_SUFFIXES = (".tar", ".tar.zst")
 
@@ -93,6 +96,7 @@ def _local(target: str, roots: list[str]) -> Target:
         raise InvalidArgument(
             f"backup target '{target}' is a backup root itself; name a directory inside it"
         )
+    _check_not_nested(target, real, next(r for r in root_real if _inside(real, r)))
     # An archive name that is an existing directory stays a directory repository
     # (such names meant nothing before archives existed).
     if is_archive_name(real) and not os.path.isdir(real):
@@ -101,7 +105,35 @@ def _local(target: str, roots: list[str]) -> Target:
         return Target(fs=pafs.LocalFileSystem(), base=real, uri=real, kind="archive")
     if os.path.lexists(real) and not os.path.isdir(real):
         raise InvalidArgument(f"backup target '{target}' is not a directory")
-    return Target(fs=pafs.LocalFileSystem(), base=real, uri=real, kind="local")
+    return Target(fs=no_follow_fs(real, real), base=real, uri=real, kind="local")
+
+
+def _is_repository(path: str) -> bool:
+    """Whether a local directory is (or holds the remains of) a backup repository."""
+    return os.path.isfile(os.path.join(path, CONFIG)) or any(
+        os.path.isdir(os.path.join(path, d)) for d in (MANIFESTS, OBJECTS, KEYS)
+    )
+
+
+def _check_not_nested(target: str, real: str, root: str) -> None:
+    """A target may not lie in another repository's internal folders (its
+    clean-up, prune and listings would meet the other's files, and the other's
+    would meet this one's), nor hold a repository in its own."""
+    rel = os.path.relpath(real, root).split(os.sep)
+    for depth in range(1, len(rel)):
+        above = os.path.join(root, *rel[:depth])
+        if rel[depth] in INTERNAL and _is_repository(above):
+            raise PermissionDenied(
+                f"backup target '{target}' lies inside the internal folder "
+                f"'{rel[depth]}' of backup repository '{above}'"
+            )
+    for name in INTERNAL:
+        inner = os.path.join(real, name)
+        if os.path.isdir(inner) and not os.path.islink(inner) and _is_repository(inner):
+            raise PermissionDenied(
+                f"backup target '{target}' holds another backup repository in its "
+                f"internal folder '{name}'"
+            )
 
 
 def is_archive_name(path: str) -> bool:

@@ -206,14 +206,16 @@ def test_remove_tmp(repo: Repository) -> None:
     repo.init()
     tmp = Path(repo.target.base) / "tmp"
     tmp.mkdir(exist_ok=True)
-    (tmp / "old.tmp").write_bytes(b"x")
+    old_name, fresh_name = "a" * 32 + ".tmp", "b" * 32 + ".tmp"  # names temp_path gives
+    (tmp / old_name).write_bytes(b"x")
     old = time.time() - 3600
-    os.utime(tmp / "old.tmp", (old, old))
-    (tmp / "fresh.tmp").write_bytes(b"y")
+    os.utime(tmp / old_name, (old, old))
+    (tmp / fresh_name).write_bytes(b"y")
+    (tmp / "notes.txt").write_bytes(b"not Cairn's: never removed")
     assert repo.remove_tmp(older_than_seconds=600) == 1
-    assert tmp_files(repo) == ["fresh.tmp"]
+    assert tmp_files(repo) == [fresh_name, "notes.txt"]
     assert repo.remove_tmp() == 1
-    assert tmp_files(repo) == []
+    assert tmp_files(repo) == ["notes.txt"]
 
 
 # --- the object-storage code path (PUT to the final key), run on local disk ---

@@ -1,0 +1,240 @@
+"""A local file system, for one target, in which no link is ever followed.
+
+A local target is resolved once (targets.py: symlinks on the way to it are
+followed and the result confined to the roots). Inside it, everything is
+hostile: a symlink planted for `objects/`, `tmp/` or any file would send reads,
+writes or clean-up deletes outside the roots. So every path inside the target
+is opened component by component from a descriptor of the target directory,
+each with O_NOFOLLOW (`dir_fd`-relative `os.open`, `os.stat(...,
+follow_symlinks=False)`, `os.scandir` on a descriptor): a link is met when it is
+used, never checked first and used later, and it is refused with
+PERMISSION_DENIED naming it. pyarrow sees this as an ordinary file system
+(`pyarrow.fs.PyFileSystem`), so the repository code is the same for S3."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from catalog.errors import PermissionDenied
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LINK_ERRORS = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
+
+
+def no_follow_fs(base: str, uri: str) -> pafs.FileSystem:
+    return pafs.PyFileSystem(NoFollowHandler(base, uri))
+
+
+def refuse_link(uri: str, rel: str) -> PermissionDenied:
+    return PermissionDenied(
+        f"backup target '{uri}' holds a symbolic link at '{rel}': "
+        "links inside a backup target are never followed"
+    )
+
+
+class NoFollowHandler(pafs.FileSystemHandler):
+    """Paths are absolute and must lie in `base` (the target directory)."""
+
+    def __init__(self, base: str, uri: str) -> None:
+        self.base = base.rstrip("/")
+        self.uri = uri
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NoFollowHandler) and other.base == self.base
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def get_type_name(self) -> str:
+        return "nofollow"
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    # --- walking -----------------------------------------------------------------
+
+    def _parts(self, path: str) -> list[str]:
+        path = path.rstrip("/")
+        if path == self.base:
+            return []
+        if not path.startswith(self.base + "/"):
+            raise PermissionDenied(f"path '{path}' is outside backup target '{self.uri}'")
+        parts = path[len(self.base) + 1 :].split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise PermissionDenied(f"path '{path}' in backup target '{self.uri}' is not canonical")
+        return parts
+
+    def _open_base(self) -> int:
+        try:
+            return os.open(self.base, _DIR)
+        except OSError as exc:
+            self._raise_if_link(exc, None, self.base, "")
+            raise
+
+    def _raise_if_link(self, exc: OSError, dir_fd: int | None, name: str, rel: str) -> None:
+        """Turn the error of a no-follow open into PERMISSION_DENIED when `name` is a link."""
+        if exc.errno not in _LINK_ERRORS:
+            return
+        with contextlib.suppress(OSError):
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                raise refuse_link(self.uri, rel or ".") from None
+
+    @contextlib.contextmanager
+    def _dir(self, parts: list[str], create: bool = False) -> Iterator[int]:
+        """A descriptor of the directory `parts` inside the target, reached without
+        following a link (and made on the way when `create`)."""
+        if create:
+            os.makedirs(self.base, exist_ok=True)  # the way to it was resolved (targets.py)
+        fd = self._open_base()
+        try:
+            for i, part in enumerate(parts):
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                try:
+                    nxt = os.open(part, _DIR, dir_fd=fd)
+                except OSError as exc:
+                    self._raise_if_link(exc, fd, part, "/".join(parts[: i + 1]))
+                    raise
+                os.close(fd)
+                fd = nxt
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _stat(self, path: str) -> os.stat_result | None:
+        parts = self._parts(path)
+        if not parts:
+            fd = self._open_base()
+            try:
+                return os.fstat(fd)
+            finally:
+                os.close(fd)
+        try:
+            with self._dir(parts[:-1]) as fd:
+                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            raise refuse_link(self.uri, "/".join(parts))
+        return st
+
+    def _info(self, path: str, st: os.stat_result | None) -> pafs.FileInfo:
+        if st is None:
+            return pafs.FileInfo(path, pafs.FileType.NotFound)
+        if stat.S_ISDIR(st.st_mode):
+            return pafs.FileInfo(path, pafs.FileType.Directory, mtime_ns=st.st_mtime_ns)
+        kind = pafs.FileType.File if stat.S_ISREG(st.st_mode) else pafs.FileType.Unknown
+        return pafs.FileInfo(path, kind, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+    # --- FileSystemHandler --------------------------------------------------------
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return [self._info(p, self._stat(p)) for p in paths]
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        parts = self._parts(selector.base_dir)
+        try:
+            with self._dir(parts) as fd:
+                return self._list(fd, selector.base_dir.rstrip("/"), parts, selector.recursive)
+        except (FileNotFoundError, NotADirectoryError):
+            if selector.allow_not_found:
+                return []
+            raise
+
+    def _list(self, fd: int, path: str, parts: list[str], recursive: bool) -> list[pafs.FileInfo]:
+        out: list[pafs.FileInfo] = []
+        with os.scandir(fd) as entries:
+            listed = sorted(entries, key=lambda e: e.name)
+        for entry in listed:
+            rel = [*parts, entry.name]
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                raise refuse_link(self.uri, "/".join(rel))
+            child = f"{path}/{entry.name}"
+            out.append(self._info(child, st))
+            if recursive and stat.S_ISDIR(st.st_mode):
+                try:
+                    sub = os.open(entry.name, _DIR, dir_fd=fd)
+                except OSError as exc:
+                    self._raise_if_link(exc, fd, entry.name, "/".join(rel))
+                    raise
+                try:
+                    out.extend(self._list(sub, child, rel, True))
+                finally:
+                    os.close(sub)
+        return out
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        parts = self._parts(path)
+        if recursive:
+            with self._dir(parts, create=True):
+                return
+        with self._dir(parts[:-1]) as fd:
+            os.mkdir(parts[-1], 0o755, dir_fd=fd)
+
+    def delete_dir(self, path: str) -> None:
+        parts = self._parts(path)
+        with self._dir(parts[:-1]) as fd:
+            os.rmdir(parts[-1], dir_fd=fd)
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        raise NotImplementedError("a backup target never deletes a directory's contents")
+
+    def delete_root_dir_contents(self) -> None:
+        raise NotImplementedError("a backup target never deletes a directory's contents")
+
+    def delete_file(self, path: str) -> None:
+        parts = self._parts(path)
+        with self._dir(parts[:-1]) as fd:
+            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                raise refuse_link(self.uri, "/".join(parts))
+            os.unlink(parts[-1], dir_fd=fd)
+
+    def move(self, src: str, dest: str) -> None:
+        sparts, dparts = self._parts(src), self._parts(dest)
+        with self._dir(sparts[:-1]) as sfd, self._dir(dparts[:-1]) as dfd:
+            os.rename(sparts[-1], dparts[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
+
+    def copy_file(self, src: str, dest: str) -> None:
+        raise NotImplementedError("objects are never copied inside a backup target")
+
+    def _open(self, path: str, flags: int, mode: str) -> Any:
+        parts = self._parts(path)
+        with self._dir(parts[:-1]) as fd:
+            try:
+                handle = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=fd)
+            except OSError as exc:
+                self._raise_if_link(exc, fd, parts[-1], "/".join(parts))
+                raise
+        try:
+            if stat.S_ISDIR(os.fstat(handle).st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            return pa.PythonFile(io.FileIO(handle, mode, closefd=True), mode=mode[0])
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(handle)
+            raise
+
+    def open_input_stream(self, path: str) -> Any:
+        return self._open(path, os.O_RDONLY, "rb")
+
+    def open_input_file(self, path: str) -> Any:
+        return self._open(path, os.O_RDONLY, "rb")
+
+    def open_output_stream(self, path: str, metadata: Any) -> Any:
+        return self._open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "wb")
+
+    def open_append_stream(self, path: str, metadata: Any) -> Any:
+        raise NotImplementedError("nothing in a backup target is appended to")

@@ -1,0 +1,155 @@
+"""The one typed decoder for what Cairn reads back from a target, besides the
+manifest's own schema (manifest.py): `config.json`, key files, locks, prune
+markers, a manifest's body descriptor and archive members.
+
+Everything on a target is hostile input: anyone who can write there can put
+anything in these files. Each record is a strict msgspec Struct: exact JSON
+types (no coercion of "1" to 1, no bool for an int), every integer within the
+range the code relies on, known enumerations, no missing and no unknown keys.
+A record that does not decode is damage, `BackupInvalid` naming the file and
+the field (`$.pid`), never a guess and never a 500."""
+
+from __future__ import annotations
+
+import tarfile
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct
+
+from catalog.errors import BackupInvalid
+
+T = TypeVar("T")
+
+MAX_JSON = 16 << 20  # no record of these kinds is anywhere near this size
+MAX_LOCK_OIDS = 1 << 22  # four million object names in one running backup
+MAX_BODY = 1 << 30  # a manifest body, decompressed
+
+Hex64 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+Hex32 = Annotated[str, Meta(pattern="^[0-9a-f]{32}$")]
+BackupId = Annotated[str, Meta(pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+Timestamp = Annotated[
+    str,
+    Meta(
+        pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+        r"(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?$"
+    ),
+]
+Host = Annotated[str, Meta(min_length=1, max_length=255)]
+Pid = Annotated[int, Meta(ge=1, le=(1 << 31) - 1)]
+Feature = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class Record(Struct, forbid_unknown_fields=True, frozen=True):
+    """Base of every record: unknown keys are damage."""
+
+
+class Config(Record):
+    """`config.json`. `format_version` and `features` are checked against what
+    this Cairn knows by config.py, so an unknown version gets its own message."""
+
+    format: Literal["cairn-backup"]
+    format_version: Annotated[int, Meta(ge=0, le=1 << 31)]
+    features: Annotated[list[Feature], Meta(max_length=64)]
+    created_at: Timestamp
+
+
+class Preamble(Struct, frozen=True):
+    """What any version of `config.json` starts with: read first, so that another
+    format or a newer version gets its own message rather than a field error."""
+
+    format: str
+    format_version: Annotated[int, Meta(ge=0, le=1 << 31)]
+    features: Annotated[list[Feature], Meta(max_length=64)] = []
+
+
+class KeyFile(Record):
+    """`keys/<key_id>.json`: scrypt parameters within what a reader will run
+    (n is also a power of two: crypto.py)."""
+
+    format: Literal["cairn-backup-key"]
+    cipher: Literal["aes-256-gcm"]
+    kdf: Literal["scrypt"]
+    n: Annotated[int, Meta(ge=2, le=1 << 20)]
+    r: Annotated[int, Meta(ge=1, le=32)]
+    p: Annotated[int, Meta(ge=1, le=16)]
+    salt: Hex32
+    key_check: Hex64
+    created_at: Timestamp
+    file_sha256: Hex64 | None = None  # over the other fields; absent in early key files
+
+
+class Lock(Record):
+    """`locks/<backup_id>.json`: the objects a running backup relies on."""
+
+    backup_id: BackupId
+    created_at: Timestamp
+    host: Host
+    pid: Pid
+    oids: Annotated[list[Hex64], Meta(max_length=MAX_LOCK_OIDS)]
+
+
+class PruneMarker(Record):
+    """`prunes/<token>.json`: a prune is running."""
+
+    host: Host
+    pid: Pid
+    started_at: Timestamp
+
+
+class Body(Record):
+    """A manifest's `body` descriptor (see envelope.py)."""
+
+    codec: Literal["zstd", "aes-256-gcm", "zstd+aes-256-gcm"]
+    data: str
+    plain_size: Annotated[int, Meta(ge=0, le=MAX_BODY)]
+
+
+class Member(Record):
+    """One archive member as tarfile reports it: a regular file or a directory
+    entry, of a size that fits a signed 64-bit integer."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=512)]
+    size: Annotated[int, Meta(ge=0, le=(1 << 63) - 1)]
+    kind: Literal["file", "dir"]
+
+
+def decode(data: bytes, kind: type[T], what: str) -> T:
+    """Decode JSON `data` strictly as `kind`; BackupInvalid names `what` and the field."""
+    if len(data) > MAX_JSON:
+        raise BackupInvalid(f"{what} is corrupt: {len(data)} bytes, more than any such file holds")
+    try:
+        return msgspec.json.decode(data, type=kind, strict=True)
+    except msgspec.ValidationError as exc:
+        raise BackupInvalid(f"{what} is corrupt: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BackupInvalid(f"{what} is corrupt: not valid JSON ({exc})") from None
+
+
+def convert(value: Any, kind: type[T], what: str) -> T:
+    """`decode` for a value already parsed (a field of another document)."""
+    try:
+        return msgspec.convert(value, type=kind, strict=True)
+    except msgspec.ValidationError as exc:
+        raise BackupInvalid(f"{what} is corrupt: {exc}") from None
+
+
+def encode(record: Record) -> bytes:
+    return msgspec.json.encode(record)
+
+
+def member(info: tarfile.TarInfo, archive: str) -> Member:
+    """An archive member, typed; links, devices, FIFOs and sparse files are refused."""
+    if info.isdir():
+        kind = "dir"
+    elif info.isreg() and not info.issparse():
+        kind = "file"
+    else:
+        raise BackupInvalid(
+            f"backup archive '{archive}' has member {info.name!r} that is not a regular file"
+        )
+    return convert(
+        {"name": info.name, "size": info.size, "kind": kind},
+        Member,
+        f"backup archive '{archive}' member {info.name[:200]!r}",
+    )

@@ -1,0 +1,120 @@
+"""Which backups a target holds, damaged ones included, and which one a RESTORE
+takes: never an older backup because a newer one cannot be read.
+
+A manifest that cannot be read is still listed, as `{"backup_id", "error"}`,
+and with its `namespace`, `created_at` and `snapshot_at` when its own checksum
+vouches for them (the damage is elsewhere: a structural problem, a missing key
+file, a damaged body). Without that, nothing about it is known, so it may be
+the newest backup of any namespace."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from catalog.errors import BackupInvalid, InvalidArgument, NotFound
+
+from .manifest import checksum
+
+
+class Backups(Protocol):
+    """What choosing needs of a repository."""
+
+    @property
+    def uri(self) -> str: ...
+
+    def listing(self, namespace: str | None = None) -> list[dict[str, Any]]: ...
+
+    def read_manifest(self, backup_id: str, require_body: bool = True) -> dict[str, Any]: ...
+
+HINTS = ("namespace", "created_at", "snapshot_at")
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time as an aware UTC datetime; one without a zone is UTC."""
+    try:
+        when = datetime.fromisoformat(text)
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgument(
+            f"'{text}' is not an ISO-8601 timestamp like '2026-11-20T00:00:00Z'"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _time_or_none(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_time(value)
+    except InvalidArgument:
+        return None
+
+
+def hints(data: bytes | None) -> dict[str, str]:
+    """What a damaged manifest's own checksum vouches for (see the module docstring)."""
+    if not data:
+        return {}
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict):
+            return {}
+        stored = doc.pop("manifest_sha256", None)
+        if not isinstance(stored, str) or checksum(doc) != stored:
+            return {}
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    found = {k: doc[k] for k in HINTS if isinstance(doc.get(k), str) and len(doc[k]) <= 256}
+    for k in ("created_at", "snapshot_at"):
+        if k in found and _time_or_none(found[k]) is None:
+            del found[k]
+    return found
+
+
+def damaged_entry(backup_id: str, error: str, data: bytes | None) -> dict[str, Any]:
+    return {"backup_id": backup_id, "error": error, **hints(data)}
+
+
+def may_be_of(entry: dict[str, Any], namespace: str | None) -> bool:
+    """Whether a damaged entry may be a backup of `namespace` (None: any)."""
+    return namespace is None or entry.get("namespace") in (None, namespace)
+
+
+def choose(
+    repo: Backups, namespace: str, backup_id: str | None = None, as_of: str | None = None
+) -> dict[str, Any]:
+    """The manifest a RESTORE of `namespace` takes: `backup_id`, else the newest
+    backup of it (taken at or before `as_of`). BackupInvalid (422) when a backup
+    that cannot be read may be that newest one; NotFound when there is none."""
+    if backup_id is not None:
+        m = repo.read_manifest(backup_id)
+        if m["namespace"] != namespace:
+            raise InvalidArgument(
+                f"backup '{backup_id}' is of namespace '{m['namespace']}', not '{namespace}'"
+            )
+        return m
+    limit = parse_time(as_of) if as_of is not None else None
+    entries = repo.listing(namespace)
+    good = [
+        m for m in entries
+        if "error" not in m and (limit is None or parse_time(m["snapshot_at"]) <= limit)
+    ]
+    pick = good[0] if good else None  # newest first
+    for bad in (e for e in entries if "error" in e):
+        snapshot = _time_or_none(bad.get("snapshot_at"))
+        if limit is not None and snapshot is not None and snapshot > limit:
+            continue
+        created = _time_or_none(bad.get("created_at"))
+        if pick is not None and created is not None and created < parse_time(pick["created_at"]):
+            continue
+        raise BackupInvalid(
+            f"backup '{bad['backup_id']}' in target '{repo.uri}' cannot be read and may be the "
+            f"newest backup of namespace '{namespace}'; nothing was restored (name a backup "
+            f"with backup_id = '…' to restore another one): {bad['error']}"
+        )
+    if pick is None:
+        when = f" taken at or before {as_of}" if as_of else ""
+        raise NotFound(f"no backup of namespace '{namespace}'{when} in target '{repo.uri}'")
+    if "tables" not in pick:  # encrypted, and not opened: say why (passphrase)
+        return repo.read_manifest(pick["backup_id"])
+    return pick

@@ -1,0 +1,100 @@
+"""No link inside a target is followed (issue 11): a symlink planted for an
+internal folder or a file is refused with PERMISSION_DENIED where it is met,
+by reads, writes and every clean-up, and nothing outside the roots is read,
+written or deleted. Targets inside another repository's internal folders are
+refused."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from catalog.errors import PermissionDenied
+from storage.backup import Repository, resolve_target
+
+from .conftest import MakeFile
+from .test_manifest import backed_up
+
+
+def outside_copy(tmp_path: Path, inside: Path) -> Path:
+    """Move `inside` (a folder, made if absent) outside the roots and link it back."""
+    copy = tmp_path / "outside" / inside.name
+    copy.parent.mkdir(exist_ok=True)
+    if inside.exists():
+        shutil.move(inside, copy)
+    else:
+        copy.mkdir()
+    os.symlink(copy, inside)
+    return copy
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("folder", ["tmp", "objects", "manifests", "locks", "keys", "prunes"])
+def test_linked_folder_is_refused_by_everything(repo: Repository, make_file: MakeFile,
+                                                tmp_path: Path, folder: str) -> None:
+    backed_up(repo, make_file)
+    copy = outside_copy(tmp_path, Path(repo.target.base) / folder)
+    (copy / ("c" * 32 + ".tmp")).write_bytes(b"a crash leftover, outside the roots")
+    before = tree(copy)
+    fresh = Repository(repo.target)
+    calls = {
+        "remove_tmp": fresh.remove_tmp, "prune": fresh.prune, "list": fresh.list_manifests,
+        "read": lambda: fresh.read_manifest("bk-1"), "verify": lambda: fresh.verify("bk-1"),
+        "abandon": lambda: fresh.abandon("bk-1"), "put": lambda: fresh.put_bytes(b"new"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(PermissionDenied, match=f"symbolic link at '{folder}'"):
+            call()
+        assert tree(copy) == before, name
+
+
+def test_linked_object_file(repo: Repository, make_file: MakeFile, tmp_path: Path) -> None:
+    sources = backed_up(repo, make_file)
+    oid = sources[0].sha256
+    victim = Path(repo.target.base) / "objects" / oid[:2] / oid
+    copy = tmp_path / "elsewhere"
+    shutil.move(victim, copy)
+    os.symlink(copy, victim)
+    with pytest.raises(PermissionDenied, match="symbolic link at 'objects/"):
+        repo.read_object_to(oid, str(tmp_path / "out"), sources[0].size)
+    with pytest.raises(PermissionDenied):
+        repo.verify("bk-1")
+    with pytest.raises(PermissionDenied):
+        repo.prune()
+    assert copy.read_bytes() == sources[0].data and not (tmp_path / "out").exists()
+
+
+def test_only_cairn_names_are_cleaned(repo: Repository, make_file: MakeFile) -> None:
+    backed_up(repo, make_file)
+    base = Path(repo.target.base)
+    (base / "tmp").mkdir(exist_ok=True)
+    for name in ("precious.db", "d" * 32 + ".tmp.keep", "x.tmp"):
+        (base / "tmp" / name).write_text("not Cairn's")
+    (base / "objects" / "zz").mkdir()
+    (base / "objects" / "zz" / "notes").write_text("not an object")
+    assert repo.remove_tmp() == 0 and repo.prune() == 0
+    assert len(list((base / "tmp").iterdir())) == 3 and (base / "objects" / "zz" / "notes").exists()
+
+
+@pytest.mark.parametrize("target", ["main/objects/x", "main/tmp/y", "main/manifests",
+                                    "main/keys/a.tar"])
+def test_target_inside_internal_folder(repo: Repository, make_file: MakeFile, root: Path,
+                                       target: str) -> None:
+    backed_up(repo, make_file)
+    with pytest.raises(PermissionDenied, match="internal folder"):
+        resolve_target(target, [str(root)], {})
+
+
+def test_target_holding_a_repository_in_its_internals(repo: Repository, make_file: MakeFile,
+                                                     root: Path) -> None:
+    backed_up(repo, make_file)
+    shutil.copytree(repo.target.base, root / "holder" / "objects")
+    with pytest.raises(PermissionDenied, match="internal folder 'objects'"):
+        resolve_target("holder", [str(root)], {})
+    assert resolve_target("team/nightly", [str(root)], {}).kind == "local"  # plain nesting is fine

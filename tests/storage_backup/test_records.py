@@ -1,0 +1,153 @@
+"""The typed decoder for what is read back from a target besides manifests:
+config.json, key files, locks and prune markers. Every crafted variant is
+refused as BACKUP_INVALID naming the file and the field; nothing is guessed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog.errors import BackupInvalid
+from storage.backup import PassphraseError, Repository
+from storage.backup.prunes import settle
+
+from .conftest import MakeFile
+from .test_encryption import PASS, sources, store, target
+from .test_manifest import backed_up
+
+GOOD_CONFIG = {"format": "cairn-backup", "format_version": 1, "features": [],
+               "created_at": "2026-11-23T08:50:00.123Z"}
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"features": "zstd"}, "$.features"),
+    ({"features": [1]}, "$.features[0]"),
+    ({"created_at": 5}, "$.created_at"),
+    ({"created_at": "yesterday"}, "$.created_at"),
+    ({"format_version": True}, "format_version"),
+    ({"extra": 1}, "extra"),
+    ({"created_at": None}, "$.created_at"),
+])
+def test_config_fields(repo: Repository, make_file: MakeFile, change: dict[str, Any],
+                       field: str) -> None:
+    backed_up(repo, make_file)
+    doc = {**GOOD_CONFIG, **change}
+    (Path(repo.target.base) / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(BackupInvalid, match="config.json") as info:
+        Repository(repo.target).read_manifest("bk-1")
+    assert field in info.value.message
+
+
+def test_config_missing_beside_manifests_is_damage(repo: Repository, make_file: MakeFile) -> None:
+    backed_up(repo, make_file)
+    (Path(repo.target.base) / "config.json").unlink()
+    fresh = Repository(repo.target)
+    for call in (fresh.list_manifests, lambda: fresh.read_manifest("bk-1"),
+                 lambda: fresh.put_bytes(b"x"), fresh.prune):
+        with pytest.raises(BackupInvalid, match="has no config.json but holds manifests/"):
+            call()
+    report = fresh.verify("bk-1")
+    assert not report.is_valid and "has no config.json" in report.errors[0]
+    assert not (Path(repo.target.base) / "config.json").exists()  # nothing rewritten
+
+
+def test_empty_target_is_empty(repo: Repository) -> None:
+    base = Path(repo.target.base)
+    (base / "tmp").mkdir(parents=True)
+    (base / "notes.txt").write_text("not Cairn's")
+    assert repo.check_config() is None and repo.list_manifests() == []
+
+
+def key_file(root: Path) -> Path:
+    (key,) = (root / "enc" / "keys").iterdir()
+    return key
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("salt", "zz"), ("n", "32768"), ("n", 3), ("r", 0), ("p", 17), ("key_check", None),
+    ("cipher", "rot13"), ("extra", 1),
+])
+def test_key_file_fields(root: Path, make_file: MakeFile, field: str, value: Any) -> None:
+    store(Repository(target(root), passphrase=PASS), "bk-1", sources(make_file))
+    path = key_file(root)
+    doc = json.loads(path.read_text())
+    doc[field] = value
+    path.write_text(json.dumps(doc))
+    with pytest.raises(BackupInvalid) as info:
+        Repository(target(root), passphrase=PASS).read_manifest("bk-1")
+    assert not isinstance(info.value, PassphraseError)
+    assert "key file" in info.value.message and (field in info.value.message
+                                                 or "scrypt" in info.value.message)
+
+
+def test_flipped_salt_is_damage_not_a_wrong_passphrase(root: Path, make_file: MakeFile) -> None:
+    store(Repository(target(root), passphrase=PASS), "bk-1", sources(make_file))
+    path = key_file(root)
+    doc = json.loads(path.read_text())
+    doc["salt"] = ("0" if doc["salt"][0] != "0" else "1") + doc["salt"][1:]
+    path.write_text(json.dumps(doc))
+    repo = Repository(target(root), passphrase=PASS)
+    with pytest.raises(BackupInvalid, match="file_sha256 mismatch") as info:
+        repo.read_manifest("bk-1")
+    assert not isinstance(info.value, PassphraseError)
+    report = repo.verify("bk-1")
+    assert not report.is_valid and "file_sha256 mismatch" in report.errors[0]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"oids": ["x"]}, "$.oids[0]"),
+    ({"oids": "ab"}, "$.oids"),
+    ({"pid": -1}, "$.pid"),
+    ({"pid": 1 << 40}, "$.pid"),
+    ({"backup_id": "bk-other"}, "names backup"),
+    ({"host": None}, "$.host"),
+    ({"extra": []}, "extra"),
+])
+def test_lock_fields(repo: Repository, make_file: MakeFile, change: dict[str, Any],
+                     field: str) -> None:
+    backed_up(repo, make_file)
+    locks = Path(repo.target.base) / "locks"
+    locks.mkdir()
+    doc = {"backup_id": "bk-run", "created_at": "2026-11-23T08:50:00.123Z", "host": "h",
+           "pid": 5, "oids": [], **change}
+    (locks / "bk-run.json").write_text(json.dumps(doc))
+    with pytest.raises(BackupInvalid, match="lock file 'locks/bk-run.json'") as info:
+        repo.prune()
+    assert field in info.value.message
+    assert repo.list_objects()  # nothing deleted
+
+
+@pytest.mark.parametrize("doc", [
+    {"host": "h", "pid": "1", "started_at": "2026-11-23T08:50:00.123Z"},
+    {"host": "h", "pid": 1},
+    [1, 2],
+    "not json",
+])
+def test_prune_marker_fields(repo: Repository, make_file: MakeFile, doc: Any) -> None:
+    backed_up(repo, make_file)
+    prunes = Path(repo.target.base) / "prunes"
+    prunes.mkdir()
+    name = prunes / "0123456789abcdef.json"
+    name.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    with pytest.raises(BackupInvalid, match="prune marker 'prunes/0123456789abcdef.json'"):
+        settle(repo.target)
+    with pytest.raises(BackupInvalid, match="prune marker"):
+        repo.prune()
+    assert name.exists() and repo.list_objects()
+
+
+def test_foreign_marker_names_are_left_alone(repo: Repository, make_file: MakeFile) -> None:
+    backed_up(repo, make_file)
+    prunes = Path(repo.target.base) / "prunes"
+    prunes.mkdir()
+    dead = {"host": socket.gethostname(), "pid": 2**31 - 1,
+            "started_at": "2026-11-23T08:50:00.123Z"}
+    (prunes / "mine.json").write_text(json.dumps(dead))
+    (prunes / "fedcba9876543210.json").write_text(json.dumps(dead))
+    settle(repo.target)
+    assert sorted(os.listdir(prunes)) == ["mine.json"]  # Cairn's leftover went, the other stays
