@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 
@@ -105,7 +105,7 @@ class BackupLock:
         if end is not None:
             end()
 
-    def __enter__(self) -> BackupLock:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:

@@ -27,10 +27,7 @@ import pyarrow.fs as pafs
 
 from catalog.errors import (
     BackupInvalid,
-    CairnError,
-    Cancelled,
     InvalidArgument,
-    PermissionDenied,
 )
 
 from .atomic import delete_quietly, make_dirs, publish, write_atomic
@@ -39,10 +36,8 @@ from .codec import (
     ZSTD,
     Encoder,
     Form,
-    decode,
     form_of,
     forms,
-    identify,
     sample,
     worth_compressing,
 )
@@ -57,7 +52,8 @@ from .layout import (
     object_path,
     temp_path,
 )
-from .oserrors import read_failed, reading, write_failed, writing
+from .object_reads import ObjectReads
+from .oserrors import reading, write_failed, writing
 from .targets import Target
 from .transfer import OnBytes, Readable, ShouldStop, check_stop, copy, hash_file
 
@@ -77,7 +73,7 @@ class PutResult:
     plain_size: int
 
 
-class ObjectStore:
+class ObjectStore(ObjectReads):
     """Objects of one target. Local writes go through `tmp/` and a rename; S3
     writes go straight to the final key (a PUT is atomic there).
 
@@ -402,146 +398,6 @@ class ObjectStore:
                 except FileNotFoundError:
                     pass
         return removed
-
-    # --- reading ---------------------------------------------------------------
-
-    def open(self, oid: str) -> pa.NativeFile:
-        """A sequential stream of the object's stored bytes. The caller gets no
-        checksum check; use `read_to` or `check` when integrity matters."""
-        path = self.path(oid)
-        try:
-            with reading(self.target.uri, f"object {oid}"):
-                return self.target.fs.open_input_stream(path)
-        except BackupInvalid as exc:
-            if isinstance(exc.__cause__, FileNotFoundError):
-                raise BackupInvalid(f"object {oid} is missing") from exc
-            raise
-
-    def form(self, oid: str, sha256: str | None) -> Form:
-        """How object `oid` holds content `sha256` (None: the oid is the sha256)."""
-        if sha256 is None or sha256 == oid:
-            return Form(oid, RAW, None)
-        check_oid(sha256)
-        found = identify(oid, sha256, self.keyring)
-        if found is None:
-            raise BackupInvalid(
-                f"object {oid} does not hold content {sha256} under any key at hand"
-            )
-        return found
-
-    def read_to(
-        self,
-        oid: str,
-        local_path: str,
-        expected_size: int,
-        on_bytes: OnBytes | None = None,
-        should_stop: ShouldStop | None = None,
-        sha256: str | None = None,
-    ) -> None:
-        """Copy an object's content to a local file, checking its size and sha256
-        (`sha256` of the content when the object is encoded, else its oid); on any
-        failure the partial local file is removed and BackupInvalid (or Cancelled)
-        raised. `on_bytes` counts content bytes."""
-        form = self.form(oid, sha256)
-        self._stat_or_raise(oid, form.stored_size(expected_size))
-        read_error = partial(read_failed, self.target.uri, what=f"object {oid}")
-        created = False
-        try:
-            src = self.open(oid)
-            with src, open(local_path, "wb") as dst:
-                created = True
-                digest = hashlib.sha256()
-                if form.encoding == RAW and form.keys is None:
-                    n = copy(src, dst, digest, on_bytes, should_stop, read_error=read_error)
-                else:
-                    n = 0
-                    for chunk in decode(src, form, f"object {oid}", None, should_stop, read_error):
-                        n += len(chunk)
-                        if n > expected_size:
-                            break
-                        digest.update(chunk)
-                        dst.write(chunk)
-                        if on_bytes is not None:
-                            on_bytes(len(chunk))
-            _check_content(oid, n, expected_size, digest.hexdigest(), sha256 or oid)
-        except BaseException:
-            if created:
-                with contextlib.suppress(OSError):
-                    os.unlink(local_path)
-            raise
-
-    def check(
-        self,
-        oid: str,
-        expected_size: int,
-        on_bytes: OnBytes | None = None,
-        should_stop: ShouldStop | None = None,
-        sha256: str | None = None,
-        plain_size: int | None = None,
-    ) -> str | None:
-        """Reread an object; None when it is intact, else what is wrong with it.
-        `expected_size` is the stored size; `on_bytes` counts stored bytes read."""
-        try:
-            self._stat_or_raise(oid, expected_size)
-            with self.open(oid) as src:
-                self.check_stream(src, oid, expected_size, on_bytes, should_stop, sha256, plain_size)
-        except (Cancelled, PermissionDenied):
-            raise  # a cancel, or a link inside the target: not damage to report
-        except CairnError as exc:
-            return exc.message
-        return None
-
-    def check_stream(
-        self,
-        src: Any,
-        oid: str,
-        expected_size: int,
-        on_bytes: OnBytes | None = None,
-        should_stop: ShouldStop | None = None,
-        sha256: str | None = None,
-        plain_size: int | None = None,
-    ) -> None:
-        """Read an object's stored bytes from `src` to the end and check them all;
-        BackupInvalid says what is wrong."""
-        read_error = partial(read_failed, self.target.uri, what=f"object {oid}")
-        form = self.form(oid, sha256)
-        digest = hashlib.sha256()
-        if form.encoding == RAW and form.keys is None:
-            n = copy(src, None, digest, on_bytes, should_stop, read_error=read_error)
-            _check_content(oid, n, expected_size, digest.hexdigest(), oid)
-            return
-        stored = 0
-
-        def counted(k: int) -> None:
-            nonlocal stored
-            stored += k
-            if on_bytes is not None:
-                on_bytes(k)
-
-        n = 0
-        for chunk in decode(src, form, f"object {oid}", counted, should_stop, read_error):
-            n += len(chunk)
-            if plain_size is not None and n > plain_size:
-                raise BackupInvalid(f"object {oid} is corrupt: content larger than {plain_size}")
-            digest.update(chunk)
-        if stored != expected_size:
-            raise BackupInvalid(f"object {oid} is corrupt: size {stored}, expected {expected_size}")
-        _check_content(oid, n, n if plain_size is None else plain_size, digest.hexdigest(),
-                       sha256 or oid)
-
-    def _stat_or_raise(self, oid: str, expected_size: int | None) -> None:
-        actual = self.size_of(oid)
-        if actual is None:
-            raise BackupInvalid(f"object {oid} is missing")
-        if expected_size is not None and actual != expected_size:
-            raise BackupInvalid(f"object {oid} is corrupt: size {actual}, expected {expected_size}")
-
-
-def _check_content(oid: str, n: int, expected_size: int, actual: str, expected: str) -> None:
-    if n != expected_size:
-        raise BackupInvalid(f"object {oid} is corrupt: size {n}, expected {expected_size}")
-    if actual != expected:
-        raise BackupInvalid(f"object {oid} is corrupt: sha256 mismatch")
 
 
 def _check_source(path: str, oid: str, n: int, sha256: str | None, size: int | None) -> None:

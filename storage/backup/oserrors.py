@@ -10,7 +10,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from catalog.errors import BackupInvalid, CairnError, InvalidArgument, NotFound, PermissionDenied
+from catalog.errors import (
+    BackupInvalid,
+    CairnError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 

@@ -1,0 +1,180 @@
+"""Locks and prune, the part of a Repository that decides what may be deleted
+(see locks.py and prunes.py for the protocol, docs/backup-format.md for the files)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from catalog.errors import AlreadyExists, BackupInvalid, CairnError
+
+from . import locks
+from .atomic import delete_quietly, make_dirs, write_atomic
+from .layout import (
+    LOCKS,
+    check_backup_id,
+    check_oid,
+    is_backup_id,
+    join,
+    lock_path,
+    manifest_path,
+)
+from .locks import BackupLock
+from .objects import ObjectStore
+from .oserrors import reading, writing
+from .prunes import check_markers, pruning, settle
+from .targets import Target
+from .transfer import ShouldStop
+
+log = logging.getLogger(__name__)
+
+
+class LocksAndPrune:
+    """Mixed into Repository, which provides the target, the store and the reads."""
+
+    target: Target
+    durable: bool
+    store: ObjectStore
+
+    @property
+    def uri(self) -> str:
+        return self.target.uri
+
+    def _writing(self) -> None:
+        raise NotImplementedError
+
+    def _refuse_links(self) -> None:
+        raise NotImplementedError
+
+    def _read_small(self, path: str) -> bytes | None:
+        raise NotImplementedError
+
+    def referenced_objects(self) -> set[str]:
+        raise NotImplementedError
+
+    def check_prunable(self) -> None:
+        """BackupInvalid while a lock or prune marker is damaged: a prune would
+        refuse. DROP BACKUP asks first, so it removes nothing rather than half."""
+        self.locked_objects()
+        check_markers(self.target)
+
+    def lock(self, backup_id: str, should_stop: ShouldStop | None = None) -> BackupLock:
+        """Start protecting a running backup's objects from prune. Used as a context
+        manager, the lock is released on success and on an exception the run is
+        abandoned: the objects only it used are deleted again. `should_stop` ends
+        a wait for a running prune (see prunes.py) with Cancelled."""
+        check_backup_id(backup_id)
+        self._writing()
+        path = lock_path(self.target.base, backup_id)
+        with reading(self.uri):
+            taken = self.target.fs.get_file_info([path, manifest_path(self.target.base, backup_id)])
+        if any(info.type != pafs.FileType.NotFound for info in taken):
+            raise AlreadyExists(
+                f"backup '{backup_id}' is already running or exists in target '{self.uri}'"
+            )
+        with writing(self.uri):
+            make_dirs(self.target, join(self.target.base, LOCKS))
+
+        def remove() -> None:
+            with writing(self.uri), contextlib.suppress(FileNotFoundError):
+                self.target.fs.delete_file(path)
+
+        return BackupLock(
+            backup_id,
+            write=lambda data: write_atomic(self.target, path, data, self.durable),
+            remove=remove,
+            abandon=lambda: self.abandon(backup_id),
+            settle=lambda: settle(self.target, should_stop),
+            expand=self.store.names_for,
+        )
+
+    def list_locks(self) -> list[dict[str, Any]]:
+        """Every lock; an unreadable one is {"backup_id", "error"} (prune refuses to run then)."""
+        selector = pafs.FileSelector(join(self.target.base, LOCKS), allow_not_found=True)
+        with reading(self.uri):
+            infos = self.target.fs.get_file_info(selector)
+        found = []
+        for info in infos:
+            name = info.base_name
+            if (
+                info.type != pafs.FileType.File
+                or not name.endswith(".json")
+                or not is_backup_id(name[:-5])
+            ):
+                continue
+            data = self._read_small(info.path)
+            if data is None:
+                continue
+            try:
+                doc = locks.decode(data, name[:-5], self.uri)
+            except CairnError as exc:
+                found.append({"backup_id": name[:-5], "error": exc.message})
+                continue
+            found.append(doc)
+        return found
+
+    def locked_objects(self) -> set[str]:
+        used: set[str] = set()
+        for doc in self.list_locks():
+            if "error" in doc:
+                raise BackupInvalid(f"cannot tell which objects are in use: {doc['error']}")
+            used.update(doc["oids"])
+        return used
+
+    def abandon(self, backup_id: str) -> int:
+        """Clean up after a backup that died: drop its lock and every object it
+        recorded that nothing else uses. Returns bytes freed."""
+        check_backup_id(backup_id)
+        self._refuse_links()
+        path = lock_path(self.target.base, backup_id)
+        data = self._read_small(path)
+        oids: list[str] = []
+        if data is not None:
+            try:
+                oids = locks.decode(data, backup_id, self.uri)["oids"]
+            except CairnError as exc:
+                log.warning("removing damaged lock: %s", exc.message)
+        delete_quietly(self.target, path)
+        return self.prune(candidates=oids) if oids else 0
+
+    def prune(
+        self,
+        keep: Iterable[str] = (),
+        candidates: Iterable[str] | None = None,
+        before_delete: Callable[[set[str]], None] | None = None,
+    ) -> int:
+        """Delete objects no manifest, lock or `keep` references; only among
+        `candidates` when given (DROP BACKUP passes the dropped backup's objects).
+        `before_delete` is told the doomed oids once they are decided (a hook for
+        tests that interleave a prune with a backup).
+
+        Objects are listed first, then the locks are read, then the manifests: a
+        backup writes its manifest before it drops its lock, so an object in use
+        is always seen in one or the other. A backup that starts using an object
+        while this runs waits for it to finish (prunes.py). Returns bytes freed."""
+        self._refuse_links()
+        if candidates is None:
+            present = self.store.list()
+        else:
+            present = {}
+            for oid in set(candidates):
+                size = self.store.size_of(check_oid(oid))
+                if size is not None:
+                    present[oid] = size
+        if not present:
+            return 0
+        with pruning(self.target, self.durable) as marker:
+            in_use = self.locked_objects()  # locks before manifests, see above
+            in_use |= self.referenced_objects()
+            in_use |= set(keep)
+            doomed = {oid: size for oid, size in present.items() if oid not in in_use}
+            if before_delete is not None:
+                before_delete(set(doomed))
+            for oid in doomed:
+                marker.refresh()
+                self.store.delete(oid)
+        return sum(doomed.values())
