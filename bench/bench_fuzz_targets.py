@@ -131,14 +131,16 @@ async def prepare(sql: Sql, root: Path, outside: Path) -> World:
 HUGE = (1 << 63, 1 << 70, -1, -(1 << 63) - 1)
 
 
-def mutate_json(data: bytes, rng: random.Random) -> bytes:
-    """One hostile change to a JSON object: a type swap, an out-of-range number,
-    a missing or extra key, or bytes that are not (all) JSON."""
+def mutate_json(data: bytes, rng: random.Random, hostile: bool = False) -> bytes:
+    """One change to a JSON object: a type swap, an out-of-range number, a
+    missing or extra key, or bytes that are not (all) JSON; unless `hostile`,
+    also changes a strict reader may rightly accept (an empty list, a list
+    doubled)."""
     try:
         doc = json.loads(data)
     except ValueError:
         doc = None
-    choice = rng.randrange(9)
+    choice = rng.choice([0, 1, 2, 5, 6]) if hostile else rng.randrange(9)
     if not isinstance(doc, dict) or not doc or choice == 0:
         return rng.choice([data[: rng.randrange(len(data))], b"", b"\xff\xfe{", b"[1, 2]", b"null",
                            b"{" * 5000, data + b"garbage"])
@@ -261,8 +263,8 @@ def _duplicate(members: list[tuple[tarfile.TarInfo, bytes]], rng: random.Random)
 def _bad_path(members: list[tuple[tarfile.TarInfo, bytes]], rng: random.Random) -> None:
     i = rng.randrange(len(members))
     info, data = members[i]
-    bad = rng.choice(["../" + info.name, "/" + info.name, info.name.replace("/", "//"),
-                      "./" + info.name, info.name + "/..", info.name.replace("/", "\\")])
+    bad = rng.choice(["../" + info.name, "/" + info.name, "objects//" + info.name,
+                      "./" + info.name, info.name + "/..", "objects\\" + info.name])
     members[i] = member(bad, data)
 
 
@@ -338,7 +340,7 @@ def planted(kind: str) -> Callable[[Path, World, random.Random], None]:
             where = path / "prunes" / f"{rng.randbytes(8).hex()}.json"
             doc = craft_marker()
         where.parent.mkdir(exist_ok=True)
-        where.write_bytes(mutate_json(json.dumps(doc).encode(), rng))
+        where.write_bytes(mutate_json(json.dumps(doc).encode(), rng, hostile=True))
     return mutate
 
 
