@@ -20,26 +20,28 @@ from catalog.errors import CairnError, Internal, InvalidRequest, RequestTooLarge
 
 from . import backups, openapi, resume, schedules, tables
 from .auth import authenticate
-from .web import add_routes as add_web_console
 from .config import Config
 from .executor import execute
 from .jobs import JobRunner
+from .result import error_body
 from .state import Cairn
+from .text import check_header, check_text
+from .web import add_routes as add_web_console
 
 log = logging.getLogger("cairn.http")
 
 CAIRN: web.AppKey[Cairn] = web.AppKey("cairn", Cairn)
 
 
-def error_body(exc: CairnError, started: float, **extra: Any) -> dict[str, Any]:
-    err: dict[str, Any] = {"code": exc.code, "message": exc.message}
-    err.update({k: v for k, v in extra.items()})
-    return {
-        "status": "error",
-        "results": [],
-        "took": round((time.perf_counter() - started) * 1000, 3),
-        "error": err,
-    }
+def took_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def error_response(error: CairnError, started: float, status: int | None = None,
+                   **where: Any) -> web.Response:
+    resp = web.json_response(error_body(error, took_ms(started), **where),
+                             status=status or error.status)
+    return resp
 
 
 @web.middleware
@@ -47,34 +49,57 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     started = time.perf_counter()
     try:
         return await handler(request)
+    except BodyTimeout as exc:
+        resp = error_response(exc, started, status=408)
+        resp.force_close()  # the rest of the body is never read: drop the connection
+        return resp
     except CairnError as exc:
-        return web.json_response(error_body(exc, started), status=exc.status)
+        return error_response(exc, started)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CAIRN].config.server.max_request_bytes
         err = RequestTooLarge(f"request body is larger than max_request_bytes ({limit} bytes)")
-        return web.json_response(error_body(err, started), status=err.status)
+        return error_response(err, started)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.status != 405 and request.path.startswith("/api"):
-            err = InvalidRequest(exc.reason)
-            return web.json_response(error_body(err, started), status=exc.status)
+            return error_response(InvalidRequest(exc.reason), started, status=exc.status)
         raise
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         err = Internal("internal error: this is a bug, the server log has the trace")
-        return web.json_response(error_body(err, started), status=500)
+        return error_response(err, started)
 
 
-async def read_sql_request(request: web.Request) -> tuple[str, str | None]:
-    ctype = request.headers.get("Content-Type", "")
+class BodyTimeout(InvalidRequest):
+    """The client did not send its whole body in time (answered 408, connection closed)."""
+
+
+async def read_body(request: web.Request, seconds: float) -> bytes:
+    """The request body, read within `seconds` (0: no limit), so a client that
+    stops sending half-way does not hold a connection and a handler forever."""
+    if not seconds:
+        return await request.read()
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except TimeoutError:
+        raise BodyTimeout(
+            f"request body not received within {seconds:g} s (body_timeout_seconds)"
+        ) from None
+
+
+async def read_sql_request(request: web.Request, body_timeout: float = 0) -> tuple[str, str | None]:
+    ctype = check_header(request.headers.get("Content-Type", ""), "Content-Type") or ""
     if ctype and not (ctype.startswith("application/json") or "+json" in ctype):
         raise InvalidRequest(f"Content-Type must be application/json, not {ctype!r}")
-    raw = await request.read()
+    raw = await read_body(request, body_timeout)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidRequest("request body nests JSON arrays or objects too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest('request body must be a JSON object like {"sql": "..."}')
     sql = body.get("sql")
@@ -82,9 +107,12 @@ async def read_sql_request(request: web.Request) -> tuple[str, str | None]:
         raise InvalidRequest('request body needs "sql", a string')
     if not sql.strip():
         raise InvalidRequest('"sql" is empty')
+    check_text(sql, '"sql"')
     namespace = body.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise InvalidRequest('"namespace" must be a string')
+    if namespace is not None:
+        check_text(namespace, '"namespace"')
     return sql, namespace.lower() if namespace else None
 
 
@@ -92,28 +120,18 @@ async def handle_sql(request: web.Request) -> web.Response:
     started = time.perf_counter()
     cairn = request.app[CAIRN]
     session = authenticate(request, cairn.config.auth)
-    sql, namespace = await read_sql_request(request)
+    sql, namespace = await read_sql_request(request, cairn.config.server.body_timeout_seconds)
     session.namespace = namespace
     outcome = await execute(cairn, session, sql)
-    took = round((time.perf_counter() - started) * 1000, 3)
-    results = [r.to_json() for r in outcome.results]
     if outcome.error is None:
+        results = [r.to_json() for r in outcome.results]
+        took = round(took_ms(started), 3)
         return web.json_response({"status": "success", "results": results, "took": took})
     e = outcome.error
     if e.error.status >= 500:
         log.error("statement %s failed: %s", e.statement, e.error.message)
-    body = {
-        "status": "error",
-        "results": results,
-        "took": took,
-        "error": {
-            "code": e.error.code,
-            "message": e.error.message,
-            "statement": e.statement,
-            "line": e.line,
-            "column": e.column,
-        },
-    }
+    body = error_body(e.error, took_ms(started), outcome.results, statement=e.statement,
+                      line=e.line, column=e.column)
     return web.json_response(body, status=e.error.status)
 
 
@@ -150,6 +168,15 @@ def close_state(cairn: Cairn) -> None:
     cairn.close()
     cairn.engine.close()
     cairn.catalog.close()
+
+
+def connection_options(config: Config) -> dict[str, Any]:
+    """aiohttp's per-connection settings (for `web.AppRunner` / `TestServer`):
+    a connection idle, or still sending its request line and headers, past
+    `header_timeout_seconds` (counted from its start or its previous answer)
+    is closed. The body has its own limit (`read_body`)."""
+    seconds = config.server.header_timeout_seconds
+    return {"keepalive_timeout": seconds} if seconds > 0 else {}
 
 
 def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:

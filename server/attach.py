@@ -17,9 +17,12 @@ from catalog.errors import CairnError
 from sqlgrammar import ast
 
 from .backups import summary
+from .dispatch import Routes
 from .repos import repository
 from .result import Result
 from .state import Cairn, Session
+
+routes = Routes()
 
 COLUMNS = [("backup_id", "TEXT"), ("namespace", "TEXT"), ("created_at", "TIMESTAMP"),
            ("encrypted", "BOOLEAN"), ("status", "TEXT"), ("error", "TEXT")]
@@ -57,11 +60,9 @@ def attach(cairn: Cairn, target: str) -> list[dict[str, Any]]:
     return rows
 
 
+@routes.handles(ast.AttachBackups, role="admin")
 async def attach_backups(cairn: Cairn, session: Session, stmt: ast.AttachBackups) -> Result:
     rows = await cairn.run(attach, cairn, stmt.target)
     good = sum(r["status"] in ("attached", "already attached") for r in rows)
     return Result.of_rows(COLUMNS, rows, message=(
         f"{good} of {len(rows)} backups in target '{stmt.target}' are in the catalog"))
-
-
-HANDLERS = {ast.AttachBackups: attach_backups}

@@ -12,6 +12,7 @@ from catalog.errors import InvalidRequest, Unauthenticated
 
 from .config import AuthConfig
 from .state import Session
+from .text import check_header
 
 USER_ID = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}$")
 
@@ -30,7 +31,7 @@ def _user_header(request: web.Request) -> str | None:
 def authenticate(request: web.Request, cfg: AuthConfig) -> Session:
     if cfg.mode == "none":
         return Session(user_id=_user_header(request), role="admin")
-    header = request.headers.get("Authorization", "")
+    header = check_header(request.headers.get("Authorization"), "Authorization") or ""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing Authorization: Bearer <token>")

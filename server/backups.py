@@ -17,8 +17,9 @@ from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
 from storage.backup import Repository
 
-from . import faults, resume
+from . import faults, resume, visibility
 from .backup_run import BackupPlan, run_backup
+from .dispatch import Role, Routes
 from .jobs import JobContext, Work
 from .namespaces import check_namespace_name
 from .repos import repository
@@ -26,6 +27,8 @@ from .restore_run import RestorePlan, parse_time, run_restore
 from .result import Result
 from .state import Cairn, Session
 from .throttle import Throttle
+
+routes = Routes()
 
 log = logging.getLogger("cairn.backup")
 
@@ -110,6 +113,7 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
     return work
 
 
+@routes.handles(ast.BackupDatabase, role="admin")
 async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDatabase) -> Result:
     opts = check_options("BACKUP", stmt.options, BACKUP_OPTIONS)
     check_backup_options(opts)
@@ -162,6 +166,7 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
 # --- RESTORE ----------------------------------------------------------------
 
 
+@routes.handles(ast.RestoreDatabase, role="admin")
 async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreDatabase) -> Result:
     opts = check_options("RESTORE", stmt.options, RESTORE_OPTIONS)
     if "backup_id" in opts and "as_of" in opts:
@@ -207,6 +212,13 @@ def summary(m: dict[str, Any], target: str) -> dict[str, Any]:
     }
 
 
+def _show_backups_role(stmt: ast.ShowBackups) -> Role:
+    """The catalog's list is for everyone (targets shown without server paths);
+    reading a target itself (IN 'target') is a backup operation: admin."""
+    return "admin" if stmt.target is not None else "user"
+
+
+@routes.handles(ast.ShowBackups, role=_show_backups_role)
 async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) -> Result:
     def work() -> list[dict[str, Any]]:
         if stmt.target is None:
@@ -220,6 +232,7 @@ async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) ->
                     for m in repo.listing(stmt.namespace)]
             return rows[: stmt.limit] if stmt.limit is not None else rows
         rows.sort(key=lambda r: (r["created_at"], r["backup_id"]), reverse=True)
+        rows = visibility.rows_for(cairn.config, session, "backups", rows)
         return rows[: stmt.limit] if stmt.limit is not None else rows
 
     return Result.of_rows(SHOW_BACKUPS_COLUMNS, await cairn.run(work))
@@ -246,6 +259,7 @@ def locate(cairn: Cairn, backup_id: str, target: str | None,
     return repository(cairn, record.target, passphrase)
 
 
+@routes.handles(ast.ShowBackup, role="admin")
 async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> Result:
     opts = check_options("SHOW BACKUP", stmt.options, SHOW_OPTIONS)
 
@@ -266,6 +280,7 @@ async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> R
 # --- VERIFY and DROP ----------------------------------------------------------
 
 
+@routes.handles(ast.VerifyBackup, role="admin")
 async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) -> Result:
     opts = check_options("VERIFY BACKUP", stmt.options, VERIFY_OPTIONS)
     repo = await cairn.run(locate, cairn, stmt.backup_id, stmt.target,
@@ -300,6 +315,7 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
                       f"Backup '{stmt.backup_id}' is {'valid' if r['is_valid'] else 'INVALID'}")
 
 
+@routes.handles(ast.DropBackup, role="admin")
 async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> Result:
     try:
         repo = await cairn.run(locate, cairn, stmt.backup_id, stmt.target)
@@ -381,13 +397,3 @@ def register_cleanups(cairn: Cairn) -> None:
     cairn.jobs.cleanups["backup"] = cleanup_backup
     cairn.jobs.cleanups["restore"] = cleanup_restore
     cairn.jobs.cleanups["drop_backup"] = sweep
-
-
-HANDLERS = {
-    ast.BackupDatabase: backup_database,
-    ast.RestoreDatabase: restore_database,
-    ast.ShowBackups: show_backups,
-    ast.ShowBackup: show_backup,
-    ast.VerifyBackup: verify_backup,
-    ast.DropBackup: drop_backup,
-}

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(cfg: config_mod.Config) -> None:
-    from .app import create_app, open_state
+    from .app import connection_options, create_app, open_state
 
     cairn = open_state(cfg)
     app = create_app(cfg, cairn)
@@ -40,7 +40,8 @@ async def serve(cfg: config_mod.Config) -> None:
     # over ~100k such objects otherwise pause every request for 25-55 ms.
     gc.collect()
     gc.freeze()
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           **connection_options(cfg))
     await runner.setup()
     try:
         site = web.TCPSite(runner, cfg.server.host, cfg.server.port)

@@ -24,7 +24,11 @@ class ServerConfig:
     max_request_bytes: int = 10 * 1024 * 1024
     node_id: str = ""  # empty: derived from host and port
     blocking_threads: int = 8
-    query_timeout_seconds: float = 60.0
+    query_timeout_seconds: float = 60.0  # every SELECT, INSERT, UPDATE, DELETE; 0: none
+    max_result_rows: int = 100_000  # rows of one statement's answer; 0: no bound
+    max_result_bytes: int = 64 * 1024 * 1024  # bytes of one answer (Arrow sizes); 0: no bound
+    header_timeout_seconds: float = 30.0  # idle connection / request line and headers
+    body_timeout_seconds: float = 60.0  # the whole request body
 
 
 @dataclass
@@ -159,6 +163,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[server] port must be 0..65535")
     if cfg.server.max_request_bytes < 1024:
         raise ConfigError("[server] max_request_bytes must be at least 1024")
+    for key in ("max_result_rows", "max_result_bytes", "query_timeout_seconds",
+                "header_timeout_seconds", "body_timeout_seconds"):
+        if getattr(cfg.server, key) < 0:
+            raise ConfigError(f"[server] {key} must be 0 or more")
     if cfg.storage.flush_rows < 1:
         raise ConfigError("[storage] flush_rows must be at least 1")
     if cfg.jobs.max_concurrent < 1:

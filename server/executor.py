@@ -7,54 +7,46 @@ first failure stops the request, and the results of those before it are kept."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from catalog.errors import (
     CairnError,
     InvalidArgument,
     InvalidRequest,
     ParseError,
-    PermissionDenied,
 )
 from sqlgrammar import ast
 from sqlgrammar.errors import EmptySql, SqlInvalid, SqlSyntaxError
 from sqlgrammar.parser import iter_script
 
-from . import attach, backups, jobs_sql, namespaces, queries, schedules, tables
+from . import (
+    attach,
+    backups,
+    dispatch,
+    jobs_sql,
+    namespaces,
+    queries,
+    schedules,
+    tables,
+    visibility,
+)
+from .dispatch import Route
 from .result import Result
 from .state import Cairn, Session
+from .text import check_text
 
 log = logging.getLogger("cairn.executor")
 
-Handler = Callable[[Cairn, Session, Any], Awaitable[Result]]
-
-HANDLERS: dict[type, Handler] = {
-    **namespaces.HANDLERS,
-    **tables.HANDLERS,
-    **queries.HANDLERS,
-    **backups.HANDLERS,
-    **attach.HANDLERS,
-    **jobs_sql.HANDLERS,
-    **schedules.HANDLERS,
-}
-
-ADMIN_ONLY: frozenset[type] = frozenset(
-    {
-        ast.CreateNamespace,
-        ast.DropNamespace,
-        ast.BackupDatabase,
-        ast.RestoreDatabase,
-        ast.VerifyBackup,
-        ast.DropBackup,
-        ast.KillJob,
-        ast.PauseJob,
-        ast.ResumeJob,
-        ast.AttachBackups,
-        ast.CreateSchedule,
-        ast.DropSchedule,
-    }
+# Every statement class -> its handler and the role it needs, as each handler
+# module declares them; a class claimed twice raises here, at import.
+ROUTES: dict[type, Route] = dispatch.merge(
+    namespaces.routes,
+    tables.routes,
+    queries.routes,
+    backups.routes,
+    attach.routes,
+    jobs_sql.routes,
+    schedules.routes,
 )
 
 
@@ -76,9 +68,13 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
     """Run every statement of `sql` in order; stop at the first error.
 
     Statements are parsed one at a time, so those before a statement that does
-    not parse still run (the contract: earlier statements keep their effect)."""
+    not parse still run (the contract: earlier statements keep their effect).
+    Text that is not valid Unicode is refused before anything runs. Error
+    messages shown to a role-user carry no server paths."""
+    check_text(sql, '"sql"')
     outcome = Outcome()
     statements = iter_script(sql)
+    index = 0
     while True:
         try:
             parsed = next(statements)
@@ -92,12 +88,50 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
         except SqlInvalid as exc:
             outcome.error = _parse_failure(InvalidArgument(exc.message), exc)
             return outcome
+        except RecursionError:
+            line, column = deepest(sql)
+            outcome.error = StatementError(ParseError(TOO_DEEP, line, column), index + 1,
+                                           line, column)
+            return outcome
+        index = parsed.index
         stmt_session = replace(session, text=parsed.text)
         try:
             outcome.results.append(await run_statement(cairn, stmt_session, parsed.statement))
         except CairnError as exc:
+            if visibility.restricted(session):
+                exc.message = visibility.scrub_message(cairn.config, session, exc.message)
             outcome.error = StatementError(exc, parsed.index, parsed.line, parsed.column)
             return outcome
+
+
+TOO_DEEP = (
+    "the statement nests too deeply (parentheses, subqueries or expressions): "
+    "write it with fewer levels"
+)
+
+
+def deepest(sql: str, limit: int = 100) -> tuple[int, int]:
+    """Line and column (1-based) of the first parenthesis nested `limit` deep,
+    outside quotes; else of the deepest one."""
+    depth = best = 0
+    where = 0
+    quote = ""
+    for i, ch in enumerate(sql):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+            if depth > best:
+                best, where = depth, i
+            if depth >= limit:
+                break
+        elif ch == ")":
+            depth -= 1
+    line = sql.count("\n", 0, where) + 1
+    return line, where - (sql.rfind("\n", 0, where) + 1) + 1
 
 
 def _parse_failure(error: CairnError, exc: SqlSyntaxError | SqlInvalid) -> StatementError:
@@ -105,12 +139,13 @@ def _parse_failure(error: CairnError, exc: SqlSyntaxError | SqlInvalid) -> State
 
 
 async def run_statement(cairn: Cairn, session: Session, stmt: ast.Statement) -> Result:
-    if type(stmt) in ADMIN_ONLY and not session.is_admin:
-        raise PermissionDenied(
-            f"{type(stmt).__name__} needs role admin; user '{session.user_id}' has role "
-            f"{session.role}"
-        )
-    handler = HANDLERS.get(type(stmt))
-    if handler is None:
+    """One statement: the caller's role is checked against the handler's
+    declaration, then the handler runs."""
+    route = ROUTES.get(type(stmt))
+    if route is None:
         raise InvalidArgument(f"{type(stmt).__name__} is not implemented yet")
-    return await handler(cairn, session, stmt)
+    route.check(session, stmt)
+    try:
+        return await route.handler(cairn, session, stmt)
+    except RecursionError:
+        raise InvalidArgument(TOO_DEEP) from None

@@ -22,13 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from catalog import Job, utcnow
+from catalog import Catalog, Job, utcnow
 from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
-from .state import Cairn, Session
+from .config import Config
+from .session import Session
 
 log = logging.getLogger("cairn.jobs")
 
@@ -39,8 +40,19 @@ WAIT_SLICE = 0.02  # seconds between looks at the cancel flag while paused
 PROGRESS_INTERVAL = 0.05  # seconds between progress writes to the catalog
 TRIM_PERIOD = 60.0  # seconds between history trims while no job finishes
 
+T = TypeVar("T")
 Work = Callable[["JobContext"], dict[str, Any]]
 Cleanup = Callable[[Job], None]
+
+
+class JobHost(Protocol):
+    """What the runner needs of the server's state (`state.Cairn`)."""
+
+    config: Config
+    catalog: Catalog
+    node_id: str
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
 
 
 class JobContext:
@@ -174,7 +186,7 @@ class JobContext:
 
 
 class JobRunner:
-    def __init__(self, cairn: Cairn) -> None:
+    def __init__(self, cairn: JobHost) -> None:
         self.cairn = cairn
         self._contexts: dict[str, JobContext] = {}
         self._tasks: dict[str, asyncio.Task[Job]] = {}

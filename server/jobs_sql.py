@@ -11,8 +11,12 @@ from catalog import Job
 from catalog.errors import NotFound
 from sqlgrammar.ast import KillJob, PauseJob, ResumeJob, ShowJob, ShowJobs
 
+from . import visibility
+from .dispatch import Routes
 from .result import Result
 from .state import Cairn, Session
+
+routes = Routes()
 
 # system.jobs' columns, as SHOW JOBS and SHOW JOB answer them.
 COLUMNS = [
@@ -34,22 +38,24 @@ def _visible(session: Session, job: Job) -> bool:
     return session.is_admin or job.user_id == session.user_id
 
 
+@routes.handles(ShowJobs, role="user")
 async def show_jobs(cairn: Cairn, session: Session, stmt: ShowJobs) -> Result:
     """Newest first (job ids are time-ordered)."""
 
     def work() -> list[dict[str, Any]]:
         jobs = [j for j in cairn.catalog.scan(Job) if _visible(session, j)]
         jobs.sort(key=lambda j: (j.created_at, j.job_id), reverse=True)
-        return [_row(j) for j in jobs]
+        return visibility.rows_for(cairn.config, session, "jobs", [_row(j) for j in jobs])
 
     return Result.of_rows(COLUMNS, await cairn.run(work))
 
 
+@routes.handles(ShowJob, role="user")
 async def show_job(cairn: Cairn, session: Session, stmt: ShowJob) -> Result:
     job = await cairn.run(cairn.catalog.get, Job, stmt.job_id)
     if job is None or not _visible(session, job):
         raise NotFound(f"Job '{stmt.job_id}' does not exist")
-    return Result.of_rows(COLUMNS, [_row(job)])
+    return Result.of_rows(COLUMNS, visibility.rows_for(cairn.config, session, "jobs", [_row(job)]))
 
 
 def _status(job: Job) -> Result:
@@ -57,22 +63,16 @@ def _status(job: Job) -> Result:
                           message=f"Job '{job.job_id}' {job.status}")
 
 
+@routes.handles(KillJob, role="admin")
 async def kill_job(cairn: Cairn, session: Session, stmt: KillJob) -> Result:
     return _status(await cairn.jobs.kill(stmt.job_id))
 
 
+@routes.handles(PauseJob, role="admin")
 async def pause_job(cairn: Cairn, session: Session, stmt: PauseJob) -> Result:
     return _status(await cairn.jobs.pause(stmt.job_id))
 
 
+@routes.handles(ResumeJob, role="admin")
 async def resume_job(cairn: Cairn, session: Session, stmt: ResumeJob) -> Result:
     return _status(await cairn.jobs.resume(stmt.job_id))
-
-
-HANDLERS = {
-    ShowJobs: show_jobs,
-    ShowJob: show_job,
-    KillJob: kill_job,
-    PauseJob: pause_job,
-    ResumeJob: resume_job,
-}

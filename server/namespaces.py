@@ -6,8 +6,11 @@ from catalog import Namespace, Table
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from sqlgrammar.ast import CreateNamespace, DropNamespace, ShowNamespaces
 
+from .dispatch import Routes
 from .result import Result
 from .state import Cairn, Session
+
+routes = Routes()
 
 RESERVED = frozenset({"system", "information_schema", "main", "temp", "pg_catalog"})
 
@@ -25,6 +28,7 @@ def require_namespace(cairn: Cairn, name: str) -> Namespace:
     return ns
 
 
+@routes.handles(CreateNamespace, role="admin")
 async def create_namespace(cairn: Cairn, session: Session, stmt: CreateNamespace) -> Result:
     check_namespace_name(stmt.name)
 
@@ -40,6 +44,7 @@ async def create_namespace(cairn: Cairn, session: Session, stmt: CreateNamespace
     return await cairn.run(work)
 
 
+@routes.handles(DropNamespace, role="admin")
 async def drop_namespace(cairn: Cairn, session: Session, stmt: DropNamespace) -> Result:
     check_namespace_name(stmt.name)
 
@@ -63,6 +68,7 @@ async def drop_namespace(cairn: Cairn, session: Session, stmt: DropNamespace) ->
     return await cairn.run(work)
 
 
+@routes.handles(ShowNamespaces, role="user")
 async def show_namespaces(cairn: Cairn, session: Session, stmt: ShowNamespaces) -> Result:
     def work() -> Result:
         rows = []
@@ -74,10 +80,3 @@ async def show_namespaces(cairn: Cairn, session: Session, stmt: ShowNamespaces) 
         )
 
     return await cairn.run(work)
-
-
-HANDLERS = {
-    CreateNamespace: create_namespace,
-    DropNamespace: drop_namespace,
-    ShowNamespaces: show_namespaces,
-}

@@ -30,6 +30,10 @@ RESULT = {
         "rows": {"type": "array", "items": {"type": "object", "additionalProperties": _SCALAR}},
         "row_count": {"type": "integer", "minimum": 0},
         "message": {"type": ["string", "null"]},
+        "truncated": {"const": True,
+                      "description": "Present (true) only when the answer was cut at "
+                                     "[server] max_result_rows / max_result_bytes: `rows` "
+                                     "holds its first rows, `message` says so"},
     },
 }
 
@@ -81,11 +85,14 @@ SQL_REQUEST = {
 }
 
 _ERROR_STATUSES = {
-    "400": "INVALID_REQUEST, PARSE_ERROR or INVALID_ARGUMENT",
+    "400": "INVALID_REQUEST (incl. text that is not valid Unicode), PARSE_ERROR or "
+           "INVALID_ARGUMENT",
     "401": "UNAUTHENTICATED: missing or wrong token",
     "403": "PERMISSION_DENIED: role too low, a path outside the backup roots, forbidden SQL",
     "404": "NOT_FOUND: namespace, table, backup, job or target",
-    "409": "ALREADY_EXISTS, or CANCELLED by KILL JOB while the request waited",
+    "408": "INVALID_REQUEST: the body did not arrive within server.body_timeout_seconds "
+           "(the connection is closed)",
+    "409": "ALREADY_EXISTS, or CANCELLED by KILL JOB or the statement timeout",
     "413": "REQUEST_TOO_LARGE: body over server.max_request_bytes",
     "422": "BACKUP_INVALID: a backup fails verification",
     "500": "INTERNAL: a bug",

@@ -4,32 +4,78 @@ is refused with PERMISSION_DENIED, as is any query off the sandbox allow-list.""
 
 from __future__ import annotations
 
+from sqlglot import exp
+
 from catalog.errors import PermissionDenied
 from sqlgrammar.ast import Query
+from storage.query import ResultLimits
 
+from . import visibility
+from .dispatch import Routes
 from .result import Result
 from .state import Cairn, Session
+
+routes = Routes()
 
 VERBS = {"insert": "inserted", "update": "updated", "delete": "deleted"}
 
 
+def limits_for(cairn: Cairn, session: Session) -> ResultLimits:
+    """The bounds of an answer to this caller ([server] max_result_rows /
+    max_result_bytes) and what system tables look like to them."""
+    cfg = cairn.config.server
+    return ResultLimits(
+        max_rows=cfg.max_result_rows or None,
+        max_bytes=cfg.max_result_bytes or None,
+        system_view=(visibility.system_table_for(cairn.config, session)
+                     if visibility.restricted(session) else None),
+    )
+
+
+def truncation_note(cairn: Cairn, rows: int) -> str:
+    cfg = cairn.config.server
+    return (f"answer truncated to its first {rows} row{'' if rows == 1 else 's'}: it is larger "
+            f"than max_result_rows ({cfg.max_result_rows}) or max_result_bytes "
+            f"({cfg.max_result_bytes}); narrow it with WHERE or LIMIT")
+
+
+def fold_names(expression: exp.Expression) -> None:
+    """Fold table names (ns, table) to lower case, as Cairn's own statements
+    do: `INSERT INTO APP.NOTES` and `FROM App.Notes` name the table app.notes."""
+    for table in expression.find_all(exp.Table):
+        if not isinstance(table.this, exp.Identifier):
+            continue
+        for part in ("this", "db", "catalog"):
+            ident = table.args.get(part)
+            if isinstance(ident, exp.Identifier) and ident.name != ident.name.lower():
+                ident.set("this", ident.name.lower())
+
+
+@routes.handles(Query, role="user")
 async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
+    timeout = cairn.config.server.query_timeout_seconds or None
+    if stmt.expression is not None:
+        fold_names(stmt.expression)
     if stmt.kind == "select":
         table = await cairn.run(
             cairn.engine.query, stmt.expression, session.user_id, session.namespace,
-            timeout=cairn.config.server.query_timeout_seconds or None,
+            timeout=timeout, limits=limits_for(cairn, session),
         )
-        return Result.of_arrow(table)
+        result = Result.of_arrow(table)
+        if ResultLimits.truncated(table):
+            result.truncated = True
+            result.message = truncation_note(cairn, result.row_count)
+        return result
     if stmt.kind in VERBS:
-        n = await cairn.run(
-            cairn.engine.execute, stmt.expression, session.user_id, session.namespace
-        )
+
+        def write() -> int:
+            with cairn.engine.time_limit(timeout):
+                return cairn.engine.execute(stmt.expression, session.user_id, session.namespace)
+
+        n = await cairn.run(write)
         return Result.of_message(f"{n} row{'' if n == 1 else 's'} {VERBS[stmt.kind]}", row_count=n)
     first = stmt.sql.split(None, 1)[0].upper() if stmt.sql.strip() else "this statement"
     raise PermissionDenied(
         f"{first} is not allowed: Cairn runs SELECT, INSERT, UPDATE and DELETE on its own "
         "tables, and queries cannot touch files, the network or settings"
     )
-
-
-HANDLERS = {Query: run_query}

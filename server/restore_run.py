@@ -15,7 +15,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,14 @@ class RestorePlan:
 
 
 def parse_time(text: str) -> datetime:
+    """An ISO-8601 time; one without a zone is UTC (contract section 6)."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidArgument(
             f"as_of '{text}' is not an ISO-8601 timestamp like '2026-11-20T00:00:00Z'"
         ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def choose_manifest(plan: RestorePlan) -> dict[str, Any]:

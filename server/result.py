@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from catalog.errors import CairnError
+
 # Arrow field metadata key a producer sets to name the Cairn type of a column
 # (e.g. b"JSON" on a string column holding JSON text).
 CAIRN_TYPE_KEY = b"cairn.type"
@@ -28,6 +30,7 @@ class Result:
     rows: list[dict[str, Any]] = field(default_factory=list)
     row_count: int = 0
     message: str | None = None
+    truncated: bool = False  # cut at [server] max_result_rows / max_result_bytes
 
     @classmethod
     def of_message(cls, message: str, row_count: int = 0) -> Result:
@@ -62,13 +65,38 @@ class Result:
         return cls(columns=names, types=types, rows=rows, row_count=len(rows), message=message)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "columns": self.columns,
             "schema": [{"name": n, "type": t} for n, t in zip(self.columns, self.types)],
             "rows": self.rows,
             "row_count": self.row_count,
             "message": self.message,
         }
+        if self.truncated:
+            out["truncated"] = True
+        return out
+
+
+def error_body(
+    error: CairnError,
+    took_ms: float,
+    results: list[Result] | None = None,
+    *,
+    statement: int | None = None,
+    line: int | None = None,
+    column: int | None = None,
+) -> dict[str, Any]:
+    """The contract's error JSON, the one place it is made: the results of the
+    statements that ran, and where the failing one is (when known)."""
+    err: dict[str, Any] = {"code": error.code, "message": error.message}
+    if statement is not None:
+        err.update(statement=statement, line=line, column=column)
+    return {
+        "status": "error",
+        "results": [r.to_json() for r in results or []],
+        "took": round(took_ms, 3),
+        "error": err,
+    }
 
 
 def cairn_type(f: pa.Field) -> str:

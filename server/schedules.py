@@ -26,18 +26,22 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from sqlgrammar import ast, to_sql
 from storage.backup import Repository
 
+from . import visibility
 from .backups import (
     SCHEDULE_OPTIONS,
     backup_work,
     check_backup_options,
     check_options,
 )
+from .dispatch import Routes
 from .intervals import interval_seconds
 from .jobs import ACTIVE
 from .namespaces import check_namespace_name
 from .repos import repository
 from .result import Result
 from .state import Cairn, Session
+
+routes = Routes()
 
 log = logging.getLogger("cairn.schedules")
 
@@ -125,6 +129,7 @@ def next_run(schedule: Schedule, started: datetime) -> datetime:
 # --- statements -------------------------------------------------------------
 
 
+@routes.handles(ast.CreateSchedule, role="admin")
 async def create_schedule(cairn: Cairn, session: Session, stmt: ast.CreateSchedule) -> Result:
     opts = check_options("CREATE SCHEDULE", stmt.options, SCHEDULE_OPTIONS)
     check_backup_options(opts)
@@ -157,6 +162,7 @@ async def create_schedule(cairn: Cairn, session: Session, stmt: ast.CreateSchedu
     )
 
 
+@routes.handles(ast.ShowSchedules, role="user")
 async def show_schedules(cairn: Cairn, session: Session, stmt: ast.ShowSchedules) -> Result:
     def work() -> list[dict[str, object]]:
         rows = []
@@ -166,11 +172,12 @@ async def show_schedules(cairn: Cairn, session: Session, stmt: ast.ShowSchedules
             if job is not None:
                 row["last_status"] = job.status  # live, between two loop passes too
             rows.append(row)
-        return rows
+        return visibility.rows_for(cairn.config, session, "schedules", rows)
 
     return Result.of_rows(COLUMNS, await cairn.run(work))
 
 
+@routes.handles(ast.DropSchedule, role="admin")
 async def drop_schedule(cairn: Cairn, session: Session, stmt: ast.DropSchedule) -> Result:
     async with _lock(cairn):
         if await cairn.run(cairn.catalog.get, Schedule, stmt.name) is None:
@@ -257,10 +264,3 @@ async def schedule_loop(cairn: Cairn, period: float = CHECK_SECONDS) -> None:
             raise
         except Exception:
             log.exception("checking schedules failed")
-
-
-HANDLERS = {
-    ast.CreateSchedule: create_schedule,
-    ast.ShowSchedules: show_schedules,
-    ast.DropSchedule: drop_schedule,
-}

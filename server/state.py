@@ -8,12 +8,14 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from catalog import Catalog
 
 from .config import Config
+from .session import Session
+
+__all__ = ["Cairn", "Session"]
 
 if TYPE_CHECKING:
     from storage.engine import Engine
@@ -22,21 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cairn")
 T = TypeVar("T")
-
-
-@dataclass
-class Session:
-    """Who runs a statement and where: the caller's identity and role, the
-    request's default namespace, and the statement's own SQL text."""
-
-    user_id: str | None
-    role: str = "admin"
-    namespace: str | None = None
-    text: str = ""
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
 
 
 class Cairn:

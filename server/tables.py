@@ -26,8 +26,11 @@ from storage import system_tables
 from storage.schema import describe_change
 from storage.types import describe_column
 
+from .dispatch import Routes
 from .result import Result, cairn_type
 from .state import Cairn, Session
+
+routes = Routes()
 
 log = logging.getLogger("cairn.tables")
 
@@ -46,6 +49,7 @@ def require_namespace(cairn: Cairn, name: str) -> None:
         raise NotFound(f"Namespace '{name}' does not exist")
 
 
+@routes.handles(CreateTable, role="admin")
 async def create_table(cairn: Cairn, session: Session, stmt: CreateTable) -> Result:
     ns, name = resolve(session, stmt.table)
     rec = await cairn.run(
@@ -57,6 +61,7 @@ async def create_table(cairn: Cairn, session: Session, stmt: CreateTable) -> Res
     return Result.of_message(f"{stmt.kind.upper()} table '{ns}.{name}' created")
 
 
+@routes.handles(DropTable, role="admin")
 async def drop_table(cairn: Cairn, session: Session, stmt: DropTable) -> Result:
     ns, name = resolve(session, stmt.table)
     dropped = await cairn.run(cairn.engine.drop_table, ns, name, if_exists=stmt.if_exists)
@@ -65,6 +70,7 @@ async def drop_table(cairn: Cairn, session: Session, stmt: DropTable) -> Result:
     return Result.of_message(f"Table '{ns}.{name}' dropped")
 
 
+@routes.handles(AlterTableAddColumn, role="admin")
 async def add_column(cairn: Cairn, session: Session, stmt: AlterTableAddColumn) -> Result:
     ns, name = resolve(session, stmt.table)
     new = await cairn.run(cairn.engine.add_column, ns, name, stmt.column)
@@ -73,6 +79,7 @@ async def add_column(cairn: Cairn, session: Session, stmt: AlterTableAddColumn) 
     )
 
 
+@routes.handles(AlterTableDropColumn, role="admin")
 async def drop_column(cairn: Cairn, session: Session, stmt: AlterTableDropColumn) -> Result:
     ns, name = resolve(session, stmt.table)
     new = await cairn.run(cairn.engine.drop_column, ns, name, stmt.column)
@@ -85,6 +92,7 @@ SHOW_TABLES = [("namespace", "TEXT"), ("table_name", "TEXT"), ("table_type", "TE
                ("schema_version", "BIGINT"), ("created_at", "TIMESTAMP")]  # fmt: skip
 
 
+@routes.handles(ShowTables, role="user")
 async def show_tables(cairn: Cairn, session: Session, stmt: ShowTables) -> Result:
     ns = stmt.namespace or session.namespace
 
@@ -107,6 +115,7 @@ HISTORY = [("version", "BIGINT"), ("created_at", "TIMESTAMP"), ("change", "TEXT"
            ("columns", "JSON")]  # fmt: skip
 
 
+@routes.handles(DescribeTable, role="user")
 async def describe_table(cairn: Cairn, session: Session, stmt: DescribeTable) -> Result:
     ns, name = resolve(session, stmt.table)
 
@@ -191,6 +200,7 @@ async def _run_flush(
     ))
 
 
+@routes.handles(FlushTable, role="admin")
 async def flush_table(cairn: Cairn, session: Session, stmt: FlushTable) -> Result:
     ns, name = resolve(session, stmt.table)
     rec = await cairn.run(cairn.engine.table, ns, name)
@@ -199,6 +209,7 @@ async def flush_table(cairn: Cairn, session: Session, stmt: FlushTable) -> Resul
     return await _run_flush(cairn, session, ns, [(ns, name)], f"{ns}.{name}")
 
 
+@routes.handles(FlushAllTables, role="admin")
 async def flush_all_tables(cairn: Cairn, session: Session, stmt: FlushAllTables) -> Result:
     ns = stmt.namespace
     await cairn.run(require_namespace, cairn, ns)
@@ -241,15 +252,3 @@ async def autoflush_loop(cairn: Cairn) -> None:
             raise
         except Exception:
             log.exception("automatic flush loop")
-
-
-HANDLERS: dict[type, Any] = {
-    CreateTable: create_table,
-    DropTable: drop_table,
-    AlterTableAddColumn: add_column,
-    AlterTableDropColumn: drop_column,
-    ShowTables: show_tables,
-    DescribeTable: describe_table,
-    FlushTable: flush_table,
-    FlushAllTables: flush_all_tables,
-}

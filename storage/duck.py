@@ -40,6 +40,46 @@ def fetch_arrow(cur: Any, sql: str) -> pa.Table:
     return cur.sql(sql).to_arrow_table()
 
 
+def fetch_bounded(cur: Any, sql: str, max_rows: int | None,
+                  max_bytes: int | None) -> tuple[pa.Table, bool]:
+    """Run one SELECT, streaming its rows, and stop reading once `max_rows` rows
+    or `max_bytes` bytes (Arrow buffer sizes) are read: (rows, truncated).
+    DuckDB produces the rows batch by batch, so an answer of millions of rows
+    is never held whole; the rest of it is never computed."""
+    reader = cur.sql(sql).to_arrow_reader(BATCH_ROWS)
+    batches: list[pa.RecordBatch] = []
+    rows = size = 0
+    truncated = False
+    try:
+        for batch in reader:
+            if max_rows is not None and rows + batch.num_rows > max_rows:
+                batch = batch.slice(0, max_rows - rows)
+                truncated = True
+            if max_bytes is not None and size + batch.nbytes > max_bytes:
+                batch = batch.slice(0, _rows_within(batch, max_bytes - size))
+                truncated = True
+            batches.append(batch)
+            rows += batch.num_rows
+            size += batch.nbytes
+            if truncated:
+                break
+    finally:
+        reader.close()
+    return pa.Table.from_batches(batches, schema=reader.schema), truncated
+
+
+def _rows_within(batch: pa.RecordBatch, budget: int) -> int:
+    """How many leading rows of `batch` fit in `budget` bytes (binary search)."""
+    lo, hi = 0, batch.num_rows
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if batch.slice(0, mid).nbytes <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 class Sources:
     """Arrow tables registered on a cursor for one query; `close()` drops them."""
 

@@ -9,13 +9,14 @@ one commit, and a writer is never held up by a running query."""
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from catalog.records import SEP
 from . import dml, duck, flush, keys, sandbox, schema, system_tables
 from .buffer import PREFIX, TableState, conform, decode, family_name
 from .files import FileStore
-from .query import Plan, mark_json, plan_query, release
+from .query import Plan, ResultLimits, mark_json, plan_query, release
 from .snapshot import NamespaceSnapshot, TableSnapshot
 
 log = logging.getLogger("cairn.storage")
@@ -381,11 +382,14 @@ class Engine:
         default_namespace: str | None,
         *,
         timeout: float | None = None,
+        limits: ResultLimits | None = None,
     ) -> pa.Table:
         """A SELECT (checked against the sandbox) as an Arrow table. Past
-        `timeout` seconds DuckDB is interrupted and CANCELLED raised."""
+        `timeout` seconds DuckDB is interrupted and CANCELLED raised; past
+        `limits` the answer is cut (see `ResultLimits`)."""
         sandbox.check_query(expression)
-        return self.select(expression.copy(), session_user, default_namespace, timeout=timeout)
+        return self.select(expression.copy(), session_user, default_namespace, timeout=timeout,
+                           limits=limits)
 
     def select(
         self,
@@ -395,19 +399,40 @@ class Engine:
         *,
         show_deleted: bool | None = None,
         timeout: float | None = None,
+        limits: ResultLimits | None = None,
     ) -> pa.Table:
         """Run an already checked query tree (which this call may modify)."""
+        system_table = self._system_table
+        if limits is not None and limits.system_view is not None:
+            view = limits.system_view
+
+            def system_table(name: str) -> pa.Table | None:
+                table = self._system_table(name)
+                return None if table is None else view(name, table)
+
         whole = _whole_system_table(expression)
         if whole is not None:  # `SELECT * FROM system.x`: the table itself, no DuckDB
-            table = self._system_table(whole)
+            table = system_table(whole)
             if table is None:
                 raise NotFound(f"Table 'system.{whole}' does not exist")
-            return table
+            return limits.cut(table) if limits is not None else table
         plan = plan_query(
-            expression, user, default_namespace, self.state, self._system_table, self.files,
+            expression, user, default_namespace, self.state, system_table, self.files,
             show_deleted=show_deleted, ranges=self.file_ranges,
         )
-        return self._run(plan, timeout)
+        return self._run(plan, timeout, limits)
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float | None) -> Iterator[None]:
+        """Every DuckDB query this thread runs inside the block (a SELECT, the
+        SELECT of an INSERT ... SELECT, the row lookups of UPDATE and DELETE)
+        is interrupted past `seconds` from now, and CANCELLED raised."""
+        prev = getattr(self._local, "time_limit", None)
+        self._local.time_limit = (time.monotonic() + seconds, seconds) if seconds else None
+        try:
+            yield
+        finally:
+            self._local.time_limit = prev
 
     def _system_table(self, name: str) -> pa.Table | None:
         return system_tables.build(self, name)
@@ -435,33 +460,42 @@ class Engine:
         except duckdb.Error:
             pass
 
-    def _run(self, plan: Plan, timeout: float | None = None) -> pa.Table:
+    def _run(self, plan: Plan, timeout: float | None = None,
+             limits: ResultLimits | None = None) -> pa.Table:
         """Run a plan: on the small DuckDB if it reads few rows, else the main
         one; DuckDB errors become Cairn errors."""
         deadline = time.monotonic() + timeout if timeout else None
+        limit = getattr(self._local, "time_limit", None)
+        if limit is not None and (deadline is None or limit[0] < deadline):
+            deadline, timeout = limit
         small = self._small is not self._con and _is_small(plan)
         fired = [False]
         try:
             try:
-                result = self._attempt(plan, deadline, small, fired)
+                result = self._attempt(plan, deadline, small, fired, limits)
             except duckdb.OutOfMemoryException:
                 if not small:
                     raise
-                result = self._attempt(plan, deadline, False, fired)
+                result = self._attempt(plan, deadline, False, fired, limits)
         except duckdb.InterruptException:
             raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
         except duckdb.PermissionException as exc:
             raise PermissionDenied(_clean(str(exc), plan)) from None
+        except pa.ArrowException as exc:  # e.g. a value nested deeper than Arrow allows
+            raise InvalidArgument(f"the answer cannot be returned: {exc}") from None
         except duckdb.Error as exc:
             if fired[0]:
                 raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
             raise InvalidArgument(_clean(str(exc), plan)) from None
         finally:
             release(plan, self.files)
+        if limits is not None and limits.truncated(result):
+            return ResultLimits.mark(mark_json(result, plan.json_names))
         return mark_json(result, plan.json_names)
 
     def _attempt(
-        self, plan: Plan, deadline: float | None, small: bool, fired: list[bool]
+        self, plan: Plan, deadline: float | None, small: bool, fired: list[bool],
+        limits: ResultLimits | None = None,
     ) -> pa.Table:
         """One run on this thread's cursor of one DuckDB: the plan's Arrow
         tables are registered for this query only. A failed or interrupted
@@ -480,7 +514,13 @@ class Engine:
                     plan.names[name] = plan.names.get(placeholder, "a table")
             if deadline is not None:
                 alarm = self._watchdog.arm(max(0.0, deadline - time.monotonic()), cur.interrupt)
-            result = duck.fetch_arrow(cur, sql) if sql else pa.table({})
+            if not sql:
+                result = pa.table({})
+            elif limits is None or not limits.bounded:
+                result = duck.fetch_arrow(cur, sql)
+            else:
+                result, cut = duck.fetch_bounded(cur, sql, limits.max_rows, limits.max_bytes)
+                result = ResultLimits.mark(result) if cut else result
             if alarm is not None:
                 fired[0] = self._watchdog.disarm(alarm)
                 alarm = None

@@ -33,6 +33,52 @@ if TYPE_CHECKING:
     from .keys import FileRanges
 
 CAIRN_TYPE = b"cairn.type"
+TRUNCATED = b"cairn.truncated"  # schema metadata of an answer cut by ResultLimits
+
+
+@dataclass(frozen=True)
+class ResultLimits:
+    """What one query may hand back to its caller.
+
+    `max_rows` / `max_bytes` (None: no bound) cut the answer: rows past either
+    are never read from DuckDB, and the returned table is marked truncated
+    (`ResultLimits.truncated`). Bytes are Arrow buffer sizes, about the size of
+    the values. `system_view(name, table)`, if given, is applied to every
+    `system.<name>` table the query reads (the server hides other users' jobs
+    and server paths from role-users this way)."""
+
+    max_rows: int | None = None
+    max_bytes: int | None = None
+    system_view: Callable[[str, pa.Table], pa.Table] | None = None
+
+    @property
+    def bounded(self) -> bool:
+        return self.max_rows is not None or self.max_bytes is not None
+
+    def cut(self, table: pa.Table) -> pa.Table:
+        """`table` within the bounds (an answer already materialized, e.g. a system table)."""
+        rows = table.num_rows
+        if self.max_rows is not None:
+            rows = min(rows, self.max_rows)
+        if self.max_bytes is not None and table.slice(0, rows).nbytes > self.max_bytes:
+            lo, hi = 0, rows
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if table.slice(0, mid).nbytes <= self.max_bytes:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            rows = lo
+        return table if rows == table.num_rows else self.mark(table.slice(0, rows))
+
+    @staticmethod
+    def mark(table: pa.Table) -> pa.Table:
+        return table.replace_schema_metadata({**(table.schema.metadata or {}), TRUNCATED: b"true"})
+
+    @staticmethod
+    def truncated(table: pa.Table) -> bool:
+        meta = table.schema.metadata
+        return bool(meta) and meta.get(TRUNCATED) == b"true"
 
 
 def quote(name: str) -> str:
@@ -239,16 +285,20 @@ def plan_query(
     plan = Plan()
     if show_deleted is None:
         show_deleted = names_deleted(expression)
-    ctes = {cte.alias_or_name for cte in expression.find_all(exp.CTE)}
+    ctes = {cte.alias_or_name.lower() for cte in expression.find_all(exp.CTE)}
     seen: dict[tuple[str, str], str] = {}
     token = uuid.uuid4().hex[:12]
     try:
         for node in list(expression.find_all(exp.Table)):
+            if isinstance(node.this, exp.Dot):  # a.b.c.d: more parts than ns.table
+                dotted = ".".join(p.name for p in node.parts)
+                raise NotFound(f"Table '{dotted}' does not exist: tables are named ns.table")
             if not isinstance(node.this, exp.Identifier):
                 plan.table_function = True
                 continue
             plan.refs += 1
-            name, db, catalog = node.name, node.db, node.catalog
+            # Names fold to lower case, as everywhere else (DESCRIBE TABLE APP.NOTES).
+            name, db, catalog = node.name.lower(), node.db.lower(), node.catalog.lower()
             if catalog:
                 raise NotFound(f"Table '{catalog}.{db}.{name}' does not exist")
             if not db and name in ctes:

@@ -17,7 +17,9 @@ from tests.sqlgrammar.test_sql_properties import statements as dataclass_stateme
 # A small world, so generated statements often name things that exist.
 NAMESPACES = ["app", "other", "system", "copy"]
 TABLES = ["app.t", "app.u", "app.missing", "other.t", "system.jobs", "system.tables",
-          "system.backups", "t"]
+          "system.backups", "t", "APP.T", "App.U"]  # names fold case
+# Ordinary SQL also meets names of more parts than ns.table (NOT_FOUND, never a 500).
+QUERY_TABLES = TABLES + ["SYSTEM.JOBS", "a.b.c.d", "app.t.x", '"APP"."T"']
 COLUMNS = ["id", "v", "n", "_deleted", "_updated", "missing", "*"]
 TARGETS = ["nightly", "fuzz/one", "", "/", "/etc", "../escape", "s3://b/p", "x\ty", "nightly/."]
 
@@ -33,6 +35,7 @@ ODD_TEXT = [
     "'", '"', "''", "(", ")", ";", "--", "/*", "*/", "\n", "\r\n", "\t", "%s", "{}",
 ]
 HUGE = [65, 1000, 100_000]
+NESTING = [2, 64, 400, 1000, 5000]
 
 _TOKEN = re.compile(r"""'[^']*(?:''[^']*)*'|"[^"]*(?:""[^"]*)*"|[A-Za-z_][A-Za-z0-9_]*|"""
                     r"""\d+(?:\.\d*)?|\s+|.""", re.DOTALL)
@@ -52,7 +55,7 @@ conditions = st.builds(
 @st.composite
 def queries(draw: Any) -> str:
     """Ordinary SQL over the small world, always well-formed."""
-    table = draw(st.sampled_from(TABLES))
+    table = draw(st.sampled_from(QUERY_TABLES))
     where = draw(st.none() | conditions)
     tail = f" WHERE {where}" if where else ""
     kind = draw(st.sampled_from(["select", "select", "insert", "update", "delete", "agg"]))
@@ -84,6 +87,7 @@ def world_statements(draw: Any) -> str:
         " WITH (keep_last = 2)", " WITH (keep_last = 0)", " WITH (nope = 1)",
         " WITH (replace = true)", " WITH (backup_id = 'bk-nope')", " WITH (as_of = 'yesterday')",
         " WITH (as_of = '2000-01-01T00:00:00Z')", " WITH (encryption_passphrase = 'x')",
+        " WITH (as_of = '2999-01-01T00:00:00')", " WITH (as_of = '2000-01-01')",  # no zone: UTC
     ]))
     return draw(st.sampled_from([
         f"CREATE NAMESPACE IF NOT EXISTS {ns}",
@@ -121,7 +125,7 @@ def mutated(draw: Any, base: st.SearchStrategy[str] = valid_sql, huge: bool = Tr
         i = draw(st.integers(0, len(toks) - 1))
         j = draw(st.integers(0, len(toks) - 1))
         how = draw(st.sampled_from(["drop", "double", "swap", "keyword", "huge", "odd",
-                                    "odd", "cut", "case", "nul"]))
+                                    "odd", "cut", "case", "nul", "nest"]))
         if how == "drop" and len(toks) > 1:
             del toks[i]
         elif how == "double":
@@ -141,11 +145,31 @@ def mutated(draw: Any, base: st.SearchStrategy[str] = valid_sql, huge: bool = Tr
             toks[i] = toks[i].swapcase()
         elif how == "nul":
             toks[i] = toks[i] + "\x00"
+        elif how == "nest":  # a token deep inside parentheses (or brackets)
+            depth = draw(st.sampled_from(NESTING))
+            left, right = draw(st.sampled_from(["()", "[]", "{}"]))
+            toks[i] = left * depth + toks[i] + right * depth
     return "".join(toks)
 
 
+# Shapes that once answered 500 (issue 11.9), as whole statements.
+HOSTILE = [
+    "SELECT " + "(" * 400 + "1" + ")" * 400,
+    "SELECT * FROM app.t WHERE " + "(" * 400 + "id = 1" + ")" * 400,
+    "INSERT INTO app.t VALUES (9, '\ud800')",
+    "INSERT INTO app.t VALUES (9, 'a\udfffb')",
+    "SELECT * FROM a.b.c.d",
+    "SELECT * FROM APP.T",
+    "INSERT INTO APP.T VALUES (10, 'x')",
+    "RESTORE DATABASE app FROM 'nightly' AS copy WITH (as_of = '2999-01-01T00:00:00')",
+    "SELECT " + "[" * 400 + "1" + "]" * 400,
+    "SELECT 1" + " + 1" * 3000,
+    "SELECT " + "(SELECT " * 300 + "1" + ")" * 300,
+]
+hostile = st.sampled_from(HOSTILE)
+
 # Anything at all: valid, mutated, or arbitrary text.
-any_sql = st.one_of(valid_sql, mutated(), st.text(max_size=200))
+any_sql = st.one_of(valid_sql, mutated(), st.text(max_size=200), hostile)
 
 
 def statement_kinds() -> list[type]:

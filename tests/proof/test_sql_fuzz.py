@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from sqlgrammar import SqlInvalid, SqlSyntaxError, ast, parse_one, parse_script, to_sql
 from tests.helpers import ok, sql
-from tests.proof.sqlfuzz import any_sql, mutated, statement_kinds, valid_sql
+from tests.proof.sqlfuzz import any_sql, hostile, mutated, statement_kinds, valid_sql
 
 PARSE_SECONDS = 5.0  # far above the slowest honest parse; a hang shows as a failure
 REQUEST_SECONDS = 10.0
@@ -151,7 +151,8 @@ def check_response(text: str, status: int, body: dict[str, Any]) -> None:
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
-@given(text=st.one_of(valid_sql, mutated(huge=True), st.text(max_size=100)),
+@given(text=st.one_of(valid_sql, mutated(huge=True), st.text(max_size=100), hostile,
+                      mutated(hostile)),
        user=st.sampled_from([None, "alice"]))
 async def test_http_never_500_never_hangs(client: Any, text: str, user: str | None) -> None:
     if not getattr(client, "_fuzz_ready", False):
@@ -191,4 +192,19 @@ async def test_server_still_answers_after_junk(client: Any) -> None:
     results = await asyncio.gather(*(post_within(client, t, None) for t in nasty))
     for text, (status, body) in zip(nasty, results, strict=True):
         check_response(text, status, body)
+    assert (await ok(client, "SELECT 1 AS one"))[0]["rows"] == [{"one": 1}]
+
+
+async def test_hostile_bodies_are_4xx(client: Any) -> None:
+    """Bodies that are deep, odd or not JSON at all (issue 11.9: 100,000 nested `[`)."""
+    bodies = [b"[" * 100_000, b"{\"sql\": " + b"[" * 100_000, b'{"a":' * 50_000,
+              b'{"sql": "SELECT 1", "namespace": "\\ud800"}', b'{"sql": "\\udfff"}',
+              b'{"sql": "SELECT \'\xff\'"}', b"\xef\xbb\xbf{}", b'{"sql": ' + b'"x' * 1000,
+              b'{"sql": "SELECT 1"}' * 2, b"null", b'"SELECT 1"', b'{"sql": null}']
+    for body in bodies:
+        resp = await client.post("/api/sql", data=body,
+                                 headers={"Content-Type": "application/json"})
+        payload = await resp.json()
+        assert 400 <= resp.status < 500, (body[:60], payload)
+        assert payload["error"]["code"] == "INVALID_REQUEST", (body[:60], payload)
     assert (await ok(client, "SELECT 1 AS one"))[0]["rows"] == [{"one": 1}]

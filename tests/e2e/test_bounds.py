@@ -1,0 +1,153 @@
+"""Bounded work: answers cut at [server] max_result_rows / max_result_bytes,
+the statement timeout on every statement that runs a query, and slow clients
+that never finish their headers or body are disconnected."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from server.app import connection_options, create_app
+from server.config import Config
+from tests.helpers import ok, sql
+
+SLOW = "(SELECT count(*) FROM range(100000000) a, range(100000) b)"
+
+
+@pytest.fixture
+async def bounded(aiohttp_client: Any, cairn_config: Config) -> Any:
+    cairn_config.server.max_result_rows = 10
+    cairn_config.server.max_result_bytes = 100_000
+    cairn_config.server.query_timeout_seconds = 0.5
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);"
+                     "INSERT INTO app.t SELECT i, 'v' || i FROM range(25) r(i)")
+    return client
+
+
+async def test_an_answer_over_max_result_rows_is_cut(bounded: Any) -> None:
+    for text in ("SELECT * FROM app.t", "SELECT * FROM range(1000000)",
+                 "SELECT id FROM app.t ORDER BY id DESC", "SELECT * FROM app.t LIMIT 11"):
+        res = (await ok(bounded, text))[0]
+        assert res["truncated"] is True, text
+        assert res["row_count"] == len(res["rows"]) == 10
+        assert "truncated" in res["message"] and "max_result_rows" in res["message"]
+    res = (await ok(bounded, "SELECT id FROM app.t ORDER BY id DESC"))[0]
+    assert [r["id"] for r in res["rows"]] == list(range(24, 14, -1))  # the first rows, in order
+    for text in ("SELECT * FROM app.t LIMIT 10", "SELECT * FROM range(10)",
+                 "SELECT count(*) FROM range(1000000)"):
+        res = (await ok(bounded, text))[0]
+        assert "truncated" not in res and res["row_count"] <= 10, text
+
+
+async def test_system_tables_are_cut_too(bounded: Any) -> None:
+    await ok(bounded, "; ".join(f"CREATE NAMESPACE n{i}" for i in range(12)))
+    for text in ("SELECT * FROM system.namespaces", "SELECT namespace FROM system.namespaces"):
+        res = (await ok(bounded, text))[0]
+        assert res["truncated"] is True and res["row_count"] == 10, text
+
+
+async def test_an_answer_over_max_result_bytes_is_cut(bounded: Any) -> None:
+    res = (await ok(bounded, "SELECT repeat('x', 30000) AS s FROM range(8)"))[0]
+    assert res["truncated"] is True
+    assert 1 <= res["row_count"] <= 3
+    assert all(len(r["s"]) == 30000 for r in res["rows"])
+    # One value over the bound on its own: the answer has no row, and says why.
+    res = (await ok(bounded, "SELECT repeat('x', 200000) AS s"))[0]
+    assert res["truncated"] is True and res["rows"] == []
+
+
+async def test_zero_means_no_bound(aiohttp_client: Any, cairn_config: Config) -> None:
+    cairn_config.server.max_result_rows = 0
+    cairn_config.server.max_result_bytes = 0
+    client = await aiohttp_client(create_app(cairn_config))
+    res = (await ok(client, "SELECT * FROM range(300000)"))[0]
+    assert res["row_count"] == 300000 and "truncated" not in res
+
+
+async def test_a_big_select_streams_only_what_it_returns(aiohttp_client: Any,
+                                                         cairn_config: Config) -> None:
+    """6M rows asked, 1000 allowed: DuckDB stops producing after the first batches
+    (the 6M-row answer is never materialized; bench/bounds.py measures memory)."""
+    cairn_config.server.max_result_rows = 1000
+    client = await aiohttp_client(create_app(cairn_config))
+    res = (await ok(client, "SELECT i, repeat('x', 100) AS s FROM range(6000000) r(i)"))[0]
+    assert res["truncated"] is True and res["row_count"] == 1000
+    assert res["rows"][999]["i"] == 999
+
+
+async def test_the_statement_timeout_covers_writes(bounded: Any) -> None:
+    for text in (f"SELECT {SLOW}",
+                 f"INSERT INTO app.t SELECT {SLOW} + 100, 'x'",
+                 f"UPDATE app.t SET v = 'y' WHERE id IN {SLOW}",
+                 f"DELETE FROM app.t WHERE id IN {SLOW}"):
+        started = time.monotonic()
+        status, body = await sql(bounded, text)
+        assert status == 409 and body["error"]["code"] == "CANCELLED", (text, body)
+        assert time.monotonic() - started < 30
+    rows = (await ok(bounded, "SELECT count(*) AS n FROM app.t WHERE v = 'v1'"))[0]["rows"]
+    assert rows == [{"n": 1}]  # nothing was written
+
+
+# --- slow clients ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def slow_server(cairn_config: Config) -> Any:
+    cairn_config.server.header_timeout_seconds = 1.0
+    cairn_config.server.body_timeout_seconds = 1.0
+    server = TestServer(create_app(cairn_config))
+    await server.start_server(**connection_options(cairn_config))
+    yield server
+    await server.close()
+
+
+async def _until_closed(reader: asyncio.StreamReader, limit: float) -> tuple[bytes, float]:
+    started = time.monotonic()
+    data = await asyncio.wait_for(reader.read(), timeout=limit)
+    return data, time.monotonic() - started
+
+
+async def test_half_a_header_is_disconnected(slow_server: Any) -> None:
+    reader, writer = await asyncio.open_connection(slow_server.host, slow_server.port)
+    writer.write(b"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Ty")
+    await writer.drain()
+    data, waited = await _until_closed(reader, 20)
+    writer.close()
+    assert data == b"" and waited < 15
+
+
+async def test_an_idle_connection_is_disconnected(slow_server: Any) -> None:
+    reader, writer = await asyncio.open_connection(slow_server.host, slow_server.port)
+    data, waited = await _until_closed(reader, 20)
+    writer.close()
+    assert data == b"" and waited < 15
+
+
+async def test_half_a_body_is_answered_408_and_disconnected(slow_server: Any) -> None:
+    reader, writer = await asyncio.open_connection(slow_server.host, slow_server.port)
+    writer.write(b"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{\"sql\": \"SEL")
+    await writer.drain()
+    data, waited = await _until_closed(reader, 20)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 408"), data
+    assert b"INVALID_REQUEST" in data and b"body_timeout_seconds" in data
+    assert waited < 15
+
+
+async def test_a_prompt_client_is_not_hurried(slow_server: Any) -> None:
+    """The limits are on idleness and slowness, not on a request's own work."""
+    reader, writer = await asyncio.open_connection(slow_server.host, slow_server.port)
+    body = b'{"sql": "SELECT 1 AS one"}'
+    writer.write(b"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Connection: close\r\nContent-Length: " + str(len(body)).encode()
+                 + b"\r\n\r\n" + body)
+    await writer.drain()
+    data, _ = await _until_closed(reader, 20)
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200") and b'"one": 1' in data

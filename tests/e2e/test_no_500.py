@@ -1,0 +1,83 @@
+"""Inputs that once answered 500 (issue 11.9), each now a clear 4xx or a
+success; and names fold case in ordinary SQL as in Cairn's own statements."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.helpers import ok, sql
+
+
+def error(status: int, body: dict[str, Any], http: int, code: str) -> str:
+    assert status == http, body
+    assert body["error"]["code"] == code, body
+    return str(body["error"]["message"])
+
+
+async def test_as_of_without_a_zone_is_utc(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1); BACKUP DATABASE app TO 'nightly'")
+    res = await ok(client, "RESTORE DATABASE app FROM 'nightly' AS a2 "
+                           "WITH (as_of = '2999-01-01T00:00:00')")
+    assert res[0]["rows"][0]["namespace"] == "a2"
+    await ok(client, "RESTORE DATABASE app FROM 'nightly' AS a3 WITH (as_of = '2999-01-01')")
+    status, body = await sql(client, "RESTORE DATABASE app FROM 'nightly' AS a4 "
+                                     "WITH (as_of = '2000-01-01T00:00:00')")
+    assert status == 404 and body["error"]["code"] == "NOT_FOUND", body
+    status, body = await sql(client, "RESTORE DATABASE app FROM 'nightly' AS a5 "
+                                     "WITH (as_of = 'yesterday')")
+    error(status, body, 400, "INVALID_ARGUMENT")
+
+
+async def test_a_body_of_100000_nested_brackets(client: Any) -> None:
+    resp = await client.post("/api/sql", data=b"[" * 100_000,
+                             headers={"Content-Type": "application/json"})
+    msg = error(resp.status, await resp.json(), 400, "INVALID_REQUEST")
+    assert "deeply" in msg
+
+
+async def test_400_nested_parentheses(client: Any) -> None:
+    res = await ok(client, "SELECT " + "(" * 400 + "1" + ")" * 400 + " AS one")
+    assert res[0]["rows"] == [{"one": 1}]
+    status, body = await sql(client, "SELECT " + "(" * 5000 + "1" + ")" * 5000)
+    assert status == 400 and "deep" in body["error"]["message"], body
+    status, body = await sql(client, "SELECT " + "[" * 64 + "1" + "]" * 64)
+    error(status, body, 400, "INVALID_ARGUMENT")  # deeper than Arrow nests a value
+
+
+async def test_a_lone_surrogate_in_values(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)")
+    resp = await client.post("/api/sql", data=json.dumps(
+        {"sql": "INSERT INTO app.t VALUES (1, '\ud800')"}).encode(),
+        headers={"Content-Type": "application/json"})
+    error(resp.status, await resp.json(), 400, "INVALID_REQUEST")
+    status, body = await sql(client, "INSERT INTO app.t VALUES (2, chr(55296))")
+    error(status, body, 400, "INVALID_ARGUMENT")  # DuckDB refuses to make one
+    assert (await ok(client, "SELECT count(*) AS n FROM app.t"))[0]["rows"] == [{"n": 0}]
+    await ok(client, "SELECT * FROM system.jobs")
+
+
+async def test_more_name_parts_than_ns_table(client: Any) -> None:
+    for text in ("SELECT * FROM a.b.c.d", "SELECT * FROM a.b.c", "SELECT * FROM a.b.c.d.e.f",
+                 "INSERT INTO a.b.c.d VALUES (1)", "SELECT * FROM system.jobs.x.y"):
+        status, body = await sql(client, text)
+        assert 400 <= status < 500, (text, body)  # NOT_FOUND, or 403 for a write
+
+
+async def test_names_fold_case_in_ordinary_sql(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.notes (id BIGINT PRIMARY KEY, "
+                     "body TEXT)")
+    await ok(client, "INSERT INTO APP.NOTES VALUES (1, 'a'); INSERT INTO App.Notes VALUES (2, 'b')")
+    await ok(client, "UPDATE APP.NOTES SET body = 'c' WHERE id = 1")
+    await ok(client, "DELETE FROM app.NOTES WHERE id = 2")
+    for text in ("SELECT id, body FROM APP.NOTES", "SELECT id, body FROM \"APP\".\"NOTES\"",
+                 "SELECT n.id, n.body FROM App.Notes AS n",
+                 "WITH X AS (SELECT * FROM APP.NOTES) SELECT id, body FROM x"):
+        assert (await ok(client, text))[0]["rows"] == [{"id": 1, "body": "c"}], text
+    described = await ok(client, "DESCRIBE TABLE APP.NOTES")
+    assert described[0]["rows"][0]["column_name"] == "id"
+    assert (await ok(client, "SELECT count(*) AS n FROM SYSTEM.NAMESPACES"))[0]["rows"] == [
+        {"n": 1}]
+    res = await ok(client, "SELECT id FROM notes", namespace="APP")
+    assert res[0]["rows"] == [{"id": 1}]

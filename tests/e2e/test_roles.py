@@ -1,0 +1,214 @@
+"""Roles: every statement class, run with a role-user token and with an admin
+token, against a table of expected outcomes.
+
+Adding a statement class to `sqlgrammar.ast`? Add a line to CASES (the test
+`test_every_statement_class_has_a_case` fails until you do). Each case is the
+SQL, then the outcome for a role-user, then the outcome for an admin: an HTTP
+status (200 = success, 403 = PERMISSION_DENIED) or (status, error code). The
+user's statement runs first, on a fresh server, then the admin's. `{backup_id}`
+in the SQL is the id of a backup the fixture made of namespace `app`.
+
+Whatever a role-user is answered must never show a server path (the test's
+data and backup directories)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.app import create_app
+from server.config import Config
+from server.executor import ROUTES
+from sqlgrammar import ast
+from sqlgrammar.parser import parse_one
+from tests.helpers import ok, sql
+
+Outcome = int | tuple[int, str]
+
+
+@dataclass(frozen=True)
+class Case:
+    sql: str
+    user: Outcome
+    admin: Outcome = 200
+
+
+CASES: dict[type[ast.Statement], list[Case]] = {
+    # namespaces
+    ast.CreateNamespace: [Case("CREATE NAMESPACE other", 403)],
+    ast.DropNamespace: [Case("DROP NAMESPACE app CASCADE", 403)],
+    ast.ShowNamespaces: [Case("SHOW NAMESPACES", 200)],
+    # tables: DDL and FLUSH are admin-only, reading the catalog is for everyone
+    ast.CreateTable: [Case("CREATE TABLE app.t2 (id BIGINT)", 403),
+                      Case("CREATE USER TABLE app.u2 (id BIGINT)", 403)],
+    ast.DropTable: [Case("DROP TABLE app.u", 403), Case("DROP TABLE IF EXISTS app.nope", 403)],
+    ast.AlterTableAddColumn: [Case("ALTER TABLE app.t ADD COLUMN w TEXT", 403)],
+    ast.AlterTableDropColumn: [Case("ALTER TABLE app.t DROP COLUMN v", 403)],
+    ast.ShowTables: [Case("SHOW TABLES IN app", 200)],
+    ast.DescribeTable: [Case("DESCRIBE TABLE app.t", 200),
+                        Case("DESCRIBE TABLE app.t HISTORY", 200)],
+    ast.FlushTable: [Case("FLUSH TABLE app.t", 403)],
+    ast.FlushAllTables: [Case("FLUSH ALL TABLES IN app", 403)],
+    # backups: everything that reads or writes a target is admin-only
+    ast.BackupDatabase: [Case("BACKUP DATABASE app TO 'nightly'", 403)],
+    ast.RestoreDatabase: [Case("RESTORE DATABASE app FROM 'nightly' AS app2", 403)],
+    ast.ShowBackups: [Case("SHOW BACKUPS", 200), Case("SHOW BACKUPS FOR DATABASE app", 200),
+                      Case("SHOW BACKUPS IN 'nightly'", 403)],
+    ast.ShowBackup: [Case("SHOW BACKUP '{backup_id}'", 403)],
+    ast.VerifyBackup: [Case("VERIFY BACKUP '{backup_id}'", 403)],
+    ast.DropBackup: [Case("DROP BACKUP '{backup_id}'", 403)],
+    # jobs and schedules
+    ast.KillJob: [Case("KILL JOB 'job-none'", 403, (404, "NOT_FOUND"))],
+    ast.CreateSchedule: [
+        Case("CREATE SCHEDULE s2 FOR BACKUP DATABASE app TO 'nightly' EVERY '1d'", 403)],
+    ast.ShowSchedules: [Case("SHOW SCHEDULES", 200)],
+    ast.DropSchedule: [Case("DROP SCHEDULE s1", 403)],
+    # ordinary SQL: rows are for everyone; nothing reaches files or settings
+    ast.Query: [
+        Case("SELECT * FROM app.t", 200),
+        Case("SELECT * FROM app.u", 200),
+        Case("INSERT INTO app.t SELECT max(id) + 1, 'b' FROM app.t", 200),
+        Case("INSERT INTO app.u VALUES (2, 'b')", 200),
+        Case("UPDATE app.t SET v = 'c'", 200),
+        Case("DELETE FROM app.t WHERE id = 1", 200),
+        Case("SELECT * FROM system.jobs", 200),
+        Case("SELECT * FROM system.backups", 200),
+        Case("SELECT * FROM system.schedules", 200),
+        Case("COPY app.t TO 'x.csv'", 403, 403),
+    ],
+}
+
+
+def statement_classes() -> list[type[ast.Statement]]:
+    return sorted(
+        (c for c in vars(ast).values()
+         if isinstance(c, type) and issubclass(c, ast.Statement) and c is not ast.Statement),
+        key=lambda c: c.__name__,
+    )
+
+
+def test_every_statement_class_has_a_case() -> None:
+    missing = [c.__name__ for c in statement_classes() if not CASES.get(c)]
+    assert not missing, f"add role cases to tests/e2e/test_roles.py for: {missing}"
+
+
+def test_every_statement_class_has_a_handler_with_a_role() -> None:
+    missing = [c.__name__ for c in statement_classes() if c not in ROUTES]
+    assert not missing, f"statement classes without a handler: {missing}"
+
+
+@pytest.mark.parametrize("cls,case", [
+    (cls, case) for cls, cases in CASES.items() for case in cases
+], ids=lambda v: v.__name__ if isinstance(v, type) else v.sql[:40])
+def test_case_is_of_its_class(cls: type, case: Case) -> None:
+    assert type(parse_one(case.sql.format(backup_id="bk-x"))) is cls
+
+
+@pytest.fixture
+async def role_client(aiohttp_client: Any, cairn_config: Config) -> Any:
+    cairn_config.auth.mode = "token"
+    cairn_config.auth.tokens = [
+        {"token": "root-secret", "user": "root", "role": "admin"},
+        {"token": "alice-secret", "user": "alice", "role": "user"},
+    ]
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; "
+                     "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT); "
+                     "CREATE USER TABLE app.u (id BIGINT PRIMARY KEY, v TEXT); "
+                     "INSERT INTO app.t VALUES (1, 'a')", token="root-secret")
+    await ok(client, "INSERT INTO app.u VALUES (1, 'a')", token="alice-secret")
+    backup = await ok(client, "BACKUP DATABASE app TO 'nightly'", token="root-secret")
+    await ok(client, "CREATE SCHEDULE s1 FOR BACKUP DATABASE app TO 'nightly' EVERY '1d'",
+             token="root-secret")
+    client.backup_id = backup[0]["rows"][0]["backup_id"]
+    return client
+
+
+def expect(outcome: Outcome, status: int, body: dict[str, Any], who: str, text: str) -> None:
+    want, code = outcome if isinstance(outcome, tuple) else (outcome, None)
+    if want == 403:
+        code = code or "PERMISSION_DENIED"
+    assert status == want, f"{who}: {text} -> {status} {body}"
+    if want == 200:
+        assert body["status"] == "success", body
+    else:
+        assert body["error"]["code"] == code, f"{who}: {text} -> {body}"
+
+
+def leaks(body: dict[str, Any], paths: list[str]) -> list[str]:
+    text = json.dumps(body)
+    return [p for p in paths if p in text]
+
+
+@pytest.mark.parametrize("cls,case", [
+    (cls, case) for cls, cases in CASES.items() for case in cases
+], ids=lambda v: v.__name__ if isinstance(v, type) else v.sql[:40])
+async def test_role_outcomes(role_client: Any, cairn_config: Config, tmp_path: Path,
+                             cls: type, case: Case) -> None:
+    text = case.sql.format(backup_id=role_client.backup_id)
+    paths = sorted({str(tmp_path), str(tmp_path.resolve())})
+    status, body = await sql(role_client, text, token="alice-secret")
+    expect(case.user, status, body, "role user", text)
+    assert not leaks(body, paths), f"a server path reached a role-user: {body}"
+    status, body = await sql(role_client, text, token="root-secret")
+    expect(case.admin, status, body, "admin", text)
+
+
+# --- what a role-user sees ---------------------------------------------------------
+
+
+@pytest.fixture
+async def two_faced(aiohttp_client: Any, cairn_config: Config) -> Any:
+    """alice holds an admin token and a user token; bob a user token."""
+    cairn_config.auth.mode = "token"
+    cairn_config.auth.tokens = [
+        {"token": "root-secret", "user": "root", "role": "admin"},
+        {"token": "alice-admin", "user": "alice", "role": "admin"},
+        {"token": "alice-user", "user": "alice", "role": "user"},
+        {"token": "bob-user", "user": "bob", "role": "user"},
+    ]
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY); "
+                     "INSERT INTO app.t VALUES (1)", token="root-secret")
+    await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (label = 'root''s')",
+             token="root-secret")
+    await ok(client, "FLUSH TABLE app.t", token="alice-admin")
+    await ok(client, "BACKUP DATABASE app TO 'nightly'", token="alice-admin")
+    return client
+
+
+async def test_a_role_user_sees_only_their_own_jobs(two_faced: Any, tmp_path: Path) -> None:
+    everything = await ok(two_faced, "SELECT job_type, user_id FROM system.jobs ORDER BY job_id",
+                          token="root-secret")
+    assert [r["user_id"] for r in everything[0]["rows"]] == ["root", "alice", "alice"]
+    for text in ("SELECT * FROM system.jobs", "SELECT user_id, target, statement FROM system.jobs",
+                 "SELECT count(*) AS n FROM system.jobs j WHERE j.user_id <> 'alice'"):
+        mine = await ok(two_faced, text, token="alice-user")
+        rows = mine[0]["rows"]
+        if "count" in text:
+            assert rows == [{"n": 0}]
+            continue
+        assert len(rows) == 2 and {r["user_id"] for r in rows} == {"alice"}
+        assert str(tmp_path) not in json.dumps(mine)
+        backup = [r for r in rows if r["target"]][0]
+        assert backup["target"] == "<backup root>/nightly"
+    bob = await ok(two_faced, "SELECT * FROM system.jobs", token="bob-user")
+    assert bob[0]["rows"] == []
+
+
+async def test_backup_and_schedule_lists_show_no_server_paths(two_faced: Any,
+                                                              tmp_path: Path) -> None:
+    await ok(two_faced, "CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'nightly' EVERY '1h'",
+             token="root-secret")
+    for text in ("SHOW BACKUPS", "SELECT * FROM system.backups", "SHOW SCHEDULES",
+                 "SELECT target FROM system.schedules"):
+        admin = await ok(two_faced, text, token="root-secret")
+        user = await ok(two_faced, text, token="bob-user")
+        assert str(tmp_path) in json.dumps(admin)  # admins see where backups are
+        assert str(tmp_path) not in json.dumps(user), user
+        assert {r["target"] for r in user[0]["rows"]} == {"<backup root>/nightly"}
+        assert len(user[0]["rows"]) == len(admin[0]["rows"])
