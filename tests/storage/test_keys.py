@@ -31,9 +31,9 @@ class Counter:
         self.n = 0
         real = engine._run
 
-        def counted(plan: Any, timeout: float | None = None) -> Any:
+        def counted(plan: Any, *args: Any, **kwargs: Any) -> Any:
             self.n += 1
-            return real(plan, timeout)
+            return real(plan, *args, **kwargs)
 
         monkeypatch.setattr(engine, "_run", counted)
 
@@ -286,11 +286,11 @@ def test_small_queries_retry_on_the_main_duckdb(engine: Engine, run: Run, monkey
     used: list[bool] = []
     real = engine._attempt
 
-    def attempt(plan: Any, deadline: Any, small: bool, fired: Any) -> Any:
+    def attempt(plan: Any, deadline: Any, small: bool, fired: Any, *args: Any) -> Any:
         used.append(small)
         if small:
             raise duckdb.OutOfMemoryException("out of memory (test)")
-        return real(plan, deadline, small, fired)
+        return real(plan, deadline, small, fired, *args)
 
     monkeypatch.setattr(engine, "_attempt", attempt)
     assert run("SELECT 1 AS x") == [{"x": 1}]
@@ -372,9 +372,9 @@ def test_point_lookups_read_only_what_can_hold_the_key(
     seen: list[Any] = []
     real = engine._run
 
-    def spy(plan: Any, timeout: float | None = None) -> Any:
+    def spy(plan: Any, *args: Any) -> Any:
         seen.append((len(set(re.findall(r"[^/']+\.parquet", plan.sql))), len(plan.arrow)))
-        return real(plan, timeout)
+        return real(plan, *args)
 
     monkeypatch.setattr(engine, "_run", spy)
     assert run("SELECT id, v FROM app.t WHERE id = 2") == [{"id": 2, "v": 99}]
@@ -441,9 +441,9 @@ def test_which_duckdb_runs_a_query(engine: Engine, run: Run, monkeypatch: pytest
     used: list[bool] = []
     real = engine._attempt
 
-    def attempt(plan: Any, deadline: Any, small: bool, fired: Any) -> Any:
+    def attempt(plan: Any, deadline: Any, small: bool, fired: Any, *args: Any) -> Any:
         used.append(small)
-        return real(plan, deadline, small, fired)
+        return real(plan, deadline, small, fired, *args)
 
     monkeypatch.setattr(engine, "_attempt", attempt)
     run("SELECT a FROM app.t WHERE a = 1")
