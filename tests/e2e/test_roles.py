@@ -6,7 +6,8 @@ Adding a statement class to `sqlgrammar.ast`? Add a line to CASES (the test
 SQL, then the outcome for a role-user, then the outcome for an admin: an HTTP
 status (200 = success, 403 = PERMISSION_DENIED) or (status, error code). The
 user's statement runs first, on a fresh server, then the admin's. `{backup_id}`
-in the SQL is the id of a backup the fixture made of namespace `app`.
+in the SQL is the id of a backup the fixture made of namespace `app`, `{job_id}`
+the id of that backup's job (an admin's).
 
 Whatever a role-user is answered must never show a server path (the test's
 data and backup directories)."""
@@ -61,8 +62,14 @@ CASES: dict[type[ast.Statement], list[Case]] = {
     ast.ShowBackup: [Case("SHOW BACKUP '{backup_id}'", 403)],
     ast.VerifyBackup: [Case("VERIFY BACKUP '{backup_id}'", 403)],
     ast.DropBackup: [Case("DROP BACKUP '{backup_id}'", 403)],
-    # jobs and schedules
-    ast.KillJob: [Case("KILL JOB 'job-none'", 403, (404, "NOT_FOUND"))],
+    ast.AttachBackups: [Case("ATTACH BACKUPS FROM 'nightly'", 403)],
+    # jobs (a role-user sees only their own) and schedules
+    ast.ShowJobs: [Case("SHOW JOBS", 200)],
+    ast.ShowJob: [Case("SHOW JOB '{job_id}'", (404, "NOT_FOUND"))],  # root's backup job
+    ast.KillJob: [Case("KILL JOB 'job-none'", 403, (404, "NOT_FOUND")),
+                  Case("CANCEL JOB 'job-none'", 403, (404, "NOT_FOUND"))],
+    ast.PauseJob: [Case("PAUSE JOB 'job-none'", 403, (404, "NOT_FOUND"))],
+    ast.ResumeJob: [Case("RESUME JOB 'job-none'", 403, (404, "NOT_FOUND"))],
     ast.CreateSchedule: [
         Case("CREATE SCHEDULE s2 FOR BACKUP DATABASE app TO 'nightly' EVERY '1d'", 403)],
     ast.ShowSchedules: [Case("SHOW SCHEDULES", 200)],
@@ -105,7 +112,7 @@ def test_every_statement_class_has_a_handler_with_a_role() -> None:
     (cls, case) for cls, cases in CASES.items() for case in cases
 ], ids=lambda v: v.__name__ if isinstance(v, type) else v.sql[:40])
 def test_case_is_of_its_class(cls: type, case: Case) -> None:
-    assert type(parse_one(case.sql.format(backup_id="bk-x"))) is cls
+    assert type(parse_one(case.sql.format(backup_id="bk-x", job_id="job-x"))) is cls
 
 
 @pytest.fixture
@@ -125,6 +132,7 @@ async def role_client(aiohttp_client: Any, cairn_config: Config) -> Any:
     await ok(client, "CREATE SCHEDULE s1 FOR BACKUP DATABASE app TO 'nightly' EVERY '1d'",
              token="root-secret")
     client.backup_id = backup[0]["rows"][0]["backup_id"]
+    client.job_id = backup[0]["rows"][0]["job_id"]
     return client
 
 
@@ -149,7 +157,7 @@ def leaks(body: dict[str, Any], paths: list[str]) -> list[str]:
 ], ids=lambda v: v.__name__ if isinstance(v, type) else v.sql[:40])
 async def test_role_outcomes(role_client: Any, cairn_config: Config, tmp_path: Path,
                              cls: type, case: Case) -> None:
-    text = case.sql.format(backup_id=role_client.backup_id)
+    text = case.sql.format(backup_id=role_client.backup_id, job_id=role_client.job_id)
     paths = sorted({str(tmp_path), str(tmp_path.resolve())})
     status, body = await sql(role_client, text, token="alice-secret")
     expect(case.user, status, body, "role user", text)
@@ -185,7 +193,8 @@ async def test_a_role_user_sees_only_their_own_jobs(two_faced: Any, tmp_path: Pa
     everything = await ok(two_faced, "SELECT job_type, user_id FROM system.jobs ORDER BY job_id",
                           token="root-secret")
     assert [r["user_id"] for r in everything[0]["rows"]] == ["root", "alice", "alice"]
-    for text in ("SELECT * FROM system.jobs", "SELECT user_id, target, statement FROM system.jobs",
+    for text in ("SELECT * FROM system.jobs", "SHOW JOBS",
+                 "SELECT user_id, target, statement FROM system.jobs",
                  "SELECT count(*) AS n FROM system.jobs j WHERE j.user_id <> 'alice'"):
         mine = await ok(two_faced, text, token="alice-user")
         rows = mine[0]["rows"]

@@ -69,7 +69,8 @@ def test_role_checks() -> None:
 def test_admin_only_statements_as_the_contract_lists_them() -> None:
     admin_only = {ast.CreateNamespace, ast.DropNamespace, ast.CreateTable, ast.DropTable,
                   ast.AlterTableAddColumn, ast.AlterTableDropColumn, ast.BackupDatabase,
-                  ast.RestoreDatabase, ast.VerifyBackup, ast.DropBackup, ast.KillJob}
+                  ast.RestoreDatabase, ast.VerifyBackup, ast.DropBackup, ast.KillJob,
+                  ast.PauseJob, ast.ResumeJob, ast.AttachBackups}
     for cls in admin_only:
         assert ROUTES[cls].role == "admin", cls.__name__
 
