@@ -46,7 +46,7 @@ def fetch_bounded(cur: Any, sql: str, max_rows: int | None,
     or `max_bytes` bytes (Arrow buffer sizes) are read: (rows, truncated).
     DuckDB produces the rows batch by batch, so an answer of millions of rows
     is never held whole; the rest of it is never computed."""
-    reader = cur.sql(sql).to_arrow_reader(BATCH_ROWS)
+    reader = _reader(cur, sql)
     batches: list[pa.RecordBatch] = []
     rows = size = 0
     truncated = False
@@ -66,6 +66,19 @@ def fetch_bounded(cur: Any, sql: str, max_rows: int | None,
     finally:
         reader.close()
     return pa.Table.from_batches(batches, schema=reader.schema), truncated
+
+
+def _reader(cur: Any, sql: str) -> Any:
+    """A streaming RecordBatchReader over one SELECT (`submit` in "stream" mode
+    costs as little as the materializing call; the public API ~0.8 ms more)."""
+    global _SUBMIT
+    if _SUBMIT is not None:
+        try:
+            return _SUBMIT(cur, sql, None, "stream", BATCH_ROWS).arrow_reader()
+        except (TypeError, AttributeError):  # not the signature we know
+            log.warning("duckdb's submit is not as expected: using sql().to_arrow_reader()")
+            _SUBMIT = None
+    return cur.sql(sql).to_arrow_reader(BATCH_ROWS)
 
 
 def _rows_within(batch: pa.RecordBatch, budget: int) -> int:
