@@ -200,7 +200,7 @@ async def _run_flush(
     ))
 
 
-@routes.handles(FlushTable, role="admin")
+@routes.handles(FlushTable, role="user")
 async def flush_table(cairn: Cairn, session: Session, stmt: FlushTable) -> Result:
     ns, name = resolve(session, stmt.table)
     rec = await cairn.run(cairn.engine.table, ns, name)
@@ -209,7 +209,7 @@ async def flush_table(cairn: Cairn, session: Session, stmt: FlushTable) -> Resul
     return await _run_flush(cairn, session, ns, [(ns, name)], f"{ns}.{name}")
 
 
-@routes.handles(FlushAllTables, role="admin")
+@routes.handles(FlushAllTables, role="user")
 async def flush_all_tables(cairn: Cairn, session: Session, stmt: FlushAllTables) -> Result:
     ns = stmt.namespace
     await cairn.run(require_namespace, cairn, ns)
