@@ -9,6 +9,7 @@ one commit, and a writer is never held up by a running query."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import itertools
@@ -162,6 +163,9 @@ class Engine:
         self._local = threading.local()
         self._cursors: weakref.WeakSet[_Cursor] = weakref.WeakSet()
         self._watchdog = _Watchdog()
+        # DuckDB queries run, by database ("small", "main"; a retry counts twice):
+        # what shows that the fast paths (key checks, system tables) kept away.
+        self.duckdb_runs: collections.Counter[str] = collections.Counter()
         self.file_ranges = keys.FileRanges()
         self.system_cache: dict[str, tuple[Any, pa.Table]] = {}
         self._records: dict[str, tuple[bytes, Table]] = {}
@@ -500,6 +504,7 @@ class Engine:
         """One run on this thread's cursor of one DuckDB: the plan's Arrow
         tables are registered for this query only. A failed or interrupted
         query drops the cursor (the thread makes a new one)."""
+        self.duckdb_runs["small" if small else "main"] += 1
         c = self._cursor(small)
         cur = c.cur
         sources = duck.Sources(cur)

@@ -45,8 +45,9 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 Run = Callable[..., Any]
 
 
-@pytest.fixture
-def run(engine: Engine) -> Run:
+def runner(engine: Engine) -> Run:
+    """`run(sql)`: a DML statement through `Engine.execute`, anything else through
+    `Engine.query` (rows as dicts)."""
     def run(text: str, user: str | None = None, namespace: str | None = "app") -> Any:
         e = sqlglot.parse_one(text, read="duckdb")
         if isinstance(e, exp.Insert | exp.Update | exp.Delete):
@@ -54,3 +55,8 @@ def run(engine: Engine) -> Run:
         return engine.query(e, user, namespace).to_pylist()
 
     return run
+
+
+@pytest.fixture
+def run(engine: Engine) -> Run:
+    return runner(engine)

@@ -1,0 +1,84 @@
+"""The DuckDB plumbing under the engine: the sandboxed connections
+(storage/sandbox.py), Arrow tables registered for one query only and the
+fallback on DuckDB's public API (storage/duck.py), and the query watchdog."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from catalog.errors import AlreadyExists
+from storage import duck, sandbox
+from storage import engine as engine_mod
+from storage.engine import Engine
+
+from .conftest import Run, col
+
+
+def test_public_duckdb_api_fallback(
+    engine: Engine, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duck, "_SUBMIT", None)
+    monkeypatch.setattr(duck, "_REGISTER", None)
+    engine.create_table("app", "t", "shared", [col("id", primary_key=True), col("v")])
+    run("INSERT INTO app.t VALUES (1, 1)")
+    with pytest.raises(AlreadyExists):
+        run("INSERT INTO app.t VALUES (1, 2)")
+    assert run("SELECT id, v FROM app.t") == [{"id": 1, "v": 1}]
+    assert {r["namespace"] for r in run("SELECT namespace FROM system.namespaces")} == {"app"}
+
+
+@pytest.mark.parametrize("threads", [1, 2])  # the small DuckDB and the main one
+def test_connections_are_locked(tmp_path: Path, threads: int) -> None:
+    con = sandbox.connect(tmp_path, sandbox.fraction_of("1GB", 4), threads)
+    cur = con.cursor()
+    settings = dict(cur.sql("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                            "('enable_external_access', 'lock_configuration', 'threads')"
+                            ).fetchall())
+    assert settings == {"enable_external_access": "false", "lock_configuration": "true",
+                        "threads": str(threads)}
+    with pytest.raises(duckdb.Error):
+        cur.execute("SET enable_external_access = true")
+    with pytest.raises(duckdb.Error):
+        cur.sql("SELECT * FROM read_text('/etc/hostname')").fetchall()
+    con.close()
+
+
+def test_small_memory_limit() -> None:
+    assert sandbox.fraction_of("1GB", 4) == "250000KB"
+    assert sandbox.fraction_of("100MB", 4) == "64000KB"  # never below 64 MB
+    assert sandbox.fraction_of("32MB", 4) == "32000KB"  # nor above the limit itself
+    assert sandbox.fraction_of("a lot", 4) == "a lot"
+
+
+@pytest.mark.parametrize("public_api", [False, True])
+def test_registered_tables_do_not_outlive_their_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, public_api: bool
+) -> None:
+    if public_api:
+        monkeypatch.setattr(duck, "_REGISTER", None)
+    cur = sandbox.connect(tmp_path, "1GB", 1).cursor()
+    sources = duck.Sources(cur)
+    names = [sources.add(f"__cairn_test_{i}", pa.table({"a": [i, i + 1]})) for i in range(2)]
+    both = f"SELECT sum(a) AS s FROM (SELECT a FROM {names[0]} UNION ALL SELECT a FROM {names[1]})"
+    assert duck.fetch_arrow(cur, both).to_pylist() == [{"s": 4}]
+    sources.close()
+    for name in names:
+        with pytest.raises(duckdb.Error):
+            cur.sql(f"SELECT * FROM {name}").fetchall()
+
+
+def test_watchdog_fires_only_live_alarms() -> None:
+    dog = engine_mod._Watchdog()
+    hits: list[str] = []
+    a = dog.arm(0.05, lambda: hits.append("a"))
+    b = dog.arm(0.05, lambda: hits.append("b"))
+    assert dog.disarm(a) is False
+    time.sleep(0.2)
+    assert hits == ["b"]
+    assert dog.disarm(b) is True
+    dog.stop()
