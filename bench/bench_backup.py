@@ -109,7 +109,9 @@ def build(data_dir: Path, sizes: dict[str, int], flush_mb: int) -> dict[str, dic
             while done < rows:
                 n = min(CHUNK_ROWS, rows - done, per_flush - pending)
                 ids = pa.array(range(done, done + n), pa.int64())
-                engine.insert_arrow(ns, "t", pa.table({"id": ids, "v": ids, "payload": _payload(rng, n)}))
+                engine.insert_arrow(
+                    ns, "t", pa.table({"id": ids, "v": ids, "payload": _payload(rng, n)})
+                )
                 done += n
                 pending += n
                 if pending >= per_flush or done == rows:
@@ -267,7 +269,7 @@ async def small_namespace(url: str, runs: int) -> dict[str, Any]:
                 ms, body = await timed_sql(http, url, f"BACKUP DATABASE {ns} TO '{ns}_fresh_{i}'")
                 fresh.append(ms)
                 assert first_row(body)["rows"] == 10_000, body
-            for i in range(runs):  # the same target: unchanged Parquet deduplicated
+            for _ in range(runs):  # the same target: unchanged Parquet deduplicated
                 ms, body = await timed_sql(http, url, f"BACKUP DATABASE {ns} TO '{ns}_same'")
                 again.append(ms)
                 backup_id = first_row(body)["backup_id"]
@@ -297,12 +299,14 @@ async def over_http(srv: Server, tmp: Path, info: dict[str, dict[str, Any]],
                 # a restore of it under a new name; rounds > 0 are dropped after.
                 one: dict[str, Any] = {"base": baseline(info[ns]["dir"], tmp / "cp")}
                 target = f"full_{ns}_{r}"
-                one["backup"] = await with_rss(pid, http, url, f"BACKUP DATABASE {ns} TO '{target}'")
+                one["backup"] = await with_rss(
+                    pid, http, url, f"BACKUP DATABASE {ns} TO '{target}'"
+                )
                 bid = one["backup"]["row"]["backup_id"]
                 assert one["backup"]["row"]["rows"] == info[ns]["rows"], one["backup"]
-                one["restore"] = await with_rss(
-                    pid, http, url,
-                    f"RESTORE DATABASE {ns} FROM '{target}' AS {ns}_r{r} WITH (backup_id = '{bid}')")
+                restore = (f"RESTORE DATABASE {ns} FROM '{target}' AS {ns}_r{r} "
+                           f"WITH (backup_id = '{bid}')")
+                one["restore"] = await with_rss(pid, http, url, restore)
                 assert one["restore"]["row"]["rows"] == info[ns]["rows"], one["restore"]
                 await sql(http, url, f"DROP NAMESPACE {ns}_r{r} CASCADE")
                 if r > 0:

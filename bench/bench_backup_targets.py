@@ -56,7 +56,9 @@ def rows(n: int, seed: int) -> pa.Table:
     """Table-like rows: a sequential key, a timestamp, a low-cardinality name,
     an amount, a random token (incompressible) and a JSON-ish note."""
     rnd = os.urandom(n * 16 + n * 2 + n * 4)
-    token = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(rnd[: n * 16])])
+    token = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), n, [None, pa.py_buffer(rnd[: n * 16])]
+    )
     pick = pa.Array.from_buffers(pa.uint16(), n, [None, pa.py_buffer(rnd[n * 16 : n * 18])])
     cents = pa.Array.from_buffers(pa.uint32(), n, [None, pa.py_buffer(rnd[n * 18 :])])
     names = pc.take(pa.array(WORDS), pc.cast(pc.bit_wise_and(pick, 0x7F), pa.int32()))
@@ -96,8 +98,9 @@ def start_moto() -> tuple[subprocess.Popen[bytes], int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -165,7 +168,9 @@ def one(target: Target, passphrase: str | None, sources: list[tuple[str, str, in
 
     def read_back() -> None:
         for i, f in enumerate(files):
-            reader.read_object_to(f["oid"], str(restore / str(i)), f["size"], sha256=f.get("sha256"))
+            reader.read_object_to(
+                f["oid"], str(restore / str(i)), f["size"], sha256=f.get("sha256")
+            )
 
     out["restore"] = timed(read_back)
     out["verify"] = timed(lambda: reader.verify("bk-1"))
@@ -310,8 +315,10 @@ def main() -> None:
           f"{kdf['local'] * 1000:.0f} ms")
     print("encryption cost on throughput (1 - encrypted/plain MB/s):")
     for where in ("local", "s3"):
-        costs = [f"{step} {1 - speed[(where, 'encrypted', step)] / speed[(where, 'plain', step)]:+.0%}"
-                 for step in ("backup", "restore", "verify")]
+        costs = [
+            f"{step} {1 - speed[(where, 'encrypted', step)] / speed[(where, 'plain', step)]:+.0%}"
+            for step in ("backup", "restore", "verify")
+        ]
         print(f"  {where:<6} " + ", ".join(costs))
     print(f"\n{'object kind':<44}{'bytes':>12}{'zstd-3 ratio':>14}  stored as")
     for kind, size, factor, decision in table:

@@ -114,7 +114,9 @@ def compare_count_sum(data_dir: Path, paths: list[str], runs: int = 11) -> dict[
     cfg = StorageConfig()
     catalog = Catalog(data_dir / "catalog")
     engine = Engine(catalog, data_dir, cfg)
-    con = duckdb.connect(config={"threads": cfg.duckdb_threads, "memory_limit": cfg.duckdb_memory_limit})
+    con = duckdb.connect(
+        config={"threads": cfg.duckdb_threads, "memory_limit": cfg.duckdb_memory_limit}
+    )
     files = "[" + ", ".join(f"'{p}'" for p in paths) + "]"
     raw_q = f"SELECT count(*), sum(x) FROM read_parquet({files})"
     q = sqlglot.parse_one("SELECT count(*) AS n, sum(x) AS s FROM bench.big", read="duckdb")
@@ -153,11 +155,13 @@ def main() -> None:
         try:
             srv.sql("CREATE TABLE bench.kv (id BIGINT PRIMARY KEY, v TEXT)")
             ins = timed(lambda i: srv.sql(f"INSERT INTO bench.kv VALUES ({i}, 'v{i}')"), args.ops)
-            figures["insert_1row_ms"] = {"p50": round(pct(ins, 50), 3), "p99": round(pct(ins, 99), 3)}
+            figures["insert_1row_ms"] = {"p50": round(pct(ins, 50), 3),
+                                         "p99": round(pct(ins, 99), 3)}
             srv.sql("FLUSH TABLE bench.kv")
             sel = timed(lambda i: srv.sql(f"SELECT * FROM bench.kv WHERE id = {i * 7 % args.ops}"),
                         args.ops)
-            figures["point_select_ms"] = {"p50": round(pct(sel, 50), 3), "p99": round(pct(sel, 99), 3)}
+            figures["point_select_ms"] = {"p50": round(pct(sel, 50), 3),
+                                          "p99": round(pct(sel, 99), 3)}
             srv.sql(f"INSERT INTO bench.kv VALUES ({args.ops}, 'buffered')")
             sel = timed(lambda i: srv.sql(f"SELECT * FROM bench.kv WHERE id = {i * 7 % args.ops}"),
                         args.ops)
@@ -193,7 +197,9 @@ def main() -> None:
             "cairn_http": round(over_http, 2),
             "ratio_engine": round(cmp["cairn_engine"] / raw, 2),
             "ratio_http": round(over_http / raw, 2),
-            "ratio_engine_vs_cached": round(cmp["cairn_engine"] / cmp["duckdb_direct_metadata_cache"], 2),
+            "ratio_engine_vs_cached": round(
+                cmp["cairn_engine"] / cmp["duckdb_direct_metadata_cache"], 2
+            ),
         }
         figures["machine"] = {"cpus": os.cpu_count(), "duckdb": duckdb.__version__}
         print(json.dumps(figures, indent=2))

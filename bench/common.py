@@ -86,7 +86,9 @@ async def sql(http: aiohttp.ClientSession, url: str, text: str) -> dict[str, Any
         return body
 
 
-async def timed_sql(http: aiohttp.ClientSession, url: str, text: str) -> tuple[float, dict[str, Any]]:
+async def timed_sql(
+    http: aiohttp.ClientSession, url: str, text: str
+) -> tuple[float, dict[str, Any]]:
     """(wall milliseconds, body) of one request."""
     t0 = time.perf_counter()
     body = await sql(http, url, text)
@@ -165,9 +167,12 @@ def machine() -> str:
     import duckdb
     import pyarrow
 
-    return (f"Cairn {revision()}; {os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB RAM, "
-            f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
-            f"duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}")
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"Cairn {revision()}; {os.cpu_count()} CPUs, {ram:.0f} GB RAM, "
+        f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
+        f"duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}"
+    )
 
 
 def load() -> str:
@@ -180,7 +185,7 @@ def print_table(headers: list[str], rows: list[list[Any]]) -> None:
     cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     def line(r: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
     print(line(cells[0]))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in cells[1:]:

@@ -68,7 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from storage.backup import Repository, resolve_target
+from storage.backup import Repository, resolve_target  # noqa: E402 (after the path)
 
 TARGET = "crash"
 KEEP_LAST = 4
@@ -305,7 +305,9 @@ class _World:
         srv.ok("DROP TABLE IF EXISTS app.churn;"
                "CREATE TABLE app.churn (id BIGINT PRIMARY KEY, data TEXT, n INT)")
         for _ in range(3):
-            srv.ok(f"INSERT INTO app.churn (id, data) VALUES {self._rows(40)}; FLUSH TABLE app.churn")
+            srv.ok(
+                f"INSERT INTO app.churn (id, data) VALUES {self._rows(40)}; FLUSH TABLE app.churn"
+            )
         srv.ok(f"INSERT INTO app.churn (id, data) VALUES {self._rows(10)};"
                f"DELETE FROM app.churn WHERE id = {self.next_id - 3};"
                f"UPDATE app.churn SET n = 7 WHERE id = {self.next_id - 5}")

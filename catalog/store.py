@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -130,10 +130,8 @@ class Catalog:
         with self._lock:
             fam = self._families.get(name)
             if fam is None:
-                try:
+                with suppress(Exception):  # created by a racing caller
                     self._db.create_column_family(name, Options(raw_mode=True))
-                except Exception:
-                    pass  # created by a racing caller
                 fam = self._open_family(name)
             return fam
 

@@ -46,8 +46,8 @@ async def serve(cfg: config_mod.Config) -> None:
     try:
         site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # noqa: SLF001
-        port = sockets[0].getsockname()[1] if sockets else cfg.server.port
+        addresses = runner.addresses  # (host, port, ...) of each bound socket
+        port = addresses[0][1] if addresses else cfg.server.port
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

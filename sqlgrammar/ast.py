@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Literal as TLiteral
+from typing import Any
+from typing import Literal as TLiteral
 
 OptionValue = str | int | float | bool | None
 TableKind = TLiteral["shared", "user", "stream"]

@@ -63,7 +63,9 @@ def test_every_option_is_documented() -> None:
     from server import backups
 
     text = (ROOT / "docs" / "sql.md").read_text()
-    options = set(backups.BACKUP_OPTIONS) | set(backups.RESTORE_OPTIONS) | set(backups.VERIFY_OPTIONS)
+    options = (
+        set(backups.BACKUP_OPTIONS) | set(backups.RESTORE_OPTIONS) | set(backups.VERIFY_OPTIONS)
+    )
     assert sorted(o for o in options if f"`{o}`" not in text) == []
 
 

@@ -53,10 +53,9 @@ def test_batch_is_atomic_across_families(tmp_path: Path) -> None:
     batch.commit()
     assert cat.get(Namespace, "app") is not None
     assert cat.get_raw("buf_u1", b"k") == b"v"
-    with pytest.raises(RuntimeError):
-        with cat.atomic() as b:
-            b.delete(Namespace, "app")
-            raise RuntimeError("abandon")
+    with pytest.raises(RuntimeError), cat.atomic() as b:
+        b.delete(Namespace, "app")
+        raise RuntimeError("abandon")
     assert cat.get(Namespace, "app") is not None  # the abandoned batch never landed
     cat.close()
 

@@ -27,11 +27,15 @@ def write_config(tmp_path: Path, throttle: int) -> Path:
 
 def fill(srv: ServerProcess, statements: int = 4) -> int:
     """A namespace with a few MB of hard-to-compress flushed rows."""
-    status, body = srv.post("CREATE NAMESPACE app; CREATE TABLE app.blobs (id BIGINT PRIMARY KEY, data TEXT)")
+    status, body = srv.post(
+        "CREATE NAMESPACE app; CREATE TABLE app.blobs (id BIGINT PRIMARY KEY, data TEXT)"
+    )
     assert status == 200, body
     n = 0
     for _ in range(statements):
-        values = ", ".join(f"({n + i}, '{os.urandom(400).hex()}')" for i in range(ROWS_PER_STATEMENT))
+        values = ", ".join(
+            f"({n + i}, '{os.urandom(400).hex()}')" for i in range(ROWS_PER_STATEMENT)
+        )
         n += ROWS_PER_STATEMENT
         status, body = srv.post(f"INSERT INTO app.blobs VALUES {values}")
         assert status == 200, body

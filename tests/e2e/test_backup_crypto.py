@@ -97,9 +97,12 @@ async def test_encrypted_backup_round_trip_and_what_needs_the_key(
 async def test_object_names_and_manifest_reveal_nothing_without_the_key(
     client: Any, tmp_path: Path
 ) -> None:
-    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.secret_table (word TEXT);"
-                     "INSERT INTO app.secret_table VALUES ('swordfish'); FLUSH TABLE app.secret_table;"
-                     "INSERT INTO app.secret_table VALUES ('buffered-plaintext')")
+    await ok(
+        client,
+        "CREATE NAMESPACE app; CREATE TABLE app.secret_table (word TEXT);"
+        "INSERT INTO app.secret_table VALUES ('swordfish'); FLUSH TABLE app.secret_table;"
+        "INSERT INTO app.secret_table VALUES ('buffered-plaintext')",
+    )
     b = await backup(client, f"BACKUP DATABASE app TO 'vault' {WITH_KEY}")
     files = (await ok(client, "SELECT files FROM system.tables"))[0]["rows"]
     assert files == [{"files": 1}]

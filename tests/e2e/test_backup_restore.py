@@ -132,7 +132,9 @@ async def test_if_exists_and_if_not_exists(client: Any) -> None:
 
 
 async def test_pick_by_backup_id_and_as_of(client: Any) -> None:
-    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (x INT); INSERT INTO app.t VALUES (1)")
+    await ok(
+        client, "CREATE NAMESPACE app; CREATE TABLE app.t (x INT); INSERT INTO app.t VALUES (1)"
+    )
     first = await backup(client, "BACKUP DATABASE app TO 'nightly'")
     await ok(client, "INSERT INTO app.t VALUES (2)")
     second = await backup(client, "BACKUP DATABASE app TO 'nightly'")
@@ -142,13 +144,23 @@ async def test_pick_by_backup_id_and_as_of(client: Any) -> None:
     async def count(ns: str) -> int:
         return (await ok(client, f"SELECT count(*) AS n FROM {ns}.t"))[0]["rows"][0]["n"]
 
-    await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS a1 WITH (backup_id = '{first['backup_id']}')")
+    await ok(
+        client,
+        f"RESTORE DATABASE app FROM 'nightly' AS a1 WITH (backup_id = '{first['backup_id']}')",
+    )
     await ok(client, "RESTORE DATABASE app FROM 'nightly' AS a2")
-    snaps = (await ok(client, "SELECT backup_id, snapshot_at FROM system.backups ORDER BY snapshot_at"))[0]["rows"]
-    await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS a3 WITH (as_of = '{snaps[0]['snapshot_at']}')")
+    snaps = (
+        await ok(client, "SELECT backup_id, snapshot_at FROM system.backups ORDER BY snapshot_at")
+    )[0]["rows"]
+    await ok(
+        client,
+        f"RESTORE DATABASE app FROM 'nightly' AS a3 WITH (as_of = '{snaps[0]['snapshot_at']}')",
+    )
     assert (await count("a1"), await count("a2"), await count("a3")) == (1, 2, 1)
     assert snaps[1]["backup_id"] == second["backup_id"]
-    status, body = await sql(client, "RESTORE DATABASE app FROM 'nightly' AS a4 WITH (as_of = '2000-01-01T00:00:00Z')")
+    status, body = await sql(
+        client, "RESTORE DATABASE app FROM 'nightly' AS a4 WITH (as_of = '2000-01-01T00:00:00Z')"
+    )
     assert status == 404 and "at or before" in body["error"]["message"]
 
 
@@ -156,7 +168,12 @@ async def test_restore_job_and_backup_job_are_recorded(client: Any) -> None:
     await make_source(client)
     b = await backup(client, "BACKUP DATABASE app TO 'nightly' WITH (label = 'before upgrade')")
     await backup(client, "RESTORE DATABASE app FROM 'nightly' AS copy")
-    jobs = (await ok(client, "SELECT * FROM system.jobs WHERE job_type IN ('backup', 'restore') ORDER BY created_at"))[0]["rows"]
+    jobs = (
+        await ok(
+            client,
+            "SELECT * FROM system.jobs WHERE job_type IN ('backup', 'restore') ORDER BY created_at",
+        )
+    )[0]["rows"]
     assert [j["job_type"] for j in jobs] == ["backup", "restore"]
     for j in jobs:
         assert j["status"] == "completed" and j["fraction_completed"] == 1.0
@@ -169,12 +186,15 @@ async def test_restore_job_and_backup_job_are_recorded(client: Any) -> None:
 
 async def test_detached_backup_returns_a_job(client: Any) -> None:
     await make_source(client)
-    row = (await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (detached = true)"))[0]["rows"][0]
+    res = await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (detached = true)")
+    row = res[0]["rows"][0]
     assert set(row) == {"job_id", "status"} and row["status"] in ("queued", "running")
     import asyncio
 
     for _ in range(200):
-        rows = (await ok(client, f"SELECT status FROM system.jobs WHERE job_id = '{row['job_id']}'"))[0]["rows"]
+        rows = (
+            await ok(client, f"SELECT status FROM system.jobs WHERE job_id = '{row['job_id']}'")
+        )[0]["rows"]
         if rows[0]["status"] == "completed":
             break
         await asyncio.sleep(0.05)
@@ -209,7 +229,8 @@ async def test_targets_outside_the_roots(client: Any, tmp_path: Path) -> None:
     outside.mkdir()
     (tmp_path / "backups").mkdir(exist_ok=True)
     os.symlink(outside, tmp_path / "backups" / "link")
-    for target in ("../escape", "nightly/../../escape", str(outside), "/etc", "link", "link/deeper"):
+    for target in ("../escape", "nightly/../../escape", str(outside), "/etc", "link",
+                   "link/deeper"):
         await expect(client, f"BACKUP DATABASE app TO '{target}'", "PERMISSION_DENIED")
         await expect(client, f"SHOW BACKUPS IN '{target}'", "PERMISSION_DENIED")
     assert list(outside.iterdir()) == []
@@ -218,8 +239,11 @@ async def test_targets_outside_the_roots(client: Any, tmp_path: Path) -> None:
 async def test_bad_options(client: Any) -> None:
     await ok(client, "CREATE NAMESPACE app")
     await expect(client, "BACKUP DATABASE app TO 'n' WITH (speed = 3)", "INVALID_ARGUMENT", "speed")
-    await expect(client, "BACKUP DATABASE app TO 'n' WITH (detached = 'yes')", "INVALID_ARGUMENT", "detached")
-    await expect(client, "BACKUP DATABASE app TO 'n' WITH (compression = 'lz4')", "INVALID_ARGUMENT", "compression")
+    await expect(
+        client, "BACKUP DATABASE app TO 'n' WITH (detached = 'yes')", "INVALID_ARGUMENT", "detached"
+    )
+    await expect(client, "BACKUP DATABASE app TO 'n' WITH (compression = 'lz4')",
+                 "INVALID_ARGUMENT", "compression")
     await expect(client, "RESTORE DATABASE app FROM 'n' WITH (as_of = 'yesterday', replace = true)",
                  "INVALID_ARGUMENT", "as_of")
 
@@ -267,13 +291,18 @@ async def test_damaged_backups_are_refused(client: Any, tmp_path: Path, damage: 
     names = [r["namespace"] for r in (await ok(client, "SHOW NAMESPACES"))[0]["rows"]]
     assert names == ["app"]
     restore_files = [p for p in (tmp_path / "data" / "files").rglob("*.parquet")]
-    source_files = (await ok(client, "SELECT sum(files) AS n FROM system.tables"))[0]["rows"][0]["n"]
+    res = await ok(client, "SELECT sum(files) AS n FROM system.tables")
+    source_files = res[0]["rows"][0]["n"]
     assert len(restore_files) == source_files
-    jobs = (await ok(client, "SELECT status, error_message FROM system.jobs WHERE job_type = 'restore'"))[0]["rows"]
+    jobs = (
+        await ok(client, "SELECT status, error_message FROM system.jobs WHERE job_type = 'restore'")
+    )[0]["rows"]
     assert jobs and jobs[0]["status"] == "failed" and jobs[0]["error_message"]
 
 
-async def test_backup_onto_a_target_that_is_a_file_leaves_nothing(client: Any, tmp_path: Path) -> None:
+async def test_backup_onto_a_target_that_is_a_file_leaves_nothing(
+    client: Any, tmp_path: Path
+) -> None:
     await make_source(client)
     root = tmp_path / "backups"
     root.mkdir(exist_ok=True)

@@ -26,7 +26,9 @@ def assert_error(status: int, body: dict[str, Any], code: str, http: int) -> dic
 
 
 async def test_success_shape(client: Any) -> None:
-    status, body = await sql(client, "CREATE NAMESPACE app; SELECT namespace FROM system.namespaces")
+    status, body = await sql(
+        client, "CREATE NAMESPACE app; SELECT namespace FROM system.namespaces"
+    )
     assert status == 200
     assert set(body) == {"status", "results", "took"}
     assert body["status"] == "success" and body["took"] >= 0

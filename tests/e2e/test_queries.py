@@ -24,7 +24,9 @@ async def app(client: Any) -> Any:
 
 
 async def test_where_order_limit_aggregate(app: Any) -> None:
-    got = await rows(app, "SELECT name FROM app.users WHERE team = 'red' ORDER BY name DESC LIMIT 1")
+    got = await rows(
+        app, "SELECT name FROM app.users WHERE team = 'red' ORDER BY name DESC LIMIT 1"
+    )
     assert got == [{"name": "cy"}]
     got = await rows(app, "SELECT team, count(*) AS n FROM app.users GROUP BY team ORDER BY team")
     assert got == [{"team": "blue", "n": 1}, {"team": "red", "n": 2}]
@@ -51,7 +53,9 @@ async def test_join_across_namespaces_default_namespace_and_cte(app: Any) -> Non
 async def test_newest_version_wins_across_files_and_buffer(app: Any) -> None:
     await ok(app, "UPDATE app.users SET name = 'ANN' WHERE id = 1")
     await ok(app, "FLUSH TABLE app.users")
-    await ok(app, "UPDATE app.users SET name = 'Ann' WHERE id = 1; DELETE FROM app.users WHERE id = 3")
+    await ok(
+        app, "UPDATE app.users SET name = 'Ann' WHERE id = 1; DELETE FROM app.users WHERE id = 3"
+    )
     got = await rows(app, "SELECT id, name FROM app.users ORDER BY id")
     assert got == [{"id": 1, "name": "Ann"}, {"id": 2, "name": "bob"}]
     assert await rows(app, "SELECT count(*) AS n FROM app.users") == [{"n": 2}]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import err, ok, rows, sql
+from tests.helpers import err, ok, rows
 
 
 @pytest.fixture
@@ -24,8 +24,11 @@ async def test_create_describe_show(app: Any) -> None:
                         "price DECIMAL(10,2) DEFAULT 1.5, tags JSON) WITH (flush_rows = 100)")
     assert "created" in res[0]["message"]
     desc = await rows(app, "DESCRIBE TABLE app.t")
-    assert [r["column_name"] for r in desc] == ["id", "name", "price", "tags", "_updated", "_deleted"]
-    assert desc[0]["primary_key"] and desc[1]["not_null"] and desc[2]["data_type"] == "DECIMAL(10,2)"
+    assert [r["column_name"] for r in desc] == ["id", "name", "price", "tags", "_updated",
+                                                 "_deleted"]
+    assert (
+        desc[0]["primary_key"] and desc[1]["not_null"] and desc[2]["data_type"] == "DECIMAL(10,2)"
+    )
     assert desc[2]["default_value"] == 1.5
     shown = await rows(app, "SHOW TABLES IN app")
     assert shown[0]["table_name"] == "t" and shown[0]["table_type"] == "shared"
@@ -51,7 +54,9 @@ async def test_create_table_kinds_and_errors(app: Any) -> None:
     await err(app, "CREATE TABLE app.u (x INT)", "ALREADY_EXISTS")
     assert "skipped" in (await ok(app, "CREATE TABLE IF NOT EXISTS app.u (x INT)"))[0]["message"]
     assert "'a'" in await err(app, "CREATE TABLE app.d (a INT, a TEXT)", "INVALID_ARGUMENT")
-    assert "bogus" in await err(app, "CREATE TABLE app.o (a INT) WITH (bogus = 1)", "INVALID_ARGUMENT")
+    assert "bogus" in await err(
+        app, "CREATE TABLE app.o (a INT) WITH (bogus = 1)", "INVALID_ARGUMENT"
+    )
     assert "ttl_seconds" in await err(app, "CREATE TABLE app.o (a INT) WITH (ttl_seconds = 1)",
                                       "INVALID_ARGUMENT")
     assert "DECIMAL" in await err(app, "CREATE TABLE app.o (a DECIMAL(50,2))", "INVALID_ARGUMENT")
@@ -73,11 +78,15 @@ async def test_drop_table(app: Any) -> None:
 
 async def test_alter_table_versions(app: Any) -> None:
     await ok(app, "CREATE TABLE app.t (id INT PRIMARY KEY, a TEXT)")
-    await ok(app, "INSERT INTO app.t VALUES (1, 'x'); FLUSH TABLE app.t; INSERT INTO app.t VALUES (2, 'y')")
+    await ok(
+        app,
+        "INSERT INTO app.t VALUES (1, 'x'); FLUSH TABLE app.t; INSERT INTO app.t VALUES (2, 'y')",
+    )
     await ok(app, "ALTER TABLE app.t ADD COLUMN n INT DEFAULT 5")
     await ok(app, "INSERT INTO app.t (id, a, n) VALUES (3, 'z', 9)")
     got = await rows(app, "SELECT id, a, n FROM app.t ORDER BY id")
-    assert got == [{"id": 1, "a": "x", "n": 5}, {"id": 2, "a": "y", "n": 5}, {"id": 3, "a": "z", "n": 9}]
+    assert got == [{"id": 1, "a": "x", "n": 5}, {"id": 2, "a": "y", "n": 5},
+                   {"id": 3, "a": "z", "n": 9}]
     await ok(app, "ALTER TABLE app.t DROP COLUMN a")
     got = await rows(app, "SELECT * FROM app.t ORDER BY id")
     assert [list(r)[:2] for r in got] == [["id", "n"]] * 3
@@ -109,13 +118,21 @@ async def test_insert_checks(app: Any) -> None:
     assert res[0]["row_count"] == 2
     got = await rows(app, "SELECT id, d, ts, ok FROM app.t ORDER BY id")
     assert got[0] == {"id": 1, "d": "2026-01-02", "ts": "2026-01-02T03:04:05.000Z", "ok": True}
-    msg = await err(app, "INSERT INTO app.t (id, name) VALUES (3, 'c'), (4, NULL)", "INVALID_ARGUMENT")
+    msg = await err(
+        app, "INSERT INTO app.t (id, name) VALUES (3, 'c'), (4, NULL)", "INVALID_ARGUMENT"
+    )
     assert "'name'" in msg and "row 2" in msg
-    msg = await err(app, "INSERT INTO app.t (id, name) VALUES (5, 'e'), ('x', 'f')", "INVALID_ARGUMENT")
+    msg = await err(
+        app, "INSERT INTO app.t (id, name) VALUES (5, 'e'), ('x', 'f')", "INVALID_ARGUMENT"
+    )
     assert "'id'" in msg and "row 2" in msg
-    msg = await err(app, "INSERT INTO app.t (id, name, v) VALUES (6, 'g', 'long')", "INVALID_ARGUMENT")
+    msg = await err(
+        app, "INSERT INTO app.t (id, name, v) VALUES (6, 'g', 'long')", "INVALID_ARGUMENT"
+    )
     assert "'v'" in msg
-    assert "'nope'" in await err(app, "INSERT INTO app.t (id, nope) VALUES (1, 2)", "INVALID_ARGUMENT")
+    assert "'nope'" in await err(
+        app, "INSERT INTO app.t (id, nope) VALUES (1, 2)", "INVALID_ARGUMENT"
+    )
     await err(app, "INSERT INTO app.t VALUES (1)", "INVALID_ARGUMENT")
     assert "(id)=(1)" in await err(app, "INSERT INTO app.t (id, name) VALUES (1, 'dup')",
                                    "ALREADY_EXISTS")
@@ -140,7 +157,9 @@ async def test_insert_expressions_and_select(app: Any) -> None:
 async def test_update_delete(app: Any) -> None:
     await ok(app, "CREATE TABLE app.t (id INT PRIMARY KEY, n INT, s TEXT)")
     await ok(app, "INSERT INTO app.t VALUES (1, 10, 'a'), (2, 20, 'b'), (3, 30, 'c')")
-    assert (await ok(app, "UPDATE app.t SET n = n + 1, s = upper(s) WHERE id >= 2"))[0]["row_count"] == 2
+    assert (await ok(app, "UPDATE app.t SET n = n + 1, s = upper(s) WHERE id >= 2"))[0][
+        "row_count"
+    ] == 2
     await ok(app, "FLUSH TABLE app.t")
     assert (await ok(app, "DELETE FROM app.t WHERE id = 1"))[0]["row_count"] == 1
     got = await rows(app, "SELECT id, n, s FROM app.t ORDER BY id")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from catalog import Catalog, Job
-from catalog.errors import Cancelled, InvalidArgument, NotFound
+from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
 from server.config import Config
 from server.jobs import JobContext, JobRunner
 from server.state import Cairn, Session
@@ -84,7 +84,7 @@ async def test_a_bug_in_work_fails_the_job_not_the_server(cairn: Cairn) -> None:
     def work(ctx: JobContext) -> dict:
         raise ZeroDivisionError("boom")
 
-    with pytest.raises(Exception):
+    with pytest.raises(CairnError, match="internal error: ZeroDivisionError: boom"):
         await cairn.jobs.run("test", SESSION, work)
     (job,) = cairn.catalog.scan(Job)
     assert job.status == "failed" and "ZeroDivisionError" in job.error_message
@@ -175,7 +175,8 @@ def test_history_is_bounded_oldest_first(tmp_path: Path) -> None:
     cfg.jobs.history_max_count = 3
     cat = Catalog(tmp_path / "catalog")
     for i in range(6):
-        cat.put(Job(f"job-{i}", "test", status="completed", finished_at=f"2099-01-0{i+1}T00:00:00.000Z"))
+        cat.put(Job(f"job-{i}", "test", status="completed",
+                    finished_at=f"2099-01-0{i + 1}T00:00:00.000Z"))
     cat.put(Job("job-old", "test", status="failed", finished_at="2000-01-01T00:00:00.000Z"))
     cat.put(Job("job-live", "test", status="running"))
     state = Cairn(cfg, cat)
