@@ -48,19 +48,14 @@ import argparse
 import hashlib
 import http.client
 import json
-import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,191 +63,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from storage.backup import Repository, resolve_target  # noqa: E402 (after the path)
+from bench.cairn_process import CairnProcess, write_config  # noqa: E402 (after the path)
+from bench.crash_record import CHECKS, FAULT_POINTS, PHASES, Campaign, Run  # noqa: E402
+from storage.backup import Repository, resolve_target  # noqa: E402
 
 TARGET = "crash"
 KEEP_LAST = 4
-CHECKS = ("job_ended", "catalog_matches_target", "backups_verify", "no_orphan_objects",
-          "no_partial_namespace", "source_unchanged", "data_dir_clean")
-FAULT_POINTS = {
-    "backup": ("backup.snapshot_taken", "backup.before_object", "backup.mid_object",
-               "backup.before_manifest", "backup.after_manifest", "prune.before_delete"),
-    "restore": ("restore.before_object", "restore.mid_object", "restore.before_install",
-                "restore.after_install"),
-}
-PHASES = ("before the job was recorded", "queued", "running 0-25%", "running 25-50%",
-          "running 50-75%", "running 75-100%", "after the manifest / install",
-          "after the job ended")
 
-
-# --- a `cairn serve` process -------------------------------------------------------
-
-
-class CairnProcess:
-    """`cairn serve` as a user runs it; stderr goes to a log file (never a pipe
-    nobody reads, which would stall a chatty server)."""
-
-    def __init__(self, data_dir: Path, config: Path, log_path: Path,
-                 env: dict[str, str] | None = None) -> None:
-        self.data_dir, self.config, self.log_path = data_dir, config, log_path
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
-        self.url = ""
-
-    def start(self, timeout: float = 60.0) -> CairnProcess:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(self.data_dir),
-                 "--config", str(self.config), "--port", "0", "--log-level", "INFO"],
-                stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(ROOT), env=self.env,
-            )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("cairn listening on") or time.monotonic() > deadline:
-            self.kill()
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"server did not start: {line!r}\n{tail}")
-        self.url = line.split()[-1]
-        self.port = int(self.url.rsplit(":", 1)[1])
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def post(self, text: str, timeout: float = 60.0,
-             headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-        req = urllib.request.Request(
-            self.url + "/api/sql", data=json.dumps({"sql": text}).encode(), method="POST",
-            headers={"Content-Type": "application/json", **(headers or {})},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def ok(self, text: str, timeout: float = 60.0) -> list[dict[str, Any]]:
-        status, body = self.post(text, timeout)
-        if status != 200:
-            raise RuntimeError(f"{text[:200]!r} failed: {status} {body.get('error')}")
-        return list(body["results"])
-
-    def rows(self, text: str) -> list[dict[str, Any]]:
-        return list(self.ok(text)[-1]["rows"])
-
-    def send(self, text: str) -> http.client.HTTPConnection:
-        """Send a request without waiting for the answer (the caller may kill us)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        conn.request("POST", "/api/sql", json.dumps({"sql": text}),
-                     {"Content-Type": "application/json"})
-        return conn
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up of any kind runs in the server."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc is not None:
-            self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
-
-
-def write_config(path: Path, root: Path, throttle: int) -> Path:
-    path.write_text(f'[backup]\nroots = ["{root}"]\nthrottle_bytes_per_second = {int(throttle)}\n')
-    return path
-
-
-# --- the record of a campaign -------------------------------------------------------
-
-
-@dataclass
-class Run:
-    index: int
-    op: str  # backup | restore
-    planned: float  # kill moment as a fraction of the expected duration
-    fault: str | None = None  # a named fault point the server kills itself at
-    delay: float = 0.0  # seconds after the request was sent
-    phase: str = ""
-    job_status: str | None = None
-    answered: bool = False  # the client got its answer before the kill
-    failures: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Campaign:
-    runs: list[Run] = field(default_factory=list)
-    passed: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-    seed: int = 0
-    durations: dict[str, list[float]] = field(default_factory=dict)  # completed jobs, s
-
-    @property
-    def failures(self) -> list[str]:
-        return [f"run {r.index} ({r.op}, {r.fault or 'kill'} at {r.delay:.3f} s, {r.phase}): {f}"
-                for r in self.runs for f in r.failures]
-
-    def table(self) -> str:
-        n = len(self.runs)
-        lines = [f"crash injection: {n} runs, seed {self.seed}, {self.seconds:.0f} s", ""]
-        ops = Counter(r.op for r in self.runs)
-        lines += ["| kill moment (phase the job was in) | backup | restore | all |",
-                  "|---|---:|---:|---:|"]
-        for phase in PHASES:
-            b = sum(1 for r in self.runs if r.phase == phase and r.op == "backup")
-            s = sum(1 for r in self.runs if r.phase == phase and r.op == "restore")
-            lines.append(f"| {phase} | {b} | {s} | {b + s} |")
-        lines.append(f"| **runs** | {ops['backup']} | {ops['restore']} | {n} |")
-        med = {op: f"{statistics.median(d):.2f} s" if d else "-"
-               for op, d in self.durations.items()}
-        lines.append(f"| median job duration (uninterrupted) | {med.get('backup', '-')} "
-                     f"| {med.get('restore', '-')} | |")
-        faulted = Counter(r.fault for r in self.runs if r.fault)
-        if faulted:
-            lines += ["", "| of which killed at a fault point | runs | phase seen |",
-                      "|---|---:|---|"]
-            for point in [p for op in FAULT_POINTS.values() for p in op]:
-                seen = Counter(r.phase for r in self.runs if r.fault == point)
-                shown = ", ".join(f"{ph} ({k})" for ph, k in seen.most_common())
-                lines.append(f"| {point} | {faulted[point]} | {shown} |")
-        timed = [r for r in self.runs if not r.fault]
-        if timed:
-            lines += ["", "| timed kills: moment drawn, share of the expected duration | runs |",
-                      "|---|---:|"]
-            edges = [(-0.15, 0.0, "before the request (kill at once)"), (0.0, 0.25, "0-25%"),
-                     (0.25, 0.5, "25-50%"), (0.5, 0.75, "50-75%"), (0.75, 1.0, "75-100%"),
-                     (1.0, 1.16, "100-115% (past the expected end)")]
-            for lo, hi, label in edges:
-                lines.append(f"| {label} | {sum(1 for r in timed if lo <= r.planned < hi)} |")
-        lines += ["", "| check after restart | passed |", "|---|---:|"]
-        for check in CHECKS:
-            lines.append(f"| {check} | {self.passed[check]}/{n} |")
-        failures = self.failures
-        failed_runs = sum(1 for r in self.runs if r.failures)
-        lines += ["", (f"failures: {len(failures)} in {failed_runs} runs "
-                       "(shown once, at the run where each first appeared)")]
-        lines += [f"  {f}" for f in self.new_failures()[:50]]
-        return "\n".join(lines)
-
-    def new_failures(self) -> list[str]:
-        """Failures not already reported by the run before (damage that stays
-        fails every later check too; the first run it shows in is what matters)."""
-        out, previous = [], set()
-        for r in self.runs:
-            out += [f"run {r.index} ({r.op}, {r.fault or 'kill'} at {r.delay:.3f} s, "
-                    f"{r.phase}): {f}" for f in r.failures if f not in previous]
-            previous = set(r.failures)
-        return out
 
 
 # --- the campaign ---------------------------------------------------------------------

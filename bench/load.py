@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.crash_injection import CairnProcess, write_config  # noqa: E402 (after the path)
+from bench.cairn_process import CairnProcess, write_config  # noqa: E402 (after the path)
 
 ID_STRIDE = 10**9
 
