@@ -35,6 +35,13 @@ async def sql(
     return resp.status, await resp.json()
 
 
+def state(client: Any) -> Any:
+    """The server state (`Cairn`) behind an `aiohttp_client` of `create_app`."""
+    from server.app import CAIRN
+
+    return client.server.app[CAIRN]
+
+
 async def ok(client: Any, text: str, **kw: Any) -> list[dict[str, Any]]:
     """Run SQL that must succeed; returns its results."""
     status, body = await sql(client, text, **kw)

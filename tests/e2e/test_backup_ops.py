@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,9 @@ import pytest
 
 from catalog import Job, utcnow
 from server import faults
-from server.app import CAIRN, create_app
+from server.app import create_app
 from server.config import Config
-from tests.helpers import Gate, fill, job_row, ok, sql, target_files, wait_job
-
-
-@pytest.fixture(autouse=True)
-def no_faults() -> Iterator[None]:
-    yield
-    faults.clear()
-
-
-def state(client: Any) -> Any:
-    return client.server.app[CAIRN]
+from tests.helpers import Gate, fill, job_row, ok, sql, state, target_files, wait_job
 
 
 def manifest(root: Path, backup_id: str, target: str = "nightly") -> dict[str, Any]:

@@ -11,35 +11,15 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server import faults
-from server.app import CAIRN, create_app
+from server.app import create_app
 from server.config import Config
-from tests.helpers import (
-    Gate,
-    ServerProcess,
-    fill,
-    job_row,
-    ok,
-    sql,
-    target_files,
-    wait_job,
-)
-
-
-@pytest.fixture(autouse=True)
-def no_faults() -> Iterator[None]:
-    yield
-    faults.clear()
-
-
-def state(client: Any) -> Any:
-    return client.server.app[CAIRN]
+from tests.helpers import Gate, ServerProcess, fill, job_row, ok, sql, state, target_files, wait_job
 
 
 async def kill(client: Any, job_id: str) -> float:

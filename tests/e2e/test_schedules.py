@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,8 @@ import pytest
 from catalog import Catalog, Schedule
 from catalog.errors import InvalidArgument
 from server import faults
-from server.app import CAIRN
 from server.schedules import due, iso, parse_every, parse_iso, run_due
-from tests.helpers import Gate, ok, sql, wait_job
-
-
-@pytest.fixture(autouse=True)
-def no_faults() -> Iterator[None]:
-    yield
-    faults.clear()
-
-
-def state(client: Any) -> Any:
-    return client.server.app[CAIRN]
+from tests.helpers import Gate, ok, sql, state, wait_job
 
 
 async def expect(client: Any, text: str, code: str, fragment: str = "") -> None:
