@@ -74,7 +74,8 @@ async def main(args: argparse.Namespace) -> None:
         srv = Server(work / "data", config=fast)
         async with session() as http:
             files = await fill(http, srv.url, args.mb)
-            size = first_row(await sql(http, srv.url, "SELECT sum(bytes) AS b FROM system.tables"))["b"]
+            answer = await sql(http, srv.url, "SELECT sum(bytes) AS b FROM system.tables")
+            size = first_row(answer)["b"]
         srv.stop()
         throttle = max(1, int(size / args.seconds))
         slow = write_config(work / "slow.toml", root, throttle, args.window)

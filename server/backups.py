@@ -7,7 +7,7 @@ error; the long work runs as a job (see backup_run, restore_run)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -52,7 +52,7 @@ SHOW_BACKUPS_COLUMNS = [*BACKUP_COLUMNS, ("error", "TEXT")]
 
 
 def check_options(stmt_name: str, options: tuple[tuple[str, Any], ...],
-                  allowed: dict[str, type]) -> dict[str, Any]:
+                  allowed: Mapping[str, type]) -> dict[str, Any]:
     """Options as a dict, each known and of the right type, else INVALID_ARGUMENT."""
     out: dict[str, Any] = {}
     for key, value in options:

@@ -172,7 +172,7 @@ def validate(cfg: Config) -> None:
     if cfg.jobs.max_concurrent < 1:
         raise ConfigError("[jobs] max_concurrent must be at least 1")
     try:
-        cfg.resume_window_seconds
+        _ = cfg.resume_window_seconds  # parses [backup] resume_window
     except ValueError as exc:
         raise ConfigError(f"[backup] resume_window: {exc}") from None
     for name, target in cfg.backup.targets.items():

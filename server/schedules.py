@@ -7,8 +7,8 @@ ordinary detached backup job, by user `scheduler`, with the statement
 `BACKUP DATABASE ns TO 'target' … -- schedule name`. The next run is `every`
 after the run started, or for a `CRON` schedule the next time the expression
 names after the run started (cron times are UTC), so after downtime a missed
-run happens once, not once per missed interval. While a schedule's last run is still going, the schedule
-waits for it rather than piling runs up."""
+run happens once, not once per missed interval. While a schedule's last run is
+still going, the schedule waits for it rather than piling runs up."""
 
 from __future__ import annotations
 

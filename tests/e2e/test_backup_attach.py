@@ -93,7 +93,8 @@ async def test_attach_reports_a_conflicting_id(client: Any, tmp_path: Path) -> N
     shutil.copytree(tmp_path / "backups" / "nightly", copy)
     (row,) = await rows(client, "ATTACH BACKUPS FROM 'copy'")
     assert row["status"] == "conflict" and str(tmp_path / "backups" / "nightly") in row["error"]
-    (kept,) = await rows(client, f"SELECT target FROM system.backups WHERE backup_id = '{b['backup_id']}'")
+    (kept,) = await rows(
+        client, f"SELECT target FROM system.backups WHERE backup_id = '{b['backup_id']}'")
     assert kept["target"] == str(tmp_path / "backups" / "nightly")
 
 

@@ -30,7 +30,8 @@ def test_next_run_of_a_cron_schedule_is_the_next_utc_time() -> None:
 
 
 async def test_cron_schedule_shows_its_next_run_and_runs_then(client: Any) -> None:
-    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (x INT); INSERT INTO app.t VALUES (1)")
+    await ok(client,
+             "CREATE NAMESPACE app; CREATE TABLE app.t (x INT); INSERT INTO app.t VALUES (1)")
     before = datetime.now(UTC)
     (res,) = await ok(client, "CREATE SCHEDULE nightly FOR BACKUP DATABASE app TO 'nightly' "
                               "CRON '0  3 * * *' KEEP LAST 2")
