@@ -43,6 +43,7 @@ def test_tab_completion_and_history_across_sessions(
         first.prompt()
         first.send(f"SELECT body FROM {ns}.no")
         first.send("\t")  # the only table there starting "no": completed in place
+        first.expect("notes")  # seen before typing on, as a person does (painted over "no")
         first.line(" WHERE id = 2;")
         first.expect(r"body\n─+\nworld\s*\n\(1 row\)")
         first.prompt()
