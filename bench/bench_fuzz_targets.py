@@ -246,7 +246,8 @@ def _link(members: list[tuple[tarfile.TarInfo, bytes]], rng: random.Random) -> N
     i = rng.choice(_objects(members))
     name = members[i][0].name
     kind = rng.choice([tarfile.SYMTYPE, tarfile.LNKTYPE])
-    members[i] = member(name, kind=kind, linkname=rng.choice(["/etc/passwd", "../../x", "config.json"]))
+    link = rng.choice(["/etc/passwd", "../../x", "config.json"])
+    members[i] = member(name, kind=kind, linkname=link)
 
 
 def _extra_link(members: list[tuple[tarfile.TarInfo, bytes]], rng: random.Random) -> None:
@@ -315,7 +316,8 @@ def _truncate_file(path: Path, world: World, rng: random.Random) -> None:
     tar (up to 10 KiB there: a tar cut in those reads whole, rightly)."""
     data = path.read_bytes()
     tail = 64 if path.name.endswith(".zst") else 10240 + 1024
-    path.write_bytes(data[: rng.randrange(len(data) // 3, max(len(data) // 3 + 1, len(data) - tail))])
+    cut = rng.randrange(len(data) // 3, max(len(data) // 3 + 1, len(data) - tail))
+    path.write_bytes(data[:cut])
 
 
 # --- directory targets ------------------------------------------------------------------
