@@ -67,8 +67,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         raise
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
-        err = Internal("internal error: this is a bug, the server log has the trace")
-        return error_response(err, started)
+        return error_response(
+            Internal("internal error: this is a bug, the server log has the trace"), started)
 
 
 class BodyTimeout(InvalidRequest):

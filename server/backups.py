@@ -120,7 +120,8 @@ async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDataba
     check_namespace_name(stmt.namespace)
     if await cairn.run(cairn.catalog.get, Namespace, stmt.namespace) is None:
         if stmt.if_exists:
-            return Result.of_message(f"Namespace '{stmt.namespace}' does not exist, nothing backed up")
+            return Result.of_message(
+                f"Namespace '{stmt.namespace}' does not exist, nothing backed up")
         raise NotFound(f"Namespace '{stmt.namespace}' does not exist")
     repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"),
                            opts.get("compression", "zstd"))

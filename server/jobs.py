@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from catalog import Catalog, Job, utcnow
@@ -223,7 +223,7 @@ class JobRunner:
         """Keep job history bounded: drop finished jobs past the age or count limit."""
         cfg = self.cairn.config.jobs
         finished = [j for j in self.cairn.catalog.scan(Job) if j.status not in ACTIVE]
-        cutoff = (datetime.now(timezone.utc) - timedelta(days=cfg.history_max_age_days)).strftime(
+        cutoff = (datetime.now(UTC) - timedelta(days=cfg.history_max_age_days)).strftime(
             "%Y-%m-%dT%H:%M:%S.%f"
         )[:-3] + "Z"
         doomed = [j for j in finished if (j.finished_at or j.created_at) < cutoff]
@@ -379,7 +379,7 @@ class JobRunner:
         if task is not None:
             try:
                 return await asyncio.wait_for(asyncio.shield(task), timeout=5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return ctx.job
 
@@ -394,7 +394,8 @@ class JobRunner:
         if job.status == "paused":
             return ctx.job
         if job.status != "running":
-            raise InvalidArgument(f"Job '{job_id}' is {job.status}; only a running job can be paused")
+            raise InvalidArgument(
+                f"Job '{job_id}' is {job.status}; only a running job can be paused")
         ctx.request_pause()
         return await self._await_status(job_id, ctx, lambda s: s != "running")
 

@@ -67,7 +67,8 @@ class Result:
     def to_json(self) -> dict[str, Any]:
         out = {
             "columns": self.columns,
-            "schema": [{"name": n, "type": t} for n, t in zip(self.columns, self.types)],
+            "schema": [{"name": n, "type": t}
+                       for n, t in zip(self.columns, self.types, strict=False)],
             "rows": self.rows,
             "row_count": self.row_count,
             "message": self.message,
@@ -146,7 +147,7 @@ def to_json_value(value: Any, cairn_t: str = "") -> Any:
         return value if math.isfinite(value) else str(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     if isinstance(value, dt.date):
         return value.isoformat()

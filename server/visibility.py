@@ -78,7 +78,8 @@ def rows_for(config: Config, session: Session, kind: str,
     if not restricted(session):
         return rows
     if kind == "jobs":
-        rows = [r for r in rows if session.user_id is not None and r.get("user_id") == session.user_id]
+        rows = [r for r in rows
+                if session.user_id is not None and r.get("user_id") == session.user_id]
     cols = PATH_COLUMNS.get(kind, ())
     if not cols:
         return rows

@@ -100,7 +100,8 @@ async def test_invalid_unicode_is_refused_everywhere_and_nothing_breaks_a_read(
     client = await aiohttp_client(create_app(cairn_config))
     await setup(client)
     statements = TEXT_STATEMENTS + [
-        c.sql.format(backup_id="bk-x", job_id="job-x") + " -- {x}" for cases in CASES.values() for c in cases
+        c.sql.format(backup_id="bk-x", job_id="job-x") + " -- {x}"
+        for cases in CASES.values() for c in cases
     ]
     for bad in BAD:
         for template in statements:
