@@ -230,6 +230,19 @@ class Catalog:
         """A consistent copy of every family (hard links, a few ms)."""
         Checkpoint(self._db).create_checkpoint(str(directory))
 
+    def property_totals(self, names: list[str]) -> dict[str, int]:
+        """Integer RocksDB properties (e.g. `rocksdb.estimate-live-data-size`)
+        summed over every family; a property RocksDB does not know is left out."""
+        totals: dict[str, int] = {}
+        with self._lock:
+            families = [self._db, *self._families.values()]
+            for name in names:
+                for fam in families:
+                    value = fam.property_int_value(name)
+                    if value is not None:
+                        totals[name] = totals.get(name, 0) + int(value)
+        return totals
+
     def flush_wal(self) -> None:
         self._db.flush_wal(True)
 

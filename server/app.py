@@ -16,9 +16,15 @@ from typing import Any
 from aiohttp import web
 
 from catalog import Catalog
-from catalog.errors import CairnError, Internal, InvalidRequest, RequestTooLarge
+from catalog.errors import (
+    CairnError,
+    Internal,
+    InvalidRequest,
+    PermissionDenied,
+    RequestTooLarge,
+)
 
-from . import backups, openapi, resume, schedules, tables
+from . import backups, metrics, openapi, resume, schedules, tables
 from .auth import authenticate
 from .config import Config
 from .executor import execute
@@ -31,6 +37,10 @@ from .web import add_routes as add_web_console
 log = logging.getLogger("cairn.http")
 
 CAIRN: web.AppKey[Cairn] = web.AppKey("cairn", Cairn)
+# What handle_sql learned about a request, for the metrics middleware.
+SQL_TEXT: web.RequestKey[str] = web.RequestKey("sql", str)
+OUTCOME: web.RequestKey[str] = web.RequestKey("outcome", str)
+USER: web.RequestKey[str | None] = web.RequestKey("user", object)  # type: ignore[arg-type]
 
 
 def took_ms(started: float) -> float:
@@ -45,28 +55,50 @@ def error_response(error: CairnError, started: float, status: int | None = None,
 
 
 @web.middleware
+async def metrics_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Time every /api/sql request: count it by statement kind and outcome, and
+    log it if it is slower than `[log] slow_request_seconds`."""
+    if request.path != "/api/sql":
+        return await handler(request)
+    started = time.perf_counter()
+    response = await handler(request)
+    sql = request.get(SQL_TEXT)
+    outcome = request.get(OUTCOME) or ("ok" if response.status < 400 else str(response.status))
+    kind = metrics.statement_kind(sql) if sql else "none"
+    request.app[CAIRN].metrics.observe_request(
+        "http", kind, time.perf_counter() - started, outcome, sql=sql,
+        user=request.get(USER))
+    return response
+
+
+@web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     started = time.perf_counter()
     try:
         return await handler(request)
     except BodyTimeout as exc:
+        request[OUTCOME] = exc.code
         resp = error_response(exc, started, status=408)
         resp.force_close()  # the rest of the body is never read: drop the connection
         return resp
     except CairnError as exc:
+        request[OUTCOME] = exc.code
         return error_response(exc, started)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CAIRN].config.server.max_request_bytes
-        err = RequestTooLarge(f"request body is larger than max_request_bytes ({limit} bytes)")
-        return error_response(err, started)
+        request[OUTCOME] = RequestTooLarge.code
+        return error_response(RequestTooLarge(
+            f"request body is larger than max_request_bytes ({limit} bytes)"), started)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.status != 405 and request.path.startswith("/api"):
+            request[OUTCOME] = InvalidRequest.code
             return error_response(InvalidRequest(exc.reason), started, status=exc.status)
         raise
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
+        request[OUTCOME] = Internal.code
         return error_response(
             Internal("internal error: this is a bug, the server log has the trace"), started)
 
@@ -120,14 +152,18 @@ async def handle_sql(request: web.Request) -> web.Response:
     started = time.perf_counter()
     cairn = request.app[CAIRN]
     session = authenticate(request, cairn.config.auth)
+    request[USER] = session.user_id
     sql, namespace = await read_sql_request(request, cairn.config.server.body_timeout_seconds)
+    request[SQL_TEXT] = sql
     session.namespace = namespace
     outcome = await execute(cairn, session, sql)
     if outcome.error is None:
+        request[OUTCOME] = "ok"
         results = [r.to_json() for r in outcome.results]
         took = round(took_ms(started), 3)
         return web.json_response({"status": "success", "results": results, "took": took})
     e = outcome.error
+    request[OUTCOME] = e.error.code
     if e.error.status >= 500:
         log.error("statement %s failed: %s", e.statement, e.error.message)
     body = error_body(e.error, took_ms(started), outcome.results, statement=e.statement,
@@ -137,6 +173,18 @@ async def handle_sql(request: web.Request) -> web.Response:
 
 async def handle_health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    """Prometheus text format. Auth as the API: open in mode none; in token
+    mode a token with role admin (401 without a valid token, 403 for a user)."""
+    cairn = request.app[CAIRN]
+    session = authenticate(request, cairn.config.auth)
+    if not session.is_admin:
+        raise PermissionDenied(f"/metrics needs role admin; user '{session.user_id}' has role "
+                               f"{session.role}")
+    body = await cairn.run(cairn.metrics.render)
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def handle_openapi(request: web.Request) -> web.Response:
@@ -182,7 +230,7 @@ def connection_options(config: Config) -> dict[str, Any]:
 def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
     """The app; opens its state on start-up unless `cairn` is given (tests, CLI)."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.server.max_request_bytes
+        middlewares=[metrics_middleware, error_middleware], client_max_size=config.server.max_request_bytes
     )
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
@@ -201,6 +249,7 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
     app.cleanup_ctx.append(lifetime)
     app.router.add_post("/api/sql", handle_sql)
     app.router.add_get("/health", handle_health)
+    app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/api/openapi.json", handle_openapi)
     add_web_console(app)
     return app

@@ -15,6 +15,7 @@ import console
 from catalog import CatalogLocked
 
 from . import config as config_mod
+from . import logs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="data directory (default ./cairn-data)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 = any free)")
-    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: [log] level)")
     console.add_arguments(sub.add_parser("sql", help="the SQL console (package console/)"))
     return parser
 
@@ -63,15 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sql":
         return console.main(args)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup("text", args.log_level or "INFO")
     try:
         cfg = config_mod.load(
             args.config, host=args.host, port=args.port, data_dir=args.data_dir
         )
+        logs.setup(cfg.log.format, args.log_level or cfg.log.level)
         asyncio.run(serve(cfg))
     except config_mod.ConfigError as exc:
         print(f"cairn: {exc}", file=sys.stderr)

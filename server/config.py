@@ -64,12 +64,20 @@ class JobsConfig:
 
 
 @dataclass
+class LogConfig:
+    format: str = "text"  # "text" | "json"
+    level: str = "INFO"
+    slow_request_seconds: float = 1.0  # 0: no slow-request lines
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -175,6 +183,12 @@ def validate(cfg: Config) -> None:
         _ = cfg.resume_window_seconds  # parses [backup] resume_window
     except ValueError as exc:
         raise ConfigError(f"[backup] resume_window: {exc}") from None
+    if cfg.log.format not in ("text", "json"):
+        raise ConfigError('[log] format must be "text" or "json"')
+    if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("[log] level must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    if cfg.log.slow_request_seconds < 0:
+        raise ConfigError("[log] slow_request_seconds must be 0 (off) or more")
     for name, target in cfg.backup.targets.items():
         if not isinstance(target, dict) or "uri" not in target:
             raise ConfigError(f"[backup.targets.{name}] needs a uri")

@@ -28,7 +28,9 @@ from catalog import Catalog, Job, utcnow
 from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
+from . import logs
 from .config import Config
+from .metrics import Metrics
 from .session import Session
 
 log = logging.getLogger("cairn.jobs")
@@ -51,6 +53,7 @@ class JobHost(Protocol):
     config: Config
     catalog: Catalog
     node_id: str
+    metrics: Metrics
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
 
@@ -71,6 +74,7 @@ class JobContext:
         self._pause = threading.Event()  # PAUSE JOB asked; cleared by RESUME JOB
         self.sem: asyncio.Semaphore | None = None  # the pool this job runs in
         self.holding = False  # whether it holds a place in that pool
+        self.started: float | None = None  # time.monotonic() when it began running
 
     @property
     def cancelled(self) -> bool:
@@ -314,6 +318,9 @@ class JobRunner:
                 ctx.holding = False
                 sem.release()  # only now: the next job starts after this one finished
         job.cleanup = {}
+        seconds = time.monotonic() - ctx.started if ctx.started is not None else None
+        self.cairn.metrics.job_ended(job, seconds)
+        logs.job_ended(job, seconds)
         try:
             await self.cairn.run(self.cairn.catalog.put, job)
         finally:
@@ -330,7 +337,10 @@ class JobRunner:
                 raise Cancelled(f"job {job.job_id} was cancelled before it started")
             job.status = "running"
             job.started_at = utcnow()
+            ctx.started = time.monotonic()
             await self.cairn.run(self.cairn.catalog.put, job)
+            self.cairn.metrics.job_started(job)
+            logs.job_started(job)
             job.result = await self.cairn.run(work, ctx)
             job.status = "completed"
             job.fraction_completed = 1.0
@@ -428,6 +438,10 @@ class JobRunner:
 
     def active(self) -> list[str]:
         return list(self._tasks)
+
+    def active_jobs(self) -> list[tuple[str, str]]:
+        """(job_type, status) of every job queued or running now (for /metrics)."""
+        return [(ctx.job.job_type, ctx.job.status) for ctx in list(self._contexts.values())]
 
     def is_cancelled(self, job_id: str) -> bool:
         """Whether KILL JOB (or shutdown) has asked this job to stop."""

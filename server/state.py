@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from catalog import Catalog
 
 from .config import Config
+from .metrics import Metrics
 from .session import Session
 
 __all__ = ["Cairn", "Session"]
@@ -40,6 +41,7 @@ class Cairn:
         self._pool = ThreadPoolExecutor(
             max_workers=config.server.blocking_threads, thread_name_prefix="cairn-io"
         )
+        self.metrics = Metrics(self, slow_seconds=config.log.slow_request_seconds)
         self.engine: Engine = None  # type: ignore[assignment]  # set by create_app
         self.jobs: JobRunner = None  # type: ignore[assignment]  # set by create_app
 

@@ -1,0 +1,106 @@
+"""Server logs: `[log] format = "text" | "json"` and `level`, and the event lines
+operators read (one per job start and end, one per slow request).
+
+An event is a name and fields. In text format it is one line
+`<time> <LEVEL> <logger>: <event> key=value ...`; in JSON format one object per
+line with `ts`, `level`, `logger`, `message`, `event` and the fields as keys.
+Fields are chosen by the callers here, never raw statements or request bodies:
+a job line carries ids, counters and the error message, a slow-request line the
+statement kind and its text with every string literal replaced by `'?'`, so
+passphrases and tokens never reach a log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from catalog import Job
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_FIELDS = "cairn_fields"
+_EVENT = "cairn_event"
+_STRING = re.compile(r"'(?:[^']|'')*'?|\$[A-Za-z0-9_]*\$.*?\$[A-Za-z0-9_]*\$", re.DOTALL)
+SHAPE_LIMIT = 300
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; event fields become top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        event = getattr(record, _EVENT, None)
+        if event is not None:
+            out["event"] = event
+            for key, value in getattr(record, _FIELDS, {}).items():
+                if key not in out:
+                    out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def setup(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) -> logging.Handler:
+    """Send every log record to `stream` (stderr) in the chosen format; replaces
+    handlers set up before (so `cairn serve` can apply the config file's choice)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+    return handler
+
+
+def _text(value: Any) -> str:
+    s = str(value)
+    if not s or any(c.isspace() or c in "\"=" for c in s):
+        return json.dumps(s, ensure_ascii=False)
+    return s
+
+
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log event `name` with `fields` (None values left out)."""
+    if not logger.isEnabledFor(level):
+        return
+    shown = {k: v for k, v in fields.items() if v is not None}
+    text = " ".join([name, *(f"{k}={_text(v)}" for k, v in shown.items())])
+    logger.log(level, "%s", text, extra={_EVENT: name, _FIELDS: shown})
+
+
+def statement_shape(sql: str) -> str:
+    """The SQL with string literals replaced by '?' (they may hold passphrases),
+    whitespace collapsed and cut to SHAPE_LIMIT characters."""
+    shaped = " ".join(_STRING.sub("'?'", sql).split())
+    return shaped if len(shaped) <= SHAPE_LIMIT else shaped[:SHAPE_LIMIT] + "…"
+
+
+_job_log = logging.getLogger("cairn.jobs")
+
+
+def job_started(job: Job) -> None:
+    event(_job_log, "job_started", job_id=job.job_id, type=job.job_type,
+          namespace=job.namespace, target=job.target, user=job.user_id)
+
+
+def job_ended(job: Job, seconds: float | None) -> None:
+    """One line per finished job, successful ones too; failures at WARNING."""
+    result = job.result if isinstance(job.result, dict) else {}
+    size = result.get("bytes", result.get("bytes_checked", job.bytes_done))
+    files = result.get("files", result.get("files_checked", job.files_done))
+    level = logging.INFO if job.status in ("completed", "cancelled") else logging.WARNING
+    event(_job_log, "job_ended", level, job_id=job.job_id, type=job.job_type,
+          namespace=job.namespace, target=job.target, backup_id=job.backup_id,
+          status=job.status, bytes=size, files=files, rows=result.get("rows", job.rows),
+          duration_s=round(seconds, 3) if seconds is not None else None,
+          error=job.error_message)

@@ -1,0 +1,270 @@
+"""What `GET /metrics` shows, in the Prometheus text format (prometheus_client).
+
+Each server state (`Cairn`) owns a `Metrics` with its own `CollectorRegistry`, so
+several apps in one process (tests) never share counters. Counters and
+histograms move as things happen: the job runner calls `job_started` /
+`job_ended`, the HTTP middleware and the pgwire front-end call
+`observe_request`. Gauges that describe the present (backup age per namespace,
+buffered rows, RocksDB sizes, RSS) are computed at scrape time by a collector
+that reads the catalog, so they are never stale."""
+
+from __future__ import annotations
+
+import logging
+import re
+import resource
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from catalog import Backup, Job
+
+from . import logs
+
+_slow_log = logging.getLogger("cairn.requests")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                   5, 10, float("inf"))
+ROCKSDB_PROPERTIES = {
+    "rocksdb.estimate-live-data-size": "cairn_rocksdb_live_data_bytes",
+    "rocksdb.total-sst-files-size": "cairn_rocksdb_sst_files_bytes",
+    "rocksdb.cur-size-all-mem-tables": "cairn_rocksdb_memtable_bytes",
+    "rocksdb.estimate-num-keys": "cairn_rocksdb_keys",
+}
+
+# Statement kinds a request is counted under: the first words of its first
+# statement, from a fixed set so the label's values stay few.
+KINDS = frozenset({
+    "select", "insert", "update", "delete", "create", "drop", "alter", "show", "describe",
+    "flush", "backup", "restore", "verify", "kill", "cancel", "pause", "resume", "explain",
+    "summarize", "pivot", "attach", "start", "stop",
+})  # fmt: skip
+_FIRST_WORD = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*([A-Za-z]+)", re.DOTALL)
+_ALIASES = {"with": "select", "from": "select", "values": "select", "table": "select",
+            "desc": "describe", "unpivot": "pivot", "(": "select"}
+
+
+def statement_kind(sql: str) -> str:
+    """The kind a request is counted under: `select`, `backup`, ... or `other`."""
+    m = _FIRST_WORD.match(sql)
+    if m is None:
+        return "select" if sql.lstrip().startswith("(") else "other"
+    word = m.group(1).lower()
+    word = _ALIASES.get(word, word)
+    return word if word in KINDS else "other"
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        dt = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def rss_bytes() -> int:
+    """Resident set size now (Linux /proc), else the peak from getrusage."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class StateCollector(Collector):
+    """Scrape-time gauges read from the server state (`Cairn`)."""
+
+    def __init__(self, cairn: Any) -> None:
+        self.cairn = cairn
+
+    def describe(self) -> list[Any]:
+        return []  # computed per scrape; nothing to register up front
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        cairn = self.cairn
+        now = time.time()
+        age = GaugeMetricFamily(
+            "cairn_backup_age_seconds",
+            "Seconds since the newest completed backup of each namespace (from system.backups)",
+            labels=["namespace"])
+        last = GaugeMetricFamily(
+            "cairn_backup_last_success_timestamp_seconds",
+            "Unix time of the newest completed backup of each namespace", labels=["namespace"])
+        for ns, stamp in sorted(newest_backups(cairn.catalog).items()):
+            age.add_metric([ns], max(0.0, now - stamp))
+            last.add_metric([ns], stamp)
+        yield age
+        yield last
+        lag = GaugeMetricFamily(
+            "cairn_archive_lag_seconds",
+            "How far continuous archiving of each namespace is behind (none while no archive runs)",
+            labels=["namespace", "target"])
+        for ns, target, seconds in archive_lags(cairn):
+            lag.add_metric([ns, target], seconds)
+        yield lag
+        running = GaugeMetricFamily("cairn_jobs_running",
+                                    "Jobs queued or running now, by type and status",
+                                    labels=["type", "status"])
+        counts: dict[tuple[str, str], int] = {}
+        jobs = getattr(cairn, "jobs", None)
+        for key in (jobs.active_jobs() if jobs is not None else []):
+            counts[key] = counts.get(key, 0) + 1
+        for (job_type, status), n in sorted(counts.items()):
+            running.add_metric([job_type, status], n)
+        yield running
+        yield from self._buffers(cairn)
+        props = getattr(cairn.catalog, "property_totals", None)
+        if props is not None:
+            values = props(list(ROCKSDB_PROPERTIES))
+            for prop, name in ROCKSDB_PROPERTIES.items():
+                if prop in values:
+                    g = GaugeMetricFamily(name, f"RocksDB property {prop}, summed over families")
+                    g.add_metric([], values[prop])
+                    yield g
+        rss = GaugeMetricFamily("cairn_process_resident_memory_bytes",
+                                "Resident memory of the server process")
+        rss.add_metric([], rss_bytes())
+        yield rss
+
+    @staticmethod
+    def _buffers(cairn: Any) -> Iterator[GaugeMetricFamily]:
+        engine = getattr(cairn, "engine", None)
+        if engine is None:
+            return
+        rows = GaugeMetricFamily("cairn_buffered_rows",
+                                 "Rows in the write buffer (not yet flushed), by namespace",
+                                 labels=["namespace"])
+        files = GaugeMetricFamily("cairn_data_files", "Parquet files of live tables, by namespace",
+                                  labels=["namespace"])
+        size = GaugeMetricFamily("cairn_data_bytes", "Bytes of Parquet files, by namespace",
+                                 labels=["namespace"])
+        per_ns: dict[str, list[int]] = {}
+        for rec in engine.list_tables():
+            try:
+                s = engine.stats(rec)
+            except Exception:  # a table dropped while we looked: skip it
+                continue
+            acc = per_ns.setdefault(rec.namespace, [0, 0, 0])
+            acc[0] += s["buffered_rows"]
+            acc[1] += s["files"]
+            acc[2] += s["bytes"]
+        for ns, (r, f, b) in sorted(per_ns.items()):
+            rows.add_metric([ns], r)
+            files.add_metric([ns], f)
+            size.add_metric([ns], b)
+        yield rows
+        yield files
+        yield size
+
+
+def newest_backups(catalog: Any) -> dict[str, float]:
+    """{namespace: Unix time of its newest backup in the catalog}."""
+    newest: dict[str, float] = {}
+    for b in catalog.scan(Backup):
+        stamp = _epoch(b.created_at)
+        if stamp is not None and stamp > newest.get(b.namespace, 0.0):
+            newest[b.namespace] = stamp
+    return newest
+
+
+def archive_lags(cairn: Any) -> list[tuple[str, str, float]]:
+    """(namespace, target, lag seconds) per running archive; empty until archiving
+    exists (a state that offers `archive_lags()` is asked)."""
+    source = getattr(cairn, "archive_lags", None)
+    return list(source()) if callable(source) else []
+
+
+class Metrics:
+    """One server's metrics: its own registry, counters and histograms."""
+
+    def __init__(self, cairn: Any = None, slow_seconds: float = 0.0) -> None:
+        self.slow_seconds = slow_seconds  # 0: no slow-request lines
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.jobs_started = Counter("cairn_jobs_started", "Jobs started, by type",
+                                    ["type"], registry=r)
+        self.jobs = Counter("cairn_jobs", "Jobs ended, by type and final status",
+                            ["type", "status"], registry=r)
+        self.job_seconds = Histogram("cairn_job_duration_seconds",
+                                     "Wall time of jobs from start to end, by type",
+                                     ["type"], buckets=JOB_BUCKETS, registry=r)
+        self.job_bytes = Counter(
+            "cairn_job_bytes",
+            "Bytes handled by completed jobs: backed up (backup), restored (restore), "
+            "checked (verify)", ["type"], registry=r)
+        self.job_rows = Counter("cairn_job_rows", "Rows handled by completed jobs, by type",
+                                ["type"], registry=r)
+        self.backup_written = Counter("cairn_backup_bytes_written",
+                                      "New bytes stored in targets by completed backups",
+                                      registry=r)
+        self.requests = Counter("cairn_requests", "Requests, by protocol, statement kind and outcome",
+                                ["protocol", "kind", "status"], registry=r)
+        self.request_seconds = Histogram("cairn_request_duration_seconds",
+                                         "Request latency, by protocol and statement kind",
+                                         ["protocol", "kind"], buckets=REQUEST_BUCKETS, registry=r)
+        self.slow_requests = Counter("cairn_slow_requests",
+                                     "Requests slower than [log] slow_request_seconds",
+                                     ["protocol"], registry=r)
+        self.flushes = Counter("cairn_flushes", "Completed flushes (FLUSH and automatic)",
+                               registry=r)
+        self.flushed_rows = Counter("cairn_flushed_rows", "Rows written to Parquet by flushes",
+                                    registry=r)
+        self.info = Gauge("cairn_start_time_seconds", "Unix time the server state was opened",
+                          registry=r)
+        self.info.set(time.time())
+        if cairn is not None:
+            r.register(StateCollector(cairn))
+
+    # --- hooks -----------------------------------------------------------
+
+    def job_started(self, job: Job) -> None:
+        self.jobs_started.labels(job.job_type).inc()
+
+    def job_ended(self, job: Job, seconds: float | None) -> None:
+        self.jobs.labels(job.job_type, job.status).inc()
+        if seconds is not None:
+            self.job_seconds.labels(job.job_type).observe(max(0.0, seconds))
+        if job.status != "completed":
+            return
+        result = job.result if isinstance(job.result, dict) else {}
+        size = _int(result.get("bytes")) or _int(result.get("bytes_checked")) or job.bytes_done
+        self.job_bytes.labels(job.job_type).inc(max(0, size))
+        rows = _int(result.get("rows")) or job.rows
+        self.job_rows.labels(job.job_type).inc(max(0, rows))
+        if job.job_type == "backup":
+            self.backup_written.inc(max(0, _int(result.get("bytes_written"))))
+        if job.job_type == "flush":
+            self.flushes.inc()
+            self.flushed_rows.inc(max(0, rows))
+
+    def observe_request(self, protocol: str, kind: str, seconds: float, status: str,
+                        sql: str | None = None, user: str | None = None) -> None:
+        """Count one request, and log it if it took `slow_seconds` or longer.
+        `protocol` is `http` or `pgwire`; `kind` comes from `statement_kind(sql)`;
+        `status` is `ok` or the contract's error code. `sql` is only logged as
+        `logs.statement_shape(sql)` (string literals hidden)."""
+        self.requests.labels(protocol, kind, status).inc()
+        self.request_seconds.labels(protocol, kind).observe(max(0.0, seconds))
+        if self.slow_seconds > 0 and seconds >= self.slow_seconds:
+            self.slow_requests.labels(protocol).inc()
+            logs.event(_slow_log, "slow_request", logging.WARNING, protocol=protocol, kind=kind,
+                       status=status, duration_ms=round(seconds * 1000, 1), user=user,
+                       statement=logs.statement_shape(sql) if sql else None)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0

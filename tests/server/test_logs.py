@@ -1,0 +1,144 @@
+"""Server logs of a real `cairn serve`: `[log] format` text and json, one line per
+job start and end (successful backups too), slow requests, and never a secret."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import logs
+from tests.helpers import ServerProcess
+
+PASSPHRASE = "pass-phrase-never-logged-9f3a"
+ADMIN_TOKEN = "admin-token-never-logged-c41d"
+USER_TOKEN = "user-token-never-logged-77be"
+
+
+def run_server(tmp_path: Path, fmt: str) -> str:
+    """A server run that uses a passphrase and two tokens; returns its stderr."""
+    config = tmp_path / "cairn.toml"
+    config.write_text(f"""
+[log]
+format = "{fmt}"
+level = "INFO"
+slow_request_seconds = 0.000001
+
+[auth]
+mode = "token"
+[[auth.tokens]]
+token = "{ADMIN_TOKEN}"
+user = "root"
+role = "admin"
+[[auth.tokens]]
+token = "{USER_TOKEN}"
+user = "alice"
+role = "user"
+""")
+    proc = ServerProcess(tmp_path / "data", config=config).start()
+    try:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        for text in (
+            "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT); "
+            "INSERT INTO app.t VALUES (1, 'a'), (2, 'b'); FLUSH TABLE app.t",
+            f"BACKUP DATABASE app TO 'nightly' WITH (encryption_passphrase = '{PASSPHRASE}')",
+            f"RESTORE DATABASE app FROM 'nightly' AS app2 WITH (encryption_passphrase = "
+            f"'{PASSPHRASE}')",
+        ):
+            status, body = proc.post(text, **admin)
+            assert status == 200, body
+        status, body = proc.post("RESTORE DATABASE app FROM 'nightly' AS app3 WITH "
+                                 "(encryption_passphrase = 'wrong-one')", **admin)
+        assert status == 422, body
+        status, body = proc.post("SELECT 1", Authorization=f"Bearer {USER_TOKEN}")
+        assert status == 200, body
+        status, body = proc.post(f"BACKUP DATABASE app TO 'x' WITH (encryption_passphrase = "
+                                 f"'{PASSPHRASE}')", Authorization=f"Bearer {USER_TOKEN}")
+        assert status == 403, body
+    finally:
+        assert proc.stop() == 0
+    assert proc.proc is not None and proc.proc.stderr is not None
+    return proc.proc.stderr.read()
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_job_and_slow_request_lines_and_no_secrets(tmp_path: Path, fmt: str) -> None:
+    out = run_server(tmp_path, fmt)
+    for secret in (PASSPHRASE, ADMIN_TOKEN, USER_TOKEN, "wrong-one"):
+        assert secret not in out, f"{secret} leaked into the {fmt} log"
+    lines = [line for line in out.splitlines() if line.strip()]
+    if fmt == "json":
+        records = [json.loads(line) for line in lines]  # every line is one JSON object
+        assert all({"ts", "level", "logger", "message"} <= set(r) for r in records)
+        events = [r for r in records if "event" in r]
+    else:
+        events = [_text_event(line) for line in lines if " job_" in line or " slow_req" in line]
+    ends = [e for e in events if e["event"] == "job_ended"]
+    starts = [e for e in events if e["event"] == "job_started"]
+    backup = next(e for e in ends if e["type"] == "backup")
+    assert backup["status"] == "completed" and backup["namespace"] == "app"
+    assert str(backup["target"]).endswith("nightly")
+    assert int(backup["bytes"]) > 0 and int(backup["files"]) >= 1
+    assert float(backup["duration_s"]) >= 0 and "error" not in backup
+    assert any(s["job_id"] == backup["job_id"] for s in starts)
+    failed = next(e for e in ends if e["type"] == "restore" and e["status"] == "failed")
+    assert failed["error"] and "passphrase" in failed["error"]
+    assert {e["type"] for e in ends} >= {"flush", "backup", "restore"}
+    slow = [e for e in events if e["event"] == "slow_request"]
+    kinds = {e["kind"] for e in slow}
+    assert {"create", "backup", "restore", "select"} <= kinds
+    backup_req = next(e for e in slow if e["kind"] == "backup" and e["status"] == "ok")
+    assert "encryption_passphrase = '?'" in backup_req["statement"]
+    assert any(e["status"] == "PERMISSION_DENIED" and e["user"] == "alice" for e in slow)
+
+
+def _text_event(line: str) -> dict[str, Any]:
+    """`... cairn.jobs: job_ended job_id=... type=backup ...` -> dict (values
+    with spaces are JSON-quoted by the logger)."""
+    _, _, rest = line.partition(": ")
+    name, _, tail = rest.partition(" ")
+    fields: dict[str, Any] = {"event": name}
+    decoder = json.JSONDecoder()
+    i = 0
+    while i < len(tail):
+        eq = tail.index("=", i)
+        key = tail[i:eq].strip()
+        if tail[eq + 1: eq + 2] == '"':
+            val, end = decoder.raw_decode(tail, eq + 1)
+        else:
+            end = tail.find(" ", eq + 1)
+            end = len(tail) if end < 0 else end
+            val = tail[eq + 1:end]
+        fields[key] = val
+        i = end + 1
+    return fields
+
+
+def test_json_formatter_keeps_fields_and_traces() -> None:
+    stream = io.StringIO()
+    handler = logs.setup("json", "DEBUG", stream)
+    try:
+        log = logging.getLogger("cairn.test")
+        logs.event(log, "thing", count=3, note="two words", missing=None)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["event"] == "thing" and first["count"] == 3 and first["note"] == "two words"
+    assert "missing" not in first and first["message"] == 'thing count=3 note="two words"'
+    assert second["level"] == "ERROR" and "ValueError: boom" in second["exc"]
+
+
+def test_statement_shape_hides_every_string() -> None:
+    shape = logs.statement_shape("BACKUP DATABASE a TO 's3://b/p' WITH (encryption_passphrase"
+                                 " = 'it''s secret', label = $$x$$)")
+    assert shape == "BACKUP DATABASE a TO '?' WITH (encryption_passphrase = '?', label = '?')"
+    assert "secret" not in logs.statement_shape("SELECT 'unterminated secret")
+    assert len(logs.statement_shape("SELECT " + "1 + " * 1000 + "1")) <= logs.SHAPE_LIMIT + 1

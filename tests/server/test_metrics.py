@@ -1,0 +1,175 @@
+"""GET /metrics: Prometheus text that prometheus_client's own parser reads, counters
+that move while a backup runs, gauges computed from the catalog at scrape time,
+and the API's auth rules."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from server import faults
+from server.app import CAIRN, create_app
+from server.config import Config
+from server.metrics import Metrics, statement_kind
+from tests.helpers import Gate, fill, ok, sql, wait_job
+
+
+@pytest.fixture(autouse=True)
+def no_faults() -> Iterator[None]:
+    yield
+    faults.clear()
+
+
+async def scrape(client: Any, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """{(sample name, sorted labels): value} from GET /metrics, parsed by
+    prometheus_client's parser (which raises on text it cannot read)."""
+    resp = await client.get("/metrics", headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(await resp.text()):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_counters_move_during_a_backup(client: Any) -> None:
+    await fill(client, files=2)
+    before = await scrape(client)
+    assert value(before, "cairn_jobs_total", type="backup", status="completed") == 0
+    assert ("cairn_backup_age_seconds", (("namespace", "app"),)) not in before
+    gate = Gate(client.server.app[CAIRN])
+    faults.register("backup.before_object", gate)
+    job_id = (await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (detached = true)"))[0][
+        "rows"][0]["job_id"]
+    await gate.reach()
+    during = await scrape(client)
+    assert value(during, "cairn_jobs_running", type="backup", status="running") == 1
+    assert value(during, "cairn_jobs_started_total", type="backup") == 1
+    assert value(during, "cairn_jobs_total", type="backup", status="completed") == 0
+    gate.opened.set()
+    row = await wait_job(client, job_id)
+    assert row["status"] == "completed"
+    after = await scrape(client)
+    assert value(after, "cairn_jobs_running", type="backup", status="running") == 0
+    assert value(after, "cairn_jobs_total", type="backup", status="completed") == 1
+    assert value(after, "cairn_job_duration_seconds_count", type="backup") == 1
+    assert value(after, "cairn_job_bytes_total", type="backup") == row["result"]["bytes"] > 0
+    assert value(after, "cairn_job_rows_total", type="backup") == 200
+    assert value(after, "cairn_backup_bytes_written_total") == row["result"]["bytes_written"]
+    age = value(after, "cairn_backup_age_seconds", namespace="app")
+    assert 0 <= age < 60
+    # The flushes `fill` made are counted too, and the requests by kind and outcome.
+    assert value(after, "cairn_flushes_total") == 2
+    assert value(after, "cairn_flushed_rows_total") == 200
+    assert value(after, "cairn_requests_total", protocol="http", kind="backup", status="ok") == 1
+    assert value(after, "cairn_request_duration_seconds_count", protocol="http",
+                 kind="backup") == 1
+    assert value(after, "cairn_process_resident_memory_bytes") > 10_000_000
+    assert value(after, "cairn_rocksdb_keys") > 0
+    assert value(after, "cairn_data_files", namespace="app") == 2
+
+
+async def test_failed_and_cancelled_jobs_and_errors_are_counted(client: Any) -> None:
+    await fill(client, files=1)
+    status, _ = await sql(client, "VERIFY BACKUP 'nope' IN 'nightly'")
+    assert status == 404
+    status, _ = await sql(client, "SELEC 1")
+    assert status == 400
+    await ok(client, "INSERT INTO app.blobs VALUES (100000, 'x')")
+    samples = await scrape(client)
+    assert value(samples, "cairn_requests_total", protocol="http", kind="other",
+                 status="PARSE_ERROR") == 1
+    assert value(samples, "cairn_requests_total", protocol="http", kind="verify",
+                 status="NOT_FOUND") == 1
+    assert value(samples, "cairn_requests_total", protocol="http", kind="insert",
+                 status="ok") == 2  # fill's and ours
+    assert value(samples, "cairn_buffered_rows", namespace="app") == 1
+    resp = await client.post("/api/sql", data=b"not json",
+                             headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    samples = await scrape(client)
+    assert value(samples, "cairn_requests_total", protocol="http", kind="none",
+                 status="INVALID_REQUEST") == 1
+
+
+async def test_backup_age_is_the_newest_backup_per_namespace(client: Any) -> None:
+    await fill(client, ns="a", files=1)
+    await fill(client, ns="b", files=1)
+    await ok(client, "BACKUP DATABASE a TO 'x'")
+    first = await scrape(client)
+    time.sleep(0.3)
+    await ok(client, "BACKUP DATABASE b TO 'x'")
+    second = await scrape(client)
+    age_a = value(second, "cairn_backup_age_seconds", namespace="a")
+    age_b = value(second, "cairn_backup_age_seconds", namespace="b")
+    assert age_a >= 0.3 > age_b >= 0
+    assert age_a > value(first, "cairn_backup_age_seconds", namespace="a")
+    # The archive lag family is there for dashboards, empty until archiving exists.
+    resp = await client.get("/metrics")
+    assert "# TYPE cairn_archive_lag_seconds gauge" in await resp.text()
+
+
+async def test_metrics_auth_follows_the_api(aiohttp_client: Any, cairn_config: Config) -> None:
+    cairn_config.auth.mode = "token"
+    cairn_config.auth.tokens = [{"token": "adm-secret", "user": "root", "role": "admin"},
+                                {"token": "usr-secret", "user": "alice", "role": "user"}]
+    client = await aiohttp_client(create_app(cairn_config))
+    resp = await client.get("/metrics")
+    assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == "UNAUTHENTICATED"
+    resp = await client.get("/metrics", headers={"Authorization": "Bearer wrong"})
+    assert resp.status == 401
+    resp = await client.get("/metrics", headers={"Authorization": "Bearer usr-secret"})
+    assert resp.status == 403
+    assert (await resp.json())["error"]["code"] == "PERMISSION_DENIED"
+    samples = await scrape(client, Authorization="Bearer adm-secret")
+    assert value(samples, "cairn_requests_total", protocol="http", kind="none",
+                 status="UNAUTHENTICATED") == 0  # /metrics itself is not an SQL request
+
+
+async def test_each_app_has_its_own_registry(aiohttp_client: Any, tmp_path: Any) -> None:
+    clients = []
+    for name in ("one", "two"):
+        cfg = Config()
+        cfg.storage.data_dir = str(tmp_path / name)
+        cfg.backup.roots = [str(tmp_path / f"{name}-backups")]
+        clients.append(await aiohttp_client(create_app(cfg)))
+    await ok(clients[0], "SELECT 1")
+    await ok(clients[0], "SELECT 2")
+    one, two = await scrape(clients[0]), await scrape(clients[1])
+    assert value(one, "cairn_requests_total", protocol="http", kind="select", status="ok") == 2
+    assert value(two, "cairn_requests_total", protocol="http", kind="select", status="ok") == 0
+
+
+def test_observe_request_is_what_pgwire_calls() -> None:
+    m = Metrics()
+    m.observe_request("pgwire", statement_kind("select 1"), 0.002, "ok")
+    m.observe_request("pgwire", statement_kind("BACKUP DATABASE a TO 'x'"), 1.5, "NOT_FOUND")
+    families = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for s in families["cairn_requests"].samples}
+    assert samples[("cairn_requests_total",
+                    (("kind", "select"), ("protocol", "pgwire"), ("status", "ok")))] == 1
+    assert samples[("cairn_requests_total",
+                    (("kind", "backup"), ("protocol", "pgwire"), ("status", "NOT_FOUND")))] == 1
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("SELECT 1", "select"), ("  with x as (select 1) select * from x", "select"),
+    ("-- note\n/* c */ INSERT INTO a.t VALUES (1)", "insert"), ("(SELECT 1)", "select"),
+    ("desc table a.t", "describe"), ("BACKUP DATABASE a TO 'x'", "backup"),
+    ("RESTORE DATABASE a FROM 'x'", "restore"), ("EXPLAIN ANALYZE SELECT 1", "explain"),
+    ("COPY a.t TO '/tmp/x'", "other"), ("", "other"), ("'; DROP", "other"),
+    ("x" * 10_000, "other"),
+])
+def test_statement_kind_is_from_a_fixed_set(text: str, kind: str) -> None:
+    assert statement_kind(text) == kind
