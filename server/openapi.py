@@ -143,6 +143,18 @@ def document() -> dict[str, Any]:
                     }},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (admin in token mode; see docs/http.md)",
+                    "responses": {
+                        "200": {"description": "Prometheus text format 0.0.4",
+                                "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        "401": _error_response("Missing or wrong token (token mode)"),
+                        "403": _error_response("The token's role is not admin"),
+                    },
+                }
+            },
             "/api/openapi.json": {
                 "get": {
                     "operationId": "openapi",

@@ -67,6 +67,6 @@ def test_document_is_served(live_server: ServerProcess) -> None:
     with urllib.request.urlopen(live_server.url + "/api/openapi.json") as resp:
         doc = json.loads(resp.read())
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {"/api/sql", "/health", "/api/openapi.json"}
+    assert set(doc["paths"]) == {"/api/sql", "/health", "/api/openapi.json", "/metrics"}
     codes = set(doc["paths"]["/api/sql"]["post"]["responses"])
     assert codes == {"200", "400", "401", "403", "404", "408", "409", "413", "422", "500"}
