@@ -4,10 +4,12 @@ is refused with PERMISSION_DENIED, as is any query off the sandbox allow-list.""
 
 from __future__ import annotations
 
+import pyarrow as pa
 from sqlglot import exp
 
 from catalog.errors import PermissionDenied
-from sqlgrammar.ast import Query
+from sqlgrammar.ast import Explain, Query
+from storage import explain
 from storage.query import ResultLimits
 
 from . import visibility
@@ -61,11 +63,13 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
             cairn.engine.query, stmt.expression, session.user_id, session.namespace,
             timeout=timeout, limits=limits_for(cairn, session),
         )
-        result = Result.of_arrow(table)
-        if ResultLimits.truncated(table):
-            result.truncated = True
-            result.message = truncation_note(cairn, result.row_count)
-        return result
+        return bounded(cairn, table)
+    if stmt.kind in explain.PREFIX:  # SUMMARIZE, DESCRIBE SELECT, PIVOT
+        table = await cairn.run(
+            explain.run, cairn.engine, stmt.kind, stmt.expression, session.user_id,
+            session.namespace, timeout=timeout, limits=limits_for(cairn, session),
+        )
+        return bounded(cairn, table)
     if stmt.kind in VERBS:
 
         def write() -> int:
@@ -79,3 +83,26 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
         f"{first} is not allowed: Cairn runs SELECT, INSERT, UPDATE and DELETE on its own "
         "tables, and queries cannot touch files, the network or settings"
     )
+
+
+def bounded(cairn: Cairn, table: pa.Table) -> Result:
+    """The answer, with the note if ResultLimits cut it."""
+    result = Result.of_arrow(table)
+    if ResultLimits.truncated(table):
+        result.truncated = True
+        result.message = truncation_note(cairn, result.row_count)
+    return result
+
+
+@routes.handles(Explain, role="user")
+async def run_explain(cairn: Cairn, session: Session, stmt: Explain) -> Result:
+    """EXPLAIN [ANALYZE] of a query, after the sandbox's checks and rewriting."""
+    if stmt.query.expression is not None:
+        fold_names(stmt.query.expression)
+    table = await cairn.run(
+        explain.explain, cairn.engine, stmt.query.kind, stmt.query.expression,
+        session.user_id, session.namespace, analyze=stmt.analyze,
+        timeout=cairn.config.server.query_timeout_seconds or None,
+        limits=limits_for(cairn, session),
+    )
+    return bounded(cairn, table)

@@ -245,7 +245,9 @@ class DropSchedule(Statement):
 class Query(Statement):
     """SELECT / INSERT / UPDATE / DELETE, parsed by sqlglot (DuckDB dialect).
 
-    `kind` is 'select', 'insert', 'update', 'delete' or 'other'. `expression` is
+    `kind` is 'select', 'insert', 'update', 'delete', 'summarize' (SUMMARIZE
+    ns.t or a query), 'describe' (DESCRIBE SELECT ...), 'pivot' (a PIVOT or
+    UNPIVOT statement) or 'other' (refused). `expression` is
     the sqlglot tree. `sql`, the normalised text sqlglot prints back, is made only
     when asked for (printing a 1000-row INSERT costs as much as parsing it); two
     queries are equal when they print the same."""
@@ -262,6 +264,14 @@ class Query(Statement):
 
     def __hash__(self) -> int:
         return hash((self.kind, self.sql))
+
+
+@dataclass(frozen=True)
+class Explain(Statement):
+    """`EXPLAIN [ANALYZE] <query>`: the plan of `query` as Cairn runs it."""
+
+    query: Query
+    analyze: bool = False
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,9 @@ _SQL_FIRST = {
     "TRUNCATE", "REPLACE", "PREPARE", "EXECUTE", "DEALLOCATE", "COMMENT", "GRANT",
     "REVOKE", "UPSERT",
 }
+# DESCRIBE followed by one of these describes a query, not a table.
+_DESCRIBED_QUERY = {"SELECT", "WITH", "FROM", "VALUES", "PIVOT", "UNPIVOT"}
+_EXPLAIN = re.compile(r"EXPLAIN\s+(?:(ANALYZE)\s+)?", re.IGNORECASE)
 # Suggested alongside Cairn's keywords when the very first word is wrong.
 _SQL_SUGGESTED = ["DELETE", "INSERT", "SELECT", "UPDATE", "WITH"]
 
@@ -66,6 +69,10 @@ def _is_cairn(code: str) -> bool:
         return not code.lstrip().startswith("(")
     first = m.group(1).upper()
     second = (m.group(2) or "").upper()
+    if first in ("DESCRIBE", "DESC") and (
+        second in _DESCRIBED_QUERY or code[m.end(1):].lstrip().startswith("(")
+    ):
+        return False  # DESCRIBE SELECT ...: the columns of a query (sqlglot)
     if first in _CAIRN_FIRST or (first == "ATTACH" and second == "BACKUPS"):
         return True
     if first in ("CREATE", "DROP", "ALTER"):
@@ -228,6 +235,12 @@ def _query_kind(expression: exp.Expression) -> str:
         return "other"
     if isinstance(expression, (exp.Query, exp.Values)):
         return "select"
+    if isinstance(expression, exp.Summarize):
+        return "summarize"
+    if isinstance(expression, exp.Describe) and isinstance(expression.this, exp.Query):
+        return "describe"
+    if isinstance(expression, exp.Pivot):
+        return "pivot"
     if isinstance(expression, exp.Insert):
         return "insert"
     if isinstance(expression, exp.Update):
@@ -237,9 +250,21 @@ def _query_kind(expression: exp.Expression) -> str:
     return "other"
 
 
-def _parse_query(chunk: Chunk) -> ast.Query:
+def _parse_explain(chunk: Chunk) -> ast.Explain | None:
+    """EXPLAIN [ANALYZE] <statement>: the statement is parsed from the same text
+    with the prefix blanked, so error positions stay those of the request."""
+    m = _EXPLAIN.match(chunk.code)
+    if m is None:
+        return None
+    blank = re.sub(r"[^\n]", " ", chunk.text[:m.end()])
+    inner = _parse_query(chunk, blank + chunk.text[m.end():])
+    return ast.Explain(inner, analyze=m.group(1) is not None)
+
+
+def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
     try:
-        expressions = [e for e in sqlglot.parse(chunk.text, read="duckdb") if e is not None]
+        source = chunk.text if text is None else text
+        expressions = [e for e in sqlglot.parse(source, read="duckdb") if e is not None]
         if len(expressions) != 1:
             raise SqlSyntaxError(
                 f"expected one statement, found {len(expressions)}",
@@ -277,7 +302,11 @@ def _expecting(description: str) -> list[str]:
 
 
 def _parse_chunk(chunk: Chunk) -> ast.ParsedStatement:
-    statement = _parse_cairn(chunk) if _is_cairn(chunk.code) else _parse_query(chunk)
+    statement: ast.Statement
+    if _is_cairn(chunk.code):
+        statement = _parse_cairn(chunk)
+    else:
+        statement = _parse_explain(chunk) or _parse_query(chunk)
     return ast.ParsedStatement(statement, chunk.text, chunk.index, chunk.line, chunk.column)
 
 

@@ -188,6 +188,7 @@ _PRINTERS: dict[type[ast.Statement], Callable[[Any], str]] = {
     ast.ShowSchedules: lambda s: "SHOW SCHEDULES",
     ast.DropSchedule: _drop_schedule,
     ast.Query: lambda s: s.sql,
+    ast.Explain: lambda s: ("EXPLAIN ANALYZE " if s.analyze else "EXPLAIN ") + s.query.sql,
 }
 
 

@@ -260,6 +260,8 @@ class Plan:
     rows: int = 0
     refs: int = 0
     table_function: bool = False
+    # What each Cairn table reference reads (for EXPLAIN): name, files, buffered rows.
+    reads: list[tuple[str, list[DataFile], int]] = field(default_factory=list)
 
 
 def names_deleted(expression: exp.Expression) -> bool:
@@ -337,6 +339,7 @@ def plan_query(
                     sql = view_sql(snap, buf, files, show_deleted=show_deleted)
                     plan.inline[view] = f"({sql})"
                     plan.tables.append(snap.table)
+                    plan.reads.append((f"{ns}.{name}", snap.files, snap.buffer.num_rows))
                     plan.names[view] = f"{ns}.{name}"
                     plan.json_names |= {c["name"] for c in snap.columns if c["type"] == "JSON"}
             alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(name))

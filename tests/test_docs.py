@@ -41,6 +41,7 @@ SECTIONS: dict[type, str] = {
     ast.ShowSchedules: "### SHOW SCHEDULES",
     ast.DropSchedule: "### DROP SCHEDULE",
     ast.Query: "## Rows and queries",
+    ast.Explain: "### EXPLAIN",
 }
 
 

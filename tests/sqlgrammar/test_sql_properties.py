@@ -93,6 +93,9 @@ statements: st.SearchStrategy[ast.Statement] = st.one_of(
               st.none() | counts.filter(bool), st.booleans(), options, strings),
     st.just(ast.ShowSchedules()),
     st.builds(ast.DropSchedule, names, st.booleans()),
+    st.builds(ast.Explain, st.sampled_from(["SELECT 1", "SELECT * FROM app.t WHERE id = 2",
+                                            "SUMMARIZE app.t", "PIVOT app.t ON k USING sum(v)"])
+              .map(parse_one), st.booleans()),
 )
 
 

@@ -30,7 +30,7 @@ from sqlgrammar import SqlSyntaxError, ast, parse_one
         ("SET threads = 1", "other"),
         ("INSTALL httpfs", "other"),
         ("LOAD httpfs", "other"),
-        ("EXPLAIN SELECT 1", "other"),
+        ("EXPLAIN", "other"),
         ("CREATE VIEW v AS SELECT 1", "other"),
         ("CREATE OR REPLACE TABLE t (a INT)", "other"),
         ("CREATE TEMP TABLE t (a INT)", "other"),
@@ -41,7 +41,13 @@ from sqlgrammar import SqlSyntaxError, ast, parse_one
         ("ALTER VIEW v RENAME TO w", "other"),
         ("SELECT * INTO newt FROM app.t", "other"),
         ("CALL pragma_version()", "other"),
-        ("SUMMARIZE app.t", "other"),
+        ("SUMMARIZE app.t", "summarize"),
+        ("SUMMARIZE SELECT * FROM app.t", "summarize"),
+        ("SUMMARIZE '/etc/passwd'", "summarize"),  # parsed; refused when it runs
+        ("DESCRIBE SELECT * FROM app.t", "describe"),
+        ("desc (SELECT 1)", "describe"),
+        ("PIVOT app.t ON k USING sum(v)", "pivot"),
+        ("UNPIVOT app.t ON a, b INTO NAME k VALUE v", "pivot"),
         ("USE app", "other"),
     ],
 )
@@ -51,6 +57,25 @@ def test_query_kind(sql: str, kind: str) -> None:
     assert stmt.kind == kind
     assert isinstance(stmt.expression, exp.Expression)
     assert stmt.sql == stmt.expression.sql(dialect="duckdb")
+
+
+@pytest.mark.parametrize(("sql", "analyze", "kind"), [
+    ("EXPLAIN SELECT 1", False, "select"),
+    ("explain analyze SELECT * FROM app.t", True, "select"),
+    ("EXPLAIN\n  ANALYZE\tPIVOT app.t ON k USING sum(v)", True, "pivot"),
+    ("EXPLAIN SUMMARIZE app.t", False, "summarize"),
+    ("EXPLAIN COPY app.t TO 'x'", False, "other"),
+    ("EXPLAIN INSERT INTO app.t VALUES (1)", False, "insert"),
+])
+def test_explain_wraps_the_statement_it_explains(sql: str, analyze: bool, kind: str) -> None:
+    stmt = parse_one(sql)
+    assert isinstance(stmt, ast.Explain)
+    assert (stmt.analyze, stmt.query.kind) == (analyze, kind)
+
+
+def test_describe_of_a_table_stays_cairns() -> None:
+    assert parse_one("DESCRIBE app.t") == ast.DescribeTable(ast.TableRef("app", "t"))
+    assert parse_one("DESC TABLE select_t") == ast.DescribeTable(ast.TableRef(None, "select_t"))
 
 
 def test_query_equality_ignores_the_tree() -> None:

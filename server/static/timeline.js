@@ -1,0 +1,147 @@
+// Cairn web console: the jobs timeline (a bar per job over the last hour, coloured
+// by status) and the backup age per namespace. Drawn from system.jobs and
+// system.backups through /api/sql (rows() and el() come from console.js), the same
+// records GET /metrics reads for cairn_jobs_* and cairn_backup_age_seconds.
+"use strict";
+
+const TIMELINE_MS = 60 * 60 * 1000; // what is fetched; the window shown is this or less
+const WINDOWS = { "1 h": 60, "15 min": 15, "5 min": 5 }; // minutes
+let windowMinutes = WINDOWS[localStorage.getItem("cairn.timeline")] || 60;
+let lastJobs = [];
+const TIMELINE_POLL_MS = 3000;
+const TIMELINE_LANES = 8;
+const STALE_AFTER_S = 26 * 3600; // a daily backup that is late by two hours
+
+function stamp(s) {
+  if (!s) return NaN;
+  return Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(s) ? s : s + "Z");
+}
+
+function sqlTimestamp(ms) {
+  return new Date(ms).toISOString().replace("T", " ").replace("Z", "");
+}
+
+function ago(seconds) {
+  if (seconds < 60) return `${Math.max(0, Math.floor(seconds))} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400 * 2) return `${(seconds / 3600).toFixed(1)} h ago`;
+  return `${Math.floor(seconds / 86400)} days ago`;
+}
+
+function took(ms) {
+  if (!Number.isFinite(ms)) return "";
+  return ms < 1000 ? `${Math.round(ms)} ms` : ms < 120000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60000)} min`;
+}
+
+// Jobs whose span touches the last hour, packed into lanes: a job goes into the
+// first lane free at its start, so quick jobs share a lane and overlaps stack.
+function layout(jobs, from, to) {
+  const ends = [];
+  const bars = [];
+  for (const job of jobs) {
+    const start = stamp(job.started_at || job.created_at);
+    const running = job.status === "running" || job.status === "queued";
+    const end = running ? to : stamp(job.finished_at || job.started_at || job.created_at);
+    if (!Number.isFinite(start) || end < from) continue;
+    // A bar is at least 1% wide, so a 5 ms flush still shows (and takes its room);
+    // one that ends now is widened to the left, never past the end.
+    const min = (to - from) * 0.01;
+    let left = Math.max(start, from);
+    let right = Math.max(Math.min(end, to), left);
+    if (right - left < min) {
+      left = Math.min(left, to - min);
+      right = left + min;
+    }
+    const room = right;
+    let lane = ends.findIndex((e) => e <= left);
+    if (lane < 0) lane = ends.length < TIMELINE_LANES ? ends.length : ends.indexOf(Math.min(...ends));
+    ends[lane] = room;
+    bars.push({ job, lane, left: (left - from) / (to - from), width: (right - left) / (to - from), ms: end - start });
+  }
+  return { bars, lanes: Math.max(1, ends.length) };
+}
+
+function drawAxis() {
+  const labels = [4, 3, 2, 1].map((q) => `−${(windowMinutes * q) / 4} min`);
+  $("tl-axis").replaceChildren(...labels.map((t) => el("span", { text: t })), el("span", { text: "now" }));
+  for (const b of document.querySelectorAll("#tl-windows button")) {
+    b.setAttribute("aria-pressed", String(WINDOWS[b.textContent] === windowMinutes));
+  }
+}
+
+function drawTimeline(jobs, now) {
+  lastJobs = jobs;
+  const from = now - windowMinutes * 60 * 1000;
+  const { bars, lanes } = layout(jobs, from, now);
+  const track = $("timeline");
+  track.style.height = `${lanes * 12 + 4}px`;
+  track.replaceChildren(...bars.map((b) => {
+    const j = b.job;
+    const bar = el("div", {
+      class: `tl-bar ${j.status}`, "data-job-id": j.job_id, "data-status": j.status,
+      "data-lane": String(b.lane), role: "img",
+      title: `${j.job_type}${j.namespace ? " " + j.namespace : ""} · ${j.status}` +
+        (b.ms >= 0 ? ` · ${took(b.ms)}` : "") + ` · ${j.job_id}` + (j.error_message ? `\n${j.error_message}` : ""),
+    });
+    bar.style.left = `${(b.left * 100).toFixed(3)}%`;
+    bar.style.width = `${(b.width * 100).toFixed(3)}%`;
+    bar.style.top = `${b.lane * 12 + 2}px`;
+    bar.setAttribute("aria-label", bar.title);
+    return bar;
+  }));
+  const counts = {};
+  for (const b of bars) counts[b.job.status] = (counts[b.job.status] || 0) + 1;
+  $("timeline-note").textContent = bars.length
+    ? Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(" · ")
+    : "no jobs";
+}
+
+function drawAges(items, now) {
+  const list = $("ages");
+  if (!items.length) {
+    list.replaceChildren(el("li", { class: "empty", text: "No namespaces yet." }));
+    return;
+  }
+  list.replaceChildren(...items.map((r) => {
+    const newest = stamp(r.newest);
+    const seconds = Number.isFinite(newest) ? (now - newest) / 1000 : null;
+    const state = seconds === null ? "never" : seconds > STALE_AFTER_S ? "stale" : "fresh";
+    return el("li", { class: `age ${state}`, "data-namespace": r.namespace, "data-age-seconds": seconds === null ? "" : String(Math.round(seconds)) },
+      el("span", { class: "dot" }),
+      el("span", { class: "ns", text: r.namespace }),
+      el("span", { class: "when", text: seconds === null ? "never backed up" : ago(seconds), title: r.newest || "" }),
+      el("span", { class: "count", text: `${r.backups} backup${r.backups === 1 ? "" : "s"}` }));
+  }));
+}
+
+async function pollTimeline() {
+  const now = Date.now();
+  try {
+    const jobs = await rows(`SELECT job_id, job_type, status, namespace, created_at, started_at, finished_at, error_message
+      FROM system.jobs WHERE finished_at IS NULL OR finished_at >= TIMESTAMP '${sqlTimestamp(now - TIMELINE_MS)}'
+      ORDER BY coalesce(started_at, created_at), job_id LIMIT 1000`);
+    drawTimeline(jobs, now);
+  } catch (err) {
+    $("timeline-note").textContent = err ? `${err.code}: ${err.message}` : "";
+  }
+  try {
+    const ages = await rows(`SELECT n.namespace, max(b.created_at) AS newest, count(b.backup_id) AS backups
+      FROM system.namespaces n LEFT JOIN system.backups b ON b.namespace = n.namespace
+      GROUP BY n.namespace ORDER BY max(b.created_at) IS NOT NULL, max(b.created_at), n.namespace`);
+    drawAges(ages, now);
+    $("ages-note").textContent = "";
+  } catch (err) {
+    $("ages-note").textContent = err ? `${err.code}: ${err.message}` : "";
+  }
+}
+
+$("tl-windows").replaceChildren(...Object.entries(WINDOWS).map(([label, minutes]) =>
+  el("button", { type: "button", text: label, onclick: () => {
+    windowMinutes = minutes;
+    localStorage.setItem("cairn.timeline", label);
+    drawAxis();
+    drawTimeline(lastJobs, Date.now());
+  } })));
+drawAxis();
+pollTimeline();
+setInterval(pollTimeline, TIMELINE_POLL_MS);

@@ -1,0 +1,121 @@
+"""The web console's jobs timeline and backup-age panel, in headless Chromium:
+a bar per job of the last hour coloured by its status, and the age of each
+namespace's newest backup (the number /metrics exports as cairn_backup_age_seconds)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+
+from playwright.sync_api import Page, expect
+
+from tests.console.conftest import ARTIFACTS, ROOT
+from tests.helpers import ServerProcess
+
+GREEN, RED, GREY = "rgb(31, 157, 85)", "rgb(208, 52, 44)", "rgb(103, 115, 131)"
+
+
+def post_ok(server: ServerProcess, text: str) -> dict:
+    status, body = server.post(text)
+    assert status == 200, body
+    return body
+
+
+def bar_style(page: Page, job_id: str) -> dict:
+    return page.evaluate(
+        """(id) => { const b = document.querySelector(`.tl-bar[data-job-id="${id}"]`);
+                     const t = document.querySelector('#timeline').getBoundingClientRect();
+                     const r = b.getBoundingClientRect();
+                     return {colour: getComputedStyle(b).backgroundColor,
+                             left: (r.left - t.left) / t.width, right: (r.right - t.left) / t.width,
+                             width: r.width}; }""", job_id)
+
+
+def test_timeline_bars_and_backup_age(page: Page, slow_server: ServerProcess) -> None:
+    server = slow_server
+    ns = f"tl{os.getpid()}"
+    post_ok(server, f"CREATE NAMESPACE {ns}; CREATE NAMESPACE {ns}_never; "
+                    f"CREATE TABLE {ns}.t (id BIGINT PRIMARY KEY, v TEXT); "
+                    f"INSERT INTO {ns}.t VALUES (1, 'a'), (2, 'b'); FLUSH TABLE {ns}.t")
+    done = post_ok(server, f"BACKUP DATABASE {ns} TO 'tl' WITH (encryption_passphrase = 'pw')")
+    backup_job = done["results"][0]["rows"][0]["job_id"]
+    status, body = server.post(f"RESTORE DATABASE {ns} FROM 'tl' AS {ns}_copy WITH "
+                               "(encryption_passphrase = 'wrong')")
+    assert status == 422, body
+    failed_job = server.post("SELECT job_id FROM system.jobs WHERE job_type = 'restore' "
+                             "AND status = 'failed' ORDER BY created_at DESC LIMIT 1"
+                             )[1]["results"][0]["rows"][0]["job_id"]
+    # A throttled backup of big.t runs for ~2 s: seen running, then cancelled.
+    slow = post_ok(server, "BACKUP DATABASE big TO 'tl-slow' WITH (detached = true)")
+    slow_job = slow["results"][0]["rows"][0]["job_id"]
+
+    page.goto(server.url + "/")
+    running = page.locator(f'.tl-bar[data-job-id="{slow_job}"]')
+    expect(running).to_have_attribute("data-status", re.compile("running|queued"), timeout=10000)
+    post_ok(server, f"KILL JOB '{slow_job}'")
+    expect(running).to_have_attribute("data-status", "cancelled", timeout=10000)
+
+    completed = page.locator(f'.tl-bar[data-job-id="{backup_job}"]')
+    expect(completed).to_have_attribute("data-status", "completed")
+    expect(completed).to_have_attribute("title", re.compile(rf"^backup {ns} · completed · "))
+    expect(page.locator(f'.tl-bar[data-job-id="{failed_job}"]')).to_have_attribute(
+        "title", re.compile(r"failed[\s\S]*passphrase"))
+    styles = {job: bar_style(page, job) for job in (backup_job, failed_job, slow_job)}
+    assert styles[backup_job]["colour"] == GREEN
+    assert styles[failed_job]["colour"] == RED
+    assert styles[slow_job]["colour"] == GREY
+    for s in styles.values():  # just now: at the right end of the hour, and visible
+        assert 0.9 < s["left"] <= s["right"] <= 1.001 and s["width"] >= 3, s
+    # The bars of this test follow each other in time, left to right.
+    assert styles[backup_job]["left"] <= styles[failed_job]["left"] <= styles[slow_job]["left"]
+    expect(page.locator("#timeline-note")).to_have_text(re.compile(r"\d+ completed.*1 cancelled"))
+
+    age = page.locator(f'#ages li[data-namespace="{ns}"]')
+    expect(age).to_have_class(re.compile(r"\bfresh\b"))
+    expect(age.locator(".when")).to_have_text(re.compile(r"^\d+ s ago$"))
+    expect(age.locator(".count")).to_have_text("1 backup")
+    never = page.locator(f'#ages li[data-namespace="{ns}_never"]')
+    expect(never).to_have_class(re.compile(r"\bnever\b"))
+    expect(never.locator(".when")).to_have_text("never backed up")
+    assert page.evaluate(f"""getComputedStyle(document.querySelector(
+        '#ages li[data-namespace="{ns}_never"] .when')).color""") == RED
+    # The same number /metrics exports, give or take the seconds between the two reads.
+    with __import__("urllib.request").request.urlopen(server.url + "/metrics") as resp:
+        text = resp.read().decode()
+    m = re.search(rf'^cairn_backup_age_seconds{{namespace="{ns}"}} (\S+)$', text, re.M)
+    assert m is not None
+    shown = int(age.get_attribute("data-age-seconds") or "-1")
+    assert abs(float(m.group(1)) - shown) < 10
+
+    # The window can be narrowed: the same bars, spread over 5 minutes; kept on reload.
+    expect(page.locator("#tl-axis span").first).to_have_text("−60 min")
+    page.locator("#tl-windows").get_by_role("button", name="5 min", exact=True).click()
+    expect(page.locator("#tl-axis span")).to_have_text(
+        ["−5 min", "−3.75 min", "−2.5 min", "−1.25 min", "now"])
+    expect(page.locator("#tl-windows").get_by_role("button", name="5 min", exact=True)).to_have_attribute(
+        "aria-pressed", "true")
+    zoomed = bar_style(page, backup_job)
+    assert 0 < zoomed["left"] < styles[backup_job]["left"] and zoomed["right"] <= 1.001
+    page.reload()
+    expect(page.locator("#tl-axis span").first).to_have_text("−5 min")
+    expect(completed).to_have_attribute("data-status", "completed")
+
+    # A few more jobs, so the picture for the docs shows what the panel is for.
+    for _ in range(3):
+        post_ok(server, f"INSERT INTO {ns}.t VALUES ({int(time.time() * 1000) % 10**9}, 'x'); "
+                        f"FLUSH TABLE {ns}.t; BACKUP DATABASE {ns} TO 'tl'")
+    post_ok(server, f"VERIFY BACKUP '{done['results'][0]['rows'][0]['backup_id']}' IN 'tl' "
+                    "WITH (encryption_passphrase = 'pw')")
+    expect(age.locator(".count")).to_have_text("4 backups", timeout=10000)
+    page.fill("#editor", "SELECT job_type, status, count(*) AS jobs\nFROM system.jobs\n"
+                         "GROUP BY ALL ORDER BY ALL;")
+    page.press("#editor", "Control+Enter")
+    expect(page.locator(".result")).to_have_count(1)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "console-timeline.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("CAIRN_UPDATE_DOCS_SCREENSHOT"):
+        shutil.copy(shot, ROOT / "docs" / "console-timeline.png")
