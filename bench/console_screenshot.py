@@ -77,7 +77,6 @@ def main() -> int:
                     post(server, f"VERIFY BACKUP '{bid}' IN 'nightly'")
                 step += 1
                 time.sleep(6.0)
-            job = post(server, "BACKUP DATABASE shop TO 'nightly' WITH (detached = true)")
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_context(viewport={"width": 1360, "height": 860}).new_page()
@@ -88,10 +87,10 @@ def main() -> int:
                                      "namespace;")
                 page.press("#editor", "Control+Enter")
                 page.wait_for_selector(".result")
-                page.wait_for_selector(".tl-bar.running", timeout=10_000)
+                post(server, "BACKUP DATABASE scratch TO 'offsite' WITH (detached = true)")
+                page.wait_for_selector(".tl-bar.running", timeout=10_000)  # the last backup
                 page.screenshot(path=args.out)
                 browser.close()
-            del job
         finally:
             server.kill()
     print(f"wrote {args.out}")
