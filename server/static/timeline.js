@@ -8,7 +8,7 @@ const TIMELINE_MS = 60 * 60 * 1000; // what is fetched; the window shown is this
 const WINDOWS = { "1 h": 60, "15 min": 15, "5 min": 5 }; // minutes
 let windowMinutes = WINDOWS[localStorage.getItem("cairn.timeline")] || 60;
 let lastJobs = [];
-const TIMELINE_POLL_MS = 3000;
+const TIMELINE_POLL_MS = 1000; // as often as the jobs panel: a 2 s job is seen running
 const TIMELINE_LANES = 8;
 const STALE_AFTER_S = 26 * 3600; // a daily backup that is late by two hours
 

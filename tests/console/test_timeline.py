@@ -47,29 +47,32 @@ def test_timeline_bars_and_backup_age(page: Page, slow_server: ServerProcess) ->
     failed_job = server.post("SELECT job_id FROM system.jobs WHERE job_type = 'restore' "
                              "AND status = 'failed' ORDER BY created_at DESC LIMIT 1"
                              )[1]["results"][0]["rows"][0]["job_id"]
-    # A throttled backup of big.t runs for ~2 s: seen running, then cancelled.
+    page.goto(server.url + "/")
+    # A throttled backup of big.t runs for ~2 s: its bar is seen running, then completed.
     slow = post_ok(server, "BACKUP DATABASE big TO 'tl-slow' WITH (detached = true)")
     slow_job = slow["results"][0]["rows"][0]["job_id"]
-
-    page.goto(server.url + "/")
     running = page.locator(f'.tl-bar[data-job-id="{slow_job}"]')
     expect(running).to_have_attribute("data-status", re.compile("running|queued"), timeout=10000)
-    post_ok(server, f"KILL JOB '{slow_job}'")
-    expect(running).to_have_attribute("data-status", "cancelled", timeout=10000)
+    expect(running).to_have_attribute("data-status", "completed", timeout=30000)
+    # Another one, killed at once: cancelled.
+    killed = post_ok(server, "BACKUP DATABASE big TO 'tl-kill' WITH (detached = true)")
+    kill_job = killed["results"][0]["rows"][0]["job_id"]
+    post_ok(server, f"KILL JOB '{kill_job}'")
+    expect(page.locator(f'.tl-bar[data-job-id="{kill_job}"]')).to_have_attribute(
+        "data-status", "cancelled", timeout=10000)
 
     completed = page.locator(f'.tl-bar[data-job-id="{backup_job}"]')
     expect(completed).to_have_attribute("data-status", "completed")
     expect(completed).to_have_attribute("title", re.compile(rf"^backup {ns} · completed · "))
     expect(page.locator(f'.tl-bar[data-job-id="{failed_job}"]')).to_have_attribute(
         "title", re.compile(r"failed[\s\S]*passphrase"))
-    styles = {job: bar_style(page, job) for job in (backup_job, failed_job, slow_job)}
-    assert styles[backup_job]["colour"] == GREEN
-    assert styles[failed_job]["colour"] == RED
-    assert styles[slow_job]["colour"] == GREY
+    jobs = (backup_job, failed_job, slow_job, kill_job)
+    styles = {job: bar_style(page, job) for job in jobs}
+    assert [styles[j]["colour"] for j in jobs] == [GREEN, RED, GREEN, GREY]
     for s in styles.values():  # just now: at the right end of the hour, and visible
         assert 0.9 < s["left"] <= s["right"] <= 1.001 and s["width"] >= 3, s
     # The bars of this test follow each other in time, left to right.
-    assert styles[backup_job]["left"] <= styles[failed_job]["left"] <= styles[slow_job]["left"]
+    assert [styles[j]["left"] for j in jobs] == sorted(styles[j]["left"] for j in jobs)
     expect(page.locator("#timeline-note")).to_have_text(re.compile(r"\d+ completed.*1 cancelled"))
 
     age = page.locator(f'#ages li[data-namespace="{ns}"]')
