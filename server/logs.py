@@ -62,6 +62,16 @@ def setup(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) 
     return handler
 
 
+def printable(text: str) -> str:
+    """`text` as valid UTF-8: a lone surrogate (JSON lets a client send one) is
+    written as its `\\udXXX` escape, so no log line fails to encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _text(value: Any) -> str:
     s = str(value)
     if not s or any(c.isspace() or c in "\"=" for c in s):
@@ -73,7 +83,8 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
     """Log event `name` with `fields` (None values left out)."""
     if not logger.isEnabledFor(level):
         return
-    shown = {k: v for k, v in fields.items() if v is not None}
+    shown = {k: printable(v) if isinstance(v, str) else v
+             for k, v in fields.items() if v is not None}
     text = " ".join([name, *(f"{k}={_text(v)}" for k, v in shown.items())])
     logger.log(level, "%s", text, extra={_EVENT: name, _FIELDS: shown})
 
@@ -81,7 +92,7 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
 def statement_shape(sql: str) -> str:
     """The SQL with string literals replaced by '?' (they may hold passphrases),
     whitespace collapsed and cut to SHAPE_LIMIT characters."""
-    shaped = " ".join(_STRING.sub("'?'", sql).split())
+    shaped = " ".join(_STRING.sub("'?'", printable(sql)).split())
     return shaped if len(shaped) <= SHAPE_LIMIT else shaped[:SHAPE_LIMIT] + "…"
 
 

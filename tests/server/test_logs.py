@@ -136,6 +136,22 @@ def test_json_formatter_keeps_fields_and_traces() -> None:
     assert second["level"] == "ERROR" and "ValueError: boom" in second["exc"]
 
 
+def test_lone_surrogates_are_escaped_not_written() -> None:
+    """A client may send a lone surrogate in JSON ("\\ud800"): it must not make
+    a log line unencodable (xdist and stderr both refuse such text)."""
+    stream = io.StringIO()
+    handler = logs.setup("json", "INFO", stream)
+    try:
+        logs.event(logging.getLogger("cairn.test"), "slow_request",
+                   statement=logs.statement_shape("SELECT \ud800 FROM x"), error="bad \udfff")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    out = stream.getvalue()
+    out.encode("utf-8")  # would raise on a surrogate
+    record = json.loads(out)
+    assert record["statement"] == "SELECT \\ud800 FROM x" and record["error"] == "bad \\udfff"
+
+
 def test_statement_shape_hides_every_string() -> None:
     shape = logs.statement_shape("BACKUP DATABASE a TO 's3://b/p' WITH (encryption_passphrase"
                                  " = 'it''s secret', label = $$x$$)")
