@@ -183,3 +183,21 @@ async def test_user_table_without_a_user_is_refused(client: Any) -> None:
         status, body = await sql(client, text)
         assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED", (text, body)
         assert "USER table" in body["error"]["message"]
+
+
+async def test_system_tables_look_the_same_as_in_a_select(aiohttp_client: Any,
+                                                           cairn_config: Config) -> None:
+    """A role-user sees only their own jobs in SUMMARIZE too, as in SELECT."""
+    cairn_config.auth.mode = "token"
+    cairn_config.auth.tokens = [{"token": "t-root", "user": "root", "role": "admin"},
+                                {"token": "t-alice", "user": "alice", "role": "user"}]
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY); "
+                     "INSERT INTO app.t VALUES (1); BACKUP DATABASE app TO 'x'", token="t-root")
+    for token, seen in (("t-root", 1), ("t-alice", 0)):
+        selected = (await ok(client, "SELECT count(*) AS n FROM system.jobs "
+                                     "WHERE job_type = 'backup'", token=token))[0]["rows"]
+        assert selected == [{"n": seen}]
+        summary = (await ok(client, "SUMMARIZE SELECT job_id FROM system.jobs WHERE job_type "
+                                    "= 'backup'", token=token))[0]["rows"]
+        assert summary[0]["count"] == seen

@@ -86,6 +86,16 @@ CASES: dict[type[ast.Statement], list[Case]] = {
         Case("SELECT * FROM system.backups", 200),
         Case("SELECT * FROM system.schedules", 200),
         Case("COPY app.t TO 'x.csv'", 403, 403),
+        Case("SUMMARIZE app.u", 200),
+        Case("DESCRIBE SELECT * FROM app.t", 200),
+        Case("PIVOT app.t ON v USING count(*)", 200),
+        Case("SUMMARIZE SELECT * FROM system.jobs", 200),
+    ],
+    ast.Explain: [
+        Case("EXPLAIN SELECT * FROM app.u", 200),
+        Case("EXPLAIN ANALYZE SELECT * FROM system.jobs", 200),
+        Case("EXPLAIN COPY app.t TO 'x.csv'", 403, 403),
+        Case("EXPLAIN DELETE FROM app.t", (400, "INVALID_ARGUMENT"), (400, "INVALID_ARGUMENT")),
     ],
 }
 
