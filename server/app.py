@@ -230,7 +230,8 @@ def connection_options(config: Config) -> dict[str, Any]:
 def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
     """The app; opens its state on start-up unless `cairn` is given (tests, CLI)."""
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware], client_max_size=config.server.max_request_bytes
+        middlewares=[metrics_middleware, error_middleware],
+        client_max_size=config.server.max_request_bytes,
     )
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -15,7 +15,7 @@ import re
 import resource
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import (
@@ -75,7 +75,7 @@ def _epoch(stamp: str | None) -> float | None:
     except ValueError:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
@@ -214,7 +214,8 @@ class Metrics:
         self.backup_written = Counter("cairn_backup_bytes_written",
                                       "New bytes stored in targets by completed backups",
                                       registry=r)
-        self.requests = Counter("cairn_requests", "Requests, by protocol, statement kind and outcome",
+        self.requests = Counter("cairn_requests",
+                                "Requests, by protocol, statement kind and outcome",
                                 ["protocol", "kind", "status"], registry=r)
         self.request_seconds = Histogram("cairn_request_duration_seconds",
                                          "Request latency, by protocol and statement kind",

@@ -97,8 +97,8 @@ def test_timeline_bars_and_backup_age(page: Page, slow_server: ServerProcess) ->
     page.locator("#tl-windows").get_by_role("button", name="5 min", exact=True).click()
     expect(page.locator("#tl-axis span")).to_have_text(
         ["−5 min", "−3.75 min", "−2.5 min", "−1.25 min", "now"])
-    expect(page.locator("#tl-windows").get_by_role("button", name="5 min", exact=True)).to_have_attribute(
-        "aria-pressed", "true")
+    five = page.locator("#tl-windows").get_by_role("button", name="5 min", exact=True)
+    expect(five).to_have_attribute("aria-pressed", "true")
     zoomed = bar_style(page, backup_job)
     assert 0 < zoomed["left"] < styles[backup_job]["left"] and zoomed["right"] <= 1.001
     page.reload()

@@ -24,7 +24,10 @@ def no_faults() -> Iterator[None]:
     faults.clear()
 
 
-async def scrape(client: Any, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(client: Any, **headers: str) -> Samples:
     """{(sample name, sorted labels): value} from GET /metrics, parsed by
     prometheus_client's parser (which raises on text it cannot read)."""
     resp = await client.get("/metrics", headers=headers)
