@@ -1,6 +1,7 @@
 """The metadata catalog on RocksDB: typed records, atomic batches, checkpoints."""
 
 from .records import (
+    Archive,
     Backup,
     DataFile,
     Job,
@@ -17,6 +18,6 @@ from .records import (
 from .store import Batch, Catalog, CatalogLocked
 
 __all__ = [
-    "Backup", "Batch", "Catalog", "CatalogLocked", "DataFile", "Job", "Meta", "Namespace",
+    "Archive", "Backup", "Batch", "Catalog", "CatalogLocked", "DataFile", "Job", "Meta", "Namespace",
     "Record", "Schedule", "Table", "TableSchema", "schema_key", "table_key", "utcnow",
 ]

@@ -198,6 +198,37 @@ class Schedule(Record):
 
 
 @dataclass
+class Archive(Record):
+    """Continuous archiving of one namespace (`system.archives`). `secret` (the
+    encryption passphrase, so archiving resumes after a restart) is never shown;
+    the position fields say where the target ends as far as this server knows."""
+
+    FAMILY: ClassVar[str] = "archives"
+    namespace: str
+    target: str  # canonical uri
+    target_text: str  # as the statement gave it (resolved again at start-up)
+    archive_id: str
+    status: str = "running"  # running | stopped | failed
+    interval_ms: int = 1000
+    compression: str = "zstd"
+    secret: str | None = None
+    job_id: str | None = None
+    base_backup_id: str | None = None
+    base_lsn: int | None = None  # the base's cut: segments continue from here
+    base_us: int | None = None
+    shipped_lsn: int = 0  # newest lsn in the target (0: none yet)
+    shipped_us: int | None = None  # every change up to this time is in the target
+    segments: int = 0
+    bytes: int = 0
+    last_error: str | None = None
+    started_at: str = field(default_factory=utcnow)
+    stopped_at: str | None = None
+
+    def key(self) -> str:
+        return self.namespace
+
+
+@dataclass
 class Meta(Record):
     """Small server-wide values: the row sequence high-water mark, the node id."""
 
@@ -217,5 +248,6 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     Job,
     Backup,
     Schedule,
+    Archive,
     Meta,
 )

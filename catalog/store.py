@@ -69,6 +69,12 @@ class Batch:
         self.count += 1
         return self
 
+    def delete_range_raw(self, family: str, begin: bytes, end: bytes) -> Batch:
+        """Delete every key in [begin, end) of a raw family (one range tombstone)."""
+        self._wb.delete_range(begin, end, self._catalog._handle(family))
+        self.count += 1
+        return self
+
     def commit(self) -> None:
         if self.count:
             self._catalog._db.write(self._wb)

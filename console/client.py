@@ -14,7 +14,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-SYSTEM_TABLES = ("namespaces", "tables", "table_schemas", "jobs", "backups", "schedules")
+SYSTEM_TABLES = ("namespaces", "tables", "table_schemas", "jobs", "backups", "schedules",
+                 "archives")
 _NAMES_TTL = 30.0  # seconds before the completion names are fetched again
 _LOOKUP_TIMEOUT = 2.0  # a slow server must not freeze typing
 

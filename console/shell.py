@@ -115,6 +115,8 @@ COMMANDS: dict[str, Command] = {
     "\\jobs": Command("\\jobs", "the 15 newest jobs", _sql(_JOBS)),
     "\\backups": Command("\\backups [ns]", "list backups (of one namespace)",
                          _sql("SHOW BACKUPS", "SHOW BACKUPS FOR DATABASE {arg}")),
+    "\\archives": Command("\\archives", "continuous archiving: status and lag",
+                           _sql("SHOW ARCHIVES")),
     "\\kill": Command("\\kill job_id", "KILL JOB", _kill),
     "\\i": Command("\\i file", "run the SQL in a file", _include),
     "\\format": Command("\\format [table|json|csv]", "show or set the output format", _format),

@@ -24,7 +24,7 @@ from catalog.errors import (
     RequestTooLarge,
 )
 
-from . import backups, metrics, openapi, resume, schedules, tables
+from . import archiving, backups, metrics, openapi, resume, schedules, tables
 from .auth import authenticate
 from .config import Config
 from .executor import execute
@@ -238,6 +238,8 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
         state = cairn if cairn is not None else open_state(config)
         state.jobs = state.jobs or JobRunner(state)
         app[CAIRN] = state
+        # Archived namespaces log their changes again before any statement runs.
+        await state.run(archiving.service(state).activate_all)
         background = [asyncio.create_task(_background(state))]
         yield
         for task in background:
@@ -259,4 +261,5 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
 async def _background(cairn: Cairn) -> None:
     """Server-run loops: automatic flush, scheduled backups, job history trimming."""
     await asyncio.gather(tables.autoflush_loop(cairn), schedules.schedule_loop(cairn),
-                         cairn.jobs.trim_loop(), resume.expire_loop(cairn))
+                         cairn.jobs.trim_loop(), resume.expire_loop(cairn),
+                         archiving.archive_loop(cairn))

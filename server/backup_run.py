@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from catalog import Backup, Namespace, utcnow
 from catalog.errors import NotFound
 from storage.backup import Repository
+from storage.archive.store import iso
 from storage.backup.transfer import hash_file
 from storage.snapshot import NamespaceSnapshot, TableSnapshot
 
@@ -46,6 +47,7 @@ class BackupPlan:
     backup_id: str
     label: str | None = None
     compression: str = "zstd"
+    cut: tuple[int, int] | None = None  # set by run_backup: the snapshot's (lsn, time)
 
 
 @dataclass
@@ -77,7 +79,9 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
     ctx.set(backup_id=plan.backup_id, cleanup={"target": plan.repo.uri, "backup_id": plan.backup_id})
     ctx.check_cancelled()
     snap = engine.snapshot_namespace(plan.namespace)
-    snapshot_at = utcnow()
+    # The snapshot's cut instant: archived changes continue a base exactly there.
+    snapshot_at = iso(snap.cut_us) if snap.cut_us else utcnow()
+    plan.cut = (snap.cut_lsn, snap.cut_us)
     faults.hit("backup.snapshot_taken", job_id=ctx.job_id)
     staging = cairn.data_dir / "tmp" / f"backup-{plan.backup_id}"
     try:

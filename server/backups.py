@@ -11,10 +11,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from catalog import Backup, Job, Namespace, Table
+from catalog import Archive, Backup, Job, Namespace, Table
 from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
+from storage.archive import pitr
+from storage.archive import store as archived
+from storage.archive.store import parse_us
 from storage.backup import Repository
 
 from . import faults, resume, visibility
@@ -23,7 +26,7 @@ from .dispatch import Role, Routes
 from .jobs import JobContext, Work
 from .namespaces import check_namespace_name
 from .repos import repository
-from .restore_run import RestorePlan, parse_time, run_restore
+from .restore_run import RestorePlan, check_not_archived, parse_time, run_restore
 from .result import Result
 from .state import Cairn, Session
 from .throttle import Throttle
@@ -161,7 +164,21 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
 
     freed = repo.prune(candidates={o["oid"] for o in m["objects"]}, before_delete=decided)
     cairn.catalog.delete(Backup, backup_id)
+    if repo.target.kind != "archive":
+        freed += prune_archived(cairn, repo, m["namespace"])
     return freed
+
+
+def prune_archived(cairn: Cairn, repo: Repository, namespace: str) -> int:
+    """Archived changes of `namespace` that no base backup left in the target
+    needs go too (the newest segment of a running archive stays: archiving
+    resumes after it)."""
+    rec = cairn.catalog.get(Archive, namespace)
+
+    def running(archive_id: str) -> bool:
+        return rec is not None and rec.archive_id == archive_id and rec.status != "stopped"
+
+    return archived.prune(repo, namespace, running)
 
 
 # --- RESTORE ----------------------------------------------------------------
@@ -176,6 +193,7 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
         parse_time(opts["as_of"])
     destination = stmt.as_name or stmt.namespace
     check_namespace_name(destination)
+    await cairn.run(check_not_archived, cairn, destination)
     exists = await cairn.run(cairn.catalog.get, Namespace, destination) is not None
     if exists and stmt.if_not_exists:
         return Result.of_message(f"Namespace '{destination}' already exists, nothing restored")
@@ -187,6 +205,11 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
     await cairn.run(repo.require_exists)
     plan = RestorePlan(stmt.namespace, destination, repo, backup_id=opts.get("backup_id"),
                        as_of=opts.get("as_of"), replace=bool(opts.get("replace")))
+    if plan.as_of is not None and await cairn.run(pitr.has_archives, repo, stmt.namespace):
+        # Archived changes: exact to the commit (a base backup, then the changes).
+        plan.time = await cairn.run(pitr.plan, repo, stmt.namespace, plan.as_of,
+                                    parse_us(plan.as_of.replace("Z", "+00:00")))
+        plan.backup_id, plan.as_of = plan.time.base_id, None
     job = await cairn.jobs.run(
         "restore", session, lambda ctx: run_restore(cairn, ctx, plan), namespace=destination,
         target=repo.uri, statement=redacted(stmt), detached=bool(opts.get("detached")),

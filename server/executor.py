@@ -20,6 +20,7 @@ from sqlgrammar.errors import EmptySql, SqlInvalid, SqlSyntaxError
 from sqlgrammar.parser import iter_script
 
 from . import (
+    archive_sql,
     attach,
     backups,
     dispatch,
@@ -47,6 +48,7 @@ ROUTES: dict[type, Route] = dispatch.merge(
     attach.routes,
     jobs_sql.routes,
     schedules.routes,
+    archive_sql.routes,
 )
 
 

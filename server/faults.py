@@ -11,7 +11,9 @@ Points: backup.snapshot_taken, backup.before_object, backup.mid_object,
 backup.before_manifest, backup.after_manifest, restore.before_object,
 restore.mid_object, restore.before_install, restore.after_install,
 prune.before_delete (DROP BACKUP or keep_last: the doomed objects are decided,
-none deleted yet; the target's prune lock is held)."""
+none deleted yet; the target's prune lock is held), archive.before_segment
+(changes read from the log, no segment written), archive.after_segment (the
+segment is in the target, the catalog does not know it yet)."""
 
 from __future__ import annotations
 

@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from catalog import DataFile, Meta, Namespace, Table, TableSchema
-from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument
+from catalog import Archive, DataFile, Meta, Namespace, Table, TableSchema
+from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument, NotFound
 from catalog.ids import new_id
+from storage.archive import pitr, replay
 from storage.backup import Repository
 from storage.buffer import family_name
 from storage.engine import APPEND_ONLY
@@ -44,6 +45,7 @@ class RestorePlan:
     backup_id: str | None = None
     as_of: str | None = None
     replace: bool = False
+    time: pitr.TimePlan | None = None  # restore to a time: a base, then archived changes
 
 
 def parse_time(text: str) -> datetime:
@@ -66,6 +68,10 @@ def choose_manifest(plan: RestorePlan) -> dict[str, Any]:
 
 def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, Any]:
     manifest = choose_manifest(plan)
+    replayed: dict[str, replay.Replayed] = {}
+    if plan.time is not None:
+        check_tables(manifest)
+        manifest, replayed = _replay(plan, plan.time, manifest, ctx)
     check_tables(manifest)
     ctx.set(backup_id=manifest["backup_id"])
     _check_destination(cairn, plan)
@@ -79,6 +85,12 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
     written: list[Path] = []
     try:
         records = _copy_files(cairn, ctx, plan, manifest, uids, written)
+        for name, table in replayed.items():
+            ctx.check_cancelled()
+            new = replay.write_rows(cairn.engine.files, plan.destination, uids[name], table)
+            written += [cairn.data_dir / f.path for f in new]
+            records += new
+            manifest["max_seq"] = max([int(manifest.get("max_seq", 0)), *(f.max_seq for f in new)])
         faults.hit("restore.before_install", job_id=ctx.job_id)
         ctx.check_cancelled()
         _install(cairn, plan, manifest, uids, records)
@@ -106,7 +118,34 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
     }
 
 
+def check_not_archived(cairn: Cairn, namespace: str) -> None:
+    """A namespace being archived is not restored over: its archived changes
+    would no longer continue what it holds."""
+    rec = cairn.catalog.get(Archive, namespace)
+    if rec is not None and rec.status != "stopped":
+        raise InvalidArgument(
+            f"namespace '{namespace}' is being archived to '{rec.target}'; "
+            "STOP ARCHIVING DATABASE first")
+
+
+def _replay(plan: RestorePlan, time: pitr.TimePlan, manifest: dict[str, Any],
+            ctx: JobContext) -> tuple[dict[str, Any], dict[str, replay.Replayed]]:
+    """The base manifest as of `time`: its tables after the archived changes
+    committed after the base, up to the instant."""
+    changes = pitr.changes(plan.repo, time, ctx.check_cancelled)
+    tables = replay.replay(manifest["tables"], changes, f"archive of namespace '{plan.source}'")
+    entries = [t.entry for t in tables.values()]
+    files = [f for e in entries for f in e.get("files", [])]
+    rows = sum(int(e.get("rows", 0)) for e in entries) + sum(
+        r.num_rows for t in tables.values() for _, _, r in t.batches)
+    out = {**manifest, "tables": entries,
+           "totals": {**manifest["totals"], "tables": len(entries), "rows": rows,
+                      "files": len(files), "bytes": sum(int(f["size"]) for f in files)}}
+    return out, {n: t for n, t in tables.items() if t.batches}
+
+
 def _check_destination(cairn: Cairn, plan: RestorePlan) -> None:
+    check_not_archived(cairn, plan.destination)
     if cairn.catalog.get(Namespace, plan.destination) is not None and not plan.replace:
         raise AlreadyExists(
             f"Namespace '{plan.destination}' already exists; use WITH (replace = true) "
@@ -197,6 +236,7 @@ def _install(
     catalog.ensure_seq_above(int(manifest.get("max_seq", 0)))
     ns_rec = manifest.get("namespace_record") or {}
     with cairn.namespace_lock:
+        check_not_archived(cairn, dest)
         old_exists = catalog.get(Namespace, dest) is not None
         if old_exists and not plan.replace:
             raise AlreadyExists(f"Namespace '{dest}' already exists")

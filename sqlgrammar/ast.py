@@ -238,6 +238,39 @@ class DropSchedule(Statement):
     if_exists: bool = False
 
 
+# --- continuous archiving --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartArchiving(Statement):
+    namespace: str
+    target: str
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class StopArchiving(Statement):
+    namespace: str
+
+
+@dataclass(frozen=True)
+class ShowArchives(Statement):
+    pass
+
+
+@dataclass(frozen=True)
+class ShowRestorePoints(Statement):
+    namespace: str
+    target: str
+
+
+@dataclass(frozen=True)
+class VerifyArchive(Statement):
+    namespace: str
+    target: str
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
 # --- ordinary SQL -----------------------------------------------------------
 
 

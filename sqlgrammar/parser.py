@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 # ---- routing -------------------------------------------------------------------
 
 # First words that always mean a Cairn statement.
-_CAIRN_FIRST = {"SHOW", "DESCRIBE", "DESC", "FLUSH", "BACKUP", "RESTORE", "VERIFY", "KILL"}
+_CAIRN_FIRST = {"SHOW", "DESCRIBE", "DESC", "FLUSH", "BACKUP", "RESTORE", "VERIFY", "KILL",
+                "STOP"}
+# First words that are Cairn's only with this second word (START TRANSACTION is SQL).
+_CAIRN_FIRST_TWO = {("START", "ARCHIVING"), ("ATTACH", "BACKUPS")}
 # CREATE / DROP / ALTER followed by one of DuckDB's other objects is ordinary SQL
 # (refused later as kind "other"); any other second word is Cairn's, so a typo
 # like CREATE NAMESPAC gets a syntax error rather than "not allowed".
@@ -73,7 +76,7 @@ def _is_cairn(code: str) -> bool:
         second in _DESCRIBED_QUERY or code[m.end(1):].lstrip().startswith("(")
     ):
         return False  # DESCRIBE SELECT ...: the columns of a query (sqlglot)
-    if first in _CAIRN_FIRST or (first == "ATTACH" and second == "BACKUPS"):
+    if first in _CAIRN_FIRST or (first, second) in _CAIRN_FIRST_TWO:
         return True
     if first in ("CREATE", "DROP", "ALTER"):
         if second in _DUCKDB_OBJECTS:

@@ -187,6 +187,14 @@ _PRINTERS: dict[type[ast.Statement], Callable[[Any], str]] = {
     ast.CreateSchedule: _create_schedule,
     ast.ShowSchedules: lambda s: "SHOW SCHEDULES",
     ast.DropSchedule: _drop_schedule,
+    ast.StartArchiving: lambda s: (f"START ARCHIVING DATABASE {name(s.namespace)} "
+                                   f"TO {literal(s.target)}{_with(s.options)}"),
+    ast.StopArchiving: lambda s: f"STOP ARCHIVING DATABASE {name(s.namespace)}",
+    ast.ShowArchives: lambda s: "SHOW ARCHIVES",
+    ast.ShowRestorePoints: lambda s: (f"SHOW RESTORE POINTS FOR DATABASE {name(s.namespace)} "
+                                      f"IN {literal(s.target)}"),
+    ast.VerifyArchive: lambda s: (f"VERIFY ARCHIVE FOR DATABASE {name(s.namespace)} "
+                                  f"IN {literal(s.target)}{_with(s.options)}"),
     ast.Query: lambda s: s.sql,
     ast.Explain: lambda s: ("EXPLAIN ANALYZE " if s.analyze else "EXPLAIN ") + s.query.sql,
 }

@@ -324,6 +324,23 @@ class ToAst(Transformer[Token, ast.Statement]):
     def drop_schedule(self, if_exists: bool | None, name: Token) -> ast.DropSchedule:
         return ast.DropSchedule(str(name), bool(if_exists))
 
+    def start_archiving(self, name: Token, target: str,
+                        options: Options | None) -> ast.StartArchiving:
+        return ast.StartArchiving(str(name), target, options or ())
+
+    def stop_archiving(self, name: Token) -> ast.StopArchiving:
+        return ast.StopArchiving(str(name))
+
+    def show_archives(self) -> ast.ShowArchives:
+        return ast.ShowArchives()
+
+    def show_restore_points(self, name: Token, target: str) -> ast.ShowRestorePoints:
+        return ast.ShowRestorePoints(str(name), target)
+
+    def verify_archive(self, name: Token, target: str,
+                       options: Options | None) -> ast.VerifyArchive:
+        return ast.VerifyArchive(str(name), target, options or ())
+
     def keep_last(self, count: Token) -> int:
         return _int_param(count, "KEEP LAST", 1)
 

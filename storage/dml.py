@@ -20,6 +20,7 @@ from catalog import Meta
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 
 from . import keys as keys_mod
+from .archive.changes import ROWS
 from . import sandbox
 from .buffer import BufBatch, TableState, encode, seq_key, storage_schema
 from .query import Plan, Snapshot, quote, view_sql
@@ -283,7 +284,10 @@ def _commit(
         if overwrite and st.append_only:
             b.delete(Meta, APPEND_ONLY + st.uid)
         evicted = _evict_overflow(st, rows.num_rows, b)
-        b.commit()
+        with engine.changes.committing(st.table.namespace, always=False) as log_:
+            if log_ is not None and st.table.table_type != "stream":
+                log_.add(b, ROWS, st.table.name, value)
+            b.commit()
         for k, batch in evicted.items():
             if batch is None:
                 st.batches.pop(k, None)

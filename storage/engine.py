@@ -31,6 +31,7 @@ from catalog.ids import new_id
 from catalog.records import SEP
 
 from . import dml, duck, flush, keys, sandbox, schema, system_tables
+from .archive import changes as change_log
 from .buffer import PREFIX, TableState, conform, decode, family_name
 from .files import FileStore
 from .query import Plan, ResultLimits, mark_json, plan_query, release
@@ -169,6 +170,8 @@ class Engine:
         self.file_ranges = keys.FileRanges()
         self.system_cache: dict[str, tuple[Any, pa.Table]] = {}
         self._records: dict[str, tuple[bytes, Table]] = {}
+        # Every change of an archived namespace, in commit order (storage/archive).
+        self.changes = change_log.ChangeLog(catalog)
 
     def close(self) -> None:
         with self._lock:
@@ -285,8 +288,10 @@ class Engine:
             rec = Table(namespace, name, new_id("tbl"), kind, 1, key, opts)
             sch = TableSchema(rec.uid, 1, namespace, name, cols, rec.created_at)
             self.catalog.family(family_name(rec.uid))
-            with self.catalog.atomic() as b:
+            with self.changes.committing(namespace) as log_, self.catalog.atomic() as b:
                 b.put(rec).put(sch).put(Meta(APPEND_ONLY + rec.uid, True))
+                if log_ is not None:
+                    log_.add(b, change_log.CREATE, name, change_log.ddl(table=rec, schema=sch))
             self._states[rec.uid] = TableState(rec, sch, [], {}, True)
         return rec
 
@@ -319,7 +324,10 @@ class Engine:
             for f in st.files:
                 b.delete(DataFile, f.key())
             b.delete(Meta, APPEND_ONLY + uid)
-            b.commit()
+            with self.changes.committing(st.table.namespace) as log_:
+                if log_ is not None and not st.dropped:
+                    log_.add(b, change_log.DROP, st.table.name, change_log.ddl(uid=uid))
+                b.commit()
             paths = [f.path for f in st.files]
             st.files, st.batches, st.dropped = [], {}, True
             st._cache.clear()
@@ -356,8 +364,11 @@ class Engine:
             cols = change(cur)
             new = TableSchema(st.uid, cur.version + 1, namespace, name, cols)
             rec = Table(**{**st.table.__dict__, "schema_version": new.version})
-            with st.lock:
-                self.catalog.batch().put(rec).put(new).commit()
+            with st.lock, self.changes.committing(namespace) as log_:
+                b = self.catalog.batch().put(rec).put(new)
+                if log_ is not None:
+                    log_.add(b, change_log.ALTER, name, change_log.ddl(table=rec, schema=new))
+                b.commit()
                 st.table, st.schema = rec, new
                 st._cache.clear()
         return new
@@ -598,12 +609,27 @@ class Engine:
         versions, file records (pinned) and buffered rows (Arrow, all users,
         soft-deleted included). Writers wait only while the table locks are
         held (a copy of references). Call `release_snapshot` when done."""
+        while True:
+            snap = self._capture(namespace)
+            if snap is not None:
+                return snap
+
+    def _capture(self, namespace: str) -> NamespaceSnapshot | None:
+        """One attempt at a snapshot; None if a table was created or dropped
+        between listing the tables and taking their locks."""
         states = sorted(self._all_states(namespace), key=lambda s: s.uid)
         locks = [st.lock for st in states]
         captured = []
         for lk in locks:
             lk.acquire()
         try:
+            # The namespace's commit lock (storage/archive/changes.py) makes the
+            # snapshot a cut of its change log: exact to one lsn and instant.
+            with self.changes.holding(namespace) as ns_state:
+                live = {t.uid for t in self.catalog.scan(Table, namespace + SEP)}
+                if live != {st.uid for st in states}:
+                    return None
+                cut_lsn, cut_us = self.changes.cut(ns_state)
             # Under the locks only references are copied (batches are immutable);
             # converting the buffer happens after, so writers wait microseconds.
             for st in states:
@@ -629,7 +655,7 @@ class Engine:
                          for b in batches[start:]]
                 buf = pa.concat_tables([base, *parts]) if parts else base
             tables.append(TableSnapshot(table, schemas, files, buf))
-        return NamespaceSnapshot(namespace, tables, token)
+        return NamespaceSnapshot(namespace, tables, token, cut_lsn, cut_us)
 
     def release_snapshot(self, snap: NamespaceSnapshot) -> None:
         self.files.unpin(snap.pin_token)

@@ -22,3 +22,8 @@ class NamespaceSnapshot:
     namespace: str
     tables: list[TableSnapshot]
     pin_token: str
+    # The cut of the namespace's change log the snapshot is exact to (see
+    # storage/archive/changes.py): every change with lsn <= cut_lsn, committed
+    # at or before cut_us (a whole millisecond), and no other.
+    cut_lsn: int = 0
+    cut_us: int = 0

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from catalog import Backup, Job, Namespace, Schedule, Table, TableSchema
+from catalog import Archive, Backup, Job, Namespace, Schedule, Table, TableSchema
 
 from .types import describe_column
 
@@ -44,6 +44,9 @@ COLUMNS: dict[str, list[tuple[str, Any]]] = {
     "schedules": [("name", TEXT), ("namespace", TEXT), ("target", TEXT), ("every", TEXT),
                   ("keep_last", BIGINT), ("created_at", TS), ("next_run_at", TS),
                   ("last_job_id", TEXT), ("last_status", TEXT), ("cron", TEXT)],
+    "archives": [("namespace", TEXT), ("target", TEXT), ("status", TEXT),
+                 ("archived_until", TS), ("lag_ms", BIGINT), ("segments", BIGINT),
+                 ("bytes", BIGINT), ("last_error", TEXT)],
 }  # fmt: skip
 
 NAMES = tuple(COLUMNS)
@@ -126,8 +129,27 @@ FROM_RECORDS: dict[str, tuple[tuple[type, ...], Callable[..., list[dict[str, Any
     "backups": ((Backup,), _records),
     "schedules": ((Schedule,), _records),
 }
+
+
+def archives(engine: Engine) -> list[dict[str, Any]]:
+    """Continuous archiving per namespace; `lag_ms` is live: how long the oldest
+    change not yet in the target has waited."""
+    rows = []
+    for a in engine.catalog.scan(Archive):
+        until = a.shipped_us if a.base_lsn is not None else None
+        rows.append({
+            "namespace": a.namespace, "target": a.target, "status": a.status,
+            "archived_until": (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=until)
+                               if until else None),
+            "lag_ms": 0 if a.status == "stopped" else engine.changes.lag_ms(a.namespace),
+            "segments": a.segments, "bytes": a.bytes, "last_error": a.last_error,
+        })
+    return rows
+
+
 # The others also show live figures (buffered rows, files): built every time.
-BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {"tables": _tables}
+BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
+    "tables": _tables, "archives": archives}
 
 
 def build(engine: Engine, name: str) -> pa.Table | None:

@@ -40,6 +40,11 @@ SECTIONS: dict[type, str] = {
     ast.CreateSchedule: "### CREATE SCHEDULE",
     ast.ShowSchedules: "### SHOW SCHEDULES",
     ast.DropSchedule: "### DROP SCHEDULE",
+    ast.StartArchiving: "### START ARCHIVING",
+    ast.StopArchiving: "### STOP ARCHIVING",
+    ast.ShowArchives: "### SHOW ARCHIVES",
+    ast.ShowRestorePoints: "### SHOW RESTORE POINTS",
+    ast.VerifyArchive: "### VERIFY ARCHIVE",
     ast.Query: "## Rows and queries",
     ast.Explain: "### EXPLAIN",
 }

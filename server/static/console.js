@@ -249,6 +249,37 @@ function backupItem(b) {
       el("button", { type: "button", text: "restore…", title: "put a RESTORE statement in the editor", onclick: fill(`RESTORE DATABASE ${b.namespace} FROM '${target}' AS ${b.namespace}_restored WITH (backup_id = '${id}');`) })));
 }
 
+// ---- archiving panel: status and lag of continuous archiving (system.archives) ----
+
+function archiveItem(a) {
+  const until = String(a.archived_until || "").replace("T", " ").slice(0, 23);
+  const lag = a.status === "stopped" ? "" : `lag ${show(a.lag_ms)} ms`;
+  const li = el("li", { class: "archive", "data-namespace": a.namespace, "data-status": a.status },
+    el("div", { class: "top" },
+      el("span", { class: "what", text: `${a.namespace} → ${shortTarget(a.target)}`, title: a.target }),
+      el("span", { class: `badge ${a.status === "running" ? "completed" : a.status}`, text: a.status })),
+    el("div", { class: "top" },
+      el("span", { class: "lag", text: lag }),
+      el("span", { class: "when", text: until ? "until " + until : "", title: "archived_until" })),
+    el("div", { class: "top" },
+      el("span", { class: "size", text: `${show(a.segments)} segments · ${humanBytes(a.bytes || 0)}` })));
+  if (a.last_error) li.append(el("div", { class: "err", text: a.last_error }));
+  return li;
+}
+
+async function pollArchives() {
+  const list = $("archives");
+  try {
+    const archives = await rows("SELECT * FROM system.archives ORDER BY namespace");
+    const running = archives.filter((a) => a.status === "running").length;
+    $("archives-note").textContent = archives.length ? `${running} running` : "";
+    list.replaceChildren(...(archives.length ? archives.map(archiveItem)
+      : [el("li", { class: "empty", text: "No namespace is archived." })]));
+  } catch (err) {
+    $("archives-note").textContent = err ? `${err.code}: ${err.message}` : "";
+  }
+}
+
 function shortTarget(target) {
   const t = String(target || "");
   if (t.includes("://")) return t;
@@ -273,5 +304,7 @@ for (const id of ["namespace", "user", "token"]) $(id).addEventListener("change"
 settings.load();
 pollJobs();
 pollBackups();
+pollArchives();
 setInterval(pollJobs, JOB_POLL_MS);
+setInterval(pollArchives, JOB_POLL_MS);
 setInterval(pollBackups, BACKUP_POLL_MS);

@@ -217,6 +217,22 @@ class Repository(LocksAndPrune):
             self.store.write_keys = self._keyring.for_writing()
             self.store.keyring = self._keyring.unlocked
 
+    def writer_keys(self) -> Keys | None:
+        """The key this instance encrypts with (None when it does not encrypt);
+        archived segments use it for their bodies."""
+        self._writing()
+        return self.store.write_keys
+
+    def reader_keys(self, key_id: str, what: str) -> Keys:
+        """The keys of `key_id` for reading `what`; BackupInvalid (PassphraseError)
+        without the passphrase or with a wrong one."""
+        if not is_key_id(key_id):
+            raise BackupInvalid(f"{what} is corrupt: bad key id")
+        keys = self._keyring.open(key_id, what)
+        if keys is None:
+            raise PassphraseError(f"{what} is encrypted: give its encryption_passphrase")
+        return keys
+
     # --- objects ---------------------------------------------------------------
 
     def has_object(self, oid: str) -> bool:

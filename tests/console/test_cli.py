@@ -148,3 +148,18 @@ def test_backup_verify_restore_run_to_completion(server: ServerProcess, ns: str)
     _, jobs = server.post(f"SELECT statement FROM system.jobs WHERE namespace = '{ns}' "
                           "AND job_type = 'backup'")
     assert "detached" in jobs["results"][0]["rows"][0]["statement"].lower()
+
+
+def test_archives_command_shows_status_and_lag(server: ServerProcess, ns: str) -> None:
+    status, body = server.post(f"START ARCHIVING DATABASE {ns} TO 'console-{ns}'")
+    assert status == 200, body
+    try:
+        run = cairn_sql(server.url, "--format", "csv", "-c", "\\archives")
+        assert run.returncode == 0, run.stderr
+        lines = run.stdout.splitlines()
+        assert lines[0].split(",")[:5] == ["namespace", "target", "status", "archived_until",
+                                           "lag_ms"]
+        mine = [line for line in lines[1:] if line.startswith(ns + ",")]
+        assert mine and mine[0].split(",")[2] == "running"
+    finally:
+        server.post(f"STOP ARCHIVING DATABASE {ns}")

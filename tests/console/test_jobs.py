@@ -155,8 +155,9 @@ def test_completes_keywords_in_the_case_typed() -> None:
 
 def test_completes_namespaces_tables_and_commands() -> None:
     assert complete("SELECT * FROM ana") == ["analytics"]
-    assert complete("SELECT * FROM a") == ["add", "all", "alter", "and", "as", "asc", "attach",
-                                            "avg", "app", "analytics"]
+    assert complete("SELECT * FROM a") == ["add", "all", "alter", "and", "archive", "archives",
+                                            "archiving", "as", "asc", "attach", "avg", "app",
+                                            "analytics"]
     assert complete("SELECT * FROM app.n") == ["notes", "news"]
     assert complete("SELECT * FROM system.j") == ["jobs"]
     assert complete("\\d") == ["\\dt", "\\dn"]

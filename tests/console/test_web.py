@@ -120,3 +120,19 @@ def test_detached_backup_bar_finishes_and_backup_is_listed(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-console.png"), full_page=True)
     assert (ARTIFACTS / "web-console.png").stat().st_size > 10_000
+
+
+def test_archiving_panel_shows_status_and_lag(page: Page, server: ServerProcess) -> None:
+    status, body = server.post("CREATE NAMESPACE web_arch; CREATE TABLE web_arch.t (id INT);"
+                               "START ARCHIVING DATABASE web_arch TO 'web-arch'")
+    assert status == 200, body
+    try:
+        page.goto(server.url + "/")
+        item = page.locator('#archives li[data-namespace="web_arch"]')
+        expect(item.locator(".badge")).to_have_text("running", timeout=10000)
+        expect(item.locator(".lag")).to_have_text(re.compile(r"^lag \d+ ms$"))
+        expect(item.locator(".what")).to_have_text("web_arch → …/web-arch")
+        server.post("STOP ARCHIVING DATABASE web_arch")
+        expect(item.locator(".badge")).to_have_text("stopped", timeout=10000)
+    finally:
+        server.post("STOP ARCHIVING DATABASE web_arch")

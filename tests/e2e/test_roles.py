@@ -74,6 +74,12 @@ CASES: dict[type[ast.Statement], list[Case]] = {
         Case("CREATE SCHEDULE s2 FOR BACKUP DATABASE app TO 'nightly' EVERY '1d'", 403)],
     ast.ShowSchedules: [Case("SHOW SCHEDULES", 200)],
     ast.DropSchedule: [Case("DROP SCHEDULE s1", 403)],
+    # continuous archiving: admin only
+    ast.StartArchiving: [Case("START ARCHIVING DATABASE nope TO 'arch'", 403, (404, "NOT_FOUND"))],
+    ast.StopArchiving: [Case("STOP ARCHIVING DATABASE app", 403, (404, "NOT_FOUND"))],
+    ast.ShowArchives: [Case("SHOW ARCHIVES", 403)],
+    ast.ShowRestorePoints: [Case("SHOW RESTORE POINTS FOR DATABASE app IN 'nightly'", 403)],
+    ast.VerifyArchive: [Case("VERIFY ARCHIVE FOR DATABASE app IN 'nightly'", 403)],
     # ordinary SQL: rows are for everyone; nothing reaches files or settings
     ast.Query: [
         Case("SELECT * FROM app.t", 200),

@@ -89,6 +89,9 @@ def world_statements(draw: Any) -> str:
         " WITH (as_of = '2000-01-01T00:00:00Z')", " WITH (encryption_passphrase = 'x')",
         " WITH (as_of = '2999-01-01T00:00:00')", " WITH (as_of = '2000-01-01')",  # no zone: UTC
     ]))
+    archive_options = draw(st.sampled_from([
+        "", " WITH (interval = '100ms')", " WITH (interval = 'never')", " WITH (label = 'x')",
+    ]))
     return draw(st.sampled_from([
         f"CREATE NAMESPACE IF NOT EXISTS {ns}",
         f"CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, v TEXT)",
@@ -103,6 +106,10 @@ def world_statements(draw: Any) -> str:
         f"SHOW BACKUP {target}", f"VERIFY BACKUP {target} IN {target}",
         f"DROP BACKUP IF EXISTS {target} IN {target}", f"KILL JOB {target}",
         "SHOW SCHEDULES", f"DROP TABLE IF EXISTS {table}",
+        f"START ARCHIVING DATABASE {ns} TO {target}{archive_options}",
+        f"STOP ARCHIVING DATABASE {ns}", "SHOW ARCHIVES",
+        f"SHOW RESTORE POINTS FOR DATABASE {ns} IN {target}",
+        f"VERIFY ARCHIVE FOR DATABASE {ns} IN {target}",
     ]))
 
 

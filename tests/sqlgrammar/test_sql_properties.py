@@ -96,6 +96,11 @@ statements: st.SearchStrategy[ast.Statement] = st.one_of(
     st.builds(ast.Explain, st.sampled_from(["SELECT 1", "SELECT * FROM app.t WHERE id = 2",
                                             "SUMMARIZE app.t", "PIVOT app.t ON k USING sum(v)"])
               .map(parse_one), st.booleans()),
+    st.builds(ast.StartArchiving, names, strings, options),
+    st.builds(ast.StopArchiving, names),
+    st.just(ast.ShowArchives()),
+    st.builds(ast.ShowRestorePoints, names, strings),
+    st.builds(ast.VerifyArchive, names, strings, options),
 )
 
 

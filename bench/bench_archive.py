@@ -1,0 +1,215 @@
+"""Continuous archiving figures (issue 13), against a real `cairn serve` process
+over HTTP (loopback, aiohttp keep-alive), every figure taken in one run:
+
+1. overhead: `--clients` clients doing single-row INSERTs for `--seconds`,
+   archiving off, then on (interval 1s), then off and on again: p99 latency and
+   throughput with archiving on against off               aim <= 10% worse
+2. RPO: `--kills` times, a fresh server archiving (interval 1s) under
+   `--clients` writing clients is SIGKILLed at a random moment; RPO = kill time
+   minus the commit time of the newest change present in the target
+                                                          aim p99 <= interval + 1 s
+3. restore to a time: a base of `--base-mb` MB of Parquet (built with the
+   engine, not timed) plus `--changes` archived single-row INSERTs, restored
+   `AS` another namespace as of the archive's end, against a plain RESTORE of a
+   backup of the same final state                         aim <= 1.5x
+
+    python bench/bench_archive.py [--clients 16] [--seconds 10] [--kills 5]
+                                  [--base-mb 256] [--changes 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_backup import build
+from bench.common import Server, first_row, pct, session, sql
+from storage.archive import store
+from storage.backup import Repository, resolve_target
+
+
+def config(work: Path) -> Path:
+    cfg = work / "cairn.toml"
+    cfg.write_text(f'[backup]\nroots = ["{work / "backups"}"]\n')
+    return cfg
+
+
+async def writers(url: str, clients: int, seconds: float, start: int,
+                  stop: asyncio.Event | None = None) -> tuple[list[float], int]:
+    """Single-row INSERTs from `clients` tasks; (latencies ms, writes done)."""
+    lat: list[float] = []
+    deadline = time.monotonic() + seconds
+
+    async def one(c: int, http: aiohttp.ClientSession) -> None:
+        i = 0
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
+            key = start + c * 10_000_000 + i
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                await sql(http, url, f"INSERT INTO app.t VALUES ({key}, {i}, NULL)")
+            except (aiohttp.ClientError, OSError):
+                return
+            lat.append((time.perf_counter() - t0) * 1000)
+
+    async with session(clients) as http:
+        await asyncio.gather(*(one(c, http) for c in range(clients)))
+    return lat, len(lat)
+
+
+async def overhead(work: Path, clients: int, seconds: float) -> dict[str, Any]:
+    srv = Server(work / "ov-data", config=config(work))
+    phases: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    try:
+        async with session(2) as http:
+            await sql(http, srv.url, "CREATE NAMESPACE app; CREATE TABLE app.t "
+                                     "(id BIGINT PRIMARY KEY, v BIGINT, payload BYTES)")
+        start = 0
+        for phase in ("off", "on", "off", "on"):
+            async with session(2) as http:
+                if phase == "on":
+                    await sql(http, srv.url, "START ARCHIVING DATABASE app TO 'ov' "
+                                             "WITH (interval = '1s')")
+            lat, n = await writers(srv.url, clients, seconds, start)
+            start += 1_000_000
+            phases[phase].append((pct(lat, 99), n / seconds))
+            async with session(2) as http:
+                if phase == "on":
+                    await sql(http, srv.url, "STOP ARCHIVING DATABASE app")
+                await sql(http, srv.url, "FLUSH TABLE app.t")
+    finally:
+        srv.stop()
+    p99 = {k: statistics.median(v[0] for v in vals) for k, vals in phases.items()}
+    tput = {k: statistics.median(v[1] for v in vals) for k, vals in phases.items()}
+    return {"p99_off_ms": p99["off"], "p99_on_ms": p99["on"],
+            "tput_off": tput["off"], "tput_on": tput["on"],
+            "p99_worse_pct": 100 * (p99["on"] / p99["off"] - 1),
+            "tput_worse_pct": 100 * (1 - tput["on"] / tput["off"])}
+
+
+def newest_change_us(target: Path) -> int:
+    repo = Repository(resolve_target(str(target), [str(target.parent)], {}))
+    newest = 0
+    for aid in store.archive_ids(repo, "app"):
+        segs = [s for s in store.list_segments(repo, "app", aid).segments if not s.empty]
+        if segs:
+            _, changes, _ = store.read_segment(repo, "app", aid, segs[-1])
+            newest = max(newest, changes[-1].at_us)
+    return newest
+
+
+async def rpo(work: Path, clients: int, kills: int) -> dict[str, Any]:
+    rng = random.Random(11)
+    samples = []
+    for k in range(kills):
+        run = work / f"rpo{k}"
+        run.mkdir()
+        srv = Server(run / "data", config=config(run))
+        async with session(2) as http:
+            await sql(http, srv.url, "CREATE NAMESPACE app; CREATE TABLE app.t "
+                                     "(id BIGINT PRIMARY KEY, v BIGINT, payload BYTES)")
+            await sql(http, srv.url, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '1s')")
+        stop = asyncio.Event()
+        task = asyncio.create_task(writers(srv.url, clients, 60, 0, stop))
+        await asyncio.sleep(rng.uniform(3.0, 6.0))
+        killed = time.time()
+        os.kill(srv.pid, signal.SIGKILL)
+        stop.set()
+        await task
+        srv.proc.wait()
+        srv._log.close()
+        samples.append(killed - newest_change_us(run / "backups" / "arch") / 1e6)
+    return {"rpo_p50_s": pct(samples, 50), "rpo_p99_s": pct(samples, 99),
+            "rpo_max_s": max(samples), "kills": kills}
+
+
+async def restore_to_time(work: Path, clients: int, base_mb: int, changes: int) -> dict[str, Any]:
+    data = work / "rt-data"
+    build(data, {"app": base_mb}, flush_mb=64)
+    srv = Server(data, config=config(work))
+    try:
+        async with session(2) as http:
+            await sql(http, srv.url, "START ARCHIVING DATABASE app TO 'rt' WITH (interval = '1s')")
+        per = changes // clients
+        lat: list[float] = []
+
+        async def one(c: int, http: aiohttp.ClientSession) -> None:
+            for i in range(per):
+                await sql(http, srv.url, f"INSERT INTO app.t VALUES ({10**12 + c * 10**7 + i}, {i}, NULL)")
+
+        t0 = time.perf_counter()
+        async with session(clients) as http:
+            await asyncio.gather(*(one(c, http) for c in range(clients)))
+        write_s = time.perf_counter() - t0
+        del lat
+        async with session(2) as http:
+            row = first_row(await sql(http, srv.url, "STOP ARCHIVING DATABASE app"))
+            end = first_row(await sql(http, srv.url,
+                                      "SHOW RESTORE POINTS FOR DATABASE app IN 'rt'"))["end_time"]
+            os.sync()
+            t0 = time.perf_counter()
+            await sql(http, srv.url, f"RESTORE DATABASE app FROM 'rt' AS pitr WITH (as_of = '{end}')")
+            pitr_s = time.perf_counter() - t0
+            await sql(http, srv.url, "BACKUP DATABASE app TO 'plain'")
+            os.sync()
+            t0 = time.perf_counter()
+            await sql(http, srv.url, "RESTORE DATABASE app FROM 'plain' AS plain")
+            plain_s = time.perf_counter() - t0
+            a = first_row(await sql(http, srv.url, "SELECT count(*) AS n, sum(v) AS s FROM pitr.t"))
+            b = first_row(await sql(http, srv.url, "SELECT count(*) AS n, sum(v) AS s FROM plain.t"))
+            assert a == b, (a, b)
+    finally:
+        srv.stop()
+    return {"base_mb": base_mb, "changes": per * clients, "segments": row["segments"],
+            "archived_mb": row["bytes"] / 2**20, "write_s": write_s, "pitr_restore_s": pitr_s,
+            "plain_restore_s": plain_s, "ratio": pitr_s / plain_s}
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--base-mb", type=int, default=256)
+    ap.add_argument("--changes", type=int, default=20_000)
+    ap.add_argument("--only", choices=["overhead", "rpo", "restore"], default=None)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cairn-bench-archive-"))
+    print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs, work dir {work}")
+    try:
+        if args.only in (None, "overhead"):
+            r = await overhead(work, args.clients, args.seconds)
+            print(f"overhead  p99 off {r['p99_off_ms']:.1f} ms, on {r['p99_on_ms']:.1f} ms "
+                  f"({r['p99_worse_pct']:+.1f}%); throughput off {r['tput_off']:.0f}/s, "
+                  f"on {r['tput_on']:.0f}/s ({r['tput_worse_pct']:+.1f}% worse)")
+        if args.only in (None, "rpo"):
+            r = await rpo(work, args.clients, args.kills)
+            print(f"RPO       {r['kills']} kills: p50 {r['rpo_p50_s']:.2f} s, "
+                  f"p99 {r['rpo_p99_s']:.2f} s, max {r['rpo_max_s']:.2f} s (interval 1 s)")
+        if args.only in (None, "restore"):
+            r = await restore_to_time(work, args.clients, args.base_mb, args.changes)
+            print(f"restore   base {r['base_mb']} MB + {r['changes']} changes in "
+                  f"{r['segments']} segments ({r['archived_mb']:.1f} MB): to a time "
+                  f"{r['pitr_restore_s']:.2f} s, plain restore of the same state "
+                  f"{r['plain_restore_s']:.2f} s, ratio {r['ratio']:.2f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,171 @@
+"""START / STOP ARCHIVING, SHOW ARCHIVES, SHOW RESTORE POINTS and VERIFY ARCHIVE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catalog import Archive, Namespace, utcnow
+from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound
+from catalog.ids import new_id
+from sqlgrammar import ast
+from storage.archive import store
+from storage.archive.changes import now_us
+from storage.system_tables import archives as archive_rows
+
+from .archive_verify import verify_work
+from .archiving import Archiver, parse_interval, service
+from .backups import check_options, job_row, redacted, result_row
+from .namespaces import check_namespace_name
+from .repos import repository
+from .result import Result
+from .dispatch import Routes
+from .state import Cairn, Session
+
+START_OPTIONS: dict[str, type] = {"interval": str, "compression": str, "encryption_passphrase": str}
+VERIFY_ARCHIVE_OPTIONS: dict[str, type] = {"encryption_passphrase": str, "detached": bool}
+
+routes = Routes()
+
+ARCHIVE_COLUMNS = [
+    ("namespace", "TEXT"), ("target", "TEXT"), ("status", "TEXT"),
+    ("archived_until", "TIMESTAMP"), ("lag_ms", "BIGINT"), ("segments", "BIGINT"),
+    ("bytes", "BIGINT"), ("last_error", "TEXT"),
+]
+POINT_COLUMNS = [
+    ("namespace", "TEXT"), ("start_time", "TIMESTAMP"), ("end_time", "TIMESTAMP"),
+    ("base_backup_id", "TEXT"), ("base_backups", "BIGINT"), ("segments", "BIGINT"),
+    ("archive_id", "TEXT"),
+]
+
+
+def _repo(cairn: Cairn, target: str, passphrase: str | None = None,
+          compression: str = "zstd") -> Any:
+    repo = repository(cairn, target, passphrase, compression)
+    if repo.target.kind == "archive":
+        raise InvalidArgument(
+            f"backup target '{target}' is a single-file archive; archived changes need a "
+            "directory or S3 target")
+    return repo
+
+
+@routes.handles(ast.StartArchiving, role="admin")
+async def start_archiving(cairn: Cairn, session: Session, stmt: ast.StartArchiving) -> Result:
+    opts = check_options("START ARCHIVING", stmt.options, START_OPTIONS)
+    interval_ms = parse_interval(str(opts.get("interval", "1s")))
+    compression = opts.get("compression", "zstd")
+    if compression not in ("zstd", "none"):
+        raise InvalidArgument("option 'compression' must be 'zstd' or 'none'")
+    ns = stmt.namespace
+    check_namespace_name(ns)
+    if await cairn.run(cairn.catalog.get, Namespace, ns) is None:
+        raise NotFound(f"Namespace '{ns}' does not exist")
+    repo = await cairn.run(_repo, cairn, stmt.target, opts.get("encryption_passphrase"),
+                           compression)
+    svc = service(cairn)
+    existing = await cairn.run(cairn.catalog.get, Archive, ns)
+    if existing is not None and existing.status != "stopped":
+        raise AlreadyExists(f"namespace '{ns}' is already being archived to '{existing.target}'")
+    rec = Archive(namespace=ns, target=repo.uri, target_text=stmt.target,
+                  archive_id=new_id("ar"), interval_ms=interval_ms, compression=compression,
+                  secret=opts.get("encryption_passphrase"))
+    await cairn.run(cairn.catalog.put, rec)
+    await cairn.run(cairn.engine.changes.activate, ns, now_us())
+    arch = Archiver(svc, ns)
+    arch._repo = repo
+    svc.archivers[ns] = arch
+    try:
+        async with arch.lock:
+            job = await arch.take_base(rec)
+    except BaseException:
+        await cairn.run(cairn.engine.changes.deactivate, ns)
+        await cairn.run(cairn.catalog.delete, Archive, ns)
+        svc.archivers.pop(ns, None)
+        raise
+    svc.launch(ns)
+    row = {"namespace": ns, "target": repo.uri, "status": "running", "job_id": job.job_id}
+    return result_row(row, [("namespace", "TEXT"), ("target", "TEXT"), ("status", "TEXT"),
+                            ("job_id", "TEXT")],
+                      f"Archiving namespace '{ns}' to '{repo.uri}' (base backup "
+                      f"'{job.result['backup_id']}')")
+
+
+@routes.handles(ast.StopArchiving, role="admin")
+async def stop_archiving(cairn: Cairn, session: Session, stmt: ast.StopArchiving) -> Result:
+    ns = stmt.namespace
+    rec = await cairn.run(cairn.catalog.get, Archive, ns)
+    if rec is None or rec.status == "stopped":
+        raise NotFound(f"namespace '{ns}' is not being archived")
+    svc = service(cairn)
+    arch = svc.archivers.get(ns) or Archiver(svc, ns)
+    arch.stopping = True
+    arch.wake.set()
+    async with arch.lock:
+        mark = await cairn.run(cairn.engine.changes.deactivate, ns)
+        error = None
+        try:
+            rec = await cairn.run(arch.record)
+            assert rec is not None
+            if rec.base_lsn is not None:
+                if not arch.resumed:
+                    rec = await cairn.run(arch.resume, rec)
+                while await cairn.run(arch.ship, rec, True, mark):
+                    rec = await cairn.run(arch.record)
+        except CairnError as exc:
+            error = f"stopped before every change was shipped: {exc.message}"
+
+        def finish() -> None:
+            now = arch.record()
+            now.status, now.stopped_at, now.last_error = "stopped", utcnow(), error
+            batch = cairn.catalog.batch().put(now)
+            cairn.engine.changes.trim(ns, (1 << 63) - 1, batch)
+            batch.commit()
+            cairn.engine.changes.shipped(ns)
+
+        await cairn.run(finish)
+    if arch.task is not None and not arch.task.done():
+        arch.task.cancel()
+    svc.archivers.pop(ns, None)
+    rows = [r for r in await cairn.run(archive_rows, cairn.engine) if r["namespace"] == ns]
+    return Result.of_rows(ARCHIVE_COLUMNS, rows,
+                          message=f"Archiving of namespace '{ns}' stopped"
+                          + (f"; {error}" if error else ""))
+
+
+@routes.handles(ast.ShowArchives, role="admin")
+async def show_archives(cairn: Cairn, session: Session, stmt: ast.ShowArchives) -> Result:
+    rows = await cairn.run(archive_rows, cairn.engine)
+    return Result.of_rows(ARCHIVE_COLUMNS, sorted(rows, key=lambda r: r["namespace"]))
+
+
+@routes.handles(ast.ShowRestorePoints, role="admin")
+async def show_restore_points(cairn: Cairn, session: Session,
+                              stmt: ast.ShowRestorePoints) -> Result:
+    def work() -> list[dict[str, Any]]:
+        repo = _repo(cairn, stmt.target)
+        repo.require_exists()
+        return [{
+            "namespace": stmt.namespace, "start_time": store.iso(w.start_us),
+            "end_time": store.iso(w.end_us), "base_backup_id": w.bases[0].backup_id,
+            "base_backups": len(w.bases), "segments": len(w.run.segments),
+            "archive_id": w.run.archive_id,
+        } for w in store.restore_windows(repo, stmt.namespace)]
+
+    return Result.of_rows(POINT_COLUMNS, await cairn.run(work))
+
+
+@routes.handles(ast.VerifyArchive, role="admin")
+async def verify_archive(cairn: Cairn, session: Session, stmt: ast.VerifyArchive) -> Result:
+    opts = check_options("VERIFY ARCHIVE", stmt.options, VERIFY_ARCHIVE_OPTIONS)
+    repo = await cairn.run(_repo, cairn, stmt.target, opts.get("encryption_passphrase"))
+    await cairn.run(repo.require_exists)
+    job = await cairn.jobs.run("verify", session, verify_work(repo, stmt.namespace),
+                               namespace=stmt.namespace, target=repo.uri,
+                               statement=redacted(stmt), detached=bool(opts.get("detached")))
+    if opts.get("detached"):
+        return job_row(job)
+    r = job.result
+    return result_row(r, [("namespace", "TEXT"), ("is_valid", "BOOLEAN"),
+                          ("segments_checked", "BIGINT"), ("bytes_checked", "BIGINT"),
+                          ("changes", "BIGINT"), ("windows", "JSON"), ("errors", "JSON")],
+                      f"Archive of namespace '{stmt.namespace}' is "
+                      f"{'valid' if r['is_valid'] else 'INVALID'}")

@@ -1,0 +1,288 @@
+"""Continuous archiving: one loop per archived namespace ships its change log
+(storage/archive/changes.py) to the target as segments, every `interval`.
+
+START ARCHIVING turns the namespace's change log on, then takes a base backup
+(its snapshot is a cut of the log: exact to one lsn and instant); segments
+continue from that cut. Each cycle marks the log (every change up to that lsn
+and instant is committed), reads the changes after the target's end, writes
+them as one segment, and only then records the new end and trims the shipped
+changes from the log, in one catalog batch. A crash anywhere leaves the log
+holding everything not yet recorded as shipped; at restart the loop resumes
+after the target's newest segment, so nothing is shipped twice or skipped.
+
+A target that lost segments (its end is before what this server shipped)
+cannot be continued: the loop takes a new base backup and continues from it,
+starting a new restorable window."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import weakref
+from typing import Any
+
+from catalog import Archive
+from catalog.errors import CairnError, InvalidArgument
+from catalog.ids import new_id
+from storage.archive import store
+from storage.archive.changes import now_us
+from storage.backup import Repository
+
+from . import faults
+from .backup_run import BackupPlan, run_backup
+from .repos import repository
+from .state import Cairn, Session
+
+log = logging.getLogger("cairn.archive")
+
+MAX_SEGMENT_BYTES = 16 << 20  # changes' data per segment; a backlog ships in several
+HEARTBEAT_MIN_US = 10_000_000  # an idle archive still marks the target at least this often
+RETRY_MAX_S = 30.0
+_INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
+
+
+def parse_interval(text: str) -> int:
+    """'1s', '500ms', '2m' as milliseconds (100 ms ... 1 h)."""
+    m = _INTERVAL.match(text.strip().lower()) if isinstance(text, str) else None
+    if m is None:
+        raise InvalidArgument(f"interval '{text}' is not like '1s', '500ms' or '2m'")
+    ms = float(m.group(1)) * {"ms": 1, "s": 1000, "m": 60_000}[m.group(2)]
+    if not 100 <= ms <= 3_600_000:
+        raise InvalidArgument("interval must be between 100ms and 60m")
+    return int(ms)
+
+
+class Archiver:
+    """The loop of one archived namespace. Its catalog record is the state;
+    `lock` makes each cycle, STOP and START one at a time."""
+
+    def __init__(self, service: ArchiveService, namespace: str) -> None:
+        self.service = service
+        self.cairn = service.cairn
+        self.namespace = namespace
+        self.lock = asyncio.Lock()
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.resumed = False
+        self.task: asyncio.Task[None] | None = None
+        self._repo: Repository | None = None
+        self.failures = 0
+
+    # --- the record ------------------------------------------------------------
+
+    def record(self) -> Archive:
+        rec = self.cairn.catalog.get(Archive, self.namespace)
+        if rec is None:
+            raise InvalidArgument(f"namespace '{self.namespace}' is not being archived")
+        return rec
+
+    def repo(self, rec: Archive) -> Repository:
+        if self._repo is None:
+            self._repo = repository(self.cairn, rec.target_text, rec.secret, rec.compression)
+        return self._repo
+
+    # --- the loop --------------------------------------------------------------
+
+    async def run(self) -> None:
+        while not self.stopping:
+            rec = await self.cairn.run(self.cairn.catalog.get, Archive, self.namespace)
+            if rec is None or rec.status == "stopped":
+                return
+            delay = rec.interval_ms / 1000
+            try:
+                async with self.lock:
+                    if self.stopping:
+                        return
+                    more = await self.cycle()
+                self.failures = 0
+                if more:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # recorded; the loop keeps trying
+                self.failures += 1
+                message = exc.message if isinstance(exc, CairnError) else f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, CairnError):
+                    log.exception("archiving %s failed", self.namespace)
+                else:
+                    log.warning("archiving %s failed: %s", self.namespace, message)
+                self._repo = None
+                await self.cairn.run(self._failed, message)
+                delay = min(RETRY_MAX_S, delay * 2 ** min(self.failures, 6))
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    def _failed(self, message: str) -> None:
+        rec = self.cairn.catalog.get(Archive, self.namespace)
+        if rec is not None and rec.status != "stopped":
+            rec.status, rec.last_error = "failed", message
+            self.cairn.catalog.put(rec)
+
+    async def cycle(self, final: bool = False) -> bool:
+        """One pass: a base backup if the target needs one, then ship. True when
+        a backlog remains (ship again at once)."""
+        rec = await self.cairn.run(self.record)
+        if rec.base_lsn is None:
+            await self.take_base(rec)
+            rec = await self.cairn.run(self.record)
+        if not self.resumed:
+            rec = await self.cairn.run(self.resume, rec)
+            if rec.base_lsn is None:
+                return True
+            self.resumed = True
+        return await self.cairn.run(self.ship, rec, final)
+
+    async def take_base(self, rec: Archive) -> Any:
+        """A base backup into the target (a job in system.jobs); segments continue
+        from its cut."""
+        repo = self.repo(rec)
+        plan = BackupPlan(self.namespace, repo, new_id("bk"), label="archive base",
+                          compression=rec.compression)
+        session = Session(user_id=None, namespace=self.namespace,
+                          text=f"BACKUP DATABASE {self.namespace} TO '{rec.target}' "
+                               "(base of continuous archiving)")
+        job = await self.cairn.jobs.run(
+            "backup", session, lambda ctx: run_backup(self.cairn, ctx, plan),
+            namespace=self.namespace, target=repo.uri, statement=session.text)
+        assert plan.cut is not None
+        lsn, at = plan.cut
+
+        def record() -> None:
+            now = self.record()
+            batch = self.cairn.catalog.batch()
+            now.base_backup_id, now.base_lsn, now.base_us = plan.backup_id, lsn, at
+            now.shipped_lsn, now.shipped_us, now.job_id = lsn, at, job.job_id
+            now.status, now.last_error = "running", None
+            batch.put(now)
+            self.cairn.engine.changes.trim(self.namespace, lsn, batch)
+            batch.commit()
+            self.cairn.engine.changes.shipped(self.namespace)
+
+        await self.cairn.run(record)
+        self.resumed = True
+        return job
+
+    def resume(self, rec: Archive) -> Archive:
+        """Continue after the target's newest segment of this archive. A target
+        that ends before what this server shipped lost segments: a new base."""
+        repo = self.repo(rec)
+        listing = store.list_segments(repo, self.namespace, rec.archive_id)
+        newest = max(listing.segments, key=lambda n: n.last_lsn, default=None)
+        batch = self.cairn.catalog.batch()
+        if newest is not None and newest.last_lsn >= rec.shipped_lsn:
+            rec.shipped_lsn, rec.shipped_us = newest.last_lsn, newest.through_us
+        elif rec.shipped_lsn != rec.base_lsn:
+            log.warning("archive of %s: target %s lost segments; taking a new base",
+                        self.namespace, rec.target)
+            rec.base_lsn = rec.base_us = rec.base_backup_id = None
+        batch.put(rec)
+        if rec.base_lsn is not None:
+            self.cairn.engine.changes.trim(self.namespace, rec.shipped_lsn, batch)
+        batch.commit()
+        self.cairn.engine.changes.shipped(self.namespace)
+        return rec
+
+    def ship(self, rec: Archive, final: bool = False,
+             mark: tuple[int, int] | None = None) -> bool:
+        """Write the changes after the target's end as one segment (several
+        cycles for a large backlog). `final` writes even an empty segment, so
+        the target says nothing changed up to the mark."""
+        changes_log = self.cairn.engine.changes
+        hi, through = mark if mark is not None else changes_log.mark(self.namespace)
+        assert rec.shipped_us is not None
+        batch_changes = changes_log.read(self.namespace, rec.shipped_lsn, hi, MAX_SEGMENT_BYTES)
+        more = bool(batch_changes) and batch_changes[-1].lsn < hi
+        if more:
+            through = batch_changes[-1].at_us
+        idle = through - rec.shipped_us
+        heartbeat = max(HEARTBEAT_MIN_US, 10_000 * rec.interval_ms)
+        if not batch_changes and not final and idle < heartbeat:
+            if rec.status != "running":
+                rec.status, rec.last_error = "running", None
+                self.cairn.catalog.put(rec)
+            return False
+        repo = self.repo(rec)
+        faults.hit("archive.before_segment", namespace=self.namespace)
+        name, size = store.write_segment(repo, self.namespace, rec.archive_id, batch_changes,
+                                         rec.shipped_lsn, rec.shipped_us, through)
+        faults.hit("archive.after_segment", namespace=self.namespace, segment=name.file)
+        batch = self.cairn.catalog.batch()
+        rec.shipped_lsn, rec.shipped_us = name.last_lsn, name.through_us
+        rec.segments += 1
+        rec.bytes += size
+        rec.status, rec.last_error = "running", None
+        batch.put(rec)
+        changes_log.trim(self.namespace, name.last_lsn, batch)
+        batch.commit()
+        changes_log.shipped(self.namespace)
+        return more
+
+
+class ArchiveService:
+    """Every archiver of the server."""
+
+    def __init__(self, cairn: Cairn) -> None:
+        self.cairn = cairn
+        self.archivers: dict[str, Archiver] = {}
+
+    def activate_all(self) -> None:
+        """Start-up, before any statement runs: log the changes of every archived
+        namespace again (commit times after anything already shipped)."""
+        for rec in self.cairn.catalog.scan(Archive):
+            if rec.status != "stopped":
+                self.cairn.engine.changes.activate(rec.namespace, max(rec.shipped_us or 0, now_us()))
+
+    def start_loops(self) -> None:
+        for rec in self.cairn.catalog.scan(Archive):
+            if rec.status != "stopped":
+                self.launch(rec.namespace)
+
+    def launch(self, namespace: str) -> Archiver:
+        arch = self.archivers.get(namespace)
+        if arch is None or arch.task is None or arch.task.done():
+            arch = Archiver(self, namespace)
+            self.archivers[namespace] = arch
+            arch.task = asyncio.create_task(arch.run(), name=f"archive-{namespace}")
+        return arch
+
+    def lag_ms(self, rec: Archive) -> int:
+        if rec.status == "stopped":
+            return 0
+        pending = self.cairn.engine.changes.pending_since(rec.namespace)
+        return 0 if pending is None else max(0, (now_us() - pending) // 1000)
+
+    async def shutdown(self) -> None:
+        """Let each loop finish its cycle (a cycle cut short is redone after the
+        restart, so this only saves work), then stop it."""
+        for arch in list(self.archivers.values()):
+            arch.stopping = True
+            arch.wake.set()
+        tasks = [a.task for a in self.archivers.values() if a.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=5.0)
+            for task in pending:
+                task.cancel()
+
+
+_services: weakref.WeakKeyDictionary[Cairn, ArchiveService] = weakref.WeakKeyDictionary()
+
+
+def service(cairn: Cairn) -> ArchiveService:
+    svc = _services.get(cairn)
+    if svc is None:
+        svc = _services[cairn] = ArchiveService(cairn)
+    return svc
+
+
+async def archive_loop(cairn: Cairn) -> None:
+    """Server lifetime: run the archivers of archived namespaces until shutdown."""
+    svc = service(cairn)
+    svc.start_loops()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await svc.shutdown()

@@ -1,0 +1,255 @@
+"""The change log: every committed change of an archived namespace, in commit order.
+
+While a namespace is archived, each commit that changes it (a write statement's
+rows, CREATE TABLE, ALTER TABLE, DROP TABLE) also puts one entry into the
+`changes` family, in the SAME RocksDB WriteBatch as the change itself: the entry
+exists exactly when the change does. The entry's key is the namespace and a log
+sequence number (lsn) taken from the catalog's sequence under the namespace's
+commit lock, together with its commit time, so within a namespace lsn order,
+time order and commit order are one order. A flush moves rows from the buffer to
+Parquet but changes nothing logical, so it logs nothing, and the log keeps the
+rows until the archiver has shipped them, whatever flush does meanwhile.
+
+The same lock gives BACKUP its cut (`cut`): taken while the snapshot holds the
+tables' locks, it says which lsn and which instant the snapshot is exact to, so
+archived changes continue a base backup with no gap and no overlap."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from catalog import Catalog
+from catalog.records import SEP
+
+FAMILY = "changes"
+
+ROWS = "rows"
+CREATE = "create_table"
+ALTER = "alter_table"
+DROP = "drop_table"
+KINDS = (ROWS, CREATE, ALTER, DROP)
+MAX_LSN = (1 << 63) - 1
+
+
+class Change(msgspec.Struct, array_like=True, frozen=True):
+    """One committed change. `data`: for rows, the statement's Arrow IPC stream
+    exactly as the write buffer stores it (schema version, time and user in its
+    metadata); for DDL, the canonical JSON of the records it wrote."""
+
+    lsn: int
+    at_us: int  # commit time, microseconds since the Unix epoch (UTC)
+    kind: str
+    table: str
+    data: bytes
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Change)
+
+
+def ddl(**parts: Any) -> bytes:
+    """The data of a DDL change: its catalog records (or values) as canonical JSON."""
+    doc = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type)
+           else v for k, v in parts.items()}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def key_of(namespace: str, lsn: int) -> bytes:
+    return namespace.encode() + SEP.encode() + struct.pack(">Q", lsn)
+
+
+def _lsn_of(key: bytes) -> int:
+    return int(struct.unpack(">Q", key[-8:])[0])
+
+
+@dataclass
+class _Ns:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    active: bool = False
+    last_lsn: int = 0  # newest lsn committed for this namespace (0: none since start)
+    last_us: int = 0  # newest commit time or cut handed out: the next is later
+    pending_us: int | None = None  # commit time of the oldest change not yet shipped
+
+
+class Recorder:
+    """Adds change entries to one commit's batch (held under the namespace lock)."""
+
+    def __init__(self, log: ChangeLog, namespace: str, ns: _Ns) -> None:
+        self._log, self._namespace, self._ns = log, namespace, ns
+        self.changes: list[Change] = []
+
+    def add(self, batch: Any, kind: str, table: str, data: bytes) -> Change:
+        ns = self._ns
+        lsn = self._log.catalog.next_seq(1)
+        at = max(now_us(), ns.last_us + 1)
+        ns.last_us = at
+        change = Change(lsn, at, kind, table, data)
+        batch.put_raw(FAMILY, key_of(self._namespace, lsn), _encoder.encode(change))
+        self.changes.append(change)
+        return change
+
+    def committed(self) -> None:
+        """The batch is written: the namespace's clock and lsn move on."""
+        ns = self._ns
+        for c in self.changes:
+            ns.last_lsn = max(ns.last_lsn, c.lsn)
+            if ns.pending_us is None:
+                ns.pending_us = c.at_us
+
+
+class ChangeLog:
+    """Per namespace: is it archived, its commit lock, lsn and clock."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog  # the family is created by the first write into it
+        self._lock = threading.Lock()
+        self._ns: dict[str, _Ns] = {}
+
+    def _state(self, namespace: str) -> _Ns:
+        with self._lock:
+            ns = self._ns.get(namespace)
+            if ns is None:
+                ns = self._ns[namespace] = _Ns()
+            return ns
+
+    def active(self, namespace: str) -> bool:
+        ns = self._ns.get(namespace)
+        return ns is not None and ns.active
+
+    def activate(self, namespace: str, floor_us: int = 0) -> None:
+        """From now on every change of `namespace` is logged. `floor_us` (the end
+        of what the target already holds) keeps commit times after it."""
+        ns = self._state(namespace)
+        with ns.lock:
+            if not ns.active:
+                last = self._last_entry(namespace)
+                if last is not None:
+                    ns.last_lsn = max(ns.last_lsn, last.lsn)
+                    ns.last_us = max(ns.last_us, last.at_us)
+                first = self._first_entry(namespace)
+                ns.pending_us = first.at_us if first is not None else None
+            ns.last_us = max(ns.last_us, floor_us)
+            ns.active = True
+
+    def deactivate(self, namespace: str) -> tuple[int, int]:
+        """Stop logging; returns the final mark (see `mark`), taken atomically
+        with the stop so no change falls between the two."""
+        ns = self._state(namespace)
+        with ns.lock:
+            ns.active = False
+            at = max(now_us(), ns.last_us)
+            ns.last_us = at
+            return ns.last_lsn, at
+
+    def lag_ms(self, namespace: str) -> int:
+        """How long the oldest change not yet shipped has waited (0: none)."""
+        pending = self.pending_since(namespace)
+        return 0 if pending is None else max(0, (now_us() - pending) // 1000)
+
+    @contextmanager
+    def committing(self, namespace: str, *, always: bool = True) -> Iterator[Recorder | None]:
+        """Hold the namespace's commit lock around a batch commit; yields a
+        Recorder when the namespace is archived, else None. DDL passes through
+        here always (so a snapshot's cut sees a stable set of tables); row
+        writes only while archived (`always=False` skips the lock otherwise)."""
+        if not always:
+            found = self._ns.get(namespace)  # no lock: a dict read (see activate)
+            if found is None or not found.active:
+                yield None
+                return
+        ns = self._state(namespace)
+        with ns.lock:
+            rec = Recorder(self, namespace, ns) if ns.active else None
+            yield rec
+            if rec is not None:
+                rec.committed()
+
+    @contextmanager
+    def holding(self, namespace: str) -> Iterator[_Ns]:
+        ns = self._state(namespace)
+        with ns.lock:
+            yield ns
+
+    @staticmethod
+    def cut(ns: _Ns) -> tuple[int, int]:
+        """(lsn, time) a snapshot taken under `holding` is exact to: it holds every
+        change with lsn <= the first and time <= the second, and no other. The
+        time is a whole millisecond (backups show snapshot_at in ms); changes
+        committed after it are stamped later."""
+        at = math.ceil(max(now_us(), ns.last_us) / 1000) * 1000
+        ns.last_us = at
+        return ns.last_lsn, at
+
+    def mark(self, namespace: str) -> tuple[int, int]:
+        """(lsn, time): every change of `namespace` up to that time is committed and
+        has lsn <= that lsn; later changes get later times."""
+        ns = self._state(namespace)
+        with ns.lock:
+            at = max(now_us(), ns.last_us)
+            ns.last_us = at
+            return ns.last_lsn, at
+
+    def pending_since(self, namespace: str) -> int | None:
+        ns = self._ns.get(namespace)
+        return None if ns is None else ns.pending_us
+
+    # --- reading and trimming -------------------------------------------------
+
+    def read(self, namespace: str, after_lsn: int, upto_lsn: int,
+             max_bytes: int = 16 << 20) -> list[Change]:
+        """Logged changes with after_lsn < lsn <= upto_lsn, oldest first, stopping
+        once about `max_bytes` of data are collected (at least one change)."""
+        out: list[Change] = []
+        size = 0
+        prefix = namespace.encode() + SEP.encode()
+        for key, value in self.catalog.scan_raw(FAMILY, prefix, key_of(namespace, after_lsn + 1)):
+            lsn = _lsn_of(key)
+            if lsn > upto_lsn:
+                break
+            change = _decoder.decode(value)
+            out.append(change)
+            size += len(change.data)
+            if size >= max_bytes:
+                break
+        return out
+
+    def trim(self, namespace: str, upto_lsn: int, batch: Any) -> None:
+        """Delete logged changes with lsn <= upto_lsn (shipped) in `batch`: one
+        range tombstone, so the log's head never fills with point tombstones."""
+        batch.delete_range_raw(FAMILY, key_of(namespace, 0),
+                               key_of(namespace, min(upto_lsn, MAX_LSN) + 1))
+
+    def shipped(self, namespace: str) -> None:
+        """After a trim: the oldest change still waiting, for lag."""
+        ns = self._state(namespace)
+        first = self._first_entry(namespace)
+        with ns.lock:
+            ns.pending_us = first.at_us if first is not None else None
+
+    def _first_entry(self, namespace: str) -> Change | None:
+        prefix = namespace.encode() + SEP.encode()
+        for _, value in self.catalog.scan_raw(FAMILY, prefix):
+            return _decoder.decode(value)
+        return None
+
+    def _last_entry(self, namespace: str) -> Change | None:
+        last = None
+        prefix = namespace.encode() + SEP.encode()
+        for _, value in self.catalog.scan_raw(FAMILY, prefix):
+            last = value
+        return None if last is None else _decoder.decode(last)

@@ -1,0 +1,73 @@
+"""Restore to a time: which base backup and which archived changes give the
+namespace's state exactly as of an instant."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from catalog.errors import InvalidArgument, NotFound
+from storage.backup import Repository
+
+from . import store
+from .changes import Change
+from .segment import SegmentName
+
+
+@dataclass
+class TimePlan:
+    namespace: str
+    as_of_us: int
+    base_id: str
+    base_us: int
+    archive_id: str
+    segments: list[SegmentName]  # those holding changes in (base_us, as_of_us]
+
+
+def has_archives(repo: Repository, namespace: str) -> bool:
+    return bool(store.archive_ids(repo, namespace))
+
+
+def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int) -> TimePlan:
+    """The newest base backup at or before `as_of` inside a restorable window,
+    and the window's segments up to `as_of`. NOT_FOUND before any base backup;
+    INVALID_ARGUMENT past the newest restorable time (which it names) or
+    between windows (which it lists)."""
+    runs, _ = store.all_runs(repo, namespace)
+    bases = store.bases_of(repo, namespace)
+    if not any(b.snapshot_us <= as_of_us for b in bases):
+        raise NotFound(f"no backup of namespace '{namespace}' taken at or before {as_of} "
+                       f"in target '{repo.uri}'")
+    wins = store.windows(runs, bases)
+    inside = [w for w in wins if w.start_us <= as_of_us <= w.end_us]
+    if not inside:
+        newest = max((w.end_us for w in wins), default=None)
+        if newest is None:
+            raise InvalidArgument(
+                f"namespace '{namespace}' has no restorable window in target '{repo.uri}' "
+                "(archived changes continuing a base backup)")
+        if as_of_us > newest:
+            raise InvalidArgument(
+                f"as_of {as_of} is after the newest restorable time of namespace "
+                f"'{namespace}', {store.iso(newest)}")
+        listed = ", ".join(f"{store.iso(w.start_us)} to {store.iso(w.end_us)}" for w in wins)
+        raise InvalidArgument(f"as_of {as_of} is in no restorable window of namespace "
+                              f"'{namespace}'; the windows are: {listed}")
+    w = max(inside, key=lambda w: w.end_us)
+    base = max((b for b in w.bases if b.snapshot_us <= as_of_us), key=lambda b: b.snapshot_us)
+    segs = [s for s in w.run.segments
+            if s.through_us > base.snapshot_us and s.after_us < as_of_us and not s.empty]
+    return TimePlan(namespace, as_of_us, base.backup_id, base.snapshot_us, w.run.archive_id, segs)
+
+
+def changes(repo: Repository, p: TimePlan,
+            check: Callable[[], None] | None = None) -> Iterator[Change]:
+    """The plan's changes committed in (base, as_of], in commit order, every
+    segment read and checked in full (BACKUP_INVALID if damaged)."""
+    for name in p.segments:
+        if check is not None:
+            check()
+        _, found, _ = store.read_segment(repo, p.namespace, p.archive_id, name)
+        for c in found:
+            if p.base_us < c.at_us <= p.as_of_us:
+                yield c

@@ -1,0 +1,282 @@
+"""A target's archived changes: listing, writing, reading and pruning segments,
+and the restorable windows they make with the target's base backups.
+
+Segments live beside the backup repository's objects and manifests, under
+`archives/<namespace>/<archive_id>/` (see segment.py). They are written like
+manifests (local: temp file, fsync, rename, fsync of the directory; S3: one
+PUT), so a crash leaves a segment whole or absent, never half."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow.fs as pafs
+
+from catalog.errors import BackupInvalid, CairnError, NotFound
+from storage.backup import Repository
+from storage.backup.atomic import write_atomic
+from storage.backup.layout import join
+from storage.backup.oserrors import reading, writing
+
+from . import segment
+from .changes import Change
+from .segment import ARCHIVE_ID, NAMESPACE, Header, SegmentName, parse_name
+
+log = logging.getLogger(__name__)
+
+ARCHIVES = "archives"
+MAX_SEGMENT_FILE = segment.MAX_HEADER + segment.MAX_BODY + (64 << 20)
+
+
+def _dir(repo: Repository, *parts: str) -> str:
+    return join(repo.target.base, ARCHIVES, *parts)
+
+
+def _list_dir(repo: Repository, path: str) -> list[pafs.FileInfo]:
+    selector = pafs.FileSelector(path, allow_not_found=True)
+    with reading(repo.uri):
+        return list(repo.target.fs.get_file_info(selector))
+
+
+def archive_ids(repo: Repository, namespace: str) -> list[str]:
+    """The archives of `namespace` in the target (one per START ARCHIVING)."""
+    out = []
+    for info in _list_dir(repo, _dir(repo, namespace)):
+        if info.type == pafs.FileType.Directory and ARCHIVE_ID.match(info.base_name):
+            out.append(info.base_name)
+    return sorted(out)
+
+
+def archived_namespaces(repo: Repository) -> list[str]:
+    return sorted(i.base_name for i in _list_dir(repo, _dir(repo))
+                  if i.type == pafs.FileType.Directory and NAMESPACE.match(i.base_name))
+
+
+@dataclass
+class Listing:
+    """One archive's segment names in order; names that are not segments are
+    `strays` (reported by VERIFY, never read)."""
+
+    segments: list[SegmentName] = field(default_factory=list)
+    sizes: dict[SegmentName, int] = field(default_factory=dict)
+    strays: list[str] = field(default_factory=list)
+
+
+def list_segments(repo: Repository, namespace: str, archive_id: str) -> Listing:
+    out = Listing()
+    for info in _list_dir(repo, _dir(repo, namespace, archive_id)):
+        name = parse_name(info.base_name) if info.type == pafs.FileType.File else None
+        if name is None:
+            out.strays.append(info.base_name)
+            continue
+        out.segments.append(name)
+        out.sizes[name] = int(info.size or 0)
+    out.segments.sort()
+    return out
+
+
+def write_segment(repo: Repository, namespace: str, archive_id: str, changes: list[Change],
+                  after_lsn: int, after_us: int, through_us: int) -> tuple[SegmentName, int]:
+    """Store the changes (after_lsn, …] committed in (after_us, through_us] as one
+    segment; returns its name and stored size."""
+    last = changes[-1].lsn if changes else after_lsn
+    name = SegmentName(after_lsn, last, after_us, through_us)
+    repo.init()
+    keys = repo.writer_keys()
+    data = segment.encode(namespace, archive_id, name, changes,
+                          repo.compression == "zstd", keys)
+    path = _dir(repo, namespace, archive_id, name.file)
+    with writing(repo.uri):
+        if repo.target.kind == "local":
+            repo.target.fs.create_dir(_dir(repo, namespace, archive_id), recursive=True)
+    write_atomic(repo.target, path, data, repo.durable)
+    return name, len(data)
+
+
+def read_segment(repo: Repository, namespace: str, archive_id: str,
+                 name: SegmentName) -> tuple[Header, list[Change], int]:
+    """A segment, checked (segment.decode); BackupInvalid if damaged, NotFound if gone."""
+    path = _dir(repo, namespace, archive_id, name.file)
+    what = f"archived segment {namespace}/{archive_id}/{name.file}"
+    try:
+        with reading(repo.uri, what), repo.target.fs.open_input_stream(path) as f:
+            parts = []
+            total = 0
+            while True:
+                part = f.read(1 << 20)
+                if not part:
+                    break
+                total += len(part)
+                if total > MAX_SEGMENT_FILE:
+                    raise BackupInvalid(f"{what} is corrupt: too large")
+                parts.append(bytes(part))
+    except CairnError as exc:
+        if isinstance(exc.__cause__, FileNotFoundError):
+            raise NotFound(f"{what} does not exist") from None
+        raise
+    data = b"".join(parts)
+    header, changes = segment.decode(
+        data, namespace, archive_id, name,
+        lambda key_id: repo.reader_keys(key_id, what))
+    return header, changes, len(data)
+
+
+def delete_segment(repo: Repository, namespace: str, archive_id: str, name: SegmentName) -> None:
+    with writing(repo.uri):
+        try:
+            repo.target.fs.delete_file(_dir(repo, namespace, archive_id, name.file))
+        except FileNotFoundError:
+            pass
+
+
+# --- windows ---------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """Contiguous segments of one archive: every change of the namespace in
+    (after_us, through_us] is in them."""
+
+    archive_id: str
+    segments: list[SegmentName]
+
+    @property
+    def after_us(self) -> int:
+        return self.segments[0].after_us
+
+    @property
+    def through_us(self) -> int:
+        return self.segments[-1].through_us
+
+
+@dataclass
+class Base:
+    backup_id: str
+    snapshot_us: int
+
+
+@dataclass
+class Window:
+    """A restorable window: any instant in [start_us, end_us] (a base backup of
+    the run at or before it, then the run's changes)."""
+
+    run: Run
+    bases: list[Base]  # oldest first
+
+    @property
+    def start_us(self) -> int:
+        return self.bases[0].snapshot_us
+
+    @property
+    def end_us(self) -> int:
+        return self.run.through_us
+
+
+def runs_of(archive_id: str, listing: list[SegmentName]) -> tuple[list[Run], list[str]]:
+    """Split an archive's segments into contiguous runs; the problems found
+    (overlaps) are returned with them. A gap between runs is not an error by
+    itself (archiving restarted after lost segments takes a new base)."""
+    runs: list[Run] = []
+    problems: list[str] = []
+    for name in listing:
+        if runs:
+            prev = runs[-1].segments[-1]
+            if name.after_lsn == prev.last_lsn and name.after_us == prev.through_us:
+                runs[-1].segments.append(name)
+                continue
+            if name.after_lsn < prev.last_lsn or name.after_us < prev.through_us:
+                problems.append(f"archive {archive_id}: segment {name.file} overlaps {prev.file}")
+                continue
+        runs.append(Run(archive_id, [name]))
+    return runs, problems
+
+
+def windows(runs: list[Run], bases: list[Base]) -> list[Window]:
+    """The runs that have a base backup inside them, each with those bases."""
+    out = []
+    for run in runs:
+        mine = sorted((b for b in bases if run.after_us <= b.snapshot_us <= run.through_us),
+                      key=lambda b: b.snapshot_us)
+        if mine:
+            out.append(Window(run, mine))
+    return sorted(out, key=lambda w: (w.start_us, w.end_us))
+
+
+def bases_of(repo: Repository, namespace: str) -> list[Base]:
+    """The namespace's backups in the target, by their public headers."""
+    out = []
+    for m in repo.list_manifests(namespace):
+        if "error" in m:
+            continue
+        try:
+            out.append(Base(m["backup_id"], parse_us(m["snapshot_at"])))
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def all_runs(repo: Repository, namespace: str) -> tuple[list[Run], list[str]]:
+    runs: list[Run] = []
+    problems: list[str] = []
+    for aid in archive_ids(repo, namespace):
+        r, p = runs_of(aid, list_segments(repo, namespace, aid).segments)
+        runs += r
+        problems += p
+    return runs, problems
+
+
+def restore_windows(repo: Repository, namespace: str) -> list[Window]:
+    runs, _ = all_runs(repo, namespace)
+    return windows(runs, bases_of(repo, namespace))
+
+
+def prune(repo: Repository, namespace: str, keep_newest: Callable[[str], bool]) -> int:
+    """Delete archived segments no base backup in the target needs: those of runs
+    without a base, and those ending at or before a run's oldest base. The newest
+    segment of an archive for which `keep_newest(archive_id)` holds (one still
+    running: it is where archiving resumes) always stays. Returns bytes freed."""
+    bases = bases_of(repo, namespace)
+    freed = 0
+    for aid in archive_ids(repo, namespace):
+        listing = list_segments(repo, namespace, aid)
+        if not listing.segments:
+            continue
+        newest = listing.segments[-1] if keep_newest(aid) else None
+        runs, _ = runs_of(aid, listing.segments)
+        for run in runs:
+            mine = [b.snapshot_us for b in bases
+                    if run.after_us <= b.snapshot_us <= run.through_us]
+            floor = min(mine) if mine else None
+            for name in run.segments:
+                if name == newest:
+                    continue
+                if floor is None or name.through_us <= floor:
+                    delete_segment(repo, namespace, aid, name)
+                    freed += listing.sizes.get(name, 0)
+    return freed
+
+
+# --- times ------------------------------------------------------------------------
+
+
+def parse_us(text: str) -> int:
+    """An ISO-8601 time as microseconds since the epoch; no zone means UTC."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def iso(us: int) -> str:
+    """Microseconds since the epoch as the contract's ISO-8601 UTC form (ms, floored)."""
+    when = datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def iso_exact(us: int) -> str:
+    when = datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
