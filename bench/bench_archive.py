@@ -122,7 +122,8 @@ async def rpo(work: Path, clients: int, kills: int) -> dict[str, Any]:
         async with session(2) as http:
             await sql(http, srv.url, "CREATE NAMESPACE app; CREATE TABLE app.t "
                                      "(id BIGINT PRIMARY KEY, v BIGINT, payload BYTES)")
-            await sql(http, srv.url, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '1s')")
+            await sql(http, srv.url,
+                      "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '1s')")
         stop = asyncio.Event()
         task = asyncio.create_task(writers(srv.url, clients, 60, 0, stop))
         await asyncio.sleep(rng.uniform(3.0, 6.0))
@@ -149,7 +150,8 @@ async def restore_to_time(work: Path, clients: int, base_mb: int, changes: int) 
 
         async def one(c: int, http: aiohttp.ClientSession) -> None:
             for i in range(per):
-                await sql(http, srv.url, f"INSERT INTO app.t VALUES ({10**12 + c * 10**7 + i}, {i}, NULL)")
+                key = 10**12 + c * 10**7 + i
+                await sql(http, srv.url, f"INSERT INTO app.t VALUES ({key}, {i}, NULL)")
 
         t0 = time.perf_counter()
         async with session(clients) as http:
@@ -162,15 +164,17 @@ async def restore_to_time(work: Path, clients: int, base_mb: int, changes: int) 
                                       "SHOW RESTORE POINTS FOR DATABASE app IN 'rt'"))["end_time"]
             os.sync()
             t0 = time.perf_counter()
-            await sql(http, srv.url, f"RESTORE DATABASE app FROM 'rt' AS pitr WITH (as_of = '{end}')")
+            await sql(http, srv.url,
+                      f"RESTORE DATABASE app FROM 'rt' AS pitr WITH (as_of = '{end}')")
             pitr_s = time.perf_counter() - t0
             await sql(http, srv.url, "BACKUP DATABASE app TO 'plain'")
             os.sync()
             t0 = time.perf_counter()
             await sql(http, srv.url, "RESTORE DATABASE app FROM 'plain' AS plain")
             plain_s = time.perf_counter() - t0
-            a = first_row(await sql(http, srv.url, "SELECT count(*) AS n, sum(v) AS s FROM pitr.t"))
-            b = first_row(await sql(http, srv.url, "SELECT count(*) AS n, sum(v) AS s FROM plain.t"))
+            count = "SELECT count(*) AS n, sum(v) AS s FROM {}.t"
+            a = first_row(await sql(http, srv.url, count.format("pitr")))
+            b = first_row(await sql(http, srv.url, count.format("plain")))
             assert a == b, (a, b)
     finally:
         srv.stop()

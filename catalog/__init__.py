@@ -18,6 +18,6 @@ from .records import (
 from .store import Batch, Catalog, CatalogLocked
 
 __all__ = [
-    "Archive", "Backup", "Batch", "Catalog", "CatalogLocked", "DataFile", "Job", "Meta", "Namespace",
-    "Record", "Schedule", "Table", "TableSchema", "schema_key", "table_key", "utcnow",
+    "Archive", "Backup", "Batch", "Catalog", "CatalogLocked", "DataFile", "Job", "Meta",
+    "Namespace", "Record", "Schedule", "Table", "TableSchema", "schema_key", "table_key", "utcnow",
 ]

@@ -15,10 +15,10 @@ from storage.system_tables import archives as archive_rows
 from .archive_verify import verify_work
 from .archiving import Archiver, parse_interval, service
 from .backups import check_options, job_row, redacted, result_row
+from .dispatch import Routes
 from .namespaces import check_namespace_name
 from .repos import repository
 from .result import Result
-from .dispatch import Routes
 from .state import Cairn, Session
 
 START_OPTIONS: dict[str, type] = {"interval": str, "compression": str, "encryption_passphrase": str}

@@ -17,6 +17,7 @@ starting a new restorable window."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import weakref
@@ -102,7 +103,8 @@ class Archiver:
                 raise
             except Exception as exc:  # recorded; the loop keeps trying
                 self.failures += 1
-                message = exc.message if isinstance(exc, CairnError) else f"{type(exc).__name__}: {exc}"
+                message = (exc.message if isinstance(exc, CairnError)
+                           else f"{type(exc).__name__}: {exc}")
                 if not isinstance(exc, CairnError):
                     log.exception("archiving %s failed", self.namespace)
                 else:
@@ -111,10 +113,8 @@ class Archiver:
                 await self.cairn.run(self._failed, message)
                 delay = min(RETRY_MAX_S, delay * 2 ** min(self.failures, 6))
             self.wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
 
     def _failed(self, message: str) -> None:
         rec = self.cairn.catalog.get(Archive, self.namespace)
@@ -234,7 +234,8 @@ class ArchiveService:
         namespace again (commit times after anything already shipped)."""
         for rec in self.cairn.catalog.scan(Archive):
             if rec.status != "stopped":
-                self.cairn.engine.changes.activate(rec.namespace, max(rec.shipped_us or 0, now_us()))
+                floor = max(rec.shipped_us or 0, now_us())
+                self.cairn.engine.changes.activate(rec.namespace, floor)
 
     def start_loops(self) -> None:
         for rec in self.cairn.catalog.scan(Archive):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog import Archive, DataFile, Meta, Namespace, Table, TableSchema
-from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument, NotFound
+from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument
 from catalog.ids import new_id
 from storage.archive import pitr, replay
 from storage.backup import Repository

@@ -159,7 +159,8 @@ async def test_keep_last_prunes_archived_changes(client: Any, cairn_config: Conf
 async def test_user_and_stream_tables(client: Any) -> None:
     """USER rows come back per user (each user sees only their own); STREAM
     tables come back defined and empty, as backups hold them."""
-    await ok(client, "CREATE NAMESPACE app; CREATE USER TABLE app.notes (id INT PRIMARY KEY, b TEXT);"
+    await ok(client, "CREATE NAMESPACE app;"
+                     "CREATE USER TABLE app.notes (id INT PRIMARY KEY, b TEXT);"
                      "CREATE STREAM TABLE app.ev (k TEXT) WITH (ttl_seconds = 60)")
     await ok(client, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '100ms')")
     await ok(client, "INSERT INTO app.notes VALUES (1, 'alice one')", user="alice")

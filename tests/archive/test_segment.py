@@ -58,7 +58,8 @@ def test_truncated_or_grown_is_refused() -> None:
 def test_wrong_place_is_refused() -> None:
     name, _, data = make()
     other = SegmentName(name.after_lsn, name.last_lsn, name.after_us, name.through_us + 1)
-    for ns, aid, nm in ((NS, AID, other), ("other", AID, name), (NS, "ar-zzzzzzzzzzzzzzzzzzzz", name)):
+    elsewhere = ((NS, AID, other), ("other", AID, name), (NS, "ar-zzzzzzzzzzzzzzzzzzzz", name))
+    for ns, aid, nm in elsewhere:
         with pytest.raises(BackupInvalid):
             segment.decode(data, ns, aid, nm)
 

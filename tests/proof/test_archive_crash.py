@@ -24,6 +24,7 @@ import pytest
 from tests.helpers import ServerProcess
 
 INTERVAL = 0.2
+START = f"START ARCHIVING DATABASE app TO 'arch' WITH (interval = '{int(INTERVAL * 1000)}ms')"
 
 
 def config(tmp_path: Path) -> Path:
@@ -106,7 +107,7 @@ def test_sigkill_while_archiving_then_restart(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "data", config=cfg).start()
     try:
         must(srv, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, n INT)")
-        must(srv, f"START ARCHIVING DATABASE app TO 'arch' WITH (interval = '{int(INTERVAL * 1000)}ms')")
+        must(srv, START)
         with Writers(srv) as w1:
             time.sleep(random.Random(1).uniform(1.0, 2.0))
             srv.kill()
@@ -165,9 +166,10 @@ def test_kill_at_each_archive_fault_point(tmp_path: Path, point: str) -> None:
     before the catalog records it: the restarted server neither skips the
     changes nor ships them twice."""
     cfg = config(tmp_path)
-    srv = ServerProcess(tmp_path / "data", config=cfg, env={"CAIRN_FAULTS": f"{point}:kill"}).start()
+    env = {"CAIRN_FAULTS": f"{point}:kill"}
+    srv = ServerProcess(tmp_path / "data", config=cfg, env=env).start()
     must(srv, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, n INT)")
-    must(srv, f"START ARCHIVING DATABASE app TO 'arch' WITH (interval = '{int(INTERVAL * 1000)}ms')")
+    must(srv, START)
     with Writers(srv, threads=2) as w1:
         assert srv.proc is not None
         srv.proc.wait(30)  # the first shipment kills the process at the point
