@@ -29,6 +29,7 @@ from .auth import authenticate
 from .config import Config
 from .executor import execute
 from .jobs import JobRunner
+from .pgwire import PgServer
 from .result import error_body
 from .state import Cairn
 from .text import check_header, check_text
@@ -41,6 +42,7 @@ CAIRN: web.AppKey[Cairn] = web.AppKey("cairn", Cairn)
 SQL_TEXT: web.RequestKey[str] = web.RequestKey("sql", str)
 OUTCOME: web.RequestKey[str] = web.RequestKey("outcome", str)
 USER: web.RequestKey[str | None] = web.RequestKey("user", object)  # type: ignore[arg-type]
+PGWIRE: web.AppKey[PgServer | None] = web.AppKey("pgwire", object)  # type: ignore[arg-type]
 
 
 def took_ms(started: float) -> float:
@@ -240,8 +242,19 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
         app[CAIRN] = state
         # Archived namespaces log their changes again before any statement runs.
         await state.run(archiving.service(state).activate_all)
+        pg = PgServer(state) if config.pgwire.port else None
+        if pg is not None:
+            try:
+                await pg.start()
+            except BaseException:
+                await pg.close()
+                await asyncio.get_running_loop().run_in_executor(None, close_state, state)
+                raise
+        app[PGWIRE] = pg
         background = [asyncio.create_task(_background(state))]
         yield
+        if pg is not None:
+            await pg.close()
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

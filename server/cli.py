@@ -26,13 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="data directory (default ./cairn-data)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 = any free)")
+    serve.add_argument("--pg-port", type=int,
+                       help="PostgreSQL protocol port (default 5433; 0 = off)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: [log] level)")
     console.add_arguments(sub.add_parser("sql", help="the SQL console (package console/)"))
     return parser
 
 
 async def serve(cfg: config_mod.Config) -> None:
-    from .app import connection_options, create_app, open_state
+    from .app import PGWIRE, connection_options, create_app, open_state
 
     cairn = open_state(cfg)
     app = create_app(cfg, cairn)
@@ -54,6 +56,9 @@ async def serve(cfg: config_mod.Config) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         print(f"cairn listening on http://{cfg.server.host}:{port}", flush=True)
+        pg = app[PGWIRE]
+        if pg is not None:
+            print(f"cairn listening on postgresql://{cfg.pgwire.host}:{pg.port}", flush=True)
         await stop.wait()
         logging.getLogger("cairn").info("stopping")
     finally:
@@ -67,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("text", args.log_level or "INFO")
     try:
         cfg = config_mod.load(
-            args.config, host=args.host, port=args.port, data_dir=args.data_dir
+            args.config, host=args.host, port=args.port, pg_port=args.pg_port,
+            data_dir=args.data_dir
         )
         logs.setup(cfg.log.format, args.log_level or cfg.log.level)
         asyncio.run(serve(cfg))

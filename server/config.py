@@ -71,6 +71,14 @@ class LogConfig:
 
 
 @dataclass
+class PgwireConfig:
+    host: str = "127.0.0.1"
+    port: int = 5433  # 0: no PostgreSQL listener
+    tls_cert: str = ""  # PEM files; both set: clients may (and psql will) use TLS
+    tls_key: str = ""
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -78,6 +86,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    pgwire: PgwireConfig = field(default_factory=PgwireConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -137,7 +146,7 @@ def from_dict(data: dict[str, Any]) -> Config:
 
 def load(path: str | Path | None = None, **overrides: Any) -> Config:
     """Defaults, then the TOML file at `path`, then non-None `overrides`
-    (host, port, data_dir)."""
+    (host, port, pg_port, data_dir)."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -151,6 +160,8 @@ def load(path: str | Path | None = None, **overrides: Any) -> Config:
         cfg.server.host = overrides["host"]
     if overrides.get("port") is not None:
         cfg.server.port = int(overrides["port"])
+    if overrides.get("pg_port") is not None:
+        cfg.pgwire.port = int(overrides["pg_port"])
     if overrides.get("data_dir") is not None:
         cfg.storage.data_dir = str(overrides["data_dir"])
     validate(cfg)
@@ -169,6 +180,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError('[auth] mode = "token" needs at least one [[auth.tokens]]')
     if not 0 <= cfg.server.port <= 65535:
         raise ConfigError("[server] port must be 0..65535")
+    if not 0 <= cfg.pgwire.port <= 65535:
+        raise ConfigError("[pgwire] port must be 0..65535 (0: off)")
+    if bool(cfg.pgwire.tls_cert) != bool(cfg.pgwire.tls_key):
+        raise ConfigError("[pgwire] tls_cert and tls_key go together: set both or neither")
     if cfg.server.max_request_bytes < 1024:
         raise ConfigError("[server] max_request_bytes must be at least 1024")
     for key in ("max_result_rows", "max_result_bytes", "query_timeout_seconds",

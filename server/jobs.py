@@ -296,6 +296,8 @@ class JobRunner:
         self._contexts[job.job_id] = ctx
         task = asyncio.create_task(self._drive(ctx, work), name=job.job_id)
         self._tasks[job.job_id] = task
+        if session.on_job is not None:
+            session.on_job(job.job_id)
         if detached:
             return job
         done = await asyncio.shield(task)

@@ -31,6 +31,9 @@ class Result:
     row_count: int = 0
     message: str | None = None
     truncated: bool = False  # cut at [server] max_result_rows / max_result_bytes
+    # The rows as they came from the engine, when they did (exact values for
+    # the PostgreSQL protocol, which does not go through JSON).
+    table: pa.Table | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of_message(cls, message: str, row_count: int = 0) -> Result:
@@ -62,7 +65,8 @@ class Result:
             {names[c]: to_json_value(pylists[c][r], types[c]) for c in range(len(names))}
             for r in range(table.num_rows)
         ]
-        return cls(columns=names, types=types, rows=rows, row_count=len(rows), message=message)
+        return cls(columns=names, types=types, rows=rows, row_count=len(rows), message=message,
+                   table=table)
 
     def to_json(self) -> dict[str, Any]:
         out = {

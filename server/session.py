@@ -3,7 +3,8 @@ records who started a job, need not import the server's state)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -15,6 +16,9 @@ class Session:
     role: str = "admin"
     namespace: str | None = None
     text: str = ""
+    # Told the id of every job a statement of this session starts (pgwire
+    # turns it into progress notices and cancels it on a CancelRequest).
+    on_job: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_admin(self) -> bool:

@@ -19,6 +19,7 @@ def cairn_config(tmp_path: Path) -> Config:
     cfg.storage.data_dir = str(tmp_path / "data")
     cfg.backup.roots = [str(tmp_path / "backups")]
     cfg.server.port = 0
+    cfg.pgwire.port = 0
     return cfg
 
 

@@ -69,6 +69,8 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir),
                      "--port", str(self.port), *(extra or [])]
+        if "--pg-port" not in self.args:
+            self.args += ["--pg-port", "0"]
         if config is not None:
             self.args += ["--config", str(config)]
         self.proc: subprocess.Popen[str] | None = None

@@ -115,6 +115,7 @@ async def test_uri_form_and_disaster_recovery_from_a_fresh_server(
 
     fresh_cfg = Config()
     fresh_cfg.storage.data_dir = str(tmp_path / "fresh-data")
+    fresh_cfg.pgwire.port = 0
     fresh_cfg.backup.roots = [str(tmp_path / "fresh-backups")]
     fresh_cfg.backup.targets = s3_config.backup.targets
     fresh = await aiohttp_client(create_app(fresh_cfg))

@@ -1,0 +1,179 @@
+"""What drivers say to any PostgreSQL server before and around real work:
+SET / RESET / SHOW of settings, BEGIN / COMMIT / ROLLBACK, DISCARD, DEALLOCATE.
+Answered by the connection itself; none of it reaches the SQL sandbox.
+
+Cairn commits every statement on its own: BEGIN and COMMIT are accepted so
+drivers that open transactions work; ROLLBACK undoes nothing and says so."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import types as t
+
+DEFAULTS = {
+    "server_version": "15.0", "server_version_num": "150000", "server_encoding": "UTF8",
+    "client_encoding": "UTF8", "datestyle": "ISO, MDY", "timezone": "UTC",
+    "integer_datetimes": "on", "standard_conforming_strings": "on",
+    "intervalstyle": "postgres", "application_name": "", "is_superuser": "off",
+    "default_transaction_read_only": "off", "in_hot_standby": "off",
+    "search_path": '"$user", public', "transaction_isolation": "read committed",
+    "default_transaction_isolation": "read committed", "transaction_read_only": "off",
+    "extra_float_digits": "1", "max_identifier_length": "63", "statement_timeout": "0",
+    "lock_timeout": "0", "idle_in_transaction_session_timeout": "0", "lc_collate": "C.UTF-8",
+    "lc_ctype": "C.UTF-8", "lc_messages": "C.UTF-8", "lc_monetary": "C", "lc_numeric": "C",
+    "lc_time": "C", "bytea_output": "hex", "client_min_messages": "notice",
+    "session_authorization": "", "row_security": "on", "synchronous_commit": "on",
+    "max_connections": "100", "block_size": "8192", "ssl": "off", "jit": "off",
+    "default_text_search_config": "pg_catalog.english",
+}  # fmt: skip
+# Settings PostgreSQL reports to the client (ParameterStatus) when they change.
+REPORTED = {
+    "server_version": "server_version", "server_encoding": "server_encoding",
+    "client_encoding": "client_encoding", "application_name": "application_name",
+    "datestyle": "DateStyle", "timezone": "TimeZone", "integer_datetimes": "integer_datetimes",
+    "standard_conforming_strings": "standard_conforming_strings",
+    "intervalstyle": "IntervalStyle", "is_superuser": "is_superuser",
+    "session_authorization": "session_authorization",
+    "default_transaction_read_only": "default_transaction_read_only",
+    "in_hot_standby": "in_hot_standby",
+}  # fmt: skip
+_SHOW_ALIASES = {"transaction isolation level": "transaction_isolation",
+                 "time zone": "timezone", "session authorization": "session_authorization"}
+_UTF8 = {"utf8", "utf-8", "unicode"}
+
+
+class ChatterError(Exception):
+    """A setting Cairn cannot take (22023)."""
+
+
+@dataclass
+class Answer:
+    tag: str
+    columns: list[tuple[str, int]] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    changed: dict[str, str] = field(default_factory=dict)  # reported settings that changed
+    tx: bytes | None = None  # the new transaction status, if it changes
+    notice: str | None = None
+
+
+_TX = re.compile(
+    r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE)\b"
+    r"(\s+(WORK|TRANSACTION|PREPARED|TO))?", re.IGNORECASE)
+_SET = re.compile(r"^\s*SET\s+(?:(?:SESSION|LOCAL)\s+)?([A-Za-z_][\w.]*)\s*(?:=|\bTO\b)\s*(.*?)\s*;?\s*$",
+                  re.IGNORECASE | re.DOTALL)
+_SET_OTHER = re.compile(
+    r"^\s*SET\s+(?:(?:SESSION|LOCAL)\s+)?(TIME\s+ZONE|NAMES|TRANSACTION|SESSION\s+CHARACTERISTICS|"
+    r"SESSION\s+AUTHORIZATION|ROLE)\b\s*(.*?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+_RESET = re.compile(r"^\s*RESET\s+([A-Za-z_][\w.]*|ALL)\s*;?\s*$", re.IGNORECASE)
+_SHOW = re.compile(r"^\s*SHOW\s+([A-Za-z_][\w.]*(?:\s+[A-Za-z_]+)*)\s*;?\s*$", re.IGNORECASE)
+_DISCARD = re.compile(r"^\s*DISCARD\s+(ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)\s*;?\s*$", re.IGNORECASE)
+_DEALLOCATE = re.compile(r"^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|[A-Za-z_]\w*|\"[^\"]+\")\s*;?\s*$",
+                         re.IGNORECASE)
+
+
+def _value(text: str) -> str:
+    parts = []
+    for m in re.finditer(r"'((?:[^']|'')*)'|\"([^\"]*)\"|([^,\s]+)", text):
+        parts.append(m.group(1).replace("''", "'") if m.group(1) is not None
+                     else m.group(2) if m.group(2) is not None else m.group(3))
+    return ", ".join(parts)
+
+
+class Settings:
+    """One connection's settings (GUCs)."""
+
+    def __init__(self, user: str, startup: dict[str, str], admin: bool) -> None:
+        self.values = dict(DEFAULTS)
+        self.values["session_authorization"] = user
+        self.values["is_superuser"] = "on" if admin else "off"
+        for key, value in startup.items():
+            if key.lower() in self.values and key.lower() not in ("server_version", "server_encoding"):
+                self.set(key.lower(), value)
+
+    def set(self, name: str, value: str) -> dict[str, str]:
+        name = name.lower()
+        if name == "client_encoding" and value.lower().replace("'", "") not in _UTF8:
+            raise ChatterError(f"client_encoding {value!r} is not supported: Cairn speaks UTF8")
+        if name in ("server_version", "server_encoding", "server_version_num"):
+            raise ChatterError(f'parameter "{name}" cannot be changed')
+        if name == "client_encoding":
+            value = "UTF8"
+        self.values[name] = value
+        return {REPORTED[name]: value} if name in REPORTED else {}
+
+    def reset(self, name: str) -> dict[str, str]:
+        names = list(REPORTED) if name == "all" else [name]
+        changed: dict[str, str] = {}
+        for n in names:
+            if n in DEFAULTS and n not in ("session_authorization", "is_superuser"):
+                self.values[n] = DEFAULTS[n]
+                if n in REPORTED:
+                    changed[REPORTED[n]] = DEFAULTS[n]
+        return changed
+
+    def reported(self) -> dict[str, str]:
+        return {REPORTED[k]: self.values[k] for k in REPORTED}
+
+
+def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
+    """The connection's own answer to `sql`, or None if Cairn should run it."""
+    m = _TX.match(sql)
+    if m:
+        word = m.group(1).upper().split()[0]
+        if word in ("BEGIN", "START"):
+            return Answer("BEGIN" if word == "BEGIN" else "START TRANSACTION", tx=b"T")
+        if word in ("COMMIT", "END"):
+            return Answer("COMMIT", tx=b"I")
+        if word in ("SAVEPOINT", "RELEASE"):
+            return Answer(word)
+        to = (m.group(3) or "").upper() == "TO"
+        notice = None
+        if tx != b"I" or to:
+            notice = "Cairn commits every statement on its own: ROLLBACK undid nothing"
+        return Answer("ROLLBACK", tx=None if to else b"I", notice=notice)
+    m = _SET.match(sql)
+    if m:
+        name, raw = m.group(1).lower(), m.group(2)
+        if raw.upper() == "DEFAULT":
+            return Answer("SET", changed=settings.reset(name))
+        return Answer("SET", changed=settings.set(name, _value(raw)))
+    m = _SET_OTHER.match(sql)
+    if m:
+        what = " ".join(m.group(1).lower().split())
+        if what == "time zone":
+            return Answer("SET", changed=settings.set("timezone", _value(m.group(2))))
+        if what == "names":
+            return Answer("SET", changed=settings.set("client_encoding", _value(m.group(2))))
+        return Answer("SET")
+    m = _RESET.match(sql)
+    if m:
+        return Answer("RESET", changed=settings.reset(m.group(1).lower()))
+    m = _SHOW.match(sql)
+    if m:
+        name = " ".join(m.group(1).lower().split())
+        name = _SHOW_ALIASES.get(name, name)
+        if name in settings.values:
+            return Answer("SHOW", [(name, t.TEXT)], [[settings.values[name]]])
+        if name == "all":
+            rows = [[k, v, ""] for k, v in sorted(settings.values.items())]
+            return Answer("SHOW", [("name", t.TEXT), ("setting", t.TEXT),
+                                   ("description", t.TEXT)], rows)
+        return None  # SHOW TABLES and Cairn's other SHOW statements
+    m = _DISCARD.match(sql)
+    if m:
+        return Answer("DISCARD " + m.group(1).upper())
+    if _DEALLOCATE.match(sql):
+        return Answer("DEALLOCATE")
+    return None
+
+
+def deallocated(sql: str) -> str | None:
+    """The prepared statement DEALLOCATE names ('' for ALL), else None."""
+    m = _DEALLOCATE.match(sql)
+    if not m:
+        return None
+    name = m.group(1)
+    return "" if name.upper() == "ALL" else name.strip('"')

@@ -1,0 +1,435 @@
+"""One PostgreSQL client after start-up: the simple and the extended query
+protocol, driving Cairn's executor (the same entry point as POST /api/sql).
+
+Errors in the extended protocol put the connection into "skip until Sync", as
+PostgreSQL does; every error leaves the connection usable. While a statement
+runs, the jobs it starts report progress as NoticeResponse messages, and a
+CancelRequest for this connection kills those jobs (or abandons the statement)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog import Job
+from catalog.errors import CairnError
+from sqlgrammar.errors import SqlSyntaxError
+from sqlgrammar.splitter import split_script
+
+from ..executor import execute
+from ..state import Cairn, Session
+from . import chatter, messages, params, pgcatalog
+from . import types as t
+from .errors import PgError, position
+from .results import Reply, data_rows, description, formats_for, from_result
+
+log = logging.getLogger("cairn.pgwire")
+
+PROGRESS_PERIOD = 0.5  # seconds between job progress notices
+FLUSH_ROWS = 1000  # drain the socket every so many DataRows
+
+
+@dataclass
+class Prepared:
+    sql: str
+    oids: list[int]
+    described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
+
+
+@dataclass
+class Portal:
+    prepared: Prepared
+    sql: str
+    formats: list[int]
+    reply: Reply | None = None
+    described: bool = False
+    sent: int = 0
+    skipped_header: bool = field(default=False)
+
+
+class Connection:
+    def __init__(self, cairn: Cairn, catalog: pgcatalog.CatalogEngine,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 session: Session, settings: chatter.Settings, info: pgcatalog.SessionInfo) -> None:
+        self.cairn = cairn
+        self.catalog = catalog
+        self.reader = reader
+        self.writer = writer
+        self.session = dataclasses.replace(session, on_job=self._job_started)
+        self.settings = settings
+        self.info = info
+        self.tx = b"I"
+        self.statements: dict[str, Prepared] = {}
+        self.portals: dict[str, Portal] = {}
+        self.skipping = False
+        self.jobs: set[str] = set()
+        self.running: asyncio.Future[Any] | None = None
+        self.cancelled = False
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        handlers: dict[bytes, Callable[[messages.Payload], Awaitable[None]]] = {
+            b"Q": self._query, b"P": self._parse, b"B": self._bind, b"D": self._describe,
+            b"E": self._execute, b"C": self._close, b"H": self._flush, b"S": self._sync,
+        }
+        while True:
+            tag, body = await messages.read_message(self.reader)
+            if tag == b"X":
+                return
+            handler = handlers.get(tag)
+            if handler is None:
+                if tag in (b"d", b"c", b"f"):  # COPY data from a client that was never asked
+                    continue
+                raise messages.ProtocolViolation(f"unexpected message type {tag!r}")
+            if self.skipping and tag not in (b"S", b"Q"):
+                continue
+            try:
+                await handler(body)
+            except PgError as exc:
+                self._fail(tag, exc)
+                if tag == b"Q":
+                    await self.writer.drain()
+            except messages.ProtocolViolation:
+                raise
+            except Exception:  # a bug: the statement fails, the connection lives on
+                log.exception("pgwire: internal error on message %r", tag)
+                self._fail(tag, PgError("XX000", "internal error: this is a bug, the server "
+                                                 "log has the trace"))
+
+    def _fail(self, tag: bytes, exc: PgError) -> None:
+        self.writer.write(exc.to_bytes())
+        if tag == b"Q":
+            self.writer.write(messages.ready(self.tx))
+        else:
+            self.skipping = True
+
+    def cancel(self) -> None:
+        """A CancelRequest named this connection."""
+        if self.running is None or self.running.done():
+            return
+        self.cancelled = True
+        if self.jobs:
+            for job_id in list(self.jobs):
+                asyncio.ensure_future(self._kill(job_id))
+        else:
+            self.running.cancel()
+
+    async def _kill(self, job_id: str) -> None:
+        try:
+            await self.cairn.jobs.kill(job_id)
+        except CairnError:
+            pass  # it finished meanwhile
+
+    # --- simple query -----------------------------------------------------------------
+
+    async def _query(self, body: messages.Payload) -> None:
+        sql = _text(body)
+        self.skipping = False
+        ran = False
+        try:
+            for chunk in split_script(sql):
+                ran = True
+                reply = await self._run(chunk.text, chunk.code, chunk.start)
+                if reply.columns is not None:
+                    fmts = [0] * len(reply.columns)
+                    self.writer.write(description(reply.columns, fmts))
+                    await self._rows(reply.rows, [o for _, o in reply.columns], fmts)
+                self.writer.write(messages.command_complete(reply.tag))
+        except SqlSyntaxError as exc:
+            raise PgError("42601", exc.message, position(sql, exc.line, exc.column)) from None
+        if not ran:
+            self.writer.write(messages.EMPTY_QUERY)
+        self.writer.write(messages.ready(self.tx))
+        await self.writer.drain()
+
+    async def _rows(self, rows: list[list[Any]], oids: list[int], fmts: list[int]) -> None:
+        for i in range(0, len(rows), FLUSH_ROWS):
+            self.writer.writelines(data_rows(rows[i:i + FLUSH_ROWS], oids, fmts))
+            await self.writer.drain()
+
+    # --- one statement ------------------------------------------------------------------
+
+    async def _run(self, text: str, code: str, offset: int) -> Reply:
+        """Run one statement's text; `code` is the text with comments blanked."""
+        answer = chatter.answer(code, self.settings, self.tx)
+        if answer is not None:
+            return self._chatter(answer, code)
+        tree = pgcatalog.parse(text)
+        if tree is not None:
+            columns, rows = await self.cairn.run(self.catalog.run, self.cairn, tree, self.info)
+            return Reply(f"SELECT {len(rows)}", columns, rows)
+        return await self._cairn(text, offset)
+
+    def _chatter(self, answer: chatter.Answer, code: str) -> Reply:
+        for name, value in answer.changed.items():
+            self.writer.write(messages.parameter_status(name, value))
+        if answer.tx is not None:
+            self.tx = answer.tx
+        if answer.notice:
+            self.writer.write(messages.notice(answer.notice, "WARNING", "25P01"))
+        gone = chatter.deallocated(code)
+        if gone == "":
+            self.statements.clear()
+        elif gone is not None:
+            self.statements.pop(gone, None)
+        return Reply(answer.tag, answer.columns or None, answer.rows)
+
+    async def _cairn(self, text: str, offset: int) -> Reply:
+        self.cancelled = False
+        self.jobs.clear()
+        task = asyncio.ensure_future(execute(self.cairn, self.session, text))
+        self.running = task
+        progress = asyncio.ensure_future(self._progress())
+        try:
+            await asyncio.wait({task})
+        finally:
+            progress.cancel()
+            self.running = None
+            self.jobs.clear()
+        if task.cancelled():
+            raise PgError("57014", "canceling statement due to user request")
+        outcome = task.result()
+        if outcome.error is not None:
+            err = outcome.error.error
+            pos = None
+            if err.code == "PARSE_ERROR":
+                where = position(text, outcome.error.line, outcome.error.column)
+                pos = offset + where if where is not None else None
+            raise PgError.of(err, pos)
+        if not outcome.results:
+            raise PgError("XX000", "the statement gave no result")
+        return from_result(text, outcome.results[-1])
+
+    def _job_started(self, job_id: str) -> None:
+        self.jobs.add(job_id)
+        self.writer.write(messages.notice(f"job {job_id} started"))
+
+    async def _progress(self) -> None:
+        """Progress of this statement's jobs as notices, while they change."""
+        shown: dict[str, str] = {}
+        try:
+            while True:
+                await asyncio.sleep(PROGRESS_PERIOD)
+                for job_id in list(self.jobs):
+                    job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
+                    if job is None:
+                        continue
+                    text = _progress_text(job)
+                    if shown.get(job_id) != text:
+                        shown[job_id] = text
+                        self.writer.write(messages.notice(text))
+                        await self.writer.drain()
+        except (ConnectionError, CairnError):
+            pass
+
+    # --- extended query -----------------------------------------------------------------
+
+    async def _parse(self, body: messages.Payload) -> None:
+        name = body.cstring()
+        sql = _text(body)
+        n = body.int16()
+        if n < 0:
+            raise messages.ProtocolViolation("negative parameter count")
+        declared = [body.uint32() for _ in range(n)]
+        try:
+            chunks = list(split_script(sql))
+        except SqlSyntaxError as exc:
+            raise PgError("42601", exc.message, position(sql, exc.line, exc.column)) from None
+        if len(chunks) > 1:
+            raise PgError("42601", "cannot insert multiple commands into a prepared statement")
+        text = chunks[0].text if chunks else ""
+        try:
+            count = params.count(text)
+        except params.PlaceholderError as exc:
+            raise PgError("42P02", str(exc)) from None
+        if name and name in self.statements:
+            raise PgError("42P05", f'prepared statement "{name}" already exists')
+        oids = declared + [0] * max(0, count - len(declared))
+        if any(o == 0 for o in oids):
+            oids = await self.cairn.run(params.infer, text, oids, self._columns)
+        self.statements[name] = Prepared(text, oids)
+        self.writer.write(messages.PARSE_COMPLETE)
+
+    def _columns(self, namespace: str | None, table: str) -> dict[str, str] | None:
+        ns = namespace or self.session.namespace
+        if not ns:
+            return None
+        try:
+            st = self.cairn.engine.state(ns.lower(), table.lower())
+        except CairnError:
+            return None
+        return {c["name"]: c["type"] for c in st.columns if not c.get("system")}
+
+    async def _bind(self, body: messages.Payload) -> None:
+        portal_name = body.cstring()
+        name = body.cstring()
+        prepared = self.statements.get(name)
+        if prepared is None:
+            raise PgError("26000", f'prepared statement "{name}" does not exist')
+        fcodes = [body.int16() for _ in range(_count(body))]
+        values_raw: list[bytes | None] = []
+        for _ in range(_count(body)):
+            length = body.int32()
+            values_raw.append(None if length == -1 else body.bytes(length))
+        rcodes = [body.int16() for _ in range(_count(body))]
+        if any(c not in (0, 1) for c in fcodes + rcodes):
+            raise messages.ProtocolViolation("format codes must be 0 or 1")
+        if len(values_raw) != len(prepared.oids):
+            raise PgError("08P01", f"bind message supplies {len(values_raw)} parameters, but "
+                                   f"prepared statement requires {len(prepared.oids)}")
+        pfmts = formats_for(fcodes, len(values_raw))
+        try:
+            values = [t.decode_param(oid, fmt == 1, raw)
+                      for oid, fmt, raw in zip(prepared.oids, pfmts, values_raw)]
+            sql = params.substitute(prepared.sql, values, prepared.oids)
+        except t.BadUnicode as exc:
+            raise PgError("22021", str(exc)) from None
+        except (t.BadParameter, params.PlaceholderError) as exc:
+            raise PgError("22P02", str(exc)) from None
+        self.portals[portal_name] = Portal(prepared, sql, rcodes)
+        self.writer.write(messages.BIND_COMPLETE)
+
+    async def _describe(self, body: messages.Payload) -> None:
+        kind, name = body.byte(), body.cstring()
+        if kind == b"S":
+            prepared = self.statements.get(name)
+            if prepared is None:
+                raise PgError("26000", f'prepared statement "{name}" does not exist')
+            self.writer.write(messages.parameter_description(prepared.oids))
+            prepared.described = await self._shape(prepared)
+            if prepared.described is None:
+                self.writer.write(messages.NO_DATA)
+            else:
+                self.writer.write(description(prepared.described, [0] * len(prepared.described)))
+            return
+        if kind != b"P":
+            raise messages.ProtocolViolation("Describe needs 'S' or 'P'")
+        portal = self._portal(name)
+        if portal.reply is None:
+            portal.reply = await self._run_portal(portal)
+        portal.described = True
+        cols = portal.reply.columns
+        if cols is None:
+            self.writer.write(messages.NO_DATA)
+        else:
+            self.writer.write(description(cols, formats_for(portal.formats, len(cols))))
+
+    async def _shape(self, prepared: Prepared) -> list[tuple[str, int]] | None:
+        """The columns a statement will return, found without side effects:
+        queries and read-only commands run with NULL parameters and no rows."""
+        sql = prepared.sql
+        first = sql.lstrip()[:12].upper()
+        if not first.startswith(("SELECT", "WITH", "VALUES", "SHOW", "DESCRIBE", "TABLE", "FROM")):
+            return None
+        probe = params.typed_nulls(sql, prepared.oids)
+        answer = chatter.answer(probe, self.settings, self.tx)
+        if answer is not None:
+            return answer.columns or None
+        if pgcatalog.parse(probe) is None and first.startswith(("SELECT", "WITH", "VALUES")):
+            probe = f"SELECT * FROM ({probe}) AS cairn_describe LIMIT 0"
+        reply = await self._run(probe, probe, 0)
+        return reply.columns
+
+    def _portal(self, name: str) -> Portal:
+        portal = self.portals.get(name)
+        if portal is None:
+            raise PgError("34000", f'portal "{name}" does not exist')
+        return portal
+
+    async def _run_portal(self, portal: Portal) -> Reply:
+        try:
+            chunks = list(split_script(portal.sql))
+        except SqlSyntaxError as exc:
+            raise PgError("42601", exc.message, position(portal.sql, exc.line, exc.column)) from None
+        if not chunks:
+            return Reply("")
+        return await self._run(chunks[0].text, chunks[0].code, 0)
+
+    async def _execute(self, body: messages.Payload) -> None:
+        portal = self._portal(body.cstring())
+        limit = body.int32()
+        if portal.reply is None:
+            portal.reply = await self._run_portal(portal)
+        reply = portal.reply
+        if not reply.tag:
+            self.writer.write(messages.EMPTY_QUERY)
+            return
+        if reply.columns is not None:
+            columns = reply.columns
+            promised = portal.prepared.described
+            if not portal.described and promised is not None and len(promised) == len(columns):
+                columns = promised  # encode as Describe(statement) said
+            elif not portal.described and portal.sent == 0 and promised is None:
+                pass  # the client asked no description; rows follow as they are
+            oids = [o for _, o in columns]
+            fmts = formats_for(portal.formats, len(columns))
+            end = len(reply.rows) if limit <= 0 else min(len(reply.rows), portal.sent + limit)
+            await self._rows(reply.rows[portal.sent:end], oids, fmts)
+            portal.sent = end
+            if end < len(reply.rows):
+                self.writer.write(messages.PORTAL_SUSPENDED)
+                return
+        self.writer.write(messages.command_complete(reply.tag))
+
+    async def _close(self, body: messages.Payload) -> None:
+        kind, name = body.byte(), body.cstring()
+        if kind == b"S":
+            self.statements.pop(name, None)
+        elif kind == b"P":
+            self.portals.pop(name, None)
+        else:
+            raise messages.ProtocolViolation("Close needs 'S' or 'P'")
+        self.writer.write(messages.CLOSE_COMPLETE)
+
+    async def _flush(self, body: messages.Payload) -> None:
+        await self.writer.drain()
+
+    async def _sync(self, body: messages.Payload) -> None:
+        self.skipping = False
+        self.portals.pop("", None)
+        self.writer.write(messages.ready(self.tx))
+        await self.writer.drain()
+
+
+def _count(body: messages.Payload) -> int:
+    n = body.int16()
+    if n < 0:
+        raise messages.ProtocolViolation("negative count")
+    return n
+
+
+def _text(body: messages.Payload) -> str:
+    """A query string; text that is not UTF-8 is refused (22021), not fatal."""
+    end = body.data.find(b"\x00", body.pos)
+    if end < 0:
+        raise messages.ProtocolViolation("query string is not terminated")
+    raw = body.data[body.pos:end]
+    body.pos = end + 1
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PgError("22021", f"invalid byte sequence for encoding \"UTF8\" at byte {exc.start}") from None
+
+
+def _progress_text(job: Job) -> str:
+    pct = int(job.fraction_completed * 100)
+    text = f"{job.job_type} {job.job_id}: {job.status} {pct}%"
+    if job.files_total:
+        text += f", {job.files_done}/{job.files_total} files"
+    if job.bytes_total:
+        text += f", {_size(job.bytes_done)} of {_size(job.bytes_total)}"
+    return text
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+

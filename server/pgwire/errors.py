@@ -1,0 +1,71 @@
+"""Cairn's error codes as SQLSTATEs (contract §7), and the one error message
+builder of the protocol layer."""
+
+from __future__ import annotations
+
+from catalog.errors import CairnError
+
+from . import messages
+
+SQLSTATE = {
+    "PARSE_ERROR": "42601",
+    "INVALID_ARGUMENT": "22023",
+    "PERMISSION_DENIED": "42501",
+    "BACKUP_INVALID": "XX001",
+    "CANCELLED": "57014",
+    "UNAUTHENTICATED": "28P01",
+    "INTERNAL": "XX000",
+    "INVALID_REQUEST": "08P01",
+    "REQUEST_TOO_LARGE": "54000",
+}
+
+
+def sqlstate(exc: CairnError) -> str:
+    """NOT_FOUND and ALREADY_EXISTS tell a namespace (schema) from the rest."""
+    schema = exc.message.lower().startswith("namespace")
+    if exc.code == "NOT_FOUND":
+        return "3F000" if schema else "42P01"
+    if exc.code == "ALREADY_EXISTS":
+        return "42P06" if schema else "42P07"
+    if exc.code == "INVALID_REQUEST" and ("unicode" in exc.message.lower()
+                                          or "utf-8" in exc.message.lower()):
+        return "22021"
+    return SQLSTATE.get(exc.code, "XX000")
+
+
+class PgError(Exception):
+    """An error answered with ErrorResponse; FATAL ones close the connection."""
+
+    def __init__(self, code: str, message: str, position: int | None = None,
+                 severity: str = "ERROR", detail: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.position = position
+        self.severity = severity
+        self.detail = detail
+
+    @classmethod
+    def of(cls, exc: CairnError, position: int | None = None) -> PgError:
+        return cls(sqlstate(exc), exc.message, position, detail=f"Cairn error code {exc.code}")
+
+    def to_bytes(self) -> bytes:
+        extra = {}
+        if self.position is not None:
+            extra["P"] = str(self.position)
+        if self.detail:
+            extra["D"] = self.detail
+        return messages.error(self.severity, self.code, self.message, **extra)
+
+
+def position(text: str, line: int | None, column: int | None) -> int | None:
+    """A 1-based character position in `text` for a 1-based line and column."""
+    if not line or not column:
+        return None
+    offset = 0
+    for _ in range(line - 1):
+        nl = text.find("\n", offset)
+        if nl < 0:
+            break
+        offset = nl + 1
+    return min(offset + column, len(text) + 1)

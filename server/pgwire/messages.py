@@ -1,0 +1,189 @@
+"""PostgreSQL protocol 3.0 framing: reading bounded frontend messages and
+building backend messages.
+
+Every byte a client sends is hostile: lengths are checked against hard limits
+before anything is read, and a payload is read through `Payload`, whose every
+read is bounds-checked and raises `ProtocolViolation` instead of IndexError."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+SSL_REQUEST = 80877103
+GSSENC_REQUEST = 80877104
+CANCEL_REQUEST = 80877102
+PROTOCOL_3 = 196608
+
+MAX_STARTUP = 10_000  # a startup packet is a few hundred bytes in practice
+MAX_MESSAGE = 64 * 1024 * 1024  # one message (a Bind with a big bytea, a long script)
+
+_I16 = struct.Struct("!h")
+_I32 = struct.Struct("!i")
+_U32 = struct.Struct("!I")
+_HEAD = struct.Struct("!ci")
+
+
+class ProtocolViolation(Exception):
+    """The client broke the protocol: answered with a FATAL 08P01, then closed."""
+
+
+class Closed(Exception):
+    """The client went away."""
+
+
+class Payload:
+    """A message body, read front to back; never reads past its end."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def _take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ProtocolViolation("message is shorter than its contents say")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def int16(self) -> int:
+        return int(_I16.unpack(self._take(2))[0])
+
+    def int32(self) -> int:
+        return int(_I32.unpack(self._take(4))[0])
+
+    def uint32(self) -> int:
+        return int(_U32.unpack(self._take(4))[0])
+
+    def byte(self) -> bytes:
+        return self._take(1)
+
+    def bytes(self, n: int) -> bytes:
+        return self._take(n)
+
+    def cstring(self) -> str:
+        end = self.data.find(b"\x00", self.pos)
+        if end < 0:
+            raise ProtocolViolation("string is not terminated")
+        raw = self.data[self.pos:end]
+        self.pos = end + 1
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolViolation("string is not valid UTF-8") from None
+
+    def rest(self) -> bytes:
+        out = self.data[self.pos:]
+        self.pos = len(self.data)
+        return out
+
+    def done(self) -> bool:
+        return self.pos >= len(self.data)
+
+
+async def _exactly(reader: asyncio.StreamReader, n: int) -> bytes:
+    try:
+        return await reader.readexactly(n)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        raise Closed() from None
+
+
+async def read_startup(reader: asyncio.StreamReader) -> tuple[int, Payload]:
+    """The untagged first message: (code, body) where code is the protocol
+    version or SSLRequest / GSSENCRequest / CancelRequest."""
+    length = _I32.unpack(await _exactly(reader, 4))[0]
+    if not 8 <= length <= MAX_STARTUP:
+        raise ProtocolViolation(f"startup packet length {length} is out of range")
+    body = await _exactly(reader, length - 4)
+    p = Payload(body)
+    return p.int32(), p
+
+
+async def read_message(reader: asyncio.StreamReader) -> tuple[bytes, Payload]:
+    """One tagged message: (type byte, body)."""
+    tag, length = _HEAD.unpack(await _exactly(reader, 5))
+    if not 4 <= length <= MAX_MESSAGE:
+        raise ProtocolViolation(f"message length {length} is out of range")
+    return tag, Payload(await _exactly(reader, length - 4) if length > 4 else b"")
+
+
+# --- backend messages --------------------------------------------------------------
+
+
+def message(tag: bytes, body: bytes = b"") -> bytes:
+    return tag + _I32.pack(len(body) + 4) + body
+
+
+def cstr(text: str) -> bytes:
+    return text.replace("\x00", "").encode("utf-8", "replace") + b"\x00"
+
+
+def auth_request(code: int, extra: bytes = b"") -> bytes:
+    return message(b"R", _I32.pack(code) + extra)
+
+
+AUTH_OK = auth_request(0)
+
+
+def parameter_status(name: str, value: str) -> bytes:
+    return message(b"S", cstr(name) + cstr(value))
+
+
+def backend_key(pid: int, secret: int) -> bytes:
+    return message(b"K", _I32.pack(pid) + _I32.pack(secret))
+
+
+def ready(status: bytes) -> bytes:
+    return message(b"Z", status)
+
+
+def fields_message(tag: bytes, fields: dict[str, str]) -> bytes:
+    body = b"".join(k.encode() + cstr(v) for k, v in fields.items() if v is not None)
+    return message(tag, body + b"\x00")
+
+
+def error(severity: str, code: str, text: str, **extra: str) -> bytes:
+    fields = {"S": severity, "V": severity, "C": code, "M": text}
+    fields.update(extra)
+    return fields_message(b"E", fields)
+
+
+def notice(text: str, severity: str = "NOTICE", code: str = "00000") -> bytes:
+    return fields_message(b"N", {"S": severity, "V": severity, "C": code, "M": text})
+
+
+def row_description(columns: list[tuple[str, int, int, int]]) -> bytes:
+    """columns: (name, type oid, type size, format code)."""
+    parts = [_I16.pack(len(columns))]
+    for name, oid, size, fmt in columns:
+        parts.append(cstr(name) + struct.pack("!ihihih", 0, 0, oid, size, -1, fmt))
+    return message(b"T", b"".join(parts))
+
+
+def data_row(values: list[bytes | None]) -> bytes:
+    parts = [_I16.pack(len(values))]
+    for v in values:
+        if v is None:
+            parts.append(b"\xff\xff\xff\xff")
+        else:
+            parts.append(_I32.pack(len(v)))
+            parts.append(v)
+    return message(b"D", b"".join(parts))
+
+
+def parameter_description(oids: list[int]) -> bytes:
+    return message(b"t", _I16.pack(len(oids)) + b"".join(_U32.pack(o) for o in oids))
+
+
+def command_complete(tag: str) -> bytes:
+    return message(b"C", cstr(tag))
+
+
+PARSE_COMPLETE = message(b"1")
+BIND_COMPLETE = message(b"2")
+CLOSE_COMPLETE = message(b"3")
+NO_DATA = message(b"n")
+EMPTY_QUERY = message(b"I")
+PORTAL_SUSPENDED = message(b"s")

@@ -1,0 +1,239 @@
+"""Bind parameters ($1, $2, ...) as typed SQL literals.
+
+Where a `$n` is code (not inside a string, quoted name or comment) is decided
+by sqlglot's DuckDB tokenizer, the same one that parses Cairn's queries. Each
+value becomes a literal printed by sqlglot (strings quoted and escaped by it),
+so a parameter is always exactly one literal token: no value can change the
+statement around it. Positions are found once per statement text (cached).
+
+Types of parameters a client left open (OID 0) are inferred from the query:
+a cast, the column it is compared with, the INSERT column it fills, LIMIT."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import functools
+import math
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
+
+from . import types as t
+
+_DIALECT = DuckDB()
+
+MAX_PARAMS = 65535
+
+
+class PlaceholderError(ValueError):
+    """`$0`, a gap in the numbering, or too many parameters (42P02 / 08P01)."""
+
+
+@functools.lru_cache(maxsize=512)
+def placeholders(sql: str) -> tuple[tuple[int, int, int], ...]:
+    """(start, end, number) of every `$n` that is code, in text order."""
+    try:
+        tokens = _DIALECT.tokenize(sql)
+    except SqlglotError:
+        return ()  # the statement's own parse reports the error
+    out = []
+    for prev, tok in zip(tokens, tokens[1:]):
+        if (prev.token_type == TokenType.PARAMETER and prev.text == "$"
+                and tok.token_type == TokenType.NUMBER and tok.start == prev.end + 1
+                and tok.text.isdigit()):
+            n = int(tok.text)
+            if not 1 <= n <= MAX_PARAMS:
+                raise PlaceholderError(f"there is no parameter ${tok.text}")
+            out.append((prev.start, tok.end + 1, n))
+    return tuple(out)
+
+
+def count(sql: str) -> int:
+    return max((n for _, _, n in placeholders(sql)), default=0)
+
+
+def literal(value: Any, oid: int = 0) -> str:
+    """One value as a DuckDB literal. Strings are printed by sqlglot."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            text = repr(value)
+            return text if oid != t.FLOAT4 else f"CAST({text} AS REAL)"
+        return f"CAST({_string('nan' if math.isnan(value) else ('inf' if value > 0 else '-inf'))} AS DOUBLE)"
+    if isinstance(value, decimal.Decimal):
+        if value.is_finite():
+            return format(value, "f")
+        return f"CAST({_string(str(value).lower())} AS DOUBLE)"
+    if isinstance(value, bytes):
+        return f"from_hex({_string(value.hex())})"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return f"CAST({_string(value.isoformat(sep=' '))} AS TIMESTAMP)"
+    if isinstance(value, dt.date):
+        return f"CAST({_string(value.isoformat())} AS DATE)"
+    text = str(value)
+    if oid in (t.TIMESTAMPTZ, t.TIMESTAMP):
+        try:
+            return literal(t._as_datetime(text))
+        except ValueError:
+            raise t.BadParameter(f"invalid input syntax for type timestamp: {text[:40]!r}") from None
+    if oid == t.DATE:
+        return f"CAST({_string(text)} AS DATE)"
+    if oid in (t.JSON, t.JSONB):
+        return f"CAST({_string(text)} AS JSON)"
+    return _string(text)
+
+
+def _string(text: str) -> str:
+    return str(exp.Literal.string(text).sql(dialect="duckdb"))
+
+
+def substitute(sql: str, values: list[Any], oids: list[int]) -> str:
+    """`sql` with every `$n` replaced by the literal of values[n - 1]."""
+    spots = placeholders(sql)
+    if not spots:
+        return sql
+    parts = []
+    last = 0
+    for start, end, n in spots:
+        if n > len(values):
+            raise PlaceholderError(f"there is no parameter ${n}")
+        parts.append(sql[last:start])
+        parts.append(literal(values[n - 1], oids[n - 1] if n <= len(oids) else 0))
+        last = end
+    parts.append(sql[last:])
+    return "".join(parts)
+
+
+def typed_nulls(sql: str, oids: list[int]) -> str:
+    """`sql` with every `$n` replaced by a NULL of its type (for describing)."""
+    spots = placeholders(sql)
+    parts = []
+    last = 0
+    for start, end, n in spots:
+        oid = oids[n - 1] if n <= len(oids) else 0
+        parts.append(sql[last:start])
+        parts.append(f"CAST(NULL AS {_DUCK_OF.get(oid, 'VARCHAR')})")
+        last = end
+    parts.append(sql[last:])
+    return "".join(parts)
+
+
+_DUCK_OF = {
+    t.BOOL: "BOOLEAN", t.INT2: "SMALLINT", t.INT4: "INTEGER", t.INT8: "BIGINT",
+    t.FLOAT4: "REAL", t.FLOAT8: "DOUBLE", t.NUMERIC: "DECIMAL(38,10)", t.BYTEA: "BLOB",
+    t.DATE: "DATE", t.TIMESTAMPTZ: "TIMESTAMP", t.TIMESTAMP: "TIMESTAMP", t.JSON: "JSON",
+}  # fmt: skip
+
+_OID_OF_DTYPE = {
+    "BOOLEAN": t.BOOL, "SMALLINT": t.INT2, "INT": t.INT4, "BIGINT": t.INT8, "FLOAT": t.FLOAT4,
+    "DOUBLE": t.FLOAT8, "DECIMAL": t.NUMERIC, "TEXT": t.TEXT, "VARCHAR": t.TEXT,
+    "BLOB": t.BYTEA, "VARBINARY": t.BYTEA, "DATE": t.DATE, "TIMESTAMP": t.TIMESTAMPTZ,
+    "TIMESTAMPTZ": t.TIMESTAMPTZ, "JSON": t.JSON, "TINYINT": t.INT2, "UBIGINT": t.NUMERIC,
+}  # fmt: skip
+
+
+ColumnTypes = dict[tuple[str | None, str], dict[str, str]]  # (ns, table) -> column -> Cairn type
+
+
+def infer(sql: str, declared: list[int], lookup: Any) -> list[int]:
+    """OIDs for every parameter: the declared one, else inferred, else text.
+
+    `lookup(namespace, table)` gives {column: Cairn type} or None."""
+    n = count(sql)
+    oids = [declared[i] if i < len(declared) and declared[i] else 0 for i in range(n)]
+    if all(oids):
+        return oids
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except (SqlglotError, RecursionError):
+        return [o or t.TEXT for o in oids]
+    tables = _tables(tree, lookup)
+    for node in tree.find_all(exp.Placeholder, exp.Parameter):
+        idx = _index(node)
+        if idx is None or idx > n or oids[idx - 1]:
+            continue
+        oids[idx - 1] = _guess(node, tables, tree) or 0
+    return [o or t.TEXT for o in oids]
+
+
+def _index(node: exp.Expression) -> int | None:
+    this = node.this if isinstance(node, exp.Placeholder) else node.this
+    text = this.name if isinstance(this, exp.Expression) else str(this or "")
+    return int(text) if text.isdigit() else None
+
+
+def _tables(tree: exp.Expression, lookup: Any) -> dict[str, dict[str, str]]:
+    """alias or name -> {column: type} for every Cairn table the query names."""
+    out: dict[str, dict[str, str]] = {}
+    for table in tree.find_all(exp.Table):
+        if not table.name:
+            continue
+        cols = lookup(table.db or None, table.name)
+        if cols:
+            out[table.alias_or_name] = cols
+            out.setdefault(table.name, cols)
+    return out
+
+
+def _column_type(col: exp.Column, tables: dict[str, dict[str, str]]) -> int:
+    if col.table and col.table in tables:
+        typ = tables[col.table].get(col.name)
+        return t.oid_of(typ) if typ else 0
+    for cols in tables.values():
+        if col.name in cols:
+            return t.oid_of(cols[col.name])
+    return 0
+
+
+def _guess(node: exp.Expression, tables: dict[str, dict[str, str]], tree: exp.Expression) -> int:
+    parent = node.parent
+    while isinstance(parent, exp.Paren):
+        node, parent = parent, parent.parent
+    if isinstance(parent, exp.Cast):
+        return _OID_OF_DTYPE.get(parent.to.this.name if hasattr(parent.to.this, "name") else "", 0)
+    if isinstance(parent, exp.Limit | exp.Offset):
+        return t.INT8
+    if isinstance(parent, exp.Binary | exp.Between | exp.In):
+        for side in parent.iter_expressions():
+            if side is not node and isinstance(side, exp.Column):
+                return _column_type(side, tables)
+    if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):
+        insert = parent.parent.parent
+        if isinstance(insert, exp.Insert):
+            return _insert_column(insert, parent.expressions.index(node), tables)
+    if isinstance(parent, exp.Values) and isinstance(parent.parent, exp.Insert):
+        return _insert_column(parent.parent, 0, tables)
+    if isinstance(parent, exp.EQ) and isinstance(parent.parent, exp.Update):
+        left = parent.this
+        if isinstance(left, exp.Column):
+            return _column_type(left, tables)
+    return 0
+
+
+def _insert_column(insert: exp.Insert, position: int, tables: dict[str, dict[str, str]]) -> int:
+    target = insert.this
+    names: list[str] | None = None
+    if isinstance(target, exp.Schema):
+        names = [c.name.lower() for c in target.expressions]
+        target = target.this
+    if not isinstance(target, exp.Table):
+        return 0
+    cols = tables.get(target.name)
+    if not cols:
+        return 0
+    order = names if names is not None else list(cols)
+    if position >= len(order) or order[position] not in cols:
+        return 0
+    return t.oid_of(cols[order[position]])

@@ -1,0 +1,330 @@
+"""Catalog queries: what psql's `\\d` family, GUI clients and drivers ask of
+`pg_catalog` and `information_schema`, answered from Cairn's catalog.
+
+A query that reads only catalog relations (or only calls session functions
+like `version()`) is parsed with sqlglot's PostgreSQL dialect; each catalog
+relation it names is replaced by an Arrow table built from Cairn's catalog
+(relations.py), PostgreSQL-only functions by their values, and the result is
+run on a DuckDB of its own that holds no data and can reach no file or network
+(external access off, configuration locked). A query that still fails there
+(a relation or function Cairn does not model) is answered with no rows, with
+the column names it asked for: clients read that as "nothing of that kind"."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from storage.duck import fetch_arrow
+from storage.sandbox import DENIED_NODES
+
+from ..result import cairn_type
+from ..state import Cairn
+from . import relations
+from . import types as t
+
+log = logging.getLogger("cairn.pgwire")
+
+SERVER_VERSION = "15.0"
+VERSION = f"PostgreSQL {SERVER_VERSION} (Cairn) on x86_64-pc-linux-gnu, compiled by Cairn, 64-bit"
+
+_HINT = re.compile(
+    r"pg_|information_schema|version\s*\(|current_(schema|database|user|setting|role)"
+    r"|session_user|set_config|has_\w+_privilege|obj_description|format_type|inet_server",
+    re.IGNORECASE)
+_OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\s*\.\s*([~!=<>*]+)\s*\)", re.IGNORECASE)
+_COLLATE = re.compile(r"COLLATE\s+(pg_catalog\s*\.\s*)?\"?(default|C|POSIX)\"?", re.IGNORECASE)
+_PG_TYPE_CAST = re.compile(r"::\s*pg_catalog\s*\.\s*", re.IGNORECASE)
+
+_OID_TYPES = {"regclass", "regtype", "regproc", "regprocedure", "regnamespace", "regrole",
+              "oid", "xid", "cid", "tid", "regoper"}
+_TEXT_TYPES = {"name", "char", "bpchar", "text", "varchar"}
+_ALLOWED_TABLE_FUNCTIONS = {"unnest", "generate_series", "range", "generate_subscripts"}
+
+
+@dataclass
+class SessionInfo:
+    """What session functions answer with."""
+
+    user: str
+    pid: int
+    namespace: str | None
+    settings: dict[str, str]
+    host: str
+    port: int
+
+
+def _prepare(sql: str) -> str:
+    sql = _OPERATOR.sub(r" \1 ", sql)
+    sql = _COLLATE.sub(" ", sql)
+    return _PG_TYPE_CAST.sub("::", sql)
+
+
+def _catalog_table(table: exp.Table) -> tuple[str, str] | None:
+    """('pg', name) / ('info', name) for a catalog relation, else None."""
+    db, name = (table.db or "").lower(), (table.name or "").lower()
+    if table.catalog:
+        return None
+    if db == "information_schema" and name in relations.INFORMATION_SCHEMA:
+        return "info", name
+    if db == "pg_catalog" or (not db and name.startswith("pg_")):
+        return "pg", name
+    if db == "information_schema":
+        return "info", name
+    return None
+
+
+def parse(sql: str) -> exp.Expression | None:
+    """The query's tree if it is a catalog query, else None (Cairn runs it)."""
+    if not _HINT.search(sql):
+        return None
+    try:
+        trees = [e for e in sqlglot.parse(_prepare(sql), read="postgres") if e is not None]
+    except (SqlglotError, RecursionError):
+        return None
+    if len(trees) != 1 or not isinstance(trees[0], exp.Query):
+        return None
+    tree = trees[0]
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    catalog = False
+    for table in tree.find_all(exp.Table):
+        if isinstance(table.this, exp.Func) or table.name.lower() in ctes:
+            continue
+        if _catalog_table(table) is None:
+            return None  # names a Cairn table: not ours
+        catalog = True
+    if catalog:
+        return tree
+    names = {_func_name(f) for f in tree.find_all(exp.Func)}
+    if names & set(_SESSION_FUNCTIONS) or tree.find(exp.CurrentUser) is not None:
+        return tree
+    return None
+
+
+def _func_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    return str(node.sql_name()).lower()
+
+
+def _lit(value: Any) -> exp.Expression:
+    if value is None:
+        return exp.null()
+    if isinstance(value, bool):
+        return exp.true() if value else exp.false()
+    if isinstance(value, int):
+        return exp.Literal.number(value)
+    return exp.Literal.string(str(value))
+
+
+def _arg(node: exp.Expression, i: int) -> exp.Expression | None:
+    args = list(node.expressions) if isinstance(node, exp.Anonymous) else [
+        a for a in node.iter_expressions()]
+    return args[i] if i < len(args) else None
+
+
+def _setting(node: exp.Expression, info: SessionInfo) -> exp.Expression:
+    a = _arg(node, 0)
+    if isinstance(a, exp.Literal) and a.is_string:
+        return _lit(info.settings.get(a.this.lower()))
+    return exp.null()
+
+
+def _format_type(node: exp.Expression, info: SessionInfo) -> exp.Expression:
+    oid, mod = _arg(node, 0), _arg(node, 1)
+    return exp.Anonymous(this="cairn_format_type",
+                         expressions=[oid or exp.null(), mod or exp.Literal.number(-1)])
+
+
+_SESSION_FUNCTIONS: dict[str, Any] = {
+    "version": lambda n, i: _lit(VERSION),
+    "current_version": lambda n, i: _lit(VERSION),
+    "current_database": lambda n, i: _lit(relations.DATABASE),
+    "current_catalog": lambda n, i: _lit(relations.DATABASE),
+    "current_schema": lambda n, i: _lit(i.namespace),
+    "current_schemas": lambda n, i: exp.Array(expressions=[_lit("pg_catalog")]),
+    "pg_backend_pid": lambda n, i: _lit(i.pid),
+    "current_setting": _setting,
+    "set_config": lambda n, i: _arg(n, 1) or exp.null(),
+    "inet_server_addr": lambda n, i: _lit(i.host),
+    "inet_server_port": lambda n, i: _lit(i.port),
+    "inet_client_addr": lambda n, i: exp.null(),
+    "pg_is_in_recovery": lambda n, i: _lit(False),
+    "pg_get_userbyid": lambda n, i: _lit("cairn"),
+    "pg_encoding_to_char": lambda n, i: _lit("UTF8"),
+    "pg_table_is_visible": lambda n, i: _lit(True),
+    "pg_type_is_visible": lambda n, i: _lit(True),
+    "pg_function_is_visible": lambda n, i: _lit(True),
+    "pg_get_expr": lambda n, i: _arg(n, 0) or exp.null(),
+    "format_type": _format_type,
+    "quote_ident": lambda n, i: _arg(n, 0) or exp.null(),
+    "txid_current": lambda n, i: _lit(1),
+    "pg_relation_is_publishable": lambda n, i: _lit(False),
+    "pg_total_relation_size": lambda n, i: _lit(0),
+    "pg_relation_size": lambda n, i: _lit(0),
+    "pg_table_size": lambda n, i: _lit(0),
+    "pg_indexes_size": lambda n, i: _lit(0),
+}
+for _name in ("obj_description", "col_description", "shobj_description", "pg_get_indexdef",
+              "pg_get_constraintdef", "pg_get_viewdef", "pg_get_triggerdef",
+              "pg_get_statisticsobjdef_columns", "pg_get_partkeydef", "pg_get_function_result",
+              "pg_get_function_arguments", "pg_get_ruledef", "pg_get_serial_sequence",
+              "pg_tablespace_location", "pg_get_partition_constraintdef"):
+    _SESSION_FUNCTIONS[_name] = lambda n, i: exp.null()
+for _name in ("has_table_privilege", "has_schema_privilege", "has_database_privilege",
+              "has_column_privilege", "has_any_column_privilege", "has_function_privilege",
+              "has_sequence_privilege", "pg_has_role"):
+    _SESSION_FUNCTIONS[_name] = lambda n, i: _lit(True)
+
+
+class CatalogEngine:
+    """The catalog's own DuckDB (no data, no files, no network)."""
+
+    def __init__(self) -> None:
+        self._con = duckdb.connect(":memory:", config={"threads": 1})
+        self._con.execute("SET python_enable_replacements = false")
+        self._con.execute("SET autoinstall_known_extensions = false")
+        self._con.execute("SET autoload_known_extensions = false")
+        self._con.execute("SET enable_external_access = false")
+        self._con.execute("SET lock_configuration = true")
+        self._lock = threading.Lock()
+        self._names = itertools.count()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def run(self, cairn: Cairn, tree: exp.Expression, info: SessionInfo
+            ) -> tuple[list[tuple[str, int]], list[list[Any]]]:
+        """(columns as (name, oid), rows) of a catalog query (blocking)."""
+        tree = _named(tree.copy())
+        try:
+            return self._run(cairn, tree, info)
+        except (duckdb.Error, SqlglotError, ValueError, TypeError, RecursionError) as exc:
+            log.debug("catalog query answered empty: %s", exc)
+            return _empty_answer(tree), []
+
+    def _run(self, cairn: Cairn, tree: exp.Expression, info: SessionInfo
+             ) -> tuple[list[tuple[str, int]], list[list[Any]]]:
+        for node in tree.walk():
+            if isinstance(node, DENIED_NODES):
+                raise ValueError("not a query")
+        snapshot = relations.Snapshot(cairn, info.user)
+        tables: dict[str, pa.Table] = {}
+        for table in list(tree.find_all(exp.Table)):
+            if isinstance(table.this, exp.Func):
+                if _func_name(table.this) not in _ALLOWED_TABLE_FUNCTIONS:
+                    raise ValueError("table function")
+                continue
+            which = _catalog_table(table)
+            if which is None:
+                continue  # a CTE
+            kind, name = which
+            builders = relations.PG_CATALOG if kind == "pg" else relations.INFORMATION_SCHEMA
+            builder = builders.get(name)
+            if builder is None:
+                raise ValueError(f"{name} is not modelled")
+            view = f"cairn_{kind}_{name}"
+            if view not in tables:
+                tables[view] = builder(snapshot)
+            new = exp.to_table(view)
+            new.set("alias", table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(name)))
+            table.replace(new)
+        tree = tree.transform(lambda n: _rewrite(n, info))
+        sql = tree.sql(dialect="duckdb")
+        with self._lock:
+            cur = self._con.cursor()
+        try:
+            for view, data in tables.items():
+                cur.register(view, data)
+            cur.register("cairn_type_names", _TYPE_NAMES)
+            cur.execute(_FORMAT_MACRO)
+            result = fetch_arrow(cur, sql)
+        finally:
+            cur.close()
+        columns = [(f.name, _oid(f)) for f in result.schema]
+        rows = [list(r) for r in zip(*(c.to_pylist() for c in result.columns))] \
+            if result.num_columns else []
+        return columns, rows
+
+
+def _named(tree: exp.Expression) -> exp.Expression:
+    """Name unnamed result columns as PostgreSQL does: a column by its name, a
+    function call by the function, anything else `?column?`."""
+    if not isinstance(tree, exp.Select):
+        return tree
+    named = []
+    for p in tree.expressions:
+        if isinstance(p, exp.Alias | exp.Column | exp.Star):
+            named.append(p)
+            continue
+        inner = p.expression if isinstance(p, exp.Dot) else p
+        name = _func_name(inner) if isinstance(inner, exp.Func) else "?column?"
+        if isinstance(inner, exp.Case):
+            name = "case"
+        named.append(exp.alias_(p, name, quoted=True))
+    tree.set("expressions", named)
+    return tree
+
+
+def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
+    if isinstance(node, exp.CurrentUser) or (
+            isinstance(node, exp.Column) and not node.table
+            and node.name.lower() in ("current_user", "session_user", "user", "current_role")):
+        return _lit(info.user)
+    if isinstance(node, exp.Func):
+        fn = _SESSION_FUNCTIONS.get(_func_name(node))
+        if fn is not None:
+            return fn(node, info)
+    if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func) and (
+            str(node.this.name).lower() == "pg_catalog"):
+        return _rewrite(node.expression, info)
+    if isinstance(node, exp.DataType):
+        name = node.sql("postgres").lower().strip('"')
+        if name in _OID_TYPES:
+            return exp.DataType.build("BIGINT")
+        if name in _TEXT_TYPES:
+            return exp.DataType.build("VARCHAR")
+    return node
+
+
+def _oid(f: pa.Field) -> int:
+    typ = cairn_type(f)
+    if typ == "NULL":
+        return t.TEXT
+    return t.oid_of(typ)
+
+
+def _empty_answer(tree: exp.Expression) -> list[tuple[str, int]]:
+    if not isinstance(tree, exp.Query):
+        return [("?column?", t.TEXT)]
+    names = [p.alias_or_name or "?column?" for p in tree.selects]
+    return [(n if n != "*" else "?column?", t.TEXT) for n in names] or [("?column?", t.TEXT)]
+
+
+_DISPLAY = {
+    t.BOOL: "boolean", t.INT2: "smallint", t.INT4: "integer", t.INT8: "bigint",
+    t.FLOAT4: "real", t.FLOAT8: "double precision", t.TEXT: "text", t.BYTEA: "bytea",
+    t.DATE: "date", t.TIMESTAMPTZ: "timestamp with time zone", t.JSON: "json",
+    t.NUMERIC: "numeric", t.VARCHAR: "character varying", t.NAME: "name", t.OID: "oid",
+    t.CHAR: '"char"', t.TIMESTAMP: "timestamp without time zone", t.JSONB: "jsonb",
+}  # fmt: skip
+_TYPE_NAMES = pa.table({"oid": pa.array(list(_DISPLAY), pa.int64()),
+                        "display": pa.array(list(_DISPLAY.values()))})
+_FORMAT_MACRO = """
+CREATE OR REPLACE TEMP MACRO cairn_format_type(typ, mod) AS CASE
+  WHEN typ IS NULL THEN NULL
+  WHEN typ = 1700 AND mod > 4 THEN
+    'numeric(' || ((mod - 4) >> 16) || ',' || ((mod - 4) & 65535) || ')'
+  WHEN typ = 25 AND mod > 4 THEN 'character varying(' || (mod - 4) || ')'
+  ELSE coalesce((SELECT display FROM cairn_type_names WHERE oid = typ), '???') END
+"""

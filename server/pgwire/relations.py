@@ -1,0 +1,284 @@
+"""The `pg_catalog` and `information_schema` relations clients read, built as
+Arrow tables from Cairn's own catalog (never from DuckDB's).
+
+A Cairn namespace is a schema, a table is a relation of kind 'r' and a system
+table one of kind 'v' in schema `system`. OIDs are derived from names, so they
+are stable across the several queries psql's `\\d` sends."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from catalog import Namespace
+from storage import system_tables
+from storage.types import type_label
+
+from ..result import cairn_type
+from ..state import Cairn
+from . import types as t
+
+OWNER_OID = 10
+PG_CATALOG_OID, INFO_SCHEMA_OID = 11, 13000
+HEAP_AM = 2
+DATABASE_OID = 16384
+DATABASE = "cairn"
+
+
+def oid_of(kind: str, name: str) -> int:
+    """A stable OID above PostgreSQL's fixed range (16384) for a name."""
+    return 16385 + zlib.crc32(f"{kind}:{name}".encode()) % 2_000_000_000
+
+
+class Snapshot:
+    """Cairn's catalog read once, for one catalog query."""
+
+    def __init__(self, cairn: Cairn, user: str) -> None:
+        self.user = user
+        self.namespaces = sorted(ns.name for ns in cairn.catalog.scan(Namespace))
+        # (namespace, table, kind, [(column, cairn type, not_null, default)])
+        self.tables: list[tuple[str, str, str, list[tuple[str, str, bool, Any]]]] = []
+        for rec in cairn.engine.list_tables():
+            try:
+                st = cairn.engine.state(rec.namespace, rec.name)
+            except Exception:  # dropped meanwhile
+                continue
+            cols = [(c["name"], type_label(c), bool(c.get("not_null")),
+                     c.get("default") if c.get("has_default") else None)
+                    for c in st.columns]
+            self.tables.append((rec.namespace, rec.name, "r", cols))
+        for name in system_tables.NAMES:
+            schema = system_tables.schema_of(name)
+            cols = [(f.name, cairn_type(f), False, None) for f in schema]
+            self.tables.append(("system", name, "v", cols))
+
+
+def _schemas(s: Snapshot) -> list[tuple[int, str]]:
+    out = [(PG_CATALOG_OID, "pg_catalog"), (INFO_SCHEMA_OID, "information_schema"),
+           (oid_of("ns", "system"), "system")]
+    return out + [(oid_of("ns", n), n) for n in s.namespaces]
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, pa.DataType]]) -> pa.Table:
+    return pa.table({name: pa.array([r.get(name) for r in rows], type=typ)
+                     for name, typ in columns})
+
+
+I64, I32, I16, TXT, BOOL = pa.int64(), pa.int32(), pa.int16(), pa.string(), pa.bool_()
+TXTS = pa.list_(pa.string())
+
+
+def pg_namespace(s: Snapshot) -> pa.Table:
+    rows = [{"oid": o, "nspname": n, "nspowner": OWNER_OID} for o, n in _schemas(s)]
+    return _table(rows, [("oid", I64), ("nspname", TXT), ("nspowner", I64), ("nspacl", TXTS)])
+
+
+_CLASS_COLUMNS = [
+    ("oid", I64), ("relname", TXT), ("relnamespace", I64), ("reltype", I64),
+    ("reloftype", I64), ("relowner", I64), ("relam", I64), ("relfilenode", I64),
+    ("reltablespace", I64), ("relpages", I32), ("reltuples", pa.float32()),
+    ("relallvisible", I32), ("reltoastrelid", I64), ("relhasindex", BOOL),
+    ("relisshared", BOOL), ("relpersistence", TXT), ("relkind", TXT), ("relnatts", I16),
+    ("relchecks", I16), ("relhasrules", BOOL), ("relhastriggers", BOOL),
+    ("relhassubclass", BOOL), ("relrowsecurity", BOOL), ("relforcerowsecurity", BOOL),
+    ("relispopulated", BOOL), ("relreplident", TXT), ("relispartition", BOOL),
+    ("relrewrite", I64), ("relfrozenxid", I64), ("relminmxid", I64), ("relacl", TXTS),
+    ("reloptions", TXTS), ("relpartbound", TXT),
+]
+
+
+def pg_class(s: Snapshot) -> pa.Table:
+    rows = []
+    for ns, name, kind, cols in s.tables:
+        rows.append({
+            "oid": oid_of("rel", f"{ns}.{name}"), "relname": name,
+            "relnamespace": oid_of("ns", ns), "reltype": 0, "reloftype": 0,
+            "relowner": OWNER_OID, "relam": HEAP_AM if kind == "r" else 0, "relfilenode": 0,
+            "reltablespace": 0, "relpages": 0, "reltuples": -1.0, "relallvisible": 0,
+            "reltoastrelid": 0, "relhasindex": False, "relisshared": False,
+            "relpersistence": "p", "relkind": kind, "relnatts": len(cols), "relchecks": 0,
+            "relhasrules": False, "relhastriggers": False, "relhassubclass": False,
+            "relrowsecurity": False, "relforcerowsecurity": False, "relispopulated": True,
+            "relreplident": "d", "relispartition": False, "relrewrite": 0,
+            "relfrozenxid": 0, "relminmxid": 0,
+        })
+    return _table(rows, _CLASS_COLUMNS)
+
+
+def _typmod(cairn_type: str) -> int:
+    base, _, rest = cairn_type.partition("(")
+    nums = [int(x) for x in rest.rstrip(")").split(",") if x.strip().isdigit()]
+    if base == "DECIMAL" and len(nums) == 2:
+        return ((nums[0] << 16) | nums[1]) + 4
+    if base == "TEXT" and nums:
+        return nums[0] + 4
+    return -1
+
+
+def pg_attribute(s: Snapshot) -> pa.Table:
+    rows = []
+    for ns, name, _, cols in s.tables:
+        rel = oid_of("rel", f"{ns}.{name}")
+        for i, (col, typ, not_null, default) in enumerate(cols, start=1):
+            oid = t.oid_of(typ)
+            rows.append({
+                "attrelid": rel, "attname": col, "atttypid": oid, "attlen": t.type_size(oid),
+                "attnum": i, "attndims": 0, "atttypmod": _typmod(typ), "attnotnull": not_null,
+                "atthasdef": default is not None, "attidentity": "", "attgenerated": "",
+                "attisdropped": False, "attislocal": True, "attinhcount": 0,
+                "attcollation": 0, "attstattarget": -1, "attstorage": "p",
+                "atthasmissing": False, "attbyval": oid in (t.BOOL, t.INT2, t.INT4, t.INT8),
+                "attalign": "i", "attcompression": "", "cairn_type": typ,
+            })
+    cols_spec = [
+        ("attrelid", I64), ("attname", TXT), ("atttypid", I64), ("attlen", I16),
+        ("attnum", I16), ("attndims", I16), ("atttypmod", I32), ("attnotnull", BOOL),
+        ("atthasdef", BOOL), ("attidentity", TXT), ("attgenerated", TXT),
+        ("attisdropped", BOOL), ("attislocal", BOOL), ("attinhcount", I32),
+        ("attcollation", I64), ("attstattarget", I32), ("attstorage", TXT),
+        ("atthasmissing", BOOL), ("attbyval", BOOL), ("attalign", TXT),
+        ("attcompression", TXT), ("attacl", TXTS), ("attoptions", TXTS),
+        ("attfdwoptions", TXTS), ("cairn_type", TXT),
+    ]
+    return _table(rows, cols_spec)
+
+
+def pg_attrdef(s: Snapshot) -> pa.Table:
+    rows = []
+    for ns, name, _, cols in s.tables:
+        rel = oid_of("rel", f"{ns}.{name}")
+        for i, (col, _, _, default) in enumerate(cols, start=1):
+            if default is not None:
+                text = repr(default) if isinstance(default, str) else str(default)
+                rows.append({"oid": oid_of("def", f"{ns}.{name}.{col}"), "adrelid": rel,
+                             "adnum": i, "adbin": text})
+    return _table(rows, [("oid", I64), ("adrelid", I64), ("adnum", I16), ("adbin", TXT)])
+
+
+def pg_type(s: Snapshot) -> pa.Table:
+    rows = []
+    for oid, (name, size) in t.TYPES.items():
+        array = name.startswith("_")
+        rows.append({
+            "oid": oid, "typname": name, "typnamespace": PG_CATALOG_OID, "typowner": OWNER_OID,
+            "typlen": size, "typbyval": 0 < size <= 8, "typtype": "b",
+            "typcategory": "A" if array else "U", "typispreferred": False, "typisdefined": True,
+            "typdelim": ",", "typrelid": 0, "typelem": t.TEXT if oid == t.TEXT_ARRAY else 0,
+            "typarray": 0, "typinput": name + "in", "typoutput": name + "out",
+            "typreceive": name + "recv", "typsend": name + "send", "typalign": "i",
+            "typstorage": "p", "typnotnull": False, "typbasetype": 0, "typtypmod": -1,
+            "typndims": 0, "typcollation": 0,
+        })
+    spec = [
+        ("oid", I64), ("typname", TXT), ("typnamespace", I64), ("typowner", I64),
+        ("typlen", I16), ("typbyval", BOOL), ("typtype", TXT), ("typcategory", TXT),
+        ("typispreferred", BOOL), ("typisdefined", BOOL), ("typdelim", TXT), ("typrelid", I64),
+        ("typelem", I64), ("typarray", I64), ("typinput", TXT), ("typoutput", TXT),
+        ("typreceive", TXT), ("typsend", TXT), ("typalign", TXT), ("typstorage", TXT),
+        ("typnotnull", BOOL), ("typbasetype", I64), ("typtypmod", I32), ("typndims", I32),
+        ("typcollation", I64), ("typdefault", TXT), ("typacl", TXTS),
+    ]
+    return _table(rows, spec)
+
+
+def pg_database(s: Snapshot) -> pa.Table:
+    rows = [{"oid": DATABASE_OID, "datname": DATABASE, "datdba": OWNER_OID, "encoding": 6,
+             "datcollate": "C.UTF-8", "datctype": "C.UTF-8", "datallowconn": True,
+             "datconnlimit": -1, "datistemplate": False, "datlocprovider": "c"}]
+    spec = [("oid", I64), ("datname", TXT), ("datdba", I64), ("encoding", I32),
+            ("datcollate", TXT), ("datctype", TXT), ("datallowconn", BOOL),
+            ("datconnlimit", I32), ("datistemplate", BOOL), ("datlocprovider", TXT),
+            ("datacl", TXTS)]
+    return _table(rows, spec)
+
+
+def pg_roles(s: Snapshot) -> pa.Table:
+    rows = [{"oid": OWNER_OID, "rolname": "cairn", "rolsuper": True, "rolinherit": True,
+             "rolcreaterole": False, "rolcreatedb": False, "rolcanlogin": True,
+             "rolreplication": False, "rolconnlimit": -1, "rolbypassrls": False,
+             "usename": "cairn", "usesysid": OWNER_OID, "usesuper": True}]
+    spec = [("oid", I64), ("rolname", TXT), ("rolsuper", BOOL), ("rolinherit", BOOL),
+            ("rolcreaterole", BOOL), ("rolcreatedb", BOOL), ("rolcanlogin", BOOL),
+            ("rolreplication", BOOL), ("rolconnlimit", I32), ("rolbypassrls", BOOL),
+            ("rolvaliduntil", TXT), ("rolconfig", TXTS), ("usename", TXT),
+            ("usesysid", I64), ("usesuper", BOOL)]
+    return _table(rows, spec)
+
+
+def pg_am(s: Snapshot) -> pa.Table:
+    return _table([{"oid": HEAP_AM, "amname": "heap", "amtype": "t"}],
+                  [("oid", I64), ("amname", TXT), ("amhandler", TXT), ("amtype", TXT)])
+
+
+def info_schemata(s: Snapshot) -> pa.Table:
+    rows = [{"catalog_name": DATABASE, "schema_name": n, "schema_owner": "cairn"}
+            for _, n in _schemas(s)]
+    return _table(rows, [("catalog_name", TXT), ("schema_name", TXT), ("schema_owner", TXT)])
+
+
+def info_tables(s: Snapshot) -> pa.Table:
+    rows = [{"table_catalog": DATABASE, "table_schema": ns, "table_name": name,
+             "table_type": "BASE TABLE" if kind == "r" else "VIEW",
+             "is_insertable_into": "YES" if kind == "r" else "NO"}
+            for ns, name, kind, _ in s.tables]
+    return _table(rows, [("table_catalog", TXT), ("table_schema", TXT), ("table_name", TXT),
+                         ("table_type", TXT), ("is_insertable_into", TXT)])
+
+
+def info_columns(s: Snapshot) -> pa.Table:
+    rows = []
+    for ns, name, _, cols in s.tables:
+        for i, (col, typ, not_null, default) in enumerate(cols, start=1):
+            oid = t.oid_of(typ)
+            nums = [int(x) for x in typ.partition("(")[2].rstrip(")").split(",") if x.isdigit()]
+            rows.append({
+                "table_catalog": DATABASE, "table_schema": ns, "table_name": name,
+                "column_name": col, "ordinal_position": i,
+                "column_default": None if default is None else str(default),
+                "is_nullable": "NO" if not_null else "YES",
+                "data_type": t.pg_type_name(typ).split("(")[0],
+                "udt_name": t.TYPES.get(oid, ("text", -1))[0],
+                "character_maximum_length": nums[0] if typ.startswith("TEXT") and nums else None,
+                "numeric_precision": nums[0] if typ.startswith("DECIMAL") and nums else None,
+                "numeric_scale": nums[1] if typ.startswith("DECIMAL") and len(nums) > 1 else None,
+            })
+    spec = [("table_catalog", TXT), ("table_schema", TXT), ("table_name", TXT),
+            ("column_name", TXT), ("ordinal_position", I32), ("column_default", TXT),
+            ("is_nullable", TXT), ("data_type", TXT), ("udt_name", TXT),
+            ("character_maximum_length", I32), ("numeric_precision", I32),
+            ("numeric_scale", I32)]
+    return _table(rows, spec)
+
+
+def _empty(*columns: tuple[str, pa.DataType]) -> Callable[[Snapshot], pa.Table]:
+    return lambda s: _table([], list(columns))
+
+
+# name -> builder; `pg_catalog.X` and bare `X` both resolve here.
+PG_CATALOG: dict[str, Callable[[Snapshot], pa.Table]] = {
+    "pg_namespace": pg_namespace, "pg_class": pg_class, "pg_attribute": pg_attribute,
+    "pg_attrdef": pg_attrdef, "pg_type": pg_type, "pg_database": pg_database,
+    "pg_roles": pg_roles, "pg_user": pg_roles, "pg_authid": pg_roles, "pg_am": pg_am,
+    "pg_index": _empty(("indexrelid", I64), ("indrelid", I64), ("indnatts", I16),
+                       ("indisunique", BOOL), ("indisprimary", BOOL), ("indisclustered", BOOL),
+                       ("indisvalid", BOOL), ("indkey", TXTS), ("indisreplident", BOOL)),
+    "pg_constraint": _empty(("oid", I64), ("conname", TXT), ("connamespace", I64),
+                            ("contype", TXT), ("conrelid", I64), ("conindid", I64),
+                            ("confrelid", I64), ("conkey", TXTS), ("conparentid", I64)),
+    "pg_inherits": _empty(("inhrelid", I64), ("inhparent", I64), ("inhseqno", I32),
+                          ("inhdetachpending", BOOL)),
+    "pg_description": _empty(("objoid", I64), ("classoid", I64), ("objsubid", I32),
+                             ("description", TXT)),
+    "pg_collation": _empty(("oid", I64), ("collname", TXT), ("collnamespace", I64)),
+    "pg_tablespace": _empty(("oid", I64), ("spcname", TXT)),
+    "pg_trigger": _empty(("oid", I64), ("tgrelid", I64), ("tgname", TXT), ("tgisinternal", BOOL)),
+    "pg_proc": _empty(("oid", I64), ("proname", TXT), ("pronamespace", I64)),
+    "pg_extension": _empty(("oid", I64), ("extname", TXT), ("extversion", TXT)),
+    "pg_settings": _empty(("name", TXT), ("setting", TXT)),
+}
+INFORMATION_SCHEMA: dict[str, Callable[[Snapshot], pa.Table]] = {
+    "schemata": info_schemata, "tables": info_tables, "columns": info_columns,
+}

@@ -1,0 +1,75 @@
+"""A statement's answer as protocol messages: RowDescription, DataRows and the
+command tag PostgreSQL clients parse (`SELECT 3`, `INSERT 0 2`, ...)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..result import Result
+from . import messages
+from . import types as t
+
+
+@dataclass
+class Reply:
+    """What one statement gives: columns (None: no rows at all), rows, tag."""
+
+    tag: str
+    columns: list[tuple[str, int]] | None = None
+    rows: list[list[Any]] = field(default_factory=list)
+
+
+_WORDS = re.compile(r"[A-Za-z_]+")
+_MODIFIERS = {"SHARED", "USER", "STREAM", "OR", "REPLACE", "IF", "TEMP", "TEMPORARY"}
+
+
+def tag_of(text: str, result: Result) -> str:
+    words = [w.upper() for w in _WORDS.findall(text[:200])[:4]]
+    first = words[0] if words else ""
+    if result.columns:
+        return f"SELECT {result.row_count}"
+    if first == "INSERT":
+        return f"INSERT 0 {result.row_count}"
+    if first in ("UPDATE", "DELETE"):
+        return f"{first} {result.row_count}"
+    rest = [w for w in words[1:] if w not in _MODIFIERS]
+    return " ".join([first] + rest[:1]) if first in ("CREATE", "DROP", "ALTER") else (
+        " ".join(words[:2]) or "OK")
+
+
+def from_result(text: str, result: Result) -> Reply:
+    tag = tag_of(text, result)
+    if not result.columns:
+        return Reply(tag)
+    columns = [(name, t.oid_of(typ)) for name, typ in zip(result.columns, result.types)]
+    table = getattr(result, "table", None)
+    if table is not None and table.num_columns == len(columns):
+        cols = [c.to_pylist() for c in table.columns]
+        rows = [list(r) for r in zip(*cols)] if cols else []
+    else:
+        rows = [[row.get(name) for name in result.columns] for row in result.rows]
+    return Reply(tag, columns, rows)
+
+
+def formats_for(codes: list[int], n: int) -> list[int]:
+    if not codes:
+        return [0] * n
+    if len(codes) == 1:
+        return codes * n
+    return codes[:n] + [0] * (n - len(codes))
+
+
+def description(columns: list[tuple[str, int]], formats: list[int]) -> bytes:
+    return messages.row_description(
+        [(name, oid, t.type_size(oid), fmt) for (name, oid), fmt in zip(columns, formats)])
+
+
+def data_rows(rows: list[list[Any]], oids: list[int], formats: list[int]) -> list[bytes]:
+    encoders = [t.encoder(oid, fmt == 1) for oid, fmt in zip(oids, formats)]
+    out = []
+    for row in rows:
+        out.append(messages.data_row(
+            [None if v is None else enc(v) for v, enc in zip(row, encoders)]))
+    return out

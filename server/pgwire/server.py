@@ -1,0 +1,192 @@
+"""The listener: start-up (SSLRequest, CancelRequest, StartupMessage),
+authentication, then one `Connection` per client.
+
+A protocol violation (a bad length, an unknown message, a broken start-up) is
+answered with FATAL 08P01 and the connection is closed; nothing a client sends
+can stop the server. Start-up must finish within STARTUP_TIMEOUT seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+from typing import Any
+
+from ..auth import USER_ID
+from ..state import Cairn, Session
+from . import chatter, messages, pgcatalog, scram
+from .connection import Connection
+from .errors import PgError
+
+log = logging.getLogger("cairn.pgwire")
+
+STARTUP_TIMEOUT = 30.0
+MAX_CONNECTIONS = 200
+
+
+class PgServer:
+    def __init__(self, cairn: Cairn) -> None:
+        self.cairn = cairn
+        self.cfg = cairn.config.pgwire
+        self.ssl: ssl.SSLContext | None = None
+        if self.cfg.tls_cert:
+            self.ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.ssl.load_cert_chain(self.cfg.tls_cert, self.cfg.tls_key)
+        auth = cairn.config.auth
+        self.verifier = scram.Verifier(auth.tokens) if auth.mode == "token" else None
+        self.catalog = pgcatalog.CatalogEngine()
+        self.connections: dict[int, tuple[int, Connection]] = {}
+        self._clients: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, self.cfg.host, self.cfg.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("pgwire listening on %s:%s%s", self.cfg.host, self.port,
+                 " (TLS)" if self.ssl else "")
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._clients):
+            writer.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        self.catalog.close()
+
+    def cancel(self, pid: int, secret: int) -> None:
+        entry = self.connections.get(pid)
+        if entry is not None and secrets.compare_digest(entry[0].to_bytes(4, "big", signed=True),
+                                                        secret.to_bytes(4, "big", signed=True)):
+            entry[1].cancel()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
+        pid = 0
+        try:
+            if len(self._clients) > MAX_CONNECTIONS:
+                raise PgError("53300", "sorry, too many clients already", severity="FATAL")
+            started = await asyncio.wait_for(self._startup(reader, writer), STARTUP_TIMEOUT)
+            if started is None:
+                return
+            conn, pid, secret = started
+            self.connections[pid] = (secret, conn)
+            await conn.serve()
+        except PgError as exc:
+            await _say(writer, exc.to_bytes())
+        except messages.ProtocolViolation as exc:
+            await _say(writer, messages.error("FATAL", "08P01", f"protocol violation: {exc}"))
+        except asyncio.TimeoutError:
+            await _say(writer, messages.error("FATAL", "08P01", "start-up took too long"))
+        except (messages.Closed, ConnectionError, ssl.SSLError):
+            pass
+        except Exception:
+            log.exception("pgwire: internal error")
+            await _say(writer, messages.error("FATAL", "XX000", "internal error: this is a bug"))
+        finally:
+            self.connections.pop(pid, None)
+            self._clients.discard(writer)
+            writer.close()
+
+    async def _startup(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                       ) -> tuple[Connection, int, int] | None:
+        tls = False
+        while True:
+            code, body = await messages.read_startup(reader)
+            if code == messages.SSL_REQUEST and not tls:
+                if self.ssl is None:
+                    writer.write(b"N")
+                    continue
+                writer.write(b"S")
+                await writer.drain()
+                await writer.start_tls(self.ssl)
+                tls = True
+                continue
+            if code == messages.GSSENC_REQUEST:
+                writer.write(b"N")
+                continue
+            if code == messages.CANCEL_REQUEST:
+                self.cancel(body.int32(), body.int32())
+                return None
+            break
+        if code >> 16 != 3:
+            raise PgError("0A000", f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}",
+                          severity="FATAL")
+        startup = _startup_params(body)
+        user = startup.get("user", "")
+        if not user:
+            raise PgError("28000", "no PostgreSQL user name specified in startup packet",
+                          severity="FATAL")
+        session = await self._authenticate(reader, writer, user)
+        assert session.user_id is not None
+        settings = chatter.Settings(session.user_id, startup, session.is_admin)
+        pid = secrets.randbits(31) or 1
+        while pid in self.connections:
+            pid = secrets.randbits(31) or 1
+        secret = secrets.randbits(31)
+        writer.write(messages.AUTH_OK)
+        for name, value in settings.reported().items():
+            writer.write(messages.parameter_status(name, value))
+        writer.write(messages.backend_key(pid, secret))
+        writer.write(messages.ready(b"I"))
+        await writer.drain()
+        info = pgcatalog.SessionInfo(session.user_id, pid, session.namespace, settings.values,
+                                     self.cfg.host, self.port)
+        conn = Connection(self.cairn, self.catalog, reader, writer, session, settings, info)
+        return conn, pid, secret
+
+    async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            user: str) -> Session:
+        if self.verifier is None:
+            if not USER_ID.match(user):
+                raise PgError("28000", "user names are 1-128 characters of letters, digits "
+                                       "and _ . @ : + -", severity="FATAL")
+            return Session(user_id=user, role="admin")
+        failed = PgError("28P01", f'password authentication failed for user "{user[:64]}"',
+                         severity="FATAL")
+        exchange = scram.Exchange(self.verifier)
+        writer.write(messages.auth_request(10, messages.cstr(scram.MECHANISM) + b"\x00"))
+        await writer.drain()
+        try:
+            body = await _password_message(reader)
+            if body.cstring() != scram.MECHANISM:
+                raise failed
+            length = body.int32()
+            first = body.bytes(length) if length >= 0 else b""
+            writer.write(messages.auth_request(11, exchange.first(first)))
+            await writer.drain()
+            body = await _password_message(reader)
+            entry, final = exchange.final(body.rest())
+        except scram.ScramError:
+            raise failed from None
+        writer.write(messages.auth_request(12, final))
+        return Session(user_id=entry["user"], role=entry.get("role", "user"))
+
+
+async def _password_message(reader: asyncio.StreamReader) -> messages.Payload:
+    tag, body = await messages.read_message(reader)
+    if tag != b"p":
+        raise messages.ProtocolViolation("expected a password message")
+    return body
+
+
+def _startup_params(body: messages.Payload) -> dict[str, str]:
+    out: dict[str, str] = {}
+    while not body.done():
+        key = body.cstring()
+        if not key:
+            break
+        out[key] = body.cstring()
+    return out
+
+
+async def _say(writer: asyncio.StreamWriter, data: bytes) -> None:
+    try:
+        writer.write(data)
+        await writer.drain()
+    except (ConnectionError, RuntimeError):
+        pass
+
+

@@ -1,0 +1,372 @@
+"""Cairn types <-> PostgreSQL type OIDs, and values in both wire formats.
+
+Results: a value is encoded for the column's declared OID (converting where the
+driver was promised another width, e.g. an int4 value in an int8 column).
+Parameters: text or binary bytes of a known OID become Python values, which
+`params.py` turns into typed SQL literals."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import math
+import re
+import struct
+from collections.abc import Callable
+from typing import Any
+
+BOOL, BYTEA, CHAR, NAME, INT8, INT2, INT2VECTOR, INT4, REGPROC, TEXT, OID = (
+    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26)
+JSON, FLOAT4, FLOAT8, UNKNOWN, VARCHAR, BPCHAR = 114, 700, 701, 705, 1043, 1042
+DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC = 1082, 1083, 1114, 1184, 1186, 1700
+OIDVECTOR, REGCLASS, REGTYPE, UUID, JSONB, TEXT_ARRAY, CHAR_ARRAY = (
+    30, 2205, 2206, 2950, 3802, 1009, 1002)
+
+# oid -> (typname, typlen) as pg_type shows them.
+TYPES: dict[int, tuple[str, int]] = {
+    BOOL: ("bool", 1), BYTEA: ("bytea", -1), CHAR: ("char", 1), NAME: ("name", 64),
+    INT8: ("int8", 8), INT2: ("int2", 2), INT2VECTOR: ("int2vector", -1), INT4: ("int4", 4),
+    REGPROC: ("regproc", 4), TEXT: ("text", -1), OID: ("oid", 4), JSON: ("json", -1),
+    FLOAT4: ("float4", 4), FLOAT8: ("float8", 8), UNKNOWN: ("unknown", -2),
+    BPCHAR: ("bpchar", -1), VARCHAR: ("varchar", -1), DATE: ("date", 4), TIME: ("time", 8),
+    TIMESTAMP: ("timestamp", 8), TIMESTAMPTZ: ("timestamptz", 8), INTERVAL: ("interval", 16),
+    NUMERIC: ("numeric", -1), OIDVECTOR: ("oidvector", -1), REGCLASS: ("regclass", 4),
+    REGTYPE: ("regtype", 4), UUID: ("uuid", 16), JSONB: ("jsonb", -1),
+    TEXT_ARRAY: ("_text", -1), CHAR_ARRAY: ("_char", -1),
+}  # fmt: skip
+
+_BY_CAIRN = {
+    "BOOLEAN": BOOL, "SMALLINT": INT2, "INT": INT4, "BIGINT": INT8, "REAL": FLOAT4,
+    "DOUBLE": FLOAT8, "TEXT": TEXT, "BYTES": BYTEA, "DATE": DATE, "TIMESTAMP": TIMESTAMPTZ,
+    "JSON": JSON,
+}  # fmt: skip
+
+
+def oid_of(cairn_type: str) -> int:
+    """The OID a Cairn type name (BIGINT, DECIMAL(10,2), TEXT(20), ...) is sent as."""
+    base = cairn_type.split("(", 1)[0].strip().upper()
+    if base == "DECIMAL":
+        return NUMERIC
+    return _BY_CAIRN.get(base, TEXT)
+
+
+def type_size(oid: int) -> int:
+    return TYPES.get(oid, ("", -1))[1]
+
+
+def pg_type_name(cairn_type: str) -> str:
+    """How `format_type` shows a Cairn type: bigint, numeric(10,2), text, ..."""
+    base, _, rest = cairn_type.partition("(")
+    names = {
+        "BOOLEAN": "boolean", "SMALLINT": "smallint", "INT": "integer", "BIGINT": "bigint",
+        "REAL": "real", "DOUBLE": "double precision", "TEXT": "text", "BYTES": "bytea",
+        "DATE": "date", "TIMESTAMP": "timestamp with time zone", "JSON": "json",
+        "DECIMAL": "numeric",
+    }  # fmt: skip
+    name = names.get(base.strip().upper(), base.lower())
+    if rest and base.strip().upper() == "DECIMAL":
+        return f"numeric({rest.rstrip(')').replace(' ', '')})"
+    if rest and base.strip().upper() == "TEXT":
+        return f"character varying({rest.rstrip(')')})"
+    return name
+
+
+# --- results -------------------------------------------------------------------------
+
+EPOCH = dt.datetime(2000, 1, 1)
+EPOCH_DATE = dt.date(2000, 1, 1)
+_ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def _as_datetime(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)
+    text = str(value).strip().replace(" ", "T", 1)
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = dt.datetime.fromisoformat(text)
+    return _as_datetime(parsed) if parsed.tzinfo else parsed
+
+
+def _as_decimal(value: Any) -> decimal.Decimal:
+    if isinstance(value, decimal.Decimal):
+        return value
+    if isinstance(value, float):
+        return decimal.Decimal(repr(value))
+    return decimal.Decimal(str(value))
+
+
+def _float_text(value: Any) -> str:
+    f = float(value)
+    if math.isnan(f):
+        return "NaN"
+    if math.isinf(f):
+        return "Infinity" if f > 0 else "-Infinity"
+    return repr(f)
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _ts_text(value: Any) -> str:
+    d = _as_datetime(value)
+    text = d.isoformat(sep=" ")
+    return text + "+00"
+
+
+def _bool_text(value: Any) -> str:
+    if isinstance(value, str):
+        return "t" if value.lower() in ("t", "true", "1") else "f"
+    return "t" if value else "f"
+
+
+def _bytes_of(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return base64.b64decode(value)  # a JSON-form result holds base64
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    if isinstance(value, dt.datetime):
+        return _ts_text(value)
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    return str(value)
+
+
+_TEXT_ENCODERS: dict[int, Callable[[Any], str]] = {
+    BOOL: _bool_text,
+    INT2: lambda v: str(int(v)), INT4: lambda v: str(int(v)), INT8: lambda v: str(int(v)),
+    OID: lambda v: str(int(v)),
+    FLOAT4: _float_text, FLOAT8: _float_text,
+    NUMERIC: lambda v: format(_as_decimal(v), "f"),
+    BYTEA: lambda v: "\\x" + _bytes_of(v).hex(),
+    DATE: lambda v: (v if isinstance(v, dt.date) else _as_datetime(v)).isoformat()[:10],
+    TIMESTAMPTZ: _ts_text,
+    TIMESTAMP: lambda v: _as_datetime(v).isoformat(sep=" "),
+    JSON: _json_text,
+}  # fmt: skip
+
+
+def _numeric_binary(value: Any) -> bytes:
+    d = _as_decimal(value)
+    if d.is_nan():
+        return struct.pack("!hhHh", 0, 0, 0xC000, 0)
+    if d.is_infinite():
+        return struct.pack("!hhHh", 0, 0, 0xD000 if d > 0 else 0xF000, 0)
+    sign, digits, exponent = d.as_tuple()
+    assert isinstance(exponent, int)
+    dscale = max(0, -exponent)
+    text = "".join(map(str, digits))
+    if exponent > 0:
+        text += "0" * exponent
+        exponent = 0
+    int_part = text[:len(text) + exponent] if exponent < 0 else text
+    frac_part = text[len(text) + exponent:] if exponent < 0 else ""
+    int_part = int_part.lstrip("0")
+    if len(int_part) % 4:
+        int_part = "0" * (4 - len(int_part) % 4) + int_part
+    if len(frac_part) % 4:
+        frac_part += "0" * (4 - len(frac_part) % 4)
+    groups = [int(int_part[i:i + 4]) for i in range(0, len(int_part), 4)]
+    weight = len(groups) - 1
+    groups += [int(frac_part[i:i + 4]) for i in range(0, len(frac_part), 4)]
+    while groups and groups[0] == 0:  # leading zero groups
+        groups.pop(0)
+        weight -= 1
+    while groups and groups[-1] == 0:
+        groups.pop()
+    if not groups:
+        weight = 0
+    head = struct.pack("!hhHh", len(groups), weight, 0x4000 if sign else 0, dscale)
+    return head + struct.pack(f"!{len(groups)}H", *groups)
+
+
+_BINARY_ENCODERS: dict[int, Callable[[Any], bytes]] = {
+    BOOL: lambda v: b"\x01" if (_bool_text(v) == "t") else b"\x00",
+    INT2: lambda v: struct.pack("!h", int(v)), INT4: lambda v: struct.pack("!i", int(v)),
+    INT8: lambda v: struct.pack("!q", int(v)), OID: lambda v: struct.pack("!I", int(v)),
+    FLOAT4: lambda v: struct.pack("!f", float(v)), FLOAT8: lambda v: struct.pack("!d", float(v)),
+    NUMERIC: _numeric_binary,
+    BYTEA: _bytes_of,
+    DATE: lambda v: struct.pack(
+        "!i", ((v if isinstance(v, dt.date) and not isinstance(v, dt.datetime)
+                else _as_datetime(v).date()) - EPOCH_DATE).days),
+    TIMESTAMPTZ: lambda v: struct.pack("!q", (_as_datetime(v) - EPOCH) // dt.timedelta(microseconds=1)),
+    TIMESTAMP: lambda v: struct.pack("!q", (_as_datetime(v) - EPOCH) // dt.timedelta(microseconds=1)),
+    JSON: lambda v: _json_text(v).encode(),
+}  # fmt: skip
+
+
+def encoder(oid: int, binary: bool) -> Callable[[Any], bytes]:
+    """A function from a Python value (never None) to its wire bytes."""
+    if binary:
+        enc = _BINARY_ENCODERS.get(oid)
+        if enc is not None:
+            return enc
+    text_enc = _TEXT_ENCODERS.get(oid, _text)
+    return lambda v: text_enc(v).encode("utf-8", "surrogateescape")
+
+
+BINARY_OIDS = frozenset(_BINARY_ENCODERS) | {TEXT, VARCHAR, NAME, BPCHAR, CHAR}
+
+
+# --- parameters ------------------------------------------------------------------------
+
+
+class BadParameter(ValueError):
+    """A parameter's bytes do not read as its type (22P02)."""
+
+
+def _numeric_from_binary(raw: bytes) -> decimal.Decimal:
+    if len(raw) < 8:
+        raise BadParameter("numeric parameter is too short")
+    ndigits, weight, sign, dscale = struct.unpack("!hhHh", raw[:8])
+    if sign == 0xC000:
+        return decimal.Decimal("NaN")
+    if sign in (0xD000, 0xF000):
+        return decimal.Decimal("Infinity" if sign == 0xD000 else "-Infinity")
+    if ndigits < 0 or len(raw) != 8 + 2 * ndigits or sign not in (0, 0x4000):
+        raise BadParameter("numeric parameter is malformed")
+    groups = struct.unpack(f"!{ndigits}H", raw[8:])
+    if any(g > 9999 for g in groups):
+        raise BadParameter("numeric parameter is malformed")
+    value = decimal.Decimal(0)
+    with decimal.localcontext() as ctx:
+        ctx.prec = 1000
+        for i, g in enumerate(groups):
+            value += decimal.Decimal(g).scaleb(4 * (weight - i))
+        value = value.quantize(decimal.Decimal(1).scaleb(-dscale)) if dscale >= 0 else value
+    return -value if sign == 0x4000 else value
+
+
+def _int_from(raw: bytes, size: int) -> int:
+    if len(raw) != size:
+        raise BadParameter(f"integer parameter has {len(raw)} bytes, not {size}")
+    return int.from_bytes(raw, "big", signed=True)
+
+
+_BINARY_DECODERS: dict[int, Callable[[bytes], Any]] = {
+    BOOL: lambda r: r == b"\x01" if len(r) == 1 else _fail("bool"),
+    INT2: lambda r: _int_from(r, 2), INT4: lambda r: _int_from(r, 4),
+    INT8: lambda r: _int_from(r, 8), OID: lambda r: int.from_bytes(r, "big") if len(r) == 4 else _fail("oid"),
+    FLOAT4: lambda r: struct.unpack("!f", r)[0] if len(r) == 4 else _fail("float4"),
+    FLOAT8: lambda r: struct.unpack("!d", r)[0] if len(r) == 8 else _fail("float8"),
+    NUMERIC: _numeric_from_binary,
+    BYTEA: bytes,
+    DATE: lambda r: EPOCH_DATE + dt.timedelta(days=_int_from(r, 4)),
+    TIMESTAMPTZ: lambda r: EPOCH + dt.timedelta(microseconds=_int_from(r, 8)),
+    TIMESTAMP: lambda r: EPOCH + dt.timedelta(microseconds=_int_from(r, 8)),
+    JSON: lambda r: _utf8(r),
+    JSONB: lambda r: _utf8(r[1:]) if r[:1] == b"\x01" else _fail("jsonb"),
+    TEXT: lambda r: _utf8(r), VARCHAR: lambda r: _utf8(r), NAME: lambda r: _utf8(r),
+    BPCHAR: lambda r: _utf8(r), UNKNOWN: lambda r: _utf8(r), CHAR: lambda r: _utf8(r),
+    UUID: lambda r: str(__import__("uuid").UUID(bytes=r)) if len(r) == 16 else _fail("uuid"),
+}  # fmt: skip
+
+
+def _fail(what: str) -> Any:
+    raise BadParameter(f"{what} parameter is malformed")
+
+
+class BadUnicode(ValueError):
+    """Parameter text that is not valid UTF-8 (22021)."""
+
+
+def _utf8(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadUnicode("a parameter is not valid UTF-8") from None
+
+
+def _bool_from_text(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("t", "true", "yes", "on", "1", "y"):
+        return True
+    if t in ("f", "false", "no", "off", "0", "n"):
+        return False
+    raise BadParameter(f"invalid input syntax for type boolean: {text!r}")
+
+
+def _bytea_from_text(text: str) -> bytes:
+    if text.startswith("\\x"):
+        try:
+            return bytes.fromhex(text[2:])
+        except ValueError:
+            raise BadParameter("invalid hexadecimal bytea parameter") from None
+    out = bytearray()  # the old escape format: \\ and \ooo
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            if text[i + 1:i + 2] == "\\":
+                out.append(0x5C)
+                i += 2
+                continue
+            octal = text[i + 1:i + 4]
+            if len(octal) == 3 and all(ch in "01234567" for ch in octal):
+                out.append(int(octal, 8) & 0xFF)
+                i += 4
+                continue
+            raise BadParameter("invalid escape in bytea parameter")
+        out += c.encode()
+        i += 1
+    return bytes(out)
+
+
+def _number(cast: Callable[[str], Any]) -> Callable[[str], Any]:
+    def read(text: str) -> Any:
+        try:
+            return cast(text.strip())
+        except (ValueError, decimal.InvalidOperation):
+            raise BadParameter(f"invalid number parameter: {text[:40]!r}") from None
+    return read
+
+
+_TEXT_DECODERS: dict[int, Callable[[str], Any]] = {
+    BOOL: _bool_from_text,
+    INT2: _number(int), INT4: _number(int), INT8: _number(int), OID: _number(int),
+    FLOAT4: _number(float), FLOAT8: _number(float),
+    NUMERIC: _number(decimal.Decimal),
+    BYTEA: _bytea_from_text,
+}  # fmt: skip
+
+
+def decode_param(oid: int, binary: bool, raw: bytes | None) -> Any:
+    """A parameter as a Python value (str for text-like and unknown types;
+    dates and timestamps from text stay text, which Cairn reads itself)."""
+    if raw is None:
+        return None
+    if binary:
+        dec = _BINARY_DECODERS.get(oid)
+        if dec is None:
+            raise BadParameter(f"binary parameters of type oid {oid} are not supported")
+        try:
+            return dec(raw)
+        except (struct.error, OverflowError, ValueError) as exc:
+            if isinstance(exc, BadParameter | BadUnicode):
+                raise
+            raise BadParameter(f"parameter of type oid {oid} is malformed") from None
+    text = _utf8(raw)
+    if "\x00" in text:
+        raise BadUnicode("a parameter holds a NUL character")
+    dec_text = _TEXT_DECODERS.get(oid)
+    return dec_text(text) if dec_text is not None else text
