@@ -152,3 +152,41 @@ def _comment_end(sql: str, start: int) -> int:
         if depth == 0:
             return m.end()
     return -1
+
+
+_SPECIAL_OR_PARAM = re.compile(r"""[;'"]|--|/\*|\$\d+|\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$""")
+
+
+def parameters(sql: str) -> list[tuple[int, int, int]]:
+    """(start, end, n) of every `$n` parameter that is code, by the same rules
+    that cut statements: never inside a string, E-string, dollar-quoted string,
+    quoted name or comment, nor inside a word. Stops at anything unterminated
+    (the statement's own parse reports it)."""
+    out: list[tuple[int, int, int]] = []
+    pos, n = 0, len(sql)
+    while pos < n:
+        m = _SPECIAL_OR_PARAM.search(sql, pos)
+        if m is None:
+            break
+        tok, start = m.group(), m.start()
+        in_word = start > 0 and _IDENT_CHAR.match(sql[start - 1]) is not None
+        if tok in ("--", "/*"):
+            end = _comment_end(sql, start)
+        elif tok == ";":
+            end = start + 1
+        elif tok in ("'", '"'):
+            backslashes = tok == "'" and start > 0 and sql[start - 1] in "eE" and (
+                start < 2 or not _IDENT_CHAR.match(sql[start - 2]))
+            end = _quoted_end(sql, start, tok, backslashes)
+        elif in_word:
+            end = start + 1
+        elif tok[1:].isdigit():
+            out.append((start, m.end(), int(tok[1:])))
+            end = m.end()
+        else:
+            close = sql.find(tok, start + len(tok))
+            end = close + len(tok) if close >= 0 else -1
+        if end < 0:
+            break
+        pos = end
+    return out

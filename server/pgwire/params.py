@@ -1,7 +1,7 @@
 """Bind parameters ($1, $2, ...) as typed SQL literals.
 
 Where a `$n` is code (not inside a string, quoted name or comment) is decided
-by sqlglot's DuckDB tokenizer, the same one that parses Cairn's queries. Each
+by the rules that cut a request into statements (`sqlgrammar.splitter`). Each
 value becomes a literal printed by sqlglot (strings quoted and escaped by it),
 so a parameter is always exactly one literal token: no value can change the
 statement around it. Positions are found once per statement text (cached).
@@ -19,13 +19,11 @@ from typing import Any
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import SqlglotError
-from sqlglot.tokens import TokenType
+
+from sqlgrammar.splitter import parameters
 
 from . import types as t
-
-_DIALECT = DuckDB()
 
 MAX_PARAMS = 65535
 
@@ -37,20 +35,11 @@ class PlaceholderError(ValueError):
 @functools.lru_cache(maxsize=512)
 def placeholders(sql: str) -> tuple[tuple[int, int, int], ...]:
     """(start, end, number) of every `$n` that is code, in text order."""
-    try:
-        tokens = _DIALECT.tokenize(sql)
-    except SqlglotError:
-        return ()  # the statement's own parse reports the error
-    out = []
-    for prev, tok in zip(tokens, tokens[1:]):
-        if (prev.token_type == TokenType.PARAMETER and prev.text == "$"
-                and tok.token_type == TokenType.NUMBER and tok.start == prev.end + 1
-                and tok.text.isdigit()):
-            n = int(tok.text)
-            if not 1 <= n <= MAX_PARAMS:
-                raise PlaceholderError(f"there is no parameter ${tok.text}")
-            out.append((prev.start, tok.end + 1, n))
-    return tuple(out)
+    spots = tuple(parameters(sql))
+    for _, _, n in spots:
+        if not 1 <= n <= MAX_PARAMS:
+            raise PlaceholderError(f"there is no parameter ${n}")
+    return spots
 
 
 def count(sql: str) -> int:
@@ -99,35 +88,35 @@ def _string(text: str) -> str:
     return str(exp.Literal.string(text).sql(dialect="duckdb"))
 
 
-def substitute(sql: str, values: list[Any], oids: list[int]) -> str:
-    """`sql` with every `$n` replaced by the literal of values[n - 1]."""
+def _replace(sql: str, text_of: Any) -> str:
     spots = placeholders(sql)
     if not spots:
         return sql
     parts = []
     last = 0
     for start, end, n in spots:
-        if n > len(values):
-            raise PlaceholderError(f"there is no parameter ${n}")
         parts.append(sql[last:start])
-        parts.append(literal(values[n - 1], oids[n - 1] if n <= len(oids) else 0))
+        parts.append(text_of(n))
         last = end
     parts.append(sql[last:])
     return "".join(parts)
+
+
+def substitute(sql: str, values: list[Any], oids: list[int]) -> str:
+    """`sql` with every `$n` replaced by the literal of values[n - 1]."""
+    def text_of(n: int) -> str:
+        if n > len(values):
+            raise PlaceholderError(f"there is no parameter ${n}")
+        return literal(values[n - 1], oids[n - 1] if n <= len(oids) else 0)
+    return _replace(sql, text_of)
 
 
 def typed_nulls(sql: str, oids: list[int]) -> str:
     """`sql` with every `$n` replaced by a NULL of its type (for describing)."""
-    spots = placeholders(sql)
-    parts = []
-    last = 0
-    for start, end, n in spots:
+    def text_of(n: int) -> str:
         oid = oids[n - 1] if n <= len(oids) else 0
-        parts.append(sql[last:start])
-        parts.append(f"CAST(NULL AS {_DUCK_OF.get(oid, 'VARCHAR')})")
-        last = end
-    parts.append(sql[last:])
-    return "".join(parts)
+        return f"CAST(NULL AS {_DUCK_OF.get(oid, 'VARCHAR')})"
+    return _replace(sql, text_of)
 
 
 _DUCK_OF = {
@@ -155,23 +144,23 @@ def infer(sql: str, declared: list[int], lookup: Any) -> list[int]:
     oids = [declared[i] if i < len(declared) and declared[i] else 0 for i in range(n)]
     if all(oids):
         return oids
+    marked = _replace(sql, lambda n: f"{_MARK}{n}")
     try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
+        tree = sqlglot.parse_one(marked, read="duckdb")
     except (SqlglotError, RecursionError):
         return [o or t.TEXT for o in oids]
     tables = _tables(tree, lookup)
-    for node in tree.find_all(exp.Placeholder, exp.Parameter):
-        idx = _index(node)
-        if idx is None or idx > n or oids[idx - 1]:
+    for node in tree.find_all(exp.Column):
+        name = node.name
+        if node.table or not name.startswith(_MARK) or not name[len(_MARK):].isdigit():
             continue
-        oids[idx - 1] = _guess(node, tables, tree) or 0
+        idx = int(name[len(_MARK):])
+        if 1 <= idx <= n and not oids[idx - 1]:
+            oids[idx - 1] = _guess(node, tables, tree) or 0
     return [o or t.TEXT for o in oids]
 
 
-def _index(node: exp.Expression) -> int | None:
-    this = node.this if isinstance(node, exp.Placeholder) else node.this
-    text = this.name if isinstance(this, exp.Expression) else str(this or "")
-    return int(text) if text.isdigit() else None
+_MARK = "cairn_parameter_"
 
 
 def _tables(tree: exp.Expression, lookup: Any) -> dict[str, dict[str, str]]:

@@ -175,6 +175,8 @@ def _numeric_binary(value: Any) -> bytes:
     assert isinstance(exponent, int)
     dscale = max(0, -exponent)
     text = "".join(map(str, digits))
+    if exponent < 0 and len(text) < -exponent:
+        text = "0" * (-exponent - len(text)) + text
     if exponent > 0:
         text += "0" * exponent
         exponent = 0
