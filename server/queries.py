@@ -62,6 +62,7 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
         table = await cairn.run(
             cairn.engine.query, stmt.expression, session.user_id, session.namespace,
             timeout=timeout, limits=limits_for(cairn, session),
+            interrupt=session.interrupt.target if session.interrupt is not None else None,
         )
         return bounded(cairn, table)
     if stmt.kind in explain.PREFIX:  # SUMMARIZE, DESCRIBE SELECT, PIVOT

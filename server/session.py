@@ -3,8 +3,34 @@ records who started a job, need not import the server's state)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+
+class Interrupt:
+    """Lets another task stop the DuckDB query a statement is running (a
+    PostgreSQL CancelRequest). Fired before the query starts, it stops the
+    query as soon as it does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._target: Callable[[], Any] | None = None
+        self.fired = False
+
+    def target(self, fn: Callable[[], Any] | None) -> None:
+        """The engine hands over the running cursor's interrupt (None: done)."""
+        with self._lock:
+            self._target = fn
+            if fn is not None and self.fired:
+                fn()
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._target is not None:
+                self._target()
 
 
 @dataclass
@@ -19,6 +45,7 @@ class Session:
     # Told the id of every job a statement of this session starts (pgwire
     # turns it into progress notices and cancels it on a CancelRequest).
     on_job: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    interrupt: Interrupt | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_admin(self) -> bool:

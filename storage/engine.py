@@ -398,13 +398,16 @@ class Engine:
         *,
         timeout: float | None = None,
         limits: ResultLimits | None = None,
+        interrupt: Callable[[Callable[[], Any] | None], None] | None = None,
     ) -> pa.Table:
         """A SELECT (checked against the sandbox) as an Arrow table. Past
         `timeout` seconds DuckDB is interrupted and CANCELLED raised; past
-        `limits` the answer is cut (see `ResultLimits`)."""
+        `limits` the answer is cut (see `ResultLimits`). `interrupt` is handed
+        the running cursor's interrupt function while DuckDB runs (and None
+        after), so a client can cancel the query."""
         sandbox.check_query(expression)
         return self.select(expression.copy(), session_user, default_namespace, timeout=timeout,
-                           limits=limits)
+                           limits=limits, interrupt=interrupt)
 
     def select(
         self,
@@ -415,6 +418,7 @@ class Engine:
         show_deleted: bool | None = None,
         timeout: float | None = None,
         limits: ResultLimits | None = None,
+        interrupt: Callable[[Callable[[], Any] | None], None] | None = None,
     ) -> pa.Table:
         """Run an already checked query tree (which this call may modify)."""
         system_table = self._system_table
@@ -435,7 +439,13 @@ class Engine:
             expression, user, default_namespace, self.state, system_table, self.files,
             show_deleted=show_deleted, ranges=self.file_ranges,
         )
-        return self._run(plan, timeout, limits)
+        if interrupt is None:
+            return self._run(plan, timeout, limits)
+        self._local.interrupt = interrupt  # read by _attempt, in this same thread
+        try:
+            return self._run(plan, timeout, limits)
+        finally:
+            self._local.interrupt = None
 
     @contextlib.contextmanager
     def time_limit(self, seconds: float | None) -> Iterator[None]:
@@ -493,6 +503,8 @@ class Engine:
                     raise
                 result = self._attempt(plan, deadline, False, fired, limits)
         except duckdb.InterruptException:
+            if not fired[0]:
+                raise Cancelled("query cancelled at the client's request") from None
             raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
         except duckdb.PermissionException as exc:
             raise PermissionDenied(_clean(str(exc), plan)) from None
@@ -530,13 +542,20 @@ class Engine:
                     plan.names[name] = plan.names.get(placeholder, "a table")
             if deadline is not None:
                 alarm = self._watchdog.arm(max(0.0, deadline - time.monotonic()), cur.interrupt)
-            if not sql:
-                result = pa.table({})
-            elif limits is None or not limits.bounded:
-                result = duck.fetch_arrow(cur, sql)
-            else:
-                result, cut = duck.fetch_bounded(cur, sql, limits.max_rows, limits.max_bytes)
-                result = ResultLimits.mark(result) if cut else result
+            interrupt = getattr(self._local, "interrupt", None)
+            if interrupt is not None:
+                interrupt(cur.interrupt)
+            try:
+                if not sql:
+                    result = pa.table({})
+                elif limits is None or not limits.bounded:
+                    result = duck.fetch_arrow(cur, sql)
+                else:
+                    result, cut = duck.fetch_bounded(cur, sql, limits.max_rows, limits.max_bytes)
+                    result = ResultLimits.mark(result) if cut else result
+            finally:
+                if interrupt is not None:
+                    interrupt(None)
             if alarm is not None:
                 fired[0] = self._watchdog.disarm(alarm)
                 alarm = None

@@ -21,7 +21,8 @@ from sqlgrammar.errors import SqlSyntaxError
 from sqlgrammar.splitter import split_script
 
 from ..executor import execute
-from ..state import Cairn, Session
+from ..session import Interrupt, Session
+from ..state import Cairn
 from . import chatter, messages, params, pgcatalog
 from . import types as t
 from .errors import PgError, position
@@ -31,6 +32,7 @@ log = logging.getLogger("cairn.pgwire")
 
 PROGRESS_PERIOD = 0.5  # seconds between job progress notices
 FLUSH_ROWS = 1000  # drain the socket every so many DataRows
+CANCEL_GRACE = 2.0  # seconds a cancelled statement gets to stop before it is abandoned
 
 
 @dataclass
@@ -116,8 +118,13 @@ class Connection:
         if self.jobs:
             for job_id in list(self.jobs):
                 asyncio.ensure_future(self._kill(job_id))
-        else:
-            self.running.cancel()
+            return
+        if self.session.interrupt is not None:
+            self.session.interrupt.fire()  # a running DuckDB query stops at once
+        running = self.running
+        # Anything else (a statement waiting on a lock) is abandoned shortly after.
+        asyncio.get_running_loop().call_later(
+            CANCEL_GRACE, lambda: running.cancel() if not running.done() else None)
 
     async def _kill(self, job_id: str) -> None:
         try:
@@ -182,6 +189,7 @@ class Connection:
     async def _cairn(self, text: str, offset: int) -> Reply:
         self.cancelled = False
         self.jobs.clear()
+        self.session.interrupt = Interrupt()
         task = asyncio.ensure_future(execute(self.cairn, self.session, text))
         self.running = task
         progress = asyncio.ensure_future(self._progress())

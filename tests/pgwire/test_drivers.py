@@ -1,0 +1,214 @@
+"""psycopg 3 and asyncpg against a real `cairn serve`: every type both ways,
+prepared statements, parameters, errors, cancellation, token auth over TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import json
+import threading
+import time
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+
+from tests.pgwire.conftest import ADMIN_TOKEN, USER_TOKEN, PgServer
+
+CREATE = (
+    "CREATE TABLE types.all_types (id BIGINT PRIMARY KEY, i INT, s SMALLINT, d DOUBLE, r REAL, "
+    "b BOOLEAN, t TEXT, by BYTES, ts TIMESTAMP, dec DECIMAL(38,10), j JSON, day DATE)"
+)
+BIG = bytes(range(256)) * 4096  # 1 MiB
+TS = dt.datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
+ROW = (1, -2147483648, 32767, 1.0000000000000002, 2.5, True, "it's \\ 'quoted' $1 -- not a comment",
+       BIG, TS, decimal.Decimal("12345678901234567.0123456789"),
+       {"a": [1, 2, None], "b": "ü"}, dt.date(1999, 12, 31))
+
+
+def _expected_row() -> tuple[Any, ...]:
+    return ROW[:8] + (TS.astimezone(dt.timezone.utc),) + ROW[9:]
+
+
+@pytest.fixture(scope="module")
+def typed(pg: PgServer) -> PgServer:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE types")
+        conn.execute(CREATE)
+        conn.execute("INSERT INTO types.all_types VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                     ROW[:10] + (json.dumps(ROW[10]),) + ROW[11:])
+        conn.execute("INSERT INTO types.all_types (id) VALUES (%s)", (2,))
+    return pg
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_psycopg_round_trips_every_type(typed: PgServer, binary: bool) -> None:
+    with psycopg.connect(typed.dsn(), autocommit=True) as conn:
+        cur = conn.cursor(binary=binary)
+        cur.execute("SELECT id, i, s, d, r, b, t, by, ts, dec, j, day FROM types.all_types "
+                    "WHERE id = %s", (1,))
+        assert cur.fetchone() == _expected_row()
+        names = [d.name for d in cur.description]
+        types = [d.type_code for d in cur.description]
+        assert names[:3] == ["id", "i", "s"]
+        assert types == [20, 23, 21, 701, 700, 16, 25, 17, 1184, 1700, 114, 1082]
+        cur.execute("SELECT i, s, d, r, b, t, by, ts, dec, j, day FROM types.all_types "
+                    "WHERE id = 2")
+        assert cur.fetchone() == (None,) * 11
+        cur.execute("SELECT * FROM types.all_types WHERE id = %s", (-1,))  # no rows
+        assert cur.fetchall() == [] and cur.description[0].name == "id"
+
+
+def test_psycopg_parameters_are_values_never_sql(typed: PgServer) -> None:
+    hostile = ["'; DROP NAMESPACE types CASCADE; --", "$1", "\\'", "a''b", "$$", "ü\u2028\t\n",
+               "\") OR 1=1 --", "' OR '1'='1"]
+    with psycopg.connect(typed.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE types.notes (id BIGINT PRIMARY KEY, body TEXT)")
+        for i, text in enumerate(hostile):
+            conn.execute("INSERT INTO types.notes VALUES (%s, %s)", (i, text))
+            assert conn.execute("SELECT body FROM types.notes WHERE body = %s", (text,)).fetchall() \
+                == [(text,)]
+        got = conn.execute("SELECT id, body FROM types.notes ORDER BY id").fetchall()
+        assert got == list(enumerate(hostile))
+        ns = conn.execute("SELECT count(*) FROM system.namespaces WHERE namespace = %s",
+                          ("types",)).fetchone()
+        assert ns == (1,)
+        # typed parameters in both formats
+        for binary in (False, True):
+            cur = conn.cursor(binary=binary)
+            cur.execute("SELECT id FROM types.all_types WHERE ts = %s AND dec = %s AND by = %s",
+                        (TS, ROW[9], BIG))
+            assert cur.fetchall() == [(1,)]
+
+
+def test_psycopg_errors_keep_connection_usable(typed: PgServer) -> None:
+    with psycopg.connect(typed.dsn(), autocommit=True) as conn:
+        cases = [
+            ("SELECT * FROM types.nope", psycopg.errors.UndefinedTable),
+            ("SELECT * FROM nowhere.t", psycopg.errors.InvalidSchemaName),
+            ("CREATE NAMESPACE types", psycopg.errors.DuplicateSchema),
+            (CREATE, psycopg.errors.DuplicateTable),
+            ("COPY types.all_types TO '/tmp/x'", psycopg.errors.InsufficientPrivilege),
+            ("SELEC 1", psycopg.errors.SyntaxError),
+            ("RESTORE DATABASE absent FROM 'nowhere-at-all'", psycopg.errors.UndefinedTable),
+        ]
+        for text, error in cases:
+            with pytest.raises(error):
+                conn.execute(text)
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.UndefinedTable):  # extended protocol, then Sync
+            conn.execute("SELECT * FROM types.nope WHERE id = %s", (1,))
+        assert conn.execute("SELECT %s::BIGINT", (5,)).fetchone() == (5,)
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):  # i is INT: 22P02
+            conn.execute("INSERT INTO types.all_types (id, i) VALUES (%s, %s)", (3, "x"))
+        with pytest.raises(psycopg.errors.InvalidParameterValue):  # INVALID_ARGUMENT: 22023
+            conn.execute("INSERT INTO types.all_types (id, i) VALUES (3, 'x')")
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_psycopg_transactions_are_accepted(typed: PgServer) -> None:
+    with psycopg.connect(typed.dsn()) as conn:  # not autocommit: psycopg sends BEGIN
+        conn.execute("INSERT INTO types.all_types (id) VALUES (%s)", (50,))
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM types.all_types WHERE id = 50").fetchone() == (1,)
+        conn.commit()
+
+
+def test_asyncpg_types_prepared_and_errors(typed: PgServer) -> None:
+    async def main() -> None:
+        conn = await asyncpg.connect(typed.url())
+        try:
+            row = await conn.fetchrow("SELECT id, i, s, d, r, b, t, by, ts, dec, j, day "
+                                      "FROM types.all_types WHERE id = $1", 1)
+            assert tuple(row.values())[:10] == _expected_row()[:10]
+            assert json.loads(row["j"]) == ROW[10] and row["day"] == ROW[11]
+            stmt = await conn.prepare("SELECT t FROM types.all_types WHERE id = $1")
+            assert await stmt.fetchval(1) == ROW[6]
+            assert await stmt.fetchval(2) is None
+            assert await stmt.fetchval(99) is None
+            await conn.execute("INSERT INTO types.all_types (id, ts, dec, by, j, day) "
+                               "VALUES ($1, $2, $3, $4, $5, $6)",
+                               3, TS, decimal.Decimal("-0.0000000001"), b"\x00\xff", '{"x": null}',
+                               dt.date(2000, 2, 29))
+            back = await conn.fetchrow("SELECT ts, dec, by, j, day FROM types.all_types "
+                                       "WHERE id = $1", 3)
+            assert tuple(back.values()) == (TS.astimezone(dt.timezone.utc),
+                                            decimal.Decimal("-0.0000000001"), b"\x00\xff",
+                                            '{"x": null}', dt.date(2000, 2, 29))
+            with pytest.raises(asyncpg.exceptions.UndefinedTableError):
+                await conn.fetch("SELECT * FROM types.missing WHERE id = $1", 1)
+            with pytest.raises(asyncpg.exceptions.PostgresSyntaxError):
+                await conn.execute("SELEC 1")
+            assert await conn.fetchval("SELECT count(*) FROM types.all_types WHERE id > $1", 0) >= 3
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+
+
+def test_cancel_stops_a_running_query(pg: PgServer) -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        timer = threading.Timer(1.0, conn.cancel)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled, match="client's request"):
+            conn.execute("SELECT count(*) FROM range(1000000000000) a")  # hours, uncancelled
+        assert time.monotonic() - started < 10
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_cancel_stops_a_running_backup_job(pg: PgServer) -> None:
+    """Progress arrives as notices; a cancel request (psql's Ctrl-C) is KILL JOB."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE slow")
+        conn.execute("CREATE TABLE slow.t (id BIGINT PRIMARY KEY, pad TEXT)")
+        conn.execute("INSERT INTO slow.t SELECT range, md5(range::TEXT) || md5((range * 7)::TEXT) "
+                     "FROM range(40000)")
+        notices: list[str] = []
+
+        def on_notice(diag: Any) -> None:
+            notices.append(diag.message_primary or "")
+            if len(notices) == 1:
+                threading.Timer(0.5, conn.cancel).start()
+
+        conn.add_notice_handler(on_notice)
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("BACKUP DATABASE slow TO 'slow-target'")  # throttled: seconds
+        assert "started" in notices[0]
+        status = conn.execute("SELECT status FROM system.jobs WHERE job_type = 'backup' "
+                              "AND namespace = 'slow'").fetchall()
+        assert status == [("cancelled",)]
+        assert conn.execute("SHOW BACKUPS FOR DATABASE slow").fetchall() == []
+
+
+def test_token_auth_over_tls(pg_tls: PgServer) -> None:
+    with psycopg.connect(pg_tls.dsn("anyone", password=ADMIN_TOKEN, sslmode="require"),
+                         autocommit=True) as conn:
+        assert conn.pgconn.ssl_in_use
+        assert conn.execute("SELECT current_user").fetchone() == ("root",)
+        conn.execute("CREATE NAMESPACE secured")
+    with psycopg.connect(pg_tls.dsn("anyone", password=USER_TOKEN, sslmode="require"),
+                         autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("joe",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE NAMESPACE forbidden")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(pg_tls.dsn("anyone", password="wrong", sslmode="require"))
+
+    async def main() -> None:
+        import ssl
+
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = await asyncpg.connect(pg_tls.url("x", ADMIN_TOKEN), ssl=ctx)
+        try:
+            assert await conn.fetchval("SELECT current_user") == "root"
+        finally:
+            await conn.close()
+        with pytest.raises(asyncpg.exceptions.InvalidPasswordError):
+            await asyncpg.connect(pg_tls.url("x", "nope"), ssl=ctx)
+
+    asyncio.run(main())

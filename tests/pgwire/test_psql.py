@@ -1,0 +1,120 @@
+"""psql and pgbench (Debian's postgresql-client) against a real `cairn serve`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from tests.pgwire.conftest import PgServer
+
+SCRIPT = """\
+CREATE NAMESPACE shop;
+CREATE TABLE shop.customers (id BIGINT PRIMARY KEY, name TEXT NOT NULL, city TEXT);
+CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, customer_id BIGINT, amount DECIMAL(10,2),
+                          placed TIMESTAMP);
+INSERT INTO shop.customers VALUES (1, 'Ada', 'London'), (2, 'Grace', 'New York');
+INSERT INTO shop.orders VALUES (10, 1, 12.50, '2026-11-20 10:00:00'),
+                               (11, 1, 7.25, '2026-11-21 11:30:00'),
+                               (12, 2, 99.99, '2026-11-22 12:45:00');
+SELECT c.name, count(*) AS orders, sum(o.amount) AS total
+  FROM shop.orders o JOIN shop.customers c ON c.id = o.customer_id
+ GROUP BY c.name ORDER BY c.name;
+BACKUP DATABASE shop TO 'psql-target';
+DELETE FROM shop.orders WHERE id = 12;
+RESTORE DATABASE shop FROM 'psql-target' AS shop_restored;
+SELECT id, amount FROM shop_restored.orders ORDER BY id;
+SELECT job_type, status, namespace FROM system.jobs ORDER BY created_at;
+"""
+
+
+def psql(pg: PgServer, *args: str, user: str = "alice", check: bool = True,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["psql", pg.dsn(user), "-X", "-v", "ON_ERROR_STOP=1", *args],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PGCONNECT_TIMEOUT": "10", **(env or {})},
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_script_creates_queries_backs_up_and_restores(pg: PgServer, tmp_path: Path) -> None:
+    script = tmp_path / "script.sql"
+    script.write_text(SCRIPT)
+    out = psql(pg, "-f", str(script)).stdout
+    assert re.search(r"Ada\s+\|\s+2\s+\|\s+19\.75", out), out
+    assert re.search(r"Grace\s+\|\s+1\s+\|\s+99\.99", out), out
+    # the restored copy still has the order deleted after the backup
+    assert re.search(r"12 \|\s+99\.99", out), out
+    jobs = re.findall(r"(backup|restore)\s+\|\s+(\w+)\s+\|\s+(\w+)", out)
+    assert ("backup", "completed", "shop") in jobs and ("restore", "completed", "shop_restored") in jobs
+    # progress notices arrive on stderr while jobs run
+    assert "NOTICE:" in psql(pg, "-c", "BACKUP DATABASE shop TO 'psql-target-2'").stderr
+
+
+def test_describe_commands(pg: PgServer) -> None:
+    psql(pg, "-c", "CREATE NAMESPACE IF NOT EXISTS meta",
+         "-c", "CREATE TABLE IF NOT EXISTS meta.items (id BIGINT PRIMARY KEY, label TEXT(20) NOT NULL,"
+               " price DECIMAL(12,3) DEFAULT 1.5, doc JSON, seen TIMESTAMP, blob BYTES)")
+    dn = psql(pg, "-c", r"\dn").stdout
+    assert re.search(r"^\s*meta\s+\|", dn, re.M) and re.search(r"^\s*system\s+\|", dn, re.M), dn
+    dt = psql(pg, "-c", r"\dt meta.*").stdout
+    assert re.search(r"meta\s+\|\s+items\s+\|\s+table", dt), dt
+    d = psql(pg, "-c", r"\d meta.items").stdout
+    assert 'Table "meta.items"' in d
+    expected = [("id", "bigint", "not null"), ("label", r"character varying\(20\)", "not null"),
+                ("price", r"numeric\(12,3\)", ""), ("doc", "json", ""),
+                ("seen", "timestamp with time zone", ""), ("blob", "bytea", "")]
+    for name, typ, nullable in expected:
+        assert re.search(rf"^\s*{name}\s+\|\s+{typ}\s+\|\s*\|\s*{nullable}", d, re.M), (name, d)
+    assert re.search(r"price .*\| 1\.5", d), d
+    all_tables = psql(pg, "-c", r"\dt").stdout
+    assert re.search(r"meta\s+\|\s+items", all_tables), all_tables
+    assert "connected to database" in psql(pg, "-c", r"\conninfo").stdout
+
+
+def test_error_sqlstate_and_position(pg: PgServer) -> None:
+    bad = psql(pg, "-v", "VERBOSITY=verbose", "-c", "SELECT 1 FROM system.jobs WHERE (", check=False)
+    assert bad.returncode != 0
+    assert "ERROR:  42601" in bad.stderr, bad.stderr
+    line = re.search(r"LINE 1: (.*)\n(\s*)\^", bad.stderr)
+    assert line is not None, bad.stderr
+    caret = len(line.group(2)) - len("LINE 1: ")
+    assert line.group(1)[caret] == "(", bad.stderr
+    missing = psql(pg, "-v", "VERBOSITY=verbose", "-c", "SELECT * FROM nowhere.t", check=False)
+    assert "3F000" in missing.stderr or "42P01" in missing.stderr, missing.stderr
+
+
+def test_multi_statement_keeps_earlier_effects(pg: PgServer) -> None:
+    psql(pg, "-c", "CREATE NAMESPACE IF NOT EXISTS multi; "
+                   "CREATE TABLE IF NOT EXISTS multi.t (id BIGINT PRIMARY KEY)")
+    bad = psql(pg, "-c", "INSERT INTO multi.t VALUES (1); SELEC 2; INSERT INTO multi.t VALUES (3)",
+               check=False)
+    assert "42601" in bad.stderr or "syntax" in bad.stderr.lower() or "unexpected" in bad.stderr
+    out = psql(pg, "-At", "-c", "SELECT id FROM multi.t ORDER BY id").stdout.split()
+    assert out == ["1"]
+
+
+def test_pgbench_custom_script_has_no_failures(pg: PgServer, tmp_path: Path) -> None:
+    psql(pg, "-c", "CREATE NAMESPACE IF NOT EXISTS bench",
+         "-c", "CREATE TABLE IF NOT EXISTS bench.acct (id BIGINT PRIMARY KEY, balance BIGINT)",
+         "-c", "INSERT INTO bench.acct SELECT range, range * 10 FROM range(1, 1001)",
+         "-c", "CREATE TABLE IF NOT EXISTS bench.hist (aid BIGINT, delta BIGINT)")
+    script = tmp_path / "bench.sql"
+    script.write_text(
+        "\\set aid random(1, 1000)\n\\set delta random(-500, 500)\n"
+        "SELECT balance FROM bench.acct WHERE id = :aid;\n"
+        "INSERT INTO bench.hist (aid, delta) VALUES (:aid, :delta);\n")
+    proc = subprocess.run(
+        ["pgbench", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "bench", "-n", "-f", str(script),
+         "-c", "8", "-j", "2", "-T", "3", "cairn"],
+        capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    done = int(re.search(r"actually processed: (\d+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    failed = int(re.search(r"failed transactions: (\d+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    assert done > 0 and failed == 0, proc.stdout
+    count = psql(pg, "-At", "-c", "SELECT count(*) FROM bench.hist").stdout.strip()
+    assert int(count) == done
