@@ -71,6 +71,7 @@ class Connection:
         self.jobs: set[str] = set()
         self.running: asyncio.Future[Any] | None = None
         self.cancelled = False
+        self.limit = cairn.config.server.max_request_bytes
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -80,7 +81,7 @@ class Connection:
             b"E": self._execute, b"C": self._close, b"H": self._flush, b"S": self._sync,
         }
         while True:
-            tag, body = await messages.read_message(self.reader)
+            tag, body = await messages.read_message(self.reader, self.limit)
             if tag == b"X":
                 return
             handler = handlers.get(tag)

@@ -16,7 +16,7 @@ CANCEL_REQUEST = 80877102
 PROTOCOL_3 = 196608
 
 MAX_STARTUP = 10_000  # a startup packet is a few hundred bytes in practice
-MAX_MESSAGE = 64 * 1024 * 1024  # one message (a Bind with a big bytea, a long script)
+MAX_MESSAGE = 64 * 1024 * 1024  # hard ceiling; the server passes [server] max_request_bytes
 
 _I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")
@@ -101,11 +101,13 @@ async def read_startup(reader: asyncio.StreamReader) -> tuple[int, Payload]:
     return p.int32(), p
 
 
-async def read_message(reader: asyncio.StreamReader) -> tuple[bytes, Payload]:
-    """One tagged message: (type byte, body)."""
+async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE
+                       ) -> tuple[bytes, Payload]:
+    """One tagged message: (type byte, body); longer than `limit` is a violation."""
     tag, length = _HEAD.unpack(await _exactly(reader, 5))
-    if not 4 <= length <= MAX_MESSAGE:
-        raise ProtocolViolation(f"message length {length} is out of range")
+    if not 4 <= length <= min(limit, MAX_MESSAGE) + 4:
+        raise ProtocolViolation(f"message length {length} is out of range (at most "
+                                f"{min(limit, MAX_MESSAGE)} bytes: [server] max_request_bytes)")
     return tag, Payload(await _exactly(reader, length - 4) if length > 4 else b"")
 
 

@@ -1,0 +1,218 @@
+"""The protocol layer on raw sockets: hostile bytes never stop the server,
+violations end with FATAL 08P01, errors inside the extended protocol skip to
+Sync, bad Unicode is 22021, and the pure helpers (parameters, numerics, SCRAM)."""
+
+from __future__ import annotations
+
+import base64
+import decimal
+import hashlib
+import hmac
+import random
+import socket
+import struct
+
+import psycopg
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from server.pgwire import params, scram
+from server.pgwire import types as t
+from tests.pgwire.conftest import PgServer
+
+
+def _msg(tag: bytes, body: bytes = b"") -> bytes:
+    return tag + struct.pack("!i", len(body) + 4) + body
+
+
+def _startup(user: str = "raw") -> bytes:
+    body = struct.pack("!i", 196608) + b"user\x00" + user.encode() + b"\x00database\x00cairn\x00\x00"
+    return struct.pack("!i", len(body) + 4) + body
+
+
+def _read_all(sock: socket.socket, until: bytes = b"Z", timeout: float = 10.0) -> list[tuple[bytes, bytes]]:
+    """Messages until one tagged `until` (or the peer closes)."""
+    sock.settimeout(timeout)
+    buf = b""
+    out: list[tuple[bytes, bytes]] = []
+    while True:
+        while len(buf) >= 5:
+            tag, length = buf[:1], struct.unpack("!i", buf[1:5])[0]
+            if len(buf) < 1 + length:
+                break
+            out.append((tag, buf[5:1 + length]))
+            buf = buf[1 + length:]
+            if tag == until:
+                return out
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            return out
+        if not chunk:
+            return out
+        buf += chunk
+
+
+def _connect(pg: PgServer) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", pg.port), timeout=10)
+    sock.sendall(_startup())
+    msgs = _read_all(sock)
+    assert msgs[-1] == (b"Z", b"I"), msgs
+    return sock
+
+
+def _fields(body: bytes) -> dict[str, str]:
+    return {p[:1].decode(): p[1:].decode() for p in body.split(b"\x00") if p}
+
+
+def _still_serving(pg: PgServer) -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_hostile_bytes_never_stop_the_server(pg: PgServer) -> None:
+    rng = random.Random(1234)
+    cases = [
+        b"", b"\x00", b"\xff" * 8, struct.pack("!ii", 2**31 - 1, 196608),
+        struct.pack("!ii", 8, 1234), struct.pack("!ii", 4, 0), struct.pack("!ii", -5, 0),
+        _startup() + _msg(b"Q", b"SELECT 1"),  # not NUL-terminated
+        _startup() + b"Q" + struct.pack("!i", 2**30),  # a huge length
+        _startup() + b"Q" + struct.pack("!i", 2),  # a length below the minimum
+        _startup() + _msg(b"?"),  # unknown message type
+        _startup() + _msg(b"B", b"\x00\x00\xff\xff"),  # Bind with a negative count
+        _startup() + _msg(b"P", b"s\x00SELECT 1\x00\x00\x01"),  # truncated Parse
+        _startup() + _msg(b"D", b"Xname\x00"),  # bad Describe kind
+        struct.pack("!ii", 16, 80877102) + b"\x00\x00\x00\x01\x00\x00\x00\x02",  # cancel: nobody
+        struct.pack("!ii", 8, 80877103) + struct.pack("!ii", 8, 80877103),  # SSLRequest twice
+    ]
+    cases += [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))) for _ in range(25)]
+    cases += [_startup() + bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300)))
+              for _ in range(25)]
+    for data in cases:
+        with socket.create_connection(("127.0.0.1", pg.port), timeout=10) as sock:
+            try:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            for tag, body in _read_all(sock, until=b"\xff", timeout=10):
+                if tag == b"E":
+                    fields = _fields(body)
+                    assert fields["C"] != "XX000", (data, fields)
+    _still_serving(pg)
+
+
+def test_protocol_violation_is_fatal_08P01(pg: PgServer) -> None:
+    sock = _connect(pg)
+    sock.sendall(_msg(b"?"))
+    msgs = _read_all(sock, until=b"\xff")
+    errors = [_fields(b) for tag, b in msgs if tag == b"E"]
+    assert errors and errors[0]["S"] == "FATAL" and errors[0]["C"] == "08P01"
+    assert sock.recv(10) == b""  # closed
+    _still_serving(pg)
+
+
+def test_bad_unicode_is_22021_and_the_connection_lives(pg: PgServer) -> None:
+    sock = _connect(pg)
+    sock.sendall(_msg(b"Q", b"SELECT '\xff\xfe'\x00"))
+    msgs = _read_all(sock)
+    assert _fields(dict(msgs)[b"E"])["C"] == "22021"
+    sock.sendall(_msg(b"Q", b"SELECT 7\x00"))
+    msgs = _read_all(sock)
+    assert [m[0] for m in msgs] == [b"T", b"D", b"C", b"Z"]
+    sock.close()
+
+
+def test_error_in_extended_protocol_skips_to_sync(pg: PgServer) -> None:
+    sock = _connect(pg)
+    sock.sendall(
+        _msg(b"P", b"\x00SELECT * FROM nowhere.t\x00\x00\x00")
+        + _msg(b"B", b"\x00\x00" + b"\x00\x00" * 3)
+        + _msg(b"E", b"\x00\x00\x00\x00\x00")
+        + _msg(b"B", b"\x00\x00" + b"\x00\x00" * 3)
+        + _msg(b"E", b"\x00\x00\x00\x00\x00")
+        + _msg(b"S")
+        + _msg(b"P", b"\x00SELECT $1::BIGINT + 1\x00\x00\x01\x00\x00\x00\x14")
+        + _msg(b"B", b"\x00\x00\x00\x01\x00\x01\x00\x01" + struct.pack("!iq", 8, 41) + b"\x00\x00")
+        + _msg(b"D", b"P\x00")
+        + _msg(b"E", b"\x00\x00\x00\x00\x00")
+        + _msg(b"S"))
+    first = _read_all(sock)
+    # the error comes at the first Execute; the second Bind and Execute are skipped
+    assert [m[0] for m in first] == [b"1", b"2", b"E", b"Z"]
+    second = _read_all(sock)
+    assert [m[0] for m in second] == [b"1", b"2", b"T", b"D", b"C", b"Z"]
+    data_row = dict(second)[b"D"]
+    assert data_row[6:] == b"42"
+    sock.close()
+
+
+def test_empty_query_and_many_statements(pg: PgServer) -> None:
+    sock = _connect(pg)
+    sock.sendall(_msg(b"Q", b"  -- nothing\n\x00"))
+    assert [m[0] for m in _read_all(sock)] == [b"I", b"Z"]
+    sock.sendall(_msg(b"Q", b"SELECT 1; SET application_name = 'x'; SHOW application_name\x00"))
+    tags = [m[0] for m in _read_all(sock)]
+    assert tags == [b"T", b"D", b"C", b"S", b"C", b"T", b"D", b"C", b"Z"]
+    sock.close()
+
+
+# --- pure helpers ---------------------------------------------------------------------
+
+
+def test_placeholders_only_in_code() -> None:
+    sql = "SELECT '$1', $$ $2 $$, a$3, \"$4\", E'\\'$5', $6 /* $7 */ -- $8\n, $9"
+    assert [n for _, _, n in params.placeholders(sql)] == [6, 9]
+    assert params.substitute("SELECT $1, $2, $1", ["it's", None], [25, 25]) \
+        == "SELECT 'it''s', NULL, 'it''s'"
+    with pytest.raises(params.PlaceholderError):
+        params.placeholders("SELECT $0")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_a_text_parameter_is_one_string_literal(value: str) -> None:
+    import sqlglot
+    from sqlglot import exp
+
+    sql = params.substitute("SELECT $1 AS v", [value], [t.TEXT])
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    literal = tree.expressions[0].this
+    assert isinstance(literal, exp.Literal) and literal.is_string and literal.this == value
+
+
+def test_numeric_binary_round_trip() -> None:
+    rng = random.Random(7)
+    values = ["0", "-0.000001", "1", "10000", "0.1", "-99999999.99", "1E+5", "123.4500",
+              "0.00000000012", "100000000000000000000", "NaN"]
+    values += [str(decimal.Decimal(rng.randint(-10**20, 10**20)).scaleb(-rng.randint(0, 12)))
+               for _ in range(500)]
+    for v in values:
+        d = decimal.Decimal(v)
+        back = t.decode_param(t.NUMERIC, True, t.encoder(t.NUMERIC, True)(d))
+        assert back == d or (d.is_nan() and back.is_nan()), v
+
+
+def test_scram_accepts_the_token_and_refuses_anything_else() -> None:
+    verifier = scram.Verifier([{"token": "tok-a", "user": "a"}, {"token": "tok-b", "user": "b"}])
+
+    def client(password: str) -> tuple[dict[str, str], bytes]:
+        ex = scram.Exchange(verifier)
+        first_bare = "n=,r=clientnonce"
+        server_first = ex.first(f"n,,{first_bare}".encode()).decode()
+        attrs = dict(p.split("=", 1) for p in server_first.split(","))
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]),
+                                     int(attrs["i"]))
+        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+        without_proof = f"c=biws,r={attrs['r']}"
+        auth = f"{first_bare},{server_first},{without_proof}".encode()
+        sig = hmac.new(hashlib.sha256(client_key).digest(), auth, hashlib.sha256).digest()
+        proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, sig))).decode()
+        return ex.final(f"{without_proof},p={proof}".encode())
+
+    assert client("tok-b")[0]["user"] == "b"
+    assert client("tok-a")[0]["user"] == "a"
+    with pytest.raises(scram.ScramError):
+        client("tok-c")
+    with pytest.raises(scram.ScramError):
+        scram.Exchange(verifier).first(b"p=tls-server-end-point,,n=,r=x")
