@@ -33,15 +33,16 @@ class Server:
     """`cairn serve --data-dir DIR --port P` as a subprocess (stderr to a log file)."""
 
     def __init__(self, data_dir: Path, log_path: Path | None = None,
-                 config: Path | None = None) -> None:
+                 config: Path | None = None, pgwire: bool = False) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.pg_port = free_port() if pgwire else 0  # 0: no PostgreSQL listener
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or data_dir.parent / "server.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir),
-             "--port", str(self.port), "--log-level", "WARNING",
+             "--port", str(self.port), "--pg-port", str(self.pg_port), "--log-level", "WARNING",
              *(["--config", str(config)] if config is not None else [])],
             stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=str(ROOT),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
