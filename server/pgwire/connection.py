@@ -284,7 +284,7 @@ class Connection:
         values_raw: list[bytes | None] = []
         for _ in range(_count(body)):
             length = body.int32()
-            values_raw.append(None if length == -1 else body.bytes(length))
+            values_raw.append(None if length == -1 else body.take(length))
         rcodes = [body.int16() for _ in range(_count(body))]
         if any(c not in (0, 1) for c in fcodes + rcodes):
             raise messages.ProtocolViolation("format codes must be 0 or 1")

@@ -60,7 +60,7 @@ class Payload:
     def byte(self) -> bytes:
         return self._take(1)
 
-    def bytes(self, n: int) -> bytes:
+    def take(self, n: int) -> bytes:
         return self._take(n)
 
     def cstring(self) -> str:

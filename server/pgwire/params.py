@@ -67,7 +67,7 @@ def literal(value: Any, oid: int = 0) -> str:
         return f"from_hex({_string(value.hex())})"
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return f"CAST({_string(value.isoformat(sep=' '))} AS TIMESTAMP)"
     if isinstance(value, dt.date):
         return f"CAST({_string(value.isoformat())} AS DATE)"
@@ -146,7 +146,7 @@ def infer(sql: str, declared: list[int], lookup: Any) -> list[int]:
         return oids
     marked = _replace(sql, lambda n: f"{_MARK}{n}")
     try:
-        tree = sqlglot.parse_one(marked, read="duckdb")
+        tree: Any = sqlglot.parse_one(marked, read="duckdb")
     except (SqlglotError, RecursionError):
         return [o or t.TEXT for o in oids]
     tables = _tables(tree, lookup)

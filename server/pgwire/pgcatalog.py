@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -94,7 +94,7 @@ def parse(sql: str) -> exp.Expression | None:
         return None
     if len(trees) != 1 or not isinstance(trees[0], exp.Query):
         return None
-    tree = trees[0]
+    tree: Any = trees[0]
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
     catalog = False
     for table in tree.find_all(exp.Table):
@@ -262,7 +262,7 @@ def _named(tree: exp.Expression) -> exp.Expression:
     function call by the function, anything else `?column?`."""
     if not isinstance(tree, exp.Select):
         return tree
-    named = []
+    named: list[Any] = []
     for p in tree.expressions:
         if isinstance(p, exp.Alias | exp.Column | exp.Star):
             named.append(p)
@@ -287,7 +287,7 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
             return fn(node, info)
     if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func) and (
             str(node.this.name).lower() == "pg_catalog"):
-        return _rewrite(node.expression, info)
+        return _rewrite(cast(exp.Expression, node.expression), info)
     if isinstance(node, exp.DataType):
         name = node.sql("postgres").lower().strip('"')
         if name in _OID_TYPES:

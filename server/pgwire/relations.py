@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from catalog import Namespace
+from catalog.errors import CairnError
 from storage import system_tables
 from storage.types import type_label
 
@@ -44,7 +45,7 @@ class Snapshot:
         for rec in cairn.engine.list_tables():
             try:
                 st = cairn.engine.state(rec.namespace, rec.name)
-            except Exception:  # dropped meanwhile
+            except CairnError:  # dropped meanwhile
                 continue
             cols = [(c["name"], type_label(c), bool(c.get("not_null")),
                      c.get("default") if c.get("has_default") else None)

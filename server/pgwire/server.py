@@ -11,7 +11,6 @@ import asyncio
 import logging
 import secrets
 import ssl
-from typing import Any
 
 from ..auth import USER_ID
 from ..state import Cairn, Session
@@ -78,7 +77,7 @@ class PgServer:
             await _say(writer, exc.to_bytes())
         except messages.ProtocolViolation as exc:
             await _say(writer, messages.error("FATAL", "08P01", f"protocol violation: {exc}"))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await _say(writer, messages.error("FATAL", "08P01", "start-up took too long"))
         except (messages.Closed, ConnectionError, ssl.SSLError):
             pass
@@ -154,7 +153,7 @@ class PgServer:
             if body.cstring() != scram.MECHANISM:
                 raise failed
             length = body.int32()
-            first = body.bytes(length) if length >= 0 else b""
+            first = body.take(length) if length >= 0 else b""
             writer.write(messages.auth_request(11, exchange.first(first)))
             await writer.drain()
             body = await _password_message(reader)

@@ -29,7 +29,7 @@ ROW = (1, -2147483648, 32767, 1.0000000000000002, 2.5, True, "it's \\ 'quoted' $
 
 
 def _expected_row() -> tuple[Any, ...]:
-    return ROW[:8] + (TS.astimezone(dt.timezone.utc),) + ROW[9:]
+    return ROW[:8] + (TS.astimezone(dt.UTC),) + ROW[9:]
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_asyncpg_types_prepared_and_errors(typed: PgServer) -> None:
                                dt.date(2000, 2, 29))
             back = await conn.fetchrow("SELECT ts, dec, by, j, day FROM types.all_types "
                                        "WHERE id = $1", 3)
-            assert tuple(back.values()) == (TS.astimezone(dt.timezone.utc),
+            assert tuple(back.values()) == (TS.astimezone(dt.UTC),
                                             decimal.Decimal("-0.0000000001"), b"\x00\xff",
                                             '{"x": null}', dt.date(2000, 2, 29))
             with pytest.raises(asyncpg.exceptions.UndefinedTableError):

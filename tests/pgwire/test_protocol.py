@@ -14,7 +14,8 @@ import struct
 
 import psycopg
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.pgwire import params, scram
 from server.pgwire import types as t
