@@ -31,10 +31,14 @@ def _startup(user: str = "raw") -> bytes:
     return struct.pack("!i", len(body) + 4) + body
 
 
-def _read_all(sock: socket.socket, until: bytes = b"Z", timeout: float = 10.0) -> list[tuple[bytes, bytes]]:
+_PENDING: dict[int, bytes] = {}  # bytes read past the last message, per socket
+
+
+def _read_all(sock: socket.socket, until: bytes = b"Z", timeout: float = 10.0
+              ) -> list[tuple[bytes, bytes]]:
     """Messages until one tagged `until` (or the peer closes)."""
     sock.settimeout(timeout)
-    buf = b""
+    buf = _PENDING.pop(sock.fileno(), b"")
     out: list[tuple[bytes, bytes]] = []
     while True:
         while len(buf) >= 5:
@@ -44,6 +48,7 @@ def _read_all(sock: socket.socket, until: bytes = b"Z", timeout: float = 10.0) -
             out.append((tag, buf[5:1 + length]))
             buf = buf[1 + length:]
             if tag == until:
+                _PENDING[sock.fileno()] = buf
                 return out
         try:
             chunk = sock.recv(65536)
@@ -56,6 +61,7 @@ def _read_all(sock: socket.socket, until: bytes = b"Z", timeout: float = 10.0) -
 
 def _connect(pg: PgServer) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", pg.port), timeout=10)
+    _PENDING.pop(sock.fileno(), None)
     sock.sendall(_startup())
     msgs = _read_all(sock)
     assert msgs[-1] == (b"Z", b"I"), msgs
@@ -91,6 +97,7 @@ def test_hostile_bytes_never_stop_the_server(pg: PgServer) -> None:
               for _ in range(25)]
     for data in cases:
         with socket.create_connection(("127.0.0.1", pg.port), timeout=10) as sock:
+            _PENDING.pop(sock.fileno(), None)
             try:
                 sock.sendall(data)
                 sock.shutdown(socket.SHUT_WR)
