@@ -106,7 +106,8 @@ def parse(sql: str) -> exp.Expression | None:
     if catalog:
         return tree
     names = {_func_name(f) for f in tree.find_all(exp.Func)}
-    if names & set(_SESSION_FUNCTIONS) or tree.find(exp.CurrentUser) is not None:
+    if names & set(_SESSION_FUNCTIONS) or any(
+            type(n).__name__ in ("CurrentUser", "SessionUser") for n in tree.walk()):
         return tree
     return None
 
@@ -175,8 +176,10 @@ _SESSION_FUNCTIONS: dict[str, Any] = {
     "pg_table_size": lambda n, i: _lit(0),
     "pg_indexes_size": lambda n, i: _lit(0),
 }
-for _name in ("obj_description", "col_description", "shobj_description", "pg_get_indexdef",
-              "pg_get_constraintdef", "pg_get_viewdef", "pg_get_triggerdef",
+for _name in ("pg_get_indexdef", "pg_get_constraintdef"):
+    _SESSION_FUNCTIONS[_name] = lambda n, i: exp.Anonymous(
+        this="cairn_definition", expressions=[_arg(n, 0) or exp.null()])
+for _name in ("obj_description", "col_description", "shobj_description", "pg_get_viewdef", "pg_get_triggerdef",
               "pg_get_statisticsobjdef_columns", "pg_get_partkeydef", "pg_get_function_result",
               "pg_get_function_arguments", "pg_get_ruledef", "pg_get_serial_sequence",
               "pg_tablespace_location", "pg_get_partition_constraintdef"):
@@ -247,6 +250,7 @@ class CatalogEngine:
             for view, data in tables.items():
                 cur.register(view, data)
             cur.register("cairn_type_names", _TYPE_NAMES)
+            cur.register("cairn_definitions", relations.definitions(snapshot))
             cur.execute(_FORMAT_MACRO)
             result = fetch_arrow(cur, sql)
         finally:
@@ -264,22 +268,33 @@ def _named(tree: exp.Expression) -> exp.Expression:
         return tree
     named: list[Any] = []
     for p in tree.expressions:
-        if isinstance(p, exp.Alias | exp.Column | exp.Star):
+        if isinstance(p, exp.Alias | exp.Star) or (
+                isinstance(p, exp.Column) and not isinstance(p.this, exp.Star)
+                and p.name.lower() not in _USER_WORDS) or (
+                isinstance(p, exp.Column) and isinstance(p.this, exp.Star)):
             named.append(p)
+            continue
+        if isinstance(p, exp.Column):  # current_user and friends, as bare words
+            named.append(exp.alias_(p, p.name.lower(), quoted=True))
             continue
         inner = p.expression if isinstance(p, exp.Dot) else p
         name = _func_name(inner) if isinstance(inner, exp.Func) else "?column?"
         if isinstance(inner, exp.Case):
             name = "case"
+        elif isinstance(inner, exp.Cast):
+            name = inner.to.sql("postgres").lower().strip('"')
         named.append(exp.alias_(p, name, quoted=True))
     tree.set("expressions", named)
     return tree
 
 
+_USER_WORDS = ("current_user", "session_user", "user", "current_role")
+
+
 def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
-    if isinstance(node, exp.CurrentUser) or (
+    if type(node).__name__ in ("CurrentUser", "SessionUser", "CurrentRole") or (
             isinstance(node, exp.Column) and not node.table
-            and node.name.lower() in ("current_user", "session_user", "user", "current_role")):
+            and node.name.lower() in _USER_WORDS):
         return _lit(info.user)
     if isinstance(node, exp.Func):
         fn = _SESSION_FUNCTIONS.get(_func_name(node))
@@ -288,6 +303,10 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
     if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func) and (
             str(node.this.name).lower() == "pg_catalog"):
         return _rewrite(cast(exp.Expression, node.expression), info)
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
+        to = node.to.sql("postgres").lower().strip('"')
+        if to in _OID_TYPES:  # 'pg_class'::regclass, 'app.t'::regclass, '16384'::oid
+            return _lit(_named_oid(node.this.this))
     if isinstance(node, exp.DataType):
         name = node.sql("postgres").lower().strip('"')
         if name in _OID_TYPES:
@@ -295,6 +314,26 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         if name in _TEXT_TYPES:
             return exp.DataType.build("VARCHAR")
     return node
+
+
+# PostgreSQL's own OIDs of the catalog relations clients name in casts.
+_RELATION_OIDS = {"pg_class": 1259, "pg_namespace": 2615, "pg_attribute": 1249,
+                  "pg_type": 1247, "pg_proc": 1255, "pg_constraint": 2606,
+                  "pg_database": 1262, "pg_index": 2610, "pg_description": 2609,
+                  "pg_attrdef": 2604, "pg_am": 2601, "pg_roles": 1260, "pg_authid": 1260}
+
+
+def _named_oid(text: str) -> int:
+    """The OID a name cast to regclass (or a number cast to oid) stands for."""
+    name = text.strip().lower().replace('"', "")
+    if name.isdigit():
+        return int(name)
+    name = name.removeprefix("pg_catalog.")
+    if name in _RELATION_OIDS:
+        return _RELATION_OIDS[name]
+    if "." in name:
+        return relations.oid_of("rel", name)
+    return 0
 
 
 def _oid(f: pa.Field) -> int:
@@ -326,5 +365,7 @@ CREATE OR REPLACE TEMP MACRO cairn_format_type(typ, mod) AS CASE
   WHEN typ = 1700 AND mod > 4 THEN
     'numeric(' || ((mod - 4) >> 16) || ',' || ((mod - 4) & 65535) || ')'
   WHEN typ = 25 AND mod > 4 THEN 'character varying(' || (mod - 4) || ')'
-  ELSE coalesce((SELECT display FROM cairn_type_names WHERE oid = typ), '???') END
+  ELSE coalesce((SELECT display FROM cairn_type_names WHERE oid = typ), '???') END;
+CREATE OR REPLACE TEMP MACRO cairn_definition(o) AS
+  (SELECT def FROM cairn_definitions WHERE oid = o)
 """

@@ -23,6 +23,7 @@ from ..state import Cairn
 from . import types as t
 
 OWNER_OID = 10
+BTREE_AM = 403
 PG_CATALOG_OID, INFO_SCHEMA_OID = 11, 13000
 HEAP_AM = 2
 DATABASE_OID = 16384
@@ -42,6 +43,8 @@ class Snapshot:
         self.namespaces = sorted(ns.name for ns in cairn.catalog.scan(Namespace))
         # (namespace, table, kind, [(column, cairn type, not_null, default)])
         self.tables: list[tuple[str, str, str, list[tuple[str, str, bool, Any]]]] = []
+        # (namespace, table) -> primary key as [(column, attnum)]: an index and a constraint
+        self.keys: dict[tuple[str, str], list[tuple[str, int]]] = {}
         for rec in cairn.engine.list_tables():
             try:
                 st = cairn.engine.state(rec.namespace, rec.name)
@@ -51,6 +54,10 @@ class Snapshot:
                      c.get("default") if c.get("has_default") else None)
                     for c in st.columns]
             self.tables.append((rec.namespace, rec.name, "r", cols))
+            names = [c[0] for c in cols]
+            key = [k for k in rec.primary_key if k in names]
+            if key:
+                self.keys[(rec.namespace, rec.name)] = [(k, names.index(k) + 1) for k in key]
         for name in system_tables.NAMES:
             schema = system_tables.schema_of(name)
             cols = [(f.name, cairn_type(f), False, None) for f in schema]
@@ -91,15 +98,32 @@ _CLASS_COLUMNS = [
 ]
 
 
-def pg_class(s: Snapshot) -> pa.Table:
+def _index_rows(s: Snapshot) -> list[dict[str, Any]]:
     rows = []
+    for (ns, name), key in s.keys.items():
+        rows.append({
+            "oid": oid_of("idx", f"{ns}.{name}"), "relname": f"{name}_pkey",
+            "relnamespace": oid_of("ns", ns), "reltype": 0, "reloftype": 0,
+            "relowner": OWNER_OID, "relam": BTREE_AM, "relfilenode": 0, "reltablespace": 0,
+            "relpages": 0, "reltuples": -1.0, "relallvisible": 0, "reltoastrelid": 0,
+            "relhasindex": False, "relisshared": False, "relpersistence": "p", "relkind": "i",
+            "relnatts": len(key), "relchecks": 0, "relhasrules": False, "relhastriggers": False,
+            "relhassubclass": False, "relrowsecurity": False, "relforcerowsecurity": False,
+            "relispopulated": True, "relreplident": "n", "relispartition": False,
+            "relrewrite": 0, "relfrozenxid": 0, "relminmxid": 0,
+        })
+    return rows
+
+
+def pg_class(s: Snapshot) -> pa.Table:
+    rows = _index_rows(s)
     for ns, name, kind, cols in s.tables:
         rows.append({
             "oid": oid_of("rel", f"{ns}.{name}"), "relname": name,
             "relnamespace": oid_of("ns", ns), "reltype": 0, "reloftype": 0,
             "relowner": OWNER_OID, "relam": HEAP_AM if kind == "r" else 0, "relfilenode": 0,
             "reltablespace": 0, "relpages": 0, "reltuples": -1.0, "relallvisible": 0,
-            "reltoastrelid": 0, "relhasindex": False, "relisshared": False,
+            "reltoastrelid": 0, "relhasindex": (ns, name) in s.keys, "relisshared": False,
             "relpersistence": "p", "relkind": kind, "relnatts": len(cols), "relchecks": 0,
             "relhasrules": False, "relhastriggers": False, "relhassubclass": False,
             "relrowsecurity": False, "relforcerowsecurity": False, "relispopulated": True,
@@ -210,8 +234,50 @@ def pg_roles(s: Snapshot) -> pa.Table:
 
 
 def pg_am(s: Snapshot) -> pa.Table:
-    return _table([{"oid": HEAP_AM, "amname": "heap", "amtype": "t"}],
+    return _table([{"oid": HEAP_AM, "amname": "heap", "amtype": "t"},
+                   {"oid": BTREE_AM, "amname": "btree", "amtype": "i"}],
                   [("oid", I64), ("amname", TXT), ("amhandler", TXT), ("amtype", TXT)])
+
+
+def pg_index(s: Snapshot) -> pa.Table:
+    rows = [{"indexrelid": oid_of("idx", f"{ns}.{name}"), "indrelid": oid_of("rel", f"{ns}.{name}"),
+             "indnatts": len(key), "indnkeyatts": len(key), "indisunique": True,
+             "indisprimary": True, "indisexclusion": False, "indimmediate": True,
+             "indisclustered": False, "indisvalid": True, "indisready": True, "indislive": True,
+             "indisreplident": False, "indkey": [str(n) for _, n in key]}
+            for (ns, name), key in s.keys.items()]
+    return _table(rows, [("indexrelid", I64), ("indrelid", I64), ("indnatts", I16),
+                         ("indnkeyatts", I16), ("indisunique", BOOL), ("indisprimary", BOOL),
+                         ("indisexclusion", BOOL), ("indimmediate", BOOL),
+                         ("indisclustered", BOOL), ("indisvalid", BOOL), ("indisready", BOOL),
+                         ("indislive", BOOL), ("indisreplident", BOOL), ("indkey", TXTS)])
+
+
+def pg_constraint(s: Snapshot) -> pa.Table:
+    rows = [{"oid": oid_of("con", f"{ns}.{name}"), "conname": f"{name}_pkey",
+             "connamespace": oid_of("ns", ns), "contype": "p", "condeferrable": False,
+             "condeferred": False, "convalidated": True, "conrelid": oid_of("rel", f"{ns}.{name}"),
+             "contypid": 0, "conindid": oid_of("idx", f"{ns}.{name}"), "conparentid": 0,
+             "confrelid": 0, "conislocal": True, "coninhcount": 0, "connoinherit": True,
+             "conkey": [str(n) for _, n in key]}
+            for (ns, name), key in s.keys.items()]
+    return _table(rows, [("oid", I64), ("conname", TXT), ("connamespace", I64), ("contype", TXT),
+                         ("condeferrable", BOOL), ("condeferred", BOOL), ("convalidated", BOOL),
+                         ("conrelid", I64), ("contypid", I64), ("conindid", I64),
+                         ("conparentid", I64), ("confrelid", I64), ("conislocal", BOOL),
+                         ("coninhcount", I32), ("connoinherit", BOOL), ("conkey", TXTS),
+                         ("confkey", TXTS)])
+
+
+def definitions(s: Snapshot) -> pa.Table:
+    """oid -> what pg_get_indexdef / pg_get_constraintdef say of it."""
+    oids, texts = [], []
+    for (ns, name), key in s.keys.items():
+        cols = ", ".join(k for k, _ in key)
+        oids += [oid_of("idx", f"{ns}.{name}"), oid_of("con", f"{ns}.{name}")]
+        texts += [f"CREATE UNIQUE INDEX {name}_pkey ON {ns}.{name} USING btree ({cols})",
+                  f"PRIMARY KEY ({cols})"]
+    return pa.table({"oid": pa.array(oids, I64), "def": pa.array(texts, TXT)})
 
 
 def info_schemata(s: Snapshot) -> pa.Table:
@@ -263,12 +329,7 @@ PG_CATALOG: dict[str, Callable[[Snapshot], pa.Table]] = {
     "pg_namespace": pg_namespace, "pg_class": pg_class, "pg_attribute": pg_attribute,
     "pg_attrdef": pg_attrdef, "pg_type": pg_type, "pg_database": pg_database,
     "pg_roles": pg_roles, "pg_user": pg_roles, "pg_authid": pg_roles, "pg_am": pg_am,
-    "pg_index": _empty(("indexrelid", I64), ("indrelid", I64), ("indnatts", I16),
-                       ("indisunique", BOOL), ("indisprimary", BOOL), ("indisclustered", BOOL),
-                       ("indisvalid", BOOL), ("indkey", TXTS), ("indisreplident", BOOL)),
-    "pg_constraint": _empty(("oid", I64), ("conname", TXT), ("connamespace", I64),
-                            ("contype", TXT), ("conrelid", I64), ("conindid", I64),
-                            ("confrelid", I64), ("conkey", TXTS), ("conparentid", I64)),
+    "pg_index": pg_index, "pg_constraint": pg_constraint,
     "pg_inherits": _empty(("inhrelid", I64), ("inhparent", I64), ("inhseqno", I32),
                           ("inhdetachpending", BOOL)),
     "pg_description": _empty(("objoid", I64), ("classoid", I64), ("objsubid", I32),

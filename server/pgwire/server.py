@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import ssl
+from typing import Any
 
 from ..auth import USER_ID
 from ..state import Cairn, Session
@@ -37,6 +38,7 @@ class PgServer:
         self.catalog = pgcatalog.CatalogEngine()
         self.connections: dict[int, tuple[int, Connection]] = {}
         self._clients: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
 
@@ -47,10 +49,21 @@ class PgServer:
                  " (TLS)" if self.ssl else "")
 
     async def close(self) -> None:
+        """Stop listening, stop what connections run (their jobs are cancelled
+        as by a CancelRequest), and close them; then the state can close."""
         if self._server is not None:
             self._server.close()
+        for _, conn in list(self.connections.values()):
+            conn.cancel()
+            if conn.running is not None:
+                conn.running.cancel()
         for writer in list(self._clients):
             writer.close()
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10.0)
         if self._server is not None:
             await self._server.wait_closed()
         self.catalog.close()
@@ -62,6 +75,10 @@ class PgServer:
             entry[1].cancel()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self._clients.add(writer)
         pid = 0
         try:

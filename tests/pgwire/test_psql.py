@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.pgwire.conftest import PgServer
 
 SCRIPT = """\
@@ -71,6 +73,7 @@ def test_describe_commands(pg: PgServer) -> None:
     for name, typ, nullable in expected:
         assert re.search(rf"^\s*{name}\s+\|\s+{typ}\s+\|\s*\|\s*{nullable}", d, re.MULTILINE), (name, d)
     assert re.search(r"price .*\| 1\.5", d), d
+    assert '"items_pkey" PRIMARY KEY, btree (id)' in d, d
     all_tables = psql(pg, "-c", r"\dt").stdout
     assert re.search(r"meta\s+\|\s+items", all_tables), all_tables
     assert "connected to database" in psql(pg, "-c", r"\conninfo").stdout
@@ -118,3 +121,49 @@ def test_pgbench_custom_script_has_no_failures(pg: PgServer, tmp_path: Path) -> 
     assert done > 0 and failed == 0, proc.stdout
     count = psql(pg, "-At", "-c", "SELECT count(*) FROM bench.hist").stdout.strip()
     assert int(count) == done
+
+
+def test_catalog_queries_of_drivers_and_gui_clients(pg: PgServer) -> None:
+    import psycopg
+
+    psql(pg, "-c", "CREATE NAMESPACE IF NOT EXISTS gui",
+         "-c", "CREATE TABLE IF NOT EXISTS gui.things (id BIGINT PRIMARY KEY, label TEXT NOT NULL, "
+               "price DECIMAL(8,2))")
+    with psycopg.connect(pg.dsn("gina"), autocommit=True) as conn:
+        cur = conn.execute("SELECT current_user, session_user, version(), current_database()")
+        assert [d.name for d in cur.description] == ["current_user", "session_user", "version",
+                                                     "current_database"]
+        user, session_user, version, db = cur.fetchone()  # type: ignore[misc]
+        assert (user, session_user, db) == ("gina", "gina", "cairn")
+        assert version.startswith("PostgreSQL 15")
+        tables = conn.execute(
+            "SELECT table_schema, table_name, table_type FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
+        assert ("gui", "things", "BASE TABLE") in tables and ("system", "jobs", "VIEW") in tables
+        cols = conn.execute(
+            "SELECT column_name, data_type, is_nullable, numeric_precision, numeric_scale "
+            "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+            "ORDER BY ordinal_position", ("gui", "things")).fetchall()
+        assert cols[:3] == [("id", "bigint", "NO", None, None), ("label", "text", "NO", None, None),
+                            ("price", "numeric", "YES", 8, 2)]
+        # DBeaver-style: pg_class joined with pg_description, regclass literals
+        rows = conn.execute(
+            "SELECT c.oid, c.relname, d.description FROM pg_catalog.pg_class c "
+            "LEFT OUTER JOIN pg_catalog.pg_description d ON d.objoid = c.oid AND d.objsubid = 0 "
+            "AND d.classoid = 'pg_class'::regclass WHERE c.relnamespace = "
+            "(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'gui')").fetchall()
+        oid = conn.execute("SELECT 'gui.things'::regclass::oid").fetchone()[0]  # type: ignore[index]
+        assert rows == [(oid, "things", None)]
+        # a catalog relation Cairn does not model: no rows, the asked-for columns
+        cur = conn.execute("SELECT polname, polcmd FROM pg_catalog.pg_policy")
+        assert cur.fetchall() == [] and [d.name for d in cur.description] == ["polname", "polcmd"]
+        # settings chatter
+        conn.execute("SET application_name = 'gui test'")
+        assert conn.execute("SHOW application_name").fetchone() == ("gui test",)
+        assert conn.execute("SELECT current_setting('application_name')").fetchone() == ("gui test",)
+        assert conn.info.parameter_status("server_version") == "15.0"
+        # the catalog's DuckDB reads no files: a file function there gives nothing
+        rows = conn.execute("SELECT * FROM read_text('/etc/passwd'), pg_catalog.pg_class").fetchall()
+        assert rows == []
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # and Cairn refuses it
+            conn.execute("SELECT * FROM read_text('/etc/passwd')")
