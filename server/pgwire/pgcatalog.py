@@ -40,7 +40,8 @@ VERSION = f"PostgreSQL {SERVER_VERSION} (Cairn) on x86_64-pc-linux-gnu, compiled
 
 _HINT = re.compile(
     r"pg_|information_schema|version\s*\(|current_(schema|database|user|setting|role)"
-    r"|session_user|set_config|has_\w+_privilege|obj_description|format_type|inet_server",
+    r"|session_user|set_config|has_\w+_privilege|obj_description|format_type|inet_server"
+    r"|::\s*reg(class|type|proc|namespace|role)\b",
     re.IGNORECASE)
 _OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\s*\.\s*([~!=<>*]+)\s*\)", re.IGNORECASE)
 _COLLATE = re.compile(r"COLLATE\s+(pg_catalog\s*\.\s*)?\"?(default|C|POSIX)\"?", re.IGNORECASE)
@@ -107,7 +108,9 @@ def parse(sql: str) -> exp.Expression | None:
         return tree
     names = {_func_name(f) for f in tree.find_all(exp.Func)}
     if names & set(_SESSION_FUNCTIONS) or any(
-            type(n).__name__ in ("CurrentUser", "SessionUser") for n in tree.walk()):
+            type(n).__name__ in ("CurrentUser", "SessionUser")
+            or (isinstance(n, exp.DataType) and n.sql("postgres").lower() in _OID_TYPES)
+            for n in tree.walk()):
         return tree
     return None
 
@@ -279,6 +282,7 @@ def _named(tree: exp.Expression) -> exp.Expression:
             continue
         inner = p.expression if isinstance(p, exp.Dot) else p
         name = _func_name(inner) if isinstance(inner, exp.Func) else "?column?"
+        name = {"current_version": "version"}.get(name, name)  # sqlglot's name for version()
         if isinstance(inner, exp.Case):
             name = "case"
         elif isinstance(inner, exp.Cast):
