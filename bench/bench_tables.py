@@ -50,7 +50,7 @@ class Server:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir),
-             "--port", str(self.port)],
+             "--port", str(self.port), "--pg-port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=str(ROOT),
         )
         assert self.proc.stdout is not None

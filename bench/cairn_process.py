@@ -33,7 +33,8 @@ class CairnProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(self.data_dir),
-                 "--config", str(self.config), "--port", "0", "--log-level", "INFO"],
+                 "--config", str(self.config), "--port", "0", "--pg-port", "0",
+                 "--log-level", "INFO"],
                 stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(ROOT), env=self.env,
             )
         assert self.proc.stdout is not None
