@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from catalog import Job
@@ -49,8 +49,7 @@ class Portal:
     formats: list[int]
     reply: Reply | None = None
     described: bool = False
-    sent: int = 0
-    skipped_header: bool = field(default=False)
+    sent: int = 0  # rows already sent (Execute with a row limit)
 
 
 class Connection:
@@ -70,7 +69,6 @@ class Connection:
         self.skipping = False
         self.jobs: set[str] = set()
         self.running: asyncio.Future[Any] | None = None
-        self.cancelled = False
         self.limit = cairn.config.server.max_request_bytes
 
     # --- the loop ---------------------------------------------------------------------
@@ -115,7 +113,6 @@ class Connection:
         """A CancelRequest named this connection."""
         if self.running is None or self.running.done():
             return
-        self.cancelled = True
         if self.jobs:
             for job_id in list(self.jobs):
                 asyncio.ensure_future(self._kill(job_id))
@@ -188,7 +185,6 @@ class Connection:
         return Reply(answer.tag, answer.columns or None, answer.rows)
 
     async def _cairn(self, text: str, offset: int) -> Reply:
-        self.cancelled = False
         self.jobs.clear()
         self.session.interrupt = Interrupt()
         task = asyncio.ensure_future(execute(self.cairn, self.session, text))
@@ -373,8 +369,6 @@ class Connection:
             promised = portal.prepared.described
             if not portal.described and promised is not None and len(promised) == len(columns):
                 columns = promised  # encode as Describe(statement) said
-            elif not portal.described and portal.sent == 0 and promised is None:
-                pass  # the client asked no description; rows follow as they are
             oids = [o for _, o in columns]
             fmts = formats_for(portal.formats, len(columns))
             end = len(reply.rows) if limit <= 0 else min(len(reply.rows), portal.sent + limit)
