@@ -290,7 +290,7 @@ class Connection:
         pfmts = formats_for(fcodes, len(values_raw))
         try:
             values = [t.decode_param(oid, fmt == 1, raw)
-                      for oid, fmt, raw in zip(prepared.oids, pfmts, values_raw)]
+                      for oid, fmt, raw in zip(prepared.oids, pfmts, values_raw, strict=False)]
             sql = params.substitute(prepared.sql, values, prepared.oids)
         except t.BadUnicode as exc:
             raise PgError("22021", str(exc)) from None

@@ -259,7 +259,7 @@ class CatalogEngine:
         finally:
             cur.close()
         columns = [(f.name, _oid(f)) for f in result.schema]
-        rows = [list(r) for r in zip(*(c.to_pylist() for c in result.columns))] \
+        rows = [list(r) for r in zip(*(c.to_pylist() for c in result.columns), strict=False)] \
             if result.num_columns else []
         return columns, rows
 

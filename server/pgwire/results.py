@@ -43,11 +43,11 @@ def from_result(text: str, result: Result) -> Reply:
     tag = tag_of(text, result)
     if not result.columns:
         return Reply(tag)
-    columns = [(name, t.oid_of(typ)) for name, typ in zip(result.columns, result.types)]
+    columns = [(name, t.oid_of(typ)) for name, typ in zip(result.columns, result.types, strict=False)]
     table = getattr(result, "table", None)
     if table is not None and table.num_columns == len(columns):
         cols = [c.to_pylist() for c in table.columns]
-        rows = [list(r) for r in zip(*cols)] if cols else []
+        rows = [list(r) for r in zip(*cols, strict=False)] if cols else []
     else:
         rows = [[row.get(name) for name in result.columns] for row in result.rows]
     return Reply(tag, columns, rows)
@@ -63,13 +63,13 @@ def formats_for(codes: list[int], n: int) -> list[int]:
 
 def description(columns: list[tuple[str, int]], formats: list[int]) -> bytes:
     return messages.row_description(
-        [(name, oid, t.type_size(oid), fmt) for (name, oid), fmt in zip(columns, formats)])
+        [(name, oid, t.type_size(oid), fmt) for (name, oid), fmt in zip(columns, formats, strict=False)])
 
 
 def data_rows(rows: list[list[Any]], oids: list[int], formats: list[int]) -> list[bytes]:
-    encoders = [t.encoder(oid, fmt == 1) for oid, fmt in zip(oids, formats)]
+    encoders = [t.encoder(oid, fmt == 1) for oid, fmt in zip(oids, formats, strict=False)]
     out = []
     for row in rows:
         out.append(messages.data_row(
-            [None if v is None else enc(v) for v, enc in zip(row, encoders)]))
+            [None if v is None else enc(v) for v, enc in zip(row, encoders, strict=False)]))
     return out

@@ -112,7 +112,7 @@ class Exchange:
             signature = _hmac(secret.stored_key, auth_message)
             if len(proof) != len(signature):
                 continue
-            client_key = bytes(a ^ b for a, b in zip(proof, signature))
+            client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=False))
             if hmac.compare_digest(hashlib.sha256(client_key).digest(), secret.stored_key):
                 found = secret
         if found is None:

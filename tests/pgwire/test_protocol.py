@@ -215,7 +215,7 @@ def test_scram_accepts_the_token_and_refuses_anything_else() -> None:
         without_proof = f"c=biws,r={attrs['r']}"
         auth = f"{first_bare},{server_first},{without_proof}".encode()
         sig = hmac.new(hashlib.sha256(client_key).digest(), auth, hashlib.sha256).digest()
-        proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, sig))).decode()
+        proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, sig, strict=False))).decode()
         return ex.final(f"{without_proof},p={proof}".encode())
 
     assert client("tok-b")[0]["user"] == "b"
