@@ -307,6 +307,7 @@ async def main_async(args: argparse.Namespace) -> int:
         cfg = Config()
         cfg.storage.data_dir = str(work / "data")
         cfg.backup.roots = [str(work / "backups")]
+        cfg.pgwire.port = 0  # no PostgreSQL listener on the default port
         async with TestClient(TestServer(create_app(cfg), host="127.0.0.1")) as client:
 
             async def sql(text: str) -> tuple[int, dict[str, Any]]:

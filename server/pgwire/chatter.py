@@ -62,8 +62,9 @@ class Answer:
 _TX = re.compile(
     r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE)\b"
     r"(\s+(WORK|TRANSACTION|PREPARED|TO))?", re.IGNORECASE)
-_SET = re.compile(r"^\s*SET\s+(?:(?:SESSION|LOCAL)\s+)?([A-Za-z_][\w.]*)\s*(?:=|\bTO\b)\s*(.*?)\s*;?\s*$",
-                  re.IGNORECASE | re.DOTALL)
+_SET = re.compile(
+    r"^\s*SET\s+(?:(?:SESSION|LOCAL)\s+)?([A-Za-z_][\w.]*)\s*(?:=|\bTO\b)\s*(.*?)\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL)
 _SET_OTHER = re.compile(
     r"^\s*SET\s+(?:(?:SESSION|LOCAL)\s+)?(TIME\s+ZONE|NAMES|TRANSACTION|SESSION\s+CHARACTERISTICS|"
     r"SESSION\s+AUTHORIZATION|ROLE)\b\s*(.*?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
@@ -90,7 +91,8 @@ class Settings:
         self.values["session_authorization"] = user
         self.values["is_superuser"] = "on" if admin else "off"
         for key, value in startup.items():
-            if key.lower() in self.values and key.lower() not in ("server_version", "server_encoding"):
+            if key.lower() in self.values and key.lower() not in (
+                    "server_version", "server_encoding"):
                 self.set(key.lower(), value)
 
     def set(self, name: str, value: str) -> dict[str, str]:

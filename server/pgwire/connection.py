@@ -9,6 +9,7 @@ CancelRequest for this connection kills those jobs (or abandons the statement)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -125,10 +126,8 @@ class Connection:
             CANCEL_GRACE, lambda: running.cancel() if not running.done() else None)
 
     async def _kill(self, job_id: str) -> None:
-        try:
+        with contextlib.suppress(CairnError):  # it finished meanwhile
             await self.cairn.jobs.kill(job_id)
-        except CairnError:
-            pass  # it finished meanwhile
 
     # --- simple query -----------------------------------------------------------------
 
@@ -350,7 +349,8 @@ class Connection:
         try:
             chunks = list(split_script(portal.sql))
         except SqlSyntaxError as exc:
-            raise PgError("42601", exc.message, position(portal.sql, exc.line, exc.column)) from None
+            where = position(portal.sql, exc.line, exc.column)
+            raise PgError("42601", exc.message, where) from None
         if not chunks:
             return Reply("")
         return await self._run(chunks[0].text, chunks[0].code, 0)
@@ -416,7 +416,9 @@ def _text(body: messages.Payload) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PgError("22021", f"invalid byte sequence for encoding \"UTF8\" at byte {exc.start}") from None
+        raise PgError(
+            "22021", f"invalid byte sequence for encoding \"UTF8\" at byte {exc.start}"
+        ) from None
 
 
 def _progress_text(job: Job) -> str:

@@ -58,7 +58,8 @@ def literal(value: Any, oid: int = 0) -> str:
         if math.isfinite(value):
             text = repr(value)
             return text if oid != t.FLOAT4 else f"CAST({text} AS REAL)"
-        return f"CAST({_string('nan' if math.isnan(value) else ('inf' if value > 0 else '-inf'))} AS DOUBLE)"
+        special = 'nan' if math.isnan(value) else ('inf' if value > 0 else '-inf')
+        return f"CAST({_string(special)} AS DOUBLE)"
     if isinstance(value, decimal.Decimal):
         if value.is_finite():
             return format(value, "f")
@@ -76,7 +77,8 @@ def literal(value: Any, oid: int = 0) -> str:
         try:
             return literal(t._as_datetime(text))
         except ValueError:
-            raise t.BadParameter(f"invalid input syntax for type timestamp: {text[:40]!r}") from None
+            raise t.BadParameter(
+                f"invalid input syntax for type timestamp: {text[:40]!r}") from None
     if oid == t.DATE:
         return f"CAST({_string(text)} AS DATE)"
     if oid in (t.JSON, t.JSONB):

@@ -182,7 +182,8 @@ _SESSION_FUNCTIONS: dict[str, Any] = {
 for _name in ("pg_get_indexdef", "pg_get_constraintdef"):
     _SESSION_FUNCTIONS[_name] = lambda n, i: exp.Anonymous(
         this="cairn_definition", expressions=[_arg(n, 0) or exp.null()])
-for _name in ("obj_description", "col_description", "shobj_description", "pg_get_viewdef", "pg_get_triggerdef",
+for _name in ("obj_description", "col_description", "shobj_description", "pg_get_viewdef",
+              "pg_get_triggerdef",
               "pg_get_statisticsobjdef_columns", "pg_get_partkeydef", "pg_get_function_result",
               "pg_get_function_arguments", "pg_get_ruledef", "pg_get_serial_sequence",
               "pg_tablespace_location", "pg_get_partition_constraintdef"):
@@ -243,7 +244,8 @@ class CatalogEngine:
             if view not in tables:
                 tables[view] = builder(snapshot)
             new = exp.to_table(view)
-            new.set("alias", table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(name)))
+            alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(name))
+            new.set("alias", alias)
             table.replace(new)
         tree = tree.transform(lambda n: _rewrite(n, info))
         sql = tree.sql(dialect="duckdb")

@@ -43,7 +43,8 @@ def from_result(text: str, result: Result) -> Reply:
     tag = tag_of(text, result)
     if not result.columns:
         return Reply(tag)
-    columns = [(name, t.oid_of(typ)) for name, typ in zip(result.columns, result.types, strict=False)]
+    columns = [(name, t.oid_of(typ))
+               for name, typ in zip(result.columns, result.types, strict=False)]
     table = getattr(result, "table", None)
     if table is not None and table.num_columns == len(columns):
         cols = [c.to_pylist() for c in table.columns]
@@ -63,7 +64,8 @@ def formats_for(codes: list[int], n: int) -> list[int]:
 
 def description(columns: list[tuple[str, int]], formats: list[int]) -> bytes:
     return messages.row_description(
-        [(name, oid, t.type_size(oid), fmt) for (name, oid), fmt in zip(columns, formats, strict=False)])
+        [(name, oid, t.type_size(oid), fmt)
+         for (name, oid), fmt in zip(columns, formats, strict=False)])
 
 
 def data_rows(rows: list[list[Any]], oids: list[int], formats: list[int]) -> list[bytes]:

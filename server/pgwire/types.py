@@ -77,6 +77,7 @@ def pg_type_name(cairn_type: str) -> str:
 
 EPOCH = dt.datetime(2000, 1, 1)
 EPOCH_DATE = dt.date(2000, 1, 1)
+_MICROSECOND = dt.timedelta(microseconds=1)
 _ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
@@ -211,8 +212,8 @@ _BINARY_ENCODERS: dict[int, Callable[[Any], bytes]] = {
     DATE: lambda v: struct.pack(
         "!i", ((v if isinstance(v, dt.date) and not isinstance(v, dt.datetime)
                 else _as_datetime(v).date()) - EPOCH_DATE).days),
-    TIMESTAMPTZ: lambda v: struct.pack("!q", (_as_datetime(v) - EPOCH) // dt.timedelta(microseconds=1)),
-    TIMESTAMP: lambda v: struct.pack("!q", (_as_datetime(v) - EPOCH) // dt.timedelta(microseconds=1)),
+    TIMESTAMPTZ: lambda v: struct.pack("!q", (_as_datetime(v) - EPOCH) // _MICROSECOND),
+    TIMESTAMP: lambda v: struct.pack("!q", (_as_datetime(v) - EPOCH) // _MICROSECOND),
     JSON: lambda v: _json_text(v).encode(),
 }  # fmt: skip
 
@@ -268,7 +269,8 @@ def _int_from(raw: bytes, size: int) -> int:
 _BINARY_DECODERS: dict[int, Callable[[bytes], Any]] = {
     BOOL: lambda r: r == b"\x01" if len(r) == 1 else _fail("bool"),
     INT2: lambda r: _int_from(r, 2), INT4: lambda r: _int_from(r, 4),
-    INT8: lambda r: _int_from(r, 8), OID: lambda r: int.from_bytes(r, "big") if len(r) == 4 else _fail("oid"),
+    INT8: lambda r: _int_from(r, 8),
+    OID: lambda r: int.from_bytes(r, "big") if len(r) == 4 else _fail("oid"),
     FLOAT4: lambda r: struct.unpack("!f", r)[0] if len(r) == 4 else _fail("float4"),
     FLOAT8: lambda r: struct.unpack("!d", r)[0] if len(r) == 8 else _fail("float8"),
     NUMERIC: _numeric_from_binary,

@@ -88,6 +88,7 @@ async def test_encrypted_archive_and_a_fresh_server(
     key = "WITH (encryption_passphrase = 'archive secret')"
     b = await backup(client, f"BACKUP DATABASE app TO 'sealed.tar.zst' {key}")
     fresh_cfg = Config()
+    fresh_cfg.pgwire.port = 0  # no PostgreSQL listener on the default port
     fresh_cfg.storage.data_dir = str(tmp_path / "fresh-data")
     fresh_cfg.backup.roots = [str(tmp_path / "backups")]
     fresh = await aiohttp_client(create_app(fresh_cfg))

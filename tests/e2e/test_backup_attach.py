@@ -15,6 +15,7 @@ from tests.helpers import err, fill, ok, rows
 def fresh_config(tmp_path: Path) -> Config:
     """Another server's data dir, the same backup root: the first server is lost."""
     cfg = Config()
+    cfg.pgwire.port = 0  # no PostgreSQL listener on the default port
     cfg.storage.data_dir = str(tmp_path / "data2")
     cfg.backup.roots = [str(tmp_path / "backups")]
     cfg.server.port = 0

@@ -320,6 +320,7 @@ async def test_disaster_recovery_from_a_fresh_server(
     before = await answers(client, "app")
     b = await backup(client, "BACKUP DATABASE app TO 'nightly'")
     fresh_cfg = Config()
+    fresh_cfg.pgwire.port = 0  # no PostgreSQL listener on the default port
     fresh_cfg.storage.data_dir = str(tmp_path / "fresh-data")
     fresh_cfg.backup.roots = [str(tmp_path / "backups")]
     fresh = await aiohttp_client(create_app(fresh_cfg))

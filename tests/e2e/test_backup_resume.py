@@ -40,6 +40,7 @@ def crash_a_backup(tmp_path: Path, server_process: Any, point: str = "backup.bef
 
 def config_of(tmp_path: Path, window: str = "24h") -> Config:
     cfg = Config()
+    cfg.pgwire.port = 0  # no PostgreSQL listener on the default port
     cfg.storage.data_dir = str(tmp_path / "data")
     cfg.backup.roots = [str(tmp_path / "backups")]
     cfg.backup.resume_window = window

@@ -68,8 +68,8 @@ def test_psycopg_parameters_are_values_never_sql(typed: PgServer) -> None:
         conn.execute("CREATE TABLE types.notes (id BIGINT PRIMARY KEY, body TEXT)")
         for i, text in enumerate(hostile):
             conn.execute("INSERT INTO types.notes VALUES (%s, %s)", (i, text))
-            assert conn.execute("SELECT body FROM types.notes WHERE body = %s", (text,)).fetchall() \
-                == [(text,)]
+            found = conn.execute("SELECT body FROM types.notes WHERE body = %s", (text,))
+            assert found.fetchall() == [(text,)]
         got = conn.execute("SELECT id, body FROM types.notes ORDER BY id").fetchall()
         assert got == list(enumerate(hostile))
         ns = conn.execute("SELECT count(*) FROM system.namespaces WHERE namespace = %s",

@@ -27,7 +27,8 @@ def _msg(tag: bytes, body: bytes = b"") -> bytes:
 
 
 def _startup(user: str = "raw") -> bytes:
-    body = struct.pack("!i", 196608) + b"user\x00" + user.encode() + b"\x00database\x00cairn\x00\x00"
+    body = (struct.pack("!i", 196608) + b"user\x00" + user.encode()
+            + b"\x00database\x00cairn\x00\x00")
     return struct.pack("!i", len(body) + 4) + body
 
 
@@ -215,7 +216,8 @@ def test_scram_accepts_the_token_and_refuses_anything_else() -> None:
         without_proof = f"c=biws,r={attrs['r']}"
         auth = f"{first_bare},{server_first},{without_proof}".encode()
         sig = hmac.new(hashlib.sha256(client_key).digest(), auth, hashlib.sha256).digest()
-        proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, sig, strict=False))).decode()
+        xored = bytes(a ^ b for a, b in zip(client_key, sig, strict=False))
+        proof = base64.b64encode(xored).decode()
         return ex.final(f"{without_proof},p={proof}".encode())
 
     assert client("tok-b")[0]["user"] == "b"

@@ -52,17 +52,20 @@ def test_script_creates_queries_backs_up_and_restores(pg: PgServer, tmp_path: Pa
     # the restored copy still has the order deleted after the backup
     assert re.search(r"12 \|\s+99\.99", out), out
     jobs = re.findall(r"(backup|restore)\s+\|\s+(\w+)\s+\|\s+(\w+)", out)
-    assert ("backup", "completed", "shop") in jobs and ("restore", "completed", "shop_restored") in jobs
+    assert ("backup", "completed", "shop") in jobs
+    assert ("restore", "completed", "shop_restored") in jobs
     # progress notices arrive on stderr while jobs run
     assert "NOTICE:" in psql(pg, "-c", "BACKUP DATABASE shop TO 'psql-target-2'").stderr
 
 
 def test_describe_commands(pg: PgServer) -> None:
     psql(pg, "-c", "CREATE NAMESPACE IF NOT EXISTS meta",
-         "-c", "CREATE TABLE IF NOT EXISTS meta.items (id BIGINT PRIMARY KEY, label TEXT(20) NOT NULL,"
+         "-c", "CREATE TABLE IF NOT EXISTS meta.items (id BIGINT PRIMARY KEY,"
+               " label TEXT(20) NOT NULL,"
                " price DECIMAL(12,3) DEFAULT 1.5, doc JSON, seen TIMESTAMP, blob BYTES)")
     dn = psql(pg, "-c", r"\dn").stdout
-    assert re.search(r"^\s*meta\s+\|", dn, re.MULTILINE) and re.search(r"^\s*system\s+\|", dn, re.MULTILINE), dn
+    assert re.search(r"^\s*meta\s+\|", dn, re.MULTILINE), dn
+    assert re.search(r"^\s*system\s+\|", dn, re.MULTILINE), dn
     dt = psql(pg, "-c", r"\dt meta.*").stdout
     assert re.search(r"meta\s+\|\s+items\s+\|\s+table", dt), dt
     d = psql(pg, "-c", r"\d meta.items").stdout
@@ -71,7 +74,8 @@ def test_describe_commands(pg: PgServer) -> None:
                 ("price", r"numeric\(12,3\)", ""), ("doc", "json", ""),
                 ("seen", "timestamp with time zone", ""), ("blob", "bytea", "")]
     for name, typ, nullable in expected:
-        assert re.search(rf"^\s*{name}\s+\|\s+{typ}\s+\|\s*\|\s*{nullable}", d, re.MULTILINE), (name, d)
+        line = rf"^\s*{name}\s+\|\s+{typ}\s+\|\s*\|\s*{nullable}"
+        assert re.search(line, d, re.MULTILINE), (name, d)
     assert re.search(r"price .*\| 1\.5", d), d
     assert '"items_pkey" PRIMARY KEY, btree (id)' in d, d
     all_tables = psql(pg, "-c", r"\dt").stdout
@@ -80,7 +84,8 @@ def test_describe_commands(pg: PgServer) -> None:
 
 
 def test_error_sqlstate_and_position(pg: PgServer) -> None:
-    bad = psql(pg, "-v", "VERBOSITY=verbose", "-c", "SELECT 1 FROM system.jobs WHERE (", check=False)
+    bad = psql(pg, "-v", "VERBOSITY=verbose", "-c", "SELECT 1 FROM system.jobs WHERE (",
+               check=False)
     assert bad.returncode != 0
     assert "ERROR:  42601" in bad.stderr, bad.stderr
     line = re.search(r"LINE 1: (.*)\n(\s*)\^", bad.stderr)
@@ -138,7 +143,8 @@ def test_catalog_queries_of_drivers_and_gui_clients(pg: PgServer) -> None:
         assert version.startswith("PostgreSQL 15")
         tables = conn.execute(
             "SELECT table_schema, table_name, table_type FROM information_schema.tables "
-            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2").fetchall()
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+        ).fetchall()
         assert ("gui", "things", "BASE TABLE") in tables and ("system", "jobs", "VIEW") in tables
         cols = conn.execute(
             "SELECT column_name, data_type, is_nullable, numeric_precision, numeric_scale "
@@ -161,10 +167,12 @@ def test_catalog_queries_of_drivers_and_gui_clients(pg: PgServer) -> None:
         # settings chatter
         conn.execute("SET application_name = 'gui test'")
         assert conn.execute("SHOW application_name").fetchone() == ("gui test",)
-        assert conn.execute("SELECT current_setting('application_name')").fetchone() == ("gui test",)
+        setting = conn.execute("SELECT current_setting('application_name')").fetchone()
+        assert setting == ("gui test",)
         assert conn.info.parameter_status("server_version") == "15.0"
         # the catalog's DuckDB reads no files: a file function there gives nothing
-        rows = conn.execute("SELECT * FROM read_text('/etc/passwd'), pg_catalog.pg_class").fetchall()
+        rows = conn.execute(
+            "SELECT * FROM read_text('/etc/passwd'), pg_catalog.pg_class").fetchall()
         assert rows == []
         with pytest.raises(psycopg.errors.InsufficientPrivilege):  # and Cairn refuses it
             conn.execute("SELECT * FROM read_text('/etc/passwd')")
