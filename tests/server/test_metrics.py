@@ -145,6 +145,7 @@ async def test_each_app_has_its_own_registry(aiohttp_client: Any, tmp_path: Any)
         cfg = Config()
         cfg.storage.data_dir = str(tmp_path / name)
         cfg.backup.roots = [str(tmp_path / f"{name}-backups")]
+        cfg.pgwire.port = 0  # no PostgreSQL listener on the default port
         clients.append(await aiohttp_client(create_app(cfg)))
     await ok(clients[0], "SELECT 1")
     await ok(clients[0], "SELECT 2")
