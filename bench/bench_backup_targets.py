@@ -40,6 +40,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.manifests import backup_doc, column, table_entry
 from storage.backup import Repository, Target, open_repository, resolve_target
 from storage.backup.codec import sample, worth_compressing
 from storage.backup.manifest import canonical
@@ -141,13 +142,11 @@ def backup(repo: Repository, backup_id: str, sources: list[tuple[str, str, int]]
         lock.add([sha for _, sha, _ in sources])
         for path, sha, size in sources:
             put = repo.put_file(path, sha256=sha, size=size, lock=lock)
-            entry: dict[str, Any] = {"oid": put.oid, "size": size, "rows": 0}
+            entry: dict[str, Any] = {"oid": put.oid, "size": size}
             if put.oid != sha:
                 entry["sha256"] = sha
             files.append(entry)
-        return repo.write_manifest({"backup_id": backup_id, "namespace": "bench",
-                                    "snapshot_at": "2026-01-01T00:00:00.000Z",
-                                    "tables": [{"name": "t", "files": files}]})
+        return repo.write_manifest(backup_doc(backup_id, "bench", [table_entry("t", files)]))
 
 
 def one(target: Target, passphrase: str | None, sources: list[tuple[str, str, int]],
@@ -191,24 +190,24 @@ def manifest_doc(tables: int, files_per_table: int, schema_versions: int) -> dic
 
     doc_tables = []
     for t in range(tables):
-        types = ["BIGINT", "TEXT", "TIMESTAMP", "DOUBLE", "JSON", "DECIMAL(12,2)", "BOOLEAN"]
-        columns = [{"name": f"{['order', 'customer', 'item', 'event'][t % 4]}_{c}_{t}",
-                    "type": types[(t + c) % len(types)], "nullable": bool((t * c) % 2),
-                    "default": None if c % 4 else str(t * c)} for c in range(8 + t % 9)]
-        doc_tables.append({
-            "name": f"table_{t}", "table_type": "shared", "schema_version": schema_versions,
-            "primary_key": ["col_0"], "options": {"flush_rows": 10000},
-            "created_at": "2026-11-23T08:50:00.123Z",
-            "schemas": [{"version": v + 1, "columns": columns[: len(columns) - 2 + v],
-                         "created_at": "2026-11-23T08:50:00.123Z"} for v in range(schema_versions)],
-            "files": [{"oid": sha(t, f), "size": 50_000_000 + f, "rows": 1_000_000,
-                       "schema_version": schema_versions, "user_id": None,
-                       "min_seq": f * 1_000_000, "max_seq": f * 1_000_000 + 999_999,
-                       "source": "parquet"} for f in range(files_per_table)],
-            "rows": 1_000_000 * files_per_table, "max_seq": 0,
-        })
-    return {"backup_id": "bk-ratio", "namespace": "app", "snapshot_at": "2026-01-01T00:00:00.000Z",
-            "tables": doc_tables}
+        types = [("BIGINT", []), ("TEXT", []), ("TIMESTAMP", []), ("DOUBLE", []), ("JSON", []),
+                 ("DECIMAL", [12, 2]), ("BOOLEAN", [])]
+        columns = [column(f"{['order', 'customer', 'item', 'event'][t % 4]}_{c}_{t}",
+                          *types[(t + c) % len(types)], key=c == 0 and (t % 7) != 4,
+                          default=None if c % 4 or c == 0 or types[(t + c) % len(types)][0]
+                          not in ("BIGINT", "TEXT", "DOUBLE") else str(t * c))
+                   for c in range(8 + t % 9)]
+        if not columns[0]["primary_key"]:  # a JSON first column: another key
+            columns[0] = column(columns[0]["name"], "BIGINT", key=True)
+        entry = table_entry(
+            f"table_{t}",
+            [{"oid": sha(t, f), "size": 50_000_000 + f, "rows": 1_000_000, "user_id": None}
+             for f in range(files_per_table)],
+            [columns[: len(columns) - 2 + v] for v in range(schema_versions)],
+        )
+        entry["options"] = {"flush_rows": 10000}
+        doc_tables.append(entry)
+    return backup_doc("bk-ratio", "app", doc_tables)
 
 
 def ratios(scratch: Path, sources: list[tuple[str, str, int]]) -> list[tuple[str, int, float, str]]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.manifests import backup_doc, table_entry
 from storage.backup import Repository, resolve_target
 
 
@@ -79,14 +80,9 @@ def one_round(scratch: Path, sources: list[tuple[str, str, int]]) -> list[tuple[
     timed("put again, rehash (dedup)", total, lambda: put_all(durable), rows)
     timed("put again, sha known (stat only)", total, lambda: put_all(durable, True), rows)
 
-    durable.write_manifest(
-        {
-            "backup_id": "bench",
-            "namespace": "bench",
-            "snapshot_at": "2026-01-01T00:00:00.000Z",
-            "tables": [{"files": [{"oid": s, "size": n} for _, s, n in sources]}],
-        }
-    )
+    unique = list({s: n for _, s, n in sources}.items())
+    durable.write_manifest(backup_doc("bench", "bench", [
+        table_entry("t", [{"oid": s, "size": n} for s, n in unique])]))
 
     def verify() -> None:
         assert durable.verify("bench").is_valid

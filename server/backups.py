@@ -19,6 +19,7 @@ from storage.archive import pitr
 from storage.archive import store as archived
 from storage.archive.store import parse_us
 from storage.backup import Repository
+from storage.backup.schema import load_header
 
 from . import faults, resume, visibility
 from .backup_run import BackupPlan, run_backup
@@ -162,7 +163,7 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     def decided(oids: set[str]) -> None:
         faults.hit("prune.before_delete", job_id=ctx.job_id, backup_id=backup_id, oids=oids)
 
-    freed = repo.prune(candidates={o["oid"] for o in m["objects"]}, before_delete=decided)
+    freed = repo.prune(candidates={o.oid for o in load_header(m).objects}, before_delete=decided)
     cairn.catalog.delete(Backup, backup_id)
     if repo.target.kind != "archive":
         freed += prune_archived(cairn, repo, m["namespace"])
@@ -225,14 +226,14 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
 # --- listing ----------------------------------------------------------------
 
 
-def summary(m: dict[str, Any], target: str) -> dict[str, Any]:
-    totals = m["totals"]
+def summary(doc: dict[str, Any], target: str) -> dict[str, Any]:
+    h = load_header(doc)
     return {
-        "backup_id": m["backup_id"], "namespace": m["namespace"], "target": target,
-        "created_at": m["created_at"], "snapshot_at": m["snapshot_at"],
-        "tables": totals["tables"], "rows": totals["rows"], "files": totals["files"],
-        "bytes": totals["bytes"], "bytes_written": totals.get("bytes_written", 0),
-        "label": m.get("label"), "encrypted": bool(m.get("encrypted")),
+        "backup_id": h.backup_id, "namespace": h.namespace, "target": target,
+        "created_at": h.created_at, "snapshot_at": h.snapshot_at,
+        "tables": h.totals.tables, "rows": h.totals.rows, "files": h.totals.files,
+        "bytes": h.totals.bytes, "bytes_written": h.totals.bytes_written,
+        "label": h.label, "encrypted": h.encrypted,
     }
 
 
@@ -289,12 +290,11 @@ async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> R
 
     def work() -> list[dict[str, Any]]:
         repo = locate(cairn, stmt.backup_id, stmt.target, opts.get("encryption_passphrase"))
-        m = repo.read_manifest(stmt.backup_id)
+        m = repo.read_backup(stmt.backup_id)
         return [{
-            "table_name": t["name"], "table_type": t["table_type"],
-            "schema_version": t["schema_version"], "rows": t.get("rows", 0),
-            "files": len(t.get("files", [])), "bytes": sum(f["size"] for f in t.get("files", [])),
-        } for t in m["tables"]]
+            "table_name": t.name, "table_type": t.table_type, "schema_version": t.schema_version,
+            "rows": t.rows, "files": len(t.files), "bytes": sum(f.size for f in t.files),
+        } for t in m.tables]
 
     return Result.of_rows([("table_name", "TEXT"), ("table_type", "TEXT"),
                            ("schema_version", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"),

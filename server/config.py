@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage.config import EngineConfig
+
 from .intervals import interval_seconds
 
 
@@ -32,12 +34,8 @@ class ServerConfig:
 
 
 @dataclass
-class StorageConfig:
+class StorageConfig(EngineConfig):
     data_dir: str = "./cairn-data"
-    flush_rows: int = 10_000
-    flush_interval_seconds: float = 300.0
-    duckdb_memory_limit: str = "1GB"
-    duckdb_threads: int = 2
 
 
 @dataclass

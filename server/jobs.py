@@ -28,7 +28,7 @@ from catalog import Catalog, Job, utcnow
 from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
-from . import logs
+from . import faults, logs
 from .config import Config
 from .metrics import Metrics
 from .session import Session
@@ -143,6 +143,10 @@ class JobContext:
                     if not fut.cancelled() and fut.exception() is None:
                         self._loop.call_soon_threadsafe(self.sem.release)
                     return
+
+    def fault(self, point: str, **info: Any) -> None:
+        """A named fault point of this job (server/faults.py)."""
+        faults.hit(point, job_id=self.job_id, **info)
 
     def progress(
         self,

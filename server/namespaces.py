@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from catalog import Namespace, Table
-from catalog.errors import AlreadyExists, InvalidArgument, NotFound
+from catalog.errors import InvalidArgument, NotFound
 from sqlgrammar.ast import CreateNamespace, DropNamespace, ShowNamespaces
 
 from .dispatch import Routes
@@ -33,12 +33,8 @@ async def create_namespace(cairn: Cairn, session: Session, stmt: CreateNamespace
     check_namespace_name(stmt.name)
 
     def work() -> Result:
-        with cairn.namespace_lock:
-            if cairn.catalog.get(Namespace, stmt.name) is not None:
-                if stmt.if_not_exists:
-                    return Result.of_message(f"Namespace '{stmt.name}' already exists, skipped")
-                raise AlreadyExists(f"Namespace '{stmt.name}' already exists")
-            cairn.catalog.put(Namespace(stmt.name))
+        if not cairn.engine.create_namespace(stmt.name, if_not_exists=stmt.if_not_exists):
+            return Result.of_message(f"Namespace '{stmt.name}' already exists, skipped")
         return Result.of_message(f"Namespace '{stmt.name}' created")
 
     return await cairn.run(work)
@@ -49,20 +45,11 @@ async def drop_namespace(cairn: Cairn, session: Session, stmt: DropNamespace) ->
     check_namespace_name(stmt.name)
 
     def work() -> Result:
-        with cairn.namespace_lock:
-            if cairn.catalog.get(Namespace, stmt.name) is None:
-                if stmt.if_exists:
-                    return Result.of_message(f"Namespace '{stmt.name}' does not exist, skipped")
-                raise NotFound(f"Namespace '{stmt.name}' does not exist")
-            tables = cairn.catalog.scan(Table, stmt.name + "\x00")
-            if tables and not stmt.cascade:
-                raise InvalidArgument(
-                    f"Namespace '{stmt.name}' has {len(tables)} table(s); use DROP NAMESPACE "
-                    f"{stmt.name} CASCADE to drop them too"
-                )
-            if tables:
-                cairn.engine.drop_namespace_tables(stmt.name)
-            cairn.catalog.delete(Namespace, stmt.name)
+        # One catalog batch (storage/registry.py): a concurrent BACKUP sees the
+        # namespace whole or not at all.
+        if not cairn.engine.drop_namespace(stmt.name, cascade=stmt.cascade,
+                                           if_exists=stmt.if_exists):
+            return Result.of_message(f"Namespace '{stmt.name}' does not exist, skipped")
         return Result.of_message(f"Namespace '{stmt.name}' dropped")
 
     return await cairn.run(work)

@@ -16,14 +16,17 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+
 import pyarrow as pa
 
 from catalog import DataFile, Table, TableSchema
 
+from .batch import BufBatch
 from .keys import BufferKeys
 from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
 
 PREFIX = "buf_"
+APPEND_ONLY = "append_only:"  # Meta record: the table has never had a key overwritten
 
 
 def family_name(table_uid: str) -> str:
@@ -32,19 +35,6 @@ def family_name(table_uid: str) -> str:
 
 def seq_key(seq: int) -> bytes:
     return struct.pack(">Q", seq)
-
-
-@dataclass
-class BufBatch:
-    key: bytes
-    version: int
-    ts: float  # unix seconds when written
-    user: str | None
-    rows: pa.Table
-
-    @property
-    def num_rows(self) -> int:
-        return self.rows.num_rows
 
 
 def encode(rows: pa.Table, version: int, ts: float, user: str | None) -> bytes:
@@ -123,6 +113,23 @@ class TableState:
     @property
     def uid(self) -> str:
         return self.table.uid
+
+    def replace_definition(self, table: Table, schema: TableSchema) -> None:
+        """A new schema version (ALTER TABLE): cached conversions go."""
+        with self.lock:
+            self.table, self.schema = table, schema
+            self._cache.clear()
+
+    def mark_dropped(self) -> None:
+        """The table is gone: statements still waiting on it fail, queries see nothing."""
+        with self.lock:
+            self.dropped = True
+            self.batches, self.files = {}, []
+            self._cache.clear()
+
+    def cached_buffer(self) -> tuple[int, tuple[bytes, ...], pa.Table] | None:
+        """The all-users buffer conversion cached by `buffer_table` (call with `lock` held)."""
+        return self._cache.get("*")
 
     @property
     def columns(self) -> list[Column]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import sqlglot
@@ -22,16 +22,26 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionD
 from . import keys as keys_mod
 from .archive.changes import ROWS
 from . import sandbox
-from .buffer import BufBatch, TableState, encode, seq_key, storage_schema
+from .batch import BufBatch
+from .buffer import APPEND_ONLY, TableState, encode, seq_key, storage_schema
+from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
-from .types import DELETED, ID, OW, SEQ, UPDATED, USER, Column, arrow_type, coerce, default_value
+from .types import (
+    DELETED,
+    ID,
+    OW,
+    SEQ,
+    UPDATED,
+    USER,
+    Column,
+    arrow_type,
+    coerce,
+    default_value,
+)
 from .values import values_rows
 
-if TYPE_CHECKING:
-    from .engine import Engine
 
-
-def resolve(engine: Engine, node: exp.Expression, default_namespace: str | None) -> TableState:
+def resolve(engine: Writer, node: exp.Expression, default_namespace: str | None) -> TableState:
     """The table a write statement names."""
     if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
         raise PermissionDenied("writes go to Cairn tables only")
@@ -64,7 +74,7 @@ def _name(st: TableState) -> str:
 # --- INSERT -----------------------------------------------------------------
 
 
-def insert(engine: Engine, e: exp.Insert, user: str | None, ns: str | None) -> int:
+def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> int:
     for arg in ("conflict", "returning", "overwrite", "alternative", "where"):
         if e.args.get(arg):
             raise InvalidArgument(f"INSERT ... {arg.upper()} is not supported")
@@ -106,7 +116,7 @@ def _targets(st: TableState, names: list[str] | None) -> list[Column]:
 
 
 def write_values(
-    engine: Engine, st: TableState, names: list[str] | None, rows: list[list[Any]], owner: str | None
+    engine: Writer, st: TableState, names: list[str] | None, rows: list[list[Any]], owner: str | None
 ) -> int:
     if not rows:
         return 0
@@ -137,7 +147,7 @@ def write_values(
 
 
 def _append(
-    engine: Engine,
+    engine: Writer,
     st: TableState,
     data: dict[str, Any],
     n: int,
@@ -190,7 +200,7 @@ def _append(
 
 
 def _check_keys(
-    engine: Engine, st: TableState, rows: pa.Table, owner: str | None
+    engine: Writer, st: TableState, rows: pa.Table, owner: str | None
 ) -> tuple[set[tuple[Any, ...]], list[Any] | None]:
     """ALREADY_EXISTS if a key is repeated or already live; else the keys the
     rows bring back from soft deletion (new versions of an existing key), and
@@ -247,7 +257,7 @@ def _check_keys(
     plan.sql = (f"SELECT {using}, {flag} AS __del FROM ({view}) AS __t0 "
                 f"SEMI JOIN {keys_name} USING ({using})")
     plan.names = {"__t0": _name(st), buf_name: _name(st), keys_name: "the new keys"}
-    found = engine._run(plan).to_pylist()
+    found = engine.run_plan(plan).to_pylist()
     live = [r for r in found if not r["__del"]]
     if live:
         key = tuple(live[0][k] for k in pk)
@@ -262,11 +272,9 @@ def _show(pk: list[str], key: tuple[Any, ...]) -> str:
 
 
 def _commit(
-    engine: Engine, st: TableState, rows: pa.Table, owner: str | None, overwrite: bool,
+    engine: Writer, st: TableState, rows: pa.Table, owner: str | None, overwrite: bool,
     probe: list[Any] | None = None,
 ) -> None:
-    from .engine import APPEND_ONLY
-
     if probe is None and st.table.primary_key != [ID] and keys_mod.settable(
         st.columns, st.table.primary_key
     ):
@@ -324,7 +332,7 @@ def _evict_overflow(st: TableState, adding: int, b: Any) -> dict[bytes, BufBatch
     return out
 
 
-def insert_arrow(engine: Engine, st: TableState, rows: pa.Table, user: str | None) -> int:
+def insert_arrow(engine: Writer, st: TableState, rows: pa.Table, user: str | None) -> int:
     """Bulk load: Arrow columns by name, cast to the column types."""
     owner = _owner(st, user)
     with st.write_lock:
@@ -350,7 +358,7 @@ def insert_arrow(engine: Engine, st: TableState, rows: pa.Table, user: str | Non
 
 
 def _matching(
-    engine: Engine, st: TableState, node: exp.Table, where: exp.Expression | None,
+    engine: Writer, st: TableState, node: exp.Table, where: exp.Expression | None,
     extra: list[str], user: str | None, ns: str | None,
 ) -> pa.Table:
     alias = quote(node.alias_or_name)
@@ -360,7 +368,7 @@ def _matching(
     return engine.select(sqlglot.parse_one(sql, read="duckdb"), user, ns, show_deleted=False)
 
 
-def update(engine: Engine, e: exp.Update, user: str | None, ns: str | None) -> int:
+def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> int:
     st = resolve(engine, e.this, ns)
     owner = _owner(st, user)
     if st.table.table_type == "stream":
@@ -404,7 +412,7 @@ def update(engine: Engine, e: exp.Update, user: str | None, ns: str | None) -> i
         return _append(engine, st, data, n, owner, check_keys=False, overwrite=True)
 
 
-def delete(engine: Engine, e: exp.Delete, user: str | None, ns: str | None) -> int:
+def delete(engine: Writer, e: exp.Delete, user: str | None, ns: str | None) -> int:
     st = resolve(engine, e.this, ns)
     owner = _owner(st, user)
     if st.table.table_type == "stream":

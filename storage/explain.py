@@ -64,12 +64,12 @@ def _plan(engine: Engine, query: exp.Expression, user: str | None,
     """The query checked and rewritten as `Engine.select` does it (system tables
     as the caller may see them: `limits.system_view`)."""
     sandbox.check_query(query)
-    system_table = engine._system_table  # noqa: SLF001
+    system_table = engine._system_table
     if limits is not None and limits.system_view is not None:
         view = limits.system_view
 
         def system_table(name: str) -> pa.Table | None:
-            table = engine._system_table(name)  # noqa: SLF001
+            table = engine._system_table(name)
             return None if table is None else view(name, table)
 
     return plan_query(query.copy(), user, namespace, engine.state, system_table,
@@ -83,7 +83,7 @@ def run(engine: Engine, kind: str, expression: exp.Expression, user: str | None,
     query, prefix = to_query(kind, expression)
     plan = _plan(engine, query, user, namespace, limits)
     plan.sql = prefix + plan.sql
-    return engine._run(plan, timeout, limits)  # noqa: SLF001
+    return engine.run_plan(plan, timeout, limits)
 
 
 def explain(engine: Engine, kind: str, expression: exp.Expression, user: str | None,
@@ -104,7 +104,7 @@ def explain(engine: Engine, kind: str, expression: exp.Expression, user: str | N
         if not name.startswith("system."):
             rewritten = rewritten.replace(placeholder, f'"write buffer of {name}"')
     plan.sql = ("EXPLAIN ANALYZE " if analyze else "EXPLAIN ") + prefix + plan.sql
-    result = engine._run(plan, timeout)  # noqa: SLF001  (the plan text is never cut)
+    result = engine.run_plan(plan, timeout)  # the plan text is never cut
     keys: list[str] = []
     values: list[str] = []
     for name, files, buffered in reads:

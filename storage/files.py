@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import threading
 from collections import Counter
 from pathlib import Path
@@ -65,6 +66,14 @@ class _HashingWriter:
             self.closed = True
 
 
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -97,7 +106,22 @@ class FileStore:
         The file is in place (renamed, synced) but not yet referenced by the catalog."""
         file_id = new_id("f")
         tmp = self.tmp_dir / f"{file_id}.parquet"
-        writer = _HashingWriter(tmp)
+        size, sha = self.write_at(tmp, rows, metadata)
+        try:
+            rel = self.rel_path(table_uid, file_id)
+            final = self.abs(rel)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return file_id, rel, size, sha
+
+    def write_at(self, path: Path, rows: pa.Table, metadata: dict[bytes, bytes]) -> tuple[int, str]:
+        """Write `rows` to `path` exactly as a table's data file is written (zstd
+        Parquet, hashed on the way, synced); returns (bytes, sha256)."""
+        writer = _HashingWriter(path)
         try:
             pq.write_table(
                 rows.replace_schema_metadata({**(rows.schema.metadata or {}), **metadata}),
@@ -106,16 +130,34 @@ class FileStore:
                 row_group_size=ROW_GROUP_ROWS,
             )
             writer.close()
-            rel = f"files/{table_uid}/{file_id}.parquet"
-            final = self.abs(rel)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
         except BaseException:
             writer.close()
-            tmp.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             raise
-        return file_id, rel, writer.size, writer.sha.hexdigest()
+        return writer.size, writer.sha.hexdigest()
+
+    @staticmethod
+    def rel_path(table_uid: str, file_id: str) -> str:
+        """Where a table's data file lives, relative to the data dir."""
+        return f"files/{table_uid}/{file_id}.parquet"
+
+    def place(self, table_uid: str) -> tuple[str, str, Path]:
+        """A new data file's (file_id, rel path, absolute path), its directory made:
+        for a file copied in from elsewhere (a restore), registered later."""
+        file_id = new_id("f")
+        rel = self.rel_path(table_uid, file_id)
+        path = self.abs(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return file_id, rel, path
+
+    @staticmethod
+    def sync(paths: list[Path]) -> None:
+        """fsync files and then their directories: after a power loss no file the
+        catalog is about to reference may be a hole."""
+        for path in paths:
+            _fsync_file(path)
+        for d in sorted({p.parent for p in paths}):
+            _fsync_dir(d)
 
     # --- pins -----------------------------------------------------------
 
@@ -178,8 +220,6 @@ class FileStore:
             if p.is_file() or p.is_symlink():
                 p.unlink(missing_ok=True)
             else:
-                import shutil
-
                 shutil.rmtree(p, ignore_errors=True)
             removed.append(str(p.relative_to(self.data_dir)))
         for p in self.files_dir.rglob("*"):

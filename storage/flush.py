@@ -6,23 +6,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog import DataFile
+from catalog import Catalog, DataFile
 from catalog.errors import NotFound
 
-from .buffer import BufBatch, TableState, conform, storage_schema
+from .batch import BufBatch
+from .buffer import TableState, conform, storage_schema
+from .config import EngineConfig
+from .files import FileStore
 from .keys import key_range
 from .types import SEQ
 
-if TYPE_CHECKING:
-    from .engine import Engine
 
-
-def flush(engine: Engine, st: TableState, progress: Callable[..., Any] | None = None) -> dict[str, int]:
+def flush(catalog: Catalog, files: FileStore, st: TableState,
+          progress: Callable[..., Any] | None = None) -> dict[str, int]:
     """Write the table's buffered rows to Parquet; returns rows, files, bytes.
     `progress(files_done=, files_total=, bytes_done=, rows=)` is called between
     files and may raise (e.g. Cancelled): nothing is then registered and the
@@ -51,7 +52,7 @@ def flush(engine: Engine, st: TableState, progress: Callable[..., Any] | None = 
                 seqs = rows.column(SEQ)
                 meta = {b"cairn.schema_version": str(version).encode(),
                         b"cairn.table_uid": table.uid.encode()}
-                file_id, rel, size, sha = engine.files.write(table.uid, rows, meta)
+                file_id, rel, size, sha = files.write(table.uid, rows, meta)
                 written.append(DataFile(
                     table_uid=table.uid, file_id=file_id, path=rel, rows=rows.num_rows,
                     bytes=size, sha256=sha, schema_version=version, user_id=user,
@@ -65,23 +66,31 @@ def flush(engine: Engine, st: TableState, progress: Callable[..., Any] | None = 
             with st.lock:
                 if st.dropped:
                     raise NotFound(f"Table '{table.namespace}.{table.name}' does not exist")
-                b = engine.catalog.batch()
+                wb = catalog.batch()
                 for f in written:
-                    b.put(f)
+                    wb.put(f)
                 for batch in batches:
-                    b.delete_raw(st.family, batch.key)
-                b.commit()
+                    wb.delete_raw(st.family, batch.key)
+                wb.commit()
                 st.files = [*st.files, *written]
                 for batch in batches:
                     st.batches.pop(batch.key, None)
                 st.keys.removed()
         except BaseException:
-            engine.files.retire([f.path for f in written])
+            files.retire([f.path for f in written])
             raise
     return {"rows": rows_done, "files": len(written), "bytes": bytes_done}
 
 
-def due(engine: Engine, states: list[TableState]) -> list[tuple[str, str]]:
+def flush_rows_of(cfg: EngineConfig, st: TableState) -> int:
+    return int(st.table.options.get("flush_rows") or cfg.flush_rows)
+
+
+def flush_interval_of(cfg: EngineConfig, st: TableState) -> float:
+    return float(st.table.options.get("flush_interval_seconds") or cfg.flush_interval_seconds)
+
+
+def due(cfg: EngineConfig, states: list[TableState]) -> list[tuple[str, str]]:
     """Tables whose buffer passed `flush_rows` or holds a row older than
     `flush_interval_seconds`."""
     now = time.time()
@@ -92,12 +101,13 @@ def due(engine: Engine, states: list[TableState]) -> list[tuple[str, str]]:
         with st.lock:
             n = st.buffered_rows()
             oldest = st.oldest_ts()
-        if n and (n >= engine.flush_rows_of(st) or (oldest is not None and now - oldest >= engine.flush_interval_of(st))):
+        if n and (n >= flush_rows_of(cfg, st)
+                  or (oldest is not None and now - oldest >= flush_interval_of(cfg, st))):
             out.append((st.table.namespace, st.table.name))
     return out
 
 
-def evict(engine: Engine, st: TableState) -> int:
+def evict(catalog: Catalog, st: TableState) -> int:
     """Delete a stream table's entries older than `ttl_seconds`."""
     floor = st.ttl_floor()
     if floor is None:
@@ -106,7 +116,7 @@ def evict(engine: Engine, st: TableState) -> int:
         old = [b for b in st.batches.values() if b.ts < floor]
         if not old:
             return 0
-        wb = engine.catalog.batch()
+        wb = catalog.batch()
         for b in old:
             wb.delete_raw(st.family, b.key)
         wb.commit()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,10 +28,8 @@ import pyarrow.parquet as pq
 
 from catalog import DataFile
 
+from .batch import BufBatch
 from .types import ID, Column
-
-if TYPE_CHECKING:
-    from .buffer import BufBatch
 
 log = logging.getLogger("cairn.storage")
 

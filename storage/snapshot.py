@@ -1,29 +1,218 @@
-"""A namespace's tables as of one instant, for BACKUP: what to copy and how."""
+"""Namespaces as of one instant, every file ready to store: what a BACKUP copies.
+
+`take` holds the registry's `ddl` lock and every table's `lock` for as long as
+it takes to copy references (a few milliseconds: the file list is pinned, the
+buffer's immutable batches are shared), so the snapshot is one committed state
+of every table in scope, wholly before or wholly after any concurrent DDL.
+Afterwards, without any lock, buffered rows are written out as Parquet files
+laid out exactly as a flush would write them (one per user for USER tables),
+so a restore registers them like any other file.
+
+The snapshot's namespaces are `NamespaceImage`s (backup/image.py), what
+backup/writer.py stores."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import shutil
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from catalog import DataFile, Table, TableSchema
+from catalog import DataFile, Namespace, Table, TableSchema, utcnow
+from catalog.errors import NotFound
+from catalog.ids import new_id
+from catalog.records import SEP
+
+from .archive.store import iso
+from .backup.image import FileToStore, NamespaceImage
+from .backup.schema import Column as ColumnEntry
+from .backup.schema import FileEntry, NamespaceRecord, SchemaEntry, TableEntry
+from .buffer import TableState, conform
+from .files import FileStore
+from .keys import key_range
+from .registry import Registry
+from .types import SEQ, USER, Column
+from .work import Work
+
+__all__ = ["FileToStore", "NamespaceImage", "Scope", "Snapshot", "Work", "take"]
+
+
+# What a scope names: namespace -> table names, or None for every table.
+Scope = Mapping[str, Collection[str] | None]
 
 
 @dataclass
-class TableSnapshot:
-    table: Table
-    schemas: list[TableSchema]  # every version, oldest first
-    files: list[DataFile]  # pinned until the snapshot is released
-    buffer: pa.Table | None  # buffered rows, storage schema (with _seq/_user); None for STREAM
+class Snapshot:
+    """Namespaces at `snapshot_at`. Files stay pinned (and exports on disk)
+    until `release()` (or the end of a `with` block)."""
+
+    snapshot_at: str
+    namespaces: list[NamespaceImage]
+    _release: Callable[[], None] = field(repr=False)
+    # Per namespace, the cut of its change log the snapshot is exact to (see
+    # storage/archive/changes.py): (lsn, time in µs): every change with
+    # lsn <= the first, committed at or before the second, and no other.
+    cuts: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def files(self) -> list[FileToStore]:
+        return [f for ns in self.namespaces for f in ns.files]
+
+    def release(self) -> None:
+        self._release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 @dataclass
-class NamespaceSnapshot:
+class _Captured:
+    """A table's references copied under its lock."""
+
     namespace: str
-    tables: list[TableSnapshot]
-    pin_token: str
-    # The cut of the namespace's change log the snapshot is exact to (see
-    # storage/archive/changes.py): every change with lsn <= cut_lsn, committed
-    # at or before cut_us (a whole millisecond), and no other.
-    cut_lsn: int = 0
-    cut_us: int = 0
+    table: Table
+    columns: list[Column]
+    version: int
+    batches: list[Any] | None
+    cached: tuple[int, tuple[bytes, ...], pa.Table] | None
+    schemas: list[TableSchema]
+    files: list[DataFile]
+    schema: pa.Schema
+
+
+def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
+    """Snapshot every table in `scope`. NOT_FOUND for a namespace or table
+    that does not exist at the instant taken."""
+    files = registry.files
+    with registry.ddl:
+        records: dict[str, Namespace] = {}
+        states: list[tuple[str, TableState]] = []
+        for ns, names in scope.items():
+            rec = registry.catalog.get(Namespace, ns)
+            if rec is None:
+                raise NotFound(f"Namespace '{ns}' does not exist")
+            records[ns] = rec
+            if names is None:
+                states += [(ns, st) for st in registry.states(ns)]
+            else:
+                states += [(ns, registry.state(ns, n)) for n in names]
+        states.sort(key=lambda s: s[1].uid)
+        with contextlib.ExitStack() as held:
+            for _, st in states:
+                held.enter_context(st.lock)
+            # Each namespace's commit lock makes the snapshot a cut of its change log.
+            cuts: dict[str, tuple[int, int]] = {}
+            for ns in sorted(records):
+                cuts[ns] = registry.changes.cut(held.enter_context(registry.changes.holding(ns)))
+            captured = [_capture(registry, ns, st) for ns, st in states]
+            token = files.pin([f.path for c in captured for f in c.files])
+            cut_us = cuts[next(iter(records))][1] if len(records) == 1 else 0
+            snapshot_at = iso(cut_us) if cut_us else utcnow()
+    staging = staging_root / f"snapshot-{new_id('s')}"
+
+    def release() -> None:
+        files.unpin(token)
+        shutil.rmtree(staging, ignore_errors=True)
+
+    try:
+        images = {ns: NamespaceImage(ns, NamespaceRecord(created_at=r.created_at, options=dict(r.options)),
+                                     [], [])
+                  for ns, r in records.items()}
+        for c in sorted(captured, key=lambda c: (c.namespace, c.table.name)):
+            image = images[c.namespace]
+            entry, items = _table_entry(c, files, staging)
+            image.tables.append(entry)
+            image.files += items
+        return Snapshot(snapshot_at, list(images.values()), release, cuts)
+    except BaseException:
+        release()
+        raise
+
+
+def _capture(registry: Registry, ns: str, st: TableState) -> _Captured:
+    if st.dropped:  # cannot happen under `ddl`, but never back up a dropped table
+        raise NotFound(f"Table '{ns}.{st.table.name}' does not exist")
+    stream = st.table.table_type == "stream"
+    return _Captured(
+        ns, st.table, list(st.columns), st.schema.version,
+        None if stream else list(st.batches.values()),
+        st.cached_buffer(), registry.catalog.scan(TableSchema, st.uid + SEP),
+        list(st.files), st.loose_schema(),
+    )
+
+
+def _buffer(c: _Captured) -> pa.Table | None:
+    """The captured buffer as one Arrow table (reusing the query cache's prefix)."""
+    if c.batches is None:
+        return None
+    start, base = 0, c.schema.empty_table()
+    keys = tuple(b.key for b in c.batches)
+    if c.cached is not None and c.cached[0] == c.version and keys[: len(c.cached[1])] == c.cached[1]:
+        start, base = len(c.cached[1]), c.cached[2]
+    parts = [conform(b.rows, b.version, c.table, c.columns).cast(c.schema) for b in c.batches[start:]]
+    return pa.concat_tables([base, *parts]) if parts else base
+
+
+def _table_entry(c: _Captured, files: FileStore, staging: Path) -> tuple[TableEntry, list[FileToStore]]:
+    t = c.table
+    items = [
+        FileToStore(files.abs(f.path), f.bytes, f.sha256, FileEntry(
+            oid=f.sha256, size=f.bytes, rows=f.rows, schema_version=f.schema_version,
+            user_id=f.user_id, min_seq=f.min_seq, max_seq=f.max_seq, source="parquet",
+            key_range={k: list(v) for k, v in f.key_range.items()},
+        ))
+        for f in c.files
+    ]
+    items += _export(c, files, staging)
+    entry = TableEntry(
+        name=t.name, table_type=t.table_type,  # type: ignore[arg-type]
+        schema_version=t.schema_version, primary_key=list(t.primary_key),
+        options=dict(t.options), created_at=t.created_at,
+        schemas=[SchemaEntry(version=s.version, columns=_columns(s.columns), created_at=s.created_at)
+                 for s in sorted(c.schemas, key=lambda s: s.version)],
+        files=[i.entry for i in items],
+        rows=sum(i.entry.rows for i in items),
+        max_seq=max((i.entry.max_seq for i in items), default=0),
+    )
+    return entry, items
+
+
+def _columns(columns: list[Column]) -> list[ColumnEntry]:
+    return [ColumnEntry(**c) for c in columns]
+
+
+def _export(c: _Captured, files: FileStore, staging: Path) -> list[FileToStore]:
+    """Buffered rows as Parquet files, as a flush would write them."""
+    rows = _buffer(c)
+    if rows is None or rows.num_rows == 0:
+        return []
+    t = c.table
+    if t.table_type == "user":
+        users = pc.unique(rows.column(USER)).to_pylist()
+        groups = [(u, rows.filter(pc.equal(rows.column(USER), u))) for u in users]
+    else:
+        groups = [(None, rows)]
+    staging.mkdir(parents=True, exist_ok=True)
+    out: list[FileToStore] = []
+    for user, part in groups:
+        part = part.combine_chunks()
+        meta = {b"cairn.schema_version": str(t.schema_version).encode(),
+                b"cairn.table_uid": t.uid.encode()}
+        path = staging / f"{t.uid}-{len(out)}.parquet"
+        size, sha = files.write_at(path, part, meta)
+        seqs = part.column(SEQ)
+        out.append(FileToStore(path, size, sha, FileEntry(
+            oid=sha, size=size, rows=part.num_rows, schema_version=t.schema_version,
+            user_id=user, min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
+            source="buffer", key_range=key_range(part, c.columns, t.primary_key),
+        ), temporary=True))
+    return out
+

@@ -7,16 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from catalog import Archive, Backup, Job, Namespace, Schedule, Table, TableSchema
 
+from .ports import SystemSource
 from .types import describe_column
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 TEXT, BIGINT, DOUBLE, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 TS = pa.timestamp("us")
@@ -90,7 +88,7 @@ def _namespaces(namespaces: list[Namespace], tables: list[Table]) -> list[dict[s
     ]
 
 
-def _tables(engine: Engine) -> list[dict[str, Any]]:
+def _tables(engine: SystemSource) -> list[dict[str, Any]]:
     rows = []
     for t in engine.catalog.scan(Table):
         row = {"namespace": t.namespace, "table_name": t.name, "table_type": t.table_type,
@@ -131,7 +129,7 @@ FROM_RECORDS: dict[str, tuple[tuple[type, ...], Callable[..., list[dict[str, Any
 }
 
 
-def archives(engine: Engine) -> list[dict[str, Any]]:
+def archives(engine: SystemSource) -> list[dict[str, Any]]:
     """Continuous archiving per namespace; `lag_ms` is live: how long the oldest
     change not yet in the target has waited."""
     rows = []
@@ -148,33 +146,31 @@ def archives(engine: Engine) -> list[dict[str, Any]]:
 
 
 # The others also show live figures (buffered rows, files): built every time.
-BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
+BUILDERS: dict[str, Callable[[SystemSource], list[dict[str, Any]]]] = {
     "tables": _tables, "archives": archives}
 
 
-def build(engine: Engine, name: str) -> pa.Table | None:
+def build(engine: SystemSource, name: str) -> pa.Table | None:
     """`system.<name>` as Arrow, or None if there is no such system table."""
     if name not in COLUMNS:
         return None
-    cache: dict[str, tuple[Any, pa.Table]] | None = getattr(engine, "system_cache", None)
+    cache = engine.system_cache
     if name not in FROM_RECORDS:
         rows = BUILDERS[name](engine)
-        hit = cache.get(name) if cache is not None else None
+        hit = cache.get(name)
         if hit is not None and hit[0] == rows:
             return hit[1]
         table = _arrow(name, rows)
-        if cache is not None:
-            cache[name] = (rows, table)
+        cache[name] = (rows, table)
         return table
     kinds, make = FROM_RECORDS[name]
     raw = tuple(tuple(engine.catalog.scan_raw(kind.FAMILY)) for kind in kinds)
-    hit = cache.get(name) if cache is not None else None
+    hit = cache.get(name)
     if hit is not None and hit[0] == raw:
         return hit[1]
     records = [[kind.loads(v) for _, v in items] for kind, items in zip(kinds, raw)]
     table = _arrow(name, make(*records))
-    if cache is not None:
-        cache[name] = (raw, table)
+    cache[name] = (raw, table)
     return table
 
 

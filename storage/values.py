@@ -7,14 +7,12 @@ from __future__ import annotations
 import decimal
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlglot import exp
 
 from . import sandbox
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .ports import Selector
 
 
 class _NotLiteral(Exception):
@@ -45,7 +43,7 @@ def literal(node: exp.Expression) -> Any:
     raise _NotLiteral
 
 
-def values_rows(engine: Engine, values: exp.Values, user: str | None, ns: str | None) -> list[list[Any]]:
+def values_rows(engine: Selector, values: exp.Values, user: str | None, ns: str | None) -> list[list[Any]]:
     """VALUES rows as Python values: literals directly, other expressions
     (now(), 1 + 2, casts) evaluated by DuckDB in one query."""
     rows: list[list[Any]] = []

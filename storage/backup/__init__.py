@@ -9,13 +9,17 @@ from .locks import BackupLock
 from .manifest import FORMAT_VERSION
 from .objects import PutResult
 from .repository import Repository
+from .schema import Header, Manifest
 from .targets import Target, resolve_target
 from .verify import Progress, VerifyReport
+from .writer import write_backup
 
 __all__ = [
     "FORMAT_VERSION",
     "ArchiveRepository",
     "BackupLock",
+    "Header",
+    "Manifest",
     "PassphraseError",
     "Progress",
     "PutResult",
@@ -24,4 +28,5 @@ __all__ = [
     "VerifyReport",
     "open_repository",
     "resolve_target",
+    "write_backup",
 ]

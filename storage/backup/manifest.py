@@ -1,8 +1,8 @@
 """Manifests: the one document per backup that makes it exist.
 
-This module completes and checks a manifest's content; envelope.py turns it into
-stored bytes and back. Beyond `files` inside `tables`, table entries are opaque
-to this layer.
+This module completes a manifest's content for writing (objects, totals,
+features); envelope.py turns it into stored bytes and back; schema.py is its
+one typed definition, checked on every write and every read.
 
 A file entry is `{"oid", "size", …}`: `size` is the file's own size. When the
 object is encoded (compressed or encrypted) the entry also has `sha256`, the
@@ -18,13 +18,11 @@ from typing import Any
 
 from catalog.errors import CairnError, InvalidArgument
 
-from .layout import is_backup_id, is_oid, utc_now
+from . import schema
+from .layout import is_oid, utc_now
+from .schema import AES, FORMAT, FORMAT_VERSION, KNOWN_FEATURES, ZSTD
 
-FORMAT = "cairn-backup"
-FORMAT_VERSION = 1
-ZSTD = "zstd"
-AES = "aes-256-gcm"
-KNOWN_FEATURES: frozenset[str] = frozenset({ZSTD, AES})
+__all__ = ["AES", "FORMAT", "FORMAT_VERSION", "KNOWN_FEATURES", "ZSTD"]
 
 # What an object's content is: (sha256 or None for a raw object, content size).
 Content = tuple[str | None, int]
@@ -76,48 +74,10 @@ def _file_problem(f: Any) -> str | None:
 
 
 def structure_problem(m: dict[str, Any]) -> str | None:
-    """The first thing wrong with a manifest's shape, or None. A manifest read
-    without its key has no `tables`; its objects are then only names and sizes."""
-    if not isinstance(m.get("backup_id"), str) or not is_backup_id(m["backup_id"]):
-        return f"backup_id {m.get('backup_id')!r} is not a valid backup id"
-    for key in ("namespace", "created_at", "snapshot_at"):
-        if not isinstance(m.get(key), str) or not m[key]:
-            return f"{key} must be a non-empty string"
-    if m.get("label") is not None and not isinstance(m["label"], str):
-        return "label must be a string or null"
-    if not isinstance(m.get("encrypted"), bool):
-        return "encrypted must be true or false"
-    features = m.get("features")
-    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-        return "features must be a list of strings"
-    if m["encrypted"] != (AES in features):
-        return f"encrypted must be true exactly when features name {AES}"
-    if not isinstance(m.get("totals"), dict):
-        return "totals must be an object"
-    objects = m.get("objects")
-    if not isinstance(objects, list):
-        return "objects must be a list"
-    contents: dict[str, Content] = {}
-    for obj in objects:
-        problem = _object_problem(obj)
-        if problem:
-            return problem
-        contents[obj["oid"]] = content_of(obj)
-    if "tables" not in m and m["encrypted"]:
-        return None  # the body was not opened
-    if not isinstance(m.get("tables"), list) or not all(isinstance(t, dict) for t in m["tables"]):
-        return "tables must be a list of objects"
-    for table in m["tables"]:
-        files = table.get("files", [])
-        if not isinstance(files, list):
-            return "a table's files must be a list"
-        for f in files:
-            problem = _file_problem(f)
-            if problem:
-                return problem
-            if contents.get(f["oid"]) != _file_content(f):
-                return f"file object {f['oid']} is not listed in objects with its content and size"
-    return None
+    """The first thing wrong with a manifest document, or None (see schema.py:
+    the whole manifest, or the header alone of an encrypted one read without
+    its key)."""
+    return schema.problem(m)
 
 
 def prepare(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Content]]:

@@ -26,7 +26,7 @@ from catalog.errors import (
     PermissionDenied,
 )
 
-from . import envelope, manifest
+from . import envelope, manifest, schema
 from .atomic import fsync_path, make_dirs, read_small, write_atomic
 from .config import encode_config, new_config, parse_config
 from .crypto import Keys, PassphraseError, is_key_id
@@ -336,6 +336,10 @@ class Repository(LocksAndPrune):
         check_backup_id(backup_id)
         self._readable()
         return self._load_manifest(backup_id, require_body)
+
+    def read_backup(self, backup_id: str) -> schema.Manifest:
+        """A backup's whole manifest as its type (read_manifest, decoded by schema.py)."""
+        return schema.load(self.read_manifest(backup_id))
 
     def _load_manifest(self, backup_id: str, require_body: bool = True) -> dict[str, Any]:
         data = self._read_small(manifest_path(self.target.base, backup_id))

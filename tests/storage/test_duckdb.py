@@ -13,8 +13,8 @@ import pytest
 
 from catalog.errors import AlreadyExists
 from storage import duck, sandbox
-from storage import engine as engine_mod
 from storage.engine import Engine
+from storage.watchdog import Watchdog
 
 from .conftest import Run, col
 
@@ -73,7 +73,7 @@ def test_registered_tables_do_not_outlive_their_query(
 
 
 def test_watchdog_fires_only_live_alarms() -> None:
-    dog = engine_mod._Watchdog()
+    dog = Watchdog()
     hits: list[str] = []
     a = dog.arm(0.05, lambda: hits.append("a"))
     b = dog.arm(0.05, lambda: hits.append("b"))

@@ -126,14 +126,22 @@ def test_snapshot_namespace(engine: Engine, run: Run) -> None:
     run("INSERT INTO app.u VALUES (3)", user="x")
     run("INSERT INTO app.s VALUES (4)")
     run("DELETE FROM app.t WHERE a = 2")
-    snap = engine.snapshot_namespace("app")
-    by = {t.table.name: t for t in snap.tables}
-    assert len(by["t"].files) == 1 and by["t"].buffer.num_rows == 2  # the delete is a version
-    assert by["u"].buffer.column("_user").to_pylist() == ["x"]
-    assert by["s"].buffer is None
-    assert engine.files.pinned(by["t"].files[0].path)
-    engine.release_snapshot(snap)
-    assert not engine.files.pinned(by["t"].files[0].path)
+    snap = engine.snapshot({"app": None})
+    (image,) = snap.namespaces
+    by = {t.name: t for t in image.tables}
+    parquet = [f for f in by["t"].files if f.source == "parquet"]
+    buffered = [f for f in by["t"].files if f.source == "buffer"]
+    # the delete is a version: the buffer exports 2 row versions
+    assert len(parquet) == 1 and [f.rows for f in buffered] == [2]
+    assert [(f.source, f.user_id, f.rows) for f in by["u"].files] == [("buffer", "x", 1)]
+    assert by["s"].files == [] and by["s"].rows == 0
+    (flushed,) = engine.catalog.scan(DataFile, engine.table("app", "t").uid)
+    assert engine.files.pinned(flushed.path)
+    exported = [f.path for f in snap.files if f.temporary]
+    assert len(exported) == 2 and all(p.exists() for p in exported)
+    snap.release()
+    assert not engine.files.pinned(flushed.path)
+    assert not any(p.exists() for p in exported)
 
 
 def test_insert_arrow_bulk(engine: Engine, run: Run) -> None:

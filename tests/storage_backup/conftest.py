@@ -8,10 +8,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from storage.backup import Repository, resolve_target
+from storage.backup import PutResult, Repository, resolve_target
 
 
 @dataclass(frozen=True)
@@ -62,25 +63,59 @@ def object_file(repo: Repository, oid: str) -> Path:
     return Path(repo.target.base) / "objects" / oid[:2] / oid
 
 
-def manifest_doc(
-    backup_id: str, sources: list[Source], namespace: str = "app"
-) -> dict[str, object]:
-    """A minimal manifest for `sources`, all in one table."""
+COLUMNS = [
+    {"name": "id", "type": "BIGINT", "params": [], "not_null": True, "primary_key": True,
+     "has_default": False, "default": None, "system": False, "since": 1},
+    {"name": "_updated", "type": "TIMESTAMP", "params": [], "not_null": True,
+     "primary_key": False, "has_default": False, "default": None, "system": True, "since": 1},
+    {"name": "_deleted", "type": "BOOLEAN", "params": [], "not_null": True,
+     "primary_key": False, "has_default": False, "default": None, "system": True, "since": 1},
+]
+
+
+def table_doc(name: str, sources: list[Source], first_seq: int = 1) -> dict[str, Any]:
+    """A whole table entry (as BACKUP writes one) holding `sources`, 10 rows each."""
+    files = [
+        {"oid": s.sha256, "size": s.size, "rows": 10, "schema_version": 1, "user_id": None,
+         "min_seq": first_seq + 10 * i, "max_seq": first_seq + 10 * i + 9, "source": "parquet",
+         "key_range": {}}
+        for i, s in enumerate(sources)
+    ]
+    return {
+        "name": name, "table_type": "shared", "schema_version": 1, "primary_key": ["id"],
+        "options": {}, "created_at": "2026-01-01T00:00:00.000Z",
+        "schemas": [{"version": 1, "columns": COLUMNS, "created_at": "2026-01-01T00:00:00.000Z"}],
+        "files": files, "rows": 10 * len(sources),
+        "max_seq": max((f["max_seq"] for f in files), default=0),
+    }
+
+
+def stored_as(table: dict[str, Any], puts: list[PutResult]) -> dict[str, Any]:
+    """`table` with its files' oids as `puts` stored them (with `sha256` when encoded)."""
+    for f, put in zip(table["files"], puts, strict=True):
+        f["oid"] = put.oid
+        if put.oid != put.sha256:
+            f["sha256"] = put.sha256
+    return table
+
+
+def backup_doc(
+    backup_id: str, tables: list[dict[str, Any]], namespace: str = "app"
+) -> dict[str, Any]:
+    """A manifest as BACKUP hands it to the repository."""
     return {
         "backup_id": backup_id,
         "namespace": namespace,
         "snapshot_at": "2026-01-01T00:00:00.000Z",
         "label": "nightly",
-        "tables": [
-            {
-                "name": "events",
-                "table_type": "SHARED",
-                "schema_versions": [{"version": 1, "columns": [{"name": "id", "type": "BIGINT"}]}],
-                "rows": 10 * len(sources),
-                "files": [
-                    {"path": f"part-{i}.parquet", "oid": s.sha256, "size": s.size}
-                    for i, s in enumerate(sources)
-                ],
-            }
-        ],
+        "namespace_record": {"created_at": "2026-01-01T00:00:00.000Z", "options": {}},
+        "max_seq": max((t["max_seq"] for t in tables), default=0),
+        "tables": tables,
     }
+
+
+def manifest_doc(
+    backup_id: str, sources: list[Source], namespace: str = "app"
+) -> dict[str, Any]:
+    """A minimal manifest for `sources`, all in one table."""
+    return backup_doc(backup_id, [table_doc("events", sources)], namespace)

@@ -17,7 +17,7 @@ from storage.backup import PassphraseError, Repository, Target, resolve_target
 from storage.backup.crypto import FRAME
 from storage.backup.manifest import canonical
 
-from .conftest import MakeFile, Source
+from .conftest import MakeFile, Source, backup_doc, stored_as, table_doc
 
 PASS = "correct horse battery staple"
 MODES = [("zstd", None), ("none", None), ("zstd", PASS), ("none", PASS)]
@@ -29,19 +29,16 @@ def target(root: Path, name: str = "enc") -> Target:
 
 def store(repo: Repository, backup_id: str, sources: list[Source]) -> dict[str, Any]:
     """What a backup does: lock, put with known sha256s, write the manifest."""
-    files = []
     with repo.lock(backup_id) as lock:
         lock.add([s.sha256 for s in sources])
-        for s in sources:
-            put = repo.put_file(s.path, sha256=s.sha256, size=s.size, lock=lock)
-            entry = {"oid": put.oid, "size": s.size, "rows": 1}
-            if put.oid != put.sha256:
-                entry["sha256"] = put.sha256
-            files.append(entry)
-        return repo.write_manifest({
-            "backup_id": backup_id, "namespace": "app", "snapshot_at": "2026-01-01T00:00:00Z",
-            "tables": [{"name": "secret_table", "files": files}],
-        })
+        puts = [repo.put_file(s.path, sha256=s.sha256, size=s.size, lock=lock) for s in sources]
+        # A table never lists one file twice: content seen again starts a second table.
+        cut = next((i for i in range(len(sources)) if sources[i].sha256 in
+                    {s.sha256 for s in sources[:i]}), len(sources))
+        tables = [stored_as(table_doc("secret_table", sources[:cut]), puts[:cut])]
+        if cut < len(sources):
+            tables.append(stored_as(table_doc("more", sources[cut:], first_seq=1000), puts[cut:]))
+        return repo.write_manifest(backup_doc(backup_id, tables))
 
 
 def sources(make_file: MakeFile) -> list[Source]:

@@ -14,7 +14,7 @@ from storage.backup import Repository
 from storage.backup import atomic as atomic_module
 from storage.backup.manifest import canonical
 
-from .conftest import MakeFile, Source, manifest_doc, tmp_files
+from .conftest import MakeFile, Source, backup_doc, manifest_doc, table_doc, tmp_files
 
 
 def manifest_file(repo: Repository, backup_id: str) -> Path:
@@ -75,7 +75,8 @@ def test_extra_objects_are_kept_and_shared_files_counted_once(
     a, extra = make_file(size=10), make_file(size=20)
     repo.put_file(a.path)
     repo.put_file(extra.path)
-    doc = manifest_doc("bk-1", [a, a])
+    # The same file in two tables (one table never lists a file twice).
+    doc = backup_doc("bk-1", [table_doc("t1", [a]), table_doc("t2", [a])])
     doc["objects"] = [{"oid": extra.sha256, "size": extra.size}]
     m = repo.write_manifest(doc)
     assert {o["oid"] for o in m["objects"]} == {a.sha256, extra.sha256}

@@ -1,0 +1,13 @@
+"""The storage engine's settings (the server's `[storage]` section extends them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class EngineConfig:
+    flush_rows: int = 10_000  # default flush threshold of a table
+    flush_interval_seconds: float = 300.0  # flush a buffer holding a row this old
+    duckdb_memory_limit: str = "1GB"
+    duckdb_threads: int = 2

@@ -1,0 +1,179 @@
+"""A backup becomes a namespace, all at once or not at all: what a RESTORE installs.
+
+Every file is fetched to its final place (`FileStore.place`) under a new table
+uid while its checksum is checked, then files and directories are synced.
+Nothing references those files until ONE catalog batch registers the
+namespace, its tables, schema versions and files together (and, with
+`replace`, removes the old namespace's records in the same batch, under the
+registry's `ddl` lock and the old tables' locks, so readers and snapshots see
+the old namespace or the new one, never a mix). A failure or a cancellation
+before that batch deletes the copies; a crash leaves unreferenced files that
+start-up sweeps. Restored tables get new uids, so they never mix with what
+they replace. The manifest was decoded and checked by backup/schema.py."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from catalog import DataFile, Namespace, Table, TableSchema
+from catalog.errors import AlreadyExists, InvalidArgument
+from catalog.ids import new_id
+
+from .backup.schema import MAX_SEQ, FileEntry, Manifest, to_doc
+from .buffer import family_name
+from .files import FileStore
+from .registry import RESERVED_NAMESPACES, Registry
+from .work import Work
+
+log = logging.getLogger("cairn.storage")
+
+OnBytes = Callable[[int], None]
+# Copies one file of the backup to a local path, checked (size, sha256).
+Fetch = Callable[[FileEntry, Path, OnBytes], None]
+
+
+@dataclass
+class Restore:
+    """One restore: the manifest, where it goes, and the new table uids."""
+
+    manifest: Manifest
+    destination: str
+    replace: bool = False
+    table_uids: dict[str, str] = field(default_factory=dict)
+    # Files to add beside the backup's (rows replayed from an archive), written
+    # under the new table uids once the backup's files are in place.
+    extra: Callable[[FileStore, dict[str, str]], list[DataFile]] | None = None
+    # Called under the registry's `ddl` lock just before the install batch:
+    # raises to refuse the install (e.g. the destination is being archived).
+    guard: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.destination in RESERVED_NAMESPACES:
+            raise InvalidArgument(f"Namespace name '{self.destination}' is reserved")
+        if not self.table_uids:
+            self.table_uids = {t.name: new_id("tbl") for t in self.manifest.tables}
+
+    @property
+    def files_total(self) -> int:
+        return sum(len(t.files) for t in self.manifest.tables)
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(f.size for t in self.manifest.tables for f in t.files)
+
+
+def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
+        spent: OnBytes | None = None) -> None:
+    """Fetch every file into place, then install the namespace in one batch."""
+    written: list[Path] = []
+    try:
+        records = _fetch_all(registry, restore, fetch, work, spent, written)
+        if restore.extra is not None:
+            work.check_cancelled()
+            added = restore.extra(registry.files, restore.table_uids)
+            written += [registry.files.abs(f.path) for f in added]
+            records += added
+            registry.files.sync([registry.files.abs(f.path) for f in added])
+        work.fault("restore.before_install")
+        work.check_cancelled()
+        install(registry, restore, records)
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        for uid in restore.table_uids.values():
+            with contextlib.suppress(OSError):
+                (registry.files.files_dir / uid).rmdir()
+        raise
+    # Installed: from here nothing may fail the job (the namespace is visible).
+    work.fault("restore.after_install")
+
+
+def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
+               spent: OnBytes | None, written: list[Path]) -> list[DataFile]:
+    records = []
+    done_bytes = done_files = 0
+    for table in restore.manifest.tables:
+        uid = restore.table_uids[table.name]
+        for f in table.files:
+            work.fault("restore.before_object", index=done_files)
+            work.check_cancelled()
+            file_id, rel, dest = registry.files.place(uid)
+            written.append(dest)
+            base = done_bytes
+
+            def on_bytes(n: int) -> None:
+                nonlocal base
+                base += n
+                work.progress(bytes_done=base)
+                work.fault("restore.mid_object", bytes=n)
+                if spent is not None:
+                    spent(n)
+
+            fetch(f, dest, on_bytes)
+            done_bytes += f.size
+            done_files += 1
+            work.progress(files_done=done_files, bytes_done=done_bytes)
+            records.append(DataFile(
+                table_uid=uid, file_id=file_id, path=rel, rows=f.rows, bytes=f.size,
+                sha256=f.content_sha256, schema_version=f.schema_version, user_id=f.user_id,
+                min_seq=f.min_seq, max_seq=f.max_seq,
+                key_range={k: list(v) for k, v in f.key_range.items()},
+            ))
+    registry.files.sync(written)
+    return records
+
+
+def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None:
+    """Make the restored namespace visible in one catalog batch (removing the
+    old one with `replace`)."""
+    catalog, m, dest = registry.catalog, restore.manifest, restore.destination
+    max_seq = max([m.max_seq, *(f.max_seq for f in files)])
+    if max_seq > MAX_SEQ:  # the decoder refuses this; never let it reach the catalog
+        raise InvalidArgument(f"backup '{m.backup_id}' has an out-of-range max_seq")
+    while True:
+        old = sorted(registry.states(dest), key=lambda s: s.uid)
+        with contextlib.ExitStack() as held:
+            for st in old:  # writers to the old tables wait for the swap
+                held.enter_context(st.flush_lock)
+                held.enter_context(st.write_lock)
+            with registry.ddl:
+                if restore.guard is not None:
+                    restore.guard()
+                old_exists = catalog.get(Namespace, dest) is not None
+                if old_exists and not restore.replace:
+                    raise AlreadyExists(f"Namespace '{dest}' already exists")
+                if sorted(t.uid for t in registry.list_tables(dest)) != [s.uid for s in old]:
+                    continue  # a table came or went meanwhile: lock the new set
+                catalog.ensure_seq_above(max_seq)
+                batch = catalog.batch()
+                old_paths = registry.remove_tables(batch, old)
+                batch.put(Namespace(dest, created_at=m.namespace_record.created_at,
+                                    options=dict(m.namespace_record.options)))
+                for t in m.tables:
+                    uid = restore.table_uids[t.name]
+                    catalog.family(family_name(uid))
+                    batch.put(Table(
+                        namespace=dest, name=t.name, uid=uid, table_type=t.table_type,
+                        schema_version=t.schema_version, primary_key=list(t.primary_key),
+                        options=dict(t.options), created_at=t.created_at,
+                    ))
+                    for s in t.schemas:
+                        batch.put(TableSchema(uid, s.version, dest, t.name,
+                                              columns=[to_doc(c) for c in s.columns],
+                                              created_at=s.created_at))
+                for f in files:
+                    batch.put(f)
+                registry.commit_removal(batch, old)
+        try:  # committed: the old tables' leftovers go, or start-up sweeps them
+            registry.after_remove(old)
+            registry.retire(old_paths)
+        except Exception:
+            log.warning("restore of %s left old buffers or files to sweep", dest, exc_info=True)
+        break
+    log.info("restored backup %s as namespace %s (%d tables, %d files)",
+             m.backup_id, dest, len(m.tables), len(files))

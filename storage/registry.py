@@ -1,0 +1,293 @@
+"""The tables a server holds: their records in the catalog and their state in
+memory (`TableState`), and every change to which tables exist.
+
+Locks, always taken in this order: a table's `flush_lock` -> its `write_lock`
+-> the registry's `ddl` lock -> a table's `lock`. `ddl` is held by everything
+that changes which tables or namespaces exist or what their schemas are
+(CREATE/DROP/ALTER TABLE, CREATE/DROP NAMESPACE, a restore's install), and by
+a snapshot while it pins what it copies: so a snapshot sees each such change
+wholly before or wholly after it, never half of a DROP NAMESPACE … CASCADE."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from catalog import (
+    Catalog,
+    DataFile,
+    Meta,
+    Namespace,
+    Table,
+    TableSchema,
+    schema_key,
+    table_key,
+)
+from catalog.errors import AlreadyExists, InvalidArgument, NotFound
+from catalog.ids import new_id
+from catalog.records import SEP
+
+from . import schema
+from .archive import changes as change_log
+from .buffer import APPEND_ONLY, TableState, decode, family_name
+from .files import FileStore
+from .keys import FileRanges
+
+RESERVED_NAMESPACES = frozenset({"system", "information_schema", "main", "temp", "pg_catalog"})
+
+
+class Registry:
+    """Tables by record and by state. Thread-safe."""
+
+    def __init__(self, catalog: Catalog, files: FileStore, ranges: FileRanges,
+                 changes: change_log.ChangeLog) -> None:
+        self.catalog = catalog
+        # The change log of archived namespaces: every DDL commit passes through
+        # its namespace's commit lock (storage/archive/changes.py).
+        self.changes = changes
+        self.files = files
+        self.ranges = ranges
+        self.ddl = threading.RLock()
+        self._lock = threading.RLock()
+        self._states: dict[str, TableState] = {}
+        self._records: dict[str, tuple[bytes, Table]] = {}
+
+    # --- lookups ---------------------------------------------------------
+
+    def table(self, namespace: str, name: str) -> Table:
+        """The table's record, or NOT_FOUND naming the namespace or the table.
+        Decoded once per stored version (records are never changed in place)."""
+        key = table_key(namespace, name)
+        raw = self.catalog.get_raw(Table.FAMILY, key.encode())
+        cached = self._records.get(key)
+        if raw is not None and cached is not None and cached[0] == raw:
+            return cached[1]
+        rec = Table.loads(raw) if raw is not None else None
+        if rec is not None:
+            if len(self._records) > 10_000:
+                self._records.clear()
+            self._records[key] = (raw, rec)  # type: ignore[assignment]
+        if rec is None:
+            if namespace == "system":
+                raise InvalidArgument("system tables are read-only")
+            if self.catalog.get(Namespace, namespace) is None:
+                raise NotFound(f"Namespace '{namespace}' does not exist")
+            raise NotFound(f"Table '{namespace}.{name}' does not exist")
+        return rec
+
+    def state(self, namespace: str, name: str) -> TableState:
+        return self.state_for(self.table(namespace, name))
+
+    def state_for(self, rec: Table) -> TableState:
+        with self._lock:
+            st = self._states.get(rec.uid)
+            if st is None or st.table.schema_version != rec.schema_version:
+                st = self._load(rec, st)
+                self._states[rec.uid] = st
+            return st
+
+    def _load(self, rec: Table, old: TableState | None) -> TableState:
+        sch = self.catalog.get(TableSchema, schema_key(rec.uid, rec.schema_version))
+        if sch is None:
+            raise NotFound(f"schema version {rec.schema_version} of {rec.namespace}.{rec.name} is missing")
+        if old is not None:  # a schema change made elsewhere: keep locks and buffer
+            old.replace_definition(rec, sch)
+            return old
+        files = self.catalog.scan(DataFile, rec.uid + SEP)
+        batches = {key: decode(key, value) for key, value in self.catalog.scan_raw(family_name(rec.uid))}
+        append_only = self.catalog.get(Meta, APPEND_ONLY + rec.uid) is not None
+        return TableState(rec, sch, files, batches, append_only)
+
+    def states(self, namespace: str | None = None) -> list[TableState]:
+        prefix = namespace + SEP if namespace else ""
+        return [self.state_for(t) for t in self.catalog.scan(Table, prefix)]
+
+    def list_tables(self, namespace: str | None = None) -> list[Table]:
+        return self.catalog.scan(Table, namespace + SEP if namespace else "")
+
+    def schemas(self, table_uid: str) -> list[TableSchema]:
+        """Every schema version of a table, oldest first."""
+        return self.catalog.scan(TableSchema, table_uid + SEP)
+
+    def forget(self, table_uid: str) -> None:
+        """Drop the in-memory state of a table changed behind the registry's back;
+        it is reloaded from the catalog on next use. If no Table record names this
+        uid any more, statements still waiting on the old state fail with
+        NOT_FOUND instead of writing into it."""
+        with self._lock:
+            st = self._states.pop(table_uid, None)
+        if st is not None:
+            current = self.catalog.get(Table, st.table.key())
+            if current is None or current.uid != table_uid:
+                st.mark_dropped()
+
+    # --- namespaces ------------------------------------------------------
+
+    def create_namespace(self, name: str, *, if_not_exists: bool = False) -> bool:
+        """Create an empty namespace; False if it existed and `if_not_exists`."""
+        if name in RESERVED_NAMESPACES:
+            raise InvalidArgument(f"Namespace name '{name}' is reserved")
+        with self.ddl:
+            if self.catalog.get(Namespace, name) is not None:
+                if if_not_exists:
+                    return False
+                raise AlreadyExists(f"Namespace '{name}' already exists")
+            self.catalog.put(Namespace(name))
+        return True
+
+    def drop_namespace(self, name: str, *, cascade: bool = False, if_exists: bool = False) -> bool:
+        """Drop a namespace and, with `cascade`, its tables: all in one catalog
+        batch, so no reader (or snapshot) ever sees part of it gone."""
+        while True:
+            states = sorted(self.states(name), key=lambda s: s.uid)
+            with contextlib.ExitStack() as held:
+                for st in states:
+                    held.enter_context(st.flush_lock)
+                    held.enter_context(st.write_lock)
+                with self.ddl:
+                    if self.catalog.get(Namespace, name) is None:
+                        if if_exists:
+                            return False
+                        raise NotFound(f"Namespace '{name}' does not exist")
+                    tables = self.catalog.scan(Table, name + SEP)
+                    if tables and not cascade:
+                        raise InvalidArgument(
+                            f"Namespace '{name}' has {len(tables)} table(s); use DROP NAMESPACE "
+                            f"{name} CASCADE to drop them too"
+                        )
+                    if sorted(t.uid for t in tables) != [s.uid for s in states]:
+                        continue  # a table came or went meanwhile: lock the new set
+                    batch = self.catalog.batch()
+                    paths = self.remove_tables(batch, states)
+                    batch.delete(Namespace, name)
+                    self.commit_removal(batch, states)
+            self.after_remove(states)
+            self.retire(paths)
+            return True
+
+    # --- tables ----------------------------------------------------------
+
+    def create_table(
+        self,
+        namespace: str,
+        name: str,
+        kind: str,
+        columns: list[Any],
+        options: dict[str, Any] | None = None,
+        *,
+        if_not_exists: bool = False,
+    ) -> Table | None:
+        """Create a table; None if it existed and `if_not_exists`."""
+        if namespace == "system":
+            raise InvalidArgument("namespace 'system' is reserved")
+        cols, key = schema.new_columns(kind, list(columns))
+        opts = schema.check_options(kind, dict(options or {}))
+        with self.ddl:
+            if self.catalog.get(Namespace, namespace) is None:
+                raise NotFound(f"Namespace '{namespace}' does not exist")
+            if self.catalog.get(Table, table_key(namespace, name)) is not None:
+                if if_not_exists:
+                    return None
+                raise AlreadyExists(f"Table '{namespace}.{name}' already exists")
+            rec = Table(namespace, name, new_id("tbl"), kind, 1, key, opts)
+            sch = TableSchema(rec.uid, 1, namespace, name, cols, rec.created_at)
+            self.catalog.family(family_name(rec.uid))
+            with self.changes.committing(namespace) as log_, self.catalog.atomic() as b:
+                b.put(rec).put(sch).put(Meta(APPEND_ONLY + rec.uid, True))
+                if log_ is not None:
+                    log_.add(b, change_log.CREATE, name, change_log.ddl(table=rec, schema=sch))
+            with self._lock:
+                self._states[rec.uid] = TableState(rec, sch, [], {}, True)
+        return rec
+
+    def drop_table(self, namespace: str, name: str, *, if_exists: bool = False) -> bool:
+        """Drop a table: its records go in one batch, then its buffer family, then
+        its files (each as soon as no reader or backup pins it)."""
+        try:
+            st = self.state(namespace, name)
+        except NotFound:
+            if if_exists:
+                return False
+            raise
+        with st.flush_lock, st.write_lock, self.ddl:
+            if st.dropped:  # a concurrent DROP won
+                if if_exists:
+                    return False
+                raise NotFound(f"Table '{namespace}.{name}' does not exist")
+            batch = self.catalog.batch()
+            paths = self.remove_tables(batch, [st])
+            self.commit_removal(batch, [st])
+        self.after_remove([st])
+        self.retire(paths)
+        return True
+
+    def remove_tables(self, batch: Any, states: list[TableState]) -> list[str]:
+        """Add the deletion of these tables' records to `batch` (the caller
+        holds their flush and write locks and `ddl`); their file paths."""
+        paths: list[str] = []
+        for st in states:
+            batch.delete(Table, st.table.key())
+            for s in self.catalog.scan(TableSchema, st.uid + SEP):
+                batch.delete(TableSchema, s.key())
+            for f in self.catalog.scan(DataFile, st.uid + SEP):
+                batch.delete(DataFile, f.key())
+                paths.append(f.path)
+            batch.delete(Meta, APPEND_ONLY + st.uid)
+        return paths
+
+    def commit_removal(self, batch: Any, states: list[TableState]) -> None:
+        """Commit a batch that removes these tables, with their `lock`s held so
+        no query copies a table half gone; their states are emptied with it."""
+        with contextlib.ExitStack() as held:
+            for st in sorted(states, key=lambda s: s.uid):
+                held.enter_context(st.lock)
+            namespaces = sorted({st.table.namespace for st in states})
+            with contextlib.ExitStack() as logs:
+                for ns in namespaces:
+                    log_ = logs.enter_context(self.changes.committing(ns))
+                    if log_ is None:
+                        continue
+                    for st in states:
+                        if st.table.namespace == ns and not st.dropped:
+                            log_.add(batch, change_log.DROP, st.table.name,
+                                     change_log.ddl(uid=st.uid))
+                batch.commit()
+            for st in states:
+                st.mark_dropped()
+        with self._lock:
+            for st in states:
+                self._states.pop(st.uid, None)
+
+    def after_remove(self, states: list[TableState]) -> None:
+        """Once removed: the tables' buffer families go."""
+        for st in states:
+            self.catalog.drop_family(family_name(st.uid))
+
+    def retire(self, paths: list[str]) -> None:
+        self.files.retire(paths)
+        self.ranges.forget(paths)
+
+    def alter(self, namespace: str, name: str, change: Callable[[TableSchema], list[Any]]) -> TableSchema:
+        st = self.state(namespace, name)
+        with st.flush_lock, st.write_lock, self.ddl:
+            if st.dropped:
+                raise NotFound(f"Table '{namespace}.{name}' does not exist")
+            cur = st.schema
+            cols = change(cur)
+            new = TableSchema(st.uid, cur.version + 1, namespace, name, cols)
+            rec = Table(**{**st.table.__dict__, "schema_version": new.version})
+            with st.lock, self.changes.committing(namespace) as log_:
+                b = self.catalog.batch().put(rec).put(new)
+                if log_ is not None:
+                    log_.add(b, change_log.ALTER, name, change_log.ddl(table=rec, schema=new))
+                b.commit()
+                st.replace_definition(rec, new)
+        return new
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Hold `ddl`: no table or namespace appears, goes or changes schema."""
+        with self.ddl:
+            yield

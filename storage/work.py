@@ -1,0 +1,30 @@
+"""How a long storage operation (a snapshot's export, a backup's transfer, a
+restore) reports progress, is stopped, and lets tests act at named points. The
+server's JobContext satisfies it; storage never imports the server."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Work(Protocol):
+    """Progress, cancellation and fault points of a long storage operation."""
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    def check_cancelled(self) -> None: ...
+
+    def progress(
+        self,
+        *,
+        files_done: int | None = None,
+        files_total: int | None = None,
+        bytes_done: int | None = None,
+        bytes_total: int | None = None,
+        rows: int | None = None,
+        force: bool = False,
+    ) -> None: ...
+
+    def fault(self, point: str, **info: Any) -> None:
+        """A named point where tests act (see server/faults.py)."""
