@@ -242,6 +242,7 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
         app[CAIRN] = state
         # Archived namespaces log their changes again before any statement runs.
         await state.run(archiving.service(state).activate_all)
+        state.archive_lags = archiving.service(state).lags
         pg = PgServer(state) if config.pgwire.port else None
         if pg is not None:
             try:

@@ -256,6 +256,11 @@ class ArchiveService:
         pending = self.cairn.engine.changes.pending_since(rec.namespace)
         return 0 if pending is None else max(0, (now_us() - pending) // 1000)
 
+    def lags(self) -> list[tuple[str, str, float]]:
+        """(namespace, target, lag seconds) of every running archive, for /metrics."""
+        return [(rec.namespace, rec.target_text, self.lag_ms(rec) / 1000.0)
+                for rec in self.cairn.catalog.scan(Archive) if rec.status == "running"]
+
     async def shutdown(self) -> None:
         """Let each loop finish its cycle (a cycle cut short is redone after the
         restart, so this only saves work), then stop it."""

@@ -185,8 +185,8 @@ def newest_backups(catalog: Any) -> dict[str, float]:
 
 
 def archive_lags(cairn: Any) -> list[tuple[str, str, float]]:
-    """(namespace, target, lag seconds) per running archive; empty until archiving
-    exists (a state that offers `archive_lags()` is asked)."""
+    """(namespace, target, lag seconds) per running archive (the server's archiving
+    service, once the app has wired it in; none before)."""
     source = getattr(cairn, "archive_lags", None)
     return list(source()) if callable(source) else []
 

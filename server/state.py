@@ -44,6 +44,9 @@ class Cairn:
         self.metrics = Metrics(self, slow_seconds=config.log.slow_request_seconds)
         self.engine: Engine = None  # type: ignore[assignment]  # set by create_app
         self.jobs: JobRunner = None  # type: ignore[assignment]  # set by create_app
+        # (namespace, target, lag seconds) of each running archive, for /metrics;
+        # set by create_app once the archiving service exists.
+        self.archive_lags: Callable[[], list[tuple[str, str, float]]] | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The one door for blocking work (RocksDB, DuckDB, pyarrow, files): it

@@ -175,3 +175,28 @@ async def test_restart_resumes_without_gap(aiohttp_client: Any, cairn_config: Co
     await ok(client, "STOP ARCHIVING DATABASE app")
     report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
     assert report["is_valid"] and report["changes"] == 2 and len(report["windows"]) == 1
+
+
+async def _archive_lag_samples(client: Any) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(await resp.text()):
+        for s in family.samples:
+            if s.name == "cairn_archive_lag_seconds":
+                found[s.labels["namespace"]] = s.value
+    return found
+
+
+async def test_metrics_show_archive_lag_while_archiving(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    assert await _archive_lag_samples(client) == {}
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (1)")
+    await wait_shipped(client)
+    lags = await _archive_lag_samples(client)
+    assert set(lags) == {"app"} and 0.0 <= lags["app"] < 5.0
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    assert await _archive_lag_samples(client) == {}
