@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from sqlgrammar.errors import SqlSyntaxError
 from sqlgrammar.splitter import split_script
 
 from ..executor import execute
+from ..metrics import statement_kind
 from ..session import Interrupt, Session
 from ..state import Cairn
 from . import chatter, messages, params, pgcatalog
@@ -184,6 +186,21 @@ class Connection:
         return Reply(answer.tag, answer.columns or None, answer.rows)
 
     async def _cairn(self, text: str, offset: int) -> Reply:
+        started = time.perf_counter()
+        status = "CANCELLED"
+        try:
+            reply = await self._cairn_statement(text, offset)
+            status = "ok"
+            return reply
+        except PgError as exc:
+            status = exc.cairn_code or ("CANCELLED" if exc.code == "57014" else "INTERNAL")
+            raise
+        finally:
+            self.cairn.metrics.observe_request(
+                "pgwire", statement_kind(text), time.perf_counter() - started, status,
+                sql=text, user=self.session.user_id)
+
+    async def _cairn_statement(self, text: str, offset: int) -> Reply:
         self.jobs.clear()
         self.session.interrupt = Interrupt()
         task = asyncio.ensure_future(execute(self.cairn, self.session, text))

@@ -37,8 +37,10 @@ class PgError(Exception):
     """An error answered with ErrorResponse; FATAL ones close the connection."""
 
     def __init__(self, code: str, message: str, position: int | None = None,
-                 severity: str = "ERROR", detail: str | None = None) -> None:
+                 severity: str = "ERROR", detail: str | None = None,
+                 cairn_code: str | None = None) -> None:
         super().__init__(message)
+        self.cairn_code = cairn_code  # the contract's code, when a Cairn error caused it
         self.code = code
         self.message = message
         self.position = position
@@ -47,7 +49,8 @@ class PgError(Exception):
 
     @classmethod
     def of(cls, exc: CairnError, position: int | None = None) -> PgError:
-        return cls(sqlstate(exc), exc.message, position, detail=f"Cairn error code {exc.code}")
+        return cls(sqlstate(exc), exc.message, position, detail=f"Cairn error code {exc.code}",
+                   cairn_code=exc.code)
 
     def to_bytes(self) -> bytes:
         extra = {}

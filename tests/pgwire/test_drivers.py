@@ -212,3 +212,31 @@ def test_token_auth_over_tls(pg_tls: PgServer) -> None:
             await asyncpg.connect(pg_tls.url("x", "nope"), ssl=ctx)
 
     asyncio.run(main())
+
+
+def _pgwire_requests(pg: PgServer) -> dict[tuple[str, str], float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{pg.proc.url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    counts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "cairn_requests_total" and s.labels["protocol"] == "pgwire":
+                key = (s.labels["kind"], s.labels["status"])
+                counts[key] = counts.get(key, 0.0) + s.value
+    return counts
+
+
+def test_pgwire_statements_are_counted_in_metrics(pg: PgServer) -> None:
+    before = _pgwire_requests(pg)
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT 1")
+        conn.execute("SELECT 2")
+        with pytest.raises(psycopg.errors.InvalidSchemaName):  # 3F000: no such namespace
+            conn.execute("SELECT * FROM nowhere_ns.nothing")
+    after = _pgwire_requests(pg)
+    assert after.get(("select", "ok"), 0) - before.get(("select", "ok"), 0) == 2
+    assert after.get(("select", "NOT_FOUND"), 0) - before.get(("select", "NOT_FOUND"), 0) == 1
