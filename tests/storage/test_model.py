@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlglot
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -131,6 +132,9 @@ class UserTableModel(TableModel):
     KIND = "user"
     USER = "alice"
 
+
+# 60 stateful examples take about a minute on a quiet machine; more when it is busy.
+pytestmark = pytest.mark.timeout(600)
 
 SETTINGS = settings(max_examples=40, stateful_step_count=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
