@@ -45,7 +45,7 @@ def encode(rows: pa.Table, version: int, ts: float, user: str | None) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, rows.schema) as writer:
         writer.write_table(rows)
-    return sink.getvalue().to_pybytes()
+    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
 
 
 def decode(key: bytes, value: bytes) -> BufBatch:

@@ -20,8 +20,8 @@ from catalog import Meta
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 
 from . import keys as keys_mod
-from .archive.changes import ROWS
 from . import sandbox
+from .archive.changes import ROWS
 from .batch import BufBatch
 from .buffer import APPEND_ONLY, TableState, encode, seq_key, storage_schema
 from .ports import Writer
@@ -89,10 +89,10 @@ def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> i
     if isinstance(source, exp.Values):
         rows = values_rows(engine, source, user, ns)
     elif isinstance(source, exp.Query):
-        sandbox.check_query(source)
-        result = engine.select(source.copy(), user, ns)
+        sandbox.check_query(source)  # type: ignore[arg-type]
+        result = engine.select(source.copy(), user, ns)  # type: ignore[arg-type]
         cols = [result.column(i).to_pylist() for i in range(result.num_columns)]
-        rows = [list(r) for r in zip(*cols)] if cols else []
+        rows = [list(r) for r in zip(*cols, strict=False)] if cols else []
     else:
         raise InvalidArgument("INSERT needs VALUES or a SELECT")
     return write_values(engine, st, names, rows, owner)
@@ -131,7 +131,7 @@ def write_values(
                     f"row {i + 1} has {len(row)} values but the table takes {len(targets)} "
                     f"({', '.join(c['name'] for c in targets)})"
                 )
-            for col, value in zip(targets, row):
+            for col, value in zip(targets, row, strict=False):
                 data[col["name"]].append(coerce(col, value, i + 1))
         for col in st.columns:
             name = col["name"]
@@ -159,7 +159,7 @@ def _append(
     """Add `n` new row versions (columns in `data`) to the buffer. Hold write_lock."""
     first = engine.catalog.next_seq(n)
     seqs = pa.array(range(first, first + n), pa.int64())
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     data[SEQ] = seqs
     if OW not in data:
         data[OW] = pa.array([overwrite] * n, pa.bool_())
@@ -183,7 +183,7 @@ def _append(
         for f in schema
     ]
     try:
-        rows = pa.Table.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema)], schema=schema)
+        rows = pa.Table.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema, strict=False)], schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InvalidArgument(f"bad value for table {_name(st)}: {exc}") from None
     probe: list[Any] | None = None
@@ -191,7 +191,7 @@ def _append(
         found, probe = _check_keys(engine, st, rows, owner)
         if found:
             pk = st.table.primary_key
-            keys = zip(*[rows.column(k).to_pylist() for k in pk])
+            keys = zip(*[rows.column(k).to_pylist() for k in pk], strict=False)
             flags = pa.array([k in found for k in keys], pa.bool_())
             rows = rows.set_column(rows.schema.get_field_index(OW), OW, flags)
             overwrite = True
@@ -212,7 +212,7 @@ def _check_keys(
     pk = st.table.primary_key
     cols = [rows.column(k).to_pylist() for k in pk]
     seen: dict[tuple[Any, ...], int] = {}
-    for i, key in enumerate(zip(*cols)):
+    for i, key in enumerate(zip(*cols, strict=False)):
         if key in seen:
             raise AlreadyExists(
                 f"duplicate primary key {_show(pk, key)} in rows {seen[key] + 1} and {i + 1}"
@@ -282,7 +282,7 @@ def _commit(
                                     owner, st.table.table_type == "user")
     seq0 = rows.column(SEQ)[0].as_py()
     key = seq_key(seq0)
-    now = dt.datetime.now(dt.timezone.utc).timestamp()
+    now = dt.datetime.now(dt.UTC).timestamp()
     value = encode(rows, st.schema.version, now, owner)
     b = engine.catalog.batch()
     with st.lock:
@@ -365,7 +365,7 @@ def _matching(
     sql = f"SELECT {alias}.*{''.join(', ' + x for x in extra)} FROM {node.sql(dialect='duckdb')}"
     if where is not None:
         sql += f" WHERE {where.this.sql(dialect='duckdb')}"
-    return engine.select(sqlglot.parse_one(sql, read="duckdb"), user, ns, show_deleted=False)
+    return engine.select(sqlglot.parse_one(sql, read="duckdb"), user, ns, show_deleted=False)  # type: ignore[arg-type]
 
 
 def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> int:

@@ -21,7 +21,7 @@ log = logging.getLogger("cairn.storage")
 try:
     from duckdb import _seam as _duckdb_seam
 except ImportError:  # another duckdb: the public API
-    _duckdb_seam = None
+    _duckdb_seam = None  # type: ignore[assignment]
 
 BATCH_ROWS = 131_072
 _SUBMIT: Any = getattr(_duckdb_seam, "submit", None)
@@ -116,7 +116,7 @@ class Sources:
                 _REGISTER = None
             else:
                 self.handles.append(handle)
-                return '"' + name.replace('"', '""') + '"'
+                return '"' + name.replace('"', '""') + '"'  # type: ignore[no-any-return]
         self.cur.register(placeholder, table)
         self.names.append(placeholder)
         return placeholder

@@ -108,10 +108,8 @@ class Engine:
                 self._closed = True
                 self._watchdog.stop()
                 for c in list(self._cursors):
-                    try:
+                    with contextlib.suppress(duckdb.Error):
                         c.cur.close()
-                    except duckdb.Error:
-                        pass
                 self._con.close()
                 if self._small is not self._con:
                     self._small.close()
@@ -280,10 +278,8 @@ class Engine:
             setattr(self._local, c.slot, None)
         with self._lock:
             self._cursors.discard(c)
-        try:
+        with contextlib.suppress(duckdb.Error):
             c.cur.close()
-        except duckdb.Error:
-            pass
 
     def run_plan(self, plan: Plan, timeout: float | None = None,
                  limits: ResultLimits | None = None) -> pa.Table:

@@ -67,10 +67,10 @@ def probe_keys(cols: list[list[Any]], user: str | None, user_table: bool) -> lis
     """Keys as the buffer key set holds them: the bare value for a one-column
     key, else a tuple; USER tables prefix the owner."""
     if user_table:
-        return [(user, *k) for k in zip(*cols)]
+        return [(user, *k) for k in zip(*cols, strict=False)]
     if len(cols) == 1:
         return cols[0]
-    return list(zip(*cols))
+    return list(zip(*cols, strict=False))
 
 
 def batch_keys(batch: BufBatch, primary_key: list[str], user_table: bool) -> list[Any]:

@@ -175,7 +175,7 @@ def point_key(expression: exp.Expression, columns: list[Column], primary_key: li
                 name = col.name.lower()
                 if name not in primary_key or (col.table and col.table.lower() != alias):
                     continue
-                value = _literal(lit, types.get(name))
+                value = _literal(lit, types.get(name))  # type: ignore[arg-type]
                 if value is None:
                     continue
                 if name in found and found[name] != value:

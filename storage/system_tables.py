@@ -64,13 +64,13 @@ def parse_ts(value: Any) -> dt.datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
     text = str(value).replace("Z", "+00:00")
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
+    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def _json(value: Any) -> str | None:
@@ -164,11 +164,11 @@ def build(engine: SystemSource, name: str) -> pa.Table | None:
         cache[name] = (rows, table)
         return table
     kinds, make = FROM_RECORDS[name]
-    raw = tuple(tuple(engine.catalog.scan_raw(kind.FAMILY)) for kind in kinds)
+    raw = tuple(tuple(engine.catalog.scan_raw(kind.FAMILY)) for kind in kinds)  # type: ignore[attr-defined]
     hit = cache.get(name)
     if hit is not None and hit[0] == raw:
         return hit[1]
-    records = [[kind.loads(v) for _, v in items] for kind, items in zip(kinds, raw)]
+    records = [[kind.loads(v) for _, v in items] for kind, items in zip(kinds, raw, strict=False)]  # type: ignore[attr-defined]
     table = _arrow(name, make(*records))
     cache[name] = (raw, table)
     return table

@@ -67,7 +67,7 @@ def canonical_type(name: str, params: tuple[int, ...] | list[int], column: str) 
 def type_label(col: Column) -> str:
     """DECIMAL(10,2), TEXT(20), BIGINT, ..."""
     params = col.get("params") or []
-    return col["type"] + (f"({','.join(map(str, params))})" if params else "")
+    return col["type"] + (f"({','.join(map(str, params))})" if params else "")  # type: ignore[no-any-return]
 
 
 def arrow_type(col: Column) -> pa.DataType:
@@ -87,7 +87,7 @@ def duckdb_type(col: Column) -> str:
     if t == "DECIMAL":
         p, s = params or DEFAULT_DECIMAL
         return f"DECIMAL({p},{s})"
-    return {"INT": "INTEGER", "TEXT": "VARCHAR", "BYTES": "BLOB", "JSON": "VARCHAR"}.get(t, t)
+    return {"INT": "INTEGER", "TEXT": "VARCHAR", "BYTES": "BLOB", "JSON": "VARCHAR"}.get(t, t)  # type: ignore[return-value]
 
 
 def arrow_field(col: Column) -> pa.Field:
@@ -111,7 +111,7 @@ def _parse_timestamp(text: str) -> dt.datetime:
         s = s[:-1] + "+00:00"
     value = dt.datetime.fromisoformat(s)
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value
 
 
@@ -187,7 +187,7 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
         if t == "TIMESTAMP":
             if isinstance(value, dt.datetime):
                 if value.tzinfo is not None:
-                    value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                    value = value.astimezone(dt.UTC).replace(tzinfo=None)
                 return value
             if isinstance(value, dt.date):
                 return dt.datetime(value.year, value.month, value.day)

@@ -35,11 +35,11 @@ def literal(node: exp.Expression) -> Any:
             return -value
     if isinstance(node, exp.Paren):
         return literal(node.this)
-    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
-        if node.to.this in (exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP,
-                            exp.DataType.Type.JSON, exp.DataType.Type.TEXT,
-                            exp.DataType.Type.VARCHAR):
-            return node.this.this
+    if (isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string
+            and node.to.this in (exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP,
+                                 exp.DataType.Type.JSON, exp.DataType.Type.TEXT,
+                                 exp.DataType.Type.VARCHAR)):
+        return node.this.this
     raise _NotLiteral
 
 

@@ -8,6 +8,7 @@ PUT), so a crash leaves a segment whole or absent, never half."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,11 +126,8 @@ def read_segment(repo: Repository, namespace: str, archive_id: str,
 
 
 def delete_segment(repo: Repository, namespace: str, archive_id: str, name: SegmentName) -> None:
-    with writing(repo.uri):
-        try:
-            repo.target.fs.delete_file(_dir(repo, namespace, archive_id, name.file))
-        except FileNotFoundError:
-            pass
+    with writing(repo.uri), contextlib.suppress(FileNotFoundError):
+        repo.target.fs.delete_file(_dir(repo, namespace, archive_id, name.file))
 
 
 # --- windows ---------------------------------------------------------------------

@@ -42,7 +42,7 @@ def refuse_link(uri: str, rel: str) -> PermissionDenied:
     )
 
 
-class NoFollowHandler(pafs.FileSystemHandler):
+class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
     """Paths are absolute and must lie in `base` (the target directory)."""
 
     def __init__(self, base: str, uri: str) -> None:

@@ -44,7 +44,7 @@ class Record(Struct, forbid_unknown_fields=True, frozen=True):
     """Base of every record: unknown keys are damage."""
 
 
-class Config(Record):
+class Config(Record):  # type: ignore[misc]
     """`config.json`. `format_version` and `features` are checked against what
     this Cairn knows by config.py, so an unknown version gets its own message."""
 
@@ -63,7 +63,7 @@ class Preamble(Struct, frozen=True):
     features: Annotated[list[Feature], Meta(max_length=64)] = []
 
 
-class KeyFile(Record):
+class KeyFile(Record):  # type: ignore[misc]
     """`keys/<key_id>.json`: scrypt parameters within what a reader will run
     (n is also a power of two: crypto.py)."""
 
@@ -79,7 +79,7 @@ class KeyFile(Record):
     file_sha256: Hex64 | None = None  # over the other fields; absent in early key files
 
 
-class Lock(Record):
+class Lock(Record):  # type: ignore[misc]
     """`locks/<backup_id>.json`: the objects a running backup relies on."""
 
     backup_id: BackupId
@@ -89,7 +89,7 @@ class Lock(Record):
     oids: Annotated[list[Hex64], Meta(max_length=MAX_LOCK_OIDS)]
 
 
-class PruneMarker(Record):
+class PruneMarker(Record):  # type: ignore[misc]
     """`prunes/<token>.json`: a prune is running."""
 
     host: Host
@@ -97,7 +97,7 @@ class PruneMarker(Record):
     started_at: Timestamp
 
 
-class Body(Record):
+class Body(Record):  # type: ignore[misc]
     """A manifest's `body` descriptor (see envelope.py)."""
 
     codec: Literal["zstd", "aes-256-gcm", "zstd+aes-256-gcm"]
@@ -105,7 +105,7 @@ class Body(Record):
     plain_size: Annotated[int, Meta(ge=0, le=MAX_BODY)]
 
 
-class Member(Record):
+class Member(Record):  # type: ignore[misc]
     """One archive member as tarfile reports it: a regular file or a directory
     entry, of a size that fits a signed 64-bit integer."""
 

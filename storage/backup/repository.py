@@ -386,7 +386,7 @@ class Repository(LocksAndPrune):
         def order(m: dict[str, Any]) -> tuple[int, datetime, str]:
             created = m.get("created_at")
             known = isinstance(created, str)
-            return (0 if known else 1, _when(created) if known else _EPOCH, m["backup_id"])
+            return (0 if known else 1, _when(created) if known else _EPOCH, m["backup_id"])  # type: ignore[arg-type]
 
         return sorted(entries, key=order, reverse=True)
 
