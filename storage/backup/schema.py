@@ -287,6 +287,10 @@ def _check_body(m: Manifest) -> None:
         if m.max_seq < t.max_seq:
             raise _fail("max_seq", f"is below {where}.max_seq")
     files = [f for t in m.tables for f in t.files]
+    used = {f.oid for f in files}
+    for i, o in enumerate(m.objects):
+        if o.oid not in used:  # VERIFY would check it and RESTORE never read it: refuse both
+            raise _fail(f"objects[{i}]", f"object {o.oid} is used by no file")
     totals = m.totals
     for field, value in (("tables", len(m.tables)), ("files", len(files)),
                          ("bytes", sum(f.size for f in files)),

@@ -187,6 +187,14 @@ def _semantic(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             out.append((f"{show(fp)}.user_id = 'mallory'", _set(doc, (*fp, "user_id"), "mallory")))
             out.append((f"{show(fp)}.schema_version = 2", _set(doc, (*fp, "schema_version"), 2)))
     out.append(("max_seq = 2^63 - 1", _set(doc, ("max_seq",), 2**63 - 1)))
+    # An object no file uses (missing from the target, totals kept consistent): VERIFY
+    # would look for it and RESTORE would never read it, so they must agree to refuse.
+    extra = {"oid": "0f" * 32, "size": 5}
+    orphan = _set(doc, ("objects",), [*doc["objects"], extra])
+    totals = orphan["totals"]
+    orphan = _set(orphan, ("totals", "objects"), totals["objects"] + 1)
+    orphan = _set(orphan, ("totals", "object_bytes"), totals["object_bytes"] + 5)
+    out.append(("objects + an object no file uses", orphan))
     return out
 
 

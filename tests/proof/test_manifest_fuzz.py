@@ -36,3 +36,19 @@ async def test_mutated_manifests_are_refused_or_restored_whole(
         refused += outcome.refused
     # Most mutations break the manifest; a few (a label, a name) leave a valid one.
     assert refused > SAMPLE // 2
+
+
+async def test_an_object_no_file_uses_is_refused_by_verify_and_restore_alike(
+    client: Any, cairn_config: Config
+) -> None:
+    """VERIFY reads every listed object and RESTORE only those files name, so an
+    extra listed object (missing from the target) once made them disagree."""
+    root = Path(cairn_config.backup.roots[0])
+    data_dir = Path(cairn_config.storage.data_dir)
+    ids = await make_backups(client)
+    docs = {kind: read_doc(root, kind, backup_id) for kind, backup_id in ids.items()}
+    cases = [c for c in all_cases(docs) if c[1] == "objects + an object no file uses"]
+    assert sorted(kind for kind, _, _ in cases) == sorted(docs)
+    for n, (kind, description, doc) in enumerate(cases):
+        outcome = await run_case(client, root, data_dir, kind, ids[kind], description, doc, n)
+        assert outcome.refused, (kind, outcome)

@@ -69,19 +69,23 @@ def test_round_trip_and_derived_fields(repo: Repository, make_file: MakeFile) ->
     assert tmp_files(repo) == []
 
 
-def test_extra_objects_are_kept_and_shared_files_counted_once(
+def test_shared_files_counted_once_and_objects_no_file_uses_refused(
     repo: Repository, make_file: MakeFile
 ) -> None:
     a, extra = make_file(size=10), make_file(size=20)
     repo.put_file(a.path)
     repo.put_file(extra.path)
     # The same file in two tables (one table never lists a file twice).
-    doc = backup_doc("bk-1", [table_doc("t1", [a]), table_doc("t2", [a])])
-    doc["objects"] = [{"oid": extra.sha256, "size": extra.size}]
-    m = repo.write_manifest(doc)
-    assert {o["oid"] for o in m["objects"]} == {a.sha256, extra.sha256}
+    m = repo.write_manifest(backup_doc("bk-1", [table_doc("t1", [a]), table_doc("t2", [a])]))
+    assert [o["oid"] for o in m["objects"]] == [a.sha256]
     assert m["totals"]["files"] == 2 and m["totals"]["bytes"] == 20
-    assert m["totals"]["objects"] == 2 and m["totals"]["object_bytes"] == 30
+    assert m["totals"]["objects"] == 1 and m["totals"]["object_bytes"] == 10
+    # An object no file uses would be checked by VERIFY and never read by RESTORE.
+    doc = backup_doc("bk-2", [table_doc("t1", [a])])
+    doc["objects"] = [{"oid": extra.sha256, "size": extra.size}]
+    with pytest.raises(InvalidArgument, match=f"object {extra.sha256} is used by no file"):
+        repo.write_manifest(doc)
+    assert not manifest_file(repo, "bk-2").exists()
 
 
 def test_manifest_for_missing_object_is_refused(repo: Repository, make_file: MakeFile) -> None:
