@@ -48,7 +48,7 @@ from .objects import ObjectStore, OnOid, PutResult
 from .oserrors import reading, writing
 from .pruning import LocksAndPrune
 from .selection import choose, damaged_entry, may_be_of
-from .targets import Target
+from .targets import Target, refuse_nested_remote
 from .transfer import OnBytes, ShouldStop
 from .verify import OnProgress, VerifyReport, verify_objects
 
@@ -120,6 +120,7 @@ class Repository(LocksAndPrune):
         if existing is not None:
             return existing
         with writing(self.uri):
+            refuse_nested_remote(self.target)  # local targets: checked on every resolve
             make_dirs(self.target, self.target.base)
         config = new_config()
         path = join(self.target.base, CONFIG)

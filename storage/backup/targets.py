@@ -136,6 +136,35 @@ def _check_not_nested(target: str, real: str, root: str) -> None:
             )
 
 
+def refuse_nested_remote(target: Target) -> None:
+    """The same rule as `_check_not_nested`, for an object-storage target about to
+    become a repository: asked once, when its `config.json` is first written (it
+    costs a request per prefix level), which covers both orders of creation: the
+    second repository made is the one refused."""
+    if target.kind != "s3":
+        return
+    bucket, _, prefix = target.base.partition("/")
+    parts = prefix.split("/") if prefix else []
+
+    def holds_config(path: str) -> bool:
+        info = target.fs.get_file_info(f"{path}/{CONFIG}")
+        return bool(info.type == pafs.FileType.File)
+
+    for depth in range(len(parts)):
+        above = "/".join([bucket, *parts[:depth]])
+        if parts[depth] in INTERNAL and holds_config(above):
+            raise PermissionDenied(
+                f"backup target '{target.uri}' lies inside the internal folder "
+                f"'{parts[depth]}' of backup repository 's3://{above}'"
+            )
+    for name in INTERNAL:
+        if name != CONFIG and holds_config(f"{target.base}/{name}"):
+            raise PermissionDenied(
+                f"backup target '{target.uri}' holds another backup repository in its "
+                f"internal folder '{name}'"
+            )
+
+
 def is_archive_name(path: str) -> bool:
     return path.lower().endswith(ARCHIVE_SUFFIXES)
 

@@ -142,3 +142,41 @@ async def test_s3_errors(s3_client: Any, s3: S3Server, s3_config: Config) -> Non
     assert 400 <= status < 500 and body["error"]["code"] in ("INVALID_ARGUMENT", "NOT_FOUND")
     status, body = await sql(s3_client, "BACKUP DATABASE app TO 's3://a/x.tar'")
     assert status == 400 and "archives" in body["error"]["message"]
+
+
+async def test_s3_target_nested_in_another_repository_is_refused(
+    aiohttp_client: Any, cairn_config: Config, s3: S3Server, bucket: str
+) -> None:
+    """Issue 11.5 on object storage: a target inside another repository's internal
+    prefix (or holding one in its own) is PERMISSION_DENIED, and nothing is written."""
+    cairn_config.backup.targets = {
+        "outer": s3.target(bucket, "repo"),
+        "inner": s3.target(bucket, "repo/objects/x"),
+        "holder": s3.target(bucket, "holder"),
+        "held": s3.target(bucket, "holder/tmp"),
+        "holder2": s3.target(bucket, "holder2"),
+        "held2": s3.target(bucket, "holder2/manifests"),
+        "beside": s3.target(bucket, "repo2/team"),
+    }
+    client = await aiohttp_client(create_app(cairn_config))
+    await make_source(client)
+    await backup(client, "BACKUP DATABASE app TO 'outer'")
+    before = s3.keys(bucket)
+    status, body = await sql(client, "BACKUP DATABASE app TO 'inner'")
+    assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED", body
+    assert "internal folder 'objects'" in body["error"]["message"]
+    assert s3.keys(bucket) == before  # nothing written inside the other repository
+
+    await backup(client, "BACKUP DATABASE app TO 'held'")  # a repository first ...
+    status, body = await sql(client, "BACKUP DATABASE app TO 'holder'")  # ... then around it
+    assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED", body
+    assert "holds another backup repository in its internal folder 'tmp'" in \
+        body["error"]["message"]
+    assert "holder/config.json" not in s3.keys(bucket)
+    # Around one in `manifests/`: refused as damage (manifests without a config).
+    await backup(client, "BACKUP DATABASE app TO 'held2'")
+    status, body = await sql(client, "BACKUP DATABASE app TO 'holder2'")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "holder2/config.json" not in s3.keys(bucket)
+
+    await backup(client, "BACKUP DATABASE app TO 'beside'")  # plain nesting is fine
