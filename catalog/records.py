@@ -6,6 +6,7 @@ versions (unknown fields from a newer version are ignored on load)."""
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -165,16 +166,25 @@ class Backup(Record):
     created_at: str
     snapshot_at: str
     tables: int = 0
-    rows: int = 0
+    rows: int | None = 0  # live rows at the snapshot; None when the manifest does not say
     files: int = 0
     bytes: int = 0
     bytes_written: int = 0
     label: str | None = None
     encrypted: bool = False
     job_id: str | None = None
+    row_versions: int = 0  # stored row versions
 
     def key(self) -> str:
         return self.backup_id
+
+    @classmethod
+    def loads(cls, raw: builtins.bytes) -> Backup:
+        # A record written before row_versions existed counted versions as `rows`.
+        data = json.loads(raw)
+        if "row_versions" not in data:
+            data["row_versions"], data["rows"] = data.get("rows") or 0, None
+        return super().loads(json.dumps(data).encode())
 
 
 @dataclass

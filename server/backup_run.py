@@ -48,7 +48,8 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
     record = Backup(
         backup_id=m.backup_id, namespace=m.namespace, target=plan.repo.uri,
         created_at=m.created_at, snapshot_at=m.snapshot_at, tables=m.totals.tables,
-        rows=m.totals.rows, files=m.totals.files, bytes=m.totals.bytes,
+        rows=m.totals.live_rows, row_versions=m.totals.rows, files=m.totals.files,
+        bytes=m.totals.bytes,
         bytes_written=m.totals.bytes_written, label=m.label, encrypted=m.encrypted,
         job_id=ctx.job_id,
     )
@@ -56,6 +57,7 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
     return {
         "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,
         "target": plan.repo.uri, "status": "completed", "tables": record.tables,
-        "rows": record.rows, "files": record.files, "bytes": record.bytes,
+        "rows": record.rows, "row_versions": record.row_versions, "files": record.files,
+        "bytes": record.bytes,
         "bytes_written": record.bytes_written,
     }

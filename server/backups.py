@@ -50,7 +50,12 @@ BACKUP_COLUMNS = [
     ("created_at", "TIMESTAMP"), ("snapshot_at", "TIMESTAMP"), ("tables", "BIGINT"),
     ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"), ("bytes_written", "BIGINT"),
     ("label", "TEXT"), ("encrypted", "BOOLEAN"),
+    # Beyond the contract's list (which stays a prefix): stored row versions.
+    ("row_versions", "BIGINT"),
 ]
+SHOW_BACKUP_COLUMNS = [("table_name", "TEXT"), ("table_type", "TEXT"), ("schema_version", "BIGINT"),
+                       ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"),
+                       ("row_versions", "BIGINT")]
 # SHOW BACKUPS adds why a backup in the target cannot be read (null when it can).
 SHOW_BACKUPS_COLUMNS = [*BACKUP_COLUMNS, ("error", "TEXT")]
 
@@ -138,7 +143,7 @@ async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDataba
     return result_row(job.result, [
         ("job_id", "TEXT"), ("backup_id", "TEXT"), ("namespace", "TEXT"), ("target", "TEXT"),
         ("status", "TEXT"), ("tables", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"),
-        ("bytes", "BIGINT"), ("bytes_written", "BIGINT"),
+        ("bytes", "BIGINT"), ("bytes_written", "BIGINT"), ("row_versions", "BIGINT"),
     ], f"Backup '{job.result['backup_id']}' of namespace '{stmt.namespace}' completed")
 
 
@@ -220,6 +225,7 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
     return result_row(job.result, [
         ("job_id", "TEXT"), ("backup_id", "TEXT"), ("namespace", "TEXT"), ("status", "TEXT"),
         ("tables", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"),
+        ("row_versions", "BIGINT"),
     ], f"Namespace '{destination}' restored from backup '{job.result['backup_id']}'")
 
 
@@ -231,7 +237,8 @@ def summary(doc: dict[str, Any], target: str) -> dict[str, Any]:
     return {
         "backup_id": h.backup_id, "namespace": h.namespace, "target": target,
         "created_at": h.created_at, "snapshot_at": h.snapshot_at,
-        "tables": h.totals.tables, "rows": h.totals.rows, "files": h.totals.files,
+        "tables": h.totals.tables, "rows": h.totals.live_rows, "row_versions": h.totals.rows,
+        "files": h.totals.files,
         "bytes": h.totals.bytes, "bytes_written": h.totals.bytes_written,
         "label": h.label, "encrypted": h.encrypted,
     }
@@ -293,12 +300,11 @@ async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> R
         m = repo.read_backup(stmt.backup_id)
         return [{
             "table_name": t.name, "table_type": t.table_type, "schema_version": t.schema_version,
-            "rows": t.rows, "files": len(t.files), "bytes": sum(f.size for f in t.files),
+            "rows": t.live_rows, "row_versions": t.rows, "files": len(t.files),
+            "bytes": sum(f.size for f in t.files),
         } for t in m.tables]
 
-    return Result.of_rows([("table_name", "TEXT"), ("table_type", "TEXT"),
-                           ("schema_version", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"),
-                           ("bytes", "BIGINT")], await cairn.run(work))
+    return Result.of_rows(SHOW_BACKUP_COLUMNS, await cairn.run(work))
 
 
 # --- VERIFY and DROP ----------------------------------------------------------

@@ -64,7 +64,7 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
     replayed: dict[str, replay.Replayed] = {}
     if plan.time is not None:
         m, replayed = _replay(plan, plan.time, m, ctx)
-    rows = m.totals.rows + sum(r.num_rows for t in replayed.values() for _, _, r in t.batches)
+    versions = m.totals.rows + sum(r.num_rows for t in replayed.values() for _, _, r in t.batches)
     ctx.set(backup_id=m.backup_id)
     check_not_archived(cairn, plan.destination)
     if cairn.catalog.get(Namespace, plan.destination) is not None and not plan.replace:
@@ -81,7 +81,7 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
                       extra=replayed_rows if replayed else None,
                       guard=lambda: check_not_archived(cairn, plan.destination))
     ctx.progress(files_total=restore.files_total, bytes_total=restore.bytes_total, files_done=0,
-                 bytes_done=0, rows=rows, force=True)
+                 bytes_done=0, rows=versions, force=True)
     # Should the process die after the install, start-up can tell the job was whole.
     ctx.set(cleanup={"namespace": plan.destination,
                      "table_uids": sorted(restore.table_uids.values())})
@@ -98,7 +98,8 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
             plan.repo.close()
     return {
         "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": plan.destination,
-        "status": "completed", "tables": m.totals.tables, "rows": rows,
+        "status": "completed", "tables": m.totals.tables, "rows": restore.live_rows,
+        "row_versions": versions,
         "files": m.totals.files, "bytes": m.totals.bytes,
     }
 
@@ -121,10 +122,12 @@ def _replay(plan: RestorePlan, time: pitr.TimePlan, m: Manifest,
     changes = pitr.changes(plan.repo, time, ctx.check_cancelled)
     doc = to_doc(m)
     tables = replay.replay(doc["tables"], changes, f"archive of namespace '{plan.source}'")
-    entries = [t.entry for t in tables.values()]
+    # Live rows change with the replayed changes: the restore counts them anew.
+    entries = [{k: v for k, v in t.entry.items() if k != "live_rows"} for t in tables.values()]
     files = [f for e in entries for f in e.get("files", [])]
+    totals = {k: v for k, v in doc["totals"].items() if k != "live_rows"}
     out = {**doc, "tables": entries,
-           "totals": {**doc["totals"], "tables": len(entries),
+           "totals": {**totals, "tables": len(entries),
                       "rows": sum(int(e.get("rows", 0)) for e in entries),
                       "files": len(files), "bytes": sum(int(f["size"]) for f in files)}}
     return load(out), {n: t for n, t in tables.items() if t.batches}

@@ -26,6 +26,7 @@ from catalog.ids import new_id
 from .backup.schema import MAX_SEQ, FileEntry, Manifest, to_doc
 from .buffer import family_name
 from .files import FileStore
+from .live_rows import count as count_live
 from .registry import RESERVED_NAMESPACES, Registry
 from .work import Work
 
@@ -50,6 +51,9 @@ class Restore:
     # Called under the registry's `ddl` lock just before the install batch:
     # raises to refuse the install (e.g. the destination is being archived).
     guard: Callable[[], None] | None = None
+    # Rows a query of the restored tables sees: the manifest's count, or counted
+    # in the restored files when it has none (an older manifest, replayed changes).
+    live_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.destination in RESERVED_NAMESPACES:
@@ -78,6 +82,9 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
             written += [registry.files.abs(f.path) for f in added]
             records += added
             registry.files.sync([registry.files.abs(f.path) for f in added])
+        restore.live_rows = restore.manifest.totals.live_rows
+        if restore.live_rows is None or restore.extra is not None:
+            restore.live_rows = _count_live(registry, restore, records)
         work.fault("restore.before_install")
         work.check_cancelled()
         install(registry, restore, records)
@@ -91,6 +98,18 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
         raise
     # Installed: from here nothing may fail the job (the namespace is visible).
     work.fault("restore.after_install")
+
+
+def _count_live(registry: Registry, restore: Restore, files: list[DataFile]) -> int:
+    keys = {restore.table_uids[t.name]: t.primary_key for t in restore.manifest.tables}
+    total = 0
+    for uid, key in keys.items():
+        groups: dict[str | None, list[Path]] = {}
+        for f in files:
+            if f.table_uid == uid:
+                groups.setdefault(f.user_id, []).append(registry.files.abs(f.path))
+        total += count_live(list(groups.values()), key)
+    return total
 
 
 def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,

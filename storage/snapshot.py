@@ -35,6 +35,7 @@ from .backup.schema import FileEntry, NamespaceRecord, SchemaEntry, TableEntry
 from .buffer import TableState, conform
 from .files import FileStore
 from .keys import key_range
+from .live_rows import count as count_live
 from .registry import Registry
 from .types import SEQ, USER, Column
 from .work import Work
@@ -172,6 +173,9 @@ def _table_entry(c: _Captured, files: FileStore, staging: Path) -> tuple[TableEn
         for f in c.files
     ]
     items += _export(c, files, staging)
+    by_user: dict[str | None, list[Path]] = {}
+    for i in items:
+        by_user.setdefault(i.entry.user_id, []).append(i.path)
     entry = TableEntry(
         name=t.name, table_type=t.table_type,  # type: ignore[arg-type]
         schema_version=t.schema_version, primary_key=list(t.primary_key),
@@ -181,6 +185,7 @@ def _table_entry(c: _Captured, files: FileStore, staging: Path) -> tuple[TableEn
         files=[i.entry for i in items],
         rows=sum(i.entry.rows for i in items),
         max_seq=max((i.entry.max_seq for i in items), default=0),
+        live_rows=count_live(list(by_user.values()), t.primary_key),
     )
     return entry, items
 

@@ -38,7 +38,7 @@ COLUMNS: dict[str, list[tuple[str, Any]]] = {
     "backups": [("backup_id", TEXT), ("namespace", TEXT), ("target", TEXT),
                 ("created_at", TS), ("snapshot_at", TS), ("tables", BIGINT), ("rows", BIGINT),
                 ("files", BIGINT), ("bytes", BIGINT), ("bytes_written", BIGINT),
-                ("label", TEXT), ("encrypted", BOOL)],
+                ("label", TEXT), ("encrypted", BOOL), ("row_versions", BIGINT)],
     "schedules": [("name", TEXT), ("namespace", TEXT), ("target", TEXT), ("every", TEXT),
                   ("keep_last", BIGINT), ("created_at", TS), ("next_run_at", TS),
                   ("last_job_id", TEXT), ("last_status", TEXT), ("cron", TEXT)],

@@ -35,5 +35,9 @@ class NamespaceImage:
         return sum(t.rows for t in self.tables)
 
     @property
+    def live_rows(self) -> int:
+        return sum(t.live_rows or 0 for t in self.tables)
+
+    @property
     def max_seq(self) -> int:
         return max((t.max_seq for t in self.tables), default=0)

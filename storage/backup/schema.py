@@ -109,8 +109,11 @@ class TableEntry(_Strict, kw_only=True):
     created_at: Time
     schemas: Annotated[list[SchemaEntry], Meta(min_length=1)]
     files: list[FileEntry]
-    rows: Count
+    rows: Count  # stored row versions (every file's rows)
     max_seq: Seq
+    # Rows a query of the table saw at the snapshot (newest version of each key,
+    # not deleted). Absent in manifests written before it existed.
+    live_rows: Count | None = None
 
     def schema(self, version: int | None = None) -> SchemaEntry:
         want = self.schema_version if version is None else version
@@ -133,8 +136,9 @@ class Totals(_Strict, kw_only=True):
     bytes: Count
     objects: Count
     object_bytes: Count
-    rows: Count
+    rows: Count  # stored row versions
     bytes_written: Count
+    live_rows: Count | None = None  # the tables' live rows; absent in older manifests
 
 
 class NamespaceRecord(_Strict, kw_only=True):
@@ -267,6 +271,8 @@ def _check_header(h: Header) -> None:
         raise _fail("totals.objects", f"is {t.objects}, but {len(h.objects)} objects are listed")
     if t.object_bytes != sum(o.size for o in h.objects):
         raise _fail("totals.object_bytes", "is not the sum of the objects' sizes")
+    if t.live_rows is not None and t.live_rows > t.rows:
+        raise _fail("totals.live_rows", "is above totals.rows (a live row is a stored version)")
 
 
 def _check_body(m: Manifest) -> None:
@@ -297,6 +303,12 @@ def _check_body(m: Manifest) -> None:
                          ("rows", sum(t.rows for t in m.tables))):
         if getattr(totals, field) != value:
             raise _fail(f"totals.{field}", f"is {getattr(totals, field)}, the tables say {value}")
+    live = [t.live_rows for t in m.tables]
+    if totals.live_rows is None:
+        if any(v is not None for v in live):
+            raise _fail("totals.live_rows", "is missing, but tables give live_rows")
+    elif None in live or totals.live_rows != sum(v for v in live if v is not None):
+        raise _fail("totals.live_rows", "is not the sum of every table's live_rows")
     _time("namespace_record.created_at", m.namespace_record.created_at)
     if m.namespace_record.options:
         raise _fail("namespace_record.options", "namespaces take no options")
@@ -350,6 +362,8 @@ def _check_table(where: str, t: TableEntry) -> None:
         max_seq = max(max_seq, f.max_seq)
     if t.rows != rows:
         raise _fail(f"{where}.rows", f"is {t.rows}, its files hold {rows}")
+    if t.live_rows is not None and t.live_rows > t.rows:
+        raise _fail(f"{where}.live_rows", "is above rows (a live row is a stored version)")
     if t.max_seq != max_seq:
         raise _fail(f"{where}.max_seq", f"is {t.max_seq}, its files reach {max_seq}")
 

@@ -53,7 +53,7 @@ def write_backup(
             "namespace_record": schema.to_doc(image.record),
             "max_seq": image.max_seq,
             "tables": [schema.to_doc(t) for t in image.tables],
-            "totals": {"bytes_written": tally.bytes_written},
+            "totals": {"bytes_written": tally.bytes_written, "live_rows": image.live_rows},
         })
         work.fault("backup.after_manifest")
     work.progress(files_done=tally.files_done, bytes_done=tally.bytes_done, force=True)
