@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_backup import build
 from bench.common import Server, first_row, pct, session, sql
 from storage.archive import store
+from storage.archive.blocks import last_change_us
 from storage.backup import Repository, resolve_target
 
 
@@ -108,7 +109,7 @@ def newest_change_us(target: Path) -> int:
         segs = [s for s in store.list_segments(repo, "app", aid).segments if not s.empty]
         if segs:
             _, changes, _ = store.read_segment(repo, "app", aid, segs[-1])
-            newest = max(newest, changes[-1].at_us)
+            newest = max(newest, last_change_us(changes) or 0)
     return newest
 
 

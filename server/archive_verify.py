@@ -48,7 +48,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
             if ctx is not None:
                 ctx.check_cancelled()
             try:
-                _, found, size = store.read_segment(repo, namespace, aid, name)
+                header, _, size = store.read_segment(repo, namespace, aid, name)
             except PassphraseError:
                 raise
             except (BackupInvalid, NotFound) as exc:
@@ -56,7 +56,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
                 continue
             checked += 1
             nbytes += size
-            changes += len(found)
+            changes += header.count
             good.append(name)
             if ctx is not None:
                 ctx.progress(files_done=checked, bytes_done=nbytes)

@@ -39,6 +39,7 @@ CREATE = "create_table"
 ALTER = "alter_table"
 DROP = "drop_table"
 KINDS = (ROWS, CREATE, ALTER, DROP)
+DDL_KINDS = (CREATE, ALTER, DROP)
 MAX_LSN = (1 << 63) - 1
 
 

@@ -10,7 +10,7 @@ from catalog.errors import InvalidArgument, NotFound
 from storage.backup import Repository
 
 from . import store
-from .changes import Change
+from .blocks import Entry, Rows
 from .segment import SegmentName
 
 
@@ -61,13 +61,18 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int) -> TimePla
 
 
 def changes(repo: Repository, p: TimePlan,
-            check: Callable[[], None] | None = None) -> Iterator[Change]:
+            check: Callable[[], None] | None = None) -> Iterator[Entry]:
     """The plan's changes committed in (base, as_of], in commit order, every
-    segment read and checked in full (BACKUP_INVALID if damaged)."""
+    segment read and checked in full (BACKUP_INVALID if damaged); a block of
+    row changes is cut to those inside the interval."""
     for name in p.segments:
         if check is not None:
             check()
         _, found, _ = store.read_segment(repo, p.namespace, p.archive_id, name)
         for c in found:
-            if p.base_us < c.at_us <= p.as_of_us:
+            if isinstance(c, Rows):
+                inside = c.within(p.base_us, p.as_of_us)
+                if inside is not None:
+                    yield inside
+            elif p.base_us < c.at_us <= p.as_of_us:
                 yield c

@@ -1,7 +1,8 @@
 """Replay: a base backup's tables plus archived changes, as of an instant.
 
 `replay` applies changes (already checked by segment.decode) to the base
-manifest's table entries in lsn order: CREATE adds a table (without the base's
+manifest's table entries in lsn order (a block of row changes, blocks.py, at its
+first change: no DDL of its table falls inside it): CREATE adds a table (without the base's
 files: a table dropped and created again never shows its predecessor's rows),
 ALTER adds a schema version, DROP removes the table, and rows are collected per
 table. `write_rows` then writes each table's replayed rows as Parquet files
@@ -29,7 +30,8 @@ from ..buffer import conform, decode, storage_schema
 from ..files import FileStore
 from ..keys import key_range
 from ..types import SEQ
-from .changes import ALTER, CREATE, DROP, ROWS, Change
+from .blocks import Entry, Rows
+from .changes import ALTER, CREATE, DROP, ROWS
 
 
 class _TableDoc(msgspec.Struct):
@@ -65,11 +67,14 @@ class Replayed:
     batches: list[tuple[int, str | None, pa.Table]] = field(default_factory=list)
 
 
-def replay(tables: list[dict[str, Any]], changes: Iterable[Change],
+def replay(tables: list[dict[str, Any]], changes: Iterable[Entry],
            what: str) -> dict[str, Replayed]:
     """The tables (by name) after applying `changes`."""
     out = {t["name"]: Replayed(copy.deepcopy(t)) for t in tables}
     for c in changes:
+        if isinstance(c, Rows):
+            _add_block(out, c, what)
+            continue
         where = f"{what}: change {c.lsn} ({c.kind} {c.table})"
         if c.kind == ROWS:
             target = out.get(c.table)
@@ -82,6 +87,9 @@ def replay(tables: list[dict[str, Any]], changes: Iterable[Change],
             versions = {int(s["version"]) for s in target.entry["schemas"]}
             if batch.version not in versions or SEQ not in batch.rows.column_names:
                 raise BackupInvalid(f"{where} is corrupt: rows of an unknown schema version")
+            if (batch.user is None) != (target.entry["table_type"] != "user"):
+                raise BackupInvalid(f"{where} is corrupt: rows of a USER table name their "
+                                    "user, and only they do")
             target.batches.append((batch.version, batch.user, batch.rows))
         elif c.kind in (CREATE, ALTER):
             try:
@@ -112,6 +120,19 @@ def replay(tables: list[dict[str, Any]], changes: Iterable[Change],
         elif c.kind == DROP and out.pop(c.table, None) is None:
             raise BackupInvalid(f"{where} drops a table that does not exist")
     return out
+
+
+def _add_block(out: dict[str, Replayed], b: Rows, what: str) -> None:
+    where = f"{what}: changes {b.lsns[0]}..{b.lsns[-1]} (rows {b.table})"
+    target = out.get(b.table)
+    if target is None:
+        raise BackupInvalid(f"{where} write to a table that does not exist")
+    if b.version not in {int(s["version"]) for s in target.entry["schemas"]}:
+        raise BackupInvalid(f"{where} are corrupt: rows of an unknown schema version")
+    if (b.user is None) != (target.entry["table_type"] != "user"):
+        raise BackupInvalid(f"{where} are corrupt: rows of a USER table name their user, "
+                            "and only they do")
+    target.batches.append((b.version, b.user, b.rows))
 
 
 def write_rows(files: FileStore, namespace: str, uid: str, t: Replayed) -> list[DataFile]:

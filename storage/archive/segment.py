@@ -6,8 +6,11 @@
 after_lsn < lsn <= last_lsn, which are exactly those committed in the time
 (after_us, through_us]; an empty segment (after_lsn = last_lsn) says nothing
 changed in its time. The file is one line of canonical JSON (the header), then
-the body: the changes as msgpack, compressed (zstd) and/or encrypted
-(AES-256-GCM, the repository's key) as its `codec` says. A segment read back is
+the body, compressed (zstd) and/or encrypted (AES-256-GCM, the repository's
+key) as its `codec` says: in format_version 2 (written now) the DDL changes and
+the row changes grouped into per-table Arrow blocks (blocks.py); in
+format_version 1 (still read) every change as msgpack `[lsn, at_us, kind,
+table, data]`. A segment read back is
 hostile input: the header is decoded into a typed Struct, range-checked,
 checksummed and compared with the file name; the body must decode to exactly
 `plain_size` bytes with `plain_sha256`, and its changes must be in order, inside
@@ -27,10 +30,12 @@ from catalog.errors import BackupInvalid
 from storage.backup.codec import RAW, ZSTD, Form, decode_bytes, encode_bytes
 from storage.backup.crypto import Keys
 
+from .blocks import Entry, decode_body, encode_body
 from .changes import KINDS, Change
 
 FORMAT = "cairn-archive-segment"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS = (1, 2)  # the format versions this Cairn reads
 CODECS = ("none", "zstd", "aes-256-gcm", "zstd+aes-256-gcm")
 MAX_LSN = (1 << 63) - 1
 MAX_US = 10**17 - 1  # what 17 digits hold (year ~5138)
@@ -64,6 +69,7 @@ class Header(msgspec.Struct, forbid_unknown_fields=True):
     plain_size: int
     plain_sha256: str
     header_sha256: str
+    body_sha256: str | None = None  # format 2: sha256 of the stored body (required)
 
 
 @dataclass(frozen=True, order=True)
@@ -109,9 +115,10 @@ def _canonical(value: object) -> bytes:
 
 
 def encode(namespace: str, archive_id: str, name: SegmentName, changes: list[Change],
-           compress: bool, keys: Keys | None) -> bytes:
-    """The bytes of a segment holding `changes` (already in lsn order)."""
-    plain = _encoder.encode(changes)
+           compress: bool, keys: Keys | None, version: int = FORMAT_VERSION) -> bytes:
+    """The bytes of a segment holding `changes` (already in lsn order).
+    `version` 1 writes the old body (tests keep reading it)."""
+    plain = encode_body(changes) if version == 2 else _encoder.encode(changes)
     codec = "+".join((["zstd"] if compress else []) + (["aes-256-gcm"] if keys else [])) or "none"
     if codec == "none":
         body = plain
@@ -119,13 +126,15 @@ def encode(namespace: str, archive_id: str, name: SegmentName, changes: list[Cha
         body = encode_bytes(plain, Form("", ZSTD if compress else RAW, keys),
                             binding(namespace, archive_id, name))
     header = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "namespace": namespace,
+        "format": FORMAT, "format_version": version, "namespace": namespace,
         "archive_id": archive_id, "after_lsn": name.after_lsn, "last_lsn": name.last_lsn,
         "after_us": name.after_us, "through_us": name.through_us, "count": len(changes),
         "codec": codec, "key": keys.key_id if keys is not None else None,
         "body_size": len(body), "plain_size": len(plain),
         "plain_sha256": hashlib.sha256(plain).hexdigest(),
     }
+    if version >= 2:
+        header["body_sha256"] = hashlib.sha256(body).hexdigest()
     header["header_sha256"] = hashlib.sha256(_canonical(header)).hexdigest()
     return _canonical(header) + b"\n" + body
 
@@ -143,9 +152,9 @@ def read_header(data: bytes, what: str) -> tuple[Header, bytes]:
     if not isinstance(doc, dict):
         raise BackupInvalid(f"{what} is corrupt: its header is not a JSON object")
     version = doc.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in READS:
         raise BackupInvalid(f"{what} has unknown format_version {version!r}; "
-                            f"this Cairn reads format_version {FORMAT_VERSION}")
+                            f"this Cairn reads format_version 1 and 2")
     try:
         header = msgspec.convert(doc, Header, strict=True)
     except msgspec.ValidationError as exc:
@@ -159,14 +168,17 @@ def read_header(data: bytes, what: str) -> tuple[Header, bytes]:
 
 
 def decode(data: bytes, namespace: str, archive_id: str, name: SegmentName,
-           open_key: object = None) -> tuple[Header, list[Change]]:
-    """Check and decode a segment read from `…/<namespace>/<archive_id>/<name>`.
-    `open_key(key_id)` gives the Keys of an encrypted segment (or raises)."""
+           open_key: object = None) -> tuple[Header, list[Entry]]:
+    """Check and decode a segment read from `…/<namespace>/<archive_id>/<name>`:
+    its changes in commit order, row changes of format_version 2 as blocks
+    (blocks.Rows). `open_key(key_id)` gives the Keys of an encrypted segment."""
     what = f"archived segment {namespace}/{archive_id}/{name.file}"
     h, body = read_header(data, what)
     problem = _header_problem(h, namespace, archive_id, name, len(body))
     if problem:
         raise BackupInvalid(f"{what} is corrupt: {problem}")
+    if h.body_sha256 is not None and hashlib.sha256(body).hexdigest() != h.body_sha256:
+        raise BackupInvalid(f"{what} is corrupt: body_sha256 mismatch")
     if h.codec == "none":
         plain = body
     else:
@@ -179,6 +191,11 @@ def decode(data: bytes, namespace: str, archive_id: str, name: SegmentName,
         plain = decode_bytes(body, form, what, h.plain_size, binding(namespace, archive_id, name))
     if len(plain) != h.plain_size or hashlib.sha256(plain).hexdigest() != h.plain_sha256:
         raise BackupInvalid(f"{what} is corrupt: body sha256 or size mismatch")
+    if h.format_version == 2:
+        entries = decode_body(plain, h.after_lsn, h.last_lsn, h.after_us, h.through_us, h.count)
+        if isinstance(entries, str):
+            raise BackupInvalid(f"{what} is corrupt: {entries}")
+        return h, entries
     try:
         changes = _changes_decoder.decode(plain)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -186,7 +203,7 @@ def decode(data: bytes, namespace: str, archive_id: str, name: SegmentName,
     problem = _changes_problem(h, changes)
     if problem:
         raise BackupInvalid(f"{what} is corrupt: {problem}")
-    return h, changes
+    return h, list(changes)
 
 
 def _header_problem(h: Header, namespace: str, archive_id: str, name: SegmentName,
@@ -202,6 +219,9 @@ def _header_problem(h: Header, namespace: str, archive_id: str, name: SegmentNam
         return f"bad change count {h.count}"
     if h.count > h.last_lsn - h.after_lsn:
         return f"bad change count {h.count}"
+    if (h.format_version >= 2) != (h.body_sha256 is not None) or (
+            h.body_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", h.body_sha256)):
+        return "body_sha256 missing, bad, or in a format_version 1 header"
     if h.body_size != body_size:
         return f"body is {body_size} bytes, header says {h.body_size}"
     if not 0 <= h.plain_size <= MAX_BODY or not re.fullmatch(r"[0-9a-f]{64}", h.plain_sha256):

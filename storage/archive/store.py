@@ -23,6 +23,7 @@ from storage.backup.layout import join
 from storage.backup.oserrors import reading, writing
 
 from . import segment
+from .blocks import Entry
 from .changes import Change
 from .segment import ARCHIVE_ID, NAMESPACE, Header, SegmentName, parse_name
 
@@ -98,7 +99,7 @@ def write_segment(repo: Repository, namespace: str, archive_id: str, changes: li
 
 
 def read_segment(repo: Repository, namespace: str, archive_id: str,
-                 name: SegmentName) -> tuple[Header, list[Change], int]:
+                 name: SegmentName) -> tuple[Header, list[Entry], int]:
     """A segment, checked (segment.decode); BackupInvalid if damaged, NotFound if gone."""
     path = _dir(repo, namespace, archive_id, name.file)
     what = f"archived segment {namespace}/{archive_id}/{name.file}"

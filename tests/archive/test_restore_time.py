@@ -4,11 +4,15 @@ kind of change, and every error with its code."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import random
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from server.config import Config
 from storage.archive import segment
@@ -32,9 +36,13 @@ async def state(client: Any, ns: str) -> dict[str, Any]:
     return out
 
 
-async def test_restore_to_every_moment(client: Any) -> None:
+@pytest.mark.parametrize("fmt", [2, 1])
+async def test_restore_to_every_moment(client: Any, fmt: int, cairn_config: Config,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """After each statement the time is noted with the state; restoring to each
-    noted time gives exactly that state (rows, deletes, updates, DDL, flushes)."""
+    noted time gives exactly that state (rows, deletes, updates, DDL, flushes),
+    from segments of the format written now (2) and of the one before (1)."""
+    monkeypatch.setattr(segment, "encode", functools.partial(segment.encode, version=fmt))
     await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT);"
                      "INSERT INTO app.t VALUES (1, 'base')")
     await ok(client, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '100ms')")
@@ -58,6 +66,9 @@ async def test_restore_to_every_moment(client: Any) -> None:
         await ok(client, step)
         moments.append((iso_now(), await state(client, "app")))
     await wait_shipped(client)
+    written = {json.loads(p.read_bytes().split(b"\n", 1)[0])["format_version"]
+               for p in segment_files(Path(cairn_config.backup_roots[0]))}
+    assert written == {fmt}
     for i, (when, want) in enumerate(moments):
         await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r{i} WITH (as_of = '{when}')")
         assert await state(client, f"r{i}") == want, (i, steps[i - 1] if i else "base")
