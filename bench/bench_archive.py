@@ -12,9 +12,17 @@ over HTTP (loopback, aiohttp keep-alive), every figure taken in one run:
    engine, not timed) plus `--changes` archived single-row INSERTs, restored
    `AS` another namespace as of the archive's end, against a plain RESTORE of a
    backup of the same final state                         aim <= 1.5x
+4. exactness: `--clients` clients write unique keys for `--seconds` while
+   archiving (interval 1s), logging when each INSERT was sent and answered;
+   then `--times` restores to random instants: every write answered before the
+   instant is there and none sent after it                aim: every restore exact
+
+Each figure is printed with the load average (1, 5, 15 min) at its end: the
+machine may be shared.
 
     python bench/bench_archive.py [--clients 16] [--seconds 10] [--kills 5]
-                                  [--base-mb 256] [--changes 20000]
+                                  [--base-mb 256] [--changes 20000] [--times 50]
+                                  [--only overhead|rpo|restore|exact]
 """
 
 from __future__ import annotations
@@ -184,6 +192,59 @@ async def restore_to_time(work: Path, clients: int, base_mb: int, changes: int) 
             "plain_restore_s": plain_s, "ratio": pitr_s / plain_s}
 
 
+async def exactness(work: Path, clients: int, seconds: float, times: int) -> dict[str, Any]:
+    run = work / "exact"
+    run.mkdir()
+    srv = Server(run / "data", config=config(run))
+    log: list[tuple[int, float, float]] = []
+    try:
+        async with session(clients + 2) as http:
+            await sql(http, srv.url, "CREATE NAMESPACE app; CREATE TABLE app.t "
+                                     "(id BIGINT PRIMARY KEY, v BIGINT, payload BYTES)")
+            await sql(http, srv.url,
+                      "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '1s')")
+            deadline = time.monotonic() + seconds
+
+            async def one(c: int) -> None:
+                i = 0
+                while time.monotonic() < deadline:
+                    key = c * 10_000_000 + i
+                    i += 1
+                    sent = time.time()
+                    await sql(http, srv.url, f"INSERT INTO app.t VALUES ({key}, {c}, NULL)")
+                    log.append((key, sent, time.time()))
+                    if i % 200 == 0:
+                        await sql(http, srv.url, "FLUSH TABLE app.t")
+
+            await asyncio.gather(*(one(c) for c in range(clients)))
+            await sql(http, srv.url, "STOP ARCHIVING DATABASE app")
+            lo, hi = min(s for _, s, _ in log), max(a for _, _, a in log)
+            rng = random.Random(5)
+            bad = 0
+            for _ in range(times):
+                at = rng.uniform(lo, hi)
+                when = store.iso_exact(int(at * 1_000_000))
+                await sql(http, srv.url,
+                          f"RESTORE DATABASE app FROM 'arch' AS x WITH (as_of = '{when}')")
+                body = await sql(http, srv.url, "SELECT id FROM x.t")
+                got = {r["id"] for r in body["results"][0]["rows"]}
+                at_s = int(at * 1_000_000) / 1_000_000
+                missing = {k for k, _, a in log if a < at_s} - got
+                extra = {k for k, s, _ in log if s > at_s} & got
+                if missing or extra:
+                    bad += 1
+                    print(f"  NOT EXACT as of {when}: {len(missing)} answered writes missing, "
+                          f"{len(extra)} writes sent after it present")
+                await sql(http, srv.url, "DROP NAMESPACE x CASCADE")
+    finally:
+        srv.stop()
+    return {"writes": len(log), "times": times, "inexact": bad}
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=16)
@@ -191,7 +252,8 @@ async def main() -> int:
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--base-mb", type=int, default=256)
     ap.add_argument("--changes", type=int, default=20_000)
-    ap.add_argument("--only", choices=["overhead", "rpo", "restore"], default=None)
+    ap.add_argument("--times", type=int, default=50)
+    ap.add_argument("--only", choices=["overhead", "rpo", "restore", "exact"], default=None)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cairn-bench-archive-"))
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs, work dir {work}")
@@ -200,17 +262,22 @@ async def main() -> int:
             r = await overhead(work, args.clients, args.seconds)
             print(f"overhead  p99 off {r['p99_off_ms']:.1f} ms, on {r['p99_on_ms']:.1f} ms "
                   f"({r['p99_worse_pct']:+.1f}%); throughput off {r['tput_off']:.0f}/s, "
-                  f"on {r['tput_on']:.0f}/s ({r['tput_worse_pct']:+.1f}% worse)")
+                  f"on {r['tput_on']:.0f}/s ({r['tput_worse_pct']:+.1f}% worse); {load()}")
         if args.only in (None, "rpo"):
             r = await rpo(work, args.clients, args.kills)
             print(f"RPO       {r['kills']} kills: p50 {r['rpo_p50_s']:.2f} s, "
-                  f"p99 {r['rpo_p99_s']:.2f} s, max {r['rpo_max_s']:.2f} s (interval 1 s)")
+                  f"p99 {r['rpo_p99_s']:.2f} s, max {r['rpo_max_s']:.2f} s (interval 1 s); "
+                  f"{load()}")
         if args.only in (None, "restore"):
             r = await restore_to_time(work, args.clients, args.base_mb, args.changes)
             print(f"restore   base {r['base_mb']} MB + {r['changes']} changes in "
                   f"{r['segments']} segments ({r['archived_mb']:.1f} MB): to a time "
                   f"{r['pitr_restore_s']:.2f} s, plain restore of the same state "
-                  f"{r['plain_restore_s']:.2f} s, ratio {r['ratio']:.2f}x")
+                  f"{r['plain_restore_s']:.2f} s, ratio {r['ratio']:.2f}x; {load()}")
+        if args.only in (None, "exact"):
+            r = await exactness(work, args.clients, args.seconds, args.times)
+            print(f"exactness {r['writes']} logged writes, {r['times']} restores to random "
+                  f"times: {r['times'] - r['inexact']} exact, {r['inexact']} not; {load()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
