@@ -12,7 +12,11 @@ after the target's newest segment, so nothing is shipped twice or skipped.
 
 A target that lost segments (its end is before what this server shipped)
 cannot be continued: the loop takes a new base backup and continues from it,
-starting a new restorable window."""
+starting a new restorable window. So it does when no base backup of the
+current window is left in the target (DROP BACKUP, keep_last, or deleted by
+hand): checked at start, right after any drop of a backup of the namespace,
+and every BASE_CHECK_S, so the archive never goes on shipping changes that no
+base can use."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import weakref
 from typing import Any
 
@@ -40,6 +45,7 @@ log = logging.getLogger("cairn.archive")
 MAX_SEGMENT_BYTES = 16 << 20  # changes' data per segment; a backlog ships in several
 HEARTBEAT_MIN_US = 10_000_000  # an idle archive still marks the target at least this often
 RETRY_MAX_S = 30.0
+BASE_CHECK_S = 60.0  # a base deleted behind Cairn's back is noticed within this
 _INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
 
 
@@ -69,6 +75,8 @@ class Archiver:
         self.task: asyncio.Task[None] | None = None
         self._repo: Repository | None = None
         self.failures = 0
+        self.check_base = True  # is a base of the current window left? (see base_gone)
+        self.base_checked = 0.0
 
     # --- the record ------------------------------------------------------------
 
@@ -134,7 +142,24 @@ class Archiver:
             if rec.base_lsn is None:
                 return True
             self.resumed = True
+        if await self.base_gone(rec):
+            log.warning("archive of %s: no base backup of its window is left in %s; "
+                        "taking a new base", self.namespace, rec.target)
+            await self.take_base(rec)
+            rec = await self.cairn.run(self.record)
         return await self.cairn.run(self.ship, rec, final)
+
+    async def base_gone(self, rec: Archive) -> bool:
+        """True when the target no longer holds a base backup the current window
+        starts from (checked when asked, see `check_base`, and every BASE_CHECK_S)."""
+        if not self.check_base and time.monotonic() - self.base_checked < BASE_CHECK_S:
+            return False
+        self.check_base = False
+        self.base_checked = time.monotonic()
+        assert rec.base_us is not None
+        present = await self.cairn.run(store.has_base, self.repo(rec), self.namespace,
+                                       rec.archive_id, rec.base_us)
+        return not present
 
     async def take_base(self, rec: Archive) -> Any:
         """A base backup into the target (a job in system.jobs); segments continue
@@ -164,6 +189,7 @@ class Archiver:
 
         await self.cairn.run(record)
         self.resumed = True
+        self.check_base, self.base_checked = False, time.monotonic()
         return job
 
     def resume(self, rec: Archive) -> Archive:
@@ -235,7 +261,7 @@ class ArchiveService:
         for rec in self.cairn.catalog.scan(Archive):
             if rec.status != "stopped":
                 floor = max(rec.shipped_us or 0, now_us())
-                self.cairn.engine.changes.activate(rec.namespace, floor)
+                self.cairn.engine.changes.activate(rec.namespace, floor, rec.shipped_lsn)
 
     def start_loops(self) -> None:
         for rec in self.cairn.catalog.scan(Archive):
@@ -249,6 +275,13 @@ class ArchiveService:
             self.archivers[namespace] = arch
             arch.task = asyncio.create_task(arch.run(), name=f"archive-{namespace}")
         return arch
+
+    def backup_dropped(self, namespace: str) -> None:
+        """A backup of `namespace` was dropped (from any thread): its archiver
+        checks at its next cycle that a base of its window is still there."""
+        arch = self.archivers.get(namespace)
+        if arch is not None:
+            arch.check_base = True
 
     def lag_ms(self, rec: Archive) -> int:
         if rec.status == "stopped":

@@ -21,7 +21,7 @@ from storage.archive.store import parse_us
 from storage.backup import Repository
 from storage.backup.schema import load_header
 
-from . import faults, resume, visibility
+from . import archiving, faults, resume, visibility
 from .backup_run import BackupPlan, run_backup
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
@@ -184,6 +184,8 @@ def prune_archived(cairn: Cairn, repo: Repository, namespace: str) -> int:
     def running(archive_id: str) -> bool:
         return rec is not None and rec.archive_id == archive_id and rec.status != "stopped"
 
+    if rec is not None and rec.status != "stopped":
+        archiving.service(cairn).backup_dropped(namespace)
     return archived.prune(repo, namespace, running)
 
 

@@ -12,12 +12,19 @@ rows until the archiver has shipped them, whatever flush does meanwhile.
 
 The same lock gives BACKUP its cut (`cut`): taken while the snapshot holds the
 tables' locks, it says which lsn and which instant the snapshot is exact to, so
-archived changes continue a base backup with no gap and no overlap."""
+archived changes continue a base backup with no gap and no overlap.
+
+Commit times never go back, whatever the wall clock does: each is at least the
+previous one plus 1 µs (and, after a restart, after everything shipped). While
+the clock is behind (set back by hand, a bad NTP step), changes are stamped
+1 µs apart from the last time handed out until the clock catches up, and a
+warning is logged once per jump of more than a second."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import struct
 import threading
@@ -32,7 +39,10 @@ import msgspec
 from catalog import Catalog
 from catalog.records import SEP
 
+log = logging.getLogger("cairn.archive")
+
 FAMILY = "changes"
+CLOCK_WARN_US = 1_000_000
 
 ROWS = "rows"
 CREATE = "create_table"
@@ -85,6 +95,19 @@ class _Ns:
     last_lsn: int = 0  # newest lsn committed for this namespace (0: none since start)
     last_us: int = 0  # newest commit time or cut handed out: the next is later
     pending_us: int | None = None  # commit time of the oldest change not yet shipped
+    clock_behind: bool = False  # warned that the wall clock is behind last_us
+
+    def now(self, namespace: str) -> int:
+        """The wall clock, noticing (and logging once) when it is behind the
+        times already handed out; callers keep times monotonic with max()."""
+        now = now_us()
+        behind = now < self.last_us - CLOCK_WARN_US
+        if behind and not self.clock_behind:
+            log.warning("the wall clock is %.3f s behind the newest commit time of "
+                        "namespace '%s'; archived times go on from that time until the "
+                        "clock catches up", (self.last_us - now) / 1e6, namespace)
+        self.clock_behind = behind
+        return now
 
 
 class Recorder:
@@ -97,7 +120,7 @@ class Recorder:
     def add(self, batch: Any, kind: str, table: str, data: bytes) -> Change:
         ns = self._ns
         lsn = self._log.catalog.next_seq(1)
-        at = max(now_us(), ns.last_us + 1)
+        at = max(ns.now(self._namespace), ns.last_us + 1)
         ns.last_us = at
         change = Change(lsn, at, kind, table, data)
         batch.put_raw(FAMILY, key_of(self._namespace, lsn), _encoder.encode(change))
@@ -132,9 +155,10 @@ class ChangeLog:
         ns = self._ns.get(namespace)
         return ns is not None and ns.active
 
-    def activate(self, namespace: str, floor_us: int = 0) -> None:
-        """From now on every change of `namespace` is logged. `floor_us` (the end
-        of what the target already holds) keeps commit times after it."""
+    def activate(self, namespace: str, floor_us: int = 0, floor_lsn: int = 0) -> None:
+        """From now on every change of `namespace` is logged. `floor_us` and
+        `floor_lsn` (the end of what the target already holds) keep commit times
+        after it and a cut taken before the next write at or past it."""
         ns = self._state(namespace)
         with ns.lock:
             if not ns.active:
@@ -145,6 +169,7 @@ class ChangeLog:
                 first = self._first_entry(namespace)
                 ns.pending_us = first.at_us if first is not None else None
             ns.last_us = max(ns.last_us, floor_us)
+            ns.last_lsn = max(ns.last_lsn, floor_lsn)
             ns.active = True
 
     def deactivate(self, namespace: str) -> tuple[int, int]:
@@ -153,7 +178,7 @@ class ChangeLog:
         ns = self._state(namespace)
         with ns.lock:
             ns.active = False
-            at = max(now_us(), ns.last_us)
+            at = max(ns.now(namespace), ns.last_us)
             ns.last_us = at
             return ns.last_lsn, at
 
@@ -201,7 +226,7 @@ class ChangeLog:
         has lsn <= that lsn; later changes get later times."""
         ns = self._state(namespace)
         with ns.lock:
-            at = max(now_us(), ns.last_us)
+            at = max(ns.now(namespace), ns.last_us)
             ns.last_us = at
             return ns.last_lsn, at
 

@@ -227,6 +227,16 @@ def all_runs(repo: Repository, namespace: str) -> tuple[list[Run], list[str]]:
     return runs, problems
 
 
+def has_base(repo: Repository, namespace: str, archive_id: str, since_us: int) -> bool:
+    """Whether the archive's current run (the one ending at its newest segment;
+    one starting at `since_us`, the base's cut, when it has no segment yet) still
+    has a base backup in the target: one of the namespace taken at or after the
+    run's start. Without one, what the archive ships next restores nothing."""
+    runs, _ = runs_of(archive_id, list_segments(repo, namespace, archive_id).segments)
+    start = runs[-1].after_us if runs else since_us
+    return any(b.snapshot_us >= start for b in bases_of(repo, namespace))
+
+
 def restore_windows(repo: Repository, namespace: str) -> list[Window]:
     runs, _ = all_runs(repo, namespace)
     return windows(runs, bases_of(repo, namespace))
