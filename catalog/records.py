@@ -174,6 +174,7 @@ class Backup(Record):
     encrypted: bool = False
     job_id: str | None = None
     row_versions: int = 0  # stored row versions
+    scope: str = "database"  # what it holds: 'database' or 'tables: t, u'
 
     def key(self) -> str:
         return self.backup_id

@@ -13,6 +13,7 @@ from typing import Any
 
 from catalog import Backup
 from storage.backup import Repository, write_backup
+from storage.backup.schema import Scope
 
 from .jobs import JobContext
 from .state import Cairn
@@ -29,6 +30,7 @@ class BackupPlan:
     label: str | None = None
     compression: str = "zstd"
     cut: tuple[int, int] | None = None  # set by run_backup: the snapshot's (lsn, time)
+    tables: list[str] | None = None  # BACKUP TABLE: these tables only (None: all)
 
 
 def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any]:
@@ -37,21 +39,22 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
             cleanup={"target": plan.repo.uri, "backup_id": plan.backup_id})
     ctx.check_cancelled()
     throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
-    with cairn.engine.snapshot({plan.namespace: None}) as snap:
+    scope = None if plan.tables is None else Scope(kind="tables", tables=sorted(plan.tables))
+    with cairn.engine.snapshot({plan.namespace: plan.tables}) as snap:
         ctx.fault("backup.snapshot_taken")
         (image,) = snap.namespaces
         # Archived changes continue a base exactly at its snapshot's cut.
         plan.cut = snap.cuts[plan.namespace]
         m = write_backup(plan.repo, image, plan.backup_id, snapshot_at=snap.snapshot_at,
                          label=plan.label, work=ctx,
-                         spent=throttle.spent if throttle.rate > 0 else None)
+                         spent=throttle.spent if throttle.rate > 0 else None, scope=scope)
     record = Backup(
         backup_id=m.backup_id, namespace=m.namespace, target=plan.repo.uri,
         created_at=m.created_at, snapshot_at=m.snapshot_at, tables=m.totals.tables,
         rows=m.totals.live_rows, row_versions=m.totals.rows, files=m.totals.files,
         bytes=m.totals.bytes,
         bytes_written=m.totals.bytes_written, label=m.label, encrypted=m.encrypted,
-        job_id=ctx.job_id,
+        job_id=ctx.job_id, scope=scope_text(m.scope),
     )
     cairn.catalog.put(record)
     return {
@@ -61,3 +64,9 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         "bytes": record.bytes,
         "bytes_written": record.bytes_written,
     }
+
+
+def scope_text(scope: Scope | None) -> str:
+    """What a backup holds, as SHOW BACKUPS says it: 'database' (the whole
+    namespace) or 'tables: t, u'."""
+    return "database" if scope is None else "tables: " + ", ".join(scope.tables)

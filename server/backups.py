@@ -22,7 +22,7 @@ from storage.backup import Repository
 from storage.backup.schema import load_header
 
 from . import archiving, faults, resume, visibility
-from .backup_run import BackupPlan, run_backup
+from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
 from .namespaces import check_namespace_name
@@ -50,8 +50,9 @@ BACKUP_COLUMNS = [
     ("created_at", "TIMESTAMP"), ("snapshot_at", "TIMESTAMP"), ("tables", "BIGINT"),
     ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"), ("bytes_written", "BIGINT"),
     ("label", "TEXT"), ("encrypted", "BOOLEAN"),
-    # Beyond the contract's list (which stays a prefix): stored row versions.
-    ("row_versions", "BIGINT"),
+    # Beyond the contract's list (which stays a prefix): stored row versions,
+    # and what the backup holds ('database', or 'tables: t, u').
+    ("row_versions", "BIGINT"), ("scope", "TEXT"),
 ]
 SHOW_BACKUP_COLUMNS = [("table_name", "TEXT"), ("table_type", "TEXT"), ("schema_version", "BIGINT"),
                        ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"),
@@ -242,7 +243,7 @@ def summary(doc: dict[str, Any], target: str) -> dict[str, Any]:
         "tables": h.totals.tables, "rows": h.totals.live_rows, "row_versions": h.totals.rows,
         "files": h.totals.files,
         "bytes": h.totals.bytes, "bytes_written": h.totals.bytes_written,
-        "label": h.label, "encrypted": h.encrypted,
+        "label": h.label, "encrypted": h.encrypted, "scope": scope_text(h.scope),
     }
 
 

@@ -28,6 +28,7 @@ from . import (
     namespaces,
     queries,
     schedules,
+    table_backups,
     tables,
     visibility,
 )
@@ -49,6 +50,7 @@ ROUTES: dict[type, Route] = dispatch.merge(
     jobs_sql.routes,
     schedules.routes,
     archive_sql.routes,
+    table_backups.routes,
 )
 
 

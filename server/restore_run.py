@@ -56,7 +56,17 @@ def choose_manifest(plan: RestorePlan) -> Manifest:
     """The backup to restore: `backup_id`, else the newest of the namespace
     (taken at or before `as_of` when given); refused when a damaged backup may
     be that newest one (Repository.choose_backup)."""
-    return load(plan.repo.choose_backup(plan.source, plan.backup_id, plan.as_of))
+    m = load(plan.repo.choose_backup(plan.source, plan.backup_id, plan.as_of, accept=whole))
+    if m.scope is not None:  # named by backup_id
+        raise InvalidArgument(
+            f"backup '{m.backup_id}' holds only tables {', '.join(m.scope.tables)} of namespace "
+            f"'{m.namespace}'; restore them with RESTORE TABLE")
+    return m
+
+
+def whole(header: dict[str, Any]) -> bool:
+    """A backup of a whole namespace (not of some of its tables)."""
+    return header.get("scope") is None
 
 
 def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, Any]:

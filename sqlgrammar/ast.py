@@ -146,6 +146,23 @@ class RestoreDatabase(Statement):
 
 
 @dataclass(frozen=True)
+class BackupTables(Statement):
+    """BACKUP TABLE ns.t [, ns.u …]: the named tables of one namespace at one instant."""
+
+    tables: tuple[TableRef, ...]
+    target: str
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class RestoreTable(Statement):
+    table: TableRef
+    target: str
+    as_table: TableRef | None = None
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+@dataclass(frozen=True)
 class ShowBackups(Statement):
     namespace: str | None = None
     target: str | None = None

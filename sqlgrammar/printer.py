@@ -126,6 +126,17 @@ def _restore(s: ast.RestoreDatabase) -> str:
             f"FROM {literal(s.target)}{as_name}{_with(s.options)}")
 
 
+def _backup_tables(s: ast.BackupTables) -> str:
+    return (f"BACKUP TABLE {', '.join(_table(t) for t in s.tables)} "
+            f"TO {literal(s.target)}{_with(s.options)}")
+
+
+def _restore_table(s: ast.RestoreTable) -> str:
+    as_table = "" if s.as_table is None else f" AS {_table(s.as_table)}"
+    return (f"RESTORE TABLE {_table(s.table)} FROM {literal(s.target)}{as_table}"
+            f"{_with(s.options)}")
+
+
 def _show_backups(s: ast.ShowBackups) -> str:
     text = "SHOW BACKUPS"
     if s.namespace is not None:
@@ -174,6 +185,8 @@ _PRINTERS: dict[type[ast.Statement], Callable[[Any], str]] = {
     ast.FlushAllTables: lambda s: f"FLUSH ALL TABLES IN {name(s.namespace)}",
     ast.BackupDatabase: _backup,
     ast.RestoreDatabase: _restore,
+    ast.BackupTables: _backup_tables,
+    ast.RestoreTable: _restore_table,
     ast.ShowBackups: _show_backups,
     ast.ShowBackup: _show_backup,
     ast.VerifyBackup: _verify_backup,

@@ -258,6 +258,17 @@ class ToAst(Transformer[Token, ast.Statement]):
         new_name = None if as_name is None else str(as_name)
         return ast.RestoreDatabase(str(name), target, new_name, bool(if_not_exists), options or ())
 
+    def backup_table(self, *args: Any) -> ast.BackupTables:
+        *refs, target, options = args
+        return ast.BackupTables(tuple(refs), target, options or ())
+
+    def restore_table(self, table: ast.TableRef, target: str, as_table: ast.TableRef | None,
+                      options: Options | None) -> ast.RestoreTable:
+        return ast.RestoreTable(table, target, as_table, options or ())
+
+    def as_table(self, ref: ast.TableRef) -> ast.TableRef:
+        return ref
+
     def show_backups(self, namespace: Token | None, target: str | None,
                      limit: int | None) -> ast.ShowBackups:
         return ast.ShowBackups(None if namespace is None else str(namespace), target, limit)

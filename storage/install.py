@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog import DataFile, Namespace, Table, TableSchema
-from catalog.errors import AlreadyExists, InvalidArgument
+from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
 
 from .backup.schema import MAX_SEQ, FileEntry, Manifest, to_doc
@@ -54,6 +54,9 @@ class Restore:
     # Rows a query of the restored tables sees: the manifest's count, or counted
     # in the restored files when it has none (an older manifest, replayed changes).
     live_rows: int | None = None
+    # RESTORE TABLE: install the manifest's one table into the existing
+    # namespace `destination` (replacing a table of its name with `replace`).
+    table_only: bool = False
 
     def __post_init__(self) -> None:
         if self.destination in RESERVED_NAMESPACES:
@@ -82,12 +85,13 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
             written += [registry.files.abs(f.path) for f in added]
             records += added
             registry.files.sync([registry.files.abs(f.path) for f in added])
-        restore.live_rows = restore.manifest.totals.live_rows
+        known = [t.live_rows for t in restore.manifest.tables]
+        restore.live_rows = None if None in known else sum(v or 0 for v in known)
         if restore.live_rows is None or restore.extra is not None:
             restore.live_rows = _count_live(registry, restore, records)
         work.fault("restore.before_install")
         work.check_cancelled()
-        install(registry, restore, records)
+        (install_table if restore.table_only else install)(registry, restore, records)
     except BaseException:
         for path in written:
             with contextlib.suppress(OSError):
@@ -196,3 +200,56 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
         break
     log.info("restored backup %s as namespace %s (%d tables, %d files)",
              m.backup_id, dest, len(m.tables), len(files))
+
+
+def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -> None:
+    """Make the restored table visible in one catalog batch inside the existing
+    namespace (removing the old table of its name with `replace`, in the same
+    batch, under its locks: readers see the old table or the new, never a mix)."""
+    catalog, m, dest = registry.catalog, restore.manifest, restore.destination
+    (t,) = m.tables
+    max_seq = max([m.max_seq, *(f.max_seq for f in files)])
+    if max_seq > MAX_SEQ:
+        raise InvalidArgument(f"backup '{m.backup_id}' has an out-of-range max_seq")
+    while True:
+        old = [s for s in registry.states(dest) if s.table.name == t.name]
+        with contextlib.ExitStack() as held:
+            for st in old:
+                held.enter_context(st.flush_lock)
+                held.enter_context(st.write_lock)
+            with registry.ddl:
+                if restore.guard is not None:
+                    restore.guard()
+                if catalog.get(Namespace, dest) is None:
+                    raise NotFound(f"Namespace '{dest}' does not exist")
+                now = [x for x in registry.list_tables(dest) if x.name == t.name]
+                if now and not restore.replace:
+                    raise AlreadyExists(f"Table '{dest}.{t.name}' already exists")
+                if [x.uid for x in now] != [s.uid for s in old]:
+                    continue  # the table came or went meanwhile: lock the new one
+                catalog.ensure_seq_above(max_seq)
+                batch = catalog.batch()
+                old_paths = registry.remove_tables(batch, old)
+                uid = restore.table_uids[t.name]
+                catalog.family(family_name(uid))
+                batch.put(Table(
+                    namespace=dest, name=t.name, uid=uid, table_type=t.table_type,
+                    schema_version=t.schema_version, primary_key=list(t.primary_key),
+                    options=dict(t.options), created_at=t.created_at,
+                ))
+                for s in t.schemas:
+                    batch.put(TableSchema(uid, s.version, dest, t.name,
+                                          columns=[to_doc(c) for c in s.columns],
+                                          created_at=s.created_at))
+                for f in files:
+                    batch.put(f)
+                registry.commit_removal(batch, old)
+        try:
+            registry.after_remove(old)
+            registry.retire(old_paths)
+        except Exception:
+            log.warning("restore of %s.%s left old buffers or files to sweep", dest, t.name,
+                        exc_info=True)
+        break
+    log.info("restored table %s of backup %s as %s.%s (%d files)",
+             t.name, m.backup_id, dest, t.name, len(files))

@@ -27,6 +27,8 @@ SECTIONS: dict[type, str] = {
     ast.FlushAllTables: "FLUSH ALL TABLES IN",
     ast.BackupDatabase: "### BACKUP DATABASE",
     ast.RestoreDatabase: "### RESTORE DATABASE",
+    ast.BackupTables: "### BACKUP TABLE",
+    ast.RestoreTable: "### RESTORE TABLE",
     ast.ShowBackups: "### SHOW BACKUPS",
     ast.ShowBackup: "### SHOW BACKUP\n",
     ast.VerifyBackup: "### VERIFY BACKUP",

@@ -11,6 +11,7 @@ passphrase for an encrypted one). `open_repository` also opens archive targets."
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -392,11 +393,13 @@ class Repository(LocksAndPrune):
         return sorted(entries, key=order, reverse=True)
 
     def choose_backup(
-        self, namespace: str, backup_id: str | None = None, as_of: str | None = None
+        self, namespace: str, backup_id: str | None = None, as_of: str | None = None,
+        accept: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """The manifest a RESTORE of `namespace` takes (selection.choose): never an
-        older backup because a newer one is damaged."""
-        return choose(self, namespace, backup_id, as_of)
+        older backup because a newer one is damaged; `accept` narrows the newest
+        (by its header) to the backups that can serve (a table's, a namespace's)."""
+        return choose(self, namespace, backup_id, as_of, accept)
 
     def _scan_manifests(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         self._readable()

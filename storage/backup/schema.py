@@ -146,6 +146,14 @@ class NamespaceRecord(_Strict, kw_only=True):
     options: dict[str, Scalar]
 
 
+class Scope(_Strict, kw_only=True):
+    """What a backup that is not a whole namespace holds (absent: the whole
+    namespace). `tables`: exactly the named tables of the namespace (BACKUP TABLE)."""
+
+    kind: Literal["tables"]
+    tables: Annotated[list[Name], Meta(min_length=1, max_length=65536)]
+
+
 class Header(_Strict, kw_only=True):
     """What anyone can read of a manifest (the public header of an encrypted one)."""
 
@@ -162,6 +170,7 @@ class Header(_Strict, kw_only=True):
     objects: list[ObjectEntry]
     key: KeyId | None = None
     manifest_sha256: Oid | None = None
+    scope: Scope | None = None
 
 
 class Manifest(Header, kw_only=True):
@@ -273,6 +282,8 @@ def _check_header(h: Header) -> None:
         raise _fail("totals.object_bytes", "is not the sum of the objects' sizes")
     if t.live_rows is not None and t.live_rows > t.rows:
         raise _fail("totals.live_rows", "is above totals.rows (a live row is a stored version)")
+    if h.scope is not None and len(set(h.scope.tables)) != len(h.scope.tables):
+        raise _fail("scope.tables", "a table is named twice")
 
 
 def _check_body(m: Manifest) -> None:
@@ -292,6 +303,8 @@ def _check_body(m: Manifest) -> None:
                             f"object {f.oid} is not listed in objects with its content and size")
         if m.max_seq < t.max_seq:
             raise _fail("max_seq", f"is below {where}.max_seq")
+    if m.scope is not None and sorted(m.scope.tables) != sorted(names):
+        raise _fail("scope.tables", "must name exactly the tables the backup holds")
     files = [f for t in m.tables for f in t.files]
     used = {f.oid for f in files}
     for i, o in enumerate(m.objects):

@@ -10,6 +10,7 @@ the newest backup of any namespace."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -81,7 +82,8 @@ def may_be_of(entry: dict[str, Any], namespace: str | None) -> bool:
 
 
 def choose(
-    repo: Backups, namespace: str, backup_id: str | None = None, as_of: str | None = None
+    repo: Backups, namespace: str, backup_id: str | None = None, as_of: str | None = None,
+    accept: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, Any]:
     """The manifest a RESTORE of `namespace` takes: `backup_id`, else the newest
     backup of it (taken at or before `as_of`). BackupInvalid (422) when a backup
@@ -98,6 +100,7 @@ def choose(
     good = [
         m for m in entries
         if "error" not in m and (limit is None or parse_time(m["snapshot_at"]) <= limit)
+        and (accept is None or accept(m))
     ]
     pick = good[0] if good else None  # newest first
     for bad in (e for e in entries if "error" in e):

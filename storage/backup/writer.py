@@ -29,6 +29,7 @@ def write_backup(
     label: str | None,
     work: Work,
     spent: Callable[[int], None] | None = None,
+    scope: schema.Scope | None = None,
 ) -> schema.Manifest:
     """Store the image's files and publish its manifest; the manifest as stored."""
     files = image.files
@@ -45,6 +46,7 @@ def write_backup(
         work.fault("backup.before_manifest")
         work.check_cancelled()
         doc = repo.write_manifest({
+            **({} if scope is None else {"scope": schema.to_doc(scope)}),
             "backup_id": backup_id,
             "namespace": image.namespace,
             "created_at": utcnow(),

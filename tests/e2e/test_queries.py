@@ -84,7 +84,8 @@ SYSTEM_COLUMNS = {
              "files_done", "files_total", "bytes_done", "bytes_total", "rows", "result",
              "error_message", "node_id"],
     "backups": ["backup_id", "namespace", "target", "created_at", "snapshot_at", "tables",
-                "rows", "files", "bytes", "bytes_written", "label", "encrypted", "row_versions"],
+                "rows", "files", "bytes", "bytes_written", "label", "encrypted", "row_versions",
+                "scope"],
     "schedules": ["name", "namespace", "target", "every", "keep_last", "created_at",
                   "next_run_at", "last_job_id", "last_status", "cron"],
 }  # fmt: skip

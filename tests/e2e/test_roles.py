@@ -57,6 +57,8 @@ CASES: dict[type[ast.Statement], list[Case]] = {
     # backups: everything that reads or writes a target is admin-only
     ast.BackupDatabase: [Case("BACKUP DATABASE app TO 'nightly'", 403)],
     ast.RestoreDatabase: [Case("RESTORE DATABASE app FROM 'nightly' AS app2", 403)],
+    ast.BackupTables: [Case("BACKUP TABLE app.t, app.u TO 'nightly'", 403)],
+    ast.RestoreTable: [Case("RESTORE TABLE app.t FROM 'nightly' AS app.t2", 403)],
     ast.ShowBackups: [Case("SHOW BACKUPS", 200), Case("SHOW BACKUPS FOR DATABASE app", 200),
                       Case("SHOW BACKUPS IN 'nightly'", 403)],
     ast.ShowBackup: [Case("SHOW BACKUP '{backup_id}'", 403)],

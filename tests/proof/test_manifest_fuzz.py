@@ -59,3 +59,39 @@ async def test_an_object_no_file_uses_is_refused_by_verify_and_restore_alike(
     for n, (kind, description, doc) in enumerate(cases):
         outcome = await run_case(client, root, data_dir, kind, ids[kind], description, doc, n)
         assert outcome.refused, (kind, outcome)
+
+
+async def test_mutated_table_backup_scopes_are_refused_by_verify_and_restore_table_alike(
+    client: Any, cairn_config: Config
+) -> None:
+    """The new shape: a BACKUP TABLE manifest's `scope` mutated field by field
+    (plus a scope naming a table the backup lacks, and one omitting a table it
+    holds) and re-sealed. VERIFY and RESTORE TABLE agree; a refusal is 422 and
+    installs nothing."""
+    from tests.helpers import ok, sql
+    from tests.proof.manifest_fuzz import mutations, write_case
+
+    root = Path(cairn_config.backup.roots[0])
+    await make_backups(client)
+    (b,) = (await ok(client, "BACKUP TABLE app.items, app.log TO 'src-plain' "
+                             "WITH (compression = 'none')"))[0]["rows"]
+    doc = read_doc(root, "plain", b["backup_id"])
+    assert doc["scope"] == {"kind": "tables", "tables": ["items", "log"]}
+    cases = [(d, m) for d, m in mutations(doc) if d.startswith("scope")]
+    cases += [("scope names a table not held", {**doc, "scope": {"kind": "tables",
+                                                                 "tables": ["items", "nope"]}}),
+              ("scope omits a held table", {**doc, "scope": {"kind": "tables", "tables": ["log"]}})]
+    assert len(cases) > 20
+    for n, (description, mutated) in enumerate(cases):
+        target = write_case(root, "plain", f"scope-{n}", b["backup_id"], mutated)
+        v_status, v_body = await sql(client, f"VERIFY BACKUP '{b['backup_id']}' IN '{target}'")
+        r_status, r_body = await sql(
+            client, f"RESTORE TABLE app.items FROM '{target}' AS app.items_{n} "
+                    f"WITH (backup_id = '{b['backup_id']}')")
+        valid = v_status == 200 and v_body["results"][0]["rows"][0]["is_valid"]
+        assert r_status in (200, 422), (description, r_body)
+        assert valid == (r_status == 200), (description, v_body, r_body)
+        if r_status == 422:
+            assert r_body["error"]["code"] == "BACKUP_INVALID", (description, r_body)
+            status, _ = await sql(client, f"SELECT * FROM app.items_{n}")
+            assert status == 404, description
