@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog import DataFile, Namespace, Table, TableSchema
-from catalog.errors import AlreadyExists, InvalidArgument, NotFound
+from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument, NotFound
 from catalog.ids import new_id
 
+from .backup.contents import problem as content_problem
+from .backup.contents import tail_of
 from .backup.schema import MAX_SEQ, FileEntry, Manifest, to_doc
 from .buffer import family_name
 from .files import FileStore
@@ -79,6 +81,7 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
     written: list[Path] = []
     try:
         records = _fetch_all(registry, restore, fetch, work, spent, written)
+        _check_contents(registry, restore, records)
         if restore.extra is not None:
             work.check_cancelled()
             added = restore.extra(registry.files, restore.table_uids)
@@ -102,6 +105,18 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
         raise
     # Installed: from here nothing may fail the job (the namespace is visible).
     work.fault("restore.after_install")
+
+
+def _check_contents(registry: Registry, restore: Restore, records: list[DataFile]) -> None:
+    """Every fetched file is the file its entry describes (backup/contents.py,
+    the check VERIFY makes too)."""
+    entries = {(restore.table_uids[t.name], f.content_sha256): (f, t)
+               for t in restore.manifest.tables for f in t.files}
+    for rec in records:
+        f, t = entries[(rec.table_uid, rec.sha256)]
+        wrong = content_problem(tail_of(str(registry.files.abs(rec.path))), f, t)
+        if wrong is not None:
+            raise BackupInvalid(wrong)
 
 
 def _count_live(registry: Registry, restore: Restore, files: list[DataFile]) -> int:

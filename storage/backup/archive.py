@@ -289,6 +289,7 @@ class ArchiveRepository(Repository):
         backup_id: str,
         on_progress: OnProgress | None = None,
         should_stop: ShouldStop | None = None,
+        contents: bool = True,
     ) -> VerifyReport:
         """One pass over the archive: every object in manifest order (oid order,
         which is also the archive's order)."""
@@ -301,7 +302,7 @@ class ArchiveRepository(Repository):
         reader = Reader(self.target.base)
         try:
             members = Sequential(self.uri, self.store, reader)
-            report = verify_objects(members.check, m, on_progress, should_stop)
+            report = verify_objects(members.check, m, on_progress, should_stop, contents)
             extra = [e for e in members.finish() if e not in report.errors]
         finally:
             reader.close()

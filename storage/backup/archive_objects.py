@@ -126,7 +126,8 @@ class Sequential:
                 self.pending = (oid, item[1])
         return self.pending
 
-    def check(self, obj: dict[str, Any], on_bytes: OnBytes, should_stop: ShouldStop | None) -> str | None:
+    def check(self, obj: dict[str, Any], on_bytes: OnBytes, should_stop: ShouldStop | None,
+              tail: Any = None) -> str | None:
         oid = obj["oid"]
         while True:
             item = self._next()
@@ -144,7 +145,7 @@ class Sequential:
             with archive_errors(self.uri), self.reader.open(member) as src:
                 self.store.check_stream(
                     src, oid, obj["size"], on_bytes, should_stop,
-                    obj.get("sha256"), obj.get("plain_size"),
+                    obj.get("sha256"), obj.get("plain_size"), tail,
                 )
         except (Cancelled, PermissionDenied):
             raise  # a cancel, or a link inside the target: not damage to report

@@ -19,6 +19,7 @@ from catalog.errors import (
 )
 
 from .codec import RAW, Form, decode, identify
+from .contents import Teed
 from .crypto import Keys
 from .layout import check_oid
 from .oserrors import read_failed, reading
@@ -111,13 +112,16 @@ class ObjectReads:
         should_stop: ShouldStop | None = None,
         sha256: str | None = None,
         plain_size: int | None = None,
+        tail: Any = None,
     ) -> str | None:
         """Reread an object; None when it is intact, else what is wrong with it.
-        `expected_size` is the stored size; `on_bytes` counts stored bytes read."""
+        `expected_size` is the stored size; `on_bytes` counts stored bytes read;
+        `tail` (contents.Tail) is fed the content."""
         try:
             self._stat_or_raise(oid, expected_size)
             with self.open(oid) as src:
-                self.check_stream(src, oid, expected_size, on_bytes, should_stop, sha256, plain_size)
+                self.check_stream(src, oid, expected_size, on_bytes, should_stop, sha256,
+                                  plain_size, tail)
         except (Cancelled, PermissionDenied):
             raise  # a cancel, or a link inside the target: not damage to report
         except CairnError as exc:
@@ -133,12 +137,13 @@ class ObjectReads:
         should_stop: ShouldStop | None = None,
         sha256: str | None = None,
         plain_size: int | None = None,
+        tail: Any = None,
     ) -> None:
         """Read an object's stored bytes from `src` to the end and check them all;
-        BackupInvalid says what is wrong."""
+        BackupInvalid says what is wrong. `tail` (contents.Tail) is fed the content."""
         read_error = partial(read_failed, self.target.uri, what=f"object {oid}")
         form = self.form(oid, sha256)
-        digest = hashlib.sha256()
+        digest: Any = hashlib.sha256() if tail is None else Teed(hashlib.sha256(), tail)
         if form.encoding == RAW and form.keys is None:
             n = copy(src, None, digest, on_bytes, should_stop, read_error=read_error)
             _check_content(oid, n, expected_size, digest.hexdigest(), oid)

@@ -460,17 +460,19 @@ class Repository(LocksAndPrune):
         backup_id: str,
         on_progress: OnProgress | None = None,
         should_stop: ShouldStop | None = None,
+        contents: bool = True,
     ) -> VerifyReport:
         """Reread every object of a backup. A bad manifest is reported as invalid;
         a backup that does not exist raises NotFound, and an encrypted one without
-        its passphrase (or with a wrong one) PassphraseError."""
+        its passphrase (or with a wrong one) PassphraseError. `contents=False`
+        skips the Parquet checks (contents.py; for tests that store other bytes)."""
         try:
             m = self.read_manifest(backup_id)
         except PassphraseError:
             raise
         except BackupInvalid as exc:
             return VerifyReport(backup_id, is_valid=False, errors=[exc.message])
-        return verify_objects(self.store, m, on_progress, should_stop)
+        return verify_objects(self.store, m, on_progress, should_stop, contents)
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)

@@ -345,6 +345,14 @@ def _check_table(where: str, t: TableEntry) -> None:
         raise _fail(f"{where}.schema_version",
                     f"version {t.schema_version} is not the newest of the table's schemas")
     current = {c.name: c for c in t.schema().columns}
+    # Files of version v are read with the current columns whose `since` <= v, so
+    # each of those must be a column of every such version, of the same type.
+    for s in t.schemas:
+        have = {c.name: (c.type, c.params) for c in s.columns}
+        for c in current.values():
+            if c.since <= s.version and have.get(c.name) != (c.type, c.params):
+                raise _fail(f"{where}.schemas", f"column '{c.name}' (since version {c.since}) "
+                                                f"is not in schema version {s.version} as {c.type}")
     if len(set(t.primary_key)) != len(t.primary_key):
         raise _fail(f"{where}.primary_key", "a column is named twice")
     for i, k in enumerate(t.primary_key):

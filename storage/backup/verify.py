@@ -9,7 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .contents import Tail
+from .contents import problem as content_problem
 from .objects import ObjectStore
+from .schema import FileEntry, TableEntry, load
 from .transfer import OnBytes, ShouldStop, check_stop
 
 MAX_ERRORS = 100
@@ -35,14 +38,17 @@ class VerifyReport:
 
 
 OnProgress = Callable[[Progress], None]
-# Checks one objects entry: None when intact, else what is wrong.
-Checker = Callable[[dict[str, Any], OnBytes, ShouldStop | None], str | None]
+# Checks one objects entry: None when intact, else what is wrong; feeds its
+# content to the Tail.
+Checker = Callable[[dict[str, Any], OnBytes, ShouldStop | None, Tail], str | None]
 
 
 def check_in_store(store: ObjectStore) -> Checker:
-    def check(obj: dict[str, Any], on_bytes: OnBytes, should_stop: ShouldStop | None) -> str | None:
+    def check(obj: dict[str, Any], on_bytes: OnBytes, should_stop: ShouldStop | None,
+              tail: Tail) -> str | None:
         return store.check(
-            obj["oid"], obj["size"], on_bytes, should_stop, obj.get("sha256"), obj.get("plain_size")
+            obj["oid"], obj["size"], on_bytes, should_stop, obj.get("sha256"),
+            obj.get("plain_size"), tail,
         )
 
     return check
@@ -53,11 +59,18 @@ def verify_objects(
     manifest: dict[str, Any],
     on_progress: OnProgress | None = None,
     should_stop: ShouldStop | None = None,
+    contents: bool = True,
 ) -> VerifyReport:
     """Check every object of a (decoded, hence well-formed) manifest, in oid order:
     its stored size, and the sha256 of its bytes (raw) or of its decoded content,
-    every encrypted frame authenticating (encoded)."""
+    every encrypted frame authenticating (encoded); then the content of every
+    intact object against the files that use it (contents.py, as RESTORE does)."""
     check = check_in_store(store) if isinstance(store, ObjectStore) else store
+    typed = load(manifest)
+    users: dict[str, list[tuple[FileEntry, TableEntry]]] = {}
+    for t in typed.tables if contents else []:
+        for f in t.files:
+            users.setdefault(f.content_sha256, []).append((f, t))
     objects: list[dict[str, Any]] = manifest["objects"]
     files_total = len(objects)
     bytes_total = sum(o["size"] for o in objects)
@@ -78,9 +91,16 @@ def verify_objects(
     for obj in objects:
         check_stop(should_stop)
         in_object = 0
-        problem = check(obj, on_bytes, should_stop)
+        tail = Tail()
+        problem = check(obj, on_bytes, should_stop, tail)
         if problem is not None:
             errors.append(problem)
+        else:
+            content = tail.bytes()
+            for f, t in users.get(obj.get("sha256") or obj["oid"], []):
+                wrong = content_problem(content, f, t)
+                if wrong is not None:
+                    errors.append(wrong)
         report.files_checked += 1
         done_before += obj["size"]
         if on_progress is not None:

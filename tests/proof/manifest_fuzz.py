@@ -178,6 +178,7 @@ def _semantic(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
                 out.append((f"{show(cp)}.params = [99, 200]",
                             _set(doc, (*cp, "params"), [99, 200])))
                 out.append((f"{show(cp)}.name reserved", _set(doc, (*cp, "name"), "_user")))
+                out.append((f"{show(cp)}.since = 1", _set(doc, (*cp, "since"), 1)))
                 out.append((f"{show(cp)}.default = 'x' (has_default)",
                             _set(_set(doc, (*cp, "has_default"), True), (*cp, "default"), "zz")))
         for fi, f in enumerate(t["files"]):
@@ -268,13 +269,18 @@ def _files(data_dir: Path) -> set[str]:
 
 
 async def run_case(client: Any, root: Path, data_dir: Path, kind: str, backup_id: str,
-                   description: str, doc: dict[str, Any], n: int) -> Outcome:
-    """Craft, VERIFY, RESTORE and check one mutated repository."""
+                   description: str, doc: dict[str, Any], n: int,
+                   objects: dict[str, bytes] | None = None) -> Outcome:
+    """Craft, VERIFY, RESTORE and check one mutated repository (with `objects`,
+    oid -> bytes, planted in a directory target beside the copied ones)."""
     name = f"case-{n}"
     try:
         target = write_case(root, kind, name, backup_id, doc)
     except (ValueError, TypeError) as exc:  # not even JSON (canonical form refuses it)
         raise AssertionError(f"{description}: cannot be sealed: {exc}") from None
+    for oid, data in (objects or {}).items():
+        (root / name / "objects" / oid[:2]).mkdir(exist_ok=True)
+        (root / name / "objects" / oid[:2] / oid).write_bytes(data)
     why = f"[{kind}] {description}"
     opts = f" WITH (encryption_passphrase = '{PASSPHRASE}')" if KINDS[kind][1] else ""
     v_status, v_body = await sql(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'{opts}")

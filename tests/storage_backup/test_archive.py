@@ -81,7 +81,7 @@ def test_write_then_read_in_any_order(
     reader = archive_repo(root, name, scratch, passphrase=passphrase)
     assert reader.read_manifest("bk-1") == written
     assert [m["backup_id"] for m in reader.list_manifests()] == ["bk-1"]
-    assert reader.verify("bk-1").is_valid
+    assert reader.verify("bk-1", contents=False).is_valid
     entries = [f for t in written["tables"] for f in t["files"]]
     order = [*reversed(entries), entries[0]]  # out of archive order, then one again
     for i, (f, src) in enumerate(zip(order, [*reversed(sources), sources[0]], strict=True)):

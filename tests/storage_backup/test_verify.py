@@ -23,7 +23,7 @@ def sources(repo: Repository, make_file: MakeFile) -> list[Source]:
 
 
 def test_intact_backup(repo: Repository, sources: list[Source]) -> None:
-    report = repo.verify("bk-1")
+    report = repo.verify("bk-1", contents=False)
     assert report.is_valid and report.errors == []
     assert report.files_checked == 3
     assert report.bytes_checked == sum(s.size for s in sources)
@@ -39,7 +39,7 @@ def test_flipped_byte_anywhere_in_an_object(
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
-    report = repo.verify("bk-1")
+    report = repo.verify("bk-1", contents=False)
     assert not report.is_valid
     assert report.errors == [f"object {victim.sha256} is corrupt: sha256 mismatch"]
     assert report.files_checked == 3
@@ -48,7 +48,7 @@ def test_flipped_byte_anywhere_in_an_object(
 def test_truncated_deleted_and_all_reported(repo: Repository, sources: list[Source]) -> None:
     object_file(repo, sources[0].sha256).write_bytes(sources[0].data[:-1])
     object_file(repo, sources[1].sha256).unlink()
-    report = repo.verify("bk-1")
+    report = repo.verify("bk-1", contents=False)
     assert not report.is_valid
     assert sorted(report.errors) == sorted(
         [
@@ -63,25 +63,25 @@ def test_truncated_deleted_and_all_reported(repo: Repository, sources: list[Sour
 def test_appended_byte(repo: Repository, sources: list[Source]) -> None:
     path = object_file(repo, sources[2].sha256)
     path.write_bytes(sources[2].data + b"\x00")
-    assert "size 2, expected 1" in repo.verify("bk-1").errors[0]
+    assert "size 2, expected 1" in repo.verify("bk-1", contents=False).errors[0]
 
 
 def test_bad_manifest_is_an_invalid_report(repo: Repository, sources: list[Source]) -> None:
     path = Path(repo.target.base) / "manifests" / "bk-1.json"
     path.write_bytes(path.read_bytes()[:-20])
-    report = repo.verify("bk-1")
+    report = repo.verify("bk-1", contents=False)
     assert not report.is_valid and report.files_checked == 0
     assert "manifest of backup 'bk-1'" in report.errors[0]
 
 
 def test_missing_backup(repo: Repository, sources: list[Source]) -> None:
     with pytest.raises(NotFound, match="bk-2"):
-        repo.verify("bk-2")
+        repo.verify("bk-2", contents=False)
 
 
 def test_progress_rises_to_totals(repo: Repository, sources: list[Source]) -> None:
     seen: list[Progress] = []
-    repo.verify("bk-1", on_progress=seen.append)
+    repo.verify("bk-1", contents=False, on_progress=seen.append)
     total = sum(s.size for s in sources)
     assert all(p.files_total == 3 and p.bytes_total == total for p in seen)
     assert [p.bytes_done for p in seen] == sorted(p.bytes_done for p in seen)
@@ -91,11 +91,11 @@ def test_progress_rises_to_totals(repo: Repository, sources: list[Source]) -> No
 def test_progress_advances_past_missing_objects(repo: Repository, sources: list[Source]) -> None:
     object_file(repo, sources[0].sha256).unlink()
     seen: list[Progress] = []
-    repo.verify("bk-1", on_progress=seen.append)
+    repo.verify("bk-1", contents=False, on_progress=seen.append)
     assert seen[-1].bytes_done == seen[-1].bytes_total
 
 
 def test_cancel(repo: Repository, sources: list[Source]) -> None:
     calls = iter(range(100))
     with pytest.raises(Cancelled):
-        repo.verify("bk-1", should_stop=lambda: next(calls) >= 1)
+        repo.verify("bk-1", contents=False, should_stop=lambda: next(calls) >= 1)
