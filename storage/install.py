@@ -111,7 +111,8 @@ def _check_contents(registry: Registry, restore: Restore, records: list[DataFile
     """Every fetched file is the file its entry describes (backup/contents.py,
     the check VERIFY makes too)."""
     entries = {(restore.table_uids[t.name], f.content_sha256): (f, t)
-               for t in restore.manifest.tables for f in t.files}
+               for t in restore.manifest.tables if t.name in restore.table_uids
+               for f in t.files}
     for rec in records:
         f, t = entries[(rec.table_uid, rec.sha256)]
         wrong = content_problem(tail_of(str(registry.files.abs(rec.path))), f, t)
