@@ -68,5 +68,10 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
 
 def scope_text(scope: Scope | None) -> str:
     """What a backup holds, as SHOW BACKUPS says it: 'database' (the whole
-    namespace) or 'tables: t, u'."""
-    return "database" if scope is None else "tables: " + ", ".join(scope.tables)
+    namespace), 'tables: t, u', or for a member of a backup set
+    'all (set bk-…: a, b)' / 'databases (set bk-…: a, b)'."""
+    if scope is None:
+        return "database"
+    if scope.kind == "tables":
+        return "tables: " + ", ".join(scope.tables)
+    return f"{scope.kind} (set {scope.set_id}: {', '.join(scope.namespaces)})"

@@ -6,6 +6,7 @@ error; the long work runs as a job (see backup_run, restore_run)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -151,7 +152,10 @@ async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDataba
 def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
                 keep: int) -> list[str]:
     """keep_last: drop this namespace's backups in the target beyond the newest `keep`."""
-    doomed = [m["backup_id"] for m in repo.list_manifests(namespace)[keep:]]
+    # Only the namespace's own whole backups count (not table backups, nor
+    # members of a backup set: those are pruned with their set).
+    own = [m for m in repo.list_manifests(namespace) if m.get("scope") is None]
+    doomed = [m["backup_id"] for m in own[keep:]]
     for backup_id in doomed:
         drop_one(cairn, ctx, repo, backup_id)
     return doomed
@@ -402,6 +406,9 @@ def register_cleanups(cairn: Cairn) -> None:
         if not target or not backup_id:
             return
         repo = repository(cairn, target)
+        members = job.cleanup.get("members")
+        if members and finish_set(job, repo, backup_id, list(members)):
+            return
         try:
             manifest = repo.read_manifest(backup_id, require_body=False)
         except CairnError:
@@ -426,6 +433,26 @@ def register_cleanups(cairn: Cairn) -> None:
             job.error_message = (f"interrupted by server restart after namespace "
                                  f"'{job.cleanup.get('namespace')}' was restored from backup "
                                  f"'{job.backup_id}'; the restore is complete")
+
+    def finish_set(job: Job, repo: Repository, set_id: str, members: list[str]) -> bool:
+        """A backup set whose job died: whole (every member's manifest landed) it
+        is listed; otherwise the members that landed go, and the lock is
+        kept for a resume or abandoned like any backup's (False)."""
+        present = set(repo.manifest_ids())
+        if all(m in present for m in members):
+            for m in members:
+                cairn.catalog.put(Backup(**summary(repo.read_manifest(m, require_body=False),
+                                                   repo.uri), job_id=job.job_id))
+            job.error_message = (f"interrupted by server restart after backup set '{set_id}' "
+                                 "was complete; the backups are valid")
+            with contextlib.suppress(CairnError):
+                repo.abandon(set_id)  # the lock only: every object is referenced
+            repo.remove_tmp()
+            return True
+        for m in members:
+            if m in present:
+                repo.delete_manifest(m)
+        return False
 
     cairn.jobs.cleanups["backup"] = cleanup_backup
     cairn.jobs.cleanups["restore"] = cleanup_restore

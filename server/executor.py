@@ -28,6 +28,7 @@ from . import (
     namespaces,
     queries,
     schedules,
+    set_backups,
     table_backups,
     tables,
     visibility,
@@ -51,6 +52,7 @@ ROUTES: dict[type, Route] = dispatch.merge(
     schedules.routes,
     archive_sql.routes,
     table_backups.routes,
+    set_backups.routes,
 )
 
 

@@ -8,7 +8,8 @@ SIGKILL to itself, `sleep=S` pauses S seconds, `fail` raises), so a crash can
 be placed exactly, e.g. after the last object but before the manifest.
 
 Points: backup.snapshot_taken, backup.before_object, backup.mid_object,
-backup.before_manifest, backup.after_manifest, restore.before_object,
+backup.before_manifest, backup.between_manifests (a backup set: after a
+member's manifest, before the next), backup.after_manifest, restore.before_object,
 restore.mid_object, restore.before_install, restore.after_install,
 prune.before_delete (DROP BACKUP or keep_last: the doomed objects are decided,
 none deleted yet; the target's prune lock is held), archive.before_segment

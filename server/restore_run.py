@@ -57,7 +57,7 @@ def choose_manifest(plan: RestorePlan) -> Manifest:
     (taken at or before `as_of` when given); refused when a damaged backup may
     be that newest one (Repository.choose_backup)."""
     m = load(plan.repo.choose_backup(plan.source, plan.backup_id, plan.as_of, accept=whole))
-    if m.scope is not None:  # named by backup_id
+    if m.scope is not None and m.scope.kind == "tables":  # named by backup_id
         raise InvalidArgument(
             f"backup '{m.backup_id}' holds only tables {', '.join(m.scope.tables)} of namespace "
             f"'{m.namespace}'; restore them with RESTORE TABLE")
@@ -65,8 +65,10 @@ def choose_manifest(plan: RestorePlan) -> Manifest:
 
 
 def whole(header: dict[str, Any]) -> bool:
-    """A backup of a whole namespace (not of some of its tables)."""
-    return header.get("scope") is None
+    """A backup of a whole namespace (not of some of its tables): alone, or a
+    member of a backup set."""
+    scope = header.get("scope")
+    return scope is None or scope.get("kind") != "tables"
 
 
 def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, Any]:

@@ -111,7 +111,7 @@ async def backup_tables(cairn: Cairn, session: Session, stmt: ast.BackupTables) 
 def _holds(table: str) -> Any:
     def accept(header: dict[str, Any]) -> bool:
         scope = header.get("scope")
-        return scope is None or table in (scope.get("tables") or [])
+        return scope is None or scope.get("kind") != "tables" or table in scope["tables"]
     return accept
 
 

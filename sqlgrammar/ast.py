@@ -146,6 +146,22 @@ class RestoreDatabase(Statement):
 
 
 @dataclass(frozen=True)
+class BackupDatabases(Statement):
+    """BACKUP DATABASE a, b … (namespaces) or BACKUP ALL (all): one instant across them."""
+
+    namespaces: tuple[str, ...]
+    target: str
+    all: bool = False
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class RestoreAll(Statement):
+    target: str
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+@dataclass(frozen=True)
 class BackupTables(Statement):
     """BACKUP TABLE ns.t [, ns.u …]: the named tables of one namespace at one instant."""
 

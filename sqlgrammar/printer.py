@@ -126,6 +126,11 @@ def _restore(s: ast.RestoreDatabase) -> str:
             f"FROM {literal(s.target)}{as_name}{_with(s.options)}")
 
 
+def _backup_databases(s: ast.BackupDatabases) -> str:
+    what = "ALL" if s.all else "DATABASE " + ", ".join(name(n) for n in s.namespaces)
+    return f"BACKUP {what} TO {literal(s.target)}{_with(s.options)}"
+
+
 def _backup_tables(s: ast.BackupTables) -> str:
     return (f"BACKUP TABLE {', '.join(_table(t) for t in s.tables)} "
             f"TO {literal(s.target)}{_with(s.options)}")
@@ -186,6 +191,8 @@ _PRINTERS: dict[type[ast.Statement], Callable[[Any], str]] = {
     ast.BackupDatabase: _backup,
     ast.RestoreDatabase: _restore,
     ast.BackupTables: _backup_tables,
+    ast.BackupDatabases: _backup_databases,
+    ast.RestoreAll: lambda s: f"RESTORE ALL FROM {literal(s.target)}{_with(s.options)}",
     ast.RestoreTable: _restore_table,
     ast.ShowBackups: _show_backups,
     ast.ShowBackup: _show_backup,

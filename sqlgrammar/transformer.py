@@ -258,6 +258,16 @@ class ToAst(Transformer[Token, ast.Statement]):
         new_name = None if as_name is None else str(as_name)
         return ast.RestoreDatabase(str(name), target, new_name, bool(if_not_exists), options or ())
 
+    def backup_databases(self, *args: Any) -> ast.BackupDatabases:
+        *names, target, options = args
+        return ast.BackupDatabases(tuple(str(n) for n in names), target, False, options or ())
+
+    def backup_all(self, target: str, options: Options | None) -> ast.BackupDatabases:
+        return ast.BackupDatabases((), target, True, options or ())
+
+    def restore_all(self, target: str, options: Options | None) -> ast.RestoreAll:
+        return ast.RestoreAll(target, options or ())
+
     def backup_table(self, *args: Any) -> ast.BackupTables:
         *refs, target, options = args
         return ast.BackupTables(tuple(refs), target, options or ())

@@ -32,7 +32,7 @@ from sqlglot import exp
 from catalog import Catalog, DataFile, Table, TableSchema
 from catalog.errors import Cancelled, InvalidArgument, NotFound, PermissionDenied
 
-from . import dml, duck, flush, install, sandbox, schema, snapshot, system_tables
+from . import dml, duck, flush, install, install_all, sandbox, schema, snapshot, system_tables
 from .archive import changes as change_log
 from .buffer import PREFIX, TableState
 from .config import EngineConfig
@@ -429,6 +429,12 @@ class Engine:
         """Fetch every file of a decoded backup into place and install it as
         `restore.destination` in one catalog batch (see install.py)."""
         install.run(self.tables, restore, fetch, work, spent)
+
+    def restore_all(self, restores: list[install.Restore], fetch: install.Fetch, work: Work,
+                    spent: Callable[[int], None] | None = None) -> None:
+        """Several decoded backups (a backup set) installed together, in one
+        catalog batch, or none of them (see install_all.py)."""
+        install_all.run_many(self.tables, restores, fetch, work, spent)
 
     def retire_files(self, paths: list[str]) -> None:
         self.tables.retire(paths)

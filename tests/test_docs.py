@@ -28,6 +28,8 @@ SECTIONS: dict[type, str] = {
     ast.BackupDatabase: "### BACKUP DATABASE",
     ast.RestoreDatabase: "### RESTORE DATABASE",
     ast.BackupTables: "### BACKUP TABLE",
+    ast.BackupDatabases: "### BACKUP DATABASE a, b and BACKUP ALL",
+    ast.RestoreAll: "### RESTORE ALL",
     ast.RestoreTable: "### RESTORE TABLE",
     ast.ShowBackups: "### SHOW BACKUPS",
     ast.ShowBackup: "### SHOW BACKUP\n",

@@ -147,11 +147,16 @@ class NamespaceRecord(_Strict, kw_only=True):
 
 
 class Scope(_Strict, kw_only=True):
-    """What a backup that is not a whole namespace holds (absent: the whole
-    namespace). `tables`: exactly the named tables of the namespace (BACKUP TABLE)."""
+    """What a backup is beyond one whole namespace (absent: exactly that).
+    kind "tables": it holds exactly the named tables of its namespace (BACKUP
+    TABLE). kind "databases" / "all": it is the member `<set_id>.<namespace>`
+    of a backup set, taken at one instant with the other `namespaces` (BACKUP
+    DATABASE a, b / BACKUP ALL), and holds its whole namespace."""
 
-    kind: Literal["tables"]
-    tables: Annotated[list[Name], Meta(min_length=1, max_length=65536)]
+    kind: Literal["tables", "databases", "all"]
+    tables: Annotated[list[Name], Meta(max_length=65536)] = []
+    set_id: BackupId | None = None
+    namespaces: Annotated[list[Name], Meta(max_length=65536)] = []
 
 
 class Header(_Strict, kw_only=True):
@@ -282,8 +287,34 @@ def _check_header(h: Header) -> None:
         raise _fail("totals.object_bytes", "is not the sum of the objects' sizes")
     if t.live_rows is not None and t.live_rows > t.rows:
         raise _fail("totals.live_rows", "is above totals.rows (a live row is a stored version)")
-    if h.scope is not None and len(set(h.scope.tables)) != len(h.scope.tables):
-        raise _fail("scope.tables", "a table is named twice")
+    if h.scope is not None:
+        _check_scope(h)
+
+
+def _check_scope(h: Header) -> None:
+    s = h.scope
+    assert s is not None
+    if s.kind == "tables":
+        if not s.tables:
+            raise _fail("scope.tables", "a table backup names at least one table")
+        if len(set(s.tables)) != len(s.tables):
+            raise _fail("scope.tables", "a table is named twice")
+        if s.set_id is not None or s.namespaces:
+            raise _fail("scope", "a table backup is not a member of a set")
+        return
+    if s.tables:
+        raise _fail("scope.tables", "a member of a set holds its whole namespace")
+    if s.set_id is None:
+        raise _fail("scope.set_id", "a member of a set names its set")
+    if not s.namespaces or s.namespaces != sorted(set(s.namespaces)):
+        raise _fail("scope.namespaces", "must list each namespace of the set once, sorted")
+    if any(n in RESERVED_NAMESPACES for n in s.namespaces):
+        raise _fail("scope.namespaces", "names a reserved namespace")
+    if h.namespace not in s.namespaces:
+        raise _fail("scope.namespaces", f"does not list the backup's namespace '{h.namespace}'")
+    if h.backup_id != f"{s.set_id}.{h.namespace}":
+        raise _fail("backup_id", f"a member of set '{s.set_id}' is named "
+                                 f"'{s.set_id}.{h.namespace}'")
 
 
 def _check_body(m: Manifest) -> None:
@@ -303,7 +334,7 @@ def _check_body(m: Manifest) -> None:
                             f"object {f.oid} is not listed in objects with its content and size")
         if m.max_seq < t.max_seq:
             raise _fail("max_seq", f"is below {where}.max_seq")
-    if m.scope is not None and sorted(m.scope.tables) != sorted(names):
+    if m.scope is not None and m.scope.kind == "tables" and sorted(m.scope.tables) != sorted(names):
         raise _fail("scope.tables", "must name exactly the tables the backup holds")
     files = [f for t in m.tables for f in t.files]
     used = {f.oid for f in files}

@@ -57,6 +57,9 @@ CASES: dict[type[ast.Statement], list[Case]] = {
     # backups: everything that reads or writes a target is admin-only
     ast.BackupDatabase: [Case("BACKUP DATABASE app TO 'nightly'", 403)],
     ast.RestoreDatabase: [Case("RESTORE DATABASE app FROM 'nightly' AS app2", 403)],
+    ast.BackupDatabases: [Case("BACKUP ALL TO 'nightly'", 403),
+                           Case("BACKUP DATABASE app, nope TO 'nightly'", 403, (404, "NOT_FOUND"))],
+    ast.RestoreAll: [Case("RESTORE ALL FROM 'nightly'", 403, (404, "NOT_FOUND"))],
     ast.BackupTables: [Case("BACKUP TABLE app.t, app.u TO 'nightly'", 403)],
     ast.RestoreTable: [Case("RESTORE TABLE app.t FROM 'nightly' AS app.t2", 403)],
     ast.ShowBackups: [Case("SHOW BACKUPS", 200), Case("SHOW BACKUPS FOR DATABASE app", 200),

@@ -95,3 +95,45 @@ async def test_mutated_table_backup_scopes_are_refused_by_verify_and_restore_tab
             assert r_body["error"]["code"] == "BACKUP_INVALID", (description, r_body)
             status, _ = await sql(client, f"SELECT * FROM app.items_{n}")
             assert status == 404, description
+
+
+async def test_mutated_backup_set_members_are_refused_by_verify_and_restore_alike(
+    client: Any, cairn_config: Config
+) -> None:
+    """A backup set's member (BACKUP DATABASE a, b) with its `scope` mutated
+    field by field, plus references a field walk does not make (its own
+    namespace missing from the set, an id that is not `<set_id>.<ns>`, a
+    reserved namespace, unsorted or repeated namespaces), re-sealed. VERIFY and
+    RESTORE DATABASE of it agree; a refusal is 422 and installs nothing."""
+    from tests.helpers import ok, sql
+    from tests.proof.manifest_fuzz import mutations, write_case
+
+    root = Path(cairn_config.backup.roots[0])
+    await make_backups(client)
+    members = (await ok(client, "BACKUP DATABASE app, control TO 'src-plain' "
+                                "WITH (compression = 'none')"))[0]["rows"]
+    member = members[0]["backup_id"]
+    doc = read_doc(root, "plain", member)
+    scope = doc["scope"]
+    assert scope["kind"] == "databases" and scope["namespaces"] == ["app", "control"]
+    cases = [(d, m) for d, m in mutations(doc) if d.startswith("scope")]
+    for name, bad in [("own namespace missing", {"namespaces": ["control"]}),
+                      ("unsorted", {"namespaces": ["control", "app"]}),
+                      ("repeated", {"namespaces": ["app", "app", "control"]}),
+                      ("reserved", {"namespaces": ["app", "system"]}),
+                      ("other set", {"set_id": "bk-other"}),
+                      ("with tables", {"tables": ["items"]})]:
+        cases.append((f"scope {name}", {**doc, "scope": {**scope, **bad}}))
+    assert len(cases) > 20
+    for n, (description, mutated) in enumerate(cases):
+        target = write_case(root, "plain", f"member-{n}", member, mutated)
+        v_status, v_body = await sql(client, f"VERIFY BACKUP '{member}' IN '{target}'")
+        r_status, r_body = await sql(
+            client, f"RESTORE DATABASE app FROM '{target}' AS m{n} WITH (backup_id = '{member}')")
+        valid = v_status == 200 and v_body["results"][0]["rows"][0]["is_valid"]
+        assert r_status in (200, 422), (description, r_body)
+        assert valid == (r_status == 200), (description, v_body, r_body)
+        if r_status == 422:
+            assert r_body["error"]["code"] == "BACKUP_INVALID", (description, r_body)
+            status, _ = await sql(client, f"SHOW TABLES IN m{n}")
+            assert status == 404, description

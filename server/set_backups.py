@@ -1,0 +1,266 @@
+"""BACKUP DATABASE a, b / BACKUP ALL and RESTORE ALL: several namespaces at one
+instant.
+
+One engine snapshot covers every namespace named (every namespace, for ALL);
+storage/backup/sets.py stores it as a backup set, one manifest per namespace
+(`<set_id>.<ns>`), each a complete backup of its namespace: RESTORE DATABASE a
+takes its member like any backup of a, VERIFY/SHOW/DROP BACKUP and ATTACH
+treat members one by one. RESTORE ALL restores every namespace of the newest
+complete set (or of `backup_id`: the set's id or any member's) together, in
+one catalog batch (storage/install_all.py): all of them or none."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from catalog import Backup, Namespace
+from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument, NotFound
+from catalog.ids import new_id
+from sqlgrammar import ast
+from storage.backup import Repository
+from storage.backup.schema import FileEntry, load
+from storage.backup.selection import parse_time as when
+from storage.backup.sets import member_id, write_set
+from storage.install import Restore
+from storage.registry import RESERVED_NAMESPACES
+
+from .backup_run import scope_text
+from .backups import (
+    BACKUP_OPTIONS,
+    RESTORE_OPTIONS,
+    check_backup_options,
+    check_options,
+    drop_one,
+    job_row,
+    redacted,
+)
+from .dispatch import Routes
+from .jobs import JobContext
+from .namespaces import check_namespace_name
+from .repos import repository
+from .restore_run import check_not_archived, parse_time
+from .result import Result
+from .state import Cairn, Session
+from .throttle import Throttle
+
+routes = Routes()
+
+SET_RESULT = [
+    ("job_id", "TEXT"), ("backup_id", "TEXT"), ("namespace", "TEXT"), ("target", "TEXT"),
+    ("status", "TEXT"), ("tables", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"),
+    ("bytes", "BIGINT"), ("bytes_written", "BIGINT"), ("row_versions", "BIGINT"),
+]
+RESTORE_ALL_RESULT = [
+    ("job_id", "TEXT"), ("backup_id", "TEXT"), ("namespace", "TEXT"), ("status", "TEXT"),
+    ("tables", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"),
+    ("row_versions", "BIGINT"),
+]
+
+
+def _all_namespaces(cairn: Cairn) -> list[str]:
+    return sorted(n.name for n in cairn.catalog.scan(Namespace)
+                  if n.name not in RESERVED_NAMESPACES)
+
+
+def _namespaces(cairn: Cairn, stmt: ast.BackupDatabases) -> list[str]:
+    if stmt.all:
+        names = _all_namespaces(cairn)
+        if not names:
+            raise InvalidArgument("BACKUP ALL: there is no namespace to back up")
+        return names
+    names = list(stmt.namespaces)
+    if len(set(names)) != len(names):
+        raise InvalidArgument("BACKUP DATABASE names a namespace twice")
+    for name in names:
+        check_namespace_name(name)
+        if cairn.catalog.get(Namespace, name) is None:
+            raise NotFound(f"Namespace '{name}' does not exist")
+    return sorted(names)
+
+
+def _no_archive(repo: Repository) -> None:
+    if repo.target.kind == "archive":
+        raise InvalidArgument(f"target '{repo.uri}' is a backup archive, which holds one "
+                              "backup of one namespace; back up several namespaces to a "
+                              "directory or object-storage target")
+
+
+@routes.handles(ast.BackupDatabases, role="admin")
+async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatabases) -> Result:
+    opts = check_options("BACKUP", stmt.options, BACKUP_OPTIONS)
+    check_backup_options(opts)
+    names = await cairn.run(_namespaces, cairn, stmt)
+    kind = "all" if stmt.all else "databases"
+    repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"),
+                           opts.get("compression", "zstd"))
+    _no_archive(repo)
+
+    def work(ctx: JobContext) -> dict[str, Any]:
+        # BACKUP ALL: every namespace as the job starts.
+        chosen = _all_namespaces(cairn) if stmt.all else names
+        set_id = new_id("bk")
+        ctx.set(backup_id=set_id, cleanup={
+            "target": repo.uri, "backup_id": set_id,
+            "members": [member_id(set_id, n) for n in chosen]})
+        ctx.check_cancelled()
+        throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
+        with cairn.engine.snapshot({n: None for n in chosen}) as snap:
+            ctx.fault("backup.snapshot_taken")
+            members = write_set(repo, snap.namespaces, set_id, kind,
+                                snapshot_at=snap.snapshot_at, label=opts.get("label"), work=ctx,
+                                spent=throttle.spent if throttle.rate > 0 else None)
+        rows = []
+        for m in members:
+            record = Backup(
+                backup_id=m.backup_id, namespace=m.namespace, target=repo.uri,
+                created_at=m.created_at, snapshot_at=m.snapshot_at, tables=m.totals.tables,
+                rows=m.totals.live_rows, row_versions=m.totals.rows, files=m.totals.files,
+                bytes=m.totals.bytes, bytes_written=m.totals.bytes_written, label=m.label,
+                encrypted=m.encrypted, job_id=ctx.job_id, scope=scope_text(m.scope))
+            cairn.catalog.put(record)
+            rows.append({
+                "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,
+                "target": repo.uri, "status": "completed", "tables": record.tables,
+                "rows": record.rows, "files": record.files, "bytes": record.bytes,
+                "bytes_written": record.bytes_written, "row_versions": record.row_versions})
+        result: dict[str, Any] = {"job_id": ctx.job_id, "backup_id": set_id,
+                                  "status": "completed", "namespaces": rows,
+                                  "rows": sum(r["rows"] or 0 for r in rows)}
+        if opts.get("keep_last") is not None:
+            result["dropped"] = drop_older_sets(cairn, ctx, repo, kind, chosen, opts["keep_last"])
+        return result
+
+    job = await cairn.jobs.run("backup", session, work, target=repo.uri,
+                               statement=redacted(stmt), detached=bool(opts.get("detached")))
+    if opts.get("detached"):
+        return job_row(job)
+    return Result.of_rows(SET_RESULT, job.result["namespaces"],
+                          message=f"Backup set '{job.result['backup_id']}' of "
+                                  f"{len(job.result['namespaces'])} namespaces completed")
+
+
+# --- which set ------------------------------------------------------------------
+
+
+def _sets(headers: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Readable members of backup sets, by set id."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for h in headers:
+        scope = h.get("scope") or {}
+        if scope.get("set_id"):
+            out.setdefault(scope["set_id"], []).append(h)
+    return out
+
+
+def drop_older_sets(cairn: Cairn, ctx: JobContext, repo: Repository, kind: str,
+                    namespaces: list[str], keep: int) -> list[str]:
+    """keep_last for a set: the sets of the same kind and namespaces beyond the
+    newest `keep` go, every member of each."""
+    same = [(max(h["created_at"] for h in members), set_id, members)
+            for set_id, members in _sets(repo.list_manifests()).items()
+            if members[0]["scope"]["kind"] == kind
+            and members[0]["scope"]["namespaces"] == sorted(namespaces)]
+    same.sort(key=lambda s: (when(s[0]), s[1]), reverse=True)
+    dropped = []
+    for _, set_id, members in same[keep:]:
+        for h in members:
+            drop_one(cairn, ctx, repo, h["backup_id"])
+        dropped.append(set_id)
+    return dropped
+
+
+def choose_set(repo: Repository, backup_id: str | None, as_of: str | None) -> list[str]:
+    """The member ids of the set RESTORE ALL takes: the one `backup_id` names
+    (its set id or a member's id), else the newest complete set (taken at or
+    before `as_of`). A set missing a member, or a damaged manifest that may be
+    the newest backup, is BACKUP_INVALID: never an older set instead."""
+    entries = repo.listing(None)
+    sets = _sets(e for e in entries if "error" not in e)
+    if backup_id is not None:
+        set_id = next((s for s, ms in sets.items()
+                       if backup_id == s or any(h["backup_id"] == backup_id for h in ms)), None)
+        if set_id is None:
+            raise NotFound(f"no backup set '{backup_id}' in target '{repo.uri}' (RESTORE ALL "
+                           "takes a set made by BACKUP ALL or BACKUP DATABASE a, b)")
+    else:
+        limit = parse_time(as_of) if as_of is not None else None
+        fit = [(max(when(h["created_at"]) for h in ms), s) for s, ms in sets.items()
+               if limit is None or when(ms[0]["snapshot_at"]) <= limit]
+        if not fit:
+            raise NotFound(f"no backup set in target '{repo.uri}'"
+                           + (f" taken at or before {as_of}" if as_of else ""))
+        newest, set_id = max(fit)
+        for bad in (e for e in entries if "error" in e):
+            created = bad.get("created_at")
+            if not isinstance(created, str) or when(created) >= newest:
+                raise BackupInvalid(
+                    f"backup '{bad['backup_id']}' in target '{repo.uri}' cannot be read and may "
+                    f"be the newest; nothing was restored: {bad['error']}")
+    members = sets[set_id]
+    want = members[0]["scope"]["namespaces"]
+    have = sorted(h["namespace"] for h in members)
+    if have != want:
+        raise BackupInvalid(f"backup set '{set_id}' in target '{repo.uri}' is incomplete: it "
+                            f"names namespaces {', '.join(want)} but holds {', '.join(have)}")
+    return [member_id(set_id, n) for n in want]
+
+
+def _guard(cairn: Cairn, namespace: str) -> Callable[[], None]:
+    return lambda: check_not_archived(cairn, namespace)
+
+
+@routes.handles(ast.RestoreAll, role="admin")
+async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> Result:
+    opts = check_options("RESTORE ALL", stmt.options, RESTORE_OPTIONS)
+    if "backup_id" in opts and "as_of" in opts:
+        raise InvalidArgument("give backup_id or as_of, not both")
+    if "as_of" in opts:
+        parse_time(opts["as_of"])
+    replace = bool(opts.get("replace"))
+    repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"))
+    await cairn.run(repo.require_exists)
+
+    def check(namespaces: list[str]) -> None:
+        for ns in namespaces:
+            check_not_archived(cairn, ns)
+            if cairn.catalog.get(Namespace, ns) is not None and not replace:
+                raise AlreadyExists(f"Namespace '{ns}' already exists; use WITH (replace = "
+                                    "true) to replace it")
+
+    ids = await cairn.run(choose_set, repo, opts.get("backup_id"), opts.get("as_of"))
+    await cairn.run(check, [i.rsplit(".", 1)[1] for i in ids])
+
+    def work(ctx: JobContext) -> dict[str, Any]:
+        manifests = [load(repo.read_manifest(i)) for i in ids]
+        set_id = ids[0].rsplit(".", 1)[0]
+        ctx.set(backup_id=set_id)
+        check([m.namespace for m in manifests])
+        restores = [Restore(m, m.namespace, replace=replace, guard=_guard(cairn, m.namespace))
+                    for m in manifests]
+        ctx.progress(files_total=sum(r.files_total for r in restores),
+                     bytes_total=sum(r.bytes_total for r in restores), files_done=0,
+                     bytes_done=0, rows=sum(m.totals.rows for m in manifests), force=True)
+        ctx.set(cleanup={"namespace": ", ".join(m.namespace for m in manifests),
+                         "table_uids": sorted(u for r in restores for u in r.table_uids.values())})
+        throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
+
+        def fetch(f: FileEntry, path: Any, on_bytes: Any) -> None:
+            repo.read_object_to(f.oid, str(path), f.size, on_bytes=on_bytes,
+                                should_stop=lambda: ctx.cancelled, sha256=f.sha256)
+
+        cairn.engine.restore_all(restores, fetch, ctx, throttle.spent)
+        rows = [{"job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,
+                 "status": "completed", "tables": m.totals.tables, "rows": r.live_rows,
+                 "files": m.totals.files, "bytes": m.totals.bytes, "row_versions": m.totals.rows}
+                for m, r in zip(manifests, restores, strict=True)]
+        return {"job_id": ctx.job_id, "backup_id": set_id, "status": "completed",
+                "namespaces": rows, "rows": sum(r["rows"] or 0 for r in rows)}
+
+    job = await cairn.jobs.run("restore", session, work, target=repo.uri,
+                               statement=redacted(stmt), detached=bool(opts.get("detached")))
+    if opts.get("detached"):
+        return job_row(job)
+    return Result.of_rows(RESTORE_ALL_RESULT, job.result["namespaces"],
+                          message=f"{len(job.result['namespaces'])} namespaces restored from "
+                                  f"backup set '{job.result['backup_id']}'")

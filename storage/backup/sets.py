@@ -1,0 +1,94 @@
+"""A backup set: several namespaces snapshotted at one instant, stored as one
+manifest per namespace (BACKUP DATABASE a, b and BACKUP ALL).
+
+Each member is a complete backup of its namespace (RESTORE DATABASE a takes
+it like any other), named `<set_id>.<namespace>`, whose `scope` names the set
+and every namespace in it. One lock (named `set_id`) holds every object of
+every member while they are stored; the manifests are written last, one after
+the other. Should a run fail between two manifests, the members already
+written are removed before the lock is abandoned, so a set is in the target
+whole or not at all (a crash there is finished by the job's start-up
+clean-up, which removes an incomplete set's members)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from catalog import utcnow
+
+from ..work import Work
+from . import schema
+from .image import NamespaceImage
+from .repository import Repository
+from .writer import _store, _Tally
+
+
+def member_id(set_id: str, namespace: str) -> str:
+    return f"{set_id}.{namespace}"
+
+
+def write_set(
+    repo: Repository,
+    images: list[NamespaceImage],
+    set_id: str,
+    kind: str,
+    *,
+    snapshot_at: str,
+    label: str | None,
+    work: Work,
+    spent: Callable[[int], None] | None = None,
+) -> list[schema.Manifest]:
+    """Store every image's files, then publish one manifest per namespace;
+    the manifests as stored, in namespace order."""
+    images = sorted(images, key=lambda i: i.namespace)
+    namespaces = [i.namespace for i in images]
+    files = [f for i in images for f in i.files]
+    work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,
+                  bytes_done=0, rows=sum(i.rows for i in images), force=True)
+    written: list[str] = []
+    out: list[schema.Manifest] = []
+    with repo.lock(set_id, should_stop=lambda: work.cancelled) as lock:
+        lock.add([f.sha256 for f in files])
+        tallies = []
+        done = _Tally()
+        index = 0
+        for image in images:
+            tally = _Tally()
+            tally.bytes_done, tally.files_done = done.bytes_done, done.files_done
+            for item in image.files:
+                work.fault("backup.before_object", index=index)
+                work.check_cancelled()
+                _store(repo, work, item, tally, lock, spent)
+                index += 1
+            done.bytes_done, done.files_done = tally.bytes_done, tally.files_done
+            tallies.append(tally)
+        work.fault("backup.before_manifest")
+        try:
+            for image, tally in zip(images, tallies, strict=True):
+                work.check_cancelled()
+                backup_id = member_id(set_id, image.namespace)
+                doc = repo.write_manifest({
+                    "backup_id": backup_id,
+                    "namespace": image.namespace,
+                    "created_at": utcnow(),
+                    "snapshot_at": snapshot_at,
+                    "label": label,
+                    "scope": {"kind": kind, "set_id": set_id, "namespaces": namespaces},
+                    "namespace_record": schema.to_doc(image.record),
+                    "max_seq": image.max_seq,
+                    "tables": [schema.to_doc(t) for t in image.tables],
+                    "totals": {"bytes_written": tally.bytes_written,
+                               "live_rows": image.live_rows},
+                })
+                written.append(backup_id)
+                out.append(schema.load(doc))
+                work.fault("backup.between_manifests", index=len(written))
+        except BaseException:
+            for backup_id in written:  # not whole: none of it stays
+                with contextlib.suppress(Exception):
+                    repo.delete_manifest(backup_id)
+            raise
+        work.fault("backup.after_manifest")
+    work.progress(files_done=done.files_done, bytes_done=done.bytes_done, force=True)
+    return out

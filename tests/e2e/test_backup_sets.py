@@ -1,0 +1,167 @@
+"""BACKUP DATABASE a, b / BACKUP ALL (one instant across namespaces) and
+RESTORE ALL / RESTORE DATABASE a out of such a backup, end to end over HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+from pathlib import Path
+from typing import Any
+
+from server import faults
+from tests.helpers import ok, sql
+
+SETUP = (
+    "CREATE NAMESPACE a; CREATE NAMESPACE b; CREATE NAMESPACE c; "
+    "CREATE TABLE a.t (id BIGINT PRIMARY KEY, v TEXT); "
+    "CREATE TABLE b.t (id BIGINT PRIMARY KEY, v TEXT); "
+    "CREATE TABLE c.t (id BIGINT PRIMARY KEY); "
+    "INSERT INTO a.t VALUES (1, 'a1'), (2, 'a2'); FLUSH TABLE a.t; "
+    "UPDATE a.t SET v = 'A2' WHERE id = 2; "
+    "INSERT INTO b.t VALUES (1, 'b1'); INSERT INTO c.t VALUES (1)"
+)
+
+
+def boom(info: dict[str, Any]) -> None:
+    raise OSError(f"injected fault at {info}")
+
+
+async def rows(client: Any, text: str) -> list[dict[str, Any]]:
+    return (await ok(client, text))[0]["rows"]
+
+
+async def expect(client: Any, text: str, code: str) -> dict[str, Any]:
+    _, body = await sql(client, text)
+    assert body["status"] == "error" and body["error"]["code"] == code, body
+    return body["error"]
+
+
+async def test_backup_two_namespaces_at_one_instant_and_restore_one_of_them(
+    client: Any
+) -> None:
+    await ok(client, SETUP)
+    got = await rows(client, "BACKUP DATABASE b, a TO 'nightly' WITH (label = 'pair')")
+    assert [(r["namespace"], r["tables"], r["rows"], r["row_versions"]) for r in got] == [
+        ("a", 1, 2, 3), ("b", 1, 1, 1)]
+    set_id = got[0]["backup_id"].rsplit(".", 1)[0]
+    assert [r["backup_id"] for r in got] == [f"{set_id}.a", f"{set_id}.b"]
+    listed = await rows(client, "SHOW BACKUPS IN 'nightly'")
+    assert sorted(r["scope"] for r in listed) == [f"databases (set {set_id}: a, b)"] * 2
+    assert len({r["snapshot_at"] for r in listed}) == 1  # one instant
+    for r in got:
+        assert (await rows(client, f"VERIFY BACKUP '{r['backup_id']}'"))[0]["is_valid"] is True
+    jobs = await rows(client, "SELECT job_type, backup_id, status FROM system.jobs "
+                              "WHERE job_type = 'backup'")
+    assert jobs == [{"job_type": "backup", "backup_id": set_id, "status": "completed"}]
+    # RESTORE DATABASE picks one namespace out of the set.
+    (r,) = await rows(client, "RESTORE DATABASE b FROM 'nightly' AS b2")
+    assert (r["backup_id"], r["rows"]) == (f"{set_id}.b", 1)
+    assert await rows(client, "SELECT v FROM b2.t") == [{"v": "b1"}]
+
+
+async def test_backup_all_and_restore_all_all_or_nothing(client: Any) -> None:
+    await ok(client, SETUP)
+    got = await rows(client, "BACKUP ALL TO 'nightly'")
+    assert [r["namespace"] for r in got] == ["a", "b", "c"]
+    await ok(client, "INSERT INTO a.t VALUES (3, 'later'); DROP NAMESPACE c CASCADE")
+    # a and b exist: without replace nothing is restored.
+    await expect(client, "RESTORE ALL FROM 'nightly'", "ALREADY_EXISTS")
+    await expect(client, "SHOW TABLES IN c", "NOT_FOUND")
+    restored = await rows(client, "RESTORE ALL FROM 'nightly' WITH (replace = true)")
+    assert [(r["namespace"], r["rows"]) for r in restored] == [("a", 2), ("b", 1), ("c", 1)]
+    assert await rows(client, "SELECT id, v FROM a.t ORDER BY id") == [
+        {"id": 1, "v": "a1"}, {"id": 2, "v": "A2"}]
+    assert await rows(client, "SELECT count(*) AS n FROM c.t") == [{"n": 1}]
+    jobs = await rows(client, "SELECT job_type, status FROM system.jobs "
+                              "WHERE job_type = 'restore' ORDER BY created_at")
+    assert [j["status"] for j in jobs] == ["completed"]
+
+
+async def test_a_failing_restore_all_installs_nothing(client: Any) -> None:
+    await ok(client, SETUP)
+    await ok(client, "BACKUP ALL TO 'nightly'")
+    await ok(client, "DROP NAMESPACE a CASCADE; DROP NAMESPACE b CASCADE; "
+                     "DROP NAMESPACE c CASCADE")
+    faults.register("restore.before_install", boom)
+    _, body = await sql(client, "RESTORE ALL FROM 'nightly'")
+    assert body["status"] == "error", body
+    faults.clear()
+    for ns in ("a", "b", "c"):
+        await expect(client, f"SHOW TABLES IN {ns}", "NOT_FOUND")
+    await ok(client, "RESTORE ALL FROM 'nightly'")
+    assert await rows(client, "SELECT count(*) AS n FROM a.t") == [{"n": 2}]
+
+
+async def test_a_set_that_fails_between_manifests_leaves_nothing(
+    client: Any, tmp_path: Path
+) -> None:
+    await ok(client, SETUP)
+    faults.register("backup.between_manifests", boom)
+    _, body = await sql(client, "BACKUP DATABASE a, b TO 'nightly'")
+    assert body["status"] == "error", body
+    faults.clear()
+    manifests = tmp_path / "backups" / "nightly" / "manifests"
+    assert list(manifests.iterdir()) == []
+    assert await rows(client, "SHOW BACKUPS IN 'nightly'") == []
+
+
+async def test_keep_last_prunes_whole_older_sets_only(client: Any) -> None:
+    await ok(client, SETUP)
+    await ok(client, "BACKUP DATABASE a TO 'nightly'")
+    first = (await rows(client, "BACKUP DATABASE a, b TO 'nightly'"))[0]["backup_id"]
+    await ok(client, "BACKUP DATABASE a, b TO 'nightly' WITH (keep_last = 1)")
+    listed = await rows(client, "SHOW BACKUPS IN 'nightly'")
+    ids = {r["backup_id"] for r in listed}
+    assert first not in ids and len(listed) == 3  # the single backup of a stays
+    # keep_last of a single namespace's backups leaves set members alone.
+    await ok(client, "BACKUP DATABASE a TO 'nightly' WITH (keep_last = 1)")
+    assert len(await rows(client, "SHOW BACKUPS IN 'nightly'")) == 3
+    await ok(client, "RESTORE ALL FROM 'nightly' WITH (replace = true)")
+
+
+async def test_errors(client: Any) -> None:
+    await ok(client, SETUP)
+    await expect(client, "BACKUP DATABASE a, nope TO 'nightly'", "NOT_FOUND")
+    await expect(client, "BACKUP DATABASE a, a TO 'nightly'", "INVALID_ARGUMENT")
+    await expect(client, "BACKUP DATABASE a, b TO 'one.tar'", "INVALID_ARGUMENT")
+    await expect(client, "BACKUP ALL TO '/etc'", "PERMISSION_DENIED")
+    await ok(client, "BACKUP DATABASE a TO 'nightly'")
+    await expect(client, "RESTORE ALL FROM 'nightly'", "NOT_FOUND")  # no set in it
+    await expect(client, "RESTORE ALL FROM 'nowhere'", "NOT_FOUND")
+    await expect(client, "RESTORE ALL FROM 'nightly' WITH (bogus = 1)", "INVALID_ARGUMENT")
+    m = (await rows(client, "BACKUP DATABASE a, b TO 'nightly'"))[0]
+    await expect(client, "RESTORE ALL FROM 'nightly' WITH (backup_id = 'bk-none')", "NOT_FOUND")
+    # Dropping one member leaves an incomplete set: refused, nothing older taken.
+    await ok(client, f"DROP BACKUP '{m['backup_id']}'")
+    await ok(client, "DROP NAMESPACE a CASCADE; DROP NAMESPACE b CASCADE")
+    await expect(client, "RESTORE ALL FROM 'nightly'", "BACKUP_INVALID")
+    await expect(client, "SHOW TABLES IN b", "NOT_FOUND")
+
+
+def test_sigkill_between_two_manifests_of_a_set_leaves_no_member(
+    tmp_path: Path, server_process: Any
+) -> None:
+    """The process dies after the first member's manifest landed: at restart the
+    job is failed and the lone member is gone (a set is whole or absent)."""
+    cfg = tmp_path / "cairn.toml"
+    cfg.write_text(f'[backup]\nroots = ["{tmp_path / "backups"}"]\nresume_window = "0"\n')
+    data = tmp_path / "data"
+    srv = server_process(data, config=cfg,
+                         env={"CAIRN_FAULTS": "backup.between_manifests:kill"})
+    status, body = srv.post(SETUP)
+    assert status == 200, body
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        srv.post("BACKUP DATABASE a, b TO 'nightly'")  # the process dies answering it
+    srv.kill()
+    manifests = tmp_path / "backups" / "nightly" / "manifests"
+    assert len(list(manifests.iterdir())) == 1  # the crash left one member behind
+    again = server_process(data, config=cfg)
+    _, body = again.post("SELECT status, error_message FROM system.jobs "
+                         "WHERE job_type = 'backup'")
+    (job,) = body["results"][0]["rows"]
+    assert job["status"] == "failed" and "interrupted" in job["error_message"], job
+    _, body = again.post("SHOW BACKUPS IN 'nightly'")
+    assert body["results"][0]["rows"] == []
+    assert list(manifests.iterdir()) == []
+    _, body = again.post("RESTORE ALL FROM 'nightly'")
+    assert body["error"]["code"] == "NOT_FOUND", body
