@@ -45,6 +45,15 @@ if str(ROOT) not in sys.path:
 from bench.cairn_process import CairnProcess, write_config  # noqa: E402 (after the path)
 
 ID_STRIDE = 10**9
+# Issue 15's starting point: 16 clients, mixed INSERT/SELECT, req/s.
+BASELINE_RPS = 277
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (from /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -68,6 +77,9 @@ class LoadReport:
     missing_in_restore: int = 0
     final_rows: int = 0
     jobs: Counter[str] = field(default_factory=Counter)
+    server_cpu_s: float = 0.0  # the server process's user + system CPU over the timed load
+    load_avg: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
+    with_jobs: bool = True
 
     @property
     def error_count(self) -> int:
@@ -96,6 +108,9 @@ class LoadReport:
             f"| throughput | {n / self.seconds:.0f} req/s |",
             f"| acknowledged INSERTs | {inserts} ({inserts / self.seconds:.0f} rows/s) |",
             f"| errors | {self.error_count} |",
+            (f"| server CPU per request | {1000 * self.server_cpu_s / max(1, n):.2f} ms "
+             f"({self.server_cpu_s / self.seconds:.2f} cores) |"),
+            f"| load average at start / end | {self.load_avg[0]:.2f} / {self.load_avg[1]:.2f} |",
         ]
         for kind, count in sorted(self.errors.items()):
             lines.append(f"| &nbsp; {kind} | {count} |")
@@ -117,7 +132,22 @@ class LoadReport:
             if lat:
                 lines.append(f"| {label} | {len(lat)} | {pct(lat, 50):.1f} | {pct(lat, 95):.1f} "
                              f"| {pct(lat, 99):.1f} | {lat[-1]:.1f} |")
-        return "\n".join(lines)
+        return "\n".join(lines + ["", *self.aims()])
+
+    def aims(self) -> list[str]:
+        """Issue 15's aims beside the figures of this run."""
+        rate = len(self.samples) / self.seconds
+        lines = ["| figure (issue 15) | aim | this run | |", "|---|---|---|---|",
+                 (f"| req/s, {self.clients} clients | >= {3 * BASELINE_RPS} (3x {BASELINE_RPS}) "
+                  f"| {rate:.0f} ({rate / BASELINE_RPS:.2f}x) "
+                  f"| {'met' if rate >= 3 * BASELINE_RPS else 'missed'} |")]
+        busy, idle = pct(self.latencies("backup"), 99), pct(self.latencies("idle"), 99)
+        if self.with_jobs and busy == busy and idle == idle:
+            ratio = busy / idle
+            lines.append(f"| p99 while a BACKUP runs / while no job runs | <= 1.1 "
+                         f"| {busy:.1f} / {idle:.1f} ms = {ratio:.2f} "
+                         f"| {'met' if ratio <= 1.1 else 'missed'} |")
+        return lines
 
 
 def pct(sorted_values: list[float], p: float) -> float:
@@ -211,8 +241,8 @@ def _idle_windows(report: LoadReport, begin: float, end: float) -> list[tuple[fl
 
 
 async def _run(srv: CairnProcess, clients: int, seconds: float, preload: int,
-               seed: int) -> LoadReport:
-    report = LoadReport(clients, seconds, preload)
+               seed: int, with_jobs: bool = True) -> LoadReport:
+    report = LoadReport(clients, seconds, preload, with_jobs=with_jobs)
     rng = random.Random(seed)
     timeout = aiohttp.ClientTimeout(total=120)
     conn = aiohttp.TCPConnector(limit=clients + 2)
@@ -231,12 +261,17 @@ async def _run(srv: CairnProcess, clients: int, seconds: float, preload: int,
         assert status == 200, body
 
         acked: list[int] = []
+        load0, cpu0 = os.getloadavg()[0], cpu_seconds(srv.pid)
         begin = time.monotonic()
         deadline = begin + seconds
         tasks = [_client(i + 1, http, srv.url, deadline, report, acked,
                          random.Random(seed * 1000 + i)) for i in range(clients)]
-        await asyncio.gather(_jobs(http, srv.url, deadline, report), *tasks)
+        if with_jobs:
+            tasks.append(_jobs(http, srv.url, deadline, report))
+        await asyncio.gather(*tasks)
         report.seconds = time.monotonic() - begin
+        report.server_cpu_s = cpu_seconds(srv.pid) - cpu0
+        report.load_avg = (load0, os.getloadavg()[0])
         report.windows["idle"] = _idle_windows(report, begin, begin + report.seconds)
         report.acked = len(acked)
 
@@ -263,14 +298,14 @@ async def _ids(http: aiohttp.ClientSession, url: str, ns: str) -> set[int]:
 
 
 def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: int = 200_000,
-             seed: int = 8) -> LoadReport:
+             seed: int = 8, with_jobs: bool = True) -> LoadReport:
     """One load run against a fresh `cairn serve` in `workdir` (made empty first)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     cfg = write_config(workdir / "cairn.toml", workdir / "backups", 0)
     srv = CairnProcess(workdir / "data", cfg, workdir / "server.log").start()
     try:
-        return asyncio.run(_run(srv, clients, seconds, preload, seed))
+        return asyncio.run(_run(srv, clients, seconds, preload, seed, with_jobs))
     finally:
         srv.stop()
 
@@ -281,12 +316,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--preload", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--no-jobs", action="store_true",
+                        help="clients only: no BACKUP / VERIFY / RESTORE during the load")
     parser.add_argument("--workdir", help="default: a fresh temp dir, removed afterwards")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     tmp = None if args.workdir else tempfile.mkdtemp(prefix="cairn-load-")
     workdir = Path(args.workdir or tmp or ".") / "load"
-    report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed)
+    report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed,
+                      not args.no_jobs)
     print(report.table())
     if args.json:
         lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from catalog import DataFile, Table, TableSchema
 
-from .batch import BufBatch
+from .batch import BatchMap, BufBatch
 from .keys import BufferKeys
 from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
 
@@ -109,6 +109,13 @@ class TableState:
     _cache: dict[str, tuple[int, tuple[bytes, ...], pa.Table]] = field(default_factory=dict)
     # The primary keys of the buffered row versions (see storage/keys.py); guarded by `lock`.
     keys: BufferKeys = field(default_factory=BufferKeys)
+    # Per cache slot of `buffer_table`: (id and generation of `batches`, how many
+    # of its entries the cached conversion covers).
+    _covers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batches, BatchMap):
+            self.batches = BatchMap(self.batches)
 
     @property
     def uid(self) -> str:
@@ -119,13 +126,15 @@ class TableState:
         with self.lock:
             self.table, self.schema = table, schema
             self._cache.clear()
+            self._covers.clear()
 
     def mark_dropped(self) -> None:
         """The table is gone: statements still waiting on it fail, queries see nothing."""
         with self.lock:
             self.dropped = True
-            self.batches, self.files = {}, []
+            self.batches, self.files = BatchMap(), []
             self._cache.clear()
+            self._covers.clear()
 
     def cached_buffer(self) -> tuple[int, tuple[bytes, ...], pa.Table] | None:
         """The all-users buffer conversion cached by `buffer_table` (call with `lock` held)."""
@@ -170,22 +179,40 @@ class TableState:
         Cached per user and extended in place as statements append, so a query
         after each single-row INSERT does not re-decode the whole buffer."""
         every = all_users or self.table.table_type != "user"
-        batches = [
-            b for b in self.batches.values()
-            if (every or b.user == user) and (min_ts is None or b.ts >= min_ts)
-        ]
-        keys = tuple(b.key for b in batches)
         slot = "*" if every else f"u:{user}"
         cached = self._cache.get(slot)
         schema = self.loose_schema()
-        if cached is not None and cached[0] == self.schema.version and keys[: len(cached[1])] == cached[1]:
-            base, start = cached[2], len(cached[1])
+        mine = self.batches
+        mark = (id(mine), getattr(mine, "generation", -1))
+        cover = self._covers.get(slot)
+        if (min_ts is None and isinstance(mine, BatchMap) and cached is not None
+                and cached[0] == self.schema.version and cover is not None
+                and cover[:2] == mark and cover[2] <= len(mine)):
+            # Only appends since the cached conversion: convert just the new
+            # batches (a query after each single-row INSERT must not walk the
+            # whole buffer under the table's lock).
+            batches = [b for b in mine.tail(len(mine) - cover[2]) if every or b.user == user]
+            base, start = cached[2], 0
+            keys = cached[1] + tuple(b.key for b in batches)
         else:
-            base, start = schema.empty_table(), 0
+            batches = [
+                b for b in mine.values()
+                if (every or b.user == user) and (min_ts is None or b.ts >= min_ts)
+            ]
+            keys = tuple(b.key for b in batches)
+            if (cached is not None and cached[0] == self.schema.version
+                    and keys[: len(cached[1])] == cached[1]):
+                base, start = cached[2], len(cached[1])
+            else:
+                base, start = schema.empty_table(), 0
         parts = [conform(b.rows, b.version, self.table, self.columns) for b in batches[start:]]
         out = pa.concat_tables([base, *[p.cast(schema) for p in parts]]) if parts else base
         if out.column(0).num_chunks > 64:
             out = out.combine_chunks()
+        if min_ts is None:
+            self._covers[slot] = (*mark, len(mine))
+        else:
+            self._covers.pop(slot, None)
         self._cache[slot] = (self.schema.version, keys, out)
         return out
 
