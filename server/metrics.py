@@ -25,10 +25,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from catalog import Backup, Job
+from storage import timing
 
 from . import logs
 
@@ -174,6 +175,68 @@ class StateCollector(Collector):
         yield size
 
 
+class TimingCollector(Collector):
+    """The write path's own timings (storage/timing.py): commit phases, table
+    lock waits and holds (by the code that held the lock), the longest hold per
+    site with its thread and CPU use, and cyclic-GC pauses."""
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        t = timing.TIMINGS.copy()
+        phases = HistogramMetricFamily(
+            "cairn_write_phase_seconds",
+            "Time in each phase of a write statement (insert: the whole INSERT, lock wait "
+            "included; commit: buffer + RocksDB; rocksdb_write; encode; check_keys; "
+            "flush_register: a flush's catalog batch under the table lock)", labels=["phase"])
+        for name, h in sorted(t["phases"].items()):
+            phases.add_metric([name], h.buckets(), h.total)
+        yield phases
+        waits = HistogramMetricFamily(
+            "cairn_table_lock_wait_seconds",
+            "Time spent waiting for a table lock (table: the short commit/snapshot lock, "
+            "write: one writing statement at a time, flush)", labels=["lock"])
+        for kind, h in sorted(t["waits"].items()):
+            waits.add_metric([kind], h.buckets(), h.total)
+        yield waits
+        holds = HistogramMetricFamily(
+            "cairn_table_lock_hold_seconds",
+            "How long a table lock was held, by lock and the code (function:line) that took it",
+            labels=["lock", "site"])
+        for (kind, site), h in sorted(t["holds"].items()):
+            holds.add_metric([kind, site], h.buckets(), h.total)
+        yield holds
+        longest = GaugeMetricFamily(
+            "cairn_table_lock_longest_hold_seconds",
+            "The longest hold of a table lock from each site since start, by the thread "
+            "that held it", labels=["lock", "site", "thread"])
+        cpu = GaugeMetricFamily(
+            "cairn_table_lock_longest_hold_cpu_seconds",
+            "CPU time the holding thread used during that longest hold (far below the hold: "
+            "it waited, e.g. for the GIL or I/O)", labels=["lock", "site", "thread"])
+        for (kind, site), hold in sorted(t["longest"].items()):
+            longest.add_metric([kind, site, hold.thread], hold.seconds)
+            cpu.add_metric([kind, site, hold.thread], hold.cpu_seconds)
+        yield longest
+        yield cpu
+        gcs = HistogramMetricFamily("cairn_gc_pause_seconds",
+                                    "Python cyclic garbage collector passes, by generation",
+                                    labels=["generation"])
+        for gen, h in sorted(t["gc"].items()):
+            gcs.add_metric([str(gen)], h.buckets(), h.total)
+        yield gcs
+        peak = GaugeMetricFamily(
+            "cairn_write_longest_seconds",
+            "The longest single observation since start of each write phase, table-lock "
+            "wait and GC generation (what the histograms above only bucket)",
+            labels=["what", "name"])
+        for what, key in (("phase", "phases"), ("lock_wait", "waits"), ("gc", "gc")):
+            for name, h in sorted(t[key].items()):
+                peak.add_metric([what, str(name)], h.peak)
+        yield peak
+
+
 def newest_backups(catalog: Any) -> dict[str, float]:
     """{namespace: Unix time of its newest backup in the catalog}."""
     newest: dict[str, float] = {}
@@ -232,6 +295,8 @@ class Metrics:
         self.info.set(time.time())
         if cairn is not None:
             r.register(StateCollector(cairn))
+        r.register(TimingCollector())
+        timing.watch_gc()
 
     # --- hooks -----------------------------------------------------------
 

@@ -13,7 +13,6 @@ queries never decode RocksDB values; the family is the durable copy."""
 from __future__ import annotations
 
 import struct
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from catalog import DataFile, Table, TableSchema
 
 from .batch import BatchMap, BufBatch
 from .keys import BufferKeys
+from .timing import TimedLock
 from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
 
 PREFIX = "buf_"
@@ -103,9 +103,9 @@ class TableState:
     batches: dict[bytes, BufBatch]
     append_only: bool
     dropped: bool = False
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    write_lock: threading.RLock = field(default_factory=threading.RLock)
-    flush_lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: TimedLock = field(default_factory=lambda: TimedLock("table"))
+    write_lock: TimedLock = field(default_factory=lambda: TimedLock("write"))
+    flush_lock: TimedLock = field(default_factory=lambda: TimedLock("flush", reentrant=False))
     _cache: dict[str, tuple[int, tuple[bytes, ...], pa.Table]] = field(default_factory=dict)
     # The primary keys of the buffered row versions (see storage/keys.py); guarded by `lock`.
     keys: BufferKeys = field(default_factory=BufferKeys)
@@ -158,9 +158,15 @@ class TableState:
         return schema
 
     def buffered_rows(self) -> int:
+        if isinstance(self.batches, BatchMap):
+            return self.batches.rows
         return sum(b.num_rows for b in self.batches.values())
 
     def oldest_ts(self) -> float | None:
+        """When the oldest buffered row was written (batches are in commit order)."""
+        if isinstance(self.batches, BatchMap):
+            first = self.batches.first()
+            return None if first is None else first.ts
         return min((b.ts for b in self.batches.values()), default=None)
 
     def ttl_floor(self) -> float | None:

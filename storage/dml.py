@@ -26,6 +26,7 @@ from .batch import BufBatch
 from .buffer import APPEND_ONLY, TableState, encode, seq_key, storage_schema
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
+from .timing import TIMINGS
 from .types import (
     DELETED,
     ID,
@@ -120,7 +121,7 @@ def write_values(
 ) -> int:
     if not rows:
         return 0
-    with st.write_lock:
+    with TIMINGS.timed("insert"), st.write_lock:
         targets = _targets(st, names)
         n = len(rows)
         data: dict[str, Any] = {c["name"]: [] for c in st.columns if not c.get("system")}
@@ -188,14 +189,16 @@ def _append(
         raise InvalidArgument(f"bad value for table {_name(st)}: {exc}") from None
     probe: list[Any] | None = None
     if check_keys and st.table.primary_key != [ID]:
-        found, probe = _check_keys(engine, st, rows, owner)
+        with TIMINGS.timed("check_keys"):
+            found, probe = _check_keys(engine, st, rows, owner)
         if found:
             pk = st.table.primary_key
             keys = zip(*[rows.column(k).to_pylist() for k in pk], strict=False)
             flags = pa.array([k in found for k in keys], pa.bool_())
             rows = rows.set_column(rows.schema.get_field_index(OW), OW, flags)
             overwrite = True
-    _commit(engine, st, rows, owner, overwrite, probe)
+    with TIMINGS.timed("commit"):
+        _commit(engine, st, rows, owner, overwrite, probe)
     return n
 
 
@@ -283,7 +286,8 @@ def _commit(
     seq0 = rows.column(SEQ)[0].as_py()
     key = seq_key(seq0)
     now = dt.datetime.now(dt.UTC).timestamp()
-    value = encode(rows, st.schema.version, now, owner)
+    with TIMINGS.timed("encode"):
+        value = encode(rows, st.schema.version, now, owner)
     b = engine.catalog.batch()
     with st.lock:
         if st.dropped:  # dropped while this statement waited for the table
@@ -295,7 +299,8 @@ def _commit(
         with engine.changes.committing(st.table.namespace, always=False) as log_:
             if log_ is not None and st.table.table_type != "stream":
                 log_.add(b, ROWS, st.table.name, value)
-            b.commit()
+            with TIMINGS.timed("rocksdb_write"):
+                b.commit()
         for k, batch in evicted.items():
             if batch is None:
                 st.batches.pop(k, None)

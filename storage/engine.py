@@ -32,7 +32,19 @@ from sqlglot import exp
 from catalog import Catalog, DataFile, Table, TableSchema
 from catalog.errors import Cancelled, InvalidArgument, NotFound, PermissionDenied
 
-from . import dml, duck, flush, install, install_all, sandbox, schema, snapshot, system_tables
+from . import (
+    allocator,
+    direct,
+    dml,
+    duck,
+    flush,
+    install,
+    install_all,
+    sandbox,
+    schema,
+    snapshot,
+    system_tables,
+)
 from .archive import changes as change_log
 from .buffer import PREFIX, TableState
 from .config import EngineConfig
@@ -235,7 +247,7 @@ class Engine:
             return limits.cut(table) if limits is not None else table
         plan = plan_query(
             expression, user, default_namespace, self.state, system_table, self.files,
-            show_deleted=show_deleted, ranges=self.file_ranges,
+            show_deleted=show_deleted, ranges=self.file_ranges, direct=direct.answer,
         )
         if interrupt is None:
             return self.run_plan(plan, timeout, limits)
@@ -293,7 +305,10 @@ class Engine:
         fired = [False]
         try:
             try:
-                result = self._attempt(plan, deadline, small, fired, limits)
+                if plan.answer is not None:  # read off the snapshot (storage/direct.py)
+                    result = plan.answer if limits is None else limits.cut(plan.answer)
+                else:
+                    result = self._attempt(plan, deadline, small, fired, limits)
             except duckdb.OutOfMemoryException:
                 if not small:
                     raise
@@ -312,6 +327,8 @@ class Engine:
             raise InvalidArgument(_clean(str(exc), plan)) from None
         finally:
             release(plan, self.files)
+            if not small and self.cfg.duckdb_release_memory:
+                allocator.purge()
         if limits is not None and limits.truncated(result):
             return ResultLimits.mark(mark_json(result, plan.json_names))
         return mark_json(result, plan.json_names)

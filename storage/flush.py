@@ -19,6 +19,7 @@ from .buffer import TableState, conform, storage_schema
 from .config import EngineConfig
 from .files import FileStore
 from .keys import key_range
+from .timing import TIMINGS
 from .types import SEQ
 
 
@@ -63,7 +64,7 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 bytes_done += size
                 report(files_done=len(written), files_total=len(groups), bytes_done=bytes_done,
                        rows=rows_done)
-            with st.lock:
+            with st.lock, TIMINGS.timed("flush_register"):
                 if st.dropped:
                     raise NotFound(f"Table '{table.namespace}.{table.name}' does not exist")
                 wb = catalog.batch()

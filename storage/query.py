@@ -292,6 +292,9 @@ class Plan:
     table_function: bool = False
     # What each Cairn table reference reads (for EXPLAIN): name, files, buffered rows.
     reads: list[tuple[str, list[DataFile], int]] = field(default_factory=list)
+    # The answer itself, when it could be read off the snapshot (storage/direct.py):
+    # DuckDB is then not asked.
+    answer: pa.Table | None = None
 
 
 def names_deleted(expression: exp.Expression) -> bool:
@@ -312,8 +315,11 @@ def plan_query(
     *,
     show_deleted: bool | None = None,
     ranges: FileRanges | None = None,
+    direct: Callable[..., pa.Table | None] | None = None,
 ) -> Plan:
-    """Rewrite table references in `expression` (a copy the caller owns)."""
+    """Rewrite table references in `expression` (a copy the caller owns).
+    `direct(expression, table node, snapshot, point)` may give the answer of
+    a one-table query from its snapshot (storage/direct.py)."""
     plan = Plan()
     if show_deleted is None:
         show_deleted = names_deleted(expression)
@@ -358,6 +364,8 @@ def plan_query(
                     st = state_of(ns, name)
                     point = point_key(expression, st.columns, st.table.primary_key)
                     snap, pin = take_snapshot(st, user, files, point, ranges, show_deleted)
+                    if direct is not None and not seen:
+                        plan.answer = direct(expression, node, snap, point)
                     plan.pins.append(pin)
                     n = len(seen)
                     view = seen[(ns, name)] = f"__cairn_{token}_{n}"
@@ -385,6 +393,8 @@ def plan_query(
     except BaseException:
         release(plan, files)
         raise
+    if plan.refs != 1 or plan.table_function:
+        plan.answer = None  # more than the one table: DuckDB
     text = expression.sql(dialect="duckdb", copy=False)  # the tree is ours: no copy
     # Views go in as subqueries by text: placeholders carry a random token, so
     # nothing the user wrote can match them (cheaper than CREATE VIEW per query).

@@ -22,6 +22,7 @@ class Cfg:
     flush_interval_seconds: float = 300.0
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2
+    duckdb_release_memory: bool = True
 
 
 def col(name: str, typ: str = "INT", *params: int, **kw: Any) -> dict[str, Any]:

@@ -79,3 +79,9 @@ def test_batch_map_generation() -> None:
     assert m.generation == 1
     m.pop(bytes([0]))
     assert m.generation == 2
+    assert m.rows == 2 and m.first() is not None and m.first().key == bytes([9])
+    del m[bytes([1])]
+    m.update({bytes([7]): batch(7)})
+    assert m.rows == 2 and m.generation == 4
+    m.clear()
+    assert m.rows == 0 and m.first() is None

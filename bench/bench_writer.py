@@ -1,0 +1,294 @@
+"""Writer stalls and server memory (issue 15), against a real `cairn serve`:
+
+1. the longest of `--inserts` single-row INSERTs (one client, one after the
+   other) with nothing else running, and the same loop while full BACKUPs of
+   the namespace run back to back (each into a fresh target; the first starts
+   with a cold buffer cache)                                    aim max <= 15 ms
+2. where the time went, from the server's own /metrics: the commit phases,
+   the table-lock waits, the longest table-lock holds (by the code and thread
+   that held the lock, with the CPU that thread used meanwhile) and GC pauses
+3. server RSS (VmRSS every 10 ms) around an UPDATE and a DELETE of 1% of a
+   `--mb` table and around a few SELECTs: peak, and RSS 2 s after
+                                           aim peak < 300 MB, back where it was
+
+The table is made like bench_backup.py's: `t (id BIGINT PRIMARY KEY, v BIGINT,
+payload BYTES)`, 1000 random bytes a row, loaded in-process and flushed every
+100 MB (not timed). `--server-root` runs the server from another checkout
+(e.g. /work/main) so two versions can be compared on the same machine in one
+sitting; each figure is printed with the 1-minute load average when taken.
+
+    python bench/bench_writer.py [--mb 1024] [--inserts 2000] [--server-root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_backup import build
+from common import ROOT, RssSampler, free_port, pct, session, sql
+
+STALL_AIM_MS = 15.0
+RSS_AIM_MB = 300.0
+
+
+def load_avg() -> float:
+    return os.getloadavg()[0]
+
+
+class Serve:
+    """`cairn serve` from `root` (its code, cwd and PYTHONPATH)."""
+
+    def __init__(self, root: Path, data: Path, log: Path, config: Path | None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(root)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data),
+             "--port", str(self.port), "--pg-port", "0", "--log-level", "WARNING",
+             *(["--config", str(config)] if config else [])],
+            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=str(root), env=env)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("cairn listening"):
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r}; see {log}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_mb(self) -> float:
+        return RssSampler.read_kb(self.pid) / 1024
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+# --- 1. stalls -----------------------------------------------------------------------
+
+
+async def insert_loop(http: Any, url: str, first: int, n: int,
+                      busy: asyncio.Event | None = None) -> list[float]:
+    """`n` single-row INSERTs one after the other: ms each (only those that ran
+    while `busy` was set, if given)."""
+    out = []
+    for i in range(first, first + n):
+        t0 = time.perf_counter()
+        await sql(http, url, f"INSERT INTO big.events (n, note) VALUES ({i}, 'event {i}')")
+        ms = (time.perf_counter() - t0) * 1000
+        if busy is None or busy.is_set():
+            out.append(ms)
+    return out
+
+
+async def backups(http: Any, url: str, stop: asyncio.Event, busy: asyncio.Event,
+                  done: list[float]) -> None:
+    """Full backups of `big` into fresh targets until `stop`."""
+    i = 0
+    while not stop.is_set():
+        busy.set()
+        t0 = time.perf_counter()
+        await sql(http, url, f"BACKUP DATABASE big TO 'stall_{os.getpid()}_{i}'")
+        done.append(time.perf_counter() - t0)
+        i += 1
+
+
+async def stalls(url: str, inserts: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    async with session(1) as wr, session(1) as bk:
+        await sql(wr, url, "CREATE TABLE big.events (n BIGINT, note TEXT)")
+        await insert_loop(wr, url, 0, 200)  # warm-up
+        load0 = load_avg()
+        alone = await insert_loop(wr, url, 1000, inserts)
+        out["alone"] = summary(alone, load0)
+        stop, busy, took = asyncio.Event(), asyncio.Event(), []
+        task = asyncio.create_task(backups(bk, url, stop, busy, took))
+        load0 = load_avg()
+        during: list[float] = []
+        while len(during) < inserts:
+            during += await insert_loop(wr, url, 10**6 + len(during) * 10, 100, busy)
+        stop.set()
+        await task
+        out["backup"] = {**summary(during[:inserts], load0), "backups": len(took),
+                         "backup_s": statistics.median(took) if took else float("nan")}
+    return out
+
+
+def summary(ms: list[float], load0: float) -> dict[str, Any]:
+    return {"n": len(ms), "p50": pct(ms, 50), "p99": pct(ms, 99), "max": max(ms),
+            "over": sum(1 for x in ms if x > STALL_AIM_MS), "load": (load0, load_avg())}
+
+
+# --- 2. /metrics ---------------------------------------------------------------------
+
+_LINE = re.compile(r'^(\w+)\{([^}]*)\} (\S+)$')
+
+
+def scrape(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            out.setdefault(m.group(1), []).append((labels, float(m.group(3))))
+    return out
+
+
+def hist_max(rows: list[tuple[dict[str, str], float]], key: str) -> dict[str, tuple[int, str]]:
+    """{label value: (count, smallest bucket bound holding every observation)}."""
+    by: dict[str, list[tuple[float, float]]] = {}
+    for labels, v in rows:
+        bound = labels.get("le")
+        if bound is not None:
+            by.setdefault(labels.get(key, ""), []).append((float(bound), v))
+    out = {}
+    for name, pts in by.items():
+        pts.sort()
+        total = pts[-1][1]
+        top = next(b for b, c in pts if c >= total)
+        out[name] = (int(total), "inf" if top == float("inf") else f"<= {top * 1000:g} ms")
+    return out
+
+
+async def where_time_went(url: str) -> list[str]:
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
+        m = scrape(await resp.text())
+    lines = ["| histogram | label | count | every one |", "|---|---|---:|---|"]
+    for name, key in (("cairn_write_phase_seconds_bucket", "phase"),
+                      ("cairn_table_lock_wait_seconds_bucket", "lock"),
+                      ("cairn_gc_pause_seconds_bucket", "generation")):
+        for label, (count, top) in sorted(hist_max(m.get(name, []), key).items()):
+            lines.append(f"| {name.removesuffix('_bucket')} | {label} | {count} | {top} |")
+    lines += ["", "| longest single one | name | ms |", "|---|---|---:|"]
+    for labels, v in sorted(m.get("cairn_write_longest_seconds", []),
+                            key=lambda r: (r[0]["what"], -r[1])):
+        lines.append(f"| {labels['what']} | {labels['name']} | {v * 1000:.1f} |")
+    holds = sorted(m.get("cairn_table_lock_longest_hold_seconds", []), key=lambda r: -r[1])
+    cpu = {tuple(sorted(lb.items())): v
+           for lb, v in m.get("cairn_table_lock_longest_hold_cpu_seconds", [])}
+    lines += ["", "| longest table-lock holds | site | thread | held ms | its CPU ms |",
+              "|---|---|---|---:|---:|"]
+    for labels, v in holds[:8]:
+        c = cpu.get(tuple(sorted(labels.items())), float("nan"))
+        lines.append(f"| {labels['lock']} | {labels['site']} | {labels['thread']} "
+                     f"| {v * 1000:.1f} | {c * 1000:.1f} |")
+    return lines
+
+
+# --- 3. memory -----------------------------------------------------------------------
+
+
+async def rss_around(srv: Serve, http: Any, url: str, text: str) -> dict[str, Any]:
+    before = srv.rss_mb()
+    load0 = load_avg()
+    with RssSampler(srv.pid) as rss:
+        t0 = time.perf_counter()
+        body = await sql(http, url, text)
+        took = time.perf_counter() - t0
+        await asyncio.sleep(2.0)
+    return {"text": text, "before": before, "peak": rss.peak_mb, "after": srv.rss_mb(),
+            "s": took, "rows": body["results"][-1].get("row_count"), "load": (load0, load_avg())}
+
+
+async def memory(srv: Serve, url: str) -> list[dict[str, Any]]:
+    out = []
+    async with session(1) as http:
+        for text in (
+            "SELECT count(*) AS n, sum(v) AS s FROM big.t",
+            "SELECT id, v FROM big.t WHERE id = 4242",
+            "SELECT id, v, payload FROM big.t WHERE id % 1000 = 7",
+            "UPDATE big.t SET v = -v WHERE id % 100 = 0",
+            "DELETE FROM big.t WHERE id % 100 = 1",
+            "SELECT count(*) AS n FROM big.t WHERE v < 0",
+        ):
+            out.append(await rss_around(srv, http, url, text))
+    return out
+
+
+# --- report --------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def report(args: argparse.Namespace, st: dict[str, Any], went: list[str],
+           mem: list[dict[str, Any]], idle_rss: float) -> None:
+    print(f"bench_writer: server from {args.server_root}, {args.mb} MB table, "
+          f"{args.inserts} INSERTs, {os.cpu_count()} CPUs")
+    print("\n| figure | aim | this run | | load avg start / end |\n|---|---|---|---|---|")
+    for key, label in (("alone", "longest single-row INSERT, nothing else running"),
+                       ("backup", "longest single-row INSERT during BACKUPs")):
+        s = st[key]
+        print(f"| {label} (p50 / p99 / max, n={s['n']}) | max <= {STALL_AIM_MS:g} ms "
+              f"| {s['p50']:.1f} / {s['p99']:.1f} / {s['max']:.1f} ms, {s['over']} over "
+              f"| {verdict(s['max'] <= STALL_AIM_MS)} | {s['load'][0]:.2f} / {s['load'][1]:.2f} |")
+    for m in mem:
+        ok = m["peak"] < RSS_AIM_MB and m["after"] <= idle_rss + 50
+        print(f"| RSS before / peak / 2 s after: `{m['text']}` ({m['s']:.2f} s) "
+              f"| peak < {RSS_AIM_MB:g} MB, after ~ before | {m['before']:.0f} / {m['peak']:.0f} "
+              f"/ {m['after']:.0f} MB | {verdict(ok)} | {m['load'][0]:.2f} / {m['load'][1]:.2f} |")
+    print(f"\nRSS idle after start: {idle_rss:.0f} MB. Backups during the INSERT loop: "
+          f"{st['backup']['backups']} (median {st['backup']['backup_s']:.2f} s each).\n")
+    print("\n".join(went))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=int, default=1024, help="payload MB of big.t (1024)")
+    ap.add_argument("--inserts", type=int, default=2000)
+    ap.add_argument("--server-root", default=str(ROOT), help="checkout the server runs from")
+    ap.add_argument("--config", help="a cairn.toml for the server")
+    ap.add_argument("--dir", default="/tmp")
+    ap.add_argument("--data", help="build the table here once and keep it; each run "
+                                   "works on a copy")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-writer-", dir=args.dir))
+    data = tmp / "data"
+    srv = None
+    try:
+        if args.data:
+            if not (Path(args.data) / "catalog").exists():
+                build(Path(args.data), {"big": args.mb}, 100)
+            shutil.copytree(args.data, data)
+        else:
+            build(data, {"big": args.mb}, 100)
+        srv = Serve(Path(args.server_root), data, tmp / "server.log",
+                    Path(args.config) if args.config else None)
+        idle = srv.rss_mb()
+        st = asyncio.run(stalls(srv.url, args.inserts))
+        went = asyncio.run(where_time_went(srv.url))
+        mem = asyncio.run(memory(srv, srv.url))
+        report(args, st, went, mem, idle)
+    finally:
+        if srv is not None:
+            srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Where writes wait: latency histograms of the commit path's phases, of every
+table lock's waits and holds (by the code that took it), the longest hold seen
+per site with the CPU its thread used meanwhile, and Python GC pauses.
+
+One process-wide `TIMINGS` (the locks are made deep inside TableState); the
+server's /metrics reads it at scrape time (server/metrics.py). A hold whose
+thread used far less CPU than wall time was waiting, not working: for the GIL
+(other threads ran), for I/O, or for a lock nested inside it. The cost is two
+clock reads per acquire and two per release."""
+
+from __future__ import annotations
+
+import bisect
+import gc
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1,
+           0.25, 0.5, 1.0, 2.5, float("inf"))
+
+
+@dataclass
+class Hist:
+    """Cumulative-bucket histogram (Prometheus shape) of seconds."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
+    total: float = 0.0
+    n: int = 0
+    peak: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+        self.n += 1
+        if seconds > self.peak:
+            self.peak = seconds
+
+    def buckets(self) -> list[tuple[str, int]]:
+        out, acc = [], 0
+        for bound, c in zip(BUCKETS, self.counts, strict=True):
+            acc += c
+            out.append(("+Inf" if bound == float("inf") else repr(bound), acc))
+        return out
+
+
+@dataclass
+class Hold:
+    """The longest hold of one lock kind from one site."""
+
+    seconds: float
+    cpu_seconds: float  # the holding thread's CPU time during the hold
+    thread: str
+    at: float  # unix time it ended
+
+
+class Timings:
+    """Histograms by name: phases of the commit path, lock waits, lock holds,
+    GC pauses. Observations from many threads: a lock keeps the counts exact."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.phases: dict[str, Hist] = {}
+        self.waits: dict[str, Hist] = {}
+        self.holds: dict[tuple[str, str], Hist] = {}
+        self.longest: dict[tuple[str, str], Hold] = {}
+        self.gc: dict[int, Hist] = {}
+
+    def phase(self, name: str, seconds: float) -> None:
+        with self._lock:
+            hist = self.phases.get(name)
+            if hist is None:
+                hist = self.phases[name] = Hist()
+            hist.observe(seconds)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase(name, time.perf_counter() - t0)
+
+    def lock_wait(self, kind: str, seconds: float) -> None:
+        with self._lock:
+            hist = self.waits.get(kind)
+            if hist is None:
+                hist = self.waits[kind] = Hist()
+            hist.observe(seconds)
+
+    def lock_hold(self, kind: str, site: str, seconds: float, cpu: float) -> None:
+        key = (kind, site)
+        with self._lock:
+            hist = self.holds.get(key)
+            if hist is None:
+                hist = self.holds[key] = Hist()
+            hist.observe(seconds)
+            best = self.longest.get(key)
+            if best is None or seconds > best.seconds:
+                self.longest[key] = Hold(seconds, cpu, threading.current_thread().name, time.time())
+
+    def gc_pause(self, generation: int, seconds: float) -> None:
+        """Called from the GC callback, which can run inside any allocation,
+        also one made while `_lock` is held: so no lock here (only this
+        callback writes `gc`, and the collector does not run twice at once)."""
+        hist = self.gc.get(generation)
+        if hist is None:
+            hist = self.gc[generation] = Hist()
+        hist.observe(seconds)
+
+    def copy(self) -> dict[str, Any]:
+        """A consistent copy for a scrape."""
+        with self._lock:
+            def clone(h: Hist) -> Hist:
+                return Hist(list(h.counts), h.total, h.n, h.peak)
+            return {
+                "phases": {k: clone(v) for k, v in self.phases.items()},
+                "waits": {k: clone(v) for k, v in self.waits.items()},
+                "holds": {k: clone(v) for k, v in self.holds.items()},
+                "longest": dict(self.longest),
+                "gc": {k: clone(v) for k, v in list(self.gc.items())},
+            }
+
+
+TIMINGS = Timings()
+
+
+def _site() -> str:
+    """`function:line` of the code that took a lock (this module's frames and
+    contextlib's skipped)."""
+    f: Any = sys._getframe(2)
+    while f is not None and (f.f_code.co_filename == __file__
+                             or "contextlib" in f.f_code.co_filename):
+        f = f.f_back
+    return "?" if f is None else f"{f.f_code.co_name}:{f.f_lineno}"
+
+
+class TimedLock:
+    """A (re-entrant by default) lock that records, in `TIMINGS`, how long each
+    acquire waited and how long each outermost hold lasted, by the site that
+    took it. Used for the table locks (buffer.py)."""
+
+    __slots__ = ("_cpu", "_depth", "_lock", "_owner", "_since", "_site", "kind")
+
+    def __init__(self, kind: str, reentrant: bool = True) -> None:
+        self.kind = kind
+        self._lock: Any = threading.RLock() if reentrant else threading.Lock()
+        self._depth = 0
+        self._owner = 0
+        self._since = 0.0
+        self._cpu = 0.0
+        self._site = ""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        t0 = time.perf_counter()
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        if self._depth == 0:
+            now = time.perf_counter()
+            TIMINGS.lock_wait(self.kind, now - t0)
+            self._since, self._cpu = now, time.thread_time()
+            self._site = _site()
+            self._owner = threading.get_ident()
+        self._depth += 1
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            held = time.perf_counter() - self._since
+            cpu = time.thread_time() - self._cpu
+            site, self._owner = self._site, 0
+            self._lock.release()
+            TIMINGS.lock_hold(self.kind, site, held, cpu)
+            return
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+_gc_started: dict[int, float] = {}
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    gen = int(info.get("generation", 0))
+    if phase == "start":
+        _gc_started[gen] = time.perf_counter()
+    else:
+        t0 = _gc_started.pop(gen, None)
+        if t0 is not None:
+            TIMINGS.gc_pause(gen, time.perf_counter() - t0)
+
+
+def watch_gc() -> None:
+    """Time every cyclic-GC pass (once per process)."""
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)

@@ -1,0 +1,39 @@
+"""DuckDB's freed memory is handed back after queries on the main DuckDB
+(storage/allocator.py), only there, and not when the setting is off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from catalog import Catalog, Namespace
+from storage import allocator
+from storage.engine import Engine
+
+from .conftest import Cfg, col, runner
+
+
+def test_the_installed_duckdb_can_be_asked_to_purge() -> None:
+    assert allocator.purge() is True
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_purge_after_main_queries_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       enabled: bool) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(allocator, "purge", lambda: calls.append(1) or True)
+    catalog = Catalog(tmp_path / "catalog")
+    eng = Engine(catalog, tmp_path, Cfg(duckdb_release_memory=enabled))
+    try:
+        catalog.put(Namespace("app"))
+        eng.create_table("app", "t", "shared", [col("a", primary_key=True)])
+        run = runner(eng)
+        run("INSERT INTO app.t VALUES (1), (2), (3)")
+        assert run("SELECT count(*) AS n FROM app.t") == [{"n": 3}]  # few rows: small DuckDB
+        assert calls == []
+        assert run("SELECT count(*) AS n FROM range(200000)") == [{"n": 200000}]  # main DuckDB
+        assert calls == ([1] if enabled else [])
+    finally:
+        eng.close()
+        catalog.close()
