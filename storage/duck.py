@@ -93,6 +93,16 @@ def _rows_within(batch: pa.RecordBatch, budget: int) -> int:
     return lo
 
 
+class Cursor:
+    """One thread's cursor on one DuckDB (nothing stays registered on it between queries)."""
+
+    __slots__ = ("__weakref__", "cur", "slot")
+
+    def __init__(self, cur: Any, slot: str) -> None:
+        self.cur = cur
+        self.slot = slot
+
+
 class Sources:
     """Arrow tables registered on a cursor for one query; `close()` drops them."""
 

@@ -48,6 +48,7 @@ from . import (
 from .archive import changes as change_log
 from .buffer import PREFIX, TableState
 from .config import EngineConfig
+from .duck import Cursor
 from .files import FileStore
 from .keys import FileRanges
 from .query import Plan, ResultLimits, mark_json, plan_query, release
@@ -67,16 +68,6 @@ def _is_small(plan: Plan) -> bool:
     if plan.table_function:
         return False
     return plan.rows <= (SMALL_QUERY_ROWS if plan.refs <= 1 else SMALL_JOIN_ROWS)
-
-
-class _Cursor:
-    """One thread's cursor on one DuckDB (nothing stays registered on it between queries)."""
-
-    __slots__ = ("__weakref__", "cur", "slot")
-
-    def __init__(self, cur: duckdb.DuckDBPyConnection, slot: str) -> None:
-        self.cur = cur
-        self.slot = slot
 
 
 class Engine:
@@ -107,7 +98,7 @@ class Engine:
         # Each thread keeps one cursor per DuckDB (a cursor per query cost
         # ~0.3 ms to make and close).
         self._local = threading.local()
-        self._cursors: weakref.WeakSet[_Cursor] = weakref.WeakSet()
+        self._cursors: weakref.WeakSet[Cursor] = weakref.WeakSet()
         self._watchdog = Watchdog()
         # DuckDB queries run, by database ("small", "main"; a retry counts twice):
         # what shows that the fast paths (key checks, system tables) kept away.
@@ -272,19 +263,19 @@ class Engine:
     def _system_table(self, name: str) -> pa.Table | None:
         return system_tables.build(self, name)
 
-    def _cursor(self, small: bool) -> _Cursor:
+    def _cursor(self, small: bool) -> Cursor:
         slot = "small" if small else "main"
-        c: _Cursor | None = getattr(self._local, slot, None)
+        c: Cursor | None = getattr(self._local, slot, None)
         if c is None:
             with self._lock:
                 if self._closed:
                     raise Cancelled("the server is shutting down")
-                c = _Cursor((self._small if small else self._con).cursor(), slot)
+                c = Cursor((self._small if small else self._con).cursor(), slot)
                 self._cursors.add(c)
             setattr(self._local, slot, c)
         return c
 
-    def _discard(self, c: _Cursor) -> None:
+    def _discard(self, c: Cursor) -> None:
         """Drop a cursor that failed or was interrupted; the thread makes a new one."""
         if getattr(self._local, c.slot, None) is c:
             setattr(self._local, c.slot, None)
