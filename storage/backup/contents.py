@@ -10,7 +10,8 @@ So every file is checked against its entry from its Parquet footer alone (the
 end of the file): the Arrow schema is exactly the stored schema of its schema
 version (hidden columns, then every column, with their Arrow types), the row
 count is the entry's, and the footer's statistics put every `_seq` within the
-entry's `min_seq..max_seq` and, in a USER table, every `_user` equal to the
+entry's `min_seq..max_seq`, every key within the entry's `key_range` (point
+lookups skip files by it) and, in a USER table, every `_user` equal to the
 entry's user. RESTORE applies it to each fetched file, VERIFY to the content of
 each object as it rereads it (`Tail` keeps the last bytes): one function, so
 they agree."""
@@ -102,6 +103,8 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
     bounds: dict[str, tuple[Any, Any]] = {SEQ: (f.min_seq, f.max_seq)}
     if f.user_id is not None:
         bounds[USER] = (f.user_id, f.user_id)
+    for name, (low, high) in f.key_range.items():  # lookups skip files by these
+        bounds[name] = (low, high)
     for name, (low, high) in bounds.items():
         index = schema.get_field_index(name)
         for g in range(meta.num_row_groups):

@@ -111,6 +111,9 @@ async def test_a_parquet_file_that_is_not_the_entry_is_refused(
         "_seq beyond the entry": original.set_column(
             seq, "_seq", pa.array([entry["max_seq"] + 1000 + i for i in range(n)], pa.int64())),
         "a row fewer than the entry": original.slice(0, n - 1),
+        "a key outside the entry's key_range": original.set_column(
+            original.schema.get_field_index("id"), "id",
+            pa.array([10_000 + i for i in range(n)], pa.int64())),
         "a column missing": original.remove_column(original.num_columns - 1),
         "a column of another type": original.set_column(
             original.num_columns - 1, original.schema[-1].name,
