@@ -2,7 +2,7 @@
 does: what RESTORE ALL installs.
 
 Every member's files are fetched and checked exactly as for one namespace
-(install.py), then ONE catalog batch registers every namespace (with
+(install.py: checksum, then the Parquet footer against the file's entry), then ONE catalog batch registers every namespace (with
 `replace`, removing the old ones in the same batch) under the registry's
 `ddl` lock and every old table's locks. A failure or cancellation before that
 batch deletes every copy; a crash leaves unreferenced files that start-up
@@ -21,7 +21,7 @@ from catalog.errors import AlreadyExists, InvalidArgument
 
 from .backup.schema import MAX_SEQ, to_doc
 from .buffer import family_name
-from .install import Fetch, OnBytes, Restore, _count_live, _fetch_all
+from .install import Fetch, OnBytes, Restore, _check_contents, _count_live, _fetch_all
 from .registry import Registry
 from .work import Work
 
@@ -64,6 +64,7 @@ def run_many(registry: Registry, restores: list[Restore], fetch: Fetch, work: Wo
         records: list[list[DataFile]] = []
         for r in restores:
             got = _fetch_all(registry, r, fetch, offset, spent, written)
+            _check_contents(registry, r, got)  # each file is what its entry says
             records.append(got)
             offset.files += r.files_total
             offset.bytes += r.bytes_total

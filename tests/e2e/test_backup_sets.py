@@ -165,3 +165,32 @@ def test_sigkill_between_two_manifests_of_a_set_leaves_no_member(
     assert list(manifests.iterdir()) == []
     _, body = again.post("RESTORE ALL FROM 'nightly'")
     assert body["error"]["code"] == "NOT_FOUND", body
+
+
+async def test_restore_all_checks_every_file_against_its_entry(
+    client: Any, tmp_path: Path
+) -> None:
+    """A member whose manifest renames a column (re-sealed: its checksum is
+    valid) does not match its Parquet files: RESTORE ALL refuses the whole set
+    (422) and installs no namespace, as RESTORE DATABASE would."""
+    import json
+
+    from storage.backup.manifest import canonical, checksum
+
+    await ok(client, SETUP)
+    await ok(client, "FLUSH TABLE b.t")
+    got = await rows(client, "BACKUP DATABASE a, b TO 'plain' WITH (compression = 'none')")
+    path = tmp_path / "backups" / "plain" / "manifests" / f"{got[1]['backup_id']}.json"
+    doc = json.loads(path.read_text())
+    for schema in doc["tables"][0]["schemas"]:
+        for col in schema["columns"]:
+            if col["name"] == "v":
+                col["name"] = "renamed"
+    doc.pop("manifest_sha256")
+    doc["manifest_sha256"] = checksum(doc)
+    path.write_bytes(canonical(doc) + b"\n")
+    await ok(client, "DROP NAMESPACE a CASCADE; DROP NAMESPACE b CASCADE")
+    err = await expect(client, "RESTORE ALL FROM 'plain'", "BACKUP_INVALID")
+    assert "renamed" in err["message"] or "column" in err["message"], err
+    for ns in ("a", "b"):
+        await expect(client, f"SHOW TABLES IN {ns}", "NOT_FOUND")
