@@ -55,7 +55,8 @@ def keep(cairn: Cairn, job: Job, repo: Repository, backup_id: str) -> bool:
                   "objects": len(stored), "bytes": size}
     job.error_message = (
         f"interrupted by server restart; the {len(stored)} objects ({size} bytes) it stored "
-        f"are kept until {until} for the next backup of namespace '{job.namespace}' "
+        f"are kept until {until} for the next backup of "
+        f"{f'namespace {job.namespace!r}' if job.namespace else 'its namespaces'} "
         "to this target")
     log.info("kept %d objects of interrupted backup %s in %s until %s",
              len(stored), backup_id, repo.uri, until)

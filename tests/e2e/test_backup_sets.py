@@ -194,3 +194,30 @@ async def test_restore_all_checks_every_file_against_its_entry(
     assert "renamed" in err["message"] or "column" in err["message"], err
     for ns in ("a", "b"):
         await expect(client, f"SHOW TABLES IN {ns}", "NOT_FOUND")
+
+
+async def test_attach_records_set_members_and_table_backups_with_their_scope(
+    client: Any, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    """A fresh server adopts a target holding a backup set and a table backup:
+    each member is its own backup (with its scope), and RESTORE ALL and RESTORE
+    TABLE work from it."""
+    from server.app import create_app
+    from tests.e2e.test_backup_attach import fresh_config
+
+    await ok(client, SETUP)
+    members = await rows(client, "BACKUP DATABASE a, b TO 'nightly'")
+    table = (await rows(client, "BACKUP TABLE a.t TO 'nightly'"))[0]
+    fresh = await aiohttp_client(create_app(fresh_config(tmp_path)))
+    attached = await rows(fresh, "ATTACH BACKUPS FROM 'nightly'")
+    assert sorted(r["status"] for r in attached) == ["attached"] * 3
+    scopes = {r["backup_id"]: r["scope"] for r in await rows(fresh, "SHOW BACKUPS")}
+    set_id = members[0]["backup_id"].rsplit(".", 1)[0]
+    assert scopes == {members[0]["backup_id"]: f"databases (set {set_id}: a, b)",
+                      members[1]["backup_id"]: f"databases (set {set_id}: a, b)",
+                      table["backup_id"]: "tables: t"}
+    assert (await rows(fresh, f"VERIFY BACKUP '{table['backup_id']}'"))[0]["is_valid"] is True
+    restored = await rows(fresh, "RESTORE ALL FROM 'nightly'")
+    assert [r["namespace"] for r in restored] == ["a", "b"]
+    await ok(fresh, "RESTORE TABLE a.t FROM 'nightly' AS a.t_copy")
+    assert (await rows(fresh, "SELECT count(*) AS n FROM a.t_copy")) == [{"n": 2}]
