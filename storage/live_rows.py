@@ -2,8 +2,8 @@
 version of each key, unless that version is a delete.
 
 A backup reports these live rows beside the row versions it stores (every
-UPDATE and DELETE adds a version). Counted with DuckDB over the key, `_seq`
-and `_deleted` columns only; a USER table's files each belong to one user, so
+UPDATE and DELETE adds a version). Counted with DuckDB: the `_ow` column of
+every row, and the key, `_seq` and `_deleted` of the overwriting versions only; a USER table's files each belong to one user, so
 each user's files are counted apart (their keys are the user's own)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from .query import quote, sql_string
-from .types import DELETED, SEQ
+from .types import DELETED, OW, SEQ
 
 
 def count(groups: Sequence[Sequence[Path]], primary_key: Sequence[str]) -> int:
@@ -29,9 +29,14 @@ def count(groups: Sequence[Sequence[Path]], primary_key: Sequence[str]) -> int:
         total = 0
         for paths in groups:
             src = f"read_parquet([{', '.join(sql_string(str(p)) for p in paths)}], union_by_name = true)"
+            # A key's first version is the one not marked `_ow` (every later
+            # one is: UPDATE, DELETE, re-INSERT), so there are as many keys as
+            # such rows, and a key whose newest version is a delete has
+            # overwrites: only the `_ow` rows are grouped.
             row = con.execute(
-                f"SELECT count(*) FROM (SELECT arg_max({quote(DELETED)}, {quote(SEQ)}) AS d "
-                f"FROM {src} GROUP BY {keys}) WHERE d IS NOT TRUE").fetchone()
+                f"SELECT (SELECT count(*) FROM {src} WHERE {quote(OW)} IS NOT TRUE) - "
+                f"(SELECT count(*) FROM (SELECT arg_max({quote(DELETED)}, {quote(SEQ)}) AS d "
+                f"FROM {src} WHERE {quote(OW)} GROUP BY {keys}) WHERE d)").fetchone()
             total += int(row[0]) if row else 0
         return total
     finally:
