@@ -41,10 +41,12 @@ def delete_quietly(target: Target, path: str) -> None:
         target.fs.delete_file(path)
 
 
-def publish(target: Target, tmp: str, final: str, durable: bool = True) -> None:
-    """Rename a finished local temp file into place, fsyncing file and directory."""
+def publish(target: Target, tmp: str, final: str, durable: bool = True,
+            file_synced: bool = False) -> None:
+    """Rename a finished local temp file into place, fsyncing file (unless the
+    writer did: `file_synced`) and directory."""
     parent = final.rsplit("/", 1)[0]
-    if durable:
+    if durable and not file_synced:
         fsync_path(tmp)
     make_dirs(target, parent)
     target.fs.move(tmp, final)

@@ -35,6 +35,13 @@ def no_follow_fs(base: str, uri: str) -> pafs.FileSystem:
     return pafs.PyFileSystem(NoFollowHandler(base, uri))
 
 
+def handler_of(fs: pafs.FileSystem) -> NoFollowHandler | None:
+    """The no-follow handler behind a local target's file system (None for S3
+    and for any other file system, e.g. tests' failing ones)."""
+    handler = getattr(fs, "handler", None)
+    return handler if isinstance(handler, NoFollowHandler) else None
+
+
 def refuse_link(uri: str, rel: str) -> PermissionDenied:
     return PermissionDenied(
         f"backup target '{uri}' holds a symbolic link at '{rel}': "
@@ -211,7 +218,9 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
     def copy_file(self, src: str, dest: str) -> None:
         raise NotImplementedError("objects are never copied inside a backup target")
 
-    def _open(self, path: str, flags: int, mode: str) -> Any:
+    def open_fd(self, path: str, flags: int) -> int:
+        """A raw descriptor of a file in the target, opened without following a
+        link (for kernel-side copies, fastcopy.py); the caller closes it."""
         parts = self._parts(path)
         with self._dir(parts[:-1]) as fd:
             try:
@@ -219,9 +228,14 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             except OSError as exc:
                 self._raise_if_link(exc, fd, parts[-1], "/".join(parts))
                 raise
+        if stat.S_ISDIR(os.fstat(handle).st_mode):
+            os.close(handle)
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        return handle
+
+    def _open(self, path: str, flags: int, mode: str) -> Any:
+        handle = self.open_fd(path, flags)
         try:
-            if stat.S_ISDIR(os.fstat(handle).st_mode):
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             if _PROC_FD:
                 # Reopen the very file the descriptor holds (a /proc/self/fd entry
                 # names the open file, not a path to resolve again) as a native

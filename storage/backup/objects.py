@@ -42,6 +42,7 @@ from .codec import (
     worth_compressing,
 )
 from .crypto import Keys
+from .fastcopy import copy_checked
 from .layout import (
     OBJECTS,
     TMP,
@@ -52,12 +53,17 @@ from .layout import (
     object_path,
     temp_path,
 )
+from .nofollow import handler_of
 from .object_reads import ObjectReads
 from .oserrors import reading, write_failed, writing
 from .targets import Target
 from .transfer import OnBytes, Readable, ShouldStop, check_stop, copy, hash_file
 
 OnOid = Callable[[str], None]
+
+# S3 copies an object server-side (CopyObject) up to 5 GiB; larger ones are
+# written straight to their final key (see `_stage`).
+MAX_SERVER_COPY = 5 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -218,7 +224,8 @@ class ObjectStore(ObjectReads):
                     delete_quietly(self.target, tmp)
                     return PutResult(oid, n, False, oid, n)
                 with writing(uri):
-                    publish(self.target, tmp, self.path(oid), self.durable)
+                    publish(self.target, tmp, self.path(oid), self.durable,
+                            file_synced=handler_of(self.target.fs) is not None)
                 return PutResult(oid, n, True, oid, n)
             except BaseException:
                 delete_quietly(self.target, tmp)
@@ -233,27 +240,52 @@ class ObjectStore(ObjectReads):
         should_stop: ShouldStop | None,
         on_oid: OnOid | None,
     ) -> PutResult:
-        """Format 1, object storage: hash first (local reads are cheap next to the
-        network), then skip or PUT straight to the final key. A PUT cut short by an
-        error or a cancel still completes (pyarrow closes the upload), so the key is
-        deleted; a reader that saw it meanwhile rejects it by size."""
+        """Format 1, object storage: hash first when the sha256 is unknown (local
+        reads are cheap next to the network), then skip, or upload under `tmp/`,
+        check, and copy to the final key server-side (`_stage`)."""
         if sha256 is None:
             sha256, size, reused = self._hash_then_find(local_path, size, on_bytes,
                                                         should_stop, on_oid)
             if reused is not None:
                 return reused
         final = self.path(sha256)
+        dest = self._stage(final, size)
         digest = hashlib.sha256()
         with writing(self.target.uri):
-            make_dirs(self.target, final.rsplit("/", 1)[0])
+            make_dirs(self.target, dest.rsplit("/", 1)[0])
         with open(local_path, "rb", buffering=0) as src:
             try:
-                n = self._upload(src, final, digest, on_bytes, should_stop)
+                n = self._upload(src, dest, digest, on_bytes, should_stop)
                 _check_source(local_path, digest.hexdigest(), n, sha256, size)
+                if dest != final and not self._move_unless_present(dest, sha256, n):
+                    return PutResult(sha256, n, False, sha256, n)
             except BaseException:
-                delete_quietly(self.target, final)
+                delete_quietly(self.target, dest)
                 raise
         return PutResult(sha256, n, True, sha256, n)
+
+    def _stage(self, final: str, size: int | None) -> str:
+        """Where an upload to object storage goes first. A PUT cut short by an
+        error or a cancel still completes (pyarrow cannot abort an upload), so
+        an upload straight to `final` could overwrite the same content another
+        server stored meanwhile with a piece of it. Under `tmp/`, only a whole,
+        checked upload is copied to `final`; only an object too large for a
+        server-side copy (over 5 GiB) is written in place, as before."""
+        if size is not None and size > MAX_SERVER_COPY:
+            return final
+        return temp_path(self.target.base)
+
+    def _move_unless_present(self, staged: str, oid: str, stored: int) -> bool:
+        """Publish a staged S3 upload as object `oid`; False (and the upload
+        dropped) when another writer stored that object meanwhile."""
+        if self.size_of(oid) == stored:
+            delete_quietly(self.target, staged)
+            return False
+        final = self.path(oid)
+        with writing(self.target.uri):
+            make_dirs(self.target, final.rsplit("/", 1)[0])
+            self.target.fs.move(staged, final)
+        return True
 
     def _hash_then_find(
         self,
@@ -299,7 +331,7 @@ class ObjectStore(ObjectReads):
                 encoding = ZSTD
             form = form_of(sha256, encoding, self.write_keys)
             final = self.path(form.oid)
-            dest = temp_path(self.target.base) if local else final
+            dest = temp_path(self.target.base) if local else self._stage(final, size)
             with writing(uri):
                 make_dirs(self.target, dest.rsplit("/", 1)[0])
             try:
@@ -312,6 +344,8 @@ class ObjectStore(ObjectReads):
                         return PutResult(form.oid, existing, False, sha256, n)
                     with writing(uri):
                         publish(self.target, dest, final, self.durable)
+                elif dest != final and not self._move_unless_present(dest, form.oid, stored):
+                    return PutResult(form.oid, stored, False, sha256, n)
             except BaseException:
                 delete_quietly(self.target, dest)
                 raise
@@ -328,6 +362,18 @@ class ObjectStore(ObjectReads):
         """Stream `src` into a new file at `path`; target errors become CairnErrors.
         The caller removes `path` if this raises."""
         uri = self.target.uri
+        handler = handler_of(self.target.fs)
+        if handler is not None and hasattr(src, "fileno"):  # local: copied by the kernel
+            with writing(uri):
+                fd = handler.open_fd(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+                try:
+                    n = copy_checked(src.fileno(), fd, digest, on_bytes, should_stop,
+                                     partial(write_failed, uri))
+                    if self.durable:
+                        os.fsync(fd)  # publish() need not reopen it to sync
+                finally:
+                    os.close(fd)
+            return n
         with writing(uri):
             out = self.target.fs.open_output_stream(path)
             try:

@@ -246,3 +246,25 @@ def test_direct_put_cancel_leaves_no_object(direct_repo: Repository, make_file: 
     with pytest.raises(Cancelled):
         direct_repo.put_file(src.path, sha256=src.sha256, should_stop=lambda: next(calls) >= 2)
     assert direct_repo.list_objects() == {}
+
+
+def test_direct_put_cut_short_never_touches_the_stored_object(
+    direct_repo: Repository, make_file: MakeFile
+) -> None:
+    """Two servers storing the same content: one finished, the other (which
+    looked before it finished) is cancelled mid-upload. Its upload went to
+    `tmp/`, so the finished object stays whole, and nothing is left in tmp/."""
+    src = make_file(size=3 * CHUNK_SIZE)
+    assert direct_repo.put_file(src.path, sha256=src.sha256, size=src.size).written
+    late = Repository(direct_repo.target, compression="none")
+    late.store.find = lambda *_: None  # type: ignore[method-assign]  # it looked too early
+    calls = iter(range(100))
+    with pytest.raises(Cancelled):
+        late.put_file(src.path, sha256=src.sha256, size=src.size,
+                      should_stop=lambda: next(calls) >= 2)
+    assert direct_repo.list_objects() == {src.sha256: src.size}
+    assert direct_repo.store.check(src.sha256, src.size) is None
+    # Finished after the other: dropped, not copied over it.
+    again = late.put_file(src.path, sha256=src.sha256, size=src.size)
+    assert not again.written and direct_repo.store.check(src.sha256, src.size) is None
+    assert tmp_files(direct_repo) == []
