@@ -21,6 +21,7 @@ from storage.archive import pitr, replay
 from storage.backup import Manifest, Repository
 from storage.backup.schema import FileEntry, load, to_doc
 from storage.files import FileStore
+from storage.inflight import workers_for
 from storage.install import Restore
 
 from .jobs import JobContext
@@ -89,22 +90,26 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
         return [f for name, t in replayed.items()
                 for f in replay.write_rows(files, plan.destination, uids[name], t)]
 
+    throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
+    # A throttled restore moves one file at a time: a capped rate gains nothing
+    # from several in flight, and each would copy a step before it is slowed.
     restore = Restore(m, plan.destination, replace=plan.replace,
                       extra=replayed_rows if replayed else None,
-                      guard=lambda: check_not_archived(cairn, plan.destination))
+                      guard=lambda: check_not_archived(cairn, plan.destination),
+                      workers=1 if throttle.rate > 0 else workers_for(plan.repo.target.kind))
     ctx.progress(files_total=restore.files_total, bytes_total=restore.bytes_total, files_done=0,
                  bytes_done=0, rows=versions, force=True)
     # Should the process die after the install, start-up can tell the job was whole.
     ctx.set(cleanup={"namespace": plan.destination,
                      "table_uids": sorted(restore.table_uids.values())})
-    throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
 
     def fetch(f: FileEntry, dest: Path, on_bytes: Any) -> None:
         plan.repo.read_object_to(f.oid, str(dest), f.size, on_bytes=on_bytes,
                                  should_stop=lambda: ctx.cancelled, sha256=f.sha256)
 
     try:
-        cairn.engine.restore(restore, fetch, ctx, throttle.spent)
+        cairn.engine.restore(restore, fetch, ctx,
+                             throttle.spent if throttle.rate > 0 else None)
     finally:
         with contextlib.suppress(OSError):  # an archive's temporary files (start-up sweeps them)
             plan.repo.close()

@@ -21,6 +21,7 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.backup.schema import FileEntry, load
+from storage.inflight import workers_for
 from storage.install import Restore
 
 from . import resume
@@ -150,18 +151,20 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
                            f"'{table}'")
         one = msgspec.structs.replace(m, tables=[msgspec.structs.replace(entry, name=dest_table)])
         check_destination()
+        throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
         restore = Restore(one, dest, replace=replace, table_only=True,
-                          guard=lambda: check_not_archived(cairn, dest))
+                          guard=lambda: check_not_archived(cairn, dest),
+                          workers=1 if throttle.rate > 0 else workers_for(repo.target.kind))
         ctx.progress(files_total=restore.files_total, bytes_total=restore.bytes_total,
                      files_done=0, bytes_done=0, rows=entry.rows, force=True)
         ctx.set(cleanup={"namespace": dest, "table_uids": sorted(restore.table_uids.values())})
-        throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
 
         def fetch(f: FileEntry, path: Any, on_bytes: Any) -> None:
             repo.read_object_to(f.oid, str(path), f.size, on_bytes=on_bytes,
                                 should_stop=lambda: ctx.cancelled, sha256=f.sha256)
 
-        cairn.engine.restore(restore, fetch, ctx, throttle.spent)
+        cairn.engine.restore(restore, fetch, ctx,
+                             throttle.spent if throttle.rate > 0 else None)
         return {"job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": dest,
                 "table_name": dest_table, "status": "completed", "rows": restore.live_rows,
                 "files": len(entry.files), "bytes": sum(f.size for f in entry.files),

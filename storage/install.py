@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog import DataFile, Namespace, Table, TableSchema
-from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument, NotFound
+from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
 from .backup.contents import problem as content_problem
@@ -28,6 +29,7 @@ from .backup.contents import tail_of
 from .backup.schema import MAX_SEQ, FileEntry, Manifest, to_doc
 from .buffer import family_name
 from .files import FileStore
+from .inflight import InFlight
 from .live_rows import count as count_live
 from .registry import RESERVED_NAMESPACES, Registry
 from .work import Work
@@ -59,6 +61,8 @@ class Restore:
     # RESTORE TABLE: install the manifest's one table into the existing
     # namespace `destination` (replacing a table of its name with `replace`).
     table_only: bool = False
+    # Files fetched at once (inflight.py): the caller sizes it to the source.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.destination in RESERVED_NAMESPACES:
@@ -134,37 +138,61 @@ def _count_live(registry: Registry, restore: Restore, files: list[DataFile]) -> 
 
 def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
                spent: OnBytes | None, written: list[Path]) -> list[DataFile]:
-    records = []
-    done_bytes = done_files = 0
-    for table in restore.manifest.tables:
-        uid = restore.table_uids[table.name]
-        for f in table.files:
-            work.fault("restore.before_object", index=done_files)
-            work.check_cancelled()
-            file_id, rel, dest = registry.files.place(uid)
-            written.append(dest)
-            base = done_bytes
+    """Every file of the backup to its place, several at once (inflight.py);
+    then all of them synced before anything references them."""
+    entries = [(restore.table_uids[t.name], f) for t in restore.manifest.tables for f in t.files]
+    places = []
+    for uid, _ in entries:
+        file_id, rel, dest = registry.files.place(uid)
+        written.append(dest)  # removed again on any failure
+        places.append((file_id, rel, dest))
+    flight = InFlight(restore.workers or 1)
+    mutex, throttle = threading.Lock(), threading.Lock()
+    done = {"bytes": 0, "files": 0}
 
-            def on_bytes(n: int) -> None:
-                nonlocal base
-                base += n
-                work.progress(bytes_done=base)
-                work.fault("restore.mid_object", bytes=n)
-                if spent is not None:
-                    spent(n)
+    def moved(n: int) -> None:
+        if flight.stopping:  # another file failed: this one stops too
+            raise Cancelled("restore stopped: another file failed")
+        with mutex:
+            done["bytes"] += n
+            total = done["bytes"]
+        work.progress(bytes_done=total)
+        work.fault("restore.mid_object", bytes=n)
+        if spent is not None:
+            with throttle:  # one rate for the whole run
+                spent(n)
 
-            fetch(f, dest, on_bytes)
-            done_bytes += f.size
-            done_files += 1
-            work.progress(files_done=done_files, bytes_done=done_bytes)
-            records.append(DataFile(
-                table_uid=uid, file_id=file_id, path=rel, rows=f.rows, bytes=f.size,
-                sha256=f.content_sha256, schema_version=f.schema_version, user_id=f.user_id,
-                min_seq=f.min_seq, max_seq=f.max_seq,
-                key_range={k: list(v) for k, v in f.key_range.items()},
-            ))
+    def one(index: int, entry: tuple[str, FileEntry]) -> None:
+        counted = 0
+
+        def on_bytes(n: int) -> None:
+            nonlocal counted
+            counted += n
+            moved(n)
+
+        fetch(entry[1], places[index][2], on_bytes)
+        FileStore.sync([places[index][2]])  # written back while other files copy
+        with mutex:
+            done["bytes"] += entry[1].size - counted
+            done["files"] += 1
+            files, total = done["files"], done["bytes"]
+        work.progress(files_done=files, bytes_done=total)
+
+    def before(index: int) -> None:
+        work.fault("restore.before_object", index=index)
+        work.check_cancelled()
+
+    flight.run(entries, one, before)
     registry.files.sync(written)
-    return records
+    return [
+        DataFile(
+            table_uid=uid, file_id=file_id, path=rel, rows=f.rows, bytes=f.size,
+            sha256=f.content_sha256, schema_version=f.schema_version, user_id=f.user_id,
+            min_seq=f.min_seq, max_seq=f.max_seq,
+            key_range={k: list(v) for k, v in f.key_range.items()},
+        )
+        for (uid, f), (file_id, rel, _) in zip(entries, places, strict=True)
+    ]
 
 
 def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None:

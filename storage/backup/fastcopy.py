@@ -21,7 +21,9 @@ from typing import Any
 
 from .transfer import CHUNK_SIZE, ErrorMapper, OnBytes, ShouldStop, check_stop
 
-STEP = 8 * 1024 * 1024  # bytes per copy call and per hashed chunk
+STEP = 1024 * 1024  # bytes per copy call and per hashed chunk: CHUNK_SIZE keeps
+# progress, throttle and cancel checks as fine as transfer.copy's (measured: no
+# slower than 8 MiB steps)
 _READ = CHUNK_SIZE
 # Errors meaning "this way of copying is not available here", not "the copy failed".
 _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF,

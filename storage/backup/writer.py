@@ -1,18 +1,23 @@
 """A namespace snapshot into a repository: every file stored as an object, the
 manifest written last, so the backup exists exactly when it is complete.
 
+Files are stored several at once (storage/inflight.py: a bounded pool sized to
+the cores and the target); the manifest is written only once every one of
+them is stored, and each is durable (fsynced locally) before its put returns.
 Parquet files whose sha256 is known are deduplicated with one stat. On any
-failure or cancellation the backup's lock is abandoned, which removes every
-object only this run wrote."""
+failure or cancellation the items in flight stop, then the backup's lock is
+abandoned, which removes every object only this run wrote."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable
 
 from catalog import utcnow
 
+from ..inflight import InFlight, workers_for
 from ..work import Work
 from . import schema
 from .image import FileToStore, NamespaceImage
@@ -30,19 +35,28 @@ def write_backup(
     work: Work,
     spent: Callable[[int], None] | None = None,
     scope: schema.Scope | None = None,
+    workers: int | None = None,
 ) -> schema.Manifest:
-    """Store the image's files and publish its manifest; the manifest as stored."""
+    """Store the image's files and publish its manifest; the manifest as stored.
+    `workers`: objects in flight (default: sized to the cores and the target)."""
     files = image.files
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,
                   bytes_done=0, rows=image.rows, force=True)
-    tally = _Tally()
-    with repo.lock(backup_id, should_stop=lambda: work.cancelled) as lock:
+    # Throttled: one file at a time (a capped rate gains nothing from several).
+    flight = InFlight(1 if spent is not None else workers or workers_for(repo.target.kind))
+    tally = _Tally(work, spent)
+    with repo.lock(backup_id, should_stop=lambda: work.cancelled or flight.stopping) as lock:
         # Record every known oid in one lock write before looking any up.
         lock.add([f.sha256 for f in files])
-        for index, item in enumerate(files):
+
+        def before(index: int) -> None:
             work.fault("backup.before_object", index=index)
             work.check_cancelled()
-            _store(repo, work, item, tally, lock, spent)
+
+        def store(_: int, item: FileToStore) -> None:
+            _store(repo, work, item, tally, lock, flight)
+
+        flight.run(files, store, before)
         work.fault("backup.before_manifest")
         work.check_cancelled()
         doc = repo.write_manifest({
@@ -63,38 +77,55 @@ def write_backup(
 
 
 class _Tally:
-    def __init__(self) -> None:
+    """Counters shared by the objects in flight; the throttle sees one stream."""
+
+    def __init__(self, work: Work, spent: Callable[[int], None] | None) -> None:
+        self.work = work
+        self.spent = spent
         self.bytes_done = 0
         self.files_done = 0
         self.bytes_written = 0
+        self._mutex = threading.Lock()
+        self._throttle = threading.Lock()
+
+    def moved(self, n: int, throttled: bool) -> None:
+        with self._mutex:
+            self.bytes_done += n
+            done = self.bytes_done
+        self.work.progress(bytes_done=done)
+        self.work.fault("backup.mid_object", bytes=n)
+        if throttled and self.spent is not None:
+            with self._throttle:  # one rate for the whole run, not one per worker
+                self.spent(n)
+
+    def finished(self, counted: int, size: int, written: int) -> None:
+        with self._mutex:
+            self.bytes_done += size - counted  # a put reports exactly its size; never drift
+            self.files_done += 1
+            self.bytes_written += written
+            files, done = self.files_done, self.bytes_done
+        self.work.progress(files_done=files, bytes_done=done)
 
 
 def _store(repo: Repository, work: Work, item: FileToStore, tally: _Tally, lock: BackupLock,
-           spent: Callable[[int], None] | None) -> None:
-    base = tally.bytes_done
+           flight: InFlight) -> None:
     # Only bytes really moved count against the throttle, not deduplicated ones.
-    moving = spent is not None and not repo.has_content(item.sha256, item.size)
+    moving = tally.spent is not None and not repo.has_content(item.sha256, item.size)
+    counted = 0
 
     def on_bytes(n: int) -> None:
-        nonlocal base
-        base += n
-        work.progress(bytes_done=base)
-        work.fault("backup.mid_object", bytes=n)
-        if moving and spent is not None:
-            spent(n)
+        nonlocal counted
+        counted += n
+        tally.moved(n, moving)
 
     put = repo.put_file(str(item.path), sha256=item.sha256, size=item.size, on_bytes=on_bytes,
-                        should_stop=lambda: work.cancelled, lock=lock)
+                        should_stop=lambda: work.cancelled or flight.stopping, lock=lock)
     # A compressed or encrypted object is named apart from the file's own sha256,
     # which the entry keeps for the restore to register.
     item.entry.oid = put.oid
     if put.oid != put.sha256:
         item.entry.sha256 = put.sha256
-    tally.bytes_done += item.size
-    tally.files_done += 1
-    if put.written:
-        tally.bytes_written += put.size
-    work.progress(files_done=tally.files_done, bytes_done=tally.bytes_done)
+    tally.finished(counted, item.size, put.size if put.written else 0)
     if item.temporary:
         with contextlib.suppress(OSError):
             os.unlink(item.path)

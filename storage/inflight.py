@@ -1,0 +1,86 @@
+"""Several objects in flight: the worker pool behind BACKUP and RESTORE.
+
+One object at a time leaves a core idle while the other waits on an fsync,
+and a network target idle between requests. So files are moved by a bounded
+pool of threads (file I/O, hashlib, kernel copies and pyarrow's S3 calls all
+release the GIL). Items start in order; at most `workers` run at once.
+
+The first failure stops the run: nothing more is started, the items in
+flight are told to stop (`stopping`, which their cancel checks consult) and
+are waited for, then that first error is raised, so the caller's clean-up
+(a backup lock abandoned, restored copies deleted) runs once nothing is
+writing any more. `before(index)` runs in the caller's thread before each
+item starts: where cancellation and fault points are checked."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+T = TypeVar("T")
+
+MAX_WORKERS = 16
+
+
+def workers_for(kind: str) -> int:
+    """Objects in flight for a target kind. Local copies are bound by the CPU
+    (hashing) and the disk (fsync): twice the cores keeps both busy. Object
+    storage is bound by round trips: more requests in flight, whatever the cores.
+    An archive (one tar file, read and written in order) takes one at a time."""
+    if kind == "archive":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    if kind == "s3":
+        return min(MAX_WORKERS, max(8, 2 * cores))
+    return min(MAX_WORKERS, max(2, 2 * cores))
+
+
+class InFlight:
+    """One run's pool; `stopping` is True once an item failed (or the run was left)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._stop = threading.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, items: Sequence[T], fn: Callable[[int, T], None],
+            before: Callable[[int], None] | None = None) -> None:
+        """`fn(index, item)` for every item, `before(index)` first each time."""
+        if self.workers == 1 or len(items) <= 1:
+            for index, item in enumerate(items):
+                if before is not None:
+                    before(index)
+                fn(index, item)
+            return
+        pending: set[Future[None]] = set()
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="cairn-transfer") as pool:
+            try:
+                for index, item in enumerate(items):
+                    if before is not None:
+                        before(index)
+                    while len(pending) >= self.workers:
+                        pending = _reap(pending, FIRST_COMPLETED)
+                    pending.add(pool.submit(fn, index, item))
+                while pending:
+                    pending = _reap(pending, FIRST_COMPLETED)
+            except BaseException:
+                self._stop.set()
+                wait(pending)
+                raise
+
+
+def _reap(pending: set[Future[None]], when: str) -> set[Future[None]]:
+    """Wait for some of `pending`; raise the first error among those done."""
+    done, rest = wait(pending, return_when=when)
+    for future in done:
+        error = future.exception()
+        if error is not None:
+            raise error
+    return rest

@@ -1,0 +1,82 @@
+"""The pool behind BACKUP and RESTORE (storage/inflight.py): items start in
+order with at most `workers` at once, the first failure stops the rest and is
+the error raised, and nothing is still running when run() returns or raises."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from catalog.errors import BackupInvalid, Cancelled
+from storage.inflight import InFlight, workers_for
+
+
+def test_bounded_and_in_order() -> None:
+    flight = InFlight(3)
+    started: list[int] = []
+    running, peak = 0, 0
+    mutex = threading.Lock()
+
+    def one(index: int, item: str) -> None:
+        nonlocal running, peak
+        with mutex:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.01)
+        with mutex:
+            running -= 1
+
+    flight.run([f"f{i}" for i in range(12)], one, started.append)
+    assert started == list(range(12)) and peak == 3 and running == 0
+
+
+def test_first_failure_stops_the_rest_and_is_raised() -> None:
+    flight = InFlight(4)
+    ended: list[int] = []
+    started: list[int] = []
+
+    def one(index: int, _: int) -> None:
+        started.append(index)
+        if index == 1:
+            time.sleep(0.02)
+            raise BackupInvalid("file 1 changed")
+        while not flight.stopping:  # a long copy that checks for a stop
+            time.sleep(0.005)
+        ended.append(index)
+        raise Cancelled("stopped")
+
+    with pytest.raises(BackupInvalid, match="file 1 changed"):
+        flight.run(list(range(100)), one)
+    assert flight.stopping
+    assert len(started) <= 4 and sorted(ended) == [i for i in started if i != 1]
+
+
+def test_a_cancel_before_an_item_waits_for_those_in_flight() -> None:
+    flight = InFlight(2)
+    finished: list[int] = []
+
+    def one(index: int, _: int) -> None:
+        while not flight.stopping:
+            time.sleep(0.005)
+        finished.append(index)
+
+    def before(index: int) -> None:
+        if index == 2:
+            raise Cancelled("KILL JOB")
+
+    with pytest.raises(Cancelled):
+        flight.run([0, 1, 2, 3], one, before)
+    assert sorted(finished) == [0, 1]
+
+
+def test_one_worker_runs_inline() -> None:
+    seen: list[str] = []
+    InFlight(1).run(["a", "b"], lambda _, item: seen.append(threading.current_thread().name))
+    assert seen == [threading.current_thread().name] * 2
+
+
+def test_workers_per_target_kind() -> None:
+    assert workers_for("archive") == 1
+    assert 2 <= workers_for("local") <= workers_for("s3") <= 16
