@@ -75,22 +75,42 @@ def write_atomic(target: Target, path: str, data: bytes, durable: bool = True) -
 
 def read_small(target: Target, path: str) -> bytes | None:
     """A whole small file (config, manifest, lock, key, marker), or None if it is
-    absent. Read in chunks: on S3 an unsized read() is very slow."""
-    try:
-        with (
-            reading(target.uri, path.rsplit("/", 1)[-1]),
-            target.fs.open_input_stream(path) as f,
-        ):
-            parts: list[bytes] = []
-            while True:
-                part = f.read(CHUNK_SIZE)
-                if not part:
-                    return b"".join(parts)
-                parts.append(bytes(part))
-    except CairnError as exc:
-        if isinstance(exc.__cause__, (FileNotFoundError, NotADirectoryError)):
-            return None
-        raise
+    absent. Read in chunks: on S3 an unsized read() is very slow.
+
+    On object storage another server may replace (a lock it extends) or remove
+    (a finished prune's marker, a dropped manifest) the file between the HEAD
+    and the GET that read it; the GET then fails with an error that is not
+    "not found". So a failed read there looks again: gone is None, still
+    there is read once more, and only a file that cannot be read while it
+    stays put is an error."""
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return _read_whole(target, path)
+        except CairnError as exc:
+            if isinstance(exc.__cause__, (FileNotFoundError, NotADirectoryError)):
+                return None
+            if target.kind != "s3" or attempt == _READ_ATTEMPTS - 1:
+                raise
+            with reading(target.uri, path.rsplit("/", 1)[-1]):
+                if target.fs.get_file_info(path).type == pafs.FileType.NotFound:
+                    return None
+    raise AssertionError("unreachable")
+
+
+_READ_ATTEMPTS = 3
+
+
+def _read_whole(target: Target, path: str) -> bytes:
+    with (
+        reading(target.uri, path.rsplit("/", 1)[-1]),
+        target.fs.open_input_stream(path) as f,
+    ):
+        parts: list[bytes] = []
+        while True:
+            part = f.read(CHUNK_SIZE)
+            if not part:
+                return b"".join(parts)
+            parts.append(bytes(part))
 
 
 def exists(target: Target, path: str) -> bool:

@@ -34,7 +34,8 @@ def s3() -> Iterator[S3Server]:
 
 def ok(server: ServerProcess, text: str) -> list[dict[str, Any]]:
     status, body = server.post(text)
-    assert status == 200 and body["status"] == "success", (text, body)
+    if status != 200 or body["status"] != "success":
+        pytest.fail(f"{text}: {status} {body.get('error')}")
     return list(body["results"][-1]["rows"])
 
 
