@@ -21,7 +21,7 @@ from ..work import Work
 from . import schema
 from .image import NamespaceImage
 from .repository import Repository
-from .writer import _store, _Tally
+from .writer import store_all
 
 
 def member_id(set_id: str, namespace: str) -> str:
@@ -49,23 +49,15 @@ def write_set(
     written: list[str] = []
     out: list[schema.Manifest] = []
     with repo.lock(set_id, should_stop=lambda: work.cancelled) as lock:
-        lock.add([f.sha256 for f in files])
-        tallies = []
-        done = _Tally()
-        index = 0
+        done = store_all(repo, work, files, lock, spent)
+        written_by: list[int] = []
+        start = 0
         for image in images:
-            tally = _Tally()
-            tally.bytes_done, tally.files_done = done.bytes_done, done.files_done
-            for item in image.files:
-                work.fault("backup.before_object", index=index)
-                work.check_cancelled()
-                _store(repo, work, item, tally, lock, spent)
-                index += 1
-            done.bytes_done, done.files_done = tally.bytes_done, tally.files_done
-            tallies.append(tally)
+            written_by.append(sum(done.written[start:start + len(image.files)]))
+            start += len(image.files)
         work.fault("backup.before_manifest")
         try:
-            for image, tally in zip(images, tallies, strict=True):
+            for image, bytes_written in zip(images, written_by, strict=True):
                 work.check_cancelled()
                 backup_id = member_id(set_id, image.namespace)
                 doc = repo.write_manifest({
@@ -78,7 +70,7 @@ def write_set(
                     "namespace_record": schema.to_doc(image.record),
                     "max_seq": image.max_seq,
                     "tables": [schema.to_doc(t) for t in image.tables],
-                    "totals": {"bytes_written": tally.bytes_written,
+                    "totals": {"bytes_written": bytes_written,
                                "live_rows": image.live_rows},
                 })
                 written.append(backup_id)

@@ -42,21 +42,8 @@ def write_backup(
     files = image.files
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,
                   bytes_done=0, rows=image.rows, force=True)
-    # Throttled: one file at a time (a capped rate gains nothing from several).
-    flight = InFlight(1 if spent is not None else workers or workers_for(repo.target.kind))
-    tally = _Tally(work, spent)
-    with repo.lock(backup_id, should_stop=lambda: work.cancelled or flight.stopping) as lock:
-        # Record every known oid in one lock write before looking any up.
-        lock.add([f.sha256 for f in files])
-
-        def before(index: int) -> None:
-            work.fault("backup.before_object", index=index)
-            work.check_cancelled()
-
-        def store(_: int, item: FileToStore) -> None:
-            _store(repo, work, item, tally, lock, flight)
-
-        flight.run(files, store, before)
+    with repo.lock(backup_id, should_stop=lambda: work.cancelled) as lock:
+        tally = store_all(repo, work, files, lock, spent, workers)
         work.fault("backup.before_manifest")
         work.check_cancelled()
         doc = repo.write_manifest({
@@ -76,11 +63,33 @@ def write_backup(
     return schema.load(doc)
 
 
-class _Tally:
+def store_all(repo: Repository, work: Work, files: list[FileToStore], lock: BackupLock,
+              spent: Callable[[int], None] | None = None, workers: int | None = None) -> Tally:
+    """Store `files` under `lock`, several at once (`workers`, default sized to
+    the cores and the target; one when throttled, as a capped rate gains nothing
+    from several). Every put is durable when it returns; the tally counts them."""
+    flight = InFlight(1 if spent is not None else workers or workers_for(repo.target.kind))
+    tally = Tally(work, spent, len(files))
+    # Record every known oid in one lock write before looking any up.
+    lock.add([f.sha256 for f in files])
+
+    def before(index: int) -> None:
+        work.fault("backup.before_object", index=index)
+        work.check_cancelled()
+
+    def store(index: int, item: FileToStore) -> None:
+        _store(repo, work, index, item, tally, lock, flight)
+
+    flight.run(files, store, before)
+    return tally
+
+
+class Tally:
     """Counters shared by the objects in flight; the throttle sees one stream."""
 
-    def __init__(self, work: Work, spent: Callable[[int], None] | None) -> None:
+    def __init__(self, work: Work, spent: Callable[[int], None] | None, files: int) -> None:
         self.work = work
+        self.written = [0] * files  # bytes each file's put wrote (0: deduplicated)
         self.spent = spent
         self.bytes_done = 0
         self.files_done = 0
@@ -98,8 +107,9 @@ class _Tally:
             with self._throttle:  # one rate for the whole run, not one per worker
                 self.spent(n)
 
-    def finished(self, counted: int, size: int, written: int) -> None:
+    def finished(self, index: int, counted: int, size: int, written: int) -> None:
         with self._mutex:
+            self.written[index] = written
             self.bytes_done += size - counted  # a put reports exactly its size; never drift
             self.files_done += 1
             self.bytes_written += written
@@ -107,8 +117,8 @@ class _Tally:
         self.work.progress(files_done=files, bytes_done=done)
 
 
-def _store(repo: Repository, work: Work, item: FileToStore, tally: _Tally, lock: BackupLock,
-           flight: InFlight) -> None:
+def _store(repo: Repository, work: Work, index: int, item: FileToStore, tally: Tally,
+           lock: BackupLock, flight: InFlight) -> None:
     # Only bytes really moved count against the throttle, not deduplicated ones.
     moving = tally.spent is not None and not repo.has_content(item.sha256, item.size)
     counted = 0
@@ -125,7 +135,7 @@ def _store(repo: Repository, work: Work, item: FileToStore, tally: _Tally, lock:
     item.entry.oid = put.oid
     if put.oid != put.sha256:
         item.entry.sha256 = put.sha256
-    tally.finished(counted, item.size, put.size if put.written else 0)
+    tally.finished(index, counted, item.size, put.size if put.written else 0)
     if item.temporary:
         with contextlib.suppress(OSError):
             os.unlink(item.path)
