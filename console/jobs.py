@@ -28,7 +28,8 @@ from sqlgrammar import SqlInvalid, SqlSyntaxError, ast, parse_one, to_sql
 
 from .client import ApiError, Client, quote
 
-WATCHED = (ast.BackupDatabase, ast.RestoreDatabase, ast.VerifyBackup)
+WATCHED = (ast.BackupDatabase, ast.RestoreDatabase, ast.VerifyBackup, ast.BackupTables,
+           ast.RestoreTable)
 TERMINAL = ("completed", "failed", "cancelled")
 POLL = ("SELECT status, fraction_completed, files_done, files_total, bytes_done, "
         "bytes_total, rows, result, error_message FROM system.jobs WHERE job_id = {}")
@@ -90,7 +91,16 @@ def _label(stmt: ast.Statement) -> str:
         return f"restore {stmt.namespace}{into} ← {stmt.target}"
     if isinstance(stmt, ast.VerifyBackup):
         return f"verify {stmt.backup_id}"
+    if isinstance(stmt, ast.BackupTables):
+        return f"backup {', '.join(_ref(t) for t in stmt.tables)} → {stmt.target}"
+    if isinstance(stmt, ast.RestoreTable):
+        into = f" as {_ref(stmt.as_table)}" if stmt.as_table else ""
+        return f"restore {_ref(stmt.table)}{into} ← {stmt.target}"
     return type(stmt).__name__
+
+
+def _ref(t: ast.TableRef) -> str:
+    return f"{t.namespace}.{t.name}" if t.namespace else t.name
 
 
 def human_bytes(n: float) -> str:

@@ -58,6 +58,12 @@ RESTORE_ALL_RESULT = [
 ]
 
 
+def _sums(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The set's totals, beside its per-namespace rows (for /metrics and the logs)."""
+    keys = ("tables", "rows", "files", "bytes", "bytes_written", "row_versions")
+    return {k: sum(r.get(k) or 0 for r in rows) for k in keys if any(k in r for r in rows)}
+
+
 def _all_namespaces(cairn: Cairn) -> list[str]:
     return sorted(n.name for n in cairn.catalog.scan(Namespace)
                   if n.name not in RESERVED_NAMESPACES)
@@ -125,8 +131,7 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
                 "rows": record.rows, "files": record.files, "bytes": record.bytes,
                 "bytes_written": record.bytes_written, "row_versions": record.row_versions})
         result: dict[str, Any] = {"job_id": ctx.job_id, "backup_id": set_id,
-                                  "status": "completed", "namespaces": rows,
-                                  "rows": sum(r["rows"] or 0 for r in rows)}
+                                  "status": "completed", "namespaces": rows, **_sums(rows)}
         if opts.get("keep_last") is not None:
             result["dropped"] = drop_older_sets(cairn, ctx, repo, kind, chosen, opts["keep_last"])
         return result
@@ -255,7 +260,7 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
                  "files": m.totals.files, "bytes": m.totals.bytes, "row_versions": m.totals.rows}
                 for m, r in zip(manifests, restores, strict=True)]
         return {"job_id": ctx.job_id, "backup_id": set_id, "status": "completed",
-                "namespaces": rows, "rows": sum(r["rows"] or 0 for r in rows)}
+                "namespaces": rows, **_sums(rows)}
 
     job = await cairn.jobs.run("restore", session, work, target=repo.uri,
                                statement=redacted(stmt), detached=bool(opts.get("detached")))

@@ -26,12 +26,18 @@ def test_backup_restore_verify_are_sent_detached() -> None:
     assert restore is not None and restore.sql.endswith("AS app2 WITH (detached = TRUE)")
     verify = as_detached("VERIFY BACKUP 'b-1' IN 'nightly'")
     assert verify is not None and "detached = TRUE" in verify.sql
+    tables = as_detached("BACKUP TABLE app.t, app.u TO 'nightly'")
+    assert tables is not None and tables.label == "backup app.t, app.u → nightly"
+    assert tables.sql == "BACKUP TABLE app.t, app.u TO 'nightly' WITH (detached = TRUE)"
+    one = as_detached("RESTORE TABLE app.t FROM 'nightly' AS app.t2")
+    assert one is not None and one.label == "restore app.t as app.t2 ← nightly"
 
 
 @pytest.mark.parametrize("sql", [
     "BACKUP DATABASE app TO 'x' WITH (detached = true)",  # the user wants the job row
     "SELECT * FROM system.jobs",
     "SHOW BACKUPS",
+    "BACKUP ALL TO 'x'",  # one row per namespace: shown as the server answers it
     "BACKUP DATABSE app TO 'x'",  # does not parse: the server reports it
 ])
 def test_other_statements_are_sent_as_typed(sql: str) -> None:

@@ -50,9 +50,12 @@ async def test_backup_two_namespaces_at_one_instant_and_restore_one_of_them(
     assert len({r["snapshot_at"] for r in listed}) == 1  # one instant
     for r in got:
         assert (await rows(client, f"VERIFY BACKUP '{r['backup_id']}'"))[0]["is_valid"] is True
-    jobs = await rows(client, "SELECT job_type, backup_id, status FROM system.jobs "
-                              "WHERE job_type = 'backup'")
-    assert jobs == [{"job_type": "backup", "backup_id": set_id, "status": "completed"}]
+    jobs = await rows(client, "SELECT job_type, backup_id, status, namespace, result "
+                              "FROM system.jobs WHERE job_type = 'backup'")
+    assert [(j["job_type"], j["backup_id"], j["status"], j["namespace"]) for j in jobs] == [
+        ("backup", set_id, "completed", None)]
+    assert (jobs[0]["result"]["rows"], jobs[0]["result"]["row_versions"]) == (3, 4)
+    assert jobs[0]["result"]["bytes"] == sum(r["bytes"] for r in got)
     # RESTORE DATABASE picks one namespace out of the set.
     (r,) = await rows(client, "RESTORE DATABASE b FROM 'nightly' AS b2")
     assert (r["backup_id"], r["rows"]) == (f"{set_id}.b", 1)
