@@ -224,3 +224,40 @@ async def test_attach_records_set_members_and_table_backups_with_their_scope(
     assert [r["namespace"] for r in restored] == ["a", "b"]
     await ok(fresh, "RESTORE TABLE a.t FROM 'nightly' AS a.t_copy")
     assert (await rows(fresh, "SELECT count(*) AS n FROM a.t_copy")) == [{"n": 2}]
+
+
+async def test_pause_and_resume_a_backup_set_and_a_restore_all(client: Any) -> None:
+    """PAUSE JOB parks a BACKUP ALL (its lock and stored objects held, no
+    manifest yet) and a RESTORE ALL (nothing installed); RESUME finishes both."""
+    import asyncio
+
+    from tests.e2e.test_jobs_control import pause_at
+    from tests.helpers import Gate, state, target_files, wait_job
+
+    await ok(client, SETUP)
+    gate = Gate(state(client), match=lambda info: info["index"] == 1)
+    faults.register("backup.before_object", gate)
+    waiting = asyncio.create_task(sql(client, "BACKUP ALL TO 'nightly'"))
+    job_id = await pause_at(client, gate)
+    (shown,) = await rows(client, f"SHOW JOB '{job_id}'")
+    assert shown["status"] == "paused"
+    held = target_files(Path(state(client).config.backup.roots[0]) / "nightly")
+    assert held["manifests"] == set() and held["locks"] == {f"{shown['backup_id']}.json"}
+    await ok(client, f"RESUME JOB '{job_id}'")
+    status, body = await waiting
+    assert status == 200, body
+    assert [r["namespace"] for r in body["results"][0]["rows"]] == ["a", "b", "c"]
+    faults.clear()
+
+    await ok(client, "DROP NAMESPACE a CASCADE; DROP NAMESPACE b CASCADE; "
+                     "DROP NAMESPACE c CASCADE")
+    gate = Gate(state(client), match=lambda info: info["index"] == 1)
+    faults.register("restore.before_object", gate)
+    (started,) = await rows(client, "RESTORE ALL FROM 'nightly' WITH (detached = true)")
+    job_id = await pause_at(client, gate)
+    assert job_id == started["job_id"]
+    assert await rows(client, "SHOW NAMESPACES") == []
+    await ok(client, f"RESUME JOB '{job_id}'")
+    done = await wait_job(client, job_id)
+    assert done["status"] == "completed", done
+    assert [r["namespace"] for r in await rows(client, "SHOW NAMESPACES")] == ["a", "b", "c"]
