@@ -261,3 +261,40 @@ async def test_pause_and_resume_a_backup_set_and_a_restore_all(client: Any) -> N
     done = await wait_job(client, job_id)
     assert done["status"] == "completed", done
     assert [r["namespace"] for r in await rows(client, "SHOW NAMESPACES")] == ["a", "b", "c"]
+
+
+def test_sigkill_before_restore_all_installs_leaves_no_namespace_and_no_file(
+    tmp_path: Path, server_process: Any
+) -> None:
+    """The process dies with every member's files fetched, before the one
+    install batch: at restart no namespace of the set exists, no fetched file
+    is left, and the job is failed; the same RESTORE ALL then succeeds."""
+    cfg = tmp_path / "cairn.toml"
+    cfg.write_text(f'[backup]\nroots = ["{tmp_path / "backups"}"]\n')
+    data = tmp_path / "data"
+    srv = server_process(data, config=cfg)
+    status, body = srv.post(SETUP)
+    assert status == 200, body
+    status, body = srv.post("BACKUP ALL TO 'nightly'")
+    assert status == 200, body
+    status, body = srv.post("DROP NAMESPACE a CASCADE; DROP NAMESPACE b CASCADE; "
+                            "DROP NAMESPACE c CASCADE")
+    assert status == 200, body
+    srv.kill()
+    files_before = sorted(p.name for p in (data / "files").rglob("*") if p.is_file())
+    dying = server_process(data, config=cfg, env={"CAIRN_FAULTS": "restore.before_install:kill"})
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        dying.post("RESTORE ALL FROM 'nightly'")
+    dying.kill()
+    again = server_process(data, config=cfg)
+    _, body = again.post("SELECT status, error_message FROM system.jobs "
+                         "WHERE job_type = 'restore'")
+    (job,) = body["results"][0]["rows"]
+    assert job["status"] == "failed" and "interrupted" in job["error_message"], job
+    _, body = again.post("SHOW NAMESPACES")
+    assert body["results"][0]["rows"] == []
+    assert sorted(p.name for p in (data / "files").rglob("*") if p.is_file()) == files_before
+    status, body = again.post("RESTORE ALL FROM 'nightly'")
+    assert status == 200, body
+    _, body = again.post("SELECT count(*) AS n FROM a.t")
+    assert body["results"][0]["rows"] == [{"n": 2}]
