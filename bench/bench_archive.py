@@ -34,6 +34,7 @@ import random
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -147,7 +148,8 @@ async def rpo(work: Path, clients: int, kills: int) -> dict[str, Any]:
             "rpo_max_s": max(samples), "kills": kills}
 
 
-async def restore_to_time(work: Path, clients: int, base_mb: int, changes: int) -> dict[str, Any]:
+async def restore_to_time(work: Path, clients: int, base_mb: int, changes: int,
+                          py_spy: str | None = None) -> dict[str, Any]:
     data = work / "rt-data"
     build(data, {"app": base_mb}, flush_mb=64)
     srv = Server(data, config=config(work))
@@ -172,10 +174,19 @@ async def restore_to_time(work: Path, clients: int, base_mb: int, changes: int) 
             end = first_row(await sql(http, srv.url,
                                       "SHOW RESTORE POINTS FOR DATABASE app IN 'rt'"))["end_time"]
             os.sync()
+            spy = None
+            if py_spy:  # a profile of the server during the restore to a time
+                spy = subprocess.Popen(["py-spy", "record", "-p", str(srv.pid), "-o", py_spy,
+                                        "-f", "raw", "-r", "50", "--threads"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                await asyncio.sleep(1.0)
             t0 = time.perf_counter()
             await sql(http, srv.url,
                       f"RESTORE DATABASE app FROM 'rt' AS pitr WITH (as_of = '{end}')")
             pitr_s = time.perf_counter() - t0
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait()
             await sql(http, srv.url, "BACKUP DATABASE app TO 'plain'")
             os.sync()
             t0 = time.perf_counter()
@@ -253,6 +264,8 @@ async def main() -> int:
     ap.add_argument("--base-mb", type=int, default=256)
     ap.add_argument("--changes", type=int, default=20_000)
     ap.add_argument("--times", type=int, default=50)
+    ap.add_argument("--py-spy", default=None, metavar="FILE",
+                    help="record the server with py-spy (raw stacks) during the restore to a time")
     ap.add_argument("--only", choices=["overhead", "rpo", "restore", "exact"], default=None)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cairn-bench-archive-"))
@@ -269,7 +282,7 @@ async def main() -> int:
                   f"p99 {r['rpo_p99_s']:.2f} s, max {r['rpo_max_s']:.2f} s (interval 1 s); "
                   f"{load()}")
         if args.only in (None, "restore"):
-            r = await restore_to_time(work, args.clients, args.base_mb, args.changes)
+            r = await restore_to_time(work, args.clients, args.base_mb, args.changes, args.py_spy)
             print(f"restore   base {r['base_mb']} MB + {r['changes']} changes in "
                   f"{r['segments']} segments ({r['archived_mb']:.1f} MB): to a time "
                   f"{r['pitr_restore_s']:.2f} s, plain restore of the same state "
