@@ -77,6 +77,7 @@ class Archiver:
         self.failures = 0
         self.check_base = True  # is a base of the current window left? (see base_gone)
         self.base_checked = 0.0
+        self.known_base: str | None = None  # a base of the window seen in the target
 
     # --- the record ------------------------------------------------------------
 
@@ -157,9 +158,10 @@ class Archiver:
         self.check_base = False
         self.base_checked = time.monotonic()
         assert rec.base_us is not None
-        present = await self.cairn.run(store.has_base, self.repo(rec), self.namespace,
-                                       rec.archive_id, rec.base_us)
-        return not present
+        self.known_base = await self.cairn.run(
+            store.base_left, self.repo(rec), self.namespace, rec.base_us,
+            self.known_base or rec.base_backup_id)
+        return self.known_base is None
 
     async def take_base(self, rec: Archive) -> Any:
         """A base backup into the target (a job in system.jobs); segments continue
@@ -190,6 +192,7 @@ class Archiver:
         await self.cairn.run(record)
         self.resumed = True
         self.check_base, self.base_checked = False, time.monotonic()
+        self.known_base = plan.backup_id
         return job
 
     def resume(self, rec: Archive) -> Archive:

@@ -227,14 +227,18 @@ def all_runs(repo: Repository, namespace: str) -> tuple[list[Run], list[str]]:
     return runs, problems
 
 
-def has_base(repo: Repository, namespace: str, archive_id: str, since_us: int) -> bool:
-    """Whether the archive's current run (the one ending at its newest segment;
-    one starting at `since_us`, the base's cut, when it has no segment yet) still
-    has a base backup in the target: one of the namespace taken at or after the
-    run's start. Without one, what the archive ships next restores nothing."""
-    runs, _ = runs_of(archive_id, list_segments(repo, namespace, archive_id).segments)
-    start = runs[-1].after_us if runs else since_us
-    return any(b.snapshot_us >= start for b in bases_of(repo, namespace))
+def base_left(repo: Repository, namespace: str, since_us: int,
+              known: str | None = None) -> str | None:
+    """A base backup the archive's current window can still start from: one of
+    the namespace in the target taken at or after `since_us` (the cut the window
+    began at; its segments run contiguously from there). `known`, such a backup
+    found before, is checked first with a listing only; the manifests are read
+    when it is gone. None when there is none: what the archive ships next would
+    restore nothing."""
+    if known is not None and known in repo.manifest_ids():
+        return known
+    found = [b for b in bases_of(repo, namespace) if b.snapshot_us >= since_us]
+    return min(found, key=lambda b: b.snapshot_us).backup_id if found else None
 
 
 def restore_windows(repo: Repository, namespace: str) -> list[Window]:
