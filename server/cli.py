@@ -13,6 +13,7 @@ from aiohttp import web
 
 import console
 from catalog import CatalogLocked
+from storage import timing
 
 from . import config as config_mod
 from . import logs
@@ -43,6 +44,9 @@ async def serve(cfg: config_mod.Config) -> None:
     # over ~100k such objects otherwise pause every request for 25-55 ms.
     gc.collect()
     gc.freeze()
+    # From here on every collector pass is timed (/metrics cairn_gc_pause_seconds);
+    # the start-up pass above is not a request's pause.
+    timing.watch_gc()
     runner = web.AppRunner(app, handle_signals=False, access_log=None,
                            **connection_options(cfg))
     await runner.setup()

@@ -296,7 +296,6 @@ class Metrics:
         if cairn is not None:
             r.register(StateCollector(cairn))
         r.register(TimingCollector())
-        timing.watch_gc()
 
     # --- hooks -----------------------------------------------------------
 

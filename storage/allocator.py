@@ -14,6 +14,8 @@ import ctypes
 import logging
 from typing import Any
 
+import pyarrow as pa
+
 log = logging.getLogger("cairn.storage")
 
 _ALL_ARENAS = 4096  # jemalloc's MALLCTL_ARENAS_ALL
@@ -40,7 +42,9 @@ def _load() -> Any:
 
 
 def purge() -> bool:
-    """Return DuckDB's unused pages to the OS; True if that was possible."""
+    """Return DuckDB's (and pyarrow's pool's) unused pages to the OS; True if
+    DuckDB's could be asked."""
+    pa.default_memory_pool().release_unused()
     fn = _load()
     if fn is None:
         return False

@@ -11,6 +11,6 @@ class EngineConfig:
     flush_interval_seconds: float = 300.0  # flush a buffer holding a row this old
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2
-    # After a query that ran on the main DuckDB, hand its freed memory back to
-    # the OS (storage/allocator.py), so RSS goes back where it was.
+    # After a query that ran on the main DuckDB, and after an UPDATE or DELETE,
+    # hand freed memory back to the OS (storage/allocator.py), so RSS goes back.
     duckdb_release_memory: bool = True

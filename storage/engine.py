@@ -381,10 +381,13 @@ class Engine:
         """INSERT, UPDATE or DELETE; returns the number of rows affected."""
         if isinstance(expression, exp.Insert):
             return dml.insert(self, expression, session_user, default_namespace)
-        if isinstance(expression, exp.Update):
-            return dml.update(self, expression, session_user, default_namespace)
-        if isinstance(expression, exp.Delete):
-            return dml.delete(self, expression, session_user, default_namespace)
+        if isinstance(expression, exp.Update | exp.Delete):
+            run = dml.update if isinstance(expression, exp.Update) else dml.delete
+            try:
+                return run(self, expression, session_user, default_namespace)  # type: ignore[arg-type]
+            finally:  # its rows were found, copied and encoded after the query's purge
+                if self.cfg.duckdb_release_memory:
+                    allocator.purge()
         raise PermissionDenied(f"{type(expression).__name__.upper()} is not allowed")
 
     insert = update = delete = execute

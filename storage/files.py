@@ -25,6 +25,17 @@ from catalog.ids import new_id
 log = logging.getLogger("cairn.storage")
 
 ROW_GROUP_ROWS = 1_000_000
+# A row group also stays under about this many (Arrow) bytes: DuckDB reads a
+# column chunk of a row group whole, per thread, so a 100 MB flush of wide rows
+# in one row group made any scan of that column peak ~2 x 100 MB above the
+# server's usual RSS (bench/bench_writer.py).
+ROW_GROUP_BYTES = 16 * 1024 * 1024
+
+
+def row_group_rows(rows: pa.Table) -> int:
+    """Rows per row group for `rows`: ROW_GROUP_ROWS, fewer for wide rows."""
+    per_row = max(1, int(rows.nbytes) // max(1, int(rows.num_rows)))
+    return max(1024, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // per_row))
 
 
 class _HashingWriter:
@@ -127,7 +138,7 @@ class FileStore:
                 rows.replace_schema_metadata({**(rows.schema.metadata or {}), **metadata}),
                 pa.PythonFile(writer, mode="w"),
                 compression="zstd",
-                row_group_size=ROW_GROUP_ROWS,
+                row_group_size=row_group_rows(rows),
             )
             writer.close()
         except BaseException:
