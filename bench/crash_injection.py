@@ -63,7 +63,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import crash_jobs  # noqa: E402
 from bench.cairn_process import CairnProcess, write_config  # noqa: E402 (after the path)
+from bench.crash_jobs import JobsBefore  # noqa: E402
 from bench.crash_record import CHECKS, FAULT_POINTS, PHASES, Campaign, Run  # noqa: E402
 from storage.backup import Repository, resolve_target  # noqa: E402
 
@@ -87,6 +89,8 @@ class _World:
         self.log = workdir / "server.log"
         self.backup_digest: dict[str, str] = {}  # backup_id -> digest of app when taken
         self.durations: dict[str, list[float]] = {"backup": [], "restore": []}
+        self.members: dict[str, str | None] = {}  # backup_id -> digest of its namespace
+        self.churn_rows: dict[str, str | None] = {}  # backup_id -> rows of app.churn then
         self.next_id = 1_000_000
         self.keep_last = KEEP_LAST
         self.config_n = 0
@@ -112,9 +116,14 @@ class _World:
         srv.ok("CREATE NAMESPACE app; CREATE TABLE app.base (id BIGINT PRIMARY KEY, data TEXT)")
         for _ in range(2):
             srv.ok(f"INSERT INTO app.base VALUES {self._rows(30)}; FLUSH TABLE app.base")
+        crash_jobs.setup_other(srv, self._rows(20))
         self.churn(srv)
         row = srv.rows(f"BACKUP DATABASE app TO '{TARGET}' WITH (label = 'baseline')")[0]
         self.backup_digest[row["backup_id"]] = digest(srv, "app") or ""
+        self.churn_rows[row["backup_id"]] = crash_jobs.table_rows(srv, "app.churn")
+
+    def digest_app(self, srv: CairnProcess) -> str:
+        return digest(srv, "app") or ""
 
     def churn(self, srv: CairnProcess) -> None:
         """New bytes for the next backup: three flushed files, buffered rows, a
@@ -136,7 +145,9 @@ class _World:
         return int(t["bytes"] + per_row * t["buffered_rows"])
 
     def expected_seconds(self, op: str) -> float:
-        seen = self.durations[op]
+        seen = self.durations.setdefault(op, [])
+        if not seen and op == "pause":
+            seen = self.durations["backup"]
         # Until a job of this kind has completed, guess long, so the window
         # reaches past its end and the first completions calibrate it.
         return statistics.median(seen[-9:]) if seen else self.job_seconds * 1.25 + 0.15
@@ -181,6 +192,7 @@ class Before:
     jobs: set[str]
     manifests: set[str]
     restore_id: str | None = None
+    jb: JobsBefore | None = None
 
 
 def run_campaign(workdir: Path, runs: int, seed: int = 8, job_seconds: float = 1.0,
@@ -204,8 +216,8 @@ def run_campaign(workdir: Path, runs: int, seed: int = 8, job_seconds: float = 1
         srv = world.server(0)
         world.setup(srv)
         for i in range(1, runs + 1):
-            run = Run(i, "backup" if rng.random() < 0.55 else "restore", rng.uniform(-0.15, 1.15))
-            if rng.random() < fault_share:
+            run = Run(i, crash_jobs.draw_op(rng), rng.uniform(-0.15, 1.15))
+            if run.op != "pause" and rng.random() < fault_share:
                 run.fault = rng.choice(FAULT_POINTS[run.op])
                 run.planned = 1.3  # the fallback, should the point not be reached
             if forced and i in forced:
@@ -215,6 +227,10 @@ def run_campaign(workdir: Path, runs: int, seed: int = 8, job_seconds: float = 1
             try:
                 assert srv is not None
                 srv = _one_run(world, srv, run, campaign)
+            except KeyboardInterrupt:  # SIGINT: stop, report the runs done
+                campaign.runs.pop()
+                srv = None
+                break
             except Exception as exc:  # noqa: BLE001 - recorded, then the campaign stops
                 run.failures.append(f"harness: {type(exc).__name__}: {exc}")
                 srv = None
@@ -234,7 +250,8 @@ def run_campaign(workdir: Path, runs: int, seed: int = 8, job_seconds: float = 1
 
 def snapshot(world: _World, srv: CairnProcess) -> Before:
     return Before(digest(srv, "app"), digest(srv, "copy"), set(_jobs(srv)),
-                  {m["backup_id"] for m in world.repo().list_manifests()})
+                  {m["backup_id"] for m in world.repo().list_manifests()},
+                  jb=crash_jobs.snapshot_jobs(srv, digest))
 
 
 def _one_run(world: _World, srv: CairnProcess, run: Run, campaign: Campaign) -> CairnProcess:
@@ -245,8 +262,9 @@ def _one_run(world: _World, srv: CairnProcess, run: Run, campaign: Campaign) -> 
         throttle = world.backup_bytes_to_move(srv) / world.job_seconds
         statement = (f"BACKUP DATABASE app TO '{TARGET}' "
                      f"WITH (keep_last = {world.keep_last}, label = 'run {run.index}')")
-    else:
-        listed = srv.rows(f"SHOW BACKUPS FOR DATABASE app IN '{TARGET}'")
+    elif run.op == "restore":
+        listed = [b for b in srv.rows(f"SHOW BACKUPS FOR DATABASE app IN '{TARGET}'")
+                  if b["backup_id"] in world.backup_digest]  # not a table backup
         chosen = rng.choice(listed)
         before.restore_id = chosen["backup_id"]
         throttle = chosen["bytes"] / world.job_seconds
@@ -256,10 +274,26 @@ def _one_run(world: _World, srv: CairnProcess, run: Run, campaign: Campaign) -> 
             before.copy = None
         statement = (f"RESTORE DATABASE app FROM '{TARGET}' AS copy WITH (backup_id = "
                      f"'{before.restore_id}'{', replace = true' if replace else ''})")
+    else:
+        assert before.jb is not None
+        statement, moved = crash_jobs.prepare(world, srv, run, before.jb)
+        if run.op == "restore_all":  # prepare may have taken a set first
+            before.manifests = {m["backup_id"] for m in world.repo().list_manifests()}
+            before.jobs = set(_jobs(srv))
+        throttle = moved / world.job_seconds
+    run.statement = statement
     srv.stop()
 
     victim = world.server(max(1, int(throttle)), f"{run.fault}:kill" if run.fault else "")
     run.delay = max(0.0, run.planned * world.expected_seconds(run.op))
+    if run.op == "pause":
+        sent = time.monotonic()
+        try:
+            crash_jobs.drive_pause(victim, run, rng, world.expected_seconds("backup"))
+        finally:
+            run.delay = time.monotonic() - sent
+            victim.kill()
+        return _after_kill(world, run, before, campaign)
     conn = victim.send(statement)
     sent = time.monotonic()
     if run.fault:
@@ -278,7 +312,10 @@ def _one_run(world: _World, srv: CairnProcess, run: Run, campaign: Campaign) -> 
         run.answered = False
     finally:
         conn.close()
+    return _after_kill(world, run, before, campaign)
 
+
+def _after_kill(world: _World, run: Run, before: Before, campaign: Campaign) -> CairnProcess:
     srv = world.server(0)
     for name, ok in check_after_restart(world, srv, run, before).items():
         campaign.passed[name] += ok
@@ -311,8 +348,9 @@ def check_after_restart(world: _World, srv: CairnProcess, run: Run,
         if job["status"] == "failed":
             check("job_ended", "interrupted" in (job["error_message"] or ""),
                   f"failed job says {job['error_message']!r}")
-        if job["status"] == "completed":
-            world.durations[run.op].append(_seconds(job["created_at"], job["finished_at"]))
+        if job["status"] == "completed" and run.op != "pause":
+            world.durations.setdefault(run.op, []).append(
+                _seconds(job["created_at"], job["finished_at"]))
     check("job_ended", not (run.answered and (job is None or job["status"] != "completed")),
           "the client got success but the job is not completed")
 
@@ -332,18 +370,24 @@ def check_after_restart(world: _World, srv: CairnProcess, run: Run,
             shown = body.get("error") or body["results"][0]["rows"][0]["errors"]
             check("backups_verify", valid, f"{text}: {status} {shown}")
 
-    # New backups: only the job's own, and only if its manifest landed.
-    made = job["backup_id"] if job is not None and run.op == "backup" else None
+    # New backups: only the job's own (a set's members), and only if its manifests landed.
+    jb = before.jb or JobsBefore()
+    made = crash_jobs.made_backups(run, job, in_target)
     appeared = in_target - before.manifests
-    check("catalog_matches_target", appeared <= {made} - {None},
-          f"backups appeared that no job made: {sorted(appeared)}")
-    complete_backup = made is not None and made in in_target
-    if made is not None and complete_backup:
-        world.backup_digest[made] = before.app or ""
-    if job is not None and run.op == "backup" and job["status"] == "completed":
+    check("catalog_matches_target", appeared <= made,
+          f"backups appeared that no job made: {sorted(appeared - made)}")
+    complete_backup = bool(made & appeared)
+    for bid in made & appeared:
+        if run.op == "backup_table":
+            world.churn_rows[bid] = jb.churn
+        else:
+            crash_jobs.record(world, bid, bid.split(".", 1)[1] if "." in bid else "app", jb)
+    if job is not None and job["job_type"] == "backup" and job["status"] == "completed":
         check("catalog_matches_target", complete_backup, "completed backup is not in the target")
-    for gone in set(world.backup_digest) - in_target:
-        del world.backup_digest[gone]
+    for book in (world.backup_digest, world.members, world.churn_rows):
+        for gone in set(book) - in_target:
+            del book[gone]
+    crash_jobs.check_sets(srv.rows("SHOW BACKUPS"), check)
 
     # The target: nothing unreferenced but what a crashed backup keeps for the
     # next one under its lock ([backup] resume_window); no other lock, no temp file.
@@ -366,10 +410,14 @@ def check_after_restart(world: _World, srv: CairnProcess, run: Run,
 
     # Namespaces: the source untouched, the copy whole.
     names = {r["namespace"] for r in srv.rows("SHOW NAMESPACES")}
-    check("no_partial_namespace", names <= {"app", "copy"}, f"namespaces {sorted(names)}")
-    check("source_unchanged", digest(srv, "app") == before.app, "namespace app changed")
+    check("no_partial_namespace", names <= {"app", "copy", "other"}, f"namespaces {sorted(names)}")
+    if run.op != "restore_all":
+        check("source_unchanged", digest(srv, "app") == before.app, "namespace app changed")
+    if run.op not in ("restore_all", "restore_table"):
+        check("source_unchanged", digest(srv, "other") == jb.namespaces.get("other"),
+              "namespace other changed")
     copy_after = digest(srv, "copy")
-    installed = False
+    installed = crash_jobs.check_restores(srv, run, jb, job, digest, check)
     if run.op == "restore":
         wanted = world.backup_digest.get(before.restore_id or "")
         check("no_partial_namespace", wanted is not None, f"unknown backup {before.restore_id}")
@@ -379,7 +427,7 @@ def check_after_restart(world: _World, srv: CairnProcess, run: Run,
             check("no_partial_namespace", copy_after == wanted,
                   "restore completed but copy differs from the backup")
         installed = copy_after == wanted and before.copy != wanted
-    else:
+    elif run.op != "restore_all":
         check("no_partial_namespace", copy_after == before.copy, "copy changed during a backup")
 
     # The data dir: nothing stray.
@@ -408,6 +456,10 @@ def check_after_restart(world: _World, srv: CairnProcess, run: Run,
     else:
         f = float(job["fraction_completed"] or 0.0)
         run.phase = PHASES[2 + min(3, int(f * 4))]
+    if run.op == "pause" and job is not None and run.phase not in PHASES[6:8]:
+        run.phase = run.mode
+    crash_jobs.check_paused(srv, run, job, check)
+    crash_jobs.resume_after_crash(world, srv, run, job, check)
     return passed
 
 

@@ -8,22 +8,29 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 CHECKS = ("job_ended", "catalog_matches_target", "backups_verify", "no_orphan_objects",
-          "no_partial_namespace", "source_unchanged", "data_dir_clean")
+          "no_partial_namespace", "source_unchanged", "data_dir_clean", "set_whole",
+          "resume_reuses")
 FAULT_POINTS = {
     "backup": ("backup.snapshot_taken", "backup.before_object", "backup.mid_object",
                "backup.before_manifest", "backup.after_manifest", "prune.before_delete"),
     "restore": ("restore.before_object", "restore.mid_object", "restore.before_install",
                 "restore.after_install"),
 }
+FAULT_POINTS["backup_table"] = FAULT_POINTS["backup"][:-1]  # no keep_last for a table backup
+FAULT_POINTS["backup_set"] = FAULT_POINTS["backup"] + ("backup.between_manifests",)
+FAULT_POINTS["restore_all"] = FAULT_POINTS["restore_table"] = FAULT_POINTS["restore"]
+OPS = ("backup", "restore", "pause", "backup_set", "backup_table", "restore_all",
+       "restore_table")
 PHASES = ("before the job was recorded", "queued", "running 0-25%", "running 25-50%",
           "running 50-75%", "running 75-100%", "after the manifest / install",
-          "after the job ended")
+          "after the job ended", "pause requested", "paused", "resumed",
+          "ended before the pause")
 
 
 @dataclass
 class Run:
     index: int
-    op: str  # backup | restore
+    op: str  # backup | restore | pause | backup_set | backup_table | restore_all | restore_table
     planned: float  # kill moment as a fraction of the expected duration
     fault: str | None = None  # a named fault point the server kills itself at
     delay: float = 0.0  # seconds after the request was sent
@@ -31,6 +38,9 @@ class Run:
     job_status: str | None = None
     answered: bool = False  # the client got its answer before the kill
     failures: list[str] = field(default_factory=list)
+    mode: str = ""  # pause: where the kill landed; a set's scope; the backup restored
+    statement: str = ""
+    resumed: bool = False  # a backup kept objects; the next backup was checked to reuse them
 
 
 @dataclass
@@ -50,22 +60,32 @@ class Campaign:
         n = len(self.runs)
         lines = [f"crash injection: {n} runs, seed {self.seed}, {self.seconds:.0f} s", ""]
         ops = Counter(r.op for r in self.runs)
-        lines += ["| kill moment (phase the job was in) | backup | restore | all |",
-                  "|---|---:|---:|---:|"]
+        names = [op for op in OPS if ops[op]]
+        lines += ["| kill moment (phase the job was in) | " + " | ".join(names) + " | all |",
+                  "|---|" + "---:|" * (len(names) + 1)]
         for phase in PHASES:
-            b = sum(1 for r in self.runs if r.phase == phase and r.op == "backup")
-            s = sum(1 for r in self.runs if r.phase == phase and r.op == "restore")
-            lines.append(f"| {phase} | {b} | {s} | {b + s} |")
-        lines.append(f"| **runs** | {ops['backup']} | {ops['restore']} | {n} |")
+            counts = [sum(1 for r in self.runs if r.phase == phase and r.op == op) for op in names]
+            lines.append(f"| {phase} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+        lines.append("| **runs** | " + " | ".join(str(ops[op]) for op in names) + f" | {n} |")
         med = {op: f"{statistics.median(d):.2f} s" if d else "-"
                for op, d in self.durations.items()}
-        lines.append(f"| median job duration (uninterrupted) | {med.get('backup', '-')} "
-                     f"| {med.get('restore', '-')} | |")
+        lines.append("| median job duration (uninterrupted) | "
+                     + " | ".join(med.get(op, "-") for op in names) + " | |")
+        lines += ["", "| job kinds of issue 16 | runs | how |", "|---|---:|---|"]
+        for op in OPS[2:]:
+            modes = Counter(r.mode if op in ("pause", "backup_set") else r.job_status or "no job"
+                            for r in self.runs if r.op == op)
+            lines.append(f"| {op} | {ops[op]} | "
+                         + ", ".join(f"{m} ({k})" for m, k in sorted(modes.items())) + " |")
+        resumed = Counter(r.op for r in self.runs if r.resumed)
+        lines.append("| backed up again after a kill that kept objects (resume_reuses) | "
+                     f"{sum(resumed.values())} | "
+                     + ", ".join(f"after {op} ({k})" for op, k in sorted(resumed.items())) + " |")
         faulted = Counter(r.fault for r in self.runs if r.fault)
         if faulted:
             lines += ["", "| of which killed at a fault point | runs | phase seen |",
                       "|---|---:|---|"]
-            for point in [p for op in FAULT_POINTS.values() for p in op]:
+            for point in dict.fromkeys(p for op in FAULT_POINTS.values() for p in op):
                 seen = Counter(r.phase for r in self.runs if r.fault == point)
                 shown = ", ".join(f"{ph} ({k})" for ph, k in seen.most_common())
                 lines.append(f"| {point} | {faulted[point]} | {shown} |")
