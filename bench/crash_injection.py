@@ -1,6 +1,8 @@
-"""Crash injection (issue 8, part 3): N times, start `cairn serve`, start a
-BACKUP or a RESTORE of a namespace holding data, SIGKILL the server at a random
-moment, restart it and check that nothing lies and nothing is half-done:
+"""Crash injection (issue 8, part 3; issue 16): N times, start `cairn serve`,
+start a job (BACKUP or RESTORE of a namespace holding data, a BACKUP that is
+PAUSEd and maybe RESUMEd, a backup set, BACKUP TABLE, RESTORE ALL, RESTORE
+TABLE: bench/crash_jobs.py), SIGKILL the server at a random moment, restart it
+and check that nothing lies and nothing is half-done:
 
 - the interrupted job ended `failed` ("interrupted"), or `completed` if it had
   finished before the kill; no job is left queued or running; a job that died
@@ -15,7 +17,11 @@ moment, restart it and check that nothing lies and nothing is half-done:
   unchanged; `copy` is whole: its old content or the restored backup's, and the
   backup's if the restore completed;
 - the data dir holds no stray file: `tmp/` is empty and every Parquet file under
-  `files/` is registered.
+  `files/` is registered;
+- a backup set is whole or absent; RESTORE ALL installed every namespace of
+  its set or none; RESTORE TABLE the whole table or nothing;
+- after a kill that kept a backup's objects, the next backup reuses them and
+  sends only what is missing.
 
 The moment: the server runs with `[backup] throttle_bytes_per_second` chosen so
 the job moves its bytes in about `--job-seconds` (1 s); the kill comes after a
@@ -39,7 +45,7 @@ backups inside a backup job is under fire too.
 
     python bench/crash_injection.py --runs 200 [--seed 8] [--job-seconds 1.0]
 
-`tests/proof/test_crash_injection.py` runs the same `run_campaign` with 10 runs.
+`tests/proof/test_crash_injection.py` runs the same `run_campaign` with 12 runs.
 """
 
 from __future__ import annotations
