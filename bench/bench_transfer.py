@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_backup import build, duckdb_export
@@ -87,7 +89,18 @@ async def rounds(srv: Server, info: dict[str, Any], tmp: Path, backups: Path,
     return out
 
 
-async def s3_vs_local(srv: Server, n: int) -> list[dict[str, float]]:
+def plain_upload(fs: Any, files: list[str], bucket: str) -> float:
+    """The floor moto sets: the same files PUT with pyarrow, one after the other,
+    no hashing, no checks (seconds)."""
+    t0 = time.perf_counter()
+    for i, path in enumerate(files):
+        with open(path, "rb") as src, fs.open_output_stream(f"{bucket}/plain/{i}") as out:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+    return time.perf_counter() - t0
+
+
+async def s3_vs_local(srv: Server, n: int, fs: Any, files: list[str]) -> list[dict[str, float]]:
     out = []
     async with session(1) as http:
         for r in range(n):
@@ -97,7 +110,9 @@ async def s3_vs_local(srv: Server, n: int) -> list[dict[str, float]]:
             os.sync()
             s3_ms, body = await timed_sql(http, srv.url, f"BACKUP DATABASE s3src TO 's3_{r}'")
             assert body["status"] == "success", body
-            out.append({"local": local_ms / 1000, "s3": s3_ms / 1000, "load": load})
+            plain = plain_upload(fs, files, f"bench-{r}")
+            out.append({"local": local_ms / 1000, "s3": s3_ms / 1000, "plain": plain,
+                        "load": load})
     return out
 
 
@@ -133,6 +148,10 @@ def report(args: argparse.Namespace, info: dict[str, Any], res: dict[str, Any],
         print(f"| S3 (moto) / local BACKUP of {s3_info['bytes'] / 2**20:.0f} MiB, "
               f"{med([o['s3'] for o in s3]):.2f} s / {med([o['local'] for o in s3]):.2f} s | "
               f"<= 2 | {ratio:.2f} | loads {loads} |")
+        plain = med([o["plain"] for o in s3])
+        over = med([o["s3"] for o in s3]) / plain
+        print(f"| plain pyarrow PUT of the same files to moto (the server's floor) | | "
+              f"{plain:.2f} s: S3 backup / plain PUT = {over:.2f} | |")
     print(f"\nload average at start {args.load_start:.2f}, at end {loadavg():.2f}")
 
 
@@ -150,7 +169,7 @@ def main() -> None:
     args.load_start = loadavg()
     tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-transfer-", dir=args.dir))
     data = tmp / "data"
-    srv = moto = None
+    srv = moto = fs = None
     try:
         sizes = {"big": args.mb, **({"s3src": args.s3_mb} if args.s3_mb else {})}
         built = build(data, sizes, args.flush_mb)
@@ -162,8 +181,6 @@ def main() -> None:
             lines += [f'[backup.targets.s3_{r}]\nuri = "s3://bench-{r}/cairn"\n'
                       f'endpoint = "http://127.0.0.1:{port}"\naccess_key = "bench"\n'
                       f'secret_key = "bench"\nregion = "us-east-1"' for r in range(args.s3_rounds)]
-            import pyarrow.fs as pafs
-
             fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http",
                                    access_key="bench", secret_key="bench", region="us-east-1",
                                    allow_bucket_creation=True)
@@ -172,7 +189,8 @@ def main() -> None:
         config.write_text("\n".join(lines) + "\n")
         srv = Server(data, tmp / "server.log", config=config)
         res = asyncio.run(rounds(srv, info, tmp, data / "backups", args.rounds))
-        s3 = asyncio.run(s3_vs_local(srv, args.s3_rounds)) if args.s3_mb else []
+        s3 = (asyncio.run(s3_vs_local(srv, args.s3_rounds, fs, built["s3src"]["files"]))
+              if args.s3_mb else [])
         srv.stop()
         srv = None
         duck = duckdb_export(tmp, info["files"], args.rounds)

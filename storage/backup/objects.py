@@ -335,7 +335,13 @@ class ObjectStore(ObjectReads):
             with writing(uri):
                 make_dirs(self.target, dest.rsplit("/", 1)[0])
             try:
-                n, stored, digest = self._upload_encoded(src, dest, form, on_bytes, should_stop)
+                if form.encoding == RAW and form.keys is None:  # not worth compressing
+                    plain = hashlib.sha256()  # stored as is: by the kernel, locally
+                    n = stored = self._upload(src, dest, plain, on_bytes, should_stop)
+                    digest = plain.hexdigest()
+                else:
+                    n, stored, digest = self._upload_encoded(src, dest, form, on_bytes,
+                                                             should_stop)
                 _check_source(local_path, digest, n, sha256, size)
                 if local:
                     existing = self.size_of(form.oid)
@@ -343,7 +349,9 @@ class ObjectStore(ObjectReads):
                         delete_quietly(self.target, dest)
                         return PutResult(form.oid, existing, False, sha256, n)
                     with writing(uri):
-                        publish(self.target, dest, final, self.durable)
+                        publish(self.target, dest, final, self.durable,
+                                file_synced=handler_of(self.target.fs) is not None
+                                and form.encoding == RAW and form.keys is None)
                 elif dest != final and not self._move_unless_present(dest, form.oid, stored):
                     return PutResult(form.oid, stored, False, sha256, n)
             except BaseException:

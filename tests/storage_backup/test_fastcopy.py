@@ -97,8 +97,10 @@ def test_the_hash_is_of_what_landed(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert sha != hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])  # zstd: not worth it, stored raw
 def test_local_put_and_restore_go_through_the_kernel(
-    repo: Repository, make_file: MakeFile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Repository, make_file: MakeFile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    compression: str,
 ) -> None:
     calls: list[int] = []
     real = os.copy_file_range
@@ -108,8 +110,8 @@ def test_local_put_and_restore_go_through_the_kernel(
         return real(*args)
 
     monkeypatch.setattr(os, "copy_file_range", counted)
-    repo.compression = "none"
-    repo.store.compress = False
+    repo.compression = compression
+    repo.store.compress = compression == "zstd"
     src = make_file(size=2 * CHUNK_SIZE + 9)
     put = repo.put_file(src.path, sha256=src.sha256, size=src.size)
     assert put.written and put.oid == src.sha256 and calls
