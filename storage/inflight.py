@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -45,6 +45,12 @@ class InFlight:
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
         self._stop = threading.Event()
+        self._pending: set[Future[None]] = set()
+
+    def drain(self) -> None:
+        """From `before` (the submitting thread): wait for every item in flight
+        (a pause must not report `paused` while objects are still moving)."""
+        self._pending = _reap(self._pending, ALL_COMPLETED)
 
     @property
     def stopping(self) -> bool:
@@ -59,20 +65,20 @@ class InFlight:
                     before(index)
                 fn(index, item)
             return
-        pending: set[Future[None]] = set()
+        self._pending = set()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="cairn-transfer") as pool:
             try:
                 for index, item in enumerate(items):
                     if before is not None:
                         before(index)
-                    while len(pending) >= self.workers:
-                        pending = _reap(pending, FIRST_COMPLETED)
-                    pending.add(pool.submit(fn, index, item))
-                while pending:
-                    pending = _reap(pending, FIRST_COMPLETED)
+                    while len(self._pending) >= self.workers:
+                        self._pending = _reap(self._pending, FIRST_COMPLETED)
+                    self._pending.add(pool.submit(fn, index, item))
+                while self._pending:
+                    self._pending = _reap(self._pending, FIRST_COMPLETED)
             except BaseException:
                 self._stop.set()
-                wait(pending)
+                wait(self._pending)
                 raise
 
 

@@ -180,6 +180,8 @@ def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
 
     def before(index: int) -> None:
         work.fault("restore.before_object", index=index)
+        if work.pause_requested:
+            flight.drain()  # nothing moves while the job says paused
         work.check_cancelled()
 
     flight.run(entries, one, before)

@@ -43,6 +43,10 @@ class _Offset:
     def check_cancelled(self) -> None:
         self.work.check_cancelled()
 
+    @property
+    def pause_requested(self) -> bool:
+        return self.work.pause_requested
+
     def progress(self, *, files_done: int | None = None, files_total: int | None = None,
                  bytes_done: int | None = None, bytes_total: int | None = None,
                  rows: int | None = None, force: bool = False) -> None:

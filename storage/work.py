@@ -15,6 +15,11 @@ class Work(Protocol):
 
     def check_cancelled(self) -> None: ...
 
+    @property
+    def pause_requested(self) -> bool:
+        """A pause is asked: the operation lets what is in flight finish before
+        its next `check_cancelled` parks it, so a paused job moves nothing."""
+
     def progress(
         self,
         *,

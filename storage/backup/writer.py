@@ -75,6 +75,8 @@ def store_all(repo: Repository, work: Work, files: list[FileToStore], lock: Back
 
     def before(index: int) -> None:
         work.fault("backup.before_object", index=index)
+        if work.pause_requested:
+            flight.drain()  # nothing moves while the job says paused
         work.check_cancelled()
 
     def store(index: int, item: FileToStore) -> None:

@@ -113,8 +113,28 @@ def world_statements(draw: Any) -> str:
     ]))
 
 
+@st.composite
+def scope_statements(draw: Any) -> str:
+    """Table-scope and several-namespace backups and restores over the small world."""
+    ns = draw(st.sampled_from(NAMESPACES))
+    table = draw(st.sampled_from(TABLES))
+    target = "'" + draw(st.sampled_from(TARGETS)).replace("'", "''") + "'"
+    options = draw(st.sampled_from([
+        "", " WITH (label = 'fuzz')", " WITH (replace = true)", " WITH (backup_id = 'bk-nope')",
+        " WITH (keep_last = 1)", " WITH (nope = 1)", " WITH (detached = true)",
+    ]))
+    return draw(st.sampled_from([
+        f"BACKUP DATABASE {ns}, other TO {target}{options}", f"BACKUP ALL TO {target}{options}",
+        f"RESTORE ALL FROM {target}{options}", f"BACKUP TABLE {table} TO {target}{options}",
+        f"BACKUP TABLE app.t, {table} TO {target}",
+        f"RESTORE TABLE {table} FROM {target} AS copy.t{options}",
+        f"RESTORE TABLE {table} FROM {target}",
+    ]))
+
+
 # Every valid statement as text: printed dataclasses and the small world.
-valid_sql = st.one_of(dataclass_statements.map(to_sql), queries(), world_statements())
+valid_sql = st.one_of(dataclass_statements.map(to_sql), queries(), world_statements(),
+                      scope_statements())
 
 
 def tokens(text: str) -> list[str]:

@@ -33,6 +33,7 @@ class Quiet:
     """A Work that never cancels and records nothing."""
 
     cancelled = False
+    pause_requested = False
 
     def check_cancelled(self) -> None:
         pass

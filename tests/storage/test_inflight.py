@@ -80,3 +80,23 @@ def test_one_worker_runs_inline() -> None:
 def test_workers_per_target_kind() -> None:
     assert workers_for("archive") == 1
     assert 2 <= workers_for("local") <= workers_for("s3") <= 16
+
+
+def test_drain_from_before_waits_for_everything_in_flight() -> None:
+    """What a pause relies on: after `drain()` in `before`, nothing is moving."""
+    flight = InFlight(4)
+    finished: set[int] = set()
+    seen_at_drain: list[set[int]] = []
+
+    def one(index: int, item: str) -> None:
+        time.sleep(0.05)
+        finished.add(index)
+
+    def before(index: int) -> None:
+        if index == 3:
+            flight.drain()
+            seen_at_drain.append(set(finished))
+
+    flight.run(list("abcdef"), one, before)
+    assert seen_at_drain == [{0, 1, 2}]  # all three in flight had finished
+    assert finished == set(range(6))
