@@ -6,7 +6,7 @@ docs/reliability.md quotes ("Hostile inputs"); exits 1 on any broken promise
 (VERIFY and RESTORE disagreeing, a 500, anything installed by a refused
 restore, a control INSERT or system-table SELECT failing).
 
-    python bench/bench_fuzz_manifests.py [--limit N] [--seed S]
+    python bench/bench_fuzz_manifests.py [--limit N] [--seed S] [--match TEXT]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from server.config import Config  # noqa: E402
 from tests.proof.manifest_fuzz import all_cases, make_backups, read_doc, run_case  # noqa: E402
 
 
-async def main(limit: int | None, seed: int) -> int:
+async def main(limit: int | None, seed: int, match: str | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="cairn-fuzz-"))
     cfg = Config()
     cfg.storage.data_dir = str(work / "data")
@@ -45,6 +45,8 @@ async def main(limit: int | None, seed: int) -> int:
             docs = {kind: read_doc(root, kind, bid) for kind, bid in ids.items()}
             cases = all_cases(docs)
             random.Random(seed).shuffle(cases)
+            if match is not None:
+                cases = [c for c in cases if match in c[1]]
             if limit is not None:
                 cases = cases[:limit]
             for n, (kind, description, doc) in enumerate(cases):
@@ -75,5 +77,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="run only N cases")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--match", default=None,
+                        help="only the cases whose description contains this text")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.limit, args.seed)))
+    sys.exit(asyncio.run(main(args.limit, args.seed, args.match)))
