@@ -48,7 +48,7 @@ FORCED: dict[int, tuple[str, str | None]] = {
 AFTER_WORK = (1, 3, 6, 9)  # pinned after the manifest / the install
 
 
-# Twelve SIGKILLed server starts took 340 s at load average 9 (2 CPUs); the
+# Twelve SIGKILLed server starts take 70 s at load average 3 (340 s at 9); the
 # default 120 s limit is too tight when the machine is busy.
 @pytest.mark.timeout(900)
 def test_sigkill_at_random_moments(tmp_path: Path) -> None:
