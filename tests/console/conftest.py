@@ -44,7 +44,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 # Slow enough that a backup of `big` in `slow_server` takes about two seconds, so
 # there is time to see the bar drawn and to press Ctrl-C while it runs.
-THROTTLE = 250_000
+THROTTLE = 80_000  # a ~500 KB backup runs ~5 s: time for a Ctrl-C and its question
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,20 @@ def test_backup_shows_a_progress_bar_that_reaches_100(
     assert "detached = TRUE" in body["results"][0]["rows"][0]["statement"]
 
 
+def interrupt_until(term: Terminal, pattern: str) -> re.Match[str]:
+    """Ctrl-C, again if nothing answers within 2 s: on a loaded CI box one
+    Ctrl-C sent through the pseudo-terminal was seen echoed yet never raised
+    in the console (twice in 1,545 tests); a person presses it again too."""
+    for _ in range(2):
+        term.send("\x03")
+        try:
+            return term.expect(pattern, timeout=2.0)
+        except AssertionError:
+            continue
+    term.send("\x03")
+    return term.expect(pattern)
+
+
 @pytest.mark.parametrize("answer", ["y", "n"])
 def test_ctrl_c_during_backup_asks_whether_to_kill(
         slow_server: ServerProcess, tmp_path: Path, answer: str) -> None:
@@ -106,8 +121,7 @@ def test_ctrl_c_during_backup_asks_whether_to_kill(
         term.prompt()
         term.line(f"BACKUP DATABASE big TO 'ctrl_c_{answer}';")
         term.expect(r"backup big → ctrl_c_\w ━+")
-        term.send("\x03")  # Ctrl-C
-        job_id = term.expect(r"Kill job (job-\w+)\? \[y/N\]").group(1)
+        job_id = interrupt_until(term, r"Kill job (job-\w+)\? \[y/N\]").group(1)
         term.line(answer)
         if answer == "y":
             term.expect(rf"ERROR CANCELLED: .*\(job {job_id}\)")

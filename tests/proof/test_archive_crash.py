@@ -182,8 +182,12 @@ def test_kill_at_each_archive_fault_point(tmp_path: Path, point: str) -> None:
         report = must(srv, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'")[0]
         assert report["is_valid"] and len(report["windows"]) == 1, report
         log = w1.log + w2.log
-        assert w1.log and w2.log
+        # The first shipment can kill the server before any writer got its answer
+        # (a loaded machine answers late): then no write was acknowledged before
+        # the kill, and only the final state can be checked for it.
+        assert w2.log
         check_exact(srv, log, max(a for _, _, a in log) + 0.001, "final")
-        check_exact(srv, log, w1.log[-1][2], "at_kill")
+        if w1.log:
+            check_exact(srv, log, w1.log[-1][2], "at_kill")
     finally:
         srv.kill()
