@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -210,6 +211,8 @@ class Shell:
         """The interactive loop; Ctrl-C drops the current input, Ctrl-D quits."""
         from .prompt import SqlCompleter, make_session
 
+        listen_for_ctrl_c()
+
         session = make_session(SqlCompleter(self.names, lambda: COMMANDS))
         self.printer.notice(f"Cairn console on {self.client.url}. End statements with ; "
                             "— \\? lists commands, \\q quits.")
@@ -227,6 +230,15 @@ class Shell:
             except KeyboardInterrupt:
                 self.printer.notice("Cancelled (the server may still finish the statement).")
         return EXIT_OK
+
+
+def listen_for_ctrl_c() -> None:
+    """Ctrl-C raises KeyboardInterrupt even when the console was started with
+    SIGINT ignored or blocked (inherited from a parent: `nohup`, a test runner's
+    worker), since the console's answer to it (drop the input, offer KILL JOB
+    during a backup) is how a person stops what they started."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,16 +26,25 @@ def plain(text: str) -> str:
     return re.sub(r"[ \t]+\n", "\n", ANSI.sub("", text).replace("\r", ""))
 
 
+def _ignore_sigint() -> None:
+    """In the child before exec: SIGINT ignored and blocked, as a parent (nohup,
+    a test runner's worker) may hand it down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 class Terminal:
     """`cairn sql` on a 160x40 pseudo-terminal."""
 
-    def __init__(self, url: str, history: Path, *extra: str, width: int = 160) -> None:
+    def __init__(self, url: str, history: Path, *extra: str, width: int = 160,
+                 sigint_ignored: bool = False) -> None:
         env = {**os.environ, "CAIRN_HISTORY": str(history), "PROMPT_TOOLKIT_NO_CPR": "1",
                "TERM": "xterm-256color", "COLUMNS": str(width), "LINES": "40"}
         env.pop("NO_COLOR", None)
         self.child = pexpect.spawn(
             sys.executable, ["-m", "server.cli", "sql", "--url", url, *extra], env=env,
-            dimensions=(40, width), encoding="utf-8", cwd=str(ROOT), timeout=15)
+            dimensions=(40, width), encoding="utf-8", cwd=str(ROOT), timeout=15,
+            preexec_fn=_ignore_sigint if sigint_ignored else None)
         self.raw = ""
         self.seen = 0  # how much of plain(raw) earlier expects consumed
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,29 +98,18 @@ def test_backup_shows_a_progress_bar_that_reaches_100(
     assert "detached = TRUE" in body["results"][0]["rows"][0]["statement"]
 
 
-def interrupt_until(term: Terminal, pattern: str) -> re.Match[str]:
-    """Ctrl-C, again if nothing answers within 2 s: on a loaded CI box one
-    Ctrl-C sent through the pseudo-terminal was seen echoed yet never raised
-    in the console (twice in 1,545 tests); a person presses it again too."""
-    for _ in range(2):
-        term.send("\x03")
-        try:
-            return term.expect(pattern, timeout=2.0)
-        except AssertionError:
-            continue
-    term.send("\x03")
-    return term.expect(pattern)
-
-
-@pytest.mark.parametrize("answer", ["y", "n"])
+@pytest.mark.parametrize(("answer", "inherited"), [("y", False), ("n", False), ("y", True)])
 def test_ctrl_c_during_backup_asks_whether_to_kill(
-        slow_server: ServerProcess, tmp_path: Path, answer: str) -> None:
-    term = Terminal(slow_server.url, tmp_path / "history")
+        slow_server: ServerProcess, tmp_path: Path, answer: str, inherited: bool) -> None:
+    """`inherited`: the console started with SIGINT ignored and blocked (a full
+    test run once handed that down to it, and Ctrl-C went unheard)."""
+    term = Terminal(slow_server.url, tmp_path / "history", sigint_ignored=inherited)
     try:
         term.prompt()
-        term.line(f"BACKUP DATABASE big TO 'ctrl_c_{answer}';")
-        term.expect(r"backup big → ctrl_c_\w ━+")
-        job_id = interrupt_until(term, r"Kill job (job-\w+)\? \[y/N\]").group(1)
+        term.line(f"BACKUP DATABASE big TO 'ctrl_c_{answer}{int(inherited)}';")
+        term.expect(r"backup big → ctrl_c_\w+ ━+")
+        term.send("\x03")  # Ctrl-C
+        job_id = term.expect(r"Kill job (job-\w+)\? \[y/N\]").group(1)
         term.line(answer)
         if answer == "y":
             term.expect(rf"ERROR CANCELLED: .*\(job {job_id}\)")
