@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -106,16 +107,27 @@ class LocksAndPrune:
                 or not is_backup_id(name[:-5])
             ):
                 continue
-            data = self._read_small(info.path)
-            if data is None:
-                continue
-            try:
-                doc = locks.decode(data, name[:-5], self.uri)
-            except CairnError as exc:
-                found.append({"backup_id": name[:-5], "error": exc.message})
-                continue
-            found.append(doc)
+            entry = self._read_lock(info.path, name[:-5])
+            if entry is not None:
+                found.append(entry)
         return found
+
+    def _read_lock(self, path: str, backup_id: str) -> dict[str, Any] | None:
+        """A lock as decoded, or its error; None when it is gone. Another server
+        may be rewriting it as we read (object storage has been seen to answer a
+        cut body then), so a damaged read is tried again before it counts."""
+        error = ""
+        for attempt in range(4):
+            if attempt:
+                time.sleep(0.05 * attempt)
+            data = self._read_small(path)
+            if data is None:
+                return None
+            try:
+                return locks.decode(data, backup_id, self.uri)
+            except CairnError as exc:
+                error = exc.message
+        return {"backup_id": backup_id, "error": error}
 
     def locked_objects(self) -> set[str]:
         used: set[str] = set()
