@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_backup import build
-from common import ROOT, RssSampler, free_port, pct, session, sql
+from common import ROOT, RssSampler, Server, pct, session, sql
 
 STALL_AIM_MS = 15.0
 RSS_AIM_MB = 300.0
@@ -62,41 +61,8 @@ def run_queue_ms(pid: int) -> float:
     return total / 1e6
 
 
-class Serve:
-    """`cairn serve` from `root` (its code, cwd and PYTHONPATH)."""
-
-    def __init__(self, root: Path, data: Path, log: Path, config: Path | None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(root)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data),
-             "--port", str(self.port), "--pg-port", "0", "--log-level", "WARNING",
-             *(["--config", str(config)] if config else [])],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=str(root), env=env)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("cairn listening"):
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r}; see {log}")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def rss_mb(self) -> float:
-        return RssSampler.read_kb(self.pid) / 1024
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
+def rss_mb(srv: Server) -> float:
+    return RssSampler.read_kb(srv.pid) / 1024
 
 
 # --- 1. stalls -----------------------------------------------------------------------
@@ -215,19 +181,19 @@ async def where_time_went(url: str) -> list[str]:
 # --- 3. memory -----------------------------------------------------------------------
 
 
-async def rss_around(srv: Serve, http: Any, url: str, text: str) -> dict[str, Any]:
-    before = srv.rss_mb()
+async def rss_around(srv: Server, http: Any, url: str, text: str) -> dict[str, Any]:
+    before = rss_mb(srv)
     load0 = load_avg()
     with RssSampler(srv.pid) as rss:
         t0 = time.perf_counter()
         body = await sql(http, url, text)
         took = time.perf_counter() - t0
         await asyncio.sleep(2.0)
-    return {"text": text, "before": before, "peak": rss.peak_mb, "after": srv.rss_mb(),
+    return {"text": text, "before": before, "peak": rss.peak_mb, "after": rss_mb(srv),
             "s": took, "rows": body["results"][-1].get("row_count"), "load": (load0, load_avg())}
 
 
-async def memory(srv: Serve, url: str) -> list[dict[str, Any]]:
+async def memory(srv: Server, url: str) -> list[dict[str, Any]]:
     out = []
     async with session(1) as http:
         for text in (
@@ -298,9 +264,9 @@ def main() -> None:
             shutil.copytree(args.data, data)
         else:
             build(data, {"big": args.mb}, 100)
-        srv = Serve(Path(args.server_root), data, tmp / "server.log",
-                    Path(args.config) if args.config else None)
-        idle = srv.rss_mb()
+        srv = Server(data, tmp / "server.log", Path(args.config) if args.config else None,
+                     root=Path(args.server_root))
+        idle = rss_mb(srv)
         st = None if args.memory_only else asyncio.run(stalls(srv.url, srv.pid, args.inserts))
         went = asyncio.run(where_time_went(srv.url))
         mem = asyncio.run(memory(srv, srv.url))

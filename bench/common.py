@@ -30,10 +30,11 @@ def free_port() -> int:
 
 
 class Server:
-    """`cairn serve --data-dir DIR --port P` as a subprocess (stderr to a log file)."""
+    """`cairn serve --data-dir DIR --port P` as a subprocess (stderr to a log file),
+    from the checkout `root` (its code, cwd and PYTHONPATH; another one for A/B runs)."""
 
     def __init__(self, data_dir: Path, log_path: Path | None = None,
-                 config: Path | None = None, pgwire: bool = False) -> None:
+                 config: Path | None = None, pgwire: bool = False, root: Path = ROOT) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.pg_port = free_port() if pgwire else 0  # 0: no PostgreSQL listener
@@ -44,8 +45,8 @@ class Server:
             [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir),
              "--port", str(self.port), "--pg-port", str(self.pg_port), "--log-level", "WARNING",
              *(["--config", str(config)] if config is not None else [])],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=str(ROOT),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=str(root),
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(root)},
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog import DataFile, Namespace, Table, TableSchema
+from catalog import Batch, DataFile, Namespace, Table, TableSchema
 from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of
-from .backup.schema import MAX_SEQ, FileEntry, Manifest, to_doc
+from .backup.schema import MAX_SEQ, FileEntry, Manifest, TableEntry, to_doc
 from .buffer import family_name
 from .files import FileStore
 from .inflight import InFlight
@@ -224,17 +224,7 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
                 batch.put(Namespace(dest, created_at=m.namespace_record.created_at,
                                     options=dict(m.namespace_record.options)))
                 for t in m.tables:
-                    uid = restore.table_uids[t.name]
-                    catalog.family(family_name(uid))
-                    batch.put(Table(
-                        namespace=dest, name=t.name, uid=uid, table_type=t.table_type,
-                        schema_version=t.schema_version, primary_key=list(t.primary_key),
-                        options=dict(t.options), created_at=t.created_at,
-                    ))
-                    for s in t.schemas:
-                        batch.put(TableSchema(uid, s.version, dest, t.name,
-                                              columns=[to_doc(c) for c in s.columns],
-                                              created_at=s.created_at))
+                    put_table(registry, batch, dest, t, restore.table_uids[t.name])
                 for f in files:
                     batch.put(f)
                 registry.commit_removal(batch, old)
@@ -246,6 +236,20 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
         break
     log.info("restored backup %s as namespace %s (%d tables, %d files)",
              m.backup_id, dest, len(m.tables), len(files))
+
+
+def put_table(registry: Registry, batch: Batch, dest: str, t: TableEntry, uid: str) -> None:
+    """Into `batch`: the restored table `t` as `dest`.`t.name` under `uid`, with
+    every schema version (its buffer's column family made first)."""
+    registry.catalog.family(family_name(uid))
+    batch.put(Table(
+        namespace=dest, name=t.name, uid=uid, table_type=t.table_type,
+        schema_version=t.schema_version, primary_key=list(t.primary_key),
+        options=dict(t.options), created_at=t.created_at,
+    ))
+    for s in t.schemas:
+        batch.put(TableSchema(uid, s.version, dest, t.name,
+                              columns=[to_doc(c) for c in s.columns], created_at=s.created_at))
 
 
 def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -> None:
@@ -276,17 +280,7 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
                 catalog.ensure_seq_above(max_seq)
                 batch = catalog.batch()
                 old_paths = registry.remove_tables(batch, old)
-                uid = restore.table_uids[t.name]
-                catalog.family(family_name(uid))
-                batch.put(Table(
-                    namespace=dest, name=t.name, uid=uid, table_type=t.table_type,
-                    schema_version=t.schema_version, primary_key=list(t.primary_key),
-                    options=dict(t.options), created_at=t.created_at,
-                ))
-                for s in t.schemas:
-                    batch.put(TableSchema(uid, s.version, dest, t.name,
-                                          columns=[to_doc(c) for c in s.columns],
-                                          created_at=s.created_at))
+                put_table(registry, batch, dest, t, restore.table_uids[t.name])
                 for f in files:
                     batch.put(f)
                 registry.commit_removal(batch, old)

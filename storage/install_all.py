@@ -16,12 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catalog import DataFile, Namespace, Table, TableSchema
+from catalog import DataFile, Namespace
 from catalog.errors import AlreadyExists, InvalidArgument
 
-from .backup.schema import MAX_SEQ, to_doc
-from .buffer import family_name
-from .install import Fetch, OnBytes, Restore, _check_contents, _count_live, _fetch_all
+from .backup.schema import MAX_SEQ
+from .install import (
+    Fetch,
+    OnBytes,
+    Restore,
+    _check_contents,
+    _count_live,
+    _fetch_all,
+    put_table,
+)
 from .registry import Registry
 from .work import Work
 
@@ -122,17 +129,7 @@ def install_many(registry: Registry, restores: list[Restore],
                     batch.put(Namespace(dest, created_at=m.namespace_record.created_at,
                                         options=dict(m.namespace_record.options)))
                     for t in m.tables:
-                        uid = r.table_uids[t.name]
-                        catalog.family(family_name(uid))
-                        batch.put(Table(
-                            namespace=dest, name=t.name, uid=uid, table_type=t.table_type,
-                            schema_version=t.schema_version, primary_key=list(t.primary_key),
-                            options=dict(t.options), created_at=t.created_at,
-                        ))
-                        for s in t.schemas:
-                            batch.put(TableSchema(uid, s.version, dest, t.name,
-                                                  columns=[to_doc(c) for c in s.columns],
-                                                  created_at=s.created_at))
+                        put_table(registry, batch, dest, t, r.table_uids[t.name])
                     for f in files:
                         batch.put(f)
                 registry.commit_removal(batch, old)
