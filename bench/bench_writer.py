@@ -250,6 +250,7 @@ def main() -> None:
     ap.add_argument("--server-root", default=str(ROOT), help="checkout the server runs from")
     ap.add_argument("--config", help="a cairn.toml for the server")
     ap.add_argument("--memory-only", action="store_true", help="skip the INSERT loops")
+    ap.add_argument("--stalls-only", action="store_true", help="skip the memory part")
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--data", help="build the table here once and keep it; each run "
                                    "works on a copy")
@@ -269,7 +270,7 @@ def main() -> None:
         idle = rss_mb(srv)
         st = None if args.memory_only else asyncio.run(stalls(srv.url, srv.pid, args.inserts))
         went = asyncio.run(where_time_went(srv.url))
-        mem = asyncio.run(memory(srv, srv.url))
+        mem = [] if args.stalls_only else asyncio.run(memory(srv, srv.url))
         report(args, st, went, mem, idle)
     finally:
         if srv is not None:

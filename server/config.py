@@ -59,6 +59,9 @@ class JobsConfig:
     max_concurrent: int = 2
     history_max_age_days: float = 30.0
     history_max_count: int = 10_000
+    # Linux nice value of the threads that run jobs and the archiver (0..19;
+    # 0: normal priority). See storage/priority.py.
+    background_nice: int = 10
 
 
 @dataclass
@@ -190,6 +193,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"[server] {key} must be 0 or more")
     if cfg.storage.flush_rows < 1:
         raise ConfigError("[storage] flush_rows must be at least 1")
+    if not 0 <= cfg.jobs.background_nice <= 19:
+        raise ConfigError("[jobs] background_nice must be 0..19 (0: normal priority)")
     if cfg.jobs.max_concurrent < 1:
         raise ConfigError("[jobs] max_concurrent must be at least 1")
     try:

@@ -57,6 +57,8 @@ class JobHost(Protocol):
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
 
+    async def run_background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
 
 class JobContext:
     """Handed to a job's work function (in a worker thread)."""
@@ -347,7 +349,7 @@ class JobRunner:
             await self.cairn.run(self.cairn.catalog.put, job)
             self.cairn.metrics.job_started(job)
             logs.job_started(job)
-            job.result = await self.cairn.run(work, ctx)
+            job.result = await self.cairn.run_background(work, ctx)
             job.status = "completed"
             job.fraction_completed = 1.0
         except Cancelled as exc:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from catalog import Catalog
+from storage import priority
 
 from .config import Config
 from .metrics import Metrics
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cairn")
 T = TypeVar("T")
+BACKGROUND_THREADS = 64
 
 
 class Cairn:
@@ -41,6 +43,15 @@ class Cairn:
         self._pool = ThreadPoolExecutor(
             max_workers=config.server.blocking_threads, thread_name_prefix="cairn-io"
         )
+        # Jobs (flush, backup, restore, verify, ...) run on their own threads, at
+        # the background priority (storage/priority.py): a running backup does
+        # not take the CPUs from the statements clients wait for. A paused job
+        # keeps its thread, hence the generous bound (threads start on demand).
+        priority.set_background_nice(config.jobs.background_nice)
+        self._background = ThreadPoolExecutor(
+            max_workers=BACKGROUND_THREADS, thread_name_prefix="cairn-job",
+            initializer=priority.lower_this_thread,
+        )
         self.metrics = Metrics(self, slow_seconds=config.log.slow_request_seconds)
         self.engine: Engine = None  # type: ignore[assignment]  # set by create_app
         self.jobs: JobRunner = None  # type: ignore[assignment]  # set by create_app
@@ -54,5 +65,11 @@ class Cairn:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
+    async def run_background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """The door for a job's work: like `run`, on a background-priority thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._background, functools.partial(fn, *args, **kwargs))
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._background.shutdown(wait=True, cancel_futures=True)

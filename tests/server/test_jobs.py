@@ -15,6 +15,7 @@ from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
 from server.config import Config
 from server.jobs import JobContext, JobRunner
 from server.state import Cairn, Session
+from storage import priority
 
 
 @pytest.fixture
@@ -186,3 +187,20 @@ def test_history_is_bounded_oldest_first(tmp_path: Path) -> None:
     assert left == ["job-3", "job-4", "job-5", "job-live"]
     state.close()
     cat.close()
+
+
+async def test_work_runs_at_background_priority(cairn: Cairn) -> None:
+    """A job's work, and the threads it starts, run at [jobs] background_nice;
+    statements' threads (`cairn.run`) stay at normal priority."""
+    assert cairn.config.jobs.background_nice == 10
+
+    def work(ctx: JobContext) -> dict:
+        child: list[int] = []
+        t = threading.Thread(target=lambda: child.append(priority.thread_nice()))
+        t.start()
+        t.join()
+        return {"own": priority.thread_nice(), "child": child[0]}
+
+    job = await cairn.jobs.run("test", SESSION, work)
+    assert job.result == {"own": 10, "child": 10}
+    assert await cairn.run(priority.thread_nice) == priority.thread_nice() == 0

@@ -1,0 +1,72 @@
+"""Background work runs at a lower OS priority than the work a client waits for.
+
+On 2 CPUs a backup's copy, hash and content-check threads used to take the
+cores while a single-row INSERT's thread was runnable but waiting for one
+(9 ms per INSERT on average, 41 ms at worst, measured from
+/proc/<pid>/task/*/schedstat). Linux schedules threads, and a thread's nice
+value is its own: a background thread that lowers itself (`lower_this_thread`)
+gets a CPU only as much as normal-priority threads leave, and every thread it
+starts afterwards inherits the lower priority (a transfer's worker pool, its
+hashers). A lowered thread never raises itself again (an unprivileged process
+may not), so only threads that do nothing but background work lower
+themselves: the job pool's, the archiver's.
+
+The trade-off: when normal-priority work keeps both CPUs busy, background work
+slows down (nice 10 gets ~1/10 of a CPU against one busy normal thread), and a
+lowered thread that holds a lock or the GIL holds it longer. The level is the
+server's `[jobs] background_nice` (0 turns this off); see docs/performance.md
+for what each level measured."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+DEFAULT_NICE = 10
+MAX_NICE = 19
+
+_nice = DEFAULT_NICE
+# Only Linux gives each thread its own nice value through PRIO_PROCESS and a
+# thread id; elsewhere that id could name some other process.
+_LINUX = sys.platform.startswith("linux")
+
+
+def set_background_nice(nice: int) -> None:
+    """The nice value `lower_this_thread` gives (0: leave threads alone). Set once
+    by the server from its config, before background threads start."""
+    global _nice
+    if not 0 <= nice <= MAX_NICE:
+        raise ValueError(f"background nice must be 0..{MAX_NICE}, not {nice}")
+    _nice = nice
+
+
+def background_nice() -> int:
+    return _nice
+
+
+def thread_nice(native_id: int | None = None) -> int:
+    """The nice value of a thread (this one by default); 0 where unknown."""
+    if not _LINUX:
+        return 0
+    try:
+        return os.getpriority(os.PRIO_PROCESS, native_id or threading.get_native_id())
+    except OSError:
+        return 0
+
+
+def lower_this_thread() -> bool:
+    """Give the calling thread (and the threads it starts from now on) the
+    background nice value. Never raises: where the OS has no per-thread
+    priority, or refuses, the thread runs on as it was. True if it is now at
+    the background level (or lower)."""
+    if _nice == 0 or not _LINUX:
+        return False
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < _nice:
+            # On Linux PRIO_PROCESS with a thread id names that one thread.
+            os.setpriority(os.PRIO_PROCESS, tid, _nice)
+        return True
+    except OSError:
+        return False

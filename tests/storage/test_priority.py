@@ -1,0 +1,66 @@
+"""Background threads lower their own OS priority, and only their own (Linux,
+where Cairn runs: each thread has its own nice value)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from storage import priority
+
+
+@pytest.fixture(autouse=True)
+def level() -> Iterator[None]:
+    before = priority.background_nice()
+    yield
+    priority.set_background_nice(before)
+
+
+def in_thread(fn):  # type: ignore[no-untyped-def]
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn()))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def test_lowered_thread_and_its_children_only() -> None:
+    priority.set_background_nice(7)
+    main_before = priority.thread_nice()
+
+    def body() -> tuple[bool, int, int]:
+        ok = priority.lower_this_thread()
+        child = in_thread(priority.thread_nice)  # started after: inherits
+        return ok, priority.thread_nice(), child
+
+    ok, own, child = in_thread(body)
+    assert ok and own == 7 and child == 7
+    assert priority.thread_nice() == main_before  # the caller's thread is untouched
+    assert in_thread(priority.thread_nice) == main_before
+
+
+def test_zero_leaves_threads_alone() -> None:
+    priority.set_background_nice(0)
+    assert in_thread(lambda: (priority.lower_this_thread(), priority.thread_nice())) == (
+        False, priority.thread_nice())
+
+
+def test_never_raises_priority() -> None:
+    priority.set_background_nice(12)
+
+    def body() -> int:
+        priority.lower_this_thread()
+        priority.set_background_nice(5)
+        priority.lower_this_thread()  # already lower than 5: stays at 12
+        return priority.thread_nice()
+
+    assert in_thread(body) == 12
+
+
+def test_level_is_checked() -> None:
+    with pytest.raises(ValueError):
+        priority.set_background_nice(20)
+    with pytest.raises(ValueError):
+        priority.set_background_nice(-1)
