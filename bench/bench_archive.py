@@ -2,9 +2,13 @@
 over HTTP (loopback, aiohttp keep-alive), every figure taken in one run:
 
 1. overhead: `--clients` clients doing single-row INSERTs for `--seconds`,
-   archiving off and on (interval 1s) in 12 phases, (off on on off) x 3, each
-   into a fresh table: p99 latency and throughput (medians of the 6 phases of
-   each) with archiving on against off                    aim <= 10% worse
+   archiving off and on (interval 1s) in `--phases` phases (12: (off on on
+   off) x 3) after a warm-up, each into a fresh table: p99 latency and
+   throughput (medians of the phases of each setting, with their range, and
+   the p99 of all writes of each setting) with archiving on against off
+                                                          aim <= 10% worse
+   and the server's CPU time per write of each setting (a figure other work on
+   the machine disturbs less than latency)
 2. RPO: `--kills` times, a fresh server archiving (interval 1s) under
    `--clients` writing clients is SIGKILLed at a random moment; RPO = kill time
    minus the commit time of the newest change present in the target
@@ -21,9 +25,9 @@ over HTTP (loopback, aiohttp keep-alive), every figure taken in one run:
 Each figure is printed with the load average (1, 5, 15 min) at its end: the
 machine may be shared.
 
-    python bench/bench_archive.py [--clients 16] [--seconds 10] [--kills 5]
+    python bench/bench_archive.py [--clients 16] [--seconds 10] [--phases 12] [--kills 5]
                                   [--base-mb 256] [--changes 20000] [--times 50]
-                                  [--only overhead|rpo|restore|exact]
+                                  [--only overhead|rpo|restore|exact] [--root CHECKOUT]
 """
 
 from __future__ import annotations
@@ -82,42 +86,90 @@ async def writers(url: str, clients: int, seconds: float, start: int,
     return lat, len(lat)
 
 
-# Off and on alternate as A B B A, three times, so a drift of the machine's load
-# cancels out, and each phase writes a fresh table (dropped after it): a table that grows
-# phase after phase makes every later phase slower (its primary-key checks read
-# more files), which would be charged to whichever setting came later.
-ORDER = ("off", "on", "on", "off") * 3
+# Off and on alternate as A B B A (repeated), so a drift of the machine's load
+# cancels out, and each phase writes a fresh table (dropped after it): a table that
+# grows phase after phase makes every later phase slower (its primary-key checks read
+# more files), which would be charged to whichever setting came later. A warm-up
+# phase (not counted, archiving off) goes first: the server's first seconds are
+# slower (imports, first plans), which would be charged to the first phase, "off".
+def order(phases: int) -> list[str]:
+    if phases < 4 or phases % 4:
+        raise SystemExit("--phases must be a multiple of 4 (off on on off, repeated)")
+    return ["off", "on", "on", "off"] * (phases // 4)
 
 
-async def overhead(work: Path, clients: int, seconds: float) -> dict[str, Any]:
-    srv = Server(work / "ov-data", config=config(work))
-    phases: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
+                   root: Path | None = None) -> dict[str, Any]:
+    srv = Server(work / "ov-data", config=config(work), **({"root": root} if root else {}))
+    per: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    pooled: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}  # server CPU ms per write
     try:
         async with session(2) as http:
-            await sql(http, srv.url, "CREATE NAMESPACE app")
-        for i, phase in enumerate(ORDER):
+            await sql(http, srv.url, "CREATE NAMESPACE app; CREATE TABLE app.warm "
+                                     "(id BIGINT PRIMARY KEY, v BIGINT, payload BYTES)")
+        await writers(srv.url, clients, min(seconds, 3.0), 0, table="warm")
+        async with session(2) as http:
+            await sql(http, srv.url, "DROP TABLE app.warm")
+        for i, phase in enumerate(order(phases)):
             async with session(2) as http:
                 await sql(http, srv.url, f"CREATE TABLE app.t{i} "
                                          "(id BIGINT PRIMARY KEY, v BIGINT, payload BYTES)")
                 if phase == "on":
                     await sql(http, srv.url, f"START ARCHIVING DATABASE app TO 'ov{i}' "
                                              "WITH (interval = '1s')")
+            cpu0 = cpu_s(srv.pid)
             lat, n = await writers(srv.url, clients, seconds, 0, table=f"t{i}")
-            phases[phase].append((pct(lat, 99), n / seconds))
+            cpu[phase].append((cpu_s(srv.pid) - cpu0) * 1000 / max(n, 1))
+            per[phase].append((pct(lat, 99), n / seconds))
+            pooled[phase] += lat
             print(f"  phase {i + 1} archiving {phase}: p99 {pct(lat, 99):.1f} ms, "
-                  f"{n / seconds:.0f} writes/s; {load()}", flush=True)
+                  f"{n / seconds:.0f} writes/s, server CPU {cpu[phase][-1]:.2f} ms/write; "
+                  f"{load()}", flush=True)
             async with session(2) as http:
                 if phase == "on":
                     await sql(http, srv.url, "STOP ARCHIVING DATABASE app")
                 await sql(http, srv.url, f"DROP TABLE app.t{i}")
     finally:
         srv.stop()
-    p99 = {k: statistics.median(v[0] for v in vals) for k, vals in phases.items()}
-    tput = {k: statistics.median(v[1] for v in vals) for k, vals in phases.items()}
-    return {"p99_off_ms": p99["off"], "p99_on_ms": p99["on"],
-            "tput_off": tput["off"], "tput_on": tput["on"],
-            "p99_worse_pct": 100 * (p99["on"] / p99["off"] - 1),
-            "tput_worse_pct": 100 * (1 - tput["on"] / tput["off"])}
+    out: dict[str, Any] = {}
+    for k, vals in per.items():
+        p99s, tputs = sorted(v[0] for v in vals), sorted(v[1] for v in vals)
+        out[f"p99_{k}_ms"] = statistics.median(p99s)
+        out[f"p99_{k}_range"] = (p99s[0], p99s[-1])
+        out[f"p99_{k}_pooled"] = pct(pooled[k], 99)
+        out[f"tput_{k}"] = statistics.median(tputs)
+        out[f"tput_{k}_range"] = (tputs[0], tputs[-1])
+        out[f"cpu_{k}"] = statistics.median(cpu[k])
+    out["p99_worse_pct"] = 100 * (out["p99_on_ms"] / out["p99_off_ms"] - 1)
+    out["p99_pooled_worse_pct"] = 100 * (out["p99_on_pooled"] / out["p99_off_pooled"] - 1)
+    out["tput_worse_pct"] = 100 * (1 - out["tput_on"] / out["tput_off"])
+    out["cpu_worse_pct"] = 100 * (out["cpu_on"] / out["cpu_off"] - 1)
+    out["phases"] = phases
+    return out
+
+
+def show_overhead(r: dict[str, Any]) -> str:
+    def rng(key: str) -> str:
+        lo, hi = r[key]
+        return f"{lo:.0f}-{hi:.0f}"
+    return (f"overhead  {r['phases']} phases, medians (min-max): p99 off {r['p99_off_ms']:.1f} ms "
+            f"({rng('p99_off_range')}), on {r['p99_on_ms']:.1f} ms ({rng('p99_on_range')}): "
+            f"{r['p99_worse_pct']:+.1f}%; p99 of all writes of each setting off "
+            f"{r['p99_off_pooled']:.1f} ms, on {r['p99_on_pooled']:.1f} ms: "
+            f"{r['p99_pooled_worse_pct']:+.1f}%; throughput off {r['tput_off']:.0f}/s "
+            f"({rng('tput_off_range')}), on {r['tput_on']:.0f}/s ({rng('tput_on_range')}): "
+            f"{r['tput_worse_pct']:+.1f}% worse; server CPU per write off {r['cpu_off']:.2f} ms, "
+            f"on {r['cpu_on']:.2f} ms ({r['cpu_worse_pct']:+.1f}%); {load()}")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def newest_change_us(target: Path) -> int:
@@ -275,16 +327,18 @@ async def main() -> int:
     ap.add_argument("--times", type=int, default=50)
     ap.add_argument("--py-spy", default=None, metavar="FILE",
                     help="record the server with py-spy (raw stacks) during the restore to a time")
+    ap.add_argument("--phases", type=int, default=12,
+                    help="overhead: phases of --seconds each, (off on on off) repeated")
+    ap.add_argument("--root", type=Path, default=None,
+                    help="overhead: run the server from this checkout (A/B against another)")
     ap.add_argument("--only", choices=["overhead", "rpo", "restore", "exact"], default=None)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cairn-bench-archive-"))
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs, work dir {work}")
     try:
         if args.only in (None, "overhead"):
-            r = await overhead(work, args.clients, args.seconds)
-            print(f"overhead  p99 off {r['p99_off_ms']:.1f} ms, on {r['p99_on_ms']:.1f} ms "
-                  f"({r['p99_worse_pct']:+.1f}%); throughput off {r['tput_off']:.0f}/s, "
-                  f"on {r['tput_on']:.0f}/s ({r['tput_worse_pct']:+.1f}% worse); {load()}")
+            r = await overhead(work, args.clients, args.seconds, args.phases, args.root)
+            print(show_overhead(r))
         if args.only in (None, "rpo"):
             r = await rpo(work, args.clients, args.kills)
             print(f"RPO       {r['kills']} kills: p50 {r['rpo_p50_s']:.2f} s, "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,49 +102,202 @@ _encoder = msgspec.msgpack.Encoder()
 # --- writing ----------------------------------------------------------------------
 
 
-@dataclass
-class _Open:
-    table: str
+_MARK = b"\xff\xff\xff\xff"  # an encapsulated IPC message's continuation marker
+_EOS = _MARK + b"\x00\x00\x00\x00"  # an IPC stream's end
+_RECORD_BATCH = 3  # flatbuf MessageHeader
+
+
+_i32 = struct.Struct("<i").unpack_from
+_u16 = struct.Struct("<H").unpack_from
+_i64 = struct.Struct("<q").unpack_from
+
+
+def _slot(data: bytes, table: int, slot: int) -> int:
+    """Where field `slot` of the flatbuffer table at `table` lies (0: absent)."""
+    vtable = table - _i32(data, table)[0]
+    if 4 + 2 * slot >= _u16(data, vtable)[0]:
+        return 0
+    off: int = _u16(data, vtable + 4 + 2 * slot)[0]
+    return table + off if off else 0
+
+
+def _message(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(header type, where the next message starts, rows) of the encapsulated
+    IPC message at `pos` (Arrow's Message.fbs: header type in slot 1, header
+    in slot 2, bodyLength in slot 3; a RecordBatch's length in its slot 0).
+    Header type 0 is the end of the stream. Only ever given streams this
+    server's write buffer encoded, and what it finds is checked against
+    Arrow's own reading (`_Open._spliced`); bytes that are not a message
+    raise struct.error or ValueError."""
+    if data[pos:pos + 4] != _MARK:
+        raise ValueError("no continuation marker")
+    size = _i32(data, pos + 4)[0]
+    if size == 0:
+        return 0, pos + 8, 0
+    fb = pos + 8
+    root = fb + _i32(data, fb)[0]
+    kind_at = _slot(data, root, 1)
+    kind = data[kind_at] if kind_at else 0
+    body_at = _slot(data, root, 3)
+    body = _i64(data, body_at)[0] if body_at else 0
+    rows = 0
+    if kind == _RECORD_BATCH:
+        header_at = _slot(data, root, 2)
+        header = header_at + _i32(data, header_at)[0]
+        length_at = _slot(data, header, 0)
+        rows = _i64(data, length_at)[0] if length_at else 0
+    end = fb + size + body
+    if size < 0 or body < 0 or rows < 0 or end > len(data):
+        raise ValueError("not a message of this stream")
+    return kind, end, rows
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What puts a row change in a block besides its table: the rows' Arrow
+    schema (without the buffer's metadata), schema version and user."""
+
+    schema: pa.Schema
     version: int
     user: str | None
-    schema: pa.Schema
+
+
+class _Schemas:
+    """The schemas of one segment's streams, each parsed once. A stream's
+    schema message differs from an earlier one of the same kind only in the
+    bytes of its `cairn.ts` metadata value (the write time): once a message is
+    parsed, where that value lies in it is remembered, and a later message
+    equal to it outside those bytes is of the same kind (the bytes outside
+    hold every flatbuffer offset and length, so they parse the same)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, list[tuple[bytes, bytes, _Kind]]] = {}
+        self._kinds: list[_Kind] = []  # one object per kind: blocks match by identity
+
+    def kind(self, message: bytes) -> _Kind:
+        for prefix, suffix, kind in self._seen.get(len(message), ()):
+            if message.startswith(prefix) and message.endswith(suffix):
+                return kind
+        schema = pa.ipc.read_schema(pa.py_buffer(message))
+        meta = schema.metadata or {}
+        user = meta.get(b"cairn.user")
+        kind = _Kind(schema.remove_metadata(), int(meta[b"cairn.v"]),
+                     user.decode() if user is not None else None)
+        kind = next((k for k in self._kinds if k == kind), kind)
+        if kind not in self._kinds:
+            self._kinds.append(kind)
+        ts = meta.get(b"cairn.ts")
+        if ts and message.count(ts) == 1:
+            at = message.index(ts)
+            self._seen.setdefault(len(message), []).append(
+                (message[:at], message[at + len(ts):], kind))
+        return kind
+
+
+@dataclass
+class _Open:
+    """A block being collected. Each change's record batch messages are kept
+    as bytes (`spliced`), with their row counts; `whole` keeps each change's
+    whole stream for a change that cannot be spliced (a message other than a
+    record batch): such a block decodes every stream on its own."""
+
+    table: str
+    kind: _Kind
     lsns: list[int] = field(default_factory=list)
     at_us: list[int] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
-    parts: list[pa.Table] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)  # rows of every batch message
+    spliced: list[bytes] = field(default_factory=list)
+    whole: list[bytes] = field(default_factory=list)
+    spliceable: bool = True
+
+    def add(self, c: Change, schema_end: int) -> None:
+        """Change `c`, whose schema message ends at `schema_end`."""
+        self.lsns.append(c.lsn)
+        self.at_us.append(c.at_us)
+        self.whole.append(c.data)
+        data, pos, rows = c.data, schema_end, 0
+        try:
+            while True:
+                header, end, n = _message(data, pos)
+                if header != _RECORD_BATCH:
+                    break
+                self.batches.append(n)
+                rows += n
+                pos = end
+        except (struct.error, ValueError):
+            header = -1
+        if header != 0 or end != len(data):
+            self.spliceable = False
+        self.counts.append(rows)
+        self.spliced.append(data[schema_end:pos])
 
     def block(self) -> Block:
-        rows = pa.concat_tables(self.parts).combine_chunks()
+        """The stored block. Its rows are checked as the reader checks them
+        (Arrow's full validation): a change log entry that is not a sound
+        stream fails the cycle (retried, nothing shipped) instead of becoming a
+        block that no restore could read."""
+        rows = self._spliced()
+        if rows is None:
+            parts = [decode_buffered(b"", s).rows for s in self.whole]
+            for part in parts:
+                part.validate()
+            self.counts = [t.num_rows for t in parts]
+            rows = pa.concat_tables(parts)
+        rows = rows.combine_chunks()
+        rows.validate(full=True)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, rows.schema) as writer:
             writer.write_table(rows)
-        return Block(self.table, self.version, self.user, self.lsns, self.at_us, self.counts,
-                     sink.getvalue().to_pybytes())
+        return Block(self.table, self.kind.version, self.kind.user, self.lsns, self.at_us,
+                     self.counts, sink.getvalue().to_pybytes())
+
+    def _spliced(self) -> pa.Table | None:
+        """All the changes' record batches read as one stream: one schema
+        message, every change's batch messages as they are, the end marker.
+        Arrow reads it in C++, with no Python per change or per row. None when
+        a change cannot be spliced, or Arrow reads other batches than
+        `_message` counted, or refuses them (each stream is then decoded on
+        its own, as Arrow reads it)."""
+        if not self.spliceable:
+            return None
+        data = b"".join([self.kind.schema.serialize().to_pybytes(), *self.spliced, _EOS])
+        try:
+            rows = pa.ipc.open_stream(data).read_all()
+            rows.validate()
+        except (pa.ArrowException, ValueError, OSError):
+            return None
+        if rows.column(0).num_chunks != len(self.batches) or rows.num_rows != sum(self.batches):
+            return None
+        return rows
 
 
 def encode_body(changes: list[Change]) -> bytes:
     """The msgpack body of a format_version 2 segment holding `changes` (lsn
-    order). Each row change's stream (as the write buffer stores it) is decoded
-    once here, in the archiver, so a restore never decodes it on its own."""
+    order). Row changes are grouped into blocks by their schema message alone
+    (`_Schemas`); a block's rows are decoded once, by Arrow, from the changes'
+    record batches spliced into one stream (`_Open`), and written as one
+    batch, so a restore never decodes one stream per statement."""
     ddl: list[Change] = []
     open_blocks: dict[str, list[_Open]] = {}
     done: list[_Open] = []
+    schemas = _Schemas()
     for c in changes:
         if c.kind != ROWS:
             done += open_blocks.pop(c.table, [])
             ddl.append(c)
             continue
-        b = decode_buffered(b"", c.data)
+        data = c.data
+        if data[:4] != _MARK:
+            raise ValueError(f"change {c.lsn} is not an Arrow IPC stream")
+        schema_end = 8 + _i32(data, 4)[0]  # a schema message has no body
+        kind = schemas.kind(data[:schema_end])
         mine = open_blocks.setdefault(c.table, [])
-        acc = next((o for o in mine if o.version == b.version and o.user == b.user
-                    and o.schema.equals(b.rows.schema)), None)
+        acc = next((o for o in mine if o.kind is kind), None)
         if acc is None:
-            acc = _Open(c.table, b.version, b.user, b.rows.schema)
+            acc = _Open(c.table, kind)
             mine.append(acc)
-        acc.lsns.append(c.lsn)
-        acc.at_us.append(c.at_us)
-        acc.counts.append(b.rows.num_rows)
-        acc.parts.append(b.rows)
+        acc.add(c, schema_end)
     for mine in open_blocks.values():
         done += mine
     done.sort(key=lambda o: o.lsns[0])
