@@ -117,8 +117,11 @@ def connect(data_dir: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyC
     files_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(":memory:", config={"threads": max(1, int(threads)),
                                              "memory_limit": str(memory_limit)})
-    con.execute("SET python_enable_replacements = false")
-    con.execute("SET parquet_metadata_cache = true")  # our files never change in place
+    # GLOBAL: a plain SET of these is the connection's own, and every query
+    # runs on a cursor (a connection of its own) that would not see it.
+    con.execute("SET GLOBAL python_enable_replacements = false")
+    con.execute("SET GLOBAL parquet_metadata_cache = true")  # our files never change in place
+    con.execute("SET GLOBAL disable_parquet_prefetching = true")
     con.execute("SET allowed_directories = ?", [[str(files_dir) + "/"]])
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")

@@ -37,10 +37,14 @@ def test_connections_are_locked(tmp_path: Path, threads: int) -> None:
     con = sandbox.connect(tmp_path, sandbox.fraction_of("1GB", 4), threads)
     cur = con.cursor()
     settings = dict(cur.sql("SELECT name, value FROM duckdb_settings() WHERE name IN "
-                            "('enable_external_access', 'lock_configuration', 'threads')"
-                            ).fetchall())
+                            "('enable_external_access', 'lock_configuration', 'threads', "
+                            "'python_enable_replacements', 'parquet_metadata_cache', "
+                            "'disable_parquet_prefetching')").fetchall())
+    # Every query runs on a cursor: the settings must be the cursor's too, not
+    # only the connection's (a plain SET of a session setting is not).
     assert settings == {"enable_external_access": "false", "lock_configuration": "true",
-                        "threads": str(threads)}
+                        "threads": str(threads), "python_enable_replacements": "false",
+                        "parquet_metadata_cache": "true", "disable_parquet_prefetching": "true"}
     with pytest.raises(duckdb.Error):
         cur.execute("SET enable_external_access = true")
     with pytest.raises(duckdb.Error):
