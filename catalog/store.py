@@ -147,6 +147,17 @@ class Catalog:
     def families(self) -> list[str]:
         return sorted(self._families)
 
+    def flush_family(self, name: str) -> None:
+        """Write the family's memtable out now (waiting for it), so its memory
+        goes: a table's buffer family holds every row written since the last
+        memtable flush (up to 64 MB per family by default) even after a Cairn
+        flush deleted them. What is deleted in the same memtable is dropped on
+        the way, so the file written is small."""
+        with self._lock:
+            fam = self._families.get(name)
+        if fam is not None:
+            fam.flush(True)
+
     def drop_family(self, name: str) -> None:
         with self._lock:
             if name not in self._families:

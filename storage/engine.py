@@ -403,7 +403,17 @@ class Engine:
     def flush_table(
         self, namespace: str, name: str, progress: Callable[..., Any] | None = None
     ) -> dict[str, int]:
-        return flush.flush(self.catalog, self.files, self.state(namespace, name), progress)
+        st = self.state(namespace, name)
+        out = flush.flush(self.catalog, self.files, st, progress)
+        if out["rows"] and self.cfg.duckdb_release_memory:
+            # The rows now live in Parquet: their copies in RocksDB's memtable
+            # and the memory the flush used go back to the OS.
+            try:
+                self.catalog.flush_family(st.family)
+            except Exception:  # committed already: only the memory waits for RocksDB
+                log.warning("memtable flush of %s.%s failed", namespace, name, exc_info=True)
+            allocator.purge()
+        return out
 
     def tables_needing_flush(self) -> list[tuple[str, str]]:
         return flush.due(self.cfg, self.tables.states())

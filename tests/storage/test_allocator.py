@@ -37,3 +37,26 @@ def test_purge_after_main_queries_only(tmp_path: Path, monkeypatch: pytest.Monke
     finally:
         eng.close()
         catalog.close()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_flush_empties_the_buffer_familys_memtable(tmp_path: Path, enabled: bool) -> None:
+    """After a flush the rows are in Parquet: RocksDB's copy of them in the
+    memtable goes too (else up to 64 MB per table stays until RocksDB flushes)."""
+    catalog = Catalog(tmp_path / "catalog")
+    eng = Engine(catalog, tmp_path, Cfg(duckdb_release_memory=enabled))
+    try:
+        catalog.put(Namespace("app"))
+        eng.create_table("app", "t", "shared", [col("a", primary_key=True), col("b", "TEXT")])
+        run = runner(eng)
+        run("INSERT INTO app.t SELECT range AS a, repeat('x', 500) AS b FROM range(2000)")
+        fam = catalog.family(eng.state("app", "t").family)
+        held = fam.property_int_value("rocksdb.size-all-mem-tables")
+        assert held > 1_000_000
+        assert eng.flush_table("app", "t")["rows"] == 2000
+        after = fam.property_int_value("rocksdb.size-all-mem-tables")
+        assert (after < 100_000) if enabled else (after >= held)
+        assert run("SELECT count(*) AS n, min(length(b)) AS m FROM app.t") == [{"n": 2000, "m": 500}]
+    finally:
+        eng.close()
+        catalog.close()
