@@ -400,19 +400,11 @@ class Engine:
 
     # --- flush and eviction ---------------------------------------------
 
-    def flush_table(
-        self, namespace: str, name: str, progress: Callable[..., Any] | None = None
-    ) -> dict[str, int]:
-        st = self.state(namespace, name)
-        out = flush.flush(self.catalog, self.files, st, progress)
+    def flush_table(self, namespace: str, name: str,
+                    progress: Callable[..., Any] | None = None) -> dict[str, int]:
+        out = flush.flush(self.catalog, self.files, st := self.state(namespace, name), progress)
         if out["rows"] and self.cfg.duckdb_release_memory:
-            # The rows now live in Parquet: their copies in RocksDB's memtable
-            # and the memory the flush used go back to the OS.
-            try:
-                self.catalog.flush_family(st.family)
-            except Exception:  # committed already: only the memory waits for RocksDB
-                log.warning("memtable flush of %s.%s failed", namespace, name, exc_info=True)
-            allocator.purge()
+            flush.release(self.catalog, st)
         return out
 
     def tables_needing_flush(self) -> list[tuple[str, str]]:

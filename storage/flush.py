@@ -4,6 +4,7 @@ them from the buffer. Stream tables are never flushed; their rows expire."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ import pyarrow.compute as pc
 from catalog import Catalog, DataFile
 from catalog.errors import NotFound
 
+from . import allocator
 from .batch import BufBatch
 from .buffer import TableState, conform, storage_schema
 from .config import EngineConfig
@@ -21,6 +23,8 @@ from .files import FileStore
 from .keys import key_range
 from .timing import TIMINGS
 from .types import SEQ
+
+log = logging.getLogger("cairn.storage")
 
 
 def flush(catalog: Catalog, files: FileStore, st: TableState,
@@ -81,6 +85,17 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
             files.retire([f.path for f in written])
             raise
     return {"rows": rows_done, "files": len(written), "bytes": bytes_done}
+
+
+def release(catalog: Catalog, st: TableState) -> None:
+    """After a flush: the rows live in Parquet, so their copies in RocksDB's
+    memtable and the memory the flush used go back to the OS."""
+    try:
+        catalog.flush_family(st.family)
+    except Exception:  # the flush is committed: only the memory waits for RocksDB
+        log.warning("memtable flush of %s.%s failed", st.table.namespace, st.table.name,
+                    exc_info=True)
+    allocator.purge()
 
 
 def flush_rows_of(cfg: EngineConfig, st: TableState) -> int:

@@ -56,7 +56,8 @@ def test_flush_empties_the_buffer_familys_memtable(tmp_path: Path, enabled: bool
         assert eng.flush_table("app", "t")["rows"] == 2000
         after = fam.property_int_value("rocksdb.size-all-mem-tables")
         assert (after < 100_000) if enabled else (after >= held)
-        assert run("SELECT count(*) AS n, min(length(b)) AS m FROM app.t") == [{"n": 2000, "m": 500}]
+        rows = run("SELECT count(*) AS n, min(length(b)) AS m FROM app.t")
+        assert rows == [{"n": 2000, "m": 500}]
     finally:
         eng.close()
         catalog.close()
