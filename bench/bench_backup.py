@@ -153,9 +153,11 @@ def baseline(src_dir: Path, dest: Path) -> dict[str, float]:
     return out
 
 
-def duckdb_export(tmp: Path, files: list[str], rounds: int) -> list[float]:
+def duckdb_export(tmp: Path, files: list[str], rounds: int,
+                  syncs: list[float] | None = None) -> list[float]:
     """Load the Parquet files (every stored column) into a plain DuckDB database
-    file (not timed), then time `EXPORT DATABASE ... (FORMAT PARQUET)` only."""
+    file (not timed), then time `EXPORT DATABASE ... (FORMAT PARQUET)` only;
+    `syncs` gets the time of a `sync` of its output after each."""
     import duckdb
 
     db = tmp / "plain.duckdb"
@@ -170,6 +172,10 @@ def duckdb_export(tmp: Path, files: list[str], rounds: int) -> list[float]:
         t0 = time.perf_counter()
         con.execute(f"EXPORT DATABASE '{out}' (FORMAT PARQUET)")
         times.append(time.perf_counter() - t0)
+        if syncs is not None:
+            t0 = time.perf_counter()
+            subprocess.run(["sync", "-f", str(out)], check=True)
+            syncs.append(time.perf_counter() - t0)
         shutil.rmtree(out, ignore_errors=True)
     con.close()
     db.unlink()

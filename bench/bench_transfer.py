@@ -7,16 +7,25 @@ against a real `cairn serve` process over HTTP (loopback):
 4. BACKUP into S3 (moto, its own process on 127.0.0.1) / BACKUP into a directory    aim <= 2
 
 The namespace is built as bench_backup.py builds it (not timed): one table of
-incompressible 1000-byte payloads, flushed every `--flush-mb`. Each BACKUP goes
-into a fresh target, in two disk states, both reported:
-- `fresh blocks`: the previous rounds' targets are kept, so every object lands
-  in blocks the file system has not handed out recently;
-- `after delete`: the previous round's target is deleted (and synced) just
-  before, so the file system reuses the blocks it freed.
+incompressible 1000-byte payloads, flushed every `--flush-mb`. Each round
+times `cp -r` + `sync` and `openssl dgst -sha256` of the files, a BACKUP into a
+fresh target, the baseline again, and a RESTORE of that backup, each ratio
+against the baseline taken just before it. On this VM's disk a write into
+blocks the file system has not handed out recently costs several times one
+into blocks just freed (`cp` + `sync` of 519 MiB: ~0.5 s against 2-3.5 s), so
+every write step, the baseline's copy included, runs in the same disk state:
+- `fresh blocks`: nothing written in this state is deleted before its end
+  (baseline copies, targets and restored namespaces are kept), so every write
+  lands in blocks not recently freed;
+- `after delete`: just before each write step, that step's previous output
+  (the same size) is deleted and synced, so the file system reuses the blocks
+  it freed.
 `sync(2)` runs before every timed step. The 1-minute load average is printed
 with every figure: the machine is shared, and load skews everything.
+`--server-root` runs the server from another checkout (A/B runs).
 
     python bench/bench_transfer.py [--mb 512] [--flush-mb 100] [--rounds 3] [--s3-mb 256]
+                                   [--server-root DIR]
 """
 
 from __future__ import annotations
@@ -39,52 +48,69 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_backup import build, duckdb_export
 from bench_backup_targets import start_moto
-from common import Server, revision, session, sql, timed_sql
+from common import ROOT, Server, revision, session, sql, timed_sql
 
 
 def loadavg() -> float:
     return os.getloadavg()[0]
 
 
-def baseline(src: Path, dest: Path) -> dict[str, float]:
-    """`cp -r` + `sync` of the files, and `openssl dgst -sha256` of them (seconds)."""
-    shutil.rmtree(dest, ignore_errors=True)
+def baseline(src: Path, dest: Path, drop: Path | None) -> dict[str, float]:
+    """`cp -r` + `sync` of the files into `dest` (kept: the caller removes it), and
+    `openssl dgst -sha256` of them (seconds). `drop`, the previous copy, is
+    deleted and synced first (the `after delete` state)."""
+    if drop is not None:
+        shutil.rmtree(drop)
     files = sorted(str(p) for p in src.iterdir())
     os.sync()
+    load = loadavg()
     t0 = time.perf_counter()
     subprocess.run(["cp", "-r", str(src), str(dest)], check=True)
     subprocess.run(["sync", "-f", str(dest)], check=True)
     t2 = time.perf_counter()
     subprocess.run(["openssl", "dgst", "-sha256", *files], check=True, capture_output=True)
     t3 = time.perf_counter()
-    shutil.rmtree(dest, ignore_errors=True)
-    os.sync()
-    return {"cp_sync": t2 - t0, "openssl": t3 - t2, "floor": max(t2 - t0, t3 - t2)}
+    return {"cp_sync": t2 - t0, "openssl": t3 - t2, "floor": max(t2 - t0, t3 - t2), "load": load}
 
 
 async def rounds(srv: Server, info: dict[str, Any], tmp: Path, backups: Path,
                  n: int) -> dict[str, list[dict[str, Any]]]:
+    """Every write step in the same disk state as its baseline (module docstring).
+    In `after delete`, a step deletes its own previous output first (for round 0,
+    the last one `fresh blocks` kept)."""
     out: dict[str, list[dict[str, Any]]] = {"fresh blocks": [], "after delete": []}
+    last: dict[str, Any] = {}  # step -> its previous output (a path, or a namespace)
     async with session(1) as http:
         for state in out:
+            deleting = state == "after delete"
             for r in range(n):
-                one: dict[str, Any] = {"base": baseline(info["dir"], tmp / "cp")}
-                target = f"{state.replace(' ', '_')}_{r}"
-                if state == "after delete" and r > 0:
-                    shutil.rmtree(backups / f"after_delete_{r - 1}")
+                tag = f"{state.replace(' ', '_')}_{r}"
+                one: dict[str, Any] = {}
+                one["base"] = baseline(info["dir"], tmp / f"cp_b_{tag}",
+                                       last.get("cp_b") if deleting else None)
+                last["cp_b"] = tmp / f"cp_b_{tag}"
+                if deleting:
+                    shutil.rmtree(last["target"])
                 os.sync()
                 one["load"] = loadavg()
-                ms, body = await timed_sql(http, srv.url, f"BACKUP DATABASE big TO '{target}'")
+                ms, body = await timed_sql(http, srv.url, f"BACKUP DATABASE big TO '{tag}'")
+                last["target"] = backups / tag
                 row = body["results"][-1]["rows"][0]
                 assert row["rows"] == info["rows"], body
                 one["backup"] = ms / 1000
+                one["base_r"] = baseline(info["dir"], tmp / f"cp_r_{tag}",
+                                         last.get("cp_r") if deleting else None)
+                last["cp_r"] = tmp / f"cp_r_{tag}"
+                if deleting and "ns" in last:
+                    await sql(http, srv.url, f"DROP NAMESPACE {last['ns']} CASCADE")
                 os.sync()
+                one["load_r"] = loadavg()
                 ms, body = await timed_sql(
-                    http, srv.url, f"RESTORE DATABASE big FROM '{target}' AS big_r "
+                    http, srv.url, f"RESTORE DATABASE big FROM '{tag}' AS r_{tag} "
                                    f"WITH (backup_id = '{row['backup_id']}')")
                 assert body["status"] == "success", body
+                last["ns"] = f"r_{tag}"
                 one["restore"] = ms / 1000
-                await sql(http, srv.url, "DROP NAMESPACE big_r CASCADE")
                 out[state].append(one)
     return out
 
@@ -121,27 +147,35 @@ def med(values: list[float]) -> float:
 
 
 def report(args: argparse.Namespace, info: dict[str, Any], res: dict[str, Any],
-           duck: list[float], s3: list[dict[str, float]], s3_info: dict[str, Any]) -> None:
-    print(f"\nCairn {revision()}, {os.cpu_count()} CPUs, namespace {info['bytes'] / 2**20:.0f} MiB "
+           duck: list[dict[str, float]], s3: list[dict[str, float]],
+           s3_info: dict[str, Any]) -> None:
+    print(f"\nCairn {revision(Path(args.server_root))}, {os.cpu_count()} CPUs, "
+          f"namespace {info['bytes'] / 2**20:.0f} MiB "
           f"in {len(info['files'])} Parquet files, {args.rounds} rounds per state")
-    print("\n| state | round | cp+sync s | openssl s | backup s | restore s | backup ratio | "
-          "restore ratio | load |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| state | round | cp+sync s | openssl s | backup s | load | cp+sync s | openssl s | "
+          "restore s | load | backup ratio | restore ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for state, ones in res.items():
         for r, one in enumerate(ones):
-            b = one["base"]
+            b, br = one["base"], one["base_r"]
             print(f"| {state} | {r} | {b['cp_sync']:.3f} | {b['openssl']:.3f} | "
-                  f"{one['backup']:.3f} | {one['restore']:.3f} | "
-                  f"{one['backup'] / b['floor']:.2f} | {one['restore'] / b['floor']:.2f} | "
-                  f"{one['load']:.2f} |")
+                  f"{one['backup']:.3f} | {one['load']:.2f} | {br['cp_sync']:.3f} | "
+                  f"{br['openssl']:.3f} | {one['restore']:.3f} | {one['load_r']:.2f} | "
+                  f"{one['backup'] / b['floor']:.2f} | {one['restore'] / br['floor']:.2f} |")
+    print("\n(each ratio: the step over max(cp + sync, openssl) taken just before it, "
+          "in the same disk state)")
     print("\n| figure | aim | fresh blocks | after delete |")
     print("|---|---|---|---|")
-    for what in ("backup", "restore"):
-        cells = [f"{med([o[what] / o['base']['floor'] for o in res[s]]):.2f}" for s in res]
+    for what, base in (("backup", "base"), ("restore", "base_r")):
+        cells = [f"{med([o[what] / o[base]['floor'] for o in res[s]]):.2f}" for s in res]
         print(f"| full {what} / max(cp + sync, openssl), median | <= 1.5 | {' | '.join(cells)} |")
     backup_s = med([o["backup"] for s in res for o in res[s]])
-    print(f"| DuckDB EXPORT {med(duck):.3f} s / Cairn BACKUP {backup_s:.3f} s | >= 3 | "
-          f"{med(duck) / backup_s:.2f} (both states) | |")
+    export = med([d["export"] for d in duck])
+    synced = med([d["export"] + d["sync"] for d in duck])
+    print(f"| DuckDB EXPORT {export:.3f} s / Cairn BACKUP {backup_s:.3f} s | >= 3 | "
+          f"{export / backup_s:.2f} (both states) | |")
+    print(f"| DuckDB EXPORT + sync (durable, as BACKUP is) {synced:.3f} s / Cairn BACKUP | | "
+          f"{synced / backup_s:.2f} | |")
     if s3:
         ratio = med([o["s3"] / o["local"] for o in s3])
         loads = " ".join(f"{o['load']:.2f}" for o in s3)
@@ -165,6 +199,7 @@ def main() -> None:
                     help="payload MB backed up to moto (256; 0 skips; moto is slow)")
     ap.add_argument("--s3-rounds", type=int, default=1)
     ap.add_argument("--dir", default="/tmp")
+    ap.add_argument("--server-root", default=str(ROOT), help="checkout the server runs from")
     args = ap.parse_args()
     args.load_start = loadavg()
     tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-transfer-", dir=args.dir))
@@ -187,13 +222,15 @@ def main() -> None:
             for r in range(args.s3_rounds):
                 fs.create_dir(f"bench-{r}")
         config.write_text("\n".join(lines) + "\n")
-        srv = Server(data, tmp / "server.log", config=config)
+        srv = Server(data, tmp / "server.log", config=config, root=Path(args.server_root))
         res = asyncio.run(rounds(srv, info, tmp, data / "backups", args.rounds))
         s3 = (asyncio.run(s3_vs_local(srv, args.s3_rounds, fs, built["s3src"]["files"]))
               if args.s3_mb else [])
         srv.stop()
         srv = None
-        duck = duckdb_export(tmp, info["files"], args.rounds)
+        syncs: list[float] = []
+        times = duckdb_export(tmp, info["files"], args.rounds, syncs)
+        duck = [{"export": t, "sync": y} for t, y in zip(times, syncs, strict=True)]
         report(args, info, res, duck, s3, built.get("s3src", {}))
     finally:
         if srv is not None:
