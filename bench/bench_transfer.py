@@ -126,7 +126,16 @@ def plain_upload(fs: Any, files: list[str], bucket: str) -> float:
     return time.perf_counter() - t0
 
 
-async def s3_vs_local(srv: Server, n: int, fs: Any, files: list[str]) -> list[dict[str, float]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def s3_vs_local(srv: Server, n: int, fs: Any, files: list[str],
+                      moto: int) -> list[dict[str, float]]:
+    """Per round: a BACKUP into a directory, the same into S3, and a plain PUT of
+    the files, with the CPU the moto server used for each of the last two."""
     out = []
     async with session(1) as http:
         for r in range(n):
@@ -134,11 +143,13 @@ async def s3_vs_local(srv: Server, n: int, fs: Any, files: list[str]) -> list[di
             load = loadavg()
             local_ms, _ = await timed_sql(http, srv.url, f"BACKUP DATABASE s3src TO 's3local_{r}'")
             os.sync()
+            c0 = cpu_seconds(moto)
             s3_ms, body = await timed_sql(http, srv.url, f"BACKUP DATABASE s3src TO 's3_{r}'")
             assert body["status"] == "success", body
+            c1 = cpu_seconds(moto)
             plain = plain_upload(fs, files, f"bench-{r}")
             out.append({"local": local_ms / 1000, "s3": s3_ms / 1000, "plain": plain,
-                        "load": load})
+                        "load": load, "moto_s3": c1 - c0, "moto_plain": cpu_seconds(moto) - c1})
     return out
 
 
@@ -186,6 +197,10 @@ def report(args: argparse.Namespace, info: dict[str, Any], res: dict[str, Any],
         over = med([o["s3"] for o in s3]) / plain
         print(f"| plain pyarrow PUT of the same files to moto (the server's floor) | | "
               f"{plain:.2f} s: S3 backup / plain PUT = {over:.2f} | |")
+        mb = s3_info["bytes"] / 2**20
+        moto_s3, moto_plain = med([o["moto_s3"] for o in s3]), med([o["moto_plain"] for o in s3])
+        print(f"| moto's own CPU: S3 backup / plain PUT | | {moto_s3:.2f} / {moto_plain:.2f} s "
+              f"({mb / moto_plain:.0f} MiB per moto CPU-second on a plain PUT) | |")
     print(f"\nload average at start {args.load_start:.2f}, at end {loadavg():.2f}")
 
 
@@ -224,8 +239,9 @@ def main() -> None:
         config.write_text("\n".join(lines) + "\n")
         srv = Server(data, tmp / "server.log", config=config, root=Path(args.server_root))
         res = asyncio.run(rounds(srv, info, tmp, data / "backups", args.rounds))
-        s3 = (asyncio.run(s3_vs_local(srv, args.s3_rounds, fs, built["s3src"]["files"]))
-              if args.s3_mb else [])
+        s3 = (asyncio.run(s3_vs_local(srv, args.s3_rounds, fs, built["s3src"]["files"],
+                                      moto.pid))
+              if moto is not None else [])
         srv.stop()
         srv = None
         syncs: list[float] = []

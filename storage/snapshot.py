@@ -129,9 +129,10 @@ def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
                   for ns, r in records.items()}
         for c in sorted(captured, key=lambda c: (c.namespace, c.table.name)):
             image = images[c.namespace]
-            entry, items = _table_entry(c, files, staging)
+            entry, items, counting = _table_entry(c, files, staging)
             image.tables.append(entry)
             image.files += items
+            image.counts.append(counting)
         return Snapshot(snapshot_at, list(images.values()), release, cuts)
     except BaseException:
         release()
@@ -162,7 +163,10 @@ def _buffer(c: _Captured) -> pa.Table | None:
     return pa.concat_tables([base, *parts]) if parts else base
 
 
-def _table_entry(c: _Captured, files: FileStore, staging: Path) -> tuple[TableEntry, list[FileToStore]]:
+def _table_entry(c: _Captured, files: FileStore,
+                 staging: Path) -> tuple[TableEntry, list[FileToStore], Callable[[], None]]:
+    """The table's manifest entry, its files to store, and what counts its live
+    rows into the entry (NamespaceImage.count_live_rows)."""
     t = c.table
     items = [
         FileToStore(files.abs(f.path), f.bytes, f.sha256, FileEntry(
@@ -185,9 +189,12 @@ def _table_entry(c: _Captured, files: FileStore, staging: Path) -> tuple[TableEn
         files=[i.entry for i in items],
         rows=sum(i.entry.rows for i in items),
         max_seq=max((i.entry.max_seq for i in items), default=0),
-        live_rows=count_live(list(by_user.values()), t.primary_key),
     )
-    return entry, items
+
+    def counting() -> None:
+        entry.live_rows = count_live(list(by_user.values()), t.primary_key)
+
+    return entry, items, counting
 
 
 def _columns(columns: list[Column]) -> list[ColumnEntry]:

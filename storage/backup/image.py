@@ -3,7 +3,9 @@ files to store (made by storage/snapshot.py, stored by writer.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .schema import FileEntry, NamespaceRecord, TableEntry
@@ -23,12 +25,28 @@ class FileToStore:
 
 @dataclass
 class NamespaceImage:
-    """One namespace of a snapshot, as its manifest will describe it."""
+    """One namespace of a snapshot, as its manifest will describe it.
+
+    The tables' live rows are counted by `count_live_rows` (reading the files),
+    not when the snapshot is taken: a backup counts them while its files move
+    (writer.py), as only its manifest needs them."""
 
     namespace: str
     record: NamespaceRecord
     tables: list[TableEntry]
     files: list[FileToStore]
+    # Each sets one table entry's `live_rows`; run (once) by count_live_rows.
+    counts: list[Callable[[], None]] = field(default_factory=list, repr=False, compare=False)
+    _counting: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                      compare=False)
+
+    def count_live_rows(self) -> None:
+        """Fill every table entry's `live_rows` (while the snapshot still pins
+        the files). Safe to call again, and from another thread."""
+        with self._counting:
+            while self.counts:
+                self.counts[0]()
+                self.counts.pop(0)
 
     @property
     def rows(self) -> int:
@@ -36,6 +54,7 @@ class NamespaceImage:
 
     @property
     def live_rows(self) -> int:
+        self.count_live_rows()
         return sum(t.live_rows or 0 for t in self.tables)
 
     @property

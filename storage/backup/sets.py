@@ -21,7 +21,7 @@ from ..work import Work
 from . import schema
 from .image import NamespaceImage
 from .repository import Repository
-from .writer import store_all
+from .writer import store_counting
 
 
 def member_id(set_id: str, namespace: str) -> str:
@@ -49,7 +49,7 @@ def write_set(
     written: list[str] = []
     out: list[schema.Manifest] = []
     with repo.lock(set_id, should_stop=lambda: work.cancelled) as lock:
-        done = store_all(repo, work, files, lock, spent)
+        done = store_counting(repo, work, images, lock, spent)
         written_by: list[int] = []
         start = 0
         for image in images:

@@ -2,8 +2,9 @@
 manifest written last, so the backup exists exactly when it is complete.
 
 Files are stored several at once (storage/inflight.py: a bounded pool sized to
-the cores and the target); the manifest is written only once every one of
-them is stored, and each is durable (fsynced locally) before its put returns.
+the cores and the target) while the snapshot's live rows are counted; the
+manifest is written only once every one of them is stored, and each is
+durable (fsynced locally) before its put returns.
 Parquet files whose sha256 is known are deduplicated with one stat. On any
 failure or cancellation the items in flight stop, then the backup's lock is
 abandoned, which removes every object only this run wrote."""
@@ -14,6 +15,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from catalog import utcnow
 
@@ -43,7 +45,7 @@ def write_backup(
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,
                   bytes_done=0, rows=image.rows, force=True)
     with repo.lock(backup_id, should_stop=lambda: work.cancelled) as lock:
-        tally = store_all(repo, work, files, lock, spent, workers)
+        tally = store_counting(repo, work, [image], lock, spent, workers)
         work.fault("backup.before_manifest")
         work.check_cancelled()
         doc = repo.write_manifest({
@@ -61,6 +63,26 @@ def write_backup(
         work.fault("backup.after_manifest")
     work.progress(files_done=tally.files_done, bytes_done=tally.bytes_done, force=True)
     return schema.load(doc)
+
+
+def store_counting(repo: Repository, work: Work, images: list[NamespaceImage], lock: BackupLock,
+                   spent: Callable[[int], None] | None = None,
+                   workers: int | None = None) -> Tally:
+    """`store_all` of the images' files (in order) while their live rows are
+    counted (only the manifest needs them: counting first kept every byte
+    waiting). The count reads the files, so exported buffer files are removed
+    only once both are done (on a failure, the snapshot's release removes them)."""
+    files = [f for i in images for f in i.files]
+    with ThreadPoolExecutor(1, thread_name_prefix="cairn-count") as counter:
+        counted = [counter.submit(i.count_live_rows) for i in images]
+        tally = store_all(repo, work, files, lock, spent, workers)
+        for c in counted:  # the pool's exit waits for the count however this ends
+            c.result()
+    for f in files:
+        if f.temporary:
+            with contextlib.suppress(OSError):
+                os.unlink(f.path)
+    return tally
 
 
 def store_all(repo: Repository, work: Work, files: list[FileToStore], lock: BackupLock,
@@ -138,6 +160,3 @@ def _store(repo: Repository, work: Work, index: int, item: FileToStore, tally: T
     if put.oid != put.sha256:
         item.entry.sha256 = put.sha256
     tally.finished(index, counted, item.size, put.size if put.written else 0)
-    if item.temporary:
-        with contextlib.suppress(OSError):
-            os.unlink(item.path)

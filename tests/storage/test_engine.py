@@ -135,6 +135,12 @@ def test_snapshot_namespace(engine: Engine, run: Run) -> None:
     assert len(parquet) == 1 and [f.rows for f in buffered] == [2]
     assert [(f.source, f.user_id, f.rows) for f in by["u"].files] == [("buffer", "x", 1)]
     assert by["s"].files == [] and by["s"].rows == 0
+    # Live rows are counted on demand, while the files are pinned (a backup
+    # counts them while its files move): row 2 was deleted.
+    assert [t.live_rows for t in image.tables] == [None, None, None]
+    image.count_live_rows()
+    assert {t.name: t.live_rows for t in image.tables} == {"t": 1, "u": 1, "s": 0}
+    assert image.live_rows == 2
     (flushed,) = engine.catalog.scan(DataFile, engine.table("app", "t").uid)
     assert engine.files.pinned(flushed.path)
     exported = [f.path for f in snap.files if f.temporary]
