@@ -7,8 +7,9 @@ over HTTP (loopback, aiohttp keep-alive), every figure taken in one run:
    throughput (medians of the phases of each setting, with their range, and
    the p99 of all writes of each setting) with archiving on against off
                                                           aim <= 10% worse
-   and the server's CPU time per write of each setting (a figure other work on
-   the machine disturbs less than latency)
+   and the server's CPU time per write of each setting, and the archiver's
+   (its cycles' threads, from /metrics): figures other work on the machine
+   disturbs less than latency
 2. RPO: `--kills` times, a fresh server archiving (interval 1s) under
    `--clients` writing clients is SIGKILLed at a random moment; RPO = kill time
    minus the commit time of the newest change present in the target
@@ -104,6 +105,7 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
     per: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
     pooled: dict[str, list[float]] = {"off": [], "on": []}
     cpu: dict[str, list[float]] = {"off": [], "on": []}  # server CPU ms per write
+    ship: list[float] = []  # the archiver's CPU (its cycles' threads) µs per write
     try:
         async with session(2) as http:
             await sql(http, srv.url, "CREATE NAMESPACE app; CREATE TABLE app.warm "
@@ -118,9 +120,11 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
                 if phase == "on":
                     await sql(http, srv.url, f"START ARCHIVING DATABASE app TO 'ov{i}' "
                                              "WITH (interval = '1s')")
-            cpu0 = cpu_s(srv.pid)
+            cpu0, ship0 = cpu_s(srv.pid), await ship_cpu_s(srv.url)
             lat, n = await writers(srv.url, clients, seconds, 0, table=f"t{i}")
             cpu[phase].append((cpu_s(srv.pid) - cpu0) * 1000 / max(n, 1))
+            if phase == "on":
+                ship.append((await ship_cpu_s(srv.url) - ship0) * 1e6 / max(n, 1))
             per[phase].append((pct(lat, 99), n / seconds))
             pooled[phase] += lat
             print(f"  phase {i + 1} archiving {phase}: p99 {pct(lat, 99):.1f} ms, "
@@ -146,7 +150,19 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
     out["tput_worse_pct"] = 100 * (1 - out["tput_on"] / out["tput_off"])
     out["cpu_worse_pct"] = 100 * (out["cpu_on"] / out["cpu_off"] - 1)
     out["phases"] = phases
+    out["ship_us"] = statistics.median(ship)
     return out
+
+
+async def ship_cpu_s(url: str) -> float:
+    """CPU seconds the server's archivers have spent in their cycles so far
+    (/metrics, phase archive_ship_cpu)."""
+    async with session(1) as http, http.get(url + "/metrics") as resp:
+        text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith('cairn_write_phase_seconds_sum{phase="archive_ship_cpu"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def show_overhead(r: dict[str, Any]) -> str:
@@ -160,7 +176,8 @@ def show_overhead(r: dict[str, Any]) -> str:
             f"{r['p99_pooled_worse_pct']:+.1f}%; throughput off {r['tput_off']:.0f}/s "
             f"({rng('tput_off_range')}), on {r['tput_on']:.0f}/s ({rng('tput_on_range')}): "
             f"{r['tput_worse_pct']:+.1f}% worse; server CPU per write off {r['cpu_off']:.2f} ms, "
-            f"on {r['cpu_on']:.2f} ms ({r['cpu_worse_pct']:+.1f}%); {load()}")
+            f"on {r['cpu_on']:.2f} ms ({r['cpu_worse_pct']:+.1f}%), of which the archiver's "
+            f"cycles {r['ship_us']:.0f} us; {load()}")
 
 
 def cpu_s(pid: int) -> float:

@@ -189,7 +189,8 @@ class TimingCollector(Collector):
             "cairn_write_phase_seconds",
             "Time in each phase of a write statement (insert: the whole INSERT, lock wait "
             "included; commit: buffer + RocksDB; rocksdb_write; encode; check_keys; "
-            "flush_register: a flush's catalog batch under the table lock)", labels=["phase"])
+            "flush_register: a flush's catalog batch under the table lock; archive_ship and "
+            "archive_ship_cpu: an archiver's cycle, wall and CPU time)", labels=["phase"])
         for name, h in sorted(t["phases"].items()):
             phases.add_metric([name], h.buckets(), h.total)
         yield phases
