@@ -10,6 +10,10 @@
 3. server RSS (VmRSS every 10 ms) around an UPDATE and a DELETE of 1% of a
    `--mb` table and around a few SELECTs: peak, and RSS 2 s after
                                            aim peak < 300 MB, back where it was
+4. with `--backup-mb N` (instead of 1-3): server RSS around a full BACKUP of a
+   namespace of N MB and a RESTORE of it under another name (dropped after),
+   on a data dir `--backup-data` built once and used in place
+                                           aim peak < 300 MB, flat
 
 The table is made like bench_backup.py's: `t (id BIGINT PRIMARY KEY, v BIGINT,
 payload BYTES)`, 1000 random bytes a row, loaded in-process and flushed every
@@ -18,6 +22,7 @@ payload BYTES)`, 1000 random bytes a row, loaded in-process and flushed every
 sitting; each figure is printed with the 1-minute load average when taken.
 
     python bench/bench_writer.py [--mb 1024] [--inserts 2000] [--server-root DIR]
+    python bench/bench_writer.py --backup-mb 10240 --backup-data /tmp/b10 [--server-root DIR]
 """
 
 from __future__ import annotations
@@ -208,6 +213,22 @@ async def memory(srv: Server, url: str) -> list[dict[str, Any]]:
     return out
 
 
+async def transfer_memory(srv: Server, url: str) -> list[dict[str, Any]]:
+    """RSS around a full BACKUP of `huge` and a RESTORE of it as `huge_r`
+    (dropped again, with the backup's target, so the data dir stays as built)."""
+    out = []
+    target = f"mem_{os.getpid()}"
+    async with session(1) as http:
+        try:
+            out.append(await rss_around(srv, http, url, f"BACKUP DATABASE huge TO '{target}'"))
+            out.append(await rss_around(
+                srv, http, url, f"RESTORE DATABASE huge FROM '{target}' AS huge_r"))
+        finally:
+            await sql(http, url, "DROP NAMESPACE IF EXISTS huge_r CASCADE")
+            shutil.rmtree(srv.data_dir / "backups" / target, ignore_errors=True)
+    return out
+
+
 # --- report --------------------------------------------------------------------------
 
 
@@ -217,8 +238,9 @@ def verdict(ok: bool) -> str:
 
 def report(args: argparse.Namespace, st: dict[str, Any] | None, went: list[str],
            mem: list[dict[str, Any]], idle_rss: float) -> None:
-    print(f"bench_writer: server from {args.server_root}, {args.mb} MB table, "
-          f"{args.inserts} INSERTs, {os.cpu_count()} CPUs")
+    what = (f"BACKUP / RESTORE of {args.backup_mb} MB" if args.backup_mb
+            else f"{args.mb} MB table, {args.inserts} INSERTs")
+    print(f"bench_writer: server from {args.server_root}, {what}, {os.cpu_count()} CPUs")
     print("\n| figure | aim | this run | | load avg start / end |\n|---|---|---|---|---|")
     for key, label in (("alone", "longest single-row INSERT, nothing else running"),
                        ("backup", "longest single-row INSERT during BACKUPs")):
@@ -254,7 +276,13 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--data", help="build the table here once and keep it; each run "
                                    "works on a copy")
+    ap.add_argument("--backup-mb", type=int, help="only RSS around BACKUP / RESTORE of a "
+                                                  "namespace of this many MB (part 4)")
+    ap.add_argument("--backup-data", help="where part 4's namespace is built once and used "
+                                          "in place (default: a temp dir)")
     args = ap.parse_args()
+    if args.backup_mb:
+        return backup_only(args)
     tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-writer-", dir=args.dir))
     data = tmp / "data"
     srv = None
@@ -272,6 +300,25 @@ def main() -> None:
         went = asyncio.run(where_time_went(srv.url))
         mem = [] if args.stalls_only else asyncio.run(memory(srv, srv.url))
         report(args, st, went, mem, idle)
+    finally:
+        if srv is not None:
+            srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def backup_only(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-writer-", dir=args.dir))
+    data = Path(args.backup_data) if args.backup_data else tmp / "data"
+    srv = None
+    try:
+        if not (data / "catalog").exists():
+            build(data, {"huge": args.backup_mb}, 100)
+        srv = Server(data, tmp / "server.log", Path(args.config) if args.config else None,
+                     root=Path(args.server_root))
+        time.sleep(5.0)  # start-up work (RocksDB compactions) settles
+        idle = rss_mb(srv)
+        mem = asyncio.run(transfer_memory(srv, srv.url))
+        report(args, None, [], mem, idle)
     finally:
         if srv is not None:
             srv.stop()

@@ -25,7 +25,7 @@ from sqlglot import exp
 from catalog import DataFile, Table
 from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 
-from . import keys
+from . import keys, pushdown
 from .buffer import TableState
 from .types import DELETED, OW, SEQ, Column, default_value, duckdb_type, sql_literal
 
@@ -227,8 +227,12 @@ def _literal(node: exp.Expression, typ: str | None) -> Any:
     return None
 
 
-def view_sql(snap: Snapshot, buffer_name: str, files: FileStore, *, show_deleted: bool) -> str:
-    """The SQL of one table's current rows (visible columns only)."""
+def view_sql(snap: Snapshot, buffer_name: str, files: FileStore, *, show_deleted: bool,
+             key_filter: str | None = None) -> str:
+    """The SQL of one table's current rows (visible columns only). `key_filter`
+    (SQL over primary-key columns only, storage/pushdown.py) is applied in every
+    scan: the caller keeps it in its own WHERE too; here it only spares work."""
+    cond = f" WHERE {key_filter}" if key_filter else ""
     cols = snap.columns
     names = [c["name"] for c in cols]
     groups: dict[int, list[str]] = {}
@@ -243,9 +247,9 @@ def view_sql(snap: Snapshot, buffer_name: str, files: FileStore, *, show_deleted
             for c in cols
         ]
         paths = ", ".join(sql_string(p) for p in groups[version])
-        parts.append(f"SELECT {', '.join(proj)}, {hidden} FROM read_parquet([{paths}])")
+        parts.append(f"SELECT {', '.join(proj)}, {hidden} FROM read_parquet([{paths}]){cond}")
     if snap.buffer.num_rows:
-        parts.append(f"SELECT {', '.join(map(quote, names))}, {hidden} FROM {buffer_name}")
+        parts.append(f"SELECT {', '.join(map(quote, names))}, {hidden} FROM {buffer_name}{cond}")
     if not parts:
         nulls = ", ".join(f"CAST(NULL AS {duckdb_type(c)}) AS {quote(c['name'])}" for c in cols)
         return f"SELECT {nulls} WHERE false"
@@ -374,7 +378,9 @@ def plan_query(
                     if snap.buffer.num_rows:
                         plan.arrow.append((buf, snap.buffer))
                     plan.rows += snap.buffer.num_rows + sum(f.rows for f in snap.files)
-                    sql = view_sql(snap, buf, files, show_deleted=show_deleted)
+                    sql = view_sql(snap, buf, files, show_deleted=show_deleted,
+                                   key_filter=pushdown.key_filter(expression, snap.primary_key,
+                                                                  snap.columns))
                     plan.inline[view] = f"({sql})"
                     plan.tables.append(snap.table)
                     plan.reads.append((f"{ns}.{name}", snap.files, snap.buffer.num_rows))
