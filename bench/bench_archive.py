@@ -28,7 +28,11 @@ machine may be shared.
 
     python bench/bench_archive.py [--clients 16] [--seconds 10] [--phases 12] [--kills 5]
                                   [--base-mb 256] [--changes 20000] [--times 50]
-                                  [--only overhead|rpo|restore|exact] [--root CHECKOUT]
+                                  [--only overhead|rpo|restore|exact|blocks] [--root CHECKOUT]
+
+`--only blocks` times, in this process, building one segment's blocks from 400
+one-row statements against decoding each statement (what the archiver did
+before).
 """
 
 from __future__ import annotations
@@ -330,6 +334,41 @@ async def exactness(work: Path, clients: int, seconds: float, times: int) -> dic
     return {"writes": len(log), "times": times, "inexact": bad}
 
 
+def blocks_cost(statements: int) -> dict[str, float]:
+    """In-process: building one segment's blocks from `statements` one-row
+    INSERTs (encode_body: spliced) against decoding every statement's stream
+    and concatenating them (what the archiver did before); best of 30, ms."""
+    import pyarrow as pa
+
+    from storage.archive.blocks import encode_body
+    from storage.archive.changes import ROWS, Change
+    from storage.buffer import decode, encode
+
+    schema = pa.schema([pa.field("_seq", pa.int64(), nullable=False), pa.field("_ow", pa.bool_()),
+                        pa.field("id", pa.int64()), pa.field("v", pa.int64()),
+                        pa.field("payload", pa.binary())])
+    changes = [Change(10 + i, 1_000_000 + i, ROWS, "t", encode(
+        pa.table([[i], [False], [i], [i], pa.array([None], pa.binary())], schema=schema),
+        1, 1764619000 + i / 400, None)) for i in range(statements)]
+
+    def decoded() -> bytes:
+        rows = pa.concat_tables([decode(b"", c.data).rows for c in changes]).combine_chunks()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, rows.schema) as writer:
+            writer.write_table(rows)
+        return bytes(sink.getvalue().to_pybytes())
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(30):
+            t0 = time.thread_time()
+            fn()
+            times.append(time.thread_time() - t0)
+        return min(times) * 1000
+
+    return {"spliced_ms": best(lambda: encode_body(changes)), "decoded_ms": best(decoded)}
+
+
 def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -348,11 +387,17 @@ async def main() -> int:
                     help="overhead: phases of --seconds each, (off on on off) repeated")
     ap.add_argument("--root", type=Path, default=None,
                     help="overhead: run the server from this checkout (A/B against another)")
-    ap.add_argument("--only", choices=["overhead", "rpo", "restore", "exact"], default=None)
+    ap.add_argument("--only", choices=["overhead", "rpo", "restore", "exact", "blocks"],
+                    default=None)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cairn-bench-archive-"))
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs, work dir {work}")
     try:
+        if args.only == "blocks":
+            r = blocks_cost(400)
+            print(f"blocks    400 one-row statements: spliced {r['spliced_ms']:.2f} ms, "
+                  f"decoded one by one {r['decoded_ms']:.2f} ms (thread CPU, best of 30); "
+                  f"{load()}")
         if args.only in (None, "overhead"):
             r = await overhead(work, args.clients, args.seconds, args.phases, args.root)
             print(show_overhead(r))
