@@ -22,9 +22,12 @@ class CairnProcess:
     nobody reads, which would stall a chatty server)."""
 
     def __init__(self, data_dir: Path, config: Path, log_path: Path,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, root: Path = ROOT) -> None:
         self.data_dir, self.config, self.log_path = data_dir, config, log_path
+        self.root = root  # the checkout the server runs from (another one for A/B runs)
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        if root != ROOT:
+            self.env["PYTHONPATH"] = str(root)
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.url = ""
@@ -35,7 +38,7 @@ class CairnProcess:
                 [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(self.data_dir),
                  "--config", str(self.config), "--port", "0", "--pg-port", "0",
                  "--log-level", "INFO"],
-                stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(ROOT), env=self.env,
+                stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(self.root), env=self.env,
             )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout

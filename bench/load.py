@@ -78,6 +78,7 @@ class LoadReport:
     final_rows: int = 0
     jobs: Counter[str] = field(default_factory=Counter)
     server_cpu_s: float = 0.0  # the server process's user + system CPU over the timed load
+    client_cpu_s: float = 0.0  # this (client) process's user + system CPU over the same time
     load_avg: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
     with_jobs: bool = True
 
@@ -110,6 +111,8 @@ class LoadReport:
             f"| errors | {self.error_count} |",
             (f"| server CPU per request | {1000 * self.server_cpu_s / max(1, n):.2f} ms "
              f"({self.server_cpu_s / self.seconds:.2f} cores) |"),
+            (f"| client CPU per request | {1000 * self.client_cpu_s / max(1, n):.2f} ms "
+             f"({self.client_cpu_s / self.seconds:.2f} cores) |"),
             f"| load average at start / end | {self.load_avg[0]:.2f} / {self.load_avg[1]:.2f} |",
         ]
         for kind, count in sorted(self.errors.items()):
@@ -261,7 +264,7 @@ async def _run(srv: CairnProcess, clients: int, seconds: float, preload: int,
         assert status == 200, body
 
         acked: list[int] = []
-        load0, cpu0 = os.getloadavg()[0], cpu_seconds(srv.pid)
+        load0, cpu0, mine0 = os.getloadavg()[0], cpu_seconds(srv.pid), cpu_seconds(os.getpid())
         begin = time.monotonic()
         deadline = begin + seconds
         tasks = [_client(i + 1, http, srv.url, deadline, report, acked,
@@ -271,6 +274,7 @@ async def _run(srv: CairnProcess, clients: int, seconds: float, preload: int,
         await asyncio.gather(*tasks)
         report.seconds = time.monotonic() - begin
         report.server_cpu_s = cpu_seconds(srv.pid) - cpu0
+        report.client_cpu_s = cpu_seconds(os.getpid()) - mine0
         report.load_avg = (load0, os.getloadavg()[0])
         report.windows["idle"] = _idle_windows(report, begin, begin + report.seconds)
         report.acked = len(acked)
@@ -298,12 +302,12 @@ async def _ids(http: aiohttp.ClientSession, url: str, ns: str) -> set[int]:
 
 
 def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: int = 200_000,
-             seed: int = 8, with_jobs: bool = True) -> LoadReport:
+             seed: int = 8, with_jobs: bool = True, root: Path = ROOT) -> LoadReport:
     """One load run against a fresh `cairn serve` in `workdir` (made empty first)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     cfg = write_config(workdir / "cairn.toml", workdir / "backups", 0)
-    srv = CairnProcess(workdir / "data", cfg, workdir / "server.log").start()
+    srv = CairnProcess(workdir / "data", cfg, workdir / "server.log", root=root).start()
     try:
         return asyncio.run(_run(srv, clients, seconds, preload, seed, with_jobs))
     finally:
@@ -320,11 +324,14 @@ def main() -> int:
                         help="clients only: no BACKUP / VERIFY / RESTORE during the load")
     parser.add_argument("--workdir", help="default: a fresh temp dir, removed afterwards")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--server-root", default=str(ROOT),
+                        help="the checkout the server runs from (another one for A/B runs)")
     args = parser.parse_args()
     tmp = None if args.workdir else tempfile.mkdtemp(prefix="cairn-load-")
     workdir = Path(args.workdir or tmp or ".") / "load"
     report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed,
-                      not args.no_jobs)
+                      not args.no_jobs, Path(args.server_root))
+    print(f"server from {args.server_root}")
     print(report.table())
     if args.json:
         lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}

@@ -200,14 +200,16 @@ class Engine:
         timeout: float | None = None,
         limits: ResultLimits | None = None,
         interrupt: Callable[[Callable[[], Any] | None], None] | None = None,
+        owned: bool = False,
     ) -> pa.Table:
         """A SELECT (checked against the sandbox) as an Arrow table. Past
         `timeout` seconds DuckDB is interrupted and CANCELLED raised; past
         `limits` the answer is cut (see `ResultLimits`). `interrupt` is handed
         the running cursor's interrupt function while DuckDB runs (and None
-        after), so a client can cancel the query."""
+        after), so a client can cancel the query. The tree is copied first
+        unless the caller hands it over (`owned`: it is rewritten in place)."""
         sandbox.check_query(expression)
-        return self.select(expression.copy(), session_user, default_namespace, timeout=timeout,
+        return self.select(expression if owned else expression.copy(), session_user, default_namespace, timeout=timeout,
                            limits=limits, interrupt=interrupt)
 
     def select(

@@ -401,6 +401,8 @@ def plan_query(
         raise
     if plan.refs != 1 or plan.table_function:
         plan.answer = None  # more than the one table: DuckDB
+    if plan.answer is not None:
+        return plan  # answered off the snapshot: no SQL text needed (~0.17 ms saved)
     text = expression.sql(dialect="duckdb", copy=False)  # the tree is ours: no copy
     # Views go in as subqueries by text: placeholders carry a random token, so
     # nothing the user wrote can match them (cheaper than CREATE VIEW per query).
