@@ -28,6 +28,7 @@ from catalog.errors import NotFound
 from catalog.ids import new_id
 from catalog.records import SEP
 
+from . import priority
 from .archive.store import iso
 from .backup.image import FileToStore, NamespaceImage
 from .backup.schema import Column as ColumnEntry
@@ -93,30 +94,38 @@ def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
     """Snapshot every table in `scope`. NOT_FOUND for a namespace or table
     that does not exist at the instant taken."""
     files = registry.files
-    with registry.ddl:
-        records: dict[str, Namespace] = {}
-        states: list[tuple[str, TableState]] = []
-        for ns, names in scope.items():
-            rec = registry.catalog.get(Namespace, ns)
-            if rec is None:
-                raise NotFound(f"Namespace '{ns}' does not exist")
-            records[ns] = rec
-            if names is None:
-                states += [(ns, st) for st in registry.states(ns)]
-            else:
-                states += [(ns, registry.state(ns, n)) for n in names]
-        states.sort(key=lambda s: s[1].uid)
-        with contextlib.ExitStack() as held:
-            for _, st in states:
-                held.enter_context(st.lock)
-            # Each namespace's commit lock makes the snapshot a cut of its change log.
-            cuts: dict[str, tuple[int, int]] = {}
-            for ns in sorted(records):
-                cuts[ns] = registry.changes.cut(held.enter_context(registry.changes.holding(ns)))
-            captured = [_capture(registry, ns, st) for ns, st in states]
-            token = files.pin([f.path for c in captured for f in c.files])
-            cut_us = cuts[next(iter(records))][1] if len(records) == 1 else 0
-            snapshot_at = iso(cut_us) if cut_us else utcnow()
+
+    def locked() -> tuple[dict[str, Namespace], list[_Captured], str, str,
+                          dict[str, tuple[int, int]]]:
+        with registry.ddl:
+            records: dict[str, Namespace] = {}
+            states: list[tuple[str, TableState]] = []
+            for ns, names in scope.items():
+                rec = registry.catalog.get(Namespace, ns)
+                if rec is None:
+                    raise NotFound(f"Namespace '{ns}' does not exist")
+                records[ns] = rec
+                if names is None:
+                    states += [(ns, st) for st in registry.states(ns)]
+                else:
+                    states += [(ns, registry.state(ns, n)) for n in names]
+            states.sort(key=lambda s: s[1].uid)
+            with contextlib.ExitStack() as held:
+                for _, st in states:
+                    held.enter_context(st.lock)
+                # Each namespace's commit lock makes the snapshot a cut of its change log.
+                cuts: dict[str, tuple[int, int]] = {}
+                for ns in sorted(records):
+                    cuts[ns] = registry.changes.cut(held.enter_context(registry.changes.holding(ns)))
+                captured = [_capture(registry, ns, st) for ns, st in states]
+                token = files.pin([f.path for c in captured for f in c.files])
+                cut_us = cuts[next(iter(records))][1] if len(records) == 1 else 0
+                snapshot_at = iso(cut_us) if cut_us else utcnow()
+        return records, captured, token, snapshot_at, cuts
+
+    # Writers wait while the table locks are held: take them at normal priority
+    # even from a background job (storage/priority.py).
+    records, captured, token, snapshot_at, cuts = priority.at_normal_priority(locked)
     staging = staging_root / f"snapshot-{new_id('s')}"
 
     def release() -> None:

@@ -64,3 +64,29 @@ def test_level_is_checked() -> None:
         priority.set_background_nice(20)
     with pytest.raises(ValueError):
         priority.set_background_nice(-1)
+
+
+def test_at_normal_priority_from_a_lowered_thread() -> None:
+    priority.set_background_nice(9)
+
+    def body() -> tuple[int, int, int]:
+        priority.lower_this_thread()
+        inside = priority.at_normal_priority(priority.thread_nice)
+        return priority.thread_nice(), inside, priority.at_normal_priority(lambda: 41) + 1
+
+    assert in_thread(body) == (9, 0, 42)
+    assert priority.at_normal_priority(priority.thread_nice) == priority.thread_nice()  # here
+
+
+def test_at_normal_priority_raises_what_fn_raises() -> None:
+    priority.set_background_nice(9)
+
+    def body() -> str:
+        priority.lower_this_thread()
+        try:
+            priority.at_normal_priority(lambda: 1 // 0)
+        except ZeroDivisionError:
+            return "raised"
+        return "not raised"
+
+    assert in_thread(body) == "raised"
