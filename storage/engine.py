@@ -206,8 +206,7 @@ class Engine:
         `timeout` seconds DuckDB is interrupted and CANCELLED raised; past
         `limits` the answer is cut (see `ResultLimits`). `interrupt` is handed
         the running cursor's interrupt function while DuckDB runs (and None
-        after), so a client can cancel the query. The tree is copied first
-        unless the caller hands it over (`owned`: it is rewritten in place)."""
+        after), so a client can cancel the query. `owned`: no copy, rewrite it."""
         sandbox.check_query(expression)
         return self.select(expression if owned else expression.copy(), session_user, default_namespace, timeout=timeout,
                            limits=limits, interrupt=interrupt)
