@@ -23,7 +23,7 @@ from . import keys as keys_mod
 from . import sandbox
 from .archive.changes import ROWS
 from .batch import BufBatch
-from .buffer import APPEND_ONLY, TableState, encode, seq_key, storage_schema
+from .buffer import APPEND_ONLY, TableState, encode, seq_key
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
 from .timing import TIMINGS
@@ -177,7 +177,7 @@ def _append(
             data[UPDATED] = pa.array([now] * n, pa.timestamp("us"))
         elif col["name"] == DELETED and DELETED not in data:
             data[DELETED] = pa.array([False] * n, pa.bool_())
-    schema = storage_schema(st.table, st.columns)
+    schema = st.row_schema()
     arrays = [
         data[f.name] if isinstance(data[f.name], pa.Array | pa.ChunkedArray)
         else pa.array(data[f.name], f.type)
