@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 from catalog import Catalog, Job, utcnow
 from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
+from storage import allocator
 
 from . import faults, logs
 from .config import Config
@@ -335,6 +336,10 @@ class JobRunner:
             self._contexts.pop(job.job_id, None)
             self._tasks.pop(job.job_id, None)
             self.trim_soon()
+            if self.cairn.config.storage.duckdb_release_memory and job.job_type in HEAVY:
+                # What the job's transfers and snapshots freed (copy buffers in
+                # its threads' malloc arenas) goes back to the OS.
+                await self.cairn.run(allocator.purge)
         return job
 
     async def _work(self, ctx: JobContext, work: Work, holding: bool) -> None:

@@ -204,3 +204,25 @@ async def test_work_runs_at_background_priority(cairn: Cairn) -> None:
     job = await cairn.jobs.run("test", SESSION, work)
     assert job.result == {"own": 10, "child": 10}
     assert await cairn.run(priority.thread_nice) == priority.thread_nice() == 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_heavy_jobs_hand_memory_back(cairn: Cairn, monkeypatch: pytest.MonkeyPatch,
+                                           enabled: bool) -> None:
+    """A backup, restore or verify frees its copy buffers when it ends: the
+    runner purges (storage/allocator.py) after such a job, however it ended."""
+    from storage import allocator
+
+    calls: list[int] = []
+    monkeypatch.setattr(allocator, "purge", lambda: calls.append(1) or True)
+    cairn.config.storage.duckdb_release_memory = enabled
+    await cairn.jobs.run("test", SESSION, lambda ctx: {}, namespace="app")
+    assert calls == []  # a light job: nothing
+
+    def broken(ctx: JobContext) -> dict:
+        raise InvalidArgument("no")
+
+    with pytest.raises(InvalidArgument):
+        await cairn.jobs.run("verify", SESSION, broken, namespace="app")
+    await cairn.jobs.run("backup", SESSION, lambda ctx: {}, namespace="app")
+    assert calls == ([1, 1] if enabled else [])
