@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 
 from catalog import DataFile, Table
 from catalog.errors import InvalidArgument, NotFound, PermissionDenied
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from .keys import FileRanges
 
 CAIRN_TYPE = b"cairn.type"
+# One dialect object (`expression.sql(dialect="duckdb")` builds one per call).
+_DUCKDB = Dialect.get_or_raise("duckdb")
 TRUNCATED = b"cairn.truncated"  # schema metadata of an answer cut by ResultLimits
 
 
@@ -403,7 +406,7 @@ def plan_query(
         plan.answer = None  # more than the one table: DuckDB
     if plan.answer is not None:
         return plan  # answered off the snapshot: no SQL text needed (~0.17 ms saved)
-    text = expression.sql(dialect="duckdb", copy=False)  # the tree is ours: no copy
+    text = _DUCKDB.generate(expression, copy=False)  # the tree is ours: no copy
     # Views go in as subqueries by text: placeholders carry a random token, so
     # nothing the user wrote can match them (cheaper than CREATE VIEW per query).
     for placeholder, sql in sorted(plan.inline.items(), reverse=True):
