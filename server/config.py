@@ -59,7 +59,7 @@ class JobsConfig:
     max_concurrent: int = 2
     history_max_age_days: float = 30.0
     history_max_count: int = 10_000
-    # Linux nice value of the threads that run jobs and the archiver (0..19;
+    # Linux nice value of the threads that run jobs and other background work (0..19;
     # 0: normal priority). See storage/priority.py.
     background_nice: int = 10
 
