@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 from catalog import Catalog, Job, utcnow
 from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
-from storage import allocator
+from storage import allocator, priority
 
 from . import faults, logs
 from .config import Config
@@ -398,6 +398,8 @@ class JobRunner:
         if ctx is None or job.status not in ACTIVE:
             raise InvalidArgument(f"Job '{job_id}' is {job.status}, not running")
         ctx.cancel()
+        # The job cleans up at normal priority, however busy the machine is.
+        priority.raise_lowered_threads()
         task = self._tasks.get(job_id)
         if task is not None:
             try:
@@ -420,6 +422,7 @@ class JobRunner:
             raise InvalidArgument(
                 f"Job '{job_id}' is {job.status}; only a running job can be paused")
         ctx.request_pause()
+        priority.raise_lowered_threads()
         return await self._await_status(job_id, ctx, lambda s: s != "running")
 
     async def resume(self, job_id: str) -> Job:

@@ -68,7 +68,10 @@ class Cairn:
     async def run_background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The door for a job's work: like `run`, on a background-priority thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._background, functools.partial(fn, *args, **kwargs))
+        # Each piece of work lowers its thread again: KILL/PAUSE JOB may have
+        # raised it (priority.raise_lowered_threads).
+        return await loop.run_in_executor(
+            self._background, functools.partial(priority.lowered(fn), *args, **kwargs))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

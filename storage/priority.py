@@ -18,7 +18,17 @@ snapshot held every table lock of its namespace 18-31 ms (1-2 ms of CPU)
 where it had held it 1-2 ms. So a short section that takes such locks runs
 through `at_normal_priority`, on a thread that was never lowered. The level is the
 server's `[jobs] background_nice` (0 turns this off); see docs/performance.md
-for what each level measured."""
+for what each level measured.
+
+A job being stopped must not crawl: KILL JOB promises the job stops within a
+second, and next to busy processes a nice-10 thread gets ~1% of a CPU (a
+killed backup took 1.8 s to clean up beside four busy loops). So KILL and
+PAUSE JOB call `raise_lowered_threads`, which puts every thread at the
+background level back to the process's own level (where the OS lets it:
+root, CAP_SYS_NICE or RLIMIT_NICE; elsewhere nothing changes). Threads that
+do background work lower themselves again when they take their next piece of
+work (`lowered`), so only the jobs running at that moment finish at normal
+priority."""
 
 from __future__ import annotations
 
@@ -35,6 +45,7 @@ DEFAULT_NICE = 10
 MAX_NICE = 19
 
 _nice = DEFAULT_NICE
+_base = 0  # the process's own nice value (what raise_lowered_threads returns to)
 # Only Linux gives each thread its own nice value through PRIO_PROCESS and a
 # thread id; elsewhere that id could name some other process.
 _LINUX = sys.platform.startswith("linux")
@@ -48,10 +59,11 @@ def set_background_nice(nice: int) -> None:
     """The nice value `lower_this_thread` gives (0: leave threads alone). Set once
     by the server from its config (from a normal-priority thread), before
     background threads start."""
-    global _nice, _normal
+    global _nice, _normal, _base
     if not 0 <= nice <= MAX_NICE:
         raise ValueError(f"background nice must be 0..{MAX_NICE}, not {nice}")
     _nice = nice
+    _base = thread_nice()
     with _normal_guard:
         if _normal is None and thread_nice() == 0:
             pool = ThreadPoolExecutor(1, thread_name_prefix="cairn-normal")
@@ -99,3 +111,36 @@ def lower_this_thread() -> bool:
         return True
     except OSError:
         return False
+
+
+def lowered(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn`, run at the background level by whichever thread calls it (for work
+    handed to a pool whose threads may have been raised since they started)."""
+    def run(*args: object, **kwargs: object) -> T:
+        lower_this_thread()
+        return fn(*args, **kwargs)
+    return run
+
+
+def raise_lowered_threads() -> int:
+    """Every thread of this process at the background level back to the
+    process's own level, so a job being killed or paused finishes its clean-up
+    at normal priority. Needs the right to raise a priority (root,
+    CAP_SYS_NICE, RLIMIT_NICE); without it nothing changes. How many threads
+    were raised."""
+    if _nice == 0 or not _LINUX or _base >= _nice:
+        return 0
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    raised = 0
+    for name in tids:
+        try:
+            tid = int(name)
+            if os.getpriority(os.PRIO_PROCESS, tid) >= _nice:
+                os.setpriority(os.PRIO_PROCESS, tid, _base)
+                raised += 1
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not allowed
+    return raised

@@ -19,6 +19,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from .. import priority
 from .transfer import CHUNK_SIZE, ErrorMapper, OnBytes, ShouldStop, check_stop
 
 STEP = 1024 * 1024  # bytes per copy call and per hashed chunk: CHUNK_SIZE keeps
@@ -82,6 +83,11 @@ def _hash_range(fd: int, offset: int, count: int, digest: Any, buffer: bytearray
         offset += n
 
 
+# Hashing is a backup's or restore's work: at the background level, even on a
+# pool thread that KILL/PAUSE JOB raised meanwhile (storage/priority.py).
+_hash_lowered = priority.lowered(_hash_range)
+
+
 def copy_checked(
     src: int,
     dst: int,
@@ -108,7 +114,7 @@ def copy_checked(
                 hashed = None
             if n == 0:
                 return offset
-            hashed = _hashers().submit(_hash_range, dst, offset, n, digest, buffer)
+            hashed = _hashers().submit(_hash_lowered, dst, offset, n, digest, buffer)
             offset += n
             # Counted, and a cancel checked, per CHUNK_SIZE as transfer.copy does.
             for start in range(0, n, CHUNK_SIZE):

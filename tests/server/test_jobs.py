@@ -206,6 +206,33 @@ async def test_work_runs_at_background_priority(cairn: Cairn) -> None:
     assert await cairn.run(priority.thread_nice) == priority.thread_nice() == 0
 
 
+async def test_killed_job_cleans_up_at_normal_priority(cairn: Cairn) -> None:
+    """KILL JOB puts the job's threads back to normal priority (where the OS
+    allows it), so its clean-up is not starved by busy neighbours; the next job
+    runs lowered again."""
+    from tests.storage.test_priority import may_raise_priority
+
+    started = threading.Event()
+
+    def work(ctx: JobContext) -> dict:
+        started.set()
+        try:
+            while True:
+                ctx.check_cancelled()
+                time.sleep(0.01)
+        except Cancelled:
+            ctx.job.result = {"cleanup_nice": priority.thread_nice()}
+            raise
+
+    job = await cairn.jobs.run("test", SESSION, work, detached=True)
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+    killed = await cairn.jobs.kill(job.job_id)
+    assert killed.status == "cancelled"
+    assert killed.result == {"cleanup_nice": 0 if may_raise_priority() else 10}
+    nxt = await cairn.jobs.run("test", SESSION, lambda ctx: {"own": priority.thread_nice()})
+    assert nxt.result == {"own": 10}
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 async def test_heavy_jobs_hand_memory_back(cairn: Cairn, monkeypatch: pytest.MonkeyPatch,
                                            enabled: bool) -> None:

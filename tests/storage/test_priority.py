@@ -90,3 +90,50 @@ def test_at_normal_priority_raises_what_fn_raises() -> None:
         return "not raised"
 
     assert in_thread(body) == "raised"
+
+
+def may_raise_priority() -> bool:
+    """Whether this process may raise a thread's priority (root, CAP_SYS_NICE,
+    RLIMIT_NICE): found out on a scratch thread."""
+    import os
+
+    def body() -> bool:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, priority.thread_nice() + 1)
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, priority.thread_nice() - 1)
+            return True
+        except OSError:
+            return False
+
+    return bool(in_thread(body))
+
+
+def test_raise_lowered_threads_and_lowered_work() -> None:
+    """KILL/PAUSE JOB raise the background threads (where the OS allows it);
+    work handed over through `lowered` lowers its thread again."""
+    priority.set_background_nice(11)
+    allowed = may_raise_priority()
+    lowered_now = threading.Event()
+    go_on = threading.Event()
+    seen: list[int] = []
+
+    def job() -> None:
+        priority.lower_this_thread()
+        lowered_now.set()
+        go_on.wait(10)
+        seen.append(priority.thread_nice())  # after the raise
+        seen.append(priority.lowered(priority.thread_nice)())  # next piece of work
+
+    t = threading.Thread(target=job)
+    t.start()
+    assert lowered_now.wait(10)
+    raised = priority.raise_lowered_threads()
+    go_on.set()
+    t.join()
+    main = priority.thread_nice()
+    if allowed:
+        assert raised >= 1 and seen == [main, 11]
+    else:  # nothing changes where the OS refuses
+        assert raised == 0 and seen == [11, 11]
+    assert priority.thread_nice() == main  # a normal thread is never touched
