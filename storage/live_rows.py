@@ -4,7 +4,13 @@ version of each key, unless that version is a delete.
 A backup reports these live rows beside the row versions it stores (every
 UPDATE and DELETE adds a version). Counted with DuckDB: the `_ow` column of
 every row, and the key, `_seq` and `_deleted` of the overwriting versions only; a USER table's files each belong to one user, so
-each user's files are counted apart (their keys are the user's own)."""
+each user's files are counted apart (their keys are the user's own).
+
+Most files hold only first versions (an INSERT-only table, or every flush
+before the first UPDATE): their footers' `_ow` statistics say so (max false),
+and a group of only such files has exactly as many live rows as rows, read
+from the footers without scanning anything (a 519 MiB namespace: 0.05-0.09 s
+of DuckDB CPU that competed with the backup's copy and hash threads)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from .query import quote, sql_string
 from .types import DELETED, OW, SEQ
@@ -28,6 +35,10 @@ def count(groups: Sequence[Sequence[Path]], primary_key: Sequence[str]) -> int:
         keys = ", ".join(quote(k) for k in primary_key)
         total = 0
         for paths in groups:
+            first_only = _rows_if_first_versions_only(paths)
+            if first_only is not None:
+                total += first_only
+                continue
             src = f"read_parquet([{', '.join(sql_string(str(p)) for p in paths)}], union_by_name = true)"
             # A key's first version is the one not marked `_ow` (every later
             # one is: UPDATE, DELETE, re-INSERT), so there are as many keys as
@@ -41,3 +52,26 @@ def count(groups: Sequence[Sequence[Path]], primary_key: Sequence[str]) -> int:
         return total
     finally:
         con.close()
+
+
+def _rows_if_first_versions_only(paths: Sequence[Path]) -> int | None:
+    """The rows of `paths` if every row group's footer statistics show no `_ow`
+    row (each row is its key's first version: no UPDATE, DELETE or re-INSERT
+    among them), else None (the files must be read)."""
+    rows = 0
+    for path in paths:
+        try:
+            meta = pq.read_metadata(path)
+        except (OSError, ValueError):
+            return None
+        names = meta.schema.names
+        if OW not in names:
+            return None
+        column = names.index(OW)
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            stats = group.column(column).statistics
+            if stats is None or not stats.has_min_max or stats.max is not False:
+                return None
+            rows += group.num_rows
+    return rows
