@@ -110,6 +110,9 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
     pooled: dict[str, list[float]] = {"off": [], "on": []}
     cpu: dict[str, list[float]] = {"off": [], "on": []}  # server CPU ms per write
     ship: list[float] = []  # the archiver's CPU (its cycles' threads) µs per write
+    # server CPU µs per write by thread name (RocksDB names its threads; Python's
+    # threads all carry the process's name): where archiving's cost lands
+    threads: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
     try:
         async with session(2) as http:
             await sql(http, srv.url, "CREATE NAMESPACE app; CREATE TABLE app.warm "
@@ -125,8 +128,13 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
                     await sql(http, srv.url, f"START ARCHIVING DATABASE app TO 'ov{i}' "
                                              "WITH (interval = '1s')")
             cpu0, ship0 = cpu_s(srv.pid), await ship_cpu_s(srv.url)
+            by0 = thread_cpu_s(srv.pid)
             lat, n = await writers(srv.url, clients, seconds, 0, table=f"t{i}")
             cpu[phase].append((cpu_s(srv.pid) - cpu0) * 1000 / max(n, 1))
+            by1 = thread_cpu_s(srv.pid)
+            for name in set(by0) | set(by1):
+                used = (by1.get(name, 0.0) - by0.get(name, 0.0)) * 1e6 / max(n, 1)
+                threads[phase].setdefault(name, []).append(used)
             if phase == "on":
                 ship.append((await ship_cpu_s(srv.url) - ship0) * 1e6 / max(n, 1))
             per[phase].append((pct(lat, 99), n / seconds))
@@ -155,6 +163,10 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
     out["cpu_worse_pct"] = 100 * (out["cpu_on"] / out["cpu_off"] - 1)
     out["phases"] = phases
     out["ship_us"] = statistics.median(ship)
+    out["threads"] = {
+        name: (statistics.median(threads["off"].get(name) or [0.0]),
+               statistics.median(threads["on"].get(name) or [0.0]))
+        for name in set(threads["off"]) | set(threads["on"])}
     return out
 
 
@@ -181,7 +193,32 @@ def show_overhead(r: dict[str, Any]) -> str:
             f"({rng('tput_off_range')}), on {r['tput_on']:.0f}/s ({rng('tput_on_range')}): "
             f"{r['tput_worse_pct']:+.1f}% worse; server CPU per write off {r['cpu_off']:.2f} ms, "
             f"on {r['cpu_on']:.2f} ms ({r['cpu_worse_pct']:+.1f}%), of which the archiver's "
-            f"cycles {r['ship_us']:.0f} us; {load()}")
+            f"cycles {r['ship_us']:.0f} us; {load()}\n"
+            + "  server CPU per write by thread name, medians off / on: "
+            + "; ".join(f"{name} {off:.0f} / {on:.0f} us"
+                        for name, (off, on) in sorted(r.get("threads", {}).items(),
+                                                      key=lambda kv: -max(kv[1]))[:6]))
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the process's threads, summed by thread name
+    (digits dropped: 'rocksdb:low0' and 'rocksdb:low1' are one name). Threads
+    that have ended are not counted (cpu_s has them)."""
+    out: dict[str, float] = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = "".join(ch for ch in text[text.index("(") + 1:text.rindex(")")] if not ch.isdigit())
+        fields = text.rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out[name] = out.get(name, 0.0) + used
+    return out
 
 
 def cpu_s(pid: int) -> float:
