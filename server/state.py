@@ -44,14 +44,13 @@ class Cairn:
             max_workers=config.server.blocking_threads, thread_name_prefix="cairn-io"
         )
         # Jobs (flush, backup, restore, verify, ...) run on their own threads, at
-        # the background priority (storage/priority.py): a running backup does
-        # not take the CPUs from the statements clients wait for. A paused job
-        # keeps its thread, hence the generous bound (threads start on demand).
+        # the background priority (storage/priority.py; `run_background` lowers
+        # the thread for each piece of work): a running backup does not take the
+        # CPUs from the statements clients wait for. A paused job keeps its
+        # thread, hence the generous bound (threads start on demand).
         priority.set_background_nice(config.jobs.background_nice)
         self._background = ThreadPoolExecutor(
-            max_workers=BACKGROUND_THREADS, thread_name_prefix="cairn-job",
-            initializer=priority.lower_this_thread,
-        )
+            max_workers=BACKGROUND_THREADS, thread_name_prefix="cairn-job")
         self.metrics = Metrics(self, slow_seconds=config.log.slow_request_seconds)
         self.engine: Engine = None  # type: ignore[assignment]  # set by create_app
         self.jobs: JobRunner = None  # type: ignore[assignment]  # set by create_app

@@ -65,7 +65,7 @@ def set_background_nice(nice: int) -> None:
     _nice = nice
     _base = thread_nice()
     with _normal_guard:
-        if _normal is None and thread_nice() == 0:
+        if _normal is None and _base == 0:
             pool = ThreadPoolExecutor(1, thread_name_prefix="cairn-normal")
             # Its one thread starts now, from this thread, so it is not lowered.
             pool.submit(lambda: None).result()

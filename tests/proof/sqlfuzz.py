@@ -76,12 +76,16 @@ def queries(draw: Any) -> str:
     return f"DELETE FROM {table}{tail}"
 
 
+def _names(draw: Any) -> tuple[str, str, str]:
+    """A namespace, a table and a quoted target of the small world."""
+    return (draw(st.sampled_from(NAMESPACES)), draw(st.sampled_from(TABLES)),
+            "'" + draw(st.sampled_from(TARGETS)).replace("'", "''") + "'")
+
+
 @st.composite
 def world_statements(draw: Any) -> str:
     """Cairn's own statements over the small world (so they reach real handlers)."""
-    ns = draw(st.sampled_from(NAMESPACES))
-    table = draw(st.sampled_from(TABLES))
-    target = "'" + draw(st.sampled_from(TARGETS)).replace("'", "''") + "'"
+    ns, table, target = _names(draw)
     options = draw(st.sampled_from([
         "", " WITH (label = 'fuzz')", " WITH (compression = 'none')", " WITH (detached = true)",
         " WITH (keep_last = 2)", " WITH (keep_last = 0)", " WITH (nope = 1)",
@@ -116,9 +120,7 @@ def world_statements(draw: Any) -> str:
 @st.composite
 def scope_statements(draw: Any) -> str:
     """Table-scope and several-namespace backups and restores over the small world."""
-    ns = draw(st.sampled_from(NAMESPACES))
-    table = draw(st.sampled_from(TABLES))
-    target = "'" + draw(st.sampled_from(TARGETS)).replace("'", "''") + "'"
+    ns, table, target = _names(draw)
     options = draw(st.sampled_from([
         "", " WITH (label = 'fuzz')", " WITH (replace = true)", " WITH (backup_id = 'bk-nope')",
         " WITH (keep_last = 1)", " WITH (nope = 1)", " WITH (detached = true)",
