@@ -1,0 +1,327 @@
+"""The two hottest statements without sqlglot's parser: the same tree, built directly.
+
+Under load nearly every request is one of two shapes:
+
+    INSERT INTO [ns.]t [(col, ...)] VALUES (value, ...)
+    SELECT col, ... FROM [ns.]t WHERE col = value
+
+where a value is an integer or decimal (optionally negative), a string, NULL,
+TRUE or FALSE (in the WHERE: a number or a string). sqlglot spends ~0.1-0.2 ms
+making a tokenizer and a parser and walking its grammar for them; this module
+recognises exactly these shapes with one regular-expression tokenizer and
+builds the tree sqlglot would build, node for node: the same classes, the same
+arguments in the same order (None-valued ones too), the same position `meta`
+on identifiers and literals. Everything after parsing (the sandbox allow-list,
+role checks, name folding, USER-table isolation, type checks and their error
+messages) then runs on that tree exactly as before.
+
+Anything else returns None and goes the normal way: comments, quoted names,
+E-strings, backslashes, casts, functions, expressions, several rows, any
+character outside the few the shapes use, any whitespace but space, tab, CR
+and LF.
+
+Whether sqlglot reads a word as a name depends on the word and where it
+stands (`load` is one of its keywords and still a table name; `current_date`
+is a function), so no word list decides it. Instead each statement's
+*skeleton* (its tokens, with words upper-cased and literals reduced to their
+kind) is checked once against sqlglot: the first statement of a skeleton is
+parsed by both, and the skeleton is used only if the two trees are identical
+(classes, arguments and their order, values, positions). sqlglot's parse does
+not depend on the case of a word, the digits of a number, the characters of a
+string or the blanks between tokens, so every later statement of that
+skeleton gets the tree sqlglot would give it. `tests/sqlgrammar/
+test_fastpath.py` holds that to sqlglot on seeded generated statements (valid
+and near-valid, with spacing, case and literals varied);
+`bench/bench_fastpath.py` runs a large count.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+
+__all__ = ["parse_fast"]
+
+_DUCKDB = Dialect.get_or_raise("duckdb")
+# Skeleton -> the variant whose tree was identical to sqlglot's, or False. Bounded: past
+# the bound, statements of unknown skeletons simply take the normal path.
+_CHECKED: dict[tuple[Any, ...], int | bool] = {}  # variant, or False
+MAX_SKELETONS = 4096
+
+# One token each: blank, word, number, string, punctuation. A number or word
+# must not run on into a word character, a dot or a quote (1e5, 1_000, 1.2.3,
+# 0x1F, E'...' all fall back); a string holds no backslash and ends at a quote
+# that is not doubled.
+_TOKEN = re.compile(
+    r"""(?P<ws>[ \t\r\n]+)
+      | (?P<word>[A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_'"$])
+      | (?P<num>[0-9]+(?:\.[0-9]+)?)(?![A-Za-z0-9_.'"$])
+      | (?P<str>'(?:[^'\\]|'')*')(?!')
+      | (?P<punct>[(),.=;-])""",
+    re.VERBOSE,
+)
+_WS, _WORD, _NUM, _STR, _PUNCT = 1, 2, 3, 4, 5
+
+Token = tuple[int, str, int, int]  # kind, text, start offset, end offset (exclusive)
+
+
+def _tokens(sql: str) -> list[Token] | None:
+    """The statement's tokens without blanks, or None at anything unexpected."""
+    out: list[Token] = []
+    pos = 0
+    for groups in _TOKEN.findall(sql):  # one C call; contiguous iff nothing was skipped
+        kind = next(i for i, text in enumerate(groups, 1) if text)
+        text = groups[kind - 1]
+        end = pos + len(text)
+        if kind != _WS:
+            out.append((kind, text, pos, end))
+        pos = end
+    return out if pos == len(sql) else None
+
+
+class _Lines:
+    """Offsets -> sqlglot's (line, col): col is the 1-based column of a token's
+    last character."""
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        self.multi = "\n" in sql
+
+    def meta(self, start: int, end: int) -> dict[str, int]:
+        last = end - 1
+        if not self.multi:
+            return {"line": 1, "col": last + 1, "start": start, "end": last}
+        line = self.sql.count("\n", 0, last) + 1
+        return {"line": line, "col": last - (self.sql.rfind("\n", 0, last) + 1) + 1,
+                "start": start, "end": last}
+
+
+class _Shape(Exception):
+    """The text is not one of the two shapes."""
+
+
+class _Reader:
+    def __init__(self, sql: str, tokens: list[Token]) -> None:
+        self.tokens = tokens
+        self.i = 0
+        self.lines = _Lines(sql)
+
+    def peek(self) -> Token | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self) -> Token:
+        if self.i >= len(self.tokens):
+            raise _Shape
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def keyword(self, word: str) -> None:
+        kind, text, _, _ = self.take()
+        if kind != _WORD or text.upper() != word:
+            raise _Shape
+
+    def punct(self, char: str) -> bool:
+        tok = self.peek()
+        if tok is not None and tok[0] == _PUNCT and tok[1] == char:
+            self.i += 1
+            return True
+        return False
+
+    def expect(self, char: str) -> None:
+        if not self.punct(char):
+            raise _Shape
+
+    def name(self) -> exp.Identifier:
+        kind, text, start, end = self.take()
+        if kind != _WORD:
+            raise _Shape
+        ident = exp.Identifier(this=text, quoted=False)
+        ident.meta.update(self.lines.meta(start, end))
+        return ident
+
+    def number_or_string(self) -> exp.Expression:
+        if self.punct("-"):
+            kind, text, start, end = self.take()
+            if kind != _NUM:
+                raise _Shape
+            return exp.Neg(this=self._literal(kind, text, start, end))
+        kind, text, start, end = self.take()
+        if kind not in (_NUM, _STR):
+            raise _Shape
+        return self._literal(kind, text, start, end)
+
+    def value(self) -> exp.Expression:
+        tok = self.peek()
+        if tok is not None and tok[0] == _WORD:
+            word = tok[1].upper()
+            if word == "NULL":
+                self.i += 1
+                return exp.Null()
+            if word in ("TRUE", "FALSE"):
+                self.i += 1
+                return exp.Boolean(this=word == "TRUE")
+        return self.number_or_string()
+
+    def _literal(self, kind: int, text: str, start: int, end: int) -> exp.Literal:
+        if kind == _STR:
+            lit = exp.Literal(this=text[1:-1].replace("''", "'"), is_string=True)
+        else:
+            lit = exp.Literal(this=text, is_string=False)
+        lit.meta.update(self.lines.meta(start, end))
+        return lit
+
+    def table(self, with_catalog: bool) -> exp.Table:
+        """`with_catalog`: sqlglot's `catalog=None` argument is there (INSERT
+        always; a SELECT's FROM only for some namespace names, e.g. `load`,
+        one of its keywords: a variant, see `parse_fast`)."""
+        first = self.name()
+        if self.punct("."):
+            if with_catalog:
+                return exp.Table(this=self.name(), db=first, catalog=None)
+            table = exp.Table(this=self.name(), db=first)
+        elif with_catalog:
+            table = exp.Table(this=first, db=None, catalog=None)
+        else:
+            table = exp.Table(this=first)
+        return table
+
+    def end(self) -> None:
+        self.punct(";")
+        if self.i != len(self.tokens):
+            raise _Shape
+
+
+def _insert(r: _Reader, variant: int) -> exp.Insert:
+    r.keyword("INSERT")
+    r.keyword("INTO")
+    target: exp.Expression = r.table(with_catalog=True)
+    if r.punct("("):
+        names = [r.name()]
+        while r.punct(","):
+            names.append(r.name())
+        r.expect(")")
+        target = exp.Schema(this=target, expressions=names)
+    r.keyword("VALUES")
+    r.expect("(")
+    values = [r.value()]
+    while r.punct(","):
+        values.append(r.value())
+    r.expect(")")
+    r.end()
+    rows = exp.Values(expressions=[exp.Tuple(expressions=values)], alias=None)
+    return exp.Insert(
+        hint=None, is_function=False, this=target, stored=False, by_name=False, exists=False,
+        where=None, using=None, partition=False, settings=False, default=False,
+        expression=rows, conflict=None, returning=None, overwrite=False, alternative=None,
+        ignore=False, source=False,
+    )
+
+
+def _select(r: _Reader, variant: int) -> exp.Select:
+    r.keyword("SELECT")
+    columns = [exp.Column(this=r.name())]
+    while r.punct(","):
+        columns.append(exp.Column(this=r.name()))
+    r.keyword("FROM")
+    table = r.table(with_catalog=variant == 1)
+    if variant == 1 and table.args.get("db") is None:
+        raise _Shape  # the variant is about `ns.t` only
+    r.keyword("WHERE")
+    column = exp.Column(this=r.name())
+    r.expect("=")
+    where = exp.Where(this=exp.EQ(this=column, expression=r.number_or_string()))
+    r.end()
+    return exp.Select(
+        kind=None, hint=None, distinct=None, expressions=columns, limit=None, exclude=None,
+        operation_modifiers=None, from_=exp.From(this=table), where=where,
+    )
+
+
+def _skeleton(tokens: list[Token]) -> tuple[Any, ...]:
+    return tuple(t[1].upper() if t[0] == _WORD else (t[1] if t[0] == _PUNCT else t[0])
+                 for t in tokens)
+
+
+def same_tree(a: Any, b: Any) -> bool:
+    """Node for node the same: classes, argument names in order, values, meta
+    (positions) and comments."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, exp.Expression):
+        if list(a.args) != list(b.args) or a.meta != b.meta or a.comments != b.comments:
+            return False
+        return all(same_tree(a.args[k], b.args[k]) for k in a.args)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_tree(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _sqlglot(text: str) -> Any:
+    """sqlglot's one tree for `text`, or None (an error, or not one statement)."""
+    try:
+        trees = [t for t in _DUCKDB.parse(text) if t is not None]
+    except Exception:  # the normal path reports it  # noqa: BLE001
+        return None
+    return trees[0] if len(trees) == 1 else None
+
+
+# How many ways each shape can be built (`variant`): sqlglot's tree for the
+# same tokens differs in a detail that depends on the words (see _Reader.table).
+_BUILDERS = {"insert": (_insert, 1), "select": (_select, 2)}
+
+
+def parse_fast(sql: str) -> tuple[str, Any, int, int] | None:
+    """(kind, sqlglot tree, start, end) for a request that is one statement of
+    one of the two shapes (blanks around it, an optional `;` after it), else
+    None. `sql[start:end]` is the statement's text as the splitter cuts it;
+    positions in the tree count from `start`, as sqlglot's do in that text."""
+    stripped = sql.lstrip(" \t\r\n")
+    if not stripped or stripped[0] not in "IiSs":
+        return None
+    start = len(sql) - len(stripped)
+    tokens = _tokens(stripped)
+    if tokens is None:
+        return None
+    last = tokens[-1]
+    if last[0] == _PUNCT and last[1] == ";":
+        if len(tokens) < 2:
+            return None
+        last = tokens[-2]
+    end = last[3]
+    skeleton = _skeleton(tokens)
+    known = _CHECKED.get(skeleton)
+    if known is False:
+        return None
+    kind = "insert" if stripped[0] in "Ii" else "select"
+    build, variants = _BUILDERS[kind]
+    if known is not None:
+        try:
+            tree = build(_Reader(stripped, tokens), known)
+        except _Shape:  # cannot happen: the skeleton was built before
+            return None
+        tree.comments = []  # as sqlglot leaves a statement's root
+        return kind, tree, start, start + end
+    # First of its skeleton: sqlglot decides whether, and which variant.
+    if len(_CHECKED) >= MAX_SKELETONS:
+        return None
+    theirs: Any = None
+    for variant in range(variants):
+        try:
+            tree = build(_Reader(stripped, tokens), variant)
+        except _Shape:
+            _CHECKED[skeleton] = False
+            return None
+        tree.comments = []
+        if theirs is None:
+            theirs = _sqlglot(stripped[:end])
+            if theirs is None:
+                break
+        if same_tree(tree, theirs):
+            _CHECKED[skeleton] = variant
+            return kind, tree, start, start + end
+    _CHECKED[skeleton] = False
+    return None
