@@ -55,6 +55,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import archive_cycles as cycles
 from bench.bench_backup import build
 from bench.common import Server, first_row, pct, session, sql
 from storage.archive import store
@@ -69,8 +70,10 @@ def config(work: Path) -> Path:
 
 
 async def writers(url: str, clients: int, seconds: float, start: int,
-                  stop: asyncio.Event | None = None, table: str = "t") -> tuple[list[float], int]:
-    """Single-row INSERTs from `clients` tasks; (latencies ms, writes done)."""
+                  stop: asyncio.Event | None = None, table: str = "t",
+                  stamps: list[tuple[float, float]] | None = None) -> tuple[list[float], int]:
+    """Single-row INSERTs from `clients` tasks; (latencies ms, writes done).
+    `stamps` gets (unix time sent, latency ms) of each."""
     lat: list[float] = []
     deadline = time.monotonic() + seconds
 
@@ -79,12 +82,14 @@ async def writers(url: str, clients: int, seconds: float, start: int,
         while time.monotonic() < deadline and not (stop and stop.is_set()):
             key = start + c * 10_000_000 + i
             i += 1
-            t0 = time.perf_counter()
+            sent, t0 = time.time(), time.perf_counter()
             try:
                 await sql(http, url, f"INSERT INTO app.{table} VALUES ({key}, {i}, NULL)")
             except (aiohttp.ClientError, OSError):
                 return
             lat.append((time.perf_counter() - t0) * 1000)
+            if stamps is not None:
+                stamps.append((sent, lat[-1]))
 
     async with session(clients) as http:
         await asyncio.gather(*(one(c, http) for c in range(clients)))
@@ -107,12 +112,16 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
                    root: Path | None = None) -> dict[str, Any]:
     srv = Server(work / "ov-data", config=config(work), **({"root": root} if root else {}))
     per: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
-    pooled: dict[str, list[float]] = {"off": [], "on": []}
+    lats: dict[str, list[list[float]]] = {"off": [], "on": []}  # each phase's latencies
     cpu: dict[str, list[float]] = {"off": [], "on": []}  # server CPU ms per write
     ship: list[float] = []  # the archiver's CPU (its cycles' threads) µs per write
     # server CPU µs per write by thread name (RocksDB names its threads; Python's
     # threads all carry the process's name): where archiving's cost lands
     threads: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
+    # per phase: the cycle's steps and the garbage collector's passes (/metrics)
+    step_costs: dict[str, list[dict[str, tuple[float, int]]]] = {"off": [], "on": []}
+    stamped: list[cycles.Write] = []  # on-phase writes: (sent, latency ms)
+    spans: list[tuple[float, float]] = []  # on-phase cycles: (start, end)
     try:
         async with session(2) as http:
             await sql(http, srv.url, "CREATE NAMESPACE app; CREATE TABLE app.warm "
@@ -128,17 +137,21 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
                     await sql(http, srv.url, f"START ARCHIVING DATABASE app TO 'ov{i}' "
                                              "WITH (interval = '1s')")
             cpu0, ship0 = cpu_s(srv.pid), await ship_cpu_s(srv.url)
-            by0 = thread_cpu_s(srv.pid)
-            lat, n = await writers(srv.url, clients, seconds, 0, table=f"t{i}")
+            by0, steps0 = thread_cpu_s(srv.pid), await cycles.steps(srv.url)
+            stamps: list[cycles.Write] = []
+            lat, n = await writers(srv.url, clients, seconds, 0, table=f"t{i}", stamps=stamps)
             cpu[phase].append((cpu_s(srv.pid) - cpu0) * 1000 / max(n, 1))
             by1 = thread_cpu_s(srv.pid)
+            step_costs[phase].append(cycles.step_delta(steps0, await cycles.steps(srv.url)))
             for name in set(by0) | set(by1):
                 used = (by1.get(name, 0.0) - by0.get(name, 0.0)) * 1e6 / max(n, 1)
                 threads[phase].setdefault(name, []).append(used)
             if phase == "on":
                 ship.append((await ship_cpu_s(srv.url) - ship0) * 1e6 / max(n, 1))
+                stamped += stamps
+                spans += cycles.windows(work / "backups" / f"ov{i}")
             per[phase].append((pct(lat, 99), n / seconds))
-            pooled[phase] += lat
+            lats[phase].append(lat)
             print(f"  phase {i + 1} archiving {phase}: p99 {pct(lat, 99):.1f} ms, "
                   f"{n / seconds:.0f} writes/s, server CPU {cpu[phase][-1]:.2f} ms/write; "
                   f"{load()}", flush=True)
@@ -153,12 +166,13 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
         p99s, tputs = sorted(v[0] for v in vals), sorted(v[1] for v in vals)
         out[f"p99_{k}_ms"] = statistics.median(p99s)
         out[f"p99_{k}_range"] = (p99s[0], p99s[-1])
-        out[f"p99_{k}_pooled"] = pct(pooled[k], 99)
+        out[f"p99_{k}_pooled"] = pct([x for phase_lat in lats[k] for x in phase_lat], 99)
         out[f"tput_{k}"] = statistics.median(tputs)
         out[f"tput_{k}_range"] = (tputs[0], tputs[-1])
         out[f"cpu_{k}"] = statistics.median(cpu[k])
     out["p99_worse_pct"] = 100 * (out["p99_on_ms"] / out["p99_off_ms"] - 1)
     out["p99_pooled_worse_pct"] = 100 * (out["p99_on_pooled"] / out["p99_off_pooled"] - 1)
+    out["p99_pooled_ci"] = cycles.bootstrap(lats)
     out["tput_worse_pct"] = 100 * (1 - out["tput_on"] / out["tput_off"])
     out["cpu_worse_pct"] = 100 * (out["cpu_on"] / out["cpu_off"] - 1)
     out["phases"] = phases
@@ -167,6 +181,8 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 12,
         name: (statistics.median(threads["off"].get(name) or [0.0]),
                statistics.median(threads["on"].get(name) or [0.0]))
         for name in set(threads["off"]) | set(threads["on"])}
+    out["steps"] = step_costs
+    out["cycles"] = cycles.against_cycles(stamped, spans, out["p99_on_pooled"])
     return out
 
 
@@ -197,7 +213,9 @@ def show_overhead(r: dict[str, Any]) -> str:
             + "  server CPU per write by thread name, medians off / on: "
             + "; ".join(f"{name} {off:.0f} / {on:.0f} us"
                         for name, (off, on) in sorted(r.get("threads", {}).items(),
-                                                      key=lambda kv: -max(kv[1]))[:6]))
+                                                      key=lambda kv: -max(kv[1]))[:6])
+            + "\n" + cycles.show_steps(r["steps"]["on"]) + "\n" + cycles.show_gc(r["steps"])
+            + "\n" + cycles.show_cycles(r["cycles"]) + "\n" + cycles.verdict(r))
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:
@@ -424,7 +442,7 @@ async def main() -> int:
                     help="overhead: phases of --seconds each, (off on on off) repeated")
     ap.add_argument("--root", type=Path, default=None,
                     help="overhead: run the server from this checkout (A/B against another)")
-    ap.add_argument("--only", choices=["overhead", "rpo", "restore", "exact", "blocks"],
+    ap.add_argument("--only", choices=["overhead", "rpo", "restore", "exact", "blocks", "gil"],
                     default=None)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cairn-bench-archive-"))
@@ -435,6 +453,12 @@ async def main() -> int:
             print(f"blocks    400 one-row statements: spliced {r['spliced_ms']:.2f} ms, "
                   f"decoded one by one {r['decoded_ms']:.2f} ms (thread CPU, best of 30); "
                   f"{load()}")
+        if args.only == "gil":
+            from bench import archive_gil
+            print(f"gil       cycles of {args.changes} one-row statements, in one process")
+            for switch in (0.005, 0.001):
+                print(archive_gil.show(archive_gil.cycles(args.changes, 40, switch), switch))
+            print(f"  {load()}")
         if args.only in (None, "overhead"):
             r = await overhead(work, args.clients, args.seconds, args.phases, args.root)
             print(show_overhead(r))

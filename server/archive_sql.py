@@ -9,7 +9,7 @@ from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.archive import store
-from storage.archive.changes import now_us
+from storage.archive.changes import MAX_LSN, now_us
 from storage.system_tables import archives as archive_rows
 
 from .archive_verify import verify_work
@@ -117,9 +117,9 @@ async def stop_archiving(cairn: Cairn, session: Session, stmt: ast.StopArchiving
             now = arch.record()
             now.status, now.stopped_at, now.last_error = "stopped", utcnow(), error
             batch = cairn.catalog.batch().put(now)
-            cairn.engine.changes.trim(ns, (1 << 63) - 1, batch)
+            cairn.engine.changes.trim(ns, MAX_LSN, batch)
             batch.commit()
-            cairn.engine.changes.shipped(ns)
+            cairn.engine.changes.shipped(ns, MAX_LSN)
 
         await cairn.run(finish)
     if arch.task is not None and not arch.task.done():

@@ -33,6 +33,7 @@ from catalog.errors import CairnError, InvalidArgument
 from catalog.ids import new_id
 from storage.archive import store
 from storage.archive.changes import now_us
+from storage.archive.steps import step
 from storage.backup import Repository
 from storage.timing import TIMINGS
 
@@ -188,7 +189,7 @@ class Archiver:
             batch.put(now)
             self.cairn.engine.changes.trim(self.namespace, lsn, batch)
             batch.commit()
-            self.cairn.engine.changes.shipped(self.namespace)
+            self.cairn.engine.changes.shipped(self.namespace, lsn)
 
         await self.cairn.run(record)
         self.resumed = True
@@ -210,10 +211,11 @@ class Archiver:
                         self.namespace, rec.target)
             rec.base_lsn = rec.base_us = rec.base_backup_id = None
         batch.put(rec)
-        if rec.base_lsn is not None:
-            self.cairn.engine.changes.trim(self.namespace, rec.shipped_lsn, batch)
+        trimmed = rec.shipped_lsn if rec.base_lsn is not None else 0
+        if trimmed:
+            self.cairn.engine.changes.trim(self.namespace, trimmed, batch)
         batch.commit()
-        self.cairn.engine.changes.shipped(self.namespace)
+        self.cairn.engine.changes.shipped(self.namespace, trimmed)
         return rec
 
     def ship(self, rec: Archive, final: bool = False,
@@ -234,7 +236,9 @@ class Archiver:
         changes_log = self.cairn.engine.changes
         hi, through = mark if mark is not None else changes_log.mark(self.namespace)
         assert rec.shipped_us is not None
-        batch_changes = changes_log.read(self.namespace, rec.shipped_lsn, hi, MAX_SEGMENT_BYTES)
+        with step("read"):
+            batch_changes = changes_log.read(self.namespace, rec.shipped_lsn, hi,
+                                             MAX_SEGMENT_BYTES)
         more = bool(batch_changes) and batch_changes[-1].lsn < hi
         if more:
             through = batch_changes[-1].at_us
@@ -250,15 +254,16 @@ class Archiver:
         name, size = store.write_segment(repo, self.namespace, rec.archive_id, batch_changes,
                                          rec.shipped_lsn, rec.shipped_us, through)
         faults.hit("archive.after_segment", namespace=self.namespace, segment=name.file)
-        batch = self.cairn.catalog.batch()
-        rec.shipped_lsn, rec.shipped_us = name.last_lsn, name.through_us
-        rec.segments += 1
-        rec.bytes += size
-        rec.status, rec.last_error = "running", None
-        batch.put(rec)
-        changes_log.trim(self.namespace, name.last_lsn, batch)
-        batch.commit()
-        changes_log.shipped(self.namespace)
+        with step("commit"):
+            batch = self.cairn.catalog.batch()
+            rec.shipped_lsn, rec.shipped_us = name.last_lsn, name.through_us
+            rec.segments += 1
+            rec.bytes += size
+            rec.status, rec.last_error = "running", None
+            batch.put(rec)
+            changes_log.trim(self.namespace, name.last_lsn, batch)
+            batch.commit()
+            changes_log.shipped(self.namespace, name.last_lsn)
         return more
 
 

@@ -260,16 +260,23 @@ class ChangeLog:
         batch.delete_range_raw(FAMILY, key_of(namespace, 0),
                                key_of(namespace, min(upto_lsn, MAX_LSN) + 1))
 
-    def shipped(self, namespace: str) -> None:
-        """After a trim: the oldest change still waiting, for lag."""
+    def shipped(self, namespace: str, upto_lsn: int) -> None:
+        """After a trim of the changes up to `upto_lsn`: the oldest change still
+        waiting, for lag. The scan starts after the trimmed range: from the
+        log's head it would step over every trimmed change RocksDB still keeps
+        (until the family's memtable is flushed, up to ~100,000 of them), in
+        one call that holds the GIL (25-45 ms at 100,000, every cycle, while
+        every writer waits; docs/performance.md)."""
         ns = self._state(namespace)
-        first = self._first_entry(namespace)
+        first = self._first_entry(namespace, min(upto_lsn, MAX_LSN))
         with ns.lock:
             ns.pending_us = first.at_us if first is not None else None
 
-    def _first_entry(self, namespace: str) -> Change | None:
+    def _first_entry(self, namespace: str, after_lsn: int = 0) -> Change | None:
+        """The oldest logged change with lsn > after_lsn."""
         prefix = namespace.encode() + SEP.encode()
-        for _, value in self.catalog.scan_raw(FAMILY, prefix):
+        start = key_of(namespace, after_lsn + 1) if after_lsn else None
+        for _, value in self.catalog.scan_raw(FAMILY, prefix, start):
             return _decoder.decode(value)
         return None
 

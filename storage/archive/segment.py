@@ -32,6 +32,7 @@ from storage.backup.crypto import Keys
 
 from .blocks import Entry, decode_body, encode_body
 from .changes import KINDS, Change
+from .steps import step
 
 FORMAT = "cairn-archive-segment"
 FORMAT_VERSION = 2
@@ -118,7 +119,8 @@ def encode(namespace: str, archive_id: str, name: SegmentName, changes: list[Cha
            compress: bool, keys: Keys | None, version: int = FORMAT_VERSION) -> bytes:
     """The bytes of a segment holding `changes` (already in lsn order).
     `version` 1 writes the old body (tests keep reading it)."""
-    plain = encode_body(changes) if version == 2 else _encoder.encode(changes)
+    with step("blocks"):
+        plain = encode_body(changes) if version == 2 else _encoder.encode(changes)
     codec = "+".join((["zstd"] if compress else []) + (["aes-256-gcm"] if keys else [])) or "none"
     if codec == "none":
         body = plain

@@ -26,6 +26,7 @@ from . import segment
 from .blocks import Entry
 from .changes import Change
 from .segment import ARCHIVE_ID, NAMESPACE, Header, SegmentName, parse_name
+from .steps import step
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +89,15 @@ def write_segment(repo: Repository, namespace: str, archive_id: str, changes: li
     name = SegmentName(after_lsn, last, after_us, through_us)
     repo.init()
     keys = repo.writer_keys()
-    data = segment.encode(namespace, archive_id, name, changes,
-                          repo.compression == "zstd", keys)
+    with step("encode"):
+        data = segment.encode(namespace, archive_id, name, changes,
+                              repo.compression == "zstd", keys)
     path = _dir(repo, namespace, archive_id, name.file)
-    with writing(repo.uri):
-        if repo.target.kind == "local":
-            repo.target.fs.create_dir(_dir(repo, namespace, archive_id), recursive=True)
-    write_atomic(repo.target, path, data, repo.durable)
+    with step("write"):
+        with writing(repo.uri):
+            if repo.target.kind == "local":
+                repo.target.fs.create_dir(_dir(repo, namespace, archive_id), recursive=True)
+        write_atomic(repo.target, path, data, repo.durable)
     return name, len(data)
 
 

@@ -1,0 +1,144 @@
+"""How long an archiver's cycle holds the GIL at a stretch (bench_archive --only gil).
+
+In one process, with nothing else running in it: a change log on a real
+RocksDB catalog holds `changes` one-row INSERT statements (the bench's
+table), and the cycle's steps run as the archiver runs them (read the log,
+build the blocks and encode the segment, write it durably, commit the catalog
+batch and trim the log), again and again. Beside them a probe thread sleeps
+0.5 ms at a time: each wake-up needs the GIL back, so how late it wakes is how
+long the cycle's thread held the GIL before handing it over (a writer's thread
+waits the same), plus the OS's own wake-up delay (the probe alone, with the
+cycle's thread asleep, says how much). The stretches are printed per step,
+with Python's switch interval (the longest a thread keeps the GIL while
+another waits, unless a C call holds it longer) at its default and at 1 ms."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from bench.common import pct
+from catalog import Catalog
+from storage.archive import segment
+from storage.archive.changes import ROWS, ChangeLog
+from storage.backup import Repository, resolve_target
+from storage.backup.atomic import write_atomic
+from storage.buffer import encode
+
+STEPS = ("idle", "read", "encode", "write", "commit", "log")
+
+
+class Probe:
+    """A thread that sleeps `nap` seconds at a time and records how late each
+    wake-up was, with the step the cycle was in when it woke."""
+
+    def __init__(self, nap: float = 0.0005) -> None:
+        self.nap = nap
+        self.step = "idle"
+        self.late: dict[str, list[float]] = {s: [] for s in STEPS}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            time.sleep(self.nap)
+            self.late[self.step].append((time.perf_counter() - t0 - self.nap) * 1000)
+
+    def __enter__(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _changes(log: ChangeLog, catalog: Catalog, n: int, base: int) -> None:
+    schema = pa.schema([pa.field("_seq", pa.int64(), nullable=False), pa.field("_ow", pa.bool_()),
+                        pa.field("id", pa.int64()), pa.field("v", pa.int64()),
+                        pa.field("payload", pa.binary())])
+    for i in range(base, base + n):
+        data = encode(pa.table([[i], [False], [i], [i], pa.array([None], pa.binary())],
+                               schema=schema), 1, time.time(), None)
+        batch = catalog.batch()
+        with log.committing("app") as rec:
+            assert rec is not None
+            rec.add(batch, ROWS, "t", data)
+            batch.commit()
+
+
+def cycles(changes: int, rounds: int, switch: float) -> dict[str, Any]:
+    """`rounds` cycles of `changes` changes each at switch interval `switch`;
+    the probe's lateness (ms) per step, and the cycle's CPU per step."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(switch)
+    work = Path(tempfile.mkdtemp(prefix="cairn-gil-"))
+    catalog = Catalog(work / "catalog")
+    log = ChangeLog(catalog)
+    log.activate("app")
+    repo = Repository(resolve_target(str(work / "target"), [str(work)], {}))
+    repo.init()
+    shipped_lsn, shipped_us = 0, 0
+    cpu = {s: 0.0 for s in STEPS[1:]}
+    try:
+        with Probe() as probe:
+            time.sleep(0.2)  # the probe alone: the OS's wake-up delay
+            for r in range(rounds):
+                probe.step = "log"  # the writers' part (not shown)
+                _changes(log, catalog, changes, r * changes)
+                probe.step = "idle"
+                time.sleep(0.05)
+                hi, through = log.mark("app")
+
+                def run(step: str, fn: Any) -> Any:
+                    probe.step = step
+                    t0 = time.thread_time()
+                    out = fn()
+                    cpu[step] += time.thread_time() - t0
+                    return out
+
+                got = run("read", lambda: log.read("app", shipped_lsn, hi))  # noqa: B023
+                name = segment.SegmentName(shipped_lsn, got[-1].lsn, shipped_us, through)
+                data = run("encode", lambda: segment.encode(  # noqa: B023
+                    "app", "ar-00000000000000000000", name, got, True, None))  # noqa: B023
+                path = f"{repo.target.base}/archives/app/{name.file}"
+                run("write", lambda: write_atomic(repo.target, path, data, True))  # noqa: B023
+
+                def commit() -> None:
+                    batch = catalog.batch()
+                    log.trim("app", name.last_lsn, batch)  # noqa: B023
+                    batch.commit()
+                    log.shipped("app", name.last_lsn)  # noqa: B023
+
+                run("commit", commit)
+                probe.step = "idle"
+                shipped_lsn, shipped_us = name.last_lsn, name.through_us
+                time.sleep(0.05)
+    finally:
+        sys.setswitchinterval(old)
+        catalog.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return {"late": probe.late, "cpu": {k: 1000 * v / rounds for k, v in cpu.items()}}
+
+
+def show(r: dict[str, Any], switch: float) -> str:
+    lines = [f"  switch interval {switch * 1000:.1f} ms: a probe thread's wake-up lateness "
+             "(how long it waited for the GIL), ms: p50 / p99 / max (wake-ups); "
+             "the cycle's CPU ms per cycle"]
+    for step in STEPS[:-1]:
+        late = r["late"][step]
+        if not late:
+            continue
+        cpu = r["cpu"].get(step)
+        lines.append(f"    {step:7s} {pct(late, 50):.2f} / {pct(late, 99):.2f} / "
+                     f"{max(late):.2f} ({len(late)})"
+                     + (f"; CPU {cpu:.2f} ms" if cpu is not None else ""))
+    return "\n".join(lines)
