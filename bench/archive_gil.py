@@ -50,7 +50,7 @@ class Probe:
         while not self._stop.is_set():
             t0 = time.perf_counter()
             time.sleep(self.nap)
-            self.late[self.step].append((time.perf_counter() - t0 - self.nap) * 1000)
+            self.late.setdefault(self.step, []).append((time.perf_counter() - t0 - self.nap) * 1000)
 
     def __enter__(self) -> Probe:
         self._thread.start()
@@ -127,6 +127,43 @@ def cycles(changes: int, rounds: int, switch: float) -> dict[str, Any]:
         catalog.close()
         shutil.rmtree(work, ignore_errors=True)
     return {"late": probe.late, "cpu": {k: 1000 * v / rounds for k, v in cpu.items()}}
+
+
+def head_scan(trimmed: int = 100_000) -> dict[str, float]:
+    """After `trimmed` changes were logged and trimmed (300 per cycle, as a
+    day's minutes of writes leave them in RocksDB until the family's memtable
+    is flushed): how long finding the oldest change left holds the GIL, from
+    the log's head (what each cycle did before) and from past the trimmed
+    range (now). The probe's longest wait during each call, ms (best of 5)."""
+    work = Path(tempfile.mkdtemp(prefix="cairn-gil-"))
+    catalog = Catalog(work / "catalog")
+    log = ChangeLog(catalog)
+    log.activate("app")
+    out: dict[str, float] = {}
+    try:
+        for i in range(0, trimmed, 300):
+            _changes(log, catalog, 300, i)
+            hi, _ = log.mark("app")
+            batch = catalog.batch()
+            log.trim("app", hi, batch)
+            batch.commit()
+        with Probe() as probe:
+            for label, after in (("head", 0), ("past_trim", hi)):
+                waits = []
+                for _ in range(5):
+                    time.sleep(0.02)
+                    probe.step = label
+                    t0 = time.perf_counter()
+                    log._first_entry("app", after)
+                    waits.append((time.perf_counter() - t0) * 1000)
+                    time.sleep(0.005)
+                    probe.step = "idle"
+                out[label] = min(waits)
+                out[label + "_probe"] = max(probe.late.get(label) or [0.0])
+    finally:
+        catalog.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return out
 
 
 def show(r: dict[str, Any], switch: float) -> str:

@@ -458,6 +458,11 @@ async def main() -> int:
             print(f"gil       cycles of {args.changes} one-row statements, in one process")
             for switch in (0.005, 0.001):
                 print(archive_gil.show(archive_gil.cycles(args.changes, 40, switch), switch))
+            h = archive_gil.head_scan()
+            print(f"  the oldest change left after 100,000 trimmed ones: from the log's head "
+                  f"{h['head']:.1f} ms (the probe waited up to {h['head_probe']:.1f} ms), past "
+                  f"the trimmed range {h['past_trim']:.3f} ms (waited {h['past_trim_probe']:.1f} "
+                  f"ms)")
             print(f"  {load()}")
         if args.only in (None, "overhead"):
             r = await overhead(work, args.clients, args.seconds, args.phases, args.root)
