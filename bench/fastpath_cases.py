@@ -2,7 +2,8 @@
 (sqlgrammar/fastpath.py): the fast path against the normal path, on the parse
 (same tree, text and position, node for node) and on execution (the same
 results and the same errors, code, message and position, on two servers
-given the same statements).
+given the same statements: one with the fast path and one-row statements run
+on the event loop, one with neither).
 
 The statements are mostly the fast path's two shapes, valid and near-valid:
 wrong types, overflow, unknown columns, tables and namespaces, quoting, case,
@@ -260,7 +261,10 @@ async def open_pair(root: Path) -> Pair:
 
     states = []
     for name in ("fast", "slow"):
+        # "slow": the normal path all the way, parsed by sqlglot and run on a
+        # statement thread (no inline run on the event loop, server/state.py).
         cfg = config_mod.from_dict({"storage": {"data_dir": str(root / name)},
+                                    "server": {"inline_statements": name == "fast"},
                                     "pgwire": {"port": 0}})
         cairn = await asyncio.get_running_loop().run_in_executor(None, open_state, cfg)
         for text in SETUP:

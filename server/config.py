@@ -31,6 +31,9 @@ class ServerConfig:
     max_result_bytes: int = 64 * 1024 * 1024  # bytes of one answer (Arrow sizes); 0: no bound
     header_timeout_seconds: float = 30.0  # idle connection / request line and headers
     body_timeout_seconds: float = 60.0  # the whole request body
+    # Run a one-row INSERT or point SELECT on the event loop when it can go
+    # without waiting (no busy table lock, no DuckDB); else on a statement thread.
+    inline_statements: bool = True
 
 
 @dataclass

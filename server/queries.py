@@ -58,8 +58,10 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
     timeout = cairn.config.server.query_timeout_seconds or None
     if stmt.expression is not None:
         fold_names(stmt.expression)
+    # A one-row statement is tried on the event loop first (Cairn.run_small).
+    run = cairn.run_small if stmt.small else cairn.run
     if stmt.kind == "select":
-        table = await cairn.run(
+        table = await run(
             cairn.engine.query, stmt.expression, session.user_id, session.namespace,
             timeout=timeout, limits=limits_for(cairn, session),
             interrupt=session.interrupt.target if session.interrupt is not None else None,
@@ -78,7 +80,7 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
             with cairn.engine.time_limit(timeout):
                 return cairn.engine.execute(stmt.expression, session.user_id, session.namespace)
 
-        n = await cairn.run(write)
+        n = await run(write)
         return Result.of_message(f"{n} row{'' if n == 1 else 's'} {VERBS[stmt.kind]}", row_count=n)
     first = stmt.sql.split(None, 1)[0].upper() if stmt.sql.strip() else "this statement"
     raise PermissionDenied(

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from catalog import Catalog
-from storage import priority
+from storage import priority, timing
 
 from .config import Config
 from .metrics import Metrics
@@ -63,6 +63,22 @@ class Cairn:
         runs in the I/O thread pool so the event loop never stalls."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def run_small(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`run` for a one-row statement (a single-row INSERT, a point SELECT):
+        first tried right here on the event loop, which saves the hand-off to a
+        statement thread and back (and the two threads' tussle for the GIL),
+        in the mode where it never waits (`timing.no_waiting`): a table lock
+        another thread holds, or a need for DuckDB, stops it before anything
+        is visible, and it runs through `run` instead. `[server]
+        inline_statements = false` turns this off."""
+        if self.config.server.inline_statements:
+            try:
+                with timing.no_waiting():
+                    return fn(*args, **kwargs)
+            except timing.WouldWait:
+                pass
+        return await self.run(fn, *args, **kwargs)
 
     async def run_background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The door for a job's work: like `run`, on a background-priority thread."""

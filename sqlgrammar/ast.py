@@ -320,6 +320,9 @@ class Query(Statement):
 
     kind: str
     expression: Any = field(default=None, repr=False)
+    # One row to insert or one key to look up (the fast path's shapes,
+    # fastpath.py): cheap enough for the server to try on its event loop.
+    small: bool = field(default=False, repr=False)
 
     @functools.cached_property
     def sql(self) -> str:

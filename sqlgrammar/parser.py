@@ -337,7 +337,7 @@ def _fast(sql: str) -> ast.ParsedStatement | None:
     kind, tree, start, end = found
     line = sql.count("\n", 0, start) + 1
     column = start - (sql.rfind("\n", 0, start) + 1) + 1
-    return ast.ParsedStatement(ast.Query(kind, tree), sql[start:end], 1, line, column)
+    return ast.ParsedStatement(ast.Query(kind, tree, small=True), sql[start:end], 1, line, column)
 
 
 def iter_script(sql: str) -> Iterator[ast.ParsedStatement]:

@@ -28,6 +28,7 @@ from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 
 from . import keys, pushdown
 from .buffer import TableState
+from .timing import WouldWait, waiting_allowed
 from .types import DELETED, OW, SEQ, Column, default_value, duckdb_type, sql_literal
 
 if TYPE_CHECKING:
@@ -349,6 +350,8 @@ def plan_query(
             if not db and name in ctes:
                 continue
             if db == "system":
+                if not waiting_allowed():  # built from the catalog, read by DuckDB
+                    raise WouldWait("a system table")
                 view = seen.get(("system", name))
                 if view is None:
                     arrow = system_table(name)
@@ -370,10 +373,14 @@ def plan_query(
                 if view is None:
                     st = state_of(ns, name)
                     point = point_key(expression, st.columns, st.table.primary_key)
+                    if point is None and not waiting_allowed():
+                        raise WouldWait("not a point lookup")
                     snap, pin = take_snapshot(st, user, files, point, ranges, show_deleted)
+                    plan.pins.append(pin)
                     if direct is not None and not seen:
                         plan.answer = direct(expression, node, snap, point)
-                    plan.pins.append(pin)
+                    if plan.answer is None and not waiting_allowed():
+                        raise WouldWait("DuckDB")  # before the tree is rewritten
                     n = len(seen)
                     view = seen[(ns, name)] = f"__cairn_{token}_{n}"
                     buf = f"__cairn_{token}_b{n}"

@@ -139,6 +139,33 @@ def _site() -> str:
     return "?" if f is None else f"{f.f_code.co_name}:{f.f_lineno}"
 
 
+class WouldWait(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised in a thread that asked not to wait (`no_waiting`) where it would
+    have: a table lock another thread holds, or a DuckDB query. Nothing the
+    statement did before it is visible; the caller runs it again where
+    waiting is fine (the server's statement threads)."""
+
+
+_mode = threading.local()
+
+
+@contextmanager
+def no_waiting() -> Iterator[None]:
+    """Inside the block, this thread raises WouldWait instead of waiting for a
+    table lock (`TimedLock`) or running DuckDB (`Engine.run_plan`): how the
+    server runs a one-row statement on its event loop (server/inline.py)."""
+    prev = getattr(_mode, "on", False)
+    _mode.on = True
+    try:
+        yield
+    finally:
+        _mode.on = prev
+
+
+def waiting_allowed() -> bool:
+    return not getattr(_mode, "on", False)
+
+
 class TimedLock:
     """A (re-entrant by default) lock that records, in `TIMINGS`, how long each
     acquire waited and how long each outermost hold lasted, by the site that
@@ -157,7 +184,10 @@ class TimedLock:
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         t0 = time.perf_counter()
-        if not self._lock.acquire(blocking, timeout):
+        if blocking and getattr(_mode, "on", False):
+            if not self._lock.acquire(False):
+                raise WouldWait(f"the {self.kind} lock is held")
+        elif not self._lock.acquire(blocking, timeout):
             return False
         if self._depth == 0:
             now = time.perf_counter()

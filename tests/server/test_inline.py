@@ -1,0 +1,144 @@
+"""One-row statements on the event loop (Cairn.run_small): run there when
+nothing would make them wait, else on a statement thread, with the same
+effect either way."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import config as config_mod
+from server.app import close_state, open_state
+from server.executor import execute
+from server.session import Session
+from server.state import Cairn
+from storage import timing
+
+
+@pytest.fixture
+async def cairn(tmp_path: Path) -> Any:
+    cfg = config_mod.from_dict({"storage": {"data_dir": str(tmp_path)}, "pgwire": {"port": 0}})
+    state = await asyncio.get_running_loop().run_in_executor(None, open_state, cfg)
+    for text in ("CREATE NAMESPACE app",
+                 "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
+                 "CREATE TABLE app.other (id BIGINT PRIMARY KEY, v TEXT)",
+                 "INSERT INTO app.other VALUES (1, 'x')"):
+        assert (await execute(state, Session(user_id=None), text)).error is None
+    yield state
+    await asyncio.get_running_loop().run_in_executor(None, close_state, state)
+
+
+def _count_pool(cairn: Cairn, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    used: list[str] = []
+    real = cairn.run
+
+    async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        used.append(getattr(fn, "__name__", "?"))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(cairn, "run", run)
+    return used
+
+
+async def _ok(cairn: Cairn, text: str) -> Any:
+    out = await execute(cairn, Session(user_id=None), text)
+    assert out.error is None, (text, out.error)
+    return out.results[0]
+
+
+async def test_one_row_statements_run_on_the_event_loop(
+        cairn: Cairn, monkeypatch: pytest.MonkeyPatch) -> None:
+    used = _count_pool(cairn, monkeypatch)
+    assert (await _ok(cairn, "INSERT INTO app.t VALUES (1, 'a')")).row_count == 1
+    assert (await _ok(cairn, "SELECT id, v FROM app.t WHERE id = 1")).rows == [{"id": 1, "v": "a"}]
+    assert used == []
+    # Not one row: the statement thread, as always.
+    await _ok(cairn, "SELECT id, v FROM app.t WHERE v = 'a'")
+    await _ok(cairn, "INSERT INTO app.t VALUES (2, 'b'), (3, 'c')")
+    assert len(used) == 2
+
+
+async def test_a_held_table_lock_sends_the_statement_to_a_thread(
+        cairn: Cairn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While another thread holds app.t's write lock, an INSERT into it waits
+    on a statement thread, not on the event loop: a lookup in another table
+    is answered meanwhile, and the INSERT lands once the lock is free."""
+    used = _count_pool(cairn, monkeypatch)
+    st = cairn.engine.state("app", "t")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with st.write_lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        held.wait(10)
+        insert = asyncio.create_task(_ok(cairn, "INSERT INTO app.t VALUES (7, 'late')"))
+        other = await asyncio.wait_for(_ok(cairn, "SELECT v FROM app.other WHERE id = 1"), 5)
+        assert other.rows == [{"v": "x"}]
+        assert not insert.done()
+    finally:
+        release.set()
+        holder.join()
+    assert (await asyncio.wait_for(insert, 10)).row_count == 1
+    assert used == ["write"]
+    assert (await _ok(cairn, "SELECT v FROM app.t WHERE id = 7")).rows == [{"v": "late"}]
+
+
+async def test_a_key_that_needs_duckdb_is_checked_on_a_thread(
+        cairn: Cairn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a flush the key may be in the file: the exact check (DuckDB)
+    runs on a statement thread, and what the first try did is not visible."""
+    await _ok(cairn, "INSERT INTO app.t VALUES (1, 'a')")
+    await _ok(cairn, "FLUSH TABLE app.t")
+    used = _count_pool(cairn, monkeypatch)
+    out = await execute(cairn, Session(user_id=None), "INSERT INTO app.t VALUES (1, 'again')")
+    assert out.error is not None and out.error.error.code == "ALREADY_EXISTS"
+    assert used == ["write"]
+    assert (await _ok(cairn, "SELECT v FROM app.t WHERE id = 1")).rows == [{"v": "a"}]
+    assert cairn.engine.state("app", "t").buffered_rows() == 0
+
+
+async def test_switched_off(tmp_path: Path) -> None:
+    cfg = config_mod.from_dict({"storage": {"data_dir": str(tmp_path)}, "pgwire": {"port": 0},
+                                "server": {"inline_statements": False}})
+    state = await asyncio.get_running_loop().run_in_executor(None, open_state, cfg)
+    try:
+        seen: list[int] = []
+        assert await state.run_small(lambda: seen.append(threading.get_ident()) or 1) == 1
+        assert seen != [threading.get_ident()]
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, close_state, state)
+
+
+def test_no_waiting_raises_where_the_lock_would_wait() -> None:
+    lock = timing.TimedLock("table")
+    with lock, timing.no_waiting(), lock:  # re-entered by its holder: no wait
+        pass
+    taken = threading.Event()
+    done = threading.Event()
+
+    def other() -> None:
+        with lock:
+            taken.set()
+            done.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    taken.wait(10)
+    try:
+        with timing.no_waiting(), pytest.raises(timing.WouldWait), lock:
+            pass
+        assert timing.waiting_allowed()
+    finally:
+        done.set()
+        t.join()
+    with lock:  # free again, and waiting is back to normal outside the block
+        pass
