@@ -68,17 +68,22 @@ _WS, _WORD, _NUM, _STR, _PUNCT = 1, 2, 3, 4, 5
 Token = tuple[int, str, int, int]  # kind, text, start offset, end offset (exclusive)
 
 
+# More tokens than this: not one row (a one-row INSERT of 250 columns), and a
+# bulk INSERT of thousands of rows is not tokenized twice.
+MAX_TOKENS = 512
+
+
 def _tokens(sql: str) -> list[Token] | None:
     """The statement's tokens without blanks, or None at anything unexpected."""
     out: list[Token] = []
     pos = 0
-    for groups in _TOKEN.findall(sql):  # one C call; contiguous iff nothing was skipped
-        kind = next(i for i, text in enumerate(groups, 1) if text)
-        text = groups[kind - 1]
-        end = pos + len(text)
+    for m in _TOKEN.finditer(sql):
+        if m.start() != pos or len(out) >= MAX_TOKENS:
+            return None  # a character no token takes, or too long
+        kind = m.lastindex or 0
+        pos = m.end()
         if kind != _WS:
-            out.append((kind, text, pos, end))
-        pos = end
+            out.append((kind, m.group(kind), m.start(), pos))
     return out if pos == len(sql) else None
 
 

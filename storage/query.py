@@ -335,7 +335,8 @@ def plan_query(
     seen: dict[tuple[str, str], str] = {}
     token = uuid.uuid4().hex[:12]
     try:
-        for node in list(expression.find_all(exp.Table)):
+        nodes = list(expression.find_all(exp.Table))
+        for node in nodes:
             if isinstance(node.this, exp.Dot):  # a.b.c.d: more parts than ns.table
                 dotted = ".".join(p.name for p in node.parts)
                 raise NotFound(f"Table '{dotted}' does not exist: tables are named ns.table")
@@ -388,10 +389,11 @@ def plan_query(
                     if snap.buffer.num_rows:
                         plan.arrow.append((buf, snap.buffer))
                     plan.rows += snap.buffer.num_rows + sum(f.rows for f in snap.files)
-                    sql = view_sql(snap, buf, files, show_deleted=show_deleted,
-                                   key_filter=pushdown.key_filter(expression, snap.primary_key,
-                                                                  snap.columns))
-                    plan.inline[view] = f"({sql})"
+                    if plan.answer is None or len(nodes) > 1:  # else no SQL is made
+                        sql = view_sql(snap, buf, files, show_deleted=show_deleted,
+                                       key_filter=pushdown.key_filter(
+                                           expression, snap.primary_key, snap.columns))
+                        plan.inline[view] = f"({sql})"
                     plan.tables.append(snap.table)
                     plan.reads.append((f"{ns}.{name}", snap.files, snap.buffer.num_rows))
                     plan.names[view] = f"{ns}.{name}"
