@@ -129,10 +129,11 @@ def cycles(changes: int, rounds: int, switch: float) -> dict[str, Any]:
     return {"late": probe.late, "cpu": {k: 1000 * v / rounds for k, v in cpu.items()}}
 
 
-def head_scan(trimmed: int = 100_000) -> dict[str, float]:
-    """After `trimmed` changes were logged and trimmed (300 per cycle, as a
-    day's minutes of writes leave them in RocksDB until the family's memtable
-    is flushed): how long finding the oldest change left holds the GIL, from
+def head_scan(trimmed: int = 60_000) -> dict[str, float]:
+    """After `trimmed` changes were logged and trimmed, 300 per cycle (RocksDB
+    keeps them until the family's 64 MB memtable is flushed, ~80,000 such
+    changes; 60,000 is ~3 minutes of 16 writers, or a 24-phase overhead run's
+    last minutes): how long finding the oldest change left holds the GIL, from
     the log's head (what each cycle did before) and from past the trimmed
     range (now). The probe's longest wait during each call, ms (best of 5)."""
     work = Path(tempfile.mkdtemp(prefix="cairn-gil-"))
