@@ -41,23 +41,34 @@ def truncation_note(cairn: Cairn, rows: int) -> str:
             f"({cfg.max_result_bytes}); narrow it with WHERE or LIMIT")
 
 
-def fold_names(expression: exp.Expression) -> None:
+def fold_names(expression: exp.Expression, small: bool = False) -> None:
     """Fold table names (ns, table) to lower case, as Cairn's own statements
-    do: `INSERT INTO APP.NOTES` and `FROM App.Notes` name the table app.notes."""
+    do: `INSERT INTO APP.NOTES` and `FROM App.Notes` name the table app.notes.
+    `small`: a fast-path tree (sqlgrammar/fastpath.py), whose one table is
+    found where it stands, without walking the tree."""
+    if small:
+        target = expression.args.get("from_") or expression
+        table = target.this if isinstance(target.this, exp.Table) else target.this.this
+        _fold(table)
+        return
     for table in expression.find_all(exp.Table):
-        if not isinstance(table.this, exp.Identifier):
-            continue
-        for part in ("this", "db", "catalog"):
-            ident = table.args.get(part)
-            if isinstance(ident, exp.Identifier) and ident.name != ident.name.lower():
-                ident.set("this", ident.name.lower())
+        _fold(table)
+
+
+def _fold(table: exp.Table) -> None:
+    if not isinstance(table.this, exp.Identifier):
+        return
+    for part in ("this", "db", "catalog"):
+        ident = table.args.get(part)
+        if isinstance(ident, exp.Identifier) and ident.name != ident.name.lower():
+            ident.set("this", ident.name.lower())
 
 
 @routes.handles(Query, role="user")
 async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
     timeout = cairn.config.server.query_timeout_seconds or None
     if stmt.expression is not None:
-        fold_names(stmt.expression)
+        fold_names(stmt.expression, stmt.small)
     # A one-row statement is tried on the event loop first (Cairn.run_small).
     run = cairn.run_small if stmt.small else cairn.run
     if stmt.kind == "select":

@@ -26,7 +26,7 @@ from .batch import BufBatch
 from .buffer import APPEND_ONLY, TableState, encode, seq_key
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
-from .timing import TIMINGS
+from .timing import TIMINGS, WouldWait, waiting_allowed
 from .types import (
     DELETED,
     ID,
@@ -225,27 +225,33 @@ def _check_keys(
     fast = keys_mod.settable(st.columns, pk)
     probe = keys_mod.probe_keys(cols, owner, user_table) if fast else None
     bounds = keys_mod.bounds_of(cols, st.columns, pk)
-    with st.lock:
-        mine = [f for f in st.files if not user_table or f.user_id == owner]
     ranges = engine.file_ranges
-    for f in ranges.missing(mine):  # files without recorded ranges: read footers once
-        ranges.learn(f, engine.files.abs(f.path), st.columns, pk)
-    with st.lock:
-        files = [f for f in st.files if not user_table or f.user_id == owner]
-        candidates = [f for f in files if keys_mod.file_may_hold(ranges.get(f), pk, cols, bounds)]
-        in_buffer = probe is None or st.keys.may_hold(probe, st.batches.values(), pk, user_table)
-        if not candidates and not in_buffer:
-            return set(), probe
-        snap = Snapshot(
-            table=st.table,
-            columns=list(st.columns),
-            primary_key=list(pk),
-            files=candidates,
-            buffer=(st.buffer_table(owner, min_ts=st.ttl_floor()) if in_buffer
-                    else pa.schema([]).empty_table()),
-            append_only=st.append_only,
-        )
-        token = engine.files.pin([f.path for f in candidates])
+    while True:  # one pass when every file's key range is known (the usual case)
+        with st.lock:
+            files = [f for f in st.files if not user_table or f.user_id == owner]
+            unknown = ranges.missing(files)
+            if not unknown:
+                candidates = [f for f in files
+                              if keys_mod.file_may_hold(ranges.get(f), pk, cols, bounds)]
+                in_buffer = probe is None or st.keys.may_hold(probe, st.batches.values(), pk,
+                                                              user_table)
+                if not candidates and not in_buffer:
+                    return set(), probe
+                snap = Snapshot(
+                    table=st.table,
+                    columns=list(st.columns),
+                    primary_key=list(pk),
+                    files=candidates,
+                    buffer=(st.buffer_table(owner, min_ts=st.ttl_floor()) if in_buffer
+                            else pa.schema([]).empty_table()),
+                    append_only=st.append_only,
+                )
+                token = engine.files.pin([f.path for f in candidates])
+                break
+        if not waiting_allowed():  # reading footers is file I/O: not on the event loop
+            raise WouldWait("file footers")
+        for f in unknown:  # files without recorded ranges: read footers once, unlocked
+            ranges.learn(f, engine.files.abs(f.path), st.columns, pk)
     plan = Plan(pins=[token], rows=rows.num_rows + snap.buffer.num_rows
                 + sum(f.rows for f in candidates))
     tag = uuid.uuid4().hex[:12]

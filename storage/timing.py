@@ -6,7 +6,8 @@ One process-wide `TIMINGS` (the locks are made deep inside TableState); the
 server's /metrics reads it at scrape time (server/metrics.py). A hold whose
 thread used far less CPU than wall time was waiting, not working: for the GIL
 (other threads ran), for I/O, or for a lock nested inside it. The cost is two
-clock reads per acquire and two per release."""
+clock reads per acquire and two per release, and one round of `Timings`'s own
+lock per hold (the wait before a hold is recorded with it, at release)."""
 
 from __future__ import annotations
 
@@ -92,9 +93,16 @@ class Timings:
                 hist = self.waits[kind] = Hist()
             hist.observe(seconds)
 
-    def lock_hold(self, kind: str, site: str, seconds: float, cpu: float) -> None:
+    def lock_hold(self, kind: str, site: str, seconds: float, cpu: float,
+                  waited: float | None = None) -> None:
+        """One hold; with `waited`, also the wait before it (one lock round for both)."""
         key = (kind, site)
         with self._lock:
+            if waited is not None:
+                wait = self.waits.get(kind)
+                if wait is None:
+                    wait = self.waits[kind] = Hist()
+                wait.observe(waited)
             hist = self.holds.get(key)
             if hist is None:
                 hist = self.holds[key] = Hist()
@@ -171,7 +179,7 @@ class TimedLock:
     acquire waited and how long each outermost hold lasted, by the site that
     took it. Used for the table locks (buffer.py)."""
 
-    __slots__ = ("_cpu", "_depth", "_lock", "_owner", "_since", "_site", "kind")
+    __slots__ = ("_cpu", "_depth", "_lock", "_owner", "_since", "_site", "_waited", "kind")
 
     def __init__(self, kind: str, reentrant: bool = True) -> None:
         self.kind = kind
@@ -181,6 +189,7 @@ class TimedLock:
         self._since = 0.0
         self._cpu = 0.0
         self._site = ""
+        self._waited = 0.0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         t0 = time.perf_counter()
@@ -191,7 +200,7 @@ class TimedLock:
             return False
         if self._depth == 0:
             now = time.perf_counter()
-            TIMINGS.lock_wait(self.kind, now - t0)
+            self._waited = now - t0  # recorded with the hold, at release
             self._since, self._cpu = now, time.thread_time()
             self._site = _site()
             self._owner = threading.get_ident()
@@ -203,14 +212,13 @@ class TimedLock:
         if self._depth == 0:
             held = time.perf_counter() - self._since
             cpu = time.thread_time() - self._cpu
-            site, self._owner = self._site, 0
+            site, waited, self._owner = self._site, self._waited, 0
             self._lock.release()
-            TIMINGS.lock_hold(self.kind, site, held, cpu)
+            TIMINGS.lock_hold(self.kind, site, held, cpu, waited)
             return
         self._lock.release()
 
-    def __enter__(self) -> bool:
-        return self.acquire()
+    __enter__ = acquire
 
     def __exit__(self, *exc: object) -> None:
         self.release()
