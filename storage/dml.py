@@ -184,7 +184,9 @@ def _append(
         for f in schema
     ]
     try:
-        rows = pa.Table.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema, strict=False)], schema=schema)
+        rows = pa.Table.from_arrays([a if a.type == f.type else a.cast(f.type)  # a cast to its
+                                     for a, f in zip(arrays, schema, strict=False)],  # own type
+                                    schema=schema)  # is a copy of the same values
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InvalidArgument(f"bad value for table {_name(st)}: {exc}") from None
     probe: list[Any] | None = None
