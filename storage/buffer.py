@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -88,6 +89,44 @@ def conform(rows: pa.Table, version: int, table: Table, columns: list[Column]) -
         arrays.append(arr)
         fields.append(f.with_nullable(True))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def conform_batches(batches: Iterable[BufBatch], table: Table, columns: list[Column],
+                    version: int, loose: pa.Schema) -> list[pa.Table]:
+    """`conform` for many batches, cast to `loose` (the storage schema with
+    every field nullable, as of schema `version`). Consecutive batches written
+    under one version with one schema are joined in Arrow first and conformed
+    once, and those written under `version` with exactly the storage schema
+    need no conforming at all: `conform` costs ~0.25 ms of Python a call, so a
+    buffer of 2,000 single-row INSERTs took ~0.5 s of CPU (holding the GIL
+    beside the writers) where this takes a few milliseconds."""
+    out: list[pa.Table] = []
+    group: list[pa.Table] = []
+    g_version, g_schema = 0, loose
+    current: pa.Schema | None = None  # the strict storage schema, made when first needed
+
+    def close() -> None:
+        nonlocal current
+        rows = group[0] if len(group) == 1 else pa.concat_tables(group)
+        if g_version == version:
+            if current is None:
+                current = storage_schema(table, columns)
+            if g_schema.equals(current):
+                out.append(pa.Table.from_arrays(rows.columns, schema=loose))
+                return
+        out.append(conform(rows, g_version, table, columns).cast(loose))
+
+    for b in batches:
+        s = b.rows.schema
+        if group and (b.version != g_version or not (s is g_schema or s.equals(g_schema))):
+            close()
+            group = []
+        if not group:
+            g_version, g_schema = b.version, s
+        group.append(b.rows)
+    if group:
+        close()
+    return out
 
 
 @dataclass
@@ -189,6 +228,21 @@ class TableState:
             return None
         return time.time() - float(ttl)
 
+    def batches_table(self, found: list[bytes], user: str | None,
+                      min_ts: float | None = None) -> pa.Table:
+        """The buffered rows of the batches stored under `found` (those still
+        buffered; USER tables: only `user`'s), conformed like `buffer_table`.
+        Call with `lock` held."""
+        every = self.table.table_type != "user"
+        mine = self.batches
+        picked = [b for b in (mine.get(k) for k in found) if b is not None
+                  and (every or b.user == user) and (min_ts is None or b.ts >= min_ts)]
+        schema = self.loose_schema()
+        parts = conform_batches(picked, self.table, self.columns, self.schema.version, schema)
+        if not parts:
+            return schema.empty_table()
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
     def buffer_table(
         self, user: str | None = None, *, all_users: bool = False, min_ts: float | None = None
     ) -> pa.Table:
@@ -224,8 +278,8 @@ class TableState:
                 base, start = cached[2], len(cached[1])
             else:
                 base, start = schema.empty_table(), 0
-        parts = [conform(b.rows, b.version, self.table, self.columns) for b in batches[start:]]
-        out = pa.concat_tables([base, *[p.cast(schema) for p in parts]]) if parts else base
+        parts = conform_batches(batches[start:], self.table, self.columns, self.schema.version, schema)
+        out = pa.concat_tables([base, *parts]) if parts else base
         if out.column(0).num_chunks > 64:
             out = out.combine_chunks()
         if min_ts is None:

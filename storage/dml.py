@@ -318,7 +318,7 @@ def _commit(
             st.keys.removed()
         st.batches[key] = BufBatch(key, st.schema.version, now, owner, rows)
         if probe is not None:
-            st.keys.add(probe)
+            st.keys.add(probe, key)
         if overwrite:
             st.append_only = False
 

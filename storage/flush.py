@@ -17,7 +17,7 @@ from catalog.errors import NotFound
 
 from . import allocator
 from .batch import BufBatch
-from .buffer import TableState, conform, storage_schema
+from .buffer import TableState, conform_batches, storage_schema
 from .config import EngineConfig
 from .files import FileStore
 from .keys import key_range
@@ -52,7 +52,7 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
         report(files_done=0, files_total=len(groups), bytes_done=0, rows=0)
         try:
             for user, group in groups.items():
-                parts = [conform(b.rows, b.version, table, columns).cast(loose) for b in group]
+                parts = conform_batches(group, table, columns, version, loose)
                 rows = pa.concat_tables(parts).combine_chunks()
                 seqs = rows.column(SEQ)
                 meta = {b"cairn.schema_version": str(version).encode(),

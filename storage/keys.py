@@ -79,24 +79,39 @@ def batch_keys(batch: BufBatch, primary_key: list[str], user_table: bool) -> lis
 
 
 class BufferKeys:
-    """The keys of a table's buffered row versions. Call every method with the
-    table's `lock` held.
+    """The keys of a table's buffered row versions, each with the buffer keys
+    of the batches that hold a version of it (so a point lookup reads only
+    those batches, query.py). Call every method with the table's `lock` held.
 
-    `stale` means batches were removed since the set was built (a flush, an
-    eviction): the set is then a superset, rebuilt from the batches only when a
-    probe hits it. `keys is None` means unknown (too many, or not built yet)."""
+    `stale` means batches were removed since the index was built (a flush, an
+    eviction): it is then a superset (keys and batches that may be gone),
+    rebuilt from the batches only when a probe hits it. `keys is None` means
+    unknown (too many, or not built yet)."""
 
     __slots__ = ("keys", "stale")
 
     def __init__(self) -> None:
-        self.keys: set[Any] | None = None
+        # key -> the buffer key of the one batch holding it, or a list of them
+        # (oldest first) when several do: a single bytes object is shared with
+        # the batch map, so the common case costs one dict entry.
+        self.keys: dict[Any, bytes | list[bytes]] | None = None
         self.stale = True  # not built yet
 
-    def add(self, keys: Iterable[Any]) -> None:
-        if self.keys is None:
+    def add(self, keys: Iterable[Any], batch: bytes) -> None:
+        """`keys` have a version in the batch stored under `batch`."""
+        index = self.keys
+        if index is None:
             return
-        self.keys.update(keys)
-        if len(self.keys) > KEYSET_LIMIT:
+        for k in keys:
+            had = index.get(k)
+            if had is None:
+                index[k] = batch
+            elif isinstance(had, list):
+                if had[-1] != batch:
+                    had.append(batch)
+            elif had != batch:
+                index[k] = [had, batch]
+        if len(index) > KEYSET_LIMIT:
             self.keys = None  # retried once a flush empties the buffer
 
     def removed(self) -> None:
@@ -112,15 +127,33 @@ class BufferKeys:
         keys = self.keys
         return any(k in keys for k in probe)
 
+    def batches_of(
+        self, probe: list[Any], batches: Iterable[BufBatch], primary_key: list[str], user_table: bool
+    ) -> list[bytes] | None:
+        """The buffer keys of every batch that may hold a version of a `probe`
+        key, in commit order (a superset: some may be gone), or None if unknown."""
+        if not self.may_hold(probe, batches, primary_key, user_table):
+            return []
+        index = self.keys
+        if index is None:
+            return None
+        found: set[bytes] = set()
+        for k in probe:
+            had = index.get(k)
+            if isinstance(had, list):
+                found.update(had)
+            elif had is not None:
+                found.add(had)
+        return sorted(found)  # big-endian first sequence numbers: commit order
+
     def _rebuild(self, batches: list[BufBatch], primary_key: list[str], user_table: bool) -> None:
         self.stale = False
         if sum(b.num_rows for b in batches) > KEYSET_LIMIT:
             self.keys = None
             return
-        keys: set[Any] = set()
+        self.keys = {}
         for b in batches:
-            keys.update(batch_keys(b, primary_key, user_table))
-        self.keys = keys
+            self.add(batch_keys(b, primary_key, user_table), b.key)
 
 
 # --- file key ranges ------------------------------------------------------------

@@ -119,8 +119,9 @@ def take_snapshot(
 
     `point` ({pk column: value}, every key column) says the query only reads
     rows of that one key: the files whose key range leaves it out, and the
-    buffer if its key set does not hold it, are left out of the snapshot (they
-    hold no version of the key, so the newest-version logic is unchanged)."""
+    buffered batches the buffer's key index does not name for it, are left
+    out of the snapshot (they hold no version of the key, so the
+    newest-version logic is unchanged)."""
     user_table = st.table.table_type == "user"
     if user_table and user is None:
         raise PermissionDenied(
@@ -137,8 +138,9 @@ def take_snapshot(
             if ranges is not None:
                 recs = [f for f in recs if keys.file_may_hold(ranges.get(f), pk, cols, bounds)]
             probe = keys.probe_keys(cols, user, user_table)
-            if not st.keys.may_hold(probe, st.batches.values(), pk, user_table):
-                buffer = st.loose_schema().empty_table()
+            found = st.keys.batches_of(probe, st.batches.values(), pk, user_table)
+            if found is not None:  # only the batches holding a version of the key
+                buffer = st.batches_table(found, user, min_ts=st.ttl_floor())
         snap = Snapshot(
             table=st.table,
             columns=list(st.columns),
