@@ -16,8 +16,10 @@ import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from catalog import DataFile, Table, TableSchema
 
@@ -92,18 +94,20 @@ def conform(rows: pa.Table, version: int, table: Table, columns: list[Column]) -
 
 
 def conform_batches(batches: Iterable[BufBatch], table: Table, columns: list[Column],
-                    version: int, loose: pa.Schema) -> list[pa.Table]:
+                    version: int, loose: pa.Schema,
+                    strict: pa.Schema | None = None) -> list[pa.Table]:
     """`conform` for many batches, cast to `loose` (the storage schema with
     every field nullable, as of schema `version`). Consecutive batches written
     under one version with one schema are joined in Arrow first and conformed
     once, and those written under `version` with exactly the storage schema
     need no conforming at all: `conform` costs ~0.25 ms of Python a call, so a
     buffer of 2,000 single-row INSERTs took ~0.5 s of CPU (holding the GIL
-    beside the writers) where this takes a few milliseconds."""
+    beside the writers) where this takes a few milliseconds. `strict`: the
+    storage schema as of `version`, if the caller has it (made otherwise)."""
     out: list[pa.Table] = []
     group: list[pa.Table] = []
     g_version, g_schema = 0, loose
-    current: pa.Schema | None = None  # the strict storage schema, made when first needed
+    current = strict
 
     def close() -> None:
         nonlocal current
@@ -228,17 +232,43 @@ class TableState:
             return None
         return time.time() - float(ttl)
 
-    def batches_table(self, found: list[bytes], user: str | None,
-                      min_ts: float | None = None) -> pa.Table:
-        """The buffered rows of the batches stored under `found` (those still
-        buffered; USER tables: only `user`'s), conformed like `buffer_table`.
-        Call with `lock` held."""
+    def key_rows(self, found: list[bytes], point: dict[str, Any], user: str | None,
+                 min_ts: float | None = None) -> pa.Table | None:
+        """The buffered versions of one key (`point`: {pk column: value}),
+        read from the batches stored under `found` (the key index's answer, a
+        superset) and conformed like `buffer_table`: USER tables only
+        `user`'s, stream tables only rows written from `min_ts`. None if a
+        value does not compare with its column (the caller then cuts the
+        whole buffer as before). Call with `lock` held."""
         every = self.table.table_type != "user"
-        mine = self.batches
-        picked = [b for b in (mine.get(k) for k in found) if b is not None
-                  and (every or b.user == user) and (min_ts is None or b.ts >= min_ts)]
+        version, mine = self.schema.version, self.batches
+        kept: list[BufBatch] = []
+        for b in (mine.get(k) for k in found):
+            if b is None or not (every or b.user == user) or (min_ts is not None and b.ts < min_ts):
+                continue
+            rows = b.rows
+            try:
+                if rows.num_rows == 1:  # most batches: one INSERT of one row
+                    if all(rows.column(k)[0].as_py() == v for k, v in point.items()):
+                        kept.append(b)
+                    continue
+                mask = None
+                for k, v in point.items():
+                    eq = pc.equal(rows.column(k), v)
+                    mask = eq if mask is None else pc.and_(mask, eq)
+                rows = rows.filter(mask)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, KeyError):
+                return None
+            if rows.num_rows:
+                kept.append(BufBatch(b.key, b.version, b.ts, b.user, rows))
+        strict = self.row_schema()
+        if len(kept) == 1 and kept[0].version == version and kept[0].rows.schema.equals(strict):
+            # One version, as written now: the rows as they are (only the
+            # fields' nullability differs from `loose_schema`, which neither
+            # DuckDB nor a direct answer reads; a copy costs ~35 µs).
+            return kept[0].rows
         schema = self.loose_schema()
-        parts = conform_batches(picked, self.table, self.columns, self.schema.version, schema)
+        parts = conform_batches(kept, self.table, self.columns, version, schema, strict)
         if not parts:
             return schema.empty_table()
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
@@ -278,7 +308,8 @@ class TableState:
                 base, start = cached[2], len(cached[1])
             else:
                 base, start = schema.empty_table(), 0
-        parts = conform_batches(batches[start:], self.table, self.columns, self.schema.version, schema)
+        parts = conform_batches(batches[start:], self.table, self.columns, self.schema.version,
+                                schema, self.row_schema())
         out = pa.concat_tables([base, *parts]) if parts else base
         if out.column(0).num_chunks > 64:
             out = out.combine_chunks()

@@ -52,7 +52,7 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
         report(files_done=0, files_total=len(groups), bytes_done=0, rows=0)
         try:
             for user, group in groups.items():
-                parts = conform_batches(group, table, columns, version, loose)
+                parts = conform_batches(group, table, columns, version, loose, schema)
                 rows = pa.concat_tables(parts).combine_chunks()
                 seqs = rows.column(SEQ)
                 meta = {b"cairn.schema_version": str(version).encode(),

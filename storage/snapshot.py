@@ -92,6 +92,7 @@ class _Captured:
     schemas: list[TableSchema]
     files: list[DataFile]
     schema: pa.Schema
+    strict: pa.Schema  # the storage schema rows are written with now
 
 
 def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
@@ -163,7 +164,7 @@ def _capture(ns: str, st: TableState, schemas: list[TableSchema]) -> _Captured:
         ns, st.table, list(st.columns), st.schema.version,
         None if stream else list(st.batches.values()),
         st.cached_buffer(), schemas,
-        list(st.files), st.loose_schema(),
+        list(st.files), st.loose_schema(), st.row_schema(),
     )
 
 
@@ -175,7 +176,7 @@ def _buffer(c: _Captured) -> pa.Table | None:
     keys = tuple(b.key for b in c.batches)
     if c.cached is not None and c.cached[0] == c.version and keys[: len(c.cached[1])] == c.cached[1]:
         start, base = len(c.cached[1]), c.cached[2]
-    parts = conform_batches(c.batches[start:], c.table, c.columns, c.version, c.schema)
+    parts = conform_batches(c.batches[start:], c.table, c.columns, c.version, c.schema, c.strict)
     return pa.concat_tables([base, *parts]) if parts else base
 
 
