@@ -2,7 +2,9 @@
 `SELECT id, client, v FROM load.t WHERE id = <key>` (bench/load.py's SELECT)
 on a table of `--preload` flushed rows and `--buffered` single-row INSERTs
 still in the write buffer, for keys in the buffer (answered off the snapshot,
-no DuckDB) and keys in the files (DuckDB). Parsing is done before the clock;
+no DuckDB) and keys in the files (DuckDB), and for buffered keys with an
+INSERT before each lookup (load.py's mix: the buffer grows between lookups).
+Parsing is done before the clock;
 each figure is the thread CPU of the call (median and mean of `--queries`),
 and, for the buffered keys, of the snapshot alone (`take_snapshot` and its
 point cut), best of `--repeats` passes. No server, no HTTP: the figure is the
@@ -88,6 +90,21 @@ def main() -> None:
                 out.append(cpu_us(lambda e=e: engine.query(e, None, "load", owned=True)))
             return out
 
+        fresh = [base + args.buffered]
+
+        def mixed(keys: list[int]) -> list[float]:
+            """load.py's mix: an INSERT (not timed) before each lookup."""
+            trees = [sqlglot.parse_one(f"SELECT id, client, v FROM load.t WHERE id = {k}",
+                                       read="duckdb") for k in keys]
+            out = []
+            for e in trees:
+                engine.execute(sqlglot.parse_one(
+                    f"INSERT INTO load.t VALUES ({fresh[0]}, 1, '{payload}')", read="duckdb"),
+                    None, "load")
+                fresh[0] += 1
+                out.append(cpu_us(lambda e=e: engine.query(e, None, "load", owned=True)))
+            return out
+
         def snapshots(keys: list[int]) -> list[float]:
             out = []
             for k in keys:
@@ -106,6 +123,8 @@ def main() -> None:
         print("|---|---:|---:|---:|")
         for label, keys, fn in (("key in the buffer: `Engine.query`", buffered, lookups),
                                 ("key in the buffer: the snapshot alone", buffered, snapshots),
+                                ("key in the buffer, an INSERT before each (load.py's mix)",
+                                 buffered, mixed),
                                 ("key in a file: `Engine.query` (DuckDB)", flushed, lookups)):
             if not keys:
                 continue
