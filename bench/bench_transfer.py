@@ -25,7 +25,7 @@ with every figure: the machine is shared, and load skews everything.
 `--server-root` runs the server from another checkout (A/B runs).
 
     python bench/bench_transfer.py [--mb 512] [--flush-mb 100] [--rounds 3] [--s3-mb 256]
-                                   [--server-root DIR]
+                                   [--server-root DIR] [--profile-moto DIR]
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_backup import build, duckdb_export
 from bench_backup_targets import start_moto
 from common import ROOT, Server, revision, session, sql, timed_sql
+
+from storage.backup.s3client import checksum_mode, new_s3_filesystem
 
 
 def loadavg() -> float:
@@ -126,16 +126,68 @@ def plain_upload(fs: Any, files: list[str], bucket: str) -> float:
     return time.perf_counter() - t0
 
 
+def boto_upload(port: int, files: list[str], bucket: str) -> float:
+    """The same files PUT by another client (boto3), one request per file, with
+    no checksum beyond what S3 requires: the least work a PUT can ask of moto."""
+    import boto3  # type: ignore[import-untyped]
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id="bench", aws_secret_access_key="bench",
+                          config=Config(request_checksum_calculation="when_required"))
+    t0 = time.perf_counter()
+    for i, path in enumerate(files):
+        with open(path, "rb") as src:
+            client.put_object(Bucket=bucket, Key=f"boto/{i}", Body=src)
+    return time.perf_counter() - t0
+
+
+class MotoProfile:
+    """py-spy on the moto process around one step (`--profile-moto`): the raw
+    stacks go to `<dir>/<step>.txt`, the frames moto spent most samples in are printed."""
+
+    def __init__(self, out: str | None, pid: int, step: str) -> None:
+        self.path = Path(out) / f"{step}.txt" if out else None
+        self.pid, self.step = pid, step
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> MotoProfile:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.proc = subprocess.Popen(["py-spy", "record", "-p", str(self.pid), "-r", "50",
+                                          "-f", "raw", "-o", str(self.path)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # py-spy attaches
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None or self.path is None:
+            return
+        self.proc.send_signal(2)
+        self.proc.wait()
+        own: dict[str, int] = {}
+        total = 0
+        for line in self.path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            leaf = stack.rsplit(";", 1)[-1]
+            own[leaf] = own.get(leaf, 0) + int(count)
+            total += int(count)
+        print(f"moto profile, {self.step} ({total} samples at 50 Hz, own time):")
+        for leaf, n in sorted(own.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"  {100 * n / max(total, 1):5.1f}%  {leaf}")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def s3_vs_local(srv: Server, n: int, fs: Any, files: list[str],
-                      moto: int) -> list[dict[str, float]]:
-    """Per round: a BACKUP into a directory, the same into S3, and a plain PUT of
-    the files, with the CPU the moto server used for each of the last two."""
+async def s3_vs_local(srv: Server, n: int, fs: Any, files: list[str], moto: int, port: int,
+                      profile: str | None) -> list[dict[str, float]]:
+    """Per round: a BACKUP into a directory, the same into S3, a plain PUT of the
+    files through pyarrow and one through boto3, with the CPU the moto server
+    used for each of the last three."""
     out = []
     async with session(1) as http:
         for r in range(n):
@@ -143,13 +195,20 @@ async def s3_vs_local(srv: Server, n: int, fs: Any, files: list[str],
             load = loadavg()
             local_ms, _ = await timed_sql(http, srv.url, f"BACKUP DATABASE s3src TO 's3local_{r}'")
             os.sync()
-            c0 = cpu_seconds(moto)
-            s3_ms, body = await timed_sql(http, srv.url, f"BACKUP DATABASE s3src TO 's3_{r}'")
-            assert body["status"] == "success", body
-            c1 = cpu_seconds(moto)
-            plain = plain_upload(fs, files, f"bench-{r}")
+            with MotoProfile(profile, moto, f"s3_backup_{r}"):
+                c0 = cpu_seconds(moto)
+                s3_ms, body = await timed_sql(http, srv.url,
+                                              f"BACKUP DATABASE s3src TO 's3_{r}'")
+                assert body["status"] == "success", body
+                c1 = cpu_seconds(moto)
+            with MotoProfile(profile, moto, f"plain_put_{r}"):
+                c1 = cpu_seconds(moto)
+                plain = plain_upload(fs, files, f"bench-{r}")
+                c2 = cpu_seconds(moto)
+            boto = boto_upload(port, files, f"bench-{r}")
             out.append({"local": local_ms / 1000, "s3": s3_ms / 1000, "plain": plain,
-                        "load": load, "moto_s3": c1 - c0, "moto_plain": cpu_seconds(moto) - c1})
+                        "boto": boto, "load": load, "moto_s3": c1 - c0, "moto_plain": c2 - c1,
+                        "moto_boto": cpu_seconds(moto) - c2})
     return out
 
 
@@ -201,6 +260,10 @@ def report(args: argparse.Namespace, info: dict[str, Any], res: dict[str, Any],
         moto_s3, moto_plain = med([o["moto_s3"] for o in s3]), med([o["moto_plain"] for o in s3])
         print(f"| moto's own CPU: S3 backup / plain PUT | | {moto_s3:.2f} / {moto_plain:.2f} s "
               f"({mb / moto_plain:.0f} MiB per moto CPU-second on a plain PUT) | |")
+        boto, moto_boto = med([o["boto"] for o in s3]), med([o["moto_boto"] for o in s3])
+        print(f"| the same files PUT by boto3 (one PUT per file, no checksum) | | {boto:.2f} s, "
+              f"moto CPU {moto_boto:.2f} s ({mb / moto_boto:.0f} MiB per moto CPU-second) | |")
+        print(f"| AWS_REQUEST_CHECKSUM_CALCULATION of the plain PUT | | {s3_info['mode']} | |")
     print(f"\nload average at start {args.load_start:.2f}, at end {loadavg():.2f}")
 
 
@@ -213,6 +276,8 @@ def main() -> None:
     ap.add_argument("--s3-mb", type=int, default=256,
                     help="payload MB backed up to moto (256; 0 skips; moto is slow)")
     ap.add_argument("--s3-rounds", type=int, default=1)
+    ap.add_argument("--profile-moto", metavar="DIR",
+                    help="py-spy the moto server during each S3 step, raw stacks into DIR")
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--server-root", default=str(ROOT), help="checkout the server runs from")
     args = ap.parse_args()
@@ -231,16 +296,17 @@ def main() -> None:
             lines += [f'[backup.targets.s3_{r}]\nuri = "s3://bench-{r}/cairn"\n'
                       f'endpoint = "http://127.0.0.1:{port}"\naccess_key = "bench"\n'
                       f'secret_key = "bench"\nregion = "us-east-1"' for r in range(args.s3_rounds)]
-            fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http",
-                                   access_key="bench", secret_key="bench", region="us-east-1",
-                                   allow_bucket_creation=True)
+            fs = new_s3_filesystem({"endpoint_override": f"127.0.0.1:{port}", "scheme": "http",
+                                    "access_key": "bench", "secret_key": "bench",
+                                    "region": "us-east-1", "allow_bucket_creation": True})
+            built["s3src"]["mode"] = checksum_mode("http")
             for r in range(args.s3_rounds):
                 fs.create_dir(f"bench-{r}")
         config.write_text("\n".join(lines) + "\n")
         srv = Server(data, tmp / "server.log", config=config, root=Path(args.server_root))
         res = asyncio.run(rounds(srv, info, tmp, data / "backups", args.rounds))
         s3 = (asyncio.run(s3_vs_local(srv, args.s3_rounds, fs, built["s3src"]["files"],
-                                      moto.pid))
+                                      moto.pid, port, args.profile_moto))
               if moto is not None else [])
         srv.stop()
         srv = None

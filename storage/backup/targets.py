@@ -21,6 +21,7 @@ from catalog.errors import InvalidArgument, PermissionDenied
 
 from .layout import CONFIG, INTERNAL, KEYS, MANIFESTS, OBJECTS
 from .nofollow import no_follow_fs
+from .s3client import new_s3_filesystem
 
 TargetKind = Literal["local", "s3", "archive"]
 ARCHIVE_SUFFIXES = (".tar", ".tar.zst")
@@ -232,6 +233,6 @@ def s3_options(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _make_s3(bucket: str, prefix: str, config: dict[str, Any]) -> Target:
-    fs = pafs.S3FileSystem(**s3_options(config))
+    fs = new_s3_filesystem(s3_options(config))
     base = f"{bucket}/{prefix}" if prefix else bucket
     return Target(fs=fs, base=base, uri=f"s3://{base}", kind="s3")

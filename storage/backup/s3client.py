@@ -1,0 +1,56 @@
+"""Making pyarrow S3 file systems with the request checksums that fit the endpoint.
+
+The AWS SDK inside pyarrow reads `AWS_REQUEST_CHECKSUM_CALCULATION` each time a
+file system is made. Its default (`when_supported`) sends every upload as an
+`aws-chunked` body with a CRC64NVME trailer. Over https that trailer is the only
+check the store makes of the bytes, so it stays. Over plain http the SDK also
+signs every payload with its sha256 (`x-amz-content-sha256`), which the store
+checks; the trailer adds nothing to that but the chunked framing, which some
+servers decode slowly (moto, the test server, copies the whole body once per
+64 KiB chunk: half its CPU on a PUT). So http endpoints ask only for the
+checksums an operation requires, and keep the signed sha256; Cairn checks every
+object by its own sha256 on top (docs/architecture.md, "S3 request checksums").
+An operator's own value in the environment wins, for every endpoint.
+
+The variable is process-wide, so it is set under a lock just around each
+construction. It is added once, at import (before the server starts threads),
+and afterwards only its value is replaced: replacing a value never moves the C
+environment array, so a concurrent getenv in another thread stays safe. Between
+constructions it holds the operator's value, or "" where there was none: the
+SDK reads "" as unset, and so does this module in a child process, which
+inherits it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import pyarrow.fs as pafs
+
+CHECKSUM_ENV = "AWS_REQUEST_CHECKSUM_CALCULATION"
+SDK_DEFAULT = "when_supported"
+PLAIN_HTTP = "when_required"
+
+_operator_value = os.environ.get(CHECKSUM_ENV) or None
+os.environ[CHECKSUM_ENV] = _operator_value or ""  # added once; later only replaced
+_lock = threading.Lock()
+
+
+def checksum_mode(scheme: str) -> str:
+    """The `AWS_REQUEST_CHECKSUM_CALCULATION` a file system for `scheme` is made with."""
+    if _operator_value is not None:
+        return _operator_value
+    return PLAIN_HTTP if scheme == "http" else SDK_DEFAULT
+
+
+def new_s3_filesystem(options: dict[str, Any]) -> pafs.S3FileSystem:
+    """`S3FileSystem(**options)`, made with the checksum mode of its scheme."""
+    mode = checksum_mode(str(options.get("scheme", "https")))
+    with _lock:
+        os.environ[CHECKSUM_ENV] = mode
+        try:
+            return pafs.S3FileSystem(**options)
+        finally:
+            os.environ[CHECKSUM_ENV] = _operator_value or ""

@@ -1,0 +1,120 @@
+"""Request checksums by endpoint: over plain http an upload's payload is signed
+with its sha256 and sent plain (no aws-chunked CRC trailer); an operator's value
+of AWS_REQUEST_CHECKSUM_CALCULATION wins. Seen on the wire, in front of moto."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from storage.backup import Repository, resolve_target, s3client
+from tests.storage_backup.s3server import S3Server, running
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    yield from running()
+
+
+class Relay:
+    """A loopback TCP relay to `port` that keeps every byte the client sent."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.sent = bytearray()
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, record: bool) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                if record:
+                    with self.lock:
+                        self.sent += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def headers(self, name: str) -> list[str]:
+        with self.lock:
+            found = re.findall(rb"(?im)^" + name.encode() + rb": *([^\r\n]*)\r$", bytes(self.sent))
+        return [v.decode() for v in found]
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def put_through_relay(s3: S3Server, data: bytes) -> Relay:
+    bucket = s3.new_bucket()
+    relay = Relay(s3.port)
+    config = {**s3.target(bucket), "endpoint": f"http://127.0.0.1:{relay.port}"}
+    repo = Repository(resolve_target("offsite", [], {"offsite": config}), compression="none")
+    try:
+        result = repo.put_bytes(data)
+        assert result.oid == hashlib.sha256(data).hexdigest()
+        assert repo.has_object(result.oid)
+        with repo.open_object(result.oid) as stored:
+            assert stored.read() == data
+    finally:
+        relay.close()
+    return relay
+
+
+def test_modes_by_scheme() -> None:
+    if s3client._operator_value is not None:  # a developer's own setting wins
+        assert s3client.checksum_mode("http") == s3client._operator_value
+        return
+    assert s3client.checksum_mode("http") == "when_required"
+    assert s3client.checksum_mode("https") == "when_supported"
+
+
+def test_http_upload_is_signed_by_sha256_and_not_chunked(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3client, "_operator_value", None)
+    data = os.urandom(300_000)
+    relay = put_through_relay(s3, data)
+    assert hashlib.sha256(data).hexdigest() in relay.headers("x-amz-content-sha256")
+    assert not relay.headers("x-amz-trailer")
+    assert "aws-chunked" not in relay.headers("content-encoding")
+    assert os.environ[s3client.CHECKSUM_ENV] == ""  # put back: what the SDK reads as unset
+
+
+def test_operator_value_wins(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(s3client, "_operator_value", "when_supported")
+    monkeypatch.setenv(s3client.CHECKSUM_ENV, "when_supported")
+    relay = put_through_relay(s3, os.urandom(300_000))
+    assert set(relay.headers("x-amz-trailer")) == {"x-amz-checksum-crc64nvme"}
+    assert "STREAMING-UNSIGNED-PAYLOAD-TRAILER" in relay.headers("x-amz-content-sha256")
+
+
+def test_environment_is_restored_after_each_file_system() -> None:
+    before = os.environ[s3client.CHECKSUM_ENV]
+    options: dict[str, Any] = {"scheme": "http", "endpoint_override": "127.0.0.1:9",
+                               "region": "us-east-1", "access_key": "a", "secret_key": "b"}
+    s3client.new_s3_filesystem(options)
+    assert os.environ[s3client.CHECKSUM_ENV] == before
