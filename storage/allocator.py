@@ -12,7 +12,16 @@ column) used to leave the server's RSS ~100-500 MB higher for good:
   the free pages of every arena (a compaction at start-up alone left ~25 MB).
 
 Each costs well under a millisecond when little is free. Where one is missing
-(another duckdb, another libc), `purge()` skips it and says so once."""
+(another duckdb, another libc), `purge()` skips it and says so once.
+
+`malloc_trim` cannot return what glibc keeps on purpose: once a large mmapped
+block is freed, glibc raises its mmap threshold to that block's size (up to
+32 MiB) and its trim threshold to twice that, so blocks up to that size come
+from the per-thread arenas afterwards, and an arena's free top below the trim
+threshold stays resident (malloc_trim trims the main arena's top only). One
+10 MB UPDATE so left ~20 MB for good, and the INSERT loops and backups of
+bench_writer ~30 MB. `fix_malloc_thresholds()` pins both at glibc's own
+starting value (128 KiB): large blocks stay mmapped and go back when freed."""
 
 from __future__ import annotations
 
@@ -66,3 +75,21 @@ def purge() -> bool:
     if fn is None:
         return False
     return int(fn(f"arena.{_ALL_ARENAS}.purge".encode(), None, None, None, 0)) == 0
+
+
+M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
+MALLOC_THRESHOLD = 128 * 1024  # glibc's default for both, before it moves them
+
+
+def fix_malloc_thresholds() -> bool:
+    """Pin glibc's mmap and trim thresholds (see the module docstring); True
+    if glibc took them (False on another libc)."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MALLOC_THRESHOLD)
+                and mallopt(M_TRIM_THRESHOLD, MALLOC_THRESHOLD))

@@ -23,7 +23,7 @@ from . import keys as keys_mod
 from . import sandbox
 from .archive.changes import ROWS
 from .batch import BufBatch
-from .buffer import APPEND_ONLY, TableState, encode, seq_key
+from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, seq_key
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
 from .timing import TIMINGS, WouldWait, waiting_allowed
@@ -189,6 +189,13 @@ def _append(
                                     schema=schema)  # is a copy of the same values
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InvalidArgument(f"bad value for table {_name(st)}: {exc}") from None
+    del arrays
+    data.clear()  # the caller's columns: from here only `rows` holds them
+    if rows.nbytes >= LARGE_VALUE:
+        # Contiguous, so the buffer's view of the encoded bytes has a few large
+        # batches (a query's answer comes in ~150-row pieces) and neither a
+        # query of the buffer nor its flush copies them whole again.
+        rows = rows.combine_chunks()
     probe: list[Any] | None = None
     if check_keys and st.table.primary_key != [ID]:
         with TIMINGS.timed("check_keys"):
@@ -200,7 +207,15 @@ def _append(
             rows = rows.set_column(rows.schema.get_field_index(OW), OW, flags)
             overwrite = True
     with TIMINGS.timed("commit"):
-        _commit(engine, st, rows, owner, overwrite, probe)
+        ts = dt.datetime.now(dt.UTC).timestamp()
+        with TIMINGS.timed("encode"):
+            value = encode(rows, st.schema.version, ts, owner)
+        if len(value) >= LARGE_VALUE:
+            # The buffer keeps a view of the stored bytes (what a restart
+            # decodes), not a second copy: the query's rows are freed here,
+            # before RocksDB makes its two copies (batch and memtable).
+            rows = decode(b"", value).rows
+        _commit(engine, st, rows, value, ts, owner, overwrite, probe)
     return n
 
 
@@ -283,9 +298,10 @@ def _show(pk: list[str], key: tuple[Any, ...]) -> str:
 
 
 def _commit(
-    engine: Writer, st: TableState, rows: pa.Table, owner: str | None, overwrite: bool,
-    probe: list[Any] | None = None,
+    engine: Writer, st: TableState, rows: pa.Table, value: bytes, now: float,
+    owner: str | None, overwrite: bool, probe: list[Any] | None = None,
 ) -> None:
+    """Store `value` (the encoded `rows`, written at `now`) as one buffer entry."""
     if probe is None and st.table.primary_key != [ID] and keys_mod.settable(
         st.columns, st.table.primary_key
     ):
@@ -293,16 +309,13 @@ def _commit(
                                     owner, st.table.table_type == "user")
     seq0 = rows.column(SEQ)[0].as_py()
     key = seq_key(seq0)
-    now = dt.datetime.now(dt.UTC).timestamp()
-    with TIMINGS.timed("encode"):
-        value = encode(rows, st.schema.version, now, owner)
     b = engine.catalog.batch()
     with st.lock:
         if st.dropped:  # dropped while this statement waited for the table
             raise NotFound(f"Table '{_name(st)}' does not exist")
+        if overwrite and st.append_only:  # small records first: the big value then
+            b.delete(Meta, APPEND_ONLY + st.uid)  # sizes the batch, never doubles it
         b.put_raw(st.family, key, value)
-        if overwrite and st.append_only:
-            b.delete(Meta, APPEND_ONLY + st.uid)
         evicted = _evict_overflow(st, rows.num_rows, b)
         with engine.changes.committing(st.table.namespace, always=False) as log_:
             if log_ is not None and st.table.table_type != "stream":
@@ -417,8 +430,9 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
             return 0
         data: dict[str, Any] = {c["name"]: found.column(c["name"]) for c in st.columns}
         for i, (col, _) in enumerate(sets):
-            values = found.column(f"__set{i}").to_pylist()
-            data[col["name"]] = [coerce(col, v, r + 1) for r, v in enumerate(values)]
+            data[col["name"]] = [coerce(col, v, r + 1)
+                                 for r, v in enumerate(found.column(f"__set{i}").to_pylist())]
+        del found  # _append frees the rows' columns once encoded
         data[DELETED] = pa.array([False] * n, pa.bool_()) if DELETED in cols else None
         if data[DELETED] is None:
             del data[DELETED]
@@ -442,5 +456,6 @@ def delete(engine: Writer, e: exp.Delete, user: str | None, ns: str | None) -> i
         if n == 0:
             return 0
         data: dict[str, Any] = {c["name"]: found.column(c["name"]) for c in st.columns}
+        del found  # _append frees the rows' columns once encoded
         data[DELETED] = pa.array([True] * n, pa.bool_())
         return _append(engine, st, data, n, owner, check_keys=False, overwrite=True)

@@ -81,8 +81,9 @@ class Engine:
         # Every change of an archived namespace, in commit order (storage/archive).
         self.changes = change_log.ChangeLog(catalog)
         self.tables = Registry(catalog, self.files, self.file_ranges, self.changes)
-        limit = cfg.duckdb_memory_limit
-        threads = max(1, int(cfg.duckdb_threads))
+        if cfg.duckdb_release_memory:
+            allocator.fix_malloc_thresholds()
+        limit, threads = cfg.duckdb_memory_limit, max(1, int(cfg.duckdb_threads))
         self._con = sandbox.connect(self.data_dir, limit, threads)
         # Small queries (system tables, point lookups, key checks: at most
         # SMALL_QUERY_ROWS input rows) run on a second, single-threaded DuckDB,
@@ -90,10 +91,8 @@ class Engine:
         # costs them more than the threads give (0.3-0.9 ms per query on two
         # busy cores). Its memory limit is a quarter of the configured one; a
         # query that runs out of it is run again on the main DuckDB.
-        self._small = (
-            sandbox.connect(self.data_dir, sandbox.fraction_of(limit, 4), 1)
-            if threads > 1 else self._con
-        )
+        self._small = (sandbox.connect(self.data_dir, sandbox.fraction_of(limit, 4), 1)
+                       if threads > 1 else self._con)
         self._lock = threading.RLock()
         self._closed = False
         # Each thread keeps one cursor per DuckDB (a cursor per query cost

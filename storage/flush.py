@@ -53,7 +53,9 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
         try:
             for user, group in groups.items():
                 parts = conform_batches(group, table, columns, version, loose, schema)
-                rows = pa.concat_tables(parts).combine_chunks()
+                rows = pa.concat_tables(parts)
+                if rows.column(0).num_chunks > 64:  # many statements: one copy, fewer pieces
+                    rows = rows.combine_chunks()
                 seqs = rows.column(SEQ)
                 meta = {b"cairn.schema_version": str(version).encode(),
                         b"cairn.table_uid": table.uid.encode()}
