@@ -16,9 +16,10 @@ The variable is process-wide, so it is set under a lock just around each
 construction. It is added once, at import (before the server starts threads),
 and afterwards only its value is replaced: replacing a value never moves the C
 environment array, so a concurrent getenv in another thread stays safe. Between
-constructions it holds the operator's value, or "" where there was none: the
-SDK reads "" as unset, and so does this module in a child process, which
-inherits it.
+constructions it holds the operator's value, or else the SDK's default (valid
+for every AWS client a child process may run; "" is not, botocore refuses it),
+with `CAIRN_SET_AWS_CHECKSUM=1` beside it so that a child Cairn, which
+inherits both, does not take it for the operator's.
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ CHECKSUM_ENV = "AWS_REQUEST_CHECKSUM_CALCULATION"
 SDK_DEFAULT = "when_supported"
 PLAIN_HTTP = "when_required"
 
-_operator_value = os.environ.get(CHECKSUM_ENV) or None
-os.environ[CHECKSUM_ENV] = _operator_value or ""  # added once; later only replaced
+MARK_ENV = "CAIRN_SET_AWS_CHECKSUM"
+
+_operator_value = None if os.environ.get(MARK_ENV) else os.environ.get(CHECKSUM_ENV) or None
+if _operator_value is None:  # both added once, here; later only the value is replaced
+    os.environ[CHECKSUM_ENV] = SDK_DEFAULT
+    os.environ[MARK_ENV] = "1"
 _lock = threading.Lock()
 
 
@@ -53,4 +58,4 @@ def new_s3_filesystem(options: dict[str, Any]) -> pafs.S3FileSystem:
         try:
             return pafs.S3FileSystem(**options)
         finally:
-            os.environ[CHECKSUM_ENV] = _operator_value or ""
+            os.environ[CHECKSUM_ENV] = _operator_value or SDK_DEFAULT

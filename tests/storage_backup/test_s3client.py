@@ -9,6 +9,8 @@ import hashlib
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -101,7 +103,7 @@ def test_http_upload_is_signed_by_sha256_and_not_chunked(
     assert hashlib.sha256(data).hexdigest() in relay.headers("x-amz-content-sha256")
     assert not relay.headers("x-amz-trailer")
     assert "aws-chunked" not in relay.headers("content-encoding")
-    assert os.environ[s3client.CHECKSUM_ENV] == ""  # put back: what the SDK reads as unset
+    assert os.environ[s3client.CHECKSUM_ENV] == s3client.SDK_DEFAULT  # put back
 
 
 def test_operator_value_wins(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,3 +120,15 @@ def test_environment_is_restored_after_each_file_system() -> None:
                                "region": "us-east-1", "access_key": "a", "secret_key": "b"}
     s3client.new_s3_filesystem(options)
     assert os.environ[s3client.CHECKSUM_ENV] == before
+
+
+def test_a_child_process_does_not_take_the_default_left_behind_for_the_operators() -> None:
+    if s3client._operator_value is not None:
+        return  # a developer's own setting is the operator's in the child too
+    probe = ("import botocore.session as s; from storage.backup import s3client; "
+             "print(s3client._operator_value, s3client.checksum_mode('http')); "
+             "s.get_session().create_client('s3', region_name='us-east-1', "
+             "aws_access_key_id='a', aws_secret_access_key='b')")
+    out = subprocess.run([sys.executable, "-c", probe], env=dict(os.environ),
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["None", "when_required"]  # and botocore accepts the value
