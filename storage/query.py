@@ -65,7 +65,8 @@ class ResultLimits:
         rows = table.num_rows
         if self.max_rows is not None:
             rows = min(rows, self.max_rows)
-        if self.max_bytes is not None and table.slice(0, rows).nbytes > self.max_bytes:
+        if self.max_bytes is not None and (
+                table if rows == table.num_rows else table.slice(0, rows)).nbytes > self.max_bytes:
             lo, hi = 0, rows
             while lo < hi:
                 mid = (lo + hi + 1) // 2
