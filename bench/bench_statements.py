@@ -9,6 +9,7 @@ hand-offs between the event loop and the statement threads as under load).
 
     python bench/bench_statements.py [--count 2000] [--tasks 16] [--preload 50000]
     python bench/bench_statements.py --root /path/to/other/checkout   # A/B
+    python bench/bench_statements.py --inline     # [server] inline_statements = true
 
 `--root` imports the server from another checkout (same data, same loop).
 """
@@ -38,6 +39,8 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--preload", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3, help="repeat every figure, print each")
     parser.add_argument("--root", default=str(ROOT), help="the checkout to import the server from")
+    parser.add_argument("--inline", action="store_true",
+                        help="[server] inline_statements = true (one-row statements on the loop)")
     return parser.parse_args()
 
 
@@ -115,7 +118,10 @@ async def _mixed(cairn: Cairn, work: Work, tasks: int, count: int) -> tuple[floa
 
 
 async def _main(args: argparse.Namespace, data: Path) -> None:
-    cfg = config_mod.from_dict({"storage": {"data_dir": str(data)}, "pgwire": {"port": 0}})
+    settings: dict[str, Any] = {"storage": {"data_dir": str(data)}, "pgwire": {"port": 0}}
+    if args.inline:
+        settings["server"] = {"inline_statements": True}
+    cfg = config_mod.from_dict(settings)
     cairn = await asyncio.get_running_loop().run_in_executor(None, open_state, cfg)
     try:
         await _one(cairn, "CREATE NAMESPACE load")
@@ -130,7 +136,7 @@ async def _main(args: argparse.Namespace, data: Path) -> None:
         await _sequential(cairn, work, "insert", 200)  # warm up, and keys to select
         await _sequential(cairn, work, "select", 200)
         print(f"server code from {args.root} ({_revision(args.root)}), preload {args.preload}, "
-              f"{args.count} statements per figure")
+              f"{args.count} statements per figure{', inline' if args.inline else ''}")
         print("| round | load avg | INSERT ms CPU | point SELECT ms CPU | "
               f"mixed, {args.tasks} tasks: ms CPU / statement | mixed statements/s |")
         print("|---|---|---|---|---|---|")

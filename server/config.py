@@ -33,7 +33,8 @@ class ServerConfig:
     body_timeout_seconds: float = 60.0  # the whole request body
     # Run a one-row INSERT or point SELECT on the event loop when it can go
     # without waiting (no busy table lock, no DuckDB); else on a statement thread.
-    inline_statements: bool = True
+    # Off by default: see docs/performance.md (issue 15, the hot path).
+    inline_statements: bool = False
 
 
 @dataclass

@@ -70,8 +70,8 @@ class Cairn:
         statement thread and back (and the two threads' tussle for the GIL),
         in the mode where it never waits (`timing.no_waiting`): a table lock
         another thread holds, or a need for DuckDB, stops it before anything
-        is visible, and it runs through `run` instead. `[server]
-        inline_statements = false` turns this off."""
+        is visible, and it runs through `run` instead. Only with `[server]
+        inline_statements = true` (off by default: docs/performance.md)."""
         if self.config.server.inline_statements:
             try:
                 with timing.no_waiting():

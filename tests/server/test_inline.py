@@ -1,6 +1,6 @@
-"""One-row statements on the event loop (Cairn.run_small): run there when
-nothing would make them wait, else on a statement thread, with the same
-effect either way."""
+"""One-row statements on the event loop (Cairn.run_small, `[server]
+inline_statements = true`): run there when nothing would make them wait, else
+on a statement thread, with the same effect either way."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from storage import timing
 
 @pytest.fixture
 async def cairn(tmp_path: Path) -> Any:
-    cfg = config_mod.from_dict({"storage": {"data_dir": str(tmp_path)}, "pgwire": {"port": 0}})
+    cfg = config_mod.from_dict({"storage": {"data_dir": str(tmp_path)}, "pgwire": {"port": 0},
+                                "server": {"inline_statements": True}})
     state = await asyncio.get_running_loop().run_in_executor(None, open_state, cfg)
     for text in ("CREATE NAMESPACE app",
                  "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)",
@@ -106,9 +107,8 @@ async def test_a_key_that_needs_duckdb_is_checked_on_a_thread(
     assert cairn.engine.state("app", "t").buffered_rows() == 0
 
 
-async def test_switched_off(tmp_path: Path) -> None:
-    cfg = config_mod.from_dict({"storage": {"data_dir": str(tmp_path)}, "pgwire": {"port": 0},
-                                "server": {"inline_statements": False}})
+async def test_off_by_default(tmp_path: Path) -> None:
+    cfg = config_mod.from_dict({"storage": {"data_dir": str(tmp_path)}, "pgwire": {"port": 0}})
     state = await asyncio.get_running_loop().run_in_executor(None, open_state, cfg)
     try:
         seen: list[int] = []
