@@ -126,6 +126,10 @@ def data_files(cfg: Config) -> list[str]:
 SECRET = "encryption_passphrase = 'sweep secret'"
 
 
+# Every flip runs a VERIFY and a RESTORE; with a passphrase each derives its key (scrypt),
+# at the jobs' lowered priority: 46 s alone at load 7, past the default 120 s beside a
+# second test worker at that load.
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("options", ["", "compression = 'none'", SECRET])
 async def test_every_flipped_byte_is_caught(client: Any, cairn_config: Config,
                                             options: str) -> None:
