@@ -10,10 +10,13 @@ long the cycle's thread held the GIL before handing it over (a writer's thread
 waits the same), plus the OS's own wake-up delay (the probe alone, with the
 cycle's thread asleep, says how much). The stretches are printed per step,
 with Python's switch interval (the longest a thread keeps the GIL while
-another waits, unless a C call holds it longer) at its default and at 1 ms."""
+another waits, unless a C call holds it longer) at its default and at 1 ms,
+and with the cycle paced as the server paces it (storage/archive/steps.py:
+a 1 ms nap after each 1 ms of running) at the default."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -28,6 +31,7 @@ from bench.common import pct
 from catalog import Catalog
 from storage.archive import segment
 from storage.archive.changes import ROWS, ChangeLog
+from storage.archive.steps import pacing
 from storage.backup import Repository, resolve_target
 from storage.backup.atomic import write_atomic
 from storage.buffer import encode
@@ -75,9 +79,10 @@ def _changes(log: ChangeLog, catalog: Catalog, n: int, base: int) -> None:
             batch.commit()
 
 
-def cycles(changes: int, rounds: int, switch: float) -> dict[str, Any]:
-    """`rounds` cycles of `changes` changes each at switch interval `switch`;
-    the probe's lateness (ms) per step, and the cycle's CPU per step."""
+def cycles(changes: int, rounds: int, switch: float, paced: bool = False) -> dict[str, Any]:
+    """`rounds` cycles of `changes` changes each at switch interval `switch`
+    (`paced`: inside steps.pacing(), as the server runs them); the probe's
+    lateness (ms) per step, and the cycle's CPU and wall time per step."""
     old = sys.getswitchinterval()
     sys.setswitchinterval(switch)
     work = Path(tempfile.mkdtemp(prefix="cairn-gil-"))
@@ -88,6 +93,7 @@ def cycles(changes: int, rounds: int, switch: float) -> dict[str, Any]:
     repo.init()
     shipped_lsn, shipped_us = 0, 0
     cpu = {s: 0.0 for s in STEPS[1:]}
+    wall = {s: 0.0 for s in STEPS[1:]}
     try:
         with Probe() as probe:
             time.sleep(0.2)  # the probe alone: the OS's wake-up delay
@@ -100,9 +106,11 @@ def cycles(changes: int, rounds: int, switch: float) -> dict[str, Any]:
 
                 def run(step: str, fn: Any) -> Any:
                     probe.step = step
-                    t0 = time.thread_time()
-                    out = fn()
+                    t0, w0 = time.thread_time(), time.perf_counter()
+                    with pacing() if paced else contextlib.nullcontext():
+                        out = fn()
                     cpu[step] += time.thread_time() - t0
+                    wall[step] += time.perf_counter() - w0
                     return out
 
                 got = run("read", lambda: log.read("app", shipped_lsn, hi))  # noqa: B023
@@ -126,7 +134,8 @@ def cycles(changes: int, rounds: int, switch: float) -> dict[str, Any]:
         sys.setswitchinterval(old)
         catalog.close()
         shutil.rmtree(work, ignore_errors=True)
-    return {"late": probe.late, "cpu": {k: 1000 * v / rounds for k, v in cpu.items()}}
+    return {"late": probe.late, "cpu": {k: 1000 * v / rounds for k, v in cpu.items()},
+            "wall": {k: 1000 * v / rounds for k, v in wall.items()}}
 
 
 def head_scan(trimmed: int = 60_000) -> dict[str, float]:
@@ -167,10 +176,10 @@ def head_scan(trimmed: int = 60_000) -> dict[str, float]:
     return out
 
 
-def show(r: dict[str, Any], switch: float) -> str:
-    lines = [f"  switch interval {switch * 1000:.1f} ms: a probe thread's wake-up lateness "
-             "(how long it waited for the GIL), ms: p50 / p99 / max (wake-ups); "
-             "the cycle's CPU ms per cycle"]
+def show(r: dict[str, Any], switch: float, paced: bool = False) -> str:
+    lines = [f"  switch interval {switch * 1000:.1f} ms, {'paced' if paced else 'not paced'}: "
+             "a probe thread's wake-up lateness (how long it waited for the GIL), ms: "
+             "p50 / p99 / max (wake-ups); the cycle's CPU and wall ms per cycle"]
     for step in STEPS[:-1]:
         late = r["late"][step]
         if not late:
@@ -178,5 +187,6 @@ def show(r: dict[str, Any], switch: float) -> str:
         cpu = r["cpu"].get(step)
         lines.append(f"    {step:7s} {pct(late, 50):.2f} / {pct(late, 99):.2f} / "
                      f"{max(late):.2f} ({len(late)})"
-                     + (f"; CPU {cpu:.2f} ms" if cpu is not None else ""))
+                     + (f"; CPU {cpu:.2f} ms, wall {r['wall'][step]:.2f} ms"
+                        if cpu is not None else ""))
     return "\n".join(lines)

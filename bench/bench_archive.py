@@ -461,8 +461,9 @@ async def main() -> int:
         if args.only == "gil":
             from bench import archive_gil
             print(f"gil       cycles of {args.changes} one-row statements, in one process")
-            for switch in (0.005, 0.001):
-                print(archive_gil.show(archive_gil.cycles(args.changes, 40, switch), switch))
+            for switch, paced in ((0.005, False), (0.005, True), (0.001, False)):
+                print(archive_gil.show(archive_gil.cycles(args.changes, 40, switch, paced),
+                                       switch, paced))
             h = archive_gil.head_scan()
             print(f"  the oldest change left after 60,000 trimmed ones: from the log's head "
                   f"{h['head']:.1f} ms (the probe waited up to {h['head_probe']:.1f} ms), past "

@@ -33,7 +33,7 @@ from catalog.errors import CairnError, InvalidArgument
 from catalog.ids import new_id
 from storage.archive import store
 from storage.archive.changes import now_us
-from storage.archive.steps import step
+from storage.archive.steps import pace, pacing, step
 from storage.backup import Repository
 from storage.timing import TIMINGS
 
@@ -224,10 +224,13 @@ class Archiver:
         cycles for a large backlog). `final` writes even an empty segment, so
         the target says nothing changed up to the mark. Its wall time and its
         thread's CPU time go to /metrics (`archive_ship`, `archive_ship_cpu`):
-        what archiving costs the writers beside it."""
+        what archiving costs the writers beside it. The cycle paces itself
+        (storage/archive/steps.py: a 1 ms nap after each 1 ms of running), so
+        its GIL time comes in short pieces the writers interleave with."""
         wall, cpu = time.perf_counter(), time.thread_time()
         try:
-            return self._ship(rec, final, mark)
+            with pacing():
+                return self._ship(rec, final, mark)
         finally:
             TIMINGS.phase("archive_ship_cpu", time.thread_time() - cpu)
             TIMINGS.phase("archive_ship", time.perf_counter() - wall)
@@ -254,6 +257,7 @@ class Archiver:
         name, size = store.write_segment(repo, self.namespace, rec.archive_id, batch_changes,
                                          rec.shipped_lsn, rec.shipped_us, through)
         faults.hit("archive.after_segment", namespace=self.namespace, segment=name.file)
+        pace()
         with step("commit"):
             batch = self.cairn.catalog.batch()
             rec.shipped_lsn, rec.shipped_us = name.last_lsn, name.through_us
@@ -263,6 +267,7 @@ class Archiver:
             batch.put(rec)
             changes_log.trim(self.namespace, name.last_lsn, batch)
             batch.commit()
+            pace()
             changes_log.shipped(self.namespace, name.last_lsn)
         return more
 

@@ -22,7 +22,6 @@ import bisect
 import itertools
 import re
 import struct
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,14 +31,11 @@ import pyarrow as pa
 from ..buffer import decode as decode_buffered
 from ..types import SEQ
 from .changes import DDL_KINDS, ROWS, Change
+from .steps import pace
 
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")
 MAX_VERSION = (1 << 31) - 1
 MAX_USER = 1024
-# The archiver builds blocks in a thread beside the writers: every this many
-# changes (~0.3 ms of Python) it lets a thread waiting for the GIL have it,
-# instead of holding it for Python's switch interval (5 ms).
-YIELD_EVERY = 64
 
 
 class Block(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -260,17 +256,22 @@ class _Open:
         stream fails the cycle (retried, nothing shipped) instead of becoming a
         block that no restore could read."""
         rows = self._spliced()
+        pace()
         if rows is None:
-            parts = [decode_buffered(b"", s).rows for s in self.whole]
-            for part in parts:
-                part.validate()
+            parts = []
+            for s in self.whole:
+                parts.append(decode_buffered(b"", s).rows)
+                parts[-1].validate()
+                pace()
             self.counts = [t.num_rows for t in parts]
             rows = pa.concat_tables(parts)
         rows = rows.combine_chunks()
         rows.validate(full=True)
+        pace()
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, rows.schema) as writer:
             writer.write_table(rows)
+        pace()
         return Block(self.table, self.kind.version, self.kind.user, self.lsns, self.at_us,
                      self.counts, sink.getvalue().to_pybytes())
 
@@ -284,6 +285,7 @@ class _Open:
         if not self.spliceable:
             return None
         data = b"".join([self.kind.schema.serialize().to_pybytes(), *self.spliced, _EOS])
+        pace()
         try:
             rows = pa.ipc.open_stream(data).read_all()
             rows.validate()
@@ -299,34 +301,39 @@ def encode_body(changes: list[Change]) -> bytes:
     order). Row changes are grouped into blocks by their schema message alone
     (`_Schemas`); a block's rows are decoded once, by Arrow, from the changes'
     record batches spliced into one stream (`_Open`), and written as one
-    batch, so a restore never decodes one stream per statement."""
+    batch, so a restore never decodes one stream per statement. In the
+    archiver's cycle it paces itself between changes and blocks (steps.pace)."""
     ddl: list[Change] = []
     open_blocks: dict[str, list[_Open]] = {}
+    by_kind: dict[tuple[str, int], _Open] = {}  # (table, id of its _Kind): its open block
     done: list[_Open] = []
     schemas = _Schemas()
     seen: dict[bytes, tuple[int, int, int]] = {}
-    for i, c in enumerate(changes):
-        if i % YIELD_EVERY == YIELD_EVERY - 1:
-            time.sleep(0)  # hand the GIL to a waiting writer now, not after 5 ms
+    for c in changes:
+        pace()
         if c.kind != ROWS:
-            done += open_blocks.pop(c.table, [])
+            closed = open_blocks.pop(c.table, [])
+            for o in closed:
+                del by_kind[(c.table, id(o.kind))]
+            done += closed
             ddl.append(c)
             continue
         data = c.data
         if data[:4] != _MARK:
             raise ValueError(f"change {c.lsn} is not an Arrow IPC stream")
         schema_end = 8 + _i32(data, 4)[0]  # a schema message has no body
-        kind = schemas.kind(data[:schema_end])
-        mine = open_blocks.setdefault(c.table, [])
-        acc = next((o for o in mine if o.kind is kind), None)
+        kind = schemas.kind(data[:schema_end])  # one object per kind, kept by `schemas`
+        acc = by_kind.get((c.table, id(kind)))
         if acc is None:
-            acc = _Open(c.table, kind)
-            mine.append(acc)
+            acc = by_kind[(c.table, id(kind))] = _Open(c.table, kind)
+            open_blocks.setdefault(c.table, []).append(acc)
         acc.add(c, schema_end, seen)
     for mine in open_blocks.values():
         done += mine
     done.sort(key=lambda o: o.lsns[0])
-    return _encoder.encode(Body(ddl, [o.block() for o in done]))
+    blocks = [o.block() for o in done]
+    pace()
+    return _encoder.encode(Body(ddl, blocks))
 
 
 # --- reading ----------------------------------------------------------------------

@@ -39,6 +39,8 @@ import msgspec
 from catalog import Catalog
 from catalog.records import SEP
 
+from .steps import pace
+
 log = logging.getLogger("cairn.archive")
 
 FAMILY = "changes"
@@ -239,7 +241,8 @@ class ChangeLog:
     def read(self, namespace: str, after_lsn: int, upto_lsn: int,
              max_bytes: int = 16 << 20) -> list[Change]:
         """Logged changes with after_lsn < lsn <= upto_lsn, oldest first, stopping
-        once about `max_bytes` of data are collected (at least one change)."""
+        once about `max_bytes` of data are collected (at least one change). In
+        the archiver's cycle it paces itself between changes (steps.pace)."""
         out: list[Change] = []
         size = 0
         prefix = namespace.encode() + SEP.encode()
@@ -247,6 +250,7 @@ class ChangeLog:
             lsn = _lsn_of(key)
             if lsn > upto_lsn:
                 break
+            pace()
             change = _decoder.decode(value)
             out.append(change)
             size += len(change.data)

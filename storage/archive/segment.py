@@ -32,7 +32,7 @@ from storage.backup.crypto import Keys
 
 from .blocks import Entry, decode_body, encode_body
 from .changes import KINDS, Change
-from .steps import step
+from .steps import pace, step
 
 FORMAT = "cairn-archive-segment"
 FORMAT_VERSION = 2
@@ -121,12 +121,14 @@ def encode(namespace: str, archive_id: str, name: SegmentName, changes: list[Cha
     `version` 1 writes the old body (tests keep reading it)."""
     with step("blocks"):
         plain = encode_body(changes) if version == 2 else _encoder.encode(changes)
+    pace()
     codec = "+".join((["zstd"] if compress else []) + (["aes-256-gcm"] if keys else [])) or "none"
     if codec == "none":
         body = plain
     else:
         body = encode_bytes(plain, Form("", ZSTD if compress else RAW, keys),
                             binding(namespace, archive_id, name))
+        pace()
     header = {
         "format": FORMAT, "format_version": version, "namespace": namespace,
         "archive_id": archive_id, "after_lsn": name.after_lsn, "last_lsn": name.last_lsn,

@@ -26,7 +26,7 @@ from . import segment
 from .blocks import Entry
 from .changes import Change
 from .segment import ARCHIVE_ID, NAMESPACE, Header, SegmentName, parse_name
-from .steps import step
+from .steps import pace, step
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,12 @@ def write_segment(repo: Repository, namespace: str, archive_id: str, changes: li
         data = segment.encode(namespace, archive_id, name, changes,
                               repo.compression == "zstd", keys)
     path = _dir(repo, namespace, archive_id, name.file)
+    pace()
     with step("write"):
         with writing(repo.uri):
             if repo.target.kind == "local":
                 repo.target.fs.create_dir(_dir(repo, namespace, archive_id), recursive=True)
+        pace()
         write_atomic(repo.target, path, data, repo.durable)
     return name, len(data)
 
