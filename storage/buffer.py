@@ -42,6 +42,7 @@ def seq_key(seq: int) -> bytes:
 
 
 LARGE_VALUE = 1 << 20  # rows (Arrow bytes) from which encode writes straight into its result
+_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # an IPC stream's end: continuation, length 0
 
 
 def encode(rows: pa.Table, version: int, ts: float, user: str | None) -> bytes:
@@ -56,17 +57,20 @@ def encode(rows: pa.Table, version: int, ts: float, user: str | None) -> bytes:
     meta = {b"cairn.v": str(version).encode(), b"cairn.ts": repr(ts).encode()}
     if user is not None:
         meta[b"cairn.user"] = user.encode()
-    rows = rows.replace_schema_metadata(meta)
     if rows.nbytes >= LARGE_VALUE:
+        rows = rows.replace_schema_metadata(meta)
         out = io.BytesIO()
         per_batch = max(1, rows.num_rows * LARGE_VALUE // rows.nbytes)
         with pa.ipc.new_stream(pa.PythonFile(out, mode="w"), rows.schema) as writer:
             writer.write_table(rows, max_chunksize=per_batch)
         return out.getvalue()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, rows.schema) as writer:
-        writer.write_table(rows)
-    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
+    # The stream's messages, as `pa.ipc.new_stream` writes them (the same
+    # bytes; tests/storage/test_insert_check.py), without its writer object
+    # and option lookups (~10 µs of a single-row INSERT's ~0.7 ms).
+    parts = [rows.schema.with_metadata(meta).serialize().to_pybytes()]
+    parts += [b.serialize().to_pybytes() for b in rows.to_batches()]
+    parts.append(_EOS)
+    return b"".join(parts)
 
 
 def decode(key: bytes, value: bytes) -> BufBatch:
