@@ -23,10 +23,14 @@ if TYPE_CHECKING:
 _ALLOWED = {"expressions", "from", "from_", "where", "kind"}
 
 
+_SAME = frozenset([pa.string(), pa.binary(), pa.date32(), pa.timestamp("us"), pa.bool_(),
+                   pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(),
+                   pa.uint32(), pa.uint64(), pa.float16(), pa.float32(), pa.float64()])
+
+
 def _same_as_duckdb(t: pa.DataType) -> bool:
     """Arrow types DuckDB hands back as they came in (via its own type)."""
-    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-            or t in (pa.string(), pa.binary(), pa.date32(), pa.timestamp("us")))
+    return t in _SAME
 
 
 def _conjuncts(node: Any) -> list[Any]:
@@ -105,9 +109,13 @@ def answer(expression: exp.Expression, table: exp.Table, snap: Snapshot,
     rows = snap.buffer
     if rows.num_rows and any(rows.column(k)[0].as_py() != v for k, v in point.items()):
         return None
-    fields = []
+    schema = rows.schema  # one wrapper (each `rows.schema` makes a new one)
+    fields, columns = [], []
     for name in names:
-        if name not in rows.column_names or not _same_as_duckdb(rows.schema.field(name).type):
+        i = schema.get_field_index(name)
+        typ = schema.field(i).type if i >= 0 else None
+        if typ is None or not _same_as_duckdb(typ):
             return None
-        fields.append(pa.field(name, rows.schema.field(name).type))
-    return pa.Table.from_arrays([rows.column(n) for n in names], schema=pa.schema(fields))
+        fields.append(pa.field(name, typ))
+        columns.append(rows.column(i))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))

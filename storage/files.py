@@ -25,6 +25,7 @@ from catalog.ids import new_id
 log = logging.getLogger("cairn.storage")
 
 ROW_GROUP_ROWS = 1_000_000
+NO_PIN = ""  # the token of a pin of no files (`FileStore.pin([])`)
 # A row group also stays under about this many (Arrow) bytes: DuckDB reads a
 # column chunk of a row group whole, per thread, so a 100 MB flush of wide rows
 # in one row group made any scan of that column peak ~2 x 100 MB above the
@@ -173,6 +174,8 @@ class FileStore:
     # --- pins -----------------------------------------------------------
 
     def pin(self, paths: list[str]) -> str:
+        if not paths:  # nothing to keep (most point lookups): no token, no lock
+            return NO_PIN
         token = new_id("pin")
         with self._lock:
             self._tokens[token] = list(paths)
@@ -180,6 +183,8 @@ class FileStore:
         return token
 
     def unpin(self, token: str) -> None:
+        if token == NO_PIN:
+            return
         with self._lock:
             paths = self._tokens.pop(token, [])
             self._pins.subtract(paths)

@@ -389,6 +389,16 @@ def plan_query(
                         plan.answer = direct(expression, node, snap, point)
                     if plan.answer is None and not waiting_allowed():
                         raise WouldWait("DuckDB")  # before the tree is rewritten
+                    if plan.answer is not None and len(nodes) == 1:
+                        # Answered off the snapshot, and the query names no
+                        # other table: no view names, no rewritten tree, no SQL.
+                        plan.refs, plan.rows = 1, snap.buffer.num_rows + sum(
+                            f.rows for f in snap.files)
+                        plan.tables.append(snap.table)
+                        plan.reads.append((f"{ns}.{name}", snap.files, snap.buffer.num_rows))
+                        plan.json_names |= {c["name"] for c in snap.columns
+                                            if c["type"] == "JSON"}
+                        return plan
                     n = len(seen)
                     view = seen[(ns, name)] = f"__cairn_{token}_{n}"
                     buf = f"__cairn_{token}_b{n}"
