@@ -254,8 +254,11 @@ def _check_keys(
                                                               user_table)
                 if not candidates and not in_buffer:
                     return set(), probe
-                versions = (_buffered_versions(st, probe, seen, owner, user_table)
-                            if not candidates and probe is not None else None)
+                versions = (keys_mod.buffered_versions(
+                    st.keys, st.batches, pk, probe, seen, owner=owner, user_table=user_table,
+                    has_deleted=any(c["name"] == DELETED for c in st.columns),
+                    min_ts=st.ttl_floor(), append_only=st.append_only)
+                    if not candidates and probe is not None else None)
                 if versions is not None:
                     break
                 snap = Snapshot(
@@ -301,46 +304,6 @@ def _check_keys(
             f"duplicate primary key {_show(pk, key)} in table {_name(st)} (row {seen[key] + 1})"
         )
     return {tuple(r[k] for k in pk) for r in found}, probe
-
-
-def _buffered_versions(
-    st: TableState, probe: list[Any], wanted: dict[tuple[Any, ...], int], owner: str | None,
-    user_table: bool,
-) -> dict[tuple[Any, ...], bool] | None:
-    """The `_deleted` flag of the newest buffered version of each `wanted` key
-    that has one, read from the batches the key index names for `probe` (the
-    same rows DuckDB's exact check reads when no file could hold a key: this
-    user's, not expired). None when the index cannot say, a batch lacks a
-    column it needs, or the answer could differ from DuckDB's (an append-only
-    table with two versions of a key; two live keys, whose order DuckDB
-    picks). Call with `st.lock` held."""
-    pk = st.table.primary_key
-    found = st.keys.batches_of(probe, st.batches.values(), pk, user_table)
-    if found is None:
-        return None
-    has_deleted = any(c["name"] == DELETED for c in st.columns)
-    min_ts = st.ttl_floor()
-    newest: dict[tuple[Any, ...], tuple[int, bool]] = {}
-    for b in (st.batches.get(k) for k in found):
-        if b is None or (user_table and b.user != owner) or (min_ts is not None and b.ts < min_ts):
-            continue
-        rows = b.rows
-        names = rows.column_names
-        if any(k not in names for k in pk) or (has_deleted and DELETED not in names):
-            return None
-        seqs = rows.column(SEQ).to_pylist()
-        flags = rows.column(DELETED).to_pylist() if has_deleted else None
-        for i, key in enumerate(zip(*[rows.column(k).to_pylist() for k in pk], strict=False)):
-            if key not in wanted:
-                continue
-            old = newest.get(key)
-            if old is not None and st.append_only:
-                return None
-            if old is None or seqs[i] > old[0]:
-                newest[key] = (seqs[i], bool(flags[i]) if flags is not None else False)
-    if sum(1 for _, deleted in newest.values() if not deleted) > 1:
-        return None
-    return {k: deleted for k, (_, deleted) in newest.items()}
 
 
 def _show(pk: list[str], key: tuple[Any, ...]) -> str:

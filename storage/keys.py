@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from catalog import DataFile
 
 from .batch import BufBatch
-from .types import ID, Column
+from .types import DELETED, ID, SEQ, Column
 
 log = logging.getLogger("cairn.storage")
 
@@ -154,6 +154,46 @@ class BufferKeys:
         self.keys = {}
         for b in batches:
             self.add(batch_keys(b, primary_key, user_table), b.key)
+
+
+def buffered_versions(
+    index: BufferKeys, batches: dict[bytes, BufBatch], primary_key: list[str], probe: list[Any],
+    wanted: dict[tuple[Any, ...], int], *, owner: str | None, user_table: bool,
+    has_deleted: bool, min_ts: float | None, append_only: bool,
+) -> dict[tuple[Any, ...], bool] | None:
+    """For an INSERT's exact key check (storage/dml.py): the `_deleted` flag
+    of the newest buffered version of each `wanted` key (a tuple of its pk
+    values) that has one, read from the batches the index names for `probe`:
+    the rows DuckDB's check would read when no file could hold a key (this
+    user's, not expired). None when the index cannot say, a batch lacks a
+    column it needs, or the answer could differ from DuckDB's (an append-only
+    table with two versions of a key; two live keys, of which DuckDB picks the
+    one it reports). Call with the table's lock held."""
+    found = index.batches_of(probe, batches.values(), primary_key, user_table)
+    if found is None:
+        return None
+    newest: dict[tuple[Any, ...], tuple[int, bool]] = {}
+    for b in (batches.get(k) for k in found):
+        if b is None or (user_table and b.user != owner) or (min_ts is not None and b.ts < min_ts):
+            continue
+        rows = b.rows
+        names = rows.column_names
+        if any(k not in names for k in primary_key) or (has_deleted and DELETED not in names):
+            return None
+        seqs = rows.column(SEQ).to_pylist()
+        flags = rows.column(DELETED).to_pylist() if has_deleted else None
+        for i, key in enumerate(zip(*[rows.column(k).to_pylist() for k in primary_key],
+                                    strict=False)):
+            if key not in wanted:
+                continue
+            old = newest.get(key)
+            if old is not None and append_only:
+                return None
+            if old is None or seqs[i] > old[0]:
+                newest[key] = (seqs[i], bool(flags[i]) if flags is not None else False)
+    if sum(1 for _, deleted in newest.values() if not deleted) > 1:
+        return None
+    return {k: deleted for k, (_, deleted) in newest.items()}
 
 
 # --- file key ranges ------------------------------------------------------------

@@ -1,5 +1,5 @@
 """An INSERT's exact duplicate-key check read off the buffer's key index
-(storage/dml.py `_buffered_versions`) must decide exactly as the DuckDB check
+(storage/keys.py `buffered_versions`) must decide exactly as the DuckDB check
 over the whole buffer does: the same errors (code and message), the same rows
 after, the same keys brought back from soft deletion. The model is a second
 engine with the index answer switched off, fed the same seeded statements."""
@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from catalog import Namespace
 from catalog.errors import CairnError
-from storage import dml
+from storage import keys
 from storage.buffer import encode
 from storage.engine import Engine
 
@@ -87,17 +87,17 @@ def test_index_check_equals_duckdb(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                                    seed: int, user_table: bool) -> None:
     statements = _statements(seed, user_table)
     used = [0]
-    real = dml._buffered_versions
+    real = keys.buffered_versions
 
-    def counting(*a: object) -> object:
-        got = real(*a)  # type: ignore[arg-type]
+    def counting(*a: object, **kw: object) -> object:
+        got = real(*a, **kw)  # type: ignore[arg-type]
         used[0] += got is not None
         return got
 
-    monkeypatch.setattr(dml, "_buffered_versions", counting)
+    monkeypatch.setattr(keys, "buffered_versions", counting)
     fast = _replay(tmp_path / "fast", statements, user_table)
     assert used[0] >= 10  # the index answered many checks
-    monkeypatch.setattr(dml, "_buffered_versions", lambda *a: None)
+    monkeypatch.setattr(keys, "buffered_versions", lambda *a, **kw: None)
     slow = _replay(tmp_path / "slow", statements, user_table)
     assert fast == slow
     assert any(isinstance(r, tuple) and r[0] == "AlreadyExists" for r in fast)
