@@ -3,7 +3,8 @@
 on a table of `--preload` flushed rows and `--buffered` single-row INSERTs
 still in the write buffer, for keys in the buffer (answered off the snapshot,
 no DuckDB) and keys in the files (DuckDB), and for buffered keys with an
-INSERT before each lookup (load.py's mix: the buffer grows between lookups).
+INSERT before each lookup (load.py's mix: the buffer grows between lookups);
+last, an INSERT of a buffered key (its exact duplicate-key check).
 Parsing is done before the clock;
 each figure is the thread CPU of the call (median and mean of `--queries`),
 and, for the buffered keys, of the snapshot alone (`take_snapshot` and its
@@ -51,6 +52,7 @@ def main() -> None:
     import sqlglot
 
     from catalog import Catalog, Namespace
+    from catalog.errors import AlreadyExists
     from storage.config import EngineConfig
     from storage.engine import Engine
     from storage.query import take_snapshot
@@ -105,6 +107,21 @@ def main() -> None:
                 out.append(cpu_us(lambda e=e: engine.query(e, None, "load", owned=True)))
             return out
 
+        def duplicates(keys: list[int]) -> list[float]:
+            """An INSERT of a buffered key: ALREADY_EXISTS from the exact key check."""
+            trees = [sqlglot.parse_one(f"INSERT INTO load.t VALUES ({k}, 2, 'x')", read="duckdb")
+                     for k in keys]
+            out = []
+            for e in trees:
+                def one(e: Any = e) -> None:
+                    try:
+                        engine.execute(e, None, "load")
+                    except AlreadyExists:
+                        return
+                    raise AssertionError("a buffered key was inserted again")
+                out.append(cpu_us(one))
+            return out
+
         def snapshots(keys: list[int]) -> list[float]:
             out = []
             for k in keys:
@@ -125,7 +142,9 @@ def main() -> None:
                                 ("key in the buffer: the snapshot alone", buffered, snapshots),
                                 ("key in the buffer, an INSERT before each (load.py's mix)",
                                  buffered, mixed),
-                                ("key in a file: `Engine.query` (DuckDB)", flushed, lookups)):
+                                ("key in a file: `Engine.query` (DuckDB)", flushed, lookups),
+                                ("INSERT of a buffered key (ALREADY_EXISTS, the exact key check)",
+                                 buffered, duplicates)):
             if not keys:
                 continue
             fn(keys[:50])  # warm-up
