@@ -34,7 +34,7 @@ class ServerConfig:
     # Run a one-row INSERT or point SELECT on the event loop when it can go
     # without waiting (no busy table lock, no DuckDB); else on a statement thread.
     # Off by default: see docs/performance.md (issue 15, the hot path).
-    inline_statements: bool = False
+    inline_statements: bool = True
 
 
 @dataclass

@@ -29,7 +29,7 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
 from catalog.records import SEP
 
-from . import schema
+from . import schema, timing
 from .archive import changes as change_log
 from .buffer import APPEND_ONLY, TableState, decode, family_name
 from .files import FileStore
@@ -81,7 +81,7 @@ class Registry:
         return self.state_for(self.table(namespace, name))
 
     def state_for(self, rec: Table) -> TableState:
-        with self._lock:
+        with timing.taking(self._lock, "table registry"):
             st = self._states.get(rec.uid)
             if st is None or st.table.schema_version != rec.schema_version:
                 st = self._load(rec, st)

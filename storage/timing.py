@@ -186,6 +186,24 @@ def waiting_allowed() -> bool:
     return not getattr(_mode, "on", False)
 
 
+@contextmanager
+def taking(lock: Any, what: str) -> Iterator[None]:
+    """`with lock:` for a plain (R)Lock on the path of a one-row statement;
+    inside `no_waiting`, a lock another thread holds raises WouldWait instead
+    of blocking the event loop (the table registry's lock while a thread loads
+    a table's buffer, an archived namespace's commit lock while START
+    ARCHIVING scans its log)."""
+    if getattr(_mode, "on", False):
+        if not lock.acquire(False):
+            raise WouldWait(f"the {what} lock is held")
+    else:
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class TimedLock:
     """A (re-entrant by default) lock that records, in `TIMINGS`, how long each
     acquire waited and how long each outermost hold lasted, by the site that

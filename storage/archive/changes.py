@@ -38,6 +38,7 @@ import msgspec
 
 from catalog import Catalog
 from catalog.records import SEP
+from storage import timing
 
 from .steps import pace
 
@@ -201,7 +202,7 @@ class ChangeLog:
                 yield None
                 return
         ns = self._state(namespace)
-        with ns.lock:
+        with timing.taking(ns.lock, "archive commit"):
             rec = Recorder(self, namespace, ns) if ns.active else None
             yield rec
             if rec is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,15 +108,73 @@ async def test_a_key_that_needs_duckdb_is_checked_on_a_thread(
     assert cairn.engine.state("app", "t").buffered_rows() == 0
 
 
-async def test_off_by_default(tmp_path: Path) -> None:
-    cfg = config_mod.from_dict({"storage": {"data_dir": str(tmp_path)}, "pgwire": {"port": 0}})
+@pytest.mark.parametrize("setting", [None, True, False])
+async def test_on_by_default_and_off_when_set_false(tmp_path: Path, setting: bool | None) -> None:
+    server = {} if setting is None else {"inline_statements": setting}
+    cfg = config_mod.from_dict({"storage": {"data_dir": str(tmp_path)}, "pgwire": {"port": 0},
+                                "server": server})
     state = await asyncio.get_running_loop().run_in_executor(None, open_state, cfg)
     try:
         seen: list[int] = []
         assert await state.run_small(lambda: seen.append(threading.get_ident()) or 1) == 1
-        assert seen != [threading.get_ident()]
+        on_loop = seen == [threading.get_ident()]
+        assert on_loop is (setting is not False)
     finally:
         await asyncio.get_running_loop().run_in_executor(None, close_state, state)
+
+
+async def _held_elsewhere(cairn: Cairn, lock: Any, monkeypatch: pytest.MonkeyPatch,
+                          text: str) -> list[str]:
+    """Run `text` while another thread holds `lock` (for up to 10 s): the
+    event loop keeps running (a 10 ms sleep on it ends within a second), and
+    `text` finishes on a statement thread once the lock is free. Returns the
+    pool's uses."""
+    used = _count_pool(cairn, monkeypatch)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        held.wait(10)
+        task = asyncio.create_task(_ok(cairn, text))
+        for _ in range(5):
+            t0 = time.monotonic()
+            await asyncio.sleep(0.01)
+            assert time.monotonic() - t0 < 1.0
+        assert not task.done()
+    finally:
+        release.set()
+        holder.join()
+    await asyncio.wait_for(task, 10)
+    return used
+
+
+async def test_the_registry_lock_held_sends_the_statement_to_a_thread(
+        cairn: Cairn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table registry's lock is held while a thread loads a table's buffer
+    (a first use after a restart can take long): an INSERT needing it does not
+    wait on the event loop."""
+    used = await _held_elsewhere(cairn, cairn.engine.tables._lock, monkeypatch,
+                                 "INSERT INTO app.t VALUES (8, 'r')")
+    assert "write" in used
+    assert (await _ok(cairn, "SELECT v FROM app.t WHERE id = 8")).rows == [{"v": "r"}]
+
+
+async def test_an_archive_commit_lock_held_sends_the_insert_to_a_thread(
+        cairn: Cairn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archived namespace's commit lock (held while START ARCHIVING scans the
+    log, and at a snapshot's cut): an INSERT into it does not wait on the loop."""
+    changes = cairn.engine.changes
+    ns = changes._state("app")
+    monkeypatch.setattr(ns, "active", True)  # rows of app now pass through the lock
+    monkeypatch.setattr(changes, "_ns", {**changes._ns, "app": ns})
+    used = await _held_elsewhere(cairn, ns.lock, monkeypatch, "INSERT INTO app.t VALUES (9, 'a')")
+    assert used == ["write"]
 
 
 def test_no_waiting_raises_where_the_lock_would_wait() -> None:
