@@ -81,6 +81,16 @@ def mask_for(rng: random.Random, path: Path, offset: int, manifest: bool) -> int
     return rng.randrange(1, 256)
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def in_zstd_header(path: Path, offset: int) -> bool:
+    """Whether `offset` is in the frame header (after the magic, at most 14
+    bytes) of a zstd-encoded object."""
+    with open(path, "rb") as f:
+        return f.read(4) == ZSTD_MAGIC and 4 <= offset < 18
+
+
 def flip(path: Path, offset: int, mask: int) -> int:
     """XOR one byte with `mask` (never 0, so the byte always changes); returns the old byte."""
     mode = path.stat().st_mode
@@ -152,6 +162,7 @@ async def test_every_flipped_byte_is_caught(client: Any, cairn_config: Config,
 
     rng = random.Random(SEED)
     missed = []
+    harmless: list[str] = []  # content-neutral zstd frame-header flips, restored exactly
     caught: Counter[tuple[str, str, str]] = Counter()  # (file kind, VERIFY's reason, RESTORE's)
     for n, (path, offset) in enumerate(positions(rng, manifest_path, objects)):
         where = f"flip {n}: {path.relative_to(target)} byte {offset}"
@@ -162,6 +173,17 @@ async def test_every_flipped_byte_is_caught(client: Any, cairn_config: Config,
             if status == 200:
                 row = body["results"][0]["rows"][0]
                 if row["is_valid"] is not False or not row["errors"]:
+                    if path != manifest_path and in_zstd_header(path, offset):
+                        # VERIFY checks an encoded object by its content's sha256; a
+                        # frame-header bit zstd does not read back (the window size,
+                        # the unused flag) changes no content byte. Then RESTORE must
+                        # agree: it installs exactly the backed-up rows.
+                        status, body = await sql(client, restore)
+                        assert status == 200, (where, status, body)
+                        assert await rows_of(client, "copy") == expected, where
+                        await ok(client, "DROP NAMESPACE copy CASCADE")
+                        harmless.append(where)
+                        continue
                     missed.append(f"{where}: VERIFY said {row}")
                 said = " ".join(row["errors"])
             else:
@@ -180,6 +202,7 @@ async def test_every_flipped_byte_is_caught(client: Any, cairn_config: Config,
         finally:
             put_back(path, offset, old)
     assert missed == []
+    assert len(harmless) <= 2, harmless
     print(f"\n| {options or 'default options'}: flipped byte in | VERIFY: is_valid = false, "
           "because | RESTORE: BACKUP_INVALID, because | flips |\n|---|---|---|---:|")
     for (kind, verified, restored), n in sorted(caught.items()):
