@@ -9,7 +9,7 @@ hand-offs between the event loop and the statement threads as under load).
 
     python bench/bench_statements.py [--count 2000] [--tasks 16] [--preload 50000]
     python bench/bench_statements.py --root /path/to/other/checkout   # A/B
-    python bench/bench_statements.py --inline     # [server] inline_statements = true
+    python bench/bench_statements.py --inline     # [server] inline_statements = true (else false)
 
 `--root` imports the server from another checkout (same data, same loop).
 """
@@ -119,8 +119,8 @@ async def _mixed(cairn: Cairn, work: Work, tasks: int, count: int) -> tuple[floa
 
 async def _main(args: argparse.Namespace, data: Path) -> None:
     settings: dict[str, Any] = {"storage": {"data_dir": str(data)}, "pgwire": {"port": 0}}
-    if args.inline:
-        settings["server"] = {"inline_statements": True}
+    # Set either way: the server's default is true (server/config.py).
+    settings["server"] = {"inline_statements": bool(args.inline)}
     cfg = config_mod.from_dict(settings)
     cairn = await asyncio.get_running_loop().run_in_executor(None, open_state, cfg)
     try:

@@ -303,14 +303,13 @@ async def _ids(http: aiohttp.ClientSession, url: str, ns: str) -> set[int]:
 
 def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: int = 200_000,
              seed: int = 8, with_jobs: bool = True, root: Path = ROOT,
-             inline: bool = False) -> LoadReport:
+             inline: bool = True) -> LoadReport:
     """One load run against a fresh `cairn serve` in `workdir` (made empty first);
-    `inline` turns on `[server] inline_statements`."""
+    `inline` is `[server] inline_statements` (the server's default: true)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     cfg = write_config(workdir / "cairn.toml", workdir / "backups", 0)
-    if inline:
-        cfg.write_text(cfg.read_text() + "\n[server]\ninline_statements = true\n")
+    cfg.write_text(cfg.read_text() + f"\n[server]\ninline_statements = {str(inline).lower()}\n")
     srv = CairnProcess(workdir / "data", cfg, workdir / "server.log", root=root).start()
     try:
         return asyncio.run(_run(srv, clients, seconds, preload, seed, with_jobs))
@@ -330,15 +329,15 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--server-root", default=str(ROOT),
                         help="the checkout the server runs from (another one for A/B runs)")
-    parser.add_argument("--inline", action="store_true",
-                        help="the server runs one-row statements on its event loop "
-                             "([server] inline_statements = true)")
+    parser.add_argument("--inline", choices=("on", "off"), default="on",
+                        help="[server] inline_statements: one-row statements on the "
+                             "server's event loop (on, the default) or on its threads")
     args = parser.parse_args()
     tmp = None if args.workdir else tempfile.mkdtemp(prefix="cairn-load-")
     workdir = Path(args.workdir or tmp or ".") / "load"
     report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed,
-                      not args.no_jobs, Path(args.server_root), args.inline)
-    print(f"server from {args.server_root}, inline_statements = {str(args.inline).lower()}")
+                      not args.no_jobs, Path(args.server_root), args.inline == "on")
+    print(f"server from {args.server_root}, inline_statements = {args.inline == 'on'}")
     print(report.table())
     if args.json:
         lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}
