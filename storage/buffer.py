@@ -88,6 +88,16 @@ def _has_dictionary(t: pa.DataType) -> bool:
     return any(_has_dictionary(t.field(i).type) for i in range(t.num_fields))
 
 
+def point_mask(rows: pa.Table, point: dict[str, Any]) -> Any:
+    """The rows' mask of `point` ({column: value}, every one equal). Raises
+    Arrow's errors (or KeyError) when a value does not compare with its column."""
+    mask = None
+    for name, value in point.items():
+        eq = pc.equal(rows.column(name), value)
+        mask = eq if mask is None else pc.and_(mask, eq)
+    return mask
+
+
 def decode(key: bytes, value: bytes) -> BufBatch:
     rows = pa.ipc.open_stream(value).read_all()
     meta = rows.schema.metadata or {}
@@ -289,11 +299,7 @@ class TableState:
                     if all(rows.column(k)[0].as_py() == v for k, v in point.items()):
                         kept.append(b)
                     continue
-                mask = None
-                for k, v in point.items():
-                    eq = pc.equal(rows.column(k), v)
-                    mask = eq if mask is None else pc.and_(mask, eq)
-                rows = rows.filter(mask)
+                rows = rows.filter(point_mask(rows, point))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, KeyError):
                 return None
             if rows.num_rows:

@@ -27,7 +27,7 @@ from catalog import DataFile, Table
 from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 
 from . import keys, pushdown
-from .buffer import TableState
+from .buffer import TableState, point_mask
 from .timing import WouldWait, waiting_allowed
 from .types import DELETED, OW, SEQ, Column, default_value, duckdb_type, sql_literal
 
@@ -167,11 +167,7 @@ def _one_key(snap: Snapshot, point: dict[str, Any], show_deleted: bool, cut: boo
     rows = snap.buffer
     if not cut:
         try:
-            mask = None
-            for name, value in point.items():
-                eq = pc.equal(rows.column(name), value)
-                mask = eq if mask is None else pc.and_(mask, eq)
-            rows = rows.filter(mask)
+            rows = rows.filter(point_mask(rows, point))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, KeyError):
             return  # the key's values do not compare with the columns: DuckDB decides
         snap.buffer = rows

@@ -5,8 +5,10 @@ on a statement thread, with the same effect either way."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,26 @@ async def cairn(tmp_path: Path) -> Any:
         assert (await execute(state, Session(user_id=None), text)).error is None
     yield state
     await asyncio.get_running_loop().run_in_executor(None, close_state, state)
+
+
+@contextlib.contextmanager
+def held_by_another_thread(lock: Any) -> Iterator[None]:
+    """Inside the block, a second thread holds `lock` (for up to 10 s)."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        held.wait(10)
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 def _count_pool(cairn: Cairn, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -71,24 +93,11 @@ async def test_a_held_table_lock_sends_the_statement_to_a_thread(
     is answered meanwhile, and the INSERT lands once the lock is free."""
     used = _count_pool(cairn, monkeypatch)
     st = cairn.engine.state("app", "t")
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with st.write_lock:
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        held.wait(10)
+    with held_by_another_thread(st.write_lock):
         insert = asyncio.create_task(_ok(cairn, "INSERT INTO app.t VALUES (7, 'late')"))
         other = await asyncio.wait_for(_ok(cairn, "SELECT v FROM app.other WHERE id = 1"), 5)
         assert other.rows == [{"v": "x"}]
         assert not insert.done()
-    finally:
-        release.set()
-        holder.join()
     assert (await asyncio.wait_for(insert, 10)).row_count == 1
     assert used == ["write"]
     assert (await _ok(cairn, "SELECT v FROM app.t WHERE id = 7")).rows == [{"v": "late"}]
@@ -130,26 +139,13 @@ async def _held_elsewhere(cairn: Cairn, lock: Any, monkeypatch: pytest.MonkeyPat
     `text` finishes on a statement thread once the lock is free. Returns the
     pool's uses."""
     used = _count_pool(cairn, monkeypatch)
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with lock:
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        held.wait(10)
+    with held_by_another_thread(lock):
         task = asyncio.create_task(_ok(cairn, text))
         for _ in range(5):
             t0 = time.monotonic()
             await asyncio.sleep(0.01)
             assert time.monotonic() - t0 < 1.0
         assert not task.done()
-    finally:
-        release.set()
-        holder.join()
     await asyncio.wait_for(task, 10)
     return used
 
