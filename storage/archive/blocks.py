@@ -31,7 +31,7 @@ import pyarrow as pa
 from ..buffer import decode as decode_buffered
 from ..types import SEQ
 from .changes import DDL_KINDS, ROWS, Change
-from .steps import pace
+from .steps import PACE_EVERY, pace
 
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")
 MAX_VERSION = (1 << 31) - 1
@@ -122,29 +122,33 @@ def _slot(data: bytes, table: int, slot: int) -> int:
     return table + off if off else 0
 
 
-def _message(data: bytes, pos: int, seen: dict[bytes, tuple[int, int, int]]) -> tuple[int, int, int]:
-    """(header type, where the next message starts, rows) of the encapsulated
-    IPC message at `pos`. Header type 0 is the end of the stream. Only ever
-    given streams this server's write buffer encoded, and what it finds is
-    checked against Arrow's own reading (`_Open._spliced`); bytes that are not
-    a message raise struct.error or ValueError. The message's metadata is
-    parsed once per segment (`seen`): a table's one-row statements repeat it
-    byte for byte, and the parse is a function of those bytes alone."""
-    if data[pos:pos + 4] != _MARK:
+_END = (0, 0, 0)  # what _message gives for the end of the stream
+
+
+def _message(data: bytes, pos: int,
+             seen: dict[bytes, tuple[int, int, int]]) -> tuple[tuple[int, int, int], int]:
+    """((header type, body length, rows), where the next message starts) of
+    the encapsulated IPC message at `pos`. Header type 0 is the end of the
+    stream. Only ever given streams this server's write buffer encoded, and
+    what it finds is checked against Arrow's own reading (`_Open._spliced`);
+    bytes that are not a message raise struct.error or ValueError. The
+    message's metadata is parsed once per segment (`seen`): a table's one-row
+    statements repeat it byte for byte, and the parse is a function of those
+    bytes alone, so equal metadata gives the very same tuple."""
+    if not data.startswith(_MARK, pos):
         raise ValueError("no continuation marker")
     size = _i32(data, pos + 4)[0]
     if size == 0:
-        return 0, pos + 8, 0
+        return _END, pos + 8
     fb = pos + 8
     meta = data[fb:fb + size]
     parsed = seen.get(meta)
     if parsed is None:
         parsed = seen[meta] = _parse(meta)
-    kind, body, rows = parsed
-    end = fb + size + body
-    if size < 0 or body < 0 or rows < 0 or end > len(data):
+    end = fb + size + parsed[1]
+    if size < 0 or parsed[1] < 0 or parsed[2] < 0 or end > len(data):
         raise ValueError("not a message of this stream")
-    return kind, end, rows
+    return parsed, end
 
 
 def _parse(meta: bytes) -> tuple[int, int, int]:
@@ -191,10 +195,13 @@ class _Schemas:
         self._seen: dict[int, list[tuple[bytes, bytes, _Kind]]] = {}
         self._kinds: list[_Kind] = []  # one object per kind: blocks match by identity
 
-    def kind(self, message: bytes) -> _Kind:
-        for prefix, suffix, kind in self._seen.get(len(message), ()):
-            if message.startswith(prefix) and message.endswith(suffix):
+    def kind(self, data: bytes, end: int) -> _Kind:
+        """The kind of the schema message `data[:end]` (compared in place: a
+        known kind costs no copy of the message)."""
+        for prefix, suffix, kind in self._seen.get(end, ()):
+            if data.startswith(prefix) and data.endswith(suffix, 0, end):
                 return kind
+        message = data[:end]
         schema = pa.ipc.read_schema(pa.py_buffer(message))
         meta = schema.metadata or {}
         user = meta.get(b"cairn.user")
@@ -206,7 +213,7 @@ class _Schemas:
         ts = meta.get(b"cairn.ts")
         if ts and message.count(ts) == 1:
             at = message.index(ts)
-            self._seen.setdefault(len(message), []).append(
+            self._seen.setdefault(end, []).append(
                 (message[:at], message[at + len(ts):], kind))
         return kind
 
@@ -214,38 +221,40 @@ class _Schemas:
 @dataclass
 class _Open:
     """A block being collected. Each change's record batch messages are kept
-    as bytes (`spliced`), with their row counts; `whole` keeps each change's
-    whole stream for a change that cannot be spliced (a message other than a
-    record batch): such a block decodes every stream on its own."""
+    as bytes (`spliced`), with their row counts; a change that cannot be
+    spliced (a message other than a record batch) makes the block decode
+    every change's whole stream on its own."""
 
     table: str
     kind: _Kind
-    lsns: list[int] = field(default_factory=list)
-    at_us: list[int] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     batches: list[int] = field(default_factory=list)  # rows of every batch message
     spliced: list[bytes] = field(default_factory=list)
-    whole: list[bytes] = field(default_factory=list)
     spliceable: bool = True
+    meta: tuple[int, int, int] | None = None  # every batch message's parsed metadata …
+    uniform: bool = True  # … while they are all the same bytes (see `_spliced`)
 
     def add(self, c: Change, schema_end: int, seen: dict[bytes, tuple[int, int, int]]) -> None:
         """Change `c`, whose schema message ends at `schema_end` (`seen`: see
         `_message`)."""
-        self.lsns.append(c.lsn)
-        self.at_us.append(c.at_us)
-        self.whole.append(c.data)
+        self.changes.append(c)
         data, pos, rows = c.data, schema_end, 0
         try:
             while True:
-                header, end, n = _message(data, pos, seen)
-                if header != _RECORD_BATCH:
+                parsed, end = _message(data, pos, seen)
+                if parsed[0] != _RECORD_BATCH:
                     break
-                self.batches.append(n)
-                rows += n
+                if parsed is not self.meta:
+                    if self.meta is not None:
+                        self.uniform = False
+                    self.meta = parsed
+                self.batches.append(parsed[2])
+                rows += parsed[2]
                 pos = end
         except (struct.error, ValueError):
-            header = -1
-        if header != 0 or end != len(data):
+            parsed = (-1, 0, 0)
+        if parsed[0] != 0 or end != len(data):
             self.spliceable = False
         self.counts.append(rows)
         self.spliced.append(data[schema_end:pos])
@@ -259,8 +268,8 @@ class _Open:
         pace()
         if rows is None:
             parts = []
-            for s in self.whole:
-                parts.append(decode_buffered(b"", s).rows)
+            for c in self.changes:
+                parts.append(decode_buffered(b"", c.data).rows)
                 parts[-1].validate()
                 pace()
             self.counts = [t.num_rows for t in parts]
@@ -272,7 +281,8 @@ class _Open:
         with pa.ipc.new_stream(sink, rows.schema) as writer:
             writer.write_table(rows)
         pace()
-        return Block(self.table, self.kind.version, self.kind.user, self.lsns, self.at_us,
+        return Block(self.table, self.kind.version, self.kind.user,
+                     [c.lsn for c in self.changes], [c.at_us for c in self.changes],
                      self.counts, sink.getvalue().to_pybytes())
 
     def _spliced(self) -> pa.Table | None:
@@ -280,8 +290,12 @@ class _Open:
         message, every change's batch messages as they are, the end marker.
         Arrow reads it in C++, with no Python per change or per row. None when
         a change cannot be spliced, or Arrow reads other batches (or other
-        row counts) than `_message` counted, or refuses them (each stream is then decoded on
-        its own, as Arrow reads it)."""
+        row counts) than `_message` counted, or refuses them (each stream is
+        then decoded on its own, as Arrow reads it). When every batch message
+        has the same metadata bytes (`uniform`: a table's one-row INSERTs),
+        Arrow's row count of each is one and the same number, read from those
+        bytes, so the number of batches and the total say all the counts
+        agree without a Python object per batch."""
         if not self.spliceable:
             return None
         data = b"".join([self.kind.schema.serialize().to_pybytes(), *self.spliced, _EOS])
@@ -291,9 +305,13 @@ class _Open:
             rows.validate()
         except (pa.ArrowException, ValueError, OSError):
             return None
-        if [len(chunk) for chunk in rows.column(0).chunks] != self.batches:
-            return None  # Arrow read other batches than counted: trust Arrow, per stream
-        return rows
+        column = rows.column(0)
+        if self.uniform:
+            same = (column.num_chunks == len(self.batches)
+                    and rows.num_rows == sum(self.batches))
+        else:
+            same = [len(chunk) for chunk in column.chunks] == self.batches
+        return rows if same else None  # else Arrow read other batches: trust Arrow, per stream
 
 
 def encode_body(changes: list[Change]) -> bytes:
@@ -302,15 +320,17 @@ def encode_body(changes: list[Change]) -> bytes:
     (`_Schemas`); a block's rows are decoded once, by Arrow, from the changes'
     record batches spliced into one stream (`_Open`), and written as one
     batch, so a restore never decodes one stream per statement. In the
-    archiver's cycle it paces itself between changes and blocks (steps.pace)."""
+    archiver's cycle it paces itself every PACE_EVERY changes and between
+    blocks (steps.pace)."""
     ddl: list[Change] = []
     open_blocks: dict[str, list[_Open]] = {}
     by_kind: dict[tuple[str, int], _Open] = {}  # (table, id of its _Kind): its open block
     done: list[_Open] = []
     schemas = _Schemas()
     seen: dict[bytes, tuple[int, int, int]] = {}
-    for c in changes:
-        pace()
+    for i, c in enumerate(changes):
+        if not i % PACE_EVERY:
+            pace()
         if c.kind != ROWS:
             closed = open_blocks.pop(c.table, [])
             for o in closed:
@@ -319,10 +339,12 @@ def encode_body(changes: list[Change]) -> bytes:
             ddl.append(c)
             continue
         data = c.data
-        if data[:4] != _MARK:
+        if not data.startswith(_MARK):
             raise ValueError(f"change {c.lsn} is not an Arrow IPC stream")
         schema_end = 8 + _i32(data, 4)[0]  # a schema message has no body
-        kind = schemas.kind(data[:schema_end])  # one object per kind, kept by `schemas`
+        if not 8 < schema_end <= len(data):
+            raise ValueError(f"change {c.lsn} is not an Arrow IPC stream")
+        kind = schemas.kind(data, schema_end)  # one object per kind, kept by `schemas`
         acc = by_kind.get((c.table, id(kind)))
         if acc is None:
             acc = by_kind[(c.table, id(kind))] = _Open(c.table, kind)
@@ -330,7 +352,7 @@ def encode_body(changes: list[Change]) -> bytes:
         acc.add(c, schema_end, seen)
     for mine in open_blocks.values():
         done += mine
-    done.sort(key=lambda o: o.lsns[0])
+    done.sort(key=lambda o: o.changes[0].lsn)
     blocks = [o.block() for o in done]
     pace()
     return _encoder.encode(Body(ddl, blocks))

@@ -11,8 +11,8 @@ above CPU time is I/O or waiting for the GIL or a CPU.
 Pacing: the archiver is a thread of the server's process, and a thread that
 wants the GIL waits for its holder up to Python's switch interval (5 ms), or
 longer while the holder is descheduled on a busy machine. So inside a cycle
-(`pacing()`), the loops over changes and the steps between C calls call
-`pace()`: once the thread has run `SLICE_S` since its last pause, it sleeps
+(`pacing()`), the loops over changes (every PACE_EVERY changes) and the
+steps between C calls call `pace()`: once the thread has run `SLICE_S` since its last pause, it sleeps
 `NAP_S`, a real sleep (`time.sleep(0)` returns before a waiting thread has
 taken the GIL). A writer then waits at most about a slice for the archiver,
 and the cycle's GIL time is spread over its wall time (a cycle of ~15 ms of
@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from storage.timing import TIMINGS
 
 SLICE_S = 0.001  # the longest the archiver runs between two naps
+PACE_EVERY = 16  # loops over changes call pace() once per this many (a few µs each)
 NAP_S = 0.001  # each nap: long enough that a waiting writer takes the GIL
 
 _local = threading.local()
