@@ -1,7 +1,8 @@
 """What bench_archive's overhead run says about the archiver's cycles, and its verdict.
 
-- `steps`: the archiver's cost per cycle, step by step (read, blocks, encode,
-  write, commit), wall and CPU, from the server's /metrics (storage/archive/steps.py).
+- `steps`: the archiver's cost per cycle, step by step (read, blocks and its
+  split and arrow parts, encode, write, commit), wall and CPU, from the
+  server's /metrics (storage/archive/steps.py).
 - `windows` and `against_cycles`: when each cycle ran, from the segments it
   wrote (a segment's name holds the mark the cycle started with; its file's
   ctime is when it was renamed into place, after its fsync), and which writes
@@ -24,7 +25,7 @@ from bench.common import pct, session
 from storage.archive.segment import parse_name
 
 Write = tuple[float, float]  # (sent: unix seconds, latency ms)
-STEPS = ("read", "blocks", "encode", "write", "commit", "ship")
+STEPS = ("read", "blocks", "blocks_split", "blocks_arrow", "encode", "write", "commit", "ship")
 
 
 async def steps(url: str) -> dict[str, tuple[float, int]]:
@@ -65,7 +66,8 @@ def show_steps(per_phase: list[dict[str, tuple[float, int]]]) -> str:
                          f"{1000 * (cpu[0] if cpu else 0) / wall[1]:.2f}")
     cycles = int(total.get("ship", [0, 0])[1])
     return (f"  archiver cycle, mean wall / CPU ms per cycle ({cycles} cycles; 'encode' "
-            f"holds 'blocks'; 'ship' is the whole cycle): " + "; ".join(parts))
+            f"holds 'blocks', which holds 'blocks_split' and 'blocks_arrow'; 'ship' is the "
+            f"whole cycle): " + "; ".join(parts))
 
 
 def show_gc(per: dict[str, list[dict[str, tuple[float, int]]]]) -> str:

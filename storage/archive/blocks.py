@@ -31,7 +31,7 @@ import pyarrow as pa
 from ..buffer import decode as decode_buffered
 from ..types import SEQ
 from .changes import DDL_KINDS, ROWS, Change
-from .steps import PACE_EVERY, pace
+from .steps import PACE_EVERY, pace, step
 
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")
 MAX_VERSION = (1 << 31) - 1
@@ -321,7 +321,19 @@ def encode_body(changes: list[Change]) -> bytes:
     record batches spliced into one stream (`_Open`), and written as one
     batch, so a restore never decodes one stream per statement. In the
     archiver's cycle it paces itself every PACE_EVERY changes and between
-    blocks (steps.pace)."""
+    blocks (steps.pace); the two parts are steps `blocks_split` (Python, per
+    change) and `blocks_arrow` (Arrow, per block) in /metrics."""
+    with step("blocks_split"):
+        ddl, done = _split(changes)
+    with step("blocks_arrow"):
+        blocks = [o.block() for o in done]
+    pace()
+    return _encoder.encode(Body(ddl, blocks))
+
+
+def _split(changes: list[Change]) -> tuple[list[Change], list[_Open]]:
+    """The DDL changes, and the row changes collected into blocks (in the
+    order of their first change)."""
     ddl: list[Change] = []
     open_blocks: dict[str, list[_Open]] = {}
     by_kind: dict[tuple[str, int], _Open] = {}  # (table, id of its _Kind): its open block
@@ -353,9 +365,7 @@ def encode_body(changes: list[Change]) -> bytes:
     for mine in open_blocks.values():
         done += mine
     done.sort(key=lambda o: o.changes[0].lsn)
-    blocks = [o.block() for o in done]
-    pace()
-    return _encoder.encode(Body(ddl, blocks))
+    return ddl, done
 
 
 # --- reading ----------------------------------------------------------------------

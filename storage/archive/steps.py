@@ -2,7 +2,8 @@
 
 Each step's wall time and its thread's CPU time go to the write-phase
 histograms as `archive_<step>` and `archive_<step>_cpu`
-(`cairn_write_phase_seconds`): read (the change log), encode (blocks,
+(`cairn_write_phase_seconds`): read (the change log), encode (blocks, in
+it blocks_split (per change, Python) and blocks_arrow (per block, Arrow);
 zstd, checksums), write (the segment's file, fsyncs included), commit (the
 catalog batch and the log's trim). CPU time in Python code is time the
 archiver held the GIL, which the writers beside it wait for; wall time well
