@@ -212,6 +212,19 @@ class Catalog:
         yield from fam.items(from_key=start if start is not None else prefix, read_opt=ro)
         del ro
 
+    def last_raw(self, family: str, prefix: bytes, upto: bytes) -> tuple[bytes, bytes] | None:
+        """The greatest key <= `upto` that starts with `prefix` (`upto` itself
+        starting with it), with its value; None if there is none. One seek
+        backwards: the keys before it are never stepped over."""
+        fam = self._families.get(family)
+        if fam is None:
+            return None
+        for key, value in fam.items(backwards=True, from_key=upto):
+            if isinstance(key, bytes) and key.startswith(prefix):  # raw families: bytes
+                return key, value
+            return None
+        return None
+
     def get_raw(self, family: str, key: bytes) -> bytes | None:
         fam = self._families.get(family)
         return None if fam is None else fam.get(key)

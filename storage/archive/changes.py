@@ -169,7 +169,8 @@ class ChangeLog:
                 if last is not None:
                     ns.last_lsn = max(ns.last_lsn, last.lsn)
                     ns.last_us = max(ns.last_us, last.at_us)
-                first = self._first_entry(namespace)
+                # everything up to floor_lsn is shipped (trimmed, or trimmed next)
+                first = self._first_entry(namespace, min(floor_lsn, MAX_LSN))
                 ns.pending_us = first.at_us if first is not None else None
             ns.last_us = max(ns.last_us, floor_us)
             ns.last_lsn = max(ns.last_lsn, floor_lsn)
@@ -290,8 +291,10 @@ class ChangeLog:
         return None
 
     def _last_entry(self, namespace: str) -> Change | None:
-        last = None
+        """The newest logged change: one seek from the log's end (a scan from
+        its head stepped over every change of the namespace, and, once
+        trimmed, every change RocksDB still keeps under the range tombstone,
+        holding the commit lock at START ARCHIVING and at start-up)."""
         prefix = namespace.encode() + SEP.encode()
-        for _, value in self.catalog.scan_raw(FAMILY, prefix):
-            last = value
-        return None if last is None else _decoder.decode(last)
+        found = self.catalog.last_raw(FAMILY, prefix, key_of(namespace, MAX_LSN))
+        return None if found is None else _decoder.decode(found[1])

@@ -48,3 +48,41 @@ def test_shipped_finds_the_oldest_change_left(tmp_path: Path) -> None:
         assert log.pending_since("other") is not None
     finally:
         catalog.close()
+
+
+def test_activation_finds_the_newest_and_oldest_changes_left(tmp_path: Path) -> None:
+    """What a restart (`activate` on a fresh ChangeLog over the same catalog)
+    finds: the newest change of each namespace by a seek from the log's end,
+    next to namespaces whose keys sort just before and after it ("ap", "app"
+    + anything longer), and the oldest change after what was shipped."""
+    catalog, log, done = _log(tmp_path, 30)
+    try:
+        for ns in ("ap", "appx"):  # neighbours of "app" in key order
+            batch = catalog.batch()
+            log.activate(ns)
+            with log.committing(ns) as rec:
+                assert rec is not None
+                rec.add(batch, ROWS, "t", b"neighbour")
+                batch.commit()
+        newest_other = log.read("other", 0, MAX_LSN)[-1]
+        batch = catalog.batch()
+        log.trim("app", done[11][0], batch)
+        batch.commit()
+        again = ChangeLog(catalog)
+        assert again._last_entry("app") is not None
+        assert again._last_entry("app").lsn == done[-1][0]  # type: ignore[union-attr]
+        assert again._last_entry("other") == newest_other
+        assert again._last_entry("nothing") is None
+        again.activate("app", 0, done[11][0])
+        assert again.pending_since("app") == done[12][1]
+        mark = again.mark("app")
+        assert mark[0] == done[-1][0] and mark[1] >= done[-1][1]
+        batch = catalog.batch()
+        log.trim("app", MAX_LSN, batch)
+        batch.commit()
+        assert ChangeLog(catalog)._last_entry("app") is None  # all trimmed
+        fresh = ChangeLog(catalog)
+        fresh.activate("app", 0, done[-1][0])
+        assert fresh.pending_since("app") is None
+    finally:
+        catalog.close()
