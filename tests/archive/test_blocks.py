@@ -224,3 +224,30 @@ def test_a_crafted_log_entry_never_becomes_a_wrong_block(case: int) -> None:
     _, back = segment.decode(segment.encode(NS, AID, name, cs, False, None), NS, AID, name)
     [block] = back
     assert isinstance(block, Rows) and block.rows.num_rows == block.offsets[-1]
+
+
+def test_uniform_batches_are_checked_by_count_and_total() -> None:
+    """Statements whose batch messages have the same metadata bytes (one-row
+    INSERTs of fixed-width values: the bench's) make a `uniform` block, which
+    checks Arrow's reading by the number of batches and the total; one
+    statement of another size makes the block check every batch. Both are
+    the decoding reference byte for byte."""
+    schema = pa.schema([pa.field("_seq", pa.int64(), nullable=False), pa.field("_ow", pa.bool_()),
+                        pa.field("id", pa.int64()), pa.field("v", pa.int64()),
+                        pa.field("payload", pa.binary())])
+
+    def stmt(i: int, n: int = 1) -> Change:
+        t = pa.table([list(range(i, i + n)), [False] * n, list(range(i, i + n)), [i] * n,
+                      pa.array([None] * n, pa.binary())], schema=schema)
+        return Change(10 + i, 1_000 + i, ROWS, "t", buffer.encode(t, 1, 1764619000 + i / 7, None))
+
+    same = [stmt(i) for i in range(50)]
+    [acc] = blocks._split(same)[1]
+    assert acc.uniform and acc.spliceable
+    assert encode_body(same) == reference(same)
+    mixed = [*same[:20], stmt(20, 3), *same[21:]]
+    [acc] = blocks._split(mixed)[1]
+    assert not acc.uniform and acc.spliceable
+    assert encode_body(mixed) == reference(mixed)
+    [block] = msgspec.msgpack.decode(encode_body(mixed), type=Body).blocks
+    assert block.rows == [1] * 20 + [3] + [1] * 29
