@@ -242,6 +242,9 @@ class _Open:
         data, pos, rows = c.data, schema_end, 0
         try:
             while True:
+                if data.startswith(_EOS, pos):  # the end marker: what _message makes of it
+                    parsed, end = _END, pos + 8
+                    break
                 parsed, end = _message(data, pos, seen)
                 if parsed[0] != _RECORD_BATCH:
                     break
