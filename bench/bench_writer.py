@@ -35,6 +35,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_backup import build
 from common import ROOT, RssSampler, Server, pct, session, sql
+from stall_probe import REASONS, DirtySampler, OffCpu, by_nice, nice_delta, own_clock, thread_clock
 
 STALL_AIM_MS = 15.0
 RSS_AIM_MB = 300.0
@@ -74,17 +76,39 @@ def rss_mb(srv: Server) -> float:
 
 
 async def insert_loop(http: Any, url: str, first: int, n: int,
-                      busy: asyncio.Event | None = None) -> list[float]:
+                      busy: asyncio.Event | None = None, pid: int = 0,
+                      parts: list[tuple[float, ...]] | None = None) -> list[float]:
     """`n` single-row INSERTs one after the other: ms each (only those that ran
-    while `busy` was set, if given)."""
+    while `busy` was set, if given). With `parts`, each INSERT's (wall, the
+    server main thread's CPU and run-queue wait, the client's CPU and wait) in ms."""
     out = []
+    me = threading.get_native_id()
     for i in range(first, first + n):
+        if parts is not None:
+            s0, c0 = thread_clock(pid, pid), own_clock(me)
         t0 = time.perf_counter()
         await sql(http, url, f"INSERT INTO big.events (n, note) VALUES ({i}, 'event {i}')")
         ms = (time.perf_counter() - t0) * 1000
         if busy is None or busy.is_set():
             out.append(ms)
+            if parts is not None:
+                s1, c1 = thread_clock(pid, pid), own_clock(me)
+                parts.append((ms, s1[0] - s0[0], s1[1] - s0[1], c1[0] - c0[0], c1[1] - c0[1]))
     return out
+
+
+def attribution(parts: list[tuple[float, ...]]) -> str:
+    """Mean of each part over the INSERTs over the aim, and over all of them."""
+    def line(rows: list[tuple[float, ...]], what: str) -> str:
+        if not rows:
+            return f"{what}: none"
+        m = [statistics.fmean(r[k] for r in rows) for k in range(5)]
+        rest = m[0] - m[1] - m[2] - m[3] - m[4]
+        return (f"{what} (n={len(rows)}): wall {m[0]:.1f} ms = server main thread on a CPU "
+                f"{m[1]:.1f} + waiting for one {m[2]:.1f}; client on a CPU {m[3]:.1f} + "
+                f"waiting {m[4]:.1f}; the rest (server thread blocked: GIL, lock, I/O) {rest:.1f}")
+    return "\n".join([line([r for r in parts if r[0] > STALL_AIM_MS], "over the aim"),
+                      line(parts, "all")])
 
 
 async def backups(http: Any, url: str, stop: asyncio.Event, busy: asyncio.Event,
@@ -99,26 +123,44 @@ async def backups(http: Any, url: str, stop: asyncio.Event, busy: asyncio.Event,
         i += 1
 
 
-async def stalls(url: str, pid: int, inserts: int) -> dict[str, Any]:
+async def stalls(url: str, pid: int, inserts: int,
+                 perf_out: Path | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with session(1) as wr, session(1) as bk:
         await sql(wr, url, "CREATE TABLE big.events (n BIGINT, note TEXT)")
         await insert_loop(wr, url, 0, 200)  # warm-up
-        load0, queued = load_avg(), run_queue_ms(pid)
-        alone = await insert_loop(wr, url, 1000, inserts)
+        load0, queued, nice0 = load_avg(), run_queue_ms(pid), by_nice(pid)
+        parts: list[tuple[float, ...]] = []
+        alone = await insert_loop(wr, url, 1000, inserts, pid=pid, parts=parts)
         out["alone"] = summary(alone, load0)
         out["alone"]["queued_ms"] = (run_queue_ms(pid) - queued) / len(alone)
+        out["alone"]["parts"] = attribution(parts)
+        out["alone"]["nice"] = nice_delta(by_nice(pid), nice0)
         stop, busy, took = asyncio.Event(), asyncio.Event(), []
         task = asyncio.create_task(backups(bk, url, stop, busy, took))
-        load0, queued = load_avg(), run_queue_ms(pid)
+        dirty = DirtySampler()
+        dirty.start()
+        perf = OffCpu(pid, perf_out) if perf_out is not None else None
+        if perf is not None and not perf.start():
+            perf = None
+        load0, queued, nice0 = load_avg(), run_queue_ms(pid), by_nice(pid)
         during: list[float] = []
+        parts = []
         while len(during) < inserts:
-            during += await insert_loop(wr, url, 10**6 + len(during) * 10, 100, busy)
+            during += await insert_loop(wr, url, 10**6 + len(during) * 10, 100, busy,
+                                        pid=pid, parts=parts)
+        nice1 = by_nice(pid)
+        if perf is not None:
+            perf.stop()
         stop.set()
         await task
+        await dirty.stop()
         out["backup"] = {**summary(during[:inserts], load0), "backups": len(took),
                          "queued_ms": (run_queue_ms(pid) - queued) / max(1, len(during)),
-                         "backup_s": statistics.median(took) if took else float("nan")}
+                         "backup_s": statistics.median(took) if took else float("nan"),
+                         "parts": attribution(parts), "nice": nice_delta(nice1, nice0),
+                         "dirty_mb": dirty.peak,
+                         "offcpu": perf.summary() if perf is not None else None}
     return out
 
 
@@ -261,6 +303,18 @@ def report(args: argparse.Namespace, st: dict[str, Any] | None, went: list[str],
     if st is not None:
         print(f"Backups during the INSERT loop: {st['backup']['backups']} "
               f"(median {st['backup']['backup_s']:.2f} s each).\n")
+        for key in ("alone", "backup"):
+            print(f"Per INSERT, {key}:\n{st[key]['parts']}\nServer threads by nice value, "
+                  f"{key}: {st[key]['nice']}\n")
+        print(f"Most Dirty + Writeback seen during the backups: {st['backup']['dirty_mb']:.0f} MB")
+        off = st["backup"]["offcpu"]
+        if off:
+            print("\n| main thread off the CPU during backups (perf) | total ms "
+                  "| in stretches > 5 ms | how many | longest ms |\n|---|---:|---:|---:|---:|")
+            for r in REASONS:
+                t, lg, k, mx = off[r]
+                print(f"| {r} | {t:.0f} | {lg:.0f} | {k} | {mx:.1f} |")
+        print()
     print("\n".join(went))
 
 
@@ -273,6 +327,9 @@ def main() -> None:
     ap.add_argument("--config", help="a cairn.toml for the server")
     ap.add_argument("--memory-only", action="store_true", help="skip the INSERT loops")
     ap.add_argument("--stalls-only", action="store_true", help="skip the memory part")
+    ap.add_argument("--perf", action="store_true",
+                    help="perf record the server main thread's context switches during "
+                         "the backups: why it was off the CPU (needs perf, root)")
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--data", help="build the table here once and keep it; each run "
                                    "works on a copy")
@@ -296,7 +353,8 @@ def main() -> None:
         srv = Server(data, tmp / "server.log", Path(args.config) if args.config else None,
                      root=Path(args.server_root))
         idle = rss_mb(srv)
-        st = None if args.memory_only else asyncio.run(stalls(srv.url, srv.pid, args.inserts))
+        st = None if args.memory_only else asyncio.run(
+            stalls(srv.url, srv.pid, args.inserts, tmp / "perf.data" if args.perf else None))
         went = asyncio.run(where_time_went(srv.url))
         mem = [] if args.stalls_only else asyncio.run(memory(srv, srv.url))
         report(args, st, went, mem, idle)
