@@ -63,7 +63,8 @@ async def metrics_middleware(request: web.Request, handler: Any) -> web.StreamRe
     if request.path != "/api/sql":
         return await handler(request)
     started = time.perf_counter()
-    response = await handler(request)
+    with request.app[CAIRN].statements.request():  # jobs' transfers give way meanwhile
+        response = await handler(request)
     sql = request.get(SQL_TEXT)
     outcome = request.get(OUTCOME) or ("ok" if response.status < 400 else str(response.status))
     kind = metrics.statement_kind(sql) if sql else "none"

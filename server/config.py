@@ -66,6 +66,9 @@ class JobsConfig:
     # Linux nice value of the threads that run jobs and other background work (0..19;
     # 0: normal priority). See storage/priority.py.
     background_nice: int = 10
+    # The longest a backup's or restore's transfer thread waits between two
+    # chunks while statements run (0: it never waits). See server/throttle.py.
+    give_way_ms: float = 20.0
 
 
 @dataclass
@@ -199,6 +202,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[storage] flush_rows must be at least 1")
     if not 0 <= cfg.jobs.background_nice <= 19:
         raise ConfigError("[jobs] background_nice must be 0..19 (0: normal priority)")
+    if not 0 <= cfg.jobs.give_way_ms <= 1000:
+        raise ConfigError("[jobs] give_way_ms must be 0..1000 (0: transfers never wait)")
     if cfg.jobs.max_concurrent < 1:
         raise ConfigError("[jobs] max_concurrent must be at least 1")
     try:

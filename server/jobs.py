@@ -33,6 +33,7 @@ from . import faults, logs
 from .config import Config
 from .metrics import Metrics
 from .session import Session
+from .throttle import Statements
 
 log = logging.getLogger("cairn.jobs")
 
@@ -55,6 +56,7 @@ class JobHost(Protocol):
     catalog: Catalog
     node_id: str
     metrics: Metrics
+    statements: Statements
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
 
@@ -101,6 +103,11 @@ class JobContext:
     @property
     def pause_requested(self) -> bool:
         return self._pause.is_set()
+
+    def give_way(self) -> None:
+        """Between two chunks of a transfer: wait (briefly) while statements
+        run (server/throttle.py `Statements`)."""
+        self._runner.cairn.statements.give_way()
 
     def request_pause(self) -> None:
         self._pause.set()
@@ -307,7 +314,8 @@ class JobRunner:
             session.on_job(job.job_id)
         if detached:
             return job
-        done = await asyncio.shield(task)
+        with self.cairn.statements.waiting_for_job():
+            done = await asyncio.shield(task)
         if done.status == "completed":
             return done
         if done.status == "cancelled":

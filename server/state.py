@@ -16,6 +16,7 @@ from storage import priority, timing
 from .config import Config
 from .metrics import Metrics
 from .session import Session
+from .throttle import Statements
 
 __all__ = ["Cairn", "Session"]
 
@@ -52,6 +53,9 @@ class Cairn:
         self._background = ThreadPoolExecutor(
             max_workers=BACKGROUND_THREADS, thread_name_prefix="cairn-job")
         self.metrics = Metrics(self, slow_seconds=config.log.slow_request_seconds)
+        # Requests running statements now (POST /api/sql, a pgwire query): a
+        # job's transfer gives way to them between chunks (JobContext.give_way).
+        self.statements = Statements(config.jobs.give_way_ms / 1000)
         self.engine: Engine = None  # type: ignore[assignment]  # set by create_app
         self.jobs: JobRunner = None  # type: ignore[assignment]  # set by create_app
         # (namespace, target, lag seconds) of each running archive, for /metrics;
@@ -91,3 +95,4 @@ class Cairn:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._background.shutdown(wait=True, cancel_futures=True)
+        self.statements.close()

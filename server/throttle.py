@@ -1,11 +1,25 @@
-"""A byte-rate limit for backup, restore and verify I/O (`[backup]
+"""What slows a job's transfer on purpose: a byte-rate limit (`[backup]
 throttle_bytes_per_second`), so a large backup can run beside production
-traffic without saturating the disk or the network. 0 means no limit."""
+traffic without saturating the disk or the network (0 means no limit), and
+the count of statements running (`Statements`), to which the transfer gives
+way between chunks."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+
+# The longest a transfer thread waits between two chunks for the statements
+# running to end (`[jobs] give_way_ms`): with statements always running (many
+# clients) a backup still moves a chunk per worker at least this often.
+GIVE_WAY_SECONDS = 0.02
+# Whether the running task (and the tasks it started) serves a counted request.
+_counted: ContextVar[bool] = ContextVar("cairn_counted_request", default=False)
 
 
 class Throttle:
@@ -28,3 +42,114 @@ class Throttle:
             if left <= 0:
                 return
             time.sleep(min(left, 0.05))
+
+
+class Statements:
+    """The requests a client is waiting for (POST /api/sql, a pgwire query),
+    counted while they run, and a place where a job's transfer threads wait
+    for them to end (`give_way`, between chunks).
+
+    On 2 CPUs a backup's copy and hash threads, even at nice 10, kept a
+    single-row INSERT waiting: for a CPU, and for the GIL, which a lowered
+    thread holding it gives back only when the CPU scheduler runs it again
+    (docs/performance.md, "A backup that gives way to statements"). A transfer
+    thread that waits here holds neither. A request that waits for its own job
+    (BACKUP, RESTORE, ...) is not counted meanwhile (`waiting_for_job`).
+
+    Requests are counted on the event loop's thread only, and that side never
+    takes a lock a lowered thread could hold (a lowered thread preempted while
+    holding it would make the request wait for it): the count is a list, and
+    "none running" is an eventfd that is readable exactly then, which the
+    transfer threads poll for without the GIL. It is made readable once the
+    event loop has written the answer (`call_soon`), not when the handler
+    returns."""
+
+    def __init__(self, limit: float = GIVE_WAY_SECONDS) -> None:
+        self.limit = limit  # seconds; 0: give_way never waits
+        self._running: list[None] = []
+        self._signaled = False  # the eventfd holds a count (no request running)
+        self._fd: int | None = None
+        if hasattr(os, "eventfd"):
+            self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._signal()
+
+    def _signal(self) -> None:
+        if self._fd is not None and not self._signaled:
+            self._signaled = True
+            os.eventfd_write(self._fd, 1)
+
+    def started(self) -> None:
+        self._running.append(None)
+        if self._signaled and self._fd is not None:
+            self._signaled = False
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(self._fd)
+
+    def ended(self) -> None:
+        self._running.pop()
+        if self._running:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._signal()
+            return
+        # Not before the answer is written: that happens after the request's
+        # handler returns, and transfer threads woken now would take the GIL
+        # from it.
+        loop.call_soon(self._signal_if_idle)
+
+    def _signal_if_idle(self) -> None:
+        if not self._running:
+            self._signal()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Around one client request, from when it is read to its answer."""
+        self.started()
+        token = _counted.set(True)
+        try:
+            yield
+        finally:
+            _counted.reset(token)
+            self.ended()
+
+    @contextlib.contextmanager
+    def waiting_for_job(self) -> Iterator[None]:
+        """While a request waits for a job it started: not counted (the job
+        would otherwise give way to the very statement waiting for it)."""
+        if not _counted.get():
+            yield
+            return
+        self.ended()
+        try:
+            yield
+        finally:
+            self.started()
+
+    def give_way(self, limit: float | None = None) -> bool:
+        """Return at once if no request is running, else when none is or after
+        `limit` seconds (default: the server's `[jobs] give_way_ms`), from any
+        thread. True if it waited."""
+        limit = self.limit if limit is None else limit
+        if not self._running or limit <= 0:
+            return False
+        fd = self._fd
+        if fd is None:  # no eventfd (not Linux): look again every millisecond
+            deadline = time.monotonic() + limit
+            while self._running and time.monotonic() < deadline:
+                time.sleep(0.001)
+            return True
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        poll.poll(limit * 1000)  # readable once no request runs
+        return True
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

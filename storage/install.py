@@ -158,6 +158,7 @@ def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
             total = done["bytes"]
         work.progress(bytes_done=total)
         work.fault("restore.mid_object", bytes=n)
+        work.give_way()  # statements running first: wait (briefly) for them
         if spent is not None:
             with throttle:  # one rate for the whole run
                 spent(n)

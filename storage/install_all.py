@@ -54,6 +54,9 @@ class _Offset:
     def pause_requested(self) -> bool:
         return self.work.pause_requested
 
+    def give_way(self) -> None:
+        self.work.give_way()
+
     def progress(self, *, files_done: int | None = None, files_total: int | None = None,
                  bytes_done: int | None = None, bytes_total: int | None = None,
                  rows: int | None = None, force: bool = False) -> None:

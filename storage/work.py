@@ -33,3 +33,8 @@ class Work(Protocol):
 
     def fault(self, point: str, **info: Any) -> None:
         """A named point where tests act (see server/faults.py)."""
+
+    def give_way(self) -> None:
+        """Called by a transfer's threads between chunks: returns at once when
+        no statement a client waits for is running, else once none is, after
+        a short bounded wait (the server's `Statements.give_way`)."""

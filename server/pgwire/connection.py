@@ -189,7 +189,8 @@ class Connection:
         started = time.perf_counter()
         status = "CANCELLED"
         try:
-            reply = await self._cairn_statement(text, offset)
+            with self.cairn.statements.request():  # jobs' transfers give way meanwhile
+                reply = await self._cairn_statement(text, offset)
             status = "ok"
             return reply
         except PgError as exc:

@@ -127,6 +127,7 @@ class Tally:
             done = self.bytes_done
         self.work.progress(bytes_done=done)
         self.work.fault("backup.mid_object", bytes=n)
+        self.work.give_way()  # statements running first: wait (briefly) for them
         if throttled and self.spent is not None:
             with self._throttle:  # one rate for the whole run, not one per worker
                 self.spent(n)

@@ -44,6 +44,9 @@ class Quiet:
     def fault(self, point: str, **info: Any) -> None:
         pass
 
+    def give_way(self) -> None:
+        pass
+
 
 def insert(engine: Engine, text: str) -> None:
     engine.execute(sqlglot.parse_one(text, read="duckdb"), None, "app")

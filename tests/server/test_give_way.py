@@ -1,0 +1,139 @@
+"""A job's transfer gives way to the statements clients wait for
+(server/throttle.py `Statements`): it waits between chunks while a request
+runs, never longer than its bound, and not for the request that waits for the
+job itself. No timing is asserted: each check waits on events, and only a
+wrong implementation can make it see the other outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from server.throttle import Statements
+from tests.helpers import ok
+
+
+def give_way_in_thread(statements: Statements, limit: float) -> tuple[threading.Thread,
+                                                                      threading.Event]:
+    returned = threading.Event()
+
+    def run() -> None:
+        statements.give_way(limit)
+        returned.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, returned
+
+
+def test_nothing_running_nothing_waits() -> None:
+    statements = Statements()
+    assert statements.running == 0
+    assert statements.give_way(60) is False
+
+
+def test_a_running_request_holds_the_transfer_until_it_ends() -> None:
+    statements = Statements()
+    statements.started()
+    thread, returned = give_way_in_thread(statements, 60)
+    try:
+        # It is still waiting a while later (a give_way that did not wait
+        # would have returned by now).
+        assert not returned.wait(0.3)
+        statements.ended()
+        assert returned.wait(30)
+    finally:
+        if statements.running:
+            statements.ended()
+        thread.join(30)
+
+
+def test_two_requests_the_transfer_waits_for_both() -> None:
+    statements = Statements()
+    statements.started()
+    statements.started()
+    thread, returned = give_way_in_thread(statements, 60)
+    statements.ended()
+    assert not returned.wait(0.3)
+    statements.ended()
+    assert returned.wait(30)
+    thread.join(30)
+
+
+def test_the_wait_is_bounded() -> None:
+    statements = Statements()
+    statements.started()  # never ends: many clients always have one running
+    assert statements.give_way(0.01) is True
+
+
+def test_a_request_waiting_for_its_job_is_not_counted() -> None:
+    statements = Statements()
+
+    async def request() -> tuple[int, int, int]:
+        with statements.request():
+            during = statements.running
+
+            async def job_waiter() -> int:  # a task started by the request
+                with statements.waiting_for_job():
+                    return statements.running
+
+            waiting = await asyncio.create_task(job_waiter())
+            return during, waiting, statements.running
+
+    assert asyncio.run(request()) == (1, 0, 1)
+    assert statements.running == 0
+    # Outside any request (a scheduled job), waiting for a job changes nothing.
+    statements.started()
+    with statements.waiting_for_job():
+        assert statements.running == 1
+    statements.ended()
+
+
+async def test_an_http_statement_is_counted_while_it_runs(client: Any,
+                                                          monkeypatch: Any) -> None:
+    from server.app import CAIRN
+
+    cairn = client.server.app[CAIRN]
+    await ok(client, "CREATE NAMESPACE app")
+    await ok(client, "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)")
+    seen: list[int] = []
+    execute = cairn.engine.execute
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        seen.append(cairn.statements.running)
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(cairn.engine, "execute", counting)
+    await ok(client, "INSERT INTO app.t VALUES (1, 'a')")
+    assert seen == [1]
+    assert cairn.statements.running == 0
+
+
+async def test_a_backup_statement_does_not_wait_for_itself(client: Any,
+                                                           monkeypatch: Any) -> None:
+    """While BACKUP's own request waits for its job, the job's transfer sees no
+    statement running (else every chunk would wait its full bound)."""
+    from server.app import CAIRN
+    from server.jobs import JobContext
+
+    cairn = client.server.app[CAIRN]
+    await ok(client, "CREATE NAMESPACE app")
+    await ok(client, "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)")
+    await ok(client, "INSERT INTO app.t VALUES (1, 'a'), (2, 'b')")
+    seen: list[int] = []
+    give_way = JobContext.give_way
+
+    def counting(self: JobContext) -> None:
+        seen.append(cairn.statements.running)
+        give_way(self)
+
+    monkeypatch.setattr(JobContext, "give_way", counting)
+    await ok(client, "BACKUP DATABASE app TO 'b1'")
+    assert seen and set(seen) == {0}
+
+
+def test_off_never_waits() -> None:
+    statements = Statements(limit=0)  # [jobs] give_way_ms = 0
+    statements.started()
+    assert statements.give_way() is False
