@@ -62,16 +62,17 @@ class Statements:
     "none running" is an eventfd that is readable exactly then, which the
     transfer threads poll for without the GIL. It is made readable once the
     event loop has written the answer (`call_soon`), not when the handler
-    returns."""
+    returns, and only while a transfer thread waits: with no job running a
+    request costs no system call (~2 µs in all)."""
 
     def __init__(self, limit: float = GIVE_WAY_SECONDS) -> None:
         self.limit = limit  # seconds; 0: give_way never waits
         self._running: list[None] = []
+        self._waiting: list[None] = []  # transfer threads in give_way
         self._signaled = False  # the eventfd holds a count (no request running)
         self._fd: int | None = None
         if hasattr(os, "eventfd"):
             self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self._signal()
 
     def _signal(self) -> None:
         if self._fd is not None and not self._signaled:
@@ -87,12 +88,12 @@ class Statements:
 
     def ended(self) -> None:
         self._running.pop()
-        if self._running:
+        if self._running or not self._waiting:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._signal()
+            self._signal_if_idle()
             return
         # Not before the answer is written: that happens after the request's
         # handler returns, and transfer threads woken now would take the GIL
@@ -100,23 +101,18 @@ class Statements:
         loop.call_soon(self._signal_if_idle)
 
     def _signal_if_idle(self) -> None:
-        if not self._running:
+        # Only when a transfer waits (no system calls while no job runs); a
+        # thread that starts waiting after this looks at the count again.
+        if not self._running and self._waiting:
             self._signal()
 
     @property
     def running(self) -> int:
         return len(self._running)
 
-    @contextlib.contextmanager
-    def request(self) -> Iterator[None]:
-        """Around one client request, from when it is read to its answer."""
-        self.started()
-        token = _counted.set(True)
-        try:
-            yield
-        finally:
-            _counted.reset(token)
-            self.ended()
+    def request(self) -> _Request:
+        """`with` it around one client request, from when it is read to its answer."""
+        return _Request(self)
 
     @contextlib.contextmanager
     def waiting_for_job(self) -> Iterator[None]:
@@ -144,12 +140,35 @@ class Statements:
             while self._running and time.monotonic() < deadline:
                 time.sleep(0.001)
             return True
-        poll = select.poll()
-        poll.register(fd, select.POLLIN)
-        poll.poll(limit * 1000)  # readable once no request runs
+        self._waiting.append(None)
+        try:
+            if not self._running:  # ended before this thread was seen waiting
+                return True
+            poll = select.poll()
+            poll.register(fd, select.POLLIN)
+            poll.poll(limit * 1000)  # readable once no request runs
+        finally:
+            self._waiting.pop()
         return True
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+class _Request:
+    """`Statements.request()`: a class, not a generator, for the hot path."""
+
+    __slots__ = ("statements", "token")
+
+    def __init__(self, statements: Statements) -> None:
+        self.statements = statements
+
+    def __enter__(self) -> None:
+        self.statements.started()
+        self.token = _counted.set(True)
+
+    def __exit__(self, *_: object) -> None:
+        _counted.reset(self.token)
+        self.statements.ended()

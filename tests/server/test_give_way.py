@@ -137,3 +137,16 @@ def test_off_never_waits() -> None:
     statements = Statements(limit=0)  # [jobs] give_way_ms = 0
     statements.started()
     assert statements.give_way() is False
+
+
+async def test_on_the_event_loop_the_transfer_goes_on_once_the_answer_is_out() -> None:
+    """On the event loop "none running" is signalled by a callback (after the
+    answer is written), not inside `ended`."""
+    statements = Statements()
+    statements.started()
+    thread, returned = give_way_in_thread(statements, 60)
+    loop = asyncio.get_running_loop()
+    assert not await loop.run_in_executor(None, returned.wait, 0.3)
+    statements.ended()
+    assert await loop.run_in_executor(None, returned.wait, 30)
+    thread.join(30)
