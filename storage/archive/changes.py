@@ -83,8 +83,11 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+_lsn_bytes = struct.Struct(">Q").pack
+
+
 def key_of(namespace: str, lsn: int) -> bytes:
-    return namespace.encode() + SEP.encode() + struct.pack(">Q", lsn)
+    return namespace.encode() + SEP.encode() + _lsn_bytes(lsn)
 
 
 def _lsn_of(key: bytes) -> int:
@@ -99,6 +102,7 @@ class _Ns:
     last_us: int = 0  # newest commit time or cut handed out: the next is later
     pending_us: int | None = None  # commit time of the oldest change not yet shipped
     clock_behind: bool = False  # warned that the wall clock is behind last_us
+    prefix: bytes = b""  # the namespace's keys' prefix (key_of without the lsn)
 
     def now(self, namespace: str) -> int:
         """The wall clock, noticing (and logging once) when it is behind the
@@ -126,7 +130,7 @@ class Recorder:
         at = max(ns.now(self._namespace), ns.last_us + 1)
         ns.last_us = at
         change = Change(lsn, at, kind, table, data)
-        batch.put_raw(FAMILY, key_of(self._namespace, lsn), _encoder.encode(change))
+        batch.put_raw(FAMILY, ns.prefix + _lsn_bytes(lsn), _encoder.encode(change))
         self.changes.append(change)
         return change
 
@@ -137,6 +141,49 @@ class Recorder:
             ns.last_lsn = max(ns.last_lsn, c.lsn)
             if ns.pending_us is None:
                 ns.pending_us = c.at_us
+
+
+class _Committing:
+    """`ChangeLog.committing` for a namespace: its commit lock around the
+    `with` body; the Recorder's changes count as committed only if the body
+    ends without an exception (the batch was written)."""
+
+    __slots__ = ("_log", "_namespace", "_ns", "_rec")
+
+    def __init__(self, log: ChangeLog, namespace: str, ns: _Ns) -> None:
+        self._log, self._namespace, self._ns = log, namespace, ns
+        self._rec: Recorder | None = None
+
+    def __enter__(self) -> Recorder | None:
+        ns = self._ns
+        if timing.waiting_allowed():
+            ns.lock.acquire()
+        elif not ns.lock.acquire(False):
+            raise timing.WouldWait("the archive commit lock is held")
+        self._rec = Recorder(self._log, self._namespace, ns) if ns.active else None
+        return self._rec
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None and self._rec is not None:
+                self._rec.committed()
+        finally:
+            self._ns.lock.release()
+
+
+class _NotLogged:
+    """`ChangeLog.committing` for a row write of a namespace not archived."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        return None
+
+
+_NOT_LOGGED = _NotLogged()
 
 
 class ChangeLog:
@@ -151,7 +198,7 @@ class ChangeLog:
         with self._lock:
             ns = self._ns.get(namespace)
             if ns is None:
-                ns = self._ns[namespace] = _Ns()
+                ns = self._ns[namespace] = _Ns(prefix=namespace.encode() + SEP.encode())
             return ns
 
     def active(self, namespace: str) -> bool:
@@ -191,23 +238,19 @@ class ChangeLog:
         pending = self.pending_since(namespace)
         return 0 if pending is None else max(0, (now_us() - pending) // 1000)
 
-    @contextmanager
-    def committing(self, namespace: str, *, always: bool = True) -> Iterator[Recorder | None]:
-        """Hold the namespace's commit lock around a batch commit; yields a
-        Recorder when the namespace is archived, else None. DDL passes through
-        here always (so a snapshot's cut sees a stable set of tables); row
-        writes only while archived (`always=False` skips the lock otherwise)."""
+    def committing(self, namespace: str, *, always: bool = True) -> _Committing | _NotLogged:
+        """`with` it around a batch commit: holds the namespace's commit lock
+        and gives a Recorder when the namespace is archived, else None. DDL
+        passes through here always (so a snapshot's cut sees a stable set of
+        tables); row writes only while archived (`always=False` skips the
+        lock otherwise). Inside `timing.no_waiting` a lock another thread
+        holds raises WouldWait instead of blocking (as `timing.taking`). A
+        class, not a generator: it is on every archived write's path."""
         if not always:
             found = self._ns.get(namespace)  # no lock: a dict read (see activate)
             if found is None or not found.active:
-                yield None
-                return
-        ns = self._state(namespace)
-        with timing.taking(ns.lock, "archive commit"):
-            rec = Recorder(self, namespace, ns) if ns.active else None
-            yield rec
-            if rec is not None:
-                rec.committed()
+                return _NOT_LOGGED
+        return _Committing(self, namespace, self._state(namespace))
 
     @contextmanager
     def holding(self, namespace: str) -> Iterator[_Ns]:

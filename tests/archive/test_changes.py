@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from catalog import Catalog
 from storage.archive.changes import MAX_LSN, ROWS, ChangeLog
 
@@ -84,5 +86,26 @@ def test_activation_finds_the_newest_and_oldest_changes_left(tmp_path: Path) -> 
         fresh = ChangeLog(catalog)
         fresh.activate("app", 0, done[-1][0])
         assert fresh.pending_since("app") is None
+    finally:
+        catalog.close()
+
+
+def test_a_commit_that_fails_moves_nothing_on_and_releases_the_lock(tmp_path: Path) -> None:
+    """`committing`: a body that raises (the batch was not written) leaves the
+    namespace's newest lsn and oldest waiting change as they were, and the
+    commit lock free; a namespace not archived is not locked at all."""
+    catalog, log, done = _log(tmp_path, 3)
+    try:
+        before = (log.mark("app")[0], log.pending_since("app"))
+        with pytest.raises(RuntimeError), log.committing("app") as rec:
+            assert rec is not None
+            rec.add(catalog.batch(), ROWS, "t", b"never written")
+            raise RuntimeError("the batch failed")
+        assert (log.mark("app")[0], log.pending_since("app")) == before == (done[-1][0], done[0][1])
+        with log.holding("app") as ns:
+            assert ns.lock.locked()
+        assert not log._state("app").lock.locked()
+        with log.committing("quiet", always=False) as none:
+            assert none is None and not log._state("quiet").lock.locked()
     finally:
         catalog.close()
