@@ -7,9 +7,9 @@ Every way writes all of them into a new directory and ends with everything
 durable (files and directory fsynced), after a sync(2):
 
 - `cp`: `cp -r` + `sync -f`, the baseline of bench_transfer.py;
-- `cairn`: Cairn's own copy (storage/backup/fastcopy.copy_checked: kernel copy,
-  sha256 of the destination one chunk behind), 4 files in flight, each fsynced
-  as it lands (what BACKUP and RESTORE do into/from a directory);
+- `cairn`: Cairn's own copy (storage/backup/fastcopy.copy_checked: preadv,
+  sha256 and pwrite of one buffer, the writes direct where the file system
+  takes it, as a RESTORE writes), 4 files in flight, each fsynced as it lands;
 - `cairn2`: the same with 2 in flight;
 - `early`: the same, writeback started per chunk (sync_file_range), then fdatasync;
 - `late`: every copy first, then all fsyncs in parallel;

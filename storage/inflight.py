@@ -2,7 +2,7 @@
 
 One object at a time leaves a core idle while the other waits on an fsync,
 and a network target idle between requests. So files are moved by a bounded
-pool of threads (file I/O, hashlib, kernel copies and pyarrow's S3 calls all
+pool of threads (file I/O, hashlib and pyarrow's S3 calls all
 release the GIL). Items start in order; at most `workers` run at once.
 
 The first failure stops the run: nothing more is started, the items in

@@ -220,7 +220,7 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
 
     def open_fd(self, path: str, flags: int) -> int:
         """A raw descriptor of a file in the target, opened without following a
-        link (for kernel-side copies, fastcopy.py); the caller closes it."""
+        link (for fd-to-fd copies, fastcopy.py); the caller closes it."""
         parts = self._parts(path)
         with self._dir(parts[:-1]) as fd:
             try:

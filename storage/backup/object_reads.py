@@ -89,7 +89,7 @@ class ObjectReads:
         try:
             if handler is not None and form.encoding == RAW and form.keys is None:
                 created = True
-                n, actual = self._read_by_kernel(handler, oid, local_path, on_bytes, should_stop)
+                n, actual = self._read_by_fd(handler, oid, local_path, on_bytes, should_stop)
                 _check_content(oid, n, expected_size, actual, sha256 or oid)
                 return
             src = self.open(oid)
@@ -115,10 +115,10 @@ class ObjectReads:
                     os.unlink(local_path)
             raise
 
-    def _read_by_kernel(self, handler: NoFollowHandler, oid: str, local_path: str,
+    def _read_by_fd(self, handler: NoFollowHandler, oid: str, local_path: str,
                         on_bytes: OnBytes | None, should_stop: ShouldStop | None) -> tuple[int, str]:
-        """A raw object of a local target copied to `local_path` by the kernel,
-        hashed as it landed there (fastcopy.py): (bytes, sha256)."""
+        """A raw object of a local target copied to `local_path` through two fds,
+        hashed as it is written (fastcopy.py): (bytes, sha256)."""
         uri = self.target.uri
         with reading(uri, f"object {oid}"):
             src = handler.open_fd(self.path(oid), os.O_RDONLY)

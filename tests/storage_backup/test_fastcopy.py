@@ -1,12 +1,13 @@
-"""Kernel-side copies (storage/backup/fastcopy.py): every way of copying
-(copy_file_range, sendfile, pread/pwrite) stores the same bytes and hashes
-them as stored; a way the kernel refuses steps down to the next; a copy that
-lands wrong is caught by the hash; and a local restore or backup through it
+"""Local copies of raw objects (storage/backup/fastcopy.py): every byte stored
+once and hashed as stored, short reads and writes included; a failure goes
+through the caller's mapper; a read that returns other bytes than the
+source's is caught by the hash; and a local restore or backup through it
 still refuses what does not match."""
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 from pathlib import Path
@@ -21,95 +22,102 @@ from storage.backup.transfer import CHUNK_SIZE
 from .conftest import MakeFile, object_file
 
 
-def _copy(src: Path, dst: Path, mode: str | None = None) -> tuple[int, str, list[int]]:
+def _copy(src: Path, dst: Path) -> tuple[int, str, list[int]]:
     seen: list[int] = []
     digest = hashlib.sha256()
     s = os.open(src, os.O_RDONLY)
     d = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
     try:
-        copier = fastcopy._Copier(s, d)
-        if mode is not None:
-            copier.mode = mode
-        original = fastcopy._Copier
-        fastcopy._Copier = lambda *_: copier  # type: ignore[misc, assignment]
-        try:
-            n = fastcopy.copy_checked(s, d, digest, seen.append)
-        finally:
-            fastcopy._Copier = original  # type: ignore[misc]
+        n = fastcopy.copy_checked(s, d, digest, seen.append)
     finally:
         os.close(s)
         os.close(d)
     return n, digest.hexdigest(), seen
 
 
-@pytest.mark.parametrize("mode", ["copy_file_range", "sendfile", "pwrite"])
-@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE + 5, fastcopy.STEP + 3])
-def test_every_way_copies_and_hashes_the_same(tmp_path: Path, mode: str, size: int) -> None:
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE, CHUNK_SIZE + 5, 3 * fastcopy.STEP + 3])
+def test_copies_and_hashes_every_byte(tmp_path: Path, size: int) -> None:
     data = os.urandom(size)
     (tmp_path / "src").write_bytes(data)
-    n, sha, seen = _copy(tmp_path / "src", tmp_path / "dst", mode)
+    n, sha, seen = _copy(tmp_path / "src", tmp_path / "dst")
     assert n == size == sum(seen)
     assert sha == hashlib.sha256(data).hexdigest()
     assert (tmp_path / "dst").read_bytes() == data
     assert all(k <= CHUNK_SIZE for k in seen)
 
 
-def test_refused_ways_step_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*_: object) -> int:
-        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+def test_short_reads_and_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel may read or write less than asked: every byte still lands once."""
+    real_read, real_write = os.preadv, os.pwrite
 
-    monkeypatch.setattr(os, "copy_file_range", refuse)
-    monkeypatch.setattr(os, "sendfile", refuse)
-    data = os.urandom(3 * CHUNK_SIZE + 7)
+    def short_read(fd: int, buffers: list[bytearray], offset: int) -> int:
+        return real_read(fd, [memoryview(buffers[0])[:4099]], offset)
+
+    def short_write(fd: int, data: memoryview, offset: int) -> int:
+        return real_write(fd, data[:777], offset)
+
+    monkeypatch.setattr(os, "preadv", short_read)
+    monkeypatch.setattr(os, "pwrite", short_write)
+    data = os.urandom(3 * 4099 + 11)
     (tmp_path / "src").write_bytes(data)
     n, sha, _ = _copy(tmp_path / "src", tmp_path / "dst")
     assert (n, sha) == (len(data), hashlib.sha256(data).hexdigest())
     assert (tmp_path / "dst").read_bytes() == data
 
 
-def test_a_real_failure_is_raised_not_stepped_over(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_goes_through_the_mapper(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     def full(*_: object) -> int:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "copy_file_range", full)
+    monkeypatch.setattr(os, "pwrite", full)
     (tmp_path / "src").write_bytes(b"x" * 100)
     with pytest.raises(OSError, match="No space left"):
         _copy(tmp_path / "src", tmp_path / "dst")
+    s = os.open(tmp_path / "src", os.O_RDONLY)
+    d = os.open(tmp_path / "dst", os.O_RDWR | os.O_TRUNC)
+    try:
+        with pytest.raises(RuntimeError, match="mapped: 28"):
+            fastcopy.copy_checked(s, d, hashlib.sha256(),
+                                  error=lambda exc: RuntimeError(f"mapped: {exc.errno}"))
+    finally:
+        os.close(s)
+        os.close(d)
 
 
-def test_the_hash_is_of_what_landed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A copy that stores other bytes than the source's (here: a flipped byte
-    written by the copy itself) hashes to what is stored, not what was meant."""
-    real = os.copy_file_range
+def test_the_hash_is_of_what_is_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that returns other bytes than the source holds (here: a flipped
+    byte) is hashed and stored alike: the sha256 is of the stored bytes, so it
+    no longer matches the source's and the caller refuses the copy."""
+    real = os.preadv
 
-    def damaging(src: int, dst: int, count: int, off_src: int, off_dst: int) -> int:
-        n = real(src, dst, count, off_src, off_dst)
+    def damaging(fd: int, buffers: list[bytearray], offset: int) -> int:
+        n = real(fd, buffers, offset)
         if n:
-            os.pwrite(dst, b"\x00", off_dst)
+            buffers[0][0] ^= 0xFF
         return n
 
-    monkeypatch.setattr(os, "copy_file_range", damaging)
+    monkeypatch.setattr(os, "preadv", damaging)
     data = b"\xff" * (CHUNK_SIZE + 1)
     (tmp_path / "src").write_bytes(data)
-    _, sha, _ = _copy(tmp_path / "src", tmp_path / "dst", "copy_file_range")
+    _, sha, _ = _copy(tmp_path / "src", tmp_path / "dst")
     assert sha == hashlib.sha256((tmp_path / "dst").read_bytes()).hexdigest()
     assert sha != hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize("compression", ["none", "zstd"])  # zstd: not worth it, stored raw
-def test_local_put_and_restore_go_through_the_kernel(
+def test_local_put_and_restore_go_through_fastcopy(
     repo: Repository, make_file: MakeFile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     compression: str,
 ) -> None:
     calls: list[int] = []
-    real = os.copy_file_range
+    real = os.preadv
 
-    def counted(*args: int) -> int:
-        calls.append(args[2])
-        return real(*args)
+    def counted(fd: int, buffers: list[bytearray], offset: int) -> int:
+        calls.append(offset)
+        return real(fd, buffers, offset)
 
-    monkeypatch.setattr(os, "copy_file_range", counted)
+    monkeypatch.setattr(os, "preadv", counted)
     repo.compression = compression
     repo.store.compress = compression == "zstd"
     src = make_file(size=2 * CHUNK_SIZE + 9)
@@ -133,3 +141,41 @@ def test_local_put_and_restore_go_through_the_kernel(
     with pytest.raises(Cancelled):
         repo.read_object_to(put.oid, str(out), src.size, should_stop=lambda: next(seen) >= 1)
     assert not out.exists()
+
+
+def test_writes_go_direct_where_the_file_system_allows(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a file system that takes O_DIRECT (ext4, xfs) the copy's writes skip
+    the page cache; one that refuses the flag or a direct write gets the page
+    cache, and either way every byte lands and the tail is cut to size."""
+    real = os.pwrite
+    direct: list[bool] = []
+
+    def seen(fd: int, data: memoryview, offset: int) -> int:
+        direct.append(bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", seen)
+    data = os.urandom(2 * CHUNK_SIZE + 4097)
+    (tmp_path / "src").write_bytes(data)
+    probe = os.open(tmp_path / "probe", os.O_RDWR | os.O_CREAT)
+    takes_direct = fastcopy._set_direct(probe, True)
+    os.close(probe)
+    n, sha, _ = _copy(tmp_path / "src", tmp_path / "dst")
+    assert (n, sha) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "dst").read_bytes() == data
+    assert direct == [takes_direct] * 3
+
+    def refuse_direct(fd: int, data: memoryview, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", refuse_direct)
+    n, sha, _ = _copy(tmp_path / "src", tmp_path / "dst2")
+    assert (n, sha) == (len(data), hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "dst2").read_bytes() == data
+
+    monkeypatch.setattr(fastcopy, "_DIRECT", 0)  # a platform without the flag
+    n, sha, _ = _copy(tmp_path / "src", tmp_path / "dst3")
+    assert (tmp_path / "dst3").read_bytes() == data
