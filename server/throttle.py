@@ -18,6 +18,10 @@ from contextvars import ContextVar
 # running to end (`[jobs] give_way_ms`): with statements always running (many
 # clients) a backup still moves a chunk per worker at least this often.
 GIVE_WAY_SECONDS = 0.02
+# How long after the last request ended a transfer still waits: a client in a
+# loop sends its next statement within a few milliseconds, and transfer threads
+# let go meanwhile would be mid-chunk, taking the GIL, when it arrives.
+LINGER_SECONDS = 0.005
 # Whether the running task (and the tasks it started) serves a counted request.
 _counted: ContextVar[bool] = ContextVar("cairn_counted_request", default=False)
 
@@ -67,7 +71,9 @@ class Statements:
 
     def __init__(self, limit: float = GIVE_WAY_SECONDS) -> None:
         self.limit = limit  # seconds; 0: give_way never waits
+        self.linger = LINGER_SECONDS
         self._running: list[None] = []
+        self._idle_since = 0.0  # time.monotonic() when the last request ended
         self._waiting: list[None] = []  # transfer threads in give_way
         self._signaled = False  # the eventfd holds a count (no request running)
         self._fd: int | None = None
@@ -88,17 +94,20 @@ class Statements:
 
     def ended(self) -> None:
         self._running.pop()
-        if self._running or not self._waiting:
+        if self._running:
+            return
+        self._idle_since = time.monotonic()
+        if not self._waiting:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._signal_if_idle()
             return
-        # Not before the answer is written: that happens after the request's
-        # handler returns, and transfer threads woken now would take the GIL
-        # from it.
-        loop.call_soon(self._signal_if_idle)
+        # Not before the answer is written (after the handler returns) and the
+        # linger is over: threads woken earlier would take the GIL from it, or
+        # be mid-chunk when the client's next statement comes.
+        loop.call_later(self.linger, self._signal_if_idle)
 
     def _signal_if_idle(self) -> None:
         # Only when a transfer waits (no system calls while no job runs); a
@@ -128,28 +137,34 @@ class Statements:
             self.started()
 
     def give_way(self, limit: float | None = None) -> bool:
-        """Return at once if no request is running, else when none is or after
-        `limit` seconds (default: the server's `[jobs] give_way_ms`), from any
-        thread. True if it waited."""
+        """Return at once if no request has run for `linger` seconds, else once
+        that is so or after `limit` seconds (default: the server's `[jobs]
+        give_way_ms`), from any thread. True if it waited."""
         limit = self.limit if limit is None else limit
-        if not self._running or limit <= 0:
+        if limit <= 0 or self._quiet(time.monotonic()):
             return False
-        fd = self._fd
-        if fd is None:  # no eventfd (not Linux): look again every millisecond
-            deadline = time.monotonic() + limit
-            while self._running and time.monotonic() < deadline:
-                time.sleep(0.001)
-            return True
+        deadline = time.monotonic() + limit
+        poll = None
+        if self._fd is not None:
+            poll = select.poll()
+            poll.register(self._fd, select.POLLIN)
         self._waiting.append(None)
         try:
-            if not self._running:  # ended before this thread was seen waiting
-                return True
-            poll = select.poll()
-            poll.register(fd, select.POLLIN)
-            poll.poll(limit * 1000)  # readable once no request runs
+            while True:
+                now = time.monotonic()
+                if now >= deadline or self._quiet(now):
+                    return True
+                if not self._running:  # ended lately: the rest of the linger
+                    time.sleep(min(deadline, self._idle_since + self.linger) - now)
+                elif poll is None:  # no eventfd (not Linux): look every millisecond
+                    time.sleep(0.001)
+                elif poll.poll((deadline - now) * 1000) and self._running:
+                    time.sleep(0.001)  # readable as a request starts: not a spin
         finally:
             self._waiting.pop()
-        return True
+
+    def _quiet(self, now: float) -> bool:
+        return not self._running and now - self._idle_since >= self.linger
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
