@@ -150,3 +150,15 @@ async def test_on_the_event_loop_the_transfer_goes_on_once_the_answer_is_out() -
     statements.ended()
     assert await loop.run_in_executor(None, returned.wait, 30)
     thread.join(30)
+
+
+def test_a_transfer_still_waits_just_after_a_request_ended() -> None:
+    """A client in a loop sends its next statement within milliseconds: the
+    transfer lingers that long after the last request ended."""
+    statements = Statements()
+    statements.linger = 60.0
+    statements.started()
+    statements.ended()
+    assert statements.give_way(0.01) is True  # within the linger: it waited
+    statements.linger = 0.0
+    assert statements.give_way(0.01) is False  # quiet: nothing waits
