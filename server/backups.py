@@ -331,6 +331,7 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
             nonlocal last
             ctx.progress(files_done=p.files_done, files_total=p.files_total,
                          bytes_done=p.bytes_done, bytes_total=p.bytes_total)
+            ctx.give_way()  # per chunk, as BACKUP and RESTORE: statements first
             throttle.spent(max(0, p.bytes_done - last))
             last = p.bytes_done
 

@@ -66,8 +66,8 @@ class JobsConfig:
     # Linux nice value of the threads that run jobs and other background work (0..19;
     # 0: normal priority). See storage/priority.py.
     background_nice: int = 10
-    # The longest a backup's or restore's transfer thread waits between two
-    # chunks while statements run (0: it never waits). See server/throttle.py.
+    # The longest a backup's, restore's or verify's transfer thread waits between
+    # two chunks while statements run (0: it never waits). See server/throttle.py.
     give_way_ms: float = 20.0
 
 

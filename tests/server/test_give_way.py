@@ -129,7 +129,12 @@ async def test_a_backup_statement_does_not_wait_for_itself(client: Any,
         give_way(self)
 
     monkeypatch.setattr(JobContext, "give_way", counting)
-    await ok(client, "BACKUP DATABASE app TO 'b1'")
+    (done,) = await ok(client, "BACKUP DATABASE app TO 'b1'")
+    assert seen and set(seen) == {0}
+    backup_id = done["rows"][0]["backup_id"]
+    seen.clear()
+    # VERIFY BACKUP reads every object back: it gives way too.
+    await ok(client, f"VERIFY BACKUP '{backup_id}'")
     assert seen and set(seen) == {0}
 
 
