@@ -26,6 +26,7 @@ from .batch import BufBatch
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, seq_key
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
+from .rowbuild import columns_table, one_row
 from .timing import TIMINGS, WouldWait, waiting_allowed
 from .types import (
     DELETED,
@@ -159,11 +160,14 @@ def _append(
 ) -> int:
     """Add `n` new row versions (columns in `data`) to the buffer. Hold write_lock."""
     first = engine.catalog.next_seq(n)
-    seqs = pa.array(range(first, first + n), pa.int64())
+    # One row of Python values (a one-row INSERT ... VALUES): the system
+    # columns as one-value lists too, and the row converted in one go (one_row).
+    one = n == 1 and all(type(v) is list for v in data.values())
+    seqs: Any = [first] if one else pa.array(range(first, first + n), pa.int64())
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     data[SEQ] = seqs
     if OW not in data:
-        data[OW] = pa.array([overwrite] * n, pa.bool_())
+        data[OW] = [overwrite] if one else pa.array([overwrite] * n, pa.bool_())
     if st.table.table_type == "user":
         data[USER] = [owner] * n
     for col in st.columns:
@@ -174,24 +178,19 @@ def _append(
         if col["name"] == ID and not overwrite:
             data[ID] = seqs
         elif col["name"] == UPDATED:
-            data[UPDATED] = pa.array([now] * n, pa.timestamp("us"))
+            data[UPDATED] = [now] if one else pa.array([now] * n, pa.timestamp("us"))
         elif col["name"] == DELETED and DELETED not in data:
-            data[DELETED] = pa.array([False] * n, pa.bool_())
+            data[DELETED] = [False] if one else pa.array([False] * n, pa.bool_())
     schema = st.row_schema()
-    arrays = [
-        data[f.name] if isinstance(data[f.name], pa.Array | pa.ChunkedArray)
-        else pa.array(data[f.name], f.type)
-        for f in schema
-    ]
-    try:
-        rows = pa.Table.from_arrays([a if a.type == f.type else a.cast(f.type)  # a cast to its
-                                     for a, f in zip(arrays, schema, strict=False)],  # own type
-                                    schema=schema)  # is a copy of the same values
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InvalidArgument(f"bad value for table {_name(st)}: {exc}") from None
-    del arrays
+    rows = one_row(schema, st.row_struct(), data) if one else None
+    if rows is None:
+        rows = columns_table(schema, data, _name(st))
     data.clear()  # the caller's columns: from here only `rows` holds them
-    if rows.nbytes >= LARGE_VALUE:
+    # A table's nbytes takes ~30 µs. A row just converted shares no buffer,
+    # so its nbytes (the bytes its values use) is at most its buffers' size.
+    large: bool | None = (rows.nbytes >= LARGE_VALUE if not one
+             else rows.get_total_buffer_size() >= LARGE_VALUE and rows.nbytes >= LARGE_VALUE)
+    if large:
         # Contiguous, so the buffer's view of the encoded bytes has a few large
         # batches (a query's answer comes in ~150-row pieces) and neither a
         # query of the buffer nor its flush copies them whole again.
@@ -206,10 +205,11 @@ def _append(
             flags = pa.array([k in found for k in keys], pa.bool_())
             rows = rows.set_column(rows.schema.get_field_index(OW), OW, flags)
             overwrite = True
+            large = None  # new rows: encode measures them
     with TIMINGS.timed("commit"):
         ts = dt.datetime.now(dt.UTC).timestamp()
         with TIMINGS.timed("encode"):
-            value = encode(rows, st.schema.version, ts, owner)
+            value = encode(rows, st.schema.version, ts, owner, plain=True, large=large)
         if len(value) >= LARGE_VALUE:
             # The buffer keeps a view of the stored bytes (what a restart
             # decodes), not a second copy: the query's rows are freed here,
