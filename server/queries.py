@@ -77,6 +77,7 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
             timeout=timeout, limits=limits_for(cairn, session),
             interrupt=session.interrupt.target if session.interrupt is not None else None,
             owned=True,  # parsed for this request alone: no copy needed
+            small=stmt.small,
         )
         return bounded(cairn, table)
     if stmt.kind in explain.PREFIX:  # SUMMARIZE, DESCRIBE SELECT, PIVOT

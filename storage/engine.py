@@ -199,15 +199,16 @@ class Engine:
         timeout: float | None = None,
         limits: ResultLimits | None = None,
         interrupt: Callable[[Callable[[], Any] | None], None] | None = None,
-        owned: bool = False,
+        owned: bool = False, small: bool = False,
     ) -> pa.Table:
         """A SELECT (checked against the sandbox) as an Arrow table. Past `timeout`
         seconds DuckDB is interrupted and CANCELLED raised; past `limits` the answer
         is cut (`ResultLimits`). `interrupt` gets the running cursor's interrupt
-        function while DuckDB runs (None after). `owned`: no copy, rewrite it."""
-        sandbox.check_query(expression)
-        return self.select(expression if owned else expression.copy(), session_user, default_namespace, timeout=timeout,
-                           limits=limits, interrupt=interrupt)
+        function while DuckDB runs (None after). `owned`: no copy, rewrite it.
+        `small`: a fast-path tree (`Query.small`, see `sandbox.check_query`)."""
+        sandbox.check_query(expression, small)
+        return self.select(expression if owned else expression.copy(), session_user,
+                           default_namespace, timeout=timeout, limits=limits, interrupt=interrupt)
 
     def select(
         self,

@@ -57,14 +57,71 @@ def _denied_function(name: str) -> bool:
     return name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES)
 
 
-def check_query(expression: exp.Expression | None) -> None:
-    """Raise PERMISSION_DENIED unless the tree is a query that only computes."""
+def check_query(expression: exp.Expression | None, small: bool = False) -> None:
+    """Raise PERMISSION_DENIED unless the tree is a query that only computes.
+    `small`: the tree came from the parser's fast path; if it has exactly
+    that shape (`fast_path_tree`, a few attribute reads) it is not walked."""
+    if small and fast_path_tree(expression):
+        return
     if not isinstance(expression, exp.Query | exp.Values):
         name = type(expression).__name__.upper() if expression is not None else "nothing"
         raise PermissionDenied(
             f"{name} is not allowed: only SELECT, INSERT, UPDATE and DELETE on Cairn tables"
         )
     check_fragment(expression)
+
+
+# The arguments a fast-path point SELECT sets (sqlgrammar/fastpath.py `_select`).
+_SHAPE_SELECT = frozenset({"expressions", "from_", "where"})
+
+
+def _word(node: Any) -> bool:
+    """A plain identifier: a name with no path-like character."""
+    return (type(node) is exp.Identifier and isinstance(node.this, str)
+            and not PATHLIKE & set(node.this))
+
+
+def _plain_column(node: Any) -> bool:
+    return (type(node) is exp.Column and _word(node.this)
+            and not any(v for k, v in node.args.items() if k != "this"))
+
+
+def fast_path_tree(expression: Any) -> bool:
+    """Whether the tree is exactly the point SELECT shape of the parser's
+    fast path: `SELECT col, ... FROM [ns.]t WHERE col = literal`, every
+    name a plain word, nothing else set. Nothing in such a tree is what
+    `check_query` refuses (no statement but SELECT, no function, no
+    parameter, no path-like table name), so `check_query` asks this of a
+    fast-path tree (~10 µs) instead of walking it (~45 µs)
+    (tests/storage/test_sandbox_fast.py)."""
+    if type(expression) is not exp.Select:
+        return False
+    args = expression.args
+    if any(v for k, v in args.items() if k not in _SHAPE_SELECT):
+        return False
+    columns, frm, where = args.get("expressions"), args.get("from_"), args.get("where")
+    if not columns or not all(_plain_column(c) for c in columns):
+        return False
+    if type(frm) is not exp.From or any(v for k, v in frm.args.items() if k != "this"):
+        return False
+    table = frm.this
+    if type(table) is not exp.Table or not _word(table.this):
+        return False
+    db = table.args.get("db")
+    if db is not None and not _word(db):
+        return False
+    if any(v for k, v in table.args.items() if k not in ("this", "db")):
+        return False
+    if type(where) is not exp.Where or any(v for k, v in where.args.items() if k != "this"):
+        return False
+    eq = where.this
+    if type(eq) is not exp.EQ or not _plain_column(eq.this):
+        return False
+    value = eq.expression
+    if type(value) is exp.Neg and not any(v for k, v in value.args.items() if k != "this"):
+        value = value.this
+    return (type(value) is exp.Literal and isinstance(value.this, str)
+            and not any(v for k, v in value.args.items() if k not in ("this", "is_string")))
 
 
 def check_fragment(expression: exp.Expression) -> None:
