@@ -113,7 +113,7 @@ class BodyTimeout(InvalidRequest):
 async def read_body(request: web.Request, seconds: float) -> bytes:
     """The request body, read within `seconds` (0: no limit), so a client that
     stops sending half-way does not hold a connection and a handler forever."""
-    if not seconds:
+    if not seconds or request.content.is_eof():  # all of it is here: no wait to bound
         return await request.read()
     try:
         async with asyncio.timeout(seconds):
