@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=args.data_dir
         )
         logs.setup(cfg.log.format, args.log_level or cfg.log.level)
-        asyncio.run(serve(cfg))
+        if os.environ.get("CAIRN_UVLOOP"):
+            import uvloop
+            uvloop.run(serve(cfg))
+        else:
+            asyncio.run(serve(cfg))
     except config_mod.ConfigError as exc:
         print(f"cairn: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,6 @@ first failure stops the request, and the results of those before it are kept."""
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, field
 
@@ -101,8 +100,7 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
                                            line, column)
             return outcome
         index = parsed.index
-        stmt_session = copy.copy(session)  # as dataclasses.replace, without its checks
-        stmt_session.text = parsed.text
+        stmt_session = session.with_text(parsed.text)
         try:
             outcome.results.append(await run_statement(cairn, stmt_session, parsed.statement))
         except CairnError as exc:

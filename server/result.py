@@ -106,9 +106,15 @@ def error_body(
 
 def cairn_type(f: pa.Field) -> str:
     """The Cairn type name shown in `schema` for an Arrow field."""
-    if f.metadata and CAIRN_TYPE_KEY in f.metadata:
-        return f.metadata[CAIRN_TYPE_KEY].decode()
+    meta = f.metadata
+    if meta and CAIRN_TYPE_KEY in meta:
+        return meta[CAIRN_TYPE_KEY].decode()
     t = f.type
+    simple = _SIMPLE.get(t.id)
+    return simple if simple is not None else _type_name(t)
+
+
+def _type_name(t: pa.DataType) -> str:
     if pa.types.is_boolean(t):
         return "BOOLEAN"
     if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
@@ -134,6 +140,18 @@ def cairn_type(f: pa.Field) -> str:
     if pa.types.is_list(t) or pa.types.is_struct(t) or pa.types.is_map(t):
         return "JSON"
     return str(t).upper()
+
+
+# Types whose name needs no parameter, by Arrow type id (what `_type_name`
+# says of them, looked up in one step: `cairn_type` runs for every column of
+# every answer).
+_SIMPLE: dict[int, str] = {
+    t.id: _type_name(t)
+    for t in (pa.bool_(), pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(),
+              pa.uint16(), pa.uint32(), pa.uint64(), pa.float16(), pa.float32(), pa.float64(),
+              pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.date32(),
+              pa.date64())
+}
 
 
 def to_json_value(value: Any, cairn_t: str = "") -> Any:

@@ -16,8 +16,6 @@ import gc
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,39 +167,56 @@ class WouldWait(Exception):  # noqa: N818 (a signal, not an error)
 _mode = threading.local()
 
 
-@contextmanager
-def no_waiting() -> Iterator[None]:
+class _NoWaiting:
+    """The context manager of `no_waiting` (a class: one per one-row statement)."""
+
+    __slots__ = ("prev",)
+
+    def __enter__(self) -> None:
+        self.prev = getattr(_mode, "on", False)
+        _mode.on = True
+
+    def __exit__(self, *exc: object) -> None:
+        _mode.on = self.prev
+
+
+def no_waiting() -> _NoWaiting:
     """Inside the block, this thread raises WouldWait instead of waiting for a
     table lock (`TimedLock`) or running DuckDB (`Engine.run_plan`): how the
     server runs a one-row statement on its event loop (server/inline.py)."""
-    prev = getattr(_mode, "on", False)
-    _mode.on = True
-    try:
-        yield
-    finally:
-        _mode.on = prev
+    return _NoWaiting()
 
 
 def waiting_allowed() -> bool:
     return not getattr(_mode, "on", False)
 
 
-@contextmanager
-def taking(lock: Any, what: str) -> Iterator[None]:
+class _Taking:
+    """The context manager of `taking` (a class: one or two per statement)."""
+
+    __slots__ = ("lock", "what")
+
+    def __init__(self, lock: Any, what: str) -> None:
+        self.lock, self.what = lock, what
+
+    def __enter__(self) -> None:
+        if getattr(_mode, "on", False):
+            if not self.lock.acquire(False):
+                raise WouldWait(f"the {self.what} lock is held")
+        else:
+            self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def taking(lock: Any, what: str) -> _Taking:
     """`with lock:` for a plain (R)Lock on the path of a one-row statement;
     inside `no_waiting`, a lock another thread holds raises WouldWait instead
     of blocking the event loop (the table registry's lock while a thread loads
     a table's buffer, an archived namespace's commit lock while START
     ARCHIVING scans its log)."""
-    if getattr(_mode, "on", False):
-        if not lock.acquire(False):
-            raise WouldWait(f"the {what} lock is held")
-    else:
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
+    return _Taking(lock, what)
 
 
 class TimedLock:
