@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -70,6 +71,23 @@ async def serve(cfg: config_mod.Config) -> None:
         await runner.cleanup()
 
 
+def run_loop(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    """Run the server's coroutine on `[server] event_loop`: uvloop (libuv's
+    loop; the loop's own share of a request's CPU is about a tenth less,
+    docs/performance.md) or asyncio's own. Without uvloop installed (it is not
+    made for Windows), asyncio's, said once in the log."""
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            logging.getLogger("cairn").warning(
+                "[server] event_loop = \"uvloop\" but uvloop is not installed: asyncio's loop")
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sql":
@@ -81,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=args.data_dir
         )
         logs.setup(cfg.log.format, args.log_level or cfg.log.level)
-        if os.environ.get("CAIRN_UVLOOP"):
-            import uvloop
-            uvloop.run(serve(cfg))
-        else:
-            asyncio.run(serve(cfg))
+        run_loop(serve(cfg), cfg.server.event_loop)
     except config_mod.ConfigError as exc:
         print(f"cairn: {exc}", file=sys.stderr)
         return 2

@@ -35,6 +35,7 @@ class ServerConfig:
     # without waiting (no busy table lock, no DuckDB); else on a statement thread.
     # Off by default: see docs/performance.md (issue 15, the hot path).
     inline_statements: bool = True
+    event_loop: str = "uvloop"  # uvloop | asyncio: the loop `cairn serve` runs on
 
 
 @dataclass
@@ -198,6 +199,8 @@ def validate(cfg: Config) -> None:
                 "header_timeout_seconds", "body_timeout_seconds"):
         if getattr(cfg.server, key) < 0:
             raise ConfigError(f"[server] {key} must be 0 or more")
+    if cfg.server.event_loop not in ("uvloop", "asyncio"):
+        raise ConfigError('[server] event_loop must be "uvloop" or "asyncio"')
     if cfg.storage.flush_rows < 1:
         raise ConfigError("[storage] flush_rows must be at least 1")
     if not 0 <= cfg.jobs.background_nice <= 19:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from server import config
+from server.cli import run_loop
 from server.config import ConfigError
 
 ROOT = Path(__file__).parents[2]
@@ -38,6 +40,7 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ("[server]\nprot = 1\n", "unknown config key [server] prot"),
         ("[nope]\nx = 1\n", "unknown config section [nope]"),
         ('[server]\nport = "80"\n', "[server] port must be int"),
+        ('[server]\nevent_loop = "trio"\n', '[server] event_loop must be "uvloop" or "asyncio"'),
         ('[auth]\nmode = "magic"\n', "[auth] mode"),
         ('[auth]\nmode = "token"\n', "needs at least one"),
         ("[server\n", "c.toml"),
@@ -76,3 +79,14 @@ def test_example_config_documents_every_key() -> None:
             assert getattr(getattr(loaded, section.name), key.name) == getattr(
                 getattr(defaults, section.name), key.name
             ), (section.name, key.name)
+
+
+@pytest.mark.parametrize("event_loop, module", [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_serve_runs_on_the_configured_loop(event_loop: str, module: str) -> None:
+    seen: list[str] = []
+
+    async def main() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
+
+    run_loop(main(), event_loop)
+    assert seen == [module]
