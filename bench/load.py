@@ -303,13 +303,16 @@ async def _ids(http: aiohttp.ClientSession, url: str, ns: str) -> set[int]:
 
 def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: int = 200_000,
              seed: int = 8, with_jobs: bool = True, root: Path = ROOT,
-             inline: bool = True) -> LoadReport:
+             inline: bool = True, event_loop: str | None = None) -> LoadReport:
     """One load run against a fresh `cairn serve` in `workdir` (made empty first);
-    `inline` is `[server] inline_statements` (the server's default: true)."""
+    `inline` is `[server] inline_statements` (the server's default: true),
+    `event_loop` `[server] event_loop` (None: not set, the server's default)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     cfg = write_config(workdir / "cairn.toml", workdir / "backups", 0)
-    cfg.write_text(cfg.read_text() + f"\n[server]\ninline_statements = {str(inline).lower()}\n")
+    loop = f'event_loop = "{event_loop}"\n' if event_loop else ""
+    cfg.write_text(cfg.read_text()
+                   + f"\n[server]\ninline_statements = {str(inline).lower()}\n{loop}")
     srv = CairnProcess(workdir / "data", cfg, workdir / "server.log", root=root).start()
     try:
         return asyncio.run(_run(srv, clients, seconds, preload, seed, with_jobs))
@@ -332,12 +335,17 @@ def main() -> int:
     parser.add_argument("--inline", choices=("on", "off"), default="on",
                         help="[server] inline_statements: one-row statements on the "
                              "server's event loop (on, the default) or on its threads")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"),
+                        help="[server] event_loop (default: not set, the server's own "
+                             "default; a checkout from before the key would refuse it)")
     args = parser.parse_args()
     tmp = None if args.workdir else tempfile.mkdtemp(prefix="cairn-load-")
     workdir = Path(args.workdir or tmp or ".") / "load"
     report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed,
-                      not args.no_jobs, Path(args.server_root), args.inline == "on")
-    print(f"server from {args.server_root}, inline_statements = {args.inline == 'on'}")
+                      not args.no_jobs, Path(args.server_root), args.inline == "on",
+                      args.event_loop)
+    print(f"server from {args.server_root}, inline_statements = {args.inline == 'on'}, "
+          f"event_loop = {args.event_loop or 'the default'}")
     print(report.table())
     if args.json:
         lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}
