@@ -26,7 +26,7 @@ from sqlglot.dialects.dialect import Dialect
 from catalog import DataFile, Table
 from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 
-from . import keys, pushdown
+from . import keys, pushdown, sandbox
 from .buffer import TableState, point_mask
 from .timing import WouldWait, waiting_allowed
 from .types import DELETED, OW, SEQ, Column, default_value, duckdb_type, sql_literal
@@ -185,13 +185,16 @@ def _one_key(snap: Snapshot, point: dict[str, Any], show_deleted: bool, cut: boo
 _INT_TYPES = ("SMALLINT", "INT", "BIGINT")
 
 
-def point_key(expression: exp.Expression, columns: list[Column], primary_key: list[str]) -> dict[str, Any] | None:
+def point_key(expression: exp.Expression, columns: list[Column], primary_key: list[str],
+              tables: list[exp.Table] | None = None) -> dict[str, Any] | None:
     """{pk column: value} if `expression` reads one table and its WHERE requires
     `pk = literal` for every key column (top-level AND), with integer literals
-    for integer columns and string literals for TEXT ones; else None."""
+    for integer columns and string literals for TEXT ones; else None.
+    `tables`: every table node of the tree, if the caller has them."""
     if not isinstance(expression, exp.Select):
         return None
-    tables = list(expression.find_all(exp.Table))
+    if tables is None:
+        tables = list(expression.find_all(exp.Table))
     where = expression.args.get("where")
     if len(tables) != 1 or where is None or expression.args.get("joins"):
         return None
@@ -316,6 +319,23 @@ def names_deleted(expression: exp.Expression) -> bool:
     )
 
 
+def tree_facts(expression: exp.Expression,
+               deleted: bool = True) -> tuple[list[exp.Table], set[str], bool]:
+    """The query's table nodes (in tree order), its CTE names, and whether a
+    WHERE names `_deleted` (`names_deleted`; False unless `deleted` asks for
+    it). Of the fast path's point SELECT
+    (`sandbox.fast_path_tree`, a few attribute reads) they are read where they
+    stand: one table, no CTE, the one column of its WHERE; else the tree is
+    walked, ~15 µs a walk (tests/storage/test_sandbox_fast.py holds the two
+    to each other)."""
+    if sandbox.fast_path_tree(expression):
+        where = expression.args["where"].this
+        return [expression.args["from_"].this], set(), where.this.name == DELETED
+    ctes = {cte.alias_or_name.lower() for cte in expression.find_all(exp.CTE)}
+    return (list(expression.find_all(exp.Table)), ctes,
+            deleted and names_deleted(expression))
+
+
 def plan_query(
     expression: exp.Expression,
     user: str | None,
@@ -332,13 +352,12 @@ def plan_query(
     `direct(expression, table node, snapshot, point)` may give the answer of
     a one-table query from its snapshot (storage/direct.py)."""
     plan = Plan()
+    nodes, ctes, deleted = tree_facts(expression, show_deleted is None)
     if show_deleted is None:
-        show_deleted = names_deleted(expression)
-    ctes = {cte.alias_or_name.lower() for cte in expression.find_all(exp.CTE)}
+        show_deleted = deleted
     seen: dict[tuple[str, str], str] = {}
     token = uuid.uuid4().hex[:12]
     try:
-        nodes = list(expression.find_all(exp.Table))
         for node in nodes:
             if isinstance(node.this, exp.Dot):  # a.b.c.d: more parts than ns.table
                 dotted = ".".join(p.name for p in node.parts)
@@ -376,7 +395,7 @@ def plan_query(
                 view = seen.get((ns, name))
                 if view is None:
                     st = state_of(ns, name)
-                    point = point_key(expression, st.columns, st.table.primary_key)
+                    point = point_key(expression, st.columns, st.table.primary_key, nodes)
                     if point is None and not waiting_allowed():
                         raise WouldWait("not a point lookup")
                     snap, pin = take_snapshot(st, user, files, point, ranges, show_deleted)

@@ -1,6 +1,7 @@
 """A fast-path point SELECT is not walked by the sandbox (`check_query(tree,
 small=True)` asks `fast_path_tree` instead): that shape check must accept
-every tree the fast path makes, and nothing the sandbox's walk refuses."""
+every tree the fast path makes, and nothing the sandbox's walk refuses. Nor
+by the planner (`query.tree_facts`), whose facts must be the walk's."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from bench.fastpath_cases import statement
 from catalog.errors import PermissionDenied
 from sqlgrammar.fastpath import parse_fast
 from storage import sandbox
+from storage.query import names_deleted, tree_facts
 
 
 def test_every_fast_path_select_has_the_shape() -> None:
@@ -27,6 +29,7 @@ def test_every_fast_path_select_has_the_shape() -> None:
         tree = found[1]
         assert sandbox.fast_path_tree(tree), tree.sql()
         sandbox.check_query(tree)  # and the walk agrees: nothing to refuse
+        _same_facts_as_the_walk(tree)
         seen += 1
     assert seen > 300
 
@@ -88,3 +91,34 @@ def test_a_changed_tree_loses_the_shape() -> None:
     # Not a SELECT at all, or no tree.
     assert not sandbox.fast_path_tree(_fast("INSERT INTO load.t VALUES (1, 2, 'x')"))
     assert not sandbox.fast_path_tree(None)
+
+
+def _same_facts_as_the_walk(tree: Any) -> None:
+    tables, ctes, deleted = tree_facts(tree)
+    walked = list(tree.find_all(exp.Table))
+    assert len(tables) == len(walked) and all(a is b for a, b in zip(tables, walked, strict=True))
+    assert ctes == {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    assert deleted == names_deleted(tree)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT id FROM load.t WHERE _deleted = 1",
+    "SELECT _deleted FROM t WHERE id = 'x'",
+    "SELECT id, v FROM app.t WHERE id = -4",
+    "SELECT id FROM t WHERE _DELETED = 1",
+])
+def test_the_planner_reads_a_fast_path_select_where_it_stands(sql: str) -> None:
+    tree = _fast(sql)
+    assert sandbox.fast_path_tree(tree)
+    _same_facts_as_the_walk(tree)
+
+
+@pytest.mark.parametrize("sql", [
+    "WITH c AS (SELECT 1 AS id) SELECT * FROM c JOIN app.t USING (id) WHERE _deleted",
+    "SELECT a.id FROM app.t a, app.u b WHERE a.id = b.id AND b._deleted = false",
+    "SELECT id FROM app.t WHERE id IN (SELECT id FROM app.u WHERE _deleted)",
+])
+def test_other_queries_are_walked(sql: str) -> None:
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    assert not sandbox.fast_path_tree(tree)
+    _same_facts_as_the_walk(tree)
