@@ -356,7 +356,8 @@ def plan_query(
     if show_deleted is None:
         show_deleted = deleted
     seen: dict[tuple[str, str], str] = {}
-    token = uuid.uuid4().hex[:12]
+    token = ""  # random, made when a view is first named (see the end; a point
+    # SELECT answered off its snapshot names none, and needs no urandom call)
     try:
         for node in nodes:
             if isinstance(node.this, exp.Dot):  # a.b.c.d: more parts than ns.table
@@ -380,6 +381,7 @@ def plan_query(
                     arrow = system_table(name)
                     if arrow is None:
                         raise NotFound(f"Table 'system.{name}' does not exist")
+                    token = token or uuid.uuid4().hex[:12]
                     view = seen[("system", name)] = f"__cairn_{token}_sys_{name}"
                     plan.names[view] = f"system.{name}"
                     plan.arrow.append((view, arrow))
@@ -415,6 +417,7 @@ def plan_query(
                                             if c["type"] == "JSON"}
                         return plan
                     n = len(seen)
+                    token = token or uuid.uuid4().hex[:12]
                     view = seen[(ns, name)] = f"__cairn_{token}_{n}"
                     buf = f"__cairn_{token}_b{n}"
                     plan.names[buf] = f"{ns}.{name}"
