@@ -51,19 +51,20 @@ _DUCKDB = Dialect.get_or_raise("duckdb")
 _CHECKED: dict[tuple[Any, ...], int | bool] = {}  # variant, or False
 MAX_SKELETONS = 4096
 
-# One token each: blank, word, number, string, punctuation. A number or word
-# must not run on into a word character, a dot or a quote (1e5, 1_000, 1.2.3,
-# 0x1F, E'...' all fall back); a string holds no backslash and ends at a quote
-# that is not doubled.
+# One token each, after any blanks: word, number, string, punctuation. A
+# number or word must not run on into a word character, a dot or a quote (1e5,
+# 1_000, 1.2.3, 0x1F, E'...' all fall back); a string holds no backslash and
+# ends at a quote that is not doubled. (Blanks as a prefix of each match, not
+# matches of their own: half the matches, ~30% less time.)
 _TOKEN = re.compile(
-    r"""(?P<ws>[ \t\r\n]+)
-      | (?P<word>[A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_'"$])
+    r"""[ \t\r\n]*(?:
+        (?P<word>[A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_'"$])
       | (?P<num>[0-9]+(?:\.[0-9]+)?)(?![A-Za-z0-9_.'"$])
       | (?P<str>'(?:[^'\\]|'')*')(?!')
-      | (?P<punct>[(),.=;-])""",
+      | (?P<punct>[(),.=;-]))""",
     re.VERBOSE,
 )
-_WS, _WORD, _NUM, _STR, _PUNCT = 1, 2, 3, 4, 5
+_WORD, _NUM, _STR, _PUNCT = 2, 3, 4, 5  # a token's kind: its group's number + 1
 
 Token = tuple[int, str, int, int]  # kind, text, start offset, end offset (exclusive)
 
@@ -80,11 +81,10 @@ def _tokens(sql: str) -> list[Token] | None:
     for m in _TOKEN.finditer(sql):
         if m.start() != pos or len(out) >= MAX_TOKENS:
             return None  # a character no token takes, or too long
-        kind = m.lastindex or 0
+        group = m.lastindex or 0
         pos = m.end()
-        if kind != _WS:
-            out.append((kind, m.group(kind), m.start(), pos))
-    return out if pos == len(sql) else None
+        out.append((group + 1, m.group(group), m.start(group), pos))
+    return out if not sql[pos:].strip(" \t\r\n") else None  # blanks at most after the last
 
 
 class _Lines:
