@@ -185,6 +185,8 @@ def _append(
     rows = one_row(schema, st.row_struct(), data) if one else None
     if rows is None:
         rows = columns_table(schema, data, _name(st))
+    # One row's integer, text or boolean key as given: what Arrow reads back.
+    given = [[data[k][0]] for k in st.table.primary_key] if one and _plain_key(st) else None
     data.clear()  # the caller's columns: from here only `rows` holds them
     # A table's nbytes takes ~30 µs. A row just converted shares no buffer,
     # so its nbytes (the bytes its values use) is at most its buffers' size.
@@ -198,7 +200,7 @@ def _append(
     probe: list[Any] | None = None
     if check_keys and st.table.primary_key != [ID]:
         with TIMINGS.timed("check_keys"):
-            found, probe = _check_keys(engine, st, rows, owner)
+            found, probe = _check_keys(engine, st, rows, owner, given)
         if found:
             pk = st.table.primary_key
             keys = zip(*[rows.column(k).to_pylist() for k in pk], strict=False)
@@ -215,12 +217,23 @@ def _append(
             # decodes), not a second copy: the query's rows are freed here,
             # before RocksDB makes its two copies (batch and memtable).
             rows = decode(b"", value).rows
-        _commit(engine, st, rows, value, ts, owner, overwrite, probe)
+        _commit(engine, st, rows, value, ts, owner, overwrite, probe, first)
     return n
 
 
+_PLAIN_KEY_TYPES = frozenset({"SMALLINT", "INT", "BIGINT", "TEXT", "BOOLEAN"})
+
+
+def _plain_key(st: TableState) -> bool:
+    """Whether every key column holds values Arrow gives back unchanged
+    (coerced ints, str, bool; not a DECIMAL's scale or a REAL's precision)."""
+    pk = st.table.primary_key
+    return all(c["type"] in _PLAIN_KEY_TYPES for c in st.columns if c["name"] in pk)
+
+
 def _check_keys(
-    engine: Writer, st: TableState, rows: pa.Table, owner: str | None
+    engine: Writer, st: TableState, rows: pa.Table, owner: str | None,
+    given: list[list[Any]] | None = None,
 ) -> tuple[set[tuple[Any, ...]], list[Any] | None]:
     """ALREADY_EXISTS if a key is repeated or already live; else the keys the
     rows bring back from soft deletion (new versions of an existing key), and
@@ -228,9 +241,10 @@ def _check_keys(
 
     Most INSERTs bring keys that have no version anywhere: the buffer's key set
     and the files' key ranges (storage/keys.py) prove that without DuckDB. The
-    exact check runs only over what could hold a key."""
+    exact check runs only over what could hold a key. `given`: the key
+    columns' values, if the caller has them as Arrow would give them back."""
     pk = st.table.primary_key
-    cols = [rows.column(k).to_pylist() for k in pk]
+    cols = given if given is not None else [rows.column(k).to_pylist() for k in pk]
     seen: dict[tuple[Any, ...], int] = {}
     for i, key in enumerate(zip(*cols, strict=False)):
         if key in seen:
@@ -313,14 +327,17 @@ def _show(pk: list[str], key: tuple[Any, ...]) -> str:
 def _commit(
     engine: Writer, st: TableState, rows: pa.Table, value: bytes, now: float,
     owner: str | None, overwrite: bool, probe: list[Any] | None = None,
+    seq0: int | None = None,
 ) -> None:
-    """Store `value` (the encoded `rows`, written at `now`) as one buffer entry."""
+    """Store `value` (the encoded `rows`, written at `now`) as one buffer
+    entry (`seq0`: the rows' first sequence number, if the caller knows it)."""
     if probe is None and st.table.primary_key != [ID] and keys_mod.settable(
         st.columns, st.table.primary_key
     ):
         probe = keys_mod.probe_keys([rows.column(k).to_pylist() for k in st.table.primary_key],
                                     owner, st.table.table_type == "user")
-    seq0 = rows.column(SEQ)[0].as_py()
+    if seq0 is None:
+        seq0 = rows.column(SEQ)[0].as_py()
     key = seq_key(seq0)
     b = engine.catalog.batch()
     with st.lock:
