@@ -154,8 +154,10 @@ def test_plain_key_values_come_back_unchanged() -> None:
         schema = storage_schema(table, [key])
         for _ in range(200):
             value: Any = _value(rng, t)
-            if type(value) is not kind or t in INT_RANGES and not (
-                    -INT_RANGES[t] <= value < INT_RANGES[t]):
+            bound = INT_RANGES.get(t)
+            if bound is not None and isinstance(value, int) and not -bound <= value < bound:
+                continue  # out of the column's range: coerce refuses it
+            if type(value) is not kind:
                 continue  # coerce gives such a column nothing else
             rows = one_row(schema, pa.struct(list(schema)), {SEQ: [1], OW: [False], "k": [value]})
             assert rows is not None
