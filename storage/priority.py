@@ -6,8 +6,8 @@ cores while a single-row INSERT's thread was runnable but waiting for one
 /proc/<pid>/task/*/schedstat). Linux schedules threads, and a thread's nice
 value is its own: a background thread that lowers itself (`lower_this_thread`)
 gets a CPU only as much as normal-priority threads leave, and every thread it
-starts afterwards inherits the lower priority (a transfer's worker pool, its
-hashers). A lowered thread never raises itself again (an unprivileged process
+starts afterwards inherits the lower priority (a transfer's worker pool,
+which also hashes). A lowered thread never raises itself again (an unprivileged process
 may not), so only threads that do nothing but background work lower
 themselves: the job pool's, the archiver's.
 
