@@ -166,15 +166,19 @@ def test_writes_go_direct_where_the_file_system_allows(tmp_path: Path,
     assert (tmp_path / "dst").read_bytes() == data
     assert direct == [takes_direct] * 3
 
+    sizes: list[int] = []
+
     def refuse_direct(fd: int, data: memoryview, offset: int) -> int:
         if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        sizes.append(len(data))
         return real(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", refuse_direct)
     n, sha, _ = _copy(tmp_path / "src", tmp_path / "dst2")
     assert (n, sha) == (len(data), hashlib.sha256(data).hexdigest())
     assert (tmp_path / "dst2").read_bytes() == data
+    assert max(sizes) == fastcopy.PIECE  # the page cache gets pieces, not 1 MiB writes
 
     monkeypatch.setattr(fastcopy, "_DIRECT", 0)  # a platform without the flag
     n, sha, _ = _copy(tmp_path / "src", tmp_path / "dst3")
