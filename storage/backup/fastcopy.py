@@ -13,7 +13,7 @@ from the page cache by a second thread, as before: both move every byte
 twice, but there each copy read pages no cache held and every chunk crossed
 threads, while here the hash and the write read a buffer the read has just
 filled (it fits a core's L2). For the 519 MiB of bench_transfer.py, 4 files in
-flight with fsync, it took 0.22-0.27 s of system CPU against 0.37-0.50 s, the
+flight with fsync, it took 0.26-0.32 s of system CPU against 0.34-0.64 s, the
 same user CPU (the sha256) (docs/performance.md, "The copy itself").
 
 The writes of a restore go straight to the disk (`O_DIRECT`, where the file
