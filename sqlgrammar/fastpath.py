@@ -55,12 +55,17 @@ MAX_SKELETONS = 4096
 # number or word must not run on into a word character, a dot or a quote (1e5,
 # 1_000, 1.2.3, 0x1F, E'...' all fall back); a string holds no backslash and
 # ends at a quote that is not doubled. (Blanks as a prefix of each match, not
-# matches of their own: half the matches, ~30% less time.)
+# matches of their own: half the matches, ~30% less time.) A string's runs are
+# matched possessively (`++`, `*+`): one step per run, not per character, and
+# nothing to backtrack into (a closing quote can only be the first quote that
+# is not doubled, so giving characters back never finds another match). A
+# 3 MB string literal took 0.73 s here, on the event loop, with `*` per
+# character; 0.02 s so.
 _TOKEN = re.compile(
     r"""[ \t\r\n]*(?:
         (?P<word>[A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_'"$])
       | (?P<num>[0-9]+(?:\.[0-9]+)?)(?![A-Za-z0-9_.'"$])
-      | (?P<str>'(?:[^'\\]|'')*')(?!')
+      | (?P<str>'(?:[^'\\]++|'')*+')(?!')
       | (?P<punct>[(),.=;-]))""",
     re.VERBOSE,
 )

@@ -6,6 +6,7 @@ count)."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -88,3 +89,28 @@ def test_unknown_skeletons_past_the_bound_go_the_normal_way(
     assert parser._fast("SELECT a FROM app.t WHERE a = 2") is not None  # same skeleton
     assert parser._fast("SELECT b FROM app.t WHERE b = 1") is None
     assert len(fastpath._CHECKED) == 1
+
+
+# The string token as first written: one step per character, backtracking.
+_PLAIN_STRING = re.compile(r"'(?:[^'\\]|'')*'(?!')")
+
+
+def test_the_string_token_matches_what_a_plain_pattern_matches() -> None:
+    """The tokenizer matches a string's runs possessively (a long literal in one
+    step per run, not per character, on the event loop); it must take exactly
+    the text the plain, backtracking pattern takes, from every start."""
+    rng = random.Random(15)
+    token = fastpath._TOKEN
+    for _ in range(20_000):
+        text = "'" + "".join(rng.choice("ab' \\;") for _ in range(rng.randint(0, 12)))
+        plain = _PLAIN_STRING.match(text)
+        match = token.match(text)
+        got = match.group("str") if match is not None else None
+        assert got == (plain.group() if plain is not None else None), text
+
+
+def test_a_long_string_literal_is_one_token() -> None:
+    text = "x" * 300_000 + "''" + "y" * 10
+    parsed = fastpath.parse_fast(f"INSERT INTO a.t (id, s) VALUES (1, '{text}')")
+    assert parsed is not None
+    assert text.replace("''", "'") in repr(parsed[1])
