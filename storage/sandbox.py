@@ -81,9 +81,13 @@ def _word(node: Any) -> bool:
             and not PATHLIKE & set(node.this))
 
 
+def _only(node: Any, allowed: Any = frozenset({"this"})) -> bool:
+    """Whether `node` sets no argument but those in `allowed`."""
+    return not any(v for k, v in node.args.items() if k not in allowed)
+
+
 def _plain_column(node: Any) -> bool:
-    return (type(node) is exp.Column and _word(node.this)
-            and not any(v for k, v in node.args.items() if k != "this"))
+    return type(node) is exp.Column and _word(node.this) and _only(node)
 
 
 def fast_path_tree(expression: Any) -> bool:
@@ -96,13 +100,13 @@ def fast_path_tree(expression: Any) -> bool:
     (tests/storage/test_sandbox_fast.py)."""
     if type(expression) is not exp.Select:
         return False
-    args = expression.args
-    if any(v for k, v in args.items() if k not in _SHAPE_SELECT):
+    if not _only(expression, _SHAPE_SELECT):
         return False
+    args = expression.args
     columns, frm, where = args.get("expressions"), args.get("from_"), args.get("where")
     if not columns or not all(_plain_column(c) for c in columns):
         return False
-    if type(frm) is not exp.From or any(v for k, v in frm.args.items() if k != "this"):
+    if type(frm) is not exp.From or not _only(frm):
         return False
     table = frm.this
     if type(table) is not exp.Table or not _word(table.this):
@@ -110,18 +114,18 @@ def fast_path_tree(expression: Any) -> bool:
     db = table.args.get("db")
     if db is not None and not _word(db):
         return False
-    if any(v for k, v in table.args.items() if k not in ("this", "db")):
+    if not _only(table, ("this", "db")):
         return False
-    if type(where) is not exp.Where or any(v for k, v in where.args.items() if k != "this"):
+    if type(where) is not exp.Where or not _only(where):
         return False
     eq = where.this
     if type(eq) is not exp.EQ or not _plain_column(eq.this):
         return False
     value = eq.expression
-    if type(value) is exp.Neg and not any(v for k, v in value.args.items() if k != "this"):
+    if type(value) is exp.Neg and _only(value):
         value = value.this
     return (type(value) is exp.Literal and isinstance(value.this, str)
-            and not any(v for k, v in value.args.items() if k not in ("this", "is_string")))
+            and _only(value, ("this", "is_string")))
 
 
 def check_fragment(expression: exp.Expression) -> None:
