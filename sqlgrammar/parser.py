@@ -271,21 +271,62 @@ def _parse_explain(chunk: Chunk) -> ast.Explain | None:
 _DUCKDB = Dialect.get_or_raise("duckdb")
 
 
+# A digit right before a letter or `_`: the cheap test that decides whether the
+# tokens are read for a numeric literal with trailing junk (`0x16`, `1abc`).
+_DIGIT_THEN_WORD = re.compile(r"\d[A-Za-z_]")
+
+
 def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
     try:
         source = chunk.text if text is None else text
-        expressions = [e for e in _DUCKDB.parse(source) if e is not None]
+        if _DIGIT_THEN_WORD.search(source):
+            tokens = _DUCKDB.tokenize(source)
+            _no_trailing_junk(chunk, source, tokens)
+            parsed = _DUCKDB.parser().parse(tokens, source)
+        else:
+            parsed = _DUCKDB.parse(source)
+        expressions = [e for e in parsed if e is not None]
         if len(expressions) != 1:
             raise SqlSyntaxError(
                 f"expected one statement, found {len(expressions)}",
                 chunk.line, chunk.column, [], chunk.index)
         expression = cast(exp.Expression, expressions[0])
+        _no_alias_in_values(chunk, expression)
         return ast.Query(_query_kind(expression), expression)
     except ParseError as exc:
         raise _from_sqlglot(chunk, exc) from None
     except (SqlglotError, RecursionError) as exc:  # tokenizer errors have no position
         message = "statement is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise SqlSyntaxError(message, chunk.line, chunk.column, [], chunk.index) from None
+
+
+def _no_trailing_junk(chunk: Chunk, source: str, tokens: list[Any]) -> None:
+    """Refuse a number with a word glued to it. sqlglot (and DuckDB) read
+    `0x16` as `0 AS x16` and `1abc` as `1 AS abc`, so `VALUES (0x16)` would
+    store 0 without a word; PostgreSQL calls it trailing junk. Refused here."""
+    for number, after in zip(tokens, tokens[1:], strict=False):
+        if (number.token_type.name == "NUMBER" and after.start == number.end + 1
+                and (after.text[:1].isalpha() or after.text[:1] == "_")):
+            line, column = _absolute(chunk, number.line, number.col - len(number.text) + 1)
+            junk = source[number.start:after.end + 1]
+            raise SqlSyntaxError(
+                f"trailing junk after numeric literal at line {line}, column {column}: "
+                f"{_shown(junk)} (write a number, or put a blank before the word)",
+                line, column, [], chunk.index)
+
+
+def _no_alias_in_values(chunk: Chunk, expression: exp.Expression) -> None:
+    """A VALUES row holds values, not named columns: `VALUES (1 x)` would
+    otherwise insert 1 and drop the name without a word."""
+    values = expression.args.get("expression") if isinstance(expression, exp.Insert) else expression
+    if not isinstance(values, exp.Values):
+        return
+    for row in values.expressions:
+        for cell in row.expressions if isinstance(row, exp.Tuple) else [row]:
+            if isinstance(cell, exp.Alias):
+                raise SqlSyntaxError(
+                    f"a VALUES row cannot name its values (found the name {_shown(cell.alias)})",
+                    chunk.line, chunk.column, [], chunk.index)
 
 
 def _from_sqlglot(chunk: Chunk, exc: ParseError) -> SqlSyntaxError:

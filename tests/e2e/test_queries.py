@@ -187,3 +187,14 @@ async def test_other_users_rows_and_files_unreachable(app: Any) -> None:
     assert paths
     await err(app, "SELECT * FROM read_parquet('files/*/*.parquet')", "PERMISSION_DENIED",
               user="bob")
+
+
+async def test_hex_looking_number_is_refused_and_nothing_stored(app: Any) -> None:
+    # sqlglot and DuckDB read 0x16 as `0 AS x16`: this stored id 0 before.
+    for text in ["INSERT INTO app.users VALUES (0x16, 'hex', 'red')",
+                 "INSERT INTO app.users (id, name, team) VALUES (7, 'x', 'red'), "
+                 "(0x16, 'hex', 'red')",
+                 "INSERT INTO app.users VALUES (8 id, 'named', 'red')"]:
+        await err(app, text, "PARSE_ERROR")
+    got = await rows(app, "SELECT id FROM app.users ORDER BY id")
+    assert got == [{"id": 1}, {"id": 2}, {"id": 3}]

@@ -160,3 +160,39 @@ def test_hostile_input_gives_our_errors_only(sql: str) -> None:
     """No input may escape as anything but our two error types (or parse)."""
     with contextlib.suppress(SqlSyntaxError, SqlInvalid):
         parse_script(sql)
+
+
+# sqlglot and DuckDB read `0x16` as `0 AS x16`: without these refusals an
+# INSERT ... VALUES (0x16) stored 0 and said nothing.
+@pytest.mark.parametrize(("sql", "column"), [
+    ("INSERT INTO t (a, b) VALUES (0x16, 1)", 30),
+    ("SELECT 1abc", 8),
+    ("SELECT 0b101 FROM t", 8),
+    ("SELECT 2_a", 8),
+    ("EXPLAIN SELECT 7days", 16),
+])
+def test_number_with_a_word_glued_on_is_refused(sql: str, column: int) -> None:
+    with pytest.raises(SqlSyntaxError) as info:
+        parse_script(sql)
+    assert info.value.message.startswith("trailing junk after numeric literal"), info.value.message
+    assert (info.value.line, info.value.column) == (1, column)
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO t VALUES (1 x)",
+    "INSERT INTO t VALUES (1), (2 AS y)",
+    "VALUES (1 a)",
+])
+def test_values_rows_cannot_name_their_values(sql: str) -> None:
+    with pytest.raises(SqlSyntaxError) as info:
+        parse_script(sql)
+    assert "VALUES row cannot name its values" in info.value.message
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1 abc", "SELECT 'x1a', t1a FROM t", "SELECT 1e5, 1.5e3, 1_000",
+    "INSERT INTO t SELECT 1 x", "INSERT INTO t VALUES ((SELECT 1 x))", "SELECT '0x16'",
+    "SELECT \"2abc\" FROM t",
+])
+def test_numbers_and_aliases_that_stay_valid(sql: str) -> None:
+    assert len(parse_script(sql)) == 1
