@@ -301,18 +301,36 @@ def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
 
 
 def _no_trailing_junk(chunk: Chunk, source: str, tokens: list[Any]) -> None:
-    """Refuse a number with a word glued to it. sqlglot (and DuckDB) read
-    `0x16` as `0 AS x16` and `1abc` as `1 AS abc`, so `VALUES (0x16)` would
-    store 0 without a word; PostgreSQL calls it trailing junk. Refused here."""
-    for number, after in zip(tokens, tokens[1:], strict=False):
-        if (number.token_type.name == "NUMBER" and after.start == number.end + 1
+    """Refuse a number with a word glued to it, and a number no DOUBLE holds.
+    sqlglot (and DuckDB) read `0x16` as `0 AS x16` and `1abc` as `1 AS abc`, so
+    `VALUES (0x16)` would store 0 without a word; PostgreSQL calls it trailing
+    junk. DuckDB reads 1e309 as inf and 1e-400 as 0: out of range here."""
+    for number, after in zip(tokens, tokens[1:] + [None], strict=False):
+        if number.token_type.name != "NUMBER":
+            continue
+        line, column = _absolute(chunk, number.line, number.col - len(number.text) + 1)
+        if (after is not None and after.start == number.end + 1
                 and (after.text[:1].isalpha() or after.text[:1] == "_")):
-            line, column = _absolute(chunk, number.line, number.col - len(number.text) + 1)
             junk = source[number.start:after.end + 1]
             raise SqlSyntaxError(
                 f"trailing junk after numeric literal at line {line}, column {column}: "
                 f"{_shown(junk)} (write a number, or put a blank before the word)",
                 line, column, [], chunk.index)
+        if "e" in number.text.lower() and _lost_in_double(number.text):
+            raise SqlInvalid(
+                f"numeric literal {_shown(number.text)} at line {line}, column {column} "
+                "is out of range for DOUBLE", line, column, chunk.index)
+
+
+def _lost_in_double(text: str) -> bool:
+    """Whether a literal with an exponent overflows a DOUBLE or underflows to 0."""
+    try:
+        value = float(text)
+    except ValueError:  # `1e`: DuckDB says what is wrong with it
+        return False
+    mantissa = text.lower().split("e")[0]
+    return value in (float("inf"), float("-inf")) or (
+        value == 0.0 and any(c in "123456789" for c in mantissa))
 
 
 def _no_alias_in_values(chunk: Chunk, expression: exp.Expression) -> None:

@@ -151,7 +151,10 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
             if isinstance(value, bool):
                 raise _bad(col, row, value)
             if isinstance(value, int | float | decimal.Decimal | str):
-                return float(value)
+                number = float(value)
+                if not isinstance(value, float) and _out_of_range(t, value, number):
+                    raise _bad(col, row, value, "is out of range for")
+                return number
             raise _bad(col, row, value)
         if t == "DECIMAL":
             if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal | str):
@@ -196,7 +199,7 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
             raise _bad(col, row, value)
         if t == "JSON":
             if isinstance(value, str):
-                json.loads(value)
+                json.loads(value, parse_constant=_not_json)
                 return value
             return json.dumps(value, separators=(",", ":"), default=_json_default)
     except InvalidArgument:
@@ -204,6 +207,28 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
     except (ValueError, TypeError, ArithmeticError, OverflowError):
         raise _bad(col, row, value) from None
     raise _bad(col, row, value)
+
+
+_REAL_MAX = 3.4028234663852886e38  # the largest finite float32
+_REAL_TINY = 1.401298464324817e-45  # the smallest positive one
+
+
+def _out_of_range(t: str, value: int | decimal.Decimal | str, number: float) -> bool:
+    """Whether a written number (an int, a literal's Decimal, a string) lost
+    itself on the way to a float: 1e309 became inf, 1e-400 became 0, or a REAL
+    beyond float32. 'NaN' and 'Infinity' as text stay what they say."""
+    if isinstance(value, str):
+        value = decimal.Decimal(value.strip())
+    if isinstance(value, decimal.Decimal) and not value.is_finite():
+        return False
+    if not math.isfinite(number) or (number == 0.0 and value != 0):
+        return True
+    magnitude = abs(number)
+    return t == "REAL" and (magnitude > _REAL_MAX or 0.0 < magnitude < _REAL_TINY / 2)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _text_of(value: Any) -> str:

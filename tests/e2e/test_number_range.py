@@ -1,0 +1,55 @@
+"""Numbers that do not fit their column are refused, never stored changed:
+1e309 into DOUBLE used to become inf, 1e-400 became 0, 1e39 into REAL became
+inf, and a JSON value with NaN was stored though no JSON reader takes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import err, ok, rows
+
+
+@pytest.fixture
+async def app(client: Any) -> Any:
+    await ok(client, "CREATE NAMESPACE app")
+    await ok(client, "CREATE TABLE app.m (id INT PRIMARY KEY, d DOUBLE, r REAL, j JSON)")
+    return client
+
+
+@pytest.mark.parametrize("text", [
+    "INSERT INTO app.m (id, d) VALUES (1, 1e309)",
+    "INSERT INTO app.m (id, d) VALUES (1, -1e309)",
+    "INSERT INTO app.m (id, d) VALUES (1, 1e-400)",
+    "INSERT INTO app.m (id, d) VALUES (1, '1e309')",
+    "INSERT INTO app.m (id, r) VALUES (1, 1e39)",
+    "INSERT INTO app.m (id, r) VALUES (1, 1e-46)",
+    "INSERT INTO app.m (id, d) VALUES (2, 1.5), (1, 1e309)",
+    "INSERT INTO app.m (id, j) VALUES (1, '{\"a\": NaN}')",
+    "INSERT INTO app.m (id, j) VALUES (1, '[Infinity]')",
+])
+async def test_out_of_range_is_refused_and_nothing_stored(app: Any, text: str) -> None:
+    message = await err(app, text, "INVALID_ARGUMENT")
+    assert "out of range" in message or "cannot take" in message, message
+    assert await rows(app, "SELECT count(*) AS n FROM app.m") == [{"n": 0}]
+
+
+async def test_what_fits_is_stored_as_written(app: Any) -> None:
+    await ok(app, "INSERT INTO app.m (id, d, r) VALUES (1, 1.7e308, 3.4e38), (2, 5e-324, 1e-44), "
+                  "(3, 'NaN', 'Infinity'), (4, '-Infinity', 0)")
+    got = await rows(app, "SELECT id, d::VARCHAR AS d, r::VARCHAR AS r FROM app.m ORDER BY id")
+    assert [g["id"] for g in got] == [1, 2, 3, 4]
+    assert float(got[0]["d"]) == 1.7e308 and float(got[0]["r"]) > 3.3e38
+    assert float(got[1]["d"]) == 5e-324 and 0 < float(got[1]["r"]) < 1.1e-44
+    assert got[2]["d"].lower() == "nan" and got[2]["r"].lower() in ("inf", "infinity")
+    assert got[3]["d"].lower() in ("-inf", "-infinity") and float(got[3]["r"]) == 0.0
+
+
+async def test_update_to_a_literal_no_double_holds_is_refused(app: Any) -> None:
+    await ok(app, "INSERT INTO app.m (id, d) VALUES (1, 2.5)")
+    for text in ["UPDATE app.m SET d = 1e309", "UPDATE app.m SET d = -1E+400 WHERE id = 1",
+                 "UPDATE app.m SET d = 1e-400"]:
+        message = await err(app, text, "INVALID_ARGUMENT")
+        assert "out of range for DOUBLE" in message, message
+    assert await rows(app, "SELECT d FROM app.m") == [{"d": 2.5}]
