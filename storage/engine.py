@@ -406,6 +406,8 @@ class Engine:
         out = flush.flush(self.catalog, self.files, st := self.state(namespace, name), progress)
         if out["rows"] and self.cfg.duckdb_release_memory:
             flush.release(self.catalog, st)
+        if out["rows"]:
+            flush.compact(self.catalog, st)
         return out
 
     def tables_needing_flush(self) -> list[tuple[str, str]]:

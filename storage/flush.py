@@ -100,6 +100,21 @@ def release(catalog: Catalog, st: TableState) -> None:
     allocator.purge()
 
 
+# A buffer family is compacted after a flush once this many bytes of its SST
+# files are rows the flush deleted (catalog.compact_deleted).
+COMPACT_DELETED_BYTES = 16 * 1024**2
+
+
+def compact(catalog: Catalog, st: TableState) -> None:
+    """After a flush: drop the deleted rows RocksDB had already written to
+    disk, so no later scan of the buffer steps over them."""
+    try:
+        catalog.compact_deleted(st.family, COMPACT_DELETED_BYTES)
+    except Exception:  # the flush is committed: only the disk space waits
+        log.warning("compaction of %s.%s's buffer failed", st.table.namespace, st.table.name,
+                    exc_info=True)
+
+
 def flush_rows_of(cfg: EngineConfig, st: TableState) -> int:
     return int(st.table.options.get("flush_rows") or cfg.flush_rows)
 
