@@ -45,7 +45,7 @@ from .archive_objects import (
 from .crypto import PassphraseError
 from .layout import CONFIG, KEYS, MANIFESTS, OBJECTS
 from .locks import BackupLock
-from .objects import PutResult
+from .objects import OnCopied, PutResult
 from .oserrors import reading, writing
 from .repository import Repository
 from .tarball import Reader, is_zst, pack
@@ -215,8 +215,10 @@ class ArchiveRepository(Repository):
         on_bytes: OnBytes | None = None,
         should_stop: ShouldStop | None = None,
         lock: BackupLock | None = None,
+        on_copied: OnCopied | None = None,
     ) -> PutResult:
-        return self._stage().put_file(local_path, sha256, size, on_bytes, should_stop, lock)
+        return self._stage().put_file(local_path, sha256, size, on_bytes, should_stop, lock,
+                                      on_copied)
 
     def put_bytes(self, data: bytes, lock: BackupLock | None = None) -> PutResult:
         return self._stage().put_bytes(data, lock)
@@ -229,8 +231,9 @@ class ArchiveRepository(Repository):
     def has_content(self, sha256: str, size: int | None = None) -> bool:
         return self._stage().has_content(sha256, size)
 
-    def lock(self, backup_id: str, should_stop: ShouldStop | None = None) -> BackupLock:
-        lock = self._stage().lock(backup_id, should_stop)
+    def lock(self, backup_id: str, should_stop: ShouldStop | None = None,
+             oids: Iterable[str] = ()) -> BackupLock:
+        lock = self._stage().lock(backup_id, should_stop, oids)
         lock.on_end = self._discard_staging
         return lock
 

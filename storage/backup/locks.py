@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 class BackupLock:
     """One running backup's lock. `add` rewrites the lock file only when it learns
-    new oids, so a caller that registers every known sha256 up front pays one write."""
+    new oids, so a caller that registers every known sha256 up front pays one write;
+    oids given when it is made (`oids`) are in its first write, which saves that
+    one (the first `add` then only settles)."""
 
     def __init__(
         self,
@@ -43,10 +45,10 @@ class BackupLock:
         abandon: Callable[[], int] | None = None,
         settle: Callable[[], None] | None = None,
         expand: Callable[[str], Iterable[str]] | None = None,
+        oids: Iterable[str] = (),
     ) -> None:
         self.backup_id = check_backup_id(backup_id)
         self.created_at = utc_now()
-        self.oids: set[str] = set()
         self._write = write
         self._remove = remove
         self._abandon = abandon
@@ -55,7 +57,9 @@ class BackupLock:
         self.on_end: Callable[[], None] | None = None  # runs once released or abandoned
         self.released = False
         self._mutex = threading.Lock()  # puts may run in a thread pool
-        self._save()
+        self.oids = self._names(oids)
+        self._write(encode(self.backup_id, self.created_at, self.oids))
+        self._unsettled = bool(self.oids)  # written, not yet settled: the first add does
 
     def add(self, oids: Iterable[str]) -> None:
         """Record oids; returns once the lock file on the target lists them and no
@@ -65,16 +69,15 @@ class BackupLock:
         The oids are contents' sha256s; the lock file lists every object name
         each may be stored under (`expand`; the sha256 itself for a raw,
         unencrypted object: see codec.py)."""
-        wanted: set[str] = set()
-        for oid in oids:
-            check_oid(oid)
-            wanted.update(self._expand(oid) if self._expand is not None else (oid,))
+        wanted = self._names(oids)
         with self._mutex:
             new = wanted - self.oids
-            if not new or self.released:
+            if self.released or not (new or self._unsettled):
                 return
-            self._write(encode(self.backup_id, self.created_at, self.oids | new))
-            self.oids |= new  # only once the file says so
+            if new:
+                self._write(encode(self.backup_id, self.created_at, self.oids | new))
+                self.oids |= new  # only once the file says so
+            self._unsettled = False
         if self._settle is not None:
             self._settle()
 
@@ -121,8 +124,13 @@ class BackupLock:
             with contextlib.suppress(Exception):
                 self._remove()
 
-    def _save(self) -> None:
-        self._write(encode(self.backup_id, self.created_at, self.oids))
+    def _names(self, oids: Iterable[str]) -> set[str]:
+        """Every object name the contents `oids` may be stored under."""
+        names: set[str] = set()
+        for oid in oids:
+            check_oid(oid)
+            names.update(self._expand(oid) if self._expand is not None else (oid,))
+        return names
 
 
 def encode(backup_id: str, created_at: str, oids: Iterable[str]) -> bytes:

@@ -60,6 +60,7 @@ from .targets import Target
 from .transfer import OnBytes, Readable, ShouldStop, check_stop, copy, hash_file
 
 OnOid = Callable[[str], None]
+OnCopied = Callable[[], None]  # the bytes are written; only the fsync and publish are left
 
 # S3 copies an object server-side (CopyObject) up to 5 GiB; larger ones are
 # written straight to their final key (see `_stage`).
@@ -147,10 +148,11 @@ class ObjectStore(ObjectReads):
         on_bytes: OnBytes | None = None,
         should_stop: ShouldStop | None = None,
         on_oid: OnOid | None = None,
+        on_copied: OnCopied | None = None,
     ) -> PutResult:
         """Store a local file. `on_oid` is told the content's sha256 before any
         object is looked up or published, so a lock can protect its names from a
-        concurrent prune."""
+        concurrent prune. `on_copied`: a local put's bytes are written (see OnCopied)."""
         check_stop(should_stop)
         if sha256 is not None:
             check_oid(sha256)
@@ -161,9 +163,11 @@ class ObjectStore(ObjectReads):
                 return self._reused(local_path, sha256, size, hit, on_bytes)
         if self.write_keys is None and not self.compress:
             if self.target.kind == "local":
-                return self._put_via_temp(local_path, sha256, size, on_bytes, should_stop, on_oid)
+                return self._put_via_temp(local_path, sha256, size, on_bytes, should_stop, on_oid,
+                                          on_copied)
             return self._put_direct(local_path, sha256, size, on_bytes, should_stop, on_oid)
-        return self._put_encoded(local_path, sha256, size, on_bytes, should_stop, on_oid)
+        return self._put_encoded(local_path, sha256, size, on_bytes, should_stop, on_oid,
+                                 on_copied)
 
     def _reused(
         self,
@@ -206,6 +210,7 @@ class ObjectStore(ObjectReads):
         on_bytes: OnBytes | None,
         should_stop: ShouldStop | None,
         on_oid: OnOid | None,
+        on_copied: OnCopied | None = None,
     ) -> PutResult:
         """Format 1, local: one pass copies into `tmp/` and hashes, then a rename."""
         uri = self.target.uri
@@ -215,7 +220,7 @@ class ObjectStore(ObjectReads):
             with writing(uri):
                 make_dirs(self.target, tmp.rsplit("/", 1)[0])
             try:
-                n = self._upload(src, tmp, digest, on_bytes, should_stop)
+                n = self._upload(src, tmp, digest, on_bytes, should_stop, on_copied)
                 oid = digest.hexdigest()
                 _check_source(local_path, oid, n, sha256, size)
                 if on_oid is not None:
@@ -314,6 +319,7 @@ class ObjectStore(ObjectReads):
         on_bytes: OnBytes | None,
         should_stop: ShouldStop | None,
         on_oid: OnOid | None,
+        on_copied: OnCopied | None = None,
     ) -> PutResult:
         """Compressed or encrypted: the name depends on the content's sha256, so an
         unknown one is computed first; then the file is encoded on the way to
@@ -337,11 +343,14 @@ class ObjectStore(ObjectReads):
             try:
                 if form.encoding == RAW and form.keys is None:  # not worth compressing
                     plain = hashlib.sha256()  # stored as is: fd to fd, locally
-                    n = stored = self._upload(src, dest, plain, on_bytes, should_stop)
+                    n = stored = self._upload(src, dest, plain, on_bytes, should_stop,
+                                              on_copied if local else None)
                     digest = plain.hexdigest()
                 else:
                     n, stored, digest = self._upload_encoded(src, dest, form, on_bytes,
                                                              should_stop)
+                    if local and on_copied is not None:
+                        on_copied()  # publish() fsyncs it
                 _check_source(local_path, digest, n, sha256, size)
                 if local:
                     existing = self.size_of(form.oid)
@@ -366,6 +375,7 @@ class ObjectStore(ObjectReads):
         digest: Any,
         on_bytes: OnBytes | None,
         should_stop: ShouldStop | None,
+        on_copied: OnCopied | None = None,
     ) -> int:
         """Stream `src` into a new file at `path`; target errors become CairnErrors.
         The caller removes `path` if this raises."""
@@ -380,6 +390,8 @@ class ObjectStore(ObjectReads):
                     # 519 MiB back from the disk: 2.1-2.7x the durable copy, not 1.2-1.7x).
                     n = copy_checked(src.fileno(), fd, digest, on_bytes, should_stop,
                                      partial(write_failed, uri), direct=False)
+                    if on_copied is not None:
+                        on_copied()
                     if self.durable:
                         os.fsync(fd)  # publish() need not reopen it to sync
                 finally:
@@ -395,6 +407,8 @@ class ObjectStore(ObjectReads):
                 _close_quietly(out)
                 raise
             out.close()
+        if on_copied is not None:
+            on_copied()
         return n
 
     def _upload_encoded(

@@ -63,11 +63,13 @@ class LocksAndPrune:
         self.locked_objects()
         check_markers(self.target)
 
-    def lock(self, backup_id: str, should_stop: ShouldStop | None = None) -> BackupLock:
+    def lock(self, backup_id: str, should_stop: ShouldStop | None = None,
+             oids: Iterable[str] = ()) -> BackupLock:
         """Start protecting a running backup's objects from prune. Used as a context
         manager, the lock is released on success and on an exception the run is
         abandoned: the objects only it used are deleted again. `should_stop` ends
-        a wait for a running prune (see prunes.py) with Cancelled."""
+        a wait for a running prune (see prunes.py) with Cancelled. `oids`, the
+        contents known already, are in the lock's first write."""
         check_backup_id(backup_id)
         self._writing()
         path = lock_path(self.target.base, backup_id)
@@ -91,6 +93,7 @@ class LocksAndPrune:
             abandon=lambda: self.abandon(backup_id),
             settle=lambda: settle(self.target, should_stop),
             expand=self.store.names_for,
+            oids=oids,
         )
 
     def list_locks(self) -> list[dict[str, Any]]:

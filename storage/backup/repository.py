@@ -45,7 +45,7 @@ from .layout import (
     manifest_path,
 )
 from .locks import BackupLock
-from .objects import ObjectStore, OnOid, PutResult
+from .objects import ObjectStore, OnCopied, OnOid, PutResult
 from .oserrors import reading, writing
 from .pruning import LocksAndPrune
 from .selection import choose, damaged_entry, may_be_of
@@ -248,12 +248,15 @@ class Repository(LocksAndPrune):
         on_bytes: OnBytes | None = None,
         should_stop: ShouldStop | None = None,
         lock: BackupLock | None = None,
+        on_copied: OnCopied | None = None,
     ) -> PutResult:
         """Store a local file as an object; with a known `sha256` an object already
-        present is not read or written again. `lock` records the oid first."""
+        present is not read or written again. `lock` records the oid first;
+        `on_copied` is told when only the disk is left (ObjectStore.put_file)."""
         on_oid: OnOid | None = (lambda oid: lock.add([oid])) if lock is not None else None
         self._writing()
-        return self.store.put_file(local_path, sha256, size, on_bytes, should_stop, on_oid)
+        return self.store.put_file(local_path, sha256, size, on_bytes, should_stop, on_oid,
+                                   on_copied)
 
     def put_bytes(self, data: bytes, lock: BackupLock | None = None) -> PutResult:
         self._writing()

@@ -48,7 +48,8 @@ def write_set(
                   bytes_done=0, rows=sum(i.rows for i in images), force=True)
     written: list[str] = []
     out: list[schema.Manifest] = []
-    with repo.lock(set_id, should_stop=lambda: work.cancelled) as lock:
+    with repo.lock(set_id, should_stop=lambda: work.cancelled,
+                   oids=[f.sha256 for i in images for f in i.files]) as lock:
         done = store_counting(repo, work, images, lock, spent)
         written_by: list[int] = []
         start = 0

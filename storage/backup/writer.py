@@ -26,6 +26,8 @@ from .image import FileToStore, NamespaceImage
 from .locks import BackupLock
 from .repository import Repository
 
+SLOT_WAIT = 0.05  # seconds between cancel checks while every copy slot is taken
+
 
 def write_backup(
     repo: Repository,
@@ -44,7 +46,9 @@ def write_backup(
     files = image.files
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,
                   bytes_done=0, rows=image.rows, force=True)
-    with repo.lock(backup_id, should_stop=lambda: work.cancelled) as lock:
+    # The lock's first write lists every known oid (store_all's `add` then only settles).
+    with repo.lock(backup_id, should_stop=lambda: work.cancelled,
+                   oids=[f.sha256 for f in files]) as lock:
         tally = store_counting(repo, work, [image], lock, spent, workers)
         work.fault("backup.before_manifest")
         work.check_cancelled()
@@ -89,8 +93,16 @@ def store_all(repo: Repository, work: Work, files: list[FileToStore], lock: Back
               spent: Callable[[int], None] | None = None, workers: int | None = None) -> Tally:
     """Store `files` under `lock`, several at once (`workers`, default sized to
     the cores and the target; one when throttled, as a capped rate gains nothing
-    from several). Every put is durable when it returns; the tally counts them."""
-    flight = InFlight(1 if spent is not None else workers or workers_for(repo.target.kind))
+    from several). Every put is durable when it returns; the tally counts them.
+
+    `workers` bounds the copies moving bytes. A local put's fsync and publish
+    wait for the disk, not a CPU, so its copy slot is handed on when its bytes
+    are written (`on_copied`): the next copy runs while the disk takes the last
+    one's (with every put fsyncing at its end, the workers used to wait on the
+    disk together while the cores idled, then copy while the disk idled)."""
+    copies = 1 if spent is not None else workers or workers_for(repo.target.kind)
+    flight = InFlight(1 if copies == 1 else 2 * copies)
+    slots = threading.Semaphore(copies)
     tally = Tally(work, spent, len(files))
     # Record every known oid in one lock write before looking any up.
     lock.add([f.sha256 for f in files])
@@ -100,9 +112,21 @@ def store_all(repo: Repository, work: Work, files: list[FileToStore], lock: Back
         if work.pause_requested:
             flight.drain()  # nothing moves while the job says paused
         work.check_cancelled()
+        while not slots.acquire(timeout=SLOT_WAIT):
+            work.check_cancelled()
 
     def store(index: int, item: FileToStore) -> None:
-        _store(repo, work, index, item, tally, lock, flight)
+        held = [True]
+
+        def copied() -> None:
+            if held[0]:
+                held[0] = False
+                slots.release()
+
+        try:
+            _store(repo, work, index, item, tally, lock, flight, copied)
+        finally:
+            copied()
 
     flight.run(files, store, before)
     return tally
@@ -143,7 +167,7 @@ class Tally:
 
 
 def _store(repo: Repository, work: Work, index: int, item: FileToStore, tally: Tally,
-           lock: BackupLock, flight: InFlight) -> None:
+           lock: BackupLock, flight: InFlight, copied: Callable[[], None]) -> None:
     # Only bytes really moved count against the throttle, not deduplicated ones.
     moving = tally.spent is not None and not repo.has_content(item.sha256, item.size)
     counted = 0
@@ -154,7 +178,8 @@ def _store(repo: Repository, work: Work, index: int, item: FileToStore, tally: T
         tally.moved(n, moving)
 
     put = repo.put_file(str(item.path), sha256=item.sha256, size=item.size, on_bytes=on_bytes,
-                        should_stop=lambda: work.cancelled or flight.stopping, lock=lock)
+                        should_stop=lambda: work.cancelled or flight.stopping, lock=lock,
+                        on_copied=copied)
     # A compressed or encrypted object is named apart from the file's own sha256,
     # which the entry keeps for the restore to register.
     item.entry.oid = put.oid

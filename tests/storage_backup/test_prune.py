@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from catalog.errors import AlreadyExists, BackupInvalid
 from storage.backup import Repository
+from storage.backup.locks import BackupLock
 
 from .conftest import MakeFile, Source, manifest_doc, object_file
 
@@ -97,6 +99,29 @@ def test_lock_is_written_once_for_preregistered_oids(repo: Repository, make_file
         repo.put_file(f.path, sha256=f.sha256, lock=lock)
     assert writes == 1
     lock.release()
+
+
+def test_oids_known_at_the_start_are_in_the_first_write_and_settled_by_the_first_add() -> None:
+    """A backup's known oids go into the lock's first write (one write, not
+    two); the first `add` of them writes nothing but still waits for running
+    prunes (settle), so an object found present afterwards stays present."""
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    written: list[list[str]] = []
+    settles: list[int] = []
+    lock = BackupLock("bk-x", write=lambda data: written.append(json.loads(data)["oids"]),
+                      remove=lambda: None, settle=lambda: settles.append(len(written)),
+                      oids=[a, b])
+    assert written == [[a, b]] and settles == []
+    lock.add([b, a])
+    assert written == [[a, b]] and settles == [1]
+    lock.add([a])  # known and settled: nothing to do
+    assert written == [[a, b]] and settles == [1]
+    lock.add([c])
+    assert written == [[a, b], [a, b, c]] and settles == [1, 2]
+    empty: list[list[str]] = []
+    BackupLock("bk-y", write=lambda data: empty.append(json.loads(data)["oids"]),
+               remove=lambda: None, settle=lambda: settles.append(-1)).add([])
+    assert empty == [[]] and settles == [1, 2]
 
 
 def test_lock_conflicts(repo: Repository, two_backups: dict[str, Source]) -> None:
