@@ -421,7 +421,11 @@ def _matching(
     sql = f"SELECT {alias}.*{''.join(', ' + x for x in extra)} FROM {node.sql(dialect='duckdb')}"
     if where is not None:
         sql += f" WHERE {where.this.sql(dialect='duckdb')}"
-    return engine.select(sqlglot.parse_one(sql, read="duckdb"), user, ns, show_deleted=False)  # type: ignore[arg-type]
+    # One DuckDB thread: each thread holds a row group of every column it reads
+    # (16 MB of a wide column), and the scan of a wide table was the statement's
+    # RSS peak (docs/performance.md). Out of that DuckDB's memory: the main one.
+    return engine.select(sqlglot.parse_one(sql, read="duckdb"), user, ns,  # type: ignore[arg-type]
+                         show_deleted=False, one_thread=True)
 
 
 def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> int:

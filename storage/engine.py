@@ -220,8 +220,9 @@ class Engine:
         timeout: float | None = None,
         limits: ResultLimits | None = None,
         interrupt: Callable[[Callable[[], Any] | None], None] | None = None,
+        one_thread: bool = False,
     ) -> pa.Table:
-        """Run an already checked query tree (which this call may modify)."""
+        """Run an already checked query tree (which this call may modify). `one_thread`: run_plan."""
         system_table = self._system_table
         if limits is not None and limits.system_view is not None:
             view = limits.system_view
@@ -241,10 +242,10 @@ class Engine:
             show_deleted=show_deleted, ranges=self.file_ranges, direct=direct.answer,
         )
         if interrupt is None:
-            return self.run_plan(plan, timeout, limits)
+            return self.run_plan(plan, timeout, limits, one_thread)
         self._local.interrupt = interrupt  # read by _attempt, in this same thread
         try:
-            return self.run_plan(plan, timeout, limits)
+            return self.run_plan(plan, timeout, limits, one_thread)
         finally:
             self._local.interrupt = None
 
@@ -285,8 +286,8 @@ class Engine:
             c.cur.close()
 
     def run_plan(self, plan: Plan, timeout: float | None = None,
-                 limits: ResultLimits | None = None) -> pa.Table:
-        """Run a plan on the small DuckDB if it reads few rows, else the main one."""
+                 limits: ResultLimits | None = None, one_thread: bool = False) -> pa.Table:
+        """Run a plan on the small DuckDB if it reads few rows or `one_thread`, else the main one."""
         if plan.answer is None and not timing.waiting_allowed():  # e.g. an exact key check
             release(plan, self.files)
             raise timing.WouldWait("DuckDB")
@@ -294,7 +295,7 @@ class Engine:
         limit = getattr(self._local, "time_limit", None)
         if limit is not None and (deadline is None or limit[0] < deadline):
             deadline, timeout = limit
-        small = self._small is not self._con and _is_small(plan)
+        small = self._small is not self._con and (one_thread or _is_small(plan))
         fired = [False]
         try:
             try:
@@ -320,7 +321,7 @@ class Engine:
             raise InvalidArgument(_clean(str(exc), plan)) from None
         finally:
             release(plan, self.files)
-            if not small and self.cfg.duckdb_release_memory:
+            if (one_thread or not small) and self.cfg.duckdb_release_memory:
                 allocator.purge()
         if limits is not None and limits.truncated(result):
             return ResultLimits.mark(mark_json(result, plan.json_names))
@@ -393,9 +394,8 @@ class Engine:
 
     insert = update = delete = execute
 
-    def insert_arrow(
-        self, namespace: str, name: str, rows: pa.Table, user: str | None = None
-    ) -> int:
+    def insert_arrow(self, namespace: str, name: str, rows: pa.Table,
+                     user: str | None = None) -> int:
         """Bulk load rows given as Arrow (columns by name; types checked and cast)."""
         return dml.insert_arrow(self, self.state(namespace, name), rows, user)
 

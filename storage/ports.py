@@ -29,6 +29,7 @@ class Selector(Protocol):
         *,
         show_deleted: bool | None = None,
         timeout: float | None = None,
+        one_thread: bool = False,
     ) -> pa.Table: ...
 
 
