@@ -216,11 +216,9 @@ class Engine:
         user: str | None,
         default_namespace: str | None,
         *,
-        show_deleted: bool | None = None,
-        timeout: float | None = None,
-        limits: ResultLimits | None = None,
+        show_deleted: bool | None = None, timeout: float | None = None,
+        limits: ResultLimits | None = None, one_thread: bool = False,
         interrupt: Callable[[Callable[[], Any] | None], None] | None = None,
-        one_thread: bool = False,
     ) -> pa.Table:
         """Run an already checked query tree (which this call may modify). `one_thread`: run_plan."""
         system_table = self._system_table
