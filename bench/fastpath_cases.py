@@ -219,9 +219,48 @@ def check_parse(sql: str) -> bool:
     assert (f.text, f.index, f.line, f.column) == (s.text, s.index, s.line, s.column), (sql, f, s)
     assert type(f.statement) is type(s.statement), sql
     assert f.statement.kind == s.statement.kind, sql  # type: ignore[attr-defined]
+    fast = f.statement.fast  # type: ignore[attr-defined]
+    if fast is not None:  # read off the normal path's tree before anything folds it
+        assert described(s.statement.expression) == typed(fast), (  # type: ignore[attr-defined]
+            f"{sql!r}: {fast!r} != {described(s.statement.expression)!r}")  # type: ignore[attr-defined]
     assert same_tree(f.statement.expression, s.statement.expression), (  # type: ignore[attr-defined]
         f"{sql!r}: {f.statement.expression!r} != {s.statement.expression!r}")  # type: ignore[attr-defined]
     return True
+
+
+def typed(fast: Any) -> tuple[Any, ...]:
+    """A FastInsert with each value as (type, repr): `1 == True` and
+    `Decimal('1.0') == Decimal('1.00')`, but neither stores the same bytes.
+    A FastSelect as its fields."""
+    if not hasattr(fast, "values"):
+        return (fast.db, fast.table, fast.columns, fast.key, fast.text, fast.is_string,
+                fast.negative)
+    return (fast.db, fast.table, fast.columns,
+            [(type(v), repr(v)) for v in fast.values])
+
+
+def described(tree: Any) -> tuple[Any, ...]:
+    """What `storage.dml.insert` reads of a single-row INSERT's tree (before
+    names are folded), in `typed`'s form: the FastInsert it must equal; of a
+    point SELECT's, the FastSelect (names as written, the literal's node)."""
+    from sqlglot import exp
+
+    from storage.values import literal
+
+    if isinstance(tree, exp.Select):
+        table, eq = tree.args["from_"].this, tree.args["where"].this
+        value = eq.expression
+        negative = isinstance(value, exp.Neg)
+        lit = value.this if negative else value
+        return (table.db or None, table.name, [c.this.this for c in tree.expressions],
+                eq.this.this.this, lit.this, lit.is_string, negative)
+    target, columns = tree.this, None
+    if isinstance(target, exp.Schema):
+        columns = [c.name for c in target.expressions]
+        target = target.this
+    (row,) = tree.expression.expressions
+    return (target.db or None, target.name, columns,
+            [(type(v), repr(v)) for v in map(literal, row.expressions)])
 
 
 # --- execution: two servers, one with the fast path, one without --------------------

@@ -13,7 +13,7 @@ taken out of the total (`--keep-waits` keeps them); the shares are of the
 rest. Profiling makes every Python call dearer, so read the shares, not the
 absolute figures.
 
-    python bench/profile_load.py [--seconds 15] [--server-root DIR]
+    python bench/profile_load.py [--seconds 15] [--server-root DIR] [--save FILE]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import asyncio
 import os
 import pstats
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,6 +127,7 @@ def main() -> int:
     parser.add_argument("--server-root", default=str(ROOT))
     parser.add_argument("--keep-waits", action="store_true",
                         help="keep the wall time of the waiting system calls in the shares")
+    parser.add_argument("--save", help="also copy the raw profile (pstats) to this file")
     args = parser.parse_args()
     root = Path(args.server_root).resolve()
     with tempfile.TemporaryDirectory(prefix="cairn-profile-") as tmp:
@@ -153,6 +155,8 @@ def main() -> int:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
+        if args.save:
+            shutil.copyfile(out, args.save)
         per = 1000 * cpu / max(1, n)
         print(f"server from {root}: {n} requests in {args.seconds:g} s, {per:.2f} ms of server "
               f"CPU per request (profiled), load average {load0:.1f} / {os.getloadavg()[0]:.1f}")

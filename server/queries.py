@@ -9,7 +9,8 @@ from sqlglot import exp
 
 from catalog.errors import PermissionDenied
 from sqlgrammar.ast import Explain, Query
-from storage import explain
+from sqlgrammar.fastpath import FastInsert, FastSelect
+from storage import explain, fast
 from storage.query import ResultLimits
 
 from . import visibility
@@ -67,6 +68,11 @@ def _fold(table: exp.Table) -> None:
 @routes.handles(Query, role="user")
 async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
     timeout = cairn.config.server.query_timeout_seconds or None
+    if isinstance(stmt.fast, FastInsert):  # a single-row INSERT read without a tree
+        return await _insert_row(cairn, session, stmt.fast, timeout)
+    if isinstance(stmt.fast, FastSelect):  # a point SELECT: its tree only if needed
+        return bounded(cairn, await cairn.run_small(
+            _point_select, cairn, session, stmt, timeout, limits_for(cairn, session)))
     if stmt.expression is not None:
         fold_names(stmt.expression, stmt.small)
     # A one-row statement is tried on the event loop first (Cairn.run_small).
@@ -99,6 +105,40 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
         f"{first} is not allowed: Cairn runs SELECT, INSERT, UPDATE and DELETE on its own "
         "tables, and queries cannot touch files, the network or settings"
     )
+
+
+async def _insert_row(cairn: Cairn, session: Session, row: FastInsert,
+                      timeout: float | None) -> Result:
+    """The fast path's single-row INSERT (sqlgrammar/fastpath.py): its typed
+    description straight to storage (`storage.fast.insert_row`), where the
+    tree would have been built, folded, checked and read back to the same
+    row. Tried on the event loop first, as any one-row statement."""
+
+    def write() -> int:
+        with cairn.engine.time_limit(timeout):
+            return fast.insert_row(cairn.engine, row.db, row.table, row.columns, row.values,
+                                   session.user_id, session.namespace)
+
+    n = await cairn.run_small(write)
+    return Result.of_message(f"{n} row{'' if n == 1 else 's'} inserted", row_count=n)
+
+
+def _point_select(cairn: Cairn, session: Session, stmt: Query, timeout: float | None,
+                  limits: ResultLimits) -> pa.Table:
+    """The fast path's point SELECT: answered off the snapshot from its typed
+    description (storage/fast.py), else its tree built, folded and run as
+    any one-row SELECT (where the errors come from). In the caller's mode:
+    on the event loop, either may raise WouldWait (run again on a thread)."""
+    f = stmt.fast
+    table = fast.select(cairn.engine, f.db, f.table, f.columns, f.key, f.text, f.is_string,
+                         f.negative, session.user_id, session.namespace, timeout, limits)
+    if table is not None:
+        return table
+    fold_names(stmt.expression, small=True)
+    return cairn.engine.query(
+        stmt.expression, session.user_id, session.namespace, timeout=timeout, limits=limits,
+        interrupt=session.interrupt.target if session.interrupt is not None else None,
+        owned=True, small=True)
 
 
 def bounded(cairn: Cairn, table: pa.Table) -> Result:

@@ -11,6 +11,7 @@ are Python literals (str, int, float, bool, None).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from typing import Literal as TLiteral
@@ -323,6 +324,10 @@ class Query(Statement):
     # One row to insert or one key to look up (the fast path's shapes,
     # fastpath.py): cheap enough for the server to try on its event loop.
     small: bool = field(default=False, repr=False)
+    # A fast-path single-row INSERT's typed description (fastpath.FastInsert),
+    # which the server's one-row INSERT reads instead of the tree (then given
+    # as a `Later`, built only if something reads it); else None.
+    fast: Any = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def sql(self) -> str:
@@ -333,6 +338,38 @@ class Query(Statement):
 
     def __hash__(self) -> int:
         return hash((self.kind, self.sql))
+
+
+class Later:
+    """A tree not built yet: `Query(kind, Later(build), ...)` builds it on the
+    first read of `expression` (a fast-path single-row INSERT, which the
+    server runs from its typed description, `Query.fast`, never does)."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self.build = build
+
+
+class _Tree:
+    """`Query.expression`: the tree, built on first read if it came as a
+    `Later`. The field, its default and `Query`'s type stay what they were;
+    anything that reads `expression` (EXPLAIN, printing, the tests) gets the
+    tree the normal path would have given."""
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return None
+        tree = obj.__dict__["_tree"]
+        if type(tree) is Later:
+            tree = obj.__dict__["_tree"] = tree.build()
+        return tree
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__["_tree"] = value  # the dataclass's __init__ only (it is frozen)
+
+
+Query.expression = _Tree()  # after @dataclass read the field's default
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,16 @@ and near-valid, with spacing, case and literals varied);
 
 from __future__ import annotations
 
+import decimal
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
-__all__ = ["parse_fast"]
+__all__ = ["FastInsert", "FastSelect", "parse_fast", "parse_fast_lazy"]
 
 _DUCKDB = Dialect.get_or_raise("duckdb")
 # Skeleton -> the variant whose tree was identical to sqlglot's, or False. Bounded: past
@@ -284,11 +287,138 @@ def _sqlglot(text: str) -> Any:
 _BUILDERS = {"insert": (_insert, 1), "select": (_select, 2)}
 
 
+@dataclass(frozen=True, slots=True)
+class FastInsert:
+    """A fast-path single-row INSERT as the server's one-row path reads it,
+    without a tree: the names as written (not yet folded to lower case) and
+    the values as `storage.values.literal` reads the tree's literals (NULL
+    None, TRUE / FALSE a bool, a string unquoted, `[0-9]+` an int, any other
+    number a Decimal, `-` negating either)."""
+
+    db: str | None
+    table: str
+    columns: list[str] | None
+    values: list[Any]
+
+
+# A longer number is left to the tree (Python's int() refuses past 4,300
+# digits: that error, if any, is the normal path's to raise when it runs).
+_MAX_DIGITS = 100
+
+
+def _number(text: str) -> Any:
+    if len(text) > _MAX_DIGITS:
+        raise _Shape
+    return int(text) if text.isdigit() else decimal.Decimal(text)
+
+
+def _describe_insert(tokens: list[Token]) -> FastInsert | None:
+    """The typed description of an INSERT whose tokens have the shape `_insert`
+    builds (checked before: a known skeleton, or the tree just built), else None."""
+    try:
+        i = 2  # INSERT INTO
+        db, table = None, tokens[i][1]
+        i += 1
+        if tokens[i][0] == _PUNCT and tokens[i][1] == ".":
+            db, table = table, tokens[i + 1][1]
+            i += 2
+        columns: list[str] | None = None
+        if tokens[i][0] == _PUNCT and tokens[i][1] == "(":
+            columns = []
+            while tokens[i][1] != ")":  # "(" or ","
+                columns.append(tokens[i + 1][1])
+                i += 2
+            i += 1
+        i += 2  # VALUES (
+        values: list[Any] = []
+        while True:
+            kind, text = tokens[i][0], tokens[i][1]
+            if kind == _PUNCT:  # "-" and a number
+                values.append(-_number(tokens[i + 1][1]))
+                i += 1
+            elif kind == _NUM:
+                values.append(_number(text))
+            elif kind == _STR:
+                values.append(text[1:-1].replace("''", "'"))
+            else:  # a word is NULL, TRUE or FALSE here (`_Reader.value`)
+                word = text.upper()
+                values.append(None if word == "NULL" else word == "TRUE")
+            if tokens[i + 1][1] == ")":
+                break
+            i += 2
+    except (IndexError, _Shape):
+        return None
+    return FastInsert(db, table, columns, values)
+
+
+def _built(tree: Any) -> Callable[[], Any]:
+    return lambda: tree
+
+
+@dataclass(frozen=True, slots=True)
+class FastSelect:
+    """A fast-path point SELECT (`SELECT col, ... FROM [ns.]t WHERE key =
+    literal`) as the server's one-row path reads it, without a tree: the
+    names as written, the literal as its tree holds it (`text` unquoted,
+    `is_string`, `negative` for a `-` before a number)."""
+
+    db: str | None
+    table: str
+    columns: list[str]
+    key: str
+    text: str
+    is_string: bool
+    negative: bool
+
+
+def _describe_select(tokens: list[Token]) -> FastSelect | None:
+    """The typed description of a SELECT whose tokens have the shape `_select`
+    builds (checked before), else None."""
+    try:
+        columns = [tokens[1][1]]
+        i = 2
+        while tokens[i][1] == ",":
+            columns.append(tokens[i + 1][1])
+            i += 2
+        db, table = None, tokens[i + 1][1]  # FROM
+        i += 2
+        if tokens[i][0] == _PUNCT and tokens[i][1] == ".":
+            db, table = table, tokens[i + 1][1]
+            i += 2
+        key = tokens[i + 1][1]  # WHERE key =
+        i += 3
+        negative = tokens[i][0] == _PUNCT  # "-" and a number
+        kind, text = tokens[i + negative][0], tokens[i + negative][1]
+    except IndexError:
+        return None
+    if kind == _STR:
+        return FastSelect(db, table, columns, key, text[1:-1].replace("''", "'"), True, False)
+    return FastSelect(db, table, columns, key, text, False, negative)
+
+
+def _describe(kind: str, tokens: list[Token]) -> FastInsert | FastSelect | None:
+    return _describe_insert(tokens) if kind == "insert" else _describe_select(tokens)
+
+
 def parse_fast(sql: str) -> tuple[str, Any, int, int] | None:
     """(kind, sqlglot tree, start, end) for a request that is one statement of
     one of the two shapes (blanks around it, an optional `;` after it), else
     None. `sql[start:end]` is the statement's text as the splitter cuts it;
     positions in the tree count from `start`, as sqlglot's do in that text."""
+    found = parse_fast_lazy(sql)
+    if found is None:
+        return None
+    kind, build, _, start, end = found
+    return kind, build(), start, end
+
+
+def parse_fast_lazy(
+    sql: str,
+) -> tuple[str, Callable[[], Any], FastInsert | FastSelect | None, int, int] | None:
+    """`parse_fast`, with the tree as a function that builds it (the tree
+    of a known skeleton is built only if something asks for it) and, for a
+    single-row INSERT, its typed description (`FastInsert`): what the
+    server's one-row INSERT reads instead of the tree."""
     stripped = sql.lstrip(" \t\r\n")
     if not stripped or stripped[0] not in "IiSs":
         return None
@@ -309,12 +439,22 @@ def parse_fast(sql: str) -> tuple[str, Any, int, int] | None:
     kind = "insert" if stripped[0] in "Ii" else "select"
     build, variants = _BUILDERS[kind]
     if known is not None:
+        desc = _describe(kind, tokens)
+        if desc is not None:
+            variant = known
+
+            def later() -> Any:  # the skeleton's tree was built before: no _Shape
+                built = build(_Reader(stripped, tokens), variant)
+                built.comments = []  # as sqlglot leaves a statement's root
+                return built
+
+            return kind, later, desc, start, start + end
         try:
             tree = build(_Reader(stripped, tokens), known)
         except _Shape:  # cannot happen: the skeleton was built before
             return None
         tree.comments = []  # as sqlglot leaves a statement's root
-        return kind, tree, start, start + end
+        return kind, _built(tree), None, start, start + end
     # First of its skeleton: sqlglot decides whether, and which variant.
     if len(_CHECKED) >= MAX_SKELETONS:
         return None
@@ -332,6 +472,6 @@ def parse_fast(sql: str) -> tuple[str, Any, int, int] | None:
                 break
         if same_tree(tree, theirs):
             _CHECKED[skeleton] = variant
-            return kind, tree, start, start + end
+            return kind, _built(tree), _describe(kind, tokens), start, start + end
     _CHECKED[skeleton] = False
     return None

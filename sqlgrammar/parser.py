@@ -23,7 +23,7 @@ from sqlglot.errors import ParseError, SqlglotError
 
 from . import ast
 from .errors import EmptySql, SqlInvalid, SqlSyntaxError
-from .fastpath import parse_fast
+from .fastpath import parse_fast_lazy
 from .splitter import Chunk, split_script
 from .transformer import ToAst
 
@@ -390,13 +390,15 @@ FAST_PATH = True
 def _fast(sql: str) -> ast.ParsedStatement | None:
     """The request as the normal path would parse it, if it is one of the
     fast path's two shapes: same tree, text, index, line and column."""
-    found = parse_fast(sql)
+    found = parse_fast_lazy(sql)
     if found is None:
         return None
-    kind, tree, start, end = found
+    kind, build, fast, start, end = found
     line = sql.count("\n", 0, start) + 1
     column = start - (sql.rfind("\n", 0, start) + 1) + 1
-    return ast.ParsedStatement(ast.Query(kind, tree, small=True), sql[start:end], 1, line, column)
+    tree = ast.Later(build) if fast is not None else build()
+    query = ast.Query(kind, tree, small=True, fast=fast)
+    return ast.ParsedStatement(query, sql[start:end], 1, line, column)
 
 
 def iter_script(sql: str) -> Iterator[ast.ParsedStatement]:

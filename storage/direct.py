@@ -106,6 +106,16 @@ def answer(expression: exp.Expression, table: exp.Table, snap: Snapshot,
         if name is None or name in names or name not in types:
             return None
         names.append(name)
+    return from_snapshot(snap, point, names)
+
+
+def from_snapshot(snap: Snapshot, point: dict[str, object], names: list[str]) -> pa.Table | None:
+    """The columns `names` (distinct columns of the table, in the answer's
+    order) of the snapshot's one buffered row of `point`, or None. The
+    part of `answer` after the query's shape is known: also what a fast-path
+    point SELECT read without its tree asks (storage/fast.py)."""
+    if snap.files or snap.buffer.num_rows > 1 or not snap.append_only:
+        return None  # a file to read, or versions to choose between: DuckDB
     rows = snap.buffer
     if rows.num_rows and any(rows.column(k)[0].as_py() != v for k, v in point.items()):
         return None

@@ -336,6 +336,16 @@ def tree_facts(expression: exp.Expression,
             deleted and names_deleted(expression))
 
 
+def answered(plan: Plan, snap: Snapshot, name: str) -> Plan:
+    """`plan`, whose `answer` was read off `snap` (the one table it names,
+    `name` as ns.table), as `run_plan` and EXPLAIN take it."""
+    plan.refs, plan.rows = 1, snap.buffer.num_rows + sum(f.rows for f in snap.files)
+    plan.tables.append(snap.table)
+    plan.reads.append((name, snap.files, snap.buffer.num_rows))
+    plan.json_names |= {c["name"] for c in snap.columns if c["type"] == "JSON"}
+    return plan
+
+
 def plan_query(
     expression: exp.Expression,
     user: str | None,
@@ -409,13 +419,7 @@ def plan_query(
                     if plan.answer is not None and len(nodes) == 1:
                         # Answered off the snapshot, and the query names no
                         # other table: no view names, no rewritten tree, no SQL.
-                        plan.refs, plan.rows = 1, snap.buffer.num_rows + sum(
-                            f.rows for f in snap.files)
-                        plan.tables.append(snap.table)
-                        plan.reads.append((f"{ns}.{name}", snap.files, snap.buffer.num_rows))
-                        plan.json_names |= {c["name"] for c in snap.columns
-                                            if c["type"] == "JSON"}
-                        return plan
+                        return answered(plan, snap, f"{ns}.{name}")
                     n = len(seen)
                     token = token or uuid.uuid4().hex[:12]
                     view = seen[(ns, name)] = f"__cairn_{token}_{n}"

@@ -97,14 +97,17 @@ async def test_an_http_statement_is_counted_while_it_runs(client: Any,
     cairn = client.server.app[CAIRN]
     await ok(client, "CREATE NAMESPACE app")
     await ok(client, "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)")
+    from storage import dml
+
     seen: list[int] = []
-    execute = cairn.engine.execute
+    write_values = dml.write_values
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         seen.append(cairn.statements.running)
-        return execute(*args, **kwargs)
+        return write_values(*args, **kwargs)
 
-    monkeypatch.setattr(cairn.engine, "execute", counting)
+    # Both INSERT paths write here (a fast-path one-row INSERT has no tree).
+    monkeypatch.setattr(dml, "write_values", counting)
     await ok(client, "INSERT INTO app.t VALUES (1, 'a')")
     assert seen == [1]
     assert cairn.statements.running == 0
