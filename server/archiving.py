@@ -31,8 +31,10 @@ from typing import Any
 from catalog import Archive
 from catalog.errors import CairnError, InvalidArgument
 from catalog.ids import new_id
-from storage.archive import store
+from storage.archive import segment, store
 from storage.archive.changes import now_us
+from storage.archive.helper import BodyHelper
+from storage.archive.segment import SegmentName
 from storage.archive.steps import pace, pacing, step
 from storage.backup import Repository
 from storage.timing import TIMINGS
@@ -97,6 +99,8 @@ class Archiver:
     # --- the loop --------------------------------------------------------------
 
     async def run(self) -> None:
+        with contextlib.suppress(OSError):  # its imports overlap the first cycle's
+            await self.cairn.run(self.service.helper.start)  # (retried by the cycle)
         while not self.stopping:
             rec = await self.cairn.run(self.cairn.catalog.get, Archive, self.namespace)
             if rec is None or rec.status == "stopped":
@@ -240,22 +244,34 @@ class Archiver:
         hi, through = mark if mark is not None else changes_log.mark(self.namespace)
         assert rec.shipped_us is not None
         with step("read"):
-            batch_changes = changes_log.read(self.namespace, rec.shipped_lsn, hi,
-                                             MAX_SEGMENT_BYTES)
-        more = bool(batch_changes) and batch_changes[-1].lsn < hi
-        if more:
-            through = batch_changes[-1].at_us
+            raw = changes_log.read_raw(self.namespace, rec.shipped_lsn, hi, MAX_SEGMENT_BYTES)
+        more = raw is not None and raw.last_lsn < hi
+        if raw is not None and more:
+            through = raw.last_us
         idle = through - rec.shipped_us
         heartbeat = max(HEARTBEAT_MIN_US, 10_000 * rec.interval_ms)
-        if not batch_changes and not final and idle < heartbeat:
+        if raw is None and not final and idle < heartbeat:
             if rec.status != "running":
                 rec.status, rec.last_error = "running", None
                 self.cairn.catalog.put(rec)
             return False
         repo = self.repo(rec)
         faults.hit("archive.before_segment", namespace=self.namespace)
-        name, size = store.write_segment(repo, self.namespace, rec.archive_id, batch_changes,
-                                         rec.shipped_lsn, rec.shipped_us, through)
+        version = segment.FORMAT_VERSION  # read each time: tests write format 1 too
+        if raw is None:
+            plain, count, last = segment.empty_body(version), 0, rec.shipped_lsn
+        else:
+            count, last = len(raw.entries), raw.last_lsn
+            if version == 1:  # format 1's body is the list of Changes itself
+                plain = raw.msgpack()
+            else:
+                with step("blocks"):  # the helper's work: this thread waits, GIL released
+                    plain, helper_cpu = self.service.helper.body(raw.msgpack())
+                TIMINGS.phase("archive_helper_cpu", helper_cpu)
+        pace()
+        name = SegmentName(rec.shipped_lsn, last, rec.shipped_us, through)
+        size = store.write_body(repo, self.namespace, rec.archive_id, name, plain, count,
+                                version)
         faults.hit("archive.after_segment", namespace=self.namespace, segment=name.file)
         pace()
         with step("commit"):
@@ -278,6 +294,7 @@ class ArchiveService:
     def __init__(self, cairn: Cairn) -> None:
         self.cairn = cairn
         self.archivers: dict[str, Archiver] = {}
+        self.helper = BodyHelper()  # builds segment bodies in a child process
 
     def activate_all(self) -> None:
         """Start-up, before any statement runs: log the changes of every archived
@@ -329,6 +346,7 @@ class ArchiveService:
             _, pending = await asyncio.wait(tasks, timeout=5.0)
             for task in pending:
                 task.cancel()
+        await self.cairn.run(self.helper.close)
 
 
 _services: weakref.WeakKeyDictionary[Cairn, ArchiveService] = weakref.WeakKeyDictionary()

@@ -95,6 +95,25 @@ def _lsn_of(key: bytes) -> int:
 
 
 @dataclass
+class RawChanges:
+    """Change-log entries as stored, oldest first (each the msgpack of one
+    Change), with the newest one's lsn and commit time."""
+
+    entries: list[bytes]
+    last_lsn: int
+    last_us: int
+
+    def msgpack(self) -> bytes:
+        """The msgpack of the list of these Changes: an array header, then the
+        entries as they are (no decoding, no re-encoding)."""
+        n = len(self.entries)
+        head = (bytes((0x90 | n,)) if n < 16 else
+                b"\xdc" + struct.pack(">H", n) if n < 1 << 16 else
+                b"\xdd" + struct.pack(">I", n))
+        return head + b"".join(self.entries)
+
+
+@dataclass
 class _Ns:
     lock: threading.Lock = field(default_factory=threading.Lock)
     active: bool = False
@@ -306,6 +325,31 @@ class ChangeLog:
             if size >= max_bytes:
                 break
         return out
+
+    def read_raw(self, namespace: str, after_lsn: int, upto_lsn: int,
+                 max_bytes: int = 16 << 20) -> RawChanges | None:
+        """As `read`, but the entries as stored (msgpack), undecoded but for the
+        last: what the archiver hands to its helper process (helper.py), which
+        decodes them. None when there are none."""
+        out: list[bytes] = []
+        size = 0
+        prefix = namespace.encode() + SEP.encode()
+        last = key_of(namespace, min(upto_lsn, MAX_LSN))
+        append = out.append
+        for i, (key, value) in enumerate(
+                self.catalog.scan_raw(FAMILY, prefix, key_of(namespace, after_lsn + 1))):
+            if key > last:
+                break
+            if not i % PACE_EVERY:
+                pace()
+            append(value)
+            size += len(value)
+            if size >= max_bytes:
+                break
+        if not out:
+            return None
+        newest = _decoder.decode(out[-1])
+        return RawChanges(out, newest.lsn, newest.at_us)
 
     def trim(self, namespace: str, upto_lsn: int, batch: Any) -> None:
         """Delete logged changes with lsn <= upto_lsn (shipped) in `batch`: one

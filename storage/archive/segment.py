@@ -122,6 +122,19 @@ def encode(namespace: str, archive_id: str, name: SegmentName, changes: list[Cha
     with step("blocks"):
         plain = encode_body(changes) if version == 2 else _encoder.encode(changes)
     pace()
+    return seal(namespace, archive_id, name, plain, len(changes), compress, keys, version)
+
+
+def empty_body(version: int = FORMAT_VERSION) -> bytes:
+    """The body of a segment with no changes."""
+    return encode_body([]) if version == 2 else _encoder.encode([])
+
+
+def seal(namespace: str, archive_id: str, name: SegmentName, plain: bytes, count: int,
+         compress: bool, keys: Keys | None, version: int = FORMAT_VERSION) -> bytes:
+    """The bytes of a segment whose body, before compression and encryption, is
+    `plain` (encode_body of its `count` changes, built here or by the archive
+    helper process): the header, then the stored body."""
     codec = "+".join((["zstd"] if compress else []) + (["aes-256-gcm"] if keys else [])) or "none"
     if codec == "none":
         body = plain
@@ -132,7 +145,7 @@ def encode(namespace: str, archive_id: str, name: SegmentName, changes: list[Cha
     header = {
         "format": FORMAT, "format_version": version, "namespace": namespace,
         "archive_id": archive_id, "after_lsn": name.after_lsn, "last_lsn": name.last_lsn,
-        "after_us": name.after_us, "through_us": name.through_us, "count": len(changes),
+        "after_us": name.after_us, "through_us": name.through_us, "count": count,
         "codec": codec, "key": keys.key_id if keys is not None else None,
         "body_size": len(body), "plain_size": len(plain),
         "plain_sha256": hashlib.sha256(plain).hexdigest(),

@@ -92,6 +92,24 @@ def write_segment(repo: Repository, namespace: str, archive_id: str, changes: li
     with step("encode"):
         data = segment.encode(namespace, archive_id, name, changes,
                               repo.compression == "zstd", keys)
+    return name, _store(repo, namespace, archive_id, name, data)
+
+
+def write_body(repo: Repository, namespace: str, archive_id: str, name: SegmentName,
+               plain: bytes, count: int, version: int = segment.FORMAT_VERSION) -> int:
+    """Store a segment whose body (blocks.encode_body of its `count` changes)
+    was built elsewhere (the archive helper process): compress, encrypt and
+    write it as `write_segment` does. Returns its stored size."""
+    repo.init()
+    keys = repo.writer_keys()
+    with step("encode"):
+        data = segment.seal(namespace, archive_id, name, plain, count,
+                            repo.compression == "zstd", keys, version)
+    return _store(repo, namespace, archive_id, name, data)
+
+
+def _store(repo: Repository, namespace: str, archive_id: str, name: SegmentName,
+           data: bytes) -> int:
     path = _dir(repo, namespace, archive_id, name.file)
     pace()
     with step("write"):
@@ -100,7 +118,7 @@ def write_segment(repo: Repository, namespace: str, archive_id: str, changes: li
                 repo.target.fs.create_dir(_dir(repo, namespace, archive_id), recursive=True)
         pace()
         write_atomic(repo.target, path, data, repo.durable)
-    return name, len(data)
+    return len(data)
 
 
 def read_segment(repo: Repository, namespace: str, archive_id: str,

@@ -1,0 +1,212 @@
+"""The archive helper process: builds segment bodies off the server's GIL.
+
+An archiver's cycle spent most of its CPU decoding the change-log entries and
+building the body's per-table Arrow blocks (blocks.encode_body): Python code
+that holds the GIL, in the server's process, on the 2 CPUs the writers use,
+so the writers' p99 paid for it (docs/performance.md). One long-lived child
+process per server now does that work: the archiver thread reads the entries
+as stored (bytes, `ChangeLog.read_raw`), sends them through a pipe, and
+waits for the body with the GIL released; it keeps everything else: the
+mark, compression, encryption and checksums (`segment.seal`), the durable
+write, the catalog batch that records the new end and trims the log. So the
+segment's bytes are what the server alone would write, no secret or target
+credential reaches the helper, and a crash of either leaves what it always
+did: a segment whole or absent, the log holding everything not recorded as
+shipped.
+
+Protocol, on the child's stdin and stdout: a request is a 4-byte big-endian
+length and the msgpack of a list of Changes (the entries concatenated behind
+an array header, `RawChanges.msgpack`); a reply is a status byte (0: the body
+follows; 1: an error message follows), the CPU seconds the child spent, the
+length, then the body or message. The child exits when its stdin closes: when
+the server stops it, exits or is killed (SIGKILL included: the kernel closes
+the pipe), so no helper outlives its server. A helper that exits or answers
+nothing within HELPER_TIMEOUT_S fails the cycle (recorded in system.archives
+like any archiving error, nothing shipped); the next cycle starts a new one."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from catalog.errors import Internal
+
+REQUEST = struct.Struct(">I")
+REPLY = struct.Struct(">BdI")
+HELPER_TIMEOUT_S = 120.0  # a body of a 16 MB backlog takes well under a second
+MAX_MESSAGE = 4096
+
+
+class HelperFailed(Internal):
+    """The helper process exited, broke the protocol, or took too long."""
+
+
+def _read_exact(fd: int, n: int, deadline: float | None = None) -> bytes | None:
+    """`n` bytes from `fd`; None at end of file. Waits (GIL released) until
+    `deadline` (time.monotonic()), TimeoutError after it."""
+    parts = []
+    while n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+        part = os.read(fd, min(n, 1 << 20))
+        if not part:
+            return None
+        parts.append(part)
+        n -= len(part)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# --- the child --------------------------------------------------------------------
+
+
+def serve(rfd: int, wfd: int) -> int:
+    """The child's loop: a body for each request until `rfd` ends."""
+    import msgspec  # the child's imports; the server has them already
+
+    from .blocks import encode_body
+    from .changes import Change
+
+    decode = msgspec.msgpack.Decoder(list[Change]).decode
+    while True:
+        head = _read_exact(rfd, REQUEST.size)
+        if head is None:
+            return 0
+        payload = _read_exact(rfd, REQUEST.unpack(head)[0])
+        if payload is None:
+            return 0
+        cpu = time.thread_time()
+        try:
+            body, status = encode_body(decode(payload)), 0
+        except Exception as exc:  # a damaged entry: the server records it
+            body, status = f"{type(exc).__name__}: {exc}".encode()[:MAX_MESSAGE], 1
+        del payload
+        _write_all(wfd, REPLY.pack(status, time.thread_time() - cpu, len(body)) + body)
+
+
+def main() -> int:
+    # Ctrl-C in a terminal reaches the whole process group: the server decides
+    # when its helper stops (by closing the pipe), not the terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    wfd = os.dup(1)
+    os.dup2(2, 1)  # anything printed goes to stderr, never into the replies
+    return serve(0, wfd)
+
+
+# --- the server's side ------------------------------------------------------------
+
+
+class BodyHelper:
+    """The server's handle on its helper process (one per server, shared by
+    every archiver; one request at a time). Started on first use, or ahead
+    with `start` so its imports overlap other work. A helper that exits, during
+    a request or between two, fails one request (HelperFailed); the next
+    starts a new one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return None if proc is None or proc.poll() is not None else proc.pid
+
+    def start(self) -> None:
+        """Start the helper now, if none was started (or the last one failed)."""
+        with self._lock:
+            if self._proc is None:
+                self._ensure()
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            return proc
+        if proc is not None:  # it died between two requests: a failure all the same
+            self._reap(proc)
+            raise HelperFailed(f"the archive helper process exited (code {proc.returncode}); "
+                               "a new one starts at the next cycle")
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        # the pipes are close-on-exec: only this process holds the write end of
+        # the child's stdin, so the child sees it close when this process ends
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "storage.archive.helper"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0)
+        return self._proc
+
+    def body(self, payload: bytes) -> tuple[bytes, float]:
+        """The segment body (blocks.encode_body) of `payload` (the msgpack of a
+        list of Changes), and the CPU seconds the helper spent on it.
+        HelperFailed when the helper fails; BackupInvalid-like errors of the
+        entries themselves come back as HelperFailed with the helper's message."""
+        with self._lock:
+            proc = self._ensure()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                _write_all(proc.stdin.fileno(), REQUEST.pack(len(payload)) + payload)
+                deadline = time.monotonic() + HELPER_TIMEOUT_S
+                head = _read_exact(proc.stdout.fileno(), REPLY.size, deadline)
+                if head is None:
+                    raise EOFError
+                status, cpu, size = REPLY.unpack(head)
+                data = _read_exact(proc.stdout.fileno(), size, deadline)
+                if data is None or status not in (0, 1):
+                    raise EOFError
+            except (OSError, EOFError, TimeoutError) as exc:
+                self._reap(proc)
+                code = proc.returncode
+                why = ("answered nothing in time" if isinstance(exc, TimeoutError)
+                       else f"exited (code {code})" if code is not None else "broke its pipe")
+                raise HelperFailed(f"the archive helper process {why}; "
+                                   "a new one starts at the next cycle") from None
+        if status == 1:
+            raise HelperFailed("the archive helper could not build the segment: "
+                               + data.decode("utf-8", "replace"))
+        return data, cpu
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if self._proc is proc:
+            self._proc = None
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the helper: its stdin closes, it exits (killed after `timeout`)."""
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                return
+            self._proc = None
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The archive helper process (storage/archive/helper.py): it builds the same
+segment body the server would, reports a damaged entry without dying, is
+replaced after it dies, and never outlives the process that started it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import archiving
+from storage.archive import segment
+from storage.archive.blocks import encode_body
+from storage.archive.changes import Change, RawChanges, _encoder
+from storage.archive.helper import BodyHelper, HelperFailed
+from storage.archive.segment import SegmentName
+from tests.archive.test_archiving import FAST, wait_shipped
+from tests.archive.test_blocks import AID, NS, log
+from tests.helpers import ok, rows, state
+
+
+def raw(cs: list[Change]) -> RawChanges:
+    return RawChanges([_encoder.encode(c) for c in cs], cs[-1].lsn, cs[-1].at_us)
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    """True once `pid` is no process (or a zombie nobody reaped yet)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def helper() -> object:
+    h = BodyHelper()
+    yield h
+    h.close()
+
+
+def test_the_helper_builds_the_servers_body(helper: BodyHelper) -> None:
+    """Byte for byte encode_body of the same changes, and the sealed segment is
+    what segment.encode writes; several requests on one process."""
+    for seed in range(3):
+        cs = log(random.Random(seed), 200)
+        body, cpu = helper.body(raw(cs).msgpack())
+        assert body == encode_body(cs) and cpu >= 0
+        name = SegmentName(cs[0].lsn - 1, cs[-1].lsn, cs[0].at_us - 1, cs[-1].at_us)
+        assert (segment.seal(NS, AID, name, body, len(cs), True, None)
+                == segment.encode(NS, AID, name, cs, True, None))
+    assert helper.pid is not None
+
+
+def test_a_damaged_entry_fails_the_request_not_the_helper(helper: BodyHelper) -> None:
+    cs = log(random.Random(7), 20)
+    pid = None
+    for bad in (b"\x91\xc1", b"\x91" + _encoder.encode([1, 2, "rows", "t", b"not arrow"])):
+        with pytest.raises(HelperFailed, match="could not build"):
+            helper.body(bad)
+        pid = pid or helper.pid
+        assert helper.pid == pid  # still the same process
+    assert helper.body(raw(cs).msgpack())[0] == encode_body(cs)
+
+
+def test_a_killed_helper_fails_one_request_then_is_replaced(helper: BodyHelper) -> None:
+    cs = log(random.Random(3), 30)
+    helper.start()
+    pid = helper.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert gone(pid)
+    with pytest.raises(HelperFailed, match="exited|broke"):
+        helper.body(raw(cs).msgpack())
+    assert helper.body(raw(cs).msgpack())[0] == encode_body(cs)
+    assert helper.pid not in (None, pid)
+
+
+def test_close_stops_the_helper() -> None:
+    h = BodyHelper()
+    h.start()
+    pid = h.pid
+    assert pid is not None
+    h.close()
+    assert gone(pid, 1.0) and h.pid is None
+
+
+def test_the_helper_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    """SIGKILL of the process that started the helper (the server) closes the
+    helper's stdin: the helper exits instead of running on as an orphan."""
+    script = ("import sys, time\n"
+              "from storage.archive.helper import BodyHelper\n"
+              "h = BodyHelper(); h.start()\n"
+              "print(h.pid, flush=True)\n"
+              "time.sleep(60)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        assert not gone(pid, 0.2)
+        parent.kill()
+        parent.wait()
+        assert gone(pid), "the helper outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+async def test_a_helper_crash_in_the_server_is_a_recorded_failure(client: Any) -> None:
+    """The server's helper killed while archiving: the cycle fails (status
+    'failed', last_error names the helper), a new helper takes over, and the
+    archive has no gap and no duplicate: VERIFY is clean and a restore to now
+    holds every row once."""
+    svc = archiving.service(state(client))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (1)")
+    await wait_shipped(client)
+    pid = svc.helper.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert gone(pid)
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    deadline = time.monotonic() + 10
+    while True:
+        row = (await rows(client, "SELECT * FROM system.archives"))[0]
+        if row["status"] == "failed":
+            break
+        assert time.monotonic() < deadline, row
+        await asyncio.sleep(0.02)
+    assert "archive helper process exited" in row["last_error"]
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+    shown = await wait_shipped(client, timeout=20)
+    assert shown["status"] == "running" and shown["last_error"] is None
+    assert svc.helper.pid not in (None, pid)
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is True and report["changes"] == 3, report
+    until = shown["archived_until"]
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{until}')")
+    assert [r["id"] for r in await rows(client, "SELECT id FROM r.t ORDER BY id")] == [1, 2, 3]
