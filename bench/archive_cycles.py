@@ -64,6 +64,10 @@ def show_steps(per_phase: list[dict[str, tuple[float, int]]]) -> str:
         if wall and wall[1]:
             parts.append(f"{name} {1000 * wall[0] / wall[1]:.2f} / "
                          f"{1000 * (cpu[0] if cpu else 0) / wall[1]:.2f}")
+    helper = total.get("helper_cpu")
+    if helper and helper[1]:  # the child process's CPU: not in the server's own figures
+        parts.append(f"helper process's CPU (outside the server) "
+                     f"{1000 * helper[0] / helper[1]:.2f} ms per body ({int(helper[1])} bodies)")
     cycles = int(total.get("ship", [0, 0])[1])
     return (f"  archiver cycle, mean wall / CPU ms per cycle ({cycles} cycles; 'encode' "
             f"holds 'blocks', which holds 'blocks_split' and 'blocks_arrow'; 'ship' is the "
