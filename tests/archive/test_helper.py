@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def gone(pid: int, within: float = 10.0) -> bool:
 
 
 @pytest.fixture
-def helper() -> object:
+def helper() -> Iterator[BodyHelper]:
     h = BodyHelper()
     yield h
     h.close()

@@ -21,10 +21,17 @@ from typing import Any, Self
 
 import pytest
 
+from tests.archive.test_helper import gone
 from tests.helpers import ServerProcess
 
 INTERVAL = 0.2
 START = f"START ARCHIVING DATABASE app TO 'arch' WITH (interval = '{int(INTERVAL * 1000)}ms')"
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (of any of its threads)."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+            for c in (task / "children").read_text().split()]
 
 
 def config(tmp_path: Path) -> Path:
@@ -110,7 +117,11 @@ def test_sigkill_while_archiving_then_restart(tmp_path: Path) -> None:
         must(srv, START)
         with Writers(srv) as w1:
             time.sleep(random.Random(1).uniform(1.0, 2.0))
+            assert srv.proc is not None
+            helpers = children(srv.proc.pid)  # the archive helper process
+            assert helpers, "no archive helper process"
             srv.kill()
+        assert all(gone(pid) for pid in helpers), "an archive helper outlived its server"
         srv = ServerProcess(tmp_path / "data", config=cfg).start()
         with Writers(srv, start=10_000) as w2:
             time.sleep(1.0)
