@@ -98,10 +98,13 @@ def serve(rfd: int, wfd: int) -> int:
         _write_all(wfd, REPLY.pack(status, time.thread_time() - cpu, len(body)) + body)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     # Ctrl-C in a terminal reaches the whole process group: the server decides
     # when its helper stops (by closing the pipe), not the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    nice = int(argv[0]) if argv else 0
+    if nice > os.getpriority(os.PRIO_PROCESS, 0):  # background work (storage/priority.py)
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
     wfd = os.dup(1)
     os.dup2(2, 1)  # anything printed goes to stderr, never into the replies
     return serve(0, wfd)
@@ -117,9 +120,10 @@ class BodyHelper:
     a request or between two, fails one request (HelperFailed); the next
     starts a new one."""
 
-    def __init__(self) -> None:
+    def __init__(self, nice: int = 0) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
+        self.nice = nice  # the helper's OS priority: the server's background level
 
     @property
     def pid(self) -> int | None:
@@ -146,7 +150,7 @@ class BodyHelper:
         # the pipes are close-on-exec: only this process holds the write end of
         # the child's stdin, so the child sees it close when this process ends
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "storage.archive.helper"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "storage.archive.helper", str(self.nice)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0)
         return self._proc
 
@@ -209,4 +213,4 @@ class BodyHelper:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
