@@ -267,8 +267,9 @@ class Archiver:
                 plain = raw.msgpack()
             else:
                 with step("blocks"):  # the helper's work: this thread waits, GIL released
-                    plain, helper_cpu = self.service.helper.body(raw.msgpack())
-                TIMINGS.phase("archive_helper_cpu", helper_cpu)
+                    plain, helper_cpu = self.service.helper.build(raw.msgpack())
+                if helper_cpu is not None:  # (None: built here, the helper still starting)
+                    TIMINGS.phase("archive_helper_cpu", helper_cpu)
         pace()
         name = SegmentName(rec.shipped_lsn, last, rec.shipped_us, through)
         size = store.write_body(repo, self.namespace, rec.archive_id, name, plain, count,

@@ -36,12 +36,21 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
+
 from catalog.errors import Internal
+
+from .blocks import encode_body
+from .changes import Change
 
 REQUEST = struct.Struct(">I")
 REPLY = struct.Struct(">BdI")
+READY = b"R"  # the child's first byte: its imports are done
 HELPER_TIMEOUT_S = 120.0  # a body of a 16 MB backlog takes well under a second
 MAX_MESSAGE = 4096
+
+
+_decode_changes = msgspec.msgpack.Decoder(list[Change]).decode
 
 
 class HelperFailed(Internal):
@@ -74,14 +83,14 @@ def _write_all(fd: int, data: bytes) -> None:
 # --- the child --------------------------------------------------------------------
 
 
-def serve(rfd: int, wfd: int) -> int:
-    """The child's loop: a body for each request until `rfd` ends."""
-    import msgspec  # the child's imports; the server has them already
-
-    from .blocks import encode_body
-    from .changes import Change
-
+def serve(rfd: int, wfd: int, nice: int = 0) -> int:
+    """The child's loop: a body for each request until `rfd` ends. It says
+    READY once its imports are done (at the spawning thread's priority, so
+    quickly), then lowers itself to `nice`."""
     decode = msgspec.msgpack.Decoder(list[Change]).decode
+    if nice > os.getpriority(os.PRIO_PROCESS, 0):  # background work (storage/priority.py)
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    _write_all(wfd, READY)
     while True:
         head = _read_exact(rfd, REQUEST.size)
         if head is None:
@@ -102,12 +111,9 @@ def main(argv: list[str]) -> int:
     # Ctrl-C in a terminal reaches the whole process group: the server decides
     # when its helper stops (by closing the pipe), not the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    nice = int(argv[0]) if argv else 0
-    if nice > os.getpriority(os.PRIO_PROCESS, 0):  # background work (storage/priority.py)
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
     wfd = os.dup(1)
     os.dup2(2, 1)  # anything printed goes to stderr, never into the replies
-    return serve(0, wfd)
+    return serve(0, wfd, int(argv[0]) if argv else 0)
 
 
 # --- the server's side ------------------------------------------------------------
@@ -123,6 +129,7 @@ class BodyHelper:
     def __init__(self, nice: int = 0) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ready = False  # the current child said READY
         self.nice = nice  # the helper's OS priority: the server's background level
 
     @property
@@ -149,10 +156,33 @@ class BodyHelper:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         # the pipes are close-on-exec: only this process holds the write end of
         # the child's stdin, so the child sees it close when this process ends
+        self._ready = False
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "storage.archive.helper", str(self.nice)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0)
         return self._proc
+
+    def build(self, payload: bytes) -> tuple[bytes, float | None]:
+        """The segment body of `payload` (the msgpack of a list of Changes):
+        from the helper once it is ready, with the CPU seconds it spent; built
+        here (None) while a new helper is still starting, so a server's first
+        cycles after start-up, START ARCHIVING or a helper failure ship on
+        time (the RPO) rather than wait for its imports. HelperFailed when a
+        helper that was started has died since."""
+        with self._lock:
+            proc = self._ensure()
+            if not self._ready:
+                assert proc.stdout is not None
+                fd = proc.stdout.fileno()
+                if select.select([fd], [], [], 0)[0]:
+                    if os.read(fd, len(READY)) != READY:
+                        self._reap(proc)
+                        raise HelperFailed("the archive helper process exited while "
+                                           "starting; a new one starts at the next cycle")
+                    self._ready = True
+        if self._ready:
+            return self.body(payload)
+        return encode_body(_decode_changes(payload)), None
 
     def body(self, payload: bytes) -> tuple[bytes, float]:
         """The segment body (blocks.encode_body) of `payload` (the msgpack of a
@@ -163,6 +193,11 @@ class BodyHelper:
             proc = self._ensure()
             assert proc.stdin is not None and proc.stdout is not None
             try:
+                if not self._ready:
+                    if _read_exact(proc.stdout.fileno(), len(READY),
+                                   time.monotonic() + HELPER_TIMEOUT_S) != READY:
+                        raise EOFError
+                    self._ready = True
                 _write_all(proc.stdin.fileno(), REQUEST.pack(len(payload)) + payload)
                 deadline = time.monotonic() + HELPER_TIMEOUT_S
                 head = _read_exact(proc.stdout.fileno(), REPLY.size, deadline)

@@ -164,3 +164,22 @@ async def test_a_helper_crash_in_the_server_is_a_recorded_failure(client: Any) -
     until = shown["archived_until"]
     await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{until}')")
     assert [r["id"] for r in await rows(client, "SELECT id FROM r.t ORDER BY id")] == [1, 2, 3]
+
+
+def test_a_starting_helper_is_not_waited_for() -> None:
+    """While a new helper is importing, bodies are built in the server (the
+    same bytes), so the first cycles after start-up ship on time; once it says
+    READY, bodies come from it."""
+    h = BodyHelper()
+    try:
+        cs = log(random.Random(4), 40)
+        body, cpu = h.build(raw(cs).msgpack())  # the helper was only just started
+        assert body == encode_body(cs) and cpu is None
+        deadline = time.monotonic() + 60
+        while cpu is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+            body, cpu = h.build(raw(cs).msgpack())
+        assert body == encode_body(cs) and cpu >= 0
+    finally:
+        h.close()
