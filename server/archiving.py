@@ -349,7 +349,10 @@ class ArchiveService:
             _, pending = await asyncio.wait(tasks, timeout=5.0)
             for task in pending:
                 task.cancel()
-        await self.cairn.run(self.helper.close)
+        try:
+            await self.cairn.run(self.helper.close)
+        except RuntimeError:  # the thread pool is shut down already: here, then
+            self.helper.close()
 
 
 _services: weakref.WeakKeyDictionary[Cairn, ArchiveService] = weakref.WeakKeyDictionary()
