@@ -31,7 +31,6 @@ from typing import Any
 from catalog import Archive
 from catalog.errors import CairnError, InvalidArgument
 from catalog.ids import new_id
-from storage import priority
 from storage.archive import segment, store
 from storage.archive.changes import now_us
 from storage.archive.helper import BodyHelper
@@ -296,8 +295,7 @@ class ArchiveService:
     def __init__(self, cairn: Cairn) -> None:
         self.cairn = cairn
         self.archivers: dict[str, Archiver] = {}
-        # builds segment bodies in a child process, at the background priority
-        self.helper = BodyHelper(priority.background_nice())
+        self.helper = BodyHelper()  # builds segment bodies in a child process
 
     def activate_all(self) -> None:
         """Start-up, before any statement runs: log the changes of every archived

@@ -83,13 +83,10 @@ def _write_all(fd: int, data: bytes) -> None:
 # --- the child --------------------------------------------------------------------
 
 
-def serve(rfd: int, wfd: int, nice: int = 0) -> int:
+def serve(rfd: int, wfd: int) -> int:
     """The child's loop: a body for each request until `rfd` ends. It says
-    READY once its imports are done (at the spawning thread's priority, so
-    quickly), then lowers itself to `nice`."""
+    READY first: its imports are done."""
     decode = msgspec.msgpack.Decoder(list[Change]).decode
-    if nice > os.getpriority(os.PRIO_PROCESS, 0):  # background work (storage/priority.py)
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
     _write_all(wfd, READY)
     while True:
         head = _read_exact(rfd, REQUEST.size)
@@ -107,13 +104,13 @@ def serve(rfd: int, wfd: int, nice: int = 0) -> int:
         _write_all(wfd, REPLY.pack(status, time.thread_time() - cpu, len(body)) + body)
 
 
-def main(argv: list[str]) -> int:
+def main() -> int:
     # Ctrl-C in a terminal reaches the whole process group: the server decides
     # when its helper stops (by closing the pipe), not the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     wfd = os.dup(1)
     os.dup2(2, 1)  # anything printed goes to stderr, never into the replies
-    return serve(0, wfd, int(argv[0]) if argv else 0)
+    return serve(0, wfd)
 
 
 # --- the server's side ------------------------------------------------------------
@@ -126,11 +123,10 @@ class BodyHelper:
     a request or between two, fails one request (HelperFailed); the next
     starts a new one."""
 
-    def __init__(self, nice: int = 0) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._ready = False  # the current child said READY
-        self.nice = nice  # the helper's OS priority: the server's background level
 
     @property
     def pid(self) -> int | None:
@@ -158,7 +154,7 @@ class BodyHelper:
         # the child's stdin, so the child sees it close when this process ends
         self._ready = False
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "storage.archive.helper", str(self.nice)], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "storage.archive.helper"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0)
         return self._proc
 
@@ -248,4 +244,4 @@ class BodyHelper:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

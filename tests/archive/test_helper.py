@@ -90,16 +90,6 @@ def test_a_killed_helper_fails_one_request_then_is_replaced(helper: BodyHelper) 
     assert helper.pid not in (None, pid)
 
 
-def test_the_helper_runs_at_the_background_priority() -> None:
-    h = BodyHelper(nice=7)
-    try:
-        cs = log(random.Random(2), 5)
-        assert h.body(raw(cs).msgpack())[0] == encode_body(cs)  # it is up and running
-        assert h.pid is not None and os.getpriority(os.PRIO_PROCESS, h.pid) == 7
-    finally:
-        h.close()
-
-
 def test_close_stops_the_helper() -> None:
     h = BodyHelper()
     h.start()
