@@ -266,7 +266,7 @@ class Archiver:
                 plain = raw.msgpack()
             else:
                 with step("blocks"):  # the helper's work: this thread waits, GIL released
-                    plain, helper_cpu = self.service.helper.build(raw.msgpack())
+                    plain, helper_cpu = self.service.helper.build(raw.parts())
                 if helper_cpu is not None:  # (None: built here, the helper still starting)
                     TIMINGS.phase("archive_helper_cpu", helper_cpu)
         pace()

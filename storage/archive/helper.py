@@ -80,6 +80,24 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+IOV_MAX = 1024  # Linux's limit on the pieces of one writev
+
+
+def _write_parts(fd: int, parts: list[bytes]) -> None:
+    """The pieces in order, gathered by the kernel (writev): a large request is
+    never copied into one buffer first (a fresh mapping of its size, hence a
+    page fault per 4 KiB: storage/allocator.py pins the mmap threshold)."""
+    for i in range(0, len(parts), IOV_MAX):
+        chunk = parts[i:i + IOV_MAX]
+        done = os.writev(fd, chunk)
+        for part in chunk:  # a short write (a signal): the rest one by one
+            if done >= len(part):
+                done -= len(part)
+                continue
+            _write_all(fd, part[done:])
+            done = 0
+
+
 # --- the child --------------------------------------------------------------------
 
 
@@ -158,8 +176,9 @@ class BodyHelper:
             stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0)
         return self._proc
 
-    def build(self, payload: bytes) -> tuple[bytes, float | None]:
-        """The segment body of `payload` (the msgpack of a list of Changes):
+    def build(self, payload: list[bytes]) -> tuple[bytes, float | None]:
+        """The segment body of `payload` (the msgpack of a list of Changes, in
+        pieces: `RawChanges.parts`):
         from the helper once it is ready, with the CPU seconds it spent; built
         here (None) while a new helper is still starting, so a server's first
         cycles after start-up, START ARCHIVING or a helper failure ship on
@@ -178,11 +197,11 @@ class BodyHelper:
                     self._ready = True
         if self._ready:
             return self.body(payload)
-        return encode_body(_decode_changes(payload)), None
+        return encode_body(_decode_changes(b"".join(payload))), None
 
-    def body(self, payload: bytes) -> tuple[bytes, float]:
+    def body(self, payload: list[bytes]) -> tuple[bytes, float]:
         """The segment body (blocks.encode_body) of `payload` (the msgpack of a
-        list of Changes), and the CPU seconds the helper spent on it.
+        list of Changes, in pieces), and the CPU seconds the helper spent on it.
         HelperFailed when the helper fails; BackupInvalid-like errors of the
         entries themselves come back as HelperFailed with the helper's message."""
         with self._lock:
@@ -194,7 +213,8 @@ class BodyHelper:
                                    time.monotonic() + HELPER_TIMEOUT_S) != READY:
                         raise EOFError
                     self._ready = True
-                _write_all(proc.stdin.fileno(), REQUEST.pack(len(payload)) + payload)
+                size = sum(map(len, payload))
+                _write_parts(proc.stdin.fileno(), [REQUEST.pack(size), *payload])
                 deadline = time.monotonic() + HELPER_TIMEOUT_S
                 head = _read_exact(proc.stdout.fileno(), REPLY.size, deadline)
                 if head is None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from server import archiving
@@ -58,7 +59,7 @@ def test_the_helper_builds_the_servers_body(helper: BodyHelper) -> None:
     what segment.encode writes; several requests on one process."""
     for seed in range(3):
         cs = log(random.Random(seed), 200)
-        body, cpu = helper.body(raw(cs).msgpack())
+        body, cpu = helper.body(raw(cs).parts())
         assert body == encode_body(cs) and cpu >= 0
         name = SegmentName(cs[0].lsn - 1, cs[-1].lsn, cs[0].at_us - 1, cs[-1].at_us)
         assert (segment.seal(NS, AID, name, body, len(cs), True, None)
@@ -69,12 +70,12 @@ def test_the_helper_builds_the_servers_body(helper: BodyHelper) -> None:
 def test_a_damaged_entry_fails_the_request_not_the_helper(helper: BodyHelper) -> None:
     cs = log(random.Random(7), 20)
     pid = None
-    for bad in (b"\x91\xc1", b"\x91" + _encoder.encode([1, 2, "rows", "t", b"not arrow"])):
+    for bad in ([b"\x91\xc1"], [b"\x91", _encoder.encode([1, 2, "rows", "t", b"not arrow"])]):
         with pytest.raises(HelperFailed, match="could not build"):
             helper.body(bad)
         pid = pid or helper.pid
         assert helper.pid == pid  # still the same process
-    assert helper.body(raw(cs).msgpack())[0] == encode_body(cs)
+    assert helper.body(raw(cs).parts())[0] == encode_body(cs)
 
 
 def test_a_killed_helper_fails_one_request_then_is_replaced(helper: BodyHelper) -> None:
@@ -85,8 +86,8 @@ def test_a_killed_helper_fails_one_request_then_is_replaced(helper: BodyHelper) 
     os.kill(pid, signal.SIGKILL)
     assert gone(pid)
     with pytest.raises(HelperFailed, match="exited|broke"):
-        helper.body(raw(cs).msgpack())
-    assert helper.body(raw(cs).msgpack())[0] == encode_body(cs)
+        helper.body(raw(cs).parts())
+    assert helper.body(raw(cs).parts())[0] == encode_body(cs)
     assert helper.pid not in (None, pid)
 
 
@@ -163,13 +164,24 @@ def test_a_starting_helper_is_not_waited_for() -> None:
     h = BodyHelper()
     try:
         cs = log(random.Random(4), 40)
-        body, cpu = h.build(raw(cs).msgpack())  # the helper was only just started
+        body, cpu = h.build(raw(cs).parts())  # the helper was only just started
         assert body == encode_body(cs) and cpu is None
         deadline = time.monotonic() + 60
         while cpu is None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-            body, cpu = h.build(raw(cs).msgpack())
+            body, cpu = h.build(raw(cs).parts())
         assert body == encode_body(cs) and cpu >= 0
     finally:
         h.close()
+
+
+def test_entries_go_over_as_they_are(helper: BodyHelper) -> None:
+    """The entries behind an array header are the msgpack of the list of
+    Changes, for every size of header; more pieces than one writev takes
+    arrive whole and in order."""
+    cs = log(random.Random(5), 1500)
+    for n in (1, 15, 16, 1500):
+        assert msgspec.msgpack.decode(raw(cs[:n]).msgpack(), type=list[Change]) == cs[:n]
+    assert len(raw(cs).parts()) > 1024
+    assert helper.body(raw(cs).parts())[0] == encode_body(cs)
