@@ -22,7 +22,7 @@ from catalog.errors import (
 from .codec import RAW, Form, decode, identify
 from .contents import Teed
 from .crypto import Keys
-from .fastcopy import copy_checked
+from .fastcopy import copy_file
 from .layout import check_oid
 from .nofollow import NoFollowHandler, handler_of
 from .oserrors import read_failed, reading
@@ -125,19 +125,16 @@ class ObjectReads:
         try:
             dst = os.open(local_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             try:
-                digest = hashlib.sha256()
-
                 def error(exc: OSError) -> BaseException:
                     # The local side's own failures (a full disk) stay what they are.
                     return exc if exc.errno in _LOCAL_ERRORS else read_failed(
                         uri, exc, what=f"object {oid}")
 
-                n = copy_checked(src, dst, digest, on_bytes, should_stop, error)
+                return copy_file(src, dst, on_bytes, should_stop, error)
             finally:
                 os.close(dst)
         finally:
             os.close(src)
-        return n, digest.hexdigest()
 
     def check(
         self,

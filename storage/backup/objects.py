@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -42,7 +41,7 @@ from .codec import (
     worth_compressing,
 )
 from .crypto import Keys
-from .fastcopy import copy_checked
+from .fastcopy import copy_file
 from .layout import (
     OBJECTS,
     TMP,
@@ -215,13 +214,11 @@ class ObjectStore(ObjectReads):
         """Format 1, local: one pass copies into `tmp/` and hashes, then a rename."""
         uri = self.target.uri
         tmp = temp_path(self.target.base)
-        digest = hashlib.sha256()
         with open(local_path, "rb", buffering=0) as src:
             with writing(uri):
                 make_dirs(self.target, tmp.rsplit("/", 1)[0])
             try:
-                n = self._upload(src, tmp, digest, on_bytes, should_stop, on_copied)
-                oid = digest.hexdigest()
+                n, oid = self._upload(src, tmp, on_bytes, should_stop, on_copied)
                 _check_source(local_path, oid, n, sha256, size)
                 if on_oid is not None:
                     on_oid(oid)
@@ -255,13 +252,12 @@ class ObjectStore(ObjectReads):
                 return reused
         final = self.path(sha256)
         dest = self._stage(final, size)
-        digest = hashlib.sha256()
         with writing(self.target.uri):
             make_dirs(self.target, dest.rsplit("/", 1)[0])
         with open(local_path, "rb", buffering=0) as src:
             try:
-                n = self._upload(src, dest, digest, on_bytes, should_stop)
-                _check_source(local_path, digest.hexdigest(), n, sha256, size)
+                n, got = self._upload(src, dest, on_bytes, should_stop)
+                _check_source(local_path, got, n, sha256, size)
                 if dest != final and not self._move_unless_present(dest, sha256, n):
                     return PutResult(sha256, n, False, sha256, n)
             except BaseException:
@@ -342,10 +338,10 @@ class ObjectStore(ObjectReads):
                 make_dirs(self.target, dest.rsplit("/", 1)[0])
             try:
                 if form.encoding == RAW and form.keys is None:  # not worth compressing
-                    plain = hashlib.sha256()  # stored as is: fd to fd, locally
-                    n = stored = self._upload(src, dest, plain, on_bytes, should_stop,
-                                              on_copied if local else None)
-                    digest = plain.hexdigest()
+                    # stored as is: fd to fd, locally
+                    n, digest = self._upload(src, dest, on_bytes, should_stop,
+                                             on_copied if local else None)
+                    stored = n
                 else:
                     n, stored, digest = self._upload_encoded(src, dest, form, on_bytes,
                                                              should_stop)
@@ -372,13 +368,13 @@ class ObjectStore(ObjectReads):
         self,
         src: Readable,
         path: str,
-        digest: Any,
         on_bytes: OnBytes | None,
         should_stop: ShouldStop | None,
         on_copied: OnCopied | None = None,
-    ) -> int:
-        """Stream `src` into a new file at `path`; target errors become CairnErrors.
-        The caller removes `path` if this raises."""
+    ) -> tuple[int, str]:
+        """Stream `src` into a new file at `path`, hashed: (bytes, sha256 hex of
+        exactly the bytes written); target errors become CairnErrors. The caller
+        removes `path` if this raises."""
         uri = self.target.uri
         handler = handler_of(self.target.fs)
         if handler is not None and hasattr(src, "fileno"):  # local: fd to fd (fastcopy.py)
@@ -388,7 +384,7 @@ class ObjectStore(ObjectReads):
                     # Through the page cache, as `cp` writes: a RESTORE soon after reads
                     # the objects from memory (written direct, the bench's RESTORE read
                     # 519 MiB back from the disk: 2.1-2.7x the durable copy, not 1.2-1.7x).
-                    n = copy_checked(src.fileno(), fd, digest, on_bytes, should_stop,
+                    done = copy_file(src.fileno(), fd, on_bytes, should_stop,
                                      partial(write_failed, uri), direct=False)
                     if on_copied is not None:
                         on_copied()
@@ -396,7 +392,8 @@ class ObjectStore(ObjectReads):
                         os.fsync(fd)  # publish() need not reopen it to sync
                 finally:
                     os.close(fd)
-            return n
+            return done
+        digest = hashlib.sha256()
         with writing(uri):
             out = self.target.fs.open_output_stream(path)
             try:
@@ -409,7 +406,7 @@ class ObjectStore(ObjectReads):
             out.close()
         if on_copied is not None:
             on_copied()
-        return n
+        return n, digest.hexdigest()
 
     def _upload_encoded(
         self,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from catalog.errors import BackupInvalid, Cancelled
-from storage.backup import fastcopy
+from storage.backup import copier, copyloop, fastcopy
 from storage.backup.repository import Repository
 from storage.backup.transfer import CHUNK_SIZE
 
@@ -106,10 +106,16 @@ def test_the_hash_is_of_what_is_stored(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("compression", ["none", "zstd"])  # zstd: not worth it, stored raw
+@pytest.mark.parametrize("where", ["process", "thread"])
 def test_local_put_and_restore_go_through_fastcopy(
     repo: Repository, make_file: MakeFile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    compression: str,
+    compression: str, where: str,
 ) -> None:
+    """A local put and restore copy fd to fd: in a copier process (this
+    process's `os.preadv` is never called), or with the copier off on the
+    caller's thread; either way a rotted object is refused and a cancel leaves
+    nothing behind."""
+    monkeypatch.setattr(copier, "_enabled", where == "process" and copier._SUPPORTED)
     calls: list[int] = []
     real = os.preadv
 
@@ -121,12 +127,15 @@ def test_local_put_and_restore_go_through_fastcopy(
     repo.compression = compression
     repo.store.compress = compression == "zstd"
     src = make_file(size=2 * CHUNK_SIZE + 9)
-    put = repo.put_file(src.path, sha256=src.sha256, size=src.size)
-    assert put.written and put.oid == src.sha256 and calls
+    seen: list[int] = []
+    put = repo.put_file(src.path, sha256=src.sha256, size=src.size, on_bytes=seen.append)
+    assert put.written and put.oid == src.sha256 and sum(seen) == src.size
+    assert bool(calls) == (where == "thread")  # in a copier: not in this process
     out = tmp_path / "restored"
     calls.clear()
     repo.read_object_to(put.oid, str(out), src.size)
-    assert calls and out.read_bytes() == Path(src.path).read_bytes()
+    assert out.read_bytes() == Path(src.path).read_bytes()
+    assert bool(calls) == (where == "thread")
 
     # A rotted object is refused and leaves nothing behind.
     stored = object_file(repo, put.oid)
@@ -137,9 +146,10 @@ def test_local_put_and_restore_go_through_fastcopy(
     with pytest.raises(BackupInvalid, match="sha256 mismatch"):
         repo.read_object_to(put.oid, str(out), src.size)
     assert not out.exists()
-    seen = iter(range(100))
+    seen_stops = iter(range(100))
     with pytest.raises(Cancelled):
-        repo.read_object_to(put.oid, str(out), src.size, should_stop=lambda: next(seen) >= 1)
+        repo.read_object_to(put.oid, str(out), src.size,
+                            should_stop=lambda: next(seen_stops) >= 1)
     assert not out.exists()
 
 
@@ -159,7 +169,7 @@ def test_writes_go_direct_where_the_file_system_allows(tmp_path: Path,
     data = os.urandom(2 * CHUNK_SIZE + 4097)
     (tmp_path / "src").write_bytes(data)
     probe = os.open(tmp_path / "probe", os.O_RDWR | os.O_CREAT)
-    takes_direct = fastcopy._set_direct(probe, True)
+    takes_direct = fastcopy.set_direct(probe, True)
     os.close(probe)
     n, sha, _ = _copy(tmp_path / "src", tmp_path / "dst")
     assert (n, sha) == (len(data), hashlib.sha256(data).hexdigest())
@@ -180,6 +190,6 @@ def test_writes_go_direct_where_the_file_system_allows(tmp_path: Path,
     assert (tmp_path / "dst2").read_bytes() == data
     assert max(sizes) == fastcopy.PIECE  # the page cache gets pieces, not 1 MiB writes
 
-    monkeypatch.setattr(fastcopy, "_DIRECT", 0)  # a platform without the flag
+    monkeypatch.setattr(copyloop, "_DIRECT", 0)  # a platform without the flag
     n, sha, _ = _copy(tmp_path / "src", tmp_path / "dst3")
     assert (tmp_path / "dst3").read_bytes() == data
