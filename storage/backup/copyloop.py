@@ -171,9 +171,18 @@ def serve(sock: socket.socket) -> None:
                 return
 
 
-if __name__ == "__main__":
-    fd = int(sys.argv[1])
-    if len(sys.argv) > 2:  # the background priority, as the job threads' (priority.py)
+def lower(nice: int) -> None:
+    """The copier's priority: SCHED_IDLE (it runs only when no normal-priority
+    thread of its group wants a CPU, and a statement's thread waking up takes
+    the CPU from it at once), else the background nice value."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, 0, int(sys.argv[2]))
-    serve(socket.socket(fileno=fd))
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2:  # the jobs' background level is on (storage/priority.py)
+        lower(int(sys.argv[2]))
+    serve(socket.socket(fileno=int(sys.argv[1])))
