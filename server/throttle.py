@@ -22,6 +22,10 @@ GIVE_WAY_SECONDS = 0.02
 # loop sends its next statement within a few milliseconds, and transfer threads
 # let go meanwhile would be mid-chunk, taking the GIL, when it arrives.
 LINGER_SECONDS = 0.005
+# A request that ends this soon after a transfer last waited arms the eventfd for
+# the end of its linger even if no transfer waits at that moment (one is
+# between two chunks): the next one to wait then sleeps in `poll` throughout.
+RECENT_SECONDS = 1.0
 # Whether the running task (and the tasks it started) serves a counted request.
 _counted: ContextVar[bool] = ContextVar("cairn_counted_request", default=False)
 
@@ -75,6 +79,7 @@ class Statements:
         self._running: list[None] = []
         self._idle_since = 0.0  # time.monotonic() when the last request ended
         self._waiting: list[None] = []  # transfer threads in give_way
+        self._last_wait = -RECENT_SECONDS - 1.0  # time.monotonic() of the last give_way that waited
         self._signaled = False  # the eventfd holds a count (no request running)
         self._fd: int | None = None
         if hasattr(os, "eventfd"):
@@ -96,8 +101,8 @@ class Statements:
         self._running.pop()
         if self._running:
             return
-        self._idle_since = time.monotonic()
-        if not self._waiting:
+        self._idle_since = now = time.monotonic()
+        if not self._waiting and now - self._last_wait > RECENT_SECONDS:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -110,9 +115,11 @@ class Statements:
         loop.call_later(self.linger, self._signal_if_idle)
 
     def _signal_if_idle(self) -> None:
-        # Only when a transfer waits (no system calls while no job runs); a
-        # thread that starts waiting after this looks at the count again.
-        if not self._running and self._waiting:
+        # Only while transfers wait or waited lately (no system calls while no
+        # job runs): a thread that starts waiting within the linger finds the
+        # eventfd readable once it is over, and sleeps in `poll` till then.
+        if not self._running and (
+                self._waiting or time.monotonic() - self._last_wait <= RECENT_SECONDS):
             self._signal()
 
     @property
@@ -151,15 +158,20 @@ class Statements:
         self._waiting.append(None)
         try:
             while True:
-                now = time.monotonic()
+                now = self._last_wait = time.monotonic()
                 if now >= deadline or self._quiet(now):
                     return True
-                if not self._running:  # ended lately: the rest of the linger
-                    time.sleep(min(deadline, self._idle_since + self.linger) - now)
-                elif poll is None:  # no eventfd (not Linux): look every millisecond
+                if poll is None:  # no eventfd (not Linux): look every millisecond
                     time.sleep(0.001)
-                elif poll.poll((deadline - now) * 1000) and self._running:
-                    time.sleep(0.001)  # readable as a request starts: not a spin
+                elif poll.poll((deadline - now) * 1000):
+                    # Readable: the linger after the last request is over. One
+                    # wake-up per quiet spell, none per request: each wake-up of a
+                    # lowered thread takes the GIL, and a statement on the event
+                    # loop waited for it behind them.
+                    if self._running:
+                        time.sleep(0.001)  # a request started as it was signalled
+                    elif not self._quiet(time.monotonic()):  # the timer ran a little early
+                        time.sleep(max(0.0, self._idle_since + self.linger - time.monotonic()))
         finally:
             self._waiting.pop()
 

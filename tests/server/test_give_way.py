@@ -170,3 +170,23 @@ def test_a_transfer_still_waits_just_after_a_request_ended() -> None:
     assert statements.give_way(0.01) is True  # within the linger: it waited
     statements.linger = 0.0
     assert statements.give_way(0.01) is False  # quiet: nothing waits
+
+
+async def test_a_transfer_waiting_between_two_requests_sleeps_until_signalled() -> None:
+    """A transfer thread that starts waiting between two requests (in the
+    linger) sleeps in `poll` until the event loop signals the end of the
+    linger: no timer of its own (each wake-up of a lowered thread takes the
+    GIL a statement on the event loop may be waiting for). Here the linger is
+    long and then cut short: only the signal can wake the thread in time."""
+    statements = Statements()
+    statements.started()
+    assert statements.give_way(0.001) is True  # a transfer waited lately
+    statements.linger = 3600.0
+    statements.ended()  # on the loop: the signal is due at the linger's end
+    thread, returned = give_way_in_thread(statements, 3600)
+    loop = asyncio.get_running_loop()
+    assert not await loop.run_in_executor(None, returned.wait, 0.3)
+    statements.linger = 0.0
+    statements._signal_if_idle()  # what the loop's timer does at the linger's end
+    assert await loop.run_in_executor(None, returned.wait, 30)
+    thread.join(30)
