@@ -18,6 +18,7 @@ from catalog.errors import Cancelled
 from storage.backup import copier, fastcopy
 from storage.backup.transfer import CHUNK_SIZE
 
+
 @pytest.fixture(autouse=True)
 def _on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(copier, "_enabled", True)
