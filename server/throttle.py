@@ -69,9 +69,13 @@ class Statements:
     holding it would make the request wait for it): the count is a list, and
     "none running" is an eventfd that is readable exactly then, which the
     transfer threads poll for without the GIL. It is made readable once the
-    event loop has written the answer (`call_soon`), not when the handler
-    returns, and only while a transfer thread waits: with no job running a
-    request costs no system call (~2 µs in all)."""
+    event loop has written the answer and the linger is over (`call_later`),
+    not when the handler returns, and only while a transfer thread waits or
+    waited in the last RECENT_SECONDS: with no job running a request costs no
+    system call (~2 µs in all). A waiting thread has no timer of its own: it
+    wakes when the eventfd is readable or its bound is up, since each wake-up
+    of a lowered thread takes the GIL (docs/performance.md, "The copy out of
+    the server process")."""
 
     def __init__(self, limit: float = GIVE_WAY_SECONDS) -> None:
         self.limit = limit  # seconds; 0: give_way never waits
