@@ -4,9 +4,9 @@ A raw object between two local files (a backup into a directory target, a
 restore from one) is read with `preadv` into one reused 1 MiB buffer, hashed,
 and written from that buffer (`pwrite`): the bytes checked are exactly the
 bytes stored. Several objects are in flight at once (storage/inflight.py), so
-the cores stay busy without a second thread per copy; each runs on the
-caller's thread, at the job's priority (a transfer worker inherits the
-background level from the job thread that starts it, storage/priority.py).
+the cores stay busy without a second thread per copy; each runs in a copier
+process (below) or on the caller's thread, at the job's background priority
+(storage/priority.py).
 
 Why not the kernel copy (`copy_file_range`) with the destination hashed back
 from the page cache by a second thread, as before: both move every byte
