@@ -46,7 +46,7 @@ def test_the_next_copy_runs_while_the_disk_syncs(app: Engine, tmp_path: Path,
     copies: list[int] = []
     held: list[int] = []
     lock = threading.Lock()
-    real_fsync, real_copy = os.fsync, objects.copy_checked
+    real_fsync, real_copy = os.fsync, objects.copy_file
     real_encode = objects.ObjectStore._upload_encoded
 
     def copying() -> None:
@@ -55,9 +55,9 @@ def test_the_next_copy_runs_while_the_disk_syncs(app: Engine, tmp_path: Path,
             if len(copies) == FILES:
                 third.set()
 
-    def copy_checked(src: int, dst: int, digest: Any, *args: Any, **kw: Any) -> int:
+    def copy_file(src: int, dst: int, *args: Any, **kw: Any) -> tuple[int, str]:
         copying()
-        return real_copy(src, dst, digest, *args, **kw)
+        return real_copy(src, dst, *args, **kw)
 
     def upload_encoded(self: Any, *args: Any, **kw: Any) -> Any:
         copying()
@@ -72,7 +72,7 @@ def test_the_next_copy_runs_while_the_disk_syncs(app: Engine, tmp_path: Path,
                 assert gate.wait(10)
         real_fsync(fd)
 
-    monkeypatch.setattr(objects, "copy_checked", copy_checked)
+    monkeypatch.setattr(objects, "copy_file", copy_file)
     monkeypatch.setattr(objects.ObjectStore, "_upload_encoded", upload_encoded)
     monkeypatch.setattr(os, "fsync", fsync)
     repo = Repository(resolve_target("t", [str(tmp_path / "b")], {}), compression=compression)
