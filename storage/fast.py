@@ -91,7 +91,11 @@ def select(engine: PointEngine, db: str | None, table: str, columns: list[str], 
     except CairnError:  # a USER table and no user: before anything is pinned
         return None
     plan = Plan(pins=[pin])
-    plan.answer = direct.from_snapshot(snap, point, columns)
+    try:
+        plan.answer = direct.from_snapshot(snap, point, columns)
+    except BaseException:  # as plan_query: no pin left behind
+        release(plan, engine.files)
+        raise
     if plan.answer is None:
         release(plan, engine.files)
         return None

@@ -91,3 +91,4 @@ def test_typed_point_select_answers_as_the_tree(engine: Engine, run: Run, seed: 
 
     _point_workload(engine, run, seed, check)
     assert counts["typed"] >= 10 and counts["tree"] >= 100, counts
+    assert not +engine.files._pins  # every snapshot's pin given back, answered or not
