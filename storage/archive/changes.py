@@ -307,6 +307,19 @@ class ChangeLog:
 
     # --- reading and trimming -------------------------------------------------
 
+    def _entries(self, namespace: str, after_lsn: int, upto_lsn: int) -> Iterator[bytes]:
+        """The stored entries with after_lsn < lsn <= upto_lsn, oldest first,
+        pacing every PACE_EVERY entries (steps.pace)."""
+        prefix = namespace.encode() + SEP.encode()
+        last = key_of(namespace, min(upto_lsn, MAX_LSN))  # keys sort as their lsns
+        for i, (key, value) in enumerate(
+                self.catalog.scan_raw(FAMILY, prefix, key_of(namespace, after_lsn + 1))):
+            if key > last:
+                return
+            if not i % PACE_EVERY:
+                pace()
+            yield value
+
     def read(self, namespace: str, after_lsn: int, upto_lsn: int,
              max_bytes: int = 16 << 20) -> list[Change]:
         """Logged changes with after_lsn < lsn <= upto_lsn, oldest first, stopping
@@ -315,15 +328,8 @@ class ChangeLog:
         (steps.pace)."""
         out: list[Change] = []
         size = 0
-        prefix = namespace.encode() + SEP.encode()
-        last = key_of(namespace, min(upto_lsn, MAX_LSN))  # keys sort as their lsns
         decode = _decoder.decode
-        for i, (key, value) in enumerate(
-                self.catalog.scan_raw(FAMILY, prefix, key_of(namespace, after_lsn + 1))):
-            if key > last:
-                break
-            if not i % PACE_EVERY:
-                pace()
+        for value in self._entries(namespace, after_lsn, upto_lsn):
             change = decode(value)
             out.append(change)
             size += len(change.data)
@@ -338,16 +344,8 @@ class ChangeLog:
         decodes them. None when there are none."""
         out: list[bytes] = []
         size = 0
-        prefix = namespace.encode() + SEP.encode()
-        last = key_of(namespace, min(upto_lsn, MAX_LSN))
-        append = out.append
-        for i, (key, value) in enumerate(
-                self.catalog.scan_raw(FAMILY, prefix, key_of(namespace, after_lsn + 1))):
-            if key > last:
-                break
-            if not i % PACE_EVERY:
-                pace()
-            append(value)
+        for value in self._entries(namespace, after_lsn, upto_lsn):
+            out.append(value)
             size += len(value)
             if size >= max_bytes:
                 break
