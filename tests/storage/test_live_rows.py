@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 import pyarrow.parquet as pq
 
 from storage import live_rows
@@ -35,6 +36,28 @@ def test_first_versions_only_are_read_off_the_footers(tmp_path: Path) -> None:
     paths = [write(tmp_path / "a.parquet", a), write(tmp_path / "b.parquet", b)]
     assert live_rows._rows_if_first_versions_only(paths) == 5
     assert live_rows.count([paths], ["id"]) == brute([a, b]) == 5
+
+
+def test_no_duckdb_when_every_group_is_read_off_the_footers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backup's count of an INSERT-only namespace opens no DuckDB connection:
+    one costs tens of ms of the job thread, much of it holding the GIL that
+    statements on the event loop wait for (docs/performance.md, "p99 beside
+    jobs")."""
+    a = [(1, 1, False, False), (2, 2, False, False)]
+    b = [(3, 3, False, False)]
+    paths = [write(tmp_path / "a.parquet", a), write(tmp_path / "b.parquet", b)]
+    opened: list[object] = []
+    real = live_rows.duckdb.connect
+    monkeypatch.setattr(live_rows.duckdb, "connect",
+                        lambda *args, **kw: opened.append(args) or real(*args, **kw))
+    assert live_rows.count([paths[:1], [], paths[1:]], ["id"]) == 3
+    assert opened == []
+    # a group with an overwrite still opens one, and is counted from its rows
+    c = [(1, 4, True, True)]
+    groups = [[paths[0], write(tmp_path / "c.parquet", c)], paths[1:]]
+    assert live_rows.count(groups, ["id"]) == brute([a, c]) + brute([b]) == 2
+    assert len(opened) == 1
 
 
 def test_overwrites_are_counted_from_the_rows(tmp_path: Path) -> None:
