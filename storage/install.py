@@ -27,7 +27,6 @@ from catalog.ids import new_id
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of
 from .backup.schema import MAX_SEQ, FileEntry, Manifest, TableEntry, to_doc
-from .buffer import family_name
 from .files import FileStore
 from .inflight import InFlight
 from .live_rows import count as count_live
@@ -241,8 +240,13 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
 
 def put_table(registry: Registry, batch: Batch, dest: str, t: TableEntry, uid: str) -> None:
     """Into `batch`: the restored table `t` as `dest`.`t.name` under `uid`, with
-    every schema version (its buffer's column family made first)."""
-    registry.catalog.family(family_name(uid))
+    every schema version. Its buffer's column family is not made here: a
+    restored table's buffer is empty (every row is in its files), and the
+    table's first write makes it (`Catalog._handle`), as a read of a missing
+    family finds nothing. Creating or dropping a family holds the GIL for
+    20-75 ms (RocksDB rewrites and re-parses its OPTIONS file, which grows
+    with every family), and statements on the event loop wait for it: a
+    RESTORE made one per table and a replace dropped the old ones."""
     batch.put(Table(
         namespace=dest, name=t.name, uid=uid, table_type=t.table_type,
         schema_version=t.schema_version, primary_key=list(t.primary_key),

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from server.app import create_app
+from catalog import Table
+from server.app import CAIRN, create_app
+from storage.buffer import family_name
 from server.config import Config
 from tests.helpers import ok, sql
 
@@ -118,6 +120,56 @@ async def test_replace_swaps_the_namespace(client: Any) -> None:
     assert await answers(client, "app") == before
     tables = (await ok(client, "SHOW TABLES IN app"))[0]["rows"]
     assert sorted(t["table_name"] for t in tables) == ["events", "items", "log", "notes"]
+
+
+async def test_restore_makes_and_drops_no_column_family_of_its_own(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restored table's buffer is empty: RESTORE makes no column family for
+    it (creating or dropping one holds the GIL for 20-75 ms), its first write
+    does; a replace drops only the families that writes made."""
+    await make_source(client)
+    before = await answers(client, "app")
+    await backup(client, "BACKUP DATABASE app TO 'nightly'")
+    catalog = client.server.app[CAIRN].catalog
+    made: list[str] = []
+    dropped: list[str] = []
+    create, drop = catalog._db.create_column_family, catalog._db.drop_column_family
+    monkeypatch.setattr(catalog, "_db", _Spy(catalog._db, made, dropped, create, drop))
+
+    def uids(ns: str) -> dict[str, str]:
+        return {t.name: t.uid for t in catalog.scan(Table) if t.namespace == ns}
+
+    await ok(client, "RESTORE DATABASE app FROM 'nightly' AS copy")
+    assert made == [] and dropped == []
+    assert not any(catalog.has_family(family_name(u)) for u in uids("copy").values())
+    assert await answers(client, "copy") == before
+    await ok(client, "INSERT INTO copy.log VALUES ('written')")  # the first write makes it
+    assert made == [family_name(uids("copy")["log"])]
+    assert (await ok(client, "SELECT count(*) AS n FROM copy.log"))[0]["rows"] == [{"n": 3}]
+    old = uids("copy")
+    await ok(client, "RESTORE DATABASE app FROM 'nightly' AS copy WITH (replace = true)")
+    assert dropped == [family_name(old["log"])]
+    assert await answers(client, "copy") == before
+
+
+class _Spy:
+    """The catalog's RocksDB handle, recording column families made and dropped."""
+
+    def __init__(self, db: Any, made: list[str], dropped: list[str], create: Any,
+                 drop: Any) -> None:
+        self._db, self._made, self._dropped = db, made, dropped
+        self._create, self._drop = create, drop
+
+    def create_column_family(self, name: str, *args: Any) -> Any:
+        self._made.append(name)
+        return self._create(name, *args)
+
+    def drop_column_family(self, name: str) -> Any:
+        self._dropped.append(name)
+        return self._drop(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
 
 
 async def test_if_exists_and_if_not_exists(client: Any) -> None:
