@@ -12,8 +12,8 @@ import pytest
 
 from catalog import Table
 from server.app import CAIRN, create_app
-from storage.buffer import family_name
 from server.config import Config
+from storage.buffer import family_name
 from tests.helpers import ok, sql
 
 USERS = ("alice", "bob")

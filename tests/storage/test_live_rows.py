@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
 from storage import live_rows
 from storage.types import DELETED, OW, SEQ
