@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any
 
 from catalog import Archive, DataFile, Namespace
 from catalog.errors import AlreadyExists, InvalidArgument
+from catalog.ids import new_id
 from storage.archive import pitr, replay
 from storage.backup import Manifest, Repository
 from storage.backup.schema import FileEntry, load, to_doc
 from storage.files import FileStore
 from storage.inflight import workers_for
-from storage.install import Restore
+from storage.install import Beside, BesideWork, Restore
 
 from .jobs import JobContext
 from .state import Cairn
@@ -74,10 +76,6 @@ def whole(header: dict[str, Any]) -> bool:
 
 def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, Any]:
     m = choose_manifest(plan)
-    replayed: dict[str, replay.Replayed] = {}
-    if plan.time is not None:
-        m, replayed = _replay(plan, plan.time, m, ctx)
-    versions = m.totals.rows + sum(r.num_rows for t in replayed.values() for _, _, r in t.batches)
     ctx.set(backup_id=m.backup_id)
     check_not_archived(cairn, plan.destination)
     if cairn.catalog.get(Namespace, plan.destination) is not None and not plan.replace:
@@ -85,20 +83,16 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
             f"Namespace '{plan.destination}' already exists; use WITH (replace = true) "
             "to replace it"
         )
-
-    def replayed_rows(files: FileStore, uids: dict[str, str]) -> list[DataFile]:
-        return [f for name, t in replayed.items()
-                for f in replay.write_rows(files, plan.destination, uids[name], t)]
-
     throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
     # A throttled restore moves one file at a time: a capped rate gains nothing
     # from several in flight, and each would copy a step before it is slowed.
     restore = Restore(m, plan.destination, replace=plan.replace,
-                      extra=replayed_rows if replayed else None,
                       guard=lambda: check_not_archived(cairn, plan.destination),
                       workers=1 if throttle.rate > 0 else workers_for(plan.repo.target.kind))
+    if plan.time is not None:  # the archived changes, replayed beside the base's copy
+        restore.beside = _replayer(plan, plan.time, m, ctx)
     ctx.progress(files_total=restore.files_total, bytes_total=restore.bytes_total, files_done=0,
-                 bytes_done=0, rows=versions, force=True)
+                 bytes_done=0, rows=m.totals.rows, force=True)
     # Should the process die after the install, start-up can tell the job was whole.
     ctx.set(cleanup={"namespace": plan.destination,
                      "table_uids": sorted(restore.table_uids.values())})
@@ -113,10 +107,11 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
     finally:
         with contextlib.suppress(OSError):  # an archive's temporary files (start-up sweeps them)
             plan.repo.close()
+    m = restore.manifest  # after a replay: the tables as of the instant
     return {
         "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": plan.destination,
         "status": "completed", "tables": m.totals.tables, "rows": restore.live_rows,
-        "row_versions": versions,
+        "row_versions": m.totals.rows + restore.row_versions_added,
         "files": m.totals.files, "bytes": m.totals.bytes,
     }
 
@@ -131,20 +126,59 @@ def check_not_archived(cairn: Cairn, namespace: str) -> None:
             "STOP ARCHIVING DATABASE first")
 
 
-def _replay(plan: RestorePlan, time: pitr.TimePlan, m: Manifest,
-            ctx: JobContext) -> tuple[Manifest, dict[str, replay.Replayed]]:
-    """The base manifest as of `time`: its tables after the archived changes
-    committed after the base, up to the instant (decoded and checked again),
-    and the tables with rows to add."""
-    changes = pitr.changes(plan.repo, time, ctx.check_cancelled)
-    doc = to_doc(m)
-    tables = replay.replay(doc["tables"], changes, f"archive of namespace '{plan.source}'")
-    # Live rows change with the replayed changes: the restore counts them anew.
+def _replayer(plan: RestorePlan, time: pitr.TimePlan, m: Manifest,
+              ctx: JobContext) -> BesideWork:
+    """The work beside the base's copy (storage/install.py): the archived
+    changes committed after the base up to the instant read, checked and
+    replayed on the base manifest's tables, their rows written as Parquet."""
+
+    def run(files: FileStore, uids: dict[str, str], check: Callable[[], None]) -> Beside:
+        changes = pitr.changes(plan.repo, time, check)
+        doc = to_doc(m)
+        tables = replay.replay(doc["tables"], changes, f"archive of namespace '{plan.source}'")
+        # A table the replay created (or dropped and created again) gets a new uid.
+        uids = {name: uids[name] if t.base and name in uids else new_id("tbl")
+                for name, t in tables.items()}
+        # With the new tables' uids: should the process die after the install,
+        # start-up can still tell the job was whole.
+        ctx.set(cleanup={"namespace": plan.destination, "table_uids": sorted(uids.values())})
+        added: list[DataFile] = []
+        try:
+            for name, t in tables.items():
+                check()
+                added += replay.write_rows(files, plan.destination, uids[name], t)
+        except BaseException:
+            for f in added:
+                with contextlib.suppress(OSError):
+                    files.abs(f.path).unlink()
+            raise
+        # Live rows: the base's where every replayed row is a new key's first
+        # version (counted from the files otherwise, install.py).
+        base_live = {t.name: t.live_rows for t in m.tables}
+        live = {}
+        for name, t in tables.items():
+            before = base_live.get(name) if t.base else 0
+            if before is not None and t.first_versions_only():
+                live[name] = before + t.rows_added
+        return Beside(_manifest(doc, tables), uids, added, live,
+                      sum(r.num_rows for t in tables.values() for _, _, r in t.batches))
+
+    return run
+
+
+def _manifest(doc: dict[str, Any], tables: dict[str, replay.Replayed]) -> Manifest:
+    """The base manifest with the replayed tables (their live rows left out:
+    the restore knows or counts them), and only the objects their files use
+    (a table the replay dropped takes its objects with it)."""
     entries = [{k: v for k, v in t.entry.items() if k != "live_rows"} for t in tables.values()]
     files = [f for e in entries for f in e.get("files", [])]
+    used = {f["oid"] for f in files}
+    objects = [o for o in doc["objects"] if o["oid"] in used]
     totals = {k: v for k, v in doc["totals"].items() if k != "live_rows"}
-    out = {**doc, "tables": entries,
+    out = {**doc, "tables": entries, "objects": objects,
            "totals": {**totals, "tables": len(entries),
                       "rows": sum(int(e.get("rows", 0)) for e in entries),
-                      "files": len(files), "bytes": sum(int(f["size"]) for f in files)}}
-    return load(out), {n: t for n, t in tables.items() if t.batches}
+                      "files": len(files), "bytes": sum(int(f["size"]) for f in files),
+                      "objects": len(objects),
+                      "object_bytes": sum(int(o["size"]) for o in objects)}}
+    return load(out)

@@ -9,7 +9,15 @@ registry's `ddl` lock and the old tables' locks, so readers and snapshots see
 the old namespace or the new one, never a mix). A failure or a cancellation
 before that batch deletes the copies; a crash leaves unreferenced files that
 start-up sweeps. Restored tables get new uids, so they never mix with what
-they replace. The manifest was decoded and checked by backup/schema.py."""
+they replace. The manifest was decoded and checked by backup/schema.py.
+
+A restore to a time does its own work beside the copy (`Restore.beside`, in a
+thread started before the first file is fetched): the archived changes read,
+checked and replayed, their rows written as Parquet. Its result, joined after
+the last file has landed, names the tables to install (`Beside.manifest`): the
+base's fetched files it no longer holds (a table the replay dropped) are
+deleted, never referenced. A failure of either side stops the other and
+installs nothing."""
 
 from __future__ import annotations
 
@@ -41,6 +49,22 @@ Fetch = Callable[[FileEntry, Path, OnBytes], None]
 
 
 @dataclass
+class Beside:
+    """What the work beside a restore's copy hands back (a restore to a time)."""
+
+    manifest: Manifest  # the tables to install; their files are some of the base's
+    table_uids: dict[str, str]  # of those tables (a base table keeps the uid given)
+    files: list[DataFile]  # written beside the base's, under `table_uids`
+    live_rows: dict[str, int]  # tables whose live rows are known without counting
+    row_versions: int = 0  # row versions added
+
+
+# Runs in a thread beside the copy: (file store, the base tables' uids, a check
+# that raises once the restore stops) -> what to install.
+BesideWork = Callable[[FileStore, dict[str, str], Callable[[], None]], Beside]
+
+
+@dataclass
 class Restore:
     """One restore: the manifest, where it goes, and the new table uids."""
 
@@ -48,15 +72,16 @@ class Restore:
     destination: str
     replace: bool = False
     table_uids: dict[str, str] = field(default_factory=dict)
-    # Files to add beside the backup's (rows replayed from an archive), written
-    # under the new table uids once the backup's files are in place.
-    extra: Callable[[FileStore, dict[str, str]], list[DataFile]] | None = None
+    # Work beside the copy (rows replayed from an archive): see Beside.
+    beside: BesideWork | None = None
     # Called under the registry's `ddl` lock just before the install batch:
     # raises to refuse the install (e.g. the destination is being archived).
     guard: Callable[[], None] | None = None
-    # Rows a query of the restored tables sees: the manifest's count, or counted
-    # in the restored files when it has none (an older manifest, replayed changes).
+    # Rows a query of the restored tables sees: each table's count from the
+    # manifest (or Beside.live_rows), else counted in its restored files (an
+    # older manifest, replayed changes that overwrite rows).
     live_rows: int | None = None
+    row_versions_added: int = 0  # by the work beside the copy
     # RESTORE TABLE: install the manifest's one table into the existing
     # namespace `destination` (replacing a table of its name with `replace`).
     table_only: bool = False
@@ -80,34 +105,106 @@ class Restore:
 
 def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
         spent: OnBytes | None = None) -> None:
-    """Fetch every file into place, then install the namespace in one batch."""
+    """Fetch every file into place (with the work beside it), then install the
+    namespace in one batch."""
     written: list[Path] = []
+    side = _Side(registry.files, restore, work) if restore.beside is not None else None
     try:
-        records = _fetch_all(registry, restore, fetch, work, spent, written)
+        records = _fetch_all(registry, restore, fetch, work, spent, written,
+                             side.raise_failed if side is not None else None)
         _check_contents(registry, restore, records)
-        if restore.extra is not None:
-            work.check_cancelled()
-            added = restore.extra(registry.files, restore.table_uids)
-            written += [registry.files.abs(f.path) for f in added]
-            records += added
-            registry.files.sync([registry.files.abs(f.path) for f in added])
-        known = [t.live_rows for t in restore.manifest.tables]
-        restore.live_rows = None if None in known else sum(v or 0 for v in known)
-        if restore.live_rows is None or restore.extra is not None:
-            restore.live_rows = _count_live(registry, restore, records)
+        known = None
+        if side is not None:
+            out = side.join()
+            written += [registry.files.abs(f.path) for f in out.files]
+            records = _settle(registry, restore, out, records) + out.files
+            known = out.live_rows
+        restore.live_rows = _count_live(registry, restore, records, known)
         work.fault("restore.before_install")
         work.check_cancelled()
         (install_table if restore.table_only else install)(registry, restore, records)
     except BaseException:
+        if side is not None:
+            side.stop()  # nothing is written after the cleanup below
+            written += [registry.files.abs(f.path) for f in side.files()]
         for path in written:
             with contextlib.suppress(OSError):
                 path.unlink()
-        for uid in restore.table_uids.values():
+        for uid in {*restore.table_uids.values(), *(side.uids() if side else ())}:
             with contextlib.suppress(OSError):
                 (registry.files.files_dir / uid).rmdir()
         raise
     # Installed: from here nothing may fail the job (the namespace is visible).
     work.fault("restore.after_install")
+
+
+class _Side:
+    """`restore.beside` in a thread of its own, started at once, beside the copy."""
+
+    def __init__(self, files: FileStore, restore: Restore, work: Work) -> None:
+        assert restore.beside is not None
+        self._beside, self._files, self._work = restore.beside, files, work
+        self._uids = dict(restore.table_uids)
+        self._stopping = threading.Event()
+        self._out: Beside | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="restore-beside", daemon=True)
+        self._thread.start()
+
+    def _check(self) -> None:
+        if self._stopping.is_set():
+            raise Cancelled("restore stopped")
+        self._work.check_cancelled()
+
+    def _run(self) -> None:
+        try:
+            self._out = self._beside(self._files, dict(self._uids), self._check)
+        except BaseException as exc:  # handed to the job's thread by join()
+            self._error = exc
+
+    def raise_failed(self) -> None:
+        """From the copy: the work beside it failed, so the restore stops now."""
+        if self._error is not None:
+            raise self._error
+
+    def join(self) -> Beside:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._out is not None
+        return self._out
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def files(self) -> list[DataFile]:
+        """Files the work wrote, whether or not it finished."""
+        return self._out.files if self._out is not None else []
+
+    def uids(self) -> list[str]:
+        return list(self._out.table_uids.values()) if self._out is not None else []
+
+
+def _settle(registry: Registry, restore: Restore, out: Beside,
+            records: list[DataFile]) -> list[DataFile]:
+    """The restore becomes what the work beside it says (its tables and uids):
+    the fetched files those tables still hold; the others (of a table the
+    replay dropped) deleted, never referenced."""
+    keep = {(out.table_uids[t.name], f.content_sha256)
+            for t in out.manifest.tables for f in t.files}
+    kept = []
+    for rec in records:
+        if (rec.table_uid, rec.sha256) in keep:
+            kept.append(rec)
+        else:
+            registry.files.abs(rec.path).unlink(missing_ok=True)
+    for uid in set(restore.table_uids.values()) - set(out.table_uids.values()):
+        with contextlib.suppress(OSError):
+            (registry.files.files_dir / uid).rmdir()
+    restore.manifest, restore.table_uids = out.manifest, out.table_uids
+    restore.row_versions_added = out.row_versions
+    return kept
 
 
 def _check_contents(registry: Registry, restore: Restore, records: list[DataFile]) -> None:
@@ -123,22 +220,32 @@ def _check_contents(registry: Registry, restore: Restore, records: list[DataFile
             raise BackupInvalid(wrong)
 
 
-def _count_live(registry: Registry, restore: Restore, files: list[DataFile]) -> int:
-    keys = {restore.table_uids[t.name]: t.primary_key for t in restore.manifest.tables}
+def _count_live(registry: Registry, restore: Restore, files: list[DataFile],
+                known: dict[str, int] | None = None) -> int:
+    """The restored tables' live rows: `known`'s (else the manifest's) where
+    it has them, the others counted in their files."""
+    if known is None:
+        known = {t.name: t.live_rows for t in restore.manifest.tables if t.live_rows is not None}
     total = 0
-    for uid, key in keys.items():
+    for t in restore.manifest.tables:
+        if t.name in known:
+            total += known[t.name]
+            continue
+        uid = restore.table_uids[t.name]
         groups: dict[str | None, list[Path]] = {}
         for f in files:
             if f.table_uid == uid:
                 groups.setdefault(f.user_id, []).append(registry.files.abs(f.path))
-        total += count_live(list(groups.values()), key)
+        total += count_live(list(groups.values()), t.primary_key)
     return total
 
 
 def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
-               spent: OnBytes | None, written: list[Path]) -> list[DataFile]:
+               spent: OnBytes | None, written: list[Path],
+               side_failed: Callable[[], None] | None = None) -> list[DataFile]:
     """Every file of the backup to its place, several at once (inflight.py);
-    then all of them synced before anything references them."""
+    then all of them synced before anything references them. `side_failed`
+    raises the error of the work beside the copy, which stops the copy too."""
     entries = [(restore.table_uids[t.name], f) for t in restore.manifest.tables for f in t.files]
     places = []
     for uid, _ in entries:
@@ -152,6 +259,8 @@ def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
     def moved(n: int) -> None:
         if flight.stopping:  # another file failed: this one stops too
             raise Cancelled("restore stopped: another file failed")
+        if side_failed is not None:
+            side_failed()
         with mutex:
             done["bytes"] += n
             total = done["bytes"]
@@ -183,6 +292,8 @@ def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
         if work.pause_requested:
             flight.drain()  # nothing moves while the job says paused
         work.check_cancelled()
+        if side_failed is not None:
+            side_failed()
 
     flight.run(entries, one, before)
     registry.files.sync(written)

@@ -29,7 +29,7 @@ from catalog.errors import BackupInvalid
 from ..buffer import conform, decode, storage_schema
 from ..files import FileStore
 from ..keys import key_range
-from ..types import SEQ
+from ..types import OW, SEQ
 from .blocks import Entry, Rows
 from .changes import ALTER, CREATE, DROP, ROWS
 
@@ -65,6 +65,27 @@ class Replayed:
 
     entry: dict[str, Any]
     batches: list[tuple[int, str | None, pa.Table]] = field(default_factory=list)
+    base: bool = True  # the base's table (False: created by a replayed CREATE)
+
+    @property
+    def rows_added(self) -> int:
+        """Rows `write_rows` writes for this table (none for a STREAM table)."""
+        if self.entry["table_type"] == "stream":
+            return 0
+        return sum(rows.num_rows for _, _, rows in self.batches)
+
+    def first_versions_only(self) -> bool:
+        """Every replayed row is its key's first version (none marked `_ow`:
+        INSERTs of new keys, no UPDATE, DELETE or re-INSERT), so the table's
+        live rows are its base's plus `rows_added` (what live_rows.count finds
+        in the base's files and these: the same overwriting rows, and this
+        many more first versions)."""
+        for _, _, rows in self.batches:
+            if OW not in rows.column_names:
+                return False
+            if pc.any(rows.column(OW)).as_py() is True:  # null is a first version too
+                return False
+        return True
 
 
 def replay(tables: list[dict[str, Any]], changes: Iterable[Entry],
@@ -103,7 +124,7 @@ def replay(tables: list[dict[str, Any]], changes: Iterable[Entry],
             if c.kind == CREATE:
                 if c.table in out:
                     raise BackupInvalid(f"{where} creates a table that exists")
-                out[c.table] = Replayed({
+                out[c.table] = Replayed(base=False, entry={
                     "name": doc.table.name, "table_type": doc.table.table_type,
                     "schema_version": doc.table.schema_version,
                     "primary_key": doc.table.primary_key, "options": doc.table.options,
