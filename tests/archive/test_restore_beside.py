@@ -36,14 +36,16 @@ def referenced(client: Any, namespace: str) -> set[Path]:
 async def live(client: Any, namespace: str) -> int:
     total = 0
     for t in await rows(client, f"SHOW TABLES IN {namespace}"):
-        total += (await rows(client, f"SELECT count(*) AS n FROM {namespace}.{t['table_name']}"))[0]["n"]
+        name = f"{namespace}.{t['table_name']}"
+        total += (await rows(client, f"SELECT count(*) AS n FROM {name}"))[0]["n"]
     return total
 
 
 async def archived_end(client: Any) -> str:
     await wait_shipped(client)
     await ok(client, "STOP ARCHIVING DATABASE app")
-    return str((await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'"))[0]["end_time"])
+    points = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    return str(points[0]["end_time"])
 
 
 async def test_segments_are_read_while_the_base_is_copied(
@@ -82,22 +84,26 @@ async def test_dropped_tables_counts_and_a_failed_replay(client: Any, cairn_conf
     nothing and leaves nothing."""
     await ok(client, "CREATE NAMESPACE app;"
                      "CREATE TABLE app.t (id INT PRIMARY KEY, x TEXT);"
-                     "CREATE TABLE app.u (id INT PRIMARY KEY); CREATE TABLE app.v (id INT PRIMARY KEY, n INT);"
+                     "CREATE TABLE app.u (id INT PRIMARY KEY);"
+                     "CREATE TABLE app.v (id INT PRIMARY KEY, n INT);"
                      "CREATE TABLE app.w (id INT PRIMARY KEY);"
-                     "INSERT INTO app.t VALUES (1, 'a'), (2, 'b'), (3, 'c'); DELETE FROM app.t WHERE id = 2;"
-                     "INSERT INTO app.u VALUES (1), (2); INSERT INTO app.v VALUES (1, 1), (2, 2), (3, 3);"
+                     "INSERT INTO app.t VALUES (1, 'a'), (2, 'b'), (3, 'c');"
+                     "DELETE FROM app.t WHERE id = 2; INSERT INTO app.u VALUES (1), (2);"
+                     "INSERT INTO app.v VALUES (1, 1), (2, 2), (3, 3);"
                      "INSERT INTO app.w VALUES (7), (8), (9);"
                      "FLUSH TABLE app.t; FLUSH TABLE app.u; FLUSH TABLE app.v; FLUSH TABLE app.w")
     await ok(client, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '100ms')")
     await ok(client, "INSERT INTO app.t VALUES (4, 'd'), (5, 'e'); DROP TABLE app.u;"
                      "UPDATE app.v SET n = 20 WHERE id = 2; DELETE FROM app.v WHERE id = 3;"
                      "INSERT INTO app.v VALUES (3, 30), (4, 4);"
-                     "DROP TABLE app.w; CREATE TABLE app.w (id INT PRIMARY KEY); INSERT INTO app.w VALUES (1)")
+                     "DROP TABLE app.w; CREATE TABLE app.w (id INT PRIMARY KEY);"
+                     "INSERT INTO app.w VALUES (1)")
     end = await archived_end(client)
     before = on_disk(cairn_config)
     got = (await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{end}')"))[0]
     got = got["rows"][0]
-    assert sorted(t["table_name"] for t in await rows(client, "SHOW TABLES IN r")) == ["t", "v", "w"]
+    tables = await rows(client, "SHOW TABLES IN r")
+    assert sorted(t["table_name"] for t in tables) == ["t", "v", "w"]
     assert await rows(client, "SELECT id, x FROM r.t ORDER BY id") == [
         {"id": 1, "x": "a"}, {"id": 3, "x": "c"}, {"id": 4, "x": "d"}, {"id": 5, "x": "e"}]
     assert await rows(client, "SELECT id, n FROM r.v ORDER BY id") == [
