@@ -120,6 +120,10 @@ def timeline(log: Path, t0: float, t1: float) -> list[str]:
         elif opened[key]:
             spans[ev["n"]].append((opened[key].pop(), ev["t"]))
     rows = []
+    fetched = spans.get("install._fetch_all")
+    if fetched:  # the copy, and what the restore spent outside it
+        copy_s = fetched[0][1] - fetched[0][0]
+        rows.append(f"  the base's copy {copy_s:.3f} s, outside it {t1 - t0 - copy_s:.3f} s")
     for name, s in sorted(spans.items(), key=lambda kv: min(a for a, _ in kv[1])):
         first, last = min(a for a, _ in s), max(b for _, b in s)
         busy = sum(b - a for a, b in s)
