@@ -74,6 +74,10 @@ _TOKEN = re.compile(
 )
 _WORD, _NUM, _STR, _PUNCT = 2, 3, 4, 5  # a token's kind: its group's number + 1
 
+# No numeric literal may be longer (parser.py refuses it): no column type holds
+# one, and past 4,300 digits Python's int() raises.
+MAX_NUMBER_CHARS = 1000
+
 Token = tuple[int, str, int, int]  # kind, text, start offset, end offset (exclusive)
 
 
@@ -91,6 +95,8 @@ def _tokens(sql: str) -> list[Token] | None:
             return None  # a character no token takes, or too long
         group = m.lastindex or 0
         pos = m.end()
+        if group + 1 == _NUM and pos - m.start(group) > MAX_NUMBER_CHARS:
+            return None  # the normal path refuses a literal this long (parser.py)
         out.append((group + 1, m.group(group), m.start(group), pos))
     return out if not sql[pos:].strip(" \t\r\n") else None  # blanks at most after the last
 
@@ -302,7 +308,7 @@ class FastInsert:
 
 
 # A longer number is left to the tree (Python's int() refuses past 4,300
-# digits: that error, if any, is the normal path's to raise when it runs).
+# digits; a literal past MAX_NUMBER_CHARS is refused by the normal path).
 _MAX_DIGITS = 100
 
 

@@ -23,7 +23,7 @@ from sqlglot.errors import ParseError, SqlglotError
 
 from . import ast
 from .errors import EmptySql, SqlInvalid, SqlSyntaxError
-from .fastpath import parse_fast_lazy
+from .fastpath import MAX_NUMBER_CHARS, parse_fast_lazy
 from .splitter import Chunk, split_script
 from .transformer import ToAst
 
@@ -271,9 +271,12 @@ def _parse_explain(chunk: Chunk) -> ast.Explain | None:
 _DUCKDB = Dialect.get_or_raise("duckdb")
 
 
-# A digit right before a letter or `_`: the cheap test that decides whether the
-# tokens are read for a numeric literal with trailing junk (`0x16`, `1abc`).
-_DIGIT_THEN_WORD = re.compile(r"\d[A-Za-z_]")
+# A digit right before a letter or `_`, or a run of more digits than a numeric
+# literal may have: the cheap test that decides whether the tokens are read for
+# a numeric literal with trailing junk (`0x16`, `1abc`) or too long. (The run is
+# matched only from its first digit, so a long run costs one pass, not one per
+# digit.)
+_DIGIT_THEN_WORD = re.compile(rf"\d[A-Za-z_]|(?<![0-9.])[0-9.]{{{MAX_NUMBER_CHARS + 1}}}")
 
 
 def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
@@ -304,7 +307,9 @@ def _no_trailing_junk(chunk: Chunk, source: str, tokens: list[Any]) -> None:
     """Refuse a number with a word glued to it, and a number no DOUBLE holds.
     sqlglot (and DuckDB) read `0x16` as `0 AS x16` and `1abc` as `1 AS abc`, so
     `VALUES (0x16)` would store 0 without a word; PostgreSQL calls it trailing
-    junk. DuckDB reads 1e309 as inf and 1e-400 as 0: out of range here."""
+    junk. DuckDB reads 1e309 as inf and 1e-400 as 0: out of range here. A
+    literal of more than MAX_NUMBER_CHARS characters is refused: no column
+    type holds one, and past 4,300 digits Python's int() raises."""
     for number, after in zip(tokens, tokens[1:] + [None], strict=False):
         if number.token_type.name != "NUMBER":
             continue
@@ -316,6 +321,11 @@ def _no_trailing_junk(chunk: Chunk, source: str, tokens: list[Any]) -> None:
                 f"trailing junk after numeric literal at line {line}, column {column}: "
                 f"{_shown(junk)} (write a number, or put a blank before the word)",
                 line, column, [], chunk.index)
+        if len(number.text) > MAX_NUMBER_CHARS:
+            raise SqlInvalid(
+                f"numeric literal {_shown(number.text)} at line {line}, column {column} "
+                f"has {len(number.text)} characters; at most {MAX_NUMBER_CHARS}",
+                line, column, chunk.index)
         if "e" in number.text.lower() and _lost_in_double(number.text):
             raise SqlInvalid(
                 f"numeric literal {_shown(number.text)} at line {line}, column {column} "

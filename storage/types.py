@@ -140,7 +140,7 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
                     raise _bad(col, row, value, "needs a whole number, not")
                 value = int(value)
             elif isinstance(value, str):
-                value = int(value.strip())
+                value = int(_ascii(value).strip())
             if not isinstance(value, int):
                 raise _bad(col, row, value)
             bound = INT_RANGES[t]
@@ -151,7 +151,7 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
             if isinstance(value, bool):
                 raise _bad(col, row, value)
             if isinstance(value, int | float | decimal.Decimal | str):
-                number = float(value)
+                number = float(_ascii(value) if isinstance(value, str) else value)
                 if not isinstance(value, float) and _out_of_range(t, value, number):
                     raise _bad(col, row, value, "is out of range for")
                 return number
@@ -160,7 +160,7 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
             if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal | str):
                 raise _bad(col, row, value)
             p, s = col.get("params") or DEFAULT_DECIMAL
-            d = decimal.Decimal(str(value).strip()).quantize(decimal.Decimal(1).scaleb(-s))
+            d = decimal.Decimal(_ascii(str(value)).strip()).quantize(decimal.Decimal(1).scaleb(-s))
             if not d.is_finite() or len(d.as_tuple().digits) > p and d != 0:
                 raise _bad(col, row, value, "is out of range for")
             return d
@@ -207,6 +207,15 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
     except (ValueError, TypeError, ArithmeticError, OverflowError):
         raise _bad(col, row, value) from None
     raise _bad(col, row, value)
+
+
+def _ascii(text: str) -> str:
+    """Text that is to be read as a number: Python's int(), float() and
+    Decimal() read other scripts' digits ('\u0661\u0662\u0663' as 123), which
+    PostgreSQL and DuckDB refuse."""
+    if not text.isascii():
+        raise ValueError("not a number")
+    return text
 
 
 _REAL_MAX = 3.4028234663852886e38  # the largest finite float32

@@ -21,6 +21,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from sqlgrammar.fastpath import MAX_NUMBER_CHARS
 from sqlgrammar.splitter import parameters
 
 from . import types as t
@@ -62,7 +63,10 @@ def literal(value: Any, oid: int = 0) -> str:
         return f"CAST({_string(special)} AS DOUBLE)"
     if isinstance(value, decimal.Decimal):
         if value.is_finite():
-            return format(value, "f")
+            text = format(value, "f")
+            if len(text) > MAX_NUMBER_CHARS and "." in text:  # 5.000...: the same number, shorter
+                text = text.rstrip("0").rstrip(".")
+            return text
         return f"CAST({_string(str(value).lower())} AS DOUBLE)"
     if isinstance(value, bytes):
         return f"from_hex({_string(value.hex())})"

@@ -239,6 +239,10 @@ class BadParameter(ValueError):
 
 
 def _numeric_from_binary(raw: bytes) -> decimal.Decimal:
+    """PostgreSQL's binary NUMERIC, read exactly as its `numeric_recv` reads it:
+    base-10000 digits, a weight, a sign and a display scale (0..16383), digits
+    past the scale cut away. Built from its digits, never through a context, so
+    no value rounds or raises on its way in (a column's type decides later)."""
     if len(raw) < 8:
         raise BadParameter("numeric parameter is too short")
     ndigits, weight, sign, dscale = struct.unpack("!hhHh", raw[:8])
@@ -248,16 +252,23 @@ def _numeric_from_binary(raw: bytes) -> decimal.Decimal:
         return decimal.Decimal("Infinity" if sign == 0xD000 else "-Infinity")
     if ndigits < 0 or len(raw) != 8 + 2 * ndigits or sign not in (0, 0x4000):
         raise BadParameter("numeric parameter is malformed")
+    if not 0 <= dscale <= _NUMERIC_DSCALE_MAX:
+        raise BadParameter("invalid scale in external numeric value")
     groups = struct.unpack(f"!{ndigits}H", raw[8:])
     if any(g > 9999 for g in groups):
-        raise BadParameter("numeric parameter is malformed")
-    value = decimal.Decimal(0)
-    with decimal.localcontext() as ctx:
-        ctx.prec = 1000
-        for i, g in enumerate(groups):
-            value += decimal.Decimal(g).scaleb(4 * (weight - i))
-        value = value.quantize(decimal.Decimal(1).scaleb(-dscale)) if dscale >= 0 else value
-    return -value if sign == 0x4000 else value
+        raise BadParameter("invalid digit in external numeric value")
+    digits = "".join(f"{g:04d}" for g in groups) or "0"
+    exponent = 4 * (weight - ndigits + 1)  # of the last digit
+    if exponent < -dscale:  # digits past the display scale: cut away
+        digits = digits[:len(digits) - (-dscale - exponent)] or "0"
+        exponent = -dscale
+    if exponent > -dscale:  # the display scale's trailing zeros
+        digits += "0" * (exponent + dscale)
+        exponent = -dscale
+    return decimal.Decimal((1 if sign == 0x4000 else 0, tuple(map(int, digits)), exponent))
+
+
+_NUMERIC_DSCALE_MAX = 0x3FFF  # PostgreSQL's NUMERIC_DSCALE_MASK
 
 
 def _int_from(raw: bytes, size: int) -> int:
@@ -338,6 +349,8 @@ def _bytea_from_text(text: str) -> bytes:
 
 def _number(cast: Callable[[str], Any]) -> Callable[[str], Any]:
     def read(text: str) -> Any:
+        if not text.isascii():  # Python's int() and float() read '١٢٣' as 123; PostgreSQL does not
+            raise BadParameter(f"invalid number parameter: {text[:40]!r}")
         try:
             return cast(text.strip())
         except (ValueError, decimal.InvalidOperation):
@@ -365,7 +378,7 @@ def decode_param(oid: int, binary: bool, raw: bytes | None) -> Any:
             raise BadParameter(f"binary parameters of type oid {oid} are not supported")
         try:
             return dec(raw)
-        except (struct.error, OverflowError, ValueError) as exc:
+        except (struct.error, ArithmeticError, ValueError) as exc:
             if isinstance(exc, BadParameter | BadUnicode):
                 raise
             raise BadParameter(f"parameter of type oid {oid} is malformed") from None

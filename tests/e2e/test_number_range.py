@@ -53,3 +53,34 @@ async def test_update_to_a_literal_no_double_holds_is_refused(app: Any) -> None:
         message = await err(app, text, "INVALID_ARGUMENT")
         assert "out of range for DOUBLE" in message, message
     assert await rows(app, "SELECT d FROM app.m") == [{"d": 2.5}]
+
+
+@pytest.mark.parametrize("text", [
+    f"INSERT INTO app.m (id, d) VALUES (1, {'9' * 5000})",  # int() raised past 4,300 digits: a 500
+    f"INSERT INTO app.m (id, d) VALUES (-{'9' * 5000}, 1)",
+    f"INSERT INTO app.m (id, d) VALUES (1, 0.{'1' * 1000})",
+    f"SELECT * FROM app.m WHERE id = {'9' * 5000}",
+    f"UPDATE app.m SET d = {'9' * 1001} WHERE id = 1",
+])
+async def test_a_numeric_literal_of_over_1000_characters_is_refused(app: Any, text: str) -> None:
+    message = await err(app, text, "INVALID_ARGUMENT")
+    assert "characters; at most 1000" in message, message
+    assert await rows(app, "SELECT count(*) AS n FROM app.m") == [{"n": 0}]
+
+
+async def test_long_numbers_that_fit_are_stored(app: Any) -> None:
+    digits = "3." + "1415926535" * 10  # 102 characters: past the fast path's 100
+    await ok(app, f"INSERT INTO app.m (id, d) VALUES (1, {digits})")
+    assert await rows(app, "SELECT d FROM app.m") == [{"d": float(digits)}]
+
+
+@pytest.mark.parametrize("value", ["\u0661\u0662\u0663", "\uff11\uff12", "1\u0662"])
+@pytest.mark.parametrize("column", ["id", "d", "r"])
+async def test_digits_of_other_scripts_are_not_numbers(app: Any, column: str, value: str) -> None:
+    """Python's int() and float() read '\u0661\u0662\u0663' as 123; DuckDB and
+    PostgreSQL refuse it, and so does Cairn (it was stored as 123)."""
+    values = f"(1, '{value}')" if column != "id" else f"('{value}', 1)"
+    other = "d" if column == "id" else "id"
+    cols = f"({column}, {other})" if column == "id" else f"(id, {column})"
+    await err(app, f"INSERT INTO app.m {cols} VALUES {values}", "INVALID_ARGUMENT")
+    assert await rows(app, "SELECT count(*) AS n FROM app.m") == [{"n": 0}]

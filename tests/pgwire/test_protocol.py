@@ -156,6 +156,47 @@ def test_error_in_extended_protocol_skips_to_sync(pg: PgServer) -> None:
     sock.close()
 
 
+def _bind_numeric(raw: bytes) -> bytes:
+    """Parse `SELECT $1::DOUBLE` with $1 a NUMERIC, Bind `raw` as its binary
+    value, Describe, Execute, Sync."""
+    return (_msg(b"P", b"\x00SELECT $1::DOUBLE AS v\x00\x00\x01" + struct.pack("!i", 1700))
+            + _msg(b"B", b"\x00\x00\x00\x01\x00\x01\x00\x01" + struct.pack("!i", len(raw)) + raw
+                   + b"\x00\x00")
+            + _msg(b"D", b"P\x00") + _msg(b"E", b"\x00\x00\x00\x00\x00") + _msg(b"S"))
+
+
+def _numeric(ndigits: int, weight: int, sign: int, dscale: int, *groups: int) -> bytes:
+    return struct.pack(f"!hhHh{len(groups)}H", ndigits, weight, sign, dscale, *groups)
+
+
+@pytest.mark.parametrize(("raw", "answer"), [
+    (_numeric(2, 0, 0x4000, 2, 12, 3456), b"-12.34"),  # digits past the scale cut, as PostgreSQL
+    (_numeric(1, 0, 0, 2000, 5), b"5.0"),  # a scale past any context's precision
+    (_numeric(1, 32767, 0, 0, 5), None),  # 5 * 10000**32767: no DOUBLE holds it
+    (_numeric(1, 0, 0, -5, 5), None),  # a negative scale
+    (_numeric(1, 0, 0, 0x4000, 5), None),  # a scale past PostgreSQL's 16383
+    (_numeric(1, 0, 0, 0, 10000), None),  # a base-10000 digit of 10000
+])
+def test_hostile_binary_numerics_are_refused_or_exact(pg: PgServer, raw: bytes,
+                                                      answer: bytes | None) -> None:
+    """A NUMERIC's weight and scale came through a decimal context: a scale of
+    2000 or a weight of 32767 raised InvalidOperation, which ended as XX000.
+    Now a value is exact (`answer`) or refused as a data exception (class 22)."""
+    sock = _connect(pg)
+    sock.sendall(_bind_numeric(raw))
+    msgs = _read_all(sock)
+    errors = [_fields(b) for tag, b in msgs if tag == b"E"]
+    if answer is None:
+        assert errors and errors[0]["C"].startswith("22"), (msgs, errors)
+    else:
+        assert not errors, errors
+        row = dict(msgs)[b"D"]
+        assert row[6:] == answer, row
+    sock.sendall(_msg(b"Q", b"SELECT 7\x00"))  # the connection lives on
+    assert [m[0] for m in _read_all(sock)] == [b"T", b"D", b"C", b"Z"]
+    sock.close()
+
+
 def test_empty_query_and_many_statements(pg: PgServer) -> None:
     sock = _connect(pg)
     sock.sendall(_msg(b"Q", b"  -- nothing\n\x00"))
@@ -200,6 +241,16 @@ def test_numeric_binary_round_trip() -> None:
         d = decimal.Decimal(v)
         back = t.decode_param(t.NUMERIC, True, t.encoder(t.NUMERIC, True)(d))
         assert back == d or (d.is_nan() and back.is_nan()), v
+
+
+@pytest.mark.parametrize("oid", [t.INT2, t.INT4, t.INT8, t.FLOAT8, t.NUMERIC])
+def test_numbers_in_text_are_ascii(oid: int) -> None:
+    """Python's int(), float() and Decimal() read other scripts' digits
+    ('\u0661\u0662\u0663' is 123); PostgreSQL refuses them, and so does Cairn."""
+    assert t.decode_param(oid, False, b" 123 ") == 123
+    for text in ("\u0661\u0662\u0663", "\uff11\uff12", "1\u0662"):
+        with pytest.raises(t.BadParameter):
+            t.decode_param(oid, False, text.encode())
 
 
 def test_scram_accepts_the_token_and_refuses_anything_else() -> None:
