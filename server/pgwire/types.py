@@ -8,6 +8,7 @@ Parameters: text or binary bytes of a known OID become Python values, which
 from __future__ import annotations
 
 import base64
+import codecs
 import datetime as dt
 import decimal
 import json
@@ -322,29 +323,30 @@ def _bool_from_text(text: str) -> bool:
 
 
 def _bytea_from_text(text: str) -> bytes:
+    """bytea in text: `\\x` and hex digits, or the old escape format, where a
+    backslash is `\\\\` (one backslash) or `\\` and three octal digits 000-377
+    (one byte) and any other character stands for its UTF-8 bytes. Read in C,
+    never a Python step per character: a 10 MB parameter took 29 s of the
+    event loop that way."""
     if text.startswith("\\x"):
         try:
             return bytes.fromhex(text[2:])
         except ValueError:
             raise BadParameter("invalid hexadecimal bytea parameter") from None
-    out = bytearray()  # the old escape format: \\ and \ooo
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            if text[i + 1:i + 2] == "\\":
-                out.append(0x5C)
-                i += 2
-                continue
-            octal = text[i + 1:i + 4]
-            if len(octal) == 3 and all(ch in "01234567" for ch in octal):
-                out.append(int(octal, 8) & 0xFF)
-                i += 4
-                continue
-            raise BadParameter("invalid escape in bytea parameter")
-        out += c.encode()
-        i += 1
-    return bytes(out)
+    data = text.encode()
+    if b"\\" not in data:
+        return data
+    # A backslash that starts neither `\\\\` nor an octal byte is an error; the
+    # pairs are taken first, left to right, as the escapes are read.
+    if _BAD_BYTEA_ESCAPE.search(data.replace(b"\\\\", b"\x00")):
+        raise BadParameter("invalid escape in bytea parameter")
+    decoded: bytes = codecs.escape_decode(data)[0]
+    return decoded
+
+
+# A backslash not followed by three octal digits of one byte (000-377), once
+# every `\\\\` pair is out of the way (a NUL: no parameter text holds one).
+_BAD_BYTEA_ESCAPE = re.compile(rb"\\(?![0-3][0-7]{2})")
 
 
 def _number(cast: Callable[[str], Any]) -> Callable[[str], Any]:
