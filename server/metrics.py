@@ -25,7 +25,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from catalog import Backup, Job
@@ -180,6 +184,31 @@ class StateCollector(Collector):
         yield rows
         yield files
         yield size
+        yield from _key_checks(engine)
+
+
+def _key_checks(engine: Any) -> Iterator[Any]:
+    """What INSERTs' duplicate-key checks did with files (storage/keyfilter.py)."""
+    filters = getattr(getattr(engine, "file_ranges", None), "filters", None)
+    if filters is None:
+        return
+    s = filters.stats
+    files = CounterMetricFamily(
+        "cairn_key_check_files",
+        "Files an INSERT's duplicate-key check met, by outcome: checked (read by DuckDB), "
+        "range_skipped (key range), filter_skipped (key filter)", labels=["outcome"])
+    for outcome in ("checked", "range_skipped", "filter_skipped"):
+        files.add_metric([outcome], getattr(s, outcome))
+    yield files
+    made = CounterMetricFamily("cairn_key_filters", "Per-file key filters made, and files "
+                               "left without one (budget, key type, unreadable)",
+                               labels=["outcome"])
+    made.add_metric(["built"], s.built)
+    made.add_metric(["unfiltered"], s.unfiltered)
+    yield made
+    mem = GaugeMetricFamily("cairn_key_filter_bytes", "Memory held by per-file key filters")
+    mem.add_metric([], filters.bytes)
+    yield mem
 
 
 class TimingCollector(Collector):

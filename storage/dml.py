@@ -19,8 +19,8 @@ from sqlglot import exp
 from catalog import Meta
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 
+from . import keyfilter, sandbox
 from . import keys as keys_mod
-from . import sandbox
 from .archive.changes import ROWS
 from .batch import BufBatch
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, seq_key
@@ -239,8 +239,8 @@ def _check_keys(
     rows bring back from soft deletion (new versions of an existing key), and
     the keys as the buffer's key set holds them (None if it cannot).
 
-    Most INSERTs bring keys that have no version anywhere: the buffer's key set
-    and the files' key ranges (storage/keys.py) prove that without DuckDB. The
+    Most INSERTs bring keys that have no version anywhere: the buffer's key set,
+    the files' key ranges and filters (keys.py, keyfilter.py) prove it without DuckDB. The
     exact check runs only over what could hold a key. `given`: the key
     columns' values, if the caller has them as Arrow would give them back."""
     pk = st.table.primary_key
@@ -256,14 +256,16 @@ def _check_keys(
     fast = keys_mod.settable(st.columns, pk)
     probe = keys_mod.probe_keys(cols, owner, user_table) if fast else None
     bounds = keys_mod.bounds_of(cols, st.columns, pk)
-    ranges = engine.file_ranges
-    while True:  # one pass when every file's key range is known (the usual case)
+    ranges, filters = engine.file_ranges, engine.file_ranges.filters
+    hashed = keyfilter.probe_of(cols, rows, st.columns, pk) if st.files else None
+    while True:  # one pass when every file's key range and filter are known (the usual case)
         with st.lock:
             files = [f for f in st.files if not user_table or f.user_id == owner]
             unknown = ranges.missing(files)
-            if not unknown:
-                candidates = [f for f in files
-                              if keys_mod.file_may_hold(ranges.get(f), pk, cols, bounds)]
+            in_range, unbuilt = ([], []) if unknown else ranges.in_range(files, pk, cols, bounds,
+                                                                         hashed)
+            if not unknown and not unbuilt:
+                candidates = filters.select(in_range, hashed, len(files) - len(in_range))
                 in_buffer = probe is None or st.keys.may_hold(probe, st.batches.values(), pk,
                                                               user_table)
                 if not candidates and not in_buffer:
@@ -286,10 +288,12 @@ def _check_keys(
                 )
                 token = engine.files.pin([f.path for f in candidates])
                 break
-        if not waiting_allowed():  # reading footers is file I/O: not on the event loop
+        if not waiting_allowed():  # reading files is I/O: not on the event loop
             raise WouldWait("file footers")
         for f in unknown:  # files without recorded ranges: read footers once, unlocked
             ranges.learn(f, engine.files.abs(f.path), st.columns, pk)
+        for f in unbuilt:  # files without a key filter (restored, found at start): built once
+            filters.learn(f.path, engine.files.abs(f.path), st.columns, pk)
     if versions is not None:  # only buffered versions could hold a key: read off the index
         alive = [k for k, deleted in versions.items() if not deleted]
         if alive:

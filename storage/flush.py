@@ -20,6 +20,7 @@ from .batch import BufBatch
 from .buffer import TableState, conform_batches, storage_schema
 from .config import EngineConfig
 from .files import FileStore
+from .keyfilter import FileFilters, build_from_rows
 from .keys import key_range
 from .timing import TIMINGS
 from .types import SEQ
@@ -28,8 +29,10 @@ log = logging.getLogger("cairn.storage")
 
 
 def flush(catalog: Catalog, files: FileStore, st: TableState,
-          progress: Callable[..., Any] | None = None) -> dict[str, int]:
+          progress: Callable[..., Any] | None = None,
+          filters: FileFilters | None = None) -> dict[str, int]:
     """Write the table's buffered rows to Parquet; returns rows, files, bytes.
+    Each file's key filter goes to `filters` (storage/keyfilter.py).
     `progress(files_done=, files_total=, bytes_done=, rows=)` is called between
     files and may raise (e.g. Cancelled): nothing is then registered and the
     files written so far are removed."""
@@ -66,6 +69,8 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                     min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
                     key_range=key_range(rows, columns, table.primary_key),
                 ))
+                if filters is not None:  # before the file is visible: no INSERT reads it
+                    filters.add(rel, build_from_rows(rows, columns, table.primary_key))
                 rows_done += rows.num_rows
                 bytes_done += size
                 report(files_done=len(written), files_total=len(groups), bytes_done=bytes_done,
@@ -85,6 +90,8 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 st.keys.removed()
         except BaseException:
             files.retire([f.path for f in written])
+            if filters is not None:
+                filters.forget([f.path for f in written])
             raise
     return {"rows": rows_done, "files": len(written), "bytes": bytes_done}
 

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from catalog import DataFile
 
 from .batch import BufBatch
+from .keyfilter import FileFilters, Probe
 from .types import DELETED, ID, SEQ, Column
 
 log = logging.getLogger("cairn.storage")
@@ -219,11 +220,13 @@ def key_range(rows: pa.Table, columns: list[Column], primary_key: list[str]) -> 
 
 class FileRanges:
     """Key ranges of files whose DataFile does not carry one, from the Parquet
-    footer's integer statistics (read once per file: files never change)."""
+    footer's integer statistics (read once per file: files never change);
+    and every file's key filter (storage/keyfilter.py)."""
 
     def __init__(self) -> None:
         self._known: dict[str, dict[str, list[Any]] | None] = {}
         self._lock = threading.Lock()
+        self.filters = FileFilters()
 
     def get(self, f: DataFile) -> dict[str, list[Any]] | None:
         if f.key_range:
@@ -235,6 +238,16 @@ class FileRanges:
         with self._lock:
             return [f for f in files if not f.key_range and f.path not in self._known]
 
+    def in_range(
+        self, files: list[DataFile], primary_key: list[str], cols: list[list[Any]],
+        bounds: list[tuple[Any, Any] | None], probe: Probe | None,
+    ) -> tuple[list[DataFile], list[DataFile]]:
+        """Of `files` (every range known), those whose key range may hold one
+        of the keys, and those of them whose filter is yet to be built (none
+        if `probe` is None: the keys cannot be filtered)."""
+        out = [f for f in files if file_may_hold(self.get(f), primary_key, cols, bounds)]
+        return out, (self.filters.missing(out) if probe is not None else [])
+
     def learn(self, f: DataFile, path: Any, columns: list[Column], primary_key: list[str]) -> None:
         try:
             found = footer_range(path, columns, primary_key)
@@ -245,9 +258,11 @@ class FileRanges:
             self._known[f.path] = found
 
     def forget(self, paths: Iterable[str]) -> None:
+        paths = list(paths)
         with self._lock:
             for p in paths:
                 self._known.pop(p, None)
+        self.filters.forget(paths)
 
 
 def footer_range(path: Any, columns: list[Column], primary_key: list[str]) -> dict[str, list[Any]] | None:

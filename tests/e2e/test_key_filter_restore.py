@@ -1,0 +1,48 @@
+"""Restored files get key filters too (storage/keyfilter.py), built from the
+restored files themselves on the first INSERT that needs them: over HTTP, a
+key of any restored file is still refused, and a new key in the middle of
+every file's key range touches no file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import ok, sql, state
+from tests.server.test_metrics import scrape, value
+
+CLIENTS = 16
+
+
+def _key(client: int, i: int) -> int:
+    return 10**12 + client * 10**7 + i
+
+
+async def test_restored_files_refuse_their_keys(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app; "
+                     "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v INT) WITH (flush_rows = 100000)")
+    keys = []
+    for f in range(4):  # four files, each with keys of all 16 clients
+        ks = [_key(c, f * 2 + j) for c in range(CLIENTS) for j in range(2)]
+        keys += ks
+        await ok(client, "INSERT INTO app.t VALUES " + ", ".join(f"({k}, 1)" for k in ks))
+        await ok(client, "FLUSH TABLE app.t")
+    await ok(client, "BACKUP DATABASE app TO 'kf'")
+    await ok(client, "RESTORE DATABASE app FROM 'kf' AS app2")
+    engine = state(client).engine
+    filters = engine.file_ranges.filters
+    built = filters.stats.built
+    for k in keys[::9]:  # keys of every restored file
+        status, body = await sql(client, f"INSERT INTO app2.t VALUES ({k}, 2)")
+        assert status == 409, body
+        assert body["error"]["code"] == "ALREADY_EXISTS"
+    assert filters.stats.built == built + 4  # one per restored file, from the file
+    runs, skipped = sum(engine.duckdb_runs.values()), filters.stats.filter_skipped
+    await ok(client, f"INSERT INTO app2.t VALUES ({_key(5, 500)}, 3)")
+    assert sum(engine.duckdb_runs.values()) == runs
+    assert filters.stats.filter_skipped == skipped + 4
+    [res] = await ok(client, "SELECT count(*) AS n FROM app2.t")
+    assert res["rows"] == [{"n": len(keys) + 1}]
+    samples = await scrape(client)  # what /metrics shows of it
+    assert value(samples, "cairn_key_check_files_total", outcome="filter_skipped") == \
+        filters.stats.filter_skipped >= 4
+    assert value(samples, "cairn_key_filter_bytes") == filters.bytes > 0
