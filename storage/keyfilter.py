@@ -355,6 +355,20 @@ class FileFilters:
                 self.stats.built += 1
             self._filters[path] = kf
 
+    def keep(self, files: list[DataFile], cols: list[list[Any]], columns: list[Column],
+             primary_key: list[str]) -> list[DataFile]:
+        """Of `files`, those whose filter may hold one of the keys (`cols`: one
+        list of Python values per key column), or that have no filter (none is
+        built here: a point query only uses the filters that exist)."""
+        kinds = kinds_of(columns, primary_key)
+        hashed = hash_values(cols, kinds) if kinds is not None and files else None
+        if hashed is None:
+            return files
+        probe = Probe(hashed)
+        with self._lock:
+            get = self._filters.get
+            return [f for f in files if (kf := get(f.path)) is None or kf.may_hold(probe)]
+
     def learn(self, path: str, abs_path: Any, columns: list[Column], primary_key: list[str]) -> None:
         """Build a file's filter from its key column (file I/O: unlocked,
         never on the event loop)."""

@@ -119,7 +119,7 @@ def take_snapshot(
     flush, a drop or a compaction cannot pull them away mid-query.
 
     `point` ({pk column: value}, every key column) says the query only reads
-    rows of that one key: the files whose key range leaves it out, and the
+    rows of that one key: the files whose key range or filter leaves it out, and the
     buffered batches the buffer's key index does not name for it, are left
     out of the snapshot (they hold no version of the key, so the
     newest-version logic is unchanged)."""
@@ -136,8 +136,9 @@ def take_snapshot(
         if point is not None and keys.settable(st.columns, pk):
             cols = [[point[k]] for k in pk]
             bounds = keys.bounds_of(cols, st.columns, pk)
-            if ranges is not None:
+            if ranges is not None:  # by key range, then by key filter (storage/keyfilter.py)
                 recs = [f for f in recs if keys.file_may_hold(ranges.get(f), pk, cols, bounds)]
+                recs = ranges.filters.keep(recs, cols, st.columns, pk)
             probe = keys.probe_keys(cols, user, user_table)
             found = st.keys.batches_of(probe, st.batches.values(), pk, user_table)
             if found is not None:  # only the batches holding a version of the key

@@ -18,6 +18,7 @@ from catalog import Namespace
 from catalog.errors import AlreadyExists
 from storage import keyfilter
 from storage.engine import Engine
+from storage.query import take_snapshot
 
 from .conftest import Run, col, open_engine, runner
 
@@ -235,3 +236,17 @@ def test_dropping_a_table_frees_its_filters(engine: Engine, run: Run) -> None:
     assert filters.bytes > 0
     engine.drop_table("app", "t")
     assert filters.bytes == 0
+
+
+def test_point_queries_read_only_files_that_may_hold_the_key(engine: Engine, run: Run) -> None:
+    """A point SELECT uses the filters too: of files whose ranges all hold the
+    key, it reads only the one that does."""
+    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True), col("v")])
+    keys = _fill(run, engine, files=6)
+    st = engine.state("app", "t")
+    for k, want in ((keys[60], 1), (_key(4, 999), 0)):
+        snap, pin = take_snapshot(st, None, engine.files, {"id": k}, engine.file_ranges)
+        engine.files.unpin(pin)
+        assert len(snap.files) == want
+    assert run(f"SELECT id FROM app.t WHERE id = {keys[60]}") == [{"id": keys[60]}]
+    assert run(f"SELECT id FROM app.t WHERE id = {keys[3]} + 0") == [{"id": keys[3]}]
