@@ -46,7 +46,10 @@ class Server:
              "--port", str(self.port), "--pg-port", str(self.pg_port), "--log-level", "WARNING",
              *(["--config", str(config)] if config is not None else [])],
             stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=str(root),
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(root)},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
+                # CAIRN_BENCH_SITE: a directory with a sitecustomize.py for the
+                # server (e.g. bench/rocksdb_writes_site), before the checkout
+                p for p in (os.environ.get("CAIRN_BENCH_SITE"), str(root)) if p)},
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

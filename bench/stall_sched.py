@@ -17,7 +17,20 @@ answer) the server's main thread (where one-row statements run) was:
 It prints those per INSERT over all of them, and one line per INSERT slower
 than `--over` ms. Needs perf and root.
 
-    python bench/stall_sched.py --data DIR [--server-root CHECKOUT] [--inserts 2000]
+Beside perf's view (wall-clock time between context switches), each INSERT
+also gets the main thread's own clock (/proc/.../schedstat: time on a CPU
+and waiting for one, which the kernel counts without the time the hypervisor
+took the virtual CPU away, "steal") and the steal time of every CPU
+(/proc/stat). A thread that perf saw on a CPU for 15 ms while its own clock
+moved 3 ms lost 12 ms to the hypervisor: from inside it looks blocked.
+`--alone` runs the loop with no BACKUP. Each futex sleep of the main thread
+over 5 ms is listed with what the thread that woke it did meanwhile (on a CPU,
+runnable, asleep) and its kernel stack; with `--stacks` its user stack too,
+from a second perf of the server's wake-ups with DWARF unwinding (~300 MB
+for 2,000 INSERTs; a minute or more to print).
+
+    python bench/stall_sched.py --data DIR [--server-root CHECKOUT] [--inserts 2000] [--alone]
+        [--stacks]
 """
 
 from __future__ import annotations
@@ -46,8 +59,48 @@ _HEAD = re.compile(r"^\s*(\S.*?)\s+(\d+)/(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(sched:
 _FIELDS = re.compile(r"(\w+)=(\S+)")
 
 
-async def loop(url: str, out: str, inserts: int) -> dict[str, Any]:
+_TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def steal_ms() -> list[float]:
+    """Each CPU's steal time so far (ms; /proc/stat counts it in clock ticks)."""
+    out = []
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            out.append(int(line.split()[8]) * _TICK_MS)
+    return out
+
+
+def main_clock(pid: int) -> tuple[float, float]:
+    """(ms on a CPU, ms runnable) of the server's main thread, by its own clock."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+        return int(fields[0]) / 1e6, int(fields[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0.0
+
+
+async def asleep(pid: int) -> float:
+    """Wait (up to 5 ms) until the server's main thread is off its CPU, so that
+    its schedstat is exact (the kernel brings it up to date at each switch, not
+    while the thread runs); the time then (perf's clock)."""
+    stat = Path(f"/proc/{pid}/task/{pid}/stat")
+    for _ in range(25):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] != "R":
+                break
+        except (OSError, IndexError):
+            break
+        await asyncio.sleep(0.0002)
+    return time.perf_counter()
+
+
+async def loop(url: str, out: str, inserts: int, pid: int, alone: bool,
+               stacks: bool) -> dict[str, Any]:
     times: list[tuple[float, float]] = []
+    # per INSERT: from, to (both with the main thread off its CPU), its CPU and
+    # run-queue time by its own clock meanwhile, the steal of both CPUs meanwhile
+    clocks: list[tuple[float, float, float, float, float]] = []
     took: list[tuple[float, float]] = []
     async with session(1) as wr, session(1) as bk:
         await sql(wr, url, "CREATE TABLE big.events (n BIGINT, note TEXT)")
@@ -67,18 +120,32 @@ async def loop(url: str, out: str, inserts: int) -> dict[str, Any]:
             ["perf", "record", "-q", "-a", "-k", "CLOCK_MONOTONIC", "-e", "sched:sched_switch",
              "-e", "sched:sched_wakeup", "-g", "-o", out],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # the server's wake-ups again, with user stacks unwound from a copy of
+        # the stack (DWARF): which call of which thread let the main thread go
+        deep = subprocess.Popen(
+            ["perf", "record", "-q", "-p", str(pid), "-k", "CLOCK_MONOTONIC", "-e",
+             "sched:sched_wakeup", "--call-graph", "dwarf,16384", "-o", out + ".wake"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if stacks else None
         await asyncio.sleep(1.0)
-        task = asyncio.create_task(backups())
+        task = asyncio.create_task(backups()) if not alone else None
         await asyncio.sleep(0.3)
         for i in range(inserts):
+            r0 = await asleep(pid)
+            c0, s0 = main_clock(pid), sum(steal_ms())
             t0 = time.perf_counter()  # CLOCK_MONOTONIC, as perf's -k
             await sql(wr, url, f"INSERT INTO big.events (n, note) VALUES ({10**6 + i}, 'e')")
             times.append((t0, time.perf_counter()))
-        perf.send_signal(2)
-        perf.wait(120)
+            r1 = await asleep(pid)
+            c1, s1 = main_clock(pid), sum(steal_ms())
+            clocks.append((r0, r1, c1[0] - c0[0], c1[1] - c0[1], s1 - s0))
+        for proc in (perf, deep):
+            if proc is not None:
+                proc.send_signal(2)
+                proc.wait(120)
         stop.set()
-        await task
-    return {"times": times, "backups": took}
+        if task is not None:
+            await task
+    return {"times": times, "backups": took, "clocks": clocks}
 
 
 def children(pid: int) -> list[int]:
@@ -141,9 +208,30 @@ def analyse(perf_data: Path, run: dict[str, Any], over: float) -> None:
     cpus: dict[int, list[tuple[float, float, int]]] = defaultdict(list)
     since: dict[int, tuple[float, int]] = {}
     state: tuple[float, str] | None = None
+    # every server thread's states, and each wake-up of the main thread from a
+    # futex: (when, waker tid, the waker's stack)
+    threads: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
+    tstate: dict[int, tuple[float, str]] = {}
+    wakes: list[tuple[float, int, list[str]]] = []
     for t, kind, cpu, _, tid, f, frames in events:
         if kind == "sched:sched_switch":
             prev, nxt = int(f["prev_pid"]), int(f["next_pid"])
+            for who, st_ in ((prev, None), (nxt, "on a CPU")):
+                if who in server:
+                    if who in tstate:
+                        threads[who].append((tstate[who][0], t, tstate[who][1]))
+                    if st_ is None:
+                        why = _reason(f["prev_state"], frames)
+                        st_ = "runnable" if why == "preempted" else "asleep: " + why
+                    tstate[who] = (t, st_)
+        elif kind == "sched:sched_wakeup" and int(f.get("pid", -1)) in server:
+            woken = int(f["pid"])
+            if woken in tstate and tstate[woken][1].startswith("asleep"):
+                threads[woken].append((tstate[woken][0], t, tstate[woken][1]))
+                tstate[woken] = (t, "runnable")
+            if woken == pid and state and state[1] == "sleep futex":
+                wakes.append((t, tid, frames))
+        if kind == "sched:sched_switch":
             if cpu in since:
                 cpus[cpu].append((since[cpu][0], t, since[cpu][1]))
             since[cpu] = (t, nxt)
@@ -187,17 +275,26 @@ def analyse(perf_data: Path, run: dict[str, Any], over: float) -> None:
     total: dict[str, float] = defaultdict(float)
     total_ran: dict[str, float] = defaultdict(float)
     slow = []
-    for a, b in run["times"]:
+    lost_all = steal_all = 0.0
+    for (a, b), (r0, r1, cpu, queued, steal) in zip(run["times"], run["clocks"], strict=True):
         parts, ran = split(a * 1000, b * 1000)
         for k, v in parts.items():
             total[k] += v
         for k, v in ran.items():
             total_ran[k] += v
+        # perf's "on a CPU" and "runnable" are wall-clock time; the thread's own
+        # clock (read with the thread off its CPU, so exact) leaves out what the
+        # hypervisor took while the thread was on a CPU
+        whole, _ = split(r0 * 1000, r1 * 1000)
+        lost = whole.get("on a CPU", 0.0) + whole.get("runnable", 0.0) - cpu - queued
+        lost_all += lost
+        steal_all += steal
         if (b - a) * 1000 > over:
-            slow.append(((b - a) * 1000, parts, ran))
+            slow.append(((b - a) * 1000, parts, ran, (cpu, queued, lost, steal)))
     n = len(run["times"])
     ms = sorted((b - a) * 1000 for a, b in run["times"])
-    print(f"{n} INSERTs during {len(run['backups'])} BACKUP(s): p50 {ms[n // 2]:.1f} ms, "
+    what = "with no BACKUP" if run.get("alone") else f"during {len(run['backups'])} BACKUP(s)"
+    print(f"{n} INSERTs {what}: p50 {ms[n // 2]:.1f} ms, "
           f"max {ms[-1]:.1f} ms, {sum(x > 15 for x in ms)} over 15 ms; load {run['load']}")
     print("\nthe main thread, µs per INSERT:")
     for k, v in sorted(total.items(), key=lambda x: -x[1]):
@@ -205,13 +302,54 @@ def analyse(perf_data: Path, run: dict[str, Any], over: float) -> None:
     print("while it was runnable, the CPUs ran (µs per INSERT, both CPUs):")
     for k, v in sorted(total_ran.items(), key=lambda x: -x[1]):
         print(f"  {v / n * 1000:7.0f}  {k}")
-    print(f"\nINSERTs over {over:g} ms:")
-    for wall, parts, ran in slow:
+    print(f"perf's on a CPU + runnable, less the thread's own CPU + run-queue time (time "
+          f"the hypervisor took): {lost_all / n * 1000:.0f} µs per INSERT, {lost_all:.0f} ms in "
+          f"all; /proc/stat steal of both CPUs during the INSERTs: {steal_all:.0f} ms")
+    long_waits = [(a, b) for a, b, st_ in main if "futex" in st_ and b - a > 5]
+    deep: dict[float, list[str]] = {}
+    wake_file = Path(str(perf_data) + ".wake")
+    if wake_file.exists():
+        text = subprocess.run(["perf", "script", "--no-inline", "-i", str(wake_file), "-F",
+                               "comm,tid,pid,cpu,time,event,trace,ip,sym,dso"],
+                              capture_output=True, text=True, check=False).stdout
+        for block in text.split("\n\n"):
+            lines = block.strip("\n").splitlines()
+            m = _HEAD.match(lines[0]) if lines else None
+            if m is None or int(dict(_FIELDS.findall(m.group(7))).get("pid", -1)) != pid:
+                continue
+            frames = [" ".join(ln.split()[1:]) for ln in lines[1:] if len(ln.split()) > 1]
+            deep[round(float(m.group(5)) * 1000, 3)] = [
+                f for f in frames if "[kernel.kallsyms]" not in f and "[unknown]" not in f]
+    if long_waits:
+        print("\nthe main thread's futex sleeps over 5 ms: what the thread that woke it "
+              "did meanwhile (ms), and its stack at the wake-up:")
+        wake_at = {round(w[0], 6): w for w in wakes}
+        for a, b in long_waits:
+            w = wake_at.get(round(b, 6))
+            if w is None:
+                continue
+            did: dict[str, float] = defaultdict(float)
+            for t0, t1, st_ in threads.get(w[1], []):
+                if min(b, t1) > max(a, t0):
+                    did[st_] += min(b, t1) - max(a, t0)
+            print(f"  {b - a:5.1f} ms from {a / 1000:.3f} s, woken by {w[1]} ({cls(w[1])}, nice "
+                  f"{prio.get(w[1], 120) - 120}): " + ", ".join(
+                      f"{k} {v:.1f}" for k, v in sorted(did.items(), key=lambda x: -x[1])))
+            user = deep.get(round(b, 3))
+            if user:
+                print("      " + "\n      ".join(user[:24]))
+            else:
+                print("      " + " < ".join(fr for fr in w[2][:14] if fr != "[unknown]"))
+    print(f"\nINSERTs over {over:g} ms (perf's view; then the thread's own clock: CPU, "
+          f"runnable, perf's on-CPU + runnable not in them; steal of both CPUs meanwhile):")
+    for wall, parts, ran, (cpu, queued, lost, steal) in slow:
         print(f"  {wall:5.1f} ms: " + ", ".join(f"{k} {v:.1f}" for k, v in
                                              sorted(parts.items(), key=lambda x: -x[1]))
               + ("; runnable while the CPUs ran " + ", ".join(
                   f"{k} {v:.1f}" for k, v in sorted(ran.items(), key=lambda x: -x[1]))
-                 if ran else ""))
+                 if ran else "")
+              + f" | own clock: CPU {cpu:.1f}, runnable {queued:.1f}, not counted {lost:.1f};"
+              f" steal {steal:.0f}")
 
 
 def main() -> None:
@@ -224,6 +362,10 @@ def main() -> None:
     ap.add_argument("--server-root", default=str(ROOT), help="checkout the server runs from")
     ap.add_argument("--config", help="a cairn.toml for the server")
     ap.add_argument("--dir", default="/tmp")
+    ap.add_argument("--alone", action="store_true", help="no BACKUP beside the INSERTs")
+    ap.add_argument("--stacks", action="store_true",
+                    help="also record the server's wake-ups with DWARF user stacks, to name "
+                         "the call that held what the main thread waited for")
     args = ap.parse_args()
     if not (Path(args.data) / "catalog").exists():
         build(Path(args.data), {"big": args.mb}, 100)
@@ -233,9 +375,11 @@ def main() -> None:
         srv = Server(tmp / "data", tmp / "server.log",
                      Path(args.config) if args.config else None, root=Path(args.server_root))
         try:
-            run = asyncio.run(loop(srv.url, str(tmp / "perf.data"), args.inserts))
+            load0 = os.getloadavg()[0]
+            run = asyncio.run(loop(srv.url, str(tmp / "perf.data"), args.inserts, srv.pid,
+                                   args.alone, args.stacks))
             run.update(pid=srv.pid, copiers=children(srv.pid), client=os.getpid(),
-                       load=os.getloadavg())
+                       load=(round(load0, 2), round(os.getloadavg()[0], 2)), alone=args.alone)
         finally:
             srv.stop()
         print(f"server from {args.server_root}")
