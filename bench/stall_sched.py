@@ -27,7 +27,7 @@ moved 3 ms lost 12 ms to the hypervisor: from inside it looks blocked.
 over 5 ms is listed with what the thread that woke it did meanwhile (on a CPU,
 runnable, asleep) and its kernel stack; with `--stacks` its user stack too,
 from a second perf of the server's wake-ups with DWARF unwinding (~300 MB
-for 2,000 INSERTs; a minute or more to print).
+for 2,000 INSERTs; ~30 s to print).
 
     python bench/stall_sched.py --data DIR [--server-root CHECKOUT] [--inserts 2000] [--alone]
         [--stacks]
