@@ -128,6 +128,50 @@ def copy(
     if not _enabled:
         return None
     check_stop(should_stop)
+    return _exchange(b"C1" if direct else b"C0", src, dst, on_bytes, should_stop, error)
+
+
+def check(
+    src: int,
+    tail: int,
+    on_bytes: OnBytes | None,
+    should_stop: ShouldStop | None,
+    error: ErrorMapper | None,
+) -> tuple[int, str, bytes] | None:
+    """Read and hash all of `src` (an fd) in a copier process, for VERIFY:
+    (bytes read, sha256 hex of exactly those bytes, the last `tail` of them),
+    or None when no copier could do it (the caller then reads it itself)."""
+    if not _enabled or not hasattr(os, "memfd_create"):
+        return None
+    check_stop(should_stop)
+    kept = os.memfd_create("cairn-tail", os.MFD_CLOEXEC)
+    try:
+        done = _exchange(b"V" + _U64.pack(tail), src, kept, on_bytes, should_stop, error)
+        if done is None:
+            return None
+        last = bytearray()
+        while len(last) < min(tail, done[0]):
+            piece = os.pread(kept, min(tail, done[0]) - len(last), len(last))
+            if not piece:  # never: the copier writes the whole tail before it answers
+                log.warning("copier kept %d of %d tail bytes; reading on this thread",
+                            len(last), min(tail, done[0]))
+                return None
+            last += piece
+        return done[0], done[1], bytes(last)
+    finally:
+        os.close(kept)
+
+
+def _exchange(
+    head: bytes,
+    src: int,
+    dst: int,
+    on_bytes: OnBytes | None,
+    should_stop: ShouldStop | None,
+    error: ErrorMapper | None,
+) -> tuple[int, str] | None:
+    """One request `head` with `src` and `dst` to a copier, answering its steps:
+    its (bytes, sha256), or None when no copier could do it."""
     copier = _take()
     if copier is None:
         return None
@@ -137,7 +181,7 @@ def copy(
     failed: OSError | None = None
     passing: BaseException | None = None  # raised between two steps: the caller's
     try:
-        socket.send_fds(copier.sock, [b"C1" if direct else b"C0"], [src, dst])
+        socket.send_fds(copier.sock, [head], [src, dst])
         while True:
             msg = copier.receive(should_stop)
             kind = msg[:1]

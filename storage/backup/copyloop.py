@@ -12,7 +12,9 @@ the background priority: the server's threads never wait for the GIL behind it.
 The copier's protocol, one SOCK_SEQPACKET message each (`serve`):
 
 - server -> copier: `C<direct 0|1>` with the source and destination fds
-  attached (SCM_RIGHTS): copy all of source into destination.
+  attached (SCM_RIGHTS): copy all of source into destination. Or `V` + a
+  size (8 bytes) with the source and a destination fd: read and hash all of
+  source (VERIFY), writing only its last `size` bytes, at offset 0.
 - copier -> server after each step: `P` + bytes moved (8 bytes). The copier then
   waits for `A` (go on) or `S` (stop: it closes both fds and waits for the next
   copy). So progress, throttle, give-way and cancel checks run between steps in
@@ -41,6 +43,7 @@ STEP = 1024 * 1024  # bytes per read, hash and write (transfer.CHUNK_SIZE): keep
 PIECE = 256 * 1024  # bytes per write through the page cache (see _Writer.write)
 ALIGN = 4096  # what a direct write's offset, length and buffer are aligned to
 _DIRECT = getattr(os, "O_DIRECT", 0)
+MAX_KEEP = 64 * 1024 * 1024  # the most a `V` request keeps of a source's tail
 
 _U64 = struct.Struct("<Q")
 _I32 = struct.Struct("<i")
@@ -48,13 +51,16 @@ _I32 = struct.Struct("<i")
 
 def pump(src: int, dst: int, digest: Any, direct: bool,
          between: Callable[[int], None] | None,
-         error: Callable[[OSError], BaseException] | None = None) -> int:
+         error: Callable[[OSError], BaseException] | None = None,
+         out: Any = None) -> int:
     """Copy all of `src` to `dst`, updating `digest` with exactly the bytes
     written; `between(n)` after each step (it may raise to stop). Returns
-    bytes copied. OS errors of the copy itself go through `error`."""
+    bytes copied. OS errors of the copy itself go through `error`. `out`
+    replaces the writer to `dst` (`Keep`: only the last bytes)."""
     buffer = mmap.mmap(-1, STEP)  # page-aligned, as direct writes want; unmapped when freed
     view = memoryview(buffer)
-    out = _Writer(dst, direct)
+    if out is None:
+        out = _Writer(dst, direct)
     offset = 0
     while True:
         try:
@@ -115,6 +121,31 @@ class _Writer:
             os.ftruncate(self.fd, size)
 
 
+class Keep:
+    """A writer that keeps only the last `size` bytes of what passes (the
+    content's tail, for VERIFY's footer check) and writes them to `fd` at
+    offset 0 at the end: the bytes hashed are the bytes kept, never a second
+    read of the source."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size
+        self.data = bytearray()
+
+    def write(self, view: memoryview, n: int, offset: int) -> None:
+        if n >= self.size:
+            self.data = bytearray(view[n - self.size:n])
+            return
+        self.data += view[:n]
+        if len(self.data) > 2 * self.size:
+            del self.data[: len(self.data) - self.size]
+
+    def finish(self, size: int) -> None:
+        last = memoryview(self.data)[-self.size:] if self.size else memoryview(b"")
+        written = 0
+        while written < len(last):
+            written += os.pwrite(self.fd, last[written:], written)
+
+
 def set_direct(fd: int, on: bool) -> bool:
     """Turn O_DIRECT on or off for `fd`; whether it is on."""
     if not _DIRECT:
@@ -141,11 +172,13 @@ def serve(sock: socket.socket) -> None:
             return
         if not msg:
             return
-        if len(fds) != 2 or msg[:1] != b"C":
+        kind = msg[:1]
+        if len(fds) != 2 or kind not in (b"C", b"V") or (kind == b"V" and len(msg) != 9):
             for fd in fds:
                 os.close(fd)
             return  # not the protocol: end, the server sees EOF
         src, dst = fds
+        keep = Keep(dst, min(_U64.unpack_from(msg, 1)[0], MAX_KEEP)) if kind == b"V" else None
 
         def between(n: int) -> None:
             sock.send(b"P" + _U64.pack(n))
@@ -155,7 +188,7 @@ def serve(sock: socket.socket) -> None:
 
         try:
             digest = hashlib.sha256()
-            total = pump(src, dst, digest, msg[1:2] == b"1", between)
+            total = pump(src, dst, digest, msg[1:2] == b"1", between, out=keep)
             reply = b"D" + _U64.pack(total) + digest.hexdigest().encode()
         except _Stop:
             reply = b""

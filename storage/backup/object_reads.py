@@ -19,8 +19,9 @@ from catalog.errors import (
     PermissionDenied,
 )
 
+from . import copier
 from .codec import RAW, Form, decode, identify
-from .contents import Teed
+from .contents import TAIL, Teed
 from .crypto import Keys
 from .fastcopy import copy_file
 from .layout import check_oid
@@ -151,6 +152,8 @@ class ObjectReads:
         `tail` (contents.Tail) is fed the content."""
         try:
             self._stat_or_raise(oid, expected_size)
+            if self._check_by_fd(oid, expected_size, on_bytes, should_stop, sha256, tail):
+                return None
             with self.open(oid) as src:
                 self.check_stream(src, oid, expected_size, on_bytes, should_stop, sha256,
                                   plain_size, tail)
@@ -159,6 +162,31 @@ class ObjectReads:
         except CairnError as exc:
             return exc.message
         return None
+
+    def _check_by_fd(self, oid: str, expected_size: int, on_bytes: OnBytes | None,
+                     should_stop: ShouldStop | None, sha256: str | None, tail: Any) -> bool:
+        """A raw object of a local target read and hashed in a copier process
+        (copier.check), its content's last TAIL bytes fed to `tail`; False
+        when it cannot run there (the caller reads it on this thread)."""
+        handler = handler_of(self.target.fs)
+        form = self.form(oid, sha256)
+        if handler is None or form.encoding != RAW or form.keys is not None:
+            return False
+        uri = self.target.uri
+        with reading(uri, f"object {oid}"):
+            src = handler.open_fd(self.path(oid), os.O_RDONLY)
+        try:
+            done = copier.check(src, TAIL, on_bytes, should_stop,
+                                partial(read_failed, uri, what=f"object {oid}"))
+        finally:
+            os.close(src)
+        if done is None:
+            return False
+        n, actual, last = done
+        if tail is not None:
+            tail.update(last)
+        _check_content(oid, n, expected_size, actual, oid)
+        return True
 
     def check_stream(
         self,

@@ -1,0 +1,116 @@
+"""VERIFY's reads in copier processes (copier.check): a raw object of a local
+target is read and hashed in a copier, step by step under the caller's control,
+and the copier hands back the last bytes it hashed (the content's tail, for
+the footer check) with the sha256 — never a second read. A damaged object is
+still found, a cancel still stops it, and a copier that dies leaves the read
+to the caller's thread."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from catalog.errors import Cancelled
+from storage.backup import Repository, copier
+from storage.backup.contents import TAIL, Tail
+from storage.backup.transfer import CHUNK_SIZE
+
+from .conftest import MakeFile, object_file
+
+
+@pytest.fixture(autouse=True)
+def _on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(copier, "_enabled", True)
+
+
+def _reading(path: Path) -> set[int]:
+    """Child processes of this one that hold `path` open."""
+    out = set()
+    for pid in copier.busy_pids():
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{name}") == str(path):
+                    out.add(pid)
+            except OSError:
+                continue
+    return out
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE, 3 * CHUNK_SIZE + 7])
+@pytest.mark.parametrize("tail", [0, 10, TAIL])
+def test_reads_hashes_and_keeps_the_tail_in_a_copier(tmp_path: Path, size: int,
+                                                     tail: int) -> None:
+    data = os.urandom(size)
+    (tmp_path / "src").write_bytes(data)
+    src = os.open(tmp_path / "src", os.O_RDONLY)
+    holders: list[set[int]] = []
+    try:
+        done = copier.check(src, tail, lambda n: holders.append(_reading(tmp_path / "src")),
+                            None, None)
+    finally:
+        os.close(src)
+    last = data[len(data) - tail:] if tail else b""
+    assert done == (size, hashlib.sha256(data).hexdigest(), last)
+    assert len(holders) == -(-size // CHUNK_SIZE) and all(len(h) == 1 for h in holders)
+
+
+def test_a_cancel_between_steps_stops_it(tmp_path: Path) -> None:
+    (tmp_path / "src").write_bytes(os.urandom(4 * CHUNK_SIZE))
+    src = os.open(tmp_path / "src", os.O_RDONLY)
+    steps: list[int] = []
+    try:
+        with pytest.raises(Cancelled):
+            copier.check(src, TAIL, steps.append, lambda: len(steps) >= 2, None)
+    finally:
+        os.close(src)
+    assert steps == [CHUNK_SIZE, CHUNK_SIZE]
+
+
+def test_a_copier_that_dies_leaves_the_read_to_the_caller(tmp_path: Path) -> None:
+    (tmp_path / "src").write_bytes(os.urandom(3 * CHUNK_SIZE))
+    src = os.open(tmp_path / "src", os.O_RDONLY)
+    killed: list[int] = []
+
+    def step(_: int) -> None:
+        if not killed:
+            for pid in copier.busy_pids():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    try:
+        assert copier.check(src, TAIL, step, None, None) is None
+    finally:
+        os.close(src)
+    assert killed
+
+
+def test_the_store_checks_a_raw_object_in_a_copier(
+        repo: Repository, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ObjectStore.check` (VERIFY) of a raw local object goes to a copier, feeds
+    the Tail exactly the last bytes, and a flipped byte is still a mismatch;
+    with copiers off the same answers come from this thread."""
+    src = make_file(size=2 * CHUNK_SIZE + 5)
+    repo.put_file(src.path, sha256=src.sha256, size=src.size)
+    data = Path(src.path).read_bytes()
+    calls: list[int] = []
+    real = copier.check
+    monkeypatch.setattr(copier, "check", lambda *a: calls.append(1) or real(*a))
+    for on in (True, False):
+        monkeypatch.setattr(copier, "_enabled", on)
+        tail = Tail()
+        assert repo.store.check(src.sha256, src.size, tail=tail) is None
+        assert tail.bytes() == data[-TAIL:]
+    assert len(calls) == 2  # the second one declined: copiers off
+    path = object_file(repo, src.sha256)
+    damaged = bytearray(data)
+    damaged[CHUNK_SIZE + 3] ^= 1
+    path.chmod(0o644)
+    path.write_bytes(bytes(damaged))
+    for on in (True, False):
+        monkeypatch.setattr(copier, "_enabled", on)
+        problem = repo.store.check(src.sha256, src.size, tail=Tail())
+        assert problem is not None and "sha256 mismatch" in problem
