@@ -37,14 +37,23 @@ class Tail:
 
     def __init__(self) -> None:
         self.data = bytearray()
+        self.whole: bytes | None = None  # the tail handed over at once (`take`)
 
     def update(self, chunk: Any) -> None:
         self.data += chunk
         if len(self.data) > 2 * TAIL:
             del self.data[: len(self.data) - TAIL]
 
+    def take(self, last: bytes) -> None:
+        """The stream's last bytes at once (a copier's, copier.check), kept
+        without a copy: on the job's thread every copy of up to 1 MiB holds the
+        GIL that statements wait for."""
+        self.whole = last[-TAIL:]
+
     def bytes(self) -> bytes:
-        return bytes(self.data[-TAIL:])
+        if self.whole is not None:
+            return self.whole
+        return bytes(memoryview(self.data)[-TAIL:])
 
 
 class Teed:

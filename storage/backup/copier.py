@@ -149,15 +149,13 @@ def check(
         done = _exchange(b"V" + _U64.pack(tail), src, kept, on_bytes, should_stop, error)
         if done is None:
             return None
-        last = bytearray()
-        while len(last) < min(tail, done[0]):
-            piece = os.pread(kept, min(tail, done[0]) - len(last), len(last))
-            if not piece:  # never: the copier writes the whole tail before it answers
-                log.warning("copier kept %d of %d tail bytes; reading on this thread",
-                            len(last), min(tail, done[0]))
-                return None
-            last += piece
-        return done[0], done[1], bytes(last)
+        want = min(tail, done[0])
+        last = os.pread(kept, want, 0) if want else b""  # one read: a file in memory
+        if len(last) != want:  # never: the copier writes the whole tail before it answers
+            log.warning("copier kept %d of %d tail bytes; reading on this thread",
+                        len(last), want)
+            return None
+        return done[0], done[1], last
     finally:
         os.close(kept)
 

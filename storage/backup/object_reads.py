@@ -184,7 +184,7 @@ class ObjectReads:
             return False
         n, actual, last = done
         if tail is not None:
-            tail.update(last)
+            tail.take(last)
         _check_content(oid, n, expected_size, actual, oid)
         return True
 
