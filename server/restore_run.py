@@ -19,7 +19,7 @@ from typing import Any
 from catalog import Archive, DataFile, Namespace
 from catalog.errors import AlreadyExists, InvalidArgument
 from catalog.ids import new_id
-from storage.archive import pitr, replay, steps
+from storage.archive import pitr, replay
 from storage.backup import Manifest, Repository
 from storage.backup.schema import FileEntry, load, to_doc
 from storage.files import FileStore
@@ -133,17 +133,6 @@ def _replayer(plan: RestorePlan, time: pitr.TimePlan, m: Manifest,
     replayed on the base manifest's tables, their rows written as Parquet."""
 
     def run(files: FileStore, uids: dict[str, str], check: Callable[[], None]) -> Beside:
-        # Paced like the archiver (steps.py): the copy's transfer threads take
-        # the GIL for every 1 MiB step, and wait about a millisecond for this
-        # thread, not Python's 5 ms switch interval, so the copy keeps its pace.
-        def paced() -> None:
-            steps.pace()
-            check()
-
-        with steps.pacing():
-            return replayed(files, uids, paced)
-
-    def replayed(files: FileStore, uids: dict[str, str], check: Callable[[], None]) -> Beside:
         changes = pitr.changes(plan.repo, time, check)
         doc = to_doc(m)
         tables = replay.replay(doc["tables"], changes, f"archive of namespace '{plan.source}'")
