@@ -13,7 +13,7 @@ rows, prints both times, their ratio and the restore to a time's timeline
 (seconds from the request), and drops both namespaces again.
 
     python bench/restore_timeline.py --state /tmp/rt-state [--base-mb 1024]
-        [--changes 100000] [--clients 1] [--rounds 2] [--root A --root B]
+        [--changes 100000] [--clients 1] [--rounds 2] [--root A --root B] [--nice -10]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ HOOKS = Path(__file__).resolve().parent / "restore_hooks.py"
 class HookedServer:
     """`cairn serve` from `root` with the hooks imported first; stderr to `log`."""
 
-    def __init__(self, root: Path, data: Path, cfg: Path, log: Path) -> None:
+    def __init__(self, root: Path, data: Path, cfg: Path, log: Path, nice: int = 0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -47,8 +47,9 @@ class HookedServer:
                 "runpy.run_module('server.cli', run_name='__main__', alter_sys=True)")
         self._err = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", boot, "serve", "--data-dir", str(data), "--port",
-             str(self.port), "--pg-port", "0", "--log-level", "WARNING", "--config", str(cfg)],
+            [*(["nice", "-n", str(nice)] if nice else []), sys.executable, "-c", boot, "serve",
+             "--data-dir", str(data), "--port", str(self.port), "--pg-port", "0",
+             "--log-level", "WARNING", "--config", str(cfg)],
             stdout=subprocess.PIPE, stderr=self._err, text=True, cwd=str(root),
             env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(root)})
         assert self.proc.stdout is not None
@@ -97,9 +98,12 @@ async def build_state(state: Path, base_mb: int, changes: int, clients: int) -> 
     (state / "state.json").write_text(json.dumps({"end": end, "segments": row["segments"]}))
 
 
-def cfg(state: Path) -> Path:
+def cfg(state: Path, background_nice: int | None = None) -> Path:
     path = state / "cairn.toml"
-    path.write_text(f'[backup]\nroots = ["{state / "backups"}"]\n')
+    text = f'[backup]\nroots = ["{state / "backups"}"]\n'
+    if background_nice is not None:
+        text += f"[jobs]\nbackground_nice = {background_nice}\n"
+    path.write_text(text)
     return path
 
 
@@ -132,9 +136,12 @@ def timeline(log: Path, t0: float, t1: float) -> list[str]:
     return rows
 
 
-async def one_round(root: Path, state: Path, end: str, tag: str) -> tuple[float, float]:
+async def one_round(root: Path, state: Path, end: str, tag: str,
+                    nice: int = 0) -> tuple[float, float]:
     log = state / ("serve-" + "".join(c if c.isalnum() else "_" for c in tag) + ".log")
-    srv = HookedServer(root, state / "data", cfg(state), log)
+    # --nice: the server (and its copier processes) ahead of whatever else the
+    # machine runs, background work not lowered: a stand-in for a quiet machine.
+    srv = HookedServer(root, state / "data", cfg(state, 0 if nice else None), log, nice)
     try:
         async with session(2) as http:
             os.sync()
@@ -167,6 +174,9 @@ async def main() -> int:
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--root", type=Path, action="append")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="run the server at this nice value (negative: needs root), "
+                         "with [jobs] background_nice = 0")
     args = ap.parse_args()
     args.state.mkdir(parents=True, exist_ok=True)
     if not (args.state / "state.json").exists():
@@ -176,7 +186,8 @@ async def main() -> int:
     roots = args.root or [ROOT]
     for r in range(args.rounds):
         for i, root in enumerate(roots):
-            await one_round(root.resolve(), args.state, st["end"], f"round {r + 1} {root}#{i}")
+            await one_round(root.resolve(), args.state, st["end"], f"round {r + 1} {root}#{i}",
+                            args.nice)
     return 0
 
 
