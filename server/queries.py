@@ -85,13 +85,13 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
             owned=True,  # parsed for this request alone: no copy needed
             small=stmt.small,
         )
-        return bounded(cairn, table)
+        return await answer(cairn, table)
     if stmt.kind in explain.PREFIX:  # SUMMARIZE, DESCRIBE SELECT, PIVOT
         table = await cairn.run(
             explain.run, cairn.engine, stmt.kind, stmt.expression, session.user_id,
             session.namespace, timeout=timeout, limits=limits_for(cairn, session),
         )
-        return bounded(cairn, table)
+        return await answer(cairn, table)
     if stmt.kind in VERBS:
 
         def write() -> int:
@@ -139,6 +139,18 @@ def _point_select(cairn: Cairn, session: Session, stmt: Query, timeout: float | 
         stmt.expression, session.user_id, session.namespace, timeout=timeout, limits=limits,
         interrupt=session.interrupt.target if session.interrupt is not None else None,
         owned=True, small=True)
+
+
+# An answer of more rows than this is made into JSON values on a statement
+# thread, not on the event loop (100,000 rows held it for seconds).
+ROWS_ON_THE_LOOP = 2000
+
+
+async def answer(cairn: Cairn, table: pa.Table) -> Result:
+    """`bounded`, off the event loop for a large answer."""
+    if table.num_rows > ROWS_ON_THE_LOOP:
+        return await cairn.run(bounded, cairn, table)
+    return bounded(cairn, table)
 
 
 def bounded(cairn: Cairn, table: pa.Table) -> Result:

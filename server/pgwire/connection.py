@@ -157,6 +157,8 @@ class Connection:
         for i in range(0, len(rows), FLUSH_ROWS):
             self.writer.writelines(data_rows(rows[i:i + FLUSH_ROWS], oids, fmts))
             await self.writer.drain()
+            if i + FLUSH_ROWS < len(rows):
+                await asyncio.sleep(0)  # drain() does not yield while the client keeps up
 
     # --- one statement ------------------------------------------------------------------
 

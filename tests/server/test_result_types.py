@@ -35,3 +35,59 @@ def test_type_names_by_id_are_the_checked_names(t: pa.DataType) -> None:
         assert cairn_type(f) == EXPECTED[str(t)]
     # A producer's own name wins over the Arrow type.
     assert cairn_type(f.with_metadata({CAIRN_TYPE_KEY: b"JSON"})) == "JSON"
+
+
+def _reference(table: pa.Table) -> list[dict[str, object]]:
+    """The answer's rows made one value at a time (what of_arrow did before it
+    made them a column at a time)."""
+    from server.result import to_json_value
+    types = [cairn_type(f) for f in table.schema]
+    cols = [c.to_pylist() for c in table.columns]
+    return [{n: to_json_value(cols[i][r], types[i]) for i, n in enumerate(table.column_names)}
+            for r in range(table.num_rows)]
+
+
+def test_answers_made_a_column_at_a_time_are_the_values_one_at_a_time() -> None:
+    import datetime as dt
+    import decimal
+    import random
+
+    from server.result import Result
+    rng = random.Random(5)
+    n = 300
+    times = [None, dt.datetime(1969, 12, 31, 23, 59, 59, 999500), dt.datetime(1000, 1, 1),
+             dt.datetime(9998, 12, 31, 23, 59, 59, 999999)]
+    times += [dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=rng.randint(-10**16, 10**16))
+              for _ in range(n - len(times))]
+    floats = [rng.choice([None, float("nan"), float("inf"), -0.0, rng.uniform(-1e300, 1e300)])
+              for _ in range(n)]
+    columns = {
+        "i": pa.array([rng.choice([None, rng.randint(-2**63, 2**63 - 1)]) for _ in range(n)]),
+        "u": pa.array([rng.randint(0, 2**64 - 1) for _ in range(n)], pa.uint64()),
+        "b": pa.array([rng.choice([None, True, False]) for _ in range(n)]),
+        "s": pa.array([rng.choice([None, "", "é\u0000x", '{"a": 1}']) for _ in range(n)]),
+        "ls": pa.array([rng.choice([None, "t"]) for _ in range(n)], pa.large_string()),
+        "j": pa.array([rng.choice([None, '{"a": [1, 2]}', "not json", "3"]) for _ in range(n)]),
+        "f": pa.array(floats), "finite": pa.array([rng.uniform(-1, 1) for _ in range(n)]),
+        "r": pa.array([rng.uniform(-1, 1) for _ in range(n)], pa.float32()),
+        "t": pa.array(times, pa.timestamp("us")),
+        "tz": pa.array(times, pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC")).cast(
+            pa.timestamp("us", tz="America/Los_Angeles")),
+        "ns": pa.array([dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=rng.randint(
+            -10**15, 10**15)) for _ in range(n)], pa.timestamp("us")).cast(pa.timestamp("ns")),
+        "old": pa.array([dt.datetime(999, 1, 1)] * n, pa.timestamp("us")),
+        "nulltime": pa.array([None] * n, pa.timestamp("us")),
+        "d": pa.array([rng.choice([None, decimal.Decimal("1.50"), decimal.Decimal("-0.01")])
+                       for _ in range(n)], pa.decimal128(12, 2)),
+        "by": pa.array([rng.choice([None, b"\x00\xff"]) for _ in range(n)]),
+        "day": pa.array([dt.date(2026, 1, 2)] * n),
+        "null": pa.array([None] * n),
+    }
+    table = pa.table(columns)
+    fields = [f.with_metadata({CAIRN_TYPE_KEY: b"JSON"}) if f.name == "j" else f
+              for f in table.schema]
+    table = table.cast(pa.schema(fields))
+    got = Result.of_arrow(table).rows
+    want = _reference(table)
+    for g, w in zip(got, want, strict=True):
+        assert {k: repr(v) for k, v in g.items()} == {k: repr(v) for k, v in w.items()}
