@@ -26,8 +26,11 @@ LINGER_SECONDS = 0.005
 # the end of its linger even if no transfer waits at that moment (one is
 # between two chunks): the next one to wait then sleeps in `poll` throughout.
 RECENT_SECONDS = 1.0
-# Whether the running task (and the tasks it started) serves a counted request.
-_counted: ContextVar[bool] = ContextVar("cairn_counted_request", default=False)
+# The counted request the running task (and the tasks it started) serves. A
+# task can outlive its request (an archiver's loop started by START
+# ARCHIVING): once the request has ended, `open` says so and the task no
+# longer counts as part of it.
+_counted: ContextVar[_Request | None] = ContextVar("cairn_counted_request", default=None)
 
 
 class Throttle:
@@ -138,7 +141,8 @@ class Statements:
     def waiting_for_job(self) -> Iterator[None]:
         """While a request waits for a job it started: not counted (the job
         would otherwise give way to the very statement waiting for it)."""
-        if not _counted.get():
+        served = _counted.get()
+        if served is None or not served.open:
             yield
             return
         self.ended()
@@ -191,15 +195,18 @@ class Statements:
 class _Request:
     """`Statements.request()`: a class, not a generator, for the hot path."""
 
-    __slots__ = ("statements", "token")
+    __slots__ = ("open", "statements", "token")
 
     def __init__(self, statements: Statements) -> None:
         self.statements = statements
+        self.open = False
 
     def __enter__(self) -> None:
         self.statements.started()
-        self.token = _counted.set(True)
+        self.open = True
+        self.token = _counted.set(self)
 
     def __exit__(self, *_: object) -> None:
         _counted.reset(self.token)
+        self.open = False
         self.statements.ended()

@@ -190,3 +190,33 @@ async def test_a_transfer_waiting_between_two_requests_sleeps_until_signalled() 
     statements._signal_if_idle()  # what the loop's timer does at the linger's end
     assert await loop.run_in_executor(None, returned.wait, 30)
     thread.join(30)
+
+
+def test_a_task_that_outlives_its_request_is_not_that_request() -> None:
+    """An archiver's loop is started by START ARCHIVING's request and waits
+    for its base backups long after that request ended: it must not take
+    another request's place in the count (that request's end then found the
+    count empty: IndexError, an HTTP 500)."""
+    statements = Statements()
+
+    async def main() -> tuple[int, int]:
+        go, started = asyncio.Event(), asyncio.Event()
+        seen: list[int] = []
+
+        async def loop() -> None:  # started inside the first request
+            started.set()
+            await go.wait()
+            with statements.waiting_for_job():
+                seen.append(statements.running)
+
+        with statements.request():
+            task = asyncio.create_task(loop())
+            await started.wait()
+        with statements.request():  # another client's request, running
+            go.set()
+            await task
+            during = statements.running
+        return seen[0], during
+
+    assert asyncio.run(main()) == (1, 1)
+    assert statements.running == 0
