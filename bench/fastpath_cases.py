@@ -133,10 +133,16 @@ def _insert(rng: random.Random) -> list[str]:
         width = len(TABLES.get(table or "t", TABLES["t"]))
     if rng.random() < 0.1:
         width += rng.choice([-1, 1])
-    toks += [_case(rng, "VALUES"), "("]
-    for i in range(max(0, width)):
-        toks += ([","] if i else []) + _value(rng)
-    toks += [")"]
+    toks += [_case(rng, "VALUES")]
+    # Several rows a third of the time (sqlgrammar/fastrows.py), of mixed
+    # value kinds per column; now and then one row a value short or long.
+    rows = 1 if rng.random() < 0.67 else rng.choice([2, 2, 3, 4, 7])
+    for r in range(rows):
+        w = width + (rng.choice([-1, 1]) if r and rng.random() < 0.05 else 0)
+        toks += ([","] if r else []) + ["("]
+        for i in range(max(0, w)):
+            toks += ([","] if i else []) + _value(rng)
+        toks += [")"]
     return toks
 
 
@@ -232,11 +238,11 @@ def typed(fast: Any) -> tuple[Any, ...]:
     """A FastInsert with each value as (type, repr): `1 == True` and
     `Decimal('1.0') == Decimal('1.00')`, but neither stores the same bytes.
     A FastSelect as its fields."""
-    if not hasattr(fast, "values"):
+    if not hasattr(fast, "rows"):
         return (fast.db, fast.table, fast.columns, fast.key, fast.text, fast.is_string,
                 fast.negative)
     return (fast.db, fast.table, fast.columns,
-            [(type(v), repr(v)) for v in fast.values])
+            [[(type(v), repr(v)) for v in row] for row in fast.rows])
 
 
 def described(tree: Any) -> tuple[Any, ...]:
@@ -258,9 +264,9 @@ def described(tree: Any) -> tuple[Any, ...]:
     if isinstance(target, exp.Schema):
         columns = [c.name for c in target.expressions]
         target = target.this
-    (row,) = tree.expression.expressions
     return (target.db or None, target.name, columns,
-            [(type(v), repr(v)) for v in map(literal, row.expressions)])
+            [[(type(v), repr(v)) for v in map(literal, row.expressions)]
+             for row in tree.expression.expressions])
 
 
 # --- execution: two servers, one with the fast path, one without --------------------

@@ -104,7 +104,7 @@ def components(stats: pstats.Stats, keep_waits: bool) -> list[tuple[str, float]]
     jr, tj = cum("aiohttp/web_response.py", "json_response"), cum("server/result.py", "to_json")
     # A fast-path statement runs from its typed description (storage/fast.py),
     # anything else (and a fast SELECT that falls back to its tree) as before.
-    ins = cum("storage/dml.py", "insert") + cum("storage/fast.py", "insert_row")
+    ins = cum("storage/dml.py", "insert") + cum("storage/fast.py", "insert_rows")
     sel = cum("storage/engine.py", "query") + cum("storage/fast.py", "select")
     # The lock timing's waits, split as the table-lock holds are: 3 per INSERT,
     # 1 per point SELECT (all of them inside the middlewares).
@@ -114,7 +114,7 @@ def components(stats: pstats.Stats, keep_waits: bool) -> list[tuple[str, float]]
         ("reading the request (auth, body, JSON)", rd + au),
         ("parsing (the fast path)", parse),
         ("executor (session, dispatch, role)", ex - rs - parse),
-        ("INSERT in storage (dml.insert, fast.insert_row)", ins - lock_w * 3 / 4),
+        ("INSERT in storage (dml.insert, fast.insert_rows)", ins - lock_w * 3 / 4),
         ("point SELECT in storage (Engine.query, fast.select)", sel - lock_w / 4),
         ("the rest of the statement (run_query, Result)", rs - ins - sel),
         ("the answer's JSON", jr + tj),

@@ -68,8 +68,8 @@ def _fold(table: exp.Table) -> None:
 @routes.handles(Query, role="user")
 async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
     timeout = cairn.config.server.query_timeout_seconds or None
-    if isinstance(stmt.fast, FastInsert):  # a single-row INSERT read without a tree
-        return await _insert_row(cairn, session, stmt.fast, timeout)
+    if isinstance(stmt.fast, FastInsert):  # an INSERT of literals read without a tree
+        return await _insert_rows(cairn, session, stmt.fast, timeout)
     if isinstance(stmt.fast, FastSelect):  # a point SELECT: its tree only if needed
         return bounded(cairn, await cairn.run_small(
             _point_select, cairn, session, stmt, timeout, limits_for(cairn, session)))
@@ -107,19 +107,20 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
     )
 
 
-async def _insert_row(cairn: Cairn, session: Session, row: FastInsert,
-                      timeout: float | None) -> Result:
-    """The fast path's single-row INSERT (sqlgrammar/fastpath.py): its typed
-    description straight to storage (`storage.fast.insert_row`), where the
-    tree would have been built, folded, checked and read back to the same
-    row. Tried on the event loop first, as any one-row statement."""
+async def _insert_rows(cairn: Cairn, session: Session, ins: FastInsert,
+                       timeout: float | None) -> Result:
+    """The fast path's INSERT of literals (sqlgrammar/fastpath.py, fastrows.py):
+    its typed description straight to storage (`storage.fast.insert_rows`),
+    where the tree would have been built, folded, checked and read back to the
+    same rows. One row is tried on the event loop first, as any one-row
+    statement; many rows run on a statement thread, as the normal path's."""
 
     def write() -> int:
         with cairn.engine.time_limit(timeout):
-            return fast.insert_row(cairn.engine, row.db, row.table, row.columns, row.values,
-                                   session.user_id, session.namespace)
+            return fast.insert_rows(cairn.engine, ins.db, ins.table, ins.columns, ins.rows,
+                                    session.user_id, session.namespace)
 
-    n = await cairn.run_small(write)
+    n = await (cairn.run_small(write) if len(ins.rows) == 1 else cairn.run(write))
     return Result.of_message(f"{n} row{'' if n == 1 else 's'} inserted", row_count=n)
 
 

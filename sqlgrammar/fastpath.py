@@ -86,12 +86,12 @@ Token = tuple[int, str, int, int]  # kind, text, start offset, end offset (exclu
 MAX_TOKENS = 512
 
 
-def _tokens(sql: str) -> list[Token] | None:
+def _tokens(sql: str, limit: int = MAX_TOKENS) -> list[Token] | None:
     """The statement's tokens without blanks, or None at anything unexpected."""
     out: list[Token] = []
     pos = 0
     for m in _TOKEN.finditer(sql):
-        if m.start() != pos or len(out) >= MAX_TOKENS:
+        if m.start() != pos or len(out) >= limit:
             return None  # a character no token takes, or too long
         group = m.lastindex or 0
         pos = m.end()
@@ -215,6 +215,12 @@ class _Reader:
 
 
 def _insert(r: _Reader, variant: int) -> exp.Insert:
+    return insert_rows(r, variant, many=False)
+
+
+def insert_rows(r: _Reader, variant: int, many: bool = True) -> exp.Insert:
+    """An INSERT of one row (`many` False) or of any number of rows of literals
+    (sqlgrammar/fastrows.py), as sqlglot builds it."""
     r.keyword("INSERT")
     r.keyword("INTO")
     target: exp.Expression = r.table(with_catalog=True)
@@ -225,13 +231,18 @@ def _insert(r: _Reader, variant: int) -> exp.Insert:
         r.expect(")")
         target = exp.Schema(this=target, expressions=names)
     r.keyword("VALUES")
-    r.expect("(")
-    values = [r.value()]
-    while r.punct(","):
-        values.append(r.value())
-    r.expect(")")
+    tuples = []
+    while True:
+        r.expect("(")
+        values = [r.value()]
+        while r.punct(","):
+            values.append(r.value())
+        r.expect(")")
+        tuples.append(exp.Tuple(expressions=values))
+        if not many or not r.punct(","):
+            break
     r.end()
-    rows = exp.Values(expressions=[exp.Tuple(expressions=values)], alias=None)
+    rows = exp.Values(expressions=tuples, alias=None)
     return exp.Insert(
         hint=None, is_function=False, this=target, stored=False, by_name=False, exists=False,
         where=None, using=None, partition=False, settings=False, default=False,
@@ -295,16 +306,16 @@ _BUILDERS = {"insert": (_insert, 1), "select": (_select, 2)}
 
 @dataclass(frozen=True, slots=True)
 class FastInsert:
-    """A fast-path single-row INSERT as the server's one-row path reads it,
-    without a tree: the names as written (not yet folded to lower case) and
-    the values as `storage.values.literal` reads the tree's literals (NULL
-    None, TRUE / FALSE a bool, a string unquoted, `[0-9]+` an int, any other
-    number a Decimal, `-` negating either)."""
+    """A fast-path INSERT of literals as the server's INSERT reads it, without
+    a tree: the names as written (not yet folded to lower case) and each row's
+    values as `storage.values.literal` reads the tree's literals (NULL None,
+    TRUE / FALSE a bool, a string unquoted, `[0-9]+` an int, any other number
+    a Decimal, `-` negating either). One row here; many from fastrows.py."""
 
     db: str | None
     table: str
     columns: list[str] | None
-    values: list[Any]
+    rows: list[list[Any]]
 
 
 # A longer number is left to the tree (Python's int() refuses past 4,300
@@ -318,23 +329,30 @@ def _number(text: str) -> Any:
     return int(text) if text.isdigit() else decimal.Decimal(text)
 
 
+def describe_header(tokens: list[Token]) -> tuple[str | None, str, list[str] | None, int]:
+    """db, table and columns as written of `INSERT INTO [db.]t [(c, ...)]`
+    tokens of the shape `_insert` builds, and the index of the VALUES token."""
+    i = 2  # INSERT INTO
+    db, table = None, tokens[i][1]
+    i += 1
+    if tokens[i][0] == _PUNCT and tokens[i][1] == ".":
+        db, table = table, tokens[i + 1][1]
+        i += 2
+    columns: list[str] | None = None
+    if tokens[i][0] == _PUNCT and tokens[i][1] == "(":
+        columns = []
+        while tokens[i][1] != ")":  # "(" or ","
+            columns.append(tokens[i + 1][1])
+            i += 2
+        i += 1
+    return db, table, columns, i
+
+
 def _describe_insert(tokens: list[Token]) -> FastInsert | None:
     """The typed description of an INSERT whose tokens have the shape `_insert`
     builds (checked before: a known skeleton, or the tree just built), else None."""
     try:
-        i = 2  # INSERT INTO
-        db, table = None, tokens[i][1]
-        i += 1
-        if tokens[i][0] == _PUNCT and tokens[i][1] == ".":
-            db, table = table, tokens[i + 1][1]
-            i += 2
-        columns: list[str] | None = None
-        if tokens[i][0] == _PUNCT and tokens[i][1] == "(":
-            columns = []
-            while tokens[i][1] != ")":  # "(" or ","
-                columns.append(tokens[i + 1][1])
-                i += 2
-            i += 1
+        db, table, columns, i = describe_header(tokens)
         i += 2  # VALUES (
         values: list[Any] = []
         while True:
@@ -354,7 +372,7 @@ def _describe_insert(tokens: list[Token]) -> FastInsert | None:
             i += 2
     except (IndexError, _Shape):
         return None
-    return FastInsert(db, table, columns, values)
+    return FastInsert(db, table, columns, [values])
 
 
 def _built(tree: Any) -> Callable[[], Any]:

@@ -23,7 +23,8 @@ from sqlglot.errors import ParseError, SqlglotError
 
 from . import ast
 from .errors import EmptySql, SqlInvalid, SqlSyntaxError
-from .fastpath import MAX_NUMBER_CHARS, parse_fast_lazy
+from .fastpath import MAX_NUMBER_CHARS, FastInsert, parse_fast_lazy
+from .fastrows import parse_rows_lazy
 from .splitter import Chunk, split_script
 from .transformer import ToAst
 
@@ -392,22 +393,24 @@ def _parse_chunk(chunk: Chunk) -> ast.ParsedStatement:
 # ---- public ------------------------------------------------------------------------
 
 
-# The fast path for a request that is one single-row INSERT or one point
-# SELECT (fastpath.py). Off only in the tests that hold it to the normal path.
+# The fast path for a request that is one INSERT of literals (one row:
+# fastpath.py, many: fastrows.py) or one point SELECT (fastpath.py). Off only
+# in the tests that hold it to the normal path.
 FAST_PATH = True
 
 
 def _fast(sql: str) -> ast.ParsedStatement | None:
     """The request as the normal path would parse it, if it is one of the
-    fast path's two shapes: same tree, text, index, line and column."""
-    found = parse_fast_lazy(sql)
+    fast path's shapes: same tree, text, index, line and column."""
+    found = parse_fast_lazy(sql) or parse_rows_lazy(sql)
     if found is None:
         return None
     kind, build, fast, start, end = found
     line = sql.count("\n", 0, start) + 1
     column = start - (sql.rfind("\n", 0, start) + 1) + 1
     tree = ast.Later(build) if fast is not None else build()
-    query = ast.Query(kind, tree, small=True, fast=fast)
+    small = not isinstance(fast, FastInsert) or len(fast.rows) == 1
+    query = ast.Query(kind, tree, small=small, fast=fast)
     return ast.ParsedStatement(query, sql[start:end], 1, line, column)
 
 

@@ -1,7 +1,7 @@
 """The parser's fast path's two statements run from their typed descriptions
 (sqlgrammar/fastpath.py), without a sqlglot tree.
 
-A single-row INSERT (`insert_row`) goes straight to `dml.write_values`, with
+An INSERT of literals (`insert_rows`, one row or many) goes straight to `dml.write_values`, with
 the names and Python values `dml.insert` would read off its tree: so the
 same rows, the same errors.
 
@@ -102,13 +102,15 @@ def select(engine: PointEngine, db: str | None, table: str, columns: list[str], 
     return engine.run_plan(answered(plan, snap, f"{target}.{name}"), timeout, limits)
 
 
-def insert_row(engine: Writer, db: str | None, table: str, columns: list[str] | None,
-               values: list[Any], user: str | None, ns: str | None) -> int:
-    """A single-row INSERT of literals read without a tree (the parser's fast
-    path, sqlgrammar/fastpath.py `FastInsert`): what `dml.insert` does with that
-    statement's tree, step for step. Its names are plain words (nothing the
-    sandbox refuses), folded to lower case here as `fold_names` folds the
-    tree's; its values are Python values as `values.literal` reads them."""
+def insert_rows(engine: Writer, db: str | None, table: str, columns: list[str] | None,
+                rows: list[list[Any]], user: str | None, ns: str | None) -> int:
+    """An INSERT of literals read without a tree, one row or many (the
+    parser's fast path, sqlgrammar/fastpath.py and fastrows.py `FastInsert`):
+    what `dml.insert` does with that statement's tree, step for step. Its
+    names are plain words (nothing the sandbox refuses), folded to lower case
+    here as `fold_names` folds the tree's; its values are Python values as
+    `values.values_rows` reads the tree's literals, so `dml.write_values`
+    gets the same rows and raises the same errors, naming the same row."""
     name = table.lower()
     db = db.lower() if db else None
     if db == "system":
@@ -119,4 +121,4 @@ def insert_row(engine: Writer, db: str | None, table: str, columns: list[str] | 
     st = engine.state(target, name)
     owner = dml._owner(st, user)
     names = [c.lower() for c in columns] if columns is not None else None
-    return dml.write_values(engine, st, names, [values], owner)
+    return dml.write_values(engine, st, names, rows, owner)
