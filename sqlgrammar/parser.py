@@ -280,9 +280,36 @@ _DUCKDB = Dialect.get_or_raise("duckdb")
 _DIGIT_THEN_WORD = re.compile(rf"\d[A-Za-z_]|(?<![0-9.])[0-9.]{{{MAX_NUMBER_CHARS + 1}}}")
 
 
+# sqlglot (mypyc-compiled) holds the GIL for a whole parse, ~5-20 us a token
+# (quiet / loaded machine), and neither a thread nor a child process helps
+# (unpickling its tree costs about as much as the parse): a statement of more
+# tokens than this is refused (docs/sql.md, "Statement size"), so one client
+# cannot hold every other client's statements for seconds. INSERTs of literal
+# rows never get here (fastrows.py reads them without sqlglot).
+MAX_PARSED_TOKENS = 50_000
+_STRING = re.compile(r"'(?:[^']++|'')*+'")
+_TOKENISH = re.compile(r"[A-Za-z0-9_.]+|[^\sA-Za-z0-9_.]")
+TOO_COMPLEX = "statement too complex"
+
+
+def _check_size(chunk: Chunk, source: str) -> None:
+    """SqlInvalid if the statement has more than MAX_PARSED_TOKENS tokens (an
+    estimate at C speed: a string literal counts as one)."""
+    if len(source) <= MAX_PARSED_TOKENS:  # fewer characters than the bound: fewer tokens
+        return
+    count = len(_TOKENISH.findall(_STRING.sub("''", source)))
+    if count > MAX_PARSED_TOKENS:
+        raise SqlInvalid(
+            f"{TOO_COMPLEX}: about {count} tokens, more than the {MAX_PARSED_TOKENS} one "
+            "statement may hold; split it into several statements, or write an INSERT's rows "
+            "as plain literals (numbers, strings, NULL, TRUE, FALSE), which have no such bound",
+            chunk.line, chunk.column, chunk.index)
+
+
 def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
+    source = chunk.text if text is None else text
+    _check_size(chunk, source)
     try:
-        source = chunk.text if text is None else text
         if _DIGIT_THEN_WORD.search(source):
             tokens = _DUCKDB.tokenize(source)
             _no_trailing_junk(chunk, source, tokens)

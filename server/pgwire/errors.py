@@ -27,6 +27,8 @@ def sqlstate(exc: CairnError) -> str:
         return "3F000" if schema else "42P01"
     if exc.code == "ALREADY_EXISTS":
         return "42P06" if schema else "42P07"
+    if exc.code == "INVALID_ARGUMENT" and exc.message.startswith("statement too complex"):
+        return "54000"  # program_limit_exceeded (sqlgrammar/parser.py MAX_PARSED_TOKENS)
     if exc.code == "INVALID_REQUEST" and ("unicode" in exc.message.lower()
                                           or "utf-8" in exc.message.lower()):
         return "22021"
