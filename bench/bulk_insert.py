@@ -128,8 +128,9 @@ def main() -> None:
                 parse_rows.append([label, n, f"{len(text) / 1000:.0f} KB",
                                    f"{parse_seconds(root, text):.3f} s", load()])
     print("\nbulk INSERT beside single-row INSERTs (another client, HTTP)")
-    print_table(["checkout", "rows", "bulk over", "bulk wall", "longest single-row INSERT meanwhile",
-                 "single-row INSERTs meanwhile", "load"], table)
+    print_table(["checkout", "rows", "bulk over", "bulk wall",
+                 "longest single-row INSERT meanwhile", "single-row INSERTs meanwhile", "load"],
+                table)
     print("\nparse time of the bulk text (parser.parse_script, one child process each)")
     print_table(["checkout", "rows", "size", "parse", "load"], parse_rows)
 
