@@ -287,17 +287,21 @@ _DIGIT_THEN_WORD = re.compile(rf"\d[A-Za-z_]|(?<![0-9.])[0-9.]{{{MAX_NUMBER_CHAR
 # cannot hold every other client's statements for seconds. INSERTs of literal
 # rows never get here (fastrows.py reads them without sqlglot).
 MAX_PARSED_TOKENS = 50_000
-_STRING = re.compile(r"'(?:[^']++|'')*+'")
-_TOKENISH = re.compile(r"[A-Za-z0-9_.]+|[^\sA-Za-z0-9_.]")
+# One match per token, left to right as a tokenizer reads: a comment (group 1
+# empty), a string or quoted name (one token however long), a word or number,
+# any other character.
+_TOKENISH = re.compile(r"""(?:--[^\n]*+|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?)"""
+                       r"""|('(?:[^']++|'')*+'?|"(?:[^"]++|"")*+"?|[A-Za-z0-9_.$]++|\S)""")
 TOO_COMPLEX = "statement too complex"
 
 
 def _check_size(chunk: Chunk, source: str) -> None:
     """SqlInvalid if the statement has more than MAX_PARSED_TOKENS tokens (an
-    estimate at C speed: a string literal counts as one)."""
+    estimate at C speed: a string literal counts as one, a comment as none)."""
     if len(source) <= MAX_PARSED_TOKENS:  # fewer characters than the bound: fewer tokens
         return
-    count = len(_TOKENISH.findall(_STRING.sub("''", source)))
+    found = _TOKENISH.findall(source)
+    count = len(found) - found.count("")  # comments are no tokens
     if count > MAX_PARSED_TOKENS:
         raise SqlInvalid(
             f"{TOO_COMPLEX}: about {count} tokens, more than the {MAX_PARSED_TOKENS} one "

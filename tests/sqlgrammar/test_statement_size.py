@@ -35,3 +35,15 @@ def test_literal_rows_and_long_strings_are_not_bound() -> None:
     assert len(parser.parse_script(rows)) == 1  # the fast path: no sqlglot, no bound
     long = "SELECT length('" + "word " * 100_000 + "') AS n"
     assert len(parser.parse_script(long)) == 1  # one token, however long
+
+
+def test_comments_are_no_tokens_and_hide_none() -> None:
+    """The estimate reads left to right: a comment costs nothing, and a quote
+    inside a comment does not hide the tokens after it."""
+    assert parser._TOKENISH.findall("/* ' */ a, 'b -- c' -- d'\n e") == [
+        "", "a", ",", "'b -- c'", "", "e"]
+    padded = "SELECT 1 " + "/* " + "word " * 60_000 + "*/"
+    assert len(parser.parse_script(padded)) == 1
+    hidden = "SELECT /* ' */ " + ", ".join(["1"] * 30_000) + " /* ' */"
+    with pytest.raises(SqlInvalid, match="statement too complex"):
+        parser.parse_script(hidden)
