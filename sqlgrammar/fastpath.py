@@ -219,8 +219,7 @@ def _insert(r: _Reader, variant: int) -> exp.Insert:
 
 
 def insert_rows(r: _Reader, variant: int, many: bool = True) -> exp.Insert:
-    """An INSERT of one row (`many` False) or of any number of rows of literals
-    (sqlgrammar/fastrows.py), as sqlglot builds it."""
+    """An INSERT of one row or (`many`) of any number (fastrows.py), as sqlglot's."""
     r.keyword("INSERT")
     r.keyword("INTO")
     target: exp.Expression = r.table(with_catalog=True)
@@ -231,7 +230,7 @@ def insert_rows(r: _Reader, variant: int, many: bool = True) -> exp.Insert:
         r.expect(")")
         target = exp.Schema(this=target, expressions=names)
     r.keyword("VALUES")
-    tuples = []
+    tuples = []  # rows
     while True:
         r.expect("(")
         values = [r.value()]
