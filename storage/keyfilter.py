@@ -39,11 +39,11 @@ from .types import Column
 
 log = logging.getLogger("cairn.storage")
 
-BITS_PER_KEY = 16  # ~0.5% false "may hold" per file (bench/bench_keyfilter.py)
+BITS_PER_KEY = 24  # ~0.1% false "may hold" per file (16: ~0.4%; docs/performance.md)
 HASHES = 6  # bits set per key within its word
 MIN_WORDS = 64  # 512 bytes: a small file's filter has far more bits a key (~no false hits)
-# All filters of a server together stay under this many bytes (2 bytes a key:
-# ~33 million keys). A file past the budget gets no filter: the exact check
+# All filters of a server together stay under this many bytes (3 bytes a key:
+# ~22 million keys). A file past the budget gets no filter: the exact check
 # reads it when its range cannot rule a key out, as without filters.
 BUDGET_BYTES = 64 * 1024 * 1024
 MAX_KEY_BYTES = 4096  # a file with a longer TEXT/BYTES key gets no filter
