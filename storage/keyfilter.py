@@ -23,6 +23,7 @@ exact check when the range cannot rule them out, as before."""
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -41,7 +42,10 @@ log = logging.getLogger("cairn.storage")
 
 BITS_PER_KEY = 24  # ~0.1% false "may hold" per file (16: ~0.4%; docs/performance.md)
 HASHES = 6  # bits set per key within its word
-MIN_WORDS = 64  # 512 bytes: a small file's filter has far more bits a key (~no false hits)
+MIN_WORDS = 64  # 512 bytes at least
+# A file of at most this many keys keeps their sorted hashes instead (8 bytes
+# a key, no false hits to speak of): the usual flushed file (flush_rows 10,000).
+EXACT_KEYS = 16_384  # 128 KiB a file at most
 # All filters of a server together stay under this many bytes (3 bytes a key:
 # ~22 million keys). A file past the budget gets no filter: the exact check
 # reads it when its range cannot rule a key out, as without filters.
@@ -231,12 +235,13 @@ def _mask(z: int) -> int:  # _masks_np for one hash, unrolled (HASHES = 6)
 
 
 class Probe:
-    """An INSERT's keys, hashed once for every file's filter: (top 28 bits of
-    the hash, bit mask) per key in Python, or two arrays for many keys."""
+    """An INSERT's keys, hashed once for every file's filter: the hashes, and
+    (top 28 bits of the hash, bit mask) per key in Python, or arrays for many keys."""
 
-    __slots__ = ("high", "masks", "pairs")
+    __slots__ = ("hashes", "high", "masks", "pairs")
 
     def __init__(self, hashes: list[int] | np.ndarray) -> None:
+        self.hashes = hashes
         self.pairs: list[tuple[int, int]] | None = None
         self.high = self.masks = np.zeros(0, np.uint64)
         if isinstance(hashes, np.ndarray):
@@ -246,17 +251,22 @@ class Probe:
 
 
 class KeyFilter:
-    """A blocked Bloom filter of one file's keys (words of 64 bits)."""
+    """One file's keys: for up to EXACT_KEYS keys their sorted 64-bit hashes
+    (a false "may hold" only when two keys' hashes are equal: ~n / 2**64), for
+    more a blocked Bloom filter (words of 64 bits, BITS_PER_KEY a key)."""
 
-    __slots__ = ("_n", "_view", "words")
+    __slots__ = ("_n", "_view", "exact", "words")
 
-    def __init__(self, words: np.ndarray) -> None:
+    def __init__(self, words: np.ndarray, exact: bool = False) -> None:
         self.words = words
+        self.exact = exact
         self._n = len(words)
         self._view = memoryview(words.data).cast("B").cast("Q")  # fast Python indexing
 
     @staticmethod
     def build(hashes: np.ndarray) -> KeyFilter:
+        if len(hashes) <= EXACT_KEYS:
+            return KeyFilter(np.unique(hashes), exact=True)  # sorted
         n = max(MIN_WORDS, -(-len(hashes) * BITS_PER_KEY // 64))
         words = np.zeros(n, np.uint64)
         np.bitwise_or.at(words, (hashes >> np.uint64(36)) % np.uint64(n), _masks_np(hashes))
@@ -269,12 +279,28 @@ class KeyFilter:
     def may_hold(self, probe: Probe) -> bool:
         """Could the file hold one of the probe's keys?"""
         n = self._n
+        if self.exact:
+            return self._has(probe)
         if probe.pairs is None:
             got = self.words[probe.high % np.uint64(n)]
             return bool(((got & probe.masks) == probe.masks).any())
         view = self._view
         for h, m in probe.pairs:  # noqa: SIM110 (a loop: faster than any() of a generator)
             if view[h % n] & m == m:
+                return True
+        return False
+
+    def _has(self, probe: Probe) -> bool:
+        n, hashes = self._n, probe.hashes
+        if n == 0:
+            return False  # no key (a key column of NULLs only, which match nothing)
+        if isinstance(hashes, np.ndarray):
+            at = np.minimum(np.searchsorted(self.words, hashes), n - 1)
+            return bool((self.words[at] == hashes).any())
+        view = self._view
+        for z in hashes:
+            i = bisect.bisect_left(view, z)
+            if i < n and view[i] == z:
                 return True
         return False
 

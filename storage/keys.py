@@ -245,8 +245,24 @@ class FileRanges:
         """Of `files` (every range known), those whose key range may hold one
         of the keys, and those of them whose filter is yet to be built (none
         if `probe` is None: the keys cannot be filtered)."""
-        out = [f for f in files if file_may_hold(self.get(f), primary_key, cols, bounds)]
+        if len(primary_key) == 1 and len(cols[0]) == 1 and bounds[0] is not None:
+            out = self._one_key(files, primary_key[0], cols[0][0])
+        else:
+            out = [f for f in files if file_may_hold(self.get(f), primary_key, cols, bounds)]
         return out, (self.filters.missing(out) if probe is not None else [])
+
+    def _one_key(self, files: list[DataFile], name: str, value: Any) -> list[DataFile]:
+        """file_may_hold for one key of one column, inline (a file at a time
+        it was most of an INSERT's check once files are many)."""
+        out = []
+        for f in files:
+            r = (f.key_range or self.get(f) or {}).get(name)
+            try:
+                if r is None or r[0] <= value <= r[1]:
+                    out.append(f)
+            except TypeError:  # not comparable: no bound
+                out.append(f)
+        return out
 
     def learn(self, f: DataFile, path: Any, columns: list[Column], primary_key: list[str]) -> None:
         try:

@@ -90,19 +90,28 @@ def test_python_and_numpy_hash_alike() -> None:
         keyfilter.hash_values([big], ["bytes"])
 
 
-def test_no_false_negatives_and_few_false_positives() -> None:
-    keys = np.arange(200_000, dtype=np.int64) * 7919
+@pytest.mark.parametrize("n", [200_000, 5_000, 0])
+def test_no_false_negatives_and_few_false_positives(n: int) -> None:
+    """Past EXACT_KEYS keys a Bloom filter (~0.1% false hits), up to it the
+    keys' sorted hashes (none); neither misses a key it was built from."""
+    keys = np.arange(n, dtype=np.int64) * 7919
     kf = keyfilter.KeyFilter.build(keyfilter.hash_arrays([pa.array(keys)], ["int"]))
+    assert kf.exact == (n <= keyfilter.EXACT_KEYS)
     held = keys[::97].tolist()
     assert all(kf.may_hold(keyfilter.Probe(keyfilter.hash_values([[k]], ["int"]))) for k in held)
-    assert kf.may_hold(keyfilter.Probe(keyfilter.hash_arrays([pa.array(held)], ["int"])))
+    if held:
+        assert kf.may_hold(keyfilter.Probe(keyfilter.hash_arrays([pa.array(held)], ["int"])))
+        both = held[:50] + [k * 7919 + 1 for k in range(50)]  # numpy: one held key is enough
+        assert kf.may_hold(keyfilter.Probe(keyfilter.hash_arrays([pa.array(both)], ["int"])))
     absent = [k * 7919 + 1 for k in range(20_000)]
     hits = sum(kf.may_hold(keyfilter.Probe(keyfilter.hash_values([[k]], ["int"])))
                for k in absent)
-    assert hits < len(absent) * 0.01  # ~0.1% at 24 bits a key
-    many = keyfilter.Probe(keyfilter.hash_arrays([pa.array(absent[:100])], ["int"]))
-    assert kf.nbytes == len(keys) * keyfilter.BITS_PER_KEY // 8
-    assert isinstance(kf.may_hold(many), bool)
+    assert hits < len(absent) * 0.01 if n > keyfilter.EXACT_KEYS else hits == 0  # ~0.1% / none
+    if kf.exact:
+        assert not kf.may_hold(keyfilter.Probe(keyfilter.hash_arrays([pa.array(absent)],
+                                                                     ["int"])))
+    assert kf.nbytes == (max(64 * 8, n * keyfilter.BITS_PER_KEY // 8) if not kf.exact
+                         else 8 * n)
 
 
 def test_unhashable_keys_give_no_probe() -> None:
