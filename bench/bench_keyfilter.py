@@ -13,6 +13,11 @@ server has them), and the load average beside each figure. With `--root`, the
 same run also goes to a server started from that checkout (e.g. main before
 this change), alternating A B B A over `--rounds`, in one sitting.
 
+`--cpu`: in-process, no HTTP: CPU time per single-row INSERT (`Engine.execute`
+of a parsed statement) into a table with no files and into one with `--files`
+flushed files of interleaved keys (a new key inside every file's range), and
+the DuckDB queries those INSERTs ran; with `--root`, that checkout's engine.
+
 `--memory`: the key filters of a `--table-mb` MB table built like
 bench_backup.py's (BIGINT key, 1 KiB payload rows, files of `--flush-mb`):
 their bytes and the time to build them from the files (what a restart or a
@@ -20,6 +25,7 @@ RESTORE costs the first INSERT that needs them).
 
     python bench/bench_keyfilter.py [--clients 16] [--writes 32000] [--flush-rows 2000]
                                     [--root /path/to/other/checkout] [--rounds 1]
+    python bench/bench_keyfilter.py --cpu [--files 15] [--root DIR]
     python bench/bench_keyfilter.py --memory [--table-mb 1024] [--flush-mb 64]
 """
 
@@ -138,6 +144,50 @@ def memory(work: Path, table_mb: int, flush_mb: int) -> None:
           f"{secs:.2f} s; {load()}", flush=True)
 
 
+def cpu(work: Path, root: Path, files: int, inserts: int = 3000) -> None:
+    sys.path.insert(0, str(root))  # that checkout's storage (and its test helpers)
+    import sqlglot
+
+    from catalog import Catalog, Namespace
+    from storage.engine import Engine
+    from tests.storage.conftest import Cfg, col
+
+    catalog = Catalog(work / "cpu" / "catalog")
+    engine = Engine(catalog, work / "cpu", Cfg())  # type: ignore[arg-type]
+    try:
+        catalog.put(Namespace("app"))
+        for t in ("empty", "files"):
+            engine.create_table("app", t, "shared",
+                                [col("id", "BIGINT", primary_key=True), col("v")])
+        for f in range(files):  # 16 clients x 63 keys a file, every client in every file
+            rows = ", ".join(f"({10**12 + c * 10**7 + f * 63 + j}, 1)"
+                             for c in range(16) for j in range(63))
+            engine.execute(sqlglot.parse_one(f"INSERT INTO app.files VALUES {rows}",
+                                             read="duckdb"), None, "app")
+            engine.flush_table("app", "files")
+
+        def run(table: str, base: int) -> tuple[float, int]:
+            stmts = [sqlglot.parse_one(f"INSERT INTO app.{table} VALUES "
+                                       f"({10**12 + (i % 15) * 10**7 + base + i // 15}, 1)",
+                                       read="duckdb") for i in range(inserts)]
+            runs = sum(engine.duckdb_runs.values())
+            t0 = time.process_time()
+            for s in stmts:
+                engine.execute(s, None, "app")
+            return ((time.process_time() - t0) / inserts * 1e6,
+                    sum(engine.duckdb_runs.values()) - runs)
+
+        for i in range(2):
+            for table in ("empty", "files"):
+                us, runs = run(table, 5000 + i * 1000)
+                n = files if table == "files" else 0
+                print(f"cpu: {n:>3} files: {us:.0f} µs of CPU per INSERT, {runs} DuckDB queries "
+                      f"for {inserts} INSERTs; {load()}", flush=True)
+    finally:
+        engine.close()
+        catalog.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clients", type=int, default=16)
@@ -146,6 +196,8 @@ def main() -> None:
     ap.add_argument("--root", type=Path, help="another checkout to run the same load against")
     ap.add_argument("--rounds", type=int, default=1, help="A B B A pairs with --root")
     ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--cpu", action="store_true")
+    ap.add_argument("--files", type=int, default=15)
     ap.add_argument("--table-mb", type=int, default=1024)
     ap.add_argument("--flush-mb", type=int, default=64)
     args = ap.parse_args()
@@ -153,6 +205,10 @@ def main() -> None:
     try:
         if args.memory:
             memory(work, args.table_mb, args.flush_mb)
+            return
+        if args.cpu:
+            print(f"cpu: {(args.root or ROOT).resolve()} at {revision(args.root or ROOT)}")
+            cpu(work, (args.root or ROOT).resolve(), args.files)
             return
         roots = [("this", ROOT)]
         if args.root is not None:
