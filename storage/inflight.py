@@ -10,7 +10,17 @@ flight are told to stop (`stopping`, which their cancel checks consult) and
 are waited for, then that first error is raised, so the caller's clean-up
 (a backup lock abandoned, restored copies deleted) runs once nothing is
 writing any more. `before(index)` runs in the caller's thread before each
-item starts: where cancellation and fault points are checked."""
+item starts: where cancellation and fault points are checked.
+
+`normal=True` starts the pool's threads at the process's own priority even
+when the caller is a lowered job thread (storage/priority.py): for runs whose
+items only hand fds to copier processes (SCHED_IDLE, they copy and hash) and
+wait. Such a thread holds the GIL only for short steps (a send to its copier,
+a poll, a lock), but at nice 10 it was preempted inside them, runnable and off
+any CPU, while the event loop waited for the GIL 5-50 ms (docs/performance.md,
+"The INSERT stalls' blocked time"). Work that does use a CPU on such a thread
+(the in-process copy when no copier can run) lowers the thread first, and it
+stays lowered."""
 
 from __future__ import annotations
 
@@ -19,6 +29,8 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
+
+from . import priority
 
 T = TypeVar("T")
 
@@ -42,8 +54,9 @@ def workers_for(kind: str) -> int:
 class InFlight:
     """One run's pool; `stopping` is True once an item failed (or the run was left)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, normal: bool = False) -> None:
         self.workers = max(1, workers)
+        self.normal = normal
         self._stop = threading.Event()
         self._pending: set[Future[None]] = set()
 
@@ -66,7 +79,14 @@ class InFlight:
                 fn(index, item)
             return
         self._pending = set()
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="cairn-transfer") as pool:
+        workers = min(self.workers, len(items))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="cairn-transfer",
+                                  initializer=priority.mark_started_normal if self.normal else None)
+        if self.normal:
+            # Started by the normal-priority thread: they do not inherit the
+            # caller's lowered nice value, which they could not raise themselves.
+            priority.at_normal_priority(lambda: _start_all(pool, workers))
+        with pool:
             try:
                 for index, item in enumerate(items):
                     if before is not None:
@@ -80,6 +100,16 @@ class InFlight:
                 self._stop.set()
                 wait(self._pending)
                 raise
+
+
+def _start_all(pool: ThreadPoolExecutor, n: int) -> None:
+    """Every one of the pool's `n` threads started now, by this thread (so they
+    take its priority; a pool starts a thread in `submit`): `n` items that wait
+    for each other keep each thread busy until all have started."""
+    gate = threading.Barrier(n + 1)
+    for _ in range(n):
+        pool.submit(gate.wait, 30)
+    gate.wait(30)
 
 
 def _reap(pending: set[Future[None]], when: str) -> set[Future[None]]:

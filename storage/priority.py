@@ -122,6 +122,22 @@ def lowered(fn: Callable[..., T]) -> Callable[..., T]:
     return run
 
 
+_started_normal = threading.local()
+
+
+def mark_started_normal() -> None:
+    """On a thread started at normal priority for a lowered job (a transfer
+    pool's, inflight.py): `lower_if_started_normal` lowers it."""
+    _started_normal.on = True
+
+
+def lower_if_started_normal() -> None:
+    """Before CPU work on a thread that may have started at normal priority for
+    a lowered job: lower it (for good; other threads are left as they are)."""
+    if getattr(_started_normal, "on", False):
+        lower_this_thread()
+
+
 def raise_lowered_threads() -> int:
     """Every thread of this process at the background level back to the
     process's own level, so a job being killed or paused finishes its clean-up

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from .. import priority
 from . import copier
 from .copyloop import ALIGN, PIECE, STEP, pump, set_direct
 from .transfer import ErrorMapper, OnBytes, ShouldStop, check_stop
@@ -80,6 +81,9 @@ def copy_file(
     done = copier.copy(src, dst, on_bytes, should_stop, error, direct)
     if done is not None:
         return done
+    # The copy and hash on this thread: never at a normal priority
+    # (a transfer thread may have started at one, inflight.py).
+    priority.lower_if_started_normal()
     digest = hashlib.sha256()
     n = copy_checked(src, dst, digest, on_bytes, should_stop, error, direct)
     return n, digest.hexdigest()

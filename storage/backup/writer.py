@@ -21,9 +21,10 @@ from catalog import utcnow
 
 from ..inflight import InFlight, workers_for
 from ..work import Work
-from . import schema
+from . import copier, schema
 from .image import FileToStore, NamespaceImage
 from .locks import BackupLock
+from .nofollow import handler_of
 from .repository import Repository
 
 SLOT_WAIT = 0.05  # seconds between cancel checks while every copy slot is taken
@@ -101,7 +102,7 @@ def store_all(repo: Repository, work: Work, files: list[FileToStore], lock: Back
     one's (with every put fsyncing at its end, the workers used to wait on the
     disk together while the cores idled, then copy while the disk idled)."""
     copies = 1 if spent is not None else workers or workers_for(repo.target.kind)
-    flight = InFlight(1 if copies == 1 else 2 * copies)
+    flight = InFlight(1 if copies == 1 else 2 * copies, normal=_in_copiers(repo))
     slots = threading.Semaphore(copies)
     tally = Tally(work, spent, len(files))
     # Record every known oid in one lock write before looking any up.
@@ -130,6 +131,16 @@ def store_all(repo: Repository, work: Work, files: list[FileToStore], lock: Back
 
     flight.run(files, store, before)
     return tally
+
+
+def _in_copiers(repo: Repository) -> bool:
+    """Whether the puts hand their bytes to copier processes (raw objects, fd to
+    fd on a local target): then the transfer threads only wait and start at
+    normal priority (inflight.py). S3 uploads, compression and encryption use
+    CPU on those threads, which stay at the job's lowered level."""
+    store = repo.store
+    return (repo.target.kind == "local" and copier.enabled() and store.write_keys is None
+            and not store.compress and handler_of(repo.target.fs) is not None)
 
 
 class Tally:
