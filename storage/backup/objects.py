@@ -29,6 +29,7 @@ from catalog.errors import (
     InvalidArgument,
 )
 
+from .. import priority
 from .atomic import delete_quietly, make_dirs, publish, write_atomic
 from .codec import (
     RAW,
@@ -298,6 +299,7 @@ class ObjectStore(ObjectReads):
     ) -> tuple[str, int, PutResult | None]:
         """A file whose sha256 is not known yet: hash it, tell the lock, and reuse
         an object already stored for that content."""
+        priority.lower_if_started_normal()  # CPU on this thread (inflight.py)
         sha256, hashed = hash_file(local_path, should_stop)
         _check_source(local_path, sha256, hashed, None, size)
         if on_oid is not None:
@@ -417,6 +419,7 @@ class ObjectStore(ObjectReads):
         should_stop: ShouldStop | None,
     ) -> tuple[int, int, str]:
         """Encode `src` into a new file at `path`: (plain bytes, stored bytes, sha256)."""
+        priority.lower_if_started_normal()  # zstd, AES on this thread (inflight.py)
         uri = self.target.uri
         digest = hashlib.sha256()
         with writing(uri):

@@ -135,12 +135,13 @@ def store_all(repo: Repository, work: Work, files: list[FileToStore], lock: Back
 
 def _in_copiers(repo: Repository) -> bool:
     """Whether the puts hand their bytes to copier processes (raw objects, fd to
-    fd on a local target): then the transfer threads only wait and start at
-    normal priority (inflight.py). S3 uploads, compression and encryption use
-    CPU on those threads, which stay at the job's lowered level."""
+    fd on a local target): then the transfer threads mostly wait and start at
+    normal priority (inflight.py). A file compressed after all (zstd is chosen
+    per file) lowers its thread first (objects.py); S3 uploads and encrypted
+    puts use CPU on every thread, which stay at the job's lowered level."""
     store = repo.store
     return (repo.target.kind == "local" and copier.enabled() and store.write_keys is None
-            and not store.compress and handler_of(repo.target.fs) is not None)
+            and handler_of(repo.target.fs) is not None)
 
 
 class Tally:

@@ -16,6 +16,7 @@ import pytest
 
 from storage import priority
 from storage.backup import Repository, copier, fastcopy, resolve_target
+from storage.backup.objects import ObjectStore
 from storage.engine import Engine
 from storage.inflight import InFlight
 
@@ -127,6 +128,15 @@ def test_backup_transfer_threads(app: Engine, tmp_path: Path,  # noqa: F811
         copies.append(nice_in_proc())  # the in-process copy and hash
         return copy_checked(*args, **kwargs)
 
+    encoded: list[int] = []
+    upload_encoded = ObjectStore._upload_encoded
+
+    def watched_encode(self: ObjectStore, *args: Any, **kwargs: Any) -> Any:
+        out = upload_encoded(self, *args, **kwargs)
+        encoded.append(nice_in_proc())  # after zstd on this thread
+        return out
+
+    monkeypatch.setattr(ObjectStore, "_upload_encoded", watched_encode)
     monkeypatch.setattr(Repository, "put_file", watched_put)
     monkeypatch.setattr(fastcopy, "copy_checked", watched_copy)
     if case == "no copier":  # none can start (or it died): the copy runs here
@@ -136,10 +146,12 @@ def test_backup_transfer_threads(app: Engine, tmp_path: Path,  # noqa: F811
     m, job = lowered_job(lambda: backup(app, repo, "bk-1"))
     assert job == LEVEL and len(m.tables[0].files) > 1
     assert puts and all(name.startswith("cairn-transfer") for name, _ in puts)
-    if case == "zstd":  # compressed on the transfer thread: lowered as before
-        assert {n for _, n in puts} == {LEVEL} and copies == []
-    else:  # started at normal priority
-        assert {n for _, n in puts} == {normal}
+    # Started at normal priority (zstd is chosen per file).
+    assert puts[0][1] == normal
+    if case == "zstd":  # compressed on the transfer thread: lowered first
+        assert encoded and set(encoded) == {LEVEL} and copies == []
+    else:
+        assert {n for _, n in puts} == {normal} and encoded == []
     if case == "copiers":
         assert copies == []  # every copy ran in a copier process
     if case == "no copier":
