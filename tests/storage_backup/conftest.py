@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from storage.backup import PutResult, Repository, resolve_target
+from storage.backup import PutResult, Repository, copier, resolve_target
 
 
 @dataclass(frozen=True)
@@ -119,3 +120,14 @@ def manifest_doc(
 ) -> dict[str, Any]:
     """A minimal manifest for `sources`, all in one table."""
     return backup_doc(backup_id, [table_doc("events", sources)], namespace)
+
+
+def kill_copiers_at_first_step(killed: list[int]) -> Callable[[int], None]:
+    """A progress step that SIGKILLs every busy copier process the first time
+    it is called, noting their pids in `killed`."""
+    def step(_: int) -> None:
+        if not killed:
+            for pid in copier.busy_pids():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return step

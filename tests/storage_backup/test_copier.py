@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,8 @@ import pytest
 from catalog.errors import Cancelled
 from storage.backup import copier, fastcopy
 from storage.backup.transfer import CHUNK_SIZE
+
+from .conftest import kill_copiers_at_first_step
 
 
 @pytest.fixture(autouse=True)
@@ -129,12 +130,7 @@ def test_a_copier_that_dies_mid_copy_leaves_the_copy_to_the_caller(tmp_path: Pat
     (tmp_path / "src").write_bytes(data)
     s, d = _fds(tmp_path / "src", tmp_path / "dst")
     killed: list[int] = []
-
-    def step(_: int) -> None:
-        if not killed:
-            for pid in copier.busy_pids():
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+    step = kill_copiers_at_first_step(killed)
 
     try:
         n, sha = fastcopy.copy_file(s, d, step)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from storage.backup import Repository, copier
 from storage.backup.contents import TAIL, Tail
 from storage.backup.transfer import CHUNK_SIZE
 
-from .conftest import MakeFile, object_file
+from .conftest import MakeFile, kill_copiers_at_first_step, object_file
 
 
 @pytest.fixture(autouse=True)
@@ -74,12 +73,7 @@ def test_a_copier_that_dies_leaves_the_read_to_the_caller(tmp_path: Path) -> Non
     (tmp_path / "src").write_bytes(os.urandom(3 * CHUNK_SIZE))
     src = os.open(tmp_path / "src", os.O_RDONLY)
     killed: list[int] = []
-
-    def step(_: int) -> None:
-        if not killed:
-            for pid in copier.busy_pids():
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+    step = kill_copiers_at_first_step(killed)
 
     try:
         assert copier.check(src, TAIL, step, None, None) is None
