@@ -105,14 +105,15 @@ def _json_column(column: pa.ChunkedArray, cairn_t: str) -> list[Any]:
     return [to_json_value(v, cairn_t) for v in column.to_pylist()]
 
 
-_YEAR_1000 = pa.scalar(dt.datetime(1000, 1, 1), pa.timestamp("us"))
+_YEAR_1000 = dt.datetime(1000, 1, 1)
 
 
 def _four_digit_years(column: pa.ChunkedArray) -> bool:
     """Whether every time is in the years 1000-9999 (strftime's %Y has four
-    digits there, in Arrow and in Python alike)."""
-    low = pc.min(column.cast(pa.timestamp("us", tz=None) if column.type.tz else column.type))
-    return bool(low.as_py() >= _YEAR_1000.as_py())
+    digits there, in Arrow and in Python alike). A zone's stored values are
+    UTC: read without it, they compare with a plain datetime."""
+    return bool(pc.min(column.cast(pa.timestamp(column.type.unit))).as_py() >= _YEAR_1000)
+
 
 def error_body(
     error: CairnError,
