@@ -148,10 +148,18 @@ def test_backup_transfer_threads(app: Engine, tmp_path: Path,  # noqa: F811
     assert puts and all(name.startswith("cairn-transfer") for name, _ in puts)
     # Started at normal priority (zstd is chosen per file).
     assert puts[0][1] == normal
+    firsts: dict[str, int] = {}
+    for name, nice in puts:
+        firsts.setdefault(name, nice)
+    # Each transfer thread stores its first object at normal priority.
+    assert set(firsts.values()) == {normal}
     if case == "zstd":  # compressed on the transfer thread: lowered first
         assert encoded and set(encoded) == {LEVEL} and copies == []
-    else:
+    elif case == "copiers":  # no CPU work of its own: never lowered
         assert {n for _, n in puts} == {normal} and encoded == []
+    else:  # it copied and hashed an object itself, lowered for that, and
+        # stays lowered for any later object it takes
+        assert encoded == []
     if case == "copiers":
         assert copies == []  # every copy ran in a copier process
     if case == "no copier":
