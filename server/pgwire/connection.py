@@ -137,6 +137,7 @@ class Connection:
 
     async def _query(self, body: messages.Payload) -> None:
         sql = _text(body)
+        body.end()
         self.skipping = False
         ran = False
         chunks = split_script(sql)
@@ -270,6 +271,7 @@ class Connection:
         if n < 0:
             raise messages.ProtocolViolation("negative parameter count")
         declared = [body.uint32() for _ in range(n)]
+        body.end()
         try:
             chunks = list(split_script(sql))
         except SqlSyntaxError as exc:
@@ -311,6 +313,7 @@ class Connection:
             length = body.int32()
             values_raw.append(None if length == -1 else body.take(length))
         rcodes = [body.int16() for _ in range(_count(body))]
+        body.end()
         if any(c not in (0, 1) for c in fcodes + rcodes):
             raise messages.ProtocolViolation("format codes must be 0 or 1")
         if len(values_raw) != len(prepared.oids):
@@ -330,6 +333,7 @@ class Connection:
 
     async def _describe(self, body: messages.Payload) -> None:
         kind, name = body.byte(), body.cstring()
+        body.end()
         if kind == b"S":
             prepared = self.statements.get(name)
             if prepared is None:
@@ -386,8 +390,10 @@ class Connection:
         return await self._run(chunks[0].text, chunks[0].code, 0)
 
     async def _execute(self, body: messages.Payload) -> None:
-        portal = self._portal(body.cstring())
+        portal_name = body.cstring()
         limit = body.int32()
+        body.end()
+        portal = self._portal(portal_name)
         if portal.reply is None:
             portal.reply = await self._run_portal(portal)
         reply = portal.reply
@@ -411,6 +417,7 @@ class Connection:
 
     async def _close(self, body: messages.Payload) -> None:
         kind, name = body.byte(), body.cstring()
+        body.end()
         if kind == b"S":
             self.statements.pop(name, None)
         elif kind == b"P":
@@ -420,9 +427,11 @@ class Connection:
         self.writer.write(messages.CLOSE_COMPLETE)
 
     async def _flush(self, body: messages.Payload) -> None:
+        body.end()
         await self.writer.drain()
 
     async def _sync(self, body: messages.Payload) -> None:
+        body.end()
         self.skipping = False
         self.portals.pop("", None)
         self.writer.write(messages.ready(self.tx))

@@ -82,6 +82,14 @@ class Payload:
     def done(self) -> bool:
         return self.pos >= len(self.data)
 
+    def end(self) -> None:
+        """Every byte read: bytes after a message's contents are a violation,
+        as PostgreSQL's `pq_getmsgend` says (so `Q "SELECT 1\\0DROP ..."` runs
+        nothing, where reading up to the first NUL would run SELECT 1)."""
+        if self.pos != len(self.data):
+            raise ProtocolViolation(
+                f"invalid message format: {len(self.data) - self.pos} bytes after its contents")
+
 
 async def _exactly(reader: asyncio.StreamReader, n: int) -> bytes:
     try:

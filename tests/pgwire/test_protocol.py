@@ -121,6 +121,31 @@ def test_protocol_violation_is_fatal_08P01(pg: PgServer) -> None:
     _still_serving(pg)
 
 
+@pytest.mark.parametrize("message", [
+    _msg(b"Q", b"SELECT 1\x00SELECT 2\x00"),  # ran SELECT 1: the rest was never read
+    _msg(b"P", b"\x00SELECT 1\x00\x00\x00junk"),
+    _msg(b"P", b"\x00SELECT 1\x00\x00\x00") + _msg(b"B", b"\x00\x00" + b"\x00\x00" * 3 + b"x"),
+    _msg(b"D", b"S\x00\x00"),
+    _msg(b"E", b"\x00\x00\x00\x00\x00\x00"),
+    _msg(b"C", b"S\x00x"),
+    _msg(b"H", b"x"),
+    _msg(b"S", b"x"),
+])
+def test_bytes_after_a_message_are_a_violation(pg: PgServer, message: bytes) -> None:
+    """As PostgreSQL's pq_getmsgend: a message longer than its contents is
+    FATAL 08P01 and nothing in it runs (a Query read up to its first NUL ran
+    that much and dropped the rest)."""
+    sock = _connect(pg)
+    sock.sendall(message)
+    msgs = _read_all(sock, until=b"\xff")
+    assert b"C" not in [tag for tag, _ in msgs], msgs  # no command completed
+    errors = [_fields(b) for tag, b in msgs if tag == b"E"]
+    assert errors and errors[-1]["S"] == "FATAL" and errors[-1]["C"] == "08P01", msgs
+    assert "after its contents" in errors[-1]["M"]
+    sock.close()
+    _still_serving(pg)
+
+
 def test_bad_unicode_is_22021_and_the_connection_lives(pg: PgServer) -> None:
     sock = _connect(pg)
     sock.sendall(_msg(b"Q", b"SELECT '\xff\xfe'\x00"))
