@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from catalog.errors import BackupInvalid, NotFound
-from storage.archive import store
+from storage.archive import replay, store
+from storage.archive.blocks import Entry, Rows
+from storage.archive.segment import MAX_US, SegmentName
 from storage.backup import PassphraseError, Repository
+from storage.backup.schema import to_doc
 
 from .jobs import JobContext
 
@@ -40,6 +44,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
     total = sum(len(x.segments) for x in listings.values())
     if ctx is not None:
         ctx.progress(files_total=total, files_done=0, force=True)
+    replays = _replays(repo, namespace, bases, listings, errors)
     for aid in ids:
         listing = listings[aid]
         errors += [f"archive {aid}: '{s}' is not a segment" for s in listing.strays]
@@ -48,12 +53,16 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
             if ctx is not None:
                 ctx.check_cancelled()
             try:
-                header, _, size = store.read_segment(repo, namespace, aid, name)
+                header, found, size = store.read_segment(repo, namespace, aid, name)
             except PassphraseError:
                 raise
             except (BackupInvalid, NotFound) as exc:
                 errors.append(exc.message)
+                for r in replays.get((aid, name.file), []):
+                    r.broken = True  # the restore stops here: its read error says why
                 continue
+            for r in replays.get((aid, name.file), []):
+                r.feed(name, found, errors)
             checked += 1
             nbytes += size
             changes += header.count
@@ -82,3 +91,72 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
                      "base_backup_id": w.bases[0].backup_id} for w in wins],
         "errors": errors[:MAX_ERRORS],
     }
+
+
+@dataclass
+class _Replay:
+    """What a RESTORE to the end of a window from one of its base backups
+    would replay, checked the same way (storage/archive/replay.py) as the
+    window's segments are read, no rows kept. A change that RESTORE would
+    refuse is an error here too: VERIFY and RESTORE agree."""
+
+    backup_id: str
+    base_us: int
+    replay: replay.Replay | None
+    broken: bool = False
+
+    def feed(self, name: SegmentName, found: list[Entry], errors: list[str]) -> None:
+        if self.broken or self.replay is None or name.through_us <= self.base_us or name.empty:
+            return
+        try:
+            for c in found:
+                if isinstance(c, Rows):
+                    inside = c.within(self.base_us, MAX_US)
+                    if inside is not None:
+                        self.replay.apply(inside)
+                elif c.at_us > self.base_us:
+                    self.replay.apply(c)
+        except BackupInvalid as exc:
+            errors.append(f"restore from base backup {self.backup_id}: {exc.message}")
+            self.broken = True
+
+
+def _replays(repo: Repository, namespace: str, bases: list[store.Base],
+             listings: dict[str, store.Listing], errors: list[str]
+             ) -> dict[tuple[str, str], list[_Replay]]:
+    """For each segment (archive id, file), the replays it feeds: one per
+    base backup of each restorable window (by the segments' names, as
+    SHOW RESTORE POINTS and RESTORE find them). A base whose manifest RESTORE
+    would refuse is an error."""
+    runs: list[store.Run] = []
+    for aid, listing in listings.items():
+        runs += store.runs_of(aid, listing.segments)[0]
+    out: dict[tuple[str, str], list[_Replay]] = {}
+    manifests: dict[str, list[dict[str, Any]] | None] = {}
+    for w in store.windows(runs, bases):
+        for b in w.bases:
+            if b.backup_id not in manifests:
+                manifests[b.backup_id] = _base_tables(repo, b.backup_id, errors)
+            tables = manifests[b.backup_id]
+            what = f"archive of namespace '{namespace}'"
+            r = _Replay(b.backup_id, b.snapshot_us,
+                        None if tables is None else replay.Replay(tables, what, keep_rows=False))
+            for name in w.run.segments:
+                out.setdefault((w.run.archive_id, name.file), []).append(r)
+    return out
+
+
+def _base_tables(repo: Repository, backup_id: str, errors: list[str]
+                 ) -> list[dict[str, Any]] | None:
+    try:
+        m = repo.read_backup(backup_id)
+    except PassphraseError:
+        raise
+    except (BackupInvalid, NotFound) as exc:
+        errors.append(f"base backup {backup_id}: {exc.message}")
+        return None
+    if m.scope is not None and m.scope.kind == "tables":
+        errors.append(f"base backup {backup_id} holds only some tables of the namespace")
+        return None
+    tables: list[dict[str, Any]] = to_doc(m)["tables"]
+    return tables

@@ -26,10 +26,11 @@ import pyarrow.compute as pc
 from catalog import DataFile, Table
 from catalog.errors import BackupInvalid
 
+from ..backup.schema import check_table
 from ..buffer import conform, decode, storage_schema
 from ..files import FileStore
 from ..keys import key_range
-from ..types import OW, SEQ
+from ..types import OW, SEQ, USER
 from .blocks import Entry, Rows
 from .changes import ALTER, CREATE, DROP, ROWS
 
@@ -66,6 +67,9 @@ class Replayed:
     entry: dict[str, Any]
     batches: list[tuple[int, str | None, pa.Table]] = field(default_factory=list)
     base: bool = True  # the base's table (False: created by a replayed CREATE)
+    # Per schema version: the table, its columns and storage schema (Replay._fit).
+    fits: dict[int, tuple[Table, list[dict[str, Any]], pa.Schema]] = field(
+        default_factory=dict, repr=False)
 
     @property
     def rows_added(self) -> int:
@@ -91,12 +95,56 @@ class Replayed:
 def replay(tables: list[dict[str, Any]], changes: Iterable[Entry],
            what: str) -> dict[str, Replayed]:
     """The tables (by name) after applying `changes`."""
-    out = {t["name"]: Replayed(copy.deepcopy(t)) for t in tables}
+    r = Replay(tables, what)
     for c in changes:
+        r.apply(c)
+    return r.tables
+
+
+class _Drop(msgspec.Struct, forbid_unknown_fields=True):
+    uid: str
+
+
+_drop = msgspec.json.Decoder(_Drop)
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError,
+                 ValueError, TypeError)
+
+
+class Replay:
+    """Changes applied one at a time, each checked before it counts. RESTORE
+    keeps the rows (`keep_rows`); VERIFY ARCHIVE runs the same checks and
+    keeps none, so the two agree on what restores:
+
+    - a CREATE or ALTER leaves its table an entry the manifest's own decoder
+      accepts (storage/backup/schema.py: column types, defaults, keys,
+      versions), so no later step meets a type it cannot make;
+    - a DROP's document is a DROP's;
+    - rows have their schema version's storage schema (or cast to it), no
+      NULL where that schema has none, and a USER table's rows are all the
+      block's user's."""
+
+    def __init__(self, tables: list[dict[str, Any]], what: str, keep_rows: bool = True) -> None:
+        self.tables = {t["name"]: Replayed(copy.deepcopy(t)) for t in tables}
+        self.what = what
+        self.keep_rows = keep_rows
+
+    def apply(self, c: Entry) -> None:
+        out = self.tables
         if isinstance(c, Rows):
-            _add_block(out, c, what)
-            continue
-        where = f"{what}: change {c.lsn} ({c.kind} {c.table})"
+            where = f"{self.what}: changes {c.lsns[0]}..{c.lsns[-1]} (rows {c.table})"
+            target = out.get(c.table)
+            if target is None:
+                raise BackupInvalid(f"{where} write to a table that does not exist")
+            if c.version not in {int(s["version"]) for s in target.entry["schemas"]}:
+                raise BackupInvalid(f"{where} are corrupt: rows of an unknown schema version")
+            if (c.user is None) != (target.entry["table_type"] != "user"):
+                raise BackupInvalid(f"{where} are corrupt: rows of a USER table name their "
+                                    "user, and only they do")
+            self._fit(target, c.version, c.user, c.rows, where)
+            if self.keep_rows:
+                target.batches.append((c.version, c.user, c.rows))
+            return
+        where = f"{self.what}: change {c.lsn} ({c.kind} {c.table})"
         if c.kind == ROWS:
             target = out.get(c.table)
             if target is None:
@@ -111,7 +159,9 @@ def replay(tables: list[dict[str, Any]], changes: Iterable[Entry],
             if (batch.user is None) != (target.entry["table_type"] != "user"):
                 raise BackupInvalid(f"{where} is corrupt: rows of a USER table name their "
                                     "user, and only they do")
-            target.batches.append((batch.version, batch.user, batch.rows))
+            self._fit(target, batch.version, batch.user, batch.rows, where)
+            if self.keep_rows:
+                target.batches.append((batch.version, batch.user, batch.rows))
         elif c.kind in (CREATE, ALTER):
             try:
                 doc = _ddl.decode(c.data)
@@ -124,36 +174,66 @@ def replay(tables: list[dict[str, Any]], changes: Iterable[Entry],
             if c.kind == CREATE:
                 if c.table in out:
                     raise BackupInvalid(f"{where} creates a table that exists")
-                out[c.table] = Replayed(base=False, entry={
+                made = Replayed(base=False, entry={
                     "name": doc.table.name, "table_type": doc.table.table_type,
                     "schema_version": doc.table.schema_version,
                     "primary_key": doc.table.primary_key, "options": doc.table.options,
                     "created_at": doc.table.created_at, "schemas": [schema], "files": [],
                     "rows": 0, "max_seq": 0,
                 })
+                _check_entry(made.entry, where)
+                out[c.table] = made
             else:
                 target = out.get(c.table)
                 if target is None or doc.schema.version <= int(target.entry["schema_version"]):
                     raise BackupInvalid(f"{where} alters a table that does not exist "
                                         "or goes back a schema version")
-                target.entry["schemas"].append(schema)
-                target.entry["schema_version"] = doc.schema.version
-        elif c.kind == DROP and out.pop(c.table, None) is None:
-            raise BackupInvalid(f"{where} drops a table that does not exist")
-    return out
+                entry = {**target.entry, "schemas": [*target.entry["schemas"], schema],
+                         "schema_version": doc.schema.version}
+                _check_entry(entry, where)
+                target.entry = entry
+        elif c.kind == DROP:
+            try:
+                _drop.decode(c.data)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise BackupInvalid(f"{where} is corrupt: {exc}") from None
+            if out.pop(c.table, None) is None:
+                raise BackupInvalid(f"{where} drops a table that does not exist")
+
+    def _fit(self, target: Replayed, version: int, user: str | None, rows: pa.Table,
+             where: str) -> None:
+        """Rows as their schema version stores them, or refused (what
+        write_rows conforms later cannot fail then)."""
+        known = target.fits.get(version)
+        if known is None:
+            e = target.entry
+            columns = next(s["columns"] for s in e["schemas"] if int(s["version"]) == version)
+            table = Table(namespace="", name=e["name"], uid="", table_type=e["table_type"],
+                          schema_version=version, primary_key=list(e["primary_key"]))
+            known = target.fits[version] = (table, columns, storage_schema(table, columns))
+        table, columns, strict = known
+        if not rows.schema.equals(strict):
+            try:
+                loose = pa.schema([f.with_nullable(True) for f in strict])
+                rows = conform(rows, version, table, columns).cast(loose)
+            except _ARROW_ERRORS as exc:
+                raise BackupInvalid(f"{where} are corrupt: they do not fit schema version "
+                                    f"{version}: {exc}") from None
+        for f in strict:
+            if not f.nullable and rows.column(f.name).null_count:
+                raise BackupInvalid(f"{where} are corrupt: NULL in column '{f.name}'")
+        if user is not None and rows.num_rows:
+            owners = rows.column(USER)
+            if not pc.all(pc.equal(owners, user)).as_py():
+                raise BackupInvalid(f"{where} are corrupt: rows of another user than "
+                                    f"'{user}'")
 
 
-def _add_block(out: dict[str, Replayed], b: Rows, what: str) -> None:
-    where = f"{what}: changes {b.lsns[0]}..{b.lsns[-1]} (rows {b.table})"
-    target = out.get(b.table)
-    if target is None:
-        raise BackupInvalid(f"{where} write to a table that does not exist")
-    if b.version not in {int(s["version"]) for s in target.entry["schemas"]}:
-        raise BackupInvalid(f"{where} are corrupt: rows of an unknown schema version")
-    if (b.user is None) != (target.entry["table_type"] != "user"):
-        raise BackupInvalid(f"{where} are corrupt: rows of a USER table name their user, "
-                            "and only they do")
-    target.batches.append((b.version, b.user, b.rows))
+def _check_entry(entry: dict[str, Any], where: str) -> None:
+    try:
+        check_table(entry)
+    except BackupInvalid as exc:
+        raise BackupInvalid(f"{where} is corrupt: {exc.message}") from None
 
 
 def write_rows(files: FileStore, namespace: str, uid: str, t: Replayed) -> list[DataFile]:

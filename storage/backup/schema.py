@@ -201,6 +201,14 @@ def load(doc: dict[str, Any]) -> Manifest:
     return m
 
 
+def check_table(entry: dict[str, Any]) -> TableEntry:
+    """One table entry, as its type, checked as `load` checks a manifest's
+    (a table as archived DDL leaves it: storage/archive/replay.py)."""
+    t = _convert(entry, TableEntry)
+    _check_table("table", t)
+    return t
+
+
 def load_header(doc: dict[str, Any]) -> Header:
     """The public header of any manifest document (body fields are ignored)."""
     h = _convert({k: v for k, v in doc.items() if k in PUBLIC}, Header)

@@ -246,18 +246,55 @@ def test_times() -> None:
 def test_replay_refuses_blocks_that_do_not_fit() -> None:
     """Blocks that decode but do not fit the tables they name: BACKUP_INVALID."""
     from storage.archive import replay
+    from storage.schema import system_column
 
     def table(kind: str) -> dict[str, object]:
-        return {"name": "t", "table_type": kind, "schemas": [{"version": 1}],
-                "schema_version": 1, "files": []}
+        key = {"name": "id", "type": "BIGINT", "params": [], "not_null": True,
+               "primary_key": True, "has_default": False, "default": None,
+               "system": False, "since": 1}
+        columns = [key, system_column("_updated"), system_column("_deleted")]
+        return {"name": "t", "table_type": kind, "schema_version": 1, "primary_key": ["id"],
+                "options": {}, "created_at": "2026-12-01T00:00:00+00:00",
+                "schemas": [{"version": 1, "columns": columns,
+                             "created_at": "2026-12-01T00:00:00+00:00"}],
+                "files": [], "rows": 0, "max_seq": 0}
 
-    def block(user: str | None = None, version: int = 1, name: str = "t") -> Rows:
-        return Rows(name, version, user, [11], [1_000_010], [0, 1], rows_of(1))
+    def stored(n: int = 1, user: str | None = None, **change: pa.Array) -> pa.Table:
+        cols: dict[str, pa.Array] = {"_seq": pa.array(range(11, 11 + n), pa.int64()),
+                                     "_ow": pa.array([False] * n)}
+        if user is not None:
+            cols["_user"] = pa.array([user] * n)
+        cols |= {"id": pa.array(range(n), pa.int64()),
+                 "_updated": pa.array([1_000_000] * n, pa.timestamp("us")),
+                 "_deleted": pa.array([False] * n)}
+        cols |= change
+        nullable = {"_ow"} | set(change)
+        return pa.table(cols, schema=pa.schema(
+            [pa.field(k, v.type, nullable=k in nullable) for k, v in cols.items()]))
+
+    def block(user: str | None = None, version: int = 1, name: str = "t",
+              rows: pa.Table | None = None) -> Rows:
+        rows = stored(user=user) if rows is None else rows
+        return Rows(name, version, user, [11], [1_000_010], [0, rows.num_rows], rows)
 
     assert replay.replay([table("shared")], [block()], "x")["t"].batches
+    assert replay.replay([table("user")], [block(user="alice")], "x")["t"].batches
     for tables, bad in (([table("user")], block()),  # a USER table's rows without a user
                         ([table("shared")], block(user="alice")),  # a user on shared rows
                         ([table("shared")], block(version=2)),  # an unknown schema version
-                        ([table("shared")], block(name="u"))):  # a table that does not exist
+                        ([table("shared")], block(name="u")),  # a table that does not exist
+                        # another user's rows in alice's block
+                        ([table("user")], Rows("t", 1, "alice", [11], [1_000_010], [0, 1],
+                                               stored(user="bob"))),
+                        # a NULL key, a key of text, a NULL _seq
+                        ([table("shared")], block(rows=stored(id=pa.array([None], pa.int64())))),
+                        ([table("shared")], block(rows=stored(id=pa.array(["abc"])))),
+                        ([table("shared")], block(rows=stored(_seq=pa.array([None], pa.int64()))))):
         with pytest.raises(BackupInvalid):
             replay.replay(tables, [bad], "x")
+    # the same checks when VERIFY ARCHIVE replays without keeping rows
+    checker = replay.Replay([table("user")], "x", keep_rows=False)
+    checker.apply(block(user="alice"))
+    assert checker.tables["t"].batches == []
+    with pytest.raises(BackupInvalid):
+        checker.apply(Rows("t", 1, "alice", [12], [1_000_011], [0, 1], stored(user="bob")))
