@@ -214,6 +214,14 @@ class JobRunner:
         self.cleanups: dict[str, Cleanup] = {}
         self._trimming: asyncio.Task[None] | None = None
         self._trim_again = False
+        # What the last whole trim left, so a job's end need not decode the
+        # whole history (up to history_max_count records, ~20 µs each, holding
+        # the GIL) when nothing can be due: at most this many finished jobs
+        # (None: unknown), the oldest of them finished then. The minute's trim
+        # still reads it all (it also finds rows written by other paths).
+        self._finished: int | None = None
+        self._oldest: str | None = None
+        self._ended = 0  # jobs ended since start (a trim counts those during it)
 
     # --- start-up ------------------------------------------------------
 
@@ -237,24 +245,57 @@ class JobRunner:
             failed.append(job)
         return failed
 
-    def trim_history(self) -> int:
-        """Keep job history bounded: drop finished jobs past the age or count limit."""
-        cfg = self.cairn.config.jobs
-        finished = [j for j in self.cairn.catalog.scan(Job) if j.status not in ACTIVE]
-        cutoff = (datetime.now(UTC) - timedelta(days=cfg.history_max_age_days)).strftime(
+    def _cutoff(self) -> str:
+        days = self.cairn.config.jobs.history_max_age_days
+        return (datetime.now(UTC) - timedelta(days=days)).strftime(
             "%Y-%m-%dT%H:%M:%S.%f"
         )[:-3] + "Z"
+
+    def trim_history(self) -> int:
+        """Keep job history bounded: drop finished jobs past the age or count limit.
+
+        Past the count limit the oldest go down to 1% under it (history_max_count
+        // 100 fewer), so a server at the limit decodes its history once per
+        that many jobs rather than after every one."""
+        cfg = self.cairn.config.jobs
+        ended = self._ended
+        finished = [j for j in self.cairn.catalog.scan(Job) if j.status not in ACTIVE]
+        cutoff = self._cutoff()
         doomed = [j for j in finished if (j.finished_at or j.created_at) < cutoff]
         keep = [j for j in finished if j not in doomed]
         excess = len(keep) - cfg.history_max_count
         if excess > 0:
-            doomed += sorted(keep, key=lambda j: j.job_id)[:excess]
+            excess += cfg.history_max_count // 100
+            by_age = sorted(keep, key=lambda j: j.job_id)
+            doomed += by_age[:excess]
+            keep = by_age[excess:]
         if doomed:
             batch = self.cairn.catalog.batch()
             for j in doomed:
                 batch.delete(Job, j.job_id)
             batch.commit()
+        # Jobs that ended during the scan may be counted twice: an upper bound.
+        self._finished = len(keep) + (self._ended - ended)
+        self._oldest = min((j.finished_at or j.created_at for j in keep), default=None)
         return len(doomed)
+
+    def trim_due(self) -> bool:
+        """Whether a trim could remove anything, by what the last one left and
+        the jobs ended since; True when that is not known."""
+        finished = self._finished
+        if finished is None:
+            return True
+        if finished > self.cairn.config.jobs.history_max_count:
+            return True
+        return finished > 0 and (self._oldest is None or self._oldest < self._cutoff())
+
+    def job_ended(self) -> None:
+        """A job's finished row is written: trim if that may be due."""
+        self._ended += 1
+        if self._finished is not None:
+            self._finished += 1
+        if self.trim_due():
+            self.trim_soon()
 
     def trim_soon(self) -> None:
         """Trim history in the background; one trim at a time, none skipped."""
@@ -343,7 +384,7 @@ class JobRunner:
         finally:
             self._contexts.pop(job.job_id, None)
             self._tasks.pop(job.job_id, None)
-            self.trim_soon()
+            self.job_ended()
             if self.cairn.config.storage.duckdb_release_memory and job.job_type in HEAVY:
                 # What the job's transfers and snapshots freed (copy buffers in
                 # its threads' malloc arenas) goes back to the OS.

@@ -19,8 +19,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+
+import msgspec
 
 from catalog.errors import BackupInvalid
 
@@ -114,6 +118,50 @@ def unpack(
         raise BackupInvalid(f"{name} is invalid: {problem}")
     if m["backup_id"] != backup_id:
         raise BackupInvalid(f"{name} is invalid: it names backup '{m['backup_id']}'")
+    return m
+
+
+# Manifests already unpacked and checked, by their exact bytes. A BACKUP with
+# keep_last reads every manifest of its target two or three times (the listing,
+# the dropped one, the prune's referenced objects), RESTORE lists them to
+# choose, VERIFY reads one again: each read parses, checksums twice and
+# converts, all holding the GIL. The result is a function of the bytes (and the
+# backup id), so the same bytes need no second check; they are still read each
+# time. Encrypted manifests are not kept (their body depends on the key).
+CACHE_MAX_BYTES = 16 << 20  # the bytes and their checked form together
+_cache: OrderedDict[tuple[str, bool, bytes], bytes] = OrderedDict()
+_cache_bytes = 0
+_cache_lock = threading.Lock()
+
+
+def unpack_checked(
+    data: bytes, backup_id: str, open_key: KeyOpener, require_body: bool = True
+) -> dict[str, Any]:
+    """unpack(), remembering what these exact bytes gave when they were not
+    encrypted. Each call returns a new document (callers may change theirs)."""
+    global _cache_bytes
+    key = (backup_id, require_body, data)
+    with _cache_lock:
+        packed = _cache.get(key)
+        if packed is not None:
+            _cache.move_to_end(key)
+    if packed is not None:
+        doc: dict[str, Any] = msgspec.msgpack.decode(packed)
+        return doc
+    m = unpack(data, backup_id, open_key, require_body)
+    if m.get("encrypted") is True or len(data) > CACHE_MAX_BYTES // 4:
+        return m
+    try:
+        packed = msgspec.msgpack.encode(m)
+    except (OverflowError, TypeError, ValueError, msgspec.EncodeError):
+        return m  # an integer past 64 bits, a lone surrogate: checked, not kept
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = packed
+            _cache_bytes += len(data) + len(packed)
+            while _cache_bytes > CACHE_MAX_BYTES:
+                (_, _, old), gone = _cache.popitem(last=False)
+                _cache_bytes -= len(old) + len(gone)
     return m
 
 

@@ -350,7 +350,7 @@ class Repository(LocksAndPrune):
         data = self._read_small(manifest_path(self.target.base, backup_id))
         if data is None:
             raise NotFound(f"backup '{backup_id}' does not exist in target '{self.uri}'")
-        return envelope.unpack(
+        return envelope.unpack_checked(
             data, backup_id, lambda key_id: self._open_key(key_id, backup_id), require_body
         )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog import Catalog, Job
+from catalog import Catalog, Job, utcnow
 from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
 from server.config import Config
 from server.jobs import JobContext, JobRunner
@@ -253,3 +253,82 @@ async def test_heavy_jobs_hand_memory_back(cairn: Cairn, monkeypatch: pytest.Mon
         await cairn.jobs.run("verify", SESSION, broken, namespace="app")
     await cairn.jobs.run("backup", SESSION, lambda ctx: {}, namespace="app")
     assert calls == ([1, 1] if enabled else [])
+
+
+def _counting_scans(cat: Catalog) -> list[int]:
+    """Count the catalog's decoding scans of the jobs family from now on."""
+    scans: list[int] = []
+    scan = cat.scan
+
+    def counted(kind, prefix=""):  # type: ignore[no-untyped-def]
+        if kind is Job:
+            scans.append(1)
+        return scan(kind, prefix)
+
+    cat.scan = counted  # type: ignore[method-assign]
+    return scans
+
+
+def test_a_job_end_reads_the_history_only_when_a_trim_may_be_due(tmp_path: Path) -> None:
+    """After a whole trim, job ends below the count limit decode nothing; the
+    one that passes it trims, down to 1% under the limit."""
+    cfg = Config()
+    cfg.jobs.history_max_count = 200
+    cat = Catalog(tmp_path / "catalog")
+    for i in range(150):
+        cat.put(Job(f"job-{i:04d}", "test", status="completed", finished_at=utcnow()))
+    state = Cairn(cfg, cat)
+    runner = JobRunner(state)
+    assert runner.trim_due()  # nothing known yet
+    runner.trim_soon = lambda: runner.trim_history()  # type: ignore[method-assign]
+    assert runner.trim_history() == 0
+    scans = _counting_scans(cat)
+    for i in range(150, 200):
+        cat.put(Job(f"job-{i:04d}", "test", status="completed", finished_at=utcnow()))
+        runner.job_ended()
+    assert scans == [] and len(cat.scan(Job)) == 200
+    scans.clear()
+    cat.put(Job("job-0200", "test", status="completed", finished_at=utcnow()))
+    runner.job_ended()  # 201 > 200: trimmed to 198
+    assert len(scans) == 1
+    left = sorted(j.job_id for j in cat.scan(Job))
+    assert len(left) == 198 and left[0] == "job-0003"
+    state.close()
+    cat.close()
+
+
+def test_a_job_end_trims_when_the_oldest_left_is_past_the_age(tmp_path: Path) -> None:
+    cfg = Config()
+    cfg.jobs.history_max_age_days = 1
+    cat = Catalog(tmp_path / "catalog")
+    cat.put(Job("job-0", "test", status="completed", finished_at=utcnow()))
+    state = Cairn(cfg, cat)
+    runner = JobRunner(state)
+    runner.trim_soon = lambda: runner.trim_history()  # type: ignore[method-assign]
+    runner.trim_history()
+    assert not runner.trim_due()
+    runner._oldest = "2000-01-01T00:00:00.000Z"  # as if a day and more had passed
+    cat.put(Job("job-1", "test", status="completed", finished_at="2000-01-01T00:00:00.000Z"))
+    runner.job_ended()
+    assert [j.job_id for j in cat.scan(Job)] == ["job-0"]
+    state.close()
+    cat.close()
+
+
+def test_kept_finds_the_kept_backups_among_the_history(cairn: Cairn) -> None:
+    """resume.kept decodes only the rows that name kept_for_resume; what it
+    returns is the same as checking every row."""
+    from server import resume
+
+    for i in range(50):
+        cairn.catalog.put(Job(f"job-a{i:02d}", "backup", status="completed",
+                              result={"backup_id": f"bk-{i}"}))
+    cairn.catalog.put(Job("job-kept", "backup", status="failed",
+                          result={"backup_id": "bk-k", resume.KEPT: True}))
+    cairn.catalog.put(Job("job-released", "backup", status="failed",
+                          result={"backup_id": "bk-r", resume.KEPT: False}))
+    cairn.catalog.put(Job("job-other", "restore", status="failed",
+                          result={resume.KEPT: True}))
+    cairn.catalog.put(Job("job-text", "backup", status="failed",
+                          statement="-- kept_for_resume", result=None))
+    assert [j.job_id for j in resume.kept(cairn)] == ["job-kept"]

@@ -190,3 +190,19 @@ def test_lock_protects_the_keyed_names(root: Path, make_file: MakeFile) -> None:
         assert put.oid in lock_file["oids"] and src.sha256 not in lock_file["oids"]
     assert put.oid in repo.list_objects()  # released without a manifest: now unreferenced
     assert repo.prune() > 0 and repo.list_objects() == {}
+
+
+def test_a_manifest_read_with_its_passphrase_is_not_served_to_others(
+    root: Path, make_file: MakeFile
+) -> None:
+    """Checked manifests are remembered by their bytes (envelope.unpack_checked),
+    never an encrypted one: a reader without the key, or with a wrong one, is
+    refused after the right one read it, every time."""
+    store(Repository(target(root), passphrase=PASS), "bk-1", sources(make_file))
+    for _ in range(2):
+        assert "tables" in Repository(target(root), passphrase=PASS).read_manifest("bk-1")
+        with pytest.raises(PassphraseError, match="give its encryption_passphrase"):
+            Repository(target(root)).read_manifest("bk-1")
+        with pytest.raises(PassphraseError, match="wrong encryption_passphrase"):
+            Repository(target(root), passphrase="not it").read_manifest("bk-1")
+        assert "tables" not in Repository(target(root)).list_manifests()[0]

@@ -295,3 +295,24 @@ def test_bad_config(repo: Repository, make_file: MakeFile, content: bytes, match
         fresh.read_manifest("bk-1")
     with pytest.raises(BackupInvalid, match=match):
         fresh.put_bytes(b"x")
+
+
+def test_a_manifest_read_again_is_a_new_document_and_still_checked(
+    repo: Repository, make_file: MakeFile
+) -> None:
+    """The same bytes are checked once (envelope.unpack_checked): later reads
+    get a document of their own, and bytes that changed are checked again."""
+    backed_up(repo, make_file)
+    first = repo.read_manifest("bk-1")
+    first["tables"].clear()
+    first["backup_id"] = "changed"
+    second = repo.read_manifest("bk-1")
+    assert second["backup_id"] == "bk-1" and second["tables"]
+    assert second == repo.list_manifests()[0] == repo.read_manifest("bk-1")
+    path = manifest_file(repo, "bk-1")
+    good = path.read_bytes()
+    path.write_bytes(good.replace(b'"bk-1"', b'"bk-2"', 1))
+    with pytest.raises(BackupInvalid):
+        repo.read_manifest("bk-1")
+    path.write_bytes(good)
+    assert repo.read_manifest("bk-1") == second
