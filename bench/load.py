@@ -14,7 +14,7 @@ Before the clock starts the namespace gets `--preload` rows (flushed), so every
 backup and restore has real bytes to move; tables keep their default flush
 threshold (10 000 rows), so flushes happen under load too.
 
-    python bench/load.py [--clients 16] [--seconds 60] [--preload 200000]
+    python bench/load.py [--clients 16] [--seconds 60] [--preload 200000] [--history N]
 
 `tests/proof/test_load.py` runs the same `run_load` for 10 s with 8 clients.
 """
@@ -411,21 +411,45 @@ async def _ids(http: aiohttp.ClientSession, url: str, ns: str) -> set[int]:
     return {r["id"] for r in body["results"][0]["rows"]}
 
 
+def write_history(catalog_dir: Path, count: int) -> None:
+    """`count` finished jobs (BACKUPs of a day ago) in a new server's catalog."""
+    from catalog import Catalog, Job, utcnow
+
+    catalog_dir.parent.mkdir(parents=True, exist_ok=True)
+    cat = Catalog(catalog_dir)
+    try:
+        batch = cat.batch()
+        for i in range(count):
+            batch.put(Job(f"job-0{i:09d}", "backup", status="completed", namespace="load",
+                          target="file:///elsewhere/loadbk", finished_at=utcnow(),
+                          statement="BACKUP DATABASE load TO 'loadbk' WITH (keep_last = 3)",
+                          fraction_completed=1.0, files_done=3, files_total=3, rows=50_000,
+                          result={"backup_id": f"bk-{i}", "rows": 50_000, "files": 3}))
+            if batch.count >= 1000:
+                batch.commit()
+        batch.commit()
+    finally:
+        cat.close()
+
+
 def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: int = 200_000,
              seed: int = 8, with_jobs: bool = True, root: Path = ROOT,
              inline: bool = True, event_loop: str | None = None,
-             alternate: bool = True) -> LoadReport:
+             alternate: bool = True, history: int = 0) -> LoadReport:
     """One load run against a fresh `cairn serve` in `workdir` (made empty first);
     `inline` is `[server] inline_statements` (the server's default: true),
     `event_loop` `[server] event_loop` (None: not set, the server's default),
     `alternate` whether each job is followed by a quiet window as long as it
-    (else jobs run back to back)."""
+    (else jobs run back to back), `history` how many finished jobs the server's
+    catalog holds when it starts (a server that has run a while)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     cfg = write_config(workdir / "cairn.toml", workdir / "backups", 0)
     loop = f'event_loop = "{event_loop}"\n' if event_loop else ""
     cfg.write_text(cfg.read_text()
                    + f"\n[server]\ninline_statements = {str(inline).lower()}\n{loop}")
+    if history:
+        write_history(workdir / "data" / "catalog", history)
     srv = CairnProcess(workdir / "data", cfg, workdir / "server.log", root=root).start()
     try:
         return asyncio.run(_run(srv, clients, seconds, preload, seed, with_jobs, alternate))
@@ -445,6 +469,8 @@ def main() -> int:
                         help="jobs back to back (a job ~85%% of the time) and a request "
                              "counted for every window it overlaps, as before 2026-12-02; "
                              "default: each job then a quiet window as long as it took")
+    parser.add_argument("--history", type=int, default=0,
+                        help="finished jobs in the server's catalog at its start (default 0)")
     parser.add_argument("--workdir", help="default: a fresh temp dir, removed afterwards")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--server-root", default=str(ROOT),
@@ -460,9 +486,9 @@ def main() -> int:
     workdir = Path(args.workdir or tmp or ".") / "load"
     report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed,
                       not args.no_jobs, Path(args.server_root), args.inline == "on",
-                      args.event_loop, not args.back_to_back)
+                      args.event_loop, not args.back_to_back, args.history)
     print(f"server from {args.server_root}, inline_statements = {args.inline == 'on'}, "
-          f"event_loop = {args.event_loop or 'the default'}")
+          f"event_loop = {args.event_loop or 'the default'}, job history {args.history}")
     print(report.table())
     if args.json:
         lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}

@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from catalog import Catalog, Job, utcnow
@@ -31,13 +30,13 @@ from storage import allocator, priority
 
 from . import faults, logs
 from .config import Config
+from .history import ACTIVE, History
 from .metrics import Metrics
 from .session import Session
 from .throttle import Statements
 
 log = logging.getLogger("cairn.jobs")
 
-ACTIVE = ("queued", "running", "paused")
 HEAVY = {"backup", "restore", "verify", "drop_backup", "prune"}
 PAUSABLE = ("backup", "restore")
 WAIT_SLICE = 0.02  # seconds between looks at the cancel flag while paused
@@ -214,14 +213,7 @@ class JobRunner:
         self.cleanups: dict[str, Cleanup] = {}
         self._trimming: asyncio.Task[None] | None = None
         self._trim_again = False
-        # What the last whole trim left, so a job's end need not decode the
-        # whole history (up to history_max_count records, ~20 µs each, holding
-        # the GIL) when nothing can be due: at most this many finished jobs
-        # (None: unknown), the oldest of them finished then. The minute's trim
-        # still reads it all (it also finds rows written by other paths).
-        self._finished: int | None = None
-        self._oldest: str | None = None
-        self._ended = 0  # jobs ended since start (a trim counts those during it)
+        self.history = History(cairn)
 
     # --- start-up ------------------------------------------------------
 
@@ -245,56 +237,18 @@ class JobRunner:
             failed.append(job)
         return failed
 
-    def _cutoff(self) -> str:
-        days = self.cairn.config.jobs.history_max_age_days
-        return (datetime.now(UTC) - timedelta(days=days)).strftime(
-            "%Y-%m-%dT%H:%M:%S.%f"
-        )[:-3] + "Z"
-
     def trim_history(self) -> int:
-        """Keep job history bounded: drop finished jobs past the age or count limit.
-
-        Past the count limit the oldest go down to 1% under it (history_max_count
-        // 100 fewer), so a server at the limit decodes its history once per
-        that many jobs rather than after every one."""
-        cfg = self.cairn.config.jobs
-        ended = self._ended
-        finished = [j for j in self.cairn.catalog.scan(Job) if j.status not in ACTIVE]
-        cutoff = self._cutoff()
-        doomed = [j for j in finished if (j.finished_at or j.created_at) < cutoff]
-        keep = [j for j in finished if j not in doomed]
-        excess = len(keep) - cfg.history_max_count
-        if excess > 0:
-            excess += cfg.history_max_count // 100
-            by_age = sorted(keep, key=lambda j: j.job_id)
-            doomed += by_age[:excess]
-            keep = by_age[excess:]
-        if doomed:
-            batch = self.cairn.catalog.batch()
-            for j in doomed:
-                batch.delete(Job, j.job_id)
-            batch.commit()
-        # Jobs that ended during the scan may be counted twice: an upper bound.
-        self._finished = len(keep) + (self._ended - ended)
-        self._oldest = min((j.finished_at or j.created_at for j in keep), default=None)
-        return len(doomed)
+        """Keep job history bounded (history.py): drop finished jobs past the age
+        or count limit; returns how many went."""
+        return self.history.trim()
 
     def trim_due(self) -> bool:
-        """Whether a trim could remove anything, by what the last one left and
-        the jobs ended since; True when that is not known."""
-        finished = self._finished
-        if finished is None:
-            return True
-        if finished > self.cairn.config.jobs.history_max_count:
-            return True
-        return finished > 0 and (self._oldest is None or self._oldest < self._cutoff())
+        return self.history.due()
 
     def job_ended(self) -> None:
         """A job's finished row is written: trim if that may be due."""
-        self._ended += 1
-        if self._finished is not None:
-            self._finished += 1
-        if self.trim_due():
+        self.history.ended()
+        if self.history.due():
             self.trim_soon()
 
     def trim_soon(self) -> None:

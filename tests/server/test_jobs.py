@@ -307,7 +307,7 @@ def test_a_job_end_trims_when_the_oldest_left_is_past_the_age(tmp_path: Path) ->
     runner.trim_soon = lambda: runner.trim_history()  # type: ignore[method-assign]
     runner.trim_history()
     assert not runner.trim_due()
-    runner._oldest = "2000-01-01T00:00:00.000Z"  # as if a day and more had passed
+    runner.history._oldest = "2000-01-01T00:00:00.000Z"  # as if a day and more had passed
     cat.put(Job("job-1", "test", status="completed", finished_at="2000-01-01T00:00:00.000Z"))
     runner.job_ended()
     assert [j.job_id for j in cat.scan(Job)] == ["job-0"]
