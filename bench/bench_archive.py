@@ -61,6 +61,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import archive_cycles as cycles
+from bench import archive_phases
 from bench.bench_backup import build
 from bench.common import Server, first_row, pct, session, sql
 from storage.archive import store
@@ -127,6 +128,7 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 24,
     step_costs: dict[str, list[dict[str, tuple[float, int]]]] = {"off": [], "on": []}
     stamped: list[cycles.Write] = []  # on-phase writes: (sent, latency ms)
     spans: list[tuple[float, float]] = []  # on-phase cycles: (start, end)
+    records: list[archive_phases.Phase] = []  # what happened in each phase, beside its p99
     try:
         async with session(2) as http:
             await sql(http, srv.url, "CREATE NAMESPACE app; CREATE TABLE app.warm "
@@ -144,22 +146,32 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 24,
             cpu0, ship0 = cpu_s(srv.pid), await ship_cpu_s(srv.url)
             by0, steps0 = thread_cpu_s(srv.pid), await cycles.steps(srv.url)
             stamps: list[cycles.Write] = []
+            probe = archive_phases.Probe(srv.pid).start(time.time())
             lat, n = await writers(srv.url, clients, seconds, 0, table=f"t{i}", stamps=stamps)
+            seen = probe.end(time.time())
             cpu[phase].append((cpu_s(srv.pid) - cpu0) * 1000 / max(n, 1))
             by1 = thread_cpu_s(srv.pid)
             step_costs[phase].append(cycles.step_delta(steps0, await cycles.steps(srv.url)))
+            phase_steps = step_costs[phase][-1]
             for name in set(by0) | set(by1):
                 used = (by1.get(name, 0.0) - by0.get(name, 0.0)) * 1e6 / max(n, 1)
                 threads[phase].setdefault(name, []).append(used)
+            mine: list[tuple[float, float]] = []
             if phase == "on":
                 ship.append((await ship_cpu_s(srv.url) - ship0) * 1e6 / max(n, 1))
                 stamped += stamps
-                spans += cycles.windows(work / "backups" / f"ov{i}")
+                mine = cycles.windows(work / "backups" / f"ov{i}")
+                spans += mine
             per[phase].append((pct(lat, 99), n / seconds))
+            records.append(archive_phases.Phase(
+                i, phase, probe.wall, time.time(), pct(lat, 99), n / seconds, seen, mine,
+                1000 * phase_steps.get("helper_cpu", (0.0, 0))[0],
+                phase_steps.get("gc2", (0.0, 0))[1], stamps))
             lats[phase].append(lat)
             print(f"  phase {i + 1} archiving {phase}: p99 {pct(lat, 99):.1f} ms, "
                   f"{n / seconds:.0f} writes/s, server CPU {cpu[phase][-1]:.2f} ms/write; "
-                  f"{load()}", flush=True)
+                  f"steal {seen['steal_pct']:.1f}%, other processes {seen['others_pct']:.0f}% "
+                  f"of a CPU; {load()}", flush=True)
             async with session(2) as http:
                 if phase == "on":
                     await sql(http, srv.url, "STOP ARCHIVING DATABASE app")
@@ -188,6 +200,10 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 24,
         for name in set(threads["off"]) | set(threads["on"])}
     out["steps"] = step_costs
     out["cycles"] = cycles.against_cycles(stamped, spans, out["p99_on_pooled"])
+    out["tail_ms"] = out["p99_off_pooled"]
+    out["per_phase"] = archive_phases.summary(
+        records, archive_phases.rocksdb_events(srv.data_dir / "catalog" / "LOG"),
+        out["tail_ms"])
     return out
 
 
@@ -220,7 +236,8 @@ def show_overhead(r: dict[str, Any]) -> str:
                         for name, (off, on) in sorted(r.get("threads", {}).items(),
                                                       key=lambda kv: -max(kv[1]))[:6])
             + "\n" + cycles.show_steps(r["steps"]["on"]) + "\n" + cycles.show_gc(r["steps"])
-            + "\n" + cycles.show_cycles(r["cycles"]) + "\n" + cycles.verdict(r))
+            + "\n" + cycles.show_cycles(r["cycles"])
+            + "\n" + archive_phases.show(r["per_phase"], r["tail_ms"]) + "\n" + cycles.verdict(r))
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:
