@@ -206,9 +206,10 @@ def _short(names: list[str]) -> str:
     return ",".join(f"{k}x{v}" if v > 1 else k for k, v in sorted(counts.items())) or "-"
 
 
-def show(rows: list[dict[str, object]], tail_ms: float) -> str:
+def show(rows: list[dict[str, object]], tail_ms: float, events: int = 0) -> str:
     lines = [f"  per phase (slow = slower than {tail_ms:.1f} ms, the off-phases' pooled p99; "
-             "CPU as % of one CPU over the phase):",
+             f"CPU as % of one CPU over the phase; {events} RocksDB flushes and compactions "
+             "in the server's LOG over the whole run):",
              "    phase setting   p99 ms  writes/s  steal%  others%  server%  cycles "
              "longest-ms  helper-ms  gc2  slow in-cycle in-rocksdb  flushes | compactions"]
     for r in rows:

@@ -201,9 +201,9 @@ async def overhead(work: Path, clients: int, seconds: float, phases: int = 24,
     out["steps"] = step_costs
     out["cycles"] = cycles.against_cycles(stamped, spans, out["p99_on_pooled"])
     out["tail_ms"] = out["p99_off_pooled"]
-    out["per_phase"] = archive_phases.summary(
-        records, archive_phases.rocksdb_events(srv.data_dir / "catalog" / "LOG"),
-        out["tail_ms"])
+    events = archive_phases.rocksdb_events(srv.data_dir / "catalog" / "LOG")
+    out["rocksdb_events"] = len(events)
+    out["per_phase"] = archive_phases.summary(records, events, out["tail_ms"])
     return out
 
 
@@ -237,7 +237,7 @@ def show_overhead(r: dict[str, Any]) -> str:
                                                       key=lambda kv: -max(kv[1]))[:6])
             + "\n" + cycles.show_steps(r["steps"]["on"]) + "\n" + cycles.show_gc(r["steps"])
             + "\n" + cycles.show_cycles(r["cycles"])
-            + "\n" + archive_phases.show(r["per_phase"], r["tail_ms"]) + "\n" + cycles.verdict(r))
+            + "\n" + archive_phases.show(r["per_phase"], r["tail_ms"], r["rocksdb_events"]) + "\n" + cycles.verdict(r))
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:

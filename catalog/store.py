@@ -10,7 +10,7 @@ consistent copy of the whole server (records and buffered rows) at an instant.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -231,6 +231,20 @@ class Catalog:
         if upper is not None:
             ro.set_iterate_upper_bound(upper)
         yield from fam.items(from_key=start if start is not None else prefix, read_opt=ro)
+        del ro
+
+    def values_raw(self, family: str, start: bytes, end: bytes) -> Generator[bytes, None, None]:
+        """The values of the keys in [start, end), in key order. RocksDB stops
+        at `end` itself (the read's upper bound) and rocksdict's iterator hands
+        out values only, so a caller that takes them in bulk
+        (`itertools.islice`) runs no Python per key. A generator for the same
+        reason as `scan_raw`: the bound must outlive the iterator."""
+        fam = self._families.get(family)
+        if fam is None:
+            return
+        ro = ReadOptions()
+        ro.set_iterate_upper_bound(end)
+        yield from fam.values(from_key=start, read_opt=ro)
         del ro
 
     def last_raw(self, family: str, prefix: bytes, upto: bytes) -> tuple[bytes, bytes] | None:

@@ -243,8 +243,11 @@ class Archiver:
         changes_log = self.cairn.engine.changes
         hi, through = mark if mark is not None else changes_log.mark(self.namespace)
         assert rec.shipped_us is not None
-        with step("read"):
-            raw = changes_log.read_raw(self.namespace, rec.shipped_lsn, hi, MAX_SEGMENT_BYTES)
+        raw = None
+        if hi > rec.shipped_lsn:  # else nothing was committed since: no read at all
+            with step("read"):
+                raw = changes_log.read_raw(self.namespace, rec.shipped_lsn, hi,
+                                           MAX_SEGMENT_BYTES)
         more = raw is not None and raw.last_lsn < hi
         if raw is not None and more:
             through = raw.last_us

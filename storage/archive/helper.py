@@ -26,6 +26,8 @@ like any archiving error, nothing shipped); the next cycle starts a new one."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import select
 import signal
@@ -48,6 +50,10 @@ REPLY = struct.Struct(">BdI")
 READY = b"R"  # the child's first byte: its imports are done
 HELPER_TIMEOUT_S = 120.0  # a body of a 16 MB backlog takes well under a second
 MAX_MESSAGE = 4096
+PIPE_BYTES = 1 << 20  # each pipe's capacity (Linux's default 64 KiB; 1 MiB is what an
+# unprivileged process may ask, /proc/sys/fs/pipe-max-size): a cycle's ~1.5 MB
+# of entries passes in 2 fills instead of ~25, so the helper is woken (and the
+# server's threads preempted for it) a couple of times per cycle, not dozens
 
 
 _decode_changes = msgspec.msgpack.Decoder(list[Change]).decode
@@ -174,6 +180,9 @@ class BodyHelper:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "storage.archive.helper"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0)
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            with contextlib.suppress(OSError):  # not allowed: the default size
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[union-attr]
         return self._proc
 
     def build(self, payload: list[bytes]) -> tuple[bytes, float | None]:

@@ -200,3 +200,29 @@ async def test_metrics_show_archive_lag_while_archiving(client: Any) -> None:
     assert set(lags) == {"app"} and 0.0 <= lags["app"] < 5.0
     await ok(client, "STOP ARCHIVING DATABASE app")
     assert await _archive_lag_samples(client) == {}
+
+
+async def test_a_cycle_with_nothing_committed_reads_nothing(client: Any) -> None:
+    """While nothing of the namespace is committed, its cycles go on (the
+    heartbeat is theirs to write) but none reads the change log: the mark says
+    nothing was logged after the target's end."""
+    from storage.timing import TIMINGS
+
+    def count(name: str) -> int:
+        hist = TIMINGS.phases.get(name)
+        return 0 if hist is None else hist.n
+
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (1)")
+    await wait_shipped(client)
+    await asyncio.sleep(0.25)  # a cycle that began before the ship was recorded ends
+    reads, cycles = count("archive_read"), count("archive_ship")
+    await asyncio.sleep(0.6)  # ~6 cycles of 100 ms
+    assert count("archive_ship") >= cycles + 3
+    assert count("archive_read") == reads
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    shipped = (await wait_shipped(client))["segments"]
+    assert count("archive_read") > reads
+    assert len(await rows(client, "SELECT * FROM app.t")) == 2 and shipped >= 2
+    await ok(client, "STOP ARCHIVING DATABASE app")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import accumulate
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,41 @@ def test_a_commit_that_fails_moves_nothing_on_and_releases_the_lock(tmp_path: Pa
             assert none is None and not log._state("quiet").lock.locked()
     finally:
         catalog.close()
+
+
+def test_reads_stop_at_the_bounds_and_at_the_size(tmp_path: Path) -> None:
+    """A read takes exactly the entries with after < lsn <= upto of its own
+    namespace (RocksDB stops at the upper bound; more entries than one bulk
+    run of the read), and a size limit ends it with the entry that reaches
+    it (at least one)."""
+    catalog, log, done = _log(tmp_path, 150)
+    try:
+        lsns = [lsn for lsn, _ in done]
+        for lo, hi in ((0, 149), (3, 70), (64, 65), (10, 10), (0, 0), (149, 149)):
+            after = lsns[lo - 1] if lo else 0
+            want = lsns[lo:hi + 1] if hi >= lo else []
+            got = log.read("app", after, lsns[hi])
+            assert [c.lsn for c in got] == [x for x in want if x > after]
+            raw = log.read_raw("app", after, lsns[hi])
+            assert (raw.entries if raw else []) == [log.catalog.get_raw(
+                "changes", k) for k in _keys("app", [x for x in want if x > after])]
+        assert log.read_raw("app", lsns[-1], MAX_LSN) is None
+        # upto between two of app's lsns (another namespace's lsn): nothing past it
+        got = log.read("app", 0, lsns[99] + 1)
+        assert [c.lsn for c in got] == lsns[:100]
+        every = log.read_raw("app", 0, MAX_LSN)
+        assert every is not None and len(every.entries) == 150
+        sizes = list(accumulate(map(len, every.entries)))
+        for limit in (1, sizes[0], sizes[0] + 1, sizes[69], sizes[69] + 1, sizes[-1] + 1):
+            count = next((k + 1 for k, s in enumerate(sizes) if s >= limit), 150)
+            raw = log.read_raw("app", 0, MAX_LSN, limit)
+            assert raw is not None and raw.entries == every.entries[:count]
+            assert raw.last_lsn == lsns[count - 1]
+            assert [c.lsn for c in log.read("app", 0, MAX_LSN, limit)] == lsns[:count]
+    finally:
+        catalog.close()
+
+
+def _keys(ns: str, lsns: list[int]) -> list[bytes]:
+    from storage.archive.changes import key_of
+    return [key_of(ns, x) for x in lsns]

@@ -185,3 +185,16 @@ def test_entries_go_over_as_they_are(helper: BodyHelper) -> None:
         assert msgspec.msgpack.decode(raw(cs[:n]).msgpack(), type=list[Change]) == cs[:n]
     assert len(raw(cs).parts()) > 1024
     assert helper.body(raw(cs).parts())[0] == encode_body(cs)
+
+
+def test_the_pipes_hold_a_cycle_of_entries(helper: BodyHelper) -> None:
+    """Both pipes are enlarged to PIPE_BYTES (1 MiB): a cycle's entries go over
+    in a couple of fills, not one wake-up of the helper per 64 KiB."""
+    import fcntl
+
+    from storage.archive.helper import PIPE_BYTES
+    helper.start()
+    proc = helper._proc
+    assert proc is not None and proc.stdin is not None and proc.stdout is not None
+    for pipe in (proc.stdin, proc.stdout):
+        assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
