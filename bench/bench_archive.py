@@ -237,7 +237,8 @@ def show_overhead(r: dict[str, Any]) -> str:
                                                       key=lambda kv: -max(kv[1]))[:6])
             + "\n" + cycles.show_steps(r["steps"]["on"]) + "\n" + cycles.show_gc(r["steps"])
             + "\n" + cycles.show_cycles(r["cycles"])
-            + "\n" + archive_phases.show(r["per_phase"], r["tail_ms"], r["rocksdb_events"]) + "\n" + cycles.verdict(r))
+            + "\n" + archive_phases.show(r["per_phase"], r["tail_ms"], r["rocksdb_events"])
+            + "\n" + cycles.verdict(r))
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:
