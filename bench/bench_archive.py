@@ -238,6 +238,7 @@ def show_overhead(r: dict[str, Any]) -> str:
             + "\n" + cycles.show_steps(r["steps"]["on"]) + "\n" + cycles.show_gc(r["steps"])
             + "\n" + cycles.show_cycles(r["cycles"])
             + "\n" + archive_phases.show(r["per_phase"], r["tail_ms"], r["rocksdb_events"])
+            + "\n" + archive_phases.paired(r["per_phase"])
             + "\n" + cycles.verdict(r))
 
 
