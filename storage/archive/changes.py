@@ -55,6 +55,7 @@ DROP = "drop_table"
 KINDS = (ROWS, CREATE, ALTER, DROP)
 DDL_KINDS = (CREATE, ALTER, DROP)
 MAX_LSN = (1 << 63) - 1
+READ_RUN = 4 * PACE_EVERY  # entries the log read takes from RocksDB between two pace()s
 
 
 class Change(msgspec.Struct, array_like=True, frozen=True):
@@ -312,7 +313,7 @@ class ChangeLog:
                  max_bytes: int | None = None) -> list[bytes]:
         """The stored entries with after_lsn < lsn <= upto_lsn, oldest first,
         stopping once about `max_bytes` are collected (at least one entry).
-        Taken from RocksDB PACE_EVERY x 4 at a time with no Python per entry
+        Taken from RocksDB READ_RUN at a time with no Python per entry
         (the read's upper bound stops the scan; `islice` pulls the values in
         C), pacing between the runs (steps.pace): ~0.3 us per entry against
         ~1.1 us when each went through two generators and a key compare."""
@@ -323,7 +324,7 @@ class ChangeLog:
         size = 0
         try:
             while True:
-                run = list(islice(values, 4 * PACE_EVERY))
+                run = list(islice(values, READ_RUN))
                 if not run:
                     return out
                 if max_bytes is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from storage.archive import segment, steps
 from storage.archive.blocks import encode_body
+from storage.archive.changes import READ_RUN
 from storage.archive.segment import SegmentName
 from tests.archive.test_blocks import AID, NS, log, reference
 from tests.archive.test_changes import _log
@@ -66,13 +67,13 @@ def test_a_paced_segment_is_the_unpaced_segment() -> None:
 
 
 def test_a_paced_read_returns_the_same_changes(tmp_path: Path) -> None:
-    catalog, changes_log, done = _log(tmp_path, 30)
+    catalog, changes_log, done = _log(tmp_path, 150)
     try:
         hi = done[-1][0]
         plain = changes_log.read("app", done[4][0], hi)
         with steps.pacing(slice_s=1e-9, nap_s=0.0):
             paced = changes_log.read("app", done[4][0], hi)
-            assert steps.naps() == -(-len(paced) // steps.PACE_EVERY)  # once per PACE_EVERY
+            assert steps.naps() == -(-len(paced) // READ_RUN)  # once per run read
         assert paced == plain
         assert [(c.lsn, c.at_us) for c in paced] == done[5:]
     finally:
