@@ -219,6 +219,12 @@ def show(rows: list[dict[str, object]], tail_ms: float, events: int = 0) -> str:
             f"{r['cycles']:>7} {r['longest_cycle_ms']:>11.0f} {r['helper_ms']:>10.0f} "
             f"{r['gc2']:>4} {r['slow']:>5} {r['slow_in_cycle']:>8} {r['slow_in_rocksdb']:>11}  "
             f"{_short(r['flushes'])} | {_short(r['compactions'])}")  # type: ignore[arg-type]
+    if len(rows) >= 4:
+        p99s = [float(r["p99"]) for r in rows]  # type: ignore[arg-type]
+        lines.append("  rank correlation of the phases' p99 with: " + "; ".join(
+            f"{what} {spearman(p99s, [float(r[k]) for r in rows]):+.2f}"  # type: ignore[arg-type]
+            for k, what in (("steal_pct", "steal"), ("others_pct", "other processes' CPU"),
+                            ("server_pct", "the server's CPU"))))
     med = {s: statistics.median(float(r["p99"]) for r in rows if r["setting"] == s)  # type: ignore[arg-type]
            for s in ("off", "on") if any(r["setting"] == s for r in rows)}
     slow_rows = [r for r in rows if float(r["p99"]) >= 1.25 * med[str(r["setting"])]]  # type: ignore[arg-type]
@@ -242,6 +248,30 @@ def show(rows: list[dict[str, object]], tail_ms: float, events: int = 0) -> str:
                      f"its setting's median {med[str(r['setting'])]:.1f}): "
                      + ("; ".join(notes) or "nothing recorded stands out"))
     return "\n".join(lines)
+
+
+def _ranks(xs: list[float]) -> list[float]:
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    out = [0.0] * len(xs)
+    i = 0
+    while i < len(order):  # ties share their mean rank
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2
+        i = j + 1
+    return out
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman's rank correlation (0 when either side is constant)."""
+    ra, rb = _ranks(a), _ranks(b)
+    ma, mb = statistics.mean(ra), statistics.mean(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    va = sum((x - ma) ** 2 for x in ra) ** 0.5
+    vb = sum((y - mb) ** 2 for y in rb) ** 0.5
+    return cov / (va * vb) if va and vb else 0.0
 
 
 def pooled_p99(rows: list[Phase], setting: str) -> float:
