@@ -12,7 +12,13 @@ over HTTP (loopback, aiohttp keep-alive), every figure taken in one run:
    the archiver's (its cycles' threads, from /metrics): figures other work on
    the machine disturbs less than latency; the archiver's cycle step by step
    and the garbage collector's passes; and the writes in flight during a
-   cycle against the rest (bench/archive_cycles.py)
+   cycle against the rest (bench/archive_cycles.py); and a record of each
+   phase beside its p99 (bench/archive_phases.py: CPU steal, other processes'
+   CPU, the server's, cycles and the longest, RocksDB flushes and compactions
+   from the catalog's LOG, which of the phase's slow writes were in flight
+   during a cycle or a flush), the rank correlation of the phases' p99 with
+   steal and with the other processes' CPU, and the p99 read by neighbouring
+   (off, on) phases: the median of the pairs' ratios (not the verdict)
 2. RPO: `--kills` times, a fresh server archiving (interval 1s) under
    `--clients` writing clients is SIGKILLed at a random moment; RPO = kill time
    minus the commit time of the newest change present in the target
