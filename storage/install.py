@@ -314,7 +314,7 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
     catalog, m, dest = registry.catalog, restore.manifest, restore.destination
     max_seq = max([m.max_seq, *(f.max_seq for f in files)])
     if max_seq > MAX_SEQ:  # the decoder refuses this; never let it reach the catalog
-        raise InvalidArgument(f"backup '{m.backup_id}' has an out-of-range max_seq")
+        raise BackupInvalid(f"backup '{m.backup_id}' has an out-of-range max_seq")
     while True:
         old = sorted(registry.states(dest), key=lambda s: s.uid)
         with contextlib.ExitStack() as held:
@@ -376,7 +376,7 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
     (t,) = m.tables
     max_seq = max([m.max_seq, *(f.max_seq for f in files)])
     if max_seq > MAX_SEQ:
-        raise InvalidArgument(f"backup '{m.backup_id}' has an out-of-range max_seq")
+        raise BackupInvalid(f"backup '{m.backup_id}' has an out-of-range max_seq")
     while True:
         old = [s for s in registry.states(dest) if s.table.name == t.name]
         with contextlib.ExitStack() as held:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog import DataFile, Namespace
-from catalog.errors import AlreadyExists, InvalidArgument
+from catalog.errors import AlreadyExists, BackupInvalid
 
 from .backup.schema import MAX_SEQ
 from .install import (
@@ -108,7 +108,7 @@ def install_many(registry: Registry, restores: list[Restore],
     max_seq = max([0, *(r.manifest.max_seq for r in restores),
                    *(f.max_seq for files in records for f in files)])
     if max_seq > MAX_SEQ:
-        raise InvalidArgument("a backup of the set has an out-of-range max_seq")
+        raise BackupInvalid("a backup of the set has an out-of-range max_seq")
     while True:
         old = sorted((st for d in dests for st in registry.states(d)), key=lambda s: s.uid)
         with contextlib.ExitStack() as held:

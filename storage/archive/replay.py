@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from catalog import DataFile, Table
 from catalog.errors import BackupInvalid
 
-from ..backup.schema import check_table
+from ..backup.schema import MAX_SEQ, check_table
 from ..buffer import conform, decode, storage_schema
 from ..files import FileStore
 from ..keys import key_range
@@ -120,8 +120,8 @@ class Replay:
       versions), so no later step meets a type it cannot make;
     - a DROP's document is a DROP's;
     - rows have their schema version's storage schema (or cast to it), no
-      NULL where that schema has none, and a USER table's rows are all the
-      block's user's."""
+      NULL where that schema has none, row versions (`_seq`) a manifest could
+      hold, and a USER table's rows are all the block's user's."""
 
     def __init__(self, tables: list[dict[str, Any]], what: str, keep_rows: bool = True) -> None:
         self.tables = {t["name"]: Replayed(copy.deepcopy(t)) for t in tables}
@@ -222,6 +222,11 @@ class Replay:
         for f in strict:
             if not f.nullable and rows.column(f.name).null_count:
                 raise BackupInvalid(f"{where} are corrupt: NULL in column '{f.name}'")
+        if rows.num_rows:  # row versions a manifest could hold (the decoder's Seq)
+            bounds = pc.min_max(rows.column(SEQ))
+            if bounds["min"].as_py() < 0 or bounds["max"].as_py() > MAX_SEQ:
+                raise BackupInvalid(f"{where} are corrupt: a row version (_seq) out of "
+                                    f"range 0..{MAX_SEQ}")
         if user is not None and rows.num_rows:
             owners = rows.column(USER)
             if not pc.all(pc.equal(owners, user)).as_py():

@@ -112,6 +112,11 @@ CASES: dict[str, Craft] = {
     "key_as_text": lambda cs: first(ROWS, "t")(
         cs, lambda c: rows_of(c, lambda r: set_column(
             r, "id", pa.array(["abc"] * r.num_rows, pa.string())))),
+    # row versions past what a manifest may hold: were restored, then refused
+    # at the install as INVALID_ARGUMENT (400) while VERIFY called them valid
+    "seq_out_of_range": lambda cs: first(ROWS, "t")(
+        cs, lambda c: rows_of(c, lambda r: set_column(
+            r, "_seq", pa.array([2**63 - 1 - i for i in range(r.num_rows)], pa.int64())))),
     # alice's block of the USER table holding bob's rows (were restored into
     # alice's file, shown to alice)
     "other_users_rows": lambda cs: first(ROWS, "u")(
