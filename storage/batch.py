@@ -22,6 +22,65 @@ class BufBatch:
         return int(self.rows.num_rows)
 
 
+_PLAIN = (int, str, bool)
+
+
+class OneRow(BufBatch):
+    """A batch of one row kept as its Python values (in `schema`'s order)
+    until something reads `rows`. A one-row Arrow table costs ~5 KB of C++
+    objects and tiny buffers (7 columns: an array, its data and buffers per
+    column), the values ~0.3 KB, and a buffer of single-row INSERTs holds one
+    batch per statement until its flush (docs/performance.md, issue 15, rss2).
+    `rows` makes the table the INSERT made (`rowbuild.one_row`, the same
+    conversion of the same values); `conform_batches` converts a run of them
+    in one call."""
+
+    def __init__(self, key: bytes, version: int, ts: float, user: str | None,
+                 values: tuple[Any, ...], schema: pa.Schema, struct: pa.StructType) -> None:
+        self.key, self.version, self.ts, self.user = key, version, ts, user
+        self.values, self.schema, self.struct = values, schema, struct
+
+    @property
+    def rows(self) -> pa.Table:
+        return pa.Table.from_arrays(pa.array([self.values], self.struct).flatten(),
+                                    schema=self.schema)
+
+    @rows.setter
+    def rows(self, value: pa.Table) -> None:
+        raise AttributeError("a OneRow's rows are its values")
+
+    @property
+    def num_rows(self) -> int:
+        return 1
+
+    def matches(self, point: dict[str, Any]) -> bool | None:
+        """Whether the row holds `point` ({column: value}), from the values
+        alone where Arrow reads back exactly what it was given (an int, str or
+        bool in an integer, string or boolean column); None where only the
+        Arrow value can say."""
+        for name, want in point.items():
+            i = self.schema.get_field_index(name)
+            if i < 0:
+                return None
+            have, t = self.values[i], self.schema.field(i).type
+            if type(have) not in _PLAIN or type(want) is not type(have) or not (
+                    pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_boolean(t)):
+                return None
+            if have != want:
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"OneRow(key={self.key!r}, version={self.version}, ts={self.ts}, user={self.user!r})"
+
+
+def one_row_tables(run: list[OneRow]) -> pa.Table:
+    """A run of OneRow batches with one schema as one table, in one conversion."""
+    first = run[0]
+    return pa.Table.from_arrays(pa.array([b.values for b in run], first.struct).flatten(),
+                                schema=first.schema)
+
+
 class BatchMap(dict[bytes, BufBatch]):
     """A table's buffered batches, in commit order (key -> batch).
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from catalog import DataFile, Table, TableSchema
 
-from .batch import BatchMap, BufBatch
+from .batch import BatchMap, BufBatch, OneRow, one_row_tables
 from .keys import BufferKeys
 from .timing import TimedLock
 from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
@@ -156,13 +156,25 @@ def conform_batches(batches: Iterable[BufBatch], table: Table, columns: list[Col
     beside the writers) where this takes a few milliseconds. `strict`: the
     storage schema as of `version`, if the caller has it (made otherwise)."""
     out: list[pa.Table] = []
-    group: list[pa.Table] = []
+    group: list[BufBatch] = []
     g_version, g_schema = 0, loose
     current = strict
 
     def close() -> None:
         nonlocal current
-        rows = group[0] if len(group) == 1 else pa.concat_tables(group)
+        parts: list[pa.Table] = []
+        run: list[OneRow] = []
+        for b in group:
+            if isinstance(b, OneRow):
+                run.append(b)
+                continue
+            if run:
+                parts.append(one_row_tables(run))
+                run = []
+            parts.append(b.rows)
+        if run:
+            parts.append(one_row_tables(run))
+        rows = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         if g_version == version:
             if current is None:
                 current = storage_schema(table, columns)
@@ -172,13 +184,13 @@ def conform_batches(batches: Iterable[BufBatch], table: Table, columns: list[Col
         out.append(conform(rows, g_version, table, columns).cast(loose))
 
     for b in batches:
-        s = b.rows.schema
+        s = b.schema if isinstance(b, OneRow) else b.rows.schema
         if group and (b.version != g_version or not (s is g_schema or s.equals(g_schema))):
             close()
             group = []
         if not group:
             g_version, g_schema = b.version, s
-        group.append(b.rows)
+        group.append(b)
     if group:
         close()
     return out
@@ -303,6 +315,12 @@ class TableState:
         for b in (mine.get(k) for k in found):
             if b is None or not (every or b.user == user) or (min_ts is not None and b.ts < min_ts):
                 continue
+            if isinstance(b, OneRow):
+                hit = b.matches(point)
+                if hit is not None:
+                    if hit:
+                        kept.append(b)
+                    continue
             rows = b.rows
             try:
                 if rows.num_rows == 1:  # most batches: one INSERT of one row

@@ -22,7 +22,7 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionD
 from . import keyfilter, sandbox
 from . import keys as keys_mod
 from .archive.changes import ROWS
-from .batch import BufBatch
+from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, seq_key
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
@@ -183,6 +183,8 @@ def _append(
             data[DELETED] = [False] if one else pa.array([False] * n, pa.bool_())
     schema = st.row_schema()
     rows = one_row(schema, st.row_struct(), data) if one else None
+    # The row's values, which the buffer keeps instead of the table (OneRow).
+    values = tuple([data[f.name][0] for f in schema]) if rows is not None else None
     if rows is None:
         rows = columns_table(schema, data, _name(st))
     # One row's integer, text or boolean key as given: what Arrow reads back.
@@ -193,6 +195,7 @@ def _append(
     large: bool | None = (rows.nbytes >= LARGE_VALUE if not one
              else rows.get_total_buffer_size() >= LARGE_VALUE and rows.nbytes >= LARGE_VALUE)
     if large:
+        values = None
         # Contiguous, so the buffer's view of the encoded bytes has a few large
         # batches (a query's answer comes in ~150-row pieces) and neither a
         # query of the buffer nor its flush copies them whole again.
@@ -206,6 +209,7 @@ def _append(
             keys = zip(*[rows.column(k).to_pylist() for k in pk], strict=False)
             flags = pa.array([k in found for k in keys], pa.bool_())
             rows = rows.set_column(rows.schema.get_field_index(OW), OW, flags)
+            values = None
             overwrite = True
             large = None  # new rows: encode measures them
     with TIMINGS.timed("commit"):
@@ -217,7 +221,7 @@ def _append(
             # decodes), not a second copy: the query's rows are freed here,
             # before RocksDB makes its two copies (batch and memtable).
             rows = decode(b"", value).rows
-        _commit(engine, st, rows, value, ts, owner, overwrite, probe, first)
+        _commit(engine, st, rows, value, ts, owner, overwrite, probe, first, values)
     return n
 
 
@@ -331,10 +335,11 @@ def _show(pk: list[str], key: tuple[Any, ...]) -> str:
 def _commit(
     engine: Writer, st: TableState, rows: pa.Table, value: bytes, now: float,
     owner: str | None, overwrite: bool, probe: list[Any] | None = None,
-    seq0: int | None = None,
+    seq0: int | None = None, values: tuple[Any, ...] | None = None,
 ) -> None:
     """Store `value` (the encoded `rows`, written at `now`) as one buffer
-    entry (`seq0`: the rows' first sequence number, if the caller knows it)."""
+    entry (`seq0`: the rows' first sequence number, if the caller knows it;
+    `values`: the one row's values `rows` was made of, kept instead of it)."""
     if probe is None and st.table.primary_key != [ID] and keys_mod.settable(
         st.columns, st.table.primary_key
     ):
@@ -363,7 +368,9 @@ def _commit(
                 st.batches[k] = batch
         if evicted:
             st.keys.removed()
-        st.batches[key] = BufBatch(key, st.schema.version, now, owner, rows)
+        st.batches[key] = (BufBatch(key, st.schema.version, now, owner, rows) if values is None
+                           else OneRow(key, st.schema.version, now, owner, values,
+                                       st.row_schema(), st.row_struct()))
         if probe is not None:
             st.keys.add(probe, key)
         if overwrite:
