@@ -14,3 +14,8 @@ class EngineConfig:
     # After a query that ran on the main DuckDB, and after an UPDATE or DELETE,
     # hand freed memory back to the OS (storage/allocator.py), so RSS goes back.
     duckdb_release_memory: bool = True
+    # A query reading Parquet files whose rows average at least this many bytes
+    # runs on one DuckDB thread (the single-threaded DuckDB): each further
+    # thread holds ~25 MB more of a wide column's pages (docs/performance.md,
+    # issue 15, rss2). 0: by rows read alone, as before.
+    duckdb_wide_row_bytes: int = 512

@@ -239,6 +239,7 @@ class Engine:
             expression, user, default_namespace, self.state, system_table, self.files,
             show_deleted=show_deleted, ranges=self.file_ranges, direct=direct.answer,
         )
+        one_thread = one_thread or self._wide(plan)
         if interrupt is None:
             return self.run_plan(plan, timeout, limits, one_thread)
         self._local.interrupt = interrupt  # read by _attempt, in this same thread
@@ -246,6 +247,19 @@ class Engine:
             return self.run_plan(plan, timeout, limits, one_thread)
         finally:
             self._local.interrupt = None
+
+    def _wide(self, plan: Plan) -> bool:
+        """Does the plan read Parquet files of rows at least
+        `duckdb_wide_row_bytes` long on average (stored bytes per row)?"""
+        floor = int(getattr(self.cfg, "duckdb_wide_row_bytes", 0) or 0)
+        if floor <= 0 or plan.answer is not None:
+            return False
+        rows = size = 0
+        for _, files, _ in plan.reads:
+            for f in files:
+                rows += f.rows
+                size += f.bytes
+        return rows > 0 and size >= floor * rows
 
     @contextlib.contextmanager
     def time_limit(self, seconds: float | None) -> Iterator[None]:

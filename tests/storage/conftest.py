@@ -23,6 +23,7 @@ class Cfg:
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2
     duckdb_release_memory: bool = True
+    duckdb_wide_row_bytes: int = 512
 
 
 def col(name: str, typ: str = "INT", *params: int, **kw: Any) -> dict[str, Any]:
