@@ -53,18 +53,29 @@ class OneRow(BufBatch):
     def num_rows(self) -> int:
         return 1
 
+    def plain_value(self, name: str) -> tuple[bool, Any]:
+        """(True, the column's value) where Arrow reads back exactly the
+        value it was given (an int, str or bool in an integer, string or
+        boolean column; or None); (False, None) where only `rows` can say."""
+        i = self.schema.get_field_index(name)
+        if i < 0:
+            return False, None
+        have, t = self.values[i], self.schema.field(i).type
+        if have is None:
+            return True, None
+        if type(have) not in _PLAIN or not (
+                pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_boolean(t)):
+            return False, None
+        if type(have) is bool and not pa.types.is_boolean(t):
+            return False, None
+        return True, have
+
     def matches(self, point: dict[str, Any]) -> bool | None:
         """Whether the row holds `point` ({column: value}), from the values
-        alone where Arrow reads back exactly what it was given (an int, str or
-        bool in an integer, string or boolean column); None where only the
-        Arrow value can say."""
+        alone where `plain_value` can say; None where only `rows` can."""
         for name, want in point.items():
-            i = self.schema.get_field_index(name)
-            if i < 0:
-                return None
-            have, t = self.values[i], self.schema.field(i).type
-            if type(have) not in _PLAIN or type(want) is not type(have) or not (
-                    pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_boolean(t)):
+            ok, have = self.plain_value(name)
+            if not ok or have is None or type(want) is not type(have):
                 return None
             if have != want:
                 return False

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from catalog import DataFile
 
-from .batch import BufBatch
+from .batch import BufBatch, OneRow
 from .keyfilter import FileFilters, Probe
 from .types import DELETED, ID, SEQ, Column
 
@@ -75,6 +75,10 @@ def probe_keys(cols: list[list[Any]], user: str | None, user_table: bool) -> lis
 
 
 def batch_keys(batch: BufBatch, primary_key: list[str], user_table: bool) -> list[Any]:
+    if isinstance(batch, OneRow):  # the values, where they are what Arrow gives back
+        plain = [batch.plain_value(k) for k in primary_key]
+        if all(ok for ok, _ in plain):
+            return probe_keys([[v] for _, v in plain], batch.user, user_table)
     return probe_keys([batch.rows.column(k).to_pylist() for k in primary_key],
                       batch.user, user_table)
 

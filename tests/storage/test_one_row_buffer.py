@@ -86,3 +86,31 @@ def test_matches_says_only_what_the_values_can_tell() -> None:
     assert b.rows.column("f")[0].as_py() != 0.1
     assert b.rows.to_pylist() == [{"k": 3, "s": "x", "f": b.rows.column("f")[0].as_py(),
                                    "o": True}]
+
+
+def test_plain_values_are_what_arrow_gives_back() -> None:
+    """batch_keys (the buffer's key index) reads a OneRow's key from its values
+    only where they equal Arrow's reading of them."""
+    from storage.keys import batch_keys
+    schema = pa.schema([("k", pa.int16()), ("s", pa.string()), ("f", pa.float64()),
+                        ("n", pa.int64()), ("o", pa.bool_()), ("x", pa.int64())])
+    b = OneRow(b"k", 1, 0.0, None, (3, "é", 0.5, None, False, 7), schema,
+               pa.struct(list(schema)))
+    table = b.rows
+    for name in schema.names:
+        ok, value = b.plain_value(name)
+        if ok:
+            assert table.column(name).to_pylist() == [value]
+    assert [b.plain_value(n)[0] for n in schema.names] == [True, True, False, True, True, True]
+    odd = OneRow(b"k", 1, 0.0, None, (True, "x", 1.0, 1, 1, 1), schema, pa.struct(list(schema)))
+    assert not odd.plain_value("k")[0]  # a bool in an integer column: only Arrow can say
+    for pk in (["k"], ["s", "k"], ["f"], ["k", "x"]):
+        assert batch_keys(b, pk, False) == batch_keys(
+            OneRowTable(b), pk, False), pk
+
+
+class OneRowTable:
+    """The same batch as an Arrow table (what batch_keys read before)."""
+
+    def __init__(self, b: OneRow) -> None:
+        self.rows, self.user = b.rows, b.user
