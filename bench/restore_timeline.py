@@ -4,7 +4,8 @@ one sitting.
 
 The state is built once into `--state DIR` (kept for later runs): a base of
 `--base-mb` MB (bench_backup.build), archiving to 'rt' (interval 1 s),
-`--changes` single-row INSERTs from `--clients` clients, STOP ARCHIVING, then
+`--changes` single-row INSERTs from `--clients` clients (then `--updates`
+single-row UPDATEs of base rows: the restore counts the live rows), STOP ARCHIVING, then
 a BACKUP of the final state to 'plain'. Each round then starts a server from
 each `--root` in turn on that state, with bench/restore_hooks.py imported
 first (each restore function's start and end to stderr), restores `AS pitr`
@@ -13,7 +14,7 @@ rows, prints both times, their ratio and the restore to a time's timeline
 (seconds from the request), and drops both namespaces again.
 
     python bench/restore_timeline.py --state /tmp/rt-state [--base-mb 1024]
-        [--changes 100000] [--clients 1] [--rounds 2] [--root A --root B] [--nice -10]
+        [--changes 100000] [--clients 1] [--updates 0] [--rounds 2] [--root A --root B] [--nice -10]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -68,10 +70,11 @@ def load() -> str:
     return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-async def build_state(state: Path, base_mb: int, changes: int, clients: int) -> None:
+async def build_state(state: Path, base_mb: int, changes: int, clients: int,
+                      updates: int = 0) -> None:
     from bench.bench_backup import build
     data = state / "data"
-    build(data, {"app": base_mb}, flush_mb=64)
+    base_rows = build(data, {"app": base_mb}, flush_mb=64)["app"]["rows"]
     srv = HookedServer(ROOT, data, cfg(state), state / "build.log")
     try:
         async with session(2) as http:
@@ -88,6 +91,11 @@ async def build_state(state: Path, base_mb: int, changes: int, clients: int) -> 
             await asyncio.gather(*(one(c, http) for c in range(clients)))
         print(f"{per * clients} writes from {clients} clients in "
               f"{time.perf_counter() - t0:.1f} s; {load()}", flush=True)
+        if updates:  # overwrites of base rows: the restore then counts its live rows
+            async with session(1) as http:
+                for k in random.Random(6).sample(range(base_rows), updates):
+                    await sql(http, srv.url, f"UPDATE app.t SET v = v + 1 WHERE id = {k}")
+            print(f"{updates} UPDATEs of base rows; {load()}", flush=True)
         async with session(2) as http:
             row = first_row(await sql(http, srv.url, "STOP ARCHIVING DATABASE app"))
             end = first_row(await sql(http, srv.url,
@@ -146,8 +154,8 @@ async def one_round(root: Path, state: Path, end: str, tag: str,
         async with session(2) as http:
             os.sync()
             t0 = time.time()
-            await sql(http, srv.url,
-                      f"RESTORE DATABASE app FROM 'rt' AS pitr WITH (as_of = '{end}')")
+            got = first_row(await sql(
+                http, srv.url, f"RESTORE DATABASE app FROM 'rt' AS pitr WITH (as_of = '{end}')"))
             t1 = time.time()
             await asyncio.sleep(0.5)
             p0 = time.time()
@@ -157,6 +165,7 @@ async def one_round(root: Path, state: Path, end: str, tag: str,
             a = first_row(await sql(http, srv.url, count.format("pitr")))
             b = first_row(await sql(http, srv.url, count.format("plain")))
             assert a == b, (a, b)
+            assert got["rows"] == a["n"], (got, a)  # the live rows the restore reported
             await sql(http, srv.url, "DROP NAMESPACE pitr CASCADE; DROP NAMESPACE plain CASCADE")
     finally:
         srv.stop()
@@ -172,6 +181,8 @@ async def main() -> int:
     ap.add_argument("--base-mb", type=int, default=1024)
     ap.add_argument("--changes", type=int, default=100_000)
     ap.add_argument("--clients", type=int, default=1)
+    ap.add_argument("--updates", type=int, default=0,
+                    help="after the INSERTs, this many UPDATEs of base rows (archived too)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--root", type=Path, action="append")
     ap.add_argument("--nice", type=int, default=0,
@@ -180,7 +191,7 @@ async def main() -> int:
     args = ap.parse_args()
     args.state.mkdir(parents=True, exist_ok=True)
     if not (args.state / "state.json").exists():
-        await build_state(args.state, args.base_mb, args.changes, args.clients)
+        await build_state(args.state, args.base_mb, args.changes, args.clients, args.updates)
     st = json.loads((args.state / "state.json").read_text())
     print(f"state: {st['segments']} segments, as_of {st['end']}")
     roots = args.root or [ROOT]
