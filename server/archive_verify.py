@@ -37,7 +37,6 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
     errors: list[str] = []
     checked = nbytes = changes = 0
     bases = store.bases_of(repo, namespace)
-    base_times = {b.snapshot_us for b in bases}
     all_runs: list[store.Run] = []
     ids = store.archive_ids(repo, namespace)
     listings = {aid: store.list_segments(repo, namespace, aid) for aid in ids}
@@ -72,7 +71,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
         runs, problems = store.runs_of(aid, good)
         errors += problems
         for prev, run in itertools.pairwise(runs):
-            if run.after_us not in base_times:
+            if not any(b.snapshot_us == run.after_us and store.is_base(b, run) for b in bases):
                 errors.append(
                     f"archive {aid}: gap between {prev.segments[-1].file} and "
                     f"{run.segments[0].file}: changes from {store.iso(prev.through_us)} "

@@ -163,10 +163,10 @@ class Archiver:
             return False
         self.check_base = False
         self.base_checked = time.monotonic()
-        assert rec.base_us is not None
+        assert rec.base_us is not None and rec.base_lsn is not None
         self.known_base = await self.cairn.run(
-            store.base_left, self.repo(rec), self.namespace, rec.base_us,
-            self.known_base or rec.base_backup_id)
+            store.base_left, self.repo(rec), self.namespace, rec.archive_id, rec.base_lsn,
+            rec.base_us, self.known_base or rec.base_backup_id)
         return self.known_base is None
 
     async def take_base(self, rec: Archive) -> Any:

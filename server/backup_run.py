@@ -11,9 +11,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from catalog import Backup
+from catalog import Archive, Backup
 from storage.backup import Repository, write_backup
-from storage.backup.schema import Scope
+from storage.backup.schema import ArchiveRef, Scope
+from storage.snapshot import Snapshot
 
 from .jobs import JobContext
 from .state import Cairn
@@ -40,14 +41,17 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
     ctx.check_cancelled()
     throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
     scope = None if plan.tables is None else Scope(kind="tables", tables=sorted(plan.tables))
+    before = cairn.catalog.get(Archive, plan.namespace)
     with cairn.engine.snapshot({plan.namespace: plan.tables}) as snap:
         ctx.fault("backup.snapshot_taken")
         (image,) = snap.namespaces
         # Archived changes continue a base exactly at its snapshot's cut.
         plan.cut = snap.cuts[plan.namespace]
+        archive = None if plan.tables is not None else archive_of(cairn, plan, before, snap)
         m = write_backup(plan.repo, image, plan.backup_id, snapshot_at=snap.snapshot_at,
                          label=plan.label, work=ctx,
-                         spent=throttle.spent if throttle.rate > 0 else None, scope=scope)
+                         spent=throttle.spent if throttle.rate > 0 else None, scope=scope,
+                         archive=archive)
     record = Backup(
         backup_id=m.backup_id, namespace=m.namespace, target=plan.repo.uri,
         created_at=m.created_at, snapshot_at=m.snapshot_at, tables=m.totals.tables,
@@ -64,6 +68,23 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         "bytes": record.bytes,
         "bytes_written": record.bytes_written,
     }
+
+
+def archive_of(cairn: Cairn, plan: BackupPlan, before: Archive | None,
+               snap: Snapshot) -> ArchiveRef | None:
+    """The archive the backup is a base of: the one shipping its namespace to
+    the same target from before the snapshot until after it (`before`, read
+    before it was taken, is the same archive, not stopped, now too), with the
+    change log on at the cut, so the archive's segments continue the cut's
+    lsn. None otherwise: a backup of a namespace not archived there, or one
+    racing START or STOP ARCHIVING, is no base."""
+    ns = plan.namespace
+    now = cairn.catalog.get(Archive, ns)
+    if (before is None or now is None or ns not in snap.logged
+            or now.archive_id != before.archive_id
+            or "stopped" in (before.status, now.status) or now.target != plan.repo.uri):
+        return None
+    return ArchiveRef(id=now.archive_id, lsn=snap.cuts[ns][0])
 
 
 def scope_text(scope: Scope | None) -> str:

@@ -64,6 +64,9 @@ class Snapshot:
     # storage/archive/changes.py): (lsn, time in µs): every change with
     # lsn <= the first, committed at or before the second, and no other.
     cuts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The namespaces whose change log was on at the cut (archived): only their
+    # cut's lsn says where archived changes continue the snapshot.
+    logged: frozenset[str] = frozenset()
 
     @property
     def files(self) -> list[FileToStore]:
@@ -101,7 +104,7 @@ def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
     files = registry.files
 
     def locked() -> tuple[dict[str, Namespace], list[_Captured], str, str,
-                          dict[str, tuple[int, int]]]:
+                          dict[str, tuple[int, int]], frozenset[str]]:
         with registry.ddl:
             records: dict[str, Namespace] = {}
             states: list[tuple[str, TableState]] = []
@@ -122,16 +125,20 @@ def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
                     held.enter_context(st.lock)
                 # Each namespace's commit lock makes the snapshot a cut of its change log.
                 cuts: dict[str, tuple[int, int]] = {}
+                logged: set[str] = set()
                 for ns in sorted(records):
-                    cuts[ns] = registry.changes.cut(held.enter_context(registry.changes.holding(ns)))
+                    state = held.enter_context(registry.changes.holding(ns))
+                    cuts[ns] = registry.changes.cut(state)
+                    if state.active:
+                        logged.add(ns)
                 captured = [_capture(ns, st, schemas[st.uid]) for ns, st in states]
                 token = files.pin([f.path for c in captured for f in c.files])
                 taken = utcnow() if len(records) != 1 else ""
-        return records, captured, token, taken, cuts
+        return records, captured, token, taken, cuts, frozenset(logged)
 
     # Writers wait while the table locks are held: take them at normal priority
     # even from a background job (storage/priority.py).
-    records, captured, token, snapshot_at, cuts = priority.at_normal_priority(locked)
+    records, captured, token, snapshot_at, cuts, logged = priority.at_normal_priority(locked)
     if not snapshot_at:  # one namespace: the instant of its cut
         snapshot_at = iso(cuts[next(iter(records))][1])
     staging = staging_root / f"snapshot-{new_id('s')}"
@@ -150,7 +157,7 @@ def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
             image.tables.append(entry)
             image.files += items
             image.counts.append(counting)
-        return Snapshot(snapshot_at, list(images.values()), release, cuts)
+        return Snapshot(snapshot_at, list(images.values()), release, cuts, logged)
     except BaseException:
         release()
         raise

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow.fs as pafs
+from msgspec import UNSET
 
 from catalog.errors import BackupInvalid, CairnError, NotFound
 from storage.backup import Repository
 from storage.backup.atomic import write_atomic
 from storage.backup.layout import join
 from storage.backup.oserrors import reading, writing
+from storage.backup.schema import ArchiveRef, load_header
 
 from . import segment
 from .blocks import Entry
@@ -173,11 +175,40 @@ class Run:
     def through_us(self) -> int:
         return self.segments[-1].through_us
 
+    @property
+    def after_lsn(self) -> int:
+        return self.segments[0].after_lsn
+
+    @property
+    def last_lsn(self) -> int:
+        return self.segments[-1].last_lsn
+
 
 @dataclass
 class Base:
+    """A backup of the namespace in the target, as a possible base of a run.
+    `archive` is what its manifest header says (schema.ArchiveRef: the archive
+    it is a base of and the lsn its snapshot is exact to; None: of no archive);
+    `legacy`: its manifest predates that field, so only its time can say."""
+
     backup_id: str
     snapshot_us: int
+    archive: ArchiveRef | None = None
+    legacy: bool = True
+
+
+def is_base(b: Base, run: Run) -> bool:
+    """Whether the run's changes continue backup `b`: it names the run's
+    archive and its cut lsn is inside the run (the segments go on exactly from
+    it), and its snapshot time is inside the run's time. A backup written
+    before manifests named their archive is matched by its time alone (what
+    Cairn did then; such a target has one server's archive per namespace)."""
+    if not run.after_us <= b.snapshot_us <= run.through_us:
+        return False
+    if b.legacy:
+        return True
+    return (b.archive is not None and b.archive.id == run.archive_id
+            and run.after_lsn <= b.archive.lsn <= run.last_lsn)
 
 
 @dataclass
@@ -220,23 +251,27 @@ def windows(runs: list[Run], bases: list[Base]) -> list[Window]:
     """The runs that have a base backup inside them, each with those bases."""
     out = []
     for run in runs:
-        mine = sorted((b for b in bases if run.after_us <= b.snapshot_us <= run.through_us),
-                      key=lambda b: b.snapshot_us)
+        mine = sorted((b for b in bases if is_base(b, run)), key=lambda b: b.snapshot_us)
         if mine:
             out.append(Window(run, mine))
     return sorted(out, key=lambda w: (w.start_us, w.end_us))
 
 
 def bases_of(repo: Repository, namespace: str) -> list[Base]:
-    """The namespace's backups in the target, by their public headers."""
+    """The namespace's backups in the target, by their public headers (each
+    decoded and checked again as its type: a header that fails is skipped)."""
     out = []
     for m in repo.list_manifests(namespace):
         if "error" in m:
             continue
         try:
-            out.append(Base(m["backup_id"], parse_us(m["snapshot_at"])))
-        except (KeyError, ValueError):
+            h = load_header(m)
+            at = parse_us(h.snapshot_at)
+        except (BackupInvalid, ValueError, OverflowError):
             continue
+        legacy = h.archive is UNSET
+        archive = h.archive if isinstance(h.archive, ArchiveRef) else None
+        out.append(Base(h.backup_id, at, archive, legacy))
     return out
 
 
@@ -250,17 +285,21 @@ def all_runs(repo: Repository, namespace: str) -> tuple[list[Run], list[str]]:
     return runs, problems
 
 
-def base_left(repo: Repository, namespace: str, since_us: int,
-              known: str | None = None) -> str | None:
+def base_left(repo: Repository, namespace: str, archive_id: str, since_lsn: int,
+              since_us: int, known: str | None = None) -> str | None:
     """A base backup the archive's current window can still start from: one of
-    the namespace in the target taken at or after `since_us` (the cut the window
-    began at; its segments run contiguously from there). `known`, such a backup
-    found before, is checked first with a listing only; the manifests are read
-    when it is gone. None when there is none: what the archive ships next would
+    the namespace in the target naming archive `archive_id` with its cut at or
+    after `since_lsn`, taken at or after `since_us` (the cut the window began
+    at; its segments run contiguously from there), or one written before
+    manifests named their archive taken then. `known`, such a backup found
+    before, is checked first with a listing only; the manifests are read when
+    it is gone. None when there is none: what the archive ships next would
     restore nothing."""
     if known is not None and known in repo.manifest_ids():
         return known
-    found = [b for b in bases_of(repo, namespace) if b.snapshot_us >= since_us]
+    found = [b for b in bases_of(repo, namespace) if b.snapshot_us >= since_us and (
+        b.legacy or (b.archive is not None and b.archive.id == archive_id
+                     and b.archive.lsn >= since_lsn))]
     return min(found, key=lambda b: b.snapshot_us).backup_id if found else None
 
 
@@ -283,8 +322,7 @@ def prune(repo: Repository, namespace: str, keep_newest: Callable[[str], bool]) 
         newest = listing.segments[-1] if keep_newest(aid) else None
         runs, _ = runs_of(aid, listing.segments)
         for run in runs:
-            mine = [b.snapshot_us for b in bases
-                    if run.after_us <= b.snapshot_us <= run.through_us]
+            mine = [b.snapshot_us for b in bases if is_base(b, run)]
             floor = min(mine) if mine else None
             for name in run.segments:
                 if name == newest:

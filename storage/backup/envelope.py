@@ -8,9 +8,10 @@ of the manifest travels in `body`, compressed and/or encrypted, in base64:
     {"backup_id":…,"body":{"codec":"zstd+aes-256-gcm","data":"<base64>","plain_size":…},
      "encrypted":true,"key":"<key id>","objects":[{"oid":…,"size":…}],"totals":{…},…}
 
-The header is what anyone may read: enough to list the backup (SHOW BACKUPS) and
-to know which objects it holds (prune, DROP BACKUP), never table names, schemas
-or content checksums. `manifest_sha256` covers the whole header, body included,
+The header is what anyone may read: enough to list the backup (SHOW BACKUPS),
+to know which objects it holds (prune, DROP BACKUP) and which archive it is a
+base of (`archive`, see schema.py), never table names, schemas or content
+checksums. `manifest_sha256` covers the whole header, body included,
 so any flipped byte anywhere is caught; an encrypted body is also authenticated
 by AES-GCM under the key."""
 
@@ -36,7 +37,7 @@ from .manifest import AES, FORMAT_VERSION, KNOWN_FEATURES, canonical, checksum
 PUBLIC = frozenset(
     {
         "format", "format_version", "features", "backup_id", "namespace", "created_at",
-        "snapshot_at", "label", "encrypted", "totals", "objects",
+        "snapshot_at", "label", "encrypted", "totals", "objects", "archive",
     }
 )
 
@@ -201,8 +202,8 @@ def _with_body(
     body = _parse_json(plain, f"{name} body")
     if canonical(body) != plain:
         raise BackupInvalid(f"{name} is corrupt: body differs from the canonical form")
-    clash = sorted((set(body) & set(header)) - {"objects"})
-    if clash:
+    clash = sorted((set(body) & (set(header) | PUBLIC)) - {"objects"})
+    if clash:  # a public field in the body would be seen only with the key
         raise BackupInvalid(f"{name} is corrupt: body repeats {clash}")
     objects = body.get("objects")
     public = (

@@ -47,6 +47,8 @@ Name = Annotated[str, Meta(pattern=NAME_PATTERN)]
 Oid = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
 BackupId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
+ArchiveId = Annotated[str, Meta(pattern=r"^ar-[0-9a-z]{20}$")]
+Lsn = Annotated[int, Meta(ge=0, le=INT64_MAX)]
 Time = Annotated[str, Meta(min_length=1, max_length=64)]
 UserId = Annotated[str, Meta(min_length=1, max_length=1024)]
 Label = Annotated[str, Meta(max_length=65536)]
@@ -159,8 +161,24 @@ class Scope(_Strict, kw_only=True):
     namespaces: Annotated[list[Name], Meta(max_length=65536)] = []
 
 
+class ArchiveRef(_Strict, kw_only=True):
+    """The archive a backup is a base of: the backup was taken of its namespace
+    while that archive (`id`, as in `archives/<namespace>/<id>/`) shipped the
+    namespace's changes to the same target, and its snapshot is exact to change
+    `lsn` (every change with lsn <= it, and no other): the archive's segments
+    continue it from there."""
+
+    id: ArchiveId
+    lsn: Lsn
+
+
 class Header(_Strict, kw_only=True):
-    """What anyone can read of a manifest (the public header of an encrypted one)."""
+    """What anyone can read of a manifest (the public header of an encrypted one).
+
+    `archive`: every backup written since Cairn recorded it has the key: an
+    ArchiveRef when the backup is a base of an archive, null when it is of none.
+    A manifest without the key was written before; only those are matched to
+    archived changes by their snapshot time (storage/archive/store.py)."""
 
     format: Literal["cairn-backup"]
     format_version: Literal[1]
@@ -176,6 +194,7 @@ class Header(_Strict, kw_only=True):
     key: KeyId | None = None
     manifest_sha256: Oid | None = None
     scope: Scope | None = None
+    archive: ArchiveRef | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class Manifest(Header, kw_only=True):
@@ -297,6 +316,8 @@ def _check_header(h: Header) -> None:
         raise _fail("totals.live_rows", "is above totals.rows (a live row is a stored version)")
     if h.scope is not None:
         _check_scope(h)
+    if isinstance(h.archive, ArchiveRef) and h.scope is not None and h.scope.kind == "tables":
+        raise _fail("archive", "a backup of some tables is no base of an archive")
 
 
 def _check_scope(h: Header) -> None:

@@ -40,7 +40,9 @@ def write_set(
     spent: Callable[[int], None] | None = None,
 ) -> list[schema.Manifest]:
     """Store every image's files, then publish one manifest per namespace;
-    the manifests as stored, in namespace order."""
+    the manifests as stored, in namespace order. A member is no base of an
+    archive (`archive` null): its snapshot_at is the set's instant, not its
+    namespace's cut, which archived changes continue from."""
     images = sorted(images, key=lambda i: i.namespace)
     namespaces = [i.namespace for i in images]
     files = [f for i in images for f in i.files]
@@ -73,6 +75,7 @@ def write_set(
                     "tables": [schema.to_doc(t) for t in image.tables],
                     "totals": {"bytes_written": bytes_written,
                                "live_rows": image.live_rows},
+                    "archive": None,
                 })
                 written.append(backup_id)
                 out.append(schema.load(doc))

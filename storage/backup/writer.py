@@ -41,9 +41,11 @@ def write_backup(
     spent: Callable[[int], None] | None = None,
     scope: schema.Scope | None = None,
     workers: int | None = None,
+    archive: schema.ArchiveRef | None = None,
 ) -> schema.Manifest:
     """Store the image's files and publish its manifest; the manifest as stored.
-    `workers`: objects in flight (default: sized to the cores and the target)."""
+    `workers`: objects in flight (default: sized to the cores and the target).
+    `archive`: the archive the backup is a base of (None: of none)."""
     files = image.files
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,
                   bytes_done=0, rows=image.rows, force=True)
@@ -64,6 +66,7 @@ def write_backup(
             "max_seq": image.max_seq,
             "tables": [schema.to_doc(t) for t in image.tables],
             "totals": {"bytes_written": tally.bytes_written, "live_rows": image.live_rows},
+            "archive": None if archive is None else schema.to_doc(archive),
         })
         work.fault("backup.after_manifest")
     work.progress(files_done=tally.files_done, bytes_done=tally.bytes_done, force=True)
