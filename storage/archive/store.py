@@ -201,8 +201,8 @@ def is_base(b: Base, run: Run) -> bool:
     """Whether the run's changes continue backup `b`: it names the run's
     archive and its cut lsn is inside the run (the segments go on exactly from
     it), and its snapshot time is inside the run's time. A backup written
-    before manifests named their archive is matched by its time alone (what
-    Cairn did then; such a target has one server's archive per namespace)."""
+    before manifests named their archive is matched by its time alone, as
+    Cairn did then (it cannot tell another server's backup from its own)."""
     if not run.after_us <= b.snapshot_us <= run.through_us:
         return False
     if b.legacy:

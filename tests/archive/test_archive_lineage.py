@@ -6,6 +6,7 @@ another's backup."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -234,3 +235,40 @@ def test_archive_field_types_and_ranges() -> None:
         assert "archive" in exc.message
     else:
         raise AssertionError("a table backup was accepted as a base")
+
+
+async def test_archive_in_a_manifest_body_is_refused(
+        aiohttp_client: Any, cairn_config: Config) -> None:
+    """`archive` is public: moved from the header into a compressed body (with
+    every checksum recomputed) it would be seen only by a reader of the body;
+    the manifest is BACKUP_INVALID instead, and it is a base of nothing."""
+    from storage.backup.codec import ZSTD, Form, decode_bytes, encode_bytes
+    from storage.backup.crypto import binding_for_manifest
+
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY, who TEXT);"
+                     "INSERT INTO app.t VALUES (1, 'a')")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (2, 'a')")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    [point] = await rows(client, POINTS)
+    base = point["base_backup_id"]
+
+    def into_body(doc: dict[str, Any]) -> None:
+        desc, form, binding = doc["body"], Form("", ZSTD, None), binding_for_manifest(base)
+        assert desc["codec"] == "zstd"
+        plain = decode_bytes(base64.b64decode(desc["data"]), form, "body",
+                             desc["plain_size"], binding)
+        body = json.loads(plain)
+        body["archive"] = doc.pop("archive")
+        plain = canonical(body)
+        desc.update(data=base64.b64encode(encode_bytes(plain, form, binding)).decode(),
+                    plain_size=len(plain))
+
+    rewrite(cairn_config, base, into_body)
+    status, body = await sql(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH "
+                                      f"(backup_id = '{base}')")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "body repeats ['archive']" in body["error"]["message"], body
+    assert await rows(client, POINTS) == []

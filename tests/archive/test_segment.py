@@ -236,6 +236,32 @@ def test_runs_and_windows() -> None:
     assert [(w.start_us, w.end_us) for w in wins] == [(150, 300), (400, 500)]
 
 
+def test_a_base_names_its_archive_and_a_cut_inside_the_run() -> None:
+    """A backup that names its archive is a base of a run only with the run's
+    archive id and its cut lsn in [after_lsn, last_lsn] (and its time inside);
+    null (no archive) is never a base; an older manifest (legacy) by time alone."""
+    from storage.backup.schema import ArchiveRef
+    [run] = store.runs_of(AID, [SegmentName(10, 15, 100, 200), SegmentName(15, 19, 200, 300)])[0]
+    other = "ar-" + "1" * 20
+
+    def base(archive: ArchiveRef | None, at: int = 150, legacy: bool = False) -> store.Base:
+        return store.Base("bk", at, archive, legacy)
+
+    for lsn in (10, 12, 15, 19):
+        assert store.is_base(base(ArchiveRef(id=AID, lsn=lsn)), run)
+    for lsn in (9, 20, 2**63 - 1):
+        assert not store.is_base(base(ArchiveRef(id=AID, lsn=lsn)), run)
+    assert not store.is_base(base(ArchiveRef(id=other, lsn=12)), run)
+    assert not store.is_base(base(ArchiveRef(id=AID, lsn=12), at=301), run)
+    assert not store.is_base(base(ArchiveRef(id=AID, lsn=12), at=99), run)
+    assert not store.is_base(base(None), run)
+    assert store.is_base(base(None, legacy=True), run)
+    assert not store.is_base(base(None, at=301, legacy=True), run)
+    assert [len(w.bases) for w in store.windows(
+        [run], [base(ArchiveRef(id=AID, lsn=12)), base(ArchiveRef(id=other, lsn=12), at=160),
+                base(None, at=170)])] == [1]
+
+
 def test_times() -> None:
     us = store.parse_us("2026-12-01T10:00:00.123456Z")
     assert store.parse_us("2026-12-01T10:00:00.123456") == us  # no zone: UTC
