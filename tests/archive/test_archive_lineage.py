@@ -272,3 +272,34 @@ async def test_archive_in_a_manifest_body_is_refused(
     assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
     assert "body repeats ['archive']" in body["error"]["message"], body
     assert await rows(client, POINTS) == []
+
+
+async def test_namespace_dropped_and_created_again_while_archived(
+        aiohttp_client: Any, cairn_config: Config) -> None:
+    """One server: DROP NAMESPACE app CASCADE and CREATE NAMESPACE app again
+    under a running archive. The archive logs the drops, and a BACKUP of the new
+    `app` is a base of the same archive at its own cut: restores before the drop
+    are the old rows, after it the new ones, never both."""
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY, who TEXT);"
+                     "INSERT INTO app.t VALUES (1, 'old'), (2, 'old')")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (3, 'old')")
+    before_drop = (await wait_shipped(client))["archived_until"]
+    await ok(client, "DROP NAMESPACE app CASCADE")
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY, who TEXT);"
+                     "INSERT INTO app.t VALUES (1, 'new')")
+    [second] = await rows(client, "BACKUP DATABASE app TO 'arch'")
+    await ok(client, "INSERT INTO app.t VALUES (5, 'new')")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    [point] = await rows(client, POINTS)
+    assert point["base_backups"] == 2
+    assert header(cairn_config, second["backup_id"])["archive"]["id"] == point["archive_id"]
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{before_drop}')")
+    assert await content(client, "r") == {(1, "old"), (2, "old"), (3, "old")}
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS s WITH "
+                     f"(as_of = '{point['end_time']}')")
+    assert await content(client, "s") == {(1, "new"), (5, "new")}
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is True, report["errors"]
