@@ -162,23 +162,14 @@ class Scope(_Strict, kw_only=True):
 
 
 class ArchiveRef(_Strict, kw_only=True):
-    """The archive a backup is a base of: the backup was taken of its namespace
-    while that archive (`id`, as in `archives/<namespace>/<id>/`) shipped the
-    namespace's changes to the same target, and its snapshot is exact to change
-    `lsn` (every change with lsn <= it, and no other): the archive's segments
-    continue it from there."""
+    """The archive a backup is a base of, and the lsn its snapshot is exact to."""
 
     id: ArchiveId
     lsn: Lsn
 
 
 class Header(_Strict, kw_only=True):
-    """What anyone can read of a manifest (the public header of an encrypted one).
-
-    `archive`: every backup written since Cairn recorded it has the key: an
-    ArchiveRef when the backup is a base of an archive, null when it is of none.
-    A manifest without the key was written before; only those are matched to
-    archived changes by their snapshot time (storage/archive/store.py)."""
+    """What anyone can read of a manifest (the public header of an encrypted one)."""
 
     format: Literal["cairn-backup"]
     format_version: Literal[1]
@@ -194,7 +185,7 @@ class Header(_Strict, kw_only=True):
     key: KeyId | None = None
     manifest_sha256: Oid | None = None
     scope: Scope | None = None
-    archive: ArchiveRef | None | msgspec.UnsetType = msgspec.UNSET
+    archive: ArchiveRef | None | msgspec.UnsetType = msgspec.UNSET  # null: no base; absent: older
 
 
 class Manifest(Header, kw_only=True):
@@ -316,7 +307,7 @@ def _check_header(h: Header) -> None:
         raise _fail("totals.live_rows", "is above totals.rows (a live row is a stored version)")
     if h.scope is not None:
         _check_scope(h)
-    if isinstance(h.archive, ArchiveRef) and h.scope is not None and h.scope.kind == "tables":
+    if isinstance(h.archive, ArchiveRef) and h.scope and h.scope.kind == "tables":
         raise _fail("archive", "a backup of some tables is no base of an archive")
 
 
