@@ -398,3 +398,25 @@ def visible_names(columns: list[Column]) -> list[str]:
 
 def now() -> float:
     return time.time()
+
+
+def evict_overflow(st: TableState, adding: int, b: Any) -> dict[bytes, BufBatch | None]:
+    """Stream tables: the oldest rows beyond `max_buffer` go in the same batch."""
+    limit = st.table.options.get("max_buffer") if st.table.table_type == "stream" else None
+    out: dict[bytes, BufBatch | None] = {}
+    if not limit:
+        return out
+    excess = st.buffered_rows() + adding - int(limit)
+    for key, batch in list(st.batches.items()):
+        if excess <= 0:
+            break
+        if batch.num_rows <= excess:
+            b.delete_raw(st.family, key)
+            out[key] = None
+            excess -= batch.num_rows
+        else:
+            kept = batch.rows.slice(excess)
+            b.put_raw(st.family, key, encode(kept, batch.version, batch.ts, batch.user))
+            out[key] = BufBatch(key, batch.version, batch.ts, batch.user, kept)
+            excess = 0
+    return out

@@ -23,7 +23,7 @@ from . import keyfilter, sandbox
 from . import keys as keys_mod
 from .archive.changes import ROWS
 from .batch import BufBatch, OneRow
-from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, seq_key
+from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
 from .rowbuild import columns_table, one_row
@@ -355,7 +355,7 @@ def _commit(
         if overwrite and st.append_only:  # small records first: the big value then
             b.delete(Meta, APPEND_ONLY + st.uid)  # sizes the batch, never doubles it
         b.put_raw(st.family, key, value)
-        evicted = _evict_overflow(st, rows.num_rows, b)
+        evicted = evict_overflow(st, rows.num_rows, b)
         with engine.changes.committing(st.table.namespace, always=False) as log_:
             if log_ is not None and st.table.table_type != "stream":
                 log_.add(b, ROWS, st.table.name, value)
@@ -375,28 +375,6 @@ def _commit(
             st.keys.add(probe, key)
         if overwrite:
             st.append_only = False
-
-
-def _evict_overflow(st: TableState, adding: int, b: Any) -> dict[bytes, BufBatch | None]:
-    """Stream tables: the oldest rows beyond `max_buffer` go in the same batch."""
-    limit = st.table.options.get("max_buffer") if st.table.table_type == "stream" else None
-    out: dict[bytes, BufBatch | None] = {}
-    if not limit:
-        return out
-    excess = st.buffered_rows() + adding - int(limit)
-    for key, batch in list(st.batches.items()):
-        if excess <= 0:
-            break
-        if batch.num_rows <= excess:
-            b.delete_raw(st.family, key)
-            out[key] = None
-            excess -= batch.num_rows
-        else:
-            kept = batch.rows.slice(excess)
-            b.put_raw(st.family, key, encode(kept, batch.version, batch.ts, batch.user))
-            out[key] = BufBatch(key, batch.version, batch.ts, batch.user, kept)
-            excess = 0
-    return out
 
 
 def insert_arrow(engine: Writer, st: TableState, rows: pa.Table, user: str | None) -> int:

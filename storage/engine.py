@@ -229,7 +229,7 @@ class Engine:
                 table = self._system_table(name)
                 return None if table is None else view(name, table)
 
-        whole = _whole_system_table(expression)
+        whole = system_tables.whole_system_table(expression)
         if whole is not None:  # `SELECT * FROM system.x`: the table itself, no DuckDB
             table = system_table(whole)
             if table is None:
@@ -481,30 +481,6 @@ class Engine:
         if removed or dropped:
             log.info("recovery removed %d stray files and %d buffer families", len(removed), dropped)
         return {"files_removed": len(removed), "families_dropped": dropped}
-
-
-_SELECT_ARGS = frozenset({"expressions", "from", "from_"})
-
-
-def _whole_system_table(e: exp.Expression) -> str | None:
-    """The name x if `e` is exactly `SELECT * FROM system.x [AS alias]`: its
-    result is the system table as built (same columns, types, rows, order)."""
-    if not isinstance(e, exp.Select) or any(v for k, v in e.args.items() if k not in _SELECT_ARGS):
-        return None
-    if len(e.expressions) != 1 or not isinstance(e.expressions[0], exp.Star):
-        return None
-    if any(e.expressions[0].args.values()):  # EXCLUDE, REPLACE, ...
-        return None
-    source = e.args.get("from") or e.args.get("from_")
-    t = source.this if isinstance(source, exp.From) else None
-    if not isinstance(t, exp.Table) or not isinstance(t.this, exp.Identifier):
-        return None
-    if any(v for k, v in t.args.items() if k not in ("this", "db", "alias")):
-        return None
-    alias = t.args.get("alias")
-    if alias is not None and (not isinstance(alias, exp.TableAlias) or alias.args.get("columns")):
-        return None
-    return t.name if t.db == "system" else None
 
 
 def _clean(message: str, plan: Plan) -> str:

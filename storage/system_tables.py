@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
+from sqlglot import exp
 
 from catalog import Archive, Backup, Job, Namespace, Schedule, Table, TableSchema
 
@@ -186,3 +187,27 @@ def _arrow(name: str, rows: list[dict[str, Any]]) -> pa.Table:
             values = [parse_ts(v) for v in values]
         arrays.append(pa.array(values, TEXT if typ == JSON else typ))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_SELECT_ARGS = frozenset({"expressions", "from", "from_"})
+
+
+def whole_system_table(e: exp.Expression) -> str | None:
+    """The name x if `e` is exactly `SELECT * FROM system.x [AS alias]`: its
+    result is the system table as built (same columns, types, rows, order)."""
+    if not isinstance(e, exp.Select) or any(v for k, v in e.args.items() if k not in _SELECT_ARGS):
+        return None
+    if len(e.expressions) != 1 or not isinstance(e.expressions[0], exp.Star):
+        return None
+    if any(e.expressions[0].args.values()):  # EXCLUDE, REPLACE, ...
+        return None
+    source = e.args.get("from") or e.args.get("from_")
+    t = source.this if isinstance(source, exp.From) else None
+    if not isinstance(t, exp.Table) or not isinstance(t.this, exp.Identifier):
+        return None
+    if any(v for k, v in t.args.items() if k not in ("this", "db", "alias")):
+        return None
+    alias = t.args.get("alias")
+    if alias is not None and (not isinstance(alias, exp.TableAlias) or alias.args.get("columns")):
+        return None
+    return t.name if t.db == "system" else None
