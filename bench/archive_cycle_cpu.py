@@ -21,21 +21,16 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, os.environ.get("PYTHONPATH", "").split(":")[0]
                 or str(Path(__file__).resolve().parent.parent))
 
-from bench.archive_gil import _changes  # noqa: E402
-from catalog import Catalog  # noqa: E402
-from storage import allocator  # noqa: E402
+from bench.archive_gil import logged_changes  # noqa: E402
 from storage.archive import segment  # noqa: E402
-from storage.archive.changes import ChangeLog  # noqa: E402
 
 
 def main() -> int:
@@ -43,14 +38,7 @@ def main() -> int:
     ap.add_argument("--changes", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=60)
     args = ap.parse_args()
-    allocator.fix_malloc_thresholds()
-    work = Path(tempfile.mkdtemp(prefix="cairn-cycle-cpu-"))
-    catalog = Catalog(work / "catalog")
-    try:
-        log = ChangeLog(catalog)
-        log.activate("app")
-        _changes(log, catalog, args.changes, 0)
-        hi, through = log.mark("app")
+    with logged_changes(args.changes, "cairn-cycle-cpu-") as (log, hi, through):
         cpu: dict[str, list[float]] = {"read": [], "encode": []}
         faults = 0
         for _ in range(args.rounds):
@@ -74,9 +62,6 @@ def main() -> int:
               f"both {1000 * statistics.mean(total):.3f} ms "
               f"({1e6 * statistics.mean(total) / args.changes:.1f} us per change); "
               f"minor page faults per cycle {faults / args.rounds:.1f}")
-    finally:
-        catalog.close()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import pyarrow as pa
 
 from bench.common import pct
 from catalog import Catalog
+from storage import allocator
 from storage.archive import segment
 from storage.archive.changes import ROWS, ChangeLog
 from storage.archive.steps import pacing
@@ -77,6 +79,25 @@ def _changes(log: ChangeLog, catalog: Catalog, n: int, base: int) -> None:
             assert rec is not None
             rec.add(batch, ROWS, "t", data)
             batch.commit()
+
+
+@contextlib.contextmanager
+def logged_changes(n: int, prefix: str) -> Iterator[tuple[ChangeLog, int, int]]:
+    """A catalog in a fresh temporary directory whose change log holds `n`
+    one-row changes of namespace app: (the log, its mark's lsn and time);
+    removed afterwards (archive_read.py, archive_cycle_cpu.py)."""
+    allocator.fix_malloc_thresholds()
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    catalog = Catalog(work / "catalog")
+    try:
+        log = ChangeLog(catalog)
+        log.activate("app")
+        _changes(log, catalog, n, 0)
+        hi, through = log.mark("app")
+        yield log, hi, through
+    finally:
+        catalog.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def cycles(changes: int, rounds: int, switch: float, paced: bool = False) -> dict[str, Any]:

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, os.environ.get("PYTHONPATH", "").split(":")[0]
                 or str(Path(__file__).resolve().parent.parent))
 
-from bench.archive_gil import _changes  # noqa: E402
-from catalog import Catalog  # noqa: E402
-from storage import allocator  # noqa: E402
-from storage.archive.changes import ChangeLog  # noqa: E402
+from bench.archive_gil import logged_changes  # noqa: E402
 from storage.archive.steps import pacing  # noqa: E402
 
 
@@ -34,14 +29,7 @@ def main() -> int:
     ap.add_argument("--changes", type=int, default=1500)
     ap.add_argument("--rounds", type=int, default=60)
     args = ap.parse_args()
-    allocator.fix_malloc_thresholds()
-    work = Path(tempfile.mkdtemp(prefix="cairn-archive-read-"))
-    catalog = Catalog(work / "catalog")
-    try:
-        log = ChangeLog(catalog)
-        log.activate("app")
-        _changes(log, catalog, args.changes, 0)
-        hi, _ = log.mark("app")
+    with logged_changes(args.changes, "cairn-archive-read-") as (log, hi, _):
         cpu = []
         for _ in range(args.rounds):
             time.sleep(0.005)
@@ -55,9 +43,6 @@ def main() -> int:
               f"load average {os.getloadavg()[0]:.2f}): mean {1000 * statistics.mean(cpu):.3f} ms,"
               f" best {1000 * min(cpu):.3f} ms, {1e6 * statistics.mean(cpu) / args.changes:.2f}"
               " us per change")
-    finally:
-        catalog.close()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -242,9 +242,6 @@ class JobRunner:
         or count limit; returns how many went."""
         return self.history.trim()
 
-    def trim_due(self) -> bool:
-        return self.history.due()
-
     def job_ended(self) -> None:
         """A job's finished row is written: trim if that may be due."""
         self.history.ended()

@@ -132,36 +132,17 @@ class Replay:
         out = self.tables
         if isinstance(c, Rows):
             where = f"{self.what}: changes {c.lsns[0]}..{c.lsns[-1]} (rows {c.table})"
-            target = out.get(c.table)
-            if target is None:
-                raise BackupInvalid(f"{where} write to a table that does not exist")
-            if c.version not in {int(s["version"]) for s in target.entry["schemas"]}:
-                raise BackupInvalid(f"{where} are corrupt: rows of an unknown schema version")
-            if (c.user is None) != (target.entry["table_type"] != "user"):
-                raise BackupInvalid(f"{where} are corrupt: rows of a USER table name their "
-                                    "user, and only they do")
-            self._fit(target, c.version, c.user, c.rows, where)
-            if self.keep_rows:
-                target.batches.append((c.version, c.user, c.rows))
+            self._rows(c.table, c.version, c.user, c.rows, where, ("write", "are"))
             return
         where = f"{self.what}: change {c.lsn} ({c.kind} {c.table})"
-        if c.kind == ROWS:
-            target = out.get(c.table)
-            if target is None:
+        if c.kind == ROWS:  # format 1: one statement's Arrow stream
+            if c.table not in out:
                 raise BackupInvalid(f"{where} writes to a table that does not exist")
             try:
                 batch = decode(b"", c.data)
             except (pa.ArrowInvalid, KeyError, ValueError, TypeError) as exc:
                 raise BackupInvalid(f"{where} is corrupt: {exc}") from None
-            versions = {int(s["version"]) for s in target.entry["schemas"]}
-            if batch.version not in versions or SEQ not in batch.rows.column_names:
-                raise BackupInvalid(f"{where} is corrupt: rows of an unknown schema version")
-            if (batch.user is None) != (target.entry["table_type"] != "user"):
-                raise BackupInvalid(f"{where} is corrupt: rows of a USER table name their "
-                                    "user, and only they do")
-            self._fit(target, batch.version, batch.user, batch.rows, where)
-            if self.keep_rows:
-                target.batches.append((batch.version, batch.user, batch.rows))
+            self._rows(c.table, batch.version, batch.user, batch.rows, where, ("writes", "is"))
         elif c.kind in (CREATE, ALTER):
             try:
                 doc = _ddl.decode(c.data)
@@ -199,6 +180,24 @@ class Replay:
                 raise BackupInvalid(f"{where} is corrupt: {exc}") from None
             if out.pop(c.table, None) is None:
                 raise BackupInvalid(f"{where} drops a table that does not exist")
+
+    def _rows(self, table: str, version: int, user: str | None, rows: pa.Table, where: str,
+              verbs: tuple[str, str]) -> None:
+        """Rows of `table` written under schema `version` (by `user`), checked
+        and kept; `verbs` agree with `where` (a block's changes or one change)."""
+        write, be = verbs
+        target = self.tables.get(table)
+        if target is None:
+            raise BackupInvalid(f"{where} {write} to a table that does not exist")
+        versions = {int(s["version"]) for s in target.entry["schemas"]}
+        if version not in versions or SEQ not in rows.column_names:
+            raise BackupInvalid(f"{where} {be} corrupt: rows of an unknown schema version")
+        if (user is None) != (target.entry["table_type"] != "user"):
+            raise BackupInvalid(f"{where} {be} corrupt: rows of a USER table name their "
+                                "user, and only they do")
+        self._fit(target, version, user, rows, where)
+        if self.keep_rows:
+            target.batches.append((version, user, rows))
 
     def _fit(self, target: Replayed, version: int, user: str | None, rows: pa.Table,
              where: str) -> None:

@@ -279,7 +279,7 @@ def test_a_job_end_reads_the_history_only_when_a_trim_may_be_due(tmp_path: Path)
         cat.put(Job(f"job-{i:04d}", "test", status="completed", finished_at=utcnow()))
     state = Cairn(cfg, cat)
     runner = JobRunner(state)
-    assert runner.trim_due()  # nothing known yet
+    assert runner.history.due()  # nothing known yet
     runner.trim_soon = lambda: runner.trim_history()  # type: ignore[method-assign]
     assert runner.trim_history() == 0
     scans = _counting_scans(cat)
@@ -306,7 +306,7 @@ def test_a_job_end_trims_when_the_oldest_left_is_past_the_age(tmp_path: Path) ->
     runner = JobRunner(state)
     runner.trim_soon = lambda: runner.trim_history()  # type: ignore[method-assign]
     runner.trim_history()
-    assert not runner.trim_due()
+    assert not runner.history.due()
     runner.history._oldest = "2000-01-01T00:00:00.000Z"  # as if a day and more had passed
     cat.put(Job("job-1", "test", status="completed", finished_at="2000-01-01T00:00:00.000Z"))
     runner.job_ended()
