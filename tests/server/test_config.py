@@ -42,6 +42,8 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ('[server]\nport = "80"\n', "[server] port must be int"),
         ('[server]\nevent_loop = "trio"\n', '[server] event_loop must be "uvloop" or "asyncio"'),
         ('[auth]\nmode = "magic"\n', "[auth] mode"),
+        ("[storage]\nduckdb_wide_row_bytes = -5\n",
+         "[storage] duckdb_wide_row_bytes must be 0 (off) or more"),
         ('[auth]\nmode = "token"\n', "needs at least one"),
         ("[server\n", "c.toml"),
     ],
