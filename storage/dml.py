@@ -21,7 +21,6 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionD
 
 from . import keyfilter, sandbox
 from . import keys as keys_mod
-from .archive.changes import ROWS
 from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
 from .ports import Writer
@@ -332,6 +331,11 @@ def _show(pk: list[str], key: tuple[Any, ...]) -> str:
     return f"({', '.join(pk)})=({', '.join(repr(v) for v in key)})"
 
 
+def _write(b: Any) -> None:
+    with TIMINGS.timed("rocksdb_write"):
+        b.commit()
+
+
 def _commit(
     engine: Writer, st: TableState, rows: pa.Table, value: bytes, now: float,
     owner: str | None, overwrite: bool, probe: list[Any] | None = None,
@@ -356,11 +360,8 @@ def _commit(
             b.delete(Meta, APPEND_ONLY + st.uid)  # sizes the batch, never doubles it
         b.put_raw(st.family, key, value)
         evicted = evict_overflow(st, rows.num_rows, b)
-        with engine.changes.committing(st.table.namespace, always=False) as log_:
-            if log_ is not None and st.table.table_type != "stream":
-                log_.add(b, ROWS, st.table.name, value)
-            with TIMINGS.timed("rocksdb_write"):
-                b.commit()
+        engine.changes.commit_rows(st.table.namespace, b, st.table.name,
+                                   None if st.table.table_type == "stream" else value, _write)
         for k, batch in evicted.items():
             if batch is None:
                 st.batches.pop(k, None)

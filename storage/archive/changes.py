@@ -29,7 +29,7 @@ import math
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate, islice
@@ -197,21 +197,6 @@ class _Committing:
             self._ns.lock.release()
 
 
-class _NotLogged:
-    """`ChangeLog.committing` for a row write of a namespace not archived."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        return None
-
-
-_NOT_LOGGED = _NotLogged()
-
-
 class ChangeLog:
     """Per namespace: is it archived, its commit lock, lsn and clock."""
 
@@ -264,19 +249,49 @@ class ChangeLog:
         pending = self.pending_since(namespace)
         return 0 if pending is None else max(0, (now_us() - pending) // 1000)
 
-    def committing(self, namespace: str, *, always: bool = True) -> _Committing | _NotLogged:
-        """`with` it around a batch commit: holds the namespace's commit lock
-        and gives a Recorder when the namespace is archived, else None. DDL
-        passes through here always (so a snapshot's cut sees a stable set of
-        tables); row writes only while archived (`always=False` skips the
-        lock otherwise). Inside `timing.no_waiting` a lock another thread
-        holds raises WouldWait instead of blocking (as `timing.taking`). A
-        class, not a generator: it is on every archived write's path."""
-        if not always:
-            found = self._ns.get(namespace)  # no lock: a dict read (see activate)
-            if found is None or not found.active:
-                return _NOT_LOGGED
+    def committing(self, namespace: str) -> _Committing:
+        """`with` it around a DDL batch commit: holds the namespace's commit
+        lock (always, so a snapshot's cut sees a stable set of tables) and
+        gives a Recorder when the namespace is archived, else None. Row writes
+        take `commit_rows`. Inside `timing.no_waiting` a lock another thread
+        holds raises WouldWait instead of blocking (as `timing.taking`)."""
         return _Committing(self, namespace, self._state(namespace))
+
+    def commit_rows(self, namespace: str, batch: Any, table: str, data: bytes | None,
+                    write: Callable[[Any], None]) -> None:
+        """`write(batch)` for a row write of `namespace`'s `table`. While the
+        namespace is archived: under its commit lock, with `data`'s change entry
+        (None: not logged, a stream table's rows) put into the batch first,
+        the same entry as `committing` and `Recorder.add` make. The one-row
+        INSERT's path, so one call: no context manager, Recorder or list
+        (bench/archive_write_path.py)."""
+        ns = self._ns.get(namespace)  # no lock: a dict read (see activate)
+        if ns is None or not ns.active:
+            write(batch)
+            return
+        lock = ns.lock
+        if timing.waiting_allowed():
+            lock.acquire()
+        elif not lock.acquire(False):
+            raise timing.WouldWait("the archive commit lock is held")
+        try:
+            if data is None or not ns.active:
+                write(batch)
+                return
+            lsn = self.catalog.next_seq(1)
+            at = ns.now(namespace)
+            if at <= ns.last_us:
+                at = ns.last_us + 1
+            ns.last_us = at
+            batch.put_raw(FAMILY, ns.prefix + _lsn_bytes(lsn),
+                          _encoder.encode(Change(lsn, at, ROWS, table, data)))
+            write(batch)
+            if lsn > ns.last_lsn:
+                ns.last_lsn = lsn
+            if ns.pending_us is None:
+                ns.pending_us = at
+        finally:
+            lock.release()
 
     @contextmanager
     def holding(self, namespace: str) -> Iterator[_Ns]:

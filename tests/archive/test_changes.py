@@ -106,8 +106,49 @@ def test_a_commit_that_fails_moves_nothing_on_and_releases_the_lock(tmp_path: Pa
         with log.holding("app") as ns:
             assert ns.lock.locked()
         assert not log._state("app").lock.locked()
-        with log.committing("quiet", always=False) as none:
-            assert none is None and not log._state("quiet").lock.locked()
+    finally:
+        catalog.close()
+
+
+def test_a_row_commit_logs_what_a_recorder_logs(tmp_path: Path) -> None:
+    """`commit_rows`, the row writes' path: while archived, the batch holds
+    one entry (kind rows, the table, the data, the next lsn, a later time) and
+    is written under the commit lock; the namespace's newest lsn and oldest
+    waiting change move on only once the write succeeded. A stream table's
+    rows (None) and a namespace not archived write the batch alone, the
+    latter without the lock."""
+    catalog, log, done = _log(tmp_path, 2)
+    try:
+        seen: list[bool] = []
+
+        def write(batch: object, fail: bool = False) -> None:
+            seen.append(log._state("app").lock.locked())
+            if fail:
+                raise RuntimeError("the batch failed")
+            batch.commit()  # type: ignore[attr-defined]
+
+        before = (log.mark("app")[0], log.pending_since("app"))
+        with pytest.raises(RuntimeError):
+            log.commit_rows("app", catalog.batch(), "t", b"never written",
+                            lambda b: write(b, fail=True))
+        assert (log.mark("app")[0], log.pending_since("app")) == before
+        assert not log._state("app").lock.locked()
+        log.commit_rows("app", catalog.batch(), "t2", b"the rows", write)
+        got = log.read("app", done[-1][0], MAX_LSN)
+        assert len(got) == 1
+        change = got[0]
+        assert (change.kind, change.table, change.data) == (ROWS, "t2", b"the rows")
+        assert change.lsn > done[-1][0] and change.at_us > done[-1][1]
+        assert log.mark("app")[0] == change.lsn
+        log.commit_rows("app", catalog.batch(), "s", None, write)  # a stream table
+        assert [c.lsn for c in log.read("app", 0, MAX_LSN)][-1] == change.lsn
+        assert seen == [True, True, True]
+        batch = catalog.batch()
+        batch.put_raw("changes", b"marker", b"x")
+        log.commit_rows("quiet", batch, "t", b"rows", write)
+        assert seen[-1] is False and not log._state("quiet").lock.locked()
+        assert catalog.get_raw("changes", b"marker") == b"x"
+        assert log.read("quiet", 0, MAX_LSN) == []
     finally:
         catalog.close()
 
