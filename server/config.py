@@ -205,6 +205,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[storage] flush_rows must be at least 1")
     if cfg.storage.duckdb_wide_row_bytes < 0:
         raise ConfigError("[storage] duckdb_wide_row_bytes must be 0 (off) or more")
+    if cfg.storage.point_cache_mb < 0:
+        raise ConfigError("[storage] point_cache_mb must be 0 (off) or more")
     if not 0 <= cfg.jobs.background_nice <= 19:
         raise ConfigError("[jobs] background_nice must be 0..19 (0: normal priority)")
     if not 0 <= cfg.jobs.give_way_ms <= 1000:

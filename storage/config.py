@@ -19,3 +19,7 @@ class EngineConfig:
     # thread holds ~25 MB more of a wide column's pages (docs/performance.md,
     # issue 15, rss2). 0: by rows read alone, as before.
     duckdb_wide_row_bytes: int = 512
+    # Point SELECTs of flushed rows read off whole recent Parquet files kept as
+    # Arrow tables, instead of a DuckDB query each (storage/pointcache.py): the
+    # cache's size in MiB (files over a quarter of it are not kept); 0: off.
+    point_cache_mb: int = 32

@@ -11,12 +11,18 @@ other query, or any doubt, goes to DuckDB: None)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 
+from .timing import WouldWait
+
 if TYPE_CHECKING:
+    from .pointcache import PointCache
     from .query import Snapshot
 
 # Clauses a direct answer allows on the SELECT (anything else set: DuckDB).
@@ -74,11 +80,14 @@ def _value(node: Any, typ: str | None) -> object:
 
 
 def answer(expression: exp.Expression, table: exp.Table, snap: Snapshot,
-           point: dict[str, object] | None) -> pa.Table | None:
-    """The query's answer from the snapshot's one buffered row, or None."""
+           point: dict[str, object] | None,
+           files: Callable[[Snapshot, dict[str, object], list[str]], pa.Table | None]
+           | None = None) -> pa.Table | None:
+    """The query's answer from the snapshot's one buffered row, or (`files`,
+    `from_files` bound to the engine's cache) its one row in the files, or None."""
     if point is None or not isinstance(expression, exp.Select):
         return None
-    if snap.files or snap.buffer.num_rows > 1 or not snap.append_only:
+    if (snap.files and files is None) or snap.buffer.num_rows > 1 or not snap.append_only:
         return None  # a file to read, or versions to choose between: DuckDB
     if any(v for k, v in expression.args.items() if k not in _ALLOWED):
         return None
@@ -106,6 +115,8 @@ def answer(expression: exp.Expression, table: exp.Table, snap: Snapshot,
         if name is None or name in names or name not in types:
             return None
         names.append(name)
+    if snap.files and files is not None:
+        return files(snap, point, names)
     return from_snapshot(snap, point, names)
 
 
@@ -128,4 +139,68 @@ def from_snapshot(snap: Snapshot, point: dict[str, object], names: list[str]) ->
             return None
         fields.append(pa.field(name, typ))
         columns.append(rows.column(i))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+# Parquet types DuckDB reads back as pyarrow does (a half float comes out of
+# DuckDB's Parquet reader as FLOAT: not taken).
+_FROM_FILES = _SAME - {pa.float16()}
+MAX_FILES = 4  # files a point lookup may look in off the cache (more: DuckDB)
+
+
+def from_files(snap: Snapshot, point: dict[str, object], names: list[str], cache: PointCache,
+               abs_path: Callable[[str], Path], may_read: bool) -> pa.Table | None:
+    """The columns `names` of the key's one row in the snapshot's files, when
+    no version of it is buffered and the table is append-only (so the files
+    hold at most one), read off the files' tables in `cache`
+    (storage/pointcache.py): what DuckDB's scan of those files gives. None,
+    for DuckDB: no file, too many, a file too large to cache, a column added
+    after a file was written (DuckDB fills its default), a type DuckDB reads
+    differently, the key in no file (DuckDB gives the empty answer its
+    types), any doubt. WouldWait if a file must be read first and `may_read`
+    is False (on the event loop)."""
+    files = snap.files
+    if (not files or len(files) > MAX_FILES or snap.buffer.num_rows or not snap.append_only
+            or len(point) != 1):
+        return None
+    ((key, value),) = point.items()
+    since = {c["name"]: c.get("since", 1) for c in snap.columns}
+    found: tuple[pa.Table, int] | None = None
+    for f in files:
+        if any(n not in since or since[n] > f.schema_version for n in (*names, key)):
+            return None
+        table = cache.get(f.path)
+        if table is None:
+            if not cache.wanted(f.path, f.bytes):
+                return None
+            if not may_read:
+                raise WouldWait("a file to read")
+            table = cache.load(f.path, abs_path(f.path))
+            if table is None:
+                return None
+        if key not in table.column_names:
+            return None
+        column = table.column(key)
+        try:
+            wanted = pa.scalar(value, column.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return None
+        hits = pc.indices_nonzero(pc.fill_null(pc.equal(column, wanted), False))
+        if len(hits) == 0:
+            continue
+        if len(hits) > 1 or found is not None:
+            return None  # not append-only after all: DuckDB
+        found = (table, hits[0].as_py())
+    if found is None:
+        return None
+    table, row = found
+    fields, columns = [], []
+    for name in names:
+        if name not in table.column_names:
+            return None
+        column = table.column(name)
+        if column.type not in _FROM_FILES:
+            return None
+        fields.append(pa.field(name, column.type))
+        columns.append(column.slice(row, 1))
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))

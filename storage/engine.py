@@ -52,6 +52,7 @@ from .config import EngineConfig
 from .duck import Cursor
 from .files import FileStore
 from .keys import FileRanges
+from .pointcache import PointCache
 from .query import Plan, ResultLimits, mark_json, plan_query, release
 from .registry import Registry
 from .watchdog import Watchdog
@@ -78,6 +79,7 @@ class Engine:
         self.cfg = cfg
         self.files = FileStore(self.data_dir)
         self.file_ranges = FileRanges()
+        self.points = PointCache(int(getattr(cfg, "point_cache_mb", 32)) << 20)
         # Every change of an archived namespace, in commit order (storage/archive).
         self.changes = change_log.ChangeLog(catalog)
         self.tables = Registry(catalog, self.files, self.file_ranges, self.changes)
@@ -190,6 +192,12 @@ class Engine:
 
     # --- queries -----------------------------------------------------------
 
+    def _direct(self, expression: exp.Expression, node: exp.Table, snap: Any,
+                point: dict[str, Any] | None) -> pa.Table | None:
+        """A point lookup off the snapshot, or off its files' cached tables (direct.py)."""
+        return direct.answer(expression, node, snap, point, lambda s, p, n: direct.from_files(
+            s, p, n, self.points, self.files.abs, timing.waiting_allowed()))
+
     def query(
         self,
         expression: exp.Expression,
@@ -237,7 +245,8 @@ class Engine:
             return limits.cut(table) if limits is not None else table
         plan = plan_query(
             expression, user, default_namespace, self.state, system_table, self.files,
-            show_deleted=show_deleted, ranges=self.file_ranges, direct=direct.answer,
+            show_deleted=show_deleted, ranges=self.file_ranges,
+            direct=self._direct,
         )
         one_thread = one_thread or self._wide(plan)
         if interrupt is None:

@@ -33,8 +33,10 @@ from . import direct, dml
 from .buffer import TableState
 from .files import FileStore
 from .keys import FileRanges
+from .pointcache import PointCache
 from .ports import Writer
 from .query import Plan, ResultLimits, answered, release, take_snapshot
+from .timing import waiting_allowed
 
 _INT_TYPES = ("SMALLINT", "INT", "BIGINT")
 
@@ -42,6 +44,7 @@ _INT_TYPES = ("SMALLINT", "INT", "BIGINT")
 class PointEngine(Protocol):
     files: FileStore
     file_ranges: FileRanges
+    points: PointCache
 
     def state(self, namespace: str, name: str) -> TableState: ...
 
@@ -93,6 +96,9 @@ def select(engine: PointEngine, db: str | None, table: str, columns: list[str], 
     plan = Plan(pins=[pin])
     try:
         plan.answer = direct.from_snapshot(snap, point, columns)
+        if plan.answer is None:
+            plan.answer = direct.from_files(snap, point, columns, engine.points,
+                                            engine.files.abs, waiting_allowed())
     except BaseException:  # as plan_query: no pin left behind
         release(plan, engine.files)
         raise

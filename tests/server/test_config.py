@@ -44,6 +44,7 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ('[auth]\nmode = "magic"\n', "[auth] mode"),
         ("[storage]\nduckdb_wide_row_bytes = -5\n",
          "[storage] duckdb_wide_row_bytes must be 0 (off) or more"),
+        ("[storage]\npoint_cache_mb = -1\n", "[storage] point_cache_mb must be 0 (off) or more"),
         ('[auth]\nmode = "token"\n', "needs at least one"),
         ("[server\n", "c.toml"),
     ],

@@ -24,6 +24,7 @@ class Cfg:
     duckdb_threads: int = 2
     duckdb_release_memory: bool = True
     duckdb_wide_row_bytes: int = 512
+    point_cache_mb: int = 32
 
 
 def col(name: str, typ: str = "INT", *params: int, **kw: Any) -> dict[str, Any]:

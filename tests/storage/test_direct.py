@@ -184,3 +184,92 @@ def test_point_lookup_reads_only_the_keys_batches(engine: Engine, run: Run) -> N
     with st.lock:
         found = st.keys.batches_of([7], st.batches.values(), ["id"], False)
     assert found is not None and len(found) == 2  # the INSERT's batch and the UPDATE's
+
+
+def _flushed_table(engine: Engine, run: Run) -> None:
+    engine.create_table("app", "t", "shared", [
+        col("id", "BIGINT", primary_key=True), col("i"), col("s", "SMALLINT"), col("r", "REAL"),
+        col("d", "DOUBLE"), col("b", "BOOLEAN"), col("t", "TEXT"), col("y", "BYTES"),
+        col("dt", "DATE"), col("ts", "TIMESTAMP"), col("j", "JSON"), col("n", "DECIMAL", 10, 2)])
+    run("INSERT INTO app.t VALUES (1, 1, 2, 1.5, 2.25, true, 'one', '\\x01', '2026-01-02', "
+        "'2026-01-02 03:04:05', '{\"a\": 1}', 1.25)")
+    run("INSERT INTO app.t (id, t) VALUES (2, 'two')")
+    engine.flush_table("app", "t")  # two files: keys 1-2, then 3-5
+    run("INSERT INTO app.t (id, i, t, y) VALUES (3, 3, 'three', '\\x00\\xff'), "
+        "(4, -4, NULL, NULL), (5, 5, 'five', '')")
+    engine.flush_table("app", "t")
+
+
+def test_point_lookups_in_files_equal_duckdb(engine: Engine, run: Run,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A point lookup of a flushed row (no buffered version, an append-only
+    table) is read off the file's cached table (storage/pointcache.py):
+    every query shape over keys in two files, and keys in none, gives what
+    DuckDB gives; then an ADD COLUMN (the files predate it: their rows'
+    default comes from DuckDB) and an UPDATE (versions to choose between)."""
+    _flushed_table(engine, run)
+    before = sum(engine.duckdb_runs.values())
+    fast = _answers(engine)
+    assert len(fast) - (sum(engine.duckdb_runs.values()) - before) >= 10
+    assert engine.points.loads == 2 and engine.points.hits > 0
+    with monkeypatch.context() as m:
+        m.setattr(direct, "answer", lambda *a: None)
+        slow = _answers(engine)
+    for (q, rows, schema), (_, rows2, schema2) in zip(fast, slow, strict=True):
+        assert rows == rows2, q
+        assert [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in schema2], q
+    assert isinstance(fast[0][1][0]["y"], bytes) and fast[0][1][0]["ts"] is not None
+
+    engine.add_column("app", "t", col("w", "INT"))
+    run("INSERT INTO app.t (id, w) VALUES (6, 8)")
+    engine.flush_table("app", "t")
+    run("UPDATE app.t SET t = 'TWO' WHERE id = 2")
+    queries = [f"SELECT id, w, t FROM app.t WHERE id = {k}" for k in (1, 2, 3, 6, 9)]
+
+    def answers() -> list[list]:
+        return [engine.query(sqlglot.parse_one(q, read="duckdb"), None, "app").to_pylist()
+                for q in queries]
+
+    got = answers()
+    with monkeypatch.context() as m:
+        m.setattr(direct, "answer", lambda *a: None)
+        assert got == answers()
+    assert got[0] == [{"id": 1, "w": None, "t": "one"}] and got[1][0]["t"] == "TWO"
+    assert got[3] == [{"id": 6, "w": 8, "t": None}] and got[4] == []
+
+
+def test_point_lookups_in_files_per_user(engine: Engine, run: Run) -> None:
+    """A USER table's files are each user's own: one key, three users, each
+    answer off its own file (or none)."""
+    engine.create_table("app", "u", "user", [col("k", "TEXT", primary_key=True), col("v")])
+    run("INSERT INTO app.u VALUES ('a', 1)", user="ann")
+    run("INSERT INTO app.u VALUES ('a', 2)", user="bo")
+    engine.flush_table("app", "u")
+    q = sqlglot.parse_one("SELECT k, v FROM app.u WHERE k = 'a'", read="duckdb")
+    got = [engine.query(q.copy(), user, "app").to_pylist() for user in ("ann", "bo", "cy")]
+    assert got == [[{"k": "a", "v": 1}], [{"k": "a", "v": 2}], []]
+    assert engine.points.loads == 2
+
+
+def test_point_lookup_in_a_file_waits_off_the_event_loop(engine: Engine, run: Run,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where waiting is not allowed (a one-row statement on the event loop) a
+    file not cached yet is WouldWait, before anything is read; once a
+    statement thread has read it, the same lookup is answered there. A cache
+    of 0 MiB, or a file over a quarter of it, leaves every lookup to DuckDB."""
+    from storage import timing
+    from storage.pointcache import PointCache
+
+    _flushed_table(engine, run)
+    q = sqlglot.parse_one("SELECT id, t FROM app.t WHERE id = 3", read="duckdb")
+    with timing.no_waiting(), pytest.raises(timing.WouldWait, match="a file to read"):
+        engine.query(q.copy(), None, "app")
+    assert engine.points.loads == 0
+    assert engine.query(q.copy(), None, "app").to_pylist() == [{"id": 3, "t": "three"}]
+    with timing.no_waiting():
+        assert engine.query(q.copy(), None, "app").to_pylist() == [{"id": 3, "t": "three"}]
+    for budget in (0, 100):
+        monkeypatch.setattr(engine, "points", PointCache(budget))
+        before = sum(engine.duckdb_runs.values())
+        assert engine.query(q.copy(), None, "app").to_pylist() == [{"id": 3, "t": "three"}]
+        assert sum(engine.duckdb_runs.values()) == before + 1 and engine.points.loads == 0

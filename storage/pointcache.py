@@ -1,0 +1,74 @@
+"""Point lookups of flushed rows without DuckDB: recent Parquet files, whole,
+as Arrow tables.
+
+A point SELECT whose key is in the write buffer is answered off the snapshot
+(storage/direct.py). Once a flush has moved the row into a Parquet file, the
+same SELECT went to DuckDB, which plans, opens the file and decodes a row
+group for it: a few ms of CPU on a busy server, against ~0.1 ms off the
+buffer, so a 16-client INSERT/SELECT load fell from ~1,000 to ~550 req/s at
+its first flush (docs/performance.md, "Point SELECTs of flushed rows").
+Reading the row with pyarrow costs as much (the file's row group is decoded
+whole: ~3 ms for 10,000 rows), so the files themselves are kept: the first
+lookup in a file reads it into this cache (on a statement thread), and the
+next ones find the key with one Arrow compare over its key column.
+
+Files are immutable and their paths are never reused, so an entry is never
+stale; a file that is gone (compacted, dropped) is simply not asked for again
+and ages out. The cache holds at most `budget` bytes of Arrow memory (least
+recently used first out), and no file larger than a quarter of it; 0 turns
+it off (`[storage] point_cache_mb`)."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class PointCache:
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = max(0, int(budget_bytes))
+        self._lock = threading.Lock()
+        self._tables: OrderedDict[str, pa.Table] = OrderedDict()
+        self._bytes = 0
+        self._too_big: set[str] = set()  # files never to read again
+        self.hits = 0
+        self.loads = 0
+
+    def get(self, path: str) -> pa.Table | None:
+        """The file's table if it is held (and now the most recently used)."""
+        with self._lock:
+            table = self._tables.get(path)
+            if table is not None:
+                self._tables.move_to_end(path)
+                self.hits += 1
+            return table
+
+    def wanted(self, path: str, size: int) -> bool:
+        """Whether a file of `size` stored bytes may be read in at all."""
+        return bool(self.budget) and size <= self.budget // 4 and path not in self._too_big
+
+    def load(self, path: str, abs_path: Path) -> pa.Table | None:
+        """Read the file whole and keep it (blocking I/O: not on the event
+        loop). None if it is too large once decoded."""
+        table = pq.read_table(abs_path, memory_map=False)
+        size = table.nbytes
+        with self._lock:
+            if size > self.budget // 4:
+                self._too_big.add(path)
+                return None
+            if path not in self._tables:
+                self._tables[path] = table
+                self._bytes += size
+                self.loads += 1
+            while self._bytes > self.budget and self._tables:
+                _, old = self._tables.popitem(last=False)
+                self._bytes -= old.nbytes
+            return table
+
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
