@@ -53,11 +53,15 @@ class PointCache:
 
     def load(self, path: str, abs_path: Path) -> pa.Table | None:
         """Read the file whole and keep it (blocking I/O: not on the event
-        loop). None if it is too large once decoded."""
-        table = pq.read_table(abs_path, memory_map=False)
-        size = table.nbytes
+        loop). None if it is too large decoded (its footer says so before
+        anything else is read; the table's own size, after)."""
+        with pq.ParquetFile(abs_path, memory_map=False) as f:
+            meta = f.metadata
+            decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            table = None if decoded > self.budget // 4 else f.read()
+        size = table.nbytes if table is not None else decoded
         with self._lock:
-            if size > self.budget // 4:
+            if table is None or size > self.budget // 4:
                 self._too_big.add(path)
                 return None
             if path not in self._tables:
