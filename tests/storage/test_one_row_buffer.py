@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from catalog import Namespace
+from storage import batch as batch_mod
 from storage.batch import OneRow
 from storage.buffer import decode
 
@@ -35,7 +37,13 @@ QUERIES = ["SELECT k, i, d, m, ts, b, ok, j, s, _deleted FROM app.t ORDER BY k",
            "SELECT count(*) AS n FROM app.t"]
 
 
-def test_single_row_batches_keep_values_and_give_back_what_was_stored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_single_row_batches_keep_values_and_give_back_what_was_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int | None) -> None:
+    """(`chunk` 2: runs of OneRow converted two rows at a time, as a buffer
+    of more than ONE_ROW_CHUNK single-row INSERTs is.)"""
+    if chunk is not None:
+        monkeypatch.setattr(batch_mod, "ONE_ROW_CHUNK", chunk)
     catalog, engine = open_engine(tmp_path / "data")
     catalog.put(Namespace("app"))
     run = runner(engine)
