@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlglot import exp
 
 from .timing import WouldWait
@@ -180,17 +179,14 @@ def from_files(snap: Snapshot, point: dict[str, object], names: list[str], cache
                 return None
         if key not in table.column_names:
             return None
-        column = table.column(key)
-        try:
-            wanted = pa.scalar(value, column.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        hits = cache.rows(f.path, table, key, value)
+        if hits is None:
             return None
-        hits = pc.indices_nonzero(pc.fill_null(pc.equal(column, wanted), False))
-        if len(hits) == 0:
+        if not hits:
             continue
         if len(hits) > 1 or found is not None:
             return None  # not append-only after all: DuckDB
-        found = (table, hits[0].as_py())
+        found = (table, hits[0])
     if found is None:
         return None
     table, row = found

@@ -24,8 +24,12 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+_Index = tuple[np.ndarray, np.ndarray]  # the key column sorted, and each one's row
 
 
 class PointCache:
@@ -33,6 +37,7 @@ class PointCache:
         self.budget = max(0, int(budget_bytes))
         self._lock = threading.Lock()
         self._tables: OrderedDict[str, pa.Table] = OrderedDict()
+        self._index: dict[str, dict[str, _Index]] = {}  # path -> key column -> index
         self._bytes = 0
         self._too_big: set[str] = set()  # files never to read again
         self.hits = 0
@@ -68,10 +73,48 @@ class PointCache:
                 self._tables[path] = table
                 self._bytes += size
                 self.loads += 1
-            while self._bytes > self.budget and self._tables:
-                _, old = self._tables.popitem(last=False)
-                self._bytes -= old.nbytes
+            self._evict()
             return table
+
+    def _evict(self) -> None:  # under the lock
+        while self._bytes > self.budget and self._tables:
+            path, old = self._tables.popitem(last=False)
+            self._bytes -= old.nbytes
+            for keys, order in self._index.pop(path, {}).values():
+                self._bytes -= keys.nbytes + order.nbytes
+
+    def rows(self, path: str, table: pa.Table, key: str, value: object) -> list[int] | None:
+        """The rows of `table` (the cached file `path`) whose `key` is
+        `value`, in file order; None if `value` does not read as the column's
+        type. An integer key column with no NULL is searched in a sorted copy
+        of it (made at the first lookup, kept and counted with the table: 16
+        bytes a row), any other with one Arrow compare over the column."""
+        column = table.column(key)
+        if (isinstance(value, int) and not isinstance(value, bool)
+                and pa.types.is_integer(column.type) and column.null_count == 0):
+            found = self._index.get(path, {}).get(key)
+            if found is None:
+                keys = column.to_numpy()
+                order = np.argsort(keys, kind="stable")
+                found = (keys[order], order)
+                with self._lock:
+                    if path in self._tables:  # still held: the index goes with it
+                        self._index.setdefault(path, {})[key] = found
+                        self._bytes += found[0].nbytes + found[1].nbytes
+                        self._evict()
+            sorted_keys, order = found
+            limits = np.iinfo(sorted_keys.dtype)
+            if not limits.min <= value <= limits.max:
+                return None
+            lo = int(np.searchsorted(sorted_keys, value, side="left"))
+            hi = int(np.searchsorted(sorted_keys, value, side="right"))
+            return sorted(int(i) for i in order[lo:hi])
+        try:
+            wanted = pa.scalar(value, column.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return None
+        hits = pc.indices_nonzero(pc.fill_null(pc.equal(column, wanted), False))
+        return [int(i) for i in hits.to_pylist()]
 
     @property
     def held_bytes(self) -> int:
