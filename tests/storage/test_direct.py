@@ -47,8 +47,8 @@ def _answers(engine: Engine, user: str | None = None) -> list[tuple[str, list, p
     return out
 
 
-def test_direct_answers_equal_duckdb(engine: Engine, run: Run,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def _typed_table(run: Run, engine: Engine) -> None:
+    """app.t with a column of each type a point lookup may read, and keys 1-2."""
     engine.create_table("app", "t", "shared", [
         col("id", "BIGINT", primary_key=True), col("i"), col("s", "SMALLINT"), col("r", "REAL"),
         col("d", "DOUBLE"), col("b", "BOOLEAN"), col("t", "TEXT"), col("y", "BYTES"),
@@ -56,6 +56,18 @@ def test_direct_answers_equal_duckdb(engine: Engine, run: Run,
     run("INSERT INTO app.t VALUES (1, 1, 2, 1.5, 2.25, true, 'one', '\\x01', '2026-01-02', "
         "'2026-01-02 03:04:05', '{\"a\": 1}', 1.25)")
     run("INSERT INTO app.t (id, t) VALUES (2, 'two')")
+
+
+def _same_answers(fast: list[tuple[str, list, pa.Schema]],
+                  slow: list[tuple[str, list, pa.Schema]]) -> None:
+    for (q, rows, schema), (_, rows2, schema2) in zip(fast, slow, strict=True):
+        assert rows == rows2, q
+        assert [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in schema2], q
+
+
+def test_direct_answers_equal_duckdb(engine: Engine, run: Run,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _typed_table(run, engine)
     run("INSERT INTO app.t (id, i, t) VALUES (3, 3, 'three')")
     run("INSERT INTO app.t (id, i, t) VALUES (4, 4, 'four')")
     run("UPDATE app.t SET t = 'THREE' WHERE id = 3")
@@ -66,9 +78,7 @@ def test_direct_answers_equal_duckdb(engine: Engine, run: Run,
     assert used >= 10  # the simple lookups of keys 1-5 did not reach DuckDB
     monkeypatch.setattr(direct, "answer", lambda *a: None)
     slow = _answers(engine)
-    for (q, rows, schema), (_, rows2, schema2) in zip(fast, slow, strict=True):
-        assert rows == rows2, q
-        assert [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in schema2], q
+    _same_answers(fast, slow)
 
 
 def test_direct_answers_user_table_and_text_key(engine: Engine, run: Run,
@@ -187,13 +197,7 @@ def test_point_lookup_reads_only_the_keys_batches(engine: Engine, run: Run) -> N
 
 
 def _flushed_table(engine: Engine, run: Run) -> None:
-    engine.create_table("app", "t", "shared", [
-        col("id", "BIGINT", primary_key=True), col("i"), col("s", "SMALLINT"), col("r", "REAL"),
-        col("d", "DOUBLE"), col("b", "BOOLEAN"), col("t", "TEXT"), col("y", "BYTES"),
-        col("dt", "DATE"), col("ts", "TIMESTAMP"), col("j", "JSON"), col("n", "DECIMAL", 10, 2)])
-    run("INSERT INTO app.t VALUES (1, 1, 2, 1.5, 2.25, true, 'one', '\\x01', '2026-01-02', "
-        "'2026-01-02 03:04:05', '{\"a\": 1}', 1.25)")
-    run("INSERT INTO app.t (id, t) VALUES (2, 'two')")
+    _typed_table(run, engine)
     engine.flush_table("app", "t")  # two files: keys 1-2, then 3-5
     run("INSERT INTO app.t (id, i, t, y) VALUES (3, 3, 'three', '\\x00\\xff'), "
         "(4, -4, NULL, NULL), (5, 5, 'five', '')")
@@ -215,9 +219,7 @@ def test_point_lookups_in_files_equal_duckdb(engine: Engine, run: Run,
     with monkeypatch.context() as m:
         m.setattr(direct, "answer", lambda *a: None)
         slow = _answers(engine)
-    for (q, rows, schema), (_, rows2, schema2) in zip(fast, slow, strict=True):
-        assert rows == rows2, q
-        assert [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in schema2], q
+    _same_answers(fast, slow)
     assert isinstance(fast[0][1][0]["y"], bytes) and fast[0][1][0]["ts"] is not None
 
     engine.add_column("app", "t", col("w", "INT"))
