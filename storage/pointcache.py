@@ -98,7 +98,8 @@ class PointCache:
                 order = np.argsort(keys, kind="stable")
                 found = (keys[order], order)
                 with self._lock:
-                    if path in self._tables:  # still held: the index goes with it
+                    # still held (the index goes with it), and counted once
+                    if path in self._tables and key not in self._index.get(path, {}):
                         self._index.setdefault(path, {})[key] = found
                         self._bytes += found[0].nbytes + found[1].nbytes
                         self._evict()
