@@ -8,6 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from .rowbuild import struct_table
+
 
 @dataclass
 class BufBatch:
@@ -42,8 +44,7 @@ class OneRow(BufBatch):
 
     @property
     def rows(self) -> pa.Table:
-        return pa.Table.from_arrays(pa.array([self.values], self.struct).flatten(),
-                                    schema=self.schema)
+        return struct_table(pa.array([self.values], self.struct), self.schema)
 
     @rows.setter
     def rows(self, value: pa.Table) -> None:
@@ -95,13 +96,9 @@ def one_row_tables(run: list[OneRow]) -> pa.Table:
     INSERTs no longer holds it 8 ms at a time beside the event loop, but
     ~0.4 ms (and the whole takes 4.4 ms, not 8.2: docs/performance.md)."""
     first = run[0]
-    if len(run) <= ONE_ROW_CHUNK:
-        array = pa.array([b.values for b in run], first.struct)
-        return pa.Table.from_arrays(array.flatten(), schema=first.schema)
     chunks = [pa.array([b.values for b in run[i:i + ONE_ROW_CHUNK]], first.struct)
               for i in range(0, len(run), ONE_ROW_CHUNK)]
-    return pa.Table.from_arrays(pa.chunked_array(chunks, first.struct).flatten(),
-                                schema=first.schema)
+    return struct_table(pa.chunked_array(chunks, first.struct), first.schema)
 
 
 class BatchMap(dict[bytes, BufBatch]):
