@@ -33,7 +33,7 @@ class ServerConfig:
     body_timeout_seconds: float = 60.0  # the whole request body
     # Run a one-row INSERT or point SELECT on the event loop when it can go
     # without waiting (no busy table lock, no DuckDB); else on a statement thread.
-    # Off by default: see docs/performance.md (issue 15, the hot path).
+    # On by default since the req/s work (docs/performance.md, issue 15).
     inline_statements: bool = True
     event_loop: str = "uvloop"  # uvloop | asyncio: the loop `cairn serve` runs on
 

@@ -75,7 +75,7 @@ class Cairn:
         in the mode where it never waits (`timing.no_waiting`): a table lock
         another thread holds, or a need for DuckDB, stops it before anything
         is visible, and it runs through `run` instead. Only with `[server]
-        inline_statements = true` (off by default: docs/performance.md)."""
+        inline_statements = true` (the default; docs/performance.md)."""
         if self.config.server.inline_statements:
             try:
                 with timing.no_waiting():
