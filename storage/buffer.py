@@ -41,6 +41,7 @@ def seq_key(seq: int) -> bytes:
     return struct.pack(">Q", seq)
 
 
+KEEP_CONVERSION_BYTES = 8 << 20  # the largest buffer conversion a snapshot leaves cached
 LARGE_VALUE = 1 << 20  # rows (Arrow bytes) from which encode writes straight into its result
 _EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # an IPC stream's end: continuation, length 0
 
@@ -246,6 +247,45 @@ class TableState:
     def cached_buffer(self) -> tuple[int, tuple[bytes, ...], pa.Table] | None:
         """The all-users buffer conversion cached by `buffer_table` (call with `lock` held)."""
         return self._cache.get("*")
+
+    def conversion_mark(self) -> tuple[int, int, int]:
+        """What `keep_conversion` checks a conversion of every batch held now
+        against (call with `lock` held): the batches' map, its generation (it
+        changes when a batch is removed or replaced) and its length."""
+        mine = self.batches
+        return id(mine), getattr(mine, "generation", -1), len(mine)
+
+    def keep_conversion(self, version: int, keys: tuple[bytes, ...], rows: pa.Table,
+                        mark: tuple[int, int, int]) -> None:
+        """Keep `rows`, a conversion of every buffered batch (the batches
+        under `keys`, in order, as held when `conversion_mark` gave `mark`,
+        conformed to schema `version` as `buffer_table` conforms them), as
+        `buffer_table`'s all-users cache: the next conversion of the buffer
+        converts only the batches appended since. Not if a batch was removed
+        or replaced since the mark, the schema changed, the cache already
+        covers as much, or the rows are over KEEP_CONVERSION_BYTES (the copy
+        stays until the next flush)."""
+        if rows.get_total_buffer_size() > KEEP_CONVERSION_BYTES:
+            return
+        with self.lock:
+            mine = self.batches
+            if (self.dropped or self.schema.version != version
+                    or mark[:2] != (id(mine), getattr(mine, "generation", -1))
+                    or mark[2] > len(mine) or len(keys) != mark[2]):
+                return
+            cached = self._cache.get("*")
+            if cached is not None and cached[0] == version and len(cached[1]) >= len(keys):
+                return
+            self._cache["*"] = (version, keys, rows)
+            self._covers["*"] = mark
+
+    def forget_conversions(self) -> None:
+        """After a flush took batches away: the cached conversions of the
+        buffer hold rows that are now in files (their keys no longer lead the
+        buffer, so none would be reused), and only memory (call with `lock`)."""
+        for slot in [s for s in self._cache if s != "schema"]:
+            del self._cache[slot]
+        self._covers.clear()
 
     @property
     def columns(self) -> list[Column]:

@@ -88,6 +88,7 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 for batch in batches:
                     st.batches.pop(batch.key, None)
                 st.keys.removed()
+                st.forget_conversions()
         except BaseException:
             files.retire([f.path for f in written])
             if filters is not None:

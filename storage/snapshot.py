@@ -96,6 +96,8 @@ class _Captured:
     files: list[DataFile]
     schema: pa.Schema
     strict: pa.Schema  # the storage schema rows are written with now
+    state: TableState | None = None  # where the buffer's conversion is kept (`_buffer`)
+    mark: tuple[int, int, int] | None = None  # `TableState.conversion_mark` at the capture
 
 
 def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
@@ -172,11 +174,17 @@ def _capture(ns: str, st: TableState, schemas: list[TableSchema]) -> _Captured:
         None if stream else list(st.batches.values()),
         st.cached_buffer(), schemas,
         list(st.files), st.loose_schema(), st.row_schema(),
+        st, None if stream else st.conversion_mark(),
     )
 
 
 def _buffer(c: _Captured) -> pa.Table | None:
-    """The captured buffer as one Arrow table (reusing the query cache's prefix)."""
+    """The captured buffer as one Arrow table, reusing the prefix of it that
+    the table's all-users conversion already holds, and left there for the
+    next snapshot, flush or query (`TableState.keep_conversion`): converting a
+    buffer of single-row INSERTs holds the GIL ~3.5 µs a row beside the
+    writers, so back-to-back BACKUPs now convert only the rows written since
+    the last one (docs/performance.md, issue 15)."""
     if c.batches is None:
         return None
     start, base = 0, c.schema.empty_table()
@@ -184,7 +192,12 @@ def _buffer(c: _Captured) -> pa.Table | None:
     if c.cached is not None and c.cached[0] == c.version and keys[: len(c.cached[1])] == c.cached[1]:
         start, base = len(c.cached[1]), c.cached[2]
     parts = conform_batches(c.batches[start:], c.table, c.columns, c.version, c.schema, c.strict)
-    return pa.concat_tables([base, *parts]) if parts else base
+    rows = pa.concat_tables([base, *parts]) if parts else base
+    if parts and c.state is not None and c.mark is not None:
+        if rows.column(0).num_chunks > 64:  # as buffer_table: one copy, fewer pieces
+            rows = rows.combine_chunks()
+        c.state.keep_conversion(c.version, keys, rows, c.mark)
+    return rows
 
 
 def _table_entry(c: _Captured, files: FileStore,
