@@ -43,6 +43,7 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
         with st.lock:
             batches = list(st.batches.values())
             table, columns, version = st.table, list(st.columns), st.schema.version
+            cached = st.cached_buffer() if table.table_type != "user" else None
         if not batches:
             return {"rows": 0, "files": 0, "bytes": 0}
         groups: dict[str | None, list[BufBatch]] = {}
@@ -55,8 +56,9 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
         report(files_done=0, files_total=len(groups), bytes_done=0, rows=0)
         try:
             for user, group in groups.items():
-                parts = conform_batches(group, table, columns, version, loose, schema)
-                rows = pa.concat_tables(parts)
+                start, base = _converted(group, cached, version)
+                parts = conform_batches(group[start:], table, columns, version, loose, schema)
+                rows = pa.concat_tables([base, *parts] if base is not None else parts)
                 if rows.column(0).num_chunks > 64:  # many statements: one copy, fewer pieces
                     rows = rows.combine_chunks()
                 seqs = rows.column(SEQ)
@@ -95,6 +97,21 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 filters.forget([f.path for f in written])
             raise
     return {"rows": rows_done, "files": len(written), "bytes": bytes_done}
+
+
+def _converted(group: list[BufBatch], cached: tuple[int, tuple[bytes, ...], pa.Table] | None,
+               version: int) -> tuple[int, pa.Table | None]:
+    """(how many of `group`'s batches, from the first, `cached` holds
+    converted, that conversion): the table's cached all-users conversion
+    (`TableState.buffer_table`, or a BACKUP's snapshot left it) where its
+    batches lead the buffer, so only the rest is converted here, holding the
+    GIL ~3.5 µs a row; else (0, None)."""
+    if cached is None or cached[0] != version:
+        return 0, None
+    keys = cached[1]
+    if len(keys) > len(group) or any(b.key != k for b, k in zip(group, keys, strict=False)):
+        return 0, None
+    return len(keys), cached[2]
 
 
 def release(catalog: Catalog, st: TableState) -> None:

@@ -142,3 +142,47 @@ def test_not_kept_when_too_large_or_stale(engine: Engine, run: Run,
     st.keep_conversion(st.schema.version, keys, rows, mark)
     with st.lock:
         assert st.cached_buffer() is None
+
+
+def test_a_flush_after_a_snapshot_converts_only_the_rest(
+        engine: Engine, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storage import flush
+    seen: list[int] = []
+    real = buffer.conform_batches
+
+    def counting(batches: list[Any], *args: Any) -> list[pa.Table]:
+        seen.append(len(batches))
+        return real(batches, *args)
+
+    monkeypatch.setattr(flush, "conform_batches", counting)
+    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
+                                               col("v", "TEXT")])
+    for i in range(20):
+        run(f"INSERT INTO app.t VALUES ({i}, 'a{i}')")
+    _exported(engine, "t")
+    for i in range(20, 23):
+        run(f"INSERT INTO app.t VALUES ({i}, 'b{i}')")
+    run("DELETE FROM app.t WHERE id = 5")
+    expected = _fresh(engine, "t")
+    engine.flush_table("app", "t")
+    assert seen == [4]  # three INSERTs and the DELETE's batch
+    (f,) = engine.state("app", "t").files
+    written = sorted(pq.read_table(engine.files.abs(f.path)).to_pylist(), key=lambda r: r["_seq"])
+    assert written == expected and len(written) == 24
+    assert run("SELECT count(*) AS n FROM app.t") == [{"n": 22}]
+
+
+def test_a_flush_ignores_a_conversion_of_other_batches(engine: Engine, run: Run) -> None:
+    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
+                                               col("v", "TEXT")])
+    for i in range(3):
+        run(f"INSERT INTO app.t VALUES ({i}, 'a')")
+    st = engine.state("app", "t")
+    with st.lock:  # a conversion whose batches do not lead the buffer (none does, here)
+        wrong = pa.table({"id": [99]}).cast(pa.schema([pa.field("id", pa.int64())]))
+        st._cache["*"] = (st.schema.version, (b"\x00" * 8,), wrong)  # noqa: SLF001
+    expected = _fresh(engine, "t")
+    engine.flush_table("app", "t")
+    (f,) = st.files
+    written = sorted(pq.read_table(engine.files.abs(f.path)).to_pylist(), key=lambda r: r["_seq"])
+    assert written == expected and [r["id"] for r in written] == [0, 1, 2]
