@@ -248,6 +248,11 @@ class TableState:
         """The all-users buffer conversion cached by `buffer_table` (call with `lock` held)."""
         return self._cache.get("*")
 
+    def cached_cover(self) -> tuple[int, int, int] | None:
+        """The batches `cached_buffer` covers, as `conversion_mark` gave them
+        then (None: unknown; call with `lock` held)."""
+        return self._covers.get("*")
+
     def conversion_mark(self) -> tuple[int, int, int]:
         """What `keep_conversion` checks a conversion of every batch held now
         against (call with `lock` held): the batches' map, its generation (it

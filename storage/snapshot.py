@@ -98,6 +98,7 @@ class _Captured:
     strict: pa.Schema  # the storage schema rows are written with now
     state: TableState | None = None  # where the buffer's conversion is kept (`_buffer`)
     mark: tuple[int, int, int] | None = None  # `TableState.conversion_mark` at the capture
+    cover: tuple[int, int, int] | None = None  # what `cached` covers (`TableState.cached_cover`)
 
 
 def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
@@ -174,7 +175,7 @@ def _capture(ns: str, st: TableState, schemas: list[TableSchema]) -> _Captured:
         None if stream else list(st.batches.values()),
         st.cached_buffer(), schemas,
         list(st.files), st.loose_schema(), st.row_schema(),
-        st, None if stream else st.conversion_mark(),
+        st, None if stream else st.conversion_mark(), st.cached_cover(),
     )
 
 
@@ -188,9 +189,17 @@ def _buffer(c: _Captured) -> pa.Table | None:
     if c.batches is None:
         return None
     start, base = 0, c.schema.empty_table()
-    keys = tuple(b.key for b in c.batches)
-    if c.cached is not None and c.cached[0] == c.version and keys[: len(c.cached[1])] == c.cached[1]:
-        start, base = len(c.cached[1]), c.cached[2]
+    cached, cover, mark = c.cached, c.cover, c.mark
+    if (cached is not None and cached[0] == c.version and cover is not None and mark is not None
+            and cover[:2] == mark[:2] and len(cached[1]) == cover[2] <= mark[2]):
+        # No batch went since the cached conversion (the map's generation):
+        # it holds the first batches, and no key needs comparing.
+        start, base = cover[2], cached[2]
+        keys = cached[1] + tuple(b.key for b in c.batches[start:])
+    else:
+        keys = tuple(b.key for b in c.batches)
+        if cached is not None and cached[0] == c.version and keys[: len(cached[1])] == cached[1]:
+            start, base = len(cached[1]), cached[2]
     parts = conform_batches(c.batches[start:], c.table, c.columns, c.version, c.schema, c.strict)
     rows = pa.concat_tables([base, *parts]) if parts else base
     if parts and c.state is not None and c.mark is not None:
