@@ -58,7 +58,13 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
             for user, group in groups.items():
                 start, base = _converted(group, cached, version)
                 parts = conform_batches(group[start:], table, columns, version, loose, schema)
-                rows = pa.concat_tables([base, *parts] if base is not None else parts)
+                try:
+                    rows = pa.concat_tables([base, *parts] if base is not None else parts)
+                except pa.ArrowInvalid:  # a cached conversion of another shape: never
+                    if base is None:      # expected, but a flush must not fail on it
+                        raise
+                    rows = pa.concat_tables(
+                        conform_batches(group, table, columns, version, loose, schema))
                 if rows.column(0).num_chunks > 64:  # many statements: one copy, fewer pieces
                     rows = rows.combine_chunks()
                 seqs = rows.column(SEQ)

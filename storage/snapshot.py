@@ -201,7 +201,13 @@ def _buffer(c: _Captured) -> pa.Table | None:
         if cached is not None and cached[0] == c.version and keys[: len(cached[1])] == cached[1]:
             start, base = len(cached[1]), cached[2]
     parts = conform_batches(c.batches[start:], c.table, c.columns, c.version, c.schema, c.strict)
-    rows = pa.concat_tables([base, *parts]) if parts else base
+    try:
+        rows = pa.concat_tables([base, *parts]) if parts else base
+    except pa.ArrowInvalid:  # a cached conversion of another shape (never expected): all again
+        if not start:
+            raise
+        parts = conform_batches(c.batches, c.table, c.columns, c.version, c.schema, c.strict)
+        rows = pa.concat_tables([c.schema.empty_table(), *parts])
     if parts and c.state is not None and c.mark is not None:
         if rows.column(0).num_chunks > 64:  # as buffer_table: one copy, fewer pieces
             rows = rows.combine_chunks()

@@ -186,3 +186,34 @@ def test_a_flush_ignores_a_conversion_of_other_batches(engine: Engine, run: Run)
     (f,) = st.files
     written = sorted(pq.read_table(engine.files.abs(f.path)).to_pylist(), key=lambda r: r["_seq"])
     assert written == expected and [r["id"] for r in written] == [0, 1, 2]
+
+
+def test_a_flush_converts_everything_when_the_cached_shape_differs(
+        engine: Engine, run: Run) -> None:
+    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
+                                               col("v", "TEXT")])
+    for i in range(3):
+        run(f"INSERT INTO app.t VALUES ({i}, 'a')")
+    st = engine.state("app", "t")
+    with st.lock:  # the first batch's key, but a table of another schema
+        first = next(iter(st.batches))
+        st._cache["*"] = (st.schema.version, (first,), pa.table({"x": [1]}))  # noqa: SLF001
+    expected = _fresh(engine, "t")
+    engine.flush_table("app", "t")
+    (f,) = st.files
+    written = sorted(pq.read_table(engine.files.abs(f.path)).to_pylist(), key=lambda r: r["_seq"])
+    assert written == expected
+
+
+def test_a_snapshot_converts_everything_when_the_cached_shape_differs(
+        engine: Engine, run: Run) -> None:
+    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
+                                               col("v", "TEXT")])
+    for i in range(3):
+        run(f"INSERT INTO app.t VALUES ({i}, 'a')")
+    st = engine.state("app", "t")
+    with st.lock:
+        first = next(iter(st.batches))
+        st._cache["*"] = (st.schema.version, (first,), pa.table({"x": [1]}))  # noqa: SLF001
+    rows = _exported(engine, "t")
+    assert rows == _fresh(engine, "t") and [r["id"] for r in rows] == [0, 1, 2]
