@@ -217,3 +217,59 @@ def test_a_snapshot_converts_everything_when_the_cached_shape_differs(
         st._cache["*"] = (st.schema.version, (first,), pa.table({"x": [1]}))  # noqa: SLF001
     rows = _exported(engine, "t")
     assert rows == _fresh(engine, "t") and [r["id"] for r in rows] == [0, 1, 2]
+
+
+def test_snapshots_beside_writers_and_flushes_export_exactly_their_batches(
+        engine: Engine, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshots back to back while a thread inserts, updates and deletes and
+    another flushes: every snapshot's buffer rows are those of the batches it
+    captured, converted from nothing, whatever the cache held."""
+    import threading
+
+    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
+                                               col("v", "TEXT")])
+    checked: list[int] = []
+    wrong: list[str] = []
+    real = snapshot._buffer  # noqa: SLF001
+
+    def checking(c: Any) -> pa.Table | None:
+        rows = real(c)
+        if c.batches is not None and rows is not None:
+            parts = buffer.conform_batches(c.batches, c.table, c.columns, c.version,
+                                           c.schema, c.strict)
+            want = pa.concat_tables([c.schema.empty_table(), *parts])
+            if rows.to_pylist() != want.to_pylist():
+                wrong.append(f"{rows.num_rows} rows against {want.num_rows}")
+            checked.append(rows.num_rows)
+        return rows
+
+    monkeypatch.setattr(snapshot, "_buffer", checking)
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            run(f"INSERT INTO app.t VALUES ({i}, 'v{i}')")
+            if i % 7 == 3:
+                run(f"UPDATE app.t SET v = 'u' WHERE id = {i - 2}")
+            if i % 11 == 5:
+                run(f"DELETE FROM app.t WHERE id = {i - 4}")
+            i += 1
+
+    def flush() -> None:
+        while not stop.wait(0.15):
+            engine.flush_table("app", "t")
+
+    threads = [threading.Thread(target=write), threading.Thread(target=flush)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(40):
+            with engine.snapshot({"app": None}):
+                pass
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not wrong, wrong[:5]
+    assert len(checked) == 40 and max(checked) > 0
