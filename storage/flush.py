@@ -17,8 +17,9 @@ from catalog.errors import NotFound
 
 from . import allocator
 from .batch import BufBatch
-from .buffer import TableState, conform_batches, storage_schema
+from .buffer import TableState, storage_schema
 from .config import EngineConfig
+from .conversion import cached_lead, convert_after
 from .files import FileStore
 from .keyfilter import FileFilters, build_from_rows
 from .keys import key_range
@@ -56,17 +57,11 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
         report(files_done=0, files_total=len(groups), bytes_done=0, rows=0)
         try:
             for user, group in groups.items():
-                start, base = _converted(group, cached, version)
-                parts = conform_batches(group[start:], table, columns, version, loose, schema)
-                try:
-                    rows = pa.concat_tables([base, *parts] if base is not None else parts)
-                except pa.ArrowInvalid:  # a cached conversion of another shape: never
-                    if base is None:      # expected, but a flush must not fail on it
-                        raise
-                    rows = pa.concat_tables(
-                        conform_batches(group, table, columns, version, loose, schema))
-                if rows.column(0).num_chunks > 64:  # many statements: one copy, fewer pieces
-                    rows = rows.combine_chunks()
+                # Only what the table's cached conversion (a BACKUP's snapshot
+                # leaves one) does not already hold is converted here.
+                start = cached_lead(cached, version, tuple(b.key for b in group))
+                rows = convert_after(cached[2] if start and cached else None, start, group,
+                                     table, columns, version, loose, schema)
                 seqs = rows.column(SEQ)
                 meta = {b"cairn.schema_version": str(version).encode(),
                         b"cairn.table_uid": table.uid.encode()}
@@ -103,21 +98,6 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 filters.forget([f.path for f in written])
             raise
     return {"rows": rows_done, "files": len(written), "bytes": bytes_done}
-
-
-def _converted(group: list[BufBatch], cached: tuple[int, tuple[bytes, ...], pa.Table] | None,
-               version: int) -> tuple[int, pa.Table | None]:
-    """(how many of `group`'s batches, from the first, `cached` holds
-    converted, that conversion): the table's cached all-users conversion
-    (`TableState.buffer_table`, or a BACKUP's snapshot left it) where its
-    batches lead the buffer, so only the rest is converted here, holding the
-    GIL ~3.5 µs a row; else (0, None)."""
-    if cached is None or cached[0] != version:
-        return 0, None
-    keys = cached[1]
-    if len(keys) > len(group) or any(b.key != k for b, k in zip(group, keys, strict=False)):
-        return 0, None
-    return len(keys), cached[2]
 
 
 def release(catalog: Catalog, st: TableState) -> None:

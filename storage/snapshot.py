@@ -37,7 +37,8 @@ from .archive.store import iso
 from .backup.image import FileToStore, NamespaceImage
 from .backup.schema import Column as ColumnEntry
 from .backup.schema import FileEntry, NamespaceRecord, SchemaEntry, TableEntry
-from .buffer import TableState, conform_batches
+from .buffer import TableState
+from .conversion import cached_lead, convert_after
 from .files import FileStore
 from .keys import key_range
 from .live_rows import count as count_live
@@ -188,29 +189,19 @@ def _buffer(c: _Captured) -> pa.Table | None:
     the last one (docs/performance.md, issue 15)."""
     if c.batches is None:
         return None
-    start, base = 0, c.schema.empty_table()
     cached, cover, mark = c.cached, c.cover, c.mark
     if (cached is not None and cached[0] == c.version and cover is not None and mark is not None
             and cover[:2] == mark[:2] and len(cached[1]) == cover[2] <= mark[2]):
         # No batch went since the cached conversion (the map's generation):
         # it holds the first batches, and no key needs comparing.
-        start, base = cover[2], cached[2]
+        start = cover[2]
         keys = cached[1] + tuple(b.key for b in c.batches[start:])
     else:
         keys = tuple(b.key for b in c.batches)
-        if cached is not None and cached[0] == c.version and keys[: len(cached[1])] == cached[1]:
-            start, base = len(cached[1]), cached[2]
-    parts = conform_batches(c.batches[start:], c.table, c.columns, c.version, c.schema, c.strict)
-    try:
-        rows = pa.concat_tables([base, *parts]) if parts else base
-    except pa.ArrowInvalid:  # a cached conversion of another shape (never expected): all again
-        if not start:
-            raise
-        parts = conform_batches(c.batches, c.table, c.columns, c.version, c.schema, c.strict)
-        rows = pa.concat_tables([c.schema.empty_table(), *parts])
-    if parts and c.state is not None and c.mark is not None:
-        if rows.column(0).num_chunks > 64:  # as buffer_table: one copy, fewer pieces
-            rows = rows.combine_chunks()
+        start = cached_lead(cached, c.version, keys)
+    rows = convert_after(cached[2] if start and cached else None, start, c.batches, c.table,
+                         c.columns, c.version, c.schema, c.strict)
+    if start < len(c.batches) and c.state is not None and c.mark is not None:
         c.state.keep_conversion(c.version, keys, rows, c.mark)
     return rows
 

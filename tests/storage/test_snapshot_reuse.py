@@ -38,18 +38,24 @@ def _fresh(engine: Engine, table: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["_seq"])
 
 
+def _counting(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[int]:
+    """How many batches each conversion of `module` (snapshot or flush)
+    converts, beyond what a cached conversion held."""
+    seen: list[int] = []
+    real = module.convert_after
+
+    def counting(base: Any, start: int, batches: list[Any], *args: Any) -> pa.Table:
+        seen.append(len(batches) - start)
+        return real(base, start, batches, *args)
+
+    monkeypatch.setattr(module, "convert_after", counting)
+    return seen
+
+
 @pytest.fixture
 def converted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many batches each snapshot's conversion was handed."""
-    seen: list[int] = []
-    real = buffer.conform_batches
-
-    def counting(batches: list[Any], *args: Any) -> list[pa.Table]:
-        seen.append(len(batches))
-        return real(batches, *args)
-
-    monkeypatch.setattr(snapshot, "conform_batches", counting)
-    return seen
+    return _counting(monkeypatch, snapshot)
 
 
 def test_a_second_snapshot_converts_only_what_was_written_since(
@@ -147,19 +153,12 @@ def test_not_kept_when_too_large_or_stale(engine: Engine, run: Run,
 def test_a_flush_after_a_snapshot_converts_only_the_rest(
         engine: Engine, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     from storage import flush
-    seen: list[int] = []
-    real = buffer.conform_batches
-
-    def counting(batches: list[Any], *args: Any) -> list[pa.Table]:
-        seen.append(len(batches))
-        return real(batches, *args)
-
-    monkeypatch.setattr(flush, "conform_batches", counting)
     engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
                                                col("v", "TEXT")])
     for i in range(20):
         run(f"INSERT INTO app.t VALUES ({i}, 'a{i}')")
     _exported(engine, "t")
+    seen = _counting(monkeypatch, flush)
     for i in range(20, 23):
         run(f"INSERT INTO app.t VALUES ({i}, 'b{i}')")
     run("DELETE FROM app.t WHERE id = 5")
