@@ -10,7 +10,7 @@ from pathlib import Path
 
 from storage.archive import segment, steps
 from storage.archive.blocks import encode_body
-from storage.archive.changes import READ_RUN
+from storage.archive.changes import READ_RUN, ChangeLog
 from storage.archive.segment import SegmentName
 from tests.archive.test_blocks import AID, NS, log, reference
 from tests.archive.test_changes import _log
@@ -67,8 +67,12 @@ def test_a_paced_segment_is_the_unpaced_segment() -> None:
 
 
 def test_a_paced_read_returns_the_same_changes(tmp_path: Path) -> None:
+    """A read from RocksDB (after a restart: the changes are not in the
+    in-memory tail) naps once per run of READ_RUN entries."""
     catalog, changes_log, done = _log(tmp_path, 150)
     try:
+        changes_log = ChangeLog(catalog)  # a restart
+        changes_log.activate("app")
         hi = done[-1][0]
         plain = changes_log.read("app", done[4][0], hi)
         with steps.pacing(slice_s=1e-9, nap_s=0.0):

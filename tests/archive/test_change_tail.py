@@ -1,0 +1,164 @@
+"""The change log's unshipped end in memory (storage/archive/changes.py `_Ns.tail`):
+every read gives what RocksDB holds, across row and DDL commits, trims,
+restarts, failed commits and a tail over its size."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog import Catalog
+from storage.archive import changes
+from storage.archive.changes import CREATE, MAX_LSN, ChangeLog
+
+
+def _row(log: ChangeLog, catalog: Catalog, ns: str, data: bytes, fail: str = "") -> None:
+    """A row commit through `commit_rows`; `fail`: "before" raises before the
+    batch is written, "after" once it is."""
+    def write(batch: Any) -> None:
+        if fail == "before":
+            raise OSError("disk gone")
+        batch.commit()
+        if fail == "after":
+            raise OSError("the mirror's update failed")
+    batch = catalog.batch()
+    log.commit_rows(ns, batch, "t", data, write)
+
+
+def _ddl(log: ChangeLog, catalog: Catalog, ns: str, fail: bool = False) -> None:
+    batch = catalog.batch()
+    with log.committing(ns) as rec:
+        assert rec is not None
+        rec.add(batch, CREATE, "t", b'{"ddl":1}')
+        batch.commit()
+        if fail:
+            raise OSError("after the write")
+
+
+def _same(log: ChangeLog, ns: str, rng: random.Random, lsns: list[int]) -> int:
+    """Reads of random ranges and sizes equal RocksDB's; how many there were."""
+    bounds = [0, *lsns, MAX_LSN]
+    checked = 0
+    for _ in range(40):
+        after = rng.choice(bounds)
+        upto = rng.choice([b for b in bounds if b >= after])
+        max_bytes = rng.choice([None, 0, 1, 40, 100, 400, 1 << 20])
+        got = log._entries(ns, after, upto, max_bytes)
+        assert got == log._stored(ns, after, upto, max_bytes), (after, upto, max_bytes)
+        checked += bool(got)
+    return checked
+
+
+def _trim(log: ChangeLog, catalog: Catalog, ns: str, upto: int) -> None:
+    batch = catalog.batch()
+    log.trim(ns, upto, batch)
+    batch.commit()
+    log.shipped(ns, upto)
+    first = log._first_entry(ns, upto)
+    assert log.pending_since(ns) == (None if first is None else first.at_us)
+
+
+def test_reads_from_the_tail_equal_rocksdb_through_writes_trims_and_failures(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(changes, "TAIL_BYTES", 3_000)  # the cap is crossed too
+    rng = random.Random(7)
+    catalog = Catalog(tmp_path / "catalog")
+    log = ChangeLog(catalog)
+    try:
+        log.activate("app")
+        log.activate("ap")  # a namespace whose keys sort right before
+        dropped = restarted = 0
+        for step in range(300):
+            ns = "app" if rng.random() < 0.8 else "ap"
+            roll = rng.random()
+            if roll < 0.6:
+                _row(log, catalog, ns, rng.randbytes(rng.randint(1, 120)))
+            elif roll < 0.7:
+                _ddl(log, catalog, ns)
+            elif roll < 0.75:
+                with pytest.raises(OSError):
+                    _row(log, catalog, ns, b"lost", fail=rng.choice(["before", "after"]))
+            elif roll < 0.78:
+                with pytest.raises(OSError):
+                    _ddl(log, catalog, ns, fail=True)
+            elif roll < 0.9:
+                stored = [c.lsn for c in log.read(ns, 0, MAX_LSN)]
+                if stored:
+                    _trim(log, catalog, ns, rng.choice(stored))
+            if log._ns[ns].tail is None:
+                dropped += 1
+            if step % 100 == 99:  # a restart: a new log over the same catalog
+                log = ChangeLog(catalog)
+                log.activate("app")
+                log.activate("ap")
+                restarted += 1
+            lsns = [c.lsn for c in log.read(ns, 0, MAX_LSN)]
+            _same(log, ns, rng, lsns)
+        assert dropped and restarted == 3
+        for ns in ("app", "ap"):
+            _trim(log, catalog, ns, MAX_LSN)
+            assert log._entries(ns, 0, MAX_LSN) == [] and log._ns[ns].tail == []
+    finally:
+        catalog.close()
+
+
+def test_the_cycle_reads_the_tail_not_rocksdb(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = Catalog(tmp_path / "catalog")
+    log = ChangeLog(catalog)
+    try:
+        log.activate("app")
+        for i in range(20):
+            _row(log, catalog, "app", b"before %d" % i)
+        log = ChangeLog(catalog)  # a restart: those 20 are in RocksDB only
+        log.activate("app")
+        for i in range(30):
+            _row(log, catalog, "app", b"after %d" % i)
+        every = log.read("app", 0, MAX_LSN)
+        assert [c.data for c in every] == ([b"before %d" % i for i in range(20)]
+                                           + [b"after %d" % i for i in range(30)])
+        assert len(log._ns["app"].tail or []) == 30
+        _trim(log, catalog, "app", every[19].lsn)  # what was there before is shipped
+        assert log.pending_since("app") == every[20].at_us
+
+        def no_rocksdb(*args: Any, **kwargs: Any) -> list[bytes]:
+            raise AssertionError("read RocksDB")
+        monkeypatch.setattr(log, "_stored", no_rocksdb)
+        monkeypatch.setattr(log, "_first_entry", no_rocksdb)
+        hi, _ = log.mark("app")
+        raw = log.read_raw("app", every[19].lsn, hi)
+        assert raw is not None and raw.last_lsn == every[-1].lsn == hi
+        assert [changes._decoder.decode(e) for e in raw.entries] == every[20:]
+        log.shipped("app", every[35].lsn)
+        assert log.pending_since("app") == every[36].at_us
+        assert log._ns["app"].tail_lsns == [c.lsn for c in every[36:]]
+        log.deactivate("app")
+        assert log._ns["app"].tail is None
+    finally:
+        catalog.close()
+
+
+def test_a_row_commit_that_failed_after_its_write_is_read_from_rocksdb(
+        tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog")
+    log = ChangeLog(catalog)
+    try:
+        log.activate("app")
+        _row(log, catalog, "app", b"one")
+        with pytest.raises(OSError):
+            _row(log, catalog, "app", b"two", fail="after")
+        _row(log, catalog, "app", b"three")
+        assert log._ns["app"].tail is None  # the tail might miss "two": dropped
+        assert [c.data for c in log.read("app", 0, MAX_LSN)] == [b"one", b"two", b"three"]
+        first = log.read("app", 0, MAX_LSN)[0]
+        _trim(log, catalog, "app", first.lsn)  # shipped: the tail starts again
+        assert log._ns["app"].tail == []
+        _row(log, catalog, "app", b"four")
+        assert [c.data for c in log.read("app", first.lsn, MAX_LSN)] == [
+            b"two", b"three", b"four"]
+        assert len(log._ns["app"].tail or []) == 1
+    finally:
+        catalog.close()
