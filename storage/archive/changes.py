@@ -405,8 +405,7 @@ class ChangeLog:
         size = sum(map(len, out))
         if not kept or (out and max_bytes is not None and size >= max_bytes):
             return out
-        more, _ = _upto(kept, size, max_bytes)
-        return out + more if out else more
+        return out + _upto(kept, size, max_bytes)[0]
 
     def _stored(self, namespace: str, after_lsn: int, upto_lsn: int,
                 max_bytes: int | None = None) -> list[bytes]:
