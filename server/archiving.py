@@ -331,8 +331,7 @@ class ArchiveService:
     def lag_ms(self, rec: Archive) -> int:
         if rec.status == "stopped":
             return 0
-        pending = self.cairn.engine.changes.pending_since(rec.namespace)
-        return 0 if pending is None else max(0, (now_us() - pending) // 1000)
+        return self.cairn.engine.changes.lag_ms(rec.namespace)
 
     def lags(self) -> list[tuple[str, str, float]]:
         """(namespace, target, lag seconds) of every running archive, for /metrics."""

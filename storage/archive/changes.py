@@ -301,9 +301,10 @@ class ChangeLog:
             return ns.last_lsn, at
 
     def lag_ms(self, namespace: str) -> int:
-        """How long the oldest change not yet shipped has waited (0: none)."""
+        """How long the oldest change not yet shipped has waited, rounded up
+        (0 only when none waits: one committed this very millisecond is 1)."""
         pending = self.pending_since(namespace)
-        return 0 if pending is None else max(0, (now_us() - pending) // 1000)
+        return 0 if pending is None else max(1, -((pending - now_us()) // 1000))
 
     def committing(self, namespace: str) -> _Committing:
         """`with` it around a DDL batch commit: holds the namespace's commit

@@ -159,3 +159,26 @@ def test_a_row_commit_that_failed_after_its_write_is_read_from_rocksdb(
         assert len(log._ns["app"].tail or []) == 1
     finally:
         catalog.close()
+
+
+def test_lag_is_zero_only_when_nothing_waits(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lag_ms` rounds up: a change committed this very millisecond waits 1 ms,
+    so a client polling for lag 0 never takes "just committed" for "shipped"."""
+    clock = [1_700_000_000_000_000]
+    monkeypatch.setattr(changes, "now_us", lambda: clock[0])
+    catalog = Catalog(tmp_path / "catalog")
+    log = ChangeLog(catalog)
+    try:
+        log.activate("app")
+        assert log.lag_ms("app") == 0
+        _row(log, catalog, "app", b"one")
+        at = log.pending_since("app")
+        assert at is not None
+        for waited_us, lag in [(0, 1), (1, 1), (999, 1), (1000, 1), (1001, 2), (2500, 3)]:
+            clock[0] = at + waited_us
+            assert log.lag_ms("app") == lag, waited_us
+        _trim(log, catalog, "app", MAX_LSN)
+        assert log.lag_ms("app") == 0
+    finally:
+        catalog.close()
