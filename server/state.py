@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -28,6 +29,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("cairn")
 T = TypeVar("T")
 BACKGROUND_THREADS = 64
+
+
+# How many times a one-row statement that met a table lock on the event loop
+# waits for it and tries again there before it goes to a statement thread (a
+# stream of statements on threads could take the lock first every time).
+LOCK_TRIES = 4
+
+
+async def until_free(lock: timing.TimedLock) -> None:
+    """Until `lock` is let go (at once if it is free), without a thread."""
+    loop = asyncio.get_running_loop()
+    freed = loop.create_future()
+
+    def done() -> None:
+        if not freed.done():
+            freed.set_result(None)
+
+    def wake() -> None:  # on the releasing thread
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(done)
+
+    if not lock.when_free(wake):
+        await freed
 
 
 class Cairn:
@@ -74,14 +98,22 @@ class Cairn:
         statement thread and back (and the two threads' tussle for the GIL),
         in the mode where it never waits (`timing.no_waiting`): a table lock
         another thread holds, or a need for DuckDB, stops it before anything
-        is visible, and it runs through `run` instead. Only with `[server]
-        inline_statements = true` (the default; docs/performance.md)."""
+        is visible. A table lock is awaited here (no thread waits) and the
+        statement tried again, up to LOCK_TRIES times; else it runs through
+        `run`. Sent to a thread, it would hold the lock there while it waited
+        for the GIL, so the next statements met the lock held and followed it:
+        a self-sustaining mode that cost a fifth of the writes
+        (docs/performance.md). Only with `[server] inline_statements = true`
+        (the default)."""
         if self.config.server.inline_statements:
-            try:
-                with timing.no_waiting():
-                    return fn(*args, **kwargs)
-            except timing.WouldWait:
-                pass
+            for _ in range(LOCK_TRIES):
+                try:
+                    with timing.no_waiting():
+                        return fn(*args, **kwargs)
+                except timing.WouldWait as e:
+                    if e.lock is None:
+                        break
+                    await until_free(e.lock)
         return await self.run(fn, *args, **kwargs)
 
     async def run_background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -12,10 +12,12 @@ lock per hold (the wait before a hold is recorded with it, at release)."""
 from __future__ import annotations
 
 import bisect
+import contextlib
 import gc
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,7 +163,13 @@ class WouldWait(Exception):  # noqa: N818 (a signal, not an error)
     """Raised in a thread that asked not to wait (`no_waiting`) where it would
     have: a table lock another thread holds, or a DuckDB query. Nothing the
     statement did before it is visible; the caller runs it again where
-    waiting is fine (the server's statement threads)."""
+    waiting is fine (the server's statement threads), or, when `lock` is
+    set (a TimedLock another thread held), once `lock.when_free` says it
+    was let go."""
+
+    def __init__(self, what: str, lock: TimedLock | None = None) -> None:
+        super().__init__(what)
+        self.lock = lock
 
 
 class _Mode(threading.local):
@@ -228,7 +236,8 @@ class TimedLock:
     acquire waited and how long each outermost hold lasted, by the site that
     took it. Used for the table locks (buffer.py)."""
 
-    __slots__ = ("_cpu", "_depth", "_lock", "_owner", "_since", "_site", "_waited", "kind")
+    __slots__ = ("_cpu", "_depth", "_lock", "_owner", "_since", "_site", "_waited", "_woken",
+                 "kind")
 
     def __init__(self, kind: str, reentrant: bool = True) -> None:
         self.kind = kind
@@ -239,12 +248,13 @@ class TimedLock:
         self._cpu = 0.0
         self._site = ""
         self._waited = 0.0
+        self._woken: list[Callable[[], None]] = []  # see when_free
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         t0 = time.perf_counter()
         if blocking and _mode.on:
             if not self._lock.acquire(False):
-                raise WouldWait(f"the {self.kind} lock is held")
+                raise WouldWait(f"the {self.kind} lock is held", self)
         elif not self._lock.acquire(blocking, timeout):
             return False
         if self._depth == 0:
@@ -263,9 +273,28 @@ class TimedLock:
             cpu = time.thread_time() - self._cpu
             site, waited, self._owner = self._site, self._waited, 0
             self._lock.release()
+            if self._woken:  # one list swap: a callback added meanwhile is in one of the two
+                woken, self._woken = self._woken, []
+                for wake in woken:
+                    wake()
             TIMINGS.lock_hold(self.kind, site, held, cpu, waited)
             return
         self._lock.release()
+
+    def when_free(self, wake: Callable[[], None]) -> bool:
+        """True if no thread holds the lock now; else False, and `wake()` is
+        called (once, from the thread that lets it go, so it must not raise
+        or block) at the next outermost release. How a statement that met
+        the lock on the event loop waits without a thread (Cairn.run_small):
+        on a thread it would hold the lock while it waits for the GIL, and
+        the next statements would meet it held and follow it there."""
+        self._woken.append(wake)
+        if not self._lock.acquire(False):
+            return False
+        self._lock.release()
+        with contextlib.suppress(ValueError):  # a release took the list first: it calls `wake`
+            self._woken.remove(wake)
+        return True
 
     __enter__ = acquire
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from server import config as config_mod
+from server import state as state_mod
 from server.app import close_state, open_state
 from server.executor import execute
 from server.session import Session
@@ -86,21 +87,47 @@ async def test_one_row_statements_run_on_the_event_loop(
     assert len(used) == 2
 
 
-async def test_a_held_table_lock_sends_the_statement_to_a_thread(
+async def test_a_held_table_lock_is_awaited_and_the_statement_runs_on_the_loop(
         cairn: Cairn, monkeypatch: pytest.MonkeyPatch) -> None:
     """While another thread holds app.t's write lock, an INSERT into it waits
-    on a statement thread, not on the event loop: a lookup in another table
-    is answered meanwhile, and the INSERT lands once the lock is free."""
+    without blocking the event loop (a lookup in another table is answered
+    meanwhile) and without a statement thread: once the lock is let go it
+    runs on the loop."""
     used = _count_pool(cairn, monkeypatch)
     st = cairn.engine.state("app", "t")
     with held_by_another_thread(st.write_lock):
         insert = asyncio.create_task(_ok(cairn, "INSERT INTO app.t VALUES (7, 'late')"))
         other = await asyncio.wait_for(_ok(cairn, "SELECT v FROM app.other WHERE id = 1"), 5)
         assert other.rows == [{"v": "x"}]
+        await asyncio.sleep(0.05)
         assert not insert.done()
     assert (await asyncio.wait_for(insert, 10)).row_count == 1
-    assert used == ["write"]
+    assert used == []
     assert (await _ok(cairn, "SELECT v FROM app.t WHERE id = 7")).rows == [{"v": "late"}]
+
+
+async def test_a_lock_met_again_and_again_sends_the_statement_to_a_thread(
+        cairn: Cairn) -> None:
+    """A statement that meets a table lock held LOCK_TRIES times in a row (a
+    stream of statements on threads taking it first) goes to a statement
+    thread, where it waits its turn; a signal without a lock (DuckDB) goes
+    there at once."""
+    lock = timing.TimedLock("write")
+    where: list[bool] = []
+
+    def meets(what: timing.TimedLock | None) -> Any:
+        def fn() -> str:
+            where.append(timing.waiting_allowed())
+            if not timing.waiting_allowed():
+                raise timing.WouldWait("held", what)
+            return "done"
+        return fn
+
+    assert await cairn.run_small(meets(lock)) == "done"
+    assert where == [False] * state_mod.LOCK_TRIES + [True]
+    where.clear()
+    assert await cairn.run_small(meets(None)) == "done"
+    assert where == [False, True]
 
 
 async def test_a_key_that_needs_duckdb_is_checked_on_a_thread(
@@ -171,6 +198,44 @@ async def test_an_archive_commit_lock_held_sends_the_insert_to_a_thread(
     monkeypatch.setattr(changes, "_ns", {**changes._ns, "app": ns})
     used = await _held_elsewhere(cairn, ns.lock, monkeypatch, "INSERT INTO app.t VALUES (9, 'a')")
     assert used == ["write"]
+
+
+def test_when_free_calls_back_once_at_the_outermost_release() -> None:
+    lock = timing.TimedLock("write")
+    woken: list[int] = []
+    assert lock.when_free(lambda: woken.append(1)) is True  # free: nothing to wait for
+    with lock:
+        pass
+    assert woken == []  # and no call later
+    step, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            with lock:  # re-entered
+                step.set()
+                done.wait(10)
+                done.clear()
+            step.set()  # an inner release: still held
+            done.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert step.wait(10)
+        step.clear()
+        assert lock.when_free(lambda: woken.append(threading.get_ident())) is False
+        done.set()
+        assert step.wait(10)
+        time.sleep(0.02)
+        assert woken == []
+        done.set()
+    finally:
+        done.set()
+        t.join()
+    assert woken == [t.ident]  # from the releasing thread, once
+    with lock:
+        pass
+    assert woken == [t.ident]
 
 
 def test_no_waiting_raises_where_the_lock_would_wait() -> None:
