@@ -16,13 +16,14 @@ filled (it fits a core's L2). For the 519 MiB of bench_transfer.py, 4 files in
 flight with fsync, it took 0.26-0.32 s of system CPU against 0.34-0.64 s, the
 same user CPU (the sha256) (docs/performance.md, "The copy itself").
 
-The writes of a restore go straight to the disk (`O_DIRECT`, where the file
-system takes it; `direct=False` keeps the page cache): no copy into the page
-cache, nothing dirty left for the fsync, and the server's cached working set
-is not pushed out by files nobody has read yet (0.20-0.34 s of system CPU for
-the 519 MiB RESTORE against 0.43-0.68 s). A backup's objects are written
-through the page cache, as `cp` writes, so a restore soon after reads them
-from memory.
+With `direct=True` the writes go straight to the disk (`O_DIRECT`, where the
+file system takes it): no copy into the page cache and nothing dirty left for
+the fsync (0.20-0.34 s of system CPU for the 519 MiB RESTORE against
+0.43-0.68 s on a loaded machine). Neither the backup nor the restore uses it
+now: both write through the page cache, as `cp` writes. A backup's objects
+are then read from memory by a restore soon after, and a restore on a quiet
+machine finished in 0.72-0.86 s instead of 1.13-1.27 s, against 0.64-0.75 s
+for `cp` + `sync` of the same files after a delete (docs/performance.md).
 
 The loop itself is in copyloop.py (standard library only). `copy_file` runs
 it in a copier process where it can (storage/backup/copier.py): the hash and
