@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -198,6 +199,53 @@ async def test_an_archive_commit_lock_held_sends_the_insert_to_a_thread(
     monkeypatch.setattr(changes, "_ns", {**changes._ns, "app": ns})
     used = await _held_elsewhere(cairn, ns.lock, monkeypatch, "INSERT INTO app.t VALUES (9, 'a')")
     assert used == ["write"]
+
+
+class _CountedLock(timing.TimedLock):
+    __slots__ = ("waits",)
+
+    def __init__(self) -> None:
+        super().__init__("write")
+        self.waits = 0
+
+    def when_free(self, wake: Any) -> bool:
+        free = super().when_free(wake)
+        self.waits += not free
+        return free
+
+
+async def test_no_wake_up_is_lost_while_threads_churn_the_lock(
+        cairn: Cairn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three threads take and let go a table lock as fast as they can while
+    400 statements on the loop need it: each that meets it held waits for a
+    release (or finds it free at once) and tries again, and every one ends.
+    A release missed between the wait's sign-up and its check would hang one."""
+    monkeypatch.setattr(state_mod, "LOCK_TRIES", 10_000)
+    lock = _CountedLock()
+    stop = threading.Event()
+
+    def churn(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            with lock:
+                if rng.random() < 0.3:
+                    time.sleep(0.0002)
+
+    def statement() -> int:
+        with lock:
+            return 1
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        done = await asyncio.wait_for(
+            asyncio.gather(*(cairn.run_small(statement) for _ in range(400))), 60)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert done == [1] * 400 and lock.waits > 0
 
 
 def test_when_free_calls_back_once_at_the_outermost_release() -> None:
