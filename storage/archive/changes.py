@@ -296,7 +296,7 @@ class ChangeLog:
         with ns.lock:
             ns.active = False
             ns.start_tail(None)
-            at = max(ns.now(namespace), ns.last_us)
+            at = -(-max(ns.now(namespace), ns.last_us) // 1000) * 1000  # as `mark`
             ns.last_us = at
             return ns.last_lsn, at
 
@@ -373,10 +373,10 @@ class ChangeLog:
 
     def mark(self, namespace: str) -> tuple[int, int]:
         """(lsn, time): every change of `namespace` up to that time is committed and
-        has lsn <= that lsn; later changes get later times."""
+        has lsn <= that lsn; later changes get later times. A whole ms, as shown."""
         ns = self._state(namespace)
         with ns.lock:
-            at = max(ns.now(namespace), ns.last_us)
+            at = -(-max(ns.now(namespace), ns.last_us) // 1000) * 1000
             ns.last_us = at
             return ns.last_lsn, at
 

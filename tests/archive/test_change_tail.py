@@ -182,3 +182,28 @@ def test_lag_is_zero_only_when_nothing_waits(tmp_path: Path,
         assert log.lag_ms("app") == 0
     finally:
         catalog.close()
+
+
+def test_marks_are_whole_milliseconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archiver's marks (a segment's through time, archived_until, a
+    restore point's end) are whole milliseconds, as they are shown: a
+    restore as of the shown end holds a change committed in that last
+    millisecond (at a time like …816.200 shown as …816, it did not)."""
+    clock = [1_700_000_000_816_200]
+    monkeypatch.setattr(changes, "now_us", lambda: clock[0])
+    catalog = Catalog(tmp_path / "catalog")
+    log = ChangeLog(catalog)
+    try:
+        log.activate("app")
+        _row(log, catalog, "app", b"one")
+        committed = log.read("app", 0, MAX_LSN)[-1]
+        clock[0] += 100  # still inside that millisecond
+        lsn, at = log.mark("app")
+        assert at % 1000 == 0 and at >= committed.at_us and lsn == committed.lsn
+        _row(log, catalog, "app", b"after the mark")
+        assert log.read("app", 0, MAX_LSN)[-1].at_us > at  # stamped after it
+        clock[0] += 333
+        _, final = log.deactivate("app")
+        assert final % 1000 == 0 and final > at
+    finally:
+        catalog.close()
