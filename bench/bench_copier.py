@@ -35,7 +35,7 @@ def one(src: Path, dst: Path) -> None:
     s = os.open(src, os.O_RDONLY)
     d = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
     try:
-        fastcopy.copy_file(s, d, direct=False)
+        fastcopy.copy_file(s, d)
         os.fsync(d)
     finally:
         os.close(s)

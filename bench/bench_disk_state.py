@@ -8,8 +8,8 @@ durable (files and directory fsynced), after a sync(2):
 
 - `cp`: `cp -r` + `sync -f`, the baseline of bench_transfer.py;
 - `cairn`: Cairn's own copy (storage/backup/fastcopy.copy_checked: preadv,
-  sha256 and pwrite of one buffer, the writes direct where the file system
-  takes it, as a RESTORE writes), 4 files in flight, each fsynced as it lands;
+  sha256 and pwrite of one buffer, through the page cache, as a BACKUP and a
+  RESTORE write), 4 files in flight, each fsynced as it lands;
 - `cairn2`: the same with 2 in flight;
 - `early`: the same, writeback started per chunk (sync_file_range), then fdatasync;
 - `late`: every copy first, then all fsyncs in parallel;

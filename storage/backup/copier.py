@@ -120,7 +120,6 @@ def copy(
     on_bytes: OnBytes | None,
     should_stop: ShouldStop | None,
     error: ErrorMapper | None,
-    direct: bool,
 ) -> tuple[int, str] | None:
     """Copy all of `src` to `dst` (fds; `dst` empty) in a copier process:
     (bytes copied, sha256 hex of exactly those bytes), or None when no copier
@@ -128,7 +127,7 @@ def copy(
     if not _enabled:
         return None
     check_stop(should_stop)
-    return _exchange(b"C1" if direct else b"C0", src, dst, on_bytes, should_stop, error)
+    return _exchange(b"C", src, dst, on_bytes, should_stop, error)
 
 
 def check(

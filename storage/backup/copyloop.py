@@ -11,8 +11,8 @@ the background priority: the server's threads never wait for the GIL behind it.
 
 The copier's protocol, one SOCK_SEQPACKET message each (`serve`):
 
-- server -> copier: `C<direct 0|1>` with the source and destination fds
-  attached (SCM_RIGHTS): copy all of source into destination. Or `V` + a
+- server -> copier: `C` with the source and destination fds attached
+  (SCM_RIGHTS): copy all of source into destination. Or `V` + a
   size (8 bytes) with the source and a destination fd: read and hash all of
   source (VERIFY), writing only its last `size` bytes, at offset 0.
 - copier -> server after each step: `P` + bytes moved (8 bytes). The copier then
@@ -26,8 +26,6 @@ The copier's protocol, one SOCK_SEQPACKET message each (`serve`):
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import mmap
 import os
@@ -41,15 +39,13 @@ STEP = 1024 * 1024  # bytes per read, hash and write (transfer.CHUNK_SIZE): keep
 # progress, throttle and cancel checks fine-grained and the buffer inside a
 # core's L2 (4 MiB steps cost several times the system CPU here)
 PIECE = 256 * 1024  # bytes per write through the page cache (see _Writer.write)
-ALIGN = 4096  # what a direct write's offset, length and buffer are aligned to
-_DIRECT = getattr(os, "O_DIRECT", 0)
 MAX_KEEP = 64 * 1024 * 1024  # the most a `V` request keeps of a source's tail
 
 _U64 = struct.Struct("<Q")
 _I32 = struct.Struct("<i")
 
 
-def pump(src: int, dst: int, digest: Any, direct: bool,
+def pump(src: int, dst: int, digest: Any,
          between: Callable[[int], None] | None,
          error: Callable[[OSError], BaseException] | None = None,
          out: Any = None) -> int:
@@ -57,10 +53,10 @@ def pump(src: int, dst: int, digest: Any, direct: bool,
     written; `between(n)` after each step (it may raise to stop). Returns
     bytes copied. OS errors of the copy itself go through `error`. `out`
     replaces the writer to `dst` (`Keep`: only the last bytes)."""
-    buffer = mmap.mmap(-1, STEP)  # page-aligned, as direct writes want; unmapped when freed
+    buffer = mmap.mmap(-1, STEP)  # one reused buffer, unmapped when freed
     view = memoryview(buffer)
     if out is None:
-        out = _Writer(dst, direct)
+        out = _Writer(dst)
     offset = 0
     while True:
         try:
@@ -80,45 +76,25 @@ def pump(src: int, dst: int, digest: Any, direct: bool,
 
 
 class _Writer:
-    """Writes to `fd` straight to the disk (O_DIRECT) where the file system
-    allows, else through the page cache. A direct write wants its offset,
-    length and buffer aligned: the last block is padded with zeros and the
-    file cut back to its size (`finish`)."""
+    """Writes to `fd` through the page cache, as `cp` writes (a backup's
+    objects are then read from memory by a restore soon after; a restore's
+    files written O_DIRECT took 1.5-1.8x the durable copy, docs/performance.md)."""
 
-    def __init__(self, fd: int, direct: bool) -> None:
+    def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.direct = direct and set_direct(fd, True)
-        self.padded = False
 
     def write(self, view: memoryview, n: int, offset: int) -> None:
-        size = n
-        if self.direct:
-            if offset % ALIGN:
-                self.direct = set_direct(self.fd, False)  # never: reads stop short only at the end
-            else:
-                size = -(-n // ALIGN) * ALIGN
-                if size != n:
-                    view[n:size] = bytes(size - n)
-                    self.padded = True
         written = 0
-        while written < size:
-            # Through the page cache in pieces of PIECE: one 1 MiB write makes the
-            # kernel allocate 1 MiB folios, and as free memory fragments that cost
-            # 2.2-2.5 s of system CPU for 519 MiB in one trial of two (0.26-0.32 s
-            # in pieces of 256 KiB, every trial).
-            end = size if self.direct else min(size, written + PIECE)
-            try:
-                written += os.pwrite(self.fd, view[written:end], offset + written)
-            except OSError as exc:
-                if not self.direct or exc.errno != errno.EINVAL:
-                    raise
-                # The file system took the flag but not this write: the page cache.
-                self.direct = set_direct(self.fd, False)
-                size, self.padded = n, False
+        while written < n:
+            # In pieces of PIECE: one 1 MiB write makes the kernel allocate 1 MiB
+            # folios, and as free memory fragments that cost 2.2-2.5 s of system
+            # CPU for 519 MiB in one trial of two (0.26-0.32 s in pieces of
+            # 256 KiB, every trial).
+            end = min(n, written + PIECE)
+            written += os.pwrite(self.fd, view[written:end], offset + written)
 
     def finish(self, size: int) -> None:
-        if self.padded:
-            os.ftruncate(self.fd, size)
+        pass
 
 
 class Keep:
@@ -144,18 +120,6 @@ class Keep:
         written = 0
         while written < len(last):
             written += os.pwrite(self.fd, last[written:], written)
-
-
-def set_direct(fd: int, on: bool) -> bool:
-    """Turn O_DIRECT on or off for `fd`; whether it is on."""
-    if not _DIRECT:
-        return False
-    try:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, (flags | _DIRECT) if on else (flags & ~_DIRECT))
-    except OSError:  # not supported here (tmpfs, some FUSE file systems)
-        return False
-    return on
 
 
 class _Stop(Exception):
@@ -188,7 +152,7 @@ def serve(sock: socket.socket) -> None:
 
         try:
             digest = hashlib.sha256()
-            total = pump(src, dst, digest, msg[1:2] == b"1", between, out=keep)
+            total = pump(src, dst, digest, between, out=keep)
             reply = b"D" + _U64.pack(total) + digest.hexdigest().encode()
         except _Stop:
             reply = b""

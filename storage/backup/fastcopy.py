@@ -16,14 +16,12 @@ filled (it fits a core's L2). For the 519 MiB of bench_transfer.py, 4 files in
 flight with fsync, it took 0.26-0.32 s of system CPU against 0.34-0.64 s, the
 same user CPU (the sha256) (docs/performance.md, "The copy itself").
 
-With `direct=True` the writes go straight to the disk (`O_DIRECT`, where the
-file system takes it): no copy into the page cache and nothing dirty left for
-the fsync (0.20-0.34 s of system CPU for the 519 MiB RESTORE against
-0.43-0.68 s on a loaded machine). Neither the backup nor the restore uses it
-now: both write through the page cache, as `cp` writes. A backup's objects
-are then read from memory by a restore soon after, and a restore on a quiet
-machine finished in 0.72-0.86 s instead of 1.13-1.27 s, against 0.64-0.75 s
-for `cp` + `sync` of the same files after a delete (docs/performance.md).
+The writes go through the page cache, as `cp` writes, for a backup and a
+restore alike. A backup's objects are then read from memory by a restore soon
+after. A restore's files were written straight to the disk (`O_DIRECT`) until
+a quiet machine showed what that cost: the 519 MiB RESTORE took 1.13-1.27 s
+where `cp` + `sync` of the same files took 0.64-0.75 s after a delete, and
+0.72-0.86 s through the page cache (docs/performance.md).
 
 The loop itself is in copyloop.py (standard library only). `copy_file` runs
 it in a copier process where it can (storage/backup/copier.py): the hash and
@@ -41,10 +39,10 @@ from typing import Any
 
 from .. import priority
 from . import copier
-from .copyloop import ALIGN, PIECE, STEP, pump, set_direct
+from .copyloop import PIECE, STEP, pump
 from .transfer import ErrorMapper, OnBytes, ShouldStop, check_stop
 
-__all__ = ["ALIGN", "PIECE", "STEP", "copy_checked", "copy_file", "set_direct"]
+__all__ = ["PIECE", "STEP", "copy_checked", "copy_file"]
 
 
 def copy_checked(
@@ -54,7 +52,6 @@ def copy_checked(
     on_bytes: OnBytes | None = None,
     should_stop: ShouldStop | None = None,
     error: ErrorMapper | None = None,
-    direct: bool = True,
 ) -> int:
     """Copy all of `src` to `dst` (both fds, `dst` open for writing and empty)
     on this thread, updating `digest` with exactly the bytes written. Returns
@@ -66,7 +63,7 @@ def copy_checked(
             on_bytes(n)
         check_stop(should_stop)
 
-    return pump(src, dst, digest, direct, between, error)
+    return pump(src, dst, digest, between, error)
 
 
 def copy_file(
@@ -75,16 +72,15 @@ def copy_file(
     on_bytes: OnBytes | None = None,
     should_stop: ShouldStop | None = None,
     error: ErrorMapper | None = None,
-    direct: bool = True,
 ) -> tuple[int, str]:
     """`copy_checked` with a fresh sha256, in a copier process where one can
     run (else here): (bytes copied, sha256 hex of exactly those bytes)."""
-    done = copier.copy(src, dst, on_bytes, should_stop, error, direct)
+    done = copier.copy(src, dst, on_bytes, should_stop, error)
     if done is not None:
         return done
     # The copy and hash on this thread: never at a normal priority
     # (a transfer thread may have started at one, inflight.py).
     priority.lower_if_started_normal()
     digest = hashlib.sha256()
-    n = copy_checked(src, dst, digest, on_bytes, should_stop, error, direct)
+    n = copy_checked(src, dst, digest, on_bytes, should_stop, error)
     return n, digest.hexdigest()

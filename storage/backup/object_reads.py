@@ -131,11 +131,8 @@ class ObjectReads:
                     return exc if exc.errno in _LOCAL_ERRORS else read_failed(
                         uri, exc, what=f"object {oid}")
 
-                # Through the page cache, as `cp` writes (install fsyncs each file):
-                # on a quiet machine written direct (O_DIRECT) the 519 MiB RESTORE
-                # took 1.13-1.27 s where `cp` + `sync` took 0.64-0.75 s after a
-                # delete, and 0.72-0.86 s through the cache (docs/performance.md).
-                return copy_file(src, dst, on_bytes, should_stop, error, direct=False)
+                # Through the page cache, as `cp` writes; install fsyncs each file.
+                return copy_file(src, dst, on_bytes, should_stop, error)
             finally:
                 os.close(dst)
         finally:

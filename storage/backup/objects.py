@@ -387,7 +387,7 @@ class ObjectStore(ObjectReads):
                     # the objects from memory (written direct, the bench's RESTORE read
                     # 519 MiB back from the disk: 2.1-2.7x the durable copy, not 1.2-1.7x).
                     done = copy_file(src.fileno(), fd, on_bytes, should_stop,
-                                     partial(write_failed, uri), direct=False)
+                                     partial(write_failed, uri))
                     if on_copied is not None:
                         on_copied()
                     if self.durable:
