@@ -33,7 +33,6 @@ import bisect
 import dataclasses
 import json
 import logging
-import math
 import struct
 import threading
 import time
@@ -296,9 +295,7 @@ class ChangeLog:
         with ns.lock:
             ns.active = False
             ns.start_tail(None)
-            at = -(-max(ns.now(namespace), ns.last_us) // 1000) * 1000  # as `mark`
-            ns.last_us = at
-            return ns.last_lsn, at
+            return self.cut(ns, ns.now(namespace))
 
     def lag_ms(self, namespace: str) -> int:
         """How long the oldest change not yet shipped has waited, rounded up
@@ -362,12 +359,12 @@ class ChangeLog:
             yield ns
 
     @staticmethod
-    def cut(ns: _Ns) -> tuple[int, int]:
+    def cut(ns: _Ns, now: int | None = None) -> tuple[int, int]:
         """(lsn, time) a snapshot taken under `holding` is exact to: it holds every
         change with lsn <= the first and time <= the second, and no other. The
         time is a whole millisecond (backups show snapshot_at in ms); changes
-        committed after it are stamped later."""
-        at = math.ceil(max(now_us(), ns.last_us) / 1000) * 1000
+        committed after it are stamped later. `now`: the clock, if read already."""
+        at = -(-max(now_us() if now is None else now, ns.last_us) // 1000) * 1000
         ns.last_us = at
         return ns.last_lsn, at
 
@@ -376,9 +373,7 @@ class ChangeLog:
         has lsn <= that lsn; later changes get later times. A whole ms, as shown."""
         ns = self._state(namespace)
         with ns.lock:
-            at = -(-max(ns.now(namespace), ns.last_us) // 1000) * 1000
-            ns.last_us = at
-            return ns.last_lsn, at
+            return self.cut(ns, ns.now(namespace))  # ns.now: warns of a clock gone back
 
     def pending_since(self, namespace: str) -> int | None:
         ns = self._ns.get(namespace)

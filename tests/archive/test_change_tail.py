@@ -5,6 +5,7 @@ restarts, failed commits and a tail over its size."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,49 +162,52 @@ def test_a_row_commit_that_failed_after_its_write_is_read_from_rocksdb(
         catalog.close()
 
 
-def test_lag_is_zero_only_when_nothing_waits(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """`lag_ms` rounds up: a change committed this very millisecond waits 1 ms,
-    so a client polling for lag 0 never takes "just committed" for "shipped"."""
+@pytest.fixture
+def clocked(tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[list[int], Catalog, ChangeLog]]:
+    """(clock, catalog, log): the log of an archived `app` on a clock (µs)
+    the test sets."""
     clock = [1_700_000_000_000_000]
     monkeypatch.setattr(changes, "now_us", lambda: clock[0])
     catalog = Catalog(tmp_path / "catalog")
     log = ChangeLog(catalog)
+    log.activate("app")
     try:
-        log.activate("app")
-        assert log.lag_ms("app") == 0
-        _row(log, catalog, "app", b"one")
-        at = log.pending_since("app")
-        assert at is not None
-        for waited_us, lag in [(0, 1), (1, 1), (999, 1), (1000, 1), (1001, 2), (2500, 3)]:
-            clock[0] = at + waited_us
-            assert log.lag_ms("app") == lag, waited_us
-        _trim(log, catalog, "app", MAX_LSN)
-        assert log.lag_ms("app") == 0
+        yield clock, catalog, log
     finally:
         catalog.close()
 
 
-def test_marks_are_whole_milliseconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lag_is_zero_only_when_nothing_waits(
+        clocked: tuple[list[int], Catalog, ChangeLog]) -> None:
+    """`lag_ms` rounds up: a change committed this very millisecond waits 1 ms,
+    so a client polling for lag 0 never takes "just committed" for "shipped"."""
+    clock, catalog, log = clocked
+    assert log.lag_ms("app") == 0
+    _row(log, catalog, "app", b"one")
+    at = log.pending_since("app")
+    assert at is not None
+    for waited_us, lag in [(0, 1), (1, 1), (999, 1), (1000, 1), (1001, 2), (2500, 3)]:
+        clock[0] = at + waited_us
+        assert log.lag_ms("app") == lag, waited_us
+    _trim(log, catalog, "app", MAX_LSN)
+    assert log.lag_ms("app") == 0
+
+
+def test_marks_are_whole_milliseconds(clocked: tuple[list[int], Catalog, ChangeLog]) -> None:
     """The archiver's marks (a segment's through time, archived_until, a
     restore point's end) are whole milliseconds, as they are shown: a
     restore as of the shown end holds a change committed in that last
     millisecond (at a time like …816.200 shown as …816, it did not)."""
-    clock = [1_700_000_000_816_200]
-    monkeypatch.setattr(changes, "now_us", lambda: clock[0])
-    catalog = Catalog(tmp_path / "catalog")
-    log = ChangeLog(catalog)
-    try:
-        log.activate("app")
-        _row(log, catalog, "app", b"one")
-        committed = log.read("app", 0, MAX_LSN)[-1]
-        clock[0] += 100  # still inside that millisecond
-        lsn, at = log.mark("app")
-        assert at % 1000 == 0 and at >= committed.at_us and lsn == committed.lsn
-        _row(log, catalog, "app", b"after the mark")
-        assert log.read("app", 0, MAX_LSN)[-1].at_us > at  # stamped after it
-        clock[0] += 333
-        _, final = log.deactivate("app")
-        assert final % 1000 == 0 and final > at
-    finally:
-        catalog.close()
+    clock, catalog, log = clocked
+    clock[0] = 1_700_000_000_816_200
+    _row(log, catalog, "app", b"one")
+    committed = log.read("app", 0, MAX_LSN)[-1]
+    clock[0] += 100  # still inside that millisecond
+    lsn, at = log.mark("app")
+    assert at % 1000 == 0 and at >= committed.at_us and lsn == committed.lsn
+    _row(log, catalog, "app", b"after the mark")
+    assert log.read("app", 0, MAX_LSN)[-1].at_us > at  # stamped after it
+    clock[0] += 333
+    _, final = log.deactivate("app")
+    assert final % 1000 == 0 and final > at
