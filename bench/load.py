@@ -267,6 +267,12 @@ def server_cpu(pid: int) -> dict[str, float]:
         fields = text.rsplit(")", 1)[1].split()
         part = "main thread" if tid == str(pid) else f"thread {name}"
         out[part] = out.get(part, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        if tid == str(pid):
+            try:  # schedstat: ns on a CPU, ns runnable but waiting for one, timeslices
+                waited = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+                out["main thread, runnable, waiting for a CPU"] = waited / 1e9
+            except (OSError, IndexError, ValueError):
+                pass
     for child in children:
         try:
             fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
