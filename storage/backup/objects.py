@@ -24,11 +24,6 @@ from functools import partial
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from catalog.errors import (
-    BackupInvalid,
-    InvalidArgument,
-)
-
 from .. import priority
 from .atomic import delete_quietly, make_dirs, publish, write_atomic
 from .codec import (
@@ -56,6 +51,7 @@ from .layout import (
 from .nofollow import handler_of
 from .object_reads import ObjectReads
 from .oserrors import reading, write_failed, writing
+from .sources import check_source, file_size, source_errors
 from .targets import Target
 from .transfer import OnBytes, Readable, ShouldStop, check_stop, copy, hash_file
 
@@ -152,7 +148,8 @@ class ObjectStore(ObjectReads):
     ) -> PutResult:
         """Store a local file. `on_oid` is told the content's sha256 before any
         object is looked up or published, so a lock can protect its names from a
-        concurrent prune. `on_copied`: a local put's bytes are written (see OnCopied)."""
+        concurrent prune. `on_copied`: a local put's bytes are written (see OnCopied).
+        A source that cannot be read is BackupInvalid (sources.py)."""
         check_stop(should_stop)
         if sha256 is not None:
             check_oid(sha256)
@@ -161,13 +158,14 @@ class ObjectStore(ObjectReads):
             hit = self.find(sha256, size)
             if hit is not None:
                 return self._reused(local_path, sha256, size, hit, on_bytes)
-        if self.write_keys is None and not self.compress:
-            if self.target.kind == "local":
-                return self._put_via_temp(local_path, sha256, size, on_bytes, should_stop, on_oid,
-                                          on_copied)
-            return self._put_direct(local_path, sha256, size, on_bytes, should_stop, on_oid)
-        return self._put_encoded(local_path, sha256, size, on_bytes, should_stop, on_oid,
-                                 on_copied)
+        with source_errors(local_path):
+            if self.write_keys is None and not self.compress:
+                if self.target.kind == "local":
+                    return self._put_via_temp(local_path, sha256, size, on_bytes, should_stop,
+                                              on_oid, on_copied)
+                return self._put_direct(local_path, sha256, size, on_bytes, should_stop, on_oid)
+            return self._put_encoded(local_path, sha256, size, on_bytes, should_stop, on_oid,
+                                     on_copied)
 
     def _reused(
         self,
@@ -179,7 +177,7 @@ class ObjectStore(ObjectReads):
     ) -> PutResult:
         form, stored = hit
         if size is None:
-            size = stored if form.encoding == RAW and form.keys is None else _file_size(local_path)
+            size = stored if form.encoding == RAW and form.keys is None else file_size(local_path)
         if on_bytes is not None:
             on_bytes(size)
         return PutResult(form.oid, stored, False, sha256, size)
@@ -220,7 +218,7 @@ class ObjectStore(ObjectReads):
                 make_dirs(self.target, tmp.rsplit("/", 1)[0])
             try:
                 n, oid = self._upload(src, tmp, on_bytes, should_stop, on_copied)
-                _check_source(local_path, oid, n, sha256, size)
+                check_source(local_path, oid, n, sha256, size)
                 if on_oid is not None:
                     on_oid(oid)
                 if self.size_of(oid) == n:
@@ -258,7 +256,7 @@ class ObjectStore(ObjectReads):
         with open(local_path, "rb", buffering=0) as src:
             try:
                 n, got = self._upload(src, dest, on_bytes, should_stop)
-                _check_source(local_path, got, n, sha256, size)
+                check_source(local_path, got, n, sha256, size)
                 if dest != final and not self._move_unless_present(dest, sha256, n):
                     return PutResult(sha256, n, False, sha256, n)
             except BaseException:
@@ -301,7 +299,7 @@ class ObjectStore(ObjectReads):
         an object already stored for that content."""
         priority.lower_if_started_normal()  # CPU on this thread (inflight.py)
         sha256, hashed = hash_file(local_path, should_stop)
-        _check_source(local_path, sha256, hashed, None, size)
+        check_source(local_path, sha256, hashed, None, size)
         if on_oid is not None:
             on_oid(sha256)
         hit = self.find(sha256, hashed)
@@ -349,7 +347,7 @@ class ObjectStore(ObjectReads):
                                                              should_stop)
                     if local and on_copied is not None:
                         on_copied()  # publish() fsyncs it
-                _check_source(local_path, digest, n, sha256, size)
+                check_source(local_path, digest, n, sha256, size)
                 if local:
                     existing = self.size_of(form.oid)
                     if existing is not None:  # another writer stored it meanwhile
@@ -469,26 +467,6 @@ class ObjectStore(ObjectReads):
                 except FileNotFoundError:
                     pass
         return removed
-
-
-def _check_source(path: str, oid: str, n: int, sha256: str | None, size: int | None) -> None:
-    """The caller's recorded hash/size must match what was read: otherwise the
-    source changed under us and storing it would make a lie of the manifest."""
-    if sha256 is not None and oid != sha256:
-        raise BackupInvalid(
-            f"file '{path}' changed while being backed up: sha256 {oid}, expected {sha256}"
-        )
-    if size is not None and n != size:
-        raise BackupInvalid(
-            f"file '{path}' changed while being backed up: size {n}, expected {size}"
-        )
-
-
-def _file_size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read file '{path}': {exc.strerror}") from exc
 
 
 def _close_quietly(stream: pa.NativeFile) -> None:

@@ -79,6 +79,21 @@ def test_a_rotted_source_stops_the_backup_and_leaves_nothing(app: Engine, tmp_pa
     assert repo.list_locks() == [] and tmp_files(repo) == []
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_a_missing_source_stops_the_backup_and_leaves_nothing(
+        app: Engine, tmp_path: Path, compression: str) -> None:
+    """A data file removed from under the server (outside damage) refuses the
+    backup with BACKUP_INVALID naming the file, not an internal error."""
+    files = app.catalog.scan(DataFile, app.tables.state("app", "t").uid)
+    victim = app.tables.files.abs(sorted(f.path for f in files)[2])
+    victim.unlink()
+    repo = Repository(resolve_target("t", [str(tmp_path / "b")], {}), compression=compression)
+    with pytest.raises(BackupInvalid, match=f"file '{victim}' cannot be read: No such file"):
+        backup(app, repo, "bk-1")
+    assert repo.list_objects() == {} and repo.manifest_ids() == []
+    assert repo.list_locks() == [] and tmp_files(repo) == []
+
+
 def test_a_rotted_object_stops_the_restore_and_leaves_nothing(app: Engine, tmp_path: Path) -> None:
     repo = Repository(resolve_target("t", [str(tmp_path / "b")], {}), compression="none")
     m = backup(app, repo, "bk-1")
