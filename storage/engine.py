@@ -54,6 +54,7 @@ from .files import FileStore
 from .keys import FileRanges
 from .pointcache import PointCache
 from .query import Plan, ResultLimits, mark_json, plan_query, release
+from .query_errors import clean, query_failed
 from .registry import Registry
 from .watchdog import Watchdog
 from .work import Work
@@ -333,13 +334,13 @@ class Engine:
                 raise Cancelled("query cancelled at the client's request") from None
             raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
         except duckdb.PermissionException as exc:
-            raise PermissionDenied(_clean(str(exc), plan)) from None
+            raise PermissionDenied(clean(str(exc), plan)) from None
         except pa.ArrowException as exc:  # e.g. a value nested deeper than Arrow allows
             raise InvalidArgument(f"the answer cannot be returned: {exc}") from None
         except duckdb.Error as exc:
             if fired[0]:
                 raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
-            raise InvalidArgument(_clean(str(exc), plan)) from None
+            raise query_failed(exc, plan) from None
         finally:
             release(plan, self.files)
             if (one_thread or not small) and self.cfg.duckdb_release_memory:
@@ -490,10 +491,3 @@ class Engine:
         if removed or dropped:
             log.info("recovery removed %d stray files and %d buffer families", len(removed), dropped)
         return {"files_removed": len(removed), "families_dropped": dropped}
-
-
-def _clean(message: str, plan: Plan) -> str:
-    """A DuckDB error as the user should read it: no internal view names."""
-    for view, name in sorted(plan.names.items(), reverse=True):
-        message = message.replace(view, name)
-    return message.split("\n\nLINE")[0].strip()

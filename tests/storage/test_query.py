@@ -15,7 +15,7 @@ import pytest
 import sqlglot
 
 from catalog import Catalog, DataFile, Namespace
-from catalog.errors import Cancelled, InvalidArgument, NotFound
+from catalog.errors import Cancelled, Internal, InvalidArgument, NotFound
 from storage import engine as engine_mod
 from storage import system_tables
 from storage.engine import Engine
@@ -158,7 +158,7 @@ def test_point_lookups_read_only_what_can_hold_the_key(
         assert run("SELECT id, v FROM app.t WHERE id = 2") == [{"id": 2, "v": 99}]
         assert run("SELECT v FROM app.t WHERE id = 20 AND v > 0") == [{"v": 20}]  # buffer only
         assert run("SELECT count(*) AS n FROM app.t WHERE id = 7") == [{"n": 0}]
-        with pytest.raises(InvalidArgument):
+        with pytest.raises(Internal, match="data directory is damaged"):
             run("SELECT id, v FROM app.t WHERE id = 10")  # this one needs the file
     with Aside(engine, low, tmp_path):
         assert run("SELECT id, v FROM app.t WHERE id = 10") == [{"id": 10, "v": 10}]
@@ -166,7 +166,7 @@ def test_point_lookups_read_only_what_can_hold_the_key(
         assert run("SELECT id, _deleted FROM app.t WHERE id = 11 AND _deleted") == [
             {"id": 11, "_deleted": True}]
         assert run("SELECT v FROM app.t WHERE id = 20") == [{"v": 20}]
-        with pytest.raises(InvalidArgument):
+        with pytest.raises(Internal, match="data directory is damaged"):
             run("SELECT id FROM app.t WHERE id = 2")
     # not a point lookup on the key's own type, or more than one key: still right
     assert run("SELECT id FROM app.t WHERE id = '3'") == [{"id": 3}]

@@ -1,0 +1,39 @@
+"""How a query DuckDB refused is told to the client.
+
+DuckDB's message is the user's to read, with the engine's internal view names
+put back as the user's table names, as a 400: the statement was wrong. An
+IOException is not the statement's fault: user SQL cannot reach files (the
+allow-list, and `enable_external_access = false`: that is a
+PermissionException), so it comes from the server's own Parquet files, one
+missing or unreadable. That is damage to the data directory, told as INTERNAL
+(500), without the server's paths; the log names the file."""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+
+from catalog.errors import CairnError, Internal, InvalidArgument
+
+from .query import Plan
+
+log = logging.getLogger("cairn.storage")
+
+
+def clean(message: str, plan: Plan) -> str:
+    """A DuckDB error as the user should read it: no internal view names."""
+    for view, name in sorted(plan.names.items(), reverse=True):
+        message = message.replace(view, name)
+    return message.split("\n\nLINE")[0].strip()
+
+
+def query_failed(exc: duckdb.Error, plan: Plan) -> CairnError:
+    """The error a query that DuckDB failed raises."""
+    if isinstance(exc, duckdb.IOException):
+        log.error("a query could not read a data file: %s", str(exc).split("\n\nLINE")[0])
+        return Internal(
+            "a table's data could not be read: the data directory is damaged or was "
+            "changed outside the server (the server log names the file)"
+        )
+    return InvalidArgument(clean(str(exc), plan))

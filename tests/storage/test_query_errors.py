@@ -1,0 +1,44 @@
+"""A query that fails: the statement's fault is INVALID_ARGUMENT with the user's
+table names; a data file gone from the data directory is INTERNAL, with no
+server path in the message, and the log names the file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from catalog import DataFile
+from catalog.errors import Internal, InvalidArgument
+from storage.engine import Engine
+
+from .conftest import Run, col
+
+
+@pytest.fixture
+def flushed(engine: Engine, run: Run) -> Path:
+    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
+                                                col("v", "TEXT")])
+    run("INSERT INTO app.t VALUES (1, 'a'), (2, 'b')")
+    engine.flush_table("app", "t")
+    (f,) = engine.catalog.scan(DataFile, engine.tables.state("app", "t").uid)
+    return Path(engine.tables.files.abs(f.path))
+
+
+def test_a_wrong_statement_is_invalid_argument(flushed: Path, run: Run) -> None:
+    with pytest.raises(InvalidArgument, match="nope") as info:
+        run("SELECT nope FROM app.t")
+    assert "__" not in info.value.message  # no internal view name
+
+
+@pytest.mark.parametrize("sql", ["SELECT * FROM app.t", "SELECT count(*) AS n FROM app.t",
+                                 "UPDATE app.t SET v = 'c' WHERE id = 2"])
+def test_a_missing_data_file_is_internal_without_paths(
+        flushed: Path, run: Run, sql: str, caplog: pytest.LogCaptureFixture) -> None:
+    flushed.unlink()
+    with caplog.at_level(logging.ERROR, logger="cairn.storage"), \
+            pytest.raises(Internal, match="data directory is damaged") as info:
+        run(sql)
+    assert str(flushed.parent) not in info.value.message
+    assert flushed.name in caplog.text
