@@ -48,7 +48,7 @@ class Case:
     name: str
     kind: str  # one of KINDS, or "two" (a directory target holding two backups)
     mutate: Callable[[Path, World, random.Random], None]
-    link: bool = False  # a planted link: refusals are 403
+    link: bool = False  # a planted link or FIFO: refusals are 403
     harmless: bool = False  # VERIFY must say valid and RESTORE must restore
     writer: str | None = None  # "backup" or "drop": a statement that must be refused (422/403)
 
@@ -301,6 +301,15 @@ def link_file(pattern: str) -> Callable[[Path, World, random.Random], None]:
     return mutate
 
 
+def fifo_file(pattern: str) -> Callable[[Path, World, random.Random], None]:
+    """Replace one file by a FIFO: opened to read, it would wait for a writer forever."""
+    def mutate(path: Path, world: World, rng: random.Random) -> None:
+        victim = rng.choice(sorted(p for p in path.glob(pattern) if p.is_file()))
+        victim.unlink()
+        os.mkfifo(victim)
+    return mutate
+
+
 def delete(rel: str) -> Callable[[Path, World, random.Random], None]:
     def mutate(path: Path, world: World, rng: random.Random) -> None:
         (path / rel).unlink()
@@ -337,6 +346,9 @@ def case_list() -> list[Case]:
             Case(f"{kind}: link to a manifest", kind, link_file("manifests/*.json"), link=True),
             Case(f"{kind}: link to an object", kind, link_file("objects/*/*"), link=True),
             Case(f"{kind}: link for objects/aa", kind, link_dir_first_object(), link=True),
+            Case(f"{kind}: FIFO for config.json", kind, fifo_file("config.json"), link=True),
+            Case(f"{kind}: FIFO for a manifest", kind, fifo_file("manifests/*.json"), link=True),
+            Case(f"{kind}: FIFO for an object", kind, fifo_file("objects/*/*"), link=True),
             Case(f"{kind}: unrelated file", kind, unrelated, harmless=True),
         ]
         cases += [Case(f"{kind}: link for {d}/", kind, link_dir(d), link=True,

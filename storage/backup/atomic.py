@@ -21,7 +21,8 @@ from .transfer import CHUNK_SIZE
 
 def fsync_path(path: str) -> None:
     """fsync a local file or directory by path (pyarrow streams do not expose fsync)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # a link is never synced through
+    # A link is never synced through, and a FIFO put in a file's place is not waited on.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         os.fsync(fd)
     finally:

@@ -29,6 +29,7 @@ from catalog.errors import PermissionDenied
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LINK_ERRORS = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 _PROC_FD = os.path.isdir("/proc/self/fd")
+_NO_WAIT = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 def no_follow_fs(base: str, uri: str) -> pafs.FileSystem:
@@ -47,6 +48,20 @@ def refuse_link(uri: str, rel: str) -> PermissionDenied:
         f"backup target '{uri}' holds a symbolic link at '{rel}': "
         "links inside a backup target are never followed"
     )
+
+
+def refuse_special(uri: str, rel: str) -> PermissionDenied:
+    """A FIFO, socket or device where a file or folder belongs: opening a FIFO
+    for reading waits for a writer that never comes, so it is refused, as a
+    link is, wherever it is met."""
+    return PermissionDenied(
+        f"backup target '{uri}' holds a special file (FIFO, socket or device) at '{rel}': "
+        "only regular files and folders belong in a backup target"
+    )
+
+
+def is_special(mode: int) -> bool:
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
 
 
 class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
@@ -135,6 +150,8 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             return None
         if stat.S_ISLNK(st.st_mode):
             raise refuse_link(self.uri, "/".join(parts))
+        if is_special(st.st_mode):
+            raise refuse_special(self.uri, "/".join(parts))
         return st
 
     def _info(self, path: str, st: os.stat_result | None) -> pafs.FileInfo:
@@ -169,6 +186,8 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 raise refuse_link(self.uri, "/".join(rel))
+            if is_special(st.st_mode):
+                raise refuse_special(self.uri, "/".join(rel))
             child = f"{path}/{entry.name}"
             out.append(self._info(child, st))
             if recursive and stat.S_ISDIR(st.st_mode):
@@ -220,17 +239,26 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
 
     def open_fd(self, path: str, flags: int) -> int:
         """A raw descriptor of a file in the target, opened without following a
-        link (for fd-to-fd copies, fastcopy.py); the caller closes it."""
+        link (for fd-to-fd copies, fastcopy.py), nor waiting on a FIFO (opened
+        non-blocking, refused once seen; the flag is then cleared); the caller
+        closes it."""
         parts = self._parts(path)
+        rel = "/".join(parts)
         with self._dir(parts[:-1]) as fd:
             try:
-                handle = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=fd)
+                handle = os.open(parts[-1], flags | _NO_WAIT, 0o644, dir_fd=fd)
             except OSError as exc:
-                self._raise_if_link(exc, fd, parts[-1], "/".join(parts))
+                self._raise_if_link(exc, fd, parts[-1], rel)
+                if exc.errno == errno.ENXIO:  # a FIFO opened to write, no reader
+                    raise refuse_special(self.uri, rel) from None
                 raise
-        if stat.S_ISDIR(os.fstat(handle).st_mode):
+        mode = os.fstat(handle).st_mode
+        if not stat.S_ISREG(mode):
             os.close(handle)
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            raise refuse_special(self.uri, rel)
+        os.set_blocking(handle, True)
         return handle
 
     def _open(self, path: str, flags: int, mode: str) -> Any:

@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 import tarfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -131,11 +132,15 @@ class Reader:
         # The archive itself is never reached through a link (see nofollow.py).
         with archive_errors(archive):
             try:
-                fd = os.open(archive, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(archive, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     raise refuse_link(archive, os.path.basename(archive)) from None
                 raise
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO would wait for a writer
+                os.close(fd)
+                raise BackupInvalid(f"backup archive '{archive}' is not a regular file")
+            os.set_blocking(fd, True)
         self._raw = open(fd, "rb")  # noqa: SIM115 - closed by close()
         try:
             with archive_errors(archive):

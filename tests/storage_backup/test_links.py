@@ -99,3 +99,62 @@ def test_target_holding_a_repository_in_its_internals(repo: Repository, make_fil
     with pytest.raises(PermissionDenied, match="internal folder 'objects'"):
         resolve_target("holder", [str(root)], {})
     assert resolve_target("team/nightly", [str(root)], {}).kind == "local"  # plain nesting is fine
+
+
+def fifo_in_place_of(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+@pytest.mark.timeout(30)  # a FIFO opened to read waits for a writer: a hang here is the bug
+@pytest.mark.parametrize("what", ["manifest", "object"])
+def test_a_fifo_is_refused_where_it_is_met_never_waited_on(
+        repo: Repository, make_file: MakeFile, tmp_path: Path, what: str) -> None:
+    """A FIFO (any special file) planted in a target is refused like a link,
+    naming it: never skipped as if absent, never opened to wait for a writer."""
+    sources = backed_up(repo, make_file)
+    base = Path(repo.target.base)
+    oid = sources[0].sha256
+    victim = (base / "manifests" / "bk-1.json" if what == "manifest"
+              else base / "objects" / oid[:2] / oid)
+    fifo_in_place_of(victim)
+    rel = str(victim.relative_to(base))
+    fresh = Repository(repo.target)
+    calls = {
+        "verify": lambda: fresh.verify("bk-1"),
+        "verify, sizes": lambda: fresh.verify("bk-1", contents=False),
+        "prune": fresh.prune,
+    }
+    if what == "manifest":
+        calls["list"] = fresh.list_manifests
+        calls["read"] = lambda: fresh.read_manifest("bk-1")
+    else:
+        calls["restore's read"] = lambda: fresh.read_object_to(
+            oid, str(tmp_path / "out"), sources[0].size)
+    for name, call in calls.items():
+        with pytest.raises(PermissionDenied, match=f"special file .* at '{rel}'"):
+            call()
+        assert victim.is_fifo(), name
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_is_never_opened_to_write(repo: Repository, make_file: MakeFile) -> None:
+    """Writing where a FIFO sits (no reader) is refused at once, not waited on."""
+    sources = backed_up(repo, make_file)
+    base = Path(repo.target.base)
+    victim = base / "objects" / sources[0].sha256[:2] / sources[0].sha256
+    fifo_in_place_of(victim)
+    with pytest.raises(PermissionDenied, match="special file"):
+        repo.target.fs.open_output_stream(str(victim)).close()
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_archive_is_refused(tmp_path: Path) -> None:
+    from catalog.errors import BackupInvalid
+    from storage.backup.tarball import Reader
+
+    archive = tmp_path / "bk.tar"
+    os.mkfifo(archive)
+    with pytest.raises(BackupInvalid, match="not a regular file"):
+        Reader(str(archive))
