@@ -11,7 +11,7 @@ import os
 
 import pyarrow.fs as pafs
 
-from catalog.errors import CairnError
+from catalog.errors import BackupInvalid, CairnError, InvalidArgument
 
 from .layout import temp_path
 from .oserrors import reading, writing
@@ -55,6 +55,30 @@ def publish(target: Target, tmp: str, final: str, durable: bool = True,
         fsync_path(parent)
 
 
+# The most a small file (config, manifest, lock, key, prune marker) may hold:
+# what a reader takes into memory. A target is hostile input, and a sparse
+# file of many GiB costs its maker no disk; a manifest of 64 MiB lists some
+# 200,000 files, a lock as many objects.
+SMALL_MAX = 64 << 20
+
+
+class TooLarge(BackupInvalid):
+    """A small file over SMALL_MAX: refused at once, not read again."""
+
+
+def write_small(target: Target, path: str, data: bytes, durable: bool = True,
+                limit: int = SMALL_MAX) -> None:
+    """write_atomic for a file read back with read_small: one over the limit
+    is refused here, so nothing is written that could not be read back."""
+    if len(data) > limit:
+        name = path.rsplit("/", 1)[-1]
+        raise InvalidArgument(
+            f"'{name}' would be {len(data)} bytes, over the {limit} a backup target's "
+            "manifests, locks and keys may hold (split the backup: fewer files per backup)"
+        )
+    write_atomic(target, path, data, durable)
+
+
 def write_atomic(target: Target, path: str, data: bytes, durable: bool = True) -> None:
     """Write small `data` at `path` so readers see the old state or the whole new one."""
     with writing(target.uri):
@@ -74,9 +98,10 @@ def write_atomic(target: Target, path: str, data: bytes, durable: bool = True) -
             raise
 
 
-def read_small(target: Target, path: str) -> bytes | None:
+def read_small(target: Target, path: str, limit: int = SMALL_MAX) -> bytes | None:
     """A whole small file (config, manifest, lock, key, marker), or None if it is
-    absent. Read in chunks: on S3 an unsized read() is very slow.
+    absent. Read in chunks: on S3 an unsized read() is very slow. Past `limit`
+    bytes the read stops: TooLarge (BACKUP_INVALID).
 
     On object storage another server may replace (a lock it extends) or remove
     (a finished prune's marker, a dropped manifest) the file between the HEAD
@@ -86,7 +111,9 @@ def read_small(target: Target, path: str) -> bytes | None:
     stays put is an error."""
     for attempt in range(_READ_ATTEMPTS):
         try:
-            return _read_whole(target, path)
+            return _read_whole(target, path, limit)
+        except TooLarge:
+            raise
         except CairnError as exc:
             if isinstance(exc.__cause__, (FileNotFoundError, NotADirectoryError)):
                 return None
@@ -101,16 +128,19 @@ def read_small(target: Target, path: str) -> bytes | None:
 _READ_ATTEMPTS = 3
 
 
-def _read_whole(target: Target, path: str) -> bytes:
-    with (
-        reading(target.uri, path.rsplit("/", 1)[-1]),
-        target.fs.open_input_stream(path) as f,
-    ):
+def _read_whole(target: Target, path: str, limit: int) -> bytes:
+    name = path.rsplit("/", 1)[-1]
+    with reading(target.uri, name), target.fs.open_input_stream(path) as f:
         parts: list[bytes] = []
+        total = 0
         while True:
-            part = f.read(CHUNK_SIZE)
+            part = f.read(min(CHUNK_SIZE, limit + 1 - total))
             if not part:
                 return b"".join(parts)
+            total += len(part)
+            if total > limit:
+                raise TooLarge(f"'{name}' in backup target '{target.uri}' is over {limit} "
+                               "bytes: no file Cairn writes there is that large")
             parts.append(bytes(part))
 
 

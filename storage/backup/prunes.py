@@ -34,7 +34,7 @@ from collections.abc import Iterator
 import pyarrow.fs as pafs
 
 from . import records
-from .atomic import delete_quietly, read_small, write_atomic
+from .atomic import delete_quietly, read_small, write_small
 from .layout import PRUNES, join, utc_now
 from .oserrors import reading
 from .targets import Target
@@ -65,7 +65,7 @@ class PruneMarker:
 
     def write(self) -> None:
         doc = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": utc_now()}
-        write_atomic(self.target, self.path, json.dumps(doc).encode(), self.durable)
+        write_small(self.target, self.path, json.dumps(doc).encode(), self.durable)
         self._written = time.monotonic()
 
     def refresh(self) -> None:

@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 from catalog.errors import AlreadyExists, BackupInvalid, CairnError
 
 from . import locks
-from .atomic import delete_quietly, make_dirs, write_atomic
+from .atomic import delete_quietly, make_dirs, write_small
 from .layout import (
     LOCKS,
     check_backup_id,
@@ -88,7 +88,7 @@ class LocksAndPrune:
 
         return BackupLock(
             backup_id,
-            write=lambda data: write_atomic(self.target, path, data, self.durable),
+            write=lambda data: write_small(self.target, path, data, self.durable),
             remove=remove,
             abandon=lambda: self.abandon(backup_id),
             settle=lambda: settle(self.target, should_stop),

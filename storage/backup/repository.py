@@ -28,7 +28,7 @@ from catalog.errors import (
 )
 
 from . import envelope, manifest, schema
-from .atomic import fsync_path, make_dirs, read_small, write_atomic
+from .atomic import fsync_path, make_dirs, read_small, write_small
 from .config import encode_config, new_config, parse_config
 from .crypto import Keys, PassphraseError, is_key_id
 from .keyring import KeyRing
@@ -125,7 +125,7 @@ class Repository(LocksAndPrune):
             make_dirs(self.target, self.target.base)
         config = new_config()
         path = join(self.target.base, CONFIG)
-        write_atomic(self.target, path, encode_config(config), self.durable)
+        write_small(self.target, path, encode_config(config), self.durable)
         self._config = config
         return config
 
@@ -203,7 +203,7 @@ class Repository(LocksAndPrune):
     def _write_key(self, key_id: str, data: bytes) -> None:
         with writing(self.uri):
             make_dirs(self.target, join(self.target.base, KEYS))
-        write_atomic(self.target, key_path(self.target.base, key_id), data, self.durable)
+        write_small(self.target, key_path(self.target.base, key_id), data, self.durable)
 
     def _open_key(self, key_id: str, backup_id: str) -> Keys | None:
         if not is_key_id(key_id):
@@ -323,7 +323,7 @@ class Repository(LocksAndPrune):
         features = ([manifest.ZSTD] if compress else []) + ([manifest.AES] if self.encrypted else [])
         sealed = manifest.seal(m, wanted, stored, features)
         data, doc = envelope.pack(sealed, compress, self.store.write_keys)
-        write_atomic(self.target, path, data, self.durable)
+        write_small(self.target, path, data, self.durable)
         return doc
 
     def _expected_size(self, oid: str, sha256: str, plain_size: int) -> int | None:
