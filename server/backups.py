@@ -20,7 +20,7 @@ from storage.archive import pitr
 from storage.archive import store as archived
 from storage.archive.store import parse_us
 from storage.backup import Repository
-from storage.backup.schema import load_header
+from storage.backup.schema import LABEL_MAX, load_header
 
 from . import archiving, faults, resume, visibility
 from .backup_run import BackupPlan, run_backup, scope_text
@@ -74,6 +74,9 @@ def check_options(stmt_name: str, options: tuple[tuple[str, Any], ...],
             )
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise InvalidArgument(f"option '{key}' must be a {want.__name__}, not {value!r}")
+        if key == "label" and isinstance(value, str) and len(value) > LABEL_MAX:
+            # what a manifest may hold: refused before any byte is copied
+            raise InvalidArgument(f"option 'label' is {len(value)} characters; at most {LABEL_MAX}")
         out[key] = value
     return out
 

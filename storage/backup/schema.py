@@ -51,7 +51,8 @@ ArchiveId = Annotated[str, Meta(pattern=r"^ar-[0-9a-z]{20}$")]
 Lsn = Annotated[int, Meta(ge=0, le=INT64_MAX)]
 Time = Annotated[str, Meta(min_length=1, max_length=64)]
 UserId = Annotated[str, Meta(min_length=1, max_length=1024)]
-Label = Annotated[str, Meta(max_length=65536)]
+LABEL_MAX = 65536  # characters of a backup's label
+Label = Annotated[str, Meta(max_length=LABEL_MAX)]
 Scalar = str | int | float | bool | None
 KeyValue = int | str
 Feature = Literal["zstd", "aes-256-gcm"]

@@ -69,6 +69,26 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+# Room a target's path leaves for what goes inside it (`objects/<aa>/<sha256>`
+# with an encoding's suffix, `tmp/<random>.tmp`, `archives/<ns>/<id>/<segment>`).
+_INSIDE = 256
+_NAME_MAX = 255  # bytes in one path component (Linux), and S3's limit is 1024 per key
+_PATH_MAX = 4096
+_S3_KEY_MAX = 1024
+
+
+def _check_length(target: str, path: str, whole_max: int) -> None:
+    """A target whose own path, or one of its names, is too long for what goes
+    inside it is refused before anything is made (else: ENAMETOOLONG later)."""
+    data = os.fsencode(path)
+    if len(data) > whole_max - _INSIDE or any(len(p) > _NAME_MAX for p in data.split(b"/")):
+        shown = target if len(target) <= 80 else target[:80] + "…"
+        raise InvalidArgument(
+            f"backup target '{shown}' is too long: at most {whole_max - _INSIDE} bytes, "
+            f"and {_NAME_MAX} per name"
+        )
+
+
 def _local(target: str, roots: list[str]) -> Target:
     if ".." in target.split("/"):
         raise PermissionDenied(f"backup target '{target}' is not allowed: '..' is not permitted")
@@ -87,6 +107,7 @@ def _local(target: str, roots: list[str]) -> Target:
             raise PermissionDenied(f"backup target '{target}' is outside the backup roots")
     else:
         candidate = os.path.normpath(os.path.join(root_abs[0], target))
+    _check_length(target, candidate, _PATH_MAX)
 
     # Symlinks anywhere on the way (the target itself, a parent) are resolved
     # before the check, so a link inside a root cannot point outside it.
@@ -189,6 +210,7 @@ def _split_s3(uri: str) -> tuple[str, str]:
     components = prefix.split("/") if prefix else []
     if any(c in ("", ".", "..") for c in components):
         raise InvalidArgument(f"backup target '{uri}' has an empty, '.' or '..' path component")
+    _check_length(uri, prefix, _S3_KEY_MAX)
     if is_archive_name(prefix):
         raise InvalidArgument(
             f"backup target '{uri}': archives (.tar, .tar.zst) are local files; "

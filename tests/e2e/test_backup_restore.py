@@ -298,6 +298,15 @@ async def test_bad_options(client: Any) -> None:
                  "INVALID_ARGUMENT", "compression")
     await expect(client, "RESTORE DATABASE app FROM 'n' WITH (as_of = 'yesterday', replace = true)",
                  "INVALID_ARGUMENT", "as_of")
+    # A label a manifest cannot hold, and a target too long for what goes in it,
+    # are refused before a job starts: no job, nothing in the backup root.
+    await expect(client, "BACKUP DATABASE app TO 'n' WITH (label = '" + "x" * 65537 + "')",
+                 "INVALID_ARGUMENT", "option 'label' is 65537 characters; at most 65536")
+    await expect(client, "BACKUP DATABASE app TO '" + "d/" * 2100 + "'", "INVALID_ARGUMENT",
+                 "is too long")
+    status, body = await sql(client,
+                             "SELECT count(*) AS n FROM system.jobs WHERE job_type = 'backup'")
+    assert status == 200 and body["results"][0]["rows"] == [{"n": 0}]
 
 
 def manifest_file(root: Path) -> Path:

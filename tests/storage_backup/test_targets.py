@@ -234,3 +234,22 @@ def test_archive_names_are_files_confined_like_directories(root: Path, tmp_path:
     assert resolve_target("old.tar", [str(root)], {}).kind == "local"
     with pytest.raises(InvalidArgument, match="archives"):
         resolve_target("s3://bucket/x.tar.zst", [str(root)], {})
+
+
+@pytest.mark.parametrize("target", ["d/" * 2000, "x" * 256, "a/" + "é" * 128])
+def test_a_target_too_long_for_its_contents_is_refused(root: Path, target: str) -> None:
+    """Too long a path, or one name over 255 bytes (é is two), is INVALID_ARGUMENT
+    before anything is made, not an OS error from a write later."""
+    with pytest.raises(InvalidArgument, match="is too long: at most"):
+        resolve_target(target, [str(root)], {})
+    assert list(root.iterdir()) == []
+
+
+def test_the_longest_names_that_fit_are_taken(root: Path) -> None:
+    assert resolve_target("x" * 255, [str(root)], {}).kind == "local"
+    assert resolve_target("s3://bucket/" + "p" * 255, [str(root)], {}).kind == "s3"
+
+
+def test_an_s3_prefix_too_long_for_its_keys_is_refused(root: Path) -> None:
+    with pytest.raises(InvalidArgument, match="is too long: at most 768 bytes"):
+        resolve_target("s3://bucket/" + "p/" * 400, [str(root)], {})
