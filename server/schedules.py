@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from catalog import Job, Namespace, Schedule
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound
@@ -48,6 +48,7 @@ log = logging.getLogger("cairn.schedules")
 CHECK_SECONDS = 1.0
 SCHEDULER = "scheduler"  # the user_id of scheduled jobs
 MAX_EVERY_SECONDS = 366 * 86400
+CRON_MAX = 256  # characters of a cron expression (five fields need far fewer)
 
 COLUMNS = [
     ("name", "TEXT"), ("namespace", "TEXT"), ("target", "TEXT"), ("every", "TEXT"),
@@ -85,10 +86,18 @@ def check_cron(text: str) -> str:
     day-of-week) or a macro like '@daily', as croniter reads it; times are UTC."""
     expr = " ".join(text.split())
     fields = expr.split(" ")
+    if len(expr) > CRON_MAX:
+        raise InvalidArgument(f"cron expression is {len(expr)} characters; at most {CRON_MAX}")
     if not (expr.startswith("@") or len(fields) == 5) or not croniter.is_valid(expr):
         raise InvalidArgument(
             f"cron expression '{text}' is not valid: give five fields, minute hour "
             "day-of-month month day-of-week, as in '0 3 * * *' (03:00 UTC every day)")
+    try:
+        next_cron(expr, datetime.now(UTC))
+    except CroniterBadDateError:  # valid fields that name no date: '0 0 30 2 *'
+        raise InvalidArgument(
+            f"cron expression '{text}' names no date that exists (such as 30 February)"
+        ) from None
     return expr
 
 

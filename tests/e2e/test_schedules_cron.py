@@ -72,3 +72,23 @@ async def test_a_bad_cron_expression_is_invalid_argument(client: Any, expr: str)
                         "INVALID_ARGUMENT")
     assert "cron expression" in message
     assert await rows(client, "SHOW SCHEDULES") == []
+
+
+@pytest.mark.parametrize(("expr", "says"), [
+    ("0 0 30 2 *", "names no date that exists"),  # 30 February: croniter finds no next time
+    ("0 0 31 4 *", "names no date that exists"),  # 31 April
+    ("1," * 200 + "1 * * * *", "cron expression is 409 characters; at most 256"),
+])
+async def test_a_cron_expression_that_can_never_run_is_invalid_argument(
+        client: Any, expr: str, says: str) -> None:
+    """Valid fields naming no date were a 500 (CroniterBadDateError); an
+    expression of kilobytes was stored as it came."""
+    await ok(client, "CREATE NAMESPACE app")
+    message = await err(client, f"CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n' CRON '{expr}'",
+                        "INVALID_ARGUMENT")
+    assert says in message
+    assert await rows(client, "SHOW SCHEDULES") == []
+    await ok(client, "CREATE SCHEDULE leap FOR BACKUP DATABASE app TO 'n' CRON '0 0 29 2 *'")
+    (leap,) = await rows(client, "SHOW SCHEDULES")
+    when = parse_iso(leap["next_run_at"])
+    assert (when.month, when.day) == (2, 29)
