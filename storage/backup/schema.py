@@ -31,9 +31,8 @@ AES = "aes-256-gcm"
 KNOWN_FEATURES: frozenset[str] = frozenset({ZSTD, AES})
 
 INT64_MAX = 2**63 - 1
-# Sequence numbers in a manifest stay at or below 2^62: a restore raises the
-# server's sequence to the backup's max_seq, and 2^62 numbers must remain for
-# every later write (an int64 `_seq` column and RocksDB keys take them).
+# Sequence numbers stay at or below 2^62: a restore raises the server's sequence to
+# max_seq, and 2^62 must remain for later writes (int64 `_seq`, RocksDB keys).
 MAX_SEQ = 2**62
 MAX_SCHEMA_VERSION = 2**31 - 1
 NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,63}$"
@@ -51,7 +50,7 @@ ArchiveId = Annotated[str, Meta(pattern=r"^ar-[0-9a-z]{20}$")]
 Lsn = Annotated[int, Meta(ge=0, le=INT64_MAX)]
 Time = Annotated[str, Meta(min_length=1, max_length=64)]
 UserId = Annotated[str, Meta(min_length=1, max_length=1024)]
-LABEL_MAX = 65536  # characters of a backup's label
+LABEL_MAX = 65536  # characters (BACKUP checks its option before a job starts)
 Label = Annotated[str, Meta(max_length=LABEL_MAX)]
 Scalar = str | int | float | bool | None
 KeyValue = int | str
