@@ -31,7 +31,7 @@ def clean(message: str, plan: Plan) -> str:
 def query_failed(exc: duckdb.Error, plan: Plan) -> CairnError:
     """The error a query that DuckDB failed raises."""
     if isinstance(exc, duckdb.IOException):
-        log.error("a query could not read a data file: %s", str(exc).split("\n\nLINE")[0])
+        log.error("a query could not read a data file: %s", clean(str(exc), plan))
         return Internal(
             "a table's data could not be read: the data directory is damaged or was "
             "changed outside the server (the server log names the file)"

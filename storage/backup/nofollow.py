@@ -148,11 +148,15 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
                 st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if stat.S_ISLNK(st.st_mode):
-            raise refuse_link(self.uri, "/".join(parts))
-        if is_special(st.st_mode):
-            raise refuse_special(self.uri, "/".join(parts))
+        self._refuse_odd(st.st_mode, "/".join(parts))
         return st
+
+    def _refuse_odd(self, mode: int, rel: str) -> None:
+        """A link or a special file met at `rel` is refused (403), naming it."""
+        if stat.S_ISLNK(mode):
+            raise refuse_link(self.uri, rel)
+        if is_special(mode):
+            raise refuse_special(self.uri, rel)
 
     def _info(self, path: str, st: os.stat_result | None) -> pafs.FileInfo:
         if st is None:
@@ -184,10 +188,7 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
         for entry in listed:
             rel = [*parts, entry.name]
             st = entry.stat(follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                raise refuse_link(self.uri, "/".join(rel))
-            if is_special(st.st_mode):
-                raise refuse_special(self.uri, "/".join(rel))
+            self._refuse_odd(st.st_mode, "/".join(rel))
             child = f"{path}/{entry.name}"
             out.append(self._info(child, st))
             if recursive and stat.S_ISDIR(st.st_mode):
