@@ -4,7 +4,9 @@
    (SELECT / set operations / VALUES), no statement that configures or touches
    files (ATTACH, COPY, INSTALL, LOAD, PRAGMA, SET, EXPORT, CREATE, ...), no
    table function but `range`/`generate_series`/`unnest`, no file-reading or
-   settings-reading scalar function, no table name that looks like a path.
+   settings-reading scalar function, no table name that looks like a path;
+   and no value built from a number past its bound (value_bounds.py: DuckDB's
+   memory limit does not cover the strings and lists scalar functions build).
 2. DuckDB itself: `enable_external_access = false` with `allowed_directories`
    limited to the data dir's `files/` (Cairn's own reads of its Parquet files),
    Python replacement scans off, and `lock_configuration = true` so no SQL can
@@ -20,6 +22,8 @@ import duckdb
 from sqlglot import exp
 
 from catalog.errors import PermissionDenied
+
+from . import value_bounds
 
 ALLOWED_TABLE_FUNCTIONS = frozenset({"generate_series", "range", "unnest", "explode"})
 
@@ -143,6 +147,7 @@ def check_fragment(expression: exp.Expression) -> None:
                     f"function {name}() is not allowed: queries cannot touch files, the "
                     "network or settings"
                 )
+            value_bounds.check(node, name)
         elif isinstance(node, exp.Parameter | exp.Placeholder | exp.SessionParameter):
             raise PermissionDenied("parameters and variables are not allowed in a query")
 

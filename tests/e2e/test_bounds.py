@@ -14,7 +14,8 @@ from aiohttp.test_utils import TestServer
 
 from server.app import connection_options, create_app
 from server.config import Config
-from tests.helpers import ok, sql
+from storage.value_bounds import CONSTANT_MAX, ROW_MAX
+from tests.helpers import err, ok, rows, sql
 
 SLOW = "(SELECT count(*) FROM range(100000000) a, range(100000) b)"
 
@@ -43,6 +44,48 @@ async def test_an_answer_over_max_result_rows_is_cut(bounded: Any) -> None:
                  "SELECT count(*) FROM range(1000000)"):
         res = (await ok(bounded, text))[0]
         assert "truncated" not in res and res["row_count"] <= 10, text
+
+
+# Each of these took DuckDB seconds to minutes and gigabytes past its memory
+# limit (range(300000000): 76 s, 15 GB), deaf to the timeout: refused first.
+BUILDERS_REFUSED = [
+    ("SELECT range(300000000)", "range()"),
+    ("SELECT len(generate_series(1, 300000000))", "generate_series()"),
+    ("SELECT * FROM unnest(range(10000000))", "range()"),
+    ("SELECT range(id) FROM app.t", "range()"),
+    ("SELECT repeat('x', 2000000000)", "repeat()"),
+    ("SELECT repeat('ab', 600000)", "repeat()"),  # 1.2 MB from a short count
+    ("SELECT repeat(v, 3) FROM app.t", "repeat()"),
+    ("SELECT lpad('x', 900000000, 'y')", "lpad()"),
+    (f"SELECT rpad(v, {ROW_MAX + 1}) FROM app.t", "rpad()"),
+    ("SELECT lpad(v, id) FROM app.t", "lpad()"),
+    ("SELECT list_resize([1], 300000000)", "list_resize()"),
+    ("SELECT bitstring('1', 2000000000)", "bitstring()"),
+    ("SELECT printf('%900000000d', 1)", "printf()"),
+    ("SELECT printf('%*d', 900000000, 1)", "printf()"),
+    ("SELECT format('{:>{}}', 'x', 900000000)", "format()"),
+    ("SELECT printf(v, 1) FROM app.t", "printf()"),
+]
+
+
+@pytest.mark.parametrize(("text", "name"), BUILDERS_REFUSED)
+async def test_a_value_built_from_a_number_is_bounded(bounded: Any, text: str, name: str) -> None:
+    message = await err(bounded, text, "INVALID_ARGUMENT")
+    assert name in message, message
+
+
+async def test_values_within_the_bounds_are_built(bounded: Any) -> None:
+    one = (await rows(bounded, f"SELECT lpad('7', 3, '0') AS p, len(range({CONSTANT_MAX})) AS n, "
+                               "repeat('ab', 3) AS r, printf('%5d|', 42) AS f, "
+                               "format('{:>4}|{{}}', 'x') AS g, len(generate_series(1, 10)) AS s"))
+    assert one == [{"p": "007", "n": CONSTANT_MAX, "r": "ababab", "f": "   42|",
+                    "g": "   x|{}", "s": 10}]
+    padded = await rows(bounded, f"SELECT length(lpad(v, {ROW_MAX}, '.')) AS n FROM app.t "
+                                 "WHERE id < 2 ORDER BY id")
+    assert padded == [{"n": ROW_MAX}, {"n": ROW_MAX}]
+    # FROM range(...) streams rows, bounded by the answer's limits instead.
+    res = (await ok(bounded, "SELECT * FROM range(300000000)"))[0]
+    assert res["truncated"] is True and res["row_count"] == 10
 
 
 async def test_system_tables_are_cut_too(bounded: Any) -> None:
