@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from catalog import Catalog
 from catalog.errors import (
@@ -86,6 +88,11 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         resp = error_response(exc, started, status=408)
         resp.force_close()  # the rest of the body is never read: drop the connection
         return resp
+    except UnreadableBody as exc:
+        request[OUTCOME] = exc.code
+        resp = error_response(exc, started)
+        resp.force_close()  # where the body ends is unknown: drop the connection
+        return resp
     except CairnError as exc:
         request[OUTCOME] = exc.code
         return error_response(exc, started)
@@ -112,18 +119,37 @@ class BodyTimeout(InvalidRequest):
     """The client did not send its whole body in time (answered 408, connection closed)."""
 
 
+class UnreadableBody(InvalidRequest):
+    """The body does not decode as its Content-Encoding says, or its chunks are
+    malformed (answered 400, connection closed)."""
+
+
 async def read_body(request: web.Request, seconds: float) -> bytes:
     """The request body, read within `seconds` (0: no limit), so a client that
     stops sending half-way does not hold a connection and a handler forever."""
     if not seconds or request.content.is_eof():  # all of it is here: no wait to bound
-        return await request.read()
+        return await _read(request)
     try:
         async with asyncio.timeout(seconds):
-            return await request.read()
+            return await _read(request)
     except TimeoutError:
         raise BodyTimeout(
             f"request body not received within {seconds:g} s (body_timeout_seconds)"
         ) from None
+
+
+async def _read(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except RequestPayloadError as exc:
+        if isinstance(exc.__cause__, ContentEncodingError):  # `gzip` on bytes that are not
+            encoding = check_header(request.headers.get("Content-Encoding", ""),
+                                    "Content-Encoding")
+            raise UnreadableBody(
+                f"request body does not decode as its Content-Encoding ({encoding}) says"
+            ) from None
+        raise UnreadableBody("request body could not be read: it ended early or its "
+                             "chunks are malformed") from None
 
 
 async def read_sql_request(request: web.Request, body_timeout: float = 0) -> tuple[str, str | None]:

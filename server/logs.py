@@ -18,6 +18,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+
 from catalog import Job
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -59,7 +62,28 @@ def setup(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server.filters):
+        server.addFilter(MalformedRequests())
     return handler
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp logs every malformed request (a line or header too long, bad
+    chunking, a body that does not decompress; the last also as an "Unhandled
+    exception" once the handler has answered 400) as an ERROR with a traceback, and
+    its message quotes the client's bytes, which may be a token's. Any client
+    can send them, so each becomes one WARNING naming the error's kind."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError | RequestPayloadError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "malformed HTTP request from %s: %s (%s)", (
+                peer, type(exc).__name__, getattr(exc, "code", 400))
+            record.exc_info = record.exc_text = None
+        return True
 
 
 def printable(text: str) -> str:

@@ -3,13 +3,17 @@ error code, multi-statement requests, malformed input, auth."""
 
 from __future__ import annotations
 
+import gzip
+import logging
 import os
 from typing import Any
 
 import pytest
+from aiohttp.http_exceptions import LineTooLong
 
 from server.app import create_app
 from server.config import Config
+from server.logs import MalformedRequests
 from tests.helpers import ok, sql
 
 ERROR_KEYS = {"code", "message", "statement", "line", "column"}
@@ -67,6 +71,38 @@ async def test_invalid_request_cases(client: Any) -> None:
         assert_error(resp.status, body, "INVALID_REQUEST", 400)
     # The server keeps serving.
     await ok(client, "SHOW NAMESPACES")
+
+
+async def test_a_body_that_does_not_decode_is_invalid_request(client: Any) -> None:
+    """`Content-Encoding: gzip` on bytes that are not gzip was a 500 (aiohttp's
+    RequestPayloadError escaped the handler)."""
+    plain = b'{"sql": "SELECT 1 AS one"}'
+    for encoding, payload in (("gzip", plain), ("gzip", b"\x1f\x8b" + plain),
+                              ("deflate", b"\x00" * 40)):
+        resp = await client.post("/api/sql", data=payload, headers={
+            "Content-Type": "application/json", "Content-Encoding": encoding})
+        error = assert_error(resp.status, await resp.json(), "INVALID_REQUEST", 400)
+        assert f"Content-Encoding ({encoding})" in error["message"], error
+        assert resp.headers.get("Connection") == "close"  # where the body ends is unknown
+    resp = await client.post("/api/sql", data=gzip.compress(plain), headers={
+        "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert resp.status == 200 and (await resp.json())["results"][0]["rows"] == [{"one": 1}]
+
+
+def test_a_malformed_request_is_one_warning_line() -> None:
+    """aiohttp logs a malformed request as an ERROR with a traceback whose
+    message quotes the client's bytes (here a token): one WARNING instead."""
+    bad = LineTooLong(b"Authorization: Bearer secret-token-" + b"x" * 9000, 8190)
+    record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1,
+                               "Error handling request from %s", ("10.0.0.9",),
+                               (type(bad), bad, None))
+    assert MalformedRequests().filter(record)
+    assert record.levelname == "WARNING" and record.exc_info is None
+    line = logging.Formatter("%(levelname)s %(message)s").format(record)
+    assert line == "WARNING malformed HTTP request from 10.0.0.9: LineTooLong (400)"
+    other = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "boom", (),
+                              (ValueError, ValueError("x"), None))
+    assert MalformedRequests().filter(other) and other.levelname == "ERROR" and other.exc_info
 
 
 async def test_parse_error_points_at_the_token(client: Any) -> None:
