@@ -14,7 +14,7 @@ from .config import AuthConfig
 from .state import Session
 from .text import check_header
 
-USER_ID = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}$")
+USER_ID = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}\Z")
 
 
 def _user_header(request: web.Request) -> str | None:

@@ -275,7 +275,7 @@ class ArchiveRepository(Repository):
     def remove_tmp(self, older_than_seconds: float | None = None) -> int:
         """Temp files of archives whose packing a crash interrupted."""
         parent, name = os.path.split(self.target.base)
-        ours = re.compile(rf"^\.{re.escape(name)}\.[0-9a-f]{{16}}\.tmp$")  # see tarball.pack
+        ours = re.compile(rf"^\.{re.escape(name)}\.[0-9a-f]{{16}}\.tmp\Z")  # see tarball.pack
         removed = 0
         with contextlib.suppress(FileNotFoundError), os.scandir(parent) as entries:
             for entry in entries:

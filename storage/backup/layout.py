@@ -28,9 +28,9 @@ TMP = "tmp"
 
 INTERNAL = (CONFIG, OBJECTS, MANIFESTS, LOCKS, KEYS, PRUNES, TMP)
 
-_OID = re.compile(r"^[0-9a-f]{64}$")
-_TEMP = re.compile(r"^[0-9a-f]{32}\.tmp$")
-_BACKUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_OID = re.compile(r"^[0-9a-f]{64}\Z")
+_TEMP = re.compile(r"^[0-9a-f]{32}\.tmp\Z")
+_BACKUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
 def check_oid(oid: object) -> str:

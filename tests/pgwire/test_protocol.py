@@ -121,6 +121,18 @@ def test_protocol_violation_is_fatal_08P01(pg: PgServer) -> None:
     _still_serving(pg)
 
 
+@pytest.mark.parametrize("user", ["alice\n", "alice\nFATAL forged", "a b", "x" * 129])
+def test_a_user_name_outside_the_pattern_is_refused_28000(pg: PgServer, user: str) -> None:
+    """`^…$` let a trailing newline through: user 'alice\n' logged in, and
+    its name could break the log lines that carry it."""
+    with socket.create_connection(("127.0.0.1", pg.port), timeout=10) as sock:
+        _PENDING.pop(sock.fileno(), None)
+        sock.sendall(_startup(user))
+        errors = [_fields(b) for tag, b in _read_all(sock, until=b"\xff") if tag == b"E"]
+    assert errors and errors[0]["S"] == "FATAL" and errors[0]["C"] == "28000", errors
+    _still_serving(pg)
+
+
 @pytest.mark.parametrize("message", [
     _msg(b"Q", b"SELECT 1\x00SELECT 2\x00"),  # ran SELECT 1: the rest was never read
     _msg(b"P", b"\x00SELECT 1\x00\x00\x00junk"),

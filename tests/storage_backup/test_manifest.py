@@ -316,3 +316,24 @@ def test_a_manifest_read_again_is_a_new_document_and_still_checked(
         repo.read_manifest("bk-1")
     path.write_bytes(good)
     assert repo.read_manifest("bk-1") == second
+
+
+def test_a_name_with_a_trailing_newline_is_no_backup_id_nor_object_id(
+        repo: Repository, make_file: MakeFile) -> None:
+    """`^…$` let a trailing newline through (`$` matches before one): a file
+    planted as `manifests/bk-1\n.json` was listed as backup 'bk-1\n', its
+    name breaking the log line that reported it damaged."""
+    from storage.backup.layout import check_backup_id, check_oid, is_backup_id, is_oid
+
+    backed_up(repo, make_file)
+    planted = manifest_file(repo, "bk-2\n")
+    planted.write_bytes(manifest_file(repo, "bk-1").read_bytes())
+    assert repo.manifest_ids() == ["bk-1"]
+    assert [m["backup_id"] for m in repo.list_manifests()] == ["bk-1"]
+    assert not is_backup_id("bk-2\n") and is_backup_id("bk-2")
+    oid = "a" * 64
+    assert is_oid(oid) and not is_oid(oid + "\n")
+    with pytest.raises(InvalidArgument):
+        check_oid(oid + "\n")
+    with pytest.raises(InvalidArgument):
+        check_backup_id("bk-2\n")
