@@ -348,6 +348,7 @@ def main() -> None:
             if not (Path(args.data) / "catalog").exists():
                 build(Path(args.data), {"big": args.mb}, 100)
             shutil.copytree(args.data, data)
+            os.sync()  # the copy's dirty pages are on disk before any clock starts
         else:
             build(data, {"big": args.mb}, 100)
         srv = Server(data, tmp / "server.log", Path(args.config) if args.config else None,
