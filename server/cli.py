@@ -18,7 +18,7 @@ from catalog import CatalogLocked
 from storage import timing
 
 from . import config as config_mod
-from . import logs
+from . import limits, logs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve(cfg: config_mod.Config) -> None:
     from .app import PGWIRE, connection_options, create_app, open_state
 
+    before, open_files = limits.raise_open_files()
+    if open_files > before:
+        logging.getLogger("cairn").info("open files: soft limit raised from %d to %d",
+                                        before, open_files)
+    connections = limits.Connections(
+        limits.connection_limit(cfg.server.max_connections, open_files))
     cairn = open_state(cfg)
     app = create_app(cfg, cairn)
     # Everything loaded so far (sqlglot, Lark, pyarrow, DuckDB, aiohttp) lives as
@@ -52,11 +58,14 @@ async def serve(cfg: config_mod.Config) -> None:
     runner = web.AppRunner(app, handle_signals=False, access_log=None,
                            **connection_options(cfg))
     await runner.setup()
+    listener = None
     try:
-        site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
-        await site.start()
-        addresses = runner.addresses  # (host, port, ...) of each bound socket
-        port = addresses[0][1] if addresses else cfg.server.port
+        # aiohttp's protocol for each connection, counted (server/limits.py).
+        assert runner.server is not None
+        listener = await asyncio.get_running_loop().create_server(
+            connections.factory(runner.server), cfg.server.host, cfg.server.port,
+            backlog=128, reuse_address=True)
+        port = listener.sockets[0].getsockname()[1] if listener.sockets else cfg.server.port
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,6 +77,8 @@ async def serve(cfg: config_mod.Config) -> None:
         await stop.wait()
         logging.getLogger("cairn").info("stopping")
     finally:
+        if listener is not None:
+            listener.close()
         await runner.cleanup()
 
 

@@ -31,6 +31,7 @@ class ServerConfig:
     max_result_bytes: int = 64 * 1024 * 1024  # bytes of one answer (Arrow sizes); 0: no bound
     header_timeout_seconds: float = 30.0  # idle connection / request line and headers
     body_timeout_seconds: float = 60.0  # the whole request body
+    max_connections: int = 1000  # open HTTP connections; past it 503 UNAVAILABLE (limits.py)
     # Run a one-row INSERT or point SELECT on the event loop when it can go
     # without waiting (no busy table lock, no DuckDB); else on a statement thread.
     # On by default since the req/s work (docs/performance.md, issue 15).
@@ -193,6 +194,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[pgwire] port must be 0..65535 (0: off)")
     if bool(cfg.pgwire.tls_cert) != bool(cfg.pgwire.tls_key):
         raise ConfigError("[pgwire] tls_cert and tls_key go together: set both or neither")
+    if cfg.server.max_connections < 1:
+        raise ConfigError("[server] max_connections must be at least 1")
     if cfg.server.max_request_bytes < 1024:
         raise ConfigError("[server] max_request_bytes must be at least 1024")
     for key in ("max_result_rows", "max_result_bytes", "query_timeout_seconds",

@@ -96,6 +96,8 @@ _ERROR_STATUSES = {
     "413": "REQUEST_TOO_LARGE: body over server.max_request_bytes",
     "422": "BACKUP_INVALID: a backup fails verification",
     "500": "INTERNAL: a bug",
+    "503": "UNAVAILABLE: more than server.max_connections connections are open "
+           "(Retry-After: 1; the connection is closed)",
 }
 
 

@@ -1,0 +1,97 @@
+"""Connections and open files (server/limits.py): idle connections cannot take
+the descriptors the server's own files need, nor hang every other client up
+on a reset. A real `cairn serve`, started with the usual soft limit of 1,024."""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server import limits
+from tests.helpers import ServerProcess
+
+BODY = b'{"sql": "SELECT 1 AS one"}'
+POST = (b"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+
+
+def _exchange(port: int, data: bytes = POST) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        out = b""
+        while b"\r\n\r\n" not in out or len(out.split(b"\r\n\r\n", 1)[1]) < _length(out):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def _length(head: bytes) -> int:
+    for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+@pytest.fixture
+def capped(tmp_path: Path) -> Iterator[ServerProcess]:
+    config = tmp_path / "cairn.toml"
+    config.write_text(f'[server]\nmax_connections = 4\n[backup]\nroots = ["{tmp_path / "b"}"]\n')
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))  # what it inherits
+    try:
+        proc = ServerProcess(tmp_path / "data", config=config).start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        yield proc
+    finally:
+        proc.kill()
+
+
+def test_past_max_connections_a_client_is_answered_503_not_reset(capped: ServerProcess) -> None:
+    assert b"HTTP/1.1 200" in _exchange(capped.port)
+    idle = [socket.create_connection(("127.0.0.1", capped.port), timeout=10) for _ in range(4)]
+    try:
+        out = _exchange(capped.port)
+        head, body = out.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 503") and b"Connection: close" in head, out
+        error = json.loads(body)["error"]
+        assert error["code"] == "UNAVAILABLE" and "max_connections" in error["message"]
+        # A client that sends nothing is answered too, and closed.
+        with socket.create_connection(("127.0.0.1", capped.port), timeout=10) as quiet:
+            assert b"503" in quiet.recv(65536)
+    finally:
+        idle.pop().close()
+    try:
+        for _ in range(50):  # the server sees the close on its next loop turn
+            out = _exchange(capped.port)
+            if out.startswith(b"HTTP/1.1 200"):
+                break
+        assert out.startswith(b"HTTP/1.1 200") and b'"one":1' in out, out
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_one(capped: ServerProcess) -> None:
+    assert capped.proc is not None
+    line = next(x for x in Path(f"/proc/{capped.proc.pid}/limits").read_text().splitlines()
+                if x.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    want = limits.OPEN_FILES_MAX if hard == "unlimited" else min(int(hard), limits.OPEN_FILES_MAX)
+    assert int(soft) == want > 1024
+
+
+def test_the_connection_limit_leaves_descriptors_for_the_server() -> None:
+    assert limits.connection_limit(1000, 1 << 20) == 1000
+    assert limits.connection_limit(1000, 1024) == 1024 - limits.RESERVED
+    assert limits.connection_limit(1000, 100) == 16  # a floor however low the limit
+    assert limits.connection_limit(4, 100) == 4
+    assert limits.connection_limit(1000, 0) == 1000  # no such limit here
