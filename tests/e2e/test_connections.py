@@ -5,8 +5,10 @@ on a reset. A real `cairn serve`, started with the usual soft limit of 1,024."""
 from __future__ import annotations
 
 import json
+import os
 import resource
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,3 +97,56 @@ def test_the_connection_limit_leaves_descriptors_for_the_server() -> None:
     assert limits.connection_limit(1000, 100) == 16  # a floor however low the limit
     assert limits.connection_limit(4, 100) == 4
     assert limits.connection_limit(1000, 0) == 1000  # no such limit here
+
+
+def test_a_backup_runs_on_while_idle_connections_pile_up(tmp_path: Path) -> None:
+    """The case that failed: a hard limit of 1,024 open files, a throttled
+    BACKUP running, and a client opening 1,100 idle connections. The BACKUP
+    failed with "Too many open files"; now the connections past what the
+    limit leaves are answered 503 and the BACKUP completes, and verifies."""
+    config = tmp_path / "cairn.toml"
+    config.write_text(f'[backup]\nroots = ["{tmp_path / "b"}"]\n'
+                      "throttle_bytes_per_second = 2000000\n")
+    proc = ServerProcess(tmp_path / "data", config=config)
+    # As if the hard limit were 1,024: a wrapper lowers both, then runs the server.
+    proc.args = [proc.args[0], "-c", "import os, resource, sys; "
+                 "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)); "
+                 "os.execv(sys.executable, sys.argv[1:])", *proc.args]
+    proc.start()
+    idle: list[socket.socket] = []
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))  # ours: 1,100+
+    try:
+        assert proc.post("CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, "
+                         "v TEXT)")[0] == 200
+        for k in range(4):
+            rows = ", ".join(f"({k * 2000 + i}, '{os.urandom(400).hex()}')" for i in range(2000))
+            assert proc.post(f"INSERT INTO app.t VALUES {rows}; FLUSH TABLE app.t")[0] == 200
+        status, body = proc.post("BACKUP DATABASE app TO 'bk' WITH (detached = true)")
+        job = body["results"][0]["rows"][0]["job_id"]
+        for _ in range(1100):
+            idle.append(socket.create_connection(("127.0.0.1", proc.port), timeout=10))
+        refused = _exchange(proc.port)
+        assert refused.startswith(b"HTTP/1.1 503"), refused[:200]
+        while idle:
+            idle.pop().close()
+        deadline = time.monotonic() + 60
+        row: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            status, body = proc.post(f"SHOW JOB '{job}'")
+            if status == 503:  # the closes above not yet seen by the server
+                time.sleep(0.1)
+                continue
+            assert status == 200 and body["results"][0]["rows"], (status, body)
+            row = body["results"][0]["rows"][0]
+            if row["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.2)
+        assert row["status"] == "completed", row
+        status, body = proc.post(f"VERIFY BACKUP '{row['backup_id']}' IN 'bk'")
+        assert body["results"][0]["rows"][0]["is_valid"] is True, body
+    finally:
+        for sock in idle:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        proc.kill()
