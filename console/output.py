@@ -23,6 +23,12 @@ FORMATS = ("table", "json", "csv")
 _NUMERIC = re.compile(r"^(SMALLINT|INT|INTEGER|BIGINT|REAL|FLOAT|DOUBLE|DECIMAL|HUGEINT|"
                       r"UBIGINT|UINTEGER|TINYINT|NUMERIC)\b", re.IGNORECASE)
 _WIDE = 10_000  # width for a non-terminal: tables at their natural width, never wrapped
+# Control characters (C0 but tab and newline, DEL, C1) and the bidirectional
+# overrides: in a value, a column name or an error message, any user of the
+# server may have written them, and printed raw to a terminal ESC sequences
+# move the cursor over earlier lines, clear the screen, set the title or the
+# clipboard (OSC 52). Rich drops BEL, CR and BS but lets ESC through.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _CONTEXT = 60  # characters of a long source line shown either side of an error
 
 
@@ -43,6 +49,17 @@ def cell(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return str(value)
+
+
+def visible(text: str) -> str:
+    """`text` with every control character written as an escape (`\\x1b`),
+    for the terminal: what a value says, never what it would do there."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def csv_cell(value: Any) -> str:
@@ -102,17 +119,17 @@ class Printer:
     def error(self, error: ApiError, source: Source | None = None) -> None:
         """`ERROR CODE: message`, then the statement's line with a caret at the position."""
         head = Text()
-        head.append(f"ERROR {error.code}:", style="bold red")
-        head.append(f" {error.message}")
+        head.append(f"ERROR {visible(str(error.code))}:", style="bold red")
+        head.append(f" {visible(str(error.message))}")
         self.err_console.print(head, highlight=False)
         for line in mark_error(error, source):
-            self.err_console.print(Text(line, style="red" if line.endswith("^") else ""),
+            self.err_console.print(Text(visible(line), style="red" if line.endswith("^") else ""),
                                    highlight=False)
 
     def notice(self, text: str) -> None:
         """Console chatter (help, settings): stderr in json/csv so stdout stays data."""
         target = self.console if self.format == "table" else self.err_console
-        target.print(Text(text), highlight=False)
+        target.print(Text(visible(text)), highlight=False)
 
     def _table(self, result: dict[str, Any], took_ms: float | None) -> None:
         columns = [str(c) for c in result.get("columns") or []]
@@ -124,14 +141,14 @@ class Printer:
                           show_edge=False, highlight=False)
             for name in columns:
                 numeric = bool(_NUMERIC.match(types.get(name, "")))
-                table.add_column(name, justify="right" if numeric else "left",
+                table.add_column(visible(name), justify="right" if numeric else "left",
                                  overflow="fold")
             for row in rows:
                 table.add_row(*(_styled(row.get(name)) for name in columns))
             self._print_table(table)
             footer.append(rows_label(len(rows)))
         if result.get("message"):
-            footer.insert(0, str(result["message"]))
+            footer.insert(0, visible(str(result["message"])))
         elif not columns:
             footer.append("OK")
         if self.timing and took_ms is not None:
@@ -164,7 +181,7 @@ class Printer:
 
 def _styled(value: Any) -> Text:
     """A cell as rich Text, never markup, so `[b]` in data prints as typed."""
-    return Text("NULL", style="dim italic") if value is None else Text(cell(value))
+    return Text("NULL", style="dim italic") if value is None else Text(visible(cell(value)))
 
 
 def _console(stream: TextIO) -> Console:

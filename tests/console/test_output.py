@@ -118,3 +118,25 @@ def test_reply_parsing_keeps_results_before_the_error() -> None:
     assert reply.error == ApiError("PARSE_ERROR", "bad", 2, 1, 9)
     broken = parse_reply(b"<html>502 Bad Gateway</html>", 1.0)
     assert broken.error is not None and broken.error.code == "INVALID_RESPONSE"
+
+
+def test_control_characters_are_shown_never_sent_to_the_terminal() -> None:
+    """A value, a column name, a message or an error is text any user of the
+    server may have written: ESC sequences in it would move the cursor over
+    earlier lines, clear the screen or set the clipboard (OSC 52). Rich let ESC
+    through; the table and the errors show it as an escape."""
+    evil = "ok\x1b[1A\x1b[2K\x1b]52;c;ZXZpbA==\x1b\\\x9b2J\u202edone\x07"
+    result = {"columns": ["v", f"c{evil}"], "schema": [], "rows": [{"v": evil, f"c{evil}": 1}],
+              "row_count": 1, "message": f"note {evil}"}
+    out, _ = printed("table", result)
+    assert "\x1b" not in out and "\x9b" not in out and "\u202e" not in out and "\x07" not in out
+    assert "ok\\x1b[1A\\x1b[2K\\x1b]52;c;ZXZpbA==\\x1b\\\\x9b2J\\u202edone\\x07" in out
+    assert "note ok\\x1b[1A" in out
+    err = io.StringIO()
+    Printer("table", io.StringIO(), err).error(ApiError("NOT_FOUND", f"table '{evil}' missing"))
+    assert "\x1b" not in err.getvalue() and "table 'ok\\x1b[1A" in err.getvalue()
+    # Tabs and newlines stay what they are; JSON lines escape on their own.
+    out, _ = printed("table", {**result, "rows": [{"v": "a\tb\nc", f"c{evil}": 1}]})
+    assert "\\x09" not in out and "\\x0a" not in out and "c" in out
+    out, _ = printed("json", result)
+    assert "\x1b" not in out and json.loads(out.splitlines()[0])["rows"][0]["v"] == evil
