@@ -9,7 +9,7 @@ files" reading its source, and could not clean up its target. So at start the
 soft limit is raised to the hard one (`raise_open_files`, as Go's runtime
 does), and HTTP connections past `[server] max_connections` (or past what the
 limit leaves once RESERVED descriptors are kept for the server's own files and
-the PostgreSQL listener) are answered 503 UNAVAILABLE and closed at once."""
+the PostgreSQL listener) are answered 503 UNAVAILABLE and closed."""
 
 from __future__ import annotations
 

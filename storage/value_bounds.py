@@ -40,7 +40,14 @@ _FMT_FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)(\{?)")
 def check(node: exp.Func, name: str) -> None:
     """Raise INVALID_ARGUMENT if `node` (named `name`) may build a value past the bounds."""
     if isinstance(node, exp.GenerateSeries):
-        _series(node, "range" if node.args.get("is_end_exclusive") else "generate_series")
+        exclusive = bool(node.args.get("is_end_exclusive"))
+        _series(node, "range" if exclusive else "generate_series", node.args.get("start"),
+                node.args.get("end"), node.args.get("step"), exclusive)
+    elif isinstance(node, exp.Anonymous) and name in ("range", "generate_series"):
+        args = list(node.expressions)  # as PostgreSQL's dialect leaves them: (end), (start, end[, step])
+        start = args.pop(0) if len(args) > 1 else exp.Literal.number(0)
+        _series(node, name, start, args[0] if args else None, args[1] if len(args) > 1 else None,
+                name == "range")
     elif isinstance(node, exp.Repeat):
         _repeat(node)
     elif isinstance(node, exp.Pad):
@@ -54,18 +61,19 @@ def check(node: exp.Func, name: str) -> None:
         _count(name, args[index] if len(args) > index else None, _bound(node))
 
 
-def _series(node: exp.GenerateSeries, name: str) -> None:
+def _series(node: exp.Func, name: str, start_node: exp.Expression | None,
+            end_node: exp.Expression | None, step_node: exp.Expression | None,
+            exclusive: bool) -> None:
     if isinstance(node.parent, exp.Table):
         return  # FROM range(n): a table function, its rows streamed
-    start, end = _int(node.args.get("start")), _int(node.args.get("end"))
-    step_node = node.args.get("step")
+    start, end = _int(start_node), _int(end_node)
     step = 1 if step_node is None else _int(step_node)
     if start is None or end is None or step is None:
         raise InvalidArgument(
             f"{name}() as a value takes whole numbers written in the query (at most "
             f"{CONSTANT_MAX:,} values); to produce rows from any bounds, use FROM {name}(...)")
     span, stride = abs(end - start), max(1, abs(step))
-    count = -(-span // stride) if node.args.get("is_end_exclusive") else span // stride + 1
+    count = -(-span // stride) if exclusive else span // stride + 1
     if count > CONSTANT_MAX:
         raise InvalidArgument(
             f"{name}() as a value builds a list of at most {CONSTANT_MAX:,} values; "

@@ -180,7 +180,10 @@ class Connection:
         # A catalog query is a query: an INSERT, UPDATE or DELETE is not scanned for one.
         tree = None if _WRITE.match(code) else pgcatalog.parse(text)
         if tree is not None:
-            columns, rows = await self.cairn.run(self.catalog.run, self.cairn, tree, self.info)
+            try:
+                columns, rows = await self.cairn.run(self.catalog.run, self.cairn, tree, self.info)
+            except CairnError as exc:  # past a bound of every query (pgcatalog.py)
+                raise PgError.of(exc) from None
             return Reply(f"SELECT {len(rows)}", columns, rows)
         return await self._cairn(text, offset)
 

@@ -25,8 +25,11 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from storage.duck import fetch_arrow
-from storage.sandbox import DENIED_NODES
+from catalog.errors import Cancelled
+from storage import value_bounds
+from storage.duck import fetch_bounded
+from storage.sandbox import DENIED_NODES, function_name
+from storage.watchdog import Watchdog
 
 from ..result import cairn_type
 from ..state import Cairn
@@ -208,8 +211,10 @@ class CatalogEngine:
         self._con.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
         self._names = itertools.count()
+        self._watchdog = Watchdog()
 
     def close(self) -> None:
+        self._watchdog.stop()
         self._con.close()
 
     def run(self, cairn: Cairn, tree: exp.Expression, info: SessionInfo
@@ -250,17 +255,31 @@ class CatalogEngine:
             new.set("alias", alias)
             table.replace(new)
         tree = tree.transform(lambda n: _rewrite(n, info))
+        # The bounds of any query (a catalog query may compute anything besides):
+        # values built from a number, the answer's size, the statement timeout.
+        for func in tree.find_all(exp.Func):
+            value_bounds.check(func, function_name(func))
+        server = cairn.config.server
         sql = tree.sql(dialect="duckdb")
         with self._lock:
             cur = self._con.cursor()
+        timeout = server.query_timeout_seconds
+        alarm = self._watchdog.arm(timeout, cur.interrupt) if timeout else None
         try:
             for view, data in tables.items():
                 cur.register(view, data)
             cur.register("cairn_type_names", _TYPE_NAMES)
             cur.register("cairn_definitions", relations.definitions(snapshot))
             cur.execute(_FORMAT_MACRO)
-            result = fetch_arrow(cur, sql)
+            result, _ = fetch_bounded(cur, sql, server.max_result_rows or None,
+                                      server.max_result_bytes or None)
+        except duckdb.InterruptException:
+            if alarm is not None and self._watchdog.disarm(alarm):
+                raise Cancelled(f"query cancelled: it ran longer than {timeout:g} s") from None
+            raise
         finally:
+            if alarm is not None:
+                self._watchdog.disarm(alarm)
             cur.close()
         columns = [(f.name, _oid(f)) for f in result.schema]
         rows = [list(r) for r in zip(*(c.to_pylist() for c in result.columns), strict=False)] \

@@ -11,6 +11,7 @@ import hmac
 import random
 import socket
 import struct
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from server.pgwire import params, scram
 from server.pgwire import types as t
-from tests.pgwire.conftest import PgServer
+from tests.pgwire.conftest import PgServer, _start
 
 
 def _msg(tag: bytes, body: bytes = b"") -> bytes:
@@ -333,3 +334,27 @@ def test_scram_accepts_the_token_and_refuses_anything_else() -> None:
         client("tok-c")
     with pytest.raises(scram.ScramError):
         scram.Exchange(verifier).first(b"p=tls-server-end-point,,n=,r=x")
+
+
+def test_a_catalog_query_has_the_bounds_of_every_query(pg: PgServer) -> None:
+    """A query that names a catalog relation or a session function (version())
+    runs on the catalog's own DuckDB. It ran there without the bounds of every
+    other query: repeat() built its 300 MB, range() its 30,000,000 values, and
+    all 300,000 rows came back past max_result_rows."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="repeat"):
+            conn.execute("SELECT version(), length(repeat('x', 300000000))")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="range"):
+            conn.execute("SELECT version(), len(range(30000000))")
+        rows = conn.execute("SELECT version(), x FROM range(300000) t(x)").fetchall()
+        assert len(rows) == 100_000  # [server] max_result_rows, as for any query
+        assert conn.execute("SELECT version(), len(range(5))").fetchone()[1] == 5
+
+
+def test_a_catalog_query_has_the_statement_timeout(tmp_path: Path) -> None:
+    for server in _start(tmp_path, "[server]\nquery_timeout_seconds = 1\n"):
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.QueryCanceled, match="longer than 1 s"):
+                conn.execute("SELECT version(), count(*) FROM range(300000000) a(x), "
+                             "range(1000) b(y)")
+            assert conn.execute("SELECT version()").fetchone()[0].startswith("PostgreSQL")
