@@ -102,7 +102,7 @@ class Engine:
         # ~0.3 ms to make and close).
         self._local = threading.local()
         self._cursors: weakref.WeakSet[Cursor] = weakref.WeakSet()
-        self._watchdog = Watchdog()
+        self.watchdog = Watchdog()  # every query's timeout (the pgwire catalog's too)
         # DuckDB queries run, by database ("small", "main"; a retry counts twice):
         # what shows that the fast paths (key checks, system tables) kept away.
         self.duckdb_runs: collections.Counter[str] = collections.Counter()
@@ -112,7 +112,7 @@ class Engine:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._watchdog.stop()
+                self.watchdog.stop()
                 for c in list(self._cursors):
                     with contextlib.suppress(duckdb.Error):
                         c.cur.close()
@@ -369,7 +369,7 @@ class Engine:
                     sql = sql.replace(f'"{placeholder}"', name).replace(placeholder, name)
                     plan.names[name] = plan.names.get(placeholder, "a table")
             if deadline is not None:
-                alarm = self._watchdog.arm(max(0.0, deadline - time.monotonic()), cur.interrupt)
+                alarm = self.watchdog.arm(max(0.0, deadline - time.monotonic()), cur.interrupt)
             interrupt = getattr(self._local, "interrupt", None)
             if interrupt is not None:
                 interrupt(cur.interrupt)
@@ -385,13 +385,13 @@ class Engine:
                 if interrupt is not None:
                     interrupt(None)
             if alarm is not None:
-                fired[0] = self._watchdog.disarm(alarm)
+                fired[0] = self.watchdog.disarm(alarm)
                 alarm = None
             sources.close()
             clean = not fired[0]
         finally:
             if alarm is not None:
-                fired[0] = self._watchdog.disarm(alarm) or fired[0]
+                fired[0] = self.watchdog.disarm(alarm) or fired[0]
             if not clean:
                 sources.handles.clear()
                 self._discard(c)

@@ -29,7 +29,6 @@ from catalog.errors import Cancelled
 from storage import value_bounds
 from storage.duck import fetch_bounded
 from storage.sandbox import DENIED_NODES, function_name
-from storage.watchdog import Watchdog
 
 from ..result import cairn_type
 from ..state import Cairn
@@ -211,10 +210,8 @@ class CatalogEngine:
         self._con.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
         self._names = itertools.count()
-        self._watchdog = Watchdog()
 
     def close(self) -> None:
-        self._watchdog.stop()
         self._con.close()
 
     def run(self, cairn: Cairn, tree: exp.Expression, info: SessionInfo
@@ -264,7 +261,8 @@ class CatalogEngine:
         with self._lock:
             cur = self._con.cursor()
         timeout = server.query_timeout_seconds
-        alarm = self._watchdog.arm(timeout, cur.interrupt) if timeout else None
+        watchdog = cairn.engine.watchdog  # the one that times every query
+        alarm = watchdog.arm(timeout, cur.interrupt) if timeout else None
         try:
             for view, data in tables.items():
                 cur.register(view, data)
@@ -274,12 +272,12 @@ class CatalogEngine:
             result, _ = fetch_bounded(cur, sql, server.max_result_rows or None,
                                       server.max_result_bytes or None)
         except duckdb.InterruptException:
-            if alarm is not None and self._watchdog.disarm(alarm):
+            if alarm is not None and watchdog.disarm(alarm):
                 raise Cancelled(f"query cancelled: it ran longer than {timeout:g} s") from None
             raise
         finally:
             if alarm is not None:
-                self._watchdog.disarm(alarm)
+                watchdog.disarm(alarm)
             cur.close()
         columns = [(f.name, _oid(f)) for f in result.schema]
         rows = [list(r) for r in zip(*(c.to_pylist() for c in result.columns), strict=False)] \
