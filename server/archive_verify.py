@@ -46,7 +46,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
     replays = _replays(repo, namespace, bases, listings, errors)
     for aid in ids:
         listing = listings[aid]
-        errors += [f"archive {aid}: '{s}' is not a segment" for s in listing.strays]
+        errors += store.stray_problems(aid, listing)
         good = []
         for name in listing.segments:
             if ctx is not None:
@@ -68,8 +68,8 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
             good.append(name)
             if ctx is not None:
                 ctx.progress(files_done=checked, bytes_done=nbytes)
-        runs, problems = store.runs_of(aid, good)
-        errors += problems
+        runs, _ = store.runs_of(aid, good)
+        errors += store.runs_of(aid, listing.segments)[1]  # overlaps, as RESTORE finds them
         for prev, run in itertools.pairwise(runs):
             if not any(b.snapshot_us == run.after_us and store.is_base(b, run) for b in bases):
                 errors.append(

@@ -50,7 +50,7 @@ MAX_SEGMENT_BYTES = 16 << 20  # changes' data per segment; a backlog ships in se
 HEARTBEAT_MIN_US = 10_000_000  # an idle archive still marks the target at least this often
 RETRY_MAX_S = 30.0
 BASE_CHECK_S = 60.0  # a base deleted behind Cairn's back is noticed within this
-_INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)\Z")
+_INTERVAL = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m)\Z")
 
 
 def parse_interval(text: str) -> int:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_INTERVAL = re.compile(r"^(?:\d+[smhd])+\Z")
-_PART = re.compile(r"(\d+)([smhd])")
+_INTERVAL = re.compile(r"^(?:[0-9]+[smhd])+\Z")
+_PART = re.compile(r"([0-9]+)([smhd])")
 
 
 def interval_seconds(text: str) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from catalog.errors import InvalidArgument, NotFound
+from catalog.errors import BackupInvalid, InvalidArgument, NotFound
 from storage.backup import Repository
 
 from . import store
@@ -32,14 +32,23 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int) -> TimePla
     """The newest base backup at or before `as_of` inside a restorable window,
     and the window's segments up to `as_of`. NOT_FOUND before any base backup;
     INVALID_ARGUMENT past the newest restorable time (which it names) or
-    between windows (which it lists)."""
-    runs, _ = store.all_runs(repo, namespace)
+    between windows (which it lists); BACKUP_INVALID when the archive's folder
+    holds a file that is not a segment or segments that overlap."""
+    runs, problems = store.all_runs(repo, namespace)
     bases = store.bases_of(repo, namespace)
     if not any(b.snapshot_us <= as_of_us for b in bases):
         raise NotFound(f"no backup of namespace '{namespace}' taken at or before {as_of} "
                        f"in target '{repo.uri}'")
     wins = store.windows(runs, bases)
     inside = [w for w in wins if w.start_us <= as_of_us <= w.end_us]
+    # A file that is not a segment, or segments that overlap, in the archive
+    # used (or, when no window holds the time, in any: the windows themselves
+    # are then in doubt): VERIFY ARCHIVE calls it invalid, so the restore
+    # refuses it too (which of two overlapping segments is true is unknown).
+    used = [max(inside, key=lambda w: w.end_us).run.archive_id] if inside else list(problems)
+    wrong = [p for aid in used for p in problems.get(aid, [])]
+    if wrong:
+        raise BackupInvalid(wrong[0])
     if not inside:
         newest = max((w.end_us for w in wins), default=None)
         if newest is None:

@@ -45,7 +45,7 @@ MAX_BODY = 1 << 30
 MAX_CHANGES = 10_000_000
 SUFFIX = ".seg"
 
-_NAME = re.compile(r"^(\d{20})-(\d{20})-(\d{17})-(\d{17})\.seg\Z")
+_NAME = re.compile(r"^([0-9]{20})-([0-9]{20})-([0-9]{17})-([0-9]{17})\.seg\Z")
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")
 ARCHIVE_ID = re.compile(r"^ar-[0-9a-z]{20}\Z")
 NAMESPACE = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")

@@ -275,13 +275,23 @@ def bases_of(repo: Repository, namespace: str) -> list[Base]:
     return out
 
 
-def all_runs(repo: Repository, namespace: str) -> tuple[list[Run], list[str]]:
+def stray_problems(archive_id: str, listing: Listing) -> list[str]:
+    """The files of an archive's folder that are not segments, as VERIFY
+    ARCHIVE reports them and a RESTORE to a time in that archive refuses."""
+    return [f"archive {archive_id}: '{s}' is not a segment (a file Cairn did not write; "
+            "remove it if it is not needed)" for s in listing.strays]
+
+
+def all_runs(repo: Repository, namespace: str) -> tuple[list[Run], dict[str, list[str]]]:
+    """Every archive's runs, and per archive what is wrong with its listing
+    (strays, overlaps): a restore from such an archive is refused."""
     runs: list[Run] = []
-    problems: list[str] = []
+    problems: dict[str, list[str]] = {}
     for aid in archive_ids(repo, namespace):
-        r, p = runs_of(aid, list_segments(repo, namespace, aid).segments)
+        listing = list_segments(repo, namespace, aid)
+        r, p = runs_of(aid, listing.segments)
         runs += r
-        problems += p
+        problems[aid] = stray_problems(aid, listing) + p
     return runs, problems
 
 

@@ -25,14 +25,14 @@ MAX_JSON = 16 << 20  # no record of these kinds is anywhere near this size
 MAX_LOCK_OIDS = 1 << 22  # four million object names in one running backup
 MAX_BODY = 1 << 30  # a manifest body, decompressed
 
-Hex64 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
-Hex32 = Annotated[str, Meta(pattern="^[0-9a-f]{32}$")]
-BackupId = Annotated[str, Meta(pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+Hex64 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
+Hex32 = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")]
+BackupId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")]
 Timestamp = Annotated[
     str,
     Meta(
-        pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
-        r"(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?$"
+        pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]"
+        r":[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?\Z"
     ),
 ]
 Host = Annotated[str, Meta(min_length=1, max_length=255)]

@@ -35,7 +35,7 @@ INT64_MAX = 2**63 - 1
 # max_seq, and 2^62 must remain for later writes (int64 `_seq`, RocksDB keys).
 MAX_SEQ = 2**62
 MAX_SCHEMA_VERSION = 2**31 - 1
-NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,63}$"
+NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,63}\Z"
 RESERVED_NAMESPACES = frozenset({"system", "information_schema", "main", "temp", "pg_catalog"})
 TABLE_TYPES = ("shared", "user", "stream")
 
@@ -43,10 +43,10 @@ Count = Annotated[int, Meta(ge=0, le=INT64_MAX)]
 Seq = Annotated[int, Meta(ge=0, le=MAX_SEQ)]
 Version = Annotated[int, Meta(ge=1, le=MAX_SCHEMA_VERSION)]
 Name = Annotated[str, Meta(pattern=NAME_PATTERN)]
-Oid = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
-BackupId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
-KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$")]
-ArchiveId = Annotated[str, Meta(pattern=r"^ar-[0-9a-z]{20}$")]
+Oid = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
+BackupId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")]
+KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")]
+ArchiveId = Annotated[str, Meta(pattern=r"^ar-[0-9a-z]{20}\Z")]
 Lsn = Annotated[int, Meta(ge=0, le=INT64_MAX)]
 Time = Annotated[str, Meta(min_length=1, max_length=64)]
 UserId = Annotated[str, Meta(min_length=1, max_length=1024)]
@@ -391,10 +391,10 @@ def _check_table(where: str, t: TableEntry) -> None:
         if s.version in versions:
             raise _fail(f"{where}.schemas[{si}].version", f"version {s.version} is listed twice")
         versions.add(s.version)
+        _time(f"{where}.schemas[{si}].created_at", s.created_at)
         _check_columns(f"{where}.schemas[{si}]", t, s)
     if t.schema_version not in versions or max(versions) != t.schema_version:
-        raise _fail(f"{where}.schema_version",
-                    f"version {t.schema_version} is not the newest of the table's schemas")
+        raise _fail(f"{where}.schema_version", f"{t.schema_version} is not the newest schema")
     current = {c.name: c for c in t.schema().columns}
     # Files of version v are read with the current columns whose `since` <= v, so
     # each of those must be a column of every such version, of the same type.

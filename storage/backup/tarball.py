@@ -38,7 +38,7 @@ _MEMBER = re.compile(
     r"^(config\.json"
     r"|keys/[0-9a-f]{32}\.json"
     r"|manifests/[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.json"
-    r"|objects/([0-9a-f]{2})/([0-9a-f]{64}))$"
+    r"|objects/([0-9a-f]{2})/([0-9a-f]{64}))\Z"
 )
 PACKED = (CONFIG, KEYS, MANIFESTS, OBJECTS)  # locks/ and tmp/ never go into an archive
 

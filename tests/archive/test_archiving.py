@@ -75,6 +75,8 @@ async def test_errors(client: Any) -> None:
               "INVALID_ARGUMENT")
     await err(client, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '1ms')",
               "INVALID_ARGUMENT")
+    await err(client, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '\u0661s')",
+              "INVALID_ARGUMENT")  # an Arabic-Indic 1 was read as one
     await err(client, "START ARCHIVING DATABASE app TO 'arch' WITH (compression = 'lz4')",
               "INVALID_ARGUMENT")
     await err(client, "START ARCHIVING DATABASE app TO 'arch' WITH (bogus = 1)",

@@ -220,6 +220,12 @@ def test_names() -> None:
     assert segment.parse_name(f"{2:020d}-{1:020d}-{0:017d}-{0:017d}.seg") is None  # last < after
     assert segment.parse_name(f"{0:020d}-{1:020d}-{5:017d}-{4:017d}.seg") is None  # time back
     assert segment.parse_name("../" + SegmentName(0, 1, 2, 3).file) is None
+    # Only ASCII digits: int() reads Arabic-Indic or fullwidth digits too, so a
+    # planted copy named with them was read as the segment of the same range.
+    real = SegmentName(7, 9, 10, 20).file
+    for zero in ("\u0660", "\uff10"):
+        assert segment.parse_name(real.replace("0", zero)) is None
+    assert segment.parse_name(real + "\n") is None
 
 
 def test_runs_and_windows() -> None:

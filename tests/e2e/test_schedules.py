@@ -38,7 +38,9 @@ async def schedules(client: Any) -> dict[str, dict[str, Any]]:
 def test_intervals() -> None:
     assert [parse_every(t) for t in ("30s", "15m", "1h", "1d", "1h30m", " 2H ", "366d")] == [
         30, 900, 3600, 86400, 5400, 7200, 366 * 86400]
-    for bad in ("", "0s", "0h0m", "15", "h", "1.5h", "-1h", "1w", "367d", "1 hour", "'1h'"):
+    # Digits other than ASCII ('1\u0663s', fullwidth '\uff11s') were read as numbers.
+    for bad in ("", "0s", "0h0m", "15", "h", "1.5h", "-1h", "1w", "367d", "1 hour", "'1h'",
+                "1\u0663s", "\uff11s"):
         with pytest.raises(InvalidArgument):
             parse_every(bad)
 

@@ -161,6 +161,23 @@ def mutations(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+ARABIC_DIGITS = str.maketrans("0123456789", "".join(chr(0x660 + i) for i in range(10)))
+
+
+def lookalikes(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every string field as a value that only looks like it: with a trailing
+    newline (`$` in a pattern matches before one) and with its digits
+    Arabic-Indic (`\\d` and int() take them)."""
+    out = []
+    for path, value in _paths(doc):
+        if path and isinstance(value, str):
+            out.append((f"{show(path)} + newline", _set(doc, path, value + "\n")))
+            if any(c.isdigit() for c in value):
+                out.append((f"{show(path)} in Arabic-Indic digits",
+                            _set(doc, path, value.translate(ARABIC_DIGITS))))
+    return out
+
+
 def _semantic(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Mutations a field-by-field walk does not make: references between fields."""
     out = []
