@@ -33,7 +33,7 @@ from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgum
 from catalog.ids import new_id
 
 from .backup.contents import problem as content_problem
-from .backup.contents import tail_of
+from .backup.contents import tail_of, values_problem
 from .backup.schema import MAX_SEQ, FileEntry, Manifest, TableEntry, to_doc
 from .files import FileStore
 from .inflight import InFlight
@@ -215,7 +215,8 @@ def _check_contents(registry: Registry, restore: Restore, records: list[DataFile
                for f in t.files}
     for rec in records:
         f, t = entries[(rec.table_uid, rec.sha256)]
-        wrong = content_problem(tail_of(str(registry.files.abs(rec.path))), f, t)
+        path = str(registry.files.abs(rec.path))
+        wrong = content_problem(tail_of(path), f, t) or values_problem(path, f, t)
         if wrong is not None:
             raise BackupInvalid(wrong)
 

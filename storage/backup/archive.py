@@ -305,7 +305,8 @@ class ArchiveRepository(Repository):
         reader = Reader(self.target.base)
         try:
             members = Sequential(self.uri, self.store, reader)
-            report = verify_objects(members.check, m, on_progress, should_stop, contents)
+            report = verify_objects(members.check, m, on_progress, should_stop, contents,
+                                    self.scratch_dir)
             extra = [e for e in members.finish() if e not in report.errors]
         finally:
             reader.close()

@@ -6,22 +6,29 @@ in a manifest and re-seal it, or store a Parquet file of other columns, other
 rows or other users under a valid sha256. Such a restore would install a table
 that no query can read, or rows that overtake every later write.
 
-So every file is checked against its entry from its Parquet footer alone (the
+So every file is checked against its entry, first from its Parquet footer (the
 end of the file): the Arrow schema is exactly the stored schema of its schema
 version (hidden columns, then every column, with their Arrow types), the row
 count is the entry's, and the footer's statistics put every `_seq` within the
 entry's `min_seq..max_seq`, every key within the entry's `key_range` (point
 lookups skip files by it) and, in a USER table, every `_user` equal to the
-entry's user. RESTORE applies it to each fetched file, VERIFY to the content of
-each object as it rereads it (`Tail` keeps the last bytes): one function, so
-they agree."""
+entry's user (`problem`). The statistics are the writer's word, and whoever
+writes the target writes them: a file whose footer put its keys 1..3 while it
+held 100..102 passed, was restored, hid its rows from point lookups and took
+a second row of the same key. So those columns are then read from the file
+itself, batch by batch, and their values held to the same bounds
+(`values_problem`). RESTORE applies both to each fetched file, VERIFY to the
+content of each object as it rereads it (`Capture` keeps it, in a temporary
+file past a few MiB): the same functions, so they agree."""
 
 from __future__ import annotations
 
-from typing import Any
+import tempfile
+from typing import IO, Any
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..types import OW, SEQ, USER, arrow_type
@@ -29,6 +36,8 @@ from .schema import FileEntry, TableEntry
 
 TAIL = 1 << 20  # a footer larger than this is refused (Cairn's are a few KiB)
 MAGIC = b"PAR1"
+SPOOL_MEMORY = 8 << 20  # a Capture keeps this much in memory, the rest in a temporary file
+BATCH_ROWS = 65_536  # values_problem reads this many rows at a time
 
 
 class Tail:
@@ -54,6 +63,37 @@ class Tail:
         if self.whole is not None:
             return self.whole
         return bytes(memoryview(self.data)[-TAIL:])
+
+
+class Capture(Tail):
+    """A Tail that keeps the whole content too, for `values_problem`: in memory
+    up to SPOOL_MEMORY, past it in a temporary file under `scratch_dir`.
+    `complete` is False when only the end was handed over (`take`: a copier
+    read the object; the object itself is then a local raw file)."""
+
+    def __init__(self, scratch_dir: str | None = None) -> None:
+        super().__init__()
+        self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
+            max_size=SPOOL_MEMORY, dir=scratch_dir)
+        self.complete = True
+
+    def update(self, chunk: Any) -> None:
+        super().update(chunk)
+        self.spool.write(chunk)
+
+    def take(self, last: bytes) -> None:
+        super().take(last)
+        self.complete = False
+
+    def content(self) -> IO[bytes] | None:
+        """The whole content from its start, or None if it was not seen."""
+        if not self.complete:
+            return None
+        self.spool.seek(0)
+        return self.spool
+
+    def close(self) -> None:
+        self.spool.close()
 
 
 class Teed:
@@ -109,11 +149,7 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
                 f"stores {_show(want)}")
     if meta.num_rows != f.rows:
         return f"{what} holds {meta.num_rows} rows, its entry says {f.rows}"
-    bounds: dict[str, tuple[Any, Any]] = {SEQ: (f.min_seq, f.max_seq)}
-    if f.user_id is not None:
-        bounds[USER] = (f.user_id, f.user_id)
-    for name, (low, high) in f.key_range.items():  # lookups skip files by these
-        bounds[name] = (low, high)
+    bounds = _bounds(f)
     for name, (low, high) in bounds.items():
         index = schema.get_field_index(name)
         for g in range(meta.num_row_groups):
@@ -127,6 +163,65 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
                 return (f"{what} holds {name} values {stats.min!r}..{stats.max!r}, "
                         f"outside its entry's {low!r}..{high!r}")
     return None
+
+
+def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> str | None:
+    """None when the file's own `_seq`, `_user` and key values are within its
+    entry's bounds and within each row group's statistics (what `problem`
+    read in the footer alone: lookups skip files, and DuckDB row groups, by
+    them), else what is wrong. Call it after `problem` found nothing. Only
+    those columns are read, BATCH_ROWS rows at a time."""
+    what = f"file {f.content_sha256} of table '{table.name}'"
+    bounds = _bounds(f)
+    names = list(dict.fromkeys([*bounds, *table.primary_key]))
+    rows = 0
+    try:
+        with pq.ParquetFile(source) as pf:
+            index = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
+            for g in range(pf.metadata.num_row_groups):
+                group = pf.metadata.row_group(g)
+                said = {n: group.column(index[n]).statistics for n in names}
+                for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g],
+                                             columns=names, use_threads=False):
+                    rows += batch.num_rows
+                    for name in names:
+                        wrong = _outside(batch.column(name), name, bounds.get(name), said[name])
+                        if wrong is not None:
+                            return f"{what} {wrong}"
+    except Exception as exc:  # noqa: BLE001 - any file pyarrow cannot read is damage
+        return f"{what} cannot be read ({type(exc).__name__})"
+    if rows != f.rows:
+        return f"{what} holds {rows} rows, its entry says {f.rows}"
+    return None
+
+
+def _outside(column: pa.Array, name: str, entry: tuple[Any, Any] | None,
+             stats: Any) -> str | None:
+    if column.null_count:
+        return f"holds NULL {name} values"
+    if not len(column):
+        return None
+    found = pc.min_max(column)
+    lo, hi = found["min"].as_py(), found["max"].as_py()
+    if entry is not None and (lo < entry[0] or hi > entry[1]):
+        return f"holds {name} values {lo!r}..{hi!r}, outside its entry's {entry[0]!r}..{entry[1]!r}"
+    said = (stats.min, stats.max) if stats is not None and stats.has_min_max else None
+    if said is not None and all(type(v) is type(lo) for v in said) and (
+            lo < said[0] or hi > said[1]):  # (a type Python reads otherwise is not compared)
+        return (f"holds {name} values {lo!r}..{hi!r}, outside its own statistics' "
+                f"{said[0]!r}..{said[1]!r}")
+    return None
+
+
+def _bounds(f: FileEntry) -> dict[str, tuple[Any, Any]]:
+    """The columns an entry bounds: `_seq`, a USER table's `_user`, and the keys
+    (point lookups skip files by their range)."""
+    bounds: dict[str, tuple[Any, Any]] = {SEQ: (f.min_seq, f.max_seq)}
+    if f.user_id is not None:
+        bounds[USER] = (f.user_id, f.user_id)
+    for name, (low, high) in f.key_range.items():
+        bounds[name] = (low, high)
+    return bounds
 
 
 def _show(fields: list[tuple[str, pa.DataType]]) -> str:

@@ -8,7 +8,7 @@ import errno
 import hashlib
 import os
 from functools import partial
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
@@ -68,6 +68,16 @@ class ObjectReads:
                 f"object {oid} does not hold content {sha256} under any key at hand"
             )
         return found
+
+    def open_local(self, oid: str) -> BinaryIO:
+        """A raw object of a local target, opened for reading at any offset
+        (no link followed on the way, as every read in a target)."""
+        handler = handler_of(self.target.fs)
+        if handler is None:
+            raise BackupInvalid(f"object {oid} is not in a local target")
+        with reading(self.target.uri, f"object {oid}"):
+            fd = handler.open_fd(self.path(oid), os.O_RDONLY)
+        return os.fdopen(fd, "rb")
 
     def read_to(
         self,

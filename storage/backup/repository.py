@@ -475,7 +475,7 @@ class Repository(LocksAndPrune):
             raise
         except BackupInvalid as exc:
             return VerifyReport(backup_id, is_valid=False, errors=[exc.message])
-        return verify_objects(self.store, m, on_progress, should_stop, contents)
+        return verify_objects(self.store, m, on_progress, should_stop, contents, self.scratch_dir)
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contents import Tail
+from .contents import Capture, Tail, values_problem
 from .contents import problem as content_problem
 from .objects import ObjectStore
 from .schema import FileEntry, TableEntry, load
@@ -60,11 +60,14 @@ def verify_objects(
     on_progress: OnProgress | None = None,
     should_stop: ShouldStop | None = None,
     contents: bool = True,
+    scratch_dir: str | None = None,
 ) -> VerifyReport:
     """Check every object of a (decoded, hence well-formed) manifest, in oid order:
     its stored size, and the sha256 of its bytes (raw) or of its decoded content,
     every encrypted frame authenticating (encoded); then the content of every
-    intact object against the files that use it (contents.py, as RESTORE does)."""
+    intact object against the files that use it (contents.py, as RESTORE does:
+    the footer, then the values; the content is kept for them in memory or,
+    past a few MiB, in a temporary file under `scratch_dir`)."""
     check = check_in_store(store) if isinstance(store, ObjectStore) else store
     typed = load(manifest)
     users: dict[str, list[tuple[FileEntry, TableEntry]]] = {}
@@ -91,16 +94,17 @@ def verify_objects(
     for obj in objects:
         check_stop(should_stop)
         in_object = 0
-        tail = Tail()
-        problem = check(obj, on_bytes, should_stop, tail)
-        if problem is not None:
-            errors.append(problem)
-        else:
-            content = tail.bytes()
-            for f, t in users.get(obj.get("sha256") or obj["oid"], []):
-                wrong = content_problem(content, f, t)
-                if wrong is not None:
-                    errors.append(wrong)
+        used = users.get(obj.get("sha256") or obj["oid"], [])
+        tail = Capture(scratch_dir) if used else Tail()
+        try:
+            problem = check(obj, on_bytes, should_stop, tail)
+            if problem is not None:
+                errors.append(problem)
+            else:
+                errors += _content_problems(store, obj, tail, used)
+        finally:
+            if isinstance(tail, Capture):
+                tail.close()
         report.files_checked += 1
         done_before += obj["size"]
         if on_progress is not None:
@@ -110,3 +114,22 @@ def verify_objects(
     report.errors = errors
     report.is_valid = not errors
     return report
+
+
+def _content_problems(store: ObjectStore | Checker, obj: dict[str, Any], tail: Tail,
+                      used: list[tuple[FileEntry, TableEntry]]) -> list[str]:
+    """What is wrong with an intact object's content for the files that use it."""
+    out = []
+    last = tail.bytes()
+    for f, t in used:
+        wrong = content_problem(last, f, t)
+        if wrong is None:
+            content = tail.content() if isinstance(tail, Capture) else None
+            if content is not None:
+                wrong = values_problem(content, f, t)
+            elif isinstance(store, ObjectStore):  # a copier read it: a local raw object
+                with store.open_local(obj["oid"]) as local:
+                    wrong = values_problem(local, f, t)
+        if wrong is not None:
+            out.append(wrong)
+    return out

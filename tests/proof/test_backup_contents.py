@@ -11,10 +11,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import struct
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
 
 from server.config import Config
@@ -46,6 +48,27 @@ def _parquet(table: pa.Table) -> bytes:
     out = io.BytesIO()
     pq.write_table(table, out)
     return out.getvalue()
+
+
+def _forged(table: pa.Table, column: str, claimed: tuple[Any, Any]) -> bytes:
+    """`table` as Parquet whose footer says `column` holds `claimed` (min, max):
+    the actual bounds' bytes patched in place (same length), as anyone who
+    writes the target can. pyarrow reads the claim back."""
+    data = bytearray(_parquet(table))
+    start = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    actual = (pa.compute.min(table[column]).as_py(), pa.compute.max(table[column]).as_py())
+
+    def raw(v: Any) -> bytes:
+        return v.encode() if isinstance(v, str) else struct.pack("<q", v)
+
+    for was, now in dict(zip(actual, claimed, strict=True)).items():  # min may be max
+        assert len(raw(was)) == len(raw(now)) and data.count(raw(was), start) >= 1
+        data[start:] = data[start:].replace(raw(was), raw(now))
+    out = bytes(data)
+    stats = pq.read_metadata(pa.BufferReader(out)).row_group(0).column(
+        table.schema.get_field_index(column)).statistics
+    assert (stats.min, stats.max) == claimed
+    return out
 
 
 async def test_a_renamed_column_is_refused_by_verify_and_restore(
@@ -126,3 +149,40 @@ async def test_a_parquet_file_that_is_not_the_entry_is_refused(
         outcome = await run_case(client, root, data_dir, "plain", ids["plain"], what, crafted,
                                  100 + i, objects={oid: _parquet(table)})
         assert outcome.refused == (what in variants), (what, outcome)
+
+    # The same lies with the footer's statistics saying what the entry says:
+    # they were read alone, so these were restored (a point lookup missed the
+    # keys, an INSERT of one made a second row of it, an UPDATE found none).
+    key_range = entry["key_range"]["id"]
+    forged = {
+        "_seq beyond the entry, statistics forged": _forged(
+            variants["_seq beyond the entry"], "_seq", (entry["min_seq"], entry["max_seq"])),
+        "keys outside the key_range, statistics forged": _forged(
+            variants["a key outside the entry's key_range"], "id", tuple(key_range)),
+    }
+    for i, (what, data) in enumerate(forged.items()):
+        crafted, oid = _swap(doc, "items", data)
+        outcome = await run_case(client, root, data_dir, "plain", ids["plain"], what, crafted,
+                                 200 + i, objects={oid: data})
+        assert outcome.refused, (what, outcome)
+    # An entry without a key_range: point lookups and DuckDB go by the
+    # statistics themselves, so the keys must be within those too.
+    crafted, oid = _swap(doc, "items", forged["keys outside the key_range, statistics forged"])
+    next(t for t in crafted["tables"] if t["name"] == "items")["files"][0]["key_range"] = {}
+    outcome = await run_case(client, root, data_dir, "plain", ids["plain"], "no key_range",
+                             crafted, 210, objects={oid: forged[
+                                 "keys outside the key_range, statistics forged"]})
+    assert outcome.refused, outcome
+
+    # A USER table's file of u1 holding rows of 'u2', its statistics saying u1.
+    notes = next(t for t in doc["tables"] if t["name"] == "notes")
+    mine = notes["files"][0]
+    assert mine["user_id"] == "u1"
+    theirs = pq.read_table(root / "src-plain" / "objects" / mine["oid"][:2] / mine["oid"])
+    theirs = theirs.set_column(theirs.schema.get_field_index("_user"), "_user",
+                               pa.array(["u2"] * theirs.num_rows, pa.string()))
+    data = _forged(theirs, "_user", ("u1", "u1"))
+    crafted, oid = _swap(doc, "notes", data)
+    outcome = await run_case(client, root, data_dir, "plain", ids["plain"], "other user",
+                             crafted, 220, objects={oid: data})
+    assert outcome.refused, outcome
