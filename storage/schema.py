@@ -14,6 +14,8 @@ TABLE_KINDS = ("shared", "user", "stream")
 SYSTEM_COLUMNS = (ID, UPDATED, DELETED)
 RESERVED_COLUMNS = frozenset((*HIDDEN, *SYSTEM_COLUMNS))
 
+OPTION_MAX = 2**63 - 1
+MAX_COLUMNS = 4096  # of a table, Cairn's own (_id, _updated, _deleted) included
 OPTIONS: dict[str, tuple[tuple[str, ...], type, float]] = {
     # name: (table kinds it applies to, value type, smallest value)
     "flush_rows": (("shared", "user"), int, 1),
@@ -41,6 +43,8 @@ def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
             raise InvalidArgument(f"option '{key}' must be a whole number, not {value!r}")
         if value < least:
             raise InvalidArgument(f"option '{key}' must be positive, not {value!r}")
+        if not value <= OPTION_MAX:  # what a backup's manifest holds (NaN fails too)
+            raise InvalidArgument(f"option '{key}' must be at most {OPTION_MAX}, not {value!r}")
         out[key] = typ(value)
     return out
 
@@ -107,7 +111,15 @@ def new_columns(kind: str, defs: list[Any]) -> tuple[list[Column], list[str]]:
         key = [ID]
     if kind in ("shared", "user"):
         cols += [system_column(UPDATED), system_column(DELETED)]
+    _check_width(cols)
     return cols, key
+
+
+def _check_width(cols: list[Column]) -> None:
+    if len(cols) > MAX_COLUMNS:  # a backup's manifest holds no more (nor could be restored)
+        shown = sum(1 for c in cols if not c["system"])
+        raise InvalidArgument(f"a table has at most {MAX_COLUMNS} columns with Cairn's own "
+                              f"({MAX_COLUMNS - len(cols) + shown} of yours here), not {shown}")
 
 
 def add_column(current: TableSchema, d: Any) -> list[Column]:
@@ -126,6 +138,7 @@ def add_column(current: TableSchema, d: Any) -> list[Column]:
         )
     user_cols = [c for c in current.columns if not c.get("system")]
     sys_cols = [c for c in current.columns if c.get("system")]
+    _check_width([*user_cols, col, *sys_cols])
     return [*user_cols, col, *sys_cols]
 
 

@@ -36,6 +36,9 @@ HIDDEN = (SEQ, USER, OW)
 ID, UPDATED, DELETED = "_id", "_updated", "_deleted"
 
 
+MAX_TEXT_LENGTH = 2**31 - 1  # TEXT(n): what a backup's manifest holds
+
+
 def canonical_type(name: str, params: tuple[int, ...] | list[int], column: str) -> tuple[str, list[int]]:
     """Check a declared type; INVALID_ARGUMENT names the column and the type."""
     upper = ALIASES.get(name.upper(), name.upper())
@@ -56,8 +59,9 @@ def canonical_type(name: str, params: tuple[int, ...] | list[int], column: str) 
             )
         return upper, [p, s]
     if upper == "TEXT":
-        if len(params) > 1 or (params and params[0] < 1):
-            raise InvalidArgument(f"Column '{column}': {shown} needs one positive length")
+        if len(params) > 1 or (params and not 1 <= params[0] <= MAX_TEXT_LENGTH):
+            raise InvalidArgument(
+                f"Column '{column}': {shown} needs one length from 1 to {MAX_TEXT_LENGTH}")
         return upper, params
     if params:
         raise InvalidArgument(f"Column '{column}': type {upper} takes no parameters ({shown})")
