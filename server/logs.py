@@ -30,6 +30,28 @@ _STRING = re.compile(r"'(?:[^']|'')*'?|\$[A-Za-z0-9_]*\$.*?\$[A-Za-z0-9_]*\$", r
 SHAPE_LIMIT = 300
 
 
+# Line breaks and other control characters (C0 but tab, DEL, C1, the Unicode
+# line and paragraph separators) in a text log line's message.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT, with every control character of the message written as an
+    escape (`\\n`, `\\x1b`): a message may quote what a client sent (a
+    target's name, a DuckDB error naming a column) and must not start a line
+    of its own that reads like the server's. A traceback stays as it is."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return _CONTROL.sub(_escape, super().formatMessage(record))
+
+
+def _escape(m: re.Match[str]) -> str:
+    return {"\n": "\\n", "\r": "\\r"}.get(m.group(), m.group().encode("unicode_escape").decode())
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; event fields become top-level keys."""
 
@@ -56,7 +78,7 @@ def setup(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) 
     """Send every log record to `stream` (stderr) in the chosen format; replaces
     handlers set up before (so `cairn serve` can apply the config file's choice)."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -158,3 +158,28 @@ def test_statement_shape_hides_every_string() -> None:
     assert shape == "BACKUP DATABASE a TO '?' WITH (encryption_passphrase = '?', label = '?')"
     assert "secret" not in logs.statement_shape("SELECT 'unterminated secret")
     assert len(logs.statement_shape("SELECT " + "1 + " * 1000 + "1")) <= logs.SHAPE_LIMIT + 1
+
+
+def test_text_lines_cannot_be_forged_by_quoted_text() -> None:
+    """A message may quote a client's text (a backup target's name may hold a
+    newline, a DuckDB error quotes a column): in text format its line breaks
+    and other control characters are escapes, so it stays one line and cannot
+    print a line that reads like the server's own, nor drive a terminal."""
+    stream = io.StringIO()
+    handler = logs.setup("text", "INFO", stream)
+    forged = "2026-12-03 12:00:00,000 INFO cairn.jobs: job_ended status=completed"
+    try:
+        log = logging.getLogger("cairn.test")
+        log.warning("archiving %s failed: %s", "app", f"target /b/x\n{forged}\r\x1b[2J\u2028z")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed\nagain")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith(f"target /b/x\\n{forged}\\r\\x1b[2J\\u2028z")
+    assert lines[1].endswith("ERROR cairn.test: failed\\nagain")
+    assert lines[2] == "Traceback (most recent call last):"  # a traceback keeps its lines
+    assert lines[-1] == "ValueError: boom" and not any(line.startswith("2026-12-03 12:00")
+                                                       for line in lines)
