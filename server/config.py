@@ -206,6 +206,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError('[server] event_loop must be "uvloop" or "asyncio"')
     if cfg.storage.flush_rows < 1:
         raise ConfigError("[storage] flush_rows must be at least 1")
+    if cfg.storage.flush_bytes < 1:
+        raise ConfigError("[storage] flush_bytes must be at least 1")
     if cfg.storage.duckdb_wide_row_bytes < 0:
         raise ConfigError("[storage] duckdb_wide_row_bytes must be 0 (off) or more")
     if cfg.storage.point_cache_mb < 0:

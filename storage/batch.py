@@ -101,6 +101,14 @@ def one_row_tables(run: list[OneRow]) -> pa.Table:
     return struct_table(pa.chunked_array(chunks, first.struct), first.schema)
 
 
+def batch_bytes(b: BufBatch) -> int:
+    """About how many bytes a batch's values take: a OneRow's strings and
+    bytes by their length, 8 for any other value; an Arrow batch's buffers."""
+    if isinstance(b, OneRow):
+        return sum(len(v) if isinstance(v, str | bytes) else 8 for v in b.values)
+    return int(b.rows.nbytes)
+
+
 class BatchMap(dict[bytes, BufBatch]):
     """A table's buffered batches, in commit order (key -> batch).
 
@@ -108,27 +116,32 @@ class BatchMap(dict[bytes, BufBatch]):
     anything but an append of a new key. While it stays the same, the first n
     entries are the same n batches as before, so a cached conversion of them
     can be extended with just the entries after them (buffer.py). `rows` is
-    the total row count, kept as entries come and go (the flusher and the
-    metrics ask for it often, under the table's lock)."""
+    the total row count and `nbytes` about the bytes of their values
+    (`batch_bytes`), kept as entries come and go (the flusher and the metrics
+    ask for them often, under the table's lock)."""
 
-    __slots__ = ("generation", "rows")
+    __slots__ = ("generation", "nbytes", "rows")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.generation = 0
         self.rows = sum(b.num_rows for b in self.values())
+        self.nbytes = sum(batch_bytes(b) for b in self.values())
 
     def __setitem__(self, key: bytes, value: BufBatch) -> None:
         old = self.get(key)
         if old is not None:
             self.generation += 1
             self.rows -= old.num_rows
+            self.nbytes -= batch_bytes(old)
         super().__setitem__(key, value)
         self.rows += value.num_rows
+        self.nbytes += batch_bytes(value)
 
     def __delitem__(self, key: bytes) -> None:
         self.generation += 1
         self.rows -= self[key].num_rows
+        self.nbytes -= batch_bytes(self[key])
         super().__delitem__(key)
 
     def pop(self, key: bytes, *default: Any) -> Any:
@@ -136,23 +149,26 @@ class BatchMap(dict[bytes, BufBatch]):
         out = super().pop(key, *default)
         if isinstance(out, BufBatch):
             self.rows -= out.num_rows
+            self.nbytes -= batch_bytes(out)
         return out
 
     def popitem(self) -> tuple[bytes, BufBatch]:
         self.generation += 1
         key, value = super().popitem()
         self.rows -= value.num_rows
+        self.nbytes -= batch_bytes(value)
         return key, value
 
     def clear(self) -> None:
         self.generation += 1
         super().clear()
-        self.rows = 0
+        self.rows = self.nbytes = 0
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         self.generation += 1
         super().update(*args, **kwargs)
         self.rows = sum(b.num_rows for b in self.values())
+        self.nbytes = sum(batch_bytes(b) for b in self.values())
 
     def __ior__(self, other: Any) -> BatchMap:  # type: ignore[override,misc]
         self.update(other)

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from catalog import DataFile, Table, TableSchema
 
-from .batch import BatchMap, BufBatch, OneRow, one_row_tables
+from .batch import BatchMap, BufBatch, OneRow, batch_bytes, one_row_tables
 from .keys import BufferKeys
 from .timing import TimedLock
 from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
@@ -339,6 +339,12 @@ class TableState:
         if isinstance(self.batches, BatchMap):
             return self.batches.rows
         return sum(b.num_rows for b in self.batches.values())
+
+    def buffered_bytes(self) -> int:
+        """About the bytes of the buffered values (batch.batch_bytes)."""
+        if isinstance(self.batches, BatchMap):
+            return self.batches.nbytes
+        return sum(batch_bytes(b) for b in self.batches.values())
 
     def oldest_ts(self) -> float | None:
         """When the oldest buffered row was written (batches are in commit order)."""

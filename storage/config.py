@@ -8,6 +8,10 @@ from dataclasses import dataclass
 @dataclass
 class EngineConfig:
     flush_rows: int = 10_000  # default flush threshold of a table
+    # A table's buffer is flushed past this many bytes of values too, whatever
+    # its row count: the buffer is held in memory (10,000 rows of 9 MB each
+    # would have been 90 GB of RSS before the row threshold flushed them).
+    flush_bytes: int = 64 << 20
     flush_interval_seconds: float = 300.0  # flush a buffer holding a row this old
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2

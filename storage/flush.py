@@ -135,8 +135,8 @@ def flush_interval_of(cfg: EngineConfig, st: TableState) -> float:
 
 
 def due(cfg: EngineConfig, states: list[TableState]) -> list[tuple[str, str]]:
-    """Tables whose buffer passed `flush_rows` or holds a row older than
-    `flush_interval_seconds`."""
+    """Tables whose buffer passed `flush_rows` or `flush_bytes`, or holds a
+    row older than `flush_interval_seconds`."""
     now = time.time()
     out = []
     for st in states:
@@ -144,8 +144,9 @@ def due(cfg: EngineConfig, states: list[TableState]) -> list[tuple[str, str]]:
             continue
         with st.lock:
             n = st.buffered_rows()
+            nbytes = st.buffered_bytes()
             oldest = st.oldest_ts()
-        if n and (n >= flush_rows_of(cfg, st)
+        if n and (n >= flush_rows_of(cfg, st) or nbytes >= cfg.flush_bytes
                   or (oldest is not None and now - oldest >= flush_interval_of(cfg, st))):
             out.append((st.table.namespace, st.table.name))
     return out

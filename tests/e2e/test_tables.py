@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from server.config import Config
 from tests.helpers import err, ok, rows
 
 
@@ -246,6 +247,41 @@ async def test_auto_flush(app: Any) -> None:
         await asyncio.sleep(0.1)
     assert jobs[0]["job_type"] == "flush" and jobs[0]["status"] == "completed"
     assert await rows(app, "SELECT count(*) AS n FROM app.t") == [{"n": 4}]
+
+
+async def test_a_buffer_of_large_rows_flushes_by_its_bytes(
+        aiohttp_client: Any, cairn_config: Config) -> None:
+    """The write buffer is held in memory, and it flushed only past
+    `flush_rows`: 60 rows of 9 MB each from one user raised the server's RSS
+    by 600 MB, and 10,000 would have taken 90 GB. Past `[storage] flush_bytes`
+    it flushes whatever its rows, single-row and many-row INSERTs alike."""
+    from server.app import create_app
+
+    cairn_config.storage.flush_bytes = 1 << 20
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE USER TABLE app.u (id INT PRIMARY KEY, v TEXT);"
+                     "CREATE TABLE app.small (id INT PRIMARY KEY, v TEXT)")
+    big = "x" * 300_000
+    await ok(client, f"INSERT INTO app.u VALUES (1, '{big}')", user="alice")
+    await ok(client, f"INSERT INTO app.u VALUES (2, '{big}'), (3, '{big}')", user="bob")
+    await ok(client, "INSERT INTO app.small VALUES (1, 'tiny')")
+    await asyncio.sleep(2.5)  # the flusher looks about once a second: nothing is due
+    tables = await rows(client, "SELECT table_name, buffered_rows FROM system.tables "
+                                "ORDER BY table_name")
+    assert tables == [{"table_name": "small", "buffered_rows": 1},
+                      {"table_name": "u", "buffered_rows": 3}]
+    await ok(client, f"INSERT INTO app.u VALUES (4, '{big}')", user="alice")  # 1.2 MB now
+    for _ in range(50):
+        info = await rows(client, "SELECT buffered_rows, files FROM system.tables "
+                                  "WHERE table_name = 'u'")
+        if info[0]["buffered_rows"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert info == [{"buffered_rows": 0, "files": 2}]  # one file per user
+    assert await rows(client, "SELECT buffered_rows FROM system.tables "
+                              "WHERE table_name = 'small'") == [{"buffered_rows": 1}]
+    assert await rows(client, "SELECT id FROM app.u ORDER BY id", user="alice") == [
+        {"id": 1}, {"id": 4}]
 
 
 # --- user and stream tables ---------------------------------------------------

@@ -19,6 +19,7 @@ from storage.engine import Engine
 @dataclass
 class Cfg:
     flush_rows: int = 10_000
+    flush_bytes: int = 64 << 20
     flush_interval_seconds: float = 300.0
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2

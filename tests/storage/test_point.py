@@ -85,3 +85,23 @@ def test_batch_map_generation() -> None:
     assert m.rows == 2 and m.generation == 4
     m.clear()
     assert m.rows == 0 and m.first() is None
+
+
+def test_batch_map_counts_the_bytes_of_its_values() -> None:
+    """`nbytes` follows every way entries come and go (the byte flush reads it)."""
+    from storage.batch import batch_bytes
+
+    def big(i: int, n: int) -> BufBatch:
+        return BufBatch(bytes([i]), 1, 0.0, None, pa.table({"v": ["x" * n]}))
+
+    m = BatchMap({bytes([0]): big(0, 1000)})
+    m[bytes([1])] = big(1, 5000)
+    m[bytes([1])] = big(1, 7000)  # replaced
+    m.update({bytes([2]): big(2, 100)})
+    assert m.nbytes == sum(batch_bytes(b) for b in m.values())
+    assert 8100 <= m.nbytes < 8100 + 200  # the strings, and their offsets
+    m.pop(bytes([1]))
+    del m[bytes([0])]
+    assert m.nbytes == batch_bytes(m[bytes([2])])
+    m.popitem()
+    assert m.nbytes == 0 and m.rows == 0
