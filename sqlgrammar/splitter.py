@@ -21,7 +21,8 @@ _SPECIAL = re.compile(r"""[;'"]|--|/\*|\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$""")
 _NON_BLANK = re.compile(r"[^\s\ufeff]")  # a leading byte-order mark is blank too
 _IDENT_CHAR = re.compile(r"[A-Za-z0-9_$]")
 _QUOTED = {"'": re.compile(r"'[^']*(?:''[^']*)*'"), '"': re.compile(r'"[^"]*(?:""[^"]*)*"')}
-_E_STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'", re.DOTALL)
+# Unrolled, as _QUOTED: a run at a time (a 9 MB E'' string: 1.2 s holding the GIL, now 0.07).
+_E_STRING = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'", re.DOTALL)
 _COMMENT_EDGE = re.compile(r"/\*|\*/")
 
 

@@ -77,7 +77,7 @@ _DEALLOCATE = re.compile(r"^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|[A-Za-z_]\w*|\"[
 
 def _value(text: str) -> str:
     parts = []
-    for m in re.finditer(r"'((?:[^']|'')*)'|\"([^\"]*)\"|([^,\s]+)", text):
+    for m in re.finditer(r"'([^']*(?:''[^']*)*)'|\"([^\"]*)\"|([^,\s]+)", text):
         parts.append(m.group(1).replace("''", "'") if m.group(1) is not None
                      else m.group(2) if m.group(2) is not None else m.group(3))
     return ", ".join(parts)
