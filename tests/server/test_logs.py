@@ -158,6 +158,11 @@ def test_statement_shape_hides_every_string() -> None:
     assert shape == "BACKUP DATABASE a TO '?' WITH (encryption_passphrase = '?', label = '?')"
     assert "secret" not in logs.statement_shape("SELECT 'unterminated secret")
     assert len(logs.statement_shape("SELECT " + "1 + " * 1000 + "1")) <= logs.SHAPE_LIMIT + 1
+    # a dollar-quoted string never closed was logged as written; tags must match
+    assert logs.statement_shape("SELECT $$secret") == "SELECT '?'"
+    assert logs.statement_shape("SELECT $a$x$b$secret$a$, 1") == "SELECT '?', 1"
+    # a 9 MB literal is cut where the shape stops reading, and stays hidden
+    assert logs.statement_shape("SELECT '" + "s" * 9_000_000 + "'") == "SELECT '?'"
 
 
 def test_text_lines_cannot_be_forged_by_quoted_text() -> None:
