@@ -14,6 +14,7 @@ TABLE_KINDS = ("shared", "user", "stream")
 SYSTEM_COLUMNS = (ID, UPDATED, DELETED)
 RESERVED_COLUMNS = frozenset((*HIDDEN, *SYSTEM_COLUMNS))
 
+# What a backup's manifest holds (storage/backup/schema.py reads it with these).
 OPTION_MAX = 2**63 - 1
 MAX_COLUMNS = 4096  # of a table, Cairn's own (_id, _updated, _deleted) included
 OPTIONS: dict[str, tuple[tuple[str, ...], type, float]] = {

@@ -36,7 +36,7 @@ HIDDEN = (SEQ, USER, OW)
 ID, UPDATED, DELETED = "_id", "_updated", "_deleted"
 
 
-MAX_TEXT_LENGTH = 2**31 - 1  # TEXT(n): what a backup's manifest holds
+MAX_TEXT_LENGTH = 2**31 - 1  # TEXT(n); also the bound of any type parameter a manifest holds
 
 
 def canonical_type(name: str, params: tuple[int, ...] | list[int], column: str) -> tuple[str, list[int]]:

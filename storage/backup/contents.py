@@ -59,6 +59,9 @@ class Tail:
         GIL that statements wait for."""
         self.whole = last[-TAIL:]
 
+    def close(self) -> None:
+        """Nothing to release (a Capture has its spool)."""
+
     def bytes(self) -> bytes:
         if self.whole is not None:
             return self.whole

@@ -21,8 +21,8 @@ from msgspec import Meta, Struct
 
 from catalog.errors import BackupInvalid, InvalidArgument
 
-from ..schema import RESERVED_COLUMNS, SYSTEM_COLUMNS, check_options, system_column
-from ..types import TYPE_NAMES, canonical_type, coerce
+from ..schema import MAX_COLUMNS, RESERVED_COLUMNS, SYSTEM_COLUMNS, check_options, system_column
+from ..types import MAX_TEXT_LENGTH, TYPE_NAMES, canonical_type, coerce
 
 FORMAT = "cairn-backup"
 FORMAT_VERSION = 1
@@ -67,7 +67,7 @@ class Column(_Strict, kw_only=True):
 
     name: Annotated[str, Meta(min_length=1, max_length=64)]
     type: str
-    params: Annotated[list[Annotated[int, Meta(ge=0, le=2**31 - 1)]], Meta(max_length=2)]
+    params: Annotated[list[Annotated[int, Meta(ge=0, le=MAX_TEXT_LENGTH)]], Meta(max_length=2)]
     not_null: bool
     primary_key: bool
     has_default: bool
@@ -78,7 +78,7 @@ class Column(_Strict, kw_only=True):
 
 class SchemaEntry(_Strict, kw_only=True):
     version: Version
-    columns: Annotated[list[Column], Meta(min_length=1, max_length=4096)]
+    columns: Annotated[list[Column], Meta(min_length=1, max_length=MAX_COLUMNS)]
     created_at: Time
 
 

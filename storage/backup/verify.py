@@ -100,11 +100,10 @@ def verify_objects(
             problem = check(obj, on_bytes, should_stop, tail)
             if problem is not None:
                 errors.append(problem)
-            else:
+            elif isinstance(tail, Capture):  # files use it
                 errors += _content_problems(store, obj, tail, used)
         finally:
-            if isinstance(tail, Capture):
-                tail.close()
+            tail.close()
         report.files_checked += 1
         done_before += obj["size"]
         if on_progress is not None:
@@ -116,7 +115,7 @@ def verify_objects(
     return report
 
 
-def _content_problems(store: ObjectStore | Checker, obj: dict[str, Any], tail: Tail,
+def _content_problems(store: ObjectStore | Checker, obj: dict[str, Any], tail: Capture,
                       used: list[tuple[FileEntry, TableEntry]]) -> list[str]:
     """What is wrong with an intact object's content for the files that use it."""
     out = []
@@ -124,7 +123,7 @@ def _content_problems(store: ObjectStore | Checker, obj: dict[str, Any], tail: T
     for f, t in used:
         wrong = content_problem(last, f, t)
         if wrong is None:
-            content = tail.content() if isinstance(tail, Capture) else None
+            content = tail.content()
             if content is not None:
                 wrong = values_problem(content, f, t)
             elif isinstance(store, ObjectStore):  # a copier read it: a local raw object
