@@ -33,21 +33,31 @@ RECENT_SECONDS = 1.0
 _counted: ContextVar[_Request | None] = ContextVar("cairn_counted_request", default=None)
 
 
+# How far behind the allowed rate a run may fall and still catch up at full
+# speed: a run that stalled (gave way to statements, checked a file's content,
+# waited for a paused job to resume) otherwise owes nothing for the whole stall
+# and then moves as fast as the disk allows until it is back on schedule, which
+# is the saturation the limit exists to prevent.
+BURST_SECONDS = 0.1
+
+
 class Throttle:
     """Call `spent(n)` after moving n bytes; it sleeps while the run is ahead of
-    the allowed rate, in slices short enough that cancellation stays prompt."""
+    the allowed rate, in slices short enough that cancellation stays prompt.
+    Time the run spent behind the rate counts only up to `BURST_SECONDS`."""
 
     def __init__(self, bytes_per_second: float, should_stop: Callable[[], bool] | None = None):
         self.rate = float(bytes_per_second)
         self.should_stop = should_stop or (lambda: False)
-        self.start = time.monotonic()
+        self.due = time.monotonic()  # when the bytes moved so far are paid for
         self.total = 0
 
     def spent(self, n: int) -> None:
         if self.rate <= 0:
             return
         self.total += n
-        due = self.start + self.total / self.rate
+        self.due = max(self.due, time.monotonic() - BURST_SECONDS) + n / self.rate
+        due = self.due
         while not self.should_stop():
             left = due - time.monotonic()
             if left <= 0:
