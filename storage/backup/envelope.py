@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -49,8 +50,10 @@ def pack(m: dict[str, Any], compress: bool, keys: Keys | None) -> tuple[bytes, d
     return it: every field, with `manifest_sha256` (and `key` when encrypted),
     not the stored `body`."""
     if not m["features"]:
-        doc = {**m, "manifest_sha256": checksum(m)}
-        return canonical(doc) + b"\n", doc
+        parts = manifest.members(m)
+        doc = {**m, "manifest_sha256": hashlib.sha256(manifest.joined(parts)).hexdigest()}
+        parts.update(manifest.members({"manifest_sha256": doc["manifest_sha256"]}))
+        return manifest.joined(parts) + b"\n", doc
     header = {k: v for k, v in m.items() if k in PUBLIC}
     header["objects"] = [{"oid": o["oid"], "size": o["size"]} for o in m["objects"]]
     body = {k: v for k, v in m.items() if k not in PUBLIC or k == "objects"}
@@ -89,17 +92,16 @@ def unpack(
             f"{name} has unknown format_version {version!r}; "
             f"this Cairn reads format_version {FORMAT_VERSION}"
         )
-    stored_sum = header.pop("manifest_sha256", None)
+    stored_sum = header.get("manifest_sha256")
     if not isinstance(stored_sum, str):
         raise BackupInvalid(f"{name} has no manifest_sha256 checksum")
-    try:
-        actual = checksum(header)
+    try:  # encoded once: the checksum covers the same members but its own
+        parts = manifest.members(header)
     except (TypeError, ValueError) as exc:
         raise BackupInvalid(f"{name} is corrupt: {exc}") from exc
-    if actual != stored_sum:
+    if hashlib.sha256(manifest.joined(parts, without="manifest_sha256")).hexdigest() != stored_sum:
         raise BackupInvalid(f"{name} is corrupt: manifest_sha256 mismatch")
-    header["manifest_sha256"] = stored_sum
-    if canonical(header) + b"\n" != data:
+    if manifest.joined(parts) + b"\n" != data:
         raise BackupInvalid(f"{name} is corrupt: bytes differ from the canonical form")
     features = header.get("features")
     named = {f for f in features if isinstance(f, str)} if isinstance(features, list) else set()
