@@ -22,6 +22,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError
 
 from . import ast
+from .chains import check_chains
 from .errors import EmptySql, SqlInvalid, SqlSyntaxError
 from .fastpath import MAX_NUMBER_CHARS, FastInsert, parse_fast_lazy
 from .fastrows import parse_rows_lazy
@@ -31,6 +32,7 @@ from .transformer import ToAst
 __all__ = ["KEYWORDS", "iter_script", "parse_one", "parse_script"]
 
 log = logging.getLogger(__name__)
+logging.getLogger("sqlglot").setLevel(logging.WARNING)  # an INFO line per `[` of a query
 
 # ---- routing -------------------------------------------------------------------
 
@@ -329,6 +331,7 @@ def _check_size(chunk: Chunk, source: str) -> None:
 def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
     source = chunk.text if text is None else text
     _check_size(chunk, source)
+    check_chains(chunk, source)
     try:
         if _found(_DIGIT_THEN_WORD, source, MAX_NUMBER_CHARS + 1):
             tokens = _DUCKDB.tokenize(source)
