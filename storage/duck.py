@@ -12,8 +12,11 @@ their names are random and never reach the user (errors name the user's table)."
 from __future__ import annotations
 
 import logging
-from typing import Any
+import re
+from collections.abc import Iterator
+from typing import Any, cast
 
+import duckdb
 import pyarrow as pa
 
 log = logging.getLogger("cairn.storage")
@@ -51,7 +54,7 @@ def fetch_bounded(cur: Any, sql: str, max_rows: int | None,
     rows = size = 0
     truncated = False
     try:
-        for batch in reader:
+        for batch in _batches(reader):
             if max_rows is not None and rows + batch.num_rows > max_rows:
                 batch = batch.slice(0, max_rows - rows)
                 truncated = True
@@ -66,6 +69,44 @@ def fetch_bounded(cur: Any, sql: str, max_rows: int | None,
     finally:
         reader.close()
     return pa.Table.from_batches(batches, schema=reader.schema), truncated
+
+
+# DuckDB's error classes by the prefix of its message, for an error raised
+# while the answer streams: pyarrow hands it on as an OSError (or ArrowInvalid)
+# with DuckDB's message, which the engine would otherwise not know as DuckDB's.
+_DUCKDB_ERRORS = {
+    "INTERRUPT Error": duckdb.InterruptException,
+    "Out of Memory Error": duckdb.OutOfMemoryException,
+    "Permission Error": duckdb.PermissionException,
+    "IO Error": duckdb.IOException,
+}
+_DUCKDB_MESSAGE = re.compile(r"[A-Z][A-Za-z ]{0,40} Error: ")
+
+
+def streamed_error(exc: Exception) -> Exception:
+    """The DuckDB error an error raised while reading a streamed batch stands
+    for; `exc` itself if it is not DuckDB's."""
+    message = str(exc)
+    if isinstance(exc, duckdb.Error) or not (
+        isinstance(exc, OSError) or _DUCKDB_MESSAGE.match(message)
+    ):
+        return exc
+    kind = _DUCKDB_ERRORS.get(message.split(":", 1)[0], duckdb.InvalidInputException)
+    return cast(Exception, kind(message))
+
+
+def _batches(reader: Any) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; an error DuckDB raises while it makes one is
+    raised as DuckDB's error, as it would be for the first batch."""
+    it = iter(reader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            raise streamed_error(exc) from exc
+        yield batch
 
 
 def _reader(cur: Any, sql: str) -> Any:
