@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 
 from catalog.errors import CairnError
 
+from .wide_dates import pylist
+
 # Arrow field metadata key a producer sets to name the Cairn type of a column
 # (e.g. b"JSON" on a string column holding JSON text).
 CAIRN_TYPE_KEY = b"cairn.type"
@@ -101,7 +103,7 @@ def _json_column(column: pa.ChunkedArray, cairn_t: str) -> list[Any]:
                               or pa.types.is_null(t)):
         return column.to_pylist()
     if len(column) <= SHORT_COLUMN:
-        return [to_json_value(v, cairn_t) for v in column.to_pylist()]
+        return [to_json_value(v, cairn_t) for v in pylist(column)]
     if pa.types.is_floating(t) and column.null_count < len(column) and pc.all(
             pc.is_finite(column), skip_nulls=True).as_py():
         return column.to_pylist()
@@ -112,17 +114,24 @@ def _json_column(column: pa.ChunkedArray, cairn_t: str) -> list[Any]:
         naive = pc.floor_temporal(column, unit="millisecond").cast(pa.timestamp("ms"))
         return pc.binary_join_element_wise(
             pc.strftime(naive, "%Y-%m-%dT%H:%M:%S"), "Z", "").to_pylist()
-    return [to_json_value(v, cairn_t) for v in column.to_pylist()]
-
-
-_YEAR_1000 = dt.datetime(1000, 1, 1)
+    return [to_json_value(v, cairn_t) for v in pylist(column)]
 
 
 def _four_digit_years(column: pa.ChunkedArray) -> bool:
     """Whether every time is in the years 1000-9999 (strftime's %Y has four
     digits there, in Arrow and in Python alike). A zone's stored values are
     UTC: read without it, they compare with a plain datetime."""
-    return bool(pc.min(column.cast(pa.timestamp(column.type.unit))).as_py() >= _YEAR_1000)
+    unit = column.type.unit
+    ints = column.cast(pa.timestamp(unit)).cast(pa.int64())  # no datetime past year 9999
+    low, high = pc.min_max(ints).values()
+    return bool(_year_start(1000, unit) <= low.as_py() and high.as_py() < _year_start(10000, unit))
+
+
+def _year_start(year: int, unit: str) -> int:
+    """January 1st of `year` in `unit`s since the epoch."""
+    last = dt.date(min(year, 9999), 1, 1) if year <= 9999 else dt.date(9999, 12, 31)
+    days = (last - dt.date(1970, 1, 1)).days + (year > 9999)
+    return days * 86400 * {"s": 1, "ms": 1000, "us": 10**6, "ns": 10**9}[unit]
 
 
 def error_body(

@@ -39,7 +39,7 @@ from .types import (
     coerce,
     default_value,
 )
-from .values import values_rows
+from .values import py_values, values_rows
 
 
 def resolve(engine: Writer, node: exp.Expression, default_namespace: str | None) -> TableState:
@@ -92,7 +92,9 @@ def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> i
     elif isinstance(source, exp.Query):
         sandbox.check_query(source)  # type: ignore[arg-type]
         result = engine.select(source.copy(), user, ns)  # type: ignore[arg-type]
-        cols = [result.column(i).to_pylist() for i in range(result.num_columns)]
+        named = [c["name"] for c in _targets(st, names)] + result.column_names
+        cols = [py_values(result.column(i), f"Column '{named[i]}'")
+                for i in range(result.num_columns)]
         rows = [list(r) for r in zip(*cols, strict=False)] if cols else []
     else:
         raise InvalidArgument("INSERT needs VALUES or a SELECT")
@@ -454,8 +456,8 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
             return 0
         data: dict[str, Any] = {c["name"]: found.column(c["name"]) for c in st.columns}
         for i, (col, _) in enumerate(sets):
-            data[col["name"]] = [coerce(col, v, r + 1)
-                                 for r, v in enumerate(found.column(f"__set{i}").to_pylist())]
+            values = py_values(found.column(f"__set{i}"), f"Column '{col['name']}'")
+            data[col["name"]] = [coerce(col, v, r + 1) for r, v in enumerate(values)]
         del found  # _append frees the rows' columns once encoded
         data[DELETED] = pa.array([False] * n, pa.bool_()) if DELETED in cols else None
         if data[DELETED] is None:

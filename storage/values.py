@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlglot import exp
 
+from catalog.errors import InvalidArgument
+
 from . import sandbox
 from .ports import Selector
 
@@ -61,11 +63,23 @@ def values_rows(engine: Selector, values: exp.Values, user: str | None, ns: str 
         rows.append(row)
     if complex_cells:
         sel = exp.select(*[exp.alias_(c.copy(), f"c{k}") for k, (_, _, c) in enumerate(complex_cells)])
-        result = engine.select(sel, user, ns).to_pylist()[0]
+        result = engine.select(sel, user, ns)
         for k, (i, j, _) in enumerate(complex_cells):
-            value = result[f"c{k}"]
+            value = py_values(result.column(k), f"value {j + 1} of row {i + 1}")[0]
             rows[i][j] = value if not isinstance(value, dict | list) else _json(value)
     return rows
+
+
+def py_values(column: Any, what: str) -> list[Any]:
+    """An Arrow column's values in Python; InvalidArgument naming `what` for a
+    date or time Python cannot hold (DuckDB's `'infinity'::TIMESTAMP`, year
+    20000), which no column stores (docs/sql.md)."""
+    try:
+        return column.to_pylist()  # type: ignore[no-any-return]
+    except (OverflowError, ValueError):
+        raise InvalidArgument(
+            f"{what}: a date or time outside the years 1-9999 (or infinity) cannot be "
+            "stored") from None
 
 
 def _json(value: Any) -> str:

@@ -108,3 +108,32 @@ async def test_an_error_after_the_first_streamed_batch_is_a_400(client: Any) -> 
         status, body = await sql(client, text)
         msg = error(status, body, 400, "INVALID_ARGUMENT")
         assert "Division by zero" in msg or "Could not convert" in msg, msg
+
+
+async def test_dates_outside_pythons_years(client: Any) -> None:
+    # pyarrow's to_pylist raised OverflowError on each of these: 500
+    res = await ok(client, "SELECT 'infinity'::TIMESTAMP AS a, '-infinity'::TIMESTAMP AS b, "
+                           "DATE '20000-01-01' AS c, make_date(-5000, 1, 1) AS d, "
+                           "['infinity'::DATE, DATE '2020-01-02'] AS e, "
+                           "{'x': 'infinity'::TIMESTAMPTZ} AS f")
+    assert res[0]["rows"] == [{"a": "infinity", "b": "-infinity", "c": "20000-01-01",
+                               "d": "-5000-01-01", "e": ["infinity", "2020-01-02"],
+                               "f": {"x": "infinity"}}]
+    res = await ok(client, "SELECT CASE WHEN range = 70 THEN 'infinity'::TIMESTAMP "
+                           "ELSE TIMESTAMP '2020-01-01 10:00:00.25' END AS t FROM range(100)")
+    assert res[0]["rows"][0]["t"] == "2020-01-01T10:00:00.250Z"
+    assert res[0]["rows"][70]["t"] == "infinity"
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, "
+                     "ts TIMESTAMP); INSERT INTO app.t VALUES (1, '0001-01-01 00:00:00')")
+    res = await ok(client, "SELECT ts - INTERVAL 1 DAY AS d FROM app.t")
+    assert res[0]["rows"] == [{"d": "0000-12-31T00:00:00.000Z"}]
+    for text in ("INSERT INTO app.t SELECT 2, 'infinity'::TIMESTAMP",
+                 "INSERT INTO app.t VALUES (103, 'infinity'::TIMESTAMP)",
+                 "UPDATE app.t SET ts = 'infinity'::TIMESTAMP",
+                 "UPDATE app.t SET ts = ts - INTERVAL 1 DAY"):
+        status, body = await sql(client, text)
+        msg = error(status, body, 400, "INVALID_ARGUMENT")
+        assert "outside the years" in msg, msg
+        assert "'ts'" in msg or "value 2 of row 1" in msg, msg
+    res = await ok(client, "SELECT id, ts::TEXT AS ts FROM app.t")
+    assert res[0]["rows"] == [{"id": 1, "ts": "0001-01-01 00:00:00"}]  # nothing written
