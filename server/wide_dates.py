@@ -81,6 +81,6 @@ def _texted(arr: pa.Array) -> pa.Array:
 def pylist(column: pa.ChunkedArray) -> list[Any]:
     """`column.to_pylist()`, with dates and times Python cannot hold as text."""
     try:
-        return column.to_pylist()  # type: ignore[no-any-return]
+        return column.to_pylist()
     except (OverflowError, ValueError):
         return [v for chunk in column.chunks for v in _texted(chunk).to_pylist()]
