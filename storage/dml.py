@@ -250,6 +250,8 @@ def _check_keys(
     columns' values, if the caller has them as Arrow would give them back."""
     pk = st.table.primary_key
     cols = given if given is not None else [rows.column(k).to_pylist() for k in pk]
+    if not _plain_key(st):  # a DOUBLE or REAL key may be NaN
+        keys_mod.refuse_nan(pk, cols)
     seen: dict[tuple[Any, ...], int] = {}
     for i, key in enumerate(zip(*cols, strict=False)):
         if key in seen:

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog import DataFile
+from catalog.errors import InvalidArgument
 
 from .batch import BufBatch, OneRow
 from .keyfilter import FileFilters, Probe
@@ -364,3 +365,11 @@ def bounds_of(cols: list[list[Any]], columns: list[Column], primary_key: list[st
         else:
             out.append(None)
     return out
+
+
+def refuse_nan(pk: list[str], cols: list[list[Any]]) -> None:
+    """InvalidArgument if a key value is NaN: NaN equals no value, itself
+    included, so two rows of key NaN could never be told apart (nor found)."""
+    for name, values in zip(pk, cols, strict=True):
+        if any(isinstance(v, float) and v != v for v in values):
+            raise InvalidArgument(f"Column '{name}' is part of the primary key and cannot be NaN")

@@ -137,3 +137,22 @@ async def test_dates_outside_pythons_years(client: Any) -> None:
         assert "'ts'" in msg or "value 2 of row 1" in msg, msg
     res = await ok(client, "SELECT id, ts::TEXT AS ts FROM app.t")
     assert res[0]["rows"] == [{"id": 1, "ts": "0001-01-01 00:00:00"}]  # nothing written
+
+
+async def test_a_nan_primary_key_is_refused(client: Any) -> None:
+    # two rows of key NaN were stored, then a third INSERT was a 500 (KeyError)
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.fk (k DOUBLE PRIMARY KEY, v TEXT);"
+                     "CREATE TABLE app.rk (k REAL PRIMARY KEY, v TEXT)")
+    for text in ("INSERT INTO app.fk VALUES ('NaN', 'a'), ('NaN', 'b')",
+                 "INSERT INTO app.fk VALUES ('NaN', 'c')",
+                 "INSERT INTO app.fk VALUES ('nan'::DOUBLE, 'c')",
+                 "INSERT INTO app.fk SELECT 'NaN'::DOUBLE, 'd'",
+                 "INSERT INTO app.fk SELECT CASE WHEN i = 5 THEN 'NaN'::DOUBLE ELSE i END, 'e' "
+                 "FROM range(10) r(i)",
+                 "INSERT INTO app.rk VALUES ('NaN', 'x')"):
+        status, body = await sql(client, text)
+        msg = error(status, body, 400, "INVALID_ARGUMENT")
+        assert "primary key" in msg and "NaN" in msg, msg
+    await ok(client, "INSERT INTO app.fk VALUES ('Infinity', 'i'), (1.5, 'j')")
+    res = await ok(client, "SELECT count(*) AS n FROM app.fk")
+    assert res[0]["rows"] == [{"n": 2}]
