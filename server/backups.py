@@ -101,12 +101,15 @@ def result_row(result: dict[str, Any], columns: list[tuple[str, str]], message: 
 # --- BACKUP -----------------------------------------------------------------
 
 
+MAX_KEEP_LAST = 1_000_000  # keep_last / KEEP LAST (system.schedules shows it as a BIGINT)
+
+
 def check_backup_options(opts: dict[str, Any]) -> None:
     """What BACKUP and CREATE SCHEDULE accept beyond the option types."""
     if opts.get("compression", "zstd") not in ("zstd", "none"):
         raise InvalidArgument("option 'compression' must be 'zstd' or 'none'")
-    if opts.get("keep_last") is not None and opts["keep_last"] < 1:
-        raise InvalidArgument("option 'keep_last' must be at least 1")
+    if opts.get("keep_last") is not None and not 1 <= opts["keep_last"] <= MAX_KEEP_LAST:
+        raise InvalidArgument(f"option 'keep_last' must be from 1 to {MAX_KEEP_LAST:,}")
 
 
 def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],

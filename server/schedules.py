@@ -28,6 +28,7 @@ from storage.backup import Repository
 
 from . import visibility
 from .backups import (
+    MAX_KEEP_LAST,
     SCHEDULE_OPTIONS,
     backup_work,
     check_backup_options,
@@ -144,8 +145,8 @@ async def create_schedule(cairn: Cairn, session: Session, stmt: ast.CreateSchedu
     check_backup_options(opts)
     cron = None if stmt.cron is None else check_cron(stmt.cron)
     every = 0 if stmt.every is None else parse_every(stmt.every)
-    if stmt.keep_last is not None and stmt.keep_last < 1:
-        raise InvalidArgument("KEEP LAST must be at least 1")
+    if stmt.keep_last is not None and not 1 <= stmt.keep_last <= MAX_KEEP_LAST:
+        raise InvalidArgument(f"KEEP LAST must be from 1 to {MAX_KEEP_LAST:,}")
     check_namespace_name(stmt.namespace)
     if await cairn.run(cairn.catalog.get, Namespace, stmt.namespace) is None:
         raise NotFound(f"Namespace '{stmt.namespace}' does not exist")

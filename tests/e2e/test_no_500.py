@@ -156,3 +156,14 @@ async def test_a_nan_primary_key_is_refused(client: Any) -> None:
     await ok(client, "INSERT INTO app.fk VALUES ('Infinity', 'i'), (1.5, 'j')")
     res = await ok(client, "SELECT count(*) AS n FROM app.fk")
     assert res[0]["rows"] == [{"n": 2}]
+
+
+async def test_keep_last_is_bounded(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app")
+    for keep in ("99999999999999999999999", "1000001", "0"):
+        status, body = await sql(client, f"BACKUP DATABASE app TO 'n' WITH (keep_last = {keep})")
+        assert "keep_last" in error(status, body, 400, "INVALID_ARGUMENT")
+    await ok(client, "CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n' EVERY '1h' "
+                     "KEEP LAST 1000000")
+    res = await ok(client, "SELECT keep_last FROM system.schedules")
+    assert res[0]["rows"] == [{"keep_last": 1000000}]

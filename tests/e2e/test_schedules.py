@@ -100,6 +100,12 @@ async def test_create_show_and_drop(client: Any, tmp_path: Path) -> None:
     ("CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n' EVERY '400d'", "INVALID_ARGUMENT", "366"),
     ("CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n' EVERY '1h' KEEP LAST 0",
      "INVALID_ARGUMENT", "KEEP LAST"),
+    ("CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n' EVERY '1h' KEEP LAST "
+     "99999999999999999999", "INVALID_ARGUMENT", "1,000,000"),  # system.schedules was a 500
+    ("CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n' EVERY '1h' KEEP LAST 1000001",
+     "INVALID_ARGUMENT", "KEEP LAST"),
+    ("CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n' EVERY '1h' "
+     "WITH (keep_last = 99999999999999999999999)", "INVALID_ARGUMENT", "keep_last"),
     ("CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n' EVERY '1h' WITH (detached = true)",
      "INVALID_ARGUMENT", "detached"),
     ("CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n' EVERY '1h' WITH (compression = 'lz4')",
