@@ -39,7 +39,7 @@ from .types import (
     coerce,
     default_value,
 )
-from .values import py_values, values_rows
+from .values import by_name, py_values, unsupported_arg, values_rows, with_of
 
 
 def resolve(engine: Writer, node: exp.Expression, default_namespace: str | None) -> TableState:
@@ -76,9 +76,8 @@ def _name(st: TableState) -> str:
 
 
 def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> int:
-    for arg in ("conflict", "returning", "overwrite", "alternative", "where"):
-        if e.args.get(arg):
-            raise InvalidArgument(f"INSERT ... {arg.upper()} is not supported")
+    _unsupported(e, "INSERT", ("conflict", "returning", "overwrite", "alternative", "where",
+                               "ignore", "using"))
     target = e.this
     names: list[str] | None = None
     if isinstance(target, exp.Schema):
@@ -90,8 +89,11 @@ def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> i
     if isinstance(source, exp.Values):
         rows = values_rows(engine, source, user, ns)
     elif isinstance(source, exp.Query):
+        source = with_of(e, source)
         sandbox.check_query(source)  # type: ignore[arg-type]
-        result = engine.select(source.copy(), user, ns)  # type: ignore[arg-type]
+        result = engine.select(source, user, ns)  # type: ignore[arg-type]
+        if e.args.get("by_name"):  # INSERT INTO t BY NAME SELECT ...: the SELECT's names
+            names = by_name(names, result.column_names)
         named = [c["name"] for c in _targets(st, names)] + result.column_names
         cols = [py_values(result.column(i), f"Column '{named[i]}'")
                 for i in range(result.num_columns)]
@@ -99,6 +101,12 @@ def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> i
     else:
         raise InvalidArgument("INSERT needs VALUES or a SELECT")
     return write_values(engine, st, names, rows, owner)
+
+
+def _unsupported(e: exp.Expression, what: str, args: tuple[str, ...]) -> None:
+    found = unsupported_arg(e, args)
+    if found is not None:
+        raise InvalidArgument(f"{what} ... {found} is not supported")
 
 
 def _targets(st: TableState, names: list[str] | None) -> list[Column]:
@@ -427,9 +435,7 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
     owner = _owner(st, user)
     if st.table.table_type == "stream":
         raise InvalidArgument(f"Table '{_name(st)}' is a STREAM table: rows cannot be updated")
-    for arg in ("from", "joins", "returning", "order", "limit", "with"):
-        if e.args.get(arg):
-            raise InvalidArgument(f"UPDATE ... {arg.upper()} is not supported")
+    _unsupported(e, "UPDATE", ("from", "joins", "returning", "order", "limit", "with"))
     where = e.args.get("where")
     if where is not None:
         sandbox.check_fragment(where)
@@ -472,9 +478,7 @@ def delete(engine: Writer, e: exp.Delete, user: str | None, ns: str | None) -> i
     owner = _owner(st, user)
     if st.table.table_type == "stream":
         raise InvalidArgument(f"Table '{_name(st)}' is a STREAM table: rows cannot be deleted")
-    for arg in ("using", "returning", "limit", "with"):
-        if e.args.get(arg):
-            raise InvalidArgument(f"DELETE ... {arg.upper()} is not supported")
+    _unsupported(e, "DELETE", ("using", "returning", "limit", "with", "order", "tables"))
     where = e.args.get("where")
     if where is not None:
         sandbox.check_fragment(where)

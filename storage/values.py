@@ -84,3 +84,32 @@ def py_values(column: Any, what: str) -> list[Any]:
 
 def _json(value: Any) -> str:
     return json.dumps(value, default=str)
+
+
+def unsupported_arg(e: exp.Expression, args: tuple[str, ...]) -> str | None:
+    """The first of `args` the statement has, as SQL names it (sqlglot 30
+    names some `from_`, `with_`: both spellings are looked at)."""
+    for arg in args:
+        if e.args.get(arg) or e.args.get(arg + "_"):
+            return arg.upper()
+    return None
+
+
+def with_of(e: exp.Insert, source: exp.Query) -> exp.Query:
+    """A copy of an INSERT's query with the statement's WITH (`WITH c AS (...)
+    INSERT INTO t SELECT ... FROM c`) moved onto it."""
+    source = source.copy()
+    ctes = e.args.get("with_") or e.args.get("with")
+    if ctes is not None:
+        if source.args.get("with_") or source.args.get("with"):
+            raise InvalidArgument("INSERT ... with a WITH before it and one in its query "
+                                  "is not supported: write one WITH")
+        source.set("with_" if "with_" in type(source).arg_types else "with", ctes.copy())
+    return source
+
+
+def by_name(names: list[str] | None, columns: list[str]) -> list[str]:
+    """The target columns of INSERT ... BY NAME: the query's column names."""
+    if names is not None:
+        raise InvalidArgument("INSERT ... BY NAME takes no column list")
+    return [c.lower() for c in columns]

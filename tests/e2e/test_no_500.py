@@ -167,3 +167,28 @@ async def test_keep_last_is_bounded(client: Any) -> None:
                      "KEEP LAST 1000000")
     res = await ok(client, "SELECT keep_last FROM system.schedules")
     assert res[0]["rows"] == [{"keep_last": 1000000}]
+
+
+async def test_clauses_dml_does_not_run_are_refused_not_ignored(client: Any) -> None:
+    # sqlglot 30 names these args from_ / with_: UPDATE ... FROM and WITH ... DELETE ran
+    # without them (on every row the WHERE matched), INSERT ... BY NAME went by position
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, x TEXT);"
+                     "CREATE TABLE app.ab (a TEXT, b TEXT); INSERT INTO app.t VALUES (7001, 'x')")
+    for text, clause in (
+            ("UPDATE app.t SET x = 'changed' FROM (SELECT 1 AS z WHERE false) e WHERE id = 7001",
+             "FROM"),
+            ("WITH c AS (SELECT 1) UPDATE app.t SET x = 'changed' WHERE id = 7001", "WITH"),
+            ("WITH c AS (SELECT 1) DELETE FROM app.t WHERE id = 7001", "WITH"),
+            ("UPDATE app.t SET x = 'changed' RETURNING id", "RETURNING")):
+        status, body = await sql(client, text)
+        msg = error(status, body, 400, "INVALID_ARGUMENT")
+        assert f"{clause} is not supported" in msg, msg
+    assert (await ok(client, "SELECT x FROM app.t"))[0]["rows"] == [{"x": "x"}]
+    await ok(client, "INSERT INTO app.ab BY NAME SELECT 'for_b' AS b, 'for_a' AS a")
+    await ok(client, "INSERT INTO app.ab BY NAME SELECT 'only_b' AS B")
+    await ok(client, "WITH c AS (SELECT 'w_a' AS a, 'w_b' AS b) INSERT INTO app.ab SELECT * FROM c")
+    res = await ok(client, "SELECT a, b FROM app.ab ORDER BY a NULLS LAST")
+    assert res[0]["rows"] == [{"a": "for_a", "b": "for_b"}, {"a": "w_a", "b": "w_b"},
+                              {"a": None, "b": "only_b"}]
+    status, body = await sql(client, "INSERT INTO app.ab BY NAME SELECT 1 AS c")
+    assert "'c' does not exist" in error(status, body, 400, "INVALID_ARGUMENT")
