@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import struct
 from typing import Any
 
 import pyarrow as pa
@@ -156,7 +157,8 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
                 raise _bad(col, row, value)
             if isinstance(value, int | float | decimal.Decimal | str):
                 number = float(_ascii(value) if isinstance(value, str) else value)
-                if not isinstance(value, float) and _out_of_range(t, value, number):
+                if (_real_overflow(number) if isinstance(value, float) and t == "REAL" else
+                        not isinstance(value, float) and _out_of_range(t, value, number)):
                     raise _bad(col, row, value, "is out of range for")
                 return number
             raise _bad(col, row, value)
@@ -238,6 +240,15 @@ def _out_of_range(t: str, value: int | decimal.Decimal | str, number: float) -> 
         return True
     magnitude = abs(number)
     return t == "REAL" and (magnitude > _REAL_MAX or 0.0 < magnitude < _REAL_TINY / 2)
+
+
+def _real_overflow(number: float) -> bool:
+    """Whether a finite DOUBLE (a query's value) becomes infinity as a REAL."""
+    try:
+        as_real = struct.unpack("f", struct.pack("f", number))[0]
+    except OverflowError:  # some Pythons raise, others give inf
+        return True
+    return math.isfinite(number) and not math.isfinite(as_real)
 
 
 def _not_json(constant: str) -> Any:

@@ -192,3 +192,21 @@ async def test_clauses_dml_does_not_run_are_refused_not_ignored(client: Any) -> 
                               {"a": None, "b": "only_b"}]
     status, body = await sql(client, "INSERT INTO app.ab BY NAME SELECT 1 AS c")
     assert "'c' does not exist" in error(status, body, 400, "INVALID_ARGUMENT")
+
+
+async def test_a_double_past_real_is_refused(client: Any) -> None:
+    # a computed DOUBLE skipped the range check and was stored in a REAL as inf
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.r (id BIGINT PRIMARY KEY, r REAL);"
+                     "INSERT INTO app.r VALUES (1, 1)")
+    for text in ("INSERT INTO app.r VALUES (2, 1e300::DOUBLE)",
+                 "INSERT INTO app.r SELECT 2, 1e300::DOUBLE",
+                 "INSERT INTO app.r SELECT 2, -1e39::DOUBLE",
+                 "UPDATE app.r SET r = 1e300"):
+        status, body = await sql(client, text)
+        msg = error(status, body, 400, "INVALID_ARGUMENT")
+        assert "'r'" in msg and "out of range" in msg, msg
+    await ok(client, "INSERT INTO app.r SELECT 3, 'Infinity'::DOUBLE; "
+                     "INSERT INTO app.r SELECT 4, 3e38::DOUBLE")
+    res = await ok(client, "SELECT id, r FROM app.r ORDER BY id")
+    assert [(r["id"], r["r"]) for r in res[0]["rows"][:2]] == [(1, 1.0), (3, "inf")]
+    assert abs(res[0]["rows"][2]["r"] - 3e38) < 1e31
