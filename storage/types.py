@@ -166,7 +166,8 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
             if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal | str):
                 raise _bad(col, row, value)
             p, s = col.get("params") or DEFAULT_DECIMAL
-            d = decimal.Decimal(_ascii(str(value)).strip()).quantize(decimal.Decimal(1).scaleb(-s))
+            d = decimal.Decimal(_ascii(str(value)).strip()).quantize(
+                decimal.Decimal(1).scaleb(-s), context=_DECIMALS)
             if not d.is_finite() or len(d.as_tuple().digits) > p and d != 0:
                 raise _bad(col, row, value, "is out of range for")
             return d
@@ -213,6 +214,11 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
     except (ValueError, TypeError, ArithmeticError, OverflowError):
         raise _bad(col, row, value) from None
     raise _bad(col, row, value)
+
+
+# Room for DECIMAL(38,s) (the default context has 28 digits: quantize raised
+# on a valid 29-38 digit value); a value of more digits is refused after it.
+_DECIMALS = decimal.Context(prec=80)
 
 
 def _ascii(text: str) -> str:

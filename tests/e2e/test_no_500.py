@@ -210,3 +210,23 @@ async def test_a_double_past_real_is_refused(client: Any) -> None:
     res = await ok(client, "SELECT id, r FROM app.r ORDER BY id")
     assert [(r["id"], r["r"]) for r in res[0]["rows"][:2]] == [(1, 1.0), (3, "inf")]
     assert abs(res[0]["rows"][2]["r"] - 3e38) < 1e31
+
+
+async def test_decimal_38_holds_38_digits(client: Any) -> None:
+    # quantize ran in Python's default 28-digit context: 29-38 digits were refused
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.d (id BIGINT PRIMARY KEY, "
+                     "d DECIMAL(38,0), e DECIMAL(38,10))")
+    await ok(client, "INSERT INTO app.d VALUES (1, 12345678901234567890123456789, "
+                     "1234567890123456789012345678.0123456789)")
+    await ok(client, "INSERT INTO app.d SELECT 2, "
+                     "12345678901234567890123456789012345678::DECIMAL(38,0), NULL")
+    await ok(client, "UPDATE app.d SET e = -9999999999999999999999999999.9999999999 WHERE id = 2")
+    res = await ok(client, "SELECT id, d::TEXT AS d, e::TEXT AS e FROM app.d ORDER BY id")
+    assert res[0]["rows"] == [
+        {"id": 1, "d": "12345678901234567890123456789",
+         "e": "1234567890123456789012345678.0123456789"},
+        {"id": 2, "d": "12345678901234567890123456789012345678",
+         "e": "-9999999999999999999999999999.9999999999"}]
+    for value in ("123456789012345678901234567890123456789", "1e39", "1e1000"):
+        status, body = await sql(client, f"INSERT INTO app.d VALUES (3, '{value}', NULL)")
+        assert "'d'" in error(status, body, 400, "INVALID_ARGUMENT")
