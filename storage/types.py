@@ -206,9 +206,10 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
             raise _bad(col, row, value)
         if t == "JSON":
             if isinstance(value, str):
-                json.loads(value, parse_constant=_not_json)
+                json.loads(value, parse_constant=_not_json, parse_float=_finite)
                 return value
-            return json.dumps(value, separators=(",", ":"), default=_json_default)
+            return json.dumps(value, separators=(",", ":"), default=_json_default,
+                              allow_nan=False)
     except InvalidArgument:
         raise
     except (ValueError, TypeError, ArithmeticError, OverflowError):
@@ -255,6 +256,14 @@ def _real_overflow(number: float) -> bool:
     except OverflowError:  # some Pythons raise, others give inf
         return True
     return math.isfinite(number) and not math.isfinite(as_real)
+
+
+def _finite(text: str) -> float:
+    """A JSON number no DOUBLE holds (`1e999`) would read back as null."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is out of range")
+    return number
 
 
 def _not_json(constant: str) -> Any:

@@ -230,3 +230,16 @@ async def test_decimal_38_holds_38_digits(client: Any) -> None:
     for value in ("123456789012345678901234567890123456789", "1e39", "1e1000"):
         status, body = await sql(client, f"INSERT INTO app.d VALUES (3, '{value}', NULL)")
         assert "'d'" in error(status, body, 400, "INVALID_ARGUMENT")
+
+
+async def test_a_json_number_past_double_is_refused(client: Any) -> None:
+    # '[1e999]' was stored and read back as null (or a bare Infinity: not JSON)
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.j (id BIGINT PRIMARY KEY, j JSON)")
+    for text in ("INSERT INTO app.j VALUES (1, '[1e999]')",
+                 "INSERT INTO app.j VALUES (1, '{\"a\": -1e400}')",
+                 "INSERT INTO app.j SELECT 1, '1E999'"):
+        status, body = await sql(client, text)
+        assert "'j'" in error(status, body, 400, "INVALID_ARGUMENT")
+    await ok(client, "INSERT INTO app.j VALUES (2, '[1e300, 1e-400, 2.5]')")
+    res = await ok(client, "SELECT j FROM app.j")
+    assert res[0]["rows"] == [{"j": [1e300, 0.0, 2.5]}]
