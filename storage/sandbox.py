@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from catalog.errors import PermissionDenied
+from catalog.errors import InvalidArgument, PermissionDenied
 
 from . import value_bounds
 
@@ -150,6 +150,24 @@ def check_fragment(expression: exp.Expression) -> None:
             value_bounds.check(node, name)
         elif isinstance(node, exp.Parameter | exp.Placeholder | exp.SessionParameter):
             raise PermissionDenied("parameters and variables are not allowed in a query")
+        elif isinstance(node, exp.DataType | exp.Literal) and _unsigned_huge(node):
+            raise InvalidArgument(
+                "UHUGEINT is not supported (an answer cannot carry its values past "
+                "2^127 - 1, the largest HUGEINT): use HUGEINT or DECIMAL(38,0)")
+
+
+_HUGEINT_MAX = (1 << 127) - 1
+
+
+def _unsigned_huge(node: exp.DataType | exp.Literal) -> bool:
+    """A UHUGEINT type, or an integer literal past HUGEINT (DuckDB types it
+    UHUGEINT): DuckDB hands UHUGEINT to Arrow as a 128-bit DECIMAL, bit for
+    bit, so 2^128 - 1 came back as -1."""
+    if isinstance(node, exp.DataType):
+        return node.this == exp.DataType.Type.UINT128
+    text = node.this
+    return (not node.is_string and isinstance(text, str) and len(text) >= 39
+            and text.isdigit() and _HUGEINT_MAX < int(text) < 1 << 128)
 
 
 def _check_table(node: exp.Table) -> None:
