@@ -243,3 +243,27 @@ async def test_a_json_number_past_double_is_refused(client: Any) -> None:
     await ok(client, "INSERT INTO app.j VALUES (2, '[1e300, 1e-400, 2.5]')")
     res = await ok(client, "SELECT j FROM app.j")
     assert res[0]["rows"] == [{"j": [1e300, 0.0, 2.5]}]
+
+
+async def test_uhugeint_is_refused_not_wrapped(client: Any) -> None:
+    # DuckDB hands UHUGEINT to Arrow as a 128-bit DECIMAL bit for bit: 2^128 - 1 read -1
+    for text in ("SELECT 340282366920938463463374607431768211455::UHUGEINT AS u",
+                 "SELECT CAST(1 AS UINT128) AS u",
+                 "SELECT 340282366920938463463374607431768211455 AS u"):
+        status, body = await sql(client, text)
+        assert "UHUGEINT" in error(status, body, 400, "INVALID_ARGUMENT")
+    res = await ok(client, "SELECT 170141183460469231731687303715884105727::HUGEINT AS h, "
+                           "18446744073709551615::UBIGINT AS b")
+    assert res[0]["rows"] == [{"h": 170141183460469231731687303715884105727,
+                               "b": 18446744073709551615}]
+
+
+async def test_repeated_column_names_keep_every_value(client: Any) -> None:
+    # rows are objects keyed by name: the second `a` overwrote the first
+    res = await ok(client, "SELECT 1 AS a, 2 AS a, 3 AS a_1, 4 AS a")
+    assert res[0]["columns"] == ["a", "a_1", "a_1_1", "a_2"]
+    assert res[0]["rows"] == [{"a": 1, "a_1": 2, "a_1_1": 3, "a_2": 4}]
+    assert [c["name"] for c in res[0]["schema"]] == res[0]["columns"]
+    res = await ok(client, "SELECT * FROM (SELECT 1 AS id, 'x' AS v) x "
+                           "JOIN (SELECT 1 AS id, 'y' AS v) y ON x.id = y.id")
+    assert res[0]["rows"] == [{"id": 1, "v": "x", "id_1": 1, "v_1": "y"}]
