@@ -164,7 +164,7 @@ def _unsigned_huge(node: exp.DataType | exp.Literal) -> bool:
     UHUGEINT): DuckDB hands UHUGEINT to Arrow as a 128-bit DECIMAL, bit for
     bit, so 2^128 - 1 came back as -1."""
     if isinstance(node, exp.DataType):
-        return node.this == exp.DataType.Type.UINT128
+        return bool(node.this == exp.DataType.Type.UINT128)
     text = node.this
     return (not node.is_string and isinstance(text, str) and len(text) >= 39
             and text.isdigit() and _HUGEINT_MAX < int(text) < 1 << 128)
