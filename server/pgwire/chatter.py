@@ -62,17 +62,27 @@ class Answer:
 _TX = re.compile(
     r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE)\b"
     r"(\s+(WORK|TRANSACTION|PREPARED|TO))?", re.IGNORECASE)
+# The patterns below match a statement already stripped of surrounding blanks
+# and one trailing `;` (`_bare`): each ends at `$` with no lazy `.*?` or optional
+# blanks before it, so none can backtrack more than linearly. (`(.*?)\s*;?\s*$`
+# took 8 s, the event loop stopped, for `SET a = x` + 1,200 blanks + `y`.)
 _SET = re.compile(
-    r"^\s*SET\s+(?:(?:SESSION|LOCAL)\s+)?([A-Za-z_][\w.]*)\s*(?:=|\bTO\b)\s*(.*?)\s*;?\s*$",
+    r"^SET\s+(?:(?:SESSION|LOCAL)\s+)?([A-Za-z_][\w.]*)\s*(?:=|\bTO\b)\s*(.*)$",
     re.IGNORECASE | re.DOTALL)
 _SET_OTHER = re.compile(
-    r"^\s*SET\s+(?:(?:SESSION|LOCAL)\s+)?(TIME\s+ZONE|NAMES|TRANSACTION|SESSION\s+CHARACTERISTICS|"
-    r"SESSION\s+AUTHORIZATION|ROLE)\b\s*(.*?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
-_RESET = re.compile(r"^\s*RESET\s+([A-Za-z_][\w.]*|ALL)\s*;?\s*$", re.IGNORECASE)
-_SHOW = re.compile(r"^\s*SHOW\s+([A-Za-z_][\w.]*(?:\s+[A-Za-z_]+)*)\s*;?\s*$", re.IGNORECASE)
-_DISCARD = re.compile(r"^\s*DISCARD\s+(ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)\s*;?\s*$", re.IGNORECASE)
-_DEALLOCATE = re.compile(r"^\s*DEALLOCATE\s+(?:PREPARE\s+)?(ALL|[A-Za-z_]\w*|\"[^\"]+\")\s*;?\s*$",
+    r"^SET\s+(?:(?:SESSION|LOCAL)\s+)?(TIME\s+ZONE|NAMES|TRANSACTION|SESSION\s+CHARACTERISTICS|"
+    r"SESSION\s+AUTHORIZATION|ROLE)\b\s*(.*)$", re.IGNORECASE | re.DOTALL)
+_RESET = re.compile(r"^RESET\s+([A-Za-z_][\w.]*|ALL)$", re.IGNORECASE)
+_SHOW = re.compile(r"^SHOW\s+([A-Za-z_][\w.]*(?:\s+[A-Za-z_]+)*)$", re.IGNORECASE)
+_DISCARD = re.compile(r"^DISCARD\s+(ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)$", re.IGNORECASE)
+_DEALLOCATE = re.compile(r"^DEALLOCATE\s+(?:PREPARE\s+)?(ALL|[A-Za-z_]\w*|\"[^\"]+\")$",
                          re.IGNORECASE)
+
+
+def _bare(sql: str) -> str:
+    """`sql` without surrounding blanks and one trailing `;`."""
+    sql = sql.strip()
+    return sql[:-1].rstrip() if sql.endswith(";") else sql
 
 
 def _value(text: str) -> str:
@@ -123,6 +133,7 @@ class Settings:
 def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
     """The connection's own answer to `sql`, or None if Cairn should run it."""
     m = _TX.match(sql)
+    sql = _bare(sql)
     if m:
         word = m.group(1).upper().split()[0]
         if word in ("BEGIN", "START"):
@@ -174,7 +185,7 @@ def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
 
 def deallocated(sql: str) -> str | None:
     """The prepared statement DEALLOCATE names ('' for ALL), else None."""
-    m = _DEALLOCATE.match(sql)
+    m = _DEALLOCATE.match(_bare(sql))
     if not m:
         return None
     name = m.group(1)
