@@ -17,6 +17,7 @@ PROTOCOL_3 = 196608
 
 MAX_STARTUP = 10_000  # a startup packet is a few hundred bytes in practice
 MAX_MESSAGE = 64 * 1024 * 1024  # hard ceiling; the server passes [server] max_request_bytes
+MAX_AUTH = 65_535  # a message before authentication ends (PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH)
 
 _I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")
@@ -109,13 +110,13 @@ async def read_startup(reader: asyncio.StreamReader) -> tuple[int, Payload]:
     return p.int32(), p
 
 
-async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE
-                       ) -> tuple[bytes, Payload]:
+async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE,
+                       why: str = "[server] max_request_bytes") -> tuple[bytes, Payload]:
     """One tagged message: (type byte, body); longer than `limit` is a violation."""
     tag, length = _HEAD.unpack(await _exactly(reader, 5))
     if not 4 <= length <= min(limit, MAX_MESSAGE) + 4:
         raise ProtocolViolation(f"message length {length} is out of range (at most "
-                                f"{min(limit, MAX_MESSAGE)} bytes: [server] max_request_bytes)")
+                                f"{min(limit, MAX_MESSAGE)} bytes: {why})")
     return tag, Payload(await _exactly(reader, length - 4) if length > 4 else b"")
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 ITERATIONS = 4096
 MECHANISM = "SCRAM-SHA-256"
+MAX_NONCE = 256  # characters of a client nonce (libpq sends 24); it is echoed back
 
 
 class ScramError(Exception):
@@ -82,6 +83,8 @@ class Exchange:
         client_nonce = attrs.get("r", "")
         if not client_nonce or not client_nonce.isprintable() or "," in client_nonce:
             raise ScramError("SCRAM client nonce is missing")
+        if len(client_nonce) > MAX_NONCE:
+            raise ScramError("SCRAM client nonce is too long")
         self.client_first_bare = bare
         self.nonce = client_nonce + base64.b64encode(os.urandom(18)).decode()
         salt = base64.b64encode(self.verifier.salt).decode()

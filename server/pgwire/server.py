@@ -182,7 +182,10 @@ class PgServer:
 
 
 async def _password_message(reader: asyncio.StreamReader) -> messages.Payload:
-    tag, body = await messages.read_message(reader)
+    # Before authentication a client is nobody: its messages are small (a
+    # 64 MB one was buffered whole, for anyone who could open a socket).
+    tag, body = await messages.read_message(reader, messages.MAX_AUTH,
+                                            "before authentication")
     if tag != b"p":
         raise messages.ProtocolViolation("expected a password message")
     return body

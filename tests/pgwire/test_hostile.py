@@ -65,3 +65,40 @@ def test_every_set_form_still_reads() -> None:
     assert chatter.answer("SHOW TABLES", settings, b"I") is None
     assert chatter.answer("SELECT 1", settings, b"I") is None
 
+
+def _scram_first(nonce: bytes) -> bytes:
+    first = b"n,,n=,r=" + nonce
+    return _msg(b"p", b"SCRAM-SHA-256\x00" + struct.pack("!i", len(first)) + first)
+
+
+def _before_auth(pg: PgServer, data: bytes) -> list[tuple[bytes, bytes]]:
+    """What the server answers to `data` sent after the authentication request."""
+    with socket.create_connection(("127.0.0.1", pg.port), timeout=30) as sock:
+        _PENDING.pop(sock.fileno(), None)
+        sock.sendall(_startup("joe"))
+        assert _read_all(sock, until=b"R")[-1][0] == b"R"
+        with contextlib.suppress(OSError):  # the server may close before it has read all
+            sock.sendall(data)
+        return _read_all(sock, until=b"\xff", timeout=30)
+
+
+def test_a_big_message_before_authentication_is_refused_08P01(pg_tls: PgServer) -> None:
+    """A password message is read with a small limit (PostgreSQL's 65,535
+    bytes): a 64 MB one was buffered whole for an unauthenticated socket."""
+    msgs = _before_auth(pg_tls, _scram_first(b"A" * 1_000_000))
+    assert [m[0] for m in msgs] == [b"E"], [m[0] for m in msgs]  # not the nonce echoed
+    fields = _fields(msgs[0][1])
+    assert (fields["S"], fields["C"]) == ("FATAL", "08P01"), fields
+    assert "before authentication" in fields["M"]
+    with psycopg.connect(pg_tls.dsn("x", password=ADMIN_TOKEN), autocommit=True) as conn:
+        assert conn.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_a_long_scram_nonce_is_not_echoed(pg_tls: PgServer) -> None:
+    msgs = _before_auth(pg_tls, _scram_first(b"A" * 2000))
+    assert [m[0] for m in msgs] == [b"E"], [m[0] for m in msgs]
+    fields = _fields(msgs[0][1])
+    assert (fields["S"], fields["C"]) == ("FATAL", "28P01"), fields
+    # libpq's 24-character nonce gets its server-first-message
+    msgs = _before_auth(pg_tls, _scram_first(b"B" * 24))
+    assert msgs[0][0] == b"R" and b"r=" + b"B" * 24 in msgs[0][1], msgs
