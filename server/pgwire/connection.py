@@ -330,7 +330,7 @@ class Connection:
         except t.BadUnicode as exc:
             raise PgError("22021", str(exc)) from None
         except (t.BadParameter, params.PlaceholderError) as exc:
-            raise PgError("22P02", str(exc)) from None
+            raise PgError(getattr(exc, "code", "22P02"), str(exc)) from None
         self.portals[portal_name] = Portal(prepared, sql, rcodes)
         self.writer.write(messages.BIND_COMPLETE)
 

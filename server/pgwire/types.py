@@ -236,7 +236,15 @@ BINARY_OIDS = frozenset(_BINARY_ENCODERS) | {TEXT, VARCHAR, NAME, BPCHAR, CHAR}
 
 
 class BadParameter(ValueError):
-    """A parameter's bytes do not read as its type (22P02)."""
+    """A parameter's bytes do not read as its type (22P02), or its value is out
+    of every range Cairn has (`code` 22003, 22008)."""
+
+    code = "22P02"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 def _numeric_from_binary(raw: bytes) -> decimal.Decimal:

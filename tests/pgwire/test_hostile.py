@@ -10,6 +10,7 @@ import struct
 import threading
 
 import psycopg
+import pytest
 
 from server.pgwire import chatter
 from tests.pgwire.conftest import ADMIN_TOKEN, PgServer
@@ -102,3 +103,30 @@ def test_a_long_scram_nonce_is_not_echoed(pg_tls: PgServer) -> None:
     # libpq's 24-character nonce gets its server-first-message
     msgs = _before_auth(pg_tls, _scram_first(b"B" * 24))
     assert msgs[0][0] == b"R" and b"r=" + b"B" * 24 in msgs[0][1], msgs
+
+
+def _bind_text(sql: bytes, oid: int, value: bytes) -> bytes:
+    """Parse `sql` with one parameter of `oid`, Bind `value` as text, Execute, Sync."""
+    return (_msg(b"P", b"\x00" + sql + b"\x00\x00\x01" + struct.pack("!i", oid))
+            + _msg(b"B", b"\x00\x00\x00\x00\x00\x01" + struct.pack("!i", len(value)) + value
+                   + b"\x00\x00")
+            + _msg(b"E", b"\x00\x00\x00\x00\x00") + _msg(b"S"))
+
+
+def _errors(msgs: list[tuple[bytes, bytes]]) -> list[dict[str, str]]:
+    return [_fields(b) for tag, b in msgs if tag == b"E"]
+
+
+@pytest.mark.parametrize("value", [b"1e200000000", b"-1e-200000000", b"1" * 1001])
+def test_a_numeric_parameter_too_long_to_write_out_is_22003(pg: PgServer, value: bytes) -> None:
+    """`1e200000000` is 12 bytes as a NUMERIC parameter and was written out as
+    200 MB of digits on the event loop (30 s for every client)."""
+    sock = _connect(pg)
+    sock.sendall(_bind_text(b"SELECT $1::DOUBLE AS v", 1700, value))
+    msgs = _read_all(sock, timeout=60)
+    assert [e["C"] for e in _errors(msgs)] == ["22003"], msgs
+    assert msgs[-1] == (b"Z", b"I")
+    sock.sendall(_bind_text(b"SELECT $1::DOUBLE AS v", 1700, b"1.5e3"))
+    msgs = _read_all(sock)
+    assert not _errors(msgs) and dict(msgs)[b"D"][6:] == b"1500.0", msgs
+    sock.close()
