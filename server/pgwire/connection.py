@@ -37,6 +37,7 @@ log = logging.getLogger("cairn.pgwire")
 PROGRESS_PERIOD = 0.5  # seconds between job progress notices
 FLUSH_ROWS = 1000  # drain the socket every so many DataRows
 CANCEL_GRACE = 2.0  # seconds a cancelled statement gets to stop before it is abandoned
+YIELD_EVERY = 32  # messages handled back to back before other clients get the loop
 _WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 
 
@@ -83,7 +84,13 @@ class Connection:
             b"Q": self._query, b"P": self._parse, b"B": self._bind, b"D": self._describe,
             b"E": self._execute, b"C": self._close, b"H": self._flush, b"S": self._sync,
         }
+        handled = 0
         while True:
+            # Reading buffered bytes does not suspend: a pipelining client
+            # (a flood of Sync) had the event loop to itself without this.
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             tag, body = await messages.read_message(self.reader, self.limit)
             if tag == b"X":
                 return
@@ -347,6 +354,7 @@ class Connection:
                 self.writer.write(messages.NO_DATA)
             else:
                 self.writer.write(description(prepared.described, [0] * len(prepared.described)))
+            await self.writer.drain()  # 128 KB for `$32767`: a client that never reads
             return
         if kind != b"P":
             raise messages.ProtocolViolation("Describe needs 'S' or 'P'")
@@ -359,6 +367,7 @@ class Connection:
             self.writer.write(messages.NO_DATA)
         else:
             self.writer.write(description(cols, formats_for(portal.formats, len(cols))))
+        await self.writer.drain()
 
     async def _shape(self, prepared: Prepared) -> list[tuple[str, int]] | None:
         """The columns a statement will return, found without side effects:

@@ -8,6 +8,7 @@ import contextlib
 import socket
 import struct
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -129,4 +130,85 @@ def test_a_numeric_parameter_too_long_to_write_out_is_22003(pg: PgServer, value:
     sock.sendall(_bind_text(b"SELECT $1::DOUBLE AS v", 1700, b"1.5e3"))
     msgs = _read_all(sock)
     assert not _errors(msgs) and dict(msgs)[b"D"][6:] == b"1500.0", msgs
+    sock.close()
+
+
+class _Flood:
+    """One client pipelining `unit` * `times` while a thread reads and counts
+    its ReadyForQuery replies."""
+
+    def __init__(self, pg: PgServer, unit: bytes, times: int) -> None:
+        self.sock = _connect(pg)
+        self.sock.settimeout(120)
+        self.ready = 0
+        self.started = threading.Event()
+        self.done = threading.Event()
+        self.data = unit * times
+        threading.Thread(target=self._send, daemon=True).start()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _send(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendall(self.data)
+
+    def _read(self, want: int = 0) -> None:
+        buf = b""
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(1 << 20):
+                buf += chunk
+                pos = 0
+                while len(buf) - pos >= 5:
+                    length = struct.unpack("!i", buf[pos + 1:pos + 5])[0]
+                    if len(buf) - pos < 1 + length:
+                        break
+                    if buf[pos:pos + 1] == b"Z":
+                        self.ready += 1
+                        self.started.set()
+                    pos += 1 + length
+                buf = buf[pos:]
+        self.done.set()
+
+
+@pytest.mark.parametrize("unit", [
+    _msg(b"S"),  # a Sync flood
+    _msg(b"B", b"\x00nope\x00\x00\x00\x00\x00\x00\x00") + _msg(b"S"),  # Bind error, Sync
+])
+def test_a_pipelining_client_does_not_starve_the_others(pg: PgServer, unit: bytes) -> None:
+    """Buffered messages were handled back to back without giving the event
+    loop back: while one client pipelined Syncs, `SELECT 1` of another took
+    seconds. Now the other client is answered while most of the flood is
+    still unanswered (a turn of the loop every 32 messages)."""
+    times = 400_000
+    flood = _Flood(pg, unit, times)
+    assert flood.started.wait(60)
+    out: list[object] = []
+    _other_client_answers(pg, out)
+    seen = flood.ready
+    assert out == [(42,)]
+    assert seen < times // 10, (seen, times)  # 200-2,000 here; 110,000 to all before
+    flood.sock.close()
+
+
+def _rss(pg: PgServer) -> int:
+    assert pg.proc.proc is not None
+    status = Path(f"/proc/{pg.proc.proc.pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) * 1024
+
+
+def test_describe_replies_wait_for_a_client_that_does_not_read(pg: PgServer) -> None:
+    """Describe(statement) wrote its ParameterDescription (128 KB for `$32767`)
+    without draining: 2,000 Describes never read grew the server by 250 MB."""
+    sock = _connect(pg)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(_msg(b"P", b"big\x00DELETE FROM nowhere WHERE a = $32767\x00\x00\x00")
+                 + _msg(b"S"))
+    assert [m[0] for m in _read_all(sock)] == [b"1", b"Z"]
+    before = _rss(pg)
+    with contextlib.suppress(OSError):
+        sock.sendall(_msg(b"D", b"Sbig\x00") * 2000)
+    out: list[object] = []
+    _other_client_answers(pg, out)  # the loop has had its turns
+    assert out == [(42,)]
+    grown = _rss(pg) - before
+    assert grown < 60 * 1024 * 1024, grown  # 250 MB when nothing waited
     sock.close()
