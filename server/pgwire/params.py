@@ -4,7 +4,8 @@ Where a `$n` is code (not inside a string, quoted name or comment) is decided
 by the rules that cut a request into statements (`sqlgrammar.splitter`). Each
 value becomes a literal printed by sqlglot (strings quoted and escaped by it),
 so a parameter is always exactly one literal token: no value can change the
-statement around it. Positions are found once per statement text (cached).
+statement around it. Positions are found once per statement text (cached
+for texts of up to 16 KiB).
 
 Types of parameters a client left open (OID 0) are inferred from the query:
 a cast, the column it is compared with, the INSERT column it fills, LIMIT."""
@@ -33,9 +34,20 @@ class PlaceholderError(ValueError):
     """`$0`, a gap in the numbering, or too many parameters (42P02 / 08P01)."""
 
 
-@functools.lru_cache(maxsize=512)
+MAX_CACHED_CHARS = 16 * 1024  # longer texts are not cached: 512 of 10 MB each were kept for good
+
+
 def placeholders(sql: str) -> tuple[tuple[int, int, int], ...]:
     """(start, end, number) of every `$n` that is code, in text order."""
+    return _cached(sql) if len(sql) <= MAX_CACHED_CHARS else _placeholders(sql)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached(sql: str) -> tuple[tuple[int, int, int], ...]:
+    return _placeholders(sql)
+
+
+def _placeholders(sql: str) -> tuple[tuple[int, int, int], ...]:
     spots = tuple(parameters(sql))
     for _, _, n in spots:
         if not 1 <= n <= MAX_PARAMS:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import sys
 import threading
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from server.pgwire import chatter
+from server.pgwire import chatter, params
+from server.pgwire import types as t
 from tests.pgwire.conftest import ADMIN_TOKEN, PgServer
 from tests.pgwire.test_protocol import _PENDING, _connect, _fields, _msg, _read_all, _startup
 
@@ -212,3 +214,15 @@ def test_describe_replies_wait_for_a_client_that_does_not_read(pg: PgServer) -> 
     grown = _rss(pg) - before
     assert grown < 60 * 1024 * 1024, grown  # 250 MB when nothing waited
     sock.close()
+
+
+def test_a_long_statement_text_is_not_kept_after_use() -> None:
+    """Placeholder positions were cached by the whole text, 512 texts of up to
+    `max_request_bytes` each, kept for good. Now only short texts are cached."""
+    big = "SELECT $1, '" + "x" * 100_000 + f"{threading.get_ident()} {id(object())}'"
+    refs = sys.getrefcount(big)
+    assert params.count(big) == 1
+    assert params.substitute(big, [7], [t.INT4]).startswith("SELECT 7, 'xxx")
+    assert sys.getrefcount(big) == refs
+    small = f"SELECT $1 + {id(object())}"
+    assert params.placeholders(small) is params.placeholders(small)  # still cached
