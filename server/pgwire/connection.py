@@ -107,9 +107,11 @@ class Connection:
                 self._fail(tag, exc)
                 if tag == b"Q":
                     await self.writer.drain()
-            except messages.ProtocolViolation:
+            except (messages.ProtocolViolation, ConnectionError):  # ConnectionError: it left
                 raise
             except Exception:  # a bug: the statement fails, the connection lives on
+                if self.writer.is_closing():  # a write after the client left (uvloop raises)
+                    raise messages.Closed() from None
                 log.exception("pgwire: internal error on message %r", tag)
                 self._fail(tag, PgError("XX000", "internal error: this is a bug, the server "
                                                  "log has the trace"))
@@ -269,7 +271,7 @@ class Connection:
                         shown[job_id] = text
                         self.writer.write(messages.notice(text))
                         await self.writer.drain()
-        except (ConnectionError, CairnError):
+        except (ConnectionError, RuntimeError, CairnError):  # RuntimeError: a closed transport
             pass
 
     # --- extended query -----------------------------------------------------------------

@@ -99,6 +99,8 @@ class PgServer:
         except (messages.Closed, ConnectionError, ssl.SSLError):
             pass
         except Exception:
+            if writer.is_closing():  # a write after the client left: not a bug
+                return
             log.exception("pgwire: internal error")
             await _say(writer, messages.error("FATAL", "XX000", "internal error: this is a bug"))
         finally:

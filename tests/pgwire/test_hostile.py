@@ -16,7 +16,7 @@ import pytest
 
 from server.pgwire import chatter, params
 from server.pgwire import types as t
-from tests.pgwire.conftest import ADMIN_TOKEN, PgServer
+from tests.pgwire.conftest import ADMIN_TOKEN, PgServer, _start
 from tests.pgwire.test_protocol import _PENDING, _connect, _fields, _msg, _read_all, _startup
 
 
@@ -226,3 +226,26 @@ def test_a_long_statement_text_is_not_kept_after_use() -> None:
     assert sys.getrefcount(big) == refs
     small = f"SELECT $1 + {id(object())}"
     assert params.placeholders(small) is params.placeholders(small)  # still cached
+
+
+def test_a_client_that_leaves_mid_result_is_no_error(tmp_path: Path) -> None:
+    """A client that reset its connection while a result was sent made two
+    ERROR 'internal error' tracebacks in the server log (the reset came out of
+    drain() and went to the catch-all for bugs, then the XX000 written to the
+    closed transport raised again): any user could flood the log."""
+    for server in _start(tmp_path):
+        for _ in range(4):
+            sock = _connect(server)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(_msg(b"Q", b"SELECT x, repeat('y', 100) AS pad "
+                                    b"FROM range(50000) t(x)\x00"))
+            assert sock.recv(1)  # the result is on its way
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST
+        out: list[object] = []
+        _other_client_answers(server, out)
+        assert out == [(42,)]
+        server.proc.stop()
+        assert server.proc.proc is not None and server.proc.proc.stderr is not None
+        log = server.proc.proc.stderr.read()
+        assert "Traceback" not in log and "internal error" not in log, log[-3000:]
