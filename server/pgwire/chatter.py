@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import types as t
+from .errors import PgError
 
 DEFAULTS = {
     "server_version": "15.0", "server_version_num": "150000", "server_encoding": "UTF8",
@@ -45,8 +46,11 @@ _SHOW_ALIASES = {"transaction isolation level": "transaction_isolation",
 _UTF8 = {"utf8", "utf-8", "unicode"}
 
 
-class ChatterError(Exception):
-    """A setting Cairn cannot take (22023)."""
+class ChatterError(PgError):
+    """A setting Cairn cannot take: 22023, or 55P02 for one nobody can change."""
+
+    def __init__(self, message: str, code: str = "22023") -> None:
+        super().__init__(code, message)
 
 
 @dataclass
@@ -110,7 +114,7 @@ class Settings:
         if name == "client_encoding" and value.lower().replace("'", "") not in _UTF8:
             raise ChatterError(f"client_encoding {value!r} is not supported: Cairn speaks UTF8")
         if name in ("server_version", "server_encoding", "server_version_num"):
-            raise ChatterError(f'parameter "{name}" cannot be changed')
+            raise ChatterError(f'parameter "{name}" cannot be changed', "55P02")
         if name == "client_encoding":
             value = "UTF8"
         self.values[name] = value

@@ -279,10 +279,7 @@ class Connection:
     async def _parse(self, body: messages.Payload) -> None:
         name = body.cstring()
         sql = _text(body)
-        n = body.int16()
-        if n < 0:
-            raise messages.ProtocolViolation("negative parameter count")
-        declared = [body.uint32() for _ in range(n)]
+        declared = [body.uint32() for _ in range(body.uint16())]
         body.end()
         try:
             chunks = list(split_script(sql))
@@ -319,12 +316,12 @@ class Connection:
         prepared = self.statements.get(name)
         if prepared is None:
             raise PgError("26000", f'prepared statement "{name}" does not exist')
-        fcodes = [body.int16() for _ in range(_count(body))]
+        fcodes = [body.int16() for _ in range(body.uint16())]
         values_raw: list[bytes | None] = []
-        for _ in range(_count(body)):
+        for _ in range(body.uint16()):
             length = body.int32()
             values_raw.append(None if length == -1 else body.take(length))
-        rcodes = [body.int16() for _ in range(_count(body))]
+        rcodes = [body.int16() for _ in range(body.uint16())]
         body.end()
         if any(c not in (0, 1) for c in fcodes + rcodes):
             raise messages.ProtocolViolation("format codes must be 0 or 1")
@@ -450,13 +447,6 @@ class Connection:
         self.portals.pop("", None)
         self.writer.write(messages.ready(self.tx))
         await self.writer.drain()
-
-
-def _count(body: messages.Payload) -> int:
-    n = body.int16()
-    if n < 0:
-        raise messages.ProtocolViolation("negative count")
-    return n
 
 
 def _text(body: messages.Payload) -> str:

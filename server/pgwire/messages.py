@@ -20,6 +20,7 @@ MAX_MESSAGE = 64 * 1024 * 1024  # hard ceiling; the server passes [server] max_r
 MAX_AUTH = 65_535  # a message before authentication ends (PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH)
 
 _I16 = struct.Struct("!h")
+_U16 = struct.Struct("!H")
 _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _HEAD = struct.Struct("!ci")
@@ -51,6 +52,10 @@ class Payload:
 
     def int16(self) -> int:
         return int(_I16.unpack(self._take(2))[0])
+
+    def uint16(self) -> int:
+        """A count: PostgreSQL reads the counts of Parse and Bind as unsigned."""
+        return int(_U16.unpack(self._take(2))[0])
 
     def int32(self) -> int:
         return int(_I32.unpack(self._take(4))[0])
@@ -185,7 +190,7 @@ def data_row(values: list[bytes | None]) -> bytes:
 
 
 def parameter_description(oids: list[int]) -> bytes:
-    return message(b"t", _I16.pack(len(oids)) + b"".join(_U32.pack(o) for o in oids))
+    return message(b"t", _U16.pack(len(oids)) + b"".join(_U32.pack(o) for o in oids))
 
 
 def command_complete(tag: str) -> bytes:

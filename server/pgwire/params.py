@@ -96,6 +96,8 @@ def literal(value: Any, oid: int = 0) -> str:
         except ValueError:
             raise t.BadParameter(
                 f"invalid input syntax for type timestamp: {text[:40]!r}") from None
+        except OverflowError:  # in range, but not once converted to UTC
+            raise t.BadParameter(f"timestamp out of range: {text[:40]!r}", "22008") from None
     if oid == t.DATE:
         return f"CAST({_string(text)} AS DATE)"
     if oid in (t.JSON, t.JSONB):

@@ -4,12 +4,18 @@ command tag PostgreSQL clients parse (`SELECT 3`, `INSERT 0 2`, ...)."""
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow as pa
 
 from ..result import Result
 from . import messages
 from . import types as t
+from .errors import PgError
+
+MAX_COLUMNS = 1664  # PostgreSQL's MaxTupleAttributeNumber; a RowDescription counts in int16
 
 
 @dataclass
@@ -19,6 +25,10 @@ class Reply:
     tag: str
     columns: list[tuple[str, int]] | None = None
     rows: list[list[Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.columns is not None and len(self.columns) > MAX_COLUMNS:
+            raise PgError("54011", f"target lists can have at most {MAX_COLUMNS} entries")
 
 
 _WORDS = re.compile(r"[A-Za-z_]+")
@@ -47,6 +57,9 @@ def from_result(text: str, result: Result) -> Reply:
                for name, typ in zip(result.columns, result.types, strict=False)]
     table = getattr(result, "table", None)
     if table is not None and table.num_columns == len(columns):
+        # A UBIGINT past 2**63 - 1 is no int8: such columns go as numeric.
+        columns = [(name, t.NUMERIC if pa.types.is_uint64(f.type) else oid)
+                   for (name, oid), f in zip(columns, table.schema, strict=False)]
         cols = [c.to_pylist() for c in table.columns]
         rows = [list(r) for r in zip(*cols, strict=False)] if cols else []
     else:
@@ -71,7 +84,10 @@ def description(columns: list[tuple[str, int]], formats: list[int]) -> bytes:
 def data_rows(rows: list[list[Any]], oids: list[int], formats: list[int]) -> list[bytes]:
     encoders = [t.encoder(oid, fmt == 1) for oid, fmt in zip(oids, formats, strict=False)]
     out = []
-    for row in rows:
-        out.append(messages.data_row(
-            [None if v is None else enc(v) for v, enc in zip(row, encoders, strict=False)]))
+    try:
+        for row in rows:
+            out.append(messages.data_row(
+                [None if v is None else enc(v) for v, enc in zip(row, encoders, strict=False)]))
+    except (struct.error, OverflowError):  # a value wider than its column's binary form
+        raise PgError("22003", "a value is out of range for its column's type") from None
     return out

@@ -139,7 +139,10 @@ class PgServer:
                           severity="FATAL")
         session = await self._authenticate(reader, writer, user)
         assert session.user_id is not None
-        settings = chatter.Settings(session.user_id, startup, session.is_admin)
+        try:  # PostgreSQL, too, refuses a start-up setting it cannot take only now
+            settings = chatter.Settings(session.user_id, startup, session.is_admin)
+        except PgError as exc:
+            raise PgError(exc.code, exc.message, severity="FATAL") from None
         pid = secrets.randbits(31) or 1
         while pid in self.connections:
             pid = secrets.randbits(31) or 1

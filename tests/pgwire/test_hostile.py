@@ -249,3 +249,89 @@ def test_a_client_that_leaves_mid_result_is_no_error(tmp_path: Path) -> None:
         assert server.proc.proc is not None and server.proc.proc.stderr is not None
         log = server.proc.proc.stderr.read()
         assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize(("sql", "code"), [
+    ("SET client_encoding = 'LATIN1'", "22023"), ("SET NAMES 'SQL_ASCII'", "22023"),
+    ("SET server_version_num = 1", "55P02"), ("SET server_version TO '9.6'", "55P02"),
+])
+def test_a_setting_cairn_cannot_take_is_a_proper_error(pg: PgServer, sql: str, code: str) -> None:
+    """These raised an error nothing converted: XX000 'this is a bug'."""
+    sock = _connect(pg)
+    sock.sendall(_msg(b"Q", sql.encode() + b"\x00"))
+    msgs = _read_all(sock)
+    assert [e["C"] for e in _errors(msgs)] == [code], msgs
+    assert msgs[-1] == (b"Z", b"I")
+    sock.close()
+
+
+@pytest.mark.parametrize(("setting", "code"), [
+    (b"client_encoding\x00LATIN1\x00", "22023"), (b"server_version_num\x001\x00", "55P02"),
+])
+def test_a_start_up_setting_cairn_cannot_take_is_fatal(pg: PgServer, setting: bytes,
+                                                       code: str) -> None:
+    body = (struct.pack("!i", 196608) + b"user\x00raw\x00database\x00cairn\x00" + setting
+            + b"\x00")
+    with socket.create_connection(("127.0.0.1", pg.port), timeout=10) as sock:
+        _PENDING.pop(sock.fileno(), None)
+        sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        errors = _errors(_read_all(sock, until=b"\xff"))
+    assert [(e["S"], e["C"]) for e in errors] == [("FATAL", code)], errors
+
+
+def test_a_timestamptz_parameter_out_of_range_in_utc_is_22008(pg: PgServer) -> None:
+    sock = _connect(pg)
+    sock.sendall(_bind_text(b"SELECT $1 AS v", 1184, b"0001-01-01 00:00:00+14:00"))
+    msgs = _read_all(sock)
+    assert [e["C"] for e in _errors(msgs)] == ["22008"], msgs
+    sock.close()
+
+
+def _binary_result(sql: bytes) -> bytes:
+    return (_msg(b"P", b"\x00" + sql + b"\x00\x00\x00")
+            + _msg(b"B", b"\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01")
+            + _msg(b"D", b"P\x00") + _msg(b"E", b"\x00\x00\x00\x00\x00") + _msg(b"S"))
+
+
+def test_a_ubigint_past_int8_goes_as_numeric_in_binary(pg: PgServer) -> None:
+    sock = _connect(pg)
+    sock.sendall(_binary_result(b"SELECT 18446744073709551615::UBIGINT AS v, 5::UBIGINT AS w"))
+    msgs = _read_all(sock)
+    assert not _errors(msgs), msgs
+    row = dict(msgs)[b"D"]
+    values = []
+    pos = 2
+    for _ in range(2):
+        n = struct.unpack("!i", row[pos:pos + 4])[0]
+        values.append(t.decode_param(t.NUMERIC, True, row[pos + 4:pos + 4 + n]))
+        pos += 4 + n
+    assert values == [18446744073709551615, 5]
+    sock.close()
+
+
+def test_parameter_counts_are_unsigned_as_in_postgresql(pg: PgServer) -> None:
+    """A statement may have 65,535 parameters; the counts of Parse, Bind and
+    ParameterDescription were signed (struct.error past 32,767: XX000)."""
+    sock = _connect(pg)
+    sock.sendall(_msg(b"P", b"\x00SELECT 1 AS v WHERE 1 = $40000\x00\x00\x00")
+                 + _msg(b"D", b"S\x00") + _msg(b"S"))
+    msgs = _read_all(sock, timeout=60)
+    assert not _errors(msgs), msgs
+    described = dict(msgs)[b"t"]
+    assert struct.unpack("!H", described[:2])[0] == 40000 and len(described) == 2 + 4 * 40000
+    values = b"".join(struct.pack("!i", 1) + b"1" for _ in range(40000))
+    sock.sendall(_msg(b"B", b"\x00\x00\x00\x00" + struct.pack("!H", 40000) + values + b"\x00\x00")
+                 + _msg(b"E", b"\x00\x00\x00\x00\x00") + _msg(b"S"))
+    msgs = _read_all(sock, timeout=60)
+    assert not _errors(msgs) and dict(msgs)[b"C"] == b"SELECT 1\x00", msgs
+    sock.close()
+
+
+def test_more_columns_than_postgresql_allows_is_54011(pg: PgServer) -> None:
+    sock = _connect(pg)
+    sql = "SELECT version()" + "".join(f", 1 AS c{i}" for i in range(33_000))
+    sock.sendall(_msg(b"Q", sql.encode() + b"\x00"))
+    msgs = _read_all(sock, timeout=120)
+    assert [e["C"] for e in _errors(msgs)] == ["54011"], msgs
+    assert msgs[-1] == (b"Z", b"I")
+    sock.close()
