@@ -30,7 +30,7 @@ from ..state import Cairn
 from . import chatter, messages, params, pgcatalog
 from . import types as t
 from .errors import PgError, position
-from .results import Reply, data_rows, description, formats_for, from_result
+from .results import Reply, data_rows, description, formats_for, from_result, progress_text
 
 log = logging.getLogger("cairn.pgwire")
 
@@ -187,7 +187,8 @@ class Connection:
         if answer is not None:
             return self._chatter(answer, code)
         # A catalog query is a query: an INSERT, UPDATE or DELETE is not scanned for one.
-        tree = None if _WRITE.match(code) else pgcatalog.parse(text)
+        catalog = not _WRITE.match(code) and pgcatalog.hinted(code)
+        tree = await self._off_loop(text, pgcatalog.parse, text) if catalog else None
         if tree is not None:
             try:
                 columns, rows = await self.cairn.run(self.catalog.run, self.cairn, tree, self.info)
@@ -209,6 +210,14 @@ class Connection:
         elif gone is not None:
             self.statements.pop(gone, None)
         return Reply(answer.tag, answer.columns or None, answer.rows)
+
+    async def _off_loop(self, text: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args), on a statement thread when `text` is big, as the simple
+        query's split is (sqlglot or the splitter on a 10 MB text on the event
+        loop stopped every client for seconds)."""
+        if len(text) > PARSE_ON_THREAD_CHARS:
+            return await self.cairn.run(fn, *args)
+        return fn(*args)
 
     async def _cairn(self, text: str, offset: int) -> Reply:
         started = time.perf_counter()
@@ -266,7 +275,7 @@ class Connection:
                     job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
                     if job is None:
                         continue
-                    text = _progress_text(job)
+                    text = progress_text(job)
                     if shown.get(job_id) != text:
                         shown[job_id] = text
                         self.writer.write(messages.notice(text))
@@ -282,14 +291,14 @@ class Connection:
         declared = [body.uint32() for _ in range(body.uint16())]
         body.end()
         try:
-            chunks = list(split_script(sql))
+            chunks = await self._off_loop(sql, _split, sql)
         except SqlSyntaxError as exc:
             raise PgError("42601", exc.message, position(sql, exc.line, exc.column)) from None
         if len(chunks) > 1:
             raise PgError("42601", "cannot insert multiple commands into a prepared statement")
         text = chunks[0].text if chunks else ""
         try:
-            count = params.count(text)
+            count = await self._off_loop(text, params.count, text)
         except params.PlaceholderError as exc:
             raise PgError("42P02", str(exc)) from None
         if name and name in self.statements:
@@ -332,7 +341,8 @@ class Connection:
         try:
             values = [t.decode_param(oid, fmt == 1, raw)
                       for oid, fmt, raw in zip(prepared.oids, pfmts, values_raw, strict=False)]
-            sql = params.substitute(prepared.sql, values, prepared.oids)
+            sql = await self._off_loop(prepared.sql, params.substitute, prepared.sql, values,
+                                       prepared.oids)
         except t.BadUnicode as exc:
             raise PgError("22021", str(exc)) from None
         except (t.BadParameter, params.PlaceholderError) as exc:
@@ -379,7 +389,9 @@ class Connection:
         answer = chatter.answer(probe, self.settings, self.tx)
         if answer is not None:
             return answer.columns or None
-        if pgcatalog.parse(probe) is None and first.startswith(("SELECT", "WITH", "VALUES")):
+        if first.startswith(("SELECT", "WITH", "VALUES")) and (
+                not pgcatalog.hinted(probe)
+                or await self._off_loop(probe, pgcatalog.parse, probe) is None):
             probe = f"SELECT * FROM ({probe}) AS cairn_describe LIMIT 0"
         reply = await self._run(probe, probe, 0)
         return reply.columns
@@ -392,7 +404,7 @@ class Connection:
 
     async def _run_portal(self, portal: Portal) -> Reply:
         try:
-            chunks = list(split_script(portal.sql))
+            chunks = await self._off_loop(portal.sql, _split, portal.sql)
         except SqlSyntaxError as exc:
             where = position(portal.sql, exc.line, exc.column)
             raise PgError("42601", exc.message, where) from None
@@ -449,6 +461,10 @@ class Connection:
         await self.writer.drain()
 
 
+def _split(sql: str) -> list[Any]:
+    return list(split_script(sql))
+
+
 def _text(body: messages.Payload) -> str:
     """A query string; text that is not UTF-8 is refused (22021), not fatal."""
     end = body.data.find(b"\x00", body.pos)
@@ -462,22 +478,4 @@ def _text(body: messages.Payload) -> str:
         raise PgError(
             "22021", f"invalid byte sequence for encoding \"UTF8\" at byte {exc.start}"
         ) from None
-
-
-def _progress_text(job: Job) -> str:
-    pct = int(job.fraction_completed * 100)
-    text = f"{job.job_type} {job.job_id}: {job.status} {pct}%"
-    if job.files_total:
-        text += f", {job.files_done}/{job.files_total} files"
-    if job.bytes_total:
-        text += f", {_size(job.bytes_done)} of {_size(job.bytes_total)}"
-    return text
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 

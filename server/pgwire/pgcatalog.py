@@ -89,6 +89,13 @@ def _catalog_table(table: exp.Table) -> tuple[str, str] | None:
     return None
 
 
+def hinted(code: str) -> bool:
+    """Whether `code` (a statement with comments blanked) may be a catalog
+    query: `parse` is sqlglot, worth a thread for a big text, and a word in a
+    comment is no reason for it."""
+    return _HINT.search(code) is not None
+
+
 def parse(sql: str) -> exp.Expression | None:
     """The query's tree if it is a catalog query, else None (Cairn runs it)."""
     if not _HINT.search(sql):

@@ -10,6 +10,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from catalog import Job
+
 from ..result import Result
 from . import messages
 from . import types as t
@@ -91,3 +93,22 @@ def data_rows(rows: list[list[Any]], oids: list[int], formats: list[int]) -> lis
     except (struct.error, OverflowError):  # a value wider than its column's binary form
         raise PgError("22003", "a value is out of range for its column's type") from None
     return out
+
+
+def progress_text(job: Job) -> str:
+    pct = int(job.fraction_completed * 100)
+    text = f"{job.job_type} {job.job_id}: {job.status} {pct}%"
+    if job.files_total:
+        text += f", {job.files_done}/{job.files_total} files"
+    if job.bytes_total:
+        text += f", {_size(job.bytes_done)} of {_size(job.bytes_total)}"
+    return text
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+

@@ -9,12 +9,13 @@ import socket
 import struct
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from server.pgwire import chatter, params
+from server.pgwire import chatter, params, pgcatalog
 from server.pgwire import types as t
 from tests.pgwire.conftest import ADMIN_TOKEN, PgServer, _start
 from tests.pgwire.test_protocol import _PENDING, _connect, _fields, _msg, _read_all, _startup
@@ -335,3 +336,53 @@ def test_more_columns_than_postgresql_allows_is_54011(pg: PgServer) -> None:
     assert [e["C"] for e in _errors(msgs)] == ["54011"], msgs
     assert msgs[-1] == (b"Z", b"I")
     sock.close()
+
+
+def _answered_meanwhile(pg: PgServer, data: bytes) -> list[tuple[bytes, bytes]]:
+    """Send `data` (one big statement, then Sync) and, while its reply has not
+    come, have another client run a query: it must be answered first."""
+    sock = _connect(pg)
+    replied = threading.Event()
+    sent = threading.Event()
+    msgs: list[tuple[bytes, bytes]] = []
+
+    def big() -> None:
+        sock.sendall(data)
+        sent.set()
+        msgs.extend(_read_all(sock, timeout=600))
+        replied.set()
+
+    worker = threading.Thread(target=big)
+    worker.start()
+    assert sent.wait(120)
+    time.sleep(0.5)  # the server reads the last of it (not an assertion: seconds of margin)
+    out: list[object] = []
+    _other_client_answers(pg, out)
+    assert out == [(42,)]
+    assert not replied.is_set(), "the other client waited for the big statement"
+    worker.join(600)
+    sock.close()
+    return msgs
+
+
+def test_a_big_parse_is_split_off_the_event_loop(pg: PgServer) -> None:
+    """The extended protocol split a Parse's text on the event loop, where the
+    simple protocol moves texts past 16 KiB to a statement thread: a 9.9 MB
+    Parse stopped every other client for 5.8 s."""
+    sql = b"SELECT 'a' AS x WHERE 'b' IN (" + b",".join([b"'zzzzzz'"] * 1_000_000) + b")"
+    msgs = _answered_meanwhile(pg, _msg(b"P", b"\x00" + sql + b"\x00\x00\x00") + _msg(b"S"))
+    assert [m[0] for m in msgs] == [b"1", b"Z"], msgs[:3]
+
+
+def test_a_big_catalog_query_is_read_off_the_event_loop(pg: PgServer) -> None:
+    """A query naming a catalog relation is read by sqlglot, which ran on the
+    event loop: 2 MB of it stopped every other client for 11 s."""
+    sql = (b"SELECT relname FROM pg_catalog.pg_class WHERE relname IN ("
+           + b",".join([b"'zzzzzz'"] * 250_000) + b")")
+    msgs = _answered_meanwhile(pg, _msg(b"Q", sql + b"\x00"))
+    assert msgs and msgs[-1] == (b"Z", b"I"), msgs[-3:]
+
+
+def test_only_code_hints_at_a_catalog_query() -> None:
+    assert pgcatalog.hinted("SELECT * FROM pg_class")
+    assert not pgcatalog.hinted("SELECT 1 /*          */")  # `/* pg_class */`, comment blanked
