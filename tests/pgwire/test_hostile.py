@@ -76,7 +76,8 @@ def _scram_first(nonce: bytes) -> bytes:
     return _msg(b"p", b"SCRAM-SHA-256\x00" + struct.pack("!i", len(first)) + first)
 
 
-def _before_auth(pg: PgServer, data: bytes) -> list[tuple[bytes, bytes]]:
+def _before_auth(pg: PgServer, data: bytes, until: bytes = b"\xff"
+                 ) -> list[tuple[bytes, bytes]]:
     """What the server answers to `data` sent after the authentication request."""
     with socket.create_connection(("127.0.0.1", pg.port), timeout=30) as sock:
         _PENDING.pop(sock.fileno(), None)
@@ -84,7 +85,7 @@ def _before_auth(pg: PgServer, data: bytes) -> list[tuple[bytes, bytes]]:
         assert _read_all(sock, until=b"R")[-1][0] == b"R"
         with contextlib.suppress(OSError):  # the server may close before it has read all
             sock.sendall(data)
-        return _read_all(sock, until=b"\xff", timeout=30)
+        return _read_all(sock, until=until, timeout=30)
 
 
 def test_a_big_message_before_authentication_is_refused_08P01(pg_tls: PgServer) -> None:
@@ -105,7 +106,7 @@ def test_a_long_scram_nonce_is_not_echoed(pg_tls: PgServer) -> None:
     fields = _fields(msgs[0][1])
     assert (fields["S"], fields["C"]) == ("FATAL", "28P01"), fields
     # libpq's 24-character nonce gets its server-first-message
-    msgs = _before_auth(pg_tls, _scram_first(b"B" * 24))
+    msgs = _before_auth(pg_tls, _scram_first(b"B" * 24), until=b"R")
     assert msgs[0][0] == b"R" and b"r=" + b"B" * 24 in msgs[0][1], msgs
 
 
@@ -339,8 +340,10 @@ def test_more_columns_than_postgresql_allows_is_54011(pg: PgServer) -> None:
 
 
 def _answered_meanwhile(pg: PgServer, data: bytes) -> list[tuple[bytes, bytes]]:
-    """Send `data` (one big statement, then Sync) and, while its reply has not
-    come, have another client run a query: it must be answered first."""
+    """Send `data` (one big statement, ending in ReadyForQuery) and, until its
+    reply comes, have other clients connect and run a query, one after the
+    other: many must be answered meanwhile (with the event loop held by the
+    big statement, none or the few that fit in its hand-off to a thread)."""
     sock = _connect(pg)
     replied = threading.Event()
     sent = threading.Event()
@@ -356,12 +359,15 @@ def _answered_meanwhile(pg: PgServer, data: bytes) -> list[tuple[bytes, bytes]]:
     worker.start()
     assert sent.wait(120)
     time.sleep(0.5)  # the server reads the last of it (not an assertion: seconds of margin)
-    out: list[object] = []
-    _other_client_answers(pg, out)
-    assert out == [(42,)]
-    assert not replied.is_set(), "the other client waited for the big statement"
+    answered = 0
+    while not replied.is_set():
+        out: list[object] = []
+        _other_client_answers(pg, out)
+        assert out == [(42,)]
+        answered += not replied.is_set()
     worker.join(600)
     sock.close()
+    assert answered >= 20, answered  # 60-150 here: the statement takes seconds
     return msgs
 
 
@@ -375,12 +381,14 @@ def test_a_big_parse_is_split_off_the_event_loop(pg: PgServer) -> None:
 
 
 def test_a_big_catalog_query_is_read_off_the_event_loop(pg: PgServer) -> None:
-    """A query naming a catalog relation is read by sqlglot, which ran on the
-    event loop: 2 MB of it stopped every other client for 11 s."""
-    sql = (b"SELECT relname FROM pg_catalog.pg_class WHERE relname IN ("
-           + b",".join([b"'zzzzzz'"] * 250_000) + b")")
+    """Whether a query is a catalog query was decided by sqlglot on the event
+    loop for any text with `pg_` in it: 2 MB stopped every other client for
+    11 s. This one is split at once (numbers), read by sqlglot for seconds
+    (`'pg_'` is code), then refused at once by Cairn (too many tokens)."""
+    sql = (b"SELECT x FROM range(3) t(x) WHERE x IN (" + b",".join([b"1"] * 300_000)
+           + b") AND 'pg_' <> ''")
     msgs = _answered_meanwhile(pg, _msg(b"Q", sql + b"\x00"))
-    assert msgs and msgs[-1] == (b"Z", b"I"), msgs[-3:]
+    assert [e["C"] for e in _errors(msgs)] == ["54000"], msgs[-3:]
 
 
 def test_only_code_hints_at_a_catalog_query() -> None:
