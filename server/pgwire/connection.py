@@ -45,6 +45,7 @@ _WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 class Prepared:
     sql: str
     oids: list[int]
+    spots: params.Spots  # where its `$n` are, found once at Parse
     described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
 
 
@@ -298,15 +299,16 @@ class Connection:
             raise PgError("42601", "cannot insert multiple commands into a prepared statement")
         text = chunks[0].text if chunks else ""
         try:
-            count = await self._off_loop(text, params.count, text)
+            spots = await self._off_loop(text, params.placeholders, text)
         except params.PlaceholderError as exc:
             raise PgError("42P02", str(exc)) from None
         if name and name in self.statements:
             raise PgError("42P05", f'prepared statement "{name}" already exists')
+        count = max((n for _, _, n in spots), default=0)
         oids = declared + [0] * max(0, count - len(declared))
         if any(o == 0 for o in oids):
             oids = await self.cairn.run(params.infer, text, oids, self._columns)
-        self.statements[name] = Prepared(text, oids)
+        self.statements[name] = Prepared(text, oids, spots)
         self.writer.write(messages.PARSE_COMPLETE)
 
     def _columns(self, namespace: str | None, table: str) -> dict[str, str] | None:
@@ -342,7 +344,7 @@ class Connection:
             values = [t.decode_param(oid, fmt == 1, raw)
                       for oid, fmt, raw in zip(prepared.oids, pfmts, values_raw, strict=False)]
             sql = await self._off_loop(prepared.sql, params.substitute, prepared.sql, values,
-                                       prepared.oids)
+                                       prepared.oids, prepared.spots)
         except t.BadUnicode as exc:
             raise PgError("22021", str(exc)) from None
         except (t.BadParameter, params.PlaceholderError) as exc:
@@ -385,7 +387,7 @@ class Connection:
         first = sql.lstrip()[:12].upper()
         if not first.startswith(("SELECT", "WITH", "VALUES", "SHOW", "DESCRIBE", "TABLE", "FROM")):
             return None
-        probe = params.typed_nulls(sql, prepared.oids)
+        probe = await self._off_loop(sql, params.typed_nulls, sql, prepared.oids, prepared.spots)
         answer = chatter.answer(probe, self.settings, self.tx)
         if answer is not None:
             return answer.columns or None

@@ -129,8 +129,13 @@ def _string(text: str) -> str:
     return str(exp.Literal.string(text).sql(dialect="duckdb"))
 
 
-def _replace(sql: str, text_of: Any) -> str:
-    spots = placeholders(sql)
+Spots = tuple[tuple[int, int, int], ...]
+
+
+def _replace(sql: str, text_of: Any, spots: Spots | None = None) -> str:
+    """`spots`: `placeholders(sql)`, when the caller kept them (a long text's
+    are not cached, and finding them takes seconds for 10 MB)."""
+    spots = placeholders(sql) if spots is None else spots
     if not spots:
         return sql
     parts = []
@@ -143,21 +148,21 @@ def _replace(sql: str, text_of: Any) -> str:
     return "".join(parts)
 
 
-def substitute(sql: str, values: list[Any], oids: list[int]) -> str:
+def substitute(sql: str, values: list[Any], oids: list[int], spots: Spots | None = None) -> str:
     """`sql` with every `$n` replaced by the literal of values[n - 1]."""
     def text_of(n: int) -> str:
         if n > len(values):
             raise PlaceholderError(f"there is no parameter ${n}")
         return literal(values[n - 1], oids[n - 1] if n <= len(oids) else 0)
-    return _replace(sql, text_of)
+    return _replace(sql, text_of, spots)
 
 
-def typed_nulls(sql: str, oids: list[int]) -> str:
+def typed_nulls(sql: str, oids: list[int], spots: Spots | None = None) -> str:
     """`sql` with every `$n` replaced by a NULL of its type (for describing)."""
     def text_of(n: int) -> str:
         oid = oids[n - 1] if n <= len(oids) else 0
         return f"CAST(NULL AS {_DUCK_OF.get(oid, 'VARCHAR')})"
-    return _replace(sql, text_of)
+    return _replace(sql, text_of, spots)
 
 
 _DUCK_OF = {

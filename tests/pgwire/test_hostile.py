@@ -339,12 +339,13 @@ def test_more_columns_than_postgresql_allows_is_54011(pg: PgServer) -> None:
     sock.close()
 
 
-def _answered_meanwhile(pg: PgServer, data: bytes) -> list[tuple[bytes, bytes]]:
+def _answered_meanwhile(pg: PgServer, data: bytes, sock: socket.socket | None = None
+                        ) -> list[tuple[bytes, bytes]]:
     """Send `data` (one big statement, ending in ReadyForQuery) and, until its
     reply comes, have other clients connect and run a query, one after the
     other: many must be answered meanwhile (with the event loop held by the
     big statement, none or the few that fit in its hand-off to a thread)."""
-    sock = _connect(pg)
+    sock = sock or _connect(pg)
     replied = threading.Event()
     sent = threading.Event()
     msgs: list[tuple[bytes, bytes]] = []
@@ -394,3 +395,16 @@ def test_a_big_catalog_query_is_read_off_the_event_loop(pg: PgServer) -> None:
 def test_only_code_hints_at_a_catalog_query() -> None:
     assert pgcatalog.hinted("SELECT * FROM pg_class")
     assert not pgcatalog.hinted("SELECT 1 /*          */")  # `/* pg_class */`, comment blanked
+
+
+
+def test_a_statements_placeholders_are_found_once() -> None:
+    """A long text's `$n` positions are not cached (above), so the statement
+    keeps them from Parse: Bind and Describe use those, not a new scan of up
+    to 10 MB (seconds each)."""
+    sql = "SELECT $1 AS a, '" + "$2 " * 10_000 + "' AS b"
+    spots = params.placeholders(sql)
+    assert [n for _, _, n in spots] == [1]
+    moved = ((0, 6, 1),)  # not where `$1` is: the kept positions are the ones used
+    assert params.substitute(sql, [7], [t.INT4], moved).startswith("7 $1 AS a")
+    assert params.typed_nulls(sql, [t.INT4], moved).startswith("CAST(NULL AS INTEGER) $1 AS a")
