@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from catalog.errors import BackupInvalid
+from catalog.errors import BackupInvalid, InvalidArgument
 
 from . import manifest, records
 from .codec import RAW, ZSTD, Form, decode_bytes, encode_bytes
@@ -58,6 +58,12 @@ def pack(m: dict[str, Any], compress: bool, keys: Keys | None) -> tuple[bytes, d
     header["objects"] = [{"oid": o["oid"], "size": o["size"]} for o in m["objects"]]
     body = {k: v for k, v in m.items() if k not in PUBLIC or k == "objects"}
     plain = canonical(body)
+    if len(plain) > records.MAX_BODY:
+        raise InvalidArgument(
+            f"the manifest of backup '{m['backup_id']}' would be {len(plain)} bytes before "
+            f"compression, over the {records.MAX_BODY} a reader takes (split the backup: "
+            "fewer files per backup)"
+        )
     form = Form("", ZSTD if compress else RAW, keys)
     stored = encode_bytes(plain, form, binding_for_manifest(m["backup_id"]))
     codecs = ([ZSTD] if compress else []) + ([AES] if keys is not None else [])
@@ -223,6 +229,9 @@ def _merged(header: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse_json(data: bytes, name: str) -> dict[str, Any]:
+    dense = records.dense_problem(data)
+    if dense:
+        raise BackupInvalid(f"{name} is corrupt: {dense}")
     try:
         value = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:

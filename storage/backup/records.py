@@ -23,7 +23,16 @@ T = TypeVar("T")
 
 MAX_JSON = 16 << 20  # no record of these kinds is anywhere near this size
 MAX_LOCK_OIDS = 1 << 22  # four million object names in one running backup
-MAX_BODY = 1 << 30  # a manifest body, decompressed
+MAX_BODY = 64 << 20  # a manifest body, decompressed: as much as a manifest file (atomic.SMALL_MAX)
+
+# JSON objects and arrays (counted as the bytes `{` and `[`) a manifest may hold
+# per byte: each costs a reader some 70 bytes of Python objects, so a file of
+# `[{},{},…]` would cost 25 times its size and seconds of a held GIL before any
+# check. BACKUP writes one per 50 to 130 bytes (a column, an object, a file
+# entry); the densest it can write, a 64-column key of two-letter names and
+# one-digit bounds in every file's key_range, is one per 14.7. (docs/backup-format.md)
+JSON_DENSITY = 8
+JSON_DENSITY_SLACK = 1024
 
 Hex64 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 Hex32 = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")]
@@ -124,6 +133,16 @@ def decode(data: bytes, kind: type[T], what: str) -> T:
         raise BackupInvalid(f"{what} is corrupt: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BackupInvalid(f"{what} is corrupt: not valid JSON ({exc})") from None
+
+
+def dense_problem(data: bytes) -> str | None:
+    """Why `data` may not be parsed as a manifest: more objects and arrays than
+    BACKUP ever writes in that many bytes (JSON_DENSITY). Counted at C speed,
+    before the parse would build them."""
+    containers = data.count(b"{") + data.count(b"[")
+    if containers > len(data) // JSON_DENSITY + JSON_DENSITY_SLACK:
+        return f"too many JSON objects and arrays for its size ({containers} in {len(data)} bytes)"
+    return None
 
 
 def convert(value: Any, kind: type[T], what: str) -> T:
