@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..types import OW, SEQ, USER, arrow_type
+from ..types import DELETED, OW, SEQ, UPDATED, USER, arrow_type
 from .schema import FileEntry, TableEntry
 
 TAIL = 1 << 20  # a footer larger than this is refused (Cairn's are a few KiB)
@@ -181,16 +181,22 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
     try:
         with pq.ParquetFile(source) as pf:
             index = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
+            # Cairn never writes these NULL (a NULL `_deleted` hid its key from
+            # SELECT while INSERT found it, forever): read for that alone.
+            flags = [n for n in (OW, DELETED, UPDATED) if n in index and n not in names]
             for g in range(pf.metadata.num_row_groups):
                 group = pf.metadata.row_group(g)
                 said = {n: group.column(index[n]).statistics for n in names}
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g],
-                                             columns=names, use_threads=False):
+                                             columns=names + flags, use_threads=False):
                     rows += batch.num_rows
                     for name in names:
                         wrong = _outside(batch.column(name), name, bounds.get(name), said[name])
                         if wrong is not None:
                             return f"{what} {wrong}"
+                    for name in flags:
+                        if batch.column(name).null_count:
+                            return f"{what} holds NULL {name} values"
     except Exception as exc:  # noqa: BLE001 - any file pyarrow cannot read is damage
         return f"{what} cannot be read ({type(exc).__name__})"
     if rows != f.rows:
