@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..types import DELETED, OW, SEQ, UPDATED, USER, arrow_type
+from .rowversions import Versions
 from .schema import FileEntry, TableEntry
 
 TAIL = 1 << 20  # a footer larger than this is refused (Cairn's are a few KiB)
@@ -172,11 +173,15 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
     """None when the file's own `_seq`, `_user` and key values are within its
     entry's bounds and within each row group's statistics (what `problem`
     read in the footer alone: lookups skip files, and DuckDB row groups, by
-    them), else what is wrong. Call it after `problem` found nothing. Only
-    those columns are read, BATCH_ROWS rows at a time."""
+    them), and its rows are row versions Cairn could have written (no NULL
+    in its own columns, no `_seq` twice, no key with two first versions:
+    rowversions.py), else what is wrong. Call it after `problem` found
+    nothing. Only those columns are read, BATCH_ROWS rows at a time."""
     what = f"file {f.content_sha256} of table '{table.name}'"
     bounds = _bounds(f)
-    names = list(dict.fromkeys([*bounds, *table.primary_key]))
+    user = [USER] if table.table_type == "user" else []
+    names = list(dict.fromkeys([*bounds, *user, *table.primary_key]))
+    versions = Versions(list(dict.fromkeys([*user, *table.primary_key])))
     rows = 0
     try:
         with pq.ParquetFile(source) as pf:
@@ -190,6 +195,8 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g],
                                              columns=names + flags, use_threads=False):
                     rows += batch.num_rows
+                    if rows > f.rows:
+                        return f"{what} holds more than the {f.rows} rows its entry says"
                     for name in names:
                         wrong = _outside(batch.column(name), name, bounds.get(name), said[name])
                         if wrong is not None:
@@ -197,6 +204,12 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                     for name in flags:
                         if batch.column(name).null_count:
                             return f"{what} holds NULL {name} values"
+                    wrong = versions.add(batch)
+                    if wrong is not None:
+                        return f"{what} {wrong}"
+            wrong = versions.done()
+            if wrong is not None:
+                return f"{what} {wrong}"
     except Exception as exc:  # noqa: BLE001 - any file pyarrow cannot read is damage
         return f"{what} cannot be read ({type(exc).__name__})"
     if rows != f.rows:

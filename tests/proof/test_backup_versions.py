@@ -87,3 +87,60 @@ async def test_nulls_in_cairns_own_columns_are_refused(client: Any, cairn_config
         for name in ("_deleted", "_ow", "_updated")
     }
     await _check(client, cairn_config, backup_id, doc, variants, {"unchanged": original}, 300)
+
+
+async def test_two_rows_of_one_key_or_version_are_refused(
+    client: Any, cairn_config: Config
+) -> None:
+    backup_id, doc, original = await _source(client, cairn_config)
+    seq = original["_seq"].to_pylist()
+    variants = {
+        "key 1 twice, both first versions": (
+            _with(original, "id", [1, 1]), "first versions (_ow false) of one key (id = 1)"),
+        "two newest versions of key 1": (
+            _with(_with(_with(original, "id", [1, 1]), "_seq", [seq[0]] * 2), "_ow", [True] * 2),
+            f"two rows of one row version (_seq {seq[0]})"),
+        "two keys of one row version": (
+            _with(original, "_seq", [seq[1]] * 2), f"(_seq {seq[1]})"),
+    }
+    controls = {"later versions of key 1": _with(_with(original, "id", [1, 1]), "_ow",
+                                                [False, True])}
+    await _check(client, cairn_config, backup_id, doc, variants, controls, 320)
+
+
+async def test_what_cairn_writes_passes(client: Any, cairn_config: Config) -> None:
+    """Versions of keys deleted, inserted again and updated, in flushed files
+    and in the buffer a backup writes: valid, restored, the same rows."""
+    script = """
+        CREATE NAMESPACE v;
+        CREATE TABLE v.t (k TEXT PRIMARY KEY, n INT);
+        CREATE USER TABLE v.u (k BIGINT PRIMARY KEY, n INT);
+        INSERT INTO v.t VALUES ('a', 1), ('b', 2), ('c', 3);
+        DELETE FROM v.t WHERE k = 'a';
+        INSERT INTO v.t VALUES ('a', 4);
+        UPDATE v.t SET n = n + 1;
+        UPDATE v.t SET n = n + 1 WHERE k = 'b';
+        FLUSH TABLE v.t;
+        DELETE FROM v.t WHERE k = 'b';
+        INSERT INTO v.t VALUES ('b', 9);
+        UPDATE v.t SET n = n + 10 WHERE k = 'c';
+    """
+    status, body = await sql(client, script)
+    assert status == 200, body
+    for user in ("u1", "u2"):
+        status, body = await sql(client, "INSERT INTO v.u VALUES (1, 1), (2, 2); "
+                                         "DELETE FROM v.u WHERE k = 1; "
+                                         "INSERT INTO v.u VALUES (1, 3); "
+                                         "UPDATE v.u SET n = 5 WHERE k = 2", user=user)
+        assert status == 200, body
+    status, body = await sql(client, "BACKUP DATABASE v TO 'versions'")
+    assert status == 200, body
+    backup_id = body["results"][0]["rows"][0]["backup_id"]
+    status, body = await sql(client, f"VERIFY BACKUP '{backup_id}' IN 'versions'")
+    assert status == 200 and body["results"][0]["rows"][0]["is_valid"], body
+    status, body = await sql(client, "RESTORE DATABASE v FROM 'versions' AS w")
+    assert status == 200, body
+    status, body = await sql(client, "SELECT k, n FROM w.t ORDER BY k")
+    assert status == 200, body
+    assert body["results"][0]["rows"] == [{"k": "a", "n": 5}, {"k": "b", "n": 9},
+                                          {"k": "c", "n": 14}]

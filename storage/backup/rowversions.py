@@ -1,0 +1,121 @@
+"""A backed-up file's rows must be row versions Cairn could have written.
+
+Every row Cairn writes takes its own sequence number (`catalog.next_seq(n)`
+hands out `n` for `n` rows), and every version of a key but its first is
+marked `_ow` (UPDATE, DELETE, an INSERT of a key that was deleted: dml.py);
+queries rely on both (query.py keeps, of a key with `_ow` versions, the one
+with the greatest `_seq`; of a key without, every row). So within one file:
+
+- no two rows share a `_seq`: two `_ow` versions of one key with the same
+  `_seq` were both the newest, two rows of one PRIMARY KEY;
+- no key has two first versions (`_ow` false): both were shown, and an
+  INSERT, UPDATE or DELETE then acted on a table holding two rows of one key.
+
+`Versions` is fed the file batch by batch (contents.values_problem) and keeps
+8 bytes a row of `_seq` (16 while they are sorted together at the end) and the
+key of each first version (at most one per key, or it has already failed):
+what the file's own rows take. Across the
+files of a table the same key could still have two first versions; that is not
+checked (it would hold every key of the table at once)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..types import OW, SEQ
+
+SHOWN = 80  # characters of a key value a message shows
+
+
+class Versions:
+    """The `_seq`s and first-version keys of one file's rows so far."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.seqs: list[np.ndarray] = []  # sorted together at the end unless `apart`
+        self.apart = True
+        self.top: int | None = None
+        self.keys = keys
+        self.firsts: list[pa.RecordBatch] = []
+        self.ints: list[np.ndarray] = []  # the first versions' keys, when one integer column
+
+    def add(self, batch: pa.RecordBatch) -> str | None:
+        """What is wrong with `batch` (no NULLs in `_seq`, `_ow` or the keys,
+        and no more rows than the file's entry says: checked before), or
+        None. A repeat within the batch is found at once."""
+        seqs = np.sort(batch.column(SEQ).to_numpy())
+        if len(seqs):
+            # Cairn writes rows in `_seq` order: batches after one another
+            # cannot repeat one, and need not be sorted together at the end.
+            self.apart = self.apart and (self.top is None or int(seqs[0]) > self.top)
+            self.top = int(seqs[-1]) if self.top is None else max(self.top, int(seqs[-1]))
+            self.seqs.append(seqs)
+        twice = _repeat(seqs)
+        if twice is not None:
+            return twice
+        firsts = batch.select(self.keys).filter(pc.invert(batch.column(OW)))
+        if not firsts.num_rows:
+            return None
+        if _integer(firsts):  # the common key: sorted as numbers, 20 times faster
+            ints = np.sort(firsts.column(0).to_numpy())
+            self.ints.append(ints)
+            return _two_ints(ints, self.keys[0])
+        self.firsts.append(firsts)
+        return _two_firsts(pa.Table.from_batches([firsts]), self.keys)
+
+    def done(self) -> str | None:
+        """What is wrong across the batches, or None."""
+        if not self.apart:
+            seqs = np.concatenate(self.seqs)
+            self.seqs = []
+            seqs.sort(kind="stable")  # sorted runs: merged
+            twice = _repeat(seqs)
+            if twice is not None:
+                return twice
+        if len(self.ints) > 1:
+            ints = np.concatenate(self.ints)
+            self.ints = []
+            ints.sort(kind="stable")  # sorted runs: merged
+            return _two_ints(ints, self.keys[0])
+        if len(self.firsts) > 1:
+            return _two_firsts(pa.Table.from_batches(self.firsts), self.keys)
+        return None
+
+
+def _repeat(sorted_seqs: np.ndarray) -> str | None:
+    same = np.flatnonzero(sorted_seqs[1:] == sorted_seqs[:-1])
+    if len(same):
+        return f"holds two rows of one row version (_seq {int(sorted_seqs[same[0]])})"
+    return None
+
+
+def _integer(firsts: pa.RecordBatch) -> bool:
+    return bool(firsts.num_columns == 1 and pa.types.is_integer(firsts.schema.field(0).type))
+
+
+def _two_ints(sorted_keys: np.ndarray, name: str) -> str | None:
+    same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+    if not len(same):
+        return None
+    value = sorted_keys[same[0]]
+    count = int(np.count_nonzero(sorted_keys == value))
+    return (f"holds {count} first versions (_ow false) of one key ({name} = {int(value)}): "
+            "every later version of a key is marked _ow")
+
+
+def _two_firsts(firsts: pa.Table, keys: list[str]) -> str | None:
+    counts = firsts.group_by(keys, use_threads=False).aggregate([([], "count_all")])
+    many = counts.filter(pc.greater(counts.column("count_all"), 1))
+    if not many.num_rows:
+        return None
+    key = ", ".join(f"{k} = {_show(many.column(k)[0].as_py())}" for k in keys)
+    return (f"holds {many.column('count_all')[0].as_py()} first versions (_ow false) of one "
+            f"key ({key}): every later version of a key is marked _ow")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"

@@ -1,0 +1,43 @@
+"""rowversions.Versions across batches (a file larger than one batch)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from storage.backup.rowversions import Versions
+
+
+def _batch(seqs: list[int], ids: list[int], ow: list[bool]) -> pa.RecordBatch:
+    return pa.record_batch({"_seq": pa.array(seqs, pa.int64()), "_ow": pa.array(ow),
+                            "id": pa.array(ids, pa.int64())})
+
+
+def test_a_repeat_in_another_batch_is_found_at_the_end() -> None:
+    v = Versions(["id"])
+    assert v.add(_batch([1, 2], [1, 2], [False, False])) is None
+    assert v.add(_batch([3, 4], [1, 3], [True, False])) is None
+    assert v.done() is None
+    v = Versions(["id"])
+    assert v.add(_batch([1, 2], [1, 2], [False, False])) is None
+    assert v.add(_batch([3, 4], [2, 3], [False, False])) is None
+    assert "2 first versions (_ow false) of one key (id = 2)" in str(v.done())
+    v = Versions(["id"])
+    assert v.add(_batch([1, 2], [1, 2], [False, False])) is None
+    assert v.add(_batch([3, 2], [1, 1], [True, True])) is None
+    assert "two rows of one row version (_seq 2)" in str(v.done())
+
+
+def test_a_long_key_is_shown_cut() -> None:
+    v = Versions(["k"])
+    batch = pa.record_batch({"_seq": pa.array([1, 2], pa.int64()), "_ow": pa.array([False] * 2),
+                             "k": pa.array(["x" * 10_000] * 2)})
+    wrong = str(v.add(batch))
+    assert "first versions" in wrong and len(wrong) < 300
+
+
+def test_batches_out_of_order_are_sorted_together() -> None:
+    v = Versions(["id"])
+    assert v.add(_batch([5, 6], [1, 2], [False, False])) is None
+    assert v.add(_batch([7, 8], [3, 4], [False, False])) is None
+    assert v.add(_batch([1, 6], [5, 6], [False, False])) is None
+    assert "(_seq 6)" in str(v.done())
