@@ -23,6 +23,7 @@ file past a few MiB): the same functions, so they agree."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from typing import IO, Any
 
@@ -39,6 +40,13 @@ TAIL = 1 << 20  # a footer larger than this is refused (Cairn's are a few KiB)
 MAGIC = b"PAR1"
 SPOOL_MEMORY = 8 << 20  # a Capture keeps this much in memory, the rest in a temporary file
 BATCH_ROWS = 65_536  # values_problem reads this many rows at a time
+# The text of a file's key (and `_user`) values, decoded, may be at most this
+# many times the file's size, plus KEY_BYTES_SLACK. Parquet stores a repeated
+# value once (a dictionary) and compresses it: 6,000 rows of one 1 MiB key
+# took 13 KB and 6 GiB to read. Cairn's own files hold 1 to 20 times
+# (docs/backup-format.md).
+KEY_BYTES_RATIO = 64
+KEY_BYTES_SLACK = 64 << 20
 
 
 class Tail:
@@ -184,8 +192,13 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
     versions = Versions(list(dict.fromkeys([*user, *table.primary_key])))
     rows = 0
     try:
-        with pq.ParquetFile(source) as pf:
+        budget = KEY_BYTES_RATIO * _size(source) + KEY_BYTES_SLACK
+        with pq.ParquetFile(source, read_dictionary=names) as pf:
             index = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
+            texts = {n for n in names if _text(pf.schema_arrow.field(n).type)}
+            wrong = _claimed_too_large(pf.metadata, [index[n] for n in sorted(texts)], budget)
+            if wrong is not None:
+                return f"{what} {wrong}"
             # Cairn never writes these NULL (a NULL `_deleted` hid its key from
             # SELECT while INSERT found it, forever): read for that alone.
             flags = [n for n in (OW, DELETED, UPDATED) if n in index and n not in names]
@@ -197,6 +210,13 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                     rows += batch.num_rows
                     if rows > f.rows:
                         return f"{what} holds more than the {f.rows} rows its entry says"
+                    # Sized before decoding: a dictionary holds each value once.
+                    for name in texts:
+                        budget -= _decoded_size(batch.column(name))
+                    if budget < 0:
+                        return (f"{what} holds more key text than {KEY_BYTES_RATIO} times its "
+                                f"size and {KEY_BYTES_SLACK >> 20} MiB (repeated long keys)")
+                    batch = _decoded(batch)
                     for name in names:
                         wrong = _outside(batch.column(name), name, bounds.get(name), said[name])
                         if wrong is not None:
@@ -208,13 +228,63 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                     if wrong is not None:
                         return f"{what} {wrong}"
             wrong = versions.done()
+            if wrong is None and versions.suspects:
+                wrong = versions.confirm(
+                    _decoded(b) for b in pf.iter_batches(
+                        batch_size=BATCH_ROWS, columns=[*versions.keys, OW], use_threads=False))
             if wrong is not None:
                 return f"{what} {wrong}"
     except Exception as exc:  # noqa: BLE001 - any file pyarrow cannot read is damage
         return f"{what} cannot be read ({type(exc).__name__})"
+    finally:
+        versions.close()
     if rows != f.rows:
         return f"{what} holds {rows} rows, its entry says {f.rows}"
     return None
+
+
+def _size(source: str | IO[bytes]) -> int:
+    if isinstance(source, str):
+        return os.path.getsize(source)
+    at = source.seek(0, os.SEEK_END)
+    source.seek(0)
+    return at
+
+
+def _text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                or pa.types.is_binary(kind) or pa.types.is_large_binary(kind))
+
+
+def _claimed_too_large(meta: Any, columns: list[int], budget: int) -> str | None:
+    """What the footer itself says the text columns take decompressed (the
+    writer's word: an honest bomb is refused before any page is read)."""
+    total = sum(meta.row_group(g).column(c).total_uncompressed_size
+                for g in range(meta.num_row_groups) for c in columns)
+    if total > budget:
+        return (f"holds {total} bytes of key text decompressed, more than {KEY_BYTES_RATIO} "
+                f"times its size and {KEY_BYTES_SLACK >> 20} MiB")
+    return None
+
+
+def _decoded_size(column: pa.Array) -> int:
+    """Bytes of text `column` holds decoded, counted without decoding it."""
+    if isinstance(column, pa.DictionaryArray):
+        lengths = pc.binary_length(column.dictionary)
+        total = pc.sum(pc.take(lengths, column.indices)).as_py()
+    else:
+        total = pc.sum(pc.binary_length(column)).as_py()
+    return int(total or 0)
+
+
+def _decoded(batch: pa.RecordBatch) -> pa.RecordBatch:
+    if not any(isinstance(c, pa.DictionaryArray) for c in batch.columns):
+        return batch
+    columns = [c.dictionary_decode() if isinstance(c, pa.DictionaryArray) else c
+               for c in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def _outside(column: pa.Array, name: str, entry: tuple[Any, Any] | None,

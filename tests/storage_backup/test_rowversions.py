@@ -41,3 +41,25 @@ def test_batches_out_of_order_are_sorted_together() -> None:
     assert v.add(_batch([7, 8], [3, 4], [False, False])) is None
     assert v.add(_batch([1, 6], [5, 6], [False, False])) is None
     assert "(_seq 6)" in str(v.done())
+
+
+def _texts(seqs: list[int], keys: list[str], ow: list[bool]) -> pa.RecordBatch:
+    return pa.record_batch({"_seq": pa.array(seqs, pa.int64()), "_ow": pa.array(ow),
+                            "k": pa.array(keys), "n": pa.array([7] * len(keys), pa.int64())})
+
+
+def test_text_and_composite_keys_by_their_hashes_then_exactly() -> None:
+    for keys in (["k"], ["k", "n"]):
+        v = Versions(keys)
+        first = _texts([1, 2], ["a", "b"], [False, False])
+        second = _texts([3, 4], ["c", "a"], [False, False])
+        assert v.add(first) is None and v.add(second) is None
+        assert v.done() is None and v.suspects  # a repeated hash, told exactly next
+        assert "2 first versions (_ow false) of one key (k = 'a'" in str(
+            v.confirm([first, second]))
+        v = Versions(keys)
+        assert v.add(_texts([1, 2], ["a", "b"], [False, False])) is None
+        assert v.add(_texts([3, 4], ["a", "c"], [True, False])) is None
+        assert v.done() is None and not v.suspects
+    v = Versions(["k"])
+    assert "2 first versions" in str(v.add(_texts([1, 2], ["a", "a"], [False, False])))

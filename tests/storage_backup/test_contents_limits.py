@@ -1,0 +1,66 @@
+"""contents.values_problem on files a hostile target may hold: key text that
+decodes to far more than the file (a dictionary holds a long key once, every
+row refers to it), refused from the dictionary's lengths before it is decoded;
+Cairn's own files of long and many keys pass."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.manifests import column, table_entry
+from storage.backup import contents
+from storage.backup.schema import TableEntry
+from storage.files import row_group_rows
+
+
+def _check(table: pa.Table, tmp_path: Path) -> str | None:
+    path = tmp_path / "f.parquet"
+    pq.write_table(table, path, compression="zstd", row_group_size=row_group_rows(table),
+                   store_schema=False)  # a dictionary is read back as the plain type
+    n = table.num_rows
+    entry = table_entry("t", [{"oid": "0" * 64, "size": path.stat().st_size, "rows": n,
+                               "min_seq": 1, "max_seq": n}],
+                        [[column("k", "TEXT", key=True), column("v", "INT")]])
+    t = msgspec.convert(entry, TableEntry)
+    f = t.files[0]
+    assert contents.problem(contents.tail_of(str(path)), f, t) is None
+    wrong = contents.values_problem(str(path), f, t)
+    assert wrong == contents.values_problem(io.BytesIO(path.read_bytes()), f, t)
+    return wrong
+
+
+def _rows(keys: Any, ow: Any) -> pa.Table:
+    n = len(keys)
+    return pa.table({"_seq": pa.array(np.arange(1, n + 1), pa.int64()), "_ow": pa.array(ow),
+                     "k": keys, "v": pa.array(np.zeros(n, np.int32)),
+                     "_updated": pa.array(np.zeros(n, np.int64), pa.timestamp("us")),
+                     "_deleted": pa.array(np.zeros(n, bool))})
+
+
+def test_one_long_key_in_every_row_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    n = 300  # 300 MiB of key text in a file of some 3 KB
+    keys = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
+                                          pa.array(["k" * (1 << 20)]))
+    rows = _rows(keys, [False] + [True] * (n - 1))
+    wrong = _check(rows, tmp_path)
+    assert wrong is not None and "more key text than 64 times its size" in wrong, wrong
+
+
+def test_cairns_own_long_and_many_keys_pass(tmp_path: Path) -> None:
+    n = 200_000
+    keys = pa.array([f"customer-{i:09d}@example.com/orders/{i % 97}" for i in range(n)])
+    assert _check(_rows(keys, np.zeros(n, bool)), tmp_path) is None
+    # a long key updated a few times: 8 versions of a 1 MiB key
+    keys = pa.array(["k" * (1 << 20)] * 8)
+    assert _check(_rows(keys, [False] + [True] * 7), tmp_path) is None
+    # one key twice as a first version, among many text keys: found exactly
+    keys = pa.array([f"user-{i}" for i in range(n)] + ["user-17"])
+    wrong = _check(_rows(keys, np.zeros(n + 1, bool)), tmp_path)
+    assert wrong is not None and "2 first versions (_ow false) of one key (k = 'user-17')" in wrong
