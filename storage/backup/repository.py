@@ -361,8 +361,10 @@ class Repository(LocksAndPrune):
         ids = []
         for info in infos:
             name = info.base_name
+            # A directory (or a FIFO, a socket) of a manifest's name is listed
+            # too: read, it is damage, never skipped as if the backup were absent.
             if (
-                info.type == pafs.FileType.File
+                info.type != pafs.FileType.NotFound
                 and name.endswith(".json")
                 and is_backup_id(name[:-5])
             ):

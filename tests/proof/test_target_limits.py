@@ -132,3 +132,16 @@ def test_the_densest_manifest_backup_writes_passes_the_count() -> None:
     assert dense_problem(data) is None
     assert len(data) / (data.count(b"{") + data.count(b"[")) < 2 * JSON_DENSITY
     assert dense_problem(b"[" + b"{}," * 100_000 + b"{}]") is not None
+
+
+async def test_a_directory_of_a_manifests_name_is_listed_as_damaged(
+    client: Any, cairn_config: Config
+) -> None:
+    """Listed by SHOW BACKUPS (it was skipped, while VERIFY, SHOW BACKUP and
+    DROP BACKUP called it damaged), and refused by RESTORE."""
+    root = Path(cairn_config.backup.roots[0])
+    await _source(client, root, "dirs")
+    (root / "dirs" / "manifests" / "bk-dir.json").mkdir()
+    message = await agree(client, "dirs", "bk-dir", "bk-dir")
+    status, body = await sql(client, "SHOW BACKUP 'bk-dir' IN 'dirs'")
+    assert status == 422 and body["error"]["message"] == message, body
