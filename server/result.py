@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from catalog.errors import CairnError
 
-from .wide_dates import pylist
+from .wide_dates import PER_SECOND, pylist
 
 # Arrow field metadata key a producer sets to name the Cairn type of a column
 # (e.g. b"JSON" on a string column holding JSON text).
@@ -141,14 +141,13 @@ def _four_digit_years(column: pa.ChunkedArray) -> bool:
     unit = column.type.unit
     ints = column.cast(pa.timestamp(unit)).cast(pa.int64())  # no datetime past year 9999
     low, high = pc.min_max(ints).values()
-    return bool(_year_start(1000, unit) <= low.as_py() and high.as_py() < _year_start(10000, unit))
+    per_day = 86400 * PER_SECOND[unit]
+    return bool(_DAY_1000 * per_day <= low.as_py() and high.as_py() < _DAY_10000 * per_day)
 
 
-def _year_start(year: int, unit: str) -> int:
-    """January 1st of `year` in `unit`s since the epoch."""
-    last = dt.date(min(year, 9999), 1, 1) if year <= 9999 else dt.date(9999, 12, 31)
-    days = (last - dt.date(1970, 1, 1)).days + (year > 9999)
-    return days * 86400 * {"s": 1, "ms": 1000, "us": 10**6, "ns": 10**9}[unit]
+# 1000-01-01 and 10000-01-01 in days since the epoch (Python has no year 10000).
+_DAY_1000 = (dt.date(1000, 1, 1) - dt.date(1970, 1, 1)).days
+_DAY_10000 = (dt.date(9999, 12, 31) - dt.date(1970, 1, 1)).days + 1
 
 
 def error_body(

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 _INT64_MAX = (1 << 63) - 1
 _INT32_MAX = (1 << 31) - 1
-_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def _civil(days: int) -> tuple[int, int, int]:
@@ -50,7 +50,7 @@ def timestamp_text(value: int, unit: str) -> str:
     one: milliseconds cut toward the past, and a Z."""
     if abs(value) == _INT64_MAX:
         return "infinity" if value > 0 else "-infinity"
-    ms = value * 1000 // _PER_SECOND[unit]
+    ms = value * 1000 // PER_SECOND[unit]
     days, ms = divmod(ms, 86_400_000)
     seconds, ms = divmod(ms, 1000)
     return (f"{date_text(days)}T{seconds // 3600:02d}:{seconds // 60 % 60:02d}:"
