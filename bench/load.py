@@ -16,6 +16,12 @@ threshold (10 000 rows), so flushes happen under load too.
 
     python bench/load.py [--clients 16] [--seconds 60] [--preload 200000] [--history N]
 
+`--jobs-elsewhere` sends the BACKUP / VERIFY / RESTORE to a second server (its
+own process and data dir, the same preload) instead: the loaded server then
+shares only the machine with the jobs (CPUs, disk, kernel), not its GIL,
+RocksDB or event loop. It measures what moving a job's work into another
+process could at best give the p99 beside it.
+
 `tests/proof/test_load.py` runs the same `run_load` for 10 s with 8 clients.
 """
 
@@ -86,6 +92,7 @@ class LoadReport:
     # and ended inside it ; else jobs run back to back and a
     # request counts for every window it overlaps (the old comparison).
     alternate: bool = True
+    jobs_url: str | None = None  # --jobs-elsewhere: the second server the jobs go to
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # window kind -> part -> CPU s
 
     @property
@@ -322,7 +329,8 @@ async def _jobs(http: aiohttp.ClientSession, url: str, deadline: float,
                 return
             start = time.monotonic()
             try:
-                status, body = await _post(http, url, text.format(id=backup_id))
+                status, body = await _post(http, report.jobs_url or url,
+                                           text.format(id=backup_id))
             except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 report.errors[f"{job} {type(exc).__name__}"] += 1
                 return
@@ -358,25 +366,33 @@ def _idle_windows(report: LoadReport, begin: float, end: float) -> list[tuple[fl
     return idle
 
 
-async def _run(srv: CairnProcess, clients: int, seconds: float, preload: int,
-               seed: int, with_jobs: bool = True, alternate: bool = True) -> LoadReport:
-    report = LoadReport(clients, seconds, preload, with_jobs=with_jobs, alternate=alternate)
+async def _preload(http: aiohttp.ClientSession, url: str, preload: int, seed: int) -> None:
     rng = random.Random(seed)
+    setup = ("CREATE NAMESPACE load;"
+             "CREATE TABLE load.t (id BIGINT PRIMARY KEY, client INT, v TEXT)")
+    status, body = await _post(http, url, setup)
+    assert status == 200, body
+    batch = 5000
+    for first in range(0, preload, batch):
+        values = ", ".join(f"({-(first + i) - 1}, -1, '{rng.randbytes(50).hex()}')"
+                           for i in range(min(batch, preload - first)))
+        status, body = await _post(http, url, f"INSERT INTO load.t VALUES {values}")
+        assert status == 200, body
+    status, body = await _post(http, url, "FLUSH TABLE load.t")
+    assert status == 200, body
+
+
+async def _run(srv: CairnProcess, clients: int, seconds: float, preload: int,
+               seed: int, with_jobs: bool = True, alternate: bool = True,
+               elsewhere: CairnProcess | None = None) -> LoadReport:
+    report = LoadReport(clients, seconds, preload, with_jobs=with_jobs, alternate=alternate)
     timeout = aiohttp.ClientTimeout(total=120)
     conn = aiohttp.TCPConnector(limit=clients + 2)
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as http:
-        setup = ("CREATE NAMESPACE load;"
-                 "CREATE TABLE load.t (id BIGINT PRIMARY KEY, client INT, v TEXT)")
-        status, body = await _post(http, srv.url, setup)
-        assert status == 200, body
-        batch = 5000
-        for first in range(0, preload, batch):
-            values = ", ".join(f"({-(first + i) - 1}, -1, '{rng.randbytes(50).hex()}')"
-                               for i in range(min(batch, preload - first)))
-            status, body = await _post(http, srv.url, f"INSERT INTO load.t VALUES {values}")
-            assert status == 200, body
-        status, body = await _post(http, srv.url, "FLUSH TABLE load.t")
-        assert status == 200, body
+        await _preload(http, srv.url, preload, seed)
+        if elsewhere is not None:
+            await _preload(http, elsewhere.url, preload, seed)
+            report.jobs_url = elsewhere.url
 
         acked: list[int] = []
         load0, cpu0, mine0 = os.getloadavg()[0], cpu_seconds(srv.pid), cpu_seconds(os.getpid())
@@ -441,13 +457,15 @@ def write_history(catalog_dir: Path, count: int) -> None:
 def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: int = 200_000,
              seed: int = 8, with_jobs: bool = True, root: Path = ROOT,
              inline: bool = True, event_loop: str | None = None,
-             alternate: bool = True, history: int = 0) -> LoadReport:
+             alternate: bool = True, history: int = 0,
+             jobs_elsewhere: bool = False) -> LoadReport:
     """One load run against a fresh `cairn serve` in `workdir` (made empty first);
     `inline` is `[server] inline_statements` (the server's default: true),
     `event_loop` `[server] event_loop` (None: not set, the server's default),
     `alternate` whether each job is followed by a quiet window as long as it
     (else jobs run back to back), `history` how many finished jobs the server's
-    catalog holds when it starts (a server that has run a while)."""
+    catalog holds when it starts (a server that has run a while),
+    `jobs_elsewhere` whether the jobs go to a second server (module doc)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     cfg = write_config(workdir / "cairn.toml", workdir / "backups", 0)
@@ -457,10 +475,20 @@ def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: i
     if history:
         write_history(workdir / "data" / "catalog", history)
     srv = CairnProcess(workdir / "data", cfg, workdir / "server.log", root=root).start()
+    other = None
     try:
-        return asyncio.run(_run(srv, clients, seconds, preload, seed, with_jobs, alternate))
+        if jobs_elsewhere:
+            (workdir / "elsewhere").mkdir()
+            cfg2 = write_config(workdir / "elsewhere" / "cairn.toml",
+                                workdir / "elsewhere" / "backups", 0)
+            other = CairnProcess(workdir / "elsewhere" / "data", cfg2,
+                                 workdir / "elsewhere" / "server.log", root=root).start()
+        return asyncio.run(_run(srv, clients, seconds, preload, seed, with_jobs, alternate,
+                                other))
     finally:
         srv.stop()
+        if other is not None:
+            other.stop()
 
 
 def main() -> int:
@@ -477,6 +505,9 @@ def main() -> int:
                              "default: each job then a quiet window as long as it took")
     parser.add_argument("--history", type=int, default=0,
                         help="finished jobs in the server's catalog at its start (default 0)")
+    parser.add_argument("--jobs-elsewhere", action="store_true",
+                        help="the jobs run on a second server process (same preload), "
+                             "not on the loaded one: only the machine is shared")
     parser.add_argument("--workdir", help="default: a fresh temp dir, removed afterwards")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--server-root", default=str(ROOT),
@@ -492,9 +523,11 @@ def main() -> int:
     workdir = Path(args.workdir or tmp or ".") / "load"
     report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed,
                       not args.no_jobs, Path(args.server_root), args.inline == "on",
-                      args.event_loop, not args.back_to_back, args.history)
+                      args.event_loop, not args.back_to_back, args.history,
+                      args.jobs_elsewhere)
     print(f"server from {args.server_root}, inline_statements = {args.inline == 'on'}, "
-          f"event_loop = {args.event_loop or 'the default'}, job history {args.history}")
+          f"event_loop = {args.event_loop or 'the default'}, job history {args.history}"
+          + (", jobs on a second server" if args.jobs_elsewhere else ""))
     print(report.table())
     if args.json:
         lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}
