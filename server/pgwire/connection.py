@@ -30,6 +30,7 @@ from ..state import Cairn
 from . import chatter, messages, params, pgcatalog
 from . import types as t
 from .errors import PgError, position
+from .kept import Kept, Portals, Tally, refuse_another_pending
 from .results import Reply, data_rows, description, formats_for, from_result, progress_text
 
 log = logging.getLogger("cairn.pgwire")
@@ -71,12 +72,13 @@ class Connection:
         self.settings = settings
         self.info = info
         self.tx = b"I"
-        self.statements: dict[str, Prepared] = {}
-        self.portals: dict[str, Portal] = {}
+        self.limit = cairn.config.server.max_request_bytes
+        tally = Tally(self.limit)  # kept texts' bytes, bounded (kept.py)
+        self.statements: Kept[Prepared] = Kept(tally, lambda p: p.sql)
+        self.portals: Portals[Portal] = Portals(tally, lambda p: p.sql)
         self.skipping = False
         self.jobs: set[str] = set()
         self.running: asyncio.Future[Any] | None = None
-        self.limit = cairn.config.server.max_request_bytes
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -202,6 +204,8 @@ class Connection:
         for name, value in answer.changed.items():
             self.writer.write(messages.parameter_status(name, value))
         if answer.tx is not None:
+            if answer.tx == b"I" and self.tx != b"I":
+                self.portals.clear()  # a transaction's portals end with it
             self.tx = answer.tx
         if answer.notice:
             self.writer.write(messages.notice(answer.notice, "WARNING", "25P01"))
@@ -370,10 +374,8 @@ class Connection:
         if kind != b"P":
             raise messages.ProtocolViolation("Describe needs 'S' or 'P'")
         portal = self._portal(name)
-        if portal.reply is None:
-            portal.reply = await self._run_portal(portal)
+        cols = (await self._answer(name, portal, -1)).columns
         portal.described = True
-        cols = portal.reply.columns
         if cols is None:
             self.writer.write(messages.NO_DATA)
         else:
@@ -398,6 +400,17 @@ class Connection:
         reply = await self._run(probe, probe, 0)
         return reply.columns
 
+    async def _answer(self, name: str, portal: Portal, limit: int = 0) -> Reply:
+        """The portal's answer, run on first use: by Describe (`limit` -1) or
+        Execute (its row limit, 0 for all: then nothing is kept)."""
+        if portal.reply is None:
+            if limit != 0:
+                refuse_another_pending(len(self.portals.pending))
+            portal.reply = await self._run_portal(portal)
+            if portal.reply.rows:
+                self.portals.pending.add(name)
+        return portal.reply
+
     def _portal(self, name: str) -> Portal:
         portal = self.portals.get(name)
         if portal is None:
@@ -419,9 +432,7 @@ class Connection:
         limit = body.int32()
         body.end()
         portal = self._portal(portal_name)
-        if portal.reply is None:
-            portal.reply = await self._run_portal(portal)
-        reply = portal.reply
+        reply = await self._answer(portal_name, portal, limit)
         if not reply.tag:
             self.writer.write(messages.EMPTY_QUERY)
             return
@@ -438,6 +449,9 @@ class Connection:
             if end < len(reply.rows):
                 self.writer.write(messages.PORTAL_SUSPENDED)
                 return
+            if reply.rows:  # all sent: a portal read to its end keeps no rows
+                portal.reply, portal.sent = dataclasses.replace(reply, rows=[]), 0
+            self.portals.pending.discard(portal_name)
         self.writer.write(messages.command_complete(reply.tag))
 
     async def _close(self, body: messages.Payload) -> None:
@@ -458,7 +472,7 @@ class Connection:
     async def _sync(self, body: messages.Payload) -> None:
         body.end()
         self.skipping = False
-        self.portals.pop("", None)
+        self.portals.synced(self.tx)
         self.writer.write(messages.ready(self.tx))
         await self.writer.drain()
 

@@ -1,0 +1,138 @@
+"""What a connection may keep between messages (server/pgwire/kept.py): the
+texts of its prepared statements and portals, and the answers its portals
+hold. Without bounds any user could make the server keep gigabytes: 30
+named 9 MB statements added 270 MB, 20 portals of a 100,000-row query in a
+transaction 1.1 GB."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from server.pgwire import kept
+from tests.pgwire.conftest import PgServer, _start
+from tests.pgwire.test_protocol import _connect, _fields, _msg, _read_all
+
+REQUEST = 64 * 1024  # the test server's [server] max_request_bytes
+QUERY = b"SELECT i FROM range(50) t(i)\x00"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    yield from _start(tmp_path_factory.mktemp("kept"),
+                      f"[server]\nmax_request_bytes = {REQUEST}\n")
+
+
+def _parse(name: bytes, sql: bytes) -> bytes:
+    return _msg(b"P", name + b"\x00" + sql + b"\x00" + struct.pack("!h", 0))
+
+
+def _bind(portal: bytes, statement: bytes) -> bytes:
+    return _msg(b"B", portal + b"\x00" + statement + b"\x00" + struct.pack("!hhh", 0, 0, 0))
+
+
+def _execute(portal: bytes, rows: int) -> bytes:
+    return _msg(b"E", portal + b"\x00" + struct.pack("!i", rows))
+
+
+def _round(sock: socket.socket, data: bytes) -> list[tuple[bytes, bytes]]:
+    sock.sendall(data + _msg(b"S"))
+    return _read_all(sock)
+
+
+def _simple(sock: socket.socket, sql: bytes) -> list[tuple[bytes, bytes]]:
+    sock.sendall(_msg(b"Q", sql + b"\x00"))
+    return _read_all(sock)
+
+
+def _error_code(msgs: list[tuple[bytes, bytes]]) -> str | None:
+    errors = [_fields(body) for tag, body in msgs if tag == b"E"]
+    return errors[0]["C"] if errors else None
+
+
+def test_statement_texts_are_bounded_and_closing_frees_them(small: PgServer) -> None:
+    budget = kept.TEXT_BUDGET_REQUESTS * REQUEST
+    text = b"SELECT 1 -- " + b"x" * (REQUEST // 2)
+    sock = _connect(small)
+    fits = budget // (len(text) + kept.OVERHEAD + 3)
+    for n in range(fits):
+        assert _error_code(_round(sock, _parse(b"s%d" % n, text))) is None, n
+    refused = _round(sock, _parse(b"one_more", text))
+    assert _error_code(refused) == "54000", refused
+    assert b"max_request_bytes" in dict(refused)[b"E"]
+    # A closed statement's bytes are free again.
+    assert _error_code(_round(sock, _msg(b"C", b"Ss0\x00"))) is None
+    assert _error_code(_round(sock, _parse(b"one_more", text))) is None
+    # DEALLOCATE ALL frees every one.
+    assert _error_code(_simple(sock, b"DEALLOCATE ALL")) is None
+    for n in range(fits):
+        assert _error_code(_round(sock, _parse(b"t%d" % n, text))) is None, n
+    sock.close()
+
+
+def test_portals_end_with_the_implicit_transaction(small: PgServer) -> None:
+    """As PostgreSQL: after Sync outside BEGIN no portal is left."""
+    sock = _connect(small)
+    msgs = _round(sock, _parse(b"q", QUERY[:-1]) + _bind(b"p", b"q") + _execute(b"p", 5))
+    assert [tag for tag, _ in msgs].count(b"D") == 5 and (b"s", b"") in msgs, msgs
+    gone = _round(sock, _execute(b"p", 5))
+    assert _error_code(gone) == "34000", gone
+    # Inside BEGIN … COMMIT a suspended portal lives on across Syncs.
+    _simple(sock, b"BEGIN")
+    _round(sock, _bind(b"p", b"q") + _execute(b"p", 5))
+    more = _round(sock, _execute(b"p", 100))
+    assert [tag for tag, _ in more].count(b"D") == 45, more
+    _simple(sock, b"COMMIT")
+    assert _error_code(_round(sock, _execute(b"p", 1))) == "34000"
+    sock.close()
+
+
+def test_portals_holding_unsent_rows_are_bounded(small: PgServer) -> None:
+    sock = _connect(small)
+    _round(sock, _parse(b"q", QUERY[:-1]))
+    _simple(sock, b"BEGIN")
+    for n in range(kept.MAX_PENDING_ANSWERS):
+        msgs = _round(sock, _bind(b"p%d" % n, b"q") + _execute(b"p%d" % n, 1))
+        assert (b"s", b"") in msgs, msgs  # suspended, 49 rows kept
+    # A described portal runs its query too: one more pending answer is refused.
+    refused = _round(sock, _bind(b"extra", b"q") + _msg(b"D", b"Pextra\x00"))
+    assert _error_code(refused) == "54000", refused
+    refused = _round(sock, _bind(b"extra", b"q") + _execute(b"extra", 1))
+    assert _error_code(refused) == "54000", refused
+    # A portal run to completion keeps nothing, so it does not count.
+    done = _round(sock, _bind(b"whole", b"q") + _execute(b"whole", 0))
+    assert _error_code(done) is None and [t for t, _ in done].count(b"D") == 50, done
+    # Reading one to its end frees a place; so does closing one.
+    rest = _round(sock, _execute(b"p0", 0))
+    assert [tag for tag, _ in rest].count(b"D") == 49, rest
+    assert _error_code(_round(sock, _bind(b"extra", b"q") + _execute(b"extra", 1))) is None
+    assert _error_code(_round(sock, _msg(b"C", b"Pp1\x00"))) is None
+    assert _error_code(_round(sock, _bind(b"x2", b"q") + _execute(b"x2", 1))) is None
+    # Rebinding a pending portal's name replaces it: no place is taken twice.
+    assert _error_code(_round(sock, _bind(b"x2", b"q") + _execute(b"x2", 1))) is None
+    _simple(sock, b"COMMIT")
+    sock.close()
+
+
+def test_tally_follows_every_store_and_removal() -> None:
+    tally = kept.Tally(1000)
+    texts: kept.Kept[str] = kept.Kept(tally, lambda v: v)
+    portals: kept.Portals[str] = kept.Portals(tally, lambda v: v)
+    texts["a"] = "x" * 100
+    portals["p"] = "y" * 50
+    portals.pending.add("p")
+    assert tally.used == 2 * kept.OVERHEAD + 1 + 100 + 1 + 50
+    texts["a"] = "z"  # replaced: only the new text counts
+    assert tally.used == 2 * kept.OVERHEAD + 2 + 1 + 50
+    portals["p"] = "w"
+    assert portals.pending == set()
+    portals.pending.add("p")
+    assert portals.pop("p") == "w" and portals.pending == set()
+    texts.clear()
+    assert tally.used == 0
+    with pytest.raises(Exception, match="54000|past its limit"):
+        texts["big"] = "x" * 4000
+    assert tally.used == 0 and "big" not in texts
