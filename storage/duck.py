@@ -19,6 +19,8 @@ from typing import Any, cast
 import duckdb
 import pyarrow as pa
 
+from catalog.errors import InvalidArgument
+
 log = logging.getLogger("cairn.storage")
 
 try:
@@ -120,6 +122,36 @@ def _reader(cur: Any, sql: str) -> Any:
             log.warning("duckdb's submit is not as expected: using sql().to_arrow_reader()")
             _SUBMIT = None
     return cur.sql(sql).to_arrow_reader(BATCH_ROWS)
+
+
+def refuse_unsigned_huge(cur: Any, sql: str, schema: pa.Schema) -> None:
+    """InvalidArgument for an answer with a UHUGEINT column. DuckDB hands
+    UHUGEINT to Arrow as decimal128(38, 0) bit for bit, so `md5_number('b')`
+    (190532336368564675417118094528692087698) read back as a negative number.
+    The sandbox refuses the type and literals past HUGEINT before the query
+    runs; a function's result is found here: an answer with a decimal128(38,
+    0) anywhere in it (HUGEINT and DECIMAL(38,0) look the same) is bound once
+    more, not run, to read DuckDB's own types."""
+    if not any(_wide_decimal(f.type) for f in schema):
+        return
+    if any("UHUGEINT" in str(t) for t in cur.sql(sql).types):
+        raise InvalidArgument(
+            "a UHUGEINT value (from a function such as md5_number()) is not supported: "
+            "its values past 2^127 - 1 would read back wrong; cast it to VARCHAR")
+
+
+def _wide_decimal(t: pa.DataType) -> bool:
+    if pa.types.is_decimal(t):
+        return bool(t.precision == 38 and t.scale == 0)
+    if pa.types.is_dictionary(t):
+        return _wide_decimal(t.value_type)
+    if pa.types.is_map(t):
+        return _wide_decimal(t.key_type) or _wide_decimal(t.item_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _wide_decimal(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_wide_decimal(t.field(i).type) for i in range(t.num_fields))
+    return False
 
 
 def _rows_within(batch: pa.RecordBatch, budget: int) -> int:

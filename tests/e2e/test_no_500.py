@@ -260,6 +260,26 @@ async def test_uhugeint_is_refused_not_wrapped(client: Any) -> None:
                                "b": 18446744073709551615}]
 
 
+async def test_uhugeint_from_a_function_is_refused_not_wrapped(client: Any) -> None:
+    # md5_number() returns UHUGEINT: 190532336368564675417118094528692087698 read
+    # back as -149750030552373788046256512903076123758, at the top or nested
+    big = 190532336368564675417118094528692087698  # md5_number('b'), by its text form
+    for text in ("SELECT md5_number('b') AS m", "SELECT [md5_number('b')] AS l",
+                 "SELECT {'a': md5_number('b')} AS s", "SELECT md5_number('b') + 1 AS m"):
+        status, body = await sql(client, text)
+        assert "UHUGEINT" in error(status, body, 400, "INVALID_ARGUMENT"), text
+    res = await ok(client, "SELECT md5_number('b')::VARCHAR AS t")
+    assert res[0]["rows"] == [{"t": str(big)}]
+    await ok(client, "CREATE NAMESPACE hu; CREATE TABLE hu.t (id BIGINT PRIMARY KEY, "
+                     "d DECIMAL(38,0))")
+    status, body = await sql(client, "INSERT INTO hu.t SELECT 1, md5_number('b')")
+    assert "UHUGEINT" in error(status, body, 400, "INVALID_ARGUMENT")
+    # HUGEINT and DECIMAL(38,0), which look the same in Arrow, still read back
+    await ok(client, "INSERT INTO hu.t VALUES (2, 99999999999999999999999999999999999999)")
+    res = await ok(client, "SELECT d, d::HUGEINT * -1 AS n FROM hu.t")
+    assert res[0]["rows"] == [{"d": 10**38 - 1, "n": -(10**38 - 1)}]
+
+
 async def test_repeated_column_names_keep_every_value(client: Any) -> None:
     # rows are objects keyed by name: the second `a` overwrote the first
     res = await ok(client, "SELECT 1 AS a, 2 AS a, 3 AS a_1, 4 AS a")
