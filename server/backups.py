@@ -22,7 +22,7 @@ from storage.archive.store import parse_us
 from storage.backup import Repository
 from storage.backup.schema import LABEL_MAX, load_header
 
-from . import archiving, faults, resume, visibility
+from . import archiving, faults, restore_hold, resume, visibility
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
@@ -435,6 +435,7 @@ def register_cleanups(cairn: Cairn) -> None:
         sweep(job)
 
     def cleanup_restore(job: Job) -> None:
+        restore_hold.cleanup(lambda target: repository(cairn, target), job.cleanup)
         uids = set(job.cleanup.get("table_uids") or ())
         if uids and any(t.uid in uids for t in cairn.catalog.scan(Table)):
             job.error_message = (f"interrupted by server restart after namespace "

@@ -27,6 +27,7 @@ from storage.inflight import workers_for
 from storage.install import Beside, BesideWork, Restore
 
 from .jobs import JobContext
+from .restore_hold import hold
 from .state import Cairn
 from .throttle import Throttle
 
@@ -102,8 +103,9 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
                                  should_stop=lambda: ctx.cancelled, sha256=f.sha256)
 
     try:
-        cairn.engine.restore(restore, fetch, ctx,
-                             throttle.spent if throttle.rate > 0 else None)
+        with hold(plan.repo, [m], ctx):  # no DROP BACKUP or keep_last pulls them away
+            cairn.engine.restore(restore, fetch, ctx,
+                                 throttle.spent if throttle.rate > 0 else None)
     finally:
         with contextlib.suppress(OSError):  # an archive's temporary files (start-up sweeps them)
             plan.repo.close()
@@ -141,7 +143,8 @@ def _replayer(plan: RestorePlan, time: pitr.TimePlan, m: Manifest,
                 for name, t in tables.items()}
         # With the new tables' uids: should the process die after the install,
         # start-up can still tell the job was whole.
-        ctx.set(cleanup={"namespace": plan.destination, "table_uids": sorted(uids.values())})
+        ctx.set(cleanup={**ctx.job.cleanup, "namespace": plan.destination,
+                         "table_uids": sorted(uids.values())})
         added: list[DataFile] = []
         try:
             for name, t in tables.items():

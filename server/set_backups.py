@@ -39,6 +39,7 @@ from .dispatch import Routes
 from .jobs import JobContext
 from .namespaces import check_namespace_name
 from .repos import repository
+from .restore_hold import hold
 from .restore_run import check_not_archived, parse_time
 from .result import Result
 from .state import Cairn, Session
@@ -254,7 +255,8 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
             repo.read_object_to(f.oid, str(path), f.size, on_bytes=on_bytes,
                                 should_stop=lambda: ctx.cancelled, sha256=f.sha256)
 
-        cairn.engine.restore_all(restores, fetch, ctx, throttle.spent)
+        with hold(repo, manifests, ctx):  # no DROP BACKUP or keep_last pulls them away
+            cairn.engine.restore_all(restores, fetch, ctx, throttle.spent)
         rows = [{"job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,
                  "status": "completed", "tables": m.totals.tables, "rows": r.live_rows,
                  "files": m.totals.files, "bytes": m.totals.bytes, "row_versions": m.totals.rows}

@@ -39,6 +39,7 @@ from .dispatch import Routes
 from .jobs import JobContext
 from .namespaces import check_namespace_name
 from .repos import repository
+from .restore_hold import hold
 from .restore_run import check_not_archived, parse_time
 from .result import Result
 from .state import Cairn, Session
@@ -163,8 +164,9 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
             repo.read_object_to(f.oid, str(path), f.size, on_bytes=on_bytes,
                                 should_stop=lambda: ctx.cancelled, sha256=f.sha256)
 
-        cairn.engine.restore(restore, fetch, ctx,
-                             throttle.spent if throttle.rate > 0 else None)
+        with hold(repo, [m], ctx):  # no DROP BACKUP or keep_last pulls them away
+            cairn.engine.restore(restore, fetch, ctx,
+                                 throttle.spent if throttle.rate > 0 else None)
         return {"job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": dest,
                 "table_name": dest_table, "status": "completed", "rows": restore.live_rows,
                 "files": len(entry.files), "bytes": sum(f.size for f in entry.files),

@@ -96,6 +96,38 @@ class LocksAndPrune:
             oids=oids,
         )
 
+    def hold(self, lock_id: str, names: Iterable[str],
+             should_stop: ShouldStop | None = None) -> BackupLock:
+        """A lock that keeps the objects `names` (as a manifest lists them) from
+        every prune while a restore reads them. Returns once written and settled:
+        a prune that read the locks before it has finished, so an object present
+        now stays present until the lock is released (or abandoned, which also
+        prunes those of its objects nothing references any more)."""
+        check_backup_id(lock_id)
+        path = lock_path(self.target.base, lock_id)
+        with writing(self.uri):
+            make_dirs(self.target, join(self.target.base, LOCKS))
+
+        def remove() -> None:
+            with writing(self.uri), contextlib.suppress(FileNotFoundError):
+                self.target.fs.delete_file(path)
+
+        lock = BackupLock(lock_id, write=lambda data: write_small(self.target, path, data, self.durable),
+                          remove=remove, abandon=lambda: self.abandon(lock_id),
+                          settle=lambda: settle(self.target, should_stop),
+                          oids=[check_oid(n) for n in names])
+        try:
+            lock.add(())  # settles
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def has_manifest(self, backup_id: str) -> bool:
+        path = manifest_path(self.target.base, check_backup_id(backup_id))
+        with reading(self.uri):
+            return bool(self.target.fs.get_file_info(path).type != pafs.FileType.NotFound)
+
     def list_locks(self) -> list[dict[str, Any]]:
         """Every lock; an unreadable one is {"backup_id", "error"} (prune refuses to run then)."""
         selector = pafs.FileSelector(join(self.target.base, LOCKS), allow_not_found=True)

@@ -1,0 +1,93 @@
+"""A restore holds the objects it reads: DROP BACKUP or keep_last beside it
+(from this server or another one sharing the target) does not pull them away.
+
+Before its first object is fetched, a restore writes a lock
+`locks/rs-<id>.json` naming every object of the backups it restores (the same
+kind of lock a running backup writes, see storage/backup/locks.py, so every
+prune keeps those objects) and waits for any prune that read the locks before
+it. Then it looks again for each backup's manifest: a backup dropped in the
+meantime is NOT_FOUND, nothing fetched. A DROP BACKUP that comes later removes
+the manifest as always, and its objects stay until the restore ends. At the
+end the lock goes; when a manifest is gone by then, the objects only that
+backup used are pruned with it (`abandon`), so nothing is left unreferenced.
+Should the process die, the job's cleanup names the lock and start-up
+abandons it the same way (backups.register_cleanups).
+
+An archive target (`.tar`) is never pruned: nothing to hold. A target that
+cannot take the lock (read-only storage) is restored from without one, as
+before."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+
+from catalog.errors import CairnError, Cancelled, NotFound
+from catalog.ids import new_id
+from storage.backup import Manifest, Repository
+from storage.backup.locks import BackupLock
+
+from .jobs import JobContext
+
+log = logging.getLogger("cairn.restore")
+
+KEY = "hold"  # in the job's cleanup: the lock's id
+
+
+@contextlib.contextmanager
+def hold(repo: Repository, manifests: Sequence[Manifest], ctx: JobContext) -> Iterator[None]:
+    """While the block runs, the objects of `manifests` stay in `repo`."""
+    lock = _take(repo, manifests, ctx)
+    try:
+        if lock is not None:
+            for m in manifests:
+                if not repo.has_manifest(m.backup_id):
+                    raise NotFound(f"backup '{m.backup_id}' was dropped from target "
+                                   f"'{repo.uri}' as the restore started")
+        yield
+    finally:
+        if lock is not None:
+            let_go(repo, lock, [m.backup_id for m in manifests])
+
+
+def _take(repo: Repository, manifests: Sequence[Manifest], ctx: JobContext) -> BackupLock | None:
+    if repo.target.kind == "archive":
+        return None
+    lock_id = new_id("rs")
+    # Recorded before the lock is written: start-up removes it should we die.
+    ctx.set(cleanup={**(ctx.job.cleanup or {}), "target": repo.uri, KEY: lock_id})
+    names = {o.oid for m in manifests for o in m.objects}
+    try:
+        return repo.hold(lock_id, names, should_stop=lambda: ctx.cancelled)
+    except Cancelled:
+        raise
+    except (CairnError, OSError) as exc:
+        log.warning("restore %s reads target %s without holding its objects: %s",
+                    ctx.job_id, repo.uri, getattr(exc, "message", exc))
+        return None
+
+
+def let_go(repo: Repository, lock: BackupLock, backup_ids: list[str]) -> None:
+    """Remove the lock; with it the objects of a backup dropped meanwhile. A
+    failure is logged, never raised: the restore's outcome stands (a lock left
+    behind is removed at the next start-up through the job's cleanup)."""
+    try:
+        if all(repo.has_manifest(b) for b in backup_ids):
+            lock.release()
+        else:
+            freed = lock.abandon()
+            log.info("restore released lock %s; %d bytes of dropped backups freed",
+                     lock.backup_id, freed)
+    except Exception:
+        log.warning("could not release restore lock %s in %s", lock.backup_id, repo.uri,
+                    exc_info=True)
+
+
+def cleanup(repo_for: object, job_cleanup: dict[str, object]) -> None:
+    """Start-up: the lock of a restore that died (see backups.register_cleanups)."""
+    lock_id, target = job_cleanup.get(KEY), job_cleanup.get("target")
+    if isinstance(lock_id, str) and isinstance(target, str) and callable(repo_for):
+        freed = repo_for(target).abandon(lock_id)
+        log.info("removed lock %s of an interrupted restore in %s (%d bytes freed)",
+                 lock_id, target, freed)

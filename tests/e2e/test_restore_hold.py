@@ -1,0 +1,119 @@
+"""A restore holds the objects it reads (server/restore_hold.py): DROP BACKUP
+or keep_last beside it no longer pulls them away mid-copy.
+
+Before, a RESTORE of the oldest backup racing a scheduled BACKUP … keep_last
+(or a DROP BACKUP) failed with BACKUP_INVALID "object … is missing": the prune
+deleted the objects between two of the restore's fetches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from server import faults
+from tests.e2e.test_kill import config_file, died, fill_process, job_of, post_ok
+from tests.helpers import Gate, fill, ok, rows, sql, state, target_files
+
+
+async def source(client: Any) -> dict[str, Any]:
+    """app: a SHARED table (two files and a buffered row) and a USER table."""
+    await fill(client, files=2)
+    await ok(client, "INSERT INTO app.blobs VALUES (99999, 'buffered');"
+                     "CREATE USER TABLE app.u (id BIGINT PRIMARY KEY, v TEXT)")
+    await ok(client, "INSERT INTO app.u VALUES (1, 'alice''s')", user="alice")
+    return (await rows(client, "BACKUP DATABASE app TO 'nightly'"))[0]
+
+
+def referenced(target: Path) -> set[str]:
+    return {o["oid"] for p in (target / "manifests").glob("*.json")
+            for o in json.loads(p.read_text())["objects"]}
+
+
+async def parked_restore(client: Any, text: str) -> tuple[asyncio.Task[Any], Gate]:
+    """The restore stopped after its first file, before the second."""
+    gate = Gate(state(client), match=lambda info: info["index"] == 1)
+    faults.register("restore.before_object", gate)
+    task = asyncio.create_task(sql(client, text))
+    await gate.reach()
+    return task, gate
+
+
+async def check_copy(client: Any) -> None:
+    assert await rows(client, "SELECT count(*) AS n FROM copy.blobs") == [{"n": 201}]
+    assert await rows(client, "SELECT v FROM copy.u", user="alice") == [{"v": "alice's"}]
+    assert await rows(client, "SELECT count(*) AS n FROM copy.u", user="bob") == [{"n": 0}]
+
+
+async def test_drop_backup_beside_its_restore(client: Any, tmp_path: Path) -> None:
+    b0 = await source(client)
+    task, gate = await parked_restore(client, "RESTORE DATABASE app FROM 'nightly' AS copy")
+    dropped = await rows(client, f"DROP BACKUP '{b0['backup_id']}' IN 'nightly'")
+    assert dropped[0]["backup_id"] == b0["backup_id"]
+    target = tmp_path / "backups" / "nightly"
+    assert target_files(target)["objects"], "the restore's objects were deleted under it"
+    gate.opened.set()
+    status, body = await task
+    assert status == 200, body
+    assert body["results"][0]["rows"][0]["rows"] == 202
+    await check_copy(client)
+    # The restore's lock is gone, and with it the dropped backup's objects.
+    assert target_files(target) == {"manifests": set(), "objects": set(), "locks": set(),
+                                    "prunes": set(), "tmp": set()}
+    assert await rows(client, "SHOW BACKUPS IN 'nightly'") == []
+
+
+async def test_keep_last_beside_a_restore_of_the_oldest(client: Any, tmp_path: Path) -> None:
+    b0 = await source(client)
+    await ok(client, "INSERT INTO app.blobs VALUES (-1, 'newer'); FLUSH TABLE app.blobs")
+    text = f"RESTORE DATABASE app FROM 'nightly' AS copy WITH (backup_id = '{b0['backup_id']}')"
+    task, gate = await parked_restore(client, text)
+    b1 = (await rows(client, "BACKUP DATABASE app TO 'nightly' WITH (keep_last = 1)"))[0]
+    gate.opened.set()
+    status, body = await task
+    assert status == 200, body
+    await check_copy(client)
+    target = tmp_path / "backups" / "nightly"
+    listed = [r["backup_id"] for r in await rows(client, "SHOW BACKUPS IN 'nightly'")]
+    assert listed == [b1["backup_id"]]
+    held = target_files(target)
+    assert held["locks"] == set() and held["objects"] == referenced(target)
+    verified = (await rows(client, f"VERIFY BACKUP '{b1['backup_id']}' IN 'nightly'"))[0]
+    assert verified["is_valid"], verified
+    jobs = await rows(client, "SELECT job_type, status FROM system.jobs "
+                              "WHERE job_type IN ('backup', 'restore') ORDER BY created_at")
+    assert [j["status"] for j in jobs] == ["completed"] * 3
+
+
+async def test_a_restore_without_a_drop_leaves_the_target_as_it_was(
+        client: Any, tmp_path: Path) -> None:
+    await source(client)
+    target = tmp_path / "backups" / "nightly"
+    before = target_files(target)
+    await ok(client, "RESTORE DATABASE app FROM 'nightly' AS copy")
+    assert target_files(target) == before
+    await check_copy(client)
+
+
+def test_a_restore_that_died_holding_is_released_at_restart(
+        tmp_path: Path, server_process: Any) -> None:
+    config = config_file(tmp_path)
+    srv = server_process(config=config, env={"CAIRN_FAULTS": "restore.before_install:kill"})
+    fill_process(srv, "t", files=2)
+    b0 = post_ok(srv, "BACKUP DATABASE app TO 'nightly'")["rows"][0]
+    status, _ = srv.post("RESTORE DATABASE app FROM 'nightly' AS copy WITH (detached = true)")
+    assert status == 200
+    died(srv)
+    target = tmp_path / "backups" / "nightly"
+    assert len(target_files(target)["locks"]) == 1  # the restore's, left by the crash
+
+    again = server_process(config=config)
+    assert target_files(target)["locks"] == set()
+    restore = post_ok(again, "SELECT job_id, status FROM system.jobs WHERE job_type = 'restore'")
+    assert job_of(again, restore["rows"][0]["job_id"])["status"] == "failed"
+    assert post_ok(again, "SHOW NAMESPACES")["rows"][0]["namespace"] == "app"
+    assert len(post_ok(again, "SHOW NAMESPACES")["rows"]) == 1
+    assert post_ok(again, f"VERIFY BACKUP '{b0['backup_id']}'")["rows"][0]["is_valid"]
+    post_ok(again, "RESTORE DATABASE app FROM 'nightly' AS copy")
+    assert post_ok(again, "SELECT count(*) AS n FROM copy.t")["rows"] == [{"n": 2}]
