@@ -117,3 +117,19 @@ def test_a_restore_that_died_holding_is_released_at_restart(
     assert post_ok(again, f"VERIFY BACKUP '{b0['backup_id']}'")["rows"][0]["is_valid"]
     post_ok(again, "RESTORE DATABASE app FROM 'nightly' AS copy")
     assert post_ok(again, "SELECT count(*) AS n FROM copy.t")["rows"] == [{"n": 2}]
+
+
+async def test_a_killed_restore_lets_go(client: Any, tmp_path: Path) -> None:
+    """KILL JOB of a restore holding a backup dropped beside it: the lock goes,
+    and the dropped backup's objects with it; no namespace appears."""
+    b0 = await source(client)
+    target = tmp_path / "backups" / "nightly"
+    task, gate = await parked_restore(client, "RESTORE DATABASE app FROM 'nightly' AS copy")
+    assert len(target_files(target)["locks"]) == 1
+    await ok(client, f"DROP BACKUP '{b0['backup_id']}' IN 'nightly'")
+    killed = await rows(client, f"KILL JOB '{gate.info['job_id']}'")
+    assert killed[0]["status"] == "cancelled"
+    status, body = await task
+    assert status == 409 and body["error"]["code"] == "CANCELLED", body
+    assert all(not part for part in target_files(target).values())
+    assert [n["namespace"] for n in await rows(client, "SHOW NAMESPACES")] == ["app"]
