@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from catalog import Archive, Backup, Job, Namespace, Table
-from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound
+from catalog.errors import AlreadyExists, BackupInvalid, CairnError, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
 from storage.archive import pitr
@@ -323,6 +323,14 @@ async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> R
 # --- VERIFY and DROP ----------------------------------------------------------
 
 
+def gone_meanwhile(repo: Repository, backup_id: str) -> None:
+    """NOT_FOUND when the backup a VERIFY found objects missing from was dropped
+    while it read them (DROP BACKUP, keep_last): not a damaged backup."""
+    if repo.target.kind != "archive" and not repo.has_manifest(backup_id):
+        raise NotFound(f"backup '{backup_id}' was dropped from target '{repo.uri}' "
+                       "while it was being verified")
+
+
 @routes.handles(ast.VerifyBackup, role="admin")
 async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) -> Result:
     opts = check_options("VERIFY BACKUP", stmt.options, VERIFY_OPTIONS)
@@ -341,8 +349,14 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
             throttle.spent(max(0, p.bytes_done - last))
             last = p.bytes_done
 
-        report = repo.verify(stmt.backup_id, on_progress=on_progress,
-                             should_stop=lambda: ctx.cancelled)
+        try:
+            report = repo.verify(stmt.backup_id, on_progress=on_progress,
+                                 should_stop=lambda: ctx.cancelled)
+        except BackupInvalid:
+            gone_meanwhile(repo, stmt.backup_id)
+            raise
+        if not report.is_valid:  # a DROP BACKUP or keep_last beside it is no damage
+            gone_meanwhile(repo, stmt.backup_id)
         return {"backup_id": report.backup_id, "is_valid": report.is_valid,
                 "files_checked": report.files_checked, "bytes_checked": report.bytes_checked,
                 "errors": report.errors}

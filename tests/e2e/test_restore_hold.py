@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from server import faults
+from server.app import create_app
+from server.config import Config
 from tests.e2e.test_kill import config_file, died, fill_process, job_of, post_ok
-from tests.helpers import Gate, fill, ok, rows, sql, state, target_files
+from tests.helpers import Gate, fill, job_row, ok, rows, sql, state, target_files
 
 
 async def source(client: Any) -> dict[str, Any]:
@@ -133,3 +135,27 @@ async def test_a_killed_restore_lets_go(client: Any, tmp_path: Path) -> None:
     assert status == 409 and body["error"]["code"] == "CANCELLED", body
     assert all(not part for part in target_files(target).values())
     assert [n["namespace"] for n in await rows(client, "SHOW NAMESPACES")] == ["app"]
+
+
+async def test_verify_beside_a_drop_is_not_found(aiohttp_client: Any, cairn_config: Config,
+                                                 tmp_path: Path) -> None:
+    """VERIFY reads without holding (it writes nothing to the target): a backup
+    dropped while it is read is NOT_FOUND, not damaged. Before, VERIFY answered
+    BACKUP_INVALID "cannot read object …: [Errno 2] No such file or directory"."""
+    cairn_config.backup.throttle_bytes_per_second = 40_000  # ~2 s for the ~75 KB read
+    client = await aiohttp_client(create_app(cairn_config))
+    await fill(client, files=3)
+    b0 = (await rows(client, "BACKUP DATABASE app TO 'nightly'"))[0]
+    verify = asyncio.create_task(sql(client, f"VERIFY BACKUP '{b0['backup_id']}' IN 'nightly'"))
+    while True:  # until it is reading objects
+        found = await rows(client, "SELECT job_id, bytes_done FROM system.jobs "
+                                   "WHERE job_type = 'verify'")
+        if found and found[0]["bytes_done"]:
+            break
+        await asyncio.sleep(0.02)
+    await ok(client, f"DROP BACKUP '{b0['backup_id']}' IN 'nightly'")
+    status, body = await verify
+    assert status == 404 and body["error"]["code"] == "NOT_FOUND", body
+    assert "was dropped" in body["error"]["message"]
+    row = await job_row(client, found[0]["job_id"])
+    assert row["status"] == "failed" and "was dropped" in row["error_message"]
