@@ -161,8 +161,10 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
     # Only the namespace's own whole backups count (not table backups, nor
     # members of a backup set: those are pruned with their set).
     own = [m for m in repo.list_manifests(namespace) if m.get("scope") is None]
-    doomed = [m["backup_id"] for m in own[keep:]]
-    for backup_id in doomed:
+    doomed = [m["backup_id"] for m in own[keep:]]  # newest first
+    # Oldest first: stopped halfway (a crash, a failure), the target keeps the
+    # newest backups without a gap among them, not the oldest ones.
+    for backup_id in reversed(doomed):
         drop_one(cairn, ctx, repo, backup_id)
     return doomed
 

@@ -193,6 +193,30 @@ async def test_keep_last_drops_this_namespaces_oldest_beyond_n(
                  "INVALID_ARGUMENT")
 
 
+async def test_keep_last_drops_the_oldest_first(client: Any, tmp_path: Path) -> None:
+    """Stopped in its first drop (here parked; a crash there leaves the same),
+    keep_last has kept the newest backups with no gap: before, it dropped the
+    newest doomed backup first, so an interrupted keep_last = 1 over b0, b1
+    left b0 and removed b1."""
+    await fill(client, files=1)
+    b0 = await backup(client, "BACKUP DATABASE app TO 'nightly'")
+    await ok(client, "INSERT INTO app.blobs VALUES (-1, 'b1'); FLUSH TABLE app.blobs")
+    b1 = await backup(client, "BACKUP DATABASE app TO 'nightly'")
+    gate = Gate(state(client))
+    faults.register("prune.before_delete", gate)
+    running = asyncio.create_task(sql(client, "BACKUP DATABASE app TO 'nightly' "
+                                              "WITH (keep_last = 1)"))
+    info = await gate.reach()
+    assert info["backup_id"] == b0["backup_id"]
+    listed = (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]
+    assert [r["backup_id"] for r in listed][1:] == [b1["backup_id"]]
+    gate.opened.set()
+    status, body = await running
+    assert status == 200, body
+    listed = (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]
+    assert [r["backup_id"] for r in listed] == [body["results"][0]["rows"][0]["backup_id"]]
+
+
 # --- prune against a backup running into the same target -----------------------
 
 
