@@ -169,11 +169,11 @@ def drop_older_sets(cairn: Cairn, ctx: JobContext, repo: Repository, kind: str,
             and members[0]["scope"]["namespaces"] == sorted(namespaces)]
     same.sort(key=lambda s: (when(s[0]), s[1]), reverse=True)
     dropped = []
-    for _, set_id, members in same[keep:]:
+    for _, set_id, members in reversed(same[keep:]):  # oldest first, as drop_beyond
         for h in members:
             drop_one(cairn, ctx, repo, h["backup_id"])
         dropped.append(set_id)
-    return dropped
+    return dropped[::-1]
 
 
 def choose_set(repo: Repository, backup_id: str | None, as_of: str | None) -> list[str]:
