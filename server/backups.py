@@ -164,9 +164,20 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
     doomed = [m["backup_id"] for m in own[keep:]]  # newest first
     # Oldest first: stopped halfway (a crash, a failure), the target keeps the
     # newest backups without a gap among them, not the oldest ones.
-    for backup_id in reversed(doomed):
+    return [b for b in reversed(doomed) if drop_unless_gone(cairn, ctx, repo, b)][::-1]
+
+
+def drop_unless_gone(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) -> bool:
+    """keep_last's drop of one backup; False when another drop (a keep_last of a
+    backup running beside this one, a DROP BACKUP) removed it first: the job
+    whose backup has landed does not fail for it."""
+    try:
         drop_one(cairn, ctx, repo, backup_id)
-    return doomed
+    except NotFound:
+        if repo.has_manifest(backup_id):
+            raise
+        return False
+    return True
 
 
 def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) -> int:

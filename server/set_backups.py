@@ -31,7 +31,7 @@ from .backups import (
     RESTORE_OPTIONS,
     check_backup_options,
     check_options,
-    drop_one,
+    drop_unless_gone,
     job_row,
     redacted,
 )
@@ -171,7 +171,7 @@ def drop_older_sets(cairn: Cairn, ctx: JobContext, repo: Repository, kind: str,
     dropped = []
     for _, set_id, members in reversed(same[keep:]):  # oldest first, as drop_beyond
         for h in members:
-            drop_one(cairn, ctx, repo, h["backup_id"])
+            drop_unless_gone(cairn, ctx, repo, h["backup_id"])
         dropped.append(set_id)
     return dropped[::-1]
 

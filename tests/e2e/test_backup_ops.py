@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,42 @@ async def test_keep_last_drops_the_oldest_first(client: Any, tmp_path: Path) -> 
     assert status == 200, body
     listed = (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]
     assert [r["backup_id"] for r in listed] == [body["results"][0]["rows"][0]["backup_id"]]
+
+
+async def test_two_keep_lasts_at_once_both_complete(client: Any, tmp_path: Path) -> None:
+    """Two BACKUP … keep_last = 1 of one namespace (two schedules, or a manual
+    run beside a scheduled one) both past their manifest, then pruning the same
+    older backups. Before, the second to reach a backup the first had dropped
+    failed: its BACKUP answered NOT_FOUND "backup … does not exist" and its job
+    said failed, although its backup had landed."""
+    await fill(client, files=1)
+    old = [await backup(client, "BACKUP DATABASE app TO 'nightly'") for _ in range(2)]
+    parked: list[dict[str, Any]] = []
+    go = threading.Event()
+
+    def park(info: dict[str, Any]) -> None:
+        parked.append(info)
+        go.wait(10)
+
+    faults.register("backup.after_manifest", park)
+    text = "BACKUP DATABASE app TO 'nightly' WITH (keep_last = 1)"
+    runs = [asyncio.create_task(sql(client, text)) for _ in range(2)]
+    deadline = time.monotonic() + 10
+    while len(parked) < 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    go.set()
+    answers = [await r for r in runs]
+    assert [status for status, _ in answers] == [200, 200], answers
+    made = [body["results"][0]["rows"][0]["backup_id"] for _, body in answers]
+    jobs = (await ok(client, "SELECT status, result FROM system.jobs WHERE job_type = 'backup' "
+                             "ORDER BY created_at DESC LIMIT 2"))[0]["rows"]
+    assert [j["status"] for j in jobs] == ["completed", "completed"]
+    dropped = [b for j in jobs for b in j["result"]["dropped"]]
+    assert sorted(dropped) == sorted([b["backup_id"] for b in old] + [min(made)])  # each once
+    listed = (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]
+    assert [r["backup_id"] for r in listed] == [max(made)]
+    assert (await verify(client, max(made)))["is_valid"]
 
 
 # --- prune against a backup running into the same target -----------------------
