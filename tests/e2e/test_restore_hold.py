@@ -159,3 +159,29 @@ async def test_verify_beside_a_drop_is_not_found(aiohttp_client: Any, cairn_conf
     assert "was dropped" in body["error"]["message"]
     row = await job_row(client, found[0]["job_id"])
     assert row["status"] == "failed" and "was dropped" in row["error_message"]
+
+
+async def test_restore_all_beside_a_keep_last_of_sets(client: Any, tmp_path: Path) -> None:
+    """RESTORE ALL of an older backup set while BACKUP ALL … keep_last = 1 drops it."""
+    await fill(client, files=2)
+    await fill(client, ns="other", files=2)
+    s0 = (await rows(client, "BACKUP ALL TO 'sets'"))[0]
+    await ok(client, "INSERT INTO app.blobs VALUES (-1, 'later'); FLUSH TABLE app.blobs;"
+                     "DROP NAMESPACE other CASCADE")
+    await fill(client, ns="other", files=1)  # other rows: s0's objects of it are its own
+    task, gate = await parked_restore(
+        client, f"RESTORE ALL FROM 'sets' WITH (backup_id = '{s0['backup_id'].rsplit('.', 1)[0]}', "
+                "replace = true)")
+    s1 = (await rows(client, "BACKUP ALL TO 'sets' WITH (keep_last = 1)"))[0]
+    gate.opened.set()
+    status, body = await task
+    assert status == 200, body
+    assert await rows(client, "SELECT count(*) AS n, min(id) AS m FROM app.blobs") == [
+        {"n": 200, "m": 0}]
+    assert await rows(client, "SELECT count(*) AS n FROM other.blobs") == [{"n": 200}]
+    target = tmp_path / "backups" / "sets"
+    listed = {r["backup_id"] for r in await rows(client, "SHOW BACKUPS IN 'sets'")}
+    set_id = s1["backup_id"].rsplit(".", 1)[0]  # a row per member: '<set id>.app'
+    assert listed == {f"{set_id}.app", f"{set_id}.other"}
+    held = target_files(target)
+    assert held["locks"] == set() and held["objects"] == referenced(target)
