@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from catalog.errors import CairnError, Cancelled, NotFound
 from catalog.ids import new_id
@@ -84,10 +85,10 @@ def let_go(repo: Repository, lock: BackupLock, backup_ids: list[str]) -> None:
                     exc_info=True)
 
 
-def cleanup(repo_for: object, job_cleanup: dict[str, object]) -> None:
+def cleanup(repo_for: Callable[[str], Repository], job_cleanup: dict[str, Any]) -> None:
     """Start-up: the lock of a restore that died (see backups.register_cleanups)."""
     lock_id, target = job_cleanup.get(KEY), job_cleanup.get("target")
-    if isinstance(lock_id, str) and isinstance(target, str) and callable(repo_for):
+    if isinstance(lock_id, str) and isinstance(target, str):
         freed = repo_for(target).abandon(lock_id)
         log.info("removed lock %s of an interrupted restore in %s (%d bytes freed)",
                  lock_id, target, freed)
