@@ -13,7 +13,10 @@ to know which objects it holds (prune, DROP BACKUP) and which archive it is a
 base of (`archive`, see schema.py), never table names, schemas or content
 checksums. `manifest_sha256` covers the whole header, body included,
 so any flipped byte anywhere is caught; an encrypted body is also authenticated
-by AES-GCM under the key."""
+by AES-GCM under the key, and it carries `header_sha256`, the digest of the
+public header, so that a header rewritten by someone without the key (another
+namespace, another time, another archive cut, with `manifest_sha256`
+recomputed) no longer matches the body it travels with."""
 
 from __future__ import annotations
 
@@ -42,6 +45,10 @@ PUBLIC = frozenset(
     }
 )
 
+# In an encrypted body: sha256 of the canonical public header without `body` and
+# `manifest_sha256` (with `key`). Checked and removed when the body is read.
+HEADER_SUM = "header_sha256"
+
 KeyOpener = Callable[[str], Keys | None]
 
 
@@ -57,6 +64,9 @@ def pack(m: dict[str, Any], compress: bool, keys: Keys | None) -> tuple[bytes, d
     header = {k: v for k, v in m.items() if k in PUBLIC}
     header["objects"] = [{"oid": o["oid"], "size": o["size"]} for o in m["objects"]]
     body = {k: v for k, v in m.items() if k not in PUBLIC or k == "objects"}
+    if keys is not None:
+        header["key"] = keys.key_id
+        body[HEADER_SUM] = checksum(header)
     plain = canonical(body)
     if len(plain) > records.MAX_BODY:
         raise InvalidArgument(
@@ -72,9 +82,8 @@ def pack(m: dict[str, Any], compress: bool, keys: Keys | None) -> tuple[bytes, d
         "data": base64.b64encode(stored).decode("ascii"),
         "plain_size": len(plain),
     }
-    if keys is not None:
-        header["key"] = keys.key_id
     header["manifest_sha256"] = checksum(header)
+    body.pop(HEADER_SUM, None)
     return canonical(header) + b"\n", _merged(header, body)
 
 
@@ -210,6 +219,8 @@ def _with_body(
     body = _parse_json(plain, f"{name} body")
     if canonical(body) != plain:
         raise BackupInvalid(f"{name} is corrupt: body differs from the canonical form")
+    if encrypted:
+        _check_header_sum(header, body, name)
     clash = sorted((set(body) & (set(header) | PUBLIC)) - {"objects"})
     if clash:  # a public field in the body would be seen only with the key
         raise BackupInvalid(f"{name} is corrupt: body repeats {clash}")
@@ -222,6 +233,19 @@ def _with_body(
     if public != header.get("objects"):
         raise BackupInvalid(f"{name} is corrupt: body and header list different objects")
     return _merged(header, body)
+
+
+def _check_header_sum(header: dict[str, Any], body: dict[str, Any], name: str) -> None:
+    """The encrypted body vouches for the public header it was written with. A body
+    without `header_sha256` was written before it existed and is read as then."""
+    if HEADER_SUM not in body:
+        return
+    public = {k: v for k, v in header.items() if k not in ("body", "manifest_sha256")}
+    if body.pop(HEADER_SUM) != checksum(public):
+        raise BackupInvalid(
+            f"{name} is corrupt: its public header (namespace, times, label, archive, "
+            "objects) is not the one its encrypted body was written with"
+        )
 
 
 def _merged(header: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:

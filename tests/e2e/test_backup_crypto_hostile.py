@@ -1,0 +1,72 @@
+"""An encrypted target written into by someone who does not know the passphrase:
+what the key vouches for must not be changeable without it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from storage.backup.manifest import canonical, checksum
+from tests.helpers import ok, sql
+
+from .test_backup_restore import backup
+
+KEY = "WITH (encryption_passphrase = 'sekrit')"
+
+
+def reseal(path: Path, **changes: Any) -> None:
+    """What anyone who can write to the target can do: change the public header of
+    a manifest and recompute its checksum."""
+    header = json.loads(path.read_bytes())
+    header.update(changes)
+    header.pop("manifest_sha256")
+    header["manifest_sha256"] = checksum(header)
+    path.write_bytes(canonical(header) + b"\n")
+
+
+async def error_of(client: Any, text: str) -> dict[str, Any]:
+    status, body = await sql(client, text)
+    assert body["status"] == "error" and status < 500, body
+    return dict(body["error"])
+
+
+async def invalid(client: Any, backup_id: str) -> None:
+    row = await backup(client, f"VERIFY BACKUP '{backup_id}' IN 'vault' {KEY}")
+    assert row["is_valid"] is False and "public header" in json.dumps(row["errors"]), row
+
+
+async def test_a_rewritten_public_header_does_not_pass_for_another_namespace(
+    client: Any, tmp_path: Path
+) -> None:
+    await ok(client, """
+        CREATE NAMESPACE payroll; CREATE TABLE payroll.pay (id BIGINT PRIMARY KEY, amount BIGINT);
+        INSERT INTO payroll.pay VALUES (1, 100), (2, 200);
+        CREATE NAMESPACE test; CREATE TABLE test.pay (id BIGINT PRIMARY KEY, amount BIGINT);
+        INSERT INTO test.pay VALUES (1, 999999)""")
+    real = await backup(client, f"BACKUP DATABASE payroll TO 'vault' {KEY}")
+    other = await backup(client, f"BACKUP DATABASE test TO 'vault' {KEY}")
+    manifests = tmp_path / "backups" / "vault" / "manifests"
+    reseal(manifests / f"{other['backup_id']}.json", namespace="payroll")
+
+    # The forged backup is the newest "payroll" one: it must not restore as payroll.
+    err = await error_of(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr {KEY}")
+    assert err["code"] == "BACKUP_INVALID" and other["backup_id"] in err["message"], err
+    assert "public header" in err["message"], err
+    await invalid(client, other["backup_id"])
+    names = [r["namespace"] for r in (await ok(client, "SHOW NAMESPACES"))[0]["rows"]]
+    assert "pr" not in names
+
+    # The genuine one still restores, by id, with its own rows.
+    await ok(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr WITH ("
+                     f"backup_id = '{real['backup_id']}', encryption_passphrase = 'sekrit')")
+    rows = (await ok(client, "SELECT id, amount FROM pr.pay ORDER BY id"))[0]["rows"]
+    assert rows == [{"id": 1, "amount": 100}, {"id": 2, "amount": 200}]
+
+    # A moved time or label is refused the same way; the untouched header reads.
+    reseal(manifests / f"{real['backup_id']}.json", snapshot_at="2020-01-01T00:00:00.000Z")
+    await invalid(client, real["backup_id"])
+    fresh = await backup(client, f"BACKUP DATABASE payroll TO 'vault' {KEY}")
+    assert (await backup(client, f"VERIFY BACKUP '{fresh['backup_id']}' IN 'vault' {KEY}"))[
+        "is_valid"]
+    await ok(client, "INSERT INTO payroll.pay VALUES (3, 300)")  # still writable
