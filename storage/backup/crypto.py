@@ -48,6 +48,13 @@ MAX_FRAMES = 1 << 32
 
 # scrypt cost for new key files (~32 MiB, ~0.1 s here); readers accept up to the caps.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
+# What a reader will run for a key file it finds in a target (anyone who can write
+# there can plant one, or point a manifest's `key` at one): scrypt takes
+# 128 * n * r bytes and time in n * r * p. n = 2^20, r = 32 alone, each within its
+# own range, took 4.2 GB and 44 s (p = 16: some 12 minutes) in one job thread.
+# 8 times what Cairn writes: 256 MiB and ~2 s at most.
+SCRYPT_MAX_MEMORY = 256 << 20  # 128 * n * r
+SCRYPT_MAX_WORK = 1 << 21  # n * r * p
 
 
 class PassphraseError(BackupInvalid):
@@ -119,6 +126,13 @@ def parse_key_file(data: bytes, key_id: str, uri: str) -> dict[str, Any]:
         raise
     if record.n & (record.n - 1):
         raise BackupInvalid(f"{where} has scrypt parameters out of range: n is not a power of two")
+    memory, work = 128 * record.n * record.r, record.n * record.r * record.p
+    if memory > SCRYPT_MAX_MEMORY or work > SCRYPT_MAX_WORK:
+        raise BackupInvalid(
+            f"{where} has scrypt parameters out of range: n = {record.n}, r = {record.r}, "
+            f"p = {record.p} would take {memory} bytes and n * r * p = {work} (at most "
+            f"{SCRYPT_MAX_MEMORY} bytes and {SCRYPT_MAX_WORK})"
+        )
     doc = msgspec.structs.asdict(record)
     stored = doc.pop("file_sha256")
     if stored is not None and stored != _key_file_sum(doc):

@@ -3,9 +3,13 @@ what the key vouches for must not be changeable without it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from storage.backup.manifest import canonical, checksum
 from tests.helpers import ok, sql
@@ -70,3 +74,46 @@ async def test_a_rewritten_public_header_does_not_pass_for_another_namespace(
     assert (await backup(client, f"VERIFY BACKUP '{fresh['backup_id']}' IN 'vault' {KEY}"))[
         "is_valid"]
     await ok(client, "INSERT INTO payroll.pay VALUES (3, 300)")  # still writable
+
+
+def plant_key(keys: Path, key_id: str, n: int, r: int, p: int) -> None:
+    """A key file with valid fields and checksum, and scrypt parameters of its choosing."""
+    doc: dict[str, Any] = {
+        "format": "cairn-backup-key", "cipher": "aes-256-gcm", "kdf": "scrypt",
+        "n": n, "r": r, "p": p, "salt": "00" * 16, "key_check": "00" * 32,
+        "created_at": "2026-12-03T00:00:00.000Z",
+    }
+    doc["file_sha256"] = hashlib.sha256(
+        json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    (keys / f"{key_id}.json").write_text(json.dumps(doc))
+
+
+async def test_a_planted_key_file_cannot_make_scrypt_take_gigabytes(
+    client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # n = 2^20, r = 32, p = 16 were each within range: 4.2 GB and minutes per try.
+    # Here 512 MiB, ~5 s (so the old code's run stays cheap): over the cost cap.
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1), (2)")
+    first = await backup(client, f"BACKUP DATABASE app TO 'vault' {KEY}")
+    keys = tmp_path / "backups" / "vault" / "keys"
+    plant_key(keys, "0" * 32, 1 << 18, 16, 1)  # sorts first: a writer tries it first
+    started = time.monotonic()
+    second = await backup(client, f"BACKUP DATABASE app TO 'vault' {KEY}")
+    assert time.monotonic() - started < 10 and second["bytes_written"] == 0  # same key: dedup
+    assert "skipping unreadable key file" in caplog.text  # skipped, not derived
+    assert "scrypt parameters out of range" in caplog.text
+
+    # A reader sent to it by the manifest's (public) `key`: refused, not derived.
+    reseal(tmp_path / "backups" / "vault" / "manifests" / f"{first['backup_id']}.json",
+           key="0" * 32)
+    started = time.monotonic()
+    err = await error_of(client, f"RESTORE DATABASE app FROM 'vault' AS c WITH (backup_id = "
+                                 f"'{first['backup_id']}', encryption_passphrase = 'sekrit')")
+    row = await backup(client, f"VERIFY BACKUP '{first['backup_id']}' IN 'vault' {KEY}")
+    assert time.monotonic() - started < 10
+    assert err["code"] == "BACKUP_INVALID" and "scrypt parameters out of range" in err["message"]
+    assert row["is_valid"] is False and "scrypt parameters" in json.dumps(row["errors"]), row
+    await ok(client, f"RESTORE DATABASE app FROM 'vault' AS c WITH ("
+                     f"backup_id = '{second['backup_id']}', encryption_passphrase = 'sekrit')")
+    assert (await ok(client, "SELECT count(*) AS n FROM c.t"))[0]["rows"] == [{"n": 2}]
