@@ -24,7 +24,6 @@ from catalog.errors import (
     CairnError,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
 )
 
 from . import envelope, manifest, schema
@@ -48,7 +47,8 @@ from .locks import BackupLock
 from .objects import ObjectStore, OnCopied, OnOid, PutResult
 from .oserrors import reading, writing
 from .pruning import LocksAndPrune
-from .selection import choose, damaged_entry, may_be_of
+from .scan import scan_manifests
+from .selection import choose, may_be_of
 from .targets import Target, refuse_nested_remote
 from .transfer import OnBytes, ShouldStop
 from .verify import OnProgress, VerifyReport, verify_objects
@@ -408,24 +408,15 @@ class Repository(LocksAndPrune):
 
     def _scan_manifests(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         self._readable()
-        good: list[dict[str, Any]] = []
-        bad: list[dict[str, Any]] = []
-        for backup_id in self.manifest_ids():
-            try:
-                m = self._load_manifest(backup_id, require_body=False)
-            except NotFound:
-                continue  # dropped while we listed
-            except PermissionDenied:
-                raise  # a link inside the target, or a target that may not be read
-            except CairnError as exc:
-                log.warning("unreadable manifest in %s: %s", self.uri, exc.message)
-                try:
-                    data = self._read_small(manifest_path(self.target.base, backup_id))
-                except CairnError:
-                    data = None
-                bad.append(damaged_entry(backup_id, exc.message, data))
-                continue
-            good.append(m)
+        good, bad = scan_manifests(
+            self.manifest_ids(),
+            lambda backup_id: self._read_small(manifest_path(self.target.base, backup_id)),
+            lambda data, backup_id: envelope.unpack_checked(
+                data, backup_id, lambda key_id: self._open_key(key_id, backup_id), False
+            ),
+            self.uri,
+            parallel=self.target.kind == "s3",
+        )
         good.sort(key=lambda m: (_when(m["created_at"]), m["backup_id"]), reverse=True)
         return good, bad
 

@@ -1,0 +1,65 @@
+"""Reading every manifest of a target (SHOW BACKUPS … IN, RESTORE's choice).
+
+Each manifest is read once: a damaged one's hints (selection.hints) come from
+the bytes already read, not from a second GET. On object storage, where one
+GET costs a round trip (15–35 ms on moto, tens on a real store), manifests are
+read by up to SCAN_THREADS at a time: before, 5,000 planted junk manifests
+made one SHOW BACKUPS IN take 170 s, read one after another, each twice."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from catalog.errors import CairnError, NotFound, PermissionDenied
+
+from .selection import damaged_entry
+
+log = logging.getLogger(__name__)
+
+SCAN_THREADS = 16
+
+Read = Callable[[str], bytes | None]
+Unpack = Callable[[bytes, str], dict[str, Any]]
+# One manifest: its checked document, or its damaged entry; both None when it is gone.
+Scanned = tuple[dict[str, Any] | None, dict[str, Any] | None]
+
+
+def scan_manifests(
+    ids: list[str], read: Read, unpack: Unpack, uri: str, parallel: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The readable manifests and the damaged entries of `ids`, in the order of `ids`."""
+
+    def one(backup_id: str) -> Scanned:
+        try:
+            data = read(backup_id)
+        except PermissionDenied:
+            raise  # a link inside the target, or a target that may not be read
+        except CairnError as exc:
+            return None, _damaged(uri, backup_id, exc, None)
+        if data is None:
+            return None, None  # dropped while we listed
+        try:
+            return unpack(data, backup_id), None
+        except NotFound:
+            return None, None
+        except PermissionDenied:
+            raise
+        except CairnError as exc:
+            return None, _damaged(uri, backup_id, exc, data)
+
+    if parallel and len(ids) > 1:
+        with ThreadPoolExecutor(min(SCAN_THREADS, len(ids)), "manifest-scan") as pool:
+            results = list(pool.map(one, ids))
+    else:
+        results = [one(backup_id) for backup_id in ids]
+    good = [m for m, _ in results if m is not None]
+    bad = [e for _, e in results if e is not None]
+    return good, bad
+
+
+def _damaged(uri: str, backup_id: str, exc: CairnError, data: bytes | None) -> dict[str, Any]:
+    log.warning("unreadable manifest in %s: %s", uri, exc.message)
+    return damaged_entry(backup_id, exc.message, data)
