@@ -202,15 +202,27 @@ class Archiver:
         return job
 
     def resume(self, rec: Archive) -> Archive:
-        """Continue after the target's newest segment of this archive. A target
-        that ends before what this server shipped lost segments: a new base."""
+        """Continue after the target's newest segment of this archive that continues
+        what this server recorded as shipped (store.written_after: checked, never
+        taken by its name). A target that no longer holds the recorded end lost
+        segments: a new base."""
         repo = self.repo(rec)
         listing = store.list_segments(repo, self.namespace, rec.archive_id)
-        newest = max(listing.segments, key=lambda n: n.last_lsn, default=None)
+        assert rec.shipped_us is not None
+        end = (rec.shipped_lsn, rec.shipped_us)
+        held = rec.shipped_lsn == rec.base_lsn or any(
+            (n.last_lsn, n.through_us) == end for n in listing.segments)
         batch = self.cairn.catalog.batch()
-        if newest is not None and newest.last_lsn >= rec.shipped_lsn:
-            rec.shipped_lsn, rec.shipped_us = newest.last_lsn, newest.through_us
-        elif rec.shipped_lsn != rec.base_lsn:
+        if held:
+            limit = self.cairn.engine.changes.mark(self.namespace)
+            end, refused = store.written_after(repo, self.namespace, rec.archive_id, listing,
+                                               end, limit)
+            for why in refused:
+                log.warning("archive of %s in %s: not continuing after a segment this server "
+                            "did not write (VERIFY ARCHIVE reports it): %s",
+                            self.namespace, rec.target, why)
+            rec.shipped_lsn, rec.shipped_us = end
+        else:
             log.warning("archive of %s: target %s lost segments; taking a new base",
                         self.namespace, rec.target)
             rec.base_lsn = rec.base_us = rec.base_backup_id = None

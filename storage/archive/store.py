@@ -151,6 +151,40 @@ def read_segment(repo: Repository, namespace: str, archive_id: str,
     return header, changes, len(data)
 
 
+def written_after(repo: Repository, namespace: str, archive_id: str, listing: Listing,
+                  end: tuple[int, int], limit: tuple[int, int]) -> tuple[tuple[int, int], list[str]]:
+    """Where the archive really ends when this server recorded it ending at `end`
+    (an lsn and a time): after the segments that continue it, one after another,
+    and that it can have written itself (a crash after a segment is written and
+    before it is recorded leaves one). Each must end at or before `limit` (the
+    change log's last lsn and the time now) and read back whole. A name alone is
+    never taken on trust: an empty file planted as `…-<2^63>-…-<year 5138>.seg`
+    once moved the recorded end there, trimmed the unshipped changes from the log
+    and stopped shipping for good while SHOW ARCHIVES said running. Returns the
+    end and why any segment after it was not taken."""
+    lsn, at = end
+    refused: list[str] = []
+    while True:
+        after = [n for n in listing.segments
+                 if (n.after_lsn, n.after_us) == (lsn, at) and (n.last_lsn, n.through_us) != (lsn, at)]
+        if not after:
+            return (lsn, at), refused
+        if len(after) > 1:
+            refused.append(f"{len(after)} segments continue {lsn}: " + ", ".join(n.file for n in after))
+            return (lsn, at), refused
+        name = after[0]
+        if name.last_lsn > limit[0] or name.through_us > limit[1]:
+            refused.append(f"segment {name.file} ends past what this server has committed "
+                           f"(lsn {limit[0]}, time {limit[1]})")
+            return (lsn, at), refused
+        try:
+            read_segment(repo, namespace, archive_id, name)
+        except (BackupInvalid, NotFound) as exc:
+            refused.append(exc.message)
+            return (lsn, at), refused
+        lsn, at = name.last_lsn, name.through_us
+
+
 def delete_segment(repo: Repository, namespace: str, archive_id: str, name: SegmentName) -> None:
     with writing(repo.uri), contextlib.suppress(FileNotFoundError):
         repo.target.fs.delete_file(_dir(repo, namespace, archive_id, name.file))

@@ -139,3 +139,40 @@ async def test_clock_going_back_keeps_archived_times_monotonic(
     await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH "
                      f"(as_of = '{store.iso_exact(end)}')")
     assert await all_ids(client, "r") == {1, 2, 3, 4, 5}
+
+
+async def test_a_planted_segment_name_does_not_move_where_archiving_resumes(
+        aiohttp_client: Any, cairn_config: Config) -> None:
+    """An empty file named as a segment continuing the archive up to lsn 9e18 and
+    the year 5138, planted while the server was down. Before, the restart took
+    the name as the archive's end: SHOW ARCHIVES said running, archived until
+    5138, and no change was ever shipped again. Now only a segment that reads
+    back and ends within what the server committed is continued from."""
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (1)")
+    await wait_shipped(client)
+    await client.close()
+    last = segment.parse_name(segment_files(Path(cairn_config.backup_roots[0]))[-1].name)
+    assert last is not None
+    forged = segment.SegmentName(last.last_lsn, 9 * 10**18, last.through_us, segment.MAX_US)
+    planted = segment_files(Path(cairn_config.backup_roots[0]))[-1].parent / forged.file
+    planted.write_bytes(b"")
+
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    shown = await wait_shipped(client)
+    assert shown["archived_until"] < "2100" and shown["status"] == "running", shown
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is False and forged.file in str(report["errors"]), report
+    planted.unlink()  # the operator removes the file Cairn did not write
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is True, report["errors"]
+    [point] = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH "
+                     f"(as_of = '{point['end_time']}')")
+    assert await all_ids(client, "r") == {1, 2, 3}
