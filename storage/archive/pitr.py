@@ -64,8 +64,12 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int) -> TimePla
                               f"'{namespace}'; the windows are: {listed}")
     w = max(inside, key=lambda w: w.end_us)
     base = max((b for b in w.bases if b.snapshot_us <= as_of_us), key=lambda b: b.snapshot_us)
+    # Empty segments say by their name alone that nothing changed; the one that
+    # holds as_of is read all the same: it is what says the window reaches the
+    # time (a planted one once did, unread, while VERIFY ARCHIVE called it corrupt).
     segs = [s for s in w.run.segments
-            if s.through_us > base.snapshot_us and s.after_us < as_of_us and not s.empty]
+            if s.through_us > base.snapshot_us and s.after_us < as_of_us
+            and (not s.empty or as_of_us <= s.through_us)]
     return TimePlan(namespace, as_of_us, base.backup_id, base.snapshot_us, w.run.archive_id, segs)
 
 
