@@ -185,15 +185,22 @@ def read_header(data: bytes, what: str) -> tuple[Header, bytes]:
 
 
 def decode(data: bytes, namespace: str, archive_id: str, name: SegmentName,
-           open_key: object = None) -> tuple[Header, list[Entry]]:
+           open_key: object = None, require_key: bool = False) -> tuple[Header, list[Entry]]:
     """Check and decode a segment read from `…/<namespace>/<archive_id>/<name>`:
     its changes in commit order, row changes of format_version 2 as blocks
-    (blocks.Rows). `open_key(key_id)` gives the Keys of an encrypted segment."""
+    (blocks.Rows). `open_key(key_id)` gives the Keys of an encrypted segment.
+    `require_key` (an encryption_passphrase was given): a segment that is not
+    encrypted is refused, since anyone can write one without the key."""
     what = f"archived segment {namespace}/{archive_id}/{name.file}"
     h, body = read_header(data, what)
     problem = _header_problem(h, namespace, archive_id, name, len(body))
     if problem:
         raise BackupInvalid(f"{what} is corrupt: {problem}")
+    if require_key and "aes-256-gcm" not in h.codec:
+        raise BackupInvalid(
+            f"{what} is not encrypted, but an encryption_passphrase was given: a segment "
+            "anyone could have written without the key is not read as part of an encrypted "
+            "archive (without the passphrase, a plain archive reads as such)")
     if h.body_sha256 is not None and hashlib.sha256(body).hexdigest() != h.body_sha256:
         raise BackupInvalid(f"{what} is corrupt: body_sha256 mismatch")
     if h.codec == "none":

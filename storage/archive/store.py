@@ -147,7 +147,7 @@ def read_segment(repo: Repository, namespace: str, archive_id: str,
     data = b"".join(parts)
     header, changes = segment.decode(
         data, namespace, archive_id, name,
-        lambda key_id: repo.reader_keys(key_id, what))
+        lambda key_id: repo.reader_keys(key_id, what), require_key=repo.encrypted)
     return header, changes, len(data)
 
 

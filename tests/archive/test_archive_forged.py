@@ -64,3 +64,19 @@ async def test_restore_to_a_time_in_a_planted_empty_segment_is_refused_as_verify
                   path.name)
     await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{end}')")
     assert await rows(client, "SELECT id FROM r.t ORDER BY id") == [{"id": 1}, {"id": 2}]
+
+
+async def test_a_plain_segment_is_not_read_into_an_encrypted_archive(
+        client: Any, cairn_config: Config) -> None:
+    await archive_two_rows(client, ", encryption_passphrase = 'pw'")
+    path, end, forged_end = plant_after_end(Path(cairn_config.backup_roots[0]), None)
+    key = "encryption_passphrase = 'pw'"
+    report = (await rows(client, f"VERIFY ARCHIVE FOR DATABASE app IN 'arch' WITH ({key})"))[0]
+    assert not report["is_valid"] and "not encrypted" in str(report["errors"]), report
+    await refused(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH "
+                          f"(as_of = '{forged_end}', {key})", "not encrypted")
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{end}', {key})")
+    assert await rows(client, "SELECT id FROM r.t ORDER BY id") == [{"id": 1}, {"id": 2}]
+    path.unlink()
+    report = (await rows(client, f"VERIFY ARCHIVE FOR DATABASE app IN 'arch' WITH ({key})"))[0]
+    assert report["is_valid"], report
