@@ -337,10 +337,20 @@ class Repository(LocksAndPrune):
 
         An encrypted backup needs the passphrase (PassphraseError, a BackupInvalid,
         without it or with a wrong one), unless `require_body` is false: then its
-        public header comes back, without `tables` (enough to list or drop it)."""
+        public header comes back, without `tables` (enough to list or drop it).
+        Given a passphrase, a backup that is not encrypted is refused when its body
+        is required: anyone could have written it without the key."""
         check_backup_id(backup_id)
         self._readable()
-        return self._load_manifest(backup_id, require_body)
+        m = self._load_manifest(backup_id, require_body)
+        if require_body and self.encrypted and m.get("encrypted") is not True:
+            raise BackupInvalid(
+                f"backup '{backup_id}' in target '{self.uri}' is not encrypted, but an "
+                "encryption_passphrase was given: a backup anyone could have written without "
+                "the key is not restored or verified as an encrypted one (leave the passphrase "
+                "out for a plain backup)"
+            )
+        return m
 
     def read_backup(self, backup_id: str) -> schema.Manifest:
         """A backup's whole manifest as its type (read_manifest, decoded by schema.py)."""

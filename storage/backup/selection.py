@@ -119,6 +119,8 @@ def choose(
     if pick is None:
         when = f" taken at or before {as_of}" if as_of else ""
         raise NotFound(f"no backup of namespace '{namespace}'{when} in target '{repo.uri}'")
-    if "tables" not in pick:  # encrypted, and not opened: say why (passphrase)
+    if "tables" not in pick or pick.get("encrypted") is not True:
+        # encrypted, and not opened: say why (passphrase); plain: refused if a
+        # passphrase was given (Repository.read_manifest)
         return repo.read_manifest(pick["backup_id"])
     return pick

@@ -117,3 +117,31 @@ async def test_a_planted_key_file_cannot_make_scrypt_take_gigabytes(
     await ok(client, f"RESTORE DATABASE app FROM 'vault' AS c WITH ("
                      f"backup_id = '{second['backup_id']}', encryption_passphrase = 'sekrit')")
     assert (await ok(client, "SELECT count(*) AS n FROM c.t"))[0]["rows"] == [{"n": 2}]
+
+
+async def test_a_plain_backup_does_not_pass_for_an_encrypted_one(
+    client: Any, tmp_path: Path
+) -> None:
+    """A backup written without the key (here a plain one of `test`, relabelled
+    `payroll`, as anyone who can write to the target can make) is not restored
+    or verified when the passphrase says the backup is encrypted."""
+    await ok(client, """
+        CREATE NAMESPACE payroll; CREATE TABLE payroll.pay (id BIGINT PRIMARY KEY, amount BIGINT);
+        INSERT INTO payroll.pay VALUES (1, 100);
+        CREATE NAMESPACE test; CREATE TABLE test.pay (id BIGINT PRIMARY KEY, amount BIGINT);
+        INSERT INTO test.pay VALUES (1, 999999)""")
+    real = await backup(client, f"BACKUP DATABASE payroll TO 'vault' {KEY}")
+    forged = await backup(client, "BACKUP DATABASE test TO 'vault' WITH (compression = 'none')")
+    reseal(tmp_path / "backups" / "vault" / "manifests" / f"{forged['backup_id']}.json",
+           namespace="payroll")
+
+    err = await error_of(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr {KEY}")
+    assert err["code"] == "BACKUP_INVALID" and "not encrypted" in err["message"], err
+    assert forged["backup_id"] in err["message"], err
+    row = await backup(client, f"VERIFY BACKUP '{forged['backup_id']}' IN 'vault' {KEY}")
+    assert row["is_valid"] is False and "not encrypted" in json.dumps(row["errors"]), row
+    names = [r["namespace"] for r in (await ok(client, "SHOW NAMESPACES"))[0]["rows"]]
+    assert "pr" not in names
+    await ok(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr WITH ("
+                     f"backup_id = '{real['backup_id']}', encryption_passphrase = 'sekrit')")
+    assert (await ok(client, "SELECT amount FROM pr.pay"))[0]["rows"] == [{"amount": 100}]
