@@ -374,7 +374,7 @@ def _split(changes: list[Change]) -> tuple[list[Change], list[_Open]]:
 # --- reading ----------------------------------------------------------------------
 
 
-def decode_body(plain: bytes, after_lsn: int, last_lsn: int, after_us: int, through_us: int,
+def decode_body(plain: bytes | bytearray, after_lsn: int, last_lsn: int, after_us: int, through_us: int,
                 count: int) -> list[Entry] | str:
     """The entries of a checked format_version 2 body in commit order (a block
     at its first change), or the problem found."""

@@ -203,6 +203,7 @@ def decode(data: bytes, namespace: str, archive_id: str, name: SegmentName,
             "archive (without the passphrase, a plain archive reads as such)")
     if h.body_sha256 is not None and hashlib.sha256(body).hexdigest() != h.body_sha256:
         raise BackupInvalid(f"{what} is corrupt: body_sha256 mismatch")
+    plain: bytes | bytearray
     if h.codec == "none":
         plain = body
     else:

@@ -252,7 +252,7 @@ def _merged(header: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in header.items() if k != "body"}, **body}
 
 
-def _parse_json(data: bytes, name: str) -> dict[str, Any]:
+def _parse_json(data: bytes | bytearray, name: str) -> dict[str, Any]:
     dense = records.dense_problem(data)
     if dense:
         raise BackupInvalid(f"{name} is corrupt: {dense}")

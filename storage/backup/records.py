@@ -135,7 +135,7 @@ def decode(data: bytes, kind: type[T], what: str) -> T:
         raise BackupInvalid(f"{what} is corrupt: not valid JSON ({exc})") from None
 
 
-def dense_problem(data: bytes) -> str | None:
+def dense_problem(data: bytes | bytearray) -> str | None:
     """Why `data` may not be parsed as a manifest: more objects and arrays than
     BACKUP ever writes in that many bytes (JSON_DENSITY). Counted at C speed,
     before the parse would build them."""

@@ -8,6 +8,8 @@ import contextlib
 import hashlib
 import json
 import random
+import threading
+import time
 
 import msgspec
 import pyarrow as pa
@@ -330,3 +332,34 @@ def test_replay_refuses_blocks_that_do_not_fit() -> None:
     assert checker.tables["t"].batches == []
     with pytest.raises(BackupInvalid):
         checker.apply(Rows("t", 1, "alice", [12], [1_000_011], [0, 1], stored(user="bob")))
+
+
+def test_a_body_that_inflates_to_hundreds_of_mib_does_not_hold_the_gil_in_one_piece() -> None:
+    """An 8.7 KB zstd segment whose body says 256 MiB (up to 1 GiB is allowed:
+    one statement's rows): decoding it once copied the whole body in one piece
+    holding the GIL (0.4 s here, 2.4 s for 1 GiB, a stall of every client).
+    Now other threads run between chunks; it is then refused as not a body."""
+    name = segment.SegmentName(0, 1, 0, 1000)
+    archive_id = "ar-" + "0" * 20
+    data = segment.seal("app", archive_id, name, bytes(256 << 20), 1, True, None)
+    assert len(data) < 64 << 10
+    gaps: list[float] = []
+    stop = threading.Event()
+
+    def tick() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            time.sleep(0.002)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    try:
+        with pytest.raises(BackupInvalid, match="corrupt"):
+            segment.decode(data, "app", archive_id, name)
+    finally:
+        stop.set()
+        ticker.join()
+    assert max(gaps) < 0.2, max(gaps)
