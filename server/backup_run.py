@@ -77,12 +77,16 @@ def archive_of(cairn: Cairn, plan: BackupPlan, before: Archive | None,
     before it was taken, is the same archive, not stopped, now too), with the
     change log on at the cut, so the archive's segments continue the cut's
     lsn. None otherwise: a backup of a namespace not archived there, or one
-    racing START or STOP ARCHIVING, is no base."""
+    racing START or STOP ARCHIVING, is no base. Nor is an encrypted backup of
+    a plain archive, or a plain one of an encrypted archive: a passphrase
+    refuses plain segments, so such a base would leave its window
+    restorable by neither."""
     ns = plan.namespace
     now = cairn.catalog.get(Archive, ns)
     if (before is None or now is None or ns not in snap.logged
             or now.archive_id != before.archive_id
-            or "stopped" in (before.status, now.status) or now.target != plan.repo.uri):
+            or "stopped" in (before.status, now.status) or now.target != plan.repo.uri
+            or (now.secret is not None) != plan.repo.encrypted):
         return None
     return ArchiveRef(id=now.archive_id, lsn=snap.cuts[ns][0])
 

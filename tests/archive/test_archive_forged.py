@@ -80,3 +80,22 @@ async def test_a_plain_segment_is_not_read_into_an_encrypted_archive(
     path.unlink()
     report = (await rows(client, f"VERIFY ARCHIVE FOR DATABASE app IN 'arch' WITH ({key})"))[0]
     assert report["is_valid"], report
+
+
+async def test_an_encrypted_backup_is_no_base_of_a_plain_archive(client: Any) -> None:
+    """A plain archive's window must stay restorable without a passphrase: an
+    encrypted BACKUP into its target (which needs the passphrase, which in
+    turn refuses plain segments) does not become a base of its window."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '100ms')")
+    await ok(client, "INSERT INTO app.t VALUES (1)")
+    await ok(client, "BACKUP DATABASE app TO 'arch' WITH (encryption_passphrase = 'pw')")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    (window,) = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    assert window["base_backups"] == 1, window  # START ARCHIVING's own base only
+    status, body = await sql(client, f"RESTORE DATABASE app FROM 'arch' AS r "
+                                     f"WITH (as_of = '{window['end_time']}')")
+    assert status == 200, body
+    assert await rows(client, "SELECT id FROM r.t ORDER BY id") == [{"id": 1}, {"id": 2}]
