@@ -63,7 +63,12 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int) -> TimePla
         raise InvalidArgument(f"as_of {as_of} is in no restorable window of namespace "
                               f"'{namespace}'; the windows are: {listed}")
     w = max(inside, key=lambda w: w.end_us)
-    base = max((b for b in w.bases if b.snapshot_us <= as_of_us), key=lambda b: b.snapshot_us)
+    # A base encrypted as the restore reads (with a passphrase or without) when
+    # there is one: an older Cairn made an encrypted BACKUP a base of a plain
+    # archive, whose segments a passphrase refuses.
+    fits = [b for b in w.bases if b.snapshot_us <= as_of_us]
+    alike = [b for b in fits if b.encrypted == repo.encrypted]
+    base = max(alike or fits, key=lambda b: b.snapshot_us)
     # Empty segments say by their name alone that nothing changed; the one that
     # holds as_of is read all the same: it is what says the window reaches the
     # time (a planted one once did, unread, while VERIFY ARCHIVE called it corrupt).

@@ -229,6 +229,7 @@ class Base:
     snapshot_us: int
     archive: ArchiveRef | None = None
     legacy: bool = True
+    encrypted: bool = False
 
 
 def is_base(b: Base, run: Run) -> bool:
@@ -305,7 +306,7 @@ def bases_of(repo: Repository, namespace: str) -> list[Base]:
             continue
         legacy = h.archive is UNSET
         archive = h.archive if isinstance(h.archive, ArchiveRef) else None
-        out.append(Base(h.backup_id, at, archive, legacy))
+        out.append(Base(h.backup_id, at, archive, legacy, h.encrypted))
     return out
 
 

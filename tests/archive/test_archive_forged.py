@@ -9,8 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from catalog import Archive
+from server import backup_run
 from server.config import Config
 from storage.archive import segment
+from storage.backup.schema import ArchiveRef
 from tests.helpers import ok, rows, sql
 
 from .test_archiving import segment_files, wait_shipped
@@ -98,4 +103,30 @@ async def test_an_encrypted_backup_is_no_base_of_a_plain_archive(client: Any) ->
     status, body = await sql(client, f"RESTORE DATABASE app FROM 'arch' AS r "
                                      f"WITH (as_of = '{window['end_time']}')")
     assert status == 200, body
+    assert await rows(client, "SELECT id FROM r.t ORDER BY id") == [{"id": 1}, {"id": 2}]
+
+
+async def test_a_window_with_an_encrypted_base_from_before_restores_from_its_plain_one(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows an older Cairn wrote: an encrypted BACKUP became a base of a
+    plain archive. A restore without a passphrase takes the window's newest
+    plain base instead of failing on the encrypted one."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '100ms')")
+    await ok(client, "INSERT INTO app.t VALUES (1)")
+    def older(cairn: Any, plan: Any, before: Any, snap: Any) -> ArchiveRef:
+        now = cairn.catalog.get(Archive, plan.namespace)  # any backup there was a base
+        return ArchiveRef(id=now.archive_id, lsn=snap.cuts[plan.namespace][0])
+
+    with monkeypatch.context() as m:  # the older Cairn
+        m.setattr(backup_run, "archive_of", older)
+        await ok(client, "BACKUP DATABASE app TO 'arch' WITH (encryption_passphrase = 'pw')")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    (window,) = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    assert window["base_backups"] == 2, window
+    listed = await rows(client, "SHOW BACKUPS IN 'arch'")
+    assert sorted(b["encrypted"] for b in listed) == [False, True], listed
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{window['end_time']}')")
     assert await rows(client, "SELECT id FROM r.t ORDER BY id") == [{"id": 1}, {"id": 2}]
