@@ -28,7 +28,7 @@ from catalog.errors import (
 )
 
 from . import archiving, backups, metrics, openapi, resume, schedules, tables
-from .auth import authenticate
+from .auth import authenticate, check_origin
 from .config import Config
 from .executor import execute
 from .jobs import JobRunner
@@ -181,10 +181,18 @@ async def _read(request: web.Request) -> bytes:
                              "chunks are malformed") from None
 
 
+def is_json_type(ctype: str) -> bool:
+    """`application/json` or `application/<x>+json`, parameters aside (a
+    parameter naming json, `text/plain; x=+json`, does not count)."""
+    essence = ctype.split(";", 1)[0].strip().lower()
+    kind, _, sub = essence.partition("/")
+    return kind == "application" and (sub == "json" or sub.endswith("+json"))
+
+
 async def read_sql_request(request: web.Request, body_timeout: float = 0) -> tuple[str, str | None]:
     ctype = check_header(request.headers.get("Content-Type", ""), "Content-Type") or ""
-    if ctype and not (ctype.startswith("application/json") or "+json" in ctype):
-        raise InvalidRequest(f"Content-Type must be application/json, not {ctype!r}")
+    if ctype and not is_json_type(ctype):
+        raise InvalidRequest(f"Content-Type must be application/json, not {ctype[:200]!r}")
     raw = await read_body(request, body_timeout)
     try:
         body = json.loads(raw)
@@ -258,6 +266,7 @@ async def answer_body(cairn: Cairn, body: dict[str, Any]) -> web.Response:
 async def handle_sql(request: web.Request) -> web.Response:
     started = time.perf_counter()
     cairn = request.app[CAIRN]
+    check_origin(request)
     session = authenticate(request, cairn.config.auth)
     request[USER] = session.user_id
     sql, namespace = await read_sql_request(request, cairn.config.server.body_timeout_seconds)

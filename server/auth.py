@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hmac
 import re
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from catalog.errors import InvalidRequest, Unauthenticated
+from catalog.errors import InvalidRequest, PermissionDenied, Unauthenticated
 
 from .config import AuthConfig
 from .state import Session
@@ -44,3 +45,27 @@ def authenticate(request: web.Request, cfg: AuthConfig) -> Session:
     if found is None:
         raise Unauthenticated("invalid token")
     return Session(user_id=found["user"], role=found.get("role", "user"))
+
+
+def check_origin(request: web.Request) -> None:
+    """Refuse a request a browser sent from another site's page (CSRF).
+
+    A page on any site can make the browser POST to this server without a
+    preflight (`fetch(..., {mode: "no-cors"})` with a body of no type or of
+    type `text/plain`): it cannot read the answer, but the statement runs. In
+    `auth.mode = "none"` nothing else stops it (the caller is admin). A
+    browser names the page's origin in `Origin` on every such request; other
+    clients send none. So a request whose `Origin` is not this server's own
+    (the `Host` it was sent to) answers 403 PERMISSION_DENIED."""
+    origin = check_header(request.headers.get("Origin"), "Origin")
+    if origin is None:
+        return
+    host = (request.headers.get("Host") or "").lower()
+    try:
+        netloc = urlsplit(origin).netloc.lower() if origin != "null" else ""
+    except ValueError:
+        netloc = ""
+    if not host or netloc != host:
+        raise PermissionDenied(
+            f"cross-origin request refused: a page from {origin[:200]!r} may not send "
+            f"statements to this server (Origin must be this server, {host[:200]!r})")

@@ -139,3 +139,25 @@ def test_archiving_panel_shows_status_and_lag(page: Page, server: ServerProcess)
         expect(item.locator(".badge")).to_have_text("stopped", timeout=10000)
     finally:
         server.post("STOP ARCHIVING DATABASE web_arch")
+
+
+def test_a_page_of_another_site_cannot_run_statements(
+        page: Page, server: ServerProcess, ns: str) -> None:
+    """CSRF: any page the operator opens could POST a statement here without a
+    preflight (`mode: "no-cors"`, a body of no type, or `text/plain; x=+json`,
+    which passed as JSON), and in auth mode "none" it ran as admin. Now a
+    request whose Origin is not the server's own answers 403 and runs nothing."""
+    page.goto(server.url.replace("127.0.0.1", "localhost") + "/")  # another origin
+    page.evaluate("""async ([url, ns]) => {
+        const post = (body, headers) => fetch(url + "/api/sql", {method: "POST", mode: "no-cors",
+            headers, body});
+        await post(new Blob([JSON.stringify({sql: `INSERT INTO ${ns}.notes VALUES (8, 'blob', 0)`})]));
+        await post(JSON.stringify({sql: `INSERT INTO ${ns}.notes VALUES (9, 'plain', 0)`}),
+                   {"Content-Type": "text/plain; x=+json"});
+    }""", [server.url, ns])
+    status, body = server.post(f"SELECT id FROM {ns}.notes ORDER BY id")
+    assert status == 200 and body["results"][0]["rows"] == [{"id": 1}, {"id": 2}], body
+    # The console on the server's own origin runs statements as before.
+    page.goto(server.url + "/")
+    run_sql(page, f"SELECT count(*) AS n FROM {ns}.notes")
+    expect(page.locator('.result[data-statement="1"] td')).to_have_text("2")

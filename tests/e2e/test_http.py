@@ -270,3 +270,24 @@ async def test_an_unread_compressed_body_is_not_decoded(
     assert answer.split(b" ")[1] in (b"401", b"404", b"200"), answer[:200]
     assert longest < 0.5, f"the event loop was held {longest:.2f} s"
     await client.get("/health")
+
+
+async def test_a_cross_origin_request_is_refused(client: Any) -> None:
+    """A browser names the page's origin; only the server's own may send statements
+    (the CSRF test with a real browser is tests/console/test_web.py)."""
+    host = f"{client.host}:{client.port}"
+    for origin in ("http://evil.example", "null", f"http://{host}.evil.example"):
+        resp = await client.post("/api/sql", json={"sql": "CREATE NAMESPACE csrf"},
+                                 headers={"Origin": origin})
+        error = assert_error(resp.status, await resp.json(), "PERMISSION_DENIED", 403)
+        assert "cross-origin" in error["message"]
+    for ctype in ("text/plain; x=+json", "text/plain; charset=application/json"):
+        resp = await client.post("/api/sql", data=b'{"sql": "CREATE NAMESPACE csrf"}',
+                                 headers={"Content-Type": ctype})
+        assert_error(resp.status, await resp.json(), "INVALID_REQUEST", 400)
+    resp = await client.post("/api/sql", json={"sql": "SHOW NAMESPACES"},
+                             headers={"Origin": f"http://{host}"})
+    assert resp.status == 200 and (await resp.json())["results"][0]["rows"] == []
+    resp = await client.post("/api/sql", data=b'{"sql": "SELECT 1 AS a"}',
+                             headers={"Content-Type": "application/vnd.x+json; charset=utf-8"})
+    assert resp.status == 200
