@@ -1,6 +1,6 @@
 """What a caller with role `user` may see: only their own jobs, and no server
 paths anywhere (job statements and errors, backup targets, schedule targets,
-error messages).
+archive targets and errors, error messages).
 
 A local path under a backup root is shown as `<backup root>/rest` (the second
 root as `<backup root 2>/rest`, ...), a path under the data directory as
@@ -25,6 +25,7 @@ PATH_COLUMNS: dict[str, tuple[str, ...]] = {
     "jobs": ("target", "statement", "error_message", "result"),
     "backups": ("target",),
     "schedules": ("target",),
+    "archives": ("target", "last_error"),
 }
 
 

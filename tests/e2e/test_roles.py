@@ -14,6 +14,7 @@ data and backup directories)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,3 +243,26 @@ async def test_backup_and_schedule_lists_show_no_server_paths(two_faced: Any,
         assert str(tmp_path) not in json.dumps(user), user
         assert {r["target"] for r in user[0]["rows"]} == {"<backup root>/nightly"}
         assert len(user[0]["rows"]) == len(admin[0]["rows"])
+
+
+async def test_archives_show_no_server_paths(two_faced: Any, tmp_path: Path) -> None:
+    """system.archives showed a role-user the target's server path, and in
+    `last_error` ("cannot write to backup target '/srv/...'") too."""
+    await ok(two_faced, "START ARCHIVING DATABASE app TO 'arch'", token="root-secret")
+    target = tmp_path / "backups" / "arch"
+    if (target / "archives").exists():
+        (target / "archives").rename(target / "archives.moved")
+    (target / "archives").write_text("not a folder")  # the next shipment fails
+    await ok(two_faced, "INSERT INTO app.t VALUES (2)", token="root-secret")
+    text = "SELECT target, last_error FROM system.archives"
+    for _ in range(100):
+        admin = (await ok(two_faced, text, token="root-secret"))[0]["rows"]
+        if admin[0]["last_error"]:
+            break
+        await asyncio.sleep(0.1)
+    assert str(tmp_path) in admin[0]["last_error"], admin
+    for query in (text, "SELECT * FROM system.archives"):
+        user = (await ok(two_faced, query, token="bob-user"))[0]["rows"]
+        assert str(tmp_path) not in json.dumps(user), user
+        assert user[0]["target"] == "<backup root>/arch"
+        assert "<backup root>/arch" in user[0]["last_error"]
