@@ -31,6 +31,7 @@ class ServerConfig:
     max_result_bytes: int = 64 * 1024 * 1024  # bytes of one answer (Arrow sizes); 0: no bound
     header_timeout_seconds: float = 30.0  # idle connection / request line and headers
     body_timeout_seconds: float = 60.0  # the whole request body
+    send_timeout_seconds: float = 60.0  # a client taking no part of its answer; 0: none
     max_connections: int = 1000  # open HTTP connections; past it 503 UNAVAILABLE (limits.py)
     # Run a one-row INSERT or point SELECT on the event loop when it can go
     # without waiting (no busy table lock, no DuckDB); else on a statement thread.
@@ -199,7 +200,7 @@ def validate(cfg: Config) -> None:
     if cfg.server.max_request_bytes < 1024:
         raise ConfigError("[server] max_request_bytes must be at least 1024")
     for key in ("max_result_rows", "max_result_bytes", "query_timeout_seconds",
-                "header_timeout_seconds", "body_timeout_seconds"):
+                "header_timeout_seconds", "body_timeout_seconds", "send_timeout_seconds"):
         if getattr(cfg.server, key) < 0:
             raise ConfigError(f"[server] {key} must be 0 or more")
     if cfg.server.event_loop not in ("uvloop", "asyncio"):
