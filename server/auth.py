@@ -18,8 +18,18 @@ from .text import check_header
 USER_ID = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}\Z")
 
 
+def _one_header(request: web.Request, name: str) -> str | None:
+    """The header's value; a header sent twice is refused (400), never one of
+    the two picked: a proxy in front that read the other would disagree on who
+    is calling."""
+    values = request.headers.getall(name, [])
+    if len(values) > 1:
+        raise InvalidRequest(f"header {name} is sent {len(values)} times; send it once")
+    return check_header(values[0], name) if values else None
+
+
 def _user_header(request: web.Request) -> str | None:
-    user = request.headers.get("X-User-Id")
+    user = _one_header(request, "X-User-Id")
     if user is None or user == "":
         return None
     if not USER_ID.match(user):
@@ -32,7 +42,7 @@ def _user_header(request: web.Request) -> str | None:
 def authenticate(request: web.Request, cfg: AuthConfig) -> Session:
     if cfg.mode == "none":
         return Session(user_id=_user_header(request), role="admin")
-    header = check_header(request.headers.get("Authorization"), "Authorization") or ""
+    header = _one_header(request, "Authorization") or ""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing Authorization: Bearer <token>")

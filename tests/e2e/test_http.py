@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.http_exceptions import LineTooLong
+from multidict import CIMultiDict
 
 from server.app import create_app
 from server.config import Config
@@ -291,3 +292,21 @@ async def test_a_cross_origin_request_is_refused(client: Any) -> None:
     resp = await client.post("/api/sql", data=b'{"sql": "SELECT 1 AS a"}',
                              headers={"Content-Type": "application/vnd.x+json; charset=utf-8"})
     assert resp.status == 200
+
+
+async def test_an_identity_header_sent_twice_is_refused(token_client: Any) -> None:
+    """Two Authorization headers (alice's, then root's) ran as the first; a proxy
+    in front that checked the other would disagree on who is calling."""
+    for first, second in (("alice-secret", "root-secret"), ("root-secret", "alice-secret")):
+        headers = CIMultiDict([("Authorization", f"Bearer {first}"),
+                               ("Authorization", f"Bearer {second}")])
+        resp = await token_client.post("/api/sql", json={"sql": "SELECT 1 AS one"},
+                                       headers=headers)
+        error = assert_error(resp.status, await resp.json(), "INVALID_REQUEST", 400)
+        assert "Authorization is sent 2 times" in error["message"]
+
+
+async def test_x_user_id_sent_twice_is_refused(client: Any) -> None:
+    headers = CIMultiDict([("X-User-Id", "alice"), ("X-User-Id", "bob")])
+    resp = await client.post("/api/sql", json={"sql": "SELECT 1 AS one"}, headers=headers)
+    assert_error(resp.status, await resp.json(), "INVALID_REQUEST", 400)
