@@ -1,5 +1,6 @@
 """Job history trimming: finished jobs past `[jobs] history_max_age_days`, and
-the oldest beyond `history_max_count`, are removed (docs/sql.md, "History").
+beyond `history_max_count` the oldest flush jobs, then the oldest of the rest,
+are removed (docs/sql.md, "History").
 
 A whole trim decodes every row of the `jobs` family (up to history_max_count,
 ~10-20 µs each, holding the GIL). So that a job's end need not do that when
@@ -53,7 +54,10 @@ class History:
         excess = len(keep) - cfg.history_max_count
         if excess > 0:
             excess += cfg.history_max_count // 100
-            by_age = sorted(keep, key=lambda j: j.job_id)
+            # Flush jobs go first, oldest first, then the rest: FLUSH is the one
+            # job a role-user can start, and a flood of them pushed the record of
+            # every backup and restore out of system.jobs.
+            by_age = sorted(keep, key=lambda j: (j.job_type != "flush", j.job_id))
             doomed += by_age[:excess]
             keep = by_age[excess:]
         if doomed:

@@ -462,3 +462,26 @@ async def test_history_expires_by_age_while_idle(
         trimming.cancel()
     left = sorted(j.job_id for j in cairn.catalog.scan(Job))
     assert left == ["job-1recent", "job-2running"]
+
+
+async def test_a_flood_of_flushes_does_not_push_backups_out_of_history(
+    aiohttp_client: Any, cairn_config: Config
+) -> None:
+    """FLUSH TABLE is the one job a role-user can start: 10 of them pushed the
+    record of an admin's backup out of system.jobs (history_max_count 5). Past
+    the count flush jobs now go first."""
+    cairn_config.jobs.history_max_count = 5
+    cairn_config.auth.mode = "token"
+    cairn_config.auth.tokens = [{"token": "t-root", "user": "root", "role": "admin"},
+                                {"token": "t-eve", "user": "eve", "role": "user"}]
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY)",
+             token="t-root")
+    done = await ok(client, "BACKUP DATABASE app TO 'nightly'", token="t-root")
+    job_id = done[0]["rows"][0]["job_id"]
+    for i in range(10):
+        await ok(client, f"INSERT INTO app.t VALUES ({i}); FLUSH TABLE app.t", token="t-eve")
+    await state(client).run(state(client).jobs.trim_history)
+    rows = (await ok(client, "SELECT job_id, job_type FROM system.jobs", token="t-root"))[0]
+    assert job_id in {r["job_id"] for r in rows["rows"]}, rows["rows"]
+    assert len(rows["rows"]) <= 5
