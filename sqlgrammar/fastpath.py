@@ -57,21 +57,21 @@ MAX_SKELETONS = 4096
 # One token each, after any blanks: word, number, string, punctuation. A
 # number or word must not run on into a word character, a dot or a quote (1e5,
 # 1_000, 1.2.3, 0x1F, E'...' all fall back); a string holds no backslash and
-# ends at a quote that is not doubled. (Blanks as a prefix of each match, not
-# matches of their own: half the matches, ~30% less time.) A string's runs are
-# matched possessively (`++`, `*+`): one step per run, not per character, and
-# nothing to backtrack into (a closing quote can only be the first quote that
-# is not doubled, so giving characters back never finds another match). A
-# 3 MB string literal took 0.73 s here, on the event loop, with `*` per
-# character; 0.02 s so.
+# ends at a quote that is not doubled. (Blanks as a possessive prefix of each
+# match: half the matches, ~30% less time.) Runs are matched possessively (`++`,
+# `*+`): one step per run, not per character, nothing to backtrack into (a 3 MB
+# string took 0.73 s with `*` per character; 0.02 s so). `token_at` matches at
+# a place: `finditer` searched on from every later place, retrying a run of
+# blanks from each (8,000 trailing blanks: 6 s in one call holding the GIL).
 _TOKEN = re.compile(
-    r"""[ \t\r\n]*(?:
+    r"""[ \t\r\n]*+(?:
         (?P<word>[A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_'"$])
       | (?P<num>[0-9]+(?:\.[0-9]+)?)(?![A-Za-z0-9_.'"$])
       | (?P<str>'(?:[^'\\]++|'')*+')(?!')
       | (?P<punct>[(),.=;-]))""",
     re.VERBOSE,
 )
+token_at = _TOKEN.match
 _WORD, _NUM, _STR, _PUNCT = 2, 3, 4, 5  # a token's kind: its group's number + 1
 
 # No numeric literal may be longer (parser.py refuses it): no column type holds
@@ -90,9 +90,9 @@ def _tokens(sql: str, limit: int = MAX_TOKENS) -> list[Token] | None:
     """The statement's tokens without blanks, or None at anything unexpected."""
     out: list[Token] = []
     pos = 0
-    for m in _TOKEN.finditer(sql):
-        if m.start() != pos or len(out) >= limit:
-            return None  # a character no token takes, or too long
+    while (m := token_at(sql, pos)) is not None:
+        if len(out) >= limit:
+            return None  # too long
         group = m.lastindex or 0
         pos = m.end()
         if group + 1 == _NUM and pos - m.start(group) > MAX_NUMBER_CHARS:

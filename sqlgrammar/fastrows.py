@@ -49,7 +49,7 @@ MAX_NEW_SKELETONS = 8
 # Header tokens at most (`INSERT INTO ns.t (c1, ..., cN) VALUES`).
 MAX_HEADER = 600
 
-_B = r"[ \t\r\n]*"
+_B = r"[ \t\r\n]*+"  # possessive: a failed match gives no blanks back to retry
 # One value: fastpath._TOKEN's number, string and word patterns, a `-` before a number.
 _VALUE = (_B + r"""(?:(?:(-)""" + _B + r""")?([0-9]+(?:\.[0-9]+)?)(?![A-Za-z0-9_.'"$])"""
           r"""|('(?:[^'\\]++|'')*+')(?!')"""
@@ -76,8 +76,8 @@ def _header(sql: str) -> tuple[list[fastpath.Token], int] | None:
     """The tokens up to and including VALUES, and where the first row starts."""
     out: list[fastpath.Token] = []
     pos = 0
-    for m in fastpath._TOKEN.finditer(sql):
-        if m.start() != pos or len(out) >= MAX_HEADER:
+    while (m := fastpath.token_at(sql, pos)) is not None:
+        if len(out) >= MAX_HEADER:
             return None
         group = m.lastindex or 0
         pos = m.end()
