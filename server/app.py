@@ -289,7 +289,7 @@ async def send_answer(request: web.Request, data: bytes, seconds: float) -> web.
     return resp
 
 
-async def handle_sql(request: web.Request) -> web.Response:
+async def handle_sql(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     cairn = request.app[CAIRN]
     check_origin(request)

@@ -151,7 +151,8 @@ def test_a_page_of_another_site_cannot_run_statements(
     page.evaluate("""async ([url, ns]) => {
         const post = (body, headers) => fetch(url + "/api/sql", {method: "POST", mode: "no-cors",
             headers, body});
-        await post(new Blob([JSON.stringify({sql: `INSERT INTO ${ns}.notes VALUES (8, 'blob', 0)`})]));
+        await post(new Blob([JSON.stringify(
+            {sql: `INSERT INTO ${ns}.notes VALUES (8, 'blob', 0)`})]));
         await post(JSON.stringify({sql: `INSERT INTO ${ns}.notes VALUES (9, 'plain', 0)`}),
                    {"Content-Type": "text/plain; x=+json"});
     }""", [server.url, ns])

@@ -5,6 +5,7 @@ bound."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -118,8 +119,6 @@ def test_long_runs_of_blanks_are_read_in_linear_time(text: str) -> None:
     blanks took 6-9 s in one regex call holding the GIL (the whole server
     stalled; a 10 MB request of blanks, sent as 10 KB of gzip, for good)."""
     started = time.perf_counter()
-    try:
+    with contextlib.suppress(SqlInvalid, SqlSyntaxError):
         parser.parse_script(text)
-    except (SqlInvalid, SqlSyntaxError):
-        pass
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2.0  # linear: milliseconds; quadratic: 6-9 s
