@@ -41,7 +41,10 @@ MAX_USER = 1024
 class Block(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
     """The stored form of a block: the changes' lsns, commit times and row
     counts (one each per change), and all their rows as one Arrow IPC stream
-    (no schema metadata: schema version and user are fields here)."""
+    (no schema metadata: schema version and user are fields here). Read back,
+    `data` is a view of the body, not a copy (a 512 MiB block copied into
+    bytes held the GIL for 2.4 s, a stall of every client; a segment body may
+    be up to 1 GiB)."""
 
     table: str
     version: int
@@ -49,7 +52,7 @@ class Block(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=
     lsns: list[int]
     at_us: list[int]
     rows: list[int]
-    data: bytes
+    data: memoryview
 
 
 class Body(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -96,26 +99,7 @@ class Rows:
 
 Entry = Change | Rows
 
-class ReadBlock(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
-    """A Block as read back: `data` a view of the body, not a copy (a 512 MiB
-    block copied into bytes held the GIL for 2.4 s, a stall of every client;
-    a segment body may be up to 1 GiB)."""
-
-    table: str
-    version: int
-    user: str | None
-    lsns: list[int]
-    at_us: list[int]
-    rows: list[int]
-    data: memoryview
-
-
-class ReadBody(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
-    changes: list[Change]
-    blocks: list[ReadBlock]
-
-
-_body_decoder = msgspec.msgpack.Decoder(ReadBody)
+_body_decoder = msgspec.msgpack.Decoder(Body)
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -305,7 +289,7 @@ class _Open:
         pace()
         return Block(self.table, self.kind.version, self.kind.user,
                      [c.lsn for c in self.changes], [c.at_us for c in self.changes],
-                     self.counts, sink.getvalue().to_pybytes())
+                     self.counts, memoryview(sink.getvalue().to_pybytes()))
 
     def _spliced(self) -> pa.Table | None:
         """All the changes' record batches read as one stream: one schema
@@ -435,7 +419,7 @@ def decode_body(plain: bytes | bytearray, after_lsn: int, last_lsn: int, after_u
     return entries
 
 
-def _shape_problem(body: ReadBody) -> str | None:
+def _shape_problem(body: Body) -> str | None:
     for c in body.changes:
         if c.kind not in DDL_KINDS or not _TABLE.match(c.table):
             return f"change {c.lsn} has an unknown kind or a bad table name"
@@ -453,7 +437,7 @@ def _shape_problem(body: ReadBody) -> str | None:
     return None
 
 
-def _spans_ddl(body: ReadBody) -> str | None:
+def _spans_ddl(body: Body) -> str | None:
     """A block must not span a DDL change of its own table."""
     ddl: dict[str, list[int]] = {}
     for c in body.changes:
@@ -469,7 +453,7 @@ def _spans_ddl(body: ReadBody) -> str | None:
     return None
 
 
-def _arrow(b: ReadBlock) -> pa.Table | str:
+def _arrow(b: Block) -> pa.Table | str:
     try:
         rows = pa.ipc.open_stream(b.data).read_all()
         rows.validate(full=True)

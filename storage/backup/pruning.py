@@ -79,6 +79,12 @@ class LocksAndPrune:
             raise AlreadyExists(
                 f"backup '{backup_id}' is already running or exists in target '{self.uri}'"
             )
+        return self._new_lock(backup_id, should_stop, oids, expand=self.store.names_for)
+
+    def _new_lock(self, lock_id: str, should_stop: ShouldStop | None, oids: Iterable[str],
+                  expand: Callable[[str], Iterable[str]] | None = None) -> BackupLock:
+        """A lock file `locks/<lock_id>.json` of this target (not written yet)."""
+        path = lock_path(self.target.base, lock_id)
         with writing(self.uri):
             make_dirs(self.target, join(self.target.base, LOCKS))
 
@@ -87,12 +93,12 @@ class LocksAndPrune:
                 self.target.fs.delete_file(path)
 
         return BackupLock(
-            backup_id,
+            lock_id,
             write=lambda data: write_small(self.target, path, data, self.durable),
             remove=remove,
-            abandon=lambda: self.abandon(backup_id),
+            abandon=lambda: self.abandon(lock_id),
             settle=lambda: settle(self.target, should_stop),
-            expand=self.store.names_for,
+            expand=expand,
             oids=oids,
         )
 
@@ -104,18 +110,7 @@ class LocksAndPrune:
         now stays present until the lock is released (or abandoned, which also
         prunes those of its objects nothing references any more)."""
         check_backup_id(lock_id)
-        path = lock_path(self.target.base, lock_id)
-        with writing(self.uri):
-            make_dirs(self.target, join(self.target.base, LOCKS))
-
-        def remove() -> None:
-            with writing(self.uri), contextlib.suppress(FileNotFoundError):
-                self.target.fs.delete_file(path)
-
-        lock = BackupLock(lock_id, write=lambda data: write_small(self.target, path, data, self.durable),
-                          remove=remove, abandon=lambda: self.abandon(lock_id),
-                          settle=lambda: settle(self.target, should_stop),
-                          oids=[check_oid(n) for n in names])
+        lock = self._new_lock(lock_id, should_stop, [check_oid(n) for n in names])
         try:
             lock.add(())  # settles
         except BaseException:

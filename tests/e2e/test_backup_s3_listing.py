@@ -4,9 +4,6 @@ behind a TCP relay that holds every request 40 ms."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +13,7 @@ import pytest
 from server.app import create_app
 from server.config import Config
 from tests.helpers import ok
-from tests.storage_backup.s3server import S3Server, running
+from tests.storage_backup.s3server import Relay, S3Server, running
 
 DELAY = 0.04
 
@@ -26,48 +23,9 @@ def s3() -> Iterator[S3Server]:
     yield from running()
 
 
-class Relay:
-    """127.0.0.1:port -> the S3 server; every chunk a client sends waits DELAY."""
-
-    def __init__(self, upstream: int) -> None:
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.upstream))
-            threading.Thread(target=self._pipe, args=(client, server, DELAY), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, 0.0), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket, delay: float) -> None:
-        try:
-            while data := src.recv(1 << 16):
-                if delay:
-                    time.sleep(delay)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.closed = True
-        self.listener.close()
-
-
 @pytest.fixture
 def relay(s3: S3Server) -> Iterator[Relay]:
-    r = Relay(s3.port)
+    r = Relay(s3.port, delay=DELAY)
     yield r
     r.close()
 

@@ -5,9 +5,14 @@ to any object store. Each test gets its own bucket, so one server serves a modul
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
+import re
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -69,3 +74,53 @@ def running() -> Iterator[S3Server]:
         yield S3Server(int(port))
     finally:
         server.stop()
+
+
+class Relay:
+    """A loopback TCP relay to the S3 server on `upstream`: every chunk a client
+    sends waits `delay` seconds first (a real store's round trip), and with
+    `record` every byte the client sent is kept (`headers` reads them)."""
+
+    def __init__(self, upstream: int, delay: float = 0.0, record: bool = False) -> None:
+        self.upstream, self.delay, self.record = upstream, delay, record
+        self.sent = bytearray()
+        self.lock = threading.Lock()
+        self.closed = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                if from_client and self.record:
+                    with self.lock:
+                        self.sent += data
+                if from_client and self.delay:
+                    time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def headers(self, name: str) -> list[str]:
+        with self.lock:
+            found = re.findall(rb"(?im)^" + name.encode() + rb": *([^\r\n]*)\r$", bytes(self.sent))
+        return [v.decode() for v in found]
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()

@@ -4,21 +4,17 @@ of AWS_REQUEST_CHECKSUM_CALCULATION wins. Seen on the wire, in front of moto."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import re
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from storage.backup import Repository, resolve_target, s3client
-from tests.storage_backup.s3server import S3Server, running
+from tests.storage_backup.s3server import Relay, S3Server, running
 
 
 @pytest.fixture(scope="module")
@@ -26,53 +22,9 @@ def s3() -> Iterator[S3Server]:
     yield from running()
 
 
-class Relay:
-    """A loopback TCP relay to `port` that keeps every byte the client sent."""
-
-    def __init__(self, port: int) -> None:
-        self.upstream = port
-        self.sent = bytearray()
-        self.lock = threading.Lock()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.upstream))
-            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, record: bool) -> None:
-        try:
-            while data := src.recv(1 << 16):
-                if record:
-                    with self.lock:
-                        self.sent += data
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def headers(self, name: str) -> list[str]:
-        with self.lock:
-            found = re.findall(rb"(?im)^" + name.encode() + rb": *([^\r\n]*)\r$", bytes(self.sent))
-        return [v.decode() for v in found]
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def put_through_relay(s3: S3Server, data: bytes) -> Relay:
     bucket = s3.new_bucket()
-    relay = Relay(s3.port)
+    relay = Relay(s3.port, record=True)
     config = {**s3.target(bucket), "endpoint": f"http://127.0.0.1:{relay.port}"}
     repo = Repository(resolve_target("offsite", [], {"offsite": config}), compression="none")
     try:
