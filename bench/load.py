@@ -20,7 +20,9 @@ threshold (10 000 rows), so flushes happen under load too.
 own process and data dir, the same preload) instead: the loaded server then
 shares only the machine with the jobs (CPUs, disk, kernel), not its GIL,
 RocksDB or event loop. It measures what moving a job's work into another
-process could at best give the p99 beside it.
+process could at best give the p99 beside it. `--jobs-idle` runs that second
+server under SCHED_IDLE. `--job-process idle|nice|off` sets the servers'
+`[jobs] job_process` (storage/jobproc.py), for A/B runs of the same code.
 
 `tests/proof/test_load.py` runs the same `run_load` for 10 s with 8 clients.
 """
@@ -454,24 +456,35 @@ def write_history(catalog_dir: Path, count: int) -> None:
         cat.close()
 
 
+def sched_idle(pid: int) -> None:
+    """Every thread of `pid` under SCHED_IDLE (threads and processes it starts
+    later inherit it): it runs only on a CPU nothing else wants."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
+
+
 def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: int = 200_000,
              seed: int = 8, with_jobs: bool = True, root: Path = ROOT,
              inline: bool = True, event_loop: str | None = None,
              alternate: bool = True, history: int = 0,
-             jobs_elsewhere: bool = False) -> LoadReport:
+             jobs_elsewhere: bool = False, jobs_idle: bool = False,
+             job_process: str | None = None) -> LoadReport:
     """One load run against a fresh `cairn serve` in `workdir` (made empty first);
     `inline` is `[server] inline_statements` (the server's default: true),
     `event_loop` `[server] event_loop` (None: not set, the server's default),
     `alternate` whether each job is followed by a quiet window as long as it
     (else jobs run back to back), `history` how many finished jobs the server's
     catalog holds when it starts (a server that has run a while),
-    `jobs_elsewhere` whether the jobs go to a second server (module doc)."""
+    `jobs_elsewhere` whether the jobs go to a second server (module doc),
+    `jobs_idle` whether that server runs under SCHED_IDLE (module doc),
+    `job_process` the servers' `[jobs] job_process` (None: not set, the default)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     cfg = write_config(workdir / "cairn.toml", workdir / "backups", 0)
     loop = f'event_loop = "{event_loop}"\n' if event_loop else ""
+    jobs = f'\n[jobs]\njob_process = "{job_process}"\n' if job_process else ""
     cfg.write_text(cfg.read_text()
-                   + f"\n[server]\ninline_statements = {str(inline).lower()}\n{loop}")
+                   + f"\n[server]\ninline_statements = {str(inline).lower()}\n{loop}{jobs}")
     if history:
         write_history(workdir / "data" / "catalog", history)
     srv = CairnProcess(workdir / "data", cfg, workdir / "server.log", root=root).start()
@@ -483,6 +496,8 @@ def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: i
                                 workdir / "elsewhere" / "backups", 0)
             other = CairnProcess(workdir / "elsewhere" / "data", cfg2,
                                  workdir / "elsewhere" / "server.log", root=root).start()
+            if jobs_idle:
+                sched_idle(other.pid)
         return asyncio.run(_run(srv, clients, seconds, preload, seed, with_jobs, alternate,
                                 other))
     finally:
@@ -508,6 +523,11 @@ def main() -> int:
     parser.add_argument("--jobs-elsewhere", action="store_true",
                         help="the jobs run on a second server process (same preload), "
                              "not on the loaded one: only the machine is shared")
+    parser.add_argument("--jobs-idle", action="store_true",
+                        help="with --jobs-elsewhere: the second server under SCHED_IDLE")
+    parser.add_argument("--job-process", choices=("idle", "nice", "off"),
+                        help="[jobs] job_process (default: not set, the server's own "
+                             "default; a checkout from before the key would refuse it)")
     parser.add_argument("--workdir", help="default: a fresh temp dir, removed afterwards")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--server-root", default=str(ROOT),
@@ -524,10 +544,12 @@ def main() -> int:
     report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed,
                       not args.no_jobs, Path(args.server_root), args.inline == "on",
                       args.event_loop, not args.back_to_back, args.history,
-                      args.jobs_elsewhere)
+                      args.jobs_elsewhere, args.jobs_idle, args.job_process)
     print(f"server from {args.server_root}, inline_statements = {args.inline == 'on'}, "
           f"event_loop = {args.event_loop or 'the default'}, job history {args.history}"
-          + (", jobs on a second server" if args.jobs_elsewhere else ""))
+          + (", jobs on a second server" if args.jobs_elsewhere else "")
+          + (" under SCHED_IDLE" if args.jobs_idle else "")
+          + (f", job_process = {args.job_process}" if args.job_process else ""))
     print(report.table())
     if args.json:
         lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}

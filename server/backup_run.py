@@ -8,10 +8,13 @@ throttle, and the backup catalog record."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from catalog import Archive, Backup
+from catalog.errors import CairnError, Cancelled
+from storage import jobproc
 from storage.backup import Repository, write_backup
 from storage.backup.schema import ArchiveRef, Scope
 from storage.snapshot import Snapshot
@@ -21,6 +24,8 @@ from .state import Cairn
 from .throttle import Throttle
 
 log = logging.getLogger("cairn.backup")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,10 +53,11 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         # Archived changes continue a base exactly at its snapshot's cut.
         plan.cut = snap.cuts[plan.namespace]
         archive = None if plan.tables is not None else archive_of(cairn, plan, before, snap)
-        m = write_backup(plan.repo, image, plan.backup_id, snapshot_at=snap.snapshot_at,
-                         label=plan.label, work=ctx,
-                         spent=throttle.spent if throttle.rate > 0 else None, scope=scope,
-                         archive=archive)
+        m = in_job_process(
+            ctx, plan, write_backup, plan.repo, image, plan.backup_id,
+            snapshot_at=snap.snapshot_at, label=plan.label, work=jobproc.WORK,
+            spent=throttle.spent if throttle.rate > 0 else None, scope=scope, archive=archive,
+            here=throttle.rate > 0)
     record = Backup(
         backup_id=m.backup_id, namespace=m.namespace, target=plan.repo.uri,
         created_at=m.created_at, snapshot_at=m.snapshot_at, tables=m.totals.tables,
@@ -68,6 +74,25 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         "bytes": record.bytes,
         "bytes_written": record.bytes_written,
     }
+
+
+def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *args: Any,
+                   here: bool = False, **kwargs: Any) -> T:
+    """`fn` storing the backup, in a job process (storage/jobproc.py) unless
+    `here` (a throttled run: its rate is the server's). Should the process be
+    lost midway, the backup's lock is abandoned here, as the process would
+    have on a failure: every object only this run wrote goes."""
+    try:
+        return jobproc.call(ctx, fn, *args, here=here, **kwargs)
+    except jobproc.Lost:
+        try:
+            plan.repo.abandon(plan.backup_id)
+        except CairnError as exc:
+            log.warning("backup %s: could not clean up after its job process: %s",
+                        plan.backup_id, exc.message)
+        if ctx.cancelled:
+            raise Cancelled(f"job {ctx.job_id} was cancelled") from None
+        raise
 
 
 def archive_of(cairn: Cairn, plan: BackupPlan, before: Archive | None,

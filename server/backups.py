@@ -16,13 +16,16 @@ from catalog import Archive, Backup, Job, Namespace, Table
 from catalog.errors import AlreadyExists, BackupInvalid, CairnError, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
+from storage import jobproc
 from storage.archive import pitr
 from storage.archive import store as archived
 from storage.archive.store import parse_us
 from storage.backup import Repository
+from storage.backup.pruning import prune_dropped
 from storage.backup.schema import LABEL_MAX, load_header
+from storage.backup.verify import verify_backup_of
 
-from . import archiving, faults, restore_hold, resume, visibility
+from . import archiving, restore_hold, resume, visibility
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
@@ -160,7 +163,8 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
     """keep_last: drop this namespace's backups in the target beyond the newest `keep`."""
     # Only the namespace's own whole backups count (not table backups, nor
     # members of a backup set: those are pruned with their set).
-    own = [m for m in repo.list_manifests(namespace) if m.get("scope") is None]
+    listed = jobproc.call(ctx, repo.list_manifests, namespace)
+    own = [m for m in listed if m.get("scope") is None]
     doomed = [m["backup_id"] for m in own[keep:]]  # newest first
     # Oldest first: stopped halfway (a crash, a failure), the target keeps the
     # newest backups without a gap among them, not the oldest ones.
@@ -189,10 +193,8 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
     repo.delete_manifest(backup_id)
 
-    def decided(oids: set[str]) -> None:
-        faults.hit("prune.before_delete", job_id=ctx.job_id, backup_id=backup_id, oids=oids)
-
-    freed = repo.prune(candidates={o.oid for o in load_header(m).objects}, before_delete=decided)
+    freed = jobproc.call(ctx, prune_dropped, repo, backup_id,
+                         {o.oid for o in load_header(m).objects}, jobproc.WORK)
     cairn.catalog.delete(Backup, backup_id)
     if repo.target.kind != "archive":
         freed += prune_archived(cairn, repo, m["namespace"])
@@ -363,8 +365,12 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
             last = p.bytes_done
 
         try:
-            report = repo.verify(stmt.backup_id, on_progress=on_progress,
-                                 should_stop=lambda: ctx.cancelled)
+            if throttle.rate > 0:  # the rate is the server's: here
+                report = repo.verify(stmt.backup_id, on_progress=on_progress,
+                                     should_stop=lambda: ctx.cancelled)
+            else:
+                report = jobproc.call(ctx, verify_backup_of, repo, stmt.backup_id,
+                                      jobproc.WORK)
         except BackupInvalid:
             gone_meanwhile(repo, stmt.backup_id)
             raise

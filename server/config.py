@@ -69,6 +69,10 @@ class JobsConfig:
     # Linux nice value of the threads that run jobs and other background work (0..19;
     # 0: normal priority). See storage/priority.py.
     background_nice: int = 10
+    # Where a job's repository work runs (storage/jobproc.py): "idle" in a job
+    # process under SCHED_IDLE, "nice" in one at background_nice, "off" in the
+    # server's own process.
+    job_process: str = "idle"
     # The longest a backup's, restore's or verify's transfer thread waits between
     # two chunks while statements run (0: it never waits). See server/throttle.py.
     give_way_ms: float = 20.0
@@ -215,6 +219,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[storage] point_cache_mb must be 0 (off) or more")
     if not 0 <= cfg.jobs.background_nice <= 19:
         raise ConfigError("[jobs] background_nice must be 0..19 (0: normal priority)")
+    if cfg.jobs.job_process not in ("idle", "nice", "off"):
+        raise ConfigError('[jobs] job_process must be "idle", "nice" or "off"')
     if not 0 <= cfg.jobs.give_way_ms <= 1000:
         raise ConfigError("[jobs] give_way_ms must be 0..1000 (0: transfers never wait)")
     if cfg.jobs.max_concurrent < 1:

@@ -34,6 +34,11 @@ def hit(point: str, **info: Any) -> None:
         action(info)
 
 
+def armed() -> frozenset[str]:
+    """The points something is registered for (a job process sends only those back)."""
+    return frozenset(_registered)
+
+
 def register(point: str, action: Action) -> None:
     _registered[point] = action
 

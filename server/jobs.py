@@ -153,6 +153,11 @@ class JobContext:
                         self._loop.call_soon_threadsafe(self.sem.release)
                     return
 
+    @property
+    def armed(self) -> frozenset[str]:
+        """The fault points tests have armed (a job process sends back only those)."""
+        return faults.armed()
+
     def fault(self, point: str, **info: Any) -> None:
         """A named fault point of this job (server/faults.py)."""
         faults.hit(point, job_id=self.job_id, **info)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from catalog import Catalog
-from storage import priority, timing
+from storage import jobproc, priority, timing
 
 from .config import Config
 from .metrics import Metrics
@@ -74,6 +74,7 @@ class Cairn:
         # CPUs from the statements clients wait for. A paused job keeps its
         # thread, hence the generous bound (threads start on demand).
         priority.set_background_nice(config.jobs.background_nice)
+        jobproc.set_mode(config.jobs.job_process)
         self._background = ThreadPoolExecutor(
             max_workers=BACKGROUND_THREADS, thread_name_prefix="cairn-job")
         self.metrics = Metrics(self, slow_seconds=config.log.slow_request_seconds)

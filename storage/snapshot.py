@@ -234,10 +234,20 @@ def _table_entry(c: _Captured, files: FileStore,
         max_seq=max((i.entry.max_seq for i in items), default=0),
     )
 
-    def counting() -> None:
-        entry.live_rows = count_live(list(by_user.values()), t.primary_key)
+    return entry, items, LiveCount(entry, list(by_user.values()), list(t.primary_key))
 
-    return entry, items, counting
+
+@dataclass
+class LiveCount:
+    """Counts a table's live rows into its manifest entry (picklable: a
+    backup's image goes to a job process, storage/jobproc.py)."""
+
+    entry: TableEntry
+    groups: list[list[Path]]
+    primary_key: list[str]
+
+    def __call__(self) -> None:
+        self.entry.live_rows = count_live(self.groups, self.primary_key)
 
 
 def _columns(columns: list[Column]) -> list[ColumnEntry]:

@@ -40,6 +40,13 @@ class NamespaceImage:
     _counting: threading.Lock = field(default_factory=threading.Lock, repr=False,
                                       compare=False)
 
+    def __getstate__(self) -> dict[str, object]:
+        # Picklable for a job process (storage/jobproc.py): not the lock.
+        return {k: v for k, v in self.__dict__.items() if k != "_counting"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state, _counting=threading.Lock())
+
     def count_live_rows(self) -> None:
         """Fill every table entry's `live_rows` (while the snapshot still pins
         the files). Safe to call again, and from another thread."""

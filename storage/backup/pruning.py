@@ -13,6 +13,7 @@ import pyarrow.fs as pafs
 
 from catalog.errors import AlreadyExists, BackupInvalid, CairnError
 
+from ..work import Work
 from . import locks
 from .atomic import delete_quietly, make_dirs, write_small
 from .layout import (
@@ -220,3 +221,12 @@ class LocksAndPrune:
                 marker.refresh()
                 self.store.delete(oid)
         return sum(doomed.values())
+
+
+def prune_dropped(repo: LocksAndPrune, backup_id: str, candidates: set[str], work: Work) -> int:
+    """DROP BACKUP's (and keep_last's) prune of a dropped backup's objects,
+    with its fault point `prune.before_delete` once the doomed are decided."""
+    def decided(oids: set[str]) -> None:
+        work.fault("prune.before_delete", backup_id=backup_id, oids=oids)
+
+    return repo.prune(candidates=candidates, before_delete=decided)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..work import Work
 from .contents import Capture, Tail, values_problem
 from .contents import problem as content_problem
 from .objects import ObjectStore
@@ -132,3 +133,15 @@ def _content_problems(store: ObjectStore | Checker, obj: dict[str, Any], tail: C
         if wrong is not None:
             out.append(wrong)
     return out
+
+
+def verify_backup_of(repo: Any, backup_id: str, work: Work) -> VerifyReport:
+    """VERIFY BACKUP's work on a Repository, reporting to the job's `work`
+    (what a job process runs: storage/jobproc.py)."""
+    def on_progress(p: Progress) -> None:
+        work.progress(files_done=p.files_done, files_total=p.files_total,
+                      bytes_done=p.bytes_done, bytes_total=p.bytes_total)
+        work.give_way()  # per chunk, as BACKUP and RESTORE: statements first
+
+    return repo.verify(backup_id, on_progress=on_progress,  # type: ignore[no-any-return]
+                       should_stop=lambda: work.cancelled)

@@ -1,0 +1,172 @@
+"""A job's repository work in a job process (storage/jobproc.py): BACKUP's
+store and manifest, keep_last's listing and prune, VERIFY; under SCHED_IDLE
+by default; what happens when that process dies, or the server does."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from server import faults
+from server.app import create_app
+from server.config import Config
+from storage import jobproc
+from tests.helpers import Gate, fill, job_row, ok, sql, state, target_files
+
+
+def cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode()
+
+
+async def test_backup_keep_last_and_verify_run_in_an_idle_job_process(
+        client: Any, tmp_path: Path) -> None:
+    await fill(client, files=2)
+    seen: dict[str, list[tuple[int, int]]] = {}
+
+    def record(point: str) -> Any:
+        def at(info: dict[str, Any]) -> None:
+            seen[point] = [(pid, os.sched_getscheduler(pid)) for pid in jobproc.busy()]
+        return at
+
+    for point in ("backup.before_manifest", "prune.before_delete"):
+        faults.register(point, record(point))
+    first = (await ok(client, "BACKUP DATABASE app TO 'nightly'"))[0]["rows"][0]
+    await ok(client, "INSERT INTO app.blobs VALUES (99999, 'x')")
+    second = (await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (keep_last = 1)"))[0]
+    assert first["backup_id"] != second["rows"][0]["backup_id"]
+    for point in ("backup.before_manifest", "prune.before_delete"):
+        ((pid, policy),) = seen[point]
+        assert pid != os.getpid() and "storage.jobproc" in cmdline(pid)
+        assert policy == os.SCHED_IDLE
+    checked = (await ok(client, f"VERIFY BACKUP '{second['rows'][0]['backup_id']}'"))[0]
+    assert checked["rows"][0]["is_valid"] is True
+    listed = (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]
+    assert [r["backup_id"] for r in listed] == [second["rows"][0]["backup_id"]]
+
+
+async def test_off_runs_the_work_in_the_server(aiohttp_client: Any, cairn_config: Config) -> None:
+    cairn_config.jobs.job_process = "off"
+    client = await aiohttp_client(create_app(cairn_config))
+    await fill(client, files=1)
+    busy: list[list[int]] = []
+    faults.register("backup.before_manifest", lambda info: busy.append(jobproc.busy()))
+    done = (await ok(client, "BACKUP DATABASE app TO 'nightly'"))[0]["rows"][0]
+    assert busy == [[]]
+    assert (await ok(client, f"VERIFY BACKUP '{done['backup_id']}'"))[0]["rows"][0]["is_valid"]
+
+
+async def test_nice_runs_it_at_the_background_nice(aiohttp_client: Any,
+                                                   cairn_config: Config) -> None:
+    cairn_config.jobs.job_process = "nice"
+    cairn_config.jobs.background_nice = 13
+    client = await aiohttp_client(create_app(cairn_config))
+    await fill(client, files=1)
+    seen: list[tuple[int, int]] = []
+    faults.register("backup.before_manifest", lambda info: seen.extend(
+        (os.sched_getscheduler(p), os.getpriority(os.PRIO_PROCESS, p)) for p in jobproc.busy()))
+    await ok(client, "BACKUP DATABASE app TO 'nightly'")
+    assert seen == [(os.SCHED_OTHER, 13)]
+
+
+async def test_a_lost_job_process_fails_the_backup_and_leaves_nothing(
+        client: Any, tmp_path: Path) -> None:
+    await fill(client, files=1)
+    kept = (await ok(client, "BACKUP DATABASE app TO 'nightly'"))[0]["rows"][0]
+    target = tmp_path / "backups" / "nightly"
+    before = target_files(target)
+    await fill(client, table="more", files=2)
+
+    def lose(info: dict[str, Any]) -> None:
+        for pid in jobproc.busy():
+            os.kill(pid, signal.SIGKILL)
+
+    faults.register("backup.before_manifest", lose)
+    status, body = await sql(client, "BACKUP DATABASE app TO 'nightly'")
+    assert status == 500 and "job process ended" in body["error"]["message"], body
+    # Its objects and lock are gone; the backup before it is whole.
+    assert target_files(target) == before
+    faults.clear()
+    again = (await ok(client, "BACKUP DATABASE app TO 'nightly'"))[0]["rows"][0]
+    for b in (kept, again):
+        assert (await ok(client, f"VERIFY BACKUP '{b['backup_id']}'"))[0]["rows"][0]["is_valid"]
+
+
+async def test_kill_job_and_pause_reach_the_job_process(client: Any, tmp_path: Path) -> None:
+    await fill(client, files=3)
+    gate = Gate(state(client), match=lambda info: info["index"] == 1)
+    faults.register("backup.before_object", gate)
+    started = (await ok(client, "BACKUP DATABASE app TO 'paused' WITH (detached = true)"))[0]
+    job_id = started["rows"][0]["job_id"]
+    await gate.reach()
+    assert len(jobproc.busy()) == 1
+    await ok(client, f"PAUSE JOB '{job_id}'")
+    gate.opened.set()
+    for _ in range(200):  # the process parks at its next check, in the server
+        if (await job_row(client, job_id))["status"] == "paused":
+            break
+        await asyncio.sleep(0.02)
+    assert (await job_row(client, job_id))["status"] == "paused"
+    done_before = (await job_row(client, job_id))["files_done"]
+    await asyncio.sleep(0.3)
+    assert (await job_row(client, job_id))["files_done"] == done_before  # nothing moves
+    took = time.monotonic()
+    await ok(client, f"KILL JOB '{job_id}'")
+    row = await job_row(client, job_id)
+    assert row["status"] == "cancelled" and time.monotonic() - took < 2.0
+    target = tmp_path / "backups" / "paused"
+    for _ in range(100):
+        if not jobproc.busy():
+            break
+        await asyncio.sleep(0.02)
+    files = target_files(target)
+    assert files["manifests"] == files["locks"] == files["objects"] == set(), files
+
+
+def test_the_job_process_dies_with_the_server(tmp_path: Path, server_process: Any) -> None:
+    config = tmp_path / "cairn.toml"
+    config.write_text(f'[backup]\nroots = ["{tmp_path / "backups"}"]\n')
+    srv = server_process(config=config, env={"CAIRN_FAULTS": "backup.before_manifest:sleep=60"})
+    for text in ("CREATE NAMESPACE app", "CREATE TABLE app.t (x INT)",
+                 "INSERT INTO app.t VALUES (1)", "FLUSH TABLE app.t",
+                 "BACKUP DATABASE app TO 'nightly' WITH (detached = true)"):
+        status, body = srv.post(text)
+        assert status == 200, body
+    assert srv.proc is not None
+    children: list[int] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not children:
+        time.sleep(0.05)
+        children = [p for p in _children(srv.proc.pid) if "storage.jobproc" in cmdline(p)]
+        # the fault sleeps in the server while the job process waits for its answer
+        if children and not (tmp_path / "backups" / "nightly" / "locks").exists():
+            children = []
+    assert children, "no job process holding the backup"
+    srv.kill()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(p) for p in children):
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in children)
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
