@@ -231,12 +231,13 @@ async def where_time_went(url: str) -> list[str]:
 async def rss_around(srv: Server, http: Any, url: str, text: str) -> dict[str, Any]:
     before = rss_mb(srv)
     load0 = load_avg()
-    with RssSampler(srv.pid) as rss:
+    with RssSampler(srv.pid) as rss, RssSampler(srv.pid, tree=True) as tree:
         t0 = time.perf_counter()
         body = await sql(http, url, text)
         took = time.perf_counter() - t0
         await asyncio.sleep(2.0)
     return {"text": text, "before": before, "peak": rss.peak_mb, "after": rss_mb(srv),
+            "tree_peak": tree.peak_mb, "tree_pss": tree.pss_peak_mb,
             "s": took, "rows": body["results"][-1].get("row_count"), "load": (load0, load_avg())}
 
 
@@ -295,10 +296,14 @@ def report(args: argparse.Namespace, st: dict[str, Any] | None, went: list[str],
         print(f"| &nbsp; server threads runnable but not running (waiting for a CPU), per INSERT "
               f"| | {s['queued_ms']:.1f} ms | | |")
     for m in mem:
-        ok = m["peak"] < RSS_AIM_MB and m["after"] <= m["before"] + 20
-        print(f"| RSS before / peak / 2 s after: `{m['text']}` ({m['s']:.2f} s) "
-              f"| peak < {RSS_AIM_MB:g} MB, after ~ before | {m['before']:.0f} / {m['peak']:.0f} "
-              f"/ {m['after']:.0f} MB | {verdict(ok)} | {m['load'][0]:.2f} / {m['load'][1]:.2f} |")
+        # The verdict counts the server's job processes and copiers with it, by
+        # PSS (a library both map counted once); the RSS sum counts it twice.
+        ok = m["tree_pss"] < RSS_AIM_MB and m["after"] <= m["before"] + 20
+        print(f"| RSS before / peak / 2 s after: `{m['text']}` ({m['s']:.2f} s); peak with the "
+              f"server's job processes and copiers, PSS (RSS sum) | peak < {RSS_AIM_MB:g} MB, "
+              f"after ~ before | {m['before']:.0f} / {m['peak']:.0f} / {m['after']:.0f} MB; "
+              f"{m['tree_pss']:.0f} ({m['tree_peak']:.0f}) MB | {verdict(ok)} "
+              f"| {m['load'][0]:.2f} / {m['load'][1]:.2f} |")
     print(f"\nRSS idle after start: {idle_rss:.0f} MB.")
     if st is not None:
         print(f"Backups during the INSERT loop: {st['backup']['backups']} "

@@ -115,10 +115,14 @@ def pct(samples: list[float], p: float) -> float:
 class RssSampler:
     """Samples VmRSS of a process every `interval` seconds in a thread; `peak_mb`."""
 
-    def __init__(self, pid: int, interval: float = 0.010) -> None:
+    def __init__(self, pid: int, interval: float = 0.010, tree: bool = False) -> None:
+        """`tree`: each sample is the sum over `pid` and every process under
+        it (a server's job processes and copiers)."""
         self.pid = pid
         self.interval = interval
+        self.tree = tree
         self.samples: list[int] = []  # kB
+        self.pss_samples: list[int] = []  # kB, with `tree`
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -130,10 +134,57 @@ class RssSampler:
                     return int(line.split()[1])
         return 0
 
+    @staticmethod
+    def descendants(pid: int) -> list[int]:
+        """Every process under `pid` (from /proc/*/task/*/children)."""
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            try:
+                tids = os.listdir(f"/proc/{p}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{p}/task/{tid}/children") as f:
+                        kids = [int(c) for c in f.read().split()]
+                except OSError:
+                    continue
+                out += kids
+                todo += kids
+        return out
+
+    @staticmethod
+    def pss_kb(pid: int) -> int:
+        """Proportional set size: shared pages (the libraries a server and its
+        job processes both map) divided among the processes that map them."""
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+        return 0
+
+    def _sample(self) -> int:
+        total = self.read_kb(self.pid)
+        if self.tree:
+            pss = self.pss_kb(self.pid)
+            for child in self.descendants(self.pid):
+                try:
+                    total += self.read_kb(child)
+                    pss += self.pss_kb(child)
+                except OSError:
+                    continue  # ended meanwhile
+            self.pss_samples.append(pss)
+        return total
+
+    @property
+    def pss_peak_mb(self) -> float:
+        return max(self.pss_samples, default=0) / 1024
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.samples.append(self.read_kb(self.pid))
+                self.samples.append(self._sample())
             except OSError:
                 return
             self._stop.wait(self.interval)

@@ -66,7 +66,8 @@ MODES = ("idle", "nice", "off")
 POLL_SECONDS = 0.05  # how often the waiting server thread looks at KILL / PAUSE
 PROGRESS_SECONDS = 0.05  # the job process sends progress at most this often
 KILL_GRACE = 5.0  # seconds a cancelled call has to stop before its process is killed
-KEEP = 2  # idle job processes kept for the next calls
+KEEP = 1  # idle job processes kept for the next calls
+IDLE_SECONDS = 10.0  # an idle one unused this long ends (it holds ~75 MB PSS)
 
 _SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "SCHED_IDLE")
 _mode = "idle" if _SUPPORTED else "off"
@@ -166,9 +167,24 @@ def _take() -> _Process | None:
 def _give(proc: _Process) -> None:
     with _guard:
         if len(_idle) < KEEP and proc.level == _level():
+            proc.idle_since = time.monotonic()
             _idle.append(proc)
+            timer = threading.Timer(IDLE_SECONDS + 0.1, _reap)
+            timer.daemon = True
+            timer.start()
             return
     proc.end()
+
+
+def _reap() -> None:
+    """End the job processes idle for IDLE_SECONDS (taken out of the idle
+    list first, so no call can take one meanwhile)."""
+    now = time.monotonic()
+    with _guard:
+        stale = [p for p in _idle if now - p.idle_since >= IDLE_SECONDS]
+        _idle[:] = [p for p in _idle if p not in stale]
+    for p in stale:
+        p.end()
 
 
 def busy() -> list[int]:
@@ -221,6 +237,7 @@ class _Process:
         started += 1
         self.conn = Connection(ours.detach())
         self.clean = False  # between calls, fit for the next one
+        self.idle_since = 0.0
 
     @property
     def pid(self) -> int:

@@ -22,14 +22,16 @@ checked (it would hold every key of the table at once)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..types import OW, SEQ
+
+if TYPE_CHECKING:
+    import duckdb
 
 SHOWN = 80  # characters of a key value a message shows
 
@@ -106,6 +108,8 @@ class Versions:
         """A 64-bit hash of each row's key by DuckDB (any type; 4 times faster
         than keyfilter.py's numpy hashing of text)."""
         if self.con is None:  # ~5 ms: only for a key that is not one integer
+            import duckdb  # here: a job process that never needs it stays smaller
+
             self.con = duckdb.connect(":memory:", config={"threads": 1})
         self.con.register("__firsts", firsts)
         try:

@@ -170,3 +170,21 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+async def test_an_idle_job_process_ends_after_a_while(client: Any, monkeypatch: Any) -> None:
+    """One job process is kept for the next job (its imports take a moment),
+    and ends once unused for IDLE_SECONDS: it holds ~75 MB."""
+    monkeypatch.setattr(jobproc, "IDLE_SECONDS", 0.3)
+    await fill(client, files=1)
+    used: list[int] = []
+    faults.register("backup.before_manifest", lambda info: used.extend(jobproc.busy()))
+    await ok(client, "BACKUP DATABASE app TO 'nightly'")
+    await ok(client, "BACKUP DATABASE app TO 'nightly'")
+    assert len(used) == 2 and used[0] == used[1]  # the second backup reused it
+    deadline = time.monotonic() + 5
+    while _alive(used[0]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not _alive(used[0])
+    await ok(client, "BACKUP DATABASE app TO 'nightly'")  # a new one starts
+    assert len(used) == 3 and used[2] != used[0]
