@@ -1,0 +1,129 @@
+"""storage/jobproc.py on its own: results, exceptions and crashes crossing the
+socket, a KILL that the called function ignores, and no reuse of a process a
+cancel touched. The Work here is a small real implementation of the protocol
+(storage/work.py), the job process a real one."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from catalog.errors import Cancelled, InvalidArgument
+from storage import jobproc
+from storage.backup.layout import check_backup_id
+
+
+class Job:
+    """A job's Work: cancelled after `cancel_after` seconds (None: never)."""
+
+    def __init__(self, cancel_after: float | None = None) -> None:
+        self.born = time.monotonic()
+        self.cancel_after = cancel_after
+        self.progressed: list[dict[str, Any]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_after is not None and time.monotonic() - self.born > self.cancel_after
+
+    def check_cancelled(self) -> None:
+        if self.cancelled:
+            raise Cancelled("cancelled")
+
+    @property
+    def pause_requested(self) -> bool:
+        return False
+
+    def progress(self, **counters: Any) -> None:
+        self.progressed.append(counters)
+
+    def fault(self, point: str, **info: Any) -> None:
+        pass
+
+    def give_way(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def idle_mode() -> Any:
+    before = jobproc.mode()
+    jobproc.set_mode("idle")
+    yield
+    jobproc.set_mode(before)
+
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not os.path.exists(f"/proc/{pid}"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def pid_of_next_call() -> int:
+    """The pid the next call will use (a call of os.getpid in it)."""
+    return jobproc.call(Job(), os.getpid)
+
+
+def test_results_and_exceptions_cross_as_they_are() -> None:
+    assert jobproc.call(Job(), divmod, 17, 5) == (3, 2)
+    here = os.getpid()
+    assert jobproc.call(Job(), os.getpid) != here
+    with pytest.raises(InvalidArgument) as exc:
+        jobproc.call(Job(), check_backup_id, "../../etc")
+    assert "../../etc" in exc.value.message
+    with pytest.raises(ZeroDivisionError):
+        jobproc.call(Job(), divmod, 1, 0)
+    # here=True runs on this thread
+    assert jobproc.call(Job(), os.getpid, here=True) == here
+
+
+def test_a_crash_in_the_job_process_is_lost_not_the_server() -> None:
+    pid = pid_of_next_call()
+    with pytest.raises(jobproc.Lost, match="ended in the middle"):
+        jobproc.call(Job(), os.abort)
+    assert gone(pid)
+    assert jobproc.call(Job(), divmod, 9, 2) == (4, 1)  # a new one serves the next call
+
+
+def test_a_kill_the_function_ignores_ends_the_process(monkeypatch: Any) -> None:
+    monkeypatch.setattr(jobproc, "KILL_GRACE", 0.5)
+    pid = pid_of_next_call()
+    started = time.monotonic()
+    with pytest.raises(jobproc.Lost):
+        jobproc.call(Job(cancel_after=0.2), time.sleep, 60)
+    assert time.monotonic() - started < 5
+    assert gone(pid)
+
+
+def test_a_process_a_cancel_raised_is_not_used_again() -> None:
+    pid = pid_of_next_call()
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+    # The cancel arrives while the call sleeps (which never checks it): the
+    # call ends normally, but its process was raised out of SCHED_IDLE.
+    jobproc.call(Job(cancel_after=0.1), time.sleep, 0.6)
+    assert gone(pid)
+    fresh = pid_of_next_call()
+    assert fresh != pid and os.sched_getscheduler(fresh) == os.SCHED_IDLE
+
+
+def test_calls_from_two_threads_use_two_processes() -> None:
+    pids: list[int] = []
+
+    def one() -> None:
+        jobproc.call(Job(), time.sleep, 0.3)
+        pids.append(jobproc.call(Job(), os.getpid))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    seen: list[list[int]] = []
+    for t in threads:
+        t.start()
+    time.sleep(0.15)
+    seen.append(jobproc.busy())
+    for t in threads:
+        t.join()
+    assert len(seen[0]) == 2 and len(set(seen[0])) == 2
