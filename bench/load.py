@@ -468,7 +468,8 @@ def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: i
              inline: bool = True, event_loop: str | None = None,
              alternate: bool = True, history: int = 0,
              jobs_elsewhere: bool = False, jobs_idle: bool = False,
-             job_process: str | None = None) -> LoadReport:
+             job_process: str | None = None,
+             background_nice: int | None = None) -> LoadReport:
     """One load run against a fresh `cairn serve` in `workdir` (made empty first);
     `inline` is `[server] inline_statements` (the server's default: true),
     `event_loop` `[server] event_loop` (None: not set, the server's default),
@@ -477,12 +478,16 @@ def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: i
     catalog holds when it starts (a server that has run a while),
     `jobs_elsewhere` whether the jobs go to a second server (module doc),
     `jobs_idle` whether that server runs under SCHED_IDLE (module doc),
-    `job_process` the servers' `[jobs] job_process` (None: not set, the default)."""
+    `job_process` the servers' `[jobs] job_process` and `background_nice`
+    their `[jobs] background_nice` (None: not set, the default)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     cfg = write_config(workdir / "cairn.toml", workdir / "backups", 0)
     loop = f'event_loop = "{event_loop}"\n' if event_loop else ""
-    jobs = f'\n[jobs]\njob_process = "{job_process}"\n' if job_process else ""
+    jobs = "".join([f'job_process = "{job_process}"\n' if job_process else "",
+                    f"background_nice = {background_nice}\n" if background_nice is not None
+                    else ""])
+    jobs = f"\n[jobs]\n{jobs}" if jobs else ""
     cfg.write_text(cfg.read_text()
                    + f"\n[server]\ninline_statements = {str(inline).lower()}\n{loop}{jobs}")
     if history:
@@ -528,6 +533,8 @@ def main() -> int:
     parser.add_argument("--job-process", choices=("idle", "nice", "off"),
                         help="[jobs] job_process (default: not set, the server's own "
                              "default; a checkout from before the key would refuse it)")
+    parser.add_argument("--background-nice", type=int,
+                        help="[jobs] background_nice (default: not set, the server's own)")
     parser.add_argument("--workdir", help="default: a fresh temp dir, removed afterwards")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--server-root", default=str(ROOT),
@@ -544,12 +551,15 @@ def main() -> int:
     report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed,
                       not args.no_jobs, Path(args.server_root), args.inline == "on",
                       args.event_loop, not args.back_to_back, args.history,
-                      args.jobs_elsewhere, args.jobs_idle, args.job_process)
+                      args.jobs_elsewhere, args.jobs_idle, args.job_process,
+                      args.background_nice)
     print(f"server from {args.server_root}, inline_statements = {args.inline == 'on'}, "
           f"event_loop = {args.event_loop or 'the default'}, job history {args.history}"
           + (", jobs on a second server" if args.jobs_elsewhere else "")
           + (" under SCHED_IDLE" if args.jobs_idle else "")
-          + (f", job_process = {args.job_process}" if args.job_process else ""))
+          + (f", job_process = {args.job_process}" if args.job_process else "")
+          + (f", background_nice = {args.background_nice}"
+             if args.background_nice is not None else ""))
     print(report.table())
     if args.json:
         lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}

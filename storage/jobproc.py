@@ -7,7 +7,7 @@ Run in the server, that work is ~25 ms of Python per small backup taken from
 the statements' GIL in short slices, and a single-row INSERT on the event
 loop waits for each (docs/performance.md, "The p99 beside a BACKUP"). So
 `call` runs such a storage function in a job process: a long-lived child
-(`python -m storage.jobproc`) that unpickles the function and its arguments,
+(`python -m storage.jobchild`) that unpickles the function and its arguments,
 runs it, and pickles back its result or exception.
 
 The job process runs under SCHED_IDLE (`[jobs] job_process = "idle"`, the
@@ -32,17 +32,21 @@ Should the process die mid-call, `call` raises Lost and the caller cleans up
 what it had started (a backup abandons its lock). Should the server die, the
 process is killed with it (PR_SET_PDEATHSIG), so nothing writes into a
 repository that start-up is cleaning. A killed job that has not stopped
-KILL_GRACE seconds after the cancel is killed, and Lost raised."""
+KILL_GRACE seconds after the cancel is killed, and Lost raised.
+
+One idle job process is kept for the next call (its imports take ~0.4 s of
+CPU) and ends once unused for IDLE_SECONDS (it holds ~75 MB PSS). Unlike
+the archive helper (storage/archive/helper.py), which only turns log entries
+into segment bodies, a job process does the repository's I/O, so it is
+handed the Repository as the server holds it, credentials and keys
+included: over a socket pair only the two processes hold, never logged."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import pickle
-import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -66,6 +70,7 @@ MODES = ("idle", "nice", "off")
 POLL_SECONDS = 0.05  # how often the waiting server thread looks at KILL / PAUSE
 PROGRESS_SECONDS = 0.05  # the job process sends progress at most this often
 KILL_GRACE = 5.0  # seconds a cancelled call has to stop before its process is killed
+STARVE_SECONDS = 3.0  # runnable this long with almost no CPU: out of SCHED_IDLE (starved)
 KEEP = 1  # idle job processes kept for the next calls
 IDLE_SECONDS = 10.0  # an idle one unused this long ends (it holds ~75 MB PSS)
 
@@ -78,6 +83,7 @@ _guard = threading.Lock()
 # server: PR_SET_PDEATHSIG fires when the *thread* that started a process
 # ends, and job threads come and go.
 _starter: Any = None
+_reaper: threading.Timer | None = None  # ends idle job processes (_reap)
 started = 0  # job processes started (for tests and benches)
 
 
@@ -169,20 +175,31 @@ def _give(proc: _Process) -> None:
         if len(_idle) < KEEP and proc.level == _level():
             proc.idle_since = time.monotonic()
             _idle.append(proc)
-            timer = threading.Timer(IDLE_SECONDS + 0.1, _reap)
-            timer.daemon = True
-            timer.start()
+            _reap_in(IDLE_SECONDS)
             return
     proc.end()
 
 
+def _reap_in(seconds: float) -> None:
+    """Have `_reap` run in `seconds` unless it is due already (under _guard)."""
+    global _reaper
+    if _reaper is None or not _reaper.is_alive():
+        _reaper = threading.Timer(seconds + 0.05, _reap)
+        _reaper.daemon = True
+        _reaper.start()
+
+
 def _reap() -> None:
     """End the job processes idle for IDLE_SECONDS (taken out of the idle
-    list first, so no call can take one meanwhile)."""
+    list first, so no call can take one meanwhile); come back for the rest."""
+    global _reaper
     now = time.monotonic()
     with _guard:
+        _reaper = None
         stale = [p for p in _idle if now - p.idle_since >= IDLE_SECONDS]
         _idle[:] = [p for p in _idle if p not in stale]
+        if _idle:
+            _reap_in(IDLE_SECONDS - (now - min(p.idle_since for p in _idle)))
     for p in stale:
         p.end()
 
@@ -191,26 +208,6 @@ def busy() -> list[int]:
     """The pids of the job processes in the middle of a call."""
     with _guard:
         return sorted(p.pid for p in _busy)
-
-
-def prestart() -> None:
-    """Start one job process ahead of the first job (its imports take a moment)."""
-    if _mode == "off":
-        return
-    with _guard:
-        if _idle:
-            return
-    p = _take()
-    if p is not None:
-        _give(p)
-
-
-def shutdown() -> None:
-    """End the idle job processes (the server is stopping)."""
-    with _guard:
-        stale, _idle[:] = list(_idle), []
-    for p in stale:
-        p.end()
 
 
 class _Process:
@@ -225,7 +222,7 @@ class _Process:
             [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "storage.jobproc", str(theirs.fileno()), level,
+                [sys.executable, "-m", "storage.jobchild", str(theirs.fileno()), level,
                  str(os.getpid()), str(logging.getLogger().getEffectiveLevel())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, env=env, cwd=root)
@@ -237,7 +234,12 @@ class _Process:
         started += 1
         self.conn = Connection(ours.detach())
         self.clean = False  # between calls, fit for the next one
+        self.raised = False  # out of SCHED_IDLE (a KILL, or starved): not reused
+        self._cancelled_at: float | None = None  # when the running call's KILL was sent
+        self._paused = False  # what the process was last told of PAUSE JOB
         self.idle_since = 0.0
+        self._sampled = 0.0
+        self._samples: list[tuple[float, int, int]] = []  # (time, ns on a CPU, ns queued)
 
     @property
     def pid(self) -> int:
@@ -258,8 +260,8 @@ class _Process:
             kwargs: Mapping[str, Any], armed: frozenset[str]) -> T:
         self.clean = False
         self._send(("call", fn, args, dict(kwargs), armed))
-        cancelled_at: float | None = None
-        paused = False
+        self._cancelled_at = None
+        self._paused = False
         while True:
             if self.conn.poll(POLL_SECONDS):
                 try:
@@ -280,36 +282,75 @@ class _Process:
                     except Exception as exc:
                         self._send(("raise", portable(exc)))
                     else:
+                        # A KILL that came meanwhile (a test's fault point waits
+                        # for one) is known there before the point returns.
+                        self._push(work)
                         self._send(("ok",))
                 elif kind == "done":
-                    self.clean = cancelled_at is None
+                    self.clean = not self.raised
                     return msg[1]  # type: ignore[no-any-return]
                 elif kind == "error":
-                    self.clean = cancelled_at is None
+                    self.clean = not self.raised
                     raise msg[1]
-            if work.cancelled and cancelled_at is None:
-                cancelled_at = time.monotonic()
-                self._send(("cancel",))
-                self.raise_priority()
-            elif cancelled_at is not None and time.monotonic() - cancelled_at > KILL_GRACE:
+            self._push(work)
+            if (self._cancelled_at is not None
+                    and time.monotonic() - self._cancelled_at > KILL_GRACE):
                 log.warning("job process %d did not stop %.0f s after its job was killed; "
                             "killing it", self.pid, KILL_GRACE)
                 raise self._lost()
-            if work.pause_requested != paused:
-                paused = work.pause_requested
-                self._send(("pause", paused))
+            if self.level == "idle" and not self.raised and self.starved(time.monotonic()):
+                log.info("job process %d got no CPU for %.0f s (statements keep every CPU "
+                         "busy): it runs at nice %d now", self.pid, STARVE_SECONDS,
+                         priority.background_nice())
+                self.raise_priority()
+
+    def _push(self, work: Work) -> None:
+        """KILL and PAUSE JOB, to the process once each changes."""
+        if work.cancelled and self._cancelled_at is None:
+            self._cancelled_at = time.monotonic()
+            self._send(("cancel",))
+            self.raise_priority()
+        if work.pause_requested != self._paused:
+            self._paused = work.pause_requested
+            self._send(("pause", self._paused))
 
     def raise_priority(self) -> None:
-        """Every thread of the process back to normal scheduling at the jobs'
-        background nice value, so a killed job cleans up without waiting for
-        idle CPUs (needs the right to: root, CAP_SYS_NICE or RLIMIT_NICE)."""
-        if self.level != "idle":
+        """Every thread of the process and of its copiers back to normal
+        scheduling at the jobs' background nice value: a killed job cleans up
+        without waiting for idle CPUs, a starved one moves (needs the right
+        to: root, CAP_SYS_NICE or RLIMIT_NICE; elsewhere nothing changes)."""
+        if self.level != "idle" or self.raised:
             return
-        self.clean = False  # never back to the idle ones: it no longer runs idle
-        with contextlib.suppress(OSError):
-            for name in os.listdir(f"/proc/{self.pid}/task"):
-                with contextlib.suppress(OSError, ValueError):
-                    os.sched_setscheduler(int(name), os.SCHED_OTHER, os.sched_param(0))
+        self.raised = True  # never back to the idle ones: it no longer runs idle
+        nice = priority.background_nice()
+        for tid in _tasks(self.pid):
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+
+    def starved(self, now: float) -> bool:
+        """Whether over the last STARVE_SECONDS the process (with its copiers)
+        was runnable at least half the time and ran under 5% of it: the
+        statements keep every CPU busy, and under SCHED_IDLE the job would
+        wait for as long as they do. Sampled every second."""
+        if now - self._sampled < 1.0:
+            return False
+        self._sampled = now
+        ran = waited = 0
+        for tid in _tasks(self.pid):
+            try:
+                with open(f"/proc/{tid}/schedstat") as f:
+                    on_cpu, queued = f.read().split()[:2]
+            except (OSError, ValueError):
+                continue
+            ran, waited = ran + int(on_cpu), waited + int(queued)
+        self._samples.append((now, ran, waited))
+        while len(self._samples) > 1 and now - self._samples[1][0] >= STARVE_SECONDS:
+            self._samples.pop(0)
+        then, ran0, waited0 = self._samples[0]
+        window = (now - then) * 1e9
+        return (now - then >= STARVE_SECONDS and waited - waited0 >= 0.5 * window
+                and ran - ran0 <= 0.05 * window)
 
     def end(self) -> None:
         with contextlib.suppress(OSError):
@@ -327,6 +368,25 @@ def _relog(name: str, level: int, text: str) -> None:
             "msg": text, "args": None, "processName": "job process"}))
 
 
+def _tasks(pid: int) -> list[int]:
+    """The thread ids of `pid` and of every process under it (its copiers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
+        except (OSError, ValueError):
+            continue
+        out += tids
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                continue
+    return out
+
+
 def portable(exc: BaseException) -> BaseException:
     """`exc` if it survives pickling, else a RuntimeError saying what it was."""
     try:
@@ -334,162 +394,3 @@ def portable(exc: BaseException) -> BaseException:
         return exc
     except Exception:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
-
-
-# --- the job process ---------------------------------------------------------
-
-
-_SENDING = threading.Lock()  # one message at a time on the job process's socket
-
-
-class RemoteWork:
-    """The job's Work, as the job process sees it (module doc)."""
-
-    def __init__(self, conn: Connection, armed: frozenset[str]) -> None:
-        self._conn = conn
-        self._armed = armed
-        self._cancel = threading.Event()
-        self._pause = threading.Event()
-        self._replies: queue.Queue[tuple[Any, ...]] = queue.Queue()
-        self._sending = _SENDING
-        self._asking = threading.Lock()
-        self._pending: dict[str, Any] = {}
-        self._last = 0.0
-
-    def send(self, msg: Any) -> None:
-        with self._sending:
-            self._conn.send_bytes(pickle.dumps(msg))
-
-    def _ask(self, msg: Any) -> None:
-        with self._asking:
-            self.flush()  # the server's job row is where the process is, first
-            self.send(msg)
-            reply = self._replies.get()
-        if reply[0] == "raise":
-            raise reply[1]
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    @property
-    def pause_requested(self) -> bool:
-        return self._pause.is_set()
-
-    def check_cancelled(self) -> None:
-        if self._cancel.is_set() or self._pause.is_set():
-            self._ask(("park",))
-
-    def progress(self, *, force: bool = False, **counters: Any) -> None:
-        with self._sending:
-            self._pending.update((k, v) for k, v in counters.items() if v is not None)
-            now = time.monotonic()
-            if not (force or now - self._last >= PROGRESS_SECONDS) or not self._pending:
-                return
-            self._last = now
-            pending, self._pending = self._pending, {}
-            self._conn.send_bytes(pickle.dumps(("progress", {**pending, "force": force})))
-
-    def flush(self) -> None:
-        self.progress(force=True)
-
-    def fault(self, point: str, **info: Any) -> None:
-        if point in self._armed:
-            self._ask(("fault", point, info))
-
-    def give_way(self) -> None:
-        """Nothing: the process runs only on CPUs the statements leave."""
-
-
-class _Forward(logging.Handler):
-    """The job process's log records, to the server's own logging (its format,
-    level and destination); the server handles them while a call runs."""
-
-    def __init__(self, conn: Connection) -> None:
-        super().__init__()
-        self.conn = conn
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if record.exc_info:
-            text += "\n" + logging.Formatter().formatException(record.exc_info)
-        with contextlib.suppress(Exception), _SENDING:
-            self.conn.send_bytes(pickle.dumps(("log", record.name, record.levelno, text)))
-
-
-def _die_with_parent(parent: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the server died before prctl took effect
-        os._exit(0)
-
-
-def main(argv: list[str]) -> None:
-    fd, level, parent = int(argv[0]), argv[1], int(argv[2])
-    _die_with_parent(parent)
-    if level == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        priority.set_background_nice(priority.DEFAULT_NICE)
-    else:
-        priority.set_background_nice(int(level))
-        priority.lower_this_thread()
-    conn = Connection(fd)
-    root = logging.getLogger()
-    root.setLevel(int(argv[3]) if len(argv) > 3 else logging.WARNING)
-    root.addHandler(_Forward(conn))
-    import storage.backup  # noqa: F401  (the imports a call needs, ahead of it)
-    calls: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
-    current: list[RemoteWork | None] = [None]
-
-    def read() -> None:
-        """Requests, and the server's answers and pushes for the running call."""
-        while True:
-            try:
-                data = conn.recv_bytes()
-            except (EOFError, OSError):
-                os._exit(0)  # the server closed its end: nothing more to do
-            try:
-                msg = pickle.loads(data)
-            except Exception as exc:  # a call whose code cannot load here
-                RemoteWork(conn, frozenset()).send(("error", portable(exc)))
-                continue
-            work = current[0]
-            if msg[0] == "call":
-                # Its Work first: a KILL or PAUSE may follow before the call starts.
-                current[0] = RemoteWork(conn, msg[4])
-                calls.put(msg)
-            elif work is None:
-                continue
-            elif msg[0] == "cancel":
-                work._cancel.set()
-            elif msg[0] == "pause":
-                (work._pause.set if msg[1] else work._pause.clear)()
-            else:
-                work._replies.put(msg)
-
-    threading.Thread(target=read, name="cairn-jobproc-read", daemon=True).start()
-    while True:
-        msg = calls.get()
-        if msg is None:
-            return
-        _, fn, args, kwargs, _ = msg
-        work = current[0]
-        assert work is not None
-        try:
-            result = fn(*_bind(args, work), **dict(zip(kwargs, _bind(kwargs.values(), work),
-                                                       strict=True)))
-            work.flush()
-            work.send(("done", result))
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                work.flush()
-            log.debug("job process call failed", exc_info=True)
-            work.send(("error", portable(exc)))
-
-
-if __name__ == "__main__":
-    # As storage.jobproc, not __main__: the WORK a call's pickle names is that module's.
-    from storage import jobproc
-
-    jobproc.main(sys.argv[1:])

@@ -158,10 +158,17 @@ def _marker_state(target: Target, info: pafs.FileInfo) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process of this host runs. A zombie does not: a job process
+    killed with its server (storage/jobproc.py) stays one until its new parent
+    reaps it, and its marker must not hold up the restarted server's sweep."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b") ", 1)[1][:1] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True  # no /proc: what os.kill said

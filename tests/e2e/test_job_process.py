@@ -41,7 +41,7 @@ async def test_backup_keep_last_and_verify_run_in_an_idle_job_process(
     assert first["backup_id"] != second["rows"][0]["backup_id"]
     for point in ("backup.before_manifest", "prune.before_delete"):
         ((pid, policy),) = seen[point]
-        assert pid != os.getpid() and "storage.jobproc" in cmdline(pid)
+        assert pid != os.getpid() and "storage.jobchild" in cmdline(pid)
         assert policy == os.SCHED_IDLE
     checked = (await ok(client, f"VERIFY BACKUP '{second['rows'][0]['backup_id']}'"))[0]
     assert checked["rows"][0]["is_valid"] is True
@@ -141,7 +141,7 @@ def test_the_job_process_dies_with_the_server(tmp_path: Path, server_process: An
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not children:
         time.sleep(0.05)
-        children = [p for p in _children(srv.proc.pid) if "storage.jobproc" in cmdline(p)]
+        children = [p for p in _children(srv.proc.pid) if "storage.jobchild" in cmdline(p)]
         # the fault sleeps in the server while the job process waits for its answer
         if children and not (tmp_path / "backups" / "nightly" / "locks").exists():
             children = []

@@ -127,3 +127,36 @@ def test_calls_from_two_threads_use_two_processes() -> None:
     for t in threads:
         t.join()
     assert len(seen[0]) == 2 and len(set(seen[0])) == 2
+
+
+def spin(seconds: float) -> float:
+    """Burn `seconds` of CPU; the CPU seconds it took."""
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+    return time.process_time() - start
+
+
+def test_a_starved_job_process_is_lifted_out_of_sched_idle() -> None:
+    """Under SCHED_IDLE a job gets no CPU while normal work keeps every core
+    busy; after STARVE_SECONDS of that it runs at the background nice value,
+    so it finishes instead of waiting for the load to end."""
+    import subprocess
+    import sys
+
+    pid = pid_of_next_call()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(len(os.sched_getaffinity(0)) + 1)]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert jobproc.call(Job(), spin, 0.3) >= 0.3
+        took = time.monotonic() - started
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    # 60 s of hogs would have held it back for good; lifted after ~3 s, at
+    # nice 10 it gets ~10% of a core for its 0.3 s of CPU.
+    assert took < 30, took
+    assert gone(pid)  # a lifted process is not kept for the next call

@@ -151,3 +151,30 @@ def test_foreign_marker_names_are_left_alone(repo: Repository, make_file: MakeFi
     (prunes / "fedcba9876543210.json").write_text(json.dumps(dead))
     settle(repo.target)
     assert sorted(os.listdir(prunes)) == ["mine.json"]  # Cairn's leftover went, the other stays
+
+
+def test_a_zombie_prunes_marker_is_a_dead_one(repo: Repository, make_file: MakeFile) -> None:
+    """A job process killed with its server is a zombie until reaped: its
+    marker is left over, not a prune to wait for (settle would wait for it)."""
+    import subprocess
+    import time
+
+    backed_up(repo, make_file)
+    prunes = Path(repo.target.base) / "prunes"
+    prunes.mkdir()
+    child = subprocess.Popen(["true"])  # ends at once, unreaped: a zombie
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(f"/proc/{child.pid}/stat", "rb") as f:
+                if f.read().rsplit(b") ", 1)[1][:1] == b"Z":
+                    break
+            time.sleep(0.01)
+        marker = {"host": socket.gethostname(), "pid": child.pid,
+                  "started_at": "2026-11-23T08:50:00.123Z"}
+        (prunes / "0123456789abcdef.json").write_text(json.dumps(marker))
+        started = time.monotonic()
+        settle(repo.target)
+        assert time.monotonic() - started < 2 and os.listdir(prunes) == []
+    finally:
+        child.wait()

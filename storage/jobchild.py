@@ -1,0 +1,176 @@
+"""The job process's side of storage/jobproc.py: `python -m storage.jobchild`
+runs the calls the server sends, one at a time, with a RemoteWork standing
+for the job's Work, and sends back results, exceptions, progress and log
+records (the protocol is jobproc.py's module doc)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import pickle
+import queue
+import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import priority
+from .jobproc import PROGRESS_SECONDS, _bind, portable
+
+log = logging.getLogger("storage.jobproc")
+
+_SENDING = threading.Lock()  # one message at a time on the job process's socket
+
+
+class RemoteWork:
+    """The job's Work, as the job process sees it (module doc)."""
+
+    def __init__(self, conn: Connection, armed: frozenset[str]) -> None:
+        self._conn = conn
+        self._armed = armed
+        self._cancel = threading.Event()
+        self._pause = threading.Event()
+        self._replies: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._sending = _SENDING
+        self._asking = threading.Lock()
+        self._pending: dict[str, Any] = {}
+        self._last = 0.0
+
+    def send(self, msg: Any) -> None:
+        with self._sending:
+            self._conn.send_bytes(pickle.dumps(msg))
+
+    def _ask(self, msg: Any) -> None:
+        with self._asking:
+            self.flush()  # the server's job row is where the process is, first
+            self.send(msg)
+            reply = self._replies.get()
+        if reply[0] == "raise":
+            raise reply[1]
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def pause_requested(self) -> bool:
+        return self._pause.is_set()
+
+    def check_cancelled(self) -> None:
+        if self._cancel.is_set() or self._pause.is_set():
+            self._ask(("park",))
+
+    def progress(self, *, force: bool = False, **counters: Any) -> None:
+        with self._sending:
+            self._pending.update((k, v) for k, v in counters.items() if v is not None)
+            now = time.monotonic()
+            if not (force or now - self._last >= PROGRESS_SECONDS) or not self._pending:
+                return
+            self._last = now
+            pending, self._pending = self._pending, {}
+            self._conn.send_bytes(pickle.dumps(("progress", {**pending, "force": force})))
+
+    def flush(self) -> None:
+        self.progress(force=True)
+
+    def fault(self, point: str, **info: Any) -> None:
+        if point in self._armed:
+            self._ask(("fault", point, info))
+
+    def give_way(self) -> None:
+        """Nothing: the process runs only on CPUs the statements leave."""
+
+
+class _Forward(logging.Handler):
+    """The job process's log records, to the server's own logging (its format,
+    level and destination); the server handles them while a call runs."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        with contextlib.suppress(Exception), _SENDING:
+            self.conn.send_bytes(pickle.dumps(("log", record.name, record.levelno, text)))
+
+
+def _die_with_parent(parent: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the server died before prctl took effect
+        os._exit(0)
+
+
+def main(argv: list[str]) -> None:
+    fd, level, parent = int(argv[0]), argv[1], int(argv[2])
+    _die_with_parent(parent)
+    if level == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        priority.set_background_nice(priority.DEFAULT_NICE)
+    else:
+        priority.set_background_nice(int(level))
+        priority.lower_this_thread()
+    conn = Connection(fd)
+    root = logging.getLogger()
+    root.setLevel(int(argv[3]) if len(argv) > 3 else logging.WARNING)
+    root.addHandler(_Forward(conn))
+    import storage.backup  # noqa: F401  (the imports a call needs, ahead of it)
+    calls: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+    current: list[RemoteWork | None] = [None]
+
+    def read() -> None:
+        """Requests, and the server's answers and pushes for the running call."""
+        while True:
+            try:
+                data = conn.recv_bytes()
+            except (EOFError, OSError):
+                os._exit(0)  # the server closed its end: nothing more to do
+            try:
+                msg = pickle.loads(data)
+            except Exception as exc:  # a call whose code cannot load here
+                RemoteWork(conn, frozenset()).send(("error", portable(exc)))
+                continue
+            work = current[0]
+            if msg[0] == "call":
+                # Its Work first: a KILL or PAUSE may follow before the call starts.
+                current[0] = RemoteWork(conn, msg[4])
+                calls.put(msg)
+            elif work is None:
+                continue
+            elif msg[0] == "cancel":
+                work._cancel.set()
+            elif msg[0] == "pause":
+                (work._pause.set if msg[1] else work._pause.clear)()
+            else:
+                work._replies.put(msg)
+
+    threading.Thread(target=read, name="cairn-jobproc-read", daemon=True).start()
+    while True:
+        msg = calls.get()
+        if msg is None:
+            return
+        _, fn, args, kwargs, _ = msg
+        work = current[0]
+        assert work is not None
+        try:
+            result = fn(*_bind(args, work), **dict(zip(kwargs, _bind(kwargs.values(), work),
+                                                       strict=True)))
+            work.flush()
+            work.send(("done", result))
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                work.flush()
+            log.debug("job process call failed", exc_info=True)
+            work.send(("error", portable(exc)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
