@@ -57,7 +57,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
-from catalog.errors import CairnError
+from catalog.errors import CairnError, Cancelled
 
 from . import priority
 from .work import Work
@@ -89,6 +89,11 @@ started = 0  # job processes started (for tests and benches)
 
 class Lost(CairnError):
     """The job process ended (or was killed) in the middle of a call."""
+
+
+class Killed(Lost, Cancelled):
+    """Lost after the job was cancelled (a KILL it did not stop for within
+    KILL_GRACE): the job ends cancelled, and the caller still cleans up."""
 
 
 class _Work:
@@ -253,6 +258,9 @@ class _Process:
 
     def _lost(self) -> Lost:
         self.end()
+        if self._cancelled_at is not None:
+            return Killed(f"the job was cancelled; its job process was stopped "
+                          f"(exit status {self.proc.returncode})")
         return Lost(f"the job process ended in the middle of its work "
                     f"(exit status {self.proc.returncode})")
 

@@ -94,9 +94,10 @@ def test_a_kill_the_function_ignores_ends_the_process(monkeypatch: Any) -> None:
     monkeypatch.setattr(jobproc, "KILL_GRACE", 0.5)
     pid = pid_of_next_call()
     started = time.monotonic()
-    with pytest.raises(jobproc.Lost):
+    with pytest.raises(jobproc.Lost) as exc:
         jobproc.call(Job(cancel_after=0.2), time.sleep, 60)
     assert time.monotonic() - started < 5
+    assert isinstance(exc.value, Cancelled)  # the job ends cancelled, not failed
     assert gone(pid)
 
 
