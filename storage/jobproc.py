@@ -230,7 +230,7 @@ class _Process:
                 [sys.executable, "-m", "storage.jobchild", str(theirs.fileno()), level,
                  str(os.getpid()), str(logging.getLogger().getEffectiveLevel())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, env=env, cwd=root)
+                stdout=subprocess.DEVNULL, env=env)
         except BaseException:
             ours.close()
             raise

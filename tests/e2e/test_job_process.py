@@ -188,3 +188,41 @@ async def test_an_idle_job_process_ends_after_a_while(client: Any, monkeypatch: 
     assert not _alive(used[0])
     await ok(client, "BACKUP DATABASE app TO 'nightly'")  # a new one starts
     assert len(used) == 3 and used[2] != used[0]
+
+
+def test_relative_paths_mean_the_same_in_the_job_process(tmp_path: Path) -> None:
+    """`cairn serve` on its embedded defaults, from some directory: the data
+    dir and the backup root are relative to it, in the job process too."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--pg-port", "0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        assert proc.stdout is not None and "listening" in proc.stdout.readline()
+
+        def post(text: str) -> dict[str, Any]:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/sql", data=json.dumps({"sql": text}).encode(),
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                body: dict[str, Any] = json.loads(resp.read())
+            assert body["status"] == "success", body
+            return body["results"][-1]
+
+        post("CREATE NAMESPACE app; CREATE TABLE app.t (x INT); INSERT INTO app.t VALUES (1);"
+             "FLUSH TABLE app.t")
+        backup_id = post("BACKUP DATABASE app TO 'nightly'")["rows"][0]["backup_id"]
+        assert post(f"VERIFY BACKUP '{backup_id}'")["rows"][0]["is_valid"] is True
+        manifests = tmp_path / "cairn-data" / "backups" / "nightly" / "manifests"
+        assert [p.name for p in manifests.iterdir()] == [f"{backup_id}.json"]
+    finally:
+        proc.kill()
+        proc.wait()
