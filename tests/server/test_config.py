@@ -45,6 +45,8 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ("[storage]\nduckdb_wide_row_bytes = -5\n",
          "[storage] duckdb_wide_row_bytes must be 0 (off) or more"),
         ("[storage]\npoint_cache_mb = -1\n", "[storage] point_cache_mb must be 0 (off) or more"),
+        ('[jobs]\njob_process = "fork"\n', '[jobs] job_process must be "idle", "nice" or "off"'),
+        ("[jobs]\njob_process = true\n", "[jobs] job_process must be str"),
         ('[auth]\nmode = "token"\n', "needs at least one"),
         ("[server\n", "c.toml"),
     ],
