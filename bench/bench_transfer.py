@@ -26,6 +26,7 @@ with every figure: the machine is shared, and load skews everything.
 
     python bench/bench_transfer.py [--mb 512] [--flush-mb 100] [--rounds 3] [--s3-mb 256]
                                    [--server-root DIR] [--profile-moto DIR]
+                                   [--job-process idle|nice|off]
 """
 
 from __future__ import annotations
@@ -278,6 +279,8 @@ def main() -> None:
     ap.add_argument("--s3-rounds", type=int, default=1)
     ap.add_argument("--profile-moto", metavar="DIR",
                     help="py-spy the moto server during each S3 step, raw stacks into DIR")
+    ap.add_argument("--job-process", choices=("idle", "nice", "off"),
+                    help="[jobs] job_process (default: not set, the server's own)")
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--server-root", default=str(ROOT), help="checkout the server runs from")
     args = ap.parse_args()
@@ -302,6 +305,8 @@ def main() -> None:
             built["s3src"]["mode"] = checksum_mode("http")
             for r in range(args.s3_rounds):
                 fs.create_dir(f"bench-{r}")
+        if args.job_process:
+            lines.append(f'[jobs]\njob_process = "{args.job_process}"')
         config.write_text("\n".join(lines) + "\n")
         srv = Server(data, tmp / "server.log", config=config, root=Path(args.server_root))
         res = asyncio.run(rounds(srv, info, tmp, data / "backups", args.rounds))
