@@ -10,8 +10,8 @@ loop waits for each (docs/performance.md, "The p99 beside a BACKUP"). So
 (`python -m storage.jobchild`) that unpickles the function and its arguments,
 runs it, and pickles back its result or exception.
 
-The job process runs under SCHED_IDLE (`[jobs] job_process = "idle"`, the
-default): Linux gives it a CPU only when no normal thread wants one, so a
+The job process runs under SCHED_IDLE (`[jobs] job_process = "idle"`; the
+default is still "off", docs/performance.md says why): Linux gives it a CPU only when no normal thread wants one, so a
 statement never waits for it; or at the jobs' background nice value
 ("nice"); or not at all ("off": every call runs on the caller's thread, as
 before). Measured with bench/load.py: the p99 of the statements beside
@@ -75,7 +75,7 @@ KEEP = 1  # idle job processes kept for the next calls
 IDLE_SECONDS = 10.0  # an idle one unused this long ends (it holds ~75 MB PSS)
 
 _SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "SCHED_IDLE")
-_mode = "idle" if _SUPPORTED else "off"
+_mode = "off"  # until the server sets its [jobs] job_process
 _idle: list[_Process] = []
 _busy: set[_Process] = set()
 _guard = threading.Lock()

@@ -11,11 +11,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from server import faults
 from server.app import create_app
 from server.config import Config
 from storage import jobproc
 from tests.helpers import Gate, fill, job_row, ok, sql, state, target_files
+
+
+@pytest.fixture
+def cairn_config(cairn_config: Config) -> Config:
+    """The job processes under SCHED_IDLE (the default is still "off")."""
+    cairn_config.jobs.job_process = "idle"
+    return cairn_config
 
 
 def cmdline(pid: int) -> str:
@@ -129,7 +138,8 @@ async def test_kill_job_and_pause_reach_the_job_process(client: Any, tmp_path: P
 
 def test_the_job_process_dies_with_the_server(tmp_path: Path, server_process: Any) -> None:
     config = tmp_path / "cairn.toml"
-    config.write_text(f'[backup]\nroots = ["{tmp_path / "backups"}"]\n')
+    config.write_text(f'[backup]\nroots = ["{tmp_path / "backups"}"]\n'
+                      '[jobs]\njob_process = "idle"\n')
     srv = server_process(config=config, env={"CAIRN_FAULTS": "backup.before_manifest:sleep=60"})
     for text in ("CREATE NAMESPACE app", "CREATE TABLE app.t (x INT)",
                  "INSERT INTO app.t VALUES (1)", "FLUSH TABLE app.t",
@@ -191,8 +201,9 @@ async def test_an_idle_job_process_ends_after_a_while(client: Any, monkeypatch: 
 
 
 def test_relative_paths_mean_the_same_in_the_job_process(tmp_path: Path) -> None:
-    """`cairn serve` on its embedded defaults, from some directory: the data
-    dir and the backup root are relative to it, in the job process too."""
+    """`cairn serve` on its embedded defaults (but job processes on), from
+    some directory: the data dir and the backup root are relative to it, in
+    the job process too."""
     import json
     import subprocess
     import sys
@@ -201,8 +212,10 @@ def test_relative_paths_mean_the_same_in_the_job_process(tmp_path: Path) -> None
     from tests.helpers import free_port
 
     port = free_port()
+    (tmp_path / "jobs.toml").write_text('[jobs]\njob_process = "idle"\n')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--pg-port", "0"],
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--pg-port", "0",
+         "--config", "jobs.toml"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     try:
