@@ -354,23 +354,10 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
 
     def work(ctx: JobContext) -> dict[str, Any]:
         throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
-        last = 0
-
-        def on_progress(p: Any) -> None:
-            nonlocal last
-            ctx.progress(files_done=p.files_done, files_total=p.files_total,
-                         bytes_done=p.bytes_done, bytes_total=p.bytes_total)
-            ctx.give_way()  # per chunk, as BACKUP and RESTORE: statements first
-            throttle.spent(max(0, p.bytes_done - last))
-            last = p.bytes_done
-
+        throttled = throttle.rate > 0  # the rate is the server's: then here
         try:
-            if throttle.rate > 0:  # the rate is the server's: here
-                report = repo.verify(stmt.backup_id, on_progress=on_progress,
-                                     should_stop=lambda: ctx.cancelled)
-            else:
-                report = jobproc.call(ctx, verify_backup_of, repo, stmt.backup_id,
-                                      jobproc.WORK)
+            report = jobproc.call(ctx, verify_backup_of, repo, stmt.backup_id, jobproc.WORK,
+                                  spent=throttle.spent if throttled else None, here=throttled)
         except BackupInvalid:
             gone_meanwhile(repo, stmt.backup_id)
             raise

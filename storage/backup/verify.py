@@ -135,13 +135,21 @@ def _content_problems(store: ObjectStore | Checker, obj: dict[str, Any], tail: C
     return out
 
 
-def verify_backup_of(repo: Any, backup_id: str, work: Work) -> VerifyReport:
+def verify_backup_of(repo: Any, backup_id: str, work: Work,
+                     spent: Callable[[int], None] | None = None) -> VerifyReport:
     """VERIFY BACKUP's work on a Repository, reporting to the job's `work`
-    (what a job process runs: storage/jobproc.py)."""
+    (what a job process runs: storage/jobproc.py); `spent` is told the bytes
+    read (a throttle's, as write_backup's)."""
+    last = 0
+
     def on_progress(p: Progress) -> None:
+        nonlocal last
         work.progress(files_done=p.files_done, files_total=p.files_total,
                       bytes_done=p.bytes_done, bytes_total=p.bytes_total)
         work.give_way()  # per chunk, as BACKUP and RESTORE: statements first
+        if spent is not None:
+            spent(max(0, p.bytes_done - last))
+            last = p.bytes_done
 
     return repo.verify(backup_id, on_progress=on_progress,  # type: ignore[no-any-return]
                        should_stop=lambda: work.cancelled)

@@ -18,15 +18,7 @@ from storage.archive import segment
 from storage.backup.schema import ArchiveRef
 from tests.helpers import ok, rows, sql
 
-from .test_archiving import segment_files, wait_shipped
-
-
-async def archive_two_rows(client: Any, options: str) -> None:
-    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
-    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' WITH (interval = '100ms'{options})")
-    await ok(client, "INSERT INTO app.t VALUES (1), (2)")
-    await wait_shipped(client)
-    await ok(client, "STOP ARCHIVING DATABASE app")
+from .test_archiving import archive_two_rows, segment_files, wait_shipped
 
 
 def plant_after_end(root: Path, body: bytes | None) -> tuple[Path, str, str]:
@@ -58,7 +50,7 @@ async def refused(client: Any, text: str, fragment: str) -> None:
 
 async def test_restore_to_a_time_in_a_planted_empty_segment_is_refused_as_verify_does(
         client: Any, cairn_config: Config) -> None:
-    await archive_two_rows(client, "")
+    await archive_two_rows(client)
     path, end, forged_end = plant_after_end(Path(cairn_config.backup_roots[0]), b"not a segment")
     [point] = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
     assert point["end_time"] == forged_end  # what the names say

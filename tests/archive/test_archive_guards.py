@@ -17,7 +17,7 @@ from storage.archive import changes as changes_mod
 from storage.archive import segment, store
 from tests.helpers import ok, rows
 
-from .test_archiving import FAST, segment_files, wait_shipped
+from .test_archiving import FAST, archive_one_row_and_close, segment_files, wait_shipped
 
 
 async def backups(client: Any) -> list[dict[str, Any]]:
@@ -89,11 +89,7 @@ async def test_base_deleted_while_down_is_replaced_at_start(
     """Base manifests deleted by hand while the server was down: at start the
     archiver finds no base of its window and takes a new one."""
     client = await aiohttp_client(create_app(cairn_config))
-    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
-    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
-    await ok(client, "INSERT INTO app.t VALUES (1)")
-    await wait_shipped(client)
-    await client.close()
+    await archive_one_row_and_close(client)
     shutil.rmtree(Path(cairn_config.backup_roots[0]) / "arch" / "manifests")
     client = await aiohttp_client(create_app(cairn_config))
     await wait_for(lambda: backups(client))
@@ -149,11 +145,7 @@ async def test_a_planted_segment_name_does_not_move_where_archiving_resumes(
     5138, and no change was ever shipped again. Now only a segment that reads
     back and ends within what the server committed is continued from."""
     client = await aiohttp_client(create_app(cairn_config))
-    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
-    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
-    await ok(client, "INSERT INTO app.t VALUES (1)")
-    await wait_shipped(client)
-    await client.close()
+    await archive_one_row_and_close(client)
     last = segment.parse_name(segment_files(Path(cairn_config.backup_roots[0]))[-1].name)
     assert last is not None
     forged = segment.SegmentName(last.last_lsn, 9 * 10**18, last.through_us, segment.MAX_US)

@@ -25,6 +25,26 @@ async def wait_shipped(client: Any, ns: str = "app", timeout: float = 10.0) -> d
         await asyncio.sleep(0.05)
 
 
+async def archive_two_rows(client: Any, options: str = "") -> None:
+    """app.t archived to 'arch' with `options` (after the interval), two rows
+    shipped, archiving stopped."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' WITH (interval = '100ms'{options})")
+    await ok(client, "INSERT INTO app.t VALUES (1), (2)")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+
+
+async def archive_one_row_and_close(client: Any) -> None:
+    """app.t archiving to 'arch', one row shipped, then the server closed
+    while archiving (a restart, or a change made while it is down, follows)."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (1)")
+    await wait_shipped(client)
+    await client.close()
+
+
 def segment_files(root: Path, target: str = "arch", ns: str = "app") -> list[Path]:
     return sorted((root / target / "archives" / ns).glob("*/*.seg"))
 
@@ -119,11 +139,7 @@ async def test_flush_loses_nothing(client: Any) -> None:
 
 
 async def test_damaged_segments_are_reported(client: Any, cairn_config: Config) -> None:
-    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
-    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
-    await ok(client, "INSERT INTO app.t VALUES (1), (2)")
-    await wait_shipped(client)
-    await ok(client, "STOP ARCHIVING DATABASE app")
+    await archive_two_rows(client)
     seg = next(p for p in segment_files(Path(cairn_config.backup_roots[0]))
                if p.stat().st_size > 300)
     data = bytearray(seg.read_bytes())
@@ -165,11 +181,7 @@ async def test_encrypted_archive(client: Any) -> None:
 async def test_restart_resumes_without_gap(aiohttp_client: Any, cairn_config: Config) -> None:
     """A clean restart: archiving is running again and continues the same chain."""
     client = await aiohttp_client(create_app(cairn_config))
-    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
-    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
-    await ok(client, "INSERT INTO app.t VALUES (1)")
-    await wait_shipped(client)
-    await client.close()
+    await archive_one_row_and_close(client)
     client = await aiohttp_client(create_app(cairn_config))
     await ok(client, "INSERT INTO app.t VALUES (2)")
     shown = await wait_shipped(client)
