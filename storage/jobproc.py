@@ -34,6 +34,15 @@ process is killed with it (PR_SET_PDEATHSIG), so nothing writes into a
 repository that start-up is cleaning. A killed job that has not stopped
 KILL_GRACE seconds after the cancel is killed, and Lost raised.
 
+A SCHED_IDLE process waits for as long as normal work keeps every CPU busy,
+so a call whose process was runnable for STARVE_SECONDS with next to no CPU
+is lifted to the server's own priority: it then gets the share any thread
+gets, as it did in the server. The calls of the next STARVED_HOLD seconds
+start lifted (the CPUs were all busy a moment ago), and between calls the
+process goes back to SCHED_IDLE. Lifting needs CAP_SYS_NICE or an
+RLIMIT_NICE that allows the server's nice value; without either, "idle"
+runs the jobs in the server (set_mode says so).
+
 One idle job process is kept for the next call (its imports take ~0.4 s of
 CPU) and ends once unused for IDLE_SECONDS (it holds ~75 MB PSS). Unlike
 the archive helper (storage/archive/helper.py), which only turns log entries
@@ -70,7 +79,9 @@ MODES = ("idle", "nice", "off")
 POLL_SECONDS = 0.05  # how often the waiting server thread looks at KILL / PAUSE
 PROGRESS_SECONDS = 0.05  # the job process sends progress at most this often
 KILL_GRACE = 5.0  # seconds a cancelled call has to stop before its process is killed
-STARVE_SECONDS = 3.0  # runnable this long with almost no CPU: out of SCHED_IDLE (starved)
+STARVE_SECONDS = 1.0  # runnable this long with almost no CPU: out of SCHED_IDLE (starved)
+SAMPLE_SECONDS = 0.25  # how often a call's process is looked at for that
+STARVED_HOLD = 30.0  # after a starved call, later calls this soon start lifted
 KEEP = 1  # idle job processes kept for the next calls
 IDLE_SECONDS = 10.0  # an idle one unused this long ends (it holds ~75 MB PSS)
 
@@ -84,6 +95,8 @@ _guard = threading.Lock()
 # ends, and job threads come and go.
 _starter: Any = None
 _reaper: threading.Timer | None = None  # ends idle job processes (_reap)
+_starved_at = -STARVED_HOLD  # when a call last had to be lifted (monotonic)
+_base_nice = 0  # the server's own nice value, a starved job process's (lift)
 started = 0  # job processes started (for tests and benches)
 
 
@@ -106,10 +119,18 @@ WORK = _Work()
 def set_mode(mode: str) -> None:
     """`[jobs] job_process`: "idle", "nice" or "off" (where the platform has no
     SCHED_IDLE, every mode is "off")."""
-    global _mode
+    global _mode, _base_nice
     if mode not in MODES:
         raise ValueError(f"job_process must be one of {', '.join(MODES)}, not {mode!r}")
     _mode = mode if _SUPPORTED else "off"
+    if _mode == "idle":
+        _base_nice = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        if not may_leave_sched_idle(_base_nice):
+            log.warning("[jobs] job_process = \"idle\" needs the right to take a starved "
+                        "job out of SCHED_IDLE (CAP_SYS_NICE, or RLIMIT_NICE of at least "
+                        "%d); without it a job could wait for as long as statements keep "
+                        "every CPU busy, so jobs run in the server", 20 - _base_nice)
+            _mode = "off"
     with _guard:  # idle processes of another mode (or nice value) go
         stale = [p for p in _idle if p.level != _level()]
         _idle[:] = [p for p in _idle if p.level == _level()]
@@ -119,6 +140,32 @@ def set_mode(mode: str) -> None:
 
 def mode() -> str:
     return _mode
+
+
+def may_leave_sched_idle(nice: int) -> bool:
+    """Whether this process may move a thread of its own from SCHED_IDLE back to
+    normal scheduling at `nice`: with CAP_SYS_NICE, or an RLIMIT_NICE that
+    allows `nice` (Linux treats SCHED_IDLE as nice 20; sched_setscheduler(2))."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as f:
+            caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        caps = 0
+    if caps >> 23 & 1:  # CAP_SYS_NICE
+        return True
+    need = 20 - nice
+    soft, hard = resource.getrlimit(resource.RLIMIT_NICE)
+
+    def allows(limit: int) -> bool:
+        return limit == resource.RLIM_INFINITY or limit >= need
+
+    if not allows(soft) and allows(hard):  # a soft limit may go up to the hard one
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NICE, (need, hard))
+            soft = need
+    return allows(soft)
 
 
 def _level() -> str:
@@ -239,7 +286,7 @@ class _Process:
         started += 1
         self.conn = Connection(ours.detach())
         self.clean = False  # between calls, fit for the next one
-        self.raised = False  # out of SCHED_IDLE (a KILL, or starved): not reused
+        self.lifted = False  # out of SCHED_IDLE for this call (a KILL, or starved)
         self._cancelled_at: float | None = None  # when the running call's KILL was sent
         self._paused = False  # what the process was last told of PAUSE JOB
         self.idle_since = 0.0
@@ -266,10 +313,14 @@ class _Process:
 
     def run(self, work: Work, fn: Callable[..., T], args: tuple[Any, ...],
             kwargs: Mapping[str, Any], armed: frozenset[str]) -> T:
+        global _starved_at
         self.clean = False
-        self._send(("call", fn, args, dict(kwargs), armed))
         self._cancelled_at = None
         self._paused = False
+        self._samples.clear()
+        if self.level == "idle" and time.monotonic() - _starved_at < STARVED_HOLD:
+            self.lift()  # the CPUs were all busy a moment ago: no wait to find it out
+        self._send(("call", fn, args, dict(kwargs), armed))
         while True:
             if self.conn.poll(POLL_SECONDS):
                 try:
@@ -295,10 +346,10 @@ class _Process:
                         self._push(work)
                         self._send(("ok",))
                 elif kind == "done":
-                    self.clean = not self.raised
+                    self._settle()
                     return msg[1]  # type: ignore[no-any-return]
                 elif kind == "error":
-                    self.clean = not self.raised
+                    self._settle()
                     raise msg[1]
             self._push(work)
             if (self._cancelled_at is not None
@@ -306,42 +357,55 @@ class _Process:
                 log.warning("job process %d did not stop %.0f s after its job was killed; "
                             "killing it", self.pid, KILL_GRACE)
                 raise self._lost()
-            if self.level == "idle" and not self.raised and self.starved(time.monotonic()):
+            if self.level == "idle" and not self.lifted and self.starved(time.monotonic()):
+                _starved_at = time.monotonic()
                 log.info("job process %d got no CPU for %.0f s (statements keep every CPU "
-                         "busy): it runs at nice %d now", self.pid, STARVE_SECONDS,
-                         priority.background_nice())
-                self.raise_priority()
+                         "busy): it runs at the server's priority now", self.pid,
+                         STARVE_SECONDS)
+                self.lift()
 
     def _push(self, work: Work) -> None:
         """KILL and PAUSE JOB, to the process once each changes."""
         if work.cancelled and self._cancelled_at is None:
             self._cancelled_at = time.monotonic()
             self._send(("cancel",))
-            self.raise_priority()
+            self.lift()
         if work.pause_requested != self._paused:
             self._paused = work.pause_requested
             self._send(("pause", self._paused))
 
-    def raise_priority(self) -> None:
-        """Every thread of the process and of its copiers back to normal
-        scheduling at the jobs' background nice value: a killed job cleans up
-        without waiting for idle CPUs, a starved one moves (needs the right
-        to: root, CAP_SYS_NICE or RLIMIT_NICE; elsewhere nothing changes)."""
-        if self.level != "idle" or self.raised:
+    def lift(self) -> None:
+        """Every thread of the process and of its copiers out of SCHED_IDLE, to
+        the server's own priority: a killed job cleans up without waiting for
+        idle CPUs, and a starved one gets the share of the CPUs any thread gets,
+        as it did in the server (set_mode made sure this is allowed)."""
+        if self.level != "idle" or self.lifted:
             return
-        self.raised = True  # never back to the idle ones: it no longer runs idle
-        nice = priority.background_nice()
+        self.lifted = True
         for tid in _tasks(self.pid):
             with contextlib.suppress(OSError):
                 os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-                os.setpriority(os.PRIO_PROCESS, tid, nice)
+                os.setpriority(os.PRIO_PROCESS, tid, _base_nice)
+
+    def _settle(self) -> None:
+        """After a call: a process lifted for starvation goes back to SCHED_IDLE
+        and is kept; one a KILL touched is not used again."""
+        if self.lifted and self._cancelled_at is None:
+            tids = _tasks(self.pid)
+            try:
+                for tid in tids:
+                    os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            except OSError:  # a thread that ended meanwhile; the process is done with
+                return
+            self.lifted = False
+        self.clean = not self.lifted
 
     def starved(self, now: float) -> bool:
         """Whether over the last STARVE_SECONDS the process (with its copiers)
         was runnable at least half the time and ran under 5% of it: the
         statements keep every CPU busy, and under SCHED_IDLE the job would
-        wait for as long as they do. Sampled every second."""
-        if now - self._sampled < 1.0:
+        wait for as long as they do. Sampled every SAMPLE_SECONDS."""
+        if now - self._sampled < SAMPLE_SECONDS:
             return False
         self._sampled = now
         ran = waited = 0
