@@ -113,8 +113,10 @@ def main(argv: list[str]) -> None:
     fd, level, parent = int(argv[0]), argv[1], int(argv[2])
     _die_with_parent(parent)
     if level == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        priority.set_background_nice(priority.DEFAULT_NICE)
+        # The server put this process under SCHED_IDLE as it started, and
+        # lifts and lowers all its threads together (jobproc._Process.lift):
+        # no thread lowers itself further.
+        priority.set_background_nice(0)
     else:
         priority.set_background_nice(int(level))
         priority.lower_this_thread()

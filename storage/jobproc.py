@@ -79,8 +79,8 @@ MODES = ("idle", "nice", "off")
 POLL_SECONDS = 0.05  # how often the waiting server thread looks at KILL / PAUSE
 PROGRESS_SECONDS = 0.05  # the job process sends progress at most this often
 KILL_GRACE = 5.0  # seconds a cancelled call has to stop before its process is killed
-STARVE_SECONDS = 1.0  # runnable this long with almost no CPU: out of SCHED_IDLE (starved)
-SAMPLE_SECONDS = 0.25  # how often a call's process is looked at for that
+STARVE_SECONDS = 0.5  # runnable this long with almost no CPU: out of SCHED_IDLE (starved)
+SAMPLE_SECONDS = 0.1  # how often a call's process is looked at for that
 STARVED_HOLD = 30.0  # after a starved call, later calls this soon start lifted
 KEEP = 1  # idle job processes kept for the next calls
 IDLE_SECONDS = 10.0  # an idle one unused this long ends (it holds ~75 MB PSS)
@@ -284,6 +284,9 @@ class _Process:
         finally:
             theirs.close()
         started += 1
+        if level == "idle":  # here, not in the child: a lift must never come before it
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
         self.conn = Connection(ours.detach())
         self.clean = False  # between calls, fit for the next one
         self.lifted = False  # out of SCHED_IDLE for this call (a KILL, or starved)
@@ -402,9 +405,11 @@ class _Process:
 
     def starved(self, now: float) -> bool:
         """Whether over the last STARVE_SECONDS the process (with its copiers)
-        was runnable at least half the time and ran under 5% of it: the
-        statements keep every CPU busy, and under SCHED_IDLE the job would
-        wait for as long as they do. Sampled every SAMPLE_SECONDS."""
+        was runnable at least half the time and got a CPU for under a fifth of
+        the time it wanted one: the statements keep every CPU busy, and under
+        SCHED_IDLE (which still gets ~10% of a core beside them, measured)
+        the job would crawl for as long as they do. Sampled every
+        SAMPLE_SECONDS."""
         if now - self._sampled < SAMPLE_SECONDS:
             return False
         self._sampled = now
@@ -421,8 +426,9 @@ class _Process:
             self._samples.pop(0)
         then, ran0, waited0 = self._samples[0]
         window = (now - then) * 1e9
-        return (now - then >= STARVE_SECONDS and waited - waited0 >= 0.5 * window
-                and ran - ran0 <= 0.05 * window)
+        ran, waited = ran - ran0, waited - waited0
+        return (now - then >= STARVE_SECONDS and waited >= 0.5 * window
+                and ran <= 0.2 * (ran + waited))
 
     def end(self) -> None:
         with contextlib.suppress(OSError):

@@ -218,3 +218,36 @@ def test_the_right_to_lift_is_what_the_kernel_allows() -> None:
     assert all(said == could for said, could in answers), answers
     if os.geteuid() == 0:
         assert answers[1] == ["False", "False"]  # nobody, with no RLIMIT_NICE to use
+
+
+def a_new_threads_scheduling() -> tuple[int, int]:
+    """(policy, nice) of a thread started now that lowers itself as the
+    storage code's threads do."""
+    from storage import priority
+
+    seen: list[tuple[int, int]] = []
+
+    def run() -> None:
+        priority.lower_this_thread()
+        seen.append((os.sched_getscheduler(0),
+                     os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return seen[0]
+
+
+def test_a_job_process_is_idle_from_its_start_and_lifts_as_a_whole() -> None:
+    """The server puts the process under SCHED_IDLE as it starts (were it the
+    child's own first step, a lift in between would be undone), and a lifted
+    process's new threads run at the server's priority, not lowered again."""
+    proc = jobproc._Process("idle")
+    try:
+        assert os.sched_getscheduler(proc.pid) == os.SCHED_IDLE  # before its imports
+    finally:
+        proc.end()
+    assert jobproc.call(Job(), a_new_threads_scheduling) == (os.SCHED_IDLE, 0)
+    jobproc._starved_at = time.monotonic()  # a starved call a moment ago: start lifted
+    base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    assert jobproc.call(Job(), a_new_threads_scheduling) == (os.SCHED_OTHER, base)
