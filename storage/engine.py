@@ -40,6 +40,7 @@ from . import (
     flush,
     install,
     install_all,
+    jobproc,
     sandbox,
     schema,
     snapshot,
@@ -466,13 +467,17 @@ class Engine:
     def restore(self, restore: install.Restore, fetch: install.Fetch, work: Work,
                 spent: Callable[[int], None] | None = None) -> None:
         """Fetch every file of a decoded backup into place and install it as
-        `restore.destination` in one catalog batch (see install.py)."""
+        `restore.destination` in one catalog batch (see install.py). A restore
+        runs here, in the server: the job process kept for the next job ends
+        first, its memory the restore's (jobproc.release)."""
+        jobproc.release()
         install.run(self.tables, restore, fetch, work, spent)
 
     def restore_all(self, restores: list[install.Restore], fetch: install.Fetch, work: Work,
                     spent: Callable[[int], None] | None = None) -> None:
         """Several decoded backups (a backup set) installed together, in one
         catalog batch, or none of them (see install_all.py)."""
+        jobproc.release()
         install_all.run_many(self.tables, restores, fetch, work, spent)
 
     def retire_files(self, paths: list[str]) -> None:

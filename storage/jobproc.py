@@ -256,6 +256,16 @@ def _reap() -> None:
         p.end()
 
 
+def release() -> None:
+    """End the idle job processes now (~75 MB PSS each): work about to run in
+    the server that needs the memory more (a RESTORE) calls this; the next
+    call starts a new process, ~0.4 s of imports under SCHED_IDLE."""
+    with _guard:
+        stale, _idle[:] = list(_idle), []
+    for p in stale:
+        p.end()
+
+
 def busy() -> list[int]:
     """The pids of the job processes in the middle of a call."""
     with _guard:

@@ -200,6 +200,20 @@ async def test_an_idle_job_process_ends_after_a_while(client: Any, monkeypatch: 
     assert len(used) == 3 and used[2] != used[0]
 
 
+async def test_a_restore_ends_the_kept_job_process_first(client: Any) -> None:
+    """A RESTORE runs in the server and wants the memory: the job process the
+    BACKUP left for the next job (~75 MB) is ended as the restore starts."""
+    await fill(client, files=1)
+    used: list[int] = []
+    faults.register("backup.before_manifest", lambda info: used.extend(jobproc.busy()))
+    bid = (await ok(client, "BACKUP DATABASE app TO 'nightly'"))[0]["rows"][0]["backup_id"]
+    assert len(used) == 1 and _alive(used[0])  # kept for the next job
+    await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS app_copy WITH (backup_id = '{bid}')")
+    assert not _alive(used[0])
+    rows = (await ok(client, "SELECT count(*) AS n FROM app_copy.blobs"))[0]["rows"]
+    assert rows[0]["n"] > 0
+
+
 def test_relative_paths_mean_the_same_in_the_job_process(tmp_path: Path) -> None:
     """`cairn serve` on its embedded defaults (but job processes on), from
     some directory: the data dir and the backup root are relative to it, in
