@@ -471,14 +471,20 @@ class Engine:
         runs here, in the server: the job process kept for the next job ends
         first, its memory the restore's (jobproc.release)."""
         jobproc.release()
-        install.run(self.tables, restore, fetch, work, spent)
+        try:
+            install.run(self.tables, restore, fetch, work, spent)
+        finally:
+            allocator.purge()  # the fetch's buffers and the install's reads
 
     def restore_all(self, restores: list[install.Restore], fetch: install.Fetch, work: Work,
                     spent: Callable[[int], None] | None = None) -> None:
         """Several decoded backups (a backup set) installed together, in one
         catalog batch, or none of them (see install_all.py)."""
         jobproc.release()
-        install_all.run_many(self.tables, restores, fetch, work, spent)
+        try:
+            install_all.run_many(self.tables, restores, fetch, work, spent)
+        finally:
+            allocator.purge()
 
     def retire_files(self, paths: list[str]) -> None:
         self.tables.retire(paths)
