@@ -40,7 +40,6 @@ from . import (
     flush,
     install,
     install_all,
-    jobproc,
     sandbox,
     schema,
     snapshot,
@@ -468,23 +467,16 @@ class Engine:
                 spent: Callable[[int], None] | None = None) -> None:
         """Fetch every file of a decoded backup into place and install it as
         `restore.destination` in one catalog batch (see install.py). A restore
-        runs here, in the server: the job process kept for the next job ends
-        first, its memory the restore's (jobproc.release)."""
-        jobproc.release()
-        try:
+        runs here, in the server (install.in_server)."""
+        with install.in_server():
             install.run(self.tables, restore, fetch, work, spent)
-        finally:
-            allocator.purge()  # the fetch's buffers and the install's reads
 
     def restore_all(self, restores: list[install.Restore], fetch: install.Fetch, work: Work,
                     spent: Callable[[int], None] | None = None) -> None:
         """Several decoded backups (a backup set) installed together, in one
         catalog batch, or none of them (see install_all.py)."""
-        jobproc.release()
-        try:
+        with install.in_server():
             install_all.run_many(self.tables, restores, fetch, work, spent)
-        finally:
-            allocator.purge()
 
     def retire_files(self, paths: list[str]) -> None:
         self.tables.retire(paths)

@@ -125,6 +125,12 @@ def main(argv: list[str]) -> None:
     root.setLevel(int(argv[3]) if len(argv) > 3 else logging.WARNING)
     root.addHandler(_Forward(conn))
     import storage.backup  # noqa: F401  (the imports a call needs, ahead of it)
+    from storage.backup import copier
+
+    # Copier processes exist to take a copy's hashing off the server's GIL;
+    # here there are no statements to share a GIL with, and each copier would
+    # be ~10 MB more beside this process (docs/performance.md).
+    copier.set_enabled(False)
     calls: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
     current: list[RemoteWork | None] = [None]
 

@@ -43,8 +43,13 @@ process goes back to SCHED_IDLE. Lifting needs CAP_SYS_NICE or an
 RLIMIT_NICE that allows the server's nice value; without either, "idle"
 runs the jobs in the server (set_mode says so).
 
-One idle job process is kept for the next call (its imports take ~0.4 s of
-CPU) and ends once unused for IDLE_SECONDS (it holds ~75 MB PSS). Unlike
+One job process is kept ready for the next call (`ready`): started with the
+server, in the background, and again whenever one ends; its imports take
+~0.4 s of CPU, which a BACKUP would otherwise wait for, and it holds ~65 MB
+PSS. A RESTORE, which runs in the server, has it ended while it runs
+(`set_aside`). Copier processes (storage/backup/copier.py) are not used in
+a job process: they take a copy's hashing off the server's GIL, and there
+is no server GIL here. Unlike
 the archive helper (storage/archive/helper.py), which only turns log entries
 into segment bodies, a job process does the repository's I/O, so it is
 handed the Repository as the server holds it, credentials and keys
@@ -61,7 +66,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,19 +87,15 @@ KILL_GRACE = 5.0  # seconds a cancelled call has to stop before its process is k
 STARVE_SECONDS = 0.5  # runnable this long with almost no CPU: out of SCHED_IDLE (starved)
 SAMPLE_SECONDS = 0.1  # how often a call's process is looked at for that
 STARVED_HOLD = 30.0  # after a starved call, later calls this soon start lifted
-KEEP = 1  # idle job processes kept for the next calls
-IDLE_SECONDS = 10.0  # an idle one unused this long ends (it holds ~75 MB PSS)
+KEEP = 1  # job processes kept ready for the next calls (~65 MB PSS each)
 
 _SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "SCHED_IDLE")
 _mode = "off"  # until the server sets its [jobs] job_process
 _idle: list[_Process] = []
 _busy: set[_Process] = set()
 _guard = threading.Lock()
-# Processes are started from this one thread, which lives as long as the
-# server: PR_SET_PDEATHSIG fires when the *thread* that started a process
-# ends, and job threads come and go.
-_starter: Any = None
-_reaper: threading.Timer | None = None  # ends idle job processes (_reap)
+_starter: Any = None  # the thread job processes are started from (_on_starter)
+_aside = 0  # RESTOREs running (set_aside): no job process is kept ready meanwhile
 _starved_at = -STARVED_HOLD  # when a call last had to be lifted (monotonic)
 _base_nice = 0  # the server's own nice value, a starved job process's (lift)
 started = 0  # job processes started (for tests and benches)
@@ -119,53 +120,29 @@ WORK = _Work()
 def set_mode(mode: str) -> None:
     """`[jobs] job_process`: "idle", "nice" or "off" (where the platform has no
     SCHED_IDLE, every mode is "off")."""
-    global _mode, _base_nice
+    global _mode, _base_nice, _starved_at
     if mode not in MODES:
         raise ValueError(f"job_process must be one of {', '.join(MODES)}, not {mode!r}")
     _mode = mode if _SUPPORTED else "off"
+    _starved_at = -STARVED_HOLD
     if _mode == "idle":
         _base_nice = os.getpriority(os.PRIO_PROCESS, os.getpid())
-        if not may_leave_sched_idle(_base_nice):
+        if not priority.may_leave_sched_idle(_base_nice):
             log.warning("[jobs] job_process = \"idle\" needs the right to take a starved "
                         "job out of SCHED_IDLE (CAP_SYS_NICE, or RLIMIT_NICE of at least "
                         "%d); without it a job could wait for as long as statements keep "
                         "every CPU busy, so jobs run in the server", 20 - _base_nice)
             _mode = "off"
     with _guard:  # idle processes of another mode (or nice value) go
-        stale = [p for p in _idle if p.level != _level()]
-        _idle[:] = [p for p in _idle if p.level == _level()]
+        stale = [p for p in _idle if _mode == "off" or p.level != _level()]
+        _idle[:] = [p for p in _idle if p not in stale]
     for p in stale:
         p.end()
+    ready()
 
 
 def mode() -> str:
     return _mode
-
-
-def may_leave_sched_idle(nice: int) -> bool:
-    """Whether this process may move a thread of its own from SCHED_IDLE back to
-    normal scheduling at `nice`: with CAP_SYS_NICE, or an RLIMIT_NICE that
-    allows `nice` (Linux treats SCHED_IDLE as nice 20; sched_setscheduler(2))."""
-    import resource
-
-    try:
-        with open("/proc/self/status") as f:
-            caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
-    except (OSError, StopIteration, ValueError):
-        caps = 0
-    if caps >> 23 & 1:  # CAP_SYS_NICE
-        return True
-    need = 20 - nice
-    soft, hard = resource.getrlimit(resource.RLIMIT_NICE)
-
-    def allows(limit: int) -> bool:
-        return limit == resource.RLIM_INFINITY or limit >= need
-
-    if not allows(soft) and allows(hard):  # a soft limit may go up to the hard one
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NICE, (need, hard))
-            soft = need
-    return allows(soft)
 
 
 def _level() -> str:
@@ -196,6 +173,7 @@ def call(job: Work, fn: Callable[..., T], /, *args: Any, here: bool = False,
             _give(proc)
         else:
             proc.end()
+            ready()
 
 
 def _bind(values: Any, work: Any) -> list[Any]:
@@ -204,62 +182,96 @@ def _bind(values: Any, work: Any) -> list[Any]:
 
 def _take() -> _Process | None:
     with _guard:
-        while _idle:
-            p = _idle.pop()
-            if p.proc.poll() is None:
-                return p
-            p.end()
-    global _starter
+        proc = _pop()
+    if proc is not None:
+        return proc
     try:
-        with _guard:
-            if _starter is None:
-                from concurrent.futures import ThreadPoolExecutor
-                _starter = ThreadPoolExecutor(1, thread_name_prefix="cairn-jobproc")
-            starter = _starter
-        return starter.submit(_Process, _level()).result()  # type: ignore[no-any-return]
+        # On the starter's thread, after a process `ready` is starting: that one.
+        return _on_starter(_get).result()  # type: ignore[no-any-return]
     except OSError as exc:
         log.warning("no job process (%s); the job runs in the server", exc)
         return None
 
 
+def _pop() -> _Process | None:
+    """A kept process still alive, if any (under _guard)."""
+    while _idle:
+        p = _idle.pop()
+        if p.proc.poll() is None:
+            return p
+        p.end()
+    return None
+
+
+def _get() -> _Process:
+    with _guard:
+        proc = _pop()
+    return proc if proc is not None else _Process(_level())
+
+
+def _on_starter(fn: Callable[[], T]) -> Any:
+    """`fn` on the one thread that starts job processes (PR_SET_PDEATHSIG
+    fires when the thread that started a process ends, and job threads come
+    and go); its Future."""
+    global _starter
+    with _guard:
+        if _starter is None:
+            from concurrent.futures import ThreadPoolExecutor
+            _starter = ThreadPoolExecutor(1, thread_name_prefix="cairn-jobproc")
+        return _starter.submit(fn)
+
+
+def ready() -> None:
+    """Have a job process started and kept for the next call, unless one is
+    kept already, job processes are off, or a RESTORE runs (set_aside). It
+    starts in the background, under SCHED_IDLE: ~0.4 s of imports no call
+    then waits for (a BACKUP of 256 MiB took 1.0-1.4 s with a new process,
+    0.25-0.29 s with a kept one)."""
+    def start() -> None:
+        with _guard:
+            if _mode == "off" or _aside or len(_idle) >= KEEP:
+                return
+            level = _level()
+        try:
+            proc = _Process(level)
+        except OSError as exc:
+            log.warning("no job process kept ready (%s)", exc)
+            return
+        _give(proc)
+
+    if _mode != "off":
+        _on_starter(start)
+
+
 def _give(proc: _Process) -> None:
     with _guard:
-        if len(_idle) < KEEP and proc.level == _level():
-            proc.idle_since = time.monotonic()
+        if len(_idle) < KEEP and proc.level == _level() and _mode != "off" and not _aside:
             _idle.append(proc)
-            _reap_in(IDLE_SECONDS)
             return
     proc.end()
 
 
-def _reap_in(seconds: float) -> None:
-    """Have `_reap` run in `seconds` unless it is due already (under _guard)."""
-    global _reaper
-    if _reaper is None or not _reaper.is_alive():
-        _reaper = threading.Timer(seconds + 0.05, _reap)
-        _reaper.daemon = True
-        _reaper.start()
-
-
-def _reap() -> None:
-    """End the job processes idle for IDLE_SECONDS (taken out of the idle
-    list first, so no call can take one meanwhile); come back for the rest."""
-    global _reaper
-    now = time.monotonic()
+@contextlib.contextmanager
+def set_aside() -> Iterator[None]:
+    """No job process kept while the block runs (a RESTORE, which runs in the
+    server and wants the memory: the kept one ends, ~65 MB PSS); one is made
+    ready again when the last such block ends."""
+    global _aside
     with _guard:
-        _reaper = None
-        stale = [p for p in _idle if now - p.idle_since >= IDLE_SECONDS]
-        _idle[:] = [p for p in _idle if p not in stale]
-        if _idle:
-            _reap_in(IDLE_SECONDS - (now - min(p.idle_since for p in _idle)))
+        _aside += 1
+        stale, _idle[:] = list(_idle), []
     for p in stale:
         p.end()
+    try:
+        yield
+    finally:
+        with _guard:
+            _aside -= 1
+        ready()
 
 
-def release() -> None:
-    """End the idle job processes now (~75 MB PSS each): work about to run in
-    the server that needs the memory more (a RESTORE) calls this; the next
-    call starts a new process, ~0.4 s of imports under SCHED_IDLE."""
+def end_idle() -> None:
+    """End the kept job processes (the server closing)."""
     with _guard:
         stale, _idle[:] = list(_idle), []
     for p in stale:
@@ -302,7 +314,6 @@ class _Process:
         self.lifted = False  # out of SCHED_IDLE for this call (a KILL, or starved)
         self._cancelled_at: float | None = None  # when the running call's KILL was sent
         self._paused = False  # what the process was last told of PAUSE JOB
-        self.idle_since = 0.0
         self._sampled = 0.0
         self._samples: list[tuple[float, int, int]] = []  # (time, ns on a CPU, ns queued)
 
@@ -395,7 +406,7 @@ class _Process:
         if self.level != "idle" or self.lifted:
             return
         self.lifted = True
-        for tid in _tasks(self.pid):
+        for tid in priority.tree_threads(self.pid):
             with contextlib.suppress(OSError):
                 os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
                 os.setpriority(os.PRIO_PROCESS, tid, _base_nice)
@@ -404,7 +415,7 @@ class _Process:
         """After a call: a process lifted for starvation goes back to SCHED_IDLE
         and is kept; one a KILL touched is not used again."""
         if self.lifted and self._cancelled_at is None:
-            tids = _tasks(self.pid)
+            tids = priority.tree_threads(self.pid)
             try:
                 for tid in tids:
                     os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
@@ -423,14 +434,7 @@ class _Process:
         if now - self._sampled < SAMPLE_SECONDS:
             return False
         self._sampled = now
-        ran = waited = 0
-        for tid in _tasks(self.pid):
-            try:
-                with open(f"/proc/{tid}/schedstat") as f:
-                    on_cpu, queued = f.read().split()[:2]
-            except (OSError, ValueError):
-                continue
-            ran, waited = ran + int(on_cpu), waited + int(queued)
+        ran, waited = priority.schedstat(priority.tree_threads(self.pid))
         self._samples.append((now, ran, waited))
         while len(self._samples) > 1 and now - self._samples[1][0] >= STARVE_SECONDS:
             self._samples.pop(0)
@@ -454,25 +458,6 @@ def _relog(name: str, level: int, text: str) -> None:
         logger.handle(logging.makeLogRecord({
             "name": name, "levelno": level, "levelname": logging.getLevelName(level),
             "msg": text, "args": None, "processName": "job process"}))
-
-
-def _tasks(pid: int) -> list[int]:
-    """The thread ids of `pid` and of every process under it (its copiers)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
-        except (OSError, ValueError):
-            continue
-        out += tids
-        for tid in tids:
-            try:
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-            except (OSError, ValueError):
-                continue
-    return out
 
 
 def portable(exc: BaseException) -> BaseException:

@@ -32,6 +32,7 @@ priority."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -160,3 +161,62 @@ def raise_lowered_threads() -> int:
         except (OSError, ValueError):
             continue  # gone meanwhile, or not allowed
     return raised
+
+
+def may_leave_sched_idle(nice: int) -> bool:
+    """Whether this process may move a thread of its own from SCHED_IDLE back to
+    normal scheduling at `nice`: with CAP_SYS_NICE, or an RLIMIT_NICE that
+    allows `nice` (Linux treats SCHED_IDLE as nice 20; sched_setscheduler(2))."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as f:
+            caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        caps = 0
+    if caps >> 23 & 1:  # CAP_SYS_NICE
+        return True
+    need = 20 - nice
+    soft, hard = resource.getrlimit(resource.RLIMIT_NICE)
+
+    def allows(limit: int) -> bool:
+        return limit == resource.RLIM_INFINITY or limit >= need
+
+    if not allows(soft) and allows(hard):  # a soft limit may go up to the hard one
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NICE, (need, hard))
+            soft = need
+    return allows(soft)
+
+
+def tree_threads(pid: int) -> list[int]:
+    """The thread ids of `pid` and of every process under it (a job process's copiers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
+        except (OSError, ValueError):
+            continue
+        out += tids
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def schedstat(tids: list[int]) -> tuple[int, int]:
+    """(ns on a CPU, ns runnable waiting for one) summed over `tids`
+    (/proc/<tid>/schedstat); threads gone meanwhile count for nothing."""
+    ran = waited = 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{tid}/schedstat") as f:
+                on_cpu, queued = f.read().split()[:2]
+        except (OSError, ValueError):
+            continue
+        ran, waited = ran + int(on_cpu), waited + int(queued)
+    return ran, waited

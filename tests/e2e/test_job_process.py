@@ -182,34 +182,45 @@ def _alive(pid: int) -> bool:
         return False
 
 
-async def test_an_idle_job_process_ends_after_a_while(client: Any, monkeypatch: Any) -> None:
-    """One job process is kept for the next job (its imports take a moment),
-    and ends once unused for IDLE_SECONDS: it holds ~75 MB."""
-    monkeypatch.setattr(jobproc, "IDLE_SECONDS", 0.3)
+def _kept(within: float = 10.0) -> list[int]:
+    """The pids of the job processes kept ready, once there is one."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with jobproc._guard:
+            kept = [p.pid for p in jobproc._idle]
+        if kept:
+            return kept
+        time.sleep(0.05)
+    return []
+
+
+async def test_a_job_process_is_ready_before_the_first_job(client: Any) -> None:
+    """One job process is started with the server and kept ready, so no job
+    waits for its imports; a backup uses it, and gives it back for the next."""
+    (ready,) = _kept()
+    assert "storage.jobchild" in cmdline(ready)
     await fill(client, files=1)
     used: list[int] = []
     faults.register("backup.before_manifest", lambda info: used.extend(jobproc.busy()))
     await ok(client, "BACKUP DATABASE app TO 'nightly'")
     await ok(client, "BACKUP DATABASE app TO 'nightly'")
-    assert len(used) == 2 and used[0] == used[1]  # the second backup reused it
-    deadline = time.monotonic() + 5
-    while _alive(used[0]) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert not _alive(used[0])
-    await ok(client, "BACKUP DATABASE app TO 'nightly'")  # a new one starts
-    assert len(used) == 3 and used[2] != used[0]
+    assert used == [ready, ready]
+    assert _kept() == [ready] and _alive(ready)
 
 
-async def test_a_restore_ends_the_kept_job_process_first(client: Any) -> None:
-    """A RESTORE runs in the server and wants the memory: the job process the
-    BACKUP left for the next job (~75 MB) is ended as the restore starts."""
+async def test_a_restore_sets_the_kept_job_process_aside(client: Any) -> None:
+    """A RESTORE runs in the server and wants the memory: the kept job process
+    (~65 MB) ends as the restore starts, and a new one is ready once it ends."""
     await fill(client, files=1)
-    used: list[int] = []
-    faults.register("backup.before_manifest", lambda info: used.extend(jobproc.busy()))
     bid = (await ok(client, "BACKUP DATABASE app TO 'nightly'"))[0]["rows"][0]["backup_id"]
-    assert len(used) == 1 and _alive(used[0])  # kept for the next job
+    (before,) = _kept()
+    during: list[tuple[list[int], bool]] = []
+    faults.register("restore.before_install", lambda info: during.append(
+        ([p.pid for p in jobproc._idle], _alive(before))))
     await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS app_copy WITH (backup_id = '{bid}')")
-    assert not _alive(used[0])
+    assert during == [([], False)]  # none kept, and the old one gone, while it ran
+    (after,) = _kept()
+    assert after != before and _alive(after)
     rows = (await ok(client, "SELECT count(*) AS n FROM app_copy.blobs"))[0]["rows"]
     assert rows[0]["n"] > 0
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from catalog.errors import Cancelled, InvalidArgument
-from storage import jobproc
+from storage import jobproc, priority
 from storage.backup.layout import check_backup_id
 
 
@@ -50,8 +50,7 @@ class Job:
 @pytest.fixture(autouse=True)
 def idle_mode() -> Any:
     before = jobproc.mode()
-    jobproc.set_mode("idle")
-    jobproc._starved_at = -jobproc.STARVED_HOLD  # no starved call a moment ago
+    jobproc.set_mode("idle")  # and no starved call a moment ago
     yield
     jobproc.set_mode(before)
 
@@ -175,7 +174,7 @@ def test_idle_mode_needs_the_right_to_lift_a_starved_job(monkeypatch: Any) -> No
     """Without CAP_SYS_NICE or an RLIMIT_NICE that lets a thread leave
     SCHED_IDLE, a starved job could not be lifted: "idle" runs jobs in the
     server instead, and says so."""
-    monkeypatch.setattr(jobproc, "may_leave_sched_idle", lambda nice: False)
+    monkeypatch.setattr(priority, "may_leave_sched_idle", lambda nice: False)
     jobproc.set_mode("idle")
     assert jobproc.mode() == "off"
     assert jobproc.call(Job(), os.getpid) == os.getpid()
@@ -184,7 +183,7 @@ def test_idle_mode_needs_the_right_to_lift_a_starved_job(monkeypatch: Any) -> No
 PROBE = """
 import os, sys, threading
 sys.path.insert(0, sys.argv[1])
-from storage.jobproc import may_leave_sched_idle
+from storage.priority import may_leave_sched_idle
 said = may_leave_sched_idle(os.getpriority(os.PRIO_PROCESS, os.getpid()))
 could = []
 def try_it():
@@ -251,3 +250,12 @@ def test_a_job_process_is_idle_from_its_start_and_lifts_as_a_whole() -> None:
     jobproc._starved_at = time.monotonic()  # a starved call a moment ago: start lifted
     base = os.getpriority(os.PRIO_PROCESS, os.getpid())
     assert jobproc.call(Job(), a_new_threads_scheduling) == (os.SCHED_OTHER, base)
+
+
+def test_a_job_process_copies_without_copier_processes() -> None:
+    """Copier processes take a copy's hashing off the server's GIL; a job
+    process has no statements on its GIL, so it copies on its own threads."""
+    from storage.backup import copier
+
+    assert copier.enabled()  # in the server (on Linux)
+    assert jobproc.call(Job(), copier.enabled) is False
