@@ -32,7 +32,7 @@ from catalog import Batch, DataFile, Namespace, Table, TableSchema
 from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
-from . import allocator, jobproc
+from . import allocator
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of, values_problem
 from .backup.schema import MAX_SEQ, FileEntry, Manifest, TableEntry, to_doc
@@ -415,13 +415,11 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
 
 @contextlib.contextmanager
 def in_server() -> Iterator[None]:
-    """Around a restore, which runs in the server: the job process kept for the
-    next job ends while it runs, its memory the restore's (jobproc.set_aside),
-    and the allocators return their free pages at its end, the fetch's
-    buffers and the install's reads (allocator.purge: a 1 GiB RESTORE left
-    the server's RSS 24 MB over its start, 12 MB with it)."""
+    """Around a restore, which runs in the server: the allocators return their
+    free pages at its end, the fetch's buffers and the install's reads
+    (allocator.purge: a 1 GiB RESTORE left the server's RSS 24 MB over its
+    start, 12 MB with it)."""
     try:
-        with jobproc.set_aside():
-            yield
+        yield
     finally:
         allocator.purge()

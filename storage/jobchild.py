@@ -178,6 +178,21 @@ def main(argv: list[str]) -> None:
                 work.flush()
             log.debug("job process call failed", exc_info=True)
             work.send(("error", portable(exc)))
+        fn = args = kwargs = msg = result = None  # nothing of the call is kept
+        _give_back()
+
+
+def _give_back() -> None:
+    """The call's memory back to the system: kept between jobs, this process
+    should hold its imports, not the last job's buffers."""
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ runs the jobs in the server (set_mode says so).
 One job process is kept ready for the next call (`ready`): started with the
 server, in the background, and again whenever one ends; its imports take
 ~0.4 s of CPU, which a BACKUP would otherwise wait for, and it holds ~65 MB
-PSS. A RESTORE, which runs in the server, has it ended while it runs
-(`set_aside`). Copier processes (storage/backup/copier.py) are not used in
+PSS; after each call it hands its free memory back. (Ending it while a
+RESTORE ran saved that memory but left the next BACKUP waiting for a new
+process: 0.56 s backups became 1.5 s under bench/load.py.) Copier processes (storage/backup/copier.py) are not used in
 a job process: they take a copy's hashing off the server's GIL, and there
 is no server GIL here. Unlike
 the archive helper (storage/archive/helper.py), which only turns log entries
@@ -66,7 +67,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,7 +96,6 @@ _idle: list[_Process] = []
 _busy: set[_Process] = set()
 _guard = threading.Lock()
 _starter: Any = None  # the thread job processes are started from (_on_starter)
-_aside = 0  # RESTOREs running (set_aside): no job process is kept ready meanwhile
 _starved_at = -STARVED_HOLD  # when a call last had to be lifted (monotonic)
 _base_nice = 0  # the server's own nice value, a starved job process's (lift)
 started = 0  # job processes started (for tests and benches)
@@ -223,13 +223,12 @@ def _on_starter(fn: Callable[[], T]) -> Any:
 
 def ready() -> None:
     """Have a job process started and kept for the next call, unless one is
-    kept already, job processes are off, or a RESTORE runs (set_aside). It
-    starts in the background, under SCHED_IDLE: ~0.4 s of imports no call
-    then waits for (a BACKUP of 256 MiB took 1.0-1.4 s with a new process,
+    kept already or job processes are off. It starts in the background,
+    under SCHED_IDLE: ~0.4 s of imports no call then waits for (a BACKUP of 256 MiB took 1.0-1.4 s with a new process,
     0.25-0.29 s with a kept one)."""
     def start() -> None:
         with _guard:
-            if _mode == "off" or _aside or len(_idle) >= KEEP:
+            if _mode == "off" or len(_idle) >= KEEP:
                 return
             level = _level()
         try:
@@ -245,29 +244,10 @@ def ready() -> None:
 
 def _give(proc: _Process) -> None:
     with _guard:
-        if len(_idle) < KEEP and proc.level == _level() and _mode != "off" and not _aside:
+        if len(_idle) < KEEP and proc.level == _level() and _mode != "off":
             _idle.append(proc)
             return
     proc.end()
-
-
-@contextlib.contextmanager
-def set_aside() -> Iterator[None]:
-    """No job process kept while the block runs (a RESTORE, which runs in the
-    server and wants the memory: the kept one ends, ~65 MB PSS); one is made
-    ready again when the last such block ends."""
-    global _aside
-    with _guard:
-        _aside += 1
-        stale, _idle[:] = list(_idle), []
-    for p in stale:
-        p.end()
-    try:
-        yield
-    finally:
-        with _guard:
-            _aside -= 1
-        ready()
 
 
 def end_idle() -> None:
