@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,11 +23,13 @@ def s3() -> Iterator[S3Server]:
     yield from running()
 
 
-def put_through_relay(s3: S3Server, data: bytes) -> Relay:
+def put_through_relay(s3: S3Server, data: bytes, pickled: bool = False) -> Relay:
     bucket = s3.new_bucket()
     relay = Relay(s3.port, record=True)
     config = {**s3.target(bucket), "endpoint": f"http://127.0.0.1:{relay.port}"}
     repo = Repository(resolve_target("offsite", [], {"offsite": config}), compression="none")
+    if pickled:  # as a job process receives it (storage/jobproc.py)
+        repo = pickle.loads(pickle.dumps(repo))
     try:
         result = repo.put_bytes(data)
         assert result.oid == hashlib.sha256(data).hexdigest()
@@ -56,6 +59,19 @@ def test_http_upload_is_signed_by_sha256_and_not_chunked(
     assert not relay.headers("x-amz-trailer")
     assert "aws-chunked" not in relay.headers("content-encoding")
     assert os.environ[s3client.CHECKSUM_ENV] == s3client.SDK_DEFAULT  # put back
+
+
+def test_a_pickled_repository_uploads_over_http_as_the_servers_does(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unpickled, the file system is made with its scheme's mode, not the
+    environment's (pyarrow's own unpickling sent aws-chunked bodies)."""
+    monkeypatch.setattr(s3client, "_operator_value", None)
+    data = os.urandom(300_000)
+    relay = put_through_relay(s3, data, pickled=True)
+    assert hashlib.sha256(data).hexdigest() in relay.headers("x-amz-content-sha256")
+    assert not relay.headers("x-amz-trailer")
+    assert "aws-chunked" not in relay.headers("content-encoding")
 
 
 def test_operator_value_wins(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
