@@ -69,10 +69,10 @@ class JobsConfig:
     # Linux nice value of the threads that run jobs and other background work (0..19;
     # 0: normal priority). See storage/priority.py.
     background_nice: int = 10
-    # Where a job's repository work runs (storage/jobproc.py): "idle" in a job
-    # process under SCHED_IDLE, "nice" in one at background_nice, "off" (the
-    # default for now) in the server's own process.
-    job_process: str = "off"
+    # Where a job's repository work runs (storage/jobproc.py): "idle" (the
+    # default) in a job process under SCHED_IDLE, "nice" in one at
+    # background_nice, "off" in the server's own process.
+    job_process: str = "idle"
     # The longest a backup's, restore's or verify's transfer thread waits between
     # two chunks while statements run (0: it never waits). See server/throttle.py.
     give_way_ms: float = 20.0

@@ -129,4 +129,3 @@ class Cairn:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._background.shutdown(wait=True, cancel_futures=True)
         self.statements.close()
-        jobproc.end_idle()

@@ -10,8 +10,8 @@ loop waits for each (docs/performance.md, "The p99 beside a BACKUP"). So
 (`python -m storage.jobchild`) that unpickles the function and its arguments,
 runs it, and pickles back its result or exception.
 
-The job process runs under SCHED_IDLE (`[jobs] job_process = "idle"`; the
-default is still "off", docs/performance.md says why): Linux gives it a CPU only when no normal thread wants one, so a
+The job process runs under SCHED_IDLE (`[jobs] job_process = "idle"`, the
+default): Linux gives it a CPU only when no normal thread wants one, so a
 statement never waits for it; or at the jobs' background nice value
 ("nice"); or not at all ("off": every call runs on the caller's thread, as
 before). Measured with bench/load.py: the p99 of the statements beside
@@ -248,14 +248,6 @@ def _give(proc: _Process) -> None:
             _idle.append(proc)
             return
     proc.end()
-
-
-def end_idle() -> None:
-    """End the kept job processes (the server closing)."""
-    with _guard:
-        stale, _idle[:] = list(_idle), []
-    for p in stale:
-        p.end()
 
 
 def busy() -> list[int]:

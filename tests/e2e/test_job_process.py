@@ -22,7 +22,7 @@ from tests.helpers import Gate, fill, job_row, ok, sql, state, target_files
 
 @pytest.fixture
 def cairn_config(cairn_config: Config) -> Config:
-    """The job processes under SCHED_IDLE (the default is still "off")."""
+    """The job processes under SCHED_IDLE (the default; set here all the same)."""
     cairn_config.jobs.job_process = "idle"
     return cairn_config
 
