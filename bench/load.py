@@ -36,6 +36,7 @@ import os
 import platform
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -535,6 +536,9 @@ def main() -> int:
                              "default; a checkout from before the key would refuse it)")
     parser.add_argument("--background-nice", type=int,
                         help="[jobs] background_nice (default: not set, the server's own)")
+    parser.add_argument("--busy-loops", type=int, default=0,
+                        help="this many shell busy loops at normal priority beside the "
+                             "load (a machine with every CPU busy: how the jobs fare)")
     parser.add_argument("--workdir", help="default: a fresh temp dir, removed afterwards")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--server-root", default=str(ROOT),
@@ -548,18 +552,26 @@ def main() -> int:
     args = parser.parse_args()
     tmp = None if args.workdir else tempfile.mkdtemp(prefix="cairn-load-")
     workdir = Path(args.workdir or tmp or ".") / "load"
-    report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed,
-                      not args.no_jobs, Path(args.server_root), args.inline == "on",
-                      args.event_loop, not args.back_to_back, args.history,
-                      args.jobs_elsewhere, args.jobs_idle, args.job_process,
-                      args.background_nice)
+    busy = [subprocess.Popen(["sh", "-c", "while :; do :; done"])
+            for _ in range(args.busy_loops)]
+    try:
+        report = run_load(workdir, args.clients, args.seconds, args.preload, args.seed,
+                          not args.no_jobs, Path(args.server_root), args.inline == "on",
+                          args.event_loop, not args.back_to_back, args.history,
+                          args.jobs_elsewhere, args.jobs_idle, args.job_process,
+                          args.background_nice)
+    finally:
+        for b in busy:
+            b.kill()
+            b.wait()
     print(f"server from {args.server_root}, inline_statements = {args.inline == 'on'}, "
           f"event_loop = {args.event_loop or 'the default'}, job history {args.history}"
           + (", jobs on a second server" if args.jobs_elsewhere else "")
           + (" under SCHED_IDLE" if args.jobs_idle else "")
           + (f", job_process = {args.job_process}" if args.job_process else "")
           + (f", background_nice = {args.background_nice}"
-             if args.background_nice is not None else ""))
+             if args.background_nice is not None else "")
+          + (f", {args.busy_loops} busy loops beside it" if args.busy_loops else ""))
     print(report.table())
     if args.json:
         lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}

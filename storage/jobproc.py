@@ -387,13 +387,13 @@ class _Process:
         """After a call: a process lifted for starvation goes back to SCHED_IDLE
         and is kept; one a KILL touched is not used again."""
         if self.lifted and self._cancelled_at is None:
-            tids = priority.tree_threads(self.pid)
             try:
-                for tid in tids:
-                    os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-            except OSError:  # a thread that ended meanwhile; the process is done with
-                return
-            self.lifted = False
+                for tid in priority.tree_threads(self.pid):
+                    with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+                self.lifted = False
+            except OSError as exc:
+                log.info("job process %d stays lifted (%s): not kept", self.pid, exc)
         self.clean = not self.lifted
 
     def starved(self, now: float) -> bool:

@@ -27,6 +27,14 @@ def cairn_config(cairn_config: Config) -> Config:
     return cairn_config
 
 
+@pytest.fixture(autouse=True)
+def never_starved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests look at SCHED_IDLE itself, beside the suite's other worker
+    keeping the CPUs busy: no call is lifted out of it here (the lift is
+    tested in tests/storage/test_jobproc.py)."""
+    monkeypatch.setattr(jobproc, "STARVE_SECONDS", 3600.0)
+
+
 def cmdline(pid: int) -> str:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().replace(b"\0", b" ").decode()

@@ -237,10 +237,12 @@ def a_new_threads_scheduling() -> tuple[int, int]:
     return seen[0]
 
 
-def test_a_job_process_is_idle_from_its_start_and_lifts_as_a_whole() -> None:
+def test_a_job_process_is_idle_from_its_start_and_lifts_as_a_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The server puts the process under SCHED_IDLE as it starts (were it the
     child's own first step, a lift in between would be undone), and a lifted
     process's new threads run at the server's priority, not lowered again."""
+    monkeypatch.setattr(jobproc, "STARVE_SECONDS", 3600.0)  # lifted only when told
     proc = jobproc._Process("idle")
     try:
         assert os.sched_getscheduler(proc.pid) == os.SCHED_IDLE  # before its imports
