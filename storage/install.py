@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +32,6 @@ from catalog import Batch, DataFile, Namespace, Table, TableSchema
 from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
-from . import allocator
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of, values_problem
 from .backup.schema import MAX_SEQ, FileEntry, Manifest, TableEntry, to_doc
@@ -411,15 +410,3 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
         break
     log.info("restored table %s of backup %s as %s.%s (%d files)",
              t.name, m.backup_id, dest, t.name, len(files))
-
-
-@contextlib.contextmanager
-def in_server() -> Iterator[None]:
-    """Around a restore, which runs in the server: the allocators return their
-    free pages at its end, the fetch's buffers and the install's reads
-    (allocator.purge: a 1 GiB RESTORE left the server's RSS 24 MB over its
-    start, 12 MB with it)."""
-    try:
-        yield
-    finally:
-        allocator.purge()

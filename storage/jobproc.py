@@ -48,10 +48,10 @@ server, in the background, and again whenever one ends; its imports take
 ~0.4 s of CPU, which a BACKUP would otherwise wait for, and it holds ~65 MB
 PSS; after each call it hands its free memory back. (Ending it while a
 RESTORE ran saved that memory but left the next BACKUP waiting for a new
-process: 0.56 s backups became 1.5 s under bench/load.py.) Copier processes (storage/backup/copier.py) are not used in
-a job process: they take a copy's hashing off the server's GIL, and there
-is no server GIL here. Unlike
-the archive helper (storage/archive/helper.py), which only turns log entries
+process: 0.56 s backups became 1.5 s under bench/load.py.) Copier processes
+(storage/backup/copier.py) are not used in a job process: they take a
+copy's hashing off the server's GIL, and there is no server GIL here, so
+a job process is only ever its own threads. Unlike the archive helper (storage/archive/helper.py), which only turns log entries
 into segment bodies, a job process does the repository's I/O, so it is
 handed the Repository as the server holds it, credentials and keys
 included: over a socket pair only the two processes hold, never logged."""
@@ -224,8 +224,8 @@ def _on_starter(fn: Callable[[], T]) -> Any:
 def ready() -> None:
     """Have a job process started and kept for the next call, unless one is
     kept already or job processes are off. It starts in the background,
-    under SCHED_IDLE: ~0.4 s of imports no call then waits for (a BACKUP of 256 MiB took 1.0-1.4 s with a new process,
-    0.25-0.29 s with a kept one)."""
+    under SCHED_IDLE: ~0.4 s of imports no call then waits for (a BACKUP of
+    256 MiB took 1.0-1.4 s with a new process, 0.25-0.29 s with a kept one)."""
     def start() -> None:
         with _guard:
             if _mode == "off" or len(_idle) >= KEEP:
@@ -355,9 +355,9 @@ class _Process:
                 raise self._lost()
             if self.level == "idle" and not self.lifted and self.starved(time.monotonic()):
                 _starved_at = time.monotonic()
-                log.info("job process %d got no CPU for %.0f s (statements keep every CPU "
-                         "busy): it runs at the server's priority now", self.pid,
-                         STARVE_SECONDS)
+                log.info("job process %d got under a fifth of the CPU it wanted for %.1f s "
+                         "(statements keep every CPU busy): it runs at the server's "
+                         "priority now", self.pid, STARVE_SECONDS)
                 self.lift()
 
     def _push(self, work: Work) -> None:
@@ -371,14 +371,14 @@ class _Process:
             self._send(("pause", self._paused))
 
     def lift(self) -> None:
-        """Every thread of the process and of its copiers out of SCHED_IDLE, to
+        """Every thread of the process out of SCHED_IDLE, to
         the server's own priority: a killed job cleans up without waiting for
         idle CPUs, and a starved one gets the share of the CPUs any thread gets,
         as it did in the server (set_mode made sure this is allowed)."""
         if self.level != "idle" or self.lifted:
             return
         self.lifted = True
-        for tid in priority.tree_threads(self.pid):
+        for tid in priority.threads(self.pid):
             with contextlib.suppress(OSError):
                 os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
                 os.setpriority(os.PRIO_PROCESS, tid, _base_nice)
@@ -388,7 +388,7 @@ class _Process:
         and is kept; one a KILL touched is not used again."""
         if self.lifted and self._cancelled_at is None:
             try:
-                for tid in priority.tree_threads(self.pid):
+                for tid in priority.threads(self.pid):
                     with contextlib.suppress(ProcessLookupError):  # ended meanwhile
                         os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
                 self.lifted = False
@@ -397,8 +397,7 @@ class _Process:
         self.clean = not self.lifted
 
     def starved(self, now: float) -> bool:
-        """Whether over the last STARVE_SECONDS the process (with its copiers)
-        was runnable at least half the time and got a CPU for under a fifth of
+        """Whether over the last STARVE_SECONDS the process was runnable at least half the time and got a CPU for under a fifth of
         the time it wanted one: the statements keep every CPU busy, and under
         SCHED_IDLE (which still gets ~10% of a core beside them, measured)
         the job would crawl for as long as they do. Sampled every
@@ -406,7 +405,7 @@ class _Process:
         if now - self._sampled < SAMPLE_SECONDS:
             return False
         self._sampled = now
-        ran, waited = priority.schedstat(priority.tree_threads(self.pid))
+        ran, waited = priority.schedstat(priority.threads(self.pid))
         self._samples.append((now, ran, waited))
         while len(self._samples) > 1 and now - self._samples[1][0] >= STARVE_SECONDS:
             self._samples.pop(0)

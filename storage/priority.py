@@ -166,7 +166,9 @@ def raise_lowered_threads() -> int:
 def may_leave_sched_idle(nice: int) -> bool:
     """Whether this process may move a thread of its own from SCHED_IDLE back to
     normal scheduling at `nice`: with CAP_SYS_NICE, or an RLIMIT_NICE that
-    allows `nice` (Linux treats SCHED_IDLE as nice 20; sched_setscheduler(2))."""
+    allows `nice` (Linux treats SCHED_IDLE as nice 20; sched_setscheduler(2)).
+    A soft RLIMIT_NICE below what is needed is raised to it where the hard
+    limit allows (as the server would have to anyway)."""
     import resource
 
     try:
@@ -189,23 +191,12 @@ def may_leave_sched_idle(nice: int) -> bool:
     return allows(soft)
 
 
-def tree_threads(pid: int) -> list[int]:
-    """The thread ids of `pid` and of every process under it (a job process's copiers)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
-        except (OSError, ValueError):
-            continue
-        out += tids
-        for tid in tids:
-            try:
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-            except (OSError, ValueError):
-                continue
-    return out
+def threads(pid: int) -> list[int]:
+    """The thread ids of process `pid` (none once it has ended)."""
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except (OSError, ValueError):
+        return []
 
 
 def schedstat(tids: list[int]) -> tuple[int, int]:
