@@ -20,15 +20,26 @@ from tests.helpers import err, ok, rows, sql
 SLOW = "(SELECT count(*) FROM range(100000000) a, range(100000) b)"
 
 
-@pytest.fixture
-async def bounded(aiohttp_client: Any, cairn_config: Config) -> Any:
+async def _bounded(aiohttp_client: Any, cairn_config: Config, timeout: float) -> Any:
     cairn_config.server.max_result_rows = 10
     cairn_config.server.max_result_bytes = 100_000
-    cairn_config.server.query_timeout_seconds = 0.5
+    cairn_config.server.query_timeout_seconds = timeout
     client = await aiohttp_client(create_app(cairn_config))
     await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);"
                      "INSERT INTO app.t SELECT i, 'v' || i FROM range(25) r(i)")
     return client
+
+
+@pytest.fixture
+async def bounded(aiohttp_client: Any, cairn_config: Config) -> Any:
+    # A value built within the bounds must finish: len(range(CONSTANT_MAX))
+    # took 0.61 s on a loaded CI machine, past a 0.5 s timeout.
+    return await _bounded(aiohttp_client, cairn_config, 10.0)
+
+
+@pytest.fixture
+async def timed(aiohttp_client: Any, cairn_config: Config) -> Any:
+    return await _bounded(aiohttp_client, cairn_config, 0.5)
 
 
 async def test_an_answer_over_max_result_rows_is_cut(bounded: Any) -> None:
@@ -124,16 +135,16 @@ async def test_a_big_select_streams_only_what_it_returns(aiohttp_client: Any,
     assert res["rows"][999]["i"] == 999
 
 
-async def test_the_statement_timeout_covers_writes(bounded: Any) -> None:
+async def test_the_statement_timeout_covers_writes(timed: Any) -> None:
     for text in (f"SELECT {SLOW}",
                  f"INSERT INTO app.t SELECT {SLOW} + 100, 'x'",
                  f"UPDATE app.t SET v = 'y' WHERE id IN {SLOW}",
                  f"DELETE FROM app.t WHERE id IN {SLOW}"):
         started = time.monotonic()
-        status, body = await sql(bounded, text)
+        status, body = await sql(timed, text)
         assert status == 409 and body["error"]["code"] == "CANCELLED", (text, body)
         assert time.monotonic() - started < 30
-    rows = (await ok(bounded, "SELECT count(*) AS n FROM app.t WHERE v = 'v1'"))[0]["rows"]
+    rows = (await ok(timed, "SELECT count(*) AS n FROM app.t WHERE v = 'v1'"))[0]["rows"]
     assert rows == [{"n": 1}]  # nothing was written
 
 
