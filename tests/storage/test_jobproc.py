@@ -166,17 +166,27 @@ def test_a_starved_job_process_is_lifted_out_of_sched_idle() -> None:
         assert os.sched_getscheduler(pid) == os.SCHED_IDLE
         with jobproc._guard:
             assert pid in [p.pid for p in jobproc._idle]
-        # The next call starts lifted: it need not starve first to move.
+        assert os.sched_getaffinity(pid) == os.sched_getaffinity(0)
+        # The next call starts lifted: it need not starve first to move. A
+        # lifted process runs on half the CPUs (at least one), and the
+        # statements keep the rest.
         assert jobproc.call(Job(), os.sched_getscheduler, 0) == os.SCHED_OTHER
+        half = jobproc.call(Job(), os.sched_getaffinity, 0)
+        assert half == jobproc.lifted_cpus()
+        assert 1 <= len(half) <= max(1, len(os.sched_getaffinity(0)) // 2)
     finally:
         for h in hogs:
             h.kill()
             h.wait()
-    # 60 s of hogs would have held it back for good. Lifted after ~1 s, with
-    # three hogs on two cores it gets about half a core for its 0.3 s of CPU
-    # (at nice 10 it got a tenth, and took ~6 s).
+    # 60 s of hogs would have held it back for good. Lifted after ~1 s, on
+    # one of two cores beside three hogs it gets a third to half of that core
+    # for its 0.3 s of CPU (at nice 10 it got a tenth, and took ~6 s).
     assert took < 5, took
     assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+    with jobproc._guard:
+        kept = [p.pid for p in jobproc._idle]
+    for other in kept:  # back on every CPU between calls
+        assert os.sched_getaffinity(other) == os.sched_getaffinity(0)
 
 
 def test_idle_mode_needs_the_right_to_lift_a_starved_job(monkeypatch: Any) -> None:
