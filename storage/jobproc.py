@@ -382,9 +382,10 @@ class _Process:
         half = lifted_cpus()
         for tid in priority.threads(self.pid):
             with contextlib.suppress(OSError):
-                os.sched_setaffinity(tid, half)
                 os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
                 os.setpriority(os.PRIO_PROCESS, tid, _base_nice)
+            with contextlib.suppress(OSError):  # lifted on every CPU beats not lifted
+                os.sched_setaffinity(tid, half)
 
     def _settle(self) -> None:
         """After a call: a process lifted for starvation goes back to SCHED_IDLE
@@ -395,6 +396,7 @@ class _Process:
                 for tid in priority.threads(self.pid):
                     with contextlib.suppress(ProcessLookupError):  # ended meanwhile
                         os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+                    with contextlib.suppress(OSError):  # idle on half of them is no harm
                         os.sched_setaffinity(tid, cpus)
                 self.lifted = False
             except OSError as exc:

@@ -143,6 +143,11 @@ def spin_in(seconds: float) -> tuple[float, int]:
     return spin(seconds), os.getpid()
 
 
+def policy_and_pid() -> tuple[int, int]:
+    """This thread's scheduling policy, and the pid of the process."""
+    return os.sched_getscheduler(0), os.getpid()
+
+
 def test_a_starved_job_process_is_lifted_out_of_sched_idle() -> None:
     """Under SCHED_IDLE a job gets no CPU while normal work keeps every core
     busy; after STARVE_SECONDS of that it runs at the server's priority, so it
@@ -187,6 +192,22 @@ def test_a_starved_job_process_is_lifted_out_of_sched_idle() -> None:
         kept = [p.pid for p in jobproc._idle]
     for other in kept:  # back on every CPU between calls
         assert os.sched_getaffinity(other) == os.sched_getaffinity(0)
+
+
+def test_a_job_is_lifted_even_where_it_may_not_be_pinned(monkeypatch: Any) -> None:
+    """Half the CPUs is a kindness to the statements; being lifted is what
+    lets the job finish. A kernel that refuses the affinity (a cpuset that
+    changed under the server) must not cost the lift, nor the way back."""
+    def refused(tid: int, cpus: Any) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(jobproc.os, "sched_setaffinity", refused)
+    monkeypatch.setattr(jobproc, "_starved_at", time.monotonic())  # the next call starts lifted
+    policy, pid = jobproc.call(Job(), policy_and_pid)
+    assert policy == os.SCHED_OTHER
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE  # back after the call
+    with jobproc._guard:
+        assert pid in [p.pid for p in jobproc._idle]  # and kept
 
 
 def test_idle_mode_needs_the_right_to_lift_a_starved_job(monkeypatch: Any) -> None:
