@@ -433,11 +433,12 @@ class _Process:
 def lifted_cpus() -> set[int]:
     """The CPUs a lifted job process runs on: the last half of the server's
     (at least one). At the server's priority on every CPU, its copy threads
-    took turns with a single-row INSERT on both of two cores: the INSERT
-    waited up to 60-99 ms, 81-114 of them over 15 ms, during a 1 GiB BACKUP
-    beside one client's INSERT loop. On half of them, the statements always
-    have the other half to themselves: 18-22 ms, 1-4 over, at a BACKUP
-    10% slower (docs/performance.md, "A lifted job on half the CPUs")."""
+    took turns with a single-row INSERT on both of two cores: beside one
+    client's INSERT loop the longest INSERT during a 1 GiB BACKUP took
+    69-103 ms (84-180 over 15 ms). On half of them, the statements always
+    have the other half to themselves: 11-22 ms (0-2 over), and 2-3 times
+    the INSERTs (bench/lifted_job.py; docs/performance.md, "A lifted job on
+    half the CPUs")."""
     cpus = sorted(os.sched_getaffinity(0))
     return set(cpus[len(cpus) - max(1, len(cpus) // 2):])
 
