@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,34 +83,52 @@ def test_results_and_exceptions_cross_as_they_are() -> None:
     assert jobproc.call(Job(), os.getpid, here=True) == here
 
 
-def test_a_crash_in_the_job_process_is_lost_not_the_server() -> None:
-    pid = pid_of_next_call()
+def noting(path: str, fn: Any, *args: Any) -> Any:
+    """`fn(*args)` after writing this process's pid to `path`: the test then
+    follows the process its call ran in (in the full suite, a job thread an
+    earlier test's server left may take the process kept before a call)."""
+    Path(path).write_text(str(os.getpid()))
+    return fn(*args)
+
+
+def noted(path: Path) -> int:
+    return int(path.read_text())
+
+
+def test_a_crash_in_the_job_process_is_lost_not_the_server(tmp_path: Path) -> None:
     with pytest.raises(jobproc.Lost, match="ended in the middle"):
-        jobproc.call(Job(), os.abort)
-    assert gone(pid)
+        jobproc.call(Job(), noting, str(tmp_path / "pid"), os.abort)
+    assert gone(noted(tmp_path / "pid"))
     assert jobproc.call(Job(), divmod, 9, 2) == (4, 1)  # a new one serves the next call
 
 
-def test_a_kill_the_function_ignores_ends_the_process(monkeypatch: Any) -> None:
+def test_a_kill_the_function_ignores_ends_the_process(monkeypatch: Any, tmp_path: Path) -> None:
     monkeypatch.setattr(jobproc, "KILL_GRACE", 0.5)
-    pid = pid_of_next_call()
+    jobproc.call(Job(), policy_and_pid)  # a process ready, with this module imported
     started = time.monotonic()
     with pytest.raises(jobproc.Lost) as exc:
-        jobproc.call(Job(cancel_after=0.2), time.sleep, 60)
+        jobproc.call(Job(cancel_after=1.0), noting, str(tmp_path / "pid"), time.sleep, 60)
     assert time.monotonic() - started < 5
     assert isinstance(exc.value, Cancelled)  # the job ends cancelled, not failed
-    assert gone(pid)
+    assert gone(noted(tmp_path / "pid"))
 
 
-def test_a_process_a_cancel_raised_is_not_used_again() -> None:
-    pid = pid_of_next_call()
-    assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+def test_a_process_a_cancel_raised_is_not_used_again(tmp_path: Path) -> None:
     # The cancel arrives while the call sleeps (which never checks it): the
     # call ends normally, but its process was raised out of SCHED_IDLE.
-    jobproc.call(Job(cancel_after=0.1), time.sleep, 0.6)
+    jobproc.call(Job(), policy_and_pid)  # a process ready, with this module imported
+    policy = jobproc.call(Job(cancel_after=0.1), noting, str(tmp_path / "pid"),
+                          sleep_then_policy, 0.6)
+    pid = noted(tmp_path / "pid")
+    assert policy == os.SCHED_OTHER  # raised for the KILL
     assert gone(pid)
-    fresh = pid_of_next_call()
-    assert fresh != pid and os.sched_getscheduler(fresh) == os.SCHED_IDLE
+    fresh_policy, fresh = jobproc.call(Job(), policy_and_pid)
+    assert fresh != pid and fresh_policy == os.SCHED_IDLE
+
+
+def sleep_then_policy(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.sched_getscheduler(0)
 
 
 def test_calls_from_two_threads_use_two_processes() -> None:
