@@ -27,22 +27,12 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Server, session, sql  # noqa: E402 (after the path)
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+from common import ROOT, RssSampler, Server, session, sql  # noqa: E402 (after the path)
+
+from storage.priority import threads  # noqa: E402
 
 OVER_MS = 15.0
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 class Sampler(threading.Thread):
@@ -57,12 +47,8 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(0.02):
             now = time.monotonic()
-            for pid in children(self.server_pid):
-                try:
-                    tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-                except OSError:
-                    continue
-                for tid in tids:
+            for pid in RssSampler.descendants(self.server_pid):
+                for tid in threads(pid):
                     try:
                         policy = os.sched_getscheduler(tid)
                         cpus = len(os.sched_getaffinity(tid))

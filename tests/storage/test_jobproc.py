@@ -91,8 +91,7 @@ def test_results_and_exceptions_cross_as_they_are() -> None:
 
 def noting(path: str, fn: Any, *args: Any) -> Any:
     """`fn(*args)` after writing this process's pid to `path`: the test then
-    follows the process its call ran in (in the full suite, a job thread an
-    earlier test's server left may take the process kept before a call)."""
+    follows the process its call ran in, not one it saw kept before."""
     Path(path).write_text(str(os.getpid()))
     return fn(*args)
 
