@@ -38,7 +38,7 @@ from typing import Any
 STEP = 1024 * 1024  # bytes per read, hash and write (transfer.CHUNK_SIZE): keeps
 # progress, throttle and cancel checks fine-grained and the buffer inside a
 # core's L2 (4 MiB steps cost several times the system CPU here)
-PIECE = 256 * 1024  # bytes per write through the page cache (see _Writer.write)
+PIECE = 64 * 1024  # bytes per write through the page cache (see _Writer.write)
 MAX_KEEP = 64 * 1024 * 1024  # the most a `V` request keeps of a source's tail
 
 _U64 = struct.Struct("<Q")
@@ -89,7 +89,12 @@ class _Writer:
             # In pieces of PIECE: one 1 MiB write makes the kernel allocate 1 MiB
             # folios, and as free memory fragments that cost 2.2-2.5 s of system
             # CPU for 519 MiB in one trial of two (0.26-0.32 s in pieces of
-            # 256 KiB, every trial).
+            # 256 KiB, every trial). And a kernel without preemption (this
+            # machine's) lets a statement's thread onto a CPU only when the
+            # SCHED_IDLE job's write returns: in 64 KiB pieces the main thread
+            # waited ~0.1-0.2 ms per INSERT on the job process during a 1 GiB
+            # BACKUP, in 256 KiB pieces 0.1-0.9 ms, for ~8% more copy CPU
+            # (docs/performance.md, 2026-12-04).
             end = min(n, written + PIECE)
             written += os.pwrite(self.fd, view[written:end], offset + written)
 

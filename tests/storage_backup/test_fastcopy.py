@@ -178,3 +178,6 @@ def test_local_put_and_restore_write_through_the_page_cache_in_pieces(
     assert len(writes) >= 2 * (2 * CHUNK_SIZE // fastcopy.PIECE)  # the put's and the restore's
     assert not any(d for d, _ in writes)
     assert max(n for _, n in writes) == fastcopy.PIECE
+    # and small: a job process's write holds its CPU until it returns on a
+    # kernel without preemption, however urgent the statement waiting for it
+    assert fastcopy.PIECE <= 64 * 1024
