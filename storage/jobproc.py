@@ -45,9 +45,10 @@ RLIMIT_NICE that allows the server's nice value; without either, "idle"
 runs the jobs in the server (set_mode says so).
 
 One job process is kept ready for the next call (`ready`): started with the
-server, in the background, and again whenever one ends; its imports take
-~0.4 s of CPU, which a BACKUP would otherwise wait for, and it holds ~65 MB
-PSS; after each call it hands its free memory back. (Ending it while a
+server, in the background, and again whenever one ends; its imports
+(DuckDB's and sqlglot's among them: a BACKUP counts live rows with them)
+take ~0.8 s of CPU, which a BACKUP would otherwise wait for, and it holds
+~100 MB PSS; after each call it hands its free memory back. (Ending it while a
 RESTORE ran saved that memory but left the next BACKUP waiting for a new
 process: 0.56 s backups became 1.5 s under bench/load.py.) Copier processes
 (storage/backup/copier.py) are not used in a job process: they take a
@@ -89,7 +90,7 @@ KILL_GRACE = 5.0  # seconds a cancelled call has to stop before its process is k
 STARVE_SECONDS = 0.5  # runnable this long with almost no CPU: out of SCHED_IDLE (starved)
 SAMPLE_SECONDS = 0.1  # how often a call's process is looked at for that
 STARVED_HOLD = 30.0  # after a starved call, later calls this soon start lifted
-KEEP = 1  # job processes kept ready for the next calls (~65 MB PSS each)
+KEEP = 1  # job processes kept ready for the next calls (~100 MB PSS each)
 
 _SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "SCHED_IDLE")
 _mode = "off"  # until the server sets its [jobs] job_process

@@ -108,7 +108,7 @@ class Versions:
         """A 64-bit hash of each row's key by DuckDB (any type; 4 times faster
         than keyfilter.py's numpy hashing of text)."""
         if self.con is None:  # ~5 ms: only for a key that is not one integer
-            import duckdb  # here: a job process that never needs it stays smaller
+            import duckdb  # here: only for such keys
 
             self.con = duckdb.connect(":memory:", config={"threads": 1})
         self.con.register("__firsts", firsts)
