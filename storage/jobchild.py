@@ -125,10 +125,11 @@ def main(argv: list[str]) -> None:
     root = logging.getLogger()
     root.setLevel(int(argv[3]) if len(argv) > 3 else logging.WARNING)
     root.addHandler(_Forward(conn))
-    import storage.backup  # noqa: F401  (the imports a call needs, ahead of it)
-    # and a BACKUP's image: its LiveCount (storage/snapshot.py) counts live rows
-    # with DuckDB and sqlglot. Unpickled with the first call, these imports
-    # took ~0.2 s of that BACKUP and stayed outside the freeze below.
+    # The imports a call needs, ahead of it; storage.snapshot for a BACKUP's
+    # image, whose LiveCount counts live rows with DuckDB and sqlglot.
+    # Unpickled with the first call, these took ~0.25 s of the first BACKUP
+    # after start and stayed outside the freeze below.
+    import storage.backup  # noqa: F401
     import storage.snapshot  # noqa: F401
     from storage.backup import copier
 
