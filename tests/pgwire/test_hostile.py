@@ -370,7 +370,10 @@ def _answered_meanwhile(pg: PgServer, data: bytes, sock: socket.socket | None = 
         answered += not replied.is_set()
     worker.join(600)
     sock.close()
-    assert answered >= 20, answered  # 60-150 here: the statement takes seconds
+    # With the event loop held, 0-3 are answered (those that fit in the
+    # hand-off to a thread); off it, 8-150 here, by how fast the machine
+    # runs the big statement (8-17 on a fast one, 2026-12-04).
+    assert answered >= 5, answered
     return msgs
 
 
@@ -386,9 +389,10 @@ def test_a_big_parse_is_split_off_the_event_loop(pg: PgServer) -> None:
 def test_a_big_catalog_query_is_read_off_the_event_loop(pg: PgServer) -> None:
     """Whether a query is a catalog query was decided by sqlglot on the event
     loop for any text with `pg_` in it: 2 MB stopped every other client for
-    11 s. This one is split at once (numbers), read by sqlglot for seconds
-    (`'pg_'` is code), then refused at once by Cairn (too many tokens)."""
-    sql = (b"SELECT x FROM range(3) t(x) WHERE x IN (" + b",".join([b"1"] * 300_000)
+    11 s. This one (1.2 MB) is split at once (numbers), read by sqlglot for
+    a second or more (`'pg_'` is code), then refused at once by Cairn (too
+    many tokens)."""
+    sql = (b"SELECT x FROM range(3) t(x) WHERE x IN (" + b",".join([b"1"] * 600_000)
            + b") AND 'pg_' <> ''")
     msgs = _answered_meanwhile(pg, _msg(b"Q", sql + b"\x00"))
     assert [e["C"] for e in _errors(msgs)] == ["54000"], msgs[-3:]
