@@ -13,8 +13,6 @@ and after the last (smaps_rollup).
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import shutil
 import statistics
 import sys
@@ -22,24 +20,19 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from common import ROOT, RssSampler, Server  # noqa: E402 (after the path)
+from bench.cairn_process import CairnProcess, write_config  # noqa: E402 (after the path)
+from bench.common import RssSampler  # noqa: E402
 
 
-def post(port: int, text: str) -> float:
-    """One statement; its time in ms (raises on an error answer)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+def timed(srv: CairnProcess, text: str) -> float:
+    """One statement (raises on an error answer); its time in ms."""
     t0 = time.perf_counter()
-    conn.request("POST", "/api/sql", json.dumps({"sql": text}),
-                 {"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    body = resp.read()
-    took = (time.perf_counter() - t0) * 1000
-    conn.close()
-    if resp.status != 200:
-        raise RuntimeError(f"{text}: {resp.status} {body[:200]!r}")
-    return took
+    srv.ok(text)
+    return (time.perf_counter() - t0) * 1000
 
 
 def job_pss_mb(pid: int) -> float:
@@ -47,11 +40,8 @@ def job_pss_mb(pid: int) -> float:
     total = 0
     for kid in RssSampler.descendants(pid):
         try:
-            if b"storage.jobchild" not in Path(f"/proc/{kid}/cmdline").read_bytes():
-                continue
-            for line in Path(f"/proc/{kid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
+            if b"storage.jobchild" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                total += RssSampler.pss_kb(kid)
         except OSError:
             continue
     return total / 1024
@@ -60,15 +50,15 @@ def job_pss_mb(pid: int) -> float:
 def one_start(root: Path, backups: int, settle: float) -> tuple[list[float], float, float]:
     work = Path(tempfile.mkdtemp(prefix="cairn-first-backup-"))
     try:
-        srv = Server(work / "data", work / "server.log", root=root)
+        cfg = write_config(work / "cairn.toml", work / "backups", 0)
+        srv = CairnProcess(work / "data", cfg, work / "server.log", root=root).start()
         try:
-            port = int(srv.url.rsplit(":", 1)[1])
             time.sleep(settle)
             before = job_pss_mb(srv.pid)
-            post(port, "CREATE NAMESPACE app")
-            post(port, "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)")
-            post(port, "INSERT INTO app.t VALUES (1, 'a')")
-            took = [post(port, "BACKUP DATABASE app TO 'first' WITH (keep_last = 2)")
+            srv.ok("CREATE NAMESPACE app; "
+                   "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT); "
+                   "INSERT INTO app.t VALUES (1, 'a')")
+            took = [timed(srv, "BACKUP DATABASE app TO 'first' WITH (keep_last = 2)")
                     for _ in range(backups)]
             time.sleep(0.5)  # the job process's clean-up after the last call
             return took, before, job_pss_mb(srv.pid)

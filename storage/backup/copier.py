@@ -12,9 +12,9 @@ within POLL_SECONDS plus one step, the caller still fsyncs, publishes and
 cleans up.
 
 Why a process: in-process, a 1 MiB step took the GIL back ~7 times (the read,
-the hash, the writes in 256 KiB pieces then, progress), from threads at nice 10 that the
-scheduler runs last; a single-row INSERT on the event loop thread that needed
-the GIL meanwhile waited for one of them to be scheduled again (5-18 ms
+the hash, the writes in 256 KiB pieces then, progress), from threads at nice
+10 that the scheduler runs last; a single-row INSERT on the event loop thread
+that needed the GIL meanwhile waited for one of them to be scheduled again (5-18 ms
 stretches asleep in a futex, woken by a transfer thread: docs/performance.md,
 "The copy out of the server process"). In a copier the hash and the copies
 hold only the copier's own GIL; the server's thread takes its GIL ~3 times a
