@@ -41,6 +41,16 @@ _DUCKDB = Dialect.get_or_raise("duckdb")
 TRUNCATED = b"cairn.truncated"  # schema metadata of an answer cut by ResultLimits
 
 
+def over(table: pa.Table, max_bytes: int) -> bool:
+    """Whether `table.nbytes` (the bytes its values use) is over `max_bytes`.
+    `nbytes` walks the buffers for ~30 µs with the GIL released, and a thread
+    of a running job takes the GIL meanwhile: every point SELECT had the
+    event loop wait for one then (docs/performance.md, "The event loop's GIL
+    beside a BACKUP"). The size of the buffers, which holds the GIL and takes
+    ~1 µs, is never less, so within it the answer is within the bound."""
+    return bool(table.get_total_buffer_size() > max_bytes and table.nbytes > max_bytes)
+
+
 @dataclass(frozen=True)
 class ResultLimits:
     """What one query may hand back to its caller.
@@ -65,8 +75,8 @@ class ResultLimits:
         rows = table.num_rows
         if self.max_rows is not None:
             rows = min(rows, self.max_rows)
-        if self.max_bytes is not None and (
-                table if rows == table.num_rows else table.slice(0, rows)).nbytes > self.max_bytes:
+        if self.max_bytes is not None and over(
+                table if rows == table.num_rows else table.slice(0, rows), self.max_bytes):
             lo, hi = 0, rows
             while lo < hi:
                 mid = (lo + hi + 1) // 2

@@ -207,3 +207,33 @@ def test_point_lookups_on_the_generated_id(engine: Engine, run: Run) -> None:
     newer = run("SELECT _id FROM app.n WHERE v = 4")[0]["_id"]
     assert run(f"SELECT v FROM app.n WHERE _id = {newer}") == [{"v": 4}]
     assert run(f"SELECT v FROM app.n WHERE _id = {ids[0]}") == [{"v": 1}]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_answer_is_cut_by_the_bytes_its_values_use(seed: int) -> None:
+    """ResultLimits.cut keeps the most rows whose `nbytes` is within
+    max_bytes; it asks the buffers' size first (which holds the GIL), and
+    slices, whose buffers are far larger than their values, come out as
+    `nbytes` alone would cut them."""
+    import random
+
+    import pyarrow as pa
+
+    from storage.query import TRUNCATED, ResultLimits
+
+    def by_nbytes(table: pa.Table, max_bytes: int) -> int:
+        return max((k for k in range(table.num_rows + 1)
+                    if table.slice(0, k).nbytes <= max_bytes), default=0)
+
+    rng = random.Random(seed)
+    for _ in range(40):
+        n = rng.randint(1, 300)
+        whole = pa.table({"id": pa.array(range(n), pa.int64()),
+                          "v": [rng.randbytes(rng.randint(0, 40)).hex() for _ in range(n)]})
+        start = rng.randint(0, n - 1)
+        table = whole.slice(start, rng.randint(1, n - start)) if rng.random() < 0.5 else whole
+        limit = rng.randint(0, table.nbytes + 50)
+        cut = ResultLimits(max_bytes=limit).cut(table)
+        assert cut.num_rows == by_nbytes(table, limit)
+        assert (cut.schema.metadata or {}).get(TRUNCATED) == (
+            b"true" if cut.num_rows < table.num_rows else None)
