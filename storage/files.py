@@ -31,6 +31,7 @@ NO_PIN = ""  # the token of a pin of no files (`FileStore.pin([])`)
 # in one row group made any scan of that column peak ~2 x 100 MB above the
 # server's usual RSS (bench/bench_writer.py).
 ROW_GROUP_BYTES = 16 * 1024 * 1024
+WRITE_BUFFER = 1 << 20  # bytes Arrow gathers before each write of a data file (write_at)
 
 
 def row_group_rows(rows: pa.Table) -> int:
@@ -135,12 +136,18 @@ class FileStore:
         Parquet, hashed on the way, synced); returns (bytes, sha256)."""
         writer = _HashingWriter(path)
         try:
-            pq.write_table(
-                rows.replace_schema_metadata({**(rows.schema.metadata or {}), **metadata}),
-                pa.PythonFile(writer, mode="w"),
-                compression="zstd",
-                row_group_size=row_group_rows(rows),
-            )
+            # Parquet's writer makes a write for each page and header: through a
+            # MiB of Arrow's buffer (which needs no GIL), the hashing writer
+            # takes the GIL once a MiB, not ~20 times a 10,000-row file, each
+            # time making the event loop wait for it (docs/performance.md,
+            # "The event loop's GIL beside a BACKUP").
+            with pa.BufferedOutputStream(pa.PythonFile(writer, mode="w"), WRITE_BUFFER) as sink:
+                pq.write_table(
+                    rows.replace_schema_metadata({**(rows.schema.metadata or {}), **metadata}),
+                    sink,
+                    compression="zstd",
+                    row_group_size=row_group_rows(rows),
+                )
             writer.close()
         except BaseException:
             writer.close()
