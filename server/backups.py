@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from catalog import Archive, Backup, Job, Namespace, Table
@@ -21,7 +23,7 @@ from storage.archive import pitr
 from storage.archive import store as archived
 from storage.archive.store import parse_us
 from storage.backup import Repository
-from storage.backup.pruning import prune_dropped
+from storage.backup.pruning import drop_and_prune, drop_plan
 from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.verify import verify_backup_of
 
@@ -186,33 +188,30 @@ def drop_unless_gone(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id:
 
 def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) -> int:
     """Remove a manifest, then every object of it that nothing else uses (the
-    prune waits for, and is waited for by, backups into the same target)."""
-    m = repo.read_manifest(backup_id, require_body=False)  # an encrypted one needs no key here
-    repo.check_prunable()  # a damaged lock or prune marker: refuse before removing anything
+    prune waits for, and is waited for by, backups into the same target).
+    What reads, lists and deletes in the target runs in a job process
+    (storage/backup/pruning.py); the job's row and the catalog stay here."""
+    namespace, oids = jobproc.call(ctx, drop_plan, repo, backup_id)
     # Should the process die from here on, start-up sweeps the target (cleanups).
     ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
-    repo.delete_manifest(backup_id)
-
-    freed = jobproc.call(ctx, prune_dropped, repo, backup_id,
-                         {o.oid for o in load_header(m).objects}, jobproc.WORK)
+    freed = jobproc.call(ctx, drop_and_prune, repo, backup_id, oids, jobproc.WORK)
     cairn.catalog.delete(Backup, backup_id)
     if repo.target.kind != "archive":
-        freed += prune_archived(cairn, repo, m["namespace"])
+        freed += prune_archived(cairn, ctx, repo, namespace)
     return freed
 
 
-def prune_archived(cairn: Cairn, repo: Repository, namespace: str) -> int:
+def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str) -> int:
     """Archived changes of `namespace` that no base backup left in the target
     needs go too (the newest segment of a running archive stays: archiving
     resumes after it)."""
     rec = cairn.catalog.get(Archive, namespace)
-
-    def running(archive_id: str) -> bool:
-        return rec is not None and rec.archive_id == archive_id and rec.status != "stopped"
-
+    running = None
     if rec is not None and rec.status != "stopped":
+        running = rec.archive_id
         archiving.service(cairn).backup_dropped(namespace)
-    return archived.prune(repo, namespace, running)
+    # keep_newest(archive_id) is `running == archive_id`, picklable.
+    return jobproc.call(ctx, archived.prune, repo, namespace, partial(operator.eq, running))
 
 
 # --- RESTORE ----------------------------------------------------------------

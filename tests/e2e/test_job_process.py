@@ -17,6 +17,7 @@ from server import faults
 from server.app import create_app
 from server.config import Config
 from storage import jobproc
+from storage.backup import Repository
 from tests.helpers import Gate, fill, job_row, ok, sql, state, target_files
 
 
@@ -64,6 +65,37 @@ async def test_backup_keep_last_and_verify_run_in_an_idle_job_process(
     assert checked["rows"][0]["is_valid"] is True
     listed = (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]
     assert [r["backup_id"] for r in listed] == [second["rows"][0]["backup_id"]]
+
+
+async def test_keep_last_reads_and_deletes_in_the_target_only_from_the_job_process(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """keep_last's drop reads the manifest, checks the locks, deletes it and
+    lists the bases for the archive's prune in the job process: on the
+    server's GIL that Python kept the statements waiting (docs/performance.md,
+    "The event loop's GIL beside a BACKUP"). Here, only the catalog and the
+    job's row."""
+    await fill(client, files=1)
+    await ok(client, "BACKUP DATABASE app TO 'nightly'")
+    here: list[str] = []
+
+    def spy(name: str) -> Any:
+        real = getattr(Repository, name)
+
+        def called(self: Repository, *args: Any, **kwargs: Any) -> Any:
+            here.append(name)
+            return real(self, *args, **kwargs)
+        called.__name__ = name  # a bound method goes to a job process by its name
+        return called
+
+    for name in ("read_manifest", "check_prunable", "delete_manifest", "list_manifests",
+                 "manifest_ids"):
+        monkeypatch.setattr(Repository, name, spy(name))
+    await ok(client, "INSERT INTO app.blobs VALUES (99999, 'x')")
+    done = (await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (keep_last = 1)"))[0]
+    during = list(here)
+    listed = (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]
+    assert [r["backup_id"] for r in listed] == [done["rows"][0]["backup_id"]]  # one dropped
+    assert during == []
 
 
 async def test_off_runs_the_work_in_the_server(aiohttp_client: Any, cairn_config: Config) -> None:
