@@ -23,7 +23,7 @@ from storage.archive import pitr
 from storage.archive import store as archived
 from storage.archive.store import parse_us
 from storage.backup import Repository
-from storage.backup.pruning import drop_and_prune, drop_plan
+from storage.backup.drops import drop_and_prune, drop_plan
 from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.verify import verify_backup_of
 

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -29,12 +29,8 @@ from .locks import BackupLock
 from .objects import ObjectStore
 from .oserrors import reading, writing
 from .prunes import check_markers, pruning, settle
-from .schema import load_header
 from .targets import Target
 from .transfer import ShouldStop
-
-if TYPE_CHECKING:
-    from .repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -235,25 +231,3 @@ def prune_dropped(repo: LocksAndPrune, backup_id: str, candidates: set[str], wor
 
     return repo.prune(candidates=candidates, before_delete=decided)
 
-
-# A drop's steps in the target, each one call of a job process
-# (storage/jobproc.py): reading manifests, listing folders and checking lock
-# files is Python on a GIL, and on the server's it kept the statements
-# waiting (docs/performance.md, "The event loop's GIL beside a BACKUP").
-
-
-def drop_plan(repo: Repository, backup_id: str) -> tuple[str, set[str]]:
-    """What dropping `backup_id` takes: its namespace and its objects, from its
-    public header (an encrypted one needs no key). NotFound if it is not
-    there; BackupInvalid if it is damaged, or if a lock or prune marker is
-    (a prune would refuse: nothing is removed rather than half)."""
-    m = repo.read_manifest(backup_id, require_body=False)
-    repo.check_prunable()
-    return m["namespace"], {o.oid for o in load_header(m).objects}
-
-
-def drop_and_prune(repo: Repository, backup_id: str, candidates: set[str], work: Work) -> int:
-    """Remove the manifest, then every object of `candidates` nothing else
-    uses (`prune_dropped`): bytes freed."""
-    repo.delete_manifest(backup_id)
-    return prune_dropped(repo, backup_id, candidates, work)
