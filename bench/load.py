@@ -256,6 +256,13 @@ async def _client(index: int, http: aiohttp.ClientSession, url: str, deadline: f
             acked.append(row_id)
 
 
+# The main thread's sleeps: with 16 clients it always has a request to run,
+# so each is a wait for the GIL (or a lock) a job's thread holds (perf
+# showed them in futex); docs/performance.md, "The event loop's GIL beside a
+# BACKUP". A count per second in the table, not ms.
+SLEEPS = "main thread, sleeps a second (a count, not ms)"
+
+
 def server_cpu(pid: int) -> dict[str, float]:
     """CPU seconds so far of the server process by part: its main thread, its
     other threads by name (digits dropped), its live child processes (the
@@ -281,6 +288,9 @@ def server_cpu(pid: int) -> dict[str, float]:
             try:  # schedstat: ns on a CPU, ns runnable but waiting for one, timeslices
                 waited = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
                 out["main thread, runnable, waiting for a CPU"] = waited / 1e9
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+                sleeps = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+                out[SLEEPS] = sleeps / 1000  # the table shows a thousandth per second as ms
             except (OSError, IndexError, ValueError):
                 pass
     for child in children:
