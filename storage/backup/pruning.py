@@ -230,4 +230,3 @@ def prune_dropped(repo: LocksAndPrune, backup_id: str, candidates: set[str], wor
         work.fault("prune.before_delete", backup_id=backup_id, oids=oids)
 
     return repo.prune(candidates=candidates, before_delete=decided)
-
