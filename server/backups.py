@@ -190,7 +190,7 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     """Remove a manifest, then every object of it that nothing else uses (the
     prune waits for, and is waited for by, backups into the same target).
     What reads, lists and deletes in the target runs in a job process
-    (storage/backup/pruning.py); the job's row and the catalog stay here."""
+    (storage/backup/drops.py); the job's row and the catalog stay here."""
     namespace, oids = jobproc.call(ctx, drop_plan, repo, backup_id)
     # Should the process die from here on, start-up sweeps the target (cleanups).
     ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})

@@ -43,11 +43,12 @@ TRUNCATED = b"cairn.truncated"  # schema metadata of an answer cut by ResultLimi
 
 def over(table: pa.Table, max_bytes: int) -> bool:
     """Whether `table.nbytes` (the bytes its values use) is over `max_bytes`.
-    `nbytes` walks the buffers for ~30 µs with the GIL released, and a thread
-    of a running job takes the GIL meanwhile: every point SELECT had the
-    event loop wait for one then (docs/performance.md, "The event loop's GIL
-    beside a BACKUP"). The size of the buffers, which holds the GIL and takes
-    ~1 µs, is never less, so within it the answer is within the bound."""
+    `nbytes` walks the buffers with the GIL released (~12 µs for a one-row
+    answer here), and a thread of a running job takes the GIL meanwhile:
+    every point SELECT had the event loop wait for one then
+    (docs/performance.md, "The event loop's GIL beside a BACKUP"). The size
+    of the buffers, which holds the GIL and takes under a µs, is never less,
+    so within it the answer is within the bound."""
     return bool(table.get_total_buffer_size() > max_bytes and table.nbytes > max_bytes)
 
 
