@@ -289,6 +289,7 @@ class _Process:
         self._cancelled_at: float | None = None  # when the running call's KILL was sent
         self._paused = False  # what the process was last told of PAUSE JOB
         self._sampled = 0.0
+        self._clock = priority.SchedClock(self.proc.pid)
         self._samples: list[tuple[float, int, int]] = []  # (time, ns on a CPU, ns queued)
 
     @property
@@ -413,7 +414,7 @@ class _Process:
         if now - self._sampled < SAMPLE_SECONDS:
             return False
         self._sampled = now
-        ran, waited = priority.schedstat(priority.threads(self.pid))
+        ran, waited = self._clock.sample()
         self._samples.append((now, ran, waited))
         while len(self._samples) > 1 and now - self._samples[1][0] >= STARVE_SECONDS:
             self._samples.pop(0)
@@ -424,6 +425,7 @@ class _Process:
                 and ran <= 0.2 * (ran + waited))
 
     def end(self) -> None:
+        self._clock.close()
         with contextlib.suppress(OSError):
             self.conn.close()
         if self.proc.poll() is None:

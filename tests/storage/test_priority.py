@@ -137,3 +137,84 @@ def test_raise_lowered_threads_and_lowered_work() -> None:
     else:  # nothing changes where the OS refuses
         assert raised == 0 and seen == [11, 11]
     assert priority.thread_nice() == main  # a normal thread is never touched
+
+
+def schedstat_now(pid: int) -> tuple[int, int, int]:
+    """(ns on a CPU, ns waiting, threads) of `pid`, each thread's file opened
+    and read afresh: what SchedClock must agree with."""
+    import os
+
+    ran = waited = count = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                on_cpu, queued = f.read().split()[:2]
+        except OSError:
+            continue
+        ran, waited, count = ran + int(on_cpu), waited + int(queued), count + 1
+    return ran, waited, count
+
+
+def test_a_sched_clock_reads_each_thread_again_without_opening_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job process's threads are sampled every 0.1 s from a server thread,
+    and every system call there lets the event loop's GIL go: the files stay
+    open, each sample lists the threads and reads each file once. Its sums
+    are what the files say (a child spinning in three threads, so the figures
+    move between reads), and a thread that ended is closed and counted for
+    nothing."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    code = ("import threading, time, sys\n"
+            "stop = threading.Event()\n"
+            "def spin():\n"
+            "    while not stop.is_set(): sum(range(1000))\n"
+            "ts = [threading.Thread(target=spin) for _ in range(2)]\n"
+            "[t.start() for t in ts]\n"
+            "print('up', flush=True); sys.stdin.readline(); stop.set()\n"
+            "[t.join() for t in ts]\n"
+            "print('two gone', flush=True); sys.stdin.readline()\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    clock = priority.SchedClock(child.pid)
+    try:
+        assert child.stdout.readline() == "up\n"
+        time.sleep(0.05)
+        before = schedstat_now(child.pid)
+        first = clock.sample()
+        after = schedstat_now(child.pid)
+        assert before[2] == after[2] >= 3
+        assert before[0] <= first[0] <= after[0] and before[1] <= first[1] <= after[1]
+        assert len(clock._fds) == after[2]
+
+        calls: list[str] = []
+        real_open, real_listdir = os.open, os.listdir
+        monkeypatch.setattr(os, "open", lambda path, *a, **k: (
+            calls.append(f"open {path}"), real_open(path, *a, **k))[1])
+        monkeypatch.setattr(priority.os, "listdir", lambda path: (
+            calls.append(f"listdir {path}"), real_listdir(path))[1])
+        time.sleep(0.05)
+        before = schedstat_now(child.pid)
+        calls.clear()
+        second = clock.sample()
+        assert calls == []  # each file read again: none opened, the threads not listed
+        after = schedstat_now(child.pid)
+        assert before[0] <= second[0] <= after[0] and second[0] > first[0]
+
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "two gone\n"
+        left = schedstat_now(child.pid)
+        third = clock.sample()
+        assert len(clock._fds) == left[2] == after[2] - 2  # the ended threads' files closed
+        assert third[0] <= schedstat_now(child.pid)[0]
+    finally:
+        clock.close()
+        child.kill()
+        child.wait()
+    assert clock._fds == {}
+    assert clock.sample() == (0, 0)  # a process that ended: nothing, and no error
