@@ -99,6 +99,15 @@ def test_target_holding_a_repository_in_its_internals(repo: Repository, make_fil
     with pytest.raises(PermissionDenied, match="internal folder 'objects'"):
         resolve_target("holder", [str(root)], {})
     assert resolve_target("team/nightly", [str(root)], {}).kind == "local"  # plain nesting is fine
+    # A link named like an internal folder is not a folder holding anything
+    # (nothing in a target follows links): the same one lstat says both.
+    (root / "linker").mkdir()
+    os.symlink(repo.target.base, root / "linker" / "objects")
+    assert resolve_target("linker", [str(root)], {}).kind == "local"
+    (root / "linker" / "objects").unlink()
+    shutil.copytree(repo.target.base, root / "linker" / "objects")
+    with pytest.raises(PermissionDenied, match="internal folder 'objects'"):
+        resolve_target("linker", [str(root)], {})
 
 
 def fifo_in_place_of(path: Path) -> None:
