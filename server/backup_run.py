@@ -47,7 +47,8 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
     throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
     scope = None if plan.tables is None else Scope(kind="tables", tables=sorted(plan.tables))
     before = cairn.catalog.get(Archive, plan.namespace)
-    with cairn.engine.snapshot({plan.namespace: plan.tables}) as snap:
+    # The buffered rows' Parquet is written by write_backup, in the job process.
+    with cairn.engine.snapshot({plan.namespace: plan.tables}, defer_export=True) as snap:
         ctx.fault("backup.snapshot_taken")
         (image,) = snap.namespaces
         # Archived changes continue a base exactly at its snapshot's cut.

@@ -456,12 +456,14 @@ class Engine:
     def unpin(self, token: str) -> None:
         self.files.unpin(token)
 
-    def snapshot(self, scope: snapshot.Scope) -> snapshot.Snapshot:
+    def snapshot(self, scope: snapshot.Scope, defer_export: bool = False) -> snapshot.Snapshot:
         """Every table in `scope` (namespace -> table names, or None for all) as
         of one instant, every file ready to store: flushed files pinned, buffered
-        rows (all users, soft-deleted included) exported as Parquet. Writers wait
-        only while references are copied. Release it when done (`with`)."""
-        return snapshot.take(self.tables, scope, self.data_dir / "tmp")
+        rows (all users, soft-deleted included) exported as Parquet (when
+        `defer_export`, by each image's `export_buffers`, which a BACKUP runs in
+        its job process). Writers wait only while references are copied.
+        Release it when done (`with`)."""
+        return snapshot.take(self.tables, scope, self.data_dir / "tmp", defer_export)
 
     def restore(self, restore: install.Restore, fetch: install.Fetch, work: Work,
                 spent: Callable[[int], None] | None = None) -> None:

@@ -43,8 +43,9 @@ def row_group_rows(rows: pa.Table) -> int:
 class _HashingWriter:
     """A write-only file that hashes every byte on its way to disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sync: bool = True) -> None:
         self._f = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.sync = sync
         self.sha = hashlib.sha256()
         self.size = 0
         self.closed = False
@@ -74,9 +75,38 @@ class _HashingWriter:
     def close(self) -> None:
         if not self.closed:
             self._f.flush()
-            os.fsync(self._f.fileno())
+            if self.sync:
+                os.fsync(self._f.fileno())
             self._f.close()
             self.closed = True
+
+
+def write_data_file(path: Path, rows: pa.Table, metadata: dict[bytes, bytes],
+                    sync: bool = True) -> tuple[int, str]:
+    """Write `rows` to `path` exactly as a table's data file is written (zstd
+    Parquet, hashed on the way, synced unless not `sync`: a snapshot's export
+    of buffered rows, read once by its backup and removed, need not wait for
+    the disk); returns (bytes, sha256)."""
+    writer = _HashingWriter(path, sync)
+    try:
+        # Parquet's writer makes a write for each page and header: through a
+        # MiB of Arrow's buffer (which needs no GIL), the hashing writer
+        # takes the GIL once a MiB, not ~20 times a 10,000-row file, each
+        # time making the event loop wait for it (docs/performance.md,
+        # "The event loop's GIL beside a BACKUP").
+        with pa.BufferedOutputStream(pa.PythonFile(writer, mode="w"), WRITE_BUFFER) as sink:
+            pq.write_table(
+                rows.replace_schema_metadata({**(rows.schema.metadata or {}), **metadata}),
+                sink,
+                compression="zstd",
+                row_group_size=row_group_rows(rows),
+            )
+        writer.close()
+    except BaseException:
+        writer.close()
+        path.unlink(missing_ok=True)
+        raise
+    return writer.size, writer.sha.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:
@@ -132,28 +162,8 @@ class FileStore:
         return file_id, rel, size, sha
 
     def write_at(self, path: Path, rows: pa.Table, metadata: dict[bytes, bytes]) -> tuple[int, str]:
-        """Write `rows` to `path` exactly as a table's data file is written (zstd
-        Parquet, hashed on the way, synced); returns (bytes, sha256)."""
-        writer = _HashingWriter(path)
-        try:
-            # Parquet's writer makes a write for each page and header: through a
-            # MiB of Arrow's buffer (which needs no GIL), the hashing writer
-            # takes the GIL once a MiB, not ~20 times a 10,000-row file, each
-            # time making the event loop wait for it (docs/performance.md,
-            # "The event loop's GIL beside a BACKUP").
-            with pa.BufferedOutputStream(pa.PythonFile(writer, mode="w"), WRITE_BUFFER) as sink:
-                pq.write_table(
-                    rows.replace_schema_metadata({**(rows.schema.metadata or {}), **metadata}),
-                    sink,
-                    compression="zstd",
-                    row_group_size=row_group_rows(rows),
-                )
-            writer.close()
-        except BaseException:
-            writer.close()
-            path.unlink(missing_ok=True)
-            raise
-        return writer.size, writer.sha.hexdigest()
+        """`write_data_file`, synced."""
+        return write_data_file(path, rows, metadata)
 
     @staticmethod
     def rel_path(table_uid: str, file_id: str) -> str:

@@ -6,11 +6,13 @@ for as long as it takes to copy references (well under a millisecond: the
 file list is pinned, the buffer's immutable batches are shared), so the
 snapshot is one committed state of every table in scope, wholly before or
 wholly after any concurrent DDL. Afterwards, without any lock, buffered rows
-are written out as Parquet files laid out exactly as a flush would write them
-(one per user for USER tables), so a restore registers them like any other
-file. That conversion joins runs of batches in Arrow before conforming them
-(`buffer.conform_batches`): it holds the GIL beside the writers, and batch by
-batch it took ~0.25 ms of Python per buffered INSERT.
+are converted into Arrow here (the buffer is this process's; joining runs of
+batches in Arrow before conforming them, `buffer.conform_batches`: it holds
+the GIL beside the writers, and batch by batch it took ~0.25 ms of Python per
+buffered INSERT), then written as Parquet files laid out exactly as a flush
+would write them (one per user for USER tables), so a restore registers them
+like any other file: here, or for a BACKUP in its job process
+(`defer_export`, `BufferExport`).
 
 The snapshot's namespaces are `NamespaceImage`s (backup/image.py), what
 backup/writer.py stores."""
@@ -39,7 +41,7 @@ from .backup.schema import Column as ColumnEntry
 from .backup.schema import FileEntry, NamespaceRecord, SchemaEntry, TableEntry
 from .buffer import TableState
 from .conversion import cached_lead, convert_after
-from .files import FileStore
+from .files import FileStore, write_data_file
 from .keys import key_range
 from .live_rows import count as count_live
 from .registry import Registry
@@ -102,9 +104,18 @@ class _Captured:
     cover: tuple[int, int, int] | None = None  # what `cached` covers (`TableState.cached_cover`)
 
 
-def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
+def take(registry: Registry, scope: Scope, staging_root: Path,
+         defer_export: bool = False) -> Snapshot:
     """Snapshot every table in `scope`. NOT_FOUND for a namespace or table
-    that does not exist at the instant taken."""
+    that does not exist at the instant taken.
+
+    Buffered rows are converted to Arrow here (the buffer is this process's),
+    and written as Parquet files here too unless `defer_export`: then each
+    image's `export_buffers` writes them, which a BACKUP runs as its job
+    process's first step (storage/backup/writer.py). The Parquet encoding,
+    hashing and file calls of a buffer of 10,000 rows were most of the CPU a
+    BACKUP's thread used in the server beside the event loop, every one of
+    its system calls a take of the loop's GIL (docs/performance.md)."""
     files = registry.files
 
     def locked() -> tuple[dict[str, Namespace], list[_Captured], str, str,
@@ -157,10 +168,18 @@ def take(registry: Registry, scope: Scope, staging_root: Path) -> Snapshot:
                   for ns, r in records.items()}
         for c in sorted(captured, key=lambda c: (c.namespace, c.table.name)):
             image = images[c.namespace]
-            entry, items, counting = _table_entry(c, files, staging)
+            entry, items, counting = _table_entry(c, files)
             image.tables.append(entry)
             image.files += items
             image.counts.append(counting)
+            rows = _buffer(c)
+            if rows is not None and rows.num_rows:
+                image.exports.append(BufferExport(
+                    rows, c.table.uid, c.table.table_type, c.table.schema_version,
+                    list(c.columns), list(c.table.primary_key), staging, entry, image, counting))
+        if not defer_export:
+            for image in images.values():
+                image.export_buffers()
         return Snapshot(snapshot_at, list(images.values()), release, cuts, logged)
     except BaseException:
         release()
@@ -206,10 +225,11 @@ def _buffer(c: _Captured) -> pa.Table | None:
     return rows
 
 
-def _table_entry(c: _Captured, files: FileStore,
-                 staging: Path) -> tuple[TableEntry, list[FileToStore], Callable[[], None]]:
-    """The table's manifest entry, its files to store, and what counts its live
-    rows into the entry (NamespaceImage.count_live_rows)."""
+def _table_entry(c: _Captured, files: FileStore
+                 ) -> tuple[TableEntry, list[FileToStore], LiveCount]:
+    """The table's manifest entry and files to store as far as its flushed
+    files go (a `BufferExport` adds its buffered rows' files), and what counts
+    its live rows into the entry (NamespaceImage.count_live_rows)."""
     t = c.table
     items = [
         FileToStore(files.abs(f.path), f.bytes, f.sha256, FileEntry(
@@ -219,7 +239,6 @@ def _table_entry(c: _Captured, files: FileStore,
         ))
         for f in c.files
     ]
-    items += _export(c, files, staging)
     by_user: dict[str | None, list[Path]] = {}
     for i in items:
         by_user.setdefault(i.entry.user_id, []).append(i.path)
@@ -234,50 +253,72 @@ def _table_entry(c: _Captured, files: FileStore,
         max_seq=max((i.entry.max_seq for i in items), default=0),
     )
 
-    return entry, items, LiveCount(entry, list(by_user.values()), list(t.primary_key))
+    return entry, items, LiveCount(entry, by_user, list(t.primary_key))
 
 
 @dataclass
 class LiveCount:
     """Counts a table's live rows into its manifest entry (picklable: a
-    backup's image goes to a job process, storage/jobproc.py)."""
+    backup's image goes to a job process, storage/jobproc.py). `groups`: the
+    table's files by user (one key space each)."""
 
     entry: TableEntry
-    groups: list[list[Path]]
+    groups: dict[str | None, list[Path]]
     primary_key: list[str]
 
     def __call__(self) -> None:
-        self.entry.live_rows = count_live(self.groups, self.primary_key)
+        self.entry.live_rows = count_live(list(self.groups.values()), self.primary_key)
+
+
+@dataclass
+class BufferExport:
+    """A table's buffered rows, converted, still to be written as Parquet files
+    laid out exactly as a flush would write them (one per user for USER
+    tables), so a restore registers them like any other file. Calling it
+    writes them under `staging` (unsynced: the backup reads each once, and
+    the snapshot's release removes them) and adds them to the table's entry,
+    to the image's files and to the table's live count. Picklable: a BACKUP
+    runs it in its job process."""
+
+    rows: pa.Table = field(repr=False, compare=False)
+    table_uid: str
+    table_type: str
+    schema_version: int
+    columns: list[Column]
+    primary_key: list[str]
+    staging: Path
+    entry: TableEntry = field(repr=False, compare=False)
+    image: NamespaceImage = field(repr=False, compare=False)
+    live: LiveCount = field(repr=False, compare=False)
+
+    def __call__(self) -> None:
+        rows = self.rows
+        if self.table_type == "user":
+            users = pc.unique(rows.column(USER)).to_pylist()
+            groups = [(u, rows.filter(pc.equal(rows.column(USER), u))) for u in users]
+        else:
+            groups = [(None, rows)]
+        self.staging.mkdir(parents=True, exist_ok=True)
+        meta = {b"cairn.schema_version": str(self.schema_version).encode(),
+                b"cairn.table_uid": self.table_uid.encode()}
+        out: list[FileToStore] = []
+        for user, part in groups:
+            part = part.combine_chunks()
+            path = self.staging / f"{self.table_uid}-{len(out)}.parquet"
+            size, sha = write_data_file(path, part, meta, sync=False)
+            seqs = part.column(SEQ)
+            out.append(FileToStore(path, size, sha, FileEntry(
+                oid=sha, size=size, rows=part.num_rows, schema_version=self.schema_version,
+                user_id=user, min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
+                source="buffer", key_range=key_range(part, self.columns, self.primary_key),
+            ), temporary=True))
+        for item in out:
+            self.entry.files.append(item.entry)
+            self.entry.rows += item.entry.rows
+            self.entry.max_seq = max(self.entry.max_seq, item.entry.max_seq)
+            self.live.groups.setdefault(item.entry.user_id, []).append(item.path)
+        self.image.files += out
 
 
 def _columns(columns: list[Column]) -> list[ColumnEntry]:
     return [ColumnEntry(**c) for c in columns]
-
-
-def _export(c: _Captured, files: FileStore, staging: Path) -> list[FileToStore]:
-    """Buffered rows as Parquet files, as a flush would write them."""
-    rows = _buffer(c)
-    if rows is None or rows.num_rows == 0:
-        return []
-    t = c.table
-    if t.table_type == "user":
-        users = pc.unique(rows.column(USER)).to_pylist()
-        groups = [(u, rows.filter(pc.equal(rows.column(USER), u))) for u in users]
-    else:
-        groups = [(None, rows)]
-    staging.mkdir(parents=True, exist_ok=True)
-    out: list[FileToStore] = []
-    for user, part in groups:
-        part = part.combine_chunks()
-        meta = {b"cairn.schema_version": str(t.schema_version).encode(),
-                b"cairn.table_uid": t.uid.encode()}
-        path = staging / f"{t.uid}-{len(out)}.parquet"
-        size, sha = files.write_at(path, part, meta)
-        seqs = part.column(SEQ)
-        out.append(FileToStore(path, size, sha, FileEntry(
-            oid=sha, size=size, rows=part.num_rows, schema_version=t.schema_version,
-            user_id=user, min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
-            source="buffer", key_range=key_range(part, c.columns, t.primary_key),
-        ), temporary=True))
-    return out
-

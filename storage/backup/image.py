@@ -37,6 +37,9 @@ class NamespaceImage:
     files: list[FileToStore]
     # Each sets one table entry's `live_rows`; run (once) by count_live_rows.
     counts: list[Callable[[], None]] = field(default_factory=list, repr=False, compare=False)
+    # Each writes one table's buffered rows as files and adds them (to
+    # `files`, its entry, its count); run (once) by export_buffers.
+    exports: list[Callable[[], None]] = field(default_factory=list, repr=False, compare=False)
     _counting: threading.Lock = field(default_factory=threading.Lock, repr=False,
                                       compare=False)
 
@@ -46,6 +49,14 @@ class NamespaceImage:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state, _counting=threading.Lock())
+
+    def export_buffers(self) -> None:
+        """Write the buffered rows a snapshot left to export (storage/snapshot.py
+        `BufferExport`): a BACKUP's job process does, before reading `files`
+        or the tables. Safe to call again."""
+        while self.exports:
+            self.exports[0]()
+            self.exports.pop(0)
 
     def count_live_rows(self) -> None:
         """Fill every table entry's `live_rows` (while the snapshot still pins

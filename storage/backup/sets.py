@@ -44,6 +44,8 @@ def write_set(
     archive (`archive` null): its snapshot_at is the set's instant, not its
     namespace's cut, which archived changes continue from."""
     images = sorted(images, key=lambda i: i.namespace)
+    for image in images:
+        image.export_buffers()
     namespaces = [i.namespace for i in images]
     files = [f for i in images for f in i.files]
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,

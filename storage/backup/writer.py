@@ -45,7 +45,9 @@ def write_backup(
 ) -> schema.Manifest:
     """Store the image's files and publish its manifest; the manifest as stored.
     `workers`: objects in flight (default: sized to the cores and the target).
-    `archive`: the archive the backup is a base of (None: of none)."""
+    `archive`: the archive the backup is a base of (None: of none). Writes
+    the buffered rows the snapshot left to export first (`export_buffers`)."""
+    image.export_buffers()
     files = image.files
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,
                   bytes_done=0, rows=image.rows, force=True)

@@ -98,6 +98,53 @@ async def test_keep_last_reads_and_deletes_in_the_target_only_from_the_job_proce
     assert during == []
 
 
+async def test_a_backups_buffered_rows_are_written_as_parquet_in_the_job_process(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The snapshot converts the buffered rows in the server (the buffer is
+    its own) and the job process writes them as Parquet: encoding, hashing and
+    file calls were most of the CPU a BACKUP's thread used beside the event
+    loop (docs/performance.md). Nothing is lost on the way: a SHARED table's
+    flushed and buffered rows (an UPDATE among them), and a USER table whose
+    rows are all buffered, one file per user, come back whole, and the live
+    counts in the manifest are the buffered rows'."""
+    import storage.snapshot
+
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT); "
+                     "CREATE USER TABLE app.u (id BIGINT PRIMARY KEY, v TEXT)")
+    await ok(client, "INSERT INTO app.t VALUES (1, 'a'), (2, 'b'); FLUSH TABLE app.t")
+    await ok(client, "INSERT INTO app.t VALUES (3, 'c'); UPDATE app.t SET v = 'B' WHERE id = 2")
+    for user, ids in (("alice", (1, 2)), ("bob", (1,))):
+        for i in ids:
+            await ok(client, f"INSERT INTO app.u VALUES ({i}, '{user}')", user=user)
+    here: list[str] = []
+    real = storage.snapshot.write_data_file
+
+    def spy(path: Path, *args: Any, **kwargs: Any) -> Any:
+        here.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(storage.snapshot, "write_data_file", spy)
+    done = (await ok(client, "BACKUP DATABASE app TO 'nightly'"))[0]["rows"][0]
+    assert here == []
+    assert (done["rows"], done["row_versions"]) == (6, 7)
+    tables = {r["table_name"]: (r["rows"], r["row_versions"]) for r in
+              (await ok(client, f"SHOW BACKUP '{done['backup_id']}'"))[0]["rows"]}
+    assert tables == {"t": (3, 4), "u": (3, 3)}
+    checked = (await ok(client, f"VERIFY BACKUP '{done['backup_id']}'"))[0]["rows"][0]
+    assert checked["is_valid"] is True
+    await ok(client, "RESTORE DATABASE app FROM 'nightly' AS copy")
+    rows = (await ok(client, "SELECT id, v FROM copy.t ORDER BY id"))[0]["rows"]
+    assert rows == [{"id": 1, "v": "a"}, {"id": 2, "v": "B"}, {"id": 3, "v": "c"}]
+    for user, want in (("alice", [1, 2]), ("bob", [1])):
+        got = (await ok(client, "SELECT id, v FROM copy.u ORDER BY id", user=user))[0]["rows"]
+        assert got == [{"id": i, "v": user} for i in want]
+    # With no job process the server writes them itself, the same way.
+    monkeypatch.setattr(jobproc, "_mode", "off")
+    await ok(client, "INSERT INTO app.t VALUES (4, 'd')")
+    await ok(client, "BACKUP DATABASE app TO 'nightly'")
+    assert len(here) == 3  # app.t's buffer, and app.u's, one file per user
+
+
 async def test_off_runs_the_work_in_the_server(aiohttp_client: Any, cairn_config: Config) -> None:
     cairn_config.jobs.job_process = "off"
     client = await aiohttp_client(create_app(cairn_config))

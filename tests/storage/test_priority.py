@@ -197,8 +197,8 @@ def test_a_sched_clock_reads_each_thread_again_without_opening_it(
             calls.append(f"open {path}"), real_open(path, *a, **k))[1])
         monkeypatch.setattr(priority.os, "listdir", lambda path: (
             calls.append(f"listdir {path}"), real_listdir(path))[1])
-        time.sleep(0.05)
-        before = schedstat_now(child.pid)
+        while (before := schedstat_now(child.pid))[0] <= first[0]:  # the spinners moved on
+            time.sleep(0.01)
         calls.clear()
         second = clock.sample()
         assert calls == []  # each file read again: none opened, the threads not listed
@@ -208,9 +208,12 @@ def test_a_sched_clock_reads_each_thread_again_without_opening_it(
         child.stdin.write("\n")
         child.stdin.flush()
         assert child.stdout.readline() == "two gone\n"
-        left = schedstat_now(child.pid)
+        deadline = time.monotonic() + 10
+        while schedstat_now(child.pid)[2] != after[2] - 2:  # joined; the tasks end just after
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         third = clock.sample()
-        assert len(clock._fds) == left[2] == after[2] - 2  # the ended threads' files closed
+        assert len(clock._fds) == after[2] - 2  # the ended threads' files closed
         assert third[0] <= schedstat_now(child.pid)[0]
     finally:
         clock.close()
