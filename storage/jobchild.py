@@ -151,10 +151,12 @@ def main(argv: list[str]) -> None:
         while True:
             try:
                 data = conn.recv_bytes()
+                bufs = [conn.recv_bytes() for _ in range(int.from_bytes(data[:4], "little"))]
             except (EOFError, OSError):
                 os._exit(0)  # the server closed its end: nothing more to do
             try:
-                msg = pickle.loads(data)
+                # jobproc.send_framed: the pickle, then its buffers out of band.
+                msg = pickle.loads(memoryview(data)[4:], buffers=bufs)
             except Exception as exc:  # a call whose code cannot load here
                 RemoteWork(conn, frozenset()).send(("error", portable(exc)))
                 continue

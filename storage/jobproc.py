@@ -298,7 +298,7 @@ class _Process:
 
     def _send(self, msg: Any) -> None:
         try:
-            self.conn.send_bytes(pickle.dumps(msg))
+            send_framed(self.conn, msg)
         except OSError as exc:
             raise self._lost() from exc
 
@@ -431,6 +431,19 @@ class _Process:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+def send_framed(conn: Connection, msg: Any) -> None:
+    """`msg` to a job process (read by storage/jobchild.py): pickled with its large
+    buffers out of band, each then sent as it lies in memory. A snapshot's
+    buffered rows (an Arrow table, up to `flush_bytes` a table) are not copied
+    into the pickle: in band, 19 MB took 18 ms with the GIL held, and as much
+    memory again."""
+    bufs: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(msg, protocol=5, buffer_callback=bufs.append)
+    conn.send_bytes(len(bufs).to_bytes(4, "little") + data)
+    for buf in bufs:
+        conn.send_bytes(buf.raw())
 
 
 def lifted_cpus() -> set[int]:

@@ -89,6 +89,43 @@ def test_results_and_exceptions_cross_as_they_are() -> None:
     assert jobproc.call(Job(), os.getpid, here=True) == here
 
 
+def summary(table: Any) -> tuple[int, int, str]:
+    """What a job process makes of a table: rows, a sum, and a digest of every value."""
+    import hashlib
+
+    import pyarrow.compute as pc
+
+    digest = hashlib.sha256(b"".join(v.encode() for v in table.column("s").to_pylist()))
+    return table.num_rows, pc.sum(table.column("a")).as_py(), digest.hexdigest()
+
+
+def test_a_big_table_crosses_out_of_band(monkeypatch: Any) -> None:
+    """An Arrow table (a snapshot's buffered rows, up to `flush_bytes` a
+    table) goes to the job process as its buffers lie in memory, not copied
+    into the pickle: the pickled call is small whatever the table's size, and
+    every value arrives."""
+    import hashlib
+    from multiprocessing.connection import Connection
+
+    import pyarrow as pa
+
+    n = 300_000
+    table = pa.table({"a": pa.array(range(n)), "s": pa.array([f"v{i}" for i in range(n)])})
+    sizes: list[int] = []
+    real = Connection.send_bytes
+
+    def sending(self: Connection, buf: Any, *args: Any) -> None:
+        sizes.append(memoryview(buf).nbytes)
+        real(self, buf, *args)
+
+    monkeypatch.setattr(Connection, "send_bytes", sending)
+    got = jobproc.call(Job(), summary, table)
+    want = hashlib.sha256(b"".join(f"v{i}".encode() for i in range(n))).hexdigest()
+    assert got == (n, n * (n - 1) // 2, want)
+    assert sizes[0] < 4096  # the call, pickled: the table's buffers went after it
+    assert sum(sizes[1:]) >= table.nbytes
+
+
 def noting(path: str, fn: Any, *args: Any) -> Any:
     """`fn(*args)` after writing this process's pid to `path`: the test then
     follows the process its call ran in, not one it saw kept before."""
