@@ -152,6 +152,19 @@ class BatchMap(dict[bytes, BufBatch]):
             self.nbytes -= batch_bytes(out)
         return out
 
+    def remove_flushed(self, flushed: list[BufBatch], sizes: list[int]) -> None:
+        """Take `flushed` off (any already gone: skipped), as `pop` of each key
+        would; `sizes` are their `batch_bytes`, reckoned before the table's
+        lock was taken (a OneRow's is a sum over its values in Python), so
+        this is a dict removal per batch."""
+        self.generation += 1
+        for b, size in zip(flushed, sizes, strict=True):
+            out = dict.pop(self, b.key, None)
+            if out is None:
+                continue
+            self.rows -= out.num_rows
+            self.nbytes -= size if out is b else batch_bytes(out)
+
     def popitem(self) -> tuple[bytes, BufBatch]:
         self.generation += 1
         key, value = super().popitem()

@@ -340,6 +340,15 @@ class TableState:
             return self.batches.rows
         return sum(b.num_rows for b in self.batches.values())
 
+    def remove_flushed(self, flushed: list[BufBatch], sizes: list[int]) -> None:
+        """Take a flush's batches off the buffer (under `lock`; `sizes`: their
+        `batch_bytes`, reckoned before it, BatchMap.remove_flushed)."""
+        if isinstance(self.batches, BatchMap):
+            self.batches.remove_flushed(flushed, sizes)
+        else:
+            for b in flushed:
+                self.batches.pop(b.key, None)
+
     def buffered_bytes(self) -> int:
         """About the bytes of the buffered values (batch.batch_bytes)."""
         if isinstance(self.batches, BatchMap):

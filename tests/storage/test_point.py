@@ -105,3 +105,29 @@ def test_batch_map_counts_the_bytes_of_its_values() -> None:
     assert m.nbytes == batch_bytes(m[bytes([2])])
     m.popitem()
     assert m.nbytes == 0 and m.rows == 0
+
+
+def test_batch_map_removes_a_flush_as_pops_would() -> None:
+    """A flush takes its batches off with sizes reckoned before the table's
+    lock: the counts end as one `pop` a key would leave them, also for a key
+    replaced since (its new value's size counts) and one already gone."""
+    from storage.batch import batch_bytes
+
+    def big(i: int, n: int) -> BufBatch:
+        return BufBatch(bytes([i]), 1, 0.0, None, pa.table({"v": ["x" * n] * (i + 1)}))
+
+    flushed = [big(i, 100 * (i + 1)) for i in range(5)]
+    popped = BatchMap({b.key: b for b in flushed})
+    removed = BatchMap({b.key: b for b in flushed})
+    for m in (popped, removed):
+        m[bytes([2])] = big(2, 9000)  # replaced after the flush read it
+        del m[bytes([3])]  # gone meanwhile
+        m[bytes([9])] = big(9, 50)  # written after: stays
+    generation = removed.generation
+    for b in flushed:
+        popped.pop(b.key, None)
+    removed.remove_flushed(flushed, [batch_bytes(b) for b in flushed])
+    assert list(removed) == list(popped) == [bytes([9])]
+    left = (10, batch_bytes(big(9, 50)))
+    assert (removed.rows, removed.nbytes) == (popped.rows, popped.nbytes) == left
+    assert removed.generation > generation  # a cached conversion of it is stale
