@@ -152,6 +152,16 @@ class BatchMap(dict[bytes, BufBatch]):
             self.nbytes -= batch_bytes(out)
         return out
 
+    def remove_first(self, n: int, rows: int, nbytes: int) -> None:
+        """Take off the first n entries, whose rows and bytes are `rows` and
+        `nbytes`: the rest are put back, in C, not n removals in Python."""
+        rest = list(itertools.islice(dict.items(self), n, None))
+        dict.clear(self)
+        dict.update(self, rest)
+        self.generation += 1
+        self.rows -= rows
+        self.nbytes -= nbytes
+
     def remove_flushed(self, flushed: list[BufBatch], sizes: list[int]) -> None:
         """Take `flushed` off (any already gone: skipped), as `pop` of each key
         would; `sizes` are their `batch_bytes`, reckoned before the table's

@@ -316,3 +316,63 @@ def test_a_flush_makes_its_deletes_and_sizes_before_the_table_lock(
     assert (st.buffered_rows(), st.buffered_bytes()) == (0, 0)
     assert list(engine.catalog.scan_raw(family_name(st.uid))) == []
     assert run("SELECT count(*) AS n, sum(a) AS s FROM app.t") == [{"n": 50, "s": sum(range(50))}]
+
+
+@pytest.mark.parametrize("late", ["above", "among"])
+def test_a_write_that_lands_during_a_flush_survives_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, late: str) -> None:
+    """A flush deletes its batches from the buffer's family with one range
+    tombstone when they are all the buffer's keys up to its last: a write that
+    commits while the flush writes its file has a key above theirs, or, having
+    taken its sequence number before their last one, among them. That one
+    must survive the flush, in memory and on disk (a restart reads it back),
+    so the flush deletes key by key then."""
+    from catalog.store import Batch
+    from storage.files import FileStore
+
+    from .conftest import runner
+
+    catalog, eng = open_engine(tmp_path / "d")
+    catalog.put(Namespace("app"))
+    eng.create_table("app", "t", "shared", [col("id", primary_key=True)])
+    run = runner(eng)
+    run("INSERT INTO app.t VALUES (1)")
+    early = catalog.next_seq(1)  # a writer's number, taken now, committed during the flush
+    run("INSERT INTO app.t VALUES (2), (3)")
+    run("INSERT INTO app.t VALUES (4)")
+    st = eng.state("app", "t")
+    ranges: list[tuple[bytes, bytes]] = []
+    real_range, real_write = Batch.delete_range_raw, FileStore.write
+
+    def deleting_a_range(self: Batch, family: str, begin: bytes, end: bytes) -> Batch:
+        ranges.append((begin, end))
+        return real_range(self, family, begin, end)
+
+    def writing(self: FileStore, *args: Any, **kwargs: Any) -> Any:
+        out = real_write(self, *args, **kwargs)
+        if late == "among":
+            real_next = catalog.next_seq
+            monkeypatch.setattr(catalog, "next_seq", lambda n=1: early)
+            run("INSERT INTO app.t VALUES (100)")
+            monkeypatch.setattr(catalog, "next_seq", real_next)
+        run("INSERT INTO app.t VALUES (200)")
+        return out
+
+    monkeypatch.setattr(Batch, "delete_range_raw", deleting_a_range)
+    monkeypatch.setattr(FileStore, "write", writing)
+    assert eng.flush_table("app", "t")["rows"] == 4
+    monkeypatch.setattr(FileStore, "write", real_write)
+    kept = [200] if late == "above" else [100, 200]
+    assert len(ranges) == (1 if late == "above" else 0)
+    assert st.buffered_rows() == len(kept)
+    assert len(list(catalog.scan_raw(family_name(st.uid)))) == len(kept)
+    want = [{"id": i} for i in [1, 2, 3, 4, *kept]]
+    assert run("SELECT id FROM app.t ORDER BY id") == want
+    eng.close()
+    catalog.close()
+    catalog, eng = open_engine(tmp_path / "d")
+    assert runner(eng)("SELECT id FROM app.t ORDER BY id") == want
+    assert eng.flush_table("app", "t")["rows"] == len(kept)  # and flushed in turn
+    assert list(catalog.scan_raw(family_name(eng.state("app", "t").uid))) == []
+    eng.close()
+    catalog.close()
