@@ -177,9 +177,13 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
                 image.exports.append(BufferExport(
                     rows, c.table.uid, c.table.table_type, c.table.schema_version,
                     list(c.columns), list(c.table.primary_key), staging, entry, image, counting))
-        if not defer_export:
-            for image in images.values():
+        for image in images.values():
+            if not defer_export:
                 image.export_buffers()
+            else:
+                for export in image.exports:
+                    if isinstance(export, BufferExport):
+                        export.spill()
         return Snapshot(snapshot_at, list(images.values()), release, cuts, logged)
     except BaseException:
         release()
@@ -278,9 +282,10 @@ class BufferExport:
     writes them under `staging` (unsynced: the backup reads each once, and
     the snapshot's release removes them) and adds them to the table's entry,
     to the image's files and to the table's live count. Picklable: a BACKUP
-    runs it in its job process."""
+    runs it in its job process, after `spill` (the server's part) put the
+    rows in an Arrow file beside them for the job process to map."""
 
-    rows: pa.Table = field(repr=False, compare=False)
+    rows: pa.Table | None = field(repr=False, compare=False)
     table_uid: str
     table_type: str
     schema_version: int
@@ -290,9 +295,27 @@ class BufferExport:
     entry: TableEntry = field(repr=False, compare=False)
     image: NamespaceImage = field(repr=False, compare=False)
     live: LiveCount = field(repr=False, compare=False)
+    spilled: Path | None = None  # where `spill` put the rows
+
+    def spill(self) -> None:
+        """The rows into an Arrow IPC file under `staging`, not in this object:
+        sent to a job process through its socket, a buffer's MiBs went in
+        many small writes as the process (under SCHED_IDLE) read them, each a
+        take of the server's GIL (~135 a BACKUP of load.py's table). Written
+        here in one call that lets the GIL go once, mapped there."""
+        assert self.rows is not None
+        self.staging.mkdir(parents=True, exist_ok=True)
+        path = self.staging / f"{self.table_uid}.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, self.rows.schema) as out:
+            out.write_table(self.rows)
+        self.rows, self.spilled = None, path
 
     def __call__(self) -> None:
-        rows = self.rows
+        if self.rows is not None:
+            rows = self.rows
+        else:
+            assert self.spilled is not None
+            rows = pa.ipc.open_file(pa.memory_map(str(self.spilled))).read_all()
         if self.table_type == "user":
             users = pc.unique(rows.column(USER)).to_pylist()
             groups = [(u, rows.filter(pc.equal(rows.column(USER), u))) for u in users]
@@ -318,6 +341,9 @@ class BufferExport:
             self.entry.max_seq = max(self.entry.max_seq, item.entry.max_seq)
             self.live.groups.setdefault(item.entry.user_id, []).append(item.path)
         self.image.files += out
+        if self.spilled is not None:
+            with contextlib.suppress(OSError):  # else the snapshot's release removes it
+                self.spilled.unlink()
 
 
 def _columns(columns: list[Column]) -> list[ColumnEntry]:

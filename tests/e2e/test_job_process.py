@@ -145,6 +145,35 @@ async def test_a_backups_buffered_rows_are_written_as_parquet_in_the_job_process
     assert len(here) == 3  # app.t's buffer, and app.u's, one file per user
 
 
+async def test_a_backup_sends_its_buffered_rows_through_a_file_not_the_socket(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """~1 MB of buffered rows go to the job process as an Arrow file the server
+    wrote in one call: through the socket they went in many small writes
+    while the process (under SCHED_IDLE) read them, each a take of the
+    server's GIL. What the server sends stays small, and every row arrives."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT)")
+    values = ", ".join(f"({i}, '{i:0200}')" for i in range(5000))
+    await ok(client, f"INSERT INTO app.t VALUES {values}")  # buffered: ~1 MB
+    sent: list[int] = []
+    real = jobproc.send_framed
+
+    def sending(conn: Any, msg: Any) -> None:
+        import pickle
+
+        bufs: list[Any] = []
+        sent.append(len(pickle.dumps(msg, protocol=5, buffer_callback=bufs.append))
+                    + sum(b.raw().nbytes for b in bufs))
+        real(conn, msg)
+
+    monkeypatch.setattr(jobproc, "send_framed", sending)
+    done = (await ok(client, "BACKUP DATABASE app TO 'nightly'"))[0]["rows"][0]
+    assert sent and max(sent) < 64 * 1024, sent
+    assert done["rows"] == 5000
+    await ok(client, "RESTORE DATABASE app FROM 'nightly' AS copy")
+    got = (await ok(client, "SELECT count(*) AS n, sum(length(v)) AS s FROM copy.t"))[0]["rows"]
+    assert got == [{"n": 5000, "s": 5000 * 200}]
+
+
 async def test_off_runs_the_work_in_the_server(aiohttp_client: Any, cairn_config: Config) -> None:
     cairn_config.jobs.job_process = "off"
     client = await aiohttp_client(create_app(cairn_config))
