@@ -5,6 +5,7 @@ Every key here is documented in `config.example.toml`; a test keeps the two in s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,13 @@ class PgwireConfig:
     tls_key: str = ""
 
 
+@functools.lru_cache(maxsize=64)
+def _resolved(root: str) -> str:
+    """A configured backup root, resolved once a process (every statement that
+    names a target asks for the roots; storage/backup/targets.py `_real_root`)."""
+    return str(Path(root).resolve())
+
+
 @dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -110,7 +118,7 @@ class Config:
     @property
     def backup_roots(self) -> list[str]:
         if self.backup.roots:
-            return [str(Path(r).resolve()) for r in self.backup.roots]
+            return [_resolved(r) for r in self.backup.roots]
         return [str(self.data_dir / "backups")]
 
     @property

@@ -9,6 +9,7 @@ one backup (see archive.py), confined like any other local target.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -101,7 +102,7 @@ def _local(target: str, roots: list[str]) -> Target:
     for root in root_abs:
         if not os.path.isdir(root):  # one stat where it is there (makedirs: three)
             os.makedirs(root, exist_ok=True)
-    root_real = [os.path.realpath(r) for r in root_abs]
+    root_real = [_real_root(r) for r in root_abs]
 
     if os.path.isabs(target):
         candidate = os.path.normpath(target)
@@ -137,6 +138,16 @@ def _is_repository(path: str) -> bool:
     return os.path.isfile(os.path.join(path, CONFIG)) or any(
         os.path.isdir(os.path.join(path, d)) for d in (MANIFESTS, OBJECTS, KEYS)
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    """A backup root with its links resolved, once a process: every statement
+    naming a target asked again (an lstat per component), and each system
+    call on a server thread can keep the event loop waiting for the GIL
+    (docs/performance.md). A root re-linked elsewhere later is not followed:
+    targets stay confined to where the root was first found."""
+    return os.path.realpath(root)
 
 
 def _check_not_nested(target: str, real: str, root: str) -> None:

@@ -110,6 +110,22 @@ def test_target_holding_a_repository_in_its_internals(repo: Repository, make_fil
         resolve_target("linker", [str(root)], {})
 
 
+def test_a_root_pointed_elsewhere_while_running_is_not_followed(tmp_path: Path) -> None:
+    """A root is resolved once (each statement asked again, a system call per
+    component on a server thread beside the event loop): a root that is a link,
+    pointed at another folder later, does not take targets there."""
+    first, elsewhere = tmp_path / "disk1", tmp_path / "elsewhere"
+    first.mkdir()
+    elsewhere.mkdir()
+    link = tmp_path / "root-link"
+    os.symlink(first, link)
+    assert resolve_target("nightly", [str(link)], {}).base == str(first / "nightly")
+    link.unlink()
+    os.symlink(elsewhere, link)
+    with pytest.raises(PermissionDenied, match="resolves outside the backup roots"):
+        resolve_target("nightly", [str(link)], {})
+
+
 def fifo_in_place_of(path: Path) -> None:
     path.unlink()
     os.mkfifo(path)
