@@ -24,6 +24,10 @@ process could at best give the p99 beside it. `--jobs-idle` runs that second
 server under SCHED_IDLE. `--job-process idle|nice|off` sets the servers'
 `[jobs] job_process` (storage/jobproc.py), for A/B runs of the same code.
 
+`--jobs backup` runs only that job in turn (with its quiet windows), and
+`--pid-file` writes the server's pid when the timed load starts (what
+bench/gil_takes.py attaches perf to).
+
 `tests/proof/test_load.py` runs the same `run_load` for 10 s with 8 clients.
 """
 
@@ -54,6 +58,8 @@ if str(ROOT) not in sys.path:
 from bench.cairn_process import CairnProcess, write_config  # noqa: E402 (after the path)
 
 ID_STRIDE = 10**9
+JOB_KINDS = ("backup", "verify", "restore")  # --jobs: which of them run
+PID_FILE: Path | None = None  # --pid-file: the server's pid, once the timed load starts
 # Issue 15's starting point: 16 clients, mixed INSERT/SELECT, req/s.
 BASELINE_RPS = 277
 
@@ -340,6 +346,8 @@ async def _jobs(http: aiohttp.ClientSession, url: str, deadline: float,
         ):
             if time.monotonic() >= deadline:
                 return
+            if job not in JOB_KINDS:
+                continue
             start = time.monotonic()
             try:
                 status, body = await _post(http, report.jobs_url or url,
@@ -408,6 +416,8 @@ async def _run(srv: CairnProcess, clients: int, seconds: float, preload: int,
             report.jobs_url = elsewhere.url
 
         acked: list[int] = []
+        if PID_FILE is not None:
+            PID_FILE.write_text(str(srv.pid))
         load0, cpu0, mine0 = os.getloadavg()[0], cpu_seconds(srv.pid), cpu_seconds(os.getpid())
         begin = time.monotonic()
         deadline = begin + seconds
@@ -559,7 +569,15 @@ def main() -> int:
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"),
                         help="[server] event_loop (default: not set, the server's own "
                              "default; a checkout from before the key would refuse it)")
+    parser.add_argument("--jobs", default="backup,verify,restore",
+                        help="which jobs run in turn (default: all three; VERIFY and "
+                             "RESTORE need BACKUP)")
+    parser.add_argument("--pid-file", help="write the server's pid here when the timed "
+                                            "load starts (for perf: bench/gil_takes.py)")
     args = parser.parse_args()
+    global JOB_KINDS, PID_FILE
+    JOB_KINDS = tuple(args.jobs.split(","))
+    PID_FILE = Path(args.pid_file) if args.pid_file else None
     tmp = None if args.workdir else tempfile.mkdtemp(prefix="cairn-load-")
     workdir = Path(args.workdir or tmp or ".") / "load"
     busy = [subprocess.Popen(["sh", "-c", "while :; do :; done"])
