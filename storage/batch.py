@@ -152,6 +152,15 @@ class BatchMap(dict[bytes, BufBatch]):
             self.nbytes -= batch_bytes(out)
         return out
 
+    def leads_with(self, generation: int, n: int, hi: bytes) -> bool:
+        """Whether the n batches a flush read (when `generation` was this
+        map's) are still its first n, and every entry after them has a key
+        above `hi`. No entry was removed or replaced since, so the first n are
+        those; one written since may have a key below theirs (its sequence
+        number was taken before its commit)."""
+        return (self.generation == generation and len(self) >= n
+                and all(k > hi for k in itertools.islice(self, n, None)))
+
     def remove_first(self, n: int, rows: int, nbytes: int) -> None:
         """Take off the first n entries, whose rows and bytes are `rows` and
         `nbytes`: the rest are put back, in C, not n removals in Python."""

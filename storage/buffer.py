@@ -13,7 +13,6 @@ queries never decode RocksDB values; the family is the durable copy."""
 from __future__ import annotations
 
 import io
-import itertools
 import struct
 import time
 from collections.abc import Iterable
@@ -340,36 +339,6 @@ class TableState:
         if isinstance(self.batches, BatchMap):
             return self.batches.rows
         return sum(b.num_rows for b in self.batches.values())
-
-    def batches_generation(self) -> int | None:
-        """The buffer's `BatchMap.generation` (under `lock`), for `flushed_first`."""
-        return self.batches.generation if isinstance(self.batches, BatchMap) else None
-
-    def flushed_first(self, generation: int | None, n: int, hi: bytes) -> bool:
-        """Whether the n batches a flush read (when the buffer's generation was
-        `generation`) are still the buffer's first n, and every entry after
-        them has a key above `hi` (under `lock`). No entry was removed or
-        replaced since, so the first n are those; one written since may have
-        a key below theirs (its sequence number was taken before its commit)."""
-        b = self.batches
-        return (generation is not None and isinstance(b, BatchMap)
-                and b.generation == generation and len(b) >= n
-                and all(k > hi for k in itertools.islice(b, n, None)))
-
-    def remove_first(self, n: int, rows: int, nbytes: int) -> None:
-        """Take off the first n batches (`flushed_first` said they are the
-        flush's; `rows`, `nbytes`: theirs)."""
-        assert isinstance(self.batches, BatchMap)
-        self.batches.remove_first(n, rows, nbytes)
-
-    def remove_flushed(self, flushed: list[BufBatch], sizes: list[int]) -> None:
-        """Take a flush's batches off the buffer (under `lock`; `sizes`: their
-        `batch_bytes`, reckoned before it, BatchMap.remove_flushed)."""
-        if isinstance(self.batches, BatchMap):
-            self.batches.remove_flushed(flushed, sizes)
-        else:
-            for b in flushed:
-                self.batches.pop(b.key, None)
 
     def buffered_bytes(self) -> int:
         """About the bytes of the buffered values (batch.batch_bytes)."""

@@ -16,7 +16,7 @@ from catalog import Catalog, DataFile
 from catalog.errors import NotFound
 
 from . import allocator
-from .batch import BufBatch, batch_bytes
+from .batch import BatchMap, BufBatch, batch_bytes
 from .buffer import TableState, storage_schema
 from .config import EngineConfig
 from .conversion import cached_lead, convert_after
@@ -43,7 +43,7 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
     with st.flush_lock:
         with st.lock:
             batches = list(st.batches.values())
-            generation = st.batches_generation()
+            generation = st.batches.generation if isinstance(st.batches, BatchMap) else None
             table, columns, version = st.table, list(st.columns), st.schema.version
             cached = st.cached_buffer() if table.table_type != "user" else None
         if not batches:
@@ -93,7 +93,9 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
             with st.lock, TIMINGS.timed("flush_register"):
                 if st.dropped:
                     raise NotFound(f"Table '{table.namespace}.{table.name}' does not exist")
-                whole = st.flushed_first(generation, len(batches), hi)
+                held = st.batches
+                whole = (isinstance(held, BatchMap) and generation is not None
+                         and held.leads_with(generation, len(batches), hi))
                 if whole:
                     # The flushed batches are all the buffer's keys up to `hi`
                     # (the lock keeps the buffer and its family the same keys):
@@ -105,10 +107,14 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                         wb.delete_raw(st.family, key)
                 wb.commit()
                 st.files = [*st.files, *written]
-                if whole:
-                    st.remove_first(len(batches), rows_total, sum(sizes))
+                if isinstance(held, BatchMap):
+                    if whole:
+                        held.remove_first(len(batches), rows_total, sum(sizes))
+                    else:
+                        held.remove_flushed(batches, sizes)
                 else:
-                    st.remove_flushed(batches, sizes)
+                    for batch in batches:
+                        held.pop(batch.key, None)
                 st.keys.removed()
                 st.forget_conversions()
         except BaseException:
