@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +119,7 @@ class Config:
     @property
     def backup_roots(self) -> list[str]:
         if self.backup.roots:
-            return [_resolved(r) for r in self.backup.roots]
+            return [_resolved(os.path.abspath(r)) for r in self.backup.roots]
         return [str(self.data_dir / "backups")]
 
     @property

@@ -435,10 +435,12 @@ class _Process:
 
 def send_framed(conn: Connection, msg: Any) -> None:
     """`msg` to a job process (read by storage/jobchild.py): pickled with its large
-    buffers out of band, each then sent as it lies in memory. A snapshot's
-    buffered rows (an Arrow table, up to `flush_bytes` a table) are not copied
-    into the pickle: in band, 19 MB took 18 ms with the GIL held, and as much
-    memory again."""
+    buffers out of band, each then sent as it lies in memory. An Arrow table
+    among a call's arguments is not copied into the pickle: in band, 19 MB
+    took 18 ms with the GIL held, and as much memory again. (A BACKUP's
+    buffered rows go through a file instead, `snapshot.BufferExport.spill`:
+    through the socket they went in many small writes, as fast as the job
+    process read them.)"""
     bufs: list[pickle.PickleBuffer] = []
     data = pickle.dumps(msg, protocol=5, buffer_callback=bufs.append)
     conn.send_bytes(len(bufs).to_bytes(4, "little") + data)
