@@ -41,6 +41,9 @@ class OneRow(BufBatch):
                  values: tuple[Any, ...], schema: pa.Schema, struct: pa.StructType) -> None:
         self.key, self.version, self.ts, self.user = key, version, ts, user
         self.values, self.schema, self.struct = values, schema, struct
+        # batch_bytes, once: the buffer counts it at the INSERT, and a flush
+        # or snapshot of 10,000 of them summed every value again in Python.
+        self.nbytes = sum(len(v) if isinstance(v, str | bytes) else 8 for v in values)
 
     @property
     def rows(self) -> pa.Table:
@@ -105,7 +108,7 @@ def batch_bytes(b: BufBatch) -> int:
     """About how many bytes a batch's values take: a OneRow's strings and
     bytes by their length, 8 for any other value; an Arrow batch's buffers."""
     if isinstance(b, OneRow):
-        return sum(len(v) if isinstance(v, str | bytes) else 8 for v in b.values)
+        return b.nbytes
     return int(b.rows.nbytes)
 
 

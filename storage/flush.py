@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 from catalog import Catalog, DataFile
 from catalog.errors import NotFound
 
-from . import allocator
+from . import allocator, priority
 from .batch import BatchMap, BufBatch, batch_bytes
 from .buffer import TableState, storage_schema
 from .config import EngineConfig
@@ -61,8 +62,13 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 # Only what the table's cached conversion (a BACKUP's snapshot
                 # leaves one) does not already hold is converted here.
                 start = cached_lead(cached, version, tuple(b.key for b in group))
-                rows = convert_after(cached[2] if start and cached else None, start, group,
-                                     table, columns, version, loose, schema)
+                # Python values into Arrow, holding the GIL ~1 ms a chunk: at
+                # the server's own priority, as a lowered thread preempted in
+                # the middle of one keeps every statement waiting for the GIL
+                # (an INSERT waited 14-25 ms at each flush: docs/performance.md).
+                rows = priority.at_normal_priority(partial(
+                    convert_after, cached[2] if start and cached else None, start, group,
+                    table, columns, version, loose, schema))
                 seqs = rows.column(SEQ)
                 meta = {b"cairn.schema_version": str(version).encode(),
                         b"cairn.table_uid": table.uid.encode()}

@@ -23,6 +23,7 @@ import contextlib
 import shutil
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -172,7 +173,8 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
             image.tables.append(entry)
             image.files += items
             image.counts.append(counting)
-            rows = _buffer(c)
+            # At the server's own priority, as the flush's (storage/flush.py).
+            rows = priority.at_normal_priority(partial(_buffer, c))
             if rows is not None and rows.num_rows:
                 image.exports.append(BufferExport(
                     rows, c.table.uid, c.table.table_type, c.table.schema_version,

@@ -376,3 +376,51 @@ def test_a_write_that_lands_during_a_flush_survives_it(
     assert list(catalog.scan_raw(family_name(eng.state("app", "t").uid))) == []
     eng.close()
     catalog.close()
+
+
+def test_a_lowered_flush_converts_at_normal_priority_and_sums_no_value(
+        engine: Engine, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush runs on a lowered (background nice) thread, and converting its
+    buffered rows into Arrow holds the GIL ~1 ms a chunk: preempted in the
+    middle of one, it kept an INSERT waiting 14-25 ms (docs/performance.md).
+    The conversion runs at the server's own priority, and the bytes of a
+    one-row batch are the ones reckoned at its INSERT, not summed again."""
+    import threading
+
+    import storage.flush
+    from storage import priority
+
+    engine.create_table("app", "t", "shared", [col("a"), col("s", "TEXT")])
+    for i in range(20):
+        run(f"INSERT INTO app.t VALUES ({i}, 'v{i}')")
+    st = engine.state("app", "t")
+    from storage.batch import batch_bytes
+
+    one = next(iter(st.batches.values()))
+    values, one.values = one.values, None  # type: ignore[attr-defined]
+    assert batch_bytes(one) > len("v0")  # sized without its values
+    one.values = values  # type: ignore[attr-defined]
+    before = priority.background_nice()
+    priority.set_background_nice(9)
+    seen: list[int] = []
+    real = storage.flush.convert_after
+
+    def converting(*args: Any) -> Any:
+        seen.append(priority.thread_nice())
+        return real(*args)
+
+    monkeypatch.setattr(storage.flush, "convert_after", converting)
+    out: list[Any] = []
+
+    def lowered_flush() -> None:
+        priority.lower_this_thread()
+        out.append((priority.thread_nice(), engine.flush_table("app", "t")["rows"]))
+
+    try:
+        t = threading.Thread(target=lowered_flush)
+        t.start()
+        t.join()
+    finally:
+        priority.set_background_nice(before)
+    assert out == [(9, 20)] and seen == [0]
+    assert (st.buffered_rows(), st.buffered_bytes()) == (0, 0)
