@@ -177,8 +177,8 @@ class BatchMap(dict[bytes, BufBatch]):
     def remove_flushed(self, flushed: list[BufBatch], sizes: list[int]) -> None:
         """Take `flushed` off (any already gone: skipped), as `pop` of each key
         would; `sizes` are their `batch_bytes`, reckoned before the table's
-        lock was taken (a OneRow's is a sum over its values in Python), so
-        this is a dict removal per batch."""
+        lock was taken (an Arrow batch's is a pyarrow call; a OneRow keeps
+        its own), so this is a dict removal per batch."""
         self.generation += 1
         for b, size in zip(flushed, sizes, strict=True):
             out = dict.pop(self, b.key, None)
