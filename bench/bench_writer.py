@@ -4,6 +4,11 @@
    other) with nothing else running, and the same loop while full BACKUPs of
    the namespace run back to back (each into a fresh target; the first starts
    with a cold buffer cache)                                    aim max <= 15 ms
+   Before the first loop the kernel is made to write out what earlier work
+   left dirty (`sync`). Each INSERT's time is split (the server's main thread
+   and the client: on a CPU, waiting for one; the CPUs' idle time and steal,
+   the time the hypervisor took the virtual CPUs away), and each INSERT over
+   the aim is listed with its steal.
 2. where the time went, from the server's own /metrics: the commit phases,
    the table-lock waits, the longest table-lock holds (by the code and thread
    that held the lock, with the CPU that thread used meanwhile) and GC pauses
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -46,7 +52,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_backup import build
 from common import ROOT, RssSampler, Server, pct, session, sql
-from stall_probe import REASONS, DirtySampler, OffCpu, by_nice, nice_delta, own_clock, thread_clock
+from stall_probe import (
+    REASONS,
+    DirtySampler,
+    OffCpu,
+    by_nice,
+    meminfo_mb,
+    nice_delta,
+    own_clock,
+    thread_clock,
+)
 
 STALL_AIM_MS = 15.0
 RSS_AIM_MB = 300.0
@@ -80,35 +95,62 @@ async def insert_loop(http: Any, url: str, first: int, n: int,
                       parts: list[tuple[float, ...]] | None = None) -> list[float]:
     """`n` single-row INSERTs one after the other: ms each (only those that ran
     while `busy` was set, if given). With `parts`, each INSERT's (wall, the
-    server main thread's CPU and run-queue wait, the client's CPU and wait) in ms."""
+    server main thread's CPU and run-queue wait, the client's CPU and wait, the
+    CPUs' idle time, the CPUs' steal) in ms."""
     out = []
     me = threading.get_native_id()
     for i in range(first, first + n):
         if parts is not None:
-            s0, c0 = thread_clock(pid, pid), own_clock(me)
+            s0, c0, m0 = thread_clock(pid, pid), own_clock(me), machine_clock()
         t0 = time.perf_counter()
         await sql(http, url, f"INSERT INTO big.events (n, note) VALUES ({i}, 'event {i}')")
         ms = (time.perf_counter() - t0) * 1000
         if busy is None or busy.is_set():
             out.append(ms)
             if parts is not None:
-                s1, c1 = thread_clock(pid, pid), own_clock(me)
-                parts.append((ms, s1[0] - s0[0], s1[1] - s0[1], c1[0] - c0[0], c1[1] - c0[1]))
+                s1, c1, m1 = thread_clock(pid, pid), own_clock(me), machine_clock()
+                parts.append((ms, s1[0] - s0[0], s1[1] - s0[1], c1[0] - c0[0], c1[1] - c0[1],
+                              m1[0] - m0[0], m1[1] - m0[1]))
     return out
+
+
+_IDLE = sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpuidle/state*/time"))
+
+
+def machine_clock() -> tuple[float, float]:
+    """(ms every CPU spent idle, in microseconds from cpuidle; ms the hypervisor
+    took from every CPU, "steal" in /proc/stat's 10 ms ticks) so far. Without
+    cpuidle (no such files) the idle figure stays 0."""
+    idle = 0
+    for f in _IDLE:
+        with contextlib.suppress(OSError, ValueError):
+            idle += int(f.read_text())
+    with open("/proc/stat") as stat:
+        steal = int(stat.readline().split()[8])
+    return idle / 1000, steal * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def attribution(parts: list[tuple[float, ...]]) -> str:
     """Mean of each part over the INSERTs over the aim, and over all of them."""
+    cpus = os.cpu_count() or 1
+
     def line(rows: list[tuple[float, ...]], what: str) -> str:
         if not rows:
             return f"{what}: none"
-        m = [statistics.fmean(r[k] for r in rows) for k in range(5)]
+        m = [statistics.fmean(r[k] for r in rows) for k in range(7)]
         rest = m[0] - m[1] - m[2] - m[3] - m[4]
+        others = (m[0] * cpus - m[5] - m[1] - m[3]) if _IDLE else float("nan")
         return (f"{what} (n={len(rows)}): wall {m[0]:.1f} ms = server main thread on a CPU "
                 f"{m[1]:.1f} + waiting for one {m[2]:.1f}; client on a CPU {m[3]:.1f} + "
-                f"waiting {m[4]:.1f}; the rest (server thread blocked: GIL, lock, I/O) {rest:.1f}")
-    return "\n".join([line([r for r in parts if r[0] > STALL_AIM_MS], "over the aim"),
-                      line(parts, "all")])
+                f"waiting {m[4]:.1f}; the rest (server thread blocked: GIL, lock, I/O) {rest:.1f}. "
+                f"Meanwhile the {cpus} CPUs were idle {m[5]:.1f} ms and busy with other work "
+                f"(the server's other threads, other processes, the kernel, steal) "
+                f"{others:.1f} ms; "
+                f"steal {m[6]:.1f} ms (in 10 ms ticks)")
+    over = [r for r in parts if r[0] > STALL_AIM_MS]
+    each = ", ".join(f"{r[0]:.1f} ms (steal {r[6]:.0f})" for r in over[:12])
+    return "\n".join([line(over, "over the aim")]
+                     + ([f"each over the aim: {each}"] if over else []) + [line(parts, "all")])
 
 
 async def backups(http: Any, url: str, stop: asyncio.Event, busy: asyncio.Event,
@@ -129,6 +171,10 @@ async def stalls(url: str, pid: int, inserts: int,
     async with session(1) as wr, session(1) as bk:
         await sql(wr, url, "CREATE TABLE big.events (n BIGINT, note TEXT)")
         await insert_loop(wr, url, 0, 200)  # warm-up
+        # "Nothing else running" includes the kernel writing out what earlier
+        # work (the table's build, an earlier run's backups) left dirty.
+        out["dirty_before"] = meminfo_mb("Dirty", "Writeback")
+        await asyncio.to_thread(os.sync)
         load0, queued, nice0 = load_avg(), run_queue_ms(pid), by_nice(pid)
         parts: list[tuple[float, ...]] = []
         alone = await insert_loop(wr, url, 1000, inserts, pid=pid, parts=parts)
@@ -306,6 +352,8 @@ def report(args: argparse.Namespace, st: dict[str, Any] | None, went: list[str],
               f"| {m['load'][0]:.2f} / {m['load'][1]:.2f} |")
     print(f"\nRSS idle after start: {idle_rss:.0f} MB.")
     if st is not None:
+        print(f"Dirty + Writeback before the loop alone: {st['dirty_before']:.0f} MB (then a "
+              "sync, so the kernel was not writing it out during the loop).")
         print(f"Backups during the INSERT loop: {st['backup']['backups']} "
               f"(median {st['backup']['backup_s']:.2f} s each).\n")
         for key in ("alone", "backup"):
