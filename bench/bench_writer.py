@@ -7,8 +7,9 @@
    Before the first loop the kernel is made to write out what earlier work
    left dirty (`sync`). Each INSERT's time is split (the server's main thread
    and the client: on a CPU, waiting for one; the CPUs' idle time and steal,
-   the time the hypervisor took the virtual CPUs away), and each INSERT over
-   the aim is listed with its steal.
+   the time the hypervisor took the virtual CPUs away; major page faults of
+   the server and the client), and each INSERT over the aim is listed with
+   its steal and faults.
 2. where the time went, from the server's own /metrics: the commit phases,
    the table-lock waits, the longest table-lock holds (by the code and thread
    that held the lock, with the CPU that thread used meanwhile) and GC pauses
@@ -37,6 +38,7 @@ import asyncio
 import contextlib
 import os
 import re
+import resource
 import shutil
 import statistics
 import sys
@@ -96,12 +98,14 @@ async def insert_loop(http: Any, url: str, first: int, n: int,
     """`n` single-row INSERTs one after the other: ms each (only those that ran
     while `busy` was set, if given). With `parts`, each INSERT's (wall, the
     server main thread's CPU and run-queue wait, the client's CPU and wait, the
-    CPUs' idle time, the CPUs' steal) in ms."""
+    CPUs' idle time, the CPUs' steal) in ms, and the major page faults (a page
+    read from disk) of the server's threads and of this process."""
     out = []
     me = threading.get_native_id()
     for i in range(first, first + n):
         if parts is not None:
             s0, c0, m0 = thread_clock(pid, pid), own_clock(me), machine_clock()
+            f0 = major_faults(pid)
         t0 = time.perf_counter()
         await sql(http, url, f"INSERT INTO big.events (n, note) VALUES ({i}, 'event {i}')")
         ms = (time.perf_counter() - t0) * 1000
@@ -109,12 +113,23 @@ async def insert_loop(http: Any, url: str, first: int, n: int,
             out.append(ms)
             if parts is not None:
                 s1, c1, m1 = thread_clock(pid, pid), own_clock(me), machine_clock()
+                f1 = major_faults(pid)
                 parts.append((ms, s1[0] - s0[0], s1[1] - s0[1], c1[0] - c0[0], c1[1] - c0[1],
-                              m1[0] - m0[0], m1[1] - m0[1]))
+                              m1[0] - m0[0], m1[1] - m0[1], f1[0] - f0[0], f1[1] - f0[1]))
     return out
 
 
 _IDLE = sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpuidle/state*/time"))
+
+
+def major_faults(pid: int) -> tuple[int, int]:
+    """Major page faults so far: the server's (every thread) and this process's."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            server = int(f.read().rpartition(")")[2].split()[9])
+    except (OSError, IndexError, ValueError):
+        server = 0
+    return server, resource.getrusage(resource.RUSAGE_SELF).ru_majflt
 
 
 def machine_clock() -> tuple[float, float]:
@@ -137,7 +152,7 @@ def attribution(parts: list[tuple[float, ...]]) -> str:
     def line(rows: list[tuple[float, ...]], what: str) -> str:
         if not rows:
             return f"{what}: none"
-        m = [statistics.fmean(r[k] for r in rows) for k in range(7)]
+        m = [statistics.fmean(r[k] for r in rows) for k in range(9)]
         rest = m[0] - m[1] - m[2] - m[3] - m[4]
         others = (m[0] * cpus - m[5] - m[1] - m[3]) if _IDLE else float("nan")
         return (f"{what} (n={len(rows)}): wall {m[0]:.1f} ms = server main thread on a CPU "
@@ -146,11 +161,16 @@ def attribution(parts: list[tuple[float, ...]]) -> str:
                 f"Meanwhile the {cpus} CPUs were idle {m[5]:.1f} ms and busy with other work "
                 f"(the server's other threads, other processes, the kernel, steal) "
                 f"{others:.1f} ms; "
-                f"steal {m[6]:.1f} ms (in 10 ms ticks)")
+                f"steal {m[6]:.1f} ms (in 10 ms ticks); major page faults: the server "
+                f"{m[7]:.2f}, the client {m[8]:.2f}")
     over = [r for r in parts if r[0] > STALL_AIM_MS]
-    each = ", ".join(f"{r[0]:.1f} ms (steal {r[6]:.0f})" for r in over[:12])
+    each = ", ".join(f"{r[0]:.1f} ms (steal {r[6]:.0f} ms, major faults {r[7]:.0f} / {r[8]:.0f})"
+                     for r in over[:12])
+    steal = (f"steal in the INSERTs over the aim {sum(r[6] for r in over):.0f} ms of the "
+             f"loop's {sum(r[6] for r in parts):.0f} ms")
     return "\n".join([line(over, "over the aim")]
-                     + ([f"each over the aim: {each}"] if over else []) + [line(parts, "all")])
+                     + ([f"each over the aim: {each}; {steal}"] if over else [])
+                     + [line(parts, "all")])
 
 
 async def backups(http: Any, url: str, stop: asyncio.Event, busy: asyncio.Event,
