@@ -99,13 +99,14 @@ async def insert_loop(http: Any, url: str, first: int, n: int,
     while `busy` was set, if given). With `parts`, each INSERT's (wall, the
     server main thread's CPU and run-queue wait, the client's CPU and wait, the
     CPUs' idle time, the CPUs' steal) in ms, and the major page faults (a page
-    read from disk) of the server's threads and of this process."""
+    read from disk) of the server's threads and of this process, and the
+    machine's compaction and reclaim stalls (`kernel_stalls`)."""
     out = []
     me = threading.get_native_id()
     for i in range(first, first + n):
         if parts is not None:
             s0, c0, m0 = thread_clock(pid, pid), own_clock(me), machine_clock()
-            f0 = major_faults(pid)
+            f0, k0 = major_faults(pid), kernel_stalls()
         t0 = time.perf_counter()
         await sql(http, url, f"INSERT INTO big.events (n, note) VALUES ({i}, 'event {i}')")
         ms = (time.perf_counter() - t0) * 1000
@@ -113,9 +114,10 @@ async def insert_loop(http: Any, url: str, first: int, n: int,
             out.append(ms)
             if parts is not None:
                 s1, c1, m1 = thread_clock(pid, pid), own_clock(me), machine_clock()
-                f1 = major_faults(pid)
+                f1, k1 = major_faults(pid), kernel_stalls()
                 parts.append((ms, s1[0] - s0[0], s1[1] - s0[1], c1[0] - c0[0], c1[1] - c0[1],
-                              m1[0] - m0[0], m1[1] - m0[1], f1[0] - f0[0], f1[1] - f0[1]))
+                              m1[0] - m0[0], m1[1] - m0[1], f1[0] - f0[0], f1[1] - f0[1],
+                              k1 - k0))
     return out
 
 
@@ -130,6 +132,20 @@ def major_faults(pid: int) -> tuple[int, int]:
     except (OSError, IndexError, ValueError):
         server = 0
     return server, resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+
+
+_STALLS = (b"compact_stall ", b"allocstall_")
+
+
+def kernel_stalls() -> int:
+    """Times so far (system-wide) a task stopped to compact or reclaim memory
+    itself before an allocation (/proc/vmstat compact_stall, allocstall_*)."""
+    total = 0
+    with open("/proc/vmstat", "rb") as f:
+        for line in f:
+            if line.startswith(_STALLS):
+                total += int(line.split()[1])
+    return total
 
 
 def machine_clock() -> tuple[float, float]:
@@ -152,7 +168,7 @@ def attribution(parts: list[tuple[float, ...]]) -> str:
     def line(rows: list[tuple[float, ...]], what: str) -> str:
         if not rows:
             return f"{what}: none"
-        m = [statistics.fmean(r[k] for r in rows) for k in range(9)]
+        m = [statistics.fmean(r[k] for r in rows) for k in range(10)]
         rest = m[0] - m[1] - m[2] - m[3] - m[4]
         others = (m[0] * cpus - m[5] - m[1] - m[3]) if _IDLE else float("nan")
         return (f"{what} (n={len(rows)}): wall {m[0]:.1f} ms = server main thread on a CPU "
@@ -162,10 +178,10 @@ def attribution(parts: list[tuple[float, ...]]) -> str:
                 f"(the server's other threads, other processes, the kernel, steal) "
                 f"{others:.1f} ms; "
                 f"steal {m[6]:.1f} ms (in 10 ms ticks); major page faults: the server "
-                f"{m[7]:.2f}, the client {m[8]:.2f}")
+                f"{m[7]:.2f}, the client {m[8]:.2f}; compaction or reclaim stalls {m[9]:.2f}")
     over = [r for r in parts if r[0] > STALL_AIM_MS]
-    each = ", ".join(f"{r[0]:.1f} ms (steal {r[6]:.0f} ms, major faults {r[7]:.0f} / {r[8]:.0f})"
-                     for r in over[:12])
+    each = ", ".join(f"{r[0]:.1f} ms (steal {r[6]:.0f} ms, major faults {r[7]:.0f} / {r[8]:.0f}, "
+                     f"compaction or reclaim stalls {r[9]:.0f})" for r in over[:12])
     steal = (f"steal in the INSERTs over the aim {sum(r[6] for r in over):.0f} ms of the "
              f"loop's {sum(r[6] for r in parts):.0f} ms")
     return "\n".join([line(over, "over the aim")]
