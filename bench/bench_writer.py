@@ -8,8 +8,8 @@
    left dirty (`sync`). Each INSERT's time is split (the server's main thread
    and the client: on a CPU, waiting for one; the CPUs' idle time and steal,
    the time the hypervisor took the virtual CPUs away; major page faults of
-   the server and the client), and each INSERT over the aim is listed with
-   its steal and faults.
+   the server and the client; the machine's compaction and reclaim stalls),
+   and each INSERT over the aim is listed with its steal, faults and stalls.
 2. where the time went, from the server's own /metrics: the commit phases,
    the table-lock waits, the longest table-lock holds (by the code and thread
    that held the lock, with the CPU that thread used meanwhile) and GC pauses
