@@ -149,9 +149,10 @@ def kernel_stalls() -> int:
 
 
 def machine_clock() -> tuple[float, float]:
-    """(ms every CPU spent idle, in microseconds from cpuidle; ms the hypervisor
-    took from every CPU, "steal" in /proc/stat's 10 ms ticks) so far. Without
-    cpuidle (no such files) the idle figure stays 0."""
+    """So far, summed over the CPUs: (ms idle, from cpuidle's microsecond
+    counters; ms the hypervisor ran something else on them, "steal", from
+    /proc/stat's 10 ms ticks). Without cpuidle (no such files) the idle
+    figure stays 0 and `attribution` prints no "other work"."""
     idle = 0
     for f in _IDLE:
         with contextlib.suppress(OSError, ValueError):
