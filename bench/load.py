@@ -267,12 +267,16 @@ async def _client(index: int, http: aiohttp.ClientSession, url: str, deadline: f
 # showed them in futex); docs/performance.md, "The event loop's GIL beside a
 # BACKUP". A count per second in the table, not ms.
 SLEEPS = "main thread, sleeps a second (a count, not ms)"
+# Not the server's CPU: the time the hypervisor took the virtual CPUs away
+# (all of them), so a window's latency can be set against it.
+STEAL = "the machine's steal, all CPUs (not the server's)"
 
 
 def server_cpu(pid: int) -> dict[str, float]:
     """CPU seconds so far of the server process by part: its main thread, its
     other threads by name (digits dropped), its live child processes (the
-    copiers, the archive's helper). Linux /proc; children that ended are gone."""
+    copiers, the archive's helper); and the machine's steal (`STEAL`). Linux
+    /proc; children that ended are gone."""
     out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
     try:
@@ -306,6 +310,11 @@ def server_cpu(pid: int) -> dict[str, float]:
             continue
         used = (int(fields[11]) + int(fields[12])) / tick
         out["child processes"] = out.get("child processes", 0.0) + used
+    try:  # not the server's: what the hypervisor ran on the CPUs instead (10 ms ticks)
+        with open("/proc/stat") as stat:
+            out[STEAL] = int(stat.readline().split()[8]) / tick
+    except (OSError, IndexError, ValueError):
+        pass
     return out
 
 
