@@ -43,8 +43,10 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
         return {"rows": 0, "files": 0, "bytes": 0}
     with st.flush_lock:
         with st.lock:
-            batches = list(st.batches.values())
-            generation = st.batches.generation if isinstance(st.batches, BatchMap) else None
+            held = st.batches
+            assert isinstance(held, BatchMap)  # TableState makes it one
+            batches = list(held.values())
+            generation = held.generation
             table, columns, version = st.table, list(st.columns), st.schema.version
             cached = st.cached_buffer() if table.table_type != "user" else None
         if not batches:
@@ -100,8 +102,8 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 if st.dropped:
                     raise NotFound(f"Table '{table.namespace}.{table.name}' does not exist")
                 held = st.batches
-                whole = (isinstance(held, BatchMap) and generation is not None
-                         and held.leads_with(generation, len(batches), hi))
+                assert isinstance(held, BatchMap)
+                whole = held.leads_with(generation, len(batches), hi)
                 if whole:
                     # The flushed batches are all the buffer's keys up to `hi`
                     # (the lock keeps the buffer and its family the same keys):
@@ -113,14 +115,10 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                         wb.delete_raw(st.family, key)
                 wb.commit()
                 st.files = [*st.files, *written]
-                if isinstance(held, BatchMap):
-                    if whole:
-                        held.remove_first(len(batches), rows_total, sum(sizes))
-                    else:
-                        held.remove_flushed(batches, sizes)
+                if whole:
+                    held.remove_first(len(batches), rows_total, sum(sizes))
                 else:
-                    for batch in batches:
-                        held.pop(batch.key, None)
+                    held.remove_flushed(batches, sizes)
                 st.keys.removed()
                 st.forget_conversions()
         except BaseException:
