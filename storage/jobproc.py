@@ -317,6 +317,12 @@ class _Process:
         self._cancelled_at = None
         self._paused = False
         self._samples.clear()
+        # The first sample SAMPLE_SECONDS in: most calls (a small BACKUP's
+        # store, keep_last's listing) are over by then, and reading the
+        # process's threads at once (a pread each) was ~8 takes of the GIL a
+        # BACKUP beside the event loop (bench/gil_takes.py). A starved call
+        # is seen SAMPLE_SECONDS later: STARVE_SECONDS of samples from this one.
+        self._sampled = time.monotonic()
         if self.level == "idle" and time.monotonic() - _starved_at < STARVED_HOLD:
             self.lift()  # the CPUs were all busy a moment ago: no wait to find it out
         self._send(("call", fn, args, dict(kwargs), armed))

@@ -255,6 +255,43 @@ def test_a_starved_job_process_is_lifted_out_of_sched_idle() -> None:
         assert os.sched_getaffinity(other) == os.sched_getaffinity(0)
 
 
+def progress_then_sleep(work: Any, seconds: float) -> int:
+    work.progress(rows=1, force=True)
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_a_short_call_never_reads_its_process_threads(monkeypatch: Any) -> None:
+    """The starvation sampler reads each thread of the job process (a pread
+    each, each a take of the GIL beside the event loop): not in a call shorter
+    than SAMPLE_SECONDS, even one that sent progress at once. A longer one is
+    still sampled."""
+    sampled: list[int] = []
+    real = priority.SchedClock.sample
+
+    def counting(self: Any) -> Any:
+        sampled.append(1)
+        return real(self)
+
+    monkeypatch.setattr(priority.SchedClock, "sample", counting)
+    # One started and kept, this module imported there (that takes a while).
+    jobproc.call(Job(), progress_then_sleep, jobproc.WORK, 0)
+    every = jobproc.SAMPLE_SECONDS
+    # Long enough that a busy machine (a SCHED_IDLE process waits for idle
+    # CPUs) cannot stretch the call past it, and long since the last sample.
+    monkeypatch.setattr(jobproc, "SAMPLE_SECONDS", 30.0)
+    with jobproc._guard:
+        for kept in jobproc._idle:
+            kept._sampled = time.monotonic() - 60
+    sampled.clear()
+    job = Job()
+    jobproc.call(job, progress_then_sleep, jobproc.WORK, 0.03)
+    assert job.progressed and not sampled
+    monkeypatch.setattr(jobproc, "SAMPLE_SECONDS", every)
+    jobproc.call(Job(), progress_then_sleep, jobproc.WORK, 3 * every)
+    assert sampled
+
+
 def test_a_job_is_lifted_even_where_it_may_not_be_pinned(monkeypatch: Any) -> None:
     """Half the CPUs is a kindness to the statements; being lifted is what
     lets the job finish. A kernel that refuses the affinity (a cpuset that
