@@ -153,7 +153,15 @@ def _real_root(root: str) -> str:
 def _check_not_nested(target: str, real: str, root: str) -> None:
     """A target may not lie in another repository's internal folders (its
     clean-up, prune and listings would meet the other's files, and the other's
-    would meet this one's), nor hold a repository in its own."""
+    would meet this one's), nor hold a repository in its own.
+
+    The second is asked only of a target that is not a repository yet (no
+    `config.json`), as `refuse_nested_remote` asks it of an S3 target: once
+    this one is, the first rule refuses every target inside its internal
+    folders, so no repository comes to be there through Cairn. Asked every
+    time, it was ~30 stats a BACKUP (an lstat of each internal folder, four
+    stats in each), each a take of the GIL beside the statements on the
+    event loop (bench/gil_takes.py)."""
     rel = os.path.relpath(real, root).split(os.sep)
     for depth in range(1, len(rel)):
         above = os.path.join(root, *rel[:depth])
@@ -162,6 +170,8 @@ def _check_not_nested(target: str, real: str, root: str) -> None:
                 f"backup target '{target}' lies inside the internal folder "
                 f"'{rel[depth]}' of backup repository '{above}'"
             )
+    if _regular_file(os.path.join(real, CONFIG)):
+        return
     for name in INTERNAL:
         inner = os.path.join(real, name)
         if _real_dir(inner) and _is_repository(inner):
@@ -169,6 +179,14 @@ def _check_not_nested(target: str, real: str, root: str) -> None:
                 f"backup target '{target}' holds another backup repository in its "
                 f"internal folder '{name}'"
             )
+
+
+def _regular_file(path: str) -> bool:
+    """A regular file, not a link to one (one lstat)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _real_dir(path: str) -> bool:

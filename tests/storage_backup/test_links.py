@@ -110,6 +110,38 @@ def test_target_holding_a_repository_in_its_internals(repo: Repository, make_fil
         resolve_target("linker", [str(root)], {})
 
 
+def test_a_repositorys_own_target_is_checked_in_a_few_stats(
+        repo: Repository, make_file: MakeFile, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every BACKUP resolves its target again, on a server thread: each stat a
+    take of the GIL beside the statements. A target that is a repository
+    already (its config.json there) is not searched for repositories in its
+    internal folders (~30 stats): none can come to be there through Cairn,
+    as a target inside them is refused (above). One that is not a
+    repository yet still is."""
+    backed_up(repo, make_file)
+    calls: list[str] = []
+    for name in ("stat", "lstat"):
+        real = getattr(os, name)
+
+        def counting(*args: object, _real: object = real, _name: str = name,
+                     **kw: object) -> object:
+            calls.append(_name)
+            return _real(*args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(os, name, counting)
+    assert resolve_target("main", [str(root)], {}).base == repo.target.base
+    resolving = len(calls)
+    calls.clear()
+    os.path.realpath(repo.target.base)  # an lstat a component, which any check needs
+    assert resolving <= len(calls) + 4, (resolving, len(calls))
+    monkeypatch.undo()
+    shutil.copytree(repo.target.base, root / "holder" / "tmp")
+    with pytest.raises(PermissionDenied, match="internal folder 'tmp'"):
+        resolve_target("holder", [str(root)], {})
+    with pytest.raises(PermissionDenied, match="internal folder 'tmp'"):
+        resolve_target("main/tmp/inner", [str(root)], {})
+
+
 def test_a_root_pointed_elsewhere_while_running_is_not_followed(tmp_path: Path) -> None:
     """A root is resolved once (each statement asked again, a system call per
     component on a server thread beside the event loop): a root that is a link,
