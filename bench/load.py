@@ -59,6 +59,7 @@ from bench.cairn_process import CairnProcess, write_config  # noqa: E402 (after 
 
 ID_STRIDE = 10**9
 JOB_KINDS = ("backup", "verify", "restore")  # --jobs: which of them run
+ABLATE: set[str] = set()  # --ablate: parts of a BACKUP taken out (bench/ablations)
 PID_FILE: Path | None = None  # --pid-file: the server's pid, once the timed load starts
 # Issue 15's starting point: 16 clients, mixed INSERT/SELECT, req/s.
 BASELINE_RPS = 277
@@ -522,7 +523,13 @@ def run_load(workdir: Path, clients: int = 16, seconds: float = 60.0, preload: i
                    + f"\n[server]\ninline_statements = {str(inline).lower()}\n{loop}{jobs}")
     if history:
         write_history(workdir / "data" / "catalog", history)
-    srv = CairnProcess(workdir / "data", cfg, workdir / "server.log", root=root).start()
+    srv = CairnProcess(workdir / "data", cfg, workdir / "server.log", root=root)
+    if ABLATE:  # bench/ablations/sitecustomize.py, in the loaded server only
+        srv.env["CAIRN_ABLATE"] = ",".join(sorted(ABLATE))
+        srv.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "bench" / "ablations"), str(root)])
+        if "pin" in ABLATE:
+            os.sched_setaffinity(0, {1})  # this client beside the server's threads
+    srv.start()
     other = None
     try:
         if jobs_elsewhere:
@@ -583,8 +590,15 @@ def main() -> int:
                              "RESTORE need BACKUP)")
     parser.add_argument("--pid-file", help="write the server's pid here when the timed "
                                             "load starts (for perf: bench/gil_takes.py)")
+    parser.add_argument("--ablate", default="",
+                        help="comma-separated parts of a BACKUP to take out of the loaded "
+                             "server, to see which the p99 beside it follows: buffer, "
+                             "keep_last, store, purge, pin (bench/ablations/sitecustomize.py; "
+                             "never correct: with buffer or store the final restore check "
+                             "fails on purpose)")
     args = parser.parse_args()
-    global JOB_KINDS, PID_FILE
+    global JOB_KINDS, PID_FILE, ABLATE
+    ABLATE = {a for a in args.ablate.split(",") if a}
     JOB_KINDS = tuple(args.jobs.split(","))
     PID_FILE = Path(args.pid_file) if args.pid_file else None
     tmp = None if args.workdir else tempfile.mkdtemp(prefix="cairn-load-")
@@ -608,7 +622,8 @@ def main() -> int:
           + (f", job_process = {args.job_process}" if args.job_process else "")
           + (f", background_nice = {args.background_nice}"
              if args.background_nice is not None else "")
-          + (f", {args.busy_loops} busy loops beside it" if args.busy_loops else ""))
+          + (f", {args.busy_loops} busy loops beside it" if args.busy_loops else "")
+          + (f", ablated: {', '.join(sorted(ABLATE))}" if ABLATE else ""))
     print(report.table())
     if args.json:
         lat = {k: pct(report.latencies(k), 99) for k in ("backup", "verify", "restore", "idle")}
