@@ -26,7 +26,10 @@ server under SCHED_IDLE. `--job-process idle|nice|off` sets the servers'
 
 `--jobs backup` runs only that job in turn (with its quiet windows), and
 `--pid-file` writes the server's pid when the timed load starts (what
-bench/gil_takes.py attaches perf to).
+bench/gil_takes.py attaches perf to). `--ablate buffer,keep_last,store,purge,pin`
+takes those parts of a BACKUP out of the loaded server
+(bench/ablations/sitecustomize.py): never a correct backup, a way to see which
+part the p99 beside a BACKUP follows.
 
 `tests/proof/test_load.py` runs the same `run_load` for 10 s with 8 clients.
 """
