@@ -26,7 +26,7 @@ server under SCHED_IDLE. `--job-process idle|nice|off` sets the servers'
 
 `--jobs backup` runs only that job in turn (with its quiet windows), and
 `--pid-file` writes the server's pid when the timed load starts (what
-bench/gil_takes.py attaches perf to). `--ablate buffer,keep_last,store,purge,pin`
+bench/gil_takes.py attaches perf to). `--ablate buffer,keep_last,store,purge,pin,fsync`
 takes those parts of a BACKUP out of the loaded server
 (bench/ablations/sitecustomize.py): never a correct backup, a way to see which
 part the p99 beside a BACKUP follows.
@@ -596,9 +596,9 @@ def main() -> int:
     parser.add_argument("--ablate", default="",
                         help="comma-separated parts of a BACKUP to take out of the loaded "
                              "server, to see which the p99 beside it follows: buffer, "
-                             "keep_last, store, purge, pin (bench/ablations/sitecustomize.py; "
-                             "never correct: with buffer or store the final restore check "
-                             "fails on purpose)")
+                             "keep_last, store, purge, pin, fsync "
+                             "(bench/ablations/sitecustomize.py; never correct: with buffer "
+                             "or store the final restore check fails on purpose)")
     args = parser.parse_args()
     global JOB_KINDS, PID_FILE, ABLATE
     ABLATE = {a for a in args.ablate.split(",") if a}

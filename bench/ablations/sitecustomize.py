@@ -15,7 +15,9 @@ the names in CAIRN_ABLATE (comma-separated):
 - `purge`: no allocator purge after a job (`server/jobs.py`);
 - `pin`: the server's main thread on CPU 0 alone, every Python thread it
   starts (and the job processes they start) on CPU 1; load.py pins its own
-  client to CPU 1 too."""
+  client to CPU 1 too;
+- `fsync`: the job processes' fsyncs do nothing (they alone: the server's
+  flushes still sync)."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Any
 
 _CMD = open("/proc/self/cmdline", "rb").read().split(b"\0")  # noqa: SIM115 - read once
 ABLATE = {a for a in os.environ.get("CAIRN_ABLATE", "").split(",") if a}
-KNOWN = {"buffer", "keep_last", "store", "purge", "pin"}
+KNOWN = {"buffer", "keep_last", "store", "purge", "pin", "fsync"}
 
 
 def _patch(module: Any, name: str) -> None:
@@ -81,6 +83,9 @@ def _pin() -> None:
 
     threading.Thread.run = run  # type: ignore[method-assign]
 
+
+if "fsync" in ABLATE and b"storage.jobchild" in _CMD:
+    os.fsync = lambda fd: None
 
 if ABLATE and b"server.cli" in _CMD and b"serve" in _CMD:
     unknown = ABLATE - KNOWN
