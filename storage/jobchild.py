@@ -24,6 +24,7 @@ from .jobproc import PROGRESS_SECONDS, _bind, portable
 
 log = logging.getLogger("storage.jobproc")
 
+GIVE_BACK_AFTER = 1.0  # seconds idle after a call before its memory goes back
 _SENDING = threading.Lock()  # one message at a time on the job process's socket
 
 
@@ -139,7 +140,7 @@ def main(argv: list[str]) -> None:
     copier.set_enabled(False)
     # What is imported by now lives as long as the process: out of the
     # collector's sight (as the server's own start-up objects, server/cli.py),
-    # so the full collection after every call (_give_back) walks what the
+    # so the full collection after a call (_give_back, once idle) walks what the
     # calls left, not the ~40,000 objects of these imports: 12 ms of CPU a
     # call before, three calls to a BACKUP with keep_last (docs/performance.md).
     gc.freeze()
@@ -175,10 +176,8 @@ def main(argv: list[str]) -> None:
                 work._replies.put(msg)
 
     threading.Thread(target=read, name="cairn-jobproc-read", daemon=True).start()
-    while True:
-        msg = calls.get()
-        if msg is None:
-            return
+    msg = calls.get()
+    while msg is not None:
         _, fn, args, kwargs, _ = msg
         work = current[0]
         assert work is not None
@@ -193,7 +192,24 @@ def main(argv: list[str]) -> None:
             log.debug("job process call failed", exc_info=True)
             work.send(("error", portable(exc)))
         fn = args = kwargs = msg = result = None  # nothing of the call is kept
+        msg = _next_call(calls)
+
+
+def _next_call(calls: queue.Queue[tuple[Any, ...] | None]) -> tuple[Any, ...] | None:
+    """The next call, with the last one's memory given back first unless it
+    comes within GIVE_BACK_AFTER: a BACKUP with keep_last is five calls back
+    to back (store, list, plan, prune, archive prune), and a collection and a
+    `malloc_trim` after each, whose pages the next call faulted in again,
+    were ~8% of the process's samples under bench/load.py, on the CPU the
+    statements share the machine's caches with (docs/performance.md)."""
+    try:
+        return calls.get(timeout=GIVE_BACK_AFTER)
+    except queue.Empty:
         _give_back()
+        return calls.get()
+
+
+given_back = 0  # times _give_back ran (for tests)
 
 
 def _give_back() -> None:
@@ -201,6 +217,8 @@ def _give_back() -> None:
     should hold its imports, not the last job's buffers."""
     import pyarrow as pa
 
+    global given_back
+    given_back += 1
     gc.collect()
     pa.default_memory_pool().release_unused()
     with contextlib.suppress(OSError, AttributeError):

@@ -48,7 +48,8 @@ One job process is kept ready for the next call (`ready`): started with the
 server, in the background, and again whenever one ends; its imports
 (DuckDB's and sqlglot's among them: a BACKUP counts live rows with them)
 take ~0.8 s of CPU, which a BACKUP would otherwise wait for, and it holds
-~100 MB PSS; after each call it hands its free memory back. (Ending it while a
+~100 MB PSS; once idle a second after a call
+(jobchild.GIVE_BACK_AFTER) it hands its free memory back. (Ending it while a
 RESTORE ran saved that memory but left the next BACKUP waiting for a new
 process: 0.56 s backups became 1.5 s under bench/load.py.) Copier processes
 (storage/backup/copier.py) are not used in a job process: they take a

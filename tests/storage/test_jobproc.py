@@ -16,6 +16,7 @@ import pytest
 from catalog.errors import Cancelled, InvalidArgument
 from storage import jobproc, priority
 from storage.backup.layout import check_backup_id
+from storage.jobchild import GIVE_BACK_AFTER
 
 
 class Job:
@@ -410,9 +411,27 @@ def test_a_job_process_keeps_its_imports_out_of_the_collector() -> None:
     frozen = jobproc.call(Job(), gc.get_freeze_count)
     assert frozen > 10_000  # storage.backup and pyarrow's objects, ~40,000 here
     # and what a call leaves is still collected: a cycle made in one call is
-    # gone after it
+    # gone once the process was idle after it
     assert jobproc.call(Job(), _make_cycle) == "made"
+    time.sleep(2.5 * GIVE_BACK_AFTER)
     assert jobproc.call(Job(), _cycles_alive) == 0
+
+
+def _given_back() -> int:
+    import sys
+
+    return int(sys.modules["__main__"].given_back)  # the job process runs jobchild as __main__
+
+
+def test_a_job_process_gives_memory_back_once_idle_not_between_calls() -> None:
+    """A BACKUP with keep_last is five calls back to back: the collection and
+    malloc_trim after each (whose pages the next call faulted in again) wait
+    until the process has been idle GIVE_BACK_AFTER, and then run once."""
+    pid, first = jobproc.call(Job(), os.getpid), jobproc.call(Job(), _given_back)
+    assert [jobproc.call(Job(), _given_back) for _ in range(4)] == [first] * 4
+    time.sleep(2.5 * GIVE_BACK_AFTER)
+    assert jobproc.call(Job(), _given_back) == first + 1
+    assert jobproc.call(Job(), os.getpid) == pid  # the same process throughout
 
 
 class _Cycle:
