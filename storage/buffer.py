@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from catalog import DataFile, Table, TableSchema
 
-from .batch import BatchMap, BufBatch, OneRow, batch_bytes, one_row_tables
+from .batch import BatchMap, BufBatch, OneRow, one_row_tables
 from .keys import BufferKeys
 from .timing import TimedLock
 from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
@@ -207,7 +207,7 @@ class TableState:
     table: Table
     schema: TableSchema
     files: list[DataFile]
-    batches: dict[bytes, BufBatch]
+    batches: BatchMap
     append_only: bool
     dropped: bool = False
     lock: TimedLock = field(default_factory=lambda: TimedLock("table"))
@@ -220,10 +220,6 @@ class TableState:
     # of its entries the cached conversion covers).
     _covers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     _row_schema: tuple[int, pa.Schema, pa.StructType] | None = None  # see row_schema()
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.batches, BatchMap):
-            self.batches = BatchMap(self.batches)
 
     @property
     def uid(self) -> str:
@@ -258,7 +254,7 @@ class TableState:
         against (call with `lock` held): the batches' map, its generation (it
         changes when a batch is removed or replaced) and its length."""
         mine = self.batches
-        return id(mine), getattr(mine, "generation", -1), len(mine)
+        return id(mine), mine.generation, len(mine)
 
     def keep_conversion(self, version: int, keys: tuple[bytes, ...], rows: pa.Table,
                         mark: tuple[int, int, int]) -> None:
@@ -275,7 +271,7 @@ class TableState:
         with self.lock:
             mine = self.batches
             if (self.dropped or self.schema.version != version
-                    or mark[:2] != (id(mine), getattr(mine, "generation", -1))
+                    or mark[:2] != (id(mine), mine.generation)
                     or mark[2] > len(mine) or len(keys) != mark[2]):
                 return
             cached = self._cache.get("*")
@@ -336,22 +332,16 @@ class TableState:
         return self._row_schema[2]
 
     def buffered_rows(self) -> int:
-        if isinstance(self.batches, BatchMap):
-            return self.batches.rows
-        return sum(b.num_rows for b in self.batches.values())
+        return self.batches.rows
 
     def buffered_bytes(self) -> int:
         """About the bytes of the buffered values (batch.batch_bytes)."""
-        if isinstance(self.batches, BatchMap):
-            return self.batches.nbytes
-        return sum(batch_bytes(b) for b in self.batches.values())
+        return self.batches.nbytes
 
     def oldest_ts(self) -> float | None:
         """When the oldest buffered row was written (batches are in commit order)."""
-        if isinstance(self.batches, BatchMap):
-            first = self.batches.first()
-            return None if first is None else first.ts
-        return min((b.ts for b in self.batches.values()), default=None)
+        first = self.batches.first()
+        return None if first is None else first.ts
 
     def ttl_floor(self) -> float | None:
         """Stream tables: rows written before this instant have expired."""
@@ -421,9 +411,9 @@ class TableState:
         cached = self._cache.get(slot)
         schema = self.loose_schema()
         mine = self.batches
-        mark = (id(mine), getattr(mine, "generation", -1))
+        mark = (id(mine), mine.generation)
         cover = self._covers.get(slot)
-        if (min_ts is None and isinstance(mine, BatchMap) and cached is not None
+        if (min_ts is None and cached is not None
                 and cached[0] == self.schema.version and cover is not None
                 and cover[:2] == mark and cover[2] <= len(mine)):
             # Only appends since the cached conversion: convert just the new

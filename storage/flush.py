@@ -17,7 +17,7 @@ from catalog import Catalog, DataFile
 from catalog.errors import NotFound
 
 from . import allocator, priority
-from .batch import BatchMap, BufBatch, batch_bytes
+from .batch import BufBatch, batch_bytes
 from .buffer import TableState, storage_schema
 from .config import EngineConfig
 from .conversion import cached_lead, convert_after
@@ -43,10 +43,8 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
         return {"rows": 0, "files": 0, "bytes": 0}
     with st.flush_lock:
         with st.lock:
-            held = st.batches
-            assert isinstance(held, BatchMap)  # TableState makes it one
-            batches = list(held.values())
-            generation = held.generation
+            batches = list(st.batches.values())
+            generation = st.batches.generation
             table, columns, version = st.table, list(st.columns), st.schema.version
             cached = st.cached_buffer() if table.table_type != "user" else None
         if not batches:
@@ -102,7 +100,6 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 if st.dropped:
                     raise NotFound(f"Table '{table.namespace}.{table.name}' does not exist")
                 held = st.batches
-                assert isinstance(held, BatchMap)
                 whole = held.leads_with(generation, len(batches), hi)
                 if whole:
                     # The flushed batches are all the buffer's keys up to `hi`

@@ -31,6 +31,7 @@ from catalog.records import SEP
 
 from . import schema, timing
 from .archive import changes as change_log
+from .batch import BatchMap
 from .buffer import APPEND_ONLY, TableState, decode, family_name
 from .files import FileStore
 from .keys import FileRanges
@@ -96,7 +97,8 @@ class Registry:
             old.replace_definition(rec, sch)
             return old
         files = self.catalog.scan(DataFile, rec.uid + SEP)
-        batches = {key: decode(key, value) for key, value in self.catalog.scan_raw(family_name(rec.uid))}
+        batches = BatchMap((key, decode(key, value))
+                           for key, value in self.catalog.scan_raw(family_name(rec.uid)))
         append_only = self.catalog.get(Meta, APPEND_ONLY + rec.uid) is not None
         return TableState(rec, sch, files, batches, append_only)
 
@@ -199,7 +201,7 @@ class Registry:
                 if log_ is not None:
                     log_.add(b, change_log.CREATE, name, change_log.ddl(table=rec, schema=sch))
             with self._lock:
-                self._states[rec.uid] = TableState(rec, sch, [], {}, True)
+                self._states[rec.uid] = TableState(rec, sch, [], BatchMap(), True)
         return rec
 
     def drop_table(self, namespace: str, name: str, *, if_exists: bool = False) -> bool:
