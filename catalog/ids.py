@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 
@@ -10,6 +11,12 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+# The random part: unique, not secret (no id is a credential), so from a
+# generator seeded once from os.urandom, not a call of it per id: that is a
+# system call, which lets the server's GIL go beside the statements on the
+# event loop (bench/gil_takes.py). Seeded again in a forked child.
+_random = random.Random()
+os.register_at_fork(after_in_child=_random.seed)
 
 
 def _b32(value: int, width: int) -> str:
@@ -34,5 +41,5 @@ def new_id(prefix: str) -> str:
             _counter = 0
         _last_ms = ms
         count = _counter
-    rand = int.from_bytes(os.urandom(4), "big")
+    rand = _random.getrandbits(30)
     return f"{prefix}-{_b32(ms, 10)}{_b32(count, 4)}{_b32(rand, 6)}"

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from catalog import Backup, Catalog, CatalogLocked, DataFile, Job, Namespace, Table, TableSchema
+from catalog import (
+    Backup,
+    Catalog,
+    CatalogLocked,
+    DataFile,
+    Job,
+    Namespace,
+    Table,
+    TableSchema,
+    ids,
+)
 from catalog.ids import new_id
 
 
@@ -114,6 +124,34 @@ def test_ids_sort_in_creation_order() -> None:
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
     assert all(i.startswith("job-") for i in ids)
+
+
+def test_ids_make_no_system_call_and_differ_in_a_forked_child(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id's random part comes from a generator seeded once (a system call
+    lets the server's GIL go beside the statements); a forked child seeds
+    its own, so the two processes' ids do not repeat each other's."""
+    import os
+
+    def no(n: int) -> bytes:
+        raise AssertionError("os.urandom called for an id")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "urandom", no)
+        parent = [new_id("bk")[-6:] for _ in range(50)]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next random parts (no lock another thread may hold), then out
+        os.close(read)
+        os.write(write, ",".join(str(ids._random.getrandbits(30)) for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        child = f.read().split(",")
+    os.waitpid(pid, 0)
+    mine = [str(ids._random.getrandbits(30)) for _ in range(50)]
+    assert len(child) == 50 and not set(child) & set(mine)
+    assert len(set(parent)) == 50
 
 
 def test_records_read_back_as_written_with_values_msgspec_refuses(tmp_path: Path) -> None:
