@@ -66,6 +66,7 @@ import logging
 import os
 import pickle
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -78,6 +79,7 @@ from typing import Any, TypeVar
 from catalog.errors import CairnError, Cancelled
 
 from . import priority
+from .jobframes import Frames
 from .work import Work
 
 log = logging.getLogger(__name__)
@@ -284,7 +286,12 @@ class _Process:
         if level == "idle":  # here, not in the child: a lift must never come before it
             with contextlib.suppress(OSError):
                 os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
+        # Each read of the process's messages waits at most POLL_SECONDS (then
+        # KILL and PAUSE are looked at): see storage/jobframes.py.
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                        struct.pack("ll", 0, int(POLL_SECONDS * 1e6)))
         self.conn = Connection(ours.detach())
+        self._frames = Frames(self.conn.fileno())
         self.clean = False  # between calls, fit for the next one
         self.lifted = False  # out of SCHED_IDLE for this call (a KILL, or starved)
         self._cancelled_at: float | None = None  # when the running call's KILL was sent
@@ -328,11 +335,12 @@ class _Process:
             self.lift()  # the CPUs were all busy a moment ago: no wait to find it out
         self._send(("call", fn, args, dict(kwargs), armed))
         while True:
-            if self.conn.poll(POLL_SECONDS):
-                try:
-                    msg = pickle.loads(self.conn.recv_bytes())
-                except (EOFError, OSError) as exc:
-                    raise self._lost() from exc
+            try:
+                frame = self._frames.next()
+            except (EOFError, OSError) as exc:
+                raise self._lost() from exc
+            if frame is not None:
+                msg = pickle.loads(frame)
                 kind = msg[0]
                 if kind == "progress":
                     work.progress(**msg[1])
