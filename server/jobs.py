@@ -335,16 +335,25 @@ class JobRunner:
         seconds = time.monotonic() - ctx.started if ctx.started is not None else None
         self.cairn.metrics.job_ended(job, seconds)
         logs.job_ended(job, seconds)
+        # What a heavy job's transfers and snapshots freed (copy buffers in
+        # its threads' malloc arenas) goes back to the OS, on the same trip
+        # to a statement thread as the job's last row (each trip is a take
+        # of the GIL beside the statements on the event loop).
+        purge = self.cairn.config.storage.duckdb_release_memory and job.job_type in HEAVY
+
+        def finish() -> None:
+            try:
+                self.cairn.catalog.put(job)
+            finally:
+                if purge:
+                    allocator.purge()
+
         try:
-            await self.cairn.run(self.cairn.catalog.put, job)
+            await self.cairn.run(finish)
         finally:
             self._contexts.pop(job.job_id, None)
             self._tasks.pop(job.job_id, None)
             self.job_ended()
-            if self.cairn.config.storage.duckdb_release_memory and job.job_type in HEAVY:
-                # What the job's transfers and snapshots freed (copy buffers in
-                # its threads' malloc arenas) goes back to the OS.
-                await self.cairn.run(allocator.purge)
         return job
 
     async def _work(self, ctx: JobContext, work: Work, holding: bool) -> None:

@@ -23,7 +23,6 @@ import contextlib
 import shutil
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -152,9 +151,23 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
                 taken = utcnow() if len(records) != 1 else ""
         return records, captured, token, taken, cuts, frozenset(logged)
 
+    def captured_and_converted() -> tuple[tuple[dict[str, Namespace], list[_Captured], str, str,
+                                                dict[str, tuple[int, int]], frozenset[str]],
+                                          list[pa.Table | None]]:
+        got = locked()
+        try:
+            return got, [_buffer(c) for c in got[1]]
+        except BaseException:
+            files.unpin(got[2])
+            raise
+
     # Writers wait while the table locks are held: take them at normal priority
-    # even from a background job (storage/priority.py).
-    records, captured, token, snapshot_at, cuts, logged = priority.at_normal_priority(locked)
+    # even from a background job (storage/priority.py), and convert the
+    # buffers there too, as the flush does (storage/flush.py): one trip to
+    # that thread for both.
+    (records, captured, token, snapshot_at, cuts, logged), converted = \
+        priority.at_normal_priority(captured_and_converted)
+    buffers = {id(c): rows for c, rows in zip(captured, converted, strict=True)}
     if not snapshot_at:  # one namespace: the instant of its cut
         snapshot_at = iso(cuts[next(iter(records))][1])
     staging = staging_root / f"snapshot-{new_id('s')}"
@@ -173,8 +186,7 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
             image.tables.append(entry)
             image.files += items
             image.counts.append(counting)
-            # At the server's own priority, as the flush's (storage/flush.py).
-            rows = priority.at_normal_priority(partial(_buffer, c))
+            rows = buffers[id(c)]
             if rows is not None and rows.num_rows:
                 image.exports.append(BufferExport(
                     rows, c.table.uid, c.table.table_type, c.table.schema_version,

@@ -1,0 +1,102 @@
+"""What a BACKUP's snapshot costs the server beside the statements: one trip
+to a normal-priority thread for the capture and the buffers' conversion, and
+nothing to remove at its release once the backup's store removed its staging
+folder (each trip and each file call is a take of the GIL beside the event
+loop: bench/gil_takes.py, docs/performance.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage import snapshot
+from storage.backup import Repository, resolve_target, write_backup
+from storage.engine import Engine
+
+from .conftest import Run, col
+
+
+class _Work:
+    cancelled = False
+    pause_requested = False
+
+    def check_cancelled(self) -> None:
+        pass
+
+    def progress(self, **counters: Any) -> None:
+        pass
+
+    def fault(self, point: str, **info: Any) -> None:
+        pass
+
+    def give_way(self) -> None:
+        pass
+
+
+@pytest.fixture
+def two_buffered(engine: Engine, run: Run) -> None:
+    for name in ("t", "u"):
+        engine.create_table("app", name, "shared", [col("id", "BIGINT", primary_key=True),
+                                                    col("v", "TEXT")])
+        run(f"INSERT INTO app.{name} VALUES (1, 'a'), (2, 'b')")
+
+
+def test_the_capture_and_the_conversions_are_one_trip(
+        engine: Engine, two_buffered: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    trips: list[Any] = []
+    real = snapshot.priority.at_normal_priority
+
+    def counted(fn: Any) -> Any:
+        trips.append(fn)
+        return real(fn)
+
+    monkeypatch.setattr(snapshot.priority, "at_normal_priority", counted)
+    with engine.snapshot({"app": None}, defer_export=True) as snap:
+        (image,) = snap.namespaces
+        assert len(image.exports) == 2  # both tables' buffers were converted
+    assert len(trips) == 1  # was three: the capture, then one a table's buffer
+
+
+def test_a_stored_backup_leaves_its_snapshot_nothing_to_remove(
+        engine: Engine, two_buffered: None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = Repository(resolve_target("main", [str(tmp_path / "backups")], {}))
+    removed: list[str] = []
+    real = snapshot.shutil.rmtree
+
+    def spy(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).exists():
+            removed.append(str(path))
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot.shutil, "rmtree", spy)
+    with engine.snapshot({"app": None}, defer_export=True) as snap:
+        (image,) = snap.namespaces
+        staging = image.exports[0].staging  # type: ignore[attr-defined]
+        m = write_backup(repo, image, "bk-1", snapshot_at=snap.snapshot_at, label=None,
+                         work=_Work())
+        assert not staging.exists()  # the store removed it, in the job process
+    assert removed == []
+    assert sum(t.rows for t in m.tables) == 4
+    assert repo.verify("bk-1").is_valid
+
+
+def test_a_failed_store_leaves_the_staging_to_the_release(
+        engine: Engine, two_buffered: None, tmp_path: Path) -> None:
+    repo = Repository(resolve_target("main", [str(tmp_path / "backups")], {}))
+
+    class Failing(_Work):
+        def fault(self, point: str, **info: Any) -> None:
+            if point == "backup.before_object":
+                raise RuntimeError("stop here")
+
+    with engine.snapshot({"app": None}, defer_export=True) as snap:
+        (image,) = snap.namespaces
+        staging = image.exports[0].staging  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeError):
+            write_backup(repo, image, "bk-1", snapshot_at=snap.snapshot_at, label=None,
+                         work=Failing())
+    assert not staging.exists()
+    assert repo.manifest_ids() == []
