@@ -8,26 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import operator
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
-from catalog import Archive, Backup, Job, Namespace, Table
+from catalog import Backup, Job, Namespace, Table
 from catalog.errors import AlreadyExists, BackupInvalid, CairnError, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
 from storage import jobproc
 from storage.archive import pitr
-from storage.archive import store as archived
 from storage.archive.store import parse_us
 from storage.backup import Repository
-from storage.backup.drops import drop_and_prune, drop_plan
 from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.verify import verify_backup_of
 
-from . import archiving, restore_hold, resume, visibility
+from . import restore_hold, resume, visibility
+from .backup_drops import drop_beyond, drop_one
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
@@ -129,7 +126,11 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
         result = run_backup(cairn, ctx, plan)
         resume.release_for(cairn, repo, namespace, ctx.job_id)
         if opts.get("keep_last") is not None:
-            result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"])
+            try:
+                result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"])
+            except BackupInvalid as exc:
+                raise BackupInvalid(f"backup '{result['backup_id']}' is complete, but keep_last "
+                                    f"could not drop older ones: {exc.message}") from exc
         return result
 
     return work
@@ -140,13 +141,21 @@ async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDataba
     opts = check_options("BACKUP", stmt.options, BACKUP_OPTIONS)
     check_backup_options(opts)
     check_namespace_name(stmt.namespace)
-    if await cairn.run(cairn.catalog.get, Namespace, stmt.namespace) is None:
+
+    def target() -> Repository | None:
+        # One trip to a statement thread for both (each trip is a take of
+        # the GIL beside the statements on the event loop).
+        if cairn.catalog.get(Namespace, stmt.namespace) is None:
+            return None
+        return repository(cairn, stmt.target, opts.get("encryption_passphrase"),
+                          opts.get("compression", "zstd"))
+
+    repo = await cairn.run(target)
+    if repo is None:
         if stmt.if_exists:
             return Result.of_message(
                 f"Namespace '{stmt.namespace}' does not exist, nothing backed up")
         raise NotFound(f"Namespace '{stmt.namespace}' does not exist")
-    repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"),
-                           opts.get("compression", "zstd"))
     job = await cairn.jobs.run("backup", session,
                                backup_work(cairn, stmt.namespace, lambda: repo, opts),
                                namespace=stmt.namespace, target=repo.uri,
@@ -158,60 +167,6 @@ async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDataba
         ("status", "TEXT"), ("tables", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"),
         ("bytes", "BIGINT"), ("bytes_written", "BIGINT"), ("row_versions", "BIGINT"),
     ], f"Backup '{job.result['backup_id']}' of namespace '{stmt.namespace}' completed")
-
-
-def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
-                keep: int) -> list[str]:
-    """keep_last: drop this namespace's backups in the target beyond the newest `keep`."""
-    # Only the namespace's own whole backups count (not table backups, nor
-    # members of a backup set: those are pruned with their set).
-    listed = jobproc.call(ctx, repo.list_manifests, namespace)
-    own = [m for m in listed if m.get("scope") is None]
-    doomed = [m["backup_id"] for m in own[keep:]]  # newest first
-    # Oldest first: stopped halfway (a crash, a failure), the target keeps the
-    # newest backups without a gap among them, not the oldest ones.
-    return [b for b in reversed(doomed) if drop_unless_gone(cairn, ctx, repo, b)][::-1]
-
-
-def drop_unless_gone(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) -> bool:
-    """keep_last's drop of one backup; False when another drop (a keep_last of a
-    backup running beside this one, a DROP BACKUP) removed it first: the job
-    whose backup has landed does not fail for it."""
-    try:
-        drop_one(cairn, ctx, repo, backup_id)
-    except NotFound:
-        if repo.has_manifest(backup_id):
-            raise
-        return False
-    return True
-
-
-def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) -> int:
-    """Remove a manifest, then every object of it that nothing else uses (the
-    prune waits for, and is waited for by, backups into the same target).
-    What reads, lists and deletes in the target runs in a job process
-    (storage/backup/drops.py); the job's row and the catalog stay here."""
-    namespace, oids = jobproc.call(ctx, drop_plan, repo, backup_id)
-    # Should the process die from here on, start-up sweeps the target (cleanups).
-    ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
-    freed = jobproc.call(ctx, drop_and_prune, repo, backup_id, oids, jobproc.WORK)
-    cairn.catalog.delete(Backup, backup_id)
-    if repo.target.kind != "archive":
-        freed += prune_archived(cairn, ctx, repo, namespace)
-    return freed
-
-
-def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str) -> int:
-    """Archived changes of `namespace` that no base backup left in the target
-    needs go too (the newest segment of a running archive stays: archiving
-    resumes after it)."""
-    rec = cairn.catalog.get(Archive, namespace)
-    running = None
-    if rec is not None and rec.status != "stopped":
-        running = rec.archive_id
-        archiving.service(cairn).backup_dropped(namespace)
-    # keep_newest(archive_id) is `running == archive_id`, picklable.
-    return jobproc.call(ctx, archived.prune, repo, namespace, partial(operator.eq, running))
 
 
 # --- RESTORE ----------------------------------------------------------------

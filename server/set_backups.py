@@ -25,13 +25,13 @@ from storage.backup.sets import member_id, write_set
 from storage.install import Restore
 from storage.registry import RESERVED_NAMESPACES
 
+from .backup_drops import drop_unless_gone
 from .backup_run import scope_text
 from .backups import (
     BACKUP_OPTIONS,
     RESTORE_OPTIONS,
     check_backup_options,
     check_options,
-    drop_unless_gone,
     job_row,
     redacted,
 )

@@ -98,6 +98,32 @@ async def test_keep_last_reads_and_deletes_in_the_target_only_from_the_job_proce
     assert during == []
 
 
+async def test_a_backup_with_keep_last_is_two_job_process_calls(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store, then keep_last's listing, drops and the archive's prune in
+    one more call (storage/backup/drops.py `keep_newest`): a call's messages
+    are takes of the server's GIL beside the statements, and keep_last made
+    four calls a dropped backup (docs/performance.md)."""
+    await fill(client, files=1)
+    for i in range(3):
+        await ok(client, f"INSERT INTO app.blobs VALUES ({100_000 + i}, 'x')")
+        await ok(client, "BACKUP DATABASE app TO 'nightly'")
+    calls: list[str] = []
+    real = jobproc.call
+
+    def counted(job: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return real(job, fn, *args, **kwargs)
+
+    monkeypatch.setattr(jobproc, "call", counted)
+    done = (await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (keep_last = 1)"))[0]
+    assert calls == ["write_backup", "keep_newest"]
+    listed = (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]
+    assert [r["backup_id"] for r in listed] == [done["rows"][0]["backup_id"]]  # three dropped
+    shown = (await ok(client, "SHOW BACKUPS"))[0]["rows"]  # the catalog's list agrees
+    assert [r["backup_id"] for r in shown] == [done["rows"][0]["backup_id"]]
+
+
 async def test_a_backups_buffered_rows_are_written_as_parquet_in_the_job_process(
         client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The snapshot converts the buffered rows in the server (the buffer is

@@ -1,0 +1,83 @@
+"""A backup's drops from the server's side: keep_last after a BACKUP (one
+job-process call, storage/backup/drops.py `keep_newest`) and DROP BACKUP's
+(each step a job-process call). What reads, lists and deletes in the target
+runs in a job process; the job's row and the catalog stay here."""
+
+from __future__ import annotations
+
+import operator
+from functools import partial
+
+from catalog import Archive, Backup
+from catalog.errors import NotFound
+from storage import jobproc
+from storage.archive import store as archived
+from storage.backup import Repository
+from storage.backup.drops import drop_and_prune, drop_plan, keep_newest
+
+from . import archiving
+from .jobs import JobContext
+from .state import Cairn
+
+
+def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
+                keep: int) -> list[str]:
+    """keep_last: drop this namespace's backups in the target beyond the newest
+    `keep`, in one call of a job process (storage/backup/drops.py
+    `keep_newest`); the job's row and the catalog stay here."""
+    running = None
+    if repo.target.kind != "archive":
+        rec = cairn.catalog.get(Archive, namespace)
+        running = rec.archive_id if rec is not None and rec.status != "stopped" else None
+    # Should the process die from here on, start-up sweeps the target (cleanups).
+    ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
+    # keep_newest(archive_id) is `running == archive_id`, picklable.
+    prune = (None if repo.target.kind == "archive"
+             else partial(archived.prune, keep_newest=partial(operator.eq, running)))
+    dropped = jobproc.call(ctx, keep_newest, repo, namespace, keep, jobproc.WORK, prune)
+    for backup_id, _ in dropped:
+        cairn.catalog.delete(Backup, backup_id)
+    if dropped and running is not None:
+        archiving.service(cairn).backup_dropped(namespace)
+    return [backup_id for backup_id, _ in dropped]
+
+
+def drop_unless_gone(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) -> bool:
+    """keep_last's drop of one backup; False when another drop (a keep_last of a
+    backup running beside this one, a DROP BACKUP) removed it first: the job
+    whose backup has landed does not fail for it."""
+    try:
+        drop_one(cairn, ctx, repo, backup_id)
+    except NotFound:
+        if repo.has_manifest(backup_id):
+            raise
+        return False
+    return True
+
+
+def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) -> int:
+    """Remove a manifest, then every object of it that nothing else uses (the
+    prune waits for, and is waited for by, backups into the same target).
+    What reads, lists and deletes in the target runs in a job process
+    (storage/backup/drops.py); the job's row and the catalog stay here."""
+    namespace, oids = jobproc.call(ctx, drop_plan, repo, backup_id)
+    # Should the process die from here on, start-up sweeps the target (cleanups).
+    ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
+    freed = jobproc.call(ctx, drop_and_prune, repo, backup_id, oids, jobproc.WORK)
+    cairn.catalog.delete(Backup, backup_id)
+    if repo.target.kind != "archive":
+        freed += prune_archived(cairn, ctx, repo, namespace)
+    return freed
+
+
+def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str) -> int:
+    """Archived changes of `namespace` that no base backup left in the target
+    needs go too (the newest segment of a running archive stays: archiving
+    resumes after it)."""
+    rec = cairn.catalog.get(Archive, namespace)
+    running = None
+    if rec is not None and rec.status != "stopped":
+        running = rec.archive_id
+        archiving.service(cairn).backup_dropped(namespace)
+    # keep_newest(archive_id) is `running == archive_id`, picklable.
+    return jobproc.call(ctx, archived.prune, repo, namespace, partial(operator.eq, running))

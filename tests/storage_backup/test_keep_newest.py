@@ -1,0 +1,115 @@
+"""keep_last's drops as one job-process call (storage/backup/drops.py
+`keep_newest`): the namespace's whole backups beyond the newest n go, oldest
+first, with what only they used; others' backups, table backups and a
+backup another drop removed first are left alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog.errors import BackupInvalid
+from storage.backup import Repository
+from storage.backup.drops import drop_plan, keep_newest
+
+from .conftest import MakeFile, manifest_doc, object_file
+
+
+class _Work:
+    cancelled = False
+    pause_requested = False
+
+    def check_cancelled(self) -> None:
+        pass
+
+    def progress(self, **counters: Any) -> None:
+        pass
+
+    def fault(self, point: str, **info: Any) -> None:
+        pass
+
+    def give_way(self) -> None:
+        pass
+
+
+def _backup(repo: Repository, make_file: MakeFile, backup_id: str, minute: int,
+            size: int, namespace: str = "app", scope: dict[str, Any] | None = None) -> str:
+    f = make_file(size=size)
+    repo.put_file(f.path)
+    doc = manifest_doc(backup_id, [f], namespace=namespace)
+    doc["created_at"] = f"2026-01-01T00:{minute:02d}:00.000Z"
+    if scope is not None:
+        doc["scope"] = scope
+    repo.write_manifest(doc)
+    return f.sha256
+
+
+@pytest.fixture
+def five(repo: Repository, make_file: MakeFile) -> dict[str, str]:
+    """app: bk-1 … bk-4 (oldest first, 1000-4000 bytes of their own), one
+    table backup of app between them, and crm's bk-c, oldest of all."""
+    oids = {f"bk-{i}": _backup(repo, make_file, f"bk-{i}", 10 + i, 1000 * i) for i in range(1, 5)}
+    oids["bk-t"] = _backup(repo, make_file, "bk-t", 11, 500,
+                           scope={"kind": "tables", "tables": ["events"]})
+    oids["bk-c"] = _backup(repo, make_file, "bk-c", 1, 700, namespace="crm")
+    return oids
+
+
+def test_the_oldest_go_with_only_their_objects_and_the_archives_prune_once(
+        repo: Repository, five: dict[str, str]) -> None:
+    pruned: list[tuple[Repository, str]] = []
+
+    def prune_archive(r: Repository, namespace: str) -> int:
+        pruned.append((r, namespace))
+        return 5
+
+    dropped = keep_newest(repo, "app", 2, _Work(), prune_archive)
+    assert dropped == [("bk-2", 2000), ("bk-1", 1000 + 5)]  # newest first
+    assert sorted(repo.manifest_ids()) == ["bk-3", "bk-4", "bk-c", "bk-t"]
+    for gone in ("bk-1", "bk-2"):
+        assert not object_file(repo, five[gone]).exists()
+    for kept in ("bk-3", "bk-4", "bk-c", "bk-t"):
+        assert object_file(repo, five[kept]).exists()
+    assert pruned == [(repo, "app")]
+
+
+def test_nothing_beyond_keep_drops_nothing_and_prunes_no_archive(
+        repo: Repository, five: dict[str, str]) -> None:
+    pruned: list[str] = []
+    assert keep_newest(repo, "app", 4, _Work(), lambda r, ns: pruned.append(ns) or 0) == []
+    assert keep_newest(repo, "app", 4, _Work()) == []
+    assert pruned == [] and len(repo.manifest_ids()) == 6
+
+
+def test_a_backup_another_drop_removed_first_is_skipped(
+        repo: Repository, five: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    listed = repo.list_manifests("app")
+    repo.delete_manifest("bk-1")  # a DROP BACKUP between the listing and the drop
+    monkeypatch.setattr(repo, "list_manifests", lambda namespace=None: listed)
+    assert keep_newest(repo, "app", 2, _Work()) == [("bk-2", 2000)]
+    assert sorted(repo.manifest_ids()) == ["bk-3", "bk-4", "bk-c", "bk-t"]
+
+
+def test_a_damaged_backup_in_the_target_stops_it_before_anything_goes(
+        repo: Repository, five: dict[str, str]) -> None:
+    """The prune after a drop cannot tell what a damaged manifest uses, and
+    refused only once the dropped backup's manifest had gone: now nothing
+    goes (this dropped bk-2's manifest, then failed)."""
+    path = Path(repo.target.base) / "manifests" / "bk-1.json"
+    path.write_bytes(path.read_bytes()[:-20])  # the oldest is damaged: listed apart
+    with pytest.raises(BackupInvalid, match="nothing was dropped"):
+        keep_newest(repo, "app", 1, _Work())
+    assert sorted(repo.manifest_ids()) == ["bk-1", "bk-2", "bk-3", "bk-4", "bk-c", "bk-t"]
+    assert all(object_file(repo, five[b]).exists() for b in ("bk-2", "bk-3"))
+    assert keep_newest(repo, "app", 5, _Work()) == []  # nothing to drop: no refusal
+
+
+def test_drop_backup_beside_a_damaged_backup_removes_nothing(
+        repo: Repository, five: dict[str, str]) -> None:
+    path = Path(repo.target.base) / "manifests" / "bk-c.json"
+    path.write_bytes(b"{not json")
+    with pytest.raises(BackupInvalid, match="cannot tell which objects are in use"):
+        drop_plan(repo, "bk-2")
+    assert "bk-2" in repo.manifest_ids()
