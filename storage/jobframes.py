@@ -15,6 +15,7 @@ class Frames:
     BACKUP, bench/gil_takes.py). The socket's SO_RCVTIMEO bounds each read."""
 
     READ = 1 << 16  # bytes a read asks for, at least
+    MOST = 1 << 24  # and at most: a frame's length is the sender's word, not an allocation
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -29,7 +30,7 @@ class Frames:
         if frame is not None:
             return frame
         try:
-            data = os.read(self.fd, max(self.READ, self.want - len(self.buf)))
+            data = os.read(self.fd, min(self.MOST, max(self.READ, self.want - len(self.buf))))
         except BlockingIOError:  # SO_RCVTIMEO: nothing came meanwhile
             return None
         if not data:

@@ -93,3 +93,21 @@ def test_the_end_of_the_socket_is_eof(pair: tuple[Frames, Connection, socket.soc
     assert frames.next() == b"last"
     with pytest.raises(EOFError):
         frames.next()
+
+
+def test_a_frame_announcing_an_absurd_length_asks_for_bounded_reads(
+        pair: tuple[Frames, Connection, socket.socket], reads: list[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    frames, _, theirs = pair
+    asked: list[int] = []
+    real = jobframes.os.read
+
+    def asking(fd: int, n: int) -> bytes:
+        asked.append(n)
+        return real(fd, n)
+
+    monkeypatch.setattr(jobframes.os, "read", asking)
+    theirs.sendall(struct.pack("!i", -1) + struct.pack("!Q", 1 << 62) + b"x" * 100)
+    assert frames.next() is None  # incomplete: the rest never comes
+    assert frames.next() is None  # timed out, having asked for a bounded read
+    assert max(asked) == Frames.MOST
