@@ -20,7 +20,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from . import priority
-from .jobproc import PROGRESS_SECONDS, _bind, portable
+from .jobframes import portable
+from .jobproc import PROGRESS_SECONDS, _bind
 
 log = logging.getLogger("storage.jobproc")
 

@@ -79,7 +79,7 @@ from typing import Any, TypeVar
 from catalog.errors import CairnError, Cancelled
 
 from . import priority
-from .jobframes import Frames
+from .jobframes import Frames, portable, relog, send_framed
 from .work import Work
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,11 @@ started = 0  # job processes started (for tests and benches)
 
 class Lost(CairnError):
     """The job process ended (or was killed) in the middle of a call."""
+
+
+class _NotSent(Lost):
+    """The call could not be sent: the process had ended before it (a kept
+    one, between calls). Nothing of the call ran; `call` tries another."""
 
 
 class Killed(Lost, Cancelled):
@@ -163,10 +168,22 @@ def call(job: Work, fn: Callable[..., T], /, *args: Any, here: bool = False,
     start. Only the fault points `job.armed` names (when it has that
     attribute: the server's JobContext) are sent back to run here. Raises what
     `fn` raised, or Lost."""
-    proc = None if here or _mode == "off" else _take()
-    if proc is None:
-        return fn(*_bind(args, job), **dict(zip(kwargs, _bind(kwargs.values(), job),
-                                                strict=True)))
+    for attempt in (1, 2):
+        proc = None if here or _mode == "off" else _take()
+        if proc is None:
+            return fn(*_bind(args, job), **dict(zip(kwargs, _bind(kwargs.values(), job),
+                                                    strict=True)))
+        try:
+            return _run(proc, job, fn, args, kwargs)
+        except _NotSent:
+            if attempt == 2:
+                raise
+            # A kept process that had ended while it waited: the next one.
+    raise AssertionError("unreachable")
+
+
+def _run(proc: _Process, job: Work, fn: Callable[..., T], args: tuple[Any, ...],
+         kwargs: Mapping[str, Any]) -> T:
     with _guard:
         _busy.add(proc)
     try:
@@ -199,13 +216,11 @@ def _take() -> _Process | None:
 
 
 def _pop() -> _Process | None:
-    """A kept process still alive, if any (under _guard)."""
-    while _idle:
-        p = _idle.pop()
-        if p.proc.poll() is None:
-            return p
-        p.end()
-    return None
+    """A kept process, if any (under _guard). Not asked whether it is still
+    alive (a waitpid, which lets the server's GIL go beside the statements,
+    once a call): one that ended meanwhile has closed its end of the
+    socket, so the call's first write fails and `call` takes another."""
+    return _idle.pop() if _idle else None
 
 
 def _get() -> _Process:
@@ -299,12 +314,14 @@ class _Process:
         self._sampled = 0.0
         self._clock = priority.SchedClock(self.proc.pid)
         self._samples: list[tuple[float, int, int]] = []  # (time, ns on a CPU, ns queued)
+        self._sends = 0  # messages sent to it but the calls (KILL, PAUSE, answers)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     def _send(self, msg: Any) -> None:
+        self._sends += 1
         try:
             send_framed(self.conn, msg)
         except OSError as exc:
@@ -333,19 +350,36 @@ class _Process:
         self._sampled = time.monotonic()
         if self.level == "idle" and time.monotonic() - _starved_at < STARVED_HOLD:
             self.lift()  # the CPUs were all busy a moment ago: no wait to find it out
-        self._send(("call", fn, args, dict(kwargs), armed))
+        try:
+            send_framed(self.conn, ("call", fn, args, dict(kwargs), armed))
+        except OSError as exc:  # it had ended: no call can have started there
+            self.end()
+            raise _NotSent(f"the job process had ended (exit status {self.proc.returncode})"
+                           ) from exc
+        sends, heard = self._sends, False
         while True:
             try:
                 frame = self._frames.next()
+            except ConnectionResetError as exc:
+                # It ended with bytes of ours unread: before it had the whole
+                # call, if the call is all we sent and it said nothing yet (a
+                # killed process's socket can close just after the call was
+                # written to it, which then succeeded).
+                if heard or self._sends != sends:
+                    raise self._lost() from exc
+                self.end()
+                raise _NotSent(f"the job process had ended (exit status "
+                               f"{self.proc.returncode})") from exc
             except (EOFError, OSError) as exc:
                 raise self._lost() from exc
             if frame is not None:
+                heard = True
                 msg = pickle.loads(frame)
                 kind = msg[0]
                 if kind == "progress":
                     work.progress(**msg[1])
                 elif kind == "log":
-                    _relog(*msg[1:])
+                    relog(*msg[1:])
                 elif kind in ("fault", "park"):
                     try:
                         if kind == "fault":
@@ -448,21 +482,6 @@ class _Process:
         self.proc.wait()
 
 
-def send_framed(conn: Connection, msg: Any) -> None:
-    """`msg` to a job process (read by storage/jobchild.py): pickled with its large
-    buffers out of band, each then sent as it lies in memory. An Arrow table
-    among a call's arguments is not copied into the pickle: in band, 19 MB
-    took 18 ms with the GIL held, and as much memory again. (A BACKUP's
-    buffered rows go through a file instead, `snapshot.BufferExport.spill`:
-    through the socket they went in many small writes, as fast as the job
-    process read them.)"""
-    bufs: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(msg, protocol=5, buffer_callback=bufs.append)
-    conn.send_bytes(len(bufs).to_bytes(4, "little") + data)
-    for buf in bufs:
-        conn.send_bytes(buf.raw())
-
-
 def lifted_cpus() -> set[int]:
     """The CPUs a lifted job process runs on: the last half of the server's
     (at least one). At the server's priority on every CPU, its copy threads
@@ -474,20 +493,3 @@ def lifted_cpus() -> set[int]:
     half the CPUs")."""
     cpus = sorted(os.sched_getaffinity(0))
     return set(cpus[len(cpus) - max(1, len(cpus) // 2):])
-
-
-def _relog(name: str, level: int, text: str) -> None:
-    logger = logging.getLogger(name)
-    if logger.isEnabledFor(level):
-        logger.handle(logging.makeLogRecord({
-            "name": name, "levelno": level, "levelname": logging.getLevelName(level),
-            "msg": text, "args": None, "processName": "job process"}))
-
-
-def portable(exc: BaseException) -> BaseException:
-    """`exc` if it survives pickling, else a RuntimeError saying what it was."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")

@@ -145,6 +145,39 @@ def test_a_crash_in_the_job_process_is_lost_not_the_server(tmp_path: Path) -> No
     assert jobproc.call(Job(), divmod, 9, 2) == (4, 1)  # a new one serves the next call
 
 
+def test_a_kept_process_that_ended_is_replaced_and_a_live_one_is_never_polled(
+        monkeypatch: Any) -> None:
+    """A kept process is not asked whether it lives before each call (a
+    waitpid: a take of the server's GIL beside the statements). One that
+    ended meanwhile has closed its socket: the call's first write fails,
+    and the call runs in another process, never failing for it."""
+    import signal
+    import subprocess
+
+    first = pid_of_next_call()  # kept again after the call
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # dead (a zombie: nobody waited for it yet)
+        with open(f"/proc/{first}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.02)
+    polls: list[int] = []
+    real = subprocess.Popen.poll
+
+    def poll(self: subprocess.Popen[Any]) -> Any:
+        polls.append(self.pid)
+        return real(self)
+
+    monkeypatch.setattr(subprocess.Popen, "poll", poll)
+    assert jobproc.call(Job(), divmod, 9, 2) == (4, 1)
+    second = pid_of_next_call()
+    assert second != first and gone(first)  # replaced, and the dead one reaped
+    polls.clear()
+    assert jobproc.call(Job(), os.getpid) == second
+    assert polls == []
+
+
 def test_a_kill_the_function_ignores_ends_the_process(monkeypatch: Any, tmp_path: Path) -> None:
     monkeypatch.setattr(jobproc, "KILL_GRACE", 0.5)
     jobproc.call(Job(), policy_and_pid)  # a process ready, with this module imported
