@@ -99,9 +99,9 @@ def _local(target: str, roots: list[str]) -> Target:
             f"backup target '{target}' is not allowed: no backup roots are configured"
         )
     root_abs = [os.path.abspath(r) for r in roots]
-    for root in root_abs:
-        if not os.path.isdir(root):  # one stat where it is there (makedirs: three)
-            os.makedirs(root, exist_ok=True)
+    # One stat a root where it is there (makedirs: three): what it is now,
+    # for _below_root.
+    found = {root: _dir_id(root) for root in root_abs}
     root_real = [_real_root(r) for r in root_abs]
 
     if os.path.isabs(target):
@@ -114,7 +114,7 @@ def _local(target: str, roots: list[str]) -> Target:
 
     # Symlinks anywhere on the way (the target itself, a parent) are resolved
     # before the check, so a link inside a root cannot point outside it.
-    real = os.path.realpath(candidate)
+    real, there = _below_root(candidate, root_abs, root_real, found)
     if not any(_inside(real, r) for r in root_real):
         raise PermissionDenied(f"backup target '{target}' resolves outside the backup roots")
     if real in root_real:
@@ -124,13 +124,75 @@ def _local(target: str, roots: list[str]) -> Target:
     _check_not_nested(target, real, next(r for r in root_real if _inside(real, r)))
     # An archive name that is an existing directory stays a directory repository
     # (such names meant nothing before archives existed).
-    if is_archive_name(real) and not os.path.isdir(real):
-        if os.path.lexists(real) and not os.path.isfile(real):
+    if there is _UNKNOWN:
+        there = _lstat(real)
+    is_dir = there is not None and stat.S_ISDIR(there.st_mode)
+    if is_archive_name(real) and not is_dir:
+        if there is not None and not stat.S_ISREG(there.st_mode):
             raise InvalidArgument(f"backup target '{target}' is not a regular file")
         return Target(fs=pafs.LocalFileSystem(), base=real, uri=real, kind="archive")
-    if os.path.lexists(real) and not os.path.isdir(real):
+    if there is not None and not is_dir:
         raise InvalidArgument(f"backup target '{target}' is not a directory")
     return Target(fs=no_follow_fs(real, real), base=real, uri=real, kind="local")
+
+
+_UNKNOWN = os.stat_result((0,) * 10)  # _below_root did not lstat the path itself
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _dir_id(root: str) -> tuple[int, int]:
+    """A root's (device, inode), made first if it is not there."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        st = None
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        os.makedirs(root, exist_ok=True)  # raises where a file is in the way
+        st = os.stat(root)
+    return st.st_dev, st.st_ino
+
+
+def _below_root(candidate: str, root_abs: list[str], root_real: list[str],
+                found: dict[str, tuple[int, int]]) -> tuple[str, os.stat_result | None]:
+    """`os.path.realpath(candidate)`, and the lstat of what it names (None:
+    nothing there; `_UNKNOWN`: not asked).
+
+    Under a root whose path has no link in it (it is its resolved self) and
+    that is the same directory as when first resolved (its parents re-linked
+    since, it is not), only the names below the root are resolved, an lstat
+    each: realpath's lstat of every name from `/` was most of a target's
+    system calls, each on a server thread a take of the GIL beside the
+    statements on the event loop (bench/gil_takes.py). A link found below
+    the root, or any other root, takes realpath."""
+    for abs_root, real_root in zip(root_abs, root_real, strict=True):
+        if (abs_root != real_root or not _inside(candidate, abs_root) or candidate == abs_root
+                or found[abs_root] != _first_id(real_root, found[abs_root])):
+            continue
+        names = os.path.relpath(candidate, abs_root).split(os.sep)
+        path, st = real_root, None
+        for i, name in enumerate(names):
+            path = os.path.join(path, name)
+            st = _lstat(path)
+            if st is None:  # not there (realpath keeps the rest as written)
+                return os.path.join(path, *names[i + 1:]), None
+            if stat.S_ISLNK(st.st_mode):
+                return os.path.realpath(candidate), _UNKNOWN
+        return path, st
+    return os.path.realpath(candidate), _UNKNOWN
+
+
+_FIRST: dict[str, tuple[int, int]] = {}
+
+
+def _first_id(real_root: str, now: tuple[int, int]) -> tuple[int, int]:
+    """The (device, inode) a root had when this process first resolved it."""
+    return _FIRST.setdefault(real_root, now)
 
 
 def _is_repository(path: str) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.errors import PermissionDenied
+from catalog.errors import InvalidArgument, PermissionDenied
 from storage.backup import Repository, resolve_target
 
 from .conftest import MakeFile
@@ -130,16 +130,47 @@ def test_a_repositorys_own_target_is_checked_in_a_few_stats(
 
         monkeypatch.setattr(os, name, counting)
     assert resolve_target("main", [str(root)], {}).base == repo.target.base
-    resolving = len(calls)
-    calls.clear()
-    os.path.realpath(repo.target.base)  # an lstat a component, which any check needs
-    assert resolving <= len(calls) + 4, (resolving, len(calls))
+    # The root (a stat), the target (an lstat: only the names below the root
+    # are resolved once the root is known), its config.json (an lstat). A
+    # realpath of the target alone was an lstat a component from /.
+    assert calls == ["stat", "lstat", "lstat"], calls
     monkeypatch.undo()
     shutil.copytree(repo.target.base, root / "holder" / "tmp")
     with pytest.raises(PermissionDenied, match="internal folder 'tmp'"):
         resolve_target("holder", [str(root)], {})
     with pytest.raises(PermissionDenied, match="internal folder 'tmp'"):
         resolve_target("main/tmp/inner", [str(root)], {})
+
+
+def test_a_root_whose_parent_is_relinked_while_running_is_not_followed(
+        tmp_path: Path) -> None:
+    """Only the names below a root are resolved once it is known; a root that
+    is no longer the directory first found there (a folder above it
+    replaced by a link elsewhere) is resolved whole again, and its targets
+    refused as outside the roots."""
+    (tmp_path / "disk" / "backups").mkdir(parents=True)
+    (tmp_path / "other" / "backups").mkdir(parents=True)
+    root = tmp_path / "disk" / "backups"
+    assert resolve_target("nightly", [str(root)], {}).base == str(root / "nightly")
+    (tmp_path / "disk").rename(tmp_path / "disk-was")
+    os.symlink(tmp_path / "other", tmp_path / "disk")
+    with pytest.raises(PermissionDenied, match="resolves outside the backup roots"):
+        resolve_target("nightly", [str(root)], {})
+
+
+def test_a_link_below_the_root_is_resolved_before_the_check(tmp_path: Path) -> None:
+    root, outside = tmp_path / "backups", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    os.symlink(outside, root / "sub" / "out")
+    os.symlink(root / "sub", root / "inside")
+    with pytest.raises(PermissionDenied, match="resolves outside the backup roots"):
+        resolve_target("sub/out/nightly", [str(root)], {})
+    assert resolve_target("inside/nightly", [str(root)], {}).base == str(root / "sub" / "nightly")
+    (root / "sub" / "file").write_text("x")
+    with pytest.raises(InvalidArgument, match="not a directory"):
+        resolve_target("sub/file", [str(root)], {})
+    assert resolve_target("sub/new/deeper", [str(root)], {}).base == str(root / "sub/new/deeper")
 
 
 def test_a_root_pointed_elsewhere_while_running_is_not_followed(tmp_path: Path) -> None:
