@@ -164,7 +164,7 @@ class LoadReport:
                 lines.append(f"| {label} | {len(lat)} | {pct(lat, 50):.1f} | {pct(lat, 95):.1f} "
                              f"| {pct(lat, 99):.1f} | {lat[-1]:.1f} |")
         if self.with_jobs:
-            lines += ["", self.windows_line(), *self.cpu_table()]
+            lines += ["", self.windows_line(), *self.lost_lines(), *self.cpu_table()]
         return "\n".join(lines + ["", *self.aims()])
 
     def windows_line(self) -> str:
@@ -180,6 +180,29 @@ class LoadReport:
         counted = sum(len(self.latencies(k)) for k in ("backup", "verify", "restore", "idle"))
         return (f"windows ({rule}): " + "; ".join(parts)
                 + f"; requests counted {counted} of {len(self.samples)}")
+
+    def lost_lines(self) -> list[str]:
+        """What each job cost the statements in all: the requests its windows
+        did not serve against the quiet windows' rate. The p99 ratio is a
+        job's cost a second of it; a job made shorter by doing less can keep
+        that ratio and still cost less (docs/performance.md, 2026-12-05)."""
+        if not self.alternate:
+            return []
+        quiet = self.windows.get("idle", [])
+        quiet_span = sum(b - a for a, b in quiet)
+        if not quiet_span:
+            return []
+        rate = len(self.latencies("idle")) / quiet_span
+        out = []
+        for kind in ("backup", "verify", "restore"):
+            wins = self.windows.get(kind, [])
+            span = sum(b - a for a, b in wins)
+            if wins and span:
+                lost = (rate - len(self.latencies(kind)) / span) * span / len(wins)
+                each = 1000 * span / len(wins)
+                out.append(f"requests the statements lost a {kind.upper()} (quiet req/s - "
+                           f"{kind} req/s) x its window: {lost:.1f}, over {each:.0f} ms")
+        return out
 
     def cpu_table(self) -> list[str]:
         """The server's CPU per second of each window kind, by part (main thread,
