@@ -189,7 +189,11 @@ def test_a_pipelining_client_does_not_starve_the_others(pg: PgServer, unit: byte
     _other_client_answers(pg, out)
     seen = flood.ready
     assert out == [(42,)]
-    assert seen < times // 10, (seen, times)  # 200-2,000 here; 110,000 to all before
+    # Before the fix: 110,000 to all of it. Now 200 to ~70,000 (measured
+    # 2026-12-05, on the code before that day's changes too: 3 runs in 10
+    # over the old limit of a tenth): how far the flood gets while the other
+    # client connects and asks varies with both processes' scheduling.
+    assert seen < times // 4, (seen, times)
     flood.sock.close()
 
 
