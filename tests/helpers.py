@@ -50,6 +50,25 @@ async def ok(client: Any, text: str, **kw: Any) -> list[dict[str, Any]]:
     return body["results"]
 
 
+class Quiet:
+    """A storage Work (storage/work.py) that never cancels and records nothing."""
+
+    cancelled = False
+    pause_requested = False
+
+    def check_cancelled(self) -> None:
+        pass
+
+    def progress(self, **_: Any) -> None:
+        pass
+
+    def fault(self, point: str, **info: Any) -> None:
+        pass
+
+    def give_way(self) -> None:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

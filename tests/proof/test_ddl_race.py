@@ -22,30 +22,11 @@ from storage.backup.schema import FileEntry
 from storage.engine import Engine
 from storage.install import Restore
 from storage.snapshot import Snapshot
-from tests.helpers import ok, rows, sql
+from tests.helpers import Quiet, ok, rows, sql
 from tests.storage.conftest import col, open_engine
 
 ROUNDS = 25
 pytestmark = pytest.mark.timeout(600)  # a few seconds each alone; more on a loaded box
-
-
-class Quiet:
-    """A Work that never cancels and records nothing."""
-
-    cancelled = False
-    pause_requested = False
-
-    def check_cancelled(self) -> None:
-        pass
-
-    def progress(self, **_: Any) -> None:
-        pass
-
-    def fault(self, point: str, **info: Any) -> None:
-        pass
-
-    def give_way(self) -> None:
-        pass
 
 
 def insert(engine: Engine, text: str) -> None:

@@ -14,25 +14,9 @@ import pytest
 from storage import snapshot
 from storage.backup import Repository, resolve_target, write_backup
 from storage.engine import Engine
+from tests.helpers import Quiet
 
 from .conftest import Run, col
-
-
-class _Work:
-    cancelled = False
-    pause_requested = False
-
-    def check_cancelled(self) -> None:
-        pass
-
-    def progress(self, **counters: Any) -> None:
-        pass
-
-    def fault(self, point: str, **info: Any) -> None:
-        pass
-
-    def give_way(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -76,7 +60,7 @@ def test_a_stored_backup_leaves_its_snapshot_nothing_to_remove(
         (image,) = snap.namespaces
         staging = image.exports[0].staging  # type: ignore[attr-defined]
         m = write_backup(repo, image, "bk-1", snapshot_at=snap.snapshot_at, label=None,
-                         work=_Work())
+                         work=Quiet())
         assert not staging.exists()  # the store removed it, in the job process
     assert removed == []
     assert sum(t.rows for t in m.tables) == 4
@@ -87,7 +71,7 @@ def test_a_failed_store_leaves_the_staging_to_the_release(
         engine: Engine, two_buffered: None, tmp_path: Path) -> None:
     repo = Repository(resolve_target("main", [str(tmp_path / "backups")], {}))
 
-    class Failing(_Work):
+    class Failing(Quiet):
         def fault(self, point: str, **info: Any) -> None:
             if point == "backup.before_object":
                 raise RuntimeError("stop here")

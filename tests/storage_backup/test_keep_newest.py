@@ -13,25 +13,9 @@ import pytest
 from catalog.errors import BackupInvalid
 from storage.backup import Repository
 from storage.backup.drops import drop_plan, keep_newest
+from tests.helpers import Quiet
 
 from .conftest import MakeFile, manifest_doc, object_file
-
-
-class _Work:
-    cancelled = False
-    pause_requested = False
-
-    def check_cancelled(self) -> None:
-        pass
-
-    def progress(self, **counters: Any) -> None:
-        pass
-
-    def fault(self, point: str, **info: Any) -> None:
-        pass
-
-    def give_way(self) -> None:
-        pass
 
 
 def _backup(repo: Repository, make_file: MakeFile, backup_id: str, minute: int,
@@ -65,7 +49,7 @@ def test_the_oldest_go_with_only_their_objects_and_the_archives_prune_once(
         pruned.append((r, namespace))
         return 5
 
-    dropped = keep_newest(repo, "app", 2, _Work(), prune_archive)
+    dropped = keep_newest(repo, "app", 2, Quiet(), prune_archive)
     assert dropped == [("bk-2", 2000), ("bk-1", 1000 + 5)]  # newest first
     assert sorted(repo.manifest_ids()) == ["bk-3", "bk-4", "bk-c", "bk-t"]
     for gone in ("bk-1", "bk-2"):
@@ -78,8 +62,8 @@ def test_the_oldest_go_with_only_their_objects_and_the_archives_prune_once(
 def test_nothing_beyond_keep_drops_nothing_and_prunes_no_archive(
         repo: Repository, five: dict[str, str]) -> None:
     pruned: list[str] = []
-    assert keep_newest(repo, "app", 4, _Work(), lambda r, ns: pruned.append(ns) or 0) == []
-    assert keep_newest(repo, "app", 4, _Work()) == []
+    assert keep_newest(repo, "app", 4, Quiet(), lambda r, ns: pruned.append(ns) or 0) == []
+    assert keep_newest(repo, "app", 4, Quiet()) == []
     assert pruned == [] and len(repo.manifest_ids()) == 6
 
 
@@ -88,7 +72,7 @@ def test_a_backup_another_drop_removed_first_is_skipped(
     listed = repo.list_manifests("app")
     repo.delete_manifest("bk-1")  # a DROP BACKUP between the listing and the drop
     monkeypatch.setattr(repo, "list_manifests", lambda namespace=None: listed)
-    assert keep_newest(repo, "app", 2, _Work()) == [("bk-2", 2000)]
+    assert keep_newest(repo, "app", 2, Quiet()) == [("bk-2", 2000)]
     assert sorted(repo.manifest_ids()) == ["bk-3", "bk-4", "bk-c", "bk-t"]
 
 
@@ -100,10 +84,10 @@ def test_a_damaged_backup_in_the_target_stops_it_before_anything_goes(
     path = Path(repo.target.base) / "manifests" / "bk-1.json"
     path.write_bytes(path.read_bytes()[:-20])  # the oldest is damaged: listed apart
     with pytest.raises(BackupInvalid, match="nothing was dropped"):
-        keep_newest(repo, "app", 1, _Work())
+        keep_newest(repo, "app", 1, Quiet())
     assert sorted(repo.manifest_ids()) == ["bk-1", "bk-2", "bk-3", "bk-4", "bk-c", "bk-t"]
     assert all(object_file(repo, five[b]).exists() for b in ("bk-2", "bk-3"))
-    assert keep_newest(repo, "app", 5, _Work()) == []  # nothing to drop: no refusal
+    assert keep_newest(repo, "app", 5, Quiet()) == []  # nothing to drop: no refusal
 
 
 def test_drop_backup_beside_a_damaged_backup_removes_nothing(
