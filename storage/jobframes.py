@@ -52,6 +52,8 @@ class Frames:
             if len(buf) < 12:
                 return None
             size, start = int.from_bytes(buf[4:12], "big"), 12
+        elif size < 0:  # not a frame multiprocessing writes: the stream is lost
+            raise EOFError(f"a job process sent a frame of length {size}")
         end = start + size
         if len(buf) < end:
             self.want = end

@@ -111,3 +111,10 @@ def test_a_frame_announcing_an_absurd_length_asks_for_bounded_reads(
     assert frames.next() is None  # incomplete: the rest never comes
     assert frames.next() is None  # timed out, having asked for a bounded read
     assert max(asked) == Frames.MOST
+
+
+def test_a_negative_length_ends_the_stream(pair: tuple[Frames, Connection, socket.socket]) -> None:
+    frames, _, theirs = pair
+    theirs.sendall(struct.pack("!i", -5) + b"abcdef")
+    with pytest.raises(EOFError, match="length -5"):
+        frames.next()
