@@ -25,10 +25,7 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
     """keep_last: drop this namespace's backups in the target beyond the newest
     `keep`, in one call of a job process (storage/backup/drops.py
     `keep_newest`); the job's row and the catalog stay here."""
-    running = None
-    if repo.target.kind != "archive":
-        rec = cairn.catalog.get(Archive, namespace)
-        running = rec.archive_id if rec is not None and rec.status != "stopped" else None
+    running = _running_archive(cairn, namespace) if repo.target.kind != "archive" else None
     # Should the process die from here on, start-up sweeps the target (cleanups).
     ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
     # keep_newest(archive_id) is `running == archive_id`, picklable.
@@ -74,10 +71,15 @@ def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: s
     """Archived changes of `namespace` that no base backup left in the target
     needs go too (the newest segment of a running archive stays: archiving
     resumes after it)."""
-    rec = cairn.catalog.get(Archive, namespace)
-    running = None
-    if rec is not None and rec.status != "stopped":
-        running = rec.archive_id
+    running = _running_archive(cairn, namespace)
+    if running is not None:
         archiving.service(cairn).backup_dropped(namespace)
     # keep_newest(archive_id) is `running == archive_id`, picklable.
     return jobproc.call(ctx, archived.prune, repo, namespace, partial(operator.eq, running))
+
+
+def _running_archive(cairn: Cairn, namespace: str) -> str | None:
+    """The id of `namespace`'s archive unless it is stopped (its newest
+    segment stays in a prune: archiving resumes after it)."""
+    rec = cairn.catalog.get(Archive, namespace)
+    return rec.archive_id if rec is not None and rec.status != "stopped" else None

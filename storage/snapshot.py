@@ -102,6 +102,7 @@ class _Captured:
     state: TableState | None = None  # where the buffer's conversion is kept (`_buffer`)
     mark: tuple[int, int, int] | None = None  # `TableState.conversion_mark` at the capture
     cover: tuple[int, int, int] | None = None  # what `cached` covers (`TableState.cached_cover`)
+    rows: pa.Table | None = None  # the buffer converted (`_buffer`), set on the capture's thread
 
 
 def take(registry: Registry, scope: Scope, staging_root: Path,
@@ -151,23 +152,23 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
                 taken = utcnow() if len(records) != 1 else ""
         return records, captured, token, taken, cuts, frozenset(logged)
 
-    def captured_and_converted() -> tuple[tuple[dict[str, Namespace], list[_Captured], str, str,
-                                                dict[str, tuple[int, int]], frozenset[str]],
-                                          list[pa.Table | None]]:
+    def captured_and_converted() -> tuple[dict[str, Namespace], list[_Captured], str, str,
+                                          dict[str, tuple[int, int]], frozenset[str]]:
         got = locked()
         try:
-            return got, [_buffer(c) for c in got[1]]
+            for c in got[1]:
+                c.rows = _buffer(c)
         except BaseException:
             files.unpin(got[2])
             raise
+        return got
 
     # Writers wait while the table locks are held: take them at normal priority
     # even from a background job (storage/priority.py), and convert the
     # buffers there too, as the flush does (storage/flush.py): one trip to
     # that thread for both.
-    (records, captured, token, snapshot_at, cuts, logged), converted = \
+    records, captured, token, snapshot_at, cuts, logged = \
         priority.at_normal_priority(captured_and_converted)
-    buffers = {id(c): rows for c, rows in zip(captured, converted, strict=True)}
     if not snapshot_at:  # one namespace: the instant of its cut
         snapshot_at = iso(cuts[next(iter(records))][1])
     staging = staging_root / f"snapshot-{new_id('s')}"
@@ -186,10 +187,9 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
             image.tables.append(entry)
             image.files += items
             image.counts.append(counting)
-            rows = buffers[id(c)]
-            if rows is not None and rows.num_rows:
+            if c.rows is not None and c.rows.num_rows:
                 image.exports.append(BufferExport(
-                    rows, c.table.uid, c.table.table_type, c.table.schema_version,
+                    c.rows, c.table.uid, c.table.table_type, c.table.schema_version,
                     list(c.columns), list(c.table.primary_key), staging, entry, image, counting))
         for image in images.values():
             if not defer_export:

@@ -3,7 +3,7 @@ call of a job process (storage/jobproc.py): reading manifests, listing
 folders and checking lock files is Python on a GIL, and on the server's it
 kept the statements waiting (docs/performance.md, "The event loop's GIL
 beside a BACKUP"). The server keeps the job's row and the catalog between
-them (server/backups.py `drop_one`), or, for keep_last after a BACKUP, once
+them (server/backup_drops.py `drop_one`), or, for keep_last after a BACKUP, once
 after them all (`keep_newest`: one call, not four a dropped backup)."""
 
 from __future__ import annotations

@@ -245,20 +245,16 @@ def _check_not_nested(target: str, real: str, root: str) -> None:
 
 def _regular_file(path: str) -> bool:
     """A regular file, not a link to one (one lstat)."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+    st = _lstat(path)
+    return st is not None and stat.S_ISREG(st.st_mode)
 
 
 def _real_dir(path: str) -> bool:
     """A directory, not a link to one: one lstat (`isdir` and `islink` were two,
     and each system call on a server thread can keep the event loop waiting
     for the GIL: docs/performance.md)."""
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+    st = _lstat(path)
+    return st is not None and stat.S_ISDIR(st.st_mode)
 
 
 def refuse_nested_remote(target: Target) -> None:
