@@ -51,6 +51,7 @@ def keep(cairn: Cairn, job: Job, repo: Repository, backup_id: str) -> bool:
         return False
     until = _iso(datetime.now(UTC) + timedelta(seconds=window))
     size = sum(present[oid] for oid in stored)
+    cairn.kept_jobs.mark(job.job_id)
     job.result = {"backup_id": backup_id, KEPT: True, "kept_until": until,
                   "objects": len(stored), "bytes": size}
     job.error_message = (
@@ -67,12 +68,23 @@ def kept(cairn: Cairn) -> list[Job]:
     """Failed backup jobs whose objects are still kept for a resume.
 
     Every BACKUP asks (release_for), and the job history holds up to [jobs]
-    history_max_count records: only the records whose bytes name KEPT at all
-    are decoded (a few; decoding all 10,000 held the GIL for ~0.2 s)."""
-    marker = KEPT.encode()
-    return [j for j in (Job.loads(raw) for _, raw in cairn.catalog.scan_raw(Job.FAMILY)
-                        if marker in raw)
-            if j.job_type == "backup" and isinstance(j.result, dict) and j.result.get(KEPT)]
+    history_max_count records: the history is read once (only the records
+    whose bytes name KEPT at all decoded), and after that only the records
+    `cairn.kept_jobs` names (state.KeptJobs), each read again: one released
+    or trimmed since is named no more."""
+    ids = cairn.kept_jobs.read()
+    if ids is None:
+        marker = KEPT.encode()
+        jobs = [Job.loads(raw) for _, raw in cairn.catalog.scan_raw(Job.FAMILY) if marker in raw]
+    else:
+        jobs = [j for j in (cairn.catalog.get(Job, i) for i in sorted(ids)) if j is not None]
+    found = [j for j in jobs if _is_kept(j)]
+    cairn.kept_jobs.store({j.job_id for j in found})
+    return found
+
+
+def _is_kept(job: Job) -> bool:
+    return job.job_type == "backup" and isinstance(job.result, dict) and bool(job.result.get(KEPT))
 
 
 def _release(cairn: Cairn, job: Job, repo: Repository, **why: Any) -> int:

@@ -19,7 +19,7 @@ from .metrics import Metrics
 from .session import Session
 from .throttle import Statements
 
-__all__ = ["Cairn", "Session"]
+__all__ = ["Cairn", "KeptJobs", "Session"]
 
 if TYPE_CHECKING:
     from storage.engine import Engine
@@ -54,6 +54,34 @@ async def until_free(lock: timing.TimedLock) -> None:
         await freed
 
 
+class KeptJobs:
+    """Which job records may say their backup's objects are kept for a resume
+    (server/resume.py): a superset of them, each read again when asked, so a
+    BACKUP's end reads those few records and not the whole job history (up to
+    `[jobs] history_max_count`; scanning 10,000 records held the GIL ~8 ms a
+    BACKUP, docs/performance.md). Unknown (`None`) until first read from the
+    catalog. Only `resume.keep` marks a job (at start-up, for jobs a dead
+    process left running), and the ids it marked stay named for good (a
+    handful), so a read that raced the mark cannot leave one out."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: set[str] | None = None
+        self._marked: set[str] = set()
+
+    def read(self) -> set[str] | None:
+        with self._lock:
+            return None if self._ids is None else self._ids | self._marked
+
+    def store(self, ids: set[str]) -> None:
+        with self._lock:
+            self._ids = set(ids)
+
+    def mark(self, job_id: str) -> None:
+        with self._lock:
+            self._marked.add(job_id)
+
+
 class Cairn:
     """The server's state, built by `create_app` and closed with it."""
 
@@ -86,6 +114,7 @@ class Cairn:
         # (namespace, target, lag seconds) of each running archive, for /metrics;
         # set by create_app once the archiving service exists.
         self.archive_lags: Callable[[], list[tuple[str, str, float]]] | None = None
+        self.kept_jobs = KeptJobs()  # resume.py
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The one door for blocking work (RocksDB, DuckDB, pyarrow, files): it

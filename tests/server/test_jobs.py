@@ -332,3 +332,45 @@ def test_kept_finds_the_kept_backups_among_the_history(cairn: Cairn) -> None:
     cairn.catalog.put(Job("job-text", "backup", status="failed",
                           statement="-- kept_for_resume", result=None))
     assert [j.job_id for j in resume.kept(cairn)] == ["job-kept"]
+
+
+def test_kept_reads_the_history_once_then_only_the_jobs_it_names(cairn: Cairn) -> None:
+    """Every BACKUP's end asks resume.kept: after its first answer it reads
+    the few records it named, not the whole jobs family, and still sees each
+    change: a job marked kept since (resume.keep, at start-up), one released,
+    one trimmed."""
+    from server import resume
+
+    for i in range(50):
+        cairn.catalog.put(Job(f"job-a{i:02d}", "backup", status="completed",
+                              result={"backup_id": f"bk-{i}"}))
+    for name in ("job-k1", "job-k2"):
+        cairn.catalog.put(Job(name, "backup", status="failed",
+                              result={"backup_id": name, resume.KEPT: True}))
+    raw_scans: list[str] = []
+    scan_raw = cairn.catalog.scan_raw
+
+    def counted(family, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raw_scans.append(family)
+        return scan_raw(family, *args, **kwargs)
+
+    cairn.catalog.scan_raw = counted  # type: ignore[method-assign]
+    assert [j.job_id for j in resume.kept(cairn)] == ["job-k1", "job-k2"]
+    assert raw_scans == [Job.FAMILY]
+    raw_scans.clear()
+
+    # Marked later, while the record is still running (start-up's clean-up
+    # puts it afterwards); one released; one trimmed.
+    late = Job("job-late", "backup", status="running")
+    cairn.catalog.put(late)
+    cairn.kept_jobs.mark(late.job_id)
+    assert [j.job_id for j in resume.kept(cairn)] == ["job-k1", "job-k2"]
+    late.status, late.result = "failed", {"backup_id": "bk-late", resume.KEPT: True}
+    cairn.catalog.put(late)
+    cairn.catalog.put(Job("job-k1", "backup", status="failed",
+                          result={"backup_id": "job-k1", resume.KEPT: False}))
+    cairn.catalog.delete(Job, "job-k2")
+    assert [j.job_id for j in resume.kept(cairn)] == ["job-late"]
+    for _ in range(3):
+        assert [j.job_id for j in resume.kept(cairn)] == ["job-late"]
+    assert raw_scans == []
