@@ -64,16 +64,29 @@ class Frames:
         return frame
 
 
+IN_BAND_BYTES = 64 << 10  # a smaller buffer goes inside the pickle (send_framed)
+
+
 def send_framed(conn: Connection, msg: Any) -> None:
     """`msg` to a job process (read by storage/jobchild.py): pickled with its large
     buffers out of band, each then sent as it lies in memory. An Arrow table
     among a call's arguments is not copied into the pickle: in band, 19 MB
-    took 18 ms with the GIL held, and as much memory again. (A BACKUP's
-    buffered rows go through a file instead, `snapshot.BufferExport.spill`:
+    took 18 ms with the GIL held, and as much memory again. A buffer under
+    IN_BAND_BYTES is copied into the pickle all the same: sent apart, each
+    was a write of its own, and each write a take of the server's GIL (a
+    one-row table is ~8 buffers). (A BACKUP's buffered rows past
+    snapshot.INLINE_BYTES go through a file instead, `BufferExport.spill`:
     through the socket they went in many small writes, as fast as the job
     process read them.)"""
     bufs: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(msg, protocol=5, buffer_callback=bufs.append)
+
+    def apart(buf: pickle.PickleBuffer) -> bool:
+        if buf.raw().nbytes < IN_BAND_BYTES:
+            return True  # in band
+        bufs.append(buf)
+        return False
+
+    data = pickle.dumps(msg, protocol=5, buffer_callback=apart)
     conn.send_bytes(len(bufs).to_bytes(4, "little") + data)
     for buf in bufs:
         conn.send_bytes(buf.raw())

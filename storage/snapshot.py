@@ -51,6 +51,15 @@ from .work import Work
 __all__ = ["FileToStore", "NamespaceImage", "Scope", "Snapshot", "Work", "take"]
 
 
+# A BACKUP's buffered rows up to this many bytes in all go to its job process
+# inside the call (pickled in band, jobframes.send_framed); a table's rows past
+# it go through a file (`BufferExport.spill`). Spilled, each table's rows were
+# ~11 takes of the server's GIL (mkdir, open, the writer's open, write, closes):
+# 577 a BACKUP of a namespace of 50 tables with a row buffered each, against
+# ~32 for one table (docs/performance.md). Sent in band, a frame this size
+# fits the socket's buffer: one write.
+INLINE_BYTES = 128 << 10
+
 # What a scope names: namespace -> table names, or None for every table.
 Scope = Mapping[str, Collection[str] | None]
 
@@ -191,12 +200,18 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
                 image.exports.append(BufferExport(
                     c.rows, c.table.uid, c.table.table_type, c.table.schema_version,
                     list(c.columns), list(c.table.primary_key), staging, entry, image, counting))
+        inline = INLINE_BYTES
         for image in images.values():
             if not defer_export:
                 image.export_buffers()
-            else:
-                for export in image.exports:
-                    if isinstance(export, BufferExport):
+                continue
+            for export in image.exports:
+                if isinstance(export, BufferExport):
+                    assert export.rows is not None
+                    size = export.rows.get_total_buffer_size()
+                    if size <= inline:
+                        inline -= size  # goes with the call (jobframes.send_framed)
+                    else:
                         export.spill()
         return Snapshot(snapshot_at, list(images.values()), release, cuts, logged)
     except BaseException:
@@ -296,8 +311,9 @@ class BufferExport:
     writes them under `staging` (unsynced: the backup reads each once, and
     the snapshot's release removes them) and adds them to the table's entry,
     to the image's files and to the table's live count. Picklable: a BACKUP
-    runs it in its job process, after `spill` (the server's part) put the
-    rows in an Arrow file beside them for the job process to map."""
+    runs it in its job process, the rows going with it (up to INLINE_BYTES
+    for the snapshot) or, past that, after `spill` (the server's part) put
+    them in an Arrow file beside them for the job process to map."""
 
     rows: pa.Table | None = field(repr=False, compare=False)
     table_uid: str

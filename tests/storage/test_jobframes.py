@@ -118,3 +118,43 @@ def test_a_negative_length_ends_the_stream(pair: tuple[Frames, Connection, socke
     theirs.sendall(struct.pack("!i", -5) + b"abcdef")
     with pytest.raises(EOFError, match="length -5"):
         frames.next()
+
+
+def test_small_buffers_go_inside_the_pickle_and_large_ones_apart(
+        pair: tuple[Frames, Connection, socket.socket]) -> None:
+    """send_framed: an Arrow table's buffers under IN_BAND_BYTES are copied
+    into the pickle (one write for a small call: each write was a take of the
+    server's GIL), a larger one is sent as it lies; the receiver's way
+    (jobchild: the pickle, then as many buffers as it says) rebuilds both."""
+    import pickle
+
+    import pyarrow as pa
+
+    frames, sender, _ = pair
+    small = pa.table({"id": [1, 2], "v": ["a", None]})
+    large = pa.table({"blob": [b"x" * jobframes.IN_BAND_BYTES]})
+    sent: list[int] = []
+    real = sender.send_bytes
+
+    def counted(data: bytes) -> None:
+        sent.append(len(data))
+        real(data)
+
+    sender.send_bytes = counted  # type: ignore[method-assign]
+    got = []
+    for msg in (("call", small), ("call", small, large)):
+        sent.clear()
+        jobframes.send_framed(sender, msg)
+        head = None
+        while head is None:
+            head = frames.next()
+        bufs = []
+        for _ in range(int.from_bytes(head[:4], "little")):
+            part = None
+            while part is None:
+                part = frames.next()
+            bufs.append(part)
+        got.append((len(sent), pickle.loads(memoryview(head)[4:], buffers=bufs)))
+    (one, first), (two, second) = got
+    assert one == 1 and first[1].equals(small)
+    assert two == 2 and second[1].equals(small) and second[2].equals(large)

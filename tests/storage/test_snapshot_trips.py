@@ -84,3 +84,43 @@ def test_a_failed_store_leaves_the_staging_to_the_release(
                          work=Failing())
     assert not staging.exists()
     assert repo.manifest_ids() == []
+
+
+def test_small_buffers_go_with_the_call_and_only_past_the_budget_through_a_file(
+        engine: Engine, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A BACKUP's buffered rows up to snapshot.INLINE_BYTES in all travel
+    inside the job-process call (no file: spilled, each table's rows were
+    ~11 takes of the server's GIL, 577 a BACKUP of 50 such tables); a table
+    whose rows would pass it is spilled. Either way, pickled as the job
+    process gets them, the backup holds every row."""
+    import pickle
+
+    for i in range(6):
+        engine.create_table("app", f"t{i}", "shared", [col("id", "BIGINT", primary_key=True),
+                                                       col("v", "TEXT")])
+        rows = 3 if i < 5 else 400
+        run(f"INSERT INTO app.t{i} VALUES " + ", ".join(
+            f"({k}, '{'x' * 200}')" for k in range(rows)))
+    sizes = {}
+    with engine.snapshot({"app": None}, defer_export=True) as snap:
+        (image,) = snap.namespaces
+        for e in image.exports:
+            assert isinstance(e, snapshot.BufferExport) and e.spilled is None
+            sizes[e.table_uid] = e.rows.get_total_buffer_size()  # type: ignore[union-attr]
+    big = max(sizes.values())
+    assert big > 4 * sum(v for v in sizes.values() if v != big)
+    # A budget the small ones fit in and the big one does not.
+    monkeypatch.setattr(snapshot, "INLINE_BYTES", big - 1)
+    repo = Repository(resolve_target("main", [str(tmp_path / "backups")], {}))
+    with engine.snapshot({"app": None}, defer_export=True) as snap:
+        (image,) = snap.namespaces
+        exports = [e for e in image.exports if isinstance(e, snapshot.BufferExport)]
+        spilled = [e for e in exports if e.spilled is not None]
+        assert len(spilled) == 1 and spilled[0].rows is None and spilled[0].spilled.exists()
+        assert sizes[spilled[0].table_uid] == big
+        assert all(e.rows is not None for e in exports if e.spilled is None)
+        image = pickle.loads(pickle.dumps(image))  # as the job process gets it
+        m = write_backup(repo, image, "bk-1", snapshot_at=snap.snapshot_at, label=None,
+                         work=Quiet())
+    assert sum(t.rows for t in m.tables) == 5 * 3 + 400
+    assert repo.verify("bk-1").is_valid
