@@ -15,6 +15,7 @@ backup and restore has real bytes to move; tables keep their default flush
 threshold (10 000 rows), so flushes happen under load too.
 
     python bench/load.py [--clients 16] [--seconds 60] [--preload 200000] [--history N]
+        [--tables N]
 
 `--jobs-elsewhere` sends the BACKUP / VERIFY / RESTORE to a second server (its
 own process and data dir, the same preload) instead: the loaded server then
@@ -64,6 +65,7 @@ ID_STRIDE = 10**9
 JOB_KINDS = ("backup", "verify", "restore")  # --jobs: which of them run
 ABLATE: set[str] = set()  # --ablate: parts of a BACKUP taken out (bench/ablations)
 PID_FILE: Path | None = None  # --pid-file: the server's pid, once the timed load starts
+TABLES = 1  # --tables: load.t and TABLES - 1 more, each with a row buffered
 # Issue 15's starting point: 16 clients, mixed INSERT/SELECT, req/s.
 BASELINE_RPS = 277
 
@@ -437,6 +439,12 @@ async def _preload(http: aiohttp.ClientSession, url: str, preload: int, seed: in
         assert status == 200, body
     status, body = await _post(http, url, "FLUSH TABLE load.t")
     assert status == 200, body
+    for i in range(1, TABLES):  # `--tables`: more tables nobody writes to, a row buffered each
+        status, body = await _post(http, url, (
+            f"CREATE TABLE load.x{i} (id BIGINT PRIMARY KEY, v TEXT);"
+            f"INSERT INTO load.x{i} VALUES " + ", ".join(f"({k}, 'v{k}')" for k in range(100))
+            + f"; FLUSH TABLE load.x{i}; INSERT INTO load.x{i} VALUES (-1, 'buffered')"))
+        assert status == 200, body
 
 
 async def _run(srv: CairnProcess, clients: int, seconds: float, preload: int,
@@ -586,6 +594,9 @@ def main() -> int:
                         help="jobs back to back (a job ~85%% of the time) and a request "
                              "counted for every window it overlaps, as before 2026-12-02; "
                              "default: each job then a quiet window as long as it took")
+    parser.add_argument("--tables", type=int, default=1,
+                        help="tables in the namespace: load.t and TABLES - 1 others, each "
+                             "with 100 rows flushed and one buffered, that no client writes")
     parser.add_argument("--history", type=int, default=0,
                         help="finished jobs in the server's catalog at its start (default 0)")
     parser.add_argument("--jobs-elsewhere", action="store_true",
@@ -623,7 +634,8 @@ def main() -> int:
                              "(bench/ablations/sitecustomize.py; never correct: with buffer "
                              "or store the final restore check fails on purpose)")
     args = parser.parse_args()
-    global JOB_KINDS, PID_FILE, ABLATE
+    global JOB_KINDS, PID_FILE, ABLATE, TABLES
+    TABLES = args.tables
     ABLATE = {a for a in args.ablate.split(",") if a}
     JOB_KINDS = tuple(args.jobs.split(","))
     PID_FILE = Path(args.pid_file) if args.pid_file else None
@@ -642,7 +654,8 @@ def main() -> int:
             b.kill()
             b.wait()
     print(f"server from {args.server_root}, inline_statements = {args.inline == 'on'}, "
-          f"event_loop = {args.event_loop or 'the default'}, job history {args.history}"
+          f"event_loop = {args.event_loop or 'the default'}, job history {args.history}, "
+          f"tables {args.tables}"
           + (", jobs on a second server" if args.jobs_elsewhere else "")
           + (" under SCHED_IDLE" if args.jobs_idle else "")
           + (f", job_process = {args.job_process}" if args.job_process else "")

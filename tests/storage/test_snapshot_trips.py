@@ -89,10 +89,11 @@ def test_a_failed_store_leaves_the_staging_to_the_release(
 def test_small_buffers_go_with_the_call_and_only_past_the_budget_through_a_file(
         engine: Engine, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A BACKUP's buffered rows up to snapshot.INLINE_BYTES in all travel
-    inside the job-process call (no file: spilled, each table's rows were
-    ~11 takes of the server's GIL, 577 a BACKUP of 50 such tables); a table
-    whose rows would pass it is spilled. Either way, pickled as the job
-    process gets them, the backup holds every row."""
+    inside the job-process call, each table's pickled on its own (no file:
+    spilled, each table's rows were ~11 takes of the server's GIL, 577 a
+    BACKUP of 50 such tables); a table whose rows would pass it is spilled.
+    Either way, pickled as the job process gets them, the backup holds
+    every row."""
     import pickle
 
     for i in range(6):
@@ -106,7 +107,8 @@ def test_small_buffers_go_with_the_call_and_only_past_the_budget_through_a_file(
         (image,) = snap.namespaces
         for e in image.exports:
             assert isinstance(e, snapshot.BufferExport) and e.spilled is None
-            sizes[e.table_uid] = e.rows.get_total_buffer_size()  # type: ignore[union-attr]
+            assert e.rows is None and e.packed is not None  # pickled on its own
+            sizes[e.table_uid] = pickle.loads(e.packed).get_total_buffer_size()
     big = max(sizes.values())
     assert big > 4 * sum(v for v in sizes.values() if v != big)
     # A budget the small ones fit in and the big one does not.
@@ -118,7 +120,7 @@ def test_small_buffers_go_with_the_call_and_only_past_the_budget_through_a_file(
         spilled = [e for e in exports if e.spilled is not None]
         assert len(spilled) == 1 and spilled[0].rows is None and spilled[0].spilled.exists()
         assert sizes[spilled[0].table_uid] == big
-        assert all(e.rows is not None for e in exports if e.spilled is None)
+        assert all(e.packed is not None for e in exports if e.spilled is None)
         image = pickle.loads(pickle.dumps(image))  # as the job process gets it
         m = write_backup(repo, image, "bk-1", snapshot_at=snap.snapshot_at, label=None,
                          work=Quiet())
