@@ -166,8 +166,10 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
                                           dict[str, tuple[int, int]], frozenset[str]]:
         got = locked()
         try:
+            breathe = priority.Breather()
             for c in got[1]:
                 c.rows = _buffer(c)
+                breathe()
         except BaseException:
             files.unpin(got[2])
             raise
@@ -191,7 +193,9 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
         images = {ns: NamespaceImage(ns, NamespaceRecord(created_at=r.created_at, options=dict(r.options)),
                                      [], [])
                   for ns, r in records.items()}
+        breathe = priority.Breather()
         for c in sorted(captured, key=lambda c: (c.namespace, c.table.name)):
+            breathe()
             image = images[c.namespace]
             entry, items, counting = _table_entry(c, files)
             image.tables.append(entry)
@@ -213,6 +217,7 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
                     if size <= inline:
                         inline -= size
                         export.pack()
+                        breathe()
                     else:
                         export.spill()
         return Snapshot(snapshot_at, list(images.values()), release, cuts, logged)

@@ -221,3 +221,38 @@ def test_a_sched_clock_reads_each_thread_again_without_opening_it(
         child.wait()
     assert clock._fds == {}
     assert clock.sample() == (0, 0)  # a process that ended: nothing, and no error
+
+
+def test_a_breather_pauses_after_each_stretch_of_work_and_never_on_the_main_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Breather gives the GIL away (a short sleep) once the steps since its
+    last pause took its `every`, and only off the main thread: the event
+    loop's own work never waits for it."""
+    import time
+
+    pauses: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(priority.time, "sleep", lambda s: (pauses.append(s), real_sleep(s)))
+
+    def busy(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    def loop(every: float, step: float, steps: int) -> None:
+        breathe = priority.Breather(every)
+        for _ in range(steps):
+            busy(step)
+            breathe()
+
+    worker = threading.Thread(target=loop, args=(0.0005, 0.001, 10))
+    worker.start()
+    worker.join()
+    assert pauses == [priority.BREATHE_PAUSE] * 10  # each 1 ms step passed 0.5 ms
+    pauses.clear()
+    worker = threading.Thread(target=loop, args=(10.0, 0.0, 100))
+    worker.start()
+    worker.join()
+    assert pauses == []  # no stretch long enough
+    loop(0.0005, 0.001, 10)  # the main thread
+    assert pauses == []
