@@ -82,11 +82,12 @@ class _HashingWriter:
 
 
 def write_data_file(path: Path, rows: pa.Table, metadata: dict[bytes, bytes],
-                    sync: bool = True) -> tuple[int, str]:
+                    sync: bool = True, footer: list[Any] | None = None) -> tuple[int, str]:
     """Write `rows` to `path` exactly as a table's data file is written (zstd
     Parquet, hashed on the way, synced unless not `sync`: a snapshot's export
     of buffered rows, read once by its backup and removed, need not wait for
-    the disk); returns (bytes, sha256)."""
+    the disk); returns (bytes, sha256). `footer`, if given, gets the file's
+    footer (pq.FileMetaData) as written."""
     writer = _HashingWriter(path, sync)
     try:
         # Parquet's writer makes a write for each page and header: through a
@@ -100,6 +101,7 @@ def write_data_file(path: Path, rows: pa.Table, metadata: dict[bytes, bytes],
                 sink,
                 compression="zstd",
                 row_group_size=row_group_rows(rows),
+                metadata_collector=footer,
             )
         writer.close()
     except BaseException:

@@ -45,6 +45,7 @@ from .conversion import cached_lead, convert_after
 from .files import FileStore, write_data_file
 from .keys import key_range
 from .live_rows import count as count_live
+from .live_rows import first_only_rows, remember
 from .registry import Registry
 from .types import SEQ, USER, Column
 from .work import Work
@@ -282,6 +283,7 @@ def _table_entry(c: _Captured, files: FileStore
     by_user: dict[str | None, list[Path]] = {}
     for i in items:
         by_user.setdefault(i.entry.user_id, []).append(i.path)
+    oids = {i.path: i.entry.oid for i in items}
     entry = TableEntry(
         name=t.name, table_type=t.table_type,  # type: ignore[arg-type]
         schema_version=t.schema_version, primary_key=list(t.primary_key),
@@ -293,7 +295,7 @@ def _table_entry(c: _Captured, files: FileStore
         max_seq=max((i.entry.max_seq for i in items), default=0),
     )
 
-    return entry, items, LiveCount(entry, by_user, list(t.primary_key))
+    return entry, items, LiveCount(entry, by_user, list(t.primary_key), oids)
 
 
 @dataclass
@@ -305,9 +307,11 @@ class LiveCount:
     entry: TableEntry
     groups: dict[str | None, list[Path]]
     primary_key: list[str]
+    oids: dict[Path, str] = field(default_factory=dict)  # each file's sha256
 
     def __call__(self) -> None:
-        self.entry.live_rows = count_live(list(self.groups.values()), self.primary_key)
+        self.entry.live_rows = count_live(list(self.groups.values()), self.primary_key,
+                                          self.oids)
 
 
 @dataclass
@@ -378,7 +382,10 @@ class BufferExport:
         for user, part in groups:
             part = part.combine_chunks()
             path = self.staging / f"{self.table_uid}-{len(out)}.parquet"
-            size, sha = write_data_file(path, part, meta, sync=False)
+            footer: list[Any] = []
+            size, sha = write_data_file(path, part, meta, sync=False, footer=footer)
+            if footer:  # the live count need not read it back
+                remember(sha, first_only_rows(footer[0]))
             seqs = part.column(SEQ)
             out.append(FileToStore(path, size, sha, FileEntry(
                 oid=sha, size=size, rows=part.num_rows, schema_version=self.schema_version,
@@ -390,6 +397,7 @@ class BufferExport:
             self.entry.rows += item.entry.rows
             self.entry.max_seq = max(self.entry.max_seq, item.entry.max_seq)
             self.live.groups.setdefault(item.entry.user_id, []).append(item.path)
+            self.live.oids[item.path] = item.entry.oid
         self.image.files += out
         if self.spilled is not None:
             with contextlib.suppress(OSError):  # else the snapshot's release removes it

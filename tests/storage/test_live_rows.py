@@ -142,3 +142,56 @@ def test_file_by_file_agrees_with_brute_force(tmp_path: Path) -> None:
         paths = [write(tmp_path / f"{case}-{i}.parquet", f, rng.choice([1, 2, 100]))
                  for i, f in enumerate(files)]
         assert live_rows.count([paths], ["id"]) == brute(files) == sum(live.values()), case
+
+
+def test_a_footer_is_read_once_per_file_content(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the files' sha256 given, what a footer said is remembered (a job
+    process counts the same flushed files at every BACKUP): the second count
+    reads no footer and agrees; a file with overwrites is still scanned; an
+    unreadable file is not remembered; files without a sha256 are read."""
+    import hashlib
+
+    monkeypatch.setattr(live_rows, "_FOOTERS", {})
+    a = [(1, 1, False, False), (2, 2, False, False), (3, 3, False, False)]
+    b = [(4, 4, False, False), (2, 5, True, True)]  # deletes key 2
+    paths = [write(tmp_path / "a.parquet", a), write(tmp_path / "b.parquet", b)]
+    oids = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    reads: list[Path] = []
+    real = pq.read_metadata
+    monkeypatch.setattr(live_rows.pq, "read_metadata",
+                        lambda p, *a, **k: (reads.append(Path(p)), real(p, *a, **k))[1])
+    expected = brute([a, b])
+    assert live_rows.count([paths], ["id"], oids) == expected == 3
+    assert sorted(reads) == sorted(paths)
+    reads.clear()
+    assert live_rows.count([paths], ["id"], oids) == expected
+    assert reads == []
+    assert live_rows.count([paths], ["id"]) == expected and len(reads) == 2
+    gone = tmp_path / "gone.parquet"
+    reads.clear()
+    import duckdb
+
+    with pytest.raises(duckdb.Error):
+        live_rows.count([[gone]], ["id"], {gone: "0" * 64})
+    assert "0" * 64 not in live_rows._FOOTERS
+
+
+def test_a_footer_as_written_is_the_footer_as_read(tmp_path: Path) -> None:
+    """A snapshot's export remembers its file's answer from the metadata its
+    writer collected (storage/files.py write_data_file `footer`), so it must
+    say what reading the footer says."""
+    from storage.files import write_data_file
+
+    for rows in ([(1, 1, False, False), (2, 2, False, False)],
+                 [(1, 1, False, False), (1, 2, True, False)]):
+        ids, seqs, ows, dels = zip(*rows, strict=True)
+        table = pa.table({SEQ: pa.array(seqs, pa.int64()), OW: pa.array(ows, pa.bool_()),
+                          "id": pa.array(ids, pa.int64()), DELETED: pa.array(dels, pa.bool_())})
+        footer: list[pq.FileMetaData] = []
+        path = tmp_path / f"{len(rows)}-{rows[1][2]}.parquet"
+        write_data_file(path, table, {}, sync=False, footer=footer)
+        assert len(footer) == 1
+        assert live_rows.first_only_rows(footer[0]) == live_rows.first_only_rows(
+            pq.read_metadata(path))
+        assert live_rows.first_only_rows(footer[0]) == (2 if not rows[1][2] else None)

@@ -151,3 +151,39 @@ def test_the_snapshot_breathes_between_tables(
         (image,) = snap.namespaces
         assert len(image.exports) == 4
     assert steps == [4, 8]  # the conversions; then the entries and the pickles
+
+
+def test_a_second_backup_reads_no_footer_and_counts_the_same(
+        engine: Engine, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live count of a BACKUP reads no footer of its own buffered rows'
+    files (their writer's metadata says it) and, in the same process, none of
+    the flushed files an earlier BACKUP read (storage/live_rows.py)."""
+    from storage import live_rows
+
+    monkeypatch.setattr(live_rows, "_FOOTERS", {})
+    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
+                                               col("v", "TEXT")])
+    for k in range(3):
+        run(f"INSERT INTO app.t VALUES ({k}, 'a'), ({k + 10}, 'b')")
+        engine.flush_table("app", "t")
+    run("UPDATE app.t SET v = 'c' WHERE id = 1")
+    run("INSERT INTO app.t VALUES (100, 'buffered')")
+    reads: list[str] = []
+    real = live_rows.pq.read_metadata
+    monkeypatch.setattr(live_rows.pq, "read_metadata",
+                        lambda p, *a, **k: (reads.append(str(p)), real(p, *a, **k))[1])
+    repo = Repository(resolve_target("main", [str(tmp_path / "backups")], {}))
+    counted = []
+    for backup_id in ("bk-1", "bk-2"):
+        reads.clear()
+        with engine.snapshot({"app": None}, defer_export=True) as snap:
+            (image,) = snap.namespaces
+            m = write_backup(repo, image, backup_id, snapshot_at=snap.snapshot_at, label=None,
+                             work=Quiet())
+        counted.append(m.totals.live_rows)
+        assert not any("snapshot-" in r for r in reads)  # its own export: not read back
+        if backup_id == "bk-2":
+            assert reads == []
+        else:
+            assert len(reads) == 3  # the three flushed files
+    assert counted == [7, 7]
