@@ -11,10 +11,10 @@ before the first UPDATE): their footers' `_ow` statistics say so (max false),
 and such a file has exactly as many first versions as rows, read from its
 footer without scanning anything (a 519 MiB namespace: 0.05-0.09 s of DuckDB
 CPU that competed with the backup's copy and hash threads). What a footer
-said is remembered by the file's sha256 (`oids`; a file's bytes never change
-under its name, and the answer is the bytes'), in the process that counts: a
-job process lives for many BACKUPs, and each BACKUP of a table of 200 files
-read 200 footers again. Only the files
+said is remembered by the file's sha256 and identity (`oids`, `_FOOTERS`),
+in the process that counts: a job process lives for many BACKUPs, and each
+BACKUP of a table of 200 files read 200 footers again. A snapshot's export
+of buffered rows says what its footer holds from its writer (`known`). Only the files
 holding an overwrite are read, file by file: the live rows are the first
 versions (every file's) less the keys whose newest version is a delete, and a
 key's newer versions are all `_ow` rows, which only those files hold. So a
@@ -23,6 +23,7 @@ replaying a few UPDATEs on a large base) reads just that file."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,25 +33,23 @@ import pyarrow.parquet as pq
 from .query import quote, sql_string
 from .types import DELETED, OW, SEQ
 
-# sha256 -> the file's rows if it holds first versions only, else None (read it).
-_FOOTERS: dict[str, int | None] = {}
+# (sha256, size, mtime, inode) of a file -> its rows if it holds first
+# versions only, else None (read it). The file's identity is in the key too:
+# a file changed in place (its bytes then no longer its sha256, which the
+# backup's copy refuses) and put back is read again, not answered for by
+# what its changed bytes said.
+_FOOTERS: dict[tuple[str, int, int, int], int | None] = {}
 FOOTERS_KEPT = 50_000  # answers remembered, at most (then forgotten, all at once)
 
 
-def remember(oid: str, rows: int | None) -> None:
-    """What `count` would read in the footer of the file whose sha256 is
-    `oid`, known by whoever wrote it (a snapshot's export of buffered rows)."""
-    if len(_FOOTERS) >= FOOTERS_KEPT:
-        _FOOTERS.clear()
-    _FOOTERS[oid] = rows
-
-
 def count(groups: Sequence[Sequence[Path]], primary_key: Sequence[str],
-          oids: Mapping[Path, str] | None = None) -> int:
+          oids: Mapping[Path, str] | None = None,
+          known: Mapping[Path, int | None] | None = None) -> int:
     """Live rows in `groups`: each a list of Parquet files whose keys are one
     key space (a SHARED table's files; one user's files of a USER table).
     `oids`: the files' sha256, where known (their footers' answers are
-    remembered by it)."""
+    remembered by it); `known`: what the footers of some of them say, from
+    their writer (`first_only_rows` of its metadata)."""
     total = 0
     scan: list[Sequence[Path]] = []
     for paths in groups:
@@ -59,7 +58,10 @@ def count(groups: Sequence[Sequence[Path]], primary_key: Sequence[str],
         # hold every `_ow` row the grouping needs.
         mixed = []
         for path in paths:
-            first_only = _first_only(path, None if oids is None else oids.get(path))
+            if known is not None and path in known:
+                first_only = known[path]
+            else:
+                first_only = _first_only(path, None if oids is None else oids.get(path))
             if first_only is None:
                 mixed.append(path)
             else:
@@ -90,15 +92,24 @@ def count(groups: Sequence[Sequence[Path]], primary_key: Sequence[str],
 
 
 def _first_only(path: Path, oid: str | None) -> int | None:
-    if oid is not None and oid in _FOOTERS:
-        return _FOOTERS[oid]
+    key = None
+    if oid is not None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None  # read it (and say what is wrong there)
+        key = (oid, st.st_size, st.st_mtime_ns, st.st_ino)
+        if key in _FOOTERS:
+            return _FOOTERS[key]
     try:
         meta = pq.read_metadata(path)
     except (OSError, ValueError):
         return None  # read it (and say what is wrong there); not remembered
     rows = first_only_rows(meta)
-    if oid is not None:
-        remember(oid, rows)
+    if key is not None:
+        if len(_FOOTERS) >= FOOTERS_KEPT:
+            _FOOTERS.clear()
+        _FOOTERS[key] = rows
     return rows
 
 

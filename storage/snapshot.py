@@ -45,7 +45,7 @@ from .conversion import cached_lead, convert_after
 from .files import FileStore, write_data_file
 from .keys import key_range
 from .live_rows import count as count_live
-from .live_rows import first_only_rows, remember
+from .live_rows import first_only_rows
 from .registry import Registry
 from .types import SEQ, USER, Column
 from .work import Work
@@ -308,10 +308,12 @@ class LiveCount:
     groups: dict[str | None, list[Path]]
     primary_key: list[str]
     oids: dict[Path, str] = field(default_factory=dict)  # each file's sha256
+    # What the footers of the buffered rows' files say, from their writer.
+    known: dict[Path, int | None] = field(default_factory=dict)
 
     def __call__(self) -> None:
         self.entry.live_rows = count_live(list(self.groups.values()), self.primary_key,
-                                          self.oids)
+                                          self.oids, self.known)
 
 
 @dataclass
@@ -385,7 +387,7 @@ class BufferExport:
             footer: list[Any] = []
             size, sha = write_data_file(path, part, meta, sync=False, footer=footer)
             if footer:  # the live count need not read it back
-                remember(sha, first_only_rows(footer[0]))
+                self.live.known[path] = first_only_rows(footer[0])
             seqs = part.column(SEQ)
             out.append(FileToStore(path, size, sha, FileEntry(
                 oid=sha, size=size, rows=part.num_rows, schema_version=self.schema_version,
@@ -397,7 +399,6 @@ class BufferExport:
             self.entry.rows += item.entry.rows
             self.entry.max_seq = max(self.entry.max_seq, item.entry.max_seq)
             self.live.groups.setdefault(item.entry.user_id, []).append(item.path)
-            self.live.oids[item.path] = item.entry.oid
         self.image.files += out
         if self.spilled is not None:
             with contextlib.suppress(OSError):  # else the snapshot's release removes it
