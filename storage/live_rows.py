@@ -113,23 +113,6 @@ def _first_only(path: Path, oid: str | None) -> int | None:
     return rows
 
 
-def _rows_if_first_versions_only(paths: Sequence[Path]) -> int | None:
-    """The rows of `paths` if every row group's footer statistics show no `_ow`
-    row (each row is its key's first version: no UPDATE, DELETE or re-INSERT
-    among them), else None (the files must be read)."""
-    rows = 0
-    for path in paths:
-        try:
-            meta = pq.read_metadata(path)
-        except (OSError, ValueError):
-            return None
-        got = first_only_rows(meta)
-        if got is None:
-            return None
-        rows += got
-    return rows
-
-
 def first_only_rows(meta: pq.FileMetaData) -> int | None:
     """The file's rows if no row group's statistics show an `_ow` row, from
     its footer (or the metadata its writer collected: the same)."""

@@ -344,9 +344,9 @@ class BufferExport:
     def pack(self) -> None:
         """The rows pickled now, on their own, to go inside the job-process
         call as bytes. Pickled with the call instead, 50 tables' rows held
-        the GIL ~4 ms in one stretch (pyarrow's pickling is compiled code,
-        which never lets the event loop in), and the p99 beside such a
-        BACKUP went from 1.2 to 1.8; one table's is ~70 µs."""
+        the GIL ~4 ms in one stretch (pyarrow's pickling is compiled code:
+        the event loop cannot get in); one table's is ~70 µs, and `take`
+        lets the loop in between tables (priority.Breather)."""
         assert self.rows is not None
         self.packed = pickle.dumps(self.rows, protocol=pickle.HIGHEST_PROTOCOL)
         self.rows = None

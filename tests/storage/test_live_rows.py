@@ -34,7 +34,7 @@ def test_first_versions_only_are_read_off_the_footers(tmp_path: Path) -> None:
     a = [(1, 1, False, False), (2, 2, False, False), (3, 3, False, False)]
     b = [(4, 4, False, False), (5, 5, False, False)]
     paths = [write(tmp_path / "a.parquet", a), write(tmp_path / "b.parquet", b)]
-    assert live_rows._rows_if_first_versions_only(paths) == 5
+    assert sum(live_rows.first_only_rows(pq.read_metadata(p)) for p in paths) == 5
     assert live_rows.count([paths], ["id"]) == brute([a, b]) == 5
 
 
@@ -66,7 +66,7 @@ def test_overwrites_are_counted_from_the_rows(tmp_path: Path) -> None:
     b = [(2, 4, True, False), (3, 5, True, True), (1, 6, True, True), (1, 7, True, False)]
     paths = [write(tmp_path / "a.parquet", a), write(tmp_path / "b.parquet", b)]
     # one row group of `b` with an overwrite is enough to read the files
-    assert live_rows._rows_if_first_versions_only(paths) is None
+    assert None in [live_rows.first_only_rows(pq.read_metadata(p)) for p in paths]
     assert live_rows.count([paths], ["id"]) == brute([a, b]) == 2
     # a group of first versions only beside it: each group counted its own way
     c = [(7, 8, False, False)]
@@ -82,7 +82,7 @@ def test_a_file_without_ow_statistics_is_read(tmp_path: Path) -> None:
                              "id": pa.array(ids, pa.int64()),
                              DELETED: pa.array(dels, pa.bool_())}),
                    path, write_statistics=False)
-    assert live_rows._rows_if_first_versions_only([path]) is None
+    assert live_rows.first_only_rows(pq.read_metadata(path)) is None
     assert live_rows.count([[path]], ["id"]) == 2
 
 
