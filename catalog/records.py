@@ -61,14 +61,15 @@ class Record:
 
 R = TypeVar("R", bound=Record)
 _NAMES: dict[type[Record], tuple[str, ...]] = {}
+_DECODE = msgspec.json.Decoder().decode
+_FIELDS: dict[type[Record], frozenset[str]] = {}
 
 
 def _default(value: Any) -> Any:
+    """What `Record.dumps` writes for a value JSON has no form of."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return str(value)
-_DECODE = msgspec.json.Decoder().decode
-_FIELDS: dict[type[Record], frozenset[str]] = {}
 
 
 @dataclass
