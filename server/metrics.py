@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -274,10 +275,27 @@ class TimingCollector(Collector):
         yield peak
 
 
+class _Made(msgspec.Struct):
+    """What `newest_backups` needs of a backup's record."""
+
+    namespace: str
+    created_at: str
+
+
+_decode_made = msgspec.json.Decoder(_Made).decode
+
+
 def newest_backups(catalog: Any) -> dict[str, float]:
-    """{namespace: Unix time of its newest backup in the catalog}."""
+    """{namespace: Unix time of its newest backup in the catalog}. Every scrape
+    reads every record: only the two fields needed are decoded (a whole
+    `Backup` took ~7 µs, so 10,000 of them held the GIL ~70 ms a scrape)."""
     newest: dict[str, float] = {}
-    for b in catalog.scan(Backup):
+    for _, raw in catalog.scan_raw(Backup.FAMILY):
+        try:
+            b = _decode_made(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            whole = Backup.loads(raw)  # what json.loads reads and msgspec refuses
+            b = _Made(whole.namespace, whole.created_at)
         stamp = _epoch(b.created_at)
         if stamp is not None and stamp > newest.get(b.namespace, 0.0):
             newest[b.namespace] = stamp
