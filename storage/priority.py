@@ -109,8 +109,8 @@ class Breather:
     only when its holder lets go, and a thread running Python (no system
     call, no pyarrow call that lets go) keeps it until the switch interval (5
     ms) forces it out: a BACKUP's per-table steps over 50 tables held it in
-    5 ms stretches, and the p99 of the statements beside it went from 1.2 to
-    1.4 times the quiet one (docs/performance.md). A sleep, not `sleep(0)`:
+    5 ms stretches, and the p99 of the statements beside it (the store
+    ablated) went from 1.2 to 1.4 times the quiet one (docs/performance.md). A sleep, not `sleep(0)`:
     a thread that lets go and asks again at once has the GIL back before a
     waiting thread wakes. A no-op on the main thread."""
 

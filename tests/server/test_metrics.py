@@ -217,7 +217,7 @@ def test_statement_kind_of_long_blanks_and_comments_is_quick(text: str) -> None:
 def test_newest_backups_decodes_two_fields_a_record_and_reads_any(
         tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every scrape reads every backup record: it makes no `Backup` of a
-    well-formed one (10,000 held the GIL ~70 ms a scrape), still reads one
+    well-formed one (10,000 held the GIL ~130 ms a scrape), still reads one
     msgspec refuses (a NaN), and skips a time it cannot read, as before."""
     from catalog import Backup, Catalog
 
