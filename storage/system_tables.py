@@ -170,9 +170,46 @@ def build(engine: SystemSource, name: str) -> pa.Table | None:
     hit = cache.get(name)
     if hit is not None and hit[0] == raw:
         return hit[1]
-    records = [[kind.loads(v) for _, v in items] for kind, items in zip(kinds, raw, strict=False)]  # type: ignore[attr-defined]
-    table = _arrow(name, make(*records))
+    table = None
+    if hit is not None and make is _records:
+        table = _extended(name, kinds[0], hit[0][0], hit[1], raw[0])
+    if table is None:
+        records = [[kind.loads(v) for _, v in items] for kind, items in zip(kinds, raw, strict=False)]  # type: ignore[attr-defined]
+        table = _arrow(name, make(*records))
     cache[name] = (raw, table)
+    return table
+
+
+CHUNKS_KEPT = 32  # an extended table past this many chunks is copied into one
+
+
+def _extended(name: str, kind: Any, old: tuple[tuple[bytes, bytes], ...], built: pa.Table,
+              now: tuple[tuple[bytes, bytes], ...]) -> pa.Table | None:
+    """`system.<name>` of the records `now` from the table `built` of the
+    records `old`: the longest run of `now`, from its first, that `old` holds
+    unchanged (same keys, same bytes, in order) is taken from `built`, and
+    only the records after it are decoded. A job's progress rewrites its row
+    every 50 ms, and the web console asks for system.jobs every second: with
+    10,000 jobs of history each such read decoded and converted all of them,
+    ~150 ms of the GIL beside the statements (docs/performance.md). None
+    when no such run starts the records (build them all)."""
+    if not now or not old or built.num_rows != len(old):
+        return None
+    start = next((i for i, (key, _) in enumerate(old) if key == now[0][0]), None) \
+        if old[0][0] != now[0][0] else 0
+    if start is None:
+        return None
+    n, most = 0, min(len(now), len(old) - start)
+    while n < most and now[n] == old[start + n]:
+        n += 1
+    if n == 0:
+        return None
+    parts = [built.slice(start, n)]
+    if n < len(now):
+        parts.append(_arrow(name, _records([kind.loads(v) for _, v in now[n:]])))
+    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if table.column(0).num_chunks > CHUNKS_KEPT:
+        table = table.combine_chunks()
     return table
 
 
