@@ -20,6 +20,7 @@ from typing import Protocol
 import msgspec
 
 from catalog import Catalog, Job
+from catalog.records import fields_decoder
 
 from .config import Config
 
@@ -41,18 +42,11 @@ class _Row(msgspec.Struct):
     finished_at: str | None = None
 
 
-_decode_row = msgspec.json.Decoder(_Row).decode
+_decode_row = fields_decoder(Job, _Row)
 
 
 def _rows(catalog: Catalog) -> Iterator[_Row]:
-    for _, raw in catalog.scan_raw(Job.FAMILY):
-        try:
-            yield _decode_row(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            # A NaN or Infinity (json.loads reads it; msgspec refuses), or a
-            # field of an unexpected type: the record as Job.loads reads it.
-            j = Job.loads(raw)
-            yield _Row(j.job_id, j.job_type, j.status, j.created_at, j.finished_at)
+    return (_decode_row(raw) for _, raw in catalog.scan_raw(Job.FAMILY))
 
 
 class History:

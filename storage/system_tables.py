@@ -195,9 +195,10 @@ def _extended(name: str, kind: Any, old: tuple[tuple[bytes, bytes], ...], built:
     when no such run starts the records (build them all)."""
     if not now or not old or built.num_rows != len(old):
         return None
-    start = next((i for i, (key, _) in enumerate(old) if key == now[0][0]), None) \
-        if old[0][0] != now[0][0] else 0
-    if start is None:
+    first = now[0][0]
+    start = 0 if old[0][0] == first else next(
+        (i for i, (key, _) in enumerate(old) if key == first), -1)
+    if start < 0:
         return None
     n, most = 0, min(len(now), len(old) - start)
     while n < most and now[n] == old[start + n]:
