@@ -42,7 +42,7 @@ from .backup.schema import Column as ColumnEntry
 from .backup.schema import FileEntry, NamespaceRecord, SchemaEntry, TableEntry
 from .buffer import TableState
 from .conversion import cached_lead, convert_after
-from .files import FileStore, write_data_file
+from .files import FileStore, data_file_bytes, write_data_file
 from .keys import key_range
 from .live_rows import count as count_live
 from .live_rows import first_only_rows
@@ -322,8 +322,9 @@ class BufferExport:
     laid out exactly as a flush would write them (one per user for USER
     tables), so a restore registers them like any other file. Calling it
     writes them under `staging` (unsynced: the backup reads each once, and
-    the snapshot's release removes them) and adds them to the table's entry,
-    to the image's files and to the table's live count. Picklable: a BACKUP
+    the snapshot's release removes them), or for rows that went packed keeps
+    their bytes in memory for the backup to store from there, and adds them
+    to the table's entry, to the image's files and to the table's live count. Picklable: a BACKUP
     runs it in its job process, the rows going with it, pickled by `pack`
     (up to INLINE_BYTES for the snapshot), or past that after `spill` (the
     server's part) put them in an Arrow file for the job process to map."""
@@ -377,23 +378,37 @@ class BufferExport:
             groups = [(u, rows.filter(pc.equal(rows.column(USER), u))) for u in users]
         else:
             groups = [(None, rows)]
-        self.staging.mkdir(parents=True, exist_ok=True)
         meta = {b"cairn.schema_version": str(self.schema_version).encode(),
                 b"cairn.table_uid": self.table_uid.encode()}
+        # A small buffer (one that went packed) is stored from memory: no file
+        # unless the live count must read it (its rows hold an overwrite).
+        small = self.packed is not None
+        if not small:
+            self.staging.mkdir(parents=True, exist_ok=True)
         out: list[FileToStore] = []
         for user, part in groups:
             part = part.combine_chunks()
             path = self.staging / f"{self.table_uid}-{len(out)}.parquet"
             footer: list[Any] = []
-            size, sha = write_data_file(path, part, meta, sync=False, footer=footer)
-            if footer:  # the live count need not read it back
+            data: bytes | None = None
+            if small:
+                data, sha = data_file_bytes(part, meta, footer=footer)
+                size = len(data)
+            else:
+                size, sha = write_data_file(path, part, meta, sync=False, footer=footer)
+            if footer:  # the live count need not read its footer back
                 self.live.known[path] = first_only_rows(footer[0])
+            if data is not None and self.live.known.get(path) is None:
+                # Its rows hold an overwrite (or its footer is unknown): the
+                # live count reads the file.
+                self.staging.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
             seqs = part.column(SEQ)
             out.append(FileToStore(path, size, sha, FileEntry(
                 oid=sha, size=size, rows=part.num_rows, schema_version=self.schema_version,
                 user_id=user, min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
                 source="buffer", key_range=key_range(part, self.columns, self.primary_key),
-            ), temporary=True))
+            ), temporary=True, data=data))
         for item in out:
             self.entry.files.append(item.entry)
             self.entry.rows += item.entry.rows

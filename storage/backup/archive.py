@@ -42,6 +42,7 @@ from .archive_objects import (
     object_name,
     unlisted,
 )
+from .codec import Form
 from .crypto import PassphraseError
 from .layout import CONFIG, KEYS, MANIFESTS, OBJECTS
 from .locks import BackupLock
@@ -230,6 +231,10 @@ class ArchiveRepository(Repository):
 
     def has_content(self, sha256: str, size: int | None = None) -> bool:
         return self._stage().has_content(sha256, size)
+
+    def find_contents(self, contents: list[tuple[str, int | None]]
+                      ) -> list[tuple[Form, int] | None] | None:
+        return self._stage().find_contents(contents)
 
     def lock(self, backup_id: str, should_stop: ShouldStop | None = None,
              oids: Iterable[str] = ()) -> BackupLock:

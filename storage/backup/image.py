@@ -14,13 +14,16 @@ from .schema import FileEntry, NamespaceRecord, TableEntry
 @dataclass
 class FileToStore:
     """One file of a snapshot: a pinned data file or an exported buffer.
-    `entry` is its manifest entry; storing it sets `entry.oid` (and `sha256`)."""
+    `entry` is its manifest entry; storing it sets `entry.oid` (and `sha256`).
+    `data`: its bytes, when it is stored from memory (a small export: then
+    `path` is written only if something must read it there)."""
 
     path: Path
     size: int
     sha256: str
     entry: FileEntry
     temporary: bool = False
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -135,7 +135,7 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
         finally:
             os.close(fd)
 
-    def _stat(self, path: str) -> os.stat_result | None:
+    def _stat(self, path: str, dirs: _Dirs | None = None) -> os.stat_result | None:
         parts = self._parts(path)
         if not parts:
             fd = self._open_base()
@@ -144,8 +144,12 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             finally:
                 os.close(fd)
         try:
-            with self._dir(parts[:-1]) as fd:
-                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+            if dirs is not None:
+                st = os.stat(parts[-1], dir_fd=dirs.fd(tuple(parts[:-1])),
+                             follow_symlinks=False)
+            else:
+                with self._dir(parts[:-1]) as fd:
+                    st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             return None
         self._refuse_odd(st.st_mode, "/".join(parts))
@@ -169,7 +173,16 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
     # --- FileSystemHandler --------------------------------------------------------
 
     def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        return [self._info(p, self._stat(p)) for p in paths]
+        if len(paths) < 2:
+            return [self._info(p, self._stat(p)) for p in paths]
+        # Many at once (a manifest's objects): each directory on the way
+        # opened once for all of them, not once a path (4 opens and closes
+        # for each object's stat).
+        dirs = _Dirs(self)
+        try:
+            return [self._info(p, self._stat(p, dirs)) for p in paths]
+        finally:
+            dirs.close()
 
     def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
         parts = self._parts(selector.base_dir)
@@ -289,3 +302,34 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
 
     def open_append_stream(self, path: str, metadata: Any) -> Any:
         raise NotImplementedError("nothing in a backup target is appended to")
+
+
+class _Dirs:
+    """Descriptors of a target's directories, each opened once (without
+    following a link, as `NoFollowHandler._dir` does) while a batch of
+    paths is looked up; `close` closes them all."""
+
+    def __init__(self, handler: NoFollowHandler) -> None:
+        self._handler = handler
+        self._fds: dict[tuple[str, ...], int] = {}
+
+    def fd(self, parts: tuple[str, ...]) -> int:
+        fd = self._fds.get(parts)
+        if fd is not None:
+            return fd
+        if not parts:
+            fd = self._handler._open_base()
+        else:
+            parent = self.fd(parts[:-1])
+            try:
+                fd = os.open(parts[-1], _DIR, dir_fd=parent)
+            except OSError as exc:
+                self._handler._raise_if_link(exc, parent, parts[-1], "/".join(parts))
+                raise
+        self._fds[parts] = fd
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()

@@ -134,6 +134,26 @@ class ObjectStore(ObjectReads):
                 return form, stored
         return None
 
+    def find_all(self, contents: builtins.list[tuple[str, int | None]]
+                 ) -> builtins.list[tuple[Form, int] | None]:
+        """`find` for each (sha256, plain size), in one lookup of every name."""
+        candidates = [forms(check_oid(sha), self.write_keys, self.compress)
+                      for sha, _ in contents]
+        paths = [self.path(f.oid) for fs in candidates for f in fs]
+        with reading(self.target.uri):
+            infos = iter(self.target.fs.get_file_info(paths))
+        found: builtins.list[tuple[Form, int] | None] = []
+        for (_, plain), fs in zip(contents, candidates, strict=True):
+            hit = None
+            for form in fs:
+                info = next(infos)
+                expected = form.stored_size(plain)
+                if (hit is None and info.type == pafs.FileType.File
+                        and (expected is None or info.size == expected)):
+                    hit = (form, info.size)
+            found.append(hit)
+        return found
+
     # --- writing ---------------------------------------------------------------
 
     def put_file(
@@ -184,13 +204,18 @@ class ObjectStore(ObjectReads):
 
     def put_bytes(self, data: bytes, on_oid: OnOid | None = None) -> PutResult:
         """Store a small in-memory blob."""
+        oid = hashlib.sha256(data).hexdigest()
         if self.write_keys is not None or self.compress:
+            # Content already stored in any form is found without a file.
+            if on_oid is not None:
+                on_oid(oid)
+            hit = self.find(oid, len(data))
+            if hit is not None:
+                return self._reused("", oid, len(data), hit, None)
             with tempfile.NamedTemporaryFile(prefix="cairn-blob-") as tmp:
                 tmp.write(data)
                 tmp.flush()
-                sha = hashlib.sha256(data).hexdigest()
-                return self.put_file(tmp.name, sha, len(data), on_oid=on_oid)
-        oid = hashlib.sha256(data).hexdigest()
+                return self.put_file(tmp.name, oid, len(data), on_oid=on_oid)
         if on_oid is not None:
             on_oid(oid)
         if self.size_of(oid) == len(data):

@@ -28,6 +28,7 @@ from catalog.errors import (
 
 from . import envelope, manifest, schema
 from .atomic import fsync_path, make_dirs, read_small, write_small
+from .codec import Form
 from .config import encode_config, new_config, parse_config
 from .crypto import Keys, PassphraseError, is_key_id
 from .keyring import KeyRing
@@ -281,6 +282,12 @@ class Repository(LocksAndPrune):
         """Whether a put of content `sha256` would be deduplicated."""
         self._writing()
         return self.store.find(check_oid(sha256), size) is not None
+
+    def find_contents(self, contents: list[tuple[str, int | None]]
+                      ) -> list[tuple[Form, int] | None] | None:
+        """`has_content` of many (sha256, size), each with its object; None if not local."""
+        self._writing()
+        return self.store.find_all(contents) if self.target.kind == "local" else None
 
     def open_object(self, oid: str) -> pa.NativeFile:
         return self.store.open(oid)

@@ -142,14 +142,19 @@ async def test_a_backups_buffered_rows_are_written_as_parquet_in_the_job_process
     for user, ids in (("alice", (1, 2)), ("bob", (1,))):
         for i in ids:
             await ok(client, f"INSERT INTO app.u VALUES ({i}, '{user}')", user=user)
-    here: list[str] = []
-    real = storage.snapshot.write_data_file
+    here: list[str] = []  # the buffers encoded in this process, to a file or in memory
+    real, in_memory = storage.snapshot.write_data_file, storage.snapshot.data_file_bytes
 
     def spy(path: Path, *args: Any, **kwargs: Any) -> Any:
         here.append(str(path))
         return real(path, *args, **kwargs)
 
+    def spy_memory(*args: Any, **kwargs: Any) -> Any:
+        here.append("in memory")
+        return in_memory(*args, **kwargs)
+
     monkeypatch.setattr(storage.snapshot, "write_data_file", spy)
+    monkeypatch.setattr(storage.snapshot, "data_file_bytes", spy_memory)
     done = (await ok(client, "BACKUP DATABASE app TO 'nightly'"))[0]["rows"][0]
     assert here == []
     assert (done["rows"], done["row_versions"]) == (6, 7)
@@ -168,7 +173,8 @@ async def test_a_backups_buffered_rows_are_written_as_parquet_in_the_job_process
     monkeypatch.setattr(jobproc, "_mode", "off")
     await ok(client, "INSERT INTO app.t VALUES (4, 'd')")
     await ok(client, "BACKUP DATABASE app TO 'nightly'")
-    assert len(here) == 3  # app.t's buffer, and app.u's, one file per user
+    # app.t's buffer, and app.u's, one file per user, each small: encoded in memory
+    assert here == ["in memory"] * 3
 
 
 async def test_a_backup_sends_its_buffered_rows_through_a_file_not_the_socket(

@@ -38,16 +38,18 @@ def tree(folder: Path) -> list[str]:
 @pytest.mark.parametrize("folder", ["tmp", "objects", "manifests", "locks", "keys", "prunes"])
 def test_linked_folder_is_refused_by_everything(repo: Repository, make_file: MakeFile,
                                                 tmp_path: Path, folder: str) -> None:
-    backed_up(repo, make_file)
+    sources = backed_up(repo, make_file)
     copy = outside_copy(tmp_path, Path(repo.target.base) / folder)
     (copy / ("c" * 32 + ".tmp")).write_bytes(b"a crash leftover, outside the roots")
     before = tree(copy)
     fresh = Repository(repo.target)
+    contents: list[tuple[str, int | None]] = [(s.sha256, s.size) for s in sources]
     calls = {
         "remove_tmp": fresh.remove_tmp, "prune": fresh.prune, "list": fresh.list_manifests,
         "read": lambda: fresh.read_manifest("bk-1"),
         "verify": lambda: fresh.verify("bk-1", contents=False),
         "abandon": lambda: fresh.abandon("bk-1"), "put": lambda: fresh.put_bytes(b"new"),
+        **({"find": lambda: fresh.find_contents(contents)} if folder == "objects" else {}),
     }
     for name, call in calls.items():
         with pytest.raises(PermissionDenied, match=f"symbolic link at '{folder}'"):
@@ -69,6 +71,24 @@ def test_linked_object_file(repo: Repository, make_file: MakeFile, tmp_path: Pat
     with pytest.raises(PermissionDenied):
         repo.prune()
     assert copy.read_bytes() == sources[0].data and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("linked", ["shard", "object"])
+def test_a_link_met_in_a_batch_lookup_is_refused(repo: Repository, make_file: MakeFile,
+                                                  tmp_path: Path, linked: str) -> None:
+    """A backup's look-up of all its files at once (`find_contents`, each
+    directory opened once) meets a linked shard folder or object file as a
+    single look-up does: refused, never reported as stored."""
+    sources = backed_up(repo, make_file)
+    oid = sources[0].sha256
+    shard = Path(repo.target.base) / "objects" / oid[:2]
+    if linked == "shard":
+        outside_copy(tmp_path, shard)
+    else:
+        shutil.move(shard / oid, tmp_path / "elsewhere")
+        os.symlink(tmp_path / "elsewhere", shard / oid)
+    with pytest.raises(PermissionDenied, match=f"symbolic link at 'objects/{oid[:2]}"):
+        repo.find_contents([(s.sha256, s.size) for s in reversed(sources)])
 
 
 def test_only_cairn_names_are_cleaned(repo: Repository, make_file: MakeFile) -> None:

@@ -7,12 +7,13 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 import pytest
 
 from catalog.errors import BackupInvalid, Cancelled, InvalidArgument
-from storage.backup import Repository, Target
+from storage.backup import Repository, Target, nofollow, objects, resolve_target
 from storage.backup.transfer import CHUNK_SIZE
 
 from .conftest import MakeFile, object_file, tmp_files
@@ -268,3 +269,53 @@ def test_direct_put_cut_short_never_touches_the_stored_object(
     again = late.put_file(src.path, sha256=src.sha256, size=src.size)
     assert not again.written and direct_repo.store.check(src.sha256, src.size) is None
     assert tmp_files(direct_repo) == []
+
+
+def test_put_bytes_on_a_compressing_store_finds_stored_content_without_a_file(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Content a compressing store holds already (in any form) is found from
+    memory: no temporary file is made for it (a BACKUP's small exports are
+    stored from memory, and most are unchanged since the last BACKUP)."""
+    zrepo = Repository(resolve_target("main", [str(root)], {}), compression="zstd")
+    data = b"x" * 5000  # compressible: stored zstd, under a name apart from its sha256
+    first = zrepo.put_bytes(data)
+    assert first.written and first.sha256 == hashlib.sha256(data).hexdigest()
+
+    def no_file(*_: object, **__: object) -> None:
+        raise AssertionError("a temporary file was made for stored content")
+
+    monkeypatch.setattr(objects.tempfile, "NamedTemporaryFile", no_file)
+    again = zrepo.put_bytes(data)
+    assert (again.oid, again.size, again.written, again.sha256, again.plain_size) == (
+        first.oid, first.size, False, first.sha256, len(data))
+    with pytest.raises(AssertionError, match="temporary file"):
+        zrepo.put_bytes(b"y" * 5000)  # new content still goes through one
+
+
+def test_find_contents_opens_each_directory_once(
+        repo: Repository, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many contents looked up at once (a backup's files before any is
+    stored): the target, `objects/` and each shard opened once for all of
+    them, each content found with its size, a missing or short one not."""
+    stored = [make_file(size=100 + i) for i in range(6)]
+    for s in stored:
+        repo.put_file(s.path, s.sha256, s.size)
+    absent = make_file(size=50)
+    short = stored[0]
+    object_file(repo, short.sha256).write_bytes(short.data[:-1])  # cut short
+    opened: list[str] = []
+    real_open = nofollow.os.open
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> int:
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(nofollow.os, "open", counting)
+    found = repo.find_contents([(s.sha256, s.size) for s in stored] + [(absent.sha256, 50)])
+    assert found is not None
+    assert found[0] is None and found[-1] is None
+    assert [(f[0].oid, f[1]) for f in found[1:-1] if f is not None] == [
+        (s.sha256, s.size) for s in stored[1:]]
+    shards = {s.sha256[:2] for s in stored} | {absent.sha256[:2]}
+    assert len(opened) <= 2 + len(shards)  # the target, objects/, each shard once
+    assert opened.count("objects") == 1
