@@ -9,7 +9,8 @@ history. For each shape `TxF` (T tables, F flushed files each, one row left
 buffered in each table) a real `cairn serve` runs `--backups` BACKUPs (keep_last
 = 3) one after the other, no clients, and this prints per BACKUP: its wall
 time, the CPU of the server's main thread and of its other threads
-(/proc/<pid>/task/*/schedstat, ns), and with `--takes` (perf and root: a uprobe
+(/proc/<pid>/task/*/schedstat, ns) and of its job process (its children's
+threads; the job process is kept between BACKUPs), and with `--takes` (perf and root: a uprobe
 on CPython's take_gil) how many times the other threads took the GIL.
 
     python bench/backup_shapes.py [--shapes 1x5,1x200,50x2] [--history 10000]
@@ -55,6 +56,30 @@ def thread_cpu(pid: int) -> tuple[int, int]:
     return main, other
 
 
+def children_cpu(pid: int) -> int:
+    """ns on a CPU of every thread of `pid`'s child processes (its job
+    process, copiers) so far; a child that ended takes its count with it."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids = f.read().split()
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                tasks = os.listdir(f"/proc/{kid}/task")
+            except OSError:
+                continue
+            for t in tasks:
+                try:
+                    with open(f"/proc/{kid}/task/{t}/schedstat") as f:
+                        total += int(f.read().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue
+    return total
+
+
 def gil_takes(pid: int, backups: int, srv: CairnProcess, work: Path) -> float:
     """The takes of the GIL by threads other than the main one, a BACKUP."""
     lib = os.path.join(sysconfig.get_config_var("LIBDIR") or "",
@@ -94,21 +119,23 @@ def shape(root: Path, tables: int, files: int, backups: int, history: int,
                     srv.ok(f"FLUSH TABLE s.t{t}")
                 srv.ok(f"INSERT INTO s.t{t} VALUES (-1, 'buffered')")
             srv.ok(BACKUP)  # the first: its job process started, the target made
-            walls, mains, others = [], [], []
+            walls, mains, others, jobs = [], [], [], []
             for _ in range(backups):
-                (m0, o0), t0 = thread_cpu(srv.pid), time.perf_counter()
+                (m0, o0), j0 = thread_cpu(srv.pid), children_cpu(srv.pid)
+                t0 = time.perf_counter()
                 srv.ok(BACKUP)
                 t1, (m1, o1) = time.perf_counter(), thread_cpu(srv.pid)
                 walls.append(t1 - t0)
                 mains.append(m1 - m0)
                 others.append(o1 - o0)
+                jobs.append(children_cpu(srv.pid) - j0)
                 time.sleep(0.05)
             took = f"{gil_takes(srv.pid, backups, srv, work):.0f}" if takes else "–"
         finally:
             srv.stop()
         return (f"| {tables} x {files} | {history} | {statistics.median(walls) * 1e3:.1f} | "
                 f"{statistics.median(mains) / 1e6:.1f} | {statistics.median(others) / 1e6:.1f} | "
-                f"{took} |")
+                f"{statistics.median(jobs) / 1e6:.1f} | {took} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -126,8 +153,8 @@ def main() -> int:
     print(f"server from {args.server_root}; {args.backups} BACKUPs a shape, medians; "
           f"load average {os.getloadavg()[0]:.2f}\n")
     print("| tables x files | job history | wall, ms | server main thread CPU, ms | "
-          "other threads CPU, ms | other threads' GIL takes |")
-    print("|---|---:|---:|---:|---:|---:|")
+          "other threads CPU, ms | job process CPU, ms | other threads' GIL takes |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for spec in args.shapes.split(","):
         tables, files = (int(x) for x in spec.lower().split("x"))
         print(shape(Path(args.server_root), tables, files, args.backups, args.history,
