@@ -177,12 +177,16 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             return [self._info(p, self._stat(p)) for p in paths]
         # Many at once (a manifest's objects): each directory on the way
         # opened once for all of them, not once a path (4 opens and closes
-        # for each object's stat).
+        # for each object's stat), in sorted order so that only the current
+        # path's directories are open at a time.
         dirs = _Dirs(self)
+        infos: dict[int, pafs.FileInfo] = {}
         try:
-            return [self._info(p, self._stat(p, dirs)) for p in paths]
+            for i in sorted(range(len(paths)), key=paths.__getitem__):
+                infos[i] = self._info(paths[i], self._stat(paths[i], dirs))
         finally:
             dirs.close()
+        return [infos[i] for i in range(len(paths))]
 
     def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
         parts = self._parts(selector.base_dir)
@@ -305,9 +309,12 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
 
 
 class _Dirs:
-    """Descriptors of a target's directories, each opened once (without
-    following a link, as `NoFollowHandler._dir` does) while a batch of
-    paths is looked up; `close` closes them all."""
+    """Descriptors of a target's directories while a batch of paths is looked
+    up in sorted order, each opened once (without following a link, as
+    `NoFollowHandler._dir` does): those of the current path's directory and
+    its parents are kept, the rest closed as the batch moves on (a manifest's
+    objects span 256 shards, and the descriptors a process may hold are
+    few); `close` closes them all."""
 
     def __init__(self, handler: NoFollowHandler) -> None:
         self._handler = handler
@@ -317,6 +324,8 @@ class _Dirs:
         fd = self._fds.get(parts)
         if fd is not None:
             return fd
+        for gone in [k for k in self._fds if parts[: len(k)] != k]:
+            os.close(self._fds.pop(gone))
         if not parts:
             fd = self._handler._open_base()
         else:

@@ -304,13 +304,23 @@ def test_find_contents_opens_each_directory_once(
     short = stored[0]
     object_file(repo, short.sha256).write_bytes(short.data[:-1])  # cut short
     opened: list[str] = []
-    real_open = nofollow.os.open
+    held: set[int] = set()
+    most = [0]
+    real_open, real_close = nofollow.os.open, nofollow.os.close
 
     def counting(path: Any, *args: Any, **kwargs: Any) -> int:
         opened.append(str(path))
-        return real_open(path, *args, **kwargs)
+        fd = real_open(path, *args, **kwargs)
+        held.add(fd)
+        most[0] = max(most[0], len(held))
+        return fd
+
+    def closing(fd: int) -> None:
+        held.discard(fd)
+        real_close(fd)
 
     monkeypatch.setattr(nofollow.os, "open", counting)
+    monkeypatch.setattr(nofollow.os, "close", closing)
     found = repo.find_contents([(s.sha256, s.size) for s in stored] + [(absent.sha256, 50)])
     assert found is not None
     assert found[0] is None and found[-1] is None
@@ -319,3 +329,4 @@ def test_find_contents_opens_each_directory_once(
     shards = {s.sha256[:2] for s in stored} | {absent.sha256[:2]}
     assert len(opened) <= 2 + len(shards)  # the target, objects/, each shard once
     assert opened.count("objects") == 1
+    assert most[0] == 3 and not held  # never more than one path's directories open
