@@ -4,6 +4,7 @@ See archive.py for the archive as a whole."""
 
 from __future__ import annotations
 
+import builtins
 import collections
 import contextlib
 import os
@@ -52,6 +53,9 @@ class ArchiveObjects(ObjectStore):
 
     def size_of(self, oid: str) -> int | None:
         return self._size_of(check_oid(oid))
+
+    def sizes(self, oids: builtins.list[str]) -> dict[str, int]:
+        return {o: s for o in oids if (s := self.size_of(o)) is not None}
 
     def list(self) -> dict[str, int]:
         return self._list_all()

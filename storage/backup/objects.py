@@ -97,9 +97,13 @@ class ObjectStore(ObjectReads):
 
     def size_of(self, oid: str) -> int | None:
         """The stored size of `oid`, or None when it is absent."""
-        with reading(self.target.uri, f"object {oid}"):
-            info = self.target.fs.get_file_info(self.path(oid))
-        return info.size if info.type == pafs.FileType.File else None
+        return self.sizes([oid]).get(oid)
+
+    def sizes(self, oids: builtins.list[str]) -> dict[str, int]:
+        """`size_of` of each of `oids` present, in one look-up."""
+        with reading(self.target.uri, f"object {oids[0]}" if len(oids) == 1 else ""):
+            infos = self.target.fs.get_file_info([self.path(o) for o in oids])
+        return {o: i.size for o, i in zip(oids, infos, strict=True) if i.type == pafs.FileType.File}
 
     def has(self, oid: str) -> bool:
         return self.size_of(oid) is not None
@@ -136,22 +140,14 @@ class ObjectStore(ObjectReads):
 
     def find_all(self, contents: builtins.list[tuple[str, int | None]]
                  ) -> builtins.list[tuple[Form, int] | None]:
-        """`find` for each (sha256, plain size), in one lookup of every name."""
-        candidates = [forms(check_oid(sha), self.write_keys, self.compress)
-                      for sha, _ in contents]
-        paths = [self.path(f.oid) for fs in candidates for f in fs]
-        with reading(self.target.uri):
-            infos = iter(self.target.fs.get_file_info(paths))
+        """`find` for each (sha256, plain size), in one look-up of every name."""
+        candidates = [forms(check_oid(sha), self.write_keys, self.compress) for sha, _ in contents]
+        stored = self.sizes([f.oid for fs in candidates for f in fs])
         found: builtins.list[tuple[Form, int] | None] = []
         for (_, plain), fs in zip(contents, candidates, strict=True):
-            hit = None
-            for form in fs:
-                info = next(infos)
-                expected = form.stored_size(plain)
-                if (hit is None and info.type == pafs.FileType.File
-                        and (expected is None or info.size == expected)):
-                    hit = (form, info.size)
-            found.append(hit)
+            fits = [(f, stored[f.oid]) for f in fs
+                    if f.oid in stored and f.stored_size(plain) in (None, stored[f.oid])]
+            found.append(fits[0] if fits else None)
         return found
 
     # --- writing ---------------------------------------------------------------

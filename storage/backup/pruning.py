@@ -203,11 +203,7 @@ class LocksAndPrune:
         if candidates is None:
             present = self.store.list()
         else:
-            present = {}
-            for oid in set(candidates):
-                size = self.store.size_of(check_oid(oid))
-                if size is not None:
-                    present[oid] = size
+            present = self.store.sizes(sorted({check_oid(oid) for oid in candidates}))
         if not present:
             return 0
         with pruning(self.target, self.durable) as marker:

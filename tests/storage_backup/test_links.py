@@ -77,8 +77,9 @@ def test_linked_object_file(repo: Repository, make_file: MakeFile, tmp_path: Pat
 def test_a_link_met_in_a_batch_lookup_is_refused(repo: Repository, make_file: MakeFile,
                                                   tmp_path: Path, linked: str) -> None:
     """A backup's look-up of all its files at once (`find_contents`, each
-    directory opened once) meets a linked shard folder or object file as a
-    single look-up does: refused, never reported as stored."""
+    directory opened once), and a prune's of a dropped backup's objects, meet
+    a linked shard folder or object file as a single look-up does: refused,
+    never reported as stored nor removed."""
     sources = backed_up(repo, make_file)
     oid = sources[0].sha256
     shard = Path(repo.target.base) / "objects" / oid[:2]
@@ -89,6 +90,8 @@ def test_a_link_met_in_a_batch_lookup_is_refused(repo: Repository, make_file: Ma
         os.symlink(tmp_path / "elsewhere", shard / oid)
     with pytest.raises(PermissionDenied, match=f"symbolic link at 'objects/{oid[:2]}"):
         repo.find_contents([(s.sha256, s.size) for s in reversed(sources)])
+    with pytest.raises(PermissionDenied, match=f"symbolic link at 'objects/{oid[:2]}"):
+        repo.prune(candidates={s.sha256 for s in sources})  # a dropped backup's objects
 
 
 def test_only_cairn_names_are_cleaned(repo: Repository, make_file: MakeFile) -> None:

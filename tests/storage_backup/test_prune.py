@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,27 @@ def test_prune_with_candidates_and_keep(repo: Repository, two_backups: dict[str,
     )
     assert freed == 1000
     assert set(repo.list_objects()) == {two_backups["shared"].sha256, only2}
+
+
+def test_a_prune_of_candidates_looks_them_up_at_once(
+    repo: Repository, two_backups: dict[str, Source], make_file: MakeFile,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dropped backup's objects (keep_last, DROP BACKUP) are looked up in one
+    batch (`ObjectStore.sizes`: each directory on the way opened once), none
+    on its own, and only those present and unused are removed."""
+    from storage.backup.objects import ObjectStore
+
+    repo.delete_manifest("bk-1")
+    gone = make_file(size=10)  # a candidate no longer stored
+
+    def one_by_one(*_: Any) -> None:
+        raise AssertionError("a candidate was looked up on its own")
+
+    monkeypatch.setattr(ObjectStore, "size_of", one_by_one)
+    candidates = [two_backups[k].sha256 for k in ("shared", "only1")] + [gone.sha256]
+    assert repo.prune(candidates=candidates) == 1000
+    assert set(repo.list_objects()) == {two_backups["shared"].sha256, two_backups["only2"].sha256}
 
 
 def test_prune_refuses_when_a_manifest_is_unreadable(
