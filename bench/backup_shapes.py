@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.cairn_process import CairnProcess, write_config  # noqa: E402 (after the path)
+from bench.common import RssSampler  # noqa: E402
 from bench.load import write_history  # noqa: E402
 
 BACKUP = "BACKUP DATABASE s TO 'bk' WITH (keep_last = 3)"
@@ -43,7 +44,11 @@ BACKUP = "BACKUP DATABASE s TO 'bk' WITH (keep_last = 3)"
 def thread_cpu(pid: int) -> tuple[int, int]:
     """(ns on a CPU of the main thread, of every other thread) of `pid` so far."""
     main = other = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # it ended
+        return 0, 0
+    for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                 ns = int(f.read().split()[0])
@@ -57,27 +62,9 @@ def thread_cpu(pid: int) -> tuple[int, int]:
 
 
 def children_cpu(pid: int) -> int:
-    """ns on a CPU of every thread of `pid`'s child processes (its job
+    """ns on a CPU of every thread of the processes under `pid` (its job
     process, copiers) so far; a child that ended takes its count with it."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids = f.read().split()
-        except OSError:
-            continue
-        for kid in kids:
-            try:
-                tasks = os.listdir(f"/proc/{kid}/task")
-            except OSError:
-                continue
-            for t in tasks:
-                try:
-                    with open(f"/proc/{kid}/task/{t}/schedstat") as f:
-                        total += int(f.read().split()[0])
-                except (OSError, ValueError, IndexError):
-                    continue
-    return total
+    return sum(sum(thread_cpu(kid)) for kid in RssSampler.descendants(pid))
 
 
 def gil_takes(pid: int, backups: int, srv: CairnProcess, work: Path) -> float:

@@ -6,6 +6,7 @@ loop: bench/gil_takes.py, docs/performance.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,15 @@ def two_buffered(engine: Engine, run: Run) -> None:
         engine.create_table("app", name, "shared", [col("id", "BIGINT", primary_key=True),
                                                     col("v", "TEXT")])
         run(f"INSERT INTO app.{name} VALUES (1, 'a'), (2, 'b')")
+
+
+def three_flushed(engine: Engine, run: Run, values: Callable[[int], str]) -> None:
+    """app.t (id, v) with three flushed files, the k-th of the rows `values(k)`."""
+    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
+                                               col("v", "TEXT")])
+    for k in range(3):
+        run(f"INSERT INTO app.t VALUES {values(k)}")
+        engine.flush_table("app", "t")
 
 
 def test_the_capture_and_the_conversions_are_one_trip(
@@ -161,11 +171,7 @@ def test_a_second_backup_reads_no_footer_and_counts_the_same(
     from storage import live_rows
 
     monkeypatch.setattr(live_rows, "_FOOTERS", {})
-    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
-                                               col("v", "TEXT")])
-    for k in range(3):
-        run(f"INSERT INTO app.t VALUES ({k}, 'a'), ({k + 10}, 'b')")
-        engine.flush_table("app", "t")
+    three_flushed(engine, run, lambda k: f"({k}, 'a'), ({k + 10}, 'b')")
     run("UPDATE app.t SET v = 'c' WHERE id = 1")
     run("INSERT INTO app.t VALUES (100, 'buffered')")
     reads: list[str] = []
@@ -220,11 +226,7 @@ def test_a_second_backup_looks_its_stored_files_up_at_once(
     look-up of its own, and writes no object."""
     from storage.backup.objects import ObjectStore
 
-    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
-                                               col("v", "TEXT")])
-    for k in range(3):
-        run(f"INSERT INTO app.t VALUES ({k}, 'a')")
-        engine.flush_table("app", "t")
+    three_flushed(engine, run, lambda k: f"({k}, 'a')")
     run("INSERT INTO app.t VALUES (100, 'buffered')")
     repo = Repository(resolve_target("main", [str(tmp_path / "backups")], {}))
     manifests = []
