@@ -42,7 +42,7 @@ from .archive_objects import (
     object_name,
     unlisted,
 )
-from .codec import Form
+from .codec import Found
 from .crypto import PassphraseError
 from .layout import CONFIG, KEYS, MANIFESTS, OBJECTS
 from .locks import BackupLock
@@ -232,8 +232,7 @@ class ArchiveRepository(Repository):
     def has_content(self, sha256: str, size: int | None = None) -> bool:
         return self._stage().has_content(sha256, size)
 
-    def find_contents(self, contents: list[tuple[str, int | None]]
-                      ) -> list[tuple[Form, int] | None] | None:
+    def find_contents(self, contents: list[tuple[str, int | None]]) -> list[Found] | None:
         return self._stage().find_contents(contents)
 
     def lock(self, backup_id: str, should_stop: ShouldStop | None = None,

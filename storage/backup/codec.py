@@ -56,6 +56,9 @@ class Form:
         return plain_size if self.keys is None else encrypted_size(plain_size)
 
 
+Found = tuple[Form, int] | None  # the object holding a content, with its stored size
+
+
 def forms(sha256: str, keys: Keys | None, compress: bool) -> list[Form]:
     """The names content `sha256` may be stored under, preferred first. Without
     compression only the raw form counts: 'none' means nothing is compressed."""

@@ -157,7 +157,6 @@ def unpack_checked(
 ) -> dict[str, Any]:
     """unpack(), remembering what these exact bytes gave when they were not
     encrypted. Each call returns a new document (callers may change theirs)."""
-    global _cache_bytes
     key = (backup_id, require_body, data)
     with _cache_lock:
         packed = _cache.get(key)
@@ -167,12 +166,29 @@ def unpack_checked(
         doc: dict[str, Any] = msgspec.msgpack.decode(packed)
         return doc
     m = unpack(data, backup_id, open_key, require_body)
+    _keep(key, m)
+    return m
+
+
+def remember(data: bytes, backup_id: str, m: dict[str, Any]) -> None:
+    """Keep `m` as what `data` unpacks to, read with or without its body: a
+    manifest a repository has just written, `pack`'s two results. A BACKUP's
+    keep_last lists the target's manifests right after writing its own, and
+    reading those bytes back parsed, re-encoded and checked them again (~4 ms
+    of 50 tables, seconds of 150,000 files)."""
+    for require_body in (True, False):
+        _keep((backup_id, require_body, data), m)
+
+
+def _keep(key: tuple[str, bool, bytes], m: dict[str, Any]) -> None:
+    global _cache_bytes
+    data = key[2]
     if m.get("encrypted") is True or len(data) > CACHE_MAX_BYTES // 4:
-        return m
+        return
     try:
         packed = msgspec.msgpack.encode(m)
     except (OverflowError, TypeError, ValueError, msgspec.EncodeError):
-        return m  # an integer past 64 bits, a lone surrogate: checked, not kept
+        return  # an integer past 64 bits, a lone surrogate: checked, not kept
     with _cache_lock:
         if key not in _cache:
             _cache[key] = packed
@@ -180,7 +196,6 @@ def unpack_checked(
             while _cache_bytes > CACHE_MAX_BYTES:
                 (_, _, old), gone = _cache.popitem(last=False)
                 _cache_bytes -= len(old) + len(gone)
-    return m
 
 
 def _with_body(

@@ -31,6 +31,7 @@ from .codec import (
     ZSTD,
     Encoder,
     Form,
+    Found,
     form_of,
     forms,
     sample,
@@ -128,7 +129,7 @@ class ObjectStore(ObjectReads):
         """Every object name content `sha256` may get from this store's writes."""
         return [f.oid for f in forms(check_oid(sha256), self.write_keys, self.compress)]
 
-    def find(self, sha256: str, plain_size: int | None) -> tuple[Form, int] | None:
+    def find(self, sha256: str, plain_size: int | None) -> Found:
         """An object already holding content `sha256`, with its stored size. One
         whose size cannot be right (a cut-short upload) does not count."""
         for form in forms(sha256, self.write_keys, self.compress):
@@ -139,11 +140,11 @@ class ObjectStore(ObjectReads):
         return None
 
     def find_all(self, contents: builtins.list[tuple[str, int | None]]
-                 ) -> builtins.list[tuple[Form, int] | None]:
+                 ) -> builtins.list[Found]:
         """`find` for each (sha256, plain size), in one look-up of every name."""
         candidates = [forms(check_oid(sha), self.write_keys, self.compress) for sha, _ in contents]
         stored = self.sizes([f.oid for fs in candidates for f in fs])
-        found: builtins.list[tuple[Form, int] | None] = []
+        found: builtins.list[Found] = []
         for (_, plain), fs in zip(contents, candidates, strict=True):
             fits = [(f, stored[f.oid]) for f in fs
                     if f.oid in stored and f.stored_size(plain) in (None, stored[f.oid])]

@@ -28,7 +28,7 @@ from catalog.errors import (
 
 from . import envelope, manifest, schema
 from .atomic import fsync_path, make_dirs, read_small, write_small
-from .codec import Form
+from .codec import Found
 from .config import encode_config, new_config, parse_config
 from .crypto import Keys, PassphraseError, is_key_id
 from .keyring import KeyRing
@@ -283,8 +283,7 @@ class Repository(LocksAndPrune):
         self._writing()
         return self.store.find(check_oid(sha256), size) is not None
 
-    def find_contents(self, contents: list[tuple[str, int | None]]
-                      ) -> list[tuple[Form, int] | None] | None:
+    def find_contents(self, contents: list[tuple[str, int | None]]) -> list[Found] | None:
         """`has_content` of many (sha256, size), each with its object; None if not local."""
         self._writing()
         return self.store.find_all(contents) if self.target.kind == "local" else None
@@ -331,6 +330,7 @@ class Repository(LocksAndPrune):
         sealed = manifest.seal(m, wanted, stored, features)
         data, doc = envelope.pack(sealed, compress, self.store.write_keys)
         write_small(self.target, path, data, self.durable)
+        envelope.remember(data, backup_id, doc)
         return doc
 
     def _expected_size(self, oid: str, sha256: str, plain_size: int) -> int | None:

@@ -23,7 +23,7 @@ from catalog.errors import BackupInvalid
 from ..inflight import InFlight, workers_for
 from ..work import Work
 from . import copier, schema
-from .codec import Form
+from .codec import Found
 from .image import FileToStore, NamespaceImage
 from .locks import BackupLock
 from .nofollow import handler_of
@@ -201,7 +201,7 @@ class Tally:
 
 def _store(repo: Repository, work: Work, index: int, item: FileToStore, tally: Tally,
            lock: BackupLock, flight: InFlight, copied: Callable[[], None],
-           found: tuple[Form, int] | None) -> None:
+           found: Found) -> None:
     if found is not None:  # stored already (store_all looked): nothing moves
         form, stored = found
         tally.moved(item.size, False)

@@ -318,6 +318,36 @@ def test_a_manifest_read_again_is_a_new_document_and_still_checked(
     assert repo.read_manifest("bk-1") == second
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_a_manifest_just_written_is_read_back_unparsed_as_a_fresh_read_gives(
+        root: Path, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch,
+        compression: str) -> None:
+    """A repository keeps what the manifest it has just written unpacks to
+    (envelope.remember): keep_last's listing right after a BACKUP parses and
+    checks nothing again, and gets exactly what unpacking the stored bytes
+    gives. Other bytes under that name are read and checked."""
+    from storage.backup import envelope, resolve_target
+
+    repo = Repository(resolve_target("main", [str(root)], {}), compression=compression)
+    sources = [make_file(size=1000), make_file(size=2000)]
+    for s in sources:
+        repo.put_file(s.path)
+    written = repo.write_manifest(manifest_doc("bk-1", sources))
+    data = manifest_file(repo, "bk-1").read_bytes()
+    fresh = envelope.unpack(data, "bk-1", lambda _: None)
+    assert ("zstd" in fresh["features"]) == (compression == "zstd")  # a body, compressed
+
+    def parsed(*_: Any, **__: Any) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(envelope, "unpack", parsed)
+    assert repo.read_manifest("bk-1") == fresh == written
+    assert repo.list_manifests() == [fresh]
+    manifest_file(repo, "bk-1").write_bytes(data.replace(b'"bk-1"', b'"bk-2"', 1))
+    with pytest.raises(AssertionError, match="parsed again"):
+        repo.read_manifest("bk-1")
+
+
 def test_a_name_with_a_trailing_newline_is_no_backup_id_nor_object_id(
         repo: Repository, make_file: MakeFile) -> None:
     """`^…$` let a trailing newline through (`$` matches before one): a file
