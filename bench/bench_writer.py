@@ -106,7 +106,7 @@ async def insert_loop(http: Any, url: str, first: int, n: int,
     for i in range(first, first + n):
         if parts is not None:
             s0, c0, m0 = thread_clock(pid, pid), own_clock(me), machine_clock()
-            f0, k0 = major_faults(pid), kernel_stalls()
+            f0, k0, n0 = major_faults(pid), kernel_stalls(), minor_faults(pid)
         t0 = time.perf_counter()
         await sql(http, url, f"INSERT INTO big.events (n, note) VALUES ({i}, 'event {i}')")
         ms = (time.perf_counter() - t0) * 1000
@@ -114,10 +114,10 @@ async def insert_loop(http: Any, url: str, first: int, n: int,
             out.append(ms)
             if parts is not None:
                 s1, c1, m1 = thread_clock(pid, pid), own_clock(me), machine_clock()
-                f1, k1 = major_faults(pid), kernel_stalls()
+                f1, k1, n1 = major_faults(pid), kernel_stalls(), minor_faults(pid)
                 parts.append((ms, s1[0] - s0[0], s1[1] - s0[1], c1[0] - c0[0], c1[1] - c0[1],
                               m1[0] - m0[0], m1[1] - m0[1], f1[0] - f0[0], f1[1] - f0[1],
-                              k1 - k0))
+                              k1 - k0, n1 - n0, t0))
     return out
 
 
@@ -132,6 +132,29 @@ def major_faults(pid: int) -> tuple[int, int]:
     except (OSError, IndexError, ValueError):
         server = 0
     return server, resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of the server's main thread so far (a page mapped
+    again, e.g. after malloc handed it back: kernel CPU on that thread)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[7])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+# (start, end) of each BACKUP of the loop, perf_counter seconds: where the
+# INSERTs over the aim fell in them.
+SPANS: list[tuple[float, float]] = []
+
+
+def where(t: float) -> str:
+    """`t` (an INSERT's start) against the BACKUP it fell in."""
+    for a, b in SPANS:
+        if a <= t <= b:
+            return f"{(t - a) * 1000:.0f} ms into a BACKUP of {(b - a) * 1000:.0f} ms"
+    return "outside any BACKUP"
 
 
 _STALLS = (b"compact_stall ", b"allocstall_")
@@ -182,12 +205,14 @@ def attribution(parts: list[tuple[float, ...]]) -> str:
                 f"{m[7]:.2f}, the client {m[8]:.2f}; compaction or reclaim stalls {m[9]:.2f}")
     over = [r for r in parts if r[0] > STALL_AIM_MS]
     each = ", ".join(f"{r[0]:.1f} ms (steal {r[6]:.0f} ms, major faults {r[7]:.0f} / {r[8]:.0f}, "
-                     f"compaction or reclaim stalls {r[9]:.0f})" for r in over[:12])
+                     f"compaction or reclaim stalls {r[9]:.0f}, the server main thread's minor "
+                     f"faults {r[10]:.0f}, {where(r[11])})" for r in over[:12])
+    minor = statistics.fmean(r[10] for r in parts) if parts else 0.0
     steal = (f"steal in the INSERTs over the aim {sum(r[6] for r in over):.0f} ms of the "
              f"loop's {sum(r[6] for r in parts):.0f} ms")
     return "\n".join([line(over, "over the aim")]
                      + ([f"each over the aim: {each}; {steal}"] if over else [])
-                     + [line(parts, "all")])
+                     + [f"{line(parts, 'all')}; the server main thread's minor faults {minor:.1f}"])
 
 
 async def backups(http: Any, url: str, stop: asyncio.Event, busy: asyncio.Event,
@@ -199,6 +224,7 @@ async def backups(http: Any, url: str, stop: asyncio.Event, busy: asyncio.Event,
         t0 = time.perf_counter()
         await sql(http, url, f"BACKUP DATABASE big TO 'stall_{os.getpid()}_{i}'")
         done.append(time.perf_counter() - t0)
+        SPANS.append((t0, time.perf_counter()))
         i += 1
 
 
