@@ -130,12 +130,11 @@ class ObjectStore(ObjectReads):
         return [f.oid for f in forms(check_oid(sha256), self.write_keys, self.compress)]
 
     def find(self, sha256: str, plain_size: int | None) -> Found:
-        """An object already holding content `sha256`, with its stored size. One
-        whose size cannot be right (a cut-short upload) does not count."""
+        """An object already holding content `sha256`, with its stored size; not one
+        cut short (a wrong size), nor a compressed one that does not decode to it."""
         for form in forms(sha256, self.write_keys, self.compress):
             stored = self.size_of(form.oid)
-            expected = form.stored_size(plain_size)
-            if stored is not None and (expected is None or stored == expected):
+            if stored is not None and self._holds(form, stored, sha256, plain_size):
                 return form, stored
         return None
 
@@ -144,12 +143,16 @@ class ObjectStore(ObjectReads):
         """`find` for each (sha256, plain size), in one look-up of every name."""
         candidates = [forms(check_oid(sha), self.write_keys, self.compress) for sha, _ in contents]
         stored = self.sizes([f.oid for fs in candidates for f in fs])
-        found: builtins.list[Found] = []
-        for (_, plain), fs in zip(contents, candidates, strict=True):
-            fits = [(f, stored[f.oid]) for f in fs
-                    if f.oid in stored and f.stored_size(plain) in (None, stored[f.oid])]
-            found.append(fits[0] if fits else None)
-        return found
+        return [next(((f, stored[f.oid]) for f in fs
+                      if f.oid in stored and self._holds(f, stored[f.oid], sha, plain)), None)
+                for (sha, plain), fs in zip(contents, candidates, strict=True)]
+
+    def _holds(self, form: Form, stored: int, sha256: str, plain_size: int | None) -> bool:
+        """Whether a found object holds the content: by size, else (zstd) reread as VERIFY does."""
+        expected = form.stored_size(plain_size)
+        if expected is not None:
+            return stored == expected
+        return self.check(form.oid, stored, sha256=sha256, plain_size=plain_size) is None
 
     # --- writing ---------------------------------------------------------------
 
@@ -372,7 +375,8 @@ class ObjectStore(ObjectReads):
                 check_source(local_path, digest, n, sha256, size)
                 if local:
                     existing = self.size_of(form.oid)
-                    if existing is not None:  # another writer stored it meanwhile
+                    if existing is not None and self._holds(form, existing, sha256, n):
+                        # another writer stored it meanwhile (a damaged one is replaced)
                         delete_quietly(self.target, dest)
                         return PutResult(form.oid, existing, False, sha256, n)
                     with writing(uri):
