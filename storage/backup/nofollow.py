@@ -18,14 +18,15 @@ import errno
 import io
 import os
 import stat
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from catalog.errors import PermissionDenied
 
+T = TypeVar("T")
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LINK_ERRORS = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 _PROC_FD = os.path.isdir("/proc/self/fd")
@@ -188,6 +189,23 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             dirs.close()
         return [infos[i] for i in range(len(paths))]
 
+    def each_fd(self, paths: list[str], fn: Callable[[int, int], T]) -> list[T]:
+        """`fn(i, fd)` for each file `paths[i]`, `fd` read-only (opened as
+        `open_fd` does, closed after), in one pass that opens each directory on
+        the way once, as `get_file_info` does for many paths."""
+        dirs = _Dirs(self)
+        out: dict[int, T] = {}
+        try:
+            for i in sorted(range(len(paths)), key=paths.__getitem__):
+                fd = self.open_fd(paths[i], os.O_RDONLY, dirs)
+                try:
+                    out[i] = fn(i, fd)
+                finally:
+                    os.close(fd)
+        finally:
+            dirs.close()
+        return [out[i] for i in range(len(paths))]
+
     def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
         parts = self._parts(selector.base_dir)
         try:
@@ -255,14 +273,16 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
     def copy_file(self, src: str, dest: str) -> None:
         raise NotImplementedError("objects are never copied inside a backup target")
 
-    def open_fd(self, path: str, flags: int) -> int:
+    def open_fd(self, path: str, flags: int, dirs: _Dirs | None = None) -> int:
         """A raw descriptor of a file in the target, opened without following a
         link (for fd-to-fd copies, fastcopy.py), nor waiting on a FIFO (opened
         non-blocking, refused once seen; the flag is then cleared); the caller
-        closes it."""
+        closes it. `dirs`: the directories on the way, held by a batch."""
         parts = self._parts(path)
         rel = "/".join(parts)
-        with self._dir(parts[:-1]) as fd:
+        with contextlib.ExitStack() as held:
+            fd = (dirs.fd(tuple(parts[:-1])) if dirs is not None
+                  else held.enter_context(self._dir(parts[:-1])))
             try:
                 handle = os.open(parts[-1], flags | _NO_WAIT, 0o644, dir_fd=fd)
             except OSError as exc:

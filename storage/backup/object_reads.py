@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from catalog.errors import (
     BackupInvalid,
@@ -20,7 +21,7 @@ from catalog.errors import (
 )
 
 from . import copier
-from .codec import RAW, Form, decode, identify
+from .codec import RAW, ZSTD, Form, Found, decode, identify
 from .contents import TAIL, Teed
 from .crypto import Keys
 from .fastcopy import copy_file
@@ -29,6 +30,7 @@ from .nofollow import NoFollowHandler, handler_of
 from .oserrors import read_failed, reading
 from .targets import Target
 from .transfer import OnBytes, ShouldStop, copy
+from .zstd_walk import whole
 
 _LOCAL_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
@@ -78,6 +80,58 @@ class ObjectReads:
         with reading(self.target.uri, f"object {oid}"):
             fd = handler.open_fd(self.path(oid), os.O_RDONLY)
         return os.fdopen(fd, "rb")
+
+    def sizes(self, oids: list[str]) -> dict[str, int]:
+        """`size_of` of each of `oids` present, in one look-up."""
+        with reading(self.target.uri, f"object {oids[0]}" if len(oids) == 1 else ""):
+            infos = self.target.fs.get_file_info([self.path(o) for o in oids])
+        return {o: i.size for o, i in zip(oids, infos, strict=True) if i.type == pafs.FileType.File}
+
+    def found_among(self, contents: list[tuple[str, int | None]],
+                    candidates: list[list[Form]]) -> list[Found]:
+        """For each (sha256, plain size), the first of its `candidates` forms
+        stored and holding it (`holds`), in one look-up of every name and one
+        pass over the zstd ones' headers (each directory opened once)."""
+        stored = self.sizes([f.oid for fs in candidates for f in fs])
+        found: list[Found] = []
+        for (_, plain), fs in zip(contents, candidates, strict=True):
+            found.append(next(((f, stored[f.oid]) for f in fs if f.oid in stored
+                               and f.stored_size(plain) in (None, stored[f.oid])), None))
+        unsure = [i for i, hit in enumerate(found) if hit is not None
+                  and hit[0].stored_size(contents[i][1]) is None]
+        hits = [h for h in (found[i] for i in unsure) if h is not None]  # all of them
+        for i, (form, size), ends in zip(unsure, hits, self.zstd_whole(hits), strict=True):
+            if not (ends if ends is not None else self.holds(form, size, *contents[i])):
+                found[i] = None  # damaged: stored again
+        return found
+
+    def holds(self, form: Form, stored: int, sha256: str, plain_size: int | None) -> bool:
+        """Whether a found object holds the content: by its size where that
+        follows from the content's, else (zstd) by its headers (`zstd_whole`,
+        a local target) or reread and checked as VERIFY does."""
+        expected = form.stored_size(plain_size)
+        if expected is not None:
+            return stored == expected
+        (headers,) = self.zstd_whole([(form, stored)])
+        if headers is not None:
+            return headers
+        return self.check(form.oid, stored, sha256=sha256, plain_size=plain_size) is None
+
+    def zstd_whole(self, objects: list[tuple[Form, int]]) -> list[bool | None]:
+        """For each (form, stored size): whether an unencrypted zstd object of
+        a local target ends where its size says, from its headers
+        (zstd_walk.py); None for any other (encrypted, S3)."""
+        handler = handler_of(self.target.fs)
+        if handler is None:
+            return [None] * len(objects)
+        walk = [(f.oid, size) for f, size in objects if f.encoding == ZSTD and f.keys is None]
+        with reading(self.target.uri):
+            ends = iter(handler.each_fd(
+                [self.path(oid) for oid, _ in walk],
+                lambda i, fd: whole(lambda pos, n: os.pread(fd, n, pos), walk[i][1])))
+        out: list[bool | None] = [next(ends) if f.encoding == ZSTD and f.keys is None else None
+                                  for f, _ in objects]
+        return out
 
     def read_to(
         self,

@@ -100,12 +100,6 @@ class ObjectStore(ObjectReads):
         """The stored size of `oid`, or None when it is absent."""
         return self.sizes([oid]).get(oid)
 
-    def sizes(self, oids: builtins.list[str]) -> dict[str, int]:
-        """`size_of` of each of `oids` present, in one look-up."""
-        with reading(self.target.uri, f"object {oids[0]}" if len(oids) == 1 else ""):
-            infos = self.target.fs.get_file_info([self.path(o) for o in oids])
-        return {o: i.size for o, i in zip(oids, infos, strict=True) if i.type == pafs.FileType.File}
-
     def has(self, oid: str) -> bool:
         return self.size_of(oid) is not None
 
@@ -134,25 +128,14 @@ class ObjectStore(ObjectReads):
         cut short (a wrong size), nor a compressed one that does not decode to it."""
         for form in forms(sha256, self.write_keys, self.compress):
             stored = self.size_of(form.oid)
-            if stored is not None and self._holds(form, stored, sha256, plain_size):
+            if stored is not None and self.holds(form, stored, sha256, plain_size):
                 return form, stored
         return None
 
-    def find_all(self, contents: builtins.list[tuple[str, int | None]]
-                 ) -> builtins.list[Found]:
+    def find_all(self, contents: builtins.list[tuple[str, int | None]]) -> builtins.list[Found]:
         """`find` for each (sha256, plain size), in one look-up of every name."""
-        candidates = [forms(check_oid(sha), self.write_keys, self.compress) for sha, _ in contents]
-        stored = self.sizes([f.oid for fs in candidates for f in fs])
-        return [next(((f, stored[f.oid]) for f in fs
-                      if f.oid in stored and self._holds(f, stored[f.oid], sha, plain)), None)
-                for (sha, plain), fs in zip(contents, candidates, strict=True)]
-
-    def _holds(self, form: Form, stored: int, sha256: str, plain_size: int | None) -> bool:
-        """Whether a found object holds the content: by size, else (zstd) reread as VERIFY does."""
-        expected = form.stored_size(plain_size)
-        if expected is not None:
-            return stored == expected
-        return self.check(form.oid, stored, sha256=sha256, plain_size=plain_size) is None
+        return self.found_among(contents, [forms(check_oid(sha), self.write_keys, self.compress)
+                                           for sha, _ in contents])
 
     # --- writing ---------------------------------------------------------------
 
@@ -206,7 +189,6 @@ class ObjectStore(ObjectReads):
         """Store a small in-memory blob."""
         oid = hashlib.sha256(data).hexdigest()
         if self.write_keys is not None or self.compress:
-            # Content already stored in any form is found without a file.
             if on_oid is not None:
                 on_oid(oid)
             hit = self.find(oid, len(data))
@@ -375,7 +357,7 @@ class ObjectStore(ObjectReads):
                 check_source(local_path, digest, n, sha256, size)
                 if local:
                     existing = self.size_of(form.oid)
-                    if existing is not None and self._holds(form, existing, sha256, n):
+                    if existing is not None and self.holds(form, existing, sha256, n):
                         # another writer stored it meanwhile (a damaged one is replaced)
                         delete_quietly(self.target, dest)
                         return PutResult(form.oid, existing, False, sha256, n)

@@ -111,13 +111,14 @@ def test_damaged_object_is_rewritten_not_trusted(repo: Repository, make_file: Ma
     assert result.written and path.read_bytes() == src.data
 
 
-@pytest.mark.parametrize("damage", ["cut short", "a byte flipped"])
+@pytest.mark.parametrize("damage", ["cut short", "a byte more"])
 def test_a_damaged_compressed_object_is_stored_again_not_trusted(
-        root: Path, make_file: MakeFile, damage: str) -> None:
+        root: Path, make_file: MakeFile, damage: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A compressed object's size says nothing of its content (any size may be
-    right), so one found for a BACKUP is reread and checked as VERIFY does: cut
-    short or flipped, it is stored again (a BACKUP over it used to complete
-    while VERIFY and RESTORE of it failed), and the new backup verifies."""
+    right), so one found for a BACKUP is checked by its zstd headers (where
+    its frames end): cut short or grown, it is stored again (a BACKUP over it
+    used to complete while VERIFY and RESTORE of it failed), and the new
+    backup verifies. An intact one is not reread for that."""
     zrepo = Repository(resolve_target("main", [str(root)], {}), compression="zstd")
     src = make_file(data=b"compressible " * 4000)
     first = zrepo.put_file(src.path, sha256=src.sha256, size=src.size)
@@ -125,15 +126,18 @@ def test_a_damaged_compressed_object_is_stored_again_not_trusted(
     zrepo.write_manifest(backup_doc("bk-1", [stored_as(table_doc("t", [src]), [first])]))
     path = object_file(zrepo, first.oid)
     good = path.read_bytes()
-    if damage == "cut short":
-        path.write_bytes(good[:10])
-    else:
-        path.write_bytes(good[:-20] + bytes([good[-20] ^ 1]) + good[-19:])
+    path.write_bytes(good[:10] if damage == "cut short" else good + b"\0")
     assert not zrepo.verify("bk-1", contents=False).is_valid
     assert zrepo.find_contents([(src.sha256, src.size)]) == [None]
     again = zrepo.put_file(src.path, sha256=src.sha256, size=src.size)
     assert again.written and again.oid == first.oid and path.read_bytes() == good
+
+    def reread(*_: Any, **__: Any) -> None:
+        raise AssertionError("an intact compressed object was reread")
+
+    monkeypatch.setattr(objects.ObjectStore, "check", reread)
     assert zrepo.find_contents([(src.sha256, src.size)])[0][0].oid == first.oid  # type: ignore[index]
+    monkeypatch.undo()
     zrepo.write_manifest(backup_doc("bk-2", [stored_as(table_doc("t", [src]), [again])]))
     assert zrepo.verify("bk-2", contents=False).is_valid
     assert zrepo.verify("bk-1", contents=False).is_valid  # the same object, whole again
@@ -358,3 +362,33 @@ def test_find_contents_opens_each_directory_once(
     assert len(opened) <= 2 + len(shards)  # the target, objects/, each shard once
     assert opened.count("objects") == 1
     assert most[0] == 3 and not held  # never more than one path's directories open
+
+
+def test_compressed_objects_found_are_checked_by_their_headers_in_one_pass(
+        root: Path, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zstd objects a BACKUP finds are checked by their headers, each
+    directory on the way opened once for all of them (as their stat), none
+    reread; a cut one among them is not found."""
+    zrepo = Repository(resolve_target("main", [str(root)], {}), compression="zstd")
+    srcs = [make_file(data=f"compressible {i} ".encode() * 3000) for i in range(8)]
+    puts = [zrepo.put_file(s.path, sha256=s.sha256, size=s.size) for s in srcs]
+    assert all(p.oid != s.sha256 for p, s in zip(puts, srcs, strict=True))  # all zstd
+    cut = object_file(zrepo, puts[3].oid)
+    cut.write_bytes(cut.read_bytes()[:-1])
+    opened: list[str] = []
+    real_open = nofollow.os.open
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> int:
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    def reread(*_: Any, **__: Any) -> None:
+        raise AssertionError("a compressed object was reread")
+
+    monkeypatch.setattr(nofollow.os, "open", counting)
+    monkeypatch.setattr(objects.ObjectStore, "check", reread)
+    found = zrepo.find_contents([(s.sha256, s.size) for s in srcs])
+    assert found is not None
+    assert [None if f is None else f[0].oid for f in found] == [
+        None if i == 3 else p.oid for i, p in enumerate(puts)]
+    assert opened.count("objects") == 2  # the names' stat, then the headers' pass
