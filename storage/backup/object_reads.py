@@ -97,8 +97,7 @@ class ObjectReads:
         for (_, plain), fs in zip(contents, candidates, strict=True):
             found.append(next(((f, stored[f.oid]) for f in fs if f.oid in stored
                                and f.stored_size(plain) in (None, stored[f.oid])), None))
-        unsure = [i for i, hit in enumerate(found) if hit is not None
-                  and hit[0].stored_size(contents[i][1]) is None]
+        unsure = [i for i, hit in enumerate(found) if hit is not None and hit[0].encoding == ZSTD]
         hits = [h for h in (found[i] for i in unsure) if h is not None]  # all of them
         for i, (form, size), ends in zip(unsure, hits, self.zstd_whole(hits), strict=True):
             if not (ends if ends is not None else self.holds(form, size, *contents[i])):
@@ -110,8 +109,8 @@ class ObjectReads:
         follows from the content's, else (zstd) by its headers (`zstd_whole`,
         a local target) or reread and checked as VERIFY does."""
         expected = form.stored_size(plain_size)
-        if expected is not None:
-            return stored == expected
+        if expected is not None or form.encoding != ZSTD:
+            return expected is None or stored == expected  # raw of an unknown size: any
         (headers,) = self.zstd_whole([(form, stored)])
         if headers is not None:
             return headers
