@@ -178,30 +178,32 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             return [self._info(p, self._stat(p)) for p in paths]
         # Many at once (a manifest's objects): each directory on the way
         # opened once for all of them, not once a path (4 opens and closes
-        # for each object's stat), in sorted order so that only the current
-        # path's directories are open at a time.
-        dirs = _Dirs(self)
-        infos: dict[int, pafs.FileInfo] = {}
-        try:
-            for i in sorted(range(len(paths)), key=paths.__getitem__):
-                infos[i] = self._info(paths[i], self._stat(paths[i], dirs))
-        finally:
-            dirs.close()
-        return [infos[i] for i in range(len(paths))]
+        # for each object's stat).
+        return self._in_order(paths, lambda i, dirs: self._info(paths[i],
+                                                                self._stat(paths[i], dirs)))
 
     def each_fd(self, paths: list[str], fn: Callable[[int, int], T]) -> list[T]:
         """`fn(i, fd)` for each file `paths[i]`, `fd` read-only (opened as
         `open_fd` does, closed after), in one pass that opens each directory on
         the way once, as `get_file_info` does for many paths."""
+        def one(i: int, dirs: _Dirs) -> T:
+            fd = self.open_fd(paths[i], os.O_RDONLY, dirs)
+            try:
+                return fn(i, fd)
+            finally:
+                os.close(fd)
+
+        return self._in_order(paths, one)
+
+    def _in_order(self, paths: list[str], step: Callable[[int, _Dirs], T]) -> list[T]:
+        """`step(i, dirs)` for each of `paths`, taken in sorted order so that
+        only the current path's directories are open at a time (`_Dirs`);
+        the results in the order of `paths`."""
         dirs = _Dirs(self)
         out: dict[int, T] = {}
         try:
             for i in sorted(range(len(paths)), key=paths.__getitem__):
-                fd = self.open_fd(paths[i], os.O_RDONLY, dirs)
-                try:
-                    out[i] = fn(i, fd)
-                finally:
-                    os.close(fd)
+                out[i] = step(i, dirs)
         finally:
             dirs.close()
         return [out[i] for i in range(len(paths))]

@@ -97,9 +97,10 @@ class ObjectReads:
         for (_, plain), fs in zip(contents, candidates, strict=True):
             found.append(next(((f, stored[f.oid]) for f in fs if f.oid in stored
                                and f.stored_size(plain) in (None, stored[f.oid])), None))
-        unsure = [i for i, hit in enumerate(found) if hit is not None and hit[0].encoding == ZSTD]
-        hits = [h for h in (found[i] for i in unsure) if h is not None]  # all of them
-        for i, (form, size), ends in zip(unsure, hits, self.zstd_whole(hits), strict=True):
+        unsure = [(i, hit) for i, hit in enumerate(found) if hit is not None
+                  and hit[0].encoding == ZSTD]
+        walked = self.zstd_whole([hit for _, hit in unsure])
+        for (i, (form, size)), ends in zip(unsure, walked, strict=True):
             if not (ends if ends is not None else self.holds(form, size, *contents[i])):
                 found[i] = None  # damaged: stored again
         return found
@@ -123,14 +124,13 @@ class ObjectReads:
         handler = handler_of(self.target.fs)
         if handler is None:
             return [None] * len(objects)
-        walk = [(f.oid, size) for f, size in objects if f.encoding == ZSTD and f.keys is None]
+        plain = [f.encoding == ZSTD and f.keys is None for f, _ in objects]
+        walk = [(f.oid, size) for (f, size), ok in zip(objects, plain, strict=True) if ok]
         with reading(self.target.uri):
             ends = iter(handler.each_fd(
                 [self.path(oid) for oid, _ in walk],
                 lambda i, fd: whole(lambda pos, n: os.pread(fd, n, pos), walk[i][1])))
-        out: list[bool | None] = [next(ends) if f.encoding == ZSTD and f.keys is None else None
-                                  for f, _ in objects]
-        return out
+        return [next(ends) if ok else None for ok in plain]
 
     def read_to(
         self,
