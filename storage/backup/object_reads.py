@@ -30,7 +30,7 @@ from .nofollow import NoFollowHandler, handler_of
 from .oserrors import read_failed, reading
 from .targets import Target
 from .transfer import OnBytes, ShouldStop, copy
-from .zstd_walk import whole
+from .zstd_walk import most_blocks, whole
 
 _LOCAL_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
@@ -99,7 +99,7 @@ class ObjectReads:
                                and f.stored_size(plain) in (None, stored[f.oid])), None))
         unsure = [(i, hit) for i, hit in enumerate(found) if hit is not None
                   and hit[0].encoding == ZSTD]
-        walked = self.zstd_whole([hit for _, hit in unsure])
+        walked = self.zstd_whole([(*hit, contents[i][1]) for i, hit in unsure])
         for (i, (form, size)), ends in zip(unsure, walked, strict=True):
             if not (ends if ends is not None else self.holds(form, size, *contents[i])):
                 found[i] = None  # damaged: stored again
@@ -112,24 +112,25 @@ class ObjectReads:
         expected = form.stored_size(plain_size)
         if expected is not None or form.encoding != ZSTD:
             return expected is None or stored == expected  # raw of an unknown size: any
-        (headers,) = self.zstd_whole([(form, stored)])
+        (headers,) = self.zstd_whole([(form, stored, plain_size)])
         if headers is not None:
             return headers
         return self.check(form.oid, stored, sha256=sha256, plain_size=plain_size) is None
 
-    def zstd_whole(self, objects: list[tuple[Form, int]]) -> list[bool | None]:
-        """For each (form, stored size): whether an unencrypted zstd object of
-        a local target ends where its size says, from its headers
+    def zstd_whole(self, objects: list[tuple[Form, int, int | None]]) -> list[bool | None]:
+        """For each (form, stored size, plain size): whether an unencrypted zstd
+        object of a local target ends where its size says, from its headers
         (zstd_walk.py); None for any other (encrypted, S3)."""
         handler = handler_of(self.target.fs)
         if handler is None:
             return [None] * len(objects)
-        plain = [f.encoding == ZSTD and f.keys is None for f, _ in objects]
-        walk = [(f.oid, size) for (f, size), ok in zip(objects, plain, strict=True) if ok]
+        plain = [f.encoding == ZSTD and f.keys is None for f, _, _ in objects]
+        walk = [(f.oid, size, most_blocks(content, size))
+                for (f, size, content), ok in zip(objects, plain, strict=True) if ok]
         with reading(self.target.uri):
             ends = iter(handler.each_fd(
-                [self.path(oid) for oid, _ in walk],
-                lambda i, fd: whole(lambda pos, n: os.pread(fd, n, pos), walk[i][1])))
+                [self.path(oid) for oid, _, _ in walk],
+                lambda i, fd: whole(lambda pos, n: os.pread(fd, n, pos), *walk[i][1:])))
         return [next(ends) if ok else None for ok in plain]
 
     def read_to(
