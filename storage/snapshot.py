@@ -347,7 +347,11 @@ class BufferExport:
         call as bytes. Pickled with the call instead, 50 tables' rows held
         the GIL ~4 ms in one stretch (pyarrow's pickling is compiled code:
         the event loop cannot get in); one table's is ~70 µs, and `take`
-        lets the loop in between tables (priority.Breather)."""
+        lets the loop in between tables (priority.Breather). Not an Arrow IPC
+        stream: its writer is ~8 µs a table against pickle's ~40-60, but each
+        of its calls lets the GIL go (8 takes a table, 430 a 50-table BACKUP
+        against 35), and every take beside the event loop costs the
+        statements more than the pickling does (docs/performance.md)."""
         assert self.rows is not None
         self.packed = pickle.dumps(self.rows, protocol=pickle.HIGHEST_PROTOCOL)
         self.rows = None
