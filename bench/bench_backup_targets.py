@@ -199,6 +199,8 @@ def manifest_doc(tables: int, files_per_table: int, schema_versions: int) -> dic
                    for c in range(8 + t % 9)]
         if not columns[0]["primary_key"]:  # a JSON first column: another key
             columns[0] = column(columns[0]["name"], "BIGINT", key=True)
+        for i in range(len(columns) - 2, len(columns)):  # added by versions 2 and 3
+            columns[i]["since"] = i - len(columns) + 4
         entry = table_entry(
             f"table_{t}",
             [{"oid": sha(t, f), "size": 50_000_000 + f, "rows": 1_000_000, "user_id": None}
