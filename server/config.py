@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage import sandbox
 from storage.config import EngineConfig
 
 from .intervals import interval_seconds
@@ -222,6 +224,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[storage] flush_rows must be at least 1")
     if cfg.storage.flush_bytes < 1:
         raise ConfigError("[storage] flush_bytes must be at least 1")
+    memory = str(cfg.storage.duckdb_memory_limit)
+    if not (sandbox.size_bytes(memory) or re.fullmatch(r"\s*[0-9]+(\.[0-9]+)?\s*%\s*", memory)):
+        raise ConfigError('[storage] duckdb_memory_limit must be a size such as "1GB" or '
+                          '"512MiB", or a share of the RAM such as "50%"')
+    if sandbox.size_bytes(str(cfg.storage.duckdb_spill_limit)) is None:
+        raise ConfigError('[storage] duckdb_spill_limit must be a size such as "4GB" or '
+                          '"512MiB", or "0" (queries never spill to disk)')
     if cfg.storage.duckdb_wide_row_bytes < 0:
         raise ConfigError("[storage] duckdb_wide_row_bytes must be 0 (off) or more")
     if cfg.storage.point_cache_mb < 0:

@@ -14,6 +14,11 @@ class EngineConfig:
     flush_bytes: int = 64 << 20
     flush_interval_seconds: float = 300.0  # flush a buffer holding a row this old
     duckdb_memory_limit: str = "1GB"
+    # What a query's sorts, joins and aggregates past the memory limit may
+    # write to the data dir's tmp/duckdb-spill ("0": nothing; such a query
+    # fails). DuckDB's own default is 90% of the disk's free space, and its
+    # default place the server's working directory.
+    duckdb_spill_limit: str = "4GB"
     duckdb_threads: int = 2
     # After a query that ran on the main DuckDB, and after an UPDATE or DELETE,
     # hand freed memory back to the OS (storage/allocator.py), so RSS goes back.

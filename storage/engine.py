@@ -87,13 +87,15 @@ class Engine:
         if cfg.duckdb_release_memory:
             allocator.fix_malloc_thresholds()
         limit, threads = cfg.duckdb_memory_limit, max(1, int(cfg.duckdb_threads))
-        self._con = sandbox.connect(self.data_dir, limit, threads)
+        self._con = sandbox.connect(self.data_dir, limit, threads,
+                                    str(getattr(cfg, "duckdb_spill_limit", "0")))
         # Small queries (system tables, point lookups, key checks: at most
         # SMALL_QUERY_ROWS input rows) run on a second, single-threaded DuckDB,
         # locked down the same way: waking and joining DuckDB's worker threads
         # costs them more than the threads give (0.3-0.9 ms per query on two
         # busy cores). Its memory limit is a quarter of the configured one; a
-        # query that runs out of it is run again on the main DuckDB.
+        # query that runs out of it is run again on the main DuckDB (it never
+        # spills: the main one does).
         self._small = (sandbox.connect(self.data_dir, sandbox.fraction_of(limit, 4), 1)
                        if threads > 1 else self._con)
         self._lock = threading.RLock()

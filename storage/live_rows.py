@@ -31,6 +31,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from .query import quote, sql_string
+from .sandbox import scratch_config
 from .types import DELETED, OW, SEQ
 
 # (sha256, size, mtime, inode) of a file -> its rows if it holds first
@@ -72,7 +73,7 @@ def count(groups: Sequence[Sequence[Path]], primary_key: Sequence[str],
         # No DuckDB at all: a connection costs ~5 ms of the job thread's CPU,
         # much of it holding the GIL the statements on the event loop wait for.
         return total
-    con = duckdb.connect(":memory:", config={"threads": 1})
+    con = duckdb.connect(":memory:", config=scratch_config())
     try:
         keys = ", ".join(quote(k) for k in primary_key)
         for paths in scan:

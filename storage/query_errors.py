@@ -6,7 +6,10 @@ IOException is not the statement's fault: user SQL cannot reach files (the
 allow-list, and `enable_external_access = false`: that is a
 PermissionException), so it comes from the server's own Parquet files, one
 missing or unreadable. That is damage to the data directory, told as INTERNAL
-(500), without the server's paths; the log names the file."""
+(500), without the server's paths; the log names the file. Save one kind: a
+query's spill to the data dir's tmp/duckdb-spill that could not be written
+(the disk full, say) is the query's size meeting the machine, told as a 400
+like running out of memory is."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import duckdb
 from catalog.errors import CairnError, Internal, InvalidArgument
 
 from .query import Plan
+from .sandbox import SPILL_DIR
 
 log = logging.getLogger("cairn.storage")
 
@@ -30,6 +34,17 @@ def clean(message: str, plan: Plan) -> str:
 
 def query_failed(exc: duckdb.Error, plan: Plan) -> CairnError:
     """The error a query that DuckDB failed raises."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        # DuckDB's advice (PRAGMA, SET) is not the client's to follow.
+        first = clean(str(exc), plan).split("\n")[0]
+        return InvalidArgument(
+            f"{first} The query needs more than [storage] duckdb_memory_limit holds "
+            f"and duckdb_spill_limit lets it write to disk.")
+    if isinstance(exc, duckdb.IOException) and SPILL_DIR in str(exc):
+        log.warning("a query's spill to disk failed: %s", exc)
+        return InvalidArgument(
+            "the query needs more memory than [storage] duckdb_memory_limit and its "
+            "spill to disk could not be written (the server log says why)")
     if isinstance(exc, duckdb.IOException):
         log.error("a query could not read a data file: %s", clean(str(exc), plan))
         return Internal(

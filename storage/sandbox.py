@@ -10,7 +10,13 @@
 2. DuckDB itself: `enable_external_access = false` with `allowed_directories`
    limited to the data dir's `files/` (Cairn's own reads of its Parquet files),
    Python replacement scans off, and `lock_configuration = true` so no SQL can
-   undo any of it."""
+   undo any of it.
+
+Nor does DuckDB write where the server's files are not: an in-memory DuckDB
+spills what passes its memory limit to `.tmp` under the process's working
+directory unless told otherwise. The main DuckDB spills to `tmp/duckdb-spill`
+in the data dir, at most `[storage] duckdb_spill_limit`; every other
+connection (`scratch_config`) never spills."""
 
 from __future__ import annotations
 
@@ -194,13 +200,25 @@ def _check_table(node: exp.Table) -> None:
         raise PermissionDenied("reading a file or variable as a table is not allowed")
 
 
-def connect(data_dir: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
-    """The server's one DuckDB (in memory), locked down before anyone uses it.
-    Callers take `cursor()` per query and thread."""
+SPILL_DIR = "duckdb-spill"  # under the data dir's tmp/ (swept at start)
+
+
+def connect(data_dir: Path, memory_limit: str, threads: int,
+            spill_limit: str = "0") -> duckdb.DuckDBPyConnection:
+    """One of the server's DuckDBs (in memory), locked down before anyone uses
+    it. Callers take `cursor()` per query and thread. What passes the memory
+    limit goes to `tmp/duckdb-spill` in the data dir, up to `spill_limit`
+    ("0": nowhere, the query runs out of memory)."""
     files_dir = (data_dir / "files").resolve()
     files_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(":memory:", config={"threads": max(1, int(threads)),
-                                             "memory_limit": str(memory_limit)})
+    config: dict[str, Any] = {"threads": max(1, int(threads)), "memory_limit": str(memory_limit)}
+    if size_bytes(spill_limit):
+        tmp = (data_dir / "tmp").resolve()
+        tmp.mkdir(parents=True, exist_ok=True)  # DuckDB makes only the last folder
+        config.update(temp_directory=str(tmp / SPILL_DIR), max_temp_directory_size=str(spill_limit))
+    else:
+        config["temp_directory"] = ""
+    con = duckdb.connect(":memory:", config=config)
     # GLOBAL: a plain SET of these is the connection's own, and every query
     # runs on a cursor (a connection of its own) that would not see it.
     con.execute("SET GLOBAL python_enable_replacements = false")
@@ -217,6 +235,22 @@ def connect(data_dir: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyC
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 MIN_MEMORY_BYTES = 64 * 10**6
+
+
+def scratch_config(threads: int = 1) -> dict[str, Any]:
+    """The config of a DuckDB the server uses for its own work (no user SQL):
+    never spilling, so never writing under the working directory."""
+    return {"threads": threads, "temp_directory": ""}
+
+
+def size_bytes(text: str) -> float | None:
+    """The bytes a DuckDB size such as "4GB" or "512 MiB" says; "0" is 0; None
+    for anything else (no unit, a negative or a percentage)."""
+    if str(text).strip() == "0":
+        return 0.0
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]+)\s*", str(text))
+    unit = _UNITS.get(m.group(2).lower()) if m else None
+    return None if m is None or unit is None else float(m.group(1)) * unit
 
 
 def fraction_of(memory_limit: str, divisor: int) -> str:

@@ -28,7 +28,7 @@ from sqlglot.errors import SqlglotError
 from catalog.errors import Cancelled
 from storage import value_bounds
 from storage.duck import fetch_bounded
-from storage.sandbox import DENIED_NODES, function_name
+from storage.sandbox import DENIED_NODES, function_name, scratch_config
 
 from ..result import cairn_type
 from ..state import Cairn
@@ -209,7 +209,7 @@ class CatalogEngine:
     """The catalog's own DuckDB (no data, no files, no network)."""
 
     def __init__(self) -> None:
-        self._con = duckdb.connect(":memory:", config={"threads": 1})
+        self._con = duckdb.connect(":memory:", config=scratch_config())
         self._con.execute("SET python_enable_replacements = false")
         self._con.execute("SET autoinstall_known_extensions = false")
         self._con.execute("SET autoload_known_extensions = false")

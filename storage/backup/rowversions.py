@@ -110,7 +110,9 @@ class Versions:
         if self.con is None:  # ~5 ms: only for a key that is not one integer
             import duckdb  # here: only for such keys
 
-            self.con = duckdb.connect(":memory:", config={"threads": 1})
+            from storage.sandbox import scratch_config
+
+            self.con = duckdb.connect(":memory:", config=scratch_config())
         self.con.register("__firsts", firsts)
         try:
             got = self.con.execute(f"SELECT hash({_terms(firsts)}) AS h FROM __firsts").fetchnumpy()

@@ -22,6 +22,7 @@ class Cfg:
     flush_bytes: int = 64 << 20
     flush_interval_seconds: float = 300.0
     duckdb_memory_limit: str = "1GB"
+    duckdb_spill_limit: str = "4GB"
     duckdb_threads: int = 2
     duckdb_release_memory: bool = True
     duckdb_wide_row_bytes: int = 512
