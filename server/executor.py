@@ -7,7 +7,11 @@ first failure stops the request, and the results of those before it are kept."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
+
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from catalog.errors import (
     CairnError,
@@ -18,6 +22,7 @@ from catalog.errors import (
 from sqlgrammar import ast
 from sqlgrammar.errors import EmptySql, SqlInvalid, SqlSyntaxError
 from sqlgrammar.parser import iter_script
+from storage.sandbox import function_name
 
 from . import (
     archive_sql,
@@ -164,3 +169,38 @@ async def run_statement(cairn: Cairn, session: Session, stmt: ast.Statement) -> 
         return await route.handler(cairn, session, stmt)
     except RecursionError:
         raise InvalidArgument(TOO_DEEP) from None
+    except (SqlglotError, TypeError, AttributeError, ValueError, IndexError, KeyError) as exc:
+        if not raised_in_sqlglot(exc):
+            raise
+        log.info("a statement sqlglot cannot write for DuckDB: %s: %s", type(exc).__name__, exc)
+        call = unwritable_call(stmt)
+        raise InvalidArgument(
+            f"function {call}() cannot be called with these arguments" if call else
+            "the statement cannot be written as DuckDB SQL") from None
+
+
+def raised_in_sqlglot(exc: BaseException) -> bool:
+    """Whether `exc` was raised inside sqlglot (its compiled modules' frames
+    name their build path, `/project/sqlglot/...`). sqlglot parses calls it
+    cannot write back (`DATE()`, `BOOLNOT(1, 2)`, ~30 such shapes): that is
+    the statement's fault, not a bug (it was a 500)."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last, tb = tb.tb_frame, tb.tb_next
+    return last is not None and f"{os.sep}sqlglot{os.sep}" in last.f_code.co_filename
+
+
+def unwritable_call(stmt: ast.Statement) -> str | None:
+    """The innermost function call of the statement's trees that sqlglot
+    cannot write as DuckDB SQL on its own (only on that error's path)."""
+    tree = getattr(stmt, "expression", None)
+    failing = None
+    if isinstance(tree, exp.Expression):
+        for node in tree.walk():  # breadth first: a later failing call is deeper
+            if isinstance(node, exp.Func):
+                try:
+                    node.sql(dialect="duckdb")
+                except Exception:  # noqa: BLE001 - any failure names the call
+                    failing = node
+    return function_name(failing) if failing is not None else None

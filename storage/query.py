@@ -335,8 +335,9 @@ def names_deleted(expression: exp.Expression) -> bool:
 
 
 def tree_facts(expression: exp.Expression,
-               deleted: bool = True) -> tuple[list[exp.Table], set[str], bool]:
-    """The query's table nodes (in tree order), its CTE names, and whether a
+               deleted: bool = True) -> tuple[list[exp.Table], set[int], bool]:
+    """The query's table nodes (in tree order), the ids of those that name a
+    CTE in scope (`sandbox.cte_references`), and whether a
     WHERE names `_deleted` (`names_deleted`; False unless `deleted` asks for
     it). Of the fast path's point SELECT
     (`sandbox.fast_path_tree`, a few attribute reads) they are read where they
@@ -346,8 +347,7 @@ def tree_facts(expression: exp.Expression,
     if sandbox.fast_path_tree(expression):
         where = expression.args["where"].this
         return [expression.args["from_"].this], set(), where.this.name == DELETED
-    ctes = {cte.alias_or_name.lower() for cte in expression.find_all(exp.CTE)}
-    return (list(expression.find_all(exp.Table)), ctes,
+    return (list(expression.find_all(exp.Table)), sandbox.cte_references(expression),
             deleted and names_deleted(expression))
 
 
@@ -396,7 +396,7 @@ def plan_query(
             name, db, catalog = node.name.lower(), node.db.lower(), node.catalog.lower()
             if catalog:
                 raise NotFound(f"Table '{catalog}.{db}.{name}' does not exist")
-            if not db and name in ctes:
+            if id(node) in ctes:  # a CTE in scope (no namespace); any other name is a table
                 continue
             if db == "system":
                 if not waiting_allowed():  # built from the catalog, read by DuckDB

@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from catalog.errors import InvalidArgument, PermissionDenied
 
@@ -38,6 +39,9 @@ DENIED_FUNCTIONS = frozenset({
     "sniff_csv", "load_extension", "checkpoint", "force_checkpoint", "arrow_scan",
     "from_csv_auto", "json_execute_serialized_sql", "read_text", "read_blob",
     "enable_profiling", "disable_profiling", "set_variable", "getvariable",
+    # The statement as DuckDB runs it: Cairn's rewriting, with the data
+    # dir's paths and the names of the Arrow tables registered for it.
+    "current_query",
 })  # fmt: skip
 DENIED_PREFIXES = (
     "read_", "parquet_", "iceberg_", "delta_", "duckdb_", "pragma_", "sqlite_",
@@ -57,13 +61,40 @@ DENIED_NODES: tuple[type[exp.Expression], ...] = tuple(
 PATHLIKE = set("./\\:~*?")
 
 
+def cte_references(tree: exp.Expression) -> set[int]:
+    """The ids of the tree's table nodes that name a CTE in scope where they
+    stand, by sqlglot's scopes: a WITH is seen by the query it heads (its
+    later CTEs, a RECURSIVE one by itself) and the subqueries in it, not by
+    a query beside it. Collected by name over the whole tree, a CTE inside
+    one subquery made the same name unrewritten everywhere, and DuckDB then
+    read it from its own catalog: `pg_settings` (the server's paths), and
+    the Arrow tables another user's query had registered (their rows).
+    A table node not in this set is a Cairn table, rewritten or NOT_FOUND."""
+    if tree.find(exp.CTE) is None:
+        return set()
+    from sqlglot.optimizer.scope import traverse_scope  # only for a query with a WITH
+
+    found: set[int] = set()
+    try:
+        scopes = traverse_scope(tree)
+    except (SqlglotError, RecursionError):  # no scopes: every name is a table
+        return found
+    for scope in scopes:
+        names = {name.lower() for name in scope.cte_sources}  # DuckDB folds case, quoted too
+        for table in scope.tables:
+            if not table.args.get("db") and not table.args.get("catalog") \
+                    and table.name.lower() in names:
+                found.add(id(table))
+    return found
+
+
 def function_name(node: exp.Func) -> str:
     if isinstance(node, exp.Anonymous):
         return str(node.name).lower()
     return node.sql_name().lower()
 
 
-def _denied_function(name: str) -> bool:
+def denied_function(name: str) -> bool:
     return name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES)
 
 
@@ -146,9 +177,11 @@ def check_fragment(expression: exp.Expression) -> None:
             raise PermissionDenied(f"{type(node).__name__.upper()} is not allowed in a query")
         if isinstance(node, exp.Table):
             _check_table(node)
+        elif isinstance(node, exp.Lateral) and isinstance(node.this, exp.Func):
+            _check_table_function(node.this)  # LATERAL f(): a table function too
         elif isinstance(node, exp.Func):
             name = function_name(node)
-            if _denied_function(name):
+            if denied_function(name):
                 raise PermissionDenied(
                     f"function {name}() is not allowed: queries cannot touch files, the "
                     "network or settings"
@@ -176,14 +209,18 @@ def _unsigned_huge(node: exp.DataType | exp.Literal) -> bool:
             and text.isdigit() and _HUGEINT_MAX < int(text) < 1 << 128)
 
 
+def _check_table_function(target: exp.Func) -> None:
+    name = function_name(target)
+    if name not in ALLOWED_TABLE_FUNCTIONS:
+        raise PermissionDenied(
+            f"table function {name}() is not allowed: queries read Cairn tables only"
+        )
+
+
 def _check_table(node: exp.Table) -> None:
     target = node.this
     if isinstance(target, exp.Func):
-        name = function_name(target)
-        if name not in ALLOWED_TABLE_FUNCTIONS:
-            raise PermissionDenied(
-                f"table function {name}() is not allowed: queries read Cairn tables only"
-            )
+        _check_table_function(target)
         return
     if isinstance(target, exp.Identifier) or target is None:
         parts = [p.name for p in node.parts] if node.parts else [node.name]

@@ -25,10 +25,16 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from catalog.errors import Cancelled
+from catalog.errors import Cancelled, PermissionDenied
 from storage import value_bounds
 from storage.duck import fetch_bounded
-from storage.sandbox import DENIED_NODES, function_name, scratch_config
+from storage.sandbox import (
+    DENIED_NODES,
+    cte_references,
+    denied_function,
+    function_name,
+    scratch_config,
+)
 
 from ..result import cairn_type
 from ..state import Cairn
@@ -107,10 +113,10 @@ def parse(sql: str) -> exp.Expression | None:
     if len(trees) != 1 or not isinstance(trees[0], exp.Query):
         return None
     tree: Any = trees[0]
-    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    ctes = cte_references(tree)
     catalog = False
     for table in tree.find_all(exp.Table):
-        if isinstance(table.this, exp.Func) or table.name.lower() in ctes:
+        if isinstance(table.this, exp.Func) or id(table) in ctes:
             continue
         if _catalog_table(table) is None:
             return None  # names a Cairn table: not ours
@@ -205,11 +211,17 @@ for _name in ("has_table_privilege", "has_schema_privilege", "has_database_privi
     _SESSION_FUNCTIONS[_name] = lambda n, i: _lit(True)
 
 
+CATALOG_MEMORY = "256MB"
+
+
 class CatalogEngine:
     """The catalog's own DuckDB (no data, no files, no network)."""
 
     def __init__(self) -> None:
-        self._con = duckdb.connect(":memory:", config=scratch_config())
+        # Its own memory limit: a query that names version() runs here, and
+        # may compute anything besides (DuckDB's default is 80% of the RAM).
+        self._con = duckdb.connect(":memory:", config={**scratch_config(),
+                                                        "memory_limit": CATALOG_MEMORY})
         self._con.execute("SET python_enable_replacements = false")
         self._con.execute("SET autoinstall_known_extensions = false")
         self._con.execute("SET autoload_known_extensions = false")
@@ -227,7 +239,8 @@ class CatalogEngine:
         tree = _named(tree.copy())
         try:
             return self._run(cairn, tree, info)
-        except (duckdb.Error, SqlglotError, ValueError, TypeError, RecursionError) as exc:
+        except (duckdb.Error, SqlglotError, ValueError, TypeError, AttributeError, IndexError,
+                KeyError, RecursionError) as exc:
             log.debug("catalog query answered empty: %s", exc)
             return _empty_answer(tree), []
 
@@ -236,8 +249,13 @@ class CatalogEngine:
         for node in tree.walk():
             if isinstance(node, DENIED_NODES):
                 raise ValueError("not a query")
+        for node in tree.find_all(exp.Lateral):  # LATERAL f(): a table function too
+            if isinstance(node.this, exp.Func) \
+                    and _func_name(node.this) not in _ALLOWED_TABLE_FUNCTIONS:
+                raise ValueError("table function")
         snapshot = relations.Snapshot(cairn, info.user)
         tables: dict[str, pa.Table] = {}
+        ctes = cte_references(tree)
         for table in list(tree.find_all(exp.Table)):
             if isinstance(table.this, exp.Func):
                 if _func_name(table.this) not in _ALLOWED_TABLE_FUNCTIONS:
@@ -245,7 +263,9 @@ class CatalogEngine:
                 continue
             which = _catalog_table(table)
             if which is None:
-                continue  # a CTE
+                if id(table) in ctes:
+                    continue  # a CTE in scope
+                raise ValueError(f"{table.name} is not a catalog relation")
             kind, name = which
             builders = relations.PG_CATALOG if kind == "pg" else relations.INFORMATION_SCHEMA
             builder = builders.get(name)
@@ -262,7 +282,13 @@ class CatalogEngine:
         # The bounds of any query (a catalog query may compute anything besides):
         # values built from a number, the answer's size, the statement timeout.
         for func in tree.find_all(exp.Func):
-            value_bounds.check(func, function_name(func))
+            name = function_name(func)
+            # What the sandbox denies but PostgreSQL's own pg_ functions
+            # (DuckDB's stand-ins: pg_typeof, ...): settings, files, logs.
+            if not name.startswith("pg_") and denied_function(name):
+                raise PermissionDenied(f"function {name}() is not allowed: queries cannot touch "
+                                       "files, the network or settings")
+            value_bounds.check(func, name)
         server = cairn.config.server
         sql = tree.sql(dialect="duckdb")
         with self._lock:

@@ -158,6 +158,12 @@ ESCAPES = [
     "UPDATE app.users SET name = (SELECT content FROM read_text('/etc/passwd'))",
     "DELETE FROM app.users WHERE name IN (SELECT * FROM read_csv('/etc/passwd'))",
     "SELECT * FROM 'https://example.com/x.csv'",
+    # LATERAL put a table function in a node the allow-list did not look at.
+    "SELECT count(*) AS n FROM (SELECT 1) x, LATERAL test_all_types()",
+    "SELECT * FROM (SELECT 1) x, LATERAL truncate_duckdb_logs()",
+    "SELECT * FROM app.users u JOIN LATERAL icu_calendar_names() c ON true",
+    # The statement as DuckDB runs it: the data dir's paths, registered names.
+    "SELECT current_query() FROM app.users",
 ]
 
 
@@ -169,6 +175,65 @@ async def test_sandbox_escapes_are_denied(app: Any, text: str) -> None:
         assert body["error"]["code"] == "PARSE_ERROR", body
     else:
         assert body["error"]["code"] == "PERMISSION_DENIED", body
+
+
+@pytest.mark.parametrize("namespace", [None, "app"])
+async def test_a_cte_name_is_a_cte_only_where_its_with_is_seen(app: Any,
+                                                              namespace: str | None) -> None:
+    """A CTE's name was collected over the whole query and left unrewritten
+    wherever it stood: defined inside one subquery, the same name beside it
+    went to DuckDB as written, which read its own catalog (pg_settings, with
+    the data dir's path, duckdb_databases, ...) or the Arrow tables another
+    user's query had registered. Out of its WITH's scope a name is a Cairn
+    table: rewritten, or not found."""
+    for name in ("pg_settings", "duckdb_databases", "duckdb_settings", "sqlite_master"):
+        text = (f"SELECT * FROM (WITH {name} AS (SELECT 1 AS one) SELECT 1 AS one) x, {name}, "
+                f"range(1) r")
+        status, body = await sql(app, text, namespace=namespace)
+        assert status in (400, 404), body
+        assert body["error"]["code"] in ("INVALID_ARGUMENT", "NOT_FOUND"), body
+    # A later CTE is not seen by an earlier one.
+    status, body = await sql(app, "WITH a AS (SELECT * FROM pg_settings), pg_settings AS "
+                                  "(SELECT 1 AS one) SELECT * FROM a", namespace=namespace)
+    assert status in (400, 404), body
+    # CTEs in scope still read as CTEs, whatever their case.
+    assert await rows(app, "WITH X AS (SELECT id FROM app.users) SELECT count(*) AS n FROM x",
+                      namespace=namespace) == [{"n": 3}]
+    assert await rows(app, "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r "
+                           "WHERE n < 4) SELECT sum(n) AS s FROM r",
+                      namespace=namespace) == [{"s": 10}]
+    assert await rows(app, "SELECT count(*) AS n FROM app.users WHERE id IN "
+                           "(WITH users AS (SELECT 2 AS id) SELECT id FROM users)",
+                      namespace=namespace) == [{"n": 1}]
+    if namespace:  # the same name outside the WITH is the namespace's table
+        assert await rows(app, "SELECT (SELECT count(*) FROM (WITH users AS (SELECT 1 AS id) "
+                               "SELECT id FROM users) q) AS a, (SELECT count(*) FROM users) AS b",
+                          namespace=namespace) == [{"a": 1, "b": 3}]
+
+
+UNWRITABLE = [
+    ("SELECT DATE()", "date"),
+    ("SELECT TIME()", "time"),
+    ("SELECT INITCAP()", "initcap"),
+    ("SELECT BOOLNOT(1, 2)", "boolnot"),
+    ("SELECT BOOLAND('a', 'b', 'c') FROM app.users", "booland"),
+    ("SELECT name FROM app.users WHERE name = upper(DATETIME('a'))", "datetime"),
+    ("INSERT INTO app.users VALUES (5, DATE(), 'red')", "date"),
+    ("UPDATE app.users SET name = TIME() WHERE id = 1", "time"),
+    ("DELETE FROM app.users WHERE name = DATE()", "date"),
+]
+
+
+@pytest.mark.parametrize("text, function", UNWRITABLE)
+async def test_a_call_sqlglot_reads_but_cannot_write_is_a_400(app: Any, text: str,
+                                                             function: str) -> None:
+    """sqlglot parses these calls and then fails to write them as DuckDB SQL
+    (a TypeError, AttributeError or ParseError inside its generator): they
+    were 500 INTERNAL. Now INVALID_ARGUMENT naming the call; nothing changes."""
+    message = await err(app, text, "INVALID_ARGUMENT")
+    assert f"function {function}()" in message
+    assert await rows(app, "SELECT id, name FROM app.users ORDER BY id") == [
+        {"id": 1, "name": "ann"}, {"id": 2, "name": "bob"}, {"id": 3, "name": "cy"}]
 
 
 async def test_other_users_rows_and_files_unreachable(app: Any) -> None:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.pgwire import params, scram
+from server.pgwire import params, pgcatalog, scram
 from server.pgwire import types as t
 from tests.pgwire.conftest import PgServer, _start
 
@@ -349,6 +349,34 @@ def test_a_catalog_query_has_the_bounds_of_every_query(pg: PgServer) -> None:
         rows = conn.execute("SELECT version(), x FROM range(300000) t(x)").fetchall()
         assert len(rows) == 100_000  # [server] max_result_rows, as for any query
         assert conn.execute("SELECT version(), len(range(5))").fetchone()[1] == 5
+
+
+def test_a_catalog_query_reads_no_settings_and_has_a_memory_limit(pg: PgServer) -> None:
+    """The catalog's DuckDB (a query naming version() runs there) ran LATERAL
+    table functions and any scalar function (duckdb_settings(), the whole
+    settings list; current_query()), a CTE's name anywhere in the query
+    counted as a CTE everywhere, and it had no memory limit (80% of the RAM:
+    a count(DISTINCT) over a range took the server to 2.5 GB)."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for text in ["SELECT version(), s.name FROM (SELECT 1) x, LATERAL duckdb_settings() s",
+                     "SELECT version(), s.* FROM (WITH duckdb_settings AS (SELECT 1) SELECT 1) x, "
+                     "duckdb_settings s"]:
+            try:
+                got = conn.execute(text).fetchall()
+            except psycopg.Error:
+                got = []
+            assert not any("memory_limit" in str(r) or "temp_directory" in str(r) for r in got)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="current_query"):
+            conn.execute("SELECT version(), current_query()")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="date"):
+            conn.execute("SELECT DATE()")  # sqlglot reads it, cannot write it: was XX000
+        assert conn.execute("SELECT version(), 1").fetchone()[1] == 1
+    engine = pgcatalog.CatalogEngine()
+    try:
+        limit = engine._con.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert limit == ("244.1 MiB",)  # pgcatalog.CATALOG_MEMORY, 256 MB
+    finally:
+        engine.close()
 
 
 def test_a_catalog_query_has_the_statement_timeout(tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def _same_facts_as_the_walk(tree: Any) -> None:
     tables, ctes, deleted = tree_facts(tree)
     walked = list(tree.find_all(exp.Table))
     assert len(tables) == len(walked) and all(a is b for a, b in zip(tables, walked, strict=True))
-    assert ctes == {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    assert ctes == sandbox.cte_references(tree)
     assert deleted == names_deleted(tree)
 
 
