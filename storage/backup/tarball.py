@@ -123,6 +123,29 @@ def archive_errors(archive: str) -> Iterator[None]:
         raise BackupInvalid(f"backup archive '{archive}' is corrupt: {exc}") from exc
 
 
+# The most a PAX or GNU long-name header may hold. Cairn's own are a name of
+# the layout (under 200 bytes); tarfile reads any header whole, and scans it,
+# before a member can be checked: one announcing 1.5 GB of zeros (50 KB as
+# .tar.zst, 16 KB as a sparse .tar) took the server to 4.7 GB.
+MAX_HEADER_BYTES = 64 << 10
+
+
+class _BoundedInfo(tarfile.TarInfo):
+    """A member header whose extended header (PAX, GNU long name or link)
+    announcing more than MAX_HEADER_BYTES is refused before it is read."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                         tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK) \
+                and self.size > MAX_HEADER_BYTES:
+            # ReadError, not a HeaderError: tarfile takes an invalid header
+            # past the first member for the end of the archive.
+            raise tarfile.ReadError(
+                f"a member's extended header announces {self.size} bytes "
+                f"(at most {MAX_HEADER_BYTES})")
+        return super()._proc_member(tarfile_)  # type: ignore[misc, no-any-return]
+
+
 class Reader:
     """One pass over an archive's members. `seekable` opens a plain `.tar` so that
     members can also be read later, in any order (tarfile seeks over data)."""
@@ -148,11 +171,14 @@ class Reader:
                     stream = zstandard.ZstdDecompressor().stream_reader(
                         self._raw, read_size=CHUNK_SIZE
                     )
-                    self.tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115
+                    self.tar = tarfile.open(  # noqa: SIM115
+                        fileobj=stream, mode="r|", tarinfo=_BoundedInfo)
                 elif seekable:
-                    self.tar = tarfile.open(fileobj=self._raw, mode="r:")  # noqa: SIM115
+                    self.tar = tarfile.open(  # noqa: SIM115
+                        fileobj=self._raw, mode="r:", tarinfo=_BoundedInfo)
                 else:
-                    self.tar = tarfile.open(fileobj=self._raw, mode="r|")  # noqa: SIM115
+                    self.tar = tarfile.open(  # noqa: SIM115
+                        fileobj=self._raw, mode="r|", tarinfo=_BoundedInfo)
         except BaseException:
             self._raw.close()
             raise
