@@ -16,8 +16,8 @@ finds present stays present (any later prune sees the lock).
   (`{"host", "pid", "started_at"}`) before it reads the locks, rewrites it every
   minute while it runs, and removes it after its last delete. Settling waits
   while a marker of another live process is present. A marker of a dead process
-  on this host, or one not rewritten for `STALE_SECONDS`, is left over from a
-  crash: it is ignored and removed.
+  on this host, or one not rewritten for `STALE_SECONDS` (or dated that far in
+  the future), is left over from a crash or planted: it is ignored and removed.
 """
 
 from __future__ import annotations
@@ -152,7 +152,11 @@ def _marker_state(target: Target, info: pafs.FileInfo) -> str:
         if not _alive(marker.pid):
             return "dead"
     mtime = info.mtime_ns
-    if mtime is not None and time.time_ns() - mtime > STALE_SECONDS * 1e9:
+    if mtime is not None and abs(time.time_ns() - mtime) > STALE_SECONDS * 1e9:
+        # Not rewritten for STALE_SECONDS; or written that far in the future,
+        # which no prune does (one planted with a mtime in 2100 was never
+        # stale: every BACKUP, RESTORE and DROP BACKUP of its target waited
+        # for it for ever, holding a job slot each).
         return "dead"
     return "live"
 

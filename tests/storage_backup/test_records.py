@@ -178,3 +178,37 @@ def test_a_zombie_prunes_marker_is_a_dead_one(repo: Repository, make_file: MakeF
         assert time.monotonic() - started < 2 and os.listdir(prunes) == []
     finally:
         child.wait()
+
+
+@pytest.mark.parametrize("ahead", [3600, 80 * 365 * 86400])  # an hour; the year 2100
+def test_a_marker_dated_in_the_future_is_not_waited_for(repo: Repository, make_file: MakeFile,
+                                                         ahead: int) -> None:
+    """A marker of a live process of this host (pid 1) whose file is dated
+    far in the future was never stale: every BACKUP, RESTORE and DROP BACKUP
+    of its target waited for it for ever, holding a job slot each. No prune
+    writes one so: it is a leftover or planted, removed like a stale one; a
+    marker written now is still waited for."""
+    import threading
+    import time
+
+    backed_up(repo, make_file)
+    prunes = Path(repo.target.base) / "prunes"
+    prunes.mkdir()
+    marker = prunes / "0123456789abcdef.json"
+    marker.write_text(json.dumps({"host": socket.gethostname(), "pid": 1,
+                                  "started_at": "2026-11-23T08:50:00.123Z"}))
+    stamp = time.time() + ahead
+    os.utime(marker, (stamp, stamp))
+    started = time.monotonic()
+    settle(repo.target)
+    assert time.monotonic() - started < 2 and os.listdir(prunes) == []
+    # Dated now (within the stale window, either way): a prune to wait for.
+    marker.write_text(json.dumps({"host": socket.gethostname(), "pid": 1,
+                                  "started_at": "2026-11-23T08:50:00.123Z"}))
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (settle(repo.target), done.set()))
+    waiter.start()
+    assert not done.wait(0.5)
+    marker.unlink()
+    assert done.wait(5)
+    waiter.join()
