@@ -495,6 +495,6 @@ def _when(created_at: str) -> datetime:
     """created_at as an aware UTC datetime for sorting (naive counts as UTC)."""
     try:
         when = datetime.fromisoformat(created_at)
-    except ValueError:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: before year 1 or past 9999 in UTC
         return datetime.min.replace(tzinfo=UTC)
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -278,6 +278,10 @@ def _time(path: str, text: str) -> None:
         raise _fail(path, f"{text!r} is not an ISO-8601 timestamp") from None
     if when.tzinfo is None:
         raise _fail(path, f"{text!r} has no time zone")
+    try:  # listings sort by it in UTC: year 1 at +14:00 is before year 1 there
+        when.astimezone(dt.UTC)
+    except OverflowError:
+        raise _fail(path, f"{text!r} is out of range in UTC") from None
 
 
 def _check_header(h: Header) -> None:

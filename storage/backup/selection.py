@@ -37,11 +37,12 @@ def parse_time(text: str) -> datetime:
     """An ISO-8601 time as an aware UTC datetime; one without a zone is UTC."""
     try:
         when = datetime.fromisoformat(text)
-    except (ValueError, AttributeError, TypeError):
+        # OverflowError: before year 1 or past 9999 once in UTC (year 1 at +14:00).
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, AttributeError, TypeError, OverflowError):
         raise InvalidArgument(
             f"'{text}' is not an ISO-8601 timestamp like '2026-11-20T00:00:00Z'"
         ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _time_or_none(value: Any) -> datetime | None:

@@ -256,6 +256,27 @@ def test_list_manifests_newest_first_with_damaged_ones_flagged(
     assert [m["backup_id"] for m in repo.list_manifests(namespace="app")] == ["bk-a", "bk-c"]
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_time_out_of_range_in_utc_is_damage(repo: Repository, make_file: MakeFile,
+                                              stamp: str) -> None:
+    """A valid ISO-8601 time whose UTC is before year 1 or after 9999: the
+    listing's sort raised OverflowError (SHOW BACKUPS IN, RESTORE without a
+    backup id, a BACKUP's keep_last: 500, the job `failed` with its backup
+    written), while VERIFY called the backup valid. Now it is damage: listed
+    as such, the other backups in order, and VERIFY and RESTORE agree."""
+    backed_up(repo, make_file, "bk-1")
+    backed_up(repo, make_file, "bk-2")
+    doc = json.loads(manifest_file(repo, "bk-1").read_bytes())
+    doc["created_at"] = stamp
+    manifest_file(repo, "bk-1").write_bytes(reseal(doc))
+    listing = repo.list_manifests()
+    assert [m["backup_id"] for m in listing] == ["bk-2", "bk-1"]
+    assert "out of range in UTC" in listing[1]["error"]
+    with pytest.raises(BackupInvalid, match="out of range in UTC"):
+        repo.read_manifest("bk-1")
+    assert not repo.verify("bk-1", contents=False).is_valid
+
+
 def test_delete_manifest(repo: Repository, make_file: MakeFile) -> None:
     backed_up(repo, make_file)
     repo.delete_manifest("bk-1")
