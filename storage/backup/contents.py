@@ -174,6 +174,21 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
             if stats.min < low or stats.max > high:
                 return (f"{what} holds {name} values {stats.min!r}..{stats.max!r}, "
                         f"outside its entry's {low!r}..{high!r}")
+    # Cairn never writes NULL into a NOT NULL column (a DELETE's row version
+    # keeps the row's values): a manifest re-sealed with `not_null` on a
+    # column that holds NULLs restored a table whose NOT NULL column held
+    # them, and VERIFY called it valid. The footer's null counts, the
+    # writer's word like its other statistics: a file forged to hide them
+    # is not caught (docs/backup-format.md).
+    for c in table.schema(f.schema_version).columns:
+        if not c.not_null:
+            continue
+        index = schema.get_field_index(c.name)
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(index).statistics
+            if stats is not None and stats.has_null_count and stats.null_count:
+                return (f"{what} holds {stats.null_count} NULL values in column "
+                        f"'{c.name}', NOT NULL in schema version {f.schema_version}")
     return None
 
 
