@@ -105,8 +105,9 @@ class Settings:
         self.values["session_authorization"] = user
         self.values["is_superuser"] = "on" if admin else "off"
         for key, value in startup.items():
-            if key.lower() in self.values and key.lower() not in (
-                    "server_version", "server_encoding"):
+            # server_version and server_encoding too: 55P02, FATAL at start-up
+            # (they were skipped in silence, unlike server_version_num).
+            if key.lower() in self.values:
                 self.set(key.lower(), value)
 
     def set(self, name: str, value: str) -> dict[str, str]:

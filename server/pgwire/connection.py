@@ -343,6 +343,9 @@ class Connection:
         if len(values_raw) != len(prepared.oids):
             raise PgError("08P01", f"bind message supplies {len(values_raw)} parameters, but "
                                    f"prepared statement requires {len(prepared.oids)}")
+        if len(fcodes) not in (0, 1, len(values_raw)):  # as PostgreSQL: none, one for all, each
+            raise PgError("08P01", f"bind message has {len(fcodes)} parameter formats but "
+                                   f"{len(values_raw)} parameters")
         pfmts = formats_for(fcodes, len(values_raw))
         try:
             values = [t.decode_param(oid, fmt == 1, raw)

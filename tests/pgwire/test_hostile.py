@@ -275,6 +275,7 @@ def test_a_setting_cairn_cannot_take_is_a_proper_error(pg: PgServer, sql: str, c
 
 @pytest.mark.parametrize(("setting", "code"), [
     (b"client_encoding\x00LATIN1\x00", "22023"), (b"server_version_num\x001\x00", "55P02"),
+    (b"server_version\x009.6\x00", "55P02"), (b"server_encoding\x00LATIN1\x00", "55P02"),
 ])
 def test_a_start_up_setting_cairn_cannot_take_is_fatal(pg: PgServer, setting: bytes,
                                                        code: str) -> None:
@@ -418,3 +419,27 @@ def test_a_statements_placeholders_are_found_once() -> None:
     moved = ((0, 6, 1),)  # not where `$1` is: the kept positions are the ones used
     assert params.substitute(sql, [7], [t.INT4], moved).startswith("7 $1 AS a")
     assert params.typed_nulls(sql, [t.INT4], moved).startswith("CAST(NULL AS INTEGER) $1 AS a")
+
+
+def test_a_bind_with_a_parameter_format_count_of_neither_one_nor_each_is_08p01(
+        pg: PgServer) -> None:
+    """Bind's parameter format codes are none (all text), one (for all) or
+    one per parameter, as PostgreSQL reads them; 2 codes for 1 parameter (or
+    3 for 2) were taken, the extra ones ignored."""
+    sock = _connect(pg)
+    for sql, values, codes in [(b"SELECT $1::int AS v", [b"7"], [0, 0]),
+                               (b"SELECT $1::int + $2::int AS v", [b"1", b"2"], [0, 0, 0])]:
+        n = len(values)
+        bind = (b"\x00\x00" + struct.pack("!h", len(codes)) + b"".join(
+            struct.pack("!h", c) for c in codes) + struct.pack("!h", n)
+            + b"".join(struct.pack("!i", len(p)) + p for p in values) + b"\x00\x00")
+        sock.sendall(_msg(b"P", b"\x00" + sql + b"\x00" + struct.pack("!h", 0))
+                     + _msg(b"B", bind) + _msg(b"E", b"\x00\x00\x00\x00\x00") + _msg(b"S"))
+        msgs = _read_all(sock)
+        errors = _errors(msgs)
+        assert [e["C"] for e in errors] == ["08P01"], msgs
+        assert f"has {len(codes)} parameter formats but {n} parameters" in errors[0]["M"]
+        assert msgs[-1] == (b"Z", b"I")
+    sock.sendall(_bind_text(b"SELECT $1::int AS v", 23, b"7"))  # the connection goes on
+    assert not _errors(_read_all(sock))
+    sock.close()
