@@ -258,6 +258,11 @@ async def test_uhugeint_is_refused_not_wrapped(client: Any) -> None:
                            "18446744073709551615::UBIGINT AS b")
     assert res[0]["rows"] == [{"h": 170141183460469231731687303715884105727,
                                "b": 18446744073709551615}]
+    # The least HUGEINT, -2^127: its digits alone are past HUGEINT, the literal is not.
+    res = await ok(client, "SELECT -170141183460469231731687303715884105728 AS h")
+    assert res[0]["rows"] == [{"h": -(1 << 127)}]
+    status, body = await sql(client, "SELECT -170141183460469231731687303715884105729 AS h")
+    assert "UHUGEINT" in error(status, body, 400, "INVALID_ARGUMENT")
 
 
 async def test_uhugeint_from_a_function_is_refused_not_wrapped(client: Any) -> None:
