@@ -179,9 +179,10 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
     # column that holds NULLs restored a table whose NOT NULL column held
     # them, and VERIFY called it valid. The footer's null counts, the
     # writer's word like its other statistics: a file forged to hide them
-    # is not caught (docs/backup-format.md).
+    # is not caught (docs/backup-format.md). Keys and Cairn's own columns are
+    # read back from the values (`values_problem`).
     for c in table.schema(f.schema_version).columns:
-        if not c.not_null:
+        if not c.not_null or c.primary_key or c.system:
             continue
         index = schema.get_field_index(c.name)
         for g in range(meta.num_row_groups):

@@ -1,14 +1,13 @@
-"""The manifest's one typed definition (msgspec Structs) and every check made
-on a manifest read back from a target.
+"""The manifest's one typed definition (msgspec Structs) and every check made on a manifest
+read back from a target.
 
-A manifest is untrusted input: anyone who can write to a target can recompute
-its checksum. `load` decodes it strictly (types, ranges, no unknown keys) and
-then checks what types cannot say (unique names, a primary key naming a column
-of the current schema, each file naming an existing schema version, totals
-adding up). Whatever passes is safe to install: every integer fits the type it
-reaches (RocksDB keys, Arrow int64, DuckDB), every column type is one Cairn
-knows, every name is one Cairn could have made. RESTORE, VERIFY, SHOW BACKUP(S),
-prune and archives all read manifests through this module."""
+A manifest is untrusted input: anyone who can write to a target can recompute its checksum.
+`load` decodes it strictly (types, ranges, no unknown keys) and then checks what types cannot
+say (unique names, a primary key naming a column of the current schema, each file naming an
+existing schema version, totals adding up, times that exist in UTC). Whatever passes is safe
+to install: every integer fits the type it reaches (RocksDB keys, Arrow int64, DuckDB), every
+column type is one Cairn knows, every name is one Cairn could have made. RESTORE, VERIFY,
+SHOW BACKUP(S), prune and archives all read manifests through this module."""
 
 from __future__ import annotations
 
@@ -149,11 +148,10 @@ class NamespaceRecord(_Strict, kw_only=True):
 
 
 class Scope(_Strict, kw_only=True):
-    """What a backup is beyond one whole namespace (absent: exactly that).
-    kind "tables": it holds exactly the named tables of its namespace (BACKUP
-    TABLE). kind "databases" / "all": it is the member `<set_id>.<namespace>`
-    of a backup set, taken at one instant with the other `namespaces` (BACKUP
-    DATABASE a, b / BACKUP ALL), and holds its whole namespace."""
+    """What a backup is beyond one whole namespace (absent: exactly that). kind "tables":
+    it holds exactly the named tables of its namespace (BACKUP TABLE). kind "databases" /
+    "all": it is the member `<set_id>.<namespace>` of a backup set, taken at one instant
+    with the other `namespaces` (BACKUP DATABASE a, b / BACKUP ALL), whole."""
 
     kind: Literal["tables", "databases", "all"]
     tables: Annotated[list[Name], Meta(max_length=65536)] = []
@@ -203,8 +201,8 @@ PUBLIC = frozenset(Header.__struct_fields__)
 
 
 def load(doc: dict[str, Any]) -> Manifest:
-    """A manifest document (as the repository returns it) as its type, checked.
-    BackupInvalid names the first field that is wrong."""
+    """A manifest document (as the repository returns it) as its type, checked; BackupInvalid
+    names the first field that is wrong."""
     m = _convert(doc, Manifest)
     _check_header(m)
     _check_body(m)
@@ -212,8 +210,8 @@ def load(doc: dict[str, Any]) -> Manifest:
 
 
 def check_table(entry: dict[str, Any]) -> TableEntry:
-    """One table entry, as its type, checked as `load` checks a manifest's
-    (a table as archived DDL leaves it: storage/archive/replay.py)."""
+    """One table entry, as its type, checked as `load` checks a manifest's (a table as
+    archived DDL leaves it: storage/archive/replay.py)."""
     t = _convert(entry, TableEntry)
     _check_table("table", t)
     return t
@@ -227,8 +225,8 @@ def load_header(doc: dict[str, Any]) -> Header:
 
 
 def problem(doc: dict[str, Any]) -> str | None:
-    """What is wrong with a manifest document, or None: the whole manifest, or
-    only its header when it is an encrypted one read without its key."""
+    """What is wrong with a manifest document, or None: the whole manifest, or only its
+    header when it is an encrypted one read without its key."""
     try:
         if "tables" not in doc and doc.get("encrypted") is True:
             load_header(doc)
@@ -272,16 +270,15 @@ def _fail(path: str, why: str) -> BackupInvalid:
 
 
 def _time(path: str, text: str) -> None:
-    try:
+    try:  # listings sort by it in UTC: year 1 at +14:00 is out of range there
         when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise _fail(path, f"{text!r} is not an ISO-8601 timestamp") from None
+        if when.tzinfo is not None:
+            when.astimezone(dt.UTC)
+    except (ValueError, OverflowError) as exc:
+        why = "out of range in UTC" if isinstance(exc, OverflowError) else "not an ISO-8601 timestamp"
+        raise _fail(path, f"{text!r} is {why}") from None
     if when.tzinfo is None:
         raise _fail(path, f"{text!r} has no time zone")
-    try:  # listings sort by it in UTC: year 1 at +14:00 is before year 1 there
-        when.astimezone(dt.UTC)
-    except OverflowError:
-        raise _fail(path, f"{text!r} is out of range in UTC") from None
 
 
 def _check_header(h: Header) -> None:
@@ -337,8 +334,7 @@ def _check_scope(h: Header) -> None:
     if h.namespace not in s.namespaces:
         raise _fail("scope.namespaces", f"does not list the backup's namespace '{h.namespace}'")
     if h.backup_id != f"{s.set_id}.{h.namespace}":
-        raise _fail("backup_id", f"a member of set '{s.set_id}' is named "
-                                 f"'{s.set_id}.{h.namespace}'")
+        raise _fail("backup_id", f"a member of set '{s.set_id}' is '{s.set_id}.{h.namespace}'")
 
 
 def _check_body(m: Manifest) -> None:
