@@ -42,11 +42,16 @@ DENIED_FUNCTIONS = frozenset({
     # The statement as DuckDB runs it: Cairn's rewriting, with the data
     # dir's paths and the names of the Arrow tables registered for it.
     "current_query",
+    # SQL in a string, which DuckDB parses, binds and (plan) optimizes out of
+    # the allow-list's sight: read_parquet of another user's files, settings
+    # folded to constants, values built past every bound.
+    "json_serialize_plan", "json_serialize_sql", "json_deserialize_sql",
+    "write_log", "parse_duckdb_log_message",
 })  # fmt: skip
 DENIED_PREFIXES = (
     "read_", "parquet_", "iceberg_", "delta_", "duckdb_", "pragma_", "sqlite_",
     "postgres_", "mysql_", "json_execute", "sniff_", "glob", "copy_", "export_",
-    "import_", "system", "pg_", "information_schema",
+    "import_", "system", "pg_", "information_schema", "__internal",
 )  # fmt: skip
 DENIED_NODES: tuple[type[exp.Expression], ...] = tuple(
     getattr(exp, name)
@@ -80,12 +85,23 @@ def cte_references(tree: exp.Expression) -> set[int]:
     except (SqlglotError, RecursionError):  # no scopes: every name is a table
         return found
     for scope in scopes:
-        names = {name.lower() for name in scope.cte_sources}  # DuckDB folds case, quoted too
+        names = {fold(name) for name in scope.cte_sources}
         for table in scope.tables:
             if not table.args.get("db") and not table.args.get("catalog") \
-                    and table.name.lower() in names:
+                    and fold(table.name) in names:
                 found.add(id(table))
     return found
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(name: str) -> str:
+    """A name as DuckDB compares it (quoted too): ASCII letters lowered, no
+    other. Python's `lower()` also turns the Kelvin sign (U+212A) into `k`:
+    a CTE named with it passed for `duckdb_databases`, which DuckDB then read
+    from its own catalog."""
+    return name.translate(_ASCII_LOWER)
 
 
 def function_name(node: exp.Func) -> str:

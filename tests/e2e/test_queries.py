@@ -164,6 +164,14 @@ ESCAPES = [
     "SELECT * FROM app.users u JOIN LATERAL icu_calendar_names() c ON true",
     # The statement as DuckDB runs it: the data dir's paths, registered names.
     "SELECT current_query() FROM app.users",
+    # SQL in a string: DuckDB binds and folds it where the allow-list cannot see.
+    "SELECT json_serialize_plan('SELECT current_setting(''allowed_directories'')::VARCHAR', "
+    "optimize := true)",
+    "SELECT json_serialize_plan('SELECT 1 FROM read_parquet(''files/x.parquet'')')",
+    "SELECT length(json_serialize_plan('SELECT repeat(''x'', 400000000)', optimize := true))",
+    "SELECT json_serialize_sql('SELECT 1')",
+    "SELECT json_deserialize_sql(json_serialize_sql('SELECT 1'))",
+    "SELECT write_log('x')",
 ]
 
 
@@ -192,6 +200,11 @@ async def test_a_cte_name_is_a_cte_only_where_its_with_is_seen(app: Any,
         status, body = await sql(app, text, namespace=namespace)
         assert status in (400, 404), body
         assert body["error"]["code"] in ("INVALID_ARGUMENT", "NOT_FOUND"), body
+    # Python lowers the Kelvin sign (U+212A) to k; DuckDB lowers ASCII only,
+    # so this CTE's name is not `duckdb_databases` to DuckDB.
+    status, body = await sql(app, 'WITH "duc\u212adb_databases" AS (SELECT 1 AS one) '
+                                  "SELECT * FROM duckdb_databases", namespace=namespace)
+    assert status in (400, 404), body
     # A later CTE is not seen by an earlier one.
     status, body = await sql(app, "WITH a AS (SELECT * FROM pg_settings), pg_settings AS "
                                   "(SELECT 1 AS one) SELECT * FROM a", namespace=namespace)
