@@ -14,9 +14,9 @@ A target that lost segments (its end is before what this server shipped)
 cannot be continued: the loop takes a new base backup and continues from it,
 starting a new restorable window. So it does when no base backup of the
 current window is left in the target (DROP BACKUP, keep_last, or deleted by
-hand): checked at start, right after any drop of a backup of the namespace,
-and every BASE_CHECK_S, so the archive never goes on shipping changes that no
-base can use."""
+hand), or a segment of the window is gone: checked at start, right after any
+drop of a backup of the namespace, and every BASE_CHECK_S, so the archive
+never goes on shipping changes that no base can use."""
 
 from __future__ import annotations
 
@@ -150,15 +150,14 @@ class Archiver:
                 return True
             self.resumed = True
         if await self.base_gone(rec):
-            log.warning("archive of %s: no base backup of its window is left in %s; "
-                        "taking a new base", self.namespace, rec.target)
             await self.take_base(rec)
             rec = await self.cairn.run(self.record)
         return await self.cairn.run(self.ship, rec, final)
 
     async def base_gone(self, rec: Archive) -> bool:
         """True when the target no longer holds a base backup the current window
-        starts from (checked when asked, see `check_base`, and every BASE_CHECK_S)."""
+        starts from, or a segment between it and what was shipped (checked when
+        asked, see `check_base`, and every BASE_CHECK_S)."""
         if not self.check_base and time.monotonic() - self.base_checked < BASE_CHECK_S:
             return False
         self.check_base = False
@@ -167,7 +166,18 @@ class Archiver:
         self.known_base = await self.cairn.run(
             store.base_left, self.repo(rec), self.namespace, rec.archive_id, rec.base_lsn,
             rec.base_us, self.known_base or rec.base_backup_id)
-        return self.known_base is None
+        if self.known_base is None:
+            log.warning("archive of %s: no base backup of its window is left in %s; "
+                        "taking a new base", self.namespace, rec.target)
+            return True
+        assert rec.shipped_lsn is not None and rec.shipped_us is not None
+        if not await self.cairn.run(store.chain_whole, self.repo(rec), self.namespace,
+                                    rec.archive_id, (rec.base_lsn, rec.base_us),
+                                    (rec.shipped_lsn, rec.shipped_us)):
+            log.warning("archive of %s: target %s lost a segment between its base and what "
+                        "was shipped; taking a new base", self.namespace, rec.target)
+            return True
+        return False
 
     async def take_base(self, rec: Archive) -> Any:
         """A base backup into the target (a job in system.jobs); segments continue

@@ -348,6 +348,26 @@ def base_left(repo: Repository, namespace: str, archive_id: str, since_lsn: int,
     return min(found, key=lambda b: b.snapshot_us).backup_id if found else None
 
 
+def chain_whole(repo: Repository, namespace: str, archive_id: str,
+                start: tuple[int, int], end: tuple[int, int]) -> bool:
+    """Whether the archive's segments still run unbroken from `start` (the
+    base's cut, as (lsn, µs)) to `end` (what this server shipped). A segment
+    lost from the middle left the archive `running`, `archived_until` moving
+    on, and every change after the gap restorable from no base, until VERIFY
+    ARCHIVE was asked."""
+    if start == end:
+        return True
+    after = {(n.after_lsn, n.after_us): n for n in list_segments(repo, namespace,
+                                                                  archive_id).segments}
+    at = start
+    while at != end:
+        name = after.get(at)
+        if name is None or (name.last_lsn, name.through_us) <= at:
+            return False
+        at = (name.last_lsn, name.through_us)
+    return True
+
+
 def restore_windows(repo: Repository, namespace: str) -> list[Window]:
     runs, _ = all_runs(repo, namespace)
     return windows(runs, bases_of(repo, namespace))

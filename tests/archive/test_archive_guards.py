@@ -168,3 +168,41 @@ async def test_a_planted_segment_name_does_not_move_where_archiving_resumes(
     await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH "
                      f"(as_of = '{point['end_time']}')")
     assert await all_ids(client, "r") == {1, 2, 3}
+
+
+async def test_a_segment_lost_from_the_middle_takes_a_new_base(
+        client: Any, cairn_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A segment deleted from the middle of the window (by hand, a bucket
+    rule): archiving went on `running`, `archived_until` moving, while
+    nothing after the gap could be restored, for good; only VERIFY ARCHIVE
+    said so. Now the next check finds the chain from the base to what was
+    shipped broken and takes a new base: what is written after restores."""
+    from server import archiving
+
+    monkeypatch.setattr(archiving, "BASE_CHECK_S", 0.2)
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    root = Path(cairn_config.backup_roots[0])
+    for i in (1, 2, 3):
+        await ok(client, f"INSERT INTO app.t VALUES ({i})")
+        await wait_shipped(client)
+    [first] = await backups(client)
+    names = [(s, segment.parse_name(s.name)) for s in segment_files(root)]
+    full = [s for s, n in names if n is not None and not n.empty]
+    assert len(full) >= 3, names
+    full[len(full) // 2].unlink()  # one from the middle
+
+    async def replaced() -> list[dict[str, Any]]:
+        return [b for b in await backups(client) if b["backup_id"] != first["backup_id"]]
+
+    [second] = await wait_for(replaced)
+    assert second["label"] == "archive base"
+    await ok(client, "INSERT INTO app.t VALUES (4)")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    points = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    newest = max(points, key=lambda p: p["end_time"])
+    assert newest["base_backup_id"] == second["backup_id"]
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH "
+                     f"(as_of = '{newest['end_time']}')")
+    assert await all_ids(client, "r") == {1, 2, 3, 4}
