@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from catalog.errors import BackupInvalid
 from server.app import create_app
 from server.config import Config
 from storage.archive import changes as changes_mod
@@ -206,3 +207,31 @@ async def test_a_segment_lost_from_the_middle_takes_a_new_base(
     await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH "
                      f"(as_of = '{newest['end_time']}')")
     assert await all_ids(client, "r") == {1, 2, 3, 4}
+
+
+def test_a_segment_past_the_largest_is_refused_by_its_size_unread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sparse file of 1.2 GB named as a segment (4 KB on disk) was read
+    1 GiB deep, 1.1 GB of RSS, before it was found too large (VERIFY
+    ARCHIVE, a RESTORE to a time). Now its size is asked first."""
+    from storage.backup import Repository, resolve_target
+
+    repo = Repository(resolve_target("arch", [str(tmp_path)], {}))
+    repo.init()
+    name = segment.SegmentName(0, 5, 1, 2)
+    folder = tmp_path / "arch" / "archives" / "app" / "ar-00000000000000000000"
+    folder.mkdir(parents=True)
+    with open(folder / name.file, "wb") as f:
+        f.truncate(store.MAX_SEGMENT_FILE + 1)
+    opened: list[str] = []
+    handler = type(repo.target.fs.handler)  # the no-follow file system's
+    real = handler.open_input_stream
+
+    def watch(self: Any, path: str, *a: Any, **k: Any) -> Any:
+        opened.append(path)
+        return real(self, path, *a, **k)
+
+    monkeypatch.setattr(handler, "open_input_stream", watch)
+    with pytest.raises(BackupInvalid, match="too large"):
+        store.read_segment(repo, "app", "ar-00000000000000000000", name)
+    assert opened == []
