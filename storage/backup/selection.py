@@ -37,12 +37,17 @@ def parse_time(text: str) -> datetime:
     """An ISO-8601 time as an aware UTC datetime; one without a zone is UTC."""
     try:
         when = datetime.fromisoformat(text)
-        # OverflowError: before year 1 or past 9999 once in UTC (year 1 at +14:00).
-        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    except (ValueError, AttributeError, TypeError, OverflowError):
+    except (ValueError, AttributeError, TypeError):
         raise InvalidArgument(
             f"'{text}' is not an ISO-8601 timestamp like '2026-11-20T00:00:00Z'"
         ) from None
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # before year 1 or past 9999 once in UTC: before or after all
+        edge = datetime.min if when.year == 1 else datetime.max
+        return edge.replace(tzinfo=UTC)
 
 
 def _time_or_none(value: Any) -> datetime | None:

@@ -214,6 +214,16 @@ async def test_pick_by_backup_id_and_as_of(client: Any) -> None:
         client, "RESTORE DATABASE app FROM 'nightly' AS a4 WITH (as_of = '2000-01-01T00:00:00Z')"
     )
     assert status == 404 and "at or before" in body["error"]["message"]
+    # Times that exist only outside UTC's calendar: after every backup, or
+    # before all (they were "not an ISO-8601 timestamp" here, and answered
+    # otherwise in a target with archived changes).
+    await ok(client, "RESTORE DATABASE app FROM 'nightly' AS a5 WITH "
+                     "(as_of = '9999-12-31T23:59:59-14:00')")
+    assert await count("a5") == 2
+    status, body = await sql(
+        client, "RESTORE DATABASE app FROM 'nightly' AS a6 WITH "
+                "(as_of = '0001-01-01T00:00:00+14:00')")
+    assert status == 404 and "at or before" in body["error"]["message"]
 
 
 async def test_restore_job_and_backup_job_are_recorded(client: Any) -> None:
