@@ -171,12 +171,16 @@ class Archiver:
                         "taking a new base", self.namespace, rec.target)
             return True
         assert rec.shipped_lsn is not None and rec.shipped_us is not None
-        if not await self.cairn.run(store.chain_whole, self.repo(rec), self.namespace,
-                                    rec.archive_id, (rec.base_lsn, rec.base_us),
-                                    (rec.shipped_lsn, rec.shipped_us)):
-            log.warning("archive of %s: target %s lost a segment between its base and what "
-                        "was shipped; taking a new base", self.namespace, rec.target)
+        end = (rec.shipped_lsn, rec.shipped_us)
+        if end == (rec.base_lsn, rec.base_us):
+            return False  # nothing shipped since the base
+        found = await self.cairn.run(store.base_of_last_run, self.repo(rec), self.namespace,
+                                     rec.archive_id, end, self.known_base)
+        if found is None:
+            log.warning("archive of %s: target %s lost a segment between the window's base "
+                        "and what was shipped; taking a new base", self.namespace, rec.target)
             return True
+        self.known_base = found
         return False
 
     async def take_base(self, rec: Archive) -> Any:

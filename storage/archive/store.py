@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow.fs as pafs
 from msgspec import UNSET
@@ -301,19 +302,20 @@ def windows(runs: list[Run], bases: list[Base]) -> list[Window]:
 def bases_of(repo: Repository, namespace: str) -> list[Base]:
     """The namespace's backups in the target, by their public headers (each
     decoded and checked again as its type: a header that fails is skipped)."""
-    out = []
-    for m in repo.list_manifests(namespace):
-        if "error" in m:
-            continue
-        try:
-            h = load_header(m)
-            at = parse_us(h.snapshot_at)
-        except (BackupInvalid, ValueError, OverflowError):
-            continue
-        legacy = h.archive is UNSET
-        archive = h.archive if isinstance(h.archive, ArchiveRef) else None
-        out.append(Base(h.backup_id, at, archive, legacy, h.encrypted))
-    return out
+    bases = (_base(m) for m in repo.list_manifests(namespace) if "error" not in m)
+    return [b for b in bases if b is not None]
+
+
+def _base(m: dict[str, Any]) -> Base | None:
+    """A manifest's public header as a possible base; None if it fails its checks."""
+    try:
+        h = load_header(m)
+        at = parse_us(h.snapshot_at)
+    except (BackupInvalid, ValueError, OverflowError):
+        return None
+    legacy = h.archive is UNSET
+    archive = h.archive if isinstance(h.archive, ArchiveRef) else None
+    return Base(h.backup_id, at, archive, legacy, h.encrypted)
 
 
 def stray_problems(archive_id: str, listing: Listing) -> list[str]:
@@ -354,24 +356,41 @@ def base_left(repo: Repository, namespace: str, archive_id: str, since_lsn: int,
     return min(found, key=lambda b: b.snapshot_us).backup_id if found else None
 
 
-def chain_whole(repo: Repository, namespace: str, archive_id: str,
-                start: tuple[int, int], end: tuple[int, int]) -> bool:
-    """Whether the archive's segments still run unbroken from `start` (the
-    base's cut, as (lsn, µs)) to `end` (what this server shipped). A segment
-    lost from the middle left the archive `running`, `archived_until` moving
-    on, and every change after the gap restorable from no base, until VERIFY
+def base_of_last_run(repo: Repository, namespace: str, archive_id: str,
+                     end: tuple[int, int], known: str | None) -> str | None:
+    """A base backup the changes up to `end` (what this server shipped, as
+    (lsn, µs)) continue from: one of the archive whose cut is at or after the
+    start of the unbroken run of segments that ends at `end` (walked back
+    from it) — `known` if it is one (one manifest read), else the oldest.
+    None when there is none, or no segment ends at `end`: a segment lost
+    from the middle left the archive `running`, `archived_until` moving on,
+    and every change after the gap restorable from no base, until VERIFY
     ARCHIVE was asked."""
-    if start == end:
-        return True
-    after = {(n.after_lsn, n.after_us): n for n in list_segments(repo, namespace,
-                                                                  archive_id).segments}
-    at = start
-    while at != end:
-        name = after.get(at)
-        if name is None or (name.last_lsn, name.through_us) <= at:
-            return False
-        at = (name.last_lsn, name.through_us)
-    return True
+    ending = {(n.last_lsn, n.through_us): n
+              for n in list_segments(repo, namespace, archive_id).segments}
+    if end not in ending:
+        return None
+    at = end
+    while at in ending:
+        first = ending[at]
+        if (first.after_lsn, first.after_us) >= at:
+            break
+        at = (first.after_lsn, first.after_us)
+    since_lsn, since_us = at
+
+    def fits(b: Base) -> bool:
+        return b.snapshot_us >= since_us and (b.legacy or (
+            b.archive is not None and b.archive.id == archive_id and b.archive.lsn >= since_lsn))
+
+    if known is not None:
+        try:
+            mine = _base(repo.read_manifest(known, require_body=False))
+        except CairnError:
+            mine = None
+        if mine is not None and fits(mine):
+            return known
+    found = [b for b in bases_of(repo, namespace) if fits(b)]
+    return min(found, key=lambda b: b.snapshot_us).backup_id if found else None
 
 
 def restore_windows(repo: Repository, namespace: str) -> list[Window]:
