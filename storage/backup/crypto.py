@@ -84,7 +84,11 @@ def _subkey(master: bytes, purpose: str) -> bytes:
 
 def _derive(passphrase: str, doc: dict[str, Any]) -> bytes:
     kdf = Scrypt(salt=bytes.fromhex(doc["salt"]), length=32, n=doc["n"], r=doc["r"], p=doc["p"])
-    return kdf.derive(passphrase.encode("utf-8"))
+    try:
+        return kdf.derive(passphrase.encode("utf-8"))
+    except (MemoryError, ValueError) as exc:  # parameters OpenSSL will not run
+        raise BackupInvalid(f"key file '{doc.get('key_id', '?')}': scrypt refused its "
+                            f"parameters ({exc})") from None
 
 
 def new_key_file(passphrase: str) -> tuple[str, bytes, Keys]:
@@ -126,6 +130,9 @@ def parse_key_file(data: bytes, key_id: str, uri: str) -> dict[str, Any]:
         raise
     if record.n & (record.n - 1):
         raise BackupInvalid(f"{where} has scrypt parameters out of range: n is not a power of two")
+    if record.n >= 1 << (16 * record.r):  # scrypt's own bound: r = 1 and n = 2^17 was a 500
+        raise BackupInvalid(f"{where} has scrypt parameters out of range: n = {record.n} "
+                            f"needs r above {record.r} (n < 2^(16 r))")
     memory, work = 128 * record.n * record.r, record.n * record.r * record.p
     if memory > SCRYPT_MAX_MEMORY or work > SCRYPT_MAX_WORK:
         raise BackupInvalid(

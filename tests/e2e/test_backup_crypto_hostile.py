@@ -119,6 +119,30 @@ async def test_a_planted_key_file_cannot_make_scrypt_take_gigabytes(
     assert (await ok(client, "SELECT count(*) AS n FROM c.t"))[0]["rows"] == [{"n": 2}]
 
 
+@pytest.mark.parametrize(("n", "r", "p"), [(1 << 17, 1, 1), (1 << 20, 1, 2), (1 << 16, 1, 16)])
+async def test_a_key_file_scrypt_itself_refuses_is_damage_not_a_500(
+    client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, n: int, r: int, p: int
+) -> None:
+    """Within every cap (memory, work), but past scrypt's own bound n < 2^(16 r):
+    OpenSSL answered MemoryError, a 500 for VERIFY, RESTORE and SHOW BACKUP,
+    and every encrypted BACKUP into the target failed (the writer tries each
+    key file). Now it is out of range: skipped by a writer, refused to a reader."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    first = await backup(client, f"BACKUP DATABASE app TO 'vault' {KEY}")
+    plant_key(tmp_path / "backups" / "vault" / "keys", "0" * 32, n, r, p)
+    second = await backup(client, f"BACKUP DATABASE app TO 'vault' {KEY}")
+    assert second["status"] == "completed"
+    assert "n < 2^(16 r)" in caplog.text
+    reseal(tmp_path / "backups" / "vault" / "manifests" / f"{first['backup_id']}.json",
+           key="0" * 32)
+    err = await error_of(client, f"RESTORE DATABASE app FROM 'vault' AS c WITH (backup_id = "
+                                 f"'{first['backup_id']}', encryption_passphrase = 'sekrit')")
+    assert err["code"] == "BACKUP_INVALID" and "n < 2^(16 r)" in err["message"], err
+    row = await backup(client, f"VERIFY BACKUP '{first['backup_id']}' IN 'vault' {KEY}")
+    assert row["is_valid"] is False
+
+
 async def test_a_plain_backup_does_not_pass_for_an_encrypted_one(
     client: Any, tmp_path: Path
 ) -> None:
