@@ -30,6 +30,9 @@ _EVENT = "cairn_event"
 # ($tag$ ... $tag$, or to the end when not closed), as linear patterns: the
 # old `'(?:[^']|'')*'` took a second for a 9 MB literal, on the event loop.
 _STRING = re.compile(r"'[^']*(?:''[^']*)*'?|\$([A-Za-z0-9_]*)\$.*?(?:\$\1\$|\Z)", re.DOTALL)
+# A secret option's value however it is written: unquoted or in double quotes
+# (a PARSE_ERROR) it was no string literal, and a slow request's line kept it.
+_SECRET = re.compile(r'(?i)(encryption_passphrase\s*=?\s*)("(?:[^"]|"")*"?|[^\s,)]+)')
 SHAPE_LIMIT = 300
 SHAPE_INPUT = 65_536  # characters of a statement shaped (the rest is never logged)
 
@@ -141,10 +144,12 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
 
 def statement_shape(sql: str) -> str:
     """The SQL with string literals replaced by '?' (they may hold passphrases;
-    one still open where the text ends is hidden to the end), whitespace
+    one still open where the text ends is hidden to the end), and the value of
+    `encryption_passphrase` however it is written, whitespace
     collapsed and cut to SHAPE_LIMIT characters. Only the first SHAPE_INPUT
     characters are read."""
-    shaped = " ".join(_STRING.sub("'?'", printable(sql[:SHAPE_INPUT])).split())
+    shaped = _SECRET.sub(r"\1'?'", _STRING.sub("'?'", printable(sql[:SHAPE_INPUT])))
+    shaped = " ".join(shaped.split())
     return shaped if len(shaped) <= SHAPE_LIMIT else shaped[:SHAPE_LIMIT] + "…"
 
 

@@ -163,6 +163,13 @@ def test_statement_shape_hides_every_string() -> None:
     assert logs.statement_shape("SELECT $a$x$b$secret$a$, 1") == "SELECT '?', 1"
     # a 9 MB literal is cut where the shape stops reading, and stays hidden
     assert logs.statement_shape("SELECT '" + "s" * 9_000_000 + "'") == "SELECT '?'"
+    # a passphrase that is no string literal (a PARSE_ERROR, whose slow-request
+    # line kept it): hidden however it is written
+    for written in ("Hunter2Secret", '"Hunter2 Secret"', '"Hunter2Secret'):
+        for text in (f"BACKUP DATABASE a TO 'x' WITH (encryption_passphrase = {written})",
+                     f"BACKUP DATABASE a TO 'x' WITH (ENCRYPTION_PASSPHRASE={written}, "
+                     "label = 'l')"):
+            assert "Hunter2" not in logs.statement_shape(text), text
 
 
 def test_text_lines_cannot_be_forged_by_quoted_text() -> None:
