@@ -30,9 +30,12 @@ COLUMNS = [("backup_id", "TEXT"), ("namespace", "TEXT"), ("created_at", "TIMESTA
 
 def attach(cairn: Cairn, target: str) -> list[dict[str, Any]]:
     """One row per manifest of the target, newest first, damaged ones last.
-    status: attached | already attached | conflict | damaged."""
+    status: attached | already attached | conflict | damaged | being written (a
+    member of a set still being written: adopted then, it stayed listed, and
+    could not be dropped, once the set failed and its manifests went)."""
     repo = repository(cairn, target)
     repo.require_exists()
+    writing = {lock["backup_id"] for lock in repo.list_locks()}
     rows = []
     for header in repo.list_manifests():
         backup_id = header["backup_id"]
@@ -42,6 +45,11 @@ def attach(cairn: Cairn, target: str) -> list[dict[str, Any]]:
         rows.append(row)
         if "error" in header:
             row.update(status="damaged", error=header["error"])
+            continue
+        scope = header.get("scope") or {}
+        if scope.get("set_id") in writing:  # a set landing member by member
+            row.update(status="being written", error=f"backup set '{scope['set_id']}' still "
+                       "holds its lock in the target: attach again once it is done")
             continue
         if not header.get("encrypted"):
             try:  # the whole manifest, tables and all (an encrypted body needs its key)

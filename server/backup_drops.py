@@ -33,7 +33,7 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
              else partial(archived.prune, keep_newest=partial(operator.eq, running)))
     dropped = jobproc.call(ctx, keep_newest, repo, namespace, keep, jobproc.WORK, prune)
     for backup_id, _ in dropped:
-        cairn.catalog.delete(Backup, backup_id)
+        forget(cairn, backup_id, repo.uri)
     if dropped and running is not None:
         archiving.service(cairn).backup_dropped(namespace)
     return [backup_id for backup_id, _ in dropped]
@@ -61,10 +61,20 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     # Should the process die from here on, start-up sweeps the target (cleanups).
     ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
     freed = jobproc.call(ctx, drop_and_prune, repo, backup_id, oids, jobproc.WORK)
-    cairn.catalog.delete(Backup, backup_id)
+    forget(cairn, backup_id, repo.uri)
     if repo.target.kind != "archive":
         freed += prune_archived(cairn, ctx, repo, namespace)
     return freed
+
+
+def forget(cairn: Cairn, backup_id: str, uri: str) -> None:
+    """The catalog's record of a backup dropped from target `uri`, if it is
+    that target's: a backup id is the same in a copy of a target (ATTACH calls
+    it a conflict), and dropping the copy's removed the original's record, the
+    backup still in its own target then NOT_FOUND by id."""
+    record = cairn.catalog.get(Backup, backup_id)
+    if record is not None and record.target == uri:
+        cairn.catalog.delete(Backup, backup_id)
 
 
 def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str) -> int:

@@ -24,7 +24,7 @@ from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.verify import verify_backup_of
 
 from . import restore_hold, resume, visibility
-from .backup_drops import drop_beyond, drop_one
+from .backup_drops import drop_beyond, drop_one, forget
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
@@ -346,6 +346,10 @@ async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> R
         try:
             freed = drop_one(cairn, ctx, repo, stmt.backup_id)
         except NotFound:
+            if not repo.has_manifest(stmt.backup_id):
+                # The target is the truth: a record of a backup it no longer
+                # holds (a set that never finished) went on being listed.
+                forget(cairn, stmt.backup_id, repo.uri)
             if not stmt.if_exists:
                 raise
             freed = 0

@@ -97,6 +97,25 @@ async def test_attach_reports_a_conflicting_id(client: Any, tmp_path: Path) -> N
     (kept,) = await rows(
         client, f"SELECT target FROM system.backups WHERE backup_id = '{b['backup_id']}'")
     assert kept["target"] == str(tmp_path / "backups" / "nightly")
+    # Dropping the copy's backup leaves the original's record: it was dropped by
+    # id alone, and the backup still in 'nightly' was then NOT_FOUND by its id.
+    await ok(client, f"DROP BACKUP '{b['backup_id']}' IN 'copy'")
+    (kept,) = await rows(
+        client, f"SELECT target FROM system.backups WHERE backup_id = '{b['backup_id']}'")
+    assert kept["target"] == str(tmp_path / "backups" / "nightly")
+    assert (await rows(client, f"VERIFY BACKUP '{b['backup_id']}'"))[0]["is_valid"] is True
+
+
+async def test_drop_backup_clears_a_record_whose_manifest_is_gone(
+        client: Any, tmp_path: Path) -> None:
+    """The target is the truth: a record of a backup it no longer holds (a
+    set that never finished, a manifest deleted by hand) was listed for good,
+    and DROP BACKUP IF EXISTS answered 200 and kept it."""
+    await fill(client, files=1)
+    (b,) = await rows(client, "BACKUP DATABASE app TO 'nightly'")
+    (tmp_path / "backups" / "nightly" / "manifests" / f"{b['backup_id']}.json").unlink()
+    await ok(client, f"DROP BACKUP IF EXISTS '{b['backup_id']}'")
+    assert await rows(client, "SELECT backup_id FROM system.backups") == []
 
 
 async def test_show_backup_of_an_encrypted_backup_takes_its_passphrase(client: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,34 @@ async def test_attach_records_set_members_and_table_backups_with_their_scope(
     assert [r["namespace"] for r in restored] == ["a", "b"]
     await ok(fresh, "RESTORE TABLE a.t FROM 'nightly' AS a.t_copy")
     assert (await rows(fresh, "SELECT count(*) AS n FROM a.t_copy")) == [{"n": 2}]
+
+
+async def test_attach_leaves_the_members_of_a_set_still_being_written(
+    client: Any, tmp_path: Path
+) -> None:
+    """A set's members land one by one under its lock: ATTACH adopted the ones
+    there, and when the set then failed (its manifests removed) they stayed
+    listed, NOT_FOUND to VERIFY, RESTORE and DROP, across restarts."""
+    from storage.backup import Repository, resolve_target
+
+    await ok(client, SETUP)
+    members = await rows(client, "BACKUP DATABASE a, b TO 'nightly'")
+    await ok(client, f"DROP BACKUP '{members[0]['backup_id']}'; "
+                     f"DROP BACKUP '{members[1]['backup_id']}'")
+    others = await rows(client, "BACKUP DATABASE a, b TO 'other'")
+    for name in ("manifests", "objects"):  # the other set's files, its lock held
+        shutil.copytree(tmp_path / "backups" / "other" / name,
+                        tmp_path / "backups" / "nightly" / name, dirs_exist_ok=True)
+    set_id = others[0]["backup_id"].rsplit(".", 1)[0]
+    repo = Repository(resolve_target("nightly", [str(tmp_path / "backups")], {}))
+    with repo.lock(set_id):
+        attached = await rows(client, "ATTACH BACKUPS FROM 'nightly'")
+    assert [r["status"] for r in attached] == ["being written"] * 2, attached
+    assert all(set_id in r["error"] for r in attached)
+    listed = await rows(client, "SELECT backup_id, target FROM system.backups")
+    assert all(r["target"].endswith("/other") for r in listed), listed
+    attached = await rows(client, "ATTACH BACKUPS FROM 'nightly'")  # the lock gone
+    assert [r["status"] for r in attached] == ["conflict"] * 2  # their ids are 'other's
 
 
 async def test_pause_and_resume_a_backup_set_and_a_restore_all(client: Any) -> None:
