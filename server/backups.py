@@ -434,6 +434,9 @@ def register_cleanups(cairn: Cairn) -> None:
             with contextlib.suppress(CairnError):
                 repo.abandon(set_id)  # the lock only: every object is referenced
             repo.remove_tmp()
+            # Its keep_last may have died between a manifest and its prune: the
+            # dropped member stayed listed and its objects stayed (kill -9 there).
+            sweep(job)
             return True
         for m in members:
             if m in present:

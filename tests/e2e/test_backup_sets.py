@@ -171,6 +171,38 @@ def test_sigkill_between_two_manifests_of_a_set_leaves_no_member(
     assert body["error"]["code"] == "NOT_FOUND", body
 
 
+def test_sigkill_in_a_sets_keep_last_is_finished_at_restart(
+    tmp_path: Path, server_process: Any
+) -> None:
+    """The process dies in a set's keep_last, a dropped member's manifest gone
+    and its prune not done: the new set was whole, so start-up listed it and
+    returned before the sweep every other interrupted drop gets; the dropped
+    member stayed in system.backups (NOT_FOUND to VERIFY) and its objects stayed.
+    Now the catalog lists what the target holds, and each verifies."""
+    cfg = tmp_path / "cairn.toml"
+    cfg.write_text(f'[backup]\nroots = ["{tmp_path / "backups"}"]\n')
+    data = tmp_path / "data"
+    srv = server_process(data, config=cfg)
+    assert srv.post(SETUP)[0] == 200
+    status, body = srv.post("BACKUP DATABASE a, b TO 'nightly'")
+    old = {r["backup_id"] for r in body["results"][0]["rows"]}
+    assert status == 200 and srv.post("INSERT INTO a.t VALUES (100, 'x')")[0] == 200
+    srv.kill()
+    srv = server_process(data, config=cfg, env={"CAIRN_FAULTS": "prune.before_delete:kill"})
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        srv.post("BACKUP DATABASE a, b TO 'nightly' WITH (keep_last = 1)")
+    srv.kill()
+    again = server_process(data, config=cfg)
+    _, body = again.post("SELECT backup_id FROM system.backups")
+    listed = {r["backup_id"] for r in body["results"][0]["rows"]}
+    _, body = again.post("SHOW BACKUPS IN 'nightly'")
+    held = {r["backup_id"] for r in body["results"][0]["rows"]}
+    assert listed == held and len(held - old) == 2 and len(held & old) < 2, (listed, held)
+    for backup_id in held:
+        _, body = again.post(f"VERIFY BACKUP '{backup_id}'")
+        assert body["results"][0]["rows"][0]["is_valid"] is True, body
+
+
 async def test_restore_all_checks_every_file_against_its_entry(
     client: Any, tmp_path: Path
 ) -> None:
