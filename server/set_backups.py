@@ -192,19 +192,27 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None) -> li
     else:
         limit = parse_time(as_of) if as_of is not None else None
         fit = [(max(when(h["created_at"]) for h in ms), s) for s, ms in sets.items()
-               if limit is None or when(ms[0]["snapshot_at"]) <= limit]
+               if limit is None or max(when(h["snapshot_at"]) for h in ms) <= limit]
         if not fit:
             raise NotFound(f"no backup set in target '{repo.uri}'"
                            + (f" taken at or before {as_of}" if as_of else ""))
         newest, set_id = max(fit)
         for bad in (e for e in entries if "error" in e):
-            created = bad.get("created_at")
+            created, taken = bad.get("created_at"), bad.get("snapshot_at")
+            if limit is not None and isinstance(taken, str) and when(taken) > limit:
+                continue  # its own checksum vouches it was taken after as_of
             if not isinstance(created, str) or when(created) >= newest:
                 raise BackupInvalid(
                     f"backup '{bad['backup_id']}' in target '{repo.uri}' cannot be read and may "
                     f"be the newest; nothing was restored: {bad['error']}")
     members = sets[set_id]
     want = members[0]["scope"]["namespaces"]
+    # One set, one instant: members re-sealed to disagree made the result
+    # hang on which one was listed first.
+    if any(h["scope"]["namespaces"] != want or h["snapshot_at"] != members[0]["snapshot_at"]
+           for h in members):
+        raise BackupInvalid(f"backup set '{set_id}' in target '{repo.uri}' is inconsistent: "
+                            "its members do not name the same namespaces and instant")
     have = sorted(h["namespace"] for h in members)
     if have != want:
         raise BackupInvalid(f"backup set '{set_id}' in target '{repo.uri}' is incomplete: it "

@@ -9,8 +9,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from server import faults
-from tests.helpers import ok, sql
+from tests.helpers import err, ok, sql
 
 SETUP = (
     "CREATE NAMESPACE a; CREATE NAMESPACE b; CREATE NAMESPACE c; "
@@ -201,6 +203,37 @@ def test_sigkill_in_a_sets_keep_last_is_finished_at_restart(
     for backup_id in held:
         _, body = again.post(f"VERIFY BACKUP '{backup_id}'")
         assert body["results"][0]["rows"][0]["is_valid"] is True, body
+
+
+@pytest.mark.parametrize("change", ["namespaces", "snapshot_at"])
+async def test_a_set_whose_members_disagree_is_refused(client: Any, tmp_path: Path,
+                                                       change: str) -> None:
+    """Members re-sealed to disagree on the set (its namespaces, its instant):
+    RESTORE ALL read the first member listed only, so the result hung on the
+    listing's order (a whole 'a, b' restored while 'a' said 'a, b, c'; 'a'
+    installed for an as_of that 'RESTORE DATABASE a' said no backup met)."""
+    import json
+
+    from storage.backup.manifest import canonical, checksum
+
+    await ok(client, SETUP)
+    members = await rows(client, "BACKUP DATABASE a, b TO 'n' WITH (compression = 'none')")
+    path = tmp_path / "backups" / "n" / "manifests" / f"{members[0]['backup_id']}.json"
+    doc = json.loads(path.read_bytes())
+    if change == "namespaces":
+        doc["scope"]["namespaces"] = ["a", "b", "c"]
+    else:
+        doc["snapshot_at"] = "2099-01-01T00:00:00.000Z"
+    doc.pop("manifest_sha256")
+    doc["manifest_sha256"] = checksum(doc)
+    path.write_bytes(canonical(doc) + b"\n")
+    await ok(client, "INSERT INTO a.t VALUES (50, 'after')")
+    message = await err(client, "RESTORE ALL FROM 'n' WITH (replace = true)", "BACKUP_INVALID")
+    assert "inconsistent" in message
+    status, body = await sql(client, "RESTORE ALL FROM 'n' WITH (replace = true, "
+                                     "as_of = '2030-01-01T00:00:00Z')")
+    assert body["error"]["code"] in ("BACKUP_INVALID", "NOT_FOUND"), body  # either order
+    assert await rows(client, "SELECT count(*) AS n FROM a.t WHERE id = 50") == [{"n": 1}]
 
 
 async def test_restore_all_checks_every_file_against_its_entry(
