@@ -292,7 +292,7 @@ async def send_answer(request: web.Request, data: bytes, seconds: float) -> web.
 async def handle_sql(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     cairn = request.app[CAIRN]
-    check_origin(request)
+    check_origin(request, cairn.config.server)
     session = authenticate(request, cairn.config.auth)
     request[USER] = session.user_id
     sql, namespace = await read_sql_request(request, cairn.config.server.body_timeout_seconds)

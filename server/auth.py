@@ -4,6 +4,7 @@ maps a Bearer token to a user and a role."""
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from catalog.errors import InvalidRequest, PermissionDenied, Unauthenticated
 
-from .config import AuthConfig
+from .config import AuthConfig, ServerConfig
 from .state import Session
 from .text import check_header
 
@@ -57,7 +58,7 @@ def authenticate(request: web.Request, cfg: AuthConfig) -> Session:
     return Session(user_id=found["user"], role=found.get("role", "user"))
 
 
-def check_origin(request: web.Request) -> None:
+def check_origin(request: web.Request, server: ServerConfig | None = None) -> None:
     """Refuse a request a browser sent from another site's page (CSRF).
 
     A page on any site can make the browser POST to this server without a
@@ -66,7 +67,9 @@ def check_origin(request: web.Request) -> None:
     `auth.mode = "none"` nothing else stops it (the caller is admin). A
     browser names the page's origin in `Origin` on every such request; other
     clients send none. So a request whose `Origin` is not this server's own
-    (the `Host` it was sent to) answers 403 PERMISSION_DENIED."""
+    (the `Host` it was sent to) answers 403 PERMISSION_DENIED, and so does one
+    sent to a name that is not the server's (localhost, an IP address, its
+    configured host, `[server] allowed_hosts`): DNS rebinding."""
     origin = check_header(request.headers.get("Origin"), "Origin")
     if origin is None:
         return
@@ -79,3 +82,30 @@ def check_origin(request: web.Request) -> None:
         raise PermissionDenied(
             f"cross-origin request refused: a page from {origin[:200]!r} may not send "
             f"statements to this server (Origin must be this server, {host[:200]!r})")
+    # Same origin, but by which name? An attacker's name re-pointed at this
+    # server (DNS rebinding) makes its page "same-origin": Origin and Host are
+    # both that name. Only the names the server is reached by are taken.
+    name = _hostname(host)
+    allowed = {h.lower() for h in server.allowed_hosts} | {server.host.lower()} if server else set()
+    if not (name in _LOCAL_NAMES or _is_address(name) or name in allowed):
+        raise PermissionDenied(
+            f"request refused: this server is not reached by the name {name[:200]!r} "
+            "(add it to [server] allowed_hosts if it is this server's)")
+
+
+_LOCAL_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def _hostname(host: str) -> str:
+    """The name of a Host header, without its port (an IPv6 literal unbracketed)."""
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -37,6 +37,10 @@ class ServerConfig:
     body_timeout_seconds: float = 60.0  # the whole request body
     send_timeout_seconds: float = 60.0  # a client taking no part of its answer; 0: none
     max_connections: int = 1000  # open HTTP connections; past it 503 UNAVAILABLE (limits.py)
+    # Names a browser may reach the server by (besides localhost and any IP
+    # address): a page's request whose Host is another name is refused
+    # (DNS rebinding: an attacker's name pointed at this server).
+    allowed_hosts: list[str] = field(default_factory=list)
     # Run a one-row INSERT or point SELECT on the event loop when it can go
     # without waiting (no busy table lock, no DuckDB); else on a statement thread.
     # On by default since the req/s work (docs/performance.md, issue 15).
@@ -202,6 +206,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError("each [[auth.tokens]] needs token and user")
         if entry.get("role", "user") not in ("admin", "user"):
             raise ConfigError("[[auth.tokens]] role must be admin or user")
+        if entry.get("user") == "scheduler":  # schedules.SCHEDULER: its jobs would be this user's
+            raise ConfigError('[[auth.tokens]] user "scheduler" is reserved: scheduled backups '
+                              "run as it")
     if cfg.auth.mode == "token" and not cfg.auth.tokens:
         raise ConfigError('[auth] mode = "token" needs at least one [[auth.tokens]]')
     if not 0 <= cfg.server.port <= 65535:

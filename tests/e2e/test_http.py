@@ -16,7 +16,7 @@ import pytest
 from aiohttp.http_exceptions import LineTooLong
 from multidict import CIMultiDict
 
-from server.app import create_app
+from server.app import CAIRN, create_app
 from server.config import Config
 from server.logs import MalformedRequests
 from tests.helpers import ok, sql
@@ -292,6 +292,34 @@ async def test_a_cross_origin_request_is_refused(client: Any) -> None:
     resp = await client.post("/api/sql", data=b'{"sql": "SELECT 1 AS a"}',
                              headers={"Content-Type": "application/vnd.x+json; charset=utf-8"})
     assert resp.status == 200
+
+
+async def test_a_page_of_a_rebound_name_is_refused(client: Any) -> None:
+    """DNS rebinding: an attacker's name re-pointed at this server makes its page
+    same-origin (Origin and Host are both that name), and the Origin check let
+    it run statements (as admin in mode none; seen in a real browser). Only the
+    names the server is reached by are taken: localhost, an IP address, its
+    configured host and [server] allowed_hosts."""
+    port = client.port
+    for name in ("evil.test", "attacker.example.com", "localhost.evil.test"):
+        resp = await client.post("/api/sql", json={"sql": "CREATE NAMESPACE rebound"},
+                                 headers={"Host": f"{name}:{port}",
+                                          "Origin": f"http://{name}:{port}"})
+        error = assert_error(resp.status, await resp.json(), "PERMISSION_DENIED", 403)
+        assert "allowed_hosts" in error["message"]
+    for name in ("localhost", "127.0.0.1", "[::1]", "10.1.2.3"):
+        resp = await client.post("/api/sql", json={"sql": "SELECT 1 AS a"},
+                                 headers={"Host": f"{name}:{port}",
+                                          "Origin": f"http://{name}:{port}"})
+        assert resp.status == 200, (name, await resp.text())
+    client.server.app[CAIRN].config.server.allowed_hosts = ["Cairn.Example.Org"]
+    resp = await client.post("/api/sql", json={"sql": "SELECT 1 AS a"},
+                             headers={"Host": f"cairn.example.org:{port}",
+                                      "Origin": f"http://cairn.example.org:{port}"})
+    assert resp.status == 200
+    resp = await client.post("/api/sql", json={"sql": "SHOW NAMESPACES"},
+                             headers={"Host": "evil.test"})  # no Origin: not a browser's page
+    assert resp.status == 200 and (await resp.json())["results"][0]["rows"] == []
 
 
 async def test_an_identity_header_sent_twice_is_refused(token_client: Any) -> None:

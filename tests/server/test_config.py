@@ -54,6 +54,8 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ('[jobs]\njob_process = "fork"\n', '[jobs] job_process must be "idle", "nice" or "off"'),
         ("[jobs]\njob_process = true\n", "[jobs] job_process must be str"),
         ('[auth]\nmode = "token"\n', "needs at least one"),
+        ('[auth]\nmode = "token"\n[[auth.tokens]]\ntoken = "t"\nuser = "scheduler"\n',
+         'user "scheduler" is reserved'),
         ("[server\n", "c.toml"),
     ],
 )
