@@ -54,15 +54,22 @@ async function rows(text) {
 
 // ---- small DOM helpers ----------------------------------------------------------
 
+// Bidirectional controls in data are shown as escapes, as `cairn sql` does
+// (console/output.py): a value 'invoice_\u202efdp.exe' read as invoice_exe.pdf.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+function visible(text) {
+  return String(text).replace(BIDI, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
+    else if (k === "text") node.textContent = visible(v);
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v);
   }
-  for (const c of children) node.append(c);
+  for (const c of children) node.append(typeof c === "string" ? visible(c) : c);
   return node;
 }
 
@@ -214,7 +221,7 @@ async function pollJobs() {
     lastActive = active;
   } catch (err) {
     $("health").className = err && err.code === "UNAVAILABLE" ? "dot down" : "dot up";
-    $("jobs-note").textContent = err ? `${err.code}: ${err.message}` : "";
+    $("jobs-note").textContent = err ? visible(`${err.code}: ${err.message}`) : "";
   }
 }
 
@@ -225,7 +232,7 @@ async function pollBackups() {
     $("backups-note").textContent = plural(backups.length, "backup");
     list.replaceChildren(...(backups.length ? backups.map(backupItem) : [el("li", { class: "empty", text: "No backups yet." })]));
   } catch (err) {
-    $("backups-note").textContent = err ? `${err.code}: ${err.message}` : "";
+    $("backups-note").textContent = err ? visible(`${err.code}: ${err.message}`) : "";
   }
 }
 
@@ -276,7 +283,7 @@ async function pollArchives() {
     list.replaceChildren(...(archives.length ? archives.map(archiveItem)
       : [el("li", { class: "empty", text: "No namespace is archived." })]));
   } catch (err) {
-    $("archives-note").textContent = err ? `${err.code}: ${err.message}` : "";
+    $("archives-note").textContent = err ? visible(`${err.code}: ${err.message}`) : "";
   }
 }
 

@@ -122,7 +122,7 @@ async function pollTimeline() {
       ORDER BY coalesce(started_at, created_at), job_id LIMIT 1000`);
     drawTimeline(jobs, now);
   } catch (err) {
-    $("timeline-note").textContent = err ? `${err.code}: ${err.message}` : "";
+    $("timeline-note").textContent = err ? visible(`${err.code}: ${err.message}`) : "";
   }
   try {
     const ages = await rows(`SELECT n.namespace, max(b.created_at) AS newest, count(b.backup_id) AS backups
@@ -131,7 +131,7 @@ async function pollTimeline() {
     drawAges(ages, now);
     $("ages-note").textContent = "";
   } catch (err) {
-    $("ages-note").textContent = err ? `${err.code}: ${err.message}` : "";
+    $("ages-note").textContent = err ? visible(`${err.code}: ${err.message}`) : "";
   }
 }
 

@@ -74,6 +74,17 @@ def test_query_runs_with_ctrl_enter_and_shows_rows(
     expect(page.locator('.result[data-statement="1"] .count')).to_have_text("(3 rows)")
 
 
+def test_bidirectional_controls_in_data_are_shown_as_escapes(
+        page: Page, server: ServerProcess) -> None:
+    """A role-user's value 'invoice_<RLO>fdp.exe' read as invoice_exe.pdf in the
+    admin's console (names and errors too); `cairn sql` showed the escape."""
+    page.goto(server.url + "/")
+    run_sql(page, "SELECT 'invoice_\u202efdp.exe' AS \"a\u2067b\"")
+    result = page.locator('.result[data-statement="1"]')
+    expect(result.locator("td")).to_have_text("invoice_\\u202efdp.exe")
+    expect(result.locator("th")).to_contain_text("a\\u2067b")
+
+
 def test_error_shows_code_line_and_column(page: Page, server: ServerProcess) -> None:
     page.goto(server.url + "/")
     run_sql(page, "SELECT 1 AS one;\n  SELECT * FROM nope.t")
