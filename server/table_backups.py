@@ -111,9 +111,17 @@ async def backup_tables(cairn: Cairn, session: Session, stmt: ast.BackupTables) 
 
 
 def _holds(table: str) -> Any:
+    """Whether a listed backup can serve RESTORE TABLE of `table`: a table
+    backup naming it, or a namespace's backup whose tables (when the listing
+    read them: not an encrypted body unopened) include it. A newer backup
+    taken after the table was dropped was picked, and the restore was NOT_FOUND."""
     def accept(header: dict[str, Any]) -> bool:
         scope = header.get("scope")
-        return scope is None or scope.get("kind") != "tables" or table in scope["tables"]
+        if scope is not None and scope.get("kind") == "tables":
+            return table in scope["tables"]
+        tables = header.get("tables")
+        return not isinstance(tables, list) or any(
+            isinstance(t, dict) and t.get("name") == table for t in tables)
     return accept
 
 

@@ -121,3 +121,22 @@ async def test_errors(client: Any) -> None:
     # A user's detached backup is a job like any other.
     (j,) = await rows(client, "BACKUP TABLE app.t TO 'nightly' WITH (detached = true)")
     assert set(j) == {"job_id", "status"}
+
+
+async def test_restore_table_of_a_dropped_table_takes_the_newest_backup_holding_it(
+        client: Any) -> None:
+    """Its main use: a table dropped, then the nightly backup ran. The newest
+    backup of the namespace was taken whatever it held, and the restore was
+    NOT_FOUND ("has no table"); now it is the newest one that holds the table."""
+    await ok(client, SETUP)
+    (first,) = await rows(client, "BACKUP DATABASE app TO 'n'")
+    await ok(client, "DROP TABLE app.t")
+    await rows(client, "BACKUP DATABASE app TO 'n'")
+    (done,) = await rows(client, "RESTORE TABLE app.t FROM 'n'")
+    assert done["backup_id"] == first["backup_id"]
+    got = await rows(client, "SELECT count(*) AS n FROM app.t")
+    assert got == [{"n": done["rows"]}] and done["rows"] > 0
+    await ok(client, "DROP TABLE app.t")
+    (again,) = await rows(client, "RESTORE TABLE app.t FROM 'n' WITH "
+                                  "(as_of = '9999-01-01T00:00:00Z')")
+    assert again["backup_id"] == first["backup_id"]
