@@ -13,9 +13,20 @@ from aiohttp import web
 STATIC = Path(__file__).with_name("static")
 
 
+# No other site may frame the console (a framed console under a decoy page
+# takes the user's clicks: clickjacking).
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 async def index(request: web.Request) -> web.FileResponse:
     """The console page; never cached, so an upgraded server serves the new page."""
-    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
 
 def add_routes(app: web.Application) -> None:

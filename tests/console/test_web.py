@@ -36,6 +36,13 @@ def test_page_and_static_files_come_from_the_package(server: ServerProcess) -> N
         assert status == 200 and kind in ctype, (name, ctype)
     assert get(server.url + "/static/nope.js")[0] == 404
     assert get(server.url + "/static/%2e%2e/web.py")[0] in (403, 404)
+    # No other site may frame it (clickjacking).
+    import urllib.request
+
+    with urllib.request.urlopen(server.url + "/", timeout=10) as resp:
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        policy = resp.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy
 
 
 def test_every_static_file_is_package_data() -> None:
