@@ -413,7 +413,7 @@ class JobRunner:
         """Cancel a queued or running job and wait (up to 5 s) for it to stop."""
         job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
         if job is None:
-            raise NotFound(f"Job '{job_id}' does not exist")
+            raise NotFound(f"Job '{job_id[:100]}' does not exist")
         ctx = self._contexts.get(job_id)
         if ctx is None or job.status not in ACTIVE:
             raise InvalidArgument(f"Job '{job_id}' is {job.status}, not running")
@@ -456,7 +456,7 @@ class JobRunner:
     async def _live(self, job_id: str, needs: str = "running") -> tuple[Job, JobContext]:
         job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
         if job is None:
-            raise NotFound(f"Job '{job_id}' does not exist")
+            raise NotFound(f"Job '{job_id[:100]}' does not exist")
         ctx = self._contexts.get(job_id)
         if ctx is None or job.status not in ACTIVE:
             raise InvalidArgument(f"Job '{job_id}' is {job.status}, not {needs}")

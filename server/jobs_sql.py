@@ -54,7 +54,7 @@ async def show_jobs(cairn: Cairn, session: Session, stmt: ShowJobs) -> Result:
 async def show_job(cairn: Cairn, session: Session, stmt: ShowJob) -> Result:
     job = await cairn.run(cairn.catalog.get, Job, stmt.job_id)
     if job is None or not _visible(session, job):
-        raise NotFound(f"Job '{stmt.job_id}' does not exist")
+        raise NotFound(f"Job '{stmt.job_id[:100]}' does not exist")
     return Result.of_rows(COLUMNS, visibility.rows_for(cairn.config, session, "jobs", [_row(job)]))
 
 

@@ -165,6 +165,10 @@ async def test_permission_denied_for_file_access(client: Any) -> None:
 async def test_kill_unknown_job_is_not_found(client: Any) -> None:
     status, body = await sql(client, "KILL JOB 'job-nope'")
     assert_error(status, body, "NOT_FOUND", 404)
+    for text in ("KILL JOB '{}'", "SHOW JOB '{}'", "PAUSE JOB '{}'"):  # a 1 MB id was echoed
+        status, body = await sql(client, text.format("j" * 1_000_000))
+        error = assert_error(status, body, "NOT_FOUND", 404)
+        assert len(error["message"]) < 300, text
 
 
 async def test_request_too_large(aiohttp_client: Any, cairn_config: Config) -> None:
