@@ -236,3 +236,17 @@ async def err(client: Any, text: str, code: str, **kw: Any) -> str:
 async def rows(client: Any, text: str, **kw: Any) -> list[dict[str, Any]]:
     """The rows of the last statement of SQL that must succeed."""
     return list((await ok(client, text, **kw))[-1]["rows"])
+
+
+def reseal(path: Path, change: Any) -> None:
+    """What anyone who can write a target can do to a plain manifest (written
+    with compression = 'none'): `change(doc)`, then its checksum recomputed."""
+    import json
+
+    from storage.backup.manifest import canonical, checksum
+
+    doc = json.loads(path.read_bytes())
+    change(doc)
+    doc.pop("manifest_sha256")
+    doc["manifest_sha256"] = checksum(doc)
+    path.write_bytes(canonical(doc) + b"\n")

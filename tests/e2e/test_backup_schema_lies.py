@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from storage.backup.manifest import canonical, checksum
-from tests.helpers import ok, rows
+from tests.helpers import ok, reseal, rows
 
 from .test_backup_crypto_hostile import error_of
 from .test_backup_restore import backup
@@ -23,16 +22,15 @@ async def test_a_column_resealed_not_null_over_its_nulls_is_refused(
                      "INSERT INTO app.t VALUES (1, NULL), (2, 'b'); FLUSH TABLE app.t;"
                      "INSERT INTO app.t VALUES (3, NULL)")
     done = await backup(client, "BACKUP DATABASE app TO 'r' WITH (compression = 'none')")
-    path = tmp_path / "backups" / "r" / "manifests" / f"{done['backup_id']}.json"
-    doc = json.loads(path.read_bytes())
-    for table in doc["tables"]:
-        for version in table["schemas"]:
-            for c in version["columns"]:
-                if c["name"] == "name":
-                    c["not_null"] = True
-    doc.pop("manifest_sha256")
-    doc["manifest_sha256"] = checksum(doc)
-    path.write_bytes(canonical(doc) + b"\n")
+
+    def not_null(doc: dict[str, Any]) -> None:
+        for table in doc["tables"]:
+            for version in table["schemas"]:
+                for c in version["columns"]:
+                    if c["name"] == "name":
+                        c["not_null"] = True
+
+    reseal(tmp_path / "backups" / "r" / "manifests" / f"{done['backup_id']}.json", not_null)
 
     row = await backup(client, f"VERIFY BACKUP '{done['backup_id']}' IN 'r'")
     assert row["is_valid"] is False

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from server import faults
-from tests.helpers import err, ok, sql
+from tests.helpers import err, ok, reseal, sql
 
 SETUP = (
     "CREATE NAMESPACE a; CREATE NAMESPACE b; CREATE NAMESPACE c; "
@@ -212,21 +212,17 @@ async def test_a_set_whose_members_disagree_is_refused(client: Any, tmp_path: Pa
     RESTORE ALL read the first member listed only, so the result hung on the
     listing's order (a whole 'a, b' restored while 'a' said 'a, b, c'; 'a'
     installed for an as_of that 'RESTORE DATABASE a' said no backup met)."""
-    import json
-
-    from storage.backup.manifest import canonical, checksum
-
     await ok(client, SETUP)
     members = await rows(client, "BACKUP DATABASE a, b TO 'n' WITH (compression = 'none')")
-    path = tmp_path / "backups" / "n" / "manifests" / f"{members[0]['backup_id']}.json"
-    doc = json.loads(path.read_bytes())
-    if change == "namespaces":
-        doc["scope"]["namespaces"] = ["a", "b", "c"]
-    else:
-        doc["snapshot_at"] = "2099-01-01T00:00:00.000Z"
-    doc.pop("manifest_sha256")
-    doc["manifest_sha256"] = checksum(doc)
-    path.write_bytes(canonical(doc) + b"\n")
+
+    def disagree(doc: dict[str, Any]) -> None:
+        if change == "namespaces":
+            doc["scope"]["namespaces"] = ["a", "b", "c"]
+        else:
+            doc["snapshot_at"] = "2099-01-01T00:00:00.000Z"
+
+    reseal(tmp_path / "backups" / "n" / "manifests" / f"{members[0]['backup_id']}.json",
+           disagree)
     await ok(client, "INSERT INTO a.t VALUES (50, 'after')")
     message = await err(client, "RESTORE ALL FROM 'n' WITH (replace = true)", "BACKUP_INVALID")
     assert "inconsistent" in message
@@ -242,22 +238,17 @@ async def test_restore_all_checks_every_file_against_its_entry(
     """A member whose manifest renames a column (re-sealed: its checksum is
     valid) does not match its Parquet files: RESTORE ALL refuses the whole set
     (422) and installs no namespace, as RESTORE DATABASE would."""
-    import json
-
-    from storage.backup.manifest import canonical, checksum
-
     await ok(client, SETUP)
     await ok(client, "FLUSH TABLE b.t")
     got = await rows(client, "BACKUP DATABASE a, b TO 'plain' WITH (compression = 'none')")
-    path = tmp_path / "backups" / "plain" / "manifests" / f"{got[1]['backup_id']}.json"
-    doc = json.loads(path.read_text())
-    for schema in doc["tables"][0]["schemas"]:
-        for col in schema["columns"]:
-            if col["name"] == "v":
-                col["name"] = "renamed"
-    doc.pop("manifest_sha256")
-    doc["manifest_sha256"] = checksum(doc)
-    path.write_bytes(canonical(doc) + b"\n")
+
+    def rename(doc: dict[str, Any]) -> None:
+        for schema in doc["tables"][0]["schemas"]:
+            for col in schema["columns"]:
+                if col["name"] == "v":
+                    col["name"] = "renamed"
+
+    reseal(tmp_path / "backups" / "plain" / "manifests" / f"{got[1]['backup_id']}.json", rename)
     await ok(client, "DROP NAMESPACE a CASCADE; DROP NAMESPACE b CASCADE")
     err = await expect(client, "RESTORE ALL FROM 'plain'", "BACKUP_INVALID")
     assert "renamed" in err["message"] or "column" in err["message"], err
