@@ -232,10 +232,14 @@ class LocksAndPrune:
         return sum(doomed.values())
 
 
-def prune_dropped(repo: LocksAndPrune, backup_id: str, candidates: set[str], work: Work) -> int:
+def prune_dropped(repo: LocksAndPrune, backup_id: str, candidates: set[str], work: Work,
+                  doomed: set[str] | None = None) -> int:
     """DROP BACKUP's (and keep_last's) prune of a dropped backup's objects,
-    with its fault point `prune.before_delete` once the doomed are decided."""
+    with its fault point `prune.before_delete` once the doomed are decided
+    (added to `doomed` when given)."""
     def decided(oids: set[str]) -> None:
+        if doomed is not None:
+            doomed.update(oids)
         work.fault("prune.before_delete", backup_id=backup_id, oids=oids)
 
     return repo.prune(candidates=candidates, before_delete=decided)

@@ -97,3 +97,27 @@ def test_drop_backup_beside_a_damaged_backup_removes_nothing(
     with pytest.raises(BackupInvalid, match="cannot tell which objects are in use"):
         drop_plan(repo, "bk-2")
     assert "bk-2" in repo.manifest_ids()
+
+
+def test_manifests_are_read_a_number_of_times_linear_in_the_drops(
+        repo: Repository, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each drop's prune reread every manifest: N backups beyond keep (planted
+    copies of one manifest, say) took N^2 reads (1,000: 76 s). Now the
+    manifests go, then one prune."""
+    n = 40
+    for i in range(n):
+        _backup(repo, make_file, f"bk-{i:02d}", i, 10 + i)
+    reads: list[str] = []
+    read_small = type(repo)._read_small
+
+    def counted(self: Repository, path: str) -> Any:
+        if "/manifests/" in path:
+            reads.append(path)
+        return read_small(self, path)
+
+    monkeypatch.setattr(type(repo), "_read_small", counted)
+    dropped = keep_newest(repo, "app", 1, Quiet())
+    assert [b for b, _ in dropped] == [f"bk-{i:02d}" for i in range(n - 2, -1, -1)]
+    assert all(freed == 10 + int(b[3:]) for b, freed in dropped)  # each its own object
+    assert repo.manifest_ids() == [f"bk-{n - 1:02d}"] and len(repo.list_objects()) == 1
+    assert len(reads) < 4 * n, len(reads)
