@@ -328,6 +328,12 @@ def _number(text: str) -> Any:
     return int(text) if text.isdigit() else decimal.Decimal(text)
 
 
+def negated(value: Any) -> Any:
+    """-value, exactly: a Decimal's `-` rounds to the context's 28 digits
+    (-123456789012345678901234567.8912345678 was stored ...567.9)."""
+    return value.copy_negate() if isinstance(value, decimal.Decimal) else -value
+
+
 def describe_header(tokens: list[Token]) -> tuple[str | None, str, list[str] | None, int]:
     """db, table and columns as written of `INSERT INTO [db.]t [(c, ...)]`
     tokens of the shape `_insert` builds, and the index of the VALUES token."""
@@ -357,7 +363,7 @@ def _describe_insert(tokens: list[Token]) -> FastInsert | None:
         while True:
             kind, text = tokens[i][0], tokens[i][1]
             if kind == _PUNCT:  # "-" and a number
-                values.append(-_number(tokens[i + 1][1]))
+                values.append(negated(_number(tokens[i + 1][1])))
                 i += 1
             elif kind == _NUM:
                 values.append(_number(text))

@@ -125,7 +125,7 @@ def _read(m: re.Match[str], width: int) -> tuple[tuple[int, ...], list[Any]]:
                 values.append(value)
             else:
                 kinds.append(_NEG)
-                values.append(-value)
+                values.append(fastpath.negated(value))
             continue
         text = g[j + 2]
         if text is not None:

@@ -219,7 +219,10 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
 
 # Room for DECIMAL(38,s) (the default context has 28 digits: quantize raised
 # on a valid 29-38 digit value); a value of more digits is refused after it.
-_DECIMALS = decimal.Context(prec=80)
+# Ties round away from zero, as DuckDB's CAST does (and PostgreSQL): with the
+# default half-even, 2.5 was stored 2 in a DECIMAL(18,0), the server's own
+# `CAST(2.5 AS DECIMAL(18,0))` 3.
+_DECIMALS = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_UP)
 
 
 def _ascii(text: str) -> str:

@@ -33,7 +33,11 @@ def literal(node: exp.Expression) -> Any:
         return int(text) if re.fullmatch(r"\d+", text) else decimal.Decimal(text)
     if isinstance(node, exp.Neg):
         value = literal(node.this)
-        if isinstance(value, int | decimal.Decimal) and not isinstance(value, bool):
+        if isinstance(value, decimal.Decimal):
+            # Exact: `-value` rounds to the context's 28 digits, and an
+            # acknowledged DECIMAL(38,10) lost its last digits.
+            return value.copy_negate()
+        if isinstance(value, int) and not isinstance(value, bool):
             return -value
     if isinstance(node, exp.Paren):
         return literal(node.this)

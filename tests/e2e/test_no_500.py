@@ -214,6 +214,34 @@ async def test_a_double_past_real_is_refused(client: Any) -> None:
     assert abs(res[0]["rows"][2]["r"] - 3e38) < 1e31
 
 
+async def test_a_negative_decimal_keeps_every_digit_and_ties_round_as_cast(
+        client: Any) -> None:
+    """A negative literal was negated in Python's 28-digit context: an
+    acknowledged -123456789012345678901234567.8912345678 was stored
+    ...567.9000000000 (and -9999999999999999999999999999.9999999999 refused),
+    by the parser's fast path and the tree alike, over HTTP and pgwire. And a
+    value was stored half-to-even (2.5 as 2) where the server's own CAST
+    rounds half away from zero (3)."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.d (id BIGINT PRIMARY KEY, "
+                     "e DECIMAL(38,10), n DECIMAL(18,0), m DECIMAL(10,2))")
+    await ok(client, "INSERT INTO app.d VALUES (1, -123456789012345678901234567.8912345678, "
+                     "2.5, 1.125)")  # one row: the fast path
+    await ok(client, "INSERT INTO app.d VALUES (2, -9999999999999999999999999999.9999999999, "
+                     "-0.5, -2.675), (3, (-1234567890123456789012345678.9), 0.5, 0.125)")
+    await ok(client, "INSERT INTO app.d (id, e) SELECT 4, -123456789012345678901234567.8912345678")
+    res = await ok(client, "SELECT id, e::TEXT AS e, n::TEXT AS n, m::TEXT AS m FROM app.d "
+                           "ORDER BY id")
+    assert res[0]["rows"] == [
+        {"id": 1, "e": "-123456789012345678901234567.8912345678", "n": "3", "m": "1.13"},
+        {"id": 2, "e": "-9999999999999999999999999999.9999999999", "n": "-1", "m": "-2.68"},
+        {"id": 3, "e": "-1234567890123456789012345678.9000000000", "n": "1", "m": "0.13"},
+        {"id": 4, "e": "-123456789012345678901234567.8912345678", "n": None, "m": None}]
+    cast = await ok(client, "SELECT CAST(2.5 AS DECIMAL(18,0))::TEXT AS a, "
+                            "CAST(-0.5 AS DECIMAL(18,0))::TEXT AS b, "
+                            "CAST(1.125 AS DECIMAL(10,2))::TEXT AS c")
+    assert cast[0]["rows"] == [{"a": "3", "b": "-1", "c": "1.13"}]  # what the rows hold
+
+
 async def test_decimal_38_holds_38_digits(client: Any) -> None:
     # quantize ran in Python's default 28-digit context: 29-38 digits were refused
     await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.d (id BIGINT PRIMARY KEY, "
