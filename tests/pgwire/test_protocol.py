@@ -386,3 +386,18 @@ def test_a_catalog_query_has_the_statement_timeout(tmp_path: Path) -> None:
                 conn.execute("SELECT version(), count(*) FROM range(300000000) a(x), "
                              "range(1000) b(y)")
             assert conn.execute("SELECT version()").fetchone()[0].startswith("PostgreSQL")
+
+
+def test_a_negative_zero_parameter_keeps_its_sign(pg: PgServer) -> None:
+    """A float -0.0 sent as a parameter (text or binary) was stored +0.0: the
+    literal `-0.0` it becomes was negated in Python's decimal context, which
+    drops a zero's sign (copy_negate keeps it, and every digit of a DECIMAL)."""
+    import math
+
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE negz; CREATE TABLE negz.t (id BIGINT PRIMARY KEY, d DOUBLE)")
+        conn.execute("INSERT INTO negz.t VALUES (%s, %s)", (1, -0.0))
+        conn.execute("INSERT INTO negz.t VALUES (%b, %b)", (2, -0.0))
+        rows = conn.execute("SELECT id, d FROM negz.t ORDER BY id").fetchall()
+        assert [r[0] for r in rows] == [1, 2]
+        assert all(r[1] == 0.0 and math.copysign(1.0, r[1]) == -1.0 for r in rows), rows
