@@ -16,9 +16,8 @@ role checks, name folding, USER-table isolation, type checks and their error
 messages) then runs on that tree exactly as before.
 
 Anything else returns None and goes the normal way: comments, quoted names,
-E-strings, backslashes, casts, functions, expressions, several rows, any
-character outside the few the shapes use, any whitespace but space, tab, CR
-and LF.
+E-strings, backslashes, casts, functions, expressions, several rows, any character
+outside the few the shapes use, any whitespace but space, tab, CR and LF.
 
 Whether sqlglot reads a word as a name depends on the word and where it
 stands (`load` is one of its keywords and still a table name; `current_date`
@@ -28,12 +27,10 @@ kind) is checked once against sqlglot: the first statement of a skeleton is
 parsed by both, and the skeleton is used only if the two trees are identical
 (classes, arguments and their order, values, positions). sqlglot's parse does
 not depend on the case of a word, the digits of a number, the characters of a
-string or the blanks between tokens, so every later statement of that
-skeleton gets the tree sqlglot would give it. `tests/sqlgrammar/
-test_fastpath.py` holds that to sqlglot on seeded generated statements (valid
-and near-valid, with spacing, case and literals varied);
-`bench/bench_fastpath.py` runs a large count.
-"""
+string or the blanks between tokens, so every later statement of that skeleton
+gets the tree sqlglot would give it. `tests/sqlgrammar/test_fastpath.py` holds
+that to sqlglot on seeded generated statements (valid and near-valid, with
+spacing, case and literals varied); `bench/bench_fastpath.py` runs a large count."""
 
 from __future__ import annotations
 
@@ -322,16 +319,13 @@ class FastInsert:
 _MAX_DIGITS = 100
 
 
-def _number(text: str) -> Any:
+def _number(text: str, negative: bool = False) -> Any:
     if len(text) > _MAX_DIGITS:
         raise _Shape
-    return int(text) if text.isdigit() else decimal.Decimal(text)
-
-
-def negated(value: Any) -> Any:
-    """-value, exactly: a Decimal's `-` rounds to the context's 28 digits
-    (-123456789012345678901234567.8912345678 was stored ...567.9)."""
-    return value.copy_negate() if isinstance(value, decimal.Decimal) else -value
+    if text.isdigit():
+        return -int(text) if negative else int(text)
+    # Exactly: a Decimal's `-` rounds to 28 digits (…567.8912345678 was stored …567.9).
+    return decimal.Decimal(text).copy_negate() if negative else decimal.Decimal(text)
 
 
 def describe_header(tokens: list[Token]) -> tuple[str | None, str, list[str] | None, int]:
@@ -363,7 +357,7 @@ def _describe_insert(tokens: list[Token]) -> FastInsert | None:
         while True:
             kind, text = tokens[i][0], tokens[i][1]
             if kind == _PUNCT:  # "-" and a number
-                values.append(negated(_number(tokens[i + 1][1])))
+                values.append(_number(tokens[i + 1][1], negative=True))
                 i += 1
             elif kind == _NUM:
                 values.append(_number(text))

@@ -119,13 +119,8 @@ def _read(m: re.Match[str], width: int) -> tuple[tuple[int, ...], list[Any]]:
     for j in range(0, 4 * width, 4):
         num = g[j + 1]
         if num is not None:
-            value = fastpath._number(num)
-            if g[j] is None:
-                kinds.append(_POS)
-                values.append(value)
-            else:
-                kinds.append(_NEG)
-                values.append(fastpath.negated(value))
+            kinds.append(_POS if g[j] is None else _NEG)
+            values.append(fastpath._number(num, negative=g[j] is not None))
             continue
         text = g[j + 2]
         if text is not None:
