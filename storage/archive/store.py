@@ -350,9 +350,21 @@ def base_left(repo: Repository, namespace: str, archive_id: str, since_lsn: int,
     restore nothing."""
     if known is not None and known in repo.manifest_ids():
         return known
-    found = [b for b in bases_of(repo, namespace) if b.snapshot_us >= since_us and (
-        b.legacy or (b.archive is not None and b.archive.id == archive_id
-                     and b.archive.lsn >= since_lsn))]
+    return _oldest_from(repo, namespace, archive_id, since_lsn, since_us)
+
+
+def _continues(b: Base, archive_id: str, since_lsn: int, since_us: int) -> bool:
+    """Whether backup `b` is a base the archive's changes after (since_lsn,
+    since_us) continue from: its cut there or later, in that archive (or,
+    written before manifests named their archive, taken then or later)."""
+    return b.snapshot_us >= since_us and (b.legacy or (
+        b.archive is not None and b.archive.id == archive_id and b.archive.lsn >= since_lsn))
+
+
+def _oldest_from(repo: Repository, namespace: str, archive_id: str, since_lsn: int,
+                 since_us: int) -> str | None:
+    found = [b for b in bases_of(repo, namespace)
+             if _continues(b, archive_id, since_lsn, since_us)]
     return min(found, key=lambda b: b.snapshot_us).backup_id if found else None
 
 
@@ -377,20 +389,14 @@ def base_of_last_run(repo: Repository, namespace: str, archive_id: str,
             break
         at = (first.after_lsn, first.after_us)
     since_lsn, since_us = at
-
-    def fits(b: Base) -> bool:
-        return b.snapshot_us >= since_us and (b.legacy or (
-            b.archive is not None and b.archive.id == archive_id and b.archive.lsn >= since_lsn))
-
     if known is not None:
         try:
             mine = _base(repo.read_manifest(known, require_body=False))
         except CairnError:
             mine = None
-        if mine is not None and fits(mine):
+        if mine is not None and _continues(mine, archive_id, since_lsn, since_us):
             return known
-    found = [b for b in bases_of(repo, namespace) if fits(b)]
-    return min(found, key=lambda b: b.snapshot_us).backup_id if found else None
+    return _oldest_from(repo, namespace, archive_id, since_lsn, since_us)
 
 
 def restore_windows(repo: Repository, namespace: str) -> list[Window]:

@@ -87,8 +87,7 @@ def _derive(passphrase: str, doc: dict[str, Any]) -> bytes:
     try:
         return kdf.derive(passphrase.encode("utf-8"))
     except (MemoryError, ValueError) as exc:  # parameters OpenSSL will not run
-        raise BackupInvalid(f"key file '{doc.get('key_id', '?')}': scrypt refused its "
-                            f"parameters ({exc})") from None
+        raise BackupInvalid(f"scrypt refused a key file's parameters ({exc})") from None
 
 
 def new_key_file(passphrase: str) -> tuple[str, bytes, Keys]:

@@ -19,18 +19,15 @@ from .repository import Repository
 from .schema import load_header
 
 
-def drop_plan(repo: Repository, backup_id: str, others_read: bool = False
-              ) -> tuple[str, set[str]]:
+def drop_plan(repo: Repository, backup_id: str) -> tuple[str, set[str]]:
     """What dropping `backup_id` takes: its namespace and its objects, from its
     public header (an encrypted one needs no key). NotFound if it is not
     there; BackupInvalid if it is damaged, or if a lock, a prune marker or any
     other manifest is (the prune after the drop would refuse: nothing is
-    removed rather than half). `others_read`: the caller has just read every
-    manifest and found none damaged."""
+    removed rather than half)."""
     m = repo.read_manifest(backup_id, require_body=False)
     repo.check_prunable()
-    if not others_read:
-        repo.referenced_objects()  # BackupInvalid for a manifest it cannot read
+    repo.referenced_objects()  # BackupInvalid for a manifest it cannot read
     return m["namespace"], {o.oid for o in load_header(m).objects}
 
 

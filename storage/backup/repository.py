@@ -49,7 +49,7 @@ from .objects import ObjectStore, OnCopied, OnOid, PutResult
 from .oserrors import reading, writing
 from .pruning import LocksAndPrune
 from .scan import scan_manifests
-from .selection import choose, may_be_of
+from .selection import choose, may_be_of, parse_time
 from .targets import Target, refuse_nested_remote
 from .transfer import OnBytes, ShouldStop
 from .verify import OnProgress, VerifyReport, verify_objects
@@ -494,7 +494,6 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 def _when(created_at: str) -> datetime:
     """created_at as an aware UTC datetime for sorting (naive counts as UTC)."""
     try:
-        when = datetime.fromisoformat(created_at)
-        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: before year 1 or past 9999 in UTC
+        return parse_time(created_at)
+    except InvalidArgument:
         return datetime.min.replace(tzinfo=UTC)
