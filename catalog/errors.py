@@ -65,6 +65,15 @@ class BackupInvalid(CairnError):
     code, status = "BACKUP_INVALID", 422
 
 
+class Unavailable(CairnError):
+    """Something the statement needs cannot be reached now (an object store
+    that does not answer): nothing is wrong with the statement or the data, and
+    the same statement may succeed later. Not in the contract's table; added for
+    the same reason as the HTTP layer's 503 for too many connections."""
+
+    code, status = "UNAVAILABLE", 503
+
+
 class Internal(CairnError):
     code, status = "INTERNAL", 500
 
@@ -80,5 +89,6 @@ ALL_ERRORS: tuple[type[CairnError], ...] = (
     RequestTooLarge,
     BackupInvalid,
     Cancelled,
+    Unavailable,
     Internal,
 )

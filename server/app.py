@@ -307,8 +307,9 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
         return await send_answer(request, data, cairn.config.server.send_timeout_seconds)
     e = outcome.error
     request[OUTCOME] = e.error.code
-    if e.error.status >= 500:
-        log.error("statement %s failed: %s", e.statement, e.error.message)
+    if e.error.status >= 500:  # a bug (INTERNAL), or a target not answering (UNAVAILABLE)
+        level = logging.WARNING if e.error.code == "UNAVAILABLE" else logging.ERROR
+        log.log(level, "statement %s failed: %s", e.statement, e.error.message)
     body = error_body(e.error, took_ms(started), outcome.results, statement=e.statement,
                       line=e.line, column=e.column)
     return web.json_response(body, status=e.error.status)

@@ -17,6 +17,7 @@ SQLSTATE = {
     "INTERNAL": "XX000",
     "INVALID_REQUEST": "08P01",
     "REQUEST_TOO_LARGE": "54000",
+    "UNAVAILABLE": "58030",  # io_error: a backup target that cannot be reached
 }
 
 

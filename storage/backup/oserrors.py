@@ -1,12 +1,17 @@
 """Turning OS errors from a backup target into the contract's error codes.
 
 A full disk or a read-only mount is an operator problem, not a bug, so it must
-reach the user as a clear 4xx error naming the target, never as a 500."""
+reach the user as a clear 4xx error naming the target, never as a 500. An
+object store's errors carry no errno; pyarrow names S3's error instead
+(`AWS Error ACCESS_DENIED during HeadObject operation: …`), and that name
+says whether the store refused the credentials (PERMISSION_DENIED) or could
+not be reached (UNAVAILABLE), neither of which is a damaged backup."""
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,9 +21,32 @@ from catalog.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+# pyarrow's names of the AWS SDK's error types (aws-sdk-cpp `S3Errors`/`CoreErrors`)
+_S3_REFUSED = {"ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH",
+               "INVALID_CLIENT_TOKEN_ID", "MISSING_AUTHENTICATION_TOKEN", "EXPIRED_TOKEN",
+               "UNRECOGNIZED_CLIENT", "INVALID_SIGNATURE", "REQUEST_TIME_TOO_SKEWED"}
+_S3_UNREACHABLE = {"NETWORK_CONNECTION", "REQUEST_TIMEOUT", "SERVICE_UNAVAILABLE", "SLOW_DOWN",
+                   "THROTTLING", "INTERNAL_FAILURE", "REQUEST_EXPIRED", "REQUEST_TIMEOUT_EXCEPTION"}
+_AWS_ERROR = re.compile(r"AWS Error ([A-Z_]+)(?: \(HTTP status (\d{3})\))?")
+
+
+def _s3_refusal(uri: str, exc: OSError) -> CairnError | None:
+    """PermissionDenied or Unavailable for an object store's error that says
+    so; None for any other (a missing key, a bad request: the caller's own)."""
+    found = _AWS_ERROR.search(str(exc))
+    if found is None:
+        return None
+    kind, http = found.group(1), int(found.group(2) or 0)
+    if kind in _S3_REFUSED or http in (401, 403):
+        return PermissionDenied(f"backup target '{uri}' refuses access: {describe(exc)}")
+    if kind in _S3_UNREACHABLE or http >= 500:
+        return Unavailable(f"backup target '{uri}' cannot be reached: {describe(exc)}")
+    return None
 
 
 def describe(exc: BaseException) -> str:
@@ -33,6 +61,8 @@ def write_failed(uri: str, exc: OSError) -> CairnError:
     """PermissionDenied for EACCES/EPERM/EROFS, InvalidArgument for anything else
     (ENOSPC, EDQUOT, ENOTDIR, …): the target cannot take the write."""
     message = f"cannot write to backup target '{uri}': {describe(exc)}"
+    if (refused := _s3_refusal(uri, exc)) is not None:
+        return refused
     if exc.errno in _DENIED:
         return PermissionDenied(message)
     return InvalidArgument(message)
@@ -43,6 +73,8 @@ def read_failed(uri: str, exc: OSError, what: str = "") -> CairnError:
     data the backup needs cannot be read back."""
     subject = f"{what} in backup target '{uri}'" if what else f"backup target '{uri}'"
     message = f"cannot read {subject}: {describe(exc)}"
+    if (refused := _s3_refusal(uri, exc)) is not None:
+        return refused
     if exc.errno in _DENIED:
         return PermissionDenied(message)
     if isinstance(exc, FileNotFoundError) and not what:
