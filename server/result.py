@@ -238,7 +238,9 @@ def to_json_value(value: Any, cairn_t: str = "") -> Any:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        # isoformat: four digits of year before 1000 too (strftime's %Y gives
+        # `999`, not ISO 8601), and milliseconds cut toward the past.
+        return value.isoformat(timespec="milliseconds") + "Z"
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, dt.time | dt.timedelta):

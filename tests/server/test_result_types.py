@@ -102,3 +102,17 @@ def test_answers_made_a_column_at_a_time_are_the_values_one_at_a_time() -> None:
 def _same(got: list[dict[str, object]], want: list[dict[str, object]]) -> None:
     for g, w in zip(got, want, strict=True):
         assert {k: repr(v) for k, v in g.items()} == {k: repr(v) for k, v in w.items()}
+
+
+def test_a_time_before_the_year_1000_has_four_digits_of_year() -> None:
+    """ISO 8601's years have four digits: `0999-…`, not strftime's `999-…`,
+    one value at a time and a column at a time alike."""
+    import datetime as dt
+
+    from server.result import Result
+    times = [dt.datetime(999, 3, 4, 5, 6, 7, 891999), dt.datetime(1, 1, 1)]
+    want = ["0999-03-04T05:06:07.891Z", "0001-01-01T00:00:00.000Z"]
+    for n in (1, 200):  # one at a time (SHORT_COLUMN) and the column path
+        table = pa.table({"t": pa.array(times * n, pa.timestamp("us"))})
+        got = [r["t"] for r in Result.of_arrow(table).to_json()["rows"]]
+        assert got == want * n
