@@ -102,12 +102,13 @@ def arrow_field(col: Column) -> pa.Field:
 
 def _bad(col: Column, row: int | None, value: Any, why: str = "") -> InvalidArgument:
     where = f" in row {row}" if row is not None else ""
-    shown = repr(value)
+    shown = str(value) if isinstance(value, decimal.Decimal) else repr(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return InvalidArgument(
-        f"Column '{col['name']}' ({type_label(col)}){where}: {why or 'cannot take'} {shown}"
-    )
+    head = f"Column '{col['name']}' ({type_label(col)}){where}"
+    if why == "is out of range for":  # the value, then what it does not fit
+        return InvalidArgument(f"{head}: {shown} is out of range for {type_label(col)}")
+    return InvalidArgument(f"{head}: {why or 'cannot take'} {shown}")
 
 
 def _parse_timestamp(text: str) -> dt.datetime:
@@ -234,10 +235,6 @@ def _ascii(text: str) -> str:
     return text
 
 
-_REAL_MAX = 3.4028234663852886e38  # the largest finite float32
-_REAL_TINY = 1.401298464324817e-45  # the smallest positive one
-
-
 def _out_of_range(t: str, value: int | decimal.Decimal | str, number: float) -> bool:
     """Whether a written number (an int, a literal's Decimal, a string) lost
     itself on the way to a float: 1e309 became inf, 1e-400 became 0, or a REAL
@@ -248,17 +245,27 @@ def _out_of_range(t: str, value: int | decimal.Decimal | str, number: float) -> 
         return False
     if not math.isfinite(number) or (number == 0.0 and value != 0):
         return True
-    magnitude = abs(number)
-    return t == "REAL" and (magnitude > _REAL_MAX or 0.0 < magnitude < _REAL_TINY / 2)
+    return t == "REAL" and (_real_overflow(number) or _real_underflow(number))
+
+
+def _as_real(number: float) -> float:
+    """`number` rounded to float32 as it is stored (to nearest, ties to even):
+    REAL's largest value as printed, `3.4028235e+38`, is a little past it as a
+    double and rounds back to it; infinity for what rounds past it."""
+    try:
+        return float(struct.unpack("f", struct.pack("f", number))[0])
+    except OverflowError:  # some Pythons raise, others give inf
+        return math.inf
 
 
 def _real_overflow(number: float) -> bool:
     """Whether a finite DOUBLE (a query's value) becomes infinity as a REAL."""
-    try:
-        as_real = struct.unpack("f", struct.pack("f", number))[0]
-    except OverflowError:  # some Pythons raise, others give inf
-        return True
-    return math.isfinite(number) and not math.isfinite(as_real)
+    return math.isfinite(number) and not math.isfinite(_as_real(number))
+
+
+def _real_underflow(number: float) -> bool:
+    """Whether a number other than zero becomes zero as a REAL (1e-46)."""
+    return number != 0.0 and _as_real(number) == 0.0
 
 
 def _finite(text: str) -> float:

@@ -46,6 +46,20 @@ async def test_what_fits_is_stored_as_written(app: Any) -> None:
     assert got[3]["d"].lower() in ("-inf", "-infinity") and float(got[3]["r"]) == 0.0
 
 
+async def test_reals_largest_and_smallest_as_printed_are_taken_back(app: Any) -> None:
+    """What a REAL's extremes print as (the shortest text that reads back as
+    them) is a little past them as a double, and rounds back to them: it was
+    refused as out of range. Only what rounds past them is."""
+    await ok(app, "INSERT INTO app.m (id, r) VALUES (1, 3.4028235e+38), (2, '-3.4028235e38'), "
+                  "(3, 1e-45), (4, 3.4028235677973362e38)")
+    got = await rows(app, "SELECT id, r::DOUBLE AS r FROM app.m ORDER BY id")  # widened exactly
+    assert [abs(g["r"]) for g in got] == [3.4028234663852886e38, 3.4028234663852886e38,
+                                                 1.401298464324817e-45, 3.4028234663852886e38]
+    for text in ["INSERT INTO app.m (id, r) VALUES (5, 3.4028235677973366e38)",
+                 "INSERT INTO app.m (id, r) VALUES (5, 7.006492321624085e-46)"]:
+        assert "out of range" in await err(app, text, "INVALID_ARGUMENT")
+
+
 async def test_update_to_a_literal_no_double_holds_is_refused(app: Any) -> None:
     await ok(app, "INSERT INTO app.m (id, d) VALUES (1, 2.5)")
     for text in ["UPDATE app.m SET d = 1e309", "UPDATE app.m SET d = -1E+400 WHERE id = 1",
