@@ -326,11 +326,11 @@ def _check_keys(
     flag = quote(DELETED) if has_deleted else "false"
     using = ", ".join(map(quote, pk))
     view = view_sql(snap, buf_name, engine.files, show_deleted=True)
-    plan.sql = (f"SELECT {using}, {flag} AS __del FROM ({view}) AS __t0 "
+    plan.sql = (f"SELECT {using}, {flag} AS \"#del\" FROM ({view}) AS __t0 "
                 f"SEMI JOIN {keys_name} USING ({using})")
     plan.names = {"__t0": _name(st), buf_name: _name(st), keys_name: "the new keys"}
     found = engine.run_plan(plan).to_pylist()
-    live = [r for r in found if not r["__del"]]
+    live = [r for r in found if not r["#del"]]
     if live:
         key = tuple(live[0][k] for k in pk)
         raise AlreadyExists(
@@ -457,14 +457,14 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
                 raise InvalidArgument(f"Column '{name}' is set twice")
             sandbox.check_fragment(eq.expression)
             sets.append((col, eq.expression))
-        extra = [f"({v.sql(dialect='duckdb')}) AS __set{i}" for i, (_, v) in enumerate(sets)]
+        extra = [f"({v.sql(dialect='duckdb')}) AS \"#set{i}\"" for i, (_, v) in enumerate(sets)]
         found = _matching(engine, st, e.this, where, extra, user, ns)
         n = found.num_rows
         if n == 0:
             return 0
         data: dict[str, Any] = {c["name"]: found.column(c["name"]) for c in st.columns}
         for i, (col, _) in enumerate(sets):
-            values = py_values(found.column(f"__set{i}"), f"Column '{col['name']}'")
+            values = py_values(found.column(f"#set{i}"), f"Column '{col['name']}'")
             data[col["name"]] = [coerce(col, v, r + 1) for r, v in enumerate(values)]
         del found  # _append frees the rows' columns once encoded
         data[DELETED] = pa.array([False] * n, pa.bool_()) if DELETED in cols else None

@@ -31,6 +31,11 @@ from .buffer import TableState, point_mask
 from .timing import WouldWait, waiting_allowed
 from .types import DELETED, OW, SEQ, Column, default_value, duckdb_type, sql_literal
 
+# The newest-version join's own column: a `#` no column name has (the names'
+# pattern), so a table's key column named `__mseq` (a valid name) is not
+# taken for it (it was: an updated row's every version vanished from scans).
+MSEQ = '"#mseq"'
+
 if TYPE_CHECKING:
     from .files import FileStore
     from .keys import FileRanges
@@ -292,11 +297,11 @@ def view_sql(snap: Snapshot, buffer_name: str, files: FileStore, *, show_deleted
     same = " AND ".join(f"__o.{quote(k)} = __r.{quote(k)}" for k in snap.primary_key)
     cols_r = ", ".join(f"__r.{quote(n)}" for n in names)
     deduped = (
-        f"WITH __o AS MATERIALIZED (SELECT {key}, max({SEQ}) AS __mseq FROM ({body}) "
+        f"WITH __o AS MATERIALIZED (SELECT {key}, max({SEQ}) AS {MSEQ} FROM ({body}) "
         f"WHERE {OW} GROUP BY {key}) "
         f"SELECT {cols_r} FROM ({body}) AS __r ANTI JOIN __o USING ({key}) "
         f"UNION ALL SELECT {cols_r} FROM ({body}) AS __r JOIN __o ON {same} "
-        f"AND __o.__mseq = __r.{SEQ}"
+        f"AND __o.{MSEQ} = __r.{SEQ}"
     )
     where = "" if show_deleted or DELETED not in names else f" WHERE NOT {quote(DELETED)}"
     return f"SELECT {visible} FROM ({deduped}){where}"
