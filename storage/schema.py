@@ -16,6 +16,7 @@ RESERVED_COLUMNS = frozenset((*HIDDEN, *SYSTEM_COLUMNS))
 
 # What a backup's manifest holds (storage/backup/schema.py reads it with these).
 OPTION_MAX = 2**63 - 1
+FLOAT_OPTION_MAX = 2**63 - 1024  # the largest double not past OPTION_MAX
 MAX_COLUMNS = 4096  # of a table, Cairn's own (_id, _updated, _deleted) included
 OPTIONS: dict[str, tuple[tuple[str, ...], type, float]] = {
     # name: (table kinds it applies to, value type, smallest value)
@@ -44,8 +45,11 @@ def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
             raise InvalidArgument(f"option '{key}' must be a whole number, not {value!r}")
         if value < least:
             raise InvalidArgument(f"option '{key}' must be positive, not {value!r}")
-        if not value <= OPTION_MAX:  # what a backup's manifest holds (NaN fails too)
-            raise InvalidArgument(f"option '{key}' must be at most {OPTION_MAX}, not {value!r}")
+        if not typ(value) <= OPTION_MAX:  # what a backup's manifest holds (NaN fails too)
+            # As stored: 2^63 - 1 seconds is the double 2^63, which no manifest
+            # holds (it was taken, and every BACKUP of its namespace failed).
+            most = OPTION_MAX if typ is int else FLOAT_OPTION_MAX
+            raise InvalidArgument(f"option '{key}' must be at most {most}, not {value!r}")
         out[key] = typ(value)
     return out
 

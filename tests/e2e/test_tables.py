@@ -76,14 +76,19 @@ async def test_what_a_table_takes_a_backup_holds(app: Any) -> None:
     wide = ", ".join(f"c{i} INT" for i in range(4093))  # + id, _updated, _deleted = 4096
     await ok(app, f"CREATE TABLE app.w (id INT PRIMARY KEY, {wide})")
     await ok(app, f"CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT({2**31 - 1})) "
-                  f"WITH (flush_rows = {top})")
+                  f"WITH (flush_rows = {top}, flush_interval_seconds = {2**63 - 1024})")
     for sql, word in [
         (f"CREATE TABLE app.x (id INT PRIMARY KEY, {wide}, c4093 INT)", "4096"),
         ("ALTER TABLE app.w ADD COLUMN more INT", "4096"),
         (f"CREATE TABLE app.x (id INT PRIMARY KEY, v TEXT({2**31}))", "2147483647"),
         (f"CREATE TABLE app.x (id INT PRIMARY KEY) WITH (flush_rows = {top + 1})", str(top)),
         ("CREATE TABLE app.x (id INT PRIMARY KEY) WITH (flush_interval_seconds = 1e19)",
-         str(top)),
+         str(2**63 - 1024)),
+        # 2^63 - 1 seconds is the double 2^63: taken, then every BACKUP failed
+        (f"CREATE TABLE app.x (id INT PRIMARY KEY) WITH (flush_interval_seconds = {top})",
+         str(2**63 - 1024)),
+        (f"CREATE STREAM TABLE app.x (id INT PRIMARY KEY) WITH (ttl_seconds = {top})",
+         str(2**63 - 1024)),
     ]:
         assert word in await err(app, sql, "INVALID_ARGUMENT"), sql
     assert not await rows(app, "SELECT * FROM system.tables WHERE table_name = 'x'")
