@@ -381,6 +381,11 @@ def _commit(
                 st.batches[k] = batch
         if evicted:
             st.keys.removed()
+        if any(batch is not None for batch in evicted.values()):
+            # A batch cut in part keeps its key: a cached conversion whose
+            # keys lead the buffer still held the cut rows (they were served,
+            # a key twice once it was written again).
+            st.forget_conversions()
         st.batches[key] = (BufBatch(key, st.schema.version, now, owner, rows) if values is None
                            else OneRow(key, st.schema.version, now, owner, values,
                                        st.row_schema(), st.row_struct()))
