@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -40,6 +41,7 @@ from .text import check_header, check_text
 from .web import add_routes as add_web_console
 
 log = logging.getLogger("cairn.http")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # contract §3, before folding
 
 CAIRN: web.AppKey[Cairn] = web.AppKey("cairn", Cairn)
 # What handle_sql learned about a request, for the metrics middleware.
@@ -211,8 +213,9 @@ async def read_sql_request(request: web.Request, body_timeout: float = 0) -> tup
     namespace = body.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise InvalidRequest('"namespace" must be a string')
-    if namespace is not None:
-        check_text(namespace, '"namespace"')
+    if namespace and not NAME.fullmatch(namespace):  # it was echoed whole in NOT_FOUND
+        raise InvalidRequest('"namespace" must be a name ([A-Za-z_][A-Za-z0-9_]*, at most 64 '
+                             f"characters), not {namespace[:64]!r}{'…' if len(namespace) > 64 else ''}")
     return sql, namespace.lower() if namespace else None
 
 

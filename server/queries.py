@@ -11,7 +11,7 @@ from catalog.errors import PermissionDenied
 from sqlgrammar.ast import Explain, Query
 from sqlgrammar.fastpath import FastInsert, FastSelect
 from storage import explain, fast
-from storage.query import ResultLimits
+from storage.limits import ResultLimits
 
 from . import visibility
 from .dispatch import Routes

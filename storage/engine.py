@@ -52,8 +52,9 @@ from .config import EngineConfig
 from .duck import Cursor
 from .files import FileStore
 from .keys import FileRanges
+from .limits import ResultLimits
 from .pointcache import PointCache
-from .query import Plan, ResultLimits, mark_json, plan_query, release
+from .query import Plan, mark_json, plan_query, release
 from .query_errors import clean, query_failed
 from .registry import Registry
 from .watchdog import Watchdog
@@ -207,8 +208,7 @@ class Engine:
         session_user: str | None,
         default_namespace: str | None,
         *,
-        timeout: float | None = None,
-        limits: ResultLimits | None = None,
+        timeout: float | None = None, limits: ResultLimits | None = None,
         interrupt: Callable[[Callable[[], Any] | None], None] | None = None,
         owned: bool = False, small: bool = False,
     ) -> pa.Table:

@@ -19,7 +19,8 @@ from sqlglot import exp
 from catalog.errors import InvalidArgument, PermissionDenied
 
 from . import sandbox
-from .query import Plan, ResultLimits, plan_query
+from .limits import ResultLimits
+from .query import Plan, plan_query
 
 if TYPE_CHECKING:
     from .engine import Engine

@@ -33,9 +33,10 @@ from . import direct, dml
 from .buffer import TableState
 from .files import FileStore
 from .keys import FileRanges
+from .limits import ResultLimits
 from .pointcache import PointCache
 from .ports import Writer
-from .query import Plan, ResultLimits, answered, release, take_snapshot
+from .query import Plan, answered, release, take_snapshot
 from .timing import waiting_allowed
 
 _INT_TYPES = ("SMALLINT", "INT", "BIGINT")

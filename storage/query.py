@@ -31,11 +31,6 @@ from .buffer import TableState, point_mask
 from .timing import WouldWait, waiting_allowed
 from .types import DELETED, OW, SEQ, Column, default_value, duckdb_type, sql_literal
 
-# The newest-version join's own column: a `#` no column name has (the names'
-# pattern), so a table's key column named `__mseq` (a valid name) is not
-# taken for it (it was: an updated row's every version vanished from scans).
-MSEQ = '"#mseq"'
-
 if TYPE_CHECKING:
     from .files import FileStore
     from .keys import FileRanges
@@ -43,69 +38,6 @@ if TYPE_CHECKING:
 CAIRN_TYPE = b"cairn.type"
 # One dialect object (`expression.sql(dialect="duckdb")` builds one per call).
 _DUCKDB = Dialect.get_or_raise("duckdb")
-TRUNCATED = b"cairn.truncated"  # schema metadata of an answer cut by ResultLimits
-
-
-def over(table: pa.Table, max_bytes: int) -> bool:
-    """Whether `table.nbytes` (the bytes its values use) is over `max_bytes`.
-    `nbytes` walks the buffers with the GIL released (~12 µs for a one-row
-    answer here), and a thread of a running job takes the GIL meanwhile:
-    every point SELECT had the event loop wait for one then
-    (docs/performance.md, "The event loop's GIL beside a BACKUP"). The size
-    of the buffers, which holds the GIL and takes under a µs, is never less
-    when no two columns or chunks share a buffer (`nbytes` counts a shared
-    one each time it is used, the size once), as in every answer here:
-    DuckDB's, the direct path's distinct columns, a system table's. So
-    within it the answer is within the bound."""
-    return bool(table.get_total_buffer_size() > max_bytes and table.nbytes > max_bytes)
-
-
-@dataclass(frozen=True)
-class ResultLimits:
-    """What one query may hand back to its caller.
-
-    `max_rows` / `max_bytes` (None: no bound) cut the answer: rows past either
-    are never read from DuckDB, and the returned table is marked truncated
-    (`ResultLimits.truncated`). Bytes are Arrow buffer sizes, about the size of
-    the values. `system_view(name, table)`, if given, is applied to every
-    `system.<name>` table the query reads (the server hides other users' jobs
-    and server paths from role-users this way)."""
-
-    max_rows: int | None = None
-    max_bytes: int | None = None
-    system_view: Callable[[str, pa.Table], pa.Table] | None = None
-
-    @property
-    def bounded(self) -> bool:
-        return self.max_rows is not None or self.max_bytes is not None
-
-    def cut(self, table: pa.Table) -> pa.Table:
-        """`table` within the bounds (an answer already materialized, e.g. a system table)."""
-        rows = table.num_rows
-        if self.max_rows is not None:
-            rows = min(rows, self.max_rows)
-        if self.max_bytes is not None and over(
-                table if rows == table.num_rows else table.slice(0, rows), self.max_bytes):
-            lo, hi = 0, rows
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if table.slice(0, mid).nbytes <= self.max_bytes:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            rows = lo
-        return table if rows == table.num_rows else self.mark(table.slice(0, rows))
-
-    @staticmethod
-    def mark(table: pa.Table) -> pa.Table:
-        return table.replace_schema_metadata({**(table.schema.metadata or {}), TRUNCATED: b"true"})
-
-    @staticmethod
-    def truncated(table: pa.Table) -> bool:
-        meta = table.schema.metadata
-        return bool(meta) and meta.get(TRUNCATED) == b"true"
-
-
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -292,16 +224,17 @@ def view_sql(snap: Snapshot, buffer_name: str, files: FileStore, *, show_deleted
     # rows of other keys pass through a hash anti-join with that small set, and
     # of the rest only each key's newest version joins back. Measured 2-4x
     # faster than a row_number() window over every row, and a WHERE on the
-    # key still reaches the scans.
+    # key still reaches the scans. Its own column has a `#` no column name has
+    # (a key named `__mseq` was taken for it: updated rows left the scans).
     key = ", ".join(map(quote, snap.primary_key))
     same = " AND ".join(f"__o.{quote(k)} = __r.{quote(k)}" for k in snap.primary_key)
     cols_r = ", ".join(f"__r.{quote(n)}" for n in names)
     deduped = (
-        f"WITH __o AS MATERIALIZED (SELECT {key}, max({SEQ}) AS {MSEQ} FROM ({body}) "
+        f"WITH __o AS MATERIALIZED (SELECT {key}, max({SEQ}) AS \"#mseq\" FROM ({body}) "
         f"WHERE {OW} GROUP BY {key}) "
         f"SELECT {cols_r} FROM ({body}) AS __r ANTI JOIN __o USING ({key}) "
         f"UNION ALL SELECT {cols_r} FROM ({body}) AS __r JOIN __o ON {same} "
-        f"AND __o.{MSEQ} = __r.{SEQ}"
+        f"AND __o.\"#mseq\" = __r.{SEQ}"
     )
     where = "" if show_deleted or DELETED not in names else f" WHERE NOT {quote(DELETED)}"
     return f"SELECT {visible} FROM ({deduped}){where}"
@@ -403,7 +336,7 @@ def plan_query(
                 raise NotFound(f"Table '{catalog}.{db}.{name}' does not exist")
             if id(node) in ctes:  # a CTE in scope (no namespace); any other name is a table
                 continue
-            if db == "system":
+            if db == "system" or not db and default_namespace == "system":
                 if not waiting_allowed():  # built from the catalog, read by DuckDB
                     raise WouldWait("a system table")
                 view = seen.get(("system", name))

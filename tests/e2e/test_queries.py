@@ -50,6 +50,21 @@ async def test_join_across_namespaces_default_namespace_and_cte(app: Any) -> Non
     assert got == [{"name": "bob"}]
 
 
+async def test_the_request_namespace_is_a_name_and_system_reads(app: Any) -> None:
+    """`"namespace": "system"` made every unqualified read "system tables are
+    read-only" (a missing table too); a namespace that is no name was echoed
+    whole in NOT_FOUND (100,000 characters). Found by trying."""
+    assert await rows(app, "SELECT count(*) > 0 AS any FROM namespaces", namespace="SYSTEM") == [
+        {"any": True}]
+    await err(app, "SELECT * FROM no_such_table", "NOT_FOUND", namespace="system")
+    assert "read-only" in await err(app, "DELETE FROM jobs", "INVALID_ARGUMENT",
+                                    namespace="system")
+    for bad in ["Has Space", "app; DROP", "x" * 100_000, "é", "9a", "a" * 65]:
+        message = await err(app, "SELECT 1", "INVALID_REQUEST", namespace=bad)
+        assert '"namespace" must be a name' in message and len(message) < 200, message
+    assert await rows(app, "SELECT count(*) AS n FROM users", namespace="APP") == [{"n": 3}]
+
+
 async def test_newest_version_wins_across_files_and_buffer(app: Any) -> None:
     await ok(app, "UPDATE app.users SET name = 'ANN' WHERE id = 1")
     await ok(app, "FLUSH TABLE app.users")

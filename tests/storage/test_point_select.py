@@ -18,7 +18,7 @@ from server.queries import fold_names
 from sqlgrammar.fastpath import FastSelect, parse_fast_lazy
 from storage import fast
 from storage.engine import Engine
-from storage.query import ResultLimits
+from storage.limits import ResultLimits
 
 from .conftest import Run, col
 from .test_direct import _point_workload

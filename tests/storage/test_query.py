@@ -220,7 +220,7 @@ def test_an_answer_is_cut_by_the_bytes_its_values_use(seed: int) -> None:
 
     import pyarrow as pa
 
-    from storage.query import TRUNCATED, ResultLimits
+    from storage.limits import TRUNCATED, ResultLimits
 
     def by_nbytes(table: pa.Table, max_bytes: int) -> int:
         return max((k for k in range(table.num_rows + 1)
