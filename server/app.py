@@ -214,8 +214,9 @@ async def read_sql_request(request: web.Request, body_timeout: float = 0) -> tup
     if namespace is not None and not isinstance(namespace, str):
         raise InvalidRequest('"namespace" must be a string')
     if namespace and not NAME.fullmatch(namespace):  # it was echoed whole in NOT_FOUND
+        more = "…" if len(namespace) > 64 else ""
         raise InvalidRequest('"namespace" must be a name ([A-Za-z_][A-Za-z0-9_]*, at most 64 '
-                             f"characters), not {namespace[:64]!r}{'…' if len(namespace) > 64 else ''}")
+                             f"characters), not {namespace[:64]!r}{more}")
     return sql, namespace.lower() if namespace else None
 
 
