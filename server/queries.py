@@ -96,7 +96,8 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
 
         def write() -> int:
             with cairn.engine.time_limit(timeout):
-                return cairn.engine.execute(stmt.expression, session.user_id, session.namespace)
+                return cairn.engine.execute(stmt.expression, session.user_id, session.namespace,
+                                            limits_for(cairn, session).system_view)
 
         n = await run(write)
         return Result.of_message(f"{n} row{'' if n == 1 else 's'} {VERBS[stmt.kind]}", row_count=n)

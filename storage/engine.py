@@ -52,7 +52,7 @@ from .config import EngineConfig
 from .duck import Cursor
 from .files import FileStore
 from .keys import FileRanges
-from .limits import ResultLimits
+from .limits import ResultLimits, SystemView
 from .pointcache import PointCache
 from .query import Plan, mark_json, plan_query, release
 from .query_errors import clean, query_failed
@@ -233,8 +233,8 @@ class Engine:
     ) -> pa.Table:
         """Run an already checked query tree (which this call may modify). `one_thread`: run_plan."""
         system_table = self._system_table
-        if limits is not None and limits.system_view is not None:
-            view = limits.system_view
+        view = limits.system_view if limits is not None else None
+        if (view := view or getattr(self._local, "system_view", None)) is not None:
 
             def system_table(name: str) -> pa.Table | None:
                 table = self._system_table(name)
@@ -402,22 +402,22 @@ class Engine:
 
     # --- writes ------------------------------------------------------------
 
-    def execute(
-        self, expression: exp.Expression, session_user: str | None, default_namespace: str | None
-    ) -> int:
-        """INSERT, UPDATE or DELETE; returns the number of rows affected."""
-        if isinstance(expression, exp.Insert):
-            return dml.insert(self, expression, session_user, default_namespace)
-        if isinstance(expression, exp.Update | exp.Delete):
+    def execute(self, expression: exp.Expression, session_user: str | None,
+                default_namespace: str | None, system_view: SystemView | None = None) -> int:
+        """INSERT, UPDATE or DELETE; the rows affected. Its queries see system
+        tables through `system_view` (a role-user's INSERT … SELECT read every job)."""
+        self._local.system_view = system_view  # read by select, in this same thread
+        try:
+            if isinstance(expression, exp.Insert):
+                return dml.insert(self, expression, session_user, default_namespace)
+            if not isinstance(expression, exp.Update | exp.Delete):
+                raise PermissionDenied(f"{type(expression).__name__.upper()} is not allowed")
             run = dml.update if isinstance(expression, exp.Update) else dml.delete
-            try:
-                return run(self, expression, session_user, default_namespace)  # type: ignore[arg-type]
-            finally:  # its rows were found, copied and encoded after the query's purge
-                if self.cfg.duckdb_release_memory:
-                    allocator.purge()
-        raise PermissionDenied(f"{type(expression).__name__.upper()} is not allowed")
-
-    insert = update = delete = execute
+            return run(self, expression, session_user, default_namespace)  # type: ignore[arg-type]
+        finally:  # UPDATE's, DELETE's rows were found, copied, encoded after the query's purge
+            self._local.system_view = None
+            if self.cfg.duckdb_release_memory and not isinstance(expression, exp.Insert):
+                allocator.purge()
 
     def insert_arrow(self, namespace: str, name: str, rows: pa.Table,
                      user: str | None = None) -> int:

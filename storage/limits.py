@@ -25,6 +25,9 @@ def over(table: pa.Table, max_bytes: int) -> bool:
     return bool(table.get_total_buffer_size() > max_bytes and table.nbytes > max_bytes)
 
 
+SystemView = Callable[[str, pa.Table], pa.Table]  # (name, system table) -> what the caller sees
+
+
 @dataclass(frozen=True)
 class ResultLimits:
     """What one query may hand back to its caller.
@@ -38,7 +41,7 @@ class ResultLimits:
 
     max_rows: int | None = None
     max_bytes: int | None = None
-    system_view: Callable[[str, pa.Table], pa.Table] | None = None
+    system_view: SystemView | None = None
 
     @property
     def bounded(self) -> bool:

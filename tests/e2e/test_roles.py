@@ -27,7 +27,7 @@ from server.config import Config
 from server.executor import ROUTES
 from sqlgrammar import ast
 from sqlgrammar.parser import parse_one
-from tests.helpers import ok, sql
+from tests.helpers import ok, rows, sql
 
 Outcome = int | tuple[int, str]
 
@@ -229,6 +229,32 @@ async def test_a_role_user_sees_only_their_own_jobs(two_faced: Any, tmp_path: Pa
         assert backup["target"] == "<backup root>/nightly"
     bob = await ok(two_faced, "SELECT * FROM system.jobs", token="bob-user")
     assert bob[0]["rows"] == []
+
+
+async def test_a_role_users_writes_see_the_system_tables_as_their_reads_do(
+        two_faced: Any, tmp_path: Path) -> None:
+    """INSERT … SELECT, an UPDATE's subquery and a VALUES subquery ran without
+    the caller's view of the system tables: a role-user copied every user's
+    jobs, statements and server paths into a table and read them back. Found
+    by trying."""
+    await ok(two_faced, "CREATE TABLE app.loot (id BIGINT PRIMARY KEY, who TEXT, what TEXT)",
+             token="root-secret")
+    for text in [
+        "INSERT INTO app.loot SELECT row_number() OVER (), user_id, "
+        "statement || ' | ' || coalesce(target, '') FROM system.jobs",
+        "INSERT INTO app.loot VALUES (100, 'v', (SELECT string_agg(user_id || '=' || "
+        "coalesce(target, ''), ';') FROM system.jobs))",
+        "INSERT INTO app.loot SELECT 200 + row_number() OVER (), namespace, target "
+        "FROM system.backups",
+        "UPDATE app.loot SET what = (SELECT string_agg(user_id || ':' || coalesce(target, ''), "
+        "',') FROM system.jobs WHERE user_id <> 'alice') WHERE id = 1",
+    ]:
+        await ok(two_faced, text, token="alice-user")
+    loot = await rows(two_faced, "SELECT * FROM app.loot ORDER BY id", token="alice-user")
+    assert loot and str(tmp_path) not in json.dumps(loot), loot
+    assert "root" not in {r["who"] for r in loot} and "nightly" in json.dumps(loot)
+    assert loot[0]["what"] is None  # no job of anyone but alice
+    assert "BACKUP DATABASE app TO 'nightly' WITH" not in json.dumps(loot)  # root's label
 
 
 async def test_backup_and_schedule_lists_show_no_server_paths(two_faced: Any,
