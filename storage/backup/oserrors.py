@@ -52,7 +52,7 @@ def _s3_refusal(uri: str, exc: OSError) -> CairnError | None:
 def describe(exc: BaseException) -> str:
     """`[Errno 28] No space left on device`, without pyarrow's long wrapper text."""
     code = getattr(exc, "errno", None)
-    if isinstance(code, int) and code:
+    if isinstance(code, int) and code and "AWS Error" not in str(exc):  # S3's says more
         return f"[Errno {code}] {os.strerror(code)}"
     return str(exc) or type(exc).__name__
 
