@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..types import DELETED, OW, SEQ, UPDATED, USER, arrow_type
+from . import footer_guard
 from .rowversions import Versions
 from .schema import FileEntry, TableEntry
 
@@ -149,6 +150,10 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
     footer = int.from_bytes(tail[-8:-4], "little")
     if footer + 8 > len(tail):
         return f"{what} has a Parquet footer of {footer} bytes (at most {TAIL - 8} accepted)"
+    try:  # before pyarrow, which aborts the process on some malformed footers
+        footer_guard.check(tail[-(footer + 8):-8])
+    except footer_guard.Malformed as exc:
+        return f"{what}: its Parquet footer {exc}"
     try:
         meta = pq.read_metadata(pa.BufferReader(MAGIC + tail[-(footer + 8):]))
         schema = meta.schema.to_arrow_schema()

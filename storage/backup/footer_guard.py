@@ -1,0 +1,164 @@
+"""A Parquet footer from a target, checked in Python before pyarrow reads it.
+
+pyarrow does not refuse every malformed footer: some it answers with
+`std::terminate`, which ends the process. A RESTORE of a 2 KB crafted object
+aborted the whole server (SIGABRT), from `ColumnChunkMetaData.statistics` of
+a footer whose INT64 statistics were 3 bytes long, whose column chunk's type
+was not its schema column's, or whose SizeStatistics histogram had the wrong
+length (found by an attacker's footer fuzzer). So the footer's Thrift is
+decoded here first (the compact protocol, bounded: the footer is at most
+`contents.TAIL` bytes) and those fields are checked against what Cairn's
+writer makes.
+
+The same pass refuses what Cairn never writes and DuckDB would trust: bloom
+filters and page indexes. DuckDB skips rows by them, and a forged one hid a
+key from SELECT and let INSERT write it a second time, while the row-group
+statistics the other checks read stayed true.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+# Parquet physical types (parquet.thrift `Type`) and their values' widths.
+BOOLEAN, INT32, INT64, INT96, FLOAT, DOUBLE, BYTE_ARRAY, FIXED = range(8)
+_WIDTH = {BOOLEAN: 1, INT32: 4, INT64: 8, INT96: 12, FLOAT: 4, DOUBLE: 8}
+_OPTIONAL = 1  # FieldRepetitionType
+_MAX_DEPTH = 16
+
+
+class Malformed(ValueError):
+    """The footer is not what Cairn's writer makes (the message says how)."""
+
+
+class _Reader:
+    """Thrift's compact protocol over `data`: structs as {field id: value}."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def _byte(self) -> int:
+        if self.at >= len(self.data):
+            raise Malformed("ends inside a value")
+        self.at += 1
+        return self.data[self.at - 1]
+
+    def _varint(self) -> int:
+        shift = value = 0
+        while True:
+            byte = self._byte()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise Malformed("holds a number past 64 bits")
+
+    def _zigzag(self) -> int:
+        n = self._varint()
+        return (n >> 1) ^ -(n & 1)
+
+    def _length(self) -> int:
+        n = self._varint()
+        if n > len(self.data) - self.at:  # every element takes a byte at least
+            raise Malformed("claims more values than it holds")
+        return n
+
+    def value(self, kind: int, depth: int) -> Any:
+        if depth > _MAX_DEPTH:
+            raise Malformed("nests too deeply")
+        if kind in (1, 2):
+            return kind == 1
+        if kind == 3:
+            return struct.unpack("b", bytes([self._byte()]))[0]
+        if kind in (4, 5, 6):
+            return self._zigzag()
+        if kind == 7:
+            if self.at + 8 > len(self.data):
+                raise Malformed("ends inside a value")
+            self.at += 8
+            return None
+        if kind == 8:
+            n = self._length()
+            self.at += n
+            return self.data[self.at - n:self.at]
+        if kind in (9, 10):
+            head = self._byte()
+            n, element = head >> 4, head & 0x0F
+            if n == 15:
+                n = self._length()
+            if element in (1, 2):
+                return [self._byte() == 1 for _ in range(n)]
+            return [self.value(element, depth + 1) for _ in range(n)]
+        if kind == 11:
+            n = self._length()
+            if n:
+                head = self._byte()
+                for _ in range(n):
+                    self.value(head >> 4, depth + 1)
+                    self.value(head & 0x0F, depth + 1)
+            return None
+        if kind == 12:
+            return self.struct(depth + 1)
+        raise Malformed(f"holds a Thrift value of unknown type {kind}")
+
+    def struct(self, depth: int = 0) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        last = 0
+        while (head := self._byte()) != 0:
+            kind, delta = head & 0x0F, head >> 4
+            last = last + delta if delta else self._zigzag()
+            out[last] = self.value(kind, depth)
+        return out
+
+
+def check(footer: bytes) -> None:
+    """Raise Malformed unless the Thrift FileMetaData `footer` is decodable,
+    its schema flat, every column chunk of the schema's type, with statistics
+    as wide as the type and SizeStatistics as long as its levels, and no
+    bloom filter or page index."""
+    meta = _Reader(footer).struct()
+    schema = meta.get(2)
+    if not isinstance(schema, list) or not schema or not all(isinstance(e, dict) for e in schema):
+        raise Malformed("has no schema")
+    leaves = schema[1:]
+    if schema[0].get(5) != len(leaves) or any(5 in e and e[5] for e in leaves):
+        raise Malformed("has a nested schema (Cairn's tables are flat)")
+    groups = meta.get(4)
+    if not isinstance(groups, list):
+        raise Malformed("has no row groups")
+    for g, group in enumerate(groups):
+        chunks = group.get(1) if isinstance(group, dict) else None
+        if not isinstance(chunks, list) or len(chunks) != len(leaves):
+            raise Malformed(f"has row group {g} with other columns than its schema")
+        for leaf, chunk in zip(leaves, chunks, strict=True):
+            _check_chunk(leaf, chunk, g)
+
+
+def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> None:
+    name = leaf[4].decode("utf-8", "replace")[:64] if isinstance(leaf.get(4), bytes) else "?"
+    where = f"column '{name}' of row group {g}"
+    meta = chunk.get(3) if isinstance(chunk, dict) else None
+    if not isinstance(meta, dict):
+        raise Malformed(f"has no metadata for {where}")
+    if any(k in chunk for k in (4, 5, 6, 7)) or any(k in meta for k in (14, 15)):
+        raise Malformed(f"has a page index or a bloom filter for {where} (Cairn writes neither)")
+    kind = leaf.get(1)
+    if meta.get(1) != kind:
+        raise Malformed(f"stores {where} as type {meta.get(1)}, its schema as {kind}")
+    width = leaf.get(2) if kind == FIXED else _WIDTH.get(kind)  # type: ignore[arg-type]
+    stats = meta.get(12)
+    if isinstance(stats, dict) and width is not None:
+        for field in (1, 2, 5, 6):  # max, min, max_value, min_value
+            value = stats.get(field)
+            if value is not None and (not isinstance(value, bytes) or len(value) != width):
+                raise Malformed(f"has statistics of {where} that are not {width} bytes")
+    sizes = meta.get(16)
+    if isinstance(sizes, dict):
+        levels = 2 if leaf.get(3) == _OPTIONAL else 1
+        for field, want in ((2, (0, 1)), (3, (0, levels))):  # repetition, definition
+            histogram = sizes.get(field)
+            if histogram is not None and (not isinstance(histogram, list)
+                                          or len(histogram) not in want):
+                raise Malformed(f"has level histograms of {where} of the wrong length")
