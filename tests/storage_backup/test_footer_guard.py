@@ -73,6 +73,10 @@ def page_index(meta: list[Any]) -> None:
     put(chunk, 7, 5, 32)
 
 
+def no_path(meta: list[Any]) -> None:
+    put(chunk_meta(meta, 0, 3), 3, 9, (8, []))  # path_in_schema (found by a footer fuzzer)
+
+
 def nested(meta: list[Any]) -> None:
     leaf = get(meta, 2)[1][3]
     put(leaf, 5, 5, 1)
@@ -85,6 +89,7 @@ CASES: dict[str, tuple[Callable[[list[Any]], None], str]] = {
     "bloom filter": (bloom_filter, "bloom filter"),
     "page index": (page_index, "page index"),
     "nested schema": (nested, "nested schema"),
+    "chunk without a path": (no_path, "otherwise in its chunk"),
 }
 
 
@@ -107,7 +112,7 @@ def test_a_footer_cairn_does_not_write_is_refused(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["short statistics", "chunk of another type",
-                                  "histogram of the wrong length"])
+                                  "histogram of the wrong length", "chunk without a path"])
 def test_no_footer_ends_the_process(case: str, tmp_path: Path) -> None:
     """What aborted the server: checked in a child process, which must live
     to say the file is damaged (before the guard: SIGABRT, exit -6)."""
