@@ -65,11 +65,15 @@ def literal(value: Any, oid: int = 0) -> str:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
+    # A negative number is parenthesized: after a `-` in the text (`balance-$1`)
+    # a bare `-50` made `--50`, a comment to the end of the line (an UPDATE's
+    # WHERE with it: every row changed).
     if isinstance(value, int):
-        return str(value)
+        return f"({value})" if value < 0 else str(value)
     if isinstance(value, float):
         if math.isfinite(value):
             text = repr(value)
+            text = f"({text})" if text.startswith("-") else text
             return text if oid != t.FLOAT4 else f"CAST({text} AS REAL)"
         special = 'nan' if math.isnan(value) else ('inf' if value > 0 else '-inf')
         return f"CAST({_string(special)} AS DOUBLE)"
@@ -79,7 +83,7 @@ def literal(value: Any, oid: int = 0) -> str:
             text = format(value, "f")
             if len(text) > MAX_NUMBER_CHARS and "." in text:  # 5.000...: the same number, shorter
                 text = text.rstrip("0").rstrip(".")
-            return text
+            return f"({text})" if text.startswith("-") else text
         return f"CAST({_string(str(value).lower())} AS DOUBLE)"
     if isinstance(value, bytes):
         return f"from_hex({_string(value.hex())})"

@@ -388,6 +388,27 @@ def test_a_catalog_query_has_the_statement_timeout(tmp_path: Path) -> None:
             assert conn.execute("SELECT version()").fetchone()[0].startswith("PostgreSQL")
 
 
+def test_a_negative_parameter_after_a_minus_is_a_number_not_a_comment(pg: PgServer) -> None:
+    """`balance-%s` with -50 became `balance--50`: the rest of the line a
+    comment, so the UPDATE's WHERE went and every row changed. Found by
+    trying."""
+    import decimal
+
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE negp; CREATE TABLE negp.a (id BIGINT PRIMARY KEY, "
+                     "balance BIGINT, frozen BOOLEAN)")
+        conn.execute("INSERT INTO negp.a VALUES (1, 100, false), (2, 100, false), (3, 100, false)")
+        for text in ("%s", "%b"):
+            cur = conn.execute(f"UPDATE negp.a SET frozen = true, balance = balance-{text} "
+                               f"WHERE id = {text}", (-50, 1))
+            assert cur.rowcount == 1
+        rows = conn.execute("SELECT id, balance, frozen FROM negp.a ORDER BY id").fetchall()
+        assert rows == [(1, 200, True), (2, 100, False), (3, 100, False)]
+        for value in (-3, -3.5, decimal.Decimal("-3.25")):
+            got = conn.execute("SELECT 5-%s AS x, 2 AS y", (value,)).fetchone()
+            assert got == (5 - value, 2), (value, got)
+
+
 def test_a_negative_zero_parameter_keeps_its_sign(pg: PgServer) -> None:
     """A float -0.0 sent as a parameter (text or binary) was stored +0.0: the
     literal `-0.0` it becomes was negated in Python's decimal context, which
