@@ -250,3 +250,28 @@ def reseal(path: Path, change: Any) -> None:
     doc.pop("manifest_sha256")
     doc["manifest_sha256"] = checksum(doc)
     path.write_bytes(canonical(doc) + b"\n")
+
+
+def replace_file(target: Path, table: str, change: Any) -> None:
+    """What anyone who can write a plain target (compression = 'none') can do
+    to a table's first file: its bytes through `change(bytes) -> bytes`,
+    stored under their own sha256, and the manifest re-sealed to name them."""
+    import hashlib
+
+    def swap(doc: dict[str, Any]) -> None:
+        entry = next(t for t in doc["tables"] if t["name"] == table)["files"][0]
+        old = entry["oid"]
+        data = change((target / "objects" / old[:2] / old).read_bytes())
+        new = hashlib.sha256(data).hexdigest()
+        (target / "objects" / new[:2]).mkdir(exist_ok=True)
+        (target / "objects" / new[:2] / new).write_bytes(data)
+        delta = len(data) - entry["size"]
+        entry.update(oid=new, size=len(data))
+        entry.pop("sha256", None)
+        for o in doc["objects"]:
+            if o["oid"] == old:
+                o.update(oid=new, size=len(data))
+        doc["totals"]["bytes"] += delta
+        doc["totals"]["object_bytes"] += delta
+
+    reseal(next((target / "manifests").glob("*.json")), swap)

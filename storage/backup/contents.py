@@ -34,8 +34,9 @@ import pyarrow.parquet as pq
 
 from ..types import DELETED, OW, SEQ, UPDATED, USER, arrow_type
 from . import footer_guard
+from .column_checks import Group
 from .rowversions import Versions
-from .schema import FileEntry, TableEntry
+from .schema import Column, FileEntry, TableEntry
 
 TAIL = 1 << 20  # a footer larger than this is refused (Cairn's are a few KiB)
 MAGIC = b"PAR1"
@@ -48,6 +49,9 @@ BATCH_ROWS = 65_536  # values_problem reads this many rows at a time
 # (docs/backup-format.md).
 KEY_BYTES_RATIO = 64
 KEY_BYTES_SLACK = 64 << 20
+# `_ow` as column_checks sees it (not a column of the table's schema)
+OW_COLUMN = Column(name=OW, type="BOOLEAN", params=[], not_null=True, primary_key=False,
+                   has_default=False, default=None, system=True, since=1)
 
 
 class Tail:
@@ -176,7 +180,11 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
             stats = group.column(index).statistics
             if stats is None or not stats.has_min_max or stats.null_count:
                 return f"{what} gives no complete statistics for {name}"
-            if stats.min < low or stats.max > high:
+            try:
+                stats_low, stats_high = stats.min, stats.max
+            except ValueError:  # UnicodeDecodeError: a TEXT key's bytes that are no UTF-8
+                return f"{what} gives statistics for {name} that do not decode"
+            if stats_low < low or stats_high > high:
                 return (f"{what} holds {name} values {stats.min!r}..{stats.max!r}, "
                         f"outside its entry's {low!r}..{high!r}")
     # Cairn never writes NULL into a NOT NULL column (a DELETE's row version
@@ -214,20 +222,25 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
     rows = 0
     try:
         budget = KEY_BYTES_RATIO * _size(source) + KEY_BYTES_SLACK
-        with pq.ParquetFile(source, read_dictionary=names) as pf:
+        columns = {OW: OW_COLUMN, **{c.name: c for c in table.schema(f.schema_version).columns}}
+        everything = [n for n, _ in expected_schema(table, f.schema_version) if n not in names]
+        text = [n for n in everything if n in columns and columns[n].type in ("TEXT", "JSON", "BYTES")]
+        with pq.ParquetFile(source, read_dictionary=names + text) as pf:
             index = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
             texts = {n for n in names if _text(pf.schema_arrow.field(n).type)}
             wrong = _claimed_too_large(pf.metadata, [index[n] for n in sorted(texts)], budget)
             if wrong is not None:
                 return f"{what} {wrong}"
             # Cairn never writes these NULL (a NULL `_deleted` hid its key from
-            # SELECT while INSERT found it, forever): read for that alone.
+            # SELECT while INSERT found it, forever).
             flags = [n for n in (OW, DELETED, UPDATED) if n in index and n not in names]
+            checked = {n: columns[n] for n in everything if n in columns}  # column_checks.py
             for g in range(pf.metadata.num_row_groups):
                 group = pf.metadata.row_group(g)
                 said = {n: group.column(index[n]).statistics for n in names}
+                others = Group(checked, {n: group.column(index[n]).statistics for n in everything})
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g],
-                                             columns=names + flags, use_threads=False):
+                                             columns=names + everything, use_threads=False):
                     rows += batch.num_rows
                     if rows > f.rows:
                         return f"{what} holds more than the {f.rows} rows its entry says"
@@ -245,9 +258,14 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                     for name in flags:
                         if batch.column(name).null_count:
                             return f"{what} holds NULL {name} values"
+                    for name in checked:
+                        if (wrong := others.add(name, batch.column(name))) is not None:
+                            return f"{what} {wrong}"
                     wrong = versions.add(batch)
                     if wrong is not None:
                         return f"{what} {wrong}"
+                if (wrong := others.done(g)) is not None:
+                    return f"{what} {wrong}"
             wrong = versions.done()
             if wrong is None and versions.suspects:
                 wrong = versions.confirm(

@@ -144,6 +144,8 @@ def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> None:
         raise Malformed(f"has no metadata for {where}")
     if any(k in chunk for k in (4, 5, 6, 7)) or any(k in meta for k in (14, 15)):
         raise Malformed(f"has a page index or a bloom filter for {where} (Cairn writes neither)")
+    if 1 in chunk:  # ColumnChunk.file_path: the chunk's data in another file
+        raise Malformed(f"puts {where} in another file")
     if meta.get(3) != [leaf.get(4)]:  # path_in_schema: an empty one aborted pyarrow too
         raise Malformed(f"names {where} otherwise in its chunk than in its schema")
     kind = leaf.get(1)

@@ -137,3 +137,22 @@ def test_truncated_and_garbage_footers_are_refused() -> None:
     for bad in (footer[: len(footer) // 2], b"\xff" * 64, b"\x19\xfc" * 100, b""):
         with pytest.raises(footer_guard.Malformed):
             footer_guard.check(bad)
+
+
+def test_key_statistics_that_are_no_utf8_are_damage_not_an_error() -> None:
+    """A TEXT key's statistics of bytes that are no UTF-8: comparing them
+    raised UnicodeDecodeError, a 500 for VERIFY and RESTORE."""
+    n = 3
+    rows = pa.table({"_seq": pa.array(np.arange(1, n + 1), pa.int64()),
+                     "_ow": pa.array(np.zeros(n, bool)),
+                     "k": pa.array([b"\xff\xfe"] * n, pa.binary()).view(pa.string()),
+                     "v": pa.array(np.arange(n), pa.int32()),
+                     "_updated": pa.array(np.zeros(n, np.int64), pa.timestamp("us")),
+                     "_deleted": pa.array(np.zeros(n, bool))})
+    data = data_file_bytes(rows, {})[0]
+    entry = table_entry("t", [{"oid": "0" * 64, "size": len(data), "rows": n, "min_seq": 1,
+                               "max_seq": n, "key_range": {"k": ["a", "z"]}}],
+                        [[column("k", "TEXT", key=True), column("v", "INT")]])
+    t = msgspec.convert(entry, TableEntry)
+    wrong = contents.problem(data, t.files[0], t)
+    assert wrong is not None and "do not decode" in wrong, wrong

@@ -1,0 +1,117 @@
+"""Columns of a backed-up file that only the values can tell are wrong: the
+key checks read the key columns and the footer, and the other columns were
+never decoded. A TEXT value that is no UTF-8, a DECIMAL(5,2) holding
+83886.07, a TEXT(5) of 100 characters, a footer whose `_ow` statistics hid a
+key's later versions (SELECT showed the old row beside the new one), a NULL
+in a NOT NULL column under a footer counting none, a chunk stored in another
+file: each verified valid and was restored (then every query of the table
+failed, or answered wrong). Found by trying, as whoever can write a target;
+now VERIFY and RESTORE both refuse them, and nothing is restored."""
+
+from __future__ import annotations
+
+import decimal
+import io
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from storage.files import data_file_bytes
+from tests.helpers import ok, replace_file, rows
+from tests.parquet_footer import chunk_meta, edit, get, put
+
+from .test_backup_crypto_hostile import error_of
+from .test_backup_restore import backup
+
+
+def _rewrite(change: Callable[[pa.Table], pa.Table]) -> Callable[[bytes], bytes]:
+    def rewrite(data: bytes) -> bytes:
+        table = pq.read_table(io.BytesIO(data))
+        return data_file_bytes(change(table), {})[0]
+    return rewrite
+
+
+def _column(name: str, values: pa.Array) -> Callable[[pa.Table], pa.Table]:
+    def change(table: pa.Table) -> pa.Table:
+        at = table.schema.get_field_index(name)
+        return table.set_column(at, table.schema.field(at), values)
+    return change
+
+
+def _not_utf8(table: pa.Table) -> pa.Table:
+    values = pa.array([b"\xff\xfe"] * table.num_rows, pa.binary()).view(pa.string())
+    return _column("name", values)(table)
+
+
+def _too_precise(table: pa.Table) -> pa.Table:
+    wide = pa.array([decimal.Decimal("83886.07")] * table.num_rows, pa.decimal128(7, 2))
+    return _column("d", wide.view(pa.decimal128(5, 2)))(table)
+
+
+def _too_long(table: pa.Table) -> pa.Table:
+    return _column("v", pa.array(["x" * 100] * table.num_rows))(table)
+
+
+def _ow_said_false(meta: list[Any]) -> None:
+    stats = get(chunk_meta(meta, 0, 1), 12)  # `_ow`: a key has later versions
+    put(stats, 1, 8, b"\x00")
+    put(stats, 5, 8, b"\x00")
+
+
+def _nulls_unsaid(meta: list[Any]) -> None:
+    stats = get(chunk_meta(meta, 0, 4), 12)  # `v`, which holds a NULL
+    put(stats, 3, 6, 0)
+
+
+def _other_file(meta: list[Any]) -> None:
+    put(get(get(meta, 4)[1][0], 1)[1][3], 1, 8, b"/etc/passwd")
+
+
+CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    "not_utf8": (_rewrite(_not_utf8), "that are not TEXT"),
+    "too_precise": (_rewrite(_too_precise), "that are not DECIMAL"),
+    "too_long": (_rewrite(_too_long), "of 100 characters in column 'v', TEXT(5)"),
+    "ow_said_false": (lambda d: edit(d, _ow_said_false), "column '_ow' of row group 0"),
+    "nulls_unsaid": (lambda d: edit(d, _nulls_unsaid), "counting 0 NULL values in column 'v'"),
+    "other_file": (lambda d: edit(d, _other_file), "in another file"),
+}
+
+
+@pytest.fixture
+async def source(client: Any) -> dict[str, Any]:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, "
+                     "name TEXT NOT NULL, v TEXT(5), d DECIMAL(5,2));"
+                     "INSERT INTO app.t VALUES (1, 'a', 'x', 1.5), (2, 'b', NULL, 2.5), "
+                     "(3, 'c', 'z', 3.5); UPDATE app.t SET name = 'a2' WHERE id = 1;"
+                     "FLUSH TABLE app.t")
+    return await backup(client, "BACKUP DATABASE app TO 'r' WITH (compression = 'none')")
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_a_column_only_its_values_show_wrong_is_refused(
+        client: Any, source: dict[str, Any], tmp_path: Path, case: str) -> None:
+    change, words = CASES[case]
+    target = tmp_path / "backups" / case
+    shutil.copytree(tmp_path / "backups" / "r", target)
+    replace_file(target, "t", change)
+    row = await backup(client, f"VERIFY BACKUP '{source['backup_id']}' IN '{case}'")
+    assert row["is_valid"] is False and words in json.dumps(row["errors"]), row
+    err = await error_of(client, f"RESTORE DATABASE app FROM '{case}' AS copy")
+    assert err["code"] == "BACKUP_INVALID" and words in err["message"], err
+    assert "copy" not in [r["namespace"] for r in await rows(client, "SHOW NAMESPACES")]
+
+
+async def test_the_same_backup_untouched_verifies_and_restores(
+        client: Any, source: dict[str, Any]) -> None:
+    assert (await backup(client, f"VERIFY BACKUP '{source['backup_id']}' IN 'r'"))["is_valid"]
+    await ok(client, "RESTORE DATABASE app FROM 'r' AS copy")
+    assert await rows(client, "SELECT id, name, v, d FROM copy.t ORDER BY id") == [
+        {"id": 1, "name": "a2", "v": "x", "d": "1.50"}, {"id": 2, "name": "b", "v": None,
+                                                          "d": "2.50"},
+        {"id": 3, "name": "c", "v": "z", "d": "3.50"}]
