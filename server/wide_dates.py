@@ -19,7 +19,7 @@ _INT32_MAX = (1 << 31) - 1
 PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
-def _civil(days: int) -> tuple[int, int, int]:
+def civil(days: int) -> tuple[int, int, int]:
     """(year, month, day) of a day count since 1970-01-01, proleptic Gregorian
     (H. Hinnant's civil_from_days), for any year."""
     z = days + 719468
@@ -41,7 +41,7 @@ def date_text(days: int) -> str:
     """A date32 value as text."""
     if abs(days) == _INT32_MAX:
         return "infinity" if days > 0 else "-infinity"
-    year, month, day = _civil(days)
+    year, month, day = civil(days)
     return f"{_year(year)}-{month:02d}-{day:02d}"
 
 

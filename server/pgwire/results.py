@@ -15,6 +15,7 @@ from catalog import Job
 from ..result import Result
 from . import messages
 from . import types as t
+from .datetimes import values
 from .errors import PgError
 
 MAX_COLUMNS = 1664  # PostgreSQL's MaxTupleAttributeNumber; a RowDescription counts in int16
@@ -62,7 +63,7 @@ def from_result(text: str, result: Result) -> Reply:
         # A UBIGINT past 2**63 - 1 is no int8: such columns go as numeric.
         columns = [(name, t.NUMERIC if pa.types.is_uint64(f.type) else oid)
                    for (name, oid), f in zip(columns, table.schema, strict=False)]
-        cols = [c.to_pylist() for c in table.columns]
+        cols = [values(c) for c in table.columns]
         rows = [list(r) for r in zip(*cols, strict=False)] if cols else []
     else:
         rows = [[row.get(name) for name in result.columns] for row in result.rows]

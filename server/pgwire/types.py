@@ -18,6 +18,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from .datetimes import Days, Micros, Wide
+
 BOOL, BYTEA, CHAR, NAME, INT8, INT2, INT2VECTOR, INT4, REGPROC, TEXT, OID = (
     16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26)
 JSON, FLOAT4, FLOAT8, UNKNOWN, VARCHAR, BPCHAR = 114, 700, 701, 705, 1043, 1042
@@ -125,6 +127,18 @@ def _ts_text(value: Any) -> str:
     return text + "+00"
 
 
+def _date_text(value: Any) -> str:
+    if isinstance(value, Wide):
+        return value.text(zone=False)
+    return (value if isinstance(value, dt.date) else _as_datetime(value)).isoformat()[:10]
+
+
+def _ts_binary(value: Any) -> bytes:
+    if isinstance(value, Micros):
+        return value.binary()
+    return struct.pack("!q", (_as_datetime(value) - EPOCH) // _MICROSECOND)
+
+
 def _bool_text(value: Any) -> str:
     if isinstance(value, str):
         return "t" if value.lower() in ("t", "true", "1") else "f"
@@ -160,9 +174,10 @@ _TEXT_ENCODERS: dict[int, Callable[[Any], str]] = {
     FLOAT4: _float_text, FLOAT8: _float_text,
     NUMERIC: lambda v: format(_as_decimal(v), "f"),
     BYTEA: lambda v: "\\x" + _bytes_of(v).hex(),
-    DATE: lambda v: (v if isinstance(v, dt.date) else _as_datetime(v)).isoformat()[:10],
-    TIMESTAMPTZ: _ts_text,
-    TIMESTAMP: lambda v: _as_datetime(v).isoformat(sep=" "),
+    DATE: lambda v: _date_text(v),
+    TIMESTAMPTZ: lambda v: v.text(zone=True) if isinstance(v, Wide) else _ts_text(v),
+    TIMESTAMP: lambda v: (v.text(zone=False) if isinstance(v, Wide)
+                          else _as_datetime(v).isoformat(sep=" ")),
     JSON: _json_text,
 }  # fmt: skip
 
@@ -210,11 +225,10 @@ _BINARY_ENCODERS: dict[int, Callable[[Any], bytes]] = {
     FLOAT4: lambda v: struct.pack("!f", float(v)), FLOAT8: lambda v: struct.pack("!d", float(v)),
     NUMERIC: _numeric_binary,
     BYTEA: _bytes_of,
-    DATE: lambda v: struct.pack(
+    DATE: lambda v: v.binary() if isinstance(v, Days) else struct.pack(
         "!i", ((v if isinstance(v, dt.date) and not isinstance(v, dt.datetime)
                 else _as_datetime(v).date()) - EPOCH_DATE).days),
-    TIMESTAMPTZ: lambda v: struct.pack("!q", (_as_datetime(v) - EPOCH) // _MICROSECOND),
-    TIMESTAMP: lambda v: struct.pack("!q", (_as_datetime(v) - EPOCH) // _MICROSECOND),
+    TIMESTAMPTZ: lambda v: _ts_binary(v), TIMESTAMP: lambda v: _ts_binary(v),
     JSON: lambda v: _json_text(v).encode(),
 }  # fmt: skip
 
