@@ -169,21 +169,23 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]]) -> Any:
                 rows=base["rows"] + (kw.get("rows") or 0),
             )
 
+        dropped: list[str] = []
         for i, (ns, name) in enumerate(tables):
             ctx.check_cancelled()
             try:
                 out = cairn.engine.flush_table(ns, name, progress)
             except NotFound:
-                if len(tables) > 1:  # dropped meanwhile: nothing to flush
-                    continue
-                raise
-            total["tables"] += 1
-            for k in ("rows", "files", "bytes"):
-                total[k] += out[k]
-            base.update(total)
+                # Dropped meanwhile (a DROP TABLE waits for a running flush,
+                # then takes the table's files, the flush's too): nothing flushed.
+                dropped.append(f"{ns}.{name}")
+            else:
+                total["tables"] += 1
+                for k in ("rows", "files", "bytes"):
+                    total[k] += out[k]
+                base.update(total)
             ctx.progress(fraction=(i + 1) / len(tables), files_done=total["files"],
                          bytes_done=total["bytes"], rows=total["rows"])
-        return total
+        return {**total, "dropped": dropped} if dropped else total
 
     return work
 
@@ -195,9 +197,12 @@ async def _run_flush(
     res = dict(job.result or {})
     row = {"job_id": job.job_id, "namespace": ns, **res}
     what = f"table '{label}'" if label else f"{res.get('tables', 0)} table(s) in '{ns}'"
-    return Result.of_rows(FLUSH, [row], message=(
-        f"Flushed {what}: {res.get('rows', 0)} rows to {res.get('files', 0)} file(s)"
-    ))
+    message = f"Flushed {what}: {res.get('rows', 0)} rows to {res.get('files', 0)} file(s)"
+    if label and res.get("dropped"):
+        message = f"Table '{label}' was dropped while it was flushed: nothing left to flush"
+    elif res.get("dropped"):
+        message += f"; dropped meanwhile: {', '.join(res['dropped'])}"
+    return Result.of_rows(FLUSH, [row], message=message)
 
 
 @routes.handles(FlushTable, role="user")

@@ -429,10 +429,7 @@ class Engine:
     def flush_table(self, namespace: str, name: str,
                     progress: Callable[..., Any] | None = None) -> dict[str, int]:
         out = flush.flush(self.catalog, self.files, st := self.state(namespace, name), progress, self.file_ranges.filters)
-        if out["rows"] and self.cfg.duckdb_release_memory:
-            flush.release(self.catalog, st)
-        if out["rows"]:
-            flush.compact(self.catalog, st)
+        flush.tidy(self.catalog, st, out, self.cfg.duckdb_release_memory)  # NotFound: dropped
         return out
 
     def tables_needing_flush(self) -> list[tuple[str, str]]:

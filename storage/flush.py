@@ -126,15 +126,37 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
     return {"rows": rows_done, "files": len(written), "bytes": bytes_done}
 
 
+def tidy(catalog: Catalog, st: TableState, out: dict[str, int], release_memory: bool) -> None:
+    """After a flush that moved rows: `release` (if `release_memory`) and
+    `compact`. A DROP TABLE waiting on the flush runs as soon as the flush
+    ends: the table is then gone with its buffer family and files, the flush
+    among them, and the flush's answer is NotFound (nothing was left flushed)."""
+    if out["rows"] and not st.dropped:
+        if release_memory:
+            release(catalog, st)
+        compact(catalog, st)
+    if st.dropped:
+        raise NotFound(f"Table '{st.table.namespace}.{st.table.name}' does not exist")
+
+
 def release(catalog: Catalog, st: TableState) -> None:
     """After a flush: the rows live in Parquet, so their copies in RocksDB's
     memtable and the memory the flush used go back to the OS."""
     try:
         catalog.flush_family(st.family)
     except Exception:  # the flush is committed: only the memory waits for RocksDB
-        log.warning("memtable flush of %s.%s failed", st.table.namespace, st.table.name,
-                    exc_info=True)
+        _failed("memtable flush", st)
     allocator.purge()
+
+
+def _failed(what: str, st: TableState) -> None:
+    """A memtable flush or compaction after a flush failed: quiet when a DROP
+    TABLE took the family away meanwhile (nothing is left to tidy)."""
+    if st.dropped:
+        log.debug("%s of %s.%s skipped: the table was dropped", what, st.table.namespace,
+                  st.table.name)
+        return
+    log.warning("%s of %s.%s failed", what, st.table.namespace, st.table.name, exc_info=True)
 
 
 # A buffer family is compacted after a flush once this many bytes of its SST
@@ -148,8 +170,7 @@ def compact(catalog: Catalog, st: TableState) -> None:
     try:
         catalog.compact_deleted(st.family, COMPACT_DELETED_BYTES)
     except Exception:  # the flush is committed: only the disk space waits
-        log.warning("compaction of %s.%s's buffer failed", st.table.namespace, st.table.name,
-                    exc_info=True)
+        _failed("compaction of the buffer", st)
 
 
 def flush_rows_of(cfg: EngineConfig, st: TableState) -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server.config import Config
-from tests.helpers import err, ok, rows
+from storage import flush
+from tests.helpers import err, ok, rows, state
 
 
 @pytest.fixture
@@ -234,6 +237,51 @@ async def test_flush_and_jobs(app: Any) -> None:
     assert jobs[0]["result"]["rows"] == 2
     await err(app, "FLUSH TABLE app.nope", "NOT_FOUND")
     await err(app, "FLUSH ALL TABLES IN nope", "NOT_FOUND")
+
+
+@pytest.mark.parametrize("when", ["after the flush", "during the memtable release"])
+async def test_a_table_dropped_as_its_flush_ends(app: Any, cairn_config: Config,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture,
+                                                 when: str) -> None:
+    """A DROP TABLE waits for a running flush and runs the moment it ends,
+    beside the flush's release of the buffer's memtable: that release then
+    failed on the dropped family (a WARNING and a traceback, `Column family
+    dropped`), and the job said completed, 2 rows in 1 file, of a table gone
+    with its files. Now the job says the table was dropped, the log is quiet,
+    and nothing of the table is left on disk."""
+    await ok(app, "CREATE TABLE app.t (a INT); INSERT INTO app.t VALUES (1), (2)")
+    engine = state(app).engine
+    uid = engine.table("app", "t").uid
+    if when == "after the flush":
+        real = flush.flush
+
+        def then_drop(*args: Any, **kwargs: Any) -> dict[str, int]:
+            out = real(*args, **kwargs)
+            engine.drop_table("app", "t")  # as a DROP waiting on the flush's lock does
+            return out
+
+        monkeypatch.setattr(flush, "flush", then_drop)
+    else:
+        catalog = engine.catalog
+
+        def dropped_under_it(name: str) -> None:
+            family = catalog.family(name)  # the handle the release took...
+            engine.drop_table("app", "t")  # ...as the DROP drops the family
+            family.flush(True)
+
+        monkeypatch.setattr(catalog, "flush_family", dropped_under_it)
+    caplog.set_level(logging.DEBUG, logger="cairn")
+    res = (await ok(app, "FLUSH TABLE app.t"))[0]
+    assert res["message"] == "Table 'app.t' was dropped while it was flushed: nothing left to flush"
+    assert {k: res["rows"][0][k] for k in ("tables", "rows", "files")} == {
+        "tables": 0, "rows": 0, "files": 0}
+    jobs = await rows(app, "SELECT status, rows, files_done, result FROM system.jobs")
+    assert jobs == [{"status": "completed", "rows": 0, "files_done": 0, "result": {
+        "tables": 0, "rows": 0, "files": 0, "bytes": 0, "dropped": ["app.t"]}}]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
+    assert not list((Path(cairn_config.storage.data_dir) / "files").glob(f"{uid}/*"))
+    await err(app, "SELECT * FROM app.t", "NOT_FOUND")
 
 
 async def test_auto_flush(app: Any) -> None:
