@@ -371,9 +371,9 @@ class Metrics:
         self.job_rows.labels(job.job_type).inc(max(0, rows))
         if job.job_type == "backup":
             self.backup_written.inc(max(0, _int(result.get("bytes_written"))))
-        if job.job_type == "flush":
+        if job.job_type == "flush":  # a role-user's counts only their rows: all_rows, all
             self.flushes.inc()
-            self.flushed_rows.inc(max(0, rows))
+            self.flushed_rows.inc(max(0, _int(result.get("all_rows")) or rows))
 
     def observe_request(self, protocol: str, kind: str, seconds: float, status: str,
                         sql: str | None = None, user: str | None = None) -> None:

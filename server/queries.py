@@ -30,7 +30,7 @@ def limits_for(cairn: Cairn, session: Session) -> ResultLimits:
     return ResultLimits(
         max_rows=cfg.max_result_rows or None,
         max_bytes=cfg.max_result_bytes or None,
-        system_view=(visibility.system_table_for(cairn.config, session)
+        system_view=(visibility.system_table_for(cairn.config, session, cairn.engine.state)
                      if visibility.restricted(session) else None),
     )
 

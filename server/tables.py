@@ -156,10 +156,15 @@ FLUSH = [("job_id", "TEXT"), ("namespace", "TEXT"), ("tables", "BIGINT"), ("rows
          ("files", "BIGINT"), ("bytes", "BIGINT")]  # fmt: skip
 
 
-def _flush_work(cairn: Cairn, tables: list[tuple[str, str]]) -> Any:
+def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
+                own: tuple[str | None] | None = None) -> Any:
+    """`own = (user,)`: a role-user's flush, which counts only their rows of a
+    USER table; `all_rows` in the result (admins only: server/visibility.py)
+    keeps every row it flushed when that is more."""
     def work(ctx: Any) -> dict[str, Any]:
         total = {"tables": 0, "rows": 0, "files": 0, "bytes": 0}
         base = dict(total)
+        all_rows = 0
 
         def progress(**kw: Any) -> None:
             ctx.check_cancelled()
@@ -173,7 +178,7 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]]) -> Any:
         for i, (ns, name) in enumerate(tables):
             ctx.check_cancelled()
             try:
-                out = cairn.engine.flush_table(ns, name, progress)
+                out = cairn.engine.flush_table(ns, name, progress, own)
             except NotFound:
                 # Dropped meanwhile (a DROP TABLE waits for a running flush,
                 # then takes the table's files, the flush's too): nothing flushed.
@@ -182,10 +187,14 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]]) -> Any:
                 total["tables"] += 1
                 for k in ("rows", "files", "bytes"):
                     total[k] += out[k]
+                all_rows += out["all_rows"]
                 base.update(total)
             ctx.progress(fraction=(i + 1) / len(tables), files_done=total["files"],
                          bytes_done=total["bytes"], rows=total["rows"])
-        return {**total, "dropped": dropped} if dropped else total
+        result: dict[str, Any] = dict(total)
+        if all_rows != total["rows"]:
+            result["all_rows"] = all_rows
+        return {**result, "dropped": dropped} if dropped else result
 
     return work
 
@@ -193,7 +202,8 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]]) -> Any:
 async def _run_flush(
     cairn: Cairn, session: Session, ns: str, tables: list[tuple[str, str]], label: str | None
 ) -> Result:
-    job = await cairn.jobs.run("flush", session, _flush_work(cairn, tables), namespace=ns)
+    own = None if session.is_admin else (session.user_id,)
+    job = await cairn.jobs.run("flush", session, _flush_work(cairn, tables, own), namespace=ns)
     res = dict(job.result or {})
     row = {"job_id": job.job_id, "namespace": ns, **res}
     what = f"table '{label}'" if label else f"{res.get('tables', 0)} table(s) in '{ns}'"

@@ -1,6 +1,9 @@
-"""What a caller with role `user` may see: only their own jobs, and no server
+"""What a caller with role `user` may see: only their own jobs, no server
 paths anywhere (job statements and errors, backup targets, schedule targets,
-archive targets and errors, error messages).
+archive targets and errors, error messages), and no count of other users'
+rows: system.tables counts only their own rows of a USER table, their flush
+jobs' results leave out `all_rows`, and backups (of whole namespaces, every
+user's rows) show no rows, files or bytes.
 
 A local path under a backup root is shown as `<backup root>/rest` (the second
 root as `<backup root 2>/rest`, ...), a path under the data directory as
@@ -10,12 +13,17 @@ query, SHOW BACKUPS, SHOW SCHEDULES, error bodies)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
+
+from catalog.errors import CairnError
+from storage.buffer import TableState
+from storage.system_tables import COUNTS, user_stats
 
 from .config import Config
 from .state import Session
@@ -27,6 +35,12 @@ PATH_COLUMNS: dict[str, tuple[str, ...]] = {
     "schedules": ("target",),
     "archives": ("target", "last_error"),
 }
+
+
+# Figures of a backup, which holds every user's rows of its namespace.
+BACKUP_COUNTS = ("rows", "row_versions", "files", "bytes", "bytes_written")
+# A role-user's flush job result's count of every user's rows (server/tables.py).
+ADMIN_ONLY_RESULT = ("all_rows",)
 
 
 def restricted(session: Session) -> bool:
@@ -79,8 +93,10 @@ def rows_for(config: Config, session: Session, kind: str,
     if not restricted(session):
         return rows
     if kind == "jobs":
-        rows = [r for r in rows
+        rows = [{**r, "result": _result(r.get("result"))} if "result" in r else r for r in rows
                 if session.user_id is not None and r.get("user_id") == session.user_id]
+    if kind == "backups":
+        rows = [{**r, **dict.fromkeys(c for c in BACKUP_COUNTS if c in r)} for r in rows]
     cols = PATH_COLUMNS.get(kind, ())
     if not cols:
         return rows
@@ -88,16 +104,66 @@ def rows_for(config: Config, session: Session, kind: str,
     return [{k: scrub_value(v, scrub) if k in cols else v for k, v in r.items()} for r in rows]
 
 
-def system_table_for(config: Config, session: Session) -> Callable[[str, pa.Table], pa.Table]:
-    """A filter the engine applies to each `system.<name>` table a query reads."""
+def _result(value: Any) -> Any:
+    """A job's result without what only admins see."""
+    if isinstance(value, dict) and any(k in value for k in ADMIN_ONLY_RESULT):
+        return {k: v for k, v in value.items() if k not in ADMIN_ONLY_RESULT}
+    return value
+
+
+def _replaced(table: pa.Table, columns: tuple[str, ...],
+              figures: list[dict[str, int] | None]) -> pa.Table:
+    """`table` with its `columns` taken from `figures`, one per row: None
+    keeps the row's values, a dict gives them (NULL for those it lacks)."""
+    for col in columns:
+        i = table.schema.get_field_index(col)
+        if i < 0:
+            continue
+        field = table.schema.field(i)
+        old = table.column(i).to_pylist()
+        new = [v if f is None else f.get(col) for v, f in zip(old, figures, strict=True)]
+        table = table.set_column(i, field, pa.array(new, field.type))
+    return table
+
+
+def _own_tables(table: pa.Table, session: Session,
+                state: Callable[[str, str], TableState] | None) -> pa.Table:
+    """system.tables with a USER table's counts of the caller's rows only
+    (NULL when it cannot say: no engine, or the table went meanwhile)."""
+    kinds = table.column("table_type").to_pylist()
+    if "user" not in kinds:
+        return table
+    namespaces = table.column("namespace").to_pylist()
+    names = table.column("table_name").to_pylist()
+    figures: list[dict[str, int] | None] = []
+    for kind, ns, name in zip(kinds, namespaces, names, strict=True):
+        mine: dict[str, int] | None = None if kind != "user" else {}
+        if kind == "user" and state is not None:
+            with contextlib.suppress(CairnError):  # dropped while we looked: NULLs
+                mine = user_stats(state(ns, name), session.user_id)
+        figures.append(mine)
+    return _replaced(table, COUNTS, figures)
+
+
+def system_table_for(config: Config, session: Session,
+                     state: Callable[[str, str], TableState] | None = None
+                     ) -> Callable[[str, pa.Table], pa.Table]:
+    """A filter the engine applies to each `system.<name>` table a query reads.
+    `state(ns, name)`: a table's state, for a USER table's own counts."""
 
     def view(name: str, table: pa.Table) -> pa.Table:
-        if not restricted(session) or name not in PATH_COLUMNS:
+        if not restricted(session):
+            return table
+        if name == "tables":
+            return _own_tables(table, session, state)
+        if name not in PATH_COLUMNS:
             return table
         if name == "jobs":
             users = table.column("user_id").to_pylist()
             keep = [session.user_id is not None and u == session.user_id for u in users]
             table = table.filter(pa.array(keep, pa.bool_()))
+        if name == "backups":
+            table = _replaced(table, BACKUP_COUNTS, [{}] * table.num_rows)
         scrub = scrubber(config)
         for col in PATH_COLUMNS[name]:
             i = table.schema.get_field_index(col)
@@ -106,7 +172,7 @@ def system_table_for(config: Config, session: Session) -> Callable[[str, pa.Tabl
             field = table.schema.field(i)
             values = table.column(i).to_pylist()
             if field.metadata and field.metadata.get(b"cairn.type") == b"JSON":
-                new = [None if v is None else json.dumps(scrub_value(json.loads(v), scrub))
+                new = [None if v is None else json.dumps(_result(scrub_value(json.loads(v), scrub)))
                        for v in values]
             else:
                 new = [None if v is None else scrub(v) for v in values]

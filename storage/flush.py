@@ -32,15 +32,19 @@ log = logging.getLogger("cairn.storage")
 
 def flush(catalog: Catalog, files: FileStore, st: TableState,
           progress: Callable[..., Any] | None = None,
-          filters: FileFilters | None = None) -> dict[str, int]:
-    """Write the table's buffered rows to Parquet; returns rows, files, bytes.
-    Each file's key filter goes to `filters` (storage/keyfilter.py).
+          filters: FileFilters | None = None,
+          own: tuple[str | None] | None = None) -> dict[str, int]:
+    """Write the table's buffered rows to Parquet; returns rows, files, bytes
+    and all_rows. Each file's key filter goes to `filters` (storage/keyfilter.py).
     `progress(files_done=, files_total=, bytes_done=, rows=)` is called between
     files and may raise (e.g. Cancelled): nothing is then registered and the
-    files written so far are removed."""
+    files written so far are removed. `own = (user,)`: of a USER table every
+    user's rows are flushed, but rows, files, bytes and the progress count
+    only `user`'s (a role-user learns nothing of the others' rows);
+    `all_rows` counts every row flushed."""
     report = progress or (lambda **_: None)
     if st.table.table_type == "stream":
-        return {"rows": 0, "files": 0, "bytes": 0}
+        return {"rows": 0, "files": 0, "bytes": 0, "all_rows": 0}
     with st.flush_lock:
         with st.lock:
             batches = list(st.batches.values())
@@ -48,15 +52,17 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
             table, columns, version = st.table, list(st.columns), st.schema.version
             cached = st.cached_buffer() if table.table_type != "user" else None
         if not batches:
-            return {"rows": 0, "files": 0, "bytes": 0}
+            return {"rows": 0, "files": 0, "bytes": 0, "all_rows": 0}
         groups: dict[str | None, list[BufBatch]] = {}
         for b in batches:
             groups.setdefault(b.user if table.table_type == "user" else None, []).append(b)
         schema = storage_schema(table, columns)
         loose = pa.schema([f.with_nullable(True) for f in schema])
         written: list[DataFile] = []
-        rows_done = bytes_done = 0
-        report(files_done=0, files_total=len(groups), bytes_done=0, rows=0)
+        rows_done = bytes_done = files_done = 0
+        counted = [u for u in groups
+                   if own is None or table.table_type != "user" or u == own[0]]
+        report(files_done=0, files_total=len(counted), bytes_done=0, rows=0)
         try:
             for user, group in groups.items():
                 # Only what the table's cached conversion (a BACKUP's snapshot
@@ -81,10 +87,12 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 ))
                 if filters is not None:  # before the file is visible: no INSERT reads it
                     filters.add(rel, build_from_rows(rows, columns, table.primary_key))
-                rows_done += rows.num_rows
-                bytes_done += size
-                report(files_done=len(written), files_total=len(groups), bytes_done=bytes_done,
-                       rows=rows_done)
+                if user in counted:
+                    rows_done += rows.num_rows
+                    bytes_done += size
+                    files_done += 1
+                    report(files_done=files_done, files_total=len(counted),
+                           bytes_done=bytes_done, rows=rows_done)
             # Made before the table's lock, which every writer of the table
             # waits for: a buffer of 10,000 single-row INSERTs is 10,000
             # entries to take off, and making a delete and reckoning the bytes
@@ -123,7 +131,8 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
             if filters is not None:
                 filters.forget([f.path for f in written])
             raise
-    return {"rows": rows_done, "files": len(written), "bytes": bytes_done}
+    return {"rows": rows_done, "files": files_done, "bytes": bytes_done,
+            "all_rows": sum(f.rows for f in written)}
 
 
 def tidy(catalog: Catalog, st: TableState, out: dict[str, int], release_memory: bool) -> None:
@@ -131,7 +140,7 @@ def tidy(catalog: Catalog, st: TableState, out: dict[str, int], release_memory: 
     `compact`. A DROP TABLE waiting on the flush runs as soon as the flush
     ends: the table is then gone with its buffer family and files, the flush
     among them, and the flush's answer is NotFound (nothing was left flushed)."""
-    if out["rows"] and not st.dropped:
+    if out["all_rows"] and not st.dropped:
         if release_memory:
             release(catalog, st)
         compact(catalog, st)

@@ -14,6 +14,7 @@ from sqlglot import exp
 
 from catalog import Archive, Backup, Job, Namespace, Schedule, Table, TableSchema
 
+from .buffer import TableState
 from .ports import SystemSource
 from .types import describe_column
 
@@ -102,6 +103,20 @@ def _tables(engine: SystemSource) -> list[dict[str, Any]]:
             continue
         rows.append(row)
     return rows
+
+
+COUNTS = ("buffered_rows", "flushed_rows", "files", "bytes")
+
+
+def user_stats(st: TableState, user: str | None) -> dict[str, int]:
+    """`Engine.stats` of a USER table counting only `user`'s rows: their
+    buffered batches and their files (each file of a USER table holds one
+    user's rows: storage/flush.py), as a query of theirs reads them."""
+    with st.lock:
+        files = [f for f in st.files if f.user_id == user]
+        buffered = sum(b.num_rows for b in st.batches.values() if b.user == user)
+    return {"buffered_rows": buffered, "flushed_rows": sum(f.rows for f in files),
+            "files": len(files), "bytes": sum(f.bytes for f in files)}
 
 
 def _schemas(schemas: list[TableSchema]) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from server.executor import ROUTES
 from sqlgrammar import ast
 from sqlgrammar.parser import parse_one
 from tests.helpers import ok, rows, sql
+from tests.server.test_metrics import scrape, value
 
 Outcome = int | tuple[int, str]
 
@@ -292,3 +293,55 @@ async def test_archives_show_no_server_paths(two_faced: Any, tmp_path: Path) -> 
         assert str(tmp_path) not in json.dumps(user), user
         assert user[0]["target"] == "<backup root>/arch"
         assert "<backup root>/arch" in user[0]["last_error"]
+
+
+async def test_a_role_user_counts_only_their_own_rows(two_faced: Any) -> None:
+    """system.tables counted every user's rows of a USER table for a
+    role-user (alice saw bob's 5 rows as buffered_rows 6), so did her own
+    FLUSH's result and job (rows 6, files 2), and SHOW BACKUPS the
+    namespace's rows. Now a role-user's counts of a USER table are their own,
+    and backups (of every user's rows) show them no rows, files or bytes."""
+    root, alice, bob = "root-secret", "alice-user", "bob-user"
+    await ok(two_faced, "CREATE USER TABLE app.u (id INT PRIMARY KEY, v TEXT)", token=root)
+    await ok(two_faced, "INSERT INTO app.u VALUES (1, 'alice')", token=alice)
+    await ok(two_faced, "INSERT INTO app.u VALUES (1, 'b'), (2, 'b'), (3, 'b'), (4, 'b'), "
+                        "(5, 'b')", token=bob)
+    stats = ("SELECT table_name, buffered_rows, flushed_rows, files, bytes > 0 AS b "
+             "FROM system.tables WHERE namespace = 'app' ORDER BY table_name")
+
+    async def seen(token: str, text: str = stats) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = (await ok(two_faced, text, token=token))[0]["rows"]
+        return rows
+
+    shared = {"table_name": "t", "buffered_rows": 0, "flushed_rows": 1, "files": 1, "b": True}
+    assert await seen(alice) == [shared, {"table_name": "u", "buffered_rows": 1,
+                                          "flushed_rows": 0, "files": 0, "b": False}]
+    assert (await seen(root))[1]["buffered_rows"] == 6
+    metric = "cairn_flushed_rows_total"
+    before = value(await scrape(two_faced, Authorization=f"Bearer {root}"), metric)
+    flushed = (await ok(two_faced, "FLUSH TABLE app.u", token=alice))[0]
+    after = value(await scrape(two_faced, Authorization=f"Bearer {root}"), metric)
+    assert after - before == 6  # the metric counts every row flushed
+    assert {k: flushed["rows"][0][k] for k in ("tables", "rows", "files")} == {
+        "tables": 1, "rows": 1, "files": 1}
+    assert flushed["message"] == "Flushed table 'app.u': 1 rows to 1 file(s)"
+    assert await seen(alice) == [shared, {"table_name": "u", "buffered_rows": 0,
+                                          "flushed_rows": 1, "files": 1, "b": True}]
+    assert (await seen(bob))[1] == {"table_name": "u", "buffered_rows": 0, "flushed_rows": 5,
+                                    "files": 1, "b": True}
+    assert (await seen(root))[1] == {"table_name": "u", "buffered_rows": 0, "flushed_rows": 6,
+                                     "files": 2, "b": True}
+    whole = await seen(alice, "SELECT * FROM system.tables")  # the table itself, no DuckDB
+    assert [r["flushed_rows"] for r in whole if r["table_name"] == "u"] == [1]
+    job = "SELECT rows, files_done, result FROM system.jobs WHERE statement LIKE '%app.u%'"
+    mine = await seen(alice, job)
+    assert mine == [{"rows": 1, "files_done": 1, "result": {
+        "tables": 1, "rows": 1, "files": 1, "bytes": flushed["rows"][0]["bytes"]}}]
+    shown = [r for r in await seen(alice, "SHOW JOBS") if "app.u" in r["statement"]]
+    assert [r["result"] for r in shown] == [mine[0]["result"]]
+    assert (await seen(root, job))[0]["result"]["all_rows"] == 6  # admins see every row flushed
+    for text in ("SHOW BACKUPS", "SELECT * FROM system.backups"):
+        assert all(r["rows"] is not None and r["bytes"] for r in await seen(root, text))
+        users = await seen(alice, text)
+        assert users and all(r[c] is None for r in users
+                             for c in ("rows", "files", "bytes", "bytes_written"))
