@@ -9,6 +9,7 @@ consistent copy of the whole server (records and buffered rows) at an instant.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager, suppress
@@ -17,9 +18,11 @@ from typing import Any
 
 from rocksdict import Checkpoint, Options, Rdict, ReadOptions, WriteBatch
 
+from .diskerrors import DataDirUnavailable, from_rocksdb, names_disk_cause
 from .records import RECORD_TYPES, Meta, R, Record
 
 SEQ_BLOCK = 100_000
+log = logging.getLogger("cairn.catalog")
 
 
 class CatalogLocked(Exception):
@@ -48,9 +51,13 @@ class Batch:
         self._catalog = catalog
         self._wb = WriteBatch(raw_mode=True)
         self.count = 0
+        self._kept: list[tuple[str, bytes]] = []  # keys of records kept in memory, put anew
 
     def put(self, record: Record) -> Batch:
-        self._wb.put(record.key().encode(), record.dumps(), self._catalog._handle(record.FAMILY))
+        key = record.key().encode()
+        self._wb.put(key, record.dumps(), self._catalog._handle(record.FAMILY))
+        if self._catalog._unsaved:
+            self._kept.append((record.FAMILY, key))
         self.count += 1
         return self
 
@@ -77,11 +84,26 @@ class Batch:
 
     def commit(self) -> None:
         """Apply the batch. rocksdict holds the GIL for the whole write, so off
-        the event loop keep batches small (bench/rocksdict_gil.py)."""
+        the event loop keep batches small (bench/rocksdict_gil.py). A write the
+        disk refuses raises DataDirUnavailable; the batch is dropped."""
         if self.count:
-            self._catalog._db.write(self._wb)
+            catalog = self._catalog
+            try:
+                catalog._db.write(self._wb)
+            except Exception as exc:  # rocksdict raises a bare Exception for IO errors
+                self._wb = WriteBatch(raw_mode=True)
+                self.count = 0
+                raise catalog.disk_error(exc) from None
+            if catalog.write_error is not None:
+                catalog.write_error = None
+                log.warning("the data directory takes writes again")
+            for kept in self._kept:
+                catalog._unsaved.pop(kept, None)
+            if catalog._unsaved:
+                catalog._save_unsaved()
         self._wb = WriteBatch(raw_mode=True)
         self.count = 0
+        self._kept = []
 
 
 class Catalog:
@@ -98,16 +120,21 @@ class Catalog:
             existing = ["default"]
         wanted = set(existing) | {cls.FAMILY for cls in RECORD_TYPES}
         cfs = {name: Options(raw_mode=True) for name in wanted if name != "default"}
+        self.write_error: str | None = None  # why the last write failed, until one succeeds
         try:
             self._db = Rdict(str(self.path), opts, column_families=cfs)
         except Exception as exc:  # rocksdict raises a bare Exception for IO errors
-            if "lock" in str(exc).lower():
+            if "lock" in str(exc).lower() and not names_disk_cause(str(exc)):
                 raise CatalogLocked(
                     f"data directory {self.path.parent} is in use by another Cairn server"
                 ) from exc
+            if (mapped := from_rocksdb(self.path.parent, exc)) is not None:
+                raise mapped from None
             raise
         self._families: dict[str, Rdict] = {}
         self._handles: dict[str, Any] = {}
+        # Records `keep` could not write: (family, key) -> value, read as written
+        self._unsaved: dict[tuple[str, bytes], bytes] = {}
         self._lock = threading.RLock()
         for name in wanted:
             if name != "default":
@@ -138,8 +165,11 @@ class Catalog:
         with self._lock:
             fam = self._families.get(name)
             if fam is None:
-                with suppress(Exception):  # created by a racing caller
+                try:
                     self._db.create_column_family(name, Options(raw_mode=True))
+                except Exception as exc:
+                    if "already exists" not in str(exc):  # not created by a racing caller
+                        raise self.disk_error(exc) from None
                 fam = self._open_family(name)
             return fam
 
@@ -158,7 +188,8 @@ class Catalog:
         with self._lock:
             fam = self._families.get(name)
         if fam is not None:
-            fam.flush(True)
+            with self._disk():
+                fam.flush(True)
 
     def compact_deleted(self, name: str, at_least: int) -> bool:
         """Compact the family if its SST files hold `at_least` bytes more than
@@ -183,14 +214,19 @@ class Catalog:
         with self._lock:
             if name not in self._families:
                 return
+            try:
+                self._db.drop_column_family(name)
+            except Exception as exc:
+                raise self.disk_error(exc) from None
             del self._families[name]
             del self._handles[name]
-            self._db.drop_column_family(name)
 
     # --- typed records --------------------------------------------------
 
     def get(self, kind: type[R], key: str) -> R | None:
         raw = self._families[kind.FAMILY].get(key.encode())
+        if self._unsaved:
+            raw = self._unsaved.get((kind.FAMILY, key.encode()), raw)
         return None if raw is None else kind.loads(raw)
 
     def scan(self, kind: type[R], prefix: str = "") -> list[R]:
@@ -201,6 +237,34 @@ class Catalog:
 
     def delete(self, kind: type[Record], key: str) -> None:
         self.batch().delete(kind, key).commit()
+
+    def keep(self, record: Record) -> None:
+        """Put `record`, or, while the disk refuses writes, keep it in memory:
+        reads see it, and the next write that succeeds writes it too. For the
+        states a failure itself leaves (a job that failed, an archive that
+        stopped shipping), so that they read true while the disk is full; a
+        restart before the disk takes writes again forgets them."""
+        try:
+            self.put(record)
+        except DataDirUnavailable:
+            with self._lock:
+                self._unsaved[(record.FAMILY, record.key().encode())] = record.dumps()
+
+    def _save_unsaved(self) -> None:
+        """Write the records `keep` kept in memory (each forgotten once written,
+        unless it was kept anew meanwhile)."""
+        with self._lock:
+            kept = dict(self._unsaved)
+            wb = WriteBatch(raw_mode=True)
+            for (family, key), value in kept.items():
+                wb.put(key, value, self._handle(family))
+            try:
+                self._db.write(wb)
+            except Exception:  # still refused: kept for the next write  # noqa: BLE001
+                return
+            for k, value in kept.items():
+                if self._unsaved.get(k) == value:
+                    del self._unsaved[k]
 
     def batch(self) -> Batch:
         return Batch(self)
@@ -230,8 +294,23 @@ class Catalog:
         upper = prefix_upper_bound(prefix) if prefix else None
         if upper is not None:
             ro.set_iterate_upper_bound(upper)
-        yield from fam.items(from_key=start if start is not None else prefix, read_opt=ro)
+        first = start if start is not None else prefix
+        kept = self._kept_in(family, prefix, first) if self._unsaved else None
+        if kept:
+            found: dict[bytes, bytes] = {}
+            for key, value in fam.items(from_key=first, read_opt=ro):
+                if isinstance(key, bytes):  # raw families: bytes
+                    found[key] = value
+            found.update(kept)
+            yield from sorted(found.items())
+        else:
+            yield from fam.items(from_key=first, read_opt=ro)
         del ro
+
+    def _kept_in(self, family: str, prefix: bytes, first: bytes) -> dict[bytes, bytes]:
+        with self._lock:
+            return {key: value for (fam, key), value in self._unsaved.items()
+                    if fam == family and key.startswith(prefix) and key >= first}
 
     def values_raw(self, family: str, start: bytes, end: bytes) -> Generator[bytes, None, None]:
         """The values of the keys in [start, end), in key order. RocksDB stops
@@ -295,7 +374,8 @@ class Catalog:
         """A consistent copy of every family (hard links). It first flushes every
         memtable, holding the GIL meanwhile (180 ms with 60 MB in memtables,
         bench/rocksdict_gil.py), so the server itself takes none."""
-        Checkpoint(self._db).create_checkpoint(str(directory))
+        with self._disk():
+            Checkpoint(self._db).create_checkpoint(str(directory))
 
     def property_totals(self, names: list[str]) -> dict[str, int]:
         """Integer RocksDB properties (e.g. `rocksdb.estimate-live-data-size`)
@@ -311,9 +391,48 @@ class Catalog:
         return totals
 
     def flush_wal(self) -> None:
-        self._db.flush_wal(True)
+        with self._disk():
+            self._db.flush_wal(True)
+
+    @contextmanager
+    def _disk(self) -> Iterator[None]:
+        """rocksdict's IO errors inside the block as `disk_error`s."""
+        try:
+            yield
+        except DataDirUnavailable:
+            raise
+        except Exception as exc:  # rocksdict raises a bare Exception for IO errors
+            raise self.disk_error(exc) from None
+
+    def disk_error(self, exc: Exception) -> Exception:
+        """What to raise for rocksdict's error `exc`: DataDirUnavailable for an
+        IO error (remembered in `write_error`), `exc` itself otherwise."""
+        mapped = from_rocksdb(self.path.parent, exc)
+        if mapped is None:
+            return exc
+        if self.write_error is None:
+            log.warning("the data directory refuses writes: %s", mapped.message)
+        self.write_error = mapped.message
+        return mapped
+
+    def probe_writes(self) -> str | None:
+        """While writes fail: try one small write (RocksDB resumes by itself
+        once the disk has room again, see docs/http.md); why it still fails,
+        or None when writes work."""
+        if self.write_error is not None:
+            with suppress(DataDirUnavailable):
+                self.put(Meta("write_probe", 0))
+        return self.write_error
 
     def close(self) -> None:
+        """Close the database. After a write error RocksDB's close reports it
+        again (`Writer has previous error`) but closes all the same: what was
+        acknowledged is in the write-ahead log."""
         self._families.clear()
         self._handles.clear()
-        self._db.close()
+        try:
+            self._db.close()
+        except Exception as exc:  # rocksdict raises a bare Exception for IO errors
+            if from_rocksdb(self.path.parent, exc) is None:
+                raise
+            log.warning("closing the catalog after a write error: %s", exc)

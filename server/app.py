@@ -320,6 +320,13 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
 
 
 async def handle_health(request: web.Request) -> web.Response:
+    """200 ok; 503 while the data directory refuses writes (a full disk): reads
+    still work, writes fail until it has room again (docs/http.md)."""
+    cairn = request.app[CAIRN]
+    if cairn.catalog.write_error is not None:
+        error = await cairn.run(cairn.catalog.probe_writes)
+        if error is not None:
+            return web.json_response({"status": "unavailable", "error": error}, status=503)
     return web.json_response({"status": "ok"})
 
 

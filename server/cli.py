@@ -15,6 +15,7 @@ from aiohttp import web
 
 import console
 from catalog import CatalogLocked
+from catalog.diskerrors import DataDirUnavailable
 from storage import timing
 
 from . import config as config_mod
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except CatalogLocked as exc:
         print(f"cairn: {exc}", file=sys.stderr)
+        return 1
+    except DataDirUnavailable as exc:  # a full disk, too few file handles, …
+        print(f"cairn: cannot start: {exc.message}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"cairn: cannot start: {exc}", file=sys.stderr)

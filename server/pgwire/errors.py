@@ -18,6 +18,7 @@ SQLSTATE = {
     "INVALID_REQUEST": "08P01",
     "REQUEST_TOO_LARGE": "54000",
     "UNAVAILABLE": "58030",  # io_error: a backup target that cannot be reached
+    # (the data directory's disk: catalog/diskerrors.py names its own, 53100 disk_full, …)
 }
 
 
@@ -33,7 +34,7 @@ def sqlstate(exc: CairnError) -> str:
     if exc.code == "INVALID_REQUEST" and ("unicode" in exc.message.lower()
                                           or "utf-8" in exc.message.lower()):
         return "22021"
-    return SQLSTATE.get(exc.code, "XX000")
+    return getattr(exc, "sqlstate", None) or SQLSTATE.get(exc.code, "XX000")
 
 
 class PgError(Exception):

@@ -1,0 +1,83 @@
+"""Errors of the data directory's own disk, as the contract's errors.
+
+A full disk, a quota, a read-only remount, a failing device or too few file
+handles is an operator problem, not a bug: the statement that meets one gets
+503 UNAVAILABLE naming the data directory (never 500 INTERNAL with a trace).
+Python's file calls raise OSError with an errno; rocksdict raises a bare
+`Exception` whose text is RocksDB's status (`IO error: No space left on
+device: While appending to file: …/catalog/000004.log: No space left on
+device`), so that text is read instead."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from .errors import Unavailable
+
+# errno -> (what the data directory's disk is short of, SQLSTATE)
+DISK_ERRNOS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on", "53100"),  # disk_full
+    errno.EDQUOT: ("disk quota exceeded on", "53100"),
+    errno.EFBIG: ("file size limit reached on", "54000"),  # program_limit_exceeded (ulimit -f)
+    errno.EROFS: ("read-only file system for", "58030"),  # io_error
+    errno.EIO: ("input/output error on", "58030"),
+    errno.EMFILE: ("too many open files for", "53000"),  # insufficient_resources
+    errno.ENFILE: ("too many open files in the system for", "53000"),
+}
+
+
+class DataDirUnavailable(Unavailable):
+    """The data directory cannot take the write now. `sqlstate` is the
+    PostgreSQL code for the cause (53100 disk_full for a full disk)."""
+
+    def __init__(self, message: str, sqlstate: str = "58030") -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def _describe(data_dir: Path, code: int, detail: str) -> DataDirUnavailable:
+    what, state = DISK_ERRNOS[code]
+    return DataDirUnavailable(f"{what} the data directory '{data_dir}'{detail}", state)
+
+
+def from_oserror(data_dir: Path, exc: BaseException) -> DataDirUnavailable | None:
+    """The contract's error for an OSError of the data directory's disk; None
+    for any other error (a bug, or a missing file: not the disk's fault)."""
+    if isinstance(exc, DataDirUnavailable):
+        return exc
+    code = getattr(exc, "errno", None)
+    if not isinstance(exc, OSError) or code not in DISK_ERRNOS:
+        return None
+    return _describe(data_dir, code, f" ([Errno {code}] {os.strerror(code)})")
+
+
+def names_disk_cause(text: str) -> bool:
+    """Whether an error's text names one of the disk's causes above."""
+    low = text.lower()
+    return any(os.strerror(code).lower() in low for code in DISK_ERRNOS)
+
+
+def from_rocksdb(data_dir: Path, exc: BaseException) -> DataDirUnavailable | None:
+    """The contract's error for RocksDB's IO error (a bare Exception from
+    rocksdict); None when its text is not an IO error."""
+    if isinstance(exc, DataDirUnavailable):
+        return exc
+    if (found := from_oserror(data_dir, exc)) is not None:
+        return found
+    text = str(exc)
+    if not text.startswith("IO error"):
+        return None
+    text = text.removeprefix("IO error: ")
+    if len(text) > 300:
+        text = text[:300] + "…"
+    for code in DISK_ERRNOS:
+        reason = os.strerror(code)
+        if reason.lower() in text.lower():
+            # `No space left on device: While appending to file: …/000004.log: No space left
+            # on device` says where, once: `(RocksDB: While appending to file: …/000004.log)`
+            where = text.replace(f"{reason}: ", "", 1).removesuffix(f": {reason}")
+            return _describe(data_dir, code, f" (RocksDB: {where})" if where != reason else "")
+    return DataDirUnavailable(f"the data directory '{data_dir}' cannot be written "
+                              f"(RocksDB: {text})")
