@@ -125,7 +125,11 @@ class Archiver:
                 else:
                     log.warning("archiving %s failed: %s", self.namespace, message)
                 self._repo = None
-                await self.cairn.run(self._failed, message)
+                try:
+                    await self.cairn.run(self._failed, message)
+                except Exception as failed:  # noqa: BLE001 - the loop must go on
+                    log.warning("archiving %s: cannot record the failure: %s",
+                                self.namespace, failed)
                 delay = min(RETRY_MAX_S, delay * 2 ** min(self.failures, 6))
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -135,7 +139,7 @@ class Archiver:
         rec = self.cairn.catalog.get(Archive, self.namespace)
         if rec is not None and rec.status != "stopped":
             rec.status, rec.last_error = "failed", message
-            self.cairn.catalog.put(rec)
+            self.cairn.catalog.keep(rec)  # in memory while the disk is full
 
     async def cycle(self, final: bool = False) -> bool:
         """One pass: a base backup if the target needs one, then ship. True when

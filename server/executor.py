@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from catalog.diskerrors import from_oserror
 from catalog.errors import (
     CairnError,
     InvalidArgument,
@@ -169,6 +170,10 @@ async def run_statement(cairn: Cairn, session: Session, stmt: ast.Statement) -> 
         return await route.handler(cairn, session, stmt)
     except RecursionError:
         raise InvalidArgument(TOO_DEEP) from None
+    except OSError as exc:  # the data directory's disk (a target's are mapped already)
+        if (disk := from_oserror(cairn.config.data_dir, exc)) is None:
+            raise
+        raise disk from None
     except (SqlglotError, TypeError, AttributeError, ValueError, IndexError, KeyError) as exc:
         if not raised_in_sqlglot(exc):
             raise

@@ -343,7 +343,7 @@ class JobRunner:
 
         def finish() -> None:
             try:
-                self.cairn.catalog.put(job)
+                self.cairn.catalog.keep(job)  # in memory while the disk is full
             finally:
                 if purge:
                     allocator.purge()
@@ -385,9 +385,9 @@ class JobRunner:
             job.status = "failed"
             job.error_message = exc.message
         except Exception as exc:
-            log.exception("job %s (%s) failed with a bug", job.job_id, job.job_type)
+            ctx.error = logs.job_failure(job, exc, self.cairn.config.data_dir)
             job.status = "failed"
-            job.error_message = f"internal error: {type(exc).__name__}: {exc}"
+            job.error_message = ctx.error.message
 
     @staticmethod
     async def _slot(sem: asyncio.Semaphore, ctx: JobContext) -> bool:

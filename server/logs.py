@@ -16,12 +16,15 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from catalog import Job
+from catalog.diskerrors import from_oserror
+from catalog.errors import CairnError
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _FIELDS = "cairn_fields"
@@ -159,6 +162,17 @@ _job_log = logging.getLogger("cairn.jobs")
 def job_started(job: Job) -> None:
     event(_job_log, "job_started", job_id=job.job_id, type=job.job_type,
           namespace=job.namespace, target=job.target, user=job.user_id)
+
+
+def job_failure(job: Job, exc: Exception, data_dir: Path) -> CairnError:
+    """Why a job whose work raised `exc` (not a CairnError) failed: the data
+    directory's disk refusing a write (a target's errors are mapped where they
+    are written), said by `job_ended`'s one line, or a bug, logged with its trace."""
+    disk = from_oserror(data_dir, exc)
+    if disk is not None:
+        return disk
+    _job_log.error("job %s (%s) failed with a bug", job.job_id, job.job_type, exc_info=exc)
+    return CairnError(f"internal error: {type(exc).__name__}: {exc}")
 
 
 def job_ended(job: Job, seconds: float | None) -> None:

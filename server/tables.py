@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from catalog import Namespace
-from catalog.errors import InvalidArgument, NotFound
+from catalog.errors import CairnError, InvalidArgument, NotFound
 from sqlgrammar.ast import (
     AlterTableAddColumn,
     AlterTableDropColumn,
@@ -35,6 +36,7 @@ routes = Routes()
 log = logging.getLogger("cairn.tables")
 
 AUTOFLUSH_PERIOD = 1.0
+AUTOFLUSH_BACKOFF_MAX = 60.0  # seconds between tries of a table whose flush keeps failing
 
 
 def resolve(session: Session, ref: TableRef) -> tuple[str, str]:
@@ -235,18 +237,27 @@ async def flush_all_tables(cairn: Cairn, session: Session, stmt: FlushAllTables)
 
 async def autoflush_loop(cairn: Cairn) -> None:
     """Forever: evict expired stream rows, and flush tables whose buffer passed
-    `flush_rows` or `flush_interval_seconds` (each flush a job)."""
+    `flush_rows` or `flush_interval_seconds` (each flush a job). A table whose
+    flush failed (a full disk) is tried again after 2, 4, 8, … seconds, at most
+    AUTOFLUSH_BACKOFF_MAX apart, not every period."""
     running: set[tuple[str, str]] = set()
     tasks: set[asyncio.Task[Any]] = set()
+    failing: dict[tuple[str, str], tuple[int, float]] = {}  # -> (failures, next try, monotonic)
+    said: str | None = None  # the loop's own last error, said once
 
     async def one(ns: str, name: str) -> None:
         session = Session(user_id=None, namespace=ns, text=f"FLUSH TABLE {ns}.{name}")
         try:
             await cairn.jobs.run("flush", session, _flush_work(cairn, [(ns, name)]), namespace=ns)
+            failing.pop((ns, name), None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # logged in system.jobs; keep the loop alive
-            log.warning("automatic flush of %s.%s failed: %s", ns, name, exc)
+            failures = failing.get((ns, name), (0, 0.0))[0] + 1
+            wait = min(AUTOFLUSH_BACKOFF_MAX, 2.0 ** failures)
+            failing[(ns, name)] = (failures, time.monotonic() + wait)
+            log.info("automatic flush of %s.%s failed (next try in %.0f s): %s",
+                        ns, name, wait, exc.message if isinstance(exc, CairnError) else exc)
         finally:
             running.discard((ns, name))
 
@@ -255,7 +266,7 @@ async def autoflush_loop(cairn: Cairn) -> None:
         try:
             await cairn.run(cairn.engine.evict_streams)
             for ns, name in await cairn.run(cairn.engine.tables_needing_flush):
-                if (ns, name) in running:
+                if (ns, name) in running or failing.get((ns, name), (0, 0.0))[1] > time.monotonic():
                     continue
                 running.add((ns, name))
                 task = asyncio.create_task(one(ns, name))
@@ -265,5 +276,11 @@ async def autoflush_loop(cairn: Cairn) -> None:
             for task in tasks:
                 task.cancel()
             raise
+        except CairnError as exc:  # a full disk: said once, not every period
+            if exc.message != said:
+                log.warning("automatic flush loop: %s", exc.message)
+            said = exc.message
         except Exception:
             log.exception("automatic flush loop")
+        else:
+            said = None
