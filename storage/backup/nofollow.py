@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from catalog.errors import PermissionDenied
+from catalog.errors import BackupInvalid, PermissionDenied
 
 T = TypeVar("T")
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -58,6 +58,15 @@ def refuse_special(uri: str, rel: str) -> PermissionDenied:
     return PermissionDenied(
         f"backup target '{uri}' holds a special file (FIFO, socket or device) at '{rel}': "
         "only regular files and folders belong in a backup target"
+    )
+
+
+def refuse_file(uri: str, rel: str) -> BackupInvalid:
+    """A file where a folder of the target belongs (`manifests`, `objects/<aa>`):
+    damage, named, never taken for a folder that is not there (an empty
+    listing: SHOW BACKUPS IN answered no rows, RESTORE 'no backup')."""
+    return BackupInvalid(
+        f"backup target '{uri}' holds a file at '{rel}' where a folder belongs"
     )
 
 
@@ -113,6 +122,22 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             if stat.S_ISLNK(st.st_mode):
                 raise refuse_link(self.uri, rel or ".") from None
 
+    def _raise_if_not_dir(self, exc: OSError, dir_fd: int, name: str, rel: str) -> None:
+        """The error of opening the folder `rel` inside the target: a link there
+        is PERMISSION_DENIED, and so is a special file; a regular file is
+        BACKUP_INVALID (`refuse_file`), each naming it. Otherwise the error stands."""
+        self._raise_if_link(exc, dir_fd, name, rel)
+        if exc.errno != errno.ENOTDIR:
+            return
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return
+        if is_special(st.st_mode):
+            raise refuse_special(self.uri, rel) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise refuse_file(self.uri, rel) from None
+
     @contextlib.contextmanager
     def _dir(self, parts: list[str], create: bool = False) -> Iterator[int]:
         """A descriptor of the directory `parts` inside the target, reached without
@@ -128,7 +153,7 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
                 try:
                     nxt = os.open(part, _DIR, dir_fd=fd)
                 except OSError as exc:
-                    self._raise_if_link(exc, fd, part, "/".join(parts[: i + 1]))
+                    self._raise_if_not_dir(exc, fd, part, "/".join(parts[: i + 1]))
                     raise
                 os.close(fd)
                 fd = nxt
@@ -232,7 +257,7 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
                 try:
                     sub = os.open(entry.name, _DIR, dir_fd=fd)
                 except OSError as exc:
-                    self._raise_if_link(exc, fd, entry.name, "/".join(rel))
+                    self._raise_if_not_dir(exc, fd, entry.name, "/".join(rel))
                     raise
                 try:
                     out.extend(self._list(sub, child, rel, True))
@@ -355,7 +380,7 @@ class _Dirs:
             try:
                 fd = os.open(parts[-1], _DIR, dir_fd=parent)
             except OSError as exc:
-                self._handler._raise_if_link(exc, parent, parts[-1], "/".join(parts))
+                self._handler._raise_if_not_dir(exc, parent, parts[-1], "/".join(parts))
                 raise
         self._fds[parts] = fd
         return fd

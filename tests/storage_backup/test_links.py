@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,48 @@ def test_a_fifo_archive_is_refused(tmp_path: Path) -> None:
     os.mkfifo(archive)
     with pytest.raises(BackupInvalid, match="not a regular file"):
         Reader(str(archive))
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("folder", ["manifests", "objects", "locks", "prunes", "shard"])
+def test_a_file_where_a_folder_belongs_is_damage_never_an_empty_folder(
+        repo: Repository, make_file: MakeFile, folder: str) -> None:
+    """`manifests/` (or another folder of the target) replaced by a regular
+    file was listed as empty: SHOW BACKUPS IN answered no rows, ATTACH '0 of
+    0', RESTORE 'no backup'. Now every read, listing and write that meets it
+    is BACKUP_INVALID naming it; a FIFO there is PERMISSION_DENIED, as before."""
+    from catalog.errors import BackupInvalid
+
+    sources = backed_up(repo, make_file)
+    base = Path(repo.target.base)
+    oid = sources[0].sha256
+    rel = f"objects/{oid[:2]}" if folder == "shard" else folder
+    victim = base / rel
+    if victim.exists():
+        shutil.rmtree(victim)
+    victim.write_bytes(b"not a folder")
+    fresh = Repository(repo.target)
+    # A prune lists `objects/` and skips a stray file there (a shard's name or not).
+    calls: dict[str, Callable[[], object]] = {} if folder == "shard" else {"prune": fresh.prune}
+    if folder == "manifests":
+        calls |= {"list": fresh.list_manifests, "ids": fresh.manifest_ids,
+                  "read": lambda: fresh.read_manifest("bk-1"),
+                  "has": lambda: fresh.has_manifest("bk-1")}
+    if folder in ("objects", "shard"):
+        calls["find"] = lambda: fresh.find_contents([(oid, sources[0].size)])
+    if folder == "locks":
+        calls["lock"] = lambda: fresh.lock("bk-2").add([oid])
+    if folder == "prunes":
+        calls["check"] = fresh.check_prunable
+    for name, call in calls.items():
+        with pytest.raises(BackupInvalid, match=f"holds a file at '{rel}' where a folder"):
+            call()
+        assert victim.read_bytes() == b"not a folder", name
+    if folder in ("manifests", "objects", "shard"):
+        report = fresh.verify("bk-1", contents=False)
+        assert not report.is_valid
+        assert f"holds a file at '{rel}' where a folder" in " ".join(report.errors)
+    victim.unlink()
+    os.mkfifo(victim)
+    with pytest.raises(PermissionDenied, match=f"special file .* at '{rel}'"):
+        next(iter(calls.values()))()
