@@ -9,7 +9,9 @@ one backup (see archive.py), confined like any other local target.
 
 from __future__ import annotations
 
+import errno
 import functools
+import logging
 import os
 import re
 import stat
@@ -19,11 +21,14 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-from catalog.errors import InvalidArgument, PermissionDenied
+from catalog.errors import CairnError, InvalidArgument, PermissionDenied
 
 from .layout import CONFIG, INTERNAL, KEYS, MANIFESTS, OBJECTS
 from .nofollow import no_follow_fs
+from .oserrors import describe
 from .s3client import new_s3_filesystem
+
+log = logging.getLogger(__name__)
 
 TargetKind = Literal["local", "s3", "archive"]
 ARCHIVE_SUFFIXES = (".tar", ".tar.zst")
@@ -100,8 +105,15 @@ def _local(target: str, roots: list[str]) -> Target:
         )
     root_abs = [os.path.abspath(r) for r in roots]
     # One stat a root where it is there (makedirs: three): what it is now,
-    # for _below_root.
-    found = {root: _dir_id(root) for root in root_abs}
+    # for _below_root. A root that is a file, or cannot be made, fails only
+    # the targets in it (it failed every backup statement, 500 INTERNAL).
+    found: dict[str, tuple[int, int]] = {}
+    broken: dict[str, CairnError] = {}
+    for root in root_abs:
+        try:
+            found[root] = _dir_id(root)
+        except OSError as exc:
+            broken[_real_root(root)] = broken[root] = _root_failed(root, exc)
     root_real = [_real_root(r) for r in root_abs]
 
     if os.path.isabs(target):
@@ -110,11 +122,17 @@ def _local(target: str, roots: list[str]) -> Target:
             raise PermissionDenied(f"backup target '{target}' is outside the backup roots")
     else:
         candidate = os.path.normpath(os.path.join(root_abs[0], target))
+    for root, error in broken.items():
+        if _inside(candidate, root):
+            raise error
     _check_length(target, candidate, _PATH_MAX)
 
     # Symlinks anywhere on the way (the target itself, a parent) are resolved
     # before the check, so a link inside a root cannot point outside it.
     real, there = _below_root(candidate, root_abs, root_real, found)
+    for root, error in broken.items():
+        if _inside(real, root):
+            raise error
     if not any(_inside(real, r) for r in root_real):
         raise PermissionDenied(f"backup target '{target}' resolves outside the backup roots")
     if real in root_real:
@@ -147,7 +165,10 @@ def _lstat(path: str) -> os.stat_result | None:
 
 
 def _dir_id(root: str) -> tuple[int, int]:
-    """A root's (device, inode), made first if it is not there."""
+    """A root's (device, inode), made first if it is not there. Made again
+    after this process found it is a WARNING: a root that went while the
+    server ran (an unmounted mount point's folder removed) took the next
+    backups on the disk below it without a word."""
     try:
         st = os.stat(root)
     except FileNotFoundError:
@@ -155,7 +176,29 @@ def _dir_id(root: str) -> tuple[int, int]:
     if st is None or not stat.S_ISDIR(st.st_mode):
         os.makedirs(root, exist_ok=True)  # raises where a file is in the way
         st = os.stat(root)
+        if root in _SEEN:
+            log.warning("backup root '%s' is gone since the server first found it: made it "
+                        "again, empty (if it is a mount point, backups now go to the disk "
+                        "below it)", root)
+        else:
+            log.info("backup root '%s' was not there: made it", root)
+    _SEEN.add(root)
     return st.st_dev, st.st_ino
+
+
+_SEEN: set[str] = set()  # roots this process has found (or made)
+
+
+def _root_failed(root: str, exc: OSError) -> CairnError:
+    """A backup root that is not a folder, or cannot be made: PERMISSION_DENIED
+    when the system refuses (a read-only parent), INVALID_ARGUMENT otherwise,
+    naming the root."""
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return InvalidArgument(f"backup root '{root}' is not a directory (a file is in the way)")
+    message = f"backup root '{root}' cannot be created: {describe(exc)}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(message)
+    return InvalidArgument(message)
 
 
 def _below_root(candidate: str, root_abs: list[str], root_real: list[str],
@@ -172,7 +215,7 @@ def _below_root(candidate: str, root_abs: list[str], root_real: list[str],
     the root, or any other root, takes realpath."""
     for abs_root, real_root in zip(root_abs, root_real, strict=True):
         if (abs_root != real_root or not _inside(candidate, abs_root) or candidate == abs_root
-                or found[abs_root] != _first_id(real_root, found[abs_root])):
+                or abs_root not in found or found[abs_root] != _first_id(real_root, found[abs_root])):
             continue
         names = os.path.relpath(candidate, abs_root).split(os.sep)
         path, st = real_root, None

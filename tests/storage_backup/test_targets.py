@@ -253,3 +253,54 @@ def test_the_longest_names_that_fit_are_taken(root: Path) -> None:
 def test_an_s3_prefix_too_long_for_its_keys_is_refused(root: Path) -> None:
     with pytest.raises(InvalidArgument, match="is too long: at most 768 bytes"):
         resolve_target("s3://bucket/" + "p/" * 400, [str(root)], {})
+
+
+def test_a_root_that_is_a_file_fails_only_the_targets_in_it(tmp_path: Path) -> None:
+    """Roots [A, B] with B a file (an unmounted mount point replaced): every
+    target, also those in A, was FileExistsError (500 INTERNAL)."""
+    first, second = tmp_path / "r1", tmp_path / "r2"
+    second.write_text("not a directory")
+    assert resolve_target("nightly", [str(first), str(second)], {}).base == str(
+        first.resolve() / "nightly")
+    assert resolve_target(str(first / "x"), [str(first), str(second)], {}).kind == "local"
+    with pytest.raises(InvalidArgument, match=f"backup root '{second}' is not a directory"):
+        resolve_target(str(second / "x"), [str(first), str(second)], {})
+    with pytest.raises(InvalidArgument, match=f"backup root '{second}' is not a directory"):
+        resolve_target("nightly", [str(second), str(first)], {})  # relative: the first root
+    assert second.read_text() == "not a directory"
+
+
+def test_a_root_that_cannot_be_made_fails_only_the_targets_in_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A root under a read-only parent (EROFS; as root no chmod refuses, so the
+    one makedirs call raises it): PERMISSION_DENIED naming the root, for the
+    targets in it only."""
+    import errno
+
+    first, second = tmp_path / "r1", tmp_path / "r2"
+    first.mkdir()
+    real_makedirs = os.makedirs
+
+    def makedirs(path: Any, *args: Any, **kw: Any) -> None:
+        if str(path) == str(second):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        real_makedirs(path, *args, **kw)
+
+    monkeypatch.setattr(os, "makedirs", makedirs)
+    assert resolve_target("nightly", [str(first), str(second)], {}).kind == "local"
+    with pytest.raises(PermissionDenied,
+                       match=f"backup root '{second}' cannot be created: .*Read-only"):
+        resolve_target(str(second / "x"), [str(first), str(second)], {})
+
+
+def test_a_root_gone_while_running_is_made_again_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / "r1"
+    root.mkdir()
+    resolve_target("nightly", [str(root)], {})
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    root.rmdir()
+    resolve_target("nightly", [str(root)], {})
+    assert root.is_dir()
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"backup root '{root}' is gone since the server first found it" in warning
