@@ -5,15 +5,16 @@ runs in a job process; the job's row and the catalog stay here."""
 
 from __future__ import annotations
 
+import copy
 import operator
 from functools import partial
 
-from catalog import Archive, Backup
-from catalog.errors import NotFound
+from catalog import Archive, Backup, Meta
+from catalog.errors import CairnError, NotFound
 from storage import jobproc
 from storage.archive import store as archived
 from storage.backup import Repository
-from storage.backup.drops import drop_and_prune, drop_plan, keep_newest
+from storage.backup.drops import PruneFailed, drop_and_prune, drop_plan, keep_newest
 
 from . import archiving
 from .jobs import JobContext
@@ -31,7 +32,19 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
     # keep_newest(archive_id) is `running == archive_id`, picklable.
     prune = (None if repo.target.kind == "archive"
              else partial(archived.prune, keep_newest=partial(operator.eq, running)))
-    dropped = jobproc.call(ctx, keep_newest, repo, namespace, keep, jobproc.WORK, prune)
+    everything = unpruned(cairn, repo.uri)
+    try:
+        dropped = jobproc.call(ctx, keep_newest, repo, namespace, keep, jobproc.WORK, prune,
+                               everything)
+    except PruneFailed as exc:
+        pruned_partly(cairn, repo.uri, exc.dropped)
+        if running is not None:
+            archiving.service(cairn).backup_dropped(namespace)
+        raise dropped_unfreed(exc) from None
+    except jobproc.Lost:
+        set_unpruned(cairn, repo.uri)  # it may have stopped between a manifest and its prune
+        raise
+    pruned(cairn, repo.uri, everything)
     for backup_id, _ in dropped:
         forget(cairn, backup_id, repo.uri)
     if dropped and running is not None:
@@ -60,11 +73,67 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     namespace, oids = jobproc.call(ctx, drop_plan, repo, backup_id)
     # Should the process die from here on, start-up sweeps the target (cleanups).
     ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
-    freed = jobproc.call(ctx, drop_and_prune, repo, backup_id, oids, jobproc.WORK)
+    everything = unpruned(cairn, repo.uri)
+    try:
+        freed = jobproc.call(ctx, drop_and_prune, repo, backup_id, oids, jobproc.WORK,
+                             everything)
+    except PruneFailed as exc:
+        pruned_partly(cairn, repo.uri, exc.dropped)
+        raise dropped_unfreed(exc) from None
+    except jobproc.Lost:
+        set_unpruned(cairn, repo.uri)  # it may have stopped between the manifest and its prune
+        raise
+    pruned(cairn, repo.uri, everything)
     forget(cairn, backup_id, repo.uri)
     if repo.target.kind != "archive":
         freed += prune_archived(cairn, ctx, repo, namespace)
     return freed
+
+
+# The catalog's note that a drop's prune in target <uri> failed after its
+# manifests went: what they alone used is still there, so the next drop's
+# prune in that target looks at every object, not only its own backup's.
+UNPRUNED = "unpruned\x00"
+
+
+def unpruned(cairn: Cairn, uri: str) -> bool:
+    return cairn.catalog.get(Meta, UNPRUNED + uri) is not None
+
+
+def set_unpruned(cairn: Cairn, uri: str) -> None:
+    cairn.catalog.put(Meta(UNPRUNED + uri, True))
+
+
+def pruned(cairn: Cairn, uri: str, everything: bool) -> None:
+    """A drop's prune succeeded: one of every object clears the note."""
+    if everything:
+        cairn.catalog.delete(Meta, UNPRUNED + uri)
+
+
+def pruned_partly(cairn: Cairn, uri: str, dropped: list[tuple[str, int]]) -> None:
+    """The manifests of `dropped` went, their prune failed: the catalog
+    forgets them all the same (it went on listing them, a backup no longer
+    in its target), and the next drop's prune looks at every object."""
+    set_unpruned(cairn, uri)
+    for backup_id, _ in dropped:
+        forget(cairn, backup_id, uri)
+
+
+def dropped_unfreed(exc: PruneFailed) -> CairnError:
+    """The prune's own error (its code), saying the drop itself happened."""
+    ids = ", ".join(f"'{b}'" for b, _ in exc.dropped)
+    what = f"backup {ids}" if len(exc.dropped) == 1 else f"backups {ids}"
+    then = ((f"freeing {'its' if len(exc.dropped) == 1 else 'their'} objects failed "
+             "(the next drop in this target frees them)") if exc.pruning
+            else "dropping the others failed")
+    return with_message(exc.error, f"{what} dropped; {then}: {exc.error.message}")
+
+
+def with_message(exc: CairnError, message: str) -> CairnError:
+    """`exc` (its type, code and fields) saying `message` instead."""
+    new = copy.copy(exc)
+    new.message, new.args = message, (message,)
+    return new
 
 
 def forget(cairn: Cairn, backup_id: str, uri: str) -> None:

@@ -24,7 +24,7 @@ from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.verify import verify_backup_of
 
 from . import restore_hold, resume, visibility
-from .backup_drops import drop_beyond, drop_one, forget
+from .backup_drops import drop_beyond, drop_one, forget, pruned, with_message
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
@@ -126,11 +126,15 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
         result = run_backup(cairn, ctx, plan)
         resume.release_for(cairn, repo, namespace, ctx.job_id)
         if opts.get("keep_last") is not None:
+            # The backup landed: its row says so (result, backup_id) however
+            # keep_last ends (a failed one's job had no result).
+            ctx.set(result=result)
             try:
                 result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"])
-            except BackupInvalid as exc:
-                raise BackupInvalid(f"backup '{result['backup_id']}' is complete, but keep_last "
-                                    f"could not drop older ones: {exc.message}") from exc
+            except CairnError as exc:
+                raise with_message(exc, f"backup '{result['backup_id']}' is complete, but "
+                                        f"keep_last could not drop older ones: {exc.message}"
+                                   ) from exc
         return result
 
     return work
@@ -384,6 +388,7 @@ def register_cleanups(cairn: Cairn) -> None:
             if record.target == repo.uri and record.backup_id not in present:
                 cairn.catalog.delete(Backup, record.backup_id)
         freed = repo.prune()
+        pruned(cairn, repo.uri, everything=True)  # a failed drop's leftovers went too
         log.info("swept %s after interrupted job %s (%d bytes freed)", target, job.job_id, freed)
 
     def cleanup_backup(job: Job) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from catalog import Backup, Namespace
-from catalog.errors import AlreadyExists, BackupInvalid, InvalidArgument, NotFound
+from catalog.errors import AlreadyExists, BackupInvalid, CairnError, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.backup import Repository
@@ -25,7 +25,7 @@ from storage.backup.sets import member_id, write_set
 from storage.install import Restore
 from storage.registry import RESERVED_NAMESPACES
 
-from .backup_drops import drop_unless_gone
+from .backup_drops import drop_unless_gone, with_message
 from .backup_run import scope_text
 from .backups import (
     BACKUP_OPTIONS,
@@ -134,7 +134,13 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
         result: dict[str, Any] = {"job_id": ctx.job_id, "backup_id": set_id,
                                   "status": "completed", "namespaces": rows, **_sums(rows)}
         if opts.get("keep_last") is not None:
-            result["dropped"] = drop_older_sets(cairn, ctx, repo, kind, chosen, opts["keep_last"])
+            ctx.set(result=result)  # the set landed, however keep_last ends
+            try:
+                result["dropped"] = drop_older_sets(cairn, ctx, repo, kind, chosen,
+                                                    opts["keep_last"])
+            except CairnError as exc:
+                raise with_message(exc, f"backup set '{set_id}' is complete, but keep_last "
+                                        f"could not drop older ones: {exc.message}") from exc
         return result
 
     job = await cairn.jobs.run("backup", session, work, target=repo.uri,

@@ -266,9 +266,13 @@ class ArchiveRepository(Repository):
         keep: Iterable[str] = (),
         candidates: Iterable[str] | None = None,
         before_delete: Callable[[set[str]], None] | None = None,
+        first: Callable[[], None] | None = None,
     ) -> int:
         """Nothing in an archive is ever unreferenced; after `delete_manifest` the
-        archive is gone, and this reports what it held."""
+        archive is gone, and this reports what it held. `first` (a drop's
+        `delete_manifest`) runs first."""
+        if first is not None:
+            first()
         freed, self._freed = self._freed, 0
         return freed
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from catalog.errors import BackupInvalid, NotFound
+from catalog.errors import BackupInvalid, CairnError, NotFound
 
 from ..work import Work
 from .pruning import prune_dropped
@@ -31,16 +31,46 @@ def drop_plan(repo: Repository, backup_id: str) -> tuple[str, set[str]]:
     return m["namespace"], {o.oid for o in load_header(m).objects}
 
 
-def drop_and_prune(repo: Repository, backup_id: str, candidates: set[str], work: Work) -> int:
+class PruneFailed(CairnError):
+    """The manifests of `dropped` ((backup id, 0) each) are gone from the
+    target, but freeing their objects failed with `error`: the drop happened
+    (the server's catalog forgets them), and what they alone used stays until
+    a later prune of every object (`everything` in the next drop's)."""
+
+    def __init__(self, dropped: list[tuple[str, int]], error: CairnError,
+                 pruning: bool = True) -> None:
+        super().__init__(error.message)
+        self.dropped, self.error, self.pruning = dropped, error, pruning
+        self.code, self.status = error.code, error.status
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses from the job process
+        return (PruneFailed, (self.dropped, self.error, self.pruning))
+
+
+def drop_and_prune(repo: Repository, backup_id: str, candidates: set[str], work: Work,
+                   everything: bool = False) -> int:
     """Remove the manifest, then every object of `candidates` nothing else
-    uses (`prune_dropped`): bytes freed."""
-    repo.delete_manifest(backup_id)
-    return prune_dropped(repo, backup_id, candidates, work)
+    uses (`prune_dropped`; every object when `everything`): bytes freed. The
+    manifest goes once the prune's marker is written (one that cannot be is
+    a refusal with nothing removed); a prune failing after it is PruneFailed."""
+    gone: list[tuple[str, int]] = []
+
+    def remove() -> None:
+        repo.delete_manifest(backup_id)
+        gone.append((backup_id, 0))
+
+    try:
+        return prune_dropped(repo, backup_id, None if everything else candidates, work,
+                             first=remove)
+    except CairnError as exc:
+        if not gone:
+            raise
+        raise PruneFailed(gone, exc) from exc
 
 
 def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
-                prune_archive: Callable[[Repository, str], int] | None = None
-                ) -> list[tuple[str, int]]:
+                prune_archive: Callable[[Repository, str], int] | None = None,
+                everything: bool = False) -> list[tuple[str, int]]:
     """keep_last: drop `namespace`'s whole backups in the target beyond the
     newest `keep` (not table backups, nor members of a backup set: those go
     with their set), oldest first, so one stopped halfway (a crash, a
@@ -49,7 +79,9 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
     skipped. Then, if any went, `prune_archive(repo, namespace)` (the
     archived changes no base left needs). The dropped backups, newest first,
     each with the bytes its drop freed (the archive's prune counted in the
-    oldest's).
+    oldest's). The manifests go once the prune's marker is written; a prune
+    failing after any went is PruneFailed naming them. `everything`: the
+    prune looks at every object (a failed one left some).
 
     One job-process call for what was four a dropped backup (the listing,
     each drop's plan and prune, the archive's prune): each call's messages
@@ -73,21 +105,42 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
     # N^2 reads (1,000: 76 s). A crash before the prune leaves objects that
     # start-up sweeps (the job's cleanup), never a newer backup gone before
     # an older one.
-    gone: list[tuple[str, list[Any]]] = []
+    headers: list[tuple[str, list[Any]]] = []
     for backup_id in reversed(doomed):
         try:
-            header = load_header(repo.read_manifest(backup_id, require_body=False))
-            repo.delete_manifest(backup_id)
+            headers.append((backup_id, load_header(
+                repo.read_manifest(backup_id, require_body=False)).objects))
         except NotFound:
             if repo.has_manifest(backup_id):
                 raise
-            continue
-        gone.append((backup_id, header.objects))
+    if not headers:
+        return []
+    gone: list[tuple[str, list[Any]]] = []
+    removed = False
+
+    def remove() -> None:
+        nonlocal removed
+        for backup_id, objects in headers:
+            try:
+                repo.delete_manifest(backup_id)
+            except NotFound:
+                if repo.has_manifest(backup_id):
+                    raise
+                continue
+            gone.append((backup_id, objects))
+        removed = True
+
+    freed_oids: set[str] = set()
+    candidates = {o.oid for _, objects in headers for o in objects}
+    try:
+        prune_dropped(repo, headers[0][0], None if everything else candidates, work,
+                      freed_oids, first=remove)
+    except CairnError as exc:
+        if not gone:
+            raise
+        raise PruneFailed([(b, 0) for b, _ in gone[::-1]], exc, pruning=removed) from exc
     if not gone:
         return []
-    freed_oids: set[str] = set()
-    prune_dropped(repo, gone[0][0], {o.oid for _, objects in gone for o in objects}, work,
-                  freed_oids)
     dropped: list[tuple[str, int]] = []
     for backup_id, objects in gone:  # each object's bytes to the oldest that used it
         mine = {o.oid: o.size for o in objects if o.oid in freed_oids}

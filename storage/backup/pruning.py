@@ -194,11 +194,15 @@ class LocksAndPrune:
         keep: Iterable[str] = (),
         candidates: Iterable[str] | None = None,
         before_delete: Callable[[set[str]], None] | None = None,
+        first: Callable[[], None] | None = None,
     ) -> int:
         """Delete objects no manifest, lock or `keep` references; only among
         `candidates` when given (DROP BACKUP passes the dropped backup's objects).
         `before_delete` is told the doomed oids once they are decided (a hook for
-        tests that interleave a prune with a backup).
+        tests that interleave a prune with a backup). `first` runs once the
+        prune marker is written, before the locks and manifests are read (a
+        drop removes its manifests there: a marker that cannot be written
+        refuses the drop before anything is removed).
 
         Objects are listed first, then the locks are read, then the manifests: a
         backup writes its manifest before it drops its lock, so an object in use
@@ -217,9 +221,13 @@ class LocksAndPrune:
             present = {oid: held[oid] for oid in wanted if oid in held}
         else:
             present = self.store.sizes(wanted)
-        if not present:
+        if not present and first is None:
             return 0
         with pruning(self.target, self.durable) as marker:
+            if first is not None:
+                first()
+                if not present:
+                    return 0
             in_use = self.locked_objects()  # locks before manifests, see above
             in_use |= self.referenced_objects()
             in_use |= set(keep)
@@ -232,14 +240,15 @@ class LocksAndPrune:
         return sum(doomed.values())
 
 
-def prune_dropped(repo: LocksAndPrune, backup_id: str, candidates: set[str], work: Work,
-                  doomed: set[str] | None = None) -> int:
-    """DROP BACKUP's (and keep_last's) prune of a dropped backup's objects,
-    with its fault point `prune.before_delete` once the doomed are decided
-    (added to `doomed` when given)."""
+def prune_dropped(repo: LocksAndPrune, backup_id: str, candidates: set[str] | None, work: Work,
+                  doomed: set[str] | None = None, first: Callable[[], None] | None = None) -> int:
+    """DROP BACKUP's (and keep_last's) prune of a dropped backup's objects
+    (None: of every object, after a drop whose prune failed left some), with
+    its fault point `prune.before_delete` once the doomed are decided (added
+    to `doomed` when given); `first` as `prune` runs it."""
     def decided(oids: set[str]) -> None:
         if doomed is not None:
             doomed.update(oids)
         work.fault("prune.before_delete", backup_id=backup_id, oids=oids)
 
-    return repo.prune(candidates=candidates, before_delete=decided)
+    return repo.prune(candidates=candidates, before_delete=decided, first=first)

@@ -121,3 +121,38 @@ def test_manifests_are_read_a_number_of_times_linear_in_the_drops(
     assert all(freed == 10 + int(b[3:]) for b, freed in dropped)  # each its own object
     assert repo.manifest_ids() == [f"bk-{n - 1:02d}"] and len(repo.list_objects()) == 1
     assert len(reads) < 4 * n, len(reads)
+
+
+def test_a_prune_failing_after_the_manifests_went_names_them_and_everything_frees_them(
+        repo: Repository, five: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deletes in `objects/` refused (EPERM: an immutable folder): the drop is
+    PruneFailed naming the dropped backups (it crosses from the job process),
+    their objects stay; the next keep_newest with `everything` frees them."""
+    import errno
+    import pickle
+
+    from catalog.errors import PermissionDenied
+    from storage.backup.drops import PruneFailed
+    from storage.backup.nofollow import NoFollowHandler
+
+    real = NoFollowHandler.delete_file
+
+    def refuse(handler: NoFollowHandler, path: str) -> None:
+        if "/objects/" in path:
+            raise PermissionError(errno.EPERM, "Operation not permitted", path)
+        real(handler, path)
+
+    monkeypatch.setattr(NoFollowHandler, "delete_file", refuse)
+    with pytest.raises(PruneFailed) as failed:
+        keep_newest(repo, "app", 3, Quiet())
+    again = pickle.loads(pickle.dumps(failed.value))
+    assert again.dropped == [("bk-1", 0)] and again.pruning
+    assert isinstance(again.error, PermissionDenied) and again.code == "PERMISSION_DENIED"
+    assert "bk-1" not in repo.manifest_ids() and object_file(repo, five["bk-1"]).exists()
+
+    monkeypatch.setattr(NoFollowHandler, "delete_file", real)
+    assert keep_newest(repo, "app", 2, Quiet(), everything=True) == [("bk-2", 2000)]
+    assert not object_file(repo, five["bk-1"]).exists()  # not bk-2's, freed all the same
+    assert not object_file(repo, five["bk-2"]).exists()
+    for kept in ("bk-3", "bk-4", "bk-c", "bk-t"):
+        assert object_file(repo, five[kept]).exists()
