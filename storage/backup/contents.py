@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..types import DELETED, OW, SEQ, UPDATED, USER, arrow_type
+from ..types import DELETED, ID, OW, SEQ, UPDATED, USER, arrow_type
 from . import footer_guard
 from .column_checks import Group
 from .rowversions import Versions
@@ -223,6 +223,7 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
     try:
         budget = KEY_BYTES_RATIO * _size(source) + KEY_BYTES_SLACK
         columns = {OW: OW_COLUMN, **{c.name: c for c in table.schema(f.schema_version).columns}}
+        generated = table.primary_key == [ID] and columns[ID].system
         everything = [n for n, _ in expected_schema(table, f.schema_version) if n not in names]
         text = [n for n in everything if n in columns and columns[n].type in ("TEXT", "JSON", "BYTES")]
         with pq.ParquetFile(source, read_dictionary=names + text) as pf:
@@ -261,6 +262,10 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                     for name in checked:
                         if (wrong := others.add(name, batch.column(name))) is not None:
                             return f"{what} {wrong}"
+                    if generated and pc.any(pc.greater(batch.column(ID), batch.column(SEQ))).as_py():
+                        # `_id` is its row's first `_seq`: one past the table's sequence
+                        # would be handed out again, a key twice (found by trying)
+                        return f"{what} holds an _id above its row's _seq (Cairn gives neither)"
                     wrong = versions.add(batch)
                     if wrong is not None:
                         return f"{what} {wrong}"
@@ -332,6 +337,8 @@ def _outside(column: pa.Array, name: str, entry: tuple[Any, Any] | None,
         return f"holds NULL {name} values"
     if not len(column):
         return None
+    if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
+        return f"holds NaN {name} values (no key is NaN: INSERT refuses it)"
     found = pc.min_max(column)
     lo, hi = found["min"].as_py(), found["max"].as_py()
     if entry is not None and (lo < entry[0] or hi > entry[1]):

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from storage.files import data_file_bytes
-from tests.helpers import ok, replace_file, rows
+from tests.helpers import ok, replace_file, reseal, rows
 from tests.parquet_footer import chunk_meta, edit, get, put
 
 from .test_backup_crypto_hostile import error_of
@@ -115,3 +115,51 @@ async def test_the_same_backup_untouched_verifies_and_restores(
         {"id": 1, "name": "a2", "v": "x", "d": "1.50"}, {"id": 2, "name": "b", "v": None,
                                                           "d": "2.50"},
         {"id": 3, "name": "c", "v": "z", "d": "3.50"}]
+
+
+def _key(values: list[Any]) -> Callable[[bytes], bytes]:
+    return _rewrite(_column("k", pa.array(values, pa.float64())))
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ([0.0, -0.0], "first versions (_ow false) of one key"),  # DuckDB's one key, pyarrow's two
+    ([0.0, float("nan")], "holds NaN k values"),
+])
+async def test_float_keys_as_duckdb_compares_them(
+        client: Any, tmp_path: Path, values: list[Any], words: str) -> None:
+    """A DOUBLE key 0.0 beside -0.0 (or a NaN key) restored as two rows of one
+    key, or a key INSERT refuses; an UPDATE of both then lost one."""
+    await ok(client, "CREATE NAMESPACE f; CREATE TABLE f.t (k DOUBLE PRIMARY KEY, v INT);"
+                     "INSERT INTO f.t VALUES (0.0, 1), (1.0, 2); FLUSH TABLE f.t")
+    done = await backup(client, "BACKUP DATABASE f TO 'fk' WITH (compression = 'none')")
+    target = tmp_path / "backups" / "fk"
+    replace_file(target, "t", _key(values))
+    row = await backup(client, f"VERIFY BACKUP '{done['backup_id']}' IN 'fk'")
+    assert row["is_valid"] is False and words in json.dumps(row["errors"]), row
+    err = await error_of(client, "RESTORE DATABASE f FROM 'fk' AS copy")
+    assert err["code"] == "BACKUP_INVALID" and words in err["message"], err
+
+
+async def test_a_generated_id_above_its_rows_seq_is_refused(client: Any, tmp_path: Path) -> None:
+    """`_id` is a row's first `_seq`; a file re-sealed with `_id = 100` (its
+    entry's key range widened to match) was restored, and the table's
+    sequence handed 100 out again: two rows of one key, one lost to UPDATE."""
+    await ok(client, "CREATE NAMESPACE g; CREATE TABLE g.t (v INT);"
+                     "INSERT INTO g.t VALUES (1), (2), (3); FLUSH TABLE g.t")
+    done = await backup(client, "BACKUP DATABASE g TO 'gk' WITH (compression = 'none')")
+    target = tmp_path / "backups" / "gk"
+
+    def far(table: pa.Table) -> pa.Table:
+        ids = table.column("_id").to_pylist()
+        return _column("_id", pa.array(ids[:-1] + [100], pa.int64()))(table)
+
+    replace_file(target, "t", _rewrite(far))
+
+    def widen(doc: dict[str, Any]) -> None:
+        doc["tables"][0]["files"][0]["key_range"]["_id"][1] = 100
+
+    reseal(next((target / "manifests").glob("*.json")), widen)
+    row = await backup(client, f"VERIFY BACKUP '{done['backup_id']}' IN 'gk'")
+    assert row["is_valid"] is False and "_id above its row's _seq" in json.dumps(row["errors"])
+    err = await error_of(client, "RESTORE DATABASE g FROM 'gk' AS copy")
+    assert err["code"] == "BACKUP_INVALID" and "_id above" in err["message"], err
