@@ -226,7 +226,9 @@ def summary(doc: dict[str, Any], target: str) -> dict[str, Any]:
         "tables": h.totals.tables, "rows": h.totals.live_rows, "row_versions": h.totals.rows,
         "files": h.totals.files,
         "bytes": h.totals.bytes, "bytes_written": h.totals.bytes_written,
-        "label": h.label, "encrypted": h.encrypted, "scope": scope_text(h.scope),
+        "label": h.label, "encrypted": h.encrypted,
+        # unknown (NULL) without the passphrase: an encrypted backup keeps it sealed
+        "scope": None if h.encrypted and "tables" not in doc else scope_text(h.scope),
     }
 
 

@@ -88,8 +88,14 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
     were a few takes of the server's GIL beside the statements
     (docs/performance.md, bench/gil_takes.py)."""
     listed = repo.list_manifests()
+    # An encrypted manifest this instance cannot open is its header alone, and
+    # its scope is in the sealed part: a table backup or a set member of the
+    # namespace looks like a whole backup. Counted as one, a plain keep_last
+    # dropped them (and a set's member, leaving the set unrestorable): what
+    # it cannot tell is neither counted nor dropped.
     own = [m for m in listed
-           if "error" not in m and m["namespace"] == namespace and m.get("scope") is None]
+           if "error" not in m and m["namespace"] == namespace and m.get("scope") is None
+           and not (m.get("encrypted") and "tables" not in m)]
     doomed = [m["backup_id"] for m in own[keep:]]  # newest first
     damaged = [m for m in listed if "error" in m]
     if doomed and damaged:

@@ -132,3 +132,28 @@ async def test_compression_option(client: Any, tmp_path: Path) -> None:
     for ns in ("z", "r"):
         rows = (await ok(client, f"SELECT count(*) AS n FROM {ns}.t"))[0]["rows"]
         assert rows == [{"n": 3000}]
+
+
+async def test_a_plain_keep_last_leaves_the_encrypted_backups_it_cannot_read(client: Any) -> None:
+    """An encrypted manifest read without its passphrase is its header, and
+    its scope is sealed: a plain keep_last (a schedule's KEEP LAST has no
+    passphrase) counted an encrypted table backup and an encrypted set member
+    as whole backups of the namespace, and dropped them and a whole one.
+    Found by trying. What it cannot read it now neither counts nor drops,
+    and SHOW BACKUPS IN shows its scope unknown (NULL)."""
+    await ok(client, "CREATE NAMESPACE kt; CREATE TABLE kt.a (id BIGINT PRIMARY KEY);"
+                     "CREATE TABLE kt.b (id BIGINT PRIMARY KEY); INSERT INTO kt.a VALUES (1);"
+                     "CREATE NAMESPACE ot; CREATE TABLE ot.c (id BIGINT PRIMARY KEY)")
+    secret = "WITH (encryption_passphrase = 'pw')"
+    sealed = [(await backup(client, text))["backup_id"] for text in [
+        f"BACKUP TABLE kt.b TO 'kt' {secret}",
+        f"BACKUP DATABASE kt TO 'kt' {secret}",
+        f"BACKUP DATABASE kt, ot TO 'kt' {secret}",
+    ]]
+    await backup(client, "BACKUP DATABASE kt TO 'kt' WITH (keep_last = 1)")
+    await backup(client, "BACKUP DATABASE kt TO 'kt' WITH (keep_last = 1)")
+    listed = (await ok(client, "SHOW BACKUPS IN 'kt'"))[0]["rows"]
+    ids = {r["backup_id"] for r in listed}
+    assert all(any(i == s or i.startswith(s) for i in ids) for s in sealed), (sealed, ids)
+    assert sum(1 for r in listed if not r["encrypted"]) == 1  # the plain ones: keep_last = 1
+    assert {r["scope"] for r in listed if r["encrypted"]} == {None}
