@@ -20,6 +20,7 @@ connection (`scratch_config`) never spills."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,8 @@ def check_fragment(expression: exp.Expression) -> None:
             raise InvalidArgument(
                 "UHUGEINT is not supported (an answer cannot carry its values past "
                 "2^127 - 1, the largest HUGEINT): use HUGEINT or DECIMAL(38,0)")
+        elif isinstance(node, exp.Literal) and (wrong := _past_every_type(node)):
+            raise InvalidArgument(wrong)
 
 
 _HUGEINT_MAX = (1 << 127) - 1
@@ -227,6 +230,29 @@ def _unsigned_huge(node: exp.DataType | exp.Literal) -> bool:
     if value == _HUGEINT_MAX + 1 and isinstance(node.parent, exp.Neg):
         return False  # -2^127, the least HUGEINT: DuckDB reads the negative literal whole
     return _HUGEINT_MAX < value < 1 << 128
+
+
+def _past_every_type(node: exp.Literal) -> str | None:
+    """An integer literal past 2^128 - 1, which DuckDB types BIGNUM (an answer
+    showed its bytes, a JSON column stored them), or a literal of more than 38
+    digits without an exponent that no DOUBLE holds (DuckDB types it DOUBLE:
+    `1` and 309 zeros read inf, `0.` and 400 zeros and `1` read 0)."""
+    text = node.this
+    if node.is_string or not isinstance(text, str) or len(text) < 39 or "e" in text.lower():
+        return None
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if text.isdigit():
+        if int(text) < 1 << 128:
+            return None
+        return (f"integer literal {shown} is past every integer type (at most 2^127 - 1, "
+                "HUGEINT): write it as a DECIMAL(38,0) or a DOUBLE (1e40)")
+    digits = text.replace(".", "")
+    if not digits.isdigit() or len(digits) <= 38:
+        return None
+    value = float(text)
+    if math.isinf(value) or (value == 0.0 and digits.strip("0")):
+        return f"numeric literal {shown} is out of range for DOUBLE"
+    return None
 
 
 def _check_table_function(target: exp.Func) -> None:

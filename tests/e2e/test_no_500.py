@@ -293,6 +293,32 @@ async def test_uhugeint_is_refused_not_wrapped(client: Any) -> None:
     assert "UHUGEINT" in error(status, body, 400, "INVALID_ARGUMENT")
 
 
+async def test_a_literal_past_every_type_is_refused_not_changed(client: Any) -> None:
+    """DuckDB types an integer literal past 2^128 - 1 BIGNUM (an answer showed
+    its bytes, base64 over HTTP, and a JSON column stored them), and a literal
+    of more than 38 digits without an exponent DOUBLE, read inf or 0 without a
+    word where 1e309 was refused. Found by trying."""
+    await ok(client, "CREATE NAMESPACE bn; CREATE TABLE bn.t (id INT PRIMARY KEY, j JSON, "
+                     "d DOUBLE)")
+    nines = "9" * 39
+    for text, words in [
+        (f"SELECT {nines} AS v", "past every integer type"),
+        (f"SELECT -{nines} AS v", "past every integer type"),
+        (f"INSERT INTO bn.t (id, j) SELECT 1, {nines}", "past every integer type"),
+        (f"SELECT 1{'0' * 309}.0 AS v", "out of range for DOUBLE"),
+        (f"SELECT -1{'0' * 309}.0 AS v", "out of range for DOUBLE"),
+        (f"SELECT 0.{'0' * 400}1 AS v", "out of range for DOUBLE"),
+        (f"INSERT INTO bn.t (id, d) SELECT 1, 1{'0' * 309}.0", "out of range for DOUBLE"),
+    ]:
+        status, body = await sql(client, text)
+        assert words in error(status, body, 400, "INVALID_ARGUMENT"), text
+    assert (await ok(client, "SELECT count(*) AS n FROM bn.t"))[0]["rows"] == [{"n": 0}]
+    # what fits is what it says: 39 digits within UHUGEINT's range stay its case above,
+    # and a 40-digit decimal a DOUBLE holds is read as one
+    res = await ok(client, f"SELECT 1{'0' * 300}.0 AS v, 0.{'0' * 30}1{'0' * 10} AS w")
+    assert res[0]["rows"] == [{"v": 1e300, "w": 1e-31}]
+
+
 async def test_uhugeint_from_a_function_is_refused_not_wrapped(client: Any) -> None:
     # md5_number() returns UHUGEINT: 190532336368564675417118094528692087698 read
     # back as -149750030552373788046256512903076123758, at the top or nested
