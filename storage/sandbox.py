@@ -318,6 +318,7 @@ def connect(data_dir: Path, memory_limit: str, threads: int,
     con.execute("SET GLOBAL python_enable_replacements = false")
     con.execute("SET GLOBAL parquet_metadata_cache = true")  # our files never change in place
     con.execute("SET GLOBAL disable_parquet_prefetching = true")
+    in_utc(con)
     con.execute("SET allowed_directories = ?", [[str(files_dir) + "/"]])
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
@@ -329,6 +330,15 @@ def connect(data_dir: Path, memory_limit: str, threads: int,
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 MIN_MEMORY_BYTES = 64 * 10**6
+
+
+def in_utc(con: duckdb.DuckDBPyConnection) -> None:
+    """Every cursor of `con` reads times in UTC, as Cairn stores them: in the
+    server's own zone (TZ) `now()::TIMESTAMP`, `current_date` and
+    `date_trunc('day', now())` were local times, stored and compared as UTC
+    (`WHERE _updated > now() - INTERVAL 1 HOUR` found nothing at UTC+14)."""
+    con.execute("LOAD icu")  # built in, but not loaded without a zone setting
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
 
 
 def scratch_config(threads: int = 1) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from storage.sandbox import (
     cte_references,
     denied_function,
     function_name,
+    in_utc,
     scratch_config,
 )
 
@@ -223,6 +224,7 @@ class CatalogEngine:
         self._con = duckdb.connect(":memory:", config={**scratch_config(),
                                                         "memory_limit": CATALOG_MEMORY})
         self._con.execute("SET python_enable_replacements = false")
+        in_utc(self._con)
         self._con.execute("SET autoinstall_known_extensions = false")
         self._con.execute("SET autoload_known_extensions = false")
         self._con.execute("SET enable_external_access = false")

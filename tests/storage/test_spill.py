@@ -113,3 +113,30 @@ def test_the_servers_other_duckdbs_never_spill(tmp_path: Path, elsewhere: Path) 
     ("0GB", 0.0), ("4", None), ("-1GB", None), ("50%", None), ("lots", None), ("", None)])
 def test_sizes(text: str, bytes_: float | None) -> None:
     assert sandbox.size_bytes(text) == bytes_
+
+
+def test_times_are_utc_whatever_the_servers_zone(tmp_path: Path) -> None:
+    """In a server whose TZ was not UTC, `now()::TIMESTAMP`, `current_date` and
+    `localtimestamp` were local times, stored and compared as UTC (found by
+    trying at UTC+14 and UTC-8). Checked in a process of that zone."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from storage.sandbox import connect\n"
+        "cur = connect(Path(sys.argv[1]), '256MB', 1).cursor()\n"
+        "row = cur.execute(\"SELECT current_setting('TimeZone'), "
+        "CAST(now()::TIMESTAMP AS VARCHAR), CAST(now() AS VARCHAR)\").fetchone()\n"
+        "print(json.dumps(row))\n"
+    )
+    for zone in ("Pacific/Kiritimati", "America/Los_Angeles"):
+        done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "TZ": zone},
+                              cwd=Path(__file__).parents[2])
+        assert done.returncode == 0, done.stderr[-500:]
+        setting, naive, zoned = json.loads(done.stdout)
+        assert setting == "UTC" and zoned.endswith("+00") and zoned.startswith(naive[:16]), (
+            zone, naive, zoned)
