@@ -103,8 +103,23 @@ class Registry:
         return TableState(rec, sch, files, batches, append_only)
 
     def states(self, namespace: str | None = None) -> list[TableState]:
+        """Every table's state; a table dropped (or changed) between the scan
+        and its load is left out, or taken as it is now (it was NOT_FOUND
+        "schema version 1 of ns.t is missing" for a namespace that exists,
+        and a traceback in the automatic flush loop)."""
         prefix = namespace + SEP if namespace else ""
-        return [self.state_for(t) for t in self.catalog.scan(Table, prefix)]
+        out = []
+        for t in self.catalog.scan(Table, prefix):
+            try:
+                out.append(self.state_for(t))
+            except NotFound:
+                now = self.catalog.get(Table, t.key())
+                if now is None or now.uid != t.uid:
+                    continue  # dropped since the scan
+                if now.schema_version == t.schema_version:
+                    raise  # no race: the catalog is missing the schema
+                out.append(self.state_for(now))
+        return out
 
     def list_tables(self, namespace: str | None = None) -> list[Table]:
         return self.catalog.scan(Table, namespace + SEP if namespace else "")
