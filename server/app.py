@@ -213,6 +213,8 @@ async def read_sql_request(request: web.Request, body_timeout: float = 0) -> tup
     namespace = body.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise InvalidRequest('"namespace" must be a string')
+    if namespace is not None:
+        check_text(namespace, '"namespace"')
     if namespace and not NAME.fullmatch(namespace):  # it was echoed whole in NOT_FOUND
         more = "…" if len(namespace) > 64 else ""
         raise InvalidRequest('"namespace" must be a name ([A-Za-z_][A-Za-z0-9_]*, at most 64 '
