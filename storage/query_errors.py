@@ -14,6 +14,7 @@ like running out of memory is."""
 from __future__ import annotations
 
 import logging
+import re
 
 import duckdb
 
@@ -26,10 +27,16 @@ log = logging.getLogger("cairn.storage")
 
 
 def clean(message: str, plan: Plan) -> str:
-    """A DuckDB error as the user should read it: no internal view names."""
+    """A DuckDB error as the user should read it: no internal view names, and
+    none of its advice to SET what a query may not set (`SET
+    max_expression_depth TO x`: PERMISSION_DENIED if followed)."""
     for view, name in sorted(plan.names.items(), reverse=True):
         message = message.replace(view, name)
+    message = _SET_ADVICE.sub("", message)
     return message.split("\n\nLINE")[0].strip()
+
+
+_SET_ADVICE = re.compile(r"\s*(?:Use|use|Try|try)[^.]*\b(?:SET|PRAGMA)\b[^.]*\.?")
 
 
 def query_failed(exc: duckdb.Error, plan: Plan) -> CairnError:

@@ -362,3 +362,11 @@ async def test_a_statement_of_too_many_joins_is_refused_before_duckdb_plans_it(
     status, body = await sql(client, joins(65))
     assert "joins at most 64" in error(status, body, 400, "INVALID_ARGUMENT")
     assert (await ok(client, joins(40)))[0]["rows"] == [{"n": 1}]
+
+
+async def test_an_error_gives_no_advice_to_set_what_a_query_may_not(client: Any) -> None:
+    """DuckDB's depth error said `Use "SET max_expression_depth TO x"`, which
+    is PERMISSION_DENIED when followed. Found by trying."""
+    status, body = await sql(client, "SELECT " + "+".join(["1"] * 1000) + " AS n")
+    message = error(status, body, 400, "INVALID_ARGUMENT")
+    assert "depth" in message and "SET" not in message, message
