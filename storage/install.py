@@ -25,6 +25,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,12 +214,18 @@ def _check_contents(registry: Registry, restore: Restore, records: list[DataFile
     entries = {(restore.table_uids[t.name], f.content_sha256): (f, t)
                for t in restore.manifest.tables if t.name in restore.table_uids
                for f in t.files}
-    for rec in records:
+
+    def problem(rec: DataFile) -> str | None:
         f, t = entries[(rec.table_uid, rec.sha256)]
         path = str(registry.files.abs(rec.path))
-        wrong = content_problem(tail_of(path), f, t) or values_problem(path, f, t)
-        if wrong is not None:
-            raise BackupInvalid(wrong)
+        return content_problem(tail_of(path), f, t) or values_problem(path, f, t)
+
+    # Every column is decoded (column_checks.py), pyarrow off the GIL: the
+    # files on several threads, as many as the fetch used.
+    with ThreadPoolExecutor(max(1, min(restore.workers, len(records)))) as pool:
+        for wrong in pool.map(problem, records):
+            if wrong is not None:
+                raise BackupInvalid(wrong)
 
 
 def _count_live(registry: Registry, restore: Restore, files: list[DataFile],
