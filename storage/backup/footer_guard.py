@@ -25,6 +25,9 @@ from typing import Any
 BOOLEAN, INT32, INT64, INT96, FLOAT, DOUBLE, BYTE_ARRAY, FIXED = range(8)
 _WIDTH = {BOOLEAN: 1, INT32: 4, INT64: 8, INT96: 12, FLOAT: 4, DOUBLE: 8}
 _OPTIONAL = 1  # FieldRepetitionType
+_ENCODINGS = {0, 2, 3, 4, 5, 6, 7, 8, 9}  # Encoding (1, GROUP_VAR_INT, was never written)
+_PAGE_TYPES = {0, 1, 2, 3}  # PageType
+_CODECS = set(range(8))  # CompressionCodec
 _MAX_DEPTH = 16
 
 
@@ -148,6 +151,13 @@ def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> None:
         raise Malformed(f"puts {where} in another file")
     if meta.get(3) != [leaf.get(4)]:  # path_in_schema: an empty one aborted pyarrow too
         raise Malformed(f"names {where} otherwise in its chunk than in its schema")
+    encodings = meta.get(2)
+    stats_of_pages = meta.get(13) or []
+    if (not isinstance(encodings, list) or not set(encodings) <= _ENCODINGS
+            or meta.get(4) not in _CODECS or not isinstance(stats_of_pages, list)
+            or not all(isinstance(p, dict) and p.get(1) in _PAGE_TYPES and p.get(2) in _ENCODINGS
+                       for p in stats_of_pages)):
+        raise Malformed(f"names an encoding, page type or codec of {where} Parquet has not")
     kind = leaf.get(1)
     if meta.get(1) != kind:
         raise Malformed(f"stores {where} as type {meta.get(1)}, its schema as {kind}")

@@ -77,6 +77,14 @@ def no_path(meta: list[Any]) -> None:
     put(chunk_meta(meta, 0, 3), 3, 9, (8, []))  # path_in_schema (found by a footer fuzzer)
 
 
+def unknown_encoding(meta: list[Any]) -> None:
+    put(chunk_meta(meta, 0, 2), 2, 9, (5, [0, 3, 42]))
+
+
+def unknown_codec(meta: list[Any]) -> None:
+    put(chunk_meta(meta, 0, 2), 4, 5, 99)
+
+
 def nested(meta: list[Any]) -> None:
     leaf = get(meta, 2)[1][3]
     put(leaf, 5, 5, 1)
@@ -90,6 +98,8 @@ CASES: dict[str, tuple[Callable[[list[Any]], None], str]] = {
     "page index": (page_index, "page index"),
     "nested schema": (nested, "nested schema"),
     "chunk without a path": (no_path, "otherwise in its chunk"),
+    "unknown encoding": (unknown_encoding, "Parquet has not"),
+    "unknown codec": (unknown_codec, "Parquet has not"),
 }
 
 
