@@ -78,6 +78,12 @@ class Internal(CairnError):
     code, status = "INTERNAL", 500
 
 
+class CannotStart(Exception):
+    """The data directory is not one the server may open as it is (a lost or
+    damaged catalog beside data files, a linked `files/`): `cairn serve` prints
+    `cairn: cannot start: <message>` and exits 1, touching nothing."""
+
+
 ALL_ERRORS: tuple[type[CairnError], ...] = (
     InvalidRequest,
     ParseError,

@@ -9,7 +9,9 @@ consistent copy of the whole server (records and buffered rows) at an instant.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager, suppress
@@ -19,6 +21,7 @@ from typing import Any
 from rocksdict import Checkpoint, Options, Rdict, ReadOptions, WriteBatch
 
 from .diskerrors import DataDirUnavailable, from_rocksdb, names_disk_cause
+from .errors import CannotStart
 from .records import RECORD_TYPES, Meta, R, Record
 
 SEQ_BLOCK = 100_000
@@ -27,6 +30,24 @@ log = logging.getLogger("cairn.catalog")
 
 class CatalogLocked(Exception):
     """Another process holds this data directory."""
+
+
+def _open_failed(path: Path, exc: Exception) -> Exception:
+    """Why RocksDB would not open the catalog at `path`, as one line for the
+    operator: a disk that refuses (DataDirUnavailable), or a catalog that is
+    damaged or cannot be read (CannotStart; RocksDB's own words kept)."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:300] + "…"
+    missing = os.strerror(errno.ENOENT).lower() in text.lower()
+    if text.startswith("Corruption") or missing:
+        return CannotStart(
+            f"the catalog '{path}' is damaged (RocksDB: {text}): Cairn will not open it; "
+            f"put back catalog/ from a copy of the data directory, or start on a new data "
+            f"directory and RESTORE the namespaces from their backups")
+    if (mapped := from_rocksdb(path.parent, exc)) is not None:
+        return mapped
+    return CannotStart(f"the catalog '{path}' cannot be opened (RocksDB: {text})")
 
 
 def _options() -> Options:
@@ -128,9 +149,7 @@ class Catalog:
                 raise CatalogLocked(
                     f"data directory {self.path.parent} is in use by another Cairn server"
                 ) from exc
-            if (mapped := from_rocksdb(self.path.parent, exc)) is not None:
-                raise mapped from None
-            raise
+            raise _open_failed(self.path, exc) from None
         self._families: dict[str, Rdict] = {}
         self._handles: dict[str, Any] = {}
         # Records `keep` could not write: (family, key) -> value, read as written

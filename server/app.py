@@ -27,6 +27,7 @@ from catalog.errors import (
     PermissionDenied,
     RequestTooLarge,
 )
+from storage import datadir
 
 from . import archiving, backups, metrics, openapi, resume, schedules, tables
 from .auth import authenticate, check_origin
@@ -354,6 +355,7 @@ def open_state(config: Config) -> Cairn:
 
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
+    datadir.check(data_dir)  # a lost catalog beside data files: refused, nothing swept
     catalog = Catalog(data_dir / "catalog")
     cairn = Cairn(config, catalog)
     try:

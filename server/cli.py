@@ -16,6 +16,7 @@ from aiohttp import web
 import console
 from catalog import CatalogLocked
 from catalog.diskerrors import DataDirUnavailable
+from catalog.errors import CannotStart
 from storage import timing
 
 from . import config as config_mod
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except CatalogLocked as exc:
         print(f"cairn: {exc}", file=sys.stderr)
+        return 1
+    except CannotStart as exc:  # a lost or damaged catalog, …
+        print(f"cairn: cannot start: {exc}", file=sys.stderr)
         return 1
     except DataDirUnavailable as exc:  # a full disk, too few file handles, …
         print(f"cairn: cannot start: {exc.message}", file=sys.stderr)
