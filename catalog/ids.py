@@ -8,6 +8,7 @@ import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+ID_CHARS = f"[{_ALPHABET}]{{20}}"  # a regular expression of what follows `prefix-`
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0

@@ -193,12 +193,17 @@ def load(path: str | Path | None = None, **overrides: Any) -> Config:
     if overrides.get("pg_port") is not None:
         cfg.pgwire.port = int(overrides["pg_port"])
     if overrides.get("data_dir") is not None:
+        if not str(overrides["data_dir"]).strip():  # an unset shell variable: the working directory
+            raise ConfigError("--data-dir must not be empty (use '.' for the working directory)")
         cfg.storage.data_dir = str(overrides["data_dir"])
     validate(cfg)
     return cfg
 
 
 def validate(cfg: Config) -> None:
+    if not cfg.storage.data_dir.strip():
+        raise ConfigError("[storage] data_dir must not be empty (use \".\" for the working "
+                          "directory)")
     if cfg.auth.mode not in ("none", "token"):
         raise ConfigError('[auth] mode must be "none" or "token"')
     for entry in cfg.auth.tokens:

@@ -11,16 +11,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import threading
 from collections import Counter
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.ids import new_id
+from catalog.ids import ID_CHARS, new_id
+
+from .sandbox import SPILL_DIR
 
 log = logging.getLogger("cairn.storage")
 
@@ -32,6 +36,15 @@ NO_PIN = ""  # the token of a pin of no files (`FileStore.pin([])`)
 # server's usual RSS (bench/bench_writer.py).
 ROW_GROUP_BYTES = 16 * 1024 * 1024
 WRITE_BUFFER = 1 << 20  # bytes Arrow gathers before each write of a data file (write_at)
+
+# The names Cairn gives, the only ones its start-up sweep removes: a table's
+# folder under files/ and its data files; in tmp/, a data file before its
+# rename, a snapshot's export, DuckDB's spill, an archive's staging and its
+# copies set aside (tempfile.mkdtemp: 8 of [a-z0-9_]).
+TABLE_DIR = re.compile(rf"tbl-{ID_CHARS}")
+DATA_FILE = re.compile(rf"f-{ID_CHARS}\.parquet")
+TMP_NAME = re.compile(rf"f-{ID_CHARS}\.parquet|snapshot-s-{ID_CHARS}|{re.escape(SPILL_DIR)}"
+                      rf"|archive-(?:read-)?[a-z0-9_]{{8}}")
 
 
 def row_group_rows(rows: pa.Table) -> int:
@@ -266,21 +279,51 @@ class FileStore:
     # --- start-up -------------------------------------------------------
 
     def sweep(self, referenced: set[str]) -> list[str]:
-        """Remove `tmp/` and every Parquet file under `files/` not in `referenced`."""
-        removed = []
-        for p in self.tmp_dir.iterdir():
-            if p.is_file() or p.is_symlink():
-                p.unlink(missing_ok=True)
+        """Remove what Cairn left in `tmp/`, and its data files under `files/`
+        that are not in `referenced` (with their emptied table folders). Only
+        names Cairn gives are touched (TMP_NAME; TABLE_DIR/DATA_FILE): anything
+        else there is someone else's, left as it is, with a WARNING."""
+        removed: list[str] = []
+        foreign: list[str] = []
+        for entry in _scan(self.tmp_dir):
+            rel = f"tmp/{entry.name}"
+            if not TMP_NAME.fullmatch(entry.name):
+                foreign.append(rel)
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)  # never follows a link inside
             else:
-                shutil.rmtree(p, ignore_errors=True)
-            removed.append(str(p.relative_to(self.data_dir)))
-        for p in self.files_dir.rglob("*"):
-            if p.is_file():
-                rel = p.relative_to(self.data_dir).as_posix()
-                if rel not in referenced:
-                    p.unlink(missing_ok=True)
+                Path(entry.path).unlink(missing_ok=True)
+            removed.append(rel)
+        for table in _scan(self.files_dir):
+            if not (TABLE_DIR.fullmatch(table.name) and table.is_dir(follow_symlinks=False)):
+                foreign.append(f"files/{table.name}")
+                continue
+            kept = False
+            for entry in _scan(Path(table.path)):
+                rel = f"files/{table.name}/{entry.name}"
+                if rel in referenced:
+                    kept = True
+                elif DATA_FILE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    Path(entry.path).unlink(missing_ok=True)
                     removed.append(rel)
-        for d in sorted(self.files_dir.glob("*"), reverse=True):
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
+                else:
+                    foreign.append(rel)
+                    kept = True
+            if not kept:
+                with suppress(OSError):
+                    os.rmdir(table.path)
+        if foreign:
+            log.warning("start-up clean-up: %d entries in files/ and tmp/ are not Cairn's and "
+                        "were left as they are: %s%s", len(foreign), ", ".join(foreign[:5]),
+                        ", …" if len(foreign) > 5 else "")
         return removed
+
+
+def _scan(path: Path) -> list[os.DirEntry[str]]:
+    """The entries of a directory, sorted by name (none if it is not there)."""
+    try:
+        with os.scandir(path) as it:
+            return sorted(it, key=lambda e: e.name)
+    except FileNotFoundError:
+        return []

@@ -109,3 +109,29 @@ def test_damaged_catalog_is_one_line(
                            f"(RocksDB: "), line
     assert "cannot be written" not in line
     assert parquet(data) == before
+
+
+def test_folder_not_yet_a_data_dir_keeps_the_users_files(tmp_path: Path) -> None:
+    """A folder that already holds someone's tmp/ and files/ (a typo for the
+    data directory, or `--data-dir ""` from an unset variable: the working
+    directory) was adopted in silence, and the sweep deleted their files."""
+    folder = tmp_path / "home"
+    theirs = [folder / "tmp" / "notes.txt", folder / "tmp" / "mystuff" / "a.txt",
+              folder / "files" / "reports" / "q3.parquet", folder / "files" / "q4.parquet"]
+    for p in theirs:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("precious")
+    line = refused(folder)
+    assert (f"the data directory '{folder}' has no catalog/ but files/ holds 2 entries "
+            f"(q4.parquet, reports) and tmp/ holds 2 entries (mystuff, notes.txt)") in line, line
+    assert all(p.read_text() == "precious" for p in theirs)
+    assert not (folder / "catalog").exists()
+
+    srv = ServerProcess(folder)
+    args = [*srv.args[:srv.args.index("--data-dir") + 1], "", *srv.args[srv.args.index(
+        "--data-dir") + 2:]]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=str(folder))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("cairn: --data-dir must not be empty (use '.' for the "
+                                   "working directory)")
+    assert all(p.read_text() == "precious" for p in theirs)

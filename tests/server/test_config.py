@@ -57,6 +57,8 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ('[auth]\nmode = "token"\n[[auth.tokens]]\ntoken = "t"\nuser = "scheduler"\n',
          'user "scheduler" is reserved'),
         ("[server\n", "c.toml"),
+        ('[storage]\ndata_dir = ""\n', "[storage] data_dir must not be empty"),
+        ('[storage]\ndata_dir = "  "\n', "[storage] data_dir must not be empty"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, fragment: str) -> None:
@@ -65,6 +67,13 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, fragment: str) -
     with pytest.raises(ConfigError) as info:
         config.load(f)
     assert fragment in str(info.value)
+
+
+def test_empty_data_dir_flag_is_refused() -> None:
+    """`cairn serve --data-dir "$UNSET"` took the working directory as its data
+    directory, and its start-up sweep deleted the user's tmp/ and files/ there."""
+    with pytest.raises(ConfigError, match="--data-dir must not be empty"):
+        config.load(data_dir="")
 
 
 def test_missing_file(tmp_path: Path) -> None:

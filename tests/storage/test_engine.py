@@ -12,6 +12,7 @@ import pytest
 
 from catalog import DataFile, Namespace
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from catalog.ids import new_id
 from storage.buffer import family_name
 from storage.engine import Engine
 
@@ -90,14 +91,44 @@ def test_recover_removes_strays(engine: Engine, run: Run) -> None:
     engine.create_table("app", "t", "shared", [col("a")])
     run("INSERT INTO app.t VALUES (1)")
     engine.flush_table("app", "t")
-    stray = engine.data_dir / "files" / "tbl-gone" / "f-x.parquet"
+    stray = engine.data_dir / "files" / new_id("tbl") / f"{new_id('f')}.parquet"
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"PAR1")
-    (engine.data_dir / "tmp" / "half.parquet").write_bytes(b"x")
+    (engine.data_dir / "tmp" / f"{new_id('f')}.parquet").write_bytes(b"x")
     engine.catalog.family("buf_tbl-gone")
     out = engine.recover()
     assert out == {"files_removed": 2, "families_dropped": 1}
     assert not stray.exists() and not stray.parent.exists()
+    assert run("SELECT a FROM app.t") == [{"a": 1}]
+
+
+def test_recover_removes_only_names_cairn_gives(engine: Engine, run: Run) -> None:
+    """The sweep deleted every file under files/ and everything in tmp/: a
+    user's own files, in a folder taken for a data directory, went with them."""
+    t = engine.create_table("app", "t", "shared", [col("a")])
+    run("INSERT INTO app.t VALUES (1)")
+    engine.flush_table("app", "t")
+    d = engine.data_dir
+    theirs = [d / "tmp" / "notes.txt", d / "tmp" / "mystuff" / "a.txt",
+              d / "tmp" / "half.parquet", d / "files" / "q4.parquet",
+              d / "files" / "reports" / "q3.parquet", d / "files" / t.uid / "notes.txt",
+              d / "files" / t.uid / "f-mine.parquet", d / "files" / "tbl-mine" / "f-x.parquet"]
+    for p in theirs:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"precious")
+    ours = [d / "tmp" / f"{new_id('f')}.parquet", d / "tmp" / f"snapshot-{new_id('s')}" / "x",
+            d / "tmp" / "duckdb-spill" / "duckdb_temp_block-1.block",
+            d / "tmp" / "archive-ab_12xyz" / "objects",
+            d / "files" / t.uid / f"{new_id('f')}.parquet",
+            d / "files" / new_id("tbl") / f"{new_id('f')}.parquet"]
+    for p in ours:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"PAR1")
+    out = engine.recover()
+    assert out == {"files_removed": 6, "families_dropped": 0}
+    assert all(p.read_bytes() == b"precious" for p in theirs)
+    assert not any(p.exists() for p in ours)
+    assert sorted(p.name for p in (d / "tmp").iterdir()) == ["half.parquet", "mystuff", "notes.txt"]
     assert run("SELECT a FROM app.t") == [{"a": 1}]
 
 
