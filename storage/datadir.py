@@ -32,8 +32,16 @@ def catalog_is_new(data_dir: Path) -> bool:
 
 
 def check(data_dir: Path) -> None:
-    """Raise CannotStart if `data_dir` must not be opened as it is: a new
+    """Raise CannotStart if `data_dir` must not be opened as it is: `files/` or
+    `tmp/` a symbolic link (the sweep would work on another folder), or a new
     catalog beside a `files/` or `tmp/` that holds anything."""
+    for name in OWN_DIRS:
+        if (data_dir / name).is_symlink():
+            raise CannotStart(
+                f"'{data_dir / name}' is a symbolic link: Cairn does not follow links in its "
+                f"data directory (its start-up clean-up would delete files where it points); "
+                f"make it a directory (mount another disk there, or move the whole data "
+                f"directory)")
     if not catalog_is_new(data_dir):
         return
     held = {name: _entries(data_dir / name) for name in OWN_DIRS}

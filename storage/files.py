@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from catalog.errors import CannotStart
 from catalog.ids import ID_CHARS, new_id
 
 from .sandbox import SPILL_DIR
@@ -281,13 +282,18 @@ class FileStore:
     def sweep(self, referenced: set[str]) -> list[str]:
         """Remove what Cairn left in `tmp/`, and its data files under `files/`
         that are not in `referenced` (with their emptied table folders). Only
-        names Cairn gives are touched (TMP_NAME; TABLE_DIR/DATA_FILE): anything
-        else there is someone else's, left as it is, with a WARNING."""
+        names Cairn gives are touched (TMP_NAME; TABLE_DIR/DATA_FILE), and no
+        link is followed or removed: anything else there is someone else's,
+        left as it is, with a WARNING. A linked `tmp/` or `files/` is refused."""
+        for own in (self.tmp_dir, self.files_dir):
+            if own.is_symlink():  # storage/datadir.py refuses it before the catalog opens
+                raise CannotStart(f"'{own}' is a symbolic link: Cairn does not follow links "
+                                  f"in its data directory")
         removed: list[str] = []
         foreign: list[str] = []
         for entry in _scan(self.tmp_dir):
             rel = f"tmp/{entry.name}"
-            if not TMP_NAME.fullmatch(entry.name):
+            if not TMP_NAME.fullmatch(entry.name) or entry.is_symlink():
                 foreign.append(rel)
                 continue
             if entry.is_dir(follow_symlinks=False):
@@ -314,8 +320,8 @@ class FileStore:
                 with suppress(OSError):
                     os.rmdir(table.path)
         if foreign:
-            log.warning("start-up clean-up: %d entries in files/ and tmp/ are not Cairn's and "
-                        "were left as they are: %s%s", len(foreign), ", ".join(foreign[:5]),
+            log.warning("start-up clean-up: %d entries in files/ and tmp/ are not Cairn's (or "
+                        "are links, never followed) and were left as they are: %s%s", len(foreign), ", ".join(foreign[:5]),
                         ", …" if len(foreign) > 5 else "")
         return removed
 

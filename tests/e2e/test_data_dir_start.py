@@ -135,3 +135,24 @@ def test_folder_not_yet_a_data_dir_keeps_the_users_files(tmp_path: Path) -> None
     assert proc.stderr.strip() == ("cairn: --data-dir must not be empty (use '.' for the "
                                    "working directory)")
     assert all(p.read_text() == "precious" for p in theirs)
+
+
+@pytest.mark.parametrize("own", ["tmp", "files"])
+def test_linked_tmp_or_files_is_refused(pristine: Path, tmp_path: Path, own: str) -> None:
+    """tmp/ or files/ replaced by a link to a folder outside: the start-up
+    sweep followed it and deleted every file in that folder."""
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    outside = tmp_path / "outside"
+    shutil.copytree(data / own, outside)
+    (outside / "a.txt").write_text("precious")
+    (outside / "c.parquet").write_text("precious")
+    shutil.rmtree(data / own)
+    (data / own).symlink_to(outside)
+    before = sorted(p.relative_to(outside) for p in outside.rglob("*"))
+    line = refused(data)
+    assert line == (f"cairn: cannot start: '{data / own}' is a symbolic link: Cairn does not "
+                    f"follow links in its data directory (its start-up clean-up would delete "
+                    f"files where it points); make it a directory (mount another disk there, "
+                    f"or move the whole data directory)")
+    assert sorted(p.relative_to(outside) for p in outside.rglob("*")) == before

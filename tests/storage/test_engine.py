@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog import DataFile, Namespace
-from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from catalog.errors import AlreadyExists, CannotStart, InvalidArgument, NotFound, PermissionDenied
 from catalog.ids import new_id
 from storage.buffer import family_name
 from storage.engine import Engine
@@ -130,6 +130,37 @@ def test_recover_removes_only_names_cairn_gives(engine: Engine, run: Run) -> Non
     assert not any(p.exists() for p in ours)
     assert sorted(p.name for p in (d / "tmp").iterdir()) == ["half.parquet", "mystuff", "notes.txt"]
     assert run("SELECT a FROM app.t") == [{"a": 1}]
+
+
+def test_recover_never_follows_a_link(engine: Engine, tmp_path: Path) -> None:
+    """The sweep followed a link out of the data directory (tmp/ or files/
+    itself, or a folder in them) and deleted the files where it pointed."""
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    kept = [outside / "a.txt", outside / "sub" / "b.txt", outside / f"{new_id('f')}.parquet"]
+    for p in kept:
+        p.write_bytes(b"precious")
+    d = engine.data_dir
+    links = {d / "tmp" / f"snapshot-{new_id('s')}": outside,
+             d / "tmp" / f"{new_id('f')}.parquet": kept[2],
+             d / "files" / new_id("tbl"): outside,
+             d / "files" / new_id("tbl") / f"{new_id('f')}.parquet": kept[2]}
+    for link, to in links.items():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(to)
+    assert engine.recover() == {"files_removed": 0, "families_dropped": 0}
+    assert all(p.read_bytes() == b"precious" for p in kept)
+    assert all(link.is_symlink() for link in links)
+
+    for own in ("tmp", "files"):
+        (d / f"{own}.real").mkdir()
+        (d / own).rename(d / f"{own}.gone")
+        (d / own).symlink_to(outside)
+        with pytest.raises(CannotStart, match=f"'{d / own}' is a symbolic link"):
+            engine.recover()
+        (d / own).unlink()
+        (d / f"{own}.gone").rename(d / own)
+    assert all(p.read_bytes() == b"precious" for p in kept)
 
 
 def test_drop_waits_for_pins(engine: Engine, run: Run) -> None:
