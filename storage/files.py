@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.errors import CannotStart
+from catalog.errors import CannotStart, Internal
 from catalog.ids import ID_CHARS, new_id
 
 from .sandbox import SPILL_DIR
@@ -52,6 +52,26 @@ def row_group_rows(rows: pa.Table) -> int:
     """Rows per row group for `rows`: ROW_GROUP_ROWS, fewer for wide rows."""
     per_row = max(1, int(rows.nbytes) // max(1, int(rows.num_rows)))
     return max(1024, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // per_row))
+
+
+class DamagedPath(Internal):
+    """A catalog DataFile whose `path` is not `files/<table>/<file>.parquet`
+    (absolute, climbing out with `..`, or any other name): damage to the
+    catalog, told like a data file that cannot be read (storage/query_errors.py),
+    without the path; the log names it. The file is never read or deleted."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("a table's data could not be read: the catalog is damaged (a data "
+                         "file's path is not in the data directory's files/; the server log "
+                         "names it)")
+        self.path = path
+        if path not in _TOLD:
+            _TOLD.add(path)
+            log.error("a data file record's path %r is not files/<table>/<file>.parquet: "
+                      "the file is neither read nor deleted", path)
+
+
+_TOLD: set[str] = set()  # damaged paths already logged (each once a process)
 
 
 class _HashingWriter:
@@ -173,6 +193,13 @@ class FileStore:
         self._doomed: set[str] = set()
 
     def abs(self, rel: str) -> Path:
+        """The file a DataFile's `path` names. Only `files/<table>/<file>.parquet`
+        under names Cairn gives is one: a catalog record with any other path (an
+        absolute one, `..`, damage) raises DamagedPath, never leaving files/."""
+        parts = rel.split("/") if isinstance(rel, str) else []
+        if not (len(parts) == 3 and parts[0] == "files" and TABLE_DIR.fullmatch(parts[1])
+                and DATA_FILE.fullmatch(parts[2])):
+            raise DamagedPath(rel)
         return self.data_dir / rel
 
     # --- writing --------------------------------------------------------
@@ -269,7 +296,12 @@ class FileStore:
             return self._lock.wait_for(lambda: all(self._pins[p] <= 0 for p in paths), timeout)
 
     def _delete(self, rel: str) -> None:
-        path = self.abs(rel)
+        try:
+            path = self.abs(rel)
+        except DamagedPath:
+            log.warning("a retired data file's path %r is not a data file of the data directory: "
+                        "not deleted", rel)
+            return
         try:
             path.unlink(missing_ok=True)
             if path.parent != self.files_dir and not any(path.parent.iterdir()):
