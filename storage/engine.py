@@ -50,7 +50,7 @@ from .archive import changes as change_log
 from .buffer import PREFIX, TableState
 from .config import EngineConfig
 from .duck import Cursor
-from .files import FileStore
+from .files import FileStore, damaged_tables
 from .keys import FileRanges
 from .limits import ResultLimits, SystemView
 from .pointcache import PointCache
@@ -485,8 +485,8 @@ class Engine:
     def recover(self) -> dict[str, int]:
         """Start-up: remove Parquet files no DataFile references (crash leftovers),
         everything in `tmp/`, and buffer families of tables that no longer exist."""
-        referenced = {f.path for f in self.catalog.scan(DataFile)}
-        removed = self.files.sweep(referenced)
+        records = self.catalog.scan(DataFile)
+        removed = self.files.sweep({f.path for f in records}, damaged_tables(records))
         live = {t.uid for t in self.catalog.scan(Table)}
         dropped = 0
         for fam in self.catalog.families():

@@ -196,11 +196,16 @@ class FileStore:
         """The file a DataFile's `path` names. Only `files/<table>/<file>.parquet`
         under names Cairn gives is one: a catalog record with any other path (an
         absolute one, `..`, damage) raises DamagedPath, never leaving files/."""
-        parts = rel.split("/") if isinstance(rel, str) else []
-        if not (len(parts) == 3 and parts[0] == "files" and TABLE_DIR.fullmatch(parts[1])
-                and DATA_FILE.fullmatch(parts[2])):
+        if not self.is_data_path(rel):
             raise DamagedPath(rel)
         return self.data_dir / rel
+
+    @staticmethod
+    def is_data_path(rel: str) -> bool:
+        """Whether `rel` is `files/<table>/<file>.parquet` under names Cairn gives."""
+        parts = rel.split("/") if isinstance(rel, str) else []
+        return (len(parts) == 3 and parts[0] == "files" and TABLE_DIR.fullmatch(parts[1]) is not None
+                and DATA_FILE.fullmatch(parts[2]) is not None)
 
     # --- writing --------------------------------------------------------
 
@@ -311,9 +316,11 @@ class FileStore:
 
     # --- start-up -------------------------------------------------------
 
-    def sweep(self, referenced: set[str]) -> list[str]:
+    def sweep(self, referenced: set[str], keep: frozenset[str] = frozenset()) -> list[str]:
         """Remove what Cairn left in `tmp/`, and its data files under `files/`
-        that are not in `referenced` (with their emptied table folders). Only
+        that are not in `referenced` (with their emptied table folders), save in
+        the folders of the tables in `keep` (a table whose records are damaged:
+        its unreferenced files may be the ones its records should name). Only
         names Cairn gives are touched (TMP_NAME; TABLE_DIR/DATA_FILE), and no
         link is followed or removed: anything else there is someone else's,
         left as it is, with a WARNING. A linked `tmp/` or `files/` is refused."""
@@ -337,6 +344,8 @@ class FileStore:
             if not (TABLE_DIR.fullmatch(table.name) and table.is_dir(follow_symlinks=False)):
                 foreign.append(f"files/{table.name}")
                 continue
+            if table.name in keep:
+                continue
             kept = False
             for entry in _scan(Path(table.path)):
                 rel = f"files/{table.name}/{entry.name}"
@@ -356,6 +365,16 @@ class FileStore:
                         "are links, never followed) and were left as they are: %s%s", len(foreign), ", ".join(foreign[:5]),
                         ", …" if len(foreign) > 5 else "")
         return removed
+
+
+def damaged_tables(records: list[Any]) -> frozenset[str]:
+    """The tables (uids) of DataFile `records` whose path is damaged (DamagedPath):
+    the sweep leaves their folders, the file a record should name may be there."""
+    damaged = frozenset(f.table_uid for f in records if not FileStore.is_data_path(f.path))
+    if damaged:
+        log.warning("the catalog names data files outside files/ for tables %s: their "
+                    "folders are not swept", ", ".join(sorted(damaged)))
+    return damaged
 
 
 def _scan(path: Path) -> list[os.DirEntry[str]]:
