@@ -10,6 +10,7 @@ from .state import Cairn
 def repository(cairn: Cairn, target: str, passphrase: str | None = None,
                compression: str = "zstd") -> Repository:
     cfg = cairn.config
-    return open_repository(resolve_target(target, cfg.backup_roots, cfg.backup.targets),
+    return open_repository(resolve_target(target, cfg.backup_roots, cfg.backup.targets,
+                                          str(cfg.data_dir)),
                            passphrase=passphrase, compression=compression,
                            scratch_dir=str(cairn.data_dir / "tmp"))

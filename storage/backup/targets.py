@@ -49,11 +49,13 @@ class Target:
     kind: TargetKind
 
 
-def resolve_target(target: str, roots: list[str], named: dict[str, dict[str, Any]]) -> Target:
+def resolve_target(target: str, roots: list[str], named: dict[str, dict[str, Any]],
+                   data_dir: str | None = None) -> Target:
     """Resolve `target` (a name, relative or absolute path, `s3://` URI or named target).
 
     Raises InvalidArgument for an empty or malformed target and PermissionDenied
-    for a local path that is, or resolves to, a place outside every backup root."""
+    for a local path that is, or resolves to, a place outside every backup root,
+    or inside the server's `data_dir` but not inside its `backups/`."""
     if not isinstance(target, str) or not target.strip():
         raise InvalidArgument("backup target must not be empty")
     if "\x00" in target:
@@ -66,7 +68,7 @@ def resolve_target(target: str, roots: list[str], named: dict[str, dict[str, Any
         raise InvalidArgument(
             f"backup target '{target}' uses an unsupported scheme; use a path or s3://bucket/prefix"
         )
-    return _local(target, roots)
+    return _local(target, roots, data_dir)
 
 
 # --- local -------------------------------------------------------------------------
@@ -96,7 +98,22 @@ def _check_length(target: str, path: str, whole_max: int) -> None:
         )
 
 
-def _local(target: str, roots: list[str]) -> Target:
+def _check_not_in_data_dir(target: str, real: str, data_dir: str | None) -> None:
+    """A target in the server's own folders (catalog/, files/, tmp/, …) is
+    refused whatever the roots say (a root holding the data directory, "/"):
+    the server's start-up would take its backups for strays, or its backups
+    would write among the server's files. `<data_dir>/backups`, the default
+    root, is the one place in the data directory backups may go."""
+    if data_dir is None:
+        return
+    home = _real_root(data_dir)  # resolved once a process, as the roots are
+    if _inside(real, home) and not _inside(real, os.path.join(home, "backups")):
+        raise PermissionDenied(
+            f"backup target '{target}' is not allowed: it is inside the server's data "
+            f"directory, where only its backups/ folder may hold backups")
+
+
+def _local(target: str, roots: list[str], data_dir: str | None = None) -> Target:
     if ".." in target.split("/"):
         raise PermissionDenied(f"backup target '{target}' is not allowed: '..' is not permitted")
     if not roots:
@@ -130,6 +147,7 @@ def _local(target: str, roots: list[str]) -> Target:
     # Symlinks anywhere on the way (the target itself, a parent) are resolved
     # before the check, so a link inside a root cannot point outside it.
     real, there = _below_root(candidate, root_abs, root_real, found)
+    _check_not_in_data_dir(target, real, data_dir)
     for root, error in broken.items():
         if _inside(real, root):
             raise error

@@ -304,3 +304,28 @@ def test_a_root_gone_while_running_is_made_again_with_a_warning(
     assert root.is_dir()
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert f"backup root '{root}' is gone since the server first found it" in warning
+
+
+def test_a_target_in_the_data_dirs_own_folders_is_refused(tmp_path: Path) -> None:
+    """A root holding the data directory ([storage] data_dir = D with roots =
+    [D], or roots = ["/"]) let BACKUP write into the server's tmp/, files/ and
+    catalog/, "completed", and the next start deleted those backups. Only the
+    data directory's backups/ (the default root) may hold backups."""
+    data = tmp_path / "data"
+    for own in ("catalog", "files", "tmp"):
+        (data / own).mkdir(parents=True)
+    for roots in ([str(data)], ["/"], [str(tmp_path)]):
+        for target in ("tmp", "files", "catalog", "tmp/x", "mine", "files/a.tar",
+                       str(data / "tmp"), str(data / "mine")):
+            if not target.startswith("/"):  # relative: under the first root
+                target = os.path.join(os.path.relpath(data, roots[0]), target)
+            with pytest.raises(PermissionDenied, match="inside the server's data directory"):
+                resolve_target(target, roots, {}, str(data))
+    (tmp_path / "elsewhere").symlink_to(data / "files")
+    with pytest.raises(PermissionDenied, match="inside the server's data directory"):
+        resolve_target("elsewhere", [str(tmp_path)], {}, str(data))
+    inside = resolve_target("backups/nightly", [str(data)], {}, str(data))
+    assert inside.base == str(data.resolve() / "backups" / "nightly")
+    default = resolve_target("nightly", [str(data / "backups")], {}, str(data))
+    assert default.base == str(data.resolve() / "backups" / "nightly")
+    assert resolve_target("tmp", ["/"], {}, str(data)).base == "/tmp"  # not the server's tmp/
