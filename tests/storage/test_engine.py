@@ -41,7 +41,7 @@ def test_flush_writes_checksummed_zstd_parquet(engine: Engine, run: Run, tmp_pat
     meta = pq.ParquetFile(path).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
     assert list(engine.catalog.scan_raw(family_name(t.uid))) == []
-    assert engine.flush_table("app", "t") == {"rows": 0, "files": 0, "bytes": 0}
+    assert engine.flush_table("app", "t") == {"rows": 0, "files": 0, "bytes": 0, "all_rows": 0}
     assert run("SELECT a, s FROM app.t ORDER BY a") == [{"a": 1, "s": "x"}, {"a": 2, "s": "y"}]
 
 
