@@ -1,0 +1,192 @@
+"""A job's handle in its worker thread: cancel and pause flags, progress
+counters written to the job's row, fault points (server/jobs.py runs jobs)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from catalog import Catalog, Job
+from catalog.errors import CairnError, Cancelled
+
+from . import faults
+from .config import Config
+from .metrics import Metrics
+from .throttle import Statements
+
+log = logging.getLogger("cairn.jobs")
+
+WAIT_SLICE = 0.02  # seconds between looks at the cancel flag while paused
+PROGRESS_INTERVAL = 0.05  # seconds between progress writes to the catalog
+
+T = TypeVar("T")
+
+
+class JobHost(Protocol):
+    """What the runner needs of the server's state (`state.Cairn`)."""
+
+    config: Config
+    catalog: Catalog
+    node_id: str
+    metrics: Metrics
+    statements: Statements
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+    async def run_background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+
+class Runner(Protocol):
+    """What a context needs of its runner (`jobs.JobRunner`)."""
+
+    cairn: JobHost
+
+
+class JobContext:
+    """Handed to a job's work function (in a worker thread)."""
+
+    def __init__(self, runner: Runner, job: Job) -> None:
+        self._runner = runner
+        self.job = job
+        self.job_id = job.job_id
+        self._cancel = threading.Event()
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()  # the same, for the event loop (a queued job)
+        self._last_write = 0.0
+        self._lock = threading.Lock()
+        self.error: CairnError | None = None
+        self._pause = threading.Event()  # PAUSE JOB asked; cleared by RESUME JOB
+        self.sem: asyncio.Semaphore | None = None  # the pool this job runs in
+        self.holding = False  # whether it holds a place in that pool
+        self.started: float | None = None  # time.monotonic() when it began running
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._loop.call_soon_threadsafe(self._stopped.set)
+
+    async def wait_cancelled(self) -> None:
+        """Return once the job is cancelled (on the event loop)."""
+        await self._stopped.wait()
+
+    def check_cancelled(self) -> None:
+        """Raise Cancelled if the job was killed; park here while it is paused."""
+        if self._pause.is_set() and not self._cancel.is_set():
+            self._paused()
+        if self._cancel.is_set():
+            raise Cancelled(f"job {self.job_id} was cancelled")
+
+    @property
+    def pause_requested(self) -> bool:
+        return self._pause.is_set()
+
+    def give_way(self) -> None:
+        """Between two chunks of a transfer: wait (briefly) while statements
+        run (server/throttle.py `Statements`)."""
+        self._runner.cairn.statements.give_way()
+
+    def request_pause(self) -> None:
+        self._pause.set()
+
+    def request_resume(self) -> None:
+        self._pause.clear()
+
+    def _paused(self) -> None:
+        """In the worker thread: status `paused`, the pool place given back, wait
+        for RESUME (or KILL), then wait for a place again (status `queued`)."""
+        self.set(status="paused")
+        log.info("job %s paused", self.job_id)
+        self._give_back()
+        while self._pause.is_set() and not self._cancel.wait(WAIT_SLICE):
+            pass
+        if self._cancel.is_set():
+            return
+        self.set(status="queued")
+        self._take_place()
+        if not self._cancel.is_set():
+            self.set(status="running")
+            log.info("job %s resumed", self.job_id)
+
+    def _give_back(self) -> None:
+        if self.sem is not None and self.holding:
+            self.holding = False
+            self._loop.call_soon_threadsafe(self.sem.release)
+
+    def _take_place(self) -> None:
+        """Wait (in the thread) for a place in the pool, or for a KILL."""
+        if self.sem is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self.sem.acquire(), self._loop)
+        while True:
+            try:
+                fut.result(timeout=WAIT_SLICE)
+                self.holding = True
+                return
+            except concurrent.futures.TimeoutError:
+                if self._cancel.is_set():
+                    fut.cancel()
+                    concurrent.futures.wait([fut])
+                    if not fut.cancelled() and fut.exception() is None:
+                        self._loop.call_soon_threadsafe(self.sem.release)
+                    return
+
+    @property
+    def armed(self) -> frozenset[str]:
+        """The fault points tests have armed (a job process sends back only those)."""
+        return faults.armed()
+
+    def fault(self, point: str, **info: Any) -> None:
+        """A named fault point of this job (server/faults.py)."""
+        faults.hit(point, job_id=self.job_id, **info)
+
+    def progress(
+        self,
+        *,
+        files_done: int | None = None,
+        files_total: int | None = None,
+        bytes_done: int | None = None,
+        bytes_total: int | None = None,
+        rows: int | None = None,
+        fraction: float | None = None,
+        force: bool = False,
+    ) -> None:
+        """Update counters; the catalog row is rewritten at most every 50 ms.
+        `fraction` defaults to bytes_done/bytes_total, else files_done/files_total."""
+        with self._lock:
+            j = self.job
+            for name, value in (
+                ("files_done", files_done),
+                ("files_total", files_total),
+                ("bytes_done", bytes_done),
+                ("bytes_total", bytes_total),
+                ("rows", rows),
+            ):
+                if value is not None:
+                    setattr(j, name, int(value))
+            if fraction is None:
+                if j.bytes_total:
+                    fraction = j.bytes_done / j.bytes_total
+                elif j.files_total:
+                    fraction = j.files_done / j.files_total
+            if fraction is not None:
+                # Never past 0.99 while running, never backwards.
+                j.fraction_completed = max(j.fraction_completed, min(0.99, max(0.0, fraction)))
+            now = time.monotonic()
+            if force or now - self._last_write >= PROGRESS_INTERVAL:
+                self._last_write = now
+                self._runner.cairn.catalog.put(j)
+
+    def set(self, **fields: Any) -> None:
+        """Record fields on the job row at once (backup_id, target, cleanup, …)."""
+        with self._lock:
+            for name, value in fields.items():
+                setattr(self.job, name, value)
+            self._runner.cairn.catalog.put(self.job)
