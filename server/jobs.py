@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from catalog import Job, utcnow
-from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
+from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound, Unavailable
 from catalog.ids import new_id
 from storage import allocator, priority
 
@@ -55,6 +55,7 @@ class JobRunner:
         self._trimming: asyncio.Task[None] | None = None
         self._trim_again = False
         self.history = History(cairn)
+        self._stopping = False
 
     # --- start-up ------------------------------------------------------
 
@@ -127,7 +128,10 @@ class JobRunner:
     ) -> Job:
         """Record a job, run `work(ctx)` in a thread, and (unless detached) wait.
 
-        Raises the work's CairnError if it failed and `Cancelled` if it was killed."""
+        Raises the work's CairnError if it failed and `Cancelled` if it was killed;
+        UNAVAILABLE once the server is stopping."""
+        if self._stopping:
+            raise Unavailable("the server is stopping; no new job is started")
         job = Job(
             job_id=new_id("job"),
             job_type=job_type,
@@ -325,8 +329,14 @@ class JobRunner:
         ctx = self._contexts.get(job_id)
         return ctx is not None and ctx.pause_requested
 
+    def stop_accepting(self) -> None:
+        """The server is stopping: `run` refuses new jobs from now on."""
+        self._stopping = True
+
     async def shutdown(self) -> None:
-        """Cancel every running job and wait for them to stop (server stop)."""
+        """Cancel every queued, running or paused job and wait for them to stop
+        (server stop)."""
+        self._stopping = True
         for ctx in list(self._contexts.values()):
             ctx.cancel()
         tasks = list(self._tasks.values())
