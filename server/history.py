@@ -1,6 +1,7 @@
 """Job history trimming: finished jobs past `[jobs] history_max_age_days`, and
 beyond `history_max_count` the oldest flush jobs, then the oldest of the rest,
-are removed (docs/sql.md, "History").
+are removed (docs/sql.md, "History"); never a failed job that still holds
+something in its target (a lock kept for a resume, a clean-up pending).
 
 A whole trim reads every row of the `jobs` family (up to history_max_count),
 holding the GIL: only the five fields it needs are decoded (`_Row`: ~1 µs a
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -25,6 +26,9 @@ from catalog.records import fields_decoder
 from .config import Config
 
 ACTIVE = ("queued", "running", "paused")
+KEPT = "kept_for_resume"  # a failed backup's result: its lock and objects are kept (resume.py)
+PENDING = "pending"  # a job's cleanup that could not reach its target yet (recovery.py)
+HOLDING = ("backup", "restore", "drop_backup")  # job types whose record may hold a target
 
 
 class Host(Protocol):
@@ -47,6 +51,29 @@ _decode_row = fields_decoder(Job, _Row)
 
 def _rows(catalog: Catalog) -> Iterator[_Row]:
     return (_decode_row(raw) for _, raw in catalog.scan_raw(Job.FAMILY))
+
+
+class _Held(msgspec.Struct):
+    """What tells whether a finished job still holds something in its target."""
+
+    result: Any = None
+    cleanup: dict[str, Any] = {}
+
+
+_decode_held = fields_decoder(Job, _Held)
+_MARKS = (KEPT.encode(), PENDING.encode())
+
+
+def holds_target(catalog: Catalog, job_id: str) -> bool:
+    """Whether a finished job still holds something in its target: a backup's
+    lock kept for a resume, or a clean-up not done yet (its target could not
+    be reached)."""
+    raw = catalog.get_raw(Job.FAMILY, job_id.encode())
+    if raw is None or not any(mark in raw for mark in _MARKS):
+        return False
+    held = _decode_held(raw)
+    kept = isinstance(held.result, dict) and bool(held.result.get(KEPT))
+    return kept or bool(isinstance(held.cleanup, dict) and held.cleanup.get(PENDING))
 
 
 class History:
@@ -84,6 +111,13 @@ class History:
             by_age = sorted(keep, key=lambda j: (j.job_type != "flush", j.job_id))
             doomed += by_age[:excess]
             keep = by_age[excess:]
+        # The record of a backup whose lock is kept for a resume, or of a job
+        # whose clean-up is still to be done, is what releases it: trimmed, the
+        # lock (and every object it names) stayed in the target for good.
+        spared = {j.job_id for j in doomed if j.status == "failed" and j.job_type in HOLDING
+                  and holds_target(catalog, j.job_id)}
+        doomed = [j for j in doomed if j.job_id not in spared]
+        keep = [j for j in keep if j.job_id not in spared]
         if doomed:
             batch = catalog.batch()
             for j in doomed:

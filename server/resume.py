@@ -23,12 +23,12 @@ from catalog import Job
 from catalog.errors import CairnError
 from storage.backup import Repository
 
+from .history import KEPT
 from .repos import repository
 from .state import Cairn
 
 log = logging.getLogger("cairn.backup")
 
-KEPT = "kept_for_resume"
 EXPIRE_PERIOD = 60.0  # seconds between looks for kept objects past their window
 
 

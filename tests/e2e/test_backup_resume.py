@@ -112,3 +112,30 @@ async def test_a_window_of_zero_keeps_nothing(
     assert job["error_message"] == "interrupted by server restart"
     held = target_files(tmp_path / "backups" / "nightly")
     assert held["objects"] == held["locks"] == set()
+
+
+async def test_a_kept_backup_outlives_the_job_history_until_it_is_released(
+    tmp_path: Path, server_process: Any, aiohttp_client: Any
+) -> None:
+    """A short history (history_max_count) trimmed the failed job's record, the
+    only thing that knew of its kept lock: nothing released it, ever."""
+    job_id = crash_a_backup(tmp_path, server_process, namespaces=("app", "other"))
+    cfg = config_of(tmp_path)
+    cfg.jobs.history_max_count = 3
+    client = await aiohttp_client(create_app(cfg))
+    cairn = client.server.app[CAIRN]
+    target = tmp_path / "backups" / "nightly"
+    for _ in range(6):
+        await ok(client, "BACKUP DATABASE other TO 'elsewhere'")
+    await cairn.run(cairn.jobs.trim_history)
+    assert len(await rows(client, "SELECT job_id FROM system.jobs")) <= 4
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")  # still there: it holds the lock
+    assert job["result"]["kept_for_resume"] is True
+    assert len(target_files(target)["locks"]) == 1
+
+    await ok(client, "BACKUP DATABASE app TO 'nightly'")
+    assert target_files(target)["locks"] == set()  # released by the next backup
+    for _ in range(3):
+        await ok(client, "BACKUP DATABASE other TO 'elsewhere'")
+    await cairn.run(cairn.jobs.trim_history)
+    assert await rows(client, f"SELECT job_id FROM system.jobs WHERE job_id = '{job_id}'") == []
