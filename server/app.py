@@ -451,7 +451,9 @@ async def _stop_work(cairn: Cairn, background: list[asyncio.Task[None]]) -> None
 
 
 async def _background(cairn: Cairn) -> None:
-    """Server-run loops: automatic flush, scheduled backups, job history trimming."""
+    """Server-run loops: automatic flush, scheduled backups, job history trimming,
+    pending clean-ups."""
     await asyncio.gather(tables.autoflush_loop(cairn), schedules.schedule_loop(cairn),
-                         cairn.jobs.trim_loop(), resume.expire_loop(cairn),
+                         cairn.jobs.trim_loop(), cairn.jobs.retry_loop(),
+                         resume.expire_loop(cairn),
                          archiving.archive_loop(cairn))

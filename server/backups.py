@@ -13,7 +13,14 @@ from dataclasses import replace
 from typing import Any
 
 from catalog import Backup, Job, Namespace, Table
-from catalog.errors import AlreadyExists, BackupInvalid, CairnError, InvalidArgument, NotFound
+from catalog.errors import (
+    AlreadyExists,
+    BackupInvalid,
+    CairnError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
 from storage import jobproc
@@ -380,11 +387,19 @@ def register_cleanups(cairn: Cairn) -> None:
     target. A restore's unregistered files are swept by the engine; one that died
     after its install batch is whole, and its job says so. A verify wrote nothing."""
 
+    def reach(repo: Repository, stored: bool) -> None:
+        """UNAVAILABLE (the clean-up stays pending, recovery.py) when the target
+        cannot be read, or is not there though the job had stored into it: a
+        disk not mounted yet was taken for an empty target, its clean-up done."""
+        if not repo.exists() and stored:
+            raise Unavailable(f"backup target '{repo.uri}' is not there (not mounted?)")
+
     def sweep(job: Job) -> None:
         target = job.cleanup.get("target")
         if not target or not job.cleanup.get("sweep"):
             return
         repo = repository(cairn, target)
+        reach(repo, True)
         present = set(repo.manifest_ids())
         for record in cairn.catalog.scan(Backup):
             if record.target == repo.uri and record.backup_id not in present:
@@ -398,6 +413,7 @@ def register_cleanups(cairn: Cairn) -> None:
         if not target or not backup_id:
             return
         repo = repository(cairn, target)
+        reach(repo, job.files_total > 0)  # it got to its lock (writer.write_backup)
         members = job.cleanup.get("members")
         if members and finish_set(job, repo, backup_id, list(members)):
             return

@@ -26,7 +26,7 @@ from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound, Una
 from catalog.ids import new_id
 from storage import allocator, priority
 
-from . import logs
+from . import logs, recovery
 from .history import ACTIVE, History
 from .jobcontext import WAIT_SLICE, JobContext, JobHost
 from .session import Session
@@ -40,7 +40,7 @@ PAUSABLE = ("backup", "restore")
 TRIM_PERIOD = 60.0  # seconds between history trims while no job finishes
 
 Work = Callable[["JobContext"], dict[str, Any]]
-Cleanup = Callable[[Job], None]
+Cleanup = recovery.Cleanup
 
 
 class JobRunner:
@@ -52,6 +52,7 @@ class JobRunner:
         self._heavy = asyncio.Semaphore(limit)
         self._light = asyncio.Semaphore(limit)
         self.cleanups: dict[str, Cleanup] = {}
+        self.pending: set[str] = set()  # jobs whose clean-up is pending (recovery.py)
         self._trimming: asyncio.Task[None] | None = None
         self._trim_again = False
         self.history = History(cairn)
@@ -60,24 +61,13 @@ class JobRunner:
     # --- start-up ------------------------------------------------------
 
     def recover(self) -> list[Job]:
-        """Mark jobs of a dead process failed and undo what they half-wrote."""
-        failed = []
-        for job in self.cairn.catalog.scan(Job):
-            if job.status not in ACTIVE:
-                continue
-            job.status = "failed"
-            job.finished_at = utcnow()
-            job.error_message = "interrupted by server restart"
-            cleanup = self.cleanups.get(job.job_type)
-            if cleanup is not None:
-                try:
-                    cleanup(job)
-                except Exception:  # cleanup must not stop the server starting
-                    log.exception("cleanup of interrupted job %s failed", job.job_id)
-            job.cleanup = {}
-            self.cairn.catalog.put(job)
-            failed.append(job)
-        return failed
+        """Mark jobs of a dead process failed and undo what they half-wrote
+        (recovery.py: a clean-up that cannot reach its target stays pending)."""
+        return recovery.recover(self)
+
+    async def retry_loop(self) -> None:
+        """Forever: pending clean-ups tried again every minute."""
+        await recovery.retry_loop(self)
 
     def trim_history(self) -> int:
         """Keep job history bounded (history.py): drop finished jobs past the age

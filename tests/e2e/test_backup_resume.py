@@ -139,3 +139,34 @@ async def test_a_kept_backup_outlives_the_job_history_until_it_is_released(
         await ok(client, "BACKUP DATABASE other TO 'elsewhere'")
     await cairn.run(cairn.jobs.trim_history)
     assert await rows(client, f"SELECT job_id FROM system.jobs WHERE job_id = '{job_id}'") == []
+
+
+async def test_a_clean_up_that_cannot_reach_its_target_stays_pending_and_is_retried(
+    tmp_path: Path, server_process: Any, aiohttp_client: Any, caplog: Any
+) -> None:
+    """kill -9 mid-backup, and the target's disk is not there at the restart:
+    the clean-up took the missing target for an empty one, said nothing, and
+    was never tried again; the lock and its objects stayed for good."""
+    job_id = crash_a_backup(tmp_path, server_process)
+    backups = tmp_path / "backups"
+    backups.rename(tmp_path / "unmounted")
+    client = await aiohttp_client(create_app(config_of(tmp_path)))
+    cairn = client.server.app[CAIRN]
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    assert job["status"] == "failed"
+    assert "clean-up could not be done yet" in job["error_message"], job
+    assert "nightly" in job["error_message"] and job["result"] is None
+    assert any("is pending" in r.message and r.levelname == "WARNING" for r in caplog.records)
+    from server import recovery
+    assert await cairn.run(recovery.retry_pending, cairn.jobs) == 0  # still not there
+
+    backups.rmdir()  # the root made again, empty; the disk comes back
+    (tmp_path / "unmounted").rename(backups)
+    assert await cairn.run(recovery.retry_pending, cairn.jobs) == 1
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    assert job["result"]["kept_for_resume"] is True, job
+    assert "clean-up" not in job["error_message"] and "are kept until" in job["error_message"]
+    assert len(target_files(backups / "nightly")["locks"]) == 1
+    assert await cairn.run(recovery.retry_pending, cairn.jobs) == 0  # nothing pending now
+    await ok(client, "BACKUP DATABASE app TO 'nightly'")
+    assert target_files(backups / "nightly")["locks"] == set()
