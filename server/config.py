@@ -268,3 +268,29 @@ def validate(cfg: Config) -> None:
     for name, target in cfg.backup.targets.items():
         if not isinstance(target, dict) or "uri" not in target:
             raise ConfigError(f"[backup.targets.{name}] needs a uri")
+    _check_shared_buckets(cfg.backup.targets)
+
+
+def _endpoint(config: dict[str, Any]) -> str:
+    endpoint = str(config.get("endpoint") or "").strip().rstrip("/").lower()
+    return endpoint if not endpoint or "://" in endpoint else f"https://{endpoint}"
+
+
+def _check_shared_buckets(targets: dict[str, dict[str, Any]]) -> None:
+    """Two named targets whose buckets have one name on two endpoints are
+    refused: jobs, schedules and the backup catalog record a target as its bare
+    `s3://bucket/prefix`, which resolves with the first configured target of
+    that bucket, so a schedule TO 'dr' backed up to the other endpoint."""
+    seen: dict[str, tuple[str, str]] = {}  # bucket -> (target name, endpoint)
+    for name, target in targets.items():
+        uri = str(target.get("uri", ""))
+        if not uri.lower().startswith("s3://"):
+            continue
+        bucket = uri[5:].split("/", 1)[0]
+        endpoint = _endpoint(target)
+        first = seen.setdefault(bucket, (name, endpoint))
+        if first[1] != endpoint:
+            raise ConfigError(
+                f"[backup.targets.{first[0]}] and [backup.targets.{name}] both use bucket "
+                f"'{bucket}' on different endpoints ({first[1] or 'the default'} and "
+                f"{endpoint or 'the default'}); give each a bucket of its own name")

@@ -112,3 +112,28 @@ def test_serve_runs_on_the_configured_loop(event_loop: str, module: str) -> None
 
     run_loop(main(), event_loop)
     assert seen == [module]
+
+
+SHARED_BUCKET = """[backup.targets.offsite]
+uri = "s3://backups/offsite"
+endpoint = "http://127.0.0.1:9000"
+[backup.targets.dr]
+uri = "s3://backups/dr"
+endpoint = "{dr}"
+"""
+
+
+def test_one_bucket_name_on_two_endpoints_is_refused(tmp_path: Path) -> None:
+    """A target is recorded (jobs, schedules, the backup catalog) as its bare
+    s3://bucket/prefix, which resolved with the first configured target of that
+    bucket: a schedule TO 'dr' backed up to offsite's endpoint."""
+    f = tmp_path / "c.toml"
+    f.write_text(SHARED_BUCKET.format(dr="http://127.0.0.1:9001"))
+    with pytest.raises(ConfigError) as info:
+        config.load(f)
+    assert str(info.value) == (
+        "[backup.targets.offsite] and [backup.targets.dr] both use bucket 'backups' on "
+        "different endpoints (http://127.0.0.1:9000 and http://127.0.0.1:9001); give each "
+        "a bucket of its own name")
+    f.write_text(SHARED_BUCKET.format(dr="HTTP://127.0.0.1:9000/"))  # the same endpoint
+    assert set(config.load(f).backup.targets) == {"offsite", "dr"}
