@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -93,6 +94,9 @@ def check_cron(text: str) -> str:
         raise InvalidArgument(
             f"cron expression '{text}' is not valid: give five fields, minute hour "
             "day-of-month month day-of-week, as in '0 3 * * *' (03:00 UTC every day)")
+    if not expr.startswith("@"):
+        for field, text_field, (low, high) in zip(_FIELDS, fields, _BOUNDS, strict=True):
+            _check_field(text, field, text_field, low, high)
     try:
         next_cron(expr, datetime.now(UTC))
     except CroniterBadDateError:  # valid fields that name no date: '0 0 30 2 *'
@@ -100,6 +104,40 @@ def check_cron(text: str) -> str:
             f"cron expression '{text}' names no date that exists (such as 30 February)"
         ) from None
     return expr
+
+
+_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_RANDOM = re.compile(r"[RH](?:$|[(/])", re.IGNORECASE)
+_NUMBERS = re.compile(r"(\d+)(?:-(\d+))?(?:/(\d+))?\Z")
+
+
+def _check_field(text: str, field: str, value: str, low: int, high: int) -> None:
+    """What croniter takes but no schedule means: 'R' / 'H' (a random or hashed
+    time, drawn again for every run: a daily 'R R * * *' ran at another time
+    each day, often twice), a number out of the field's range ('0' as a day of
+    the month) and a backwards range ('5-1'). Names (MON, JAN) and croniter's
+    L, W and # forms are left to croniter."""
+    for part in value.split(","):
+        if _RANDOM.match(part):
+            raise InvalidArgument(
+                f"cron expression '{text}': the {field} field '{value}' asks for a random "
+                "or hashed time ('R' / 'H'), which would change from run to run; give the time")
+        found = _NUMBERS.match(part.removeprefix("*/"))
+        if found is None:
+            continue
+        first, last, step = (None if g is None else int(g) for g in found.groups())
+        if part.startswith("*/"):
+            first, last, step = None, None, first
+        bad = [n for n in (first, last) if n is not None and not low <= n <= high]
+        if bad:
+            raise InvalidArgument(f"cron expression '{text}': {bad[0]} is out of the "
+                                  f"{field} field's range {low}-{high}")
+        if first is not None and last is not None and last < first:
+            raise InvalidArgument(f"cron expression '{text}': the {field} range "
+                                  f"'{first}-{last}' runs backwards")
+        if step == 0:
+            raise InvalidArgument(f"cron expression '{text}': a step of 0 in the {field} field")
 
 
 def next_cron(expr: str, after: datetime) -> datetime:
@@ -151,6 +189,10 @@ async def create_schedule(cairn: Cairn, session: Session, stmt: ast.CreateSchedu
     if await cairn.run(cairn.catalog.get, Namespace, stmt.namespace) is None:
         raise NotFound(f"Namespace '{stmt.namespace}' does not exist")
     repo = await cairn.run(repository, cairn, stmt.target)
+    if repo.target.kind == "archive":  # its first run would be the only one that succeeds
+        raise InvalidArgument(
+            f"backup target '{stmt.target}' is a single-file archive, which holds one backup; "
+            "a schedule needs a directory or S3 target")
     async with _lock(cairn):
         if await cairn.run(cairn.catalog.get, Schedule, stmt.name) is not None:
             if stmt.if_not_exists:

@@ -112,6 +112,11 @@ async def test_create_show_and_drop(client: Any, tmp_path: Path) -> None:
      "INVALID_ARGUMENT", "compression"),
     ("CREATE SCHEDULE s FOR BACKUP DATABASE app TO '../out' EVERY '1h'", "PERMISSION_DENIED",
      ""),
+    # a single-file archive holds one backup: every run after the first failed, for ever
+    ("CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'nightly.tar' EVERY '1h'",
+     "INVALID_ARGUMENT", "'nightly.tar' is a single-file archive, which holds one backup"),
+    ("CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'n.tar.zst' CRON '0 3 * * *' KEEP LAST 3",
+     "INVALID_ARGUMENT", "a schedule needs a directory or S3 target"),
 ])
 async def test_bad_schedules_are_refused(client: Any, text: str, code: str,
                                          fragment: str) -> None:

@@ -78,6 +78,11 @@ async def test_a_bad_cron_expression_is_invalid_argument(client: Any, expr: str)
     ("0 0 30 2 *", "names no date that exists"),  # 30 February: croniter finds no next time
     ("0 0 31 4 *", "names no date that exists"),  # 31 April
     ("1," * 200 + "1 * * * *", "cron expression is 409 characters; at most 256"),
+    # croniter's random time, drawn again for each run: another time every day
+    ("R R * * *", "the minute field 'R' asks for a random or hashed time"),
+    ("0 R(1-4) * * *", "the hour field 'R(1-4)' asks for a random or hashed time"),
+    ("0 0 0-0 * *", "0 is out of the day-of-month field's range 1-31"),
+    ("5-1 * * * *", "the minute range '5-1' runs backwards"),
 ])
 async def test_a_cron_expression_that_can_never_run_is_invalid_argument(
         client: Any, expr: str, says: str) -> None:
