@@ -82,7 +82,9 @@ def check_options(stmt_name: str, options: tuple[tuple[str, Any], ...],
                 f"unknown option '{key}' for {stmt_name}; known: {', '.join(sorted(allowed))}"
             )
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise InvalidArgument(f"option '{key}' must be a {want.__name__}, not {value!r}")
+            shown = (f"a value of type {type(value).__name__}" if key in SECRET_OPTIONS
+                     else repr(value))  # a secret is never echoed
+            raise InvalidArgument(f"option '{key}' must be a {want.__name__}, not {shown}")
         if key == "label" and isinstance(value, str) and len(value) > LABEL_MAX:
             # what a manifest may hold: refused before any byte is copied
             raise InvalidArgument(f"option 'label' is {len(value)} characters; at most {LABEL_MAX}")

@@ -157,3 +157,19 @@ async def test_a_plain_keep_last_leaves_the_encrypted_backups_it_cannot_read(cli
     assert all(any(i == s or i.startswith(s) for i in ids) for s in sealed), (sealed, ids)
     assert sum(1 for r in listed if not r["encrypted"]) == 1  # the plain ones: keep_last = 1
     assert {r["scope"] for r in listed if r["encrypted"]} == {None}
+
+
+@pytest.mark.parametrize("value", ["918273645546372819", "3.14159265", "TRUE"])
+async def test_a_passphrase_of_the_wrong_type_is_not_echoed(client: Any, value: str) -> None:
+    """The type error named the value: "must be a str, not 918273645546372819"."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    for text in (f"BACKUP DATABASE app TO 'x' WITH (encryption_passphrase = {value})",
+                 f"RESTORE DATABASE app FROM 'x' AS b WITH (encryption_passphrase = {value})",
+                 f"VERIFY BACKUP 'bk-x' IN 'x' WITH (encryption_passphrase = {value})",
+                 f"START ARCHIVING DATABASE app TO 'x' WITH (encryption_passphrase = {value})"):
+        _, body = await sql(client, text)
+        error = body["error"]
+        assert error["code"] == "INVALID_ARGUMENT", body
+        assert error["message"].startswith("option 'encryption_passphrase' must be a str, not a "
+                                           "value of type "), error
+        assert value.lower() not in error["message"].lower() and "3.14" not in error["message"]
