@@ -288,6 +288,7 @@ class Archive(Record):
     last_error: str | None = None
     started_at: str = field(default_factory=utcnow)
     stopped_at: str | None = None
+    started_by: str | None = None  # who ran START ARCHIVING: the user of its base backups
 
     def key(self) -> str:
         return self.namespace

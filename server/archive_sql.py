@@ -67,7 +67,7 @@ async def start_archiving(cairn: Cairn, session: Session, stmt: ast.StartArchivi
         raise AlreadyExists(f"namespace '{ns}' is already being archived to '{existing.target}'")
     rec = Archive(namespace=ns, target=repo.uri, target_text=stmt.target,
                   archive_id=new_id("ar"), interval_ms=interval_ms, compression=compression,
-                  secret=opts.get("encryption_passphrase"))
+                  secret=opts.get("encryption_passphrase"), started_by=session.user_id)
     await cairn.run(cairn.catalog.put, rec)
     await cairn.run(cairn.engine.changes.activate, ns, now_us())
     arch = Archiver(svc, ns)

@@ -193,7 +193,8 @@ class Archiver:
         repo = self.repo(rec)
         plan = BackupPlan(self.namespace, repo, new_id("bk"), label="archive base",
                           compression=rec.compression)
-        session = Session(user_id=None, namespace=self.namespace,
+        # Its job is the user's who started archiving, as a job they ran is.
+        session = Session(user_id=rec.started_by, namespace=self.namespace,
                           text=f"BACKUP DATABASE {self.namespace} TO '{rec.target}' "
                                "(base of continuous archiving)")
         job = await self.cairn.jobs.run(

@@ -240,3 +240,28 @@ async def test_a_cycle_with_nothing_committed_reads_nothing(client: Any) -> None
     assert count("archive_read") > reads
     assert len(await rows(client, "SELECT * FROM app.t")) == 2 and shipped >= 2
     await ok(client, "STOP ARCHIVING DATABASE app")
+
+
+async def test_base_backups_are_the_jobs_of_who_started_archiving(
+        aiohttp_client: Any, cairn_config: Config) -> None:
+    """START ARCHIVING's base backup job (and every later base, a restart
+    between) was recorded with user_id NULL."""
+    from server.app import CAIRN
+    from server.archiving import Archiver, service
+
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}", user="ops")
+    (base,) = await rows(client, "SELECT user_id, statement FROM system.jobs "
+                                 "WHERE job_type = 'backup'")
+    assert base["user_id"] == "ops" and "base of continuous archiving" in base["statement"]
+    await client.close()
+    client = await aiohttp_client(create_app(cairn_config))
+    cairn = client.server.app[CAIRN]
+    svc = service(cairn)
+    arch = svc.archivers.get("app") or Archiver(svc, "app")
+    async with arch.lock:  # a base the archiver takes itself (its old one gone)
+        await arch.take_base(await cairn.run(arch.record))
+    users = await rows(client, "SELECT user_id FROM system.jobs WHERE job_type = 'backup'")
+    assert users == [{"user_id": "ops"}, {"user_id": "ops"}]
+    await ok(client, "STOP ARCHIVING DATABASE app")
