@@ -389,12 +389,19 @@ def register_cleanups(cairn: Cairn) -> None:
     target. A restore's unregistered files are swept by the engine; one that died
     after its install batch is whole, and its job says so. A verify wrote nothing."""
 
-    def reach(repo: Repository, stored: bool) -> None:
-        """UNAVAILABLE (the clean-up stays pending, recovery.py) when the target
-        cannot be read, or is not there though the job had stored into it: a
-        disk not mounted yet was taken for an empty target, its clean-up done."""
-        if not repo.exists() and stored:
+    def reach(repo: Repository, stored: bool) -> bool:
+        """Whether the target is there (else the job made nothing in it);
+        UNAVAILABLE (the clean-up stays pending, recovery.py) when it cannot be
+        read, or is not there though the job had stored into it: a disk not
+        mounted yet was taken for an empty target, its clean-up done."""
+        try:
+            if repo.exists():
+                return True
+        except NotFound:  # a local target's folder is not there
+            pass
+        if stored:
             raise Unavailable(f"backup target '{repo.uri}' is not there (not mounted?)")
+        return False
 
     def sweep(job: Job) -> None:
         target = job.cleanup.get("target")
@@ -415,7 +422,8 @@ def register_cleanups(cairn: Cairn) -> None:
         if not target or not backup_id:
             return
         repo = repository(cairn, target)
-        reach(repo, job.files_total > 0)  # it got to its lock (writer.write_backup)
+        if not reach(repo, job.files_total > 0):  # >0: it got to its lock (write_backup)
+            return
         members = job.cleanup.get("members")
         if members and finish_set(job, repo, backup_id, list(members)):
             return
