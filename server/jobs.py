@@ -9,9 +9,11 @@ PAUSE JOB (backups and restores only) parks the work at its next check, with
 everything it holds (snapshot, lock, stored objects, copied files) and gives its
 place in the pool back; RESUME JOB takes a place again and the work goes on
 where it stopped. A job found queued/running/paused at start-up belonged to a
-dead process: it is marked failed and its registered cleanup is run. History is trimmed to `[jobs]
-history_max_age_days` / `history_max_count` at start-up, after jobs finish and
-every minute."""
+dead process: it is marked failed and its registered cleanup is run (one that
+cannot reach its target stays pending and is retried: recovery.py). History is
+trimmed to `[jobs] history_max_age_days` / `history_max_count` at start-up,
+after jobs finish and every minute. On SIGTERM `shutdown` cancels every job
+(app.py runs it before aiohttp waits for the requests in flight)."""
 
 from __future__ import annotations
 
