@@ -58,6 +58,8 @@ async def test_attach_backups_adopts_a_target(
     # The catalog now holds what the lost server's did, less the damaged one.
     catalog = await rows(fresh, "SHOW BACKUPS")
     expected = [r for r in listed_before if r["backup_id"] != bad["backup_id"]]
+    for r in expected:  # an encrypted one's scope is sealed: unknown to ATTACH without its key
+        r["scope"] = None if r["encrypted"] else r["scope"]
     assert catalog == expected
     in_system = await rows(fresh, "SELECT backup_id FROM system.backups ORDER BY backup_id")
     assert [r["backup_id"] for r in in_system] == sorted(r["backup_id"] for r in expected)
