@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import re
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -13,10 +12,9 @@ from aiohttp import web
 from catalog.errors import InvalidRequest, PermissionDenied, Unauthenticated
 
 from .config import AuthConfig, ServerConfig
+from .config_checks import USER_ID
 from .state import Session
 from .text import check_header
-
-USER_ID = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}\Z")
 
 
 def _one_header(request: web.Request, name: str) -> str | None:

@@ -20,7 +20,7 @@ from catalog.errors import CannotStart
 from storage import timing
 
 from . import config as config_mod
-from . import limits, logs
+from . import config_checks, limits, logs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sql":
         return console.main(args)
-    logs.setup("text", args.log_level or "INFO")
     try:
+        if args.log_level is not None:
+            config_checks.check_log_level(args.log_level, "--log-level")
+        logs.setup("text", args.log_level or "INFO")
         cfg = config_mod.load(
             args.config, host=args.host, port=args.port, pg_port=args.pg_port,
             data_dir=args.data_dir

@@ -14,6 +14,7 @@ import ssl
 from typing import Any
 
 from ..auth import USER_ID
+from ..config_checks import tls_context
 from ..state import Cairn, Session
 from . import chatter, messages, pgcatalog, scram
 from .connection import Connection
@@ -29,10 +30,8 @@ class PgServer:
     def __init__(self, cairn: Cairn) -> None:
         self.cairn = cairn
         self.cfg = cairn.config.pgwire
-        self.ssl: ssl.SSLContext | None = None
-        if self.cfg.tls_cert:
-            self.ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self.ssl.load_cert_chain(self.cfg.tls_cert, self.cfg.tls_key)
+        # ConfigError naming the key and the file (config.load checked them).
+        self.ssl: ssl.SSLContext | None = tls_context(self.cfg)
         auth = cairn.config.auth
         self.verifier = scram.Verifier(auth.tokens) if auth.mode == "token" else None
         self.catalog = pgcatalog.CatalogEngine()
