@@ -8,6 +8,7 @@ can stop the server. Start-up must finish within STARTUP_TIMEOUT seconds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import ssl
@@ -23,6 +24,7 @@ from .errors import PgError
 log = logging.getLogger("cairn.pgwire")
 
 STARTUP_TIMEOUT = 30.0
+SHUTDOWN = messages.error("FATAL", "57P01", "terminating connection due to administrator command")
 MAX_CONNECTIONS = 200
 
 
@@ -56,10 +58,19 @@ class PgServer:
             conn.cancel()
             if conn.running is not None:
                 conn.running.cancel()
+        # Every client is told, as PostgreSQL tells them on a fast shutdown
+        # (they read "server closed the connection unexpectedly" before), and
+        # its connection ends by the closed socket. A task cancelled while
+        # idle was logged by asyncio's start_server as an ERROR with a trace.
         for writer in list(self._clients):
+            with contextlib.suppress(Exception):
+                writer.write(SHUTDOWN)
             writer.close()
         tasks = [t for t in self._tasks if not t.done()]
-        for task in tasks:
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        tasks = [t for t in tasks if not t.done()]
+        for task in tasks:  # one stuck in a statement: _client ends it quietly
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=10.0)
@@ -96,6 +107,8 @@ class PgServer:
         except TimeoutError:
             await _say(writer, messages.error("FATAL", "08P01", "start-up took too long"))
         except (messages.Closed, ConnectionError, ssl.SSLError):
+            pass
+        except asyncio.CancelledError:  # the server stops (close): the client was told
             pass
         except Exception:
             if writer.is_closing():  # a write after the client left: not a bug
