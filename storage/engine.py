@@ -55,7 +55,7 @@ from .keys import FileRanges
 from .limits import ResultLimits, SystemView
 from .pointcache import PointCache
 from .query import Plan, mark_json, plan_query, release
-from .query_errors import clean, query_failed
+from .query_errors import check_files, clean, query_failed
 from .registry import Registry
 from .watchdog import Watchdog
 from .work import Work
@@ -326,6 +326,7 @@ class Engine:
                 if plan.answer is not None:  # read off the snapshot (storage/direct.py)
                     result = plan.answer if limits is None else limits.cut(plan.answer)
                 else:
+                    check_files(plan, self.files.abs)  # no FIFO to wait on for ever
                     result = self._attempt(plan, deadline, small, fired, limits)
             except duckdb.OutOfMemoryException:
                 if not small:

@@ -29,6 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .query_errors import check_data_file, damaged_file
+
 _Index = tuple[np.ndarray, np.ndarray]  # the key column sorted, and each one's row
 
 
@@ -60,10 +62,15 @@ class PointCache:
         """Read the file whole and keep it (blocking I/O: not on the event
         loop). None if it is too large decoded (its footer says so before
         anything else is read; the table's own size, after)."""
-        with pq.ParquetFile(abs_path, memory_map=False) as f:
-            meta = f.metadata
-            decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-            table = None if decoded > self.budget // 4 else f.read()
+        check_data_file(abs_path)  # not a FIFO (its open waits for ever)
+        try:
+            with pq.ParquetFile(abs_path, memory_map=False) as f:
+                meta = f.metadata
+                decoded = sum(meta.row_group(i).total_byte_size
+                              for i in range(meta.num_row_groups))
+                table = None if decoded > self.budget // 4 else f.read()
+        except (pa.ArrowException, OSError) as exc:  # truncated, zeroed: as a scan's
+            raise damaged_file(abs_path, exc) from None
         size = table.nbytes if table is not None else decoded
         with self._lock:
             if table is None or size > self.budget // 4:

@@ -14,7 +14,11 @@ like running out of memory is."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
+from collections.abc import Callable
+from pathlib import Path
 
 import duckdb
 
@@ -52,10 +56,67 @@ def query_failed(exc: duckdb.Error, plan: Plan) -> CairnError:
         return InvalidArgument(
             "the query needs more memory than [storage] duckdb_memory_limit and its "
             "spill to disk could not be written (the server log says why)")
-    if isinstance(exc, duckdb.IOException):
+    if isinstance(exc, duckdb.IOException) or _names_a_data_file(exc, plan):
+        # A data file DuckDB cannot read, or reads as no Parquet ("No magic
+        # bytes found at end of file '<path>'": truncated, zeroed) was a 400
+        # quoting the server's path.
         log.error("a query could not read a data file: %s", clean(str(exc), plan))
-        return Internal(
-            "a table's data could not be read: the data directory is damaged or was "
-            "changed outside the server (the server log names the file)"
-        )
+        return Internal(DAMAGED)
     return InvalidArgument(clean(str(exc), plan))
+
+
+DAMAGED = ("a table's data could not be read: the data directory is damaged or was "
+           "changed outside the server (the server log names the file)")
+
+
+def _names_a_data_file(exc: duckdb.Error, plan: Plan) -> bool:
+    text = str(exc)
+    return isinstance(exc, duckdb.InvalidInputException) and any(
+        f.path in text for _, files, _ in plan.reads for f in files)
+
+
+def damaged_file(path: Path | str, why: object) -> Internal:
+    """The error of a query that found a data file it cannot read (the point
+    lookups' own reads, storage/pointcache.py; a FIFO or a folder in place of a
+    file), as a scan's: the log names the file."""
+    log.error("a query could not read a data file: %s: %s", path, why)
+    return Internal(DAMAGED)
+
+
+def open_data_file(path: Path | str) -> int:
+    """A descriptor of the data file at `path` for reading, opened without
+    waiting: a FIFO put in a file's place held a statement thread for ever
+    (the query timeout does not reach a blocked open). Internal (damaged)
+    if it is missing or not a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise damaged_file(path, exc.strerror or exc) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise damaged_file(path, "not a regular file")
+    return fd
+
+
+def check_data_file(path: Path | str) -> None:
+    """Internal (damaged) unless `path` is a regular file (DuckDB is given
+    paths, and its open of a FIFO waits for a writer for ever)."""
+    os.close(open_data_file(path))
+
+
+# Absolute paths of data files found regular files (a file's path is never
+# reused), so that a query stats each file once a process, not once a query.
+_REGULAR: set[str] = set()
+
+
+def check_files(plan: Plan, abs_path: Callable[[str], Path]) -> None:
+    """Before DuckDB reads the plan's data files: each one is a regular file,
+    else Internal (damaged), not a statement thread waiting for ever."""
+    for _, files, _ in plan.reads:
+        for f in files:
+            path = str(abs_path(f.path))
+            if path not in _REGULAR:
+                check_data_file(path)
+                if len(_REGULAR) > 1_000_000:
+                    _REGULAR.clear()
+                _REGULAR.add(path)

@@ -5,6 +5,7 @@ server path in the message, and the log names the file."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,37 @@ def test_a_missing_data_file_is_internal_without_paths(
         run(sql)
     assert str(flushed.parent) not in info.value.message
     assert flushed.name in caplog.text
+
+
+def _zeroed(path: Path) -> None:
+    path.write_bytes(b"\0" * path.stat().st_size)
+
+
+def _truncated(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+
+
+@pytest.mark.timeout(60)  # a FIFO opened to read waits for a writer: a hang is the bug
+@pytest.mark.parametrize("damage", [_zeroed, _truncated, "fifo"])
+@pytest.mark.parametrize("sql", ["SELECT v FROM app.t WHERE id = 2",  # point: the point cache
+                                 "SELECT count(*) AS n FROM app.t",
+                                 "UPDATE app.t SET v = 'c' WHERE id = 2"])
+def test_a_damaged_data_file_is_internal_without_paths(
+        flushed: Path, run: Run, sql: str, damage: object,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A data file truncated or zeroed at rest (a point SELECT was 500 'this is a
+    bug' with ArrowInvalid's trace, a scan 400 quoting the server's path), or
+    a FIFO in its place (every query on it waited for ever): the scan's error."""
+    if damage == "fifo":
+        flushed.unlink()
+        os.mkfifo(flushed)
+    else:
+        assert callable(damage)
+        damage(flushed)
+    with caplog.at_level(logging.ERROR, logger="cairn.storage"), \
+            pytest.raises(Internal, match="data directory is damaged") as info:
+        run(sql)
+    assert str(flushed.parent) not in info.value.message
+    assert flushed.name in caplog.text
+    assert "Traceback" not in caplog.text
