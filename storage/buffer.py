@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from catalog import DataFile, Table, TableSchema
+from catalog.errors import Internal
 
 from .batch import BatchMap, BufBatch, OneRow, one_row_tables
 from .keys import BufferKeys
@@ -103,17 +104,25 @@ def point_mask(rows: pa.Table, point: dict[str, Any]) -> Any:
     return mask
 
 
+class DamagedBuffer(Internal):
+    """A table's write-buffer record that does not decode (cut short, bit rot):
+    the data directory is damaged (storage/registry.py names the table)."""
+
+
 def decode(key: bytes, value: bytes) -> BufBatch:
-    rows = pa.ipc.open_stream(value).read_all()
-    meta = rows.schema.metadata or {}
-    user = meta.get(b"cairn.user")
-    return BufBatch(
-        key=key,
-        version=int(meta[b"cairn.v"]),
-        ts=float(meta[b"cairn.ts"]),
-        user=user.decode() if user is not None else None,
-        rows=rows.replace_schema_metadata(None),
-    )
+    try:
+        rows = pa.ipc.open_stream(value).read_all()
+        meta = rows.schema.metadata or {}
+        user = meta.get(b"cairn.user")
+        return BufBatch(
+            key=key,
+            version=int(meta[b"cairn.v"]),
+            ts=float(meta[b"cairn.ts"]),
+            user=user.decode() if user is not None else None,
+            rows=rows.replace_schema_metadata(None),
+        )
+    except (pa.ArrowException, KeyError, ValueError) as exc:  # UnicodeError is a ValueError
+        raise DamagedBuffer(f"a write-buffer record does not decode: {exc}") from None
 
 
 def storage_schema(table: Table, columns: list[Column]) -> pa.Schema:

@@ -435,11 +435,11 @@ class Engine:
         return out
 
     def tables_needing_flush(self) -> list[tuple[str, str]]:
-        return flush.due(self.cfg, self.tables.states())
+        return flush.due(self.cfg, self.tables.healthy_states())
 
     def evict_streams(self) -> int:
         """Drop stream rows past `ttl_seconds`; returns rows evicted."""
-        return sum(flush.evict(self.catalog, st) for st in self.tables.states()
+        return sum(flush.evict(self.catalog, st) for st in self.tables.healthy_states()
                    if st.table.table_type == "stream")
 
     def flush_rows_of(self, st: TableState) -> int:

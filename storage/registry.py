@@ -11,6 +11,7 @@ wholly before or wholly after it, never half of a DROP NAMESPACE … CASCADE."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,9 +33,11 @@ from catalog.records import SEP
 from . import schema, timing
 from .archive import changes as change_log
 from .batch import BatchMap
-from .buffer import APPEND_ONLY, TableState, decode, family_name
+from .buffer import APPEND_ONLY, DamagedBuffer, TableState, decode, family_name
 from .files import FileStore
 from .keys import FileRanges
+
+log = logging.getLogger("cairn.storage")
 
 RESERVED_NAMESPACES = frozenset({"system", "information_schema", "main", "temp", "pg_catalog"})
 
@@ -54,6 +57,7 @@ class Registry:
         self._lock = threading.RLock()
         self._states: dict[str, TableState] = {}
         self._records: dict[str, tuple[bytes, Table]] = {}
+        self._said: set[str] = set()  # tables whose damaged buffer was logged
 
     # --- lookups ---------------------------------------------------------
 
@@ -97,8 +101,19 @@ class Registry:
             old.replace_definition(rec, sch)
             return old
         files = self.catalog.scan(DataFile, rec.uid + SEP)
-        batches = BatchMap((key, decode(key, value))
-                           for key, value in self.catalog.scan_raw(family_name(rec.uid)))
+        try:
+            batches = BatchMap((key, decode(key, value))
+                               for key, value in self.catalog.scan_raw(family_name(rec.uid)))
+        except DamagedBuffer as exc:
+            if rec.uid not in self._said:  # once, not at every statement or flush tick
+                self._said.add(rec.uid)
+                log.warning("table %s.%s cannot be read: its write buffer (RocksDB column "
+                            "family %s) is damaged: %s", rec.namespace, rec.name,
+                            family_name(rec.uid), exc.message)
+            raise DamagedBuffer(
+                f"Table '{rec.namespace}.{rec.name}' cannot be read: its buffered rows are "
+                "damaged (the data directory is damaged or was changed outside the server; "
+                "the server log says more). DROP TABLE still drops it") from None
         append_only = self.catalog.get(Meta, APPEND_ONLY + rec.uid) is not None
         return TableState(rec, sch, files, batches, append_only)
 
@@ -119,6 +134,16 @@ class Registry:
                 if now.schema_version == t.schema_version:
                     raise  # no race: the catalog is missing the schema
                 out.append(self.state_for(now))
+        return out
+
+    def healthy_states(self) -> list[TableState]:
+        """Every table but those whose buffer is damaged (DamagedBuffer): the
+        automatic flush and stream eviction of the others go on (the loop died
+        at the damaged one every second, and no table was flushed any more)."""
+        out = []
+        for t in self.catalog.scan(Table, ""):
+            with contextlib.suppress(DamagedBuffer, NotFound):  # NotFound: dropped meanwhile
+                out.append(self.state_for(t))
         return out
 
     def list_tables(self, namespace: str | None = None) -> list[Table]:
@@ -228,6 +253,13 @@ class Registry:
             if if_exists:
                 return False
             raise
+        except DamagedBuffer:  # its buffer goes with it: a state without one drops it
+            rec = self.table(namespace, name)
+            sch = self.catalog.get(TableSchema, schema_key(rec.uid, rec.schema_version))
+            if sch is None:
+                raise
+            st = TableState(rec, sch, self.catalog.scan(DataFile, rec.uid + SEP), BatchMap(),
+                            self.catalog.get(Meta, APPEND_ONLY + rec.uid) is not None)
         with st.flush_lock, st.write_lock, self.ddl:
             if st.dropped:  # a concurrent DROP won
                 if if_exists:

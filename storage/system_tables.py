@@ -14,7 +14,7 @@ from sqlglot import exp
 
 from catalog import Archive, Backup, Job, Namespace, Schedule, Table, TableSchema
 
-from .buffer import TableState
+from .buffer import DamagedBuffer, TableState
 from .ports import SystemSource
 from .types import describe_column
 
@@ -99,6 +99,8 @@ def _tables(engine: SystemSource) -> list[dict[str, Any]]:
                "options": t.options}
         try:
             row.update(engine.stats(t))
+        except DamagedBuffer:  # listed, its counts unknown (it was left out in silence)
+            row.update(dict.fromkeys(COUNTS))
         except Exception:  # a table dropped while we looked
             continue
         rows.append(row)
