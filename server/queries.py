@@ -10,7 +10,7 @@ from sqlglot import exp
 from catalog.errors import PermissionDenied
 from sqlgrammar.ast import Explain, Query
 from sqlgrammar.fastpath import FastInsert, FastSelect
-from storage import explain, fast
+from storage import explain, fast, stopping
 from storage.limits import ResultLimits
 
 from . import visibility
@@ -95,7 +95,7 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
     if stmt.kind in VERBS:
 
         def write() -> int:
-            with cairn.engine.time_limit(timeout):
+            with cairn.engine.time_limit(timeout), stopping.stoppable(session.interrupt):
                 return cairn.engine.execute(stmt.expression, session.user_id, session.namespace,
                                             limits_for(cairn, session).system_view)
 
@@ -117,7 +117,7 @@ async def _insert_rows(cairn: Cairn, session: Session, ins: FastInsert,
     statement; many rows run on a statement thread, as the normal path's."""
 
     def write() -> int:
-        with cairn.engine.time_limit(timeout):
+        with cairn.engine.time_limit(timeout), stopping.stoppable(session.interrupt):
             return fast.insert_rows(cairn.engine, ins.db, ins.table, ins.columns, ins.rows,
                                     session.user_id, session.namespace)
 

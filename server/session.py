@@ -18,6 +18,7 @@ class Interrupt:
         self._lock = threading.Lock()
         self._target: Callable[[], Any] | None = None
         self.fired = False
+        self.committed = False  # its write passed the point of no return: not cancelled
 
     def target(self, fn: Callable[[], Any] | None) -> None:
         """The engine hands over the running cursor's interrupt (None: done)."""
@@ -26,11 +27,24 @@ class Interrupt:
             if fn is not None and self.fired:
                 fn()
 
-    def fire(self) -> None:
+    def commit(self) -> bool:
+        """Asked by a write just before it commits (storage/stopping.py):
+        False if already cancelled; else the statement is past cancelling."""
         with self._lock:
+            if self.fired:
+                return False
+            self.committed = True
+            return True
+
+    def fire(self) -> bool:
+        """Stop the statement; False if its write has already committed."""
+        with self._lock:
+            if self.committed:
+                return False
             self.fired = True
             if self._target is not None:
                 self._target()
+            return True
 
 
 @dataclass

@@ -19,7 +19,7 @@ from sqlglot import exp
 from catalog import Meta
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 
-from . import keyfilter, sandbox
+from . import keyfilter, sandbox, stopping
 from . import keys as keys_mod
 from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
@@ -368,6 +368,7 @@ def _commit(
     with st.lock:
         if st.dropped:  # dropped while this statement waited for the table
             raise NotFound(f"Table '{_name(st)}' does not exist")
+        stopping.commit_point()  # cancelled by now: nothing is written
         if overwrite and st.append_only:  # small records first: the big value then
             b.delete(Meta, APPEND_ONLY + st.uid)  # sizes the batch, never doubles it
         b.put_raw(st.family, key, value)

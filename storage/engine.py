@@ -43,6 +43,7 @@ from . import (
     sandbox,
     schema,
     snapshot,
+    stopping,
     system_tables,
     timing,
 )
@@ -373,7 +374,7 @@ class Engine:
                     plan.names[name] = plan.names.get(placeholder, "a table")
             if deadline is not None:
                 alarm = self.watchdog.arm(max(0.0, deadline - time.monotonic()), cur.interrupt)
-            interrupt = getattr(self._local, "interrupt", None)
+            interrupt = getattr(self._local, "interrupt", None) or stopping.target()
             if interrupt is not None:
                 interrupt(cur.interrupt)
             try:

@@ -134,8 +134,10 @@ class Connection:
             for job_id in list(self.jobs):
                 asyncio.ensure_future(self._kill(job_id))
             return
-        if self.session.interrupt is not None:
-            self.session.interrupt.fire()  # a running DuckDB query stops at once
+        # A running DuckDB query stops at once; a write not yet committed never
+        # will. One that has committed is not cancelled: its client is told so.
+        if self.session.interrupt is not None and not self.session.interrupt.fire():
+            return
         running = self.running
         # Anything else (a statement waiting on a lock) is abandoned shortly after.
         asyncio.get_running_loop().call_later(
