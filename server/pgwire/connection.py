@@ -15,7 +15,6 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from catalog import Job
@@ -32,6 +31,8 @@ from . import types as t
 from .errors import PgError, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
 from .results import Reply, data_rows, description, formats_for, from_result, progress_text
+from .statements import Portal, Prepared, split
+from .statements import text as query_text
 
 log = logging.getLogger("cairn.pgwire")
 
@@ -40,24 +41,6 @@ FLUSH_ROWS = 1000  # drain the socket every so many DataRows
 CANCEL_GRACE = 2.0  # seconds a cancelled statement gets to stop before it is abandoned
 YIELD_EVERY = 32  # messages handled back to back before other clients get the loop
 _WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
-
-
-@dataclass
-class Prepared:
-    sql: str
-    oids: list[int]
-    spots: params.Spots  # where its `$n` are, found once at Parse
-    described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
-
-
-@dataclass
-class Portal:
-    prepared: Prepared
-    sql: str
-    formats: list[int]
-    reply: Reply | None = None
-    described: bool = False
-    sent: int = 0  # rows already sent (Execute with a row limit)
 
 
 class Connection:
@@ -79,6 +62,8 @@ class Connection:
         self.skipping = False
         self.jobs: set[str] = set()
         self.running: asyncio.Future[Any] | None = None
+        self.send_timeout = cairn.config.server.send_timeout_seconds
+        self.high_water = writer.transport.get_write_buffer_limits()[1]
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -94,6 +79,11 @@ class Connection:
             handled += 1
             if handled % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+            # Nothing more is read while the replies written so far wait past
+            # the high-water mark: each Execute of a prepared 1 MB SET wrote a
+            # 1 MB ParameterStatus, and a client that read none of them grew the
+            # server by 800 MB for the 23 KB it sent.
+            await self._drain()
             tag, body = await messages.read_message(self.reader, self.limit)
             if tag == b"X":
                 return
@@ -109,7 +99,7 @@ class Connection:
             except PgError as exc:
                 self._fail(tag, exc)
                 if tag == b"Q":
-                    await self.writer.drain()
+                    await self._drain()
             except (messages.ProtocolViolation, ConnectionError):  # ConnectionError: it left
                 raise
             except Exception:  # a bug: the statement fails, the connection lives on
@@ -118,6 +108,24 @@ class Connection:
                 log.exception("pgwire: internal error on message %r", tag)
                 self._fail(tag, PgError("XX000", "internal error: this is a bug, the server "
                                                  "log has the trace"))
+
+    async def _drain(self) -> None:
+        """Wait while the replies not yet sent are past the transport's
+        high-water mark. A client that leaves them unread for `[server]
+        send_timeout_seconds` is disconnected, and what it was sent is freed
+        (an unread answer was held for as long as the connection lived)."""
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() <= self.high_water and not transport.is_closing():
+            return  # as drain() would, without a timer per message
+        try:
+            async with asyncio.timeout(self.send_timeout or None):
+                await self.writer.drain()
+        except TimeoutError:
+            log.warning("pgwire: a client left %d bytes of replies unread for %g s "
+                        "(send_timeout_seconds): connection closed",
+                        transport.get_write_buffer_size(), self.send_timeout)
+            transport.abort()  # close() would keep them until sent
+            raise ConnectionAbortedError("send timeout") from None
 
     def _fail(self, tag: bytes, exc: PgError) -> None:
         self.writer.write(exc.to_bytes())
@@ -150,7 +158,7 @@ class Connection:
     # --- simple query -----------------------------------------------------------------
 
     async def _query(self, body: messages.Payload) -> None:
-        sql = _text(body)
+        sql = query_text(body)
         body.end()
         self.skipping = False
         ran = False
@@ -175,12 +183,12 @@ class Connection:
         if not ran:
             self.writer.write(messages.EMPTY_QUERY)
         self.writer.write(messages.ready(self.tx))
-        await self.writer.drain()
+        await self._drain()
 
     async def _rows(self, rows: list[list[Any]], oids: list[int], fmts: list[int]) -> None:
         for i in range(0, len(rows), FLUSH_ROWS):
             self.writer.writelines(data_rows(rows[i:i + FLUSH_ROWS], oids, fmts))
-            await self.writer.drain()
+            await self._drain()
             if i + FLUSH_ROWS < len(rows):
                 await asyncio.sleep(0)  # drain() does not yield while the client keeps up
 
@@ -286,7 +294,7 @@ class Connection:
                     if shown.get(job_id) != text:
                         shown[job_id] = text
                         self.writer.write(messages.notice(text))
-                        await self.writer.drain()
+                        await self._drain()
         except (ConnectionError, RuntimeError, CairnError):  # RuntimeError: a closed transport
             pass
 
@@ -294,11 +302,11 @@ class Connection:
 
     async def _parse(self, body: messages.Payload) -> None:
         name = body.cstring()
-        sql = _text(body)
+        sql = query_text(body)
         declared = [body.uint32() for _ in range(body.uint16())]
         body.end()
         try:
-            chunks = await self._off_loop(sql, _split, sql)
+            chunks = await self._off_loop(sql, split, sql)
         except SqlSyntaxError as exc:
             raise PgError("42601", exc.message, position(sql, exc.line, exc.column)) from None
         if len(chunks) > 1:
@@ -374,7 +382,7 @@ class Connection:
                 self.writer.write(messages.NO_DATA)
             else:
                 self.writer.write(description(prepared.described, [0] * len(prepared.described)))
-            await self.writer.drain()  # 128 KB for `$32767`: a client that never reads
+            await self._drain()  # 128 KB for `$32767`: a client that never reads
             return
         if kind != b"P":
             raise messages.ProtocolViolation("Describe needs 'S' or 'P'")
@@ -385,7 +393,7 @@ class Connection:
             self.writer.write(messages.NO_DATA)
         else:
             self.writer.write(description(cols, formats_for(portal.formats, len(cols))))
-        await self.writer.drain()
+        await self._drain()
 
     async def _shape(self, prepared: Prepared) -> list[tuple[str, int]] | None:
         """The columns a statement will return, found without side effects:
@@ -424,7 +432,7 @@ class Connection:
 
     async def _run_portal(self, portal: Portal) -> Reply:
         try:
-            chunks = await self._off_loop(portal.sql, _split, portal.sql)
+            chunks = await self._off_loop(portal.sql, split, portal.sql)
         except SqlSyntaxError as exc:
             where = position(portal.sql, exc.line, exc.column)
             raise PgError("42601", exc.message, where) from None
@@ -472,31 +480,11 @@ class Connection:
 
     async def _flush(self, body: messages.Payload) -> None:
         body.end()
-        await self.writer.drain()
+        await self._drain()
 
     async def _sync(self, body: messages.Payload) -> None:
         body.end()
         self.skipping = False
         self.portals.synced(self.tx)
         self.writer.write(messages.ready(self.tx))
-        await self.writer.drain()
-
-
-def _split(sql: str) -> list[Any]:
-    return list(split_script(sql))
-
-
-def _text(body: messages.Payload) -> str:
-    """A query string; text that is not UTF-8 is refused (22021), not fatal."""
-    end = body.data.find(b"\x00", body.pos)
-    if end < 0:
-        raise messages.ProtocolViolation("query string is not terminated")
-    raw = body.data[body.pos:end]
-    body.pos = end + 1
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PgError(
-            "22021", f"invalid byte sequence for encoding \"UTF8\" at byte {exc.start}"
-        ) from None
-
+        await self._drain()

@@ -1,0 +1,51 @@
+"""What the extended query protocol keeps: prepared statements and portals;
+and reading a query string."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlgrammar.splitter import split_script
+
+from . import messages, params
+from .errors import PgError
+from .results import Reply
+
+
+@dataclass
+class Prepared:
+    sql: str
+    oids: list[int]
+    spots: params.Spots  # where its `$n` are, found once at Parse
+    described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
+
+
+@dataclass
+class Portal:
+    prepared: Prepared
+    sql: str
+    formats: list[int]
+    reply: Reply | None = None
+    described: bool = False
+    sent: int = 0  # rows already sent (Execute with a row limit)
+
+
+def split(sql: str) -> list[Any]:
+    return list(split_script(sql))
+
+
+def text(body: messages.Payload) -> str:
+    """A query string; text that is not UTF-8 is refused (22021), not fatal."""
+    end = body.data.find(b"\x00", body.pos)
+    if end < 0:
+        raise messages.ProtocolViolation("query string is not terminated")
+    raw = body.data[body.pos:end]
+    body.pos = end + 1
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PgError(
+            "22021", f"invalid byte sequence for encoding \"UTF8\" at byte {exc.start}"
+        ) from None
+
