@@ -457,7 +457,12 @@ class Connection:
             oids = [o for _, o in columns]
             fmts = formats_for(portal.formats, len(columns))
             end = len(reply.rows) if limit <= 0 else min(len(reply.rows), portal.sent + limit)
-            await self._rows(reply.rows[portal.sent:end], oids, fmts)
+            try:
+                await self._rows(reply.rows[portal.sent:end], oids, fmts)
+            except PgError:  # a value its column cannot carry (22003): the rows go
+                portal.reply, portal.sent = dataclasses.replace(reply, rows=[]), 0
+                self.portals.pending.discard(portal_name)
+                raise
             portal.sent = end
             if end < len(reply.rows):
                 self.writer.write(messages.PORTAL_SUSPENDED)

@@ -117,6 +117,29 @@ def test_portals_holding_unsent_rows_are_bounded(small: PgServer) -> None:
     sock.close()
 
 
+def test_an_execute_that_fails_mid_answer_keeps_no_rows(small: PgServer) -> None:
+    """An Execute whose rows could not be encoded (22003: 100000 promised as
+    binary int2) left its portal holding its whole answer, pending, so inside
+    BEGIN any number of them piled up past MAX_PENDING_ANSWERS."""
+    sock = _connect(small)
+    sql = b"SELECT $1 AS a, repeat('x', 50) AS pad FROM range(100)"
+    int2 = struct.pack("!hI", 1, 21)
+    sock.sendall(_msg(b"P", b"s\x00" + sql + b"\x00" + int2) + _msg(b"D", b"Ss\x00"))
+    _round(sock, b"")
+    _simple(sock, b"BEGIN")
+    value = b"100000"
+    for n in range(kept.MAX_PENDING_ANSWERS + 2):
+        bind = _msg(b"B", b"f%d\x00s\x00" % n + struct.pack("!hhi", 0, 1, len(value)) + value
+                    + struct.pack("!hh", 1, 1))
+        failed = _round(sock, bind + _execute(b"f%d" % n, 0))
+        assert _error_code(failed) == "22003", failed
+    # None of them holds rows: a portal suspended with unsent rows is still allowed.
+    ok = _round(sock, _parse(b"q", QUERY[:-1]) + _bind(b"p", b"q") + _execute(b"p", 1))
+    assert _error_code(ok) is None and (b"s", b"") in ok, ok
+    _simple(sock, b"COMMIT")
+    sock.close()
+
+
 def test_tally_follows_every_store_and_removal() -> None:
     tally = kept.Tally(1000)
     texts: kept.Kept[str] = kept.Kept(tally, lambda v: v)
