@@ -41,6 +41,10 @@ REPORTED = {
     "default_transaction_read_only": "default_transaction_read_only",
     "in_hot_standby": "in_hot_standby",
 }  # fmt: skip
+# A connection's settings are kept for its life: a value, and all of them
+# together, are bounded (`SET x = '<9 MB>'` was kept, any number of them).
+MAX_SETTING_CHARS = 64 * 1024  # one value; past it 22023
+MAX_SETTINGS_CHARS = 1 << 20  # every name and value together; past it 54000
 _SHOW_ALIASES = {"transaction isolation level": "transaction_isolation",
                  "time zone": "timezone", "session authorization": "session_authorization"}
 _UTF8 = {"utf8", "utf-8", "unicode"}
@@ -104,6 +108,7 @@ class Settings:
         self.values = dict(DEFAULTS)
         self.values["session_authorization"] = user
         self.values["is_superuser"] = "on" if admin else "off"
+        self.chars = sum(len(k) + len(v) for k, v in self.values.items())
         for key, value in startup.items():
             # server_version and server_encoding too: 55P02, FATAL at start-up
             # (they were skipped in silence, unlike server_version_num).
@@ -118,14 +123,28 @@ class Settings:
             raise ChatterError(f'parameter "{name}" cannot be changed', "55P02")
         if name == "client_encoding":
             value = "UTF8"
+        if len(value) > MAX_SETTING_CHARS:
+            raise ChatterError(f'value for parameter "{name[:64]}" is {len(value)} characters '
+                               f"long, at most {MAX_SETTING_CHARS}")
+        old = self.values.get(name)
+        chars = self.chars + len(value) - (len(old) if old is not None else -len(name))
+        if chars > MAX_SETTINGS_CHARS:
+            raise ChatterError(f"this connection's settings would hold {chars} characters, "
+                               f"at most {MAX_SETTINGS_CHARS}: RESET some (RESET ALL)", "54000")
+        self.chars = chars
         self.values[name] = value
         return {REPORTED[name]: value} if name in REPORTED else {}
 
     def reset(self, name: str) -> dict[str, str]:
         names = list(REPORTED) if name == "all" else [name]
+        custom = [n for n in self.values if n not in DEFAULTS] if name == "all" else [
+            n for n in names if n not in DEFAULTS and n in self.values]
+        for n in custom:  # a setting Cairn does not know: forgotten, its room freed
+            self.chars -= len(n) + len(self.values.pop(n))
         changed: dict[str, str] = {}
         for n in names:
             if n in DEFAULTS and n not in ("session_authorization", "is_superuser"):
+                self.chars += len(DEFAULTS[n]) - len(self.values[n])
                 self.values[n] = DEFAULTS[n]
                 if n in REPORTED:
                     changed[REPORTED[n]] = DEFAULTS[n]

@@ -57,8 +57,8 @@ class Connection:
         self.tx = b"I"
         self.limit = cairn.config.server.max_request_bytes
         tally = Tally(self.limit)  # kept texts' bytes, bounded (kept.py)
-        self.statements: Kept[Prepared] = Kept(tally, lambda p: p.sql)
-        self.portals: Portals[Portal] = Portals(tally, lambda p: p.sql)
+        self.statements: Kept[Prepared] = Kept(tally, Prepared.size)
+        self.portals: Portals[Portal] = Portals(tally, lambda p: len(p.sql))
         self.skipping = False
         self.jobs: set[str] = set()
         self.running: asyncio.Future[Any] | None = None

@@ -10,8 +10,11 @@ outside BEGIN … COMMIT), and besides:
 
 - the texts of a connection's prepared statements and portals together hold
   at most TEXT_BUDGET_REQUESTS × `[server] max_request_bytes` (40 MiB by
-  default; each name and statement counted with OVERHEAD bytes more), so a
-  Parse or Bind past it is refused (54000) until some are closed;
+  default; each name and statement counted with OVERHEAD bytes more, and a
+  statement's parameter types and `$n` places with what Python holds for
+  them: 65,535 declared types kept 2 MB where only name and text were
+  counted), so a Parse or Bind past it is refused (54000) until some are
+  closed;
 - a portal whose rows have all been sent forgets them;
 - at most MAX_PENDING_ANSWERS portals hold rows not sent yet (run by Describe
   or suspended by an Execute with a row limit); running one more is refused
@@ -28,21 +31,24 @@ from .errors import PgError
 TEXT_BUDGET_REQUESTS = 4
 OVERHEAD = 200  # bytes counted per statement or portal besides its name and text
 MAX_PENDING_ANSWERS = 4
+OID_BYTES = 32  # a parameter type kept: a list slot and an int
+SPOT_BYTES = 160  # a `$n` place kept: a list slot and a tuple of three ints
 
 V = TypeVar("V")
 
 
 class Kept(UserDict[str, V], Generic[V]):
     """Named statements or portals, with the bytes their names and texts hold
-    (kept up to date on every store and removal, shared by both kinds)."""
+    (kept up to date on every store and removal, shared by both kinds);
+    `size_of`: the bytes one holds besides its name."""
 
-    def __init__(self, tally: Tally, text_of: Callable[[V], str]) -> None:
+    def __init__(self, tally: Tally, size_of: Callable[[V], int]) -> None:
         self.tally = tally
-        self.text_of = text_of
+        self.size_of = size_of
         super().__init__()
 
     def _size(self, name: str, value: V) -> int:
-        return OVERHEAD + len(name) + len(self.text_of(value))
+        return OVERHEAD + len(name) + self.size_of(value)
 
     def __setitem__(self, name: str, value: V) -> None:
         old = self._size(name, self.data[name]) if name in self.data else 0
@@ -63,9 +69,9 @@ class Portals(Kept[V]):
     """Portals, and which of them hold rows not yet sent (`pending`): a portal
     replaced, closed or cleared is pending no more."""
 
-    def __init__(self, tally: Tally, text_of: Callable[[V], str]) -> None:
+    def __init__(self, tally: Tally, size_of: Callable[[V], int]) -> None:
         self.pending: set[str] = set()
-        super().__init__(tally, text_of)
+        super().__init__(tally, size_of)
 
     def __setitem__(self, name: str, value: V) -> None:
         self.pending.discard(name)

@@ -10,6 +10,7 @@ from sqlgrammar.splitter import split_script
 
 from . import messages, params
 from .errors import PgError
+from .kept import OID_BYTES, SPOT_BYTES
 from .results import Reply
 
 
@@ -19,6 +20,10 @@ class Prepared:
     oids: list[int]
     spots: params.Spots  # where its `$n` are, found once at Parse
     described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
+
+    def size(self) -> int:
+        """The bytes it keeps, as the connection's budget counts them (kept.py)."""
+        return len(self.sql) + OID_BYTES * len(self.oids) + SPOT_BYTES * len(self.spots)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.pgwire import kept
+from server.pgwire import chatter, kept
 from tests.pgwire.conftest import PgServer, _start
 from tests.pgwire.test_protocol import _connect, _fields, _msg, _read_all
 
@@ -142,8 +142,8 @@ def test_an_execute_that_fails_mid_answer_keeps_no_rows(small: PgServer) -> None
 
 def test_tally_follows_every_store_and_removal() -> None:
     tally = kept.Tally(1000)
-    texts: kept.Kept[str] = kept.Kept(tally, lambda v: v)
-    portals: kept.Portals[str] = kept.Portals(tally, lambda v: v)
+    texts: kept.Kept[str] = kept.Kept(tally, len)
+    portals: kept.Portals[str] = kept.Portals(tally, len)
     texts["a"] = "x" * 100
     portals["p"] = "y" * 50
     portals.pending.add("p")
@@ -159,3 +159,37 @@ def test_tally_follows_every_store_and_removal() -> None:
     with pytest.raises(Exception, match="54000|past its limit"):
         texts["big"] = "x" * 4000
     assert tally.used == 0 and "big" not in texts
+
+
+def test_declared_parameter_types_count_against_the_budget(small: PgServer) -> None:
+    """Only a statement's name and text were counted: 65,535 declared types
+    (262 KB of message) kept 2 MB each, any number of statements."""
+    types = 16_000
+    sock = _connect(small)
+    parse = _msg(b"P", b"many\x00SELECT 1\x00" + struct.pack("!H", types) + struct.pack("!I", 23)
+                 * types)
+    refused = _round(sock, parse)
+    assert _error_code(refused) == "54000", refused
+    # Within the budget (a quarter of it) it is kept, and closing frees it.
+    quarter = kept.TEXT_BUDGET_REQUESTS * REQUEST // 4 // kept.OID_BYTES
+    fits = _msg(b"P", b"some\x00SELECT 1\x00" + struct.pack("!H", quarter)
+                + struct.pack("!I", 23) * quarter)
+    assert _error_code(_round(sock, fits)) is None
+    sock.close()
+
+
+def test_settings_are_bounded(pg: PgServer) -> None:
+    """`SET <any name> = '<9 MB>'` was kept for the connection's life."""
+    sock = _connect(pg)
+    big = _simple(sock, b"SET my.note = '" + b"x" * (chatter.MAX_SETTING_CHARS + 1) + b"'")
+    assert _error_code(big) == "22023", big
+    assert _error_code(_simple(sock, b"SET application_name = '" + b"y" * 70_000 + b"'")) == "22023"
+    value = b"z" * chatter.MAX_SETTING_CHARS
+    count = chatter.MAX_SETTINGS_CHARS // len(value)
+    for n in range(count - 1):
+        assert _error_code(_simple(sock, b"SET my.s%d = '%s'" % (n, value))) is None, n
+    full = _simple(sock, b"SET my.last = '%s'" % value)  # with the defaults: past 1 MiB
+    assert _error_code(full) == "54000", full
+    assert _error_code(_simple(sock, b"RESET ALL")) is None  # frees them all
+    assert _error_code(_simple(sock, b"SET my.last = '%s'" % value)) is None
+    sock.close()
