@@ -31,7 +31,7 @@ from . import types as t
 from .errors import PgError, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
 from .results import Reply, data_rows, description, formats_for, from_result, progress_text
-from .statements import Portal, Prepared, split
+from .statements import Portal, Prepared, bound, split
 from .statements import text as query_text
 
 log = logging.getLogger("cairn.pgwire")
@@ -357,11 +357,14 @@ class Connection:
             raise PgError("08P01", f"bind message has {len(fcodes)} parameter formats but "
                                    f"{len(values_raw)} parameters")
         pfmts = formats_for(fcodes, len(values_raw))
+        # Big parameters too are decoded and written in on a statement thread
+        # (a 9 MB one, in a short statement, stopped every client for seconds).
+        size = len(prepared.sql) + sum(len(r) for r in values_raw if r is not None)
         try:
-            values = [t.decode_param(oid, fmt == 1, raw)
-                      for oid, fmt, raw in zip(prepared.oids, pfmts, values_raw, strict=False)]
-            sql = await self._off_loop(prepared.sql, params.substitute, prepared.sql, values,
-                                       prepared.oids, prepared.spots)
+            if size > PARSE_ON_THREAD_CHARS:
+                sql = await self.cairn.run(bound, prepared, pfmts, values_raw)
+            else:
+                sql = bound(prepared, pfmts, values_raw)
         except t.BadUnicode as exc:
             raise PgError("22021", str(exc)) from None
         except (t.BadParameter, params.PlaceholderError) as exc:

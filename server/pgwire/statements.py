@@ -12,6 +12,7 @@ from . import messages, params
 from .errors import PgError
 from .kept import OID_BYTES, SPOT_BYTES
 from .results import Reply
+from .types import decode_param
 
 
 @dataclass
@@ -54,3 +55,9 @@ def text(body: messages.Payload) -> str:
             "22021", f"invalid byte sequence for encoding \"UTF8\" at byte {exc.start}"
         ) from None
 
+
+def bound(prepared: Prepared, pfmts: list[int], values_raw: list[bytes | None]) -> str:
+    """The prepared statement's text with Bind's parameters written in."""
+    values = [decode_param(oid, fmt == 1, raw)
+              for oid, fmt, raw in zip(prepared.oids, pfmts, values_raw, strict=False)]
+    return params.substitute(prepared.sql, values, prepared.oids, prepared.spots)
