@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,7 +30,7 @@ from . import types as t
 from .errors import PgError, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
 from .results import Reply, data_rows, description, formats_for, from_result, progress_text
-from .statements import Portal, Prepared, bound, split
+from .statements import WRITE, Portal, Prepared, bound, split
 from .statements import text as query_text
 
 log = logging.getLogger("cairn.pgwire")
@@ -40,7 +39,6 @@ PROGRESS_PERIOD = 0.5  # seconds between job progress notices
 FLUSH_ROWS = 1000  # drain the socket every so many DataRows
 CANCEL_GRACE = 2.0  # seconds a cancelled statement gets to stop before it is abandoned
 YIELD_EVERY = 32  # messages handled back to back before other clients get the loop
-_WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 
 
 class Connection:
@@ -200,7 +198,7 @@ class Connection:
         if answer is not None:
             return self._chatter(answer, code)
         # A catalog query is a query: an INSERT, UPDATE or DELETE is not scanned for one.
-        catalog = not _WRITE.match(code) and pgcatalog.hinted(code)
+        catalog = not WRITE.match(code) and pgcatalog.hinted(code)
         tree = await self._off_loop(text, pgcatalog.parse, text) if catalog else None
         if tree is not None:
             try:
@@ -322,7 +320,8 @@ class Connection:
         oids = declared + [0] * max(0, count - len(declared))
         if any(o == 0 for o in oids):
             oids = await self.cairn.run(params.infer, text, oids, self._columns)
-        self.statements[name] = Prepared(text, oids, spots)
+        write = bool(chunks) and bool(WRITE.match(chunks[0].code))
+        self.statements[name] = Prepared(text, oids, spots, write=write)
         self.writer.write(messages.PARSE_COMPLETE)
 
     def _columns(self, namespace: str | None, table: str) -> dict[str, str] | None:
@@ -390,7 +389,9 @@ class Connection:
         if kind != b"P":
             raise messages.ProtocolViolation("Describe needs 'S' or 'P'")
         portal = self._portal(name)
-        cols = (await self._answer(name, portal, -1)).columns
+        # An INSERT, UPDATE or DELETE returns no rows: it is not run until
+        # Execute (it was, so a portal described and closed had written).
+        cols = None if portal.prepared.write else (await self._answer(name, portal, -1)).columns
         portal.described = True
         if cols is None:
             self.writer.write(messages.NO_DATA)
@@ -402,7 +403,7 @@ class Connection:
         """The columns a statement will return, found without side effects:
         queries and read-only commands run with NULL parameters and no rows."""
         sql = prepared.sql
-        first = sql.lstrip()[:12].upper()
+        first = sql.lstrip("( \t\r\n")[:12].upper()  # `(SELECT 1)` is a query too
         if not first.startswith(("SELECT", "WITH", "VALUES", "SHOW", "DESCRIBE", "TABLE", "FROM")):
             return None
         probe = await self._off_loop(sql, params.typed_nulls, sql, prepared.oids, prepared.spots)
@@ -412,7 +413,8 @@ class Connection:
         if first.startswith(("SELECT", "WITH", "VALUES")) and (
                 not pgcatalog.hinted(probe)
                 or await self._off_loop(probe, pgcatalog.parse, probe) is None):
-            probe = f"SELECT * FROM ({probe}) AS cairn_describe LIMIT 0"
+            # The newline ends a `--` comment that ends the query.
+            probe = f"SELECT * FROM ({probe}\n) AS cairn_describe LIMIT 0"
         reply = await self._run(probe, probe, 0)
         return reply.columns
 

@@ -3,6 +3,7 @@ and reading a query string."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ from .kept import OID_BYTES, SPOT_BYTES
 from .results import Reply
 from .types import decode_param
 
+WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
 
 @dataclass
 class Prepared:
@@ -21,6 +24,7 @@ class Prepared:
     oids: list[int]
     spots: params.Spots  # where its `$n` are, found once at Parse
     described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
+    write: bool = False  # an INSERT, UPDATE or DELETE: Describe(portal) does not run it
 
     def size(self) -> int:
         """The bytes it keeps, as the connection's budget counts them (kept.py)."""

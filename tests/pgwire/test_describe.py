@@ -1,0 +1,62 @@
+"""Describe in the extended protocol: what it says before Execute, and that
+it runs nothing that writes."""
+
+from __future__ import annotations
+
+import struct
+
+import psycopg
+import pytest
+
+from tests.pgwire.conftest import PgServer
+from tests.pgwire.test_protocol import _connect, _fields, _msg, _read_all
+
+
+def _parse(sql: bytes) -> bytes:
+    return _msg(b"P", b"\x00" + sql + b"\x00" + struct.pack("!h", 0))
+
+
+BIND = _msg(b"B", b"\x00\x00" + struct.pack("!hhh", 0, 0, 0))
+
+
+def test_describing_a_write_portal_does_not_run_it(pg: PgServer) -> None:
+    """Describe(portal) ran the portal's statement: an INSERT bound, described
+    and closed without an Execute was written (PostgreSQL runs nothing)."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS dsc")
+        conn.execute("CREATE TABLE IF NOT EXISTS dsc.t (id BIGINT PRIMARY KEY, v TEXT)")
+    sock = _connect(pg)
+    # Executed, it writes, and says so.
+    sock.sendall(_parse(b"INSERT INTO dsc.t VALUES (1, 'a')") + BIND + _msg(b"D", b"P\x00")
+                 + _msg(b"E", b"\x00\x00\x00\x00\x00") + _msg(b"S"))
+    msgs = _read_all(sock)
+    assert [m[0] for m in msgs] == [b"1", b"2", b"n", b"C", b"Z"], msgs
+    assert msgs[3][1] == b"INSERT 0 1\x00"
+    for sql in (b"INSERT INTO dsc.t VALUES (4242, 'never executed')",
+                b"-- a comment first\nUPDATE dsc.t SET v = 'x'",
+                b"DELETE FROM dsc.t"):
+        sock.sendall(_parse(sql) + BIND + _msg(b"D", b"P\x00") + _msg(b"C", b"P\x00")
+                     + _msg(b"S"))
+        assert [m[0] for m in _read_all(sock)] == [b"1", b"2", b"n", b"3", b"Z"]
+    sock.close()
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT id, v FROM dsc.t").fetchall() == [(1, "a")]
+
+
+@pytest.mark.parametrize("sql", [
+    b"(SELECT 1 AS a)",
+    b"SELECT 1 AS a -- the answer",
+    b"  ( (SELECT 1 AS a) ) -- twice",
+])
+def test_a_query_is_described_as_returning_rows(pg: PgServer, sql: bytes) -> None:
+    """A parenthesised query was described as NoData (then rows came: asyncpg
+    failed); one ending in a `--` comment was 42601 (the comment swallowed the
+    probe's closing parenthesis)."""
+    sock = _connect(pg)
+    sock.sendall(_parse(sql) + _msg(b"D", b"S\x00") + BIND
+                 + _msg(b"E", b"\x00\x00\x00\x00\x00") + _msg(b"S"))
+    msgs = _read_all(sock)
+    errors = [_fields(b) for t, b in msgs if t == b"E"]
+    assert errors == [], errors
+    assert [m[0] for m in msgs] == [b"1", b"t", b"T", b"2", b"D", b"C", b"Z"], msgs
+    sock.close()
