@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,12 +26,12 @@ from ..executor import PARSE_ON_THREAD_CHARS, execute
 from ..metrics import statement_kind
 from ..session import Interrupt, Session
 from ..state import Cairn
-from . import chatter, messages, params, pgcatalog
+from . import chatter, describe, messages, params, pgcatalog
 from . import types as t
 from .errors import PgError, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
 from .results import Reply, data_rows, description, formats_for, from_result, progress_text
-from .statements import WRITE, Portal, Prepared, bound, split
+from .statements import WRITE, Portal, Prepared, bound, split, table_columns
 from .statements import text as query_text
 
 log = logging.getLogger("cairn.pgwire")
@@ -319,20 +320,11 @@ class Connection:
         count = max((n for _, _, n in spots), default=0)
         oids = declared + [0] * max(0, count - len(declared))
         if any(o == 0 for o in oids):
-            oids = await self.cairn.run(params.infer, text, oids, self._columns)
+            oids = await self.cairn.run(params.infer, text, oids, functools.partial(
+                table_columns, self.cairn, self.session.namespace))
         write = bool(chunks) and bool(WRITE.match(chunks[0].code))
         self.statements[name] = Prepared(text, oids, spots, write=write)
         self.writer.write(messages.PARSE_COMPLETE)
-
-    def _columns(self, namespace: str | None, table: str) -> dict[str, str] | None:
-        ns = namespace or self.session.namespace
-        if not ns:
-            return None
-        try:
-            st = self.cairn.engine.state(ns.lower(), table.lower())
-        except CairnError:
-            return None
-        return {c["name"]: c["type"] for c in st.columns if not c.get("system")}
 
     async def _bind(self, body: messages.Payload) -> None:
         portal_name = body.cstring()
@@ -400,21 +392,23 @@ class Connection:
         await self._drain()
 
     async def _shape(self, prepared: Prepared) -> list[tuple[str, int]] | None:
-        """The columns a statement will return, found without side effects:
-        queries and read-only commands run with NULL parameters and no rows."""
+        """The columns a statement will return (describe.py)."""
         sql = prepared.sql
-        first = sql.lstrip("( \t\r\n")[:12].upper()  # `(SELECT 1)` is a query too
-        if not first.startswith(("SELECT", "WITH", "VALUES", "SHOW", "DESCRIBE", "TABLE", "FROM")):
+        first = describe.first_word(sql)
+        if not first.startswith(describe.READS):
             return None
+        if first.startswith("EXPLAIN"):
+            return list(describe.EXPLAIN_COLUMNS)
         probe = await self._off_loop(sql, params.typed_nulls, sql, prepared.oids, prepared.spots)
         answer = chatter.answer(probe, self.settings, self.tx)
         if answer is not None:
             return answer.columns or None
-        if first.startswith(("SELECT", "WITH", "VALUES")) and (
+        if first.startswith("SUMMARIZE"):
+            probe = describe.summarize_no_rows(probe)
+        elif first.startswith(describe.QUERIES) and (
                 not pgcatalog.hinted(probe)
                 or await self._off_loop(probe, pgcatalog.parse, probe) is None):
-            # The newline ends a `--` comment that ends the query.
-            probe = f"SELECT * FROM ({probe}\n) AS cairn_describe LIMIT 0"
+            probe = describe.no_rows(probe)
         reply = await self._run(probe, probe, 0)
         return reply.columns
 

@@ -1,5 +1,6 @@
 """What the extended query protocol keeps: prepared statements and portals;
-and reading a query string."""
+reading a query string, writing in a Bind's parameters, the columns of a
+table to infer parameter types by."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from catalog.errors import CairnError
 from sqlgrammar.splitter import split_script
 
+from ..state import Cairn
 from . import messages, params
 from .errors import PgError
 from .kept import OID_BYTES, SPOT_BYTES
@@ -65,3 +68,16 @@ def bound(prepared: Prepared, pfmts: list[int], values_raw: list[bytes | None]) 
     values = [decode_param(oid, fmt == 1, raw)
               for oid, fmt, raw in zip(prepared.oids, pfmts, values_raw, strict=False)]
     return params.substitute(prepared.sql, values, prepared.oids, prepared.spots)
+
+
+def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
+                  table: str) -> dict[str, str] | None:
+    """A table's columns and their types (to infer parameter types), or None."""
+    ns = namespace or default
+    if not ns:
+        return None
+    try:
+        st = cairn.engine.state(ns.lower(), table.lower())
+    except CairnError:
+        return None
+    return {c["name"]: c["type"] for c in st.columns if not c.get("system")}

@@ -60,3 +60,42 @@ def test_a_query_is_described_as_returning_rows(pg: PgServer, sql: bytes) -> Non
     assert errors == [], errors
     assert [m[0] for m in msgs] == [b"1", b"t", b"T", b"2", b"D", b"C", b"Z"], msgs
     sock.close()
+
+
+@pytest.mark.parametrize(("sql", "rows"), [
+    (b"EXPLAIN SELECT 1", None),
+    (b"SUMMARIZE dsc.s", None),
+    (b"SUMMARIZE SELECT id FROM dsc.s -- one column", 1),
+    (b"PIVOT (SELECT 1 AS k, 2 AS v) ON k USING sum(v)", 1),
+    (b"UNPIVOT (SELECT 1 AS k, 2 AS v) ON k, v INTO NAME n VALUE w", 2),
+])
+def test_read_only_commands_are_described_with_their_columns(pg: PgServer, sql: bytes,
+                                                             rows: int | None) -> None:
+    """EXPLAIN, SUMMARIZE, PIVOT and UNPIVOT were described as NoData, then
+    rows came (asyncpg's fetch of any of them failed). Their columns are
+    those Execute then sends."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS dsc")
+        conn.execute("CREATE TABLE IF NOT EXISTS dsc.s (id BIGINT PRIMARY KEY, v TEXT)")
+        conn.execute("DELETE FROM dsc.s")
+        conn.execute("INSERT INTO dsc.s VALUES (1, 'a'), (2, 'b')")
+        executed = conn.execute(sql.decode())
+        assert executed.description is not None
+        want = [d.name for d in executed.description]
+        if rows is not None:
+            assert len(executed.fetchall()) == rows
+    sock = _connect(pg)
+    sock.sendall(_parse(sql) + _msg(b"D", b"S\x00") + _msg(b"S"))
+    msgs = _read_all(sock)
+    assert [m[0] for m in msgs] == [b"1", b"t", b"T", b"Z"], msgs
+    assert _names(msgs[2][1]) == want
+    sock.close()
+
+
+def _names(row_description: bytes) -> list[str]:
+    count, pos, names = struct.unpack("!h", row_description[:2])[0], 2, []
+    for _ in range(count):
+        end = row_description.index(b"\x00", pos)
+        names.append(row_description[pos:end].decode())
+        pos = end + 1 + 18  # table oid, column, type oid, size, modifier, format
+    return names
