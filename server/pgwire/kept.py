@@ -106,7 +106,8 @@ class Tally:
         if more > 0 and self.used + more > self.budget:
             raise PgError(
                 "54000", f"this connection's prepared statements and portals would hold "
-                         f"{self.used + more} bytes of text, past its limit of {self.budget} "
+                         f"{self.used + more} bytes of text and parameter types, past its "
+                         f"limit of {self.budget} "
                          f"({TEXT_BUDGET_REQUESTS} × [server] max_request_bytes): close some "
                          f"(Close, DEALLOCATE) or end the transaction")
         self.used += more
