@@ -53,7 +53,7 @@ from .config import EngineConfig
 from .duck import Cursor
 from .files import FileStore, damaged_tables
 from .keys import FileRanges
-from .limits import ResultLimits, SystemView
+from .limits import WRITE_BYTES, WRITE_LIMITS, ResultLimits, SystemView, wide
 from .pointcache import PointCache
 from .query import Plan, mark_json, plan_query, release
 from .query_errors import check_files, clean, query_failed
@@ -145,16 +145,9 @@ class Engine:
     def drop_namespace(self, name: str, *, cascade: bool = False, if_exists: bool = False) -> bool:
         return self.tables.drop_namespace(name, cascade=cascade, if_exists=if_exists)
 
-    def create_table(
-        self,
-        namespace: str,
-        name: str,
-        kind: str,
-        columns: list[Any],
-        options: dict[str, Any] | None = None,
-        *,
-        if_not_exists: bool = False,
-    ) -> Table | None:
+    def create_table(self, namespace: str, name: str, kind: str, columns: list[Any],
+                     options: dict[str, Any] | None = None, *,
+                     if_not_exists: bool = False) -> Table | None:
         """Create a table; None if it existed and `if_not_exists`."""
         return self.tables.create_table(namespace, name, kind, columns, options,
                                         if_not_exists=if_not_exists)
@@ -232,7 +225,21 @@ class Engine:
         limits: ResultLimits | None = None, one_thread: bool = False,
         interrupt: Callable[[Callable[[], Any] | None], None] | None = None,
     ) -> pa.Table:
-        """Run an already checked query tree (which this call may modify). `one_thread`: run_plan."""
+        """Run an already checked query tree (which this call may modify). `one_thread`: run_plan.
+        A write's query holds its rows whole: past WRITE_BYTES INVALID_ARGUMENT, not 3 GB."""
+        if limits is None and getattr(self._local, "writing", False):
+            limits = WRITE_LIMITS
+        table = self._select(expression, user, default_namespace, show_deleted, timeout, limits,
+                             one_thread, interrupt)
+        if limits is WRITE_LIMITS and ResultLimits.truncated(table):
+            raise InvalidArgument(f"a write reads at most {WRITE_BYTES >> 20} MiB of rows at once "
+                                  "(INSERT … SELECT, an UPDATE's rows): write it in parts")
+        return table
+
+    def _select(self, expression: exp.Expression, user: str | None, default_namespace: str | None,
+                show_deleted: bool | None, timeout: float | None, limits: ResultLimits | None,
+                one_thread: bool, interrupt: Callable[[Callable[[], Any] | None], None] | None,
+                ) -> pa.Table:
         system_table = self._system_table
         view = limits.system_view if limits is not None else None
         if (view := view or getattr(self._local, "system_view", None)) is not None:
@@ -252,7 +259,7 @@ class Engine:
             show_deleted=show_deleted, ranges=self.file_ranges,
             direct=self._direct,
         )
-        one_thread = one_thread or self._wide(plan)
+        one_thread = one_thread or wide(plan, int(getattr(self.cfg, "duckdb_wide_row_bytes", 0) or 0))
         if interrupt is None:
             return self.run_plan(plan, timeout, limits, one_thread)
         self._local.interrupt = interrupt  # read by _attempt, in this same thread
@@ -260,19 +267,6 @@ class Engine:
             return self.run_plan(plan, timeout, limits, one_thread)
         finally:
             self._local.interrupt = None
-
-    def _wide(self, plan: Plan) -> bool:
-        """Does the plan read Parquet files of rows at least
-        `duckdb_wide_row_bytes` long on average (stored bytes per row)?"""
-        floor = int(getattr(self.cfg, "duckdb_wide_row_bytes", 0) or 0)
-        if floor <= 0 or plan.answer is not None:
-            return False
-        rows = size = 0
-        for _, files, _ in plan.reads:
-            for f in files:
-                rows += f.rows
-                size += f.bytes
-        return rows > 0 and size >= floor * rows
 
     @contextlib.contextmanager
     def time_limit(self, seconds: float | None) -> Iterator[None]:
@@ -409,6 +403,7 @@ class Engine:
         """INSERT, UPDATE or DELETE; the rows affected. Its queries see system
         tables through `system_view` (a role-user's INSERT … SELECT read every job)."""
         self._local.system_view = system_view  # read by select, in this same thread
+        self._local.writing = True
         try:
             if isinstance(expression, exp.Insert):
                 return dml.insert(self, expression, session_user, default_namespace)
@@ -417,7 +412,7 @@ class Engine:
             run = dml.update if isinstance(expression, exp.Update) else dml.delete
             return run(self, expression, session_user, default_namespace)  # type: ignore[arg-type]
         finally:  # UPDATE's, DELETE's rows were found, copied, encoded after the query's purge
-            self._local.system_view = None
+            self._local.system_view, self._local.writing = None, False
             if self.cfg.duckdb_release_memory and not isinstance(expression, exp.Insert):
                 allocator.purge()
 

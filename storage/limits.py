@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -72,3 +73,20 @@ class ResultLimits:
     def truncated(table: pa.Table) -> bool:
         meta = table.schema.metadata
         return bool(meta) and meta.get(TRUNCATED) == b"true"
+
+
+WRITE_BYTES = 256 << 20  # rows one write's query may hand back (engine.select)
+WRITE_LIMITS = ResultLimits(max_bytes=WRITE_BYTES)
+
+
+def wide(plan: Any, floor: int) -> bool:
+    """Does the plan read Parquet files of rows at least `floor` bytes long on
+    average (stored bytes per row; `[storage] duckdb_wide_row_bytes`)?"""
+    if floor <= 0 or plan.answer is not None:
+        return False
+    rows = size = 0
+    for _, files, _ in plan.reads:
+        for f in files:
+            rows += f.rows
+            size += f.bytes
+    return rows > 0 and size >= floor * rows
