@@ -377,15 +377,27 @@ def _number(cast: Callable[[str], Any]) -> Callable[[str], Any]:
             raise BadParameter(f"invalid number parameter: {text[:40]!r}")
         try:
             return cast(text.strip())
+        except BadParameter:
+            raise
         except (ValueError, decimal.InvalidOperation):
             raise BadParameter(f"invalid number parameter: {text[:40]!r}") from None
     return read
 
 
+def _float(text: str) -> float:
+    """As PostgreSQL reads a float: 'Infinity' and 'NaN' as written, but a
+    number past DOUBLE ('1e309', stored as Infinity) is 22003, as 1e-400 is."""
+    value = float(text)
+    if (math.isinf(value) and "inf" not in text.lower()) or (
+            value == 0.0 and any(c in "123456789" for c in text.lower().split("e")[0])):
+        raise BadParameter(f"{text[:40]!r} is out of range for type double precision", "22003")
+    return value
+
+
 _TEXT_DECODERS: dict[int, Callable[[str], Any]] = {
     BOOL: _bool_from_text,
     INT2: _number(int), INT4: _number(int), INT8: _number(int), OID: _number(int),
-    FLOAT4: _number(float), FLOAT8: _number(float),
+    FLOAT4: _number(_float), FLOAT8: _number(_float),
     NUMERIC: _number(decimal.Decimal),
     BYTEA: _bytea_from_text,
 }  # fmt: skip

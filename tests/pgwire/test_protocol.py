@@ -422,3 +422,18 @@ def test_a_negative_zero_parameter_keeps_its_sign(pg: PgServer) -> None:
         rows = conn.execute("SELECT id, d FROM negz.t ORDER BY id").fetchall()
         assert [r[0] for r in rows] == [1, 2]
         assert all(r[1] == 0.0 and math.copysign(1.0, r[1]) == -1.0 for r in rows), rows
+
+
+def test_a_float_parameter_past_double_is_out_of_range_not_infinity(pg: PgServer) -> None:
+    """A float8 parameter '1e309' was stored as Infinity, where the same number
+    as a literal is refused (found by trying). 'Infinity' stays itself."""
+    import math
+
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE fl; CREATE TABLE fl.t (id BIGINT PRIMARY KEY, d DOUBLE)")
+        for text in ("1e309", "-1e309", "1e-400"):
+            with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+                conn.execute("INSERT INTO fl.t VALUES (1, %s::float8)", (text,))
+        conn.execute("INSERT INTO fl.t VALUES (2, %s::float8)", ("Infinity",))
+        rows = conn.execute("SELECT id, d FROM fl.t").fetchall()
+        assert len(rows) == 1 and rows[0][0] == 2 and math.isinf(rows[0][1])
