@@ -119,8 +119,20 @@ class Settings:
         name = name.lower()
         if name == "client_encoding" and value.lower().replace("'", "") not in _UTF8:
             raise ChatterError(f"client_encoding {value!r} is not supported: Cairn speaks UTF8")
-        if name in ("server_version", "server_encoding", "server_version_num"):
+        # The last three were echoed as applied; a DateStyle not ISO was reported while
+        # dates went as ISO (psycopg read 0010-11-12 as 12 November); a read-only
+        # transaction was reported while an INSERT still ran.
+        if name in ("server_version", "server_encoding", "server_version_num", "is_superuser",
+                    "session_authorization", "in_hot_standby"):
             raise ChatterError(f'parameter "{name}" cannot be changed', "55P02")
+        bare = value.strip("'\" ").lower()
+        if name == "datestyle" and not bare.startswith("iso"):
+            raise ChatterError(f"DateStyle {value[:40]!r} is not supported: Cairn writes dates "
+                               "as ISO (DateStyle 'ISO, MDY' or 'ISO, DMY')")
+        if name in ("default_transaction_read_only", "transaction_read_only") and bare in (
+                "on", "true", "1", "yes"):
+            raise ChatterError(f"{name} = on is not supported: Cairn has no read-only "
+                               "transactions", "0A000")
         if name == "client_encoding":
             value = "UTF8"
         if len(value) > MAX_SETTING_CHARS:
@@ -161,6 +173,9 @@ def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
     if m:
         word = m.group(1).upper().split()[0]
         if word in ("BEGIN", "START"):
+            if re.search(r"\bREAD\s+ONLY\b", sql, re.IGNORECASE):
+                raise ChatterError("READ ONLY transactions are not supported: Cairn commits "
+                                   "every statement on its own", "0A000")
             return Answer("BEGIN" if word == "BEGIN" else "START TRANSACTION", tx=b"T")
         if word in ("COMMIT", "END"):
             return Answer("COMMIT", tx=b"I")

@@ -437,3 +437,23 @@ def test_a_float_parameter_past_double_is_out_of_range_not_infinity(pg: PgServer
         conn.execute("INSERT INTO fl.t VALUES (2, %s::float8)", ("Infinity",))
         rows = conn.execute("SELECT id, d FROM fl.t").fetchall()
         assert len(rows) == 1 and rows[0][0] == 2 and math.isinf(rows[0][1])
+
+
+def test_settings_cairn_does_not_honour_are_refused_not_echoed(pg: PgServer) -> None:
+    """`SET DateStyle = 'SQL, DMY'` was reported while dates went as ISO (psycopg
+    then read 0010-11-12 as 12 November); `SET is_superuser = on`, a
+    session_authorization and read-only transactions were echoed as applied
+    while an INSERT still ran. Found by trying."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for text, error in [
+            ("SET DateStyle = 'SQL, DMY'", psycopg.errors.InvalidParameterValue),
+            ("SET is_superuser = on", psycopg.errors.CantChangeRuntimeParam),
+            ("SET session_authorization = 'admin'", psycopg.errors.CantChangeRuntimeParam),
+            ("SET default_transaction_read_only = on", psycopg.errors.FeatureNotSupported),
+            ("START TRANSACTION READ ONLY", psycopg.errors.FeatureNotSupported),
+        ]:
+            with pytest.raises(error):
+                conn.execute(text)
+        conn.execute("SET DateStyle = 'ISO, DMY'")
+        assert conn.execute("SHOW DateStyle").fetchone() == ("ISO, DMY",)
+        conn.execute("SET default_transaction_read_only = off")
