@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from catalog.errors import CairnError
 
+from .intervals import iso_duration
 from .wide_dates import PER_SECOND, pylist
 
 # Arrow field metadata key a producer sets to name the Cairn type of a column
@@ -252,6 +253,8 @@ def to_json_value(value: Any, cairn_t: str = "") -> Any:
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, pa.MonthDayNano):  # an INTERVAL, before the tuple it also is
+        return iso_duration(value.months, value.days, value.nanoseconds)
     if isinstance(value, dict):
         return {str(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

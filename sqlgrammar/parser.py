@@ -26,6 +26,7 @@ from .chains import check_chains
 from .errors import EmptySql, SqlInvalid, SqlSyntaxError
 from .fastpath import MAX_NUMBER_CHARS, FastInsert, parse_fast_lazy
 from .fastrows import parse_rows_lazy
+from .intervals import check_intervals
 from .splitter import Chunk, split_script
 from .transformer import ToAst
 
@@ -332,6 +333,7 @@ def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
     source = chunk.text if text is None else text
     _check_size(chunk, source)
     check_chains(chunk, source)
+    check_intervals(chunk, source)
     try:
         if _found(_DIGIT_THEN_WORD, source, MAX_NUMBER_CHARS + 1):
             tokens = _DUCKDB.tokenize(source)

@@ -18,6 +18,9 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
+
+from ..intervals import postgres_interval
 from .datetimes import Days, Micros, Wide
 
 BOOL, BYTEA, CHAR, NAME, INT8, INT2, INT2VECTOR, INT4, REGPROC, TEXT, OID = (
@@ -154,6 +157,8 @@ def _bytes_of(value: Any) -> bytes:
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
+    if isinstance(value, pa.MonthDayNano):  # an INTERVAL (it went as `MonthDayNano(…)`)
+        return postgres_interval(value.months, value.days, value.nanoseconds)
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), default=str)
     if isinstance(value, dt.datetime):

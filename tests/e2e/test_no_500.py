@@ -370,3 +370,15 @@ async def test_an_error_gives_no_advice_to_set_what_a_query_may_not(client: Any)
     status, body = await sql(client, "SELECT " + "+".join(["1"] * 1000) + " AS n")
     message = error(status, body, 400, "INVALID_ARGUMENT")
     assert "depth" in message and "SET" not in message, message
+
+
+async def test_an_interval_comes_back_as_written(client: Any) -> None:
+    """sqlglot read `INTERVAL '1 day 02:03:04.5'` as `INTERVAL '1' DAY` (the
+    time of day dropped in silence), and an INTERVAL answer came back as
+    `[0, 1, 0]` over HTTP. Found by trying. Now such a literal is refused
+    naming the CAST that keeps it, and an interval is ISO 8601 text."""
+    status, body = await sql(client, "SELECT now() - INTERVAL '1 day 12:00:00' AS t")
+    assert "CAST('1 day 12:00:00' AS INTERVAL)" in error(status, body, 400, "INVALID_ARGUMENT")
+    res = await ok(client, "SELECT CAST('1 day 02:03:04.5' AS INTERVAL) AS a, INTERVAL 14 MONTH "
+                           "AS b, INTERVAL '2 hours 30 minutes' AS c, -INTERVAL 90 MINUTE AS d")
+    assert res[0]["rows"] == [{"a": "P1DT2H3M4.5S", "b": "P1Y2M", "c": "PT2H30M", "d": "PT-1H-30M"}]

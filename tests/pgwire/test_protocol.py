@@ -457,3 +457,13 @@ def test_settings_cairn_does_not_honour_are_refused_not_echoed(pg: PgServer) -> 
         conn.execute("SET DateStyle = 'ISO, DMY'")
         assert conn.execute("SHOW DateStyle").fetchone() == ("ISO, DMY",)
         conn.execute("SET default_transaction_read_only = off")
+
+
+def test_an_interval_goes_as_postgresql_writes_it(pg: PgServer) -> None:
+    """An INTERVAL answer went as `MonthDayNano(months=14, …)`."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT CAST('1 day 02:03:04.5' AS INTERVAL)::VARCHAR AS v, "
+                    "INTERVAL 14 MONTH AS i")
+        raw = cur.pgresult.get_value(0, 1) if cur.pgresult is not None else None
+        assert raw == b"1 year 2 mons", raw
