@@ -104,9 +104,11 @@ def point_mask(rows: pa.Table, point: dict[str, Any]) -> Any:
     return mask
 
 
-class DamagedBuffer(Internal):
+class DamagedBuffer(Internal, ValueError):
     """A table's write-buffer record that does not decode (cut short, bit rot):
-    the data directory is damaged (storage/registry.py names the table)."""
+    the data directory is damaged (storage/registry.py names the table). A
+    ValueError too, as what it replaces was to the callers that read change
+    log entries (the archiver fails its cycle on one)."""
 
 
 def decode(key: bytes, value: bytes) -> BufBatch:

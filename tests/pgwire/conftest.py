@@ -39,12 +39,18 @@ class PgServer:
 
 def _start(base: Path, config: str = "") -> Iterator[PgServer]:
     base.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     cfg = base / "cairn.toml"
     # Backups are throttled so that a test can cancel one while it runs.
     cfg.write_text(f'[backup]\nroots = ["{base / "backups"}"]\n'
                    "throttle_bytes_per_second = 150000\n" + config)
-    proc = ServerProcess(base / "data", extra=["--pg-port", str(port)], config=cfg).start()
+    for attempt in range(3):  # a free port may be taken by a test beside this one first
+        port = free_port()
+        try:
+            proc = ServerProcess(base / "data", extra=["--pg-port", str(port)], config=cfg).start()
+            break
+        except RuntimeError as exc:
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
     try:
         yield PgServer(proc, port, base / "data")
     finally:
