@@ -272,8 +272,8 @@ def names_deleted(expression: exp.Expression) -> bool:
     )
 
 
-def tree_facts(expression: exp.Expression,
-               deleted: bool = True) -> tuple[list[exp.Table], set[int], bool]:
+def tree_facts(expression: exp.Expression, deleted: bool = True,
+               users: list[exp.Expression] | None = None) -> tuple[list[exp.Table], set[int], bool]:
     """The query's table nodes (in tree order), the ids of those that name a
     CTE in scope (`sandbox.cte_references`), and whether a
     WHERE names `_deleted` (`names_deleted`; False unless `deleted` asks for
@@ -285,8 +285,11 @@ def tree_facts(expression: exp.Expression,
     if sandbox.fast_path_tree(expression):
         where = expression.args["where"].this
         return [expression.args["from_"].this], set(), where.this.name == DELETED
-    return (list(expression.find_all(exp.Table)), sandbox.cte_references(expression),
-            deleted and names_deleted(expression))
+    found = list(expression.find_all(exp.Table, exp.CurrentUser, exp.SessionUser))
+    tables = [n for n in found if isinstance(n, exp.Table)]
+    if len(tables) < len(found) and users is not None:  # `current_user`: see plan_query
+        users.extend(n for n in found if not isinstance(n, exp.Table))
+    return tables, sandbox.cte_references(expression), deleted and names_deleted(expression)
 
 
 def answered(plan: Plan, snap: Snapshot, name: str) -> Plan:
@@ -315,7 +318,10 @@ def plan_query(
     `direct(expression, table node, snapshot, point)` may give the answer of
     a one-table query from its snapshot (storage/direct.py)."""
     plan = Plan()
-    nodes, ctes, deleted = tree_facts(expression, show_deleted is None)
+    users: list[exp.Expression] = []
+    nodes, ctes, deleted = tree_facts(expression, show_deleted is None, users)
+    for node in users:  # DuckDB's current_user is 'duckdb' (INSERTs stored it): the caller
+        node.replace(exp.Literal.string(user) if user is not None else exp.null())
     if show_deleted is None:
         show_deleted = deleted
     seen: dict[tuple[str, str], str] = {}

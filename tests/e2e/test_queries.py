@@ -291,3 +291,14 @@ async def test_hex_looking_number_is_refused_and_nothing_stored(app: Any) -> Non
         await err(app, text, "PARSE_ERROR")
     got = await rows(app, "SELECT id FROM app.users ORDER BY id")
     assert got == [{"id": 1}, {"id": 2}, {"id": 3}]
+
+
+async def test_current_user_is_the_caller_not_duckdb(client: Any) -> None:
+    """`current_user` beside a Cairn table was DuckDB's own ('duckdb'), and an
+    INSERT stored it. Found by trying."""
+    await ok(client, "CREATE NAMESPACE cu; CREATE TABLE cu.t (id BIGINT PRIMARY KEY, who TEXT)")
+    await ok(client, "INSERT INTO cu.t SELECT 1, current_user", user="alice")
+    await ok(client, "INSERT INTO cu.t VALUES (2, session_user)", user="bob")
+    assert await rows(client, "SELECT id, who, current_user AS u FROM cu.t ORDER BY id",
+                      user="carol") == [{"id": 1, "who": "alice", "u": "carol"},
+                                        {"id": 2, "who": "bob", "u": "carol"}]
