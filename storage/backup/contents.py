@@ -228,8 +228,9 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
         text = [n for n in everything if n in columns and columns[n].type in ("TEXT", "JSON", "BYTES")]
         # Column chunks read 1 MiB at a time, not whole (every column is read:
         # a restore's peak RSS went +13 MB -> +350 MB with whole chunks).
-        with pq.ParquetFile(source, read_dictionary=names + text, buffer_size=1 << 20,
-                            pre_buffer=False) as pf:
+        plain, plain_rows = _plain_text(source, text)
+        with pq.ParquetFile(source, read_dictionary=names + [n for n in text if n not in plain],
+                            buffer_size=1 << 20, pre_buffer=False) as pf:
             index = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
             texts = {n for n in names if _text(pf.schema_arrow.field(n).type)}
             wrong = _claimed_too_large(pf.metadata, [index[n] for n in sorted(texts)], budget)
@@ -244,7 +245,9 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                 said = {n: group.column(index[n]).statistics for n in names}
                 others = Group(checked, {n: group.column(index[n]).statistics for n in everything})
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g],
-                                             columns=names + everything, use_threads=False):
+                                             columns=names + [n for n in everything
+                                                              if n not in plain],
+                                             use_threads=False):
                     rows += batch.num_rows
                     if rows > f.rows:
                         return f"{what} holds more than the {f.rows} rows its entry says"
@@ -263,7 +266,8 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                         if batch.column(name).null_count:
                             return f"{what} holds NULL {name} values"
                     for name in checked:
-                        if (wrong := others.add(name, batch.column(name))) is not None:
+                        if name not in plain and (wrong := others.add(
+                                name, batch.column(name))) is not None:
                             return f"{what} {wrong}"
                     if generated and pc.any(pc.greater(batch.column(ID), batch.column(SEQ))).as_py():
                         # `_id` is its row's first `_seq`: one past the table's sequence
@@ -272,6 +276,12 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                     wrong = versions.add(batch)
                     if wrong is not None:
                         return f"{what} {wrong}"
+                for batch in (pf.iter_batches(batch_size=plain_rows[g], row_groups=[g],
+                                              columns=sorted(plain), use_threads=False)
+                              if plain else ()):
+                    for name in plain:
+                        if (wrong := others.add(name, batch.column(name))) is not None:
+                            return f"{what} {wrong}"
                 if (wrong := others.done(g)) is not None:
                     return f"{what} {wrong}"
             wrong = versions.done()
@@ -289,6 +299,79 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
     if rows != f.rows:
         return f"{what} holds {rows} rows, its entry says {f.rows}"
     return None
+
+
+PLAIN_DICTIONARY = 4 << 20  # a dictionary page past this: the column is read as a dictionary
+PLAIN_BATCH = 128 << 20  # a plain batch's rows times its dictionary's size, at most
+
+
+def _plain_text(source: str | IO[bytes], text: list[str]) -> tuple[set[str], list[int]]:
+    """The text columns (not keys) that can be read plain, and each row
+    group's batch rows for them. Read as a dictionary, a column of 16,000
+    1,000-byte values took ~100 MB to check (pyarrow builds a dictionary of
+    the row group's values); plain in small batches, ~35 MB. But a column
+    read plain is a bomb when its pages are dictionary-encoded (a 1 MiB value
+    in every row, stored once), and pyarrow decodes those even when the footer
+    says there is no dictionary. So each chunk's first page is read: a
+    dictionary page (the only page one can be) of D bytes holds no value
+    longer than D, and a batch of PLAIN_BATCH / D rows decodes to at most
+    PLAIN_BATCH bytes; a chunk with a dictionary past PLAIN_DICTIONARY keeps
+    its column read as a dictionary. Anything unreadable: no column plain."""
+    if not text:
+        return set(), []
+    try:
+        meta = pq.read_metadata(source)
+        names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        plain, rows = set(text), []
+        for g in range(meta.num_row_groups):
+            largest = 1
+            for n in text:
+                size = _dictionary_size(source, meta.row_group(g).column(names.index(n)))
+                if size is None or size > PLAIN_DICTIONARY:
+                    plain.discard(n)
+                else:
+                    largest = max(largest, size)
+            rows.append(max(32, min(BATCH_ROWS, PLAIN_BATCH // largest)))
+        return plain, rows
+    except Exception:  # noqa: BLE001 - what cannot be told is read as a dictionary
+        return set(), []
+    finally:
+        if not isinstance(source, str):
+            source.seek(0)
+
+
+def _dictionary_size(source: str | IO[bytes], chunk: Any) -> int | None:
+    """The decoded size of a column chunk's dictionary page (0: none), from
+    the headers of all its pages; None if one is not where the first page
+    is (pyarrow takes a dictionary page anywhere), or past 10,000 pages."""
+    offsets = [o for o in (chunk.dictionary_page_offset, chunk.data_page_offset) if o is not None]
+    at, end, size = min(offsets), min(offsets) + chunk.total_compressed_size, 0
+    for i in range(10_000):
+        if at >= end:
+            return size
+        for want in (4 << 10, 64 << 10, 1 << 20):  # a header holds its page's statistics
+            reader = footer_guard.page_reader(_read_at(source, at, want))
+            try:
+                page = reader.struct()
+                break
+            except footer_guard.Malformed:
+                if want == 1 << 20:
+                    return None
+        if page.get(1) == 2:  # DICTIONARY_PAGE
+            if i:
+                return None
+            size = int(page.get(2) or 0)
+        at += reader.at + int(page.get(3) or 0)  # the header, then its compressed bytes
+    return None
+
+
+def _read_at(source: str | IO[bytes], offset: int, n: int) -> bytes:
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            f.seek(offset)
+            return f.read(n)
+    source.seek(offset)
+    return source.read(n)
 
 
 def _size(source: str | IO[bytes]) -> int:

@@ -176,3 +176,10 @@ def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> None:
             if histogram is not None and (not isinstance(histogram, list)
                                           or len(histogram) not in want):
                 raise Malformed(f"has level histograms of {where} of the wrong length")
+
+
+def page_reader(data: bytes) -> _Reader:
+    """A reader of the Thrift PageHeader at the start of `data`: `.struct()`
+    (1: type, 2: uncompressed size, 3: compressed size; Malformed if it does
+    not decode), then `.at`, the header's length."""
+    return _Reader(data)
