@@ -23,6 +23,7 @@ file past a few MiB): the same functions, so they agree."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import IO, Any
@@ -228,9 +229,9 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
         text = [n for n in everything if n in columns and columns[n].type in ("TEXT", "JSON", "BYTES")]
         # Column chunks read 1 MiB at a time, not whole (every column is read:
         # a restore's peak RSS went +13 MB -> +350 MB with whole chunks).
-        plain, plain_rows = _plain_text(source, text)
+        plain, plain_rows, meta = _plain_text(source, text)
         with pq.ParquetFile(source, read_dictionary=names + [n for n in text if n not in plain],
-                            buffer_size=1 << 20, pre_buffer=False) as pf:
+                            buffer_size=1 << 20, pre_buffer=False, metadata=meta) as pf:
             index = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
             texts = {n for n in names if _text(pf.schema_arrow.field(n).type)}
             wrong = _claimed_too_large(pf.metadata, [index[n] for n in sorted(texts)], budget)
@@ -305,7 +306,8 @@ PLAIN_DICTIONARY = 4 << 20  # a dictionary page past this: the column is read as
 PLAIN_BATCH = 128 << 20  # a plain batch's rows times its dictionary's size, at most
 
 
-def _plain_text(source: str | IO[bytes], text: list[str]) -> tuple[set[str], list[int]]:
+def _plain_text(source: str | IO[bytes], text: list[str]
+                ) -> tuple[set[str], list[int], Any]:
     """The text columns (not keys) that can be read plain, and each row
     group's batch rows for them. Read as a dictionary, a column of 16,000
     1,000-byte values took ~100 MB to check (pyarrow builds a dictionary of
@@ -316,31 +318,36 @@ def _plain_text(source: str | IO[bytes], text: list[str]) -> tuple[set[str], lis
     dictionary page (the only page one can be) of D bytes holds no value
     longer than D, and a batch of PLAIN_BATCH / D rows decodes to at most
     PLAIN_BATCH bytes; a chunk with a dictionary past PLAIN_DICTIONARY keeps
-    its column read as a dictionary. Anything unreadable: no column plain."""
+    its column read as a dictionary. Anything unreadable: no column plain.
+    The footer read here is handed on (the third item), not read again."""
     if not text:
-        return set(), []
+        return set(), [], None
     try:
         meta = pq.read_metadata(source)
-        names = [meta.schema.column(i).path for i in range(meta.num_columns)]
-        plain, rows = set(text), []
-        for g in range(meta.num_row_groups):
-            largest = 1
-            for n in text:
-                size = _dictionary_size(source, meta.row_group(g).column(names.index(n)))
-                if size is None or size > PLAIN_DICTIONARY:
-                    plain.discard(n)
-                else:
-                    largest = max(largest, size)
-            rows.append(max(32, min(BATCH_ROWS, PLAIN_BATCH // largest)))
-        return plain, rows
+    except Exception:  # noqa: BLE001 - the reader that follows says what is wrong
+        return set(), [], None
+    at = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    plain, rows = set(text), []
+    try:
+        with open(source, "rb") if isinstance(source, str) else contextlib.nullcontext(source) as f:
+            for g in range(meta.num_row_groups):
+                largest = 1
+                for n in text:
+                    size = _dictionary_size(f, meta.row_group(g).column(at[n]))
+                    if size is None or size > PLAIN_DICTIONARY:
+                        plain.discard(n)
+                    else:
+                        largest = max(largest, size)
+                rows.append(max(32, min(BATCH_ROWS, PLAIN_BATCH // largest)))
+        return plain, rows, meta
     except Exception:  # noqa: BLE001 - what cannot be told is read as a dictionary
-        return set(), []
+        return set(), [], meta
     finally:
         if not isinstance(source, str):
             source.seek(0)
 
 
-def _dictionary_size(source: str | IO[bytes], chunk: Any) -> int | None:
+def _dictionary_size(f: IO[bytes], chunk: Any) -> int | None:
     """The decoded size of a column chunk's dictionary page (0: none), from
     the headers of all its pages; None if one is not where the first page
     is (pyarrow takes a dictionary page anywhere), or past 10,000 pages."""
@@ -350,7 +357,8 @@ def _dictionary_size(source: str | IO[bytes], chunk: Any) -> int | None:
         if at >= end:
             return size
         for want in (4 << 10, 64 << 10, 1 << 20):  # a header holds its page's statistics
-            reader = footer_guard.page_reader(_read_at(source, at, want))
+            f.seek(at)
+            reader = footer_guard.page_reader(f.read(want))
             try:
                 page = reader.struct()
                 break
@@ -363,15 +371,6 @@ def _dictionary_size(source: str | IO[bytes], chunk: Any) -> int | None:
             size = int(page.get(2) or 0)
         at += reader.at + int(page.get(3) or 0)  # the header, then its compressed bytes
     return None
-
-
-def _read_at(source: str | IO[bytes], offset: int, n: int) -> bytes:
-    if isinstance(source, str):
-        with open(source, "rb") as f:
-            f.seek(offset)
-            return f.read(n)
-    source.seek(offset)
-    return source.read(n)
 
 
 def _size(source: str | IO[bytes]) -> int:

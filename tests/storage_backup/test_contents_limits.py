@@ -84,7 +84,7 @@ def test_a_text_column_is_read_plain_only_when_its_dictionary_bounds_its_values(
     for name, table in (("small", small), ("big", big)):
         paths[name] = tmp_path / f"{name}.parquet"
         pq.write_table(table, paths[name], compression="zstd")
-    plain, rows = contents._plain_text(str(paths["small"]), ["t"])
+    plain, rows, _ = contents._plain_text(str(paths["small"]), ["t"])
     assert plain == {"t"} and rows and all(32 <= r <= contents.BATCH_ROWS for r in rows)
     assert contents._plain_text(str(paths["big"]), ["t"])[0] == set()
 
