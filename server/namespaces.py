@@ -37,7 +37,7 @@ async def create_namespace(cairn: Cairn, session: Session, stmt: CreateNamespace
             return Result.of_message(f"Namespace '{stmt.name}' already exists, skipped")
         return Result.of_message(f"Namespace '{stmt.name}' created")
 
-    return await cairn.run(work)
+    return await cairn.run(session.stoppable(work))
 
 
 @routes.handles(DropNamespace, role="admin")
@@ -52,7 +52,7 @@ async def drop_namespace(cairn: Cairn, session: Session, stmt: DropNamespace) ->
             return Result.of_message(f"Namespace '{stmt.name}' does not exist, skipped")
         return Result.of_message(f"Namespace '{stmt.name}' dropped")
 
-    return await cairn.run(work)
+    return await cairn.run(session.stoppable(work))
 
 
 @routes.handles(ShowNamespaces, role="user")

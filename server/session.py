@@ -6,7 +6,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from storage import stopping
+
+T = TypeVar("T")
 
 
 class Interrupt:
@@ -64,6 +68,20 @@ class Session:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    def stoppable(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """`fn`, run on a statement thread so that a cancel of this statement
+        (`interrupt`) reaches it: a DDL cancelled while it waits for a lock
+        writes nothing when it gets it (storage/stopping.py `commit_point`)."""
+        interrupt = self.interrupt
+        if interrupt is None:
+            return fn
+
+        def run(*args: Any, **kwargs: Any) -> T:
+            with stopping.stoppable(interrupt):
+                return fn(*args, **kwargs)
+
+        return run
 
     def with_text(self, text: str) -> Session:
         """A copy for one statement of a request (as `copy.copy`, ~10× faster)."""

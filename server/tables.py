@@ -55,7 +55,7 @@ def require_namespace(cairn: Cairn, name: str) -> None:
 async def create_table(cairn: Cairn, session: Session, stmt: CreateTable) -> Result:
     ns, name = resolve(session, stmt.table)
     rec = await cairn.run(
-        cairn.engine.create_table, ns, name, stmt.kind, list(stmt.columns),
+        session.stoppable(cairn.engine.create_table), ns, name, stmt.kind, list(stmt.columns),
         options_dict(stmt.options), if_not_exists=stmt.if_not_exists,
     )
     if rec is None:
@@ -66,7 +66,8 @@ async def create_table(cairn: Cairn, session: Session, stmt: CreateTable) -> Res
 @routes.handles(DropTable, role="admin")
 async def drop_table(cairn: Cairn, session: Session, stmt: DropTable) -> Result:
     ns, name = resolve(session, stmt.table)
-    dropped = await cairn.run(cairn.engine.drop_table, ns, name, if_exists=stmt.if_exists)
+    dropped = await cairn.run(session.stoppable(cairn.engine.drop_table), ns, name,
+                              if_exists=stmt.if_exists)
     if not dropped:
         return Result.of_message(f"Table '{ns}.{name}' does not exist, skipped")
     return Result.of_message(f"Table '{ns}.{name}' dropped")
@@ -75,7 +76,7 @@ async def drop_table(cairn: Cairn, session: Session, stmt: DropTable) -> Result:
 @routes.handles(AlterTableAddColumn, role="admin")
 async def add_column(cairn: Cairn, session: Session, stmt: AlterTableAddColumn) -> Result:
     ns, name = resolve(session, stmt.table)
-    new = await cairn.run(cairn.engine.add_column, ns, name, stmt.column)
+    new = await cairn.run(session.stoppable(cairn.engine.add_column), ns, name, stmt.column)
     return Result.of_message(
         f"Table '{ns}.{name}': column '{stmt.column.name}' added (schema version {new.version})"
     )
@@ -84,7 +85,7 @@ async def add_column(cairn: Cairn, session: Session, stmt: AlterTableAddColumn) 
 @routes.handles(AlterTableDropColumn, role="admin")
 async def drop_column(cairn: Cairn, session: Session, stmt: AlterTableDropColumn) -> Result:
     ns, name = resolve(session, stmt.table)
-    new = await cairn.run(cairn.engine.drop_column, ns, name, stmt.column)
+    new = await cairn.run(session.stoppable(cairn.engine.drop_column), ns, name, stmt.column)
     return Result.of_message(
         f"Table '{ns}.{name}': column '{stmt.column}' dropped (schema version {new.version})"
     )

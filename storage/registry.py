@@ -30,7 +30,7 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
 from catalog.records import SEP
 
-from . import schema, timing
+from . import schema, stopping, timing
 from .archive import changes as change_log
 from .batch import BatchMap
 from .buffer import APPEND_ONLY, DamagedBuffer, TableState, decode, family_name
@@ -176,6 +176,7 @@ class Registry:
                 if if_not_exists:
                     return False
                 raise AlreadyExists(f"Namespace '{name}' already exists")
+            stopping.commit_point()  # cancelled while it waited for `ddl`: nothing is made
             self.catalog.put(Namespace(name))
         return True
 
@@ -201,6 +202,7 @@ class Registry:
                         )
                     if sorted(t.uid for t in tables) != [s.uid for s in states]:
                         continue  # a table came or went meanwhile: lock the new set
+                    stopping.commit_point()  # cancelled while it waited: nothing dropped
                     batch = self.catalog.batch()
                     paths = self.remove_tables(batch, states)
                     batch.delete(Namespace, name)
@@ -233,6 +235,7 @@ class Registry:
                 if if_not_exists:
                     return None
                 raise AlreadyExists(f"Table '{namespace}.{name}' already exists")
+            stopping.commit_point()  # cancelled while it waited for `ddl`: nothing is made
             rec = Table(namespace, name, new_id("tbl"), kind, 1, key, opts)
             sch = TableSchema(rec.uid, 1, namespace, name, cols, rec.created_at)
             self.catalog.family(family_name(rec.uid))
@@ -265,6 +268,7 @@ class Registry:
                 if if_exists:
                     return False
                 raise NotFound(f"Table '{namespace}.{name}' does not exist")
+            stopping.commit_point()  # cancelled while it waited for the locks: nothing dropped
             batch = self.catalog.batch()
             paths = self.remove_tables(batch, [st])
             self.commit_removal(batch, [st])
@@ -327,6 +331,7 @@ class Registry:
             cols = change(cur)
             new = TableSchema(st.uid, cur.version + 1, namespace, name, cols)
             rec = Table(**{**st.table.__dict__, "schema_version": new.version})
+            stopping.commit_point()  # cancelled while it waited for the locks: unchanged
             with st.lock, self.changes.committing(namespace) as log_:
                 b = self.catalog.batch().put(rec).put(new)
                 if log_ is not None:

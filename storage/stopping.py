@@ -7,7 +7,9 @@ Now the statement's `Stoppable` is this thread's for as long as it runs
 (`stoppable`): every DuckDB query it runs can be interrupted, and its write
 asks `commit_point` before it commits: a statement cancelled by then raises
 CANCELLED and writes nothing; one past it has committed and is not
-cancelled any more (its client is told it completed)."""
+cancelled any more (its client is told it completed). The registry's DDL
+(CREATE / DROP of a namespace or table, ALTER TABLE) asks it too, once it
+holds its locks: a DDL cancelled while it waited for them changes nothing."""
 
 from __future__ import annotations
 

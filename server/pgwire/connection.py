@@ -146,7 +146,8 @@ class Connection:
         if self.session.interrupt is not None and not self.session.interrupt.fire():
             return
         running = self.running
-        # Anything else (a statement waiting on a lock) is abandoned shortly after.
+        # Anything else (a statement waiting on a lock) is abandoned shortly after;
+        # a DDL among them changes nothing when it gets the lock (commit_point).
         asyncio.get_running_loop().call_later(
             CANCEL_GRACE, lambda: running.cancel() if not running.done() else None)
 
