@@ -319,12 +319,12 @@ class Connection:
         if name and name in self.statements:
             raise PgError("42P05", f'prepared statement "{name}" already exists')
         count = max((n for _, _, n in spots), default=0)
-        oids = declared + [0] * max(0, count - len(declared))
-        if any(o == 0 for o in oids):
-            oids = await self.cairn.run(params.infer, text, oids, functools.partial(
+        oids, targets = params.untyped(declared, count)
+        if params.to_infer(oids):
+            oids, targets = await self.cairn.run(params.infer, text, oids, functools.partial(
                 table_columns, self.cairn, self.session.namespace))
         write = bool(chunks) and bool(WRITE.match(chunks[0].code))
-        self.statements[name] = Prepared(text, oids, spots, write=write)
+        self.statements[name] = Prepared(text, oids, spots, write=write, targets=targets)
         self.writer.write(messages.PARSE_COMPLETE)
 
     async def _bind(self, body: messages.Payload) -> None:

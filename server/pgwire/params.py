@@ -22,8 +22,10 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from catalog.errors import InvalidArgument
 from sqlgrammar.fastpath import MAX_NUMBER_CHARS
 from sqlgrammar.splitter import parameters
+from storage.types import coerce
 
 from . import types as t
 
@@ -70,13 +72,17 @@ def literal(value: Any, oid: int = 0) -> str:
     # WHERE with it: every row changed).
     if isinstance(value, int):
         return f"({value})" if value < 0 else str(value)
+    if isinstance(value, t.Float4):
+        return f"CAST({_string(value.text)} AS REAL)"
     if isinstance(value, float):
-        if math.isfinite(value):
-            text = repr(value)
-            text = f"({text})" if text.startswith("-") else text
-            return text if oid != t.FLOAT4 else f"CAST({text} AS REAL)"
-        special = 'nan' if math.isnan(value) else ('inf' if value > 0 else '-inf')
-        return f"CAST({_string(special)} AS DOUBLE)"
+        # A float4, -0.0, nan and inf are typed from their text (repr): DuckDB
+        # reads `(-0.0)` as the DECIMAL 0.0 negated, +0.0 (so it was in UPDATE …
+        # SET, INSERT … SELECT, `$1::DOUBLE`; a float4 everywhere).
+        negative_zero = value == 0.0 and math.copysign(1.0, value) < 0
+        if oid == t.FLOAT4 or negative_zero or not math.isfinite(value):
+            return f"CAST({_string(repr(value))} AS {'REAL' if oid == t.FLOAT4 else 'DOUBLE'})"
+        text = repr(value)
+        return f"({text})" if text.startswith("-") else text
     if isinstance(value, decimal.Decimal):
         if value.is_finite():
             text = _plain(value)
@@ -91,6 +97,10 @@ def literal(value: Any, oid: int = 0) -> str:
     if isinstance(value, dt.date):
         return f"CAST({_string(value.isoformat())} AS DATE)"
     text = str(value)
+    if oid in (t.TIMESTAMPTZ, t.TIMESTAMP, t.DATE) and text.strip().lower() in _INFINITY:
+        # As PostgreSQL reads it (a timestamp's was 22P02); a column refuses it (check()).
+        infinity = "-infinity" if text.strip().startswith("-") else "infinity"
+        return f"CAST({_string(infinity)} AS {'DATE' if oid == t.DATE else 'TIMESTAMP'})"
     if oid in (t.TIMESTAMPTZ, t.TIMESTAMP):
         try:
             return literal(t._as_datetime(text))
@@ -104,6 +114,9 @@ def literal(value: Any, oid: int = 0) -> str:
     if oid in (t.JSON, t.JSONB):
         return f"CAST({_string(text)} AS JSON)"
     return _string(text)
+
+
+_INFINITY = ("infinity", "+infinity", "-infinity")
 
 
 def _plain(value: decimal.Decimal) -> str:
@@ -181,28 +194,70 @@ _OID_OF_DTYPE = {
 ColumnTypes = dict[tuple[str | None, str], dict[str, str]]  # (ns, table) -> column -> Cairn type
 
 
-def infer(sql: str, declared: list[int], lookup: Any) -> list[int]:
-    """OIDs for every parameter: the declared one, else inferred, else text.
+Target = tuple[str, str]  # the column (name, Cairn type) a parameter is written into
+
+
+def untyped(declared: list[int], n: int) -> tuple[list[int], list[Target | None]]:
+    """The OIDs of Parse (0 for those it did not give), no column known yet."""
+    return declared + [0] * max(0, n - len(declared)), [None] * n
+
+
+def to_infer(oids: list[int]) -> bool:
+    """Whether Parse looks into the statement: for a type left open, or the
+    column a float4 is written into (check() names it)."""
+    return any(o in (0, t.FLOAT4) for o in oids)
+
+
+def infer(sql: str, declared: list[int], lookup: Any) -> tuple[list[int], list[Target | None]]:
+    """OIDs for every parameter: the declared one, else inferred, else text;
+    and the column each is written into (INSERT … VALUES, UPDATE … SET), if any.
 
     `lookup(namespace, table)` gives {column: Cairn type} or None."""
     n = count(sql)
     oids = [declared[i] if i < len(declared) and declared[i] else 0 for i in range(n)]
-    if all(oids):
-        return oids
+    targets: list[Target | None] = [None] * n
     marked = _replace(sql, lambda n: f"{_MARK}{n}")
     try:
         tree: Any = sqlglot.parse_one(marked, read="duckdb")
     except (SqlglotError, RecursionError):
-        return [o or t.TEXT for o in oids]
+        return [o or t.TEXT for o in oids], targets
     tables = _tables(tree, lookup)
     for node in tree.find_all(exp.Column):
         name = node.name
         if node.table or not name.startswith(_MARK) or not name[len(_MARK):].isdigit():
             continue
         idx = int(name[len(_MARK):])
-        if 1 <= idx <= n and not oids[idx - 1]:
-            oids[idx - 1] = _guess(node, tables, tree) or 0
-    return [o or t.TEXT for o in oids]
+        if 1 <= idx <= n:
+            targets[idx - 1] = targets[idx - 1] or _target(node, tables)
+            if not oids[idx - 1]:
+                oids[idx - 1] = _guess(node, tables, tree) or 0
+    return [o or t.TEXT for o in oids], targets
+
+
+def check(values: list[Any], oids: list[int], targets: list[Target | None]) -> None:
+    """Refuse a value its column (or its type) cannot hold, as an HTTP literal
+    is refused (storage.types.coerce, INVALID_ARGUMENT naming the column):
+    a float4 that is 0.0 or infinity only once rounded to REAL (1e-46, 1e39),
+    which DuckDB's CAST stores in silence, and a date or timestamp 'infinity'
+    (asyncpg's date.max, in binary). A float4 written into no REAL column is
+    22003 naming the parameter, as PostgreSQL's float4 input says it."""
+    for i, value in enumerate(values):
+        target = targets[i] if i < len(targets) else None
+        kind = target[1] if target else ""
+        if isinstance(value, t.Float4):
+            column = {"name": target[0] if target and kind == "REAL" else f"${i + 1}",
+                      "type": "REAL"}
+            try:
+                coerce(column, value.text)
+            except InvalidArgument:
+                if kind == "REAL":
+                    raise
+                raise t.BadParameter(f"parameter ${i + 1}: {value.text[:40]!r} is out of range "
+                                     "for type real", "22003") from None
+        elif target and kind in ("DATE", "TIMESTAMP") and isinstance(value, str) and (
+                i < len(oids) and oids[i] in (t.DATE, t.TIMESTAMP, t.TIMESTAMPTZ)
+                and value.strip().lower() in _INFINITY):
+            coerce({"name": target[0], "type": kind}, value)
 
 
 _MARK = "cairn_parameter_"
@@ -256,18 +311,46 @@ def _guess(node: exp.Expression, tables: dict[str, dict[str, str]], tree: exp.Ex
     return 0
 
 
-def _insert_column(insert: exp.Insert, position: int, tables: dict[str, dict[str, str]]) -> int:
+def _target(node: exp.Expression, tables: dict[str, dict[str, str]]) -> Target | None:
+    """The column a parameter is written into: its place in an INSERT's
+    VALUES, or `SET column = $n` of an UPDATE."""
+    parent = node.parent
+    while isinstance(parent, exp.Paren):
+        node, parent = parent, parent.parent
+    column: str | None = None
+    found: dict[str, str] | None = None
+    if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):
+        insert = parent.parent.parent
+        if isinstance(insert, exp.Insert):
+            column, found = _insert_target(insert, parent.expressions.index(node), tables)
+    elif isinstance(parent, exp.Values) and isinstance(parent.parent, exp.Insert):
+        column, found = _insert_target(parent.parent, 0, tables)
+    elif (isinstance(parent, exp.EQ) and isinstance(parent.parent, exp.Update)
+          and isinstance(parent.this, exp.Column) and parent.expression is node):
+        column = parent.this.name
+        table = parent.parent.this
+        found = tables.get(table.alias_or_name) if isinstance(table, exp.Table) else None
+    if column is None or not found or column not in found:
+        return None
+    return column, found[column].split("(", 1)[0].strip().upper()
+
+
+def _insert_target(insert: exp.Insert, position: int, tables: dict[str, dict[str, str]]
+                   ) -> tuple[str | None, dict[str, str] | None]:
     target = insert.this
     names: list[str] | None = None
     if isinstance(target, exp.Schema):
         names = [c.name.lower() for c in target.expressions]
         target = target.this
     if not isinstance(target, exp.Table):
-        return 0
+        return None, None
     cols = tables.get(target.name)
     if not cols:
-        return 0
+        return None, None
     order = names if names is not None else list(cols)
-    if position >= len(order) or order[position] not in cols:
-        return 0
-    return t.oid_of(cols[order[position]])
+    return (order[position] if position < len(order) else None), cols
+
+
+def _insert_column(insert: exp.Insert, position: int, tables: dict[str, dict[str, str]]) -> int:
+    column, cols = _insert_target(insert, position, tables)
+    return t.oid_of(cols[column]) if column and cols and column in cols else 0

@@ -5,10 +5,10 @@ table to infer parameter types by."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from catalog.errors import CairnError
+from catalog.errors import CairnError, InvalidArgument
 from sqlgrammar.splitter import split_script
 
 from ..state import Cairn
@@ -28,6 +28,7 @@ class Prepared:
     spots: params.Spots  # where its `$n` are, found once at Parse
     described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
     write: bool = False  # an INSERT, UPDATE or DELETE: Describe(portal) does not run it
+    targets: list[params.Target | None] = field(default_factory=list)  # params.check()
 
     def size(self) -> int:
         """The bytes it keeps, as the connection's budget counts them (kept.py)."""
@@ -67,6 +68,10 @@ def bound(prepared: Prepared, pfmts: list[int], values_raw: list[bytes | None]) 
     """The prepared statement's text with Bind's parameters written in."""
     values = [decode_param(oid, fmt == 1, raw)
               for oid, fmt, raw in zip(prepared.oids, pfmts, values_raw, strict=False)]
+    try:
+        params.check(values, prepared.oids, prepared.targets)
+    except InvalidArgument as exc:  # named as the column an HTTP literal goes into names it
+        raise PgError.of(exc) from None
     return params.substitute(prepared.sql, values, prepared.oids, prepared.spots)
 
 

@@ -16,6 +16,7 @@ import math
 import re
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -314,15 +315,42 @@ _BINARY_DECODERS: dict[int, Callable[[bytes], Any]] = {
     FLOAT8: lambda r: struct.unpack("!d", r)[0] if len(r) == 8 else _fail("float8"),
     NUMERIC: _numeric_from_binary,
     BYTEA: bytes,
-    DATE: lambda r: EPOCH_DATE + dt.timedelta(days=_int_from(r, 4)),
-    TIMESTAMPTZ: lambda r: EPOCH + dt.timedelta(microseconds=_int_from(r, 8)),
-    TIMESTAMP: lambda r: EPOCH + dt.timedelta(microseconds=_int_from(r, 8)),
+    DATE: lambda r: _date_from(_int_from(r, 4)),
+    TIMESTAMPTZ: lambda r: _timestamp_from(_int_from(r, 8)),
+    TIMESTAMP: lambda r: _timestamp_from(_int_from(r, 8)),
     JSON: lambda r: _utf8(r),
     JSONB: lambda r: _utf8(r[1:]) if r[:1] == b"\x01" else _fail("jsonb"),
     TEXT: lambda r: _utf8(r), VARCHAR: lambda r: _utf8(r), NAME: lambda r: _utf8(r),
     BPCHAR: lambda r: _utf8(r), UNKNOWN: lambda r: _utf8(r), CHAR: lambda r: _utf8(r),
     UUID: lambda r: str(__import__("uuid").UUID(bytes=r)) if len(r) == 16 else _fail("uuid"),
 }  # fmt: skip
+
+
+def _date_from(days: int) -> dt.date | str:
+    """A binary date: PostgreSQL's infinity (the integer's max, -infinity its
+    min: asyncpg's date.max and date.min) as the text 'infinity' says, read as
+    a text parameter is (it was 22P02 "malformed"); past Python's years 22008."""
+    if days in (_INT32_MAX, -_INT32_MAX - 1):
+        return "infinity" if days > 0 else "-infinity"
+    try:
+        return EPOCH_DATE + dt.timedelta(days=days)
+    except OverflowError:
+        raise BadParameter(f"date parameter out of range: {days} days from 2000-01-01",
+                           "22008") from None
+
+
+def _timestamp_from(micros: int) -> dt.datetime | str:
+    """A binary timestamp, as `_date_from` reads a date."""
+    if micros in (_INT64_MAX, -_INT64_MAX - 1):
+        return "infinity" if micros > 0 else "-infinity"
+    try:
+        return EPOCH + dt.timedelta(microseconds=micros)
+    except OverflowError:
+        raise BadParameter(f"timestamp parameter out of range: {micros} microseconds from "
+                           "2000-01-01", "22008") from None
+
+
+_INT32_MAX, _INT64_MAX = (1 << 31) - 1, (1 << 63) - 1
 
 
 def _fail(what: str) -> Any:
@@ -399,10 +427,31 @@ def _float(text: str) -> float:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Float4:
+    """A float4 parameter sent as text, kept as written: DuckDB's CAST of the
+    text rounds it to REAL once, as the server's own CAST does (read into a
+    double first it was rounded twice: '1.000000059604644775390624' became
+    1.0000001, not 1.0). `text` is plain digits, or nan / inf / -inf."""
+
+    text: str
+
+
+_PLAIN_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _float4(text: str) -> Float4:
+    value = _float(text)  # as a double: 22P02, or 22003 past it
+    text = text.strip()
+    if not math.isfinite(value):
+        return Float4("nan" if math.isnan(value) else "inf" if value > 0 else "-inf")
+    return Float4(text if _PLAIN_FLOAT.fullmatch(text) else repr(value))
+
+
 _TEXT_DECODERS: dict[int, Callable[[str], Any]] = {
     BOOL: _bool_from_text,
     INT2: _number(int), INT4: _number(int), INT8: _number(int), OID: _number(int),
-    FLOAT4: _number(_float), FLOAT8: _number(_float),
+    FLOAT4: _number(_float4), FLOAT8: _number(_float),
     NUMERIC: _number(decimal.Decimal),
     BYTEA: _bytea_from_text,
 }  # fmt: skip

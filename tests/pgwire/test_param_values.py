@@ -1,0 +1,154 @@
+"""Parameter values that must arrive as the client sent them, through real
+psycopg and asyncpg connections: a float -0.0 keeps its sign, a REAL is
+rounded once and refused where it would turn 0.0 or infinity, and a binary
+'infinity' date or timestamp is refused as the text 'infinity' is."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+
+import asyncpg
+import psycopg
+import pytest
+
+from server.pgwire import params
+from server.pgwire import types as t
+from tests.pgwire.conftest import PgServer
+
+
+def _negative_zero(value: float) -> bool:
+    return value == 0.0 and math.copysign(1.0, value) < 0
+
+
+def test_a_negative_zero_float_literal_is_a_float() -> None:
+    """`(-0.0)` is DuckDB's DECIMAL 0.0 negated: +0.0."""
+    assert params.literal(-0.0, t.FLOAT8) == "CAST('-0.0' AS DOUBLE)"
+    assert params.literal(-0.0, t.FLOAT4) == "CAST('-0.0' AS REAL)"
+    assert params.literal(t.decode_param(t.FLOAT4, False, b"-0.0")) == "CAST('-0.0' AS REAL)"
+    assert params.literal(-1.5, t.FLOAT8) == "(-1.5)"  # a DECIMAL, checked as a literal is
+    assert params.literal(math.inf, t.FLOAT8) == "CAST('inf' AS DOUBLE)"
+
+
+def test_parse_finds_the_column_a_parameter_is_written_into() -> None:
+    tables = {"t": {"id": "BIGINT", "r": "REAL"}, "o": {"r": "DOUBLE"}}
+    lookup = lambda ns, name: tables.get(name)  # noqa: E731
+    assert params.infer("INSERT INTO t (r, id) VALUES ($1, $2), ($3, 4)", [], lookup) == (
+        [t.FLOAT4, t.INT8, t.FLOAT4], [("r", "REAL"), ("id", "BIGINT"), ("r", "REAL")])
+    assert params.infer("UPDATE t SET r = $1 FROM o WHERE t.id = $2 AND o.r = $3", [t.FLOAT8],
+                        lookup)[1] == [("r", "REAL"), None, None]
+    assert params.infer("SELECT $1::REAL", [], lookup) == ([t.FLOAT4], [None])
+
+
+def test_a_negative_zero_parameter_keeps_its_sign_everywhere(pg: PgServer) -> None:
+    """A -0.0 REAL parameter was stored +0.0 everywhere, a DOUBLE one in
+    UPDATE … SET, INSERT … SELECT $1::DOUBLE and SELECT $1::DOUBLE."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE negz2; CREATE TABLE negz2.t (id BIGINT PRIMARY KEY, "
+                     "r REAL, d DOUBLE)")
+        conn.execute("INSERT INTO negz2.t (id, r, d) VALUES (%s, %s, %s)", (1, "-0.0", "-0.0"))
+        conn.execute("INSERT INTO negz2.t (id, r, d) VALUES (2, 1, 1)")
+        conn.execute("UPDATE negz2.t SET r = %s, d = %s WHERE id = 2", (-0.0, -0.0))
+
+    async def run() -> float:
+        c = await asyncpg.connect(pg.url())
+        try:
+            await c.execute("INSERT INTO negz2.t (id, r, d) VALUES ($1, $2, $3)", 3, -0.0, -0.0)
+            await c.execute("INSERT INTO negz2.t (id, r, d) VALUES (4, 1, 1)")
+            await c.execute("UPDATE negz2.t SET r = $1, d = $2 WHERE id = 4", -0.0, -0.0)
+            await c.execute("INSERT INTO negz2.t (id, r, d) SELECT 5, $1::REAL, $2::DOUBLE",
+                            -0.0, -0.0)
+            value: float = await c.fetchval("SELECT $1::DOUBLE", -0.0)
+            return value
+        finally:
+            await c.close()
+
+    assert _negative_zero(asyncio.run(run()))
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        rows = conn.execute("SELECT id, r, d FROM negz2.t ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
+    assert all(_negative_zero(r[1]) and _negative_zero(r[2]) for r in rows), rows
+
+
+def test_a_real_parameter_is_rounded_once(pg: PgServer) -> None:
+    """'1.000000059604644775390624' (just below halfway between 1.0 and the
+    next float32) went through a double, 1+2**-24 exactly, printed as
+    1.0000000596046448 and rounded up: 1.0000001. The server's CAST gives 1.0."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE real1; CREATE TABLE real1.t (id BIGINT PRIMARY KEY, "
+                     "r REAL)")
+        below, above = "1.000000059604644775390624", "1.000000059604644775390626"
+        conn.execute("INSERT INTO real1.t (id, r) VALUES (%s, %s), (%s, %s)", (1, below, 2, above))
+        rows = conn.execute("SELECT id, r::VARCHAR FROM real1.t ORDER BY id").fetchall()
+        assert rows == [(1, "1.0"), (2, "1.0000001")]
+        cast = conn.execute(f"SELECT CAST('{below}' AS REAL)::VARCHAR").fetchone()
+        assert conn.execute("SELECT %s::REAL::VARCHAR", (below,)).fetchone() == cast == ("1.0",)
+
+
+def test_a_real_parameter_that_turns_zero_or_infinite_is_refused(pg: PgServer) -> None:
+    """'1e-46' as a REAL parameter was stored 0.0 (and '1e39' infinity), where
+    the same text as an HTTP literal is INVALID_ARGUMENT naming the column."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE real2; CREATE TABLE real2.t (id BIGINT PRIMARY KEY, "
+                     "r REAL)")
+        conn.execute("INSERT INTO real2.t (id, r) VALUES (1, 1)")
+        for value in ("1e-46", "-1e-46", "1e39", "-3.5e38"):
+            for sql, args in [("INSERT INTO real2.t (id, r) VALUES (%s, %s)", (2, value)),
+                              ("UPDATE real2.t SET r = %s WHERE id = 1", (value,))]:
+                with pytest.raises(psycopg.errors.InvalidParameterValue,
+                                   match=r"Column 'r' \(REAL\).*out of range for REAL"):
+                    conn.execute(sql, args)
+            with pytest.raises(psycopg.errors.NumericValueOutOfRange, match=r"parameter \$1"):
+                conn.execute("SELECT %s::REAL", (value,))
+        for value in ("0", "-0", "1e-45", "3.4028235e38", "NaN", "-Infinity"):
+            conn.execute("UPDATE real2.t SET r = %s WHERE id = 1", (value,))
+        assert conn.execute("SELECT r FROM real2.t").fetchall() == [(-math.inf,)]
+
+
+@pytest.fixture(scope="module")
+def infinity_table(pg: PgServer) -> PgServer:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE inf; CREATE TABLE inf.t (id BIGINT PRIMARY KEY, dt DATE, "
+                     "ts TIMESTAMP)")
+        conn.execute("INSERT INTO inf.t (id) VALUES (1)")
+    return pg
+
+
+@pytest.mark.parametrize(("column", "value", "shown"), [
+    ("dt", dt.date.max, "'infinity'"), ("dt", dt.date.min, "'-infinity'"),
+    ("ts", dt.datetime.max, "'infinity'"),
+    ("ts", dt.datetime.min.replace(tzinfo=dt.UTC), "'-infinity'"),
+])
+def test_a_binary_infinity_parameter_is_refused_naming_its_column(
+        infinity_table: PgServer, column: str, value: dt.date, shown: str) -> None:
+    """asyncpg sends date.max and datetime.max as PostgreSQL's infinity: it was
+    22P02 "parameter of type oid 1082 is malformed"; the text 'infinity' is
+    22023 naming the column, and now so is this. Outside a column it is
+    DuckDB's infinity, as the text is (and PostgreSQL's)."""
+    typ = "DATE" if column == "dt" else "TIMESTAMPTZ"
+
+    async def run() -> None:
+        c = await asyncpg.connect(infinity_table.url())
+        try:
+            for sql in (f"INSERT INTO inf.t (id, {column}) VALUES ($1, $2)",
+                        f"UPDATE inf.t SET {column} = $2 WHERE id = $1"):
+                with pytest.raises(asyncpg.InvalidParameterValueError) as caught:
+                    await c.execute(sql, 2, value)
+                assert f"Column '{column}'" in str(caught.value) and shown in str(caught.value)
+            got = await c.fetchval(f"SELECT $1::{typ}", value)  # asyncpg: naive datetime.min
+            assert got == (value.replace(tzinfo=None) if isinstance(value, dt.datetime) else value)
+            assert await c.fetchval(f"SELECT count(*) FROM inf.t WHERE {column} IS NULL "
+                                    f"AND $1::{typ} IS NOT NULL", value) == 1
+        finally:
+            await c.close()
+
+    asyncio.run(run())
+
+
+def test_a_binary_date_past_python_is_22008_not_malformed() -> None:
+    with pytest.raises(t.BadParameter) as caught:
+        t.decode_param(t.DATE, True, (5_000_000).to_bytes(4, "big"))
+    assert caught.value.code == "22008"
+    assert t.decode_param(t.TIMESTAMPTZ, True, (2**63 - 1).to_bytes(8, "big")) == "infinity"
+    assert params.literal("-infinity", t.TIMESTAMPTZ) == "CAST('-infinity' AS TIMESTAMP)"
