@@ -93,6 +93,92 @@ def _bare(sql: str) -> str:
     return sql[:-1].rstrip() if sql.endswith(";") else sql
 
 
+# What Cairn does not honour is refused rather than echoed (22023, as a value
+# PostgreSQL does not take): a client told TimeZone = 'America/New_York' showed
+# times in New York while zone-less input was still read as UTC; told
+# standard_conforming_strings = off, a driver that only doubles backslashes
+# would have its values changed; IntervalStyle, bytea_output and
+# extra_float_digits were echoed while answers went as before.
+_UTC_NAMES = frozenset({
+    "utc", "etc/utc", "uct", "etc/uct", "gmt", "etc/gmt", "gmt0", "etc/gmt0", "gmt+0",
+    "etc/gmt+0", "gmt-0", "etc/gmt-0", "greenwich", "etc/greenwich", "universal",
+    "etc/universal", "zulu", "etc/zulu", "z",
+})  # fmt: skip
+_ZERO_OFFSET = re.compile(r"(?:utc|gmt|ut)?[+-]?0{1,2}(?::?00){0,2}", re.IGNORECASE)
+_INTERVAL = re.compile(r"^INTERVAL\s+('[^']*')(?:\s+HOUR(?:\s+TO\s+MINUTE)?)?$", re.IGNORECASE)
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _honoured(name: str, value: str) -> str:
+    """`value` as Cairn holds it for `name`, or 22023 for one it would not honour."""
+    bare = value.strip().lower()
+    if name == "timezone":
+        if bare in _UTC_NAMES:
+            return value.strip()
+        if _ZERO_OFFSET.fullmatch(bare):
+            return "UTC"
+        raise ChatterError(f"TimeZone {value[:60]!r} is not supported: Cairn reads and writes "
+                           "times in UTC (TimeZone 'UTC'; a JDBC client: -Duser.timezone=UTC)")
+    if name == "standard_conforming_strings":
+        if _boolean(name, bare):
+            return "on"
+        raise ChatterError("standard_conforming_strings = off is not supported: Cairn reads "
+                           "a backslash in a string as itself")
+    if name == "intervalstyle" and bare != "postgres":
+        raise ChatterError(f"IntervalStyle {value[:40]!r} is not supported: Cairn writes "
+                           "intervals in the postgres style ('1 day 02:00:00')")
+    if name == "bytea_output" and bare != "hex":
+        raise ChatterError(f"bytea_output {value[:40]!r} is not supported: Cairn writes bytes "
+                           "as hex ('\\x0a0b')")
+    if name == "extra_float_digits":
+        try:
+            digits = int(bare)
+        except ValueError:
+            raise ChatterError(f'invalid value for parameter "extra_float_digits": '
+                               f"{value[:40]!r}") from None
+        if not 1 <= digits <= 3:
+            raise ChatterError(f"extra_float_digits = {value[:40]} is not supported: Cairn "
+                               "writes every float in its shortest exact form, as 1 to 3 do")
+        return str(digits)
+    return value
+
+
+def _boolean(name: str, bare: str) -> bool:
+    """A Boolean setting as PostgreSQL reads it: a word, or enough of one."""
+    if bare and any(word.startswith(bare) for word in _TRUE) and bare != "o":
+        return True
+    if bare and any(word.startswith(bare) for word in _FALSE) and bare != "o":
+        return False
+    raise ChatterError(f'parameter "{name}" requires a Boolean value')
+
+
+def _options(text: str) -> list[tuple[str, str]]:
+    """The settings of a start-up `options`: `-c name=value`, `-cname=value`
+    or `--name=value`, separated by blanks, a backslash keeping the next
+    character (PostgreSQL's pg_split_opts). Any other switch is 22023."""
+    words = [re.sub(r"\\(.)", r"\1", w, flags=re.DOTALL)
+             for w in re.findall(r"(?:\\.|[^\s\\]|\\$)+", text, re.DOTALL)]
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word == "-c" and i < len(words):
+            setting = words[i]
+            i += 1
+        elif word.startswith("--") or word.startswith("-c") and len(word) > 2:
+            setting = word[2:]
+        else:
+            raise ChatterError(f"start-up option {word[:60]!r} is not supported: Cairn takes "
+                               "-c name=value and --name=value")
+        name, eq, value = setting.partition("=")
+        if not eq or not name:
+            raise ChatterError(f"start-up option {setting[:60]!r} needs name=value")
+        out.append((name.replace("-", "_"), value))
+    return out
+
+
 def _value(text: str) -> str:
     parts = []
     for m in re.finditer(r"'([^']*(?:''[^']*)*)'|\"([^\"]*)\"|([^,\s]+)", text):
@@ -109,11 +195,7 @@ class Settings:
         self.values["session_authorization"] = user
         self.values["is_superuser"] = "on" if admin else "off"
         self.chars = sum(len(k) + len(v) for k, v in self.values.items())
-        for key, value in startup.items():
-            # server_version and server_encoding too: 55P02, FATAL at start-up
-            # (they were skipped in silence, unlike server_version_num).
-            if key.lower() in self.values:
-                self.set(key.lower(), value)
+        self.start(startup)
 
     def set(self, name: str, value: str) -> dict[str, str]:
         name = name.lower()
@@ -135,6 +217,7 @@ class Settings:
                                "transactions", "0A000")
         if name == "client_encoding":
             value = "UTF8"
+        value = _honoured(name, value)
         if len(value) > MAX_SETTING_CHARS:
             raise ChatterError(f'value for parameter "{name[:64]}" is {len(value)} characters '
                                f"long, at most {MAX_SETTING_CHARS}")
@@ -146,6 +229,16 @@ class Settings:
         self.chars = chars
         self.values[name] = value
         return {REPORTED[name]: value} if name in REPORTED else {}
+
+    def start(self, startup: dict[str, str]) -> None:
+        """The start-up packet's settings, and those of its `options`
+        (`-c name=value`, `--name=value`), as PostgreSQL reads them: one
+        Cairn cannot honour fails the connection (FATAL, server.py)."""
+        for key, value in [*startup.items(), *_options(startup.get("options", ""))]:
+            # server_version and server_encoding too: 55P02, FATAL at start-up
+            # (they were skipped in silence, unlike server_version_num).
+            if key.lower() in self.values:
+                self.set(key.lower(), value)
 
     def reset(self, name: str) -> dict[str, str]:
         names = list(REPORTED) if name == "all" else [name]
@@ -196,7 +289,10 @@ def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
     if m:
         what = " ".join(m.group(1).lower().split())
         if what == "time zone":
-            return Answer("SET", changed=settings.set("timezone", _value(m.group(2))))
+            zone = _INTERVAL.sub(r"\1", m.group(2).strip())
+            if zone.upper() in ("LOCAL", "DEFAULT"):
+                return Answer("SET", changed=settings.reset("timezone"))
+            return Answer("SET", changed=settings.set("timezone", _value(zone)))
         if what == "names":
             return Answer("SET", changed=settings.set("client_encoding", _value(m.group(2))))
         return Answer("SET")

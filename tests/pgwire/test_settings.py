@@ -1,0 +1,134 @@
+"""Settings Cairn does not honour are refused, not echoed (docs/pgwire.md):
+by SET, as start-up parameters and in the start-up `options`; what drivers
+send when they connect still works. Real psycopg and asyncpg connections, and
+the pure rules of server/pgwire/chatter.py."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import asyncpg
+import psycopg
+import pytest
+
+from server.pgwire import chatter
+from tests.pgwire.conftest import PgServer
+from tests.pgwire.test_protocol import _PENDING, _fields, _read_all
+
+REFUSED = [
+    "SET TimeZone = 'America/New_York'", "SET TIME ZONE 'Europe/Paris'",
+    "SET TimeZone = 'no/such_zone'", "SET TIME ZONE INTERVAL '+05:30' HOUR TO MINUTE",
+    "SET TIME ZONE '+01'", "SET standard_conforming_strings = off",
+    "SET standard_conforming_strings TO false", "SET IntervalStyle = 'iso_8601'",
+    "SET intervalstyle TO sql_standard", "SET bytea_output = 'escape'",
+    "SET extra_float_digits = 0", "SET extra_float_digits = -15",
+    "SET extra_float_digits = 'x'",
+]
+TAKEN = [
+    ("SET TimeZone = 'UTC'", "timezone", "UTC"), ("SET TIME ZONE 'Etc/UTC'", "timezone", "Etc/UTC"),
+    ("SET timezone TO 'GMT'", "timezone", "GMT"), ("SET TIME ZONE 'Z'", "timezone", "Z"),
+    ("SET TIME ZONE '+00'", "timezone", "UTC"), ("SET TIME ZONE '00:00'", "timezone", "UTC"),
+    ("SET TIME ZONE 0", "timezone", "UTC"), ("SET TIME ZONE LOCAL", "timezone", "UTC"),
+    ("SET TIME ZONE INTERVAL '+00:00' HOUR TO MINUTE", "timezone", "UTC"),
+    ("SET standard_conforming_strings = on", "standard_conforming_strings", "on"),
+    ("SET IntervalStyle = 'postgres'", "intervalstyle", "postgres"),
+    ("SET bytea_output = hex", "bytea_output", "hex"),
+    ("SET extra_float_digits = 3", "extra_float_digits", "3"),
+    ("SET extra_float_digits TO 1", "extra_float_digits", "1"),
+]
+
+
+@pytest.mark.parametrize("sql", REFUSED)
+def test_a_setting_cairn_does_not_honour_is_refused(sql: str) -> None:
+    settings = chatter.Settings("u", {}, False)
+    with pytest.raises(chatter.ChatterError) as caught:
+        chatter.answer(sql, settings, b"I")
+    assert caught.value.code == "22023"
+    assert settings.values == chatter.Settings("u", {}, False).values
+
+
+@pytest.mark.parametrize(("sql", "name", "value"), TAKEN)
+def test_a_setting_cairn_honours_is_taken(sql: str, name: str, value: str) -> None:
+    settings = chatter.Settings("u", {}, False)
+    settings.values["timezone"] = "GMT"  # LOCAL resets it
+    chatter.answer(sql, settings, b"I")
+    assert settings.values[name] == value
+
+
+def test_start_up_options_are_read_as_postgresql_reads_them() -> None:
+    taken = chatter.Settings("u", {"options": "-c TimeZone=Etc/UTC --search-path=a\\ b "
+                                              "-cextra_float_digits=2"}, False)
+    assert (taken.values["timezone"], taken.values["search_path"],
+            taken.values["extra_float_digits"]) == ("Etc/UTC", "a b", "2")
+    for options in ("-c TimeZone=America/New_York", "--intervalstyle=iso_8601",
+                    "-c standard_conforming_strings=off", "-B 100", "-c timezone"):
+        with pytest.raises(chatter.ChatterError):
+            chatter.Settings("u", {"options": options}, False)
+
+
+def test_a_refused_setting_over_psycopg_is_22023_and_nothing_changes(pg: PgServer) -> None:
+    """`SET TimeZone = 'America/New_York'` was echoed (SHOW, ParameterStatus:
+    psycopg showed times in New York) while zone-less input was read as UTC;
+    standard_conforming_strings = off, IntervalStyle, bytea_output were echoed
+    while nothing changed."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for sql in REFUSED:
+            with pytest.raises(psycopg.errors.InvalidParameterValue):
+                conn.execute(sql)
+        assert conn.execute("SHOW TimeZone").fetchone() == ("UTC",)
+        assert str(conn.info.timezone) == "UTC"
+        assert conn.info.parameter_status("standard_conforming_strings") == "on"
+        assert conn.info.parameter_status("IntervalStyle") == "postgres"
+        assert conn.execute("SHOW bytea_output").fetchone() == ("hex",)
+        conn.execute("SET TIME ZONE 'Etc/UTC'")
+        conn.execute("SET extra_float_digits = 3")
+        assert conn.execute("SELECT 1.5::DOUBLE").fetchone() == (1.5,)
+
+
+def _start(pg: PgServer, *settings: tuple[str, str]) -> list[dict[str, str]]:
+    body = struct.pack("!i", 196608) + b"user\x00raw\x00database\x00cairn\x00"
+    body += b"".join(k.encode() + b"\x00" + v.encode() + b"\x00" for k, v in settings) + b"\x00"
+    with socket.create_connection(("127.0.0.1", pg.port), timeout=10) as sock:
+        _PENDING.pop(sock.fileno(), None)
+        sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        return [_fields(b) for tag, b in _read_all(sock) if tag == b"E"]
+
+
+@pytest.mark.parametrize("setting", [
+    ("TimeZone", "America/New_York"), ("options", "-c TimeZone=Europe/Berlin"),
+    ("options", "--IntervalStyle=iso_8601"), ("standard_conforming_strings", "off"),
+    ("options", "-c bytea_output=escape"), ("extra_float_digits", "0"),
+])
+def test_a_start_up_setting_cairn_does_not_honour_fails_the_connection(
+        pg: PgServer, setting: tuple[str, str]) -> None:
+    """`options=-c TimeZone=…` was skipped in silence, a TimeZone start-up
+    parameter echoed as applied."""
+    errors = _start(pg, setting)
+    assert [(e["S"], e["C"]) for e in errors] == [("FATAL", "22023")], errors
+
+
+def test_what_drivers_send_when_they_connect_still_works(pg: PgServer) -> None:
+    """JDBC's start-up (TimeZone of a UTC JVM, DateStyle, extra_float_digits 3,
+    client_encoding), psql's, and psycopg and asyncpg as they connect."""
+    assert _start(pg, ("TimeZone", "UTC"), ("DateStyle", "ISO"), ("extra_float_digits", "3"),
+                  ("client_encoding", "UTF8"), ("application_name", "jdbc")) == []
+    assert _start(pg, ("TimeZone", "Etc/UTC"), ("options", "-c extra_float_digits=2")) == []
+    with psycopg.connect(pg.dsn(), options="-c TimeZone=UTC -c statement_timeout=0",
+                         autocommit=True) as conn:
+        assert conn.execute("SHOW TimeZone").fetchone() == ("UTC",)
+    with pytest.raises(psycopg.OperationalError, match="TimeZone"):
+        psycopg.connect(pg.dsn(), options="-c TimeZone=Asia/Tokyo")
+
+    async def run() -> None:
+        c = await asyncpg.connect(pg.url(), server_settings={"TimeZone": "UTC",
+                                                             "extra_float_digits": "3"})
+        try:
+            assert await c.fetchval("SHOW TimeZone") == "UTC"
+        finally:
+            await c.close()
+        with pytest.raises(asyncpg.InvalidParameterValueError, match="TimeZone"):
+            await asyncpg.connect(pg.url(), server_settings={"TimeZone": "Asia/Tokyo"})
+
+    asyncio.run(run())
