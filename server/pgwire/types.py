@@ -119,6 +119,28 @@ def _float_text(value: Any) -> str:
     return repr(f)
 
 
+def _float4_text(value: Any) -> str:
+    """A REAL as PostgreSQL writes it (extra_float_digits 1 to 3): the fewest
+    digits that read back as the same float4: 0.1, not 0.10000000149011612
+    (that float4's shortest double, which psycopg read as a different float)."""
+    f = float(value)
+    try:
+        single = _single(f)
+    except OverflowError:  # not a float4 at all
+        return _float_text(f)
+    if not math.isfinite(f):
+        return _float_text(f)
+    for digits in (6, 7, 8):  # 6: every float4 of 6 digits or fewer (a float4 has 6 to 9)
+        text = f"{f:.{digits}g}"
+        if _single(float(text)) == single:
+            return text
+    return f"{f:.9g}"
+
+
+def _single(f: float) -> float:
+    return float(struct.unpack("!f", struct.pack("!f", f))[0])
+
+
 def _json_text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -177,7 +199,7 @@ _TEXT_ENCODERS: dict[int, Callable[[Any], str]] = {
     BOOL: _bool_text,
     INT2: lambda v: str(int(v)), INT4: lambda v: str(int(v)), INT8: lambda v: str(int(v)),
     OID: lambda v: str(int(v)),
-    FLOAT4: _float_text, FLOAT8: _float_text,
+    FLOAT4: _float4_text, FLOAT8: _float_text,
     NUMERIC: lambda v: format(_as_decimal(v), "f"),
     BYTEA: lambda v: "\\x" + _bytes_of(v).hex(),
     DATE: lambda v: _date_text(v),

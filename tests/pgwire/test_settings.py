@@ -132,3 +132,17 @@ def test_what_drivers_send_when_they_connect_still_works(pg: PgServer) -> None:
             await asyncpg.connect(pg.url(), server_settings={"TimeZone": "Asia/Tokyo"})
 
     asyncio.run(run())
+
+
+def test_a_real_goes_in_text_as_postgresql_writes_it(pg: PgServer) -> None:
+    """With extra_float_digits 1 to 3 PostgreSQL writes a float4 in the fewest
+    digits that read back as it: a REAL 0.1 went as 0.10000000149011612 (the
+    shortest double of that float4), which psycopg read as another number."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("SET extra_float_digits = 3")
+        cur = conn.execute("SELECT CAST(0.1 AS REAL) a, CAST(123456789 AS REAL) b, "
+                           "CAST('-0.0' AS REAL) c, CAST(0.1 AS DOUBLE) d")
+        assert cur.fetchone() == (0.1, 123456790.0, -0.0, 0.1)  # as read from PostgreSQL
+        assert cur.pgresult is not None
+        assert [cur.pgresult.get_value(0, i) for i in range(4)] == [
+            b"0.1", b"1.2345679e+08", b"-0", b"0.1"]
