@@ -124,12 +124,9 @@ def _float4_text(value: Any) -> str:
     digits that read back as the same float4: 0.1, not 0.10000000149011612
     (that float4's shortest double, which psycopg read as a different float)."""
     f = float(value)
-    try:
-        single = _single(f)
-    except OverflowError:  # not a float4 at all
+    if not math.isfinite(f) or abs(f) > 3.4028234663852886e38:  # not a finite float4
         return _float_text(f)
-    if not math.isfinite(f):
-        return _float_text(f)
+    single = _single(f)
     for digits in (6, 7, 8):  # 6: every float4 of 6 digits or fewer (a float4 has 6 to 9)
         text = f"{f:.{digits}g}"
         if _single(float(text)) == single:
