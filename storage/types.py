@@ -111,11 +111,27 @@ def _bad(col: Column, row: int | None, value: Any, why: str = "") -> InvalidArgu
     return InvalidArgument(f"{head}: {why or 'cannot take'} {shown}")
 
 
-def _parse_timestamp(text: str) -> dt.datetime:
+def _parse_timestamp(col: Column, row: int | None, text: str) -> dt.datetime:
+    """Text as DuckDB's cast to TIMESTAMP reads it (what a query's WHERE
+    compares with). That cast drops a UTC offset ('12:00+05:30' is 12:00), so
+    the written text would find another row than it names: a non-zero offset
+    is refused (it was converted to UTC, 06:30, which no query with the same
+    text found); 'Z' and '+00:00' say UTC and are read."""
     s = text.strip().replace(" ", "T", 1)
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
     value = dt.datetime.fromisoformat(s)
+    if value.tzinfo is not None:
+        if value.utcoffset():
+            raise _bad(col, row, text, "takes a time with a UTC offset only in UTC (write it "
+                                       "in UTC, or typed: TIMESTAMPTZ '...'), not")
+        value = value.replace(tzinfo=None)
+    return value
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """A typed TIMESTAMPTZ (a query's, a pgwire parameter's) as UTC without
+    a zone: DuckDB's cast to TIMESTAMP or DATE with TimeZone UTC."""
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value
@@ -188,22 +204,22 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
             raise _bad(col, row, value)
         if t == "DATE":
             if isinstance(value, dt.datetime):
-                return value.date()
+                return _utc(value).date()
             if isinstance(value, dt.date):
                 return value
             if isinstance(value, str):
                 text = value.strip()
-                return dt.date.fromisoformat(text) if len(text) <= 10 else _parse_timestamp(text).date()
+                if len(text) <= 10:
+                    return dt.date.fromisoformat(text)
+                return _parse_timestamp(col, row, text).date()
             raise _bad(col, row, value)
         if t == "TIMESTAMP":
             if isinstance(value, dt.datetime):
-                if value.tzinfo is not None:
-                    value = value.astimezone(dt.UTC).replace(tzinfo=None)
-                return value
+                return _utc(value)
             if isinstance(value, dt.date):
                 return dt.datetime(value.year, value.month, value.day)
             if isinstance(value, str):
-                return _parse_timestamp(value)
+                return _parse_timestamp(col, row, value)
             raise _bad(col, row, value)
         if t == "JSON":
             if isinstance(value, str):

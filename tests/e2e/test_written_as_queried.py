@@ -1,0 +1,71 @@
+"""A write stores what DuckDB (the query engine, TimeZone UTC) reads the same
+SQL text as, so a row written with a literal is found by a WHERE with that
+literal; where Cairn cannot agree, the write is INVALID_ARGUMENT naming the
+column. Each case here was stored differently by the write than by a query:
+a text's UTC offset, an ignored CAST in VALUES, a DEFAULT read as a float,
+'\\xFF' into BYTES, a REAL rounded twice or underflowing to 0."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import err, ok, rows
+
+
+@pytest.fixture
+async def app(client: Any) -> Any:
+    await ok(client, "CREATE NAMESPACE app")
+    return client
+
+
+# --- a text's UTC offset into TIMESTAMP / DATE --------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "INSERT INTO app.t (id, ts) VALUES (1, '2024-06-01 12:00:00+05:30')",
+    "INSERT INTO app.t (id, dt) VALUES (1, '2024-06-01 23:00:00-05:00')",
+    "INSERT INTO app.t (id, ts) SELECT 1, '2024-06-01 12:00:00+05:30'",
+    "INSERT INTO app.t (id, ts) VALUES (1, '2024-06-01T12:00:00+0530')",
+])
+async def test_an_offset_text_is_refused_naming_the_column(app: Any, text: str) -> None:
+    """DuckDB's cast drops the offset ('12:00+05:30'::TIMESTAMP is 12:00), the
+    write converted it to UTC (06:30): no WHERE with the same text found it."""
+    await ok(app, "CREATE TABLE app.t (id INT PRIMARY KEY, ts TIMESTAMP, dt DATE)")
+    message = await err(app, text, "INVALID_ARGUMENT")
+    assert "Column 'ts'" in message or "Column 'dt'" in message, message
+    assert "UTC" in message and "TIMESTAMPTZ" in message, message
+    assert await rows(app, "SELECT count(*) AS n FROM app.t") == [{"n": 0}]
+
+
+async def test_an_offset_text_in_update_set_is_refused(app: Any) -> None:
+    await ok(app, "CREATE TABLE app.t (id INT PRIMARY KEY, ts TIMESTAMP)")
+    await ok(app, "INSERT INTO app.t (id, ts) VALUES (1, '2024-06-01 12:00:00')")
+    message = await err(app, "UPDATE app.t SET ts = '2024-06-01 12:00:00+05:30'",
+                        "INVALID_ARGUMENT")
+    assert "Column 'ts'" in message, message
+    assert await rows(app, "SELECT ts FROM app.t") == [{"ts": "2024-06-01T12:00:00.000Z"}]
+
+
+async def test_utc_texts_and_typed_timestamptz_agree_with_the_query(app: Any) -> None:
+    await ok(app, "CREATE TABLE app.t (id INT PRIMARY KEY, ts TIMESTAMP, dt DATE)")
+    await ok(app, "INSERT INTO app.t (id, ts, dt) VALUES "
+                  "(1, '2024-06-01 12:00:00Z', '2024-06-01 23:00:00+00:00'), "
+                  "(2, TIMESTAMPTZ '2024-06-01 12:00:00+05:30', "
+                  "   CAST('2024-06-01 23:00:00-05:00' AS TIMESTAMPTZ))")
+    await ok(app, "INSERT INTO app.t (id, ts, dt) SELECT 3, "
+                  "'2024-06-01 12:00:00+05:30'::TIMESTAMPTZ, "
+                  "'2024-06-01 23:00:00-05:00'::TIMESTAMPTZ")
+    assert await rows(app, "SELECT id, ts, dt FROM app.t ORDER BY id") == [
+        {"id": 1, "ts": "2024-06-01T12:00:00.000Z", "dt": "2024-06-01"},
+        {"id": 2, "ts": "2024-06-01T06:30:00.000Z", "dt": "2024-06-02"},
+        {"id": 3, "ts": "2024-06-01T06:30:00.000Z", "dt": "2024-06-02"},
+    ]
+    # As a query reads the same typed texts (TIMESTAMPTZ -> TIMESTAMP/DATE in UTC):
+    assert await rows(app, "SELECT id FROM app.t WHERE ts = TIMESTAMPTZ "
+                           "'2024-06-01 12:00:00+05:30' AND dt = CAST(TIMESTAMPTZ "
+                           "'2024-06-01 23:00:00-05:00' AS DATE) ORDER BY id") == [
+        {"id": 2}, {"id": 3}]
+    assert await rows(app, "SELECT id FROM app.t WHERE ts = '2024-06-01 12:00:00Z'") == [
+        {"id": 1}]
