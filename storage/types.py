@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import json
 import math
+import re
 import struct
 from typing import Any
 
@@ -200,7 +201,7 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
             if isinstance(value, bytes | bytearray | memoryview):
                 return bytes(value)
             if isinstance(value, str):
-                return value.encode()
+                return _blob_of(col, row, value)
             raise _bad(col, row, value)
         if t == "DATE":
             if isinstance(value, dt.datetime):
@@ -282,6 +283,35 @@ def _real_overflow(number: float) -> bool:
 def _real_underflow(number: float) -> bool:
     """Whether a number other than zero becomes zero as a REAL (1e-46)."""
     return number != 0.0 and _as_real(number) == 0.0
+
+
+_BLOB_ESCAPE = re.compile(r"\\x[0-9A-Fa-f]{2}")
+
+
+def _blob_of(col: Column, row: int | None, text: str) -> bytes:
+    """Text as DuckDB's cast to BLOB reads it (as `WHERE b = '...'` does):
+    ASCII characters are themselves, `\\xHH` is the byte HH, and any other
+    backslash or character is refused, as the cast refuses it. `value.encode()`
+    stored '\\xFF' as 4 bytes, which no query with the same text found."""
+    if "\\" not in text and text.isascii():
+        return text.encode()
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            if not _BLOB_ESCAPE.match(text, i):
+                raise _bad(col, row, text, "takes a backslash only as \\xHH (a byte in hex), "
+                                           "not in")
+            out.append(int(text[i + 2:i + 4], 16))
+            i += 4
+            continue
+        if not ch.isascii():
+            raise _bad(col, row, text, "takes characters past ASCII only as \\xHH bytes "
+                                       "(UTF-8 written in hex), not in")
+        out.append(ord(ch))
+        i += 1
+    return bytes(out)
 
 
 def _finite(text: str) -> float:

@@ -69,3 +69,23 @@ async def test_utc_texts_and_typed_timestamptz_agree_with_the_query(app: Any) ->
         {"id": 2}, {"id": 3}]
     assert await rows(app, "SELECT id FROM app.t WHERE ts = '2024-06-01 12:00:00Z'") == [
         {"id": 1}]
+
+
+# --- text into BYTES ------------------------------------------------------------
+
+
+async def test_text_into_bytes_means_what_the_blob_cast_means(app: Any) -> None:
+    await ok(app, "CREATE TABLE app.b (id INT PRIMARY KEY, b BYTES)")
+    await ok(app, r"INSERT INTO app.b (id, b) VALUES (1, '\xFF'), (2, 'a\x41\x0a'), (3, 'plain')")
+    await ok(app, r"INSERT INTO app.b (id, b) SELECT 4, '\xfe'")
+    await ok(app, r"UPDATE app.b SET b = '\x00\x01' WHERE id = 3")
+    assert await rows(app, "SELECT id, hex(b) AS h FROM app.b ORDER BY id") == [
+        {"id": 1, "h": "FF"}, {"id": 2, "h": "61410A"}, {"id": 3, "h": "0001"},
+        {"id": 4, "h": "FE"}]
+    assert await rows(app, r"SELECT id FROM app.b WHERE b = '\xFF'") == [{"id": 1}]
+    for bad in (r"'\q'", r"'\x4'", r"'ab\'", "'é'", r"'\\x41'"):
+        message = await err(app, f"INSERT INTO app.b (id, b) VALUES (9, {bad})",
+                            "INVALID_ARGUMENT")
+        assert "Column 'b'" in message, message
+        # ... as the query's own cast refuses it:
+        await err(app, f"SELECT CAST({bad} AS BLOB) AS v", "INVALID_ARGUMENT")
