@@ -175,9 +175,12 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
                 raise _bad(col, row, value)
             if isinstance(value, int | float | decimal.Decimal | str):
                 number = float(_ascii(value) if isinstance(value, str) else value)
-                if (_real_overflow(number) if isinstance(value, float) and t == "REAL" else
+                if (_real_overflow(number) or _real_underflow(number)
+                        if isinstance(value, float) and t == "REAL" else
                         not isinstance(value, float) and _out_of_range(t, value, number)):
                     raise _bad(col, row, value, "is out of range for")
+                if t == "REAL" and not isinstance(value, float):
+                    return _real_of(value, number)
                 return number
             raise _bad(col, row, value)
         if t == "DECIMAL":
@@ -273,6 +276,25 @@ def _as_real(number: float) -> float:
         return float(struct.unpack("f", struct.pack("f", number))[0])
     except OverflowError:  # some Pythons raise, others give inf
         return math.inf
+
+
+def _real_of(value: int | decimal.Decimal | str, number: float) -> float:
+    """A written number (`number` is it rounded to a double) rounded once to
+    REAL, as DuckDB's CAST does: rounding the double again to float32 is off
+    when the double fell on a tie of two float32s (1.000000059604644775390625
+    00000001 became 1.0, the CAST gives 1.0000001)."""
+    real = _as_real(number)
+    if real == number or not math.isfinite(real):
+        return real
+    bits = struct.unpack("I", struct.pack("f", real))[0]
+    other = float(struct.unpack("f", struct.pack("I", bits + (1 if abs(number) > abs(real)
+                                                              else -1)))[0])
+    if (real + other) / 2 != number:
+        return real  # not a tie: the double rounds to REAL as the number does
+    exact = decimal.Decimal(value.strip() if isinstance(value, str) else value)
+    if exact == decimal.Decimal(number):
+        return real  # a true tie: to even, as `_as_real` did
+    return max(real, other) if exact > decimal.Decimal(number) else min(real, other)
 
 
 def _real_overflow(number: float) -> bool:

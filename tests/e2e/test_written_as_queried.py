@@ -89,3 +89,40 @@ async def test_text_into_bytes_means_what_the_blob_cast_means(app: Any) -> None:
         assert "Column 'b'" in message, message
         # ... as the query's own cast refuses it:
         await err(app, f"SELECT CAST({bad} AS BLOB) AS v", "INVALID_ARGUMENT")
+
+
+# --- REAL ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "INSERT INTO app.m (id, r) VALUES (1, 1e-46::DOUBLE)",
+    "INSERT INTO app.m (id, r) SELECT 1, 5e-324::DOUBLE",
+    "CREATE TABLE app.n (id INT PRIMARY KEY, r REAL DEFAULT 1e-46)",
+])
+async def test_a_real_underflowing_to_zero_is_refused_on_every_path(app: Any, text: str) -> None:
+    await ok(app, "CREATE TABLE app.m (id INT PRIMARY KEY, r REAL, d DOUBLE)")
+    message = await err(app, text, "INVALID_ARGUMENT")
+    assert "out of range" in message and "'r'" in message, message
+    assert await rows(app, "SELECT count(*) AS n FROM app.m") == [{"n": 0}]
+
+
+async def test_a_real_from_update_set_underflowing_is_refused(app: Any) -> None:
+    await ok(app, "CREATE TABLE app.m (id INT PRIMARY KEY, r REAL, d DOUBLE)")
+    await ok(app, "INSERT INTO app.m (id, r, d) VALUES (1, 2.5, 5e-324)")
+    message = await err(app, "UPDATE app.m SET r = d", "INVALID_ARGUMENT")
+    assert "Column 'r'" in message and "out of range" in message, message
+    assert await rows(app, "SELECT r FROM app.m") == [{"r": 2.5}]
+
+
+async def test_a_real_literal_is_rounded_once_as_cast_rounds_it(app: Any) -> None:
+    """1.00000005960464477539062500000001 is a hair above the tie of 1.0 and
+    1.0000001: rounded to a double first it fell on the tie and went to 1.0."""
+    await ok(app, "CREATE TABLE app.m (id INT PRIMARY KEY, r REAL)")
+    number = "1.00000005960464477539062500000001"
+    await ok(app, f"INSERT INTO app.m (id, r) VALUES (1, {number}), (2, '{number}'), "
+                  f"(3, -{number}), (4, 1.000000059604644775390625)")
+    got = await rows(app, "SELECT id, r::VARCHAR AS r FROM app.m ORDER BY id")
+    cast = await rows(app, f"SELECT CAST({number} AS REAL)::VARCHAR AS r")
+    assert cast == [{"r": "1.0000001"}]
+    assert got == [{"id": 1, "r": "1.0000001"}, {"id": 2, "r": "1.0000001"},
+                   {"id": 3, "r": "-1.0000001"}, {"id": 4, "r": "1.0"}]
