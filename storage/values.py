@@ -4,6 +4,7 @@ casts) evaluated by DuckDB in one query per statement, inside the sandbox."""
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import json
 import re
@@ -42,10 +43,30 @@ def literal(node: exp.Expression) -> Any:
     if isinstance(node, exp.Paren):
         return literal(node.this)
     if (isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string
-            and node.to.this in (exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP,
-                                 exp.DataType.Type.JSON, exp.DataType.Type.TEXT,
-                                 exp.DataType.Type.VARCHAR)):
-        return node.this.this
+            and not node.to.expressions):  # TIMESTAMP(3) is DuckDB's to cut
+        return _cast(node.to.this, node.this.this)
+    raise _NotLiteral
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?")
+_TIMESTAMPS = (exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ)  # sqlglot's TIMESTAMP
+
+
+def _cast(to: Any, text: str) -> Any:
+    """`CAST('text' AS DATE|TIMESTAMP)` as DuckDB gives it, for the plain ISO
+    forms DuckDB and Python read alike (a pgwire parameter's datetime is one,
+    in each row of a long INSERT). Any other cast is DuckDB's to make: the
+    string it casts was stored as if untyped, and a TIMESTAMP column took
+    CAST('2024-06-01 12:34:56' AS DATE) as 12:34:56, a TEXT column
+    CAST('not a date' AS DATE) the text."""
+    try:
+        if to == exp.DataType.Type.DATE and _DATE.fullmatch(text):
+            return dt.date.fromisoformat(text)
+        if to in _TIMESTAMPS and _TIMESTAMP.fullmatch(text):
+            return dt.datetime.fromisoformat(text)
+    except ValueError:  # 2024-02-30: DuckDB's error
+        pass
     raise _NotLiteral
 
 

@@ -71,6 +71,24 @@ async def test_utc_texts_and_typed_timestamptz_agree_with_the_query(app: Any) ->
         {"id": 1}]
 
 
+# --- CAST in INSERT ... VALUES ------------------------------------------------
+
+
+async def test_a_cast_in_values_is_applied_as_the_query_applies_it(app: Any) -> None:
+    await ok(app, "CREATE TABLE app.c (id INT PRIMARY KEY, ts TIMESTAMP, tx TEXT, js JSON)")
+    await ok(app, "INSERT INTO app.c (id, ts, tx) VALUES "
+                  "(1, CAST('2024-06-01 12:34:56' AS DATE), CAST('2024-6-1' AS DATE)), "
+                  "(2, CAST('2024-06-01' AS TIMESTAMP), CAST('2024-06-01 12:34:56' AS TIMESTAMP))")
+    assert await rows(app, "SELECT id, ts, tx FROM app.c ORDER BY id") == [
+        {"id": 1, "ts": "2024-06-01T00:00:00.000Z", "tx": "2024-06-01"},
+        {"id": 2, "ts": "2024-06-01T00:00:00.000Z", "tx": "2024-06-01 12:34:56"},
+    ]
+    for bad in ("CAST('not a date' AS DATE)", "CAST('2024-02-30' AS DATE)",
+                "CAST('{bad json' AS JSON)"):
+        await err(app, f"INSERT INTO app.c (id, tx) VALUES (3, {bad})", "INVALID_ARGUMENT")
+    assert await rows(app, "SELECT count(*) AS n FROM app.c") == [{"n": 2}]
+
+
 # --- text into BYTES ------------------------------------------------------------
 
 
