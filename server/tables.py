@@ -4,7 +4,6 @@ FLUSH TABLE / FLUSH ALL TABLES IN, and the automatic flush loop."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
@@ -25,7 +24,7 @@ from sqlgrammar.ast import (
 )
 from storage import system_tables
 from storage.schema import describe_change
-from storage.types import describe_column
+from storage.types import default_json, describe_column
 
 from .dispatch import Routes
 from .result import Result, cairn_type
@@ -140,7 +139,7 @@ async def describe_table(cairn: Cairn, session: Session, stmt: DescribeTable) ->
             d = describe_column(c)
             rows.append({"column_name": d["name"], "data_type": d["type"],
                          "not_null": d["not_null"], "primary_key": d["primary_key"],
-                         "default_value": json.dumps(d["default"]), "is_system": d["system"]})
+                         "default_value": default_json(c), "is_system": d["system"]})
         return Result.of_rows(DESCRIBE, rows, message=f"schema version {current.version}")
 
     return await cairn.run(work)

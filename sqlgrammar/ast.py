@@ -5,11 +5,13 @@ dispatches on these classes. Ordinary SQL (SELECT/INSERT/UPDATE/DELETE) arrives
 as `Query`, holding the sqlglot expression.
 
 Names are already folded to lower case. Option keys are lower case; option values
-are Python literals (str, int, float, bool, None).
+are Python literals (str, int, float, bool, None); a DEFAULT's number with a
+point or exponent is a Decimal, exact as written.
 """
 
 from __future__ import annotations
 
+import decimal
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any
 from typing import Literal as TLiteral
 
 OptionValue = str | int | float | bool | None
+DefaultValue = OptionValue | decimal.Decimal
 TableKind = TLiteral["shared", "user", "stream"]
 
 
@@ -46,7 +49,7 @@ class ColumnDef:
     not_null: bool = False
     primary_key: bool = False
     has_default: bool = False
-    default: OptionValue = None
+    default: DefaultValue = None
 
 
 @dataclass(frozen=True)

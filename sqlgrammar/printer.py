@@ -8,6 +8,7 @@ names that are keywords are quoted so they read back as names.
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from collections.abc import Callable
@@ -26,13 +27,13 @@ def name(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def literal(value: ast.OptionValue) -> str:
+def literal(value: ast.DefaultValue) -> str:
     """An option value or DEFAULT as SQL. bool is tested before int (it is one)."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
+    if isinstance(value, int | decimal.Decimal):
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -10,6 +10,7 @@ relative to the statement; parser.py shifts it into the request.
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from dataclasses import replace
@@ -58,16 +59,26 @@ def _unquote(text: str, quote: str) -> str:
     return text[1:-1].replace(quote * 2, quote)
 
 
-def _number(tok: Token) -> int | float:
-    """A NUMBER token as int (no point, no exponent) or float; huge ones are refused
-    here rather than surfacing later as ValueError or `inf`."""
+def _number(tok: Token) -> int | decimal.Decimal:
+    """A NUMBER token as int (no point, no exponent) or an exact Decimal, as an
+    INSERT's literal is read (storage/values.py): a float lost digits, and
+    DECIMAL(38,10) DEFAULT 12345678901234567890.1234567891 filled rows with
+    12345678901234567000. Huge ones are refused here rather than surfacing later
+    as ValueError or `inf`: no column's number holds them."""
+    if any(c in tok for c in ".eE"):
+        value = decimal.Decimal(tok)
+        if not math.isfinite(float(value)):
+            raise _invalid(f"number {tok} is out of range", tok)
+        return value
     try:
-        value: int | float = float(tok) if any(c in tok for c in ".eE") else int(tok)
+        return int(tok)
     except ValueError:  # more digits than int() accepts
         raise _invalid(f"number {tok[:20]}... is too long", tok) from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _invalid(f"number {tok} is out of range", tok)
-    return value
+
+
+def _option_number(value: ast.DefaultValue) -> ast.OptionValue:
+    """An option's number as int or float (options are counts and seconds)."""
+    return float(value) if isinstance(value, decimal.Decimal) else value
 
 
 class _ColumnAt(NamedTuple):
@@ -85,7 +96,7 @@ class _PrimaryKeyAt(NamedTuple):
 
 class _Constraint(NamedTuple):
     kind: str  # not_null | primary_key | default
-    value: ast.OptionValue = None
+    value: ast.DefaultValue = None
 
 
 def _int_param(tok: Token, what: str, minimum: int) -> int:
@@ -204,7 +215,7 @@ class ToAst(Transformer[Token, ast.Statement]):
     def primary_key(self) -> _Constraint:
         return _Constraint("primary_key")
 
-    def default(self, value: ast.OptionValue) -> _Constraint:
+    def default(self, value: ast.DefaultValue) -> _Constraint:
         return _Constraint("default", value)
 
     def table_primary_key(self, *names: Token) -> _PrimaryKeyAt:
@@ -401,13 +412,13 @@ class ToAst(Transformer[Token, ast.Statement]):
             seen.add(key)
         return tuple((str(key), value) for key, value in options)
 
-    def option(self, key: Token, value: ast.OptionValue) -> tuple[Token, ast.OptionValue]:
-        return key, value
+    def option(self, key: Token, value: ast.DefaultValue) -> tuple[Token, ast.OptionValue]:
+        return key, _option_number(value)
 
     def string_literal(self, tok: Token) -> str:
         return _unquote(tok, "'")
 
-    def number_literal(self, tok: Token) -> int | float:
+    def number_literal(self, tok: Token) -> int | decimal.Decimal:
         return _number(tok)
 
     def true_literal(self) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 from catalog import TableSchema
 from catalog.errors import InvalidArgument
 
-from .types import DELETED, HIDDEN, ID, UPDATED, Column, canonical_type, coerce
+from .types import DELETED, HIDDEN, ID, UPDATED, Column, canonical_type, coerce, stored_default
 
 TABLE_KINDS = ("shared", "user", "stream")
 SYSTEM_COLUMNS = (ID, UPDATED, DELETED)
@@ -86,6 +86,7 @@ def column_from_def(d: Any, since: int) -> Column:
             raise InvalidArgument(f"bad DEFAULT for column '{name}': {exc.message}") from None
         if value is None and col["not_null"]:
             raise InvalidArgument(f"column '{name}' is NOT NULL but its DEFAULT is NULL")
+        col["default"] = stored_default(col, value)
     return col
 
 

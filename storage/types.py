@@ -366,6 +366,45 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+NUMBERS = ("DECIMAL", "REAL", "DOUBLE")
+
+
+def stored_default(col: Column, value: Any) -> Any:
+    """A DEFAULT as the catalog keeps it (JSON, read back without Decimals),
+    meaning what `value`, the column's value of it, means: a number written
+    with a point or exponent (a Decimal) is kept as its exact text in a
+    DECIMAL, REAL or DOUBLE column (a float rounded DECIMAL(38,10) DEFAULT
+    12345678901234567890.1234567891 to 12345678901234567000) and as JSON text
+    in a JSON one, whole in an integer column, and as the text it gave in a
+    TEXT one."""
+    default = col.get("default")
+    if not isinstance(default, decimal.Decimal):
+        return default
+    if col["type"] in (*NUMBERS, "JSON"):
+        return str(default)  # in JSON, the number as written, as CAST(2.5 AS JSON) gives it
+    return value
+
+
+def shown_default(col: Column) -> Any:
+    """A column's DEFAULT as DESCRIBE and pgwire's catalogs show it: a number
+    column's number (kept as text) as a Decimal, exact as written."""
+    default = col.get("default") if col.get("has_default") else None
+    if col["type"] in NUMBERS and isinstance(default, str | decimal.Decimal):
+        try:
+            number = decimal.Decimal(default)
+        except ArithmeticError:
+            return default
+        if number.is_finite():
+            return number
+    return default
+
+
+def default_json(col: Column) -> str:
+    """`shown_default` as JSON text (DESCRIBE's default_value): a number as a number."""
+    default = shown_default(col)
+    return str(default) if isinstance(default, decimal.Decimal) else json.dumps(default)
+
+
 def default_value(col: Column) -> Any:
     """The stored value a column takes when a row does not give one."""
     if not col.get("has_default"):

@@ -16,7 +16,7 @@ import pyarrow as pa
 from catalog import Namespace
 from catalog.errors import CairnError
 from storage import system_tables
-from storage.types import type_label
+from storage.types import shown_default, type_label
 
 from ..result import cairn_type
 from ..state import Cairn
@@ -50,8 +50,7 @@ class Snapshot:
                 st = cairn.engine.state(rec.namespace, rec.name)
             except CairnError:  # dropped meanwhile
                 continue
-            cols = [(c["name"], type_label(c), bool(c.get("not_null")),
-                     c.get("default") if c.get("has_default") else None)
+            cols = [(c["name"], type_label(c), bool(c.get("not_null")), shown_default(c))
                     for c in st.columns]
             self.tables.append((rec.namespace, rec.name, "r", cols))
             names = [c[0] for c in cols]

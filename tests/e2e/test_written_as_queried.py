@@ -89,6 +89,44 @@ async def test_a_cast_in_values_is_applied_as_the_query_applies_it(app: Any) -> 
     assert await rows(app, "SELECT count(*) AS n FROM app.c") == [{"n": 2}]
 
 
+# --- DEFAULT numbers ------------------------------------------------------------
+
+
+async def test_a_default_number_is_exact(app: Any) -> None:
+    """The grammar read 12345678901234567890.1234567891 as a float: every row
+    that took the default got 12345678901234567000."""
+    await ok(app, "CREATE TABLE app.d (id INT PRIMARY KEY, "
+                  "v DECIMAL(38,10) DEFAULT 12345678901234567890.1234567891, "
+                  "b BIGINT DEFAULT 9007199254740993.0, "
+                  "r REAL DEFAULT 1.00000005960464477539062500000001, "
+                  "j JSON DEFAULT 2.5, t TEXT DEFAULT 1.50)")
+    await ok(app, "INSERT INTO app.d (id) VALUES (1)")
+    await ok(app, "ALTER TABLE app.d ADD COLUMN x DECIMAL(38,10) "
+                  "DEFAULT 98765432109876543210.0123456789")
+    await ok(app, "INSERT INTO app.d (id) VALUES (2)")
+    got = await rows(app, "SELECT id, v::VARCHAR AS v, b, r::VARCHAR AS r, x::VARCHAR AS x, "
+                          "json_type(j) AS jt, length(j) AS jl, t FROM app.d ORDER BY id")
+    want = {"v": "12345678901234567890.1234567891", "b": 9007199254740993, "r": "1.0000001",
+            "x": "98765432109876543210.0123456789", "jt": "DOUBLE", "jl": 3, "t": "1.50"}
+    assert got == [{"id": 1, **want}, {"id": 2, **want}]
+    shown = {r["column_name"]: r["default_value"]
+             for r in await rows(app, "DESCRIBE TABLE app.d")}
+    assert shown["b"] == 9007199254740993
+    message = await err(app, "CREATE TABLE app.e (b BIGINT DEFAULT 1.5)", "INVALID_ARGUMENT")
+    assert "'b'" in message, message
+
+
+async def test_describe_shows_the_default_number_exactly(app: Any) -> None:
+    from server.app import CAIRN
+    from storage.types import default_json
+
+    await ok(app, "CREATE TABLE app.d (id INT PRIMARY KEY, "
+                  "v DECIMAL(38,10) DEFAULT 12345678901234567890.1234567891)")
+    cols = app.server.app[CAIRN].engine.state("app", "d").columns
+    assert default_json(next(c for c in cols if c["name"] == "v")) == \
+        "12345678901234567890.1234567891"
+
+
 # --- text into BYTES ------------------------------------------------------------
 
 

@@ -25,6 +25,11 @@ values: st.SearchStrategy[ast.OptionValue] = st.one_of(
     st.text(),
     st.sampled_from(["", "'", "''", ";", "--", "/*", "*/", '"', "a\nb", "$$"]),
 )
+# A DEFAULT's number with a point or exponent reads back as the exact Decimal.
+default_values: st.SearchStrategy[ast.DefaultValue] = st.one_of(
+    values.filter(lambda v: not isinstance(v, float)),
+    st.decimals(min_value=-10**300, max_value=10**300, allow_nan=False, allow_infinity=False),
+)
 options = st.lists(st.tuples(names, values), max_size=4, unique_by=lambda kv: kv[0]).map(tuple)
 table_refs = st.builds(ast.TableRef, st.none() | names, names)
 strings = st.text()
@@ -47,7 +52,7 @@ def column_defs(draw: Any, name: st.SearchStrategy[str] = names,
         not_null=draw(st.booleans()),
         primary_key=allow_key and draw(st.booleans()),
         has_default=has_default,
-        default=draw(values) if has_default else None,
+        default=draw(default_values) if has_default else None,
     )
 
 

@@ -4,6 +4,7 @@ also with its keywords in random case (sqlglot identity.sql / EvaDB style)."""
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import random
 import re
 from pathlib import Path
@@ -134,6 +135,22 @@ def test_literals() -> None:
     }
     assert type(ast.options_dict(stmt.options)["i"]) is int
     assert type(ast.options_dict(stmt.options)["t"]) is bool
+
+
+def test_a_default_number_is_exact() -> None:
+    """A float held 12345678901234567890.1234567891 as 12345678901234567000 and
+    9007199254740993.0 as 9007199254740992; options stay int or float."""
+    stmt = parse_one("CREATE TABLE t (a DECIMAL(38,10) DEFAULT 12345678901234567890.1234567891, "
+                     "b BIGINT DEFAULT -9007199254740993.0, c REAL DEFAULT 1e-46, "
+                     "d INT DEFAULT 7) WITH (f = 0.5)")
+    assert isinstance(stmt, ast.CreateTable)
+    defaults = [c.default for c in stmt.columns]
+    assert defaults == [decimal.Decimal("12345678901234567890.1234567891"),
+                        decimal.Decimal("-9007199254740993.0"), decimal.Decimal("1e-46"), 7]
+    assert [type(d) for d in defaults] == [decimal.Decimal] * 3 + [int]
+    assert stmt.options == (("f", 0.5),) and type(stmt.options[0][1]) is float
+    assert parse_one(to_sql(stmt)) == stmt
+    assert "DEFAULT 12345678901234567890.1234567891" in to_sql(stmt)
 
 
 def test_table_level_primary_key_marks_the_column() -> None:
