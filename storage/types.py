@@ -378,6 +378,16 @@ def stored_default(col: Column, value: Any) -> Any:
     in a JSON one, whole in an integer column, and as the text it gave in a
     TEXT one."""
     default = col.get("default")
+    if col["type"] == "BYTES" and isinstance(value, bytes):
+        # Kept as the text whose UTF-8 the bytes are: what a BYTES default kept
+        # as text has always meant (`stored_value`), whatever the rules of the
+        # text a DEFAULT is written in.
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise InvalidArgument(
+                f"Column '{col['name']}' (BYTES): a DEFAULT is kept as text, so its bytes "
+                "must be UTF-8") from None
     if not isinstance(default, decimal.Decimal):
         return default
     if col["type"] in (*NUMBERS, "JSON"):
@@ -409,7 +419,30 @@ def default_value(col: Column) -> Any:
     """The stored value a column takes when a row does not give one."""
     if not col.get("has_default"):
         return None
-    return coerce(col, col.get("default"))
+    return stored_value(col, col.get("default"))
+
+
+def stored_value(col: Column, default: Any) -> Any:
+    """A DEFAULT as the catalog or a manifest keeps it, as the value it stands
+    for: `coerce`'s, except where the rules for written text changed after
+    the text was kept (2026-12-05), so a table or backup made before still
+    means what it meant: a BYTES default is its text's UTF-8 (`stored_default`
+    keeps it so), and a TIMESTAMP or DATE default with a UTC offset is that
+    instant in UTC (a written one is refused now, `_parse_timestamp`)."""
+    if isinstance(default, str):
+        if col["type"] == "BYTES":
+            default = default.encode()
+        elif col["type"] in ("TIMESTAMP", "DATE"):
+            text = default.strip().replace(" ", "T", 1)
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            try:
+                parsed = dt.datetime.fromisoformat(text)
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is not None:
+                default = parsed
+    return coerce(col, default)
 
 
 def sql_literal(col: Column, value: Any) -> str:

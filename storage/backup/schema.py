@@ -21,7 +21,7 @@ from msgspec import Meta, Struct
 from catalog.errors import BackupInvalid, InvalidArgument
 
 from ..schema import MAX_COLUMNS, RESERVED_COLUMNS, SYSTEM_COLUMNS, check_options, system_column
-from ..types import MAX_TEXT_LENGTH, TYPE_NAMES, canonical_type, coerce
+from ..types import MAX_TEXT_LENGTH, TYPE_NAMES, canonical_type, stored_value
 
 FORMAT = "cairn-backup"
 FORMAT_VERSION = 1
@@ -470,7 +470,7 @@ def _check_columns(where: str, t: TableEntry, s: SchemaEntry) -> None:
                 raise _fail(f"{cw}.default", "a column without a default has none")
             continue
         try:
-            value = coerce({**msgspec.to_builtins(c), "not_null": False}, c.default)
+            value = stored_value({**msgspec.to_builtins(c), "not_null": False}, c.default)
         except InvalidArgument as exc:
             raise _fail(f"{cw}.default", exc.message) from None
         if value is None and c.not_null:

@@ -1,0 +1,56 @@
+"""A DEFAULT kept before the rules for written text changed still means what
+it meant. Until 2026-12-05 a BYTES default was kept as the text written (its
+UTF-8 the bytes: 'é', '\\xFF' four bytes) and a TIMESTAMP default with a UTC
+offset stood for that instant in UTC. The new rules for written text
+(\\xHH escapes, offsets refused) made such a backup's manifest invalid, so a
+backup of an older server could no longer be restored, and a table of an
+upgraded data directory no longer took its default."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import err, ok, reseal, rows
+
+OLD = {"b": "é", "raw": "\\xFF", "ts": "2024-01-01 00:00:00+05:00"}
+
+
+def _old_defaults(doc: dict[str, Any]) -> None:
+    for col in doc["tables"][0]["schemas"][-1]["columns"]:
+        if col["name"] in OLD:
+            col["default"] = OLD[col["name"]]
+
+
+async def test_a_backup_with_defaults_kept_by_an_older_server_restores_and_keeps_them(
+        client: Any, tmp_path: Path) -> None:
+    await ok(client, "CREATE NAMESPACE sd; CREATE TABLE sd.t (id BIGINT PRIMARY KEY, b BYTES "
+                     "DEFAULT 'x', raw BYTES DEFAULT 'y', ts TIMESTAMP DEFAULT '2024-01-01')")
+    await ok(client, "INSERT INTO sd.t (id) VALUES (1)")
+    await ok(client, "BACKUP DATABASE sd TO 'old' WITH (compression = 'none')")
+    target = tmp_path / "backups" / "old"
+    reseal(next((target / "manifests").glob("*.json")), _old_defaults)
+
+    listed = await rows(client, "SHOW BACKUPS IN 'old'")
+    assert [b["error"] for b in listed] == [None]
+    checked = await rows(client, f"VERIFY BACKUP '{listed[0]['backup_id']}' IN 'old'")
+    assert checked[0]["is_valid"] is True, checked
+    await ok(client, "RESTORE DATABASE sd FROM 'old' AS sd2")
+    await ok(client, "INSERT INTO sd2.t (id) VALUES (2)")
+    got = (await rows(client, "SELECT b, raw, ts FROM sd2.t WHERE id = 2"))[0]
+    assert base64.b64decode(got["b"]) == "é".encode()
+    assert base64.b64decode(got["raw"]) == b"\\xFF"  # four bytes, as it meant then
+    assert got["ts"] == "2023-12-31T19:00:00.000Z"
+
+
+async def test_a_bytes_default_is_kept_as_the_utf8_text_of_its_bytes(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE sd")
+    await ok(client, "CREATE TABLE sd.t (id BIGINT PRIMARY KEY, b BYTES DEFAULT '\\xC3\\xA9A')")
+    await ok(client, "INSERT INTO sd.t (id) VALUES (1)")
+    got = (await rows(client, "SELECT b FROM sd.t"))[0]["b"]
+    assert base64.b64decode(got) == b"\xc3\xa9A"
+    # Bytes that are no UTF-8 cannot be kept as text: refused, not changed.
+    message = await err(client, "CREATE TABLE sd.u (id BIGINT PRIMARY KEY, "
+                                "b BYTES DEFAULT '\\xFF')", "INVALID_ARGUMENT")
+    assert "UTF-8" in message
