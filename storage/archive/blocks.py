@@ -398,7 +398,7 @@ def decode_body(plain: bytes | bytearray, after_lsn: int, last_lsn: int, after_u
     for c_lsn, c_at in pairs:
         if not lsn < c_lsn <= last_lsn:
             return f"change lsn {c_lsn} twice or outside ({after_lsn}, {last_lsn}]"
-        if not at < c_at <= through_us:
+        if not (after_us < c_at <= through_us and at <= c_at):  # one commit: one time
             return f"change time {c_at} out of order or outside the segment's time"
         lsn, at = c_lsn, c_at
     if pairs and pairs[-1][0] != last_lsn:

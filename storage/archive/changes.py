@@ -21,8 +21,9 @@ The same lock gives BACKUP its cut (`cut`): taken while the snapshot holds the
 tables' locks, it says which lsn and which instant the snapshot is exact to, so
 archived changes continue a base backup with no gap and no overlap.
 
-Commit times never go back, whatever the wall clock does: each is at least the
-previous one plus 1 µs (and, after a restart, after everything shipped). While
+Commit times never go back, whatever the wall clock does: each commit's is at
+least the previous one plus 1 µs, and every change of one commit (the drops of
+DROP NAMESPACE CASCADE) has that one time (and, after a restart, after everything shipped). While
 the clock is behind (set back by hand, a bad NTP step), changes are stamped
 1 µs apart from the last time handed out until the clock catches up, and a
 warning is logged once per jump of more than a second."""
@@ -39,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import accumulate, islice
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -48,6 +49,7 @@ from catalog import Catalog
 from catalog.records import SEP
 from storage import timing
 
+from .rawlog import RawChanges, upto
 from .steps import PACE_EVERY, pace
 
 log = logging.getLogger("cairn.archive")
@@ -64,19 +66,6 @@ DDL_KINDS = (CREATE, ALTER, DROP)
 MAX_LSN = (1 << 63) - 1
 READ_RUN = 4 * PACE_EVERY  # entries the log read takes from RocksDB between two pace()s
 TAIL_BYTES = 32 << 20  # the most of a namespace's unshipped entries kept in memory
-
-
-def _upto(entries: list[bytes], size: int, max_bytes: int | None) -> tuple[list[bytes], int]:
-    """The head of `entries` a read of about `max_bytes` takes when `size`
-    bytes are taken already (up to and including the entry that reaches it;
-    at least one), and the new size."""
-    if max_bytes is None or not entries:
-        return entries, size + sum(map(len, entries))
-    sizes = list(accumulate(map(len, entries), initial=size))
-    if sizes[-1] < max_bytes:
-        return entries, sizes[-1]
-    cut = max(next(i for i, s in enumerate(sizes) if s >= max_bytes), 1)
-    return entries[:cut], sizes[cut]
 
 
 class Change(msgspec.Struct, array_like=True, frozen=True):
@@ -115,30 +104,6 @@ def key_of(namespace: str, lsn: int) -> bytes:
 
 def _lsn_of(key: bytes) -> int:
     return int(struct.unpack(">Q", key[-8:])[0])
-
-
-@dataclass
-class RawChanges:
-    """Change-log entries as stored, oldest first (each the msgpack of one
-    Change), with the newest one's lsn and commit time."""
-
-    entries: list[bytes]
-    last_lsn: int
-    last_us: int
-
-    def parts(self) -> list[bytes]:
-        """The msgpack of the list of these Changes, in pieces: an array
-        header, then the entries as they are (no decoding, no re-encoding,
-        and no copy: the pieces go to the helper's pipe as they are)."""
-        n = len(self.entries)
-        head = (bytes((0x90 | n,)) if n < 16 else
-                b"\xdc" + struct.pack(">H", n) if n < 1 << 16 else
-                b"\xdd" + struct.pack(">I", n))
-        return [head, *self.entries]
-
-    def msgpack(self) -> bytes:
-        """`parts()` joined."""
-        return b"".join(self.parts())
 
 
 @dataclass
@@ -195,12 +160,16 @@ class Recorder:
         self._log, self._namespace, self._ns = log, namespace, ns
         self.changes: list[Change] = []
         self.entries: list[bytes] = []
+        self.at_us: int | None = None  # the commit's time (its first change's)
 
     def add(self, batch: Any, kind: str, table: str, data: bytes) -> Change:
+        """Log a change of the commit, stamped with the commit's one time: a
+        restore holds all of a DROP NAMESPACE CASCADE's drops or none."""
         ns = self._ns
         lsn = self._log.catalog.next_seq(1)
-        at = max(ns.now(self._namespace), ns.last_us + 1)
-        ns.last_us = at
+        if self.at_us is None:
+            self.at_us = ns.last_us = max(ns.now(self._namespace), ns.last_us + 1)
+        at = self.at_us
         change = Change(lsn, at, kind, table, data)
         entry = _encoder.encode(change)
         batch.put_raw(FAMILY, ns.prefix + _lsn_bytes(lsn), entry)
@@ -396,12 +365,12 @@ class ChangeLog:
                     kept = ns.tail[bisect.bisect_right(lsns, max(after_lsn, tail_from)):
                                    bisect.bisect_right(lsns, upto_lsn)]
         if after_lsn >= tail_from:
-            return _upto(kept, 0, max_bytes)[0]
+            return upto(kept, 0, max_bytes)[0]
         out = self._stored(namespace, after_lsn, min(upto_lsn, tail_from), max_bytes)
         size = sum(map(len, out))
         if not kept or (out and max_bytes is not None and size >= max_bytes):
             return out
-        return out + _upto(kept, size, max_bytes)[0]
+        return out + upto(kept, size, max_bytes)[0]
 
     def _stored(self, namespace: str, after_lsn: int, upto_lsn: int,
                 max_bytes: int | None = None) -> list[bytes]:
@@ -420,7 +389,7 @@ class ChangeLog:
                 run = list(islice(values, READ_RUN))
                 if not run:
                     return out
-                taken, size = _upto(run, size, max_bytes)
+                taken, size = upto(run, size, max_bytes)
                 out += taken
                 if max_bytes is not None and size >= max_bytes:
                     return out
@@ -446,6 +415,12 @@ class ChangeLog:
         if not out:
             return None
         newest = _decoder.decode(out[-1])
+        while newest.lsn < upto_lsn:  # cut by size: never inside a commit
+            more = self._entries(namespace, newest.lsn, upto_lsn, 1)
+            if not more or (nxt := _decoder.decode(more[0])).at_us != newest.at_us:
+                break
+            out.append(more[0])
+            newest = nxt
         return RawChanges(out, newest.lsn, newest.at_us)
 
     def trim(self, namespace: str, upto_lsn: int, batch: Any) -> None:

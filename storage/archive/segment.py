@@ -265,7 +265,7 @@ def _changes_problem(h: Header, changes: list[Change]) -> str | None:
     for c in changes:
         if not lsn < c.lsn <= h.last_lsn:
             return f"change lsn {c.lsn} out of order or outside ({h.after_lsn}, {h.last_lsn}]"
-        if not at < c.at_us <= h.through_us:
+        if not (h.after_us < c.at_us <= h.through_us and at <= c.at_us):  # one commit: one time
             return f"change time {c.at_us} out of order or outside the segment's time"
         if c.kind not in KINDS or not _TABLE.match(c.table):
             return f"change {c.lsn} has an unknown kind or a bad table name"

@@ -156,7 +156,7 @@ def _with_changes(cs: object, name: SegmentName, version: int = 1, count: int = 
 
 @pytest.mark.parametrize("mutate", [
     lambda cs: [cs[1], cs[0], cs[2]],  # out of order
-    lambda cs: [*cs[:2], Change(cs[2].lsn, cs[1].at_us, ROWS, "t", b"")],  # time goes back
+    lambda cs: [*cs[:2], Change(cs[2].lsn, cs[1].at_us - 1, ROWS, "t", b"")],  # time goes back
     lambda cs: [*cs[:2], Change(cs[2].lsn, 3_000_000, ROWS, "t", b"")],  # past through
     lambda cs: [*cs[:2], Change(cs[2].lsn, cs[2].at_us, "truncate", "t", b"")],  # unknown kind
     lambda cs: [*cs[:2], Change(cs[2].lsn, cs[2].at_us, ROWS, "../x", b"")],  # bad table
@@ -168,6 +168,23 @@ def test_crafted_changes_are_refused(mutate: object) -> None:
     bad = mutate(cs)  # type: ignore[operator]
     with pytest.raises(BackupInvalid):
         segment.decode(_with_changes(bad, name), NS, AID, name)
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_changes_of_one_commit_share_its_time(version: int) -> None:
+    """Times may repeat (the changes of one commit have its one time); a
+    restore's cut takes all of them or none."""
+    name, cs, _ = make(version=version)
+    one = [Change(c.lsn, cs[0].at_us, c.kind, c.table, c.data) for c in cs]
+    _, back = segment.decode(segment.encode(NS, AID, name, one, True, None, version),
+                             NS, AID, name)
+    lsns = [lsn for e in back for lsn in (e.lsns if isinstance(e, Rows) else [e.lsn])]
+    assert lsns == [c.lsn for c in cs]
+    if version == 2:
+        [block] = back
+        assert isinstance(block, Rows) and block.within(cs[0].at_us, 2_000_000) is None
+        whole = block.within(1_000_000, cs[0].at_us)
+        assert whole is not None and whole.lsns == block.lsns
 
 
 def _stream(rows: pa.Table) -> bytes:
