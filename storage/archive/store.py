@@ -442,9 +442,12 @@ def parse_us(text: str) -> int:
 
 
 def iso(us: int) -> str:
-    """Microseconds since the epoch as the contract's ISO-8601 UTC form (ms, floored)."""
-    when = datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """Microseconds since the epoch as the contract's ISO-8601 UTC form: whole
+    milliseconds as ms, any other time with its microseconds (a backlog's
+    piece ends at its last change; floored to the ms, SHOW RESTORE POINTS
+    showed an end that missed that change, and RESTORE refused a time that
+    restores as "after the newest restorable time", naming an earlier one)."""
+    return iso_exact(us)[:-4] + "Z" if us % 1000 == 0 else iso_exact(us)
 
 
 def iso_exact(us: int) -> str:

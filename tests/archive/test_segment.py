@@ -291,7 +291,9 @@ def test_times() -> None:
     us = store.parse_us("2026-12-01T10:00:00.123456Z")
     assert store.parse_us("2026-12-01T10:00:00.123456") == us  # no zone: UTC
     assert store.parse_us("2026-12-01T11:00:00.123456+01:00") == us
-    assert store.iso(us) == "2026-12-01T10:00:00.123Z"
+    assert store.iso(us) == "2026-12-01T10:00:00.123456Z"  # exact: never floored
+    assert store.iso(us - 456) == "2026-12-01T10:00:00.123Z"  # a whole ms as ms
+    assert store.parse_us(store.iso(us)) == us
 
 
 def test_replay_refuses_blocks_that_do_not_fit() -> None:
