@@ -4,8 +4,11 @@ Each segment is read whole and checked like any object read back (segment.py:
 typed header, checksums, sizes, order and ranges of its changes); then the
 segments of each archive must be continuous: no overlap, and no gap except one
 that a base backup bridges (archiving that found lost segments took a new base
-and went on from it). The report lists every problem, not just the first, and
-the restorable windows."""
+and went on from it); then every object of each window's base backups is
+reread as VERIFY BACKUP rereads it, since a RESTORE as_of copies them (before,
+a base with a missing or truncated object verified valid while every restore
+in its window refused it). The report lists every problem, not just the
+first, and the restorable windows."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from storage.archive import replay, store
 from storage.archive.blocks import Entry, Rows
 from storage.archive.segment import MAX_US, SegmentName
 from storage.backup import PassphraseError, Repository
-from storage.backup.schema import to_doc
+from storage.backup.schema import load, to_doc
+from storage.backup.verify import Progress, verify_objects
 
 from .jobs import JobContext
 
@@ -43,7 +47,11 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
     total = sum(len(x.segments) for x in listings.values())
     if ctx is not None:
         ctx.progress(files_total=total, files_done=0, force=True)
-    replays = _replays(repo, namespace, bases, listings, errors)
+    manifests: dict[str, dict[str, Any] | None] = {}
+    replays = _replays(repo, namespace, bases, listings, errors, manifests)
+    total += sum(len(m["objects"]) for m in manifests.values() if m is not None)
+    if ctx is not None:
+        ctx.progress(files_total=total, force=True)
     for aid in ids:
         listing = listings[aid]
         errors += store.stray_problems(aid, listing)
@@ -77,7 +85,12 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
                     f"{run.segments[0].file}: changes from {store.iso(prev.through_us)} "
                     f"to {store.iso(run.after_us)} are missing")
         all_runs += runs
-    if total == 0:
+    done = checked
+    for _, m in sorted(manifests.items()):  # each base's objects: what RESTORE copies
+        if m is not None:
+            errors += _base_objects(repo, m, done, ctx)
+            done += len(m["objects"])
+    if not any(x.segments for x in listings.values()):
         errors.append(f"no archived changes of namespace '{namespace}' in target '{repo.uri}'")
     wins = store.windows(all_runs, bases)
     return {
@@ -120,23 +133,40 @@ class _Replay:
             self.broken = True
 
 
+def _base_objects(repo: Repository, m: dict[str, Any], done: int,
+                  ctx: JobContext | None) -> list[str]:
+    """What is wrong with the objects of base backup `m` (its manifest), as
+    VERIFY BACKUP says it: a RESTORE as_of from it refuses exactly these."""
+
+    def progress(p: Progress) -> None:
+        if ctx is not None:
+            ctx.progress(files_done=done + p.files_done)
+
+    report = verify_objects(repo.store, m, progress,
+                            None if ctx is None else lambda: ctx.cancelled,
+                            scratch_dir=repo.scratch_dir)
+    return [f"base backup {m['backup_id']}: {e}" for e in report.errors]
+
+
 def _replays(repo: Repository, namespace: str, bases: list[store.Base],
-             listings: dict[str, store.Listing], errors: list[str]
+             listings: dict[str, store.Listing], errors: list[str],
+             manifests: dict[str, dict[str, Any] | None]
              ) -> dict[tuple[str, str], list[_Replay]]:
     """For each segment (archive id, file), the replays it feeds: one per
     base backup of each restorable window (by the segments' names, as
     SHOW RESTORE POINTS and RESTORE find them). A base whose manifest RESTORE
-    would refuse is an error."""
+    would refuse is an error. `manifests` is filled with each base's
+    manifest (None: refused)."""
     runs: list[store.Run] = []
     for aid, listing in listings.items():
         runs += store.runs_of(aid, listing.segments)[0]
     out: dict[tuple[str, str], list[_Replay]] = {}
-    manifests: dict[str, list[dict[str, Any]] | None] = {}
     for w in store.windows(runs, bases):
         for b in w.bases:
             if b.backup_id not in manifests:
-                manifests[b.backup_id] = _base_tables(repo, b.backup_id, errors)
-            tables = manifests[b.backup_id]
+                manifests[b.backup_id] = _base_manifest(repo, b.backup_id, errors)
+            m = manifests[b.backup_id]
+            tables = None if m is None else m["tables"]
             what = f"archive of namespace '{namespace}'"
             r = _Replay(b.backup_id, b.snapshot_us,
                         None if tables is None else replay.Replay(tables, what, keep_rows=False))
@@ -145,10 +175,11 @@ def _replays(repo: Repository, namespace: str, bases: list[store.Base],
     return out
 
 
-def _base_tables(repo: Repository, backup_id: str, errors: list[str]
-                 ) -> list[dict[str, Any]] | None:
+def _base_manifest(repo: Repository, backup_id: str, errors: list[str]
+                   ) -> dict[str, Any] | None:
+    """A base's manifest as RESTORE reads it (checked and typed), as a dict."""
     try:
-        m = repo.read_backup(backup_id)
+        m = load(repo.read_manifest(backup_id))
     except PassphraseError:
         raise
     except (BackupInvalid, NotFound) as exc:
@@ -157,5 +188,5 @@ def _base_tables(repo: Repository, backup_id: str, errors: list[str]
     if m.scope is not None and m.scope.kind == "tables":
         errors.append(f"base backup {backup_id} holds only some tables of the namespace")
         return None
-    tables: list[dict[str, Any]] = to_doc(m)["tables"]
-    return tables
+    doc: dict[str, Any] = to_doc(m)
+    return doc

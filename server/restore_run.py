@@ -98,9 +98,12 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
     ctx.set(cleanup={"namespace": plan.destination,
                      "table_uids": sorted(restore.table_uids.values())})
 
+    stored = {o.oid: o.size for o in m.objects}
+
     def fetch(f: FileEntry, dest: Path, on_bytes: Any) -> None:
         plan.repo.read_object_to(f.oid, str(dest), f.size, on_bytes=on_bytes,
-                                 should_stop=lambda: ctx.cancelled, sha256=f.sha256)
+                                 should_stop=lambda: ctx.cancelled, sha256=f.sha256,
+                                 stored_size=stored.get(f.oid))
 
     try:
         with hold(plan.repo, [m], ctx):  # no DROP BACKUP or keep_last pulls them away

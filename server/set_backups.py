@@ -265,9 +265,12 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
                          "table_uids": sorted(u for r in restores for u in r.table_uids.values())})
         throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
 
+        stored = {o.oid: o.size for m in manifests for o in m.objects}
+
         def fetch(f: FileEntry, path: Any, on_bytes: Any) -> None:
             repo.read_object_to(f.oid, str(path), f.size, on_bytes=on_bytes,
-                                should_stop=lambda: ctx.cancelled, sha256=f.sha256)
+                                should_stop=lambda: ctx.cancelled, sha256=f.sha256,
+                                stored_size=stored.get(f.oid))
 
         with hold(repo, manifests, ctx):  # no DROP BACKUP or keep_last pulls them away
             cairn.engine.restore_all(restores, fetch, ctx, throttle.spent)

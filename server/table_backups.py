@@ -168,9 +168,12 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
                      files_done=0, bytes_done=0, rows=entry.rows, force=True)
         ctx.set(cleanup={"namespace": dest, "table_uids": sorted(restore.table_uids.values())})
 
+        stored = {o.oid: o.size for o in m.objects}
+
         def fetch(f: FileEntry, path: Any, on_bytes: Any) -> None:
             repo.read_object_to(f.oid, str(path), f.size, on_bytes=on_bytes,
-                                should_stop=lambda: ctx.cancelled, sha256=f.sha256)
+                                should_stop=lambda: ctx.cancelled, sha256=f.sha256,
+                                stored_size=stored.get(f.oid))
 
         with hold(repo, [m], ctx):  # no DROP BACKUP or keep_last pulls them away
             cairn.engine.restore(restore, fetch, ctx,

@@ -342,10 +342,12 @@ class ArchiveRepository(Repository):
         on_bytes: OnBytes | None = None,
         should_stop: ShouldStop | None = None,
         sha256: str | None = None,
+        stored_size: int | None = None,
     ) -> None:
         """As Repository's; after the last file of the manifest, the rest of a
         `.tar.zst` is read too, so a restore refuses what VERIFY refuses."""
-        super().read_object_to(oid, local_path, expected_size, on_bytes, should_stop, sha256)
+        super().read_object_to(oid, local_path, expected_size, on_bytes, should_stop, sha256,
+                               stored_size)
         self._files_read += 1
         files = sum(len(t.get("files", [])) for t in self._the_manifest().get("tables", []))
         if self._files_read >= files and self._spill is not None:

@@ -273,10 +273,10 @@ class Repository(LocksAndPrune):
         on_bytes: OnBytes | None = None,
         should_stop: ShouldStop | None = None,
         sha256: str | None = None,
+        stored_size: int | None = None,
     ) -> None:
-        """Copy a file of a backup to `local_path`, checked: `expected_size` and
-        `sha256` are the file entry's (the file's own size and checksum)."""
-        self.store.read_to(oid, local_path, expected_size, on_bytes, should_stop, sha256)
+        """Copy a file of a backup to `local_path`, checked: sizes and sha256 of its entries."""
+        self.store.read_to(oid, local_path, expected_size, on_bytes, should_stop, sha256, stored_size)
 
     def has_content(self, sha256: str, size: int | None = None) -> bool:
         """Whether a put of content `sha256` would be deduplicated."""

@@ -1,0 +1,80 @@
+"""VERIFY ARCHIVE rereads the objects of every window's base backups, as
+VERIFY BACKUP does, since a RESTORE as_of copies them: it calls a window
+invalid exactly when those restores refuse its base, and names what they name.
+
+Before, VERIFY ARCHIVE read the bases' manifests but not their objects: with
+the base's one object deleted or cut short it said valid, errors [], while
+VERIFY BACKUP of the base was invalid and every RESTORE as_of in the window
+was 422 BACKUP_INVALID. The restore also described a truncated zstd object by
+what its cut stream decoded to ("size 0, expected 2329", the content's size)
+rather than by the object (1082 bytes stored of 1092)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.config import Config
+from tests.helpers import ok, rows, sql
+
+from .test_archiving import FAST, wait_shipped
+
+
+async def archived_with_one_object(client: Any, cfg: Config) -> tuple[str, str, Path]:
+    """app.t flushed (its base backup holds one object), archived, a row
+    shipped, archiving stopped: the window's end, its base and the object."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);"
+                     "INSERT INTO app.t VALUES (1, 'a'), (2, 'b'); FLUSH TABLE app.t")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (3, 'c')")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    [point] = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    [obj] = (Path(cfg.backup_roots[0]) / "arch" / "objects").glob("*/*")
+    return point["end_time"], point["base_backup_id"], obj
+
+
+def remove(obj: Path) -> None:
+    obj.unlink()
+
+
+def truncate(obj: Path) -> None:
+    obj.write_bytes(obj.read_bytes()[:-10])
+
+
+def flip(obj: Path) -> None:
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    obj.write_bytes(bytes(data))
+
+
+async def test_an_intact_base_verifies(client: Any, cairn_config: Config) -> None:
+    end, _, _ = await archived_with_one_object(client, cairn_config)
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is True and report["errors"] == [], report
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{end}')")
+    assert len(await rows(client, "SELECT * FROM r.t")) == 3
+
+
+@pytest.mark.parametrize("damage", [remove, truncate, flip])
+async def test_a_damaged_base_object_is_what_verify_and_restore_refuse(
+        client: Any, cairn_config: Config, damage: Any) -> None:
+    end, base, obj = await archived_with_one_object(client, cairn_config)
+    size = obj.stat().st_size
+    damage(obj)
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is False, report
+    backup = (await rows(client, f"VERIFY BACKUP '{base}' IN 'arch'"))[0]
+    assert backup["is_valid"] is False
+    # VERIFY ARCHIVE says what VERIFY BACKUP says of the base, naming the base
+    assert report["errors"] == [f"base backup {base}: {e}" for e in backup["errors"]], report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM 'arch' AS r "
+                                     f"WITH (as_of = '{end}')")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    message = body["error"]["message"]
+    assert f"base backup {base}: {message}" in report["errors"], (message, report)
+    if damage is truncate:  # the object as read: its size, and the size it should have
+        assert message == f"object {obj.name} is corrupt: size {size - 10}, expected {size}"
+    assert not await rows(client, "SELECT * FROM system.namespaces WHERE namespace = 'r'")
