@@ -43,9 +43,12 @@ def authenticate(request: web.Request, cfg: AuthConfig) -> Session:
         return Session(user_id=_user_header(request), role="admin")
     header = _one_header(request, "Authorization") or ""
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    # Only the blanks HTTP itself puts around a value (RFC 9110 OWS: spaces
+    # and tabs) are dropped: str.strip() also took Unicode spaces (U+3000,
+    # U+00A0, ...) off, making another user's token of one a match.
+    token = token.strip(" \t")
+    if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("missing Authorization: Bearer <token>")
-    token = token.strip()
     found = None
     for entry in cfg.tokens:
         # Compare against every token in constant time, whatever matches first.

@@ -56,6 +56,10 @@ LIST_ITEMS = {("server", "allowed_hosts"): str, ("backup", "roots"): str,
 
 # A user id: an X-User-Id header, a PostgreSQL start-up user, a token's user.
 USER_ID = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}\Z")
+# A token is compared byte for byte over HTTP and turned into a SCRAM key over
+# pgwire: only characters both keep as they are (SASLprep maps none of them,
+# header parsing trims none) make it the same token on both.
+TOKEN = re.compile(r"[!-~]+")
 
 
 class ConfigError(Exception):
@@ -139,8 +143,16 @@ def _tokens(tokens: list[Any]) -> None:
         if unknown:
             raise error(f"{where}: unknown key {sorted(unknown)[0]!r} (token, user, role)")
         token, user = entry["token"], entry["user"]
-        if not isinstance(token, str) or not token.strip() or "\0" in token:
+        if not isinstance(token, str) or not token:
             raise error(f"{where}: token must be a non-empty string")
+        if not TOKEN.fullmatch(token):
+            bad = next(c for c in token if not TOKEN.fullmatch(c))
+            raise error(
+                f"{where}: token must be printable ASCII without spaces (characters "
+                f"'!' to '~'), not {bad!r} (U+{ord(bad):04X}): PostgreSQL drivers "
+                "SASLprep a password (mapping or dropping such characters) and HTTP "
+                "headers lose blanks at their ends, so such a token would mean "
+                "different things over HTTP and pgwire")
         if not isinstance(user, str) or not USER_ID.match(user):
             raise error(f"{where}: user must be 1-128 characters of letters, digits "
                         "and _ . @ : + -")

@@ -10,6 +10,11 @@ const NUMERIC = /^(SMALLINT|INT|INTEGER|BIGINT|REAL|FLOAT|DOUBLE|DECIMAL|HUGEINT
 
 // ---- connection settings (token only for this tab's session) -----------------------
 
+// A pasted token loses only the spaces and tabs at its ends, as the server drops
+// from the header: trim() also took Unicode spaces (U+3000, U+00A0, ...) off,
+// sending a token other than the one typed.
+const blanksOff = (text) => text.replace(/^[ \t]+|[ \t]+$/g, "");
+
 const settings = {
   load() {
     $("namespace").value = localStorage.getItem("cairn.namespace") || "";
@@ -20,14 +25,14 @@ const settings = {
   save() {
     localStorage.setItem("cairn.namespace", $("namespace").value.trim());
     localStorage.setItem("cairn.user", $("user").value.trim());
-    sessionStorage.setItem("cairn.token", $("token").value.trim());
+    sessionStorage.setItem("cairn.token", blanksOff($("token").value));
   },
 };
 
 async function sql(text) {
   const headers = { "Content-Type": "application/json" };
   const user = $("user").value.trim();
-  const token = $("token").value.trim();
+  const token = blanksOff($("token").value);
   if (user) headers["X-User-Id"] = user;
   if (token) headers["Authorization"] = "Bearer " + token;
   const body = { sql: text };

@@ -222,6 +222,25 @@ async def test_token_auth(token_client: Any) -> None:
     assert [r["namespace"] for r in results[0]["rows"]] == ["app"]
 
 
+async def test_a_token_is_the_header_without_unicode_spaces_taken_off(
+        token_client: Any) -> None:
+    """str.strip() took Unicode spaces off the header's token: a role-user's token
+    "root-secret<U+3000>" was root's over HTTP. Only HTTP's own blanks (spaces and
+    tabs, RFC 9110) around it are dropped now."""
+    for token in ("root-secret\u3000", "\u3000root-secret", "root-secret\u00a0",
+                  "root-secret\u2003", "root-secret\u2028", "\ufeffroot-secret"):
+        resp = await token_client.post(
+            "/api/sql", json={"sql": "SELECT current_user AS who"},
+            headers={"Authorization": f"Bearer {token}"})  # sent as UTF-8
+        body = await resp.json()
+        assert resp.status in (400, 401), (token, body)
+        assert body["error"]["code"] in ("UNAUTHENTICATED", "INVALID_REQUEST"), body
+    for header in ("Bearer \troot-secret \t", "bearer  root-secret"):
+        resp = await token_client.post("/api/sql", json={"sql": "SELECT current_user AS who"},
+                                       headers={"Authorization": header})
+        assert (await resp.json())["results"][0]["rows"] == [{"who": "root"}], header
+
+
 async def test_none_auth_user_header(client: Any) -> None:
     resp = await client.post("/api/sql", json={"sql": "SHOW NAMESPACES"},
                              headers={"X-User-Id": "bad user!"})

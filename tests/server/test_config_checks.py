@@ -72,6 +72,45 @@ def test_value_that_broke_the_server_is_a_config_error(
     assert fragment in str(info.value)
 
 
+def _toml(text: str) -> str:
+    """`text` as a TOML basic string, every character past ASCII's letters escaped."""
+    return '"' + "".join(c if c.isalnum() and c.isascii() else f"\\U{ord(c):08X}"
+                         for c in text) + '"'
+
+
+@pytest.mark.parametrize("token", [
+    "to\u0308k",             # SASLprep (NFKC) folds the combining mark into one letter
+    "a\u00a0b",              # SASLprep maps a no-break space to a space
+    "x\u00ady",              # SASLprep drops a soft hyphen: s3cret<SHY>XY logged in as s3cretXY
+    "\uff46\uff55\uff4c\uff4c",  # fullwidth letters: NFKC makes them "full"
+    "s3cretXY\u3000",        # str.strip() over HTTP took the ideographic space off
+    "pad ",                  # a header's end blank is dropped: HTTP never matched it
+    " pad", "a b", "tab\there", "del\u007f", "nl\n", "\U0001f511key",
+])
+def test_a_token_two_protocols_would_read_differently_is_refused(
+        tmp_path: Path, token: str) -> None:
+    """pgwire clients SASLprep the password before SCRAM and HTTP drops blanks around
+    a header: a token outside '!'..'~' meant another user's token over one of them
+    (mallory's "s3cret<SHY>XY" was root2's "s3cretXY" over psycopg)."""
+    f = tmp_path / "c.toml"
+    f.write_text('[auth]\nmode = "token"\n'
+                 '[[auth.tokens]]\ntoken = "s3cretXY"\nuser = "root2"\nrole = "admin"\n'
+                 f'[[auth.tokens]]\ntoken = {_toml(token)}\nuser = "mallory"\n')
+    with pytest.raises(ConfigError) as info:
+        config.load(f)
+    message = str(info.value)
+    assert message.startswith("[[auth.tokens]] entry 2: token must be printable ASCII"), message
+    assert "SASLprep" in message and "HTTP" in message and "pgwire" in message
+
+
+def test_every_printable_ascii_character_may_be_in_a_token(tmp_path: Path) -> None:
+    token = "".join(map(chr, range(0x21, 0x7F)))
+    f = tmp_path / "c.toml"
+    f.write_text(f'[auth]\nmode = "token"\n[[auth.tokens]]\ntoken = {_toml(token)}\n'
+                 'user = "a"\n')
+    assert config.load(f).auth.tokens[0]["token"] == token
+
+
 def test_every_interface_stays_allowed_when_named(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     f.write_text('[server]\nhost = "0.0.0.0"\n[pgwire]\nhost = "0.0.0.0"\nport = 0\n')
