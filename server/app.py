@@ -29,7 +29,7 @@ from catalog.errors import (
 )
 from storage import datadir
 
-from . import archiving, backups, metrics, openapi, resume, schedules, tables
+from . import archiving, backups, metrics, openapi, resume, schedules, tables, visibility
 from .auth import authenticate, check_origin
 from .config import Config
 from .executor import execute
@@ -324,11 +324,13 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
 
 async def handle_health(request: web.Request) -> web.Response:
     """200 ok; 503 while the data directory refuses writes (a full disk): reads
-    still work, writes fail until it has room again (docs/http.md)."""
+    still work, writes fail until it has room again (docs/http.md). Anyone may
+    ask, without a token, so the reason names no server path (`<data dir>`)."""
     cairn = request.app[CAIRN]
     if cairn.catalog.write_error is not None:
         error = await cairn.run(cairn.catalog.probe_writes)
         if error is not None:
+            error = visibility.scrubber(cairn.config)(error)
             return web.json_response({"status": "unavailable", "error": error}, status=503)
     return web.json_response({"status": "ok"})
 
