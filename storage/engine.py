@@ -338,7 +338,7 @@ class Engine:
         except duckdb.Error as exc:
             if fired[0]:
                 raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
-            raise query_failed(exc, plan) from None
+            raise query_failed(exc, plan, self.files.abs) from None
         finally:
             release(plan, self.files)
             if (one_thread or not small) and self.cfg.duckdb_release_memory:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from catalog.errors import CairnError, Internal, InvalidArgument
 
@@ -43,8 +45,11 @@ def clean(message: str, plan: Plan) -> str:
 _SET_ADVICE = re.compile(r"\s*(?:Use|use|Try|try)[^.]*\b(?:SET|PRAGMA)\b[^.]*\.?")
 
 
-def query_failed(exc: duckdb.Error, plan: Plan) -> CairnError:
-    """The error a query that DuckDB failed raises."""
+def query_failed(exc: duckdb.Error, plan: Plan,
+                 abs_path: Callable[[str], Path] | None = None) -> CairnError:
+    """The error a query that DuckDB failed raises. `abs_path`: a DataFile
+    path's file, to check one DuckDB's message names (without it, no
+    InvalidInputException is taken for damage)."""
     if isinstance(exc, duckdb.OutOfMemoryException):
         # DuckDB's advice (PRAGMA, SET) is not the client's to follow.
         first = clean(str(exc), plan).split("\n")[0]
@@ -56,7 +61,7 @@ def query_failed(exc: duckdb.Error, plan: Plan) -> CairnError:
         return InvalidArgument(
             "the query needs more memory than [storage] duckdb_memory_limit and its "
             "spill to disk could not be written (the server log says why)")
-    if isinstance(exc, duckdb.IOException) or _names_a_data_file(exc, plan):
+    if isinstance(exc, duckdb.IOException) or _damaged_file_named(exc, plan, abs_path):
         # A data file DuckDB cannot read, or reads as no Parquet ("No magic
         # bytes found at end of file '<path>'": truncated, zeroed) was a 400
         # quoting the server's path.
@@ -69,10 +74,50 @@ DAMAGED = ("a table's data could not be read: the data directory is damaged or w
            "changed outside the server (the server log names the file)")
 
 
-def _names_a_data_file(exc: duckdb.Error, plan: Plan) -> bool:
-    text = str(exc)
-    return isinstance(exc, duckdb.InvalidInputException) and any(
-        f.path in text for _, files, _ in plan.reads for f in files)
+# How DuckDB's Parquet reader names a file it cannot read as Parquet: "No
+# magic bytes found at end of file '<path>'", "File '<path>' too small to be
+# a Parquet file", ... always the absolute path DuckDB was given, in quotes.
+_QUOTED_PATH = re.compile(r"'([^']+\.parquet)'")
+
+
+def _damaged_file_named(exc: duckdb.Error, plan: Plan,
+                        abs_path: Callable[[str], Path] | None) -> bool:
+    """Is `exc` DuckDB's Parquet reader failing on a data file the plan reads?
+
+    Not for any InvalidInputException whose text holds such a path: a user's
+    own `error('files/tbl-…/f-….parquet')` raises one too (it was 500 and an
+    ERROR "could not read a data file" in the log). Only one whose text names,
+    in DuckDB's quoted form, the absolute path of a file the plan reads, and
+    only when that file's footer really does not read (the user's text may
+    copy DuckDB's wording): anything else is the statement's own error."""
+    if not isinstance(exc, duckdb.InvalidInputException) or abs_path is None:
+        return False
+    named = set(_QUOTED_PATH.findall(str(exc).split("\n\nLINE")[0]))
+    for _, files, _ in plan.reads:
+        for f in files:
+            try:
+                path = str(abs_path(f.path))
+            except CairnError:
+                continue
+            if path in named and not _footer_reads(path):
+                return True
+    return False
+
+
+def _footer_reads(path: str) -> bool:
+    """Does the Parquet file at `path` open and its footer parse?"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return False
+            pq.read_metadata(f)
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return True
 
 
 def damaged_file(path: Path | str, why: object) -> Internal:

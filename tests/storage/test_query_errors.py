@@ -77,3 +77,23 @@ def test_a_damaged_data_file_is_internal_without_paths(
     assert str(flushed.parent) not in info.value.message
     assert flushed.name in caplog.text
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("text", [
+    "{rel}", "{abs}", "No magic bytes found at end of file '{abs}'",
+    "File '{abs}' too small to be a Parquet file", "see '{abs}' and '{rel}'",
+])
+def test_a_users_own_error_naming_a_data_file_is_theirs(
+        flushed: Path, engine: Engine, run: Run, text: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`SELECT error('files/tbl-…/f-….parquet') FROM t` (the path EXPLAIN shows) was
+    taken for a damaged data file: 500 INTERNAL and an ERROR line in the log, for
+    any role-user, whatever they wrote around it (DuckDB's own wording too)."""
+    rel = str(flushed.relative_to(engine.tables.files.data_dir))
+    message = text.format(rel=rel, abs=flushed)
+    with caplog.at_level(logging.INFO, logger="cairn.storage"), \
+            pytest.raises(InvalidArgument) as info:
+        run("SELECT error('{}') FROM app.t".format(message.replace("'", "''")))
+    assert info.value.message == f"Invalid Input Error: {message}"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
