@@ -38,10 +38,23 @@ def clean(message: str, plan: Plan) -> str:
     max_expression_depth TO x`: PERMISSION_DENIED if followed)."""
     for view, name in sorted(plan.names.items(), reverse=True):
         message = message.replace(view, name)
+    message, advised = _EXTENSION_ADVICE.subn("", message)
     message = _SET_ADVICE.sub("", message)
-    return message.split("\n\nLINE")[0].strip()
+    message = message.split("\n\nLINE")[0].strip()
+    return f"{message} {NO_EXTENSIONS}" if advised else message
 
 
+# DuckDB's advice to INSTALL and LOAD an extension, and to SET auto-install on,
+# whole (INSTALL is PERMISSION_DENIED here): "Please try installing and loading
+# the spatial extension:\nINSTALL spatial;\nLOAD spatial;", then perhaps
+# "Alternatively, consider enabling auto-install and auto-load by
+# running:\nSET autoinstall_known_extensions=1;\n...", or "You can try
+# "INSTALL encodings; LOAD encodings"".
+_EXTENSION_ADVICE = re.compile(
+    r"(?m)\s*^Please try (?:re)?installing[^\n]*$(?:\n(?:FORCE )?(?:INSTALL|LOAD) [^\n]*$)*"
+    r"(?:\s*^Alternatively, consider enabling auto[^\n]*$(?:\nSET [^\n]*$)*)?"
+    r"|\s*You can try \"INSTALL [^\"\n]*\"\.?|\s*Install it first using \"INSTALL[^\n]*")
+NO_EXTENSIONS = "Extensions cannot be installed or loaded on this server."
 _SET_ADVICE = re.compile(r"\s*(?:Use|use|Try|try)[^.]*\b(?:SET|PRAGMA)\b[^.]*\.?")
 
 

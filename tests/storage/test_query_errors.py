@@ -97,3 +97,22 @@ def test_a_users_own_error_naming_a_data_file_is_theirs(
     assert info.value.message == f"Invalid Input Error: {message}"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
+
+
+@pytest.mark.parametrize("sql, extension", [
+    ("SELECT st_point(1, 2) AS p", "spatial"),
+    ("SELECT excel_text(1, '0') AS x", "excel"),
+])
+def test_duckdbs_advice_to_install_an_extension_is_left_out_whole(
+        run: Run, sql: str, extension: str) -> None:
+    """DuckDB's "Please try installing and loading the spatial extension:\\nINSTALL
+    spatial;\\nLOAD spatial;" was kept (following it is PERMISSION_DENIED), and where
+    it went on to SET auto-install, that was cut, leaving a dangling "Please"."""
+    with pytest.raises(InvalidArgument) as info:
+        run(sql)
+    message = info.value.message
+    assert message.endswith(
+        f"but it exists in the {extension} extension. "
+        "Extensions cannot be installed or loaded on this server."), message
+    for advice in ("Please", "INSTALL", "LOAD", "SET", "\n"):
+        assert advice not in message, message
