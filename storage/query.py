@@ -28,6 +28,7 @@ from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 
 from . import keys, pushdown, sandbox
 from .buffer import TableState, point_mask
+from .caller import columns_named, names_a_user_word, the_caller, user_word
 from .timing import WouldWait, waiting_allowed
 from .types import DELETED, OW, SEQ, Column, default_value, duckdb_type, sql_literal
 
@@ -282,13 +283,17 @@ def tree_facts(expression: exp.Expression, deleted: bool = True,
     stand: one table, no CTE, the one column of its WHERE; else the tree is
     walked, ~15 µs a walk (tests/storage/test_sandbox_fast.py holds the two
     to each other)."""
-    if sandbox.fast_path_tree(expression):
+    if sandbox.fast_path_tree(expression) and not names_a_user_word(expression):
         where = expression.args["where"].this
         return [expression.args["from_"].this], set(), where.this.name == DELETED
-    found = list(expression.find_all(exp.Table, exp.CurrentUser, exp.SessionUser))
-    tables = [n for n in found if isinstance(n, exp.Table)]
-    if len(tables) < len(found) and users is not None:  # `current_user`: see plan_query
-        users.extend(n for n in found if not isinstance(n, exp.Table))
+    found = expression.find_all(exp.Table, exp.CurrentUser, exp.SessionUser, exp.CurrentRole,
+                                exp.Column, exp.Anonymous)
+    tables = []
+    for n in found:
+        if isinstance(n, exp.Table):
+            tables.append(n)
+        elif users is not None and user_word(n) is not None:  # see plan_query
+            users.append(n)
     return tables, sandbox.cte_references(expression), deleted and names_deleted(expression)
 
 
@@ -320,8 +325,11 @@ def plan_query(
     plan = Plan()
     users: list[exp.Expression] = []
     nodes, ctes, deleted = tree_facts(expression, show_deleted is None, users)
-    for node in users:  # DuckDB's current_user is 'duckdb' (INSERTs stored it): the caller
-        node.replace(exp.Literal.string(user) if user is not None else exp.null())
+    if users:  # DuckDB's current_user, user, ... are 'duckdb' (INSERTs stored it): the caller
+        taken: set[str] = set()
+        if any(isinstance(n, exp.Column) for n in users):
+            taken = columns_named(expression, nodes, ctes, default_namespace, state_of)
+        the_caller(users, user, taken)
     if show_deleted is None:
         show_deleted = deleted
     seen: dict[tuple[str, str], str] = {}

@@ -302,3 +302,38 @@ async def test_current_user_is_the_caller_not_duckdb(client: Any) -> None:
     assert await rows(client, "SELECT id, who, current_user AS u FROM cu.t ORDER BY id",
                       user="carol") == [{"id": 1, "who": "alice", "u": "carol"},
                                         {"id": 2, "who": "bob", "u": "carol"}]
+
+
+async def test_every_spelling_of_the_caller_is_the_caller(client: Any) -> None:
+    """`user` and `current_role` (and `user()`, `current_role()`, a quoted
+    "current_user") were DuckDB's own 'duckdb', and an INSERT stored it; the
+    result column of `SELECT current_user` was named after the caller."""
+    words = ("user", "current_role", "current_user", "session_user")
+    calls = ("user()", "current_role()", "current_user()", "session_user()",
+             '"user"', '"current_user"', "USER", "Current_Role")
+    got = await ok(client, f"SELECT {', '.join(words)}", user="alice")
+    assert got[0]["columns"] == list(words)
+    assert got[0]["rows"] == [dict.fromkeys(words, "alice")]
+    got = await ok(client, f"SELECT {', '.join(calls)}", user="alice")
+    assert list(got[0]["rows"][0].values()) == ["alice"] * len(calls), got
+    await ok(client, "CREATE NAMESPACE cw; "
+                     "CREATE TABLE cw.a (id BIGINT PRIMARY KEY, u TEXT, r TEXT, c TEXT)")
+    await ok(client, "INSERT INTO cw.a VALUES (1, user, current_role, current_user)", user="bob")
+    await ok(client, "INSERT INTO cw.a SELECT 2, user(), current_role(), session_user", user="eve")
+    await ok(client, "UPDATE cw.a SET r = user WHERE id = 2", user="dan")
+    assert await rows(client, "SELECT id, u, r, c FROM cw.a ORDER BY id", user="carol") == [
+        {"id": 1, "u": "bob", "r": "bob", "c": "bob"},
+        {"id": 2, "u": "eve", "r": "dan", "c": "eve"}]
+    # a point SELECT (the fast path) and a WHERE
+    assert await rows(client, "SELECT user FROM cw.a WHERE id = 1", user="carol") == [
+        {"user": "carol"}]
+    assert await rows(client, "SELECT id FROM cw.a WHERE u = user", user="bob") == [{"id": 1}]
+    # A table's own column named user stays that column (as DuckDB binds it).
+    await ok(client, 'CREATE TABLE cw.k (id BIGINT PRIMARY KEY, "user" TEXT); '
+                     "INSERT INTO cw.k VALUES (1, 'stored')")
+    assert await rows(client, "SELECT user, current_user FROM cw.k", user="carol") == [
+        {"user": "stored", "current_user": "carol"}]
+    assert await rows(client, "SELECT id FROM cw.k WHERE user = 'stored'", user="x") == [
+        {"id": 1}]
+    assert await rows(client, "SELECT w FROM (SELECT 'a' AS user) s(w)", user="x") == [
+        {"w": "a"}]

@@ -189,9 +189,15 @@ def test_token_auth_over_tls(pg_tls: PgServer) -> None:
         assert conn.pgconn.ssl_in_use
         assert conn.execute("SELECT current_user").fetchone() == ("root",)
         conn.execute("CREATE NAMESPACE secured")
+        conn.execute("CREATE TABLE secured.t (id BIGINT PRIMARY KEY)")
+        conn.execute("INSERT INTO secured.t VALUES (1)")
     with psycopg.connect(pg_tls.dsn("anyone", password=USER_TOKEN, sslmode="require"),
                          autocommit=True) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("joe",)
+        # beside a table too (user and current_role were DuckDB's 'duckdb' there)
+        cur = conn.execute("SELECT user, current_role, current_user, id FROM secured.t")
+        assert cur.fetchall() == [("joe", "joe", "joe", 1)]
+        assert [d.name for d in cur.description] == ["user", "current_role", "current_user", "id"]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("CREATE NAMESPACE forbidden")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
