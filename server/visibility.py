@@ -2,8 +2,9 @@
 paths anywhere (job statements and errors, backup targets, schedule targets,
 archive targets and errors, error messages), and no count of other users'
 rows: system.tables counts only their own rows of a USER table, their flush
-jobs' results leave out `all_rows`, and backups (of whole namespaces, every
-user's rows) show no rows, files or bytes.
+jobs' results leave out `all_rows`, backups (of whole namespaces, every
+user's rows) show no rows, files or bytes, and archives (which ship every
+user's writes) no segments, bytes, lag or archived time.
 
 A local path under a backup root is shown as `<backup root>/rest` (the second
 root as `<backup root 2>/rest`, ...), a path under the data directory as
@@ -39,6 +40,10 @@ PATH_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # Figures of a backup, which holds every user's rows of its namespace.
 BACKUP_COUNTS = ("rows", "row_versions", "files", "bytes", "bytes_written")
+# Figures of a continuous archive, which ships every user's writes to its
+# namespace: its segments and bytes grow with them, lag_ms and archived_until
+# move with them (alice's writes to her USER table showed in bob's bytes).
+ARCHIVE_FIGURES = ("segments", "bytes", "lag_ms", "archived_until")
 # A role-user's flush job result's count of every user's rows (server/tables.py).
 ADMIN_ONLY_RESULT = ("all_rows",)
 
@@ -95,8 +100,9 @@ def rows_for(config: Config, session: Session, kind: str,
     if kind == "jobs":
         rows = [{**r, "result": _result(r.get("result"))} if "result" in r else r for r in rows
                 if session.user_id is not None and r.get("user_id") == session.user_id]
-    if kind == "backups":
-        rows = [{**r, **dict.fromkeys(c for c in BACKUP_COUNTS if c in r)} for r in rows]
+    hidden = {"backups": BACKUP_COUNTS, "archives": ARCHIVE_FIGURES}.get(kind, ())
+    if hidden:
+        rows = [{**r, **dict.fromkeys(c for c in hidden if c in r)} for r in rows]
     cols = PATH_COLUMNS.get(kind, ())
     if not cols:
         return rows
@@ -162,8 +168,9 @@ def system_table_for(config: Config, session: Session,
             users = table.column("user_id").to_pylist()
             keep = [session.user_id is not None and u == session.user_id for u in users]
             table = table.filter(pa.array(keep, pa.bool_()))
-        if name == "backups":
-            table = _replaced(table, BACKUP_COUNTS, [{}] * table.num_rows)
+        if name in ("backups", "archives"):
+            hidden = BACKUP_COUNTS if name == "backups" else ARCHIVE_FIGURES
+            table = _replaced(table, hidden, [{}] * table.num_rows)
         scrub = scrubber(config)
         for col in PATH_COLUMNS[name]:
             i = table.schema.get_field_index(col)

@@ -48,6 +48,9 @@ DENIED_FUNCTIONS = frozenset({
     # folded to constants, values built past every bound.
     "json_serialize_plan", "json_serialize_sql", "json_deserialize_sql",
     "write_log", "parse_duckdb_log_message",
+    # Counters of the whole server, moved by every user's queries: another
+    # user's activity, query by query (txid_current() went up with them).
+    "txid_current", "current_transaction_id", "current_query_id", "current_connection_id",
 })  # fmt: skip
 DENIED_PREFIXES = (
     "read_", "parquet_", "iceberg_", "delta_", "duckdb_", "pragma_", "sqlite_",

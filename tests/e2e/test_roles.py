@@ -295,6 +295,32 @@ async def test_archives_show_no_server_paths(two_faced: Any, tmp_path: Path) -> 
         assert "<backup root>/arch" in user[0]["last_error"]
 
 
+async def test_archives_show_a_role_user_no_figures_of_everyones_writes(
+        two_faced: Any) -> None:
+    """system.archives' segments and bytes grew with every user's writes to the
+    namespace (alice's rows in her USER table showed in bob's bytes: 0 -> 1,107
+    -> 4,774), and lag_ms and archived_until move with them. As system.backups'
+    counts, they are NULL for a role-user; an admin sees them."""
+    root = "root-secret"
+    await ok(two_faced, "CREATE USER TABLE app.u (id INT PRIMARY KEY, v TEXT)", token=root)
+    await ok(two_faced, "START ARCHIVING DATABASE app TO 'arch'", token=root)
+    await ok(two_faced, "INSERT INTO app.u VALUES (1, 'alice')", token="alice-user")
+    figures = "SELECT segments, bytes, lag_ms, archived_until FROM system.archives"
+    for _ in range(100):
+        admin = (await ok(two_faced, figures, token=root))[0]["rows"]
+        if admin[0]["segments"]:
+            break
+        await asyncio.sleep(0.1)
+    assert admin[0]["segments"] > 0 and admin[0]["bytes"] > 0, admin
+    for query in (figures, "SELECT * FROM system.archives"):
+        (row,) = (await ok(two_faced, query, token="bob-user"))[0]["rows"]
+        assert {k: row[k] for k in ("segments", "bytes", "lag_ms", "archived_until")} == {
+            "segments": None, "bytes": None, "lag_ms": None, "archived_until": None}, row
+    (row,) = (await ok(two_faced, "SELECT status, target FROM system.archives",
+                       token="bob-user"))[0]["rows"]
+    assert row == {"status": "running", "target": "<backup root>/arch"}
+
+
 async def test_a_role_user_counts_only_their_own_rows(two_faced: Any) -> None:
     """system.tables counted every user's rows of a USER table for a
     role-user (alice saw bob's 5 rows as buffered_rows 6), so did her own
