@@ -22,7 +22,7 @@ from sqlgrammar.ast import (
     TableRef,
     options_dict,
 )
-from storage import system_tables
+from storage import flush, system_tables
 from storage.schema import describe_change
 from storage.types import default_json, describe_column
 
@@ -177,15 +177,21 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
             )
 
         dropped: list[str] = []
+        held: list[str] = []  # a role-user's FLUSH of too few rows (flush.users_flush_due)
         for i, (ns, name) in enumerate(tables):
             ctx.check_cancelled()
             try:
-                out = cairn.engine.flush_table(ns, name, progress, own)
+                out = None
+                if own is not None and not flush.users_flush_due(
+                        cairn.engine.cfg, cairn.engine.tables.state(ns, name)):
+                    held.append(f"{ns}.{name}")
+                else:
+                    out = cairn.engine.flush_table(ns, name, progress, own)
             except NotFound:
                 # Dropped meanwhile (a DROP TABLE waits for a running flush,
                 # then takes the table's files, the flush's too): nothing flushed.
                 dropped.append(f"{ns}.{name}")
-            else:
+            if out is not None:
                 total["tables"] += 1
                 for k in ("rows", "files", "bytes"):
                     total[k] += out[k]
@@ -196,6 +202,8 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
         result: dict[str, Any] = dict(total)
         if all_rows != total["rows"]:
             result["all_rows"] = all_rows
+        if held:
+            result["left_buffered"] = held
         return {**result, "dropped": dropped} if dropped else result
 
     return work
@@ -214,7 +222,17 @@ async def _run_flush(
         message = f"Table '{label}' was dropped while it was flushed: nothing left to flush"
     elif res.get("dropped"):
         message += f"; dropped meanwhile: {', '.join(res['dropped'])}"
+    if label and res.get("left_buffered"):
+        message = f"Nothing flushed: table '{label}' {HELD}"
+    elif res.get("left_buffered"):
+        message += f"; left buffered: {', '.join(res['left_buffered'])} ({HELD})"
     return Result.of_rows(FLUSH, [row], message=message)
+
+
+HELD = (f"has too few buffered rows for a role-user's FLUSH to write a file (it writes "
+        f"one once the buffer holds {flush.USER_FLUSH_SHARE:.0%} of the table's flush_rows "
+        f"or flush_bytes, or a row {flush.USER_FLUSH_SHARE:.0%} of flush_interval_seconds "
+        "old); its rows stay buffered, readable, and the table flushes them by itself")
 
 
 @routes.handles(FlushTable, role="user")

@@ -190,6 +190,30 @@ def flush_interval_of(cfg: EngineConfig, st: TableState) -> float:
     return float(st.table.options.get("flush_interval_seconds") or cfg.flush_interval_seconds)
 
 
+# A role-user's FLUSH writes a table's buffer out only once the table is this
+# far along to flushing by itself: each of their FLUSHes wrote a Parquet file
+# of whatever was buffered (one row), and nothing merges files (600 one-row
+# FLUSHes: 601 files, count(*) ten times slower). So their FLUSHes make at
+# most about 1 / USER_FLUSH_SHARE times the files the table makes by itself.
+USER_FLUSH_SHARE = 0.1
+
+
+def users_flush_due(cfg: EngineConfig, st: TableState) -> bool:
+    """Does a role-user's FLUSH of `st` write it out? Yes when its buffer holds
+    at least USER_FLUSH_SHARE of `flush_rows` (or of `flush_bytes`), or a row
+    buffered at least USER_FLUSH_SHARE of `flush_interval_seconds` ago; an
+    empty buffer too (nothing is written)."""
+    with st.lock:
+        n = st.buffered_rows()
+        nbytes = st.buffered_bytes()
+        oldest = st.oldest_ts()
+    return not n or (
+        n >= USER_FLUSH_SHARE * flush_rows_of(cfg, st)
+        or nbytes >= USER_FLUSH_SHARE * cfg.flush_bytes
+        or oldest is not None
+        and time.time() - oldest >= USER_FLUSH_SHARE * flush_interval_of(cfg, st))
+
+
 def due(cfg: EngineConfig, states: list[TableState]) -> list[tuple[str, str]]:
     """Tables whose buffer passed `flush_rows` or `flush_bytes`, or holds a
     row older than `flush_interval_seconds`."""

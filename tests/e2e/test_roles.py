@@ -203,8 +203,9 @@ async def two_faced(aiohttp_client: Any, cairn_config: Config) -> Any:
         {"token": "bob-user", "user": "bob", "role": "user"},
     ]
     client = await aiohttp_client(create_app(cairn_config))
-    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY); "
-                     "INSERT INTO app.t VALUES (1)", token="root-secret")
+    # flush_rows 10: alice's FLUSH below writes its one row (a tenth of it)
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY) "
+                     "WITH (flush_rows = 10); INSERT INTO app.t VALUES (1)", token="root-secret")
     await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (label = 'root''s')",
              token="root-secret")
     await ok(client, "FLUSH TABLE app.t", token="alice-user")
@@ -328,7 +329,9 @@ async def test_a_role_user_counts_only_their_own_rows(two_faced: Any) -> None:
     namespace's rows. Now a role-user's counts of a USER table are their own,
     and backups (of every user's rows) show them no rows, files or bytes."""
     root, alice, bob = "root-secret", "alice-user", "bob-user"
-    await ok(two_faced, "CREATE USER TABLE app.u (id INT PRIMARY KEY, v TEXT)", token=root)
+    # flush_rows 60: alice's FLUSH writes the table's 6 buffered rows (a tenth of it)
+    await ok(two_faced, "CREATE USER TABLE app.u (id INT PRIMARY KEY, v TEXT) "
+                        "WITH (flush_rows = 60)", token=root)
     await ok(two_faced, "INSERT INTO app.u VALUES (1, 'alice')", token=alice)
     await ok(two_faced, "INSERT INTO app.u VALUES (1, 'b'), (2, 'b'), (3, 'b'), (4, 'b'), "
                         "(5, 'b')", token=bob)
@@ -371,3 +374,50 @@ async def test_a_role_user_counts_only_their_own_rows(two_faced: Any) -> None:
         users = await seen(alice, text)
         assert users and all(r[c] is None for r in users
                              for c in ("rows", "files", "bytes", "bytes_written"))
+
+
+async def test_a_role_users_flush_of_a_few_rows_writes_no_file(two_faced: Any) -> None:
+    """Each role-user FLUSH TABLE wrote one Parquet file of whatever was buffered,
+    and nothing merges files: 600 x (a one-row INSERT, FLUSH) made 601 files and
+    count(*) ten times slower. A role-user's FLUSH writes a file once the buffer
+    holds a tenth of flush_rows (or a row a tenth of flush_interval_seconds old);
+    an admin's FLUSH is as before."""
+    root, bob = "root-secret", "bob-user"
+    await ok(two_faced, "CREATE TABLE app.f (id BIGINT PRIMARY KEY) WITH (flush_rows = 100)",
+             token=root)
+    files = "SELECT files FROM system.tables WHERE namespace = 'app' AND table_name = 'f'"
+    for i in range(1, 10):
+        await ok(two_faced, f"INSERT INTO app.f VALUES ({i})", token=bob)
+        (res,) = await ok(two_faced, "FLUSH TABLE app.f", token=bob)
+        assert res["rows"][0]["files"] == 0 and res["rows"][0]["tables"] == 0, res
+        assert res["message"].startswith("Nothing flushed: table 'app.f' has too few"), res
+    assert await rows(two_faced, files, token=root) == [{"files": 0}]
+    assert await rows(two_faced, "SELECT count(*) AS n FROM app.f", token=bob) == [{"n": 9}]
+    # The job says what it did: completed, nothing written, the table left buffered.
+    job = await rows(two_faced, "SELECT status, files_done, result FROM system.jobs WHERE "
+                                "job_type = 'flush' AND user_id = 'bob' ORDER BY job_id DESC "
+                                "LIMIT 1", token=bob)
+    assert job[0]["status"] == "completed" and job[0]["files_done"] == 0, job
+    assert job[0]["result"] == {"tables": 0, "rows": 0, "files": 0, "bytes": 0,
+                                            "left_buffered": ["app.f"]}, job
+    # FLUSH ALL TABLES names what it left
+    (res,) = await ok(two_faced, "FLUSH ALL TABLES IN app", token=bob)
+    assert "left buffered: app.f" in res["message"], res
+    # A tenth of flush_rows buffered: written, one file of all ten rows.
+    await ok(two_faced, "INSERT INTO app.f VALUES (10)", token=bob)
+    (res,) = await ok(two_faced, "FLUSH TABLE app.f", token=bob)
+    assert res["rows"][0]["rows"] == 10 and res["rows"][0]["files"] == 1, res
+    # An admin's FLUSH writes even one row.
+    await ok(two_faced, "INSERT INTO app.f VALUES (11)", token=bob)
+    (res,) = await ok(two_faced, "FLUSH TABLE app.f", token=root)
+    assert res["rows"][0]["files"] == 1, res
+    assert await rows(two_faced, files, token=root) == [{"files": 2}]
+    # A row a tenth of flush_interval_seconds old: written.
+    await ok(two_faced, "CREATE TABLE app.g (id BIGINT PRIMARY KEY) "
+                        "WITH (flush_interval_seconds = 20)", token=root)
+    await ok(two_faced, "INSERT INTO app.g VALUES (1)", token=bob)
+    (res,) = await ok(two_faced, "FLUSH TABLE app.g", token=bob)
+    assert res["rows"][0]["files"] == 0, res
+    await asyncio.sleep(2.2)
+    (res,) = await ok(two_faced, "FLUSH TABLE app.g", token=bob)
+    assert res["rows"][0]["files"] == 1, res
