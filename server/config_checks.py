@@ -14,6 +14,7 @@ import os
 import re
 import ssl
 import stat
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -149,10 +150,10 @@ def _tokens(tokens: list[Any]) -> None:
             bad = next(c for c in token if not TOKEN.fullmatch(c))
             raise error(
                 f"{where}: token must be printable ASCII without spaces (characters "
-                f"'!' to '~'), not {bad!r} (U+{ord(bad):04X}): PostgreSQL drivers "
-                "SASLprep a password (mapping or dropping such characters) and HTTP "
-                "headers lose blanks at their ends, so such a token would mean "
-                "different things over HTTP and pgwire")
+                f"'!' to '~'), not U+{ord(bad):04X} {unicodedata.name(bad, 'a control')}: "
+                "PostgreSQL drivers SASLprep a password (mapping or dropping such "
+                "characters) and HTTP headers lose blanks at their ends, so such a token "
+                "would mean different things over HTTP and pgwire")
         if not isinstance(user, str) or not USER_ID.match(user):
             raise error(f"{where}: user must be 1-128 characters of letters, digits "
                         "and _ . @ : + -")
