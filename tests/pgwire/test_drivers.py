@@ -15,7 +15,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.pgwire.conftest import ADMIN_TOKEN, USER_TOKEN, PgServer
+from tests.pgwire.conftest import ADMIN_TOKEN, USER_TOKEN, PgServer, _start
 
 CREATE = (
     "CREATE TABLE types.all_types (id BIGINT PRIMARY KEY, i INT, s SMALLINT, d DOUBLE, r REAL, "
@@ -246,3 +246,33 @@ def test_pgwire_statements_are_counted_in_metrics(pg: PgServer) -> None:
     after = _pgwire_requests(pg)
     assert after.get(("select", "ok"), 0) - before.get(("select", "ok"), 0) == 2
     assert after.get(("select", "NOT_FOUND"), 0) - before.get(("select", "NOT_FOUND"), 0) == 1
+
+
+def test_every_token_the_config_takes_is_the_same_over_http_and_pgwire(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A token is printable ASCII without spaces (server/config_checks.py): the
+    characters SASLprep leaves as they are and HTTP compares as sent. One of
+    every such character (quotes and backslash included) logs in as its user
+    over HTTP, psycopg (libpq) and asyncpg alike."""
+    token = "".join(map(chr, range(0x21, 0x7F)))
+    escaped = token.replace("\\", "\\\\").replace('"', '\\"')
+    config = f'[auth]\nmode = "token"\n[[auth.tokens]]\ntoken = "{escaped}"\nuser = "punct"\n'
+    starting = _start(tmp_path_factory.mktemp("punct"), config)
+    server = next(starting)
+    try:
+        status, body = server.proc.post("SELECT current_user AS who",
+                                        Authorization=f"Bearer {token}")
+        assert status == 200 and body["results"][0]["rows"] == [{"who": "punct"}], body
+        with psycopg.connect(server.url("x"), password=token) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("punct",)
+
+        async def main() -> None:
+            conn = await asyncpg.connect(server.url("x"), password=token)
+            try:
+                assert await conn.fetchval("SELECT current_user") == "punct"
+            finally:
+                await conn.close()
+
+        asyncio.run(main())
+    finally:
+        starting.close()
