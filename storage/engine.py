@@ -257,7 +257,7 @@ class Engine:
         plan = plan_query(
             expression, user, default_namespace, self.state, system_table, self.files,
             show_deleted=show_deleted, ranges=self.file_ranges,
-            direct=self._direct,
+            direct=self._direct, frozen=lambda: timing.taking(self.tables.ddl, "ddl"),
         )
         one_thread = one_thread or wide(plan, int(getattr(self.cfg, "duckdb_wide_row_bytes", 0) or 0))
         if interrupt is None:

@@ -37,6 +37,7 @@ from .limits import ResultLimits
 from .pointcache import PointCache
 from .ports import Writer
 from .query import Plan, answered, release, take_snapshot
+from .resolve import Replaced
 from .timing import waiting_allowed
 
 _INT_TYPES = ("SMALLINT", "INT", "BIGINT")
@@ -92,8 +93,8 @@ def select(engine: PointEngine, db: str | None, table: str, columns: list[str], 
     point = {key: value}
     try:
         snap, pin = take_snapshot(st, user, engine.files, point, engine.file_ranges, False)
-    except CairnError:  # a USER table and no user: before anything is pinned
-        return None
+    except (CairnError, Replaced):  # a USER table and no user; or the table was
+        return None  # replaced since `state`: the tree's path resolves it again
     plan = Plan(pins=[pin])
     try:
         plan.answer = direct.from_snapshot(snap, point, columns)

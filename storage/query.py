@@ -12,6 +12,7 @@ table name in a query is rewritten), so concurrent queries never meet."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 from . import keys, pushdown, sandbox
 from .buffer import TableState, point_mask
 from .caller import columns_named, names_a_user_word, the_caller, user_word
+from .resolve import Replaced, at_one_moment
 from .timing import WouldWait, waiting_allowed
 from .types import DELETED, OW, SEQ, Column, default_value, duckdb_type, sql_literal
 
@@ -74,7 +76,8 @@ def take_snapshot(
     rows of that one key: the files whose key range or filter leaves it out, and the
     buffered batches the buffer's key index does not name for it, are left
     out of the snapshot (they hold no version of the key, so the
-    newest-version logic is unchanged)."""
+    newest-version logic is unchanged). A state dropped meanwhile (a restore
+    replaced the table) raises `Replaced`: it is never read as an empty table."""
     user_table = st.table.table_type == "user"
     if user_table and user is None:
         raise PermissionDenied(
@@ -83,6 +86,8 @@ def take_snapshot(
         )
     pk = st.table.primary_key
     with st.lock:
+        if st.dropped:
+            raise Replaced(f"{st.table.namespace}.{st.table.name}")
         recs = [f for f in st.files if not user_table or f.user_id == user]
         buffer, cut = None, False
         if point is not None and keys.settable(st.columns, pk):
@@ -318,10 +323,13 @@ def plan_query(
     show_deleted: bool | None = None,
     ranges: FileRanges | None = None,
     direct: Callable[..., pa.Table | None] | None = None,
+    frozen: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> Plan:
     """Rewrite table references in `expression` (a copy the caller owns).
     `direct(expression, table node, snapshot, point)` may give the answer of
-    a one-table query from its snapshot (storage/direct.py)."""
+    a one-table query from its snapshot (storage/direct.py). Every table is
+    snapshotted at one moment with respect to DDL and restores
+    (storage/resolve.py; `frozen` holds the registry's `ddl`)."""
     plan = Plan()
     users: list[exp.Expression] = []
     nodes, ctes, deleted = tree_facts(expression, show_deleted is None, users)
@@ -336,6 +344,9 @@ def plan_query(
     token = ""  # random, made when a view is first named (see the end; a point
     # SELECT answered off its snapshot names none, and needs no urandom call)
     try:
+        taken = _snapshots(expression, nodes, ctes, default_namespace, state_of, user, files,
+                           ranges, show_deleted, frozen)
+        plan.pins += [pin for _, pin in taken.values()]
         for node in nodes:
             if isinstance(node.this, exp.Dot):  # a.b.c.d: more parts than ns.table
                 dotted = ".".join(p.name for p in node.parts)
@@ -373,12 +384,7 @@ def plan_query(
                     raise InvalidArgument(f"no namespace given for table '{name}'")
                 view = seen.get((ns, name))
                 if view is None:
-                    st = state_of(ns, name)
-                    point = point_key(expression, st.columns, st.table.primary_key, nodes)
-                    if point is None and not waiting_allowed():
-                        raise WouldWait("not a point lookup")
-                    snap, pin = take_snapshot(st, user, files, point, ranges, show_deleted)
-                    plan.pins.append(pin)
+                    (snap, point), _ = taken[(ns, name)]
                     if direct is not None and not seen:
                         plan.answer = direct(expression, node, snap, point)
                     if plan.answer is None and not waiting_allowed():
@@ -428,6 +434,40 @@ def plan_query(
         text = text.replace(f'"{placeholder}"', sql).replace(placeholder, sql)
     plan.sql = text
     return plan
+
+
+def _snapshots(expression: exp.Expression, nodes: list[exp.Table], ctes: set[int],
+               default_namespace: str | None, state_of: Callable[[str, str], TableState],
+               user: str | None, files: FileStore, ranges: FileRanges | None,
+               show_deleted: bool, frozen: Callable[[], contextlib.AbstractContextManager[Any]]
+               | None) -> dict[tuple[str, str], tuple[tuple[Snapshot, dict[str, Any] | None], str]]:
+    """The snapshot (and point) of every Cairn table `plan_query`'s loop will
+    name, up to the first node it refuses, all at one moment."""
+    wanted: list[tuple[str, str]] = []
+    for node in nodes:
+        if not isinstance(node.this, exp.Identifier):
+            if isinstance(node.this, exp.Dot):
+                break  # refused there
+            continue
+        if node.catalog:
+            break
+        if id(node) in ctes:
+            continue
+        ns = node.db.lower() or default_namespace
+        if not ns:
+            break
+        if ns != "system":
+            wanted.append((ns, node.name.lower()))
+
+    def take(key: tuple[str, str]) -> tuple[TableState, int, tuple[Snapshot, Any], str]:
+        st = state_of(*key)
+        point = point_key(expression, st.columns, st.table.primary_key, nodes)
+        if point is None and not waiting_allowed():
+            raise WouldWait("not a point lookup")
+        snap, pin = take_snapshot(st, user, files, point, ranges, show_deleted)
+        return st, snap.table.schema_version, (snap, point), pin
+
+    return at_one_moment(wanted, take, files.unpin, frozen)
 
 
 def release(plan: Plan, files: FileStore) -> None:

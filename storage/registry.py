@@ -83,7 +83,14 @@ class Registry:
         return rec
 
     def state(self, namespace: str, name: str) -> TableState:
-        return self.state_for(self.table(namespace, name))
+        rec = self.table(namespace, name)
+        try:
+            return self.state_for(rec)
+        except NotFound:  # replaced since the lookup (a restore's install): look again
+            now = self.table(namespace, name)
+            if (now.uid, now.schema_version) == (rec.uid, rec.schema_version):
+                raise
+            return self.state_for(now)
 
     def state_for(self, rec: Table) -> TableState:
         with timing.taking(self._lock, "table registry"):
