@@ -8,6 +8,7 @@ at worst an unreferenced file that `Engine.recover()` removes."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -311,8 +312,11 @@ class FileStore:
             path.unlink(missing_ok=True)
             if path.parent != self.files_dir and not any(path.parent.iterdir()):
                 path.parent.rmdir()
-        except OSError:
-            log.warning("could not delete retired file %s", rel, exc_info=True)
+        except FileNotFoundError:
+            pass  # its folder went with another delete of the table's files: gone, as asked
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:  # a file came in meanwhile: the folder stays
+                log.warning("could not delete retired file %s", rel, exc_info=True)
 
     # --- start-up -------------------------------------------------------
 
