@@ -22,10 +22,11 @@ from .state import Cairn
 
 
 def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
-                keep: int) -> list[str]:
+                keep: int, written: str | None = None) -> list[str]:
     """keep_last: drop this namespace's backups in the target beyond the newest
-    `keep`, in one call of a job process (storage/backup/drops.py
-    `keep_newest`); the job's row and the catalog stay here."""
+    `keep` (by snapshot), never `written` (the one the BACKUP just wrote), in
+    one call of a job process (storage/backup/drops.py `keep_newest`); the
+    job's row and the catalog stay here."""
     running = _running_archive(cairn, namespace) if repo.target.kind != "archive" else None
     # Should the process die from here on, start-up sweeps the target (cleanups).
     ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
@@ -35,7 +36,7 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
     everything = unpruned(cairn, repo.uri)
     try:
         dropped = jobproc.call(ctx, keep_newest, repo, namespace, keep, jobproc.WORK, prune,
-                               everything)
+                               everything, written)
     except PruneFailed as exc:
         pruned_partly(cairn, repo.uri, exc.dropped)
         if running is not None:

@@ -28,6 +28,7 @@ from storage.archive import pitr
 from storage.archive.store import parse_us
 from storage.backup import Repository
 from storage.backup.schema import LABEL_MAX, load_header
+from storage.backup.selection import newest_first
 from storage.backup.verify import verify_backup_of
 
 from . import restore_hold, resume, visibility
@@ -139,7 +140,8 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
             # keep_last ends (a failed one's job had no result).
             ctx.set(result=result)
             try:
-                result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"])
+                result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"],
+                                                result["backup_id"])
             except CairnError as exc:
                 raise with_message(exc, f"backup '{result['backup_id']}' is complete, but "
                                         f"keep_last could not drop older ones: {exc.message}"
@@ -260,7 +262,7 @@ async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) ->
             rows = [_damaged(m, repo.uri) if "error" in m else summary(m, repo.uri)
                     for m in repo.listing(stmt.namespace)]
             return rows[: stmt.limit] if stmt.limit is not None else rows
-        rows.sort(key=lambda r: (r["created_at"], r["backup_id"]), reverse=True)
+        rows.sort(key=newest_first, reverse=True)  # as a target's listing
         rows = visibility.rows_for(cairn.config, session, "backups", rows)
         return rows[: stmt.limit] if stmt.limit is not None else rows
 

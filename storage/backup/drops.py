@@ -70,7 +70,7 @@ def drop_and_prune(repo: Repository, backup_id: str, candidates: set[str], work:
 
 def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
                 prune_archive: Callable[[Repository, str], int] | None = None,
-                everything: bool = False) -> list[tuple[str, int]]:
+                everything: bool = False, written: str | None = None) -> list[tuple[str, int]]:
     """keep_last: drop `namespace`'s whole backups in the target beyond the
     newest `keep` (not table backups, nor members of a backup set: those go
     with their set), oldest first, so one stopped halfway (a crash, a
@@ -96,7 +96,9 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
     own = [m for m in listed
            if "error" not in m and m["namespace"] == namespace and m.get("scope") is None
            and not (m.get("encrypted") and "tables" not in m)]
-    doomed = [m["backup_id"] for m in own[keep:]]  # newest first
+    # Newest snapshot first (Repository.list_manifests); `written`, the backup
+    # the BACKUP just wrote, is kept even if an older snapshot than the newest N.
+    doomed = [m["backup_id"] for m in own[keep:] if m["backup_id"] != written]
     damaged = [m for m in listed if "error" in m]
     if doomed and damaged:
         # Each drop's prune would refuse after its manifest went: refused here,

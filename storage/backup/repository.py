@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, Self
 
 import pyarrow as pa
@@ -49,7 +48,7 @@ from .objects import ObjectStore, OnCopied, OnOid, PutResult
 from .oserrors import reading, writing
 from .pruning import LocksAndPrune
 from .scan import scan_manifests
-from .selection import choose, may_be_of, parse_time
+from .selection import choose, may_be_of, newest_first
 from .targets import Target, refuse_nested_remote
 from .transfer import OnBytes, ShouldStop
 from .verify import OnProgress, VerifyReport, verify_objects
@@ -389,7 +388,7 @@ class Repository(LocksAndPrune):
         return ids
 
     def list_manifests(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Every manifest, newest first by created_at. A manifest that cannot be
+        """Every manifest, newest snapshot first (`newest_first`). A manifest that cannot be
         read is listed as {"backup_id", "error"} (after the good ones, and only when
         not filtering by namespace) instead of failing the whole listing. An
         encrypted one this instance cannot open is its public header (no `tables`)."""
@@ -401,18 +400,13 @@ class Repository(LocksAndPrune):
     def listing(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """What SHOW BACKUPS … IN and RESTORE see: the readable backups of
         `namespace` (all when None) and every damaged one that may be of it, with
-        the namespace and times its own checksum vouches for (selection.py). By
-        created_at, newest first; a damaged one of unknown age comes first."""
+        the namespace and times its own checksum vouches for (selection.py).
+        Newest snapshot first (`newest_first`)."""
         good, bad = self._scan_manifests()
         entries = [m for m in good if namespace is None or m["namespace"] == namespace]
         entries += [e for e in bad if may_be_of(e, namespace)]
 
-        def order(m: dict[str, Any]) -> tuple[int, datetime, str]:
-            created = m.get("created_at")
-            known = isinstance(created, str)
-            return (0 if known else 1, _when(created) if known else _EPOCH, m["backup_id"])  # type: ignore[arg-type]
-
-        return sorted(entries, key=order, reverse=True)
+        return sorted(entries, key=newest_first, reverse=True)
 
     def choose_backup(
         self, namespace: str, backup_id: str | None = None, as_of: str | None = None,
@@ -434,7 +428,7 @@ class Repository(LocksAndPrune):
             self.uri,
             parallel=self.target.kind == "s3",
         )
-        good.sort(key=lambda m: (_when(m["created_at"]), m["backup_id"]), reverse=True)
+        good.sort(key=newest_first, reverse=True)
         return good, bad
 
     def delete_manifest(self, backup_id: str) -> None:
@@ -487,13 +481,3 @@ class Repository(LocksAndPrune):
             return VerifyReport(backup_id, is_valid=False, errors=[exc.message])
         return verify_objects(self.store, m, on_progress, should_stop, contents, self.scratch_dir)
 
-
-_EPOCH = datetime.min.replace(tzinfo=UTC)
-
-
-def _when(created_at: str) -> datetime:
-    """created_at as an aware UTC datetime for sorting (naive counts as UTC)."""
-    try:
-        return parse_time(created_at)
-    except InvalidArgument:
-        return datetime.min.replace(tzinfo=UTC)

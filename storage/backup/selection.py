@@ -83,6 +83,20 @@ def damaged_entry(backup_id: str, error: str, data: bytes | None) -> dict[str, A
     return {"backup_id": backup_id, "error": error, **hints(data)}
 
 
+def newest_first(m: dict[str, Any]) -> tuple[int, datetime, datetime, str]:
+    """Sort key (with reverse=True) for "newest": by snapshot (snapshot_at,
+    then created_at, then id), since a backup that started later holds newer
+    rows however long its upload took (created_at is when its manifest
+    landed). A damaged one of unknown age comes first; one whose snapshot is
+    unknown counts at its created_at (a snapshot is never later)."""
+    made = _time_or_none(m.get("created_at"))
+    taken = _time_or_none(m.get("snapshot_at")) or made
+    return (1 if made is None else 0, taken or _EPOCH, made or _EPOCH, m.get("backup_id", ""))
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
 def may_be_of(entry: dict[str, Any], namespace: str | None) -> bool:
     """Whether a damaged entry may be a backup of `namespace` (None: any)."""
     return namespace is None or entry.get("namespace") in (None, namespace)
@@ -109,13 +123,14 @@ def choose(
         if "error" not in m and (limit is None or parse_time(m["snapshot_at"]) <= limit)
         and (accept is None or accept(m))
     ]
-    pick = good[0] if good else None  # newest first
+    pick = good[0] if good else None  # newest snapshot first (Repository.listing)
     for bad in (e for e in entries if "error" in e):
         snapshot = _time_or_none(bad.get("snapshot_at"))
         if limit is not None and snapshot is not None and snapshot > limit:
             continue
-        created = _time_or_none(bad.get("created_at"))
-        if pick is not None and created is not None and created < parse_time(pick["created_at"]):
+        # Older than the pick's snapshot: not the newest (a snapshot is never after its creation).
+        older = snapshot if snapshot is not None else _time_or_none(bad.get("created_at"))
+        if pick is not None and older is not None and older < parse_time(pick["snapshot_at"]):
             continue
         raise BackupInvalid(
             f"backup '{bad['backup_id']}' in target '{repo.uri}' cannot be read and may be the "

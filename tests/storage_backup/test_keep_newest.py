@@ -156,3 +156,42 @@ def test_a_prune_failing_after_the_manifests_went_names_them_and_everything_free
     assert not object_file(repo, five["bk-2"]).exists()
     for kept in ("bk-3", "bk-4", "bk-c", "bk-t"):
         assert object_file(repo, five[kept]).exists()
+
+
+def _taken(repo: Repository, make_file: MakeFile, backup_id: str, snapshot: int,
+           landed: int) -> str:
+    """A backup of app whose snapshot was taken at minute `snapshot` and whose
+    manifest landed at minute `landed`."""
+    f = make_file(size=1000)
+    repo.put_file(f.path)
+    doc = manifest_doc(backup_id, [f])
+    doc["snapshot_at"] = f"2026-01-01T00:{snapshot:02d}:00.000Z"
+    doc["created_at"] = f"2026-01-01T00:{landed:02d}:00.000Z"
+    repo.write_manifest(doc)
+    return f.sha256
+
+
+@pytest.fixture
+def slow_first(repo: Repository, make_file: MakeFile) -> None:
+    """bk-early's snapshot is older, but its upload ended after bk-late's (a
+    throttled BACKUP and a second one started a second later)."""
+    _taken(repo, make_file, "bk-early", 10, 30)
+    _taken(repo, make_file, "bk-late", 11, 20)
+
+
+def test_the_newest_snapshot_is_kept_not_the_last_upload(
+        repo: Repository, slow_first: None) -> None:
+    assert [m["backup_id"] for m in repo.list_manifests()] == ["bk-late", "bk-early"]
+    assert [m["backup_id"] for m in repo.listing("app")] == ["bk-late", "bk-early"]
+    assert repo.choose_backup("app")["backup_id"] == "bk-late"  # RESTORE without backup_id
+    assert repo.choose_backup("app", as_of="2026-01-01T00:10:30Z")["backup_id"] == "bk-early"
+    assert [b for b, _ in keep_newest(repo, "app", 1, Quiet())] == ["bk-early"]
+    assert repo.manifest_ids() == ["bk-late"]
+
+
+def test_the_backup_just_written_is_never_dropped(repo: Repository, slow_first: None) -> None:
+    """bk-early's BACKUP ends last with keep_last = 1: bk-late is the newest
+    and stays, and bk-early, the one it wrote, stays too (its job completed)."""
+    assert keep_newest(repo, "app", 1, Quiet(), written="bk-early") == []
+    assert sorted(repo.manifest_ids()) == ["bk-early", "bk-late"]
+    assert keep_newest(repo, "app", 1, Quiet(), written="bk-late") == [("bk-early", 1000)]
