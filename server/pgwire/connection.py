@@ -452,8 +452,13 @@ class Connection:
         if reply.columns is not None:
             columns = reply.columns
             promised = portal.prepared.described
-            if not portal.described and promised is not None and len(promised) == len(columns):
-                columns = promised  # encode as Describe(statement) said
+            if not portal.described and promised is not None:  # as Describe(S) said, or 0A000
+                if len(promised) != len(columns) or not portal.prepared.spots and any(
+                        p[1] != c[1] for p, c in zip(promised, columns, strict=True)):
+                    portal.reply = dataclasses.replace(reply, rows=[])
+                    self.portals.pending.discard(portal_name)
+                    raise PgError("0A000", "cached plan must not change result type")
+                columns = promised
             oids = [o for _, o in columns]
             fmts = formats_for(portal.formats, len(columns))
             end = len(reply.rows) if limit <= 0 else min(len(reply.rows), portal.sent + limit)
