@@ -344,9 +344,9 @@ def plan_query(
     token = ""  # random, made when a view is first named (see the end; a point
     # SELECT answered off its snapshot names none, and needs no urandom call)
     try:
-        taken = _snapshots(expression, nodes, ctes, default_namespace, state_of, user, files,
+        snaps = _snapshots(expression, nodes, ctes, default_namespace, state_of, user, files,
                            ranges, show_deleted, frozen)
-        plan.pins += [pin for _, pin in taken.values()]
+        plan.pins += [pin for _, pin in snaps.values()]
         for node in nodes:
             if isinstance(node.this, exp.Dot):  # a.b.c.d: more parts than ns.table
                 dotted = ".".join(p.name for p in node.parts)
@@ -384,7 +384,7 @@ def plan_query(
                     raise InvalidArgument(f"no namespace given for table '{name}'")
                 view = seen.get((ns, name))
                 if view is None:
-                    (snap, point), _ = taken[(ns, name)]
+                    (snap, point), _ = snaps[(ns, name)]
                     if direct is not None and not seen:
                         plan.answer = direct(expression, node, snap, point)
                     if plan.answer is None and not waiting_allowed():
