@@ -48,6 +48,13 @@ class KeyRing:
     def __repr__(self) -> str:
         return f"KeyRing({self._uri!r}, passphrase={'***' if self._passphrase else None})"
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (a job process receives the Repository so) without the keys
+        opened: their ciphers do not pickle ("cannot pickle 'AESGCM'" failed
+        every base an encrypted archive took after its first segment), and the
+        receiver reads the key files again, as they are in the target then."""
+        return {**self.__dict__, "_opened": {}, "_writer": None}
+
     @property
     def has_passphrase(self) -> bool:
         return self._passphrase is not None

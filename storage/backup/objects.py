@@ -91,6 +91,11 @@ class ObjectStore(ObjectReads):
         self.write_keys: Keys | None = None
         self.keyring: list[Keys] = []
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without its keys (KeyRing.__getstate__ says why): they are
+        chosen again from the repository's key ring before a write or read."""
+        return {**self.__dict__, "write_keys": None, "keyring": []}
+
     # --- looking ---------------------------------------------------------------
 
     def path(self, oid: str) -> str:
