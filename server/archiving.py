@@ -9,14 +9,18 @@ them as one segment, and only then records the new end and trims the shipped
 changes from the log, in one catalog batch. A crash anywhere leaves the log
 holding everything not yet recorded as shipped; at restart the loop resumes
 after the target's newest segment, so nothing is shipped twice or skipped.
+So it does after any cycle that failed: its segment may have landed (the
+reply lost, the catalog batch after it failed).
 
 A target that lost segments (its end is before what this server shipped)
 cannot be continued: the loop takes a new base backup and continues from it,
 starting a new restorable window. So it does when no base backup of the
 current window is left in the target (DROP BACKUP, keep_last, or deleted by
 hand), or a segment of the window is gone: checked at start, right after any
-drop of a backup of the namespace, and every BASE_CHECK_S, so the archive
-never goes on shipping changes that no base can use."""
+drop of a backup of the namespace, after a failed cycle, and every
+BASE_CHECK_S, so the archive never goes on shipping changes that no base can
+use. An archive RESTORE refuses (a stray file, overlapping segments) is left
+for a new one, from a new base."""
 
 from __future__ import annotations
 
@@ -124,7 +128,16 @@ class Archiver:
                     log.exception("archiving %s failed", self.namespace)
                 else:
                     log.warning("archiving %s failed: %s", self.namespace, message)
+                # A cycle that failed may have written its segment all the
+                # same (the reply lost, or the catalog batch after it failed):
+                # the next one finds out first (resume: store.written_after),
+                # never writes another from the same start (two overlapping
+                # segments refused every restore of the archive). It checks
+                # for a base again too, so a base that failed is retried
+                # before anything ships, and `failed` stays until one is taken.
                 self._repo = None
+                self.resumed = False
+                self.check_base = True
                 try:
                     await self.cairn.run(self._failed, message)
                 except Exception as failed:  # noqa: BLE001 - the loop must go on
@@ -160,8 +173,11 @@ class Archiver:
 
     async def base_gone(self, rec: Archive) -> bool:
         """True when the target no longer holds a base backup the current window
-        starts from, or a segment between it and what was shipped (checked when
-        asked, see `check_base`, and every BASE_CHECK_S)."""
+        starts from, or a segment between it and what was shipped, or the
+        archive holds what makes RESTORE refuse every time in it (then the new
+        base starts a new archive: `_new_archive`). Checked when asked (see
+        `check_base`: at start, after a drop, after a failed cycle), and every
+        BASE_CHECK_S."""
         if not self.check_base and time.monotonic() - self.base_checked < BASE_CHECK_S:
             return False
         self.check_base = False
@@ -174,18 +190,38 @@ class Archiver:
             log.warning("archive of %s: no base backup of its window is left in %s; "
                         "taking a new base", self.namespace, rec.target)
             return True
+        listing = await self.cairn.run(store.list_segments, self.repo(rec), self.namespace,
+                                       rec.archive_id)
+        wrong = store.listing_problems(rec.archive_id, listing)
+        if wrong:  # every restore in the archive refuses it: go on in a new one
+            log.warning("archive of %s in %s cannot be restored from (%s); starting a new "
+                        "archive from a new base", self.namespace, rec.target, wrong[0])
+            await self.cairn.run(self._new_archive)
+            return True
         assert rec.shipped_lsn is not None and rec.shipped_us is not None
         end = (rec.shipped_lsn, rec.shipped_us)
         if end == (rec.base_lsn, rec.base_us):
             return False  # nothing shipped since the base
         found = await self.cairn.run(store.base_of_last_run, self.repo(rec), self.namespace,
-                                     rec.archive_id, end, self.known_base)
+                                     rec.archive_id, end, self.known_base, listing)
         if found is None:
             log.warning("archive of %s: target %s lost a segment between the window's base "
                         "and what was shipped; taking a new base", self.namespace, rec.target)
             return True
         self.known_base = found
         return False
+
+    def _new_archive(self) -> None:
+        """Ship into a new archive (folder `archives/<ns>/<new id>/`) from the
+        next base on: the current one holds a file that is not a segment, or
+        segments that overlap (planted, or written by a Cairn before it checked
+        after a failed write), and RESTORE refuses every time in it. Before,
+        archiving went on shipping into it, `running`, while nothing it shipped
+        could be restored."""
+        rec = self.record()
+        rec.archive_id = new_id("ar")
+        rec.base_lsn = rec.base_us = rec.base_backup_id = None
+        self.cairn.catalog.put(rec)
 
     async def take_base(self, rec: Archive) -> Any:
         """A base backup into the target (a job in system.jobs); segments continue

@@ -325,6 +325,12 @@ def stray_problems(archive_id: str, listing: Listing) -> list[str]:
             "remove it if it is not needed)" for s in listing.strays]
 
 
+def listing_problems(archive_id: str, listing: Listing) -> list[str]:
+    """What makes a RESTORE to any time in the archive refuse it: files that
+    are not segments, segments that overlap (see pitr.plan)."""
+    return stray_problems(archive_id, listing) + runs_of(archive_id, listing.segments)[1]
+
+
 def all_runs(repo: Repository, namespace: str) -> tuple[list[Run], dict[str, list[str]]]:
     """Every archive's runs, and per archive what is wrong with its listing
     (strays, overlaps): a restore from such an archive is refused."""
@@ -369,7 +375,8 @@ def _oldest_from(repo: Repository, namespace: str, archive_id: str, since_lsn: i
 
 
 def base_of_last_run(repo: Repository, namespace: str, archive_id: str,
-                     end: tuple[int, int], known: str | None) -> str | None:
+                     end: tuple[int, int], known: str | None,
+                     listing: Listing | None = None) -> str | None:
     """A base backup the changes up to `end` (what this server shipped, as
     (lsn, µs)) continue from: one of the archive whose cut is at or after the
     start of the unbroken run of segments that ends at `end` (walked back
@@ -378,8 +385,9 @@ def base_of_last_run(repo: Repository, namespace: str, archive_id: str,
     from the middle left the archive `running`, `archived_until` moving on,
     and every change after the gap restorable from no base, until VERIFY
     ARCHIVE was asked."""
-    ending = {(n.last_lsn, n.through_us): n
-              for n in list_segments(repo, namespace, archive_id).segments}
+    if listing is None:
+        listing = list_segments(repo, namespace, archive_id)
+    ending = {(n.last_lsn, n.through_us): n for n in listing.segments}
     if end not in ending:
         return None
     at = end

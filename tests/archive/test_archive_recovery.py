@@ -6,6 +6,7 @@ overlap and no gap, or takes a new base, and SHOW ARCHIVES never says
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,11 +15,13 @@ from typing import Any
 import pytest
 
 from server import faults
+from server.config import Config
+from storage.archive import segment
 from storage.backup import Repository, resolve_target
 from tests.helpers import ok, rows
 
 from .test_archive_guards import all_ids, backups, wait_for
-from .test_archiving import wait_shipped
+from .test_archiving import FAST, segment_files, wait_shipped
 
 PASS = "correct horse battery"
 
@@ -27,6 +30,10 @@ PASS = "correct horse battery"
 def no_faults() -> Iterator[None]:
     yield
     faults.clear()
+
+
+async def archive(client: Any) -> list[dict[str, Any]]:
+    return await rows(client, "SELECT * FROM system.archives WHERE namespace = 'app'")
 
 
 async def restore_end(client: Any, as_name: str, options: str = "") -> set[int]:
@@ -73,3 +80,115 @@ def test_a_repository_with_opened_keys_pickles_without_them(tmp_path: Path) -> N
     copy = pickle.loads(pickle.dumps(repo))
     assert copy.store.write_keys is None and copy.store.keyring == []
     assert copy.writer_keys() == repo.writer_keys()  # the same key file, opened again
+
+
+async def test_a_segment_written_by_a_failed_cycle_is_continued_not_overlapped(
+        client: Any, cairn_config: Config) -> None:
+    """The segment lands, then the cycle fails before the catalog records it
+    (on S3: CompleteMultipartUpload's reply lost). Before, the next cycle wrote
+    a segment from the same start to a later end: the two overlapped, every
+    RESTORE of the archive (even to a time before) was BACKUP_INVALID, and
+    SHOW ARCHIVES said running. Now it finds the landed segment and goes on
+    after it."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (1)")
+    await wait_shipped(client)
+    landed: list[str] = []
+
+    def lost_reply(info: dict[str, Any]) -> None:
+        if not landed:
+            landed.append(info["segment"])
+            raise OSError("the reply to the segment's upload was lost")
+
+    faults.register("archive.after_segment", lost_reply)
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    await wait_for(lambda: asyncio.sleep(0, landed))
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+    shown = await wait_shipped(client)
+    assert shown["status"] == "running" and shown["last_error"] is None, shown
+    root = Path(cairn_config.backup_roots[0])
+    names = sorted(n for n in (segment.parse_name(p.name) for p in segment_files(root))
+                   if n is not None)
+    assert landed[0] in {n.file for n in names}
+    assert all((a.last_lsn, a.through_us) == (b.after_lsn, b.after_us)
+               for a, b in zip(names, names[1:], strict=False)), names
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is True and len(report["windows"]) == 1, report
+    assert report["changes"] == 3  # each INSERT shipped once
+    assert await restore_end(client, "r") == {1, 2, 3}
+
+
+async def test_a_base_that_fails_shows_failed_until_one_is_taken(client: Any) -> None:
+    """A new base whose job fails with a bug: SHOW ARCHIVES said failed for a
+    moment, then running with last_error NULL at the next cycle, while only
+    the check every 60 s tried the base again. Now it stays failed with the
+    job's error, the base is retried with the backoff, and once one is taken
+    everything restores."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    await wait_shipped(client)
+
+    def bug(info: dict[str, Any]) -> None:
+        raise RuntimeError("a bug in the base backup")
+
+    faults.register("backup.snapshot_taken", bug)
+    [first] = await backups(client)
+    await ok(client, f"DROP BACKUP '{first['backup_id']}' IN 'arch'")
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+
+    async def failed() -> bool:
+        return (await archive(client))[0]["status"] == "failed"
+
+    await wait_for(failed)
+    for _ in range(20):  # ~1 s: several cycles and retries
+        [row] = await archive(client)
+        assert row["status"] == "failed" and "a bug in the base backup" in row["last_error"], row
+        await asyncio.sleep(0.05)
+    faults.clear()
+    [second] = await wait_for(lambda: backups(client), timeout=40)
+    assert second["label"] == "archive base"
+    await ok(client, "INSERT INTO app.t VALUES (4)")
+    shown = await wait_shipped(client)
+    assert shown["status"] == "running" and shown["last_error"] is None, shown
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    assert await restore_end(client, "r") == {1, 2, 3, 4}
+
+
+async def test_an_archive_restore_refuses_is_left_for_a_new_one(
+        client: Any, cairn_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that is not a segment put in the running archive's folder (or
+    two segments overlapping, as a Cairn that wrote again after a lost reply
+    left them): RESTORE refuses every time in that archive. Before, archiving
+    went on shipping into it, `running`, no new base, nothing restorable from
+    then on. Now the next check starts a new archive from a new base."""
+    from server import archiving
+
+    monkeypatch.setattr(archiving, "BASE_CHECK_S", 0.2)
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    await wait_shipped(client)
+    [first] = await backups(client)
+    folder = segment_files(Path(cairn_config.backup_roots[0]))[0].parent
+    (folder / "notes.txt").write_text("not a segment")
+
+    async def replaced() -> list[dict[str, Any]]:
+        return [b for b in await backups(client) if b["backup_id"] != first["backup_id"]]
+
+    [second] = await wait_for(replaced)
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+    shown = await wait_shipped(client)
+    assert shown["status"] == "running" and shown["last_error"] is None, shown
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    points = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    newest = max(points, key=lambda p: p["end_time"])
+    assert newest["base_backup_id"] == second["backup_id"]
+    assert newest["archive_id"] != folder.name
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH "
+                     f"(as_of = '{newest['end_time']}')")
+    assert await all_ids(client, "r") == {1, 2, 3}
