@@ -20,7 +20,8 @@ hand), or a segment of the window is gone: checked at start, right after any
 drop of a backup of the namespace, after a failed cycle, and every
 BASE_CHECK_S, so the archive never goes on shipping changes that no base can
 use. An archive RESTORE refuses (a stray file, overlapping segments) is left
-for a new one, from a new base."""
+for a new one, from a new base; a target emptied while archiving runs is
+noticed at the next segment (store.still_there) and set up again by it."""
 
 from __future__ import annotations
 
@@ -135,7 +136,7 @@ class Archiver:
                 # segments refused every restore of the archive). It checks
                 # for a base again too, so a base that failed is retried
                 # before anything ships, and `failed` stays until one is taken.
-                self._repo = None
+                self._repo = None  # re-read config and keys: the target may be new
                 self.resumed = False
                 self.check_base = True
                 try:
@@ -225,7 +226,10 @@ class Archiver:
 
     async def take_base(self, rec: Archive) -> Any:
         """A base backup into the target (a job in system.jobs); segments continue
-        from its cut."""
+        from its cut. A Repository of its own, nothing cached: a target
+        emptied since the archiver's was opened gets its config.json and key
+        file again (the job writes them as any first backup does)."""
+        self._repo = None
         repo = self.repo(rec)
         plan = BackupPlan(self.namespace, repo, new_id("bk"), label="archive base",
                           compression=rec.compression)

@@ -21,7 +21,7 @@ from msgspec import UNSET
 from catalog.errors import BackupInvalid, CairnError, NotFound
 from storage.backup import Repository
 from storage.backup.atomic import write_atomic
-from storage.backup.layout import join
+from storage.backup.layout import CONFIG, join, key_path
 from storage.backup.oserrors import reading, writing
 from storage.backup.schema import ArchiveRef, load_header
 
@@ -92,6 +92,7 @@ def write_segment(repo: Repository, namespace: str, archive_id: str, changes: li
     name = SegmentName(after_lsn, last, after_us, through_us)
     repo.init()
     keys = repo.writer_keys()
+    still_there(repo)
     with step("encode"):
         data = segment.encode(namespace, archive_id, name, changes,
                               repo.compression == "zstd", keys)
@@ -105,10 +106,33 @@ def write_body(repo: Repository, namespace: str, archive_id: str, name: SegmentN
     write it as `write_segment` does. Returns its stored size."""
     repo.init()
     keys = repo.writer_keys()
+    still_there(repo)
     with step("encode"):
         data = segment.seal(namespace, archive_id, name, plain, count,
                             repo.compression == "zstd", keys, version)
     return _store(repo, namespace, archive_id, name, data)
+
+
+def still_there(repo: Repository) -> None:
+    """BackupInvalid when the target no longer holds its `config.json`, or
+    the key file `repo` encrypts with: the target was emptied (rm -rf, every
+    object under the prefix deleted) after `repo` read them, and what it
+    writes now would be unreadable (a target without config.json is refused
+    as damaged; a segment whose key file is gone cannot be opened). A
+    Repository reads both once, so an archiver writing every second went on
+    writing into the emptied target, and its next base too. One look (a stat,
+    or a HEAD on S3) per segment."""
+    paths = [join(repo.target.base, CONFIG)]
+    keys = repo.store.write_keys
+    if keys is not None:
+        paths.append(key_path(repo.target.base, keys.key_id))
+    with reading(repo.uri):
+        infos = repo.target.fs.get_file_info(paths)
+    gone = [p[len(repo.target.base):].lstrip("/") for p, i in zip(paths, infos, strict=True)
+            if i.type == pafs.FileType.NotFound]
+    if gone:
+        raise BackupInvalid(f"backup target '{repo.uri}' no longer holds {' and '.join(gone)} "
+                            "(it was emptied or deleted while archiving)")
 
 
 def _store(repo: Repository, namespace: str, archive_id: str, name: SegmentName,

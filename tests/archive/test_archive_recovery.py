@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from server import faults
 from server.config import Config
 from storage.archive import segment
 from storage.backup import Repository, resolve_target
-from tests.helpers import ok, rows
+from tests.helpers import ok, rows, sql
 
 from .test_archive_guards import all_ids, backups, wait_for
 from .test_archiving import FAST, segment_files, wait_shipped
@@ -34,6 +35,12 @@ def no_faults() -> Iterator[None]:
 
 async def archive(client: Any) -> list[dict[str, Any]]:
     return await rows(client, "SELECT * FROM system.archives WHERE namespace = 'app'")
+
+
+async def bases(client: Any) -> list[dict[str, Any]]:
+    """The target's backups; none while the target is gone."""
+    status, body = await sql(client, "SHOW BACKUPS FOR DATABASE app IN 'arch'")
+    return body["results"][0]["rows"] if status == 200 else []
 
 
 async def restore_end(client: Any, as_name: str, options: str = "") -> set[int]:
@@ -192,3 +199,46 @@ async def test_an_archive_restore_refuses_is_left_for_a_new_one(
     await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH "
                      f"(as_of = '{newest['end_time']}')")
     assert await all_ids(client, "r") == {1, 2, 3}
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+async def test_a_target_emptied_while_archiving_is_set_up_again(
+        client: Any, cairn_config: Config, encrypted: bool) -> None:
+    """The target's folder removed while archiving runs. Before, the archiver
+    (its config and key read once) wrote segments there, and at its 60 s
+    check a base, all without config.json (or the key file): every reader
+    then refused the target as damaged, while SHOW ARCHIVES said running.
+    Now the next segment finds it gone: failed, saying so, then a new base
+    that writes config.json and a key file again, and a new window that
+    restores."""
+    secret = f", encryption_passphrase = '{PASS}'" if encrypted else ""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' WITH (interval = '100ms'{secret})")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    await wait_shipped(client)
+    target = Path(cairn_config.backup_roots[0]) / "arch"
+    seen: list[dict[str, Any]] = []
+
+    async def watch() -> None:
+        while True:
+            seen.extend(await archive(client))
+            await asyncio.sleep(0.02)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        shutil.rmtree(target)
+        await ok(client, "INSERT INTO app.t VALUES (3)")
+        [second] = await wait_for(lambda: bases(client))
+        await ok(client, "INSERT INTO app.t VALUES (4)")
+        shown = await wait_shipped(client)
+    finally:
+        watcher.cancel()
+    assert shown["status"] == "running" and shown["last_error"] is None, shown
+    assert (target / "config.json").is_file()
+    assert encrypted == any((target / "keys").glob("*.json"))
+    assert second["label"] == "archive base"
+    said = [r["last_error"] for r in seen if r["status"] == "failed"]
+    assert said and "no longer holds config.json" in said[0], seen
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    assert await restore_end(client, "r", secret) == {1, 2, 3, 4}

@@ -6,6 +6,7 @@ a damaged segment there is refused like a damaged local one."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ import pytest
 
 from server.app import create_app
 from server.config import Config
-from tests.helpers import err, ok, rows
+from tests.helpers import err, ok, rows, sql
 from tests.storage_backup.s3server import S3Server, running
 
 from .test_archiving import wait_shipped
@@ -95,3 +96,41 @@ async def test_archive_restore_verify_on_s3(s3_client: Any, s3: S3Server, bucket
     await err(client, f"RESTORE DATABASE app FROM 'offsite' AS broken WITH (as_of = '{end}')",
               "BACKUP_INVALID")
     assert "broken" not in {n["namespace"] for n in await rows(client, "SHOW NAMESPACES")}
+
+
+async def test_a_bucket_prefix_emptied_while_archiving_is_set_up_again(
+        s3_client: Any, s3: S3Server, bucket: str) -> None:
+    """Every object under the target's prefix deleted (an expiry rule) while
+    archiving runs: before, the archiver wrote segments and, at its 60 s
+    check, a base there without config.json, and every reader refused the
+    target as damaged while SHOW ARCHIVES said running. Now the next segment
+    finds config.json gone and a new base sets the target up again."""
+    client = s3_client
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    await ok(client, "START ARCHIVING DATABASE app TO 'offsite' WITH (interval = '100ms')")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    await wait_shipped(client)
+    [first] = await rows(client, "SHOW BACKUPS FOR DATABASE app IN 'offsite'")
+    s3.fs().delete_dir_contents(f"{bucket}/{PREFIX}")  # directory markers too
+    assert s3.keys(bucket, PREFIX) == {}
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+    deadline = time.monotonic() + 20
+    while True:  # SHOW BACKUPS is NOT_FOUND while nothing is under the prefix
+        status, body = await sql(client, "SHOW BACKUPS FOR DATABASE app IN 'offsite'")
+        listed = body["results"][0]["rows"] if status == 200 else []
+        if listed and listed[0]["backup_id"] != first["backup_id"]:
+            break
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.05)
+    assert "config.json" in s3.keys(bucket, PREFIX)
+    await ok(client, "INSERT INTO app.t VALUES (4)")
+    shown = await wait_shipped(client)
+    assert shown["status"] == "running" and shown["last_error"] is None, shown
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'offsite'"))[0]
+    assert report["is_valid"] is True, report["errors"]
+    [point] = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'offsite'")
+    await ok(client, f"RESTORE DATABASE app FROM 'offsite' AS r WITH "
+                     f"(as_of = '{point['end_time']}')")
+    assert {r["id"] for r in await rows(client, "SELECT id FROM r.t")} == {1, 2, 3, 4}
