@@ -20,6 +20,8 @@ import pyarrow as pa
 
 from catalog.errors import InvalidArgument
 
+from .jsoncheck import json_problem
+
 Column = dict[str, Any]
 
 TYPE_NAMES = (
@@ -226,11 +228,12 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
                 return _parse_timestamp(col, row, value)
             raise _bad(col, row, value)
         if t == "JSON":
-            if isinstance(value, str):
-                json.loads(value, parse_constant=_not_json, parse_float=_finite)
-                return value
-            return json.dumps(value, separators=(",", ":"), default=_json_default,
-                              allow_nan=False)
+            text = value if isinstance(value, str) else json.dumps(
+                value, separators=(",", ":"), default=_json_default, allow_nan=False)
+            problem = json_problem(text)
+            if problem is not None:
+                raise _bad(col, row, value, f"{problem}:")
+            return text
     except InvalidArgument:
         raise
     except (ValueError, TypeError, ArithmeticError, OverflowError):
@@ -334,18 +337,6 @@ def _blob_of(col: Column, row: int | None, text: str) -> bytes:
         out.append(ord(ch))
         i += 1
     return bytes(out)
-
-
-def _finite(text: str) -> float:
-    """A JSON number no DOUBLE holds (`1e999`) would read back as null."""
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"{text} is out of range")
-    return number
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
 
 
 def _text_of(value: Any) -> str:

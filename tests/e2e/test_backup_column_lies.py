@@ -163,3 +163,26 @@ async def test_a_generated_id_above_its_rows_seq_is_refused(client: Any, tmp_pat
     assert row["is_valid"] is False and "_id above its row's _seq" in json.dumps(row["errors"])
     err = await error_of(client, "RESTORE DATABASE g FROM 'gk' AS copy")
     assert err["code"] == "BACKUP_INVALID" and "_id above" in err["message"], err
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ('{"k":"\\ud800"}', "lone surrogate"),
+    ("[NaN]", "is not valid JSON"),
+    ("not json", "is not valid JSON"),
+    ("[" * 600 + "]" * 600, "600 deep, more than 512"),
+])
+async def test_json_a_write_refuses_is_refused(
+        client: Any, tmp_path: Path, value: str, words: str) -> None:
+    """A JSON column holding text a write refuses (DuckDB's JSON functions
+    fail on it, or an HTTP answer, which splices the stored text in, would be
+    no JSON) verified valid and was restored."""
+    await ok(client, "CREATE NAMESPACE js; CREATE TABLE js.t (id INT PRIMARY KEY, j JSON);"
+                     "INSERT INTO js.t VALUES (1, '[1]'), (2, NULL); FLUSH TABLE js.t")
+    done = await backup(client, "BACKUP DATABASE js TO 'jv' WITH (compression = 'none')")
+    target = tmp_path / "backups" / "jv"
+    replace_file(target, "t", _rewrite(_column("j", pa.array([value, None]))))
+    row = await backup(client, f"VERIFY BACKUP '{done['backup_id']}' IN 'jv'")
+    assert row["is_valid"] is False and words in json.dumps(row["errors"]), row
+    assert "JSON column 'j'" in json.dumps(row["errors"]), row
+    err = await error_of(client, "RESTORE DATABASE js FROM 'jv' AS copy")
+    assert err["code"] == "BACKUP_INVALID" and words in err["message"], err
