@@ -36,7 +36,7 @@ from .executor import execute
 from .jobs import JobRunner
 from .pgwire import PgServer
 from .queries import ROWS_ON_THE_LOOP
-from .result import error_body
+from .result import dumps_with_raw, error_body
 from .state import Cairn
 from .text import check_header, check_text
 from .web import add_routes as add_web_console
@@ -230,7 +230,7 @@ def json_bytes(body: Any) -> bytes:
     try:
         return msgspec.json.encode(body)
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
-        return json.dumps(body).encode()
+        return dumps_with_raw(body).encode()
 
 
 # Rows encoded at once: msgspec holds the GIL for a whole call, so a large
@@ -319,7 +319,7 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
         log.log(level, "statement %s failed: %s", e.statement, e.error.message)
     body = error_body(e.error, took_ms(started), outcome.results, statement=e.statement,
                       line=e.line, column=e.column)
-    return web.json_response(body, status=e.error.status)
+    return web.json_response(body, status=e.error.status, dumps=dumps_with_raw)
 
 
 async def handle_health(request: web.Request) -> web.Response:

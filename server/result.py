@@ -2,7 +2,8 @@
 
 Every handler returns a `Result`; the HTTP layer never formats values itself.
 Values follow the contract: timestamps as ISO-8601 UTC strings with `Z`, JSON
-columns as JSON values, bytes as base64, decimals as exact strings."""
+columns as JSON values (their stored text, `msgspec.Raw`), bytes as base64,
+decimals as exact strings."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import datetime as dt
 import decimal
 import json
 import math
+import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -223,6 +227,46 @@ _SIMPLE: dict[int, str] = {
 }
 
 
+def json_raw(text: str) -> msgspec.Raw | str:
+    """A JSON column's text spliced into the answer as it is stored, not
+    parsed and written again: json.loads kept the last of two equal keys,
+    made `0.1000000000000000055511151231257827` 0.1 and `-0` 0, and failed on
+    a deep value it had accepted. Checked to be JSON first (a query's column
+    named like a JSON column may hold any text): text that is not JSON, or
+    nests past what a reader parses, is shown as a string."""
+    try:
+        return msgspec.json.decode(text, type=msgspec.Raw)
+    except (ValueError, RecursionError):  # msgspec.DecodeError; a lone surrogate
+        return text
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's value as text (pgwire): a stored text as it is."""
+    if isinstance(value, msgspec.Raw):
+        return bytes(value).decode()
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def dumps_with_raw(body: Any) -> str:
+    """json.dumps of an answer, JSON columns' text (`msgspec.Raw`) spliced in
+    as msgspec.json.encode splices it: for an error's body (the results of
+    the statements before it) and an answer msgspec refuses (text with a lone
+    surrogate, which json.dumps writes as an escape)."""
+    nonce = secrets.token_hex(8)
+    raws: list[str] = []
+
+    def mark(value: Any) -> str:
+        if not isinstance(value, msgspec.Raw):
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        raws.append(bytes(value).decode())
+        return f"\0{nonce}:{len(raws) - 1}\0"
+
+    text = json.dumps(body, default=mark)
+    if not raws:
+        return text
+    return re.sub(rf'"\\u0000{nonce}:(\d+)\\u0000"', lambda m: raws[int(m.group(1))], text)
+
+
 def to_json_value(value: Any, cairn_t: str = "") -> Any:
     """One value as the contract wants it in JSON."""
     if value is None:
@@ -230,10 +274,7 @@ def to_json_value(value: Any, cairn_t: str = "") -> Any:
     if isinstance(value, bool | int | str) and cairn_t != "JSON":
         return value
     if cairn_t == "JSON" and isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
+        return json_raw(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, dt.datetime):

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..intervals import postgres_interval
+from ..result import json_text
 from .datetimes import Days, Micros, Wide
 
 BOOL, BYTEA, CHAR, NAME, INT8, INT2, INT2VECTOR, INT4, REGPROC, TEXT, OID = (
@@ -139,9 +140,7 @@ def _single(f: float) -> float:
 
 
 def _json_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return value if isinstance(value, str) else json_text(value)
 
 
 def _ts_text(value: Any) -> str:

@@ -2,7 +2,9 @@
 `{"k":"\\ud800"}` and NaN were stored (Python's json.loads takes them), and
 the server's own JSON functions then failed on them; a value nested 1000
 deep was refused as "the statement nests too deeply", and values nested
-973 and 900 deep were taken and then could not be read over HTTP."""
+973 and 900 deep were taken and then could not be read over HTTP. And an
+HTTP answer re-parsed JSON: duplicate keys lost,
+0.1000000000000000055511151231257827 became 0.1, -0 became 0."""
 
 from __future__ import annotations
 
@@ -20,6 +22,30 @@ async def app(client: Any) -> Any:
     await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.j (id INT PRIMARY KEY, js JSON, "
                      "tx TEXT)")
     return client
+
+
+async def raw_answer(client: Any, text: str) -> str:
+    resp = await client.post("/api/sql", json={"sql": text})
+    return str(await resp.text())
+
+
+async def test_a_json_answer_is_the_stored_text(app: Any) -> None:
+    stored = ['{"a":1,"a":2}', "0.1000000000000000055511151231257827", "-0",
+              '{"amount": 12345678901234567.89}', "null", "[1e-400, 1E+2]"]
+    values = ", ".join(f"({i}, '{v}')" for i, v in enumerate(stored))
+    await ok(app, f"INSERT INTO app.j (id, js) VALUES {values}, (99, NULL)")
+    answer = await raw_answer(app, "SELECT js FROM app.j ORDER BY id")
+    assert "".join(f'{{"js":{v}}},' for v in stored) + '{"js":null}' in answer, answer
+    # An error's body carries the results before it, JSON as stored too.
+    answer = await raw_answer(app, "SELECT js FROM app.j WHERE id = 0; SELECT nope")
+    assert '{"js": {"a":1,"a":2}}' in answer and json.loads(answer)["status"] == "error", answer
+    # Text that is not JSON in a column named like one (any query can make it) is a string.
+    answer = await raw_answer(app, "SELECT 'not json' AS js FROM app.j WHERE id = 0")
+    assert '"rows":[{"js":"not json"}]' in answer, answer
+    # JSON null and SQL NULL read alike over HTTP; IS NULL tells them apart.
+    assert await rows(app, "SELECT id, js IS NULL AS sql_null FROM app.j WHERE id IN (4, 99) "
+                           "ORDER BY id") == [{"id": 4, "sql_null": False},
+                                              {"id": 99, "sql_null": True}]
 
 
 async def test_json_as_deep_as_the_limit_is_written_and_read(app: Any) -> None:

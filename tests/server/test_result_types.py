@@ -3,6 +3,7 @@ the types looked up by Arrow type id say what the full chain of checks says."""
 
 from __future__ import annotations
 
+import msgspec
 import pyarrow as pa
 import pytest
 
@@ -101,7 +102,12 @@ def test_answers_made_a_column_at_a_time_are_the_values_one_at_a_time() -> None:
 
 def _same(got: list[dict[str, object]], want: list[dict[str, object]]) -> None:
     for g, w in zip(got, want, strict=True):
-        assert {k: repr(v) for k, v in g.items()} == {k: repr(v) for k, v in w.items()}
+        assert {k: _shown(v) for k, v in g.items()} == {k: _shown(v) for k, v in w.items()}
+
+
+def _shown(value: object) -> str:
+    """repr, and a JSON column's text (msgspec.Raw, whose repr is its address) as it is."""
+    return f"Raw({bytes(value)!r})" if isinstance(value, msgspec.Raw) else repr(value)
 
 
 def test_a_time_before_the_year_1000_has_four_digits_of_year() -> None:
@@ -116,3 +122,19 @@ def test_a_time_before_the_year_1000_has_four_digits_of_year() -> None:
         table = pa.table({"t": pa.array(times * n, pa.timestamp("us"))})
         got = [r["t"] for r in Result.of_arrow(table).to_json()["rows"]]
         assert got == want * n
+
+
+def test_json_text_is_spliced_into_an_answer_as_stored() -> None:
+    """A JSON column's text goes into the answer as it is (msgspec.Raw), also
+    where json.dumps writes it: an error's body, and an answer msgspec
+    refuses (a lone surrogate in a text). Text that is not JSON is a string."""
+    from server.app import json_bytes
+    from server.result import dumps_with_raw, json_raw
+    body = {"rows": [{"a": json_raw('{"a":1,"a":2}'), "b": json_raw(" -0 "),
+                      "c": json_raw("not json"), "d": json_raw("[" * 5000 + "]" * 5000)}]}
+    assert json_bytes(body) == (b'{"rows":[{"a":{"a":1,"a":2},"b":-0,"c":"not json","d":"'
+                                + b"[" * 5000 + b"]" * 5000 + b'"}]}')
+    body["rows"][0]["e"] = "\ud800"
+    assert dumps_with_raw(body).startswith(
+        '{"rows": [{"a": {"a":1,"a":2}, "b": -0, "c": "not json"')
+    assert json_bytes(body).endswith(b'"e": "\\ud800"}]}')
