@@ -39,7 +39,7 @@ from .types import (
     coerce,
     default_value,
 )
-from .values import by_name, py_values, unsupported_arg, values_rows, with_of
+from .values import by_name, query_values, unsupported_arg, values_rows, with_of
 
 
 def resolve(engine: Writer, node: exp.Expression, default_namespace: str | None) -> TableState:
@@ -87,16 +87,14 @@ def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> i
     owner = _owner(st, user)
     source = e.expression
     if isinstance(source, exp.Values):
-        rows = values_rows(engine, source, user, ns)
+        rows = values_rows(engine, source, user, ns, _targets(st, names))
     elif isinstance(source, exp.Query):
         source = with_of(e, source)
         sandbox.check_query(source)  # type: ignore[arg-type]
         result = engine.select(source, user, ns)  # type: ignore[arg-type]
         if e.args.get("by_name"):  # INSERT INTO t BY NAME SELECT ...: the SELECT's names
             names = by_name(names, result.column_names)
-        named = [c["name"] for c in _targets(st, names)] + result.column_names
-        cols = [py_values(result.column(i), f"Column '{named[i]}'")
-                for i in range(result.num_columns)]
+        cols = query_values(_targets(st, names), result)
         rows = [list(r) for r in zip(*cols, strict=False)] if cols else []
     else:
         raise InvalidArgument("INSERT needs VALUES or a SELECT")
@@ -470,7 +468,7 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
             return 0
         data: dict[str, Any] = {c["name"]: found.column(c["name"]) for c in st.columns}
         for i, (col, _) in enumerate(sets):
-            values = py_values(found.column(f"#set{i}"), f"Column '{col['name']}'")
+            values = query_values([col], found.select([f"#set{i}"]))[0]
             data[col["name"]] = [coerce(col, v, r + 1) for r, v in enumerate(values)]
         del found  # _append frees the rows' columns once encoded
         data[DELETED] = pa.array([False] * n, pa.bool_()) if DELETED in cols else None

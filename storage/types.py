@@ -7,10 +7,8 @@ again never shows the values of its predecessor)."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import decimal
-import json
 import math
 import re
 import struct
@@ -21,6 +19,7 @@ import pyarrow as pa
 from catalog.errors import InvalidArgument
 
 from .jsoncheck import json_problem
+from .spelling import json_of, number_sql, spelled
 
 Column = dict[str, Any]
 
@@ -228,8 +227,7 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
                 return _parse_timestamp(col, row, value)
             raise _bad(col, row, value)
         if t == "JSON":
-            text = value if isinstance(value, str) else json.dumps(
-                value, separators=(",", ":"), default=_json_default, allow_nan=False)
+            text = value if isinstance(value, str) else json_of(value)
             problem = json_problem(text)
             if problem is not None:
                 raise _bad(col, row, value, f"{problem}:")
@@ -340,20 +338,14 @@ def _blob_of(col: Column, row: int | None, text: str) -> bytes:
 
 
 def _text_of(value: Any) -> str:
+    """A number as DuckDB's CAST(... AS VARCHAR) spells it (`1e5` is a DOUBLE
+    to it, '100000.0'; INSERT ... SELECT and DEFAULT gave that, a literal '1E+5')."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
-    return str(value)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return spelled(number_sql(value), "VARCHAR")
     return str(value)
 
 

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import re
 from typing import Any
 
+import pyarrow as pa
 from sqlglot import exp
 
 from catalog.errors import InvalidArgument
 
 from . import sandbox
 from .ports import Selector
+from .spelling import NumberText, json_column, number_sql
 
 
 class _NotLiteral(Exception):
     pass
+
+
+_PLAIN = re.compile(r"[0-9]+\.[0-9]+")
 
 
 def literal(node: exp.Expression) -> Any:
@@ -31,12 +35,18 @@ def literal(node: exp.Expression) -> Any:
         if node.is_string:
             return node.this
         text = node.this
-        return int(text) if re.fullmatch(r"\d+", text) else decimal.Decimal(text)
+        if re.fullmatch(r"\d+", text):
+            return int(text)
+        # `1e5` is a DOUBLE to DuckDB, `5.` a DECIMAL(1,0): the text says what
+        # a Decimal does not (`ddd.ddd` it does; the fast path's Decimal too).
+        return decimal.Decimal(text) if _PLAIN.fullmatch(text) else NumberText.of(text, text)
     if isinstance(node, exp.Neg):
         value = literal(node.this)
         if isinstance(value, decimal.Decimal):
             # Exact: `-value` rounds to the context's 28 digits, and an
             # acknowledged DECIMAL(38,10) lost its last digits.
+            if isinstance(value, NumberText):
+                return NumberText.of(value.copy_negate(), f"-({number_sql(value)})")
             return value.copy_negate()
         if isinstance(value, int) and not isinstance(value, bool):
             return -value
@@ -70,9 +80,11 @@ def _cast(to: Any, text: str) -> Any:
     raise _NotLiteral
 
 
-def values_rows(engine: Selector, values: exp.Values, user: str | None, ns: str | None) -> list[list[Any]]:
+def values_rows(engine: Selector, values: exp.Values, user: str | None, ns: str | None,
+                targets: list[dict[str, Any]] | None = None) -> list[list[Any]]:
     """VALUES rows as Python values: literals directly, other expressions
-    (now(), 1 + 2, casts) evaluated by DuckDB in one query."""
+    (now(), 1 + 2, casts) evaluated by DuckDB in one query, each as written
+    into its column of `targets` (`as_written`)."""
     rows: list[list[Any]] = []
     complex_cells: list[tuple[int, int, exp.Expression]] = []
     for i, tup in enumerate(values.expressions):
@@ -90,8 +102,9 @@ def values_rows(engine: Selector, values: exp.Values, user: str | None, ns: str 
         sel = exp.select(*[exp.alias_(c.copy(), f"c{k}") for k, (_, _, c) in enumerate(complex_cells)])
         result = engine.select(sel, user, ns)
         for k, (i, j, _) in enumerate(complex_cells):
-            value = py_values(result.column(k), f"value {j + 1} of row {i + 1}")[0]
-            rows[i][j] = value if not isinstance(value, dict | list) else _json(value)
+            what = f"value {j + 1} of row {i + 1}"
+            col = targets[j] if targets is not None and j < len(targets) else None
+            rows[i][j] = py_values(as_written(col, result.column(k), what), what)[0]
     return rows
 
 
@@ -107,8 +120,43 @@ def py_values(column: Any, what: str) -> list[Any]:
             "stored") from None
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, default=str)
+def as_written(col: dict[str, Any] | None, column: pa.ChunkedArray | pa.Array,
+               what: str) -> pa.ChunkedArray | pa.Array:
+    """A query's column as it is written into `col`, as DuckDB's cast to the
+    column's type gives it: into JSON any value but text is DuckDB's JSON of it
+    (a DECIMAL a number, not the string "1.5"; a BLOB in a struct its text,
+    not base64); into TEXT a value but text, a number or a BLOB is DuckDB's
+    text of it (a REAL 0.1 '0.1', not '0.10000000149011612'). A struct, list
+    or map for no column is JSON. INVALID_ARGUMENT naming `what` if DuckDB
+    refuses."""
+    t = column.type
+    if col is not None and col["type"] == "TEXT":
+        to = "VARCHAR" if not (_as_is(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)
+                               or pa.types.is_binary(t) or pa.types.is_large_binary(t)) else None
+    elif col is not None and col["type"] == "JSON" or col is None and pa.types.is_nested(t):
+        to = "JSON" if not _as_is(t) else None
+    else:
+        to = None
+    if to is None:
+        return column
+    try:
+        return json_column(column, to)
+    except ValueError as exc:
+        raise InvalidArgument(f"{what}: {exc}") from None
+
+
+def _as_is(t: pa.DataType) -> bool:
+    """Text (JSON text into a JSON column), or no value at all."""
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t))
+
+
+def query_values(targets: list[dict[str, Any]], result: pa.Table) -> list[list[Any]]:
+    """An INSERT ... SELECT's columns as Python values, each as written into
+    its column of `targets` (the names in errors)."""
+    named = [c["name"] for c in targets] + result.column_names
+    return [py_values(as_written(targets[i] if i < len(targets) else None, result.column(i),
+                                 f"Column '{named[i]}'"),
+                      f"Column '{named[i]}'") for i in range(result.num_columns)]
 
 
 def unsupported_arg(e: exp.Expression, args: tuple[str, ...]) -> str | None:

@@ -1,10 +1,11 @@
-"""JSON a write takes is JSON DuckDB and every reader take. Found by trying:
-`{"k":"\\ud800"}` and NaN were stored (Python's json.loads takes them), and
-the server's own JSON functions then failed on them; a value nested 1000
-deep was refused as "the statement nests too deeply", and values nested
-973 and 900 deep were taken and then could not be read over HTTP. And an
-HTTP answer re-parsed JSON: duplicate keys lost,
-0.1000000000000000055511151231257827 became 0.1, -0 became 0."""
+"""JSON and TEXT values as DuckDB gives them, on every path, and JSON answers
+that are the stored text. Found by trying: `INSERT ... VALUES (1.5)` into a
+JSON column stored the string "1.5" (a BLOB in a struct Python's `b'x'`), a
+TEXT column took `1e5` as '1E+5' (DuckDB: '100000.0'); an HTTP answer
+re-parsed JSON (duplicate keys lost, 0.1000000000000000055511151231257827
+became 0.1, -0 became 0) and failed on a deep value a write had accepted;
+`{"k":"\\ud800"}` and NaN were stored, and the server's own JSON functions
+then failed on them."""
 
 from __future__ import annotations
 
@@ -27,6 +28,56 @@ async def app(client: Any) -> Any:
 async def raw_answer(client: Any, text: str) -> str:
     resp = await client.post("/api/sql", json={"sql": text})
     return str(await resp.text())
+
+
+NUMBERS = ["1.5", "1e5", "-1.5", "-0.0", "0.1e1", "1e-7", "1.50", "12345678901234567.89",
+           "99999999999999999999", "-(2.5)"]
+
+
+@pytest.mark.parametrize("number", NUMBERS)
+async def test_a_number_is_stored_as_duckdbs_cast_gives_it(app: Any, number: str) -> None:
+    """Into JSON: a JSON number as CAST(n AS JSON) writes it; into TEXT, as
+    CAST(n AS VARCHAR) spells it; by VALUES, INSERT ... SELECT and UPDATE alike."""
+    await ok(app, f"INSERT INTO app.j VALUES (1, {number}, {number});"
+                  f"INSERT INTO app.j SELECT 2, {number}, {number};"
+                  "INSERT INTO app.j VALUES (3, NULL, NULL);"
+                  f"UPDATE app.j SET js = {number}, tx = {number} WHERE id = 3")
+    want = (await rows(app, f"SELECT CAST({number} AS JSON)::VARCHAR AS j, "
+                            f"CAST({number} AS VARCHAR) AS t"))[0]
+    got = await rows(app, "SELECT id, js::VARCHAR AS j, json_type(js) AS jt, tx FROM app.j "
+                          "ORDER BY id")
+    assert [(r["j"], r["tx"]) for r in got] == [(want["j"], want["t"])] * 3
+    assert {r["jt"] for r in got} <= {"DOUBLE", "UBIGINT", "BIGINT", "HUGEINT"}, got
+
+
+@pytest.mark.parametrize("value", [
+    "0.1::REAL", "1e20::DOUBLE", "TIMESTAMP '2024-06-01 12:00:00.5'", "make_date(2024, 6, 1)",
+    "{'a': 1.5, 'b': [1, 2]}", "[1.5, NULL]", "INTERVAL 1 DAY", "1.5 + 0", "true", "12::BIGINT",
+    "0.5::DECIMAL(1,1)", "TIMESTAMPTZ '2024-06-01 12:00:00+05:30'"])
+async def test_a_computed_value_is_stored_as_duckdbs_cast_gives_it(app: Any, value: str) -> None:
+    """A value an expression computes (`VALUES (0.1::REAL)`, a query's
+    column, an UPDATE's) into TEXT was Python's text of it
+    ('0.10000000149011612', '2024-06-01 12:00:00.500000', a dict's repr)."""
+    await ok(app, f"INSERT INTO app.j VALUES (1, {value}, {value});"
+                  f"INSERT INTO app.j SELECT 2, {value}, {value};"
+                  "INSERT INTO app.j VALUES (3, NULL, NULL);"
+                  f"UPDATE app.j SET js = {value}, tx = {value} WHERE id = 3")
+    want = (await rows(app, f"SELECT CAST({value} AS JSON)::VARCHAR AS j, "
+                            f"CAST({value} AS VARCHAR) AS t"))[0]
+    got = await rows(app, "SELECT js::VARCHAR AS j, tx FROM app.j ORDER BY id")
+    assert [(r["j"], r["tx"]) for r in got] == [(want["j"], want["t"])] * 3
+
+
+async def test_nested_values_are_duckdbs_json_of_them(app: Any) -> None:
+    value = ("{'price': 9.99, 'tags': [1.5, 2.5], 'b': 'x'::BLOB, 'z': '\\xFF'::BLOB, "
+             "'t': TIMESTAMP '2024-06-01 12:00:00', 'm': MAP {1: 2.5}}")
+    await ok(app, f"INSERT INTO app.j (id, js) VALUES (1, {value});"
+                  f"INSERT INTO app.j (id, js) SELECT 2, {value};"
+                  f"INSERT INTO app.j (id) VALUES (3); UPDATE app.j SET js = {value} WHERE id = 3")
+    want = (await rows(app, f"SELECT CAST({value} AS JSON)::VARCHAR AS j"))[0]["j"]
+    assert '"price":9.99' in want and '"b":"x"' in want
+    got = await rows(app, "SELECT js::VARCHAR AS j FROM app.j ORDER BY id")
+    assert [r["j"] for r in got] == [want] * 3
 
 
 async def test_a_json_answer_is_the_stored_text(app: Any) -> None:

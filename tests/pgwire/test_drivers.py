@@ -116,6 +116,16 @@ def test_psycopg_transactions_are_accepted(typed: PgServer) -> None:
         conn.commit()
 
 
+def test_a_numeric_parameter_into_json_or_text_is_as_duckdb_casts_it(typed: PgServer) -> None:
+    """A NUMERIC parameter into a JSON column was the JSON string "1.5"."""
+    with psycopg.connect(typed.dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO types.all_types (id, j, t) VALUES (%s, %s, %s)",
+                     (60, decimal.Decimal("1.5"), decimal.Decimal("-2.50")))
+        got = conn.execute("SELECT j::VARCHAR, json_type(j), t, CAST(-2.50 AS VARCHAR) "
+                           "FROM types.all_types WHERE id = 60").fetchone()
+        assert got == ("1.5", "DOUBLE", "-2.50", "-2.50")
+
+
 def test_asyncpg_types_prepared_and_errors(typed: PgServer) -> None:
     async def main() -> None:
         conn = await asyncpg.connect(typed.url())

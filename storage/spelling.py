@@ -1,0 +1,114 @@
+"""Values spelled as DuckDB spells them.
+
+A value written into a TEXT or JSON column is stored as the query engine
+would give it for the same SQL: `1e5` is a DOUBLE to DuckDB (`'100000.0'` as
+text), `1.5` a DECIMAL (a JSON number, not the string `"1.5"`), a BLOB inside
+a struct is DuckDB's text of it. Rather than copy DuckDB's rules, a private
+in-memory DuckDB (no file or network access) is asked."""
+
+from __future__ import annotations
+
+import decimal
+import functools
+import threading
+from typing import Any
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from .sandbox import in_utc, scratch_config
+
+
+class NumberText(decimal.Decimal):
+    """A number literal's value with its SQL text: DuckDB reads `1e5` as a
+    DOUBLE and `1.50` as a DECIMAL(3,2), which a Decimal alone does not say."""
+
+    sql: str
+
+    @classmethod
+    def of(cls, value: decimal.Decimal | str, sql: str) -> NumberText:
+        out = cls(value)
+        out.sql = sql
+        return out
+
+
+_lock = threading.Lock()
+_con: duckdb.DuckDBPyConnection | None = None
+
+
+def _run(query: str, table: pa.Table | None = None) -> list[Any]:
+    global _con
+    with _lock:
+        if _con is None:
+            con = duckdb.connect(":memory:", config=scratch_config())
+            in_utc(con)  # a TIMESTAMP WITH TIME ZONE as the server's DuckDB writes it
+            con.execute("SET python_enable_replacements = false")
+            con.execute("SET enable_external_access = false")
+            _con = con
+        if table is None:
+            return [r[0] for r in _con.execute(query).fetchall()]
+        _con.register("v", table)
+        try:
+            return [r[0] for r in _con.execute(query).fetchall()]
+        finally:
+            _con.unregister("v")
+
+
+@functools.lru_cache(maxsize=4096)
+def spelled(sql: str, to: str) -> str:
+    """DuckDB's `CAST(<sql> AS <to>)` as text: `sql` is a literal Cairn made
+    (a number, a quoted date), never a client's text. ValueError if DuckDB
+    refuses it."""
+    try:
+        value = _run(f"SELECT CAST(CAST({sql} AS {to}) AS VARCHAR)")[0]
+    except duckdb.Error as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+    return str(value)
+
+
+def number_sql(value: decimal.Decimal | float) -> str:
+    """A number as the SQL literal DuckDB reads as it was written: a literal's
+    own text; a Decimal with its digits (`1.50`, a DECIMAL(3,2); `1E+5`, from
+    an exponent, a DOUBLE); a float as a DOUBLE."""
+    if isinstance(value, NumberText):
+        return value.sql
+    if isinstance(value, float):
+        return f"CAST('{value!r}' AS DOUBLE)"
+    magnitude = value.copy_abs()
+    exponent = magnitude.as_tuple().exponent
+    digits = str(magnitude) if isinstance(exponent, int) and exponent > 0 else format(magnitude, "f")
+    return f"-({digits})" if value.is_signed() else digits
+
+
+def json_column(column: pa.Array | pa.ChunkedArray, to: str = "JSON") -> pa.Array:
+    """A column of any type as DuckDB's CAST(... AS JSON) text (nested values,
+    decimals, blobs, times as DuckDB writes them), or `to` VARCHAR. ValueError
+    if DuckDB refuses."""
+    try:
+        values = _run(f"SELECT CAST(CAST(c AS {to}) AS VARCHAR) FROM v", pa.table({"c": column}))
+    except duckdb.Error as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+    return pa.array(values, pa.string())
+
+
+def json_of(value: Any) -> str:
+    """A Python value (a literal, a default, a query's value) as the JSON text
+    DuckDB's cast to JSON gives for it."""
+    if isinstance(value, decimal.Decimal | float) and not isinstance(value, bool):
+        return spelled(number_sql(value), "JSON")
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return msgspec.json.encode(value).decode()
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json_of(str(k))}:{json_of(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        return json_of(dict(value))  # a MAP, as Arrow gives it
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(json_of(v) for v in value) + "]"
+    return str(json_column(pa.array([value]))[0])
