@@ -338,12 +338,16 @@ def _blob_of(col: Column, row: int | None, text: str) -> bytes:
 
 
 def _text_of(value: Any) -> str:
-    """A number as DuckDB's CAST(... AS VARCHAR) spells it (`1e5` is a DOUBLE
-    to it, '100000.0'; INSERT ... SELECT and DEFAULT gave that, a literal '1E+5')."""
+    """A value as DuckDB's CAST(... AS VARCHAR) spells it: a number (`1e5` is
+    a DOUBLE to it, '100000.0'; INSERT ... SELECT and DEFAULT gave that, a
+    literal '1E+5'), a time ('12:00:00.5', not '12:00:00.500000')."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
+        zone = "+00" if value.tzinfo is not None else ""
+        naive = value.astimezone(dt.UTC).replace(tzinfo=None) if zone else value
+        text = naive.isoformat(sep=" ")
+        return (text.rstrip("0") if naive.microsecond else text) + zone
     if isinstance(value, decimal.Decimal) and value.is_finite():
         return spelled(number_sql(value), "VARCHAR")
     return str(value)
