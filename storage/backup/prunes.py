@@ -14,10 +14,16 @@ finds present stays present (any later prune sees the lock).
   locks to its last delete; settling passes through it.
 - Across processes, prune announces itself with `prunes/<token>.json`
   (`{"host", "pid", "started_at"}`) before it reads the locks, rewrites it every
-  minute while it runs, and removes it after its last delete. Settling waits
-  while a marker of another live process is present. A marker of a dead process
-  on this host, or one not rewritten for `STALE_SECONDS` (or dated that far in
-  the future), is left over from a crash or planted: it is ignored and removed.
+  minute from a background thread for its whole run (reading included), and
+  removes it after its last delete. Settling waits while a marker of another
+  live process is present. On this host a marker is live exactly while its
+  process is (the same process: one that started after the marker was written
+  has reused the pid), whatever its age. A marker of another host is live while
+  it is rewritten: one not rewritten for `STALE_SECONDS` (or dated that far in
+  the future) by the *store's* clock (its mtime against that of a file written
+  now) is left over from a crash or planted: it is ignored and removed.
+- A prune whose marker was removed by another (taken for a leftover) stops
+  before it deletes anything (Unavailable): a backup may have relied on it.
 """
 
 from __future__ import annotations
@@ -30,19 +36,24 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pyarrow.fs as pafs
 
+from catalog.errors import Unavailable
+
 from . import records
 from .atomic import delete_quietly, read_small, write_small
-from .layout import PRUNES, join, utc_now
+from .layout import PRUNES, join, temp_path, utc_now
 from .oserrors import reading
+from .procs import process_state
 from .targets import Target
 from .transfer import ShouldStop, check_stop
 
 STALE_SECONDS = 600.0  # a marker not rewritten for this long belongs to a dead prune
 REFRESH_SECONDS = 60.0  # how often a running prune rewrites its marker
 POLL_SECONDS = 0.05
+CLOCK_SECONDS = 60.0  # how long a measured offset of a store's clock is reused
 
 _mutexes: dict[str, threading.Lock] = {}
 _mutexes_guard = threading.Lock()
@@ -55,26 +66,60 @@ def target_mutex(uri: str) -> threading.Lock:
 
 
 class PruneMarker:
-    """`prunes/<token>.json` while one prune runs (see the module docstring)."""
+    """`prunes/<token>.json` while one prune runs (see the module docstring).
+    `start` writes it and starts the thread that rewrites it every
+    REFRESH_SECONDS; `check` raises once another has removed it."""
 
     def __init__(self, target: Target, durable: bool = True) -> None:
         self.target = target
         self.durable = durable
         self.path = join(target.base, PRUNES, f"{secrets.token_hex(8)}.json")
-        self._written = 0.0
+        self.lost = False
+        self._done = threading.Event()
+        self._guard = threading.Lock()  # a rewrite never lands after remove
+        self._thread: threading.Thread | None = None
 
     def write(self) -> None:
         doc = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": utc_now()}
         write_small(self.target, self.path, json.dumps(doc).encode(), self.durable)
-        self._written = time.monotonic()
 
-    def refresh(self) -> None:
-        """Rewrite the marker if a minute has passed, so it never looks stale."""
-        if time.monotonic() - self._written >= REFRESH_SECONDS:
-            self.write()
+    def start(self) -> None:
+        self.write()
+        self._thread = threading.Thread(target=self._refresh_loop, daemon=True,
+                                        name="cairn-prune-marker")
+        self._thread.start()
+
+    def _refresh_loop(self) -> None:
+        while not self._done.wait(REFRESH_SECONDS):
+            with self._guard:
+                if self._done.is_set():
+                    return
+                try:
+                    if read_small(self.target, self.path) is None:
+                        self.lost = True  # another took it for a leftover
+                        return
+                    self.write()
+                except Exception:  # a failed rewrite is tried again; check() looks too
+                    pass
+
+    def check(self, look: bool = False) -> None:
+        """Unavailable if another server removed this marker (it took this prune
+        for a dead one, and a backup may rely on what it would delete);
+        `look` reads the target, else only what the refresher saw."""
+        if look and not self.lost:
+            self.lost = read_small(self.target, self.path) is None
+        if self.lost:
+            raise Unavailable(
+                f"prune of backup target '{self.target.uri}' stopped before deleting: its "
+                f"marker '{PRUNES}/{self.path.rsplit('/', 1)[-1]}' was removed by another "
+                "server that took it for a crash leftover (do the servers' clocks differ?); "
+                "the objects stay until the next prune"
+            )
 
     def remove(self) -> None:
-        delete_quietly(self.target, self.path)
+        self._done.set()
+        with self._guard:
+            delete_quietly(self.target, self.path)
 
 
 @contextlib.contextmanager
@@ -83,7 +128,7 @@ def pruning(target: Target, durable: bool = True) -> Iterator[PruneMarker]:
     with target_mutex(target.uri):
         _live_markers(target)  # removes those left by crashed prunes
         marker = PruneMarker(target, durable)
-        marker.write()
+        marker.start()
         try:
             yield marker
         finally:
@@ -146,33 +191,54 @@ def _marker_state(target: Target, info: pafs.FileInfo) -> str:
     marker = records.decode(
         data, records.PruneMarker, f"prune marker '{PRUNES}/{name}' of backup target '{target.uri}'"
     )
+    mtime = info.mtime_ns
+    age = 0 if mtime is None else _store_now_ns(target, mtime) - mtime
+    if age < -STALE_SECONDS * 1e9:
+        # Dated that far in the future, which no prune writes (one planted with
+        # a mtime in 2100 was waited for for ever by every BACKUP, RESTORE and
+        # DROP BACKUP of its target, each holding a job slot).
+        return "dead"
     if marker.host == socket.gethostname():
         if marker.pid == os.getpid():
             return "own"
-        if not _alive(marker.pid):
+        state = process_state(marker.pid, _when(marker.started_at))
+        if state == "dead":
             return "dead"
-    mtime = info.mtime_ns
-    if mtime is not None and abs(time.time_ns() - mtime) > STALE_SECONDS * 1e9:
-        # Not rewritten for STALE_SECONDS; or written that far in the future,
-        # which no prune does (one planted with a mtime in 2100 was never
-        # stale: every BACKUP, RESTORE and DROP BACKUP of its target waited
-        # for it for ever, holding a job slot each).
-        return "dead"
-    return "live"
+        if state == "alive":
+            return "live"  # a prune still running, however long since it wrote
+    return "dead" if age > STALE_SECONDS * 1e9 else "live"  # not rewritten for so long
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process of this host runs. A zombie does not: a job process
-    killed with its server (storage/jobproc.py) stays one until its new parent
-    reaps it, and its marker must not hold up the restarted server's sweep."""
+def _when(stamp: str) -> float:
+    return datetime.strptime(stamp[:23], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+
+
+_clock: dict[str, tuple[float, int]] = {}  # uri -> (when measured, store minus local ns)
+
+
+def _store_now_ns(target: Target, mtime: int) -> int:
+    """Now by the clock that stamps the target's files. This server's own clock
+    when the marker's age by it is plainly fine; else a file is written to
+    `tmp/` and its mtime read (a server whose clock ran 11 minutes ahead took a
+    running prune for a dead one). The offset is reused for a minute."""
+    local = time.time_ns()
+    if abs(local - mtime) <= STALE_SECONDS * 1e9:
+        return local
+    seen = _clock.get(target.uri)
+    if seen is not None and time.monotonic() - seen[0] < CLOCK_SECONDS:
+        return local + seen[1]
+    probe = temp_path(target.base)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b") ", 1)[1][:1] not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return True  # no /proc: what os.kill said
+        if target.fs.type_name != "s3":
+            target.fs.create_dir(probe.rsplit("/", 1)[0], recursive=True)
+        with target.fs.open_output_stream(probe):
+            pass
+        stamp: int | None = target.fs.get_file_info(probe).mtime_ns
+    except OSError:
+        return local  # cannot write there: this server's clock is all there is
+    finally:
+        delete_quietly(target, probe)
+    if stamp is None:
+        return local
+    _clock[target.uri] = (time.monotonic(), stamp - local)
+    return stamp

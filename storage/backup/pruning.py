@@ -234,8 +234,9 @@ class LocksAndPrune:
             doomed = {oid: size for oid, size in present.items() if oid not in in_use}
             if before_delete is not None:
                 before_delete(set(doomed))
+            marker.check(look=bool(doomed))  # taken for a dead prune: delete nothing
             for oid in doomed:
-                marker.refresh()
+                marker.check()
                 self.store.delete(oid)
         return sum(doomed.values())
 

@@ -23,6 +23,9 @@ from catalog import Job, utcnow
 from server import faults
 from server.app import create_app
 from server.config import Config
+from storage import jobproc
+from storage.backup import prunes as prunes_module
+from storage.backup.layout import utc_now
 from tests.helpers import Gate, fill, job_row, ok, sql, state, target_files, wait_job
 
 
@@ -329,13 +332,19 @@ def sleeper() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
 
 
-@pytest.mark.parametrize("marker", ["live", "dead_pid", "stale"])
+@pytest.mark.parametrize(
+    "marker", ["live", "dead_pid", "stale", "old_live", "reused_pid", "skewed_clock"])
 async def test_a_backup_waits_only_for_a_live_prune_of_another_process(
-    client: Any, tmp_path: Path, marker: str
+    client: Any, tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Across processes a prune announces itself in `prunes/`: a backup waits
     while one of another live process is there, and ignores (and removes) one
-    left by a process that died or that has not been rewritten for ten minutes."""
+    left by a process that died or that has not been rewritten for ten minutes.
+    On this host a marker whose process runs is live whatever its age
+    (`old_live`: a prune whose read phase took 11 minutes was taken for dead),
+    unless that process started after the marker was written (`reused_pid`).
+    Age is the store's: a server whose clock is 11 minutes ahead waits for a
+    fresh marker of another host (`skewed_clock`)."""
     await fill(client, files=1)
     prunes = tmp_path / "backups" / "nightly" / "prunes"
     prunes.mkdir(parents=True)
@@ -345,18 +354,24 @@ async def test_a_backup_waits_only_for_a_live_prune_of_another_process(
         if marker == "dead_pid":
             other.kill()
             other.wait()
-        doc = {"host": socket.gethostname() if marker != "stale" else "elsewhere",
-               "pid": other.pid, "started_at": "2026-01-01T00:00:00.000Z"}
+        started = "2026-01-01T00:00:00.000Z" if marker == "reused_pid" else utc_now()
+        doc = {"host": "elsewhere" if marker in ("stale", "skewed_clock") else socket.gethostname(),
+               "pid": other.pid, "started_at": started}
         path.write_text(json.dumps(doc))
-        if marker == "stale":
+        if marker in ("stale", "old_live"):
             old = time.time() - 3600
             os.utime(path, (old, old))
+        if marker == "skewed_clock":
+            ahead = time.time_ns() + 660 * 10**9
+            monkeypatch.setattr(prunes_module.time, "time_ns", lambda: ahead)
+            monkeypatch.setattr(jobproc, "_mode", "off")  # the job runs in this process
         job_id = (await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (detached = true)"))[
             0]["rows"][0]["job_id"]
-        if marker == "live":
+        if marker in ("live", "old_live", "skewed_clock"):
             await asyncio.sleep(0.3)
             row = await job_row(client, job_id)
             assert row["status"] == "running" and row["files_done"] == 0
+            assert path.exists()
             path.unlink()  # the other process's prune has finished
         done = await wait_job(client, job_id)
         assert done["status"] == "completed", done

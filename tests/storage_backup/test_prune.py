@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from catalog.errors import AlreadyExists, BackupInvalid
-from storage.backup import Repository
+from catalog.errors import AlreadyExists, BackupInvalid, Unavailable
+from storage.backup import Repository, prunes
 from storage.backup.locks import BackupLock
 
 from .conftest import MakeFile, Source, manifest_doc, object_file
@@ -196,3 +197,48 @@ def test_failed_backup_leaves_nothing_behind(
     assert repo.list_locks() == []
     assert repo.verify("bk-1", contents=False).is_valid
     assert repo.verify("bk-2", contents=False).is_valid
+
+
+def _markers(repo: Repository) -> list[Path]:
+    return sorted((Path(repo.target.base) / "prunes").glob("*.json"))
+
+
+def test_a_prune_rewrites_its_marker_through_its_whole_run(
+    repo: Repository, two_backups: dict[str, Source], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marker is rewritten from the prune's start to its last delete, the
+    manifests read and a keep_last's manifest deletions (`first`) included: it
+    was rewritten only inside the delete loop, so a read phase of ten minutes
+    left it looking like a dead prune's, and another server removed it."""
+    monkeypatch.setattr(prunes, "REFRESH_SECONDS", 0.05)
+    seen: list[int] = []
+
+    def first() -> None:
+        seen.append(_markers(repo)[0].stat().st_mtime_ns)
+        repo.delete_manifest("bk-1")
+        time.sleep(0.4)
+
+    def before_delete(oids: set[str]) -> None:
+        seen.append(_markers(repo)[0].stat().st_mtime_ns)
+
+    assert repo.prune(first=first, before_delete=before_delete) == 1000
+    assert seen[1] > seen[0]
+    assert _markers(repo) == []
+
+
+def test_a_prune_whose_marker_another_removed_deletes_nothing(
+    repo: Repository, two_backups: dict[str, Source]
+) -> None:
+    """Another server that took this prune for a dead one (and removed its
+    marker) may have reused an object it was about to delete: it stops."""
+    repo.delete_manifest("bk-1")
+
+    def taken_for_dead(oids: set[str]) -> None:
+        assert oids == {two_backups["only1"].sha256}
+        for marker in _markers(repo):
+            marker.unlink()
+
+    with pytest.raises(Unavailable, match="was removed by another server"):
+        repo.prune(before_delete=taken_for_dead)
+    assert two_backups["only1"].sha256 in repo.list_objects()
+    assert repo.prune() == 1000

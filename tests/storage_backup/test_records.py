@@ -14,6 +14,7 @@ import pytest
 
 from catalog.errors import BackupInvalid
 from storage.backup import PassphraseError, Repository
+from storage.backup.layout import utc_now
 from storage.backup.prunes import settle
 
 from .conftest import MakeFile
@@ -202,9 +203,10 @@ def test_a_marker_dated_in_the_future_is_not_waited_for(repo: Repository, make_f
     started = time.monotonic()
     settle(repo.target)
     assert time.monotonic() - started < 2 and os.listdir(prunes) == []
-    # Dated now (within the stale window, either way): a prune to wait for.
+    # Dated now (within the stale window, either way): a prune to wait for
+    # (written after its process started: an older one names a reused pid).
     marker.write_text(json.dumps({"host": socket.gethostname(), "pid": 1,
-                                  "started_at": "2026-11-23T08:50:00.123Z"}))
+                                  "started_at": utc_now()}))
     done = threading.Event()
     waiter = threading.Thread(target=lambda: (settle(repo.target), done.set()))
     waiter.start()
