@@ -37,7 +37,7 @@ from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
 from .namespaces import check_namespace_name
-from .repos import repository
+from .repos import remove_own_tmp, repository
 from .restore_run import RestorePlan, check_not_archived, parse_time, run_restore
 from .result import Result
 from .state import Cairn, Session
@@ -439,11 +439,11 @@ def register_cleanups(cairn: Cairn) -> None:
             job.error_message = (f"interrupted by server restart after backup '{backup_id}' "
                                  "was complete; the backup is valid")
         elif resume.keep(cairn, job, repo, backup_id):
-            repo.remove_tmp()
+            remove_own_tmp(repo)
             sweep(job)
             return
         freed = repo.abandon(backup_id)
-        repo.remove_tmp()
+        remove_own_tmp(repo)
         log.info("cleaned interrupted backup %s in %s (%d bytes freed)", backup_id, target, freed)
         sweep(job)
 
@@ -468,7 +468,7 @@ def register_cleanups(cairn: Cairn) -> None:
                                  "was complete; the backups are valid")
             with contextlib.suppress(CairnError):
                 repo.abandon(set_id)  # the lock only: every object is referenced
-            repo.remove_tmp()
+            remove_own_tmp(repo)
             # Its keep_last may have died between a manifest and its prune: the
             # dropped member stayed listed and its objects stayed (kill -9 there).
             sweep(job)

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
+from dataclasses import replace
+
 from storage.backup import Repository, open_repository, resolve_target
 
 from .state import Cairn
+
+# A temp file in a shared target that is not this server's is removed by its
+# start-up clean-up only once older than this: a write in flight keeps its
+# file's mtime fresh, and an upload staged on S3 is copied at once.
+FOREIGN_TMP_SECONDS = 24 * 3600.0
 
 
 def repository(cairn: Cairn, target: str, passphrase: str | None = None,
                compression: str = "zstd") -> Repository:
     cfg = cairn.config
-    return open_repository(resolve_target(target, cfg.backup_roots, cfg.backup.targets,
-                                          str(cfg.data_dir)),
+    resolved = resolve_target(target, cfg.backup_roots, cfg.backup.targets, str(cfg.data_dir))
+    return open_repository(replace(resolved, writer=writer_of(str(cfg.data_dir))),
                            passphrase=passphrase, compression=compression,
                            scratch_dir=str(cairn.data_dir / "tmp"))
+
+
+def writer_of(data_dir: str) -> str:
+    """This server's mark on its temp files in a target: its host and data
+    directory (what tells it from every other server), as 16 hex digits."""
+    me = f"{socket.gethostname()}\0{os.path.realpath(data_dir)}"
+    return hashlib.sha256(me.encode()).hexdigest()[:16]
+
+
+def remove_own_tmp(repo: Repository) -> int:
+    """Start-up's clean-up of `tmp/`: this server's leftovers (none of its writes
+    runs yet) and other servers' only when long abandoned: they may be writing
+    into the same target right now."""
+    return repo.remove_tmp(FOREIGN_TMP_SECONDS, repo.target.writer)

@@ -280,7 +280,7 @@ class ArchiveRepository(Repository):
         self._discard_staging()
         return 0
 
-    def remove_tmp(self, older_than_seconds: float | None = None) -> int:
+    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "") -> int:
         """Temp files of archives whose packing a crash interrupted."""
         parent, name = os.path.split(self.target.base)
         ours = re.compile(rf"^\.{re.escape(name)}\.[0-9a-f]{{16}}\.tmp\Z")  # see tarball.pack

@@ -69,7 +69,7 @@ class ArchiveObjects(ObjectStore):
     def delete(self, oid: str) -> None:
         raise InvalidArgument(f"backup archive '{self.target.uri}' cannot be changed")
 
-    def remove_tmp(self, older_than_seconds: float | None = None) -> int:
+    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "") -> int:
         return 0
 
 

@@ -11,10 +11,10 @@ import os
 
 import pyarrow.fs as pafs
 
-from catalog.errors import BackupInvalid, CairnError, InvalidArgument
+from catalog.errors import BackupInvalid, CairnError, InvalidArgument, Unavailable
 
-from .layout import temp_path
-from .oserrors import reading, writing
+from .layout import TMP, temp_path
+from .oserrors import describe, reading, writing
 from .targets import Target
 from .transfer import CHUNK_SIZE
 
@@ -47,12 +47,28 @@ def publish(target: Target, tmp: str, final: str, durable: bool = True,
     """Rename a finished local temp file into place, fsyncing file (unless the
     writer did: `file_synced`) and directory."""
     parent = final.rsplit("/", 1)[0]
-    if durable and not file_synced:
-        fsync_path(tmp)
-    make_dirs(target, parent)
-    target.fs.move(tmp, final)
+    try:
+        if durable and not file_synced:
+            fsync_path(tmp)
+        make_dirs(target, parent)
+        target.fs.move(tmp, final)
+    except FileNotFoundError as exc:
+        if target.fs.get_file_info(tmp).type == pafs.FileType.NotFound:
+            raise vanished(target, tmp, exc) from exc
+        raise
     if durable:
         fsync_path(parent)
+
+
+def vanished(target: Target, tmp: str, exc: OSError) -> CairnError:
+    """A temp file removed under a write (another server's clean-up of a shared
+    target, or a person's): not the target missing, which ENOENT alone reads as."""
+    return Unavailable(
+        f"a file being written to backup target '{target.uri}' "
+        f"('{TMP}/{tmp.rsplit('/', 1)[-1]}') was removed before it was complete, by another "
+        f"server's or someone's clean-up of '{TMP}/': {describe(exc)}; nothing of it was "
+        "published, try again"
+    )
 
 
 # The most a small file (config, manifest, lock, key, prune marker) may hold:
@@ -87,7 +103,7 @@ def write_atomic(target: Target, path: str, data: bytes, durable: bool = True) -
             with target.fs.open_output_stream(path) as out:
                 out.write(data)
             return
-        tmp = temp_path(target.base)
+        tmp = temp_path(target.base, target.writer)
         make_dirs(target, tmp.rsplit("/", 1)[0])
         try:
             with target.fs.open_output_stream(tmp) as out:

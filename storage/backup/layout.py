@@ -7,7 +7,7 @@ ids from ever becoming paths outside it.
     locks/<backup_id>.json     oids a running backup relies on (prune keeps them)
     keys/<key_id>.json         scrypt salt and parameters of an encryption key
     prunes/<token>.json        a prune is running (backups wait for it; see prunes.py)
-    tmp/<random>.tmp           in-flight writes; anything here after a crash is junk
+    tmp/[<writer>-]<random>.tmp in-flight writes; anything here after a crash is junk
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ TMP = "tmp"
 INTERNAL = (CONFIG, OBJECTS, MANIFESTS, LOCKS, KEYS, PRUNES, TMP)
 
 _OID = re.compile(r"^[0-9a-f]{64}\Z")
-_TEMP = re.compile(r"^[0-9a-f]{32}\.tmp\Z")
+_TEMP = re.compile(r"^(?:([0-9a-f]{16})-)?[0-9a-f]{32}\.tmp\Z")
+_WRITER = re.compile(r"^[0-9a-f]{16}\Z")
 _BACKUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
@@ -77,13 +78,23 @@ def key_path(base: str, key_id: str) -> str:
     return join(base, KEYS, f"{key_id}.json")
 
 
-def temp_path(base: str) -> str:
-    return join(base, TMP, f"{secrets.token_hex(16)}.tmp")
+def temp_path(base: str, writer: str = "") -> str:
+    """A new temp file's path; `writer` (16 hex digits, the server's: see
+    Target.writer) starts its name, so a server's start-up clean-up can tell
+    its own leftovers from the writes other servers have in flight."""
+    name = secrets.token_hex(16)
+    return join(base, TMP, f"{writer}-{name}.tmp" if _WRITER.match(writer) else f"{name}.tmp")
 
 
 def is_temp_name(name: str) -> bool:
     """A name `temp_path` gives: clean-up deletes nothing else from `tmp/`."""
     return bool(_TEMP.match(name))
+
+
+def temp_writer(name: str) -> str:
+    """The writer a temp file's name gives ('' for none)."""
+    found = _TEMP.match(name)
+    return (found.group(1) or "") if found else ""
 
 
 def utc_now() -> str:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .. import priority
-from .atomic import delete_quietly, make_dirs, publish, write_atomic
+from .atomic import delete_quietly, make_dirs, publish, vanished, write_atomic
 from .codec import (
     RAW,
     ZSTD,
@@ -48,6 +48,7 @@ from .layout import (
     join,
     object_path,
     temp_path,
+    temp_writer,
 )
 from .nofollow import handler_of
 from .object_reads import ObjectReads
@@ -224,7 +225,7 @@ class ObjectStore(ObjectReads):
     ) -> PutResult:
         """Format 1, local: one pass copies into `tmp/` and hashes, then a rename."""
         uri = self.target.uri
-        tmp = temp_path(self.target.base)
+        tmp = temp_path(self.target.base, self.target.writer)
         with open(local_path, "rb", buffering=0) as src:
             with writing(uri):
                 make_dirs(self.target, tmp.rsplit("/", 1)[0])
@@ -285,7 +286,7 @@ class ObjectStore(ObjectReads):
         server-side copy (over 5 GiB) is written in place, as before."""
         if size is not None and size > MAX_SERVER_COPY:
             return final
-        return temp_path(self.target.base)
+        return temp_path(self.target.base, self.target.writer)
 
     def _move_unless_present(self, staged: str, oid: str, stored: int) -> bool:
         """Publish a staged S3 upload as object `oid`; False (and the upload
@@ -296,7 +297,12 @@ class ObjectStore(ObjectReads):
         final = self.path(oid)
         with writing(self.target.uri):
             make_dirs(self.target, final.rsplit("/", 1)[0])
-            self.target.fs.move(staged, final)
+            try:
+                self.target.fs.move(staged, final)
+            except OSError as exc:
+                if self.target.fs.get_file_info(staged).type == pafs.FileType.NotFound:
+                    raise vanished(self.target, staged, exc) from exc
+                raise
         return True
 
     def _hash_then_find(
@@ -345,7 +351,7 @@ class ObjectStore(ObjectReads):
                 encoding = ZSTD
             form = form_of(sha256, encoding, self.write_keys)
             final = self.path(form.oid)
-            dest = temp_path(self.target.base) if local else self._stage(final, size)
+            dest = temp_path(self.target.base, self.target.writer) if local else self._stage(final, size)
             with writing(uri):
                 make_dirs(self.target, dest.rsplit("/", 1)[0])
             try:
@@ -456,11 +462,12 @@ class ObjectStore(ObjectReads):
         with writing(self.target.uri), contextlib.suppress(FileNotFoundError):
             self.target.fs.delete_file(self.path(oid))
 
-    def remove_tmp(self, older_than_seconds: float | None = None) -> int:
+    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "") -> int:
         """Delete leftovers of crashed writes in `tmp/`; returns how many.
 
         Only safe while no write is running against this target, unless
-        `older_than_seconds` spares files that may still be in use."""
+        `older_than_seconds` spares files that may still be in use; those named
+        by `writer` (this server's, when none of its writes runs) go at any age."""
         selector = pafs.FileSelector(join(self.target.base, TMP), allow_not_found=True)
         with reading(self.target.uri):
             infos = self.target.fs.get_file_info(selector)
@@ -472,7 +479,9 @@ class ObjectStore(ObjectReads):
             for info in infos:
                 if info.type != pafs.FileType.File or not is_temp_name(info.base_name):
                     continue  # only what Cairn's own writes leave is removed
-                if cutoff is not None and info.mtime_ns is not None and info.mtime_ns > cutoff:
+                mine = bool(writer) and temp_writer(info.base_name) == writer
+                if (not mine and cutoff is not None and info.mtime_ns is not None
+                        and info.mtime_ns > cutoff):
                     continue
                 try:
                     self.target.fs.delete_file(info.path)

@@ -227,7 +227,7 @@ def _store_now_ns(target: Target, mtime: int) -> int:
     seen = _clock.get(target.uri)
     if seen is not None and time.monotonic() - seen[0] < CLOCK_SECONDS:
         return local + seen[1]
-    probe = temp_path(target.base)
+    probe = temp_path(target.base, target.writer)
     try:
         if target.fs.type_name != "s3":
             target.fs.create_dir(probe.rsplit("/", 1)[0], recursive=True)

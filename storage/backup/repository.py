@@ -296,9 +296,9 @@ class Repository(LocksAndPrune):
     def delete_object(self, oid: str) -> None:
         self.store.delete(oid)
 
-    def remove_tmp(self, older_than_seconds: float | None = None) -> int:
+    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "") -> int:
         self._refuse_links()
-        return self.store.remove_tmp(older_than_seconds)
+        return self.store.remove_tmp(older_than_seconds, writer)
 
     # --- manifests -------------------------------------------------------------
 

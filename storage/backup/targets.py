@@ -47,6 +47,8 @@ class Target:
     base: str
     uri: str
     kind: TargetKind
+    # Names this server's temp files (layout.temp_path): 16 hex digits, or ''.
+    writer: str = field(default="", compare=False)
 
 
 def resolve_target(target: str, roots: list[str], named: dict[str, dict[str, Any]],

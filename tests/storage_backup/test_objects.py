@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow.fs as pafs
 import pytest
 
-from catalog.errors import BackupInvalid, Cancelled, InvalidArgument
+from catalog.errors import BackupInvalid, Cancelled, InvalidArgument, Unavailable
 from storage.backup import Repository, Target, nofollow, objects, resolve_target
 from storage.backup.transfer import CHUNK_SIZE
 
@@ -249,6 +249,38 @@ def test_remove_tmp(repo: Repository) -> None:
     assert tmp_files(repo) == [fresh_name, "notes.txt"]
     assert repo.remove_tmp() == 1
     assert tmp_files(repo) == ["notes.txt"]
+
+
+def test_remove_tmp_of_one_writer(repo: Repository) -> None:
+    """`writer`'s own temp files go at any age; others' only when old enough
+    (another server sharing the target may be writing them now)."""
+    repo.init()
+    tmp = Path(repo.target.base) / "tmp"
+    tmp.mkdir(exist_ok=True)
+    mine, theirs, untagged = ("1" * 16 + "-" + "a" * 32 + ".tmp",
+                              "2" * 16 + "-" + "b" * 32 + ".tmp", "c" * 32 + ".tmp")
+    for name in (mine, theirs, untagged):
+        (tmp / name).write_bytes(b"x")
+    assert repo.remove_tmp(older_than_seconds=600, writer="1" * 16) == 1
+    assert tmp_files(repo) == [theirs, untagged]
+
+
+def test_a_temp_file_removed_under_a_write_is_named(
+    repo: Repository, make_file: MakeFile
+) -> None:
+    """Another server's clean-up of `tmp/` removed a file being written: the
+    error said "cannot write to backup target …: No such file or directory",
+    as if the target were missing."""
+    repo.init()
+    src = make_file(size=3 * 1024 * 1024)
+
+    def swept(n: int) -> None:
+        for leftover in (Path(repo.target.base) / "tmp").iterdir():
+            leftover.unlink()
+
+    with pytest.raises(Unavailable, match=r"was removed before it was complete.*try again"):
+        repo.put_file(src.path, on_bytes=swept)
+    assert repo.list_objects() == {}
 
 
 # --- the object-storage code path (PUT to the final key), run on local disk ---
