@@ -8,6 +8,7 @@ import socket
 from dataclasses import replace
 
 from storage.backup import Repository, open_repository, resolve_target
+from storage.backup.pruning import DEAD_LOCK_SECONDS
 
 from .state import Cairn
 
@@ -21,9 +22,13 @@ def repository(cairn: Cairn, target: str, passphrase: str | None = None,
                compression: str = "zstd") -> Repository:
     cfg = cairn.config
     resolved = resolve_target(target, cfg.backup_roots, cfg.backup.targets, str(cfg.data_dir))
-    return open_repository(replace(resolved, writer=writer_of(str(cfg.data_dir))),
+    repo = open_repository(replace(resolved, writer=writer_of(str(cfg.data_dir))),
                            passphrase=passphrase, compression=compression,
                            scratch_dir=str(cairn.data_dir / "tmp"))
+    # A lock kept for a resume must outlive its window before another server's
+    # prune takes it for a dead backup's.
+    repo.dead_lock_seconds = max(DEAD_LOCK_SECONDS, cfg.resume_window_seconds)
+    return repo
 
 
 def writer_of(data_dir: str) -> str:

@@ -192,7 +192,7 @@ def _marker_state(target: Target, info: pafs.FileInfo) -> str:
         data, records.PruneMarker, f"prune marker '{PRUNES}/{name}' of backup target '{target.uri}'"
     )
     mtime = info.mtime_ns
-    age = 0 if mtime is None else _store_now_ns(target, mtime) - mtime
+    age = 0 if mtime is None else store_now_ns(target, mtime) - mtime
     if age < -STALE_SECONDS * 1e9:
         # Dated that far in the future, which no prune writes (one planted with
         # a mtime in 2100 was waited for for ever by every BACKUP, RESTORE and
@@ -201,7 +201,7 @@ def _marker_state(target: Target, info: pafs.FileInfo) -> str:
     if marker.host == socket.gethostname():
         if marker.pid == os.getpid():
             return "own"
-        state = process_state(marker.pid, _when(marker.started_at))
+        state = process_state(marker.pid, parse_stamp(marker.started_at))
         if state == "dead":
             return "dead"
         if state == "alive":
@@ -209,14 +209,14 @@ def _marker_state(target: Target, info: pafs.FileInfo) -> str:
     return "dead" if age > STALE_SECONDS * 1e9 else "live"  # not rewritten for so long
 
 
-def _when(stamp: str) -> float:
+def parse_stamp(stamp: str) -> float:
     return datetime.strptime(stamp[:23], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
 
 
 _clock: dict[str, tuple[float, int]] = {}  # uri -> (when measured, store minus local ns)
 
 
-def _store_now_ns(target: Target, mtime: int) -> int:
+def store_now_ns(target: Target, mtime: int) -> int:
     """Now by the clock that stamps the target's files. This server's own clock
     when the marker's age by it is plainly fine; else a file is written to
     `tmp/` and its mtime read (a server whose clock ran 11 minutes ahead took a

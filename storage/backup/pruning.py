@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,7 +31,8 @@ from .locks import BackupLock
 from .nofollow import handler_of
 from .objects import ObjectStore
 from .oserrors import reading, writing
-from .prunes import check_markers, pruning, settle
+from .procs import process_state
+from .prunes import check_markers, parse_stamp, pruning, settle, store_now_ns
 from .targets import Target
 from .transfer import ShouldStop
 
@@ -38,6 +41,10 @@ log = logging.getLogger(__name__)
 # Past this many candidates a prune of an object-storage target lists its
 # objects once instead of looking each up.
 LIST_ABOVE = 1000
+# A lock whose process is gone (this host) is left over once not written for
+# this long (at least: the server sets its resume_window when longer), since a
+# backup that died keeps its lock for a resume within that window.
+DEAD_LOCK_SECONDS = 24 * 3600.0
 
 
 class LocksAndPrune:
@@ -46,6 +53,7 @@ class LocksAndPrune:
     target: Target
     durable: bool
     store: ObjectStore
+    dead_lock_seconds: float = DEAD_LOCK_SECONDS
 
     @property
     def uri(self) -> str:
@@ -131,6 +139,9 @@ class LocksAndPrune:
 
     def list_locks(self) -> list[dict[str, Any]]:
         """Every lock; an unreadable one is {"backup_id", "error"} (prune refuses to run then)."""
+        return [entry for entry, _ in self._locks()]
+
+    def _locks(self) -> list[tuple[dict[str, Any], pafs.FileInfo]]:
         selector = pafs.FileSelector(join(self.target.base, LOCKS), allow_not_found=True)
         with reading(self.uri):
             infos = self.target.fs.get_file_info(selector)
@@ -145,7 +156,7 @@ class LocksAndPrune:
                 continue
             entry = self._read_lock(info.path, name[:-5])
             if entry is not None:
-                found.append(entry)
+                found.append((entry, info))
         return found
 
     def _read_lock(self, path: str, backup_id: str) -> dict[str, Any] | None:
@@ -165,13 +176,33 @@ class LocksAndPrune:
                 error = exc.message
         return {"backup_id": backup_id, "error": error}
 
-    def locked_objects(self) -> set[str]:
+    def locked_objects(self, leftovers: dict[str, list[str]] | None = None) -> set[str]:
+        """The objects the locks name; with `leftovers`, a lock whose writer is
+        provably dead (`_left_over`) names none and goes there (path -> oids)."""
         used: set[str] = set()
-        for doc in self.list_locks():
+        found = self._locks()
+        for doc, _ in found:
             if "error" in doc:
                 raise BackupInvalid(f"cannot tell which objects are in use: {doc['error']}")
-            used.update(doc["oids"])
+        for doc, info in found:
+            if leftovers is not None and self._left_over(doc, info):
+                leftovers[info.path] = doc["oids"]
+            else:
+                used.update(doc["oids"])
         return used
+
+    def _left_over(self, doc: dict[str, Any], info: pafs.FileInfo) -> bool:
+        """A lock of a process of this host that is gone (no such pid, a zombie,
+        or the pid reused since the lock was made), not written for
+        `dead_lock_seconds` by the target's clock: its backup died and its
+        server never cleaned it up (it never came back)."""
+        if doc["host"] != socket.gethostname() or doc["pid"] == os.getpid():
+            return False
+        if process_state(doc["pid"], parse_stamp(doc["created_at"])) != "dead":
+            return False
+        mtime = info.mtime_ns
+        return mtime is not None and (
+            store_now_ns(self.target, mtime) - mtime > self.dead_lock_seconds * 1e9)
 
     def abandon(self, backup_id: str) -> int:
         """Clean up after a backup that died: drop its lock and every object it
@@ -228,13 +259,22 @@ class LocksAndPrune:
                 first()
                 if not present:
                     return 0
-            in_use = self.locked_objects()  # locks before manifests, see above
+            leftovers: dict[str, list[str]] = {}
+            in_use = self.locked_objects(leftovers)  # locks before manifests, see above
             in_use |= self.referenced_objects()
             in_use |= set(keep)
+            if leftovers and wanted is not None:  # a dead backup's objects go too
+                more = {o for oids in leftovers.values() for o in oids} - present.keys()
+                present.update(self.store.sizes(sorted(more)))
             doomed = {oid: size for oid, size in present.items() if oid not in in_use}
             if before_delete is not None:
                 before_delete(set(doomed))
-            marker.check(look=bool(doomed))  # taken for a dead prune: delete nothing
+            marker.check(look=bool(doomed or leftovers))  # taken for dead: delete nothing
+            for path in leftovers:
+                log.warning("removing %s of backup target '%s': its backup's process is gone "
+                            "and it was not written for %.0f s", "/".join(path.rsplit("/", 2)[-2:]),
+                            self.uri, self.dead_lock_seconds)
+                delete_quietly(self.target, path)
             for oid in doomed:
                 marker.check()
                 self.store.delete(oid)
