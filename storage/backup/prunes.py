@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import socket
@@ -49,6 +50,8 @@ from .oserrors import reading
 from .procs import process_state
 from .targets import Target
 from .transfer import ShouldStop, check_stop
+
+log = logging.getLogger(__name__)
 
 STALE_SECONDS = 600.0  # a marker not rewritten for this long belongs to a dead prune
 REFRESH_SECONDS = 60.0  # how often a running prune rewrites its marker
@@ -99,8 +102,8 @@ class PruneMarker:
                         self.lost = True  # another took it for a leftover
                         return
                     self.write()
-                except Exception:  # a failed rewrite is tried again; check() looks too
-                    pass
+                except Exception as exc:  # tried again; check() looks for it too
+                    log.warning("could not rewrite prune marker %s: %s", self.path, exc)
 
     def check(self, look: bool = False) -> None:
         """Unavailable if another server removed this marker (it took this prune
@@ -113,7 +116,7 @@ class PruneMarker:
                 f"prune of backup target '{self.target.uri}' stopped before deleting: its "
                 f"marker '{PRUNES}/{self.path.rsplit('/', 1)[-1]}' was removed by another "
                 "server that took it for a crash leftover (do the servers' clocks differ?); "
-                "the objects stay until the next prune"
+                "the objects it had not deleted stay until the next prune"
             )
 
     def remove(self) -> None:
