@@ -22,6 +22,7 @@ from rocksdict import Checkpoint, Options, Rdict, ReadOptions, WriteBatch
 
 from .diskerrors import DataDirUnavailable, from_rocksdb, names_disk_cause
 from .errors import CannotStart
+from .ids import new_id
 from .records import RECORD_TYPES, Meta, R, Record
 
 SEQ_BLOCK = 100_000
@@ -163,6 +164,17 @@ class Catalog:
         meta = self.get(Meta, "seq_high")
         if meta is not None:
             self._seq_next = self._seq_high = int(meta.value)
+
+    def server_id(self) -> str:
+        """This data directory's id (`sv-…`), made once: backups name it
+        (`namespace_record.server`) so that servers sharing a target tell their
+        namespaces of one name apart (keep_last, RESTORE)."""
+        with self._lock:
+            meta = self.get(Meta, "server_id")
+            if meta is None:
+                meta = Meta("server_id", new_id("sv"))
+                self.put(meta)
+            return str(meta.value)
 
     # --- families -------------------------------------------------------
 

@@ -9,12 +9,13 @@ import copy
 import operator
 from functools import partial
 
-from catalog import Archive, Backup, Meta
+from catalog import Archive, Backup, Meta, Namespace
 from catalog.errors import CairnError, NotFound
 from storage import jobproc
 from storage.archive import store as archived
 from storage.backup import Repository
 from storage.backup.drops import PruneFailed, drop_and_prune, drop_plan, keep_newest
+from storage.backup.origin import Origin
 
 from . import archiving
 from .jobs import JobContext
@@ -36,7 +37,7 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
     everything = unpruned(cairn, repo.uri)
     try:
         dropped = jobproc.call(ctx, keep_newest, repo, namespace, keep, jobproc.WORK, prune,
-                               everything, written)
+                               everything, written, origin_of(cairn, namespace))
     except PruneFailed as exc:
         pruned_partly(cairn, repo.uri, exc.dropped)
         if running is not None:
@@ -156,6 +157,12 @@ def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: s
         archiving.service(cairn).backup_dropped(namespace)
     # keep_newest(archive_id) is `running == archive_id`, picklable.
     return jobproc.call(ctx, archived.prune, repo, namespace, partial(operator.eq, running))
+
+
+def origin_of(cairn: Cairn, namespace: str) -> Origin:
+    """This server, and `namespace`'s creation time here (None: no such namespace)."""
+    rec = cairn.catalog.get(Namespace, namespace)
+    return Origin(cairn.catalog.server_id(), None if rec is None else rec.created_at)
 
 
 def _running_archive(cairn: Cairn, namespace: str) -> str | None:

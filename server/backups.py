@@ -32,7 +32,7 @@ from storage.backup.selection import newest_first
 from storage.backup.verify import verify_backup_of
 
 from . import restore_hold, resume, visibility
-from .backup_drops import drop_beyond, drop_one, forget, pruned, with_message
+from .backup_drops import drop_beyond, drop_one, forget, origin_of, pruned, with_message
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
@@ -207,7 +207,8 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
     repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"))
     await cairn.run(repo.require_exists)
     plan = RestorePlan(stmt.namespace, destination, repo, backup_id=opts.get("backup_id"),
-                       as_of=opts.get("as_of"), replace=bool(opts.get("replace")))
+                       as_of=opts.get("as_of"), replace=bool(opts.get("replace")),
+                       origin=await cairn.run(origin_of, cairn, stmt.namespace))
     if plan.as_of is not None and await cairn.run(pitr.has_archives, repo, stmt.namespace):
         # Archived changes: exact to the commit (a base backup, then the changes).
         plan.time = await cairn.run(pitr.plan, repo, stmt.namespace, plan.as_of,

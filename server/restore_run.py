@@ -21,6 +21,7 @@ from catalog.errors import AlreadyExists, InvalidArgument
 from catalog.ids import new_id
 from storage.archive import pitr, replay
 from storage.backup import Manifest, Repository
+from storage.backup.origin import Origin, choose_own
 from storage.backup.schema import FileEntry, load, to_doc
 from storage.files import FileStore
 from storage.inflight import workers_for
@@ -43,6 +44,7 @@ class RestorePlan:
     as_of: str | None = None
     replace: bool = False
     time: pitr.TimePlan | None = None  # restore to a time: a base, then archived changes
+    origin: Origin | None = None  # this server's namespace of that name: its backups are taken
 
 
 def parse_time(text: str) -> datetime:
@@ -60,7 +62,7 @@ def choose_manifest(plan: RestorePlan) -> Manifest:
     """The backup to restore: `backup_id`, else the newest of the namespace
     (taken at or before `as_of` when given); refused when a damaged backup may
     be that newest one (Repository.choose_backup)."""
-    m = load(plan.repo.choose_backup(plan.source, plan.backup_id, plan.as_of, accept=whole))
+    m = load(choose_own(plan.repo, plan.source, plan.backup_id, plan.as_of, whole, plan.origin))
     if m.scope is not None and m.scope.kind == "tables":  # named by backup_id
         raise InvalidArgument(
             f"backup '{m.backup_id}' holds only tables {', '.join(m.scope.tables)} of namespace "

@@ -20,11 +20,13 @@ from catalog import Namespace, Table, table_key
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast
+from storage.backup.origin import choose_own
 from storage.backup.schema import FileEntry, load
 from storage.inflight import workers_for
 from storage.install import Restore
 
 from . import resume
+from .backup_drops import origin_of
 from .backup_run import BackupPlan, run_backup
 from .backups import (
     BACKUP_OPTIONS,
@@ -151,8 +153,8 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
     await cairn.run(repo.require_exists)
 
     def work(ctx: JobContext) -> dict[str, Any]:
-        m = load(repo.choose_backup(source, opts.get("backup_id"), opts.get("as_of"),
-                                    accept=_holds(table)))
+        m = load(choose_own(repo, source, opts.get("backup_id"), opts.get("as_of"),
+                            _holds(table), origin_of(cairn, source)))
         ctx.set(backup_id=m.backup_id)
         entry = next((t for t in m.tables if t.name == table), None)
         if entry is None:

@@ -191,8 +191,9 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
         shutil.rmtree(staging, ignore_errors=True)
 
     try:
-        images = {ns: NamespaceImage(ns, NamespaceRecord(created_at=r.created_at, options=dict(r.options)),
-                                     [], [])
+        server = registry.catalog.server_id()  # tells this server's namespaces from others'
+        images = {ns: NamespaceImage(ns, NamespaceRecord(created_at=r.created_at, options=dict(r.options),
+                                                         server=server), [], [])
                   for ns, r in records.items()}
         breathe = priority.Breather()
         for c in sorted(captured, key=lambda c: (c.namespace, c.table.name)):

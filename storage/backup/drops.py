@@ -14,6 +14,7 @@ from typing import Any
 from catalog.errors import BackupInvalid, CairnError, NotFound
 
 from ..work import Work
+from .origin import Origin
 from .pruning import prune_dropped
 from .repository import Repository
 from .schema import load_header
@@ -70,10 +71,12 @@ def drop_and_prune(repo: Repository, backup_id: str, candidates: set[str], work:
 
 def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
                 prune_archive: Callable[[Repository, str], int] | None = None,
-                everything: bool = False, written: str | None = None) -> list[tuple[str, int]]:
+                everything: bool = False, written: str | None = None,
+                origin: Origin | None = None) -> list[tuple[str, int]]:
     """keep_last: drop `namespace`'s whole backups in the target beyond the
     newest `keep` (not table backups, nor members of a backup set: those go
-    with their set), oldest first, so one stopped halfway (a crash, a
+    with their set; with `origin`, only backups of this server's namespace:
+    another server's namespace of the same name is another database), oldest first, so one stopped halfway (a crash, a
     failure) leaves the newest without a gap among them. A backup another
     drop removed first (a keep_last beside this one, a DROP BACKUP) is
     skipped. Then, if any went, `prune_archive(repo, namespace)` (the
@@ -95,7 +98,8 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
     # it cannot tell is neither counted nor dropped.
     own = [m for m in listed
            if "error" not in m and m["namespace"] == namespace and m.get("scope") is None
-           and not (m.get("encrypted") and "tables" not in m)]
+           and not (m.get("encrypted") and "tables" not in m)
+           and (origin is None or origin.owns(m))]
     # Newest snapshot first (Repository.list_manifests); `written`, the backup
     # the BACKUP just wrote, is kept even if an older snapshot than the newest N.
     doomed = [m["backup_id"] for m in own[keep:] if m["backup_id"] != written]

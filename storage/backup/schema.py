@@ -23,15 +23,13 @@ from catalog.errors import BackupInvalid, InvalidArgument
 from ..schema import MAX_COLUMNS, RESERVED_COLUMNS, SYSTEM_COLUMNS, check_options, system_column
 from ..types import MAX_TEXT_LENGTH, TYPE_NAMES, canonical_type, stored_value
 
-FORMAT = "cairn-backup"
-FORMAT_VERSION = 1
+FORMAT, FORMAT_VERSION = "cairn-backup", 1
 ZSTD = "zstd"
 AES = "aes-256-gcm"
 KNOWN_FEATURES: frozenset[str] = frozenset({ZSTD, AES})
 
 INT64_MAX = 2**63 - 1
-# Sequence numbers stay at or below 2^62: a restore raises the server's sequence to
-# max_seq, and 2^62 must remain for later writes (int64 `_seq`, RocksDB keys).
+# At most 2^62: a restore raises the server's sequence to max_seq (int64 `_seq`, RocksDB keys).
 MAX_SEQ = 2**62
 MAX_SCHEMA_VERSION = 2**31 - 1
 NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,63}\Z"
@@ -46,6 +44,7 @@ Oid = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}\Z")]
 BackupId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")]
 KeyId = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")]
 ArchiveId = Annotated[str, Meta(pattern=r"^ar-[0-9a-z]{20}\Z")]
+ServerId = Annotated[str, Meta(pattern=r"^sv-[0-9a-z]{20}\Z")]
 Lsn = Annotated[int, Meta(ge=0, le=INT64_MAX)]
 Time = Annotated[str, Meta(min_length=1, max_length=64)]
 UserId = Annotated[str, Meta(min_length=1, max_length=1024)]
@@ -145,6 +144,7 @@ class Totals(_Strict, kw_only=True):
 class NamespaceRecord(_Strict, kw_only=True):
     created_at: Time
     options: dict[str, Scalar]
+    server: ServerId | msgspec.UnsetType = msgspec.UNSET  # the writer's data directory; absent: older
 
 
 class Scope(_Strict, kw_only=True):

@@ -1,0 +1,79 @@
+"""Which backups in a shared target are this server's namespace's.
+
+Servers sharing a target may each have a namespace of one name: different
+databases. A manifest names the data directory that wrote it
+(`namespace_record.server`, `Catalog.server_id`); one written before the field
+has only the namespace's `created_at`. keep_last drops, and a RESTORE without
+`backup_id` picks, only backups of this server's namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from catalog.errors import NotFound
+
+from .selection import parse_time
+
+
+@dataclass(frozen=True)
+class Origin:
+    """This server (`server`) and its namespace's `created_at` (None: no such
+    namespace here)."""
+
+    server: str
+    created_at: str | None = None
+
+    def owns(self, m: dict[str, Any], lineage: bool = False) -> bool:
+        """Whether the listed manifest `m` is a backup of this server's namespace:
+        it names this server; or, written before manifests named one, its
+        namespace was created at the same instant as this server's. `lineage`:
+        also one by another server of the namespace this one was restored from
+        (a restore keeps the namespace's creation time), for RESTORE. An entry
+        without its body (damaged, or encrypted and not opened) is not known to be."""
+        record = m.get("namespace_record")
+        if not isinstance(record, dict):
+            return False
+        same_namespace = self.created_at is not None and record.get("created_at") == self.created_at
+        server = record.get("server")
+        if server is not None and server != self.server:
+            return lineage and same_namespace
+        return server is not None or same_namespace
+
+
+def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | None,
+               accept: Callable[[dict[str, Any]], bool], origin: Origin | None) -> dict[str, Any]:
+    """`repo.choose_backup` for a RESTORE on this server: with `backup_id`, that
+    one, whoever wrote it. Without, the newest backup of this server's namespace
+    (an entry not opened, such as an encrypted one without its passphrase, is
+    taken as it was, so that reading it says why). When this server has no such
+    namespace and no backup of its own of that name, the newest of any server
+    (a fresh server restoring another's). When it has the namespace, another
+    server's backups are never taken: NOT_FOUND lists them, to name one with
+    `backup_id`."""
+    if backup_id is not None or origin is None:
+        return dict(repo.choose_backup(namespace, backup_id, as_of, accept=accept))
+    server_only = Origin(origin.server)
+
+    def own(by: Origin) -> Callable[[dict[str, Any]], bool]:
+        return lambda m: accept(m) and ("namespace_record" not in m or by.owns(m, lineage=True))
+
+    try:
+        return dict(repo.choose_backup(namespace, None, as_of,
+                                       accept=own(origin if origin.created_at else server_only)))
+    except NotFound:
+        if origin.created_at is None:  # no such namespace here: any server's
+            return dict(repo.choose_backup(namespace, None, as_of, accept=accept))
+        limit = parse_time(as_of) if as_of is not None else None
+        others = [m["backup_id"] for m in repo.listing(namespace)
+                  if "error" not in m and accept(m) and not own(origin)(m)
+                  and (limit is None or parse_time(m["snapshot_at"]) <= limit)]
+        if not others:
+            raise
+        listed = ", ".join(others[:10]) + (", …" if len(others) > 10 else "")
+        raise NotFound(
+            f"no backup of this server's namespace '{namespace}' in target '{repo.uri}'; the "
+            f"target's backups of a namespace '{namespace}' were written by another server "
+            f"(another database of that name): {listed}; name one with backup_id = '…' to "
+            f"restore it") from None
