@@ -29,6 +29,7 @@ from storage.archive.store import parse_us
 from storage.backup import Repository
 from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.selection import newest_first
+from storage.backup.sets import being_written, writing_error
 from storage.backup.verify import verify_backup_of
 
 from . import restore_hold, resume, visibility
@@ -260,8 +261,9 @@ async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) ->
         else:
             repo = repository(cairn, stmt.target)
             # Already newest first; a damaged backup of unknown age leads.
-            rows = [_damaged(m, repo.uri) if "error" in m else summary(m, repo.uri)
-                    for m in repo.listing(stmt.namespace)]
+            listed, writing = repo.listing(stmt.namespace), being_written(repo)
+            rows = [_damaged(m, repo.uri) if "error" in m
+                    else {**summary(m, repo.uri), **writing_error(m, writing)} for m in listed]
             return rows[: stmt.limit] if stmt.limit is not None else rows
         rows.sort(key=newest_first, reverse=True)  # as a target's listing
         rows = visibility.rows_for(cairn.config, session, "backups", rows)

@@ -23,6 +23,7 @@ from storage.archive import pitr, replay
 from storage.backup import Manifest, Repository
 from storage.backup.origin import Origin, choose_own
 from storage.backup.schema import FileEntry, load, to_doc
+from storage.backup.sets import being_written, writing_error
 from storage.files import FileStore
 from storage.inflight import workers_for
 from storage.install import Beside, BesideWork, Restore
@@ -62,7 +63,10 @@ def choose_manifest(plan: RestorePlan) -> Manifest:
     """The backup to restore: `backup_id`, else the newest of the namespace
     (taken at or before `as_of` when given); refused when a damaged backup may
     be that newest one (Repository.choose_backup)."""
-    m = load(choose_own(plan.repo, plan.source, plan.backup_id, plan.as_of, whole, plan.origin))
+    # A member of a set still being written (its lock in the target) is not taken.
+    writing = being_written(plan.repo) if plan.backup_id is None else set()
+    m = load(choose_own(plan.repo, plan.source, plan.backup_id, plan.as_of,
+                        lambda h: whole(h) and not writing_error(h, writing), plan.origin))
     if m.scope is not None and m.scope.kind == "tables":  # named by backup_id
         raise InvalidArgument(
             f"backup '{m.backup_id}' holds only tables {', '.join(m.scope.tables)} of namespace "

@@ -21,11 +21,11 @@ from sqlgrammar import ast
 from storage.backup import Repository
 from storage.backup.schema import FileEntry, load
 from storage.backup.selection import parse_time as when
-from storage.backup.sets import member_id, write_set
+from storage.backup.sets import being_written, is_whole, member_id, write_set
 from storage.install import Restore
 from storage.registry import RESERVED_NAMESPACES
 
-from .backup_drops import drop_unless_gone, with_message
+from .backup_drops import drop_unless_gone, origin_of, with_message
 from .backup_run import scope_text
 from .backups import (
     BACKUP_OPTIONS,
@@ -137,7 +137,7 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
             ctx.set(result=result)  # the set landed, however keep_last ends
             try:
                 result["dropped"] = drop_older_sets(cairn, ctx, repo, kind, chosen,
-                                                    opts["keep_last"])
+                                                    opts["keep_last"], set_id)
             except CairnError as exc:
                 raise with_message(exc, f"backup set '{set_id}' is complete, but keep_last "
                                         f"could not drop older ones: {exc.message}") from exc
@@ -166,19 +166,31 @@ def _sets(headers: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def drop_older_sets(cairn: Cairn, ctx: JobContext, repo: Repository, kind: str,
-                    namespaces: list[str], keep: int) -> list[str]:
-    """keep_last for a set: the sets of the same kind and namespaces beyond the
-    newest `keep` go, every member of each."""
-    same = [(max(h["created_at"] for h in members), set_id, members)
-            for set_id, members in _sets(repo.list_manifests()).items()
+                    namespaces: list[str], keep: int, set_id: str) -> list[str]:
+    """keep_last for a set (`set_id`, just written): the whole sets of the same
+    kind and namespaces older than it, beyond the newest `keep` counting it,
+    go, every member of each. A set whose lock is in the target (still being
+    written, member by member), a set missing a member, a set newer than
+    `set_id` and another server's set (its namespaces are other databases of
+    the same names) are neither counted nor dropped."""
+    listed = _sets(repo.list_manifests())  # before the locks: a set done after is whole
+    writing = being_written(repo)
+    if set_id not in listed:
+        return []
+    ours = (max(when(h["created_at"]) for h in listed[set_id]), set_id)
+    same = [(max(when(h["created_at"]) for h in members), sid, members)
+            for sid, members in listed.items()
             if members[0]["scope"]["kind"] == kind
-            and members[0]["scope"]["namespaces"] == sorted(namespaces)]
-    same.sort(key=lambda s: (when(s[0]), s[1]), reverse=True)
+            and members[0]["scope"]["namespaces"] == sorted(namespaces)
+            and sid not in writing and is_whole(members)
+            and all(origin_of(cairn, h["namespace"]).owns(h) for h in members)]
+    same = [s for s in same if s[:2] <= ours]
+    same.sort(key=lambda s: s[:2], reverse=True)
     dropped = []
-    for _, set_id, members in reversed(same[keep:]):  # oldest first, as drop_beyond
+    for _, sid, members in reversed(same[keep:]):  # oldest first, as drop_beyond
         for h in members:
             drop_unless_gone(cairn, ctx, repo, h["backup_id"])
-        dropped.append(set_id)
+        dropped.append(sid)
     return dropped[::-1]
 
 
@@ -189,16 +201,22 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None) -> li
     the newest backup, is BACKUP_INVALID: never an older set instead."""
     entries = repo.listing(None)
     sets = _sets(e for e in entries if "error" not in e)
+    writing = being_written(repo)
     if backup_id is not None:
         set_id = next((s for s, ms in sets.items()
                        if backup_id == s or any(h["backup_id"] == backup_id for h in ms)), None)
         if set_id is None:
             raise NotFound(f"no backup set '{backup_id}' in target '{repo.uri}' (RESTORE ALL "
                            "takes a set made by BACKUP ALL or BACKUP DATABASE a, b)")
+        if set_id in writing:
+            raise BackupInvalid(f"backup set '{set_id}' in target '{repo.uri}' is being "
+                                "written (its lock is in the target); nothing was restored")
     else:
         limit = parse_time(as_of) if as_of is not None else None
+        # A set whose lock is in the target is still landing (or its writer died).
         fit = [(max(when(h["created_at"]) for h in ms), s) for s, ms in sets.items()
-               if limit is None or max(when(h["snapshot_at"]) for h in ms) <= limit]
+               if s not in writing
+               and (limit is None or max(when(h["snapshot_at"]) for h in ms) <= limit)]
         if not fit:
             raise NotFound(f"no backup set in target '{repo.uri}'"
                            + (f" taken at or before {as_of}" if as_of else ""))

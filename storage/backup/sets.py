@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 from catalog import utcnow
 
@@ -90,3 +91,26 @@ def write_set(
         work.fault("backup.after_manifest")
     work.progress(files_done=done.files_done, bytes_done=done.bytes_done, force=True)
     return out
+
+
+def being_written(repo: Repository) -> set[str]:
+    """The ids of the sets whose lock is in the target: still being written
+    (member by member), or left by a writer that died. Their members are not
+    a whole set yet: listed as being written, never taken by RESTORE, nor
+    counted or dropped by keep_last."""
+    return {lock["backup_id"] for lock in repo.list_locks()}
+
+
+def is_whole(members: list[dict[str, Any]]) -> bool:
+    """Whether the listed members are every namespace their set names."""
+    return bool(sorted(h["namespace"] for h in members) == members[0]["scope"]["namespaces"])
+
+
+def writing_error(header: dict[str, Any], writing: set[str]) -> dict[str, str]:
+    """SHOW BACKUPS IN's `error` for a member of a set being written (as ATTACH
+    says), else nothing."""
+    set_id = (header.get("scope") or {}).get("set_id")
+    if set_id not in writing:
+        return {}
+    return {"error": f"backup set '{set_id}' is being written: its lock is in the target "
+                     "(a member of a set not yet whole)"}

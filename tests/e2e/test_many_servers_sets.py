@@ -1,0 +1,103 @@
+"""A backup set still being written (its lock in the target, its members landing
+one after another) beside keep_last, SHOW BACKUPS IN and RESTORE ALL of the
+same or another server (docs/reliability.md section 7). keep_last once dropped
+the member already written (the writer then added the other and answered
+"completed" for a set that held half), and RESTORE ALL refused the newer
+half-written set as incomplete instead of restoring the last whole one."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from server import faults
+from server.app import create_app
+from server.config import Config
+from storage.backup import resolve_target
+from storage.backup.repository import Repository
+from tests.helpers import Gate, job_row, ok, rows, sql, state
+
+SETUP = ("CREATE NAMESPACE a; CREATE NAMESPACE b; "
+         "CREATE TABLE a.t (id INT PRIMARY KEY, v TEXT); "
+         "CREATE TABLE b.t (id INT PRIMARY KEY, v TEXT); "
+         "INSERT INTO a.t VALUES (1, 'first'); INSERT INTO b.t VALUES (1, 'first')")
+
+
+async def dropped(client: Any, row: dict[str, Any]) -> list[str]:
+    result = (await job_row(client, row["job_id"]))["result"]
+    return list((json.loads(result) if isinstance(result, str) else result)["dropped"])
+
+
+def set_of(got: list[dict[str, Any]]) -> str:
+    return str(got[0]["backup_id"]).rsplit(".", 1)[0]
+
+
+async def test_keep_last_and_restore_all_leave_a_set_being_written(client: Any) -> None:
+    await ok(client, SETUP)
+    old = set_of(await rows(client, "BACKUP DATABASE a, b TO 'shared'"))
+    await ok(client, "UPDATE a.t SET v = 'second' WHERE id = 1")
+    gate = Gate(state(client), match=lambda info: info["index"] == 1)
+    faults.register("backup.between_manifests", gate)
+    try:
+        writing = asyncio.create_task(sql(client, "BACKUP DATABASE a, b TO 'shared'"))
+        await gate.reach()  # member a is in the target, b not yet, the lock held
+        listed = await rows(client, "SHOW BACKUPS IN 'shared'")
+        landing = [r for r in listed if r["backup_id"] not in (f"{old}.a", f"{old}.b")]
+        assert len(landing) == 1 and "being written" in landing[0]["error"], listed
+        assert all(r["error"] is None for r in listed if r not in landing)
+        # RESTORE ALL takes the newest whole set, and RESTORE DATABASE a its member.
+        [a, b] = await rows(client, "RESTORE ALL FROM 'shared' WITH (replace = true)")
+        assert (a["backup_id"], b["backup_id"]) == (f"{old}.a", f"{old}.b")
+        [one] = await rows(client, "RESTORE DATABASE a FROM 'shared' AS copy")
+        assert one["backup_id"] == f"{old}.a"
+        assert await rows(client, "SELECT v FROM copy.t") == [{"v": "first"}]
+
+        got = await rows(client, "BACKUP DATABASE a, b TO 'shared' WITH (keep_last = 1)")
+        assert await dropped(client, got[0]) == [old]  # never the set being written
+        gate.opened.set()
+        status, body = await writing
+    finally:
+        gate.opened.set()
+        faults.clear()
+    assert status == 200, body
+    landed = set_of(body["results"][0]["rows"])
+    listed = {r["backup_id"]: r for r in await rows(client, "SHOW BACKUPS IN 'shared'")}
+    assert set(listed) == {f"{landed}.a", f"{landed}.b", got[0]["backup_id"],
+                           got[1]["backup_id"]}
+    assert all(r["error"] is None for r in listed.values())
+
+
+async def test_keep_last_leaves_a_whole_set_whose_lock_is_held(
+        client: Any, tmp_path: Path) -> None:
+    """Every member written, the lock not yet removed (or its writer died
+    there): not a finished set, for keep_last as for RESTORE ALL."""
+    await ok(client, SETUP)
+    first = set_of(await rows(client, "BACKUP DATABASE a, b TO 'shared'"))
+    second = set_of(await rows(client, "BACKUP DATABASE a, b TO 'shared'"))
+    repo = Repository(resolve_target("shared", [str(tmp_path / "backups")], {}))
+    with repo.lock(second):
+        [a, _] = await rows(client, "RESTORE ALL FROM 'shared' WITH (replace = true)")
+        assert a["backup_id"] == f"{first}.a"
+        got = await rows(client, "BACKUP DATABASE a, b TO 'shared' WITH (keep_last = 1)")
+        assert await dropped(client, got[0]) == [first]
+    listed = {r["backup_id"] for r in await rows(client, "SHOW BACKUPS IN 'shared'")}
+    assert listed == {f"{second}.a", f"{second}.b", got[0]["backup_id"], got[1]["backup_id"]}
+
+
+async def test_keep_last_of_a_set_never_drops_another_servers_set(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    other = copy.deepcopy(cairn_config)
+    other.storage.data_dir = str(tmp_path / "data_b")
+    a = await aiohttp_client(create_app(cairn_config))
+    b = await aiohttp_client(create_app(other))
+    for server in (a, b):
+        await ok(server, SETUP)
+    theirs = set_of(await rows(a, "BACKUP DATABASE a, b TO 'shared'"))
+    mine = set_of(await rows(b, "BACKUP DATABASE a, b TO 'shared'"))
+    got = await rows(b, "BACKUP DATABASE a, b TO 'shared' WITH (keep_last = 1)")
+    assert await dropped(b, got[0]) == [mine]
+    listed = {r["backup_id"] for r in await rows(a, "SHOW BACKUPS IN 'shared'")}
+    assert {f"{theirs}.a", f"{theirs}.b"} <= listed
