@@ -28,7 +28,8 @@ from catalog.errors import (
 from . import envelope, manifest, schema
 from .atomic import fsync_path, make_dirs, read_small, write_small
 from .codec import Found
-from .config import encode_config, new_config, parse_config
+from .config import parse_config
+from .creation import create
 from .crypto import Keys, PassphraseError, is_key_id
 from .keyring import KeyRing
 from .layout import (
@@ -49,7 +50,7 @@ from .oserrors import reading, writing
 from .pruning import LocksAndPrune
 from .scan import scan_manifests
 from .selection import choose, may_be_of, newest_first
-from .targets import Target, refuse_nested_remote
+from .targets import Target
 from .transfer import OnBytes, ShouldStop
 from .verify import OnProgress, VerifyReport, verify_objects
 
@@ -120,13 +121,7 @@ class Repository(LocksAndPrune):
         existing = self.check_config()
         if existing is not None:
             return existing
-        with writing(self.uri):
-            refuse_nested_remote(self.target)  # local targets: checked on every resolve
-            make_dirs(self.target, self.target.base)
-        config = new_config()
-        path = join(self.target.base, CONFIG)
-        write_small(self.target, path, encode_config(config), self.durable)
-        self._config = config
+        self._config = config = create(self.target, self.uri, self.durable)
         return config
 
     def check_config(self) -> dict[str, Any] | None:

@@ -320,6 +320,30 @@ def _real_dir(path: str) -> bool:
     return st is not None and stat.S_ISDIR(st.st_mode)
 
 
+def refuse_nested(target: Target) -> None:
+    """The nesting rule asked again of a target whose `config.json` was just
+    written: two servers creating `<root>/n0` and `<root>/n0/locks` at one
+    moment each passed it before either config existed. A local target's
+    folders above it (to the top) and internal folders are looked at; an S3
+    target's prefixes as `refuse_nested_remote`."""
+    if target.kind != "local":
+        refuse_nested_remote(target)
+        return
+    real = target.base
+    parts = real.strip(os.sep).split(os.sep)
+    for depth in range(1, len(parts)):
+        above = os.sep + os.path.join(*parts[:depth])
+        if parts[depth] in INTERNAL and _is_repository(above):
+            raise PermissionDenied(
+                f"backup target '{real}' lies inside the internal folder "
+                f"'{parts[depth]}' of backup repository '{above}'")
+    for name in INTERNAL:
+        inner = os.path.join(real, name)
+        if _real_dir(inner) and _is_repository(inner):
+            raise PermissionDenied(f"backup target '{real}' holds another backup repository "
+                                   f"in its internal folder '{name}'")
+
+
 def refuse_nested_remote(target: Target) -> None:
     """The same rule as `_check_not_nested`, for an object-storage target about to
     become a repository: asked once, when its `config.json` is first written (it
