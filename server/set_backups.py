@@ -194,11 +194,14 @@ def drop_older_sets(cairn: Cairn, ctx: JobContext, repo: Repository, kind: str,
     return dropped[::-1]
 
 
-def choose_set(repo: Repository, backup_id: str | None, as_of: str | None) -> list[str]:
+def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
+               owns: Callable[[dict[str, Any]], bool] = lambda h: True) -> list[str]:
     """The member ids of the set RESTORE ALL takes: the one `backup_id` names
     (its set id or a member's id), else the newest complete set (taken at or
-    before `as_of`). A set missing a member, or a damaged manifest that may be
-    the newest backup, is BACKUP_INVALID: never an older set instead."""
+    before `as_of`) of this server's (every member `owns`), or of any server
+    when none is (a fresh server restoring another's). A set missing a member,
+    or a damaged manifest that may be the newest backup, is BACKUP_INVALID:
+    never an older set instead."""
     entries = repo.listing(None)
     sets = _sets(e for e in entries if "error" not in e)
     writing = being_written(repo)
@@ -220,7 +223,10 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None) -> li
         if not fit:
             raise NotFound(f"no backup set in target '{repo.uri}'"
                            + (f" taken at or before {as_of}" if as_of else ""))
-        newest, set_id = max(fit)
+        # This server's sets first (every member `owns`): another server's
+        # namespaces of the same names are other databases.
+        mine = [f for f in fit if all(owns(h) for h in sets[f[1]])]
+        newest, set_id = max(mine or fit)
         for bad in (e for e in entries if "error" in e):
             created, taken = bad.get("created_at"), bad.get("snapshot_at")
             if limit is not None and isinstance(taken, str) and when(taken) > limit:
@@ -266,7 +272,8 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
                 raise AlreadyExists(f"Namespace '{ns}' already exists; use WITH (replace = "
                                     "true) to replace it")
 
-    ids = await cairn.run(choose_set, repo, opts.get("backup_id"), opts.get("as_of"))
+    ids = await cairn.run(choose_set, repo, opts.get("backup_id"), opts.get("as_of"),
+                          lambda h: origin_of(cairn, h["namespace"]).owns(h, lineage=True))
     await cairn.run(check, [i.rsplit(".", 1)[1] for i in ids])
 
     def work(ctx: JobContext) -> dict[str, Any]:

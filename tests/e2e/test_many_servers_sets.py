@@ -101,3 +101,25 @@ async def test_keep_last_of_a_set_never_drops_another_servers_set(
     assert await dropped(b, got[0]) == [mine]
     listed = {r["backup_id"] for r in await rows(a, "SHOW BACKUPS IN 'shared'")}
     assert {f"{theirs}.a", f"{theirs}.b"} <= listed
+
+
+async def test_restore_all_takes_this_servers_set(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """A's RESTORE ALL took B's newer set of B's own a and b (other databases of
+    the same names); a fresh server takes the newest of any."""
+    other = copy.deepcopy(cairn_config)
+    other.storage.data_dir = str(tmp_path / "data_b")
+    fresh = copy.deepcopy(cairn_config)
+    fresh.storage.data_dir = str(tmp_path / "data_c")
+    a = await aiohttp_client(create_app(cairn_config))
+    b = await aiohttp_client(create_app(other))
+    for server, who in ((a, "a"), (b, "b")):
+        await ok(server, SETUP + f"; UPDATE a.t SET v = '{who}' WHERE id = 1")
+    mine = set_of(await rows(a, "BACKUP DATABASE a, b TO 'shared'"))
+    theirs = set_of(await rows(b, "BACKUP DATABASE a, b TO 'shared'"))
+    [got, _] = await rows(a, "RESTORE ALL FROM 'shared' WITH (replace = true)")
+    assert got["backup_id"] == f"{mine}.a"
+    assert await rows(a, "SELECT v FROM a.t") == [{"v": "a"}]
+    c = await aiohttp_client(create_app(fresh))
+    [got, _] = await rows(c, "RESTORE ALL FROM 'shared'")
+    assert got["backup_id"] == f"{theirs}.a"
