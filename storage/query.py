@@ -145,7 +145,7 @@ _INT_TYPES = ("SMALLINT", "INT", "BIGINT")
 
 def point_key(expression: exp.Expression, columns: list[Column], primary_key: list[str],
               tables: list[exp.Table] | None = None) -> dict[str, Any] | None:
-    """{pk column: value} if `expression` reads one table and its WHERE requires
+    """{pk column: value} if `expression` reads one table, its FROM, and its WHERE requires
     `pk = literal` for every key column (top-level AND), with integer literals
     for integer columns and string literals for TEXT ones; else None.
     `tables`: every table node of the tree, if the caller has them."""
@@ -154,7 +154,13 @@ def point_key(expression: exp.Expression, columns: list[Column], primary_key: li
     if tables is None:
         tables = list(expression.find_all(exp.Table))
     where = expression.args.get("where")
-    if len(tables) != 1 or where is None or expression.args.get("joins"):
+    source = expression.args.get("from_") or expression.args.get("from")
+    # The key is the table's own only where the table is this SELECT's FROM (as
+    # pushdown.key_filter and direct.answer check): over a derived table, a CTE
+    # or no FROM, `k` is another thing's column, and cutting the snapshot to
+    # that key lost rows (`FROM (SELECT k + 1 AS k FROM t) s WHERE k = 1`).
+    if (len(tables) != 1 or where is None or expression.args.get("joins")
+            or not isinstance(source, exp.From) or source.this is not tables[0]):
         return None
     alias = tables[0].alias_or_name.lower()
     types = {c["name"]: c["type"] for c in columns}
