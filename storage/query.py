@@ -277,9 +277,10 @@ class Plan:
 
 
 def names_deleted(expression: exp.Expression) -> bool:
-    """Does any WHERE of the query name `_deleted`?"""
+    """Does any WHERE of the query name `_deleted` (in any case, quoted or not:
+    DuckDB reads `_DELETED` and `"_Deleted"` as `_deleted`)?"""
     return any(
-        col.name == DELETED for where in expression.find_all(exp.Where)
+        sandbox.fold(col.name) == DELETED for where in expression.find_all(exp.Where)
         for col in where.find_all(exp.Column)
     )
 
@@ -296,7 +297,8 @@ def tree_facts(expression: exp.Expression, deleted: bool = True,
     to each other)."""
     if sandbox.fast_path_tree(expression) and not names_a_user_word(expression):
         where = expression.args["where"].this
-        return [expression.args["from_"].this], set(), where.this.name == DELETED
+        return ([expression.args["from_"].this], set(),
+                deleted and sandbox.fold(where.this.name) == DELETED)
     found = expression.find_all(exp.Table, exp.CurrentUser, exp.SessionUser, exp.CurrentRole,
                                 exp.Column, exp.Anonymous)
     tables = []
