@@ -27,7 +27,7 @@ from sqlglot.dialects.dialect import Dialect
 from catalog import DataFile, Table
 from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 
-from . import keys, pushdown, sandbox
+from . import keys, pushdown, sandbox, scopes
 from .buffer import TableState, point_mask
 from .caller import columns_named, names_a_user_word, the_caller, user_word
 from .resolve import Replaced, at_one_moment
@@ -349,6 +349,7 @@ def plan_query(
     if show_deleted is None:
         show_deleted = deleted
     seen: dict[tuple[str, str], str] = {}
+    renamed, columns = scopes.own_aliases(expression, nodes, ctes, default_namespace)
     token = ""  # random, made when a view is first named (see the end; a point
     # SELECT answered off its snapshot names none, and needs no urandom call)
     try:
@@ -418,12 +419,15 @@ def plan_query(
                     plan.reads.append((f"{ns}.{name}", snap.files, snap.buffer.num_rows))
                     plan.names[view] = f"{ns}.{name}"
                     plan.json_names |= {c["name"] for c in snap.columns if c["type"] == "JSON"}
-            alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(name))
+            alias = node.args.get("alias") or exp.TableAlias(
+                this=exp.to_identifier(renamed.get(id(node), name), quoted=id(node) in renamed))
             new = exp.Table(this=exp.Identifier(this=view, quoted=False), alias=alias)
             for arg in ("joins", "laterals", "pivots", "sample", "hints"):
                 if node.args.get(arg):
                     new.set(arg, node.args[arg])
             node.replace(new)
+        for col, own in columns:  # ns.t.c and t.c of a table given its own alias
+            col.set("table", exp.to_identifier(own, quoted=True))
         for col in expression.find_all(exp.Column):
             if col.args.get("db") is not None:
                 col.set("db", None)

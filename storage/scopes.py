@@ -1,0 +1,154 @@
+"""Which FROM item a qualified column of a user's query names, as DuckDB binds
+it on real schemas: the nearest enclosing SELECT (itself first, then the
+queries around it) that has an item of that name. An item without an alias
+is named by its table name and by `ns.table`; one with an alias by the alias
+alone; names compare as DuckDB folds them (`sandbox.fold`).
+
+storage/query.py replaces each Cairn table by a subquery under one alias. Two
+tables of one name in different namespaces (`r1a.t`, `r1b.t`), or a table and
+a subquery, CTE or alias of its name, need different aliases then, and every
+column that named one of them must name its new alias: a correlated
+`WHERE r1b.t.k = r1a.t.k` read as `t.k = t.k` bound both sides to the inner
+table, and an UPDATE or DELETE matched every row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlglot import exp
+
+from catalog.errors import InvalidArgument
+
+from .sandbox import fold
+
+
+def items(select: exp.Select) -> list[exp.Expression]:
+    """The SELECT's FROM items, joined ones too, parenthesized joins opened."""
+    out: list[exp.Expression] = []
+    frm = select.args.get("from_") or select.args.get("from")
+    todo = [frm.this] if isinstance(frm, exp.From) else []
+    todo += [j.this for j in select.args.get("joins") or []]
+    while todo:
+        node = todo.pop(0)
+        if isinstance(node, exp.Subquery) and not node.alias and isinstance(node.this, exp.Table):
+            todo.insert(0, node.this)  # `FROM (a JOIN b ON ...)`: a and b
+            continue
+        out.append(node)
+        if isinstance(node, exp.Table):
+            todo[0:0] = [j.this for j in node.args.get("joins") or []]
+    return out
+
+
+def names(item: exp.Expression, default_ns: str | None, ctes: set[int]) -> set[str]:
+    """The names a column's qualifier may give `item` by."""
+    if item.alias:
+        return {fold(item.alias)}
+    if not isinstance(item, exp.Table):
+        return set()
+    name = fold(item.name)
+    if id(item) in ctes or not isinstance(item.this, exp.Identifier):
+        return {name}
+    ns = fold(item.db) if item.db else default_ns
+    return {name, f"{ns}.{name}"} if ns else {name}
+
+
+def qualifier(col: exp.Column) -> str | None:
+    """`t` of `t.c`, `ns.t` of `ns.t.c` (folded); None if unqualified."""
+    if not col.table:
+        return None
+    return f"{fold(col.db)}.{fold(col.table)}" if col.db else fold(col.table)
+
+
+def enclosing(node: exp.Expression) -> list[exp.Select]:
+    """The SELECTs whose FROM items `node` may name, nearest first: a CTE's
+    query does not see the FROM of the query its WITH heads."""
+    out = []
+    child: Any = node
+    parent: Any = node.parent
+    while parent is not None:
+        if isinstance(parent, exp.Select) and child is not parent.args.get("with_"):
+            out.append(parent)
+        child, parent = parent, parent.parent
+    return out
+
+
+def find(col: exp.Column, default_ns: str | None, ctes: set[int]) -> list[exp.Expression]:
+    """The FROM items of the nearest SELECT that has one `col`'s qualifier
+    names (more than one: DuckDB's "Ambiguous reference"), or []."""
+    key = qualifier(col)
+    if key is None:
+        return []
+    for select in enclosing(col):
+        found = [i for i in items(select) if key in names(i, default_ns, ctes)]
+        if found:
+            return found
+    return []
+
+
+def contested(tree: exp.Expression, tables: list[exp.Table], key: dict[int, tuple[str, str]],
+              ) -> set[tuple[str, str]]:
+    """The (ns, table) of the Cairn tables without an alias whose bare name
+    another table, subquery, CTE or alias of the query also goes by: these
+    need an alias of their own. `key`: id of each Cairn table node -> (ns, name)."""
+    by_name: dict[str, set[tuple[str, str]]] = {}
+    for t in tables:
+        if id(t) in key and not t.alias:
+            by_name.setdefault(fold(t.name), set()).add(key[id(t)])
+    if not by_name:
+        return set()
+    others = {fold(a.name) for a in tree.find_all(exp.TableAlias) if a.name}
+    others |= {fold(t.name) for t in tables if id(t) not in key and not t.alias}
+    out: set[tuple[str, str]] = set()
+    for name, owners in by_name.items():
+        if len(owners) > 1 or name in others:
+            out |= owners
+    return out
+
+
+def requalify(tree: exp.Expression, default_ns: str | None, ctes: set[int],
+              renamed: dict[int, str]) -> list[tuple[exp.Column, str]]:
+    """For each qualified column that names a table in `renamed` (node id ->
+    its new alias), the column and that alias; to set once the tables are
+    replaced. INVALID_ARGUMENT for a qualifier that names two items of one
+    SELECT, as DuckDB's "Ambiguous reference to table"."""
+    out = []
+    for col in tree.find_all(exp.Column):
+        found = find(col, default_ns, ctes)
+        if not any(id(f) in renamed for f in found):
+            continue
+        if len(found) > 1:
+            raise InvalidArgument(
+                f'Ambiguous reference to table "{col.table}" in {col.sql(dialect="duckdb")}: '
+                "name it with its namespace (ns.table.column) or give the tables aliases")
+        out.append((col, renamed[id(found[0])]))
+    return out
+
+
+def own_aliases(expression: exp.Expression, nodes: list[exp.Table], ctes: set[int],
+                default_ns: str | None) -> tuple[dict[int, str], list[tuple[exp.Column, str]]]:
+    """The Cairn tables (by node id) that need an alias other than their bare
+    name, as `contested` finds them, with those aliases (`ns.t`), and the
+    columns that name them with the alias to name them by (`requalify`)."""
+    key: dict[int, tuple[str, str]] = {}
+    for node in nodes:
+        if id(node) in ctes or not isinstance(node.this, exp.Identifier) or node.catalog:
+            continue
+        db = fold(node.db)
+        ns = "system" if not db and default_ns == "system" else db or default_ns
+        if ns:
+            key[id(node)] = (ns, fold(node.name))
+    if not key:
+        return {}, []
+    wanted = contested(expression, nodes, key)
+    if not wanted:
+        return {}, []
+    taken = {fold(a.name) for a in expression.find_all(exp.TableAlias)}
+    renamed: dict[int, str] = {}
+    for node in nodes:
+        if id(node) in key and not node.alias and key[id(node)] in wanted:
+            ns, name = key[id(node)]
+            alias = f"{ns}.{name}"
+            while alias in taken:
+                alias += "_"
+            renamed[id(node)] = alias
+    return renamed, requalify(expression, default_ns, ctes, renamed)
