@@ -26,6 +26,7 @@ from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
 from .rowbuild import columns_table, one_row
+from .scopes import LIVE_ONLY
 from .timing import TIMINGS, WouldWait, waiting_allowed
 from .types import (
     DELETED,
@@ -427,11 +428,12 @@ def _matching(
     sql = f"SELECT {alias}.*{''.join(', ' + x for x in extra)} FROM {node.sql(dialect='duckdb')}"
     if where is not None:
         sql += f" WHERE {where.this.sql(dialect='duckdb')}"
+    tree = sqlglot.parse_one(sql, read="duckdb")  # live rows change; other tables: as a SELECT
+    tree.args["from_"].this.meta[LIVE_ONLY] = True  # shows deleted ones (scopes.DeletedRule)
     # One DuckDB thread: each thread holds a row group of every column it reads
     # (16 MB of a wide column), and the scan of a wide table was the statement's
     # RSS peak (docs/performance.md). Out of that DuckDB's memory: the main one.
-    return engine.select(sqlglot.parse_one(sql, read="duckdb"), user, ns,  # type: ignore[arg-type]
-                         show_deleted=False, one_thread=True)
+    return engine.select(tree, user, ns, one_thread=True)  # type: ignore[arg-type]
 
 
 def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> int:

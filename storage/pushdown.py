@@ -18,6 +18,7 @@ condition also stays in the query's own WHERE, so the answer is unchanged."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlglot import exp
 
@@ -90,3 +91,61 @@ def _movable(node: exp.Expression, alias: str, primary_key: list[str], family: s
         elif not isinstance(n, (*_LOGIC, *_COMPARE, exp.Neg, exp.Null, exp.Identifier)):
             return False
     return True
+
+
+def point_key(expression: exp.Expression, columns: list[Column], primary_key: list[str],
+              tables: list[exp.Table] | None = None) -> dict[str, Any] | None:
+    """{pk column: value} if `expression` reads one table, its FROM, and its WHERE requires
+    `pk = literal` for every key column (top-level AND), with integer literals
+    for integer columns and string literals for TEXT ones; else None.
+    `tables`: every table node of the tree, if the caller has them."""
+    if not isinstance(expression, exp.Select):
+        return None
+    if tables is None:
+        tables = list(expression.find_all(exp.Table))
+    where = expression.args.get("where")
+    source = expression.args.get("from_") or expression.args.get("from")
+    # The key is the table's own only where the table is this SELECT's FROM (as
+    # pushdown.key_filter and direct.answer check): over a derived table, a CTE
+    # or no FROM, `k` is another thing's column, and cutting the snapshot to
+    # that key lost rows (`FROM (SELECT k + 1 AS k FROM t) s WHERE k = 1`).
+    if (len(tables) != 1 or where is None or expression.args.get("joins")
+            or not isinstance(source, exp.From) or source.this is not tables[0]):
+        return None
+    alias = tables[0].alias_or_name.lower()
+    types = {c["name"]: c["type"] for c in columns}
+    found: dict[str, Any] = {}
+    todo = [where.this]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, exp.Paren):
+            todo.append(node.this)
+        elif isinstance(node, exp.And):
+            todo += [node.left, node.right]
+        elif isinstance(node, exp.EQ):
+            for col, lit in ((node.left, node.right), (node.right, node.left)):
+                if not isinstance(col, exp.Column) or col.args.get("db") is not None:
+                    continue
+                name = col.name.lower()
+                if name not in primary_key or (col.table and col.table.lower() != alias):
+                    continue
+                value = _literal(lit, types.get(name))  # type: ignore[arg-type]
+                if value is None:
+                    continue
+                if name in found and found[name] != value:
+                    return None  # id = 1 AND id = 2: leave it to DuckDB
+                found[name] = value
+    return found if len(found) == len(primary_key) else None
+
+
+def _literal(node: exp.Expression, typ: str | None) -> Any:
+    neg = False
+    if isinstance(node, exp.Neg):
+        node, neg = node.this, True
+    if not isinstance(node, exp.Literal):
+        return None
+    if typ in _INT_TYPES and not node.is_string and re.fullmatch(r"[0-9]+", node.this):
+        return -int(node.this) if neg else int(node.this)
+    if typ == "TEXT" and node.is_string and not neg:
+        return node.this
+    return None

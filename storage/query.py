@@ -13,7 +13,6 @@ table name in a query is rewritten), so concurrent queries never meet."""
 from __future__ import annotations
 
 import contextlib
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 from . import keys, pushdown, sandbox, scopes
 from .buffer import TableState, point_mask
 from .caller import columns_named, names_a_user_word, the_caller, user_word
+from .pushdown import point_key
 from .resolve import Replaced, at_one_moment
 from .timing import WouldWait, waiting_allowed
 from .types import DELETED, OW, SEQ, Column, default_value, duckdb_type, sql_literal
@@ -138,67 +138,6 @@ def _one_key(snap: Snapshot, point: dict[str, Any], show_deleted: bool, cut: boo
         newest = newest.slice(0, 0)
     snap.buffer = newest
     snap.append_only = True  # at most one version left: nothing to choose between
-
-
-_INT_TYPES = ("SMALLINT", "INT", "BIGINT")
-
-
-def point_key(expression: exp.Expression, columns: list[Column], primary_key: list[str],
-              tables: list[exp.Table] | None = None) -> dict[str, Any] | None:
-    """{pk column: value} if `expression` reads one table, its FROM, and its WHERE requires
-    `pk = literal` for every key column (top-level AND), with integer literals
-    for integer columns and string literals for TEXT ones; else None.
-    `tables`: every table node of the tree, if the caller has them."""
-    if not isinstance(expression, exp.Select):
-        return None
-    if tables is None:
-        tables = list(expression.find_all(exp.Table))
-    where = expression.args.get("where")
-    source = expression.args.get("from_") or expression.args.get("from")
-    # The key is the table's own only where the table is this SELECT's FROM (as
-    # pushdown.key_filter and direct.answer check): over a derived table, a CTE
-    # or no FROM, `k` is another thing's column, and cutting the snapshot to
-    # that key lost rows (`FROM (SELECT k + 1 AS k FROM t) s WHERE k = 1`).
-    if (len(tables) != 1 or where is None or expression.args.get("joins")
-            or not isinstance(source, exp.From) or source.this is not tables[0]):
-        return None
-    alias = tables[0].alias_or_name.lower()
-    types = {c["name"]: c["type"] for c in columns}
-    found: dict[str, Any] = {}
-    todo = [where.this]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, exp.Paren):
-            todo.append(node.this)
-        elif isinstance(node, exp.And):
-            todo += [node.left, node.right]
-        elif isinstance(node, exp.EQ):
-            for col, lit in ((node.left, node.right), (node.right, node.left)):
-                if not isinstance(col, exp.Column) or col.args.get("db") is not None:
-                    continue
-                name = col.name.lower()
-                if name not in primary_key or (col.table and col.table.lower() != alias):
-                    continue
-                value = _literal(lit, types.get(name))  # type: ignore[arg-type]
-                if value is None:
-                    continue
-                if name in found and found[name] != value:
-                    return None  # id = 1 AND id = 2: leave it to DuckDB
-                found[name] = value
-    return found if len(found) == len(primary_key) else None
-
-
-def _literal(node: exp.Expression, typ: str | None) -> Any:
-    neg = False
-    if isinstance(node, exp.Neg):
-        node, neg = node.this, True
-    if not isinstance(node, exp.Literal):
-        return None
-    if typ in _INT_TYPES and not node.is_string and re.fullmatch(r"[0-9]+", node.this):
-        return -int(node.this) if neg else int(node.this)
-    if typ == "TEXT" and node.is_string and not neg:
-        return node.this
-    return None
 
 
 def view_sql(snap: Snapshot, buffer_name: str, files: FileStore, *, show_deleted: bool,
@@ -346,15 +285,15 @@ def plan_query(
         if any(isinstance(n, exp.Column) for n in users):
             taken = columns_named(expression, nodes, ctes, default_namespace, state_of)
         the_caller(users, user, taken)
-    if show_deleted is None:
-        show_deleted = deleted
-    seen: dict[tuple[str, str], str] = {}
+    shown = scopes.deleted_shown(expression, ctes, default_namespace, state_of, show_deleted, deleted)
+    seen: dict[tuple[str, ...], str] = {}
+    bufs: dict[tuple[str, str], str] = {}  # a table's buffer's name, once named
     renamed, columns = scopes.own_aliases(expression, nodes, ctes, default_namespace)
     token = ""  # random, made when a view is first named (see the end; a point
     # SELECT answered off its snapshot names none, and needs no urandom call)
     try:
         snaps = _snapshots(expression, nodes, ctes, default_namespace, state_of, user, files,
-                           ranges, show_deleted, frozen)
+                           ranges, len(nodes) == 1 and scopes.shows(nodes[0], shown), frozen)
         plan.pins += [pin for _, pin in snaps.values()]
         for node in nodes:
             if isinstance(node.this, exp.Dot):  # a.b.c.d: more parts than ns.table
@@ -391,8 +330,15 @@ def plan_query(
                 ns = db or default_namespace
                 if not ns:
                     raise InvalidArgument(f"no namespace given for table '{name}'")
-                view = seen.get((ns, name))
-                if view is None:
+                show = scopes.shows(node, shown)
+                view = seen.get((ns, name, str(show)))
+                if view is None and (ns, name) in bufs:  # another reference, other rows
+                    (snap, _), _ = snaps[(ns, name)]
+                    view = seen[(ns, name, str(show))] = f"__cairn_{token}_{len(seen)}"
+                    sql = view_sql(snap, bufs[(ns, name)], files, show_deleted=show)
+                    plan.inline[view] = f"({sql})"
+                    plan.names[view] = f"{ns}.{name}"
+                elif view is None:
                     (snap, point), _ = snaps[(ns, name)]
                     if direct is not None and not seen:
                         plan.answer = direct(expression, node, snap, point)
@@ -404,14 +350,15 @@ def plan_query(
                         return answered(plan, snap, f"{ns}.{name}")
                     n = len(seen)
                     token = token or uuid.uuid4().hex[:12]
-                    view = seen[(ns, name)] = f"__cairn_{token}_{n}"
+                    view = seen[(ns, name, str(show))] = f"__cairn_{token}_{n}"
                     buf = f"__cairn_{token}_b{n}"
+                    bufs[(ns, name)] = buf
                     plan.names[buf] = f"{ns}.{name}"
                     if snap.buffer.num_rows:
                         plan.arrow.append((buf, snap.buffer))
                     plan.rows += snap.buffer.num_rows + sum(f.rows for f in snap.files)
                     if plan.answer is None or len(nodes) > 1:  # else no SQL is made
-                        sql = view_sql(snap, buf, files, show_deleted=show_deleted,
+                        sql = view_sql(snap, buf, files, show_deleted=show,
                                        key_filter=pushdown.key_filter(
                                            expression, snap.primary_key, snap.columns))
                         plan.inline[view] = f"({sql})"
