@@ -225,16 +225,19 @@ def names_deleted(expression: exp.Expression) -> bool:
 
 
 def tree_facts(expression: exp.Expression, deleted: bool = True,
-               users: list[exp.Expression] | None = None) -> tuple[list[exp.Table], set[int], bool]:
+               users: list[exp.Expression] | None = None,
+               fast: bool | None = None) -> tuple[list[exp.Table], set[int], bool]:
     """The query's table nodes (in tree order), the ids of those that name a
     CTE in scope (`sandbox.cte_references`), and whether a
     WHERE names `_deleted` (`names_deleted`; False unless `deleted` asks for
     it). Of the fast path's point SELECT
-    (`sandbox.fast_path_tree`, a few attribute reads) they are read where they
+    (`sandbox.fast_path_tree`, a few attribute reads; `fast` if the caller
+    asked it) they are read where they
     stand: one table, no CTE, the one column of its WHERE; else the tree is
     walked, ~15 µs a walk (tests/storage/test_sandbox_fast.py holds the two
     to each other)."""
-    if sandbox.fast_path_tree(expression) and not names_a_user_word(expression):
+    if (fast if fast is not None else sandbox.fast_path_tree(expression)) \
+            and not names_a_user_word(expression):
         where = expression.args["where"].this
         return ([expression.args["from_"].this], set(),
                 deleted and sandbox.fold(where.this.name) == DELETED)
@@ -279,7 +282,8 @@ def plan_query(
     (storage/resolve.py; `frozen` holds the registry's `ddl`)."""
     plan = Plan()
     users: list[exp.Expression] = []
-    nodes, ctes, deleted = tree_facts(expression, show_deleted is None, users)
+    fast = sandbox.fast_path_tree(expression)  # `fast`: asked once, told to tree_facts
+    nodes, ctes, deleted = tree_facts(expression, show_deleted is None, users, fast)
     if users:  # DuckDB's current_user, user, ... are 'duckdb' (INSERTs stored it): the caller
         taken: set[str] = set()
         if any(isinstance(n, exp.Column) for n in users):
@@ -288,7 +292,9 @@ def plan_query(
     shown = scopes.deleted_shown(expression, ctes, default_namespace, state_of, show_deleted, deleted)
     seen: dict[tuple[str, ...], str] = {}
     bufs: dict[tuple[str, str], str] = {}  # a table's buffer's name, once named
-    renamed, columns = scopes.own_aliases(expression, nodes, ctes, default_namespace)
+    # One table, no alias, subquery or CTE: no other name to keep apart from.
+    renamed, columns = ({}, []) if fast else scopes.own_aliases(expression, nodes, ctes,
+                                                                default_namespace)
     token = ""  # random, made when a view is first named (see the end; a point
     # SELECT answered off its snapshot names none, and needs no urandom call)
     try:
