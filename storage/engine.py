@@ -52,10 +52,11 @@ from .buffer import PREFIX, TableState
 from .config import EngineConfig
 from .duck import Cursor
 from .files import FileStore, damaged_tables
+from .json_columns import mark as mark_json
 from .keys import FileRanges
 from .limits import WRITE_BYTES, WRITE_LIMITS, ResultLimits, SystemView, wide
 from .pointcache import PointCache
-from .query import Plan, mark_json, plan_query, release
+from .query import Plan, plan_query, release
 from .query_errors import check_files, clean, query_failed
 from .registry import Registry
 from .watchdog import Watchdog
@@ -344,8 +345,8 @@ class Engine:
             if (one_thread or not small) and self.cfg.duckdb_release_memory:
                 allocator.purge()
         if limits is not None and limits.truncated(result):
-            return ResultLimits.mark(mark_json(result, plan.json_names))
-        return mark_json(result, plan.json_names)
+            return ResultLimits.mark(mark_json(result, plan.json_names, plan.json_columns))
+        return mark_json(result, plan.json_names, plan.json_columns)
 
     def _attempt(
         self, plan: Plan, deadline: float | None, small: bool, fired: list[bool],

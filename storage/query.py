@@ -26,9 +26,10 @@ from sqlglot.dialects.dialect import Dialect
 from catalog import DataFile, Table
 from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 
-from . import keys, pushdown, sandbox, scopes
+from . import json_columns, keys, pushdown, sandbox, scopes
 from .buffer import TableState, point_mask
 from .caller import columns_named, names_a_user_word, the_caller, user_word
+from .json_columns import CAIRN_TYPE
 from .pushdown import point_key
 from .resolve import Replaced, at_one_moment
 from .timing import WouldWait, waiting_allowed
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from .files import FileStore
     from .keys import FileRanges
 
-CAIRN_TYPE = b"cairn.type"
 # One dialect object (`expression.sql(dialect="duckdb")` builds one per call).
 _DUCKDB = Dialect.get_or_raise("duckdb")
 def quote(name: str) -> str:
@@ -199,6 +199,7 @@ class Plan:
     arrow: list[tuple[str, pa.Table]] = field(default_factory=list)
     pins: list[str] = field(default_factory=list)
     json_names: set[str] = field(default_factory=set)
+    json_columns: list[bool] | None = None  # by position (json_columns.of), if known
     tables: list[Table] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # view -> the name the user wrote
     inline: dict[str, str] = field(default_factory=dict)  # placeholder -> (view SQL)
@@ -292,6 +293,8 @@ def plan_query(
     shown = scopes.deleted_shown(expression, ctes, default_namespace, state_of, show_deleted, deleted)
     seen: dict[tuple[str, ...], str] = {}
     bufs: dict[tuple[str, str], str] = {}  # a table's buffer's name, once named
+    outputs: dict[str, json_columns.Outputs] = {}  # view -> its columns (name, is JSON)
+    placed: dict[int, json_columns.Outputs] = {}  # the same by id of the node naming it
     # One table, no alias, subquery or CTE: no other name to keep apart from.
     renamed, columns = ({}, []) if fast else scopes.own_aliases(expression, nodes, ctes,
                                                                 default_namespace)
@@ -328,10 +331,9 @@ def plan_query(
                     plan.names[view] = f"system.{name}"
                     plan.arrow.append((view, arrow))
                     plan.rows += arrow.num_rows
-                    plan.json_names |= {
-                        f.name for f in arrow.schema
-                        if f.metadata and f.metadata.get(CAIRN_TYPE) == b"JSON"
-                    }
+                    outputs[view] = [(f.name, bool(f.metadata) and f.metadata.get(CAIRN_TYPE)
+                                      == b"JSON") for f in arrow.schema]
+                    plan.json_names |= {n for n, j in outputs[view] if j}
             else:
                 ns = db or default_namespace
                 if not ns:
@@ -343,6 +345,7 @@ def plan_query(
                     view = seen[(ns, name, str(show))] = f"__cairn_{token}_{len(seen)}"
                     sql = view_sql(snap, bufs[(ns, name)], files, show_deleted=show)
                     plan.inline[view] = f"({sql})"
+                    outputs[view] = [(c["name"], c["type"] == "JSON") for c in snap.columns]
                     plan.names[view] = f"{ns}.{name}"
                 elif view is None:
                     (snap, point), _ = snaps[(ns, name)]
@@ -371,7 +374,8 @@ def plan_query(
                     plan.tables.append(snap.table)
                     plan.reads.append((f"{ns}.{name}", snap.files, snap.buffer.num_rows))
                     plan.names[view] = f"{ns}.{name}"
-                    plan.json_names |= {c["name"] for c in snap.columns if c["type"] == "JSON"}
+                    outputs[view] = [(c["name"], c["type"] == "JSON") for c in snap.columns]
+                    plan.json_names |= {n for n, j in outputs[view] if j}
             alias = node.args.get("alias") or exp.TableAlias(
                 this=exp.to_identifier(renamed.get(id(node), name), quoted=id(node) in renamed))
             new = exp.Table(this=exp.Identifier(this=view, quoted=False), alias=alias)
@@ -379,6 +383,7 @@ def plan_query(
                 if node.args.get(arg):
                     new.set(arg, node.args[arg])
             node.replace(new)
+            placed[id(new)] = outputs[view]
         for col, own in columns:  # ns.t.c and t.c of a table given its own alias
             col.set("table", exp.to_identifier(own, quoted=True))
         for col in expression.find_all(exp.Column):
@@ -392,6 +397,8 @@ def plan_query(
         plan.answer = None  # more than the one table: DuckDB
     if plan.answer is not None:
         return plan  # answered off the snapshot: no SQL text needed (~0.17 ms saved)
+    if not fast:  # (a fast-path SELECT names plain columns: its names tell)
+        plan.json_columns = json_columns.of(expression, placed, ctes)
     text = _DUCKDB.generate(expression, copy=False)  # the tree is ours: no copy
     # Views go in as subqueries by text: placeholders carry a random token, so
     # nothing the user wrote can match them (cheaper than CREATE VIEW per query).
@@ -439,19 +446,3 @@ def release(plan: Plan, files: FileStore) -> None:
     for token in plan.pins:
         files.unpin(token)
     plan.pins = []
-
-
-def mark_json(table: pa.Table, json_names: set[str]) -> pa.Table:
-    """DuckDB drops Arrow field metadata: put `cairn.type = JSON` back on string
-    columns named like a JSON column of the tables the query read."""
-    if not json_names:
-        return table
-    fields = []
-    changed = False
-    for f in table.schema:
-        if f.name in json_names and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)):
-            f = f.with_metadata({CAIRN_TYPE: b"JSON"})
-            changed = True
-        fields.append(f)
-    # Same types, new field metadata: rewrap the columns (a cast would copy-check them).
-    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields)) if changed else table
