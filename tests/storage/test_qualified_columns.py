@@ -111,3 +111,13 @@ def test_a_join_of_two_tables_of_one_name(engine: Engine, run: Run) -> None:
     assert run(q + " ORDER BY 1") == [{"k": 1, "a": 10, "b": 100}, {"k": 2, "a": 20, "b": 200}]
     with pytest.raises(InvalidArgument, match="Ambiguous reference to table"):
         run("SELECT t.k FROM r1a.t JOIN r1b.t ON r1a.t.k = r1b.t.k")
+
+
+def test_update_from_and_delete_using_stay_refused(engine: Engine, run: Run) -> None:
+    _setup(engine, run)
+    for statement in ("UPDATE r1a.t SET v = r1b.t.v FROM r1b.t WHERE r1a.t.k = r1b.t.k",
+                      "DELETE FROM r1a.t USING r1b.t WHERE r1a.t.k = r1b.t.k"):
+        with pytest.raises(InvalidArgument, match="not supported"):
+            run(statement)
+    assert run("SELECT k, v FROM r1a.t ORDER BY k") == [
+        {"k": k, "v": v} for k, v in ROWS["r1a.t"]]
