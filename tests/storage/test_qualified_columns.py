@@ -76,6 +76,11 @@ WRITES = [
     "INSERT INTO r1a.u SELECT r1a.t.k, r1b.t.v FROM r1a.t JOIN r1b.t ON r1a.t.k = r1b.t.k",
     "INSERT INTO r1a.u SELECT k, (SELECT max(r1b.t.v) FROM r1b.t WHERE r1b.t.k = r1a.t.k) "
     "FROM r1a.t",
+    "INSERT INTO r1a.u SELECT x.k, y.v FROM r1a.t AS x JOIN r1b.t AS y ON x.k = y.k",
+    "INSERT INTO r1a.u SELECT t.k, t.v FROM r1b.t WHERE EXISTS (SELECT 1 FROM r1a.t AS t2 "
+    "WHERE t2.k = r1b.t.k)",
+    "DELETE FROM r1a.t AS x WHERE EXISTS (SELECT 1 FROM r1b.t y WHERE y.k = x.k)",
+    "DELETE FROM t WHERE k IN (SELECT r1b.t.k FROM r1b.t WHERE r1b.t.v = r1a.t.v * 10)",
 ]
 
 
