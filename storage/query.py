@@ -298,6 +298,8 @@ def plan_query(
     # One table, no alias, subquery or CTE: no other name to keep apart from.
     renamed, columns = ({}, []) if fast else scopes.own_aliases(expression, nodes, ctes,
                                                                 default_namespace)
+    if not fast:
+        scopes.keep_names(expression, {id(c) for c, _ in columns})
     token = ""  # random, made when a view is first named (see the end; a point
     # SELECT answered off its snapshot names none, and needs no urandom call)
     try:

@@ -156,6 +156,24 @@ def own_aliases(expression: exp.Expression, nodes: list[exp.Table], ctes: set[in
     return renamed, requalify(expression, default_ns, ctes, renamed)
 
 
+def keep_names(expression: exp.Expression, requalified: set[int]) -> None:
+    """Name each SELECT item that reads a table and has no alias by its text
+    as written: DuckDB names it by its text as run, the views' SQL with the
+    data files' paths (`(SELECT count_star() FROM (SELECT k, ... read_parquet(
+    '/srv/data/files/...')))`), which every answer's `columns` showed. So too
+    an expression over a column `requalified` names (by id): `max(r1b.t.v)`,
+    not `max("r1b.t".v)`."""
+    for select in list(expression.find_all(exp.Select)):
+        for item in list(select.expressions):
+            if isinstance(item, exp.Alias | exp.Column | exp.Star) or item.alias:
+                continue  # (a subquery's alias is its own: `(SELECT ...) AS c0`)
+            if item.find(exp.Table) is not None or requalified and any(
+                    id(c) in requalified for c in item.find_all(exp.Column)):
+                alias = exp.Alias(alias=exp.to_identifier(item.sql(dialect="duckdb"), quoted=True))
+                item.replace(alias)
+                alias.set("this", item)  # the same nodes: the table nodes found stay in it
+
+
 # --- which tables show their deleted rows ------------------------------------
 
 Columns = Callable[[exp.Table], "list[str] | None"]  # a Cairn table's column names (None: unknown)

@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 import pytest
+import sqlglot
 
 from catalog import Namespace
 from catalog.errors import InvalidArgument
@@ -126,3 +127,11 @@ def test_update_from_and_delete_using_stay_refused(engine: Engine, run: Run) -> 
             run(statement)
     assert run("SELECT k, v FROM r1a.t ORDER BY k") == [
         {"k": k, "v": v} for k, v in ROWS["r1a.t"]]
+
+
+def test_an_expression_over_a_realiased_table_keeps_its_text_as_name(engine: Engine,
+                                                                      run: Run) -> None:
+    _setup(engine, run)
+    q = "SELECT count(r1a.t.k), max(r1b.t.v) FROM r1a.t JOIN r1b.t ON r1a.t.k = r1b.t.k"
+    table = engine.query(sqlglot.parse_one(q, read="duckdb"), None, "r1a")
+    assert table.to_pylist() == [{"COUNT(r1a.t.k)": 2, "MAX(r1b.t.v)": 200}]
