@@ -4,10 +4,14 @@ lone surrogate escape `"\\ud800"`), and DuckDB's `->>`, `json_valid` and
 casts then failed on a stored value; a value nested past what a recursive
 parser reads could be written and then not read over HTTP. A write
 (storage/types.py), VERIFY BACKUP and RESTORE (backup/column_checks.py) hold
-a value to `json_problem` alike."""
+a value to `json_problem` alike. A value kept before these rules
+(2026-12-05: in a data directory, a backed-up file, a catalog's or manifest's
+DEFAULT) keeps the meaning it had: `kept_json_problem` takes what the older
+write check, Python's json.loads, took."""
 
 from __future__ import annotations
 
+import math
 import re
 from itertools import accumulate
 
@@ -73,3 +77,76 @@ _NOT_NUMBERS = re.compile(r"\b(?:NaN|Infinity)\b")
 _LONE_SURROGATE = re.compile(
     r"(?<!\\)(?:\\\\)*(?:\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
     r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})")
+
+
+# How deep a JSON value kept by an older release may nest: its write check,
+# json.loads, read about 1000 levels (Python's recursion limit); past this
+# bound a backed-up value is damage. Checked without recursion.
+KEPT_JSON_DEPTH = 4096
+
+# A token of JSON as json.loads reads it (strict: no control characters in a
+# string), whitespace before it. A \uXXXX escape may be a lone surrogate.
+_TOKEN = re.compile(
+    r'[ \t\n\r]*+(?:(?P<s>"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+")'
+    r"|(?P<n>-?(?:0|[1-9][0-9]*+)(?P<f>(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?))"
+    r"|(?P<l>true|false|null)|(?P<p>[\[\]{}:,]))")
+
+
+def kept_json_problem(text: str) -> str | None:
+    """Why `text` cannot be a JSON value an older release kept, or None: what
+    its write check (json.loads, NaN, Infinity and numbers past a DOUBLE
+    refused) took, a lone surrogate escape and nesting past MAX_JSON_DEPTH
+    included, up to KEPT_JSON_DEPTH. Such a value is read as the text kept
+    (an answer shows it as a string, server/result.py `json_raw`)."""
+    problem = json_problem(text)
+    if problem is None:
+        return None
+    depth = json_depth_over(text, KEPT_JSON_DEPTH)
+    if depth is not None:
+        return f"nests arrays and objects {depth} deep, more than {KEPT_JSON_DEPTH}"
+    return problem if not _scans(text) else None
+
+
+def _scans(text: str) -> bool:
+    """Whether `text` is one JSON value as json.loads reads it, read with a
+    stack of open arrays and objects (no recursion, whatever the depth)."""
+    stack: list[str] = []
+    pos, want = 0, "value"  # value | value] | key | key} | : | ,
+    while True:
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            return want == "end" and not text[pos:].strip(" \t\n\r")
+        pos = m.end()
+        punct = m["p"]
+        if want == "end":
+            return False
+        if want in ("value", "value]") and punct is None:
+            if m["s"] is None and m["l"] is None:  # a number
+                number = m["n"]
+                if m["f"]:
+                    if not math.isfinite(float(number)):
+                        return False
+                elif len(number.lstrip("-")) > 4300:  # Python's int() limit
+                    return False
+            if m["s"] is not None or m["n"] is not None or m["l"] is not None:
+                want = "," if stack else "end"
+                continue
+        if want in ("value", "value]") and punct in ("[", "{"):
+            stack.append(punct)
+            want = "value]" if punct == "[" else "key}"
+            continue
+        if (want == "value]" and punct == "]") or (want == "key}" and punct == "}") or (
+                want == "," and punct in ("]", "}") and stack[-1] == {"]": "[", "}": "{"}[punct]):
+            stack.pop()
+            want = "," if stack else "end"
+            continue
+        if want in ("key", "key}") and m["s"] is not None:
+            want = ":"
+            continue
+        if want == ":" and punct == ":":
+            want = "value"
+            continue
+        if want == "," and punct == ",":
+            want = "value" if stack[-1] == "[" else "key"
+            continue
+        return False

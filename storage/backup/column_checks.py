@@ -12,7 +12,8 @@ a row's old version beside its new one, and deleted rows. So each column's
 values are decoded (text stays dictionary-encoded: a value repeated in every
 row is decoded once), checked as their type's writer would (`validate`: UTF-8,
 a DECIMAL's precision; a TEXT(n)'s length; a JSON column's text as a write
-checks it, `jsoncheck.json_problem`; no NULL in a NOT NULL column), and
+checks it, or as an older release's write took it, which a BACKUP of this
+server's data copies: `jsoncheck.kept_json_problem`; no NULL in a NOT NULL column), and
 each row group's NULL count, minimum and maximum compared with its statistics.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..jsoncheck import json_problem
+from ..jsoncheck import kept_json_problem
 from .schema import Column
 
 
@@ -51,9 +52,9 @@ class Group:
             longest = pc.max(pc.utf8_length(distinct)).as_py() or 0
             if longest > col.params[0]:
                 return f"holds a value of {longest} characters in column '{name}', TEXT({col.params[0]})"
-        if col.type == "JSON":  # as a write takes it: a query or an answer could fail on it
+        if col.type == "JSON":  # as a write takes or took it: a query could fail on it
             for text in distinct.to_pylist():
-                if text is not None and (problem := json_problem(text)) is not None:
+                if text is not None and (problem := kept_json_problem(text)) is not None:
                     return f"holds a value in JSON column '{name}' that {problem}"
         if len(distinct) > distinct.null_count:  # (NaN is skipped, as in the statistics)
             found = pc.min_max(distinct)

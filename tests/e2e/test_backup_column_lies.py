@@ -166,14 +166,15 @@ async def test_a_generated_id_above_its_rows_seq_is_refused(client: Any, tmp_pat
 
 
 @pytest.mark.parametrize(("value", "words"), [
-    ('{"k":"\\ud800"}', "lone surrogate"),
     ("[NaN]", "is not valid JSON"),
     ("not json", "is not valid JSON"),
-    ("[" * 600 + "]" * 600, "600 deep, more than 512"),
+    ("[1e999]", "is not valid JSON"),
+    ('{"k":"\\ud800"', "is not valid JSON"),
+    ("[" * 5000 + "]" * 5000, "5000 deep, more than 4096"),
 ])
 async def test_json_a_write_refuses_is_refused(
         client: Any, tmp_path: Path, value: str, words: str) -> None:
-    """A JSON column holding text a write refuses (DuckDB's JSON functions
+    """A JSON column holding text no write ever took (DuckDB's JSON functions
     fail on it, or an HTTP answer, which splices the stored text in, would be
     no JSON) verified valid and was restored."""
     await ok(client, "CREATE NAMESPACE js; CREATE TABLE js.t (id INT PRIMARY KEY, j JSON);"
@@ -186,3 +187,33 @@ async def test_json_a_write_refuses_is_refused(
     assert "JSON column 'j'" in json.dumps(row["errors"]), row
     err = await error_of(client, "RESTORE DATABASE js FROM 'jv' AS copy")
     assert err["code"] == "BACKUP_INVALID" and words in err["message"], err
+
+
+async def test_json_an_older_release_stored_is_backed_up_verified_and_restored(
+        client: Any, tmp_path: Path) -> None:
+    """Until 2026-12-05 a write took what json.loads took: a lone surrogate
+    escape, nesting past 512. A data directory or backup holding such values
+    is this server's to back up; its own VERIFY called that backup invalid and
+    RESTORE refused it, though BACKUP had completed. Such a value is kept as
+    it was; an answer splices it in where it is JSON to a reader, else
+    gives its text."""
+    deep = "[" * 600 + "]" * 600
+    await ok(client, "CREATE NAMESPACE js; CREATE TABLE js.t (id INT PRIMARY KEY, j JSON);"
+                     "INSERT INTO js.t VALUES (1, '[1]'), (2, '[2]'), (3, '{\"ok\": 1}');"
+                     "FLUSH TABLE js.t")
+    done = await backup(client, "BACKUP DATABASE js TO 'jv' WITH (compression = 'none')")
+    target = tmp_path / "backups" / "jv"
+    replace_file(target, "t", _rewrite(_column("j", pa.array(['{"k":"\\ud800"}', deep,
+                                                               '{"ok": 1}']))))
+    row = await backup(client, f"VERIFY BACKUP '{done['backup_id']}' IN 'jv'")
+    assert row["is_valid"] is True, row
+    await ok(client, "RESTORE DATABASE js FROM 'jv' AS old")
+    got = await rows(client, "SELECT id, j FROM old.t ORDER BY id")
+    assert got[0] == {"id": 1, "j": '{"k":"\\ud800"}'}  # no JSON to a reader: its text
+    assert json.dumps(got[1]["j"], separators=(",", ":")) == deep and got[2]["j"] == {"ok": 1}
+    # This server's BACKUP of them is one its VERIFY and RESTORE take.
+    again = await backup(client, "BACKUP DATABASE old TO 'again'")
+    row = await backup(client, f"VERIFY BACKUP '{again['backup_id']}' IN 'again'")
+    assert row["is_valid"] is True, row
+    await ok(client, "RESTORE DATABASE old FROM 'again' AS copy")
+    assert len(await rows(client, "SELECT * FROM copy.t")) == 3
