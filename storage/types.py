@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from catalog.errors import InvalidArgument
 
-from .jsoncheck import json_problem
+from .jsoncheck import json_problem, kept_json_problem
 from .spelling import json_of, number_sql, spelled
 
 Column = dict[str, Any]
@@ -415,8 +415,16 @@ def stored_value(col: Column, default: Any) -> Any:
     for: `coerce`'s, except where the rules for written text changed after
     the text was kept (2026-12-05), so a table or backup made before still
     means what it meant: a BYTES default is its text's UTF-8 (`stored_default`
-    keeps it so), and a TIMESTAMP or DATE default with a UTC offset is that
-    instant in UTC (a written one is refused now, `_parse_timestamp`)."""
+    keeps it so), a TIMESTAMP or DATE default with a UTC offset is that
+    instant in UTC (a written one is refused now, `_parse_timestamp`), a REAL
+    default that REAL holds only as zero (1e-46) is that zero, as it was
+    stored, and a JSON default an older write check took (a lone surrogate
+    escape, nesting past 512: `kept_json_problem`) is its text as kept."""
+    if col["type"] == "REAL" and isinstance(default, float) and _real_underflow(default):
+        return _as_real(default)
+    if col["type"] == "JSON" and isinstance(default, str) and json_problem(default) is not None \
+            and kept_json_problem(default) is None:
+        return default
     if isinstance(default, str):
         if col["type"] == "BYTES":
             default = default.encode()

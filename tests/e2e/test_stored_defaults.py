@@ -54,3 +54,50 @@ async def test_a_bytes_default_is_kept_as_the_utf8_text_of_its_bytes(client: Any
     message = await err(client, "CREATE TABLE sd.u (id BIGINT PRIMARY KEY, "
                                 "b BYTES DEFAULT '\\xFF')", "INVALID_ARGUMENT")
     assert "UTF-8" in message
+
+
+# Kept by an older server (until 2026-12-05): a REAL default REAL holds only as
+# zero (it was stored 0.0) and JSON defaults its write check (json.loads) took.
+DEEP = "[" * 600 + "]" * 600
+KEPT = {"r": 1e-46, "j": '"\\ud800"', "deep": DEEP}
+
+
+def _kept_defaults(doc: dict[str, Any]) -> None:
+    for schema in doc["tables"][0]["schemas"]:
+        for col in schema["columns"]:
+            if col["name"] in KEPT:
+                col["default"] = KEPT[col["name"]]
+
+
+async def test_real_and_json_defaults_kept_by_an_older_server_keep_working(
+        client: Any, tmp_path: Path) -> None:
+    await ok(client, "CREATE NAMESPACE sd; CREATE TABLE sd.t (id BIGINT PRIMARY KEY, "
+                     "j JSON DEFAULT '1', deep JSON DEFAULT '[]')")
+    await ok(client, "INSERT INTO sd.t (id) VALUES (1); FLUSH TABLE sd.t")
+    # Added after the table's first file: a query reads the default for that file.
+    await ok(client, "ALTER TABLE sd.t ADD COLUMN r REAL DEFAULT 0.5")
+    await ok(client, "BACKUP DATABASE sd TO 'old' WITH (compression = 'none')")
+    reseal(next((tmp_path / "backups" / "old" / "manifests").glob("*.json")), _kept_defaults)
+
+    listed = await rows(client, "SHOW BACKUPS IN 'old'")
+    assert [b["error"] for b in listed] == [None]
+    checked = await rows(client, f"VERIFY BACKUP '{listed[0]['backup_id']}' IN 'old'")
+    assert checked[0]["is_valid"] is True, checked
+    # The restored catalog keeps the defaults as the older server kept them.
+    await ok(client, "RESTORE DATABASE sd FROM 'old' AS sd2")
+    got = await rows(client, "SELECT * EXCLUDE (_updated) FROM sd2.t")
+    assert got == [{"id": 1, "j": 1, "deep": [], "r": 0.0, "_deleted": False}]
+    await ok(client, "INSERT INTO sd2.t (id) VALUES (2); UPDATE sd2.t SET r = r WHERE id = 2")
+    got = (await rows(client, "SELECT r, j::VARCHAR AS j, length(deep::VARCHAR) AS n "
+                              "FROM sd2.t WHERE id = 2"))[0]
+    assert got == {"r": 0.0, "j": '"\\ud800"', "n": 1200}
+    await ok(client, "FLUSH TABLE sd2.t")
+    await ok(client, "BACKUP DATABASE sd2 TO 'new'")
+    listed = await rows(client, "SHOW BACKUPS IN 'new'")
+    checked = await rows(client, f"VERIFY BACKUP '{listed[0]['backup_id']}' IN 'new'")
+    assert checked[0]["is_valid"] is True, checked
+    await ok(client, "RESTORE DATABASE sd2 FROM 'new' AS sd3")
+    assert len(await rows(client, "SELECT * FROM sd3.t")) == 2
+    # Written now, the same defaults stay refused.
+    for bad in ("r REAL DEFAULT 1e-46", "j JSON DEFAULT '\"\\ud800\"'"):
+        await err(client, f"CREATE TABLE sd.u (id BIGINT PRIMARY KEY, {bad})", "INVALID_ARGUMENT")
