@@ -8,7 +8,7 @@ from catalog import Archive, Namespace, utcnow
 from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound
 from catalog.ids import new_id
 from sqlgrammar import ast
-from storage.archive import store
+from storage.archive import damaged, store
 from storage.archive.changes import MAX_LSN, now_us
 from storage.system_tables import archives as archive_rows
 
@@ -34,7 +34,7 @@ ARCHIVE_COLUMNS = [
 POINT_COLUMNS = [
     ("namespace", "TEXT"), ("start_time", "TIMESTAMP"), ("end_time", "TIMESTAMP"),
     ("base_backup_id", "TEXT"), ("base_backups", "BIGINT"), ("segments", "BIGINT"),
-    ("archive_id", "TEXT"),
+    ("archive_id", "TEXT"), ("error", "TEXT"),
 ]
 
 
@@ -143,12 +143,18 @@ async def show_restore_points(cairn: Cairn, session: Session,
     def work() -> list[dict[str, Any]]:
         repo = _repo(cairn, stmt.target)
         repo.require_exists()
-        return [{
+        runs, _ = store.all_runs(repo, stmt.namespace)
+        bases, broken = damaged.bases_and_damaged(repo, stmt.namespace)
+        found = [{
             "namespace": stmt.namespace, "start_time": store.iso(w.start_us),
             "end_time": store.iso(w.end_us), "base_backup_id": w.bases[0].backup_id,
             "base_backups": len(w.bases), "segments": len(w.run.segments),
-            "archive_id": w.run.archive_id,
-        } for w in store.restore_windows(repo, stmt.namespace)]
+            "archive_id": w.run.archive_id, "error": None,
+        } for w in store.windows(runs, bases)]
+        # A window whose base may be a backup that cannot be read: listed, with why.
+        found += damaged.point_rows(repo, stmt.namespace, runs, broken)
+        return sorted(found, key=lambda r: (store.parse_us(r["start_time"]),
+                                            store.parse_us(r["end_time"])))
 
     return Result.of_rows(POINT_COLUMNS, await cairn.run(work))
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog.errors import BackupInvalid, NotFound
-from storage.archive import replay, store
+from storage.archive import damaged, replay, store
 from storage.archive.blocks import Entry, Rows
 from storage.archive.segment import MAX_US, SegmentName
 from storage.backup import PassphraseError, Repository
@@ -40,7 +40,7 @@ def verify_work(repo: Repository, namespace: str) -> Callable[[JobContext], dict
 def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> dict[str, Any]:
     errors: list[str] = []
     checked = nbytes = changes = 0
-    bases = store.bases_of(repo, namespace)
+    bases, broken = damaged.bases_and_damaged(repo, namespace)
     all_runs: list[store.Run] = []
     ids = store.archive_ids(repo, namespace)
     listings = {aid: store.list_segments(repo, namespace, aid) for aid in ids}
@@ -90,6 +90,12 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
         if m is not None:
             errors += _base_objects(repo, m, done, ctx)
             done += len(m["objects"])
+    for d in broken:  # a base that cannot be read: its window is not restorable
+        hit = [r for r in all_runs if damaged.may_base(d, r)]
+        if hit:
+            errors.append(f"{damaged.why(repo, d)} (it may be a base backup of archive "
+                          f"{hit[0].archive_id}, changes from {store.iso(hit[0].after_us)} "
+                          f"to {store.iso(hit[0].through_us)})")
     if not any(x.segments for x in listings.values()):
         errors.append(f"no archived changes of namespace '{namespace}' in target '{repo.uri}'")
     wins = store.windows(all_runs, bases)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from catalog.errors import BackupInvalid, InvalidArgument, NotFound
 from storage.backup import Repository
 
-from . import store
+from . import damaged, store
 from .blocks import Entry, Rows
 from .segment import SegmentName
 
@@ -33,10 +33,14 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int) -> TimePla
     and the window's segments up to `as_of`. NOT_FOUND before any base backup;
     INVALID_ARGUMENT past the newest restorable time (which it names) or
     between windows (which it lists); BACKUP_INVALID when the archive's folder
-    holds a file that is not a segment or segments that overlap."""
+    holds a file that is not a segment or segments that overlap, or when a
+    backup whose manifest cannot be read may be the base the time needs
+    (damaged.py)."""
     runs, problems = store.all_runs(repo, namespace)
-    bases = store.bases_of(repo, namespace)
+    bases, broken = damaged.bases_and_damaged(repo, namespace)
+    broken = [d for d in broken if damaged.taken_by(d, as_of_us)]
     if not any(b.snapshot_us <= as_of_us for b in bases):
+        damaged.refuse(repo, namespace, as_of, broken)
         raise NotFound(f"no backup of namespace '{namespace}' taken at or before {as_of} "
                        f"in target '{repo.uri}'")
     wins = store.windows(runs, bases)
@@ -50,6 +54,10 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int) -> TimePla
     if wrong:
         raise BackupInvalid(wrong[0])
     if not inside:
+        # A run reaching the time whose base may be a backup that cannot be read.
+        covering = [r for r in runs if r.after_us <= as_of_us <= r.through_us]
+        damaged.refuse(repo, namespace, as_of,
+                       [d for d in broken if any(damaged.may_base(d, r) for r in covering)])
         newest = max((w.end_us for w in wins), default=None)
         if newest is None:
             raise InvalidArgument(

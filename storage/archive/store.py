@@ -431,11 +431,6 @@ def base_of_last_run(repo: Repository, namespace: str, archive_id: str,
     return _oldest_from(repo, namespace, archive_id, since_lsn, since_us)
 
 
-def restore_windows(repo: Repository, namespace: str) -> list[Window]:
-    runs, _ = all_runs(repo, namespace)
-    return windows(runs, bases_of(repo, namespace))
-
-
 def prune(repo: Repository, namespace: str, keep_newest: Callable[[str], bool]) -> int:
     """Delete archived segments no base backup in the target needs: those of runs
     without a base, and those ending at or before a run's oldest base. The newest

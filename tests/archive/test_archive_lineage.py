@@ -193,7 +193,9 @@ async def test_crafted_archive_field_is_backup_invalid(
                                           f"(backup_id = '{base}')")
         assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", (value, body)
         assert "archive" in body["error"]["message"], (value, body)
-        assert await rows(client, POINTS) == [], value
+        # no restorable window: the damaged base is listed with why (never hidden)
+        assert [(p["base_backup_id"], p["error"] is not None)
+                for p in await rows(client, POINTS)] == [(base, True)], value
         status, body = await sql(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH "
                                           f"(as_of = '{point['end_time']}')")
         assert status < 500 and body["status"] == "error", (value, body)
@@ -271,7 +273,8 @@ async def test_archive_in_a_manifest_body_is_refused(
                                       f"(backup_id = '{base}')")
     assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
     assert "body repeats ['archive']" in body["error"]["message"], body
-    assert await rows(client, POINTS) == []
+    [damaged] = await rows(client, POINTS)  # no window: the base listed with why
+    assert damaged["base_backup_id"] == base and "body repeats" in damaged["error"], damaged
 
 
 async def test_namespace_dropped_and_created_again_while_archived(
