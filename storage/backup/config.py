@@ -16,12 +16,21 @@ from . import records
 from .layout import utc_now
 from .manifest import FORMAT, FORMAT_VERSION, KNOWN_FEATURES
 
+# Manifests may name the data directory that wrote the namespace
+# (`namespace_record.server`, 2026-12-05). A Cairn from before reads such a
+# manifest as damaged ("unknown field server") and an archive's windows as
+# gone; a target this Cairn makes names the feature, so it refuses the target
+# instead, saying so. A target made before is not changed (config.json is
+# never rewritten): an older Cairn still reads its older backups.
+NAMESPACE_SERVER = "namespace-server"
+CONFIG_FEATURES: frozenset[str] = KNOWN_FEATURES | {NAMESPACE_SERVER}
+
 
 def new_config() -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "features": [],
+        "features": [NAMESPACE_SERVER],
         "created_at": utc_now(),
     }
 
@@ -42,7 +51,7 @@ def parse_config(data: bytes, uri: str) -> dict[str, Any]:
             f"{where} has unknown format_version {head.format_version!r}; "
             f"this Cairn reads format_version {FORMAT_VERSION}"
         )
-    unknown = [f for f in head.features if f not in KNOWN_FEATURES]
+    unknown = [f for f in head.features if f not in CONFIG_FEATURES]
     if unknown:
         raise BackupInvalid(f"{where} needs format features this Cairn does not support: {unknown}")
     config = records.decode(data, records.Config, where)

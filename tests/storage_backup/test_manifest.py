@@ -297,6 +297,23 @@ def test_init_writes_config_once(repo: Repository) -> None:
     assert path.read_bytes() == before
 
 
+def test_a_new_target_names_the_feature_older_cairns_lack(
+        repo: Repository, make_file: MakeFile) -> None:
+    """Manifests name the data directory that wrote the namespace
+    (namespace_record.server), which a Cairn from before reads as damage (and
+    an archive's windows as gone): a target made now says so in config.json,
+    so such a Cairn refuses it by the feature's name. A target made before
+    (no features) is read and written as it is, its config.json unchanged."""
+    assert repo.init()["features"] == ["namespace-server"]
+    path = Path(repo.target.base) / "config.json"
+    older = {**json.loads(path.read_bytes()), "features": []}
+    path.write_text(json.dumps(older))
+    backed_up(repo, make_file)
+    fresh = Repository(repo.target)
+    assert fresh.read_manifest("bk-1")["backup_id"] == "bk-1"
+    assert json.loads(path.read_bytes()) == older
+
+
 @pytest.mark.parametrize(
     ("content", "match"),
     [
