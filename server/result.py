@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from catalog.errors import CairnError
+from storage.jsoncheck import json_problem
 
 from .intervals import iso_duration
 from .wide_dates import PER_SECOND, pylist
@@ -231,13 +232,15 @@ def json_raw(text: str) -> msgspec.Raw | str:
     """A JSON column's text spliced into the answer as it is stored, not
     parsed and written again: json.loads kept the last of two equal keys,
     made `0.1000000000000000055511151231257827` 0.1 and `-0` 0, and failed on
-    a deep value it had accepted. Checked to be JSON first (a query's column
-    named like a JSON column may hold any text): text that is not JSON, or
-    nests past what a reader parses, is shown as a string."""
-    try:
-        return msgspec.json.decode(text, type=msgspec.Raw)
-    except (ValueError, RecursionError):  # msgspec.DecodeError; a lone surrogate
+    a deep value it had accepted. Spliced only when it passes the check a
+    write makes (storage/jsoncheck.py `json_problem`): a query's column may
+    hold any text (`CAST('1e999' AS JSON)`, a column named like a JSON column
+    where the answer's columns cannot be told), and `1e999` went into the
+    answer as a bare number strict readers refuse (Python's reads inf). Any
+    other text is shown as a string."""
+    if json_problem(text) is not None:
         return text
+    return msgspec.Raw(text.strip())  # JSON: only JSON's blanks can be around it
 
 
 def json_text(value: Any) -> str:
@@ -258,7 +261,10 @@ def dumps_with_raw(body: Any) -> str:
     def mark(value: Any) -> str:
         if not isinstance(value, msgspec.Raw):
             raise TypeError(f"{type(value).__name__} is not JSON serializable")
-        raws.append(bytes(value).decode())
+        text = bytes(value).decode()
+        if json_problem(text) is not None:  # held to json_raw's check wherever it came from
+            return text
+        raws.append(text)
         return f"\0{nonce}:{len(raws) - 1}\0"
 
     text = json.dumps(body, default=mark)

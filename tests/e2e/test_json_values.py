@@ -135,3 +135,19 @@ async def test_a_lone_surrogate_is_named_and_a_pair_is_taken(app: Any) -> None:
     await ok(app, "INSERT INTO app.j (id, js) VALUES (1, '{\"k\":\"\\ud83d\\ude00\"}'), "
                   "(2, '\"\\\\ud800\"')")
     assert await rows(app, "SELECT js->>'k' AS k FROM app.j WHERE id = 1") == [{"k": "\U0001f600"}]
+
+
+async def test_an_answers_json_the_write_check_refuses_is_a_string(app: Any) -> None:
+    """A JSON answer column's value goes in raw only when a write would take
+    it: `CAST('1e999' AS JSON)`, and a text named like a JSON column where the
+    answer's columns cannot be told (a join USING), came out as the bare
+    number 1e999, which strict JSON readers refuse; in an error's body too."""
+    import msgspec
+    await ok(app, "INSERT INTO app.j (id, js) VALUES (1, '1'); "
+                  "CREATE TABLE app.k (id INT PRIMARY KEY, z INT); INSERT INTO app.k VALUES (1, 2)")
+    for q in ("SELECT CAST('1e999' AS JSON) AS js", "SELECT CAST('[NaN]' AS JSON) AS js",
+              "SELECT '1e999' AS js FROM app.j JOIN app.k USING (id)"):
+        for text in (q, q + "; SELECT * FROM app.nowhere"):
+            body = msgspec.json.decode(await raw_answer(app, text))  # strict: no 1e999
+            assert body["results"][0]["rows"][0]["js"] in ("1e999", "[NaN]"), (text, body)
+    assert await rows(app, "SELECT CAST('[1e308]' AS JSON) AS js") == [{"js": [1e308]}]

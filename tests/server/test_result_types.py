@@ -138,3 +138,20 @@ def test_json_text_is_spliced_into_an_answer_as_stored() -> None:
     assert dumps_with_raw(body).startswith(
         '{"rows": [{"a": {"a":1,"a":2}, "b": -0, "c": "not json"')
     assert json_bytes(body).endswith(b'"e": "\\ud800"}]}')
+
+
+def test_json_text_is_spliced_only_when_a_write_would_take_it() -> None:
+    """json_raw holds a text to the check a write makes (jsoncheck.json_problem):
+    `1e999` went into the answer as a bare number (msgspec, Go and serde refuse
+    it, Python reads inf), NaN and a lone surrogate escape likewise; each is a
+    string, in an answer and in an error's body (dumps_with_raw) alike."""
+    from server.app import json_bytes
+    from server.result import dumps_with_raw, json_raw
+    bad = ["1e999", "[1e999]", '{"a":-1e999}', "NaN", "[Infinity]", '"\\ud800"']
+    body = {"rows": [{str(i): json_raw(t) for i, t in enumerate(bad)}]}
+    want = {"rows": [{str(i): t for i, t in enumerate(bad)}]}
+    assert msgspec.json.decode(json_bytes(body)) == want
+    assert msgspec.json.decode(dumps_with_raw(body)) == want
+    # A Raw made elsewhere is held to the same check in an error's body.
+    assert msgspec.json.decode(dumps_with_raw({"a": msgspec.Raw(b"1e999")})) == {"a": "1e999"}
+    assert json_bytes({"a": json_raw(" 1e308 ")}) == b'{"a":1e308}'
