@@ -39,7 +39,12 @@ def literal(node: exp.Expression) -> Any:
             return int(text)
         # `1e5` is a DOUBLE to DuckDB, `5.` a DECIMAL(1,0): the text says what
         # a Decimal does not (`ddd.ddd` it does; the fast path's Decimal too).
-        return decimal.Decimal(text) if _PLAIN.fullmatch(text) else NumberText.of(text, text)
+        if _PLAIN.fullmatch(text):
+            return decimal.Decimal(text)
+        try:
+            return NumberText.of(text, text)
+        except decimal.InvalidOperation:  # `1e`, `2E`: sqlglot's number, no Decimal's
+            raise _not_a_number(text) from None
     if isinstance(node, exp.Neg):
         value = literal(node.this)
         if isinstance(value, decimal.Decimal):
@@ -56,6 +61,19 @@ def literal(node: exp.Expression) -> Any:
             and not node.to.expressions):  # TIMESTAMP(3) is DuckDB's to cut
         return _cast(node.to.this, node.this.this)
     raise _NotLiteral
+
+
+class NotANumber(InvalidArgument):
+    """A literal sqlglot reads as a number and no number is (`1e`: DuckDB
+    reads `1 AS e`; it was a 500 with a traceback). PostgreSQL calls it a
+    syntax error (42601, "trailing junk after numeric literal")."""
+
+    sqlstate = "42601"
+
+
+def _not_a_number(text: str) -> NotANumber:
+    hint = " (an exponent needs digits: 1e5)" if text[-1:] in "eE" else ""
+    return NotANumber(f"numeric literal '{text}' is not a number{hint}")
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -382,3 +382,19 @@ async def test_an_interval_comes_back_as_written(client: Any) -> None:
     res = await ok(client, "SELECT CAST('1 day 02:03:04.5' AS INTERVAL) AS a, INTERVAL 14 MONTH "
                            "AS b, INTERVAL '2 hours 30 minutes' AS c, -INTERVAL 90 MINUTE AS d")
     assert res[0]["rows"] == [{"a": "P1DT2H3M4.5S", "b": "P1Y2M", "c": "PT2H30M", "d": "PT-1H-30M"}]
+
+
+async def test_a_number_literal_with_an_empty_exponent_is_named(client: Any) -> None:
+    """`1e`, `2E`, `-1e` in INSERT ... VALUES are numbers to sqlglot and none
+    to Decimal: 500 INTERNAL with a decimal.InvalidOperation traceback. Found
+    by trying. Now 400 naming the literal, nothing written."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, "
+                     "v DOUBLE, s TEXT)")
+    for text, shown in (("INSERT INTO app.t VALUES (1, 1e, 'x')", "'1e'"),
+                        ("INSERT INTO app.t (id, v) VALUES (2, 2E)", "'2E'"),
+                        ("INSERT INTO app.t (id, s) VALUES (3, -1e)", "'1e'"),
+                        ("INSERT INTO app.t (id, v) VALUES (4, (0.5e)), (5, 1)", "'0.5e'")):
+        status, body = await sql(client, text)
+        message = error(status, body, 400, "INVALID_ARGUMENT")
+        assert f"numeric literal {shown} is not a number" in message, message
+    assert (await ok(client, "SELECT count(*) AS n FROM app.t"))[0]["rows"] == [{"n": 0}]
