@@ -160,9 +160,10 @@ FLUSH = [("job_id", "TEXT"), ("namespace", "TEXT"), ("tables", "BIGINT"), ("rows
 
 def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
                 own: tuple[str | None] | None = None) -> Any:
-    """`own = (user,)`: a role-user's flush, which counts only their rows of a
-    USER table; `all_rows` in the result (admins only: server/visibility.py)
-    keeps every row it flushed when that is more."""
+    """`own = (user,)`: a role-user's flush, which of a USER table weighs,
+    writes and counts only their rows (flush.users_flush_due, flush.flush);
+    `all_rows` in the result (admins only: server/visibility.py) keeps every
+    row it flushed when that is more."""
     def work(ctx: Any) -> dict[str, Any]:
         total = {"tables": 0, "rows": 0, "files": 0, "bytes": 0}
         base = dict(total)
@@ -183,7 +184,7 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
             try:
                 out = None
                 if own is not None and not flush.users_flush_due(
-                        cairn.engine.cfg, cairn.engine.tables.state(ns, name)):
+                        cairn.engine.cfg, cairn.engine.tables.state(ns, name), own[0]):
                     held.append(f"{ns}.{name}")
                 else:
                     out = cairn.engine.flush_table(ns, name, progress, own)
@@ -232,7 +233,8 @@ async def _run_flush(
 HELD = (f"has too few buffered rows for a role-user's FLUSH to write a file (it writes "
         f"one once the buffer holds {flush.USER_FLUSH_SHARE:.0%} of the table's flush_rows "
         f"or flush_bytes, or a row {flush.USER_FLUSH_SHARE:.0%} of flush_interval_seconds "
-        "old); its rows stay buffered, readable, and the table flushes them by itself")
+        "old; of a USER table only the caller's own rows count and are written); its rows "
+        "stay buffered, readable, and the table flushes them by itself")
 
 
 @routes.handles(FlushTable, role="user")

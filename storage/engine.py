@@ -426,7 +426,7 @@ class Engine:
 
     def flush_table(self, namespace: str, name: str, progress: Callable[..., Any] | None = None,
                     own: tuple[str | None] | None = None) -> dict[str, int]:
-        """`own = (user,)`: count only `user`'s rows of a USER table (flush.flush)."""
+        """`own = (user,)`: flush and count only `user`'s rows of a USER table (flush.flush)."""
         out = flush.flush(self.catalog, self.files, st := self.state(namespace, name), progress, self.file_ranges.filters, own)
         flush.tidy(self.catalog, st, out, self.cfg.duckdb_release_memory)  # NotFound: dropped
         return out

@@ -38,10 +38,10 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
     and all_rows. Each file's key filter goes to `filters` (storage/keyfilter.py).
     `progress(files_done=, files_total=, bytes_done=, rows=)` is called between
     files and may raise (e.g. Cancelled): nothing is then registered and the
-    files written so far are removed. `own = (user,)`: of a USER table every
-    user's rows are flushed, but rows, files, bytes and the progress count
-    only `user`'s (a role-user learns nothing of the others' rows);
-    `all_rows` counts every row flushed."""
+    files written so far are removed. `own = (user,)`: of a USER table only
+    `user`'s rows are flushed, as only they make a role-user's FLUSH due
+    (`users_flush_due`), and rows, files, bytes and the progress count only
+    theirs; `all_rows` counts every row flushed."""
     report = progress or (lambda **_: None)
     if st.table.table_type == "stream":
         return {"rows": 0, "files": 0, "bytes": 0, "all_rows": 0}
@@ -51,6 +51,8 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
             generation = st.batches.generation
             table, columns, version = st.table, list(st.columns), st.schema.version
             cached = st.cached_buffer() if table.table_type != "user" else None
+        if own is not None and table.table_type == "user":
+            batches = [b for b in batches if b.user == own[0]]
         if not batches:
             return {"rows": 0, "files": 0, "bytes": 0, "all_rows": 0}
         groups: dict[str | None, list[BufBatch]] = {}
@@ -198,15 +200,24 @@ def flush_interval_of(cfg: EngineConfig, st: TableState) -> float:
 USER_FLUSH_SHARE = 0.1
 
 
-def users_flush_due(cfg: EngineConfig, st: TableState) -> bool:
+def users_flush_due(cfg: EngineConfig, st: TableState, user: str | None) -> bool:
     """Does a role-user's FLUSH of `st` write it out? Yes when its buffer holds
     at least USER_FLUSH_SHARE of `flush_rows` (or of `flush_bytes`), or a row
     buffered at least USER_FLUSH_SHARE of `flush_interval_seconds` ago; an
-    empty buffer too (nothing is written)."""
+    empty buffer too (nothing is written). Of a USER table only `user`'s rows
+    count, as only they are flushed (`flush`'s `own`): counting every user's
+    told a role-user with no rows whether others had 1-999 rows buffered
+    ("Nothing flushed") or none or more (a flush)."""
     with st.lock:
-        n = st.buffered_rows()
-        nbytes = st.buffered_bytes()
-        oldest = st.oldest_ts()
+        if st.table.table_type == "user":
+            mine = [b for b in st.batches.values() if b.user == user]
+            n = sum(b.num_rows for b in mine)
+            nbytes = sum(batch_bytes(b) for b in mine)
+            oldest = mine[0].ts if mine else None  # batches are in commit order
+        else:
+            n = st.buffered_rows()
+            nbytes = st.buffered_bytes()
+            oldest = st.oldest_ts()
     return not n or (
         n >= USER_FLUSH_SHARE * flush_rows_of(cfg, st)
         or nbytes >= USER_FLUSH_SHARE * cfg.flush_bytes

@@ -329,9 +329,9 @@ async def test_a_role_user_counts_only_their_own_rows(two_faced: Any) -> None:
     namespace's rows. Now a role-user's counts of a USER table are their own,
     and backups (of every user's rows) show them no rows, files or bytes."""
     root, alice, bob = "root-secret", "alice-user", "bob-user"
-    # flush_rows 60: alice's FLUSH writes the table's 6 buffered rows (a tenth of it)
+    # flush_rows 10: alice's FLUSH writes her one buffered row (a tenth of it)
     await ok(two_faced, "CREATE USER TABLE app.u (id INT PRIMARY KEY, v TEXT) "
-                        "WITH (flush_rows = 60)", token=root)
+                        "WITH (flush_rows = 10)", token=root)
     await ok(two_faced, "INSERT INTO app.u VALUES (1, 'alice')", token=alice)
     await ok(two_faced, "INSERT INTO app.u VALUES (1, 'b'), (2, 'b'), (3, 'b'), (4, 'b'), "
                         "(5, 'b')", token=bob)
@@ -350,16 +350,16 @@ async def test_a_role_user_counts_only_their_own_rows(two_faced: Any) -> None:
     before = value(await scrape(two_faced, Authorization=f"Bearer {root}"), metric)
     flushed = (await ok(two_faced, "FLUSH TABLE app.u", token=alice))[0]
     after = value(await scrape(two_faced, Authorization=f"Bearer {root}"), metric)
-    assert after - before == 6  # the metric counts every row flushed
+    assert after - before == 1  # her FLUSH writes her rows only: bob's stay buffered
     assert {k: flushed["rows"][0][k] for k in ("tables", "rows", "files")} == {
         "tables": 1, "rows": 1, "files": 1}
     assert flushed["message"] == "Flushed table 'app.u': 1 rows to 1 file(s)"
     assert await seen(alice) == [shared, {"table_name": "u", "buffered_rows": 0,
                                           "flushed_rows": 1, "files": 1, "b": True}]
-    assert (await seen(bob))[1] == {"table_name": "u", "buffered_rows": 0, "flushed_rows": 5,
-                                    "files": 1, "b": True}
-    assert (await seen(root))[1] == {"table_name": "u", "buffered_rows": 0, "flushed_rows": 6,
-                                     "files": 2, "b": True}
+    assert (await seen(bob))[1] == {"table_name": "u", "buffered_rows": 5, "flushed_rows": 0,
+                                    "files": 0, "b": False}
+    assert (await seen(root))[1] == {"table_name": "u", "buffered_rows": 5, "flushed_rows": 1,
+                                     "files": 1, "b": True}
     whole = await seen(alice, "SELECT * FROM system.tables")  # the table itself, no DuckDB
     assert [r["flushed_rows"] for r in whole if r["table_name"] == "u"] == [1]
     job = "SELECT rows, files_done, result FROM system.jobs WHERE statement LIKE '%app.u%'"
@@ -368,7 +368,7 @@ async def test_a_role_user_counts_only_their_own_rows(two_faced: Any) -> None:
         "tables": 1, "rows": 1, "files": 1, "bytes": flushed["rows"][0]["bytes"]}}]
     shown = [r for r in await seen(alice, "SHOW JOBS") if "app.u" in r["statement"]]
     assert [r["result"] for r in shown] == [mine[0]["result"]]
-    assert (await seen(root, job))[0]["result"]["all_rows"] == 6  # admins see every row flushed
+    assert (await seen(root, job))[0]["result"] == mine[0]["result"]  # no one else's rows
     for text in ("SHOW BACKUPS", "SELECT * FROM system.backups"):
         assert all(r["rows"] is not None and r["bytes"] for r in await seen(root, text))
         users = await seen(alice, text)
@@ -421,3 +421,46 @@ async def test_a_role_users_flush_of_a_few_rows_writes_no_file(two_faced: Any) -
     await asyncio.sleep(2.2)
     (res,) = await ok(two_faced, "FLUSH TABLE app.g", token=bob)
     assert res["rows"][0]["files"] == 1, res
+
+
+async def test_a_role_users_flush_tells_nothing_of_other_users_rows(two_faced: Any) -> None:
+    """A role-user's FLUSH of a USER table weighed every user's buffered rows:
+    alice, with none of her own, read "Flushed ... 0 rows" while others had
+    none, "Nothing flushed" while they had 1-999, a flush (of their rows) at
+    1,000 or more. Found by trying. Now her own rows alone decide, and her
+    FLUSH writes only them; the job records what it wrote."""
+    root, alice, bob = "root-secret", "alice-user", "bob-user"
+    await ok(two_faced, "CREATE USER TABLE app.u (id INT PRIMARY KEY) WITH (flush_rows = 60)",
+             token=root)
+    stats = ("SELECT buffered_rows, flushed_rows, files FROM system.tables "
+             "WHERE namespace = 'app' AND table_name = 'u'")
+    empty = "Flushed table 'app.u': 0 rows to 0 file(s)"
+    had = 0
+    for others in (0, 5, 60):  # bob's rows: none, under a tenth, flush_rows
+        if others > had:
+            await ok(two_faced, "INSERT INTO app.u VALUES " + ", ".join(
+                f"({1000 + i})" for i in range(had, others)), token=bob)
+            had = others
+        (res,) = await ok(two_faced, "FLUSH TABLE app.u", token=alice)
+        assert res["message"] == empty, (others, res)
+        assert {k: res["rows"][0][k] for k in ("tables", "rows", "files", "bytes")} == {
+            "tables": 1, "rows": 0, "files": 0, "bytes": 0}, res
+        assert await rows(two_faced, stats, token=root) == [
+            {"buffered_rows": others, "flushed_rows": 0, "files": 0}]
+    # One row of hers (a tenth of flush_rows is 6): held, whatever bob has buffered.
+    await ok(two_faced, "INSERT INTO app.u VALUES (1)", token=alice)
+    (res,) = await ok(two_faced, "FLUSH TABLE app.u", token=alice)
+    assert res["message"].startswith("Nothing flushed: table 'app.u' has too few"), res
+    # Six of hers: written, hers alone; bob's 60 stay buffered, his to flush.
+    await ok(two_faced, "INSERT INTO app.u VALUES (2), (3), (4), (5), (6)", token=alice)
+    (res,) = await ok(two_faced, "FLUSH TABLE app.u", token=alice)
+    assert res["message"] == "Flushed table 'app.u': 6 rows to 1 file(s)", res
+    assert await rows(two_faced, stats, token=root) == [
+        {"buffered_rows": 60, "flushed_rows": 6, "files": 1}]
+    job = ("SELECT status, rows, files_done, result FROM system.jobs WHERE job_type = 'flush' "
+           "AND user_id = 'alice' ORDER BY job_id DESC LIMIT 1")
+    (mine,) = await rows(two_faced, job, token=root)  # the admin's view: nothing more
+    assert mine == {"status": "completed", "rows": 6, "files_done": 1, "result": {
+        "tables": 1, "rows": 6, "files": 1, "bytes": res["rows"][0]["bytes"]}}, mine
+    assert await rows(two_faced, "SELECT count(*) AS n FROM app.u", token=alice) == [{"n": 6}]
+    assert await rows(two_faced, "SELECT count(*) AS n FROM app.u", token=bob) == [{"n": 60}]
