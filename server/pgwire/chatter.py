@@ -144,6 +144,36 @@ def _honoured(name: str, value: str) -> str:
     return value
 
 
+def checked(name: str, value: str) -> str:
+    """`value` as a connection holds it for the setting `name` (lower case),
+    or the ChatterError SET answers: the one rule of SET, the start-up
+    settings and set_config() (pgcatalog.py), which echoed a value SET
+    refuses (TimeZone 'America/New_York') as if applied."""
+    if name == "client_encoding" and value.lower().replace("'", "") not in _UTF8:
+        raise ChatterError(f"client_encoding {value!r} is not supported: Cairn speaks UTF8")
+    # The last three were echoed as applied; a DateStyle not ISO was reported while
+    # dates went as ISO (psycopg read 0010-11-12 as 12 November); a read-only
+    # transaction was reported while an INSERT still ran.
+    if name in ("server_version", "server_encoding", "server_version_num", "is_superuser",
+                "session_authorization", "in_hot_standby"):
+        raise ChatterError(f'parameter "{name}" cannot be changed', "55P02")
+    bare = value.strip("'\" ").lower()
+    if name == "datestyle" and not bare.startswith("iso"):
+        raise ChatterError(f"DateStyle {value[:40]!r} is not supported: Cairn writes dates "
+                           "as ISO (DateStyle 'ISO, MDY' or 'ISO, DMY')")
+    if name in ("default_transaction_read_only", "transaction_read_only") and bare in (
+            "on", "true", "1", "yes"):
+        raise ChatterError(f"{name} = on is not supported: Cairn has no read-only "
+                           "transactions", "0A000")
+    if name == "client_encoding":
+        value = "UTF8"
+    value = _honoured(name, value)
+    if len(value) > MAX_SETTING_CHARS:
+        raise ChatterError(f'value for parameter "{name[:64]}" is {len(value)} characters '
+                           f"long, at most {MAX_SETTING_CHARS}")
+    return value
+
+
 def _boolean(name: str, bare: str) -> bool:
     """A Boolean setting as PostgreSQL reads it: a word, or enough of one."""
     if bare and any(word.startswith(bare) for word in _TRUE) and bare != "o":
@@ -199,28 +229,7 @@ class Settings:
 
     def set(self, name: str, value: str) -> dict[str, str]:
         name = name.lower()
-        if name == "client_encoding" and value.lower().replace("'", "") not in _UTF8:
-            raise ChatterError(f"client_encoding {value!r} is not supported: Cairn speaks UTF8")
-        # The last three were echoed as applied; a DateStyle not ISO was reported while
-        # dates went as ISO (psycopg read 0010-11-12 as 12 November); a read-only
-        # transaction was reported while an INSERT still ran.
-        if name in ("server_version", "server_encoding", "server_version_num", "is_superuser",
-                    "session_authorization", "in_hot_standby"):
-            raise ChatterError(f'parameter "{name}" cannot be changed', "55P02")
-        bare = value.strip("'\" ").lower()
-        if name == "datestyle" and not bare.startswith("iso"):
-            raise ChatterError(f"DateStyle {value[:40]!r} is not supported: Cairn writes dates "
-                               "as ISO (DateStyle 'ISO, MDY' or 'ISO, DMY')")
-        if name in ("default_transaction_read_only", "transaction_read_only") and bare in (
-                "on", "true", "1", "yes"):
-            raise ChatterError(f"{name} = on is not supported: Cairn has no read-only "
-                               "transactions", "0A000")
-        if name == "client_encoding":
-            value = "UTF8"
-        value = _honoured(name, value)
-        if len(value) > MAX_SETTING_CHARS:
-            raise ChatterError(f'value for parameter "{name[:64]}" is {len(value)} characters '
-                               f"long, at most {MAX_SETTING_CHARS}")
+        value = checked(name, value)
         old = self.values.get(name)
         chars = self.chars + len(value) - (len(old) if old is not None else -len(name))
         if chars > MAX_SETTINGS_CHARS:
@@ -229,6 +238,15 @@ class Settings:
         self.chars = chars
         self.values[name] = value
         return {REPORTED[name]: value} if name in REPORTED else {}
+
+    def ran(self, columns: list[tuple[str, int]], rows: list[list[Any]],
+            settings: list[tuple[str, str]]) -> Answer:
+        """A catalog query's answer once it has run: its set_config() calls'
+        (name, value), checked (pgcatalog.py), `set` in turn."""
+        changed: dict[str, str] = {}
+        for name, value in settings:
+            changed.update(self.set(name, value))
+        return Answer(f"SELECT {len(rows)}", columns, rows, changed)
 
     def start(self, startup: dict[str, str]) -> None:
         """The start-up packet's settings, and those of its `options`

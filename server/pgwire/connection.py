@@ -207,7 +207,7 @@ class Connection:
                 columns, rows = await self.cairn.run(self.catalog.run, self.cairn, tree, self.info)
             except CairnError as exc:  # past a bound of every query (pgcatalog.py)
                 raise PgError.of(exc) from None
-            return Reply(f"SELECT {len(rows)}", columns, rows)
+            return self._chatter(self.settings.ran(columns, rows, self.info.pending), code)
         return await self._cairn(text, offset)
 
     def _chatter(self, answer: chatter.Answer, code: str) -> Reply:

@@ -16,7 +16,7 @@ import itertools
 import logging
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import duckdb
@@ -39,8 +39,9 @@ from storage.sandbox import (
 
 from ..result import cairn_type
 from ..state import Cairn
-from . import relations
+from . import chatter, relations
 from . import types as t
+from .errors import PgError
 
 log = logging.getLogger("cairn.pgwire")
 
@@ -74,6 +75,9 @@ class SessionInfo:
     settings: dict[str, str]
     host: str
     port: int
+    # set_config()'s (name, value) of the query last run, checked: the
+    # connection applies them once the query has run (chatter.Settings.apply).
+    pending: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _prepare(sql: str) -> str:
@@ -162,6 +166,25 @@ def _setting(node: exp.Expression, info: SessionInfo) -> exp.Expression:
     return exp.null()
 
 
+def _set_config(node: exp.Expression, info: SessionInfo) -> exp.Expression:
+    """set_config(name, value, is_local) as SET: a setting SET refuses is its
+    error (22023), one it takes is applied once the query has run and its
+    value as held returned (the value was echoed, applied or not). `is_local`
+    is SET LOCAL's, which Cairn takes as SET. A NULL (a parameter while a
+    statement is described) sets nothing."""
+    args = [_arg(node, i) for i in (0, 1)]
+    texts = [a.this if isinstance(a, exp.Cast) else a for a in args]
+    if any(a is None or isinstance(a, exp.Null) for a in texts):
+        return exp.null()
+    if not all(isinstance(a, exp.Literal) and a.is_string for a in texts):
+        raise PgError("0A000", "set_config() takes a name and value written as strings (or "
+                               "parameters): Cairn does not compute them")
+    name, value = (str(cast(exp.Literal, a).this) for a in texts)
+    value = chatter.checked(name.lower(), value)
+    info.pending.append((name, value))
+    return _lit(value)
+
+
 def _format_type(node: exp.Expression, info: SessionInfo) -> exp.Expression:
     oid, mod = _arg(node, 0), _arg(node, 1)
     return exp.Anonymous(this="cairn_format_type",
@@ -177,7 +200,7 @@ _SESSION_FUNCTIONS: dict[str, Any] = {
     "current_schemas": lambda n, i: exp.Array(expressions=[_lit("pg_catalog")]),
     "pg_backend_pid": lambda n, i: _lit(i.pid),
     "current_setting": _setting,
-    "set_config": lambda n, i: _arg(n, 1) or exp.null(),
+    "set_config": _set_config,
     "inet_server_addr": lambda n, i: _lit(i.host),
     "inet_server_port": lambda n, i: _lit(i.port),
     "inet_client_addr": lambda n, i: exp.null(),
@@ -239,11 +262,13 @@ class CatalogEngine:
             ) -> tuple[list[tuple[str, int]], list[list[Any]]]:
         """(columns as (name, oid), rows) of a catalog query (blocking)."""
         tree = _named(tree.copy())
+        info.pending.clear()
         try:
             return self._run(cairn, tree, info)
         except (duckdb.Error, SqlglotError, ValueError, TypeError, AttributeError, IndexError,
                 KeyError, RecursionError) as exc:
             log.debug("catalog query answered empty: %s", exc)
+            info.pending.clear()  # it did not run: set_config() set nothing
             return _empty_answer(tree), []
 
     def _run(self, cairn: Cairn, tree: exp.Expression, info: SessionInfo

@@ -146,3 +146,42 @@ def test_a_real_goes_in_text_as_postgresql_writes_it(pg: PgServer) -> None:
         assert cur.pgresult is not None
         assert [cur.pgresult.get_value(0, i) for i in range(4)] == [
             b"0.1", b"1.2345679e+08", b"-0", b"0.1"]
+
+
+SET_CONFIG_REFUSED = [
+    ("TimeZone", "America/New_York"), ("standard_conforming_strings", "off"),
+    ("DateStyle", "SQL, DMY"), ("IntervalStyle", "iso_8601"), ("bytea_output", "escape"),
+    ("extra_float_digits", "0"), ("extra_float_digits", "-15"),
+]
+
+
+def test_set_config_refuses_what_set_refuses_and_applies_what_it_takes(pg: PgServer) -> None:
+    """set_config(name, value, is_local) returned its value, applied or not:
+    TimeZone 'America/New_York' came back while SHOW TimeZone stayed UTC. Found
+    by trying. Now it is SET's rule: 22023 for what SET refuses, and what SET
+    takes is applied (SHOW, current_setting, ParameterStatus) and returned as held."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for name, value in SET_CONFIG_REFUSED:
+            for is_local in ("false", "true"):
+                with pytest.raises(psycopg.errors.InvalidParameterValue):
+                    conn.execute(f"SELECT set_config('{name}', '{value}', {is_local})")
+            with pytest.raises(psycopg.errors.InvalidParameterValue):  # as parameters
+                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        assert conn.execute("SHOW TimeZone").fetchone() == ("UTC",)
+        assert conn.execute("SHOW DateStyle").fetchone() == ("ISO, MDY",)
+        assert conn.execute("SHOW extra_float_digits").fetchone() == ("1",)
+        assert conn.info.parameter_status("standard_conforming_strings") == "on"
+        assert conn.info.parameter_status("IntervalStyle") == "postgres"
+        with pytest.raises(psycopg.errors.CantChangeRuntimeParam):  # 55P02, as SET
+            conn.execute("SELECT set_config('server_version', '9.6', false)")
+        # Taken: applied, and returned as SET holds it ('+00' is UTC).
+        assert conn.execute("SELECT set_config('TimeZone', '+00', false)").fetchone() == ("UTC",)
+        assert conn.execute("SELECT set_config(%s, %s, false)",
+                            ("application_name", "nightly")).fetchone() == ("nightly",)
+        assert conn.execute("SELECT set_config('extra_float_digits', '2', true)").fetchone() \
+            == ("2",)
+        assert conn.execute("SELECT current_setting('application_name') AS a").fetchone() == (
+            "nightly",)
+        assert conn.execute("SHOW extra_float_digits").fetchone() == ("2",)
+        assert conn.info.parameter_status("application_name") == "nightly"
+        assert conn.info.parameter_status("TimeZone") == "UTC"
