@@ -244,7 +244,12 @@ def json_raw(text: str) -> msgspec.Raw | str:
 
 
 def json_text(value: Any) -> str:
-    """A JSON column's value as text (pgwire): a stored text as it is."""
+    """A JSON column's value as text (pgwire): a stored text as it is when it
+    is JSON a write would take, else as a JSON string, as `json_raw` shows
+    it over HTTP (`CAST('NaN' AS JSON)` went as NaN, which strict JSON
+    readers refuse)."""
+    if isinstance(value, str):
+        return value if json_problem(value) is None else json.dumps(value)
     if isinstance(value, msgspec.Raw):
         return bytes(value).decode()
     return json.dumps(value, separators=(",", ":"), default=str)

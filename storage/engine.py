@@ -344,9 +344,9 @@ class Engine:
             release(plan, self.files)
             if (one_thread or not small) and self.cfg.duckdb_release_memory:
                 allocator.purge()
-        if limits is not None and limits.truncated(result):
-            return ResultLimits.mark(mark_json(result, plan.json_names, plan.json_columns))
-        return mark_json(result, plan.json_names, plan.json_columns)
+        cut = limits is not None and limits.truncated(result)
+        result = mark_json(result, plan.json_names, plan.json_columns, plan.json_guessed)
+        return ResultLimits.mark(result) if cut else result
 
     def _attempt(
         self, plan: Plan, deadline: float | None, small: bool, fired: list[bool],

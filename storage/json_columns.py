@@ -20,6 +20,11 @@ from .sandbox import fold
 from .scopes import find, items
 
 CAIRN_TYPE = b"cairn.type"
+# On a column marked JSON by its name alone (`of` could not tell the answer's
+# columns): the PostgreSQL protocol announces it as text, not json, as any
+# text may be in it (`SELECT s AS j ... JOIN ... USING`: psycopg's json loader
+# failed on 'hello' and the client had no rows).
+BY_NAME = b"cairn.json_by_name"
 Outputs = list[tuple[str, bool]]  # a query's or table's columns: (folded name, is JSON)
 
 
@@ -132,20 +137,24 @@ class _Lineage:
 
 
 def mark(table: pa.Table, json_names: set[str], json_columns: list[bool] | None = None,
-         ) -> pa.Table:
+         guessed: bool = False) -> pa.Table:
     """DuckDB drops Arrow field metadata: put `cairn.type = JSON` back on the
     answer's JSON columns, by position (`json_columns`, from `of`) when known
     for every column, else on string columns named like a JSON column of the
-    tables the query read."""
+    tables the query read: `guessed` when `of` could not tell (BY_NAME goes
+    with the mark then), not where the names tell (a fast-path SELECT of
+    plain columns, an answer read off one table)."""
     known = json_columns is not None and len(json_columns) == table.num_columns
     if not known and not json_names:
         return table
+    guessed = not known and (guessed or json_columns is not None)
     fields = []
     changed = False
     for i, f in enumerate(table.schema):
         wanted = json_columns[i] if known and json_columns is not None else f.name in json_names
         if wanted and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)):
-            f = f.with_metadata({CAIRN_TYPE: b"JSON"})
+            f = f.with_metadata({CAIRN_TYPE: b"JSON", BY_NAME: b"true"} if guessed
+                                else {CAIRN_TYPE: b"JSON"})
             changed = True
         fields.append(f)
     # Same types, new field metadata: rewrap the columns (a cast would copy-check them).

@@ -200,6 +200,7 @@ class Plan:
     pins: list[str] = field(default_factory=list)
     json_names: set[str] = field(default_factory=set)
     json_columns: list[bool] | None = None  # by position (json_columns.of), if known
+    json_guessed: bool = False  # json_columns.of could not tell: by name, a guess
     tables: list[Table] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # view -> the name the user wrote
     inline: dict[str, str] = field(default_factory=dict)  # placeholder -> (view SQL)
@@ -401,6 +402,7 @@ def plan_query(
         return plan  # answered off the snapshot: no SQL text needed (~0.17 ms saved)
     if not fast:  # (a fast-path SELECT names plain columns: its names tell)
         plan.json_columns = json_columns.of(expression, placed, ctes)
+        plan.json_guessed = plan.json_columns is None
     text = _DUCKDB.generate(expression, copy=False)  # the tree is ours: no copy
     # Views go in as subqueries by text: placeholders carry a random token, so
     # nothing the user wrote can match them (cheaper than CREATE VIEW per query).

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from catalog import Job
+from storage.json_columns import BY_NAME
 
 from ..result import Result
 from . import messages
@@ -60,8 +61,10 @@ def from_result(text: str, result: Result) -> Reply:
                for name, typ in zip(result.columns, result.types, strict=False)]
     table = getattr(result, "table", None)
     if table is not None and table.num_columns == len(columns):
-        # A UBIGINT past 2**63 - 1 is no int8: such columns go as numeric.
-        columns = [(name, t.NUMERIC if pa.types.is_uint64(f.type) else oid)
+        # A UBIGINT past 2**63 - 1 is no int8: such columns go as numeric. A
+        # column JSON by its name alone goes as text (storage/json_columns.py).
+        columns = [(name, t.NUMERIC if pa.types.is_uint64(f.type) else
+                    t.TEXT if f.metadata and BY_NAME in f.metadata else oid)
                    for (name, oid), f in zip(columns, table.schema, strict=False)]
         cols = [values(c) for c in table.columns]
         rows = [list(r) for r in zip(*cols, strict=False)] if cols else []

@@ -139,10 +139,6 @@ def _single(f: float) -> float:
     return float(struct.unpack("!f", struct.pack("!f", f))[0])
 
 
-def _json_text(value: Any) -> str:
-    return value if isinstance(value, str) else json_text(value)
-
-
 def _ts_text(value: Any) -> str:
     d = _as_datetime(value)
     text = d.isoformat(sep=" ")
@@ -202,7 +198,7 @@ _TEXT_ENCODERS: dict[int, Callable[[Any], str]] = {
     TIMESTAMPTZ: lambda v: v.text(zone=True) if isinstance(v, Wide) else _ts_text(v),
     TIMESTAMP: lambda v: (v.text(zone=False) if isinstance(v, Wide)
                           else _as_datetime(v).isoformat(sep=" ")),
-    JSON: _json_text,
+    JSON: json_text,
 }  # fmt: skip
 
 
@@ -253,7 +249,7 @@ _BINARY_ENCODERS: dict[int, Callable[[Any], bytes]] = {
         "!i", ((v if isinstance(v, dt.date) and not isinstance(v, dt.datetime)
                 else _as_datetime(v).date()) - EPOCH_DATE).days),
     TIMESTAMPTZ: lambda v: _ts_binary(v), TIMESTAMP: lambda v: _ts_binary(v),
-    JSON: lambda v: _json_text(v).encode(),
+    JSON: lambda v: json_text(v).encode(),
 }  # fmt: skip
 
 

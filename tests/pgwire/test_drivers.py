@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import itertools
 import json
 import threading
 import time
@@ -124,6 +125,31 @@ def test_a_numeric_parameter_into_json_or_text_is_as_duckdb_casts_it(typed: PgSe
         got = conn.execute("SELECT j::VARCHAR, json_type(j), t, CAST(-2.50 AS VARCHAR) "
                            "FROM types.all_types WHERE id = 60").fetchone()
         assert got == ("1.5", "DOUBLE", "-2.50", "-2.50")
+
+
+def test_a_column_is_json_by_what_it_is_never_by_its_name(typed: PgServer) -> None:
+    """A TEXT column named like a JSON column was announced as json (114)
+    where the answer's columns could not be told (a join USING): psycopg's
+    json loader failed on 'hello' and the client had no rows. Found by
+    trying. And a json value strict readers refuse (`CAST('NaN' AS JSON)`)
+    went as NaN; now as the JSON string HTTP shows."""
+    with psycopg.connect(typed.dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO types.all_types (id, t, j) VALUES (70, 'hello', '[1]')")
+        conn.execute("CREATE TABLE IF NOT EXISTS types.other (id BIGINT PRIMARY KEY)")
+        conn.execute("INSERT INTO types.other VALUES (70)")
+        for binary, (query, oid, value) in itertools.product((False, True), (
+                ("SELECT t AS j FROM types.all_types WHERE id = 70", 25, "hello"),
+                ("SELECT t AS j FROM types.all_types JOIN types.other USING (id)", 25, "hello"),
+                ("SELECT 'x' AS j FROM types.all_types JOIN types.other USING (id)", 25, "x"),
+                ("SELECT j FROM types.all_types JOIN types.other USING (id)", 25, "[1]"),
+                ("SELECT j FROM types.all_types WHERE id = 70", 114, [1]),
+                ("SELECT CAST('NaN' AS JSON) AS x", 114, "NaN"),
+                ("SELECT CAST('[1e999]' AS JSON) AS x", 114, "[1e999]"))):
+            cur = conn.cursor(binary=binary)
+            assert cur.execute(query).fetchall() == [(value,)], query
+            assert cur.description is not None
+            assert [d.type_code for d in cur.description] == [oid], query
+            assert cur.pgresult is not None and cur.pgresult.get_value(0, 0) != b"NaN"
 
 
 def test_asyncpg_types_prepared_and_errors(typed: PgServer) -> None:

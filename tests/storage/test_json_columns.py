@@ -48,3 +48,23 @@ def test_json_columns_by_what_they_are(engine: Engine, run: Run) -> None:
         assert _json(engine, q) == want, q
     # Columns the query cannot tell (a join USING merges `*`): by name, as before.
     assert _json(engine, "SELECT * FROM t JOIN t AS v USING (k)")[:2] == [False, True]
+
+
+def test_a_column_marked_json_by_its_name_alone_says_so(engine: Engine, run: Run) -> None:
+    """Where the query's columns cannot be told, a column named like a JSON
+    column is marked JSON by that name alone, and BY_NAME says so (pgwire then
+    announces text: psycopg failed on `SELECT s AS j ... USING` as json). Not
+    where the names tell: a point SELECT's plain columns, a known position."""
+    from storage.json_columns import BY_NAME
+    engine.create_table("app", "t", "shared", [col("k", primary_key=True), col("j", "JSON"),
+                                               col("s", "TEXT")])
+    run("""INSERT INTO app.t VALUES (1, '[1]', 'hello')""")
+
+    def by_name(text: str) -> list[bool]:
+        table = engine.query(sqlglot.parse_one(text, read="duckdb"), None, "app")
+        return [bool(f.metadata) and BY_NAME in f.metadata for f in table.schema]
+
+    assert by_name("SELECT t.s AS j FROM t JOIN t AS v USING (k)") == [True]
+    assert by_name("SELECT v.j FROM t JOIN t AS v USING (k)") == [True]
+    for text in ("SELECT j FROM t", "SELECT j FROM t WHERE k = 1", "SELECT k, j FROM t"):
+        assert _json(engine, text)[-1] and not any(by_name(text)), text
