@@ -12,10 +12,11 @@ queries never decode RocksDB values; the family is the durable copy."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from catalog.errors import Internal
 
 from .batch import BatchMap, BufBatch, OneRow, one_row_tables
 from .keys import BufferKeys
+from .replaced import Replaced
 from .timing import TimedLock
 from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
 
@@ -243,8 +245,18 @@ class TableState:
             self._cache.clear()
             self._covers.clear()
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """`write_lock` for a statement writing the table; `Replaced` (nothing
+        written, run again on what the name names now: resolve.written) if a
+        DROP or a RESTORE ... replace dropped it while the statement waited."""
+        with self.write_lock:
+            if self.dropped:
+                raise Replaced(f"{self.table.namespace}.{self.table.name}")
+            yield
+
     def mark_dropped(self) -> None:
-        """The table is gone: statements still waiting on it fail, queries see nothing."""
+        """The table is gone: statements still waiting on it run again, queries see nothing."""
         with self.lock:
             self.dropped = True
             self.batches, self.files = BatchMap(), []

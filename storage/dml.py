@@ -17,7 +17,7 @@ import sqlglot
 from sqlglot import exp
 
 from catalog import Meta
-from catalog.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from catalog.errors import AlreadyExists, InvalidArgument, PermissionDenied
 
 from . import keyfilter, sandbox, stopping
 from . import keys as keys_mod
@@ -25,6 +25,7 @@ from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
+from .resolve import Replaced
 from .rowbuild import columns_table, one_row
 from .scopes import LIVE_ONLY
 from .timing import TIMINGS, WouldWait, waiting_allowed
@@ -130,7 +131,7 @@ def write_values(
 ) -> int:
     if not rows:
         return 0
-    with TIMINGS.timed("insert"), st.write_lock:
+    with TIMINGS.timed("insert"), st.writing():
         targets = _targets(st, names)
         n = len(rows)
         data: dict[str, Any] = {c["name"]: [] for c in st.columns if not c.get("system")}
@@ -365,8 +366,8 @@ def _commit(
     key = seq_key(seq0)
     b = engine.catalog.batch()
     with st.lock:
-        if st.dropped:  # dropped while this statement waited for the table
-            raise NotFound(f"Table '{_name(st)}' does not exist")
+        if st.dropped:  # dropped behind the write_lock (registry.forget): run again
+            raise Replaced(_name(st))
         stopping.commit_point()  # cancelled by now: nothing is written
         if overwrite and st.append_only:  # small records first: the big value then
             b.delete(Meta, APPEND_ONLY + st.uid)  # sizes the batch, never doubles it
@@ -398,7 +399,7 @@ def _commit(
 def insert_arrow(engine: Writer, st: TableState, rows: pa.Table, user: str | None) -> int:
     """Bulk load: Arrow columns by name, cast to the column types."""
     owner = _owner(st, user)
-    with st.write_lock:
+    with st.writing():
         data: dict[str, Any] = {}
         for col in st.columns:
             name = col["name"]
@@ -445,7 +446,7 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
     where = e.args.get("where")
     if where is not None:
         sandbox.check_fragment(where)
-    with st.write_lock:
+    with st.writing():
         cols = {c["name"]: c for c in st.columns}
         sets: list[tuple[Column, exp.Expression]] = []
         for eq in e.expressions:
@@ -488,7 +489,7 @@ def delete(engine: Writer, e: exp.Delete, user: str | None, ns: str | None) -> i
     where = e.args.get("where")
     if where is not None:
         sandbox.check_fragment(where)
-    with st.write_lock:
+    with st.writing():
         found = _matching(engine, st, e.this, where, [], user, ns)
         n = found.num_rows
         if n == 0:

@@ -59,6 +59,7 @@ from .pointcache import PointCache
 from .query import Plan, plan_query, release
 from .query_errors import check_files, clean, query_failed
 from .registry import Registry
+from .resolve import written
 from .watchdog import Watchdog
 from .work import Work
 
@@ -407,11 +408,11 @@ class Engine:
         self._local.writing = True
         try:
             if isinstance(expression, exp.Insert):
-                return dml.insert(self, expression, session_user, default_namespace)
+                return written(lambda: dml.insert(self, expression, session_user, default_namespace))
             if not isinstance(expression, exp.Update | exp.Delete):
                 raise PermissionDenied(f"{type(expression).__name__.upper()} is not allowed")
             run = dml.update if isinstance(expression, exp.Update) else dml.delete
-            return run(self, expression, session_user, default_namespace)  # type: ignore[arg-type]
+            return written(lambda: run(self, expression, session_user, default_namespace))  # type: ignore[arg-type]
         finally:  # UPDATE's, DELETE's rows were found, copied, encoded after the query's purge
             self._local.system_view, self._local.writing = None, False
             if self.cfg.duckdb_release_memory and not isinstance(expression, exp.Insert):
@@ -420,7 +421,7 @@ class Engine:
     def insert_arrow(self, namespace: str, name: str, rows: pa.Table,
                      user: str | None = None) -> int:
         """Bulk load rows given as Arrow (columns by name; types checked and cast)."""
-        return dml.insert_arrow(self, self.state(namespace, name), rows, user)
+        return written(lambda: dml.insert_arrow(self, self.state(namespace, name), rows, user))
 
     # --- flush and eviction ---------------------------------------------
 

@@ -37,7 +37,7 @@ from .limits import ResultLimits
 from .pointcache import PointCache
 from .ports import Writer
 from .query import Plan, answered, release, take_snapshot
-from .resolve import Replaced
+from .resolve import Replaced, written
 from .timing import waiting_allowed
 
 _INT_TYPES = ("SMALLINT", "INT", "BIGINT")
@@ -126,7 +126,9 @@ def insert_rows(engine: Writer, db: str | None, table: str, columns: list[str] |
     target = db or ns
     if not target:
         raise InvalidArgument(f"no namespace given for table '{name}'")
-    st = engine.state(target, name)
-    owner = dml._owner(st, user)
     names = [c.lower() for c in columns] if columns is not None else None
-    return dml.write_values(engine, st, names, rows, owner)
+
+    def write() -> int:
+        st = engine.state(target, name)
+        return dml.write_values(engine, st, names, rows, dml._owner(st, user))
+    return written(write)

@@ -28,18 +28,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from catalog.errors import Unavailable
 
+from .replaced import Replaced as Replaced  # (re-exported: query, fast, dml)
+
 if TYPE_CHECKING:
     from .buffer import TableState
 
 ATTEMPTS = 3
+WRITE_ATTEMPTS = 8  # `written`: runs of a write statement whose table was replaced
 
 K = TypeVar("K")
 S = TypeVar("S")
-
-
-class Replaced(Exception):  # noqa: N818 (a signal, not an error)
-    """The state was dropped (DROP, or a restore replacing its table) between
-    its name being resolved and its snapshot: resolve the name again."""
+T = TypeVar("T")
 
 
 def unchanged(st: TableState, version: int) -> bool:
@@ -81,3 +80,20 @@ def at_one_moment(
             unpin(pin)
     raise Unavailable("the tables this statement reads kept being replaced while it "
                       "read them (a restore or DDL in a loop): run it again")
+
+
+def written(run: Callable[[], T]) -> T:
+    """`run()`, a write statement's work from the lookup of its table by name,
+    run again while it raises `Replaced` (TableState.writing): the table was
+    dropped, or a RESTORE ... WITH (replace = true) swapped in a new one, while
+    the statement waited for its write_lock, and nothing of it was written.
+    The name is looked up again: the new table, or NotFound if it is gone.
+    (`Table 'ns.t' does not exist` was the answer for a table there before,
+    during and after the swap.)"""
+    for _ in range(WRITE_ATTEMPTS):
+        try:
+            return run()
+        except Replaced:
+            continue
+    raise Unavailable("the table this statement writes kept being replaced while it waited "
+                      "for it (a restore or DDL in a loop): run it again")
