@@ -6,29 +6,14 @@ change of A's running archive), and A's RESTORE of `app` restored B's rows."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
-from server.app import create_app
 from server.config import Config
+from tests.archive.test_archive_lineage import two_servers
 from tests.archive.test_archiving import FAST, wait_shipped
 from tests.helpers import err, job_row, ok, reseal, rows
-
-
-async def two_servers(aiohttp_client: Any, cairn_config: Config,
-                      tmp_path: Path) -> tuple[Any, Any]:
-    """Two servers, each its own data directory and its own `app`, one backup root."""
-    other = copy.deepcopy(cairn_config)
-    other.storage.data_dir = str(tmp_path / "data_b")
-    a = await aiohttp_client(create_app(cairn_config))
-    b = await aiohttp_client(create_app(other))
-    for client, who in ((a, "a"), (b, "b")):
-        await ok(client, "CREATE NAMESPACE app; "
-                         "CREATE TABLE app.t (id INT PRIMARY KEY, who TEXT); "
-                         f"INSERT INTO app.t VALUES (1, '{who}')")
-    return a, b
 
 
 async def dropped(client: Any, row: dict[str, Any]) -> list[str]:
