@@ -67,7 +67,7 @@ def _fold(table: exp.Table) -> None:
 
 @routes.handles(Query, role="user")
 async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
-    timeout = cairn.config.server.query_timeout_seconds or None
+    timeout = session.query_timeout(cairn.config.server.query_timeout_seconds)
     if isinstance(stmt.fast, FastInsert):  # an INSERT of literals read without a tree
         return await _insert_rows(cairn, session, stmt.fast, timeout)
     if isinstance(stmt.fast, FastSelect):  # a point SELECT: its tree only if needed

@@ -64,6 +64,14 @@ class Session:
     # turns it into progress notices and cancels it on a CancelRequest).
     on_job: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
     interrupt: Interrupt | None = field(default=None, repr=False, compare=False)
+    # A pgwire session's statement_timeout (seconds; None: none), beside the
+    # server's [server] query_timeout_seconds: the smaller bounds a query.
+    timeout: float | None = None
+
+    def query_timeout(self, server_seconds: float | None) -> float | None:
+        """The bound of this session's queries: the server's and its own, the smaller."""
+        bounds = [t for t in (server_seconds, self.timeout) if t]
+        return min(bounds) if bounds else None
 
     @property
     def is_admin(self) -> bool:

@@ -131,6 +131,8 @@ def _honoured(name: str, value: str) -> str:
     if name == "bytea_output" and bare != "hex":
         raise ChatterError(f"bytea_output {value[:40]!r} is not supported: Cairn writes bytes "
                            "as hex ('\\x0a0b')")
+    if name == "statement_timeout":
+        return _milliseconds(name, value)
     if name == "extra_float_digits":
         try:
             digits = int(bare)
@@ -142,6 +144,35 @@ def _honoured(name: str, value: str) -> str:
                                "writes every float in its shortest exact form, as 1 to 3 do")
         return str(digits)
     return value
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)\s*(us|ms|s|min|h|d)?")
+_UNIT_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000,
+            None: 1}
+MAX_TIMEOUT_MS = 2**31 - 1  # PostgreSQL's bound of statement_timeout
+
+
+def _milliseconds(name: str, value: str) -> str:
+    """A duration setting as PostgreSQL reads it: milliseconds, or a number
+    with a unit (us, ms, s, min, h, d); 0 is none. Its text, in ms."""
+    match = _DURATION.fullmatch(value.strip().strip("'\"").strip().lower())
+    ms = float(match.group(1)) * _UNIT_MS[match.group(2)] if match else -1.0
+    if not 0 <= ms <= MAX_TIMEOUT_MS:
+        raise ChatterError(f'invalid value for parameter "{name}": {value[:40]!r} (a duration '
+                           f"of 0 to {MAX_TIMEOUT_MS} ms: 5000, '5s', '1min'; 0 is none)")
+    return str(round(ms))
+
+
+def search_namespace(path: str) -> str | None:
+    """The namespace unqualified table names mean under `search_path`: its
+    first schema other than PostgreSQL's own ("$user", public, pg_catalog,
+    information_schema); None if it names none."""
+    for part in path.split(","):
+        name = part.strip().strip('"').strip()
+        if name and name.lower() not in ("$user", "public", "pg_catalog", "information_schema",
+                                         "pg_temp"):
+            return name.lower()
+    return None
 
 
 def checked(name: str, value: str) -> str:
@@ -220,7 +251,9 @@ def _value(text: str) -> str:
 class Settings:
     """One connection's settings (GUCs)."""
 
-    def __init__(self, user: str, startup: dict[str, str], admin: bool) -> None:
+    def __init__(self, user: str, startup: dict[str, str], admin: bool,
+                 session: Any = None) -> None:
+        self.session = session  # its namespace and timeout follow search_path, statement_timeout
         self.values = dict(DEFAULTS)
         self.values["session_authorization"] = user
         self.values["is_superuser"] = "on" if admin else "off"
@@ -237,7 +270,19 @@ class Settings:
                                f"at most {MAX_SETTINGS_CHARS}: RESET some (RESET ALL)", "54000")
         self.chars = chars
         self.values[name] = value
+        self._follow(name)
         return {REPORTED[name]: value} if name in REPORTED else {}
+
+    def _follow(self, name: str) -> None:
+        """The session's default namespace (search_path) and query bound
+        (statement_timeout), which Cairn honours (they were echoed only)."""
+        if self.session is None:
+            return
+        if name == "search_path":
+            self.session.namespace = search_namespace(self.values[name])
+        elif name == "statement_timeout":
+            ms = int(self.values[name])
+            self.session.timeout = ms / 1000 if ms else None
 
     def ran(self, columns: list[tuple[str, int]], rows: list[list[Any]],
             settings: list[tuple[str, str]]) -> Answer:
@@ -259,7 +304,7 @@ class Settings:
                 self.set(key.lower(), value)
 
     def reset(self, name: str) -> dict[str, str]:
-        names = list(REPORTED) if name == "all" else [name]
+        names = [*REPORTED, "search_path", "statement_timeout"] if name == "all" else [name]
         custom = [n for n in self.values if n not in DEFAULTS] if name == "all" else [
             n for n in names if n not in DEFAULTS and n in self.values]
         for n in custom:  # a setting Cairn does not know: forgotten, its room freed
@@ -269,6 +314,7 @@ class Settings:
             if n in DEFAULTS and n not in ("session_authorization", "is_superuser"):
                 self.chars += len(DEFAULTS[n]) - len(self.values[n])
                 self.values[n] = DEFAULTS[n]
+                self._follow(n)
                 if n in REPORTED:
                     changed[REPORTED[n]] = DEFAULTS[n]
         return changed

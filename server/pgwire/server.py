@@ -152,7 +152,7 @@ class PgServer:
         session = await self._authenticate(reader, writer, user)
         assert session.user_id is not None
         try:  # PostgreSQL, too, refuses a start-up setting it cannot take only now
-            settings = chatter.Settings(session.user_id, startup, session.is_admin)
+            settings = chatter.Settings(session.user_id, startup, session.is_admin, session)
         except PgError as exc:
             raise PgError(exc.code, exc.message, severity="FATAL") from None
         pid = secrets.randbits(31) or 1
@@ -168,6 +168,7 @@ class PgServer:
         info = pgcatalog.SessionInfo(session.user_id, pid, session.namespace, settings.values,
                                      self.cfg.host, self.port)
         conn = Connection(self.cairn, self.catalog, reader, writer, session, settings, info)
+        settings.session = conn.session  # the connection's own copy follows search_path & co.
         return conn, pid, secret
 
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
