@@ -298,7 +298,7 @@ def plan_query(
     placed: dict[int, json_columns.Outputs] = {}  # the same by id of the node naming it
     # One table, no alias, subquery or CTE: no other name to keep apart from.
     renamed, columns = ({}, []) if fast else scopes.own_aliases(expression, nodes, ctes,
-                                                                default_namespace)
+                                                                default_namespace, state_of)
     if not fast:
         scopes.keep_names(expression, {id(c) for c, _ in columns})
     token = ""  # random, made when a view is first named (see the end; a point

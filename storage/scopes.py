@@ -74,17 +74,68 @@ def enclosing(node: exp.Expression) -> list[exp.Select]:
     return out
 
 
-def find(col: exp.Column, default_ns: str | None, ctes: set[int]) -> list[exp.Expression]:
+def find(col: exp.Column, default_ns: str | None, ctes: set[int],
+         columns: Columns | None = None) -> list[exp.Expression]:
     """The FROM items of the nearest SELECT that has one `col`'s qualifier
-    names (more than one: DuckDB's "Ambiguous reference"), or []."""
+    names (more than one: DuckDB's "Ambiguous reference"), or []. Given
+    `columns` (a Cairn table's column names), as DuckDB binds: the nearest
+    such item that has the column, an item known not to have it passed over
+    for the queries around it (`t.v` under `(SELECT 1 AS k) t` inside a query
+    of a table `t` with a column `v` is that table's); none having it, the
+    nearest, so DuckDB says what is wrong."""
     key = qualifier(col)
     if key is None:
         return []
+    name = None if isinstance(col.this, exp.Star) else fold(col.name)
+    nearest: list[exp.Expression] = []
     for select in enclosing(col):
         found = [i for i in items(select) if key in names(i, default_ns, ctes)]
-        if found:
+        if found and (columns is None or name is None):
             return found
-    return []
+        if found:
+            nearest = nearest or found
+            having = [i for i in found if has_column(i, name, ctes, columns) is not False]
+            if having:
+                return having
+    return nearest
+
+
+def has_column(item: exp.Expression, name: str | None, ctes: set[int],
+               columns: Columns | None) -> bool | None:
+    """Whether FROM item `item` has a column `name`: None when that cannot
+    be told here (a `*`, a table function, a name Cairn keeps hidden)."""
+    if name is None or columns is None:
+        return None
+    alias = item.args.get("alias")
+    if isinstance(alias, exp.TableAlias) and alias.columns:
+        return name in {fold(c.name) for c in alias.columns}
+    if isinstance(item, exp.Subquery):
+        return _outputs_have(item.this, name)
+    if isinstance(item, exp.Table) and id(item) in ctes:
+        query = _cte_query(item)
+        return _outputs_have(query, name) if query is not None else None
+    if isinstance(item, exp.Table) and isinstance(item.this, exp.Identifier):
+        if name.startswith("_"):
+            return None  # _seq, _updated, _deleted, _id: Cairn's own, hidden or not
+        known = columns(item)
+        return None if known is None else name in {fold(c) for c in known}
+    return None
+
+
+def _outputs_have(query: Any, name: str) -> bool | None:
+    """Whether a query's output has a column `name` (None: cannot be told)."""
+    while isinstance(query, exp.Subquery):
+        query = query.this
+    if isinstance(query, exp.SetOperation):
+        return _outputs_have(query.this, name)
+    if not isinstance(query, exp.Select):
+        return None
+    out = set()
+    for p in query.expressions:
+        if isinstance(p, exp.Star) or isinstance(p, exp.Column) and isinstance(p.this, exp.Star):
+            return None
+        out.add(fold(p.alias_or_name))
+    return name in out
 
 
 def contested(tree: exp.Expression, tables: list[exp.Table], key: dict[int, tuple[str, str]],
@@ -108,14 +159,15 @@ def contested(tree: exp.Expression, tables: list[exp.Table], key: dict[int, tupl
 
 
 def requalify(tree: exp.Expression, default_ns: str | None, ctes: set[int],
-              renamed: dict[int, str]) -> list[tuple[exp.Column, str]]:
+              renamed: dict[int, str], columns: Columns | None = None,
+              ) -> list[tuple[exp.Column, str]]:
     """For each qualified column that names a table in `renamed` (node id ->
     its new alias), the column and that alias; to set once the tables are
     replaced. INVALID_ARGUMENT for a qualifier that names two items of one
     SELECT, as DuckDB's "Ambiguous reference to table"."""
     out = []
     for col in tree.find_all(exp.Column):
-        found = find(col, default_ns, ctes)
+        found = find(col, default_ns, ctes, columns)
         if not any(id(f) in renamed for f in found):
             continue
         if len(found) > 1:
@@ -127,7 +179,8 @@ def requalify(tree: exp.Expression, default_ns: str | None, ctes: set[int],
 
 
 def own_aliases(expression: exp.Expression, nodes: list[exp.Table], ctes: set[int],
-                default_ns: str | None) -> tuple[dict[int, str], list[tuple[exp.Column, str]]]:
+                default_ns: str | None, state_of: Callable[[str, str], Any] | None = None,
+                ) -> tuple[dict[int, str], list[tuple[exp.Column, str]]]:
     """The Cairn tables (by node id) that need an alias other than their bare
     name, as `contested` finds them, with those aliases (`ns.t`), and the
     columns that name them with the alias to name them by (`requalify`)."""
@@ -153,7 +206,8 @@ def own_aliases(expression: exp.Expression, nodes: list[exp.Table], ctes: set[in
             while alias in taken:
                 alias += "_"
             renamed[id(node)] = alias
-    return renamed, requalify(expression, default_ns, ctes, renamed)
+    columns = None if state_of is None else table_columns(default_ns, state_of)
+    return renamed, requalify(expression, default_ns, ctes, renamed, columns)
 
 
 def keep_names(expression: exp.Expression, requalified: set[int]) -> None:
@@ -302,6 +356,12 @@ def deleted_shown(expression: exp.Expression, ctes: set[int], default_ns: str | 
         return show_deleted
     if not deleted:
         return False
+    return DeletedRule(ctes, default_ns, table_columns(default_ns, state_of)).tables(expression)
+
+
+def table_columns(default_ns: str | None, state_of: Callable[[str, str], Any]) -> Columns:
+    """A Cairn table reference's column names ([] for a system table, None
+    when the table cannot be read here: the rewrite tells the error)."""
 
     def columns(node: exp.Table) -> list[str] | None:
         db = fold(node.db)
@@ -311,8 +371,8 @@ def deleted_shown(expression: exp.Expression, ctes: set[int], default_ns: str | 
         try:
             return [c["name"] for c in state_of(ns, fold(node.name)).columns]
         except CairnError:
-            return None  # the rewrite tells the error
-    return DeletedRule(ctes, default_ns, columns).tables(expression)
+            return None
+    return columns
 
 
 def shows(node: exp.Table, shown: bool | set[int]) -> bool:

@@ -64,6 +64,14 @@ SELECTS = [
     # Unqualified `t.k` inside binds to the nearest t: the inner table (DuckDB's rule).
     "SELECT t.k, (SELECT max(r1b.t.v) FROM r1b.t WHERE r1b.t.k = t.k) AS v2 FROM r1a.t",
     "SELECT k, (SELECT max(r1b.t.v) FROM r1b.t WHERE r1b.t.k = r1a.t.k) AS v2 FROM t",
+    # The nearest `t` without a column `v` is passed over for one that has it (the
+    # rewrite fuzzer's finds: 100 where DuckDB says 30; a valid query refused).
+    "SELECT (SELECT max((SELECT t.v FROM (SELECT 1 AS k) t)) FROM r1a.t) AS r "
+    "FROM (SELECT 100 AS v) t",
+    "SELECT r1a.t.k FROM r1a.t WHERE EXISTS (SELECT 1 FROM (SELECT 5 AS z) t "
+    "WHERE t.z = 5 AND t.v = 10)",
+    "WITH t AS (SELECT 100 AS v) SELECT (SELECT sum(k) FROM r1a.t WHERE EXISTS "
+    "(SELECT 1 FROM (SELECT 7 AS w) t WHERE t.w = 7 AND t.v = 10)) AS s FROM t",
 ]
 
 WRITES = [
@@ -78,6 +86,8 @@ WRITES = [
     "INSERT INTO r1a.u SELECT k, (SELECT max(r1b.t.v) FROM r1b.t WHERE r1b.t.k = r1a.t.k) "
     "FROM r1a.t",
     "INSERT INTO r1a.u SELECT x.k, y.v FROM r1a.t AS x JOIN r1b.t AS y ON x.k = y.k",
+    "INSERT INTO r1a.u SELECT 1, (SELECT max((SELECT t.v FROM (SELECT 1 AS k) t)) FROM r1a.t) "
+    "FROM (SELECT 100 AS v) t",
     "INSERT INTO r1a.u SELECT t.k, t.v FROM r1b.t WHERE EXISTS (SELECT 1 FROM r1a.t AS t2 "
     "WHERE t2.k = r1b.t.k)",
     "DELETE FROM r1a.t AS x WHERE EXISTS (SELECT 1 FROM r1b.t y WHERE y.k = x.k)",
