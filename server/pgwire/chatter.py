@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from storage.backup.schema import NAME_PATTERN
+
 from . import types as t
 from .errors import PgError
 
@@ -133,6 +135,12 @@ def _honoured(name: str, value: str) -> str:
                            "as hex ('\\x0a0b')")
     if name == "statement_timeout":
         return _milliseconds(name, value)
+    if name == "search_path":
+        namespace = search_namespace(value)
+        if namespace is not None and not re.match(NAME_PATTERN, namespace):
+            more = "…" if len(namespace) > 64 else ""
+            raise ChatterError(f"search_path names {namespace[:64]!r}{more}, which is no "
+                               "namespace name ([A-Za-z_][A-Za-z0-9_]*, at most 64 characters)")
     if name == "extra_float_digits":
         try:
             digits = int(bare)
@@ -146,7 +154,7 @@ def _honoured(name: str, value: str) -> str:
     return value
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?)\s*(us|ms|s|min|h|d)?")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?)\s*(us|ms|s|min|h|d)?")
 _UNIT_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000,
             None: 1}
 MAX_TIMEOUT_MS = 2**31 - 1  # PostgreSQL's bound of statement_timeout

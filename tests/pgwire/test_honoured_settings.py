@@ -36,7 +36,8 @@ def test_statement_timeout_bounds_the_sessions_queries(value: str, seconds: floa
     assert session.timeout is None
 
 
-@pytest.mark.parametrize("value", ["'abc'", "-5", "'5 fortnights'", "99999999999"])
+@pytest.mark.parametrize("value", ["'abc'", "-5", "'5 fortnights'", "99999999999",
+                                   "'\u0661s'"])
 def test_a_statement_timeout_that_is_no_duration_is_refused(value: str) -> None:
     settings, session = _settings()
     with pytest.raises(chatter.ChatterError) as caught:
@@ -53,6 +54,15 @@ def test_search_path_names_the_default_namespace(path: str, namespace: str | Non
     chatter.answer(f"SET search_path TO {path}", settings, b"I")
     assert session.namespace == namespace
     chatter.answer("RESET search_path", settings, b"I")
+    assert session.namespace is None
+
+
+@pytest.mark.parametrize("path", ['"a b"', '"' + "x" * 5000 + '"', '"a.b"', '"\u202e"'])
+def test_a_search_path_naming_no_namespace_name_is_refused(path: str) -> None:
+    settings, session = _settings()
+    with pytest.raises(chatter.ChatterError) as caught:
+        chatter.answer(f"SET search_path TO {path}", settings, b"I")
+    assert caught.value.code == "22023" and len(caught.value.message) < 300
     assert session.namespace is None
 
 

@@ -58,10 +58,10 @@ def test_a_setting_cairn_honours_is_taken(sql: str, name: str, value: str) -> No
 
 
 def test_start_up_options_are_read_as_postgresql_reads_them() -> None:
-    taken = chatter.Settings("u", {"options": "-c TimeZone=Etc/UTC --search-path=a\\ b "
+    taken = chatter.Settings("u", {"options": "-c TimeZone=Etc/UTC --search-path=a,\\ b "
                                               "-cextra_float_digits=2"}, False)
     assert (taken.values["timezone"], taken.values["search_path"],
-            taken.values["extra_float_digits"]) == ("Etc/UTC", "a b", "2")
+            taken.values["extra_float_digits"]) == ("Etc/UTC", "a, b", "2")
     for options in ("-c TimeZone=America/New_York", "--intervalstyle=iso_8601",
                     "-c standard_conforming_strings=off", "-B 100", "-c timezone"):
         with pytest.raises(chatter.ChatterError):
