@@ -112,8 +112,13 @@ def has_column(item: exp.Expression, name: str | None, ctes: set[int],
     if isinstance(item, exp.Subquery):
         return _outputs_have(item.this, name)
     if isinstance(item, exp.Table) and id(item) in ctes:
-        query = _cte_query(item)
-        return _outputs_have(query, name) if query is not None else None
+        cte = cte_of(item)
+        if cte is None:
+            return None
+        alias = cte.args.get("alias")
+        if isinstance(alias, exp.TableAlias) and alias.columns:  # WITH t(a, b) AS (...)
+            return name in {fold(c.name) for c in alias.columns}
+        return _outputs_have(cte.this, name)
     if isinstance(item, exp.Table) and isinstance(item.this, exp.Identifier):
         if name.startswith("_"):
             return None  # _seq, _updated, _deleted, _id: Cairn's own, hidden or not
@@ -244,17 +249,23 @@ def _in_where(col: exp.Column) -> bool:
     return False
 
 
-def _cte_query(table: exp.Table) -> exp.Expression | None:
+def cte_of(table: exp.Table) -> exp.CTE | None:
+    """The CTE in scope that a table reference of its name reads, or None."""
     name = fold(table.name)
     node = table.parent
     while node is not None:
         with_ = node.args.get("with_") if isinstance(node, exp.Query) else None
         for cte in with_.expressions if isinstance(with_, exp.With) else []:
             if fold(cte.alias) == name:
-                query: exp.Expression = cte.this
-                return query
+                found: exp.CTE = cte
+                return found
         node = node.parent
     return None
+
+
+def _cte_query(table: exp.Table) -> exp.Expression | None:
+    cte = cte_of(table)
+    return None if cte is None else cte.this
 
 
 def _selects(query: Any) -> list[exp.Select]:

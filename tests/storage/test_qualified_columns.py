@@ -72,6 +72,8 @@ SELECTS = [
     "WHERE t.z = 5 AND t.v = 10)",
     "WITH t AS (SELECT 100 AS v) SELECT (SELECT sum(k) FROM r1a.t WHERE EXISTS "
     "(SELECT 1 FROM (SELECT 7 AS w) t WHERE t.w = 7 AND t.v = 10)) AS s FROM t",
+    # A CTE's column list names its columns: `t(v)` has v whatever its query calls it.
+    "WITH t(v) AS (SELECT 7 AS k) SELECT r1a.t.k, (SELECT max(t.v) FROM t) AS x FROM r1a.t",
 ]
 
 WRITES = [
