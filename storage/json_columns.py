@@ -17,7 +17,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from .sandbox import fold
-from .scopes import find, items
+from .scopes import cte_of, find, items
 
 CAIRN_TYPE = b"cairn.type"
 # On a column marked JSON by its name alone (`of` could not tell the answer's
@@ -116,24 +116,17 @@ class _Lineage:
         return out
 
     def cte(self, table: exp.Table) -> Outputs:
-        name = fold(table.name)
-        node = table.parent
-        while node is not None:
-            with_ = node.args.get("with_") if isinstance(node, exp.Query) else None
-            for cte in with_.expressions if isinstance(with_, exp.With) else []:
-                if fold(cte.alias) == name:
-                    if id(cte) in self.busy:
-                        raise _Unknown
-                    self.busy.add(id(cte))
-                    try:
-                        out = self.query(cte.this)
-                    finally:
-                        self.busy.discard(id(cte))
-                    cols = cte.args["alias"].columns if cte.args.get("alias") else []
-                    names = [fold(c.name) for c in cols]
-                    return [(names[i] if i < len(names) else n, j) for i, (n, j) in enumerate(out)]
-            node = node.parent
-        raise _Unknown
+        cte = cte_of(table)
+        if cte is None or id(cte) in self.busy:
+            raise _Unknown
+        self.busy.add(id(cte))
+        try:
+            out = self.query(cte.this)
+        finally:
+            self.busy.discard(id(cte))
+        cols = cte.args["alias"].columns if cte.args.get("alias") else []
+        names = [fold(c.name) for c in cols]
+        return [(names[i] if i < len(names) else n, j) for i, (n, j) in enumerate(out)]
 
 
 def mark(table: pa.Table, json_names: set[str], json_columns: list[bool] | None = None,
