@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlglot import exp
 
+from .pushdown import conjuncts
 from .timing import WouldWait
 
 if TYPE_CHECKING:
@@ -36,20 +37,6 @@ _SAME = frozenset([pa.string(), pa.binary(), pa.date32(), pa.timestamp("us"), pa
 def _same_as_duckdb(t: pa.DataType) -> bool:
     """Arrow types DuckDB hands back as they came in (via its own type)."""
     return t in _SAME
-
-
-def _conjuncts(node: Any) -> list[Any]:
-    out: list[Any] = []
-    todo = [node]
-    while todo:
-        n = todo.pop()
-        if isinstance(n, exp.Paren):
-            todo.append(n.this)
-        elif isinstance(n, exp.And):
-            todo += [n.left, n.right]
-        else:
-            out.append(n)
-    return out
 
 
 def _own_column(node: Any, alias: str) -> str | None:
@@ -100,7 +87,7 @@ def answer(expression: exp.Expression, table: exp.Table, snap: Snapshot,
     where = expression.args.get("where")
     if where is None:
         return None
-    for c in _conjuncts(where.this):  # every one `pk = the point's value`
+    for c in conjuncts(where.this):  # every one `pk = the point's value`
         if not isinstance(c, exp.EQ):
             return None
         name, lit = _own_column(c.left, alias), c.right

@@ -115,14 +115,8 @@ def point_key(expression: exp.Expression, columns: list[Column], primary_key: li
     alias = tables[0].alias_or_name.lower()
     types = {c["name"]: c["type"] for c in columns}
     found: dict[str, Any] = {}
-    todo = [where.this]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, exp.Paren):
-            todo.append(node.this)
-        elif isinstance(node, exp.And):
-            todo += [node.left, node.right]
-        elif isinstance(node, exp.EQ):
+    for node in conjuncts(where.this):
+        if isinstance(node, exp.EQ):
             for col, lit in ((node.left, node.right), (node.right, node.left)):
                 if not isinstance(col, exp.Column) or col.args.get("db") is not None:
                     continue
@@ -136,6 +130,21 @@ def point_key(expression: exp.Expression, columns: list[Column], primary_key: li
                     return None  # id = 1 AND id = 2: leave it to DuckDB
                 found[name] = value
     return found if len(found) == len(primary_key) else None
+
+
+def conjuncts(node: Any) -> list[Any]:
+    """The terms of a WHERE's ANDs, parentheses opened."""
+    out: list[Any] = []
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, exp.Paren):
+            todo.append(n.this)
+        elif isinstance(n, exp.And):
+            todo += [n.left, n.right]
+        else:
+            out.append(n)
+    return out
 
 
 def _literal(node: exp.Expression, typ: str | None) -> Any:
