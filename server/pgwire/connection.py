@@ -48,8 +48,7 @@ class Connection:
                  session: Session, settings: chatter.Settings, info: pgcatalog.SessionInfo) -> None:
         self.cairn = cairn
         self.catalog = catalog
-        self.reader = reader
-        self.writer = writer
+        self.reader, self.writer = reader, writer
         self.session = dataclasses.replace(session, on_job=self._job_started)
         self.settings = settings
         self.info = info
@@ -441,8 +440,7 @@ class Connection:
         return await self._run(chunks[0].text, chunks[0].code, 0)
 
     async def _execute(self, body: messages.Payload) -> None:
-        portal_name = body.cstring()
-        limit = body.int32()
+        portal_name, limit = body.cstring(), body.int32()
         body.end()
         portal = self._portal(portal_name)
         reply = await self._answer(portal_name, portal, limit)
@@ -453,8 +451,10 @@ class Connection:
             columns = reply.columns
             promised = portal.prepared.described
             if not portal.described and promised is not None:  # as Describe(S) said, or 0A000
-                if len(promised) != len(columns) or not portal.prepared.spots and any(
-                        p[1] != c[1] for p, c in zip(promised, columns, strict=True)):
+                if len(promised) != len(columns) or any(
+                        p[1] != c[1] for p, c in zip(promised, columns, strict=True)) and (
+                        not portal.prepared.spots  # a $n's column keeps its declared type:
+                        or await self._shape(portal.prepared) != promised):  # so describe again
                     portal.reply = dataclasses.replace(reply, rows=[])
                     self.portals.pending.discard(portal_name)
                     raise PgError("0A000", "cached plan must not change result type")

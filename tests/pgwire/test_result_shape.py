@@ -79,3 +79,30 @@ def test_psycopg_prepared_statement_after_a_type_change(pg: PgServer, table: Non
         assert conn.execute(query, (1,), prepare=True).fetchall() == [(1, 2.7)]
         ddl(pg, *retype("v", "TEXT", "'hello'"))
         assert conn.execute(query, (1,), prepare=True).fetchall() == [(1, "hello")]
+
+
+def test_asyncpg_prepared_statement_with_parameters_after_a_type_change(
+        pg: PgServer, table: None) -> None:
+    """A statement with `$n` parameters whose table column changed type: its
+    rows were sent in the described shape (a DOUBLE 2.7 as int8 2, a TEXT as
+    an error), since a `$n`'s own column keeps its declared type."""
+    async def main() -> None:
+        conn = await asyncpg.connect(pg.url())
+        try:
+            st = await conn.prepare("SELECT id, v, $1::BIGINT AS p FROM rs.t WHERE id = $2")
+            assert [tuple(r) for r in await st.fetch(7, 1)] == [(1, 5, 7)]
+            ddl(pg, *retype("v", "DOUBLE", "2.7"))
+            with pytest.raises(asyncpg.exceptions.FeatureNotSupportedError, match=CHANGED):
+                await st.fetch(7, 1)
+            ddl(pg, *retype("v", "TEXT", "'hello'"))
+            with pytest.raises(asyncpg.exceptions.FeatureNotSupportedError, match=CHANGED):
+                await st.fetch(7, 1)
+            again = await conn.prepare("SELECT id, v, $1::BIGINT AS p FROM rs.t WHERE id = $2")
+            assert [tuple(r) for r in await again.fetch(7, 1)] == [(1, "hello", 7)]
+            # a $n's own column keeps the type it was described with
+            plain = await conn.prepare("SELECT $1 AS a, $2::INT + 1 AS b")
+            assert [tuple(r) for r in await plain.fetch("x", 2)] == [("x", 3)]
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
