@@ -62,6 +62,13 @@ def _escape(m: re.Match[str]) -> str:
     return {"\n": "\\n", "\r": "\\r"}.get(m.group(), m.group().encode("unicode_escape").decode())
 
 
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _json_escape(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; event fields become top-level keys."""
 
@@ -81,7 +88,10 @@ class JsonFormatter(logging.Formatter):
                     out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        # json.dumps escapes C0 controls only: C1 controls (a terminal's CSI,
+        # OSC) and U+2028/U+2029 (where splitlines() and shippers cut a line)
+        # become \u escapes too, as the text format escapes them.
+        return _JSON_RAW.sub(_json_escape, json.dumps(out, default=str, ensure_ascii=False))
 
 
 def setup(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) -> logging.Handler:

@@ -195,3 +195,22 @@ def test_text_lines_cannot_be_forged_by_quoted_text() -> None:
     assert lines[2] == "Traceback (most recent call last):"  # a traceback keeps its lines
     assert lines[-1] == "ValueError: boom" and not any(line.startswith("2026-12-03 12:00")
                                                        for line in lines)
+
+
+def test_json_lines_hold_no_raw_c1_controls_or_line_separators() -> None:
+    """A JSON line kept C1 controls (U+009B CSI, U+009D OSC, U+0085 NEL) and
+    U+2028/U+2029 raw, where the text format escapes them: `splitlines()` and
+    log shippers split the record there, and a terminal tailing it acted on
+    CSI/OSC. Each is a \\u escape now; the record reads back the same."""
+    stream = io.StringIO()
+    handler = logs.setup("json", "INFO", stream)
+    target = 'x\u2028{"level": "ERROR"}\u009d52;c;ZQ==\u009c\u0085\u009b2J\u2029é'
+    try:
+        logs.event(logging.getLogger("cairn.test"), "job_ended", target=target)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    out = stream.getvalue()
+    assert not any(c in out for c in "\u0085\u009b\u009c\u009d\u2028\u2029"), repr(out)
+    lines = out.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["target"] == target
+    assert "é" in out  # other text stays as written
