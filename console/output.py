@@ -29,6 +29,10 @@ _WIDE = 10_000  # width for a non-terminal: tables at their natural width, never
 # move the cursor over earlier lines, clear the screen, set the title or the
 # clipboard (OSC 52). Rich drops BEL, CR and BS but lets ESC through.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# In a table's cell or header a line break would start a line that reads as a
+# row of its own ('staff\nmallory  admin' printed a fourth "row" under a
+# footer of 3): shown as an escape there, as every other control is.
+_BREAK = re.compile("[\n\u2028\u2029]")
 _CONTEXT = 60  # characters of a long source line shown either side of an error
 
 
@@ -62,9 +66,22 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def one_line(text: str) -> str:
+    """`visible(text)` with its line breaks as escapes too (`\\n`): a table's
+    cell or header, where a break would print a line that reads as a row."""
+    return _BREAK.sub(lambda m: "\\n" if m.group() == "\n" else _escape(m), visible(text))
+
+
 def csv_cell(value: Any) -> str:
-    """CSV has no NULL: empty field, as Postgres' COPY ... CSV does."""
-    return "" if value is None else cell(value)
+    """A CSV field as PostgreSQL's COPY ... CSV writes it: NULL an empty field,
+    the empty string `""` (both were empty), and a field quoted when it holds
+    the delimiter, a quote, a line break, or is `\\.`."""
+    if value is None:
+        return ""
+    text = cell(value)
+    if text == "" or text == "\\." or any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def rows_label(count: int) -> str:
@@ -76,7 +93,9 @@ def mark_error(error: ApiError, source: Source | None) -> list[str]:
     if source is None or error.line is None:
         return []
     line, column = error.line, error.column or 1
-    lines = source.text.splitlines() or [""]
+    # Lines as the server counts them, by "\n" alone (splitlines() also cut at
+    # U+2028, a form feed, ..., and showed a piece of another line).
+    lines = [line.removesuffix("\r") for line in source.text.split("\n")]
     if not 1 <= line <= len(lines):
         return []
     text = lines[line - 1]
@@ -141,7 +160,8 @@ class Printer:
                           show_edge=False, highlight=False)
             for name in columns:
                 numeric = bool(_NUMERIC.match(types.get(name, "")))
-                table.add_column(visible(name), justify="right" if numeric else "left",
+                # a Text header: a str is read as markup ('[link=…]', '[/]' raised)
+                table.add_column(Text(one_line(name)), justify="right" if numeric else "left",
                                  overflow="fold")
             for row in rows:
                 table.add_row(*(_styled(row.get(name)) for name in columns))
@@ -160,7 +180,13 @@ class Printer:
         if self.console.is_terminal:
             self.console.print(table)
             return
-        with self.console.capture() as captured:  # natural width, no trailing blanks
+        # natural width (never folded: a value past _WIDE widens the console),
+        # no trailing blanks
+        widest = sum(max([len(str(col.header)), *(len(str(getattr(c, "plain", c)))
+                                                      for c in col.cells)]) + 3
+                     for col in table.columns)
+        self.console.width = max(_WIDE, widest)
+        with self.console.capture() as captured:
             self.console.print(table)
         self.out.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
@@ -175,13 +201,13 @@ class Printer:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
         for row in result.get("rows") or []:
-            writer.writerow([csv_cell(row.get(name)) for name in columns])
+            buf.write(",".join(csv_cell(row.get(name)) for name in columns) + "\n")
         self.out.write(buf.getvalue())
 
 
 def _styled(value: Any) -> Text:
     """A cell as rich Text, never markup, so `[b]` in data prints as typed."""
-    return Text("NULL", style="dim italic") if value is None else Text(visible(cell(value)))
+    return Text("NULL", style="dim italic") if value is None else Text(one_line(cell(value)))
 
 
 def _console(stream: TextIO) -> Console:

@@ -140,3 +140,46 @@ def test_control_characters_are_shown_never_sent_to_the_terminal() -> None:
     assert "\\x09" not in out and "\\x0a" not in out and "c" in out
     out, _ = printed("json", result)
     assert "\x1b" not in out and json.loads(out.splitlines()[0])["rows"][0]["v"] == evil
+
+
+def test_column_names_are_never_markup() -> None:
+    """A PIVOT makes values column names: a role-user's `[link=…]` became a
+    terminal hyperlink in the header, and `[/]` ended `cairn sql` with a
+    MarkupError traceback."""
+    names = ["[link=https://evil.example/]totals", "[b]x[/b]", "[/]"]
+    result = {"columns": names, "schema": [], "rows": [{n: 1 for n in names}], "row_count": 1}
+    out, _ = printed("table", result)
+    assert out.splitlines()[0].split() == names
+
+
+def test_a_line_break_in_a_value_cannot_print_a_row() -> None:
+    rows = [{"u": "alice", "r": "user"}, {"u": "staff\nmallory  admin", "r": "user"},
+            {"u": "p\u2028q", "r": "user"}]
+    out, _ = printed("table", {"columns": ["u", "r"], "schema": [], "rows": rows},
+                     timing=False)
+    lines = out.splitlines()
+    assert len(lines) == 2 + 3 + 1 and lines[-1] == "(3 rows)"
+    assert lines[3].startswith("staff\\nmallory  admin") and lines[4].startswith("p\\u2028q")
+
+
+def test_a_long_value_is_one_line_when_piped() -> None:
+    long = "x" * 12_000
+    out, _ = printed("table", {"columns": ["v", "n"], "schema": [], "rows": [{"v": long, "n": 1}]},
+                     timing=False)
+    assert len(out.splitlines()) == 4 and long in out
+
+
+def test_csv_tells_null_from_the_empty_string() -> None:
+    result = {"columns": ["k", "v", "w"], "schema": [],
+              "rows": [{"k": 1, "v": None, "w": True}, {"k": 2, "v": "", "w": "\\."},
+                       {"k": 3, "v": 'a "q", b', "w": "x\ny"}]}
+    out, _ = printed("csv", result)
+    assert out == 'k,v,w\n1,,true\n2,"","\\."\n3,"a ""q"", b","x\ny"\n'
+
+
+def test_an_error_line_is_counted_by_newlines_alone() -> None:
+    """The server counts lines by "\\n": splitlines() also cut at U+2028 and
+    a form feed, and showed a piece of line 1 as line 2."""
+    source = Source("SELECT 'a\u2028b' -- c\fd\nSELECT nope AS a;")
+    err = ApiError("NOT_FOUND", "no column nope", 1, 2, 8)
+    assert mark_error(err, source) == ["LINE 2: SELECT nope AS a;", "               ^"]
