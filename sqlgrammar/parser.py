@@ -22,6 +22,8 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError
 
 from . import ast
+from .aliases import absolute as _absolute
+from .aliases import check_aliases
 from .chains import check_chains
 from .errors import EmptySql, SqlInvalid, SqlSyntaxError
 from .fastpath import MAX_NUMBER_CHARS, FastInsert, parse_fast_lazy
@@ -168,13 +170,6 @@ def _human(terminals: Any) -> list[str]:
 
 
 # ---- parsing one statement ---------------------------------------------------------
-
-
-def _absolute(chunk: Chunk, line: int, column: int) -> tuple[int, int]:
-    """Statement-relative position -> position in the whole request."""
-    if line <= 1:
-        return chunk.line, chunk.column + column - 1
-    return chunk.line + line - 1, column
 
 
 def _syntax_error(chunk: Chunk, what: str, line: int, column: int,
@@ -347,7 +342,7 @@ def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
                 f"expected one statement, found {len(expressions)}",
                 chunk.line, chunk.column, [], chunk.index)
         expression = cast(exp.Expression, expressions[0])
-        _no_alias_in_values(chunk, expression)
+        check_aliases(chunk, expression, source)
         return ast.Query(_query_kind(expression), expression)
     except ParseError as exc:
         raise _from_sqlglot(chunk, exc) from None
@@ -394,20 +389,6 @@ def _lost_in_double(text: str) -> bool:
     mantissa = text.lower().split("e")[0]
     return value in (float("inf"), float("-inf")) or (
         value == 0.0 and any(c in "123456789" for c in mantissa))
-
-
-def _no_alias_in_values(chunk: Chunk, expression: exp.Expression) -> None:
-    """A VALUES row holds values, not named columns: `VALUES (1 x)` would
-    otherwise insert 1 and drop the name without a word."""
-    values = expression.args.get("expression") if isinstance(expression, exp.Insert) else expression
-    if not isinstance(values, exp.Values):
-        return
-    for row in values.expressions:
-        for cell in row.expressions if isinstance(row, exp.Tuple) else [row]:
-            if isinstance(cell, exp.Alias):
-                raise SqlSyntaxError(
-                    f"a VALUES row cannot name its values (found the name {_shown(cell.alias)})",
-                    chunk.line, chunk.column, [], chunk.index)
 
 
 def _from_sqlglot(chunk: Chunk, exc: ParseError) -> SqlSyntaxError:
