@@ -170,13 +170,24 @@ def pg_attribute(s: Snapshot) -> pa.Table:
     return _table(rows, cols_spec)
 
 
+def default_text(default: Any) -> str:
+    """A DEFAULT as PostgreSQL's pg_get_expr writes it: a string quoted with
+    its quotes doubled and nothing else escaped (it was Python's repr():
+    `"it's"`, a backslash doubled), booleans lower case."""
+    if isinstance(default, str):
+        return "'" + default.replace("'", "''") + "'"
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    return str(default)
+
+
 def pg_attrdef(s: Snapshot) -> pa.Table:
     rows = []
     for ns, name, _, cols in s.tables:
         rel = oid_of("rel", f"{ns}.{name}")
         for i, (col, _, _, default) in enumerate(cols, start=1):
             if default is not None:
-                text = repr(default) if isinstance(default, str) else str(default)
+                text = default_text(default)
                 rows.append({"oid": oid_of("def", f"{ns}.{name}.{col}"), "adrelid": rel,
                              "adnum": i, "adbin": text})
     return _table(rows, [("oid", I64), ("adrelid", I64), ("adnum", I16), ("adbin", TXT)])

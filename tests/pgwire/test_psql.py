@@ -83,6 +83,18 @@ def test_describe_commands(pg: PgServer) -> None:
     assert "connected to database" in psql(pg, "-c", r"\conninfo").stdout
 
 
+def test_describe_shows_text_defaults_as_sql(pg: PgServer) -> None:
+    """psql's \\d showed a TEXT default as Python's repr(): `"it's"`, a
+    backslash doubled."""
+    psql(pg, "-c", "CREATE NAMESPACE IF NOT EXISTS defs",
+         "-c", "CREATE TABLE IF NOT EXISTS defs.t (k INT PRIMARY KEY, a TEXT DEFAULT 'it''s',"
+               " b TEXT DEFAULT 'C:\\dir', c BOOLEAN DEFAULT true)")
+    d = psql(pg, "-c", r"\d defs.t").stdout
+    assert re.search(r"^\s*a\s+\|.*\| 'it''s'$", d, re.MULTILINE), d
+    assert re.search(r"^\s*b\s+\|.*\| 'C:\\dir'$", d, re.MULTILINE), d
+    assert re.search(r"^\s*c\s+\|.*\| true$", d, re.MULTILINE), d
+
+
 def test_error_sqlstate_and_position(pg: PgServer) -> None:
     bad = psql(pg, "-v", "VERBOSITY=verbose", "-c", "SELECT 1 FROM system.jobs WHERE (",
                check=False)
