@@ -134,7 +134,10 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     wfd = os.dup(1)
     os.dup2(2, 1)  # anything printed goes to stderr, never into the replies
-    return serve(0, wfd)
+    try:
+        return serve(0, wfd)
+    except BrokenPipeError:  # the server went first (stopped or killed): no one to answer
+        return 0
 
 
 # --- the server's side ------------------------------------------------------------

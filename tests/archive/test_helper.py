@@ -198,3 +198,19 @@ def test_the_pipes_hold_a_cycle_of_entries(helper: BodyHelper) -> None:
     assert proc is not None and proc.stdin is not None and proc.stdout is not None
     for pipe in (proc.stdin, proc.stdout):
         assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
+
+
+def test_a_helper_whose_server_went_first_ends_without_a_traceback() -> None:
+    """A server stopped (or killed) while its helper still imported: the
+    helper's READY met a closed pipe and it printed a BrokenPipeError
+    traceback into the server's log."""
+    proc = subprocess.Popen([sys.executable, "-m", "storage.archive.helper"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert proc.stdout is not None and proc.stdin is not None
+    proc.stdout.close()  # before its imports are done: READY meets no reader
+    proc.stdin.close()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode(errors="replace")
