@@ -203,6 +203,9 @@ class Printer:
         for row in result.get("rows") or []:
             buf.write(",".join(csv_cell(row.get(name)) for name in columns) + "\n")
         self.out.write(buf.getvalue())
+        if result.get("truncated"):  # a CSV has no room to say so: stderr does
+            self.err_console.print(Text(f"WARNING: {visible(str(result.get('message')))}",
+                                        style="bold yellow"), highlight=False)
 
 
 def _styled(value: Any) -> Text:

@@ -202,7 +202,9 @@ class Shell:
                 return True
             result = outcome.result
         self.printer.result(result, (time.perf_counter() - started) * 1000)
-        return True
+        # A CSV cut at the server's bounds is an incomplete export: a failure
+        # for `-c`/`-f` (the warning is on stderr), not exit status 0.
+        return not (result.get("truncated") and self.printer.format == "csv")
 
     def prompt(self) -> str:
         return f"cairn:{self.client.namespace}> " if self.client.namespace else "cairn> "

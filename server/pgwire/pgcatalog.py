@@ -39,7 +39,7 @@ from storage.sandbox import (
 
 from ..result import cairn_type
 from ..state import Cairn
-from . import chatter, relations
+from . import chatter, relations, results
 from . import types as t
 from .errors import PgError
 
@@ -329,8 +329,8 @@ class CatalogEngine:
             cur.register("cairn_type_names", _TYPE_NAMES)
             cur.register("cairn_definitions", relations.definitions(snapshot))
             cur.execute(_FORMAT_MACRO)
-            result, _ = fetch_bounded(cur, sql, server.max_result_rows or None,
-                                      server.max_result_bytes or None)
+            result, cut = fetch_bounded(cur, sql, server.max_result_rows or None,
+                                        server.max_result_bytes or None)
         except duckdb.InterruptException:
             if alarm is not None and watchdog.disarm(alarm):
                 raise Cancelled(f"query cancelled: it ran longer than {timeout:g} s") from None
@@ -339,6 +339,10 @@ class CatalogEngine:
             if alarm is not None:
                 watchdog.disarm(alarm)
             cur.close()
+        if cut:
+            raise results.refuse_cut(result.num_rows, f"larger than max_result_rows "
+                                     f"({server.max_result_rows}) or max_result_bytes "
+                                     f"({server.max_result_bytes})")
         columns = [(f.name, _oid(f)) for f in result.schema]
         rows = [list(r) for r in zip(*(c.to_pylist() for c in result.columns), strict=False)] \
             if result.num_columns else []

@@ -53,7 +53,19 @@ def tag_of(text: str, result: Result) -> str:
         " ".join(words[:2]) or "OK")
 
 
+def refuse_cut(rows: int, why: str) -> PgError:
+    """An answer cut at [server] max_result_rows / max_result_bytes: HTTP says
+    `"truncated": true`; a PostgreSQL client has no such flag and took the
+    first rows, with an ordinary `SELECT n` tag, as the whole answer. So it is
+    54000 program_limit_exceeded, and no row is sent."""
+    return PgError("54000", f"the answer is cut at {rows} rows ({why}), so no row is sent: "
+                            "narrow it with WHERE or page it with LIMIT/OFFSET")
+
+
 def from_result(text: str, result: Result) -> Reply:
+    if result.truncated:
+        raise refuse_cut(result.row_count, (result.message or "").partition(": it is ")[2]
+                         .partition(";")[0] or "max_result_rows or max_result_bytes")
     tag = tag_of(text, result)
     if not result.columns:
         return Reply(tag)

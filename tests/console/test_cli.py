@@ -84,6 +84,19 @@ def test_csv_format_for_scripts(server: ServerProcess, ns: str) -> None:
         ["id", "body", "score"], ["1", "hello", "1.5"], ["2", "world", ""]]
 
 
+def test_a_csv_cut_at_the_servers_bound_says_so_and_fails(server: ServerProcess) -> None:
+    """An answer past [server] max_result_rows (100,000) was written as its
+    first rows with nothing on stderr and exit status 0: an export that looked
+    whole."""
+    run = cairn_sql(server.url, "--format", "csv", "-c",
+                    "SELECT x FROM range(100005) t(x); SELECT 1 AS after")
+    assert run.returncode != 0
+    assert len(run.stdout.splitlines()) == 1 + 100_000 and "after" not in run.stdout
+    assert "WARNING: answer truncated to its first 100000 rows" in run.stderr, run.stderr
+    whole = cairn_sql(server.url, "--format", "csv", "-c", "SELECT x FROM range(10) t(x)")
+    assert whole.returncode == 0 and whole.stderr == ""
+
+
 def test_sql_piped_on_stdin_runs_like_a_file(server: ServerProcess) -> None:
     run = cairn_sql(server.url, stdin="SELECT 40 + 2 AS answer;\n")
     assert run.returncode == 0, run.stderr

@@ -346,8 +346,8 @@ def test_a_catalog_query_has_the_bounds_of_every_query(pg: PgServer) -> None:
             conn.execute("SELECT version(), length(repeat('x', 300000000))")
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="range"):
             conn.execute("SELECT version(), len(range(30000000))")
-        rows = conn.execute("SELECT version(), x FROM range(300000) t(x)").fetchall()
-        assert len(rows) == 100_000  # [server] max_result_rows, as for any query
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="max_result_rows"):
+            conn.execute("SELECT version(), x FROM range(300000) t(x)")  # as for any query
         assert conn.execute("SELECT version(), len(range(5))").fetchone()[1] == 5
 
 
@@ -467,3 +467,22 @@ def test_an_interval_goes_as_postgresql_writes_it(pg: PgServer) -> None:
                     "INTERVAL 14 MONTH AS i")
         raw = cur.pgresult.get_value(0, 1) if cur.pgresult is not None else None
         assert raw == b"1 year 2 mons", raw
+
+
+def test_a_cut_answer_is_an_error_not_a_whole_one(pg: PgServer) -> None:
+    """An answer past [server] max_result_rows came as its first 100,000 rows
+    with an ordinary `SELECT 100000` tag and no notice: the client could not
+    tell it from the whole answer (HTTP marks it `"truncated": true`)."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS cut")
+        conn.execute("CREATE TABLE IF NOT EXISTS cut.t (k BIGINT PRIMARY KEY)")
+        conn.execute("DELETE FROM cut.t")
+        conn.execute("INSERT INTO cut.t SELECT x FROM range(100005) r(x)")
+        for binary in (False, True):
+            with pytest.raises(psycopg.errors.ProgramLimitExceeded,
+                               match="cut at 100000 rows .*max_result_rows"):
+                conn.execute("SELECT k FROM cut.t", binary=binary)
+            with pytest.raises(psycopg.errors.ProgramLimitExceeded):
+                conn.execute("SELECT k FROM cut.t WHERE k >= %s", (0,), binary=binary)
+        assert len(conn.execute("SELECT k FROM cut.t LIMIT 100000").fetchall()) == 100_000
+        assert conn.execute("SELECT count(*) FROM cut.t").fetchone() == (100_005,)

@@ -17,7 +17,7 @@ from tests.helpers import err, ok, rows
 def test_the_reserved_words_are_duckdbs() -> None:
     words = duckdb.sql("SELECT keyword_name FROM duckdb_keywords() "
                        "WHERE keyword_category = 'reserved'").fetchall()
-    assert RESERVED == {w for (w,) in words}
+    assert {w for (w,) in words} == RESERVED
 
 
 @pytest.mark.parametrize(("sql", "column"), [
