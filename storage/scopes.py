@@ -9,7 +9,11 @@ tables of one name in different namespaces (`r1a.t`, `r1b.t`), or a table and
 a subquery, CTE or alias of its name, need different aliases then, and every
 column that named one of them must name its new alias: a correlated
 `WHERE r1b.t.k = r1a.t.k` read as `t.k = t.k` bound both sides to the inner
-table, and an UPDATE or DELETE matched every row."""
+table, and an UPDATE or DELETE matched every row.
+
+`bind` also places an unqualified column (the nearest level with an item
+that has a column of its name): the PostgreSQL protocol types a `$n` by the
+column it is compared with so."""
 
 from __future__ import annotations
 
@@ -24,12 +28,16 @@ from .sandbox import fold
 from .types import DELETED
 
 
-def items(select: exp.Select) -> list[exp.Expression]:
-    """The SELECT's FROM items, joined ones too, parenthesized joins opened."""
+def items(select: exp.Expression) -> list[exp.Expression]:
+    """The SELECT's FROM items, joined ones too, parenthesized joins opened;
+    an UPDATE's or DELETE's table first, then its FROM or USING."""
     out: list[exp.Expression] = []
     frm = select.args.get("from_") or select.args.get("from")
-    todo = [frm.this] if isinstance(frm, exp.From) else []
+    todo = [select.this] if isinstance(select, exp.Update | exp.Delete) else []
+    todo += [frm.this] if isinstance(frm, exp.From) else []
     todo += [j.this for j in select.args.get("joins") or []]
+    if isinstance(select, exp.Delete):
+        todo += [u for u in select.args.get("using") or [] if isinstance(u, exp.Expression)]
     while todo:
         node = todo.pop(0)
         if isinstance(node, exp.Subquery) and not node.alias and isinstance(node.this, exp.Table):
@@ -61,14 +69,16 @@ def qualifier(col: exp.Column) -> str | None:
     return f"{fold(col.db)}.{fold(col.table)}" if col.db else fold(col.table)
 
 
-def enclosing(node: exp.Expression) -> list[exp.Select]:
-    """The SELECTs whose FROM items `node` may name, nearest first: a CTE's
-    query does not see the FROM of the query its WITH heads."""
-    out = []
+def enclosing(node: exp.Expression) -> list[exp.Expression]:
+    """The SELECTs (and an UPDATE or DELETE) whose FROM items `node` may name,
+    nearest first: a CTE's query does not see the FROM of the query its WITH
+    heads."""
+    out: list[exp.Expression] = []
     child: Any = node
     parent: Any = node.parent
     while parent is not None:
-        if isinstance(parent, exp.Select) and child is not parent.args.get("with_"):
+        if isinstance(parent, exp.Select | exp.Update | exp.Delete) \
+                and child is not parent.args.get("with_"):
             out.append(parent)
         child, parent = parent, parent.parent
     return out
@@ -98,6 +108,30 @@ def find(col: exp.Column, default_ns: str | None, ctes: set[int],
             if having:
                 return having
     return nearest
+
+
+def bind(col: exp.Column, default_ns: str | None, ctes: set[int],
+         columns: Columns) -> list[exp.Expression] | None:
+    """The FROM items column `col` reads, as DuckDB binds it: a qualified
+    one the items `find` gives; an unqualified one the items of the nearest
+    query level (itself first, then the queries around it) that have a
+    column of its name: more than one is DuckDB's "Ambiguous reference", none
+    at any level []. None when that cannot be told here: an item whose
+    columns are unknown (`has_column`) stands at a level it is looked for in."""
+    if col.table:
+        return find(col, default_ns, ctes, columns)
+    name = fold(col.name)
+    for select in enclosing(col):
+        found = []
+        for item in items(select):
+            has = has_column(item, name, ctes, columns)
+            if has is None:
+                return None
+            if has:
+                found.append(item)
+        if found:
+            return found
+    return []
 
 
 def has_column(item: exp.Expression, name: str | None, ctes: set[int],
@@ -268,14 +302,14 @@ def _cte_query(table: exp.Table) -> exp.Expression | None:
     return None if cte is None else cte.this
 
 
-def _selects(query: Any) -> list[exp.Select]:
+def selects(query: Any) -> list[exp.Select]:
     """The SELECTs whose rows a query's rows are (a set operation's branches)."""
     while isinstance(query, exp.Subquery):
         query = query.this
     if isinstance(query, exp.Select):
         return [query]
     if isinstance(query, exp.SetOperation):
-        return _selects(query.left) + _selects(query.right)
+        return selects(query.left) + selects(query.right)
     return []
 
 
@@ -318,7 +352,7 @@ class DeletedRule:
     def _passes_deleted(self, query: exp.Expression | None) -> bool:
         """Does a query's answer have a `_deleted` taken from a table (a star,
         or a plain column of that name)?"""
-        for select in _selects(query):
+        for select in selects(query):
             for p in select.expressions:
                 inner = p.this if isinstance(p, exp.Alias) else p
                 if isinstance(p, exp.Star) or isinstance(inner, exp.Column) and (
@@ -347,7 +381,7 @@ class DeletedRule:
         query = self._query_of(item)
         if not self._passes_deleted(query):
             return  # a `_deleted` the subquery computed: no table's
-        for select in _selects(query):
+        for select in selects(query):
             for inner in items(select):
                 if self._has_deleted(inner):
                     self._mark(inner)

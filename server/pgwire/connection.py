@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,7 @@ from . import types as t
 from .errors import PgError, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
 from .results import Reply, data_rows, description, formats_for, from_result, progress_text
-from .statements import WRITE, Portal, Prepared, bound, split, table_columns
+from .statements import WRITE, Portal, Prepared, bound, parameter_types, split
 from .statements import text as query_text
 
 log = logging.getLogger("cairn.pgwire")
@@ -318,10 +317,8 @@ class Connection:
         if name and name in self.statements:
             raise PgError("42P05", f'prepared statement "{name}" already exists')
         count = max((n for _, _, n in spots), default=0)
-        oids, targets = params.untyped(declared, count)
-        if params.to_infer(oids):
-            oids, targets = await self.cairn.run(params.infer, text, oids, functools.partial(
-                table_columns, self.cairn, self.session.namespace))
+        oids, targets = await parameter_types(self.cairn, self.session.namespace, text, declared,
+                                              count)
         write = bool(chunks) and bool(WRITE.match(chunks[0].code))
         self.statements[name] = Prepared(text, oids, spots, write=write, targets=targets)
         self.writer.write(messages.PARSE_COMPLETE)

@@ -8,7 +8,8 @@ statement around it. Positions are found once per statement text (cached
 for texts of up to 16 KiB).
 
 Types of parameters a client left open (OID 0) are inferred from the query:
-a cast, the column it is compared with, the INSERT column it fills, LIMIT."""
+a cast, the column it is compared with, the INSERT column it fills, LIMIT;
+columns bound to their tables as SQL scopes bind them (param_columns.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from sqlgrammar.fastpath import MAX_NUMBER_CHARS
 from sqlgrammar.splitter import parameters
 from storage.types import coerce
 
+from . import param_columns
 from . import types as t
 
 MAX_PARAMS = 65535
@@ -208,30 +210,49 @@ def to_infer(oids: list[int]) -> bool:
     return any(o in (0, t.FLOAT4) for o in oids)
 
 
-def infer(sql: str, declared: list[int], lookup: Any) -> tuple[list[int], list[Target | None]]:
+def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = None,
+          ) -> tuple[list[int], list[Target | None]]:
     """OIDs for every parameter: the declared one, else inferred, else text;
     and the column each is written into (INSERT … VALUES, UPDATE … SET), if any.
 
-    `lookup(namespace, table)` gives {column: Cairn type} or None."""
-    n = count(sql)
+    `lookup(namespace, table)` gives {column: Cairn type} or None; an
+    unqualified table is in `default_ns`. Columns are bound to their tables
+    as SQL scopes bind them (param_columns)."""
+    spots = placeholders(sql)
+    n = max((k for _, _, k in spots), default=0)
     oids = [declared[i] if i < len(declared) and declared[i] else 0 for i in range(n)]
     targets: list[Target | None] = [None] * n
-    marked = _replace(sql, lambda n: f"{_MARK}{n}")
+    marked, mark = _marked(sql, spots)
     try:
         tree: Any = sqlglot.parse_one(marked, read="duckdb")
     except (SqlglotError, RecursionError):
         return [o or t.TEXT for o in oids], targets
-    tables = _tables(tree, lookup)
+    binder = param_columns.Binder(tree, lookup, default_ns)
     for node in tree.find_all(exp.Column):
-        name = node.name
-        if node.table or not name.startswith(_MARK) or not name[len(_MARK):].isdigit():
-            continue
-        idx = int(name[len(_MARK):])
+        idx = _number(node, mark)
         if 1 <= idx <= n:
-            targets[idx - 1] = targets[idx - 1] or _target(node, tables)
+            targets[idx - 1] = targets[idx - 1] or _target(node, binder)
             if not oids[idx - 1]:
-                oids[idx - 1] = _guess(node, tables, tree) or 0
+                oids[idx - 1] = _guess(node, binder, mark) or 0
     return [o or t.TEXT for o in oids], targets
+
+
+def _marked(sql: str, spots: Spots) -> tuple[str, str]:
+    """`sql` with each `$n` written as a name, `mark`n, that the text holds
+    nowhere else (so every such name is a parameter)."""
+    lowered = sql.lower()
+    mark = _MARK
+    while mark in lowered:
+        mark = "x" + mark
+    return _replace(sql, lambda n: f"{mark}{n}", spots), mark
+
+
+def _number(node: exp.Column, mark: str) -> int:
+    """n of a column that is the parameter `$n` (`mark`n), else 0."""
+    name = node.name.lower()
+    if node.table or not name.startswith(mark) or not name[len(mark):].isdigit():
+        return 0
+    return int(name[len(mark):])
 
 
 def check(values: list[Any], oids: list[int], targets: list[Target | None]) -> None:
@@ -263,30 +284,10 @@ def check(values: list[Any], oids: list[int], targets: list[Target | None]) -> N
 _MARK = "cairn_parameter_"
 
 
-def _tables(tree: exp.Expression, lookup: Any) -> dict[str, dict[str, str]]:
-    """alias or name -> {column: type} for every Cairn table the query names."""
-    out: dict[str, dict[str, str]] = {}
-    for table in tree.find_all(exp.Table):
-        if not table.name:
-            continue
-        cols = lookup(table.db or None, table.name)
-        if cols:
-            out[table.alias_or_name] = cols
-            out.setdefault(table.name, cols)
-    return out
-
-
-def _column_type(col: exp.Column, tables: dict[str, dict[str, str]]) -> int:
-    if col.table and col.table in tables:
-        typ = tables[col.table].get(col.name)
-        return t.oid_of(typ) if typ else 0
-    for cols in tables.values():
-        if col.name in cols:
-            return t.oid_of(cols[col.name])
-    return 0
-
-
-def _guess(node: exp.Expression, tables: dict[str, dict[str, str]], tree: exp.Expression) -> int:
+def _guess(node: exp.Expression, binder: param_columns.Binder, mark: str) -> int:
+    target = _target(node, binder)
+    if target:
+        return t.oid_of(target[1])
     parent = node.parent
     while isinstance(parent, exp.Paren):
         node, parent = parent, parent.parent
@@ -295,62 +296,32 @@ def _guess(node: exp.Expression, tables: dict[str, dict[str, str]], tree: exp.Ex
     if isinstance(parent, exp.Limit | exp.Offset):
         return t.INT8
     if isinstance(parent, exp.Binary | exp.Between | exp.In):
-        for side in parent.iter_expressions():
-            if side is not node and isinstance(side, exp.Column):
-                return _column_type(side, tables)
-    if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):
-        insert = parent.parent.parent
-        if isinstance(insert, exp.Insert):
-            return _insert_column(insert, parent.expressions.index(node), tables)
-    if isinstance(parent, exp.Values) and isinstance(parent.parent, exp.Insert):
-        return _insert_column(parent.parent, 0, tables)
-    if isinstance(parent, exp.EQ) and isinstance(parent.parent, exp.Update):
-        left = parent.this
-        if isinstance(left, exp.Column):
-            return _column_type(left, tables)
+        # The columns it is compared with: one type among them, or none.
+        sides = [s.unnest() for s in parent.iter_expressions() if s is not node]
+        types = {binder.type_of(s) for s in sides
+                 if isinstance(s, exp.Column) and not _number(s, mark)}
+        typ = types.pop() if len(types) == 1 else None
+        return t.oid_of(typ) if typ else 0
     return 0
 
 
-def _target(node: exp.Expression, tables: dict[str, dict[str, str]]) -> Target | None:
+def _target(node: exp.Expression, binder: param_columns.Binder) -> Target | None:
     """The column a parameter is written into: its place in an INSERT's
     VALUES, or `SET column = $n` of an UPDATE."""
     parent = node.parent
     while isinstance(parent, exp.Paren):
         node, parent = parent, parent.parent
-    column: str | None = None
-    found: dict[str, str] | None = None
+    found: tuple[str, str] | None = None
     if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):
         insert = parent.parent.parent
         if isinstance(insert, exp.Insert):
-            column, found = _insert_target(insert, parent.expressions.index(node), tables)
+            place = next(i for i, e in enumerate(parent.expressions) if e is node)
+            found = binder.insert_target(insert, place)
     elif isinstance(parent, exp.Values) and isinstance(parent.parent, exp.Insert):
-        column, found = _insert_target(parent.parent, 0, tables)
+        found = binder.insert_target(parent.parent, 0)
     elif (isinstance(parent, exp.EQ) and isinstance(parent.parent, exp.Update)
           and isinstance(parent.this, exp.Column) and parent.expression is node):
-        column = parent.this.name
-        table = parent.parent.this
-        found = tables.get(table.alias_or_name) if isinstance(table, exp.Table) else None
-    if column is None or not found or column not in found:
+        found = binder.update_target(parent.parent, parent.this)
+    if found is None:
         return None
-    return column, found[column].split("(", 1)[0].strip().upper()
-
-
-def _insert_target(insert: exp.Insert, position: int, tables: dict[str, dict[str, str]]
-                   ) -> tuple[str | None, dict[str, str] | None]:
-    target = insert.this
-    names: list[str] | None = None
-    if isinstance(target, exp.Schema):
-        names = [c.name.lower() for c in target.expressions]
-        target = target.this
-    if not isinstance(target, exp.Table):
-        return None, None
-    cols = tables.get(target.name)
-    if not cols:
-        return None, None
-    order = names if names is not None else list(cols)
-    return (order[position] if position < len(order) else None), cols
-
-
-def _insert_column(insert: exp.Insert, position: int, tables: dict[str, dict[str, str]]) -> int:
-    column, cols = _insert_target(insert, position, tables)
-    return t.oid_of(cols[column]) if column and cols and column in cols else 0
+    return found[0], found[1].split("(", 1)[0].strip().upper()

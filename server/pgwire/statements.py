@@ -1,9 +1,10 @@
 """What the extended query protocol keeps: prepared statements and portals;
 reading a query string, writing in a Bind's parameters, the columns of a
-table to infer parameter types by."""
+table to infer parameter types by, and those types."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,3 +87,14 @@ def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
     except CairnError:
         return None
     return {c["name"]: c["type"] for c in st.columns if not c.get("system")}
+
+
+async def parameter_types(cairn: Cairn, namespace: str | None, text: str, declared: list[int],
+                          count: int) -> tuple[list[int], list[params.Target | None]]:
+    """Parse's parameter types and the columns they are written into
+    (params.infer, on a statement thread: it reads the tables)."""
+    oids, targets = params.untyped(declared, count)
+    if params.to_infer(oids):
+        return await cairn.run(params.infer, text, oids, functools.partial(
+            table_columns, cairn, namespace), namespace)
+    return oids, targets

@@ -1,0 +1,127 @@
+"""The table column a `$n` is compared with or written into, bound as SQL
+binds names, by the binder of the storage rewrite (storage/scopes.py): the
+nearest query level first, then the queries around it; a qualified name by
+its alias, or by namespace and table; a table by its namespace and name.
+
+Tables were looked up by bare name (of `r1a.s` and `r1b.s`, the later won)
+and an unqualified column took the first table with a column of its name,
+in any subquery: `DELETE FROM r1a.s WHERE v = $1 AND k IN (SELECT k FROM
+r1b.s)` typed `$1` from r1b.s's BIGINT `v`, so '7' also matched '007'.
+Where the column is not one that can be told (an unknown table, a `*`
+subquery, two columns of different types), there is no column: the
+parameter stays text, as an HTTP literal is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlglot import exp
+
+from storage import scopes
+from storage.sandbox import cte_references, fold
+
+Lookup = Callable[[str | None, str], "dict[str, str] | None"]  # (ns, table) -> column -> type
+
+MAX_DEPTH = 16  # subqueries and CTEs followed to the table a column comes from
+
+
+class Binder:
+    """Columns of one statement's tree, bound to their tables."""
+
+    def __init__(self, tree: exp.Expression, lookup: Lookup, default_ns: str | None) -> None:
+        self.lookup = lookup
+        self.default_ns = fold(default_ns) if default_ns else None
+        self.ctes = cte_references(tree)
+        self.known: dict[tuple[str | None, str], dict[str, str] | None] = {}
+
+    def table(self, node: exp.Expression) -> dict[str, str] | None:
+        """A Cairn table reference's {column: type}, or None (not a table,
+        a CTE, a table that does not exist)."""
+        if not isinstance(node, exp.Table) or id(node) in self.ctes or node.catalog \
+                or not isinstance(node.this, exp.Identifier):
+            return None
+        key = (fold(node.db) or None, fold(node.name))
+        if key not in self.known:
+            self.known[key] = self.lookup(*key)
+        return self.known[key]
+
+    def _names(self, node: exp.Table) -> list[str] | None:
+        cols = self.table(node)
+        return None if cols is None else list(cols)
+
+    def type_of(self, col: exp.Column, depth: int = 0) -> str | None:
+        """The Cairn type of the table column `col` reads, or None."""
+        if isinstance(col.this, exp.Star):
+            return None
+        found = scopes.bind(col, self.default_ns, self.ctes, self._names)
+        if not found or col.table and len(found) > 1:
+            return None  # a qualifier naming two tables: DuckDB's "Ambiguous reference"
+        # An unqualified name in two tables is one column only in a join's
+        # USING (or NATURAL): then of one type.
+        types = {self._item_type(item, fold(col.name), depth) for item in found}
+        return types.pop() if len(types) == 1 else None
+
+    def _item_type(self, item: exp.Expression, name: str, depth: int) -> str | None:
+        cols = self.table(item)
+        if cols is not None:
+            return cols.get(name)
+        if depth >= MAX_DEPTH:
+            return None
+        alias = item.args.get("alias")
+        if isinstance(item, exp.Subquery):
+            query: exp.Expression = item.this
+        elif isinstance(item, exp.Table) and id(item) in self.ctes:
+            cte = scopes.cte_of(item)
+            if cte is None:
+                return None
+            query = cte.this
+            if not (isinstance(alias, exp.TableAlias) and alias.columns):
+                alias = cte.args.get("alias")  # WITH c(a, b) AS (...)
+        else:
+            return None
+        return self._output_type(query, alias, name, depth + 1)
+
+    def _output_type(self, query: exp.Expression, alias: exp.Expression | None, name: str,
+                     depth: int) -> str | None:
+        """The type of output column `name` of a subquery or CTE, when every
+        branch gives it straight from a table column of one type."""
+        branches = scopes.selects(query)
+        if not branches:
+            return None
+        if isinstance(alias, exp.TableAlias) and alias.columns:
+            names = [fold(c.name) for c in alias.columns]
+        else:
+            names = [fold(p.alias_or_name) for p in branches[0].expressions]
+        if names.count(name) != 1:
+            return None
+        index = names.index(name)
+        types = set()
+        for select in branches:
+            if index >= len(select.expressions) or any(
+                    p.is_star for p in select.expressions):
+                return None
+            p = select.expressions[index]
+            inner = p.this if isinstance(p, exp.Alias) else p
+            types.add(self.type_of(inner, depth) if isinstance(inner, exp.Column) else None)
+        return types.pop() if len(types) == 1 else None
+
+    def insert_target(self, insert: exp.Insert, position: int) -> tuple[str, str] | None:
+        """(column, type) of an INSERT's VALUES position."""
+        target = insert.this
+        names: list[str] | None = None
+        if isinstance(target, exp.Schema):
+            names = [fold(c.name) for c in target.expressions]
+            target = target.this
+        cols = self.table(target)
+        if not cols:
+            return None
+        order = names if names is not None else list(cols)
+        column = order[position] if position < len(order) else None
+        return (column, cols[column]) if column in cols else None
+
+    def update_target(self, update: exp.Update, column: exp.Column) -> tuple[str, str] | None:
+        """(column, type) of an UPDATE's `SET column = …`."""
+        cols = self.table(update.this)
+        name = fold(column.name)
+        return (name, cols[name]) if cols and name in cols else None
+
