@@ -318,7 +318,7 @@ class Connection:
             raise PgError("42P05", f'prepared statement "{name}" already exists')
         count = max((n for _, _, n in spots), default=0)
         oids, targets = await parameter_types(self.cairn, self.session.namespace, text, declared,
-                                              count)
+                                              count, self._off_loop)
         write = bool(chunks) and bool(WRITE.match(chunks[0].code))
         self.statements[name] = Prepared(text, oids, spots, write=write, targets=targets)
         self.writer.write(messages.PARSE_COMPLETE)

@@ -125,3 +125,35 @@ class Binder:
         name = fold(column.name)
         return (name, cols[name]) if cols and name in cols else None
 
+
+def misplaced(tree: exp.Expression, mark: str) -> list[tuple[int, int | None]]:
+    """(n, offset in the marked text if known) of every `$n` (written `mark`n)
+    that stands where a name must: a table, a column's qualifier or name
+    after one, an alias, a column list, a function, `SET $1 = …`. As a
+    literal there the value became the name (`FROM r6.$1` read table r6.<value>);
+    PostgreSQL refuses it as a syntax error."""
+    out: list[tuple[int, int | None]] = []
+    for node in tree.walk():
+        if isinstance(node, exp.Identifier):
+            text = node.name
+        elif isinstance(node, exp.Anonymous) and isinstance(node.this, str):
+            text = node.this
+        else:
+            continue
+        if not text.lower().startswith(mark) or not text[len(mark):].isdigit():
+            continue
+        parent = node.parent
+        if (isinstance(node, exp.Identifier) and isinstance(parent, exp.Column)
+                and node.arg_key == "this" and not parent.table
+                and not _set_column(parent)):
+            continue
+        start = node.meta.get("start")
+        out.append((int(text[len(mark):]), start if isinstance(start, int) else None))
+    return out
+
+
+def _set_column(col: exp.Column) -> bool:
+    """Is `col` the column an UPDATE's SET writes (`SET col = …`)?"""
+    eq = col.parent
+    return isinstance(eq, exp.EQ) and col.arg_key == "this" and isinstance(eq.parent, exp.Update) \
+        and eq.arg_key == "expressions"

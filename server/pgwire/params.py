@@ -4,8 +4,9 @@ Where a `$n` is code (not inside a string, quoted name or comment) is decided
 by the rules that cut a request into statements (`sqlgrammar.splitter`). Each
 value becomes a literal printed by sqlglot (strings quoted and escaped by it),
 so a parameter is always exactly one literal token: no value can change the
-statement around it. Positions are found once per statement text (cached
-for texts of up to 16 KiB).
+statement around it; and a `$n` where a name must stand (`FROM ns.$1`, where
+a string literal is read as the table's name) is refused at Parse, 42601.
+Positions are found once per statement text (cached for texts of up to 16 KiB).
 
 Types of parameters a client left open (OID 0) are inferred from the query:
 a cast, the column it is compared with, the INSERT column it fills, LIMIT;
@@ -214,6 +215,7 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
           ) -> tuple[list[int], list[Target | None]]:
     """OIDs for every parameter: the declared one, else inferred, else text;
     and the column each is written into (INSERT … VALUES, UPDATE … SET), if any.
+    MisplacedParameter for a `$n` where a name must stand.
 
     `lookup(namespace, table)` gives {column: Cairn type} or None; an
     unqualified table is in `default_ns`. Columns are bound to their tables
@@ -222,11 +224,14 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
     n = max((k for _, _, k in spots), default=0)
     oids = [declared[i] if i < len(declared) and declared[i] else 0 for i in range(n)]
     targets: list[Target | None] = [None] * n
-    marked, mark = _marked(sql, spots)
+    marked, mark, where = _marked(sql, spots)
     try:
         tree: Any = sqlglot.parse_one(marked, read="duckdb")
     except (SqlglotError, RecursionError):
         return [o or t.TEXT for o in oids], targets
+    wrong = _first(param_columns.misplaced(tree, mark), where, spots)
+    if wrong is not None:
+        raise MisplacedParameter(*wrong)
     binder = param_columns.Binder(tree, lookup, default_ns)
     for node in tree.find_all(exp.Column):
         idx = _number(node, mark)
@@ -237,14 +242,73 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
     return [o or t.TEXT for o in oids], targets
 
 
-def _marked(sql: str, spots: Spots) -> tuple[str, str]:
+class MisplacedParameter(PlaceholderError):
+    """A `$n` where a name must stand: 42601, PostgreSQL's syntax error."""
+
+    code = "42601"
+
+    def __init__(self, n: int, position: int | None) -> None:
+        super().__init__(f'syntax error at or near "${n}"')
+        self.position = position  # 1-based, in the statement's text
+
+
+def refuse_misplaced(sql: str) -> None:
+    """MisplacedParameter for a `$n` where a name must stand, for a statement
+    whose types Parse all declared (`infer` checks the others)."""
+    found = _cached_misplaced(sql) if len(sql) <= MAX_CACHED_CHARS else _misplaced(sql)
+    if found is not None:
+        raise MisplacedParameter(*found)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_misplaced(sql: str) -> tuple[int, int | None] | None:
+    return _misplaced(sql)
+
+
+def _misplaced(sql: str) -> tuple[int, int | None] | None:
+    spots = placeholders(sql)
+    if not spots:
+        return None
+    marked, mark, where = _marked(sql, spots)
+    try:
+        tree: Any = sqlglot.parse_one(marked, read="duckdb")
+    except (SqlglotError, RecursionError):
+        return None  # not SQL sqlglot reads: Cairn's own statements take no names as strings
+    return _first(param_columns.misplaced(tree, mark), where, spots)
+
+
+def _first(found: list[tuple[int, int | None]], where: dict[int, int], spots: Spots,
+           ) -> tuple[int, int | None] | None:
+    """(n, 1-based position in the text) of the first of `found` ((n, offset
+    in the marked text, if sqlglot kept it))."""
+    if not found:
+        return None
+    first = {n: start + 1 for start, _, n in reversed(spots)}
+    at = [(where.get(offset, first.get(n, 0)) if offset is not None else first.get(n, 0), n)
+          for n, offset in found]
+    position, n = min(at)
+    return n, position or None
+
+
+def _marked(sql: str, spots: Spots) -> tuple[str, str, dict[int, int]]:
     """`sql` with each `$n` written as a name, `mark`n, that the text holds
-    nowhere else (so every such name is a parameter)."""
+    nowhere else (so every such name is a parameter); and for each, its
+    offset in that text -> the 1-based position of its `$n` in `sql`."""
     lowered = sql.lower()
     mark = _MARK
     while mark in lowered:
         mark = "x" + mark
-    return _replace(sql, lambda n: f"{mark}{n}", spots), mark
+    parts: list[str] = []
+    where: dict[int, int] = {}
+    last = shift = 0
+    for start, end, n in spots:
+        name = f"{mark}{n}"
+        parts += [sql[last:start], name]
+        where[start + shift] = start + 1
+        shift += len(name) - (end - start)
+        last = end
+    parts.append(sql[last:])
+    return "".join(parts), mark, where
 
 
 def _number(node: exp.Column, mark: str) -> int:

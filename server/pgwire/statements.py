@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,11 +91,19 @@ def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
 
 
 async def parameter_types(cairn: Cairn, namespace: str | None, text: str, declared: list[int],
-                          count: int) -> tuple[list[int], list[params.Target | None]]:
+                          count: int, off_loop: Callable[..., Awaitable[Any]],
+                          ) -> tuple[list[int], list[params.Target | None]]:
     """Parse's parameter types and the columns they are written into
-    (params.infer, on a statement thread: it reads the tables)."""
+    (params.infer, on a statement thread: it reads the tables); a `$n` where
+    a name must stand is 42601, as in PostgreSQL, whether or not its type
+    was declared. `off_loop(text, fn, *args)`: the connection's."""
     oids, targets = params.untyped(declared, count)
-    if params.to_infer(oids):
-        return await cairn.run(params.infer, text, oids, functools.partial(
-            table_columns, cairn, namespace), namespace)
+    try:
+        if params.to_infer(oids):
+            return await cairn.run(params.infer, text, oids, functools.partial(
+                table_columns, cairn, namespace), namespace)
+        if count:
+            await off_loop(text, params.refuse_misplaced, text)
+    except params.MisplacedParameter as exc:
+        raise PgError(exc.code, str(exc), exc.position) from None
     return oids, targets

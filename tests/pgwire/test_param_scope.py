@@ -1,7 +1,8 @@
 """A parameter whose type the client left open (psycopg's `str`, every
 asyncpg parameter) takes the type of the column it is really compared with
 or written into, bound as SQL binds names; where that is not one column, it
-is text, as the same string literal over HTTP."""
+is text, as the same string literal over HTTP. A `$n` where a name must
+stand is a syntax error, never the name."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import psycopg
+import pytest
 
 from server.pgwire import params
 from server.pgwire import types as t
@@ -124,3 +126,36 @@ def test_infer_binds_names_as_sql_scopes_do() -> None:
         assert params.infer(sql, [], lookup, "a")[0] == want, sql
     assert params.infer("UPDATE a.r SET v = $1", [], lookup)[1] == [("v", "REAL")]
 
+
+@pytest.mark.parametrize("sql, n, position", [
+    ("SELECT * FROM sf.$1", 1, 18),
+    ("SELECT k FROM sf.secret s WHERE s.$1 = 42", 1, 35),
+    ("SELECT $1 AS $2", 2, 14),
+    ("SELECT $1(2)", 1, 8),
+    ("UPDATE sf.secret SET $1 = 1", 1, 22),
+    ("INSERT INTO sf.secret ($1) VALUES (1)", 1, 24),
+    ("SELECT k FROM sf.secret AS $1", 1, 28),
+])
+def test_a_parameter_where_a_name_stands_is_a_syntax_error(pg: PgServer, sql: str, n: int,
+                                                           position: int) -> None:
+    """`FROM r6.$1` with 'secret' read the table r6.secret: the value named
+    the table. A `$n` is a value: PostgreSQL's 42601, at the `$n`."""
+    _http(pg, "CREATE NAMESPACE IF NOT EXISTS sf; CREATE TABLE IF NOT EXISTS sf.secret (k INT)")
+    args = tuple(["secret", "k"][:n] if n > 1 else ["secret"])
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for values in (args, tuple(range(len(args)))):  # open (str) and declared (int8) types
+            with pytest.raises(psycopg.errors.SyntaxError) as info:
+                conn.execute(sql.replace(f"${len(args)}", "%s").replace("$1", "%s"), values)
+            assert info.value.diag.message_primary == f'syntax error at or near "${n}"'
+            assert info.value.diag.statement_position == str(position)
+        assert conn.execute("SELECT count(*) FROM sf.secret WHERE k = %s", (42,)).fetchone()
+
+    async def main() -> None:
+        conn = await asyncpg.connect(pg.url())
+        try:
+            with pytest.raises(asyncpg.exceptions.PostgresSyntaxError, match=rf"\${n}"):
+                await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
