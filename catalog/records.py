@@ -178,8 +178,23 @@ class DataFile(Record):
         return f"{self.table_uid}{SEP}{self.file_id}"
 
 
+JOB_TEXT_MAX = 4096  # characters of a job's statement or error_message kept
+
+
+def clip(text: str | None, limit: int = JOB_TEXT_MAX) -> str | None:
+    """`text` cut to `limit` characters, the cut marked with how long it was."""
+    if text is None or len(text) <= limit:
+        return text
+    marker = f"… [cut: {len(text)} characters in all]"
+    return text[:limit - len(marker)] + marker
+
+
 @dataclass
 class Job(Record):
+    """A job's row. Its statement and error_message are bounded (`clip`) when it
+    is made and whenever it is stored: a 9 MiB comment in a FLUSH once made every
+    read of system.jobs carry it, for every client."""
+
     FAMILY: ClassVar[str] = "jobs"
     job_id: str
     job_type: str
@@ -204,8 +219,15 @@ class Job(Record):
     # Internal: what start-up cleanup needs to undo a half-done job (never shown).
     cleanup: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.statement, self.error_message = clip(self.statement), clip(self.error_message)
+
     def key(self) -> str:
         return self.job_id
+
+    def dumps(self) -> bytes:
+        self.statement, self.error_message = clip(self.statement), clip(self.error_message)
+        return super().dumps()
 
 
 @dataclass

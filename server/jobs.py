@@ -115,10 +115,13 @@ class JobRunner:
         namespace: str | None = None,
         target: str | None = None,
         backup_id: str | None = None,
-        statement: str | None = None,
+        statement: str,
         detached: bool = False,
     ) -> Job:
         """Record a job, run `work(ctx)` in a thread, and (unless detached) wait.
+        `statement` is what the row shows: the statement printed back from its
+        parse (`backups.redacted`), never the text the client sent (a comment of
+        9 MiB in a FLUSH was stored, and read by every poll of system.jobs).
 
         Raises the work's CairnError if it failed and `Cancelled` if it was killed;
         UNAVAILABLE once the server is stopping."""
@@ -130,7 +133,7 @@ class JobRunner:
             namespace=namespace,
             target=target,
             backup_id=backup_id,
-            statement=statement if statement is not None else session.text,
+            statement=statement,
             user_id=session.user_id,
             node_id=self.cairn.node_id,
         )

@@ -10,6 +10,7 @@ from typing import Any
 
 from catalog import Namespace
 from catalog.errors import CairnError, InvalidArgument, NotFound
+from sqlgrammar import to_sql
 from sqlgrammar.ast import (
     AlterTableAddColumn,
     AlterTableDropColumn,
@@ -210,11 +211,12 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
     return work
 
 
-async def _run_flush(
-    cairn: Cairn, session: Session, ns: str, tables: list[tuple[str, str]], label: str | None
-) -> Result:
+async def _run_flush(cairn: Cairn, session: Session, stmt: FlushTable | FlushAllTables, ns: str,
+                     tables: list[tuple[str, str]], label: str | None) -> Result:
     own = None if session.is_admin else (session.user_id,)
-    job = await cairn.jobs.run("flush", session, _flush_work(cairn, tables, own), namespace=ns)
+    # The statement printed back from its parse: the text sent may hold a comment of any size.
+    job = await cairn.jobs.run("flush", session, _flush_work(cairn, tables, own), namespace=ns,
+                               statement=to_sql(stmt))
     res = dict(job.result or {})
     row = {"job_id": job.job_id, "namespace": ns, **res}
     what = f"table '{label}'" if label else f"{res.get('tables', 0)} table(s) in '{ns}'"
@@ -243,7 +245,7 @@ async def flush_table(cairn: Cairn, session: Session, stmt: FlushTable) -> Resul
     rec = await cairn.run(cairn.engine.table, ns, name)
     if rec.table_type == "stream":
         raise InvalidArgument(f"Table '{ns}.{name}' is a STREAM table: its rows are never flushed")
-    return await _run_flush(cairn, session, ns, [(ns, name)], f"{ns}.{name}")
+    return await _run_flush(cairn, session, stmt, ns, [(ns, name)], f"{ns}.{name}")
 
 
 @routes.handles(FlushAllTables, role="user")
@@ -252,7 +254,7 @@ async def flush_all_tables(cairn: Cairn, session: Session, stmt: FlushAllTables)
     await cairn.run(require_namespace, cairn, ns)
     tables = await cairn.run(cairn.engine.list_tables, ns)
     names = [(t.namespace, t.name) for t in tables if t.table_type != "stream"]
-    return await _run_flush(cairn, session, ns, names, None)
+    return await _run_flush(cairn, session, stmt, ns, names, None)
 
 
 async def autoflush_loop(cairn: Cairn) -> None:
@@ -266,9 +268,11 @@ async def autoflush_loop(cairn: Cairn) -> None:
     said: str | None = None  # the loop's own last error, said once
 
     async def one(ns: str, name: str) -> None:
-        session = Session(user_id=None, namespace=ns, text=f"FLUSH TABLE {ns}.{name}")
+        text = to_sql(FlushTable(TableRef(ns, name)))
+        session = Session(user_id=None, namespace=ns, text=text)
         try:
-            await cairn.jobs.run("flush", session, _flush_work(cairn, [(ns, name)]), namespace=ns)
+            await cairn.jobs.run("flush", session, _flush_work(cairn, [(ns, name)]), namespace=ns,
+                                 statement=text)
             failing.pop((ns, name), None)
         except asyncio.CancelledError:
             raise

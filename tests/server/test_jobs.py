@@ -29,7 +29,8 @@ def cairn(tmp_path: Path):
     state.catalog.close()
 
 
-SESSION = Session(user_id="tester", text="TEST JOB")
+SESSION = Session(user_id="tester", text="TEST JOB /* as sent */")
+STMT = "TEST JOB"
 
 
 async def test_job_row_exists_before_work_and_completes(cairn: Cairn) -> None:
@@ -39,7 +40,7 @@ async def test_job_row_exists_before_work_and_completes(cairn: Cairn) -> None:
         seen.append(cairn.catalog.get(Job, ctx.job_id))
         return {"answer": 42}
 
-    job = await cairn.jobs.run("test", SESSION, work, namespace="app")
+    job = await cairn.jobs.run("test", SESSION, work, statement=STMT, namespace="app")
     assert seen[0] is not None and seen[0].status == "running"
     stored = cairn.catalog.get(Job, job.job_id)
     assert stored.status == "completed"
@@ -59,7 +60,7 @@ async def test_progress_is_visible_while_running(cairn: Cairn) -> None:
         release.wait(5)
         return {}
 
-    task = asyncio.create_task(cairn.jobs.run("test", SESSION, work))
+    task = asyncio.create_task(cairn.jobs.run("test", SESSION, work, statement=STMT))
     await asyncio.get_running_loop().run_in_executor(None, halfway.wait, 5)
     running = [j for j in cairn.catalog.scan(Job) if j.status == "running"]
     assert len(running) == 1
@@ -75,7 +76,7 @@ async def test_failure_is_recorded_and_raised(cairn: Cairn) -> None:
         raise NotFound("Namespace 'x' does not exist")
 
     with pytest.raises(NotFound):
-        await cairn.jobs.run("test", SESSION, work)
+        await cairn.jobs.run("test", SESSION, work, statement=STMT)
     (job,) = cairn.catalog.scan(Job)
     assert job.status == "failed"
     assert job.error_message == "Namespace 'x' does not exist"
@@ -86,7 +87,7 @@ async def test_a_bug_in_work_fails_the_job_not_the_server(cairn: Cairn) -> None:
         raise ZeroDivisionError("boom")
 
     with pytest.raises(CairnError, match="internal error: ZeroDivisionError: boom"):
-        await cairn.jobs.run("test", SESSION, work)
+        await cairn.jobs.run("test", SESSION, work, statement=STMT)
     (job,) = cairn.catalog.scan(Job)
     assert job.status == "failed" and "ZeroDivisionError" in job.error_message
 
@@ -100,7 +101,7 @@ async def test_kill_stops_a_running_job_within_a_second(cairn: Cairn) -> None:
             ctx.check_cancelled()
             time.sleep(0.01)
 
-    job = await cairn.jobs.run("test", SESSION, work, detached=True)
+    job = await cairn.jobs.run("test", SESSION, work, statement=STMT, detached=True)
     assert job.status == "queued"
     await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
     t0 = time.monotonic()
@@ -123,7 +124,7 @@ async def test_waiting_request_gets_cancelled(cairn: Cairn) -> None:
             ctx.check_cancelled()
             time.sleep(0.01)
 
-    waiter = asyncio.create_task(cairn.jobs.run("test", SESSION, work))
+    waiter = asyncio.create_task(cairn.jobs.run("test", SESSION, work, statement=STMT))
     await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
     (job,) = [j for j in cairn.catalog.scan(Job) if j.status == "running"]
     await cairn.jobs.kill(job.job_id)
@@ -139,7 +140,8 @@ async def test_bounded_pool_queues_the_rest(cairn: Cairn) -> None:
         release.wait(5)
         return {}
 
-    jobs = [await cairn.jobs.run("backup", SESSION, work, detached=True) for _ in range(4)]
+    jobs = [await cairn.jobs.run("backup", SESSION, work, statement=STMT, detached=True)
+            for _ in range(4)]
     await asyncio.sleep(0.2)
     statuses = sorted(cairn.catalog.get(Job, j.job_id).status for j in jobs)
     assert statuses == ["queued", "queued", "running", "running"]
@@ -201,7 +203,7 @@ async def test_work_runs_at_background_priority(cairn: Cairn) -> None:
         t.join()
         return {"own": priority.thread_nice(), "child": child[0]}
 
-    job = await cairn.jobs.run("test", SESSION, work)
+    job = await cairn.jobs.run("test", SESSION, work, statement=STMT)
     assert job.result == {"own": 10, "child": 10}
     assert await cairn.run(priority.thread_nice) == priority.thread_nice() == 0
 
@@ -224,12 +226,13 @@ async def test_killed_job_cleans_up_at_normal_priority(cairn: Cairn) -> None:
             ctx.job.result = {"cleanup_nice": priority.thread_nice()}
             raise
 
-    job = await cairn.jobs.run("test", SESSION, work, detached=True)
+    job = await cairn.jobs.run("test", SESSION, work, statement=STMT, detached=True)
     await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
     killed = await cairn.jobs.kill(job.job_id)
     assert killed.status == "cancelled"
     assert killed.result == {"cleanup_nice": 0 if may_raise_priority() else 10}
-    nxt = await cairn.jobs.run("test", SESSION, lambda ctx: {"own": priority.thread_nice()})
+    nxt = await cairn.jobs.run("test", SESSION, lambda ctx: {"own": priority.thread_nice()},
+                               statement=STMT)
     assert nxt.result == {"own": 10}
 
 
@@ -243,15 +246,15 @@ async def test_heavy_jobs_hand_memory_back(cairn: Cairn, monkeypatch: pytest.Mon
     calls: list[int] = []
     monkeypatch.setattr(allocator, "purge", lambda: calls.append(1) or True)
     cairn.config.storage.duckdb_release_memory = enabled
-    await cairn.jobs.run("test", SESSION, lambda ctx: {}, namespace="app")
+    await cairn.jobs.run("test", SESSION, lambda ctx: {}, statement=STMT, namespace="app")
     assert calls == []  # a light job: nothing
 
     def broken(ctx: JobContext) -> dict:
         raise InvalidArgument("no")
 
     with pytest.raises(InvalidArgument):
-        await cairn.jobs.run("verify", SESSION, broken, namespace="app")
-    await cairn.jobs.run("backup", SESSION, lambda ctx: {}, namespace="app")
+        await cairn.jobs.run("verify", SESSION, broken, statement=STMT, namespace="app")
+    await cairn.jobs.run("backup", SESSION, lambda ctx: {}, statement=STMT, namespace="app")
     assert calls == ([1, 1] if enabled else [])
 
 
