@@ -32,7 +32,11 @@ MAX_ERRORS = 100
 
 def verify_work(repo: Repository, namespace: str) -> Callable[[JobContext], dict[str, Any]]:
     def work(ctx: JobContext) -> dict[str, Any]:
-        return verify(repo, namespace, ctx)
+        result = verify(repo, namespace, ctx)
+        if not result["is_valid"]:
+            ctx.found_invalid(f"archive of namespace '{namespace}' in target '{repo.uri}'",
+                              result["errors"])
+        return result
 
     return work
 

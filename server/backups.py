@@ -337,6 +337,8 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
             raise
         if not report.is_valid:  # a DROP BACKUP or keep_last beside it is no damage
             gone_meanwhile(repo, stmt.backup_id)
+            ctx.found_invalid(f"backup '{report.backup_id}' in target '{repo.uri}'",
+                              report.errors)
         return {"backup_id": report.backup_id, "is_valid": report.is_valid,
                 "files_checked": report.files_checked, "bytes_checked": report.bytes_checked,
                 "errors": report.errors}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -64,6 +65,7 @@ class JobContext:
         self.sem: asyncio.Semaphore | None = None  # the pool this job runs in
         self.holding = False  # whether it holds a place in that pool
         self.started: float | None = None  # time.monotonic() when it began running
+        self.finding: str | None = None  # what a completed job found wrong (found_invalid)
 
     @property
     def cancelled(self) -> bool:
@@ -76,6 +78,16 @@ class JobContext:
     async def wait_cancelled(self) -> None:
         """Return once the job is cancelled (on the event loop)."""
         await self._stopped.wait()
+
+    def found_invalid(self, what: str, errors: list[str]) -> None:
+        """The work ran to its end and found `what` not valid (a VERIFY): the job
+        stays `completed`, as its result row is the statement's answer, and its
+        error_message says so (a corrupt backup's verify read as a success in
+        system.jobs, the log and /metrics)."""
+        more = re.fullmatch(r"\.\.\. and (\d+) more errors", errors[-1]) if errors else None
+        count = len(errors) - 1 + int(more[1]) if more else len(errors)
+        first = f"; first: {errors[0]}" if errors else ""
+        self.finding = f"{what} is not valid: {count} error(s){first}"
 
     def check_cancelled(self) -> None:
         """Raise Cancelled if the job was killed; park here while it is paused."""

@@ -212,6 +212,7 @@ class JobRunner:
             job.result = await self.cairn.run_background(started, ctx)
             job.status = "completed"
             job.fraction_completed = 1.0
+            job.error_message = ctx.finding
         except Cancelled as exc:
             job.status = "cancelled"
             job.error_message = exc.message

@@ -186,11 +186,14 @@ def job_failure(job: Job, exc: Exception, data_dir: Path) -> CairnError:
 
 
 def job_ended(job: Job, seconds: float | None) -> None:
-    """One line per finished job, successful ones too; failures at WARNING."""
+    """One line per finished job, successful ones too; failures at WARNING, and
+    so a completed job whose error_message says what it found wrong (a VERIFY
+    of a backup that is not valid)."""
     result = job.result if isinstance(job.result, dict) else {}
     size = result.get("bytes", result.get("bytes_checked", job.bytes_done))
     files = result.get("files", result.get("files_checked", job.files_done))
-    level = logging.INFO if job.status in ("completed", "cancelled") else logging.WARNING
+    fine = job.status == "cancelled" or (job.status == "completed" and not job.error_message)
+    level = logging.INFO if fine else logging.WARNING
     event(_job_log, "job_ended", level, job_id=job.job_id, type=job.job_type,
           namespace=job.namespace, target=job.target, backup_id=job.backup_id,
           status=job.status, bytes=size, files=files, rows=result.get("rows", job.rows),

@@ -326,6 +326,11 @@ class Metrics:
             "checked (verify)", ["type"], registry=r)
         self.job_rows = Counter("cairn_job_rows", "Rows handled by completed jobs, by type",
                                 ["type"], registry=r)
+        self.verify_invalid = Counter(
+            "cairn_verify_invalid", "Completed verify jobs that found what they read not "
+            "valid, by what was verified (backup, archive)", ["kind"], registry=r)
+        for kind in ("backup", "archive"):
+            self.verify_invalid.labels(kind)  # 0 from the start, for rate() and increase()
         self.backup_written = Counter("cairn_backup_bytes_written",
                                       "New bytes stored in targets by completed backups",
                                       registry=r)
@@ -371,6 +376,9 @@ class Metrics:
         self.job_rows.labels(job.job_type).inc(max(0, rows))
         if job.job_type == "backup":
             self.backup_written.inc(max(0, _int(result.get("bytes_written"))))
+        if job.job_type == "verify" and result.get("is_valid") is False:
+            self.verify_invalid.labels("archive" if "segments_checked" in result
+                                       else "backup").inc()
         if job.job_type == "flush":  # a role-user's counts only their rows: all_rows, all
             self.flushes.inc()
             self.flushed_rows.inc(max(0, _int(result.get("all_rows")) or rows))
