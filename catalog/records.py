@@ -218,6 +218,9 @@ class Job(Record):
     node_id: str | None = None
     # Internal: what start-up cleanup needs to undo a half-done job (never shown).
     cleanup: dict[str, Any] = field(default_factory=dict)
+    # Internal: when the server last wrote the row of the running job (a progress
+    # update, a status change); a job a dead process left ends there (never shown).
+    alive_at: str | None = None
 
     def __post_init__(self) -> None:
         self.statement, self.error_message = clip(self.statement), clip(self.error_message)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from catalog import Catalog, Job
+from catalog import Catalog, Job, utcnow
 from catalog.errors import CairnError, Cancelled
 
 from . import faults
@@ -194,6 +194,7 @@ class JobContext:
             now = time.monotonic()
             if force or now - self._last_write >= PROGRESS_INTERVAL:
                 self._last_write = now
+                j.alive_at = utcnow()
                 self._runner.cairn.catalog.put(j)
 
     def set(self, **fields: Any) -> None:
@@ -201,4 +202,5 @@ class JobContext:
         with self._lock:
             for name, value in fields.items():
                 setattr(self.job, name, value)
+            self.job.alive_at = utcnow()
             self._runner.cairn.catalog.put(self.job)

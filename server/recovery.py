@@ -19,6 +19,7 @@ from typing import Protocol
 from catalog import Job, utcnow
 from catalog.errors import CairnError
 
+from . import logs
 from .history import ACTIVE, PENDING
 from .jobcontext import JobHost
 
@@ -39,15 +40,21 @@ class Runner(Protocol):
 def recover(runner: Runner) -> list[Job]:
     """Mark jobs of a dead process failed and undo what they half-wrote; try
     again the clean-ups still pending from an earlier start. Returns the jobs
-    marked failed now."""
+    marked failed now. Each ends as any job does: a `job_ended` line (a
+    WARNING) and a count in /metrics. Its finished_at is the last sign of life
+    its row has (`alive_at`: its last progress update or status change), not
+    this start: the restart time made the whole downtime part of its run; a
+    job that never wrote one (it was queued) ends now."""
     failed = []
     catalog = runner.cairn.catalog
     for job in catalog.scan(Job):
         if job.status in ACTIVE:
             job.status = "failed"
-            job.finished_at = utcnow()
+            job.finished_at = job.alive_at or utcnow()
             job.error_message = INTERRUPTED
             clean(runner, job)
+            runner.cairn.metrics.job_ended(job, None)
+            logs.job_ended(job, None)
             failed.append(job)
         elif job.cleanup.get(PENDING):
             clean(runner, job)

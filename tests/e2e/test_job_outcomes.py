@@ -5,6 +5,9 @@ interrupted, a job the server's own stop cancelled."""
 from __future__ import annotations
 
 import logging
+import time
+import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from tests.helpers import fill, ok, rows
 
 from ..archive.test_archive_forged import plant_after_end
 from ..archive.test_archiving import archive_two_rows
+from .test_backup_crash import fill as fill_process
+from .test_backup_crash import job, wait_for_progress, write_config
 
 
 async def metric(client: Any, name: str, **labels: str) -> float:
@@ -83,3 +88,40 @@ async def test_a_verify_that_finds_a_damaged_archive_says_so_beside_its_row(
     assert f"is not valid: {len(report['errors'])} error(s); first: " in job["error_message"]
     assert path.name in job["error_message"]
     assert await metric(client, "cairn_verify_invalid_total", kind="archive") == 1
+
+
+def scraped(url: str, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return 0.0
+
+
+def test_a_job_a_crash_interrupted_ends_logged_counted_and_not_at_the_restart(
+        tmp_path: Path, server_process: Any) -> None:
+    data = tmp_path / "data"
+    srv = server_process(data, config=write_config(tmp_path, 1_000_000))
+    fill_process(srv, statements=2)
+    _, body = srv.post("BACKUP DATABASE app TO 'nightly' WITH (detached = true)")
+    job_id = body["results"][0]["rows"][0]["job_id"]
+    wait_for_progress(srv, job_id)
+    srv.kill()
+    killed_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    time.sleep(1.5)  # the server is down: none of this is the job's run
+
+    again = server_process(data, config=write_config(tmp_path, 0))
+    failed = job(again, job_id)
+    assert failed["status"] == "failed"
+    assert failed["error_message"] == "interrupted by server restart"
+    # Its last progress update, not the restart (which counted the downtime as its run).
+    assert failed["started_at"] < failed["finished_at"] <= killed_at, (failed, killed_at)
+    assert scraped(again.url, "cairn_jobs_total", type="backup", status="failed") == 1
+    assert again.stop() == 0
+    assert again.proc is not None and again.proc.stderr is not None
+    log = again.proc.stderr.read()
+    (line,) = [x for x in log.splitlines() if "job_ended" in x and job_id in x]
+    assert " WARNING " in line and "status=failed" in line, line
+    assert 'error="interrupted by server restart"' in line, line
