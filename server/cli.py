@@ -70,8 +70,13 @@ async def serve(cfg: config_mod.Config) -> None:
         port = listener.sockets[0].getsockname()[1] if listener.sockets else cfg.server.port
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def stopped_by(sig: signal.Signals) -> None:
+            cairn.jobs.stop_signal = sig.name  # what the jobs it cancels say
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopped_by, sig)
         print(f"cairn listening on http://{cfg.server.host}:{port}", flush=True)
         pg = app[PGWIRE]
         if pg is not None:

@@ -66,12 +66,17 @@ class JobContext:
         self.holding = False  # whether it holds a place in that pool
         self.started: float | None = None  # time.monotonic() when it began running
         self.finding: str | None = None  # what a completed job found wrong (found_invalid)
+        self.cancel_reason: str | None = None  # its error_message when cancelled, if not KILL's
 
     @property
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str | None = None) -> None:
+        """Ask the job to stop; `reason` becomes its error_message (the server's
+        stop), else the work's own word (KILL JOB: "… was cancelled")."""
+        if reason is not None and not self._cancel.is_set():
+            self.cancel_reason = reason
         self._cancel.set()
         self._loop.call_soon_threadsafe(self._stopped.set)
 

@@ -59,6 +59,7 @@ class JobRunner:
         self._trim_again = False
         self.history = History(cairn)
         self._stopping = False
+        self.stop_signal: str | None = None  # the signal that stops the server (cli.py)
 
     # --- start-up ------------------------------------------------------
 
@@ -215,7 +216,7 @@ class JobRunner:
             job.error_message = ctx.finding
         except Cancelled as exc:
             job.status = "cancelled"
-            job.error_message = exc.message
+            job.error_message = ctx.cancel_reason or exc.message
         except CairnError as exc:
             ctx.error = exc
             job.status = "failed"
@@ -331,10 +332,13 @@ class JobRunner:
 
     async def shutdown(self) -> None:
         """Cancel every queued, running or paused job and wait for them to stop
-        (server stop)."""
+        (server stop). Their error says the server stopped them: it read as a
+        KILL JOB's ("operation cancelled")."""
         self._stopping = True
+        reason = "cancelled: the server stopped" + (
+            f" ({self.stop_signal})" if self.stop_signal else "")
         for ctx in list(self._contexts.values()):
-            ctx.cancel()
+            ctx.cancel(reason)
         tasks = list(self._tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=10.0)

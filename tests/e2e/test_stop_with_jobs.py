@@ -1,4 +1,5 @@
-"""SIGTERM while jobs run: the server cancels them and stops at once.
+"""SIGTERM while jobs run: the server cancels them, says so in their rows, and
+stops at once.
 
 A client waiting on a job that does not end soon (here a paused BACKUP) held
 the stop for aiohttp's shutdown timeout (~2 minutes), and the schedules went
@@ -46,7 +47,14 @@ def test_sigterm_cancels_a_paused_backup_and_stops_within_seconds(
     waiter.join(10)
     status, body = answer["r"]
     assert status == 409 and body["error"]["code"] == "CANCELLED", body
+    # The server stopped it, and says so (it read as a KILL JOB: "operation cancelled").
+    assert body["error"]["message"] == "cancelled: the server stopped (SIGTERM)", body
     log = srv.proc.stderr.read() if srv.proc.stderr else ""
     after = log[log.index("stopping"):]
     assert "job_started" not in after, after
     assert "Traceback" not in log
+    again = server_process()
+    status, body = again.post("SELECT status, error_message FROM system.jobs "
+                              f"WHERE job_id = '{job_id}'")
+    assert body["results"][0]["rows"] == [
+        {"status": "cancelled", "error_message": "cancelled: the server stopped (SIGTERM)"}]

@@ -132,6 +132,34 @@ async def test_waiting_request_gets_cancelled(cairn: Cairn) -> None:
         await waiter
 
 
+async def test_jobs_the_servers_stop_cancels_say_so_and_a_kill_keeps_its_word(
+        cairn: Cairn) -> None:
+    cairn.config.jobs.max_concurrent = 1  # the third waits, queued, for the second's place
+    cairn.jobs = JobRunner(cairn)
+    started = threading.Event()
+
+    def work(ctx: JobContext) -> dict:
+        started.set()
+        while True:
+            ctx.check_cancelled()
+            time.sleep(0.01)
+
+    killed = await cairn.jobs.run("test", SESSION, work, statement=STMT, detached=True)
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+    await cairn.jobs.kill(killed.job_id)
+    started.clear()
+    running = await cairn.jobs.run("test", SESSION, work, statement=STMT, detached=True)
+    queued = await cairn.jobs.run("test", SESSION, work, statement=STMT, detached=True)
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+    assert cairn.catalog.get(Job, queued.job_id).status == "queued"
+    cairn.jobs.stop_signal = "SIGTERM"
+    await cairn.jobs.shutdown()
+    rows = {j.job_id: (j.status, j.error_message) for j in cairn.catalog.scan(Job)}
+    assert rows[killed.job_id] == ("cancelled", f"job {killed.job_id} was cancelled")
+    stopped = ("cancelled", "cancelled: the server stopped (SIGTERM)")
+    assert rows[running.job_id] == rows[queued.job_id] == stopped
+
+
 async def test_bounded_pool_queues_the_rest(cairn: Cairn) -> None:
     cairn.jobs = JobRunner(cairn)  # max_concurrent = 2
     release = threading.Event()
