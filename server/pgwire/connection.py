@@ -27,7 +27,7 @@ from ..session import Interrupt, Session
 from ..state import Cairn
 from . import chatter, describe, messages, params, pgcatalog
 from . import types as t
-from .errors import PgError, position
+from .errors import PgError, contract_code, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
 from .results import Reply, data_rows, description, formats_for, from_result, progress_text
 from .statements import WRITE, Portal, Prepared, bound, parameter_types, split
@@ -241,7 +241,7 @@ class Connection:
             status = "ok"
             return reply
         except PgError as exc:
-            status = exc.cairn_code or ("CANCELLED" if exc.code == "57014" else "INTERNAL")
+            status = contract_code(exc)  # INTERNAL only for XX000, a bug
             raise
         finally:
             self.cairn.metrics.observe_request(

@@ -37,6 +37,27 @@ def sqlstate(exc: CairnError) -> str:
     return getattr(exc, "sqlstate", None) or SQLSTATE.get(exc.code, "XX000")
 
 
+# The contract's code closest to a SQLSTATE the protocol layer raised itself
+# (not a Cairn error, which carries its own code): exact codes first, then the
+# class (its first two characters). Only XX000 is a bug (INTERNAL): a SELECT of
+# 1,700 columns refused with 54011 was counted as INTERNAL in /metrics.
+_BY_CODE = {"57014": "CANCELLED", "XX001": "BACKUP_INVALID", "42601": "PARSE_ERROR",
+            "42501": "PERMISSION_DENIED", "42P01": "NOT_FOUND", "42P05": "ALREADY_EXISTS",
+            "42P06": "ALREADY_EXISTS", "42P07": "ALREADY_EXISTS", "22021": "INVALID_REQUEST"}
+_BY_CLASS = {"08": "INVALID_REQUEST", "26": "NOT_FOUND", "34": "NOT_FOUND", "3F": "NOT_FOUND",
+             "28": "UNAUTHENTICATED", "53": "UNAVAILABLE", "58": "UNAVAILABLE",
+             "XX": "INTERNAL"}
+
+
+def contract_code(exc: PgError) -> str:
+    """The contract's code for `exc` (/metrics' `status`): a Cairn error's own,
+    else the closest to its SQLSTATE; a refusal of no other class (22, 0A, 42,
+    54, …) is INVALID_ARGUMENT."""
+    if exc.cairn_code:
+        return exc.cairn_code
+    return _BY_CODE.get(exc.code) or _BY_CLASS.get(exc.code[:2], "INVALID_ARGUMENT")
+
+
 class PgError(Exception):
     """An error answered with ErrorResponse; FATAL ones close the connection."""
 

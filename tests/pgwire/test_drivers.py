@@ -16,6 +16,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from server.pgwire.errors import PgError, contract_code
 from tests.pgwire.conftest import ADMIN_TOKEN, USER_TOKEN, PgServer, _start
 
 CREATE = (
@@ -282,6 +283,34 @@ def test_pgwire_statements_are_counted_in_metrics(pg: PgServer) -> None:
     after = _pgwire_requests(pg)
     assert after.get(("select", "ok"), 0) - before.get(("select", "ok"), 0) == 2
     assert after.get(("select", "NOT_FOUND"), 0) - before.get(("select", "NOT_FOUND"), 0) == 1
+
+
+def test_a_protocol_refusal_is_counted_as_the_users_not_as_a_bug(pg: PgServer) -> None:
+    """A SELECT of 1,700 columns is refused (54011) by the protocol layer itself,
+    without a Cairn error code: it was counted as INTERNAL, a server bug."""
+    before = _pgwire_requests(pg)
+    wide = "SELECT " + ", ".join(f"{i} AS c{i}" for i in range(1700))
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.TooManyColumns):
+            conn.execute(wide)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    after = _pgwire_requests(pg)
+    assert after.get(("select", "INTERNAL"), 0) == before.get(("select", "INTERNAL"), 0)
+    assert (after.get(("select", "INVALID_ARGUMENT"), 0)
+            - before.get(("select", "INVALID_ARGUMENT"), 0)) == 1
+
+
+@pytest.mark.parametrize(("sqlstate", "code"), [
+    ("54011", "INVALID_ARGUMENT"), ("22003", "INVALID_ARGUMENT"), ("0A000", "INVALID_ARGUMENT"),
+    ("42P02", "INVALID_ARGUMENT"), ("42601", "PARSE_ERROR"), ("42P05", "ALREADY_EXISTS"),
+    ("26000", "NOT_FOUND"), ("34000", "NOT_FOUND"), ("08P01", "INVALID_REQUEST"),
+    ("57014", "CANCELLED"), ("53300", "UNAVAILABLE"), ("28P01", "UNAUTHENTICATED"),
+    ("XX000", "INTERNAL"),
+])
+def test_every_sqlstate_the_protocol_layer_raises_has_its_contract_code(
+        sqlstate: str, code: str) -> None:
+    assert contract_code(PgError(sqlstate, "x")) == code
+    assert contract_code(PgError(sqlstate, "x", cairn_code="NOT_FOUND")) == "NOT_FOUND"
 
 
 def test_every_token_the_config_takes_is_the_same_over_http_and_pgwire(
