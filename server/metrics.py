@@ -33,7 +33,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from catalog import Backup, Job
+from catalog import Backup, Job, Namespace
 from catalog.records import fields_decoder
 from storage import timing
 
@@ -116,14 +116,17 @@ class StateCollector(Collector):
         now = time.time()
         age = GaugeMetricFamily(
             "cairn_backup_age_seconds",
-            "Seconds since the newest completed backup of each namespace (from system.backups)",
+            "Seconds since the newest whole backup of each namespace as it is now (from "
+            "system.backups; never backed up: since the namespace was created)",
             labels=["namespace"])
         last = GaugeMetricFamily(
             "cairn_backup_last_success_timestamp_seconds",
-            "Unix time of the newest completed backup of each namespace", labels=["namespace"])
-        for ns, stamp in sorted(newest_backups(cairn.catalog).items()):
-            age.add_metric([ns], max(0.0, now - stamp))
-            last.add_metric([ns], stamp)
+            "Unix time of that backup (no sample for a namespace never backed up)",
+            labels=["namespace"])
+        for ns, seconds, stamp in backup_ages(cairn.catalog, now):
+            age.add_metric([ns], seconds)
+            if stamp is not None:
+                last.add_metric([ns], stamp)
         yield age
         yield last
         lag = GaugeMetricFamily(
@@ -281,22 +284,55 @@ class _Made(msgspec.Struct):
 
     namespace: str
     created_at: str
+    snapshot_at: str
+    scope: str | None = "database"
 
 
 _decode_made = fields_decoder(Backup, _Made)
+# A backup holds the whole namespace: 'database', or a member of a backup set
+# ('all (set bk-…: a, b)', 'databases (set …)'); not 'tables: t, u', nor an
+# attached encrypted one whose scope is sealed (NULL).
+_WHOLE = ("all (set ", "databases (set ")
+
+
+def whole_namespace(scope: str | None) -> bool:
+    return scope == "database" or (scope is not None and scope.startswith(_WHOLE))
 
 
 def newest_backups(catalog: Any) -> dict[str, float]:
-    """{namespace: Unix time of its newest backup in the catalog}. Every scrape
-    reads every record: only the two fields needed are decoded (a whole
-    `Backup` took ~13 µs, so 10,000 of them held the GIL ~130 ms a scrape)."""
+    """{namespace: Unix time of the newest backup in the catalog that holds the
+    namespace as it is now}: a whole-namespace backup (not BACKUP TABLE, which
+    may hold one empty table of it) taken since the namespace was created (a
+    namespace dropped and created again is another one; a restore keeps the
+    creation time of the namespace it restores). Every scrape reads every
+    record: only the fields needed are decoded (a whole `Backup` took ~13 µs,
+    so 10,000 of them held the GIL ~130 ms a scrape)."""
+    created = {ns.name: _epoch(ns.created_at) for ns in catalog.scan(Namespace)}
     newest: dict[str, float] = {}
     for _, raw in catalog.scan_raw(Backup.FAMILY):
         b = _decode_made(raw)
-        stamp = _epoch(b.created_at)
-        if stamp is not None and stamp > newest.get(b.namespace, 0.0):
+        if b.namespace not in created or not whole_namespace(b.scope):
+            continue
+        stamp, snapshot, born = _epoch(b.created_at), _epoch(b.snapshot_at), created[b.namespace]
+        if stamp is None or snapshot is None or (born is not None and snapshot < born):
+            continue
+        if stamp > newest.get(b.namespace, 0.0):
             newest[b.namespace] = stamp
     return newest
+
+
+def backup_ages(catalog: Any, now: float) -> list[tuple[str, float, float | None]]:
+    """(namespace, age in seconds, Unix time of its newest backup or None) for
+    every namespace: one never backed up (see `newest_backups`) is as old as
+    the namespace itself, so an alert on the age fires for it too."""
+    newest = newest_backups(catalog)
+    ages: list[tuple[str, float, float | None]] = []
+    for ns in catalog.scan(Namespace):
+        stamp = newest.get(ns.name)
+        since = stamp if stamp is not None else _epoch(ns.created_at)
+        if since is not None:
+            ages.append((ns.name, max(0.0, now - since), stamp))
+    return sorted(ages)
 
 
 def archive_lags(cairn: Any) -> list[tuple[str, str, float]]:

@@ -50,7 +50,7 @@ async def test_counters_move_during_a_backup(client: Any) -> None:
     await fill(client, files=2)
     before = await scrape(client)
     assert value(before, "cairn_jobs_total", type="backup", status="completed") == 0
-    assert ("cairn_backup_age_seconds", (("namespace", "app"),)) not in before
+    assert ("cairn_backup_last_success_timestamp_seconds", (("namespace", "app"),)) not in before
     gate = Gate(client.server.app[CAIRN])
     faults.register("backup.before_object", gate)
     job_id = (await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (detached = true)"))[0][
@@ -121,6 +121,34 @@ async def test_backup_age_is_the_newest_backup_per_namespace(client: Any) -> Non
     # The archive lag family is there for dashboards, empty until archiving exists.
     resp = await client.get("/metrics")
     assert "# TYPE cairn_archive_lag_seconds gauge" in await resp.text()
+
+
+async def test_backup_age_counts_whole_backups_of_the_namespace_as_it_is(client: Any) -> None:
+    """Only a backup that holds the namespace as it is now makes it fresh: not a
+    BACKUP TABLE of one empty table of it, nor a backup of a namespace of that
+    name since dropped and created again. Without one, the age counts from the
+    namespace's creation, as for one never backed up, so `age > 26h` fires."""
+    await ok(client, "CREATE NAMESPACE shop; CREATE TABLE shop.small (k INT PRIMARY KEY); "
+                     "CREATE TABLE shop.orders (k INT PRIMARY KEY, v TEXT); "
+                     "INSERT INTO shop.orders VALUES (1, 'precious'); CREATE NAMESPACE never; "
+                     "CREATE NAMESPACE app; CREATE TABLE app.t (k INT PRIMARY KEY); "
+                     "INSERT INTO app.t VALUES (1)")
+    await ok(client, "BACKUP DATABASE app TO 'x'")
+    await ok(client, "DROP NAMESPACE app CASCADE; CREATE NAMESPACE app; "
+                     "CREATE TABLE app.new_data (k INT PRIMARY KEY); "
+                     "INSERT INTO app.new_data VALUES (42)")
+    time.sleep(0.5)
+    await ok(client, "BACKUP TABLE shop.small TO 'x'")
+    samples = await scrape(client)
+    for ns in ("shop", "never", "app"):
+        assert ("cairn_backup_last_success_timestamp_seconds", (("namespace", ns),)) not in samples
+        assert value(samples, "cairn_backup_age_seconds", namespace=ns) >= 0.5, ns
+    # A backup set holds each namespace whole.
+    await ok(client, "BACKUP ALL TO 'x'")
+    samples = await scrape(client)
+    for ns in ("shop", "never", "app"):
+        assert 0 <= value(samples, "cairn_backup_age_seconds", namespace=ns) < 0.5, ns
+        assert value(samples, "cairn_backup_last_success_timestamp_seconds", namespace=ns) > 0
 
 
 async def test_metrics_auth_follows_the_api(aiohttp_client: Any, cairn_config: Config) -> None:
@@ -219,10 +247,13 @@ def test_newest_backups_decodes_two_fields_a_record_and_reads_any(
     """Every scrape reads every backup record: it makes no `Backup` of a
     well-formed one (10,000 held the GIL ~130 ms a scrape), still reads one
     msgspec refuses (a NaN), and skips a time it cannot read, as before."""
-    from catalog import Backup, Catalog
+    from catalog import Backup, Catalog, Namespace
 
     cat = Catalog(tmp_path / "catalog")
     try:
+        for name in ("a", "b", "c"):
+            cat.put(Namespace(name, created_at="2026-11-01T00:00:00.000Z"))
+
         def put(backup_id: str, ns: str, created: str, **kw: Any) -> None:
             cat.put(Backup(backup_id=backup_id, namespace=ns, target="t", created_at=created,
                            snapshot_at=created, **kw))
