@@ -45,10 +45,27 @@ async function sql(text) {
     return { status: "error", results: [], error: { code: "UNAVAILABLE", message: "cannot reach the server: " + e.message } };
   }
   try {
-    return await resp.json();
+    return parseExact(await resp.text());
   } catch (e) {
     return { status: "error", results: [], error: { code: "INVALID_RESPONSE", message: `HTTP ${resp.status}: not JSON` } };
   }
+}
+
+// The server sends integers exactly (BIGINT, HUGEINT, and inside JSON values), but
+// JSON.parse makes every number a double: 9007199254740993 became ...992 and
+// 9223372036854775807 9223372036854776000. The reviver reads each number's own
+// text (context.source) and keeps an integer past 2^53 as that text, a
+// JSON.rawJSON that show() prints and JSON.stringify writes back as it came.
+const EXACT = typeof JSON.rawJSON === "function" && typeof JSON.isRawJSON === "function";
+const INTEGER = /^-?\d+$/;
+function keepInteger(key, value, context) {
+  if (typeof value === "number" && !Number.isSafeInteger(value) && context && INTEGER.test(context.source)) {
+    return JSON.rawJSON(context.source);
+  }
+  return value;
+}
+function parseExact(text) {
+  return EXACT ? JSON.parse(text, keepInteger) : JSON.parse(text);
 }
 
 async function rows(text) {
@@ -80,6 +97,7 @@ function el(tag, attrs = {}, ...children) {
 
 function show(value) {
   if (value === null || value === undefined) return "NULL";
+  if (EXACT && JSON.isRawJSON(value)) return value.rawJSON;
   if (typeof value === "object") return JSON.stringify(value);
   return String(value);
 }

@@ -211,3 +211,28 @@ def test_the_console_sends_the_token_typed_but_its_blanks(
     else:
         expect(page.locator("#error")).to_be_visible()
         expect(page.locator(".result")).to_have_count(0)
+
+
+def test_integers_past_2_53_are_shown_exactly(page: Page, server: ServerProcess, ns: str) -> None:
+    """The answer's JSON holds them exactly; resp.json() made each a double
+    (9007199254740993 shown as ...992, 2^63-1 as 9223372036854776000)."""
+    status, body = server.post(
+        f"CREATE TABLE {ns}.ids (id BIGINT PRIMARY KEY, doc JSON); INSERT INTO {ns}.ids VALUES "
+        f"""(9007199254740993, '{{"n": 9007199254740993, "f": 1.5, """
+        """"l": [-9223372036854775808, 7]}'), """
+        "(9223372036854775807, NULL), (-9007199254740993, '12345678901234567890123')")
+    assert status == 200, body
+    page.goto(server.url + "/")
+    run_sql(page, f"SELECT id, doc, id::HUGEINT * 2 AS twice FROM {ns}.ids ORDER BY id;\n"
+                  "SELECT 170141183460469231731687303715884105727::HUGEINT AS h, 42 AS small, "
+                  "0.1::DOUBLE AS d, 1e300::DOUBLE AS e")
+    first = page.locator('.result[data-statement="1"] tbody tr')
+    expect(first.nth(0).locator("td")).to_have_text(
+        ["-9007199254740993", "12345678901234567890123", "-18014398509481986"])
+    expect(first.nth(1).locator("td")).to_have_text(
+        ["9007199254740993", '{"n":9007199254740993,"f":1.5,"l":[-9223372036854775808,7]}',
+         "18014398509481986"])
+    expect(first.nth(2).locator("td")).to_have_text(
+        ["9223372036854775807", "NULL", "18446744073709551614"])
+    expect(page.locator('.result[data-statement="2"] td')).to_have_text(
+        ["170141183460469231731687303715884105727", "42", "0.1", "1e+300"])
