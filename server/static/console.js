@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const editor = $("editor");
 const JOB_POLL_MS = 1000;
 const BACKUP_POLL_MS = 5000;
+const STATEMENT_CHARS = 200; // of a job's statement, for its tooltip: never the whole text
 const NUMERIC = /^(SMALLINT|INT|INTEGER|BIGINT|REAL|FLOAT|DOUBLE|DECIMAL|HUGEINT|TINYINT|UBIGINT|NUMERIC)\b/i;
 
 // ---- connection settings (token only for this tab's session) -----------------------
@@ -68,10 +69,43 @@ function parseExact(text) {
   return EXACT ? JSON.parse(text, keepInteger) : JSON.parse(text);
 }
 
-async function rows(text) {
+// The last statement's result (its rows, and `truncated` with the server's
+// message when the answer was cut at the server's bounds); throws the error.
+async function result(text) {
   const body = await sql(text);
   if (body.status !== "success") throw body.error;
-  return body.results[body.results.length - 1].rows;
+  return body.results[body.results.length - 1];
+}
+
+async function rows(text) {
+  return (await result(text)).rows;
+}
+
+// A poll that never overlaps itself: the next run is set `ms` after the last one
+// ended (setInterval started one every second even while the last still waited,
+// so a slow answer piled up requests on the server). Called while a run is under
+// way (after a statement, a kill), it runs once more when that one ends.
+function poller(fn, ms) {
+  let running = null;
+  let again = false;
+  let timer = null;
+  async function tick() {
+    clearTimeout(timer);
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        try { await fn(); } catch (e) { /* each poll shows its own errors */ }
+      } while (again);
+    })();
+    await running;
+    running = null;
+    timer = setTimeout(tick, ms);
+  }
+  return tick;
 }
 
 // ---- small DOM helpers ----------------------------------------------------------
@@ -200,7 +234,10 @@ async function run() {
 
 // ---- jobs and backups panels ------------------------------------------------------
 
-const JOBS_SQL = `SELECT job_id, job_type, status, namespace, target, backup_id, statement, fraction_completed,
+// Only the start of each statement: a job's statement can be megabytes, and the
+// panel asks every second. One character more than shown says it goes on.
+const JOBS_SQL = `SELECT job_id, job_type, status, namespace, target, backup_id,
+  left(statement, ${STATEMENT_CHARS + 1}) AS statement, fraction_completed,
   bytes_done, bytes_total, error_message, created_at FROM system.jobs
   ORDER BY status IN ('running', 'queued') DESC, created_at DESC LIMIT 12`;
 let lastActive = new Set();
@@ -209,7 +246,7 @@ function jobItem(job) {
   const pct = job.status === "completed" ? 100 : Math.floor((job.fraction_completed || 0) * 100);
   const where = [job.namespace, job.target && shortTarget(job.target)].filter(Boolean).join(" → ");
   const top = el("div", { class: "top" },
-    el("span", { class: "what", text: `${job.job_type}${where ? " " + where : ""}`, title: job.statement || "" }),
+    el("span", { class: "what", text: `${job.job_type}${where ? " " + where : ""}`, title: statementStart(job.statement) }),
     el("span", { class: `badge ${job.status}`, text: job.status }));
   const li = el("li", { class: "job", "data-job-id": job.job_id, "data-status": job.status }, top);
   const fill = el("div", { class: "fill" });
@@ -226,18 +263,25 @@ function jobItem(job) {
   return li;
 }
 
+function statementStart(text) {
+  const s = String(text || "");
+  return s.length > STATEMENT_CHARS ? s.slice(0, STATEMENT_CHARS) + "…" : s;
+}
+
 async function killJob(id) {
   if (!confirm(`Kill job ${id}?`)) return;
   await sql(`KILL JOB '${id.replace(/'/g, "''")}'`);
   pollJobs();
 }
 
-async function pollJobs() {
+async function loadJobs() {
   const list = $("jobs");
   try {
-    const jobs = await rows(JOBS_SQL);
+    const answer = await result(JOBS_SQL);
+    const jobs = answer.rows;
     $("health").className = "dot up";
-    $("jobs-note").textContent = jobs.filter((j) => j.status === "running" || j.status === "queued").length + " running";
+    $("jobs-note").textContent = jobs.filter((j) => j.status === "running" || j.status === "queued").length + " running" +
+      (answer.truncated ? ` · ${visible(answer.message || "answer truncated")}` : "");
     list.replaceChildren(...(jobs.length ? jobs.map(jobItem) : [el("li", { class: "empty", text: "No jobs yet." })]));
     const active = new Set(jobs.filter((j) => j.status === "running" || j.status === "queued").map((j) => j.job_id));
     if ([...lastActive].some((id) => !active.has(id))) pollBackups(); // a job ended: backups may have changed
@@ -248,7 +292,7 @@ async function pollJobs() {
   }
 }
 
-async function pollBackups() {
+async function loadBackups() {
   const list = $("backups");
   try {
     const backups = await rows("SELECT backup_id, namespace, target, created_at, rows, bytes, label FROM system.backups ORDER BY created_at DESC LIMIT 50");
@@ -297,7 +341,7 @@ function archiveItem(a) {
   return li;
 }
 
-async function pollArchives() {
+async function loadArchives() {
   const list = $("archives");
   try {
     const archives = await rows("SELECT * FROM system.archives ORDER BY namespace");
@@ -331,10 +375,12 @@ editor.addEventListener("keydown", (e) => {
 $("run").addEventListener("click", run);
 for (const id of ["namespace", "user", "token"]) $(id).addEventListener("change", () => { settings.save(); pollJobs(); pollBackups(); });
 
+// Each panel polls on its own, never two of its requests at once.
+const pollJobs = poller(loadJobs, JOB_POLL_MS);
+const pollBackups = poller(loadBackups, BACKUP_POLL_MS);
+const pollArchives = poller(loadArchives, JOB_POLL_MS);
+
 settings.load();
 pollJobs();
 pollBackups();
 pollArchives();
-setInterval(pollJobs, JOB_POLL_MS);
-setInterval(pollArchives, JOB_POLL_MS);
-setInterval(pollBackups, BACKUP_POLL_MS);

@@ -1,13 +1,14 @@
 // Cairn web console: the jobs timeline (a bar per job over the last hour, coloured
 // by status) and the backup age per namespace. Drawn from system.jobs and
-// system.backups through /api/sql (rows() and el() come from console.js), the same
-// records GET /metrics reads for cairn_jobs_* and cairn_backup_age_seconds.
+// system.backups through /api/sql (result(), rows(), poller() and el() come from
+// console.js), the same records GET /metrics reads for cairn_jobs_* and cairn_backup_age_seconds.
 "use strict";
 
 const TIMELINE_MS = 60 * 60 * 1000; // what is fetched; the window shown is this or less
 const WINDOWS = { "1 h": 60, "15 min": 15, "5 min": 5 }; // minutes
 let windowMinutes = WINDOWS[localStorage.getItem("cairn.timeline")] || 60;
 let lastJobs = [];
+let lastCut = ""; // why the hour's jobs are not all drawn, if they are not
 const TIMELINE_POLL_MS = 1000; // as often as the jobs panel: a 2 s job is seen running
 const TIMELINE_LANES = 8;
 const STALE_AFTER_S = 26 * 3600; // a daily backup that is late by two hours
@@ -69,8 +70,9 @@ function drawAxis() {
   }
 }
 
-function drawTimeline(jobs, now) {
+function drawTimeline(jobs, now, cut = "") {
   lastJobs = jobs;
+  lastCut = cut;
   const from = now - windowMinutes * 60 * 1000;
   const { bars, lanes } = layout(jobs, from, now);
   const track = $("timeline");
@@ -91,9 +93,9 @@ function drawTimeline(jobs, now) {
   }));
   const counts = {};
   for (const b of bars) counts[b.job.status] = (counts[b.job.status] || 0) + 1;
-  $("timeline-note").textContent = bars.length
+  $("timeline-note").textContent = (bars.length
     ? Object.entries(counts).map(([s, n]) => `${n} ${s}`).join(" · ")
-    : "no jobs";
+    : "no jobs") + (cut ? ` · ${cut}` : "");
 }
 
 function drawAges(items, now) {
@@ -114,13 +116,13 @@ function drawAges(items, now) {
   }));
 }
 
-async function pollTimeline() {
+async function loadTimeline() {
   const now = Date.now();
   try {
-    const jobs = await rows(`SELECT job_id, job_type, status, namespace, created_at, started_at, finished_at, error_message
+    const answer = await result(`SELECT job_id, job_type, status, namespace, created_at, started_at, finished_at, error_message
       FROM system.jobs WHERE finished_at IS NULL OR finished_at >= TIMESTAMP '${sqlTimestamp(now - TIMELINE_MS)}'
       ORDER BY coalesce(started_at, created_at), job_id LIMIT 1000`);
-    drawTimeline(jobs, now);
+    drawTimeline(answer.rows, now, answer.truncated ? visible(answer.message || "answer truncated") : "");
   } catch (err) {
     $("timeline-note").textContent = err ? visible(`${err.code}: ${err.message}`) : "";
   }
@@ -140,8 +142,8 @@ $("tl-windows").replaceChildren(...Object.entries(WINDOWS).map(([label, minutes]
     windowMinutes = minutes;
     localStorage.setItem("cairn.timeline", label);
     drawAxis();
-    drawTimeline(lastJobs, Date.now());
+    drawTimeline(lastJobs, Date.now(), lastCut);
   } })));
 drawAxis();
+const pollTimeline = poller(loadTimeline, TIMELINE_POLL_MS);
 pollTimeline();
-setInterval(pollTimeline, TIMELINE_POLL_MS);

@@ -8,6 +8,7 @@ import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -211,6 +212,72 @@ def test_the_console_sends_the_token_typed_but_its_blanks(
     else:
         expect(page.locator("#error")).to_be_visible()
         expect(page.locator(".result")).to_have_count(0)
+
+
+# In the page, before console.js: every jobs-panel request (`FROM system.jobs ...
+# LIMIT 12`) is answered 2.5 s late, as by a server busy with a big jobs table;
+# counted, with how many wait at once and how big each answer is.
+SLOW_JOBS_POLLS = """
+window.polls = {started: 0, waiting: 0, most: 0, sizes: []};
+const realFetch = window.fetch;
+window.fetch = async (url, init) => {
+  const body = String((init && init.body) || "");
+  const jobs = body.includes("FROM system.jobs") && body.includes("LIMIT 12");
+  if (!jobs) return realFetch(url, init);
+  const p = window.polls;
+  p.started++; p.waiting++; p.most = Math.max(p.most, p.waiting);
+  try {
+    const resp = await realFetch(url, init);
+    const text = await resp.text();
+    p.sizes.push(text.length);
+    await new Promise((r) => setTimeout(r, 2500));
+    return new Response(text, {status: resp.status, headers: resp.headers});
+  } finally { p.waiting--; }
+};
+"""
+
+
+def test_jobs_polls_never_overlap_and_fetch_only_the_start_of_statements(
+        page: Page, server: ServerProcess, ns: str) -> None:
+    """setInterval started a jobs poll every second, answered or not: with a slow
+    answer they piled up (every console open held the server busier). And each
+    asked for every job's whole statement, megabytes a second."""
+    label = "L" * 20_000
+    status, body = server.post(f"BACKUP DATABASE {ns} TO 'web-polls' WITH (label = '{label}')")
+    assert status == 200, body
+    job_id = body["results"][0]["rows"][0]["job_id"]
+    page.add_init_script(SLOW_JOBS_POLLS)
+    page.goto(server.url + "/")
+    what = page.locator(f'.job[data-job-id="{job_id}"] .what')
+    expect(what).to_be_visible(timeout=10000)
+    run_sql(page, "SELECT 1 AS one")  # asks for a poll while one waits
+    expect(page.locator('.result[data-statement="1"] td')).to_have_text("1")
+    page.wait_for_timeout(6000)
+    polls = page.evaluate("window.polls")
+    assert polls["most"] == 1 and polls["started"] >= 3, polls
+    title = what.get_attribute("title") or ""
+    assert len(title) == 201 and title.endswith("L…") and title.startswith("BACKUP DATABASE"), title
+    assert max(polls["sizes"]) < 10_000, polls  # the 20,000-character label never comes
+
+
+def test_jobs_panel_says_when_the_answer_was_cut(
+        page: Page, tmp_path: Path) -> None:
+    """The server cuts an answer past [server] max_result_rows and says so in
+    the result's message; the panel dropped it and showed the rows as all."""
+    config = tmp_path / "cairn.toml"
+    config.write_text("[server]\nmax_result_rows = 2\n")
+    server = ServerProcess(tmp_path / "data", config=config).start()
+    try:
+        status, body = server.post("CREATE NAMESPACE cut; CREATE TABLE cut.t (k INT PRIMARY KEY); "
+                                   + "FLUSH TABLE cut.t; " * 3)
+        assert status == 200, body
+        page.goto(server.url + "/")
+        expect(page.locator("#jobs li.job")).to_have_count(2, timeout=10000)
+        expect(page.locator("#jobs-note")).to_have_text(
+            re.compile(r"^0 running · answer truncated to its first 2 rows"))
+        expect(page.locator("#timeline-note")).to_contain_text("answer truncated to its first 2")
+    finally:
+        server.kill()
 
 
 def test_integers_past_2_53_are_shown_exactly(page: Page, server: ServerProcess, ns: str) -> None:
