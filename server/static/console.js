@@ -7,6 +7,8 @@ const editor = $("editor");
 const JOB_POLL_MS = 1000;
 const BACKUP_POLL_MS = 5000;
 const STATEMENT_CHARS = 200; // of a job's statement, for its tooltip: never the whole text
+const LIVE = ["running", "queued", "paused"]; // a paused job has not ended: it can go on, or be killed
+const isLive = (job) => LIVE.includes(job.status);
 const NUMERIC = /^(SMALLINT|INT|INTEGER|BIGINT|REAL|FLOAT|DOUBLE|DECIMAL|HUGEINT|TINYINT|UBIGINT|NUMERIC)\b/i;
 
 // ---- connection settings (token only for this tab's session) -----------------------
@@ -239,7 +241,7 @@ async function run() {
 const JOBS_SQL = `SELECT job_id, job_type, status, namespace, target, backup_id,
   left(statement, ${STATEMENT_CHARS + 1}) AS statement, fraction_completed,
   bytes_done, bytes_total, error_message, created_at FROM system.jobs
-  ORDER BY status IN ('running', 'queued') DESC, created_at DESC LIMIT 12`;
+  ORDER BY status IN ('running', 'queued', 'paused') DESC, created_at DESC LIMIT 12`;
 let lastActive = new Set();
 
 function jobItem(job) {
@@ -255,7 +257,7 @@ function jobItem(job) {
   li.append(el("div", { class: "progress", role: "progressbar", "aria-valuenow": String(pct), "aria-valuemin": "0", "aria-valuemax": "100" },
     el("div", { class: "track" }, fill), el("span", { class: "pct", text: pct + "%" })));
   const foot = el("div", { class: "top" }, el("span", { class: "id", text: job.job_id + (bytes ? " · " + bytes : "") }));
-  if (job.status === "running" || job.status === "queued") {
+  if (isLive(job)) {
     foot.append(el("button", { class: "kill", type: "button", text: "kill", onclick: () => killJob(job.job_id) }));
   }
   li.append(foot);
@@ -280,10 +282,11 @@ async function loadJobs() {
     const answer = await result(JOBS_SQL);
     const jobs = answer.rows;
     $("health").className = "dot up";
+    const paused = jobs.filter((j) => j.status === "paused").length;
     $("jobs-note").textContent = jobs.filter((j) => j.status === "running" || j.status === "queued").length + " running" +
-      (answer.truncated ? ` · ${visible(answer.message || "answer truncated")}` : "");
+      (paused ? ` · ${paused} paused` : "") + (answer.truncated ? ` · ${visible(answer.message || "answer truncated")}` : "");
     list.replaceChildren(...(jobs.length ? jobs.map(jobItem) : [el("li", { class: "empty", text: "No jobs yet." })]));
-    const active = new Set(jobs.filter((j) => j.status === "running" || j.status === "queued").map((j) => j.job_id));
+    const active = new Set(jobs.filter(isLive).map((j) => j.job_id));
     if ([...lastActive].some((id) => !active.has(id))) pollBackups(); // a job ended: backups may have changed
     lastActive = active;
   } catch (err) {

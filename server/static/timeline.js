@@ -1,7 +1,8 @@
 // Cairn web console: the jobs timeline (a bar per job over the last hour, coloured
 // by status) and the backup age per namespace. Drawn from system.jobs and
-// system.backups through /api/sql (result(), rows(), poller() and el() come from
-// console.js), the same records GET /metrics reads for cairn_jobs_* and cairn_backup_age_seconds.
+// system.backups through /api/sql (result(), rows(), poller(), isLive() and el()
+// come from console.js), the same records GET /metrics reads for cairn_jobs_* and
+// cairn_backup_age_seconds.
 "use strict";
 
 const TIMELINE_MS = 60 * 60 * 1000; // what is fetched; the window shown is this or less
@@ -41,8 +42,7 @@ function layout(jobs, from, to) {
   const bars = [];
   for (const job of jobs) {
     const start = stamp(job.started_at || job.created_at);
-    const running = job.status === "running" || job.status === "queued";
-    const end = running ? to : stamp(job.finished_at || job.started_at || job.created_at);
+    const end = isLive(job) ? to : stamp(job.finished_at || job.started_at || job.created_at);
     if (!Number.isFinite(start) || end < from) continue;
     // A bar is at least 1% wide, so a 5 ms flush still shows (and takes its room);
     // one that ends now is widened to the left, never past the end.

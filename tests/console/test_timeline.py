@@ -122,3 +122,25 @@ def test_timeline_bars_and_backup_age(page: Page, slow_server: ServerProcess) ->
     assert shot.stat().st_size > 10_000
     if os.environ.get("CAIRN_UPDATE_DOCS_SCREENSHOT"):
         shutil.copy(shot, ROOT / "docs" / "console-timeline.png")
+
+
+def test_a_paused_job_is_live_in_the_timeline_and_the_jobs_panel(
+        page: Page, slow_server: ServerProcess) -> None:
+    """A paused backup was drawn as a finished one (`paused · 0 ms`, 1% wide),
+    not counted in the jobs panel, and had no kill button."""
+    page.goto(slow_server.url + "/")
+    job_id = post_ok(slow_server, "BACKUP DATABASE big TO 'tl-paused' WITH (detached = true)"
+                     )["results"][0]["rows"][0]["job_id"]
+    bar = page.locator(f'.tl-bar[data-job-id="{job_id}"]')
+    expect(bar).to_have_attribute("data-status", "running", timeout=10000)
+    post_ok(slow_server, f"PAUSE JOB '{job_id}'")
+    expect(bar).to_have_attribute("data-status", "paused", timeout=5000)
+    # Drawn to now, its time still counting.
+    expect(bar).to_have_attribute("title", re.compile(r"· paused · [1-9][\d.]* s ·"), timeout=10000)
+    assert bar_style(page, job_id)["right"] > 0.99
+    item = page.locator(f'.job[data-job-id="{job_id}"]')
+    expect(page.locator("#jobs-note")).to_have_text("0 running · 1 paused")
+    page.on("dialog", lambda d: d.accept())
+    item.locator(".kill").click()
+    expect(item).to_have_attribute("data-status", "cancelled", timeout=10000)
+    expect(bar).to_have_attribute("data-status", "cancelled")
