@@ -11,6 +11,7 @@ let windowMinutes = WINDOWS[localStorage.getItem("cairn.timeline")] || 60;
 let lastJobs = [];
 let lastCut = ""; // why the hour's jobs are not all drawn, if they are not
 const TIMELINE_POLL_MS = 1000; // as often as the jobs panel: a 2 s job is seen running
+const TIMELINE_LIMIT = 1000; // bars fetched: the live and failed ones, then the newest
 const TIMELINE_LANES = 8;
 const STALE_AFTER_S = 26 * 3600; // a daily backup that is late by two hours
 
@@ -116,13 +117,22 @@ function drawAges(items, now) {
   }));
 }
 
+// The jobs of the last hour, at most TIMELINE_LIMIT: every live (running,
+// queued, paused) and failed one, then the newest others (oldest first, 1000
+// quick flushes hid every job after them for an hour). Drawn oldest first, as
+// layout() packs them.
+const startOf = (j) => stamp(j.started_at || j.created_at);
 async function loadTimeline() {
   const now = Date.now();
   try {
     const answer = await result(`SELECT job_id, job_type, status, namespace, created_at, started_at, finished_at, error_message
       FROM system.jobs WHERE finished_at IS NULL OR finished_at >= TIMESTAMP '${sqlTimestamp(now - TIMELINE_MS)}'
-      ORDER BY coalesce(started_at, created_at), job_id LIMIT 1000`);
-    drawTimeline(answer.rows, now, answer.truncated ? visible(answer.message || "answer truncated") : "");
+      ORDER BY status IN ('running', 'queued', 'paused', 'failed') DESC, coalesce(started_at, created_at) DESC, job_id DESC
+      LIMIT ${TIMELINE_LIMIT}`);
+    const jobs = [...answer.rows].sort((a, b) => startOf(a) - startOf(b) || (a.job_id < b.job_id ? -1 : 1));
+    const cut = answer.truncated ? visible(answer.message || "answer truncated")
+      : jobs.length >= TIMELINE_LIMIT ? `only the newest ${TIMELINE_LIMIT} jobs (and every live or failed one)` : "";
+    drawTimeline(jobs, now, cut);
   } catch (err) {
     $("timeline-note").textContent = err ? visible(`${err.code}: ${err.message}`) : "";
   }

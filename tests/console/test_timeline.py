@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import time
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
@@ -122,6 +123,37 @@ def test_timeline_bars_and_backup_age(page: Page, slow_server: ServerProcess) ->
     assert shot.stat().st_size > 10_000
     if os.environ.get("CAIRN_UPDATE_DOCS_SCREENSHOT"):
         shutil.copy(shot, ROOT / "docs" / "console-timeline.png")
+
+
+def test_newest_jobs_are_drawn_after_a_thousand_flushes(page: Page, tmp_path: Path) -> None:
+    """The timeline fetched the hour's oldest 1000 jobs: after 1000 quick flushes
+    (anyone may FLUSH) every newer job, a BACKUP here, was not drawn for an hour.
+    Now the newest, and always the failed and live ones."""
+    config = tmp_path / "cairn.toml"  # a log line a job would fill the unread stderr pipe
+    config.write_text('[log]\nlevel = "WARNING"\n')
+    server = ServerProcess(tmp_path / "data", config=config).start()
+    try:
+        post_ok(server, "CREATE NAMESPACE busy; CREATE TABLE busy.t (id BIGINT PRIMARY KEY); "
+                        "INSERT INTO busy.t VALUES (1); "
+                        "BACKUP DATABASE busy TO 'busy' WITH (encryption_passphrase = 'pw')")
+        status, body = server.post("RESTORE DATABASE busy FROM 'busy' AS busy_copy WITH "
+                                   "(encryption_passphrase = 'wrong')")
+        assert status == 422, body
+        post_ok(server, "FLUSH TABLE busy.t; " * 1000)
+        newest = post_ok(server, "BACKUP DATABASE busy TO 'busy' WITH (encryption_passphrase = "
+                                 "'pw')")["results"][0]["rows"][0]["job_id"]
+        failed = server.post("SELECT job_id FROM system.jobs WHERE status = 'failed'"
+                             )[1]["results"][0]["rows"][0]["job_id"]
+        page.goto(server.url + "/")
+        expect(page.locator(f'.tl-bar[data-job-id="{newest}"]')).to_have_attribute(
+            "data-status", "completed", timeout=10000)
+        expect(page.locator(f'.tl-bar[data-job-id="{failed}"]')).to_have_attribute(
+            "data-status", "failed")
+        expect(page.locator("#timeline .tl-bar")).to_have_count(1000)
+        expect(page.locator("#timeline-note")).to_have_text(
+            re.compile(r"1 failed.*only the newest 1000 jobs"))
+    finally:
+        server.kill()
 
 
 def test_a_paused_job_is_live_in_the_timeline_and_the_jobs_panel(
