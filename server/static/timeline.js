@@ -107,12 +107,16 @@ function drawAges(items, now) {
   }
   list.replaceChildren(...items.map((r) => {
     const newest = stamp(r.newest);
-    const seconds = Number.isFinite(newest) ? (now - newest) / 1000 : null;
-    const state = seconds === null ? "never" : seconds > STALE_AFTER_S ? "stale" : "fresh";
+    const never = !Number.isFinite(newest);
+    // Never backed up: as old as the namespace, as cairn_backup_age_seconds counts it.
+    const since = never ? stamp(r.created_at) : newest;
+    const seconds = Number.isFinite(since) ? (now - since) / 1000 : null;
+    const state = never ? "never" : seconds > STALE_AFTER_S ? "stale" : "fresh";
     return el("li", { class: `age ${state}`, "data-namespace": r.namespace, "data-age-seconds": seconds === null ? "" : String(Math.round(seconds)) },
       el("span", { class: "dot" }),
       el("span", { class: "ns", text: r.namespace }),
-      el("span", { class: "when", text: seconds === null ? "never backed up" : ago(seconds), title: r.newest || "" }),
+      el("span", { class: "when", text: never ? "never backed up" : ago(seconds),
+        title: never ? (seconds === null ? "" : `created ${ago(seconds)}`) : r.newest }),
       el("span", { class: "count", text: `${r.backups} backup${r.backups === 1 ? "" : "s"}` }));
   }));
 }
@@ -137,9 +141,15 @@ async function loadTimeline() {
     $("timeline-note").textContent = err ? visible(`${err.code}: ${err.message}`) : "";
   }
   try {
-    const ages = await rows(`SELECT n.namespace, max(b.created_at) AS newest, count(b.backup_id) AS backups
+    // As cairn_backup_age_seconds (server/metrics.py): only backups that hold the
+    // namespace whole (not BACKUP TABLE) and were taken since it was created (a
+    // namespace dropped and created again is another one).
+    const ages = await rows(`SELECT n.namespace, n.created_at, max(b.created_at) AS newest, count(b.backup_id) AS backups
       FROM system.namespaces n LEFT JOIN system.backups b ON b.namespace = n.namespace
-      GROUP BY n.namespace ORDER BY max(b.created_at) IS NOT NULL, max(b.created_at), n.namespace`);
+        AND b.snapshot_at >= n.created_at
+        AND (b.scope = 'database' OR b.scope LIKE 'all (set %' OR b.scope LIKE 'databases (set %')
+      GROUP BY n.namespace, n.created_at
+      ORDER BY max(b.created_at) IS NOT NULL, coalesce(max(b.created_at), n.created_at), n.namespace`);
     drawAges(ages, now);
     $("ages-note").textContent = "";
   } catch (err) {

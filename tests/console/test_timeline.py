@@ -156,6 +156,36 @@ def test_newest_jobs_are_drawn_after_a_thousand_flushes(page: Page, tmp_path: Pa
         server.kill()
 
 
+def test_backup_age_counts_whole_backups_of_the_namespace_as_it_is(
+        page: Page, slow_server: ServerProcess) -> None:
+    """A BACKUP TABLE of one empty table, or a backup of a namespace since dropped
+    and created again, made the namespace "fresh" in the panel (as in
+    cairn_backup_age_seconds): neither holds its data."""
+    ns = f"ages{os.getpid()}"
+    post_ok(server := slow_server,
+            f"CREATE NAMESPACE {ns}_shop; CREATE TABLE {ns}_shop.small (k INT PRIMARY KEY); "
+            f"CREATE TABLE {ns}_shop.orders (k INT PRIMARY KEY); INSERT INTO {ns}_shop.orders "
+            f"VALUES (1); CREATE NAMESPACE {ns}_app; CREATE TABLE {ns}_app.t (k INT PRIMARY KEY)")
+    post_ok(server, f"BACKUP TABLE {ns}_shop.small TO 'ages'; BACKUP DATABASE {ns}_app TO 'ages'")
+    post_ok(server, f"DROP NAMESPACE {ns}_app CASCADE; CREATE NAMESPACE {ns}_app")
+    post_ok(server, f"CREATE NAMESPACE {ns}_set; BACKUP DATABASE {ns}_set, {ns}_app TO 'ages'; "
+                    f"CREATE NAMESPACE {ns}_late")
+    page.goto(server.url + "/")
+    for name, state, count in (("shop", "never", "0 backups"), ("set", "fresh", "1 backup"),
+                               ("app", "fresh", "1 backup"), ("late", "never", "0 backups")):
+        item = page.locator(f'#ages li[data-namespace="{ns}_{name}"]')
+        expect(item).to_have_class(re.compile(rf"\b{state}\b"))
+        expect(item.locator(".count")).to_have_text(count)
+    # Never backed up: its age is the namespace's, as the metric's.
+    with __import__("urllib.request").request.urlopen(server.url + "/metrics") as resp:
+        text = resp.read().decode()
+    for name in ("shop", "late"):
+        m = re.search(rf'^cairn_backup_age_seconds{{namespace="{ns}_{name}"}} (\S+)$', text, re.M)
+        assert m is not None, name
+        shown = page.locator(f'#ages li[data-namespace="{ns}_{name}"]')
+        assert abs(float(m.group(1)) - int(shown.get_attribute("data-age-seconds") or "-99")) < 10
+
+
 def test_a_paused_job_is_live_in_the_timeline_and_the_jobs_panel(
         page: Page, slow_server: ServerProcess) -> None:
     """A paused backup was drawn as a finished one (`paused · 0 ms`, 1% wide),
