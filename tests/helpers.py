@@ -75,6 +75,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _drain(pipe: Any, into: list[str]) -> None:
+    for line in pipe:
+        into.append(line)
+
+
 class ServerProcess:
     """`cairn serve` started the way a user starts it."""
 
@@ -94,6 +99,8 @@ class ServerProcess:
             self.args += ["--config", str(config)]
         self.proc: subprocess.Popen[str] | None = None
         self.first_line = ""
+        self._output: list[str] = []
+        self._drains: list[threading.Thread] = []
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.proc = subprocess.Popen(
@@ -108,7 +115,20 @@ class ServerProcess:
             err = self.proc.stderr.read() if self.proc.stderr else ""
             raise RuntimeError(f"server did not start: {self.first_line!r} {err[-2000:]}")
         assert time.monotonic() < deadline
+        # Read what the server writes from now on, so a busy server's log never
+        # fills the pipe (~250 jobs' lines at INFO did, and it stopped answering).
+        self._drains = [threading.Thread(target=_drain, args=(pipe, self._output), daemon=True)
+                        for pipe in (self.proc.stderr, self.proc.stdout) if pipe is not None]
+        for drain in self._drains:
+            drain.start()
         return self
+
+    def log(self) -> str:
+        """Everything the server wrote to stderr (and stdout) after its first line,
+        once it has exited (call after stop/kill)."""
+        for drain in self._drains:
+            drain.join(30)
+        return "".join(self._output)
 
     def post(self, text: str, **headers: str) -> tuple[int, dict[str, Any]]:
         import json

@@ -120,8 +120,7 @@ def test_a_job_a_crash_interrupted_ends_logged_counted_and_not_at_the_restart(
     assert failed["started_at"] < failed["finished_at"] <= killed_at, (failed, killed_at)
     assert scraped(again.url, "cairn_jobs_total", type="backup", status="failed") == 1
     assert again.stop() == 0
-    assert again.proc is not None and again.proc.stderr is not None
-    log = again.proc.stderr.read()
+    log = again.log()
     (line,) = [x for x in log.splitlines() if "job_ended" in x and job_id in x]
     assert " WARNING " in line and "status=failed" in line, line
     assert 'error="interrupted by server restart"' in line, line

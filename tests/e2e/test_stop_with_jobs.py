@@ -49,7 +49,7 @@ def test_sigterm_cancels_a_paused_backup_and_stops_within_seconds(
     assert status == 409 and body["error"]["code"] == "CANCELLED", body
     # The server stopped it, and says so (it read as a KILL JOB: "operation cancelled").
     assert body["error"]["message"] == "cancelled: the server stopped (SIGTERM)", body
-    log = srv.proc.stderr.read() if srv.proc.stderr else ""
+    log = srv.log()
     after = log[log.index("stopping"):]
     assert "job_started" not in after, after
     assert "Traceback" not in log

@@ -57,8 +57,7 @@ def test_a_client_that_reads_nothing_is_disconnected(tmp_path: Path) -> None:
         _other_client_answers(server, out)
         assert out == [(42,)]
         server.proc.stop()
-        assert server.proc.proc is not None and server.proc.proc.stderr is not None
-        log = server.proc.proc.stderr.read()
+        log = server.proc.log()
         assert "(send_timeout_seconds): connection closed" in log, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
         sock.close()

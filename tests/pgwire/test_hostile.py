@@ -255,8 +255,7 @@ def test_a_client_that_leaves_mid_result_is_no_error(tmp_path: Path) -> None:
         _other_client_answers(server, out)
         assert out == [(42,)]
         server.proc.stop()
-        assert server.proc.proc is not None and server.proc.proc.stderr is not None
-        log = server.proc.proc.stderr.read()
+        log = server.proc.log()
         assert "Traceback" not in log and "internal error" not in log, log[-3000:]
 
 

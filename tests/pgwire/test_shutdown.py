@@ -31,8 +31,7 @@ def test_stop_tells_idle_clients_admin_shutdown(tmp_path: Path, sig: signal.Sign
             assert info.value.sqlstate == "57P01", info.value
             assert "administrator command" in str(info.value)
             conn.close()
-        assert srv.proc.stderr is not None
-        log = srv.proc.stderr.read()
+        log = srv.log()
         assert "Traceback" not in log and " ERROR " not in log, log
     finally:
         srv.kill()

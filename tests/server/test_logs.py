@@ -61,8 +61,7 @@ role = "user"
         assert status == 403, body
     finally:
         assert proc.stop() == 0
-    assert proc.proc is not None and proc.proc.stderr is not None
-    return proc.proc.stderr.read()
+    return proc.log()
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
