@@ -242,9 +242,10 @@ class Registry:
                 if if_not_exists:
                     return None
                 raise AlreadyExists(f"Table '{namespace}.{name}' already exists")
-            stopping.commit_point()  # cancelled while it waited for `ddl`: nothing is made
             rec = Table(namespace, name, new_id("tbl"), kind, 1, key, opts)
             sch = TableSchema(rec.uid, 1, namespace, name, cols, rec.created_at)
+            schema.check_history(self.catalog, sch, f"CREATE TABLE {namespace}.{name}")
+            stopping.commit_point()  # cancelled while it waited for `ddl`: nothing is made
             self.catalog.family(family_name(rec.uid))
             with self.changes.committing(namespace) as log_, self.catalog.atomic() as b:
                 b.put(rec).put(sch).put(Meta(APPEND_ONLY + rec.uid, True))
@@ -338,6 +339,7 @@ class Registry:
             cols = change(cur)
             new = TableSchema(st.uid, cur.version + 1, namespace, name, cols)
             rec = Table(**{**st.table.__dict__, "schema_version": new.version})
+            schema.check_history(self.catalog, new, f"ALTER TABLE {namespace}.{name}")
             stopping.commit_point()  # cancelled while it waited for the locks: unchanged
             with st.lock, self.changes.committing(namespace) as log_:
                 b = self.catalog.batch().put(rec).put(new)

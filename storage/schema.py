@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog import TableSchema
+from catalog import Catalog, Table, TableSchema
 from catalog.errors import InvalidArgument
+from catalog.records import SEP
 
 from .types import DELETED, HIDDEN, ID, UPDATED, Column, canonical_type, coerce, stored_default
 
@@ -18,6 +19,11 @@ RESERVED_COLUMNS = frozenset((*HIDDEN, *SYSTEM_COLUMNS))
 OPTION_MAX = 2**63 - 1
 FLOAT_OPTION_MAX = 2**63 - 1024  # the largest double not past OPTION_MAX
 MAX_COLUMNS = 4096  # of a table, Cairn's own (_id, _updated, _deleted) included
+# Every schema version keeps every column and its DEFAULT again, and a backup's
+# manifest (64 MiB at most, storage/backup/records.py) holds every version of
+# every table: a 4 MiB DEFAULT and 16 ALTERs made a namespace no BACKUP took.
+MAX_DEFAULT_BYTES = 65536  # a DEFAULT as kept, its text in UTF-8
+MAX_SCHEMA_HISTORY = 32 << 20  # a namespace's schema versions, as the catalog keeps them
 OPTIONS: dict[str, tuple[tuple[str, ...], type, float]] = {
     # name: (table kinds it applies to, value type, smallest value)
     "flush_rows": (("shared", "user"), int, 1),
@@ -80,6 +86,7 @@ def column_from_def(d: Any, since: int) -> Column:
     if col["primary_key"] and typ == "JSON":
         raise InvalidArgument(f"column '{name}': a JSON column cannot be a PRIMARY KEY")
     if col["has_default"]:
+        _check_default_size(name, col["default"])  # before the work of reading it
         try:
             value = coerce({**col, "not_null": False}, col["default"])
         except InvalidArgument as exc:
@@ -87,7 +94,16 @@ def column_from_def(d: Any, since: int) -> Column:
         if value is None and col["not_null"]:
             raise InvalidArgument(f"column '{name}' is NOT NULL but its DEFAULT is NULL")
         col["default"] = stored_default(col, value)
+        _check_default_size(name, col["default"])
     return col
+
+
+def _check_default_size(name: str, default: Any) -> None:
+    size = len(default.encode("utf-8", "surrogatepass")) if isinstance(default, str) else 0
+    if size > MAX_DEFAULT_BYTES:
+        raise InvalidArgument(
+            f"column '{name}': a DEFAULT holds at most {MAX_DEFAULT_BYTES} bytes (its text in "
+            f"UTF-8), not {size}: every schema version, and every backup, keeps it again")
 
 
 def system_column(name: str) -> Column:
@@ -162,6 +178,39 @@ def drop_column(current: TableSchema, name: str) -> list[Column]:
     if not any(not c.get("system") for c in rest):
         raise InvalidArgument(f"cannot drop '{name}': it is the last column of {where}")
     return rest
+
+
+def check_history(catalog: Catalog, new: TableSchema, statement: str) -> None:
+    """INVALID_ARGUMENT if adding `new` (a table's first or next version) to the
+    catalog would make its namespace's schema versions take more than
+    MAX_SCHEMA_HISTORY bytes as stored: at most half of what a backup's
+    manifest holds (the JSON the catalog keeps is no smaller than what a
+    manifest writes of a version), the other half left for its files."""
+    ns = new.namespace
+    sizes = {t.name: _kept_history(catalog, t.uid) for t in catalog.scan(Table, ns + SEP)}
+    size, versions = sizes.get(new.table_name, (0, 0))
+    sizes[new.table_name] = (size + len(new.dumps()), versions + 1)
+    total = sum(size for size, _ in sizes.values())
+    if total <= MAX_SCHEMA_HISTORY:
+        return
+    name, (size, versions) = max(sizes.items(), key=lambda item: item[1][0])
+    raise InvalidArgument(
+        f"{statement} would make namespace '{ns}' keep {total} bytes of schema history (every "
+        f"version of every table's columns with their defaults), over the {MAX_SCHEMA_HISTORY} "
+        f"a namespace may keep so that a backup's manifest holds it; {ns}.{name} takes {size} "
+        f"of it in {versions} version(s). A new table starts with one version: copy a table "
+        "with a long history into a new one (CREATE TABLE, then INSERT INTO ... SELECT) and "
+        "drop it, or drop a table no longer needed")
+
+
+def _kept_history(catalog: Catalog, uid: str) -> tuple[int, int]:
+    """The bytes a table's schema versions take in the catalog, and how many."""
+    size = versions = 0
+    first = (uid + SEP).encode()
+    for raw in catalog.values_raw(TableSchema.FAMILY, first, first[:-1] + b"\x01"):
+        size += len(raw)
+        versions += 1
+    return size, versions
 
 
 def describe_change(old: TableSchema | None, new: TableSchema) -> str:

@@ -31,9 +31,9 @@ from typing import Any
 
 import msgspec
 
-from catalog.errors import BackupInvalid, InvalidArgument
+from catalog.errors import BackupInvalid
 
-from . import manifest, records
+from . import manifest, records, room
 from .codec import RAW, ZSTD, Form, decode_bytes, encode_bytes
 from .crypto import Keys, PassphraseError, binding_for_manifest
 from .manifest import AES, FORMAT_VERSION, KNOWN_FEATURES, canonical, checksum
@@ -60,7 +60,10 @@ def pack(m: dict[str, Any], compress: bool, keys: Keys | None) -> tuple[bytes, d
         parts = manifest.members(m)
         doc = {**m, "manifest_sha256": hashlib.sha256(manifest.joined(parts)).hexdigest()}
         parts.update(manifest.members({"manifest_sha256": doc["manifest_sha256"]}))
-        return manifest.joined(parts) + b"\n", doc
+        data = manifest.joined(parts) + b"\n"
+        if len(data) > records.MAX_BODY:  # as much as a manifest file holds (atomic.SMALL_MAX)
+            raise room.too_big_manifest(m["backup_id"], len(data), m.get("tables", []))
+        return data, doc
     header = {k: v for k, v in m.items() if k in PUBLIC}
     header["objects"] = [{"oid": o["oid"], "size": o["size"]} for o in m["objects"]]
     body = {k: v for k, v in m.items() if k not in PUBLIC or k == "objects"}
@@ -69,11 +72,7 @@ def pack(m: dict[str, Any], compress: bool, keys: Keys | None) -> tuple[bytes, d
         body[HEADER_SUM] = checksum(header)
     plain = canonical(body)
     if len(plain) > records.MAX_BODY:
-        raise InvalidArgument(
-            f"the manifest of backup '{m['backup_id']}' would be {len(plain)} bytes before "
-            f"compression, over the {records.MAX_BODY} a reader takes (split the backup: "
-            "fewer files per backup)"
-        )
+        raise room.too_big_manifest(m["backup_id"], len(plain), m.get("tables", []))
     form = Form("", ZSTD if compress else RAW, keys)
     stored = encode_bytes(plain, form, binding_for_manifest(m["backup_id"]))
     codecs = ([ZSTD] if compress else []) + ([AES] if keys is not None else [])
