@@ -33,6 +33,7 @@ from . import archiving, backups, metrics, openapi, resume, schedules, tables, v
 from .auth import authenticate, check_origin
 from .config import Config
 from .executor import execute
+from .flush_jobs import landed as landed_flush
 from .jobs import JobRunner
 from .pgwire import PgServer
 from .queries import ROWS_ON_THE_LOOP
@@ -364,6 +365,7 @@ def open_state(config: Config) -> Cairn:
         cairn.engine = Engine(catalog, data_dir, config.storage)
         cairn.jobs = JobRunner(cairn)
         backups.register_cleanups(cairn)
+        cairn.jobs.cleanups["flush"] = landed_flush
         cairn.jobs.recover()
         cairn.jobs.trim_history()
         cairn.engine.recover()

@@ -14,7 +14,8 @@ restore.mid_object, restore.before_install, restore.after_install,
 prune.before_delete (DROP BACKUP or keep_last: the doomed objects are decided,
 none deleted yet; the target's prune lock is held), archive.before_segment
 (changes read from the log, no segment written), archive.after_segment (the
-segment is in the target, the catalog does not know it yet)."""
+segment is in the target, the catalog does not know it yet), flush.after_install
+(a flush's files of one table installed, its job not ended)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from catalog import Catalog, Job, utcnow
+from catalog import Batch, Catalog, Job, utcnow
 from catalog.errors import CairnError, Cancelled
 
 from . import faults
@@ -201,6 +201,14 @@ class JobContext:
                 self._last_write = now
                 j.alive_at = utcnow()
                 self._runner.cairn.catalog.put(j)
+
+    def record_in(self, batch: Batch, **fields: Any) -> None:
+        """Record fields on the job row in `batch`, committed with what it
+        installs (a flush's files: the row then says the work landed)."""
+        with self._lock:
+            for name, value in fields.items():
+                setattr(self.job, name, value)
+            batch.put(self.job)
 
     def set(self, **fields: Any) -> None:
         """Record fields on the job row at once (backup_id, target, cleanup, …)."""

@@ -27,6 +27,7 @@ from storage import flush, system_tables
 from storage.schema import describe_change
 from storage.types import default_json, describe_column
 
+from . import flush_jobs
 from .dispatch import Routes
 from .result import Result, cairn_type
 from .state import Cairn, Session
@@ -188,7 +189,9 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
                         cairn.engine.cfg, cairn.engine.tables.state(ns, name), own[0]):
                     held.append(f"{ns}.{name}")
                 else:
-                    out = cairn.engine.flush_table(ns, name, progress, own)
+                    out = cairn.engine.flush_table(ns, name, progress, own, flush_jobs.marking(
+                        ctx, total, all_rows, i + 1, len(tables)))
+                    ctx.fault("flush.after_install", table=f"{ns}.{name}")
             except NotFound:
                 # Dropped meanwhile (a DROP TABLE waits for a running flush,
                 # then takes the table's files, the flush's too): nothing flushed.

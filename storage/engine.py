@@ -426,9 +426,9 @@ class Engine:
     # --- flush and eviction ---------------------------------------------
 
     def flush_table(self, namespace: str, name: str, progress: Callable[..., Any] | None = None,
-                    own: tuple[str | None] | None = None) -> dict[str, int]:
-        """`own = (user,)`: flush and count only `user`'s rows of a USER table (flush.flush)."""
-        out = flush.flush(self.catalog, self.files, st := self.state(namespace, name), progress, self.file_ranges.filters, own)
+                    own: tuple[str | None] | None = None, on_install: Any = None) -> dict[str, int]:
+        """`own = (user,)`: only `user`'s rows of a USER table; `on_install`: flush.flush."""
+        out = flush.flush(self.catalog, self.files, st := self.state(namespace, name), progress, self.file_ranges.filters, own, on_install)
         flush.tidy(self.catalog, st, out, self.cfg.duckdb_release_memory)  # NotFound: dropped
         return out
 

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog import Catalog, DataFile
+from catalog import Batch, Catalog, DataFile
 from catalog.errors import NotFound
 
 from . import allocator, priority
@@ -33,9 +33,12 @@ log = logging.getLogger("cairn.storage")
 def flush(catalog: Catalog, files: FileStore, st: TableState,
           progress: Callable[..., Any] | None = None,
           filters: FileFilters | None = None,
-          own: tuple[str | None] | None = None) -> dict[str, int]:
+          own: tuple[str | None] | None = None,
+          on_install: Callable[[Batch, dict[str, int]], None] | None = None) -> dict[str, int]:
     """Write the table's buffered rows to Parquet; returns rows, files, bytes
-    and all_rows. Each file's key filter goes to `filters` (storage/keyfilter.py).
+    and all_rows. `on_install(batch, out)` may add records to the batch that
+    installs the files (the flush's job row: server/tables.py), `out` what
+    the flush returns. Each file's key filter goes to `filters` (storage/keyfilter.py).
     `progress(files_done=, files_total=, bytes_done=, rows=)` is called between
     files and may raise (e.g. Cancelled): nothing is then registered and the
     files written so far are removed. `own = (user,)`: of a USER table only
@@ -120,6 +123,10 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 else:  # a write since, with a key among theirs: one by one
                     for key in keys:
                         wb.delete_raw(st.family, key)
+                out = {"rows": rows_done, "files": files_done, "bytes": bytes_done,
+                       "all_rows": sum(f.rows for f in written)}
+                if on_install is not None:
+                    on_install(wb, out)
                 wb.commit()
                 st.files = [*st.files, *written]
                 if whole:
@@ -133,8 +140,7 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
             if filters is not None:
                 filters.forget([f.path for f in written])
             raise
-    return {"rows": rows_done, "files": files_done, "bytes": bytes_done,
-            "all_rows": sum(f.rows for f in written)}
+    return out
 
 
 def tidy(catalog: Catalog, st: TableState, out: dict[str, int], release_memory: bool) -> None:
