@@ -74,7 +74,42 @@ def bound(prepared: Prepared, pfmts: list[int], values_raw: list[bytes | None]) 
         params.check(values, prepared.oids, prepared.targets)
     except InvalidArgument as exc:  # named as the column an HTTP literal goes into names it
         raise PgError.of(exc) from None
-    return params.substitute(prepared.sql, values, prepared.oids, prepared.spots)
+    sql, spots = prepared.sql, prepared.spots
+    if not any(_AFTER_DEFAULT.search(sql, max(0, start - 64), start) for start, _, _ in spots):
+        return params.substitute(sql, values, prepared.oids, spots)
+
+    def text_of(n: int) -> str:
+        if n > len(values):
+            raise params.PlaceholderError(f"there is no parameter ${n}")
+        text = params.literal(values[n - 1], prepared.oids[n - 1] if n <= len(prepared.oids) else 0)
+        return _as_default(text) if n in at_default else text
+
+    at_default = {n for start, _, n in spots
+                  if _AFTER_DEFAULT.search(sql, max(0, start - 64), start)}
+    return params._replace(sql, text_of, spots)
+
+
+_AFTER_DEFAULT = re.compile(r"\bDEFAULT\s*\Z", re.IGNORECASE)
+_CAST = re.compile(r"CAST\(('(?:[^']|'')*') AS \w+\)\Z")
+_NEGATIVE = re.compile(r"\((-[0-9.eE+-]+)\)\Z")
+_FROM_HEX = re.compile(r"from_hex\('([0-9a-f]*)'\)\Z")
+
+
+def _as_default(literal: str) -> str:
+    """A DEFAULT takes a literal (a string, number, boolean or NULL), not the
+    CAST or from_hex a typed parameter is written as (a timestamp's was 42601
+    "unexpected 'CAST'", naming text the client never wrote): the text of it,
+    which the column's type reads as a DEFAULT written so (a timestamp in UTC,
+    bytes as BYTES text: ASCII as itself, any other byte `\\xHH`)."""
+    if m := _CAST.match(literal):
+        return m.group(1)
+    if m := _NEGATIVE.match(literal):  # a DEFAULT is no expression: `(-5)` is `-5`
+        return m.group(1)
+    if m := _FROM_HEX.match(literal):
+        data = bytes.fromhex(m.group(1))
+        return params.literal("".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02X}"
+                                      for b in data))
+    return literal
 
 
 def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
