@@ -66,7 +66,7 @@ KINDS = frozenset({
 # same first word for any text whose blanks and comments are closed where they
 # first can be (only a stray `*/` after a comment, `/* a */ */ SELECT`, once
 # counted as a select, now as other: tests/server/test_metrics.py).
-_FIRST_WORD = re.compile(r"(?:\s++|--[^\n]*+(?:\n|$)|/\*.*?\*/)*+([A-Za-z]+)", re.DOTALL)
+_FIRST_WORD = re.compile(r"(?:\s++|--[^\n\r]*+|/\*.*?\*/)*+([A-Za-z]+)", re.DOTALL)
 _ALIASES = {"with": "select", "from": "select", "values": "select", "table": "select",
             "desc": "describe", "unpivot": "pivot", "(": "select"}
 

@@ -17,7 +17,7 @@ MAX_CHAINED_POSTFIX = 64
 
 # One match per token, as parser._TOKENISH reads them: comments skipped, a
 # string or quoted name one token, a word (with its dots) one token.
-_TOKEN = re.compile(r"""(?:--[^\n]*+|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?)"""
+_TOKEN = re.compile(r"""(?:--[^\n\r]*+|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?)"""
                     r"""|('(?:[^']++|'')*+'?|"(?:[^"]++|"")*+"?|[A-Za-z0-9_.$]++|\S)""")
 _OPEN = {"(": ")", "[": "]"}
 

@@ -300,7 +300,7 @@ MAX_PARSED_TOKENS = 50_000
 # One match per token, left to right as a tokenizer reads: a comment (group 1
 # empty), a string or quoted name (one token however long), a word or number,
 # any other character.
-_TOKENISH = re.compile(r"""(?:--[^\n]*+|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?)"""
+_TOKENISH = re.compile(r"""(?:--[^\n\r]*+|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?)"""
                        r"""|('(?:[^']++|'')*+'?|"(?:[^"]++|"")*+"?|[A-Za-z0-9_.$]++|\S)""")
 TOO_COMPLEX = "statement too complex"
 

@@ -200,6 +200,7 @@ def test_observe_request_is_what_pgwire_calls() -> None:
 @pytest.mark.parametrize(("text", "kind"), [
     ("SELECT 1", "select"), ("  with x as (select 1) select * from x", "select"),
     ("-- note\n/* c */ INSERT INTO a.t VALUES (1)", "insert"), ("(SELECT 1)", "select"),
+    ("-- a lone CR ends a comment\rINSERT INTO a.t VALUES (1)", "insert"),
     ("desc table a.t", "describe"), ("BACKUP DATABASE a TO 'x'", "backup"),
     ("RESTORE DATABASE a FROM 'x'", "restore"), ("EXPLAIN ANALYZE SELECT 1", "explain"),
     ("COPY a.t TO '/tmp/x'", "other"), ("", "other"), ("'; DROP", "other"),

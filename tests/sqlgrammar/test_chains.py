@@ -16,6 +16,7 @@ def test_chains_are_measured_per_chain() -> None:
     assert longest_chain("SELECT " + ", ".join(["x[1][2]"] * n)) == 1
     assert longest_chain("SELECT '" + "][" * n + "' -- " + "][" * n) == 0  # strings, comments
     assert longest_chain("SELECT x" + "[1] -- c\n" * n) == n - 1
+    assert longest_chain("SELECT x" + "[1] -- c\r" * n) == n - 1  # a CR ends `--` too
 
 
 def test_a_chain_past_the_bound_is_refused() -> None:

@@ -87,6 +87,24 @@ def test_chunk_offsets_point_into_the_request() -> None:
         "SHOW TABLES", "SHOW NAMESPACES"]
 
 
+def test_a_lone_carriage_return_ends_a_line_comment() -> None:
+    """`--` runs to a newline or a carriage return, as in PostgreSQL's scanner,
+    DuckDB and sqlglot: what follows a lone CR is code. It was blanked to the next
+    newline, so a BACKUP's WITH options after `-- note\\r` were dropped without a
+    word (an unencrypted backup, answered 'completed') and `SELECT 1 --c\\r; SELECT 2`
+    was one statement."""
+    assert texts("SELECT 1 --c\r; SELECT 2") == ["SELECT 1 --c", "SELECT 2"]
+    [chunk] = split_script("SHOW -- c\rTABLES")
+    assert chunk.code == "SHOW     \rTABLES"
+    backup, restore = (parsed.statement for parsed in parse_script(
+        "BACKUP DATABASE r2 TO 't' -- nightly, encrypted\r"
+        "WITH (encryption_passphrase = 'hunter2', label = 'enc');\r\n"
+        "RESTORE DATABASE r2 FROM 't' AS r2copy -- the first one\rWITH (backup_id = 'bk-1')"))
+    assert isinstance(backup, ast.BackupDatabase) and isinstance(restore, ast.RestoreDatabase)
+    assert dict(backup.options) == {"encryption_passphrase": "hunter2", "label": "enc"}
+    assert dict(restore.options) == {"backup_id": "bk-1"}
+
+
 def test_code_blanks_comments_but_keeps_newlines() -> None:
     [chunk] = split_script("SHOW /* a\nb */ TABLES -- tail")
     assert chunk.text == "SHOW /* a\nb */ TABLES -- tail"

@@ -51,6 +51,9 @@ def test_comments_are_no_tokens_and_hide_none() -> None:
     hidden = "SELECT /* ' */ " + ", ".join(["1"] * 30_000) + " /* ' */"
     with pytest.raises(SqlInvalid, match="statement too complex"):
         parser.parse_script(hidden)
+    after_cr = "SELECT 1 -- a lone CR ends it\r, " + ", ".join(["1"] * 60_000)
+    with pytest.raises(SqlInvalid, match="statement too complex"):
+        parser.parse_script(after_cr)
 
 
 def test_a_statement_far_over_the_bound_is_refused_without_reading_it_all(
