@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from catalog.errors import InvalidArgument
 
+from . import timetext
 from .jsoncheck import json_problem, kept_json_problem
 from .spelling import json_of, number_sql, spelled
 
@@ -120,10 +121,9 @@ def _parse_timestamp(col: Column, row: int | None, text: str) -> dt.datetime:
     the written text would find another row than it names: a non-zero offset
     is refused (it was converted to UTC, 06:30, which no query with the same
     text found); 'Z' and '+00:00' say UTC and are read."""
-    s = text.strip().replace(" ", "T", 1)
-    if s.endswith(("Z", "z")):
-        s = s[:-1] + "+00:00"
-    value = dt.datetime.fromisoformat(s)
+    value = timetext.time_of(text)
+    if value is None:  # '20240601', '2024-W23-6': no form the CAST reads (timetext.py)
+        raise _bad(col, row, text, f"takes a date or time written {timetext.FORM}, not")
     if value.tzinfo is not None:
         if value.utcoffset():
             raise _bad(col, row, text, "takes a time with a UTC offset only in UTC (write it "
@@ -214,10 +214,8 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
             if isinstance(value, dt.date):
                 return value
             if isinstance(value, str):
-                text = value.strip()
-                if len(text) <= 10:
-                    return dt.date.fromisoformat(text)
-                return _parse_timestamp(col, row, text).date()
+                day = timetext.date_of(value)
+                return day if day is not None else _parse_timestamp(col, row, value).date()
             raise _bad(col, row, value)
         if t == "TIMESTAMP":
             if isinstance(value, dt.datetime):
@@ -248,11 +246,16 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
 _DECIMALS = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_UP)
 
 
+_NOT_CAST_BLANKS = re.compile("[\x1c-\x1f]")
+
+
 def _ascii(text: str) -> str:
     """Text that is to be read as a number: Python's int(), float() and
     Decimal() read other scripts' digits ('\u0661\u0662\u0663' as 123), which
-    PostgreSQL and DuckDB refuse."""
-    if not text.isascii():
+    PostgreSQL and DuckDB refuse, and take '\x1c'-'\x1f' around a number as
+    blanks, which DuckDB's CAST does not ('\x1c5' was stored 5, and its own
+    literal in a WHERE was a Conversion Error)."""
+    if not text.isascii() or _NOT_CAST_BLANKS.search(text):
         raise ValueError("not a number")
     return text
 
@@ -428,16 +431,16 @@ def stored_value(col: Column, default: Any) -> Any:
     if isinstance(default, str):
         if col["type"] == "BYTES":
             default = default.encode()
-        elif col["type"] in ("TIMESTAMP", "DATE"):
-            text = default.strip().replace(" ", "T", 1)
-            if text.endswith(("Z", "z")):
-                text = text[:-1] + "+00:00"
+        elif col["type"] in ("TIMESTAMP", "DATE", *INT_RANGES, *NUMBERS):
             try:
-                parsed = dt.datetime.fromisoformat(text)
-            except ValueError:
-                parsed = None
-            if parsed is not None and parsed.tzinfo is not None:
-                default = parsed
+                return coerce(col, default)
+            except InvalidArgument:
+                if col["type"] not in ("TIMESTAMP", "DATE"):
+                    return coerce(col, default.strip())  # '\x1c5': str.strip() took it
+                parsed = timetext.kept_time(default)
+                if parsed is None:
+                    raise
+                return coerce(col, parsed)
     return coerce(col, default)
 
 

@@ -101,3 +101,34 @@ async def test_real_and_json_defaults_kept_by_an_older_server_keep_working(
     # Written now, the same defaults stay refused.
     for bad in ("r REAL DEFAULT 1e-46", "j JSON DEFAULT '\"\\ud800\"'"):
         await err(client, f"CREATE TABLE sd.u (id BIGINT PRIMARY KEY, {bad})", "INVALID_ARGUMENT")
+
+
+# Kept by an older server (until 2026-12-05): date text Python's fromisoformat
+# read (a week date, a basic date) and a number around '\x1c' (str.strip()
+# took it), which a DEFAULT written now is refused.
+WEEKS = {"d": "2024-W23-6", "ts": "20240601T120000", "i": "\x1c5"}
+
+
+def _week_defaults(doc: dict[str, Any]) -> None:
+    for col in doc["tables"][0]["schemas"][-1]["columns"]:
+        if col["name"] in WEEKS:
+            col["default"] = WEEKS[col["name"]]
+
+
+async def test_date_and_number_text_defaults_kept_by_an_older_server_keep_working(
+        client: Any, tmp_path: Path) -> None:
+    await ok(client, "CREATE NAMESPACE sd; CREATE TABLE sd.t (id BIGINT PRIMARY KEY, "
+                     "d DATE DEFAULT '2024-01-01', ts TIMESTAMP DEFAULT '2024-01-01', "
+                     "i INT DEFAULT '1')")
+    await ok(client, "BACKUP DATABASE sd TO 'old' WITH (compression = 'none')")
+    reseal(next((tmp_path / "backups" / "old" / "manifests").glob("*.json")), _week_defaults)
+    listed = await rows(client, "SHOW BACKUPS IN 'old'")
+    assert [b["error"] for b in listed] == [None]
+    await ok(client, "RESTORE DATABASE sd FROM 'old' AS sd2")
+    await ok(client, "INSERT INTO sd2.t (id) VALUES (1)")
+    assert await rows(client, "SELECT d, ts, i FROM sd2.t") == [
+        {"d": "2024-06-08", "ts": "2024-06-01T12:00:00.000Z", "i": 5}]
+    for column, text in WEEKS.items():
+        kind = {"d": "DATE", "ts": "TIMESTAMP", "i": "INT"}[column]
+        await err(client, f"CREATE TABLE sd.u (id BIGINT PRIMARY KEY, {column} {kind} "
+                          f"DEFAULT '{text}')", "INVALID_ARGUMENT")

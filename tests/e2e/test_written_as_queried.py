@@ -182,3 +182,42 @@ async def test_a_real_literal_is_rounded_once_as_cast_rounds_it(app: Any) -> Non
     assert cast == [{"r": "1.0000001"}]
     assert got == [{"id": 1, "r": "1.0000001"}, {"id": 2, "r": "1.0000001"},
                    {"id": 3, "r": "-1.0000001"}, {"id": 4, "r": "1.0"}]
+
+
+# --- date, time and number text DuckDB's CAST does not read -------------------
+
+UNREAD = [("d", "20240601"), ("d", "2024-W23-6"), ("d", "2024-06-01T12"), ("d", "2024-06-01z"),
+          ("ts", "2024-06-01T12"), ("ts", "20240601T120000"), ("ts", "2024-06-01 12:00:00,5"),
+          ("ts", "2024-W01-1 12:00"), ("ts", "2024-06-01 "), ("ts", "\x1c2024-06-01"),
+          ("i", "\x1c5"), ("i", "5\x1f"), ("f", "\x1d1.5"), ("m", "1.5\x1f")]
+
+
+@pytest.mark.parametrize(("column", "text"), UNREAD)
+async def test_text_the_cast_cannot_read_is_refused_on_every_path(
+        app: Any, column: str, text: str) -> None:
+    """Python's fromisoformat (3.11) reads ISO basic and week forms and an
+    hour alone, and str.strip() takes '\\x1c'-'\\x1f' as blanks: such text was
+    stored ('2024-W23-6' as 2024-06-08), and then `WHERE d = '<the text>'` was
+    a Conversion Error. Now the write is refused, naming the column."""
+    await ok(app, "CREATE TABLE app.t (id INT PRIMARY KEY, d DATE, ts TIMESTAMP, i INT, "
+                  "f DOUBLE, m DECIMAL(9,2))")
+    await ok(app, "INSERT INTO app.t (id) VALUES (1)")
+    literal = "'" + text + "'"
+    for statement in (f"INSERT INTO app.t (id, {column}) VALUES (2, {literal})",
+                      f"INSERT INTO app.t (id, {column}) VALUES (2, /* tree */ {literal})",
+                      f"INSERT INTO app.t (id, {column}) SELECT 2, {literal}",
+                      f"UPDATE app.t SET {column} = {literal} WHERE id = 1"):
+        message = await err(app, statement, "INVALID_ARGUMENT")
+        assert f"Column '{column}'" in message, (statement, message)
+    assert await rows(app, f"SELECT id, {column} AS v FROM app.t") == [{"id": 1, "v": None}]
+
+
+async def test_date_and_time_text_the_cast_reads_is_found_by_its_literal(app: Any) -> None:
+    await ok(app, "CREATE TABLE app.t (id INT PRIMARY KEY, d DATE, ts TIMESTAMP)")
+    texts = [" 2024-06-01 ", "2024-06-01 12:00", "2024-06-01T12:00:00.5Z", "2024-06-01 13:00:00.",
+             "2024-06-01\t14:00:00 +00:00", "\n2024-06-01 15:00:00.1234567 "]
+    for n, text in enumerate(texts, 1):
+        column = "d" if n == 1 else "ts"
+        await ok(app, f"INSERT INTO app.t (id, {column}) VALUES ({n}, '{text}')")
+        found = await rows(app, f"SELECT id FROM app.t WHERE {column} = '{text}'")
+        assert found == [{"id": n}], text
