@@ -99,8 +99,7 @@ def _tokens(sql: str, limit: int = MAX_TOKENS) -> list[Token] | None:
 
 
 class _Lines:
-    """Offsets -> sqlglot's (line, col): col is the 1-based column of a token's
-    last character."""
+    """Offsets -> sqlglot's (line, col): col is the 1-based column of a token's last character."""
 
     def __init__(self, sql: str) -> None:
         self.sql = sql
@@ -324,8 +323,9 @@ def _number(text: str, negative: bool = False) -> Any:
         raise _Shape
     if text.isdigit():
         return -int(text) if negative else int(text)
-    # Exactly: a Decimal's `-` rounds to 28 digits (…567.8912345678 was stored …567.9).
-    return decimal.Decimal(text).copy_negate() if negative else decimal.Decimal(text)
+    value = decimal.Decimal(text)  # exact: its `-` rounds to 28 digits (…567.8912345678 was …567.9)
+    # `-0.0` is DuckDB's DECIMAL 0.0 negated, 0.0 (values.literal); past 38 digits a DOUBLE -0.0.
+    return value.copy_negate() if negative and (value or len(text) > 39) else value
 
 
 def describe_header(tokens: list[Token]) -> tuple[str | None, str, list[str] | None, int]:

@@ -69,6 +69,8 @@ def _number(tok: Token) -> int | decimal.Decimal:
         value = decimal.Decimal(tok)
         if not math.isfinite(float(value)):
             raise _invalid(f"number {tok} is out of range", tok)
+        if not value and "e" not in tok.lower() and sum(c.isdigit() for c in tok) <= 38:
+            return value.copy_abs()  # `-0.0`, a DECIMAL to DuckDB, has no sign (values.literal)
         return value
     try:
         return int(tok)

@@ -52,6 +52,11 @@ def literal(node: exp.Expression) -> Any:
             # acknowledged DECIMAL(38,10) lost its last digits.
             if isinstance(value, NumberText):
                 return NumberText.of(value.copy_negate(), f"-({number_sql(value)})")
+            if not value and _decimal_width(node.this, value) <= MAX_DECIMAL_WIDTH:
+                # DuckDB reads `-0.0` as a DECIMAL 0.0 negated, and a DECIMAL has
+                # no -0: 0.0 into a DOUBLE, as its UPDATE and INSERT ... SELECT
+                # store it (this stored -0.0). sqlgrammar/fastpath._number agrees.
+                return value.copy_abs()
             return value.copy_negate()
         if isinstance(value, int) and not isinstance(value, bool):
             return -value
@@ -61,6 +66,19 @@ def literal(node: exp.Expression) -> Any:
             and not node.to.expressions):  # TIMESTAMP(3) is DuckDB's to cut
         return _cast(node.to.this, node.this.this)
     raise _NotLiteral
+
+
+# A plain number literal of more digits is a DOUBLE to DuckDB, not a DECIMAL.
+MAX_DECIMAL_WIDTH = 38
+
+
+def _decimal_width(node: exp.Expression, value: decimal.Decimal) -> int:
+    """How many digits DuckDB counts in a plain number literal (leading zeros
+    too: `-000…0.0` of 40 digits is a DOUBLE -0.0 to it)."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    text = node.this if isinstance(node, exp.Literal) else format(value, "f")
+    return sum(ch.isdigit() for ch in text)
 
 
 class NotANumber(InvalidArgument):

@@ -221,3 +221,27 @@ async def test_date_and_time_text_the_cast_reads_is_found_by_its_literal(app: An
         await ok(app, f"INSERT INTO app.t (id, {column}) VALUES ({n}, '{text}')")
         found = await rows(app, f"SELECT id FROM app.t WHERE {column} = '{text}'")
         assert found == [{"id": n}], text
+
+
+# --- the literal -0.0 into DOUBLE / REAL ----------------------------------------
+
+
+async def test_the_literal_minus_zero_is_stored_as_duckdb_reads_it(app: Any) -> None:
+    """DuckDB reads `-0.0` as the DECIMAL 0.0 negated, and a DECIMAL has no -0:
+    its UPDATE and INSERT ... SELECT stored 0.0, INSERT ... VALUES (fast path
+    and tree) -0.0. `-0e0` is a DOUBLE to it, and keeps its sign everywhere."""
+    await ok(app, "CREATE TABLE app.t (id INT PRIMARY KEY, f DOUBLE, r REAL, s TEXT, "
+                  "g DOUBLE DEFAULT -0.0, h DOUBLE DEFAULT -0e0)")
+    for number in ("-0.0", "-0e0"):
+        await ok(app, "DELETE FROM app.t")
+        await ok(app, f"INSERT INTO app.t (id, f, r, s) VALUES (1, {number}, {number}, {number});"
+                      f"INSERT INTO app.t (id, f, r, s) VALUES (2, /* tree */ {number}, {number}, "
+                      f"{number});"
+                      f"INSERT INTO app.t (id, f, r, s) SELECT 3, {number}, {number}, {number};"
+                      f"INSERT INTO app.t (id) VALUES (4);"
+                      f"UPDATE app.t SET f = {number}, r = {number}, s = {number} WHERE id = 4")
+        want = (await rows(app, f"SELECT CAST({number} AS DOUBLE)::VARCHAR AS f"))[0]["f"]
+        got = await rows(app, "SELECT f::VARCHAR AS f, r::VARCHAR AS r, s FROM app.t ORDER BY id")
+        assert got == [{"f": want, "r": want, "s": want}] * 4, number
+    defaults = await rows(app, "SELECT g::VARCHAR AS g, h::VARCHAR AS h FROM app.t WHERE id = 1")
+    assert defaults == [{"g": "0.0", "h": "-0.0"}]
