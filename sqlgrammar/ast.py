@@ -20,6 +20,24 @@ from typing import Literal as TLiteral
 
 OptionValue = str | int | float | bool | None
 DefaultValue = OptionValue | decimal.Decimal
+
+
+class ExponentNumber(decimal.Decimal):
+    """A DEFAULT's number written with an exponent (`1e3`, `5e0`), exact, with
+    its text in `sql`: DuckDB reads it as a DOUBLE, which the Decimal alone
+    does not say (`CAST(5e0 AS JSON)` is 5.0, of `5` it is 5). storage reads
+    `sql` as it reads an INSERT literal's (storage/spelling.number_sql)."""
+
+    sql: str
+
+    @classmethod
+    def of(cls, text: str) -> ExponentNumber:
+        out = cls(text)
+        out.sql = text
+        return out
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Decimal's pickles the value alone
+        return ExponentNumber.of, (self.sql,)
 TableKind = TLiteral["shared", "user", "stream"]
 
 

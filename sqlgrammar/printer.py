@@ -33,6 +33,8 @@ def literal(value: ast.DefaultValue) -> str:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
+    if isinstance(value, ast.ExponentNumber):
+        return value.sql  # `5e0` is a DOUBLE, `5` an INTEGER
     if isinstance(value, int | decimal.Decimal):
         return str(value)
     if isinstance(value, float):

@@ -66,7 +66,7 @@ def _number(tok: Token) -> int | decimal.Decimal:
     12345678901234567000. Huge ones are refused here rather than surfacing later
     as ValueError or `inf`: no column's number holds them."""
     if any(c in tok for c in ".eE"):
-        value = decimal.Decimal(tok)
+        value = ast.ExponentNumber.of(str(tok)) if "e" in tok.lower() else decimal.Decimal(tok)
         if not math.isfinite(float(value)):
             raise _invalid(f"number {tok} is out of range", tok)
         if not value and "e" not in tok.lower() and sum(c.isdigit() for c in tok) <= 38:

@@ -70,9 +70,11 @@ def spelled(sql: str, to: str) -> str:
 def number_sql(value: decimal.Decimal | float) -> str:
     """A number as the SQL literal DuckDB reads as it was written: a literal's
     own text; a Decimal with its digits (`1.50`, a DECIMAL(3,2); `1E+5`, from
-    an exponent, a DOUBLE); a float as a DOUBLE."""
-    if isinstance(value, NumberText):
-        return value.sql
+    an exponent, a DOUBLE); a float as a DOUBLE. A DEFAULT's number with an
+    exponent carries its text too (sqlgrammar's ExponentNumber)."""
+    sql = getattr(value, "sql", None)
+    if isinstance(sql, str):
+        return sql
     if isinstance(value, float):
         return f"CAST('{value!r}' AS DOUBLE)"
     magnitude = value.copy_abs()

@@ -381,8 +381,11 @@ def stored_default(col: Column, value: Any) -> Any:
                 "must be UTF-8") from None
     if not isinstance(default, decimal.Decimal):
         return default
-    if col["type"] in (*NUMBERS, "JSON"):
-        return str(default)  # in JSON, the number as written, as CAST(2.5 AS JSON) gives it
+    if col["type"] in NUMBERS:
+        return str(default)
+    # JSON: the text CAST(<literal> AS JSON) gives, as INSERT ... VALUES stores
+    # it (1e3 is 1000.0, 1.50 is 1.5); this kept Decimal text (1E+3, 1.50),
+    # which a default kept so still means (`stored_value`).
     return value
 
 

@@ -50,6 +50,21 @@ async def test_a_number_is_stored_as_duckdbs_cast_gives_it(app: Any, number: str
     assert {r["jt"] for r in got} <= {"DOUBLE", "UBIGINT", "BIGINT", "HUGEINT"}, got
 
 
+@pytest.mark.parametrize("number", [n for n in NUMBERS if "(" not in n] + ["1e3", "5e0", "-0e0"])
+async def test_a_number_default_is_stored_as_duckdbs_cast_gives_it(app: Any, number: str) -> None:
+    """A JSON column's DEFAULT was kept as Python's Decimal text (`1e3` as 1E+3,
+    `1.50` as 1.50, `-0.0` as -0.0), a TEXT one's lost its exponent (`5e0` as
+    5): INSERT ... VALUES of the same literal stores CAST(n AS JSON) (1000.0,
+    1.5, 0.0) and CAST(n AS VARCHAR) (5.0)."""
+    await ok(app, f"CREATE TABLE app.d (id INT PRIMARY KEY, js JSON DEFAULT {number}, "
+                  f"tx TEXT DEFAULT {number}); INSERT INTO app.d (id) VALUES (1);"
+                  f"INSERT INTO app.d VALUES (2, {number}, {number})")
+    want = (await rows(app, f"SELECT CAST({number} AS JSON)::VARCHAR AS j, "
+                            f"CAST({number} AS VARCHAR) AS t"))[0]
+    got = await rows(app, "SELECT js::VARCHAR AS j, tx FROM app.d ORDER BY id")
+    assert [(r["j"], r["tx"]) for r in got] == [(want["j"], want["t"])] * 2
+
+
 @pytest.mark.parametrize("value", [
     "0.1::REAL", "1e20::DOUBLE", "TIMESTAMP '2024-06-01 12:00:00.5'", "make_date(2024, 6, 1)",
     "{'a': 1.5, 'b': [1, 2]}", "[1.5, NULL]", "INTERVAL 1 DAY", "1.5 + 0", "true", "12::BIGINT",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import pickle
 import random
 import re
 from pathlib import Path
@@ -147,7 +148,10 @@ def test_a_default_number_is_exact() -> None:
     defaults = [c.default for c in stmt.columns]
     assert defaults == [decimal.Decimal("12345678901234567890.1234567891"),
                         decimal.Decimal("-9007199254740993.0"), decimal.Decimal("1e-46"), 7]
-    assert [type(d) for d in defaults] == [decimal.Decimal] * 3 + [int]
+    assert [type(d) for d in defaults] == [decimal.Decimal] * 2 + [ast.ExponentNumber, int]
+    assert isinstance(defaults[2], ast.ExponentNumber) and defaults[2].sql == "1e-46"  # a DOUBLE
+    kept = pickle.loads(pickle.dumps(stmt))
+    assert kept == stmt and kept.columns[2].default.sql == "1e-46"
     assert stmt.options == (("f", 0.5),) and type(stmt.options[0][1]) is float
     assert parse_one(to_sql(stmt)) == stmt
     assert "DEFAULT 12345678901234567890.1234567891" in to_sql(stmt)
