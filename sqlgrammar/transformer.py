@@ -78,9 +78,23 @@ def _number(tok: Token) -> int | decimal.Decimal:
         raise _invalid(f"number {tok[:20]}... is too long", tok) from None
 
 
-def _option_number(value: ast.DefaultValue) -> ast.OptionValue:
-    """An option's number as int or float (options are counts and seconds)."""
-    return float(value) if isinstance(value, decimal.Decimal) else value
+def _option_number(key: Token, value: ast.DefaultValue) -> ast.OptionValue:
+    """An option's number as int or float (options are counts and seconds): a
+    whole one written without an exponent as an int, exactly (through a float,
+    flush_rows = 9007199254740993.0 was 9007199254740992); one with an exponent
+    is a double, as to DuckDB (and as a float option prints: 5.3e+16); a
+    fraction a double cannot hold is refused (9007199254740993.5 became the
+    whole 9007199254740994)."""
+    if not isinstance(value, decimal.Decimal):
+        return value
+    whole = value == value.to_integral_value()
+    if whole and not isinstance(value, ast.ExponentNumber):
+        return int(value)
+    number = float(value)
+    if number.is_integer() and not whole:
+        raise _invalid(f"option '{key}': {value} has more digits than a double holds; "
+                       "write a whole number, or fewer digits", key)
+    return number
 
 
 class _ColumnAt(NamedTuple):
@@ -415,7 +429,7 @@ class ToAst(Transformer[Token, ast.Statement]):
         return tuple((str(key), value) for key, value in options)
 
     def option(self, key: Token, value: ast.DefaultValue) -> tuple[Token, ast.OptionValue]:
-        return key, _option_number(value)
+        return key, _option_number(key, value)
 
     def string_literal(self, tok: Token) -> str:
         return _unquote(tok, "'")

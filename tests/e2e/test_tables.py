@@ -102,6 +102,23 @@ async def test_what_a_table_takes_a_backup_holds(app: Any) -> None:
     assert await rows(app, "SELECT id, v FROM back.t") == [{"id": 1, "v": "a"}]
 
 
+async def test_an_option_written_with_a_point_is_exact(app: Any) -> None:
+    """The grammar read an option's number through a float: flush_rows =
+    9007199254740993.0 was kept as 9007199254740992 (written without the point,
+    exactly), and 9007199254740993.5 became the whole ...994 and was taken."""
+    await ok(app, "CREATE TABLE app.a (k INT) WITH (flush_rows = 9007199254740993.0, "
+                  "flush_interval_seconds = 2.5)")
+    got = await rows(app, "SELECT options FROM system.tables WHERE table_name = 'a'")
+    assert got == [{"options": {"flush_rows": 9007199254740993, "flush_interval_seconds": 2.5}}]
+    for number in ("9007199254740993.5", "1e-400"):
+        message = await err(app, f"CREATE TABLE app.b (k INT) WITH (flush_rows = {number})",
+                            "INVALID_ARGUMENT")
+        assert "flush_rows" in message and "double" in message, message
+    message = await err(app, "CREATE TABLE app.b (k INT) WITH (flush_rows = 2.5)",
+                        "INVALID_ARGUMENT")
+    assert "whole number" in message, message
+
+
 async def test_drop_table(app: Any) -> None:
     await ok(app, "CREATE TABLE app.t (a INT); INSERT INTO app.t VALUES (1); FLUSH TABLE app.t")
     await ok(app, "DROP TABLE app.t")
