@@ -28,6 +28,7 @@ from .query import Plan, Snapshot, quote, view_sql
 from .resolve import Replaced
 from .rowbuild import columns_table, one_row
 from .scopes import LIVE_ONLY
+from .targets import resolve
 from .timing import TIMINGS, WouldWait, waiting_allowed
 from .types import (
     DELETED,
@@ -42,21 +43,6 @@ from .types import (
     default_value,
 )
 from .values import by_name, query_values, unsupported_arg, values_rows, with_of
-
-
-def resolve(engine: Writer, node: exp.Expression, default_namespace: str | None) -> TableState:
-    """The table a write statement names."""
-    if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
-        raise PermissionDenied("writes go to Cairn tables only")
-    sandbox.check_fragment(node)
-    if node.catalog:
-        raise InvalidArgument(f"bad table name '{node.sql()}': use ns.table")
-    if node.db == "system":
-        raise PermissionDenied(f"system.{node.name} is read-only")
-    ns = node.db or default_namespace
-    if not ns:
-        raise InvalidArgument(f"no namespace given for table '{node.name}'")
-    return engine.state(ns, node.name)
 
 
 def _owner(st: TableState, user: str | None) -> str | None:

@@ -119,6 +119,22 @@ async def test_an_option_written_with_a_point_is_exact(app: Any) -> None:
     assert "whole number" in message, message
 
 
+async def test_a_write_to_a_name_outside_the_rule_says_the_rule(app: Any) -> None:
+    """`INSERT INTO "app.t"` (one quoted name) was PERMISSION_DENIED, "looks
+    like a file path": a write's target is never read as a file. A query's
+    `FROM "app.t"` is one DuckDB would read as a file, and stays refused so."""
+    await ok(app, "CREATE TABLE app.t (k INT)")
+    for statement in ('INSERT INTO "app.t" VALUES (1)', 'UPDATE "app.t" SET k = 2',
+                      'DELETE FROM "app.t"', 'INSERT INTO app."a.b" VALUES (1)',
+                      'INSERT INTO app."a-b" VALUES (1)'):
+        message = await err(app, statement, "INVALID_ARGUMENT")
+        assert "[A-Za-z_][A-Za-z0-9_]*" in message, (statement, message)
+    message = await err(app, 'INSERT INTO "app.t" VALUES (1)', "INVALID_ARGUMENT")
+    assert "write ns.table" in message, message
+    await err(app, 'SELECT * FROM "app.t"', "PERMISSION_DENIED")
+    assert await rows(app, "SELECT count(*) AS n FROM app.t") == [{"n": 0}]
+
+
 async def test_drop_table(app: Any) -> None:
     await ok(app, "CREATE TABLE app.t (a INT); INSERT INTO app.t VALUES (1); FLUSH TABLE app.t")
     await ok(app, "DROP TABLE app.t")
