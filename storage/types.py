@@ -455,8 +455,9 @@ def sql_literal(col: Column, value: Any) -> str:
         text = "TRUE" if value else "FALSE"
     elif isinstance(value, int | float | decimal.Decimal):
         text = repr(value) if isinstance(value, float) else str(value)
-        if isinstance(value, float) and not math.isfinite(value):
-            text = f"'{value}'"
+        if isinstance(value, float) and (not math.isfinite(value)
+                                         or value == 0 and math.copysign(1, value) < 0):
+            text = f"'{value}'"  # DuckDB reads -0.0 as a DECIMAL 0 negated: +0.0
     elif isinstance(value, bytes):
         text = "'" + "".join(f"\\x{b:02x}" for b in value) + "'"
     elif isinstance(value, dt.datetime | dt.date):

@@ -245,3 +245,17 @@ async def test_the_literal_minus_zero_is_stored_as_duckdb_reads_it(app: Any) -> 
         assert got == [{"f": want, "r": want, "s": want}] * 4, number
     defaults = await rows(app, "SELECT g::VARCHAR AS g, h::VARCHAR AS h FROM app.t WHERE id = 1")
     assert defaults == [{"g": "0.0", "h": "-0.0"}]
+
+
+async def test_a_negative_zero_default_reads_alike_in_files_and_buffer(app: Any) -> None:
+    """A DOUBLE or REAL column added with a negative-zero DEFAULT (`-0e0`,
+    a DOUBLE to DuckDB) read +0.0 for rows flushed before the ALTER (the
+    file's view wrote CAST(-0.0 AS DOUBLE), a negated DECIMAL 0) and -0.0 for
+    the others; a restore to a time showed the other sign for the same row."""
+    await ok(app, "CREATE TABLE app.z (k INT PRIMARY KEY); INSERT INTO app.z VALUES (1); "
+                  "FLUSH TABLE app.z; INSERT INTO app.z VALUES (2); "
+                  "ALTER TABLE app.z ADD COLUMN d DOUBLE DEFAULT -0e0; "
+                  "ALTER TABLE app.z ADD COLUMN r REAL DEFAULT -0e0; "
+                  "INSERT INTO app.z (k) VALUES (3)")
+    got = await rows(app, "SELECT k, 1 / d AS d, 1 / r AS r FROM app.z ORDER BY k")
+    assert got == [{"k": k, "d": "-inf", "r": "-inf"} for k in (1, 2, 3)], got
