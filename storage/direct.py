@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlglot import exp
 
-from .pushdown import conjuncts
+from .pushdown import conjuncts, renames
 from .timing import WouldWait
 
 if TYPE_CHECKING:
@@ -80,8 +80,8 @@ def answer(expression: exp.Expression, table: exp.Table, snap: Snapshot,
     frm = expression.args.get("from_") or expression.args.get("from")
     if not isinstance(frm, exp.From) or frm.this is not table:
         return None
-    if any(table.args.get(a) for a in ("joins", "laterals", "pivots", "sample", "hints")):
-        return None
+    if renames(table) or any(table.args.get(a) for a in ("joins", "sample", "hints")):
+        return None  # (`AS x(k, s, j)`: `j` is the table's `s`)
     alias = table.alias_or_name.lower()
     types = {c["name"]: c["type"] for c in snap.columns}
     where = expression.args.get("where")

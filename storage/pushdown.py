@@ -40,7 +40,7 @@ def key_filter(expression: exp.Expression, primary_key: list[str],
     where = expression.args.get("where")
     source = expression.args.get("from") or expression.args.get("from_")
     if (len(tables) != 1 or where is None or not isinstance(source, exp.From)
-            or source.this is not tables[0]):
+            or source.this is not tables[0] or renames(tables[0])):
         return None
     alias = tables[0].alias_or_name.lower()
     types = {c["name"]: c["type"] for c in columns}
@@ -110,7 +110,8 @@ def point_key(expression: exp.Expression, columns: list[Column], primary_key: li
     # or no FROM, `k` is another thing's column, and cutting the snapshot to
     # that key lost rows (`FROM (SELECT k + 1 AS k FROM t) s WHERE k = 1`).
     if (len(tables) != 1 or where is None or expression.args.get("joins")
-            or not isinstance(source, exp.From) or source.this is not tables[0]):
+            or not isinstance(source, exp.From) or source.this is not tables[0]
+            or renames(tables[0])):
         return None
     alias = tables[0].alias_or_name.lower()
     types = {c["name"]: c["type"] for c in columns}
@@ -130,6 +131,18 @@ def point_key(expression: exp.Expression, columns: list[Column], primary_key: li
                     return None  # id = 1 AND id = 2: leave it to DuckDB
                 found[name] = value
     return found if len(found) == len(primary_key) else None
+
+
+def renames(table: exp.Table) -> bool:
+    """Does the FROM item give the table's columns names of its own: an alias
+    with a column list (`FROM ns.t AS x(kk, k)`: `k` is the table's second
+    column), a PIVOT or UNPIVOT (`UNPIVOT (k FOR n IN (k, a))`: `k` holds
+    every listed column's values)? Then a name in the WHERE is not the
+    table's column of that name, and no shortcut that reads names by the
+    table's own (the key cut, the key filter, the direct answer) may be taken."""
+    alias = table.args.get("alias")
+    return bool(table.args.get("pivots") or table.args.get("laterals")
+                or alias is not None and alias.args.get("columns"))
 
 
 def conjuncts(node: Any) -> list[Any]:
