@@ -23,11 +23,11 @@ from . import keyfilter, sandbox, stopping
 from . import keys as keys_mod
 from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
+from .deleted_rule import LIVE_ONLY
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
 from .resolve import Replaced
 from .rowbuild import columns_table, one_row
-from .scopes import LIVE_ONLY
 from .targets import resolve
 from .timing import TIMINGS, WouldWait, waiting_allowed
 from .types import (
@@ -416,7 +416,7 @@ def _matching(
     if where is not None:
         sql += f" WHERE {where.this.sql(dialect='duckdb')}"
     tree = sqlglot.parse_one(sql, read="duckdb")  # live rows change; other tables: as a SELECT
-    tree.args["from_"].this.meta[LIVE_ONLY] = True  # shows deleted ones (scopes.DeletedRule)
+    tree.args["from_"].this.meta[LIVE_ONLY] = True  # shows deleted ones (deleted_rule.DeletedRule)
     # One DuckDB thread: each thread holds a row group of every column it reads
     # (16 MB of a wide column), and the scan of a wide table was the statement's
     # RSS peak (docs/performance.md). Out of that DuckDB's memory: the main one.

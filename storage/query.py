@@ -26,7 +26,7 @@ from sqlglot.dialects.dialect import Dialect
 from catalog import DataFile, Table
 from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 
-from . import json_columns, keys, pushdown, sandbox, scopes
+from . import deleted_rule, json_columns, keys, pushdown, sandbox, scopes
 from .buffer import TableState, point_mask
 from .caller import columns_named, names_a_user_word, the_caller, user_word
 from .json_columns import CAIRN_TYPE
@@ -219,9 +219,10 @@ class Plan:
 
 def names_deleted(expression: exp.Expression) -> bool:
     """Does any WHERE of the query name `_deleted` (in any case, quoted or not:
-    DuckDB reads `_DELETED` and `"_Deleted"` as `_deleted`)?"""
+    DuckDB reads `_DELETED` and `"_Deleted"` as `_deleted`), or `_deleted_1`
+    (a subquery's second one, as DuckDB names it)?"""
     return any(
-        sandbox.fold(col.name) == DELETED for where in expression.find_all(exp.Where)
+        sandbox.fold(col.name).startswith(DELETED) for where in expression.find_all(exp.Where)
         for col in where.find_all(exp.Column)
     )
 
@@ -231,8 +232,8 @@ def tree_facts(expression: exp.Expression, deleted: bool = True,
                fast: bool | None = None) -> tuple[list[exp.Table], set[int], bool]:
     """The query's table nodes (in tree order), the ids of those that name a
     CTE in scope (`sandbox.cte_references`), and whether a
-    WHERE names `_deleted` (`names_deleted`; False unless `deleted` asks for
-    it). Of the fast path's point SELECT
+    WHERE may name a `_deleted` (`names_deleted`, or an alias column list
+    may rename one; False unless `deleted` asks for it). Of the fast path's point SELECT
     (`sandbox.fast_path_tree`, a few attribute reads; `fast` if the caller
     asked it) they are read where they
     stand: one table, no CTE, the one column of its WHERE; else the tree is
@@ -242,16 +243,20 @@ def tree_facts(expression: exp.Expression, deleted: bool = True,
             and not names_a_user_word(expression):
         where = expression.args["where"].this
         return ([expression.args["from_"].this], set(),
-                deleted and sandbox.fold(where.this.name) == DELETED)
+                deleted and sandbox.fold(where.this.name).startswith(DELETED))
     found = expression.find_all(exp.Table, exp.CurrentUser, exp.SessionUser, exp.CurrentRole,
-                                exp.Column, exp.Anonymous)
+                                exp.Column, exp.Anonymous, exp.TableAlias)
     tables = []
+    renames = False  # an alias column list: `x(k, f, u, d) WHERE d` names t's _deleted
     for n in found:
         if isinstance(n, exp.Table):
             tables.append(n)
+        elif isinstance(n, exp.TableAlias):
+            renames = renames or bool(n.args.get("columns"))
         elif users is not None and user_word(n) is not None:  # see plan_query
             users.append(n)
-    return tables, sandbox.cte_references(expression), deleted and names_deleted(expression)
+    return tables, sandbox.cte_references(expression), deleted and (
+        renames or names_deleted(expression))
 
 
 def answered(plan: Plan, snap: Snapshot, name: str) -> Plan:
@@ -291,7 +296,8 @@ def plan_query(
         if any(isinstance(n, exp.Column) for n in users):
             taken = columns_named(expression, nodes, ctes, default_namespace, state_of)
         the_caller(users, user, taken)
-    shown = scopes.deleted_shown(expression, ctes, default_namespace, state_of, show_deleted, deleted)
+    shown = deleted_rule.deleted_shown(expression, ctes, default_namespace, state_of,
+                                       show_deleted, deleted)
     seen: dict[tuple[str, ...], str] = {}
     bufs: dict[tuple[str, str], str] = {}  # a table's buffer's name, once named
     outputs: dict[str, json_columns.Outputs] = {}  # view -> its columns (name, is JSON)
@@ -305,7 +311,7 @@ def plan_query(
     # SELECT answered off its snapshot names none, and needs no urandom call)
     try:
         snaps = _snapshots(expression, nodes, ctes, default_namespace, state_of, user, files,
-                           ranges, len(nodes) == 1 and scopes.shows(nodes[0], shown), frozen)
+                           ranges, len(nodes) == 1 and deleted_rule.shows(nodes[0], shown), frozen)
         plan.pins += [pin for _, pin in snaps.values()]
         for node in nodes:
             if isinstance(node.this, exp.Dot):  # a.b.c.d: more parts than ns.table
@@ -341,7 +347,7 @@ def plan_query(
                 ns = db or default_namespace
                 if not ns:
                     raise InvalidArgument(f"no namespace given for table '{name}'")
-                show = scopes.shows(node, shown)
+                show = deleted_rule.shows(node, shown)
                 view = seen.get((ns, name, str(show)))
                 if view is None and (ns, name) in bufs:  # another reference, other rows
                     (snap, _), _ = snaps[(ns, name)]

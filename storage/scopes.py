@@ -25,7 +25,6 @@ from sqlglot import exp
 from catalog.errors import CairnError, InvalidArgument
 
 from .sandbox import fold
-from .types import DELETED
 
 
 def items(select: exp.Expression) -> list[exp.Expression]:
@@ -267,20 +266,9 @@ def keep_names(expression: exp.Expression, requalified: set[int]) -> None:
                 alias.set("this", item)  # the same nodes: the table nodes found stay in it
 
 
-# --- which tables show their deleted rows ------------------------------------
+# --- the columns of tables and CTEs (also storage/deleted_rule.py) -------------
 
 Columns = Callable[[exp.Table], "list[str] | None"]  # a Cairn table's column names (None: unknown)
-
-
-def _in_where(col: exp.Column) -> bool:
-    """Is `col` part of a WHERE of its own query level (not of a subquery's
-    SELECT list inside one)?"""
-    node = col.parent
-    while node is not None and not isinstance(node, exp.Query | exp.Subquery):
-        if isinstance(node, exp.Where):
-            return True
-        node = node.parent
-    return False
 
 
 def cte_of(table: exp.Table) -> exp.CTE | None:
@@ -297,11 +285,6 @@ def cte_of(table: exp.Table) -> exp.CTE | None:
     return None
 
 
-def _cte_query(table: exp.Table) -> exp.Expression | None:
-    cte = cte_of(table)
-    return None if cte is None else cte.this
-
-
 def selects(query: Any) -> list[exp.Select]:
     """The SELECTs whose rows a query's rows are (a set operation's branches)."""
     while isinstance(query, exp.Subquery):
@@ -311,97 +294,6 @@ def selects(query: Any) -> list[exp.Select]:
     if isinstance(query, exp.SetOperation):
         return selects(query.left) + selects(query.right)
     return []
-
-
-class DeletedRule:
-    """The per-table rule of `_deleted` (docs/sql.md): a table reference shows
-    its soft-deleted rows only where a WHERE names ITS `_deleted` (`t._deleted`,
-    or a bare `_deleted` the nearest query level with such a column reads);
-    through a subquery or CTE that passes the column on, the tables it reads
-    it from."""
-
-    def __init__(self, ctes: set[int], default_ns: str | None, columns: Columns) -> None:
-        self.ctes, self.default_ns, self.columns = ctes, default_ns, columns
-        self.shown: set[int] = set()
-        self.seen: set[int] = set()
-
-    def tables(self, tree: exp.Expression) -> set[int]:
-        """The ids of the table nodes that show their deleted rows."""
-        for col in tree.find_all(exp.Column):
-            if fold(col.name) != DELETED or not _in_where(col):
-                continue
-            if col.table:
-                for item in find(col, self.default_ns, self.ctes):
-                    self._mark(item)
-                continue
-            for select in enclosing(col):
-                found = [i for i in items(select) if self._has_deleted(i)]
-                if found:
-                    for item in found:
-                        self._mark(item)
-                    break
-        return self.shown
-
-    def _query_of(self, item: exp.Expression) -> exp.Expression | None:
-        if isinstance(item, exp.Table):
-            return _cte_query(item) if id(item) in self.ctes else None
-        query: exp.Expression | None = item.this if isinstance(item, exp.Subquery | exp.Lateral) \
-            else None
-        return query
-
-    def _passes_deleted(self, query: exp.Expression | None) -> bool:
-        """Does a query's answer have a `_deleted` taken from a table (a star,
-        or a plain column of that name)?"""
-        for select in selects(query):
-            for p in select.expressions:
-                inner = p.this if isinstance(p, exp.Alias) else p
-                if isinstance(p, exp.Star) or isinstance(inner, exp.Column) and (
-                        isinstance(inner.this, exp.Star) or fold(inner.name) == DELETED):
-                    return True
-        return False
-
-    def _has_deleted(self, item: exp.Expression) -> bool:
-        if isinstance(item, exp.Table) and id(item) not in self.ctes:
-            if not isinstance(item.this, exp.Identifier):
-                return False
-            names = self.columns(item)
-            return names is None or DELETED in names
-        alias = item.args.get("alias")
-        if isinstance(alias, exp.TableAlias) and alias.columns:
-            return any(fold(c.name) == DELETED for c in alias.columns)
-        return self._passes_deleted(self._query_of(item))
-
-    def _mark(self, item: exp.Expression) -> None:
-        if id(item) in self.seen:
-            return
-        self.seen.add(id(item))
-        if isinstance(item, exp.Table) and id(item) not in self.ctes:
-            self.shown.add(id(item))
-            return
-        query = self._query_of(item)
-        if not self._passes_deleted(query):
-            return  # a `_deleted` the subquery computed: no table's
-        for select in selects(query):
-            for inner in items(select):
-                if self._has_deleted(inner):
-                    self._mark(inner)
-
-
-# Set in a table node's meta: the reference never shows deleted rows (the
-# table an UPDATE or DELETE changes: a deleted row is not there to change).
-LIVE_ONLY = "cairn_live_only"
-
-
-def deleted_shown(expression: exp.Expression, ctes: set[int], default_ns: str | None,
-                   state_of: Callable[[str, str], Any], show_deleted: bool | None,
-                   deleted: bool) -> bool | set[int]:
-    """Which table references show their deleted rows: all or none (a bool),
-    or the ids of those a WHERE names the `_deleted` of (`DeletedRule`)."""
-    if show_deleted is not None:
-        return show_deleted
-    if not deleted:
-        return False
-    return DeletedRule(ctes, default_ns, table_columns(default_ns, state_of)).tables(expression)
 
 
 def table_columns(default_ns: str | None, state_of: Callable[[str, str], Any]) -> Columns:
@@ -418,9 +310,3 @@ def table_columns(default_ns: str | None, state_of: Callable[[str, str], Any]) -
         except CairnError:
             return None
     return columns
-
-
-def shows(node: exp.Table, shown: bool | set[int]) -> bool:
-    """Does this table reference show its deleted rows?"""
-    return (shown if isinstance(shown, bool) else id(node) in shown) \
-        and not node.meta.get(LIVE_ONLY)

@@ -3,7 +3,7 @@
 (`UNPIVOT (k FOR n IN (k, a))`: `k` holds both columns' values), binds names
 as DuckDB binds them: no shortcut that reads names by the table's own (the
 point lookup's key cut, the key filter, the direct answer) takes `k` for the
-key. The model is
+key, and the `_deleted` rule follows the names by position. The model is
 DuckDB itself, in process, over a plain table holding the same rows."""
 
 from __future__ import annotations
@@ -96,3 +96,60 @@ def test_a_direct_answer_reads_columns_by_the_alias(engine: Engine, run: Run, ki
     assert run("INSERT INTO app.u SELECT k, j FROM app.t AS x(k, s, j) WHERE k = 1",
                user=user) == 1
     assert run("SELECT k, t FROM app.u", user=user) == [{"k": 1, "t": "hello"}]
+
+
+# The view's columns are the table's, then `_updated` and `_deleted`: in
+# `x(k, f, u, d)` `d` is the table's `_deleted`; in `x(k, _deleted)` the name
+# is the table's `flag`. Row 2 is deleted (flag true), row 3 has flag false.
+DELETED = [
+    ("SELECT k FROM app.t AS x(k, _deleted, u, d) WHERE _deleted", [1]),
+    ("SELECT k FROM app.t AS x(k, _deleted, u, d) WHERE x._deleted", [1]),
+    ("SELECT k FROM app.t AS x(k, _deleted) WHERE _deleted", [1]),
+    ("SELECT k FROM app.t AS x(k, f, u, d) WHERE d", [2]),
+    ("SELECT k FROM app.t AS x(k, f, u, d) WHERE x.d OR k = 3", [2, 3]),
+    ("SELECT kk AS k FROM app.t AS x(kk) WHERE _deleted", [2]),
+    ("SELECT k FROM app.t AS x(k, f) WHERE _deleted", [2]),
+    ("SELECT k FROM app.t AS x(k, f, u, d) WHERE NOT d", [1, 3]),
+    ("SELECT k FROM app.t AS x(k, f, u, d) WHERE f", [1]),
+    ("SELECT k FROM (SELECT * FROM app.t AS x(k, f, u, d)) s WHERE d", [2]),
+    ("SELECT k FROM (SELECT k, d AS _deleted FROM app.t AS x(k, f, u, d)) s WHERE _deleted",
+     [2]),
+    ("SELECT k FROM (SELECT * FROM app.t) AS s(k, _deleted, u, d) WHERE _deleted", [1]),
+    ("SELECT k FROM (SELECT * FROM app.t) AS s(k, f, u, d) WHERE d", [2]),
+    ("WITH c(k, f, u, d) AS (SELECT * FROM app.t) SELECT k FROM c WHERE d", [2]),
+    ("WITH c AS (SELECT * FROM app.t) SELECT k FROM c AS y(k, _deleted) WHERE _deleted", [1]),
+    ("SELECT k FROM app.t WHERE k IN (SELECT kk FROM app.t AS x(kk, f, u, d) WHERE d)", []),
+    ("SELECT k FROM app.t AS x(k, f, u, d) WHERE k IN (SELECT k FROM app.t WHERE f)", [1]),
+    # A subquery's repeated names are DuckDB's `_deleted`, `_deleted_1`: the first is a's.
+    ("SELECT s.k FROM (SELECT * FROM app.t AS a JOIN app.t AS b ON a.k = b.k) s "
+     "WHERE _deleted", []),
+    ("SELECT s.k FROM (SELECT * FROM app.t AS a, app.t AS b WHERE a.k = b.k + 1) s "
+     "WHERE _deleted_1", [3]),
+    ("SELECT k FROM (SELECT * FROM app.t AS a JOIN app.t AS b ON a.k = b.k) "
+     "AS s(k, f, u, d, k2, f2, u2, d2) WHERE d2 OR k = 1", [1]),
+    ("SELECT k FROM (SELECT * FROM app.t AS a, app.t AS b WHERE a.k = b.k + 1) "
+     "AS s(k, f, u, d, k2, f2, u2, d2) WHERE d2", [3]),
+    # An UNPIVOT's value column named `_deleted` is DuckDB's `_deleted_1`.
+    ("SELECT k FROM app.t UNPIVOT (_deleted FOR n IN (flag)) WHERE _deleted", [2]),
+    ("SELECT k FROM app.t AS x(k, f, u, d) UNPIVOT (v FOR n IN (f)) WHERE d", [2]),
+]
+
+
+@pytest.mark.parametrize("kind,user", [("shared", None), ("user", "ann")])
+@pytest.mark.parametrize("flushed", [False, True])
+def test_the_deleted_rule_follows_an_alias_column_list(engine: Engine, run: Run, kind: str,
+                                                       user: str | None, flushed: bool) -> None:
+    engine.create_table("app", "t", kind, [col("k", primary_key=True), col("flag", "BOOLEAN")])
+    engine.create_table("app", "c", kind, [col("k", primary_key=True)])
+    run("INSERT INTO app.t VALUES (1, true), (2, true), (3, false)", user=user)
+    run("DELETE FROM app.t WHERE k = 2", user=user)
+    if flushed:
+        engine.flush_table("app", "t")
+    for q, ks in DELETED:
+        got = run(f"SELECT k FROM ({q}) ORDER BY k", user=user)
+        assert [r["k"] for r in got] == ks, q
+    # An INSERT ... SELECT copies what the SELECT finds: not the deleted row as live.
+    n = run("INSERT INTO app.c SELECT k FROM app.t AS x(k, _deleted, u, d) WHERE _deleted",
+            user=user)
+    assert n == 1
+    assert run("SELECT k FROM app.c", user=user) == [{"k": 1}]
