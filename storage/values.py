@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 from sqlglot import exp
 
-from catalog.errors import InvalidArgument
+from catalog.errors import InvalidArgument, ParseError
 
 from . import sandbox
 from .ports import Selector
@@ -197,7 +197,13 @@ def query_values(targets: list[dict[str, Any]], result: pa.Table) -> list[list[A
 
 def unsupported_arg(e: exp.Expression, args: tuple[str, ...]) -> str | None:
     """The first of `args` the statement has, as SQL names it (sqlglot 30
-    names some `from_`, `with_`: both spellings are looked at)."""
+    names some `from_`, `with_`: both spellings are looked at). PARSE_ERROR
+    for a target table's alias with a column list, as DuckDB (`UPDATE ns.t AS
+    x(a, b)`: the rows' columns were read by names the alias had changed)."""
+    alias = e.this.args.get("alias") if isinstance(e.this, exp.Table) else None
+    if isinstance(alias, exp.TableAlias) and alias.args.get("columns"):
+        raise ParseError(f'syntax error at or near "(": the table of {e.key.upper()} takes an '
+                         f"alias ({alias.name}), not a column list")
     for arg in args:
         if e.args.get(arg) or e.args.get(arg + "_"):
             return arg.upper()
