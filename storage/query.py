@@ -342,7 +342,6 @@ def plan_query(
                     plan.rows += arrow.num_rows
                     outputs[view] = [(f.name, bool(f.metadata) and f.metadata.get(CAIRN_TYPE)
                                       == b"JSON") for f in arrow.schema]
-                    plan.json_names |= {n for n, j in outputs[view] if j}
             else:
                 ns = db or default_namespace
                 if not ns:
@@ -384,7 +383,6 @@ def plan_query(
                     plan.reads.append((f"{ns}.{name}", snap.files, snap.buffer.num_rows))
                     plan.names[view] = f"{ns}.{name}"
                     outputs[view] = [(c["name"], c["type"] == "JSON") for c in snap.columns]
-                    plan.json_names |= {n for n, j in outputs[view] if j}
             alias = node.args.get("alias") or exp.TableAlias(
                 this=exp.to_identifier(renamed.get(id(node), name), quoted=id(node) in renamed))
             new = exp.Table(this=exp.Identifier(this=view, quoted=False), alias=alias)
@@ -393,6 +391,10 @@ def plan_query(
                     new.set(arg, node.args[arg])
             node.replace(new)
             placed[id(new)] = outputs[view]
+            # The names its JSON columns go by here (`AS x(k, s, j)`: `s` is the table's j).
+            cols = [sandbox.fold(c.name) for c in alias.columns]
+            plan.json_names |= {cols[i] if i < len(cols) else n
+                                for i, (n, j) in enumerate(outputs[view]) if j}
         for col, own in columns:  # ns.t.c and t.c of a table given its own alias
             col.set("table", exp.to_identifier(own, quoted=True))
         for col in expression.find_all(exp.Column):

@@ -169,3 +169,23 @@ def test_the_table_an_update_or_delete_changes_takes_no_column_list(
     assert run("SELECT k, a FROM app.t ORDER BY k") == [{"k": 1, "a": 2}, {"k": 2, "a": 1}]
     assert run("UPDATE app.t AS x SET a = 0 WHERE x.k = 1") == 1
     assert run("DELETE FROM app.t AS x WHERE x.k = 2") == 1
+
+
+@pytest.mark.parametrize("q", [
+    "SELECT j, s FROM app.t AS x(k, s, j)",
+    "SELECT j, s FROM app.t AS x(k, s, j) JOIN app.u USING (k)",  # by name: a guess
+    "SELECT * EXCLUDE (k, _updated, _deleted) FROM app.t AS x(k, s, j)",
+])
+def test_a_json_column_goes_by_the_alias_name(engine: Engine, run: Run, q: str) -> None:
+    """`x(k, s, j)`: `s` is the table's JSON column and `j` its TEXT one, also
+    where the answer's JSON columns are guessed by name (a USING join, an
+    EXCLUDE): 'hello' was marked JSON and the JSON column was not."""
+    engine.create_table("app", "t", "shared", [
+        col("k", primary_key=True), col("j", "JSON"), col("s", "TEXT")])
+    engine.create_table("app", "u", "shared", [col("k", primary_key=True)])
+    run("INSERT INTO app.t VALUES (1, '{\"a\":1}', 'hello')")
+    run("INSERT INTO app.u VALUES (1)")
+    t = engine.query(sqlglot.parse_one(q, read="duckdb"), None, "app")
+    assert t.to_pylist() == [{"j": "hello", "s": '{"a":1}'}]
+    marks = {f.name: (f.metadata or {}).get(CAIRN_TYPE) for f in t.schema}
+    assert marks == {"j": None, "s": b"JSON"}
