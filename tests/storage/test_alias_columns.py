@@ -8,6 +8,7 @@ DuckDB itself, in process, over a plain table holding the same rows."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import duckdb
@@ -60,6 +61,11 @@ def test_a_renamed_column_is_not_the_key(engine: Engine, run: Run, kind: str,
         engine.flush_table("app", "t")
     for q in KEYS:
         assert _rows(engine, q, user) == _model(q, rows, "k INT PRIMARY KEY, a INT"), q
+    for names in itertools.permutations(["k", "a", "kk"], 2):  # every renaming of k and a
+        for name in names:
+            for where in (f"{name} = 1", f"x.{name} IN (1, 3)", f"{name} > 1"):
+                q = f"SELECT {', '.join(names)} FROM app.t AS x({', '.join(names)}) WHERE {where}"
+                assert _rows(engine, q, user) == _model(q, rows, "k INT PRIMARY KEY, a INT"), q
     n = run("INSERT INTO app.u SELECT kk, k FROM app.t AS x(kk, k) WHERE k = 1", user=user)
     assert n == 1
     assert run("SELECT k, a FROM app.u", user=user) == [{"k": 2, "a": 1}]
