@@ -10,7 +10,17 @@ from typing import Any
 from sqlglot import exp
 
 from .sandbox import fold
-from .scopes import Columns, cte_of, enclosing, find, items, selects, table_columns
+from .scopes import (
+    Columns,
+    alias_columns,
+    cte_of,
+    enclosing,
+    find,
+    items,
+    renamed,
+    selects,
+    table_columns,
+)
 from .types import DELETED
 
 
@@ -28,23 +38,6 @@ def _in_where(col: exp.Column) -> bool:
 def _cte_query(table: exp.Table) -> exp.Expression | None:
     cte = cte_of(table)
     return None if cte is None else cte.this
-
-
-def _alias_columns(item: exp.Expression) -> list[str]:
-    """The names an alias's column list gives an item's first columns."""
-    alias = item.args.get("alias")
-    if isinstance(alias, exp.TableAlias) and alias.args.get("columns"):
-        return [fold(c.name) for c in alias.columns]
-    return []
-
-
-def _renamed(names: list[str] | None, item: exp.Expression) -> list[str] | None:
-    """`names` (an item's columns, in order) as its alias's column list
-    renames them: the first ones, by position, as DuckDB does."""
-    cols = _alias_columns(item)
-    if names is None or not cols:
-        return names
-    return [cols[i] if i < len(cols) else n for i, n in enumerate(names)]
 
 
 def _unpivoted(table: exp.Table) -> list[str]:
@@ -115,7 +108,7 @@ class DeletedRule:
             if not isinstance(item.this, exp.Identifier):
                 return None  # a table function
             names = self._columns(item)
-            out = _renamed(None if names is None else [fold(n) for n in names], item)
+            out = renamed(None if names is None else [fold(n) for n in names], item)
             return None if out is None else out + _unpivoted(item)
         if isinstance(item, exp.Table):
             cte = cte_of(item)
@@ -123,10 +116,10 @@ class DeletedRule:
                 return None
             self.busy.add(id(cte))
             try:
-                return _renamed(_renamed(self._outputs(cte.this), cte), item)
+                return renamed(renamed(self._outputs(cte.this), cte), item)
             finally:
                 self.busy.discard(id(cte))
-        return _renamed(self._outputs(self._query_of(item)), item)
+        return renamed(self._outputs(self._query_of(item)), item)
 
     def _columns(self, table: exp.Table) -> list[str] | None:
         if id(table) not in self.known:
@@ -181,7 +174,7 @@ class DeletedRule:
         names = self._names(item)
         if names is not None:
             return name in names
-        if name in _alias_columns(item):
+        if name in alias_columns(item):
             return True
         if name != DELETED:
             return False
@@ -218,7 +211,7 @@ class DeletedRule:
                     self.shown.add(id(item))
             return
         query = self._query_of(item)
-        cols = _alias_columns(item)
+        cols = alias_columns(item)
         at = names.index(name) if names is not None and name in names else \
             cols.index(name) if name in cols else None
         if at is not None:

@@ -136,44 +136,63 @@ def bind(col: exp.Column, default_ns: str | None, ctes: set[int],
 def has_column(item: exp.Expression, name: str | None, ctes: set[int],
                columns: Columns | None) -> bool | None:
     """Whether FROM item `item` has a column `name`: None when that cannot
-    be told here (a `*`, a table function, a name Cairn keeps hidden)."""
+    be told here (a `*`, a table function, a name Cairn keeps hidden). An
+    alias's column list renames the first columns only (`t AS x(kk)` still
+    has t's second column)."""
     if name is None or columns is None:
         return None
-    alias = item.args.get("alias")
-    if isinstance(alias, exp.TableAlias) and alias.columns:
-        return name in {fold(c.name) for c in alias.columns}
+    if name in alias_columns(item):
+        return True
     if isinstance(item, exp.Subquery):
-        return _outputs_have(item.this, name)
-    if isinstance(item, exp.Table) and id(item) in ctes:
+        names = renamed(_output_names(item.this), item)
+    elif isinstance(item, exp.Table) and id(item) in ctes:
         cte = cte_of(item)
         if cte is None:
             return None
-        alias = cte.args.get("alias")
-        if isinstance(alias, exp.TableAlias) and alias.columns:  # WITH t(a, b) AS (...)
-            return name in {fold(c.name) for c in alias.columns}
-        return _outputs_have(cte.this, name)
-    if isinstance(item, exp.Table) and isinstance(item.this, exp.Identifier):
+        names = renamed(renamed(_output_names(cte.this), cte), item)  # WITH t(a, b) AS
+        if names is None and name in alias_columns(cte)[len(alias_columns(item)):]:
+            return True
+    elif isinstance(item, exp.Table) and isinstance(item.this, exp.Identifier):
         if name.startswith("_"):
             return None  # _seq, _updated, _deleted, _id: Cairn's own, hidden or not
         known = columns(item)
-        return None if known is None else name in {fold(c) for c in known}
-    return None
+        names = renamed(None if known is None else [fold(c) for c in known], item)
+    else:
+        return None
+    return None if names is None else name in names
 
 
-def _outputs_have(query: Any, name: str) -> bool | None:
-    """Whether a query's output has a column `name` (None: cannot be told)."""
+def alias_columns(item: exp.Expression) -> list[str]:
+    """The names an alias's column list gives an item's first columns."""
+    alias = item.args.get("alias")
+    if isinstance(alias, exp.TableAlias) and alias.args.get("columns"):
+        return [fold(c.name) for c in alias.columns]
+    return []
+
+
+def renamed(names: list[str] | None, item: exp.Expression) -> list[str] | None:
+    """`names` (an item's columns, in order) as its alias's column list
+    renames them: the first ones, by position, as DuckDB does."""
+    cols = alias_columns(item)
+    if names is None or not cols:
+        return names
+    return [cols[i] if i < len(cols) else n for i, n in enumerate(names)]
+
+
+def _output_names(query: Any) -> list[str] | None:
+    """A query's output column names (None: cannot be told: a `*`)."""
     while isinstance(query, exp.Subquery):
         query = query.this
     if isinstance(query, exp.SetOperation):
-        return _outputs_have(query.this, name)
+        return _output_names(query.this)
     if not isinstance(query, exp.Select):
         return None
-    out = set()
+    out = []
     for p in query.expressions:
         if isinstance(p, exp.Star) or isinstance(p, exp.Column) and isinstance(p.this, exp.Star):
             return None
-        out.add(fold(p.alias_or_name))
-    return name in out
+        out.append(fold(p.alias_or_name))
+    return out
 
 
 def contested(tree: exp.Expression, tables: list[exp.Table], key: dict[int, tuple[str, str]],

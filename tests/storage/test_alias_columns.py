@@ -195,3 +195,23 @@ def test_a_json_column_goes_by_the_alias_name(engine: Engine, run: Run, q: str) 
     assert t.to_pylist() == [{"j": "hello", "s": '{"a":1}'}]
     marks = {f.name: (f.metadata or {}).get(CAIRN_TYPE) for f in t.schema}
     assert marks == {"j": None, "s": b"JSON"}
+
+
+QUALIFIED = [
+    "SELECT k, (SELECT t.v FROM (SELECT 1 AS k, 5 AS v) AS t(kk)) AS m FROM app.t",
+    "SELECT k, (SELECT max(t.v) FROM (SELECT 1 AS k, 5 AS v) AS t(kk)) AS m FROM app.t",
+    "SELECT k, (SELECT max(t.v) FROM app.t AS t(kk) WHERE t.kk = 1) AS m FROM app.t",
+    "WITH c(a) AS (SELECT 1 AS k, 5 AS v) SELECT k, (SELECT t.v FROM c AS t) AS m FROM app.t",
+    "SELECT k, (SELECT t.kk FROM app.t AS t(kk) WHERE t.v = 20) AS m FROM app.t",
+]
+
+
+@pytest.mark.parametrize("q", QUALIFIED)
+def test_a_short_column_list_leaves_the_other_columns_their_names(
+        engine: Engine, run: Run, q: str) -> None:
+    """`t AS x(kk)` renames t's first column only: `t.v` of a subquery
+    `AS t(kk)` is its own v, not that of an outer table t (it was taken for
+    the outer one: the outer row's v, or DuckDB's GROUP BY error)."""
+    engine.create_table("app", "t", "shared", [col("k", primary_key=True), col("v")])
+    run("INSERT INTO app.t VALUES (1, 10), (2, 20)")
+    assert _rows(engine, q, None) == _model(q, [(1, 10), (2, 20)], "k INT PRIMARY KEY, v INT")
