@@ -64,6 +64,8 @@ class Binder:
     def _item_type(self, item: exp.Expression, name: str, depth: int) -> str | None:
         cols = self.table(item)
         if cols is not None:
+            if scopes.alias_columns(item) or item.args.get("pivots"):
+                return None  # `t AS x(k, n, v)`, an UNPIVOT: not the table's names
             return cols.get(name)
         if depth >= MAX_DEPTH:
             return None
