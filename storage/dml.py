@@ -367,7 +367,7 @@ def _commit(
             else:
                 st.batches[k] = batch
         if evicted:
-            st.keys.removed()
+            st.keys.removed(st.batches, st.table.primary_key, st.table.table_type == "user")
         if any(batch is not None for batch in evicted.values()):
             # A batch cut in part keeps its key: a cached conversion whose
             # keys lead the buffer still held the cut rows (they were served,

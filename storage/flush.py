@@ -133,7 +133,7 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                     held.remove_first(len(batches), rows_total, sum(sizes))
                 else:
                     held.remove_flushed(batches, sizes)
-                st.keys.removed()
+                st.keys.removed(st.batches, st.table.primary_key, st.table.table_type == "user")
                 st.forget_conversions()
         except BaseException:
             files.retire([f.path for f in written])
@@ -264,5 +264,5 @@ def evict(catalog: Catalog, st: TableState) -> int:
         wb.commit()
         for b in old:
             st.batches.pop(b.key, None)
-        st.keys.removed()
+        st.keys.removed(st.batches, st.table.primary_key, st.table.table_type == "user")
     return sum(b.num_rows for b in old)

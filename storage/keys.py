@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from catalog import DataFile
 from catalog.errors import InvalidArgument
 
-from .batch import BufBatch, OneRow
+from .batch import BatchMap, BufBatch, OneRow
 from .keyfilter import FileFilters, Probe
 from .types import DELETED, ID, SEQ, Column
 
@@ -47,6 +47,7 @@ RANGE_TYPES = frozenset({"SMALLINT", "INT", "BIGINT", "TEXT"})
 FOOTER_TYPES = frozenset({"SMALLINT", "INT", "BIGINT"})  # Parquet statistics trusted as exact
 MAX_RANGE_TEXT = 256  # longer TEXT bounds are not recorded (the column is then unbounded)
 KEYSET_LIMIT = 200_000  # buffered key versions tracked per table; past it: DuckDB checks
+REBUILD_SLACK = 256  # stale references a stale index may hold beyond twice the buffered rows
 PER_KEY_PROBE = 32  # INSERTs with at most this many rows test each key against a file range
 
 
@@ -91,19 +92,22 @@ class BufferKeys:
 
     `stale` means batches were removed since the index was built (a flush, an
     eviction): it is then a superset (keys and batches that may be gone),
-    rebuilt from the batches only when a probe hits it. `keys is None` means
-    unknown (too many, or not built yet)."""
+    rebuilt from the batches when a probe hits it, or when `removed` finds it
+    holding more than twice what the buffer does. `keys is None` means
+    unknown (too many, or not built yet). `size` counts the references added
+    since the last build: at least the entries and their lists' items."""
 
-    __slots__ = ("keys", "stale")
+    __slots__ = ("keys", "size", "stale")
 
     def __init__(self) -> None:
         # key -> the buffer key of the one batch holding it, or a list of them
         # (oldest first) when several do: a single bytes object is shared with
         # the batch map, so the common case costs one dict entry.
         self.keys: dict[Any, bytes | list[bytes]] | None = None
+        self.size = 0
         self.stale = True  # not built yet
 
-    def add(self, keys: Iterable[Any], batch: bytes) -> None:
+    def add(self, keys: list[Any], batch: bytes) -> None:
         """`keys` have a version in the batch stored under `batch`."""
         index = self.keys
         if index is None:
@@ -117,11 +121,21 @@ class BufferKeys:
                     had.append(batch)
             elif had != batch:
                 index[k] = [had, batch]
+        self.size += len(keys)
         if len(index) > KEYSET_LIMIT:
             self.keys = None  # retried once a flush empties the buffer
 
-    def removed(self) -> None:
+    def removed(self, batches: BatchMap, primary_key: list[str], user_table: bool) -> None:
+        """Batches left the buffer (`batches`: what it holds now). Keys that
+        are never looked up again (a stream of always-new keys) would keep
+        their entries for good, so the index is rebuilt here once it holds
+        more than twice the buffered rows: a rebuild reads fewer rows than the
+        references it drops, each added once (O(1) a row amortised), and the
+        index's memory follows the buffer's. A flushed key is found through
+        the files' ranges and filters, not here."""
         self.stale = True
+        if self.keys is not None and self.size > 2 * batches.rows + REBUILD_SLACK:
+            self._rebuild(list(batches.values()), primary_key, user_table)
 
     def may_hold(
         self, probe: list[Any], batches: Iterable[BufBatch], primary_key: list[str], user_table: bool
@@ -157,7 +171,7 @@ class BufferKeys:
         if sum(b.num_rows for b in batches) > KEYSET_LIMIT:
             self.keys = None
             return
-        self.keys = {}
+        self.keys, self.size = {}, 0
         for b in batches:
             self.add(batch_keys(b, primary_key, user_table), b.key)
 

@@ -176,6 +176,61 @@ def test_stream_eviction_frees_keys(engine: Engine, run: Run) -> None:
     assert [r["id"] for r in run("SELECT id FROM app.s ORDER BY id")] == [0, 3, 4]
 
 
+def index_holds(engine: Engine, name: str) -> tuple[int, int]:
+    """(references in the table's buffer key index, rows its buffer holds)."""
+    st = engine.state("app", name)
+    index = st.keys.keys or {}
+    refs = sum(len(v) if isinstance(v, list) else 1 for v in index.values())
+    return refs, st.buffered_rows()
+
+
+def test_key_index_follows_the_buffer(engine: Engine, run: Run) -> None:
+    """Keys that left the buffer (evicted past a stream's max_buffer, expired
+    past its TTL, flushed from a SHARED table) do not stay in the key index
+    for good: a stream of always-new keys kept every one of them before.
+    Duplicates are still refused: a buffered or flushed key, not an evicted one."""
+    engine.create_table("app", "s", "stream", [col("k", "TEXT", primary_key=True), col("v")],
+                        {"max_buffer": 100})
+    engine.create_table("app", "e", "stream", [col("k", "TEXT", primary_key=True), col("v")],
+                        {"ttl_seconds": 0.01})
+    engine.create_table("app", "h", "shared", [col("k", "TEXT", primary_key=True), col("v")])
+    for i in range(40):
+        vals = ",".join(f"('{i:03d}-{j:03d}', {j})" for j in range(100))
+        for name in ("s", "e", "h"):
+            run(f"INSERT INTO app.{name} VALUES {vals}")
+        run(f"INSERT INTO app.s VALUES ('{i:03d}-x', 0)")  # one at a time too
+        if i % 5 == 4:
+            engine.flush_table("app", "h")
+            time.sleep(0.02)
+            assert engine.evict_streams() == 500
+        for name in ("s", "e", "h"):
+            refs, held = index_holds(engine, name)
+            assert refs <= 2 * held + keys.REBUILD_SLACK, (name, i, refs, held)
+    with pytest.raises(AlreadyExists):
+        run("INSERT INTO app.s VALUES ('039-050', 1)")  # still buffered
+    run("INSERT INTO app.s VALUES ('000-050', 1)")  # evicted long ago: new again
+    with pytest.raises(AlreadyExists):
+        run("INSERT INTO app.h VALUES ('000-050', 1)")  # flushed: in a file
+    run("INSERT INTO app.e VALUES ('000-050', 1)")  # expired
+    assert run("SELECT count(*) AS n FROM app.h") == [{"n": 4000}]
+
+
+def test_key_index_follows_updates_of_one_key(engine: Engine, run: Run) -> None:
+    """A key updated again and again, flushed between, with no point lookup:
+    its entry named every batch that ever held a version of it."""
+    engine.create_table("app", "u", "shared", [col("k", "TEXT", primary_key=True), col("v")])
+    run("INSERT INTO app.u VALUES ('a', 0), ('b', 0)")
+    for i in range(400):
+        run("UPDATE app.u SET v = v + 1 WHERE v >= 0")
+        if i % 10 == 9:
+            engine.flush_table("app", "u")
+        refs, held = index_holds(engine, "u")
+        assert refs <= 2 * held + keys.REBUILD_SLACK, (i, refs, held)
+    with pytest.raises(AlreadyExists):
+        run("INSERT INTO app.u VALUES ('a', 1)")
+    assert run("SELECT k, v FROM app.u ORDER BY k") == [{"k": "a", "v": 400}, {"k": "b", "v": 400}]
+
+
 def test_past_the_key_set_limit(engine: Engine, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keys, "KEYSET_LIMIT", 4)
     engine.create_table("app", "t", "shared", [col("id", primary_key=True), col("v")])
