@@ -478,13 +478,13 @@ def now() -> float:
 
 
 def evict_overflow(st: TableState, adding: int, b: Any) -> dict[bytes, BufBatch | None]:
-    """Stream tables: the oldest rows beyond `max_buffer` go in the same batch."""
+    """Stream tables: the oldest rows beyond `max_buffer` go in the same batch.
+    Walks only the batches it evicts (call with `lock` held: the map does not
+    change meanwhile), not a copy of the whole buffer per INSERT."""
     limit = st.table.options.get("max_buffer") if st.table.table_type == "stream" else None
     out: dict[bytes, BufBatch | None] = {}
-    if not limit:
-        return out
-    excess = st.buffered_rows() + adding - int(limit)
-    for key, batch in list(st.batches.items()):
+    excess = st.buffered_rows() + adding - int(limit) if limit else 0
+    for key, batch in st.batches.items():
         if excess <= 0:
             break
         if batch.num_rows <= excess:
