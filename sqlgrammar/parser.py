@@ -342,7 +342,7 @@ def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
                 f"expected one statement, found {len(expressions)}",
                 chunk.line, chunk.column, [], chunk.index)
         expression = cast(exp.Expression, expressions[0])
-        check_aliases(chunk, expression, source)
+        check_aliases(chunk, expression, chunk.code if text is None else source)  # no comments
         return ast.Query(_query_kind(expression), expression)
     except ParseError as exc:
         raise _from_sqlglot(chunk, exc) from None
