@@ -37,6 +37,10 @@ NO_PIN = ""  # the token of a pin of no files (`FileStore.pin([])`)
 # in one row group made any scan of that column peak ~2 x 100 MB above the
 # server's usual RSS (bench/bench_writer.py).
 ROW_GROUP_BYTES = 16 * 1024 * 1024
+# ... but a row group holds this many rows at least (but a file's last): a
+# restore bounds a backed-up file's footer by the row groups its rows can
+# fill (storage/backup/footers.py).
+MIN_ROW_GROUP_ROWS = 1024
 WRITE_BUFFER = 1 << 20  # bytes Arrow gathers before each write of a data file (write_at)
 
 # The names Cairn gives, the only ones its start-up sweep removes: a table's
@@ -52,7 +56,7 @@ TMP_NAME = re.compile(rf"f-{ID_CHARS}\.parquet|snapshot-s-{ID_CHARS}|{re.escape(
 def row_group_rows(rows: pa.Table) -> int:
     """Rows per row group for `rows`: ROW_GROUP_ROWS, fewer for wide rows."""
     per_row = max(1, int(rows.nbytes) // max(1, int(rows.num_rows)))
-    return max(1024, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // per_row))
+    return max(MIN_ROW_GROUP_ROWS, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // per_row))
 
 
 class DamagedPath(Internal):

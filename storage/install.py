@@ -32,6 +32,7 @@ from catalog import Batch, DataFile, Namespace, Table, TableSchema
 from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
+from .backup import footers
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of, values_problem
 from .backup.schema import MAX_SEQ, FileEntry, Manifest, TableEntry, to_doc
@@ -217,7 +218,8 @@ def _check_contents(registry: Registry, restore: Restore, records: list[DataFile
     def problem(rec: DataFile) -> str | None:
         f, t = entries[(rec.table_uid, rec.sha256)]
         path = str(registry.files.abs(rec.path))
-        return content_problem(tail_of(path), f, t) or values_problem(path, f, t)
+        return (content_problem(tail_of(path, footers.bound(t, f).tail), f, t)
+                or values_problem(path, f, t))
 
     # Every column is decoded (column_checks.py): ~100 MB at its peak for a
     # file of 1,000-byte values, so one file at a time (two at once took a

@@ -34,12 +34,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..types import DELETED, ID, OW, SEQ, UPDATED, USER, arrow_type
-from . import footer_guard
+from . import footer_guard, footers
 from .column_checks import Group
 from .rowversions import Versions
 from .schema import Column, FileEntry, TableEntry
 
-TAIL = 1 << 20  # a footer larger than this is refused (Cairn's are a few KiB)
+TAIL = 1 << 20  # a Tail's default length; what a footer may take is footers.bound
 MAGIC = b"PAR1"
 SPOOL_MEMORY = 8 << 20  # a Capture keeps this much in memory, the rest in a temporary file
 BATCH_ROWS = 65_536  # values_problem reads this many rows at a time
@@ -56,23 +56,25 @@ OW_COLUMN = Column(name=OW, type="BOOLEAN", params=[], not_null=True, primary_ke
 
 
 class Tail:
-    """The last `TAIL` bytes of a stream, fed chunk by chunk; quacks like a
-    hashlib digest so it can ride along with one (`Teed`)."""
+    """The last `limit` bytes of a stream, fed chunk by chunk; quacks like a
+    hashlib digest so it can ride along with one (`Teed`). `limit` is what
+    the footers of the files using the content may take (footers.tail_for)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = TAIL) -> None:
+        self.limit = limit
         self.data = bytearray()
         self.whole: bytes | None = None  # the tail handed over at once (`take`)
 
     def update(self, chunk: Any) -> None:
         self.data += chunk
-        if len(self.data) > 2 * TAIL:
-            del self.data[: len(self.data) - TAIL]
+        if len(self.data) > 2 * self.limit:
+            del self.data[: len(self.data) - self.limit]
 
     def take(self, last: bytes) -> None:
         """The stream's last bytes at once (a copier's, copier.check), kept
         without a copy: on the job's thread every copy of up to 1 MiB holds the
         GIL that statements wait for."""
-        self.whole = last[-TAIL:]
+        self.whole = last[-self.limit:] if self.limit else b""
 
     def close(self) -> None:
         """Nothing to release (a Capture has its spool)."""
@@ -80,7 +82,9 @@ class Tail:
     def bytes(self) -> bytes:
         if self.whole is not None:
             return self.whole
-        return bytes(memoryview(self.data)[-TAIL:])
+        if not self.limit:
+            return b""
+        return bytes(memoryview(self.data)[-self.limit:])
 
 
 class Capture(Tail):
@@ -89,8 +93,8 @@ class Capture(Tail):
     `complete` is False when only the end was handed over (`take`: a copier
     read the object; the object itself is then a local raw file)."""
 
-    def __init__(self, scratch_dir: str | None = None) -> None:
-        super().__init__()
+    def __init__(self, scratch_dir: str | None = None, limit: int = TAIL) -> None:
+        super().__init__(limit)
         self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
             max_size=SPOOL_MEMORY, dir=scratch_dir)
         self.complete = True
@@ -128,12 +132,12 @@ class Teed:
         return str(self.digest.hexdigest())
 
 
-def tail_of(path: str) -> bytes:
-    """The last TAIL bytes of a local file."""
+def tail_of(path: str, limit: int = TAIL) -> bytes:
+    """The last `limit` bytes of a local file (footers.Bound.tail)."""
     with open(path, "rb") as f:
         f.seek(0, 2)
         size = f.tell()
-        f.seek(max(0, size - TAIL))
+        f.seek(max(0, size - limit))
         return f.read()
 
 
@@ -153,10 +157,14 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
     if len(tail) < 12 or tail[-4:] != MAGIC:
         return f"{what} is not a Parquet file"
     footer = int.from_bytes(tail[-8:-4], "little")
+    most = footers.bound(table, f)
+    if footer > most.bytes:
+        return (f"{what} has a Parquet footer of {footer} bytes (at most {most.bytes} accepted "
+                f"for a file of {f.rows} rows and {most.columns} columns)")
     if footer + 8 > len(tail):
-        return f"{what} has a Parquet footer of {footer} bytes (at most {TAIL - 8} accepted)"
+        return f"{what} claims a Parquet footer of {footer} bytes, longer than the file"
     try:  # before pyarrow, which aborts the process on some malformed footers
-        footer_guard.check(tail[-(footer + 8):-8])
+        footer_guard.check(tail[-(footer + 8):-8], most.columns, most.groups)
     except footer_guard.Malformed as exc:
         return f"{what}: its Parquet footer {exc}"
     try:

@@ -7,8 +7,12 @@ a footer whose INT64 statistics were 3 bytes long, whose column chunk's type
 was not its schema column's, or whose SizeStatistics histogram had the wrong
 length (found by an attacker's footer fuzzer). So the footer's Thrift is
 decoded here first (the compact protocol, bounded: the footer is at most
-`contents.TAIL` bytes) and those fields are checked against what Cairn's
-writer makes.
+what footers.bound gives its entry, its schema that entry's columns, its row
+groups no more than the entry's rows can fill, each decoded and checked in
+turn, and at most footers.VALUES_PER_COLUMN / VALUES_PER_CHUNK Thrift values
+a column and a column chunk: a forged footer of tiny values decodes to no
+more than Cairn's own of its shape) and those fields are checked against
+what Cairn's writer makes.
 
 The same pass refuses what Cairn never writes and DuckDB would trust: bloom
 filters and page indexes. DuckDB skips rows by them, and a forged one hid a
@@ -29,6 +33,12 @@ _ENCODINGS = {0, 2, 3, 4, 5, 6, 7, 8, 9}  # Encoding (1, GROUP_VAR_INT, was neve
 _PAGE_TYPES = {0, 1, 2, 3}  # PageType
 _CODECS = set(range(8))  # CompressionCodec
 _MAX_DEPTH = 16
+# Thrift values decoded at most (check, with the columns given): a column's
+# schema element and order (Cairn's take 7), a column chunk's entry (Cairn's
+# take ~40), and the rest.
+VALUES_PER_COLUMN = 32
+VALUES_PER_CHUNK = 128
+VALUES_BASE = 4096
 
 
 class Malformed(ValueError):
@@ -38,8 +48,9 @@ class Malformed(ValueError):
 class _Reader:
     """Thrift's compact protocol over `data`: structs as {field id: value}."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, values: int | None = None) -> None:
         self.data, self.at = data, 0
+        self.values = values  # how many more values may be decoded (None: any)
 
     def _byte(self) -> int:
         if self.at >= len(self.data):
@@ -71,6 +82,10 @@ class _Reader:
     def value(self, kind: int, depth: int) -> Any:
         if depth > _MAX_DEPTH:
             raise Malformed("nests too deeply")
+        if self.values is not None:
+            self.values -= 1
+            if self.values < 0:
+                raise Malformed("holds more values than a footer of its columns and rows")
         if kind in (1, 2):
             return kind == 1
         if kind == 3:
@@ -116,27 +131,68 @@ class _Reader:
         return out
 
 
-def check(footer: bytes) -> None:
+def check(footer: bytes, columns: int | None = None, groups: int | None = None) -> None:
     """Raise Malformed unless the Thrift FileMetaData `footer` is decodable,
-    its schema flat, every column chunk of the schema's type, with statistics
-    as wide as the type and SizeStatistics as long as its levels, and no
-    bloom filter or page index."""
-    meta = _Reader(footer).struct()
-    schema = meta.get(2)
+    its schema flat (of exactly `columns` leaves, if given), at most `groups`
+    row groups (if given), every column chunk of the schema's type, with
+    statistics as wide as the type and SizeStatistics as long as its levels,
+    and no bloom filter or page index. With `columns`, the values decoded
+    are bounded by the columns and row groups (module docstring)."""
+    budget = None
+    if columns is not None:
+        budget = VALUES_BASE + VALUES_PER_COLUMN * columns
+    reader = _Reader(footer, budget)
+    leaves: list[dict[int, Any]] | None = None
+    found = None
+    last = 0
+    while (head := reader._byte()) != 0:  # FileMetaData, its row groups one at a time
+        kind, delta = head & 0x0F, head >> 4
+        last = last + delta if delta else reader._zigzag()
+        if last == 4 and kind in (9, 10):
+            if leaves is None:
+                raise Malformed("has row groups before its schema")
+            found = _row_groups(reader, leaves, groups, columns)
+            continue
+        value = reader.value(kind, 1)
+        if last == 2:
+            leaves = _leaves(value, columns)
+    if leaves is None:
+        raise Malformed("has no schema")
+    if found is None:
+        raise Malformed("has no row groups")
+
+
+def _leaves(schema: Any, columns: int | None) -> list[dict[int, Any]]:
     if not isinstance(schema, list) or not schema or not all(isinstance(e, dict) for e in schema):
         raise Malformed("has no schema")
     leaves = schema[1:]
     if schema[0].get(5) != len(leaves) or any(5 in e and e[5] for e in leaves):
         raise Malformed("has a nested schema (Cairn's tables are flat)")
-    groups = meta.get(4)
-    if not isinstance(groups, list):
-        raise Malformed("has no row groups")
-    for g, group in enumerate(groups):
+    if columns is not None and len(leaves) != columns:
+        raise Malformed(f"has {len(leaves)} columns, its table's file {columns}")
+    return leaves
+
+
+def _row_groups(reader: _Reader, leaves: list[dict[int, Any]], groups: int | None,
+                columns: int | None) -> int:
+    """Decode and check the row groups list `reader` is at, one group at a
+    time (none kept); how many there were."""
+    head = reader._byte()
+    n, element = head >> 4, head & 0x0F
+    if n == 15:
+        n = reader._length()
+    if groups is not None and n > groups:
+        raise Malformed(f"has {n} row groups, more than a file of its rows holds ({groups})")
+    for g in range(n):
+        if columns is not None:  # a fresh budget: the last group's values are gone
+            reader.values = VALUES_PER_CHUNK * columns + VALUES_BASE
+        group = reader.value(element, 1)
         chunks = group.get(1) if isinstance(group, dict) else None
         if not isinstance(chunks, list) or len(chunks) != len(leaves):
             raise Malformed(f"has row group {g} with other columns than its schema")
         for leaf, chunk in zip(leaves, chunks, strict=True):
             _check_chunk(leaf, chunk, g)
+    return n
 
 
 def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> None:

@@ -22,7 +22,7 @@ from catalog.errors import (
 
 from . import copier
 from .codec import RAW, ZSTD, Form, Found, decode, identify
-from .contents import TAIL, Teed
+from .contents import Teed
 from .crypto import Keys
 from .fastcopy import copy_file
 from .layout import check_oid
@@ -236,7 +236,7 @@ class ObjectReads:
     def _check_by_fd(self, oid: str, expected_size: int, on_bytes: OnBytes | None,
                      should_stop: ShouldStop | None, sha256: str | None, tail: Any) -> bool:
         """A raw object of a local target read and hashed in a copier process
-        (copier.check), its content's last TAIL bytes fed to `tail`; False
+        (copier.check), its content's last `tail.limit` bytes fed to `tail`; False
         when it cannot run there (the caller reads it on this thread)."""
         handler = handler_of(self.target.fs)
         form = self.form(oid, sha256)
@@ -246,7 +246,7 @@ class ObjectReads:
         with reading(uri, f"object {oid}"):
             src = handler.open_fd(self.path(oid), os.O_RDONLY)
         try:
-            done = copier.check(src, TAIL, on_bytes, should_stop,
+            done = copier.check(src, 0 if tail is None else tail.limit, on_bytes, should_stop,
                                 partial(read_failed, uri, what=f"object {oid}"))
         finally:
             os.close(src)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..work import Work
+from . import footers
 from .contents import Capture, Tail, values_problem
 from .contents import problem as content_problem
 from .objects import ObjectStore
@@ -96,7 +97,7 @@ def verify_objects(
         check_stop(should_stop)
         in_object = 0
         used = users.get(obj.get("sha256") or obj["oid"], [])
-        tail = Capture(scratch_dir) if used else Tail()
+        tail = Capture(scratch_dir, footers.tail_for(used)) if used else Tail(0)
         try:
             problem = check(obj, on_bytes, should_stop, tail)
             if problem is not None:
