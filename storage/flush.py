@@ -21,6 +21,7 @@ from .batch import BufBatch, batch_bytes
 from .buffer import TableState, storage_schema
 from .config import EngineConfig
 from .conversion import cached_lead, convert_after
+from .fileparts import footer_of, write_parts
 from .files import FileStore
 from .keyfilter import FileFilters, build_from_rows
 from .keys import key_range
@@ -80,24 +81,28 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 rows = priority.at_normal_priority(partial(
                     convert_after, cached[2] if start and cached else None, start, group,
                     table, columns, version, loose, schema))
-                seqs = rows.column(SEQ)
                 meta = {b"cairn.schema_version": str(version).encode(),
                         b"cairn.table_uid": table.uid.encode()}
-                file_id, rel, size, sha = files.write(table.uid, rows, meta)
-                written.append(DataFile(
-                    table_uid=table.uid, file_id=file_id, path=rel, rows=rows.num_rows,
-                    bytes=size, sha256=sha, schema_version=version, user_id=user,
-                    min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
-                    key_range=key_range(rows, columns, table.primary_key),
-                ))
-                if filters is not None:  # before the file is visible: no INSERT reads it
-                    filters.add(rel, build_from_rows(rows, columns, table.primary_key))
-                if user in counted:
-                    rows_done += rows.num_rows
-                    bytes_done += size
-                    files_done += 1
-                    report(files_done=files_done, files_total=len(counted),
-                           bytes_done=bytes_done, rows=rows_done)
+                # One file, but for very many rows of a very wide table (fileparts.py).
+                for part, (file_id, rel, size, sha) in write_parts(
+                        rows, partial(files.write, table.uid, metadata=meta),
+                        lambda w: footer_of(str(files.abs(w[1]))),
+                        lambda w: files.retire([w[1]])):
+                    seqs = part.column(SEQ)
+                    written.append(DataFile(
+                        table_uid=table.uid, file_id=file_id, path=rel, rows=part.num_rows,
+                        bytes=size, sha256=sha, schema_version=version, user_id=user,
+                        min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
+                        key_range=key_range(part, columns, table.primary_key),
+                    ))
+                    if filters is not None:  # before the file is visible: no INSERT reads it
+                        filters.add(rel, build_from_rows(part, columns, table.primary_key))
+                    if user in counted:
+                        rows_done += part.num_rows
+                        bytes_done += size
+                        files_done += 1
+                        report(files_done=files_done, files_total=max(files_done, len(counted)),
+                               bytes_done=bytes_done, rows=rows_done)
             # Made before the table's lock, which every writer of the table
             # waits for: a buffer of 10,000 single-row INSERTs is 10,000
             # entries to take off, and making a delete and reckoning the bytes

@@ -20,6 +20,7 @@ backup/writer.py stores."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import pickle
 import shutil
 from collections.abc import Callable, Collection, Mapping
@@ -42,6 +43,7 @@ from .backup.schema import Column as ColumnEntry
 from .backup.schema import FileEntry, NamespaceRecord, SchemaEntry, TableEntry
 from .buffer import TableState
 from .conversion import cached_lead, convert_after
+from .fileparts import footer_of, write_parts
 from .files import FileStore, data_file_bytes, write_data_file
 from .keys import key_range
 from .live_rows import count as count_live
@@ -391,9 +393,10 @@ class BufferExport:
         if not small:
             self.staging.mkdir(parents=True, exist_ok=True)
         out: list[FileToStore] = []
-        for user, part in groups:
-            part = part.combine_chunks()
-            path = self.staging / f"{self.table_uid}-{len(out)}.parquet"
+        names = itertools.count()
+
+        def write(part: pa.Table) -> tuple[Path, int, str, bytes | None, list[Any]]:
+            path = self.staging / f"{self.table_uid}-{next(names)}.parquet"
             footer: list[Any] = []
             data: bytes | None = None
             if small:
@@ -401,19 +404,29 @@ class BufferExport:
                 size = len(data)
             else:
                 size, sha = write_data_file(path, part, meta, sync=False, footer=footer)
-            if footer:  # the live count need not read its footer back
-                self.live.known[path] = first_only_rows(footer[0])
-            if data is not None and self.live.known.get(path) is None:
-                # Its rows hold an overwrite (or its footer is unknown): the
-                # live count reads the file.
-                self.staging.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            seqs = part.column(SEQ)
-            out.append(FileToStore(path, size, sha, FileEntry(
-                oid=sha, size=size, rows=part.num_rows, schema_version=self.schema_version,
-                user_id=user, min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
-                source="buffer", key_range=key_range(part, self.columns, self.primary_key),
-            ), temporary=True, data=data))
+            return path, size, sha, data, footer
+
+        def footer_bytes(w: tuple[Path, int, str, bytes | None, list[Any]]) -> int:
+            data = w[3]
+            return footer_of(str(w[0])) if data is None else int.from_bytes(data[-8:-4], "little")
+
+        for user, of_user in groups:  # as a flush writes them (fileparts.py)
+            for part, (path, size, sha, data, footer) in write_parts(
+                    of_user.combine_chunks(), write, footer_bytes,
+                    lambda w: w[0].unlink(missing_ok=True)):
+                if footer:  # the live count need not read its footer back
+                    self.live.known[path] = first_only_rows(footer[0])
+                if data is not None and self.live.known.get(path) is None:
+                    # Its rows hold an overwrite (or its footer is unknown): the
+                    # live count reads the file.
+                    self.staging.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+                seqs = part.column(SEQ)
+                out.append(FileToStore(path, size, sha, FileEntry(
+                    oid=sha, size=size, rows=part.num_rows, schema_version=self.schema_version,
+                    user_id=user, min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
+                    source="buffer", key_range=key_range(part, self.columns, self.primary_key),
+                ), temporary=True, data=data))
         for item in out:
             self.entry.files.append(item.entry)
             self.entry.rows += item.entry.rows

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import msgspec
@@ -28,6 +29,7 @@ from catalog.errors import BackupInvalid
 
 from ..backup.schema import MAX_SEQ, check_table
 from ..buffer import conform, decode, storage_schema
+from ..fileparts import footer_of, write_parts
 from ..files import FileStore
 from ..keys import key_range
 from ..types import OW, SEQ, USER
@@ -271,12 +273,14 @@ def write_rows(files: FileStore, namespace: str, uid: str, t: Replayed) -> list[
     for user, parts in groups.items():
         rows = pa.concat_tables(parts).combine_chunks()
         meta = {b"cairn.schema_version": str(version).encode(), b"cairn.table_uid": uid.encode()}
-        file_id, rel, size, sha = files.write(uid, rows, meta)
-        seqs = rows.column(SEQ)
-        out.append(DataFile(
-            table_uid=uid, file_id=file_id, path=rel, rows=rows.num_rows, bytes=size,
-            sha256=sha, schema_version=version, user_id=user,
-            min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
-            key_range=key_range(rows, columns, table.primary_key),
-        ))
+        for part, (file_id, rel, size, sha) in write_parts(  # as a flush (fileparts.py)
+                rows, partial(files.write, uid, metadata=meta),
+                lambda w: footer_of(str(files.abs(w[1]))), lambda w: files.retire([w[1]])):
+            seqs = part.column(SEQ)
+            out.append(DataFile(
+                table_uid=uid, file_id=file_id, path=rel, rows=part.num_rows, bytes=size,
+                sha256=sha, schema_version=version, user_id=user,
+                min_seq=int(pc.min(seqs).as_py()), max_seq=int(pc.max(seqs).as_py()),
+                key_range=key_range(part, columns, table.primary_key),
+            ))
     return out

@@ -13,9 +13,11 @@ Parquet columns (the schema version's columns and Cairn's own) and the row
 groups a file of its rows can have (a row group holds MIN_ROW_GROUP_ROWS
 rows at least, but the last). A footer past it is refused whatever its
 table, and so is one past MAX_BYTES or past MAX_CHUNKS column chunks (what
-one restore decodes at most). BACKUP measures each file it stores by the
-same rule and refuses, before storing any, a file whose footer a restore
-would refuse (`refusal`): a backup Cairn writes restores."""
+one restore decodes at most). Cairn writes no file past them (a flush of
+very many rows of a very wide table is several files: storage/fileparts.py),
+and BACKUP measures each file it stores by the same rule and refuses, before
+storing any, a file whose footer a restore would refuse (`refusal`; one
+flushed in one piece by an older Cairn): a backup Cairn writes restores."""
 
 from __future__ import annotations
 
@@ -107,6 +109,5 @@ def check(images: list[NamespaceImage]) -> None:
             if wrong is not None:
                 raise InvalidArgument(
                     f"cannot back up namespace '{image.namespace}': {wrong} (docs/backup-format.md, "
-                    "'Footers'). Copy the table into one of fewer columns, or with a lower "
-                    "flush_rows so each flush writes fewer rows (CREATE TABLE ... WITH "
-                    "(flush_rows = n), then INSERT INTO ... SELECT)")
+                    "'Footers'). Copy the table into a new one, whose flushes write files a "
+                    "restore reads (CREATE TABLE, then INSERT INTO ... SELECT)")

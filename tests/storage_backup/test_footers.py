@@ -100,3 +100,35 @@ def test_the_widest_table_of_cairns_fits_its_bound(tmp_path: Path) -> None:
 
 def test_a_copier_keeps_as_much_as_a_footer_may_take() -> None:
     assert footers.MAX_BYTES + 8 <= copyloop.MAX_KEEP
+
+
+def test_a_flush_part_whose_footer_is_past_the_bound_is_written_again_in_halves(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """Row groups of long TEXT values: each holds their min and max in the
+    footer, so a file of many row groups can pass MAX_BYTES (here made the
+    size of one row group's footer and a half): it is written in halves."""
+    from storage import fileparts, files
+
+    monkeypatch.setattr(files, "ROW_GROUP_BYTES", 1)  # row groups of MIN_ROW_GROUP_ROWS
+    n = 3000
+    rows = pa.table({"_seq": pa.array(np.arange(1, n + 1), pa.int64()),
+                     "v": pa.array([f"{i:06d}" * 300 for i in range(n)])})
+
+    names = iter(range(100))
+
+    def write(part: pa.Table) -> Path:
+        path = tmp_path / f"p{next(names)}.parquet"
+        write_data_file(path, part, {}, sync=False)
+        return path
+
+    one = fileparts.footer_of(str(write(rows.slice(0, 10))))
+    monkeypatch.setattr(footers, "MAX_BYTES", one * 3 // 2)
+    discarded: list[Path] = []
+    out = list(fileparts.write_parts(rows, write, lambda p: fileparts.footer_of(str(p)),
+                                     lambda p: discarded.append(p) or p.unlink()))
+    assert [part.num_rows for part, _ in out] == [750] * 4  # 3000 -> 1500 (2 groups) -> 750
+    assert len(discarded) == 3 and not any(p.exists() for p in discarded)
+    for part, path in out:
+        assert fileparts.footer_of(str(path)) <= footers.MAX_BYTES
+        assert pq.read_table(path).equals(part)
+    assert pa.concat_tables([part for part, _ in out]).equals(rows)
