@@ -9,8 +9,8 @@ length (found by an attacker's footer fuzzer). So the footer's Thrift is
 decoded here first (the compact protocol, bounded: the footer is at most
 what footers.bound gives its entry, its schema that entry's columns, its row
 groups no more than the entry's rows can fill, each decoded and checked in
-turn, and at most footers.VALUES_PER_COLUMN / VALUES_PER_CHUNK Thrift values
-a column and a column chunk: a forged footer of tiny values decodes to no
+turn, and at most VALUES_PER_COLUMN / VALUES_PER_CHUNK Thrift values a
+column and a column chunk: a forged footer of tiny values decodes to no
 more than Cairn's own of its shape) and those fields are checked against
 what Cairn's writer makes.
 
@@ -145,9 +145,13 @@ def check(footer: bytes, columns: int | None = None, groups: int | None = None) 
     leaves: list[dict[int, Any]] | None = None
     found = None
     last = 0
+    seen: set[int] = set()
     while (head := reader._byte()) != 0:  # FileMetaData, its row groups one at a time
         kind, delta = head & 0x0F, head >> 4
         last = last + delta if delta else reader._zigzag()
+        if last in seen:  # (row groups checked against one schema, read with another)
+            raise Malformed(f"holds its field {last} twice")
+        seen.add(last)
         if last == 4 and kind in (9, 10):
             if leaves is None:
                 raise Malformed("has row groups before its schema")

@@ -132,3 +132,20 @@ def test_a_flush_part_whose_footer_is_past_the_bound_is_written_again_in_halves(
         assert fileparts.footer_of(str(path)) <= footers.MAX_BYTES
         assert pq.read_table(path).equals(part)
     assert pa.concat_tables([part for part, _ in out]).equals(rows)
+
+
+def test_a_footer_that_says_its_schema_twice_is_refused(tmp_path: Path) -> None:
+    """Its row groups are checked as they come, against the schema before
+    them: a second schema after them (pyarrow reads the last) is refused."""
+    from tests.parquet_footer import edit, get
+
+    path = _file(tmp_path, 3, MIN_ROW_GROUP_ROWS)
+    t, f = _entry(path, 3)
+
+    def twice(meta: list[Any]) -> None:
+        meta.append([2, 9, get(meta, 2)])  # (the editor writes fields in id order)
+
+    forged = tmp_path / "twice.parquet"
+    forged.write_bytes(edit(path.read_bytes(), twice))
+    wrong = _problem(forged, t, f)
+    assert wrong is not None and "holds its field 2 twice" in wrong, wrong
