@@ -43,12 +43,21 @@ def write_parts(rows: pa.Table, write: Callable[[pa.Table], T],
     while todo:
         part = todo.pop(0)
         done = write(part)
-        if part.num_rows > 1 and footer_bytes(done) > footers.MAX_BYTES:
+        if part.num_rows > 1 and not _sure_within(part) and footer_bytes(done) > footers.MAX_BYTES:
             discard(done)
             half = part.num_rows // 2
             todo[:0] = [part.slice(0, half), part.slice(half)]
             continue
         yield part, done
+
+
+def _sure_within(part: pa.Table) -> bool:
+    """Whether no footer of `part` can pass MAX_BYTES (footers.bound's
+    estimate, before the cap): then it is not read back."""
+    groups = -(-part.num_rows // MIN_ROW_GROUP_ROWS)
+    most = footers.BASE_BYTES + part.num_columns * (
+        footers.COLUMN_BYTES + groups * footers.CHUNK_BYTES)
+    return bool(most <= footers.MAX_BYTES)
 
 
 def footer_of(path: str) -> int:

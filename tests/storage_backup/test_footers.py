@@ -132,6 +132,13 @@ def test_a_flush_part_whose_footer_is_past_the_bound_is_written_again_in_halves(
         assert fileparts.footer_of(str(path)) <= footers.MAX_BYTES
         assert pq.read_table(path).equals(part)
     assert pa.concat_tables([part for part, _ in out]).equals(rows)
+    # A part no footer of which can pass the bound is not read back (a flush's usual case).
+    monkeypatch.setattr(footers, "MAX_BYTES", (64 << 20) - 8)
+
+    def unread(p: Path) -> int:
+        raise AssertionError(f"{p}'s footer read back")
+
+    assert len(list(fileparts.write_parts(rows, write, unread, unread))) == 1
 
 
 def test_a_footer_that_says_its_schema_twice_is_refused(tmp_path: Path) -> None:
