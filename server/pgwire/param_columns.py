@@ -133,25 +133,68 @@ def misplaced(tree: exp.Expression, mark: str) -> list[tuple[int, int | None]]:
     that stands where a name must: a table, a column's qualifier or name
     after one, an alias, a column list, a function, `SET $1 = …`. As a
     literal there the value became the name (`FROM r6.$1` read table r6.<value>);
-    PostgreSQL refuses it as a syntax error."""
+    PostgreSQL refuses it as a syntax error.
+
+    The places where a name stands are listed (`_names_something`); sqlglot
+    also gives a value as a name in places of its own (FETCH FIRST $1 ROWS,
+    a PIVOT's output columns made from its IN values), and a list of value
+    places refused those valid queries."""
     out: list[tuple[int, int | None]] = []
     for node in tree.walk():
         if isinstance(node, exp.Identifier):
             text = node.name
         elif isinstance(node, exp.Anonymous) and isinstance(node.this, str):
-            text = node.this
+            text = node.this  # `$1(…)`: a function's name
         else:
             continue
         if not text.lower().startswith(mark) or not text[len(mark):].isdigit():
             continue
-        parent = node.parent
-        if (isinstance(node, exp.Identifier) and isinstance(parent, exp.Column)
-                and node.arg_key == "this" and not parent.table
-                and not _set_column(parent)):
+        if isinstance(node, exp.Identifier) and not _names_something(node):
             continue
         start = node.meta.get("start")
         out.append((int(text[len(mark):]), start if isinstance(start, int) else None))
     return out
+
+
+# Where an identifier always names something: a table or its namespace, an
+# alias (of a table, CTE, column, PIVOT value), a column list, USING (…), a
+# window, a struct field (`a := …`), a lambda's parameter, a column defined,
+# a field after a dot, UNPIVOT's value and name columns.
+_NAMING = (exp.Table, exp.TableAlias, exp.Alias, exp.PivotAlias, exp.Join, exp.Window,
+           exp.PropertyEQ, exp.Lambda, exp.ColumnDef, exp.Schema, exp.Dot, exp.CTE, exp.Pivot)
+
+
+def _names_something(node: exp.Identifier) -> bool:
+    """Does identifier `node` stand where a name must (not a value)?"""
+    parent = node.parent
+    if isinstance(parent, exp.Pivot) and node.arg_key == "columns":
+        return False  # a PIVOT's output names, made by sqlglot from its IN values
+    if isinstance(parent, _NAMING):
+        return True
+    if isinstance(parent, exp.In) and isinstance(parent.parent, exp.Pivot):
+        return True  # `IN $1`: an ENUM type's name (the values are columns)
+    if not isinstance(parent, exp.Column):
+        return False  # FETCH FIRST $1 ROWS, …: a value sqlglot reads as a name
+    if node.arg_key != "this" or parent.table:
+        return True  # `$1.k`, `t.$1`
+    return _set_column(parent) or _names_a_column(parent)
+
+
+def _names_a_column(col: exp.Column) -> bool:
+    """Is `col` a column's name, not a value: in `* EXCLUDE (…)`, `* RENAME
+    (… AS k)`, `FOR col IN` of a PIVOT, the columns an UNPIVOT
+    reads (`IN (col, …)`)?"""
+    node: exp.Expression = col
+    while isinstance(node.parent, exp.Paren):
+        node = node.parent
+    parent = node.parent
+    if isinstance(parent, exp.Alias) and isinstance(parent.parent, exp.Star):
+        return parent.arg_key != "replace"  # REPLACE (<a value> AS k)
+    if isinstance(parent, exp.Star):
+        return True
+    if isinstance(parent, exp.In) and isinstance(parent.parent, exp.Pivot):
+        return node.arg_key == "this" or bool(parent.parent.args.get("unpivot"))
+    return False
 
 
 def _set_column(col: exp.Column) -> bool:

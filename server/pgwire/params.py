@@ -239,6 +239,12 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
             targets[idx - 1] = targets[idx - 1] or _target(node, binder)
             if not oids[idx - 1]:
                 oids[idx - 1] = _guess(node, binder, mark) or 0
+    for fetch in tree.find_all(exp.Fetch):  # FETCH FIRST $n ROWS: sqlglot's name, a count
+        count = fetch.args.get("count")
+        name = count.name.lower() if isinstance(count, exp.Identifier) else ""
+        idx = int(name[len(mark):]) if name.startswith(mark) and name[len(mark):].isdigit() else 0
+        if 1 <= idx <= n and not oids[idx - 1]:
+            oids[idx - 1] = t.INT8
     return [o or t.TEXT for o in oids], targets
 
 
