@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from storage import scopes
 from storage.sandbox import cte_references, fold
+from storage.schema import SYSTEM_COLUMNS
 
 Lookup = Callable[[str | None, str], "dict[str, str] | None"]  # (ns, table) -> column -> type
 
@@ -33,6 +34,8 @@ class Binder:
         self.default_ns = fold(default_ns) if default_ns else None
         self.ctes = cte_references(tree)
         self.known: dict[tuple[str | None, str], dict[str, str] | None] = {}
+        self.seen: dict[int, list[tuple[str, str | None]] | None] = {}  # outputs(), by item
+        self.busy: set[int] = set()
 
     def table(self, node: exp.Expression) -> dict[str, str] | None:
         """A Cairn table reference's {column: type}, or None (not a table,
@@ -51,61 +54,128 @@ class Binder:
 
     def type_of(self, col: exp.Column, depth: int = 0) -> str | None:
         """The Cairn type of the table column `col` reads, or None."""
-        if isinstance(col.this, exp.Star):
+        if isinstance(col.this, exp.Star) or depth > MAX_DEPTH:
             return None
-        found = scopes.bind(col, self.default_ns, self.ctes, self._names)
+        name = fold(col.name)
+        found = self._bind(col, name, depth)
         if not found or col.table and len(found) > 1:
             return None  # a qualifier naming two tables: DuckDB's "Ambiguous reference"
         # An unqualified name in two tables is one column only in a join's
         # USING (or NATURAL): then of one type.
-        types = {self._item_type(item, fold(col.name), depth) for item in found}
+        types = set()
+        for item in found:
+            outputs = self.outputs(item, depth) or []
+            of_name = [typ for n, typ in outputs if n == name]
+            types.add(of_name[0] if len(of_name) == 1 else None)
         return types.pop() if len(types) == 1 else None
 
-    def _item_type(self, item: exp.Expression, name: str, depth: int) -> str | None:
+    def _bind(self, col: exp.Column, name: str, depth: int) -> list[exp.Expression] | None:
+        """The FROM items `col` reads (scopes.bind), a `*` in a subquery or
+        CTE spread into the columns it gives."""
+        if col.table:
+            return scopes.find(col, self.default_ns, self.ctes, self._names)
+        for select in scopes.enclosing(col):
+            found = []
+            for item in scopes.items(select):
+                outputs = self.outputs(item, depth)
+                if outputs is None:
+                    return None  # a table function, an unknown table: cannot be told
+                if any(n == name for n, _ in outputs):
+                    found.append(item)
+            if found:
+                return found
+        return []
+
+    def outputs(self, item: exp.Expression, depth: int = 0,
+                ) -> list[tuple[str, str | None]] | None:
+        """The columns FROM item `item` gives, in order, by the names it
+        gives them, each with its Cairn type (None: not one table column's);
+        None if they cannot be told. A Cairn table's are its view's, system
+        columns too (`_updated`, `_deleted`), as `SELECT *` shows them."""
+        key = id(item)
+        if key in self.busy or depth > MAX_DEPTH:
+            return None  # a recursive CTE read in its own definition
+        if key not in self.seen:
+            self.busy.add(key)
+            try:
+                self.seen[key] = self._outputs(item, depth)
+            finally:
+                self.busy.discard(key)
+        return self.seen[key]
+
+    def _outputs(self, item: exp.Expression, depth: int) -> list[tuple[str, str | None]] | None:
         cols = self.table(item)
+        found: list[tuple[str, str | None]] | None
         if cols is not None:
-            if scopes.alias_columns(item) or item.args.get("pivots"):
-                return None  # `t AS x(k, n, v)`, an UNPIVOT: not the table's names
-            return cols.get(name)
-        if depth >= MAX_DEPTH:
-            return None
-        alias = item.args.get("alias")
-        if isinstance(item, exp.Subquery):
-            query: exp.Expression = item.this
+            if item.args.get("pivots"):
+                return None  # a PIVOT/UNPIVOT's columns are not the table's
+            found = list(cols.items())
+        elif isinstance(item, exp.Subquery):
+            found = self._query_outputs(item.this, depth + 1)
         elif isinstance(item, exp.Table) and id(item) in self.ctes:
             cte = scopes.cte_of(item)
             if cte is None:
                 return None
-            query = cte.this
-            if not (isinstance(alias, exp.TableAlias) and alias.columns):
-                alias = cte.args.get("alias")  # WITH c(a, b) AS (...)
+            found = self.outputs(cte, depth + 1)  # renamed by WITH c(a, b) AS (...)
+        elif isinstance(item, exp.CTE):
+            found = self._query_outputs(item.this, depth)
         else:
-            return None
-        return self._output_type(query, alias, name, depth + 1)
+            return None  # a table function, VALUES, LATERAL: not told here
+        return _renamed(found, item)
 
-    def _output_type(self, query: exp.Expression, alias: exp.Expression | None, name: str,
-                     depth: int) -> str | None:
-        """The type of output column `name` of a subquery or CTE, when every
-        branch gives it straight from a table column of one type."""
+    def _query_outputs(self, query: exp.Expression, depth: int,
+                       ) -> list[tuple[str, str | None]] | None:
+        """A query's columns: its first branch's names; a type where every
+        branch gives that column straight from a table column of one type."""
         branches = scopes.selects(query)
         if not branches:
             return None
-        if isinstance(alias, exp.TableAlias) and alias.columns:
-            names = [fold(c.name) for c in alias.columns]
-        else:
-            names = [fold(p.alias_or_name) for p in branches[0].expressions]
-        if names.count(name) != 1:
+        columns = [self._select_outputs(select, depth) for select in branches]
+        first = columns[0]
+        if first is None:
             return None
-        index = names.index(name)
-        types = set()
-        for select in branches:
-            if index >= len(select.expressions) or any(
-                    p.is_star for p in select.expressions):
-                return None
-            p = select.expressions[index]
+        out: list[tuple[str, str | None]] = []
+        taken: set[str] = set()
+        for i, (name, _) in enumerate(first):
+            n, base = 0, name  # DuckDB's names for a repeated one: k, k_1, k_2
+            while name in taken:
+                n += 1
+                name = f"{base}_{n}"
+            taken.add(name)
+            types = {c[i][1] if c is not None and i < len(c) else None for c in columns}
+            out.append((name, types.pop() if len(types) == 1 else None))
+        return out
+
+    def _select_outputs(self, select: exp.Select, depth: int,
+                        ) -> list[tuple[str, str | None]] | None:
+        out: list[tuple[str, str | None]] = []
+        for p in select.expressions:
             inner = p.this if isinstance(p, exp.Alias) else p
-            types.add(self.type_of(inner, depth) if isinstance(inner, exp.Column) else None)
-        return types.pop() if len(types) == 1 else None
+            star = isinstance(p, exp.Star) or (
+                isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star))
+            if not star:
+                typ = self.type_of(inner, depth) if isinstance(inner, exp.Column) else None
+                out.append((fold(p.alias_or_name), typ))
+                continue
+            for source in self._spread(select, p):
+                spread = self.outputs(source, depth) if source is not None else None
+                if spread is None:
+                    return None
+                out += spread
+        return out
+
+    def _spread(self, select: exp.Select, p: exp.Expression) -> list[exp.Expression | None]:
+        """The FROM items a `*` or `t.*` spreads ([None]: cannot be told)."""
+        if any(j.args.get("using") or str(j.args.get("method") or "").upper() == "NATURAL"
+               for j in select.args.get("joins") or []):
+            return [None]  # a USING or NATURAL join's `*` merges columns
+        if isinstance(p, exp.Star):
+            return [None] if any(p.args.values()) else list(scopes.items(select))
+        inner = p.this if isinstance(p, exp.Alias) else p
+        if not isinstance(inner, exp.Column) or any(inner.this.args.values()):
+            return [None]  # `t.* EXCLUDE (…)`
+        found: list[exp.Expression | None] = list(scopes.find(inner, self.default_ns, self.ctes))
+        return found if len(found) == 1 else [None]
 
     def insert_target(self, insert: exp.Insert, position: int) -> tuple[str, str] | None:
         """(column, type) of an INSERT's VALUES position."""
@@ -117,7 +187,7 @@ class Binder:
         cols = self.table(target)
         if not cols:
             return None
-        order = names if names is not None else list(cols)
+        order = names if names is not None else [c for c in cols if c not in SYSTEM_COLUMNS]
         column = order[position] if position < len(order) else None
         return (column, cols[column]) if column in cols else None
 
@@ -125,7 +195,16 @@ class Binder:
         """(column, type) of an UPDATE's `SET column = …`."""
         cols = self.table(update.this)
         name = fold(column.name)
-        return (name, cols[name]) if cols and name in cols else None
+        return (name, cols[name]) if cols and name in cols and name not in SYSTEM_COLUMNS \
+            else None
+
+
+def _renamed(columns: list[tuple[str, str | None]] | None, item: exp.Expression,
+             ) -> list[tuple[str, str | None]] | None:
+    """`columns` as an alias's column list renames them: the first ones."""
+    names = scopes.renamed(None if columns is None else [n for n, _ in columns], item)
+    return None if names is None or columns is None else [
+        (n, typ) for n, (_, typ) in zip(names, columns, strict=True)]
 
 
 def misplaced(tree: exp.Expression, mark: str) -> list[tuple[int, int | None]]:

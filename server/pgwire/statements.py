@@ -114,7 +114,8 @@ def _as_default(literal: str) -> str:
 
 def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
                   table: str) -> dict[str, str] | None:
-    """A table's columns and their types (to infer parameter types), or None."""
+    """A table's columns and their types (to infer parameter types), or None:
+    all its view shows, in order, Cairn's own (`_updated`, `_deleted`) too."""
     ns = namespace or default
     if not ns:
         return None
@@ -122,7 +123,7 @@ def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
         st = cairn.engine.state(ns.lower(), table.lower())
     except CairnError:
         return None
-    return {c["name"]: c["type"] for c in st.columns if not c.get("system")}
+    return {c["name"]: c["type"] for c in st.columns}
 
 
 async def parameter_types(cairn: Cairn, namespace: str | None, text: str, declared: list[int],

@@ -116,7 +116,10 @@ def test_infer_binds_names_as_sql_scopes_do() -> None:
             [t.TEXT, t.INT8],
         "WITH s AS (SELECT v FROM b.s) SELECT * FROM s WHERE v = $1": [t.INT8],
         "SELECT * FROM (SELECT v FROM a.r UNION SELECT v FROM b.s) u WHERE v = $1": [t.TEXT],
-        "SELECT * FROM (SELECT * FROM b.s) u WHERE v = $1": [t.TEXT],  # cannot tell: text
+        "SELECT * FROM (SELECT * FROM b.s) u WHERE v = $1": [t.INT8],  # the * spread
+        "SELECT * FROM (SELECT * FROM b.s, a.r) u WHERE v = $1 AND v_1 = $2":
+            [t.INT8, t.FLOAT4],  # DuckDB's name for the second v
+        "SELECT * FROM (SELECT * FROM nope) u WHERE v = $1": [t.TEXT],  # cannot tell: text
         "SELECT * FROM a.s, nope WHERE v = $1": [t.TEXT],
         "SELECT * FROM a.s JOIN a.r USING (k) WHERE k = $1 AND r.v = $2": [t.INT8, t.FLOAT4],
         "UPDATE a.r SET v = $1 WHERE k IN (SELECT k FROM b.s WHERE v = $2)": [t.FLOAT4, t.INT8],
