@@ -27,6 +27,7 @@ from sqlglot.errors import SqlglotError
 from catalog.errors import InvalidArgument
 from sqlgrammar.fastpath import MAX_NUMBER_CHARS
 from sqlgrammar.splitter import parameters
+from storage import timetext
 from storage.types import coerce
 
 from . import param_columns
@@ -104,22 +105,37 @@ def literal(value: Any, oid: int = 0) -> str:
         # As PostgreSQL reads it (a timestamp's was 22P02); a column refuses it (check()).
         infinity = "-infinity" if text.strip().startswith("-") else "infinity"
         return f"CAST({_string(infinity)} AS {'DATE' if oid == t.DATE else 'TIMESTAMP'})"
-    if oid in (t.TIMESTAMPTZ, t.TIMESTAMP):
-        try:
-            return literal(t._as_datetime(text))
-        except ValueError:
-            raise t.BadParameter(
-                f"invalid input syntax for type timestamp: {text[:40]!r}") from None
-        except OverflowError:  # in range, but not once converted to UTC
-            raise t.BadParameter(f"timestamp out of range: {text[:40]!r}", "22008") from None
-    if oid == t.DATE:
-        return f"CAST({_string(text)} AS DATE)"
+    if oid in (t.TIMESTAMPTZ, t.TIMESTAMP, t.DATE):
+        return _time_literal(text, oid)
     if oid in (t.JSON, t.JSONB):
         return f"CAST({_string(text)} AS JSON)"
     return _string(text)
 
 
 _INFINITY = ("infinity", "+infinity", "-infinity")
+
+
+def _time_literal(text: str, oid: int) -> str:
+    """Date or time text read as an HTTP literal of it is (storage/timetext.py:
+    only the forms DuckDB's CAST reads alike). `fromisoformat` also read
+    '20240601', '2024-W23-6' (as 2024-06-08), '2024-06-01T12', and DuckDB's
+    CAST read a DATE's '2024-06-01 BC' as the AD day: rows stored so, or
+    matched, that the same text over HTTP refuses. A timestamp with a zone is
+    converted to UTC (a timestamptz's reading); a date takes its day as written."""
+    kind = "date" if oid == t.DATE else "timestamp"
+    try:
+        value: dt.date | None = timetext.date_of(text) if oid == t.DATE else None
+        value = value or timetext.time_of(text)
+    except ValueError:  # 2024-02-30, 25:00
+        value = None
+    if value is None:
+        raise t.BadParameter(f"invalid input syntax for type {kind}: {text[:40]!r}")
+    if oid == t.DATE and isinstance(value, dt.datetime):
+        value = value.date()
+    try:
+        return literal(value)
+    except OverflowError:  # in range, but not once converted to UTC
+        raise t.BadParameter(f"timestamp out of range: {text[:40]!r}", "22008") from None
 
 
 def _plain(value: decimal.Decimal) -> str:
