@@ -14,6 +14,7 @@ parameter stays text, as an HTTP literal is."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlglot import exp
 
@@ -68,6 +69,29 @@ class Binder:
             of_name = [typ for n, typ in outputs if n == name]
             types.add(of_name[0] if len(of_name) == 1 else None)
         return types.pop() if len(types) == 1 else None
+
+    def value_type(self, node: Any) -> str | None:
+        """The Cairn type of what `node` gives, where it can be told: a table
+        column, an aggregate or function of one (`sum(k)`, `coalesce(n, 0)`),
+        as PostgreSQL types them; else None."""
+        node = node.unnest()
+        if isinstance(node, exp.Column):
+            return self.type_of(node)
+        if isinstance(node, exp.Count):
+            return "BIGINT"
+        if isinstance(node, exp.Sum | exp.Avg):
+            inner = self.value_type(node.this)
+            base = inner.split("(", 1)[0].strip().upper() if inner else None
+            if base in ("DOUBLE", "FLOAT"):
+                return "DOUBLE"
+            if isinstance(node, exp.Sum) and base in ("TINYINT", "SMALLINT", "INT"):
+                return "BIGINT"
+            return "DECIMAL" if base in _NUMBERS else None
+        if isinstance(node, _SAME_TYPE):
+            args = [a for a in node.iter_expressions() if not isinstance(a.unnest(), exp.Literal)]
+            types = {self.value_type(a) for a in args}
+            return types.pop() if len(types) == 1 else None
+        return None
 
     def _bind(self, col: exp.Column, name: str, depth: int) -> list[exp.Expression] | None:
         """The FROM items `col` reads (scopes.bind), a `*` in a subquery or
@@ -197,6 +221,12 @@ class Binder:
         name = fold(column.name)
         return (name, cols[name]) if cols and name in cols and name not in SYSTEM_COLUMNS \
             else None
+
+
+_NUMBERS = ("TINYINT", "SMALLINT", "INT", "BIGINT", "UBIGINT", "DECIMAL")
+# Functions whose value is of their (non-literal) arguments' one type.
+_SAME_TYPE = (exp.Min, exp.Max, exp.Coalesce, exp.Nullif, exp.Greatest, exp.Least, exp.Abs,
+              exp.AnyValue, exp.First, exp.Last, exp.IgnoreNulls)
 
 
 def _renamed(columns: list[tuple[str, str | None]] | None, item: exp.Expression,

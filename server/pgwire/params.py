@@ -18,6 +18,7 @@ import datetime as dt
 import decimal
 import functools
 import math
+import re
 from typing import Any
 
 import sqlglot
@@ -189,11 +190,23 @@ def substitute(sql: str, values: list[Any], oids: list[int], spots: Spots | None
 
 
 def typed_nulls(sql: str, oids: list[int], spots: Spots | None = None) -> str:
-    """`sql` with every `$n` replaced by a NULL of its type (for describing)."""
-    def text_of(n: int) -> str:
+    """`sql` with every `$n` replaced by a NULL of its type (for describing);
+    after ESCAPE, which takes a plain literal, a bare NULL (`LIKE $1 ESCAPE
+    $2` was 42601 "unexpected 'CAST'", naming text the client never wrote)."""
+    spots = placeholders(sql) if spots is None else spots
+    parts = []
+    last = 0
+    for start, end, n in spots:
         oid = oids[n - 1] if n <= len(oids) else 0
-        return f"CAST(NULL AS {_DUCK_OF.get(oid, 'VARCHAR')})"
-    return _replace(sql, text_of, spots)
+        typed = f"CAST(NULL AS {_DUCK_OF.get(oid, 'VARCHAR')})"
+        parts += [sql[last:start],
+                  "NULL" if _AFTER_ESCAPE.search(sql, max(0, start - 64), start) else typed]
+        last = end
+    parts.append(sql[last:])
+    return "".join(parts)
+
+
+_AFTER_ESCAPE = re.compile(r"\bESCAPE\s*\Z", re.IGNORECASE)
 
 
 _DUCK_OF = {
@@ -384,11 +397,19 @@ def _guess(node: exp.Expression, binder: param_columns.Binder, mark: str) -> int
     if isinstance(parent, exp.Binary | exp.Between | exp.In):
         # The columns it is compared with: one type among them, or none.
         sides = [s.unnest() for s in parent.iter_expressions() if s is not node]
-        types = {binder.type_of(s) for s in sides
-                 if isinstance(s, exp.Column) and not _number(s, mark)}
+        # A column of no one type makes it text; another expression whose
+        # type cannot be told (a subquery, `k + 1`) is passed over.
+        known = [(s, binder.value_type(s)) for s in sides
+                 if not isinstance(s, exp.Literal) and not _mentions(s, mark)]
+        types = {typ for s, typ in known if typ or isinstance(s, exp.Column)}
         typ = types.pop() if len(types) == 1 else None
         return t.oid_of(typ) if typ else 0
     return 0
+
+
+def _mentions(node: Any, mark: str) -> bool:
+    """Does `node` hold a parameter (`mark`n)?"""
+    return any(_number(c, mark) for c in node.find_all(exp.Column))
 
 
 def _target(node: exp.Expression, binder: param_columns.Binder) -> Target | None:

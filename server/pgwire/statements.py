@@ -12,7 +12,9 @@ from typing import Any
 
 from catalog.errors import CairnError, InvalidArgument
 from sqlgrammar.splitter import split_script
+from storage import system_tables
 
+from ..result import cairn_type
 from ..state import Cairn
 from . import messages, params
 from .errors import PgError
@@ -119,6 +121,10 @@ def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
     ns = namespace or default
     if not ns:
         return None
+    if ns.lower() == "system":  # built from the catalog: its columns are fixed
+        if table.lower() not in system_tables.NAMES:
+            return None
+        return {f.name: cairn_type(f) for f in system_tables.schema_of(table.lower())}
     try:
         st = cairn.engine.state(ns.lower(), table.lower())
     except CairnError:
