@@ -254,6 +254,10 @@ def misplaced(tree: exp.Expression, mark: str) -> list[tuple[int, int | None]]:
             text = node.name
         elif isinstance(node, exp.Anonymous) and isinstance(node.this, str):
             text = node.this  # `$1(…)`: a function's name
+        elif isinstance(node, exp.Var) and isinstance(node.parent, exp.Collate):
+            text = node.name  # `COLLATE $1`: a collation's name
+        elif isinstance(node, exp.DataType) and isinstance(node.args.get("kind"), str):
+            text = node.args["kind"]  # `::$1`: a type's name
         else:
             continue
         if not text.lower().startswith(mark) or not text[len(mark):].isdigit():

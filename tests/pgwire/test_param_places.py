@@ -53,6 +53,8 @@ def test_fetch_first_and_pivot_values_take_parameters(pg: PgServer) -> None:
     ("SELECT * EXCLUDE ($1) FROM pv.s", 19),
     ("SELECT * FROM pv.s UNPIVOT (x FOR y IN ($1))", 41),
     ("SELECT * FROM pv.s PIVOT (sum(k) FOR $1 IN ('007'))", 38),
+    ("SELECT k FROM pv.s WHERE v = 'X' COLLATE $1", 42),
+    ("SELECT '1'::$1", 13),
 ])
 def test_a_parameter_naming_a_column_or_item_is_a_syntax_error(pg: PgServer, sql: str,
                                                                 position: int) -> None:
