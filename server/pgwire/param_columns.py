@@ -7,9 +7,11 @@ Tables were looked up by bare name (of `r1a.s` and `r1b.s`, the later won)
 and an unqualified column took the first table with a column of its name,
 in any subquery: `DELETE FROM r1a.s WHERE v = $1 AND k IN (SELECT k FROM
 r1b.s)` typed `$1` from r1b.s's BIGINT `v`, so '7' also matched '007'.
-Where the column is not one that can be told (an unknown table, a `*`
-subquery, two columns of different types), there is no column: the
-parameter stays text, as an HTTP literal is."""
+A subquery's or CTE's `*` is spread into its tables' columns (a Cairn
+table's as its view shows them, `_updated` and `_deleted` too). Where the
+column is not one that can be told (an unknown table, a table function, two
+columns of different types), there is no column: the parameter stays text,
+as an HTTP literal is."""
 
 from __future__ import annotations
 
