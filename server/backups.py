@@ -1,4 +1,4 @@
-"""BACKUP, RESTORE, SHOW BACKUP(S), VERIFY BACKUP and DROP BACKUP.
+"""BACKUP, RESTORE and SHOW BACKUP(S) (VERIFY and DROP BACKUP: verify_drop.py).
 
 Handlers check everything they can before a job exists (the caller, the
 namespace, the target, the options), so a typo answers at once with a clear
@@ -15,7 +15,6 @@ from typing import Any
 from catalog import Backup, Job, Namespace, Table
 from catalog.errors import (
     AlreadyExists,
-    BackupInvalid,
     CairnError,
     InvalidArgument,
     NotFound,
@@ -23,17 +22,15 @@ from catalog.errors import (
 )
 from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
-from storage import jobproc
 from storage.archive import pitr
 from storage.archive.store import parse_us
 from storage.backup import Repository
 from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.selection import newest_first
 from storage.backup.sets import being_written, writing_error
-from storage.backup.verify import verify_backup_of
 
 from . import restore_hold, resume, visibility
-from .backup_drops import drop_beyond, drop_one, forget, origin_of, pruned, with_message
+from .backup_drops import drop_beyond, origin_of, pruned, with_message
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
@@ -42,7 +39,6 @@ from .repos import remove_own_tmp, repository
 from .restore_run import RestorePlan, check_not_archived, parse_time, run_restore
 from .result import Result
 from .state import Cairn, Session
-from .throttle import Throttle
 
 routes = Routes()
 
@@ -307,80 +303,6 @@ async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> R
         } for t in m.tables]
 
     return Result.of_rows(SHOW_BACKUP_COLUMNS, await cairn.run(work))
-
-
-# --- VERIFY and DROP ----------------------------------------------------------
-
-
-def gone_meanwhile(repo: Repository, backup_id: str) -> None:
-    """NOT_FOUND when the backup a VERIFY found objects missing from was dropped
-    while it read them (DROP BACKUP, keep_last): not a damaged backup."""
-    if repo.target.kind != "archive" and not repo.has_manifest(backup_id):
-        raise NotFound(f"backup '{backup_id}' was dropped from target '{repo.uri}' "
-                       "while it was being verified")
-
-
-@routes.handles(ast.VerifyBackup, role="admin")
-async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) -> Result:
-    opts = check_options("VERIFY BACKUP", stmt.options, VERIFY_OPTIONS)
-    repo = await cairn.run(locate, cairn, stmt.backup_id, stmt.target,
-                           opts.get("encryption_passphrase"))
-
-    def work(ctx: JobContext) -> dict[str, Any]:
-        throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
-        throttled = throttle.rate > 0  # the rate is the server's: then here
-        try:
-            report = jobproc.call(ctx, verify_backup_of, repo, stmt.backup_id, jobproc.WORK,
-                                  spent=throttle.spent if throttled else None, here=throttled)
-        except BackupInvalid:
-            gone_meanwhile(repo, stmt.backup_id)
-            raise
-        if not report.is_valid:  # a DROP BACKUP or keep_last beside it is no damage
-            gone_meanwhile(repo, stmt.backup_id)
-            ctx.found_invalid(f"backup '{report.backup_id}' in target '{repo.uri}'",
-                              report.errors)
-        return {"backup_id": report.backup_id, "is_valid": report.is_valid,
-                "files_checked": report.files_checked, "bytes_checked": report.bytes_checked,
-                "errors": report.errors}
-
-    job = await cairn.jobs.run("verify", session, work, target=repo.uri,
-                               backup_id=stmt.backup_id, statement=redacted(stmt),
-                               detached=bool(opts.get("detached")))
-    if opts.get("detached"):
-        return job_row(job)
-    r = job.result
-    return result_row(r, [("backup_id", "TEXT"), ("is_valid", "BOOLEAN"),
-                          ("files_checked", "BIGINT"), ("bytes_checked", "BIGINT"),
-                          ("errors", "JSON")],
-                      f"Backup '{stmt.backup_id}' is {'valid' if r['is_valid'] else 'INVALID'}")
-
-
-@routes.handles(ast.DropBackup, role="admin")
-async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> Result:
-    try:
-        repo = await cairn.run(locate, cairn, stmt.backup_id, stmt.target)
-    except NotFound:
-        if stmt.if_exists:
-            return Result.of_message(f"Backup '{stmt.backup_id}' does not exist, skipped")
-        raise
-
-    def work(ctx: JobContext) -> dict[str, Any]:
-        try:
-            freed = drop_one(cairn, ctx, repo, stmt.backup_id)
-        except NotFound:
-            if not repo.has_manifest(stmt.backup_id):
-                # The target is the truth: a record of a backup it no longer
-                # holds (a set that never finished) went on being listed.
-                forget(cairn, stmt.backup_id, repo.uri)
-            if not stmt.if_exists:
-                raise
-            freed = 0
-        return {"backup_id": stmt.backup_id, "bytes_freed": freed}
-
-    job = await cairn.jobs.run("drop_backup", session, work, target=repo.uri,
-                               backup_id=stmt.backup_id, statement=redacted(stmt))
-    return result_row(job.result, [("backup_id", "TEXT"), ("bytes_freed", "BIGINT")],
-                      f"Backup '{stmt.backup_id}' dropped")
 
 
 # --- start-up ---------------------------------------------------------------

@@ -37,6 +37,7 @@ from . import (
     set_backups,
     table_backups,
     tables,
+    verify_drop,
     visibility,
 )
 from .dispatch import Route
@@ -59,6 +60,7 @@ ROUTES: dict[type, Route] = dispatch.merge(
     archive_sql.routes,
     table_backups.routes,
     set_backups.routes,
+    verify_drop.routes,
 )
 
 
