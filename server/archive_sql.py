@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from catalog import Archive, Namespace, utcnow
-from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound
+from catalog import Archive, Job, Namespace, utcnow
+from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound, Unavailable
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.archive import damaged, store
@@ -21,7 +24,8 @@ from .repos import repository
 from .result import Result
 from .state import Cairn, Session
 
-START_OPTIONS: dict[str, type] = {"interval": str, "compression": str, "encryption_passphrase": str}
+START_OPTIONS: dict[str, type] = {"interval": str, "compression": str, "encryption_passphrase": str,
+                                   "detached": bool}
 VERIFY_ARCHIVE_OPTIONS: dict[str, type] = {"encryption_passphrase": str, "detached": bool}
 
 routes = Routes()
@@ -73,20 +77,62 @@ async def start_archiving(cairn: Cairn, session: Session, stmt: ast.StartArchivi
     arch = Archiver(svc, ns)
     arch._repo = repo
     svc.archivers[ns] = arch
-    try:
-        async with arch.lock:
-            job = await arch.take_base(rec)
-    except BaseException:
-        await cairn.run(cairn.engine.changes.deactivate, ns)
-        await cairn.run(cairn.catalog.delete, Archive, ns)
-        svc.archivers.pop(ns, None)
-        raise
-    svc.launch(ns)
+
+    async def begin(detached: Callable[[str], None] | None = None) -> Job:
+        """The base backup, then the archiver's loop; a base that fails or is
+        cancelled leaves no archive (nothing is being archived)."""
+        def on_job(job_id: str) -> None:
+            for told in (detached, session.on_job):
+                if told is not None:
+                    told(job_id)
+
+        try:
+            async with arch.lock:
+                job: Job = await arch.take_base(rec, on_job)
+        except BaseException:
+            await cairn.run(cairn.engine.changes.deactivate, ns)
+            await cairn.run(cairn.catalog.delete, Archive, ns)
+            svc.archivers.pop(ns, None)
+            raise
+        svc.launch(ns)
+        return job
+
+    if opts.get("detached"):
+        found: Job | None = await cairn.run(cairn.catalog.get, Job, await detach(begin))
+        assert found is not None  # recorded before its id is told
+        return job_row(found)
+    job = await begin()
     row = {"namespace": ns, "target": repo.uri, "status": "running", "job_id": job.job_id}
     return result_row(row, [("namespace", "TEXT"), ("target", "TEXT"), ("status", "TEXT"),
                             ("job_id", "TEXT")],
                       f"Archiving namespace '{ns}' to '{repo.uri}' (base backup "
                       f"'{job.result['backup_id']}')")
+
+
+_detached: set[asyncio.Task[Any]] = set()  # held until done (the loop keeps weak ones)
+
+
+async def detach(begin: Callable[[Callable[[str], None]], Coroutine[Any, Any, Any]]) -> str:
+    """Run `begin(on_job)` in the background and return the id of the job it
+    starts, once it has started one (its error if it fails before)."""
+    started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def on_job(job_id: str) -> None:
+        if not started.done():
+            started.set_result(job_id)
+
+    def ended(task: asyncio.Task[Any]) -> None:
+        _detached.discard(task)
+        error = None if task.cancelled() else task.exception()  # its job's row has it
+        if not started.done():
+            started.set_exception(error or Unavailable("the server is stopping"))
+
+    # A context of its own: the request's (counted while it runs, throttle.py)
+    # ends before the base it waits for does.
+    task: asyncio.Task[Any] = asyncio.create_task(begin(on_job), context=contextvars.Context())
+    _detached.add(task)
+    task.add_done_callback(ended)
+    return await started
 
 
 @routes.handles(ast.StopArchiving, role="admin")

@@ -31,6 +31,7 @@ import logging
 import re
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from catalog import Archive
@@ -224,11 +225,13 @@ class Archiver:
         rec.base_lsn = rec.base_us = rec.base_backup_id = None
         self.cairn.catalog.put(rec)
 
-    async def take_base(self, rec: Archive) -> Any:
-        """A base backup into the target (a job in system.jobs); segments continue
-        from its cut. A Repository of its own, nothing cached: a target
-        emptied since the archiver's was opened gets its config.json and key
-        file again (the job writes them as any first backup does)."""
+    async def take_base(self, rec: Archive,
+                        on_job: Callable[[str], None] | None = None) -> Any:
+        """A base backup into the target (a job in system.jobs; `on_job` is told
+        its id, as a Session's); segments continue from its cut. A Repository
+        of its own, nothing cached: a target emptied since the archiver's was
+        opened gets its config.json and key file again (the job writes them as
+        any first backup does)."""
         self._repo = None
         repo = self.repo(rec)
         plan = BackupPlan(self.namespace, repo, new_id("bk"), label="archive base",
@@ -236,7 +239,7 @@ class Archiver:
         # Its job is the user's who started archiving, as a job they ran is.
         session = Session(user_id=rec.started_by, namespace=self.namespace,
                           text=f"BACKUP DATABASE {self.namespace} TO '{rec.target}' "
-                               "(base of continuous archiving)")
+                               "(base of continuous archiving)", on_job=on_job)
         job = await self.cairn.jobs.run(
             "backup", session, lambda ctx: run_backup(self.cairn, ctx, plan),
             namespace=self.namespace, target=repo.uri, statement=session.text)

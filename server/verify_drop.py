@@ -21,6 +21,8 @@ from .throttle import Throttle
 
 routes = Routes()
 
+DROP_OPTIONS = {"detached": bool}
+
 
 def gone_meanwhile(repo: Repository, backup_id: str) -> None:
     """NOT_FOUND when the backup a VERIFY found objects missing from was dropped
@@ -67,6 +69,7 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
 
 @routes.handles(ast.DropBackup, role="admin")
 async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> Result:
+    opts = check_options("DROP BACKUP", stmt.options, DROP_OPTIONS)
     skipped = Result.of_message(f"Backup '{stmt.backup_id}' does not exist, skipped")
 
     def find() -> Repository | None:
@@ -103,7 +106,10 @@ async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> R
         return {"backup_id": stmt.backup_id, "bytes_freed": freed}
 
     job = await cairn.jobs.run("drop_backup", session, work, target=repo.uri,
-                               backup_id=stmt.backup_id, statement=redacted(stmt))
+                               backup_id=stmt.backup_id, statement=redacted(stmt),
+                               detached=bool(opts.get("detached")))
+    if opts.get("detached"):
+        return job_row(job)
     if job.result.get("skipped"):
         return skipped
     return result_row(job.result, [("backup_id", "TEXT"), ("bytes_freed", "BIGINT")],

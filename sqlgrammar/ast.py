@@ -226,6 +226,7 @@ class DropBackup(Statement):
     backup_id: str
     target: str | None = None
     if_exists: bool = False
+    options: tuple[tuple[str, OptionValue], ...] = ()
 
 
 @dataclass(frozen=True)

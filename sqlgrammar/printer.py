@@ -164,7 +164,8 @@ def _verify_backup(s: ast.VerifyBackup) -> str:
 
 
 def _drop_backup(s: ast.DropBackup) -> str:
-    return f"DROP BACKUP {_opt(s.if_exists, 'IF EXISTS ')}{literal(s.backup_id)}{_in(s.target)}"
+    return (f"DROP BACKUP {_opt(s.if_exists, 'IF EXISTS ')}{literal(s.backup_id)}"
+            f"{_in(s.target)}{_with(s.options)}")
 
 
 def _create_schedule(s: ast.CreateSchedule) -> str:

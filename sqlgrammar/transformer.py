@@ -319,8 +319,8 @@ class ToAst(Transformer[Token, ast.Statement]):
         return ast.VerifyBackup(backup_id, target, options or ())
 
     def drop_backup(self, if_exists: bool | None, backup_id: str,
-                    target: str | None) -> ast.DropBackup:
-        return ast.DropBackup(backup_id, target, bool(if_exists))
+                    target: str | None, options: Options | None) -> ast.DropBackup:
+        return ast.DropBackup(backup_id, target, bool(if_exists), options or ())
 
     def attach_backups(self, target: str) -> ast.AttachBackups:
         return ast.AttachBackups(target)
