@@ -154,7 +154,7 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
 
     def work(ctx: JobContext) -> dict[str, Any]:
         m = load(choose_own(repo, source, opts.get("backup_id"), opts.get("as_of"),
-                            _holds(table), origin_of(cairn, source)))
+                            _holds(table), origin_of(cairn, source), f"table '{source}.{table}'"))
         ctx.set(backup_id=m.backup_id)
         entry = next((t for t in m.tables if t.name == table), None)
         if entry is None:

@@ -43,7 +43,8 @@ class Origin:
 
 
 def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | None,
-               accept: Callable[[dict[str, Any]], bool], origin: Origin | None) -> dict[str, Any]:
+               accept: Callable[[dict[str, Any]], bool], origin: Origin | None,
+               what: str | None = None) -> dict[str, Any]:
     """`repo.choose_backup` for a RESTORE on this server: with `backup_id`, that
     one, whoever wrote it. Without, the newest backup of this server's namespace
     (an entry not opened, such as an encrypted one without its passphrase, is
@@ -53,18 +54,18 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
     server's backups are never taken: NOT_FOUND lists them, to name one with
     `backup_id`."""
     if backup_id is not None or origin is None:
-        return dict(repo.choose_backup(namespace, backup_id, as_of, accept=accept))
+        return dict(repo.choose_backup(namespace, backup_id, as_of, accept=accept, what=what))
     server_only = Origin(origin.server)
 
     def own(by: Origin) -> Callable[[dict[str, Any]], bool]:
         return lambda m: accept(m) and ("namespace_record" not in m or by.owns(m, lineage=True))
 
     try:
-        return dict(repo.choose_backup(namespace, None, as_of,
+        return dict(repo.choose_backup(namespace, None, as_of, what=what,
                                        accept=own(origin if origin.created_at else server_only)))
     except NotFound:
         if origin.created_at is None:  # no such namespace here: any server's
-            return dict(repo.choose_backup(namespace, None, as_of, accept=accept))
+            return dict(repo.choose_backup(namespace, None, as_of, accept=accept, what=what))
         limit = parse_time(as_of) if as_of is not None else None
         others = [m["backup_id"] for m in repo.listing(namespace)
                   if "error" not in m and accept(m) and not own(origin)(m)

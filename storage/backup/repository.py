@@ -405,12 +405,13 @@ class Repository(LocksAndPrune):
 
     def choose_backup(
         self, namespace: str, backup_id: str | None = None, as_of: str | None = None,
-        accept: Callable[[dict[str, Any]], bool] | None = None,
+        accept: Callable[[dict[str, Any]], bool] | None = None, what: str | None = None,
     ) -> dict[str, Any]:
         """The manifest a RESTORE of `namespace` takes (selection.choose): never an
         older backup because a newer one is damaged; `accept` narrows the newest
-        (by its header) to the backups that can serve (a table's, a namespace's)."""
-        return choose(self, namespace, backup_id, as_of, accept)
+        (by its header) to the backups that can serve (a table's, a namespace's:
+        `what`, for the NOT_FOUND when none does)."""
+        return choose(self, namespace, backup_id, as_of, accept, what)
 
     def _scan_manifests(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         self._readable()

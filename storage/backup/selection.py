@@ -104,11 +104,12 @@ def may_be_of(entry: dict[str, Any], namespace: str | None) -> bool:
 
 def choose(
     repo: Backups, namespace: str, backup_id: str | None = None, as_of: str | None = None,
-    accept: Callable[[dict[str, Any]], bool] | None = None,
+    accept: Callable[[dict[str, Any]], bool] | None = None, what: str | None = None,
 ) -> dict[str, Any]:
     """The manifest a RESTORE of `namespace` takes: `backup_id`, else the newest
     backup of it (taken at or before `as_of`). BackupInvalid (422) when a backup
-    that cannot be read may be that newest one; NotFound when there is none."""
+    that cannot be read may be that newest one; NotFound when there is none
+    (naming `what` the backups `accept`ed must hold, e.g. "table ns.t")."""
     if backup_id is not None:
         m = repo.read_manifest(backup_id)
         if m["namespace"] != namespace:
@@ -139,6 +140,8 @@ def choose(
         )
     if pick is None:
         when = f" taken at or before {as_of}" if as_of else ""
+        if what is not None:
+            raise NotFound(f"no backup{when} in target '{repo.uri}' holds {what}")
         raise NotFound(f"no backup of namespace '{namespace}'{when} in target '{repo.uri}'")
     if "tables" not in pick or pick.get("encrypted") is not True:
         # encrypted, and not opened: say why (passphrase); plain: refused if a

@@ -125,3 +125,19 @@ async def test_a_detached_start_archiving_whose_base_fails_leaves_no_archive(
     while await rows(client, "SHOW ARCHIVES"):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
+
+
+# --- RESTORE TABLE of a table no backup holds ------------------------------------
+
+
+async def test_restore_table_no_backup_holds_names_the_table(client: Any) -> None:
+    """It said "no backup of namespace 'app'" beside a listed backup of app."""
+    await app_backup(client)
+    message = await err(client, "RESTORE TABLE app.zz FROM 'nightly'", "NOT_FOUND")
+    assert message.startswith("no backup in target '") and "holds table 'app.zz'" in message
+    message = await err(client, "RESTORE TABLE app.zz FROM 'nightly' "
+                                "WITH (as_of = '2000-01-01T00:00:00Z')", "NOT_FOUND")
+    assert "no backup taken at or before 2000-01-01T00:00:00Z in target '" in message
+    assert message.endswith("holds table 'app.zz'")
+    message = await err(client, "RESTORE DATABASE nosuch FROM 'nightly'", "NOT_FOUND")
+    assert message.startswith("no backup of namespace 'nosuch' in target '")
