@@ -189,6 +189,9 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
     opts = check_options("RESTORE", stmt.options, RESTORE_OPTIONS)
     if "backup_id" in opts and "as_of" in opts:
         raise InvalidArgument("give backup_id or as_of, not both")
+    if stmt.if_not_exists and opts.get("replace"):
+        raise InvalidArgument("give IF NOT EXISTS (keep an existing namespace) or "
+                              "replace = true (replace it), not both")
     if "as_of" in opts:
         parse_time(opts["as_of"])
     destination = stmt.as_name or stmt.namespace

@@ -141,3 +141,19 @@ async def test_restore_table_no_backup_holds_names_the_table(client: Any) -> Non
     assert message.endswith("holds table 'app.zz'")
     message = await err(client, "RESTORE DATABASE nosuch FROM 'nightly'", "NOT_FOUND")
     assert message.startswith("no backup of namespace 'nosuch' in target '")
+
+
+# --- contradictions ----------------------------------------------------------------
+
+
+async def test_restore_if_not_exists_with_replace_is_refused(client: Any) -> None:
+    """`replace` was ignored in silence: nothing restored over the existing namespace."""
+    await app_backup(client)
+    for destination in ("", " AS fresh"):
+        message = await err(client, f"RESTORE DATABASE IF NOT EXISTS app FROM 'nightly'"
+                                    f"{destination} WITH (replace = true)", "INVALID_ARGUMENT")
+        assert "IF NOT EXISTS" in message and "replace = true" in message
+    assert await rows(client, "SELECT * FROM system.jobs WHERE job_type = 'restore'") == []
+    [result] = await ok(client, "RESTORE DATABASE IF NOT EXISTS app FROM 'nightly' "
+                                "WITH (replace = false)")
+    assert result["message"] == "Namespace 'app' already exists, nothing restored"
