@@ -451,7 +451,11 @@ async def _stop_work(cairn: Cairn, background: list[asyncio.Task[None]]) -> None
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    await cairn.jobs.shutdown()
+    # The loops' gather ends as soon as one of them is cancelled, not when
+    # archiving has let its cycles finish: a cycle then met the state closed
+    # ("cannot schedule new futures after shutdown", a traceback in the log).
+    # Beside the jobs' stop: a cycle may wait for its base backup's job.
+    await asyncio.gather(archiving.service(cairn).shutdown(), cairn.jobs.shutdown())
 
 
 async def _background(cairn: Cairn) -> None:
