@@ -287,11 +287,15 @@ class _Process:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
         try:
+            # A process group of its own: a terminal's Ctrl-C (SIGINT to its
+            # group) is the server's to act on (it cancels the job); here too,
+            # it stopped this process mid-call or mid-import with a traceback.
+            # It still dies with the server (jobchild._die_with_parent).
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "storage.jobchild", str(theirs.fileno()), level,
                  str(os.getpid()), str(logging.getLogger().getEffectiveLevel())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, env=env)
+                stdout=subprocess.DEVNULL, env=env, process_group=0)
         except BaseException:
             ours.close()
             raise

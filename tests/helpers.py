@@ -84,11 +84,13 @@ class ServerProcess:
     """`cairn serve` started the way a user starts it."""
 
     def __init__(self, data_dir: Path, extra: list[str] | None = None, config: Path | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, new_session: bool = False):
         """`env` adds variables to the process's environment, e.g.
-        `{"CAIRN_FAULTS": "backup.before_manifest:kill"}`."""
+        `{"CAIRN_FAULTS": "backup.before_manifest:kill"}`; `new_session`: a
+        session and process group of its own, as a terminal's foreground job."""
         self.data_dir = data_dir
         self.env = env or {}
+        self.new_session = new_session
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir),
@@ -107,6 +109,7 @@ class ServerProcess:
             self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             cwd=str(self.data_dir.parent),
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            start_new_session=self.new_session,
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout

@@ -129,8 +129,8 @@ def serve(rfd: int, wfd: int) -> int:
 
 
 def main() -> int:
-    # Ctrl-C in a terminal reaches the whole process group: the server decides
-    # when its helper stops (by closing the pipe), not the terminal.
+    # The server decides when its helper stops (by closing the pipe), not a
+    # Ctrl-C: it runs in a process group of its own (`_ensure`), and ignores one.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     wfd = os.dup(1)
     os.dup2(2, 1)  # anything printed goes to stderr, never into the replies
@@ -180,9 +180,11 @@ class BodyHelper:
         # the pipes are close-on-exec: only this process holds the write end of
         # the child's stdin, so the child sees it close when this process ends
         self._ready = False
+        # A process group of its own, as a job process's (storage/jobproc.py):
+        # a terminal's Ctrl-C reached it before `main` could ignore it.
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "storage.archive.helper"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0)
+            stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0, process_group=0)
         for pipe in (self._proc.stdin, self._proc.stdout):
             with contextlib.suppress(OSError):  # not allowed: the default size
                 fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[union-attr]

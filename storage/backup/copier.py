@@ -70,9 +70,11 @@ class _Copier:
         try:
             nice = priority.background_nice()
             args = [sys.executable, "-I", "-S", copyloop.__file__, str(theirs.fileno())]
+            # A process group of its own: a terminal's Ctrl-C is the server's
+            # (as a job process's, storage/jobproc.py), not a traceback here.
             self.proc = subprocess.Popen(
                 [*args, str(nice)] if nice else args, pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, process_group=0)
         except BaseException:
             ours.close()
             raise

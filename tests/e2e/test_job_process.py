@@ -413,3 +413,56 @@ def test_relative_paths_mean_the_same_in_the_job_process(tmp_path: Path) -> None
     finally:
         proc.kill()
         proc.wait()
+
+
+CHILDREN = {"job process": "storage.jobchild", "copier": "copyloop.py",
+            "archive helper": "storage.archive.helper"}
+
+
+@pytest.mark.parametrize("when", ["started", "mid-backup", "copier", "archive helper"])
+def test_ctrl_c_stops_the_server_and_not_its_helper_processes(
+        tmp_path: Path, server_process: Any, when: str) -> None:
+    """Ctrl-C in a terminal is SIGINT to the foreground process group: it
+    reached the job process (idle, mid-import or mid-call), a copier or the
+    archive helper too, which printed a KeyboardInterrupt traceback. The
+    server owns the stop: it cancels the job, exits 0, and they go with it."""
+    config = tmp_path / "cairn.toml"
+    off = when == "copier"  # the backup's copies in copier processes of the server
+    config.write_text(f'[backup]\nroots = ["{tmp_path / "backups"}"]\n'
+                      f'[jobs]\njob_process = "{"off" if off else "idle"}"\n')
+    slow = when in ("mid-backup", "copier")
+    env = {"CAIRN_FAULTS": "backup.before_object:sleep=0.3"} if slow else {}
+    srv = server_process(config=config, env=env, new_session=True)
+    assert srv.proc is not None
+    if when != "started":
+        srv.post("CREATE NAMESPACE app; CREATE TABLE app.t (x INT)")
+        for i in range(6):
+            srv.post(f"INSERT INTO app.t VALUES ({i}); FLUSH TABLE app.t")
+    if slow:
+        _, body = srv.post("BACKUP DATABASE app TO 'nightly' WITH (detached = true, "
+                           "compression = 'none')")  # raw objects: copied in copiers
+        job_id = body["results"][0]["rows"][0]["job_id"]
+    elif when == "archive helper":
+        srv.post("START ARCHIVING DATABASE app TO 'nightly' WITH (detached = true)")
+    name = CHILDREN.get(when, CHILDREN["job process"])
+    children: list[int] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not children:
+        time.sleep(0.02)
+        children = [p for p in _children(srv.proc.pid) if name in cmdline(p)]
+        if slow and not (tmp_path / "backups" / "nightly" / "locks").exists():
+            children = []  # not yet in the middle of the backup
+    assert children, f"no {when} process"
+    os.killpg(srv.proc.pid, signal.SIGINT)
+    _, stderr = srv.proc.communicate(timeout=60)
+    assert srv.proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(p) for p in children):
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in children)
+    if slow:
+        again = server_process(tmp_path / "data", config=config)
+        _, body = again.post(f"SELECT status FROM system.jobs WHERE job_id = '{job_id}'")
+        assert body["results"][0]["rows"] == [{"status": "cancelled"}], body
+        assert target_files(tmp_path / "backups" / "nightly")["manifests"] == set()
