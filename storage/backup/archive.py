@@ -276,7 +276,7 @@ class ArchiveRepository(Repository):
         freed, self._freed = self._freed, 0
         return freed
 
-    def abandon(self, backup_id: str) -> int:
+    def abandon(self, backup_id: str, made_target: bool = False) -> int:
         self._discard_staging()
         return 0
 

@@ -44,6 +44,8 @@ class KeyRing:
         self._write = write
         self._opened: dict[str, Keys | None] = {}  # None: the passphrase does not open it
         self._writer: Keys | None = None
+        self._files: dict[str, bytes] = {}  # the key files read or written
+        self.writer_file: tuple[str, bytes] | None = None  # the one `for_writing` chose
 
     def __repr__(self) -> str:
         return f"KeyRing({self._uri!r}, passphrase={'***' if self._passphrase else None})"
@@ -53,7 +55,8 @@ class KeyRing:
         opened: their ciphers do not pickle ("cannot pickle 'AESGCM'" failed
         every base an encrypted archive took after its first segment), and the
         receiver reads the key files again, as they are in the target then."""
-        return {**self.__dict__, "_opened": {}, "_writer": None}
+        return {**self.__dict__, "_opened": {}, "_writer": None, "_files": {},
+                "writer_file": None}
 
     @property
     def has_passphrase(self) -> bool:
@@ -88,13 +91,13 @@ class KeyRing:
                     log.warning("skipping unreadable key file: %s", exc.message)
                     continue
                 if keys is not None:
-                    self._writer = keys
+                    self._writer, self.writer_file = keys, (key_id, self._files[key_id])
                     break
             else:
                 key_id, data, keys = new_key_file(self._passphrase)
                 self._write(key_id, data)
                 self._opened[key_id] = keys
-                self._writer = keys
+                self._writer, self.writer_file = keys, (key_id, data)
         return self._writer
 
     def _try(self, key_id: str) -> Keys | None:
@@ -105,4 +108,5 @@ class KeyRing:
                 raise BackupInvalid(f"key file '{key_id}' of backup target '{self._uri}' is missing")
             doc = parse_key_file(data, key_id, self._uri)
             self._opened[key_id] = unlock(doc, key_id, self._passphrase)
+            self._files[key_id] = data
         return self._opened[key_id]

@@ -18,6 +18,7 @@ from catalog.errors import AlreadyExists, BackupInvalid, CairnError
 from ..work import Work
 from . import locks
 from .atomic import delete_quietly, make_dirs, write_small
+from .discard import discard_skeleton
 from .layout import (
     LOCKS,
     check_backup_id,
@@ -54,12 +55,16 @@ class LocksAndPrune:
     durable: bool
     store: ObjectStore
     dead_lock_seconds: float = DEAD_LOCK_SECONDS
+    made_target: bool
 
     @property
     def uri(self) -> str:
         return self.target.uri
 
     def _writing(self) -> None:
+        raise NotImplementedError
+
+    def _confirm(self) -> None:
         raise NotImplementedError
 
     def _refuse_links(self) -> None:
@@ -93,7 +98,13 @@ class LocksAndPrune:
             raise AlreadyExists(
                 f"backup '{backup_id}' is already running or exists in target '{self.uri}'"
             )
-        return self._new_lock(backup_id, should_stop, oids, expand=self.store.names_for)
+        lock = self._new_lock(backup_id, should_stop, oids, expand=self.store.names_for)
+        try:
+            self._confirm()  # a failed backup's clean-up may have taken them (discard.py)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
 
     def _new_lock(self, lock_id: str, should_stop: ShouldStop | None, oids: Iterable[str],
                   expand: Callable[[str], Iterable[str]] | None = None) -> BackupLock:
@@ -204,9 +215,11 @@ class LocksAndPrune:
         return mtime is not None and (
             store_now_ns(self.target, mtime) - mtime > self.dead_lock_seconds * 1e9)
 
-    def abandon(self, backup_id: str) -> int:
+    def abandon(self, backup_id: str, made_target: bool = False) -> int:
         """Clean up after a backup that died: drop its lock and every object it
-        recorded that nothing else uses. Returns bytes freed."""
+        recorded that nothing else uses; then, if it made the target (this
+        instance wrote its config, or `made_target`), the target's skeleton
+        when nothing else is in it (discard.py). Returns bytes freed."""
         check_backup_id(backup_id)
         self._refuse_links()
         path = lock_path(self.target.base, backup_id)
@@ -218,7 +231,10 @@ class LocksAndPrune:
             except CairnError as exc:
                 log.warning("removing damaged lock: %s", exc.message)
         delete_quietly(self.target, path)
-        return self.prune(candidates=oids) if oids else 0
+        freed = self.prune(candidates=oids) if oids else 0
+        if self.made_target or made_target:
+            discard_skeleton(self.target, self.durable)
+        return freed
 
     def prune(
         self,

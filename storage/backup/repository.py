@@ -28,9 +28,10 @@ from catalog.errors import (
 from . import envelope, manifest, schema
 from .atomic import fsync_path, make_dirs, read_small, write_small
 from .codec import Found
-from .config import parse_config
+from .config import encode_config, parse_config
 from .creation import create
 from .crypto import Keys, PassphraseError, is_key_id
+from .discard import confirm
 from .keyring import KeyRing
 from .layout import (
     CONFIG,
@@ -81,6 +82,8 @@ class Repository(LocksAndPrune):
         self.store = ObjectStore(target, durable, compress=compression == "zstd")
         self._keyring = KeyRing(passphrase, target.uri, self._read_key, self._key_ids, self._write_key)
         self._config: dict[str, Any] | None = None
+        self._config_data: bytes | None = None  # as read or written (discard.confirm)
+        self.made_target = False  # this instance wrote its config.json (discard.py)
 
     def __repr__(self) -> str:
         return (
@@ -122,6 +125,7 @@ class Repository(LocksAndPrune):
         if existing is not None:
             return existing
         self._config = config = create(self.target, self.uri, self.durable)
+        self._config_data, self.made_target = encode_config(config), True
         return config
 
     def check_config(self) -> dict[str, Any] | None:
@@ -132,7 +136,7 @@ class Repository(LocksAndPrune):
             self._refuse_links()
             data = self._read_small(join(self.target.base, CONFIG))
             if data is not None:
-                self._config = parse_config(data, self.uri)
+                self._config, self._config_data = parse_config(data, self.uri), data
             else:
                 found = self._internals()
                 if found:
@@ -206,6 +210,9 @@ class Repository(LocksAndPrune):
         keys = self._keyring.open(key_id, f"backup '{backup_id}' in target '{self.uri}'")
         self.store.keyring = self._keyring.unlocked
         return keys
+
+    def _confirm(self) -> None:
+        confirm(self.target, self._config_data, self._keyring.writer_file, self.durable)
 
     def _writing(self) -> None:
         """Ready to write: the target exists and, when encrypting, the key is chosen."""

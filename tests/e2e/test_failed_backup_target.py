@@ -1,0 +1,57 @@
+"""A BACKUP that fails or is cancelled into a target that was not there
+leaves no target behind (contract §5: files it alone wrote are removed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import faults
+from tests.helpers import Gate, err, ok, sql, state, wait_job
+
+
+async def damaged_table(client: Any, tmp_path: Path) -> None:
+    await ok(client, "CREATE NAMESPACE rot; CREATE TABLE rot.t (id INT PRIMARY KEY, v TEXT); "
+                     "INSERT INTO rot.t VALUES (1, 'a'); FLUSH TABLE rot.t")
+    [parquet] = (tmp_path / "data" / "files").glob("*/*.parquet")
+    damaged = bytearray(parquet.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    parquet.write_bytes(bytes(damaged))
+
+
+@pytest.mark.parametrize("options", ["", " WITH (encryption_passphrase = 'pw')"])
+async def test_a_failed_first_backup_leaves_no_target(
+    client: Any, tmp_path: Path, options: str
+) -> None:
+    """It left config.json, empty locks/ tmp/ prunes/ objects/xx/ (and a key
+    file), and SHOW BACKUPS IN the target then listed nothing, not NOT_FOUND."""
+    await damaged_table(client, tmp_path)
+    await err(client, f"BACKUP DATABASE rot TO 'newtarget'{options}", "BACKUP_INVALID")
+    assert not (tmp_path / "backups" / "newtarget").exists()
+    await err(client, "SHOW BACKUPS IN 'newtarget'", "NOT_FOUND")
+
+
+async def test_a_failed_backup_keeps_a_target_with_backups(client: Any, tmp_path: Path) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY); "
+                     "INSERT INTO app.t VALUES (1); BACKUP DATABASE app TO 'nightly'")
+    await damaged_table(client, tmp_path)
+    await err(client, "BACKUP DATABASE rot TO 'nightly'", "BACKUP_INVALID")
+    [row] = (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]
+    assert row["namespace"] == "app"
+
+
+async def test_a_cancelled_first_backup_leaves_no_target(client: Any, tmp_path: Path) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY); "
+                     "INSERT INTO app.t VALUES (1); FLUSH TABLE app.t")
+    gate = Gate(state(client))
+    faults.register("backup.before_object", gate)
+    [result] = await ok(client, "BACKUP DATABASE app TO 'newtarget' WITH (detached = true)")
+    job_id = result["rows"][0]["job_id"]
+    await gate.reach()
+    assert (tmp_path / "backups" / "newtarget" / "config.json").exists()
+    status, _ = await sql(client, f"KILL JOB '{job_id}'")
+    assert status == 200
+    assert (await wait_job(client, job_id))["status"] == "cancelled"
+    assert not (tmp_path / "backups" / "newtarget").exists()
