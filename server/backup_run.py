@@ -16,6 +16,7 @@ from catalog import Archive, Backup
 from catalog.errors import CairnError, Cancelled
 from storage import jobproc
 from storage.backup import Repository, write_backup
+from storage.backup.discard import unmade
 from storage.backup.schema import ArchiveRef, Scope
 from storage.snapshot import Snapshot
 
@@ -41,8 +42,11 @@ class BackupPlan:
 
 def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any]:
     """The job's work: snapshot, store, record."""
+    # made_target: a clean-up after a lost job process, or at start-up, also
+    # removes the target's skeleton (storage/backup/discard.py).
     ctx.set(backup_id=plan.backup_id,
-            cleanup={"target": plan.repo.uri, "backup_id": plan.backup_id})
+            cleanup={"target": plan.repo.uri, "backup_id": plan.backup_id,
+                     "made_target": unmade(plan.repo.target)})
     ctx.check_cancelled()
     throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
     scope = None if plan.tables is None else Scope(kind="tables", tables=sorted(plan.tables))
@@ -87,7 +91,7 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
         return jobproc.call(ctx, fn, *args, here=here, **kwargs)
     except jobproc.Lost:
         try:
-            plan.repo.abandon(plan.backup_id)
+            plan.repo.abandon(plan.backup_id, bool(ctx.job.cleanup.get("made_target")))
         except CairnError as exc:
             log.warning("backup %s: could not clean up after its job process: %s",
                         plan.backup_id, exc.message)

@@ -372,8 +372,8 @@ def register_cleanups(cairn: Cairn) -> None:
             remove_own_tmp(repo)
             sweep(job)
             return
-        freed = repo.abandon(backup_id)
-        remove_own_tmp(repo)
+        remove_own_tmp(repo)  # first: a skeleton with none left goes too (discard.py)
+        freed = repo.abandon(backup_id, bool(job.cleanup.get("made_target")))
         log.info("cleaned interrupted backup %s in %s (%d bytes freed)", backup_id, target, freed)
         sweep(job)
 

@@ -98,6 +98,12 @@ def _skeleton(base: str) -> tuple[list[str], list[str]] | None:
     return files, folders
 
 
+def unmade(target: Target) -> bool:
+    """Whether a local target has no config.json yet: a backup starting into it
+    makes it (the server's note for a clean-up after its job process)."""
+    return target.kind == "local" and not os.path.lexists(join(target.base, CONFIG))
+
+
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:

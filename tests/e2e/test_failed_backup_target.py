@@ -3,6 +3,7 @@ leaves no target behind (contract §5: files it alone wrote are removed)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -54,4 +55,26 @@ async def test_a_cancelled_first_backup_leaves_no_target(client: Any, tmp_path: 
     status, _ = await sql(client, f"KILL JOB '{job_id}'")
     assert status == 200
     assert (await wait_job(client, job_id))["status"] == "cancelled"
+    assert not (tmp_path / "backups" / "newtarget").exists()
+
+
+def test_a_first_backup_the_server_died_in_leaves_no_target_after_restart(
+    tmp_path: Path, server_process: Any
+) -> None:
+    """With resume_window = "0" the start-up clean-up abandons it: its lock and
+    objects went, and its config.json, empty folders and the target stayed."""
+    config = tmp_path / "cairn.toml"
+    config.write_text(f'[backup]\nroots = ["{tmp_path / "backups"}"]\nresume_window = "0"\n')
+    srv = server_process(config=config, env={"CAIRN_FAULTS": "backup.before_manifest:kill"})
+    for text in ("CREATE NAMESPACE app", "CREATE TABLE app.t (id INT PRIMARY KEY)",
+                 "INSERT INTO app.t VALUES (1)", "FLUSH TABLE app.t"):
+        status, body = srv.post(text)
+        assert status == 200, body
+    with contextlib.suppress(ConnectionError):  # it dies before the manifest
+        srv.post("BACKUP DATABASE app TO 'newtarget'")
+    assert srv.proc is not None and srv.proc.wait(30) != 0
+    assert (tmp_path / "backups" / "newtarget" / "config.json").exists()
+    again = server_process(tmp_path / "data", config=config)
+    _, body = again.post("SELECT status FROM system.jobs WHERE job_type = 'backup'")
+    assert body["results"][0]["rows"] == [{"status": "failed"}]
     assert not (tmp_path / "backups" / "newtarget").exists()
