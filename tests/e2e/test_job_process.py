@@ -454,7 +454,8 @@ def test_ctrl_c_stops_the_server_and_not_its_helper_processes(
             children = []  # not yet in the middle of the backup
     assert children, f"no {when} process"
     os.killpg(srv.proc.pid, signal.SIGINT)
-    _, stderr = srv.proc.communicate(timeout=60)
+    srv.proc.wait(timeout=60)
+    stderr = srv.log()  # (its pipes are read by ServerProcess from its start on)
     assert srv.proc.returncode == 0, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     deadline = time.monotonic() + 5
