@@ -32,6 +32,7 @@ from catalog.errors import InvalidArgument
 from ..files import MIN_ROW_GROUP_ROWS
 from .image import NamespaceImage
 from .schema import FileEntry, TableEntry
+from .sources import source_errors
 
 STATS_BYTES = 4096  # Arrow's max_statistics_size: a longer min or max is not written
 CHUNK_BYTES = 2 * STATS_BYTES + 512  # a column chunk's entry: min, max and the rest
@@ -81,7 +82,7 @@ def refusal(table: TableEntry, f: FileEntry, path: Path, data: bytes | None) -> 
     if data is not None:
         end = data[-8:]
     else:
-        with open(path, "rb") as src:
+        with source_errors(str(path)), open(str(path), "rb") as src:  # gone: BACKUP_INVALID
             src.seek(-8, 2)
             end = src.read(8)
     size = int.from_bytes(end[:4], "little")
