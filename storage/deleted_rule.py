@@ -17,6 +17,7 @@ from .scopes import (
     enclosing,
     find,
     items,
+    merges_columns,
     renamed,
     selects,
     table_columns,
@@ -159,8 +160,7 @@ class DeletedRule:
         if not isinstance(p, exp.Star) and not (
                 isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
             return None
-        if any(j.args.get("using") or str(j.args.get("method") or "").upper() == "NATURAL"
-               for j in select.args.get("joins") or []):
+        if merges_columns(select):
             return [None]  # a USING or NATURAL join's `*` merges columns
         if isinstance(p, exp.Star):
             return [None] if any(p.args.values()) else list(items(select))

@@ -17,7 +17,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from .sandbox import fold
-from .scopes import cte_of, find, items
+from .scopes import cte_of, find, items, merges_columns
 
 CAIRN_TYPE = b"cairn.type"
 # On a column marked JSON by its name alone (`of` could not tell the answer's
@@ -56,8 +56,7 @@ class _Lineage:
             return [(n, a and b) for (n, a), (_, b) in zip(left, right, strict=True)]
         if not isinstance(node, exp.Select):
             raise _Unknown
-        if any(j.args.get("using") or str(j.args.get("method") or "").upper() == "NATURAL"
-               for j in node.args.get("joins") or []):
+        if merges_columns(node):
             raise _Unknown  # a USING or NATURAL join's `*` merges columns
         out: Outputs = []
         for p in node.expressions:

@@ -48,6 +48,17 @@ def items(select: exp.Expression) -> list[exp.Expression]:
     return out
 
 
+def merges_columns(select: exp.Expression) -> bool:
+    """Does a join of the SELECT's FROM merge columns (USING, NATURAL), so that
+    its `*` is not each item's columns in turn? Joins written after FROM and
+    those sqlglot hangs on a table (`FROM a JOIN b USING (k) SELECT *`) alike."""
+    joins = list(select.args.get("joins") or [])
+    joins += [j for item in items(select) if isinstance(item, exp.Table)
+              for j in item.args.get("joins") or []]
+    return any(j.args.get("using") or str(j.args.get("method") or "").upper() == "NATURAL"
+               for j in joins)
+
+
 def names(item: exp.Expression, default_ns: str | None, ctes: set[int]) -> set[str]:
     """The names a column's qualifier may give `item` by."""
     if item.alias:

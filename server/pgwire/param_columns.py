@@ -192,8 +192,7 @@ class Binder:
 
     def _spread(self, select: exp.Select, p: exp.Expression) -> list[exp.Expression | None]:
         """The FROM items a `*` or `t.*` spreads ([None]: cannot be told)."""
-        if any(j.args.get("using") or str(j.args.get("method") or "").upper() == "NATURAL"
-               for j in select.args.get("joins") or []):
+        if scopes.merges_columns(select):
             return [None]  # a USING or NATURAL join's `*` merges columns
         if isinstance(p, exp.Star):
             return [None] if any(p.args.values()) else list(scopes.items(select))
