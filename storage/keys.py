@@ -91,9 +91,11 @@ class BufferKeys:
     those batches, query.py). Call every method with the table's `lock` held.
 
     `stale` means batches were removed since the index was built (a flush, an
-    eviction): it is then a superset (keys and batches that may be gone),
-    rebuilt from the batches when a probe hits it, or when `removed` finds it
-    holding more than twice what the buffer does. `keys is None` means
+    eviction): it is then a superset (keys and batches that may be gone, which
+    every reader of its answer skips), rebuilt when `removed` finds it holding
+    more than twice what the buffer does. (It was also rebuilt whenever a probe
+    hit it: on a full stream, an INSERT of a buffered key after each eviction
+    rebuilt the whole index, O(max_buffer) a statement under the table's lock.) `keys is None` means
     unknown (too many, or not built yet). `size` counts the references added
     since the last build: at least the entries and their lists' items."""
 
@@ -140,7 +142,7 @@ class BufferKeys:
     def may_hold(
         self, probe: list[Any], batches: Iterable[BufBatch], primary_key: list[str], user_table: bool
     ) -> bool:
-        if self.stale and (self.keys is None or any(k in self.keys for k in probe)):
+        if self.stale and self.keys is None:  # unknown: built (or found too many) now
             self._rebuild(list(batches), primary_key, user_table)
         if self.keys is None:
             return True

@@ -39,6 +39,7 @@ class Binder:
         self.known: dict[tuple[str | None, str], dict[str, str] | None] = {}
         self.seen: dict[int, list[tuple[str, str | None]] | None] = {}  # outputs(), by item
         self.busy: set[int] = set()
+        self.enclosing: dict[int, list[exp.Expression]] = {}  # scopes.enclosing's memo
 
     def table(self, node: exp.Expression) -> dict[str, str] | None:
         """A Cairn table reference's {column: type}, or None (not a table,
@@ -100,7 +101,7 @@ class Binder:
         CTE spread into the columns it gives."""
         if col.table:
             return scopes.find(col, self.default_ns, self.ctes, self._names)
-        for select in scopes.enclosing(col):
+        for select in scopes.enclosing(col, self.enclosing):
             found = []
             for item in scopes.items(select):
                 outputs = self.outputs(item, depth)

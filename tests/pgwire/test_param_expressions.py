@@ -11,9 +11,13 @@ import asyncio
 from decimal import Decimal
 
 import asyncpg
+import pytest
+import sqlglot
+from sqlglot import exp
 
 from server.pgwire import params
 from server.pgwire import types as t
+from storage import scopes
 from tests.pgwire.conftest import PgServer
 
 
@@ -61,3 +65,36 @@ def test_a_column_of_no_one_type_still_makes_text() -> None:
     }
     for sql, want in cases.items():
         assert params.infer(sql, [], lookup, "a")[0] == want, sql
+
+
+def test_many_parameters_are_typed_in_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`k IN ($1, …, $n)` typed each `$n` by looking at every other item
+    (n²: 1,000 parameters 1.8 s of a Parse, 4,000 28 s, holding a statement
+    thread); `VALUES ($1, …, $n)` found each one's place by a scan, and each
+    column of `k = $1 OR k = $2 OR …` walked up the whole chain. Counted
+    here in look-ups, not timed."""
+    tables = {("a", "s"): {"k": "BIGINT", "v": "TEXT"},
+              ("a", "w"): {f"c{i}": "BIGINT" for i in range(400)}}
+    lookup = lambda ns, name: tables.get((ns or "a", name))  # noqa: E731
+    looks: list[int] = []
+    real = params._mentions
+    monkeypatch.setattr(params, "_mentions", lambda node, mark: (looks.append(1),
+                                                                 real(node, mark))[1])
+    n = 400
+    in_list = "SELECT k FROM a.s WHERE k IN (" + ", ".join(f"${i}" for i in range(1, n + 1)) + ")"
+    assert params.infer(in_list, [], lookup, "a")[0] == [t.INT8] * n
+    assert len(looks) <= n + 2, len(looks)  # each item looked at once: was n * n
+    values = "INSERT INTO a.w VALUES (" + ", ".join(f"${i}" for i in range(1, n + 1)) + ")"
+    oids, targets = params.infer(values, [], lookup, "a")
+    assert oids == [t.INT8] * n and targets[-1] == (f"c{n - 1}", "BIGINT")
+    ors = "SELECT k FROM a.s WHERE " + " OR ".join(f"v = ${i}" for i in range(1, n + 1))
+    assert params.infer(ors, [], lookup, "a")[0] == [t.TEXT] * n
+
+
+def test_the_enclosing_memo_answers_as_the_walk() -> None:
+    tree = sqlglot.parse_one("SELECT k FROM a.s WHERE " + " OR ".join(
+        f"k = (SELECT max(k) FROM a.s s{i} WHERE s{i}.v = v)" for i in range(30)), read="duckdb")
+    memo: dict[int, list[exp.Expression]] = {}
+    for col in tree.find_all(exp.Column):
+        assert scopes.enclosing(col, memo) == scopes.enclosing(col)
+    assert memo

@@ -314,3 +314,28 @@ def test_keys_stay_exact_under_concurrent_flushes(engine: Engine, run: Run) -> N
         t.join()
     assert not errors, errors[:5]
     assert run("SELECT count(*) AS n FROM app.t") == [{"n": len(committed)}]
+
+
+def test_a_full_stream_does_not_rebuild_its_index_at_every_duplicate(
+        engine: Engine, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a full stream each INSERT evicts a batch (the index goes stale), and
+    a probe that hit a stale index rebuilt it whole: an INSERT of a buffered
+    key after every new one cost O(max_buffer) under the table's lock. A
+    stale index is a superset its readers skip the gone batches of; only
+    `removed` rebuilds it, once it holds twice what the buffer does."""
+    engine.create_table("app", "s", "stream", [col("id", primary_key=True), col("v")],
+                        {"max_buffer": 500})
+    for i in range(500):
+        run(f"INSERT INTO app.s VALUES ({i}, {i})")
+    rebuilds = []
+    real = keys.BufferKeys._rebuild
+    monkeypatch.setattr(keys.BufferKeys, "_rebuild",
+                        lambda self, *a: (rebuilds.append(1), real(self, *a))[1])
+    for i in range(500, 700):
+        run(f"INSERT INTO app.s VALUES ({i}, {i})")  # evicts the oldest
+        with pytest.raises(AlreadyExists):
+            run(f"INSERT INTO app.s VALUES ({i - 1}, 0)")  # buffered: refused, as before
+    assert len(rebuilds) <= 2, len(rebuilds)  # was 200: one a duplicate
+    run("INSERT INTO app.s VALUES (150, 0)")  # evicted: free again, from the stale index
+    ids = [r["id"] for r in run("SELECT id FROM app.s ORDER BY id")]
+    assert len(ids) == 500 and ids[0] == 150 and ids[1:] == list(range(201, 700))
