@@ -25,7 +25,15 @@ class TimePlan:
 
 
 def has_archives(repo: Repository, namespace: str) -> bool:
-    return bool(store.archive_ids(repo, namespace))
+    """Is a RESTORE of `namespace` to a time one through archived changes? So
+    it is when a backup of it is an archive's base, before that archive has
+    shipped its first segment (its folder does not exist yet): a RESTORE to a
+    time then took the bare base as a plain backup, and a write acknowledged
+    after it, or a DROP NAMESPACE, was silently not there."""
+    if store.archive_ids(repo, namespace):
+        return True
+    bases, _ = damaged.bases_and_damaged(repo, namespace)
+    return any(b.archive is not None for b in bases)
 
 
 def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int) -> TimePlan:

@@ -204,3 +204,24 @@ async def test_encrypted_restore_to_time(client: Any) -> None:
     await ok(client, f"RESTORE DATABASE app FROM 'sealed' AS r WITH (as_of = '{until}', "
                      "encryption_passphrase = 'pw')")
     assert await rows(client, "SELECT id FROM r.t ORDER BY id") == [{"id": 1}, {"id": 2}]
+
+
+async def test_a_time_before_the_first_segment_is_no_plain_restore(client: Any) -> None:
+    """Before an archive's first segment (an idle namespace, a long interval)
+    its folder does not exist, and a RESTORE to a time took the bare base as a
+    plain backup: a row acknowledged after START ARCHIVING was missing, a
+    namespace dropped came back. Its base makes the target an archive's: a
+    time past what was shipped is refused, as VERIFY ARCHIVE says."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT);"
+                     "INSERT INTO app.t VALUES (1, 'a')")
+    await ok(client, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '60m')")
+    await ok(client, "INSERT INTO app.t VALUES (2, 'acknowledged')")
+    assert (await rows(client, "SHOW ARCHIVES"))[0]["segments"] == 0
+    later = iso_now()
+    message = await err(client, f"RESTORE DATABASE app FROM 'arch' AS x WITH (as_of = '{later}')",
+                        "INVALID_ARGUMENT")
+    assert "restorable" in message, message
+    assert "x" not in [r["namespace"] for r in await rows(client, "SHOW NAMESPACES")]
+    await ok(client, "DROP NAMESPACE app CASCADE")
+    await err(client, f"RESTORE DATABASE app FROM 'arch' AS y WITH (as_of = '{iso_now()}')",
+              "INVALID_ARGUMENT")
