@@ -14,12 +14,13 @@ from .scopes import (
     Columns,
     alias_columns,
     cte_of,
+    duckdb_names,
     enclosing,
     find,
     items,
-    merges_columns,
     renamed,
     selects,
+    star_sources,
     table_columns,
 )
 from .types import DELETED
@@ -134,7 +135,7 @@ class DeletedRule:
             return None
         out: list[str] = []
         for p in branches[0].expressions:
-            sources = self._star(branches[0], p)
+            sources = star_sources(branches[0], p, self.default_ns, self.ctes)
             if sources is None:
                 out.append(fold(p.alias_or_name))
                 continue
@@ -143,31 +144,7 @@ class DeletedRule:
                 if names is None:
                     return None
                 out += names
-        taken: set[str] = set()
-        for i, name in enumerate(out):  # DuckDB's names for a repeated one: k, k_1, k_2
-            n = 0
-            while name in taken:
-                n += 1
-                name = f"{out[i]}_{n}"
-            out[i] = name
-            taken.add(name)
-        return out
-
-    def _star(self, select: exp.Select, p: exp.Expression) -> list[Any] | None:
-        """The FROM items a `*` or `t.*` item spreads ([None]: unknown), or
-        None if `p` is no star."""
-        inner = p.this if isinstance(p, exp.Alias) else p
-        if not isinstance(p, exp.Star) and not (
-                isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
-            return None
-        if merges_columns(select):
-            return [None]  # a USING or NATURAL join's `*` merges columns
-        if isinstance(p, exp.Star):
-            return [None] if any(p.args.values()) else list(items(select))
-        if not isinstance(inner, exp.Column):
-            return [None]
-        found = find(inner, self.default_ns, self.ctes)
-        return [None] if any(inner.this.args.values()) or len(found) != 1 else found
+        return duckdb_names(out)
 
     def _has(self, item: exp.Expression, name: str) -> bool:
         """May a bare column `name` read this item's column?"""
@@ -229,7 +206,7 @@ class DeletedRule:
         """Mark what a SELECT's output column `at` (by position) passes on."""
         pos = 0
         for p in select.expressions:
-            sources = self._star(select, p)
+            sources = star_sources(select, p, self.default_ns, self.ctes)
             if sources is None:
                 if pos == at:
                     inner = p.this if isinstance(p, exp.Alias) else p
@@ -240,7 +217,7 @@ class DeletedRule:
                 continue
             for source in sources:
                 names = self._names(source) if source is not None else None
-                if names is None:
+                if source is None or names is None:
                     return  # where the columns are cannot be told
                 if at < pos + len(names):
                     self._mark(source, names[at - pos])

@@ -17,7 +17,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from .sandbox import fold
-from .scopes import cte_of, find, items, merges_columns
+from .scopes import cte_of, find, items, merges_columns, star_sources
 
 CAIRN_TYPE = b"cairn.type"
 # On a column marked JSON by its name alone (`of` could not tell the answer's
@@ -60,22 +60,15 @@ class _Lineage:
             raise _Unknown  # a USING or NATURAL join's `*` merges columns
         out: Outputs = []
         for p in node.expressions:
-            inner = p.this if isinstance(p, exp.Alias) else p
-            if isinstance(p, exp.Star):
-                if any(v for k, v in p.args.items()):
-                    raise _Unknown  # EXCLUDE, REPLACE, RENAME
-                for item in items(node):
-                    out += self.item(item)
+            sources = star_sources(node, p, None, self.ctes)
+            if sources is None:
+                inner = p.this if isinstance(p, exp.Alias) else p
+                out.append((fold(p.alias_or_name), self.value(node, inner)))
                 continue
-            if isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star):
-                if any(v for v in inner.this.args.values()):
-                    raise _Unknown
-                found = find(inner, None, self.ctes)
-                if len(found) != 1:
-                    raise _Unknown
-                out += self.item(found[0])
-                continue
-            out.append((fold(p.alias_or_name), self.value(node, inner)))
+            for source in sources:
+                if source is None:
+                    raise _Unknown  # EXCLUDE, REPLACE, RENAME; a qualifier of no one item
+                out += self.item(source)
         return out
 
     def value(self, select: exp.Select, node: Any) -> bool:

@@ -59,6 +59,40 @@ def merges_columns(select: exp.Expression) -> bool:
                for j in joins)
 
 
+def star_sources(select: exp.Expression, p: exp.Expression, default_ns: str | None,
+                 ctes: set[int]) -> list[exp.Expression | None] | None:
+    """The FROM items a SELECT item `*` or `t.*` spreads, in order; [None]
+    when that cannot be told (a USING or NATURAL join merges columns; EXCLUDE,
+    REPLACE or RENAME; a qualifier naming no one item); None if `p` is no star."""
+    inner = p.this if isinstance(p, exp.Alias) else p
+    if not isinstance(p, exp.Star) and not (
+            isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
+        return None
+    if merges_columns(select):
+        return [None]
+    if isinstance(p, exp.Star):
+        return [None] if any(p.args.values()) else list(items(select))
+    if not isinstance(inner, exp.Column):
+        return [None]
+    found: list[exp.Expression | None] = list(find(inner, default_ns, ctes))
+    return [None] if any(inner.this.args.values()) or len(found) != 1 else found
+
+
+def duckdb_names(names: list[str]) -> list[str]:
+    """A query's column names as DuckDB gives repeated ones: k, k_1, k_2 (the
+    first free suffix)."""
+    taken: set[str] = set()
+    out: list[str] = []
+    for base in names:
+        name, n = base, 0
+        while name in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name)
+        out.append(name)
+    return out
+
+
 def names(item: exp.Expression, default_ns: str | None, ctes: set[int]) -> set[str]:
     """The names a column's qualifier may give `item` by."""
     if item.alias:

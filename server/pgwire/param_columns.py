@@ -162,13 +162,7 @@ class Binder:
         if first is None:
             return None
         out: list[tuple[str, str | None]] = []
-        taken: set[str] = set()
-        for i, (name, _) in enumerate(first):
-            n, base = 0, name  # DuckDB's names for a repeated one: k, k_1, k_2
-            while name in taken:
-                n += 1
-                name = f"{base}_{n}"
-            taken.add(name)
+        for i, name in enumerate(scopes.duckdb_names([n for n, _ in first])):
             types = {c[i][1] if c is not None and i < len(c) else None for c in columns}
             out.append((name, types.pop() if len(types) == 1 else None))
         return out
@@ -177,31 +171,18 @@ class Binder:
                         ) -> list[tuple[str, str | None]] | None:
         out: list[tuple[str, str | None]] = []
         for p in select.expressions:
-            inner = p.this if isinstance(p, exp.Alias) else p
-            star = isinstance(p, exp.Star) or (
-                isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star))
-            if not star:
+            sources = scopes.star_sources(select, p, self.default_ns, self.ctes)
+            if sources is None:
+                inner = p.this if isinstance(p, exp.Alias) else p
                 typ = self.type_of(inner, depth) if isinstance(inner, exp.Column) else None
                 out.append((fold(p.alias_or_name), typ))
                 continue
-            for source in self._spread(select, p):
+            for source in sources:
                 spread = self.outputs(source, depth) if source is not None else None
                 if spread is None:
                     return None
                 out += spread
         return out
-
-    def _spread(self, select: exp.Select, p: exp.Expression) -> list[exp.Expression | None]:
-        """The FROM items a `*` or `t.*` spreads ([None]: cannot be told)."""
-        if scopes.merges_columns(select):
-            return [None]  # a USING or NATURAL join's `*` merges columns
-        if isinstance(p, exp.Star):
-            return [None] if any(p.args.values()) else list(scopes.items(select))
-        inner = p.this if isinstance(p, exp.Alias) else p
-        if not isinstance(inner, exp.Column) or any(inner.this.args.values()):
-            return [None]  # `t.* EXCLUDE (…)`
-        found: list[exp.Expression | None] = list(scopes.find(inner, self.default_ns, self.ctes))
-        return found if len(found) == 1 else [None]
 
     def insert_target(self, insert: exp.Insert, position: int) -> tuple[str, str] | None:
         """(column, type) of an INSERT's VALUES position."""
