@@ -4,7 +4,8 @@ sqlglot reads `INTERVAL '1 day 02:03:04.5'` as `INTERVAL '1' DAY`: the time of
 day is dropped without a word (found by trying: `now() - INTERVAL '1 day
 12:00:00'` meant one day). Each INTERVAL string of a statement that is more
 than a number and a unit is read on its own, and one that does not come back
-whole is INVALID_ARGUMENT naming the CAST that keeps it."""
+whole is INVALID_ARGUMENT naming the CAST that keeps it. The statement's code
+is scanned (its comments blanked): a comment is read by nobody."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ _DUCKDB = Dialect.get_or_raise("duckdb")
 _INTERVAL_TEXT = re.compile(r"(?i)\bINTERVAL\s*'((?:[^']|'')*)'")
 
 
-def check_intervals(chunk: Chunk, source: str) -> None:
-    for m in _INTERVAL_TEXT.finditer(source):
+def check_intervals(chunk: Chunk, code: str) -> None:
+    for m in _INTERVAL_TEXT.finditer(code):
         text = m.group(1)
         if len(text.split()) <= 2 and ":" not in text:
             continue  # '3 days', '1 hour': a number and a unit, read as written

@@ -260,7 +260,7 @@ def _parse_explain(chunk: Chunk) -> ast.Explain | None:
     if m is None:
         return None
     blank = re.sub(r"[^\n]", " ", chunk.text[:m.end()])
-    inner = _parse_query(chunk, blank + chunk.text[m.end():])
+    inner = _parse_query(chunk, blank + chunk.text[m.end():], blank + chunk.code[m.end():])
     return ast.Explain(inner, analyze=m.group(1) is not None)
 
 
@@ -324,11 +324,11 @@ def _check_size(chunk: Chunk, source: str) -> None:
                     "bound", chunk.line, chunk.column, chunk.index)
 
 
-def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
+def _parse_query(chunk: Chunk, text: str | None = None, code: str | None = None) -> ast.Query:
     source = chunk.text if text is None else text
     _check_size(chunk, source)
     check_chains(chunk, source)
-    check_intervals(chunk, source)
+    check_intervals(chunk, chunk.code if code is None else code)
     try:
         if _found(_DIGIT_THEN_WORD, source, MAX_NUMBER_CHARS + 1):
             tokens = _DUCKDB.tokenize(source)

@@ -6,6 +6,7 @@ import pytest
 from sqlglot import exp
 
 from sqlgrammar import SqlSyntaxError, ast, parse_one
+from sqlgrammar.errors import SqlInvalid
 
 
 @pytest.mark.parametrize(
@@ -102,3 +103,19 @@ def test_comment_before_the_first_word_does_not_change_routing() -> None:
     assert stmt == ast.ShowTables()
     query = parse_one("-- hi\nSELECT 1")
     assert isinstance(query, ast.Query) and query.kind == "select"
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1 -- INTERVAL '1 day 02:00'",
+    "SELECT 1 /* was: now() - INTERVAL '1 day 12:00:00' */",
+    "EXPLAIN SELECT 1 -- INTERVAL '1 day 02:00'\n",
+])
+def test_an_interval_inside_a_comment_is_not_checked(sql: str) -> None:
+    """The INTERVAL check (a string sqlglot would cut) read comments too: a
+    statement whose comment held the old spelling was refused."""
+    assert isinstance(parse_one(sql), (ast.Query, ast.Explain))
+
+
+def test_an_interval_outside_a_comment_is_still_checked() -> None:
+    with pytest.raises(SqlInvalid, match="CAST"):
+        parse_one("SELECT 1 /* note */ + 0, now() - INTERVAL '1 day 12:00:00' -- x")
