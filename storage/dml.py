@@ -267,7 +267,7 @@ def _check_keys(
                                                                          hashed)
             if not unknown and not unbuilt:
                 candidates = filters.select(in_range, hashed, len(files) - len(in_range))
-                in_buffer = probe is None or st.keys.may_hold(probe, st.batches.values(), pk,
+                in_buffer = probe is None or st.keys.may_hold(probe, st.batches, pk,
                                                               user_table)
                 if not candidates and not in_buffer:
                     return set(), probe

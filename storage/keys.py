@@ -137,20 +137,22 @@ class BufferKeys:
         the files' ranges and filters, not here."""
         self.stale = True
         if self.keys is not None and self.size > 2 * batches.rows + REBUILD_SLACK:
-            self._rebuild(list(batches.values()), primary_key, user_table)
+            self._rebuild(batches, primary_key, user_table)
 
     def may_hold(
-        self, probe: list[Any], batches: Iterable[BufBatch], primary_key: list[str], user_table: bool
+        self, probe: list[Any], batches: BatchMap, primary_key: list[str], user_table: bool
     ) -> bool:
         if self.stale and self.keys is None:  # unknown: built (or found too many) now
-            self._rebuild(list(batches), primary_key, user_table)
+            if batches.rows > KEYSET_LIMIT:  # still too many, told in O(1): no recount
+                return True
+            self._rebuild(batches, primary_key, user_table)
         if self.keys is None:
             return True
         keys = self.keys
         return any(k in keys for k in probe)
 
     def batches_of(
-        self, probe: list[Any], batches: Iterable[BufBatch], primary_key: list[str], user_table: bool
+        self, probe: list[Any], batches: BatchMap, primary_key: list[str], user_table: bool
     ) -> list[bytes] | None:
         """The buffer keys of every batch that may hold a version of a `probe`
         key, in commit order (a superset: some may be gone), or None if unknown."""
@@ -168,18 +170,18 @@ class BufferKeys:
                 found.add(had)
         return sorted(found)  # big-endian first sequence numbers: commit order
 
-    def _rebuild(self, batches: list[BufBatch], primary_key: list[str], user_table: bool) -> None:
+    def _rebuild(self, batches: BatchMap, primary_key: list[str], user_table: bool) -> None:
         self.stale = False
-        if sum(b.num_rows for b in batches) > KEYSET_LIMIT:
+        if batches.rows > KEYSET_LIMIT:
             self.keys = None
             return
         self.keys, self.size = {}, 0
-        for b in batches:
+        for b in list(batches.values()):
             self.add(batch_keys(b, primary_key, user_table), b.key)
 
 
 def buffered_versions(
-    index: BufferKeys, batches: dict[bytes, BufBatch], primary_key: list[str], probe: list[Any],
+    index: BufferKeys, batches: BatchMap, primary_key: list[str], probe: list[Any],
     wanted: dict[tuple[Any, ...], int], *, owner: str | None, user_table: bool,
     has_deleted: bool, min_ts: float | None, append_only: bool,
 ) -> dict[tuple[Any, ...], bool] | None:
@@ -191,7 +193,7 @@ def buffered_versions(
     column it needs, or the answer could differ from DuckDB's (an append-only
     table with two versions of a key; two live keys, of which DuckDB picks the
     one it reports). Call with the table's lock held."""
-    found = index.batches_of(probe, batches.values(), primary_key, user_table)
+    found = index.batches_of(probe, batches, primary_key, user_table)
     if found is None:
         return None
     newest: dict[tuple[Any, ...], tuple[int, bool]] = {}

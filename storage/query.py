@@ -97,7 +97,7 @@ def take_snapshot(
                 recs = [f for f in recs if keys.file_may_hold(ranges.get(f), pk, cols, bounds)]
                 recs = ranges.filters.keep(recs, cols, st.columns, pk)
             probe = keys.probe_keys(cols, user, user_table)
-            found = st.keys.batches_of(probe, st.batches.values(), pk, user_table)
+            found = st.keys.batches_of(probe, st.batches, pk, user_table)
             if found is not None:  # only the batches holding a version of the key
                 buffer = st.key_rows(found, point, user, min_ts=st.ttl_floor())
                 cut = buffer is not None

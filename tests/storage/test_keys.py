@@ -339,3 +339,29 @@ def test_a_full_stream_does_not_rebuild_its_index_at_every_duplicate(
     run("INSERT INTO app.s VALUES (150, 0)")  # evicted: free again, from the stale index
     ids = [r["id"] for r in run("SELECT id FROM app.s ORDER BY id")]
     assert len(ids) == 500 and ids[0] == 150 and ids[1:] == list(range(201, 700))
+
+
+def test_a_stream_past_the_key_set_limit_does_not_recount_at_every_insert(
+        engine: Engine, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past KEYSET_LIMIT buffered keys the index is unknown, and each eviction
+    marks it stale: every INSERT of a full stream then re-summed every
+    batch's rows (a rebuild that gave up), O(max_buffer) under the table's
+    lock. The buffer's row count is kept; the index is rebuilt only once it
+    could hold the keys again."""
+    monkeypatch.setattr(keys, "KEYSET_LIMIT", 4)
+    engine.create_table("app", "s", "stream", [col("id", primary_key=True), col("v")],
+                        {"max_buffer": 10})
+    for i in range(10):
+        run(f"INSERT INTO app.s VALUES ({i}, {i})")
+    rebuilds = []
+    real = keys.BufferKeys._rebuild
+    monkeypatch.setattr(keys.BufferKeys, "_rebuild",
+                        lambda self, *a: (rebuilds.append(1), real(self, *a))[1])
+    for i in range(10, 60):
+        run(f"INSERT INTO app.s VALUES ({i}, {i})")  # evicts the oldest
+    assert rebuilds == []  # was one a statement
+    with pytest.raises(AlreadyExists):
+        run("INSERT INTO app.s VALUES (55, 0)")  # still checked (by DuckDB)
+    run("INSERT INTO app.s VALUES (3, 0)")  # evicted: free again
+    ids = [r["id"] for r in run("SELECT id FROM app.s ORDER BY id")]
+    assert ids == [3, *range(51, 60)]
