@@ -29,13 +29,22 @@ from catalog.errors import CairnError
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _FIELDS = "cairn_fields"
 _EVENT = "cairn_event"
-# A string literal ('' inside, unclosed at the end) or a dollar-quoted one
-# ($tag$ ... $tag$, or to the end when not closed), as linear patterns: the
-# old `'(?:[^']|'')*'` took a second for a 9 MB literal, on the event loop.
-_STRING = re.compile(r"'[^']*(?:''[^']*)*'?|\$([A-Za-z0-9_]*)\$.*?(?:\$\1\$|\Z)", re.DOTALL)
-# A secret option's value however it is written: unquoted or in double quotes
-# (a PARSE_ERROR) it was no string literal, and a slow request's line kept it.
-_SECRET = re.compile(r'(?i)(encryption_passphrase\s*=?\s*)("(?:[^"]|"")*"?|[^\s,)]+)')
+# A comment (group 1: dropped from the shape; an apostrophe in `-- don't`
+# opened a string that ended at a passphrase's first quote, which was logged),
+# an E-string (backslash escapes), a string literal ('' inside, unclosed at
+# the end) or a dollar-quoted one ($tag$ ... $tag$, or to the end when not
+# closed), as linear patterns: the old `'(?:[^']|'')*'` took a second for a 9
+# MB literal, on the event loop. The first that starts leftmost wins, as in
+# the splitter; a nested block comment ends at its first `*/` here, so the
+# secrets are hidden first (below), whatever this reads as a string.
+_STRING = re.compile(r"(--[^\n\r]*|/\*.*?(?:\*/|\Z))|(?<![A-Za-z0-9_$])[eE]'[^'\\]*"
+                     r"(?:(?:\\.|'')[^'\\]*)*'?|'[^']*(?:''[^']*)*'?"
+                     r"|\$([A-Za-z0-9_]*)\$.*?(?:\$\2\$|\Z)", re.DOTALL)
+# A secret option's value however it is written: a string literal (taken
+# first, so no comment or string before it can hide where it starts), or
+# unquoted or in double quotes (a PARSE_ERROR, whose slow-request line kept it).
+_SECRET = re.compile(r"""(?i)(encryption_passphrase\s*=?\s*)"""
+                     r"""('[^']*(?:''[^']*)*'?|"(?:[^"]|"")*"?|[^\s,)]+)""")
 SHAPE_LIMIT = 300
 SHAPE_INPUT = 65_536  # characters of a statement shaped (the rest is never logged)
 
@@ -157,11 +166,12 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
 
 def statement_shape(sql: str) -> str:
     """The SQL with string literals replaced by '?' (they may hold passphrases;
-    one still open where the text ends is hidden to the end), and the value of
-    `encryption_passphrase` however it is written, whitespace
+    one still open where the text ends is hidden to the end), comments
+    dropped, and the value of `encryption_passphrase` however it is written, whitespace
     collapsed and cut to SHAPE_LIMIT characters. Only the first SHAPE_INPUT
     characters are read."""
-    shaped = _SECRET.sub(r"\1'?'", _STRING.sub("'?'", printable(sql[:SHAPE_INPUT])))
+    hidden = _SECRET.sub(r"\1'?'", printable(sql[:SHAPE_INPUT]))
+    shaped = _STRING.sub(lambda m: " " if m.group(1) is not None else "'?'", hidden)
     shaped = " ".join(shaped.split())
     return shaped if len(shaped) <= SHAPE_LIMIT else shaped[:SHAPE_LIMIT] + "…"
 

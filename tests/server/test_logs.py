@@ -171,6 +171,24 @@ def test_statement_shape_hides_every_string() -> None:
             assert "Hunter2" not in logs.statement_shape(text), text
 
 
+def test_statement_shape_reads_comments_as_comments() -> None:
+    """An apostrophe in a comment (`/* it's the nightly one */`, `-- don't`)
+    opened a string in the shape that ended at the passphrase's first quote:
+    the slow_request line logged the passphrase."""
+    for comment in ("/* it's the nightly one */", "-- don't\n", "-- don't\r", "/* a /* it's */ */"):
+        text = (f"BACKUP DATABASE app TO 'nightly' {comment} WITH (encryption_passphrase = "
+                "'Tr0ub4dor-PASSPHRASE-1', label = 'l')")
+        shape = logs.statement_shape(text)
+        assert "Tr0ub4dor" not in shape and "PASSPHRASE" not in shape, shape
+        assert "don't" not in shape and "it's" not in shape, shape
+    assert (logs.statement_shape("SELECT 'a' -- it's\n, 'b' /* c */ FROM t")
+            == "SELECT '?' , '?' FROM t")
+    # an E-string's backslash-escaped quote does not end it either
+    assert (logs.statement_shape("SELECT E'it\\'s', 'Hunter2'") == "SELECT '?', '?'")
+    assert "Hunter2" not in logs.statement_shape(
+        "SELECT E'x\\' , encryption_passphrase = ', 'Hunter2'")
+
+
 def test_text_lines_cannot_be_forged_by_quoted_text() -> None:
     """A message may quote a client's text (a backup target's name may hold a
     newline, a DuckDB error quotes a column): in text format its line breaks
@@ -213,3 +231,16 @@ def test_json_lines_hold_no_raw_c1_controls_or_line_separators() -> None:
     lines = out.splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["target"] == target
     assert "é" in out  # other text stays as written
+
+
+def test_sqlglot_never_logs_a_statement(caplog: pytest.LogCaptureFixture) -> None:
+    """pgwire's catalog layer hands a text holding `pg_` to sqlglot, which
+    logged "'SHOW BACKUP 'nope' WITH (encryption_passphrase = 'pg_Hunter2…')'
+    contains unsupported syntax": the passphrase in the server's log."""
+    import sqlglot
+
+    import sqlgrammar  # noqa: F401 - sets sqlglot's logger, as the server does
+    caplog.set_level(logging.DEBUG)
+    sqlglot.parse("SHOW BACKUP 'nope' WITH (encryption_passphrase = 'pg_Hunter2-1796')",
+                  read="duckdb")
+    assert not [r for r in caplog.records if "Hunter2" in r.getMessage()]
