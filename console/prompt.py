@@ -22,6 +22,7 @@ from prompt_toolkit.lexers import PygmentsLexer
 from pygments.lexers.sql import SqlLexer
 
 from sqlgrammar import KEYWORDS, SqlSyntaxError
+from sqlgrammar.secrets import hide_secrets
 from sqlgrammar.splitter import split_script
 
 from .client import Names
@@ -111,14 +112,25 @@ def _bindings() -> KeyBindings:
     return keys
 
 
+class _KeptHistory(FileHistory):
+    """The history file, with each `encryption_passphrase` value written as
+    '***' (the statement was written there in clear), readable by its owner
+    only (it was made 0644)."""
+
+    def store_string(self, string: str) -> None:
+        super().store_string(hide_secrets(string, "'***'"))
+
+
 def _history() -> History:
     path = history_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        if path.stat().st_uid == os.getuid():
+            path.chmod(0o600)
     except OSError:
         return InMemoryHistory()
-    return FileHistory(str(path))
+    return _KeptHistory(str(path))
 
 
 def make_session(completer: Completer) -> PromptSession[str]:

@@ -25,6 +25,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from catalog import Job
 from catalog.diskerrors import from_oserror
 from catalog.errors import CairnError
+from sqlgrammar.secrets import hide_secrets
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _FIELDS = "cairn_fields"
@@ -40,11 +41,6 @@ _EVENT = "cairn_event"
 _STRING = re.compile(r"(--[^\n\r]*|/\*.*?(?:\*/|\Z))|(?<![A-Za-z0-9_$])[eE]'[^'\\]*"
                      r"(?:(?:\\.|'')[^'\\]*)*'?|'[^']*(?:''[^']*)*'?"
                      r"|\$([A-Za-z0-9_]*)\$.*?(?:\$\2\$|\Z)", re.DOTALL)
-# A secret option's value however it is written: a string literal (taken
-# first, so no comment or string before it can hide where it starts), or
-# unquoted or in double quotes (a PARSE_ERROR, whose slow-request line kept it).
-_SECRET = re.compile(r"""(?i)(encryption_passphrase\s*=?\s*)"""
-                     r"""('[^']*(?:''[^']*)*'?|"(?:[^"]|"")*"?|[^\s,)]+)""")
 SHAPE_LIMIT = 300
 SHAPE_INPUT = 65_536  # characters of a statement shaped (the rest is never logged)
 
@@ -170,7 +166,8 @@ def statement_shape(sql: str) -> str:
     dropped, and the value of `encryption_passphrase` however it is written, whitespace
     collapsed and cut to SHAPE_LIMIT characters. Only the first SHAPE_INPUT
     characters are read."""
-    hidden = _SECRET.sub(r"\1'?'", printable(sql[:SHAPE_INPUT]))
+    # secrets first, so no comment or string before one can hide where it starts
+    hidden = hide_secrets(printable(sql[:SHAPE_INPUT]), "'?'")
     shaped = _STRING.sub(lambda m: " " if m.group(1) is not None else "'?'", hidden)
     shaped = " ".join(shaped.split())
     return shaped if len(shaped) <= SHAPE_LIMIT else shaped[:SHAPE_LIMIT] + "…"

@@ -204,6 +204,11 @@ function renderError(err, text) {
   box.hidden = false;
 }
 
+// The editor's text is kept across reloads in localStorage, which outlives
+// the tab (the token is in sessionStorage): a passphrase is kept as '***'.
+const SECRET = /(encryption_passphrase\s*=?\s*)('[^']*(?:''[^']*)*'?|"(?:[^"]|"")*"?|[^\s,)]+)/gi;
+function withoutSecrets(text) { return text.replace(SECRET, "$1'***'"); }
+
 async function run() {
   const full = editor.value;
   let { selectionStart: a, selectionEnd: b } = editor;
@@ -215,7 +220,7 @@ async function run() {
     text = "\n".repeat(lines.length - 1) + " ".repeat(lines[lines.length - 1].length) + full.slice(a, b);
   }
   if (!text.trim()) return;
-  localStorage.setItem("cairn.editor", full);
+  localStorage.setItem("cairn.editor", withoutSecrets(full));
   settings.save();
   const button = $("run");
   button.disabled = true;

@@ -84,6 +84,18 @@ def test_query_runs_with_ctrl_enter_and_shows_rows(
     expect(page.locator('.result[data-statement="1"] .count')).to_have_text("(3 rows)")
 
 
+def test_the_editor_is_kept_without_its_passphrases(page: Page, server: ServerProcess) -> None:
+    """The editor's text, kept across reloads in localStorage, held a BACKUP's
+    passphrase in clear."""
+    page.goto(server.url + "/")
+    run_sql(page, "SELECT 1 AS one -- WITH (encryption_passphrase = 'Web-Secret-1', label = 'l')")
+    expect(page.locator('.result[data-statement="1"] .count')).to_have_text("(1 row)")
+    kept = page.evaluate("localStorage.getItem('cairn.editor')")
+    assert "Web-Secret" not in kept and "encryption_passphrase = '***', label = 'l'" in kept
+    page.reload()
+    expect(page.locator("#editor")).to_have_value(re.compile(r"passphrase = '\*\*\*'"))
+
+
 def test_bidirectional_controls_in_data_are_shown_as_escapes(
         page: Page, server: ServerProcess) -> None:
     """A role-user's value 'invoice_<RLO>fdp.exe' read as invoice_exe.pdf in the
