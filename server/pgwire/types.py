@@ -321,7 +321,7 @@ def _int_from(raw: bytes, size: int) -> int:
 
 
 _BINARY_DECODERS: dict[int, Callable[[bytes], Any]] = {
-    BOOL: lambda r: r == b"\x01" if len(r) == 1 else _fail("bool"),
+    BOOL: lambda r: r != b"\x00" if len(r) == 1 else _fail("bool"),  # boolrecv: not zero
     INT2: lambda r: _int_from(r, 2), INT4: lambda r: _int_from(r, 4),
     INT8: lambda r: _int_from(r, 8),
     OID: lambda r: int.from_bytes(r, "big") if len(r) == 4 else _fail("oid"),
@@ -481,11 +481,14 @@ def decode_param(oid: int, binary: bool, raw: bytes | None) -> Any:
         if dec is None:
             raise BadParameter(f"binary parameters of type oid {oid} are not supported")
         try:
-            return dec(raw)
+            value = dec(raw)
         except (struct.error, ArithmeticError, ValueError) as exc:
             if isinstance(exc, BadParameter | BadUnicode):
                 raise
             raise BadParameter(f"parameter of type oid {oid} is malformed") from None
+        if isinstance(value, str) and "\x00" in value:  # as in text format
+            raise BadUnicode("a parameter holds a NUL character")
+        return value
     text = _utf8(raw)
     if "\x00" in text:
         raise BadUnicode("a parameter holds a NUL character")

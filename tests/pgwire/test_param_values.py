@@ -152,3 +152,21 @@ def test_a_binary_date_past_python_is_22008_not_malformed() -> None:
     assert caught.value.code == "22008"
     assert t.decode_param(t.TIMESTAMPTZ, True, (2**63 - 1).to_bytes(8, "big")) == "infinity"
     assert params.literal("-infinity", t.TIMESTAMPTZ) == "CAST('-infinity' AS TIMESTAMP)"
+
+
+def test_a_binary_bool_is_true_for_any_byte_but_zero() -> None:
+    """PostgreSQL's boolrecv reads any byte but 0 as true; 0x02 and 0xff were
+    stored as false."""
+    assert [t.decode_param(t.BOOL, True, bytes([b])) for b in (0, 1, 2, 255)] == [
+        False, True, True, True]
+
+
+@pytest.mark.parametrize("oid", [t.TEXT, t.VARCHAR, t.BPCHAR, t.UNKNOWN, t.JSON])
+def test_a_nul_in_a_binary_text_parameter_is_refused_as_in_text_format(oid: int) -> None:
+    """The text format refused `a\\x00b` (22021, as PostgreSQL does); the
+    binary format stored it."""
+    with pytest.raises(t.BadUnicode, match="NUL"):
+        t.decode_param(oid, False, b"a\x00b")
+    with pytest.raises(t.BadUnicode, match="NUL"):
+        t.decode_param(oid, True, b"a\x00b")
+    assert t.decode_param(oid, True, b"ab") == "ab"
