@@ -42,7 +42,7 @@ from .types import (
     coerce,
     default_value,
 )
-from .values import by_name, query_values, unsupported_arg, values_rows, with_of
+from .values import by_name, extra_arg, query_values, unsupported_arg, values_rows, with_of
 
 
 def _owner(st: TableState, user: str | None) -> str | None:
@@ -89,8 +89,10 @@ def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> i
     return write_values(engine, st, names, rows, owner)
 
 
-def _unsupported(e: exp.Expression, what: str, args: tuple[str, ...]) -> None:
-    found = unsupported_arg(e, args)
+def _unsupported(e: exp.Expression, what: str, args: tuple[str, ...] | frozenset[str]) -> None:
+    """INVALID_ARGUMENT naming the first of `args` the statement has (a tuple),
+    or the first part it has outside `args` (a frozenset: what it may have)."""
+    found = extra_arg(e, args) if isinstance(args, frozenset) else unsupported_arg(e, args)
     if found is not None:
         raise InvalidArgument(f"{what} ... {found} is not supported")
 
@@ -412,6 +414,9 @@ def _matching(
     extra: list[str], user: str | None, ns: str | None,
 ) -> pa.Table:
     alias = quote(node.alias_or_name)
+    # The table's name and alias only (targets.resolve refused anything more).
+    node = exp.Table(**{k: v.copy() for k, v in node.args.items()
+                        if k in ("this", "db", "alias") and v})
     sql = f"SELECT {alias}.*{''.join(', ' + x for x in extra)} FROM {node.sql(dialect='duckdb')}"
     if where is not None:
         sql += f" WHERE {where.this.sql(dialect='duckdb')}"
@@ -428,7 +433,7 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
     owner = _owner(st, user)
     if st.table.table_type == "stream":
         raise InvalidArgument(f"Table '{_name(st)}' is a STREAM table: rows cannot be updated")
-    _unsupported(e, "UPDATE", ("from", "joins", "returning", "order", "limit", "with"))
+    _unsupported(e, "UPDATE", frozenset({"this", "expressions", "where"}))
     where = e.args.get("where")
     if where is not None:
         sandbox.check_fragment(where)
@@ -471,7 +476,7 @@ def delete(engine: Writer, e: exp.Delete, user: str | None, ns: str | None) -> i
     owner = _owner(st, user)
     if st.table.table_type == "stream":
         raise InvalidArgument(f"Table '{_name(st)}' is a STREAM table: rows cannot be deleted")
-    _unsupported(e, "DELETE", ("using", "returning", "limit", "with", "order", "tables"))
+    _unsupported(e, "DELETE", frozenset({"this", "where"}))
     where = e.args.get("where")
     if where is not None:
         sandbox.check_fragment(where)

@@ -200,14 +200,30 @@ def unsupported_arg(e: exp.Expression, args: tuple[str, ...]) -> str | None:
     names some `from_`, `with_`: both spellings are looked at). PARSE_ERROR
     for a target table's alias with a column list, as DuckDB (`UPDATE ns.t AS
     x(a, b)`: the rows' columns were read by names the alias had changed)."""
-    alias = e.this.args.get("alias") if isinstance(e.this, exp.Table) else None
-    if isinstance(alias, exp.TableAlias) and alias.args.get("columns"):
-        raise ParseError(f'syntax error at or near "(": the table of {e.key.upper()} takes an '
-                         f"alias ({alias.name}), not a column list")
+    _refuse_alias_columns(e)
     for arg in args:
         if e.args.get(arg) or e.args.get(arg + "_"):
             return arg.upper()
     return None
+
+
+def extra_arg(e: exp.Expression, allowed: frozenset[str]) -> str | None:
+    """The first part the statement has outside `allowed` (an allow-list, so
+    a clause a newer sqlglot parses is refused, not silently dropped), as SQL
+    names it (`from_` is FROM). PARSE_ERROR for an alias with a column list
+    (unsupported_arg)."""
+    _refuse_alias_columns(e)
+    for arg, value in e.args.items():
+        if arg not in allowed and value:
+            return arg.rstrip("_").upper()
+    return None
+
+
+def _refuse_alias_columns(e: exp.Expression) -> None:
+    alias = e.this.args.get("alias") if isinstance(e.this, exp.Table) else None
+    if isinstance(alias, exp.TableAlias) and alias.args.get("columns"):
+        raise ParseError(f'syntax error at or near "(": the table of {e.key.upper()} takes an '
+                         f"alias ({alias.name}), not a column list")
 
 
 def with_of(e: exp.Insert, source: exp.Query) -> exp.Query:
