@@ -197,6 +197,8 @@ def _append(
         # batches (a query's answer comes in ~150-row pieces) and neither a
         # query of the buffer nor its flush copies them whole again.
         rows = rows.combine_chunks()
+    if overwrite:  # new versions of rows found (UPDATE, DELETE): each keeps its key
+        keys_mod.refuse_null(st.table.primary_key, rows)
     probe: list[Any] | None = None
     if check_keys and st.table.primary_key != [ID]:
         with TIMINGS.timed("check_keys"):

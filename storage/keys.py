@@ -391,3 +391,15 @@ def refuse_nan(pk: list[str], cols: list[list[Any]]) -> None:
     for name, values in zip(pk, cols, strict=True):
         if any(isinstance(v, float) and v != v for v in values):
             raise InvalidArgument(f"Column '{name}' is part of the primary key and cannot be NaN")
+
+
+def refuse_null(pk: list[str], rows: pa.Table | pa.RecordBatch) -> None:
+    """InvalidArgument if a row's key holds NULL: such a row is no row of the
+    table (no later statement finds it by key, and a backup holding it does
+    not verify). An INSERT's values are checked as they are coerced; this is
+    the write path's last word for new versions of rows found (UPDATE, DELETE)."""
+    for name in pk:
+        nulls = rows.column(name).null_count
+        if nulls:
+            raise InvalidArgument(f"Column '{name}' is part of the primary key and would be "
+                                  f"NULL in {nulls} row(s): nothing was written")
