@@ -254,7 +254,7 @@ def _check_keys(
     for i, key in enumerate(zip(*cols, strict=False)):
         if key in seen:
             raise AlreadyExists(
-                f"duplicate primary key {_show(pk, key)} in rows {seen[key] + 1} and {i + 1}"
+                f"duplicate primary key {keys_mod.shown_key(pk, key)} in rows {seen[key] + 1} and {i + 1}"
             )
         seen[key] = i
     user_table = st.table.table_type == "user"
@@ -302,7 +302,7 @@ def _check_keys(
     if versions is not None:  # only buffered versions could hold a key: read off the index
         alive = [k for k, deleted in versions.items() if not deleted]
         if alive:
-            raise AlreadyExists(f"duplicate primary key {_show(pk, alive[0])} in table "
+            raise AlreadyExists(f"duplicate primary key {keys_mod.shown_key(pk, alive[0])} in table "
                                 f"{_name(st)} (row {seen[alive[0]] + 1})")
         return set(versions), probe
     plan = Plan(pins=[token], rows=rows.num_rows + snap.buffer.num_rows
@@ -324,13 +324,11 @@ def _check_keys(
     if live:
         key = tuple(live[0][k] for k in pk)
         raise AlreadyExists(
-            f"duplicate primary key {_show(pk, key)} in table {_name(st)} (row {seen[key] + 1})"
+            f"duplicate primary key {keys_mod.shown_key(pk, key)} in table {_name(st)} (row {seen[key] + 1})"
         )
     return {tuple(r[k] for k in pk) for r in found}, probe
 
 
-def _show(pk: list[str], key: tuple[Any, ...]) -> str:
-    return f"({', '.join(pk)})=({', '.join(repr(v) for v in key)})"
 
 
 def _write(b: Any) -> None:

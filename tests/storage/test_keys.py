@@ -365,3 +365,23 @@ def test_a_stream_past_the_key_set_limit_does_not_recount_at_every_insert(
     run("INSERT INTO app.s VALUES (3, 0)")  # evicted: free again
     ids = [r["id"] for r in run("SELECT id FROM app.s ORDER BY id")]
     assert ids == [3, *range(51, 60)]
+
+
+def test_a_duplicate_key_is_named_in_sql_not_python(engine: Engine, run: Run) -> None:
+    """The message showed Python's repr: `(k)=(Decimal('1.50'))`,
+    `datetime.date(2024, 1, 1)`, whether the first row was buffered or flushed."""
+    engine.create_table("app", "m", "shared", [col("k", "DECIMAL", 10, 2, primary_key=True)])
+    engine.create_table("app", "d", "shared", [col("k", "DATE", primary_key=True),
+                                               col("v", "TEXT")])
+    run("INSERT INTO app.m VALUES (1.5)")
+    run("INSERT INTO app.d VALUES ('2024-01-01', 'it''s')")
+    for _flushed in (False, True):  # buffered, then flushed
+        with pytest.raises(AlreadyExists, match=r"\(k\)=\(1\.50\) in table app\.m"):
+            run("INSERT INTO app.m VALUES (1.50)")
+        with pytest.raises(AlreadyExists, match=r"\(k\)=\('2024-01-01'\) in table app\.d"):
+            run("INSERT INTO app.d VALUES ('2024-01-01', 'x')")
+        engine.flush_table("app", "m")
+        engine.flush_table("app", "d")
+    engine.create_table("app", "s", "shared", [col("k", "TIMESTAMP", primary_key=True)])
+    with pytest.raises(AlreadyExists, match=r"\(k\)=\('2024-02-01 00:00:00'\) in rows 1 and 2"):
+        run("INSERT INTO app.s VALUES (TIMESTAMP '2024-02-01'), (TIMESTAMP '2024-02-01')")
