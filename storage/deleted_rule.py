@@ -28,11 +28,13 @@ from .types import DELETED
 
 def _in_where(col: exp.Column) -> bool:
     """Is `col` part of a WHERE of its own query level (not of a subquery's
-    SELECT list inside one)?"""
+    SELECT list inside one, nor an aggregate's `FILTER (WHERE …)`, which
+    sqlglot also writes as a Where: it turned deleted rows on for the whole
+    query, an INSERT … SELECT copying them as live)?"""
     node = col.parent
     while node is not None and not isinstance(node, exp.Query | exp.Subquery):
         if isinstance(node, exp.Where):
-            return True
+            return not isinstance(node.parent, exp.Filter)
         node = node.parent
     return False
 

@@ -103,3 +103,20 @@ def test_a_using_join_written_from_first_hides_deleted_rows_as_select_first(
     engine.create_table("app", "dst", "shared", [col("k", primary_key=True), col("v")])
     run(f"INSERT INTO dst SELECT k, 0 FROM ({inner}) WHERE NOT _deleted_1", namespace="app")
     assert [r["k"] for r in run("SELECT k FROM app.dst ORDER BY k")] == [1, 2]
+
+
+def test_an_aggregates_filter_is_no_where_of_the_query(engine: Engine, run: Run) -> None:
+    """`count(*) FILTER (WHERE _deleted)` turned deleted rows on for the whole
+    query level: the other aggregates counted them, the rows were listed, and
+    an INSERT … SELECT copied a deleted row as a live one."""
+    _setup(engine, run, "shared", None)
+    got = run("SELECT count(*) AS live, count(*) FILTER (WHERE _deleted) AS d FROM app.a")
+    assert got == [{"live": 2, "d": 0}]
+    got = run("SELECT k, count(*) FILTER (WHERE _deleted) OVER () AS x FROM app.a ORDER BY k")
+    assert [r["k"] for r in got] == [1, 2]
+    run("INSERT INTO app.c SELECT k, v FROM app.a "
+        "QUALIFY count(*) FILTER (WHERE _deleted) OVER () >= 0")
+    assert [r["k"] for r in run("SELECT k FROM app.c ORDER BY k")] == [1, 2]
+    # named in the query's own WHERE, deleted rows are there for the FILTER too
+    got = run("SELECT count(*) FILTER (WHERE _deleted) AS d FROM app.a WHERE _deleted OR true")
+    assert got == [{"d": 1}]
