@@ -453,8 +453,11 @@ def sql_literal(col: Column, value: Any) -> str:
         return f"CAST(NULL AS {duckdb_type(col)})"
     if isinstance(value, bool):
         text = "TRUE" if value else "FALSE"
-    elif isinstance(value, int | float | decimal.Decimal):
-        text = repr(value) if isinstance(value, float) else str(value)
+    elif isinstance(value, decimal.Decimal):
+        # Quoted, plain: DuckDB reads a bare literal of 39+ digits (or 1.2E-8) as a DOUBLE.
+        text = f"'{format(value, 'f')}'"
+    elif isinstance(value, int | float):
+        text = repr(value)
         if isinstance(value, float) and (not math.isfinite(value)
                                          or value == 0 and math.copysign(1, value) < 0):
             text = f"'{value}'"  # DuckDB reads -0.0 as a DECIMAL 0 negated: +0.0

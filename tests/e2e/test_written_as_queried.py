@@ -259,3 +259,32 @@ async def test_a_negative_zero_default_reads_alike_in_files_and_buffer(app: Any)
                   "INSERT INTO app.z (k) VALUES (3)")
     got = await rows(app, "SELECT k, 1 / d AS d, 1 / r AS r FROM app.z ORDER BY k")
     assert got == [{"k": k, "d": "-inf", "r": "-inf"} for k in (1, 2, 3)], got
+
+
+# --- decimals DuckDB reads exactly ---------------------------------------------
+
+
+async def test_a_decimal_default_reads_exactly_in_files_written_before_it(app: Any) -> None:
+    """Rows in a file written before ALTER TABLE ... ADD COLUMN read the default
+    through a literal in their view: str(Decimal) unquoted, which DuckDB read as
+    a DOUBLE past 38 digits (0.1234... of 38 decimals lost its last digits,
+    0.99...9 read 1.0 and every SELECT * and UPDATE of those rows failed) and
+    in E notation (1.2345...E-8)."""
+    await ok(app, "CREATE TABLE app.v (k INT PRIMARY KEY, x INT); "
+                  "INSERT INTO app.v VALUES (1, 1); FLUSH TABLE app.v; "
+                  "INSERT INTO app.v VALUES (2, 2)")
+    defaults = {"a": ("DECIMAL(38,38)", "'0.12345678901234567890123456789012345678'"),
+                "b": ("DECIMAL(38,30)", "0.00000001234567890123456789012345"),
+                "c": ("DECIMAL(38,38)", "'0.99999999999999999999999999999999999999'")}
+    for name, (typ, default) in defaults.items():
+        await ok(app, f"ALTER TABLE app.v ADD COLUMN {name} {typ} DEFAULT {default}")
+    await ok(app, "INSERT INTO app.v (k, x) VALUES (3, 3)")
+    want = {"a": "0.12345678901234567890123456789012345678",
+            "b": "0.000000012345678901234567890123", "c": "0." + "9" * 38}
+    got = await rows(app, "SELECT * FROM app.v ORDER BY k")  # every column: the view's
+    assert [{n: v for n, v in r.items() if not n.startswith("_")} for r in got] == \
+        [{"k": k, "x": k, **want} for k in (1, 2, 3)]
+    await ok(app, "UPDATE app.v SET x = 9 WHERE k = 1")
+    assert await rows(app, "SELECT a, b, c FROM app.v WHERE k = 1") == [want]
+    await ok(app, "BACKUP DATABASE app TO 'dflt'; RESTORE DATABASE app FROM 'dflt' AS copy")
+    assert await rows(app, "SELECT a, b, c FROM copy.v ORDER BY k") == [want] * 3
