@@ -302,7 +302,7 @@ def to_json_value(value: Any, cairn_t: str = "") -> Any:
         # Scale 0 (e.g. DuckDB's sum() of BIGINT, a HUGEINT) is an exact integer.
         if cairn_t.endswith(",0)") and value.is_finite():
             return int(value)
-        return str(value)
+        return format(value, "f")  # its scale, no exponent: str() gave 1E-10, 0E-10
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, pa.MonthDayNano):  # an INTERVAL, before the tuple it also is

@@ -3,11 +3,14 @@ the types looked up by Arrow type id say what the full chain of checks says."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pyarrow as pa
 import pytest
 
 from server.result import CAIRN_TYPE_KEY, _type_name, cairn_type
+from tests.helpers import ok, rows
 
 TYPES = [
     pa.bool_(), pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(),
@@ -155,3 +158,17 @@ def test_json_text_is_spliced_only_when_a_write_would_take_it() -> None:
     # A Raw made elsewhere is held to the same check in an error's body.
     assert msgspec.json.decode(dumps_with_raw({"a": msgspec.Raw(b"1e999")})) == {"a": "1e999"}
     assert json_bytes({"a": json_raw(" 1e308 ")}) == b'{"a":1e308}'
+
+
+async def test_a_decimal_is_plain_text_with_its_scale_at_the_top_and_nested(client: Any) -> None:
+    """str(Decimal) wrote a small DECIMAL in E notation over HTTP ('1E-10',
+    '0E-10', '1.000E-7'), where pgwire and DuckDB's own text give 0.0000000001."""
+    await ok(client, "CREATE NAMESPACE app; "
+                     "CREATE TABLE app.d (k INT PRIMARY KEY, d DECIMAL(38,10)); INSERT INTO app.d "
+                     "VALUES (1, 0.0000000001), (2, 0), (3, 0.0000001), (4, 12.5)")
+    got = await rows(client, "SELECT d, d::VARCHAR AS text, [d] AS l, {'s': d} AS s "
+                             "FROM app.d ORDER BY k")
+    assert [r["d"] for r in got] == ["0.0000000001", "0.0000000000", "0.0000001000",
+                                     "12.5000000000"]
+    assert all(r["d"] == r["text"] and r["l"] == [r["text"]] and r["s"] == {"s": r["text"]}
+               for r in got), got
