@@ -91,6 +91,8 @@ def literal(value: Any, oid: int = 0) -> str:
     if isinstance(value, decimal.Decimal):
         if value.is_finite():
             text = _plain(value)
+            if sum(ch.isdigit() for ch in text) > 38:
+                return _exact(text)
             return f"({text})" if text.startswith("-") else text
         return f"CAST({_string(str(value).lower())} AS DOUBLE)"
     if isinstance(value, bytes):
@@ -155,6 +157,23 @@ def _plain(value: decimal.Decimal) -> str:
             f"numeric parameter is out of range: {chars} digits written out, at most "
             f"{MAX_NUMBER_CHARS}", "22003")
     return short if len(text) > MAX_NUMBER_CHARS else text
+
+
+def _exact(text: str) -> str:
+    """A number of more than 38 digits written out, which DuckDB would read as
+    a DOUBLE (`0.` and 38 digits: UPDATE … SET d = $1 stored 0.123456789012345680…
+    in a DECIMAL(38,38), and 0.99…9 was refused as 1.0): the DECIMAL of its
+    digits if 38 hold them, else its text, which a column's cast reads exactly."""
+    whole, _, fraction = text.lstrip("-").partition(".")
+    whole = whole.lstrip("0")
+    if len(whole) + len(fraction) > 38:
+        fraction = fraction.rstrip("0")  # 5.000…: the same number
+    if len(whole) + len(fraction) > 38:
+        return _string(text)
+    sign = "-" if text.startswith("-") else ""
+    digits = f"{sign}{whole or '0'}{'.' + fraction if fraction else ''}"
+    width = max(len(whole) + len(fraction), 1)
+    return f"CAST({_string(digits)} AS DECIMAL({width}, {len(fraction)}))"
 
 
 def _string(text: str) -> str:

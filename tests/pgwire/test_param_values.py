@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import decimal
 import math
 
 import asyncpg
@@ -104,6 +105,56 @@ def test_a_real_parameter_that_turns_zero_or_infinite_is_refused(pg: PgServer) -
         for value in ("0", "-0", "1e-45", "3.4028235e38", "NaN", "-Infinity"):
             conn.execute("UPDATE real2.t SET r = %s WHERE id = 1", (value,))
         assert conn.execute("SELECT r FROM real2.t").fetchall() == [(-math.inf,)]
+
+
+def test_a_numeric_literal_past_38_digits_is_the_decimal_of_its_digits() -> None:
+    digits = "12345678901234567890123456789012345678"
+    assert params.literal(decimal.Decimal("0." + digits)) == \
+        f"CAST('0.{digits}' AS DECIMAL(38, 38))"
+    assert params.literal(decimal.Decimal("-0." + digits)) == \
+        f"CAST('-0.{digits}' AS DECIMAL(38, 38))"
+    assert params.literal(decimal.Decimal("5." + "0" * 40)) == "CAST('5' AS DECIMAL(1, 0))"
+    assert params.literal(decimal.Decimal("1." + digits)) == f"'1.{digits}'"  # no DECIMAL holds it
+    assert params.literal(decimal.Decimal("-1.50")) == "(-1.50)"  # a literal DuckDB reads exactly
+
+
+def test_a_numeric_parameter_past_38_digits_arrives_exactly(pg: PgServer) -> None:
+    """A NUMERIC parameter written out past 38 digits (a DECIMAL(38,38) value
+    with its leading 0) was a bare literal, a DOUBLE to DuckDB: INSERT ...
+    VALUES ($1) stored it exactly, UPDATE ... SET d = $1 and INSERT ... SELECT
+    $1 0.12345678901234568000..., and refused 0.99...9 as 1.0."""
+    v = decimal.Decimal("0.12345678901234567890123456789012345678")
+    nines = decimal.Decimal("0." + "9" * 38)
+    long = decimal.Decimal("1.00000000004999999999999999999999999999999")  # no DECIMAL holds it
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE num39; CREATE TABLE num39.t (id BIGINT PRIMARY KEY, "
+                     "d DECIMAL(38,38), e DECIMAL(38,10))")
+        for mark in ("%t", "%b"):  # text and binary parameters
+            base = 10 if mark == "%b" else 0
+            conn.execute(f"INSERT INTO num39.t (id, d, e) VALUES ({mark}, {mark}, {mark})",
+                         (base + 1, v, long))
+            conn.execute(f"INSERT INTO num39.t (id) VALUES ({base + 2}), ({base + 3})")
+            conn.execute(f"UPDATE num39.t SET d = {mark}, e = {mark} WHERE id = {base + 2}",
+                         (v, long))
+            conn.execute(f"UPDATE num39.t SET d = {mark}, e = 0 WHERE id = {base + 3}", (nines,))
+            conn.execute(f"INSERT INTO num39.t (id, d, e) SELECT {base + 4}, {mark}, {mark}",
+                         (v, long))
+
+    async def run() -> None:
+        c = await asyncpg.connect(pg.url())
+        try:
+            await c.execute("INSERT INTO num39.t (id) VALUES (21)")
+            await c.execute("UPDATE num39.t SET d = $1, e = $2 WHERE id = 21", v, long)
+        finally:
+            await c.close()
+
+    asyncio.run(run())
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        got = conn.execute("SELECT id, d, e FROM num39.t ORDER BY id").fetchall()
+    exact = (v, decimal.Decimal("1.0000000000"))  # e rounded from the exact number, not a DOUBLE
+    assert [(i, str(d), str(e)) for i, d, e in got] == [
+        (i, *map(str, exact if i % 10 != 3 else (nines, decimal.Decimal("0E-10"))))
+        for i in (1, 2, 3, 4, 11, 12, 13, 14, 21)]
 
 
 @pytest.fixture(scope="module")
