@@ -23,10 +23,11 @@ DefaultValue = OptionValue | decimal.Decimal
 
 
 class ExponentNumber(decimal.Decimal):
-    """A DEFAULT's number written with an exponent (`1e3`, `5e0`), exact, with
-    its text in `sql`: DuckDB reads it as a DOUBLE, which the Decimal alone
-    does not say (`CAST(5e0 AS JSON)` is 5.0, of `5` it is 5). storage reads
-    `sql` as it reads an INSERT literal's (storage/spelling.number_sql)."""
+    """A number DuckDB reads as a DOUBLE: written with an exponent (`1e3`,
+    `5e0`) or with more than 38 digits (a DEFAULT's, a fast-path INSERT's),
+    exact, with its text in `sql`, which the Decimal alone does not say
+    (`CAST(5e0 AS JSON)` is 5.0, of `5` it is 5). storage reads `sql` as it
+    reads an INSERT literal's (storage/spelling.number_sql, storage/doubles.py)."""
 
     sql: str
 

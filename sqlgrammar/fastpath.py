@@ -43,6 +43,8 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
+from .ast import ExponentNumber
+
 __all__ = ["FastInsert", "FastSelect", "parse_fast", "parse_fast_lazy"]
 
 _DUCKDB = Dialect.get_or_raise("duckdb")
@@ -301,11 +303,10 @@ _BUILDERS = {"insert": (_insert, 1), "select": (_select, 2)}
 
 @dataclass(frozen=True, slots=True)
 class FastInsert:
-    """A fast-path INSERT of literals as the server's INSERT reads it, without
-    a tree: the names as written (not yet folded to lower case) and each row's
-    values as `storage.values.literal` reads the tree's literals (NULL None,
-    TRUE / FALSE a bool, a string unquoted, `[0-9]+` an int, any other number
-    a Decimal, `-` negating either). One row here; many from fastrows.py."""
+    """A fast-path INSERT of literals without a tree: the names as written (not yet
+    folded to lower case) and each row's values as `storage.values.literal` reads the
+    tree's literals (NULL None, TRUE / FALSE a bool, a string unquoted, `[0-9]+` an int, any
+    other number a Decimal, past 38 digits an ExponentNumber; `-` negating). Many: fastrows.py."""
 
     db: str | None
     table: str
@@ -313,9 +314,7 @@ class FastInsert:
     rows: list[list[Any]]
 
 
-# A longer number is left to the tree (Python's int() refuses past 4,300
-# digits; a literal past MAX_NUMBER_CHARS is refused by the normal path).
-_MAX_DIGITS = 100
+_MAX_DIGITS = 100  # longer: the tree's (int() refuses past 4,300 digits, parser.py past 1,000)
 
 
 def _number(text: str, negative: bool = False) -> Any:
@@ -323,9 +322,10 @@ def _number(text: str, negative: bool = False) -> Any:
         raise _Shape
     if text.isdigit():
         return -int(text) if negative else int(text)
+    if len(text) > 39:  # 39+ digits: a DOUBLE to DuckDB, as values.literal reads it
+        return ExponentNumber.of("-" + text if negative else text)
     value = decimal.Decimal(text)  # exact: its `-` rounds to 28 digits (…567.8912345678 was …567.9)
-    # `-0.0` is DuckDB's DECIMAL 0.0 negated, 0.0 (values.literal); past 38 digits a DOUBLE -0.0.
-    return value.copy_negate() if negative and (value or len(text) > 39) else value
+    return value.copy_negate() if negative and value else value  # `-0.0`: DuckDB's 0.0 negated, 0.0
 
 
 def describe_header(tokens: list[Token]) -> tuple[str | None, str, list[str] | None, int]:

@@ -66,10 +66,13 @@ def _number(tok: Token) -> int | decimal.Decimal:
     12345678901234567000. Huge ones are refused here rather than surfacing later
     as ValueError or `inf`: no column's number holds them."""
     if any(c in tok for c in ".eE"):
-        value = ast.ExponentNumber.of(str(tok)) if "e" in tok.lower() else decimal.Decimal(tok)
+        # A DOUBLE to DuckDB: an exponent, or 39+ digits as a query writes them (`.5` as 0.5).
+        text = str(tok).replace(".", "0.", 1) if tok.lstrip("+-").startswith(".") else str(tok)
+        double = "e" in tok.lower() or sum(c.isdigit() for c in text) > 38
+        value = ast.ExponentNumber.of(text) if double else decimal.Decimal(tok)
         if not math.isfinite(float(value)):
             raise _invalid(f"number {tok} is out of range", tok)
-        if not value and "e" not in tok.lower() and sum(c.isdigit() for c in tok) <= 38:
+        if not value and not double:
             return value.copy_abs()  # `-0.0`, a DECIMAL to DuckDB, has no sign (values.literal)
         return value
     try:

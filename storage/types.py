@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from catalog.errors import InvalidArgument
 
-from . import timetext
+from . import doubles, timetext
 from .jsoncheck import json_problem, kept_json_problem
 from .spelling import json_of, number_sql, spelled
 
@@ -149,6 +149,11 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
         return None
     t = col["type"]
     try:
+        if t in _READ_AS_DOUBLE and isinstance(value, decimal.Decimal) and doubles.reads_as_double(value):
+            number = doubles.double_of(value)  # `1e5`, 39+ digits: DuckDB's DOUBLE of it
+            if number is None:
+                raise _bad(col, row, value, "is out of range for")
+            value = number
         if t == "BOOLEAN":
             if isinstance(value, bool):
                 return value
@@ -189,6 +194,11 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
             if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal | str):
                 raise _bad(col, row, value)
             p, s = col.get("params") or DEFAULT_DECIMAL
+            if isinstance(value, float):  # as DuckDB's CAST, not through the shortest text
+                d = doubles.decimal_of(value, p, s)
+                if d is None:
+                    raise _bad(col, row, value, "is out of range for")
+                return d
             d = decimal.Decimal(_ascii(str(value)).strip()).quantize(
                 decimal.Decimal(1).scaleb(-s), context=_DECIMALS)
             if not d.is_finite() or len(d.as_tuple().digits) > p and d != 0:
@@ -244,6 +254,10 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
 # default half-even, 2.5 was stored 2 in a DECIMAL(18,0), the server's own
 # `CAST(2.5 AS DECIMAL(18,0))` 3.
 _DECIMALS = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_UP)
+
+# Number columns, which take a literal DuckDB reads as a DOUBLE as that DOUBLE
+# (storage/doubles.py); TEXT and JSON spell its text as DuckDB does.
+_READ_AS_DOUBLE = frozenset([*INT_RANGES, "REAL", "DOUBLE", "DECIMAL"])
 
 
 _NOT_CAST_BLANKS = re.compile("[\x1c-\x1f]")
@@ -381,6 +395,9 @@ def stored_default(col: Column, value: Any) -> Any:
                 "must be UTF-8") from None
     if not isinstance(default, decimal.Decimal):
         return default
+    if col["type"] in ("DECIMAL", "REAL") and doubles.reads_as_double(default):
+        # DuckDB's DOUBLE of it, as the column took it: its own text reads exactly.
+        return format(value, "f") if isinstance(value, decimal.Decimal) else repr(_as_real(value))
     if col["type"] in NUMBERS:
         return str(default)
     # JSON: the text CAST(<literal> AS JSON) gives, as INSERT ... VALUES stores

@@ -15,6 +15,7 @@ from sqlglot import exp
 from catalog.errors import InvalidArgument, ParseError
 
 from . import sandbox
+from .doubles import MAX_DECIMAL_WIDTH
 from .ports import Selector
 from .spelling import NumberText, json_column, number_sql
 
@@ -37,9 +38,10 @@ def literal(node: exp.Expression) -> Any:
         text = node.this
         if re.fullmatch(r"\d+", text):
             return int(text)
-        # `1e5` is a DOUBLE to DuckDB, `5.` a DECIMAL(1,0): the text says what
-        # a Decimal does not (`ddd.ddd` it does; the fast path's Decimal too).
-        if _PLAIN.fullmatch(text):
+        # `1e5` is a DOUBLE to DuckDB, `5.` a DECIMAL(1,0), `ddd.ddd` a DECIMAL
+        # up to 38 digits and a DOUBLE past them: the text says what a Decimal
+        # does not (storage/doubles.py; the fast path's Decimal too).
+        if _PLAIN.fullmatch(text) and len(text) <= MAX_DECIMAL_WIDTH + 1:
             return decimal.Decimal(text)
         try:
             return NumberText.of(text, text)
@@ -66,10 +68,6 @@ def literal(node: exp.Expression) -> Any:
             and not node.to.expressions):  # TIMESTAMP(3) is DuckDB's to cut
         return _cast(node.to.this, node.this.this)
     raise _NotLiteral
-
-
-# A plain number literal of more digits is a DOUBLE to DuckDB, not a DECIMAL.
-MAX_DECIMAL_WIDTH = 38
 
 
 def _decimal_width(node: exp.Expression, value: decimal.Decimal) -> int:

@@ -288,3 +288,51 @@ async def test_a_decimal_default_reads_exactly_in_files_written_before_it(app: A
     assert await rows(app, "SELECT a, b, c FROM app.v WHERE k = 1") == [want]
     await ok(app, "BACKUP DATABASE app TO 'dflt'; RESTORE DATABASE app FROM 'dflt' AS copy")
     assert await rows(app, "SELECT a, b, c FROM copy.v ORDER BY k") == [want] * 3
+
+
+DOUBLE_READ = [  # (column type, a literal DuckDB reads as a DOUBLE)
+    ("DECIMAL(38,10)", "1.00000000004999999999999999999999999999999"),  # 43 digits
+    ("DECIMAL(38,38)", "0.12345678901234567890123456789012345678"),  # 39, the 0 counted
+    ("DECIMAL(38,20)", "1.2345678901234567891e0"),
+    ("DECIMAL(38,10)", "-1.00000000004999999999999999999999999999999"),
+    ("REAL", "1.000000059604644775390625000000000000001"),  # a hair past a REAL tie
+    ("BIGINT", "9007199254740993.000000000000000000000000"),
+]
+
+
+@pytest.mark.parametrize(("typ", "number"), DOUBLE_READ)
+async def test_a_literal_duckdb_reads_as_a_double_is_stored_as_that_double(
+        app: Any, typ: str, number: str) -> None:
+    """INSERT ... VALUES (and a DEFAULT) read a literal of more than 38 digits,
+    or with an exponent, exactly; UPDATE SET, INSERT ... SELECT and CAST read it
+    as DuckDB does, a DOUBLE: the same text stored two values. And a DOUBLE
+    went into a DECIMAL through its shortest text (1.2345678901234567), not as
+    DuckDB's CAST puts it (1.23456789012345667584)."""
+    await ok(app, f"CREATE TABLE app.n (id INT PRIMARY KEY, v {typ}, w {typ} DEFAULT {number})")
+    await ok(app, f"INSERT INTO app.n (id, v) VALUES (1, {number});"
+                  f"INSERT INTO app.n (id, v) VALUES (2, /* tree */ {number}), (3, NULL);"
+                  f"INSERT INTO app.n (id, v) SELECT 4, {number};"
+                  f"UPDATE app.n SET v = {number} WHERE id = 3")
+    want = (await rows(app, f"SELECT CAST({number} AS {typ})::VARCHAR AS v"))[0]["v"]
+    got = await rows(app, "SELECT id, v::VARCHAR AS v, w::VARCHAR AS w FROM app.n ORDER BY id")
+    assert got == [{"id": i, "v": want, "w": want} for i in (1, 2, 3, 4)]
+
+
+async def test_a_literal_whose_double_is_past_the_column_is_refused_on_every_path(
+        app: Any) -> None:
+    """0. and 38 nines is 39 digits: DuckDB's DOUBLE 1.0, past a DECIMAL(38,38).
+    INSERT ... VALUES stored it and UPDATE refused it; now every path refuses
+    it (as text, a cast reads it exactly: taken)."""
+    nines = "0." + "9" * 38
+    await ok(app, "CREATE TABLE app.e (id INT PRIMARY KEY, e DECIMAL(38,38)); "
+                  "INSERT INTO app.e VALUES (1, NULL)")
+    for statement in (f"INSERT INTO app.e VALUES (2, {nines})",
+                      f"INSERT INTO app.e VALUES (2, /* tree */ {nines})",
+                      f"INSERT INTO app.e SELECT 2, {nines}",
+                      f"UPDATE app.e SET e = {nines} WHERE id = 1",
+                      f"ALTER TABLE app.e ADD COLUMN f DECIMAL(38,38) DEFAULT {nines}",
+                      f"ALTER TABLE app.e ADD COLUMN f DECIMAL(38,38) DEFAULT {nines[1:]}"):
+        message = await err(app, statement, "INVALID_ARGUMENT")
+        assert "'e'" in message or "'f'" in message, (statement, message)
+    await ok(app, f"UPDATE app.e SET e = '{nines}' WHERE id = 1")
+    assert await rows(app, "SELECT e FROM app.e") == [{"e": nines}]
