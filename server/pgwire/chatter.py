@@ -390,6 +390,15 @@ def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
     return None
 
 
+def changes(sql: str) -> bool:
+    """Whether `sql` is one of the statements answered here that change
+    something (a setting, the transaction, the prepared statements): all
+    but SHOW."""
+    bare = _bare(sql)
+    return _TX.match(sql) is not None or any(
+        p.match(bare) for p in (_SET, _SET_OTHER, _RESET, _DISCARD, _DEALLOCATE))
+
+
 def deallocated(sql: str) -> str | None:
     """The prepared statement DEALLOCATE names ('' for ALL), else None."""
     m = _DEALLOCATE.match(_bare(sql))

@@ -319,8 +319,7 @@ class Connection:
         count = max((n for _, _, n in spots), default=0)
         oids, targets = await parameter_types(self.cairn, self.session.namespace, text, declared,
                                               count, self._off_loop)
-        write = bool(chunks) and bool(WRITE.match(chunks[0].code))
-        self.statements[name] = Prepared(text, oids, spots, write=write, targets=targets)
+        self.statements[name] = Prepared(text, oids, spots, targets=targets)
         self.writer.write(messages.PARSE_COMPLETE)
 
     async def _bind(self, body: messages.Payload) -> None:
@@ -378,9 +377,10 @@ class Connection:
         if kind != b"P":
             raise messages.ProtocolViolation("Describe needs 'S' or 'P'")
         portal = self._portal(name)
-        # An INSERT, UPDATE or DELETE returns no rows: it is not run until
-        # Execute (it was, so a portal described and closed had written).
-        cols = None if portal.prepared.write else (await self._answer(name, portal, -1)).columns
+        if await describe.runs_first(portal.prepared, portal.sql, self._off_loop):
+            cols = (await self._answer(name, portal, -1)).columns
+        else:  # run at Execute only: not even a WITH … INSERT, a DROP or a BACKUP runs here
+            cols = describe.unrun_columns(portal.sql)
         portal.described = True
         if cols is None:
             self.writer.write(messages.NO_DATA)
@@ -389,25 +389,8 @@ class Connection:
         await self._drain()
 
     async def _shape(self, prepared: Prepared) -> list[tuple[str, int]] | None:
-        """The columns a statement will return (describe.py)."""
-        sql = prepared.sql
-        first = describe.first_word(sql)
-        if not first.startswith(describe.READS):
-            return None
-        if first.startswith("EXPLAIN"):
-            return list(describe.EXPLAIN_COLUMNS)
-        probe = await self._off_loop(sql, params.typed_nulls, sql, prepared.oids, prepared.spots)
-        answer = chatter.answer(probe, self.settings, self.tx)
-        if answer is not None:
-            return answer.columns or None
-        if first.startswith("SUMMARIZE"):
-            probe = describe.summarize_no_rows(probe)
-        elif first.startswith(describe.QUERIES) and (
-                not pgcatalog.hinted(probe)
-                or await self._off_loop(probe, pgcatalog.parse, probe) is None):
-            probe = describe.no_rows(probe)
-        reply = await self._run(probe, probe, 0)
-        return reply.columns
+        return await describe.shape(prepared, self.settings, self.tx, self._off_loop,
+                                    lambda probe: self._run(probe, probe, 0))
 
     async def _answer(self, name: str, portal: Portal, limit: int = 0) -> Reply:
         """The portal's answer, run on first use: by Describe (`limit` -1) or

@@ -22,6 +22,9 @@ from .kept import OID_BYTES, SPOT_BYTES
 from .results import Reply
 from .types import decode_param
 
+# A text not scanned for a catalog query (a big INSERT's rows): a shortcut
+# only. What a statement is (whether Describe may run it, its command tag)
+# is the parser's word (describe.reads, results.tag_of).
 WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 
 
@@ -31,7 +34,7 @@ class Prepared:
     oids: list[int]
     spots: params.Spots  # where its `$n` are, found once at Parse
     described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
-    write: bool = False  # an INSERT, UPDATE or DELETE: Describe(portal) does not run it
+    reads: bool | None = None  # only reads: Describe(portal) runs it (describe.reads)
     targets: list[params.Target | None] = field(default_factory=list)  # params.check()
 
     def size(self) -> int:

@@ -99,3 +99,47 @@ def _names(row_description: bytes) -> list[str]:
         names.append(row_description[pos:end].decode())
         pos = end + 1 + 18  # table oid, column, type oid, size, modifier, format
     return names
+
+
+def test_describing_a_portal_runs_only_a_read(pg: PgServer) -> None:
+    """Describe(portal) ran anything not starting with INSERT, UPDATE or
+    DELETE: a portal described and closed, never executed, had inserted (a
+    `WITH … INSERT`), dropped or created a table, run a backup, applied a SET.
+    Only a read runs before Execute (for its columns); the rest is NoData, or
+    EXPLAIN's columns for EXPLAIN ANALYZE of a write."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS dsp")
+        conn.execute("CREATE TABLE IF NOT EXISTS dsp.t (id BIGINT PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO dsp.t VALUES (1, 'a')")
+        jobs = conn.execute("SELECT count(*) FROM system.jobs").fetchone()
+    sock = _connect(pg)
+    for sql in (b"WITH c AS (SELECT 1) INSERT INTO dsp.t VALUES (10, 'never executed')",
+                b"DROP TABLE dsp.t",
+                b"CREATE TABLE dsp.u (id BIGINT PRIMARY KEY)",
+                b"BACKUP DATABASE dsp TO 'dsp-target'",
+                b"SET application_name = 'described'",
+                b"BEGIN"):
+        sock.sendall(_parse(sql) + BIND + _msg(b"D", b"P\x00") + _msg(b"C", b"P\x00")
+                     + _msg(b"S"))
+        msgs = _read_all(sock)
+        assert [m[0] for m in msgs] == [b"1", b"2", b"n", b"3", b"Z"], (sql, msgs)
+        assert msgs[-1] == (b"Z", b"I"), msgs
+    sock.sendall(_parse(b"EXPLAIN ANALYZE DELETE FROM dsp.t") + BIND + _msg(b"D", b"P\x00")
+                 + _msg(b"C", b"P\x00") + _msg(b"S"))
+    msgs = _read_all(sock)
+    assert [m[0] for m in msgs] == [b"1", b"2", b"T", b"3", b"Z"], msgs
+    assert _names(msgs[2][1]) == ["explain_key", "explain_value"]
+    sock.sendall(_msg(b"Q", b"SHOW application_name\x00"))
+    assert (b"D", struct.pack("!hi", 1, 0)) in _read_all(sock)  # still ''
+    # A read is still described with its columns, and run once.
+    sock.sendall(_parse(b"SELECT id, v FROM dsp.t") + BIND + _msg(b"D", b"P\x00")
+                 + _msg(b"E", b"\x00\x00\x00\x00\x00") + _msg(b"S"))
+    msgs = _read_all(sock)
+    assert [m[0] for m in msgs] == [b"1", b"2", b"T", b"D", b"C", b"Z"], msgs
+    assert _names(msgs[2][1]) == ["id", "v"] and msgs[4][1] == b"SELECT 1\x00"
+    sock.close()
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT id, v FROM dsp.t").fetchall() == [(1, "a")]
+        assert [r[1] for r in conn.execute("SHOW TABLES IN dsp").fetchall()] == ["t"]
+        assert conn.execute("SELECT count(*) FROM system.jobs").fetchone() == jobs
+
