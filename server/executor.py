@@ -76,6 +76,9 @@ class StatementError:
 class Outcome:
     results: list[Result] = field(default_factory=list)
     error: StatementError | None = None
+    # The statement of the last result, as parsed (pgwire's command tag says
+    # INSERT for a `WITH … INSERT`: its first word is no guide).
+    statement: ast.Statement | None = None
 
 
 async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
@@ -115,6 +118,7 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
         stmt_session = session.with_text(parsed.text)
         try:
             outcome.results.append(await run_statement(cairn, stmt_session, parsed.statement))
+            outcome.statement = parsed.statement
         except CairnError as exc:
             if visibility.restricted(session):
                 exc.message = visibility.scrub_message(cairn.config, session, exc.message)

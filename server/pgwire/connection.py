@@ -272,7 +272,7 @@ class Connection:
             raise PgError.of(err, pos)
         if not outcome.results:
             raise PgError("XX000", "the statement gave no result")
-        return from_result(text, outcome.results[-1])
+        return from_result(text, outcome.results[-1], outcome.statement)
 
     def _job_started(self, job_id: str) -> None:
         self.jobs.add(job_id)

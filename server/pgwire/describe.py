@@ -49,6 +49,8 @@ async def shape(prepared: Prepared, settings: chatter.Settings, tx: bytes,
     if first.startswith("EXPLAIN"):
         return list(EXPLAIN_COLUMNS)
     probe = await off_loop(sql, params.typed_nulls, sql, prepared.oids, prepared.spots)
+    if await off_loop(probe, reads, probe) is False:  # a WITH … INSERT: no rows
+        return None
     answer = chatter.answer(probe, settings, tx)
     if answer is not None:
         return answer.columns or None

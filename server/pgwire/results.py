@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from catalog import Job
+from sqlgrammar import ast
 from storage.json_columns import BY_NAME
 
 from ..result import Result
@@ -39,15 +40,19 @@ _WORDS = re.compile(r"[A-Za-z_]+")
 _MODIFIERS = {"SHARED", "USER", "STREAM", "OR", "REPLACE", "IF", "TEMP", "TEMPORARY"}
 
 
-def tag_of(text: str, result: Result) -> str:
-    words = [w.upper() for w in _WORDS.findall(text[:200])[:4]]
-    first = words[0] if words else ""
+def tag_of(text: str, result: Result, statement: ast.Statement | None = None) -> str:
+    """The command tag of `result`, of `statement` (as parsed; its text `text`):
+    an INSERT's, UPDATE's or DELETE's by the parser's kind (a `WITH … INSERT`
+    was tagged `WITH SRC`, so clients counted no rows), else its first words."""
     if result.columns:
         return f"SELECT {result.row_count}"
-    if first == "INSERT":
+    kind = statement.kind if isinstance(statement, ast.Query) else None
+    if kind == "insert":
         return f"INSERT 0 {result.row_count}"
-    if first in ("UPDATE", "DELETE"):
-        return f"{first} {result.row_count}"
+    if kind in ("update", "delete"):
+        return f"{kind.upper()} {result.row_count}"
+    words = [w.upper() for w in _WORDS.findall(text[:200])[:4]]
+    first = words[0] if words else ""
     rest = [w for w in words[1:] if w not in _MODIFIERS]
     return " ".join([first] + rest[:1]) if first in ("CREATE", "DROP", "ALTER") else (
         " ".join(words[:2]) or "OK")
@@ -62,11 +67,11 @@ def refuse_cut(rows: int, why: str) -> PgError:
                             "narrow it with WHERE or page it with LIMIT/OFFSET")
 
 
-def from_result(text: str, result: Result) -> Reply:
+def from_result(text: str, result: Result, statement: ast.Statement | None = None) -> Reply:
     if result.truncated:
         raise refuse_cut(result.row_count, (result.message or "").partition(": it is ")[2]
                          .partition(";")[0] or "max_result_rows or max_result_bytes")
-    tag = tag_of(text, result)
+    tag = tag_of(text, result, statement)
     if not result.columns:
         return Reply(tag)
     columns = [(name, t.oid_of(typ))

@@ -3,8 +3,10 @@ it runs nothing that writes."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -143,3 +145,33 @@ def test_describing_a_portal_runs_only_a_read(pg: PgServer) -> None:
         assert [r[1] for r in conn.execute("SHOW TABLES IN dsp").fetchall()] == ["t"]
         assert conn.execute("SELECT count(*) FROM system.jobs").fetchone() == jobs
 
+
+def test_a_with_before_a_write_is_the_write(pg: PgServer) -> None:
+    """A `WITH … INSERT` with parameters was described as a query (run as
+    `SELECT * FROM (…) LIMIT 0`: 42501 "INSERT is not allowed in a query", so
+    asyncpg could not run it), and any `WITH … INSERT` completed with the tag
+    `WITH C`, not `INSERT 0 n` (the client's row count was -1)."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS dsw")
+        conn.execute("CREATE TABLE IF NOT EXISTS dsw.t (id BIGINT PRIMARY KEY, v TEXT)")
+        conn.execute("DELETE FROM dsw.t")
+
+    async def main() -> None:
+        conn = await asyncpg.connect(pg.url())
+        try:
+            status = await conn.execute(
+                "WITH c AS (SELECT 1) INSERT INTO dsw.t VALUES ($1, $2)", 1, "extended")
+            assert status == "INSERT 0 1"
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        cur = conn.execute("WITH src AS (SELECT 2 AS a, 'x' AS b UNION ALL SELECT 3, 'y') "
+                           "INSERT INTO dsw.t (id, v) SELECT a, b FROM src")  # simple protocol
+        assert (cur.statusmessage, cur.rowcount) == ("INSERT 0 2", 2)
+        cur = conn.execute("WITH c AS (SELECT %s AS a) INSERT INTO dsw.t SELECT a, 'w' FROM c",
+                           (4,))  # extended: Describe(portal) runs nothing, Execute writes
+        assert (cur.statusmessage, cur.rowcount) == ("INSERT 0 1", 1)
+        assert conn.execute("SELECT id, v FROM dsw.t ORDER BY id").fetchall() == [
+            (1, "extended"), (2, "x"), (3, "y"), (4, "w")]
