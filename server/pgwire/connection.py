@@ -398,7 +398,11 @@ class Connection:
         if portal.reply is None:
             if limit != 0:
                 refuse_another_pending(len(self.portals.pending))
-            portal.reply = await self._run_portal(portal)
+            try:
+                portal.reply = await self._run_portal(portal)
+            except Exception:
+                self.portals.pop(name, None)  # as in PostgreSQL, where its error ends it
+                raise
             if portal.reply.rows:
                 self.portals.pending.add(name)
         return portal.reply
@@ -427,35 +431,44 @@ class Connection:
         if not reply.tag:
             self.writer.write(messages.EMPTY_QUERY)
             return
+        tag = reply.tag
         if reply.columns is not None:
-            columns = reply.columns
-            promised = portal.prepared.described
-            if not portal.described and promised is not None:  # as Describe(S) said, or 0A000
-                if len(promised) != len(columns) or any(
-                        p[1] != c[1] for p, c in zip(promised, columns, strict=True)) and (
-                        not portal.prepared.spots  # a $n's column keeps its declared type:
-                        or await self._shape(portal.prepared) != promised):  # so describe again
-                    portal.reply = dataclasses.replace(reply, rows=[])
-                    self.portals.pending.discard(portal_name)
-                    raise PgError("0A000", "cached plan must not change result type")
-                columns = promised
-            oids = [o for _, o in columns]
-            fmts = formats_for(portal.formats, len(columns))
-            end = len(reply.rows) if limit <= 0 else min(len(reply.rows), portal.sent + limit)
             try:
-                await self._rows(reply.rows[portal.sent:end], oids, fmts)
-            except PgError:  # a value its column cannot carry (22003): the rows go
-                portal.reply, portal.sent = dataclasses.replace(reply, rows=[]), 0
-                self.portals.pending.discard(portal_name)
+                sent = await self._send(portal_name, portal, reply, limit)
+            except Exception:  # as in PostgreSQL, where its error ends it: the portal is gone
+                self.portals.pop(portal_name, None)  # (its next Execute was the rest as whole)
                 raise
-            portal.sent = end
-            if end < len(reply.rows):
+            if sent is None:
                 self.writer.write(messages.PORTAL_SUSPENDED)
                 return
-            if reply.rows:  # all sent: a portal read to its end keeps no rows
-                portal.reply, portal.sent = dataclasses.replace(reply, rows=[]), 0
-            self.portals.pending.discard(portal_name)
-        self.writer.write(messages.command_complete(reply.tag))
+            if tag.startswith("SELECT "):  # as PostgreSQL: the rows this Execute sent
+                tag = f"SELECT {sent}"
+        self.writer.write(messages.command_complete(tag))
+
+    async def _send(self, portal_name: str, portal: Portal, reply: Reply, limit: int
+                    ) -> int | None:
+        """The portal's next rows (up to `limit`, 0 for all); how many, or
+        None if some are left (suspended)."""
+        columns = reply.columns or []
+        promised = portal.prepared.described
+        if not portal.described and promised is not None:  # as Describe(S) said, or 0A000
+            if len(promised) != len(columns) or any(
+                    p[1] != c[1] for p, c in zip(promised, columns, strict=True)) and (
+                    not portal.prepared.spots  # a $n's column keeps its declared type:
+                    or await self._shape(portal.prepared) != promised):  # so describe again
+                raise PgError("0A000", "cached plan must not change result type")
+            columns = promised
+        oids = [o for _, o in columns]
+        fmts = formats_for(portal.formats, len(columns))
+        end = len(reply.rows) if limit <= 0 else min(len(reply.rows), portal.sent + limit)
+        await self._rows(reply.rows[portal.sent:end], oids, fmts)  # 22003: the portal goes
+        sent, portal.sent = end - portal.sent, end
+        if end < len(reply.rows):
+            return None
+        if reply.rows:  # all sent: a portal read to its end keeps no rows
+            portal.reply, portal.sent = dataclasses.replace(reply, rows=[]), 0
+        self.portals.pending.discard(portal_name)
+        return sent
 
     async def _close(self, body: messages.Payload) -> None:
         kind, name = body.byte(), body.cstring()

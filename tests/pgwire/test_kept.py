@@ -140,6 +140,39 @@ def test_an_execute_that_fails_mid_answer_keeps_no_rows(small: PgServer) -> None
     sock.close()
 
 
+def test_a_portal_that_failed_is_gone_and_one_read_to_its_end_sends_no_more(
+        small: PgServer) -> None:
+    """A portal whose Execute failed mid-answer (22008: a date binary cannot
+    carry) was kept, emptied: inside BEGIN its next Execute completed as
+    `SELECT 2` with no row, a cut answer with a whole answer's tag. As in
+    PostgreSQL, where the error ends the transaction, the portal is gone
+    (34000). One read to its end and executed again answered `SELECT 50`
+    with no row: it is `SELECT 0`, and a suspended portal's last Execute
+    counts the rows it sent, as PostgreSQL's tags do."""
+    sock = _connect(small)
+    dates = b"SELECT d FROM (VALUES (DATE '2020-01-01'), (DATE '5874898-01-01')) t(d)"
+    binary = struct.pack("!hhhh", 0, 0, 1, 1)  # no parameters, binary results
+    _round(sock, _parse(b"dates", dates) + _parse(b"q", QUERY[:-1]))
+    _simple(sock, b"BEGIN")
+    for limit in (0, 1):
+        bind = _msg(b"B", b"p%d\x00dates\x00" % limit + binary)
+        failed = _round(sock, bind + _execute(b"p%d" % limit, limit))
+        if limit:  # one row sent, suspended; the next row fails
+            assert [t for t, _ in failed].count(b"D") == 1 and (b"s", b"") in failed, failed
+            failed = _round(sock, _execute(b"p%d" % limit, limit))
+        assert _error_code(failed) == "22008", failed
+        again = _round(sock, _execute(b"p%d" % limit, limit))
+        assert _error_code(again) == "34000", again
+    whole = _round(sock, _bind(b"whole", b"q") + _execute(b"whole", 0))
+    assert (b"C", b"SELECT 50\x00") in whole, whole
+    assert _round(sock, _execute(b"whole", 0)) == [(b"C", b"SELECT 0\x00"), (b"Z", b"T")]
+    _round(sock, _bind(b"part", b"q") + _execute(b"part", 30))
+    rest = _round(sock, _execute(b"part", 30))
+    assert [t for t, _ in rest].count(b"D") == 20 and (b"C", b"SELECT 20\x00") in rest, rest
+    _simple(sock, b"COMMIT")
+    sock.close()
+
+
 def test_tally_follows_every_store_and_removal() -> None:
     tally = kept.Tally(1000)
     texts: kept.Kept[str] = kept.Kept(tally, len)
