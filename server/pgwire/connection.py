@@ -303,6 +303,8 @@ class Connection:
         sql = query_text(body)
         declared = [body.uint32() for _ in range(body.uint16())]
         body.end()
+        if not name:  # as PostgreSQL: gone even if this Parse fails (a Bind ran the old one)
+            self.statements.pop("", None)
         try:
             chunks = await self._off_loop(sql, split, sql)
         except SqlSyntaxError as exc:
@@ -328,6 +330,8 @@ class Connection:
         prepared = self.statements.get(name)
         if prepared is None:
             raise PgError("26000", f'prepared statement "{name}" does not exist')
+        if portal_name and portal_name in self.portals:  # as PostgreSQL (it was replaced)
+            raise PgError("42P03", f'portal "{portal_name}" already exists')
         fcodes = [body.int16() for _ in range(body.uint16())]
         values_raw: list[bytes | None] = []
         for _ in range(body.uint16()):

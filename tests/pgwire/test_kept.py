@@ -100,7 +100,7 @@ def test_portals_holding_unsent_rows_are_bounded(small: PgServer) -> None:
     # A described portal runs its query too: one more pending answer is refused.
     refused = _round(sock, _bind(b"extra", b"q") + _msg(b"D", b"Pextra\x00"))
     assert _error_code(refused) == "54000", refused
-    refused = _round(sock, _bind(b"extra", b"q") + _execute(b"extra", 1))
+    refused = _round(sock, _execute(b"extra", 1))  # bound: it waits for a place
     assert _error_code(refused) == "54000", refused
     # A portal run to completion keeps nothing, so it does not count.
     done = _round(sock, _bind(b"whole", b"q") + _execute(b"whole", 0))
@@ -108,11 +108,15 @@ def test_portals_holding_unsent_rows_are_bounded(small: PgServer) -> None:
     # Reading one to its end frees a place; so does closing one.
     rest = _round(sock, _execute(b"p0", 0))
     assert [tag for tag, _ in rest].count(b"D") == 49, rest
-    assert _error_code(_round(sock, _bind(b"extra", b"q") + _execute(b"extra", 1))) is None
+    assert _error_code(_round(sock, _execute(b"extra", 1))) is None
     assert _error_code(_round(sock, _msg(b"C", b"Pp1\x00"))) is None
     assert _error_code(_round(sock, _bind(b"x2", b"q") + _execute(b"x2", 1))) is None
-    # Rebinding a pending portal's name replaces it: no place is taken twice.
-    assert _error_code(_round(sock, _bind(b"x2", b"q") + _execute(b"x2", 1))) is None
+    # A name bound already is 42P03, as in PostgreSQL (the portal was replaced);
+    assert _error_code(_round(sock, _bind(b"x2", b"q"))) == "42P03"
+    # the unnamed portal is replaced: no place is taken twice (p2, p3, extra, x2 and it).
+    assert _error_code(_round(sock, _msg(b"C", b"Px2\x00"))) is None
+    twice = _round(sock, _bind(b"", b"q") + _execute(b"", 1) + _bind(b"", b"q") + _execute(b"", 1))
+    assert _error_code(twice) is None, twice
     _simple(sock, b"COMMIT")
     sock.close()
 
@@ -170,6 +174,26 @@ def test_a_portal_that_failed_is_gone_and_one_read_to_its_end_sends_no_more(
     rest = _round(sock, _execute(b"part", 30))
     assert [t for t, _ in rest].count(b"D") == 20 and (b"C", b"SELECT 20\x00") in rest, rest
     _simple(sock, b"COMMIT")
+    sock.close()
+
+
+def test_a_failed_parse_of_the_unnamed_statement_drops_the_old_one(small: PgServer) -> None:
+    """A Parse of the unnamed statement that failed left the one before it
+    in place, so a Bind and Execute of '' ran the earlier DELETE again. As in
+    PostgreSQL the old one goes first: the Bind is 26000."""
+    sock = _connect(small)
+    _simple(sock, b"CREATE NAMESPACE IF NOT EXISTS kpu")
+    _simple(sock, b"CREATE TABLE IF NOT EXISTS kpu.t (id BIGINT PRIMARY KEY)")
+    _simple(sock, b"INSERT INTO kpu.t VALUES (1), (2)")
+    ran = _round(sock, _parse(b"", b"DELETE FROM kpu.t WHERE id < 10") + _bind(b"", b"")
+                 + _execute(b"", 0))
+    assert (b"C", b"DELETE 2\x00") in ran, ran
+    _simple(sock, b"INSERT INTO kpu.t VALUES (3)")
+    refused = _round(sock, _parse(b"", b"SELECT 1; SELECT 2"))
+    assert _error_code(refused) == "42601", refused
+    gone = _round(sock, _bind(b"", b"") + _execute(b"", 0))
+    assert _error_code(gone) == "26000", gone
+    assert (b"C", b"SELECT 1\x00") in _simple(sock, b"SELECT id FROM kpu.t")
     sock.close()
 
 
