@@ -76,10 +76,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
-from catalog.errors import CairnError, Cancelled
-
 from . import priority
 from .jobframes import Frames, portable, relog, send_framed
+from .joblost import Killed as Killed
+from .joblost import Lost as Lost
 from .work import Work
 
 log = logging.getLogger(__name__)
@@ -106,18 +106,9 @@ _base_nice = 0  # the server's own nice value, a starved job process's (lift)
 started = 0  # job processes started (for tests and benches)
 
 
-class Lost(CairnError):
-    """The job process ended (or was killed) in the middle of a call."""
-
-
 class _NotSent(Lost):
     """The call could not be sent: the process had ended before it (a kept
     one, between calls). Nothing of the call ran; `call` tries another."""
-
-
-class Killed(Lost, Cancelled):
-    """Lost after the job was cancelled (a KILL it did not stop for within
-    KILL_GRACE): the job ends cancelled, and the caller still cleans up."""
 
 
 class _Work:
