@@ -6,8 +6,11 @@ runs in a job process; the job's row and the catalog stay here."""
 from __future__ import annotations
 
 import copy
+import logging
 import operator
+from collections.abc import Callable
 from functools import partial
+from typing import Any, TypeVar
 
 from catalog import Archive, Backup, Meta, Namespace
 from catalog.errors import CairnError, NotFound
@@ -20,6 +23,10 @@ from storage.backup.origin import Origin
 from . import archiving
 from .jobs import JobContext
 from .state import Cairn
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
@@ -36,16 +43,15 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
              else partial(archived.prune, keep_newest=partial(operator.eq, running)))
     everything = unpruned(cairn, repo.uri)
     try:
-        dropped = jobproc.call(ctx, keep_newest, repo, namespace, keep, jobproc.WORK, prune,
-                               everything, written, origin_of(cairn, namespace))
+        dropped = dropping(cairn, ctx, repo,
+                           lambda r: r.namespace == namespace and r.backup_id != written,
+                           keep_newest, repo, namespace, keep, jobproc.WORK, prune,
+                           everything, written, origin_of(cairn, namespace))
     except PruneFailed as exc:
         pruned_partly(cairn, repo.uri, exc.dropped)
         if running is not None:
             archiving.service(cairn).backup_dropped(namespace)
         raise dropped_unfreed(exc) from None
-    except jobproc.Lost:
-        set_unpruned(cairn, repo.uri)  # it may have stopped between a manifest and its prune
-        raise
     pruned(cairn, repo.uri, everything)
     for backup_id, _ in dropped:
         forget(cairn, backup_id, repo.uri)
@@ -77,19 +83,57 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
     everything = unpruned(cairn, repo.uri)
     try:
-        freed = jobproc.call(ctx, drop_and_prune, repo, backup_id, oids, jobproc.WORK,
-                             everything)
+        freed = dropping(cairn, ctx, repo, lambda r: r.backup_id == backup_id,
+                         drop_and_prune, repo, backup_id, oids, jobproc.WORK, everything)
     except PruneFailed as exc:
         pruned_partly(cairn, repo.uri, exc.dropped)
         raise dropped_unfreed(exc) from None
-    except jobproc.Lost:
-        set_unpruned(cairn, repo.uri)  # it may have stopped between the manifest and its prune
-        raise
     pruned(cairn, repo.uri, everything)
     forget(cairn, backup_id, repo.uri)
     if repo.target.kind != "archive":
         freed += prune_archived(cairn, ctx, repo, namespace)
     return freed
+
+
+def dropping(cairn: Cairn, ctx: JobContext, repo: Repository,
+             affected: Callable[[Backup], bool], fn: Callable[..., T], /, *args: Any) -> T:
+    """`fn(*args)`, a drop's removal of manifests and prune, in a job process.
+    Should the process be lost (the OOM killer, kill -9) after some manifests
+    went, the catalog's records of target `repo` that are `affected` are
+    looked up in the target: those whose manifests are gone are PruneFailed
+    naming them, as a prune failing after them (the catalog forgets them, the
+    next drop frees their objects), where they stayed listed, VERIFY and
+    RESTORE of them NOT_FOUND, until a restart. Lost as it is otherwise."""
+    try:
+        return jobproc.call(ctx, fn, *args)
+    except jobproc.Lost as exc:
+        set_unpruned(cairn, repo.uri)  # it may have stopped between a manifest and its prune
+        gone = gone_from(cairn, repo, affected)
+        if not gone:
+            raise
+        raise PruneFailed([(b, 0) for b in gone], exc) from exc
+
+
+def gone_from(cairn: Cairn, repo: Repository, affected: Callable[[Backup], bool]) -> list[str]:
+    """The `affected` backups the catalog lists in `repo` whose manifests the
+    target no longer holds, newest first. The catalog is read before the
+    target: a backup listed after the target was (its manifest landed since)
+    is not taken for gone. A target that cannot be read, or is not there at
+    all (a disk not mounted), tells nothing: none."""
+    listed = sorted((r for r in cairn.catalog.scan(Backup)
+                     if r.target == repo.uri and affected(r)),
+                    key=lambda r: (r.snapshot_at, r.created_at), reverse=True)
+    if not listed:
+        return []
+    try:
+        present = set(repo.manifest_ids()) if repo.exists() else None
+    except CairnError as exc:
+        log.warning("backup target %s: cannot tell which backups a lost job process dropped: "
+                    "%s", repo.uri, exc.message)
+        return []
+    if present is None:
+        return []
+    return [r.backup_id for r in listed if r.backup_id not in present]
 
 
 # The catalog's note that a drop's prune in target <uri> failed after its
