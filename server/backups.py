@@ -381,9 +381,11 @@ def register_cleanups(cairn: Cairn) -> None:
         restore_hold.cleanup(lambda target: repository(cairn, target), job.cleanup)
         uids = set(job.cleanup.get("table_uids") or ())
         if uids and any(t.uid in uids for t in cairn.catalog.scan(Table)):
-            job.error_message = (f"interrupted by server restart after namespace "
-                                 f"'{job.cleanup.get('namespace')}' was restored from backup "
-                                 f"'{job.backup_id}'; the restore is complete")
+            namespace, table = job.cleanup.get("namespace"), job.cleanup.get("table")
+            # RESTORE TABLE installs one table into a namespace it leaves as it was.
+            what = f"table '{namespace}.{table}'" if table else f"namespace '{namespace}'"
+            job.error_message = (f"interrupted by server restart after {what} was restored "
+                                 f"from backup '{job.backup_id}'; the restore is complete")
 
     def finish_set(job: Job, repo: Repository, set_id: str, members: list[str]) -> bool:
         """A backup set whose job died: whole (every member's manifest landed) it

@@ -168,7 +168,8 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
                           workers=1 if throttle.rate > 0 else workers_for(repo.target.kind))
         ctx.progress(files_total=restore.files_total, bytes_total=restore.bytes_total,
                      files_done=0, bytes_done=0, rows=entry.rows, force=True)
-        ctx.set(cleanup={"namespace": dest, "table_uids": sorted(restore.table_uids.values())})
+        ctx.set(cleanup={"namespace": dest, "table": dest_table,
+                         "table_uids": sorted(restore.table_uids.values())})
 
         stored = {o.oid: o.size for o in m.objects}
 

@@ -4,8 +4,13 @@ and every refusal with the contract's code."""
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.e2e.test_kill import config_file, died, post_ok
 from tests.helpers import ok, sql
 
 SETUP = (
@@ -140,3 +145,34 @@ async def test_restore_table_of_a_dropped_table_takes_the_newest_backup_holding_
     (again,) = await rows(client, "RESTORE TABLE app.t FROM 'n' WITH "
                                   "(as_of = '9999-01-01T00:00:00Z')")
     assert again["backup_id"] == first["backup_id"]
+
+
+@pytest.mark.parametrize(("statement", "restored"), [
+    ("RESTORE TABLE app.t FROM 'tg' AS other.t2", "table 'other.t2'"),
+    ("RESTORE DATABASE app FROM 'tg' AS copy", "namespace 'copy'"),
+])
+def test_a_restore_killed_after_its_install_says_what_it_restored(
+        tmp_path: Path, server_process: Any, statement: str, restored: str) -> None:
+    """kill -9 between the install and the job's end, then a restart: the
+    job said a RESTORE TABLE had restored the whole namespace it went into."""
+    config = config_file(tmp_path)
+    srv = server_process(config=config)
+    post_ok(srv, SETUP)
+    backup_id = post_ok(srv, "BACKUP DATABASE app TO 'tg'")["rows"][0]["backup_id"]
+    post_ok(srv, "CREATE NAMESPACE other; CREATE TABLE other.mine (id BIGINT PRIMARY KEY)")
+    srv.stop()
+    srv = server_process(config=config, env={"CAIRN_FAULTS": "restore.after_install:kill"})
+    with contextlib.suppress(OSError):
+        srv.post(statement)  # the server dies before it answers
+    died(srv)
+
+    again = server_process(config=config)
+    (job,) = post_ok(again, "SELECT status, error_message FROM system.jobs "
+                            "WHERE job_type = 'restore'")["rows"]
+    assert job == {"status": "failed", "error_message": (
+        f"interrupted by server restart after {restored} was restored from backup "
+        f"'{backup_id}'; the restore is complete")}
+    tables = post_ok(again, "SELECT namespace, table_name FROM system.tables "
+                            "WHERE namespace = 'other' ORDER BY 2")["rows"]
+    assert [t["table_name"] for t in tables] == (["mine", "t2"] if "TABLE" in statement
+                                                 else ["mine"])
