@@ -28,7 +28,7 @@ DEFAULTS = {
     "lock_timeout": "0", "idle_in_transaction_session_timeout": "0", "lc_collate": "C.UTF-8",
     "lc_ctype": "C.UTF-8", "lc_messages": "C.UTF-8", "lc_monetary": "C", "lc_numeric": "C",
     "lc_time": "C", "bytea_output": "hex", "client_min_messages": "notice",
-    "session_authorization": "", "row_security": "on", "synchronous_commit": "on",
+    "session_authorization": "", "role": "none", "row_security": "on", "synchronous_commit": "on",
     "max_connections": "100", "block_size": "8192", "ssl": "off", "jit": "off",
     "default_text_search_config": "pg_catalog.english",
 }  # fmt: skip
@@ -82,7 +82,7 @@ _SET = re.compile(
 _SET_OTHER = re.compile(
     r"^SET\s+(?:(?:SESSION|LOCAL)\s+)?(TIME\s+ZONE|NAMES|TRANSACTION|SESSION\s+CHARACTERISTICS|"
     r"SESSION\s+AUTHORIZATION|ROLE)\b\s*(.*)$", re.IGNORECASE | re.DOTALL)
-_RESET = re.compile(r"^RESET\s+([A-Za-z_][\w.]*|ALL)$", re.IGNORECASE)
+_RESET = re.compile(r"^RESET\s+(SESSION\s+AUTHORIZATION|[A-Za-z_][\w.]*|ALL)$", re.IGNORECASE)
 _SHOW = re.compile(r"^SHOW\s+([A-Za-z_][\w.]*(?:\s+[A-Za-z_]+)*)$", re.IGNORECASE)
 _DISCARD = re.compile(r"^DISCARD\s+(ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)$", re.IGNORECASE)
 _DEALLOCATE = re.compile(r"^DEALLOCATE\s+(?:PREPARE\s+)?(ALL|[A-Za-z_]\w*|\"[^\"]+\")$",
@@ -183,27 +183,34 @@ def search_namespace(path: str) -> str | None:
     return None
 
 
-def checked(name: str, value: str) -> str:
+def checked(name: str, value: str, user: str | None = None) -> str:
     """`value` as a connection holds it for the setting `name` (lower case),
     or the ChatterError SET answers: the one rule of SET, the start-up
     settings and set_config() (pgcatalog.py), which echoed a value SET
-    refuses (TimeZone 'America/New_York') as if applied."""
+    refuses (TimeZone 'America/New_York') as if applied. `user`: the
+    connection's, the one role and session authorization it may name."""
     if name == "client_encoding" and value.lower().replace("'", "") not in _UTF8:
         raise ChatterError(f"client_encoding {value!r} is not supported: Cairn speaks UTF8")
-    # The last three were echoed as applied; a DateStyle not ISO was reported while
-    # dates went as ISO (psycopg read 0010-11-12 as 12 November); a read-only
+    # The last two were echoed as applied, and so were a session authorization (as
+    # a role still is: `_identity`); a DateStyle not ISO was reported while dates
+    # went as ISO (psycopg read 0010-11-12 as 12 November); a read-only
     # transaction was reported while an INSERT still ran.
     if name in ("server_version", "server_encoding", "server_version_num", "is_superuser",
-                "session_authorization", "in_hot_standby"):
+                "in_hot_standby"):
         raise ChatterError(f'parameter "{name}" cannot be changed', "55P02")
+    if name in _IDENTITY:
+        return _identity(name, value, user)
     bare = value.strip("'\" ").lower()
     if name == "datestyle" and not bare.startswith("iso"):
         raise ChatterError(f"DateStyle {value[:40]!r} is not supported: Cairn writes dates "
                            "as ISO (DateStyle 'ISO, MDY' or 'ISO, DMY')")
-    if name in ("default_transaction_read_only", "transaction_read_only") and bare in (
-            "on", "true", "1", "yes"):
-        raise ChatterError(f"{name} = on is not supported: Cairn has no read-only "
-                           "transactions", "0A000")
+    # Read as PostgreSQL reads a Boolean: `t`, `tru`, `y`, `1` are on too (they
+    # were taken, ParameterStatus said `t`, and an INSERT still ran).
+    if name in ("default_transaction_read_only", "transaction_read_only"):
+        if _boolean(name, bare):
+            raise ChatterError(f"{name} = {value[:40]} is not supported: Cairn has no "
+                               "read-only transactions", "0A000")
+        return "off"
     if name == "client_encoding":
         value = "UTF8"
     value = _honoured(name, value)
@@ -211,6 +218,31 @@ def checked(name: str, value: str) -> str:
         raise ChatterError(f'value for parameter "{name[:64]}" is {len(value)} characters '
                            f"long, at most {MAX_SETTING_CHARS}")
     return value
+
+
+# Who a connection is comes from its login (the token, or its user name):
+# `SET ROLE bob` and `SET SESSION AUTHORIZATION bob` answered SET while
+# current_user stayed the login's. Naming the login itself, or no role, is taken.
+_IDENTITY = ("session_authorization", "role")
+_READ_ONLY_MODE = re.compile(r"\bREAD\s+ONLY\b", re.IGNORECASE)
+
+
+def _identity(name: str, value: str, user: str | None) -> str:
+    if value == user:
+        return value
+    if name == "role" and value.lower() == "none":
+        return "none"
+    who = "session authorization" if name == "session_authorization" else "role"
+    raise ChatterError(f"cannot set {who} to {value[:64]!r}: a connection is the user it "
+                       f"logged in as ({user!r}) and Cairn has no roles to switch to", "55P02")
+
+
+def _role_name(text: str) -> str:
+    """A role name as PostgreSQL reads one: quoted as written, else in lower case."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1].replace(text[0] * 2, text[0])
+    return text.lower()
 
 
 def _boolean(name: str, bare: str) -> bool:
@@ -263,6 +295,7 @@ class Settings:
                  session: Any = None) -> None:
         self.session = session  # its namespace and timeout follow search_path, statement_timeout
         self.values = dict(DEFAULTS)
+        self.user = user
         self.values["session_authorization"] = user
         self.values["is_superuser"] = "on" if admin else "off"
         self.chars = sum(len(k) + len(v) for k, v in self.values.items())
@@ -270,7 +303,7 @@ class Settings:
 
     def set(self, name: str, value: str) -> dict[str, str]:
         name = name.lower()
-        value = checked(name, value)
+        value = checked(name, value, self.user)
         old = self.values.get(name)
         chars = self.chars + len(value) - (len(old) if old is not None else -len(name))
         if chars > MAX_SETTINGS_CHARS:
@@ -338,7 +371,7 @@ def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
     if m:
         word = m.group(1).upper().split()[0]
         if word in ("BEGIN", "START"):
-            if re.search(r"\bREAD\s+ONLY\b", sql, re.IGNORECASE):
+            if _READ_ONLY_MODE.search(sql):
                 raise ChatterError("READ ONLY transactions are not supported: Cairn commits "
                                    "every statement on its own", "0A000")
             return Answer("BEGIN" if word == "BEGIN" else "START TRANSACTION", tx=b"T")
@@ -356,7 +389,8 @@ def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
         name, raw = m.group(1).lower(), m.group(2)
         if raw.upper() == "DEFAULT":
             return Answer("SET", changed=settings.reset(name))
-        return Answer("SET", changed=settings.set(name, _value(raw)))
+        value = _role_name(raw) if name in _IDENTITY else _value(raw)
+        return Answer("SET", changed=settings.set(name, value))
     m = _SET_OTHER.match(sql)
     if m:
         what = " ".join(m.group(1).lower().split())
@@ -367,10 +401,20 @@ def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
             return Answer("SET", changed=settings.set("timezone", _value(zone)))
         if what == "names":
             return Answer("SET", changed=settings.set("client_encoding", _value(m.group(2))))
+        if what in ("role", "session authorization"):
+            name = "role" if what == "role" else "session_authorization"
+            who = m.group(2).strip()
+            if who.upper() == "DEFAULT" or (name == "role" and who.upper() == "NONE"):
+                return Answer("SET", changed=settings.reset(name))
+            return Answer("SET", changed=settings.set(name, _role_name(who)))
+        if _READ_ONLY_MODE.search(m.group(2)):  # SET [SESSION CHARACTERISTICS AS] TRANSACTION
+            raise ChatterError("READ ONLY transactions are not supported: Cairn has no "
+                               "read-only transactions", "0A000")
         return Answer("SET")
     m = _RESET.match(sql)
     if m:
-        return Answer("RESET", changed=settings.reset(m.group(1).lower()))
+        name = "_".join(m.group(1).lower().split())  # RESET SESSION AUTHORIZATION
+        return Answer("RESET", changed=settings.reset(name))
     m = _SHOW.match(sql)
     if m:
         name = " ".join(m.group(1).lower().split())

@@ -180,7 +180,7 @@ def _set_config(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         raise PgError("0A000", "set_config() takes a name and value written as strings (or "
                                "parameters): Cairn does not compute them")
     name, value = (str(cast(exp.Literal, a).this) for a in texts)
-    value = chatter.checked(name.lower(), value)
+    value = chatter.checked(name.lower(), value, info.user)
     info.pending.append((name, value))
     return _lit(value)
 

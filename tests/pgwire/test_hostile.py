@@ -63,7 +63,7 @@ def test_every_set_form_still_reads() -> None:
         assert answer is not None and answer.tag == "SET", sql
         assert settings.values[name] == value, sql
     assert chatter.answer("SET a = DEFAULT ;", settings, b"I") is not None
-    for sql in ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "SET ROLE x;",
+    for sql in ("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", "SET ROLE u;",
                 "RESET ALL ;", "DISCARD all;", "SHOW transaction isolation level ;"):
         assert chatter.answer(sql, settings, b"I") is not None, sql
     assert chatter.deallocated('DEALLOCATE PREPARE "x y" ;') == "x y"
