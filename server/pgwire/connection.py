@@ -55,7 +55,7 @@ class Connection:
         self.limit = cairn.config.server.max_request_bytes
         tally = Tally(self.limit)  # kept texts' bytes, bounded (kept.py)
         self.statements: Kept[Prepared] = Kept(tally, Prepared.size)
-        self.portals: Portals[Portal] = Portals(tally, lambda p: len(p.sql))
+        self.portals: Portals[Portal] = Portals(tally, Portal.size)
         self.skipping = False
         self.jobs: set[str] = set()
         self.running: asyncio.Future[Any] | None = None
@@ -371,7 +371,8 @@ class Connection:
             if prepared is None:
                 raise PgError("26000", f'prepared statement "{name}" does not exist')
             self.writer.write(messages.parameter_description(prepared.oids))
-            prepared.described = await self._shape(prepared)
+            before, prepared.described = prepared.described, await self._shape(prepared)
+            self.statements.recount(name, lambda: setattr(prepared, "described", before))
             if prepared.described is None:
                 self.writer.write(messages.NO_DATA)
             else:
@@ -407,6 +408,7 @@ class Connection:
             except Exception:
                 self.portals.pop(name, None)  # as in PostgreSQL, where its error ends it
                 raise
+            self.portals.recount(name, lambda: self.portals.pop(name))  # its columns
             if portal.reply.rows:
                 self.portals.pending.add(name)
         return portal.reply

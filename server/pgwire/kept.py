@@ -13,8 +13,9 @@ outside BEGIN … COMMIT), and besides:
   default; each name and statement counted with OVERHEAD bytes more, and a
   statement's parameter types and `$n` places with what Python holds for
   them: 65,535 declared types kept 2 MB where only name and text were
-  counted), so a Parse or Bind past it is refused (54000) until some are
-  closed;
+  counted; the columns a Describe found and a portal's answer has, and a
+  Bind's result format codes, too), so a Parse, Bind or Describe past it is
+  refused (54000) until some are closed;
 - a portal whose rows have all been sent forgets them;
 - at most MAX_PENDING_ANSWERS portals hold rows not sent yet (run by Describe
   or suspended by an Execute with a row limit); running one more is refused
@@ -33,36 +34,60 @@ OVERHEAD = 200  # bytes counted per statement or portal besides its name and tex
 MAX_PENDING_ANSWERS = 4
 OID_BYTES = 32  # a parameter type kept: a list slot and an int
 SPOT_BYTES = 160  # a `$n` place kept: a list slot and a tuple of three ints
+FORMAT_BYTES = 8  # a result format code kept: a list slot (0 and 1 are shared ints)
+COLUMN_BYTES = 150  # a column described, besides its name: a list slot, a tuple, a str, an int
 
 V = TypeVar("V")
+
+
+def columns_size(columns: list[tuple[str, int]] | None) -> int:
+    """The bytes a statement's or portal's described columns hold."""
+    return sum(COLUMN_BYTES + len(name) for name, _ in columns or ())
 
 
 class Kept(UserDict[str, V], Generic[V]):
     """Named statements or portals, with the bytes their names and texts hold
     (kept up to date on every store and removal, shared by both kinds);
-    `size_of`: the bytes one holds besides its name."""
+    `size_of`: the bytes one holds besides its name. What each was counted
+    at is kept, so one changed in place (`recount`) is freed as counted."""
 
     def __init__(self, tally: Tally, size_of: Callable[[V], int]) -> None:
         self.tally = tally
         self.size_of = size_of
+        self.sizes: dict[str, int] = {}
         super().__init__()
 
     def _size(self, name: str, value: V) -> int:
         return OVERHEAD + len(name) + self.size_of(value)
 
     def __setitem__(self, name: str, value: V) -> None:
-        old = self._size(name, self.data[name]) if name in self.data else 0
-        self.tally.take(self._size(name, value) - old)
+        size = self._size(name, value)
+        self.tally.take(size - self.sizes.get(name, 0))
         self.data[name] = value
+        self.sizes[name] = size
 
     def __delitem__(self, name: str) -> None:
-        value = self.data.pop(name)
-        self.tally.used -= self._size(name, value)
+        del self.data[name]
+        self.tally.used -= self.sizes.pop(name)
 
     def clear(self) -> None:
-        for name, value in self.data.items():
-            self.tally.used -= self._size(name, value)
+        self.tally.used -= sum(self.sizes.values())
+        self.sizes.clear()
         self.data.clear()
+
+    def recount(self, name: str, undo: Callable[[], object]) -> None:
+        """The one named has grown in place (a statement described, a portal
+        run: their columns): counted anew. Past the budget `undo()` puts it
+        back (or closes it) and it is 54000."""
+        if name not in self.data:
+            return
+        size = self._size(name, self.data[name])
+        try:
+            self.tally.take(size - self.sizes[name])
+        except PgError:
+            undo()
+            raise
+        self.sizes[name] = size
 
 
 class Portals(Kept[V]):
@@ -106,7 +131,7 @@ class Tally:
         if more > 0 and self.used + more > self.budget:
             raise PgError(
                 "54000", f"this connection's prepared statements and portals would hold "
-                         f"{self.used + more} bytes of text and parameter types, past its "
+                         f"{self.used + more} bytes of text, parameter types and columns, past its "
                          f"limit of {self.budget} "
                          f"({TEXT_BUDGET_REQUESTS} × [server] max_request_bytes): close some "
                          f"(Close, DEALLOCATE) or end the transaction")

@@ -250,3 +250,67 @@ def test_settings_are_bounded(pg: PgServer) -> None:
     assert _error_code(_simple(sock, b"RESET ALL")) is None  # frees them all
     assert _error_code(_simple(sock, b"SET my.last = '%s'" % value)) is None
     sock.close()
+
+
+WIDE = b"SELECT * FROM keptwide.t a, keptwide.t b"  # over 200 columns of 62-character names
+
+
+def _wide_table(sock: socket.socket) -> None:
+    columns = ", ".join(f"c{i:03d}_{'x' * 57} BIGINT" for i in range(100))
+    assert _error_code(_simple(sock, b"CREATE NAMESPACE IF NOT EXISTS keptwide")) is None
+    created = _simple(sock, f"CREATE TABLE IF NOT EXISTS keptwide.t (id BIGINT PRIMARY KEY, "
+                            f"{columns})".encode())
+    assert _error_code(created) is None, created
+
+
+def test_described_columns_count_against_the_budget(small: PgServer) -> None:
+    """Describe(statement) kept the columns it found outside the budget: a
+    90-byte statement of 1,604 columns held 320 KB, and 1,000 of them (82 KB
+    sent) grew the server by 320 MB. Now a Describe past the budget is 54000."""
+    sock = _connect(small)
+    _wide_table(sock)
+    codes: list[str | None] = []
+    while not codes or codes[-1] is None and len(codes) < 40:
+        n = len(codes)
+        msgs = _round(sock, _parse(b"w%d" % n, WIDE) + _msg(b"D", b"Sw%d\x00" % n))
+        codes.append(_error_code(msgs))
+    # ~45 KB each against 256 KiB: the sixth or so is refused (its Parse was taken).
+    assert codes[-1] == "54000" and 3 <= len(codes) <= 8, codes
+    assert _error_code(_round(sock, _msg(b"C", b"Sw0\x00") + _msg(b"C", b"Sw1\x00"))) is None
+    described = _round(sock, _msg(b"D", b"Sw%d\x00" % (len(codes) - 1)))
+    assert _error_code(described) is None and b"T" in dict(described), described
+    sock.close()
+
+
+def test_a_portals_answer_columns_count_against_the_budget(small: PgServer) -> None:
+    """Each portal run in a transaction kept its answer's columns uncounted."""
+    sock = _connect(small)
+    _wide_table(sock)
+    _round(sock, _parse(b"w", WIDE))
+    _simple(sock, b"BEGIN")
+    codes: list[str | None] = []
+    while not codes or codes[-1] is None and len(codes) < 40:
+        name = b"p%d" % len(codes)
+        codes.append(_error_code(_round(sock, _bind(name, b"w") + _execute(name, 0))))
+    assert codes[-1] == "54000" and 3 <= len(codes) <= 8, codes
+    # The portal whose answer passed it is closed: it is not run twice.
+    assert _error_code(_round(sock, _execute(b"p%d" % (len(codes) - 1), 0))) == "34000"
+    _simple(sock, b"COMMIT")  # the transaction's portals go, and their room with them
+    assert _error_code(_round(sock, _bind(b"q", b"w") + _execute(b"q", 0))) is None
+    sock.close()
+
+
+def test_result_format_codes_count_against_the_budget(small: PgServer) -> None:
+    """A Bind's result format codes (up to 65,535, 8 bytes each kept) were
+    not counted: inside BEGIN, 300 portals of `SELECT 1` with 65,535 codes
+    each (37 MB sent) grew the server by 100 MB."""
+    count = 16_000
+    sock = _connect(small)
+    _round(sock, _parse(b"one", b"SELECT 1"))
+    _simple(sock, b"BEGIN")
+    codes = [_error_code(_round(sock, _msg(b"B", b"f%d\x00one\x00" % n + struct.pack(
+        "!hhH", 0, 0, count) + b"\x00\x00" * count))) for n in range(4)]
+    fits = kept.TEXT_BUDGET_REQUESTS * REQUEST // (kept.FORMAT_BYTES * count)
+    assert codes == [None] * fits + ["54000"] * (4 - fits), codes
+    _simple(sock, b"COMMIT")
+    sock.close()
