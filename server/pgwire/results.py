@@ -91,11 +91,17 @@ def from_result(text: str, result: Result, statement: ast.Statement | None = Non
 
 
 def formats_for(codes: list[int], n: int) -> list[int]:
+    """The format of each of `n` columns from a Bind's codes: none (all text),
+    one for all, or one each; any other count is 08P01, as PostgreSQL says it
+    (3 codes for a 1-column query were taken, the extra ones ignored)."""
     if not codes:
         return [0] * n
     if len(codes) == 1:
         return codes * n
-    return codes[:n] + [0] * (n - len(codes))
+    if len(codes) != n:
+        raise PgError("08P01", f"bind message has {len(codes)} result formats but query has "
+                               f"{n} columns")
+    return codes
 
 
 def description(columns: list[tuple[str, int]], formats: list[int]) -> bytes:

@@ -314,3 +314,24 @@ def test_result_format_codes_count_against_the_budget(small: PgServer) -> None:
     assert codes == [None] * fits + ["54000"] * (4 - fits), codes
     _simple(sock, b"COMMIT")
     sock.close()
+
+
+@pytest.mark.parametrize("then", [_execute(b"", 0), _msg(b"D", b"P\x00")],
+                         ids=["execute", "describe"])
+def test_a_result_format_count_of_neither_none_one_nor_each_column_is_08p01(
+        pg: PgServer, then: bytes) -> None:
+    """As PostgreSQL: no code (all text), one for all, or one per column;
+    3 codes for a 1-column query were taken, the extra ones ignored."""
+    sock = _connect(pg)
+    for sql, counts in [(b"SELECT 1 AS a", {0: None, 1: None, 2: "08P01", 3: "08P01"}),
+                        (b"SELECT 1 AS a, 2 AS b", {1: None, 2: None, 3: "08P01"})]:
+        for count, code in counts.items():
+            bind = _msg(b"B", b"\x00\x00\x00\x00\x00\x00" + struct.pack("!h", count)
+                        + b"\x00\x01" * count)
+            msgs = _round(sock, _parse(b"", sql) + bind + then)
+            assert _error_code(msgs) == code, (sql, count, msgs)
+            if code:
+                message = _fields(dict(msgs)[b"E"])["M"]
+                assert f"has {count} result formats but query has" in message
+            assert msgs[-1] == (b"Z", b"I")
+    sock.close()
