@@ -26,11 +26,10 @@ from ..metrics import statement_kind
 from ..session import Interrupt, Session
 from ..state import Cairn
 from . import chatter, describe, messages, params, pgcatalog
-from . import types as t
 from .errors import PgError, contract_code, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
 from .results import Reply, data_rows, description, formats_for, from_result, progress_text
-from .statements import WRITE, Portal, Prepared, bound, parameter_types, split
+from .statements import WRITE, Portal, Prepared, bind_work, parameter_types, read_bind, split
 from .statements import text as query_text
 
 log = logging.getLogger("cairn.pgwire")
@@ -332,34 +331,13 @@ class Connection:
             raise PgError("26000", f'prepared statement "{name}" does not exist')
         if portal_name and portal_name in self.portals:  # as PostgreSQL (it was replaced)
             raise PgError("42P03", f'portal "{portal_name}" already exists')
-        fcodes = [body.int16() for _ in range(body.uint16())]
-        values_raw: list[bytes | None] = []
-        for _ in range(body.uint16()):
-            length = body.int32()
-            values_raw.append(None if length == -1 else body.take(length))
-        rcodes = [body.int16() for _ in range(body.uint16())]
-        body.end()
-        if any(c not in (0, 1) for c in fcodes + rcodes):
-            raise messages.ProtocolViolation("format codes must be 0 or 1")
-        if len(values_raw) != len(prepared.oids):
-            raise PgError("08P01", f"bind message supplies {len(values_raw)} parameters, but "
-                                   f"prepared statement requires {len(prepared.oids)}")
-        if len(fcodes) not in (0, 1, len(values_raw)):  # as PostgreSQL: none, one for all, each
-            raise PgError("08P01", f"bind message has {len(fcodes)} parameter formats but "
-                                   f"{len(values_raw)} parameters")
-        pfmts = formats_for(fcodes, len(values_raw))
-        # Big parameters too are decoded and written in on a statement thread
-        # (a 9 MB one, in a short statement, stopped every client for seconds).
-        size = len(prepared.sql) + sum(len(r) for r in values_raw if r is not None)
-        try:
-            if size > PARSE_ON_THREAD_CHARS:
-                sql = await self.cairn.run(bound, prepared, pfmts, values_raw)
-            else:
-                sql = bound(prepared, pfmts, values_raw)
-        except t.BadUnicode as exc:
-            raise PgError("22021", str(exc)) from None
-        except (t.BadParameter, params.PlaceholderError) as exc:
-            raise PgError(getattr(exc, "code", "22P02"), str(exc)) from None
+        # A big Bind is read and its parameters written in on a statement thread:
+        # big values (a 9 MB one stopped every client for seconds), or many
+        # parameters, NULL or not (statements.bind_work).
+        if bind_work(prepared, body) > PARSE_ON_THREAD_CHARS:
+            rcodes, sql = await self.cairn.run(read_bind, prepared, body)
+        else:
+            rcodes, sql = read_bind(prepared, body)
         self.portals[portal_name] = Portal(prepared, sql, rcodes)
         self.writer.write(messages.BIND_COMPLETE)
 

@@ -63,6 +63,32 @@ class Payload:
     def uint32(self) -> int:
         return int(_U32.unpack(self._take(4))[0])
 
+    def int16s(self, count: int) -> list[int]:
+        """`count` int16s at once (a Bind's format codes: up to 65,535)."""
+        return list(struct.unpack(f"!{count}h", self._take(2 * count)))
+
+    def values(self, count: int) -> list[bytes | None]:
+        """A Bind's `count` parameter values, each an int32 length (-1: NULL)
+        and its bytes, read in one tight loop (65,535 of them cost 75 ms
+        through `int32` and `take`, on the event loop)."""
+        data, pos, end = self.data, self.pos, len(self.data)
+        out: list[bytes | None] = []
+        append, length_at = out.append, _I32.unpack_from
+        for _ in range(count):
+            if pos + 4 > end:
+                raise ProtocolViolation("message is shorter than its contents say")
+            n = length_at(data, pos)[0]
+            pos += 4
+            if n == -1:
+                append(None)
+                continue
+            if n < 0 or pos + n > end:
+                raise ProtocolViolation("message is shorter than its contents say")
+            append(data[pos:pos + n])
+            pos += n
+        self.pos = pos
+        return out
+
     def byte(self) -> bytes:
         return self._take(1)
 
