@@ -13,10 +13,12 @@ from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.archive import damaged, store
 from storage.archive.changes import MAX_LSN, now_us
+from storage.backup.origin import own_filter
 from storage.system_tables import archives as archive_rows
 
 from .archive_verify import verify_work
 from .archiving import Archiver, parse_interval, service
+from .backup_drops import origin_of
 from .backups import check_options, job_row, redacted, result_row
 from .dispatch import Routes
 from .namespaces import check_namespace_name
@@ -39,6 +41,10 @@ POINT_COLUMNS = [
     ("namespace", "TEXT"), ("start_time", "TIMESTAMP"), ("end_time", "TIMESTAMP"),
     ("base_backup_id", "TEXT"), ("base_backups", "BIGINT"), ("segments", "BIGINT"),
     ("archive_id", "TEXT"), ("error", "TEXT"),
+    # Whose window: the server that wrote its base (the manifest's
+    # namespace_record.server), and whether it is this server's namespace's
+    # (a RESTORE as_of without backup_id uses only those).
+    ("server", "TEXT"), ("own", "BOOLEAN"),
 ]
 
 
@@ -190,12 +196,16 @@ async def show_restore_points(cairn: Cairn, session: Session,
         repo = _repo(cairn, stmt.target)
         repo.require_exists()
         runs, _ = store.all_runs(repo, stmt.namespace)
-        bases, broken = damaged.bases_and_damaged(repo, stmt.namespace)
+        entries = repo.listing(stmt.namespace)
+        bases, broken = damaged.bases_and_damaged(repo, stmt.namespace, entries)
+        keep = own_filter(origin_of(cairn, stmt.namespace), entries)
+        mine = {m["backup_id"] for m in entries if "error" not in m and (keep is None or keep(m))}
         found = [{
             "namespace": stmt.namespace, "start_time": store.iso(w.start_us),
             "end_time": store.iso(w.end_us), "base_backup_id": w.bases[0].backup_id,
             "base_backups": len(w.bases), "segments": len(w.run.segments),
-            "archive_id": w.run.archive_id, "error": None,
+            "archive_id": w.run.archive_id, "error": None, "server": w.bases[0].server,
+            "own": any(b.backup_id in mine for b in w.bases),
         } for w in store.windows(runs, bases)]
         # A window whose base may be a backup that cannot be read: listed, with why.
         found += damaged.point_rows(repo, stmt.namespace, runs, broken)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from catalog import Backup, Job, Namespace, Table
+from catalog import Archive, Backup, Job, Namespace, Table
 from catalog.errors import (
     AlreadyExists,
     CairnError,
@@ -187,8 +187,6 @@ async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDataba
 @routes.handles(ast.RestoreDatabase, role="admin")
 async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreDatabase) -> Result:
     opts = check_options("RESTORE", stmt.options, RESTORE_OPTIONS)
-    if "backup_id" in opts and "as_of" in opts:
-        raise InvalidArgument("give backup_id or as_of, not both")
     if stmt.if_not_exists and opts.get("replace"):
         raise InvalidArgument("give IF NOT EXISTS (keep an existing namespace) or "
                               "replace = true (replace it), not both")
@@ -209,11 +207,11 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
     plan = RestorePlan(stmt.namespace, destination, repo, backup_id=opts.get("backup_id"),
                        as_of=opts.get("as_of"), replace=bool(opts.get("replace")),
                        origin=await cairn.run(origin_of, cairn, stmt.namespace))
-    if plan.as_of is not None and await cairn.run(pitr.has_archives, repo, stmt.namespace):
+    if plan.as_of is not None:
         # Archived changes: exact to the commit (a base backup, then the changes).
-        plan.time = await cairn.run(pitr.plan, repo, stmt.namespace, plan.as_of,
-                                    parse_us(plan.as_of.replace("Z", "+00:00")))
-        plan.backup_id, plan.as_of = plan.time.base_id, None
+        plan.time = await cairn.run(time_plan, cairn, repo, plan)
+        if plan.time is not None:
+            plan.backup_id, plan.as_of = plan.time.base_id, None
     job = await cairn.jobs.run(
         "restore", session, lambda ctx: run_restore(cairn, ctx, plan), namespace=destination,
         target=repo.uri, statement=redacted(stmt), detached=bool(opts.get("detached")),
@@ -225,6 +223,18 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
         ("tables", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"),
         ("row_versions", "BIGINT"),
     ], f"Namespace '{destination}' restored from backup '{job.result['backup_id']}'")
+
+
+def time_plan(cairn: Cairn, repo: Repository, plan: RestorePlan) -> pitr.TimePlan | None:
+    """A RESTORE `as_of` through archived changes (pitr.plan): only this
+    server's namespace's windows, its own archive of it (the catalog's) among
+    them; with `backup_id` too, that backup's, whoever wrote it. None: no
+    archived changes of it, `as_of` takes the newest backup by then."""
+    assert plan.as_of is not None
+    own = cairn.catalog.get(Archive, plan.source)
+    known = (own.archive_id,) if own is not None and own.target == repo.uri else ()
+    return pitr.plan(repo, plan.source, plan.as_of, parse_us(plan.as_of.replace("Z", "+00:00")),
+                     plan.origin, known, plan.backup_id)
 
 
 # --- listing ----------------------------------------------------------------

@@ -21,12 +21,15 @@ from . import store
 Damaged = dict[str, Any]  # {"backup_id", "error"} and the hints its checksum vouches for
 
 
-def bases_and_damaged(repo: Repository, namespace: str) -> tuple[list[store.Base], list[Damaged]]:
+def bases_and_damaged(repo: Repository, namespace: str,
+                      entries: list[dict[str, Any]] | None = None,
+                      ) -> tuple[list[store.Base], list[Damaged]]:
     """The namespace's readable backups as possible bases (store.bases_of),
-    and the damaged ones that may be of it, from one listing of the target."""
+    and the damaged ones that may be of it, from one listing of the target
+    (`entries` when given)."""
     bases: list[store.Base] = []
     damaged: list[Damaged] = []
-    for m in repo.listing(namespace):
+    for m in repo.listing(namespace) if entries is None else entries:
         if "error" in m:
             damaged.append(m)
         elif (b := store._base(m)) is not None:

@@ -3,11 +3,12 @@ namespace's state exactly as of an instant."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from catalog.errors import BackupInvalid, InvalidArgument, NotFound
 from storage.backup import Repository
+from storage.backup.origin import Origin, own_filter
 
 from . import damaged, store
 from .blocks import Entry, Rows
@@ -24,33 +25,67 @@ class TimePlan:
     segments: list[SegmentName]  # those holding changes in (base_us, as_of_us]
 
 
-def has_archives(repo: Repository, namespace: str) -> bool:
-    """Is a RESTORE of `namespace` to a time one through archived changes? So
-    it is when a backup of it is an archive's base, before that archive has
-    shipped its first segment (its folder does not exist yet): a RESTORE to a
-    time then took the bare base as a plain backup, and a write acknowledged
-    after it, or a DROP NAMESPACE, was silently not there."""
-    if store.archive_ids(repo, namespace):
-        return True
-    bases, _ = damaged.bases_and_damaged(repo, namespace)
-    return any(b.archive is not None for b in bases)
+def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
+         origin: Origin | None = None, known: Collection[str] = (),
+         base_id: str | None = None) -> TimePlan | None:
+    """A RESTORE of `namespace` to a time through archived changes: the newest
+    base backup at or before `as_of` inside a restorable window, and the
+    window's segments up to `as_of`. None when the target holds no archived
+    changes a restore on this server replays (then `as_of` takes the newest
+    backup at or before it, origin.choose_own).
 
+    Only windows of this server's namespace (`origin`, origin.own_filter):
+    bases it wrote, the archives they are bases of and `known` (this server's
+    archive of it, from its catalog, before a base of it is listed); another
+    server's namespace of the same name is another database, its windows
+    (and the damage in its archives) are not this restore's. `base_id` (an
+    explicit backup_id) is the base, whoever wrote it, and its archive's
+    changes are replayed. The target holds archived changes from the moment
+    a backup is an archive's base, before that archive has shipped its first
+    segment (its folder does not exist yet): a RESTORE to a time then took the
+    bare base as a plain backup, and a write acknowledged after it, or a DROP
+    NAMESPACE, was silently not there.
 
-def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int) -> TimePlan:
-    """The newest base backup at or before `as_of` inside a restorable window,
-    and the window's segments up to `as_of`. NOT_FOUND before any base backup;
-    INVALID_ARGUMENT past the newest restorable time (which it names) or
-    between windows (which it lists); BACKUP_INVALID when the archive's folder
-    holds a file that is not a segment or segments that overlap, or when a
-    backup whose manifest cannot be read may be the base the time needs
-    (damaged.py)."""
-    runs, problems = store.all_runs(repo, namespace)
-    bases, broken = damaged.bases_and_damaged(repo, namespace)
+    NOT_FOUND before any base backup; INVALID_ARGUMENT past the newest
+    restorable time (which it names) or between windows (which it lists);
+    BACKUP_INVALID when the archive's folder holds a file that is not a
+    segment or segments that overlap, or when a backup whose manifest cannot
+    be read may be the base the time needs (damaged.py)."""
+    entries = repo.listing(namespace)
+    keep = None if base_id is not None else own_filter(origin, entries)
+    bases: list[store.Base] = []
+    broken: list[damaged.Damaged] = []
+    for m in entries:
+        if "error" in m:
+            broken.append(m)
+        elif (keep is None or keep(m)) and (b := store._base(m)) is not None:
+            bases.append(b)
+    runs, problems = store.all_runs(repo, namespace)  # every archive folder is a key
+    if base_id is not None:
+        bases, broken = [_named_base(repo, namespace, bases, broken, base_id, as_of_us)], []
+    if keep is None and base_id is None:
+        if not problems and not any(b.archive is not None for b in bases):
+            return None
+    else:
+        ids = _archives_of(bases, known, set(problems))
+        if not ids:
+            if base_id is None:
+                return None
+            raise InvalidArgument(
+                f"backup '{base_id}' is the base of no archived changes of namespace "
+                f"'{namespace}' in target '{repo.uri}'; restore it without as_of, or name "
+                "a base backup (SHOW RESTORE POINTS)")
+        runs = [r for r in runs if r.archive_id in ids]
+        problems = {aid: p for aid, p in problems.items() if aid in ids}
     broken = [d for d in broken if damaged.taken_by(d, as_of_us)]
     if not any(b.snapshot_us <= as_of_us for b in bases):
         damaged.refuse(repo, namespace, as_of, broken)
-        raise NotFound(f"no backup of namespace '{namespace}' taken at or before {as_of} "
-                       f"in target '{repo.uri}'")
+        others = [m["backup_id"] for m in entries if "error" not in m and keep is not None
+                  and not keep(m) and (b := store._base(m)) is not None
+                  and b.snapshot_us <= as_of_us]
+        whose = "namespace" if keep is None else "this server's namespace"
+        raise NotFound(f"no backup of {whose} '{namespace}' taken at or before {as_of} "
+                       f"in target '{repo.uri}'" + _others(namespace, others))
     wins = store.windows(runs, bases)
     inside = [w for w in wins if w.start_us <= as_of_us <= w.end_us]
     # A file that is not a segment, or segments that overlap, in the archive
@@ -110,3 +145,39 @@ def changes(repo: Repository, p: TimePlan,
                     yield inside
             elif p.base_us < c.at_us <= p.as_of_us:
                 yield c
+
+
+def _archives_of(bases: list[store.Base], known: Collection[str], folders: set[str]) -> set[str]:
+    """The archives whose changes a restore building on `bases` may replay:
+    those they are bases of and the `known` ones in the target; every one when
+    a base predates manifests naming their archive (matched by time alone)."""
+    if any(b.legacy for b in bases):
+        return folders
+    return {b.archive.id for b in bases if b.archive is not None} | (set(known) & folders)
+
+
+def _named_base(repo: Repository, namespace: str, bases: list[store.Base],
+                broken: list[damaged.Damaged], base_id: str, as_of_us: int) -> store.Base:
+    """The backup a RESTORE with both backup_id and as_of names as its base."""
+    for b in bases:
+        if b.backup_id == base_id:
+            if b.snapshot_us > as_of_us:
+                raise InvalidArgument(
+                    f"as_of {store.iso(as_of_us)} is before backup '{base_id}' was taken "
+                    f"({store.iso(b.snapshot_us)})")
+            return b
+    for d in broken:
+        if d["backup_id"] == base_id:
+            raise BackupInvalid(damaged.why(repo, d))
+    raise NotFound(f"backup '{base_id}' of namespace '{namespace}' is not in target "
+                   f"'{repo.uri}'")
+
+
+def _others(namespace: str, ids: list[str]) -> str:
+    """The NOT_FOUND's note on another server's backups a time could have used."""
+    if not ids:
+        return ""
+    listed = ", ".join(ids[:10]) + (", …" if len(ids) > 10 else "")
+    return (f"; the target's backups of a namespace '{namespace}' taken by then were written "
+            f"by another server (another database of that name): {listed}; name one with "
+            "backup_id = '…' to restore it (with as_of: to a time in its archived changes)")

@@ -261,6 +261,7 @@ class Base:
     archive: ArchiveRef | None = None
     legacy: bool = True
     encrypted: bool = False
+    server: str | None = None  # the server that wrote it (namespace_record), if known
 
 
 def is_base(b: Base, run: Run) -> bool:
@@ -339,7 +340,10 @@ def _base(m: dict[str, Any]) -> Base | None:
         return None
     legacy = h.archive is UNSET
     archive = h.archive if isinstance(h.archive, ArchiveRef) else None
-    return Base(h.backup_id, at, archive, legacy, h.encrypted)
+    record = m.get("namespace_record")
+    server = record.get("server") if isinstance(record, dict) else None
+    return Base(h.backup_id, at, archive, legacy, h.encrypted,
+                server if isinstance(server, str) else None)
 
 
 def stray_problems(archive_id: str, listing: Listing) -> list[str]:

@@ -58,7 +58,7 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
     server_only = Origin(origin.server)
 
     def own(by: Origin) -> Callable[[dict[str, Any]], bool]:
-        return lambda m: accept(m) and ("namespace_record" not in m or by.owns(m, lineage=True))
+        return lambda m: accept(m) and taken_as_own(by, m)
 
     try:
         return dict(repo.choose_backup(namespace, None, as_of, what=what,
@@ -78,3 +78,28 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
             f"target's backups of a namespace '{namespace}' were written by another server "
             f"(another database of that name): {listed}; name one with backup_id = '…' to "
             f"restore it") from None
+
+
+def taken_as_own(origin: Origin, m: dict[str, Any]) -> bool:
+    """Whether a RESTORE without `backup_id` takes the listed manifest `m` as
+    one of this server's namespace (or the namespace it was restored from):
+    an entry without its body (damaged, or encrypted and not opened) is taken,
+    so that reading it says why."""
+    return "namespace_record" not in m or origin.owns(m, lineage=True)
+
+
+def own_filter(origin: Origin | None,
+               entries: list[dict[str, Any]]) -> Callable[[dict[str, Any]], bool] | None:
+    """Which of a namespace's listed backups (`entries`) a RESTORE to a time
+    without `backup_id` may build on, as `choose_own` picks a plain one: this
+    server's namespace's. None (any server's) without an origin, or when this
+    server has no such namespace and no backup of that name of its own (a
+    fresh server restoring another's)."""
+    if origin is None:
+        return None
+    if origin.created_at is not None:
+        return lambda m: taken_as_own(origin, m)
+    server_only = Origin(origin.server)
+    if any("namespace_record" in m and server_only.owns(m) for m in entries):
+        return lambda m: taken_as_own(server_only, m)
+    return None

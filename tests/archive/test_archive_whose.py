@@ -1,0 +1,82 @@
+"""Whose windows a RESTORE to a time uses in a target several servers share.
+
+Each server has its own namespace `app` (different databases) in one target.
+A RESTORE `as_of` without `backup_id` builds only on this server's namespace's
+backups and archives, as a plain RESTORE picks only its backups: another
+server's START ARCHIVING once took over this server's restores to a time (its
+window ending last won, its base and rows restored; or this server's own plain
+backups were "in no restorable window"). `backup_id` with `as_of` names another
+server's base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from server.config import Config
+from tests.helpers import err, ok, rows
+
+from .test_archive_lineage import POINTS, content, two_servers
+from .test_archiving import FAST, wait_shipped
+
+
+async def test_as_of_never_takes_another_servers_window(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """B archives its `app` first, A its own later: a time before A's base is
+    NOT_FOUND naming B's base (it restored B's base and rows), a time in A's
+    window is A's rows; backup_id with as_of restores B's as of the time."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    await ok(b, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(b, "INSERT INTO app.t VALUES (2, 'b')")
+    early = (await wait_shipped(b))["archived_until"]
+    await ok(a, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(a, "INSERT INTO app.t VALUES (3, 'a')")
+    await ok(b, "INSERT INTO app.t VALUES (4, 'b')")
+    late = (await wait_shipped(a))["archived_until"]
+    await wait_shipped(b)
+
+    message = await err(a, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{early}')",
+                        "NOT_FOUND")
+    points = await rows(a, POINTS)
+    [theirs] = [p for p in points if not p["own"]]
+    [mine] = [p for p in points if p["own"]]
+    assert "another server" in message and theirs["base_backup_id"] in message, message
+    assert mine["server"] != theirs["server"] and mine["server"].startswith("sv-")
+    assert [p["own"] for p in await rows(b, POINTS)] == [True, False]  # B's started first
+
+    await ok(a, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{late}')")
+    assert await content(a, "r") == {(1, "a"), (3, "a")}
+    [job] = await rows(a, "SELECT * FROM system.jobs WHERE job_type = 'restore'")
+    assert job["backup_id"] == mine["base_backup_id"]
+    # Another server's window, named by its base.
+    await ok(a, f"RESTORE DATABASE app FROM 'arch' AS s WITH "
+                f"(backup_id = '{theirs['base_backup_id']}', as_of = '{early}')")
+    assert await content(a, "s") == {(1, "b"), (2, "b")}
+    message = await err(a, f"RESTORE DATABASE app FROM 'arch' AS s2 WITH "
+                           f"(backup_id = '{mine['base_backup_id']}', as_of = '{early}')",
+                        "INVALID_ARGUMENT")
+    assert "before backup" in message, message
+
+
+async def test_another_servers_archive_leaves_plain_as_of_alone(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """A takes only plain backups of its `app`; B archives its own into the same
+    target afterwards. A's restores to a time still take A's own backup (they
+    were "in no restorable window" listing B's, then restored B's rows)."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    [backup] = await rows(a, "BACKUP DATABASE app TO 'arch'")
+    [before] = await rows(a, "SELECT snapshot_at FROM system.backups")
+    await ok(b, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(b, "INSERT INTO app.t VALUES (2, 'b')")
+    after = (await wait_shipped(b))["archived_until"]
+    await ok(b, "STOP ARCHIVING DATABASE app")
+    for n, at in enumerate((before["snapshot_at"], after)):
+        await ok(a, f"RESTORE DATABASE app FROM 'arch' AS r{n} WITH (as_of = '{at}')")
+        assert await content(a, f"r{n}") == {(1, "a")}, at
+    jobs = await rows(a, "SELECT backup_id FROM system.jobs WHERE job_type = 'restore'")
+    assert [j["backup_id"] for j in jobs] == [backup["backup_id"]] * 2
+    # A plain backup is the base of no archived changes: as_of with it is refused.
+    message = await err(a, f"RESTORE DATABASE app FROM 'arch' AS r9 WITH "
+                           f"(backup_id = '{backup['backup_id']}', as_of = '{after}')",
+                        "INVALID_ARGUMENT")
+    assert "base of no archived changes" in message, message
