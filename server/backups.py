@@ -31,6 +31,7 @@ from storage.backup.sets import being_written, writing_error
 
 from . import restore_hold, resume, visibility
 from .backup_drops import drop_beyond, origin_of, pruned, with_message
+from .backup_records import forget_gone
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
@@ -139,6 +140,7 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
             try:
                 result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"],
                                                 result["backup_id"])
+                forget_gone(cairn, repo, namespace)  # those another server dropped
             except CairnError as exc:
                 raise with_message(exc, f"backup '{result['backup_id']}' is complete, but "
                                         f"keep_last could not drop older ones: {exc.message}"
@@ -271,6 +273,7 @@ async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) ->
             repo = repository(cairn, stmt.target)
             # Already newest first; a damaged backup of unknown age leads.
             listed, writing = repo.listing(stmt.namespace), being_written(repo)
+            forget_gone(cairn, repo, stmt.namespace)  # another server dropped them
             rows = [_damaged(m, repo.uri) if "error" in m
                     else {**summary(m, repo.uri), **writing_error(m, writing)} for m in listed]
             return rows[: stmt.limit] if stmt.limit is not None else rows

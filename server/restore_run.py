@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog import Archive, DataFile, Namespace
-from catalog.errors import AlreadyExists, InvalidArgument
+from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
 from storage.archive import pitr, replay
 from storage.backup import Manifest, Repository
@@ -28,6 +28,7 @@ from storage.files import FileStore
 from storage.inflight import workers_for
 from storage.install import Beside, BesideWork, Restore
 
+from .backup_records import forget_gone
 from .jobs import JobContext
 from .restore_hold import hold
 from .state import Cairn
@@ -82,7 +83,13 @@ def whole(header: dict[str, Any]) -> bool:
 
 
 def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, Any]:
-    m = choose_manifest(plan)
+    try:
+        m = choose_manifest(plan)
+    except NotFound:
+        # A backup of this server's another server dropped: no longer listed here.
+        forget_gone(cairn, plan.repo, plan.source if plan.backup_id is None else None,
+                    plan.backup_id)
+        raise
     ctx.set(backup_id=m.backup_id)
     check_not_archived(cairn, plan.destination)
     if cairn.catalog.get(Namespace, plan.destination) is not None and not plan.replace:

@@ -12,6 +12,7 @@ from storage.backup import Repository
 from storage.backup.verify import verify_backup_of
 
 from .backup_drops import drop_one, forget
+from .backup_records import forget_gone
 from .backups import VERIFY_OPTIONS, check_options, job_row, locate, redacted, result_row
 from .dispatch import Routes
 from .jobs import JobContext
@@ -44,6 +45,9 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
         try:
             report = jobproc.call(ctx, verify_backup_of, repo, stmt.backup_id, jobproc.WORK,
                                   spent=throttle.spent if throttled else None, here=throttled)
+        except NotFound:
+            forget_gone(cairn, repo, backup_id=stmt.backup_id)  # another server dropped it
+            raise
         except BackupInvalid:
             gone_meanwhile(repo, stmt.backup_id)
             raise

@@ -1,0 +1,51 @@
+"""The catalog's backup records against what their target holds.
+
+Another server sharing a target may drop a backup this server wrote (DROP
+BACKUP drops any by id); only the dropping server forgot its record. This
+server went on listing it (SHOW BACKUPS, system.backups) and counting it in
+`cairn_backup_age_seconds` for good, so the staleness alert never fired. Each
+statement that reads the target anyway (SHOW BACKUPS IN, RESTORE, VERIFY
+BACKUP, keep_last) forgets the records of backups the target provably no
+longer holds: the target is there and the manifest is absent. A read error
+proves nothing and forgets nothing."""
+
+from __future__ import annotations
+
+import logging
+
+from catalog import Backup
+from catalog.errors import CairnError
+from storage.backup import Repository
+
+from .state import Cairn
+
+log = logging.getLogger("cairn.backup")
+
+
+def forget_gone(cairn: Cairn, repo: Repository, namespace: str | None = None,
+                backup_id: str | None = None) -> list[str]:
+    """Forget this server's records of backups in `repo`'s target (of
+    `namespace`, or the one `backup_id`, when given) whose manifest the target
+    no longer holds; returns their ids. Each is looked for once more after
+    the listing: a backup whose record was written after it is not forgotten."""
+    records = [b for b in cairn.catalog.scan(Backup) if b.target == repo.uri
+               and (namespace is None or b.namespace == namespace)
+               and (backup_id is None or b.backup_id == backup_id)]
+    if not records or repo.target.kind == "archive":  # an archive file is read whole
+        return []
+    try:
+        if not repo.exists():  # an unmounted disk, a deleted prefix: no proof
+            return []
+        present = set(repo.manifest_ids())
+        gone = [b.backup_id for b in records
+                if b.backup_id not in present and not repo.has_manifest(b.backup_id)]
+    except CairnError as exc:
+        log.warning("could not check the backups recorded in %s: %s", repo.uri, exc.message)
+        return []
+    for bid in gone:
+        record = cairn.catalog.get(Backup, bid)
+        if record is not None and record.target == repo.uri:
+            cairn.catalog.delete(Backup, bid)
+            log.warning("backup %s is no longer in target %s (dropped by another server, or "
+                        "removed from outside): this server no longer lists it", bid, repo.uri)
+    return gone
