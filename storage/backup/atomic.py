@@ -7,13 +7,16 @@ PUT already has that property, so the object is written at its final key."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+from collections.abc import Callable
 
 import pyarrow.fs as pafs
 
 from catalog.errors import BackupInvalid, CairnError, InvalidArgument, Unavailable
 
 from .layout import TMP, temp_path
+from .nofollow import handler_of
 from .oserrors import describe, reading, writing
 from .targets import Target
 from .transfer import CHUNK_SIZE
@@ -58,6 +61,50 @@ def publish(target: Target, tmp: str, final: str, durable: bool = True,
         raise
     if durable:
         fsync_path(parent)
+
+
+# A file system without hard links (or refusing them) gets publish's rename.
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS})
+
+
+def publish_new(target: Target, tmp: str, final: str, durable: bool, file_synced: bool,
+                keep: Callable[[], bool]) -> bool:
+    """`publish`, telling whether this call stored `final`: False (and `tmp`
+    removed) when `final` exists meanwhile and `keep()` says it holds the
+    content (another server stored it a moment earlier), so that two writers
+    racing do not both count its bytes as theirs (`bytes_written`). Locally a
+    hard link, which fails where a file is, then the temp name's removal; a
+    rename where hard links are not to be had, and over a `final` that `keep`
+    refuses (a damaged object is replaced). S3 has no conditional copy in
+    pyarrow: there the check before the copy is all (docs/backup-format.md)."""
+    handler = handler_of(target.fs)
+    if handler is None:
+        publish(target, tmp, final, durable, file_synced)
+        return True
+    parent = final.rsplit("/", 1)[0]
+    try:
+        if durable and not file_synced:
+            fsync_path(tmp)
+        make_dirs(target, parent)
+        linked: bool | None = handler.link_new(tmp, final)
+    except FileNotFoundError as exc:
+        if target.fs.get_file_info(tmp).type == pafs.FileType.NotFound:
+            raise vanished(target, tmp, exc) from exc
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        linked = None
+    if linked is False and keep():
+        delete_quietly(target, tmp)
+        return False
+    if linked is None or linked is False:
+        publish(target, tmp, final, durable, file_synced=True)
+        return True
+    delete_quietly(target, tmp)
+    if durable:
+        fsync_path(parent)
+    return True
 
 
 def vanished(target: Target, tmp: str, exc: OSError) -> CairnError:

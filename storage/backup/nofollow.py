@@ -297,6 +297,18 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
         with self._dir(sparts[:-1]) as sfd, self._dir(dparts[:-1]) as dfd:
             os.rename(sparts[-1], dparts[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
 
+    def link_new(self, src: str, dest: str) -> bool:
+        """Give the file `src` the name `dest` too, unless `dest` exists (False):
+        a hard link, where a rename would replace it. The caller removes `src`."""
+        sparts, dparts = self._parts(src), self._parts(dest)
+        with self._dir(sparts[:-1]) as sfd, self._dir(dparts[:-1]) as dfd:
+            try:
+                os.link(sparts[-1], dparts[-1], src_dir_fd=sfd, dst_dir_fd=dfd,
+                        follow_symlinks=False)
+            except FileExistsError:
+                return False
+        return True
+
     def copy_file(self, src: str, dest: str) -> None:
         raise NotImplementedError("objects are never copied inside a backup target")
 

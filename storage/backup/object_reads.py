@@ -117,6 +117,11 @@ class ObjectReads:
             return headers
         return self.check(form.oid, stored, sha256=sha256, plain_size=plain_size) is None
 
+    def holds_now(self, form: Form, sha256: str, plain_size: int | None) -> bool:
+        """Whether the object is there and holds the content (`holds`)."""
+        stored = self.size_of(form.oid)
+        return stored is not None and self.holds(form, stored, sha256, plain_size)
+
     def zstd_whole(self, objects: list[tuple[Form, int, int | None]]) -> list[bool | None]:
         """For each (form, stored size, plain size): whether an unencrypted zstd
         object of a local target ends where its size says, from its headers

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .. import priority
-from .atomic import delete_quietly, make_dirs, publish, vanished, write_atomic
+from .atomic import delete_quietly, make_dirs, publish_new, vanished, write_atomic
 from .codec import (
     RAW,
     ZSTD,
@@ -238,9 +238,10 @@ class ObjectStore(ObjectReads):
                     delete_quietly(self.target, tmp)
                     return PutResult(oid, n, False, oid, n)
                 with writing(uri):
-                    publish(self.target, tmp, self.path(oid), self.durable,
-                            file_synced=handler_of(self.target.fs) is not None)
-                return PutResult(oid, n, True, oid, n)
+                    new = publish_new(self.target, tmp, self.path(oid), self.durable,
+                                      handler_of(self.target.fs) is not None,
+                                      lambda: self.size_of(oid) == n)
+                return PutResult(oid, n, new, oid, n)
             except BaseException:
                 delete_quietly(self.target, tmp)
                 raise
@@ -372,10 +373,12 @@ class ObjectStore(ObjectReads):
                         # another writer stored it meanwhile (a damaged one is replaced)
                         delete_quietly(self.target, dest)
                         return PutResult(form.oid, existing, False, sha256, n)
+                    synced = (handler_of(self.target.fs) is not None and form.encoding == RAW
+                              and form.keys is None)
                     with writing(uri):
-                        publish(self.target, dest, final, self.durable,
-                                file_synced=handler_of(self.target.fs) is not None
-                                and form.encoding == RAW and form.keys is None)
+                        if not publish_new(self.target, dest, final, self.durable, synced,
+                                           lambda: self.holds_now(form, sha256, n)):
+                            return PutResult(form.oid, stored, False, sha256, n)
                 elif dest != final and not self._move_unless_present(dest, form.oid, stored):
                     return PutResult(form.oid, stored, False, sha256, n)
             except BaseException:
