@@ -154,6 +154,63 @@ def _wide_decimal(t: pa.DataType) -> bool:
     return False
 
 
+def refuse_wrapped_intervals(table: pa.Table) -> None:
+    """InvalidArgument (22008) for an answer holding an INTERVAL whose time
+    part is past 2^63 ns (2,562,047 hours, ~292 years). DuckDB keeps it in
+    microseconds and hands it to Arrow's month_day_nano as micros * 1000,
+    wrapped past int64: `to_hours(2600000)` read back as -2524095:34:33.709551616.
+    A DuckDB interval is whole microseconds, so a value whose nanoseconds are
+    not is a wrapped one (a wrap by a multiple of 125 * 2^64 ns, a time part
+    near a multiple of 2^61 us, ~640 million hours, keeps them whole and cannot
+    be told)."""
+    for f, column in zip(table.schema, table.columns, strict=True):
+        if not _holds_interval(f.type):
+            continue
+        if any(v.nanoseconds % 1000 for v in _intervals(column) if v is not None):
+            exc = InvalidArgument(
+                f"column '{f.name}' holds an INTERVAL past 2562047 hours (about 292 years) of "
+                "time, which cannot be returned exactly; cast it to VARCHAR "
+                "(CAST(... AS VARCHAR) is DuckDB's exact text of it)")
+            exc.sqlstate = "22008"  # type: ignore[attr-defined]  # datetime_field_overflow
+            raise exc
+
+
+def _holds_interval(t: pa.DataType) -> bool:
+    if t.id == _INTERVAL_ID:
+        return True
+    if pa.types.is_dictionary(t):
+        return _holds_interval(t.value_type)
+    if pa.types.is_map(t):
+        return _holds_interval(t.key_type) or _holds_interval(t.item_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _holds_interval(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_holds_interval(t.field(i).type) for i in range(t.num_fields))
+    return False
+
+
+_INTERVAL_ID = pa.month_day_nano_interval().id
+
+
+def _intervals(column: pa.ChunkedArray | pa.Array) -> Iterator[Any]:
+    """Every interval value in `column`, however deep (nulls as None)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    for a in chunks:
+        t = a.type
+        if t.id == _INTERVAL_ID:
+            yield from a.to_pylist()
+        elif pa.types.is_dictionary(t):
+            yield from _intervals(a.dictionary)
+        elif pa.types.is_map(t):
+            yield from _intervals(a.keys)
+            yield from _intervals(a.items)
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            yield from _intervals(a.flatten())
+        elif pa.types.is_struct(t):
+            for i in range(t.num_fields):
+                yield from _intervals(a.field(i))
+
+
 def _rows_within(batch: pa.RecordBatch, budget: int) -> int:
     """How many leading rows of `batch` fit in `budget` bytes (binary search)."""
     lo, hi = 0, batch.num_rows

@@ -398,3 +398,17 @@ async def test_a_number_literal_with_an_empty_exponent_is_named(client: Any) -> 
         message = error(status, body, 400, "INVALID_ARGUMENT")
         assert f"numeric literal {shown} is not a number" in message, message
     assert (await ok(client, "SELECT count(*) AS n FROM app.t"))[0]["rows"] == [{"n": 0}]
+
+
+async def test_an_interval_past_292_years_of_time_is_refused_not_wrapped(client: Any) -> None:
+    # DuckDB hands an INTERVAL to Arrow as micros * 1000 ns, wrapped past 2^63:
+    # to_hours(2600000) read back as PT-2524095H-34M-33.709551616S
+    for text in ("SELECT to_hours(2600000) AS v", "SELECT -to_seconds(10000000000) AS v",
+                 "SELECT [to_hours(1), to_hours(2600000)] AS v",
+                 "SELECT {'a': to_hours(2600000)} AS v", "SELECT MAP {to_hours(2600000): 1} AS v"):
+        status, body = await sql(client, text)
+        message = error(status, body, 400, "INVALID_ARGUMENT")
+        assert "'v'" in message and "INTERVAL past 2562047 hours" in message, text
+    res = await ok(client, "SELECT to_hours(2562047) AS v, to_hours(2600000)::VARCHAR AS t, "
+                           "[INTERVAL 1 DAY] AS l")
+    assert res[0]["rows"] == [{"v": "PT2562047H", "t": "2600000:00:00", "l": ["P1D"]}]
