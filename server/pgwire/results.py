@@ -15,7 +15,7 @@ from sqlgrammar import ast
 from storage.json_columns import BY_NAME
 
 from ..result import Result
-from . import messages
+from . import messages, nested
 from . import types as t
 from .datetimes import values
 from .errors import PgError
@@ -83,7 +83,8 @@ def from_result(text: str, result: Result, statement: ast.Statement | None = Non
         columns = [(name, t.NUMERIC if pa.types.is_uint64(f.type) else
                     t.TEXT if f.metadata and BY_NAME in f.metadata else oid)
                    for (name, oid), f in zip(columns, table.schema, strict=False)]
-        cols = [values(c) for c in table.columns]
+        cols = [nested.values(c) if pa.types.is_nested(c.type) else values(c)
+                for c in table.columns]
         rows = [list(r) for r in zip(*cols, strict=False)] if cols else []
     else:
         rows = [[row.get(name) for name in result.columns] for row in result.rows]
