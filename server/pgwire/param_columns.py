@@ -61,6 +61,9 @@ class Binder:
         if isinstance(col.this, exp.Star) or depth > MAX_DEPTH:
             return None
         name = fold(col.name)
+        alias = None if col.table else self._alias(col, name, depth)
+        if alias is not None:
+            return self.value_type(alias.this)
         found = self._bind(col, name, depth)
         if not found or col.table and len(found) > 1:
             return None  # a qualifier naming two tables: DuckDB's "Ambiguous reference"
@@ -95,6 +98,38 @@ class Binder:
             types = {self.value_type(a) for a in args}
             return types.pop() if len(types) == 1 else None
         return None
+
+    def _alias(self, col: exp.Column, name: str, depth: int) -> exp.Alias | None:
+        """The item of its own SELECT an unqualified column names by its alias,
+        where DuckDB binds it so: in HAVING (outside an aggregate) before a
+        table column unless GROUP BY names that column; in WHERE, QUALIFY,
+        GROUP BY and ORDER BY only when no FROM item of that SELECT has the
+        column. `SELECT v AS n … GROUP BY v HAVING n = $1` typed $1 by the
+        table's BIGINT n, where DuckDB compares the TEXT v: '007' matched '7'."""
+        node: Any = col
+        in_aggregate = False
+        while not isinstance(node.parent, exp.Select):
+            if node.parent is None or isinstance(node.parent, exp.Query):
+                return None
+            node = node.parent
+            in_aggregate = in_aggregate or isinstance(node, exp.AggFunc)
+        select, clause = node.parent, node.arg_key
+        if in_aggregate or clause not in ("having", "where", "qualify", "group", "order"):
+            return None
+        items = [p for p in select.expressions
+                 if isinstance(p, exp.Alias) and fold(p.alias) == name]
+        if len(items) != 1:
+            return None
+        if clause == "having":
+            group = select.args.get("group")
+            grouped = group.expressions if isinstance(group, exp.Group) else []
+            named = any(isinstance(g, exp.Column) and fold(g.name) == name for g in grouped)
+            return None if named else items[0]
+        for item in scopes.items(select):
+            outputs = self.outputs(item, depth)
+            if outputs is None or any(n == name for n, _ in outputs):
+                return None  # the table's column (or it cannot be told)
+        return items[0]
 
     def _bind(self, col: exp.Column, name: str, depth: int) -> list[exp.Expression] | None:
         """The FROM items `col` reads (scopes.bind), a `*` in a subquery or
