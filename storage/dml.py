@@ -23,6 +23,7 @@ from . import keyfilter, sandbox, stopping
 from . import keys as keys_mod
 from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
+from .default_cells import DEFAULT, cell, is_default, values_rows
 from .deleted_rule import LIVE_ONLY
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
@@ -42,7 +43,7 @@ from .types import (
     coerce,
     default_value,
 )
-from .values import by_name, extra_arg, query_values, unsupported_arg, values_rows, with_of
+from .values import by_name, extra_arg, query_values, unsupported_arg, with_of
 
 
 def _owner(st: TableState, user: str | None) -> str | None:
@@ -76,6 +77,8 @@ def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> i
     source = e.expression
     if isinstance(source, exp.Values):
         rows = values_rows(engine, source, user, ns, _targets(st, names))
+    elif source is None and e.args.get("default"):  # INSERT INTO t DEFAULT VALUES
+        names, rows = [], [[]]
     elif isinstance(source, exp.Query):
         source = with_of(e, source)
         sandbox.check_query(source)  # type: ignore[arg-type]
@@ -131,7 +134,7 @@ def write_values(
                     f"({', '.join(c['name'] for c in targets)})"
                 )
             for col, value in zip(targets, row, strict=False):
-                data[col["name"]].append(coerce(col, value, i + 1))
+                data[col["name"]].append(cell(col, value, i + 1))
         for col in st.columns:
             name = col["name"]
             if name in given or name in (ID, UPDATED, DELETED) and col.get("system"):
@@ -455,13 +458,17 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
                 raise InvalidArgument(f"Column '{name}' is set twice")
             sandbox.check_fragment(eq.expression)
             sets.append((col, eq.expression))
-        extra = [f"({v.sql(dialect='duckdb')}) AS \"#set{i}\"" for i, (_, v) in enumerate(sets)]
+        extra = [f"({(exp.null() if is_default(v) else v).sql(dialect='duckdb')}) AS \"#set{i}\""
+                 for i, (_, v) in enumerate(sets)]
         found = _matching(engine, st, e.this, where, extra, user, ns)
         n = found.num_rows
         if n == 0:
             return 0
         data: dict[str, Any] = {c["name"]: found.column(c["name"]) for c in st.columns}
-        for i, (col, _) in enumerate(sets):
+        for i, (col, expr) in enumerate(sets):
+            if is_default(expr):
+                data[col["name"]] = [cell(col, DEFAULT, 1)] * n
+                continue
             values = query_values([col], found.select([f"#set{i}"]))[0]
             data[col["name"]] = [coerce(col, v, r + 1) for r, v in enumerate(values)]
         del found  # _append frees the rows' columns once encoded

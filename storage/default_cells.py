@@ -1,0 +1,61 @@
+"""`DEFAULT` written as a value: `INSERT … VALUES (1, DEFAULT)` and `UPDATE …
+SET v = DEFAULT` give the column its DEFAULT (NULL without one), as in
+PostgreSQL and DuckDB. Each went on to DuckDB as an expression and came back
+as its binder's words ("SELECT clause cannot contain DEFAULT clause",
+'Referenced column "DEFAULT" not found')."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlglot import exp
+
+from . import values as _values
+from .types import Column, coerce, default_value
+
+DEFAULT: Any = type("Default", (), {"__repr__": lambda self: "DEFAULT"})()  # a cell's marker
+
+
+def is_default(node: Any) -> bool:
+    """Is `node` the word DEFAULT where a value stands? sqlglot reads it as a
+    Var in VALUES and as an unquoted column elsewhere (`"default"` is a name)."""
+    if isinstance(node, exp.Var):
+        return node.name.upper() == "DEFAULT"
+    return isinstance(node, exp.Column) and not node.table and isinstance(
+        node.this, exp.Identifier) and not node.this.quoted and node.name.upper() == "DEFAULT"
+
+
+def default_cells(values: exp.Values) -> tuple[exp.Values, list[tuple[int, int]]]:
+    """`values` with each DEFAULT cell a NULL (a copy, when it has one), and
+    the (row, column) places of those cells."""
+    places = [(i, j) for i, row in enumerate(values.expressions)
+              for j, cell in enumerate(row.expressions if isinstance(row, exp.Tuple) else [row])
+              if is_default(cell)]
+    if not places:
+        return values, []
+    copy = values.copy()
+    for i, j in places:
+        row = copy.expressions[i]
+        (row.expressions[j] if isinstance(row, exp.Tuple) else row).replace(exp.null())
+    return copy, places
+
+
+def values_rows(engine: Any, values: exp.Values, user: str | None, ns: str | None,
+                targets: list[dict[str, Any]] | None = None) -> list[list[Any]]:
+    """`storage.values.values_rows`, a DEFAULT cell given as `DEFAULT` (for
+    `write_values` to put the column's default in)."""
+    source, places = default_cells(values)
+    rows = _values.values_rows(engine, source, user, ns, targets)
+    for i, j in places:
+        rows[i][j] = DEFAULT
+    return rows
+
+
+def cell(col: Column, value: Any, row: int) -> Any:
+    """A value as written into `col` (`coerce`); DEFAULT the column's
+    default, or a NULL as written (refused in a NOT NULL column) without one."""
+    if value is DEFAULT:
+        if col.get("has_default"):
+            return default_value(col)
+        value = None
+    return coerce(col, value, row)
