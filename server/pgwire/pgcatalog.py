@@ -62,7 +62,9 @@ _PG_TYPE_CAST = re.compile(r"::\s*pg_catalog\s*\.\s*", re.IGNORECASE)
 _OID_TYPES = {"regclass", "regtype", "regproc", "regprocedure", "regnamespace", "regrole",
               "oid", "xid", "cid", "tid", "regoper"}
 _TEXT_TYPES = {"name", "char", "bpchar", "text", "varchar"}
-_ALLOWED_TABLE_FUNCTIONS = {"unnest", "generate_series", "range", "generate_subscripts"}
+# (sqlglot reads PostgreSQL's unnest() as its `explode`)
+_ALLOWED_TABLE_FUNCTIONS = {"unnest", "explode", "generate_series", "range",
+                            "generate_subscripts"}
 
 
 @dataclass
@@ -219,6 +221,7 @@ _SESSION_FUNCTIONS: dict[str, Any] = {
     "pg_relation_size": lambda n, i: _lit(0),
     "pg_table_size": lambda n, i: _lit(0),
     "pg_indexes_size": lambda n, i: _lit(0),
+    "pg_database_size": lambda n, i: _lit(0),
 }
 for _name in ("pg_get_indexdef", "pg_get_constraintdef"):
     _SESSION_FUNCTIONS[_name] = lambda n, i: exp.Anonymous(
@@ -287,6 +290,8 @@ class CatalogEngine:
             if isinstance(table.this, exp.Func):
                 if _func_name(table.this) not in _ALLOWED_TABLE_FUNCTIONS:
                     raise ValueError("table function")
+                if (table.db or "").lower() == "pg_catalog":  # pg_catalog.unnest(…)
+                    table.set("db", None)
                 continue
             which = _catalog_table(table)
             if which is None:
@@ -391,7 +396,8 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
             return fn(node, info)
     if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func) and (
             str(node.this.name).lower() == "pg_catalog"):
-        return _rewrite(cast(exp.Expression, node.expression), info)
+        # `pg_catalog.f(pg_catalog.g(x))`: what is returned is not walked again
+        return cast(exp.Expression, node.expression).transform(lambda n: _rewrite(n, info))
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
         to = node.to.sql("postgres").lower().strip('"')
         if to in _OID_TYPES:  # 'pg_class'::regclass, 'app.t'::regclass, '16384'::oid

@@ -25,6 +25,7 @@ from . import types as t
 OWNER_OID = 10
 BTREE_AM = 403
 PG_CATALOG_OID, INFO_SCHEMA_OID = 11, 13000
+DEFAULT_TABLESPACE_OID = 1663  # pg_default, as PostgreSQL numbers it
 HEAP_AM = 2
 DATABASE_OID = 16384
 DATABASE = "cairn"
@@ -142,6 +143,12 @@ def _typmod(cairn_type: str) -> int:
     return -1
 
 
+def _storage(oid: int) -> str:
+    """PostgreSQL's storage of a type (psql's \\d+ "Storage"): plain for a
+    fixed width, main for numeric, extended for the other variable widths."""
+    return "p" if t.type_size(oid) > 0 else "m" if oid == t.NUMERIC else "x"
+
+
 def pg_attribute(s: Snapshot) -> pa.Table:
     rows = []
     for ns, name, _, cols in s.tables:
@@ -153,7 +160,7 @@ def pg_attribute(s: Snapshot) -> pa.Table:
                 "attnum": i, "attndims": 0, "atttypmod": _typmod(typ), "attnotnull": not_null,
                 "atthasdef": default is not None, "attidentity": "", "attgenerated": "",
                 "attisdropped": False, "attislocal": True, "attinhcount": 0,
-                "attcollation": 0, "attstattarget": -1, "attstorage": "p",
+                "attcollation": 0, "attstattarget": -1, "attstorage": _storage(oid),
                 "atthasmissing": False, "attbyval": oid in (t.BOOL, t.INT2, t.INT4, t.INT8),
                 "attalign": "i", "attcompression": "", "cairn_type": typ,
             })
@@ -204,7 +211,7 @@ def pg_type(s: Snapshot) -> pa.Table:
             "typdelim": ",", "typrelid": 0, "typelem": t.TEXT if oid == t.TEXT_ARRAY else 0,
             "typarray": 0, "typinput": name + "in", "typoutput": name + "out",
             "typreceive": name + "recv", "typsend": name + "send", "typalign": "i",
-            "typstorage": "p", "typnotnull": False, "typbasetype": 0, "typtypmod": -1,
+            "typstorage": _storage(oid), "typnotnull": False, "typbasetype": 0, "typtypmod": -1,
             "typndims": 0, "typcollation": 0,
         })
     spec = [
@@ -222,10 +229,12 @@ def pg_type(s: Snapshot) -> pa.Table:
 def pg_database(s: Snapshot) -> pa.Table:
     rows = [{"oid": DATABASE_OID, "datname": DATABASE, "datdba": OWNER_OID, "encoding": 6,
              "datcollate": "C.UTF-8", "datctype": "C.UTF-8", "datallowconn": True,
-             "datconnlimit": -1, "datistemplate": False, "datlocprovider": "c"}]
+             "datconnlimit": -1, "datistemplate": False, "datlocprovider": "c",
+             "dattablespace": DEFAULT_TABLESPACE_OID}]
     spec = [("oid", I64), ("datname", TXT), ("datdba", I64), ("encoding", I32),
             ("datcollate", TXT), ("datctype", TXT), ("datallowconn", BOOL),
             ("datconnlimit", I32), ("datistemplate", BOOL), ("datlocprovider", TXT),
+            ("daticulocale", TXT), ("daticurules", TXT), ("dattablespace", I64),
             ("datacl", TXTS)]
     return _table(rows, spec)
 
@@ -345,7 +354,10 @@ PG_CATALOG: dict[str, Callable[[Snapshot], pa.Table]] = {
     "pg_description": _empty(("objoid", I64), ("classoid", I64), ("objsubid", I32),
                              ("description", TXT)),
     "pg_collation": _empty(("oid", I64), ("collname", TXT), ("collnamespace", I64)),
-    "pg_tablespace": _empty(("oid", I64), ("spcname", TXT)),
+    "pg_tablespace": lambda s: _table(
+        [{"oid": DEFAULT_TABLESPACE_OID, "spcname": "pg_default", "spcowner": OWNER_OID}],
+        [("oid", I64), ("spcname", TXT), ("spcowner", I64), ("spcacl", TXTS),
+         ("spcoptions", TXTS)]),
     "pg_trigger": _empty(("oid", I64), ("tgrelid", I64), ("tgname", TXT), ("tgisinternal", BOOL)),
     "pg_proc": _empty(("oid", I64), ("proname", TXT), ("pronamespace", I64)),
     "pg_extension": _empty(("oid", I64), ("extname", TXT), ("extversion", TXT)),

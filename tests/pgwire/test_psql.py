@@ -83,6 +83,28 @@ def test_describe_commands(pg: PgServer) -> None:
     assert "connected to database" in psql(pg, "-c", r"\conninfo").stdout
 
 
+def test_describe_plus_and_database_list(pg: PgServer) -> None:
+    """psql 15's \\d+ said "Did not find any relation with OID …" and \\dt+
+    'Did not find any relation named "…"' (`c.reloptions || array(select … from
+    pg_catalog.unnest(…))`, `pg_catalog.pg_size_pretty(pg_catalog.pg_table_size(…))`),
+    and \\l listed no database (pg_database had no daticulocale): a catalog
+    query that fails is answered with no rows."""
+    psql(pg, "-c", "CREATE NAMESPACE IF NOT EXISTS plus",
+         "-c", "CREATE TABLE IF NOT EXISTS plus.t (id BIGINT PRIMARY KEY, v TEXT)")
+    d = psql(pg, "-c", r"\d+ plus.t").stdout
+    assert 'Table "plus.t"' in d, d
+    assert re.search(r"^\s*id\s+\|\s+bigint\s+\|\s*\|\s*not null\s*\|\s*\|\s*plain\s", d,
+                     re.MULTILINE), d
+    assert re.search(r"^\s*v\s+\|\s+text\s+\|.*\|\s*extended\s", d, re.MULTILINE), d
+    assert '"t_pkey" PRIMARY KEY, btree (id)' in d, d
+    dt = psql(pg, "-c", r"\dt+ plus.*").stdout
+    assert re.search(r"plus\s+\|\s+t\s+\|\s+table\s+\|\s+cairn\s+\|\s+permanent", dt), dt
+    for command in (r"\l", r"\l+"):
+        listed = psql(pg, "-c", command).stdout
+        assert re.search(r"^\s*cairn\s+\|\s+cairn\s+\|\s+UTF8\s", listed, re.MULTILINE), listed
+    assert "pg_default" in psql(pg, "-c", r"\l+").stdout
+
+
 def test_describe_shows_text_defaults_as_sql(pg: PgServer) -> None:
     """psql's \\d showed a TEXT default as Python's repr(): `"it's"`, a
     backslash doubled."""
