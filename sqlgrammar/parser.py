@@ -22,14 +22,14 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError
 
 from . import ast
-from .aliases import absolute as _absolute
-from .aliases import check_aliases
 from .chains import check_chains
+from .duckparse import check_with_duckdb
 from .errors import EmptySql, SqlInvalid, SqlSyntaxError
 from .fastpath import MAX_NUMBER_CHARS, FastInsert, parse_fast_lazy
 from .fastrows import parse_rows_lazy
 from .intervals import check_intervals
 from .splitter import Chunk, split_script
+from .splitter import absolute as _absolute
 from .transformer import ToAst
 
 __all__ = ["KEYWORDS", "iter_script", "parse_one", "parse_script"]
@@ -345,8 +345,10 @@ def _parse_query(chunk: Chunk, text: str | None = None, code: str | None = None)
                 f"expected one statement, found {len(expressions)}",
                 chunk.line, chunk.column, [], chunk.index)
         expression = cast(exp.Expression, expressions[0])
-        check_aliases(chunk, expression, chunk.code if text is None else source)  # no comments
-        return ast.Query(_query_kind(expression), expression)
+        kind = _query_kind(expression)
+        if kind != "other":  # "other" is refused whatever it says (server/queries.py)
+            check_with_duckdb(chunk, source, expression)  # where sqlglot is more lenient
+        return ast.Query(kind, expression)
     except ParseError as exc:
         raise _from_sqlglot(chunk, exc) from None
     except (SqlglotError, RecursionError) as exc:  # tokenizer errors have no position

@@ -39,6 +39,13 @@ class Chunk:
     code: str  # `text` with comments replaced by spaces
 
 
+def absolute(chunk: Chunk, line: int, column: int) -> tuple[int, int]:
+    """Statement-relative position -> position in the whole request."""
+    if line <= 1:
+        return chunk.line, chunk.column + column - 1
+    return chunk.line + line - 1, column
+
+
 class _Lines:
     """Offset -> (line, column), both 1-based, counting characters like Lark does."""
 
