@@ -33,7 +33,7 @@ import threading
 import duckdb
 from sqlglot import exp
 
-from .errors import SqlSyntaxError
+from .errors import SqlSyntaxError, is_string_literal
 from .splitter import Chunk, absolute
 
 __all__ = ["OFF_GIL_CHARS", "check_with_duckdb", "duckdb_refusal"]
@@ -180,7 +180,6 @@ def _error(chunk: Chunk, source: str, refusal: Refusal) -> SqlSyntaxError:
 
 def _shown(token: str) -> str:
     """A word, number, sign or `$n` as written; never a string's text (a passphrase)."""
-    dollar_quoted = token[:1] == "$" and not token[1:].isdigit()
-    if token[:1] == "'" or dollar_quoted or token[:2].upper() in ("E'", "X'", "B'", "N'", "U&"):
+    if is_string_literal(token):
         return "a string literal"
     return repr(token if len(token) <= 30 else token[:27] + "...")

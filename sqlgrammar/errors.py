@@ -8,6 +8,17 @@ request text; `statement` is the 1-based index of the failing statement, when kn
 
 from __future__ import annotations
 
+import re
+
+# A string literal's token as written: '…', E'…', N'…', X'…', B'…', U&'…', $$…$$,
+# $tag$…$tag$ (not a `$1` parameter). An error never shows one: it may be a passphrase.
+_STRING_TOKEN = re.compile(r"(?:[EeNnXxBb]|[Uu]&)?'|\$(?!\d+$)")
+
+
+def is_string_literal(token: str) -> bool:
+    """Whether `token` (as written) is a string literal, which errors never echo."""
+    return _STRING_TOKEN.match(token) is not None
+
 
 class SqlSyntaxError(Exception):
     """The text does not parse. `expected` lists what could have come instead."""

@@ -24,7 +24,7 @@ from sqlglot.errors import ParseError, SqlglotError
 from . import ast
 from .chains import check_chains
 from .duckparse import check_with_duckdb
-from .errors import EmptySql, SqlInvalid, SqlSyntaxError
+from .errors import EmptySql, SqlInvalid, SqlSyntaxError, is_string_literal
 from .fastpath import MAX_NUMBER_CHARS, FastInsert, parse_fast_lazy
 from .fastrows import parse_rows_lazy
 from .intervals import check_intervals
@@ -186,7 +186,7 @@ def _syntax_error(chunk: Chunk, what: str, line: int, column: int,
 
 
 def _shown(text: str) -> str:
-    if text.startswith("'"):  # never echo a string literal: it may be a passphrase
+    if is_string_literal(text):  # never echo a string literal: it may be a passphrase
         return "string literal"
     return repr(text if len(text) <= 30 else text[:27] + "...")
 

@@ -148,9 +148,12 @@ def test_a_refusal_past_a_quoted_name_points_into_the_text_as_written() -> None:
 
 @pytest.mark.parametrize("sql", [
     "UPDATE app.t SET v = 'hunter2' 'pass'", "UPDATE app.t SET v = $$hunter2$$ 'pass'",
+    # sqlglot's errors showed these whole: only a '…' was kept from them
+    "UPDATE app.t SET v = 'a' E'hunter2'", "UPDATE app.t SET v = 'a' e'hunter2'",
+    "SELECT 1 $$hunter2$$", "SELECT 1 $q$hunter2$q$", "SELECT 1 N'hunter2'",
 ])
 def test_a_string_is_never_shown(sql: str) -> None:
-    """It may be a passphrase (sqlglot's errors say "string literal" too)."""
+    """It may be a passphrase, whoever refuses the statement."""
     with pytest.raises(SqlSyntaxError) as info:
         parse_one(sql)
     assert "hunter2" not in info.value.message and "pass" not in info.value.message
