@@ -486,3 +486,19 @@ def test_a_cut_answer_is_an_error_not_a_whole_one(pg: PgServer) -> None:
                 conn.execute("SELECT k FROM cut.t WHERE k >= %s", (0,), binary=binary)
         assert len(conn.execute("SELECT k FROM cut.t LIMIT 100000").fetchall()) == 100_000
         assert conn.execute("SELECT count(*) FROM cut.t").fetchone() == (100_005,)
+
+
+def test_a_statement_duckdbs_parser_refuses_is_42601_and_changes_nothing(pg: PgServer) -> None:
+    """sqlglot read `k NOT IN` (a statement cut short) as NOT (k IN ()):
+    DELETE 3. DuckDB's parser reads each statement too (duckparse.py)."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS dp; CREATE TABLE IF NOT EXISTS dp.t "
+                     "(k BIGINT PRIMARY KEY, v TEXT); DELETE FROM dp.t WHERE true; "
+                     "INSERT INTO dp.t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        for text in ("DELETE FROM dp.t WHERE k NOT IN", "UPDATE dp.t SET v = 'x' 'y'",
+                     "INSERT INTO dp.t VALUES (4, 'd') (5, 'e')"):
+            with pytest.raises(psycopg.errors.SyntaxError, match="syntax error at or near") as info:
+                conn.execute(text)
+            assert info.value.diag.statement_position is not None
+        assert conn.execute("SELECT k, v FROM dp.t ORDER BY k").fetchall() == [
+            (1, "a"), (2, "b"), (3, "c")]
