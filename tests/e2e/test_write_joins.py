@@ -36,9 +36,12 @@ async def test_update_and_delete_with_a_join_are_refused(aiohttp_client: Any,
              "DELETE ... JOIN"),
             ("UPDATE app.t, app.t AS y SET v = 'w'", "UPDATE ... a second table after a comma"),
             ("DELETE FROM app.t TABLESAMPLE (50 PERCENT)", "DELETE ... TABLESAMPLE")):
+        # DuckDB's parser has none of these forms: PARSE_ERROR before anything
+        # else reads them (the write path refuses `part` too, should a form
+        # get past it: tests/storage/test_write_target.py)
         status, body = await sql(client, text, token=ALICE)
-        assert status == 400 and body["error"]["code"] == "INVALID_ARGUMENT", (text, body)
-        assert f"{part} is not supported" in body["error"]["message"], body
+        assert status == 400 and body["error"]["code"] == "PARSE_ERROR", (text, part, body)
+        assert "syntax error at or near" in body["error"]["message"], body
     res = await ok(client, "SELECT count(*) AS n, count(id) AS ids, min(v) AS lo, max(v) AS hi "
                            "FROM app.t; SELECT id, v FROM app.mine", token=ALICE)
     assert res[0]["rows"] == [{"n": 30, "ids": 30, "lo": "v", "hi": "v"}]
