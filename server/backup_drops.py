@@ -17,10 +17,11 @@ from catalog.errors import CairnError, NotFound
 from storage import jobproc
 from storage.archive import store as archived
 from storage.backup import Repository
-from storage.backup.drops import PruneFailed, drop_and_prune, drop_plan, keep_newest
+from storage.backup.drops import PruneFailed, drop_and_prune, keep_newest
 from storage.backup.origin import Origin
 
 from . import archiving
+from .backup_writing import plan_drop, running_backups
 from .jobs import JobContext
 from .state import Cairn
 
@@ -46,7 +47,8 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
         dropped = dropping(cairn, ctx, repo,
                            lambda r: r.namespace == namespace and r.backup_id != written,
                            keep_newest, repo, namespace, keep, jobproc.WORK, prune,
-                           everything, written, origin_of(cairn, namespace))
+                           everything, written, origin_of(cairn, namespace),
+                           busy=sorted(running_backups(cairn, ctx.job_id)))
     except PruneFailed as exc:
         pruned_partly(cairn, repo.uri, exc.dropped)
         if running is not None:
@@ -78,7 +80,7 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     prune waits for, and is waited for by, backups into the same target).
     What reads, lists and deletes in the target runs in a job process
     (storage/backup/drops.py); the job's row and the catalog stay here."""
-    namespace, oids = jobproc.call(ctx, drop_plan, repo, backup_id)
+    namespace, oids = plan_drop(cairn, ctx, repo, backup_id)  # 409 while still written
     # Should the process die from here on, start-up sweeps the target (cleanups).
     ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
     everything = unpruned(cairn, repo.uri)
@@ -96,7 +98,8 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
 
 
 def dropping(cairn: Cairn, ctx: JobContext, repo: Repository,
-             affected: Callable[[Backup], bool], fn: Callable[..., T], /, *args: Any) -> T:
+             affected: Callable[[Backup], bool], fn: Callable[..., T], /, *args: Any,
+             **kwargs: Any) -> T:
     """`fn(*args)`, a drop's removal of manifests and prune, in a job process.
     Should the process be lost (the OOM killer, kill -9) after some manifests
     went, the catalog's records of target `repo` that are `affected` are
@@ -105,7 +108,7 @@ def dropping(cairn: Cairn, ctx: JobContext, repo: Repository,
     next drop frees their objects), where they stayed listed, VERIFY and
     RESTORE of them NOT_FOUND, until a restart. Lost as it is otherwise."""
     try:
-        return jobproc.call(ctx, fn, *args)
+        return jobproc.call(ctx, fn, *args, **kwargs)
     except jobproc.Lost as exc:
         set_unpruned(cairn, repo.uri)  # it may have stopped between a manifest and its prune
         gone = gone_from(cairn, repo, affected)

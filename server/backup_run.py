@@ -20,6 +20,7 @@ from storage.backup.discard import unmade
 from storage.backup.schema import ArchiveRef, Scope
 from storage.snapshot import Snapshot
 
+from .backup_writing import forget_dropped
 from .jobs import JobContext
 from .state import Cairn
 from .throttle import Throttle
@@ -71,7 +72,9 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         bytes_written=m.totals.bytes_written, label=m.label, encrypted=m.encrypted,
         job_id=ctx.job_id, scope=scope_text(m.scope),
     )
+    ctx.fault("backup.before_record")
     cairn.catalog.put(record)
+    forget_dropped(cairn, ctx, plan.repo, [record.backup_id])
     return {
         "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,
         "target": plan.repo.uri, "status": "completed", "tables": record.tables,

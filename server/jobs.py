@@ -312,6 +312,10 @@ class JobRunner:
     def active(self) -> list[str]:
         return list(self._tasks)
 
+    def live(self) -> list[Job]:
+        """Every job queued, running or paused now (from any thread)."""
+        return [ctx.job for ctx in list(self._contexts.values())]
+
     def active_jobs(self) -> list[tuple[str, str]]:
         """(job_type, status) of every job queued or running now (for /metrics)."""
         return [(ctx.job.job_type, ctx.job.status) for ctx in list(self._contexts.values())]

@@ -27,6 +27,7 @@ from storage.registry import RESERVED_NAMESPACES
 
 from .backup_drops import drop_unless_gone, origin_of, with_message
 from .backup_run import scope_text
+from .backup_writing import forget_dropped, running_backups
 from .backups import (
     BACKUP_OPTIONS,
     RESTORE_OPTIONS,
@@ -118,6 +119,7 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
                                 snapshot_at=snap.snapshot_at, label=opts.get("label"), work=ctx,
                                 spent=throttle.spent if throttle.rate > 0 else None)
         rows = []
+        ctx.fault("backup.before_record")
         for m in members:
             record = Backup(
                 backup_id=m.backup_id, namespace=m.namespace, target=repo.uri,
@@ -131,6 +133,7 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
                 "target": repo.uri, "status": "completed", "tables": record.tables,
                 "rows": record.rows, "files": record.files, "bytes": record.bytes,
                 "bytes_written": record.bytes_written, "row_versions": record.row_versions})
+        forget_dropped(cairn, ctx, repo, [m.backup_id for m in members])
         result: dict[str, Any] = {"job_id": ctx.job_id, "backup_id": set_id,
                                   "status": "completed", "namespaces": rows, **_sums(rows)}
         if opts.get("keep_last") is not None:
@@ -174,7 +177,7 @@ def drop_older_sets(cairn: Cairn, ctx: JobContext, repo: Repository, kind: str,
     `set_id` and another server's set (its namespaces are other databases of
     the same names) are neither counted nor dropped."""
     listed = _sets(repo.list_manifests())  # before the locks: a set done after is whole
-    writing = being_written(repo)
+    writing = being_written(repo) | set(running_backups(cairn, ctx.job_id))
     if set_id not in listed:
         return []
     ours = (max(when(h["created_at"]) for h in listed[set_id]), set_id)

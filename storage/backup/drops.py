@@ -8,7 +8,7 @@ after them all (`keep_newest`: one call, not four a dropped backup)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from catalog.errors import BackupInvalid, CairnError, NotFound
@@ -18,15 +18,18 @@ from .origin import Origin
 from .pruning import prune_dropped
 from .repository import Repository
 from .schema import load_header
+from .writing import held, lock_ids, refuse_writing
 
 
 def drop_plan(repo: Repository, backup_id: str) -> tuple[str, set[str]]:
     """What dropping `backup_id` takes: its namespace and its objects, from its
     public header (an encrypted one needs no key). NotFound if it is not
-    there; BackupInvalid if it is damaged, or if a lock, a prune marker or any
+    there; StillWriting (409) while its lock is in the target (writing.py);
+    BackupInvalid if it is damaged, or if a lock, a prune marker or any
     other manifest is (the prune after the drop would refuse: nothing is
     removed rather than half)."""
     m = repo.read_manifest(backup_id, require_body=False)
+    refuse_writing(repo, backup_id, m)  # the manifest first, then its lock
     repo.check_prunable()
     repo.referenced_objects()  # BackupInvalid for a manifest it cannot read
     return m["namespace"], {o.oid for o in load_header(m).objects}
@@ -72,14 +75,16 @@ def drop_and_prune(repo: Repository, backup_id: str, candidates: set[str], work:
 def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
                 prune_archive: Callable[[Repository, str], int] | None = None,
                 everything: bool = False, written: str | None = None,
-                origin: Origin | None = None) -> list[tuple[str, int]]:
+                origin: Origin | None = None,
+                busy: Iterable[str] = ()) -> list[tuple[str, int]]:
     """keep_last: drop `namespace`'s whole backups in the target beyond the
     newest `keep` (not table backups, nor members of a backup set: those go
     with their set; with `origin`, only backups of this server's namespace:
     another server's namespace of the same name is another database), oldest first, so one stopped halfway (a crash, a
     failure) leaves the newest without a gap among them. A backup another
     drop removed first (a keep_last beside this one, a DROP BACKUP) is
-    skipped. Then, if any went, `prune_archive(repo, namespace)` (the
+    skipped, and so is one still being written: its lock in the target
+    (writing.py), or its id in `busy` (the server's backup jobs not ended). Then, if any went, `prune_archive(repo, namespace)` (the
     archived changes no base left needs). The dropped backups, newest first,
     each with the bytes its drop freed (the archive's prune counted in the
     oldest's). The manifests go once the prune's marker is written; a prune
@@ -103,6 +108,9 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
     # Newest snapshot first (Repository.list_manifests); `written`, the backup
     # the BACKUP just wrote, is kept even if an older snapshot than the newest N.
     doomed = [m["backup_id"] for m in own[keep:] if m["backup_id"] != written]
+    # Locks read after the listing: a backup without one was whole before it.
+    writing = set(busy) | set(held(repo, {i for b in doomed for i in lock_ids(b)}))
+    doomed = [b for b in doomed if not lock_ids(b) & writing]
     damaged = [m for m in listed if "error" in m]
     if doomed and damaged:
         # Each drop's prune would refuse after its manifest went: refused here,

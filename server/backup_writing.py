@@ -1,0 +1,86 @@
+"""This server's side of a backup still being written (storage/backup/writing.py
+is the target's). From the moment a backup's lock goes to its job's end, its
+manifest is in the target with no lock, and its record may not be in the
+catalog yet: a drop then (DROP BACKUP, another backup's keep_last) forgot no
+record, and the job's `catalog.put` brought the dropped backup back into
+system.backups. So a drop refuses (keep_last skips) a backup whose job here
+has not recorded it yet, and a job that has recorded its backup looks again
+at the target: one dropped meanwhile by what cannot see this server's jobs
+(another server's DROP BACKUP) is forgotten again, and the job says so."""
+
+from __future__ import annotations
+
+import logging
+
+from catalog import Backup
+from catalog.errors import CairnError
+from storage import jobproc
+from storage.backup import Repository
+from storage.backup.drops import drop_plan
+from storage.backup.writing import lock_ids, still_writing
+
+from .jobs import JobContext
+from .state import Cairn
+
+log = logging.getLogger("cairn.backup")
+
+
+def running_backups(cairn: Cairn, but: str | None = None) -> dict[str, str]:
+    """backup id (a backup set's id) -> job id, of this server's backup jobs
+    that have not ended, but the job `but` (the one asking)."""
+    return {job.backup_id: job.job_id for job in cairn.jobs.live()
+            if job.job_type == "backup" and job.backup_id and job.job_id != but}
+
+
+def refuse_unrecorded(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) -> None:
+    """StillWriting (409) while the job here writing `backup_id` (or its set)
+    has not put its record in the catalog. Call once its manifest was found:
+    a job ended by then has put it, and the drop's `forget` takes it."""
+    running = running_backups(cairn, ctx.job_id)
+    for lock_id in sorted(lock_ids(backup_id)):
+        job_id = running.get(lock_id)
+        if job_id is None:
+            continue
+        record = cairn.catalog.get(Backup, backup_id)
+        if record is None or record.target != repo.uri:
+            raise still_writing(backup_id, repo.uri, job_id=job_id)
+
+
+def plan_drop(cairn: Cairn, ctx: JobContext, repo: Repository,
+              backup_id: str) -> tuple[str, set[str]]:
+    """`drop_plan` (its namespace and objects; StillWriting while its lock is
+    in the target), refused as well while a job here writing it has not
+    recorded it: before (naming the job) and after (its lock gone meanwhile)."""
+    refuse_unrecorded(cairn, ctx, repo, backup_id)
+    plan = jobproc.call(ctx, drop_plan, repo, backup_id)
+    refuse_unrecorded(cairn, ctx, repo, backup_id)
+    return plan
+
+
+def forget_dropped(cairn: Cairn, ctx: JobContext, repo: Repository,
+                   backup_ids: list[str]) -> list[str]:
+    """After the job put the records of `backup_ids`: those whose manifest a
+    drop removed meanwhile are forgotten again (a drop that came after the
+    put forgets them itself), and the job's row says so. Returns them."""
+    if repo.target.kind == "archive":
+        return []
+    gone = []
+    for backup_id in backup_ids:
+        try:
+            if repo.has_manifest(backup_id):
+                continue
+        except CairnError as exc:  # cannot look now: the record stays, as it was
+            log.warning("backup %s: could not look for its manifest after recording it: %s",
+                        backup_id, exc.message)
+            continue
+        record = cairn.catalog.get(Backup, backup_id)
+        if record is not None and record.job_id == ctx.job_id:
+            cairn.catalog.delete(Backup, backup_id)
+        gone.append(backup_id)
+    if gone:
+        ids = ", ".join(f"'{b}'" for b in gone)
+        what = f"backup {ids} was" if len(gone) == 1 else f"backups {ids} were"
+        ctx.finding = (f"{what} dropped from target '{repo.uri}' before the job ended "
+                       "(a drop that cannot see this server's jobs: another server's): "
+                       "the catalog does not list it")
+    return gone
