@@ -4,8 +4,9 @@ Another server sharing a target may drop a backup this server wrote (DROP
 BACKUP drops any by id); only the dropping server forgot its record. This
 server went on listing it (SHOW BACKUPS, system.backups) and counting it in
 `cairn_backup_age_seconds` for good, so the staleness alert never fired. Each
-statement that reads the target anyway (SHOW BACKUPS IN, RESTORE, VERIFY
-BACKUP, keep_last) forgets the records of backups the target provably no
+statement that reads the target anyway on the server (SHOW BACKUPS IN,
+RESTORE, VERIFY BACKUP; keep_last reads it in its job process only, so not
+there) forgets the records of backups the target provably no
 longer holds: the target is there and the manifest is absent. A read error
 proves nothing and forgets nothing."""
 

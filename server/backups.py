@@ -140,7 +140,6 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
             try:
                 result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"],
                                                 result["backup_id"])
-                forget_gone(cairn, repo, namespace)  # those another server dropped
             except CairnError as exc:
                 raise with_message(exc, f"backup '{result['backup_id']}' is complete, but "
                                         f"keep_last could not drop older ones: {exc.message}"
