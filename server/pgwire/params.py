@@ -163,13 +163,15 @@ def _exact(text: str) -> str:
     """A number of more than 38 digits written out, which DuckDB would read as
     a DOUBLE (`0.` and 38 digits: UPDATE … SET d = $1 stored 0.123456789012345680…
     in a DECIMAL(38,38), and 0.99…9 was refused as 1.0): the DECIMAL of its
-    digits if 38 hold them, else its text, which a column's cast reads exactly."""
+    digits if 38 hold them; else the number as written, a DOUBLE to DuckDB as
+    the same literal over HTTP is (it was a string: `SELECT $1 * 2` gave 0, a
+    comparison with an integer column was made as integers, `$1 + 1` was 22023)."""
     whole, _, fraction = text.lstrip("-").partition(".")
     whole = whole.lstrip("0")
     if len(whole) + len(fraction) > 38:
         fraction = fraction.rstrip("0")  # 5.000…: the same number
     if len(whole) + len(fraction) > 38:
-        return _string(text)
+        return f"({text})" if text.startswith("-") else text
     sign = "-" if text.startswith("-") else ""
     digits = f"{sign}{whole or '0'}{'.' + fraction if fraction else ''}"
     width = max(len(whole) + len(fraction), 1)

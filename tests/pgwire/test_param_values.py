@@ -11,6 +11,7 @@ import decimal
 import math
 
 import asyncpg
+import duckdb
 import psycopg
 import pytest
 
@@ -114,7 +115,10 @@ def test_a_numeric_literal_past_38_digits_is_the_decimal_of_its_digits() -> None
     assert params.literal(decimal.Decimal("-0." + digits)) == \
         f"CAST('-0.{digits}' AS DECIMAL(38, 38))"
     assert params.literal(decimal.Decimal("5." + "0" * 40)) == "CAST('5' AS DECIMAL(1, 0))"
-    assert params.literal(decimal.Decimal("1." + digits)) == f"'1.{digits}'"  # no DECIMAL holds it
+    # no DECIMAL holds it: the number as written, a DOUBLE as the literal over HTTP
+    # (it was a string: `SELECT $1 * 2` gave 0, a comparison was made as integers)
+    assert params.literal(decimal.Decimal("1." + digits)) == f"1.{digits}"
+    assert params.literal(decimal.Decimal("-1." + digits)) == f"(-1.{digits})"
     assert params.literal(decimal.Decimal("-1.50")) == "(-1.50)"  # a literal DuckDB reads exactly
 
 
@@ -151,10 +155,28 @@ def test_a_numeric_parameter_past_38_digits_arrives_exactly(pg: PgServer) -> Non
     asyncio.run(run())
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         got = conn.execute("SELECT id, d, e FROM num39.t ORDER BY id").fetchall()
-    exact = (v, decimal.Decimal("1.0000000000"))  # e rounded from the exact number, not a DOUBLE
+    # e: no DECIMAL holds `long`, so it is the DOUBLE the same literal is over HTTP
+    [(as_double,)] = duckdb.sql(f"SELECT CAST({long} AS DECIMAL(38,10))").fetchall()
+    exact = (v, as_double)
     assert [(i, str(d), str(e)) for i, d, e in got] == [
         (i, *map(str, exact if i % 10 != 3 else (nines, decimal.Decimal("0E-10"))))
         for i in (1, 2, 3, 4, 11, 12, 13, 14, 21)]
+
+
+def test_a_numeric_parameter_no_decimal_holds_is_a_number_not_text(pg: PgServer) -> None:
+    """Past 38 significant digits a NUMERIC parameter was sent as a string:
+    `SELECT $1 * 2` answered 0, `WHERE b < $1` compared as integers and found
+    nothing, `$1 + 1` was 22023. It is the number as written, as over HTTP."""
+    v = decimal.Decimal("1.4999999999999999999999999999999999999999")  # 41 digits
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE num41; CREATE TABLE num41.t (k BIGINT PRIMARY KEY, b INT);"
+                     "INSERT INTO num41.t VALUES (1, 1)")
+        for mark in ("%t", "%b"):
+            [(twice, plus)] = conn.execute(f"SELECT {mark} * 2, {mark} + 1", (v, v)).fetchall()
+            want = duckdb.sql(f"SELECT {v} * 2, {v} + 1").fetchall()[0]
+            assert (float(twice), float(plus)) == (float(want[0]), float(want[1]))
+            got = conn.execute(f"SELECT k FROM num41.t WHERE b < {mark}", (v,)).fetchall()
+            assert got == [(1,)]
 
 
 @pytest.fixture(scope="module")
