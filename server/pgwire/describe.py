@@ -34,6 +34,16 @@ READ_KINDS = frozenset({"select", "summarize", "describe", "pivot"})
 READ_STATEMENTS = (ast.ShowNamespaces, ast.ShowTables, ast.DescribeTable, ast.ShowBackups,
                    ast.ShowBackup, ast.ShowJobs, ast.ShowJob, ast.ShowSchedules,
                    ast.ShowArchives, ast.ShowRestorePoints)
+# Cairn's statements whose answer is rows a Describe cannot know without
+# running them (a job's row, its shape by its options and outcome): a
+# Describe(portal) runs them, as before 2026-12-05, or the rows came after
+# NoData and psycopg with parameters, JDBC and asyncpg broke on them ("server
+# sent data without prior row description"). Their jobs are asked for by
+# the client's Bind; a portal described and closed, never executed, has run.
+ANSWERS_ROWS = (ast.FlushTable, ast.FlushAllTables, ast.BackupDatabase, ast.RestoreDatabase,
+                ast.BackupDatabases, ast.RestoreAll, ast.BackupTables, ast.RestoreTable,
+                ast.VerifyBackup, ast.DropBackup, ast.AttachBackups, ast.KillJob, ast.PauseJob,
+                ast.ResumeJob, ast.StartArchiving, ast.StopArchiving, ast.VerifyArchive)
 _SUMMARIZE = re.compile(r"\s*SUMMARIZE\s+(.*)$", re.IGNORECASE | re.DOTALL)
 
 
@@ -105,10 +115,11 @@ def unrun_columns(sql: str) -> list[tuple[str, int]] | None:
 
 
 def reads(sql: str) -> bool | None:
-    """Whether the statement `sql` only reads, as the parser reads it: True
-    for a query, EXPLAIN of one (EXPLAIN without ANALYZE runs nothing) and
-    Cairn's SHOW and DESCRIBE; False for anything else (a write, DDL, a job,
-    SET, BEGIN). None when the parser refuses it: it changes nothing wherever
+    """Whether a Describe(portal) runs the statement `sql` for its columns,
+    as the parser reads it: True for a read (a query, EXPLAIN of one: EXPLAIN
+    without ANALYZE runs nothing; Cairn's SHOW and DESCRIBE) and for Cairn's
+    statements that answer rows (ANSWERS_ROWS); False for anything else (a
+    write, DDL, SET, BEGIN). None when the parser refuses it: it changes nothing wherever
     it runs (the executor refuses it; a catalog query or a SHOW of a setting,
     which the connection answers, only reads), but another text of the same
     statement (other parameters) may parse."""
@@ -118,7 +129,8 @@ def reads(sql: str) -> bool | None:
             return None
         if chatter.changes(chunk.code):
             return False
-        return is_read(parse_one(chunk.text))
+        statement = parse_one(chunk.text)
+        return is_read(statement) or isinstance(statement, ANSWERS_ROWS)
     except (SqlSyntaxError, SqlInvalid, EmptySql, RecursionError):
         return None
 

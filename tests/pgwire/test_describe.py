@@ -118,7 +118,6 @@ def test_describing_a_portal_runs_only_a_read(pg: PgServer) -> None:
     for sql in (b"WITH c AS (SELECT 1) INSERT INTO dsp.t VALUES (10, 'never executed')",
                 b"DROP TABLE dsp.t",
                 b"CREATE TABLE dsp.u (id BIGINT PRIMARY KEY)",
-                b"BACKUP DATABASE dsp TO 'dsp-target'",
                 b"SET application_name = 'described'",
                 b"BEGIN"):
         sock.sendall(_parse(sql) + BIND + _msg(b"D", b"P\x00") + _msg(b"C", b"P\x00")
@@ -144,6 +143,30 @@ def test_describing_a_portal_runs_only_a_read(pg: PgServer) -> None:
         assert conn.execute("SELECT id, v FROM dsp.t").fetchall() == [(1, "a")]
         assert [r[1] for r in conn.execute("SHOW TABLES IN dsp").fetchall()] == ["t"]
         assert conn.execute("SELECT count(*) FROM system.jobs").fetchone() == jobs
+
+
+def test_a_job_statement_over_the_extended_protocol_has_its_columns(pg: PgServer) -> None:
+    """Described as NoData (to run nothing before Execute), BACKUP, RESTORE,
+    VERIFY and FLUSH then sent rows: psycopg with parameters failed with
+    'server sent data ("D" message) without prior row description', after the
+    job had run. Their rows cannot be known without running them: a
+    Describe(portal) runs them, as before."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS dsj")
+        conn.execute("CREATE TABLE IF NOT EXISTS dsj.t (id BIGINT PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO dsj.t VALUES (1, 'a')")
+        cur = conn.execute("FLUSH TABLE dsj.t", prepare=True)
+        assert cur.description is not None and cur.fetchall()
+        cur = conn.execute("BACKUP DATABASE dsj TO 'dsj-target' WITH (label = %s)", ("ext",))
+        names = [d.name for d in cur.description or []]
+        [row] = cur.fetchall()
+        backup = dict(zip(names, row, strict=True))
+        assert backup["status"] == "completed", backup
+        cur = conn.execute("VERIFY BACKUP %s", (backup["backup_id"],), prepare=True)
+        assert dict(zip([d.name for d in cur.description or []], cur.fetchone() or (),
+                        strict=True))["is_valid"] is True
+        labels = [r for r in conn.execute("SHOW BACKUPS IN 'dsj-target'").fetchall()]
+        assert len(labels) == 1  # run once, at the Describe, not again at Execute
 
 
 def test_a_with_before_a_write_is_the_write(pg: PgServer) -> None:
