@@ -1,6 +1,7 @@
 """Where a statement's text holds a secret: the value of an
 `encryption_passphrase` option, however it is written (a string literal, or
-unquoted or in double quotes, which is a PARSE_ERROR but still the secret).
+unquoted or in double quotes, which is a PARSE_ERROR but still the secret;
+a comment may stand between the name, the `=` and the value).
 Used wherever a statement's text is kept outside the request: the server's
 log lines and `cairn sql`'s history file."""
 
@@ -8,8 +9,12 @@ from __future__ import annotations
 
 import re
 
-_SECRET = re.compile(r"""(?i)(encryption_passphrase\s*=?\s*)"""
-                     r"""('[^']*(?:''[^']*)*'?|"(?:[^"]|"")*"?|[^\s,)]+)""")
+_GAP = r"(?:\s|--[^\n\r]*|/\*.*?\*/)*"  # blanks and comments around the `=`
+# The value: a string, a quoted name, a bare word; anything else (E'…',
+# $$…$$, ('…'), CAST('…' AS TEXT): a PARSE_ERROR, still the secret) is hidden
+# to the end of the text, rather than read in part.
+_SECRET = re.compile(rf"""(?is)(encryption_passphrase{_GAP}=?{_GAP})"""
+                     r"""('[^']*(?:''[^']*)*'?|"(?:[^"]|"")*"?|[A-Za-z0-9_]+(?=[\s,)]|$)|.*)""")
 
 
 def hide_secrets(text: str, mask: str) -> str:

@@ -206,7 +206,10 @@ function renderError(err, text) {
 
 // The editor's text is kept across reloads in localStorage, which outlives
 // the tab (the token is in sessionStorage): a passphrase is kept as '***'.
-const SECRET = /(encryption_passphrase\s*=?\s*)('[^']*(?:''[^']*)*'?|"(?:[^"]|"")*"?|[^\s,)]+)/gi;
+// As sqlgrammar/secrets.py: comments around the `=`; an odd value hidden to the end.
+const GAP = String.raw`(?:\s|--[^\n\r]*|\/\*[\s\S]*?\*\/)*`;
+const SECRET = new RegExp(String.raw`(encryption_passphrase${GAP}=?${GAP})` +
+  String.raw`('[^']*(?:''[^']*)*'?|"(?:[^"]|"")*"?|[A-Za-z0-9_]+(?=[\s,)]|$)|[\s\S]*)`, "gi");
 function withoutSecrets(text) { return text.replace(SECRET, "$1'***'"); }
 
 async function run() {

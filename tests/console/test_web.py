@@ -88,7 +88,8 @@ def test_the_editor_is_kept_without_its_passphrases(page: Page, server: ServerPr
     """The editor's text, kept across reloads in localStorage, held a BACKUP's
     passphrase in clear."""
     page.goto(server.url + "/")
-    run_sql(page, "SELECT 1 AS one -- WITH (encryption_passphrase = 'Web-Secret-1', label = 'l')")
+    run_sql(page, "SELECT 1 AS one -- WITH (encryption_passphrase = 'Web-Secret-1', label = 'l')\n"
+                  "-- WITH (encryption_passphrase /* pp */ = 'Web-Secret-2')")
     expect(page.locator('.result[data-statement="1"] .count')).to_have_text("(1 row)")
     kept = page.evaluate("localStorage.getItem('cairn.editor')")
     assert "Web-Secret" not in kept and "encryption_passphrase = '***', label = 'l'" in kept
