@@ -184,7 +184,7 @@ def _holds_interval(t: pa.DataType) -> bool:
         return _holds_interval(t.key_type) or _holds_interval(t.item_type)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         return _holds_interval(t.value_type)
-    if pa.types.is_struct(t):
+    if pa.types.is_struct(t) or pa.types.is_union(t):  # a UNION too (union_value)
         return any(_holds_interval(t.field(i).type) for i in range(t.num_fields))
     return False
 
@@ -206,7 +206,7 @@ def _intervals(column: pa.ChunkedArray | pa.Array) -> Iterator[Any]:
             yield from _intervals(a.items)
         elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
             yield from _intervals(a.flatten())
-        elif pa.types.is_struct(t):
+        elif pa.types.is_struct(t) or pa.types.is_union(t):
             for i in range(t.num_fields):
                 yield from _intervals(a.field(i))
 

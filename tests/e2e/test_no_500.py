@@ -408,7 +408,8 @@ async def test_an_interval_past_292_years_of_time_is_refused_not_wrapped(client:
     # to_hours(2600000) read back as PT-2524095H-34M-33.709551616S
     for text in ("SELECT to_hours(2600000) AS v", "SELECT -to_seconds(10000000000) AS v",
                  "SELECT [to_hours(1), to_hours(2600000)] AS v",
-                 "SELECT {'a': to_hours(2600000)} AS v", "SELECT MAP {to_hours(2600000): 1} AS v"):
+                 "SELECT {'a': to_hours(2600000)} AS v", "SELECT MAP {to_hours(2600000): 1} AS v",
+                 "SELECT union_value(a := to_hours(2600000)) AS v"):
         status, body = await sql(client, text)
         message = error(status, body, 400, "INVALID_ARGUMENT")
         assert "'v'" in message and "INTERVAL past 2562047 hours" in message, text
