@@ -35,8 +35,8 @@ def forget_gone(cairn: Cairn, repo: Repository, namespace: str | None = None,
     if not records or repo.target.kind == "archive":  # an archive file is read whole
         return []
     try:
-        if not repo.exists():  # an unmounted disk, a deleted prefix: no proof
-            return []
+        if not repo.exists() or repo.check_config() is None:
+            return []  # an unmounted disk (its empty mount point), a deleted prefix: no proof
         present = set(repo.manifest_ids())
         gone = [b.backup_id for b in records
                 if b.backup_id not in present and not repo.has_manifest(b.backup_id)]

@@ -70,6 +70,11 @@ async def test_nothing_is_forgotten_without_proof(
     await err(a, f"VERIFY BACKUP '{mine['backup_id']}'", "NOT_FOUND")
     await err(a, "RESTORE DATABASE app FROM 'shared' AS copy", "NOT_FOUND")
     assert await listed(a) == [mine["backup_id"]]
+    target.mkdir()  # an empty mount point where the disk was: no Cairn target, no proof
+    await ok(a, "SHOW BACKUPS IN 'shared'")
+    await err(a, f"VERIFY BACKUP '{mine['backup_id']}'", "NOT_FOUND")
+    assert await listed(a) == [mine["backup_id"]]
+    target.rmdir()
     target.with_name("elsewhere").rename(target)
 
     await ok(b, f"DROP BACKUP '{mine['backup_id']}' IN 'shared'")
