@@ -48,7 +48,9 @@ literals = st.one_of(
 conditions = st.builds(
     lambda c, op, lit: f"{c} {op} {lit}",
     st.sampled_from([c for c in COLUMNS if c != "*"]),
-    st.sampled_from(["=", "<>", "<", ">=", "IS", "IS NOT", "LIKE"]), literals,
+    # `IS` takes only NULL, TRUE or FALSE in DuckDB's grammar (sqlglot took `IS 0`)
+    st.sampled_from(["=", "<>", "<", ">=", "IS DISTINCT FROM", "IS NOT DISTINCT FROM", "LIKE"]),
+    literals,
 )
 
 
