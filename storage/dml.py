@@ -332,8 +332,6 @@ def _check_keys(
     return {tuple(r[k] for k in pk) for r in found}, probe
 
 
-
-
 def _write(b: Any) -> None:
     with TIMINGS.timed("rocksdb_write"):
         b.commit()
@@ -461,6 +459,7 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
         extra = [f"({(exp.null() if is_default(v) else v).sql(dialect='duckdb')}) AS \"#set{i}\""
                  for i, (_, v) in enumerate(sets)]
         found = _matching(engine, st, e.this, where, extra, user, ns)
+        found = keys_mod.reachable(st.table.primary_key, found, _name(st), "updated")
         n = found.num_rows
         if n == 0:
             return 0
@@ -489,6 +488,7 @@ def delete(engine: Writer, e: exp.Delete, user: str | None, ns: str | None) -> i
         sandbox.check_fragment(where)
     with st.writing():
         found = _matching(engine, st, e.this, where, [], user, ns)
+        found = keys_mod.reachable(st.table.primary_key, found, _name(st), "deleted")
         n = found.num_rows
         if n == 0:
             return 0

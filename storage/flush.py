@@ -24,7 +24,7 @@ from .conversion import cached_lead, convert_after
 from .fileparts import footer_of, write_parts
 from .files import FileStore
 from .keyfilter import FileFilters, build_from_rows
-from .keys import key_range
+from .keys import key_range, without_null_keys
 from .timing import TIMINGS
 from .types import SEQ
 
@@ -81,6 +81,15 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                 rows = priority.at_normal_priority(partial(
                     convert_after, cached[2] if start and cached else None, start, group,
                     table, columns, version, loose, schema))
+                # Rows whose key is NULL (an older Cairn's UPDATE ... JOIN) are no
+                # rows of the table, and no file may hold one (a backup of it
+                # would not verify): they leave the buffer without a file.
+                rows, dropped = without_null_keys(table.primary_key, rows)
+                if dropped:
+                    log.warning("flush of %s.%s dropped %d row(s) whose primary key is NULL",
+                                table.namespace, table.name, dropped)
+                if not rows.num_rows:
+                    continue
                 meta = {b"cairn.schema_version": str(version).encode(),
                         b"cairn.table_uid": table.uid.encode()}
                 # One file, but for very many rows of a very wide table (fileparts.py).

@@ -407,6 +407,34 @@ def refuse_null(pk: list[str], rows: pa.Table | pa.RecordBatch) -> None:
                                   f"NULL in {nulls} row(s): nothing was written")
 
 
+def without_null_keys(pk: list[str], rows: pa.Table) -> tuple[pa.Table, int]:
+    """`rows` without those whose key holds NULL, and how many those were.
+    Such rows are no rows of the table (an older Cairn's UPDATE ... JOIN
+    wrote some: docs/sql.md): no new version can replace them (a NULL key
+    equals none), so UPDATE and DELETE pass them by, and a flush drops them."""
+    if not any(rows.column(k).null_count for k in pk if k in rows.column_names):
+        return rows, 0
+    keep = pc.and_kleene(*[pc.is_valid(rows.column(k)) for k in pk]) if len(pk) > 1 \
+        else pc.is_valid(rows.column(pk[0]))
+    kept = rows.filter(keep)
+    return kept, rows.num_rows - kept.num_rows
+
+
+def reachable(pk: list[str], found: pa.Table, table: str, verb: str) -> pa.Table:
+    """The rows an UPDATE or DELETE found (`verb`: "updated", "deleted"),
+    without those whose key is NULL. If they were all it found, nothing
+    would be written: INVALID_ARGUMENT saying how to be rid of them."""
+    kept, skipped = without_null_keys(pk, found)
+    if skipped and not kept.num_rows:
+        raise InvalidArgument(
+            f"{skipped} row(s) of {table} have a NULL primary key ({', '.join(pk)}), left by an "
+            f"older Cairn: they are no rows of the table and cannot be {verb}. FLUSH TABLE "
+            f"{table} drops those still in the write buffer; rows already in the table's files "
+            "stay until it is copied into a new table (CREATE TABLE, then INSERT INTO ... "
+            f"SELECT ... WHERE {' AND '.join(k + ' IS NOT NULL' for k in pk)}): docs/sql.md")
+    return kept
+
+
 def shown_key(pk: list[str], key: tuple[Any, ...]) -> str:
     """`(a, b)=(1, 'x')`: a key as SQL text for a message (it was Python's
     repr: `Decimal('1.50')`, `datetime.date(2024, 1, 1)`)."""
