@@ -108,26 +108,38 @@ def _source(paths: Sequence[Path]) -> str:
     return f"read_parquet([{', '.join(sql_string(str(p)) for p in paths)}], union_by_name = true)"
 
 
-def _first_only(path: Path, oid: str | None) -> int | None:
-    key = None
-    if oid is not None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None  # read it (and say what is wrong there)
-        key = (oid, st.st_size, st.st_mtime_ns, st.st_ino)
-        if key in _FOOTERS:
-            return _FOOTERS[key]
+def identity(path: Path, oid: str | None) -> tuple[str, int, int, int] | None:
+    """What `_FOOTERS` knows a file by (None: no sha256 given, or no file)."""
+    if oid is None:
+        return None
     try:
-        meta = pq.read_metadata(path)
-    except (OSError, ValueError):
-        return None  # read it (and say what is wrong there); not remembered
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (oid, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def remember(key: tuple[str, int, int, int] | None, meta: pq.FileMetaData) -> int | None:
+    """What the footer `meta` of the file `key` says (`first_only_rows`),
+    kept: a footer read for another reason (backup/nullkeys.py) is not read
+    again here."""
     rows = first_only_rows(meta)
     if key is not None:
         if len(_FOOTERS) >= FOOTERS_KEPT:
             _FOOTERS.clear()
         _FOOTERS[key] = rows
     return rows
+
+
+def _first_only(path: Path, oid: str | None) -> int | None:
+    key = identity(path, oid)
+    if key is not None and key in _FOOTERS:
+        return _FOOTERS[key]
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, ValueError):
+        return None  # read it (and say what is wrong there); not remembered
+    return remember(key, meta)
 
 
 def first_only_rows(meta: pq.FileMetaData) -> int | None:

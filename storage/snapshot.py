@@ -38,6 +38,7 @@ from catalog.records import SEP
 
 from . import priority
 from .archive.store import iso
+from .backup import nullkeys
 from .backup.image import FileToStore, NamespaceImage
 from .backup.schema import Column as ColumnEntry
 from .backup.schema import FileEntry, NamespaceRecord, SchemaEntry, TableEntry
@@ -380,6 +381,10 @@ class BufferExport:
         else:
             assert self.spilled is not None
             rows = pa.ipc.open_file(pa.memory_map(str(self.spilled))).read_all()
+        nulls = max(rows.column(k).null_count for k in self.primary_key)
+        if nulls:  # an older Cairn's rows of a NULL key: no restore takes them
+            nullkeys.refuse(self.image.namespace, self.entry.name, self.primary_key, nulls,
+                            buffered=True)
         if self.table_type == "user":
             users = pc.unique(rows.column(USER)).to_pylist()
             groups = [(u, rows.filter(pc.equal(rows.column(USER), u))) for u in users]

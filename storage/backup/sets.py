@@ -19,7 +19,7 @@ from typing import Any
 from catalog import utcnow
 
 from ..work import Work
-from . import footers, room, schema
+from . import footers, nullkeys, room, schema
 from .image import NamespaceImage
 from .repository import Repository
 from .writer import store_counting
@@ -49,6 +49,7 @@ def write_set(
         image.export_buffers()
     room.check(images)  # before the long work, when a manifest is sure to be too big
     footers.check(images)  # and when a restore would refuse a file's footer
+    nullkeys.check(images)  # or a file holding a NULL key
     namespaces = [i.namespace for i in images]
     files = [f for i in images for f in i.files]
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,

@@ -22,7 +22,7 @@ from catalog.errors import BackupInvalid
 
 from ..inflight import InFlight, workers_for
 from ..work import Work
-from . import copier, footers, room, schema
+from . import copier, footers, nullkeys, room, schema
 from .codec import Found
 from .image import FileToStore, NamespaceImage
 from .locks import BackupLock
@@ -54,6 +54,7 @@ def write_backup(
     image.export_buffers()
     room.check([image])  # before the long work, when the manifest is sure to be too big
     footers.check([image])  # and when a restore would refuse a file's footer
+    nullkeys.check([image])  # or a file holding a NULL key
     files = image.files
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,
                   bytes_done=0, rows=image.rows, force=True)
