@@ -21,6 +21,8 @@ import pyarrow as pa
 
 from catalog.errors import InvalidArgument
 
+from .bits import bits_as_text
+
 log = logging.getLogger("cairn.storage")
 
 try:
@@ -122,6 +124,14 @@ def _reader(cur: Any, sql: str) -> Any:
             log.warning("duckdb's submit is not as expected: using sql().to_arrow_reader()")
             _SUBMIT = None
     return cur.sql(sql).to_arrow_reader(BATCH_ROWS)
+
+
+def checked(cur: Any, sql: str, result: pa.Table) -> pa.Table:
+    """An answer as it is returned: refused when it holds a value that would
+    read back wrong, its BIT values as text (storage/bits.py)."""
+    refuse_unsigned_huge(cur, sql, result.schema)
+    refuse_wrapped_intervals(result)
+    return bits_as_text(cur, sql, result)
 
 
 def refuse_unsigned_huge(cur: Any, sql: str, schema: pa.Schema) -> None:

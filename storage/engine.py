@@ -381,8 +381,7 @@ class Engine:
                 else:
                     result, cut = duck.fetch_bounded(cur, sql, limits.max_rows, limits.max_bytes)
                     result = ResultLimits.mark(result) if cut else result
-                duck.refuse_unsigned_huge(cur, sql, result.schema)
-                duck.refuse_wrapped_intervals(result)
+                result = duck.checked(cur, sql, result)
             finally:
                 if interrupt is not None:
                     interrupt(None)

@@ -7,8 +7,10 @@ came as Python's repr `"b'x'"`, an INTERVAL as `[0, 1, 0]`, a DECIMAL in E
 notation (`"1.0E-8"`), a TIMESTAMP_NS (which `to_pylist` refuses) as the HTTP
 answer's text cut to milliseconds. Here a bytea is `\\x` hex, an interval
 PostgreSQL's text (`1 day`), a decimal plain digits with its scale, a
-timestamp every digit it has, a float PostgreSQL's `NaN`/`Infinity` (bare,
-they are not JSON). A MAP is a list of [key, value] pairs, as before."""
+timestamp every digit it has, a REAL the fewest digits that read back as it
+(`0.1`, not its double's `0.10000000149011612`), a float PostgreSQL's
+`NaN`/`Infinity` (bare, they are not JSON), a BIT its text (`0101`, made so
+in storage/bits.py). A MAP is a list of [key, value] pairs, as before."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import pyarrow as pa
 from ..intervals import postgres_interval
 from ..wide_dates import PER_SECOND, civil
 from .datetimes import Days
+from .types import float4_text
 
 _INT64_MAX = (1 << 63) - 1
 _DAY_SECONDS = 86_400
@@ -57,6 +60,8 @@ def _values(arr: pa.Array) -> list[Any]:
     if pa.types.is_date32(t):
         return [None if v is None else Days(v).text()
                 for v in arr.cast(pa.int32()).to_pylist()]
+    if pa.types.is_float32(t):  # a REAL's shortest digits (0.1), not its double's
+        return [None if v is None else _leaf(float(float4_text(v))) for v in arr.to_pylist()]
     return [_leaf(v) for v in arr.to_pylist()]
 
 

@@ -120,7 +120,7 @@ def _float_text(value: Any) -> str:
     return repr(f)
 
 
-def _float4_text(value: Any) -> str:
+def float4_text(value: Any) -> str:
     """A REAL as PostgreSQL writes it (extra_float_digits 1 to 3): the fewest
     digits that read back as the same float4: 0.1, not 0.10000000149011612
     (that float4's shortest double, which psycopg read as a different float)."""
@@ -191,7 +191,7 @@ _TEXT_ENCODERS: dict[int, Callable[[Any], str]] = {
     BOOL: _bool_text,
     INT2: lambda v: str(int(v)), INT4: lambda v: str(int(v)), INT8: lambda v: str(int(v)),
     OID: lambda v: str(int(v)),
-    FLOAT4: _float4_text, FLOAT8: _float_text,
+    FLOAT4: float4_text, FLOAT8: _float_text,
     NUMERIC: lambda v: format(_as_decimal(v), "f"),
     BYTEA: lambda v: "\\x" + _bytes_of(v).hex(),
     DATE: lambda v: _date_text(v),

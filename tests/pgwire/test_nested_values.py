@@ -29,6 +29,10 @@ def test_nested_values_go_as_top_level_values_do(pg: PgServer) -> None:
         ("[[1.5::DOUBLE, 'nan'::DOUBLE], NULL, []]", '[[1.5,"NaN"],null,[]]'),
         ("[make_timestamp(-43, 3, 15, 1, 2, 3.25), 'infinity'::TIMESTAMP]",
          '["0044-03-15 01:02:03.25 BC","infinity"]'),
+        # A REAL as its double (0.10000000149011612), a BIT as its storage bytes (\x04f5).
+        ("[0.1::REAL, 16777216::REAL, NULL, 'inf'::REAL]", '[0.1,16777216.0,null,"Infinity"]'),
+        ("{'r': 1.5e-7::REAL, 'b': '0101'::BIT}", '{"r":1.5e-07,"b":"0101"}'),
+        ("MAP {'1'::BIT: ['10101010101'::BIT]}", '[["1",["10101010101"]]]'),
     ]
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         for expr, text in cases:
@@ -36,6 +40,18 @@ def test_nested_values_go_as_top_level_values_do(pg: PgServer) -> None:
                 res = conn.pgconn.exec_params(f"SELECT {expr} AS v".encode(), [],
                                               result_format=binary)
                 assert res.get_value(0, 0) == text.encode(), (expr, binary)
+
+
+def test_a_bit_at_the_top_is_its_text(pg: PgServer) -> None:
+    """A BIT went as its storage bytes, `\\x04f5` for '0101', where DuckDB's
+    text of it is '0101'; a BLOB stays bytea."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for binary in (False, True):
+            row = conn.execute("SELECT '0101'::BIT AS b, NULL::BIT AS n, 'x'::BLOB AS blob",
+                               binary=binary).fetchone()
+            assert row == ("0101", None, b"x"), binary
+            row = conn.execute("SELECT 0.1::REAL AS r, [0.1::REAL] AS l", binary=binary).fetchone()
+            assert row is not None and row[1] == [0.1], binary
 
 
 def test_an_interval_past_292_years_of_time_is_refused_not_wrapped(pg: PgServer) -> None:

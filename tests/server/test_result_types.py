@@ -172,3 +172,20 @@ async def test_a_decimal_is_plain_text_with_its_scale_at_the_top_and_nested(clie
                                      "12.5000000000"]
     assert all(r["d"] == r["text"] and r["l"] == [r["text"]] and r["s"] == {"s": r["text"]}
                for r in got), got
+
+
+async def test_a_bit_is_its_text_at_the_top_and_nested(client: Any) -> None:
+    """DuckDB hands a BIT to Arrow as its storage bytes, which went as base64
+    ('BPU=' for '0101'), named BYTES; DuckDB's text of it is '0101'. A BLOB
+    beside it stays base64; a BIT written into a TEXT column is its text, as
+    DuckDB stores it (it was refused, naming Python's b'\\x04\\xf5')."""
+    got = await rows(client, "SELECT '0101'::BIT AS b, ['10101010101'::BIT, NULL] AS l, "
+                             "{'s': bitstring('1', 3)} AS s, MAP {'1'::BIT: '0'::BIT} AS m, "
+                             "'x'::BLOB AS blob, NULL::BIT AS n")
+    assert got == [{"b": "0101", "l": ["10101010101", None], "s": {"s": "001"},
+                    "m": [["1", "0"]], "blob": "eA==", "n": None}]
+    body = (await ok(client, "SELECT '0101'::BIT AS b"))[-1]
+    assert body["schema"] == [{"name": "b", "type": "BIT"}]
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (k INT PRIMARY KEY, s TEXT); "
+                     "INSERT INTO app.t SELECT 1, '0101'::BIT")
+    assert await rows(client, "SELECT s FROM app.t") == [{"s": "0101"}]
