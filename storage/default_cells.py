@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlglot import exp
 
+from catalog.errors import InvalidArgument, ParseError
+
 from . import values as _values
 from .types import Column, coerce, default_value
 
@@ -23,6 +25,18 @@ def is_default(node: Any) -> bool:
         return node.name.upper() == "DEFAULT"
     return isinstance(node, exp.Column) and not node.table and isinstance(
         node.this, exp.Identifier) and not node.this.quoted and node.name.upper() == "DEFAULT"
+
+
+def default_row(e: exp.Insert, names: list[str] | None) -> tuple[list[str], list[list[Any]]]:
+    """`INSERT INTO t DEFAULT VALUES`: (no names, one row of defaults). With a
+    column list or BY NAME it is refused with DuckDB's words, as DuckDB
+    refuses it; both were taken, as a row of defaults."""
+    if names is not None:
+        raise ParseError("You can not provide both a column list and DEFAULT VALUES, "
+                         "please remove one of the two")
+    if e.args.get("by_name"):
+        raise InvalidArgument("INSERT BY NAME cannot be combined with DEFAULT VALUES")
+    return [], [[]]
 
 
 def default_cells(values: exp.Values) -> tuple[exp.Values, list[tuple[int, int]]]:

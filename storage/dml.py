@@ -23,7 +23,7 @@ from . import keyfilter, sandbox, stopping
 from . import keys as keys_mod
 from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
-from .default_cells import DEFAULT, cell, is_default, values_rows
+from .default_cells import DEFAULT, cell, default_row, is_default, values_rows
 from .deleted_rule import LIVE_ONLY
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
@@ -78,7 +78,7 @@ def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> i
     if isinstance(source, exp.Values):
         rows = values_rows(engine, source, user, ns, _targets(st, names))
     elif source is None and e.args.get("default"):  # INSERT INTO t DEFAULT VALUES
-        names, rows = [], [[]]
+        names, rows = default_row(e, names)
     elif isinstance(source, exp.Query):
         source = with_of(e, source)
         sandbox.check_query(source)  # type: ignore[arg-type]

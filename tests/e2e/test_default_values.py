@@ -49,3 +49,15 @@ async def test_insert_default_values(client: Any) -> None:
     await ok(client, "INSERT INTO dd.t DEFAULT VALUES")
     assert await rows(client, "SELECT k, v FROM dd.t") == [{"k": 1, "v": "x"}]
     assert "'v'" not in await err(client, "INSERT INTO dd.t DEFAULT VALUES", "ALREADY_EXISTS")
+
+
+async def test_default_values_with_a_column_list_or_by_name_is_refused(client: Any) -> None:
+    """DuckDB refuses both (a parser error, a binder error); Cairn took them as
+    a row of defaults."""
+    await ok(client, "CREATE NAMESPACE dn; CREATE TABLE dn.t (k BIGINT PRIMARY KEY DEFAULT 1, "
+                     "v TEXT DEFAULT 'x')")
+    said = await err(client, "INSERT INTO dn.t (k) DEFAULT VALUES", "PARSE_ERROR")
+    assert "column list and DEFAULT VALUES" in said
+    said = await err(client, "INSERT INTO dn.t BY NAME DEFAULT VALUES", "INVALID_ARGUMENT")
+    assert "BY NAME cannot be combined with DEFAULT VALUES" in said
+    assert await rows(client, "SELECT k, v FROM dn.t") == []
