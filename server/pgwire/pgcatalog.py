@@ -222,6 +222,7 @@ _SESSION_FUNCTIONS: dict[str, Any] = {
     "pg_table_size": lambda n, i: _lit(0),
     "pg_indexes_size": lambda n, i: _lit(0),
     "pg_database_size": lambda n, i: _lit(0),
+    "pg_tablespace_size": lambda n, i: _lit(0),  # psql's \db+
 }
 for _name in ("pg_get_indexdef", "pg_get_constraintdef"):
     _SESSION_FUNCTIONS[_name] = lambda n, i: exp.Anonymous(

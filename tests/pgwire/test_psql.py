@@ -105,6 +105,16 @@ def test_describe_plus_and_database_list(pg: PgServer) -> None:
     assert "pg_default" in psql(pg, "-c", r"\l+").stdout
 
 
+def test_tablespace_list_plus(pg: PgServer) -> None:
+    """psql's \\db listed pg_default and \\db+ listed nothing: its query asks
+    pg_tablespace_size(oid), which was not answered, and a catalog query that
+    fails is answered with no rows."""
+    for command in (r"\db", r"\db+"):
+        listed = psql(pg, "-c", command).stdout
+        assert re.search(r"^\s*pg_default\s+\|\s+cairn\s+\|", listed, re.MULTILINE), listed
+    assert re.search(r"pg_default\s+\|.*\|\s+0 bytes\s+\|", psql(pg, "-c", r"\db+").stdout)
+
+
 def test_describe_shows_text_defaults_as_sql(pg: PgServer) -> None:
     """psql's \\d showed a TEXT default as Python's repr(): `"it's"`, a
     backslash doubled."""
