@@ -28,6 +28,7 @@ from storage.backup import Repository
 from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.selection import newest_first
 from storage.backup.sets import being_written, writing_error
+from storage.sql_text import KINDS, kind_of, sql_text
 
 from . import restore_hold, resume, visibility
 from .backup_drops import drop_beyond, origin_of, pruned, with_message
@@ -81,9 +82,9 @@ def check_options(stmt_name: str, options: tuple[tuple[str, Any], ...],
                 f"unknown option '{key}' for {stmt_name}; known: {', '.join(sorted(allowed))}"
             )
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            shown = (f"a value of type {type(value).__name__}" if key in SECRET_OPTIONS
-                     else repr(value))  # a secret is never echoed
-            raise InvalidArgument(f"option '{key}' must be a {want.__name__}, not {shown}")
+            shown = (kind_of(value) if key in SECRET_OPTIONS
+                     else sql_text(value))  # a secret is never echoed
+            raise InvalidArgument(f"option '{key}' must be a {KINDS[want]}, not {shown}")
         if key == "label" and isinstance(value, str) and len(value) > LABEL_MAX:
             # what a manifest may hold: refused before any byte is copied
             raise InvalidArgument(f"option 'label' is {len(value)} characters; at most {LABEL_MAX}")

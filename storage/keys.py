@@ -17,8 +17,6 @@ exact DuckDB check, over only the files that could hold a key."""
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import logging
 import threading
 from collections.abc import Iterable
@@ -33,6 +31,7 @@ from catalog.errors import InvalidArgument
 
 from .batch import BatchMap, BufBatch, OneRow
 from .keyfilter import FileFilters, Probe
+from .sql_text import sql_text
 from .types import DELETED, ID, SEQ, Column
 
 log = logging.getLogger("cairn.storage")
@@ -438,25 +437,4 @@ def reachable(pk: list[str], found: pa.Table, table: str, verb: str) -> pa.Table
 def shown_key(pk: list[str], key: tuple[Any, ...]) -> str:
     """`(a, b)=(1, 'x')`: a key as SQL text for a message (it was Python's
     repr: `Decimal('1.50')`, `datetime.date(2024, 1, 1)`)."""
-    return f"({', '.join(pk)})=({', '.join(_sql_text(v) for v in key)})"
-
-
-def _sql_text(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, decimal.Decimal):
-        return format(value, "f")
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, bytes):
-        return "'" + "".join(f"\\x{b:02X}" for b in value) + "'::BLOB"
-    if isinstance(value, dt.datetime):
-        text = value.isoformat(sep=" ")
-    elif isinstance(value, dt.date | dt.time):
-        text = value.isoformat()
-    else:
-        text = str(value)
-    return "'" + text.replace("'", "''") + "'"
-
+    return f"({', '.join(pk)})=({', '.join(sql_text(v) for v in key)})"

@@ -9,6 +9,7 @@ from catalog import Catalog, Table, TableSchema
 from catalog.errors import InvalidArgument
 from catalog.records import SEP
 
+from .sql_text import sql_text
 from .types import DELETED, HIDDEN, ID, UPDATED, Column, canonical_type, coerce, stored_default
 
 TABLE_KINDS = ("shared", "user", "stream")
@@ -46,16 +47,16 @@ def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
             raise InvalidArgument(f"option '{key}' applies to {'/'.join(kinds).upper()} tables, "
                                   f"not {kind.upper()}")
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidArgument(f"option '{key}' must be a number, not {value!r}")
+            raise InvalidArgument(f"option '{key}' must be a number, not {sql_text(value)}")
         if typ is int and value != int(value):
-            raise InvalidArgument(f"option '{key}' must be a whole number, not {value!r}")
+            raise InvalidArgument(f"option '{key}' must be a whole number, not {sql_text(value)}")
         if value < least:
-            raise InvalidArgument(f"option '{key}' must be positive, not {value!r}")
+            raise InvalidArgument(f"option '{key}' must be positive, not {sql_text(value)}")
         if not typ(value) <= OPTION_MAX:  # what a backup's manifest holds (NaN fails too)
             # As stored: 2^63 - 1 seconds is the double 2^63, which no manifest
             # holds (it was taken, and every BACKUP of its namespace failed).
             most = OPTION_MAX if typ is int else FLOAT_OPTION_MAX
-            raise InvalidArgument(f"option '{key}' must be at most {most}, not {value!r}")
+            raise InvalidArgument(f"option '{key}' must be at most {most}, not {sql_text(value)}")
         out[key] = typ(value)
     return out
 

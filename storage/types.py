@@ -22,6 +22,7 @@ from catalog.errors import InvalidArgument
 from . import doubles, timetext
 from .jsoncheck import json_problem, kept_json_problem
 from .spelling import json_of, number_sql, spelled
+from .sql_text import sql_text
 
 Column = dict[str, Any]
 
@@ -106,7 +107,7 @@ def arrow_field(col: Column) -> pa.Field:
 
 def _bad(col: Column, row: int | None, value: Any, why: str = "") -> InvalidArgument:
     where = f" in row {row}" if row is not None else ""
-    shown = str(value) if isinstance(value, decimal.Decimal) else repr(value)
+    shown = sql_text(value, typed=True)
     if len(shown) > 60:
         shown = shown[:57] + "..."
     head = f"Column '{col['name']}' ({type_label(col)}){where}"

@@ -170,6 +170,6 @@ async def test_a_passphrase_of_the_wrong_type_is_not_echoed(client: Any, value: 
         _, body = await sql(client, text)
         error = body["error"]
         assert error["code"] == "INVALID_ARGUMENT", body
-        assert error["message"].startswith("option 'encryption_passphrase' must be a str, not a "
-                                           "value of type "), error
+        said = "option 'encryption_passphrase' must be a string, not "
+        assert error["message"] in (said + "a number", said + "a boolean"), error
         assert value.lower() not in error["message"].lower() and "3.14" not in error["message"]
