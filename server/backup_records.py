@@ -50,3 +50,15 @@ def forget_gone(cairn: Cairn, repo: Repository, namespace: str | None = None,
             log.warning("backup %s is no longer in target %s (dropped by another server, or "
                         "removed from outside): this server no longer lists it", bid, repo.uri)
     return gone
+
+
+def proven_gone(repo: Repository, backup_id: str) -> bool:
+    """Whether `repo`'s target provably no longer holds `backup_id`: it is
+    there, it is a Cairn target (its config.json: an empty mount point is
+    not), and the manifest is absent. A read error proves nothing."""
+    try:
+        return (repo.exists() and repo.check_config() is not None
+                and not repo.has_manifest(backup_id))
+    except CairnError:
+        return False
+

@@ -12,7 +12,7 @@ from storage.backup import Repository
 from storage.backup.verify import verify_backup_of
 
 from .backup_drops import drop_one, forget
-from .backup_records import forget_gone
+from .backup_records import forget_gone, proven_gone
 from .backups import VERIFY_OPTIONS, check_options, job_row, locate, redacted, result_row
 from .dispatch import Routes
 from .jobs import JobContext
@@ -80,8 +80,10 @@ async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> R
         repo = locate(cairn, stmt.backup_id, stmt.target)
         if stmt.if_exists and not holds(repo, stmt.backup_id):
             # With IN as without: no job, nothing claimed dropped (a record
-            # of it in the catalog is of a backup its target no longer holds).
-            forget(cairn, stmt.backup_id, repo.uri)
+            # of it in the catalog is of a backup its target no longer holds,
+            # when the target proves it: not an empty mount point).
+            if proven_gone(repo, stmt.backup_id):
+                forget(cairn, stmt.backup_id, repo.uri)
             return None
         return repo
 
@@ -98,7 +100,7 @@ async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> R
         try:
             freed = drop_one(cairn, ctx, repo, stmt.backup_id)
         except NotFound:
-            if not repo.has_manifest(stmt.backup_id):
+            if proven_gone(repo, stmt.backup_id):
                 # The target is the truth: a record of a backup it no longer
                 # holds (a set that never finished) went on being listed.
                 forget(cairn, stmt.backup_id, repo.uri)

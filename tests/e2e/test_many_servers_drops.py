@@ -73,7 +73,9 @@ async def test_nothing_is_forgotten_without_proof(
     target.mkdir()  # an empty mount point where the disk was: no Cairn target, no proof
     await ok(a, "SHOW BACKUPS IN 'shared'")
     await err(a, f"VERIFY BACKUP '{mine['backup_id']}'", "NOT_FOUND")
-    assert await listed(a) == [mine["backup_id"]]
+    await err(a, f"DROP BACKUP '{mine['backup_id']}' IN 'shared'", "NOT_FOUND")
+    await ok(a, f"DROP BACKUP IF EXISTS '{mine['backup_id']}' IN 'shared'")
+    assert await listed(a) == [mine["backup_id"]]  # DROP BACKUP forgot it there too
     target.rmdir()
     target.with_name("elsewhere").rename(target)
 
