@@ -163,19 +163,35 @@ def _exact(text: str) -> str:
     """A number of more than 38 digits written out, which DuckDB would read as
     a DOUBLE (`0.` and 38 digits: UPDATE … SET d = $1 stored 0.123456789012345680…
     in a DECIMAL(38,38), and 0.99…9 was refused as 1.0): the DECIMAL of its
-    digits if 38 hold them; else the number as written, a DOUBLE to DuckDB as
-    the same literal over HTTP is (it was a string: `SELECT $1 * 2` gave 0, a
-    comparison with an integer column was made as integers, `$1 + 1` was 22023)."""
+    digits if 38 hold them. Past 38 significant digits, which no DECIMAL holds:
+    the DECIMAL(38, s) of its first 38 digits, so a column's cast of a smaller
+    scale rounds it as PostgreSQL's numeric would (within one unit of the
+    38th digit where the column's scale is that large);
+    a number that keeps fewer digits than a DOUBLE so (below 1e-21) is written
+    out, a DOUBLE; one of more than 38 whole digits is its text (no DECIMAL or
+    arithmetic takes it; a column's cast reads it, a TEXT column keeps it).
+    (Its text was also used for the others: `SELECT $1 * 2` gave 0; then the
+    bare number, a DOUBLE: 17 digits stored in a DECIMAL(38,10).)"""
     whole, _, fraction = text.lstrip("-").partition(".")
     whole = whole.lstrip("0")
     if len(whole) + len(fraction) > 38:
         fraction = fraction.rstrip("0")  # 5.000…: the same number
-    if len(whole) + len(fraction) > 38:
-        return f"({text})" if text.startswith("-") else text
     sign = "-" if text.startswith("-") else ""
-    digits = f"{sign}{whole or '0'}{'.' + fraction if fraction else ''}"
-    width = max(len(whole) + len(fraction), 1)
-    return f"CAST({_string(digits)} AS DECIMAL({width}, {len(fraction)}))"
+    if len(whole) + len(fraction) <= 38:
+        digits = f"{sign}{whole or '0'}{'.' + fraction if fraction else ''}"
+        width = max(len(whole) + len(fraction), 1)
+        return f"CAST({_string(digits)} AS DECIMAL({width}, {len(fraction)}))"
+    if len(whole) > 38:
+        return _string(text)
+    scale = 38 - len(whole)
+    kept = 38 if whole else scale - (len(fraction) - len(fraction.lstrip("0")))
+    if kept < 17:  # a DOUBLE keeps more of it
+        return f"({text})" if sign else text
+    # Cut, not rounded: a column's cast then rounds half away from zero as it
+    # would the whole number (1.00000000004999…9 to 1.0000000000 in a
+    # DECIMAL(38,10); rounded at 38 digits first it was 1.0000000001).
+    digits = sign + (whole or "0") + "." + fraction[:scale]
+    return f"CAST({_string(digits)} AS DECIMAL(38, {scale}))"
 
 
 def _string(text: str) -> str:

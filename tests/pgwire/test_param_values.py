@@ -115,10 +115,16 @@ def test_a_numeric_literal_past_38_digits_is_the_decimal_of_its_digits() -> None
     assert params.literal(decimal.Decimal("-0." + digits)) == \
         f"CAST('-0.{digits}' AS DECIMAL(38, 38))"
     assert params.literal(decimal.Decimal("5." + "0" * 40)) == "CAST('5' AS DECIMAL(1, 0))"
-    # no DECIMAL holds it: the number as written, a DOUBLE as the literal over HTTP
-    # (it was a string: `SELECT $1 * 2` gave 0, a comparison was made as integers)
-    assert params.literal(decimal.Decimal("1." + digits)) == f"1.{digits}"
-    assert params.literal(decimal.Decimal("-1." + digits)) == f"(-1.{digits})"
+    # no DECIMAL holds it: the DECIMAL(38, s) of its first 38 digits (it was a
+    # string: `SELECT $1 * 2` gave 0; then a DOUBLE: 17 digits kept)
+    assert params.literal(decimal.Decimal("1." + digits)) == \
+        f"CAST('1.{digits[:37]}' AS DECIMAL(38, 37))"
+    assert params.literal(decimal.Decimal("-1." + digits)) == \
+        f"CAST('-1.{digits[:37]}' AS DECIMAL(38, 37))"
+    tiny = "0." + "0" * 30 + "123456789012345"  # a DOUBLE keeps more of it than DECIMAL(38,38)
+    assert params.literal(decimal.Decimal(tiny)) == tiny
+    huge = "1" * 40 + ".5"  # no DECIMAL: its text, which a column's cast reads
+    assert params.literal(decimal.Decimal(huge)) == f"'{huge}'"
     assert params.literal(decimal.Decimal("-1.50")) == "(-1.50)"  # a literal DuckDB reads exactly
 
 
@@ -155,9 +161,9 @@ def test_a_numeric_parameter_past_38_digits_arrives_exactly(pg: PgServer) -> Non
     asyncio.run(run())
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         got = conn.execute("SELECT id, d, e FROM num39.t ORDER BY id").fetchall()
-    # e: no DECIMAL holds `long`, so it is the DOUBLE the same literal is over HTTP
-    [(as_double,)] = duckdb.sql(f"SELECT CAST({long} AS DECIMAL(38,10))").fetchall()
-    exact = (v, as_double)
+    # e: rounded from the whole number, as PostgreSQL's numeric (not through a
+    # DOUBLE, whose 1.00000000005 rounds up)
+    exact = (v, decimal.Decimal("1.0000000000"))
     assert [(i, str(d), str(e)) for i, d, e in got] == [
         (i, *map(str, exact if i % 10 != 3 else (nines, decimal.Decimal("0E-10"))))
         for i in (1, 2, 3, 4, 11, 12, 13, 14, 21)]
@@ -166,7 +172,8 @@ def test_a_numeric_parameter_past_38_digits_arrives_exactly(pg: PgServer) -> Non
 def test_a_numeric_parameter_no_decimal_holds_is_a_number_not_text(pg: PgServer) -> None:
     """Past 38 significant digits a NUMERIC parameter was sent as a string:
     `SELECT $1 * 2` answered 0, `WHERE b < $1` compared as integers and found
-    nothing, `$1 + 1` was 22023. It is the number as written, as over HTTP."""
+    nothing, `$1 + 1` was 22023; then as a DOUBLE, which stored 17 of its
+    digits in a DECIMAL(38,10). It is a number with its first 38 digits."""
     v = decimal.Decimal("1.4999999999999999999999999999999999999999")  # 41 digits
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute("CREATE NAMESPACE num41; CREATE TABLE num41.t (k BIGINT PRIMARY KEY, b INT);"
@@ -177,6 +184,13 @@ def test_a_numeric_parameter_no_decimal_holds_is_a_number_not_text(pg: PgServer)
             assert (float(twice), float(plus)) == (float(want[0]), float(want[1]))
             got = conn.execute(f"SELECT k FROM num41.t WHERE b < {mark}", (v,)).fetchall()
             assert got == [(1,)]
+        conn.execute("CREATE TABLE num41.d (k BIGINT PRIMARY KEY, b DECIMAL(38,10), s TEXT)")
+        big = decimal.Decimal("1234567890123456789012345678.12345678901")
+        huge = decimal.Decimal("1" * 40 + ".5")
+        conn.execute("INSERT INTO num41.d VALUES (1, 0, 'x')")
+        conn.execute("UPDATE num41.d SET b = %s, s = %s WHERE k = 1", (big, huge))
+        assert conn.execute("SELECT b, s FROM num41.d").fetchall() == [
+            (decimal.Decimal("1234567890123456789012345678.1234567890"), str(huge))]
 
 
 @pytest.fixture(scope="module")
