@@ -314,7 +314,8 @@ class Connection:
         try:
             spots = await self._off_loop(text, params.placeholders, text)
         except params.PlaceholderError as exc:
-            raise PgError("42P02", str(exc)) from None
+            raise PgError(getattr(exc, "code", "42P02"), str(exc),
+                          getattr(exc, "position", None)) from None
         if name and name in self.statements:
             raise PgError("42P05", f'prepared statement "{name}" already exists')
         count = max((n for _, _, n in spots), default=0)

@@ -56,10 +56,25 @@ def _cached(sql: str) -> tuple[tuple[int, int, int], ...]:
 
 def _placeholders(sql: str) -> tuple[tuple[int, int, int], ...]:
     spots = tuple(parameters(sql))
-    for _, _, n in spots:
+    for start, end, n in spots:
         if not 1 <= n <= MAX_PARAMS:
             raise PlaceholderError(f"there is no parameter ${n}")
+        # A string beside a `$n`, blanks between: written in as a literal, the
+        # value joined it (`$1` newline `'x'` was 'ax'; `$1'x'` one string),
+        # where PostgreSQL and DuckDB read a syntax error.
+        if _STRING_NEXT.match(sql, end) or _string_before(sql, start):
+            raise MisplacedParameter(n, start + 1)
     return spots
+
+
+_STRING_NEXT = re.compile(r"\s*'")
+
+
+def _string_before(sql: str, start: int) -> bool:
+    i = start - 1
+    while i >= 0 and sql[i].isspace():  # each run of blanks is walked once in all
+        i -= 1
+    return i >= 0 and sql[i] == "'"
 
 
 def count(sql: str) -> int:

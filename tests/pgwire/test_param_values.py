@@ -257,3 +257,22 @@ def test_a_nul_in_a_binary_text_parameter_is_refused_as_in_text_format(oid: int)
     with pytest.raises(t.BadUnicode, match="NUL"):
         t.decode_param(oid, True, b"a\x00b")
     assert t.decode_param(oid, True, b"ab") == "ab"
+
+
+def test_a_string_beside_a_parameter_is_a_syntax_error(pg: PgServer) -> None:
+    """A parameter is written into the text as a literal, so a string beside
+    it (blanks between, a line break) joined its value: `SELECT $1` newline
+    `'x'` answered 'ax', an INSERT stored 'value-suffix'; PostgreSQL and
+    DuckDB read a syntax error."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS adj; "
+                     "CREATE TABLE IF NOT EXISTS adj.t (k BIGINT PRIMARY KEY, v TEXT)")
+        for text, args in (("SELECT %s\n'x'", ("a",)),
+                           ("SELECT 'x'\n%s", ("a",)),
+                           ("INSERT INTO adj.t (k, v) VALUES (%s, %s\n'-suffix')", (1, "value")),
+                           ("SELECT %s'x'", ("a",))):
+            with pytest.raises(psycopg.errors.SyntaxError, match="syntax error"):
+                conn.execute(text, args)
+        assert conn.execute("SELECT count(*) FROM adj.t").fetchone() == (0,)
+        # a string elsewhere, or joined by ||, is as before
+        assert conn.execute("SELECT %s || '-x', 'y'", ("a",)).fetchone() == ("a-x", "y")
