@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 
 _GAP = r"(?:\s|--[^\n\r]*|/\*.*?\*/)*"  # blanks and comments around the `=`
-# The value: a string, a quoted name, a bare word; anything else (E'…',
-# $$…$$, ('…'), CAST('…' AS TEXT): a PARSE_ERROR, still the secret) is hidden
-# to the end of the text, rather than read in part.
+# The value: a string, a quoted name, a bare word, each followed by the next
+# option or the end; anything else (E'…', $$…$$, ('…'), CAST('…' AS TEXT),
+# 'a' || 'b', 'a' newline 'b': a PARSE_ERROR, still the secret) is hidden to
+# the end of the text, rather than read in part.
+_END = rf"(?={_GAP}(?:[,)]|$))"  # what may follow a value: the next option or the end
 _SECRET = re.compile(rf"""(?is)(encryption_passphrase{_GAP}=?{_GAP})"""
-                     r"""('[^']*(?:''[^']*)*'?|"(?:[^"]|"")*"?|[A-Za-z0-9_]+(?=[\s,)]|$)|.*)""")
+                     rf"""('[^']*(?:''[^']*)*'{_END}|"(?:[^"]|"")*"{_END}|[A-Za-z0-9_]+{_END}|.*)""")
 
 
 def hide_secrets(text: str, mask: str) -> str:

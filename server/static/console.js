@@ -208,8 +208,9 @@ function renderError(err, text) {
 // the tab (the token is in sessionStorage): a passphrase is kept as '***'.
 // As sqlgrammar/secrets.py: comments around the `=`; an odd value hidden to the end.
 const GAP = String.raw`(?:\s|--[^\n\r]*|\/\*[\s\S]*?\*\/)*`;
+const END = String.raw`(?=${GAP}(?:[,)]|$))`;
 const SECRET = new RegExp(String.raw`(encryption_passphrase${GAP}=?${GAP})` +
-  String.raw`('[^']*(?:''[^']*)*'?|"(?:[^"]|"")*"?|[A-Za-z0-9_]+(?=[\s,)]|$)|[\s\S]*)`, "gi");
+  String.raw`('[^']*(?:''[^']*)*'${END}|"(?:[^"]|"")*"${END}|[A-Za-z0-9_]+${END}|[\s\S]*)`, "gi");
 function withoutSecrets(text) { return text.replace(SECRET, "$1'***'"); }
 
 async function run() {

@@ -21,6 +21,9 @@ from sqlgrammar.secrets import hide_secrets
     "encryption_passphrase = ('correct horse battery staple')",
     "encryption_passphrase = CAST('correct horse, battery staple' AS TEXT)",
     "encryption_passphrase = U&'correct horse battery staple'",
+    "encryption_passphrase = 'correct horse' || 'battery staple'",
+    "encryption_passphrase = 'correct horse'\n'battery staple'",
+    "encryption_passphrase = 'correct horse battery staple",
 ])
 def test_a_passphrase_is_hidden_however_it_is_written(written: str) -> None:
     """A comment before the `=` (valid SQL) kept the passphrase in clear in
