@@ -17,6 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrowtypes import holds
+
 _NAMES_BIT = re.compile(r"bit", re.IGNORECASE)
 CAIRN_TYPE_KEY = b"cairn.type"  # as server/result.py reads it
 
@@ -50,15 +52,7 @@ def bit_text(stored: bytes) -> str:
 
 
 def _has_binary(t: pa.DataType) -> bool:
-    if pa.types.is_binary(t):
-        return True
-    if pa.types.is_map(t):
-        return _has_binary(t.key_type) or _has_binary(t.item_type)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _has_binary(t.value_type)
-    if pa.types.is_struct(t) or pa.types.is_union(t):
-        return any(_has_binary(t.field(i).type) for i in range(t.num_fields))
-    return False
+    return holds(t, pa.types.is_binary)
 
 
 def _has_bit(kind: Any) -> bool:

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from catalog.errors import InvalidArgument
 
+from .arrowtypes import holds
 from .bits import bits_as_text
 
 log = logging.getLogger("cairn.storage")
@@ -151,17 +152,7 @@ def refuse_unsigned_huge(cur: Any, sql: str, schema: pa.Schema) -> None:
 
 
 def _wide_decimal(t: pa.DataType) -> bool:
-    if pa.types.is_decimal(t):
-        return bool(t.precision == 38 and t.scale == 0)
-    if pa.types.is_dictionary(t):
-        return _wide_decimal(t.value_type)
-    if pa.types.is_map(t):
-        return _wide_decimal(t.key_type) or _wide_decimal(t.item_type)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _wide_decimal(t.value_type)
-    if pa.types.is_struct(t):
-        return any(_wide_decimal(t.field(i).type) for i in range(t.num_fields))
-    return False
+    return holds(t, lambda k: pa.types.is_decimal(k) and k.precision == 38 and k.scale == 0)
 
 
 def refuse_wrapped_intervals(table: pa.Table) -> None:
@@ -186,17 +177,7 @@ def refuse_wrapped_intervals(table: pa.Table) -> None:
 
 
 def _holds_interval(t: pa.DataType) -> bool:
-    if t.id == _INTERVAL_ID:
-        return True
-    if pa.types.is_dictionary(t):
-        return _holds_interval(t.value_type)
-    if pa.types.is_map(t):
-        return _holds_interval(t.key_type) or _holds_interval(t.item_type)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _holds_interval(t.value_type)
-    if pa.types.is_struct(t) or pa.types.is_union(t):  # a UNION too (union_value)
-        return any(_holds_interval(t.field(i).type) for i in range(t.num_fields))
-    return False
+    return holds(t, lambda k: k.id == _INTERVAL_ID)
 
 
 _INTERVAL_ID = pa.month_day_nano_interval().id

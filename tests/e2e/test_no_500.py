@@ -324,7 +324,8 @@ async def test_uhugeint_from_a_function_is_refused_not_wrapped(client: Any) -> N
     # back as -149750030552373788046256512903076123758, at the top or nested
     big = 190532336368564675417118094528692087698  # md5_number('b'), by its text form
     for text in ("SELECT md5_number('b') AS m", "SELECT [md5_number('b')] AS l",
-                 "SELECT {'a': md5_number('b')} AS s", "SELECT md5_number('b') + 1 AS m"):
+                 "SELECT {'a': md5_number('b')} AS s", "SELECT md5_number('b') + 1 AS m",
+                 "SELECT union_value(a := md5_number('b')) AS u"):
         status, body = await sql(client, text)
         assert "UHUGEINT" in error(status, body, 400, "INVALID_ARGUMENT"), text
     res = await ok(client, "SELECT md5_number('b')::VARCHAR AS t")
