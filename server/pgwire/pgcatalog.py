@@ -39,7 +39,7 @@ from storage.sandbox import (
 
 from ..result import cairn_type
 from ..state import Cairn
-from . import chatter, relations, results
+from . import chatter, regtypes, relations, results
 from . import types as t
 from .errors import PgError
 
@@ -224,6 +224,7 @@ _SESSION_FUNCTIONS: dict[str, Any] = {
     "pg_database_size": lambda n, i: _lit(0),
     "pg_tablespace_size": lambda n, i: _lit(0),  # psql's \db+
 }
+_SESSION_FUNCTIONS["to_regtype"] = lambda n, i: regtypes.to_regtype(_arg(n, 0))
 for _name in ("pg_get_indexdef", "pg_get_constraintdef"):
     _SESSION_FUNCTIONS[_name] = lambda n, i: exp.Anonymous(
         this="cairn_definition", expressions=[_arg(n, 0) or exp.null()])
@@ -401,8 +402,14 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         return cast(exp.Expression, node.expression).transform(lambda n: _rewrite(n, info))
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
         to = node.to.sql("postgres").lower().strip('"')
+        if to == "regtype":
+            return _lit(regtypes.type_oid(node.this.this) or 0)
         if to in _OID_TYPES:  # 'pg_class'::regclass, 'app.t'::regclass, '16384'::oid
             return _lit(_named_oid(node.this.this))
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Cast) and (
+            node.to.sql("postgres").lower() in _TEXT_TYPES
+            and node.this.to.sql("postgres").lower() == "regtype"):
+        return regtypes.regtype_text(node.this.this)
     if isinstance(node, exp.DataType):
         name = node.sql("postgres").lower().strip('"')
         if name in _OID_TYPES:

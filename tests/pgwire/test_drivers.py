@@ -341,3 +341,20 @@ def test_every_token_the_config_takes_is_the_same_over_http_and_pgwire(
         asyncio.run(main())
     finally:
         starting.close()
+
+
+def test_psycopg_type_info_finds_the_types(typed: PgServer) -> None:
+    """psycopg's TypeInfo.fetch (what its register_* adapters use) found no
+    type: `to_regtype()` was unknown and every `'name'::regtype` was 0."""
+    from psycopg.types import TypeInfo
+
+    with psycopg.connect(typed.dsn(), autocommit=True) as conn:
+        for name, oid in (("json", 114), ("int4", 23), ("integer", 23), ("text", 25),
+                          ("timestamp with time zone", 1184)):
+            info = TypeInfo.fetch(conn, name)
+            assert info is not None and info.oid == oid, name
+            assert info.regtype == info.name, info
+        assert TypeInfo.fetch(conn, "no_such_type") is None
+        got = conn.execute("SELECT 'json'::regtype::oid, to_regtype('nope'), "
+                           "typname, oid::regtype::text FROM pg_type WHERE oid = 23").fetchone()
+        assert got == (114, None, "int4", "int4")

@@ -1,0 +1,37 @@
+"""PostgreSQL's regtype, as far as clients use it on Cairn's catalog: a
+type's name as regtype input reads it (its SQL spellings too), for
+`to_regtype('json')` and `'json'::regtype`, and `oid::regtype::text`, a
+type's name. psycopg's TypeInfo.fetch found no type (every name was 0 and
+to_regtype() was unknown), so its adapters registered nothing."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from . import types as t
+
+_TYPE_OIDS = {name: oid for oid, (name, _) in t.TYPES.items()} | {
+    "integer": t.INT4, "int": t.INT4, "bigint": t.INT8, "smallint": t.INT2,
+    "boolean": t.BOOL, "real": t.FLOAT4, "double precision": t.FLOAT8,
+    "character varying": t.VARCHAR, "character": t.BPCHAR, "decimal": t.NUMERIC,
+    "timestamp without time zone": t.TIMESTAMP, "timestamp with time zone": t.TIMESTAMPTZ}
+
+
+def type_oid(text: str) -> int | None:
+    name = " ".join(text.lower().replace('"', "").split()).removeprefix("pg_catalog.")
+    return _TYPE_OIDS.get(name)
+
+
+def to_regtype(arg: exp.Expression | None) -> exp.Expression:
+    """The OID of the type a string names; NULL when none (PostgreSQL's too)."""
+    if isinstance(arg, exp.Literal) and arg.is_string and (oid := type_oid(arg.this)):
+        return exp.Literal.number(oid)
+    return exp.null()
+
+
+def regtype_text(value: exp.Expression) -> exp.Expression:
+    """`value::regtype::text`: the type's name (it was the number)."""
+    case = exp.Case(this=value.copy(), ifs=[
+        exp.If(this=exp.Literal.number(oid), true=exp.Literal.string(name))
+        for oid, (name, _) in t.TYPES.items()])
+    return case.else_(exp.cast(value.copy(), "VARCHAR"), copy=False)
