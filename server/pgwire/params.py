@@ -31,7 +31,7 @@ from sqlgrammar.splitter import parameters
 from storage import timetext
 from storage.types import coerce
 
-from . import param_columns
+from . import arrays, param_columns
 from . import types as t
 
 MAX_PARAMS = 65535
@@ -85,6 +85,8 @@ def literal(value: Any, oid: int = 0) -> str:
     """One value as a DuckDB literal. Strings are printed by sqlglot."""
     if value is None:
         return "NULL"
+    if isinstance(value, arrays.PgArray):
+        return value.literal(literal)
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     # A negative number is parenthesized: after a `-` in the text (`balance-$1`)
@@ -250,7 +252,7 @@ def typed_nulls(sql: str, oids: list[int], spots: Spots | None = None) -> str:
     last = 0
     for start, end, n in spots:
         oid = oids[n - 1] if n <= len(oids) else 0
-        typed = f"CAST(NULL AS {_DUCK_OF.get(oid, 'VARCHAR')})"
+        typed = f"CAST(NULL AS {_DUCK_OF.get(oid) or arrays.duck_type(oid) or 'VARCHAR'})"
         parts += [sql[last:start],
                   "NULL" if _AFTER_ESCAPE.search(sql, max(0, start - 64), start) else typed]
         last = end

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from ..intervals import postgres_interval
 from ..result import json_text
+from . import arrays
 from .datetimes import Days, Micros, Wide
 
 BOOL, BYTEA, CHAR, NAME, INT8, INT2, INT2VECTOR, INT4, REGPROC, TEXT, OID = (
@@ -476,6 +477,8 @@ def decode_param(oid: int, binary: bool, raw: bytes | None) -> Any:
     dates and timestamps from text stay text, which Cairn reads itself)."""
     if raw is None:
         return None
+    if oid in arrays.ELEMENTS:  # psycopg's lists, asyncpg's arrays
+        return arrays.decode(oid, binary, raw, decode_param, BadParameter)
     if binary:
         dec = _BINARY_DECODERS.get(oid)
         if dec is None:

@@ -1,0 +1,54 @@
+"""Array parameters (server/pgwire/arrays.py): psycopg's lists of numbers
+were taken as the text '{1,2}', so `k = ANY(%s)` was 'UNNEST() can only be
+applied to lists'."""
+
+from __future__ import annotations
+
+import struct
+
+import psycopg
+import pytest
+
+from server.pgwire import params
+from server.pgwire import types as t
+from tests.pgwire.conftest import PgServer
+
+INT8_ARRAY, TEXT_ARRAY = 1016, 1009
+
+
+def test_an_array_is_read_in_either_form_and_written_as_a_list() -> None:
+    text = t.decode_param(TEXT_ARRAY, False, b'{a," b,c ","q\\"x",NULL,"NULL", d }')
+    assert list(text) == ["a", " b,c ", 'q"x', None, "NULL", "d"]
+    assert params.literal(text) == "['a', ' b,c ', 'q\"x', NULL, 'NULL', 'd']"
+    assert params.literal(t.decode_param(INT8_ARRAY, False, b"{}")) == "CAST([] AS BIGINT[])"
+    ints = [5, -1]
+    raw = struct.pack("!iiIii", 1, 1, 20, len(ints) + 1, 1) + b"".join(
+        struct.pack("!iq", 8, v) for v in ints) + struct.pack("!i", -1)
+    assert params.literal(t.decode_param(INT8_ARRAY, True, raw)) == "[5, (-1), NULL]"
+
+
+@pytest.mark.parametrize("raw", [b"1,2", b"{1,{2}}", b'{"a}', b"{1 2,3", b"{a}b}"])
+def test_a_malformed_or_nested_array_is_refused(raw: bytes) -> None:
+    with pytest.raises(t.BadParameter):
+        t.decode_param(INT8_ARRAY, False, raw)
+    with pytest.raises(t.BadParameter):
+        t.decode_param(INT8_ARRAY, True, struct.pack("!iiI", 2, 0, 20) + b"\x00" * 16)
+
+
+def test_psycopg_lists_of_numbers_are_lists(pg: PgServer) -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS arr; "
+                     "CREATE TABLE IF NOT EXISTS arr.t (k BIGINT PRIMARY KEY, f DOUBLE)")
+        conn.execute("DELETE FROM arr.t")
+        conn.execute("INSERT INTO arr.t VALUES (1, 0.5), (2, 1.5), (3, 2.5)")
+        for binary in (False, True):
+            got = conn.execute("SELECT k FROM arr.t WHERE k = ANY(%s) ORDER BY k", ([1, 3],),
+                               binary=binary).fetchall()
+            assert got == [(1,), (3,)]
+            got = conn.execute("SELECT k FROM arr.t WHERE f = ANY(%s) ORDER BY k", ([1.5],),
+                               binary=binary).fetchall()
+            assert got == [(2,)]
+        assert conn.execute("DELETE FROM arr.t WHERE k = ANY(%s)", ([2, 99],)).rowcount == 1
+        assert conn.execute("DELETE FROM arr.t WHERE k = ANY(%s)", ([3],),
+                            binary=True).rowcount == 1
+        assert conn.execute("SELECT k FROM arr.t").fetchall() == [(1,)]
