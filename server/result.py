@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from catalog.errors import CairnError
 from storage.jsoncheck import json_problem
+from storage.scopes import duckdb_names
 
 from .intervals import iso_duration
 from .wide_dates import PER_SECOND, pylist
@@ -67,7 +68,7 @@ class Result:
 
     @classmethod
     def of_arrow(cls, table: pa.Table, message: str | None = None) -> Result:
-        names = distinct_names(table.column_names)
+        names = duckdb_names(table.column_names)  # a row is an object keyed by name
         types = [cairn_type(f) for f in table.schema]
         columns = [_json_column(table.column(i), types[i]) for i in range(table.num_columns)]
         rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
@@ -88,23 +89,6 @@ class Result:
         if self.truncated:
             out["truncated"] = True
         return out
-
-
-def distinct_names(names: list[str]) -> list[str]:
-    """Column names made distinct as DuckDB makes a subquery's: a name seen
-    before takes the first free `_1`, `_2`, ... (`a, a, a_1, a` -> `a, a_1,
-    a_1_1, a_2`): a row is an object keyed by name, and `SELECT 1 AS a, 2 AS
-    a` or a join's two `id` columns lost a value."""
-    used: set[str] = set()
-    out = []
-    for name in names:
-        k, unique = 0, name
-        while unique in used:
-            k += 1
-            unique = f"{name}_{k}"
-        used.add(unique)
-        out.append(unique)
-    return out
 
 
 # A column this short takes one Python step per value: each Arrow compute

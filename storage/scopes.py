@@ -80,7 +80,9 @@ def star_sources(select: exp.Expression, p: exp.Expression, default_ns: str | No
 
 def duckdb_names(names: list[str]) -> list[str]:
     """A query's column names as DuckDB gives repeated ones: k, k_1, k_2 (the
-    first free suffix)."""
+    first free suffix; `a, a, a_1, a` -> `a, a_1, a_1_1, a_2`). Also an
+    answer's names over HTTP (server/result.py), where a row is an object
+    keyed by name and `SELECT 1 AS a, 2 AS a` lost a value."""
     taken: set[str] = set()
     out: list[str] = []
     for base in names:
