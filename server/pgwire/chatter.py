@@ -449,4 +449,6 @@ def deallocated(sql: str) -> str | None:
     if not m:
         return None
     name = m.group(1)
-    return "" if name.upper() == "ALL" else name.strip('"')
+    if name.startswith('"'):
+        return name[1:-1]
+    return "" if name.upper() == "ALL" else name.lower()  # unquoted: folded, as PostgreSQL does

@@ -208,6 +208,9 @@ class Connection:
         return await self._cairn(text, offset)
 
     def _chatter(self, answer: chatter.Answer, code: str) -> Reply:
+        gone = chatter.deallocated(code)
+        if gone and gone not in self.statements:
+            raise PgError("26000", f'prepared statement "{gone}" does not exist')
         for name, value in answer.changed.items():
             self.writer.write(messages.parameter_status(name, value))
         if answer.tx is not None:
@@ -216,7 +219,6 @@ class Connection:
             self.tx = answer.tx
         if answer.notice:
             self.writer.write(messages.notice(answer.notice, "WARNING", "25P01"))
-        gone = chatter.deallocated(code)
         if gone == "":
             self.statements.clear()
         elif gone is not None:

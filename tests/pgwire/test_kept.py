@@ -335,3 +335,21 @@ def test_a_result_format_count_of_neither_none_one_nor_each_column_is_08p01(
                 assert f"has {count} result formats but query has" in message
             assert msgs[-1] == (b"Z", b"I")
     sock.close()
+
+
+def test_deallocate_names_a_statement_that_exists(small: PgServer) -> None:
+    """As PostgreSQL: DEALLOCATE of a statement the connection does not hold
+    is 26000 invalid_sql_statement_name (it answered DEALLOCATE), and an
+    unquoted name is folded to lower case as PostgreSQL folds it."""
+    sock = _connect(small)
+    assert _error_code(_simple(sock, b"DEALLOCATE nope")) == "26000"
+    assert _error_code(_round(sock, _parse(b"s1", QUERY[:-1]))) is None
+    assert _error_code(_simple(sock, b"DEALLOCATE PREPARE S1")) is None
+    assert _error_code(_simple(sock, b"DEALLOCATE s1")) == "26000"
+    assert _error_code(_round(sock, _parse(b"Mixed", QUERY[:-1]))) is None
+    assert _error_code(_simple(sock, b"DEALLOCATE Mixed")) == "26000"
+    assert _error_code(_simple(sock, b'DEALLOCATE "Mixed"')) is None
+    assert _error_code(_simple(sock, b"DEALLOCATE ALL")) is None
+    # The connection is usable after each refusal.
+    assert _error_code(_simple(sock, b"SELECT 1")) is None
+    sock.close()
