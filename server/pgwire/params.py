@@ -33,6 +33,7 @@ from storage.types import coerce
 
 from . import arrays, param_columns
 from . import types as t
+from .param_guess import Target, guess, number, target_of
 
 MAX_PARAMS = 65535
 
@@ -269,18 +270,11 @@ _DUCK_OF = {
     t.DATE: "DATE", t.TIMESTAMPTZ: "TIMESTAMP", t.TIMESTAMP: "TIMESTAMP", t.JSON: "JSON",
 }  # fmt: skip
 
-_OID_OF_DTYPE = {
-    "BOOLEAN": t.BOOL, "SMALLINT": t.INT2, "INT": t.INT4, "BIGINT": t.INT8, "FLOAT": t.FLOAT4,
-    "DOUBLE": t.FLOAT8, "DECIMAL": t.NUMERIC, "TEXT": t.TEXT, "VARCHAR": t.TEXT,
-    "BLOB": t.BYTEA, "VARBINARY": t.BYTEA, "DATE": t.DATE, "TIMESTAMP": t.TIMESTAMPTZ,
-    "TIMESTAMPTZ": t.TIMESTAMPTZ, "JSON": t.JSON, "TINYINT": t.INT2, "UBIGINT": t.NUMERIC,
-}  # fmt: skip
 
 
 ColumnTypes = dict[tuple[str | None, str], dict[str, str]]  # (ns, table) -> column -> Cairn type
 
 
-Target = tuple[str, str]  # the column (name, Cairn type) a parameter is written into
 
 
 def untyped(declared: list[int], n: int) -> tuple[list[int], list[Target | None]]:
@@ -318,11 +312,11 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
     binder = param_columns.Binder(tree, lookup, default_ns)
     compared: dict[int, int] = {}  # _guess's answer by the expression compared in
     for node in tree.find_all(exp.Column):
-        idx = _number(node, mark)
+        idx = number(node, mark)
         if 1 <= idx <= n:
-            targets[idx - 1] = targets[idx - 1] or _target(node, binder)
+            targets[idx - 1] = targets[idx - 1] or target_of(node, binder)
             if not oids[idx - 1]:
-                oids[idx - 1] = _guess(node, binder, mark, compared) or 0
+                oids[idx - 1] = guess(node, binder, mark, compared) or 0
     for fetch in tree.find_all(exp.Fetch):  # FETCH FIRST $n ROWS: sqlglot's name, a count
         count = fetch.args.get("count")
         name = count.name.lower() if isinstance(count, exp.Identifier) else ""
@@ -401,14 +395,6 @@ def _marked(sql: str, spots: Spots) -> tuple[str, str, dict[int, int]]:
     return "".join(parts), mark, where
 
 
-def _number(node: exp.Column, mark: str) -> int:
-    """n of a column that is the parameter `$n` (`mark`n), else 0."""
-    name = node.name.lower()
-    if node.table or not name.startswith(mark) or not name[len(mark):].isdigit():
-        return 0
-    return int(name[len(mark):])
-
-
 def check(values: list[Any], oids: list[int], targets: list[Target | None]) -> None:
     """Refuse a value its column (or its type) cannot hold, as an HTTP literal
     is refused (storage.types.coerce, INVALID_ARGUMENT naming the column):
@@ -440,59 +426,3 @@ def check(values: list[Any], oids: list[int], targets: list[Target | None]) -> N
 _MARK = "cairn_parameter_"
 
 
-def _guess(node: exp.Expression, binder: param_columns.Binder, mark: str,
-           compared: dict[int, int]) -> int:
-    target = _target(node, binder)
-    if target:
-        return t.oid_of(target[1])
-    parent = node.parent
-    while isinstance(parent, exp.Paren):
-        node, parent = parent, parent.parent
-    if isinstance(parent, exp.Cast):
-        return _OID_OF_DTYPE.get(parent.to.this.name if hasattr(parent.to.this, "name") else "", 0)
-    if isinstance(parent, exp.Limit | exp.Offset):
-        return t.INT8
-    if isinstance(parent, exp.Binary | exp.Between | exp.In):
-        # The columns it is compared with: one type among them, or none. The
-        # same for every parameter of the expression (a side holding one is
-        # passed over), so found once: `k IN ($1, …, $n)` was n² (1,000 $n:
-        # 1.8 s of a Parse, 4,000: 28 s).
-        if id(parent) not in compared:
-            sides = [s.unnest() for s in parent.iter_expressions()]
-            # A column of no one type makes it text; another expression whose
-            # type cannot be told (a subquery, `k + 1`) is passed over.
-            known = [(s, binder.value_type(s)) for s in sides
-                     if not isinstance(s, exp.Literal) and not _mentions(s, mark)]
-            types = {typ for s, typ in known if typ or isinstance(s, exp.Column)}
-            typ = types.pop() if len(types) == 1 else None
-            compared[id(parent)] = t.oid_of(typ) if typ else 0
-        return compared[id(parent)]
-    return 0
-
-
-def _mentions(node: Any, mark: str) -> bool:
-    """Does `node` hold a parameter (`mark`n)?"""
-    return any(_number(c, mark) for c in node.find_all(exp.Column))
-
-
-def _target(node: exp.Expression, binder: param_columns.Binder) -> Target | None:
-    """The column a parameter is written into: its place in an INSERT's
-    VALUES, or `SET column = $n` of an UPDATE."""
-    parent = node.parent
-    while isinstance(parent, exp.Paren):
-        node, parent = parent, parent.parent
-    found: tuple[str, str] | None = None
-    if isinstance(parent, exp.Tuple) and isinstance(parent.parent, exp.Values):
-        insert = parent.parent.parent
-        if isinstance(insert, exp.Insert):
-            place = node.index if node.index is not None else next(  # its place: O(1)
-                i for i, e in enumerate(parent.expressions) if e is node)
-            found = binder.insert_target(insert, place)
-    elif isinstance(parent, exp.Values) and isinstance(parent.parent, exp.Insert):
-        found = binder.insert_target(parent.parent, 0)
-    elif (isinstance(parent, exp.EQ) and isinstance(parent.parent, exp.Update)
-          and isinstance(parent.this, exp.Column) and parent.expression is node):
-        found = binder.update_target(parent.parent, parent.this)
-    if found is None:
-        return None
-    return found[0], found[1].split("(", 1)[0].strip().upper()

@@ -4,8 +4,10 @@ applied to lists'."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -52,3 +54,47 @@ def test_psycopg_lists_of_numbers_are_lists(pg: PgServer) -> None:
         assert conn.execute("DELETE FROM arr.t WHERE k = ANY(%s)", ([3],),
                             binary=True).rowcount == 1
         assert conn.execute("SELECT k FROM arr.t").fetchall() == [(1,)]
+
+
+def test_psycopg_lists_of_strings_are_lists_where_an_array_is_compared(pg: PgServer) -> None:
+    """psycopg sends a list of strings with no type (`{x,"a,b"}`): `v =
+    ANY(%s)` and `v <> ALL(%s)` were 'UNNEST() can only be applied to lists'.
+    A `$n` compared through ANY / ALL is an array of what it is compared
+    with, as PostgreSQL types it; one cast to `T[]` is T's array."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS arrs; CREATE TABLE IF NOT EXISTS "
+                     "arrs.t (k BIGINT PRIMARY KEY, v TEXT)")
+        conn.execute("DELETE FROM arrs.t")
+        conn.execute("INSERT INTO arrs.t VALUES (1, 'x'), (2, 'a,b'), (3, 'q\"'), (4, NULL)")
+        query = "SELECT k FROM arrs.t WHERE v = ANY(%s) ORDER BY k"
+        assert conn.execute(query, (["x", "a,b", 'q"'],)).fetchall() == [(1,), (2,), (3,)]
+        assert conn.execute(query, (["x", None],)).fetchall() == [(1,)]
+        assert conn.execute(query, ([],)).fetchall() == []
+        assert conn.execute("SELECT k FROM arrs.t WHERE v <> ALL(%s) ORDER BY k",
+                            (["x", "a,b"],)).fetchall() == [(3,)]
+        assert conn.execute("SELECT %s::TEXT[] AS a", (["a", "b,c", None],)).fetchone() == (
+            ["a", "b,c", None],)
+        assert conn.execute("DELETE FROM arrs.t WHERE v = ANY(%s)", (["a,b"],)).rowcount == 1
+        assert conn.execute("SELECT k FROM arrs.t ORDER BY k").fetchall() == [(1,), (3,), (4,)]
+
+
+def test_asyncpg_arrays_of_text_are_lists(pg: PgServer) -> None:
+    """asyncpg encodes a parameter by its described type: `$1::TEXT[]` and
+    `v = ANY($1)` were described as text, and asyncpg refused the list
+    ('expected str, got list')."""
+    async def run() -> list[list[int]]:
+        conn = await asyncpg.connect(pg.url())
+        try:
+            await conn.execute("CREATE NAMESPACE IF NOT EXISTS arra; CREATE TABLE IF NOT EXISTS "
+                               "arra.t (k BIGINT PRIMARY KEY, v TEXT)")
+            await conn.execute("DELETE FROM arra.t")
+            await conn.execute("INSERT INTO arra.t VALUES (1, 'x'), (2, 'y'), (3, 'z')")
+            got = []
+            for q in ("SELECT k FROM arra.t WHERE v = ANY($1::TEXT[]) ORDER BY k",
+                      "SELECT k FROM arra.t WHERE v = ANY($1) ORDER BY k"):
+                got.append([r["k"] for r in await conn.fetch(q, ["x", "z", None])])
+            return got
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == [[1, 3], [1, 3]]

@@ -15,7 +15,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from server.pgwire import params
+from server.pgwire import param_guess, params
 from server.pgwire import types as t
 from storage import scopes
 from tests.pgwire.conftest import PgServer
@@ -77,8 +77,8 @@ def test_many_parameters_are_typed_in_linear_work(monkeypatch: pytest.MonkeyPatc
               ("a", "w"): {f"c{i}": "BIGINT" for i in range(400)}}
     lookup = lambda ns, name: tables.get((ns or "a", name))  # noqa: E731
     looks: list[int] = []
-    real = params._mentions
-    monkeypatch.setattr(params, "_mentions", lambda node, mark: (looks.append(1),
+    real = param_guess._mentions
+    monkeypatch.setattr(param_guess, "_mentions", lambda node, mark: (looks.append(1),
                                                                  real(node, mark))[1])
     n = 400
     in_list = "SELECT k FROM a.s WHERE k IN (" + ", ".join(f"${i}" for i in range(1, n + 1)) + ")"
