@@ -19,6 +19,7 @@ _OID_OF_DTYPE = {
     "DOUBLE": t.FLOAT8, "DECIMAL": t.NUMERIC, "TEXT": t.TEXT, "VARCHAR": t.TEXT,
     "BLOB": t.BYTEA, "VARBINARY": t.BYTEA, "DATE": t.DATE, "TIMESTAMP": t.TIMESTAMPTZ,
     "TIMESTAMPTZ": t.TIMESTAMPTZ, "JSON": t.JSON, "TINYINT": t.INT2, "UBIGINT": t.NUMERIC,
+    "OID": t.OID, "UUID": t.UUID,
 }  # fmt: skip
 
 
@@ -73,6 +74,8 @@ def _oid_of_cast(to: exp.DataType) -> int:
         if isinstance(inner, exp.DataType) and inner.this != exp.DataType.Type.ARRAY:
             return arrays.ARRAY_OF.get(_oid_of_cast(inner), 0)
         return 0
+    if to.this == exp.DataType.Type.USERDEFINED:  # `oid`, which sqlglot does not know
+        return _OID_OF_DTYPE.get(str(to.args.get("kind") or "").upper(), 0)
     return _OID_OF_DTYPE.get(to.this.name if hasattr(to.this, "name") else "", 0)
 
 

@@ -58,6 +58,8 @@ _HINT = re.compile(
 _OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\s*\.\s*([~!=<>*]+)\s*\)", re.IGNORECASE)
 _COLLATE = re.compile(r"COLLATE\s+(pg_catalog\s*\.\s*)?\"?(default|C|POSIX)\"?", re.IGNORECASE)
 _PG_TYPE_CAST = re.compile(r"::\s*pg_catalog\s*\.\s*", re.IGNORECASE)
+# sqlglot's PostgreSQL dialect cannot read `oid[]` (asyncpg's type look-up: `any($1::oid[])`)
+_OID_ARRAY = re.compile(r"::\s*oid\s*\[\s*\]", re.IGNORECASE)
 
 _OID_TYPES = {"regclass", "regtype", "regproc", "regprocedure", "regnamespace", "regrole",
               "oid", "xid", "cid", "tid", "regoper"}
@@ -85,7 +87,7 @@ class SessionInfo:
 def _prepare(sql: str) -> str:
     sql = _OPERATOR.sub(r" \1 ", sql)
     sql = _COLLATE.sub(" ", sql)
-    return _PG_TYPE_CAST.sub("::", sql)
+    return _OID_ARRAY.sub("::BIGINT[]", _PG_TYPE_CAST.sub("::", sql))
 
 
 def _catalog_table(table: exp.Table) -> tuple[str, str] | None:

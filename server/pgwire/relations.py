@@ -20,6 +20,7 @@ from storage.types import shown_default, type_label
 
 from ..result import cairn_type
 from ..state import Cairn
+from . import arrays
 from . import types as t
 
 OWNER_OID = 10
@@ -201,15 +202,22 @@ def pg_attrdef(s: Snapshot) -> pa.Table:
 
 
 def pg_type(s: Snapshot) -> pa.Table:
+    """The types Cairn sends and reads, and the arrays of one dimension it reads
+    as parameters (drivers look up an array's element here: asyncpg)."""
     rows = []
-    for oid, (name, size) in t.TYPES.items():
+    kinds = {oid: (name, size, t.TEXT if oid == t.TEXT_ARRAY else 0)
+             for oid, (name, size) in t.TYPES.items()}
+    for array_oid, elem in arrays.ELEMENTS.items():
+        kinds.setdefault(array_oid, ("_" + t.TYPES[elem][0], -1, elem))
+    array_of = {elem: array_oid for array_oid, (_, _, elem) in kinds.items() if elem}
+    for oid, (name, size, elem) in kinds.items():
         array = name.startswith("_")
         rows.append({
             "oid": oid, "typname": name, "typnamespace": PG_CATALOG_OID, "typowner": OWNER_OID,
             "typlen": size, "typbyval": 0 < size <= 8, "typtype": "b",
             "typcategory": "A" if array else "U", "typispreferred": False, "typisdefined": True,
-            "typdelim": ",", "typrelid": 0, "typelem": t.TEXT if oid == t.TEXT_ARRAY else 0,
-            "typarray": 0, "typinput": name + "in", "typoutput": name + "out",
+            "typdelim": ",", "typrelid": 0, "typelem": elem,
+            "typarray": array_of.get(oid, 0), "typinput": name + "in", "typoutput": name + "out",
             "typreceive": name + "recv", "typsend": name + "send", "typalign": "i",
             "typstorage": _storage(oid), "typnotnull": False, "typbasetype": 0, "typtypmod": -1,
             "typndims": 0, "typcollation": 0,
@@ -359,6 +367,7 @@ PG_CATALOG: dict[str, Callable[[Snapshot], pa.Table]] = {
         [("oid", I64), ("spcname", TXT), ("spcowner", I64), ("spcacl", TXTS),
          ("spcoptions", TXTS)]),
     "pg_trigger": _empty(("oid", I64), ("tgrelid", I64), ("tgname", TXT), ("tgisinternal", BOOL)),
+    "pg_range": _empty(("rngtypid", I64), ("rngsubtype", I64), ("rngmultitypid", I64)),
     "pg_proc": _empty(("oid", I64), ("proname", TXT), ("pronamespace", I64)),
     "pg_extension": _empty(("oid", I64), ("extname", TXT), ("extversion", TXT)),
     "pg_settings": _empty(("name", TXT), ("setting", TXT)),

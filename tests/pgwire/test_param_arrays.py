@@ -5,6 +5,8 @@ applied to lists'."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import decimal
 import struct
 
 import asyncpg
@@ -78,23 +80,38 @@ def test_psycopg_lists_of_strings_are_lists_where_an_array_is_compared(pg: PgSer
         assert conn.execute("SELECT k FROM arrs.t ORDER BY k").fetchall() == [(1,), (3,), (4,)]
 
 
-def test_asyncpg_arrays_of_text_are_lists(pg: PgServer) -> None:
-    """asyncpg encodes a parameter by its described type: `$1::TEXT[]` and
-    `v = ANY($1)` were described as text, and asyncpg refused the list
-    ('expected str, got list')."""
+def test_asyncpg_arrays_are_lists(pg: PgServer) -> None:
+    """asyncpg encodes a parameter by its described type, and looks an
+    array's element type up in pg_type (`WHERE ti.oid = any($1::oid[])`):
+    `$1::TEXT[]` and `v = ANY($1)` were described as text and the list
+    refused ('expected str, got list'); `$1::BIGINT[]` failed in the look-up
+    (sqlglot could not read `oid[]`, pg_type held no arrays, no pg_range)."""
+    cases = [
+        ("v = ANY($1::TEXT[])", ["x", "z", None], [1, 3]), ("v = ANY($1)", ["y"], [2]),
+        ("k = ANY($1::BIGINT[])", [1, 3], [1, 3]), ("k = ANY($1)", [2], [2]),
+        ("i = ANY($1::INT[])", [10, 30], [1, 3]), ("k <> ALL($1)", [2], [1, 3]),
+        ("d = ANY($1)", [dt.date(2020, 1, 2)], [2]), ("b = ANY($1)", [True], [1, 3]),
+        ("n = ANY($1)", [decimal.Decimal("2.50")], [2]), ("k = ANY($1)", [], []),
+    ]
+
     async def run() -> list[list[int]]:
         conn = await asyncpg.connect(pg.url())
         try:
             await conn.execute("CREATE NAMESPACE IF NOT EXISTS arra; CREATE TABLE IF NOT EXISTS "
-                               "arra.t (k BIGINT PRIMARY KEY, v TEXT)")
+                               "arra.t (k BIGINT PRIMARY KEY, v TEXT, i INT, d DATE, "
+                               "b BOOLEAN, n DECIMAL(10,2))")
             await conn.execute("DELETE FROM arra.t")
-            await conn.execute("INSERT INTO arra.t VALUES (1, 'x'), (2, 'y'), (3, 'z')")
+            await conn.execute("INSERT INTO arra.t VALUES (1, 'x', 10, '2020-01-01', true, 1.25),"
+                               " (2, 'y', 20, '2020-01-02', false, 2.50),"
+                               " (3, 'z', 30, '2020-01-03', true, 3.75)")
             got = []
-            for q in ("SELECT k FROM arra.t WHERE v = ANY($1::TEXT[]) ORDER BY k",
-                      "SELECT k FROM arra.t WHERE v = ANY($1) ORDER BY k"):
-                got.append([r["k"] for r in await conn.fetch(q, ["x", "z", None])])
+            for where, value, _ in cases:
+                q = f"SELECT k FROM arra.t WHERE {where} ORDER BY k"
+                got.append([r["k"] for r in await conn.fetch(q, value)])
+            assert await conn.execute("DELETE FROM arra.t WHERE k = ANY($1)", [1, 2]) == "DELETE 2"
+            got.append([r["k"] for r in await conn.fetch("SELECT k FROM arra.t")])
             return got
         finally:
             await conn.close()
 
-    assert asyncio.run(run()) == [[1, 3], [1, 3]]
+    assert asyncio.run(run()) == [want for _, _, want in cases] + [[3]]
