@@ -126,6 +126,8 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
         with contextlib.suppress(OSError):  # an archive's temporary files (start-up sweeps them)
             plan.repo.close()
     m = restore.manifest  # after a replay: the tables as of the instant
+    # The job's row counts what was restored, replayed changes too (it kept the base's)
+    ctx.progress(rows=m.totals.rows + restore.row_versions_added, force=True)
     return {
         "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": plan.destination,
         "status": "completed", "tables": m.totals.tables, "rows": restore.live_rows,

@@ -95,6 +95,15 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _wait_for(at: int) -> None:
+    """Until the wall clock reaches `at` (µs): at most ~1 ms, for a cut. A
+    clock further behind (set back) is not waited for: times go on from the
+    newest handed out, as ns.now warns."""
+    end = time.monotonic() + 0.003
+    while (left := at - now_us()) > 0 and left <= 2000 and time.monotonic() < end:
+        time.sleep(left / 1e6)
+
+
 _lsn_bytes = struct.Struct(">Q").pack
 
 
@@ -262,9 +271,10 @@ class ChangeLog:
         with the stop so no change falls between the two."""
         ns = self._state(namespace)
         with ns.lock:
+            cut = self.cut(ns, ns.now(namespace))  # before writers may pass unlogged
             ns.active = False
             ns.start_tail(None)
-            return self.cut(ns, ns.now(namespace))
+            return cut
 
     def lag_ms(self, namespace: str) -> int:
         """How long the oldest change not yet shipped has waited, rounded up
@@ -332,9 +342,20 @@ class ChangeLog:
         """(lsn, time) a snapshot taken under `holding` is exact to: it holds every
         change with lsn <= the first and time <= the second, and no other. The
         time is a whole millisecond (backups show snapshot_at in ms); changes
-        committed after it are stamped later. `now`: the clock, if read already."""
-        at = -(-max(now_us() if now is None else now, ns.last_us) // 1000) * 1000
-        ns.last_us = at
+        committed after it are stamped later. `now`: the clock, if read already.
+
+        The millisecond is the one begun, when nothing committed in it yet;
+        else the next, and the cut waits (holding the commit lock) until the
+        clock reaches it. Rounding up without waiting stamped the next commits
+        up to 1 ms past the clock, so a write answered before T was missing
+        from a restore as of T, and a STOP's window end held writes it had not
+        archived."""
+        now = now_us() if now is None else now
+        at = now - now % 1000
+        if at < ns.last_us:
+            at = -(-ns.last_us // 1000) * 1000
+            _wait_for(at)
+        ns.last_us = max(ns.last_us, at)
         return ns.last_lsn, at
 
     def mark(self, namespace: str) -> tuple[int, int]:

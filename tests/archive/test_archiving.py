@@ -9,7 +9,7 @@ from typing import Any
 
 from server.app import create_app
 from server.config import Config
-from tests.helpers import err, ok, rows
+from tests.helpers import err, job_row, ok, rows
 
 FAST = "WITH (interval = '100ms')"
 
@@ -265,3 +265,20 @@ async def test_base_backups_are_the_jobs_of_who_started_archiving(
     users = await rows(client, "SELECT user_id FROM system.jobs WHERE job_type = 'backup'")
     assert users == [{"user_id": "ops"}, {"user_id": "ops"}]
     await ok(client, "STOP ARCHIVING DATABASE app")
+
+
+async def test_a_restore_to_a_time_counts_the_changes_it_replayed(client: Any) -> None:
+    """system.jobs.rows of a RESTORE `as_of` kept the base backup's count
+    (1 here), where its answer counted the replayed rows too (7)."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    for i in range(2, 8):
+        await ok(client, f"INSERT INTO app.t VALUES ({i})")
+    until = (await wait_shipped(client))["archived_until"]
+    restore = f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{until}')"
+    done = (await rows(client, restore))[0]
+    assert done["rows"] == done["row_versions"] == 7, done
+    assert (await rows(client, "SELECT count(*) AS n FROM r.t"))[0]["n"] == 7
+    job = await job_row(client, done["job_id"])
+    assert job["rows"] == 7, job

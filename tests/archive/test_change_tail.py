@@ -211,3 +211,31 @@ def test_marks_are_whole_milliseconds(clocked: tuple[list[int], Catalog, ChangeL
     clock[0] += 333
     _, final = log.deactivate("app")
     assert final % 1000 == 0 and final > at
+
+
+def test_no_commit_is_stamped_past_the_clock_after_a_mark(tmp_path: Path) -> None:
+    """A mark (an archive cycle's, a BACKUP's cut, STOP's) rounded its time
+    up to the next millisecond and stamped the next commits after it: up
+    to 1 ms past the wall clock, so a write answered at T was missing from
+    a restore as of T + 1 µs. Now a mark in a millisecond nothing committed
+    in yet is that millisecond, and one after a commit in it waits for the
+    next; a commit is never stamped later than the clock when it returns.
+    On the real clock: each round commits, marks and commits again."""
+    catalog = Catalog(tmp_path / "catalog")
+    try:
+        log = ChangeLog(catalog)
+        log.activate("app")
+        for i in range(200):
+            _row(log, catalog, "app", b"before %d" % i)
+            before = log.read("app", 0, MAX_LSN)[-1]
+            lsn, at = log.mark("app")
+            assert at % 1000 == 0 and at >= before.at_us and lsn == before.lsn
+            _row(log, catalog, "app", b"after %d" % i)
+            returned = changes.now_us()
+            after = log.read("app", 0, MAX_LSN)[-1]
+            assert at < after.at_us <= returned, (i, at, after.at_us, returned)
+            _trim(log, catalog, "app", MAX_LSN)
+        _, final = log.deactivate("app")
+        assert final % 1000 == 0 and final <= changes.now_us()
+    finally:
+        catalog.close()
