@@ -37,6 +37,7 @@ from catalog.ids import new_id
 from catalog.records import SEP
 
 from . import priority
+from .archive import changes as change_log
 from .archive.store import iso
 from .backup import nullkeys
 from .backup.image import FileToStore, NamespaceImage
@@ -158,9 +159,11 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
                 logged: set[str] = set()
                 for ns in sorted(records):
                     state = held.enter_context(registry.changes.holding(ns))
-                    cuts[ns] = registry.changes.cut(state)
+                    cuts[ns] = registry.changes.cut(state, wait=False)
                     if state.active:
                         logged.add(ns)
+                # one wait (≤ 1 ms) for every namespace's cut, the commit locks held
+                change_log.wait_for(max((at for _, at in cuts.values()), default=0))
                 captured = [_capture(ns, st, schemas[st.uid]) for ns, st in states]
                 token = files.pin([f.path for c in captured for f in c.files])
                 taken = utcnow() if len(records) != 1 else ""

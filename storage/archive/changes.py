@@ -95,7 +95,7 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _wait_for(at: int) -> None:
+def wait_for(at: int) -> None:
     """Until the wall clock reaches `at` (µs): at most ~1 ms, for a cut. A
     clock further behind (set back) is not waited for: times go on from the
     newest handed out, as ns.now warns."""
@@ -338,7 +338,7 @@ class ChangeLog:
             yield ns
 
     @staticmethod
-    def cut(ns: _Ns, now: int | None = None) -> tuple[int, int]:
+    def cut(ns: _Ns, now: int | None = None, wait: bool = True) -> tuple[int, int]:
         """(lsn, time) a snapshot taken under `holding` is exact to: it holds every
         change with lsn <= the first and time <= the second, and no other. The
         time is a whole millisecond (backups show snapshot_at in ms); changes
@@ -349,12 +349,14 @@ class ChangeLog:
         clock reaches it. Rounding up without waiting stamped the next commits
         up to 1 ms past the clock, so a write answered before T was missing
         from a restore as of T, and a STOP's window end held writes it had not
-        archived."""
+        archived. `wait=False`: the caller calls `wait_for(at)` before it lets
+        go of the commit lock (one wait for several namespaces' cuts)."""
         now = now_us() if now is None else now
         at = now - now % 1000
         if at < ns.last_us:
             at = -(-ns.last_us // 1000) * 1000
-            _wait_for(at)
+            if wait:
+                wait_for(at)
         ns.last_us = max(ns.last_us, at)
         return ns.last_lsn, at
 
