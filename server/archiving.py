@@ -327,7 +327,11 @@ class Archiver:
             through = raw.last_us
         idle = through - rec.shipped_us
         heartbeat = max(HEARTBEAT_MIN_US, 10_000 * rec.interval_ms)
-        if raw is None and not final and idle < heartbeat:
+        # A base's first segment goes at once, empty or not: until it is in
+        # the target, no time past the base is restorable (an idle namespace
+        # had no restore point for the heartbeat's 10 s after START ARCHIVING)
+        first = rec.shipped_us == rec.base_us and through > rec.shipped_us
+        if raw is None and not final and idle < heartbeat and not first:
             if rec.status != "running":
                 rec.status, rec.last_error = "running", None
                 self.cairn.catalog.put(rec)

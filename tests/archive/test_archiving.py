@@ -282,3 +282,23 @@ async def test_a_restore_to_a_time_counts_the_changes_it_replayed(client: Any) -
     assert (await rows(client, "SELECT count(*) AS n FROM r.t"))[0]["n"] == 7
     job = await job_row(client, done["job_id"])
     assert job["rows"] == 7, job
+
+
+async def test_an_idle_namespace_is_restorable_soon_after_start(client: Any) -> None:
+    """The base's first segment goes at the next cycle, empty or not: an idle
+    namespace had no restore point, and VERIFY ARCHIVE called its archive
+    invalid, for the heartbeat's 10 s after START ARCHIVING."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    points: list[dict[str, Any]] = []
+    deadline = asyncio.get_running_loop().time() + 3.0  # the heartbeat is 10 s
+    while not points and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+        points = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    assert len(points) == 1, points
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is True, report
+    end = points[0]["end_time"]
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{end}')")
+    assert await rows(client, "SELECT id FROM r.t") == [{"id": 1}]
