@@ -64,6 +64,10 @@ _SQL_FIRST = {
     "TRUNCATE", "REPLACE", "PREPARE", "EXECUTE", "DEALLOCATE", "COMMENT", "GRANT",
     "REVOKE", "UPSERT",
 }
+# Statements refused whatever they say (storage/sandbox.check_query), so never a
+# syntax error about them.
+_REFUSED_FIRST = {"COPY", "ATTACH", "DETACH", "PRAGMA", "INSTALL", "FORCE", "LOAD", "EXPORT",
+                  "IMPORT", "CALL", "USE", "CHECKPOINT", "VACUUM", "GRANT", "REVOKE"}
 # DESCRIBE followed by one of these describes a query, not a table.
 _DESCRIBED_QUERY = {"SELECT", "WITH", "FROM", "VALUES", "PIVOT", "UNPIVOT"}
 _EXPLAIN = re.compile(r"EXPLAIN\s+(?:(ANALYZE)\s+)?", re.IGNORECASE)
@@ -350,6 +354,11 @@ def _parse_query(chunk: Chunk, text: str | None = None, code: str | None = None)
             check_with_duckdb(chunk, source, expression)  # where sqlglot is more lenient
         return ast.Query(kind, expression)
     except ParseError as exc:
+        word = _FIRST_WORDS.match(chunk.code)
+        if word and word.group(1).upper() in _REFUSED_FIRST:
+            # refused whatever it says: not a syntax error about a form sqlglot does
+            # not read (asyncpg's `COPY t (a) FROM STDIN (FORMAT binary)`)
+            return ast.Query("other", exp.Command(this=word.group(1).upper()))
         raise _from_sqlglot(chunk, exc) from None
     except (SqlglotError, RecursionError) as exc:  # tokenizer errors have no position
         message = "statement is nested too deeply" if isinstance(exc, RecursionError) else str(exc)

@@ -132,7 +132,8 @@ def check_query(expression: exp.Expression | None, small: bool = False) -> None:
     if small and fast_path_tree(expression):
         return
     if not isinstance(expression, exp.Query | exp.Values):
-        name = type(expression).__name__.upper() if expression is not None else "nothing"
+        name = ("nothing" if expression is None else expression.name.upper()
+                if isinstance(expression, exp.Command) else type(expression).__name__.upper())
         raise PermissionDenied(
             f"{name} is not allowed: only SELECT, INSERT, UPDATE and DELETE on Cairn tables"
         )

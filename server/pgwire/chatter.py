@@ -85,6 +85,11 @@ _SET_OTHER = re.compile(
 _RESET = re.compile(r"^RESET\s+(SESSION\s+AUTHORIZATION|[A-Za-z_][\w.]*|ALL)$", re.IGNORECASE)
 _SHOW = re.compile(r"^SHOW\s+([A-Za-z_][\w.]*(?:\s+[A-Za-z_]+)*)$", re.IGNORECASE)
 _DISCARD = re.compile(r"^DISCARD\s+(ALL|PLANS|SEQUENCES|TEMP|TEMPORARY)$", re.IGNORECASE)
+# Cairn has no cursors (DECLARE is refused) and no LISTEN: closing all of them,
+# or unlistening, is nothing to do (asyncpg's pool sends both, and RESET ALL and
+# pg_advisory_unlock_all(), at every release: the pool failed each one).
+_CLOSE = re.compile(r"^CLOSE\s+(ALL|[A-Za-z_]\w*|\"[^\"]+\")$", re.IGNORECASE)
+_UNLISTEN = re.compile(r"^UNLISTEN\s+(\*|[A-Za-z_]\w*|\"[^\"]+\")$", re.IGNORECASE)
 _DEALLOCATE = re.compile(r"^DEALLOCATE\s+(?:PREPARE\s+)?(ALL|[A-Za-z_]\w*|\"[^\"]+\")$",
                          re.IGNORECASE)
 
@@ -300,6 +305,9 @@ class Settings:
         self.values["is_superuser"] = "on" if admin else "off"
         self.chars = sum(len(k) + len(v) for k, v in self.values.items())
         self.start(startup)
+        # RESET goes back to these, as PostgreSQL's session defaults: the start-up
+        # packet's (they were DEFAULTS: a pooled client's search_path was lost)
+        self.initial = {n: self.values[n] for n in DEFAULTS}
 
     def set(self, name: str, value: str) -> dict[str, str]:
         name = name.lower()
@@ -353,11 +361,12 @@ class Settings:
         changed: dict[str, str] = {}
         for n in names:
             if n in DEFAULTS and n not in ("session_authorization", "is_superuser"):
-                self.chars += len(DEFAULTS[n]) - len(self.values[n])
-                self.values[n] = DEFAULTS[n]
+                value = self.initial[n]
+                self.chars += len(value) - len(self.values[n])
+                self.values[n] = value
                 self._follow(n)
                 if n in REPORTED:
-                    changed[REPORTED[n]] = DEFAULTS[n]
+                    changed[REPORTED[n]] = value
         return changed
 
     def reported(self) -> dict[str, str]:
@@ -427,10 +436,19 @@ def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
                                    ("description", t.TEXT)], rows)
         return None  # SHOW TABLES and Cairn's other SHOW statements
     m = _DISCARD.match(sql)
+    if m:  # DISCARD ALL is RESET ALL and DEALLOCATE ALL too (the connection drops them)
+        what = m.group(1).upper()
+        return Answer("DISCARD " + what, changed=settings.reset("all") if what == "ALL" else {})
+    m = _DEALLOCATE.match(sql)
+    if m:  # psycopg empties its statement cache on the tag `DEALLOCATE ALL`
+        return Answer("DEALLOCATE ALL" if m.group(1).upper() == "ALL" else "DEALLOCATE")
+    m = _CLOSE.match(sql)
     if m:
-        return Answer("DISCARD " + m.group(1).upper())
-    if _DEALLOCATE.match(sql):
-        return Answer("DEALLOCATE")
+        if m.group(1).upper() != "ALL":
+            raise ChatterError(f'cursor "{m.group(1).strip(chr(34))}" does not exist', "34000")
+        return Answer("CLOSE CURSOR ALL")
+    if _UNLISTEN.match(sql):
+        return Answer("UNLISTEN")
     return None
 
 
@@ -440,12 +458,17 @@ def changes(sql: str) -> bool:
     but SHOW."""
     bare = _bare(sql)
     return _TX.match(sql) is not None or any(
-        p.match(bare) for p in (_SET, _SET_OTHER, _RESET, _DISCARD, _DEALLOCATE))
+        p.match(bare) for p in (_SET, _SET_OTHER, _RESET, _DISCARD, _DEALLOCATE, _CLOSE,
+                                _UNLISTEN))
 
 
 def deallocated(sql: str) -> str | None:
-    """The prepared statement DEALLOCATE names ('' for ALL), else None."""
-    m = _DEALLOCATE.match(_bare(sql))
+    """The prepared statement DEALLOCATE names ('' for ALL and DISCARD ALL), else None."""
+    bare = _bare(sql)
+    d = _DISCARD.match(bare)
+    if d:
+        return "" if d.group(1).upper() == "ALL" else None
+    m = _DEALLOCATE.match(bare)
     if not m:
         return None
     name = m.group(1)

@@ -20,6 +20,7 @@ _OID_OF_DTYPE = {
     "BLOB": t.BYTEA, "VARBINARY": t.BYTEA, "DATE": t.DATE, "TIMESTAMP": t.TIMESTAMPTZ,
     "TIMESTAMPTZ": t.TIMESTAMPTZ, "JSON": t.JSON, "TINYINT": t.INT2, "UBIGINT": t.NUMERIC,
     "OID": t.OID, "UUID": t.UUID,
+    "TIMESTAMPNTZ": t.TIMESTAMP,  # sqlglot's name of TIMESTAMP and DATETIME: `$1::TIMESTAMP`
 }  # fmt: skip
 
 
@@ -49,6 +50,10 @@ def guess(node: exp.Expression, binder: param_columns.Binder, mark: str,
         return arrays.ARRAY_OF.get(element, 0)
     if isinstance(parent, exp.Limit | exp.Offset):
         return t.INT8
+    if isinstance(parent, exp.JSONExtract | exp.JSONExtractScalar) and parent.expression is node:
+        # `j ->> $1`, json_extract_string(j, $1): a key or path, text (sqlglot's
+        # nodes are Binary: it took the JSON column's type, and 'x' was bad JSON)
+        return t.TEXT
     if isinstance(parent, exp.Binary | exp.Between | exp.In):
         # The columns it is compared with: one type among them, or none. The
         # same for every parameter of the expression (a side holding one is

@@ -203,6 +203,7 @@ _SESSION_FUNCTIONS: dict[str, Any] = {
     "current_schema": lambda n, i: _lit(i.namespace),
     "current_schemas": lambda n, i: exp.Array(expressions=[_lit("pg_catalog")]),
     "pg_backend_pid": lambda n, i: _lit(i.pid),
+    "pg_advisory_unlock_all": lambda n, i: exp.null(),  # Cairn takes no advisory locks
     "current_setting": _setting,
     "set_config": _set_config,
     "inet_server_addr": lambda n, i: _lit(i.host),

@@ -93,6 +93,12 @@ def test_psycopg_errors_keep_connection_usable(typed: PgServer) -> None:
             ("CREATE NAMESPACE types", psycopg.errors.DuplicateSchema),
             (CREATE, psycopg.errors.DuplicateTable),
             ("COPY types.all_types TO '/tmp/x'", psycopg.errors.InsufficientPrivilege),
+            # asyncpg's copy_records_to_table / copy_to_table forms: a bare option
+            # list was 42601 "unexpected 'BINARY'", not COPY's refusal
+            ("COPY types.all_types (id) FROM STDIN (FORMAT BINARY)",
+             psycopg.errors.InsufficientPrivilege),
+            ("COPY types.all_types TO STDOUT (FORMAT csv, HEADER false)",
+             psycopg.errors.InsufficientPrivilege),
             ("SELEC 1", psycopg.errors.SyntaxError),
             ("RESTORE DATABASE absent FROM 'nowhere-at-all'", psycopg.errors.UndefinedTable),
         ]

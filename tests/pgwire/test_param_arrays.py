@@ -115,3 +115,32 @@ def test_asyncpg_arrays_are_lists(pg: PgServer) -> None:
             await conn.close()
 
     assert asyncio.run(run()) == [want for _, _, want in cases] + [[3]]
+
+
+def test_a_json_key_parameter_is_text(pg: PgServer) -> None:
+    """`j ->> %s`, `j -> %s` and json_extract_string(j, %s): the key took
+    the JSON column's type ('Malformed JSON … Input: "x"'); it is text, as
+    PostgreSQL and DuckDB type it. An explicit `$1::TIMESTAMP` is a
+    timestamp (it was described as text: asyncpg refused a datetime)."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS jk; CREATE TABLE IF NOT EXISTS "
+                     "jk.t (k BIGINT PRIMARY KEY, j JSON, ts TIMESTAMP)")
+        conn.execute("DELETE FROM jk.t")
+        conn.execute("""INSERT INTO jk.t VALUES (1, '{"x": "one"}', '2020-01-01 00:00:00'),"""
+                     """ (2, '{"x": "two"}', '2021-01-01 00:00:00')""")
+        for query in ("SELECT k FROM jk.t WHERE j ->> %s = 'one'",
+                      "SELECT k FROM jk.t WHERE json_extract_string(j, %s) = 'one'",
+                      "SELECT k FROM jk.t WHERE (j -> %s)::TEXT = '\"one\"'"):
+            assert conn.execute(query, ["x"]).fetchall() == [(1,)], query
+        assert conn.execute("DELETE FROM jk.t WHERE j ->> %s = 'two'", ["x"]).rowcount == 1
+
+    async def run() -> list[int]:
+        conn = await asyncpg.connect(pg.url())
+        try:
+            got = await conn.fetch("SELECT k FROM jk.t WHERE ts < $1::TIMESTAMP",
+                                   dt.datetime(2020, 6, 1))
+            return [r["k"] for r in got]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == [1]

@@ -185,3 +185,54 @@ def test_set_config_refuses_what_set_refuses_and_applies_what_it_takes(pg: PgSer
         assert conn.execute("SHOW extra_float_digits").fetchone() == ("2",)
         assert conn.info.parameter_status("application_name") == "nightly"
         assert conn.info.parameter_status("TimeZone") == "UTC"
+
+
+def test_reset_goes_back_to_the_start_up_settings(pg: PgServer) -> None:
+    """RESET and RESET ALL went back to Cairn's defaults, not the start-up
+    packet's settings (PostgreSQL's session defaults): a pooled client lost
+    its search_path ('no namespace given') and its statement_timeout."""
+    with psycopg.connect(pg.dsn(), autocommit=True,
+                         options="-c search_path=rs -c statement_timeout=300") as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS rs; CREATE TABLE IF NOT EXISTS rs.t (k INT)")
+        for reset in ("RESET statement_timeout", "RESET ALL", "SET statement_timeout TO DEFAULT",
+                      "DISCARD ALL"):
+            conn.execute("SET statement_timeout = 5000; SET search_path = other")
+            conn.execute(reset)
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("300",), reset
+            if reset != "RESET statement_timeout" and not reset.startswith("SET"):
+                assert conn.execute("SHOW search_path").fetchone() == ("rs",), reset
+                assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,), reset
+
+
+def test_what_poolers_and_drivers_send_to_reset_a_connection_works(pg: PgServer) -> None:
+    """asyncpg's pool sends `SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL;` at each release: the first was 42501 and the
+    pool failed every release. DISCARD ALL (pgbouncer's server_reset_query)
+    answered but dropped no prepared statement and reset nothing;
+    DEALLOCATE ALL's tag was DEALLOCATE, so psycopg kept its statement cache
+    and every prepared query then failed with 26000."""
+
+    async def pooled() -> list[int]:
+        pool = await asyncpg.create_pool(pg.url(), min_size=1, max_size=1)
+        try:
+            got = []
+            for i in range(3):
+                async with pool.acquire() as conn:
+                    got.append(await conn.fetchval("SELECT $1::INT + 1", i))
+            return got
+        finally:
+            await pool.close()
+
+    assert asyncio.run(pooled()) == [1, 2, 3]
+    with psycopg.connect(pg.dsn(), autocommit=True, prepare_threshold=0) as conn:
+        assert conn.execute("SELECT %s::INT AS a", [1]).fetchone() == (1,)
+        for reset in ("DEALLOCATE ALL", "DISCARD ALL"):
+            assert conn.execute(reset).statusmessage == reset
+            assert conn.execute("SELECT %s::INT AS a", [2]).fetchone() == (2,), reset
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("CLOSE nope")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_discard_all_drops_the_prepared_statements() -> None:
+    assert chatter.deallocated("DISCARD ALL") == "" and chatter.deallocated("DISCARD PLANS") is None
