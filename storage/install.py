@@ -32,6 +32,7 @@ from catalog import Batch, DataFile, Namespace, Table, TableSchema
 from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
+from . import schema
 from .backup import footers
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of, values_problem
@@ -88,6 +89,9 @@ class Restore:
     table_only: bool = False
     # Files fetched at once (inflight.py): the caller sizes it to the source.
     workers: int = 1
+    # The schema history the backup itself holds (of its tables before a
+    # replay): a whole namespace's restore may keep as much (check_history).
+    history_kept: int = 0
 
     def __post_init__(self) -> None:
         if self.destination in RESERVED_NAMESPACES:
@@ -111,6 +115,10 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
     written: list[Path] = []
     side = _Side(registry.files, restore, work) if restore.beside is not None else None
     try:
+        restore.history_kept = sum(
+            schema.history_bytes(versions(restore.destination, t, restore.table_uids[t.name]))
+            for t in restore.manifest.tables)
+        check_history(registry, restore)  # refused before a file is fetched
         records = _fetch_all(registry, restore, fetch, work, spent, written,
                              side.raise_failed if side is not None else None)
         _check_contents(registry, restore, records)
@@ -338,6 +346,7 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
                     raise AlreadyExists(f"Namespace '{dest}' already exists")
                 if sorted(t.uid for t in registry.list_tables(dest)) != [s.uid for s in old]:
                     continue  # a table came or went meanwhile: lock the new set
+                check_history(registry, restore)
                 catalog.ensure_seq_above(max_seq)
                 batch = catalog.batch()
                 old_paths = registry.remove_tables(batch, old)
@@ -372,9 +381,27 @@ def put_table(registry: Registry, batch: Batch, dest: str, t: TableEntry, uid: s
         schema_version=t.schema_version, primary_key=list(t.primary_key),
         options=dict(t.options), created_at=t.created_at,
     ))
-    for s in t.schemas:
-        batch.put(TableSchema(uid, s.version, dest, t.name,
-                              columns=[to_doc(c) for c in s.columns], created_at=s.created_at))
+    for s in versions(dest, t, uid):
+        batch.put(s)
+
+
+def versions(dest: str, t: TableEntry, uid: str) -> list[TableSchema]:
+    """The schema versions of the restored table `t` as the catalog keeps them."""
+    return [TableSchema(uid, s.version, dest, t.name, columns=[to_doc(c) for c in s.columns],
+                        created_at=s.created_at) for s in t.schemas]
+
+
+def check_history(registry: Registry, restore: Restore) -> None:
+    """INVALID_ARGUMENT if what the restore installs would take its
+    destination's schema history past its bound (schema.check_restored_history):
+    a RESTORE TABLE ... AS into a namespace made one that no BACKUP took."""
+    dest = restore.destination
+    tables = {t.name: versions(dest, t, restore.table_uids[t.name])
+              for t in restore.manifest.tables}
+    what = (f"RESTORE TABLE {dest}.{restore.manifest.tables[0].name}" if restore.table_only
+            else f"RESTORE DATABASE {dest}")
+    schema.check_restored_history(registry.catalog, dest, tables, what,
+                                  whole=not restore.table_only, kept=restore.history_kept)
 
 
 def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -> None:
@@ -402,6 +429,7 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
                     raise AlreadyExists(f"Table '{dest}.{t.name}' already exists")
                 if [x.uid for x in now] != [s.uid for s in old]:
                     continue  # the table came or went meanwhile: lock the new one
+                check_history(registry, restore)
                 catalog.ensure_seq_above(max_seq)
                 batch = catalog.batch()
                 old_paths = registry.remove_tables(batch, old)

@@ -188,11 +188,44 @@ def check_history(catalog: Catalog, new: TableSchema, statement: str) -> None:
     manifest holds (the JSON the catalog keeps is no smaller than what a
     manifest writes of a version), the other half left for its files."""
     ns = new.namespace
-    sizes = {t.name: _kept_history(catalog, t.uid) for t in catalog.scan(Table, ns + SEP)}
+    sizes = _namespace_history(catalog, ns)
     size, versions = sizes.get(new.table_name, (0, 0))
     sizes[new.table_name] = (size + len(new.dumps()), versions + 1)
+    _bound(ns, sizes, MAX_SCHEMA_HISTORY, statement)
+
+
+def check_restored_history(catalog: Catalog, ns: str, tables: dict[str, list[TableSchema]],
+                           statement: str, *, whole: bool, kept: int = 0) -> None:
+    """INVALID_ARGUMENT if a restore installing `tables` (each with every
+    version it brings) into namespace `ns` would take its schema history past
+    MAX_SCHEMA_HISTORY, past what it held and past `kept`, the history of
+    the backup it restores: a RESTORE TABLE (the table of its name, if
+    replaced, no longer counted) as a CREATE TABLE is, a whole namespace
+    (`whole`: what it replaces gone) only by a replay of archived DDL. A
+    backup taken before the bound restores as it was; a namespace over it
+    from before may replace a table by one no longer."""
+    present = _namespace_history(catalog, ns)
+    held = sum(size for size, _ in present.values())
+    sizes = {} if whole else present
+    for name, versions in tables.items():
+        sizes[name] = (history_bytes(versions), len(versions))
+    _bound(ns, sizes, max(MAX_SCHEMA_HISTORY, held, kept), statement)
+
+
+def history_bytes(versions: list[TableSchema]) -> int:
+    """The bytes the catalog keeps of these schema versions."""
+    return sum(len(v.dumps()) for v in versions)
+
+
+def _namespace_history(catalog: Catalog, ns: str) -> dict[str, tuple[int, int]]:
+    return {t.name: _kept_history(catalog, t.uid) for t in catalog.scan(Table, ns + SEP)}
+
+
+def _bound(ns: str, sizes: dict[str, tuple[int, int]], allowed: int, statement: str) -> None:
+    """INVALID_ARGUMENT if the tables' histories (`sizes`: bytes and versions
+    by table name) together take more than `allowed` bytes."""
     total = sum(size for size, _ in sizes.values())
-    if total <= MAX_SCHEMA_HISTORY:
+    if total <= allowed:
         return
     name, (size, versions) = max(sizes.items(), key=lambda item: item[1][0])
     raise InvalidArgument(
