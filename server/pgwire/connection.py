@@ -4,7 +4,8 @@ protocol, driving Cairn's executor (the same entry point as POST /api/sql).
 Errors in the extended protocol put the connection into "skip until Sync", as
 PostgreSQL does; every error leaves the connection usable. While a statement
 runs, the jobs it starts report progress as NoticeResponse messages, and a
-CancelRequest for this connection kills those jobs (or abandons the statement)."""
+CancelRequest for this connection kills those jobs (or interrupts the statement),
+and what is left of the pipeline (up to Sync) or simple Query does not run (cancel)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class Connection:
         self.statements: Kept[Prepared] = Kept(tally, Prepared.size)
         self.portals: Portals[Portal] = Portals(tally, Portal.size)
         self.skipping = False
+        self.busy = self.cancelled = False  # see cancel()
         self.jobs: set[str] = set()
         self.running: asyncio.Future[Any] | None = None
         self.send_timeout = cairn.config.server.send_timeout_seconds
@@ -88,9 +90,12 @@ class Connection:
                 if tag in (b"d", b"c", b"f"):  # COPY data from a client that was never asked
                     continue
                 raise messages.ProtocolViolation(f"unexpected message type {tag!r}")
+            self.busy = True  # until the ReadyForQuery this message leads to (_ready)
             if self.skipping and tag not in (b"S", b"Q"):
                 continue
             try:
+                if tag in (b"P", b"B", b"D", b"E"):  # Close, Flush, Sync are no statement
+                    self._check_cancelled()
                 await handler(body)
             except PgError as exc:
                 self._fail(tag, exc)
@@ -126,12 +131,25 @@ class Connection:
     def _fail(self, tag: bytes, exc: PgError) -> None:
         self.writer.write(exc.to_bytes())
         if tag == b"Q":
-            self.writer.write(messages.ready(self.tx))
+            self._ready()
         else:
             self.skipping = True
 
+    def _ready(self) -> None:
+        """ReadyForQuery: the connection is idle, a cancel that came before is spent."""
+        self.writer.write(messages.ready(self.tx))
+        self.busy = self.cancelled = False
+
+    def _check_cancelled(self) -> None:
+        if self.cancelled:
+            raise PgError("57014", "canceling statement due to user request")
+
     def cancel(self) -> None:
-        """A CancelRequest named this connection."""
+        """A CancelRequest named this connection. Busy, its next statement up to
+        ReadyForQuery is 57014 (one between two pipelined INSERTs was dropped: the
+        batch ran to its end); idle, nothing happens, as in PostgreSQL."""
+        if self.busy:
+            self.cancelled = True
         if self.running is None or self.running.done():
             return
         if self.jobs:
@@ -165,6 +183,7 @@ class Connection:
         big = len(sql) > PARSE_ON_THREAD_CHARS
         try:
             while True:
+                self._check_cancelled()  # a cancel between two of its statements
                 chunk = (await self.cairn.run(next, chunks, None)) if big else next(chunks, None)
                 if chunk is None:
                     break
@@ -179,7 +198,7 @@ class Connection:
             raise PgError("42601", exc.message, position(sql, exc.line, exc.column)) from None
         if not ran:
             self.writer.write(messages.EMPTY_QUERY)
-        self.writer.write(messages.ready(self.tx))
+        self._ready()
         await self._drain()
 
     async def _rows(self, rows: list[list[Any]], oids: list[int], fmts: list[int]) -> None:
@@ -476,5 +495,5 @@ class Connection:
         body.end()
         self.skipping = False
         self.portals.synced(self.tx)
-        self.writer.write(messages.ready(self.tx))
+        self._ready()
         await self._drain()
