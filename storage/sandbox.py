@@ -227,6 +227,19 @@ def check_fragment(expression: exp.Expression) -> None:
                 "2^127 - 1, the largest HUGEINT): use HUGEINT or DECIMAL(38,0)")
         elif isinstance(node, exp.Literal) and (wrong := _past_every_type(node)):
             raise InvalidArgument(wrong)
+        elif isinstance(node, exp.DataType) and _bignum(node):
+            raise InvalidArgument(
+                "BIGNUM (VARINT) is not supported (an answer cannot carry its values: "
+                "they came back as their storage bytes): use HUGEINT or DECIMAL(38,0)")
+
+
+def _bignum(node: exp.DataType) -> bool:
+    """DuckDB's BIGNUM, also spelled VARINT (a cast `123::VARINT`)."""
+    if node.this == exp.DataType.Type.BIGNUM:
+        return True
+    kind = node.args.get("kind")
+    return node.this == exp.DataType.Type.USERDEFINED and str(kind or "").upper() in (
+        "VARINT", "BIGNUM")
 
 
 _HUGEINT_MAX = (1 << 127) - 1
