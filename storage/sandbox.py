@@ -205,6 +205,11 @@ def check_fragment(expression: exp.Expression) -> None:
     for node in expression.walk():
         if isinstance(node, DENIED_NODES):
             raise PermissionDenied(f"{type(node).__name__.upper()} is not allowed in a query")
+        if isinstance(node, exp.Cast) and _hex_bytea(node):  # a Func: before that branch
+            raise InvalidArgument(
+                f"{node.this.sql()} as bytes is ambiguous: PostgreSQL reads it as hex "
+                "(one byte per two digits), DuckDB as one \\xHH byte and then characters. "
+                "Write from_hex('…'), or each byte as \\xHH, or send the bytes as a parameter")
         if isinstance(node, exp.Join) and (joins := joins + 1) > MAX_JOINS:
             raise InvalidArgument(f"a statement joins at most {MAX_JOINS} times")
         if isinstance(node, exp.Table):
@@ -231,6 +236,18 @@ def check_fragment(expression: exp.Expression) -> None:
             raise InvalidArgument(
                 "BIGNUM (VARINT) is not supported (an answer cannot carry its values: "
                 "they came back as their storage bytes): use HUGEINT or DECIMAL(38,0)")
+
+
+_HEX_BYTES = re.compile(r"\\x(?:[0-9A-Fa-f]{2}){2,}")
+
+
+def _hex_bytea(node: exp.Cast) -> bool:
+    """`'\\x00ff6162'::bytea`: PostgreSQL's hex form of two or more bytes (what
+    psycopg2 and psycopg's ClientCursor write), which DuckDB's BLOB cast reads
+    as one byte and six characters: 7 bytes were stored where 4 were sent."""
+    value = node.this
+    return (node.to.this == exp.DataType.Type.VARBINARY and isinstance(value, exp.Literal)
+            and value.is_string and _HEX_BYTES.fullmatch(value.this) is not None)
 
 
 def _bignum(node: exp.DataType) -> bool:

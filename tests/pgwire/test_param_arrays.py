@@ -144,3 +144,21 @@ def test_a_json_key_parameter_is_text(pg: PgServer) -> None:
             await conn.close()
 
     assert asyncio.run(run()) == [1]
+
+
+def test_bytes_written_into_the_text_in_postgresql_hex_are_refused(pg: PgServer) -> None:
+    """psycopg's ClientCursor (and psycopg2) write bytes as `'\\x00ff6162'::bytea`,
+    PostgreSQL's hex form, which DuckDB's BLOB cast reads as one byte and six
+    characters: 7 bytes were stored where 4 were sent. Such a text of two or
+    more bytes is refused; one byte means the same to both; parameters are exact."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS bx; CREATE TABLE IF NOT EXISTS "
+                     "bx.t (k BIGINT PRIMARY KEY, b BYTES)")
+        conn.execute("DELETE FROM bx.t")
+        client = psycopg.ClientCursor(conn)
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="ambiguous"):
+            client.execute("INSERT INTO bx.t VALUES (%s, %s)", (1, b"\x00\xffab"))
+        client.execute("INSERT INTO bx.t VALUES (%s, %s)", (2, b"A"))
+        conn.execute("INSERT INTO bx.t VALUES (%s, %s)", (3, b"\x00\xffab"))
+        got = conn.execute("SELECT k, b FROM bx.t ORDER BY k").fetchall()
+        assert got == [(2, b"A"), (3, b"\x00\xffab")]
