@@ -391,6 +391,11 @@ class Catalog:
             self._seq_next = last
             return first
 
+    def last_seq(self) -> int:
+        """The highest sequence number handed out or restored (every later one is larger)."""
+        with self._lock:
+            return self._seq_next
+
     def ensure_seq_above(self, value: int) -> None:
         """Make every later `next_seq` larger than `value` (a restore brings row
         versions numbered by another server; newer writes must sort after them)."""

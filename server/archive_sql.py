@@ -220,7 +220,8 @@ async def verify_archive(cairn: Cairn, session: Session, stmt: ast.VerifyArchive
     opts = check_options("VERIFY ARCHIVE", stmt.options, VERIFY_ARCHIVE_OPTIONS)
     repo = await cairn.run(_repo, cairn, stmt.target, opts.get("encryption_passphrase"))
     await cairn.run(repo.require_exists)
-    job = await cairn.jobs.run("verify", session, verify_work(repo, stmt.namespace),
+    job = await cairn.jobs.run("verify", session, verify_work(repo, stmt.namespace,
+                                                           cairn.catalog.last_seq),
                                namespace=stmt.namespace, target=repo.uri,
                                statement=redacted(stmt), detached=bool(opts.get("detached")))
     if opts.get("detached"):

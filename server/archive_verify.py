@@ -30,9 +30,11 @@ from .jobs import JobContext
 MAX_ERRORS = 100
 
 
-def verify_work(repo: Repository, namespace: str) -> Callable[[JobContext], dict[str, Any]]:
+def verify_work(repo: Repository, namespace: str, seq_now: Callable[[], int]
+                ) -> Callable[[JobContext], dict[str, Any]]:
+    """The job: `seq_now` is the server's sequence (what a restore here takes: backup/seqs.py)."""
     def work(ctx: JobContext) -> dict[str, Any]:
-        result = verify(repo, namespace, ctx)
+        result = verify(repo, namespace, ctx, seq_now())
         if not result["is_valid"]:
             ctx.found_invalid(f"archive of namespace '{namespace}' in target '{repo.uri}'",
                               result["errors"])
@@ -41,7 +43,8 @@ def verify_work(repo: Repository, namespace: str) -> Callable[[JobContext], dict
     return work
 
 
-def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> dict[str, Any]:
+def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
+           seq_now: int = 0) -> dict[str, Any]:
     errors: list[str] = []
     checked = nbytes = changes = 0
     bases, broken = damaged.bases_and_damaged(repo, namespace)
@@ -52,7 +55,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
     if ctx is not None:
         ctx.progress(files_total=total, files_done=0, force=True)
     manifests: dict[str, dict[str, Any] | None] = {}
-    replays = _replays(repo, namespace, bases, listings, errors, manifests)
+    replays = _replays(repo, namespace, bases, listings, errors, manifests, seq_now)
     total += sum(len(m["objects"]) for m in manifests.values() if m is not None)
     if ctx is not None:
         ctx.progress(files_total=total, force=True)
@@ -92,7 +95,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None) -> d
     done = checked
     for _, m in sorted(manifests.items()):  # each base's objects: what RESTORE copies
         if m is not None:
-            errors += _base_objects(repo, m, done, ctx)
+            errors += _base_objects(repo, m, done, ctx, seq_now)
             done += len(m["objects"])
     for d in broken:  # a base that cannot be read: its window is not restorable
         hit = [r for r in all_runs if damaged.may_base(d, r)]
@@ -144,7 +147,7 @@ class _Replay:
 
 
 def _base_objects(repo: Repository, m: dict[str, Any], done: int,
-                  ctx: JobContext | None) -> list[str]:
+                  ctx: JobContext | None, seq_now: int) -> list[str]:
     """What is wrong with the objects of base backup `m` (its manifest), as
     VERIFY BACKUP says it: a RESTORE as_of from it refuses exactly these."""
 
@@ -154,13 +157,13 @@ def _base_objects(repo: Repository, m: dict[str, Any], done: int,
 
     report = verify_objects(repo.store, m, progress,
                             None if ctx is None else lambda: ctx.cancelled,
-                            scratch_dir=repo.scratch_dir)
+                            scratch_dir=repo.scratch_dir, seq_now=seq_now)
     return [f"base backup {m['backup_id']}: {e}" for e in report.errors]
 
 
 def _replays(repo: Repository, namespace: str, bases: list[store.Base],
              listings: dict[str, store.Listing], errors: list[str],
-             manifests: dict[str, dict[str, Any] | None]
+             manifests: dict[str, dict[str, Any] | None], seq_now: int
              ) -> dict[tuple[str, str], list[_Replay]]:
     """For each segment (archive id, file), the replays it feeds: one per
     base backup of each restorable window (by the segments' names, as
@@ -179,7 +182,8 @@ def _replays(repo: Repository, namespace: str, bases: list[store.Base],
             tables = None if m is None else m["tables"]
             what = f"archive of namespace '{namespace}'"
             r = _Replay(b.backup_id, b.snapshot_us,
-                        None if tables is None else replay.Replay(tables, what, keep_rows=False))
+                        None if tables is None else replay.Replay(tables, what, keep_rows=False,
+                                                                seq_now=seq_now))
             for name in w.run.segments:
                 out.setdefault((w.run.archive_id, name.file), []).append(r)
     return out

@@ -104,7 +104,7 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
                       guard=lambda: check_not_archived(cairn, plan.destination),
                       workers=1 if throttle.rate > 0 else workers_for(plan.repo.target.kind))
     if plan.time is not None:  # the archived changes, replayed beside the base's copy
-        restore.beside = _replayer(plan, plan.time, m, ctx)
+        restore.beside = _replayer(plan, plan.time, m, ctx, cairn.catalog.last_seq())
     ctx.progress(files_total=restore.files_total, bytes_total=restore.bytes_total, files_done=0,
                  bytes_done=0, rows=m.totals.rows, force=True)
     # Should the process die after the install, start-up can tell the job was whole.
@@ -147,7 +147,7 @@ def check_not_archived(cairn: Cairn, namespace: str) -> None:
 
 
 def _replayer(plan: RestorePlan, time: pitr.TimePlan, m: Manifest,
-              ctx: JobContext) -> BesideWork:
+              ctx: JobContext, seq_now: int) -> BesideWork:
     """The work beside the base's copy (storage/install.py): the archived
     changes committed after the base up to the instant read, checked and
     replayed on the base manifest's tables, their rows written as Parquet."""
@@ -155,7 +155,8 @@ def _replayer(plan: RestorePlan, time: pitr.TimePlan, m: Manifest,
     def run(files: FileStore, uids: dict[str, str], check: Callable[[], None]) -> Beside:
         changes = pitr.changes(plan.repo, time, check)
         doc = to_doc(m)
-        tables = replay.replay(doc["tables"], changes, f"archive of namespace '{plan.source}'")
+        tables = replay.replay(doc["tables"], changes, f"archive of namespace '{plan.source}'",
+                               seq_now)
         # A table the replay created (or dropped and created again) gets a new uid.
         uids = {name: uids[name] if t.base and name in uids else new_id("tbl")
                 for name, t in tables.items()}

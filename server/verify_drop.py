@@ -44,7 +44,8 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
         throttled = throttle.rate > 0  # the rate is the server's: then here
         try:
             report = jobproc.call(ctx, verify_backup_of, repo, stmt.backup_id, jobproc.WORK,
-                                  spent=throttle.spent if throttled else None, here=throttled)
+                                  spent=throttle.spent if throttled else None, here=throttled,
+                                  seq_now=cairn.catalog.last_seq())
         except NotFound:
             forget_gone(cairn, repo, backup_id=stmt.backup_id)  # another server dropped it
             raise

@@ -36,7 +36,8 @@ from . import schema
 from .backup import footers
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of, values_problem
-from .backup.schema import MAX_SEQ, FileEntry, Manifest, TableEntry, to_doc
+from .backup.schema import FileEntry, Manifest, TableEntry, to_doc
+from .backup.seqs import seq_problem
 from .files import FileStore
 from .inflight import InFlight
 from .live_rows import count as count_live
@@ -112,6 +113,7 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
         spent: OnBytes | None = None) -> None:
     """Fetch every file into place (with the work beside it), then install the
     namespace in one batch."""
+    check_seq(registry, restore.manifest.backup_id, restore.manifest.max_seq)  # before a copy
     written: list[Path] = []
     side = _Side(registry.files, restore, work) if restore.beside is not None else None
     try:
@@ -330,8 +332,6 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
     old one with `replace`)."""
     catalog, m, dest = registry.catalog, restore.manifest, restore.destination
     max_seq = max([m.max_seq, *(f.max_seq for f in files)])
-    if max_seq > MAX_SEQ:  # the decoder refuses this; never let it reach the catalog
-        raise BackupInvalid(f"backup '{m.backup_id}' has an out-of-range max_seq")
     while True:
         old = sorted(registry.states(dest), key=lambda s: s.uid)
         with contextlib.ExitStack() as held:
@@ -347,6 +347,7 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
                 if sorted(t.uid for t in registry.list_tables(dest)) != [s.uid for s in old]:
                     continue  # a table came or went meanwhile: lock the new set
                 check_history(registry, restore)
+                check_seq(registry, m.backup_id, max_seq)  # the sequence only rises meanwhile
                 catalog.ensure_seq_above(max_seq)
                 batch = catalog.batch()
                 old_paths = registry.remove_tables(batch, old)
@@ -365,6 +366,14 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
         break
     log.info("restored backup %s as namespace %s (%d tables, %d files)",
              m.backup_id, dest, len(m.tables), len(files))
+
+
+def check_seq(registry: Registry, backup_id: str, max_seq: int) -> None:
+    """BACKUP_INVALID when the backup's row versions reach past what a restore takes
+    here (backup/seqs.py: raising the sequence there would leave later writes past what
+    a backup may hold)."""
+    if (wrong := seq_problem(backup_id, max_seq, registry.catalog.last_seq())) is not None:
+        raise BackupInvalid(wrong)
 
 
 def put_table(registry: Registry, batch: Batch, dest: str, t: TableEntry, uid: str) -> None:
@@ -411,8 +420,6 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
     catalog, m, dest = registry.catalog, restore.manifest, restore.destination
     (t,) = m.tables
     max_seq = max([m.max_seq, *(f.max_seq for f in files)])
-    if max_seq > MAX_SEQ:
-        raise BackupInvalid(f"backup '{m.backup_id}' has an out-of-range max_seq")
     while True:
         old = [s for s in registry.states(dest) if s.table.name == t.name]
         with contextlib.ExitStack() as held:
@@ -430,6 +437,7 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
                 if [x.uid for x in now] != [s.uid for s in old]:
                     continue  # the table came or went meanwhile: lock the new one
                 check_history(registry, restore)
+                check_seq(registry, m.backup_id, max_seq)  # the sequence only rises meanwhile
                 catalog.ensure_seq_above(max_seq)
                 batch = catalog.batch()
                 old_paths = registry.remove_tables(batch, old)

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from catalog import DataFile, Namespace
-from catalog.errors import AlreadyExists, BackupInvalid
+from catalog.errors import AlreadyExists
 
-from .backup.schema import MAX_SEQ
 from .install import (
     Fetch,
     OnBytes,
@@ -27,6 +26,7 @@ from .install import (
     _check_contents,
     _count_live,
     _fetch_all,
+    check_seq,
     put_table,
 )
 from .registry import Registry
@@ -74,6 +74,8 @@ def run_many(registry: Registry, restores: list[Restore], fetch: Fetch, work: Wo
     """Fetch every member's files into place, then install them all in one batch."""
     written: list[Path] = []
     offset = _Offset(work)
+    for r in restores:  # before a copy
+        check_seq(registry, r.manifest.backup_id, r.manifest.max_seq)
     try:
         records: list[list[DataFile]] = []
         for r in restores:
@@ -107,8 +109,6 @@ def install_many(registry: Registry, restores: list[Restore],
     dests = [r.destination for r in restores]
     max_seq = max([0, *(r.manifest.max_seq for r in restores),
                    *(f.max_seq for files in records for f in files)])
-    if max_seq > MAX_SEQ:
-        raise BackupInvalid("a backup of the set has an out-of-range max_seq")
     while True:
         old = sorted((st for d in dests for st in registry.states(d)), key=lambda s: s.uid)
         with contextlib.ExitStack() as held:
@@ -124,6 +124,9 @@ def install_many(registry: Registry, restores: list[Restore],
                 now = sorted(t.uid for d in dests for t in registry.list_tables(d))
                 if now != [s.uid for s in old]:
                     continue  # a table came or went meanwhile: lock the new set
+                for r, files in zip(restores, records, strict=True):  # the sequence only rises
+                    check_seq(registry, r.manifest.backup_id,
+                              max([r.manifest.max_seq, *(f.max_seq for f in files)]))
                 catalog.ensure_seq_above(max_seq)
                 batch = catalog.batch()
                 old_paths = registry.remove_tables(batch, old)

@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 from catalog import DataFile, Table
 from catalog.errors import BackupInvalid
 
-from ..backup.schema import MAX_SEQ, check_table
+from ..backup.schema import check_table
+from ..backup.seqs import LIMIT, restore_bound
 from ..buffer import conform, decode, storage_schema
 from ..fileparts import footer_of, write_parts
 from ..files import FileStore
@@ -95,9 +96,10 @@ class Replayed:
 
 
 def replay(tables: list[dict[str, Any]], changes: Iterable[Entry],
-           what: str) -> dict[str, Replayed]:
-    """The tables (by name) after applying `changes`."""
-    r = Replay(tables, what)
+           what: str, seq_now: int = 0) -> dict[str, Replayed]:
+    """The tables (by name) after applying `changes` (restored on a server whose
+    sequence is at `seq_now`)."""
+    r = Replay(tables, what, seq_now=seq_now)
     for c in changes:
         r.apply(c)
     return r.tables
@@ -122,13 +124,16 @@ class Replay:
       versions), so no later step meets a type it cannot make;
     - a DROP's document is a DROP's;
     - rows have their schema version's storage schema (or cast to it), no
-      NULL where that schema has none, row versions (`_seq`) a manifest could
-      hold, and a USER table's rows are all the block's user's."""
+      NULL where that schema has none, row versions (`_seq`) a restore takes on
+      a server whose sequence is at `seq_now` (backup/seqs.py), and a USER
+      table's rows are all the block's user's."""
 
-    def __init__(self, tables: list[dict[str, Any]], what: str, keep_rows: bool = True) -> None:
+    def __init__(self, tables: list[dict[str, Any]], what: str, keep_rows: bool = True,
+                 seq_now: int = 0) -> None:
         self.tables = {t["name"]: Replayed(copy.deepcopy(t)) for t in tables}
         self.what = what
         self.keep_rows = keep_rows
+        self.max_seq = restore_bound(seq_now)
 
     def apply(self, c: Entry) -> None:
         out = self.tables
@@ -223,11 +228,13 @@ class Replay:
         for f in strict:
             if not f.nullable and rows.column(f.name).null_count:
                 raise BackupInvalid(f"{where} are corrupt: NULL in column '{f.name}'")
-        if rows.num_rows:  # row versions a manifest could hold (the decoder's Seq)
+        if rows.num_rows:  # row versions a restore takes (backup/seqs.py)
             bounds = pc.min_max(rows.column(SEQ))
-            if bounds["min"].as_py() < 0 or bounds["max"].as_py() > MAX_SEQ:
-                raise BackupInvalid(f"{where} are corrupt: a row version (_seq) out of "
-                                    f"range 0..{MAX_SEQ}")
+            if bounds["min"].as_py() < 0:
+                raise BackupInvalid(f"{where} are corrupt: a row version (_seq) is negative")
+            if bounds["max"].as_py() > self.max_seq:
+                raise BackupInvalid(f"{where} are corrupt: a row version (_seq) is "
+                                    f"{bounds['max'].as_py()}: {LIMIT}")
         if user is not None and rows.num_rows:
             owners = rows.column(USER)
             if not pc.all(pc.equal(owners, user)).as_py():

@@ -301,6 +301,7 @@ class ArchiveRepository(Repository):
         on_progress: OnProgress | None = None,
         should_stop: ShouldStop | None = None,
         contents: bool = True,
+        seq_now: int = 0,
     ) -> VerifyReport:
         """One pass over the archive: every object in manifest order (oid order,
         which is also the archive's order)."""
@@ -314,7 +315,7 @@ class ArchiveRepository(Repository):
         try:
             members = Sequential(self.uri, self.store, reader)
             report = verify_objects(members.check, m, on_progress, should_stop, contents,
-                                    self.scratch_dir)
+                                    self.scratch_dir, seq_now)
             extra = [e for e in members.finish() if e not in report.errors]
         finally:
             reader.close()

@@ -471,16 +471,19 @@ class Repository(LocksAndPrune):
         on_progress: OnProgress | None = None,
         should_stop: ShouldStop | None = None,
         contents: bool = True,
+        seq_now: int = 0,
     ) -> VerifyReport:
         """Reread every object of a backup. A bad manifest is reported as invalid;
         a backup that does not exist raises NotFound, and an encrypted one without
         its passphrase (or with a wrong one) PassphraseError. `contents=False`
-        skips the Parquet checks (contents.py; for tests that store other bytes)."""
+        skips the Parquet checks (contents.py; for tests that store other bytes);
+        `seq_now` is the server's sequence (what a restore there takes: seqs.py)."""
         try:
             m = self.read_manifest(backup_id)
         except PassphraseError:
             raise
         except BackupInvalid as exc:
             return VerifyReport(backup_id, is_valid=False, errors=[exc.message])
-        return verify_objects(self.store, m, on_progress, should_stop, contents, self.scratch_dir)
+        return verify_objects(self.store, m, on_progress, should_stop, contents, self.scratch_dir,
+                              seq_now)
 

@@ -22,6 +22,7 @@ from catalog.errors import BackupInvalid, InvalidArgument
 
 from ..schema import MAX_COLUMNS, RESERVED_COLUMNS, SYSTEM_COLUMNS, check_options, system_column
 from ..types import MAX_TEXT_LENGTH, TYPE_NAMES, canonical_type, stored_value
+from .seqs import MAX_SEQ  # at most 2^62; what a restore takes is lower (seqs.py)
 
 FORMAT, FORMAT_VERSION = "cairn-backup", 1
 ZSTD = "zstd"
@@ -29,8 +30,6 @@ AES = "aes-256-gcm"
 KNOWN_FEATURES: frozenset[str] = frozenset({ZSTD, AES})
 
 INT64_MAX = 2**63 - 1
-# At most 2^62: a restore raises the server's sequence to max_seq (int64 `_seq`, RocksDB keys).
-MAX_SEQ = 2**62
 MAX_SCHEMA_VERSION = 2**31 - 1
 NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,63}\Z"
 RESERVED_NAMESPACES = frozenset({"system", "information_schema", "main", "temp", "pg_catalog"})

@@ -15,6 +15,7 @@ from .contents import Capture, Tail, values_problem
 from .contents import problem as content_problem
 from .objects import ObjectStore
 from .schema import FileEntry, TableEntry, load
+from .seqs import seq_problem
 from .transfer import OnBytes, ShouldStop, check_stop
 
 MAX_ERRORS = 100
@@ -63,13 +64,16 @@ def verify_objects(
     should_stop: ShouldStop | None = None,
     contents: bool = True,
     scratch_dir: str | None = None,
+    seq_now: int = 0,
 ) -> VerifyReport:
     """Check every object of a (decoded, hence well-formed) manifest, in oid order:
     its stored size, and the sha256 of its bytes (raw) or of its decoded content,
     every encrypted frame authenticating (encoded); then the content of every
     intact object against the files that use it (contents.py, as RESTORE does:
     the footer, then the values; the content is kept for them in memory or,
-    past a few MiB, in a temporary file under `scratch_dir`)."""
+    past a few MiB, in a temporary file under `scratch_dir`). A backup whose row
+    versions a restore on a server at sequence `seq_now` would refuse is reported
+    as the restore refuses it (seqs.py)."""
     check = check_in_store(store) if isinstance(store, ObjectStore) else store
     typed = load(manifest)
     users: dict[str, list[tuple[FileEntry, TableEntry]]] = {}
@@ -93,6 +97,8 @@ def verify_objects(
             )
 
     errors: list[str] = []
+    if (wrong := seq_problem(typed.backup_id, typed.max_seq, seq_now)) is not None:
+        errors.append(wrong)
     for obj in objects:
         check_stop(should_stop)
         in_object = 0
@@ -137,7 +143,8 @@ def _content_problems(store: ObjectStore | Checker, obj: dict[str, Any], tail: C
 
 
 def verify_backup_of(repo: Any, backup_id: str, work: Work,
-                     spent: Callable[[int], None] | None = None) -> VerifyReport:
+                     spent: Callable[[int], None] | None = None,
+                     seq_now: int = 0) -> VerifyReport:
     """VERIFY BACKUP's work on a Repository, reporting to the job's `work`
     (what a job process runs: storage/jobproc.py); `spent` is told the bytes
     read (a throttle's, as write_backup's)."""
@@ -153,4 +160,4 @@ def verify_backup_of(repo: Any, backup_id: str, work: Work,
             last = p.bytes_done
 
     return repo.verify(backup_id, on_progress=on_progress,  # type: ignore[no-any-return]
-                       should_stop=lambda: work.cancelled)
+                       should_stop=lambda: work.cancelled, seq_now=seq_now)

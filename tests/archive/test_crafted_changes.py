@@ -12,6 +12,7 @@ restored."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +118,16 @@ CASES: dict[str, Craft] = {
     "seq_out_of_range": lambda cs: first(ROWS, "t")(
         cs, lambda c: rows_of(c, lambda r: set_column(
             r, "_seq", pa.array([2**63 - 1 - i for i in range(r.num_rows)], pa.int64())))),
+    # row versions at the top of what a manifest may hold (2^62), or just past
+    # what a restore takes (2^60): VERIFY called them valid and the RESTORE
+    # raised the server's sequence there, so every later write took a number
+    # past 2^62 and BACKUP of any namespace written since refused its manifest
+    "seq_at_the_format_top": lambda cs: first(ROWS, "t")(
+        cs, lambda c: rows_of(c, lambda r: set_column(
+            r, "_seq", pa.array([2**62 - i for i in range(r.num_rows)], pa.int64())))),
+    "seq_past_the_restore_bound": lambda cs: first(ROWS, "t")(
+        cs, lambda c: rows_of(c, lambda r: set_column(
+            r, "_seq", pa.array([2**60 + 1 + i for i in range(r.num_rows)], pa.int64())))),
     # alice's block of the USER table holding bob's rows (were restored into
     # alice's file, shown to alice)
     "other_users_rows": lambda cs: first(ROWS, "u")(
@@ -183,3 +194,30 @@ async def test_verify_and_restore_agree(client: Any, cairn_config: Config, case:
     # VERIFY names what RESTORE refused
     assert any(body["error"]["message"] in e for e in report["errors"]), (report, body)
     assert not await rows(client, "SELECT * FROM system.namespaces WHERE namespace = 'copy'")
+
+
+async def test_rows_at_the_restore_bound_restore_and_backups_go_on(
+        client: Any, cairn_config: Config) -> None:
+    """Archived rows at 2^60, the most a restore takes: restored, and the
+    server, whose sequence is now past 2^60, still backs up and restores what
+    it writes afterwards (storage/backup/seqs.py)."""
+    end = await archived(client)
+    top = itertools.count()  # one number per row, over every segment rewritten
+
+    def at_bound(r: pa.Table) -> pa.Table:
+        return set_column(r, "_seq", pa.array([2**60 - next(top) for _ in range(r.num_rows)],
+                                              pa.int64()))
+
+    rewrite(Path(cairn_config.backup_roots[0]) / "arch",
+            lambda cs: first(ROWS, "t")(cs, lambda c: rows_of(c, at_bound)))
+    report, status, body = await verify_and_restore(client, end, "copy")
+    assert report["is_valid"] is True and status == 200, (report, body)
+    await ok(client, "CREATE NAMESPACE other; CREATE TABLE other.t (id BIGINT PRIMARY KEY);"
+                     "INSERT INTO other.t VALUES (1); INSERT INTO copy.t VALUES (9, 'z')")
+    done = (await ok(client, "BACKUP DATABASE other TO 'later'"))[0]["rows"][0]
+    assert (await rows(client, f"VERIFY BACKUP '{done['backup_id']}' IN 'later'"))[0]["is_valid"]
+    await ok(client, "RESTORE DATABASE other FROM 'later' AS other_copy")
+    assert await rows(client, "SELECT id FROM other_copy.t") == [{"id": 1}]
+    await ok(client, "BACKUP DATABASE copy TO 'later'; RESTORE DATABASE copy FROM 'later' AS copy2")
+    assert [r["id"] for r in await rows(client, "SELECT id FROM copy2.t ORDER BY id")] == [
+        1, 2, 3, 9]
