@@ -112,7 +112,7 @@ def unpack(
     try:  # encoded once: the checksum covers the same members but its own
         parts = manifest.members(header)
     except (TypeError, ValueError) as exc:
-        raise BackupInvalid(f"{name} is corrupt: {exc}") from exc
+        raise BackupInvalid(f"{name} is corrupt: {_unwritable(exc)}") from None
     if hashlib.sha256(manifest.joined(parts, without="manifest_sha256")).hexdigest() != stored_sum:
         raise BackupInvalid(f"{name} is corrupt: manifest_sha256 mismatch")
     if manifest.joined(parts) + b"\n" != data:
@@ -231,7 +231,11 @@ def _with_body(
     form = Form("", ZSTD if "zstd" in codecs.split("+") else RAW, keys)
     plain = decode_bytes(stored, form, f"{name} body", desc.plain_size, binding_for_manifest(backup_id))
     body = _parse_json(plain, f"{name} body")
-    if canonical(body) != plain:
+    try:
+        again = canonical(body)
+    except (TypeError, ValueError) as exc:
+        raise BackupInvalid(f"{name} body is corrupt: {_unwritable(exc)}") from None
+    if again != plain:
         raise BackupInvalid(f"{name} is corrupt: body differs from the canonical form")
     if encrypted:
         _check_header_sum(header, body, name)
@@ -266,8 +270,18 @@ def _merged(header: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in header.items() if k != "body"}, **body}
 
 
+def _unwritable(exc: TypeError | ValueError) -> str:
+    """Why a parsed manifest has no canonical form: json.loads takes NaN,
+    Infinity and a lone surrogate escape (`"\\ud800"`), which Cairn never writes."""
+    if isinstance(exc, UnicodeEncodeError):
+        return "it holds a lone surrogate escape (like \\ud800), which stands for no character"
+    if isinstance(exc, ValueError) and "Out of range float" in str(exc):
+        return "it holds NaN or Infinity, which are no JSON numbers"
+    return str(exc)
+
+
 def _parse_json(data: bytes | bytearray, name: str) -> dict[str, Any]:
-    dense = records.dense_problem(data)
+    dense = records.dense_problem(data) or records.deep_problem(data)
     if dense:
         raise BackupInvalid(f"{name} is corrupt: {dense}")
     try:

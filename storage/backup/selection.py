@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from catalog.errors import BackupInvalid, InvalidArgument, NotFound
 
 from .manifest import checksum
-from .records import dense_problem
+from .records import deep_problem, dense_problem
 
 
 class Backups(Protocol):
@@ -61,7 +61,7 @@ def _time_or_none(value: Any) -> datetime | None:
 
 def hints(data: bytes | None) -> dict[str, str]:
     """What a damaged manifest's own checksum vouches for (see the module docstring)."""
-    if not data or dense_problem(data):
+    if not data or dense_problem(data) or deep_problem(data):
         return {}
     try:
         doc = json.loads(data)
