@@ -174,7 +174,9 @@ async def run_statement(cairn: Cairn, session: Session, stmt: ast.Statement) -> 
     route.check(session, stmt)
     try:
         return await route.handler(cairn, session, stmt)
-    except RecursionError:
+    except RecursionError as exc:
+        if not nests_too_deeply(stmt, exc):
+            raise  # a bug (a 500 with its trace), not the statement's fault
         raise InvalidArgument(TOO_DEEP) from None
     except OSError as exc:  # the data directory's disk (a target's are mapped already)
         if (disk := from_oserror(cairn.config.data_dir, exc)) is None:
@@ -188,6 +190,21 @@ async def run_statement(cairn: Cairn, session: Session, stmt: ast.Statement) -> 
         raise InvalidArgument(
             f"function {call}() cannot be called with these arguments" if call else
             "the statement cannot be written as DuckDB SQL") from None
+
+
+def nests_too_deeply(stmt: ast.Statement, exc: RecursionError) -> bool:
+    """Whether a handler's RecursionError is the statement's own nesting: a query
+    (its sqlglot tree is the statement's text) or sqlglot itself. Anything else
+    says nothing of the statement: a manifest nested ~1000 deep in a target made
+    SHOW BACKUPS IN answer that the statement nests too deeply."""
+    if isinstance(stmt, (ast.Query, ast.Explain)):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if f"{os.sep}sqlglot{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def raised_in_sqlglot(exc: BaseException) -> bool:

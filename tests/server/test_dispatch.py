@@ -82,3 +82,28 @@ def test_one_error_body() -> None:
                     "took": 1.235, "error": {"code": "NOT_FOUND", "message": "no",
                                              "statement": 2, "line": 1, "column": 5}}
     assert error_body(NotFound("no"), 0)["error"] == {"code": "NOT_FOUND", "message": "no"}
+
+
+async def test_a_recursion_error_is_the_statement_nesting_only_for_a_query(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A RecursionError while a statement other than a query runs says nothing
+    of its nesting (a manifest nested ~1000 deep made SHOW BACKUPS IN answer 400
+    "the statement nests too deeply"): a bug, 500 with its trace in the log. A
+    query's own (its sqlglot tree) is still 400."""
+    from storage.backup import Repository
+    from tests.helpers import ok, sql, state
+
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY);"
+                     "BACKUP DATABASE app TO 'nightly'")
+
+    def deep(*args: Any, **kwargs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(Repository, "listing", deep)
+    status, body = await sql(client, "SHOW BACKUPS IN 'nightly'")
+    assert status == 500 and body["error"]["code"] == "INTERNAL", body
+    assert "nests" not in body["error"]["message"], body
+    monkeypatch.setattr(state(client).engine, "query", deep)
+    status, body = await sql(client, "SELECT id FROM app.t")
+    assert status == 400 and body["error"]["code"] == "INVALID_ARGUMENT", body
+    assert "nests too deeply" in body["error"]["message"], body
