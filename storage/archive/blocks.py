@@ -100,6 +100,9 @@ class Rows:
 Entry = Change | Rows
 
 _body_decoder = msgspec.msgpack.Decoder(Body)
+# What a body nested past Python's recursion limit is (a segment holds no
+# nesting deeper than 4: msgspec's decoder recursed into a crafted one).
+TOO_DEEP = "it nests arrays or maps too deeply"
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -385,6 +388,8 @@ def decode_body(plain: bytes | bytearray, after_lsn: int, last_lsn: int, after_u
         body = _body_decoder.decode(plain)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         return str(exc)
+    except RecursionError:  # a change's extra field, skipped by recursing
+        return TOO_DEEP
     problem = _shape_problem(body)
     if problem:
         return problem

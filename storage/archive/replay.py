@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from catalog import DataFile, Table
 from catalog.errors import BackupInvalid
 
+from ..backup.records import deep_problem
 from ..backup.schema import check_table
 from ..backup.seqs import LIMIT, restore_bound
 from ..buffer import conform, decode, storage_schema
@@ -105,6 +106,14 @@ def replay(tables: list[dict[str, Any]], changes: Iterable[Entry],
     return r.tables
 
 
+def _check_depth(data: bytes, where: str) -> None:
+    """A DDL change's JSON nests no deeper than a manifest may: msgspec skips an
+    unknown field's value, or reads `options` and `columns`, by recursing."""
+    problem = deep_problem(data)
+    if problem:
+        raise BackupInvalid(f"{where} is corrupt: {problem}")
+
+
 class _Drop(msgspec.Struct, forbid_unknown_fields=True):
     uid: str
 
@@ -151,6 +160,7 @@ class Replay:
                 raise BackupInvalid(f"{where} is corrupt: {exc}") from None
             self._rows(c.table, batch.version, batch.user, batch.rows, where, ("writes", "is"))
         elif c.kind in (CREATE, ALTER):
+            _check_depth(c.data, where)
             try:
                 doc = _ddl.decode(c.data)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -181,6 +191,7 @@ class Replay:
                 _check_entry(entry, where)
                 target.entry = entry
         elif c.kind == DROP:
+            _check_depth(c.data, where)
             try:
                 _drop.decode(c.data)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:

@@ -30,7 +30,7 @@ from catalog.errors import BackupInvalid
 from storage.backup.codec import RAW, ZSTD, Form, decode_bytes, encode_bytes
 from storage.backup.crypto import Keys
 
-from .blocks import Entry, decode_body, encode_body
+from .blocks import TOO_DEEP, Entry, decode_body, encode_body
 from .changes import KINDS, Change
 from .steps import pace, step
 
@@ -225,6 +225,8 @@ def decode(data: bytes, namespace: str, archive_id: str, name: SegmentName,
         changes = _changes_decoder.decode(plain)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise BackupInvalid(f"{what} is corrupt: {exc}") from None
+    except RecursionError:  # an extra field's value, skipped by recursing
+        raise BackupInvalid(f"{what} is corrupt: {TOO_DEEP}") from None
     problem = _changes_problem(h, changes)
     if problem:
         raise BackupInvalid(f"{what} is corrupt: {problem}")

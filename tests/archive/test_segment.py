@@ -19,7 +19,7 @@ from catalog.errors import BackupInvalid
 from storage import buffer
 from storage.archive import segment, store
 from storage.archive.blocks import Block, Body, Rows
-from storage.archive.changes import ALTER, ROWS, Change
+from storage.archive.changes import ALTER, CREATE, DROP, ROWS, Change
 from storage.archive.segment import SegmentName
 
 NS, AID = "app", "ar-0123456789abcdefghjk"
@@ -146,7 +146,10 @@ def test_crafted_headers_are_refused(change: dict[str, object]) -> None:
 
 def _with_changes(cs: object, name: SegmentName, version: int = 1, count: int = 3) -> bytes:
     """A segment whose body is crafted (checksums right, content wrong)."""
-    plain = msgspec.msgpack.encode(cs)
+    return _with_plain(msgspec.msgpack.encode(cs), name, version, count)
+
+
+def _with_plain(plain: bytes, name: SegmentName, version: int = 1, count: int = 3) -> bytes:
     sums = {"body_sha256": hashlib.sha256(plain).hexdigest()} if version == 2 else {}
     empty = segment.encode(NS, AID, name, [], False, None, version)
     return _resealed(empty.split(b"\n", 1)[0] + b"\n" + plain, body_size=len(plain),
@@ -389,3 +392,32 @@ def test_a_body_that_inflates_to_hundreds_of_mib_does_not_hold_the_gil_in_one_pi
         stop.set()
         ticker.join()
     assert max(gaps) < 0.2, max(gaps)
+
+
+@pytest.mark.parametrize("depth", [5000, 100_000])
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_body_nested_too_deep_is_refused(version: int, depth: int) -> None:
+    """A change with an extra field nested `depth` deep, checksums right:
+    msgspec skipped it by recursing, a RecursionError (a 500)."""
+    name = SegmentName(10, 13, 1_000_000, 2_000_000)
+    ddl = msgspec.msgpack.encode(Change(12, 1_000_020, ALTER, "u", b"{}"))
+    assert ddl[:1] == b"\x95"  # five fields: one more, an array `depth` deep
+    deep = b"\x96" + ddl[1:] + b"\x91" * depth + b"\x01"
+    if version == 1:
+        plain = b"\x91" + deep
+    else:
+        plain = b"\x92\x91" + deep + msgspec.msgpack.encode([_block()])
+    with pytest.raises(BackupInvalid, match="nests arrays or maps too deeply"):
+        segment.decode(_with_plain(plain, name, version, 3), NS, AID, name)
+
+
+@pytest.mark.parametrize("kind", [CREATE, ALTER, DROP])
+def test_a_ddl_change_nested_too_deep_is_refused(kind: str) -> None:
+    """Its JSON is read by msgspec (`options`, `columns`, an unknown field) by
+    recursing: a RecursionError past ~1000 levels, a 500."""
+    from storage.archive import replay
+
+    for depth in (990, 5000, 100_000):
+        data = b'{"uid":"x","zz":' + b'{"abcdefghij":' * depth + b"1" + b"}" * depth + b"}"
+        with pytest.raises(BackupInvalid, match=f"{depth + 1} deep, more than 64"):
+            replay.replay([], [Change(12, 1_000_020, kind, "t", data)], "x")
