@@ -4,7 +4,8 @@ POINTS listed nothing, VERIFY ARCHIVE called the archive valid with no
 window, and a RESTORE as_of a time inside the window was NOT_FOUND "no
 backup … taken at or before" (after an upgrade, a base whose manifest the new
 rules refused did the same). Now the damaged base is named: a restore
-point row with its `error`, VERIFY ARCHIVE invalid, RESTORE BACKUP_INVALID."""
+point row with its `error`, VERIFY ARCHIVE invalid, RESTORE BACKUP_INVALID.
+A base whose body held NaN answered 500 to all three."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from server.config import Config
+from tests.e2e.test_manifest_values import plant
 from tests.helpers import reseal, rows, sql
 
 from .test_verify_bases import archived_with_one_object
@@ -31,7 +33,11 @@ def refused(path: Path) -> None:  # checksum good (its times vouched for), a fie
     reseal(path, lambda doc: doc.update(rows=-1))
 
 
-@pytest.mark.parametrize("damage", [flip, refused])
+def nan_body(path: Path) -> None:  # its body holding NaN (a ValueError, a 500)
+    plant(path.parents[1], path.stem, path.stem, b"NaN")
+
+
+@pytest.mark.parametrize("damage", [flip, refused, nan_body])
 async def test_a_damaged_base_manifest_is_named_not_hidden(
         client: Any, cairn_config: Config, damage: Any) -> None:
     end, base, _ = await archived_with_one_object(client, cairn_config)

@@ -115,6 +115,12 @@ async def refused_everywhere(client: Any, kind: str, planted: list[str], why: st
                               "WHERE job_type = 'backup' ORDER BY job_id DESC LIMIT 1"))[0]
     assert job["error_message"] == message and job["result"]["status"] == "completed", job
     assert "copy" not in {r["namespace"] for r in await rows(client, "SHOW NAMESPACES")}
+    if kind != "enc":  # both read only an encrypted manifest's public header
+        attached = {r["backup_id"]: r for r in await rows(client, f"ATTACH BACKUPS FROM '{kind}'")}
+        assert all(attached[b]["status"] == "damaged" and why in attached[b]["error"]
+                   for b in planted), attached
+        message = await err(client, f"DROP BACKUP '{planted[-1]}' IN '{kind}'", "BACKUP_INVALID")
+        assert f"manifest of backup '{planted[-1]}'" in message and why in message, message
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
