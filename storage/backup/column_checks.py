@@ -13,8 +13,10 @@ values are decoded (text stays dictionary-encoded: a value repeated in every
 row is decoded once), checked as their type's writer would (`validate`: UTF-8,
 a DECIMAL's precision; a TEXT(n)'s length; a JSON column's text as a write
 checks it, or as an older release's write took it, which a BACKUP of this
-server's data copies: `jsoncheck.kept_json_problem`; no NULL in a NOT NULL column), and
-each row group's NULL count, minimum and maximum compared with its statistics.
+server's data copies: `jsoncheck.kept_json_problem`; no NULL in a NOT NULL column; no
+date or time outside the years 1-9999, which a write refuses), and each row group's
+NULL count, minimum and maximum compared with its statistics. The archive's replay
+checks the rows it replays with `Group` too (rowchecks.py).
 """
 
 from __future__ import annotations
@@ -58,7 +60,11 @@ class Group:
                     return f"holds a value in JSON column '{name}' that {problem}"
         if len(distinct) > distinct.null_count:  # (NaN is skipped, as in the statistics)
             found = pc.min_max(distinct)
-            lo, hi = found["min"].as_py(), found["max"].as_py()
+            try:
+                lo, hi = found["min"].as_py(), found["max"].as_py()
+            except OverflowError:  # a write refuses them (values.py_values)
+                return (f"holds a value of column '{name}' outside the years 1-9999, "
+                        f"which no {col.type} column stores")
             if name not in self.low or lo < self.low[name]:
                 self.low[name] = lo
             if name not in self.high or hi > self.high[name]:

@@ -33,11 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..types import DELETED, ID, OW, SEQ, UPDATED, USER, arrow_type
+from ..types import OW, SEQ, USER, arrow_type
 from . import footer_guard, footers
 from .column_checks import Group
+from .rowchecks import Checks, outside
 from .rowversions import Versions
-from .schema import Column, FileEntry, TableEntry
+from .schema import FileEntry, TableEntry
 
 TAIL = 1 << 20  # a Tail's default length; what a footer may take is footers.bound
 MAGIC = b"PAR1"
@@ -50,9 +51,6 @@ BATCH_ROWS = 65_536  # values_problem reads this many rows at a time
 # (docs/backup-format.md).
 KEY_BYTES_RATIO = 64
 KEY_BYTES_SLACK = 64 << 20
-# `_ow` as column_checks sees it (not a column of the table's schema)
-OW_COLUMN = Column(name=OW, type="BOOLEAN", params=[], not_null=True, primary_key=False,
-                   has_default=False, default=None, system=True, since=1)
 
 
 class Tail:
@@ -221,20 +219,20 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
     read in the footer alone: lookups skip files, and DuckDB row groups, by
     them), and its rows are row versions Cairn could have written (no NULL
     in its own columns, no `_seq` twice, no key with two first versions:
-    rowversions.py), else what is wrong. Call it after `problem` found
-    nothing. Only those columns are read, BATCH_ROWS rows at a time."""
+    rowversions.py; every column as its type holds it: rowchecks.py), else
+    what is wrong. Call it after `problem` found nothing. BATCH_ROWS rows
+    are read at a time."""
     what = f"file {f.content_sha256} of table '{table.name}'"
     bounds = _bounds(f)
     user = [USER] if table.table_type == "user" else []
     names = list(dict.fromkeys([*bounds, *user, *table.primary_key]))
-    versions = Versions(list(dict.fromkeys([*user, *table.primary_key])))
+    checks = Checks(table, f.schema_version)  # the same set as `names`: checks.bounded
+    versions = Versions(checks.keys)
     rows = 0
     try:
         budget = KEY_BYTES_RATIO * _size(source) + KEY_BYTES_SLACK
-        columns = {OW: OW_COLUMN, **{c.name: c for c in table.schema(f.schema_version).columns}}
-        generated = table.primary_key == [ID] and columns[ID].system
-        everything = [n for n, _ in expected_schema(table, f.schema_version) if n not in names]
-        text = [n for n in everything if n in columns and columns[n].type in ("TEXT", "JSON", "BYTES")]
+        everything = list(checks.columns)
+        text = [n for n, c in checks.columns.items() if c.type in ("TEXT", "JSON", "BYTES")]
         # Column chunks read 1 MiB at a time, not whole (every column is read:
         # a restore's peak RSS went +13 MB -> +350 MB with whole chunks).
         plain, plain_rows, meta = _plain_text(source, text)
@@ -245,14 +243,11 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
             wrong = _claimed_too_large(pf.metadata, [index[n] for n in sorted(texts)], budget)
             if wrong is not None:
                 return f"{what} {wrong}"
-            # Cairn never writes these NULL (a NULL `_deleted` hid its key from
-            # SELECT while INSERT found it, forever).
-            flags = [n for n in (OW, DELETED, UPDATED) if n in index and n not in names]
-            checked = {n: columns[n] for n in everything if n in columns}  # column_checks.py
             for g in range(pf.metadata.num_row_groups):
                 group = pf.metadata.row_group(g)
                 said = {n: group.column(index[n]).statistics for n in names}
-                others = Group(checked, {n: group.column(index[n]).statistics for n in everything})
+                others = Group(checks.columns,
+                               {n: group.column(index[n]).statistics for n in everything})
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g],
                                              columns=names + [n for n in everything
                                                               if n not in plain],
@@ -268,21 +263,10 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                                 f"size and {KEY_BYTES_SLACK >> 20} MiB (repeated long keys)")
                     batch = _decoded(batch)
                     for name in names:
-                        wrong = _outside(batch.column(name), name, bounds.get(name), said[name])
+                        wrong = outside(batch.column(name), name, bounds.get(name), said[name])
                         if wrong is not None:
                             return f"{what} {wrong}"
-                    for name in flags:
-                        if batch.column(name).null_count:
-                            return f"{what} holds NULL {name} values"
-                    for name in checked:
-                        if name not in plain and (wrong := others.add(
-                                name, batch.column(name))) is not None:
-                            return f"{what} {wrong}"
-                    if generated and pc.any(pc.greater(batch.column(ID), batch.column(SEQ))).as_py():
-                        # `_id` is its row's first `_seq`: one past the table's sequence
-                        # would be handed out again, a key twice (found by trying)
-                        return f"{what} holds an _id above its row's _seq (Cairn gives neither)"
-                    wrong = versions.add(batch)
+                    wrong = checks.add(batch, others, versions, skip=plain)
                     if wrong is not None:
                         return f"{what} {wrong}"
                 for batch in (pf.iter_batches(batch_size=plain_rows[g], row_groups=[g],
@@ -423,26 +407,6 @@ def _decoded(batch: pa.RecordBatch) -> pa.RecordBatch:
     columns = [c.dictionary_decode() if isinstance(c, pa.DictionaryArray) else c
                for c in batch.columns]
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
-
-
-def _outside(column: pa.Array, name: str, entry: tuple[Any, Any] | None,
-             stats: Any) -> str | None:
-    if column.null_count:
-        return f"holds NULL {name} values"
-    if not len(column):
-        return None
-    if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
-        return f"holds NaN {name} values (no key is NaN: INSERT refuses it)"
-    found = pc.min_max(column)
-    lo, hi = found["min"].as_py(), found["max"].as_py()
-    if entry is not None and (lo < entry[0] or hi > entry[1]):
-        return f"holds {name} values {lo!r}..{hi!r}, outside its entry's {entry[0]!r}..{entry[1]!r}"
-    said = (stats.min, stats.max) if stats is not None and stats.has_min_max else None
-    if said is not None and all(type(v) is type(lo) for v in said) and (
-            lo < said[0] or hi > said[1]):  # (a type Python reads otherwise is not compared)
-        return (f"holds {name} values {lo!r}..{hi!r}, outside its own statistics' "
-                f"{said[0]!r}..{said[1]!r}")
-    return None
 
 
 def _bounds(f: FileEntry) -> dict[str, tuple[Any, Any]]:

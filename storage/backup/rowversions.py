@@ -17,7 +17,12 @@ each first version's key: the key itself when it is one integer column, else
 its 64-bit hash (DuckDB's `hash()`); two first versions of one hash are then
 compared exactly, reading the file again for those alone (`confirm`). Across the
 files of a table the same key could still have two first versions; that is not
-checked (it would hold every key of the table at once)."""
+checked (it would hold every key of the table at once).
+
+The archive's replay (storage/archive/replay.py) feeds one `Versions` all the
+rows it replays into a table, block by block, each naming its segment
+(`source`): a repeat across blocks found by `done` names the segments that
+hold it (`found_in`)."""
 
 from __future__ import annotations
 
@@ -48,8 +53,14 @@ class Versions:
         self.ints: list[np.ndarray] = []  # the first versions' keys, when one integer column
         self.hashes: list[np.ndarray] = []  # else their 64-bit hashes (DuckDB's)
         self.suspects: set[int] = set()  # hashes of more than one first version
+        # Where each of `seqs` and of `ints` or `hashes` came from (`add`'s
+        # source), and what `done` found a repeat in.
+        self.seqs_from: list[str] = []
+        self.ints_from: list[str] = []
+        self.hashes_from: list[str] = []
+        self.found_in: list[str] = []
 
-    def add(self, batch: pa.RecordBatch) -> str | None:
+    def add(self, batch: pa.RecordBatch, source: str = "") -> str | None:
         """What is wrong with `batch` (no NULLs in `_seq`, `_ow` or the keys,
         and no more rows than the file's entry says: checked before), or
         None. A repeat within the batch is found at once."""
@@ -60,6 +71,7 @@ class Versions:
             self.apart = self.apart and (self.top is None or int(seqs[0]) > self.top)
             self.top = int(seqs[-1]) if self.top is None else max(self.top, int(seqs[-1]))
             self.seqs.append(seqs)
+            self.seqs_from.append(source)
         twice = _repeat(seqs)
         if twice is not None:
             return twice
@@ -69,9 +81,11 @@ class Versions:
         if _integer(firsts):  # the common key: sorted as numbers, 20 times faster
             ints = np.sort(firsts.column(0).to_numpy())
             self.ints.append(ints)
+            self.ints_from.append(source)
             return _two_ints(ints, self.keys[0])
         hashes = self._hashes(firsts)
         self.hashes.append(np.sort(hashes))
+        self.hashes_from.append(source)
         same = _repeats(self.hashes[-1])
         if len(same):  # equal keys, or (one in 2^64) two keys of one hash
             self.suspects.update(same.tolist())
@@ -79,24 +93,33 @@ class Versions:
         return None
 
     def done(self) -> str | None:
-        """What is wrong across the batches, or None."""
+        """What is wrong across the batches, or None (`found_in`: the sources
+        of the batches holding the repeat, or of the suspects)."""
         if not self.apart:
-            seqs = np.concatenate(self.seqs)
-            self.seqs = []
+            runs, self.seqs = self.seqs, []
+            seqs = np.concatenate(runs)
             seqs.sort(kind="stable")  # sorted runs: merged
-            twice = _repeat(seqs)
-            if twice is not None:
-                return twice
+            value = _repeated(seqs)
+            if value is not None:
+                self.found_in = _holding(runs, self.seqs_from, np.array([value]))
+                return _repeat(seqs)
+            del runs
         if len(self.ints) > 1:
-            ints = np.concatenate(self.ints)
-            self.ints = []
+            runs, self.ints = self.ints, []
+            ints = np.concatenate(runs)
             ints.sort(kind="stable")  # sorted runs: merged
+            value = _repeated(ints)
+            if value is not None:
+                self.found_in = _holding(runs, self.ints_from, np.array([value]))
             return _two_ints(ints, self.keys[0])
         if len(self.hashes) > 1:
-            hashes = np.concatenate(self.hashes)
-            self.hashes = []
+            runs, self.hashes = self.hashes, []
+            hashes = np.concatenate(runs)
             hashes.sort(kind="stable")
             self.suspects.update(_repeats(hashes).tolist())
+            if self.suspects:
+                wanted = np.array(sorted(self.suspects), np.uint64)
+                self.found_in = _holding(runs, self.hashes_from, wanted)
         return None
 
     def close(self) -> None:
@@ -136,11 +159,28 @@ class Versions:
         return _two_firsts(pa.concat_tables(found), self.keys) if found else None
 
 
+def _repeated(sorted_values: np.ndarray) -> Any:
+    """The first value of `sorted_values` that is there twice, or None."""
+    same = np.flatnonzero(sorted_values[1:] == sorted_values[:-1])
+    return sorted_values[same[0]] if len(same) else None
+
+
 def _repeat(sorted_seqs: np.ndarray) -> str | None:
-    same = np.flatnonzero(sorted_seqs[1:] == sorted_seqs[:-1])
-    if len(same):
-        return f"holds two rows of one row version (_seq {int(sorted_seqs[same[0]])})"
+    value = _repeated(sorted_seqs)
+    if value is not None:
+        return f"holds two rows of one row version (_seq {int(value)})"
     return None
+
+
+def _holding(runs: list[np.ndarray], sources: list[str], wanted: np.ndarray) -> list[str]:
+    """The sources (each once, in order) of the sorted `runs` holding one of `wanted`."""
+    out = []
+    for run, source in zip(runs, sources, strict=True):
+        if len(run):
+            at = np.searchsorted(run, wanted).clip(0, len(run) - 1)
+            if bool(np.any(run[at] == wanted)):
+                out.append(source)
+    return list(dict.fromkeys(out))
 
 
 def _integer(firsts: pa.RecordBatch) -> bool:
@@ -148,10 +188,9 @@ def _integer(firsts: pa.RecordBatch) -> bool:
 
 
 def _two_ints(sorted_keys: np.ndarray, name: str) -> str | None:
-    same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
-    if not len(same):
+    value = _repeated(sorted_keys)
+    if value is None:
         return None
-    value = sorted_keys[same[0]]
     count = int(np.count_nonzero(sorted_keys == value))
     return (f"holds {count} first versions (_ow false) of one key ({name} = {int(value)}): "
             "every later version of a key is marked _ow")

@@ -89,6 +89,22 @@ async def test_nulls_in_cairns_own_columns_are_refused(client: Any, cairn_config
     await _check(client, cairn_config, backup_id, doc, variants, {"unchanged": original}, 300)
 
 
+async def test_a_commit_time_past_the_year_9999_is_named(
+    client: Any, cairn_config: Config
+) -> None:
+    """An `_updated` of 2^63-1 µs (year 294247: a write refuses any date or
+    time past 9999) was refused as "cannot be read (OverflowError)"; the
+    archive's replay refuses it with the same words (test_replayed_rows.py)."""
+    backup_id, doc, original = await _source(client, cairn_config)
+    at = original.schema.get_field_index("_updated")
+    times = original["_updated"].cast(pa.int64()).to_pylist()
+    late = pa.array([2**63 - 1, times[1]], pa.int64()).view(original.schema.field(at).type)
+    variants = {"_updated of 2^63-1": (original.set_column(at, original.schema.field(at), late),
+                                       "holds a value of column '_updated' outside the years "
+                                       "1-9999, which no TIMESTAMP column stores")}
+    await _check(client, cairn_config, backup_id, doc, variants, {}, 340)
+
+
 async def test_two_rows_of_one_key_or_version_are_refused(
     client: Any, cairn_config: Config
 ) -> None:

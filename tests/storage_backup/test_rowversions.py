@@ -63,3 +63,22 @@ def test_text_and_composite_keys_by_their_hashes_then_exactly() -> None:
         assert v.done() is None and not v.suspects
     v = Versions(["k"])
     assert "2 first versions" in str(v.add(_texts([1, 2], ["a", "a"], [False, False])))
+
+
+def test_a_repeat_across_batches_names_the_sources_holding_it() -> None:
+    """The archive's replay names the segments a repeat is in (found_in)."""
+    v = Versions(["id"])
+    assert v.add(_batch([1, 2], [1, 2], [False, False]), "a") is None
+    assert v.add(_batch([3, 4], [3, 4], [False, False]), "b") is None
+    assert v.add(_batch([5, 6], [2, 5], [False, False]), "c") is None
+    assert "(id = 2)" in str(v.done()) and v.found_in == ["a", "c"]
+    v = Versions(["id"])
+    assert v.add(_batch([5, 6], [1, 2], [False, False]), "a") is None
+    assert v.add(_batch([7, 8], [3, 4], [False, False]), "b") is None
+    assert v.add(_batch([8, 9], [5, 6], [False, False]), "b") is None
+    assert "(_seq 8)" in str(v.done()) and v.found_in == ["b"]
+    v = Versions(["k"])
+    assert v.add(_texts([1, 2], ["a", "b"], [False, False]), "a") is None
+    assert v.add(_texts([3], ["c"], [False]), "b") is None
+    assert v.add(_texts([4], ["b"], [False]), "c") is None
+    assert v.done() is None and v.found_in == ["a", "c"]
