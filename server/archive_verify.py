@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog.errors import BackupInvalid, NotFound
-from storage.archive import damaged, replay, store
-from storage.archive.blocks import Entry, Rows
+from storage.archive import damaged, pitr, replay, store
+from storage.archive.blocks import Entry
 from storage.archive.segment import MAX_US, SegmentName
 from storage.backup import PassphraseError, Repository
 from storage.backup.schema import load, to_doc
@@ -83,6 +83,9 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
             good.append(name)
             if ctx is not None:
                 ctx.progress(files_done=checked, bytes_done=nbytes)
+        for r in {id(r): r for name in listing.segments
+                  for r in replays.get((aid, name.file), [])}.values():
+            r.finish(errors)  # its window's segments are all read
         runs, _ = store.runs_of(aid, good)
         errors += store.runs_of(aid, listing.segments)[1]  # overlaps, as RESTORE finds them
         for prev, run in itertools.pairwise(runs):
@@ -133,17 +136,29 @@ class _Replay:
     def feed(self, name: SegmentName, found: list[Entry], errors: list[str]) -> None:
         if self.broken or self.replay is None or name.through_us <= self.base_us or name.empty:
             return
+        self.replay.segment = name.file
         try:
-            for c in found:
-                if isinstance(c, Rows):
-                    inside = c.within(self.base_us, MAX_US)
-                    if inside is not None:
-                        self.replay.apply(inside)
-                elif c.at_us > self.base_us:
-                    self.replay.apply(c)
+            for c in pitr.within(found, self.base_us, MAX_US):
+                self.replay.apply(c)
         except BackupInvalid as exc:
-            errors.append(f"restore from base backup {self.backup_id}: {exc.message}")
-            self.broken = True
+            self.refused(exc, errors)
+
+    def finish(self, errors: list[str]) -> None:
+        """After the window's last segment: the rows replayed into each
+        table, together (Replay.finish)."""
+        if self.replay is None:
+            return
+        try:
+            if not self.broken:
+                self.replay.finish()
+        except BackupInvalid as exc:
+            self.refused(exc, errors)
+        finally:
+            self.replay.close()
+
+    def refused(self, exc: BackupInvalid, errors: list[str]) -> None:
+        errors.append(f"restore from base backup {self.backup_id}: {exc.message}")
+        self.broken = True
 
 
 def _base_objects(repo: Repository, m: dict[str, Any], done: int,

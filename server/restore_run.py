@@ -153,9 +153,9 @@ def _replayer(plan: RestorePlan, time: pitr.TimePlan, m: Manifest,
     replayed on the base manifest's tables, their rows written as Parquet."""
 
     def run(files: FileStore, uids: dict[str, str], check: Callable[[], None]) -> Beside:
-        changes = pitr.changes(plan.repo, time, check)
+        segments = pitr.changes(plan.repo, time, check)
         doc = to_doc(m)
-        tables = replay.replay(doc["tables"], changes, f"archive of namespace '{plan.source}'",
+        tables = replay.replay(doc["tables"], segments, f"archive of namespace '{plan.source}'",
                                seq_now)
         # A table the replay created (or dropped and created again) gets a new uid.
         uids = {name: uids[name] if t.base and name in uids else new_id("tbl")

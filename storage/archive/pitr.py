@@ -130,21 +130,27 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
 
 
 def changes(repo: Repository, p: TimePlan,
-            check: Callable[[], None] | None = None) -> Iterator[Entry]:
-    """The plan's changes committed in (base, as_of], in commit order, every
-    segment read and checked in full (BACKUP_INVALID if damaged); a block of
-    row changes is cut to those inside the interval."""
+            check: Callable[[], None] | None = None) -> Iterator[tuple[str, list[Entry]]]:
+    """The plan's changes committed in (base, as_of], in commit order, as
+    each segment's file name and its changes, every segment read and checked
+    in full (BACKUP_INVALID if damaged); a block of row changes is cut to
+    those inside the interval."""
     for name in p.segments:
         if check is not None:
             check()
         _, found, _ = store.read_segment(repo, p.namespace, p.archive_id, name)
-        for c in found:
-            if isinstance(c, Rows):
-                inside = c.within(p.base_us, p.as_of_us)
-                if inside is not None:
-                    yield inside
-            elif p.base_us < c.at_us <= p.as_of_us:
-                yield c
+        yield name.file, list(within(found, p.base_us, p.as_of_us))
+
+
+def within(found: list[Entry], after_us: int, upto_us: int) -> Iterator[Entry]:
+    """The changes of `found` committed in (after_us, upto_us]."""
+    for c in found:
+        if isinstance(c, Rows):
+            inside = c.within(after_us, upto_us)
+            if inside is not None:
+                yield inside
+        elif after_us < c.at_us <= upto_us:
+            yield c
 
 
 def _archives_of(bases: list[store.Base], known: Collection[str], folders: set[str]) -> set[str]:

@@ -10,7 +10,8 @@ laid out exactly as a flush writes them (conformed to the final schema, one
 file per user for USER tables), so the restore registers them like any file.
 Everything here is input read back from a target: a change that does not fit
 (rows for a table that does not exist, a DDL document of the wrong shape, an
-Arrow stream that does not decode) is BACKUP_INVALID."""
+Arrow stream that does not decode, rows a backed-up file would be refused
+for) is BACKUP_INVALID, naming the segment it is in."""
 
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ import pyarrow.compute as pc
 from catalog import DataFile, Table
 from catalog.errors import BackupInvalid
 
+from ..backup.column_checks import Group
 from ..backup.records import deep_problem
-from ..backup.schema import check_table
+from ..backup.rowchecks import Checks, outside
+from ..backup.rowversions import Versions
+from ..backup.schema import TableEntry, check_table
 from ..backup.seqs import LIMIT, restore_bound
 from ..buffer import conform, decode, storage_schema
 from ..fileparts import footer_of, write_parts
@@ -71,9 +75,15 @@ class Replayed:
     entry: dict[str, Any]
     batches: list[tuple[int, str | None, pa.Table]] = field(default_factory=list)
     base: bool = True  # the base's table (False: created by a replayed CREATE)
-    # Per schema version: the table, its columns and storage schema (Replay._fit).
-    fits: dict[int, tuple[Table, list[dict[str, Any]], pa.Schema]] = field(
+    # Per schema version: the table, its columns and storage schema, and the
+    # checks of its rows (Replay._fit).
+    fits: dict[int, tuple[Table, list[dict[str, Any]], pa.Schema, Checks]] = field(
         default_factory=dict, repr=False)
+    # The row versions of every row replayed into the table (Replay._values),
+    # and, for a key that is not one integer column, its first versions' keys
+    # (to tell two of one hash apart: Versions.confirm).
+    versions: Versions | None = field(default=None, repr=False)
+    firsts: list[pa.Table] = field(default_factory=list, repr=False)
 
     @property
     def rows_added(self) -> int:
@@ -91,18 +101,29 @@ class Replayed:
         for _, _, rows in self.batches:
             if OW not in rows.column_names:
                 return False
-            if pc.any(rows.column(OW)).as_py() is True:  # null is a first version too
+            if pc.any(rows.column(OW)).as_py() is True:  # (a NULL _ow was refused)
                 return False
         return True
 
+    def close(self) -> None:
+        if self.versions is not None:
+            self.versions.close()
 
-def replay(tables: list[dict[str, Any]], changes: Iterable[Entry],
+
+def replay(tables: list[dict[str, Any]], segments: Iterable[tuple[str, Iterable[Entry]]],
            what: str, seq_now: int = 0) -> dict[str, Replayed]:
-    """The tables (by name) after applying `changes` (restored on a server whose
-    sequence is at `seq_now`)."""
+    """The tables (by name) after applying the changes of `segments` (each
+    segment's file name and its changes, in commit order), restored on a
+    server whose sequence is at `seq_now`."""
     r = Replay(tables, what, seq_now=seq_now)
-    for c in changes:
-        r.apply(c)
+    try:
+        for name, changes in segments:
+            r.segment = name
+            for c in changes:
+                r.apply(c)
+        r.finish()
+    finally:
+        r.close()
     return r.tables
 
 
@@ -135,7 +156,14 @@ class Replay:
     - rows have their schema version's storage schema (or cast to it), no
       NULL where that schema has none, row versions (`_seq`) a restore takes on
       a server whose sequence is at `seq_now` (backup/seqs.py), and a USER
-      table's rows are all the block's user's."""
+      table's rows are all the block's user's;
+    - rows are what a backed-up file of them would have to be (the same
+      functions: storage/backup/rowchecks.py), in each block and (`finish`)
+      across all the rows replayed into a table: RESTORE writes them into
+      one file per table (per user), which a BACKUP copies.
+
+    Callers set `segment` to the file name of the segment whose changes they
+    apply next: every refusal names it."""
 
     def __init__(self, tables: list[dict[str, Any]], what: str, keep_rows: bool = True,
                  seq_now: int = 0) -> None:
@@ -143,14 +171,16 @@ class Replay:
         self.what = what
         self.keep_rows = keep_rows
         self.max_seq = restore_bound(seq_now)
+        self.segment = ""
 
     def apply(self, c: Entry) -> None:
         out = self.tables
+        at = f"{self.what}: segment {self.segment}" if self.segment else self.what
         if isinstance(c, Rows):
-            where = f"{self.what}: changes {c.lsns[0]}..{c.lsns[-1]} (rows {c.table})"
-            self._rows(c.table, c.version, c.user, c.rows, where, ("write", "are"))
+            where = f"{at}: changes {c.lsns[0]}..{c.lsns[-1]} (rows {c.table})"
+            self._rows(c.table, c.version, c.user, c.rows, where, ("write", "are", "block"))
             return
-        where = f"{self.what}: change {c.lsn} ({c.kind} {c.table})"
+        where = f"{at}: change {c.lsn} ({c.kind} {c.table})"
         if c.kind == ROWS:  # format 1: one statement's Arrow stream
             if c.table not in out:
                 raise BackupInvalid(f"{where} writes to a table that does not exist")
@@ -158,7 +188,8 @@ class Replay:
                 batch = decode(b"", c.data)
             except (pa.ArrowInvalid, KeyError, ValueError, TypeError) as exc:
                 raise BackupInvalid(f"{where} is corrupt: {exc}") from None
-            self._rows(c.table, batch.version, batch.user, batch.rows, where, ("writes", "is"))
+            self._rows(c.table, batch.version, batch.user, batch.rows, where,
+                       ("writes", "is", "change"))
         elif c.kind in (CREATE, ALTER):
             _check_depth(c.data, where)
             try:
@@ -196,14 +227,45 @@ class Replay:
                 _drop.decode(c.data)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 raise BackupInvalid(f"{where} is corrupt: {exc}") from None
-            if out.pop(c.table, None) is None:
+            dropped = out.pop(c.table, None)
+            if dropped is None:
                 raise BackupInvalid(f"{where} drops a table that does not exist")
+            dropped.close()
+
+    def finish(self) -> None:
+        """After the last change: the rows replayed into each table, all
+        together, are row versions Cairn could have written (a key's first
+        version twice, or one `_seq` twice, in two blocks), else
+        BACKUP_INVALID naming the segments holding them."""
+        for name, t in self.tables.items():
+            v = t.versions
+            if v is None:
+                continue
+            try:
+                wrong = v.done()
+                if wrong is None and v.suspects:
+                    wrong = v.confirm(b for f in t.firsts for b in f.to_batches())
+            except Exception as exc:  # noqa: BLE001 - as contents.values_problem: damage
+                wrong = f"cannot be read ({type(exc).__name__})"
+            if wrong is not None:
+                held = v.found_in or [self.segment]
+                if len(held) == 1:
+                    segs, them = f"segment {held[0]} is", "it"
+                else:
+                    segs, them = f"segments {', '.join(held[:-1])} and {held[-1]} are", "them"
+                raise BackupInvalid(f"{self.what}: {segs} corrupt: table '{name}' as "
+                                    f"replayed from {them} {wrong}")
+
+    def close(self) -> None:
+        """What the checks of the tables' rows hold open (DuckDB's hash())."""
+        for t in self.tables.values():
+            t.close()
 
     def _rows(self, table: str, version: int, user: str | None, rows: pa.Table, where: str,
-              verbs: tuple[str, str]) -> None:
+              verbs: tuple[str, str, str]) -> None:
         """Rows of `table` written under schema `version` (by `user`), checked
         and kept; `verbs` agree with `where` (a block's changes or one change)."""
-        write, be = verbs
+        write, be, noun = verbs
         target = self.tables.get(table)
         if target is None:
             raise BackupInvalid(f"{where} {write} to a table that does not exist")
@@ -213,22 +275,26 @@ class Replay:
         if (user is None) != (target.entry["table_type"] != "user"):
             raise BackupInvalid(f"{where} {be} corrupt: rows of a USER table name their "
                                 "user, and only they do")
-        self._fit(target, version, user, rows, where)
+        fitted = self._fit(target, version, user, rows, where)
+        self._values(target, version, fitted, f"{where} {be} corrupt: the {noun}")
         if self.keep_rows:
             target.batches.append((version, user, rows))
 
     def _fit(self, target: Replayed, version: int, user: str | None, rows: pa.Table,
-             where: str) -> None:
-        """Rows as their schema version stores them, or refused (what
-        write_rows conforms later cannot fail then)."""
+             where: str) -> pa.Table:
+        """Rows as their schema version stores them (returned), or refused
+        (what write_rows conforms later cannot fail then)."""
         known = target.fits.get(version)
         if known is None:
             e = target.entry
             columns = next(s["columns"] for s in e["schemas"] if int(s["version"]) == version)
             table = Table(namespace="", name=e["name"], uid="", table_type=e["table_type"],
                           schema_version=version, primary_key=list(e["primary_key"]))
-            known = target.fits[version] = (table, columns, storage_schema(table, columns))
-        table, columns, strict = known
+            typed = _check_entry({**{k: v for k, v in e.items() if k != "live_rows"},
+                                  "files": [], "rows": 0, "max_seq": 0}, where)
+            known = target.fits[version] = (table, columns, storage_schema(table, columns),
+                                            Checks(typed, version))
+        table, columns, strict, _ = known
         if not rows.schema.equals(strict):
             try:
                 loose = pa.schema([f.with_nullable(True) for f in strict])
@@ -251,11 +317,40 @@ class Replay:
             if not pc.all(pc.equal(owners, user)).as_py():
                 raise BackupInvalid(f"{where} are corrupt: rows of another user than "
                                     f"'{user}'")
+        return rows
+
+    def _values(self, target: Replayed, version: int, rows: pa.Table, refused: str) -> None:
+        """`rows` (as `_fit` gave them) checked as a backed-up file's values
+        are (rowchecks.py), their row versions with every row replayed into
+        the table before them; BACKUP_INVALID: `refused` and what is wrong."""
+        if not rows.num_rows or target.entry["table_type"] == "stream":
+            return  # (a STREAM table's rows are never written, nor backed up)
+        checks = target.fits[version][3]
+        if target.versions is None:
+            target.versions = Versions(checks.keys)
+        try:
+            for batch in rows.combine_chunks().to_batches():
+                wrong = None
+                for name in checks.bounded:
+                    wrong = wrong or outside(batch.column(name), name, None, None)
+                wrong = wrong or checks.add(batch, Group(checks.columns, {}), target.versions,
+                                            source=self.segment)
+                if wrong is not None:
+                    raise BackupInvalid(f"{refused} {wrong}")
+            key = rows.schema.field(checks.keys[0]).type
+            if len(checks.keys) > 1 or not pa.types.is_integer(key):
+                firsts = rows.select([*checks.keys, OW]).filter(pc.invert(rows.column(OW)))
+                target.firsts.append(firsts.cast(  # one schema for all (Versions.confirm)
+                    pa.schema([f.with_nullable(True) for f in firsts.schema])))
+        except BackupInvalid:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as contents.values_problem: damage
+            raise BackupInvalid(f"{refused} cannot be read ({type(exc).__name__})") from None
 
 
-def _check_entry(entry: dict[str, Any], where: str) -> None:
+def _check_entry(entry: dict[str, Any], where: str) -> TableEntry:
     try:
-        check_table(entry)
+        return check_table(entry)
     except BackupInvalid as exc:
         raise BackupInvalid(f"{where} is corrupt: {exc.message}") from None
 

@@ -333,8 +333,8 @@ def test_replay_refuses_blocks_that_do_not_fit() -> None:
         rows = stored(user=user) if rows is None else rows
         return Rows(name, version, user, [11], [1_000_010], [0, rows.num_rows], rows)
 
-    assert replay.replay([table("shared")], [block()], "x")["t"].batches
-    assert replay.replay([table("user")], [block(user="alice")], "x")["t"].batches
+    assert replay.replay([table("shared")], [("s", [block()])], "x")["t"].batches
+    assert replay.replay([table("user")], [("s", [block(user="alice")])], "x")["t"].batches
     for tables, bad in (([table("user")], block()),  # a USER table's rows without a user
                         ([table("shared")], block(user="alice")),  # a user on shared rows
                         ([table("shared")], block(version=2)),  # an unknown schema version
@@ -347,7 +347,7 @@ def test_replay_refuses_blocks_that_do_not_fit() -> None:
                         ([table("shared")], block(rows=stored(id=pa.array(["abc"])))),
                         ([table("shared")], block(rows=stored(_seq=pa.array([None], pa.int64()))))):
         with pytest.raises(BackupInvalid):
-            replay.replay(tables, [bad], "x")
+            replay.replay(tables, [("s", [bad])], "x")
     # the same checks when VERIFY ARCHIVE replays without keeping rows
     checker = replay.Replay([table("user")], "x", keep_rows=False)
     checker.apply(block(user="alice"))
