@@ -128,6 +128,14 @@ CASES: dict[str, Craft] = {
     "seq_past_the_restore_bound": lambda cs: first(ROWS, "t")(
         cs, lambda c: rows_of(c, lambda r: set_column(
             r, "_seq", pa.array([2**60 + 1 + i for i in range(r.num_rows)], pa.int64())))),
+    # two first versions of one key (were restored: two rows of one PRIMARY KEY)
+    "two_first_versions": lambda cs: first(ROWS, "t")(
+        cs, lambda c: rows_of(c, lambda r: set_column(
+            r, "id", pa.array([1] * r.num_rows, pa.int64())))),
+    # a NULL _ow (was taken for a first version; a backup of it was refused)
+    "null_ow": lambda cs: first(ROWS, "t")(
+        cs, lambda c: rows_of(c, lambda r: set_column(
+            r, "_ow", pa.array([None] * r.num_rows, pa.bool_())))),
     # alice's block of the USER table holding bob's rows (were restored into
     # alice's file, shown to alice)
     "other_users_rows": lambda cs: first(ROWS, "u")(
