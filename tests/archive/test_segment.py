@@ -420,4 +420,4 @@ def test_a_ddl_change_nested_too_deep_is_refused(kind: str) -> None:
     for depth in (990, 5000, 100_000):
         data = b'{"uid":"x","zz":' + b'{"abcdefghij":' * depth + b"1" + b"}" * depth + b"}"
         with pytest.raises(BackupInvalid, match=f"{depth + 1} deep, more than 64"):
-            replay.replay([], [Change(12, 1_000_020, kind, "t", data)], "x")
+            replay.replay([], [("s", [Change(12, 1_000_020, kind, "t", data)])], "x")
