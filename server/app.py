@@ -31,6 +31,7 @@ from storage import datadir
 
 from . import archiving, backups, metrics, openapi, resume, schedules, tables, visibility
 from .auth import authenticate, check_origin
+from .body_decoding import BadEncoding, decode, encoding_of
 from .config import Config
 from .executor import execute
 from .flush_jobs import landed as landed_flush
@@ -173,7 +174,7 @@ async def read_body(request: web.Request, seconds: float) -> bytes:
 
 async def _read(request: web.Request) -> bytes:
     try:
-        return await request.read()
+        raw = await request.read()
     except RequestPayloadError as exc:
         if isinstance(exc.__cause__, ContentEncodingError):  # `gzip` on bytes that are not
             encoding = check_header(request.headers.get("Content-Encoding", ""),
@@ -183,6 +184,21 @@ async def _read(request: web.Request) -> bytes:
             ) from None
         raise UnreadableBody("request body could not be read: it ended early or its "
                              "chunks are malformed") from None
+    return await decoded_body(request, raw)
+
+
+async def decoded_body(request: web.Request, raw: bytes) -> bytes:
+    """A compressed body decoded, now that all of it is here (body_decoding.py)."""
+    encoding = encoding_of(request.headers)
+    if encoding is None:
+        return raw
+    cairn = request.app[CAIRN]
+    try:
+        return await cairn.run(decode, raw, encoding,
+                               cairn.config.server.max_request_bytes)
+    except BadEncoding as exc:
+        raise UnreadableBody(f"request body does not decode as its Content-Encoding "
+                             f"({encoding}) says: {exc}") from None
 
 
 def is_json_type(ctype: str) -> bool:
@@ -395,6 +411,7 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
     app = web.Application(
         middlewares=[encoded_body_middleware, metrics_middleware, error_middleware],
         client_max_size=config.server.max_request_bytes,
+        handler_args={"auto_decompress": False},  # decoded once complete: body_decoding.py
     )
 
     background: list[asyncio.Task[None]] = []
