@@ -286,6 +286,10 @@ async def answer_body(cairn: Cairn, body: dict[str, Any]) -> bytes:
 
 
 SEND_CHUNK = 1 << 20  # an answer is sent this many bytes at a time
+# The slowest a client may take a large answer, on average, beside
+# send_timeout_seconds of slack: the whole of it must be sent within
+# send_timeout_seconds + size / MIN_SEND_RATE (a 64 MiB answer: 60 + 256 s).
+MIN_SEND_RATE = 256 << 10  # bytes a second
 
 
 async def send_answer(request: web.Request, data: bytes, seconds: float) -> web.StreamResponse:
@@ -293,20 +297,26 @@ async def send_answer(request: web.Request, data: bytes, seconds: float) -> web.
     written a chunk at a time, and a client that takes none of a chunk within
     `seconds` (`send_timeout_seconds`) is disconnected: without it a client
     that never read its answer held it in memory for good (4 such clients of a
-    60 MB SELECT: 600 MB, still held minutes later)."""
+    60 MB SELECT: 600 MB, still held minutes later). Nor may the whole take
+    longer than `seconds` plus its size at MIN_SEND_RATE: a client reading a
+    little at a time (20 KB/s) held a 64 MiB answer ~55 minutes."""
     if len(data) <= SEND_CHUNK or not seconds:
         return web.Response(body=data, content_type="application/json")
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     resp.content_length = len(data)
     await resp.prepare(request)
     view = memoryview(data)
+    loop = asyncio.get_running_loop()
+    allowed = seconds + len(data) / MIN_SEND_RATE
+    deadline = loop.time() + allowed
     for start in range(0, len(data), SEND_CHUNK):
         try:
-            async with asyncio.timeout(seconds):
+            async with asyncio.timeout_at(min(loop.time() + seconds, deadline)):
                 await resp.write(view[start:start + SEND_CHUNK])
         except TimeoutError:
-            log.warning("a client took no part of its %d-byte answer for %g s "
-                        "(send_timeout_seconds): connection closed", len(data), seconds)
+            log.warning("a client took no part of its %d-byte answer for %g s (send_timeout_"
+                        "seconds), or not all of it in %.0f s (and its size at MIN_SEND_RATE): "
+                        "connection closed", len(data), seconds, allowed)
             request.protocol.force_close()
             return resp
     await resp.write_eof()
@@ -326,8 +336,10 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
     if outcome.error is None:
         request[OUTCOME] = "ok"
         results = [r.to_json() for r in outcome.results]
+        del outcome  # its rows: only the encoded answer is kept while it is sent
         took = round(took_ms(started), 3)
         data = await answer_body(cairn, {"status": "success", "results": results, "took": took})
+        del results
         return await send_answer(request, data, cairn.config.server.send_timeout_seconds)
     e = outcome.error
     request[OUTCOME] = e.error.code

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import socket
 import tracemalloc
 import zlib
 from typing import Any
 
 import pytest
 
+from server import app
 from server.app import create_app
 from server.config import Config
 from tests.helpers import rows
@@ -109,3 +111,80 @@ async def test_a_body_over_max_request_bytes_decoded_is_413(
     error = (await resp.json())["error"]
     assert resp.status == 413 and error["code"] == "REQUEST_TOO_LARGE", error
     assert "max_request_bytes (100000 bytes)" in error["message"]
+
+
+# --- an answer read slowly ------------------------------------------------------
+
+
+def _request(text: str, *extra: str) -> bytes:
+    body = json.dumps({"sql": text}).encode()
+    return _head(len(body), *extra) + body
+
+
+async def _open_small(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection whose socket takes little before the client reads it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    return await asyncio.open_connection(sock=sock, limit=65536)
+
+
+async def test_an_answer_being_sent_holds_only_its_bytes(client: Any) -> None:
+    """While a large answer was sent, the request also kept its rows and their
+    JSON-ready copies: ~3x the answer for as long as the client took to read
+    it (5 slow readers of 40 MB answers: +570 MB). Now only the encoded answer."""
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        reader, writer = await _open_small(client.host, client.port)
+        try:
+            writer.write(_request("SELECT repeat('a', 100000) AS x FROM range(60)"))
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(1000)  # the answer is being sent, and waits on us
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - baseline
+            # Not counting what app.py allocated itself (the encoded answer: msgspec
+            # reserves more than it writes), what else is held?
+            snapshot = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(False, app.__file__)])
+            other = sum(stat.size for stat in snapshot.statistics("filename"))
+        finally:
+            writer.close()
+    finally:
+        tracemalloc.stop()
+    assert length > 6_000_000
+    assert other < length / 3, f"{other} bytes held beside a {length}-byte answer ({grown} in all)"
+
+
+@pytest.fixture
+async def send_bounded(aiohttp_client: Any, cairn_config: Config,
+                       monkeypatch: pytest.MonkeyPatch) -> Any:
+    cairn_config.server.send_timeout_seconds = 2.0
+    monkeypatch.setattr(app, "MIN_SEND_RATE", 4 << 20, raising=False)
+    return await aiohttp_client(create_app(cairn_config))
+
+
+async def test_a_client_reading_its_answer_slowly_is_disconnected(send_bounded: Any) -> None:
+    """send_timeout_seconds bounded each MiB's send, not the whole: a client
+    reading a little at a time (20 KB/s) held a 64 MiB answer ~55 minutes.
+    Now the whole must go within send_timeout_seconds + its size at
+    MIN_SEND_RATE (here 2 s + 8 MiB at 4 MiB/s: 4 s); this client reads 1 MiB/s,
+    each MiB well within send_timeout_seconds, and is cut off half-way."""
+    reader, writer = await _open_small(send_bounded.host, send_bounded.port)
+    writer.write(_request("SELECT repeat('a', 1000000) AS x FROM range(8)"))
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    got = 0
+    try:
+        while got < length:
+            chunk = await reader.read(128 << 10)
+            if not chunk:
+                break
+            got += len(chunk)
+            await asyncio.sleep(0.125)
+    finally:
+        writer.close()
+    assert length > 8_000_000
+    assert 0 < got < length, (got, length)
