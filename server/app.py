@@ -332,6 +332,7 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
     sql, namespace = await read_sql_request(request, cairn.config.server.body_timeout_seconds)
     request[SQL_TEXT] = sql
     session.namespace = namespace
+    session.gone = lambda: request.transport is None or request.transport.is_closing()
     outcome = await execute(cairn, session, sql)
     if outcome.error is None:
         request[OUTCOME] = "ok"

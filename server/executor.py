@@ -16,6 +16,7 @@ from sqlglot.errors import SqlglotError
 from catalog.diskerrors import from_oserror
 from catalog.errors import (
     CairnError,
+    Cancelled,
     InvalidArgument,
     InvalidRequest,
     ParseError,
@@ -43,6 +44,7 @@ from . import (
 from .dispatch import Route
 from .result import Result
 from .state import Cairn, Session
+from .statement_count import first_past_limit, too_many_message
 from .text import check_text
 
 log = logging.getLogger("cairn.executor")
@@ -96,6 +98,10 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
     # Python reading of a 10,000-row INSERT gives the GIL back every switch
     # interval, so other clients' statements run meanwhile (docs/architecture.md).
     big = len(sql) > PARSE_ON_THREAD_CHARS
+    past = await cairn.run(first_past_limit, sql) if big else first_past_limit(sql)
+    if past is not None:
+        outcome.error = StatementError(InvalidArgument(too_many_message()), *past)
+        return outcome
     while True:
         try:
             parsed = (await cairn.run(next, statements, None)) if big else next(statements, None)
@@ -115,6 +121,10 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
                                            line, column)
             return outcome
         index = parsed.index
+        if session.gone is not None and session.gone():
+            outcome.error = StatementError(Cancelled(CLIENT_GONE), index, parsed.line,
+                                           parsed.column)
+            return outcome
         stmt_session = session.with_text(parsed.text)
         try:
             outcome.results.append(await run_statement(cairn, stmt_session, parsed.statement))
@@ -125,6 +135,8 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
             outcome.error = StatementError(exc, parsed.index, parsed.line, parsed.column)
             return outcome
 
+
+CLIENT_GONE = "the client closed its connection: this statement and those after it did not run"
 
 # Requests longer than this are parsed on a statement thread (a 1,000-row
 # INSERT is about 35,000 characters and takes ~5 ms to read on the fast path).

@@ -67,6 +67,9 @@ class Session:
     # A pgwire session's statement_timeout (seconds; None: none), beside the
     # server's [server] query_timeout_seconds: the smaller bounds a query.
     timeout: float | None = None
+    # Whether the client has gone (an HTTP client hung up): the request's
+    # statements after the running one are then not run.
+    gone: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
 
     def query_timeout(self, server_seconds: float | None) -> float | None:
         """The bound of this session's queries: the server's and its own, the smaller."""
