@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import duckdb
 from sqlglot import exp
@@ -36,7 +37,7 @@ from sqlglot import exp
 from .errors import SqlSyntaxError, is_string_literal
 from .splitter import Chunk, absolute
 
-__all__ = ["OFF_GIL_CHARS", "check_with_duckdb", "duckdb_refusal"]
+__all__ = ["OFF_GIL_CHARS", "check_with_duckdb", "duckdb_refusal", "serialized"]
 
 # Longer statements are read off the GIL (the query costs ~0.3-2 ms more).
 OFF_GIL_CHARS = 4096
@@ -92,6 +93,17 @@ def _refusal(text: str) -> Refusal | None:
     except duckdb.Error:  # not the syntax (`COLLATE $1`): left to the statement's run
         return None
     return None
+
+
+def serialized(text: str) -> dict[str, Any] | None:
+    """DuckDB's parse tree of `text` (one SELECT), as json_serialize_sql gives
+    it (positions in bytes of UTF-8), or None if it has none."""
+    try:
+        row = _cursor().execute(_SERIALIZE, [text]).fetchone()
+        answer = json.loads(row[0]) if row else None
+    except (duckdb.Error, UnicodeEncodeError, TypeError, ValueError):
+        return None
+    return answer if isinstance(answer, dict) and not answer.get("error") else None
 
 
 def _refusal_off_gil(text: str) -> Refusal | None:

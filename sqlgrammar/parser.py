@@ -28,7 +28,7 @@ from .errors import EmptySql, SqlInvalid, SqlSyntaxError, is_string_literal
 from .fastpath import MAX_NUMBER_CHARS, FastInsert, parse_fast_lazy
 from .fastrows import parse_rows_lazy
 from .intervals import check_intervals
-from .reprint import check_operators
+from .reprint import check_operators, name_subqueries
 from .splitter import Chunk, split_script
 from .splitter import absolute as _absolute
 from .transformer import ToAst
@@ -354,6 +354,7 @@ def _parse_query(chunk: Chunk, text: str | None = None, code: str | None = None)
         if kind != "other":  # "other" is refused whatever it says (server/queries.py)
             check_with_duckdb(chunk, source, expression)  # where sqlglot is more lenient
             check_operators(chunk, source, expression)  # where it reads otherwise
+            name_subqueries(source, expression)  # named as written, not as reprinted
         return ast.Query(kind, expression)
     except ParseError as exc:
         word = _FIRST_WORDS.match(chunk.code)

@@ -36,10 +36,11 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
+from .duckparse import serialized
 from .errors import SqlInvalid
 from .splitter import Chunk, absolute
 
-__all__ = ["KEYWORD_UNITS", "check_operators"]
+__all__ = ["KEYWORD_UNITS", "WRITTEN", "check_operators", "name_subqueries"]
 
 _DUCKDB = Dialect.get_or_raise("duckdb")
 
@@ -188,3 +189,38 @@ def _bare_interval(after: list[Any]) -> str | None:
         return (f"INTERVAL {value} {unit}: DuckDB takes the unit {unit} only inside the "
                 f"string: write INTERVAL '{value} {unit}'")
     return None
+
+
+# The meta key of a SELECT item's text as written (storage/scopes.py names an
+# unaliased subquery item by it; sqlglot's reprint spelled `string_agg` LISTAGG).
+WRITTEN = "written"
+
+
+def name_subqueries(source: str, expression: exp.Expression) -> None:
+    """Mark each unaliased subquery item of a SELECT that reads a table
+    (`(SELECT string_agg(v, ',') FROM ns.t)`, `EXISTS (...)`) with its text
+    as written, where DuckDB's parse of `source` says it stands."""
+    if not isinstance(expression, exp.Select):
+        return
+    items = expression.expressions
+    wanted = [i for i, item in enumerate(items) if isinstance(item, exp.Subquery | exp.Exists)
+              and not item.alias and item.find(exp.Table) is not None]
+    if not wanted:
+        return
+    tree = serialized(source)
+    try:
+        listed = tree["statements"][0]["node"]["select_list"] if tree else []
+    except (KeyError, IndexError, TypeError):
+        return
+    if len(listed) != len(items):
+        return
+    raw = source.encode("utf-8", "replace")
+    for i in wanted:
+        found = listed[i]
+        start, length = found.get("query_location"), found.get("query_location_length")
+        if found.get("class") != "SUBQUERY" or not isinstance(start, int) or not length:
+            continue
+        text = raw[start:start + length].decode("utf-8", "replace")
+        opens = "(" if isinstance(items[i], exp.Subquery) else "exists"
+        if text.lower().startswith(opens) and text.endswith(")"):
+            items[i].meta[WRITTEN] = text

@@ -215,6 +215,7 @@ class Plan:
     # The answer itself, when it could be read off the snapshot (storage/direct.py):
     # DuckDB is then not asked.
     answer: pa.Table | None = None
+    tree: exp.Expression | None = None  # what `sql` was printed from (query_errors.py)
 
 
 def names_deleted(expression: exp.Expression) -> bool:
@@ -412,6 +413,7 @@ def plan_query(
         plan.json_columns = json_columns.of(expression, placed, ctes)
         plan.json_guessed = plan.json_columns is None
     text = _DUCKDB.generate(expression, copy=False)  # the tree is ours: no copy
+    plan.tree = expression
     # Views go in as subqueries by text: placeholders carry a random token, so
     # nothing the user wrote can match them (cheaper than CREATE VIEW per query).
     for placeholder, sql in sorted(plan.inline.items(), reverse=True):

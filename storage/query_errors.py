@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlglot import exp
 
 from catalog.errors import CairnError, Internal, InvalidArgument
 
@@ -74,6 +75,9 @@ def query_failed(exc: duckdb.Error, plan: Plan,
         return InvalidArgument(
             "the query needs more memory than [storage] duckdb_memory_limit and its "
             "spill to disk could not be written (the server log says why)")
+    if isinstance(exc, duckdb.ParserException) and "syntax error" in str(exc):
+        # The text as written passed DuckDB's parser: this is the rewrite's.
+        return InvalidArgument(unrewritable(plan, clean(str(exc), plan)))
     if isinstance(exc, duckdb.IOException) or _damaged_file_named(exc, plan, abs_path):
         # A data file DuckDB cannot read, or reads as no Parquet ("No magic
         # bytes found at end of file '<path>'": truncated, zeroed) was a 400
@@ -81,6 +85,47 @@ def query_failed(exc: duckdb.Error, plan: Plan,
         log.error("a query could not read a data file: %s", clean(str(exc), plan))
         return Internal(DAMAGED)
     return InvalidArgument(clean(str(exc), plan))
+
+
+def unrewritable(plan: Plan, said: str) -> str:
+    """What to say of a statement whose rewrite DuckDB's parser refuses. Its
+    text passed DuckDB's parser (sqlgrammar/duckparse.py); what runs is that
+    text as Cairn's SQL parser (sqlglot) writes it back, and some of that
+    DuckDB does not read (`1.5::FLOAT(3)` is written `CAST(1.5 AS REAL(3))`).
+    DuckDB's own words name text the user never wrote, so the part is named:
+    the shortest expression whose rewrite alone DuckDB's parser refuses."""
+    part = _unparsed_part(plan.tree) if plan.tree is not None else None
+    where = f" (`{clean(part, plan)}`)" if part else ""
+    return (f"Cairn cannot run this statement: it runs it as its SQL parser writes it back, and "
+            f"DuckDB's parser does not read that rewrite of one part{where}: {said}. "
+            f"Write that part another way")
+
+
+_MAX_TRIED = 2000  # expressions tried, at most (this is only when a statement fails)
+
+
+def _unparsed_part(tree: exp.Expression) -> str | None:
+    tried, found = 0, None
+    con = duckdb.connect(config={"enable_external_access": "false"})
+    try:
+        for node in tree.walk():
+            if not isinstance(node, exp.Condition) or isinstance(node, exp.Column | exp.Literal):
+                continue
+            text = node.sql(dialect="duckdb")
+            if found is not None and len(text) >= len(found):
+                continue
+            tried += 1
+            if tried > _MAX_TRIED:
+                break
+            try:
+                con.extract_statements(f"SELECT {text}")
+            except duckdb.ParserException:
+                found = text
+            except duckdb.Error:
+                continue
+    finally:
+        con.close()
+    return found if found is None or len(found) <= 120 else found[:117] + "..."
 
 
 DAMAGED = ("a table's data could not be read: the data directory is damaged or was "

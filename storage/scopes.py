@@ -325,7 +325,8 @@ def own_aliases(expression: exp.Expression, nodes: list[exp.Table], ctes: set[in
 
 def keep_names(expression: exp.Expression, requalified: set[int]) -> None:
     """Name each SELECT item that reads a table and has no alias by its text
-    as written: DuckDB names it by its text as run, the views' SQL with the
+    as written (a subquery item of the statement's SELECT, where sqlgrammar
+    marked it; else sqlglot's text of it): DuckDB names it by its text as run, the views' SQL with the
     data files' paths (`(SELECT count_star() FROM (SELECT k, ... read_parquet(
     '/srv/data/files/...')))`), which every answer's `columns` showed. So too
     an expression over a column `requalified` names (by id): `max(r1b.t.v)`,
@@ -336,7 +337,9 @@ def keep_names(expression: exp.Expression, requalified: set[int]) -> None:
                 continue  # (a subquery's alias is its own: `(SELECT ...) AS c0`)
             if item.find(exp.Table) is not None or requalified and any(
                     id(c) in requalified for c in item.find_all(exp.Column)):
-                alias = exp.Alias(alias=exp.to_identifier(item.sql(dialect="duckdb"), quoted=True))
+                written = item.meta.get("written")  # sqlgrammar/reprint.py's, if known
+                name = written if isinstance(written, str) else item.sql(dialect="duckdb")
+                alias = exp.Alias(alias=exp.to_identifier(name, quoted=True))
                 item.replace(alias)
                 alias.set("this", item)  # the same nodes: the table nodes found stay in it
 
