@@ -18,12 +18,17 @@ from .splitter import Chunk
 
 _DUCKDB = Dialect.get_or_raise("duckdb")
 _INTERVAL_TEXT = re.compile(r"(?i)\bINTERVAL\s*'((?:[^']|'')*)'")
+# A number and a unit, nothing else: sqlglot reads it as written (sqlgrammar/
+# reprint.py writes a unit DuckDB takes only in the string back into it).
+# Anything more around them (`'+3 mins'`, `'3 days!'`: DuckDB refuses both)
+# sqlglot dropped without a word.
+_NUMBER_UNIT = re.compile(r"\s*-?[0-9]+(?:\.[0-9]+)?\s*[A-Za-z]+\s*\Z")
 
 
 def check_intervals(chunk: Chunk, code: str) -> None:
     for m in _INTERVAL_TEXT.finditer(code):
         text = m.group(1)
-        if len(text.split()) <= 2 and ":" not in text:
+        if _NUMBER_UNIT.match(text):
             continue  # '3 days', '1 hour': a number and a unit, read as written
         parsed = _DUCKDB.parse(f"SELECT INTERVAL '{text}'")[0]
         kept = parsed.sql(dialect="duckdb") if parsed is not None else ""

@@ -40,6 +40,14 @@ def _model(model: duckdb.DuckDBPyConnection, text: str) -> list[list[Any]]:
     return [[None if v is None else str(v) for v in r] for r in model.execute(text).fetchall()]
 
 
+def _model_error(model: duckdb.DuckDBPyConnection, text: str) -> Exception | None:
+    try:
+        model.execute(text).fetchall()
+    except duckdb.Error as exc:
+        return exc
+    return None
+
+
 async def _cairn(client: Any, text: str) -> list[list[Any]]:
     got = await rows(client, text)
     return [[None if v is None else str(v) for v in (r.values() if isinstance(r, dict) else r)]
@@ -121,6 +129,10 @@ async def test_a_unit_outside_the_string_is_as_duckdb_reads_it(app: Any) -> None
     message = await err(client, "SELECT TIMESTAMP '2024-05-01' + INTERVAL 1 mon",
                         "INVALID_ARGUMENT")
     assert "write INTERVAL '1 mon'" in message
+    for junk in ("+3 mins", "3 days!"):  # DuckDB refuses them; sqlglot read 3 minutes, 3 days
+        message = await err(client, f"SELECT INTERVAL '{junk}'", "INVALID_ARGUMENT")
+        assert f"CAST('{junk}' AS INTERVAL)" in message
+        assert isinstance(_model_error(model, f"SELECT INTERVAL '{junk}'"), duckdb.Error)
 
 
 @pytest.mark.parametrize("stmt", ["UPDATE app.t SET v = j -> 'x' || 'y' WHERE k = 1",
