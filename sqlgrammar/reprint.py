@@ -76,8 +76,30 @@ def _interval(self: Any, expression: exp.Interval) -> str:
     return str(_interval_sql(self, expression))
 
 
+# Where sqlglot writes an arrow (json_extract(j, 'x') too) without parentheses
+# and DuckDB would read the operator around it into the arrow's right side
+# (`json_extract(j, 'x') BETWEEN 0 AND 2` as `j -> 'x' BETWEEN 0 AND 2`, `-` before it).
+_WRAP = (exp.Binary, exp.Bracket, exp.In, exp.Unary, exp.Between, exp.AtTimeZone, exp.Dot)
+_arrow_sql: dict[type, Any] = {
+    exp.JSONExtract: _GENERATOR.TRANSFORMS[exp.JSONExtract],
+    exp.JSONExtractScalar: getattr(_GENERATOR, "jsonextractscalar_sql")}  # noqa: B009
+
+
+def _arrow_wrapped(self: Any, expression: exp.Expression) -> str:
+    text = str(_arrow_sql[type(expression)](self, expression))
+    parent = expression.parent
+    left_of_arrow = (isinstance(parent, exp.JSONExtract | exp.JSONExtractScalar)
+                     and expression.arg_key == "this")  # (j -> 'a') -> 'b' is j -> 'a' -> 'b'
+    if (isinstance(parent, _WRAP) and not isinstance(parent, exp.Paren) and not left_of_arrow
+            and not (text.startswith("(") and text.endswith(")"))):
+        return f"({text})"
+    return text
+
+
 setattr(DuckDB, "to_json_path", _keep_json_path)  # noqa: B010 (a class of sqlglot's)
 _GENERATOR.TRANSFORMS[exp.Interval] = _interval
+_GENERATOR.TRANSFORMS[exp.JSONExtract] = _arrow_wrapped
+_GENERATOR.TRANSFORMS[exp.JSONExtractScalar] = _arrow_wrapped
 
 # INTERVAL <number> (a word follows, else it is no bare unit): tokens are read then.
 _BARE_INTERVAL = re.compile(r"(?i)\binterval\s*[-+]?\s*[0-9]")
