@@ -96,7 +96,23 @@ def _arrow_wrapped(self: Any, expression: exp.Expression) -> str:
     return text
 
 
+_not_sql = getattr(_GENERATOR, "not_sql")  # noqa: B009
+
+
+def _not_wrapped(self: Any, expression: exp.Not) -> str:
+    """NOT written by sqlglot for `a !~ b` (NOT REGEXP_MATCHES(a, b)) inside a
+    comparison is parenthesized: DuckDB reads `NOT x < c` as NOT (x < c),
+    and `a !~ b < c` is (a !~ b) < c."""
+    text = str(_not_sql(self, expression))
+    parent = expression.parent
+    if (isinstance(parent, exp.Binary) and not isinstance(parent, exp.Connector)
+            and not text.startswith("(")):
+        return f"({text})"
+    return text
+
+
 setattr(DuckDB, "to_json_path", _keep_json_path)  # noqa: B010 (a class of sqlglot's)
+_GENERATOR.TRANSFORMS[exp.Not] = _not_wrapped
 _GENERATOR.TRANSFORMS[exp.Interval] = _interval
 _GENERATOR.TRANSFORMS[exp.JSONExtract] = _arrow_wrapped
 _GENERATOR.TRANSFORMS[exp.JSONExtractScalar] = _arrow_wrapped

@@ -90,3 +90,17 @@ def test_a_json_function_written_back_as_an_arrow_keeps_its_grouping(expression:
         except duckdb.Error as exc:
             return type(exc).__name__
     assert answer(parse_one(text).sql) == answer(text)
+
+
+@pytest.mark.parametrize("expression", ["a !~ b < c", "a !~ b >= c", "a !~ b > c", "a !~ b <= c",
+                                        "a !~ b = c", "NOT a ~ b", "a !~ b AND c",
+                                        "a IS NOT NULL = c", "a NOT LIKE b < c"])
+def test_a_negation_sqlglot_writes_keeps_its_grouping(expression: str) -> None:
+    """`a !~ b` is written back NOT REGEXP_MATCHES(a, b), which DuckDB read
+    into a comparison after it (`NOT x < c` is NOT (x < c)): the same answer
+    from the text as written and from its reprint."""
+    db = duckdb.connect()
+    db.execute("CREATE TABLE t AS SELECT * FROM (VALUES ('ab', 'x', false), ('ab', 'a', true), "
+               "('ab', 'a', false), ('ab', 'x', true)) v(a, b, c)")
+    text = f"SELECT {expression} FROM t"
+    assert db.execute(parse_one(text).sql).fetchall() == db.execute(text).fetchall()
