@@ -21,10 +21,24 @@ never wrote. Found by trying, each against DuckDB itself:
   the arrow tighter. `->>` takes `&`, `|`, `<<` and `>>` to its right
   (`j ->> 'a' & 1` is `j ->> ('a' & 1)`). Those forms are refused with what to
   write: parentheses say which is meant.
+- What sqlglot writes itself is parenthesized where DuckDB would group it
+  otherwise: json_extract(j, 'x') is written `j -> 'x'` (it was bare in
+  `... BETWEEN 0 AND 2`, read `j -> ('x' BETWEEN 0 AND 2)`), `a !~ b` is
+  written NOT REGEXP_MATCHES(a, b) (bare before `< c`, read NOT (... < c)).
 - `<=>` is DuckDB's cosine distance of two lists; sqlglot made it IS NOT
   DISTINCT FROM. `@` (absolute value) binds otherwise in DuckDB than in
-  sqlglot, and sqlglot read `@NULL` as a column "NULL". Both are refused with
-  the function to write."""
+  sqlglot, and sqlglot read `@NULL` as a column "NULL"; `^@` too. All are
+  refused with the function to write.
+- The name of an unaliased subquery item is its text as written
+  (`name_subqueries`), not sqlglot's (string_agg was LISTAGG).
+
+The patches to sqlglot's DuckDB dialect (its JSON path reading, and how its
+generator writes INTERVAL, JSON arrows and NOT) apply to every parse and
+print in the process once this module is imported, so also to the WHERE an
+UPDATE or DELETE prints and parses again (storage/dml.py).
+tests/sqlgrammar/test_reprint.py holds arrows and NOT to DuckDB's own parse
+tree and answers; tests/e2e/test_reprint_meaning.py each fix to DuckDB's
+answers over the same rows."""
 
 from __future__ import annotations
 
