@@ -39,6 +39,10 @@ def test_page_and_static_files_come_from_the_package(server: ServerProcess) -> N
         assert status == 200 and kind in ctype, (name, ctype)
     assert get(server.url + "/static/nope.js")[0] == 404
     assert get(server.url + "/static/%2e%2e/web.py")[0] in (403, 404)
+    # A name past the file system's limits (256+ bytes, a path of 4096+) was a
+    # 500 INTERNAL with a traceback (ENAMETOOLONG), no token needed.
+    for path in ("a" * 256, "a" * 5000, "a/" * 2100, "console.js/" + "a" * 300):
+        assert get(f"{server.url}/static/{path}")[0] == 404, path[:20]
     # No other site may frame it (clickjacking).
     import urllib.request
 
