@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
-from aiohttp.web_protocol import RequestPayloadError
 
 from catalog import Catalog
 from catalog.errors import (
     CairnError,
+    Cancelled,
     Internal,
     InvalidRequest,
     PermissionDenied,
@@ -31,22 +28,25 @@ from storage import datadir
 
 from . import archiving, backups, metrics, openapi, resume, schedules, tables, visibility
 from .auth import authenticate, check_origin
-from .body_decoding import BadEncoding, decode, encoding_of
 from .config import Config
-from .executor import execute
+from .executor import execute, forget_trace
 from .flush_jobs import landed as landed_flush
 from .jobs import JobRunner
 from .pgwire import PgServer
 from .queries import ROWS_ON_THE_LOOP
+from .request_body import (
+    CAIRN,
+    BodyTimeout,
+    ClientGone,
+    UnreadableBody,
+    read_sql_request,
+)
 from .result import dumps_with_raw, error_body
 from .state import Cairn
-from .text import check_header, check_text
 from .web import add_routes as add_web_console
 
 log = logging.getLogger("cairn.http")
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # contract §3, before folding
 
-CAIRN: web.AppKey[Cairn] = web.AppKey("cairn", Cairn)
 # What handle_sql learned about a request, for the metrics middleware.
 SQL_TEXT: web.RequestKey[str] = web.RequestKey("sql", str)
 OUTCOME: web.RequestKey[str] = web.RequestKey("outcome", str)
@@ -86,7 +86,7 @@ async def encoded_body_middleware(request: web.Request, handler: Any) -> web.Str
             raise
         response = web.Response(status=exc.status, reason=exc.reason, body=exc.body,
                                 headers=exc.headers)
-    if not request.content.is_eof() and not response.prepared:
+    if not request.content.is_eof() and not response.prepared and not closed(request):
         response.force_close()
         await response.prepare(request)
         await response.write_eof()
@@ -117,6 +117,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     started = time.perf_counter()
     try:
         return await handler(request)
+    except ClientGone as exc:  # no one to answer, and no bug: counted as CANCELLED
+        forget_trace(exc)
+        log.info("%s %s: %s", request.method, request.path, exc)
+        return client_gone(request, started)
     except BodyTimeout as exc:
         request[OUTCOME] = exc.code
         resp = error_response(exc, started, status=408)
@@ -128,6 +132,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         resp.force_close()  # where the body ends is unknown: drop the connection
         return resp
     except CairnError as exc:
+        forget_trace(exc)  # the frames it passed may hold a big body (read on a thread)
         request[OUTCOME] = exc.code
         return error_response(exc, started)
     except web.HTTPRequestEntityTooLarge:
@@ -147,97 +152,6 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         request[OUTCOME] = Internal.code
         return error_response(
             Internal("internal error: this is a bug, the server log has the trace"), started)
-
-
-class BodyTimeout(InvalidRequest):
-    """The client did not send its whole body in time (answered 408, connection closed)."""
-
-
-class UnreadableBody(InvalidRequest):
-    """The body does not decode as its Content-Encoding says, or its chunks are
-    malformed (answered 400, connection closed)."""
-
-
-async def read_body(request: web.Request, seconds: float) -> bytes:
-    """The request body, read within `seconds` (0: no limit), so a client that
-    stops sending half-way does not hold a connection and a handler forever."""
-    if not seconds or request.content.is_eof():  # all of it is here: no wait to bound
-        return await _read(request)
-    try:
-        async with asyncio.timeout(seconds):
-            return await _read(request)
-    except TimeoutError:
-        raise BodyTimeout(
-            f"request body not received within {seconds:g} s (body_timeout_seconds)"
-        ) from None
-
-
-async def _read(request: web.Request) -> bytes:
-    try:
-        raw = await request.read()
-    except RequestPayloadError as exc:
-        if isinstance(exc.__cause__, ContentEncodingError):  # `gzip` on bytes that are not
-            encoding = check_header(request.headers.get("Content-Encoding", ""),
-                                    "Content-Encoding")
-            raise UnreadableBody(
-                f"request body does not decode as its Content-Encoding ({encoding}) says"
-            ) from None
-        raise UnreadableBody("request body could not be read: it ended early or its "
-                             "chunks are malformed") from None
-    return await decoded_body(request, raw)
-
-
-async def decoded_body(request: web.Request, raw: bytes) -> bytes:
-    """A compressed body decoded, now that all of it is here (body_decoding.py)."""
-    encoding = encoding_of(request.headers)
-    if encoding is None:
-        return raw
-    cairn = request.app[CAIRN]
-    try:
-        return await cairn.run(decode, raw, encoding,
-                               cairn.config.server.max_request_bytes)
-    except BadEncoding as exc:
-        raise UnreadableBody(f"request body does not decode as its Content-Encoding "
-                             f"({encoding}) says: {exc}") from None
-
-
-def is_json_type(ctype: str) -> bool:
-    """`application/json` or `application/<x>+json`, parameters aside (a
-    parameter naming json, `text/plain; x=+json`, does not count)."""
-    essence = ctype.split(";", 1)[0].strip().lower()
-    kind, _, sub = essence.partition("/")
-    return kind == "application" and (sub == "json" or sub.endswith("+json"))
-
-
-async def read_sql_request(request: web.Request, body_timeout: float = 0) -> tuple[str, str | None]:
-    ctype = check_header(request.headers.get("Content-Type", ""), "Content-Type") or ""
-    if ctype and not is_json_type(ctype):
-        raise InvalidRequest(f"Content-Type must be application/json, not {ctype[:200]!r}")
-    raw = await read_body(request, body_timeout)
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("request body is not valid JSON") from None
-    except RecursionError:
-        raise InvalidRequest("request body nests JSON arrays or objects too deeply") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest('request body must be a JSON object like {"sql": "..."}')
-    sql = body.get("sql")
-    if not isinstance(sql, str):
-        raise InvalidRequest('request body needs "sql", a string')
-    if not sql.strip():
-        raise InvalidRequest('"sql" is empty')
-    check_text(sql, '"sql"')
-    namespace = body.get("namespace")
-    if namespace is not None and not isinstance(namespace, str):
-        raise InvalidRequest('"namespace" must be a string')
-    if namespace is not None:
-        check_text(namespace, '"namespace"')
-    if namespace and not NAME.fullmatch(namespace):  # it was echoed whole in NOT_FOUND
-        more = "…" if len(namespace) > 64 else ""
-        raise InvalidRequest('"namespace" must be a name ([A-Za-z_][A-Za-z0-9_]*, at most 64 '
-                             f"characters), not {namespace[:64]!r}{more}")
-    return sql, namespace.lower() if namespace else None
 
 
 def json_bytes(body: Any) -> bytes:
@@ -300,26 +214,54 @@ async def send_answer(request: web.Request, data: bytes, seconds: float) -> web.
     60 MB SELECT: 600 MB, still held minutes later). Nor may the whole take
     longer than `seconds` plus its size at MIN_SEND_RATE: a client reading a
     little at a time (20 KB/s) held a 64 MiB answer ~55 minutes."""
+    if closed(request):  # gone while the statement ran
+        log.info("POST /api/sql: the client closed its connection before its answer was sent")
+        return client_gone(request, time.perf_counter())
     if len(data) <= SEND_CHUNK or not seconds:
         return web.Response(body=data, content_type="application/json")
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     resp.content_length = len(data)
-    await resp.prepare(request)
-    view = memoryview(data)
-    loop = asyncio.get_running_loop()
-    allowed = seconds + len(data) / MIN_SEND_RATE
-    deadline = loop.time() + allowed
-    for start in range(0, len(data), SEND_CHUNK):
-        try:
-            async with asyncio.timeout_at(min(loop.time() + seconds, deadline)):
-                await resp.write(view[start:start + SEND_CHUNK])
-        except TimeoutError:
-            log.warning("a client took no part of its %d-byte answer for %g s (send_timeout_"
-                        "seconds), or not all of it in %.0f s (and its size at MIN_SEND_RATE): "
-                        "connection closed", len(data), seconds, allowed)
-            request.protocol.force_close()
-            return resp
-    await resp.write_eof()
+    start = 0
+    try:
+        await resp.prepare(request)
+        loop = asyncio.get_running_loop()
+        allowed = seconds + len(data) / MIN_SEND_RATE
+        deadline = loop.time() + allowed
+        with memoryview(data) as view:
+            for start in range(0, len(data), SEND_CHUNK):
+                try:
+                    async with asyncio.timeout_at(min(loop.time() + seconds, deadline)):
+                        await resp.write(view[start:start + SEND_CHUNK])
+                except TimeoutError:
+                    log.warning("a client took no part of its %d-byte answer for %g s (send_"
+                                "timeout_seconds), or not all of it in %.0f s (and its size at "
+                                "MIN_SEND_RATE): connection closed", len(data), seconds, allowed)
+                    request.protocol.force_close()
+                    return resp
+        await resp.write_eof()
+    except ConnectionError as exc:  # the client hung up part-way
+        # aiohttp keeps the exception (its drain waiter's): its traceback
+        # would keep this frame, and `data` with it, until a full collection.
+        forget_trace(exc)
+        log.info("POST /api/sql: the client closed its connection %d bytes into its "
+                 "%d-byte answer", start, len(data))
+        request[OUTCOME] = Cancelled.code
+        request.protocol.force_close()
+    return resp
+
+
+def closed(request: web.Request) -> bool:
+    """Whether the client's connection is closed (or closing): nothing can be sent."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def client_gone(request: web.Request, started: float) -> web.Response:
+    """What stands for the answer to a client that hung up: never sent (aiohttp
+    finds the connection closed and writes nothing), counted as CANCELLED."""
+    request[OUTCOME] = Cancelled.code
+    resp = error_response(Cancelled("the client closed its connection"), started)
+    resp.force_close()
     return resp
 
 
