@@ -271,7 +271,8 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
     check_origin(request, cairn.config.server)
     session = authenticate(request, cairn.config.auth)
     request[USER] = session.user_id
-    sql, namespace = await read_sql_request(request, cairn.config.server.body_timeout_seconds)
+    sql, namespace = await read_sql_request(request, cairn,
+                                            cairn.config.server.body_timeout_seconds)
     request[SQL_TEXT] = sql
     session.namespace = namespace
     session.gone = lambda: request.transport is None or request.transport.is_closing()
