@@ -39,6 +39,8 @@ from .request_body import (
     BodyTimeout,
     ClientGone,
     UnreadableBody,
+    check_content_type,
+    check_framing,
     read_sql_request,
 )
 from .result import dumps_with_raw, error_body
@@ -295,6 +297,36 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
     return web.json_response(body, status=e.error.status, dumps=dumps_with_raw)
 
 
+async def expect_sql(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue`: what can be refused before the body is refused
+    then, and the body never asked for (aiohttp's own handler sent `100
+    Continue` first, then took the whole upload before a 413 or a 401). The
+    answer closes the connection: the client may send the body anyway."""
+    started = time.perf_counter()
+    cairn = request.app[CAIRN]
+    try:
+        check_origin(request, cairn.config.server)
+        request[USER] = authenticate(request, cairn.config.auth).user_id
+        check_content_type(request)
+        check_framing(request)
+        limit = cairn.config.server.max_request_bytes
+        if limit and (request.content_length or 0) > limit:
+            raise RequestTooLarge(f"request body is larger than max_request_bytes ({limit} bytes)")
+    except CairnError as exc:
+        forget_trace(exc)
+        resp = error_response(exc, started)
+        resp.force_close()
+        cairn.metrics.observe_request("http", "none", time.perf_counter() - started, exc.code,
+                                      user=request.get(USER))
+        return resp
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="only Expect: 100-continue is understood")
+    if request.version >= (1, 1):  # as aiohttp's own expect handler
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+    return None
+
+
 async def handle_health(request: web.Request) -> web.Response:
     """200 ok; 503 while the data directory refuses writes (a full disk): reads
     still work, writes fail until it has room again (docs/http.md). Anyone may
@@ -405,7 +437,7 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
 
     app.cleanup_ctx.append(lifetime)
     app.on_shutdown.append(stopping)
-    app.router.add_post("/api/sql", handle_sql)
+    app.router.add_post("/api/sql", handle_sql, expect_handler=expect_sql)
     app.router.add_get("/health", handle_health)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/api/openapi.json", handle_openapi)

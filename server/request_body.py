@@ -8,7 +8,7 @@ are the two strings read, by `json.loads` (which keeps a lone surrogate such
 as `"\\ud800"` for `check_text` to name), and a big body on a statement thread.
 
 What a proxy in front might read otherwise is refused rather than guessed: a
-key sent twice, a body not in UTF-8."""
+key sent twice, an encoding the server does not apply, a body not in UTF-8."""
 
 from __future__ import annotations
 
@@ -32,18 +32,39 @@ from .text import check_header, check_text
 CAIRN: web.AppKey[Cairn] = web.AppKey("cairn", Cairn)  # the server, in the app
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # contract §3, before folding
 
+# The Content-Encodings aiohttp decodes (any other it passes through as it
+# came: `x-gzip`, `gzip, gzip`, `br` without brotli installed).
+DECODED = frozenset({"gzip", "deflate"})
+
+
 class BodyTimeout(InvalidRequest):
     """The client did not send its whole body in time (answered 408, connection closed)."""
 
 
 class UnreadableBody(InvalidRequest):
-    """The body does not decode as its Content-Encoding says, or its chunks are
-    malformed (answered 400, connection closed)."""
+    """The body does not decode as its Content-Encoding says, its chunks are
+    malformed, or it is framed or encoded in a way the server does not apply
+    (answered 400, connection closed)."""
 
 
 class ClientGone(Exception):
     """The client closed its connection before its body arrived or while its
     answer was being sent: not a bug, and there is no one to answer."""
+
+
+def check_framing(request: web.Request) -> None:
+    """Refuse a body whose encoding aiohttp would not undo: it would be read as
+    it came (`x-gzip` on plain JSON ran; `gzip` framed as `gzip, gzip` was
+    "not valid JSON"; `Transfer-Encoding: gzip, chunked` took the chunks and
+    ignored the gzip)."""
+    encoding = check_header(request.headers.get("Content-Encoding"), "Content-Encoding")
+    if encoding is not None and encoding.strip().lower() not in DECODED | {"identity"}:
+        raise UnreadableBody(f"Content-Encoding {encoding[:100]!r} is not applied here: send "
+                             "the body as it is, or with gzip or deflate")
+    transfer = check_header(request.headers.get("Transfer-Encoding"), "Transfer-Encoding")
+    if transfer is not None and transfer.strip().lower() != "chunked":
+        raise UnreadableBody(f"Transfer-Encoding {transfer[:100]!r} is not applied here: only "
+                             "chunked is (compress with Content-Encoding gzip)")
 
 
 async def read_body(request: web.Request, seconds: float) -> bytes:
@@ -118,6 +139,7 @@ async def read_sql_request(request: web.Request, cairn: Cairn,
     """`sql` and `namespace` (folded) of the request's body; a big body is read
     on a statement thread, as a big statement is parsed on one."""
     check_content_type(request)
+    check_framing(request)
     raw = await read_body(request, body_timeout)
     if len(raw) > PARSE_ON_THREAD_CHARS:
         return await cairn.run(parse_sql_body, raw)

@@ -1,9 +1,11 @@
 """`POST /api/sql`'s body: its shape checked without building what the API does
 not take, and nothing a proxy in front might read otherwise (a key sent
-twice, a body not in UTF-8)."""
+twice, an encoding not applied, a body not in UTF-8); `Expect: 100-continue`
+answered with the refusal before the upload."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import threading
@@ -12,6 +14,8 @@ from typing import Any
 import pytest
 
 from server import request_body
+from server.app import create_app
+from server.config import Config
 from tests.helpers import ok
 
 
@@ -113,3 +117,79 @@ async def test_the_shape_errors_name_the_problem(client: Any) -> None:
     status, body = await post(client, pair)
     assert status == 200 and body["results"][0]["rows"] == [{"y": "\U0001f600"}], body
 
+
+def _exchange(port: int, head: bytes, body: bytes = b"", first_only: bool = False) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + body)
+        got = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+            if first_only and b"\r\n\r\n" in got:
+                break
+        return got
+
+
+@pytest.mark.parametrize("encoding",
+                         ["x-gzip", "gzip, gzip", "gzip,deflate", "compress", "GZIP;q=1"])
+async def test_an_encoding_not_applied_is_refused(client: Any, encoding: str) -> None:
+    """`Content-Encoding: x-gzip` (or `gzip, gzip`) was not applied: a plain
+    body so labelled ran, a gzip one was "not valid JSON"."""
+    plain = b'{"sql": "SELECT 1"}'
+    for payload in (plain, gzip.compress(plain)):
+        message = refused(*await post(client, payload, **{"Content-Encoding": encoding}),
+                          "Content-Encoding", "not applied")
+        assert repr(encoding) in message
+
+
+async def test_a_transfer_encoding_not_applied_is_refused(client: Any) -> None:
+    """`Transfer-Encoding: gzip, chunked` took the chunks and ignored the gzip."""
+    body = gzip.compress(b'{"sql": "SELECT 1"}')
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    head = (b"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n")
+    answer = await asyncio.to_thread(_exchange, client.port, head, chunked)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"Transfer-Encoding 'gzip, chunked' is not applied" in answer, answer
+    plain = b'{"sql": "SELECT 1 AS one"}'
+    head = head.replace(b"gzip, chunked", b"chunked")
+    answer = await asyncio.to_thread(
+        _exchange, client.port, head, f"{len(plain):x}\r\n".encode() + plain + b"\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200") and b'"one":1' in answer, answer[:300]
+
+
+async def test_expect_continue_is_refused_before_the_upload(
+        aiohttp_client: Any, cairn_config: Config) -> None:
+    """`Expect: 100-continue` with a body over `max_request_bytes` got `100
+    Continue`, then the 413 only after the upload; in token mode `100 Continue`
+    came before the 401. The refusal comes first now, the body never asked for."""
+    cairn_config.server.max_request_bytes = 1000
+    cairn_config.auth.mode = "token"
+    cairn_config.auth.tokens = [{"token": "t-root", "user": "root", "role": "admin"}]
+    client = await aiohttp_client(create_app(cairn_config))
+
+    def head(length: int, token: str | None) -> bytes:
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        return (f"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"{auth}Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n").encode()
+
+    for length, token, status, code in ((5000, "t-root", b"413", b"REQUEST_TOO_LARGE"),
+                                        (20, None, b"401", b"UNAUTHENTICATED"),
+                                        (20, "wrong", b"401", b"UNAUTHENTICATED")):
+        answer = await asyncio.to_thread(_exchange, client.port, head(length, token))
+        assert answer.startswith(b"HTTP/1.1 " + status), answer[:300]
+        assert b"100 Continue" not in answer and code in answer, answer
+    body = b'{"sql": "SELECT 1 AS one"}'
+    answer = await asyncio.to_thread(_exchange, client.port, head(len(body), "t-root"),
+                                     first_only=True)
+    assert answer.startswith(b"HTTP/1.1 100 Continue"), answer
+    resp = await client.post("/api/sql", data=body, expect100=True, headers={
+        "Content-Type": "application/json", "Authorization": "Bearer t-root"})
+    assert resp.status == 200 and (await resp.json())["results"][0]["rows"] == [{"one": 1}]
