@@ -2,7 +2,10 @@
 
 A request's SQL is split and parsed by `sqlgrammar`; each statement is checked
 for the caller's role and dispatched by its class. Statements run in order; the
-first failure stops the request, and the results of those before it are kept."""
+first failure stops the request, and the results of those before it are kept.
+The answers of a request share one bound (`AnswerBudget`): a statement's
+answer gets what those before it left of [server] max_result_rows /
+max_result_bytes, and is cut past it as one answer is past the bounds."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from catalog.errors import (
 from sqlgrammar import ast
 from sqlgrammar.errors import EmptySql, SqlInvalid, SqlSyntaxError
 from sqlgrammar.parser import iter_script
+from storage.limits import AnswerBudget
 from storage.sandbox import function_name
 
 from . import (
@@ -92,6 +96,8 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
     messages shown to a role-user carry no server paths."""
     check_text(sql, '"sql"')
     outcome = Outcome()
+    cfg = cairn.config.server
+    answers = AnswerBudget(cfg.max_result_rows or None, cfg.max_result_bytes or None)
     statements = iter_script(sql)
     index = 0
     # A big request is parsed on a statement thread: the fast path's pure
@@ -126,8 +132,14 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
                                            parsed.column)
             return outcome
         stmt_session = session.with_text(parsed.text)
+        stmt_session.answers = answers
         try:
-            outcome.results.append(await run_statement(cairn, stmt_session, parsed.statement))
+            shared = answers.spent
+            result = await run_statement(cairn, stmt_session, parsed.statement)
+            answers.charge(len(result.rows), result.table)
+            if result.truncated and shared:
+                result.message = queries.truncation_note(cairn, result.row_count, shared=True)
+            outcome.results.append(result)
             outcome.statement = parsed.statement
         except CairnError as exc:
             forget_trace(exc)  # else a cycle through this frame kept `outcome`'s rows

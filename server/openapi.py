@@ -32,8 +32,9 @@ RESULT = {
         "message": {"type": ["string", "null"]},
         "truncated": {"const": True,
                       "description": "Present (true) only when the answer was cut at "
-                                     "[server] max_result_rows / max_result_bytes: `rows` "
-                                     "holds its first rows, `message` says so"},
+                                     "[server] max_result_rows / max_result_bytes (which "
+                                     "bound a request's answers together): `rows` holds "
+                                     "its first rows, `message` says so"},
     },
 }
 

@@ -27,19 +27,24 @@ def limits_for(cairn: Cairn, session: Session) -> ResultLimits:
     """The bounds of an answer to this caller ([server] max_result_rows /
     max_result_bytes) and what system tables look like to them."""
     cfg = cairn.config.server
+    left = session.answers  # what the request's earlier answers left of the bounds
     return ResultLimits(
-        max_rows=cfg.max_result_rows or None,
-        max_bytes=cfg.max_result_bytes or None,
+        max_rows=left.left_rows if left is not None else cfg.max_result_rows or None,
+        max_bytes=left.left_bytes if left is not None else cfg.max_result_bytes or None,
         system_view=(visibility.system_table_for(cairn.config, session, cairn.engine.state)
                      if visibility.restricted(session) else None),
     )
 
 
-def truncation_note(cairn: Cairn, rows: int) -> str:
+def truncation_note(cairn: Cairn, rows: int, shared: bool = False) -> str:
+    """Why an answer was cut; `shared`: the request's earlier answers took part
+    of the bounds (they bound a request's answers together)."""
     cfg = cairn.config.server
-    return (f"answer truncated to its first {rows} row{'' if rows == 1 else 's'}: it is larger "
-            f"than max_result_rows ({cfg.max_result_rows}) or max_result_bytes "
-            f"({cfg.max_result_bytes}); narrow it with WHERE or LIMIT")
+    return (f"answer truncated to its first {rows} row{'' if rows == 1 else 's'}: "
+            + ("with the request's earlier answers " if shared else "")
+            + f"it is larger than max_result_rows ({cfg.max_result_rows}) or max_result_bytes "
+            f"({cfg.max_result_bytes}); narrow it with WHERE or LIMIT"
+            + (", or send it in a request of its own" if shared else ""))
 
 
 def fold_names(expression: exp.Expression, small: bool = False) -> None:

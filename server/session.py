@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from storage import stopping
+from storage.limits import AnswerBudget
 
 T = TypeVar("T")
 
@@ -70,6 +71,9 @@ class Session:
     # Whether the client has gone (an HTTP client hung up): the request's
     # statements after the running one are then not run.
     gone: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
+    # What the answers of the request so far left of its bounds (executor.py);
+    # None: the server's bounds of one answer.
+    answers: AnswerBudget | None = field(default=None, repr=False, compare=False)
 
     def query_timeout(self, server_seconds: float | None) -> float | None:
         """The bound of this session's queries: the server's and its own, the smaller."""

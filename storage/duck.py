@@ -23,6 +23,7 @@ from catalog.errors import InvalidArgument
 
 from .arrowtypes import holds
 from .bits import bits_as_text
+from .limits import compact
 
 log = logging.getLogger("cairn.storage")
 
@@ -66,6 +67,8 @@ def fetch_bounded(cur: Any, sql: str, max_rows: int | None,
             if max_bytes is not None and size + batch.nbytes > max_bytes:
                 batch = batch.slice(0, _rows_within(batch, max_bytes - size))
                 truncated = True
+            if truncated:  # the rows kept, not the whole batch they were cut from
+                batch = compact(batch)
             batches.append(batch)
             rows += batch.num_rows
             size += batch.nbytes

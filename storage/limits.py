@@ -1,5 +1,5 @@
-"""What one query may hand back to its caller (`ResultLimits`), apart from how
-the query is planned (query.py)."""
+"""What one query may hand back to its caller (`ResultLimits`), and one request's
+answers together (`AnswerBudget`), apart from how the query is planned (query.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ def over(table: pa.Table, max_bytes: int) -> bool:
     DuckDB's, the direct path's distinct columns, a system table's. So
     within it the answer is within the bound."""
     return bool(table.get_total_buffer_size() > max_bytes and table.nbytes > max_bytes)
+
+
+def compact(part: Any) -> Any:
+    """The rows of `part` (a Table or RecordBatch cut to its first rows) copied
+    into buffers of their own: a slice keeps the whole of what it was cut from
+    alive, so an answer cut to no row still held DuckDB's 60 MB batch, one per
+    SELECT of a request whose answers had spent the bounds."""
+    try:
+        return part.take(pa.array(range(part.num_rows), pa.int64()))
+    except pa.ArrowNotImplementedError:  # a type `take` does not copy: the slice
+        return part
 
 
 SystemView = Callable[[str, pa.Table], pa.Table]  # (name, system table) -> what the caller sees
@@ -63,7 +74,7 @@ class ResultLimits:
                 else:
                     hi = mid - 1
             rows = lo
-        return table if rows == table.num_rows else self.mark(table.slice(0, rows))
+        return table if rows == table.num_rows else self.mark(compact(table.slice(0, rows)))
 
     @staticmethod
     def mark(table: pa.Table) -> pa.Table:
@@ -73,6 +84,35 @@ class ResultLimits:
     def truncated(table: pa.Table) -> bool:
         meta = table.schema.metadata
         return bool(meta) and meta.get(TRUNCATED) == b"true"
+
+
+class AnswerBudget:
+    """What the answers of one request may hold together: HTTP sends them in
+    one body, so `[server] max_result_rows` / `max_result_bytes` bound their
+    sum, not each (12 SELECTs of 60 MB each, 575 bytes of SQL, made a 720 MB
+    body and 2.6 GB of server memory). Each statement's `ResultLimits` get
+    what the answers before it left (`left_rows` / `left_bytes`; None: no
+    bound), and `charge` takes its answer off."""
+
+    def __init__(self, max_rows: int | None, max_bytes: int | None) -> None:
+        self.left_rows = max_rows
+        self.left_bytes = max_bytes
+        self.spent = False  # an earlier answer of the request held a row
+
+    def charge(self, rows: int, table: pa.Table | None) -> None:
+        """Take an answer of `rows` rows (its values `table`, if any) off."""
+        if rows:
+            self.spent = True
+        if self.left_rows is not None:
+            self.left_rows = max(0, self.left_rows - rows)
+        if self.left_bytes is not None and table is not None and table.num_rows:
+            # The buffers' size, as `over` reads it (no walk on the event loop),
+            # unless they may be more than the values: an answer cut (a slice)
+            # or one past what is left.
+            size = table.get_total_buffer_size()
+            if size > self.left_bytes or ResultLimits.truncated(table):
+                size = table.nbytes
+            self.left_bytes = max(0, self.left_bytes - size)
 
 
 WRITE_BYTES = 256 << 20  # rows one write's query may hand back (engine.select)

@@ -116,6 +116,40 @@ async def test_an_answer_over_max_result_bytes_is_cut(bounded: Any) -> None:
     assert res["truncated"] is True and res["rows"] == []
 
 
+async def test_a_requests_answers_share_the_bounds(bounded: Any) -> None:
+    """max_result_rows / max_result_bytes bound all the answers of one request
+    together: 12 SELECTs each just under the bound (575 bytes of SQL) made a
+    720 MB body. Each answer gets what those before it left, cut as one is."""
+    res = await ok(bounded, "SELECT * FROM range(6); SELECT * FROM range(6); SELECT 1 AS one")
+    assert [r["row_count"] for r in res] == [6, 4, 0]
+    assert "truncated" not in res[0]
+    assert res[1]["truncated"] is True and res[2]["truncated"] is True
+    assert [r["range"] for r in res[1]["rows"]] == [0, 1, 2, 3]  # its first rows
+    assert "earlier answers" in res[1]["message"] and "max_result_rows" in res[1]["message"]
+    # Bytes (Arrow sizes, 100,000 here): 3 rows of 30 KB fit, whichever statements hold them.
+    res = await ok(bounded, "; ".join(["SELECT repeat('x', 30000) AS s FROM range(2)"] * 4))
+    assert [r["row_count"] for r in res] == [2, 1, 0, 0]
+    assert [bool(r.get("truncated")) for r in res] == [False, True, True, True]
+    assert sum(len(r["s"]) for one in res for r in one["rows"]) == 90000
+    # A request after it has the whole bound again.
+    assert (await ok(bounded, "SELECT * FROM range(10)"))[0]["row_count"] == 10
+
+
+async def test_statements_past_the_shared_bound_still_run(bounded: Any) -> None:
+    """A write after the answers spent the bound runs and says so; a failure
+    after it keeps the contract: the results before it, its own error."""
+    res = await ok(bounded, "SELECT * FROM app.t LIMIT 10; INSERT INTO app.t VALUES (100, 'w');"
+                            "SELECT v FROM app.t WHERE id = 100")
+    assert res[1]["message"] == "1 row inserted" and res[1]["row_count"] == 1
+    assert res[2]["rows"] == [] and res[2]["truncated"] is True
+    assert await rows(bounded, "SELECT v FROM app.t WHERE id = 100") == [{"v": "w"}]
+    status, body = await sql(bounded, "SELECT * FROM range(10);"
+                                      "INSERT INTO app.t VALUES (101, 'w'); SELECT nope FROM app.t")
+    assert status == 400 and body["error"]["statement"] == 3, body
+    assert [r["row_count"] for r in body["results"]] == [10, 1]
+    assert await rows(bounded, "SELECT v FROM app.t WHERE id = 101") == [{"v": "w"}]
+
+
 async def test_zero_means_no_bound(aiohttp_client: Any, cairn_config: Config) -> None:
     cairn_config.server.max_result_rows = 0
     cairn_config.server.max_result_bytes = 0
