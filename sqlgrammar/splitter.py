@@ -4,12 +4,16 @@ A `;` inside a string ('it''s;'), E-string (E'\\';'), dollar-quoted string
 ($$;$$), quoted identifier ("a;b"), `--` comment or (nested) `/* */` comment
 does not split. Each chunk also gets a copy of its text with the comments
 blanked to spaces (newlines kept), so the grammar needs no comment rule and
-positions stay the same.
+positions stay the same, and where its runs of comments are (`comments`), so
+sqlglot can read it without them (uncommented.py).
+
+A run of comments is read a few thousand at a time by one regular
+expression, and blanked by slices, not a character at a time: 2,000,000
+comments in an 8 MB request took seconds of Python here before.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +29,16 @@ _QUOTED = {"'": re.compile(r"'[^']*(?:''[^']*)*'"), '"': re.compile(r'"[^"]*(?:"
 _E_STRING = re.compile(r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'", re.DOTALL)
 _COMMENT_EDGE = re.compile(r"/\*|\*/")
 _LINE_END = re.compile(r"[\n\r]")  # where a `--` comment ends
+# A run of comments with blanks between them, up to 4,096 of them a match (so
+# one match holds the GIL briefly): `--` to the line's end, `/* */` with at
+# most one level of `/* */` inside (one nested deeper ends the run;
+# `_comment_end` counts its levels).
+_FLAT = r"/\*(?:[^*/]++|\*(?!/)|/(?!\*))*+\*/"
+_ONE_COMMENT = rf"(?:--[^\n\r]*+|/\*(?:[^*/]++|\*(?!/)|/(?!\*)|{_FLAT})*+\*/)"
+_COMMENT_RUN = re.compile(rf"{_ONE_COMMENT}(?:[ \t\n\r]*+{_ONE_COMMENT}){{0,4095}}")
+_NEXT_COMMENT = re.compile(r"[ \t\n\r]*+(?=--|/\*)")
+# Every byte but a newline -> a blank (a run of ASCII comments blanked at C speed).
+_BLANK_BYTES = bytes(10 if b == 10 else 32 for b in range(256))
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,8 @@ class Chunk:
     column: int  # 1-based column of its first token
     text: str  # the original text, first token to last, trailing blanks removed
     code: str  # `text` with comments replaced by spaces
+    # (start, end) in `text` of each run of comments (and the blanks between them)
+    comments: tuple[tuple[int, int], ...] = ()
 
 
 def absolute(chunk: Chunk, line: int, column: int) -> tuple[int, int]:
@@ -47,14 +63,41 @@ def absolute(chunk: Chunk, line: int, column: int) -> tuple[int, int]:
 
 
 class _Lines:
-    """Offset -> (line, column), both 1-based, counting characters like Lark does."""
+    """Offset -> (line, column), both 1-based, counting characters like Lark does.
+    Lines are counted from the last offset asked (they are asked in order), at
+    C speed: a list of every line's start cost 2,000,000 steps of Python for
+    a request of 2,000,000 `--` comments."""
 
     def __init__(self, text: str) -> None:
-        self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.text = text
+        self.at, self.line = 0, 1
 
     def position(self, offset: int) -> tuple[int, int]:
-        i = bisect.bisect_right(self.starts, offset) - 1
-        return i + 1, offset - self.starts[i] + 1
+        if offset < self.at:
+            self.at, self.line = 0, 1
+        self.line += self.text.count("\n", self.at, offset)
+        self.at = offset
+        return self.line, offset - (self.text.rfind("\n", 0, offset) + 1) + 1
+
+
+def blanked(text: str, spans: tuple[tuple[int, int], ...]) -> str:
+    """`text` with each span's characters but newlines replaced by spaces."""
+    if not spans:
+        return text
+    parts: list[str] = []
+    prev = 0
+    for start, end in spans:
+        piece = text[start:end]
+        parts.append(text[prev:start])
+        if "\n" not in piece:
+            parts.append(" " * len(piece))
+        elif piece.isascii():
+            parts.append(piece.encode("ascii").translate(_BLANK_BYTES).decode("ascii"))
+        else:
+            parts.append("\n".join(" " * len(line) for line in piece.split("\n")))
+        prev = end
+    parts.append(text[prev:])
+    return "".join(parts)
 
 
 def split_script(sql: str) -> Iterator[Chunk]:
@@ -81,16 +124,10 @@ def split_script(sql: str) -> Iterator[Chunk]:
             return None
         index += 1
         text = sql[first:end].rstrip()
-        code = text
-        if comments:
-            parts = list(text)
-            for c_start, c_end in comments:
-                for i in range(c_start - first, min(c_end - first, len(parts))):
-                    if parts[i] != "\n":
-                        parts[i] = " "
-            code = "".join(parts)
+        spans = tuple((c_start - first, min(c_end - first, len(text)))
+                      for c_start, c_end in comments)
         line, column = lines.position(first)
-        return Chunk(index, first, line, column, text, code)
+        return Chunk(index, first, line, column, text, blanked(text, spans), spans)
 
     while pos < n:
         m = _SPECIAL.search(sql, pos)
@@ -104,9 +141,9 @@ def split_script(sql: str) -> Iterator[Chunk]:
         tok = m.group()
         start = m.start()
         if tok in ("--", "/*"):
-            end = _comment_end(sql, start)
+            end, open_at = _comments_end(sql, start)
             if end < 0:
-                raise unterminated("comment", start, "*/")
+                raise unterminated("comment", open_at, "*/")
             if first is not None:
                 comments.append((start, end))
             pos = end
@@ -148,6 +185,25 @@ def _quoted_end(sql: str, start: int, quote: str, backslashes: bool) -> int:
     pattern = _E_STRING if backslashes else _QUOTED[quote]
     m = pattern.match(sql, start)
     return m.end() if m else -1
+
+
+def _comments_end(sql: str, start: int) -> tuple[int, int]:
+    """(offset just past the run of comments starting at `start`, with blanks
+    between them, -1); (-1, where) if a comment in it is not closed."""
+    pos = start
+    while True:
+        m = _COMMENT_RUN.match(sql, pos)
+        if m is not None:
+            pos = m.end()
+        else:  # a nested `/* */`
+            end = _comment_end(sql, pos)
+            if end < 0:
+                return -1, pos
+            pos = end
+        gap = _NEXT_COMMENT.match(sql, pos)
+        if gap is None:
+            return pos, -1
+        pos = gap.end()
 
 
 def _comment_end(sql: str, start: int) -> int:
