@@ -36,6 +36,7 @@ from sqlglot import exp
 
 from .errors import SqlSyntaxError, is_string_literal
 from .splitter import Chunk, absolute
+from .uncommented import Uncommented
 
 __all__ = ["OFF_GIL_CHARS", "check_with_duckdb", "duckdb_refusal", "serialized"]
 
@@ -136,9 +137,10 @@ def _syntax(text: str, message: str, skip: int) -> Refusal | None:
     return offset, raw[max(0, start - skip):].decode("utf-8", "ignore"), said
 
 
-def check_with_duckdb(chunk: Chunk, source: str, expression: exp.Expression) -> None:
-    """SqlSyntaxError where DuckDB's parser refuses `source` (the statement's
-    text, comments and all; positions as in the request)."""
+def check_with_duckdb(chunk: Chunk, src: Uncommented, expression: exp.Expression) -> None:
+    """SqlSyntaxError where DuckDB's parser refuses `src.text` (the statement's
+    text as sqlglot read it, without comments; positions as in the request)."""
+    source = src.text
     refusal = duckdb_refusal(source)
     if refusal is None:
         return
@@ -153,7 +155,7 @@ def check_with_duckdb(chunk: Chunk, source: str, expression: exp.Expression) -> 
             token = token[1:-1] if at in quotes else token  # a name quoted here
             at -= sum(1 for q in quotes if q < at)
         refusal = at, token, said
-    raise _error(chunk, source, refusal)
+    raise _error(chunk, src, refusal)
 
 
 def _names_quoted(source: str, expression: exp.Expression) -> tuple[str, list[int]] | None:
@@ -177,14 +179,12 @@ def _names_quoted(source: str, expression: exp.Expression) -> tuple[str, list[in
     return "".join(parts), quotes
 
 
-def _error(chunk: Chunk, source: str, refusal: Refusal) -> SqlSyntaxError:
+def _error(chunk: Chunk, src: Uncommented, refusal: Refusal) -> SqlSyntaxError:
     at, token, said = refusal
     if at is None:  # DuckDB's words, unless they quote the text (it may be a secret)
         message = "syntax error" + ("" if "'" in said or '"' in said else f": {said}")
         return SqlSyntaxError(message, chunk.line, chunk.column, [], chunk.index)
-    line = source.count("\n", 0, at) + 1
-    column = at - (source.rfind("\n", 0, at) + 1) + 1
-    line, column = absolute(chunk, line, column)
+    line, column = absolute(chunk, *src.line_column(at))
     near = f" at or near {_shown(token)}" if token else ""
     return SqlSyntaxError(f"syntax error{near} at line {line}, column {column}",
                           line, column, [], chunk.index)

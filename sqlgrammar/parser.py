@@ -32,6 +32,7 @@ from .reprint import check_operators, name_subqueries
 from .splitter import Chunk, split_script
 from .splitter import absolute as _absolute
 from .transformer import ToAst
+from .uncommented import Uncommented
 
 __all__ = ["KEYWORDS", "iter_script", "parse_one", "parse_script"]
 
@@ -65,8 +66,7 @@ _SQL_FIRST = {
     "TRUNCATE", "REPLACE", "PREPARE", "EXECUTE", "DEALLOCATE", "COMMENT", "GRANT",
     "REVOKE", "UPSERT",
 }
-# Statements refused whatever they say (storage/sandbox.check_query), so never a
-# syntax error about them.
+# Refused whatever they say (sandbox.check_query): never a syntax error about them.
 _REFUSED_FIRST = {"COPY", "ATTACH", "DETACH", "PRAGMA", "INSTALL", "FORCE", "LOAD", "EXPORT",
                   "IMPORT", "CALL", "USE", "CHECKPOINT", "VACUUM", "GRANT", "REVOKE"}
 # DESCRIBE followed by one of these describes a query, not a table.
@@ -268,7 +268,7 @@ def _parse_explain(chunk: Chunk) -> ast.Explain | None:
     if m is None:
         return None
     blank = re.sub(r"[^\n]", " ", chunk.text[:m.end()])
-    inner = _parse_query(chunk, blank + chunk.text[m.end():], blank + chunk.code[m.end():])
+    inner = _parse_query(chunk, blank + chunk.text[m.end():])
     return ast.Explain(inner, analyze=m.group(1) is not None)
 
 
@@ -332,15 +332,18 @@ def _check_size(chunk: Chunk, source: str) -> None:
                     "bound", chunk.line, chunk.column, chunk.index)
 
 
-def _parse_query(chunk: Chunk, text: str | None = None, code: str | None = None) -> ast.Query:
-    source = chunk.text if text is None else text
+def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
+    """sqlglot's tree of an ordinary statement, read without its comments
+    (uncommented.py), once it passes the checks of what sqlglot reads badly."""
+    src = Uncommented(chunk.text if text is None else text, chunk.comments)
+    source = src.text
     _check_size(chunk, source)
     check_chains(chunk, source)
-    check_intervals(chunk, chunk.code if code is None else code)
+    check_intervals(chunk, source)
     try:
         if _found(_DIGIT_THEN_WORD, source, MAX_NUMBER_CHARS + 1):
             tokens = _DUCKDB.tokenize(source)
-            _no_trailing_junk(chunk, source, tokens)
+            _no_trailing_junk(chunk, src, tokens)
             parsed = _DUCKDB.parser().parse(tokens, source)
         else:
             parsed = _DUCKDB.parse(source)
@@ -352,23 +355,21 @@ def _parse_query(chunk: Chunk, text: str | None = None, code: str | None = None)
         expression = cast(exp.Expression, expressions[0])
         kind = _query_kind(expression)
         if kind != "other":  # "other" is refused whatever it says (server/queries.py)
-            check_with_duckdb(chunk, source, expression)  # where sqlglot is more lenient
+            check_with_duckdb(chunk, src, expression)  # where sqlglot is more lenient
             check_operators(chunk, source, expression)  # where it reads otherwise
             name_subqueries(source, expression)  # named as written, not as reprinted
         return ast.Query(kind, expression)
     except ParseError as exc:
-        word = _FIRST_WORDS.match(chunk.code)
-        if word and word.group(1).upper() in _REFUSED_FIRST:
-            # refused whatever it says: not a syntax error about a form sqlglot does
-            # not read (asyncpg's `COPY t (a) FROM STDIN (FORMAT binary)`)
+        if (word := _FIRST_WORDS.match(chunk.code)) and word.group(1).upper() in _REFUSED_FIRST:
+            # not a syntax error of a form sqlglot can't read (asyncpg's `COPY … (FORMAT binary)`)
             return ast.Query("other", exp.Command(this=word.group(1).upper()))
-        raise _from_sqlglot(chunk, exc) from None
+        raise _from_sqlglot(chunk, exc, src) from None
     except (SqlglotError, RecursionError) as exc:  # tokenizer errors have no position
         message = "statement is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise SqlSyntaxError(message, chunk.line, chunk.column, [], chunk.index) from None
 
 
-def _no_trailing_junk(chunk: Chunk, source: str, tokens: list[Any]) -> None:
+def _no_trailing_junk(chunk: Chunk, src: Uncommented, tokens: list[Any]) -> None:
     """Refuse a number with a word glued to it, and a number no DOUBLE holds.
     sqlglot (and DuckDB) read `0x16` as `0 AS x16` and `1abc` as `1 AS abc`, so
     `VALUES (0x16)` would store 0 without a word; PostgreSQL calls it trailing
@@ -378,10 +379,11 @@ def _no_trailing_junk(chunk: Chunk, source: str, tokens: list[Any]) -> None:
     for number, after in zip(tokens, tokens[1:] + [None], strict=False):
         if number.token_type.name != "NUMBER":
             continue
-        line, column = _absolute(chunk, number.line, number.col - len(number.text) + 1)
+        line, column = _absolute(chunk, *src.position(number.line,
+                                                      number.col - len(number.text) + 1))
         if (after is not None and after.start == number.end + 1
                 and (after.text[:1].isalpha() or after.text[:1] == "_")):
-            junk = source[number.start:after.end + 1]
+            junk = src.text[number.start:after.end + 1]
             raise SqlSyntaxError(
                 f"trailing junk after numeric literal at line {line}, column {column}: "
                 f"{_shown(junk)} (write a number, or put a blank before the word)",
@@ -408,7 +410,7 @@ def _lost_in_double(text: str) -> bool:
         value == 0.0 and any(c in "123456789" for c in mantissa))
 
 
-def _from_sqlglot(chunk: Chunk, exc: ParseError) -> SqlSyntaxError:
+def _from_sqlglot(chunk: Chunk, exc: ParseError, src: Uncommented) -> SqlSyntaxError:
     first = exc.errors[0] if exc.errors else {}
     line, column = first.get("line") or 1, first.get("col") or 1
     highlight = first.get("highlight") or ""
@@ -419,7 +421,7 @@ def _from_sqlglot(chunk: Chunk, exc: ParseError) -> SqlSyntaxError:
     description = re.sub(r"\s*but got <Token.*", "", description, flags=re.DOTALL)
     if description.startswith("Required keyword"):  # names a sqlglot class
         description = "incomplete expression"
-    line, column = _absolute(chunk, line, column)
+    line, column = _absolute(chunk, *src.position(line, column))
     return SqlSyntaxError(
         f"unexpected {what} at line {line}, column {column}: {description}",
         line, column, _expecting(description), chunk.index)
