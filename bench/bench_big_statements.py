@@ -3,8 +3,9 @@ client waits while one client sends a 9 MB statement (the request limit is
 10 MB). Parsing runs on a statement thread, but a regular expression holds
 the GIL for its whole search: the string-literal patterns read a character
 at a time (`'(?:[^']|'')*'`: 1.1 s over 9 MB), the number check searched the
-whole text at once (0.7 s), the token count read every token (1.3 s). A
-figure per statement: its own time and the pinger's longest wait.
+whole text at once (0.7 s), the token count read every token (1.3 s), and
+sqlglot's tokenizer read every comment (2 M of them: 12-28 s, others waiting
+2-6 s). A figure per statement: its own time and the pinger's longest wait.
 
     python bench/bench_big_statements.py [--mb 9] [--root CHECKOUT]
 
@@ -55,6 +56,10 @@ def statements(mb: int) -> dict[str, str]:
         "SELECT length('<9 MB>')": f"SELECT length('{'p' * n}')",
         "SELECT E'<9 MB>' (backslash string)": f"SELECT length(E'{'p' * n}')",
         "SELECT 1 1 1 ... (4.5 M tokens, refused)": "SELECT " + "1 " * (n // 2),
+        # sqlglot read every comment (holding the GIL) and kept it in the tree.
+        "SELECT 1 --x (2.25 M line comments)": "SELECT 1 " + "--x\n" * (n // 4),
+        "SELECT 1 /**/ (2.25 M comments)": "SELECT 1 " + "/**/" * (n // 4),
+        "SELECT 1 /*/**/*/ (1.1 M nested comments)": "SELECT 1 " + "/*/**/*/" * (n // 8),
     }
 
 
