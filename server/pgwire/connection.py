@@ -188,7 +188,7 @@ class Connection:
                 if chunk is None:
                     break
                 ran = True
-                reply = await self._run(chunk.text, chunk.code, chunk.start)
+                reply = await self._run(chunk.text, chunk.code, chunk.start, chunk.comments)
                 if reply.columns is not None:
                     fmts = [0] * len(reply.columns)
                     self.writer.write(description(reply.columns, fmts))
@@ -210,14 +210,16 @@ class Connection:
 
     # --- one statement ------------------------------------------------------------------
 
-    async def _run(self, text: str, code: str, offset: int) -> Reply:
-        """Run one statement's text; `code` is the text with comments blanked."""
+    async def _run(self, text: str, code: str, offset: int,
+                   comments: tuple[tuple[int, int], ...] = ()) -> Reply:
+        """Run one statement's text; `code` is the text with comments blanked,
+        `comments` where they are."""
         answer = chatter.answer(code, self.settings, self.tx)
         if answer is not None:
             return self._chatter(answer, code)
         # A catalog query is a query: an INSERT, UPDATE or DELETE is not scanned for one.
         catalog = not WRITE.match(code) and pgcatalog.hinted(code)
-        tree = await self._off_loop(text, pgcatalog.parse, text) if catalog else None
+        tree = await self._off_loop(text, pgcatalog.parse, text, comments) if catalog else None
         if tree is not None:
             try:
                 columns, rows = await self.cairn.run(self.catalog.run, self.cairn, tree, self.info)
@@ -427,7 +429,7 @@ class Connection:
             raise PgError("42601", exc.message, where) from None
         if not chunks:
             return Reply("")
-        return await self._run(chunks[0].text, chunks[0].code, 0)
+        return await self._run(chunks[0].text, chunks[0].code, 0, chunks[0].comments)
 
     async def _execute(self, body: messages.Payload) -> None:
         portal_name, limit = body.cstring(), body.int32()

@@ -26,6 +26,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from catalog.errors import Cancelled, PermissionDenied
+from sqlgrammar.uncommented import Uncommented
 from storage import value_bounds
 from storage.duck import fetch_bounded
 from storage.sandbox import (
@@ -111,8 +112,11 @@ def hinted(code: str) -> bool:
     return _HINT.search(code) is not None
 
 
-def parse(sql: str) -> exp.Expression | None:
-    """The query's tree if it is a catalog query, else None (Cairn runs it)."""
+def parse(sql: str, comments: tuple[tuple[int, int], ...] = ()) -> exp.Expression | None:
+    """The query's tree if it is a catalog query, else None (Cairn runs it).
+    `comments` (the splitter's runs of comments) are read as one space each,
+    as the SQL parser reads them (sqlglot held the GIL over every one)."""
+    sql = Uncommented(sql, comments).text
     if not _HINT.search(sql):
         return None
     try:

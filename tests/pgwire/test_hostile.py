@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -416,6 +417,26 @@ def test_a_long_numeric_parameter_is_counted_in_c() -> None:
 def test_only_code_hints_at_a_catalog_query() -> None:
     assert pgcatalog.hinted("SELECT * FROM pg_class")
     assert not pgcatalog.hinted("SELECT 1 /*          */")  # `/* pg_class */`, comment blanked
+
+
+def test_a_catalog_query_is_read_without_its_comments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sqlglot read a catalog query's every comment, holding the GIL (the SQL
+    parser reads each run of comments as a space; so does this one now)."""
+    from sqlgrammar.splitter import split_script
+
+    read: list[int] = []
+    real = pgcatalog.sqlglot
+
+    class Reading:
+        def parse(self, sql: str, **kw: Any) -> Any:
+            read.append(len(sql))
+            return real.parse(sql, **kw)
+
+    monkeypatch.setattr(pgcatalog, "sqlglot", Reading())
+    (chunk,) = split_script("SELECT relname /* a */ FROM pg_class " + "--x\n" * 50_000 + "LIMIT 1")
+    tree = pgcatalog.parse(chunk.text, chunk.comments)
+    assert tree is not None and tree.sql() == "SELECT relname FROM pg_class LIMIT 1"
+    assert read and max(read) < 60, read
 
 
 
