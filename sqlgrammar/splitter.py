@@ -240,7 +240,7 @@ def parameters(sql: str) -> list[tuple[int, int, int]]:
         tok, start = m.group(), m.start()
         in_word = start > 0 and _IDENT_CHAR.match(sql[start - 1]) is not None
         if tok in ("--", "/*"):
-            end = _comment_end(sql, start)
+            end = _comments_end(sql, start)[0]
         elif tok == ";":
             end = start + 1
         elif tok in ("'", '"'):
@@ -259,3 +259,13 @@ def parameters(sql: str) -> list[tuple[int, int, int]]:
             break
         pos = end
     return out
+
+
+def comment_runs(sql: str) -> tuple[tuple[int, int], ...]:
+    """(start, end) in `sql` of each run of comments after a statement's
+    first token (`Chunk.comments`, in the whole text); none if the text does
+    not split (an open quote or comment: its parse says so)."""
+    try:
+        return tuple((c.start + a, c.start + b) for c in split_script(sql) for a, b in c.comments)
+    except SqlSyntaxError:
+        return ()

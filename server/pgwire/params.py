@@ -19,6 +19,7 @@ import decimal
 import functools
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import sqlglot
@@ -27,7 +28,8 @@ from sqlglot.errors import SqlglotError
 
 from catalog.errors import InvalidArgument
 from sqlgrammar.fastpath import MAX_NUMBER_CHARS
-from sqlgrammar.splitter import parameters
+from sqlgrammar.splitter import comment_runs, parameters
+from sqlgrammar.uncommented import Uncommented
 from storage import timetext
 from storage.types import coerce
 
@@ -301,12 +303,11 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
     n = max((k for _, _, k in spots), default=0)
     oids = [declared[i] if i < len(declared) and declared[i] else 0 for i in range(n)]
     targets: list[Target | None] = [None] * n
-    marked, mark, where = _marked(sql, spots)
-    try:
-        tree: Any = sqlglot.parse_one(marked, read="duckdb")
-    except (SqlglotError, RecursionError):
+    read = _read(sql)
+    if read is None:
         return [o or t.TEXT for o in oids], targets
-    wrong = _first(param_columns.misplaced(tree, mark), where, spots)
+    tree, mark, first = read
+    wrong = first(param_columns.misplaced(tree, mark))
     if wrong is not None:
         raise MisplacedParameter(*wrong)
     binder = param_columns.Binder(tree, lookup, default_ns)
@@ -350,15 +351,39 @@ def _cached_misplaced(sql: str) -> tuple[int, int | None] | None:
 
 
 def _misplaced(sql: str) -> tuple[int, int | None] | None:
-    spots = placeholders(sql)
-    if not spots:
+    if not placeholders(sql):
         return None
-    marked, mark, where = _marked(sql, spots)
+    read = _read(sql)
+    if read is None:
+        return None  # not SQL sqlglot reads: Cairn's own statements take no names as strings
+    tree, mark, first = read
+    return first(param_columns.misplaced(tree, mark))
+
+
+Found = list[tuple[int, int | None]]
+
+
+def _read(sql: str) -> tuple[Any, str, Callable[[Found], tuple[int, int | None] | None]] | None:
+    """sqlglot's tree of `sql` with each `$n` written as a name (`_marked`)
+    and each run of comments as one space, as the SQL parser reads it (sqlglot
+    read every comment holding the GIL: a `$1` and 2,000,000 comments, 20 s);
+    the names' mark; and `first(found)`: the first of `found` (`misplaced`'s
+    answer) as (n, 1-based position in `sql`). None if sqlglot cannot read it."""
+    src = Uncommented(sql, comment_runs(sql))
+    spots = placeholders(src.text)
+    marked, mark, where = _marked(src.text, spots)
     try:
         tree: Any = sqlglot.parse_one(marked, read="duckdb")
     except (SqlglotError, RecursionError):
-        return None  # not SQL sqlglot reads: Cairn's own statements take no names as strings
-    return _first(param_columns.misplaced(tree, mark), where, spots)
+        return None
+
+    def first(found: Found) -> tuple[int, int | None] | None:
+        hit = _first(found, where, spots)
+        if hit is None or hit[1] is None:
+            return hit
+        return hit[0], src.offset(hit[1] - 1) + 1
+
+    return tree, mark, first
 
 
 def _first(found: list[tuple[int, int | None]], where: dict[int, int], spots: Spots,
