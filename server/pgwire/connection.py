@@ -212,8 +212,7 @@ class Connection:
 
     async def _run(self, text: str, code: str, offset: int,
                    comments: tuple[tuple[int, int], ...] = ()) -> Reply:
-        """Run one statement's text; `code` is the text with comments blanked,
-        `comments` where they are."""
+        """Run one statement's text (`code`: comments blanked; `comments`: where)."""
         answer = chatter.answer(code, self.settings, self.tx)
         if answer is not None:
             return self._chatter(answer, code)
