@@ -6,7 +6,13 @@ handles is an operator problem, not a bug: the statement that meets one gets
 Python's file calls raise OSError with an errno; rocksdict raises a bare
 `Exception` whose text is RocksDB's status (`IO error: No space left on
 device: While appending to file: …/catalog/000004.log: No space left on
-device`), so that text is read instead."""
+device`), so that text is read instead.
+
+Running out of file descriptors or memory (EMFILE, ENFILE, ENOMEM) while a
+file is opened or read is the same kind of problem, wherever the file is: a
+query's data file, a backup's source or target. `shortage` tells it from
+damage (a file that is missing or does not read), for DuckDB's and pyarrow's
+errors too, which carry no errno, only the system's words."""
 
 from __future__ import annotations
 
@@ -25,6 +31,16 @@ DISK_ERRNOS: dict[int, tuple[str, str]] = {
     errno.EIO: ("input/output error on", "58030"),
     errno.EMFILE: ("too many open files for", "53000"),  # insufficient_resources
     errno.ENFILE: ("too many open files in the system for", "53000"),
+    errno.ENOMEM: ("cannot allocate memory to work on", "53200"),  # out_of_memory
+}
+
+# errno -> (what the process or the machine is short of, SQLSTATE). ENFILE's
+# words ("Too many open files in system") hold EMFILE's: it is looked for first.
+SHORTAGES: dict[int, tuple[str, str]] = {
+    errno.ENFILE: ("too many open files in the system: the machine's file table is full", "53000"),
+    errno.EMFILE: ("too many open files: the server is at its open-files limit (ulimit -n)",
+                   "53000"),
+    errno.ENOMEM: ("out of memory: the server cannot allocate memory", "53200"),
 }
 
 
@@ -51,6 +67,27 @@ def from_oserror(data_dir: Path, exc: BaseException) -> DataDirUnavailable | Non
     if not isinstance(exc, OSError) or code not in DISK_ERRNOS:
         return None
     return _describe(data_dir, code, f" ([Errno {code}] {os.strerror(code)})")
+
+
+def shortage(exc: BaseException, doing: str = "") -> DataDirUnavailable | None:
+    """503 UNAVAILABLE (53000 insufficient_resources, 53200 out_of_memory)
+    for an error that says the server is out of file descriptors or memory
+    (EMFILE, ENFILE, ENOMEM): by its errno, else by its text (DuckDB's
+    IOException, pyarrow's errors); `doing` (`cannot read file '…'`) leads
+    the message. None for any other error. It was told as a damaged data
+    directory (500 INTERNAL), or as a damaged backup (422)."""
+    if isinstance(exc, DataDirUnavailable):
+        return exc
+    code = getattr(exc, "errno", None)
+    if code not in SHORTAGES:
+        text = str(exc).lower()
+        code = next((c for c in SHORTAGES if os.strerror(c).lower() in text), None)
+        if code is None:
+            return None
+    what, state = SHORTAGES[code]
+    message = (f"{what} and cannot open or read a file now ([Errno {code}] "
+               f"{os.strerror(code)}); try again")
+    return DataDirUnavailable(f"{doing}: {message}" if doing else message, state)
 
 
 def names_disk_cause(text: str) -> bool:

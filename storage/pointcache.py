@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .query_errors import check_data_file, damaged_file
+from .query_errors import check_data_file, unreadable
 
 _Index = tuple[np.ndarray, np.ndarray]  # the key column sorted, and each one's row
 
@@ -70,7 +70,7 @@ class PointCache:
                               for i in range(meta.num_row_groups))
                 table = None if decoded > self.budget // 4 else f.read()
         except (pa.ArrowException, OSError) as exc:  # truncated, zeroed: as a scan's
-            raise damaged_file(abs_path, exc) from None
+            raise unreadable(abs_path, exc) from None
         size = table.nbytes if table is not None else decoded
         with self._lock:
             if table is None or size > self.budget // 4:

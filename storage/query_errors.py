@@ -9,7 +9,10 @@ missing or unreadable. That is damage to the data directory, told as INTERNAL
 (500), without the server's paths; the log names the file. Save one kind: a
 query's spill to the data dir's tmp/duckdb-spill that could not be written
 (the disk full, say) is the query's size meeting the machine, told as a 400
-like running out of memory is."""
+like running out of memory is. And a file that could not be opened or read
+because the server is out of file descriptors or memory (EMFILE, ENFILE,
+ENOMEM) is no damage either: 503 UNAVAILABLE "too many open files", a WARNING
+in the log (it was 500 "the data directory is damaged")."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlglot import exp
 
+from catalog.diskerrors import shortage
 from catalog.errors import CairnError, Internal, InvalidArgument
 
 from .query import Plan
@@ -70,6 +74,9 @@ def query_failed(exc: duckdb.Error, plan: Plan,
         return InvalidArgument(
             f"{first} The query needs more than [storage] duckdb_memory_limit holds "
             f"and duckdb_spill_limit lets it write to disk.")
+    if isinstance(exc, duckdb.IOException) and (short := shortage(exc)) is not None:
+        log.warning("a query could not open or read a file: %s", clean(str(exc), plan))
+        return short
     if isinstance(exc, duckdb.IOException) and SPILL_DIR in str(exc):
         log.warning("a query's spill to disk failed: %s", exc)
         return InvalidArgument(
@@ -163,10 +170,13 @@ def _damaged_file_named(exc: duckdb.Error, plan: Plan,
 
 
 def _footer_reads(path: str) -> bool:
-    """Does the Parquet file at `path` open and its footer parse?"""
+    """Does the Parquet file at `path` open and its footer parse? Unavailable
+    if it cannot be opened for want of file descriptors (it may be sound)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    except OSError as exc:
+        if (short := shortage(exc)) is not None:
+            raise short from None
         return False
     try:
         with os.fdopen(fd, "rb") as f:
@@ -176,6 +186,16 @@ def _footer_reads(path: str) -> bool:
     except (OSError, ValueError, pa.ArrowException):
         return False
     return True
+
+
+def unreadable(path: Path | str, exc: BaseException) -> CairnError:
+    """The error of a query whose data file at `path` raised `exc` when it was
+    opened or read: Unavailable when the server is out of file descriptors or
+    memory (a WARNING names the file), else `damaged_file`."""
+    if (short := shortage(exc)) is not None:
+        log.warning("a query could not open or read a data file: %s: %s", path, exc)
+        return short
+    return damaged_file(path, getattr(exc, "strerror", None) or exc)
 
 
 def damaged_file(path: Path | str, why: object) -> Internal:
@@ -190,11 +210,12 @@ def open_data_file(path: Path | str) -> int:
     """A descriptor of the data file at `path` for reading, opened without
     waiting: a FIFO put in a file's place held a statement thread for ever
     (the query timeout does not reach a blocked open). Internal (damaged)
-    if it is missing or not a regular file."""
+    if it is missing or not a regular file; Unavailable if the server is out
+    of file descriptors."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise damaged_file(path, exc.strerror or exc) from None
+        raise unreadable(path, exc) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise damaged_file(path, "not a regular file")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +301,18 @@ def replace_file(target: Path, table: str, change: Any) -> None:
         doc["totals"]["object_bytes"] += delta
 
     reseal(next((target / "manifests").glob("*.json")), swap)
+
+
+@contextmanager
+def no_descriptor_left() -> Iterator[None]:
+    """This process's open-files limit lowered to the lowest descriptor free
+    now: the next file opened fails with EMFILE, as when a server's
+    connections and tables hold every descriptor its limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from catalog.diskerrors import DataDirUnavailable
 from catalog.errors import (
     BackupInvalid,
     CairnError,
@@ -232,8 +233,9 @@ class ObjectReads:
             with self.open(oid) as src:
                 self.check_stream(src, oid, expected_size, on_bytes, should_stop, sha256,
                                   plain_size, tail)
-        except (Cancelled, PermissionDenied):
-            raise  # a cancel, or a link inside the target: not damage to report
+        except (Cancelled, PermissionDenied, DataDirUnavailable):
+            raise  # a cancel, a link inside the target, or too many open files
+            # here (the object may be sound): not damage to report
         except CairnError as exc:
             return exc.message
         return None

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from catalog.diskerrors import shortage
 from catalog.errors import (
     BackupInvalid,
     CairnError,
@@ -58,23 +59,31 @@ def describe(exc: BaseException) -> str:
 
 
 def write_failed(uri: str, exc: OSError) -> CairnError:
-    """PermissionDenied for EACCES/EPERM/EROFS, InvalidArgument for anything else
-    (ENOSPC, EDQUOT, ENOTDIR, …): the target cannot take the write."""
+    """PermissionDenied for EACCES/EPERM/EROFS, Unavailable when the server
+    is out of file descriptors or memory (EMFILE, ENFILE, ENOMEM: the target
+    is not to blame), InvalidArgument for anything else (ENOSPC, EDQUOT,
+    ENOTDIR, …): the target cannot take the write."""
     message = f"cannot write to backup target '{uri}': {describe(exc)}"
     if (refused := _s3_refusal(uri, exc)) is not None:
         return refused
+    if (short := shortage(exc, f"cannot write to backup target '{uri}'")) is not None:
+        return short
     if exc.errno in _DENIED:
         return PermissionDenied(message)
     return InvalidArgument(message)
 
 
 def read_failed(uri: str, exc: OSError, what: str = "") -> CairnError:
-    """PermissionDenied when the target may not be read, otherwise BackupInvalid:
+    """PermissionDenied when the target may not be read, Unavailable when the
+    server is out of file descriptors or memory (EMFILE, ENFILE, ENOMEM: the
+    backup may be sound; it was BackupInvalid), otherwise BackupInvalid:
     data the backup needs cannot be read back."""
     subject = f"{what} in backup target '{uri}'" if what else f"backup target '{uri}'"
     message = f"cannot read {subject}: {describe(exc)}"
     if (refused := _s3_refusal(uri, exc)) is not None:
         return refused
+    if (short := shortage(exc, f"cannot read {subject}")) is not None:
+        return short
     if exc.errno in _DENIED:
         return PermissionDenied(message)
     if isinstance(exc, FileNotFoundError) and not what:

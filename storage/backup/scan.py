@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from catalog.diskerrors import DataDirUnavailable
 from catalog.errors import CairnError, NotFound, PermissionDenied
 
 from .selection import damaged_entry
@@ -35,8 +36,9 @@ def scan_manifests(
     def one(backup_id: str) -> Scanned:
         try:
             data = read(backup_id)
-        except PermissionDenied:
-            raise  # a link inside the target, or a target that may not be read
+        except (PermissionDenied, DataDirUnavailable):
+            raise  # a link inside the target, a target that may not be read, or too
+            # many open files here (the manifest may be sound): not damage to list
         except CairnError as exc:
             return None, _damaged(uri, backup_id, exc, None)
         if data is None:
@@ -45,7 +47,7 @@ def scan_manifests(
             return unpack(data, backup_id), None
         except NotFound:
             return None, None
-        except PermissionDenied:
+        except (PermissionDenied, DataDirUnavailable):
             raise
         except CairnError as exc:
             return None, _damaged(uri, backup_id, exc, data)

@@ -10,18 +10,22 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from catalog.diskerrors import shortage
 from catalog.errors import BackupInvalid, InvalidArgument
 
 
 @contextmanager
 def source_errors(path: str) -> Iterator[None]:
-    """An OSError about `path` itself (opening, stat) becomes BackupInvalid;
-    errors about anything else (the target) pass unchanged."""
+    """An OSError about `path` itself (opening, stat) becomes BackupInvalid,
+    or Unavailable when the server is out of file descriptors or memory (the
+    file may be sound); errors about anything else (the target) pass unchanged."""
     try:
         yield
     except OSError as exc:
         if exc.filename != path:
             raise
+        if (short := shortage(exc, f"file '{path}' cannot be read")) is not None:
+            raise short from exc
         raise BackupInvalid(f"file '{path}' cannot be read: {exc.strerror or exc}") from exc
 
 
@@ -42,4 +46,6 @@ def file_size(path: str) -> int:
     try:
         return os.stat(path).st_size
     except OSError as exc:
+        if (short := shortage(exc, f"cannot read file '{path}'")) is not None:
+            raise short from exc
         raise InvalidArgument(f"cannot read file '{path}': {exc.strerror}") from exc

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from catalog import DataFile
+from catalog.diskerrors import DataDirUnavailable
 from catalog.errors import Internal, InvalidArgument
 from storage.engine import Engine
+from tests.helpers import no_descriptor_left
 
 from .conftest import Run, col
 
@@ -116,3 +118,29 @@ def test_duckdbs_advice_to_install_an_extension_is_left_out_whole(
         "Extensions cannot be installed or loaded on this server."), message
     for advice in ("Please", "INSTALL", "LOAD", "SET", "\n"):
         assert advice not in message, message
+
+
+@pytest.mark.parametrize("warm", [False, True])
+@pytest.mark.parametrize("sql", ["SELECT v FROM app.t WHERE id = 2",  # point: the point cache
+                                 "SELECT count(*) AS n FROM app.t",
+                                 "UPDATE app.t SET v = 'c' WHERE id = 2"])
+def test_too_many_open_files_is_unavailable_not_damage(
+        flushed: Path, engine: Engine, run: Run, sql: str, warm: bool,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A data file that cannot be opened for want of file descriptors (EMFILE)
+    was 500 INTERNAL "the data directory is damaged" with an ERROR in the log.
+    It is 503 UNAVAILABLE "too many open files" (SQLSTATE 53000), a WARNING,
+    whether the server's own check opens the file first or DuckDB does (the
+    check is made once a file: `warm`), and the same query works once
+    descriptors are free again."""
+    if warm:
+        run("SELECT count(*) AS n FROM app.t")
+    with caplog.at_level(logging.INFO, logger="cairn.storage"), \
+            pytest.raises(DataDirUnavailable) as info, no_descriptor_left():
+        run(sql)
+    assert info.value.code == "UNAVAILABLE" and info.value.sqlstate == "53000"
+    assert info.value.message.startswith("too many open files"), info.value.message
+    assert "damaged" not in info.value.message and str(flushed.parent) not in info.value.message
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Too many open files" in caplog.text and "Traceback" not in caplog.text
+    run(sql)

@@ -9,6 +9,7 @@ user), and a file system that reports ENOSPC part-way through a write."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -18,9 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from catalog.diskerrors import DataDirUnavailable
 from catalog.errors import BackupInvalid, InvalidArgument, PermissionDenied
 from storage.backup import Repository, Target, resolve_target
+from storage.backup.oserrors import reading
 from storage.backup.transfer import CHUNK_SIZE
+from tests.helpers import no_descriptor_left
 
 from .conftest import MakeFile, manifest_doc, tmp_files
 from .faults import faulty_fs
@@ -130,3 +134,28 @@ def test_disk_fills_mid_write(tmp_path: Path, make_file: MakeFile) -> None:
         repo.put_file(src.path)
     assert tmp_files(repo) == []
     assert repo.list_objects() == {}
+
+
+def test_too_many_open_files_is_unavailable_not_a_bad_backup(
+        repo: Repository, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backup target read while the server is out of file descriptors
+    (EMFILE) was BACKUP_INVALID "cannot read backup target …", and a manifest
+    that could not be read so was listed as damaged: the backup may be sound.
+    It is 503 UNAVAILABLE "too many open files" (SQLSTATE 53000)."""
+    src = make_file(size=100)
+    repo.put_file(src.path)
+    repo.write_manifest(manifest_doc("bk-1", [src]))
+    with pytest.raises(DataDirUnavailable) as info, no_descriptor_left():
+        repo.has_manifest("bk-1")  # what a BACKUP checks after recording its backup
+    assert info.value.code == "UNAVAILABLE" and info.value.sqlstate == "53000"
+    assert info.value.message.startswith(f"cannot read backup target '{repo.uri}': too many "
+                                         "open files"), info.value.message
+    assert repo.has_manifest("bk-1")
+
+    def short(path: str) -> bytes:  # the manifest's open, as the limit would fail it
+        with reading(repo.uri, "manifest"):
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), path)
+
+    monkeypatch.setattr(repo, "_read_small", short)
+    with pytest.raises(DataDirUnavailable, match="too many open files"):
+        repo.list_manifests()
