@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -153,6 +154,8 @@ class Catalog:
             raise _open_failed(self.path, exc) from None
         self._families: dict[str, Rdict] = {}
         self._handles: dict[str, Any] = {}
+        self._created: set[str] = set()  # families created since the catalog opened
+        self._files, self._files_at = 0, 0.0  # data files, when counted (`descriptors`)
         # Records `keep` could not write: (family, key) -> value, read as written
         self._unsaved: dict[tuple[str, bytes], bytes] = {}
         self._lock = threading.RLock()
@@ -198,6 +201,7 @@ class Catalog:
             if fam is None:
                 try:
                     self._db.create_column_family(name, Options(raw_mode=True))
+                    self._created.add(name)
                 except Exception as exc:
                     if "already exists" not in str(exc):  # not created by a racing caller
                         raise self.disk_error(exc) from None
@@ -209,6 +213,21 @@ class Catalog:
 
     def families(self) -> list[str]:
         return sorted(self._families)
+
+    def descriptors(self) -> int:
+        """File descriptors the catalog holds for good, as server/limits.py
+        keeps them from connections: RocksDB opens the directory again for
+        each column family created while it runs (a table's write buffer)
+        until it is dropped (those opened with the catalog share one), and
+        keeps every data (SST) file open (not bounded: a read that had to
+        open one could fail, and its scans end early without a word). The
+        files are counted at most once a second."""
+        now = time.monotonic()
+        if now - self._files_at > 1.0:
+            self._files_at = now
+            with suppress(Exception):  # closed: the last count
+                self._files = len(self._db.live_files())
+        return len(self._created) + self._files
 
     def flush_family(self, name: str) -> None:
         """Write the family's memtable out now (waiting for it), so its memory
@@ -251,6 +270,7 @@ class Catalog:
                 raise self.disk_error(exc) from None
             del self._families[name]
             del self._handles[name]
+            self._created.discard(name)
 
     # --- typed records --------------------------------------------------
 

@@ -45,9 +45,11 @@ async def serve(cfg: config_mod.Config) -> None:
     if open_files > before:
         logging.getLogger("cairn").info("open files: soft limit raised from %d to %d",
                                         before, open_files)
-    connections = limits.Connections(
-        limits.connection_limit(cfg.server.max_connections, open_files))
     cairn = open_state(cfg)
+    families = cairn.catalog.descriptors  # each holds a descriptor (server/limits.py)
+    connections = limits.Connections(
+        lambda: limits.connection_limit(cfg.server.max_connections, open_files, families()),
+        lambda: limits.connection_limit(limits.LINGER_MAX, open_files, families()))
     app = create_app(cfg, cairn)
     # Everything loaded so far (sqlglot, Lark, pyarrow, DuckDB, aiohttp) lives as
     # long as the process: keep it out of the cyclic collector, whose full passes

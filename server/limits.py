@@ -9,7 +9,18 @@ files" reading its source, and could not clean up its target. So at start the
 soft limit is raised to the hard one (`raise_open_files`, as Go's runtime
 does), and HTTP connections past `[server] max_connections` (or past what the
 limit leaves once RESERVED descriptors are kept for the server's own files and
-the PostgreSQL listener) are answered 503 UNAVAILABLE and closed."""
+the PostgreSQL listener) are answered 503 UNAVAILABLE and closed.
+
+The catalog holds descriptors for good as well: RocksDB opens its directory
+again for each column family created while it runs (one per table, its
+write buffer) and keeps it until the family is dropped, and it keeps each of
+its data (SST) files open. With the limit at 1,024, 750 tables created and
+235 idle connections (under the 312 admitted then) left nothing: a SELECT
+was 500 "data directory is damaged" (EMFILE opening a Parquet file) and new
+connections were reset. So what the catalog holds (Catalog.descriptors)
+is taken off what connections may hold, HTTP's and PostgreSQL's both,
+counted as each new connection comes: the more tables, the fewer
+connections."""
 
 from __future__ import annotations
 
@@ -22,8 +33,10 @@ from typing import Any
 log = logging.getLogger("cairn")
 
 OPEN_FILES_MAX = 1 << 20  # the soft limit is raised to the hard one, up to this
-RESERVED = 712  # descriptors kept from connections: RocksDB, DuckDB, backups (512), pgwire (200)
-_FLOOR = 16  # connections allowed however low the limit
+OWN = 512  # descriptors kept for the server's own files: RocksDB's, DuckDB's, backups'
+PGWIRE_MAX = 200  # PostgreSQL connections at most
+RESERVED = OWN + PGWIRE_MAX  # descriptors kept from HTTP connections (and column families)
+_FLOOR = 16  # connections allowed (each listener) however low the limit
 LINGER = 1.0  # seconds a refused connection waits for its request, then to be closed
 LINGER_MAX = 256  # refused connections left to linger; past it one is answered and closed at once
 
@@ -46,31 +59,60 @@ def raise_open_files() -> tuple[int, int]:
     return soft, soft
 
 
-def connection_limit(configured: int, open_files: int) -> int:
-    """HTTP connections allowed: `configured`, within what `open_files` leaves."""
+def open_files_limit() -> int:
+    """The soft RLIMIT_NOFILE now; 0 where there is none (or no such limit)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return 0
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 0 if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_limit(configured: int, open_files: int, families: int = 0) -> int:
+    """HTTP connections allowed: `configured`, within what `open_files` leaves
+    once RESERVED descriptors and the catalog's (`families`,
+    Catalog.descriptors) are kept."""
     if open_files <= 0:
         return configured
-    return min(configured, max(_FLOOR, open_files - RESERVED))
+    return min(configured, max(_FLOOR, open_files - RESERVED - families))
+
+
+def pgwire_limit(configured: int, open_files: int, families: int = 0) -> int:
+    """PostgreSQL connections allowed: PGWIRE_MAX, within what `open_files`
+    leaves once OWN descriptors, the catalog's (`families`) and the
+    HTTP listener's connections (`connection_limit` of `configured`, its
+    max_connections) are kept."""
+    if open_files <= 0:
+        return PGWIRE_MAX
+    free = open_files - OWN - families - connection_limit(configured, open_files, families)
+    return min(PGWIRE_MAX, max(_FLOOR, free))
 
 
 class Connections:
-    """Counts the HTTP listener's open connections; past `limit` a new one is
-    answered 503 UNAVAILABLE (JSON, as every error) and closed."""
+    """Counts the HTTP listener's open connections; past `limit()` (asked as
+    each comes: it shrinks as tables are created) a new one is answered 503
+    UNAVAILABLE (JSON, as every error) and closed; `linger()` of those may
+    wait for their request (`_Refused`)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: Callable[[], int],
+                 linger: Callable[[], int] = lambda: LINGER_MAX) -> None:
         self.limit = limit
+        self.linger = linger
         self.open = 0
         self.refused = 0
         self.lingering = 0
 
     def factory(self, make: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         def protocol() -> asyncio.Protocol:
-            if self.open >= self.limit:
+            limit = self.limit()
+            if self.open >= limit:
                 self.refused += 1
                 if self.refused == 1 or self.refused % 1000 == 0:
-                    log.warning("HTTP connection refused: %d open, max_connections %d "
-                                "(refused so far: %d)", self.open, self.limit, self.refused)
-                return _Refused(self)
+                    log.warning("HTTP connection refused: %d open, at most %d (max_connections, "
+                                "or what the open-files limit leaves; refused so far: %d)",
+                                self.open, limit, self.refused)
+                return _Refused(self, limit, self.linger())
             self.open += 1
             return _Counted(make(), self)
 
@@ -80,8 +122,8 @@ class Connections:
 def _answer(limit: int) -> bytes:
     body = json.dumps({"status": "error", "results": [], "took": 0, "error": {
         "code": "UNAVAILABLE",
-        "message": f"too many connections: the server holds at most {limit} "
-                   "(max_connections); try again",
+        "message": f"too many connections: the server holds at most {limit} now "
+                   "(max_connections, or what its open-files limit leaves); try again",
     }}).encode()
     return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             b"Connection: close\r\nRetry-After: 1\r\nContent-Length: "
@@ -92,10 +134,15 @@ class _Refused(asyncio.Protocol):
     """Answers 503 once the request starts to arrive (a client still writing
     its request to a connection closed under it would read a reset, not the
     answer), or after LINGER seconds of silence; then reads and drops what
-    comes until the client closes, LINGER seconds at most."""
+    comes until the client closes, LINGER seconds at most. At most `linger`
+    wait so (LINGER_MAX, fewer when the open-files limit leaves fewer, as for
+    connections: 219 lingering beside 750 tables took the last descriptors);
+    past them one is answered and closed at once."""
 
-    def __init__(self, connections: Connections) -> None:
+    def __init__(self, connections: Connections, limit: int, linger: int) -> None:
         self.connections = connections
+        self.limit = limit
+        self.linger = linger
         self.transport: Any = None  # uvloop's transports are no asyncio.Transport
         self.answered = False
         self.lingers = False
@@ -103,8 +150,8 @@ class _Refused(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        if self.connections.lingering >= LINGER_MAX:  # a flood: no descriptor waits
-            transport.write(_answer(self.connections.limit))
+        if self.connections.lingering >= self.linger:  # a flood: no descriptor waits
+            transport.write(_answer(self.limit))
             transport.close()
             self.answered = True
             return
@@ -130,7 +177,7 @@ class _Refused(asyncio.Protocol):
         if self.answered:
             return
         self.answered = True
-        self.transport.write(_answer(self.connections.limit))
+        self.transport.write(_answer(self.limit))
         if self.transport.can_write_eof():
             self.transport.write_eof()
         if self.timer is not None:

@@ -14,6 +14,7 @@ import secrets
 import ssl
 from typing import Any
 
+from .. import limits
 from ..auth import USER_ID
 from ..config_checks import tls_context
 from ..state import Cairn, Session
@@ -25,7 +26,7 @@ log = logging.getLogger("cairn.pgwire")
 
 STARTUP_TIMEOUT = 30.0
 SHUTDOWN = messages.error("FATAL", "57P01", "terminating connection due to administrator command")
-MAX_CONNECTIONS = 200
+MAX_CONNECTIONS = limits.PGWIRE_MAX  # fewer when the open-files limit leaves fewer
 
 
 class PgServer:
@@ -42,6 +43,15 @@ class PgServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
+        self.open_files = limits.open_files_limit()  # raised at start (server/cli.py)
+
+    def max_clients(self) -> int:
+        """Connections allowed now: MAX_CONNECTIONS, fewer when the open-files
+        limit leaves fewer once the HTTP listener's and the catalog's
+        descriptors are kept (server/limits.py)."""
+        return min(MAX_CONNECTIONS, limits.pgwire_limit(
+            self.cairn.config.server.max_connections, self.open_files,
+            self.cairn.catalog.descriptors()))
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._client, self.cfg.host, self.cfg.port)
@@ -92,7 +102,7 @@ class PgServer:
         self._clients.add(writer)
         pid = 0
         try:
-            if len(self._clients) > MAX_CONNECTIONS:
+            if len(self._clients) > self.max_clients():
                 raise PgError("53300", "sorry, too many clients already", severity="FATAL")
             started = await asyncio.wait_for(self._startup(reader, writer), STARTUP_TIMEOUT)
             if started is None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+from rocksdict import Options, Rdict
 
 from catalog import (
     Backup,
@@ -205,3 +208,52 @@ def test_a_record_is_written_as_asdict_would_write_it_without_copying_it(
 
     monkeypatch.setattr(dataclasses, "asdict", only_nested)
     assert [r.dumps() for r in records] == expected
+
+
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_family_created_holds_a_descriptor_until_dropped(tmp_path: Path) -> None:
+    """RocksDB opens the catalog's directory again for each column family
+    created while it runs (a table's write buffer), and keeps it until the
+    family is dropped; server/limits.py keeps that many from connections."""
+    catalog = Catalog(tmp_path / "catalog")
+    before = _open_fds()
+    for i in range(30):
+        catalog.family(f"t{i}")
+    assert catalog.descriptors() == 30 == _open_fds() - before
+    for i in range(10):
+        catalog.drop_family(f"t{i}")
+    time.sleep(1.1)  # the data files are counted at most once a second
+    assert catalog.descriptors() == 20 == _open_fds() - before
+    catalog.close()
+    catalog = Catalog(tmp_path / "catalog")  # opened with the catalog: one for them all
+    try:
+        assert catalog.descriptors() == 0 and catalog.has_family("t29")
+    finally:
+        catalog.close()
+
+
+def test_the_catalogs_data_files_are_counted(tmp_path: Path) -> None:
+    """RocksDB keeps every data (SST) file open, one or more per table with
+    rows in its write buffer: 40 tables, 40 descriptors, which
+    server/limits.py did not count."""
+    path = tmp_path / "catalog"
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.create_missing_column_families(True)
+    db = Rdict(str(path), opts, column_families={f"t{i}": Options(raw_mode=True)
+                                                 for i in range(40)})
+    for i in range(40):
+        db.get_column_family(f"t{i}").put(b"k", b"v")
+    db.close()  # each family's rows go to a data file of its own
+    before = _open_fds()
+    catalog = Catalog(path)
+    try:
+        held = _open_fds() - before
+        assert 40 <= catalog.descriptors() <= held, (catalog.descriptors(), held)
+    finally:
+        catalog.close()
