@@ -70,8 +70,12 @@ def forget_dropped(cairn: Cairn, ctx: JobContext, repo: Repository,
             if repo.has_manifest(backup_id):
                 continue
         except CairnError as exc:  # cannot look now: the record stays, as it was
-            log.warning("backup %s: could not look for its manifest after recording it: %s",
-                        backup_id, exc.message)
+            # The manifest was written (and checked) before the record: the
+            # backup is complete and `completed` is the truth; only a drop by
+            # another server meanwhile goes unseen (too many open files, say).
+            log.warning("backup %s is complete and recorded, but could not look for its "
+                        "manifest again (a drop by another server meanwhile would go "
+                        "unseen): %s", backup_id, exc.message)
             continue
         record = cairn.catalog.get(Backup, backup_id)
         if record is not None and record.job_id == ctx.job_id:

@@ -12,13 +12,20 @@ skipped by keep_last, on this server and on another sharing the target."""
 from __future__ import annotations
 
 import copy
+import errno
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from server import faults
 from server.app import create_app
 from server.config import Config
+from storage.backup.oserrors import reading
+from storage.backup.pruning import LocksAndPrune
 from tests.helpers import Gate, err, fill, rows, state, target_files, wait_job
 
 
@@ -177,3 +184,32 @@ async def test_a_backup_another_server_dropped_before_it_was_recorded_is_forgott
         "list it")
     assert await rows(a, "SELECT backup_id FROM system.backups") == []
     assert target_files(target)["objects"] == set()
+
+
+async def test_a_backup_whose_target_cannot_be_looked_at_after_its_record_is_completed(
+        client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The job looks at the target again once it has recorded its backup (for a
+    drop by another server meanwhile). That look failing (too many open files)
+    left it `completed` and a WARNING "could not look for its manifest after
+    recording it": `completed` is the truth, since the manifest was written
+    and checked before the record; the WARNING now says so."""
+    await fill(client, files=1)
+
+    def short(self: LocksAndPrune, backup_id: str) -> bool:
+        with reading(self.uri):
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(LocksAndPrune, "has_manifest", short)
+    with caplog.at_level(logging.WARNING, logger="cairn.backup"):
+        (done,) = await rows(client, "BACKUP DATABASE app TO 'bk'")
+    assert done["status"] == "completed"
+    job = (await rows(client, f"SHOW JOB '{done['job_id']}'"))[0]
+    assert job["status"] == "completed" and not job["error_message"], job
+    assert f"backup {done['backup_id']} is complete and recorded" in caplog.text
+    assert "too many open files" in caplog.text
+    monkeypatch.undo()
+    (listed,) = await rows(client, "SHOW BACKUPS IN 'bk'")
+    assert listed["backup_id"] == done["backup_id"]
+    (verified,) = await rows(client, f"VERIFY BACKUP '{done['backup_id']}' IN 'bk'")
+    assert verified["is_valid"] is True, verified
