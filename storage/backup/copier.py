@@ -39,6 +39,8 @@ import subprocess
 import sys
 import threading
 
+from catalog.diskerrors import shortage
+
 from .. import priority
 from . import copyloop
 from .transfer import ErrorMapper, OnBytes, ShouldStop, check_stop
@@ -230,6 +232,10 @@ def _take() -> _Copier | None:
     try:
         copier = _Copier()
     except OSError as exc:
+        if shortage(exc) is not None:  # too many open files now: not for good
+            log.warning("cannot start a copier process now (%s); this copy runs in the "
+                        "server's thread", exc)
+            return None
         log.warning("cannot start a copier process (%s); copies run in the server's threads",
                     exc)
         _enabled = False

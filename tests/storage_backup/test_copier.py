@@ -16,6 +16,7 @@ import pytest
 from catalog.errors import Cancelled
 from storage.backup import copier, fastcopy
 from storage.backup.transfer import CHUNK_SIZE
+from tests.helpers import no_descriptor_left
 
 from .conftest import kill_copiers_at_first_step
 
@@ -140,3 +141,31 @@ def test_a_copier_that_dies_mid_copy_leaves_the_copy_to_the_caller(tmp_path: Pat
     assert (n, sha) == (len(data), hashlib.sha256(data).hexdigest())
     assert (tmp_path / "dst").read_bytes() == data
     assert not set(killed) & set(copier.idle_pids())
+
+
+def test_too_many_open_files_leaves_copier_processes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copier process that could not start for want of file descriptors
+    (EMFILE) turned copier processes off until the server restarted: every
+    later copy ran on the server's threads. Now that copy does, and the next
+    one goes to a copier process again."""
+    data = os.urandom(CHUNK_SIZE + 1)
+    (tmp_path / "src").write_bytes(data)
+    monkeypatch.setattr(copier, "_idle", [])  # none kept: one must start
+    s, d = _fds(tmp_path / "src", tmp_path / "dst")
+    try:
+        with no_descriptor_left():
+            n, sha = fastcopy.copy_file(s, d, None)
+    finally:
+        os.close(s)
+        os.close(d)
+    assert (n, sha) == (len(data), hashlib.sha256(data).hexdigest())
+    assert copier.enabled()
+    started = copier.started
+    s, d = _fds(tmp_path / "src", tmp_path / "dst2")
+    try:
+        assert fastcopy.copy_file(s, d, None) == (n, sha)
+    finally:
+        os.close(s)
+        os.close(d)
+    assert copier.started == started + 1
