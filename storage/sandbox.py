@@ -5,8 +5,9 @@
    files (ATTACH, COPY, INSTALL, LOAD, PRAGMA, SET, EXPORT, CREATE, ...), no
    table function but `range`/`generate_series`/`unnest`, no file-reading or
    settings-reading scalar function, no table name that looks like a path;
-   and no value built from a number past its bound (value_bounds.py: DuckDB's
-   memory limit does not cover the strings and lists scalar functions build).
+   and no value built from a number past its bound, nor a function whose
+   working memory outgrows its arguments (value_bounds.py: DuckDB's memory
+   limit does not cover the strings and lists scalar functions build).
 2. DuckDB itself: `enable_external_access = false` with `allowed_directories`
    limited to the data dir's `files/` (Cairn's own reads of its Parquet files),
    Python replacement scans off, and `lock_configuration = true` so no SQL can
@@ -202,6 +203,7 @@ def check_fragment(expression: exp.Expression) -> None:
     VALUES row, a subquery) configures DuckDB or reaches files or the network;
     INVALID_ARGUMENT past MAX_JOINS joins."""
     joins = 0
+    budget = value_bounds.Budget()
     for node in expression.walk():
         if isinstance(node, DENIED_NODES):
             raise PermissionDenied(f"{type(node).__name__.upper()} is not allowed in a query")
@@ -223,9 +225,13 @@ def check_fragment(expression: exp.Expression) -> None:
                     f"function {name}() is not allowed: queries cannot touch files, the "
                     "network or settings"
                 )
-            value_bounds.check(node, name)
+            budget.check(node, name)
         elif isinstance(node, exp.Parameter | exp.Placeholder | exp.SessionParameter):
             raise PermissionDenied("parameters and variables are not allowed in a query")
+        elif isinstance(node, exp.SimilarTo):
+            value_bounds.check_pattern(node.expression, "SIMILAR TO")
+        elif isinstance(node, exp.Literal) and node.is_string:
+            budget.literal(node)
         elif isinstance(node, exp.DataType | exp.Literal) and _unsigned_huge(node):
             raise InvalidArgument(
                 "UHUGEINT is not supported (an answer cannot carry its values past "

@@ -322,6 +322,12 @@ class CatalogEngine:
         tree = tree.transform(lambda n: _rewrite(n, info))
         # The bounds of any query (a catalog query may compute anything besides):
         # values built from a number, the answer's size, the statement timeout.
+        budget = value_bounds.Budget()
+        for node in tree.find_all(exp.SimilarTo, exp.Literal):
+            if isinstance(node, exp.SimilarTo):
+                value_bounds.check_pattern(node.expression, "SIMILAR TO")
+            elif isinstance(node, exp.Literal) and node.is_string:
+                budget.literal(node)  # a long one copied per element of a lambda
         for func in tree.find_all(exp.Func):
             name = function_name(func)
             # What the sandbox denies but PostgreSQL's own pg_ functions
@@ -329,7 +335,7 @@ class CatalogEngine:
             if not name.startswith("pg_") and denied_function(name):
                 raise PermissionDenied(f"function {name}() is not allowed: queries cannot touch "
                                        "files, the network or settings")
-            value_bounds.check(func, name)
+            budget.check(func, name)
         server = cairn.config.server
         sql = tree.sql(dialect="duckdb")
         with self._lock:

@@ -1,0 +1,89 @@
+"""Short SELECTs whose values, or the work of building them, grow faster
+than what the query writes: refused before DuckDB runs anything (none of
+this memory is DuckDB's to limit). Each statement here is small enough to
+run harmlessly where the check is missing; the attacker's versions killed
+the server (storage/value_bounds.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from server.app import create_app
+from server.config import Config
+from tests.helpers import err, ok, rows
+
+LONG = "'" + "x" * 300 + "'"  # a literal copied once per element
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, cairn_config: Config) -> Any:
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);"
+                     "INSERT INTO app.t VALUES (1, 'a,b'), (2, 'c')")
+    return client
+
+
+REFUSED = [
+    # An (n+2)^2 matrix: two strings of 12,000 characters took 1.1 GB.
+    ("SELECT damerau_levenshtein('ab', 'ba')", "damerau_levenshtein()"),
+    ("SELECT 'ab'.damerau_levenshtein('ba')", "damerau_levenshtein()"),
+    # A call on literals inside a lambda runs once per element: its bound is
+    # shared among them (range(1048576) a thousand times killed the server).
+    ("SELECT len(list_transform(range(20), x -> range(4000)))", "range()"),
+    ("SELECT list_transform(range(20), lambda x: generate_series(1, 4000))", "generate_series()"),
+    ("SELECT list_transform(range(200), x -> repeat('y', 400))", "repeat()"),
+    ("SELECT list_transform(range(200), x -> lpad('a', 400, 'b'))", "lpad()"),
+    ("SELECT list_transform(range(200), x -> list_resize([1], 400))", "list_resize()"),
+    ("SELECT list_transform(range(20), x -> printf('%4000d', x))", "printf()"),
+    ("SELECT [range(7000) for x in range(10)]", "range()"),
+    ("SELECT [x for x in range(10) if len(range(7000)) > 0]", "range()"),
+    ("SELECT list_filter(range(100), x -> len(range(1000)) > x)", "range()"),
+    ("SELECT list_reduce(range(100), (a, b) -> a + len(range(1000)))", "range()"),
+    # Nested lambdas multiply: 100 x 100 runs of lpad(.., 10).
+    ("SELECT list_transform(range(100), x -> list_transform(range(100), y -> lpad('a', 10, 'b')))",
+     "lpad()"),
+    # Over a list the query does not write out, the runs cannot be counted.
+    ("SELECT list_transform(string_split(v, ','), x -> lpad(x, 3, '0')) FROM app.t", "lpad()"),
+    (f"SELECT list_transform(string_split(v, ','), x -> {LONG}) FROM app.t", "string literal"),
+    (f"SELECT list_transform(range(300), x -> {LONG})", "string literal"),
+    # A list's elements weigh their bytes; list_resize's fill is copied n times.
+    (f"SELECT repeat([{LONG}], 4000)", "repeat()"),
+    (f"SELECT list_resize([''], 4000, {LONG})", "list_resize()"),
+    ("SELECT list_resize([''], 10, v) FROM app.t", "list_resize()"),
+    # Each call within its bound, too many of them in one statement.
+    ("SELECT " + ", ".join(["lpad('a', 1048576, 'b')"] * 5), "lpad"),
+    # RE2 expands counted repetitions before its own size limit applies:
+    # 50 x a{1,1000} took 17 s, 72 KB of them 1.1 GB; a pattern from a
+    # column, any size.
+    ("SELECT regexp_matches('a', '" + "a{1,1000}" * 11 + "')", "regexp_matches()"),
+    ("SELECT regexp_replace(v, '" + "\\pL" * 340 + "', '') FROM app.t", "regexp_replace()"),
+    ("SELECT regexp_matches('a', v) FROM app.t", "regexp_matches()"),
+    ("SELECT 'a' SIMILAR TO v FROM app.t", "SIMILAR TO"),
+    ("SELECT 'a' SIMILAR TO '" + "a{1,1000}" * 11 + "'", "SIMILAR TO"),
+]
+
+
+@pytest.mark.parametrize(("text", "name"), REFUSED)
+async def test_a_value_that_outgrows_the_query_is_refused(client: Any, text: str,
+                                                          name: str) -> None:
+    message = await err(client, text, "INVALID_ARGUMENT")
+    assert name in message, message
+
+
+async def test_lambdas_within_the_bounds_run(client: Any) -> None:
+    one = await rows(client, "SELECT list_transform(range(3), x -> lpad(x::VARCHAR, 3, '0')) AS p, "
+                             "[repeat('ab', 2) for x in range(2)] AS r, "
+                             "len(list_transform(range(20), x -> range(3000))) AS n, "
+                             "list_transform(range(2), x -> list_transform(range(2), "
+                             "y -> lpad('a', 2, 'b'))) AS nested, "
+                             "levenshtein('kitten', 'sitting') AS d, "
+                             "regexp_matches('abc', '^[a-c]{1,1000}$') AS m, "
+                             "'abc' SIMILAR TO 'a.c' AS s")
+    assert one == [{"p": ["000", "001", "002"], "r": ["abab", "abab"], "n": 20,
+                    "nested": [["ba", "ba"], ["ba", "ba"]], "d": 3, "m": True, "s": True}]
+    # A lambda over a column's list without a bounded call in it is as before.
+    got = await rows(client, "SELECT list_transform(string_split(v, ','), x -> x || '!') AS l "
+                             "FROM app.t ORDER BY id")
+    assert got == [{"l": ["a!", "b!"]}, {"l": ["c!"]}]
