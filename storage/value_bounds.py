@@ -24,8 +24,9 @@ spell out (a column, a function's result) may not hold such a call at all.
 once and built a list of 8 MiB a thousand times (the server was killed).
 A string literal of more than LAMBDA_LITERAL bytes in a lambda counts the same
 (it is copied once per element). And a statement's calls together stay within
-STATEMENT_MAX (a call fed by a column counting ROW_FACTOR times its size):
-a SELECT of many `range(1048576)` passed each bound.
+STATEMENT_MAX (a call fed by a column, or building a map, counting
+ROW_FACTOR times its size): a SELECT of many `range(1048576)` passed each
+bound.
 
 A few functions need memory that grows faster than their arguments, outside
 DuckDB's limit: refused whatever their arguments (QUADRATIC).
@@ -50,6 +51,10 @@ ROW_MAX = 1 << 16  # 65,536: of a call fed by a column (one value per row)
 ROW_FACTOR = CONSTANT_MAX // ROW_MAX  # a call fed by a column counts 16 times its size
 STATEMENT_MAX = 4 * CONSTANT_MAX  # all of a statement's calls together
 LAMBDA_LITERAL = 256  # bytes of a string literal in a lambda copied freely per element
+# DuckDB holds ~900 bytes an entry while it builds a map (map(range(1048576),
+# range(1048576)): 975 MB and 8 s; two of them 1.4 GB): a list built for a map
+# counts ROW_FACTOR times its size, as one fed by a column does.
+_MAPS = (exp.Map, exp.MapFromEntries)
 
 # Working memory past what they are given or return, none of it DuckDB's to
 # limit: damerau_levenshtein of two strings of n characters allocates an
@@ -109,19 +114,20 @@ class Budget:
 
     def __init__(self) -> None:
         self.used = 0
-        self._seen: dict[int, tuple[int | None, bool]] = {}
+        self._seen: dict[int, tuple[int | None, bool, bool]] = {}
 
-    def _where(self, node: exp.Expr) -> tuple[int | None, bool]:
+    def _where(self, node: exp.Expr) -> tuple[int | None, bool, bool]:
         """How many times `node` runs per row (or per query): the elements
         of every lambda around it multiplied, 1 outside any, None if one of
-        those lists is not written out in the query; and whether it is in a
-        lambda at all. Remembered by node, so a deep tree is climbed once."""
+        those lists is not written out in the query; whether it is in a
+        lambda at all; and whether in a map's arguments. Remembered by
+        node, so a deep tree is climbed once."""
         path: list[exp.Expr] = []
         at: exp.Expr | None = node
         while at is not None and id(at) not in self._seen:
             path.append(at)
             at = at.parent
-        copies, inside = self._seen[id(at)] if at is not None else (1, False)
+        copies, inside, mapped = self._seen[id(at)] if at is not None else (1, False, False)
         for child in reversed(path):
             parent = child.parent
             source = False if parent is None else _edge(parent, child)
@@ -129,8 +135,10 @@ class Budget:
                 inside = True
                 count = None if copies is None else 1 if source is None else _elements(source)
                 copies = None if count is None or copies is None else copies * max(count, 1)
-            self._seen[id(child)] = (copies, inside)
-        return copies, inside
+            mapped = mapped or isinstance(parent, _MAPS) or (
+                isinstance(parent, exp.Anonymous) and parent.name.lower() == "map_concat")
+            self._seen[id(child)] = (copies, inside, mapped)
+        return copies, inside, mapped
 
     def check(self, node: exp.Func, name: str) -> None:
         """Raise INVALID_ARGUMENT if `node` (named `name`) may build a value
@@ -146,7 +154,7 @@ class Budget:
         if not _builds(node, name):
             return
         name = _shown(node, name)
-        copies, inside = self._where(node)
+        copies, inside, mapped = self._where(node)
         size = _size(node, name, copies, inside)
         if size is None:
             return
@@ -155,7 +163,7 @@ class Budget:
                 f"{name}() inside a lambda runs once per element of a list the query does "
                 "not write out (a column, a function's result): its size cannot be bounded "
                 "there; map over range(n) or a list written in the query")
-        self._spend(name, size * copies, copies > 1 or _bound(node) == ROW_MAX)
+        self._spend(name, size * copies, copies > 1 or mapped or _bound(node) == ROW_MAX)
 
     def literal(self, node: exp.Literal) -> None:
         """A long string literal inside a lambda: copied once per element."""
@@ -164,7 +172,7 @@ class Budget:
         size = len(str(node.this).encode())
         if size <= LAMBDA_LITERAL:
             return
-        copies, inside = self._where(node)
+        copies, inside, _ = self._where(node)
         if not inside:
             return
         if copies is None:
@@ -182,8 +190,8 @@ class Budget:
         if self.used > STATEMENT_MAX:
             raise InvalidArgument(
                 f"{name}: a statement's lists and strings built from numbers come to at "
-                f"most {STATEMENT_MAX:,} bytes or elements in all (one fed by a column, or "
-                f"inside a lambda, counts {ROW_FACTOR} times its size)")
+                f"most {STATEMENT_MAX:,} bytes or elements in all (one fed by a column, "
+                f"inside a lambda or building a map counts {ROW_FACTOR} times its size)")
 
 
 def check(node: exp.Func, name: str) -> None:

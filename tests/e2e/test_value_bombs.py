@@ -54,6 +54,8 @@ REFUSED = [
     ("SELECT list_resize([''], 10, v) FROM app.t", "list_resize()"),
     # Each call within its bound, too many of them in one statement.
     ("SELECT " + ", ".join(["lpad('a', 1048576, 'b')"] * 5), "lpad"),
+    # A map holds ~900 bytes an entry (range(1048576) of them: 975 MB).
+    ("SELECT cardinality(map(range(140000), range(140000)))", "map"),
     # RE2 expands counted repetitions before its own size limit applies:
     # 50 x a{1,1000} took 17 s, 72 KB of them 1.1 GB; a pattern from a
     # column, any size.
