@@ -33,6 +33,9 @@ CODES = {
     409: {"ALREADY_EXISTS", "CANCELLED"},
     413: {"REQUEST_TOO_LARGE"},
     422: {"BACKUP_INVALID"},
+    # a generated target on object storage (`'s3://b'`) cannot be reached here: the
+    # project's documented code for a target that cannot be reached now
+    503: {"UNAVAILABLE"},
 }
 
 
