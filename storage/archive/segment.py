@@ -177,9 +177,14 @@ def read_header(data: bytes, what: str) -> tuple[Header, bytes]:
     except msgspec.ValidationError as exc:
         raise BackupInvalid(f"{what} is corrupt: {exc}") from None
     body_doc = {k: v for k, v in doc.items() if k != "header_sha256"}
-    if hashlib.sha256(_canonical(body_doc)).hexdigest() != header.header_sha256:
+    try:
+        body_bytes, canonical = _canonical(body_doc), _canonical(doc)
+    except (UnicodeEncodeError, ValueError):  # a lone surrogate, NaN: no canonical form
+        raise BackupInvalid(f"{what} is corrupt: its header holds a lone surrogate escape "
+                            "or a number JSON has no form for") from None
+    if hashlib.sha256(body_bytes).hexdigest() != header.header_sha256:
         raise BackupInvalid(f"{what} is corrupt: header_sha256 mismatch")
-    if _canonical(doc) != raw:
+    if canonical != raw:
         raise BackupInvalid(f"{what} is corrupt: header differs from the canonical form")
     return header, data[end + 1:]
 

@@ -144,6 +144,21 @@ def test_crafted_headers_are_refused(change: dict[str, object]) -> None:
         segment.decode(_resealed(data, **change), NS, AID, name)
 
 
+@pytest.mark.parametrize("field", ["namespace", "archive_id", "key", "plain_sha256"])
+def test_a_header_holding_a_lone_surrogate_is_refused(field: str) -> None:
+    """`"namespace":"\ud800"` (JSON reads it, msgspec takes it as a str) had
+    no canonical form to check: UnicodeEncodeError, a 500 of VERIFY ARCHIVE
+    and RESTORE as_of. It is damage, BACKUP_INVALID."""
+    name, _, data = make()
+    head, body = data.split(b"\n", 1)
+    doc = json.loads(head)
+    doc[field] = "PLACEHOLDER"
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":")).replace(
+        '"PLACEHOLDER"', '"\\ud800"')
+    with pytest.raises(BackupInvalid, match="corrupt"):
+        segment.decode(text.encode() + b"\n" + body, NS, AID, name)
+
+
 def _with_changes(cs: object, name: SegmentName, version: int = 1, count: int = 3) -> bytes:
     """A segment whose body is crafted (checksums right, content wrong)."""
     return _with_plain(msgspec.msgpack.encode(cs), name, version, count)
