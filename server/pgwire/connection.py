@@ -57,7 +57,7 @@ class Connection:
         self.statements: Kept[Prepared] = Kept(tally, Prepared.size)
         self.portals: Portals[Portal] = Portals(tally, Portal.size)
         self.skipping = False
-        self.busy = self.cancelled = False  # see cancel()
+        self.busy = self.cancelled = self.waiting = False  # see cancel()
         self.jobs: set[str] = set()
         self.running: asyncio.Future[Any] | None = None
         self.send_timeout = cairn.config.server.send_timeout_seconds
@@ -72,17 +72,17 @@ class Connection:
         }
         handled = 0
         while True:
-            # Reading buffered bytes does not suspend: a pipelining client
-            # (a flood of Sync) had the event loop to itself without this.
+            # Reading buffered bytes does not suspend: a flood of Sync had the loop.
             handled += 1
             if handled % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-            # Nothing more is read while the replies written so far wait past
-            # the high-water mark: each Execute of a prepared 1 MB SET wrote a
-            # 1 MB ParameterStatus, and a client that read none of them grew the
-            # server by 800 MB for the 23 KB it sent.
+            # Nothing more is read while the replies written so far wait past the
+            # high-water mark: a client that read no 1 MB ParameterStatus of its
+            # prepared 1 MB SETs grew the server by 800 MB for the 23 KB it sent.
             await self._drain()
+            self.waiting = True  # suspended here only for the client's next bytes
             tag, body = await messages.read_message(self.reader, self.limit)
+            self.waiting = False
             if tag == b"X":
                 return
             handler = handlers.get(tag)
@@ -146,9 +146,9 @@ class Connection:
 
     def cancel(self) -> None:
         """A CancelRequest named this connection. Busy, its next statement up to
-        ReadyForQuery is 57014 (one between two pipelined INSERTs was dropped: the
-        batch ran to its end); idle, nothing happens, as in PostgreSQL."""
-        if self.busy:
+        ReadyForQuery is 57014 (one between two pipelined INSERTs was dropped);
+        idle or awaiting the client's next message, nothing happens, as in PostgreSQL."""
+        if self.busy and not self.waiting:
             self.cancelled = True
         if self.running is None or self.running.done():
             return

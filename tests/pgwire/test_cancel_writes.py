@@ -176,3 +176,24 @@ def test_a_cancelled_executemany_stops_its_batch(table: PgServer) -> None:
             other.cursor().executemany("INSERT INTO cw.p VALUES (%s)", [(i,) for i in range(3000)])
         count = conn.execute("SELECT count(*) FROM cw.p").fetchone()
         assert count is not None and count[0] < 3000
+
+
+def test_a_cancel_while_waiting_for_the_client_mid_pipeline_changes_nothing(
+        table: PgServer) -> None:
+    """A statement answered, then Flush (no Sync): the server waits for the
+    client's next message. A cancel then was held and failed the client's
+    next Execute with 57014; PostgreSQL ignores a cancel while it reads."""
+    sock, key = _connect_keyed(table)
+    parse = _msg(b"P", b"st\x00SELECT 42\x00\x00\x00")
+    bind_execute = (_msg(b"B", b"\x00st\x00\x00\x00\x00\x00\x00\x00")
+                    + _msg(b"E", b"\x00\x00\x00\x00\x00"))
+    sock.sendall(parse + bind_execute + _msg(b"H"))
+    got: list[bytes] = []
+    while b"C" not in got:
+        got += [m[0] for m in _read_all(sock)]
+    _cancel(table, key)
+    time.sleep(0.2)  # the cancel is taken while the server waits for this connection
+    sock.sendall(bind_execute + _msg(b"S"))
+    msgs = _read_all(sock)
+    assert [m[0] for m in msgs] == [b"2", b"D", b"C", b"Z"], msgs
+    sock.close()
