@@ -46,6 +46,8 @@ from sqlglot import exp
 
 from catalog.errors import InvalidArgument
 
+from .jsondepth import nesting_depth
+
 CONSTANT_MAX = 1 << 20  # 1,048,576: elements or bytes of a call on literals only
 ROW_MAX = 1 << 16  # 65,536: of a call fed by a column (one value per row)
 ROW_FACTOR = CONSTANT_MAX // ROW_MAX  # a call fed by a column counts 16 times its size
@@ -65,6 +67,12 @@ QUADRATIC = {
     "damerau_levenshtein": "it allocates a matrix of both lengths multiplied (two strings "
                            "of 12,000 characters took 1.1 GB); use levenshtein()",
 }
+
+# Functions whose second argument is a structure written as JSON: DuckDB builds
+# its type by recursing, past the query timeout (a 6 KB from_json of 1,500
+# levels took 53 s of CPU, 3,000 levels minutes, unstoppable).
+STRUCTURED = {"from_json", "from_json_strict", "json_transform", "json_transform_strict"}
+STRUCTURE_DEPTH = 64
 
 _COUNT_ARG = {"list_resize": 1, "array_resize": 1, "bitstring": 1, "equi_width_bins": 2}
 _PRINTF_SPEC = re.compile(r"%%|%[-+ #0']*(\*|\d+)?(?:\.(\*|\d+)?)?")
@@ -145,6 +153,8 @@ class Budget:
         past the bounds, or past what the statement's other calls left."""
         if name in QUADRATIC:
             raise InvalidArgument(f"{name}() is not available: {QUADRATIC[name]}")
+        if name in STRUCTURED:
+            _check_structure(node, name)
         if name in REGEX_FUNCTIONS:
             args = node.expressions if isinstance(node, exp.Anonymous) else \
                 [node.this, node.args.get("expression")]
@@ -192,6 +202,22 @@ class Budget:
                 f"{name}: a statement's lists and strings built from numbers come to at "
                 f"most {STATEMENT_MAX:,} bytes or elements in all (one fed by a column, "
                 f"inside a lambda or building a map counts {ROW_FACTOR} times its size)")
+
+
+def _check_structure(node: exp.Func, name: str) -> None:
+    """INVALID_ARGUMENT if the structure a from_json-like call is given nests
+    deeper than STRUCTURE_DEPTH (a literal; DuckDB refuses any other)."""
+    args = list(node.iter_expressions())
+    shape = args[1] if len(args) > 1 else None
+    while isinstance(shape, exp.Paren | exp.Cast):
+        shape = shape.this
+    if isinstance(shape, exp.Literal) and shape.is_string:
+        text = str(shape.this).encode()
+        if text.count(b"[") + text.count(b"{") > STRUCTURE_DEPTH and (
+                depth := nesting_depth(text)) > STRUCTURE_DEPTH:
+            raise InvalidArgument(
+                f"{name}(): its structure nests {depth} deep, more than {STRUCTURE_DEPTH}: "
+                "DuckDB builds the type by recursing, past the query timeout")
 
 
 def check(node: exp.Func, name: str) -> None:

