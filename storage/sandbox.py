@@ -251,9 +251,16 @@ def _hex_bytea(node: exp.Cast) -> bool:
     """`'\\x00ff6162'::bytea`: PostgreSQL's hex form of two or more bytes (what
     psycopg2 and psycopg's ClientCursor write), which DuckDB's BLOB cast reads
     as one byte and six characters: 7 bytes were stored where 4 were sent."""
+    if node.to.this != exp.DataType.Type.VARBINARY:
+        return False
     value = node.this
-    return (node.to.this == exp.DataType.Type.VARBINARY and isinstance(value, exp.Literal)
-            and value.is_string and _HEX_BYTES.fullmatch(value.this) is not None)
+    text_types = (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR)
+    while isinstance(value, exp.Paren) or (isinstance(value, exp.Cast)
+                                           and value.to.this in text_types):
+        value = value.this  # ('\\x0102')::bytea, '\\x0102'::TEXT::bytea
+    text = (value.this if isinstance(value, exp.Literal) and value.is_string
+            else value.this if isinstance(value, exp.ByteString) else None)  # E'\\\\x0102'
+    return isinstance(text, str) and _HEX_BYTES.fullmatch(text) is not None
 
 
 def _bignum(node: exp.DataType) -> bool:
