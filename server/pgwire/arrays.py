@@ -13,12 +13,12 @@ from typing import Any
 # array oid -> element oid, as pg_type's typelem
 ELEMENTS = {1000: 16, 1005: 21, 1007: 23, 1016: 20, 1009: 25, 1015: 1043, 1014: 1042,
             1021: 700, 1022: 701, 1231: 1700, 1182: 1082, 1115: 1114, 1185: 1184,
-            2951: 2950, 1028: 26}
+            2951: 2950, 1028: 26, 1001: 17}
 ARRAY_OF = {element: array for array, element in ELEMENTS.items() if array != 1014}
 # element oid -> the DuckDB type of an empty list of them
 _DUCK = {16: "BOOLEAN", 21: "SMALLINT", 23: "INTEGER", 20: "BIGINT", 25: "VARCHAR",
          1043: "VARCHAR", 1042: "VARCHAR", 700: "REAL", 701: "DOUBLE", 1700: "DOUBLE",
-         1082: "DATE", 1114: "TIMESTAMP", 1184: "TIMESTAMP", 2950: "UUID", 26: "BIGINT"}
+         1082: "DATE", 1114: "TIMESTAMP", 1184: "TIMESTAMP", 2950: "UUID", 26: "BIGINT", 17: "BLOB"}
 
 
 class PgArray(list[Any]):

@@ -85,9 +85,9 @@ def _oid_of_cast(to: exp.DataType) -> int:
 
 
 def _is_any(node: exp.Expression) -> bool:
-    """`ANY(…)` (sqlglot's own node) or `ALL(…)` (a call to it by name)."""
+    """`ANY(…)` (sqlglot's own node), or `ALL(…)` and `SOME(…)` (calls by name)."""
     return isinstance(node, exp.Any) or (
-        isinstance(node, exp.Anonymous) and str(node.this).upper() == "ALL"
+        isinstance(node, exp.Anonymous) and str(node.this).upper() in ("ALL", "SOME")
         and len(node.expressions) == 1)
 
 

@@ -92,6 +92,9 @@ def test_asyncpg_arrays_are_lists(pg: PgServer) -> None:
         ("i = ANY($1::INT[])", [10, 30], [1, 3]), ("k <> ALL($1)", [2], [1, 3]),
         ("d = ANY($1)", [dt.date(2020, 1, 2)], [2]), ("b = ANY($1)", [True], [1, 3]),
         ("n = ANY($1)", [decimal.Decimal("2.50")], [2]), ("k = ANY($1)", [], []),
+        # SOME is PostgreSQL's ANY; bytea[] (were refused: "UNNEST() … not VARCHAR")
+        ("k = SOME($1)", [1, 3], [1, 3]), ("x = ANY($1)", [b"\x00\xffa"], [2]),
+        ("x = ANY($1::bytea[])", [b"\x01", b"zz"], [1]),
     ]
 
     async def run() -> list[list[int]]:
@@ -99,11 +102,12 @@ def test_asyncpg_arrays_are_lists(pg: PgServer) -> None:
         try:
             await conn.execute("CREATE NAMESPACE IF NOT EXISTS arra; CREATE TABLE IF NOT EXISTS "
                                "arra.t (k BIGINT PRIMARY KEY, v TEXT, i INT, d DATE, "
-                               "b BOOLEAN, n DECIMAL(10,2))")
+                               "b BOOLEAN, n DECIMAL(10,2), x BYTES)")
             await conn.execute("DELETE FROM arra.t")
-            await conn.execute("INSERT INTO arra.t VALUES (1, 'x', 10, '2020-01-01', true, 1.25),"
-                               " (2, 'y', 20, '2020-01-02', false, 2.50),"
-                               " (3, 'z', 30, '2020-01-03', true, 3.75)")
+            await conn.execute("INSERT INTO arra.t VALUES ($1, 'x', 10, '2020-01-01', true, 1.25,"
+                               " $2), (2, 'y', 20, '2020-01-02', false, 2.50, $3),"
+                               " (3, 'z', 30, '2020-01-03', true, 3.75, NULL)",
+                               1, b"\x01", b"\x00\xffa")
             got = []
             for where, value, _ in cases:
                 q = f"SELECT k FROM arra.t WHERE {where} ORDER BY k"
