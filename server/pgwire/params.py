@@ -238,12 +238,49 @@ def _replace(sql: str, text_of: Any, spots: Spots | None = None) -> str:
 
 
 def substitute(sql: str, values: list[Any], oids: list[int], spots: Spots | None = None) -> str:
-    """`sql` with every `$n` replaced by the literal of values[n - 1]."""
-    def text_of(n: int) -> str:
+    """`sql` with every `$n` replaced by the literal of values[n - 1]. A `$n`
+    cast to a bare NUMERIC (`$1::numeric`, `$1::numeric[]`) is cast to the
+    DECIMAL that holds its value: DuckDB reads a bare NUMERIC as DECIMAL(18,3)
+    (1.2345 was 1.235, and `n = $1::numeric` matched the wrong rows), where
+    PostgreSQL's is unconstrained."""
+    spots = placeholders(sql) if spots is None else spots
+    parts, last = [], 0
+    for start, end, n in spots:
         if n > len(values):
             raise PlaceholderError(f"there is no parameter ${n}")
-        return literal(values[n - 1], oids[n - 1] if n <= len(oids) else 0)
-    return _replace(sql, text_of, spots)
+        text = literal(values[n - 1], oids[n - 1] if n <= len(oids) else 0)
+        cast = _NUMERIC_CAST.match(sql, end)
+        scale = _scale(values[n - 1]) if cast else None
+        if cast and scale is not None:
+            text, end = f"CAST({text} AS DECIMAL(38,{scale}){cast.group(1) or ''})", cast.end()
+        parts += [sql[last:start], text]
+        last = end
+    parts.append(sql[last:])
+    return "".join(parts)
+
+
+_NUMERIC_CAST = re.compile(r"\s*::\s*(?:numeric|decimal)\b(?!\s*\()(\s*\[\s*\])?", re.IGNORECASE)
+
+
+def _scale(value: Any) -> int | None:
+    """The scale a DECIMAL(38, s) needs for `value` (a number, or a list of
+    them), None if there is none (NULL, a float, a text, more than 38 digits)."""
+    items = list(value) if isinstance(value, arrays.PgArray) else [value]
+    scales = []
+    for v in items:
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | decimal.Decimal):
+            return None
+        d = decimal.Decimal(v)
+        if not d.is_finite():
+            return None
+        sign, digits, exponent = d.as_tuple()
+        scale = max(0, -int(exponent))
+        if max(len(digits) + int(exponent), 1) + scale > 38:
+            return None
+        scales.append(scale)
+    return max(scales, default=0) if items else None
 
 
 def typed_nulls(sql: str, oids: list[int], spots: Spots | None = None) -> str:

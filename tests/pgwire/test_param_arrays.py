@@ -166,3 +166,30 @@ def test_bytes_written_into_the_text_in_postgresql_hex_are_refused(pg: PgServer)
         conn.execute("INSERT INTO bx.t VALUES (%s, %s)", (3, b"\x00\xffab"))
         got = conn.execute("SELECT k, b FROM bx.t ORDER BY k").fetchall()
         assert got == [(2, b"A"), (3, b"\x00\xffab")]
+
+
+def test_a_parameter_cast_to_a_bare_numeric_keeps_its_digits(pg: PgServer) -> None:
+    """DuckDB reads a bare NUMERIC as DECIMAL(18,3): `n = $1::numeric` of
+    1.2345 compared 1.235 and matched the wrong row (so did `ANY($1::numeric[])`,
+    which asyncpg users write); PostgreSQL's numeric is unconstrained."""
+
+    async def run() -> list[object]:
+        conn = await asyncpg.connect(pg.url())
+        try:
+            await conn.execute("CREATE NAMESPACE IF NOT EXISTS nc; CREATE TABLE IF NOT EXISTS "
+                               "nc.t (k BIGINT PRIMARY KEY, n DECIMAL(10,4))")
+            await conn.execute("DELETE FROM nc.t")
+            await conn.execute("INSERT INTO nc.t VALUES (1, 1.2345), (2, 1.235)")
+            one = decimal.Decimal("1.2345")
+            return [
+                [r["k"] for r in await conn.fetch("SELECT k FROM nc.t WHERE n = $1::numeric", one)],
+                [r["k"] for r in await conn.fetch(
+                    "SELECT k FROM nc.t WHERE n = ANY($1::numeric[])", [one])],
+                await conn.fetchval("SELECT $1::numeric", decimal.Decimal("12345678901.123456789")),
+                await conn.fetchval("SELECT $1::NUMERIC(10,2)", one),  # a typmod is the user's
+            ]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == [[1], [1], decimal.Decimal("12345678901.123456789"),
+                                  decimal.Decimal("1.23")]
