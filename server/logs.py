@@ -40,7 +40,7 @@ _EVENT = "cairn_event"
 # secrets are hidden first (below), whatever this reads as a string.
 _STRING = re.compile(r"(--[^\n\r]*|/\*.*?(?:\*/|\Z))|(?<![A-Za-z0-9_$])[eE]'[^'\\]*"
                      r"(?:(?:\\.|'')[^'\\]*)*'?|'[^']*(?:''[^']*)*'?"
-                     r"|\$([A-Za-z0-9_]*)\$.*?(?:\$\2\$|\Z)", re.DOTALL)
+                     r"|\$([A-Za-z0-9_\u0080-\U0010ffff]*)\$.*?(?:\$\2\$|\Z)", re.DOTALL)
 SHAPE_LIMIT = 300
 SHAPE_INPUT = 65_536  # characters of a statement shaped (the rest is never logged)
 

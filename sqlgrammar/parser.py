@@ -356,7 +356,7 @@ def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
         kind = _query_kind(expression)
         if kind != "other":  # "other" is refused whatever it says (server/queries.py)
             check_with_duckdb(chunk, src, expression)  # where sqlglot is more lenient
-            check_operators(chunk, source, expression)  # where it reads otherwise
+            check_operators(chunk, src, expression)  # where it reads otherwise
             name_subqueries(source, expression)  # named as written, not as reprinted
         return ast.Query(kind, expression)
     except ParseError as exc:

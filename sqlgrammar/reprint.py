@@ -53,6 +53,7 @@ from sqlglot.tokens import TokenType
 from .duckparse import serialized
 from .errors import SqlInvalid
 from .splitter import Chunk, absolute
+from .uncommented import Uncommented
 
 __all__ = ["KEYWORD_UNITS", "WRITTEN", "check_operators", "name_subqueries"]
 
@@ -126,6 +127,23 @@ def _not_wrapped(self: Any, expression: exp.Not) -> str:
 
 
 setattr(DuckDB, "to_json_path", _keep_json_path)  # noqa: B010 (a class of sqlglot's)
+
+
+def _as_written(name: str, build: Any) -> Any:
+    """sqlglot's builder of a JSON function, for two arguments only: with more
+    it kept the first path and dropped the rest (`json_extract_path_text(j, 'a',
+    'b')` ran as `j ->> 'a'`, and a DELETE by it removed other rows); the call
+    goes to DuckDB as written, which takes or refuses it."""
+    def built(args: list[Any], *rest: Any, **kw: Any) -> Any:
+        if len(args) != 2 or name == "JSON_EXTRACT_SCALAR":  # not DuckDB's: its refusal
+            return exp.Anonymous(this=name.lower(), expressions=args)
+        return build(args, *rest, **kw)
+    return built
+
+
+for _name in ("JSON_EXTRACT_PATH_TEXT", "JSON_EXTRACT_PATH", "JSON_EXTRACT", "JSON_EXTRACT_STRING",
+              "JSON_EXTRACT_SCALAR"):
+    DuckDB.Parser.FUNCTIONS[_name] = _as_written(_name, DuckDB.Parser.FUNCTIONS[_name])
 _GENERATOR.TRANSFORMS[exp.Not] = _not_wrapped
 _GENERATOR.TRANSFORMS[exp.Interval] = _interval
 _GENERATOR.TRANSFORMS[exp.JSONExtract] = _arrow_wrapped
@@ -147,14 +165,16 @@ def _arrow(node: exp.Expr | None) -> bool:
         and "only_json_types" in node.args
 
 
-def check_operators(chunk: Chunk, source: str, expression: exp.Expression) -> None:
-    """SqlInvalid for a form DuckDB and sqlglot read differently (see above)."""
+def check_operators(chunk: Chunk, src: Uncommented, expression: exp.Expression) -> None:
+    """SqlInvalid for a form DuckDB and sqlglot read differently (see above);
+    `src`: the statement as the parsers read it, positions mapped back."""
+    source = src.text
     if "->" in source:
         for node in expression.find_all(exp.JSONExtract, exp.JSONExtractScalar):
             if _arrow(node):
                 _check_arrow(chunk, node)
     if "@" in source or "<=>" in source or _BARE_INTERVAL.search(source) is not None:
-        _check_tokens(chunk, source)
+        _check_tokens(chunk, src)
 
 
 def _followed(node: exp.Expr) -> exp.Expr | None:
@@ -208,8 +228,8 @@ def _refuse(chunk: Chunk, node: exp.Expr, op: str, why: str) -> None:
         f"e.g. `(j {op} 'x')`", chunk.line, chunk.column, chunk.index)
 
 
-def _check_tokens(chunk: Chunk, source: str) -> None:
-    tokens = _DUCKDB.tokenize(source)
+def _check_tokens(chunk: Chunk, src: Uncommented) -> None:
+    tokens = _DUCKDB.tokenize(src.text)
     for i, token in enumerate(tokens):
         message = None
         if token.token_type == TokenType.NULLSAFE_EQ:
@@ -223,7 +243,8 @@ def _check_tokens(chunk: Chunk, source: str) -> None:
         elif token.token_type == TokenType.INTERVAL:
             message = _bare_interval(tokens[i + 1:i + 4])
         if message is not None:
-            line, column = absolute(chunk, token.line, token.col - len(token.text) + 1)
+            line, column = absolute(chunk, *src.position(token.line,
+                                                         token.col - len(token.text) + 1))
             raise SqlInvalid(f"{message} (at line {line}, column {column})",
                              line, column, chunk.index)
 

@@ -13,7 +13,8 @@ import bisect
 
 
 class Uncommented:
-    """`text`: `original` with each span one space. `position` and `line_column`
+    """`text`: `original` with each span one space (an empty comment after a
+    string). `position` and `line_column`
     turn a place in `text` into the same place in `original`."""
 
     def __init__(self, original: str, spans: tuple[tuple[int, int], ...]) -> None:
@@ -26,8 +27,14 @@ class Uncommented:
         parts: list[str] = []
         prev = removed = 0
         for start, end in spans:
-            parts += [original[prev:start], " "]
-            removed += end - start - 1
+            # After a string, an empty comment: one space would let a string after
+            # it continue the first ('a' newline /* c */ 'b' was read as 'ab')
+            before = start - 1
+            while before >= 0 and original[before].isspace():
+                before -= 1
+            mark = "/**/" if before >= 0 and original[before] == "'" else " "
+            parts += [original[prev:start], mark]
+            removed += end - start - len(mark)
             self._after.append(end - removed)
             self._shift.append(removed)
             prev = end
@@ -35,8 +42,8 @@ class Uncommented:
         self.text = "".join(parts)
 
     def offset(self, at: int) -> int:
-        """Offset `at` in `text` -> the offset in `original` (a span's space is
-        its first character)."""
+        """Offset `at` in `text` -> the offset in `original` (a span's stand-in
+        begins where it began)."""
         i = bisect.bisect_right(self._after, at) - 1
         return at + self._shift[i] if i >= 0 else at
 
