@@ -279,3 +279,17 @@ async def test_a_large_answer_is_sent_whole_to_a_reading_client(slow_server: Any
     writer.close()
     answer = json.loads(data.split(b"\r\n\r\n", 1)[1])
     assert answer["results"][0]["row_count"] == 60000
+
+
+async def test_show_and_describe_answers_share_the_bounds(bounded: Any) -> None:
+    """SHOW and DESCRIBE answers were never cut: `"SHOW TABLES IN many;" * 10000`
+    (200 KB) answered 148 MB past 64 MiB. They take the request's bounds too."""
+    await ok(bounded, "CREATE NAMESPACE many; " + "; ".join(
+        f"CREATE TABLE many.t{i} (id INT PRIMARY KEY)" for i in range(12)))
+    res = await ok(bounded, "SHOW TABLES IN many")
+    assert res[0]["row_count"] == 10 and res[0]["truncated"] is True
+    res = await ok(bounded, "SELECT * FROM range(8); SHOW TABLES IN many; DESCRIBE many.t1")
+    assert [r["row_count"] for r in res] == [8, 2, 0]
+    assert res[1]["truncated"] is True and res[2]["truncated"] is True
+    res = await ok(bounded, "; ".join(["SHOW TABLES IN many"] * 50))
+    assert sum(r["row_count"] for r in res) == 10
