@@ -279,10 +279,8 @@ _DUCKDB = Dialect.get_or_raise("duckdb")
 
 
 # A digit right before a letter or `_`, or a run of more digits than a numeric
-# literal may have: the cheap test that decides whether the tokens are read for
-# a numeric literal with trailing junk (`0x16`, `1abc`) or too long. (The run is
-# matched only from its first digit, so a long run costs one pass, not one per
-# digit.)
+# literal may have: whether the tokens are read for a number with trailing junk
+# (`0x16`, `1abc`) or too long (a run matched from its first digit: one pass).
 _DIGIT_THEN_WORD = re.compile(rf"\d[A-Za-z_]|(?<![0-9.])[0-9.]{{{MAX_NUMBER_CHARS + 1}}}")
 SEARCH_SLICE = 1 << 16  # characters a slice (`_found`)
 
@@ -306,10 +304,11 @@ def _found(pattern: re.Pattern[str], text: str, longest: int) -> bool:
 # rows never get here (fastrows.py reads them without sqlglot).
 MAX_PARSED_TOKENS = 50_000
 # One match per token, left to right as a tokenizer reads: a comment (group 1
-# empty), a string or quoted name (one token however long), a word or number,
-# any other character.
-_TOKENISH = re.compile(r"""(?:--[^\n\r]*+|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?)"""
-                       r"""|('(?:[^']++|'')*+'?|"(?:[^"]++|"")*+"?|[A-Za-z0-9_.$]++|\S)""")
+# empty), a string or quoted name (one token however long), a word, any other.
+_TOKENISH = re.compile(  # an E'' string and a $$ quote are one token each, as '' is
+    r"""(?:--[^\n\r]*+|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?)|([eE]'(?:[^'\\]++|\\(?s:.)|'')*+'?"""
+    r"""|\$([A-Za-z_\u0080-\U0010ffff][\w\u0080-\U0010ffff]*|)\$(?s:.*?)(?:\$\2\$|\Z)"""
+    r"""|'(?:[^']++|'')*+'?|"(?:[^"]++|"")*+"?|[A-Za-z0-9_.$]++|\S)""")
 TOO_COMPLEX = "statement too complex"
 
 
