@@ -32,7 +32,9 @@ class Uncommented:
             before = start - 1
             while before >= 0 and original[before].isspace():
                 before -= 1
-            mark = "/**/" if before >= 0 and original[before] == "'" else " "
+            # (a `--` comment is blank to the continuation rule, a `/* */` one is not)
+            after_string = before >= 0 and original[before] == "'"
+            mark = "/**/" if after_string and "/*" in original[start:end] else " "
             parts += [original[prev:start], mark]
             removed += end - start - len(mark)
             self._after.append(end - removed)

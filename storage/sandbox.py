@@ -207,9 +207,9 @@ def check_fragment(expression: exp.Expression) -> None:
     for node in expression.walk():
         if isinstance(node, DENIED_NODES):
             raise PermissionDenied(f"{type(node).__name__.upper()} is not allowed in a query")
-        if isinstance(node, exp.Cast) and _hex_bytea(node):  # a Func: before that branch
+        if isinstance(node, exp.Cast) and (hexed := _hex_bytea(node)):  # a Func: first
             raise InvalidArgument(
-                f"{node.this.sql()} as bytes is ambiguous: PostgreSQL reads it as hex "
+                f"'{hexed}' as bytes is ambiguous: PostgreSQL reads it as hex "
                 "(one byte per two digits), DuckDB as one \\xHH byte and then characters. "
                 "Write from_hex('…'), or each byte as \\xHH, or send the bytes as a parameter")
         if isinstance(node, exp.Join) and (joins := joins + 1) > MAX_JOINS:
@@ -247,12 +247,12 @@ def check_fragment(expression: exp.Expression) -> None:
 _HEX_BYTES = re.compile(r"\\x(?:[0-9A-Fa-f]{2}){2,}")
 
 
-def _hex_bytea(node: exp.Cast) -> bool:
+def _hex_bytea(node: exp.Cast) -> str | None:
     """`'\\x00ff6162'::bytea`: PostgreSQL's hex form of two or more bytes (what
     psycopg2 and psycopg's ClientCursor write), which DuckDB's BLOB cast reads
     as one byte and six characters: 7 bytes were stored where 4 were sent."""
     if node.to.this != exp.DataType.Type.VARBINARY:
-        return False
+        return None
     value = node.this
     text_types = (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR)
     while isinstance(value, exp.Paren) or (isinstance(value, exp.Cast)
@@ -260,7 +260,7 @@ def _hex_bytea(node: exp.Cast) -> bool:
         value = value.this  # ('\\x0102')::bytea, '\\x0102'::TEXT::bytea
     text = (value.this if isinstance(value, exp.Literal) and value.is_string
             else value.this if isinstance(value, exp.ByteString) else None)  # E'\\\\x0102'
-    return isinstance(text, str) and _HEX_BYTES.fullmatch(text) is not None
+    return text if isinstance(text, str) and _HEX_BYTES.fullmatch(text) else None
 
 
 def _bignum(node: exp.DataType) -> bool:

@@ -42,11 +42,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+import numpy as np
 from sqlglot import exp
 
 from catalog.errors import InvalidArgument
-
-from .jsondepth import nesting_depth
 
 CONSTANT_MAX = 1 << 20  # 1,048,576: elements or bytes of a call on literals only
 ROW_MAX = 1 << 16  # 65,536: of a call fed by a column (one value per row)
@@ -211,13 +210,32 @@ def _check_structure(node: exp.Func, name: str) -> None:
     shape = args[1] if len(args) > 1 else None
     while isinstance(shape, exp.Paren | exp.Cast):
         shape = shape.this
-    if isinstance(shape, exp.Literal) and shape.is_string:
-        text = str(shape.this).encode()
-        if text.count(b"[") + text.count(b"{") > STRUCTURE_DEPTH and (
-                depth := nesting_depth(text)) > STRUCTURE_DEPTH:
-            raise InvalidArgument(
-                f"{name}(): its structure nests {depth} deep, more than {STRUCTURE_DEPTH}: "
-                "DuckDB builds the type by recursing, past the query timeout")
+    if not (isinstance(shape, exp.Literal) and shape.is_string):
+        raise InvalidArgument(f"{name}() takes its structure as a string written in the query "
+                              "(one built by an expression cannot be bounded before it runs)")
+    text = str(shape.this)
+    # Type names nest too ('"STRUCT(a STRUCT(…))"' inside the JSON): every bracket counts
+    if sum(text.count(c) for c in "[{(") > STRUCTURE_DEPTH and (
+            depth := _bracket_depth(text)) > STRUCTURE_DEPTH:
+        raise InvalidArgument(
+            f"{name}(): its structure nests {depth} deep, more than {STRUCTURE_DEPTH}: "
+            "DuckDB builds the type by recursing, past the query timeout")
+
+
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}()")
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[list(b"[{(")] = 1
+_STEP[list(b"]})")] = -1
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of (), [] and {} in `text`, strings not told apart
+    (at C speed: a literal may be megabytes)."""
+    marks = text.encode().translate(None, _NOT_BRACKETS)
+    if not marks:
+        return 0
+    return max(0, int(np.cumsum(_STEP[np.frombuffer(marks, dtype=np.uint8)],
+                                dtype=np.int32).max()))
 
 
 def check(node: exp.Func, name: str) -> None:

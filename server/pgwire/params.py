@@ -253,13 +253,22 @@ def substitute(sql: str, values: list[Any], oids: list[int], spots: Spots | None
         scale = _scale(values[n - 1]) if cast else None
         if cast and scale is not None:
             text, end = f"CAST({text} AS DECIMAL(38,{scale}){cast.group(1) or ''})", cast.end()
+        elif cast and scale is None and _number(values[n - 1]):
+            end = cast.end()  # past 38 digits: the literal's own reading, not DECIMAL(18,3)
         parts += [sql[last:start], text]
         last = end
     parts.append(sql[last:])
     return "".join(parts)
 
 
-_NUMERIC_CAST = re.compile(r"\s*::\s*(?:numeric|decimal)\b(?!\s*\()(\s*\[\s*\])?", re.IGNORECASE)
+_NUMERIC_CAST = re.compile(r"(?:\s|/\*(?:[^*]|\*(?!/))*\*/|--[^\n]*\n)*::\s*(?:numeric|decimal)"
+                           r"\b(?!\s*\()(\s*\[\s*\])?", re.IGNORECASE)
+
+
+def _number(value: Any) -> bool:
+    items = list(value) if isinstance(value, arrays.PgArray) else [value]
+    return any(isinstance(v, int | float | decimal.Decimal) and not isinstance(v, bool)
+               for v in items)
 
 
 def _scale(value: Any) -> int | None:
@@ -270,14 +279,14 @@ def _scale(value: Any) -> int | None:
     for v in items:
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, int | decimal.Decimal):
+        if isinstance(v, bool) or not isinstance(v, int | float | decimal.Decimal):
             return None
-        d = decimal.Decimal(v)
+        d = decimal.Decimal(repr(v)) if isinstance(v, float) else decimal.Decimal(v)
         if not d.is_finite():
             return None
         sign, digits, exponent = d.as_tuple()
         scale = max(0, -int(exponent))
-        if max(len(digits) + int(exponent), 1) + scale > 38:
+        if max(len(digits) + int(exponent), 0) + scale > 38:  # 0.x…: DECIMAL(38,38)
             return None
         scales.append(scale)
     return max(scales, default=0) if items else None

@@ -187,9 +187,19 @@ def test_a_parameter_cast_to_a_bare_numeric_keeps_its_digits(pg: PgServer) -> No
                     "SELECT k FROM nc.t WHERE n = ANY($1::numeric[])", [one])],
                 await conn.fetchval("SELECT $1::numeric", decimal.Decimal("12345678901.123456789")),
                 await conn.fetchval("SELECT $1::NUMERIC(10,2)", one),  # a typmod is the user's
+                # a comment before the cast; 38 digits after the point; past 38 digits
+                [r["k"] for r in await conn.fetch(
+                    "SELECT k FROM nc.t WHERE n = $1 /* c */ ::numeric", one)],
+                await conn.fetchval("SELECT $1::numeric", decimal.Decimal("1E-38")),
+                [r["k"] for r in await conn.fetch(
+                    "SELECT k FROM nc.t WHERE n = $1::numeric",
+                    decimal.Decimal("1.23450000000000000000000000000000000000001"))],
             ]
         finally:
             await conn.close()
 
     assert asyncio.run(run()) == [[1], [1], decimal.Decimal("12345678901.123456789"),
-                                  decimal.Decimal("1.23")]
+                                  decimal.Decimal("1.23"), [1], decimal.Decimal("1E-38"), [1]]
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:  # a float parameter
+        assert conn.execute("SELECT k FROM nc.t WHERE n = %s::numeric", [1.2345]).fetchall() == [
+            (1,)]
