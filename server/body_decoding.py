@@ -65,12 +65,14 @@ def decode(raw: bytes, encoding: str, limit: int) -> bytes:
         decoder = zlib.decompressobj(wbits)
         while not decoder.eof:
             if pos >= len(raw):
-                raise BadEncoding("the compressed stream does not end")
+                raise BadEncoding("the compressed stream does not end" if members == 1 else
+                                  "bytes after its compressed stream are no stream of their own")
             end = min(pos + WINDOW, len(raw))
             try:
                 chunk = decoder.decompress(view[pos:end], limit + 1 - size if limit else 0)
             except zlib.error:
-                raise BadEncoding("not a compressed stream") from None
+                raise BadEncoding("not a compressed stream" if members == 1 else "bytes after "
+                                  "its compressed stream are no stream of their own") from None
             size += len(chunk)
             if limit and size > limit:
                 raise RequestTooLarge(

@@ -38,7 +38,8 @@ _EVENT = "cairn_event"
 # MB literal, on the event loop. The first that starts leftmost wins, as in
 # the splitter; a nested block comment ends at its first `*/` here, so the
 # secrets are hidden first (below), whatever this reads as a string.
-_STRING = re.compile(r"(--[^\n\r]*|/\*.*?(?:\*/|\Z))|(?<![A-Za-z0-9_$])[eE]'[^'\\]*"
+_STRING = re.compile(r"(--[^\n\r]*|/\*.*?(?:\*/|\Z))"
+                     r"|(?<![A-Za-z0-9_$\u0080-\U0010ffff])[eE]'[^'\\]*"
                      r"(?:(?:\\.|'')[^'\\]*)*'?|'[^']*(?:''[^']*)*'?"
                      r"|\$([A-Za-z0-9_\u0080-\U0010ffff]*)\$.*?(?:\$\2\$|\Z)", re.DOTALL)
 SHAPE_LIMIT = 300

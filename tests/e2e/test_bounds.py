@@ -288,8 +288,10 @@ async def test_show_and_describe_answers_share_the_bounds(bounded: Any) -> None:
         f"CREATE TABLE many.t{i} (id INT PRIMARY KEY)" for i in range(12)))
     res = await ok(bounded, "SHOW TABLES IN many")
     assert res[0]["row_count"] == 10 and res[0]["truncated"] is True
+    assert "earlier answers" not in res[0]["message"]  # alone in its request
     res = await ok(bounded, "SELECT * FROM range(8); SHOW TABLES IN many; DESCRIBE many.t1")
     assert [r["row_count"] for r in res] == [8, 2, 0]
     assert res[1]["truncated"] is True and res[2]["truncated"] is True
+    assert "earlier answers" in res[1]["message"]
     res = await ok(bounded, "; ".join(["SHOW TABLES IN many"] * 50))
     assert sum(r["row_count"] for r in res) == 10

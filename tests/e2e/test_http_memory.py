@@ -82,6 +82,13 @@ async def test_a_gzip_body_that_does_not_end_is_refused(client: Any) -> None:
     error = (await resp.json())["error"]
     assert resp.status == 400 and error["code"] == "INVALID_REQUEST", error
     assert "Content-Encoding (gzip)" in error["message"], error
+    assert "does not end" in error["message"], error
+    # a whole stream with a stray byte after it: not "does not end"
+    stray = zlib.compress(b'{"sql": "SELECT 1"}', wbits=31) + b"\n"
+    resp = await client.post("/api/sql", data=stray, headers={
+        "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    error = (await resp.json())["error"]
+    assert resp.status == 400 and "bytes after its compressed stream" in error["message"], error
 
 
 @pytest.mark.parametrize("wbits", [31, 15, -15])  # gzip; deflate in zlib framing and bare

@@ -160,6 +160,10 @@ def test_statement_shape_hides_every_string() -> None:
     # a dollar-quoted string never closed was logged as written; tags must match
     assert logs.statement_shape("SELECT $$secret") == "SELECT '?'"
     assert logs.statement_shape("SELECT $a$x$b$secret$a$, 1") == "SELECT '?', 1"
+    # tags and words past ASCII, as DuckDB's scanner reads them: `$é$…$é$` is one
+    # string; in `éE'…'` the E belongs to the word, so the string is a plain one
+    assert logs.statement_shape("SELECT $é$secret$é$, 1") == "SELECT '?', 1"
+    assert logs.statement_shape("SELECT éE'it\\'s' AS y") == "SELECT éE'?'s'?'"
     # a 9 MB literal is cut where the shape stops reading, and stays hidden
     assert logs.statement_shape("SELECT '" + "s" * 9_000_000 + "'") == "SELECT '?'"
     # a passphrase that is no string literal (a PARSE_ERROR, whose slow-request
