@@ -308,7 +308,7 @@ MAX_PARSED_TOKENS = 50_000
 _TOKENISH = re.compile(  # an E'' string and a $$ quote are one token each, as '' is
     r"""(?:--[^\n\r]*+|/\*(?:[^*]++|\*(?!/))*+(?:\*/)?)|([eE]'(?:[^'\\]++|\\(?s:.)|'')*+'?"""
     r"""|\$([A-Za-z_\u0080-\U0010ffff][\w\u0080-\U0010ffff]*|)\$(?s:.*?)(?:\$\2\$|\Z)"""
-    r"""|'(?:[^']++|'')*+'?|"(?:[^"]++|"")*+"?|[A-Za-z0-9_.$]++|\S)""")
+    r"""|'(?:[^']++|'')*+'?|"(?:[^"]++|"")*+"?|[A-Za-z0-9_.$\u0080-\U0010ffff]++|\S)""")
 TOO_COMPLEX = "statement too complex"
 
 

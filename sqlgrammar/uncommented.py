@@ -34,7 +34,7 @@ class Uncommented:
                 before -= 1
             # (a `--` comment is blank to the continuation rule, a `/* */` one is not)
             after_string = before >= 0 and original[before] == "'"
-            mark = "/**/" if after_string and "/*" in original[start:end] else " "
+            mark = "/**/" if after_string and _holds_block(original, start, end) else " "
             parts += [original[prev:start], mark]
             removed += end - start - len(mark)
             self._after.append(end - removed)
@@ -61,3 +61,18 @@ class Uncommented:
             return line, column
         start = len(self.text) - len(self.text.split("\n", max(line - 1, 0))[-1])
         return self.line_column(start + column - 1)
+
+
+def _holds_block(text: str, start: int, end: int) -> bool:
+    """Whether the run of comments text[start:end] holds a `/* */` one (a `--`
+    comment's own text may hold `/*`: it is no block comment)."""
+    at = start
+    while at < end:
+        if text.startswith("/*", at):
+            return True
+        if text.startswith("--", at):
+            ends = [i for i in (text.find("\n", at, end), text.find("\r", at, end)) if i >= 0]
+            at = min(ends) + 1 if ends else end
+        else:
+            at += 1
+    return False

@@ -67,9 +67,8 @@ QUADRATIC = {
                            "of 12,000 characters took 1.1 GB); use levenshtein()",
 }
 
-# Functions whose second argument is a structure written as JSON: DuckDB builds
-# its type by recursing, past the query timeout (a 6 KB from_json of 1,500
-# levels took 53 s of CPU, 3,000 levels minutes, unstoppable).
+# A structure (JSON) DuckDB builds a type of by recursing, past the query
+# timeout (a 6 KB from_json of 1,500 levels: 53 s of CPU, 3,000: minutes).
 STRUCTURED = {"from_json", "from_json_strict", "json_transform", "json_transform_strict"}
 STRUCTURE_DEPTH = 64
 
@@ -204,16 +203,18 @@ class Budget:
 
 
 def _check_structure(node: exp.Func, name: str) -> None:
-    """INVALID_ARGUMENT if the structure a from_json-like call is given nests
-    deeper than STRUCTURE_DEPTH (a literal; DuckDB refuses any other)."""
+    """INVALID_ARGUMENT if the structure a from_json-like call is given is not
+    a string written in the query ('…', $$…$$, E'…') or nests deeper than
+    STRUCTURE_DEPTH."""
     args = list(node.iter_expressions())
     shape = args[1] if len(args) > 1 else None
     while isinstance(shape, exp.Paren | exp.Cast):
         shape = shape.this
-    if not (isinstance(shape, exp.Literal) and shape.is_string):
+    text = shape.this if (isinstance(shape, exp.Literal) and shape.is_string) or isinstance(
+        shape, exp.RawString | exp.ByteString) else None
+    if not isinstance(text, str):
         raise InvalidArgument(f"{name}() takes its structure as a string written in the query "
                               "(one built by an expression cannot be bounded before it runs)")
-    text = str(shape.this)
     # Type names nest too ('"STRUCT(a STRUCT(…))"' inside the JSON): every bracket counts
     if sum(text.count(c) for c in "[{(") > STRUCTURE_DEPTH and (
             depth := _bracket_depth(text)) > STRUCTURE_DEPTH:
@@ -234,8 +235,9 @@ def _bracket_depth(text: str) -> int:
     marks = text.encode().translate(None, _NOT_BRACKETS)
     if not marks:
         return 0
-    return max(0, int(np.cumsum(_STEP[np.frombuffer(marks, dtype=np.uint8)],
-                                dtype=np.int32).max()))
+    # a walk never below 0 (closers first, a key `)))…`, hid the rest's depth)
+    walk = np.cumsum(_STEP[np.frombuffer(marks, dtype=np.uint8)], dtype=np.int32)
+    return max(0, int((walk - np.minimum.accumulate(np.minimum(walk, 0))).max()))
 
 
 def check(node: exp.Func, name: str) -> None:

@@ -33,7 +33,7 @@ from sqlgrammar.uncommented import Uncommented
 from storage import timetext
 from storage.types import coerce
 
-from . import arrays, param_columns
+from . import arrays, numeric_casts, param_columns
 from . import types as t
 from .param_guess import Target, guess, number, target_of
 
@@ -238,58 +238,21 @@ def _replace(sql: str, text_of: Any, spots: Spots | None = None) -> str:
 
 
 def substitute(sql: str, values: list[Any], oids: list[int], spots: Spots | None = None) -> str:
-    """`sql` with every `$n` replaced by the literal of values[n - 1]. A `$n`
-    cast to a bare NUMERIC (`$1::numeric`, `$1::numeric[]`) is cast to the
-    DECIMAL that holds its value: DuckDB reads a bare NUMERIC as DECIMAL(18,3)
-    (1.2345 was 1.235, and `n = $1::numeric` matched the wrong rows), where
-    PostgreSQL's is unconstrained."""
+    """`sql` with every `$n` replaced by the literal of values[n - 1]; one cast
+    to a bare NUMERIC as PostgreSQL reads it (numeric_casts.py)."""
     spots = placeholders(sql) if spots is None else spots
     parts, last = [], 0
     for start, end, n in spots:
         if n > len(values):
             raise PlaceholderError(f"there is no parameter ${n}")
         text = literal(values[n - 1], oids[n - 1] if n <= len(oids) else 0)
-        cast = _NUMERIC_CAST.match(sql, end)
-        scale = _scale(values[n - 1]) if cast else None
-        if cast and scale is not None:
-            text, end = f"CAST({text} AS DECIMAL(38,{scale}){cast.group(1) or ''})", cast.end()
-        elif cast and scale is None and _number(values[n - 1]):
-            end = cast.end()  # past 38 digits: the literal's own reading, not DECIMAL(18,3)
+        cast = numeric_casts.rewrite(sql, end, values[n - 1])
+        if cast is not None:
+            text, end = cast
         parts += [sql[last:start], text]
         last = end
     parts.append(sql[last:])
     return "".join(parts)
-
-
-_NUMERIC_CAST = re.compile(r"(?:\s|/\*(?:[^*]|\*(?!/))*\*/|--[^\n]*\n)*::\s*(?:numeric|decimal)"
-                           r"\b(?!\s*\()(\s*\[\s*\])?", re.IGNORECASE)
-
-
-def _number(value: Any) -> bool:
-    items = list(value) if isinstance(value, arrays.PgArray) else [value]
-    return any(isinstance(v, int | float | decimal.Decimal) and not isinstance(v, bool)
-               for v in items)
-
-
-def _scale(value: Any) -> int | None:
-    """The scale a DECIMAL(38, s) needs for `value` (a number, or a list of
-    them), None if there is none (NULL, a float, a text, more than 38 digits)."""
-    items = list(value) if isinstance(value, arrays.PgArray) else [value]
-    scales = []
-    for v in items:
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, int | float | decimal.Decimal):
-            return None
-        d = decimal.Decimal(repr(v)) if isinstance(v, float) else decimal.Decimal(v)
-        if not d.is_finite():
-            return None
-        sign, digits, exponent = d.as_tuple()
-        scale = max(0, -int(exponent))
-        if max(len(digits) + int(exponent), 0) + scale > 38:  # 0.x…: DECIMAL(38,38)
-            return None
-        scales.append(scale)
-    return max(scales, default=0) if items else None
 
 
 def typed_nulls(sql: str, oids: list[int], spots: Spots | None = None) -> str:

@@ -220,8 +220,9 @@ async def test_strings_with_a_comment_between_do_not_continue(app: Any) -> None:
     await ok(client, "UPDATE app.t SET v = 'a'\n'b' WHERE k = 1")
     assert await _cairn(client, "SELECT v FROM app.t WHERE k = 1") == [["ab"]]
     # a `--` comment is blank to the rule: 'a' -- c newline 'b' is 'ab' (was refused)
-    text = "SELECT 'a' -- c\n'b' AS x"
-    assert await _cairn(client, text) == _model(model, text) == [["ab"]]
+    for text in ("SELECT 'a' -- c\n'b' AS x", "SELECT 'a' -- c /* d */\n'b' AS x",
+                 "SELECT 'a' -- /*\n'b' AS x"):
+        assert await _cairn(client, text) == _model(model, text) == [["ab"]], text
 
 
 async def test_a_json_function_of_more_paths_is_duckdbs_to_take(app: Any) -> None:

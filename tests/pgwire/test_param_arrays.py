@@ -194,12 +194,20 @@ def test_a_parameter_cast_to_a_bare_numeric_keeps_its_digits(pg: PgServer) -> No
                 [r["k"] for r in await conn.fetch(
                     "SELECT k FROM nc.t WHERE n = $1::numeric",
                     decimal.Decimal("1.23450000000000000000000000000000000000001"))],
+                # a comment after the ::; past 38 whole digits a number, not text
+                [r["k"] for r in await conn.fetch("SELECT k FROM nc.t WHERE n = $1::/* c */numeric",
+                                                  one)],
+                await conn.fetchval("SELECT $1::numeric * 2 > 0", decimal.Decimal(10) ** 40),
+                await conn.fetchval("SELECT $1::numeric /* c */ (10,2)", one),
             ]
         finally:
             await conn.close()
 
     assert asyncio.run(run()) == [[1], [1], decimal.Decimal("12345678901.123456789"),
-                                  decimal.Decimal("1.23"), [1], decimal.Decimal("1E-38"), [1]]
+                                  decimal.Decimal("1.23"), [1], decimal.Decimal("1E-38"), [1],
+                                  [1], True, decimal.Decimal("1.23")]
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:  # a float parameter
         assert conn.execute("SELECT k FROM nc.t WHERE n = %s::numeric", [1.2345]).fetchall() == [
             (1,)]
+        # a float by its shortest text, not its binary expansion (99999999999999991611392)
+        assert conn.execute("SELECT %s::numeric", [1e23]).fetchone() == (decimal.Decimal("1E+23"),)

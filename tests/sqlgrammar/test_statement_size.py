@@ -51,7 +51,7 @@ def test_e_strings_and_dollar_quotes_are_one_token_and_hide_none() -> None:
                  f"SELECT length(E'{words}\\'') AS n"):
         assert len(parser.parse_script(text)) == 1, text[:30]
     items = ", ".join(["1"] * 60_000)
-    for quoted in ("E'\\''", "$$'$$", "$t$ $$ ' $t$"):
+    for quoted in ("E'\\''", "$$'$$", "$t$ $$ ' $t$", "ée'\\'"):  # ée: a word, '\\' a string
         with pytest.raises(SqlInvalid, match="statement too complex"):
             parser.parse_script(f"SELECT {quoted} WHERE 1 IN ({items})")
 
