@@ -41,6 +41,7 @@ from .request_body import (
     UnreadableBody,
     check_content_type,
     check_framing,
+    closed,
     read_sql_request,
 )
 from .result import dumps_with_raw, error_body
@@ -252,12 +253,6 @@ async def send_answer(request: web.Request, data: bytes, seconds: float) -> web.
     return resp
 
 
-def closed(request: web.Request) -> bool:
-    """Whether the client's connection is closed (or closing): nothing can be sent."""
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
 def client_gone(request: web.Request, started: float) -> web.Response:
     """What stands for the answer to a client that hung up: never sent (aiohttp
     finds the connection closed and writes nothing), counted as CANCELLED."""
@@ -277,7 +272,7 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
                                             cairn.config.server.body_timeout_seconds)
     request[SQL_TEXT] = sql
     session.namespace = namespace
-    session.gone = lambda: request.transport is None or request.transport.is_closing()
+    session.gone = lambda: closed(request)
     outcome = await execute(cairn, session, sql)
     if outcome.error is None:
         request[OUTCOME] = "ok"

@@ -137,7 +137,7 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
             shared = answers.spent
             result = await run_statement(cairn, stmt_session, parsed.statement)
             if result.table is None and result.rows:  # SHOW, DESCRIBE: not cut by a query
-                _cut(result, answers, cairn.config.server.max_result_rows, shared)
+                _cut(cairn, result, answers, shared)
             answers.charge(len(result.rows), result.table)
             if result.truncated and shared:
                 result.message = queries.truncation_note(cairn, result.row_count, shared=True)
@@ -154,7 +154,7 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
 CLIENT_GONE = "the client closed its connection: this statement and those after it did not run"
 
 
-def _cut(result: Result, answers: AnswerBudget, max_rows: int, shared: bool) -> None:
+def _cut(cairn: Cairn, result: Result, answers: AnswerBudget, shared: bool) -> None:
     """An answer built from rows (SHOW, DESCRIBE), cut as a query's is at what
     the request's earlier answers left of its bounds, and its bytes charged
     (`"SHOW TABLES IN many;" * 10000` answered 148 MB past 64 MiB)."""
@@ -172,9 +172,7 @@ def _cut(result: Result, answers: AnswerBudget, max_rows: int, shared: bool) -> 
             result.row_count = keep
         del result.rows[keep:]
         result.truncated = True
-        result.message = (f"answer truncated to its first {keep} rows: "
-                          + ("with the request's earlier answers " if shared else "")
-                          + f"it is larger than max_result_rows ({max_rows}) or max_result_bytes")
+        result.message = queries.truncation_note(cairn, keep, shared)
 
 
 def forget_trace(exc: BaseException) -> None:

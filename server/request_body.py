@@ -91,7 +91,7 @@ async def _read(request: web.Request) -> bytes:
             raise UnreadableBody(
                 f"request body does not decode as its Content-Encoding ({encoding}) says"
             ) from None
-        if _closed(request):  # a compressed body cut off
+        if closed(request):  # a compressed body cut off
             raise ClientGone("the client closed its connection before its body was "
                              "complete") from None
         raise UnreadableBody("request body could not be read: it ended early or its "
@@ -115,7 +115,8 @@ async def decoded_body(request: web.Request, raw: bytes) -> bytes:
                              f"({encoding}) says: {exc}") from None
 
 
-def _closed(request: web.Request) -> bool:
+def closed(request: web.Request) -> bool:
+    """Whether the client's connection is closed (or closing): nothing can be sent."""
     transport = request.transport
     return transport is None or transport.is_closing()
 

@@ -42,10 +42,11 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-import numpy as np
 from sqlglot import exp
 
 from catalog.errors import InvalidArgument
+
+from .jsondepth import bracket_depth
 
 CONSTANT_MAX = 1 << 20  # 1,048,576: elements or bytes of a call on literals only
 ROW_MAX = 1 << 16  # 65,536: of a call fed by a column (one value per row)
@@ -217,27 +218,10 @@ def _check_structure(node: exp.Func, name: str) -> None:
                               "(one built by an expression cannot be bounded before it runs)")
     # Type names nest too ('"STRUCT(a STRUCT(…))"' inside the JSON): every bracket counts
     if sum(text.count(c) for c in "[{(") > STRUCTURE_DEPTH and (
-            depth := _bracket_depth(text)) > STRUCTURE_DEPTH:
+            depth := bracket_depth(text)) > STRUCTURE_DEPTH:
         raise InvalidArgument(
             f"{name}(): its structure nests {depth} deep, more than {STRUCTURE_DEPTH}: "
             "DuckDB builds the type by recursing, past the query timeout")
-
-
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}()")
-_STEP = np.zeros(256, dtype=np.int8)
-_STEP[list(b"[{(")] = 1
-_STEP[list(b"]})")] = -1
-
-
-def _bracket_depth(text: str) -> int:
-    """The deepest nesting of (), [] and {} in `text`, strings not told apart
-    (at C speed: a literal may be megabytes)."""
-    marks = text.encode().translate(None, _NOT_BRACKETS)
-    if not marks:
-        return 0
-    # a walk never below 0 (closers first, a key `)))…`, hid the rest's depth)
-    walk = np.cumsum(_STEP[np.frombuffer(marks, dtype=np.uint8)], dtype=np.int32)
-    return max(0, int((walk - np.minimum.accumulate(np.minimum(walk, 0))).max()))
 
 
 def check(node: exp.Func, name: str) -> None:
