@@ -7,6 +7,7 @@ are stable across the several queries psql's `\\d` sends."""
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -178,12 +179,21 @@ def pg_attribute(s: Snapshot) -> pa.Table:
     return _table(rows, cols_spec)
 
 
+_NUL = re.compile(r"(\x00)")
+
+
 def default_text(default: Any) -> str:
     """A DEFAULT as PostgreSQL's pg_get_expr writes it: a string quoted with
     its quotes doubled and nothing else escaped (it was Python's repr():
-    `"it's"`, a backslash doubled), booleans lower case."""
+    `"it's"`, a backslash doubled), booleans lower case. A NUL, which no
+    PostgreSQL string holds and no text field can carry, as `chr(0)`:
+    `('p' || chr(0) || 'q')` (psql's `\\d` showed `'p`)."""
     if isinstance(default, str):
-        return "'" + default.replace("'", "''") + "'"
+        if "\x00" not in default:
+            return "'" + default.replace("'", "''") + "'"
+        parts = ["chr(0)" if part == "\x00" else "'" + part.replace("'", "''") + "'"
+                 for part in _NUL.split(default) if part]
+        return "(" + " || ".join(parts) + ")"
     if isinstance(default, bool):
         return "true" if default else "false"
     return str(default)
@@ -331,7 +341,8 @@ def info_columns(s: Snapshot) -> pa.Table:
             rows.append({
                 "table_catalog": DATABASE, "table_schema": ns, "table_name": name,
                 "column_name": col, "ordinal_position": i,
-                "column_default": None if default is None else str(default),
+                "column_default": None if default is None else (
+                    default_text(default) if "\x00" in str(default) else str(default)),
                 "is_nullable": "NO" if not_null else "YES",
                 "data_type": t.pg_type_name(typ).split("(")[0],
                 "udt_name": t.TYPES.get(oid, ("text", -1))[0],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -15,7 +15,7 @@ from sqlgrammar import ast
 from storage.json_columns import BY_NAME
 
 from ..result import Result
-from . import messages, nested
+from . import messages, nested, nultext
 from . import types as t
 from .datetimes import values
 from .errors import PgError
@@ -25,15 +25,23 @@ MAX_COLUMNS = 1664  # PostgreSQL's MaxTupleAttributeNumber; a RowDescription cou
 
 @dataclass
 class Reply:
-    """What one statement gives: columns (None: no rows at all), rows, tag."""
+    """What one statement gives: columns (None: no rows at all), rows, tag.
+    `table`: the rows as the engine gave them, where a text's NUL is looked
+    for (nultext.py: 22P05 before any row is sent)."""
 
     tag: str
     columns: list[tuple[str, int]] | None = None
     rows: list[list[Any]] = field(default_factory=list)
+    table: InitVar[pa.Table | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, table: pa.Table | None) -> None:
         if self.columns is not None and len(self.columns) > MAX_COLUMNS:
             raise PgError("54011", f"target lists can have at most {MAX_COLUMNS} entries")
+        if self.columns and self.rows:  # before any row is sent
+            name = (nultext.in_table(self.columns, table) if table is not None
+                    else nultext.in_rows(self.columns, self.rows))
+            if name is not None:
+                raise nultext.refuse(name)
 
 
 _WORDS = re.compile(r"[A-Za-z_]+")
@@ -86,8 +94,8 @@ def from_result(text: str, result: Result, statement: ast.Statement | None = Non
         cols = [nested.values(c) if pa.types.is_nested(c.type) else values(c)
                 for c in table.columns]
         rows = [list(r) for r in zip(*cols, strict=False)] if cols else []
-    else:
-        rows = [[row.get(name) for name in result.columns] for row in result.rows]
+        return Reply(tag, columns, rows, table)
+    rows = [[row.get(name) for name in result.columns] for row in result.rows]
     return Reply(tag, columns, rows)
 
 
