@@ -41,6 +41,7 @@ from ..keys import key_range
 from ..types import OW, SEQ, USER
 from .blocks import Entry, Rows
 from .changes import ALTER, CREATE, DROP, ROWS
+from .history import History
 
 
 class _TableDoc(msgspec.Struct):
@@ -84,6 +85,16 @@ class Replayed:
     # (to tell two of one hash apart: Versions.confirm).
     versions: Versions | None = field(default=None, repr=False)
     firsts: list[pa.Table] = field(default_factory=list, repr=False)
+    # Its schema versions, checked (made at the first that needs them).
+    known: History | None = field(default=None, repr=False)
+
+    @property
+    def history(self) -> History:
+        if self.known is None:  # a base table: checked whole once, as `load` did
+            e = self.entry
+            self.known = History({**{k: v for k, v in e.items() if k != "live_rows"},
+                                  "files": [], "rows": 0, "max_seq": 0})
+        return self.known
 
     @property
     def rows_added(self) -> int:
@@ -210,17 +221,19 @@ class Replay:
                     "created_at": doc.table.created_at, "schemas": [schema], "files": [],
                     "rows": 0, "max_seq": 0,
                 })
-                _check_entry(made.entry, where)
+                made.known = History(made.entry, _check_entry(made.entry, where))
                 out[c.table] = made
             else:
                 target = out.get(c.table)
                 if target is None or doc.schema.version <= int(target.entry["schema_version"]):
                     raise BackupInvalid(f"{where} alters a table that does not exist "
                                         "or goes back a schema version")
-                entry = {**target.entry, "schemas": [*target.entry["schemas"], schema],
-                         "schema_version": doc.schema.version}
-                _check_entry(entry, where)
-                target.entry = entry
+                # Checked against what the versions before it hold, not with
+                # each of them again (history.py: O(V^2) for V versions)
+                try:
+                    target.history.add(target.entry, schema)
+                except BackupInvalid as exc:
+                    raise BackupInvalid(f"{where} is corrupt: {exc.message}") from None
         elif c.kind == DROP:
             _check_depth(c.data, where)
             try:
@@ -269,8 +282,7 @@ class Replay:
         target = self.tables.get(table)
         if target is None:
             raise BackupInvalid(f"{where} {write} to a table that does not exist")
-        versions = {int(s["version"]) for s in target.entry["schemas"]}
-        if version not in versions or SEQ not in rows.column_names:
+        if version not in target.history or SEQ not in rows.column_names:
             raise BackupInvalid(f"{where} {be} corrupt: rows of an unknown schema version")
         if (user is None) != (target.entry["table_type"] != "user"):
             raise BackupInvalid(f"{where} {be} corrupt: rows of a USER table name their "
@@ -286,14 +298,12 @@ class Replay:
         (what write_rows conforms later cannot fail then)."""
         known = target.fits.get(version)
         if known is None:
-            e = target.entry
-            columns = next(s["columns"] for s in e["schemas"] if int(s["version"]) == version)
+            e, history = target.entry, target.history
+            columns = history.columns(version)
             table = Table(namespace="", name=e["name"], uid="", table_type=e["table_type"],
                           schema_version=version, primary_key=list(e["primary_key"]))
-            typed = _check_entry({**{k: v for k, v in e.items() if k != "live_rows"},
-                                  "files": [], "rows": 0, "max_seq": 0}, where)
             known = target.fits[version] = (table, columns, storage_schema(table, columns),
-                                            Checks(typed, version))
+                                            Checks(history.of(version), version))
         table, columns, strict, _ = known
         if not rows.schema.equals(strict):
             try:
