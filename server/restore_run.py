@@ -126,13 +126,17 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
         with contextlib.suppress(OSError):  # an archive's temporary files (start-up sweeps them)
             plan.repo.close()
     m = restore.manifest  # after a replay: the tables as of the instant
-    # The job's row counts what was restored, replayed changes too (it kept the base's)
-    ctx.progress(rows=m.totals.rows + restore.row_versions_added, force=True)
+    # The job counts what was restored, replayed changes too (it kept the
+    # base's): the base's files the tables still hold and the files written
+    # from replayed rows, as system.tables counts them afterwards.
+    files, nbytes = m.totals.files + restore.files_added, m.totals.bytes + restore.bytes_added
+    ctx.progress(rows=m.totals.rows + restore.row_versions_added, files_total=files,
+                 files_done=files, bytes_total=nbytes, bytes_done=nbytes, force=True)
     return {
         "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": plan.destination,
         "status": "completed", "tables": m.totals.tables, "rows": restore.live_rows,
         "row_versions": m.totals.rows + restore.row_versions_added,
-        "files": m.totals.files, "bytes": m.totals.bytes,
+        "files": files, "bytes": nbytes,
     }
 
 

@@ -85,6 +85,10 @@ class Restore:
     # older manifest, replayed changes that overwrite rows).
     live_rows: int | None = None
     row_versions_added: int = 0  # by the work beside the copy
+    # Files (and their bytes) the work beside the copy wrote and the restore
+    # installed with the base's (`manifest` lists only the base's).
+    files_added: int = 0
+    bytes_added: int = 0
     # RESTORE TABLE: install the manifest's one table into the existing
     # namespace `destination` (replacing a table of its name with `replace`).
     table_only: bool = False
@@ -215,6 +219,7 @@ def _settle(registry: Registry, restore: Restore, out: Beside,
             (registry.files.files_dir / uid).rmdir()
     restore.manifest, restore.table_uids = out.manifest, out.table_uids
     restore.row_versions_added = out.row_versions
+    restore.files_added, restore.bytes_added = len(out.files), sum(f.bytes for f in out.files)
     return kept
 
 
