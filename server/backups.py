@@ -235,7 +235,7 @@ def time_plan(cairn: Cairn, repo: Repository, plan: RestorePlan) -> pitr.TimePla
     assert plan.as_of is not None
     own = cairn.catalog.get(Archive, plan.source)
     known = (own.archive_id,) if own is not None and own.target == repo.uri else ()
-    return pitr.plan(repo, plan.source, plan.as_of, parse_us(plan.as_of.replace("Z", "+00:00")),
+    return pitr.plan(repo, plan.source, plan.as_of, parse_us(plan.as_of),
                      plan.origin, known, plan.backup_id)
 
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from catalog import Archive, DataFile, Namespace
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
 from storage.archive import pitr, replay
-from storage.backup import Manifest, Repository
+from storage.backup import Manifest, Repository, selection
 from storage.backup.origin import Origin, choose_own
 from storage.backup.schema import FileEntry, load, to_doc
 from storage.backup.sets import being_written, writing_error
@@ -50,14 +50,9 @@ class RestorePlan:
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO-8601 time; one without a zone is UTC (contract section 6)."""
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidArgument(
-            f"as_of '{text}' is not an ISO-8601 timestamp like '2026-11-20T00:00:00Z'"
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    """RESTORE's `as_of`: an ISO-8601 time, one without a zone UTC (contract
+    section 6), read as the backup chooser reads it (selection.parse_time)."""
+    return selection.parse_time(text, "as_of")
 
 
 def choose_manifest(plan: RestorePlan) -> Manifest:

@@ -54,3 +54,27 @@ def kept_time(text: str) -> dt.datetime | None:
         return dt.datetime.fromisoformat(s)
     except ValueError:
         return None
+
+
+# A point in time as RESTORE's `as_of` and a manifest's times are written.
+# `fromisoformat` (3.11) takes ANY character between the date and the time, so
+# '2026-12-06+05:30' (a date at an offset) was 05:30 UTC, '2026-12-06_05:30'
+# too; it also took a trailing NUL, an hour alone, ',5', offsets with seconds
+# or a fraction (dropped) and '+05:60' (as +06:00). Only this shape is read.
+_INSTANT = re.compile(
+    f"(?P<day>{_DAY})(?:[T ](?P<time>[0-9]{{2}}:[0-9]{{2}}(?::[0-9]{{2}}(?:\\.[0-9]{{1,6}})?)?)"
+    "(?P<zone>Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?")
+INSTANT_FORM = ("YYYY-MM-DD, or YYYY-MM-DD then T or one space and HH:MM[:SS[.ffffff]] "
+                "with an optional Z or +HH:MM/-HH:MM (no zone: UTC)")
+
+
+def instant(text: str) -> dt.datetime | None:
+    """A time of INSTANT_FORM, aware if it names a zone (a date alone is its
+    midnight), or None for any other text; ValueError for a day or time that
+    does not exist (2024-02-30, 24:00)."""
+    m = _INSTANT.fullmatch(text)
+    if m is None:
+        return None
+    zone = m["zone"] or ""
+    return dt.datetime.fromisoformat(m["day"] + ("T" + m["time"] if m["time"] else "")
+                                     + ("+00:00" if zone == "Z" else zone))

@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 from msgspec import UNSET
 
 from catalog.errors import BackupInvalid, CairnError, NotFound
+from storage import timetext
 from storage.backup import Repository
 from storage.backup.atomic import write_atomic
 from storage.backup.layout import CONFIG, join, key_path
@@ -464,8 +465,11 @@ def prune(repo: Repository, namespace: str, keep_newest: Callable[[str], bool]) 
 
 
 def parse_us(text: str) -> int:
-    """An ISO-8601 time as microseconds since the epoch; no zone means UTC."""
-    when = datetime.fromisoformat(text)
+    """An ISO-8601 time (timetext.INSTANT_FORM) as microseconds since the
+    epoch; no zone means UTC. ValueError for any other text."""
+    when = timetext.instant(text)
+    if when is None:
+        raise ValueError(f"{text!r} is not of the form {timetext.INSTANT_FORM}")
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     delta = when - datetime(1970, 1, 1, tzinfo=UTC)

@@ -20,6 +20,7 @@ from msgspec import Meta, Struct
 
 from catalog.errors import BackupInvalid, InvalidArgument
 
+from .. import timetext
 from ..schema import MAX_COLUMNS, RESERVED_COLUMNS, SYSTEM_COLUMNS, check_options, system_column
 from ..types import MAX_TEXT_LENGTH, TYPE_NAMES, canonical_type, stored_value
 from .seqs import MAX_SEQ  # at most 2^62; what a restore takes is lower (seqs.py)
@@ -269,15 +270,15 @@ def _fail(path: str, why: str) -> BackupInvalid:
 
 
 def _time(path: str, text: str) -> None:
-    try:  # listings sort by it in UTC: year 1 at +14:00 is out of range there
-        when = dt.datetime.fromisoformat(text)
-        if when.tzinfo is not None:
+    try:  # as_of's form (timetext.instant); listings sort in UTC: year 1 at +14:00 is out of range
+        when = timetext.instant(text)
+        if when is not None and when.tzinfo is not None:
             when.astimezone(dt.UTC)
     except (ValueError, OverflowError) as exc:
         why = "out of range in UTC" if isinstance(exc, OverflowError) else "not an ISO-8601 timestamp"
         raise _fail(path, f"{text!r} is {why}") from None
-    if when.tzinfo is None:
-        raise _fail(path, f"{text!r} has no time zone")
+    if when is None or when.tzinfo is None:
+        raise _fail(path, f"{text!r} " + ("has no time zone" if when is not None else "is not an ISO-8601 timestamp"))
 
 
 def _check_header(h: Header) -> None:

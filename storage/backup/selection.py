@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from catalog.errors import BackupInvalid, InvalidArgument, NotFound
 
+from .. import timetext
 from .manifest import checksum
 from .records import deep_problem, dense_problem
 
@@ -33,14 +34,16 @@ class Backups(Protocol):
 HINTS = ("namespace", "created_at", "snapshot_at")
 
 
-def parse_time(text: str) -> datetime:
-    """An ISO-8601 time as an aware UTC datetime; one without a zone is UTC."""
+def parse_time(text: str, what: str = "time") -> datetime:
+    """An ISO-8601 time (timetext.INSTANT_FORM, nothing looser) as an aware UTC
+    datetime; one without a zone is UTC. The one reader of RESTORE's `as_of`."""
     try:
-        when = datetime.fromisoformat(text)
-    except (ValueError, AttributeError, TypeError):
-        raise InvalidArgument(
-            f"'{text}' is not an ISO-8601 timestamp like '2026-11-20T00:00:00Z'"
-        ) from None
+        when = timetext.instant(text) if isinstance(text, str) else None
+    except ValueError as exc:
+        raise InvalidArgument(f"{what} {text!r} is not a time that exists ({exc})") from None
+    if when is None:
+        raise InvalidArgument(f"{what} {text!r} is not an ISO-8601 time of the form "
+                              f"{timetext.INSTANT_FORM}, like '2026-11-20T00:00:00Z'")
     if when.tzinfo is None:
         return when.replace(tzinfo=UTC)
     try:

@@ -277,6 +277,22 @@ def test_a_time_out_of_range_in_utc_is_damage(repo: Repository, make_file: MakeF
     assert not repo.verify("bk-1", contents=False).is_valid
 
 
+@pytest.mark.parametrize("stamp", ["2026-12-06+05:30", "2026-12-06_05:30:00Z",
+                                   "2026-12-06T05:30:00Z\x00", "2026-12-06T05:30:00+00:00:30"])
+def test_a_time_as_of_would_refuse_is_damage(repo: Repository, make_file: MakeFile,
+                                             stamp: str) -> None:
+    """A manifest's times are read in the one form RESTORE's as_of takes
+    (timetext.instant): `fromisoformat` read '2026-12-06+05:30' as 05:30 UTC,
+    and a time the decoder let through was then refused as if the user's."""
+    backed_up(repo, make_file, "bk-1")
+    doc = json.loads(manifest_file(repo, "bk-1").read_bytes())
+    doc["snapshot_at"] = stamp
+    manifest_file(repo, "bk-1").write_bytes(reseal(doc))
+    assert "not an ISO-8601 timestamp" in repo.list_manifests()[0]["error"]
+    with pytest.raises(BackupInvalid, match="snapshot_at"):
+        repo.read_manifest("bk-1")
+
+
 def test_delete_manifest(repo: Repository, make_file: MakeFile) -> None:
     backed_up(repo, make_file)
     repo.delete_manifest("bk-1")
