@@ -61,7 +61,8 @@ def _quit(shell: Shell, arg: str) -> bool:
 
 
 def _use(shell: Shell, arg: str) -> bool:
-    shell.client.namespace = arg.lower() or None
+    # A-Z folded only, as the server folds names: str.lower() made U+212A KELVIN SIGN 'k'
+    shell.client.namespace = "".join(c.lower() if c.isascii() else c for c in arg) or None
     shell.printer.notice(f"default namespace: {shell.client.namespace or '(none)'}")
     return True
 

@@ -12,6 +12,7 @@ from sqlgrammar.ast import Explain, Query
 from sqlgrammar.fastpath import FastInsert, FastSelect
 from storage import explain, fast, stopping
 from storage.limits import ResultLimits
+from storage.names import fold
 
 from . import visibility
 from .dispatch import Routes
@@ -66,8 +67,8 @@ def _fold(table: exp.Table) -> None:
         return
     for part in ("this", "db", "catalog"):
         ident = table.args.get(part)
-        if isinstance(ident, exp.Identifier) and ident.name != ident.name.lower():
-            ident.set("this", ident.name.lower())
+        if isinstance(ident, exp.Identifier) and ident.name != fold(ident.name):
+            ident.set("this", fold(ident.name))
 
 
 @routes.handles(Query, role="user")

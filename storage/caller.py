@@ -13,6 +13,7 @@ from sqlglot import exp
 from catalog.errors import CairnError
 
 from .buffer import TableState
+from .names import fold
 
 # What DuckDB answers 'duckdb' for (its macros current_user, session_user,
 # current_role, user; a bare word, quoted or not, that binds to no column), and
@@ -48,16 +49,16 @@ def columns_named(expression: exp.Expression, nodes: list[exp.Table], ctes: set[
                    state_of: Callable[[str, str], TableState]) -> set[str]:
     """Lower-case names a bare word of the query may bind to as a column: the
     columns of the Cairn tables it names, and every alias it gives."""
-    names = {a.alias.lower() for a in expression.find_all(exp.Alias)}
+    names = {fold(a.alias) for a in expression.find_all(exp.Alias)}
     for alias in expression.find_all(exp.TableAlias):
-        names |= {c.name.lower() for c in alias.columns}
+        names |= {fold(c.name) for c in alias.columns}
     for node in nodes:
-        db = node.db.lower() or default_namespace
+        db = fold(node.db) or default_namespace
         if id(node) in ctes or not db or db == "system" or not isinstance(
                 node.this, exp.Identifier):
             continue
         with contextlib.suppress(CairnError):  # the loop below says what is wrong
-            names |= {c["name"].lower() for c in state_of(db, node.name.lower()).columns}
+            names |= {c["name"].lower() for c in state_of(db, fold(node.name)).columns}
     return names
 
 

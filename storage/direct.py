@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlglot import exp
 
+from .names import fold
 from .pushdown import conjuncts, renames
 from .timing import WouldWait
 
@@ -45,10 +46,10 @@ def _own_column(node: Any, alias: str) -> str | None:
         return None
     if node.args.get("db") is not None or node.args.get("catalog") is not None:
         return None
-    if node.table and node.table.lower() != alias:
+    if node.table and fold(node.table) != alias:
         return None
     name = node.this.this
-    return name if isinstance(name, str) and name == name.lower() else None
+    return name if isinstance(name, str) and name == fold(name) else None
 
 
 def _value(node: Any, typ: str | None) -> object:
@@ -82,7 +83,7 @@ def answer(expression: exp.Expression, table: exp.Table, snap: Snapshot,
         return None
     if renames(table) or any(table.args.get(a) for a in ("joins", "sample", "hints")):
         return None  # (`AS x(k, s, j)`: `j` is the table's `s`)
-    alias = table.alias_or_name.lower()
+    alias = fold(table.alias_or_name)
     types = {c["name"]: c["type"] for c in snap.columns}
     where = expression.args.get("where")
     if where is None:

@@ -25,6 +25,7 @@ from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
 from .default_cells import DEFAULT, cell, default_row, is_default, values_rows
 from .deleted_rule import LIVE_ONLY
+from .names import fold
 from .ports import Writer
 from .query import Plan, Snapshot, quote, view_sql
 from .resolve import Replaced
@@ -70,7 +71,7 @@ def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> i
     target = e.this
     names: list[str] | None = None
     if isinstance(target, exp.Schema):
-        names = [c.name.lower() for c in target.expressions]
+        names = [fold(c.name) for c in target.expressions]
         target = target.this
     st = resolve(engine, target, ns)
     owner = _owner(st, user)
@@ -444,7 +445,7 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
         for eq in e.expressions:
             if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
                 raise InvalidArgument("UPDATE needs SET column = value, ...")
-            name = eq.this.name.lower()
+            name = fold(eq.this.name)
             col = cols.get(name)
             if col is None:
                 raise InvalidArgument(f"Column '{name}' does not exist in table {_name(st)}")

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from .names import fold
 from .types import Column
 
 _INT_TYPES = frozenset({"SMALLINT", "INT", "BIGINT"})
@@ -42,7 +43,7 @@ def key_filter(expression: exp.Expression, primary_key: list[str],
     if (len(tables) != 1 or where is None or not isinstance(source, exp.From)
             or source.this is not tables[0] or renames(tables[0])):
         return None
-    alias = tables[0].alias_or_name.lower()
+    alias = fold(tables[0].alias_or_name)
     types = {c["name"]: c["type"] for c in columns}
     families = {"int" if types.get(k) in _INT_TYPES else "text" if types.get(k) == "TEXT"
                 else "" for k in primary_key}
@@ -71,8 +72,8 @@ def _movable(node: exp.Expression, alias: str, primary_key: list[str], family: s
         return False  # a constant: nothing to gain, leave it where it is
     for n in node.walk():
         if isinstance(n, exp.Column):
-            if (n.args.get("db") is not None or n.name.lower() not in primary_key
-                    or (n.table and n.table.lower() != alias)
+            if (n.args.get("db") is not None or fold(n.name) not in primary_key
+                    or (n.table and fold(n.table) != alias)
                     or not isinstance(n.this, exp.Identifier)):
                 return False
         elif isinstance(n, exp.Literal):
@@ -113,7 +114,7 @@ def point_key(expression: exp.Expression, columns: list[Column], primary_key: li
             or not isinstance(source, exp.From) or source.this is not tables[0]
             or renames(tables[0])):
         return None
-    alias = tables[0].alias_or_name.lower()
+    alias = fold(tables[0].alias_or_name)
     types = {c["name"]: c["type"] for c in columns}
     found: dict[str, Any] = {}
     for node in conjuncts(where.this):
@@ -121,8 +122,8 @@ def point_key(expression: exp.Expression, columns: list[Column], primary_key: li
             for col, lit in ((node.left, node.right), (node.right, node.left)):
                 if not isinstance(col, exp.Column) or col.args.get("db") is not None:
                     continue
-                name = col.name.lower()
-                if name not in primary_key or (col.table and col.table.lower() != alias):
+                name = fold(col.name)
+                if name not in primary_key or (col.table and fold(col.table) != alias):
                     continue
                 value = _literal(lit, types.get(name))  # type: ignore[arg-type]
                 if value is None:

@@ -30,6 +30,7 @@ from . import deleted_rule, json_columns, keys, pushdown, sandbox, scopes
 from .buffer import TableState, point_mask
 from .caller import columns_named, names_a_user_word, the_caller, user_word
 from .json_columns import CAIRN_TYPE
+from .names import fold
 from .pushdown import point_key
 from .resolve import Replaced, at_one_moment
 from .timing import WouldWait, waiting_allowed
@@ -323,7 +324,7 @@ def plan_query(
                 continue
             plan.refs += 1
             # Names fold to lower case, as everywhere else (DESCRIBE TABLE APP.NOTES).
-            name, db, catalog = node.name.lower(), node.db.lower(), node.catalog.lower()
+            name, db, catalog = fold(node.name), fold(node.db), fold(node.catalog)
             if catalog:
                 raise NotFound(f"Table '{catalog}.{db}.{name}' does not exist")
             if id(node) in ctes:  # a CTE in scope (no namespace); any other name is a table
@@ -439,11 +440,11 @@ def _snapshots(expression: exp.Expression, nodes: list[exp.Table], ctes: set[int
             break
         if id(node) in ctes:
             continue
-        ns = node.db.lower() or default_namespace
+        ns = fold(node.db) or default_namespace
         if not ns:
             break
         if ns != "system":
-            wanted.append((ns, node.name.lower()))
+            wanted.append((ns, fold(node.name)))
 
     def take(key: tuple[str, str]) -> tuple[TableState, int, tuple[Snapshot, Any], str]:
         st = state_of(*key)

@@ -9,6 +9,7 @@ from catalog import Catalog, Table, TableSchema
 from catalog.errors import InvalidArgument
 from catalog.records import SEP
 
+from .names import fold
 from .sql_text import sql_text
 from .types import DELETED, HIDDEN, ID, UPDATED, Column, canonical_type, coerce, stored_default
 
@@ -64,7 +65,7 @@ def check_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
 def column_from_def(d: Any, since: int) -> Column:
     """A column dict from a parsed `ColumnDef` (or a dict with the same fields)."""
     get = d.get if isinstance(d, dict) else lambda k, default=None: getattr(d, k, default)
-    name = str(get("name")).lower()
+    name = fold(str(get("name")))
     tspec = get("type")
     tname = tspec.get("name") if isinstance(tspec, dict) else getattr(tspec, "name", tspec)
     params = tspec.get("params", ()) if isinstance(tspec, dict) else getattr(tspec, "params", ())
@@ -166,7 +167,7 @@ def add_column(current: TableSchema, d: Any) -> list[Column]:
 
 
 def drop_column(current: TableSchema, name: str) -> list[Column]:
-    name = name.lower()
+    name = fold(name)
     col = next((c for c in current.columns if c["name"] == name), None)
     where = f"{current.namespace}.{current.table_name}"
     if col is None:

@@ -16,6 +16,7 @@ from catalog.errors import InvalidArgument, ParseError
 
 from . import sandbox
 from .doubles import MAX_DECIMAL_WIDTH
+from .names import fold
 from .ports import Selector
 from .spelling import NumberText, json_column, number_sql
 
@@ -241,4 +242,4 @@ def by_name(names: list[str] | None, columns: list[str]) -> list[str]:
     """The target columns of INSERT ... BY NAME: the query's column names."""
     if names is not None:
         raise InvalidArgument("INSERT ... BY NAME takes no column list")
-    return [c.lower() for c in columns]
+    return [fold(c) for c in columns]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storage.backup.schema import NAME_PATTERN
+from storage.names import fold
 
 from . import types as t
 from .errors import PgError
@@ -182,9 +183,9 @@ def search_namespace(path: str) -> str | None:
     information_schema); None if it names none."""
     for part in path.split(","):
         name = part.strip().strip('"').strip()
-        if name and name.lower() not in ("$user", "public", "pg_catalog", "information_schema",
-                                         "pg_temp"):
-            return name.lower()
+        if name and fold(name) not in ("$user", "public", "pg_catalog", "information_schema",
+                                       "pg_temp"):
+            return fold(name)  # A-Z only, as PostgreSQL: '\u212aELVIN' is no kelvin
     return None
 
 
@@ -247,7 +248,7 @@ def _role_name(text: str) -> str:
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1].replace(text[0] * 2, text[0])
-    return text.lower()
+    return fold(text)
 
 
 def _boolean(name: str, bare: str) -> bool:
@@ -474,4 +475,4 @@ def deallocated(sql: str) -> str | None:
     name = m.group(1)
     if name.startswith('"'):
         return name[1:-1]
-    return "" if name.upper() == "ALL" else name.lower()  # unquoted: folded, as PostgreSQL does
+    return "" if name.upper() == "ALL" else fold(name)  # unquoted: folded, as PostgreSQL does

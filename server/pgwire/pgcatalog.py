@@ -29,6 +29,7 @@ from catalog.errors import Cancelled, PermissionDenied
 from sqlgrammar.uncommented import Uncommented
 from storage import value_bounds
 from storage.duck import fetch_bounded
+from storage.names import fold
 from storage.sandbox import (
     DENIED_NODES,
     cte_references,
@@ -93,7 +94,7 @@ def _prepare(sql: str) -> str:
 
 def _catalog_table(table: exp.Table) -> tuple[str, str] | None:
     """('pg', name) / ('info', name) for a catalog relation, else None."""
-    db, name = (table.db or "").lower(), (table.name or "").lower()
+    db, name = fold(table.db or ""), fold(table.name or "")
     if table.catalog:
         return None
     if db == "information_schema" and name in relations.INFORMATION_SCHEMA:

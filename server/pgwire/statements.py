@@ -13,6 +13,7 @@ from typing import Any
 from catalog.errors import CairnError, InvalidArgument
 from sqlgrammar.splitter import split_script
 from storage import system_tables
+from storage.names import fold
 
 from ..result import cairn_type
 from ..state import Cairn
@@ -172,12 +173,13 @@ def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
     ns = namespace or default
     if not ns:
         return None
-    if ns.lower() == "system":  # built from the catalog: its columns are fixed
-        if table.lower() not in system_tables.NAMES:
+    ns, table = fold(ns), fold(table)
+    if ns == "system":  # built from the catalog: its columns are fixed
+        if table not in system_tables.NAMES:
             return None
-        return {f.name: cairn_type(f) for f in system_tables.schema_of(table.lower())}
+        return {f.name: cairn_type(f) for f in system_tables.schema_of(table)}
     try:
-        st = cairn.engine.state(ns.lower(), table.lower())
+        st = cairn.engine.state(ns, table)
     except CairnError:
         return None
     return {c["name"]: c["type"] for c in st.columns}

@@ -1,0 +1,20 @@
+"""Names folded to lower case as DuckDB folds them: A-Z only.
+
+`str.lower()` is Unicode's: U+212A KELVIN SIGN became ASCII 'k' (and U+0130
+'İ' became 'i' and a combining dot), so `DELETE FROM app.\u212a` deleted from
+app.k, `INSERT INTO t (\u212a)` wrote column k and a search_path of '\u212aELVIN'
+meant namespace kelvin, while CREATE refused the name and DuckDB's own
+`SELECT \u212a` found no column. Folded here, a name with any other letter keeps
+it, and fails the name rule ([A-Za-z_][A-Za-z0-9_]*) where one is checked.
+"""
+
+from __future__ import annotations
+
+import string
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def fold(name: str) -> str:
+    """`name` with A-Z made a-z and every other character as written."""
+    return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
