@@ -52,15 +52,10 @@ def _open_failed(path: Path, exc: Exception) -> Exception:
     return CannotStart(f"the catalog '{path}' cannot be opened (RocksDB: {text})")
 
 
-# A Cairn flush writes one table's buffer family out; RocksDB keeps every log
-# file an unflushed write of any other family (jobs, tables, ...) still needs,
-# so without a bound the logs held every byte ever written (601 files, 153 MB
-# after 300 INSERT+FLUSH cycles of 256 KB) until a restart. Past the bound
-# RocksDB flushes the families holding the oldest log.
+# Logs an unflushed write of any family still needs: without a bound they held
+# every byte written until a restart. Past it RocksDB flushes the oldest's.
 MAX_TOTAL_WAL_BYTES = 64 << 20
-# Every family's memtables together (a STREAM table's evicted rows stayed in
-# its memtable, ~64 MB per table): past it RocksDB flushes the largest. Room
-# for one table's flush_bytes (64 MB) of buffered rows, and as much again.
+# Every family's memtables together (a STREAM's evicted rows stayed in its own).
 MEMTABLE_BYTES = 128 << 20
 
 
