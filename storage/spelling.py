@@ -16,7 +16,9 @@ from typing import Any
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from .arrowtypes import holds
 from .sandbox import in_utc, scratch_config
 
 
@@ -46,13 +48,20 @@ def _run(query: str, table: pa.Table | None = None) -> list[Any]:
             con.execute("SET python_enable_replacements = false")
             con.execute("SET enable_external_access = false")
             _con = con
-        if table is None:
-            return [r[0] for r in _con.execute(query).fetchall()]
-        _con.register("v", table)
         try:
-            return [r[0] for r in _con.execute(query).fetchall()]
-        finally:
-            _con.unregister("v")
+            if table is None:
+                return [r[0] for r in _con.execute(query).fetchall()]
+            _con.register("v", table)
+            try:
+                return [r[0] for r in _con.execute(query).fetchall()]
+            finally:
+                _con.unregister("v")
+        except (duckdb.InternalException, duckdb.FatalException):
+            # DuckDB invalidates a database after an internal error: every
+            # TEXT and JSON write after it failed until the server restarted.
+            _con.close()
+            _con = None
+            raise
 
 
 @functools.lru_cache(maxsize=4096)
@@ -87,11 +96,50 @@ def json_column(column: pa.Array | pa.ChunkedArray, to: str = "JSON") -> pa.Arra
     """A column of any type as DuckDB's CAST(... AS JSON) text (nested values,
     decimals, blobs, times as DuckDB writes them), or `to` VARCHAR. ValueError
     if DuckDB refuses."""
+    if holds(column.type, _wide_decimal) and _holds_least_hugeint(column):
+        # A HUGEINT reaches Arrow as a decimal128(38, 0), and DuckDB's cast of
+        # that DECIMAL holding -2^127 (the least HUGEINT, which no DECIMAL(38)
+        # holds) is an internal error: INSERT ... SELECT -2^127 into TEXT
+        # invalidated the DuckDB this asks. Its text is its digits.
+        if not _wide_decimal(column.type):
+            raise ValueError(f"{_LEAST_HUGEINT} (the least HUGEINT) inside a list, struct or "
+                             "map cannot be written as text or JSON: cast it to VARCHAR in "
+                             "the query")
+        return pa.array(pc.cast(column, pa.string()).to_pylist(), pa.string())
     try:
         values = _run(f"SELECT CAST(CAST(c AS {to}) AS VARCHAR) FROM v", pa.table({"c": column}))
     except duckdb.Error as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
     return pa.array(values, pa.string())
+
+
+_LEAST_HUGEINT = str(-(1 << 127))
+
+
+def _wide_decimal(t: pa.DataType) -> bool:
+    return bool(pa.types.is_decimal128(t) and t.precision == 38 and t.scale == 0)
+
+
+def _holds_least_hugeint(column: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether -2^127 is anywhere in the column, at any depth."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    for arr in chunks:
+        t = arr.type
+        if _wide_decimal(t):
+            found = bool(pc.any(pc.equal(pc.cast(arr, pa.string()), _LEAST_HUGEINT)).as_py())
+        elif pa.types.is_dictionary(t):
+            found = _holds_least_hugeint(arr.dictionary)
+        elif pa.types.is_map(t):
+            found = _holds_least_hugeint(arr.keys) or _holds_least_hugeint(arr.items)
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            found = _holds_least_hugeint(arr.flatten())
+        elif pa.types.is_struct(t) or pa.types.is_union(t):
+            found = any(_holds_least_hugeint(arr.field(i)) for i in range(t.num_fields))
+        else:
+            found = False
+        if found:
+            return True
+    return False
 
 
 def json_of(value: Any) -> str:
