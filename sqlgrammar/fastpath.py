@@ -305,8 +305,8 @@ _BUILDERS = {"insert": (_insert, 1), "select": (_select, 2)}
 class FastInsert:
     """A fast-path INSERT of literals without a tree: the names as written (not yet
     folded to lower case) and each row's values as `storage.values.literal` reads the
-    tree's literals (NULL None, TRUE / FALSE a bool, a string unquoted, `[0-9]+` an int, any
-    other number a Decimal, past 38 digits an ExponentNumber; `-` negating). Many: fastrows.py."""
+    tree's literals (NULL None, TRUE / FALSE a bool, a string unquoted, 1-38 digits an int, more
+    the tree's, other numbers a Decimal, past 38 digits an ExponentNumber). Many: fastrows.py."""
 
     db: str | None
     table: str
@@ -318,8 +318,8 @@ _MAX_DIGITS = 100  # longer: the tree's (int() refuses past 4,300 digits, parser
 
 
 def _number(text: str, negative: bool = False) -> Any:
-    if len(text) > _MAX_DIGITS:
-        raise _Shape
+    if len(text) > _MAX_DIGITS or (len(text) >= 39 and text.isdigit()):  # 39+: maybe past
+        raise _Shape  # HUGEINT, which the tree's path refuses (storage/literal_range.py)
     if text.isdigit():
         return -int(text) if negative else int(text)
     if len(text) > 39:  # 39+ digits: a DOUBLE to DuckDB, as values.literal reads it

@@ -9,6 +9,7 @@ from catalog import Catalog, Table, TableSchema
 from catalog.errors import InvalidArgument
 from catalog.records import SEP
 
+from .literal_range import number_problem
 from .names import fold
 from .sql_text import sql_text
 from .types import DELETED, HIDDEN, ID, UPDATED, Column, canonical_type, coerce, stored_default
@@ -89,6 +90,7 @@ def column_from_def(d: Any, since: int) -> Column:
         raise InvalidArgument(f"column '{name}': a JSON column cannot be a PRIMARY KEY")
     if col["has_default"]:
         _check_default_size(name, col["default"])  # before the work of reading it
+        _check_default_number(col["default"])
         try:
             value = coerce({**col, "not_null": False}, col["default"])
         except InvalidArgument as exc:
@@ -98,6 +100,16 @@ def column_from_def(d: Any, since: int) -> Column:
         col["default"] = stored_default(col, value)
         _check_default_size(name, col["default"])
     return col
+
+
+def _check_default_number(default: Any) -> None:
+    """A DEFAULT's number literal refused as anywhere else (`literal_range`):
+    CREATE TABLE and ADD COLUMN took DEFAULT <50 digits>, which every query
+    refused. A DEFAULT kept before is not read through here."""
+    text = str(default) if isinstance(default, int) and not isinstance(default, bool) \
+        else getattr(default, "sql", None)  # an ExponentNumber's text, as written
+    if isinstance(text, str) and (wrong := number_problem(text)) is not None:
+        raise InvalidArgument(wrong)
 
 
 def _check_default_size(name: str, default: Any) -> None:

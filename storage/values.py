@@ -16,6 +16,7 @@ from catalog.errors import InvalidArgument, ParseError
 
 from . import sandbox
 from .doubles import MAX_DECIMAL_WIDTH
+from .literal_range import HUGEINT_MAX, literal_problem
 from .names import fold
 from .ports import Selector
 from .spelling import NumberText, json_column, number_sql
@@ -37,6 +38,8 @@ def literal(node: exp.Expression) -> Any:
         if node.is_string:
             return node.this
         text = node.this
+        if len(text) >= 39 and (wrong := literal_problem(node)) is not None:
+            raise InvalidArgument(wrong)  # as a query refuses it (literal_range)
         if re.fullmatch(r"\d+", text):
             return int(text)
         # `1e5` is a DOUBLE to DuckDB, `5.` a DECIMAL(1,0), `ddd.ddd` a DECIMAL
@@ -62,6 +65,8 @@ def literal(node: exp.Expression) -> Any:
                 return value.copy_abs()
             return value.copy_negate()
         if isinstance(value, int) and not isinstance(value, bool):
+            if -value > HUGEINT_MAX:  # `- -170141183460469231731687303715884105728`
+                raise _NotLiteral  # DuckDB's to read (and refuse)
             return -value
     if isinstance(node, exp.Paren):
         return literal(node.this)
