@@ -52,11 +52,8 @@ def _open_failed(path: Path, exc: Exception) -> Exception:
     return CannotStart(f"the catalog '{path}' cannot be opened (RocksDB: {text})")
 
 
-# Logs an unflushed write of any family still needs: without a bound they held
-# every byte written until a restart. Past it RocksDB flushes the oldest's.
-MAX_TOTAL_WAL_BYTES = 64 << 20
-# Every family's memtables together (a STREAM's evicted rows stayed in its own).
-MEMTABLE_BYTES = 128 << 20
+MAX_TOTAL_WAL_BYTES = 64 << 20  # logs any family's unflushed write holds (were unbounded)
+MEMTABLE_BYTES = 128 << 20  # every family's memtables together (a STREAM's evicted rows)
 
 
 def _options() -> Options:
