@@ -29,6 +29,11 @@ never wrote. Found by trying, each against DuckDB itself:
   DISTINCT FROM. `@` (absolute value) binds otherwise in DuckDB than in
   sqlglot, and sqlglot read `@NULL` as a column "NULL"; `^@` too. All are
   refused with the function to write.
+- `x IN [1, NULL]` is list membership to DuckDB (contains([1, NULL], x),
+  as `IN ARRAY[..]` and `IN list_value(..)`: a NULL element never makes it
+  NULL); sqlglot read it as the SQL list `IN (1, NULL)`, where a NULL makes
+  NOT IN NULL (a DELETE ... WHERE x NOT IN [NULL, 1] deleted no row). Read as
+  the list here, it is printed back `x IN [1, NULL]` (`_list_in`).
 - The name of an unaliased subquery item is its text as written
   (`name_subqueries`), not sqlglot's (string_agg was LISTAGG).
 
@@ -141,6 +146,18 @@ def _as_written(name: str, build: Any) -> Any:
     return built
 
 
+_in_sql = DuckDB.Parser.RANGE_PARSERS[TokenType.IN]
+
+
+def _list_in(self: Any, this: exp.Expression | None) -> Any:
+    """`x IN [..]` as the list DuckDB reads (sqlglot's IN of a list
+    expression, as for `x IN ARRAY[..]`), not the SQL list `IN (..)`."""
+    if self._curr is not None and self._curr.token_type == TokenType.L_BRACKET:
+        return self.expression(exp.In(this=this, field=self._parse_column()))
+    return _in_sql(self, this)
+
+
+DuckDB.Parser.RANGE_PARSERS[TokenType.IN] = _list_in
 for _name in ("JSON_EXTRACT_PATH_TEXT", "JSON_EXTRACT_PATH", "JSON_EXTRACT", "JSON_EXTRACT_STRING",
               "JSON_EXTRACT_SCALAR"):
     DuckDB.Parser.FUNCTIONS[_name] = _as_written(_name, DuckDB.Parser.FUNCTIONS[_name])

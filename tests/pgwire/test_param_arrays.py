@@ -10,6 +10,7 @@ import decimal
 import struct
 
 import asyncpg
+import duckdb
 import psycopg
 import pytest
 
@@ -79,6 +80,29 @@ def test_psycopg_lists_of_strings_are_lists_where_an_array_is_compared(pg: PgSer
         assert conn.execute("DELETE FROM arrs.t WHERE v = ANY(%s)", (["a,b"],)).rowcount == 1
         assert conn.execute("SELECT k FROM arrs.t ORDER BY k").fetchall() == [(1,), (3,), (4,)]
 
+
+
+def test_in_a_list_of_parameters_is_list_membership(pg: PgServer) -> None:
+    """`i NOT IN [%s, %s]` with NULL and 1 is DuckDB's list membership (true
+    for 2, as DuckDB answers over the same rows): sqlglot read the SQL list
+    `IN (NULL, 1)` (NULL for 2), and the DELETE removed no row."""
+    model = duckdb.connect()
+    model.execute("CREATE TABLE t (k BIGINT PRIMARY KEY, i BIGINT); "
+                  "INSERT INTO t VALUES (1, 1), (2, 2), (3, NULL)")
+    model.execute("DELETE FROM t WHERE i NOT IN [NULL, 1]")
+    left = model.execute("SELECT k FROM t ORDER BY k").fetchall()
+    assert left == [(1,), (3,)]
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS inl; "
+                     "CREATE TABLE IF NOT EXISTS inl.t (k BIGINT PRIMARY KEY, i BIGINT)")
+        conn.execute("DELETE FROM inl.t")
+        conn.execute("INSERT INTO inl.t VALUES (1, 1), (2, 2), (3, NULL)")
+        for binary in (False, True):
+            got = conn.execute("SELECT k FROM inl.t WHERE i NOT IN [%s, %s] ORDER BY k",
+                               (None, 1), binary=binary).fetchall()
+            assert got == [(2,)]
+        assert conn.execute("DELETE FROM inl.t WHERE i NOT IN [%s, %s]", (None, 1)).rowcount == 1
+        assert conn.execute("SELECT k FROM inl.t ORDER BY k").fetchall() == left
 
 def test_asyncpg_arrays_are_lists(pg: PgServer) -> None:
     """asyncpg encodes a parameter by its described type, and looks an

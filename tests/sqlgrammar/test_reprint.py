@@ -104,3 +104,15 @@ def test_a_negation_sqlglot_writes_keeps_its_grouping(expression: str) -> None:
                "('ab', 'a', false), ('ab', 'x', true)) v(a, b, c)")
     text = f"SELECT {expression} FROM t"
     assert db.execute(parse_one(text).sql).fetchall() == db.execute(text).fetchall()
+
+
+@pytest.mark.parametrize("expression", [
+    "x IN [NULL, 1]", "x NOT IN [NULL, 1]", "x IN []", "x IN [1, 2][1:1]", "x IN [1] = y",
+    "x NOT IN [1] IS NULL", "x IN [1] AND y", "x IN [y] IN [z]", "x IN [1]::INT[]",
+    "x NOT IN list_value(NULL, 1)", "x IN [[1]][1]", "x NOT IN (NULL, 1)", "x IN ([1])"])
+def test_in_a_list_is_list_membership_as_duckdb_reads_it(expression: str) -> None:
+    """DuckDB reads `x IN [..]` as contains([..], x), never NULL for a NULL
+    element; sqlglot read the SQL list `x IN (..)` (`2 NOT IN [NULL, 1]` was
+    NULL, not true). `IN (..)` stays the SQL list."""
+    text = f"SELECT {expression} FROM t"
+    assert _tree(parse_one(text).sql) == _tree(text), parse_one(text).sql
