@@ -39,8 +39,8 @@ never wrote. Found by trying, each against DuckDB itself:
 
 The patches to sqlglot's DuckDB dialect (its JSON path reading, and how its
 generator writes INTERVAL, JSON arrows and NOT) apply to every parse and
-print in the process once this module is imported, so also to the WHERE an
-UPDATE or DELETE prints and parses again (storage/dml.py).
+print in the process once this module is imported (an UPDATE's or DELETE's
+WHERE and SET are printed once, in the SELECT storage/dml.py makes of them).
 tests/sqlgrammar/test_reprint.py holds arrows and NOT to DuckDB's own parse
 tree and answers; tests/e2e/test_reprint_meaning.py each fix to DuckDB's
 answers over the same rows."""

@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
 
 from catalog import Meta
@@ -413,21 +412,23 @@ def insert_arrow(engine: Writer, st: TableState, rows: pa.Table, user: str | Non
 
 def _matching(
     engine: Writer, st: TableState, node: exp.Table, where: exp.Expression | None,
-    extra: list[str], user: str | None, ns: str | None,
+    extra: list[exp.Expr], user: str | None, ns: str | None,
 ) -> pa.Table:
-    alias = quote(node.alias_or_name)
+    """The rows a WHERE finds, by a SELECT made of the statement's own trees:
+    printed once, as a SELECT's are (printed and parsed again, `x IN [..]` and
+    `f(json_extract(j, 'a'))` came back meaning another thing)."""
+    star = exp.Column(this=exp.Star(), table=exp.to_identifier(node.alias_or_name, quoted=True))
     # The table's name and alias only (targets.resolve refused anything more).
-    node = exp.Table(**{k: v.copy() for k, v in node.args.items()
-                        if k in ("this", "db", "alias") and v})
-    sql = f"SELECT {alias}.*{''.join(', ' + x for x in extra)} FROM {node.sql(dialect='duckdb')}"
+    table = exp.Table(**{k: v.copy() for k, v in node.args.items()
+                         if k in ("this", "db", "alias") and v})
+    table.meta[LIVE_ONLY] = True  # live rows change; shows deleted ones (deleted_rule.DeletedRule)
+    tree = exp.Select(expressions=[star, *extra]).from_(table, copy=False)
     if where is not None:
-        sql += f" WHERE {where.this.sql(dialect='duckdb')}"
-    tree = sqlglot.parse_one(sql, read="duckdb")  # live rows change; other tables: as a SELECT
-    tree.args["from_"].this.meta[LIVE_ONLY] = True  # shows deleted ones (deleted_rule.DeletedRule)
+        tree.set("where", where.copy())
     # One DuckDB thread: each thread holds a row group of every column it reads
     # (16 MB of a wide column), and the scan of a wide table was the statement's
     # RSS peak (docs/performance.md). Out of that DuckDB's memory: the main one.
-    return engine.select(tree, user, ns, one_thread=True)  # type: ignore[arg-type]
+    return engine.select(tree, user, ns, one_thread=True)
 
 
 def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> int:
@@ -457,8 +458,8 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
                 raise InvalidArgument(f"Column '{name}' is set twice")
             sandbox.check_fragment(eq.expression)
             sets.append((col, eq.expression))
-        extra = [f"({(exp.null() if is_default(v) else v).sql(dialect='duckdb')}) AS \"#set{i}\""
-                 for i, (_, v) in enumerate(sets)]
+        extra = [exp.alias_(exp.Paren(this=exp.null() if is_default(v) else v.copy()),
+                            f"#set{i}", quoted=True) for i, (_, v) in enumerate(sets)]
         found = _matching(engine, st, e.this, where, extra, user, ns)
         found = keys_mod.reachable(st.table.primary_key, found, _name(st), "updated")
         n = found.num_rows

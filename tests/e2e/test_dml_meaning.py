@@ -5,7 +5,9 @@ Found by trying: `x NOT IN [NULL, 1]` is list membership to DuckDB (true for
 2), sqlglot read the SQL list `IN (NULL, 1)` (NULL for 2): the DELETE removed
 no row, and `(x IN [NULL, 1]) IS NOT FALSE` removed every row. A DELETE or
 UPDATE printed its WHERE and SET and parsed them again, so `IN ARRAY[..]`
-(right in a SELECT) came back as `IN (..)`. The model is DuckDB itself, in process,
+(right in a SELECT) came back as `IN (..)`, and `f(json_extract(j, 'a'))`,
+printed `f(j -> 'a')`, came back a lambda: refused in a DELETE that a SELECT
+ran, and a lambda DuckDB refuses ran. The model is DuckDB itself, in process,
 over a plain table holding the same rows: the rows a SELECT gives, the rows a
 DELETE leaves and the values an UPDATE sets, or an error from both."""
 
@@ -27,7 +29,9 @@ WHERES = ["i NOT IN [NULL, 1]", "(i IN [NULL, 1]) IS NOT FALSE", "i NOT IN ARRAY
           "i NOT IN list_value(NULL, 1)", "NOT i IN [NULL, 1]", "i IN [NULL, 2] = true",
           "i NOT IN []", "(i IN []) IS FALSE", "i IN [1, 2, 3][2:3]", "i IN [[1]][1] OR k = 3",
           "i NOT IN (NULL, 1)", "(i NOT IN (NULL, 1)) IS NULL", "i NOT IN ([1])",
-          "json_extract_string(j, 'a') IN ['2', NULL]"]
+          "coalesce(json_extract(j, 'a'), '0') = '1'", "typeof(json_extract(j, 'a')) = 'JSON'",
+          "json_extract_string(j, 'a') IN ['2', NULL]",
+          "list_transform([1], json_extract(x, '$')) = [1]"]
 
 
 @pytest.fixture
@@ -80,8 +84,11 @@ async def test_an_update_sets_duckdbs_rows(app: Any, where: str) -> None:
     assert await _cairn(client, LEFT) == _model(model, LEFT), stmt
 
 
-@pytest.mark.parametrize("value", ["(i NOT IN [NULL, 1])::VARCHAR",
-                                   "(i IN list_value(NULL, 1))::VARCHAR"])
+@pytest.mark.parametrize("value", ["upper(json_extract(j, 'a')::VARCHAR)",
+                                   "coalesce(json_extract(j, 'a'), '0')::VARCHAR",
+                                   "(i NOT IN [NULL, 1])::VARCHAR",
+                                   "(i IN list_value(NULL, 1))::VARCHAR || "
+                                   "typeof(json_extract(j, 'a'))"])
 async def test_an_update_sets_what_a_select_of_its_value_gives(app: Any, value: str) -> None:
     client, model = app
     stmt = f"UPDATE app.t SET v = {value}"
