@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 
 from catalog import Backup, Job, Namespace
 from catalog.records import fields_decoder
-from storage import timing
+from storage import duckrestart, timing
 
 from . import logs
 
@@ -111,7 +111,7 @@ class StateCollector(Collector):
     def describe(self) -> list[Any]:
         return []  # computed per scrape; nothing to register up front
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         cairn = self.cairn
         now = time.time()
         age = GaugeMetricFamily(
@@ -159,6 +159,14 @@ class StateCollector(Collector):
                                 "Resident memory of the server process")
         rss.add_metric([], rss_bytes())
         yield rss
+        restarts = CounterMetricFamily(
+            "cairn_duckdb_restarts", "DuckDBs replaced since the process started because a "
+            "statement made DuckDB fail internally (which leaves its database invalid), by "
+            "database: main, small (small queries), catalog (pgwire catalog queries)",
+            labels=["database"])
+        for name in sorted({"main", "small", "catalog", *duckrestart.RESTARTS}):
+            restarts.add_metric([name], duckrestart.RESTARTS[name])
+        yield restarts
 
     @staticmethod
     def _buffers(cairn: Any) -> Iterator[GaugeMetricFamily]:

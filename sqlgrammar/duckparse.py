@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import duckdb
 from sqlglot import exp
@@ -54,19 +55,41 @@ _SERIALIZE = "SELECT json_serialize_sql($1)"
 _DB: list[duckdb.DuckDBPyConnection] = []
 _LOCK = threading.Lock()
 _LOCAL = threading.local()
+# Bumped when the database is dropped for a new one: after an INTERNAL or
+# FATAL error DuckDB leaves a database invalid for good, and every parse on
+# it would fail (read as "no syntax error") until the server restarted.
+_GENERATION = [0]
+T = TypeVar("T")
 
 
 def _cursor() -> duckdb.DuckDBPyConnection:
     cursor: duckdb.DuckDBPyConnection | None = getattr(_LOCAL, "cursor", None)
-    if cursor is None:
+    if cursor is None or getattr(_LOCAL, "generation", None) != _GENERATION[0]:
         with _LOCK:
             if not _DB:
                 _DB.append(duckdb.connect(config={
                     "errors_as_json": "true", "enable_external_access": "false",
                     "threads": "1"}))
             cursor = _DB[0].cursor()
+            _LOCAL.generation = _GENERATION[0]
         _LOCAL.cursor = cursor
     return cursor
+
+
+def _on_cursor(run: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """`run(cursor)`; if DuckDB failed internally (the database now invalid),
+    the next call makes a new database, and a call that met the database
+    another call invalidated is run again on a new one."""
+    for attempt in (1, 2):
+        try:
+            return run(_cursor())
+        except (duckdb.InternalException, duckdb.FatalException) as exc:
+            with _LOCK:
+                _DB.clear()
+                _GENERATION[0] += 1
+            if attempt == 2 or "has been invalidated" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 # (character offset in the text read, the token there, DuckDB's message) of
@@ -88,7 +111,7 @@ def _refusal(text: str) -> Refusal | None:
     if len(text) > OFF_GIL_CHARS:
         return _refusal_off_gil(text)
     try:
-        _cursor().extract_statements(text)
+        _on_cursor(lambda cur: cur.extract_statements(text))
     except duckdb.ParserException as exc:
         return _syntax(text, str(exc), 0)
     except duckdb.Error:  # not the syntax (`COLLATE $1`): left to the statement's run
@@ -100,7 +123,7 @@ def serialized(text: str) -> dict[str, Any] | None:
     """DuckDB's parse tree of `text` (one SELECT), as json_serialize_sql gives
     it (positions in bytes of UTF-8), or None if it has none."""
     try:
-        row = _cursor().execute(_SERIALIZE, [text]).fetchone()
+        row = _on_cursor(lambda cur: cur.execute(_SERIALIZE, [text]).fetchone())
         answer = json.loads(row[0]) if row else None
     except (duckdb.Error, UnicodeEncodeError, TypeError, ValueError):
         return None
@@ -109,7 +132,7 @@ def serialized(text: str) -> dict[str, Any] | None:
 
 def _refusal_off_gil(text: str) -> Refusal | None:
     try:
-        row = _cursor().execute(_SERIALIZE, [_NOT_A_SELECT + text]).fetchone()
+        row = _on_cursor(lambda cur: cur.execute(_SERIALIZE, [_NOT_A_SELECT + text]).fetchone())
     except duckdb.Error:
         return None
     answer = json.loads(row[0]) if row else {}

@@ -87,6 +87,8 @@ _DUCKDB_ERRORS = {
     "Out of Memory Error": duckdb.OutOfMemoryException,
     "Permission Error": duckdb.PermissionException,
     "IO Error": duckdb.IOException,
+    "INTERNAL Error": duckdb.InternalException,  # these two invalidate the database
+    "FATAL Error": duckdb.FatalException,
 }
 _DUCKDB_MESSAGE = re.compile(r"[A-Z][A-Za-z ]{0,40} Error: ")
 
@@ -220,11 +222,12 @@ def _rows_within(batch: pa.RecordBatch, budget: int) -> int:
 class Cursor:
     """One thread's cursor on one DuckDB (nothing stays registered on it between queries)."""
 
-    __slots__ = ("__weakref__", "cur", "slot")
+    __slots__ = ("__weakref__", "cur", "generation", "slot")
 
-    def __init__(self, cur: Any, slot: str) -> None:
+    def __init__(self, cur: Any, slot: str, generation: int = 0) -> None:
         self.cur = cur
         self.slot = slot
+        self.generation = generation  # of its DuckDB (storage/duckrestart.py)
 
 
 class Sources:

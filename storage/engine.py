@@ -20,7 +20,6 @@ import contextlib
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from . import (
     direct,
     dml,
     duck,
+    duckrestart,
     flush,
     install,
     install_all,
@@ -50,7 +50,7 @@ from . import (
 from .archive import changes as change_log
 from .buffer import PREFIX, TableState
 from .config import EngineConfig
-from .duck import Cursor
+from .duckrestart import DuckDBs, Rebuilt
 from .files import FileStore, damaged_tables
 from .json_columns import mark as mark_json
 from .keys import FileRanges
@@ -91,23 +91,20 @@ class Engine:
         if cfg.duckdb_release_memory:
             allocator.fix_malloc_thresholds()
         limit, threads = cfg.duckdb_memory_limit, max(1, int(cfg.duckdb_threads))
-        self._con = sandbox.connect(self.data_dir, limit, threads,
-                                    str(getattr(cfg, "duckdb_spill_limit", "0")))
+        spill = str(getattr(cfg, "duckdb_spill_limit", "0"))
+        main = Rebuilt("main", lambda gen: sandbox.connect(self.data_dir, limit, threads, spill, gen))
         # Small queries (system tables, point lookups, key checks: at most
         # SMALL_QUERY_ROWS input rows) run on a second, single-threaded DuckDB,
         # locked down the same way: waking and joining DuckDB's worker threads
         # costs them more than the threads give (0.3-0.9 ms per query on two
         # busy cores). Its memory limit is a quarter of the configured one; a
         # query that runs out of it is run again on the main DuckDB (it never
-        # spills: the main one does).
-        self._small = (sandbox.connect(self.data_dir, sandbox.fraction_of(limit, 4), 1)
-                       if threads > 1 else self._con)
-        self._lock = threading.RLock()
-        self._closed = False
-        # Each thread keeps one cursor per DuckDB (a cursor per query cost
-        # ~0.3 ms to make and close).
+        # spills: the main one does). Either is rebuilt if a statement
+        # invalidates it (storage/duckrestart.py).
+        self.duckdbs = DuckDBs(main, Rebuilt("small", lambda gen: sandbox.connect(
+            self.data_dir, sandbox.fraction_of(limit, 4), 1)) if threads > 1 else None)
+        duckrestart.server_path(self.data_dir)
         self._local = threading.local()
-        self._cursors: weakref.WeakSet[Cursor] = weakref.WeakSet()
         self.watchdog = Watchdog()  # every query's timeout (the pgwire catalog's too)
         # DuckDB queries run, by database ("small", "main"; a retry counts twice):
         # what shows that the fast paths (key checks, system tables) kept away.
@@ -115,16 +112,13 @@ class Engine:
         self.system_cache: dict[str, tuple[Any, pa.Table]] = {}
 
     def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self.watchdog.stop()
-                for c in list(self._cursors):
-                    with contextlib.suppress(duckdb.Error):
-                        c.cur.close()
-                self._con.close()
-                if self._small is not self._con:
-                    self._small.close()
+        if self.duckdbs.close():
+            self.watchdog.stop()
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """The main DuckDB's connection as it is now."""
+        return self.duckdbs.main.con
 
     # --- namespaces and tables (registry.py) -------------------------------
 
@@ -285,27 +279,6 @@ class Engine:
     def _system_table(self, name: str) -> pa.Table | None:
         return system_tables.build(self, name)
 
-    def _cursor(self, small: bool) -> Cursor:
-        slot = "small" if small else "main"
-        c: Cursor | None = getattr(self._local, slot, None)
-        if c is None:
-            with self._lock:
-                if self._closed:
-                    raise Cancelled("the server is shutting down")
-                c = Cursor((self._small if small else self._con).cursor(), slot)
-                self._cursors.add(c)
-            setattr(self._local, slot, c)
-        return c
-
-    def _discard(self, c: Cursor) -> None:
-        """Drop a cursor that failed or was interrupted; the thread makes a new one."""
-        if getattr(self._local, c.slot, None) is c:
-            setattr(self._local, c.slot, None)
-        with self._lock:
-            self._cursors.discard(c)
-        with contextlib.suppress(duckdb.Error):
-            c.cur.close()
-
     def run_plan(self, plan: Plan, timeout: float | None = None,
                  limits: ResultLimits | None = None, one_thread: bool = False) -> pa.Table:
         """Run a plan on the small DuckDB if it reads few rows or `one_thread`, else the main one."""
@@ -316,7 +289,7 @@ class Engine:
         limit = getattr(self._local, "time_limit", None)
         if limit is not None and (deadline is None or limit[0] < deadline):
             deadline, timeout = limit
-        small = self._small is not self._con and (one_thread or _is_small(plan))
+        small = self.duckdbs.small is not self.duckdbs.main and (one_thread or _is_small(plan))
         fired = [False]
         try:
             try:
@@ -356,7 +329,7 @@ class Engine:
         """One run on this thread's cursor of one DuckDB, the plan's Arrow tables
         registered for it alone; a failed or interrupted query drops the cursor."""
         self.duckdb_runs["small" if small else "main"] += 1
-        c = self._cursor(small)
+        c = self.duckdbs.cursor(small)
         cur = c.cur
         sources = duck.Sources(cur)
         alarm = None
@@ -390,12 +363,16 @@ class Engine:
                 alarm = None
             sources.close()
             clean = not fired[0]
+        except duckdb.Error as exc:  # an internal error: a fresh DuckDB (duckrestart.py)
+            self.duckdbs.failed(c, exc, "a write's query" if getattr(
+                self._local, "writing", False) else f"a query ({type(plan.tree).__name__})")
+            raise
         finally:
             if alarm is not None:
                 fired[0] = self.watchdog.disarm(alarm) or fired[0]
             if not clean:
                 sources.handles.clear()
-                self._discard(c)
+                self.duckdbs.discard(c)
         return result
 
     # --- writes ------------------------------------------------------------

@@ -49,7 +49,7 @@ WRITE_BUFFER = 1 << 20  # bytes Arrow gathers before each write of a data file (
 # copies set aside (tempfile.mkdtemp: 8 of [a-z0-9_]).
 TABLE_DIR = re.compile(rf"tbl-{ID_CHARS}")
 DATA_FILE = re.compile(rf"f-{ID_CHARS}\.parquet")
-TMP_NAME = re.compile(rf"f-{ID_CHARS}\.parquet|snapshot-s-{ID_CHARS}|{re.escape(SPILL_DIR)}"
+TMP_NAME = re.compile(rf"f-{ID_CHARS}\.parquet|snapshot-s-{ID_CHARS}|{re.escape(SPILL_DIR)}(?:-[0-9]+)?"
                       rf"|archive-(?:read-)?[a-z0-9_]{{8}}")
 
 

@@ -12,7 +12,11 @@ query's spill to the data dir's tmp/duckdb-spill that could not be written
 like running out of memory is. And a file that could not be opened or read
 because the server is out of file descriptors or memory (EMFILE, ENFILE,
 ENOMEM) is no damage either: 503 UNAVAILABLE "too many open files", a WARNING
-in the log (it was 500 "the data directory is damaged")."""
+in the log (it was 500 "the data directory is damaged"). An INTERNAL or
+FATAL error of DuckDB is its own bug met by the statement: a 400 saying so,
+the database it invalidated replaced (storage/duckrestart.py); a query that
+met the database invalidated by another is 503 UNAVAILABLE, to be run again.
+No message carries DuckDB's native stack trace or a server path."""
 
 from __future__ import annotations
 
@@ -29,8 +33,9 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from catalog.diskerrors import shortage
-from catalog.errors import CairnError, Internal, InvalidArgument
+from catalog.errors import CairnError, Internal, InvalidArgument, Unavailable
 
+from . import duckrestart
 from .query import Plan
 from .sandbox import SPILL_DIR
 
@@ -43,6 +48,7 @@ def clean(message: str, plan: Plan) -> str:
     max_expression_depth TO x`: PERMISSION_DENIED if followed)."""
     for view, name in sorted(plan.names.items(), reverse=True):
         message = message.replace(view, name)
+    message = duckrestart.scrubbed(message)  # no native stack trace, no server path
     message, advised = _EXTENSION_ADVICE.subn("", message)
     message = _SET_ADVICE.sub("", message)
     message = message.split("\n\nLINE")[0].strip()
@@ -68,6 +74,10 @@ def query_failed(exc: duckdb.Error, plan: Plan,
     """The error a query that DuckDB failed raises. `abs_path`: a DataFile
     path's file, to check one DuckDB's message names (without it, no
     InvalidInputException is taken for damage)."""
+    if duckrestart.already_invalid(exc):  # another statement's fault: run it again
+        return Unavailable(duckrestart.statement_failed(exc))
+    if duckrestart.invalidating(exc):  # DuckDB's bug, met by this statement
+        return InvalidArgument(duckrestart.statement_failed(exc, lambda m: clean(m, plan)))
     if isinstance(exc, duckdb.OutOfMemoryException):
         # DuckDB's advice (PRAGMA, SET) is not the client's to follow.
         first = clean(str(exc), plan).split("\n")[0]

@@ -316,18 +316,22 @@ SPILL_DIR = "duckdb-spill"  # under the data dir's tmp/ (swept at start)
 
 
 def connect(data_dir: Path, memory_limit: str, threads: int,
-            spill_limit: str = "0") -> duckdb.DuckDBPyConnection:
+            spill_limit: str = "0", generation: int = 0) -> duckdb.DuckDBPyConnection:
     """One of the server's DuckDBs (in memory), locked down before anyone uses
     it. Callers take `cursor()` per query and thread. What passes the memory
     limit goes to `tmp/duckdb-spill` in the data dir, up to `spill_limit`
-    ("0": nowhere, the query runs out of memory)."""
+    ("0": nowhere, the query runs out of memory). `generation`: how many
+    times this DuckDB was rebuilt (storage/duckrestart.py); a rebuilt one
+    spills to `tmp/duckdb-spill-<generation>`, apart from the DuckDB it
+    replaces (which removes its spill folder when it is freed)."""
     files_dir = (data_dir / "files").resolve()
     files_dir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {"threads": max(1, int(threads)), "memory_limit": str(memory_limit)}
     if size_bytes(spill_limit):
         tmp = (data_dir / "tmp").resolve()
         tmp.mkdir(parents=True, exist_ok=True)  # DuckDB makes only the last folder
-        config.update(temp_directory=str(tmp / SPILL_DIR), max_temp_directory_size=str(spill_limit))
+        spill = SPILL_DIR if not generation else f"{SPILL_DIR}-{generation}"
+        config.update(temp_directory=str(tmp / spill), max_temp_directory_size=str(spill_limit))
     else:
         config["temp_directory"] = ""
     con = duckdb.connect(":memory:", config=config)

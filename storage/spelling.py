@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .arrowtypes import holds
+from .duckrestart import invalidating
 from .sandbox import in_utc, scratch_config
 
 
@@ -56,11 +57,9 @@ def _run(query: str, table: pa.Table | None = None) -> list[Any]:
                 return [r[0] for r in _con.execute(query).fetchall()]
             finally:
                 _con.unregister("v")
-        except (duckdb.InternalException, duckdb.FatalException):
-            # DuckDB invalidates a database after an internal error: every
-            # TEXT and JSON write after it failed until the server restarted.
-            _con.close()
-            _con = None
+        except duckdb.Error as exc:
+            if invalidating(exc):  # DuckDB's bug left it invalid: a new one next time
+                _con = None
             raise
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -29,6 +28,7 @@ from catalog.errors import Cancelled, PermissionDenied
 from sqlgrammar.uncommented import Uncommented
 from storage import value_bounds
 from storage.duck import fetch_bounded
+from storage.duckrestart import Rebuilt, invalidating
 from storage.names import fold
 from storage.sandbox import (
     DENIED_NODES,
@@ -251,25 +251,32 @@ for _name in ("has_table_privilege", "has_schema_privilege", "has_database_privi
 CATALOG_MEMORY = "256MB"
 
 
+def _connect(generation: int = 0) -> duckdb.DuckDBPyConnection:
+    # Its own memory limit: a query that names version() runs here, and
+    # may compute anything besides (DuckDB's default is 80% of the RAM).
+    con = duckdb.connect(":memory:", config={**scratch_config(), "memory_limit": CATALOG_MEMORY})
+    con.execute("SET python_enable_replacements = false")
+    in_utc(con)
+    for setting in ("autoinstall_known_extensions = false", "autoload_known_extensions = false",
+                    "enable_external_access = false", "lock_configuration = true"):
+        con.execute(f"SET {setting}")
+    return con
+
+
 class CatalogEngine:
     """The catalog's own DuckDB (no data, no files, no network)."""
 
     def __init__(self) -> None:
-        # Its own memory limit: a query that names version() runs here, and
-        # may compute anything besides (DuckDB's default is 80% of the RAM).
-        self._con = duckdb.connect(":memory:", config={**scratch_config(),
-                                                        "memory_limit": CATALOG_MEMORY})
-        self._con.execute("SET python_enable_replacements = false")
-        in_utc(self._con)
-        self._con.execute("SET autoinstall_known_extensions = false")
-        self._con.execute("SET autoload_known_extensions = false")
-        self._con.execute("SET enable_external_access = false")
-        self._con.execute("SET lock_configuration = true")
-        self._lock = threading.Lock()
+        # Rebuilt if a query makes it fail internally (storage/duckrestart.py).
+        self._db = Rebuilt("catalog", _connect)
         self._names = itertools.count()
 
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        return self._db.con
+
     def close(self) -> None:
-        self._con.close()
+        self._db.close()
 
     def run(self, cairn: Cairn, tree: exp.Expression, info: SessionInfo
             ) -> tuple[list[tuple[str, int]], list[list[Any]]]:
@@ -339,8 +346,7 @@ class CatalogEngine:
             budget.check(func, name)
         server = cairn.config.server
         sql = tree.sql(dialect="duckdb")
-        with self._lock:
-            cur = self._con.cursor()
+        cur, generation = self._db.cursor()
         timeout = server.query_timeout_seconds
         watchdog = cairn.engine.watchdog  # the one that times every query
         alarm = watchdog.arm(timeout, cur.interrupt) if timeout else None
@@ -355,6 +361,10 @@ class CatalogEngine:
         except duckdb.InterruptException:
             if alarm is not None and watchdog.disarm(alarm):
                 raise Cancelled(f"query cancelled: it ran longer than {timeout:g} s") from None
+            raise
+        except duckdb.Error as exc:  # an internal error: a fresh DuckDB for the next query
+            if invalidating(exc):
+                self._db.restart(generation, "a pgwire catalog query", exc)
             raise
         finally:
             if alarm is not None:

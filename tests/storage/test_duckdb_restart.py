@@ -1,0 +1,132 @@
+"""A statement that makes DuckDB fail internally invalidated the server's
+DuckDB: every later query of every user failed ("database has been
+invalidated ... must be restarted") until the process restarted, and the
+statement's own error carried DuckDB's native stack trace with server paths.
+Now that statement gets a 400 saying DuckDB failed on it, the DuckDB is
+replaced by a fresh one built the same way, and the next query runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import duckdb
+import pytest
+
+from catalog.errors import InvalidArgument, Unavailable
+from storage import duckrestart
+from storage.engine import Engine
+
+from .conftest import Run, col
+
+# DuckDB 2.0's JSON functions on a JSON[] holding a NULL: "INTERNAL Error:
+# Scalar function "json_type" threw an execution error, but the function is
+# not marked as fallible", after which the database is invalid.
+TRIGGER = "SELECT json_type(x) AS v FROM (SELECT ['2', NULL]::JSON[] AS x) s"
+
+
+def _no_trace(message: str) -> None:
+    assert "Stack Trace" not in message
+    assert "/" not in message, message
+    assert ".so" not in message
+
+
+@pytest.fixture
+def table(engine: Engine, run: Run) -> None:
+    engine.create_table("app", "t", "shared", [col("id", "BIGINT", primary_key=True),
+                                                col("j", "JSON")])
+    run("""INSERT INTO app.t VALUES (1, '{"a": 2}'), (2, '{"a": 3}')""")
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_an_internal_error_restarts_duckdb_and_the_next_query_runs(
+        engine: Engine, run: Run, table: None, big: bool,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # `big`: the query reads enough rows to go to the main DuckDB (else the small one).
+    trigger = TRIGGER.replace("FROM (", "FROM range(3) r, (") if big else TRIGGER
+    before = dict(duckrestart.RESTARTS)
+    with caplog.at_level(logging.WARNING, logger="cairn.storage"), \
+            pytest.raises(InvalidArgument, match="DuckDB failed internally on this statement"
+                          ) as info:
+        run(trigger)
+    _no_trace(info.value.message)
+    assert 'Scalar function "json_type"' in info.value.message
+    assert "restarted" in info.value.message
+    db = "main" if big else "small"
+    assert duckrestart.RESTARTS[db] == before.get(db, 0) + 1
+    assert f"DuckDB ({db}) failed internally on a query (Select)" in caplog.text
+    assert "[2, NULL]" not in caplog.text  # no user data in the log
+    # Every kind of statement DuckDB runs works afterwards, on either DuckDB.
+    assert run("SELECT 1 AS one") == [{"one": 1}]
+    assert run("SELECT count(*) AS n FROM range(200000) r, app.t") == [{"n": 400000}]
+    assert run("SELECT id FROM app.t WHERE j->>'a' = '3'") == [{"id": 2}]
+    assert run("DELETE FROM app.t WHERE id = 1") == 1
+    assert run("SELECT id FROM app.t") == [{"id": 2}]
+    assert run("SELECT count(*) AS n FROM system.jobs") == [{"n": 0}]
+    # The new DuckDB is locked down as the first was.
+    settings = dict(engine._con.execute(
+        "SELECT name, value FROM duckdb_settings() WHERE name IN "
+        "('enable_external_access', 'lock_configuration', 'TimeZone')").fetchall())
+    assert settings == {"enable_external_access": "false", "lock_configuration": "true",
+                        "TimeZone": "UTC"}
+
+
+def test_a_query_that_meets_the_invalidated_duckdb_is_told_to_run_again(
+        engine: Engine, run: Run, table: None) -> None:
+    """A query that meets a database invalidated by another statement (here
+    one run on the small DuckDB past the engine, so not yet replaced) is
+    UNAVAILABLE, to be run again, not the fault of its statement; it has the
+    DuckDB replaced, once."""
+    db = engine.duckdbs.small
+    cur, generation = db.cursor()
+    with pytest.raises(duckdb.InternalException):
+        cur.execute(TRIGGER).fetchall()
+    before = duckrestart.RESTARTS["small"]
+    with pytest.raises(Unavailable, match="run it again") as info:
+        run("SELECT id FROM app.t")
+    _no_trace(info.value.message)
+    assert duckrestart.RESTARTS["small"] == before + 1
+    assert db.generation == generation + 1
+    assert run("SELECT id FROM app.t ORDER BY id") == [{"id": 1}, {"id": 2}]
+    assert not db.restart(generation, "a query", Exception())  # that fault: replaced already
+
+
+def test_threads_meeting_the_fault_together_all_go_on(
+        engine: Engine, run: Run, table: None) -> None:
+    """Four threads each run the trigger and a query, five times: every
+    trigger is a 400, a query is answered or (on a DuckDB another thread's
+    trigger invalidated under it) UNAVAILABLE, and afterwards all is well."""
+    triggers: list[BaseException] = []
+    answers: list[object] = []
+
+    def go() -> None:
+        for _ in range(5):
+            with pytest.raises((InvalidArgument, Unavailable)) as info:
+                run(TRIGGER)
+            triggers.append(info.value)
+            try:
+                answers.append(run("SELECT id FROM app.t ORDER BY id"))
+            except Unavailable as exc:
+                answers.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(triggers) == len(answers) == 20
+    for exc in triggers:
+        _no_trace(exc.message)
+    assert any(a == [{"id": 1}, {"id": 2}] for a in answers)
+    assert all(a == [{"id": 1}, {"id": 2}] or isinstance(a, Unavailable) for a in answers)
+    assert run("SELECT id FROM app.t ORDER BY id") == [{"id": 1}, {"id": 2}]
+
+
+def test_the_spelling_duckdb_is_replaced_after_an_internal_error() -> None:
+    """The private DuckDB that spells values (storage/spelling.py) stayed
+    invalid too: every later INSERT of a number into a TEXT column failed."""
+    from storage import spelling
+
+    with pytest.raises(duckdb.InternalException):
+        spelling._run(TRIGGER.replace(" AS v", ""))
+    assert spelling.spelled("12345.678e1", "DOUBLE") == "123456.78"
