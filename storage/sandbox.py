@@ -31,7 +31,7 @@ from sqlglot.errors import SqlglotError
 
 from catalog.errors import InvalidArgument, PermissionDenied
 
-from . import value_bounds
+from . import duckbugs, value_bounds
 from .literal_range import literal_problem
 
 ALLOWED_TABLE_FUNCTIONS = frozenset({"generate_series", "range", "unnest", "explode"})
@@ -231,6 +231,7 @@ def check_fragment(expression: exp.Expression) -> None:
                     "network or settings"
                 )
             budget.check(node, name)
+            duckbugs.check(node, name)  # a form known to make DuckDB fail internally
         elif isinstance(node, exp.Parameter | exp.Placeholder | exp.SessionParameter):
             raise PermissionDenied("parameters and variables are not allowed in a query")
         elif isinstance(node, exp.SimilarTo):

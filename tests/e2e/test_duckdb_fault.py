@@ -46,7 +46,14 @@ async def test_a_role_users_select_that_fails_duckdb_leaves_the_server_working(
     await ok(client, "INSERT INTO app.mine VALUES (7, '{\"b\": 1}')", token="t-bob")
     before = await restarts(client, "t-root")
 
-    # DuckDB fails, the statement is told so, no trace.
+    # The form seen in the tree is refused before DuckDB runs: nothing restarted.
+    said = await err(client, "SELECT k FROM app.mine WHERE "
+                     "json_extract(json_extract(j, ['a', 'b']), 1) IS NULL", "INVALID_ARGUMENT",
+                     token="t-mal")
+    assert "cannot read a JSON[] list" in said and "[1]" in said
+    assert await restarts(client, "t-root") == before
+
+    # The form that is not: DuckDB fails, the statement is told so, no trace.
     said = await err(client, TRIGGER, "INVALID_ARGUMENT", token="t-mal")
     assert said.startswith("DuckDB failed internally on this statement (")
     assert "the query engine was restarted" in said

@@ -130,3 +130,24 @@ def test_the_spelling_duckdb_is_replaced_after_an_internal_error() -> None:
     with pytest.raises(duckdb.InternalException):
         spelling._run(TRIGGER.replace(" AS v", ""))
     assert spelling.spelled("12345.678e1", "DOUBLE") == "123456.78"
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT json_extract(json_extract(j, ['a', 'b']), 1) FROM app.t",
+    "SELECT id FROM app.t WHERE j -> ['a', 'b'] -> 1 IS NULL",
+    "SELECT json_type(['2', NULL]::JSON[])",
+    "SELECT json_array_length(json_extract(j, ['a'])) FROM app.t",
+])
+def test_a_json_function_on_a_json_list_is_refused_before_duckdb_runs(
+        engine: Engine, run: Run, table: None, sql: str) -> None:
+    before = sum(duckrestart.RESTARTS.values())
+    with pytest.raises(InvalidArgument, match=r"cannot read a JSON\[\] list"):
+        run(sql)
+    assert sum(duckrestart.RESTARTS.values()) == before
+
+
+def test_the_ways_the_refusal_advises_run(run: Run, table: None) -> None:
+    assert run("SELECT json_extract(j, ['a', 'b'])[1] AS a, "
+               "to_json(json_extract(j, ['a', 'b'])) -> 1 AS b, "
+               "json_extract(json_extract(j, 'a'), '$') AS c FROM app.t WHERE id = 1") == \
+        [{"a": "2", "b": "null", "c": "2"}]  # JSON text: the engine answers JSON as text
