@@ -382,9 +382,15 @@ def base_left(repo: Repository, namespace: str, archive_id: str, since_lsn: int,
     manifests named their archive taken then. `known`, such a backup found
     before, is checked first with a listing only; the manifests are read when
     it is gone. None when there is none: what the archive ships next would
-    restore nothing."""
+    restore nothing; so too when the target itself is gone (its folder
+    removed: a failed segment's retry stayed `failed` on "does not exist")."""
     if known is not None and known in repo.manifest_ids():
         return known
+    try:
+        if not repo.exists():
+            return None
+    except NotFound:  # a local target's folder is not there
+        return None
     return _oldest_from(repo, namespace, archive_id, since_lsn, since_us)
 
 

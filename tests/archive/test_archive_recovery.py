@@ -242,3 +242,33 @@ async def test_a_target_emptied_while_archiving_is_set_up_again(
     assert said and "no longer holds config.json" in said[0], seen
     await ok(client, "STOP ARCHIVING DATABASE app")
     assert await restore_end(client, "r", secret) == {1, 2, 3, 4}
+
+
+async def test_a_target_removed_before_any_row_shipped_is_set_up_again(
+        client: Any, cairn_config: Config) -> None:
+    """The target's folder removed right after the base's first (empty)
+    segment, before any segment with rows: archiving stayed `failed` for good
+    ("backup target … does not exist"), the folder never made again, no new
+    base, a warning every few seconds. Now a new base sets the target up again
+    (config.json) and the new window restores every row."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    root = Path(cairn_config.backup_roots[0])
+    target = root / "arch"
+
+    async def shipped() -> list[Path]:
+        return segment_files(root)
+
+    [first] = await wait_for(shipped)
+    assert first.stat().st_size > 0
+    shutil.rmtree(target)
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    [second] = await wait_for(lambda: bases(client), timeout=20)
+    assert second["label"] == "archive base"
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+    shown = await wait_shipped(client, timeout=20)
+    assert shown["status"] == "running" and shown["last_error"] is None, shown
+    assert (target / "config.json").is_file()
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    assert await restore_end(client, "r") == {1, 2, 3}
