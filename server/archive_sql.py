@@ -99,6 +99,7 @@ async def start_archiving(cairn: Cairn, session: Session, stmt: ast.StartArchivi
             await cairn.run(cairn.engine.changes.deactivate, ns)
             await cairn.run(cairn.catalog.delete, Archive, ns)
             svc.archivers.pop(ns, None)
+            await svc.release_helper()  # a STOP meanwhile left it for this one
             raise
         svc.launch(ns)
         return job
@@ -176,7 +177,9 @@ async def stop_archiving(cairn: Cairn, session: Session, stmt: ast.StopArchiving
         await cairn.run(finish)
     if arch.task is not None and not arch.task.done():
         arch.task.cancel()
-    svc.archivers.pop(ns, None)
+    if svc.archivers.get(ns) is arch:
+        svc.archivers.pop(ns, None)
+    await svc.release_helper()
     rows = [r for r in await cairn.run(archive_rows, cairn.engine) if r["namespace"] == ns]
     return Result.of_rows(ARCHIVE_COLUMNS, rows,
                           message=f"Archiving of namespace '{ns}' stopped"

@@ -110,6 +110,9 @@ class Archiver:
         while not self.stopping:
             rec = await self.cairn.run(self.cairn.catalog.get, Archive, self.namespace)
             if rec is None or rec.status == "stopped":
+                if self.service.archivers.get(self.namespace) is self:
+                    del self.service.archivers[self.namespace]
+                await self.service.release_helper()
                 return
             delay = rec.interval_ms / 1000
             try:
@@ -377,6 +380,7 @@ class ArchiveService:
         self.cairn = cairn
         self.archivers: dict[str, Archiver] = {}
         self.helper = BodyHelper()  # builds segment bodies in a child process
+        self.closing = False
 
     def activate_all(self) -> None:
         """Start-up, before any statement runs: log the changes of every archived
@@ -399,6 +403,22 @@ class ArchiveService:
             arch.task = asyncio.create_task(arch.run(), name=f"archive-{namespace}")
         return arch
 
+    def live(self) -> bool:
+        """Whether an archiver's loop runs, or is about to (START ARCHIVING
+        taking its base)."""
+        return any(a.task is None or not a.task.done() for a in self.archivers.values())
+
+    async def release_helper(self) -> None:
+        """Stop the helper process once no archiver is left to use it (after
+        the last STOP ARCHIVING): its ~85 MB stayed for as long as the server
+        ran. The next loop starts one again (`Archiver.run`, or the first body
+        it builds, made here meanwhile); one that started it while this closed
+        it has its next body made here too, and the helper after."""
+        if self.closing or self.live():
+            return
+        with contextlib.suppress(RuntimeError):  # the thread pool is shut down: shutdown's
+            await self.cairn.run(self.helper.close)
+
     def backup_dropped(self, namespace: str) -> None:
         """A backup of `namespace` was dropped (from any thread): its archiver
         checks at its next cycle that a base of its window is still there."""
@@ -419,6 +439,7 @@ class ArchiveService:
     async def shutdown(self) -> None:
         """Let each loop finish its cycle (a cycle cut short is redone after the
         restart, so this only saves work), then stop it."""
+        self.closing = True
         for arch in list(self.archivers.values()):
             arch.stopping = True
             arch.wake.set()

@@ -265,7 +265,7 @@ class BodyHelper:
             proc = self._proc
             if proc is None:
                 return
-            self._proc = None
+            self._proc, self._ready = None, False
             if proc.stdin is not None:
                 proc.stdin.close()
             try:

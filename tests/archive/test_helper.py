@@ -214,3 +214,65 @@ def test_a_helper_whose_server_went_first_ends_without_a_traceback() -> None:
     err = proc.stderr.read()
     proc.wait(timeout=60)
     assert proc.returncode == 0 and b"Traceback" not in err, err.decode(errors="replace")
+
+
+async def wait_helper(svc: archiving.ArchiveService, not_pid: int | None) -> int:
+    """The pid of a running helper other than `not_pid`, once there is one."""
+    deadline = time.monotonic() + 10
+    while (pid := svc.helper.pid) is None or pid == not_pid:
+        assert time.monotonic() < deadline, "no new helper"
+        await asyncio.sleep(0.05)
+    return pid
+
+
+async def test_the_helper_stops_with_the_last_archive(client: Any) -> None:
+    """The helper (~130 MB) stayed after the last STOP ARCHIVING for as long as
+    the server ran, while SHOW ARCHIVES said stopped. Now another archived
+    namespace keeps it, the last STOP ends it, and START ARCHIVING starts one
+    again whose archive ships."""
+    svc = archiving.service(state(client))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "CREATE NAMESPACE b; CREATE TABLE b.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, f"START ARCHIVING DATABASE b TO 'barch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (1); INSERT INTO b.t VALUES (1)")
+    await wait_shipped(client)
+    await wait_shipped(client, "b")
+    pid = await wait_helper(svc, None)
+    await ok(client, "STOP ARCHIVING DATABASE b")
+    assert svc.helper.pid == pid  # app is still archived
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    assert gone(pid, 5.0) and svc.helper.pid is None
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch2' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    shown = await wait_shipped(client)
+    assert shown["status"] == "running" and shown["last_error"] is None, shown
+    second = await wait_helper(svc, pid)
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    assert gone(second, 5.0) and svc.helper.pid is None
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch2'"))[0]
+    assert report["is_valid"] is True and report["changes"] == 2, report
+
+
+async def test_a_stop_and_a_start_at_once_leave_a_helper_that_ships(client: Any) -> None:
+    """The last STOP ARCHIVING and a START ARCHIVING of another namespace at
+    once: whichever way they interleave, the new archive ships (its bodies
+    built in the server while the helper is closed or starting), and its own
+    STOP then leaves no helper."""
+    svc = archiving.service(state(client))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "CREATE NAMESPACE b; CREATE TABLE b.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (1)")
+    await wait_shipped(client)
+    await asyncio.gather(ok(client, "STOP ARCHIVING DATABASE app"),
+                         ok(client, f"START ARCHIVING DATABASE b TO 'barch' {FAST}"))
+    for i in range(3):
+        await ok(client, f"INSERT INTO b.t VALUES ({i})")
+        shown = await wait_shipped(client, "b")
+        assert shown["status"] == "running" and shown["last_error"] is None, shown
+    pid = await wait_helper(svc, None)
+    await ok(client, "STOP ARCHIVING DATABASE b")
+    assert gone(pid, 5.0) and svc.helper.pid is None
