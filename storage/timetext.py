@@ -60,12 +60,14 @@ def kept_time(text: str) -> dt.datetime | None:
 # `fromisoformat` (3.11) takes ANY character between the date and the time, so
 # '2026-12-06+05:30' (a date at an offset) was 05:30 UTC, '2026-12-06_05:30'
 # too; it also took a trailing NUL, an hour alone, ',5', offsets with seconds
-# or a fraction (dropped) and '+05:60' (as +06:00). Only this shape is read.
+# or a fraction (dropped) and '+05:60' (as +06:00). Only this shape is read;
+# its zone as PostgreSQL shows a timestamptz too ('+00', '+05:30': what psql
+# shows of SHOW RESTORE POINTS' end_time), or '+0530'.
 _INSTANT = re.compile(
     f"(?P<day>{_DAY})(?:[T ](?P<time>[0-9]{{2}}:[0-9]{{2}}(?::[0-9]{{2}}(?:\\.[0-9]{{1,6}})?)?)"
-    "(?P<zone>Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?")
+    "(?P<zone>Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?)?")
 INSTANT_FORM = ("YYYY-MM-DD, or YYYY-MM-DD then T or one space and HH:MM[:SS[.ffffff]] "
-                "with an optional Z or +HH:MM/-HH:MM (no zone: UTC)")
+                "with an optional Z or +HH[:MM]/-HH[:MM] (no zone: UTC)")
 
 
 def instant(text: str) -> dt.datetime | None:
@@ -76,5 +78,7 @@ def instant(text: str) -> dt.datetime | None:
     if m is None:
         return None
     zone = m["zone"] or ""
+    if zone and zone != "Z":
+        zone = zone[:3] + ":" + (zone[3:].lstrip(":") or "00")
     return dt.datetime.fromisoformat(m["day"] + ("T" + m["time"] if m["time"] else "")
                                      + ("+00:00" if zone == "Z" else zone))

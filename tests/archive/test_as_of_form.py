@@ -73,6 +73,8 @@ async def test_every_documented_form_restores_the_time_it_names(client: Any) -> 
     west = middle.astimezone(timezone(-timedelta(hours=3)))
     good = [f"{day}T{clock}Z", f"{day} {clock}Z", f"{day}T{clock}", f"{day} {clock}",
             f"{day}T{clock}+00:00", east.isoformat(), west.isoformat(),
+            # as psql shows a timestamptz (SHOW RESTORE POINTS' end_time over pgwire)
+            f"{day} {clock}+00", west.isoformat()[:-3], east.isoformat().replace("+05:30", "+0530"),
             f"{day}T{middle:%H:%M:%S}.{middle.microsecond // 1000:03d}Z"]
     for i, text in enumerate(good):
         await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r{i} WITH (as_of = '{text}')")
