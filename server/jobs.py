@@ -18,6 +18,7 @@ after jobs finish and every minute. On SIGTERM `shutdown` cancels every job
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any
 from catalog import Job, utcnow
 from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound, Unavailable
 from catalog.ids import new_id
-from storage import allocator, priority
+from storage import allocator, jobproc, priority
 
 from . import logs, recovery
 from .history import ACTIVE, History
@@ -40,6 +41,9 @@ log = logging.getLogger("cairn.jobs")
 HEAVY = {"backup", "restore", "verify", "drop_backup", "prune"}
 PAUSABLE = ("backup", "restore")
 TRIM_PERIOD = 60.0  # seconds between history trims while no job finishes
+# How long KILL JOB waits for the job to stop: past the grace a job process
+# has before it is killed (jobproc.KILL_GRACE), and its clean-up after.
+KILL_WAIT = jobproc.KILL_GRACE + 2.0
 
 Work = Callable[["JobContext"], dict[str, Any]]
 Cleanup = recovery.Cleanup
@@ -247,7 +251,12 @@ class JobRunner:
         return True
 
     async def kill(self, job_id: str) -> Job:
-        """Cancel a queued or running job and wait (up to 5 s) for it to stop."""
+        """Cancel a queued or running job and wait (up to KILL_WAIT s) for it to
+        stop; the cancelled job. INVALID_ARGUMENT when it had ended, or ends
+        completed or failed meanwhile (the cancel came too late: its work did
+        not check again); UNAVAILABLE when it still runs after the wait (a
+        step no check interrupts: a drop deleting objects). Before, both were
+        200 with the job's status ("completed", "running")."""
         job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
         if job is None:
             raise NotFound(f"Job '{job_id[:100]}' does not exist")
@@ -259,11 +268,18 @@ class JobRunner:
         priority.raise_lowered_threads()
         task = self._tasks.get(job_id)
         if task is not None:
-            try:
-                return await asyncio.wait_for(asyncio.shield(task), timeout=5.0)
-            except TimeoutError:
-                pass
-        return ctx.job
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout=KILL_WAIT)
+        done = ctx.job
+        if done.status == "cancelled":
+            return done
+        if done.status not in ACTIVE:
+            raise InvalidArgument(f"Job '{job_id}' {done.status} before the kill could stop it")
+        raise Unavailable(
+            f"Job '{job_id}' has not stopped {KILL_WAIT:g} s after the kill: it is in a "
+            "step that cannot be interrupted (such as a drop deleting a backup's objects); "
+            "it ends by itself, cancelled at its next check or completed if that step was "
+            "its last (see system.jobs)")
 
     async def pause(self, job_id: str) -> Job:
         """Ask a running backup or restore to pause; wait (up to 5 s) until it has."""
