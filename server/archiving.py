@@ -47,7 +47,7 @@ from storage.timing import TIMINGS
 
 from . import faults
 from .backup_run import BackupPlan, run_backup
-from .repos import repository
+from .repos import remove_own_tmp, repository
 from .state import Cairn, Session
 
 log = logging.getLogger("cairn.archive")
@@ -270,8 +270,14 @@ class Archiver:
         """Continue after the target's newest segment of this archive that continues
         what this server recorded as shipped (store.written_after: checked, never
         taken by its name). A target that no longer holds the recorded end lost
-        segments: a new base."""
+        segments: a new base. First the temp files of a segment a killed
+        server was writing go (repos.remove_own_tmp: best effort)."""
         repo = self.repo(rec)
+        try:
+            remove_own_tmp(repo)
+        except CairnError as exc:
+            log.warning("archive of %s: cannot remove leftover temp files from %s: %s",
+                        self.namespace, rec.target, exc.message)
         listing = store.list_segments(repo, self.namespace, rec.archive_id)
         assert rec.shipped_us is not None
         end = (rec.shipped_lsn, rec.shipped_us)

@@ -22,6 +22,7 @@ from storage.snapshot import Snapshot
 
 from .backup_writing import forget_dropped
 from .jobs import JobContext
+from .repos import remove_own_tmp
 from .state import Cairn
 from .throttle import Throttle
 
@@ -89,11 +90,13 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
     """`fn` storing the backup, in a job process (storage/jobproc.py) unless
     `here` (a throttled run: its rate is the server's). Should the process be
     lost midway, the backup's lock is abandoned here, as the process would
-    have on a failure: every object only this run wrote goes."""
+    have on a failure: every object only this run wrote goes, and the temp
+    file of the object it was writing."""
     try:
         return jobproc.call(ctx, fn, *args, here=here, **kwargs)
     except jobproc.Lost:
         try:
+            remove_own_tmp(plan.repo)  # first: a skeleton with none left goes too (discard.py)
             plan.repo.abandon(plan.backup_id, bool(ctx.job.cleanup.get("made_target")))
         except CairnError as exc:
             log.warning("backup %s: could not clean up after its job process: %s",

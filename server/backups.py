@@ -37,7 +37,7 @@ from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
 from .jobs import JobContext, Work
 from .namespaces import check_namespace_name
-from .repos import remove_own_tmp, repository
+from .repos import remove_own_tmp, repository, sweep_tmp
 from .restore_run import RestorePlan, check_not_archived, parse_time, run_restore
 from .result import Result
 from .state import Cairn, Session
@@ -112,6 +112,8 @@ def result_row(result: dict[str, Any], columns: list[tuple[str, str]], message: 
 # --- BACKUP -----------------------------------------------------------------
 
 
+# Jobs that write into their target (`tmp/` files among what they write).
+TMP_WRITERS = frozenset({"backup", "restore", "drop_backup", "prune"})
 MAX_KEEP_LAST = 1_000_000  # keep_last / KEEP LAST (system.schedules shows it as a BIGINT)
 
 
@@ -423,6 +425,24 @@ def register_cleanups(cairn: Cairn) -> None:
                 repo.delete_manifest(m)
         return False
 
-    cairn.jobs.cleanups["backup"] = cleanup_backup
-    cairn.jobs.cleanups["restore"] = cleanup_restore
-    cairn.jobs.cleanups["drop_backup"] = sweep
+    def sweep_tmp_of(job: Job) -> None:
+        if job.job_type in TMP_WRITERS and job.target:
+            sweep_tmp(cairn, job.target)
+
+    def swept(cleanup: Callable[[Job], None]) -> Callable[[Job], None]:
+        """`cleanup`, then the temp files the dead process left in the job's
+        target: a prune marker, a restore's hold or an object half-written.
+        Best effort: one that stays is harmless, and the next start tries again."""
+        def run(job: Job) -> None:
+            cleanup(job)
+            try:
+                sweep_tmp_of(job)
+            except CairnError as exc:
+                log.warning("removing temp files of interrupted job %s from %s failed: %s",
+                            job.job_id, job.target, exc.message)
+        return run
+
+    cairn.jobs.cleanups["backup"] = swept(cleanup_backup)
+    cairn.jobs.cleanups["restore"] = swept(cleanup_restore)
+    cairn.jobs.cleanups["drop_backup"] = swept(sweep)
+    cairn.jobs.sweep = sweep_tmp_of

@@ -58,6 +58,9 @@ class JobRunner:
         self._heavy = asyncio.Semaphore(limit)
         self._light = asyncio.Semaphore(limit)
         self.cleanups: dict[str, Cleanup] = {}
+        # After a job failed or was cancelled: its target's temp files that
+        # processes of this server now gone left (repos.sweep_tmp; backups.py).
+        self.sweep: Cleanup | None = None
         self.pending: set[str] = set()  # jobs whose clean-up is pending (recovery.py)
         self._trimming: asyncio.Task[None] | None = None
         self._trim_again = False
@@ -171,6 +174,8 @@ class JobRunner:
             if ctx.holding:  # a paused job gave its place back, and took one again
                 ctx.holding = False
                 sem.release()  # only now: the next job starts after this one finished
+        if job.status != "completed":
+            await self._sweep(ctx)
         job.cleanup = {}
         seconds = time.monotonic() - ctx.started if ctx.started is not None else None
         self.cairn.metrics.job_ended(job, seconds)
@@ -229,6 +234,20 @@ class JobRunner:
             ctx.error = logs.job_failure(job, exc, self.cairn.config.data_dir)
             job.status = "failed"
             job.error_message = ctx.error.message
+
+    async def _sweep(self, ctx: JobContext) -> None:
+        """A failed or cancelled job's own writes removed their temp files, but
+        a job process killed mid-write (the OOM killer) left its half-written
+        one in the target: it goes now, not at the next start. Not after a
+        target that cannot be reached (the sweep could not reach it either)."""
+        if self.sweep is None or (isinstance(ctx.error, Unavailable)
+                                  and not isinstance(ctx.error, jobproc.Lost)):
+            return
+        try:
+            await self.cairn.run(self.sweep, ctx.job)
+        except Exception as exc:  # a leftover temp file must not change how the job ended
+            log.warning("removing temp files of job %s from %s failed: %s",
+                        ctx.job.job_id, ctx.job.target, exc)
 
     @staticmethod
     async def _slot(sem: asyncio.Semaphore, ctx: JobContext) -> bool:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 from dataclasses import replace
 
+from storage import jobproc
 from storage.backup import Repository, open_repository, resolve_target
 from storage.backup.pruning import DEAD_LOCK_SECONDS
 
 from .state import Cairn
+
+log = logging.getLogger("cairn.backup")
 
 # A temp file in a shared target that is not this server's is removed by its
 # start-up clean-up only once older than this: a write in flight keeps its
@@ -39,7 +43,21 @@ def writer_of(data_dir: str) -> str:
 
 
 def remove_own_tmp(repo: Repository) -> int:
-    """Start-up's clean-up of `tmp/`: this server's leftovers (none of its writes
-    runs yet) and other servers' only when long abandoned: they may be writing
-    into the same target right now."""
-    return repo.remove_tmp(FOREIGN_TMP_SECONDS, repo.target.writer)
+    """Clean-up of the target's `tmp/`: this server's leftovers, the temp files
+    of its processes that are gone (the server before a restart, a job process
+    that was killed), and other servers' only when long abandoned: they may be
+    writing into the same target right now. A file of a process of this
+    server that runs (the server itself, a job process) stays: a job or an
+    archive of its own may be writing it now (jobproc.process_tags: asked
+    file by file, after the listing, so a job process started meanwhile counts)."""
+    return repo.remove_tmp(FOREIGN_TMP_SECONDS, repo.target.writer,
+                           lambda tag: tag in jobproc.process_tags())
+
+
+def sweep_tmp(cairn: Cairn, target: str) -> int:
+    """`remove_own_tmp` of a target by its name or URI (a job's `target`)."""
+    removed = remove_own_tmp(repository(cairn, target))
+    if removed:
+        log.info("removed %d temp file(s) of this server's ended processes from %s",
+                 removed, target)
+    return removed

@@ -115,6 +115,9 @@ def _die_with_parent(parent: int) -> None:
 def main(argv: list[str]) -> None:
     fd, level, parent = int(argv[0]), argv[1], int(argv[2])
     _die_with_parent(parent)
+    if len(argv) > 4:  # its temp files' names say they are this process's
+        from .backup.layout import set_process_tag
+        set_process_tag(argv[4])
     if level == "idle":
         # The server put this process under SCHED_IDLE as it started, and
         # lifts and lowers all its threads together (jobproc._Process.lift):

@@ -28,36 +28,31 @@ The function gets a `Work` that is the job's, over the socket:
   synchronously, and whatever it raises is raised at the point;
 - `give_way` does nothing: a SCHED_IDLE process waits for the CPUs anyway.
 
-Should the process die mid-call, `call` raises Lost and the caller cleans up
-what it had started (a backup abandons its lock). Should the server die, the
-process is killed with it (PR_SET_PDEATHSIG), so nothing writes into a
-repository that start-up is cleaning. A killed job that has not stopped
-KILL_GRACE seconds after the cancel is killed, and Lost raised.
+Should the process die mid-call, `call` raises Lost and the caller cleans up what it had
+started (a backup abandons its lock). Should the server die, the process is killed with it
+(PR_SET_PDEATHSIG), so nothing writes into a repository that start-up is cleaning. A killed
+job that has not stopped KILL_GRACE seconds after the cancel is killed, and Lost raised.
 
-A SCHED_IDLE process waits for as long as normal work keeps every CPU busy,
-so a call whose process was runnable for STARVE_SECONDS with next to no CPU
-is lifted to the server's own priority on half the CPUs (`lifted_cpus`):
-it then gets the share of those any thread gets, and the statements keep
-the other half. The calls of the next STARVED_HOLD seconds
-start lifted (the CPUs were all busy a moment ago), and between calls the
-process goes back to SCHED_IDLE. Lifting needs CAP_SYS_NICE or an
-RLIMIT_NICE that allows the server's nice value; without either, "idle"
-runs the jobs in the server (set_mode says so).
+A SCHED_IDLE process waits for as long as normal work keeps every CPU busy, so a call whose
+process was runnable for STARVE_SECONDS with next to no CPU is lifted to the server's own
+priority on half the CPUs (`lifted_cpus`): it then gets the share of those any thread gets,
+and the statements keep the other half. The calls of the next STARVED_HOLD seconds start
+lifted (the CPUs were all busy a moment ago), and between calls the process goes back to
+SCHED_IDLE. Lifting needs CAP_SYS_NICE or an RLIMIT_NICE that allows the server's nice
+value; without either, "idle" runs the jobs in the server (set_mode says so).
 
-One job process is kept ready for the next call (`ready`): started with the
-server, in the background, and again whenever one ends; its imports
-(DuckDB's and sqlglot's among them: a BACKUP counts live rows with them)
-take ~0.8 s of CPU, which a BACKUP would otherwise wait for, and it holds
-~100 MB PSS; once idle a second after a call
-(jobchild.GIVE_BACK_AFTER) it hands its free memory back. (Ending it while a
-RESTORE ran saved that memory but left the next BACKUP waiting for a new
-process: 0.56 s backups became 1.5 s under bench/load.py.) Copier processes
-(storage/backup/copier.py) are not used in a job process: they take a
-copy's hashing off the server's GIL, and there is no server GIL here, so
-a job process is only ever its own threads. Unlike the archive helper (storage/archive/helper.py), which only turns log entries
-into segment bodies, a job process does the repository's I/O, so it is
-handed the Repository as the server holds it, credentials and keys
-included: over a socket pair only the two processes hold, never logged."""
+One job process is kept ready for the next call (`ready`): started with the server, in the
+background, and again whenever one ends; its imports (DuckDB's and sqlglot's among them: a
+BACKUP counts live rows with them) take ~0.8 s of CPU, which a BACKUP would otherwise wait
+for, and it holds ~100 MB PSS; once idle a second after a call (jobchild.GIVE_BACK_AFTER) it
+hands its free memory back. (Ending it while a RESTORE ran saved that memory but left the
+next BACKUP waiting for a new process: 0.56 s backups became 1.5 s under bench/load.py.)
+Copier processes (storage/backup/copier.py) are not used in a job process: they take a
+copy's hashing off the server's GIL, and there is no server GIL here, so a job process is
+only ever its own threads. Unlike the archive helper (storage/archive/helper.py), which only
+turns log entries into segment bodies, a job process does the repository's I/O, so it is
+handed the Repository as the server holds it, credentials and keys included: over a socket
+pair only the two processes hold, never logged."""
 
 from __future__ import annotations
 
@@ -65,6 +60,7 @@ import contextlib
 import logging
 import os
 import pickle
+import secrets
 import socket
 import struct
 import subprocess
@@ -77,6 +73,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import priority
+from .backup.layout import process_tag
 from .jobframes import Frames, portable, relog, send_framed
 from .joblost import Killed as Killed
 from .joblost import Lost as Lost
@@ -99,6 +96,7 @@ _SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "SCHED_IDLE")
 _mode = "off"  # until the server sets its [jobs] job_process
 _idle: list[_Process] = []
 _busy: set[_Process] = set()
+_alive: set[_Process] = set()  # started, not ended (their tags: process_tags)
 _guard = threading.Lock()
 _starter: Any = None  # the thread job processes are started from (_on_starter)
 _starved_at = -STARVED_HOLD  # when a call last had to be lifted (monotonic)
@@ -261,6 +259,13 @@ def _give(proc: _Process) -> None:
     proc.end()
 
 
+def process_tags() -> set[str]:
+    """The tags of this process and of its job processes not ended: a temp
+    file with another tag of this server's is a dead process's (repos.py)."""
+    with _guard:
+        return {process_tag(), *(p.tag for p in _alive)}
+
+
 def busy() -> list[int]:
     """The pids of the job processes in the middle of a call."""
     with _guard:
@@ -273,6 +278,7 @@ class _Process:
     def __init__(self, level: str) -> None:
         global started
         self.level = level
+        self.tag = secrets.token_hex(4)  # in the names of its temp files (layout.temp_path)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -284,7 +290,7 @@ class _Process:
             # It still dies with the server (jobchild._die_with_parent).
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "storage.jobchild", str(theirs.fileno()), level,
-                 str(os.getpid()), str(logging.getLogger().getEffectiveLevel())],
+                 str(os.getpid()), str(logging.getLogger().getEffectiveLevel()), self.tag],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, env=env, process_group=0)
         except BaseException:
@@ -293,6 +299,8 @@ class _Process:
         finally:
             theirs.close()
         started += 1
+        with _guard:
+            _alive.add(self)
         if level == "idle":  # here, not in the child: a lift must never come before it
             with contextlib.suppress(OSError):
                 os.sched_setscheduler(self.proc.pid, os.SCHED_IDLE, os.sched_param(0))
@@ -475,6 +483,8 @@ class _Process:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        with _guard:
+            _alive.discard(self)
 
 
 def lifted_cpus() -> set[int]:

@@ -51,6 +51,7 @@ from .oserrors import reading, writing
 from .repository import Repository
 from .tarball import Reader, is_zst, pack
 from .targets import Target
+from .tmpfiles import Spare
 from .transfer import OnBytes, ShouldStop
 from .verify import MAX_ERRORS, OnProgress, VerifyReport, verify_objects
 
@@ -280,13 +281,17 @@ class ArchiveRepository(Repository):
         self._discard_staging()
         return 0
 
-    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "") -> int:
-        """Temp files of archives whose packing a crash interrupted."""
+    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "",
+                   spare: Spare | None = None) -> int:
+        """Temp files of archives whose packing a crash interrupted; but those
+        whose process tag (the first 8 of the 16 hex digits) `spare` says runs."""
         parent, name = os.path.split(self.target.base)
         ours = re.compile(rf"^\.{re.escape(name)}\.[0-9a-f]{{16}}\.tmp\Z")  # see tarball.pack
         removed = 0
         with contextlib.suppress(FileNotFoundError), os.scandir(parent) as entries:
             for entry in entries:
+                if spare is not None and spare(entry.name[len(name) + 2:len(name) + 10]):
+                    continue
                 if ours.match(entry.name) and entry.is_file(follow_symlinks=False):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)

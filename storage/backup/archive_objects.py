@@ -69,7 +69,8 @@ class ArchiveObjects(ObjectStore):
     def delete(self, oid: str) -> None:
         raise InvalidArgument(f"backup archive '{self.target.uri}' cannot be changed")
 
-    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "") -> int:
+    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "",
+                   spare: Any = None) -> int:
         return 0
 
 

@@ -7,7 +7,7 @@ ids from ever becoming paths outside it.
     locks/<backup_id>.json     oids a running backup relies on (prune keeps them)
     keys/<key_id>.json         scrypt salt and parameters of an encryption key
     prunes/<token>.json        a prune is running (backups wait for it; see prunes.py)
-    tmp/[<writer>-]<random>.tmp in-flight writes; anything here after a crash is junk
+    tmp/[<writer>-<tag>]<random>.tmp in-flight writes; anything here after a crash is junk
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ _OID = re.compile(r"^[0-9a-f]{64}\Z")
 _TEMP = re.compile(r"^(?:([0-9a-f]{16})-)?[0-9a-f]{32}\.tmp\Z")
 _WRITER = re.compile(r"^[0-9a-f]{16}\Z")
 _BACKUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+_TAG = re.compile(r"^[0-9a-f]{8}\Z")
+
+# The first 8 of a temp file's 32 random hex digits name the process that
+# writes it (`process_tag`): a server's clean-up of its own temp files spares
+# those of its processes still running (server/repos.py remove_own_tmp).
+_process_tag = secrets.token_hex(4)
 
 
 def check_oid(oid: object) -> str:
@@ -81,9 +87,26 @@ def key_path(base: str, key_id: str) -> str:
 def temp_path(base: str, writer: str = "") -> str:
     """A new temp file's path; `writer` (16 hex digits, the server's: see
     Target.writer) starts its name, so a server's start-up clean-up can tell
-    its own leftovers from the writes other servers have in flight."""
-    name = secrets.token_hex(16)
-    return join(base, TMP, f"{writer}-{name}.tmp" if _WRITER.match(writer) else f"{name}.tmp")
+    its own leftovers from the writes other servers have in flight, and the
+    process tag follows it, so a clean-up can tell a file a running process
+    of the server holds from one a dead process left."""
+    if not _WRITER.match(writer):
+        return join(base, TMP, f"{secrets.token_hex(16)}.tmp")
+    return join(base, TMP, f"{writer}-{_process_tag}{secrets.token_hex(12)}.tmp")
+
+
+def process_tag() -> str:
+    """This process's tag in the names of the temp files it writes."""
+    return _process_tag
+
+
+def set_process_tag(tag: str) -> None:
+    """A job process takes the tag its server gave it (storage/jobproc.py), so
+    the server knows whose temp files those are."""
+    global _process_tag
+    if not _TAG.match(tag):
+        raise ValueError(f"a process tag is 8 hex digits, not {tag!r}")
+    _process_tag = tag
 
 
 def is_temp_name(name: str) -> bool:
@@ -95,6 +118,13 @@ def temp_writer(name: str) -> str:
     """The writer a temp file's name gives ('' for none)."""
     found = _TEMP.match(name)
     return (found.group(1) or "") if found else ""
+
+
+def temp_tag(name: str) -> str:
+    """The process tag of a temp file with a writer ('' for none). Files of
+    earlier versions have 8 random digits there: no process of a server has
+    that tag, so they count as a dead process's."""
+    return name[17:25] if temp_writer(name) else ""
 
 
 def utc_now() -> str:

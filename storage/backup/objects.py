@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -41,20 +40,18 @@ from .crypto import Keys
 from .fastcopy import copy_file
 from .layout import (
     OBJECTS,
-    TMP,
     check_oid,
     is_oid,
-    is_temp_name,
     join,
     object_path,
     temp_path,
-    temp_writer,
 )
 from .nofollow import handler_of
 from .object_reads import ObjectReads
 from .oserrors import reading, write_failed, writing
 from .sources import check_source, file_size, source_errors
 from .targets import Target
+from .tmpfiles import Spare, remove_tmp
 from .transfer import OnBytes, Readable, ShouldStop, check_stop, copy, hash_file
 
 OnOid = Callable[[str], None]
@@ -465,33 +462,10 @@ class ObjectStore(ObjectReads):
         with writing(self.target.uri), contextlib.suppress(FileNotFoundError):
             self.target.fs.delete_file(self.path(oid))
 
-    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "") -> int:
-        """Delete leftovers of crashed writes in `tmp/`; returns how many.
-
-        Only safe while no write is running against this target, unless
-        `older_than_seconds` spares files that may still be in use; those named
-        by `writer` (this server's, when none of its writes runs) go at any age."""
-        selector = pafs.FileSelector(join(self.target.base, TMP), allow_not_found=True)
-        with reading(self.target.uri):
-            infos = self.target.fs.get_file_info(selector)
-        cutoff = (
-            None if older_than_seconds is None else time.time_ns() - int(older_than_seconds * 1e9)
-        )
-        removed = 0
-        with writing(self.target.uri):
-            for info in infos:
-                if info.type != pafs.FileType.File or not is_temp_name(info.base_name):
-                    continue  # only what Cairn's own writes leave is removed
-                mine = bool(writer) and temp_writer(info.base_name) == writer
-                if (not mine and cutoff is not None and info.mtime_ns is not None
-                        and info.mtime_ns > cutoff):
-                    continue
-                try:
-                    self.target.fs.delete_file(info.path)
-                    removed += 1
-                except FileNotFoundError:
-                    pass
-        return removed
+    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "",
+                   spare: Spare | None = None) -> int:
+        """Delete leftovers of crashed writes in `tmp/` (tmpfiles.remove_tmp)."""
+        return remove_tmp(self.target, older_than_seconds, writer, spare)
 
 
 def _close_quietly(stream: pa.NativeFile) -> None:

@@ -52,6 +52,7 @@ from .pruning import LocksAndPrune
 from .scan import scan_manifests
 from .selection import choose, may_be_of, newest_first
 from .targets import Target
+from .tmpfiles import Spare
 from .transfer import OnBytes, ShouldStop
 from .verify import OnProgress, VerifyReport, verify_objects
 
@@ -298,9 +299,10 @@ class Repository(LocksAndPrune):
     def delete_object(self, oid: str) -> None:
         self.store.delete(oid)
 
-    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "") -> int:
+    def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "",
+                   spare: Spare | None = None) -> int:
         self._refuse_links()
-        return self.store.remove_tmp(older_than_seconds, writer)
+        return self.store.remove_tmp(older_than_seconds, writer, spare)
 
     # --- manifests -------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from catalog.errors import AlreadyExists, BackupInvalid, CairnError
 
 from . import records
 from .atomic import fsync_path
-from .layout import CONFIG, KEYS, LOCKS, MANIFESTS, OBJECTS, TMP
+from .layout import CONFIG, KEYS, LOCKS, MANIFESTS, OBJECTS, TMP, process_tag
 from .nofollow import refuse_link
 from .oserrors import writing
 from .transfer import CHUNK_SIZE
@@ -66,7 +66,7 @@ def pack(base: str, archive: str, durable: bool = True) -> None:
     beside it, fsynced, then linked into place, so the archive appears whole or
     not at all. An existing archive is ALREADY_EXISTS."""
     parent = os.path.dirname(archive)
-    tmp = os.path.join(parent, f".{os.path.basename(archive)}.{secrets.token_hex(8)}.tmp")
+    tmp = os.path.join(parent, f".{os.path.basename(archive)}.{process_tag()}{secrets.token_hex(4)}.tmp")
     with writing(archive):
         os.makedirs(parent, exist_ok=True)
         try:

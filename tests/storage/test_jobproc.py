@@ -6,6 +6,7 @@ cancel touched. The Work here is a small real implementation of the protocol
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from catalog.errors import Cancelled, InvalidArgument
 from server.pgwire.errors import sqlstate
 from storage import jobproc, priority
-from storage.backup.layout import check_backup_id
+from storage.backup.layout import check_backup_id, process_tag, temp_path, temp_tag
 from storage.jobchild import GIVE_BACK_AFTER
 
 
@@ -513,3 +514,26 @@ def _snapshot_frozen() -> str:
         return "not imported"
     # the collector's generations hold no frozen object
     return "tracked" if any(o is mod.LiveCount for o in gc.get_objects()) else "frozen"
+
+
+def tag_and_pid() -> tuple[str, int]:
+    return process_tag(), os.getpid()
+
+
+def test_a_job_process_names_its_temp_files_with_a_tag_the_server_knows_while_it_runs(
+) -> None:
+    """The server spares the temp files of its processes that run and removes
+    the others' (server/repos.py remove_own_tmp): a job process's tag is
+    known to it from its start until it has ended."""
+    tag, pid = jobproc.call(Job(), tag_and_pid)
+    assert tag != process_tag() and tag in jobproc.process_tags()
+    name = jobproc.call(Job(), temp_path, "/t", "1" * 16).rsplit("/", 1)[1]
+    assert temp_tag(name) == tag and process_tag() in jobproc.process_tags()
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z":  # not reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert tag in jobproc.process_tags()  # until the server knows it has ended
+    assert jobproc.call(Job(), divmod, 9, 2) == (4, 1)  # the next one found it dead
+    assert tag not in jobproc.process_tags()

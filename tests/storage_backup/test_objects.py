@@ -14,6 +14,7 @@ import pytest
 
 from catalog.errors import BackupInvalid, Cancelled, InvalidArgument, Unavailable
 from storage.backup import Repository, Target, nofollow, objects, resolve_target
+from storage.backup.layout import process_tag, temp_path, temp_tag
 from storage.backup.transfer import CHUNK_SIZE
 
 from .conftest import MakeFile, backup_doc, object_file, stored_as, table_doc, tmp_files
@@ -263,6 +264,22 @@ def test_remove_tmp_of_one_writer(repo: Repository) -> None:
         (tmp / name).write_bytes(b"x")
     assert repo.remove_tmp(older_than_seconds=600, writer="1" * 16) == 1
     assert tmp_files(repo) == [theirs, untagged]
+
+
+def test_remove_tmp_spares_the_files_of_running_processes(repo: Repository) -> None:
+    """A temp file's name carries its process's tag after the writer; the
+    writer's own files go but those whose tag `spare` says runs (a job of the
+    same server writing into the target now)."""
+    repo.init()
+    tmp = Path(repo.target.base) / "tmp"
+    tmp.mkdir(exist_ok=True)
+    running = Path(temp_path(repo.target.base, "1" * 16)).name
+    assert running.startswith("1" * 16 + "-" + process_tag()) and temp_tag(running) == process_tag()
+    dead = "1" * 16 + "-" + "a" * 32 + ".tmp"
+    for name in (running, dead):
+        (tmp / name).write_bytes(b"x")
+    assert repo.remove_tmp(600, "1" * 16, {process_tag()}.__contains__) == 1
+    assert tmp_files(repo) == [running]
 
 
 def test_a_temp_file_removed_under_a_write_is_named(

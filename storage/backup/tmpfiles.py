@@ -1,0 +1,55 @@
+"""Clean-up of a target's `tmp/`: the temp files crashed writes left there.
+
+A temp file's name says which server writes it (its writer) and which of that
+server's processes (its process tag: layout.temp_path). A server removes its
+own files but those of its processes still running (`spare`), so a job or an
+archive of its own writing into the same target meanwhile keeps its file;
+another server's file goes only once it is old (a write in flight keeps its
+mtime fresh)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pyarrow.fs as pafs
+
+from .layout import TMP, is_temp_name, join, temp_tag, temp_writer
+from .oserrors import reading, writing
+from .targets import Target
+
+Spare = Callable[[str], bool]  # a process tag -> whether its files stay (it runs)
+
+
+def remove_tmp(target: Target, older_than_seconds: float | None = None, writer: str = "",
+               spare: Spare | None = None) -> int:
+    """Delete leftovers of crashed writes in `tmp/`; returns how many.
+
+    Only safe while no write is running against this target, unless
+    `older_than_seconds` spares files that may still be in use; those named
+    by `writer` (this server's) go at any age, but those whose process tag
+    `spare` says runs."""
+    selector = pafs.FileSelector(join(target.base, TMP), allow_not_found=True)
+    with reading(target.uri):
+        infos = target.fs.get_file_info(selector)
+    cutoff = (
+        None if older_than_seconds is None else time.time_ns() - int(older_than_seconds * 1e9)
+    )
+    removed = 0
+    with writing(target.uri):
+        for info in infos:
+            name = info.base_name
+            if info.type != pafs.FileType.File or not is_temp_name(name):
+                continue  # only what Cairn's own writes leave is removed
+            mine = bool(writer) and temp_writer(name) == writer
+            if mine and spare is not None and spare(temp_tag(name)):
+                continue  # a process of this server that runs writes it
+            if (not mine and cutoff is not None and info.mtime_ns is not None
+                    and info.mtime_ns > cutoff):
+                continue
+            try:
+                target.fs.delete_file(info.path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
