@@ -67,7 +67,10 @@ def forget_dropped(cairn: Cairn, ctx: JobContext, repo: Repository,
     gone = []
     for backup_id in backup_ids:
         try:
-            if repo.has_manifest(backup_id):
+            # Read back once written (atomic.write_small), so absent now is a
+            # drop, unless the target still lists it: a store answering
+            # "not found" for what it holds (scan.not_served) dropped nothing.
+            if repo.has_manifest(backup_id) or repo.still_listed([backup_id]):
                 continue
         except CairnError as exc:  # cannot look now: the record stays, as it was
             # The manifest was written (and checked) before the record: the

@@ -21,8 +21,9 @@ from msgspec import UNSET
 from catalog.errors import BackupInvalid, CairnError, NotFound
 from storage import timetext
 from storage.backup import Repository
-from storage.backup.atomic import write_atomic
+from storage.backup.atomic import size_held, write_atomic
 from storage.backup.layout import CONFIG, join, key_path
+from storage.backup.listing import list_folder
 from storage.backup.oserrors import reading, writing
 from storage.backup.schema import ArchiveRef, load_header
 
@@ -43,9 +44,7 @@ def _dir(repo: Repository, *parts: str) -> str:
 
 
 def _list_dir(repo: Repository, path: str) -> list[pafs.FileInfo]:
-    selector = pafs.FileSelector(path, allow_not_found=True)
-    with reading(repo.uri):
-        return list(repo.target.fs.get_file_info(selector))
+    return list_folder(repo.target, path)
 
 
 def archive_ids(repo: Repository, namespace: str) -> list[str]:
@@ -146,6 +145,8 @@ def _store(repo: Repository, namespace: str, archive_id: str, name: SegmentName,
                 repo.target.fs.create_dir(_dir(repo, namespace, archive_id), recursive=True)
         pace()
         write_atomic(repo.target, path, data, repo.durable)
+        if repo.target.kind != "local":  # acknowledged is not stored: atomic.size_held
+            size_held(repo.target, path, len(data))
     return len(data)
 
 
@@ -446,8 +447,13 @@ def prune(repo: Repository, namespace: str, keep_newest: Callable[[str], bool]) 
     """Delete archived segments no base backup in the target needs: those of runs
     without a base, and those ending at or before a run's oldest base. The newest
     segment of an archive for which `keep_newest(archive_id)` holds (one still
-    running: it is where archiving resumes) always stays. Returns bytes freed."""
-    bases = bases_of(repo, namespace)
+    running: it is where archiving resumes) always stays. Returns bytes freed.
+    Nothing goes while a manifest that may be of `namespace` cannot be read
+    (damaged, or listed and not served): it may be any run's base."""
+    entries = repo.listing(namespace)
+    if any("error" in m for m in entries):
+        return 0
+    bases = [b for m in entries if (b := _base(m)) is not None]
     freed = 0
     for aid in archive_ids(repo, namespace):
         listing = list_segments(repo, namespace, aid)

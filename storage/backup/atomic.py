@@ -130,9 +130,12 @@ class TooLarge(BackupInvalid):
 
 
 def write_small(target: Target, path: str, data: bytes, durable: bool = True,
-                limit: int = SMALL_MAX) -> None:
+                limit: int = SMALL_MAX, check: bool = False) -> None:
     """write_atomic for a file read back with read_small: one over the limit
-    is refused here, so nothing is written that could not be read back."""
+    is refused here, so nothing is written that could not be read back.
+    `check` (a file of a name no other writer uses: a manifest, a key file):
+    on object storage it is read back and must be the bytes written
+    (`held_as_written`), and one that is not is removed again."""
     if len(data) > limit:
         name = path.rsplit("/", 1)[-1]
         raise InvalidArgument(
@@ -140,6 +143,12 @@ def write_small(target: Target, path: str, data: bytes, durable: bool = True,
             "manifests, locks and keys may hold (split the backup: fewer files per backup)"
         )
     write_atomic(target, path, data, durable)
+    if check and target.kind != "local":
+        try:
+            held_as_written(target, path, data, read_small(target, path, limit))
+        except Unavailable:
+            delete_quietly(target, path)
+            raise
 
 
 def write_atomic(target: Target, path: str, data: bytes, durable: bool = True) -> None:
@@ -159,6 +168,34 @@ def write_atomic(target: Target, path: str, data: bytes, durable: bool = True) -
         except BaseException:
             delete_quietly(target, tmp)
             raise
+
+
+def held_as_written(target: Target, path: str, data: bytes, back: bytes | None) -> None:
+    """Unavailable unless `back`, the file at `path` read back (None: absent),
+    is `data`: object storage has been seen to answer 200 to a write it did not
+    store, or stored cut short or changed, and a BACKUP so reported completed
+    was not in its target (docs/backup-format.md, "Read back")."""
+    if back != data:
+        raise not_held(target, path, len(data), None if back is None else len(back))
+
+
+def size_held(target: Target, path: str, size: int) -> None:
+    """`held_as_written` for a file too large to read back (an archived
+    segment, once a second): its size, one HEAD. A changed byte is left to
+    the segment's own checksum (VERIFY ARCHIVE, RESTORE)."""
+    with reading(target.uri, path.rsplit("/", 1)[-1]):
+        info = target.fs.get_file_info(path)
+    held = info.size if info.type == pafs.FileType.File else None
+    if held != size:
+        raise not_held(target, path, size, held)
+
+
+def not_held(target: Target, path: str, written: int, held: int | None) -> Unavailable:
+    name = "/".join(path.rsplit("/", 2)[-2:])
+    how = ("it is not there" if held is None
+           else f"it holds {held} bytes that are not the {written} written")
+    return Unavailable(f"backup target '{target.uri}' acknowledged '{name}' but does not hold "
+                       f"it as written ({how}): try again")
 
 
 def read_small(target: Target, path: str, limit: int = SMALL_MAX) -> bytes | None:

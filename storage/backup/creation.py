@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from catalog.errors import CairnError, PermissionDenied
+from catalog.errors import BackupInvalid, CairnError, PermissionDenied
 
-from .atomic import make_dirs, read_small, write_small
-from .config import encode_config, new_config
+from .atomic import delete_quietly, held_as_written, make_dirs, read_small, write_small
+from .config import encode_config, new_config, parse_config
 from .layout import CONFIG, join
 from .oserrors import writing
 from .targets import Target, refuse_nested, refuse_nested_remote
@@ -31,6 +31,8 @@ def create(target: Target, uri: str, durable: bool) -> dict[str, Any]:
     config = new_config()
     path, data = join(target.base, CONFIG), encode_config(config)
     write_small(target, path, data, durable)
+    if target.kind != "local":
+        config = _held(target, uri, path, data) or config
     try:
         with writing(uri):
             refuse_nested(target)
@@ -41,3 +43,19 @@ def create(target: Target, uri: str, durable: bool) -> dict[str, Any]:
                     target.fs.delete_file(path)
         raise
     return config
+
+
+def _held(target: Target, uri: str, path: str, data: bytes) -> dict[str, Any] | None:
+    """The config object storage holds once it acknowledged ours: ours (None), or
+    another server's that made the target at the same moment (a sound config
+    of other bytes). Absent, cut short or changed, it is Unavailable
+    (atomic.held_as_written), and one that does not parse is removed again:
+    every backup into the target was refused as damaged after it."""
+    back = read_small(target, path)
+    if back is not None and back != data:
+        try:
+            return parse_config(back, uri)
+        except BackupInvalid:
+            delete_quietly(target, path)
+    held_as_written(target, path, data, back)
+    return None

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from catalog.errors import BackupInvalid, CairnError, NotFound
+from catalog.errors import BackupInvalid, CairnError, NotFound, Unavailable
 
 from ..work import Work
 from .origin import Origin
 from .pruning import prune_dropped
 from .repository import Repository
+from .scan import UNAVAILABLE
 from .schema import load_header
 from .writing import held, lock_ids, refuse_writing
 
@@ -115,7 +116,9 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
     if doomed and damaged:
         # Each drop's prune would refuse after its manifest went: refused here,
         # before anything is removed (what the damaged one uses is unknown).
-        raise BackupInvalid(
+        # Unavailable when every one of them only cannot be read now (scan.py).
+        kind = Unavailable if all(m.get(UNAVAILABLE) for m in damaged) else BackupInvalid
+        raise kind(
             f"cannot tell which objects are in use: {damaged[0]['error']}; nothing was dropped")
     if not doomed:
         return []

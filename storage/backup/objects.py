@@ -46,9 +46,10 @@ from .layout import (
     object_path,
     temp_path,
 )
+from .listing import list_folder
 from .nofollow import handler_of
 from .object_reads import ObjectReads
-from .oserrors import reading, write_failed, writing
+from .oserrors import write_failed, writing
 from .sources import check_source, file_size, source_errors
 from .targets import Target
 from .tmpfiles import Spare, remove_tmp
@@ -108,11 +109,7 @@ class ObjectStore(ObjectReads):
 
     def list(self) -> dict[str, int]:
         """Every object present, with its size (stray files are ignored)."""
-        selector = pafs.FileSelector(
-            join(self.target.base, OBJECTS), recursive=True, allow_not_found=True
-        )
-        with reading(self.target.uri):
-            infos = self.target.fs.get_file_info(selector)
+        infos = list_folder(self.target, join(self.target.base, OBJECTS), recursive=True)
         found: dict[str, int] = {}
         for info in infos:
             if info.type != pafs.FileType.File:

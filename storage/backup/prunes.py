@@ -46,7 +46,7 @@ from catalog.errors import Unavailable
 from . import records
 from .atomic import delete_quietly, read_small, write_small
 from .layout import PRUNES, join, temp_path, utc_now
-from .oserrors import reading
+from .listing import list_folder
 from .procs import process_state
 from .targets import Target
 from .transfer import ShouldStop, check_stop
@@ -158,21 +158,15 @@ def is_marker_name(name: str) -> bool:
 def check_markers(target: Target) -> None:
     """BackupInvalid if a prune marker is damaged (what DROP BACKUP checks before
     it removes anything, since its prune would refuse)."""
-    selector = pafs.FileSelector(join(target.base, PRUNES), allow_not_found=True)
-    with reading(target.uri):
-        infos = target.fs.get_file_info(selector)
-    for info in infos:
+    for info in list_folder(target, join(target.base, PRUNES)):
         if info.type == pafs.FileType.File and is_marker_name(info.base_name):
             _marker_state(target, info)
 
 
 def _live_markers(target: Target) -> list[str]:
     """Markers of prunes running in other live processes; leftovers are removed."""
-    selector = pafs.FileSelector(join(target.base, PRUNES), allow_not_found=True)
-    with reading(target.uri):
-        infos = target.fs.get_file_info(selector)
     live = []
-    for info in infos:
+    for info in list_folder(target, join(target.base, PRUNES)):
         if info.type != pafs.FileType.File or not is_marker_name(info.base_name):
             continue  # only names Cairn gives markers are read, or removed
         state = _marker_state(target, info)

@@ -28,6 +28,7 @@ from .layout import (
     lock_path,
     manifest_path,
 )
+from .listing import list_folder
 from .locks import BackupLock
 from .nofollow import handler_of
 from .objects import ObjectStore
@@ -153,11 +154,8 @@ class LocksAndPrune:
         return [entry for entry, _ in self._locks()]
 
     def _locks(self) -> list[tuple[dict[str, Any], pafs.FileInfo]]:
-        selector = pafs.FileSelector(join(self.target.base, LOCKS), allow_not_found=True)
-        with reading(self.uri):
-            infos = self.target.fs.get_file_info(selector)
         found = []
-        for info in infos:
+        for info in list_folder(self.target, join(self.target.base, LOCKS)):
             name = info.base_name
             if (
                 info.type != pafs.FileType.File

@@ -23,6 +23,7 @@ from catalog.errors import (
     CairnError,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 
 from . import envelope, manifest, schema
@@ -45,11 +46,12 @@ from .layout import (
     key_path,
     manifest_path,
 )
+from .listing import list_folder
 from .locks import BackupLock
 from .objects import ObjectStore, OnCopied, OnOid, PutResult
 from .oserrors import reading, writing
 from .pruning import LocksAndPrune
-from .scan import scan_manifests
+from .scan import not_served, not_served_entry, scan_manifests
 from .selection import choose, may_be_of, newest_first
 from .targets import Target
 from .tmpfiles import Spare
@@ -166,10 +168,8 @@ class Repository(LocksAndPrune):
     def _top(self) -> list[pafs.FileInfo]:
         """The target's top-level entries; locally a link among them is
         PERMISSION_DENIED (nofollow.py), whichever one it is."""
-        selector = pafs.FileSelector(self.target.base, allow_not_found=True)
         try:
-            with reading(self.uri):
-                return list(self.target.fs.get_file_info(selector))
+            return list_folder(self.target, self.target.base)
         except CairnError as exc:
             if isinstance(exc.__cause__, NotADirectoryError):
                 return []  # not a repository at all: what uses it says so
@@ -189,9 +189,7 @@ class Repository(LocksAndPrune):
         return self._read_small(key_path(self.target.base, key_id))
 
     def _key_ids(self) -> list[str]:
-        selector = pafs.FileSelector(join(self.target.base, KEYS), allow_not_found=True)
-        with reading(self.uri):
-            infos = self.target.fs.get_file_info(selector)
+        infos = list_folder(self.target, join(self.target.base, KEYS))
         return [
             i.base_name[:-5]
             for i in infos
@@ -203,7 +201,8 @@ class Repository(LocksAndPrune):
     def _write_key(self, key_id: str, data: bytes) -> None:
         with writing(self.uri):
             make_dirs(self.target, join(self.target.base, KEYS))
-        write_small(self.target, key_path(self.target.base, key_id), data, self.durable)
+        write_small(self.target, key_path(self.target.base, key_id), data, self.durable,
+                    check=True)
 
     def _open_key(self, key_id: str, backup_id: str) -> Keys | None:
         if not is_key_id(key_id):
@@ -332,7 +331,7 @@ class Repository(LocksAndPrune):
         features = ([manifest.ZSTD] if compress else []) + ([manifest.AES] if self.encrypted else [])
         sealed = manifest.seal(m, wanted, stored, features)
         data, doc = envelope.pack(sealed, compress, self.store.write_keys)
-        write_small(self.target, path, data, self.durable)
+        write_small(self.target, path, data, self.durable, check=True)
         envelope.remember(data, backup_id, doc)
         return doc
 
@@ -375,11 +374,8 @@ class Repository(LocksAndPrune):
         )
 
     def manifest_ids(self) -> list[str]:
-        selector = pafs.FileSelector(join(self.target.base, MANIFESTS), allow_not_found=True)
-        with reading(self.uri):
-            infos = self.target.fs.get_file_info(selector)
         ids = []
-        for info in infos:
+        for info in list_folder(self.target, join(self.target.base, MANIFESTS)):
             name = info.base_name
             # A directory (or a FIFO, a socket) of a manifest's name is listed
             # too: read, it is damage, never skipped as if the backup were absent.
@@ -409,7 +405,6 @@ class Repository(LocksAndPrune):
         good, bad = self._scan_manifests()
         entries = [m for m in good if namespace is None or m["namespace"] == namespace]
         entries += [e for e in bad if may_be_of(e, namespace)]
-
         return sorted(entries, key=newest_first, reverse=True)
 
     def choose_backup(
@@ -424,7 +419,7 @@ class Repository(LocksAndPrune):
 
     def _scan_manifests(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         self._readable()
-        good, bad = scan_manifests(
+        good, bad, gone = scan_manifests(
             self.manifest_ids(),
             lambda backup_id: self._read_small(manifest_path(self.target.base, backup_id)),
             lambda data, backup_id: envelope.unpack_checked(
@@ -433,6 +428,7 @@ class Repository(LocksAndPrune):
             self.uri,
             parallel=self.target.kind == "s3",
         )
+        bad += [not_served_entry(self.uri, i) for i in self.still_listed(gone)]
         good.sort(key=newest_first, reverse=True)
         return good, bad
 
@@ -451,19 +447,28 @@ class Repository(LocksAndPrune):
                 fsync_path(path.rsplit("/", 1)[0])
 
     def referenced_objects(self) -> set[str]:
-        """The union of every manifest's objects. Raises BackupInvalid if any
-        manifest is unreadable: what it references is unknown, so nothing may go."""
+        """The union of every manifest's objects. BackupInvalid (Unavailable: it
+        cannot be read now) if any listed manifest is unreadable: nothing may go."""
         used: set[str] = set()
+        gone: list[str] = []
         self.check_config()
         for backup_id in self.manifest_ids():
             try:
                 m = self._load_manifest(backup_id, require_body=False)
             except NotFound:
+                gone.append(backup_id)
                 continue
             except CairnError as exc:
-                raise BackupInvalid(f"cannot tell which objects are in use: {exc.message}") from exc
+                kind = Unavailable if isinstance(exc, Unavailable) else BackupInvalid
+                raise kind(f"cannot tell which objects are in use: {exc.message}") from exc
             used.update(o["oid"] for o in m["objects"])
+        for backup_id in self.still_listed(gone):
+            raise not_served(self.uri, backup_id)
         return used
+
+    def still_listed(self, ids: list[str]) -> list[str]:
+        """Of manifests listed, then not found, those listed again (scan.not_served)."""
+        return sorted(set(ids) & set(self.manifest_ids())) if ids else []
 
     # --- verify ----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from catalog.diskerrors import DataDirUnavailable
-from catalog.errors import CairnError, NotFound, PermissionDenied
+from catalog.errors import CairnError, NotFound, PermissionDenied, Unavailable
 
 from .selection import damaged_entry
 
@@ -30,8 +30,10 @@ Scanned = tuple[dict[str, Any] | None, dict[str, Any] | None]
 
 def scan_manifests(
     ids: list[str], read: Read, unpack: Unpack, uri: str, parallel: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The readable manifests and the damaged entries of `ids`, in the order of `ids`."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """The readable manifests and the damaged entries of `ids`, in the order of `ids`,
+    and the ids listed but not found when read (dropped meanwhile, or a target
+    that cannot serve them: `not_served` after a second listing tells which)."""
 
     def one(backup_id: str) -> Scanned:
         try:
@@ -59,9 +61,35 @@ def scan_manifests(
         results = [one(backup_id) for backup_id in ids]
     good = [m for m, _ in results if m is not None]
     bad = [e for _, e in results if e is not None]
-    return good, bad
+    gone = [i for i, (m, e) in zip(ids, results, strict=True) if m is None and e is None]
+    return good, bad, gone
 
 
 def _damaged(uri: str, backup_id: str, exc: CairnError, data: bytes | None) -> dict[str, Any]:
     log.warning("unreadable manifest in %s: %s", uri, exc.message)
-    return damaged_entry(backup_id, exc.message, data)
+    entry = damaged_entry(backup_id, exc.message, data)
+    if isinstance(exc, Unavailable):
+        entry[UNAVAILABLE] = True
+    return entry
+
+
+# A damaged entry's mark: the manifest could not be read now (the target did
+# not answer, or answered "not found" for a manifest it lists), not damage.
+UNAVAILABLE = "unavailable"
+
+
+def not_served(uri: str, backup_id: str) -> Unavailable:
+    """A manifest LISTed twice and "not found" when read between: whatever it
+    references is unknown now, so nothing it may reference is deleted (a
+    store that lied so made DROP BACKUP free a listed backup's objects)."""
+    return Unavailable(
+        f"backup target '{uri}' lists the manifest of backup '{backup_id}' "
+        f"(manifests/{backup_id}.json) but answers 'not found' when it is read: what that "
+        "backup holds cannot be told now (try again once the target serves it)")
+
+
+def not_served_entry(uri: str, backup_id: str) -> dict[str, Any]:
+    """`not_served` as a damaged entry of a listing (SHOW BACKUPS IN, RESTORE's choice)."""
+    exc = not_served(uri, backup_id)
+    log.warning("unreadable manifest in %s: %s", uri, exc.message)
+    return {**damaged_entry(backup_id, exc.message, None), UNAVAILABLE: True}

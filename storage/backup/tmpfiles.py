@@ -15,7 +15,8 @@ from collections.abc import Callable
 import pyarrow.fs as pafs
 
 from .layout import TMP, is_temp_name, join, temp_tag, temp_writer
-from .oserrors import reading, writing
+from .listing import list_folder
+from .oserrors import writing
 from .targets import Target
 
 Spare = Callable[[str], bool]  # a process tag -> whether its files stay (it runs)
@@ -29,9 +30,7 @@ def remove_tmp(target: Target, older_than_seconds: float | None = None, writer: 
     `older_than_seconds` spares files that may still be in use; those named
     by `writer` (this server's) go at any age, but those whose process tag
     `spare` says runs."""
-    selector = pafs.FileSelector(join(target.base, TMP), allow_not_found=True)
-    with reading(target.uri):
-        infos = target.fs.get_file_info(selector)
+    infos = list_folder(target, join(target.base, TMP))
     cutoff = (
         None if older_than_seconds is None else time.time_ns() - int(older_than_seconds * 1e9)
     )

@@ -1,0 +1,139 @@
+"""An S3 target that lies (s3liar.py, in front of a real moto server): a
+manifest LISTed but "not found" when read, a manifest write acknowledged but
+not stored as written, a LIST naming a key that is not UTF-8. None may cost
+another backup its objects, report a backup that is not stored, or answer
+500."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from server.app import create_app
+from server.config import Config
+from tests.helpers import ok, sql
+from tests.storage_backup.s3liar import Liar, Rule
+from tests.storage_backup.s3server import S3Server, running
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    yield from running()
+
+
+@pytest.fixture
+def liar(s3: S3Server) -> Iterator[Liar]:
+    proxy = Liar(s3.port)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, cairn_config: Config, s3: S3Server, liar: Liar) -> Any:
+    target = s3.target(s3.new_bucket(), "c")
+    cairn_config.backup.targets = {"lie": {**target, "endpoint": liar.endpoint}}
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);"
+                     "INSERT INTO app.t VALUES (1, 'a'), (2, 'b'); FLUSH TABLE app.t")
+    return client
+
+
+async def _backup(client: Any, text: str = "BACKUP DATABASE app TO 'lie'") -> str:
+    return str((await ok(client, text))[0]["rows"][0]["backup_id"])
+
+
+async def _valid(client: Any, backup_id: str) -> bool:
+    row = (await ok(client, f"VERIFY BACKUP '{backup_id}' IN 'lie'"))[0]["rows"][0]
+    return bool(row["is_valid"])
+
+
+async def test_a_manifest_listed_but_not_found_keeps_its_objects_from_a_drop(
+    client: Any, liar: Liar
+) -> None:
+    a = await _backup(client)
+    b = await _backup(client)  # the same files: every object is A's and B's
+    liar.rules = [Rule("HEAD", f"/manifests/{b}", "missing"),
+                  Rule("GET", f"/manifests/{b}", "missing")]
+    status, body = await sql(client, f"DROP BACKUP '{a}' IN 'lie'")
+    assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+    assert b in body["error"]["message"] and "not found" in body["error"]["message"], body
+    # keep_last after a BACKUP: the same refusal, nothing dropped
+    status, body = await sql(client, "BACKUP DATABASE app TO 'lie' WITH (keep_last = 1)")
+    assert status == 503 and b in body["error"]["message"], body
+    liar.rules = []
+    listed = {r["backup_id"] for r in (await ok(client, "SHOW BACKUPS IN 'lie'"))[0]["rows"]}
+    assert {a, b} <= listed
+    assert await _valid(client, a) and await _valid(client, b)
+    await ok(client, f"RESTORE DATABASE app FROM 'lie' AS cp WITH (backup_id = '{b}')")
+    assert (await ok(client, "SELECT count(*) AS n FROM cp.t"))[0]["rows"] == [{"n": 2}]
+    # once the target answers again, the drop goes through and B stays whole
+    await ok(client, f"DROP BACKUP '{a}' IN 'lie'")
+    assert await _valid(client, b)
+
+
+# pyarrow stores a small file as one PUT or as a multipart upload (its parts
+# PUT, then a POST that completes it): each lie is told for both.
+def _writes(act: str, key: str) -> list[Rule]:
+    if act == "drop":
+        return [Rule("PUT", f"/{key}[^?]*$", act), Rule("POST", f"/{key}.*uploadId=", act)]
+    return [Rule("PUT", f"/{key}[^?]*$", act), Rule("PUT", f"/{key}.*partNumber=", act)]
+
+
+@pytest.mark.parametrize("act", ["drop", "cut", "flip"])
+async def test_a_manifest_acknowledged_but_not_stored_as_written_fails_the_backup(
+    client: Any, liar: Liar, act: str
+) -> None:
+    kept = await _backup(client)
+    liar.rules = _writes(act, "manifests/bk-")
+    status, body = await sql(client, "BACKUP DATABASE app TO 'lie'")
+    liar.rules = []
+    assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+    assert "acknowledged 'manifests/bk-" in body["error"]["message"], body
+    assert "does not hold it as written" in body["error"]["message"], body
+    jobs = (await ok(client, "SELECT status, error_message FROM system.jobs "
+                             "WHERE job_type = 'backup' ORDER BY created_at"))[0]["rows"]
+    assert [j["status"] for j in jobs] == ["completed", "failed"], jobs
+    assert "does not hold it as written" in jobs[-1]["error_message"], jobs
+    rows = (await ok(client, "SHOW BACKUPS IN 'lie'"))[0]["rows"]
+    assert [(r["backup_id"], r["error"]) for r in rows] == [(kept, None)]
+    assert [r["backup_id"] for r in (await ok(client, "SHOW BACKUPS"))[0]["rows"]] == [kept]
+    assert await _valid(client, kept)
+    await _backup(client)  # the target answers truly again: a backup lands
+
+
+async def test_a_key_file_or_config_acknowledged_but_not_stored_fails_the_backup(
+    client: Any, liar: Liar
+) -> None:
+    liar.rules = _writes("drop", "config.json")
+    status, body = await sql(client, "BACKUP DATABASE app TO 'lie'")
+    assert status == 503 and "acknowledged 'c/config.json'" in body["error"]["message"], body
+    liar.rules = _writes("cut", "keys/")
+    status, body = await sql(client, "BACKUP DATABASE app TO 'lie' "
+                                     "WITH (encryption_passphrase = 'pw-123456789')")
+    assert status == 503 and "acknowledged 'keys/" in body["error"]["message"], body
+    liar.rules = []
+    backup_id = await _backup(client, "BACKUP DATABASE app TO 'lie' "
+                                      "WITH (encryption_passphrase = 'pw-123456789')")
+    row = (await ok(client, f"VERIFY BACKUP '{backup_id}' IN 'lie' "
+                            "WITH (encryption_passphrase = 'pw-123456789')"))[0]["rows"][0]
+    assert row["is_valid"] is True, row
+
+
+@pytest.mark.parametrize(("folder", "statement"), [
+    ("manifests", "SHOW BACKUPS IN 'lie'"),
+    ("manifests", "RESTORE DATABASE app FROM 'lie' AS cp"),
+    ("prunes", "BACKUP DATABASE app TO 'lie'"),
+    ("locks", "BACKUP DATABASE app TO 'lie'"),
+    ("keys", "BACKUP DATABASE app TO 'lie' WITH (encryption_passphrase = 'pw-123456789')"),
+    ("objects", "DROP BACKUP '{b}' IN 'lie'"),
+    ("", "DROP BACKUP '{b}' IN 'lie'"),
+])
+async def test_a_listed_key_that_is_not_utf8_is_not_cairns(
+    client: Any, liar: Liar, folder: str, statement: str
+) -> None:
+    backup_id = await _backup(client)
+    prefix = f"c%2F{folder}%2F" if folder else "c%2F"
+    liar.rules = [Rule("GET", f"prefix={prefix}(&|$)", "inject", [b"bk-\xff\xfe.json"])]
+    await ok(client, statement.format(b=backup_id))

@@ -1,0 +1,130 @@
+"""An HTTP proxy in front of the real S3 server of s3server.py that lies the
+way broken or hostile object stores have been seen to: a key LISTed but "not
+found" when read, a write acknowledged but not stored (or stored cut short,
+or changed), a LIST naming a key that is not UTF-8. Each lie is a `Rule`;
+every request no rule takes passes to the real server unchanged."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Rule:
+    """`act` for requests of `method` whose "METHOD /path?query" `pattern` finds:
+    'missing' (404 NoSuchKey), 'drop' (200, nothing stored), 'cut' (half the
+    body stored), 'flip' (one bit of the body changed), 'inject' (the LIST
+    answer names `keys` too, raw bytes appended to its prefix)."""
+
+    method: str
+    pattern: str
+    act: str
+    keys: list[bytes] = field(default_factory=list)
+
+
+_MISSING = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code>'
+            b"<Message>The specified key does not exist.</Message></Error>")
+
+
+class Liar:
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.rules: list[Rule] = []
+        liar = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def handle_any(self) -> None:
+                liar.handle(self)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = handle_any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _rule(self, method: str, line: str) -> Rule | None:
+        return next((r for r in self.rules
+                     if r.method == method and re.search(r.pattern, line)), None)
+
+    def handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        body = _body(h)
+        rule = self._rule(h.command, f"{h.command} {h.path}")
+        act = rule.act if rule else "pass"
+        if act == "missing":
+            _send(h, 404, [("Content-Type", "application/xml")], _MISSING)
+            return
+        if act == "drop":
+            _send(h, 200, [("ETag", '"d41d8cd98f00b204e9800998ecf8427e"')], b"")
+            return
+        if act == "cut" and body:
+            body = body[: len(body) // 2]
+        if act == "flip" and body:
+            at = len(body) // 2
+            body = body[:at] + bytes([body[at] ^ 1]) + body[at + 1:]
+        headers = {k: v for k, v in h.headers.items()
+                   if k.lower() not in ("connection", "content-length", "transfer-encoding",
+                                        "content-md5")}
+        conn = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=60)
+        conn.request(h.command, h.path, body=body or None, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        length = resp.getheader("content-length")
+        conn.close()
+        out = [(k, v) for k, v in resp.getheaders()
+               if k.lower() not in ("transfer-encoding", "connection", "content-length")]
+        if rule is not None and act == "inject" and resp.status == 200:
+            prefix = re.search(rb"<Prefix>([^<]*)</Prefix>", data)
+            pre = prefix.group(1) if prefix else b""
+            items = b"".join(b"<Contents><Key>" + pre + k + b"</Key><Size>100</Size>"
+                             b"<LastModified>2026-01-01T00:00:00.000Z</LastModified>"
+                             b'<ETag>"e"</ETag><StorageClass>STANDARD</StorageClass></Contents>'
+                             for k in rule.keys)
+            data = data.replace(b"</Prefix>", b"</Prefix>" + items, 1)
+        if h.command == "HEAD":
+            _send(h, resp.status, out, b"", length=int(length or 0))
+        else:
+            _send(h, resp.status, out, data)
+
+
+def _body(h: http.server.BaseHTTPRequestHandler) -> bytes:
+    if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        out = b""
+        while size := int(h.rfile.readline().split(b";")[0], 16):
+            out += h.rfile.read(size)
+            h.rfile.readline()
+        while h.rfile.readline() not in (b"\r\n", b""):
+            pass
+        return out
+    n = int(h.headers.get("Content-Length") or 0)
+    return h.rfile.read(n) if n else b""
+
+
+def _send(h: http.server.BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]],
+          data: bytes, length: int | None = None) -> None:
+    h.send_response(status)
+    for k, v in headers:
+        h.send_header(k, v)
+    h.send_header("Content-Length", str(len(data) if length is None else length))
+    h.end_headers()
+    if h.command != "HEAD":
+        h.wfile.write(data)
+    h.wfile.flush()
