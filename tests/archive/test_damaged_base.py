@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 
 from server.config import Config
+from server.repos import repository
+from storage.archive import store
 from tests.e2e.test_manifest_values import plant
-from tests.helpers import reseal, rows, sql
+from tests.helpers import reseal, rows, sql, state
 
+from .test_archiving import segment_files
 from .test_verify_bases import archived_with_one_object
 
 
@@ -65,3 +68,19 @@ async def test_an_intact_window_shows_no_error(client: Any, cairn_config: Config
     [point] = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
     assert point["base_backup_id"] == base and point["error"] is None, point
 
+
+
+async def test_a_damaged_base_keeps_its_archived_changes_from_a_prune(
+        client: Any, cairn_config: Config) -> None:
+    """The prune of archived changes (after DROP BACKUP, keep_last) skipped a
+    base it could not read, as if there were none, and deleted the segments
+    its window needs; a manifest listed but not served now did the same.
+    While a manifest that may be of the namespace cannot be read, none go."""
+    await archived_with_one_object(client, cairn_config)
+    root = Path(cairn_config.backup_roots[0])
+    [manifest] = (root / "arch" / "manifests").glob("*.json")
+    flip(manifest)
+    before = segment_files(root)
+    assert before
+    assert store.prune(repository(state(client), "arch"), "app", lambda _: False) == 0
+    assert segment_files(root) == before
