@@ -137,3 +137,24 @@ async def test_a_listed_key_that_is_not_utf8_is_not_cairns(
     prefix = f"c%2F{folder}%2F" if folder else "c%2F"
     liar.rules = [Rule("GET", f"prefix={prefix}(&|$)", "inject", [b"bk-\xff\xfe.json"])]
     await ok(client, statement.format(b=backup_id))
+
+
+async def test_a_manifest_listed_but_not_found_after_the_backup_is_not_taken_for_a_drop(
+    client: Any, liar: Liar
+) -> None:
+    """A manifest read back once written, then "not found" (a HEAD) while the
+    target still lists it, was taken for another server's drop: the job
+    `completed` saying so, and the catalog forgot the backup."""
+    liar.seen.clear()
+    await _backup(client)
+    heads = sum(line.startswith("HEAD ") and "/manifests/bk-" in line for line in liar.seen)
+    # the same BACKUP again: every HEAD of its manifest answered but the last
+    liar.rules = [Rule("HEAD", "/manifests/bk-", "missing", skip=heads - 1)]
+    status, body = await sql(client, "BACKUP DATABASE app TO 'lie'")
+    liar.rules = []
+    assert status == 200, body
+    backup_id = body["results"][0]["rows"][0]["backup_id"]
+    jobs = (await ok(client, "SELECT status, error_message FROM system.jobs "
+                             "WHERE job_type = 'backup'"))[0]["rows"]
+    assert jobs == [{"status": "completed", "error_message": None}] * 2, jobs
+    assert backup_id in {r["backup_id"] for r in (await ok(client, "SHOW BACKUPS"))[0]["rows"]}

@@ -19,12 +19,14 @@ class Rule:
     """`act` for requests of `method` whose "METHOD /path?query" `pattern` finds:
     'missing' (404 NoSuchKey), 'drop' (200, nothing stored), 'cut' (half the
     body stored), 'flip' (one bit of the body changed), 'inject' (the LIST
-    answer names `keys` too, raw bytes appended to its prefix)."""
+    answer names `keys` too, raw bytes appended to its prefix); the first
+    `skip` requests it finds pass unchanged."""
 
     method: str
     pattern: str
     act: str
     keys: list[bytes] = field(default_factory=list)
+    skip: int = 0
 
 
 _MISSING = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code>'
@@ -35,6 +37,8 @@ class Liar:
     def __init__(self, upstream: int) -> None:
         self.upstream = upstream
         self.rules: list[Rule] = []
+        self.seen: list[str] = []  # every request's "METHOD /path?query"
+        self.lock = threading.Lock()
         liar = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -62,8 +66,14 @@ class Liar:
         self.server.server_close()
 
     def _rule(self, method: str, line: str) -> Rule | None:
-        return next((r for r in self.rules
-                     if r.method == method and re.search(r.pattern, line)), None)
+        with self.lock:
+            self.seen.append(line)
+            rule = next((r for r in self.rules
+                         if r.method == method and re.search(r.pattern, line)), None)
+            if rule is not None and rule.skip > 0:
+                rule.skip -= 1
+                return None
+            return rule
 
     def handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
         body = _body(h)
