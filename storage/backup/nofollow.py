@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ import pyarrow.fs as pafs
 from catalog.errors import BackupInvalid, PermissionDenied
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LINK_ERRORS = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 _PROC_FD = os.path.isdir("/proc/self/fd")
@@ -248,6 +250,8 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
         with os.scandir(fd) as entries:
             listed = sorted(entries, key=lambda e: e.name)
         for entry in listed:
+            if not _utf8(entry.name):
+                continue  # not Cairn's (listing.py): pyarrow cannot even name it
             rel = [*parts, entry.name]
             st = entry.stat(follow_symlinks=False)
             self._refuse_odd(st.st_mode, "/".join(rel))
@@ -401,3 +405,14 @@ class _Dirs:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+
+def _utf8(name: str) -> bool:
+    """Whether a listed name is UTF-8 (os.scandir gives other bytes as surrogates)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        log.warning("a backup target holds a name that is not UTF-8 (not Cairn's: left "
+                    "alone): %r", name)
+        return False
+    return True
