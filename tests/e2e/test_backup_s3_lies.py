@@ -6,6 +6,7 @@ another backup its objects, report a backup that is not stored, or answer
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,8 @@ import pytest
 
 from server.app import create_app
 from server.config import Config
-from tests.helpers import ok, sql
+from tests.archive.test_archiving import wait_shipped
+from tests.helpers import ok, rows, sql
 from tests.storage_backup.s3liar import Liar, Rule
 from tests.storage_backup.s3server import S3Server, running
 
@@ -158,3 +160,24 @@ async def test_a_manifest_listed_but_not_found_after_the_backup_is_not_taken_for
                              "WHERE job_type = 'backup'"))[0]["rows"]
     assert jobs == [{"status": "completed", "error_message": None}] * 2, jobs
     assert backup_id in {r["backup_id"] for r in (await ok(client, "SHOW BACKUPS"))[0]["rows"]}
+
+
+async def test_an_archived_segment_acknowledged_but_not_stored_is_shipped_again(
+    client: Any, liar: Liar
+) -> None:
+    await ok(client, "START ARCHIVING DATABASE app TO 'lie' WITH (interval = '100ms')")
+    await wait_shipped(client)
+    liar.rules = _writes("drop", "archives/app/")
+    await ok(client, "INSERT INTO app.t VALUES (3, 'c')")
+    for _ in range(100):
+        [row] = await rows(client, "SELECT * FROM system.archives WHERE namespace = 'app'")
+        if row["last_error"]:
+            break
+        await asyncio.sleep(0.05)
+    assert "does not hold it as written" in row["last_error"], row
+    assert row["lag_ms"] > 0, row  # not taken for shipped
+    liar.rules = []
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'lie'"))[0]
+    assert report["is_valid"] is True and report["changes"] >= 1, report
