@@ -55,10 +55,11 @@ def forget_gone(cairn: Cairn, repo: Repository, namespace: str | None = None,
 def proven_gone(repo: Repository, backup_id: str) -> bool:
     """Whether `repo`'s target provably no longer holds `backup_id`: it is
     there, it is a Cairn target (its config.json: an empty mount point is
-    not), and the manifest is absent. A read error proves nothing."""
+    not), and the manifest is absent (and not listed: scan.not_served). A
+    read error proves nothing."""
     try:
         return (repo.exists() and repo.check_config() is not None
-                and not repo.has_manifest(backup_id))
+                and not repo.has_manifest(backup_id) and not repo.still_listed([backup_id]))
     except CairnError:
         return False
 

@@ -128,6 +128,7 @@ def holds(repo: Repository, backup_id: str) -> bool:
     try:
         if repo.target.kind == "archive":
             return backup_id in repo.manifest_ids()
-        return repo.has_manifest(backup_id)
+        # listed but "not found" read is not served now, not absent (scan.not_served)
+        return repo.has_manifest(backup_id) or bool(repo.still_listed([backup_id]))
     except NotFound:
         return False

@@ -368,6 +368,8 @@ class Repository(LocksAndPrune):
     def _load_manifest(self, backup_id: str, require_body: bool = True) -> dict[str, Any]:
         data = self._read_small(manifest_path(self.target.base, backup_id))
         if data is None:
+            if self.still_listed([backup_id]):  # not dropped: not served now
+                raise not_served(self.uri, backup_id)
             raise NotFound(f"backup '{backup_id}' does not exist in target '{self.uri}'")
         return envelope.unpack_checked(
             data, backup_id, lambda key_id: self._open_key(key_id, backup_id), require_body
@@ -450,20 +452,16 @@ class Repository(LocksAndPrune):
         """The union of every manifest's objects. BackupInvalid (Unavailable: it
         cannot be read now) if any listed manifest is unreadable: nothing may go."""
         used: set[str] = set()
-        gone: list[str] = []
         self.check_config()
         for backup_id in self.manifest_ids():
             try:
                 m = self._load_manifest(backup_id, require_body=False)
-            except NotFound:
-                gone.append(backup_id)
+            except NotFound:  # listed no more: dropped meanwhile (else not_served)
                 continue
             except CairnError as exc:
                 kind = Unavailable if isinstance(exc, Unavailable) else BackupInvalid
                 raise kind(f"cannot tell which objects are in use: {exc.message}") from exc
             used.update(o["oid"] for o in m["objects"])
-        for backup_id in self.still_listed(gone):
-            raise not_served(self.uri, backup_id)
         return used
 
     def still_listed(self, ids: list[str]) -> list[str]:

@@ -64,7 +64,16 @@ async def test_a_manifest_listed_but_not_found_keeps_its_objects_from_a_drop(
     # keep_last after a BACKUP: the same refusal, nothing dropped
     status, body = await sql(client, "BACKUP DATABASE app TO 'lie' WITH (keep_last = 1)")
     assert status == 503 and b in body["error"]["message"], body
+    # B itself: not there now, not gone (its catalog record stays)
+    for text in (f"VERIFY BACKUP '{b}' IN 'lie'", f"DROP BACKUP '{b}' IN 'lie'",
+                 f"DROP BACKUP IF EXISTS '{b}' IN 'lie'"):
+        status, body = await sql(client, text)
+        assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), (text, body)
+    shown = (await ok(client, "SHOW BACKUPS IN 'lie'"))[0]["rows"]
+    assert [r["error"] for r in shown if r["backup_id"] == b][0].startswith(
+        "backup target"), shown
     liar.rules = []
+    assert b in {r["backup_id"] for r in (await ok(client, "SHOW BACKUPS"))[0]["rows"]}
     listed = {r["backup_id"] for r in (await ok(client, "SHOW BACKUPS IN 'lie'"))[0]["rows"]}
     assert {a, b} <= listed
     assert await _valid(client, a) and await _valid(client, b)
