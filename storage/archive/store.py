@@ -3,8 +3,8 @@ and the restorable windows they make with the target's base backups.
 
 Segments live beside the backup repository's objects and manifests, under
 `archives/<namespace>/<archive_id>/` (see segment.py). They are written like
-manifests (local: temp file, fsync, rename, fsync of the directory; S3: one
-PUT), so a crash leaves a segment whole or absent, never half."""
+manifests (local: temp, fsync, rename, fsync of the folder; S3: one PUT): a
+crash leaves a segment whole or absent."""
 
 from __future__ import annotations
 
@@ -382,9 +382,8 @@ def base_left(repo: Repository, namespace: str, archive_id: str, since_lsn: int,
     at; its segments run contiguously from there), or one written before
     manifests named their archive taken then. `known`, such a backup found
     before, is checked first with a listing only; the manifests are read when
-    it is gone. None when there is none: what the archive ships next would
-    restore nothing; so too when the target itself is gone (its folder
-    removed: a failed segment's retry stayed `failed` on "does not exist")."""
+    it is gone. None when there is none (what it ships next would restore
+    nothing), or the target's folder is gone (it stayed `failed` on that)."""
     if known is not None and known in repo.manifest_ids():
         return known
     try:
