@@ -476,8 +476,7 @@ def prune(repo: Repository, namespace: str, keep_newest: Callable[[str], bool]) 
 
 
 def parse_us(text: str) -> int:
-    """An ISO-8601 time (timetext.INSTANT_FORM) as microseconds since the
-    epoch; no zone means UTC. ValueError for any other text."""
+    """A time of timetext.INSTANT_FORM (no zone: UTC) as µs since the epoch."""
     when = timetext.instant(text)
     if when is None:
         raise ValueError(f"{text!r} is not of the form {timetext.INSTANT_FORM}")
