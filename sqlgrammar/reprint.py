@@ -55,6 +55,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
+from . import literals  # noqa: F401 (patches sqlglot's reading of literals: literals.py)
 from .duckparse import serialized
 from .errors import SqlInvalid
 from .splitter import Chunk, absolute
