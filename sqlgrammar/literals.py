@@ -14,11 +14,16 @@ Found by trying, each against DuckDB itself (tests/e2e/test_literal_meaning.py):
   alone, and the operators after it to the typed literal.
 - `JSON '{"a": 1}'` is a cast to JSON, the text as written; sqlglot made it
   json('{"a": 1}'), which DuckDB writes minified ('{"a":1}').
+- `.5` is DECIMAL(1,1) to DuckDB, whose text is '.5' ('x' || .5 is 'x.5');
+  sqlglot wrote it back as 0.5, a DECIMAL(2,1) whose text is '0.5', so
+  `DELETE ... WHERE s = 'rate ' || .5` deleted the row 'rate 0.5'. It is
+  kept as written. (The other spellings sqlglot prints otherwise mean the
+  same to DuckDB: `1_000` is the INTEGER 1000 either way.)
 
-It patches the DuckDB dialect's parser table of typed literals, so it
-applies to every parse in the process once this module is imported
-(sqlgrammar/reprint.py imports it), the WHERE an UPDATE or DELETE prints and
-parses again too."""
+Both patch tables of the DuckDB dialect's parser (typed literals, and what
+starts an expression), so they apply to every parse in the process once this
+module is imported (sqlgrammar/reprint.py imports it), the WHERE an UPDATE or
+DELETE prints and parses again too."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from typing import Any
 
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.tokens import TokenType
 
 __all__ = ["typed_literal"]
 
@@ -64,4 +70,23 @@ def typed_literal(parser: Any, this: exp.Expression, data_type: exp.DataType) ->
     return this
 
 
+def _decimal_point_number(parser: Any, token: Any) -> exp.Expression | None:
+    """`.5` as written (sqlglot made it 0.5). Called at a `.` where an
+    expression starts; anything but a number after it is left to sqlglot's
+    rules as before (nothing read)."""
+    if not parser._match(TokenType.NUMBER):
+        parser._retreat(parser._index - 1)
+        return None
+    literal = parser.expression(exp.Literal(this=f".{parser._prev.text}", is_string=False),
+                                token)
+    # sqlglot's atom reader (which comes here first) applies no `::`, `[1]` or
+    # `.f` after a literal: it looked for them after the `.`, not the number.
+    following = parser._curr.token_type if parser._curr else None
+    if following in parser.COLUMN_OPERATORS or following in parser.COLUMN_POSTFIX_TOKENS \
+            or following == TokenType.L_BRACKET:
+        return parser._parse_column_ops(literal)  # type: ignore[no-any-return]
+    return literal  # type: ignore[no-any-return]
+
+
 _PARSER.TYPE_LITERAL_PARSERS = dict.fromkeys(exp.DType, typed_literal)
+_PARSER.PRIMARY_PARSERS = {**_PARSER.PRIMARY_PARSERS, TokenType.DOT: _decimal_point_number}

@@ -86,3 +86,28 @@ async def test_dml_with_a_cast_typed_literal_changes_duckdbs_rows(lit: Any, stmt
     await ok(client, stmt)
     model.execute(stmt)
     assert await _cairn(client, TABLE) == _model(model, TABLE), stmt
+
+
+NUMBERS = [".5", "-.5", "+.5", ".0", ".5_5", "- -.5", "5.", "1.50", "1e3", "1_000", "00.5",
+           "007", ".5e1", ".25 * 2", "[.5, .25][1]", "{'a': .5}", ".5::VARCHAR", "round(.5)"]
+
+
+@pytest.mark.parametrize("number", NUMBERS)
+async def test_a_number_keeps_its_type_and_text_as_written(lit: Any, number: str) -> None:
+    """`.5` is DECIMAL(1,1), text '.5'; sqlglot's 0.5 is DECIMAL(2,1), '0.5'."""
+    client, model = lit
+    query = f"SELECT typeof({number}) AS t, ({number})::VARCHAR AS v, 'x' || {number} AS c"
+    assert await _cairn(client, query) == _model(model, query), query
+
+
+@pytest.mark.parametrize("stmt", ["DELETE FROM lit.t WHERE s = 'rate ' || .5",
+                                  "UPDATE lit.t SET s = s || -.25 WHERE k = 2",
+                                  "INSERT INTO lit.t (k, s) VALUES (4, 'x' || .5)",
+                                  "INSERT INTO lit.t (k, s, d) VALUES (5, .5, .5)",
+                                  "UPDATE lit.t SET s = .5, d = .5 + .25 WHERE k = 3"])
+async def test_dml_with_a_leading_point_number_changes_duckdbs_rows(lit: Any, stmt: str) -> None:
+    """`WHERE s = 'rate ' || .5` deleted the row 'rate 0.5', not 'rate .5'."""
+    client, model = lit
+    await ok(client, stmt)
+    model.execute(stmt)
+    assert await _cairn(client, TABLE) == _model(model, TABLE), stmt

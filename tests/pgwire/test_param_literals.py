@@ -1,6 +1,7 @@
 """A statement with bound parameters reads its literals as DuckDB does
 (sqlgrammar/literals.py): `T 'x'::U` is `(T 'x')::U`, where sqlglot ran
-CAST(CAST('x' AS U) AS T). The model is DuckDB itself over the same rows."""
+CAST(CAST('x' AS U) AS T), and `.5` is '.5' as text, not '0.5'. The model
+is DuckDB itself over the same rows."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ STATEMENTS = [
     ("UPDATE pl.t SET s = TIMESTAMP '2024-02-05 10:30:00'::DATE || $1 WHERE k = $2", ("!", 3)),
     ("DELETE FROM pl.t WHERE ts < TIMESTAMPTZ '2024-02-05 10:30:00+02'::TIMESTAMP AND k > $1",
      (0,)),
+    ("UPDATE pl.t SET s = s || .5 || $1 WHERE k = $2", ("!", 2)),
 ]
 TABLE = "SELECT k, CAST(ts AS VARCHAR) AS ts, s FROM pl.t ORDER BY k"
 
@@ -41,5 +43,5 @@ def test_a_cast_typed_literal_beside_parameters_changes_duckdbs_rows(pg: PgServe
     for text, args in STATEMENTS:
         model.execute(text, list(args))
     want = [[str(v) for v in r] for r in model.execute(TABLE).fetchall()]
-    assert got == want == [["2", "2024-02-05 09:00:00", "b"], ["3", "2024-02-05 10:00:00",
-                                                                   "2024-02-05!"]]
+    assert got == want == [["2", "2024-02-05 09:00:00", "b.5!"],
+                           ["3", "2024-02-05 10:00:00", "2024-02-05!"]]
