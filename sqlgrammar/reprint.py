@@ -58,6 +58,7 @@ from sqlglot.tokens import TokenType
 from . import literals  # noqa: F401 (patches sqlglot's reading of literals: literals.py)
 from .duckparse import serialized
 from .errors import SqlInvalid
+from .prefix_ops import check_prefix_operators
 from .splitter import Chunk, absolute
 from .uncommented import Uncommented
 
@@ -187,6 +188,7 @@ def check_operators(chunk: Chunk, src: Uncommented, expression: exp.Expression) 
     """SqlInvalid for a form DuckDB and sqlglot read differently (see above);
     `src`: the statement as the parsers read it, positions mapped back."""
     source = src.text
+    check_prefix_operators(chunk, source, expression)  # `~ a ^ b`, a prefix `+`
     if "->" in source:
         for node in expression.find_all(exp.JSONExtract, exp.JSONExtractScalar):
             if _arrow(node):
