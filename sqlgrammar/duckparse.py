@@ -141,6 +141,12 @@ def _refusal_off_gil(text: str) -> Refusal | None:
     return _syntax(text, json.dumps(answer), len(_NOT_A_SELECT))
 
 
+# DuckDB's refusals after the syntax that count as one: sqlglot ran
+# `'abc'::VARCHAR[1:2]` as `CAST('abc' AS VARCHAR)[1:2]`, which DuckDB refuses
+# ("wrap the cast in parentheses").
+_REFUSED = ("syntax error", "Subscript/slice cannot be applied directly after a cast")
+
+
 def _syntax(text: str, message: str, skip: int) -> Refusal | None:
     """The refusal in DuckDB's JSON error (errors_as_json), if a syntax error;
     DuckDB's location is in bytes of UTF-8, `skip` of them before `text`."""
@@ -149,7 +155,7 @@ def _syntax(text: str, message: str, skip: int) -> Refusal | None:
     except ValueError:
         info = {"exception_message": message}
     said = str(info.get("exception_message") or info.get("error_message") or message)
-    if info.get("error_subtype") != "SYNTAX_ERROR" and not said.startswith("syntax error"):
+    if info.get("error_subtype") != "SYNTAX_ERROR" and not said.startswith(_REFUSED):
         return None
     try:
         start, length = (int(n) for n in json.loads(str(info["location"])))

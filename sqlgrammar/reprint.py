@@ -55,7 +55,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
-from . import literals  # noqa: F401 (patches sqlglot's reading of literals: literals.py)
+from . import calls, literals  # noqa: F401 (patch sqlglot's reading of them: calls.py, literals.py)
 from .duckparse import serialized
 from .errors import SqlInvalid
 from .prefix_ops import check_prefix_operators

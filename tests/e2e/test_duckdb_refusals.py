@@ -1,8 +1,10 @@
 """What DuckDB refuses, Cairn refuses too, rather than running the meaning
-sqlglot gave it (sqlgrammar/prefix_ops.py): `~ 2 ^ 3` (DuckDB: `~ (2 ^ 3)`,
-no ~ for a DOUBLE) ran as `(~2) ^ 3`, -27; a prefix `+` (DuckDB has it for
-numbers only) was dropped, so `+'1' || 'x'` ran as `'1' || 'x'`. The model
-is DuckDB itself, in process, over a plain table holding the same rows."""
+sqlglot gave it (sqlgrammar/prefix_ops.py, calls.py): `~ 2 ^ 3` (DuckDB:
+`~ (2 ^ 3)`, no ~ for a DOUBLE) ran as `(~2) ^ 3`, -27; a prefix `+` (DuckDB
+has it for numbers only) was dropped, so `+'1' || 'x'` ran as `'1' || 'x'`;
+a function of another dialect (iif, nvl, initcap) ran as sqlglot's DuckDB
+version of it. The model is DuckDB itself, in process, over a plain table
+holding the same rows."""
 
 from __future__ import annotations
 
@@ -61,3 +63,37 @@ async def test_a_form_duckdb_refuses_is_refused(ref: Any, stmt: str, says: str) 
 async def test_the_forms_duckdb_takes_still_run_as_duckdb_runs_them(ref: Any, stmt: str) -> None:
     client, model = ref
     assert await _cairn(client, stmt) == _model(model, stmt), stmt
+
+
+@pytest.mark.parametrize("stmt,name", [
+    ("SELECT iif(k = 1, 'a', 'b') AS x FROM ref.t", "iif"),
+    ("SELECT nvl(NULL, 2) AS x", "nvl"),
+    ("SELECT array_join([1, 2], '-') AS x", "array_join"),
+    ("SELECT initcap('hello world') AS x", "initcap"),
+    ("SELECT CONVERT(1, VARCHAR) AS x", "convert"),
+    ("UPDATE ref.t SET s = initcap(s) WHERE k = 1", "initcap"),
+    ("DELETE FROM ref.t WHERE nvl(s, '') = '1'", "nvl"),
+    ("UPDATE ref.t SET s = 'x' WHERE iif(b, k, 0) = 1", "iif"),
+])
+async def test_a_function_duckdb_does_not_have_is_refused(ref: Any, stmt: str, name: str) -> None:
+    """sqlglot rewrote these into DuckDB's nearest form (CASE WHEN, COALESCE,
+    array_to_string, ...); they go to DuckDB as written, which refuses them."""
+    client, model = ref
+    with pytest.raises(duckdb.CatalogException):
+        model.execute(stmt).fetchall()
+    message = await err(client, stmt, "INVALID_ARGUMENT")
+    assert f"with name {name} does not exist" in message, message
+    assert await _cairn(client, TABLE) == _model(model, TABLE)
+
+
+async def test_a_slice_right_after_a_cast_is_refused_as_duckdb_refuses_it(ref: Any) -> None:
+    """`'abc'::VARCHAR[1:2]`: DuckDB's parser asks for parentheses; sqlglot
+    ran CAST('abc' AS VARCHAR)[1:2]."""
+    client, model = ref
+    stmt = "UPDATE ref.t SET s = s::VARCHAR[1:1] WHERE k = 2"
+    with pytest.raises(duckdb.ParserException):
+        model.execute(stmt)
+    assert "Wrap the cast in parentheses" in await err(client, stmt, "PARSE_ERROR")
+    await ok(client, "UPDATE ref.t SET s = (s::VARCHAR)[1:1] || 'y' WHERE k = 2")
+    model.execute("UPDATE ref.t SET s = (s::VARCHAR)[1:1] || 'y' WHERE k = 2")
+    assert await _cairn(client, TABLE) == _model(model, TABLE)
