@@ -1,7 +1,7 @@
 """Prefix operators sqlglot reads otherwise than DuckDB (a patch to its DuckDB
 parser, and a check that sqlgrammar/reprint.py calls).
 
-Found by trying, each against DuckDB itself (tests/e2e/test_literal_meaning.py):
+Found by trying, each against DuckDB itself (tests/e2e/test_duckdb_refusals.py):
 
 - `~ 2 ^ 3` is `~ (2 ^ 3)` to DuckDB, which has no `~` for the DOUBLE that
   `^` gives, so it refuses the statement; sqlglot read `(~2) ^ 3` and Cairn
@@ -9,7 +9,12 @@ Found by trying, each against DuckDB itself (tests/e2e/test_literal_meaning.py):
 - A prefix `+` is a function of numbers to DuckDB (`+'1'`, `+TRUE` are
   errors there); sqlglot dropped it, so `+'1' || 'x'` ran as `'1' || 'x'`
   and `+ TRUE AND FALSE` as `TRUE AND FALSE`. Before a number literal it
-  means nothing and is kept dropped; anywhere else it is refused."""
+  means nothing and is kept dropped; anywhere else it is refused.
+- `a IS [NOT] TRUE` (FALSE, NULL) takes nothing after the keyword to DuckDB:
+  `FALSE IS NOT TRUE || 'x'` is `(FALSE IS NOT TRUE) || 'x'`, 'truex'.
+  sqlglot read `FALSE IS NOT (TRUE || 'x')` and wrote it back as
+  `NOT FALSE IS TRUE || 'x'`, which DuckDB could not run: a 400 about text
+  the user never wrote. Refused, saying to write the parentheses."""
 
 from __future__ import annotations
 
@@ -47,7 +52,15 @@ _PARSER.UNARY_PARSERS = {**_PARSER.UNARY_PARSERS, TokenType.PLUS: _unary_plus}
 
 
 def check_prefix_operators(chunk: Chunk, source: str, expression: exp.Expression) -> None:
-    """SqlInvalid for `~ a ^ b` and a prefix `+` before anything but a number."""
+    """SqlInvalid for `~ a ^ b`, a prefix `+` before anything but a number,
+    and `a IS TRUE <operator> b`."""
+    tests = expression.find_all(exp.Is) if "is" in source.lower() else ()
+    for test in tests:
+        if not isinstance(test.expression, exp.Null | exp.Boolean):
+            raise SqlInvalid(
+                "`a IS [NOT] TRUE` (FALSE, NULL) ends at that keyword to DuckDB: "
+                "`a IS NOT TRUE || 'x'` is `(a IS NOT TRUE) || 'x'`; write the parentheses "
+                "that say which is meant", chunk.line, chunk.column, chunk.index)
     if "+" in source:
         for node in expression.walk():
             if isinstance(node, exp.Expression) and node.meta.get(_PLUS):
