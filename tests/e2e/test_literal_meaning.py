@@ -78,6 +78,10 @@ async def test_a_cast_after_a_typed_literal_casts_the_literal(lit: Any, expressi
     "UPDATE lit.t SET s = TIMESTAMP '2024-02-05 10:30:00'::DATE WHERE k = 3",
     "UPDATE lit.t SET d = DOUBLE '2.5'::INT / 2 WHERE ts >= TIMESTAMP '2024-02-05 09:30'::DATE",
     "DELETE FROM lit.t WHERE s = DATE '2024-02-05'::VARCHAR || '' OR d = -DOUBLE '1.5'::INT + 4",
+    "INSERT INTO lit.t VALUES (4, TIMESTAMPTZ '2024-02-05 10:30:00+02'::TIMESTAMP, "
+    "TIMESTAMP '2024-02-05 10:30:00'::DATE, DOUBLE '1.5'::INT)",
+    "INSERT INTO lit.t VALUES (5, TIMESTAMP '2024-02-05 10:30:00'::DATE, TIME '10:30'::VARCHAR, "
+    "-DOUBLE '2.5'::INT), (6, NULL, INT[] '[7, 8]'[2], INTEGER '12'::VARCHAR::DOUBLE / 5)",
 ])
 async def test_dml_with_a_cast_typed_literal_changes_duckdbs_rows(lit: Any, stmt: str) -> None:
     """The DELETE removed all three rows (cutoff 10:30 read as UTC, not
