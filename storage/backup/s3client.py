@@ -20,6 +20,13 @@ constructions it holds the operator's value, or else the SDK's default (valid
 for every AWS client a child process may run; "" is not, botocore refuses it),
 with `CAIRN_SET_AWS_CHECKSUM=1` beside it so that a child Cairn, which
 inherits both, does not take it for the operator's.
+
+One file system is made per set of options, and kept: making one waits on
+pyarrow's process-wide S3 state until every S3 request running anywhere in
+the process has ended (its client registry's write lock against each
+request's read lock), so an endpoint that drips or hangs one read stalled the
+making of every later file system, for every target (an honest one too).
+Made once, a target's file system is there for every later statement.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ if _operator_value is None:  # both added once, here; later only the value is re
     os.environ[CHECKSUM_ENV] = SDK_DEFAULT
     os.environ[MARK_ENV] = "1"
 _lock = threading.Lock()
+_kept: dict[tuple[tuple[str, str], ...], pafs.S3FileSystem] = {}
+_kept_lock = threading.Lock()  # guards `_kept` only, never held while one is made
 
 
 def checksum_mode(scheme: str) -> str:
@@ -52,8 +61,17 @@ def checksum_mode(scheme: str) -> str:
 
 
 def new_s3_filesystem(options: dict[str, Any]) -> pafs.S3FileSystem:
-    """`S3FileSystem(**options)`, made with the checksum mode of its scheme."""
-    return _made(options, lambda: pafs.S3FileSystem(**options))
+    """`S3FileSystem(**options)`, made with the checksum mode of its scheme:
+    the one made before for the same options (see the module's docstring)."""
+    mode = checksum_mode(str(options.get("scheme", "https")))
+    key = (("", mode), *sorted((k, repr(v)) for k, v in options.items()))
+    with _kept_lock:
+        fs = _kept.get(key)
+    if fs is None:
+        fs = _made(options, lambda: pafs.S3FileSystem(**options))
+        with _kept_lock:
+            fs = _kept.setdefault(key, fs)
+    return fs
 
 
 def _made(options: dict[str, Any], make: Any) -> pafs.S3FileSystem:

@@ -4,17 +4,20 @@ of AWS_REQUEST_CHECKSUM_CALCULATION wins. Seen on the wire, in front of moto."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from storage.backup import Repository, resolve_target, s3client
+from tests.storage_backup.s3stall import lying
 from tests.storage_backup.s3server import Relay, S3Server, running
 
 
@@ -100,3 +103,37 @@ def test_a_child_process_does_not_take_the_default_left_behind_for_the_operators
     out = subprocess.run([sys.executable, "-c", probe], env=dict(os.environ),
                          capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["None", "when_required"]  # and botocore accepts the value
+
+
+def test_a_stuck_read_does_not_hold_another_targets_file_system(s3: S3Server) -> None:
+    """Making an S3FileSystem waits until no S3 request runs in the process
+    (pyarrow's client registry), so each target's is made once and kept: one
+    read an endpoint drips no longer held every later statement on every
+    S3 target, an honest one too, in the making of its file system."""
+    bucket = s3.new_bucket()
+    s3.write(f"{bucket}/slow", b"x" * 100)
+    honest = {**s3.target(bucket), "uri": f"s3://{bucket}"}
+    first = resolve_target("honest", [], {"honest": honest}).fs
+    liars = lying(s3)
+    liar = next(liars)
+    liar.lie("GET", "/slow", "drip", 0.4)
+    slow = resolve_target("lie", [], {"lie": {**honest, "endpoint": liar.endpoint}}).fs
+
+    def read() -> None:
+        with contextlib.suppress(OSError):  # cut off by the release below
+            slow.open_input_stream(f"{bucket}/slow").read()
+
+    made: list[Any] = []
+    try:
+        threading.Thread(target=read, daemon=True).start()
+        while not liar.hits.get("drip"):
+            threading.Event().wait(0.05)
+        maker = threading.Thread(
+            target=lambda: made.append(resolve_target("honest", [], {"honest": honest}).fs),
+            daemon=True)
+        maker.start()
+        maker.join(5)
+    finally:
+        liars.close()  # the read ends: pyarrow's exit waits on it
+    assert made and made[0] is first
+    assert first.get_file_info(f"{bucket}/slow").size == 100
