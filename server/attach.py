@@ -70,7 +70,7 @@ def attach(cairn: Cairn, target: str) -> list[dict[str, Any]]:
 
 @routes.handles(ast.AttachBackups, role="admin")
 async def attach_backups(cairn: Cairn, session: Session, stmt: ast.AttachBackups) -> Result:
-    rows = await cairn.run(attach, cairn, stmt.target)
+    rows = await cairn.run_target(stmt.target, attach, cairn, stmt.target)
     good = sum(r["status"] in ("attached", "already attached") for r in rows)
     return Result.of_rows(COLUMNS, rows, message=(
         f"{good} of {len(rows)} backups in target '{stmt.target}' are in the catalog"))

@@ -166,7 +166,7 @@ async def backup_database(cairn: Cairn, session: Session, stmt: ast.BackupDataba
         return repository(cairn, stmt.target, opts.get("encryption_passphrase"),
                           opts.get("compression", "zstd"))
 
-    repo = await cairn.run(target)
+    repo = await cairn.run_target(stmt.target, target)
     if repo is None:
         if stmt.if_exists:
             return Result.of_message(
@@ -206,14 +206,15 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
         raise AlreadyExists(
             f"Namespace '{destination}' already exists; use WITH (replace = true) to replace it"
         )
-    repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"))
-    await cairn.run(repo.require_exists)
+    repo = await cairn.run_target(stmt.target, repository, cairn, stmt.target,
+                                  opts.get("encryption_passphrase"))
+    await cairn.run_target(stmt.target, repo.require_exists)
     plan = RestorePlan(stmt.namespace, destination, repo, backup_id=opts.get("backup_id"),
                        as_of=opts.get("as_of"), replace=bool(opts.get("replace")),
                        origin=await cairn.run(origin_of, cairn, stmt.namespace))
     if plan.as_of is not None:
         # Archived changes: exact to the commit (a base backup, then the changes).
-        plan.time = await cairn.run(time_plan, cairn, repo, plan)
+        plan.time = await cairn.run_target(stmt.target, time_plan, cairn, repo, plan)
         if plan.time is not None:
             plan.backup_id, plan.as_of = plan.time.base_id, None
     job = await cairn.jobs.run(
@@ -283,7 +284,7 @@ async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) ->
         rows = visibility.rows_for(cairn.config, session, "backups", rows)
         return rows[: stmt.limit] if stmt.limit is not None else rows
 
-    return Result.of_rows(SHOW_BACKUPS_COLUMNS, await cairn.run(work))
+    return Result.of_rows(SHOW_BACKUPS_COLUMNS, await cairn.run_target(stmt.target, work))
 
 
 def _damaged(entry: dict[str, Any], target: str) -> dict[str, Any]:
@@ -291,6 +292,14 @@ def _damaged(entry: dict[str, Any], target: str) -> dict[str, Any]:
     return {"backup_id": entry["backup_id"], "namespace": entry.get("namespace"),
             "target": target, "created_at": entry.get("created_at"),
             "snapshot_at": entry.get("snapshot_at"), "error": entry["error"]}
+
+
+def recorded_target(cairn: Cairn, backup_id: str, target: str | None) -> str | None:
+    """The target `locate` reads: the given one, else the catalog's record's."""
+    if target is not None:
+        return target
+    record = cairn.catalog.get(Backup, backup_id)
+    return None if record is None else record.target
 
 
 def locate(cairn: Cairn, backup_id: str, target: str | None,
@@ -320,7 +329,8 @@ async def show_backup(cairn: Cairn, session: Session, stmt: ast.ShowBackup) -> R
             "bytes": sum(f.size for f in t.files),
         } for t in m.tables]
 
-    return Result.of_rows(SHOW_BACKUP_COLUMNS, await cairn.run(work))
+    where = await cairn.run(recorded_target, cairn, stmt.backup_id, stmt.target)
+    return Result.of_rows(SHOW_BACKUP_COLUMNS, await cairn.run_target(where, work))
 
 
 # --- start-up ---------------------------------------------------------------

@@ -57,6 +57,9 @@ class BackupConfig:
     # How long what an interrupted backup stored is kept for the next backup of
     # its namespace to the same target ('0' keeps nothing).
     resume_window: str = "24h"
+    # How long a statement waits on an object-storage target it reads itself
+    # (SHOW BACKUPS IN, a RESTORE's choice of backup, ...) before UNAVAILABLE.
+    s3_deadline_seconds: float = 30.0
 
 
 @dataclass
@@ -239,6 +242,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"[backup] resume_window: {exc}") from None
     if window > 36500 * 86400:  # a kept_until past year 9999 raised OverflowError
         raise ConfigError("[backup] resume_window must be at most 36500d")
+    if not 0 < cfg.backup.s3_deadline_seconds <= 86400:
+        raise ConfigError("[backup] s3_deadline_seconds must be above 0 and at most 86400")
     if cfg.log.format not in ("text", "json"):
         raise ConfigError('[log] format must be "text" or "json"')
     config_checks.check_log_level(cfg.log.level, "[log] level")

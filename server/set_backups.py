@@ -100,8 +100,9 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
     check_backup_options(opts)
     names = await cairn.run(_namespaces, cairn, stmt)
     kind = "all" if stmt.all else "databases"
-    repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"),
-                           opts.get("compression", "zstd"))
+    repo = await cairn.run_target(stmt.target, repository, cairn, stmt.target,
+                                  opts.get("encryption_passphrase"),
+                                  opts.get("compression", "zstd"))
     _no_archive(repo)
 
     def work(ctx: JobContext) -> dict[str, Any]:

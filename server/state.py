@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from catalog import Catalog
 from storage import jobproc, priority, timing
+from storage.backup.targets import s3_key
 
 from .config import Config
 from .metrics import Metrics
+from .s3calls import TargetCalls
 from .session import Session
 from .throttle import Statements
 
@@ -115,12 +117,21 @@ class Cairn:
         # set by create_app once the archiving service exists.
         self.archive_lags: Callable[[], list[tuple[str, str, float]]] | None = None
         self.kept_jobs = KeptJobs()  # resume.py
+        self.target_calls = TargetCalls(config.backup.s3_deadline_seconds)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The one door for blocking work (RocksDB, DuckDB, pyarrow, files): it
         runs in the I/O thread pool so the event loop never stalls."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def run_target(self, target: str | None, fn: Callable[..., T], *args: Any) -> T:
+        """`run` for work that reads the backup target a statement named: on an
+        object-storage target, within `[backup] s3_deadline_seconds` (s3calls.py)."""
+        key = None if target is None else s3_key(target, self.config.backup.targets)
+        if key is None:
+            return await self.run(fn, *args)
+        return await self.target_calls.call(key, target or "", fn, *args)
 
     async def run_small(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`run` for a one-row statement (a single-row INSERT, a point SELECT):

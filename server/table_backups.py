@@ -93,8 +93,9 @@ async def backup_tables(cairn: Cairn, session: Session, stmt: ast.BackupTables) 
         raise InvalidArgument("BACKUP TABLE names a table twice")
     check_namespace_name(namespace)
     await cairn.run(_tables_exist, cairn, namespace, names)
-    repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"),
-                           opts.get("compression", "zstd"))
+    repo = await cairn.run_target(stmt.target, repository, cairn, stmt.target,
+                                  opts.get("encryption_passphrase"),
+                                  opts.get("compression", "zstd"))
 
     def work(ctx: JobContext) -> dict[str, Any]:
         plan = BackupPlan(namespace, repo, new_id("bk"), label=opts.get("label"),
@@ -149,8 +150,9 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
                                 "(replace = true) to replace it")
 
     await cairn.run(check_destination)
-    repo = await cairn.run(repository, cairn, stmt.target, opts.get("encryption_passphrase"))
-    await cairn.run(repo.require_exists)
+    repo = await cairn.run_target(stmt.target, repository, cairn, stmt.target,
+                                  opts.get("encryption_passphrase"))
+    await cairn.run_target(stmt.target, repo.require_exists)
 
     def work(ctx: JobContext) -> dict[str, Any]:
         m = load(choose_own(repo, source, opts.get("backup_id"), opts.get("as_of"),

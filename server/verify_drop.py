@@ -13,7 +13,15 @@ from storage.backup.verify import verify_backup_of
 
 from .backup_drops import drop_one, forget
 from .backup_records import forget_gone, proven_gone
-from .backups import VERIFY_OPTIONS, check_options, job_row, locate, redacted, result_row
+from .backups import (
+    VERIFY_OPTIONS,
+    check_options,
+    job_row,
+    locate,
+    recorded_target,
+    redacted,
+    result_row,
+)
 from .dispatch import Routes
 from .jobs import JobContext
 from .result import Result
@@ -36,8 +44,9 @@ def gone_meanwhile(repo: Repository, backup_id: str) -> None:
 @routes.handles(ast.VerifyBackup, role="admin")
 async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) -> Result:
     opts = check_options("VERIFY BACKUP", stmt.options, VERIFY_OPTIONS)
-    repo = await cairn.run(locate, cairn, stmt.backup_id, stmt.target,
-                           opts.get("encryption_passphrase"))
+    where = await cairn.run(recorded_target, cairn, stmt.backup_id, stmt.target)
+    repo = await cairn.run_target(where, locate, cairn, stmt.backup_id, stmt.target,
+                                  opts.get("encryption_passphrase"))
 
     def work(ctx: JobContext) -> dict[str, Any]:
         throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
@@ -89,7 +98,8 @@ async def drop_backup(cairn: Cairn, session: Session, stmt: ast.DropBackup) -> R
         return repo
 
     try:
-        repo = await cairn.run(find)
+        where = await cairn.run(recorded_target, cairn, stmt.backup_id, stmt.target)
+        repo = await cairn.run_target(where, find)
     except NotFound:
         if stmt.if_exists:
             return skipped

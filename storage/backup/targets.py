@@ -422,6 +422,25 @@ def _named_s3(name: str, config: dict[str, Any]) -> Target:
     return _make_s3(bucket, prefix, config)
 
 
+def s3_key(target: str, named: dict[str, dict[str, Any]]) -> str | None:
+    """The object store (endpoint and bucket) `target` names; None for a
+    local target, or one that does not resolve (resolving says why)."""
+    try:
+        if target in named:
+            config = named[target]
+            bucket = _split_s3(str(config.get("uri", "")))[0]
+        elif target.lower().startswith("s3://"):
+            bucket = _split_s3(target)[0]
+            config = next((c for c in named.values()
+                           if str(c.get("uri", "")).lower().startswith("s3://")
+                           and _split_s3(str(c["uri"]))[0] == bucket), {})
+        else:
+            return None
+    except CairnError:
+        return None
+    return f"{config.get('endpoint') or 'aws'}/{bucket}"
+
+
 def s3_options(config: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for `S3FileSystem` from a `[backup.targets.NAME]` table."""
     options: dict[str, Any] = {}

@@ -59,6 +59,8 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ("[server\n", "c.toml"),
         ('[storage]\ndata_dir = ""\n', "[storage] data_dir must not be empty"),
         ('[storage]\ndata_dir = "  "\n', "[storage] data_dir must not be empty"),
+        ("[backup]\ns3_deadline_seconds = 0\n", "[backup] s3_deadline_seconds must be above 0"),
+        ("[backup]\ns3_deadline_seconds = nan\n", "s3_deadline_seconds must be a finite number"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, fragment: str) -> None:

@@ -1,0 +1,99 @@
+"""An S3 endpoint that answers too slowly to time out (a byte every 0.4 s) or
+lists forever holds no statement, no client and no other target: a statement
+reading the target answers UNAVAILABLE after `[backup] s3_deadline_seconds`,
+a target whose calls are all stuck answers UNAVAILABLE at once, and every
+other statement (on an honest target too) goes on. A real moto server
+holds the backups; the lies come from a proxy in front of it (s3stall.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from server.app import create_app
+from server.config import Config
+from server.s3calls import SLOTS
+from tests.helpers import ok, sql
+from tests.storage_backup.s3stall import Liar, lying
+from tests.storage_backup.s3server import S3Server, running
+
+DEADLINE = 1.5
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    yield from running()
+
+
+@pytest.fixture(scope="module")
+def liar(s3: S3Server) -> Iterator[Liar]:
+    yield from lying(s3)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, cairn_config: Config, s3: S3Server, liar: Liar) -> Any:
+    cairn_config.backup.targets = {
+        "lie": {**s3.target(s3.new_bucket(), "c"), "endpoint": liar.endpoint},
+        "honest": s3.target(s3.new_bucket(), "h"),
+    }
+    cairn_config.backup.s3_deadline_seconds = DEADLINE
+    cairn_config.jobs.job_process = "off"
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);"
+                     "INSERT INTO app.t SELECT i, 'v' || i FROM range(200) r(i); FLUSH TABLE app.t")
+    return client
+
+
+async def timed(client: Any, text: str, limit: float = 20.0) -> tuple[int, dict[str, Any], float]:
+    """`sql`, and how long it took; a test failure (not a hang) past `limit`."""
+    start = time.monotonic()
+    status, body = await asyncio.wait_for(sql(client, text), limit)
+    return status, body, time.monotonic() - start
+
+
+async def test_a_dripping_target_answers_unavailable_and_stalls_nothing_else(
+    client: Any, liar: Liar,
+) -> None:
+    await ok(client, "BACKUP DATABASE app TO 'lie'; BACKUP DATABASE app TO 'honest'")
+    liar.lie("GET", "manifests/bk-", "drip", 0.4)
+    try:
+        status, body, took = await timed(client, "SHOW BACKUPS IN 'lie'")
+        assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+        assert "did not answer within 1.5 s" in body["error"]["message"], body
+        assert took < DEADLINE + 2, took
+        # More of them than the blocking threads and the target's slots: each
+        # answers within its deadline, those past the slots at once.
+        many = await asyncio.gather(*(timed(client, "SHOW BACKUPS IN 'lie'")
+                                      for _ in range(2 * SLOTS + 8)))
+        assert {(s, b["error"]["code"]) for s, b, _ in many} == {(503, "UNAVAILABLE")}, many
+        assert max(t for _, _, t in many) < DEADLINE + 3, [t for _, _, t in many]
+        status, body, took = await timed(client, "SHOW BACKUPS IN 'lie'")
+        assert "is not answering" in body["error"]["message"], body
+        assert took < 1.0, took
+        # Other clients, and another target, are not held by it.
+        status, body, took = await timed(client, "SELECT count(*) AS n FROM app.t", 5)
+        assert (status, body["results"][0]["rows"]) == (200, [{"n": 200}]), body
+        status, body, took = await timed(client, "SHOW BACKUPS IN 'honest'", 10)
+        assert status == 200 and len(body["results"][0]["rows"]) == 1, body
+        assert took < DEADLINE, took
+        status, body, _ = await timed(client, "BACKUP DATABASE app TO 'honest'", 15)
+        assert status == 200, body
+    finally:
+        liar.release()
+
+
+async def test_a_listing_that_never_ends_answers_unavailable(client: Any, liar: Liar) -> None:
+    await ok(client, "BACKUP DATABASE app TO 'lie'")
+    liar.lie("GET", r"prefix=c%2Fmanifests%2F(&|$)", "list_loop")
+    try:
+        status, body, took = await timed(client, "SHOW BACKUPS IN 'lie'")
+        assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+        assert took < DEADLINE + 2, took
+        assert liar.hits.get("list_loop", 0) > 1  # it did loop
+    finally:
+        liar.release()
+
