@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from catalog import Archive, DataFile, Namespace
-from catalog.errors import AlreadyExists, InvalidArgument, NotFound
+from catalog.errors import AlreadyExists, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 from storage.archive import pitr, replay
 from storage.backup import Manifest, Repository, selection
 from storage.backup.origin import Origin, choose_own
 from storage.backup.schema import FileEntry, load, to_doc
 from storage.backup.sets import being_written, writing_error
+from storage.backup.stoppable import stoppable
 from storage.files import FileStore
 from storage.inflight import workers_for
 from storage.install import Beside, BesideWork, Restore
@@ -79,7 +80,9 @@ def whole(header: dict[str, Any]) -> bool:
 
 def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, Any]:
     try:
-        m = choose_manifest(plan)
+        m = (choose_manifest(plan) if plan.repo.target.kind != "s3"
+             else stoppable(lambda: choose_manifest(plan), lambda: ctx.cancelled,
+                            f"job {ctx.job_id}"))
     except NotFound:
         # A backup of this server's another server dropped: no longer listed here.
         forget_gone(cairn, plan.repo, plan.source if plan.backup_id is None else None,
@@ -109,9 +112,20 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
     stored = {o.oid: o.size for o in m.objects}
 
     def fetch(f: FileEntry, dest: Path, on_bytes: Any) -> None:
-        plan.repo.read_object_to(f.oid, str(dest), f.size, on_bytes=on_bytes,
-                                 should_stop=lambda: ctx.cancelled, sha256=f.sha256,
-                                 stored_size=stored.get(f.oid))
+        def counted(n: int) -> None:
+            if ctx.cancelled:  # a read left to end alone (stoppable) counts nothing
+                raise Cancelled(f"job {ctx.job_id} was cancelled")
+            on_bytes(n)
+
+        def read() -> None:
+            plan.repo.read_object_to(f.oid, str(dest), f.size, on_bytes=counted,
+                                     should_stop=lambda: ctx.cancelled, sha256=f.sha256,
+                                     stored_size=stored.get(f.oid))
+
+        if plan.repo.target.kind != "s3":
+            return read()
+        # A read an endpoint drips does not hold a killed job (stoppable.py).
+        return stoppable(read, lambda: ctx.cancelled, f"job {ctx.job_id}")
 
     try:
         with hold(plan.repo, [m], ctx):  # no DROP BACKUP or keep_last pulls them away

@@ -2,7 +2,8 @@
 lists forever holds no statement, no client and no other target: a statement
 reading the target answers UNAVAILABLE after `[backup] s3_deadline_seconds`,
 a target whose calls are all stuck answers UNAVAILABLE at once, and every
-other statement (on an honest target too) goes on. A real moto server
+other statement (on an honest target too) goes on. KILL JOB ends a restore
+whose read is stuck, at once, and it installs nothing. A real moto server
 holds the backups; the lies come from a proxy in front of it (s3stall.py)."""
 
 from __future__ import annotations
@@ -97,3 +98,33 @@ async def test_a_listing_that_never_ends_answers_unavailable(client: Any, liar: 
     finally:
         liar.release()
 
+
+@pytest.mark.parametrize("stuck", ["manifests/bk-", "objects/"])
+async def test_kill_job_ends_a_restore_whose_read_is_stuck(
+    client: Any, liar: Liar, stuck: str,
+) -> None:
+    backup_id = (await ok(client, "BACKUP DATABASE app TO 'lie'"))[0]["rows"][0]["backup_id"]
+    liar.lie("GET", stuck, "drip", 0.4)
+    try:
+        restore = asyncio.ensure_future(timed(
+            client, f"RESTORE DATABASE app FROM 'lie' AS cp WITH (backup_id = '{backup_id}')",
+            30))
+        for _ in range(100):
+            jobs = (await ok(client, "SELECT job_id FROM system.jobs WHERE status = 'running' "
+                                     "AND job_type = 'restore'"))[0]["rows"]
+            if jobs and liar.hits.get("drip"):
+                break
+            await asyncio.sleep(0.1)
+        assert jobs, "the restore did not start reading"
+        job_id = jobs[0]["job_id"]
+        await ok(client, f"KILL JOB '{job_id}'")
+        killed = time.monotonic()
+        status, body, _ = await restore
+        assert time.monotonic() - killed < 3.0
+        assert (status, body["error"]["code"]) == (409, "CANCELLED"), body
+        job = (await ok(client, f"SELECT status FROM system.jobs WHERE job_id = '{job_id}'"))
+        assert job[0]["rows"] == [{"status": "cancelled"}]
+        names = (await ok(client, "SHOW NAMESPACES"))[0]["rows"]
+        assert "cp" not in {r["namespace"] for r in names}, names
+    finally:
+        liar.release()
