@@ -8,6 +8,7 @@ throttle, and the backup catalog record."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +30,10 @@ from .throttle import Throttle
 log = logging.getLogger("cairn.backup")
 
 T = TypeVar("T")
+
+# How long a killed backup's job waits for the clean-up after its job process
+# (on an S3 target) before it ends and leaves the clean-up running.
+CLEANUP_WAIT_SECONDS = 1.0
 
 
 @dataclass
@@ -95,15 +100,34 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
     try:
         return jobproc.call(ctx, fn, *args, here=here, **kwargs)
     except jobproc.Lost:
-        try:
-            remove_own_tmp(plan.repo)  # first: a skeleton with none left goes too (discard.py)
-            plan.repo.abandon(plan.backup_id, bool(ctx.job.cleanup.get("made_target")))
-        except CairnError as exc:
-            log.warning("backup %s: could not clean up after its job process: %s",
-                        plan.backup_id, exc.message)
+        if not ctx.cancelled or plan.repo.target.kind != "s3":
+            _abandon(plan, bool(ctx.job.cleanup.get("made_target")))
+        else:
+            # Killed: the job ends now. A clean-up the target holds up (a
+            # listing that never ends: the job process was killed in one) is
+            # left to end alone; the lock it would remove is a dead one that
+            # the target's next prune takes away.
+            cleaned = threading.Thread(
+                target=_abandon, args=(plan, bool(ctx.job.cleanup.get("made_target"))),
+                name="cairn-backup-cleanup", daemon=True)
+            cleaned.start()
+            cleaned.join(CLEANUP_WAIT_SECONDS)
+            if cleaned.is_alive():
+                log.warning("backup %s: the clean-up after its killed job is still waiting "
+                            "on the target after %g s; the job ends, the clean-up runs on",
+                            plan.backup_id, CLEANUP_WAIT_SECONDS)
         if ctx.cancelled:
             raise Cancelled(f"job {ctx.job_id} was cancelled") from None
         raise
+
+
+def _abandon(plan: BackupPlan, made_target: bool) -> None:
+    try:
+        remove_own_tmp(plan.repo)  # first: a skeleton with none left goes too (discard.py)
+        plan.repo.abandon(plan.backup_id, made_target)
+    except CairnError as exc:
+        log.warning("backup %s: could not clean up after its job process: %s",
+                    plan.backup_id, exc.message)
 
 
 def archive_of(cairn: Cairn, plan: BackupPlan, before: Archive | None,

@@ -18,6 +18,7 @@ import pytest
 from server.app import create_app
 from server.config import Config
 from server.s3calls import SLOTS
+from storage.jobproc import KILL_GRACE
 from tests.helpers import ok, sql
 from tests.storage_backup.s3stall import Liar, lying
 from tests.storage_backup.s3server import S3Server, running
@@ -37,12 +38,17 @@ def liar(s3: S3Server) -> Iterator[Liar]:
 
 @pytest.fixture
 async def client(aiohttp_client: Any, cairn_config: Config, s3: S3Server, liar: Liar) -> Any:
+    return await started(aiohttp_client, cairn_config, s3, liar, "off")
+
+
+async def started(aiohttp_client: Any, cairn_config: Config, s3: S3Server, liar: Liar,
+                  job_process: str) -> Any:
     cairn_config.backup.targets = {
         "lie": {**s3.target(s3.new_bucket(), "c"), "endpoint": liar.endpoint},
         "honest": s3.target(s3.new_bucket(), "h"),
     }
     cairn_config.backup.s3_deadline_seconds = DEADLINE
-    cairn_config.jobs.job_process = "off"
+    cairn_config.jobs.job_process = job_process
     client = await aiohttp_client(create_app(cairn_config))
     await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);"
                      "INSERT INTO app.t SELECT i, 'v' || i FROM range(200) r(i); FLUSH TABLE app.t")
@@ -126,5 +132,35 @@ async def test_kill_job_ends_a_restore_whose_read_is_stuck(
         assert job[0]["rows"] == [{"status": "cancelled"}]
         names = (await ok(client, "SHOW NAMESPACES"))[0]["rows"]
         assert "cp" not in {r["namespace"] for r in names}, names
+    finally:
+        liar.release()
+
+
+async def test_kill_job_ends_a_backup_whose_listing_never_ends(
+    aiohttp_client: Any, cairn_config: Config, s3: S3Server, liar: Liar,
+) -> None:
+    """The job process, stuck listing prunes/, is killed KILL_GRACE after the
+    KILL; the clean-up after it (in the server: that listing again) no longer
+    keeps the job running until the endpoint relents."""
+    client = await started(aiohttp_client, cairn_config, s3, liar, "nice")
+    await ok(client, "BACKUP DATABASE app TO 'lie'")
+    liar.lie("GET", r"prefix=c%2Fprunes%2F(&|$)", "list_loop")
+    try:
+        backup = asyncio.ensure_future(timed(client, "BACKUP DATABASE app TO 'lie'", 40))
+        for _ in range(100):
+            jobs = (await ok(client, "SELECT job_id FROM system.jobs WHERE status = 'running' "
+                                     "AND job_type = 'backup'"))[0]["rows"]
+            if jobs and liar.hits.get("list_loop"):
+                break
+            await asyncio.sleep(0.1)
+        assert jobs and liar.hits.get("list_loop"), "the backup did not start listing"
+        job_id = jobs[0]["job_id"]
+        await ok(client, f"KILL JOB '{job_id}'")
+        killed = time.monotonic()
+        status, body, _ = await backup
+        assert time.monotonic() - killed < KILL_GRACE + 4
+        assert (status, body["error"]["code"]) == (409, "CANCELLED"), body
+        job = await ok(client, f"SELECT status FROM system.jobs WHERE job_id = '{job_id}'")
+        assert job[0]["rows"] == [{"status": "cancelled"}]
     finally:
         liar.release()
