@@ -34,6 +34,10 @@ _S3_REFUSED = {"ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MAT
 _S3_UNREACHABLE = {"NETWORK_CONNECTION", "REQUEST_TIMEOUT", "SERVICE_UNAVAILABLE", "SLOW_DOWN",
                    "THROTTLING", "INTERNAL_FAILURE", "REQUEST_EXPIRED", "REQUEST_TIMEOUT_EXCEPTION"}
 _AWS_ERROR = re.compile(r"AWS Error ([A-Z_]+)(?: \(HTTP status (\d{3})\))?")
+# The store answers that an upload's parts it acknowledged are not there: it
+# did not keep what it was sent (the SDK follows a redirect to another host,
+# which cannot be turned off in pyarrow; a proxy that drops writes).
+_S3_LOST_PARTS = re.compile(r"\b(InvalidPart|NoSuchUpload)\b")
 
 
 def _s3_refusal(uri: str, exc: OSError) -> CairnError | None:
@@ -47,6 +51,9 @@ def _s3_refusal(uri: str, exc: OSError) -> CairnError | None:
         return PermissionDenied(f"backup target '{uri}' refuses access: {describe(exc)}")
     if kind in _S3_UNREACHABLE or http >= 500:
         return Unavailable(f"backup target '{uri}' cannot be reached: {describe(exc)}")
+    if _S3_LOST_PARTS.search(str(exc)):
+        return Unavailable(f"backup target '{uri}' did not keep the parts of an upload it "
+                           f"had accepted (a redirect to another host?): {describe(exc)}")
     return None
 
 

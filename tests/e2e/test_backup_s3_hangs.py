@@ -9,6 +9,8 @@ holds the backups; the lies come from a proxy in front of it (s3stall.py)."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -164,3 +166,43 @@ async def test_kill_job_ends_a_backup_whose_listing_never_ends(
         assert job[0]["rows"] == [{"status": "cancelled"}]
     finally:
         liar.release()
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """Another host's answer to whatever is redirected to it: 200, an ETag, nothing kept."""
+
+    def _take(self) -> None:
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
+        self.send_response(200)
+        self.send_header("ETag", '"x"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _take
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_an_upload_redirected_elsewhere_is_unavailable_not_a_bad_statement(
+    client: Any, liar: Liar,
+) -> None:
+    """The SDK follows a redirect (pyarrow cannot turn that off): the parts of
+    an upload went to another port and the store then did not have them. That
+    is the target failing the write (UNAVAILABLE, saying so), not the
+    statement's fault (it was INVALID_ARGUMENT)."""
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    liar.lie("PUT", r"tmp/.*partNumber", "redirect",
+             location=f"http://127.0.0.1:{sink.server_address[1]}/elsewhere")
+    try:
+        status, body, _ = await timed(client, "BACKUP DATABASE app TO 'lie'")
+        assert liar.hits.get("redirect"), "no part was redirected"
+        assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+        assert "did not keep" in body["error"]["message"], body
+    finally:
+        liar.release()
+        sink.shutdown()
+        sink.server_close()

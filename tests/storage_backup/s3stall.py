@@ -4,7 +4,8 @@
 - `drip`: the true answer, one byte every `seconds` (fast enough that the
   SDK's low-speed limit never trips, so the read waits as long as it drips);
 - `list_loop`: a listing that never ends: 1000 made-up keys a page, always
-  truncated, always the same continuation token.
+  truncated, always the same continuation token;
+- `redirect`: 307 to `location` (another host or port), which the SDK follows.
 
 `release()` ends every drip and loop at once (a dripped answer is cut off, a
 looping listing ends), so a read pyarrow still runs finishes: pyarrow's own
@@ -27,6 +28,7 @@ class Liar:
     def __init__(self, upstream: S3Server) -> None:
         self.upstream = upstream.port
         self.rules: list[tuple[str, str, str, float]] = []  # method, regex, act, seconds
+        self.location = ""
         self.released = threading.Event()
         self.hits: dict[str, int] = {}
         liar = self
@@ -50,8 +52,10 @@ class Liar:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def lie(self, method: str, pattern: str, act: str, seconds: float = 0.0) -> None:
+    def lie(self, method: str, pattern: str, act: str, seconds: float = 0.0,
+            location: str = "") -> None:
         self.released.clear()
+        self.location = location
         self.hits.clear()
         self.rules.append((method, pattern, act, seconds))
 
@@ -71,6 +75,12 @@ class Liar:
         act, seconds = next(((a, s) for m, p, a, s in list(self.rules)
                              if m == h.command and re.search(p, line)), ("pass", 0.0))
         self.hits[act] = self.hits.get(act, 0) + 1
+        if act == "redirect":
+            h.send_response(307)
+            h.send_header("Location", self.location)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         path = re.sub(r"continuation-token=[^&]*&?", "", h.path) if act == "list_loop" else h.path
         conn = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=60)
         conn.request(h.command, path, body=body,
