@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from catalog import Archive, Backup
 from catalog.errors import CairnError, Cancelled
 from storage import jobproc
-from storage.backup import Repository, write_backup
+from storage.backup import Repository, stoppable, write_backup
 from storage.backup.discard import unmade
 from storage.backup.schema import ArchiveRef, Scope
 from storage.snapshot import Snapshot
@@ -113,12 +113,19 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
             cleaned.start()
             cleaned.join(CLEANUP_WAIT_SECONDS)
             if cleaned.is_alive():
+                stoppable.left(+1)
+                threading.Thread(target=_counted_out, args=(cleaned,), daemon=True).start()
                 log.warning("backup %s: the clean-up after its killed job is still waiting "
                             "on the target after %g s; the job ends, the clean-up runs on",
                             plan.backup_id, CLEANUP_WAIT_SECONDS)
         if ctx.cancelled:
             raise Cancelled(f"job {ctx.job_id} was cancelled") from None
         raise
+
+
+def _counted_out(cleaned: threading.Thread) -> None:
+    cleaned.join()
+    stoppable.left(-1)  # no longer in the way of the server's exit (server/cli.py)
 
 
 def _abandon(plan: BackupPlan, made_target: bool) -> None:

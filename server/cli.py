@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -18,6 +19,7 @@ from catalog import CatalogLocked
 from catalog.diskerrors import DataDirUnavailable
 from catalog.errors import CannotStart
 from storage import timing
+from storage.backup import copier, stoppable
 
 from . import config as config_mod
 from . import config_checks, limits, logs
@@ -108,6 +110,22 @@ def run_loop(main: Coroutine[Any, Any, None], event_loop: str) -> None:
     asyncio.run(main)
 
 
+def _exit_past_stuck_calls() -> None:
+    """The server has stopped, but calls to an object store it gave up on
+    (a SHOW BACKUPS past its deadline, a killed job's read) still wait on
+    their endpoints, and pyarrow's exit handler would wait for them: for as
+    long as an endpoint drips or lists (a SIGTERM never ended the process).
+    Everything of the server's is closed by now, so the process ends here."""
+    logging.getLogger("cairn").warning(
+        "%d calls to object storage are still waiting on their endpoints; "
+        "exiting without waiting for them", stoppable.left_running())
+    copier.close_all()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sql":
@@ -122,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         logs.setup(cfg.log.format, args.log_level or cfg.log.level)
         run_loop(serve(cfg), cfg.server.event_loop)
+        if stoppable.left_running():
+            _exit_past_stuck_calls()
     except config_mod.ConfigError as exc:
         print(f"cairn: {exc}", file=sys.stderr)
         return 2

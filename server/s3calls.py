@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from catalog.errors import Unavailable
+from storage.backup import stoppable
 
 log = logging.getLogger("cairn.backup")
 T = TypeVar("T")
@@ -75,6 +76,7 @@ class TargetCalls:
             t.running -= 1
             if gave_up:
                 t.abandoned -= 1
+                stoppable.left(-1)
             t.freed.set()
             if not gave_up and not done.done():
                 if exc is not None:
@@ -98,6 +100,7 @@ class TargetCalls:
             if not done.done():
                 gave_up = True
                 t.abandoned += 1
+                stoppable.left(+1)
                 log.warning("backup target %s: a call is still running after %g s; "
                             "abandoned (%d abandoned now)", shown, self.deadline, t.abandoned)
             if isinstance(e, asyncio.CancelledError):

@@ -22,11 +22,29 @@ T = TypeVar("T")
 
 POLL_SECONDS = 0.1
 
+_left = 0  # calls abandoned in this process and still running
+_left_lock = threading.Lock()
+
+
+def left_running() -> int:
+    """How many abandoned calls still wait on their endpoints: pyarrow's own
+    exit waits for every S3 request running in the process (server/cli.py)."""
+    with _left_lock:
+        return _left
+
+
+def left(change: int) -> None:
+    """A call was abandoned (+1), or an abandoned one ended (-1)."""
+    global _left
+    with _left_lock:
+        _left += change
+
 
 def stoppable(fn: Callable[[], T], should_stop: Callable[[], bool], what: str) -> T:
     """`fn()`, or Cancelled as soon as `should_stop()` while it runs (it is abandoned)."""
     box: dict[str, Any] = {}
     done = threading.Event()
+    guard = threading.Lock()
 
     def body() -> None:
         try:
@@ -34,11 +52,19 @@ def stoppable(fn: Callable[[], T], should_stop: Callable[[], bool], what: str) -
         except BaseException as e:  # handed to the waiting thread, if it still waits
             box["error"] = e
         finally:
-            done.set()
+            with guard:
+                done.set()
+                if box.get("abandoned"):
+                    left(-1)
 
     threading.Thread(target=body, name="cairn-stoppable-read", daemon=True).start()
     while not done.wait(POLL_SECONDS):
         if should_stop():
+            with guard:
+                if done.is_set():
+                    break
+                box["abandoned"] = True
+                left(+1)
             log.warning("%s: cancelled while a read was waiting on the target; "
                         "the read is left to end alone", what)
             raise Cancelled(f"{what} was cancelled")

@@ -13,6 +13,7 @@ import http.server
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,3 +207,29 @@ async def test_an_upload_redirected_elsewhere_is_unavailable_not_a_bad_statement
         liar.release()
         sink.shutdown()
         sink.server_close()
+
+
+def test_sigterm_stops_the_server_past_a_call_it_gave_up_on(
+    server_process: Any, tmp_path: Path, s3: S3Server, liar: Liar,
+) -> None:
+    """pyarrow's exit handler waits for every S3 request in the process: a
+    SHOW BACKUPS given up on, still reading a dripped manifest, kept `cairn
+    serve` from ending on SIGTERM for as long as the endpoint dripped."""
+    lie = {**s3.target(s3.new_bucket(), "c"), "endpoint": liar.endpoint}
+    config = tmp_path / "cairn.toml"
+    config.write_text(f"[backup]\ns3_deadline_seconds = {DEADLINE}\n[backup.targets.lie]\n"
+                      + "".join(f'{k} = "{v}"\n' for k, v in lie.items()))
+    server = server_process(config=config)
+    try:
+        assert server.post("CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY);"
+                           "INSERT INTO app.t VALUES (1); BACKUP DATABASE app TO 'lie'")[0] == 200
+        liar.lie("GET", "manifests/bk-", "drip", 0.4)
+        status, body = server.post("SHOW BACKUPS IN 'lie'")
+        assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+        assert liar.hits.get("drip")
+        start = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - start < 15
+        assert "exiting without waiting for them" in server.log()
+    finally:
+        liar.release()
