@@ -69,8 +69,8 @@ async def start_archiving(cairn: Cairn, session: Session, stmt: ast.StartArchivi
     check_namespace_name(ns)
     if await cairn.run(cairn.catalog.get, Namespace, ns) is None:
         raise NotFound(f"Namespace '{ns}' does not exist")
-    repo = await cairn.run(_repo, cairn, stmt.target, opts.get("encryption_passphrase"),
-                           compression)
+    repo = await cairn.run_target(stmt.target, _repo, cairn, stmt.target,
+                                  opts.get("encryption_passphrase"), compression)
     svc = service(cairn)
     existing = await cairn.run(cairn.catalog.get, Archive, ns)
     if existing is not None and existing.status != "stopped":
@@ -215,14 +215,15 @@ async def show_restore_points(cairn: Cairn, session: Session,
         return sorted(found, key=lambda r: (store.parse_us(r["start_time"]),
                                             store.parse_us(r["end_time"])))
 
-    return Result.of_rows(POINT_COLUMNS, await cairn.run(work))
+    return Result.of_rows(POINT_COLUMNS, await cairn.run_target(stmt.target, work))
 
 
 @routes.handles(ast.VerifyArchive, role="admin")
 async def verify_archive(cairn: Cairn, session: Session, stmt: ast.VerifyArchive) -> Result:
     opts = check_options("VERIFY ARCHIVE", stmt.options, VERIFY_ARCHIVE_OPTIONS)
-    repo = await cairn.run(_repo, cairn, stmt.target, opts.get("encryption_passphrase"))
-    await cairn.run(repo.require_exists)
+    repo = await cairn.run_target(stmt.target, _repo, cairn, stmt.target,
+                                  opts.get("encryption_passphrase"))
+    await cairn.run_target(stmt.target, repo.require_exists)
     job = await cairn.jobs.run("verify", session, verify_work(repo, stmt.namespace,
                                                            cairn.catalog.last_seq),
                                namespace=stmt.namespace, target=repo.uri,

@@ -96,6 +96,25 @@ async def test_a_dripping_target_answers_unavailable_and_stalls_nothing_else(
         liar.release()
 
 
+@pytest.mark.parametrize("text", [
+    "SHOW BACKUP '{b}' IN 'lie'",
+    "ATTACH BACKUPS FROM 'lie'",
+    "SHOW RESTORE POINTS FOR DATABASE app IN 'lie'",
+    "RESTORE DATABASE app FROM 'lie' AS cp",
+])
+async def test_every_statement_reading_a_dripping_target_answers_in_time(
+    client: Any, liar: Liar, text: str,
+) -> None:
+    backup_id = (await ok(client, "BACKUP DATABASE app TO 'lie'"))[0]["rows"][0]["backup_id"]
+    liar.lie("GET", "/", "drip", 0.4)  # every answer with a body: listings, manifests
+    try:
+        status, body, took = await timed(client, text.format(b=backup_id))
+        assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+        assert took < DEADLINE + 2, took
+    finally:
+        liar.release()
+
+
 async def test_a_listing_that_never_ends_answers_unavailable(client: Any, liar: Liar) -> None:
     await ok(client, "BACKUP DATABASE app TO 'lie'")
     liar.lie("GET", r"prefix=c%2Fmanifests%2F(&|$)", "list_loop")
