@@ -23,8 +23,8 @@ from server.config import Config
 from server.s3calls import SLOTS
 from storage.jobproc import KILL_GRACE
 from tests.helpers import ok, sql
-from tests.storage_backup.s3stall import Liar, lying
 from tests.storage_backup.s3server import S3Server, running
+from tests.storage_backup.s3stall import Liar, lying
 
 DEADLINE = 1.5
 

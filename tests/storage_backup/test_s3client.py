@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from storage.backup import Repository, resolve_target, s3client
-from tests.storage_backup.s3stall import lying
 from tests.storage_backup.s3server import Relay, S3Server, running
+from tests.storage_backup.s3stall import lying
 
 
 @pytest.fixture(scope="module")
