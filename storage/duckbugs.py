@@ -10,8 +10,13 @@ DuckDB 2.0: a JSON function reading a JSON[] list (what `json_extract(j,
 ['a', 'b'])` or `j -> ['a', 'b']` gives: one value per path) casts the list
 to JSON text as `[2, NULL]`, which is not JSON, and fails on it internally:
 `json_extract(json_extract(j, ['a', 'b']), 1)`, `j -> ['a', 'b'] -> 1`,
-`json_type(x::JSON[])`. A list of values whose type the tree does not show
-(a column of a subquery) is not seen here; that one is restarted after."""
+`json_type(x::JSON[])`, `json_type([NULL::JSON])`, `json_type(array_agg(j))`,
+`json_type((j -> ['a', 'b'])[1:2])`. So a list the tree shows (a list
+literal, a call that makes a list, a slice of one, a JSON path list, a cast
+to a list) is refused as such a function's document, whatever its element
+type: `to_json(...)` makes it one document. A list whose type the tree does
+not show (a column of a subquery) is not seen here; that one is restarted
+after."""
 
 from __future__ import annotations
 
@@ -22,18 +27,34 @@ from catalog.errors import InvalidArgument
 # The functions that read their first argument as one JSON document.
 _READS_JSON = ("json_extract", "json_type", "json_array_length", "json_keys", "json_contains",
                "json_exists", "json_value", "json_structure", "json_transform", "json_pretty")
+# ... and those that read every argument so (a regress pass's json_merge_patch).
+_READS_ALL = ("json_merge_patch",)
+# Calls that make a list of their arguments' values (list_*/array_* that
+# answer one element or a scalar are not among them).
+_MAKES_LIST = frozenset({
+    "array_agg", "list", "list_value", "list_pack", "array_value", "list_concat", "list_cat",
+    "array_concat", "array_cat", "list_append", "array_append", "array_push_back",
+    "list_prepend", "array_prepend", "array_push_front", "list_slice", "array_slice",
+    "list_filter", "array_filter", "filter", "list_sort", "array_sort", "list_reverse_sort",
+    "array_reverse_sort", "list_reverse", "array_reverse", "list_distinct", "array_distinct",
+    "list_transform", "array_transform", "apply", "list_apply", "array_apply", "flatten",
+    "list_resize", "array_resize", "list_select", "array_select", "list_where", "array_where",
+    "list_intersect", "array_intersect", "list_zip", "array_zip", "list_grade_up",
+    "array_grade_up", "list_unique", "array_unique", "list_has_all"})
 
 
 def check(node: exp.Func, name: str) -> None:
     """INVALID_ARGUMENT if `node` (named `name`) is a JSON function given a
     JSON[] list that the tree shows."""
-    if not name.startswith(_READS_JSON):
+    if name.startswith(_READS_ALL):
+        args = list(node.expressions) if isinstance(node, exp.Anonymous) else \
+            [node.this, *node.expressions]
+    elif name.startswith(_READS_JSON):
+        args = [(node.expressions[0] if node.expressions else None)
+                if isinstance(node, exp.Anonymous) else node.this]
+    else:
         return
-    arg = (node.expressions[0] if node.expressions else None) \
-        if isinstance(node, exp.Anonymous) else node.this
-    while isinstance(arg, exp.Paren):
-        arg = arg.this
-    if _json_list(arg):
+    if any(_json_list(arg) for arg in args):
         raise InvalidArgument(
             f"{name}() cannot read a JSON[] list (what a JSON path list such as ['a', 'b'] "
             "gives; DuckDB fails internally on it): pick one element first, as in "
@@ -42,10 +63,19 @@ def check(node: exp.Func, name: str) -> None:
 
 
 def _json_list(arg: object) -> bool:
+    """Whether `arg` is, as the tree shows, a list."""
+    while isinstance(arg, exp.Paren):
+        arg = arg.this
     if isinstance(arg, exp.JSONExtract) and isinstance(arg.expression, exp.Array):
         return True  # json_extract(j, ['a', 'b']), j -> ['a', 'b']
+    if isinstance(arg, exp.Array | exp.ArrayAgg | exp.List):
+        return True  # [NULL::JSON], array_agg(j), list_value(...)
     if isinstance(arg, exp.Cast):
-        to = arg.to
-        return (to.this == exp.DataType.Type.ARRAY and len(to.expressions) == 1
-                and to.expressions[0].this == exp.DataType.Type.JSON)
+        return arg.to.this == exp.DataType.Type.ARRAY or arg.to.is_type("array")
+    if isinstance(arg, exp.Bracket):  # a slice of a list is a list
+        return any(isinstance(e, exp.Slice) for e in arg.expressions) and _json_list(arg.this)
+    if isinstance(arg, exp.Func):
+        name = (arg.name if isinstance(arg, exp.Anonymous) else arg.sql_name()).lower()
+        return name in _MAKES_LIST or isinstance(arg, exp.ArrayConcat | exp.ArraySort
+                                                      | exp.ArrayFilter | exp.Transform)
     return False

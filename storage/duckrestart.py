@@ -52,9 +52,11 @@ def invalidating(exc: BaseException) -> bool:
 
 def already_invalid(exc: BaseException) -> bool:
     """Is `exc` the refusal of a database invalidated by an earlier statement
-    (not a fault of the statement that got it), or closed as it was replaced?"""
+    (not a fault of the statement that got it), or closed as it was replaced?
+    (A relation's fetch says "Connection has already been closed".)"""
     return (isinstance(exc, duckdb.FatalException) and "has been invalidated" in str(exc)
-            or isinstance(exc, duckdb.ConnectionException) and "already closed" in str(exc))
+            or isinstance(exc, duckdb.ConnectionException)
+            and ("already closed" in str(exc) or "already been closed" in str(exc)))
 
 
 class Rebuilt:

@@ -137,6 +137,15 @@ def test_the_spelling_duckdb_is_replaced_after_an_internal_error() -> None:
     "SELECT id FROM app.t WHERE j -> ['a', 'b'] -> 1 IS NULL",
     "SELECT json_type(['2', NULL]::JSON[])",
     "SELECT json_array_length(json_extract(j, ['a'])) FROM app.t",
+    # a regress pass's: a list the statement shows, however it is made
+    "SELECT json_type([NULL::JSON])",
+    "SELECT json_array_length(['1'::JSON, NULL])",
+    "SELECT json_keys([NULL::JSON])",
+    "SELECT json_merge_patch([NULL::JSON], '{}')",
+    "SELECT json_merge_patch('{}', [NULL::JSON])",
+    "SELECT json_type(array_agg(NULL::JSON))",
+    "SELECT json_type(list_concat(j -> ['a', 'b'], [])) FROM app.t",
+    "SELECT json_type((j -> ['a', 'b'])[1:2]) FROM app.t",
 ])
 def test_a_json_function_on_a_json_list_is_refused_before_duckdb_runs(
         engine: Engine, run: Run, table: None, sql: str) -> None:
@@ -146,8 +155,22 @@ def test_a_json_function_on_a_json_list_is_refused_before_duckdb_runs(
     assert sum(duckrestart.RESTARTS.values()) == before
 
 
+def test_a_relations_closed_connection_is_told_to_run_again() -> None:
+    """DuckDB's relation fetch words a replaced connection "Connection has
+    already been closed": another statement's fault (it was a 400)."""
+    con = duckdb.connect()
+    rel = con.sql("SELECT 1")
+    con.close()
+    with pytest.raises(duckdb.ConnectionException) as info:
+        rel.fetchall()
+    assert duckrestart.already_invalid(info.value), str(info.value)
+
+
 def test_the_ways_the_refusal_advises_run(run: Run, table: None) -> None:
     assert run("SELECT json_extract(j, ['a', 'b'])[1] AS a, "
                "to_json(json_extract(j, ['a', 'b'])) -> 1 AS b, "
                "json_extract(json_extract(j, 'a'), '$') AS c FROM app.t WHERE id = 1") == \
         [{"a": "2", "b": "null", "c": "2"}]  # JSON text: the engine answers JSON as text
+    assert run("SELECT json_type((j -> ['a', 'b'])[1]) AS t FROM app.t WHERE id = 1") == \
+        [{"t": "UBIGINT"}]
+    assert run("SELECT json_type(to_json(array_agg(j))) AS u FROM app.t") == [{"u": "ARRAY"}]
