@@ -435,9 +435,9 @@ def register_cleanups(cairn: Cairn) -> None:
                 repo.delete_manifest(m)
         return False
 
-    def sweep_tmp_of(job: Job) -> None:
+    def sweep_tmp_of(job: Job, running: bool = False) -> None:
         if job.job_type in TMP_WRITERS and job.target:
-            sweep_tmp(cairn, job.target)
+            sweep_tmp(cairn, job.target, running)
 
     def swept(cleanup: Callable[[Job], None]) -> Callable[[Job], None]:
         """`cleanup`, then the temp files the dead process left in the job's
@@ -455,4 +455,4 @@ def register_cleanups(cairn: Cairn) -> None:
     cairn.jobs.cleanups["backup"] = swept(cleanup_backup)
     cairn.jobs.cleanups["restore"] = swept(cleanup_restore)
     cairn.jobs.cleanups["drop_backup"] = swept(sweep)
-    cairn.jobs.sweep = sweep_tmp_of
+    cairn.jobs.sweep = lambda job: sweep_tmp_of(job, running=True)

@@ -54,9 +54,18 @@ def remove_own_tmp(repo: Repository) -> int:
                            lambda tag: tag in jobproc.process_tags())
 
 
-def sweep_tmp(cairn: Cairn, target: str) -> int:
-    """`remove_own_tmp` of a target by its name or URI (a job's `target`)."""
-    removed = remove_own_tmp(repository(cairn, target))
+def sweep_tmp(cairn: Cairn, target: str, running: bool = False) -> int:
+    """`remove_own_tmp` of a target by its name or URI (a job's `target`).
+    `running` (after a job of this server failed, not at start): only the
+    files of its job processes seen to end, so another server's file in
+    flight never goes, not even one of a server sharing this one's writer id
+    (its host name and data dir path: two containers), nor a `.tar`'s."""
+    repo = repository(cairn, target)
+    if running:
+        removed = repo.remove_tmp(None, repo.target.writer,
+                                  only=lambda tag: tag in jobproc.ended_tags)
+    else:
+        removed = remove_own_tmp(repo)
     if removed:
         log.info("removed %d temp file(s) of this server's ended processes from %s",
                  removed, target)

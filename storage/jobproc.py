@@ -97,6 +97,7 @@ _mode = "off"  # until the server sets its [jobs] job_process
 _idle: list[_Process] = []
 _busy: set[_Process] = set()
 _alive: set[_Process] = set()  # started, not ended (their tags: process_tags)
+ended_tags: set[str] = set()  # of those ended: what a run-time tmp/ sweep removes (repos.py)
 _guard = threading.Lock()
 _starter: Any = None  # the thread job processes are started from (_on_starter)
 _starved_at = -STARVED_HOLD  # when a call last had to be lifted (monotonic)
@@ -105,8 +106,8 @@ started = 0  # job processes started (for tests and benches)
 
 
 class _NotSent(Lost):
-    """The call could not be sent: the process had ended before it (a kept
-    one, between calls). Nothing of the call ran; `call` tries another."""
+    """The call could not be sent: the (kept) process had ended before it.
+    Nothing of the call ran; `call` tries another."""
 
 
 class _Work:
@@ -117,8 +118,7 @@ WORK = _Work()
 
 
 def set_mode(mode: str) -> None:
-    """`[jobs] job_process`: "idle", "nice" or "off" (where the platform has no
-    SCHED_IDLE, every mode is "off")."""
+    """`[jobs] job_process`: "idle", "nice" or "off" (always "off" without SCHED_IDLE)."""
     global _mode, _base_nice, _starved_at
     if mode not in MODES:
         raise ValueError(f"job_process must be one of {', '.join(MODES)}, not {mode!r}")
@@ -260,8 +260,7 @@ def _give(proc: _Process) -> None:
 
 
 def process_tags() -> set[str]:
-    """The tags of this process and of its job processes not ended: a temp
-    file with another tag of this server's is a dead process's (repos.py)."""
+    """This process's tag and its job processes' not ended (repos.py)."""
     with _guard:
         return {process_tag(), *(p.tag for p in _alive)}
 
@@ -485,6 +484,7 @@ class _Process:
         self.proc.wait()
         with _guard:
             _alive.discard(self)
+            ended_tags.add(self.tag)
 
 
 def lifted_cpus() -> set[int]:

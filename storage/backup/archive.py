@@ -282,15 +282,18 @@ class ArchiveRepository(Repository):
         return 0
 
     def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "",
-                   spare: Spare | None = None) -> int:
+                   spare: Spare | None = None, only: Spare | None = None) -> int:
         """Temp files of archives whose packing a crash interrupted; but those
-        whose process tag (the first 8 of the 16 hex digits) `spare` says runs."""
+        whose process tag (the first 8 of the 16 hex digits) `spare` says runs,
+        and, with `only` (a sweep while the server runs: the names carry no
+        writer), any whose tag `only` does not name."""
         parent, name = os.path.split(self.target.base)
         ours = re.compile(rf"^\.{re.escape(name)}\.[0-9a-f]{{16}}\.tmp\Z")  # see tarball.pack
         removed = 0
         with contextlib.suppress(FileNotFoundError), os.scandir(parent) as entries:
             for entry in entries:
-                if spare is not None and spare(entry.name[len(name) + 2:len(name) + 10]):
+                tag = entry.name[len(name) + 2:len(name) + 10]
+                if spare is not None and spare(tag) or only is not None and not only(tag):
                     continue
                 if ours.match(entry.name) and entry.is_file(follow_symlinks=False):
                     with contextlib.suppress(FileNotFoundError):

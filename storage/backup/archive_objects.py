@@ -70,7 +70,7 @@ class ArchiveObjects(ObjectStore):
         raise InvalidArgument(f"backup archive '{self.target.uri}' cannot be changed")
 
     def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "",
-                   spare: Any = None) -> int:
+                   spare: Any = None, only: Any = None) -> int:
         return 0
 
 

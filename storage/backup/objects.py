@@ -460,9 +460,9 @@ class ObjectStore(ObjectReads):
             self.target.fs.delete_file(self.path(oid))
 
     def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "",
-                   spare: Spare | None = None) -> int:
+                   spare: Spare | None = None, only: Spare | None = None) -> int:
         """Delete leftovers of crashed writes in `tmp/` (tmpfiles.remove_tmp)."""
-        return remove_tmp(self.target, older_than_seconds, writer, spare)
+        return remove_tmp(self.target, older_than_seconds, writer, spare, only)
 
 
 def _close_quietly(stream: pa.NativeFile) -> None:

@@ -299,9 +299,9 @@ class Repository(LocksAndPrune):
         self.store.delete(oid)
 
     def remove_tmp(self, older_than_seconds: float | None = None, writer: str = "",
-                   spare: Spare | None = None) -> int:
+                   spare: Spare | None = None, only: Spare | None = None) -> int:
         self._refuse_links()
-        return self.store.remove_tmp(older_than_seconds, writer, spare)
+        return self.store.remove_tmp(older_than_seconds, writer, spare, only)
 
     # --- manifests -------------------------------------------------------------
 

@@ -23,13 +23,15 @@ Spare = Callable[[str], bool]  # a process tag -> whether its files stay (it run
 
 
 def remove_tmp(target: Target, older_than_seconds: float | None = None, writer: str = "",
-               spare: Spare | None = None) -> int:
+               spare: Spare | None = None, only: Spare | None = None) -> int:
     """Delete leftovers of crashed writes in `tmp/`; returns how many.
 
     Only safe while no write is running against this target, unless
     `older_than_seconds` spares files that may still be in use; those named
     by `writer` (this server's) go at any age, but those whose process tag
-    `spare` says runs."""
+    `spare` says runs. `only` (a sweep while the server runs): nothing but
+    this server's files whose tag it names (processes it saw end), so no
+    file of another server goes, even one sharing its writer id."""
     infos = list_folder(target, join(target.base, TMP))
     cutoff = (
         None if older_than_seconds is None else time.time_ns() - int(older_than_seconds * 1e9)
@@ -41,6 +43,8 @@ def remove_tmp(target: Target, older_than_seconds: float | None = None, writer: 
             if info.type != pafs.FileType.File or not is_temp_name(name):
                 continue  # only what Cairn's own writes leave is removed
             mine = bool(writer) and temp_writer(name) == writer
+            if only is not None and not (mine and only(temp_tag(name))):
+                continue
             if mine and spare is not None and spare(temp_tag(name)):
                 continue  # a process of this server that runs writes it
             if (not mine and cutoff is not None and info.mtime_ns is not None

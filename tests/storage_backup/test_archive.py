@@ -189,3 +189,17 @@ def test_a_huge_extended_header_is_refused_unread(
         archive_repo(root, name, scratch).list_manifests()
     assert os.listdir(scratch) == []
 
+
+
+def test_a_sweep_while_running_leaves_a_tar_being_packed(root: Path, scratch: Path) -> None:
+    """A `.tar` target's sweep took every packing temp file beside it, so a
+    failed or killed job on one server removed the archive another server was
+    packing (its BACKUP: "No such file or directory"). Its names carry no
+    writer: a sweep while the server runs takes only the tags it saw end."""
+    repo = archive_repo(root, "x.tar", scratch)
+    ended, packing = ".x.tar." + "e" * 8 + "1" * 8 + ".tmp", ".x.tar." + "f" * 8 + "2" * 8 + ".tmp"
+    for name in (ended, packing):
+        (root / name).write_bytes(b"x")
+    assert repo.remove_tmp(None, "1" * 16, only={"e" * 8}.__contains__) == 1
+    assert sorted(n for n in os.listdir(root) if n.endswith(".tmp")) == [packing]
+    assert repo.remove_tmp() == 1  # at start: every one (as before)

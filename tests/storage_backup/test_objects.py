@@ -441,3 +441,23 @@ def test_compressed_objects_found_are_checked_by_their_headers_in_one_pass(
     assert [None if f is None else f[0].oid for f in found] == [
         None if i == 3 else p.oid for i, p in enumerate(puts)]
     assert opened.count("objects") == 2  # the names' stat, then the headers' pass
+
+
+def test_a_sweep_while_running_takes_only_the_tags_it_saw_end(repo: Repository) -> None:
+    """After a failed job the server swept `tmp/` of every file of its writer
+    id whose process did not run, so a server sharing that id (two
+    containers: the same host name and data dir path) lost the file it was
+    writing, and its BACKUP failed. A sweep while the server runs (`only`)
+    takes the files of the processes it saw end, and nothing else."""
+    repo.init()
+    tmp = Path(repo.target.base) / "tmp"
+    tmp.mkdir(exist_ok=True)
+    ended = "1" * 16 + "-" + "e" * 8 + "a" * 24 + ".tmp"
+    twin = "1" * 16 + "-" + "f" * 8 + "b" * 24 + ".tmp"  # same writer id, another server
+    other = "2" * 16 + "-" + "e" * 8 + "c" * 24 + ".tmp"  # another writer, the tag alike
+    for name in (ended, twin, other):
+        (tmp / name).write_bytes(b"x")
+        old = time.time() - 3600
+        os.utime(tmp / name, (old, old))
+    assert repo.remove_tmp(None, "1" * 16, only={"e" * 8}.__contains__) == 1
+    assert tmp_files(repo) == [twin, other]
