@@ -33,6 +33,9 @@ _DUCKDB_SYNTAX = frozenset({
     "AND", "ARRAY", "CASE", "CAST", "CHAR", "COALESCE", "COLLATE", "DATE", "EXISTS",
     "EXTRACT", "GROUPING", "GROUPING_ID", "IFNULL", "OR", "TIME", "TIMESTAMP", "TRY",
     "TRY_CAST", "STRUCT", "COLUMNS",
+    # ordered-set aggregates: DuckDB's grammar turns `percentile_cont(0.5)
+    # WITHIN GROUP (ORDER BY x)` into quantile_cont; no function has the name
+    "PERCENTILE_CONT", "PERCENTILE_DISC",
 })
 
 
