@@ -136,6 +136,7 @@ def checked(cur: Any, sql: str, result: pa.Table) -> pa.Table:
     """An answer as it is returned: refused when it holds a value that would
     read back wrong, its BIT values as text (storage/bits.py)."""
     refuse_unsigned_huge(cur, sql, result.schema)
+    refuse_variant(result.schema)
     refuse_wrapped_intervals(result)
     return bits_as_text(cur, sql, result)
 
@@ -154,6 +155,26 @@ def refuse_unsigned_huge(cur: Any, sql: str, schema: pa.Schema) -> None:
         raise InvalidArgument(
             "a UHUGEINT value (from a function such as md5_number()) is not supported: "
             "its values past 2^127 - 1 would read back wrong; cast it to VARCHAR")
+
+
+def refuse_variant(schema: pa.Schema) -> None:
+    """InvalidArgument for an answer holding a VARIANT (`1::VARIANT`,
+    `stats(x)`): DuckDB hands it to Arrow as its encoding (a struct of
+    `metadata` and `value` bytes), which came back over HTTP and pgwire, and
+    was stored as that struct's text by an INSERT ... SELECT into TEXT."""
+    def variant(f: pa.Field) -> bool:
+        if (f.metadata or {}).get(b"ARROW:extension:name") == b"arrow.parquet.variant":
+            return True
+        t = f.type
+        children = ([t.field(i) for i in range(t.num_fields)] if pa.types.is_struct(t)
+                    else [t.value_field] if pa.types.is_list(t) or pa.types.is_large_list(t)
+                    or pa.types.is_fixed_size_list(t)
+                    else [t.key_field, t.item_field] if pa.types.is_map(t) else [])
+        return any(variant(c) for c in children)
+    if any(variant(f) for f in schema):
+        raise InvalidArgument(
+            "a VARIANT value (from a cast to VARIANT or a function such as stats()) is not "
+            "supported: an answer would carry its encoding, not its value; cast it to VARCHAR")
 
 
 def _wide_decimal(t: pa.DataType) -> bool:

@@ -356,6 +356,21 @@ async def test_uhugeint_from_a_function_is_refused_not_wrapped(client: Any) -> N
     assert res[0]["rows"] == [{"d": 10**38 - 1, "n": -(10**38 - 1)}]
 
 
+async def test_a_variant_is_refused_not_sent_as_its_encoding(client: Any) -> None:
+    # 1::VARIANT came back as {'metadata': 'AQAA', 'value': 'FAEAAAA='}, and an
+    # INSERT ... SELECT stored that struct's text where DuckDB stores '1'
+    for text in ("SELECT 1::VARIANT AS v", "SELECT stats(1) AS s",
+                 "SELECT [1::VARIANT] AS l", "SELECT {'a': 'x'::VARIANT} AS s"):
+        status, body = await sql(client, text)
+        assert "VARIANT" in error(status, body, 400, "INVALID_ARGUMENT"), text
+    res = await ok(client, "SELECT 1::VARIANT::VARCHAR AS t")
+    assert res[0]["rows"] == [{"t": "1"}]
+    await ok(client, "CREATE NAMESPACE va; CREATE TABLE va.t (id BIGINT PRIMARY KEY, s TEXT)")
+    status, body = await sql(client, "INSERT INTO va.t SELECT 1, 1::VARIANT")
+    assert "VARIANT" in error(status, body, 400, "INVALID_ARGUMENT")
+    assert (await ok(client, "SELECT count(*) AS n FROM va.t"))[0]["rows"] == [{"n": 0}]
+
+
 async def test_repeated_column_names_keep_every_value(client: Any) -> None:
     # rows are objects keyed by name: the second `a` overwrote the first
     res = await ok(client, "SELECT 1 AS a, 2 AS a, 3 AS a_1, 4 AS a")
