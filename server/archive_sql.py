@@ -80,28 +80,29 @@ async def start_archiving(cairn: Cairn, session: Session, stmt: ast.StartArchivi
                   secret=opts.get("encryption_passphrase"), started_by=session.user_id)
     await cairn.run(cairn.catalog.put, rec)
     await cairn.run(cairn.engine.changes.activate, ns, now_us())
-    arch = Archiver(svc, ns)
+    arch = Archiver(svc, ns, rec.archive_id)
     arch._repo = repo
     svc.archivers[ns] = arch
 
     async def begin(detached: Callable[[str], None] | None = None) -> Job:
-        """The base backup, then the archiver's loop; a base that fails or is
-        cancelled leaves no archive (nothing is being archived)."""
+        """The base backup, then the archiver's loop (the same archiver: one
+        lock); a base that fails or is cancelled leaves no archive (nothing is
+        being archived). A STOP meanwhile waits for the base, and ends the loop."""
         def on_job(job_id: str) -> None:
             for told in (detached, session.on_job):
                 if told is not None:
                     told(job_id)
 
-        try:
-            async with arch.lock:
+        async with arch.lock:
+            try:
                 job: Job = await arch.take_base(rec, on_job)
-        except BaseException:
-            await cairn.run(cairn.engine.changes.deactivate, ns)
-            await cairn.run(cairn.catalog.delete, Archive, ns)
-            svc.archivers.pop(ns, None)
-            await svc.release_helper()  # a STOP meanwhile left it for this one
-            raise
-        svc.launch(ns)
+            except BaseException:
+                await cairn.run(drop_failed, cairn, arch)
+                if svc.archivers.get(ns) is arch:
+                    svc.archivers.pop(ns, None)
+                await svc.release_helper()  # a STOP meanwhile left it for this one
+                raise
+        svc.launch(arch)
         return job
 
     if opts.get("detached"):
@@ -114,6 +115,15 @@ async def start_archiving(cairn: Cairn, session: Session, stmt: ast.StartArchivi
                             ("job_id", "TEXT")],
                       f"Archiving namespace '{ns}' to '{repo.uri}' (base backup "
                       f"'{job.result['backup_id']}')")
+
+
+def drop_failed(cairn: Cairn, arch: Archiver) -> None:
+    """After START ARCHIVING's base failed: its archive goes (only its own: a
+    STOP and a new START may have come between)."""
+    now = cairn.catalog.get(Archive, arch.namespace)
+    if arch.owns(now):
+        cairn.engine.changes.deactivate(arch.namespace)
+        cairn.catalog.delete(Archive, arch.namespace)
 
 
 _detached: set[asyncio.Task[Any]] = set()  # held until done (the loop keeps weak ones)
@@ -149,34 +159,25 @@ async def stop_archiving(cairn: Cairn, session: Session, stmt: ast.StopArchiving
     if rec is None or rec.status == "stopped":
         raise NotFound(f"namespace '{ns}' is not being archived")
     svc = service(cairn)
-    arch = svc.archivers.get(ns) or Archiver(svc, ns)
-    arch.stopping = True
-    arch.wake.set()
-    async with arch.lock:
-        mark = await cairn.run(cairn.engine.changes.deactivate, ns)
-        error = None
-        try:
-            rec = await cairn.run(arch.record)
-            assert rec is not None
-            if rec.base_lsn is not None:
-                if not arch.resumed:
-                    rec = await cairn.run(arch.resume, rec)
-                while await cairn.run(arch.ship, rec, True, mark):
-                    rec = await cairn.run(arch.record)
-        except CairnError as exc:
-            error = f"stopped before every change was shipped: {exc.message}"
-
-        def finish() -> None:
-            now = arch.record()
-            now.status, now.stopped_at, now.last_error = "stopped", utcnow(), error
-            batch = cairn.catalog.batch().put(now)
-            cairn.engine.changes.trim(ns, MAX_LSN, batch)
-            batch.commit()
-            cairn.engine.changes.shipped(ns, MAX_LSN)
-
-        await cairn.run(finish)
-    if arch.task is not None and not arch.task.done():
-        arch.task.cancel()
+    while True:
+        # The namespace's one archiver (see Archiver): its lock waits for a
+        # cycle, or for the base of a START ARCHIVING (detached) under way.
+        arch = svc.archivers.get(ns) or Archiver(svc, ns)
+        arch.wake.set()
+        async with arch.lock:
+            if svc.archivers.get(ns, arch) is not arch:
+                continue  # replaced while this waited (a STOP and a START between)
+            rec = await cairn.run(cairn.catalog.get, Archive, ns)
+            if not arch.owns(rec):
+                raise NotFound(f"namespace '{ns}' is not being archived")
+            arch.stopping = True
+            error = await final_ship(cairn, arch)
+            await cairn.run(finish, cairn, arch, error)
+        break
+    task = arch.task
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait([task])  # it ends writing nothing: `stopping`, and the record
     if svc.archivers.get(ns) is arch:
         svc.archivers.pop(ns, None)
     await svc.release_helper()
@@ -184,6 +185,34 @@ async def stop_archiving(cairn: Cairn, session: Session, stmt: ast.StopArchiving
     return Result.of_rows(ARCHIVE_COLUMNS, rows,
                           message=f"Archiving of namespace '{ns}' stopped"
                           + (f"; {error}" if error else ""))
+
+
+async def final_ship(cairn: Cairn, arch: Archiver) -> str | None:
+    """STOP's last segment (empty if nothing changed): every change committed
+    up to now. What it could not ship, as last_error says it (None: all)."""
+    ns = arch.namespace
+    mark = await cairn.run(cairn.engine.changes.deactivate, ns)
+    try:
+        rec = await cairn.run(arch.record)
+        if rec.base_lsn is not None:
+            if not arch.resumed:
+                rec = await cairn.run(arch.resume, rec)
+            while await cairn.run(arch.ship, rec, True, mark):
+                rec = await cairn.run(arch.record)
+    except CairnError as exc:
+        return f"stopped before every change was shipped: {exc.message}"
+    return None
+
+
+def finish(cairn: Cairn, arch: Archiver, error: str | None) -> None:
+    """The record says stopped; the change log keeps nothing."""
+    ns = arch.namespace
+    now = arch.record()
+    now.status, now.stopped_at, now.last_error = "stopped", utcnow(), error
+    batch = cairn.catalog.batch().put(now)
+    cairn.engine.changes.trim(ns, MAX_LSN, batch)
+    batch.commit()
+    cairn.engine.changes.shipped(ns, MAX_LSN)
 
 
 @routes.handles(ast.ShowArchives, role="admin")

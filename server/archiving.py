@@ -72,12 +72,17 @@ def parse_interval(text: str) -> int:
 
 class Archiver:
     """The loop of one archived namespace. Its catalog record is the state;
-    `lock` makes each cycle, STOP and START one at a time."""
+    `lock` makes each cycle, STOP and START one at a time. One per namespace
+    at a time: START's (its base, then its loop: `launch`) or start-up's. It
+    ships only the archive `archive_id` (None: any running); a loop whose
+    archive was stopped, or is another START's, ends writing nothing."""
 
-    def __init__(self, service: ArchiveService, namespace: str) -> None:
+    def __init__(self, service: ArchiveService, namespace: str,
+                 archive_id: str | None = None) -> None:
         self.service = service
         self.cairn = service.cairn
         self.namespace = namespace
+        self.archive_id = archive_id
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
         self.stopping = False
@@ -97,6 +102,11 @@ class Archiver:
             raise InvalidArgument(f"namespace '{self.namespace}' is not being archived")
         return rec
 
+    def owns(self, rec: Archive | None) -> bool:
+        """Whether `rec` is the running archive this archiver ships."""
+        return (rec is not None and rec.status != "stopped"
+                and self.archive_id in (None, rec.archive_id))
+
     def repo(self, rec: Archive) -> Repository:
         if self._repo is None:
             self._repo = repository(self.cairn, rec.target_text, rec.secret, rec.compression)
@@ -109,17 +119,20 @@ class Archiver:
             await self.cairn.run(self.service.helper.start)  # (retried by the cycle)
         while not self.stopping:
             rec = await self.cairn.run(self.cairn.catalog.get, Archive, self.namespace)
-            if rec is None or rec.status == "stopped":
-                if self.service.archivers.get(self.namespace) is self:
-                    del self.service.archivers[self.namespace]
-                await self.service.release_helper()
-                return
-            delay = rec.interval_ms / 1000
+            delay = rec.interval_ms / 1000 if rec is not None else 0.0
             try:
                 async with self.lock:
                     if self.stopping:
                         return
-                    more = await self.cycle()
+                    # a STOP (and a START) since the read above is seen here
+                    rec = await self.cairn.run(self.cairn.catalog.get, Archive, self.namespace)
+                    gone = not self.owns(rec)
+                    more = not gone and await self.cycle()
+                if gone:
+                    if self.service.archivers.get(self.namespace) is self:
+                        del self.service.archivers[self.namespace]
+                    await self.service.release_helper()
+                    return
                 self.failures = 0
                 if more:
                     continue
@@ -144,7 +157,8 @@ class Archiver:
                 self.resumed = False
                 self.check_base = True
                 try:
-                    await self.cairn.run(self._failed, message)
+                    async with self.lock:  # never after a STOP's finish
+                        await self.cairn.run(self._failed, message)
                 except Exception as failed:  # noqa: BLE001 - the loop must go on
                     log.warning("archiving %s: cannot record the failure: %s",
                                 self.namespace, failed)
@@ -155,7 +169,8 @@ class Archiver:
 
     def _failed(self, message: str) -> None:
         rec = self.cairn.catalog.get(Archive, self.namespace)
-        if rec is not None and rec.status != "stopped":
+        if self.owns(rec) and not self.stopping:
+            assert rec is not None
             rec.status, rec.last_error = "failed", message
             self.cairn.catalog.keep(rec)  # in memory while the disk is full
 
@@ -227,6 +242,7 @@ class Archiver:
         rec.archive_id = new_id("ar")
         rec.base_lsn = rec.base_us = rec.base_backup_id = None
         self.cairn.catalog.put(rec)
+        self.archive_id = rec.archive_id
 
     async def take_base(self, rec: Archive,
                         on_job: Callable[[str], None] | None = None) -> Any:
@@ -398,16 +414,20 @@ class ArchiveService:
 
     def start_loops(self) -> None:
         for rec in self.cairn.catalog.scan(Archive):
-            if rec.status != "stopped":
-                self.launch(rec.namespace)
+            if rec.status != "stopped" and rec.namespace not in self.archivers:
+                self.launch(Archiver(self, rec.namespace, rec.archive_id))
 
-    def launch(self, namespace: str) -> Archiver:
-        arch = self.archivers.get(namespace)
-        if arch is None or arch.task is None or arch.task.done():
-            arch = Archiver(self, namespace)
-            self.archivers[namespace] = arch
-            arch.task = asyncio.create_task(arch.run(), name=f"archive-{namespace}")
-        return arch
+    def launch(self, arch: Archiver) -> bool:
+        """Start `arch`'s loop (the archiver, so the lock, START's base held),
+        unless a STOP ended it or another replaced it. Before, a new archiver
+        with a lock of its own replaced it: its loop and STOP's last segment
+        shipped at once (overlapping segments), and it wrote `running` back."""
+        if arch.stopping or arch.task is not None or self.closing:
+            return False
+        if self.archivers.setdefault(arch.namespace, arch) is not arch:
+            return False
+        arch.task = asyncio.create_task(arch.run(), name=f"archive-{arch.namespace}")
+        return True
 
     def live(self) -> bool:
         """Whether an archiver's loop runs, or is about to (START ARCHIVING
