@@ -13,6 +13,7 @@ from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.archive import damaged, store
 from storage.archive.changes import MAX_LSN, now_us
+from storage.archive.helper import HelperFailed
 from storage.backup.origin import own_filter
 from storage.system_tables import archives as archive_rows
 
@@ -192,27 +193,35 @@ async def final_ship(cairn: Cairn, arch: Archiver) -> str | None:
     up to now. What it could not ship, as last_error says it (None: all)."""
     ns = arch.namespace
     mark = await cairn.run(cairn.engine.changes.deactivate, ns)
-    try:
-        rec = await cairn.run(arch.record)
-        if rec.base_lsn is not None:
-            if not arch.resumed:
-                rec = await cairn.run(arch.resume, rec)
-            while await cairn.run(arch.ship, rec, True, mark):
-                rec = await cairn.run(arch.record)
-    except CairnError as exc:
-        return f"stopped before every change was shipped: {exc.message}"
+    for attempt in range(2):
+        try:
+            rec = await cairn.run(arch.record)
+            if rec.base_lsn is not None:
+                if not arch.resumed:
+                    rec = await cairn.run(arch.resume, rec)
+                while await cairn.run(arch.ship, rec, True, mark):
+                    rec = await cairn.run(arch.record)
+            return None
+        except HelperFailed as exc:  # it died mid-body: the next try builds it without it
+            if attempt:
+                return f"stopped before every change was shipped: {exc.message}"
+        except CairnError as exc:
+            return f"stopped before every change was shipped: {exc.message}"
     return None
 
 
 def finish(cairn: Cairn, arch: Archiver, error: str | None) -> None:
-    """The record says stopped; the change log keeps nothing."""
+    """The record says stopped, and the change log keeps nothing shipped. A
+    STOP that could not ship everything keeps what it did not (before, it
+    trimmed it all the same); the next START ARCHIVING's base holds it."""
     ns = arch.namespace
     now = arch.record()
     now.status, now.stopped_at, now.last_error = "stopped", utcnow(), error
+    upto = MAX_LSN if error is None or now.base_lsn is None else now.shipped_lsn
     batch = cairn.catalog.batch().put(now)
-    cairn.engine.changes.trim(ns, MAX_LSN, batch)
+    cairn.engine.changes.trim(ns, upto, batch)
     batch.commit()
-    cairn.engine.changes.shipped(ns, MAX_LSN)
+    cairn.engine.changes.shipped(ns, upto)
 
 
 @routes.handles(ast.ShowArchives, role="admin")

@@ -21,13 +21,16 @@ follows; 1: an error message follows), the CPU seconds the child spent, the
 length, then the body or message. The child exits when its stdin closes: when
 the server stops it, exits or is killed (SIGKILL included: the kernel closes
 the pipe), so no helper outlives its server. A helper that exits or answers
-nothing within HELPER_TIMEOUT_S fails the cycle (recorded in system.archives
-like any archiving error, nothing shipped); the next cycle starts a new one."""
+nothing within HELPER_TIMEOUT_S during a request fails the cycle (recorded in
+system.archives like any archiving error, nothing shipped); the next cycle
+starts a new one. One found dead between two requests (killed while idle) is
+replaced at once: that request's body is built here while the new one starts."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import select
 import signal
@@ -56,6 +59,7 @@ PIPE_BYTES = 1 << 20  # each pipe's capacity (Linux's default 64 KiB; 1 MiB is w
 # server's threads preempted for it) a couple of times per cycle, not dozens
 
 
+log = logging.getLogger("cairn.archive")
 _decode_changes = msgspec.msgpack.Decoder(list[Change]).decode
 
 
@@ -146,9 +150,9 @@ def main() -> int:
 class BodyHelper:
     """The server's handle on its helper process (one per server, shared by
     every archiver; one request at a time). Started on first use, or ahead
-    with `start` so its imports overlap other work. A helper that exits, during
-    a request or between two, fails one request (HelperFailed); the next
-    starts a new one."""
+    with `start` so its imports overlap other work. A helper that exits during
+    a request fails it (HelperFailed), the next starts a new one; one that
+    exited between two requests is replaced by the next."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -170,10 +174,10 @@ class BodyHelper:
         proc = self._proc
         if proc is not None and proc.poll() is None:
             return proc
-        if proc is not None:  # it died between two requests: a failure all the same
-            self._reap(proc)
-            raise HelperFailed(f"the archive helper process exited (code {proc.returncode}); "
-                               "a new one starts at the next cycle")
+        if proc is not None:  # it died between two requests (the OOM killer): nothing
+            self._reap(proc)  # was lost, a new one starts (before, this request failed,
+            log.warning("the archive helper process exited (code %s); starting a new one",
+                        proc.returncode)  # and a STOP ARCHIVING then shipped nothing)
         root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
