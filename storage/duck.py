@@ -166,7 +166,8 @@ def refuse_variant(schema: pa.Schema) -> None:
         if (f.metadata or {}).get(b"ARROW:extension:name") == b"arrow.parquet.variant":
             return True
         t = f.type
-        children = ([t.field(i) for i in range(t.num_fields)] if pa.types.is_struct(t)
+        children = ([t.field(i) for i in range(t.num_fields)]
+                    if pa.types.is_struct(t) or pa.types.is_union(t)
                     else [t.value_field] if pa.types.is_list(t) or pa.types.is_large_list(t)
                     or pa.types.is_fixed_size_list(t)
                     else [t.key_field, t.item_field] if pa.types.is_map(t) else [])

@@ -360,7 +360,8 @@ async def test_a_variant_is_refused_not_sent_as_its_encoding(client: Any) -> Non
     # 1::VARIANT came back as {'metadata': 'AQAA', 'value': 'FAEAAAA='}, and an
     # INSERT ... SELECT stored that struct's text where DuckDB stores '1'
     for text in ("SELECT 1::VARIANT AS v", "SELECT stats(1) AS s",
-                 "SELECT [1::VARIANT] AS l", "SELECT {'a': 'x'::VARIANT} AS s"):
+                 "SELECT [1::VARIANT] AS l", "SELECT {'a': 'x'::VARIANT} AS s",
+                 "SELECT union_value(a := 7::VARIANT) AS u"):
         status, body = await sql(client, text)
         assert "VARIANT" in error(status, body, 400, "INVALID_ARGUMENT"), text
     res = await ok(client, "SELECT 1::VARIANT::VARCHAR AS t")

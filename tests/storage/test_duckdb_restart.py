@@ -146,6 +146,19 @@ def test_the_spelling_duckdb_is_replaced_after_an_internal_error() -> None:
     "SELECT json_type(array_agg(NULL::JSON))",
     "SELECT json_type(list_concat(j -> ['a', 'b'], [])) FROM app.t",
     "SELECT json_type((j -> ['a', 'b'])[1:2]) FROM app.t",
+    # and one a wrapper answers (a third regress pass's)
+    "SELECT json_type(coalesce([NULL::JSON]))",
+    "SELECT json_type(CASE WHEN true THEN [NULL::JSON] END)",
+    "SELECT json_type(if(true, [NULL::JSON], NULL))",
+    "SELECT json_type(ifnull(NULL, [1::JSON, NULL]))",
+    "SELECT json_type(nullif([NULL::JSON], [1::JSON]))",
+    "SELECT json_type(greatest([1::JSON, NULL]))",
+    "SELECT json_type(([[NULL::JSON]])[1])",
+    "SELECT json_type(list_extract([[NULL::JSON]], 1))",
+    "SELECT json_type(unnest([[1::JSON, NULL]]))",
+    "SELECT json_type(map_values(map(['k'], [NULL::JSON])))",
+    "SELECT json_type(json_transform('[1,null]', '[\"JSON\"]'))",
+    "SELECT json_type(from_json('[1,null]', '[\"JSON\"]'))",
 ])
 def test_a_json_function_on_a_json_list_is_refused_before_duckdb_runs(
         engine: Engine, run: Run, table: None, sql: str) -> None:
@@ -174,3 +187,5 @@ def test_the_ways_the_refusal_advises_run(run: Run, table: None) -> None:
     assert run("SELECT json_type((j -> ['a', 'b'])[1]) AS t FROM app.t WHERE id = 1") == \
         [{"t": "UBIGINT"}]
     assert run("SELECT json_type(to_json(array_agg(j))) AS u FROM app.t") == [{"u": "ARRAY"}]
+    assert run("SELECT json_type(coalesce(j, '{}')) AS c, json_type(to_json(json_extract(j, "
+               "['a', 'b']))) AS d FROM app.t WHERE id = 1") == [{"c": "OBJECT", "d": "ARRAY"}]
