@@ -28,7 +28,7 @@ from sqlgrammar import ast
 from sqlgrammar.errors import EmptySql, SqlInvalid, SqlSyntaxError
 from sqlgrammar.parser import iter_script
 from storage.limits import AnswerBudget
-from storage.sandbox import function_name
+from storage.names import function_name
 
 from . import (
     archive_sql,

@@ -24,6 +24,8 @@ from sqlglot import exp
 
 from catalog.errors import InvalidArgument
 
+from .names import function_name
+
 # The functions that read their first argument as one JSON document.
 _READS_JSON = ("json_extract", "json_type", "json_array_length", "json_keys", "json_contains",
                "json_exists", "json_value", "json_structure", "json_transform", "json_pretty")
@@ -93,7 +95,7 @@ def _json_list(arg: object) -> bool:
     if isinstance(arg, exp.Subquery | exp.Select | exp.Column | exp.Literal):
         return False
     if isinstance(arg, exp.Func):
-        name = (arg.name if isinstance(arg, exp.Anonymous) else arg.sql_name()).lower()
+        name = function_name(arg)
         if name in _ONE_DOCUMENT or isinstance(arg, exp.JSONArray | exp.JSONObject):
             return False
         if name in _MAKES_LIST or isinstance(arg, exp.ArrayConcat | exp.ArraySort

@@ -12,9 +12,19 @@ from __future__ import annotations
 
 import string
 
+from sqlglot import exp
+
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def fold(name: str) -> str:
     """`name` with A-Z made a-z and every other character as written."""
     return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
+
+
+def function_name(node: exp.Func) -> str:
+    """A call's name as the checks compare it: as written for a call sqlglot
+    does not know, else sqlglot's own name of it; lower case."""
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    return node.sql_name().lower()

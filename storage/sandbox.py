@@ -33,6 +33,7 @@ from catalog.errors import InvalidArgument, PermissionDenied
 
 from . import duckbugs, value_bounds
 from .literal_range import literal_problem
+from .names import function_name
 
 ALLOWED_TABLE_FUNCTIONS = frozenset({"generate_series", "range", "unnest", "explode"})
 
@@ -107,12 +108,6 @@ def fold(name: str) -> str:
     a CTE named with it passed for `duckdb_databases`, which DuckDB then read
     from its own catalog."""
     return name.translate(_ASCII_LOWER)
-
-
-def function_name(node: exp.Func) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.name).lower()
-    return node.sql_name().lower()
 
 
 def denied_function(name: str) -> bool:

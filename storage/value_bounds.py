@@ -47,6 +47,7 @@ from sqlglot import exp
 from catalog.errors import InvalidArgument
 
 from .jsondepth import bracket_depth
+from .names import function_name
 
 CONSTANT_MAX = 1 << 20  # 1,048,576: elements or bytes of a call on literals only
 ROW_MAX = 1 << 16  # 65,536: of a call fed by a column (one value per row)
@@ -374,7 +375,7 @@ def _elements(node: exp.Expr, depth: int = 0) -> int | None:
         return None
     name = ""
     if isinstance(node, exp.Func):
-        name = node.name.lower() if isinstance(node, exp.Anonymous) else node.sql_name().lower()
+        name = function_name(node)
     if isinstance(node, exp.GenerateSeries):
         return _series_count(node.args.get("start"), node.args.get("end"),
                              node.args.get("step"), bool(node.args.get("is_end_exclusive")))

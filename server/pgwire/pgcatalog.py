@@ -29,12 +29,11 @@ from sqlgrammar.uncommented import Uncommented
 from storage import value_bounds
 from storage.duck import fetch_bounded
 from storage.duckrestart import Rebuilt, invalidating
-from storage.names import fold
+from storage.names import fold, function_name
 from storage.sandbox import (
     DENIED_NODES,
     cte_references,
     denied_function,
-    function_name,
     in_utc,
     scratch_config,
 )
