@@ -97,10 +97,16 @@ def _default(value: Any) -> Any:
 
 @dataclass
 class Namespace(Record):
+    """A namespace. `restored_from`: when it was made by a RESTORE, the server
+    that wrote the backup (its data directory's id; "" for a manifest older than
+    that field) and the backup's `snapshot_at`: that server's backups of it up to
+    then are its history too (storage/backup/origin.py)."""
+
     FAMILY: ClassVar[str] = "namespaces"
     name: str
     created_at: str = field(default_factory=utcnow)
     options: dict[str, Any] = field(default_factory=dict)
+    restored_from: dict[str, str] | None = None
 
     def key(self) -> str:
         return self.name

@@ -209,7 +209,8 @@ def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: s
 def origin_of(cairn: Cairn, namespace: str) -> Origin:
     """This server, and `namespace`'s creation time here (None: no such namespace)."""
     rec = cairn.catalog.get(Namespace, namespace)
-    return Origin(cairn.catalog.server_id(), None if rec is None else rec.created_at)
+    return Origin(cairn.catalog.server_id(), None if rec is None else rec.created_at,
+                  None if rec is None else rec.restored_from)
 
 
 def _running_archive(cairn: Cairn, namespace: str) -> str | None:

@@ -36,6 +36,7 @@ from . import schema
 from .backup import footers
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of, values_problem
+from .backup.origin import restored_namespace
 from .backup.schema import FileEntry, Manifest, TableEntry, to_doc
 from .backup.seqs import seq_problem
 from .files import FileStore
@@ -356,8 +357,7 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
                 catalog.ensure_seq_above(max_seq)
                 batch = catalog.batch()
                 old_paths = registry.remove_tables(batch, old)
-                batch.put(Namespace(dest, created_at=m.namespace_record.created_at,
-                                    options=dict(m.namespace_record.options)))
+                batch.put(restored_namespace(dest, m))
                 for t in m.tables:
                     put_table(registry, batch, dest, t, restore.table_uids[t.name])
                 for f in files:

@@ -19,6 +19,7 @@ from typing import Any
 from catalog import DataFile, Namespace
 from catalog.errors import AlreadyExists
 
+from .backup.origin import restored_namespace
 from .install import (
     Fetch,
     OnBytes,
@@ -132,8 +133,7 @@ def install_many(registry: Registry, restores: list[Restore],
                 old_paths = registry.remove_tables(batch, old)
                 for r, files in zip(restores, records, strict=True):
                     m, dest = r.manifest, r.destination
-                    batch.put(Namespace(dest, created_at=m.namespace_record.created_at,
-                                        options=dict(m.namespace_record.options)))
+                    batch.put(restored_namespace(dest, m))
                     for t in m.tables:
                         put_table(registry, batch, dest, t, r.table_uids[t.name])
                     for f in files:

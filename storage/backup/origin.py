@@ -4,7 +4,9 @@ Servers sharing a target may each have a namespace of one name: different
 databases. A manifest names the data directory that wrote it
 (`namespace_record.server`, `Catalog.server_id`); one written before the field
 has only the namespace's `created_at`. keep_last drops, and a RESTORE without
-`backup_id` picks, only backups of this server's namespace."""
+`backup_id` picks, only backups of this server's namespace, and of the one
+it was restored from up to the backup it was restored from: never the other
+way round (the server restored from never takes its copy's backups as its own)."""
 
 from __future__ import annotations
 
@@ -12,34 +14,60 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from catalog.errors import NotFound
+from catalog import Namespace
+from catalog.errors import InvalidArgument, NotFound
 
 from .selection import parse_time
+
+
+def restored_namespace(dest: str, m: Any) -> Namespace:
+    """The record a RESTORE of manifest `m` into `dest` installs: the backed-up
+    namespace's creation time and options, and where it came from (`m`'s writer,
+    "" for a manifest older than the field, and its snapshot_at)."""
+    record = m.namespace_record
+    server = record.server if isinstance(record.server, str) else ""
+    return Namespace(dest, created_at=record.created_at, options=dict(record.options),
+                     restored_from={"server": server, "snapshot_at": m.snapshot_at})
 
 
 @dataclass(frozen=True)
 class Origin:
     """This server (`server`) and its namespace's `created_at` (None: no such
-    namespace here)."""
+    namespace here), and the namespace's `restored_from` (Namespace)."""
 
     server: str
     created_at: str | None = None
+    restored_from: dict[str, str] | None = None
 
     def owns(self, m: dict[str, Any], lineage: bool = False) -> bool:
         """Whether the listed manifest `m` is a backup of this server's namespace:
         it names this server; or, written before manifests named one, its
         namespace was created at the same instant as this server's. `lineage`:
-        also one by another server of the namespace this one was restored from
-        (a restore keeps the namespace's creation time), for RESTORE. An entry
-        without its body (damaged, or encrypted and not opened) is not known to be."""
+        also one by the server this namespace was restored from, of the same
+        namespace (a restore keeps its creation time), taken no later than the
+        backup restored, for RESTORE. Not the other way: the server restored
+        from never takes the copy's backups (those are another database since).
+        An entry without its body (damaged, or encrypted and not opened) is not
+        known to be."""
         record = m.get("namespace_record")
         if not isinstance(record, dict):
             return False
         same_namespace = self.created_at is not None and record.get("created_at") == self.created_at
         server = record.get("server")
         if server is not None and server != self.server:
-            return lineage and same_namespace
+            return lineage and same_namespace and self._restored_from(server, m)
         return server is not None or same_namespace
+
+    def _restored_from(self, server: str, m: dict[str, Any]) -> bool:
+        """Is `m`, written by `server`, in the history this namespace was
+        restored from: that server's, no later than the backup restored?"""
+        source = self.restored_from
+        if not isinstance(source, dict) or source.get("server") != server:
+            return False
+        try:
+            return parse_time(m["snapshot_at"]) <= parse_time(source["snapshot_at"])
+        except (KeyError, TypeError, ValueError, InvalidArgument):
+            return False
 
 
 def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | None,

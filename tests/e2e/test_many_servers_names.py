@@ -113,3 +113,29 @@ async def test_keep_last_leaves_another_servers_archive(
     await ok(a, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{points[0]['end_time']}')")
     assert {r["id"] for r in await rows(a, "SELECT id FROM r.t")} == {1, 2, 3, 4}
     await ok(a, "STOP ARCHIVING DATABASE app")
+
+
+async def test_the_server_restored_from_never_takes_its_copys_backups(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """A drill: B restores A's `app` and backs its copy up into the same target.
+    A's RESTORE without backup_id once took B's newer backup (the lineage rule
+    matched the shared creation time both ways): B's rows in production, A's
+    acknowledged ones gone. B takes A's backups only up to the one it restored."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    [mine] = await rows(a, "BACKUP DATABASE app TO 'shared'")
+    await ok(b, f"RESTORE DATABASE app FROM 'shared' WITH (replace = true, "
+                f"backup_id = '{mine['backup_id']}')")
+    await ok(b, "INSERT INTO app.t VALUES (2, 'drill')")
+    [theirs] = await rows(b, "BACKUP DATABASE app TO 'shared'")
+    [got] = await rows(a, "RESTORE DATABASE app FROM 'shared' AS copy")
+    assert got["backup_id"] == mine["backup_id"]
+    assert await whose(a, "copy") == {"a"}
+
+    # B's lineage: its own newest; without it, A's backup it was restored from,
+    # never one A took afterwards (A's database went on without B).
+    [later] = await rows(a, "BACKUP DATABASE app TO 'shared'")
+    [got] = await rows(b, "RESTORE DATABASE app FROM 'shared' AS c1")
+    assert got["backup_id"] == theirs["backup_id"]
+    await ok(b, f"DROP BACKUP '{theirs['backup_id']}' IN 'shared'")
+    [got] = await rows(b, "RESTORE DATABASE app FROM 'shared' AS c2")
+    assert got["backup_id"] == mine["backup_id"], (got, later)
