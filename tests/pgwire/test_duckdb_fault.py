@@ -10,7 +10,7 @@ import pytest
 
 from tests.pgwire.conftest import PgServer
 
-TRIGGER = "SELECT json_type(x) AS t FROM (SELECT [j, NULL]::JSON[] AS x FROM dfault.t) s"
+TRIGGER = "SELECT json_type(s.x) AS t FROM (SELECT {'x': [j, NULL]::JSON[]} AS s FROM dfault.t) q"
 
 
 def test_a_statement_that_fails_duckdb_leaves_every_client_working(pg: PgServer) -> None:
