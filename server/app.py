@@ -289,7 +289,9 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
         log.log(level, "statement %s failed: %s", e.statement, e.error.message)
     body = error_body(e.error, took_ms(started), outcome.results, statement=e.statement,
                       line=e.line, column=e.column)
-    return web.json_response(body, status=e.error.status, dumps=dumps_with_raw)
+    retry = getattr(e.error, "retry_after", None)  # a braked user's (server/duckfaults.py)
+    return web.json_response(body, status=e.error.status, dumps=dumps_with_raw,
+                             headers={"Retry-After": str(retry)} if retry else None)
 
 
 async def expect_sql(request: web.Request) -> web.StreamResponse | None:

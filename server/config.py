@@ -33,6 +33,14 @@ class ServerConfig:
     body_timeout_seconds: float = 60.0  # the whole request body
     send_timeout_seconds: float = 60.0  # a client taking no part of its answer; 0: none
     max_connections: int = 1000  # open HTTP connections; past it 503 UNAVAILABLE (limits.py)
+    # A statement that made DuckDB fail internally, and users who keep doing
+    # it (server/duckfaults.py): statements remembered (0: none), for how long;
+    # a role user's faults within the window (0: no brake) before their
+    # queries are refused until the window has passed.
+    duckdb_fault_quarantine: int = 1000
+    duckdb_fault_quarantine_seconds: float = 3600.0
+    duckdb_faults_per_user: int = 3
+    duckdb_fault_window_seconds: float = 600.0
     # Names a browser may reach the server by (besides localhost and any IP
     # address): a page's request whose Host is another name is refused
     # (DNS rebinding: an attacker's name pointed at this server).

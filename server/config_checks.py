@@ -33,6 +33,8 @@ INT_RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("server", "max_result_rows"): (0, BIG),
     ("server", "max_result_bytes"): (0, BIG),
     ("server", "max_connections"): (1, 1_000_000),
+    ("server", "duckdb_fault_quarantine"): (0, 1_000_000),
+    ("server", "duckdb_faults_per_user"): (0, 1_000_000),
     ("storage", "flush_rows"): (1, BIG),
     ("storage", "flush_bytes"): (1, BIG),
     ("storage", "duckdb_threads"): (1, 1024),
@@ -47,6 +49,8 @@ FLOAT_RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("server", "header_timeout_seconds"): (0.0, YEAR),
     ("server", "body_timeout_seconds"): (0.0, YEAR),
     ("server", "send_timeout_seconds"): (0.0, YEAR),
+    ("server", "duckdb_fault_quarantine_seconds"): (0.0, YEAR),
+    ("server", "duckdb_fault_window_seconds"): (0.0, YEAR),
     ("storage", "flush_interval_seconds"): (0.001, YEAR),
     ("jobs", "history_max_age_days"): (0.001, 36500.0),  # 100 years
     ("log", "slow_request_seconds"): (0.0, YEAR),

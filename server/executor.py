@@ -27,6 +27,7 @@ from catalog.errors import (
 from sqlgrammar import ast
 from sqlgrammar.errors import EmptySql, SqlInvalid, SqlSyntaxError
 from sqlgrammar.parser import iter_script
+from storage.duckrestart import DuckFault
 from storage.limits import AnswerBudget
 from storage.names import function_name
 
@@ -231,8 +232,13 @@ async def run_statement(cairn: Cairn, session: Session, stmt: ast.Statement) -> 
     if route is None:
         raise InvalidArgument(f"{type(stmt).__name__} is not implemented yet")
     route.check(session, stmt)
+    if cairn.duck_faults.active(stmt):  # quarantined, or its user braked
+        await cairn.duck_faults.check(cairn.run, session, stmt)
     try:
         return await route.handler(cairn, session, stmt)
+    except DuckFault:
+        cairn.duck_faults.record(session, stmt)
+        raise
     except RecursionError as exc:
         if not nests_too_deeply(stmt, exc):
             raise  # a bug (a 500 with its trace), not the statement's fault

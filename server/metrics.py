@@ -37,7 +37,7 @@ from catalog import Backup, Job, Namespace
 from catalog.records import fields_decoder
 from storage import duckrestart, timing
 
-from . import logs
+from . import duckfaults, logs
 
 _slow_log = logging.getLogger("cairn.requests")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -167,6 +167,19 @@ class StateCollector(Collector):
         for name in sorted({"main", "small", "catalog", *duckrestart.RESTARTS}):
             restarts.add_metric([name], duckrestart.RESTARTS[name])
         yield restarts
+        refused = CounterMetricFamily(
+            "cairn_duckdb_fault_refusals", "Statements refused without running since the "
+            "process started: quarantined (they made DuckDB fail internally before) or "
+            "braked (their role user's statements did, [server] duckdb_faults_per_user)",
+            labels=["reason"])
+        for reason in ("quarantined", "braked"):
+            refused.add_metric([reason], duckfaults.COUNTS[reason])
+        yield refused
+        brakes = CounterMetricFamily(
+            "cairn_duckdb_fault_brakes", "Times a role user's queries began to be refused "
+            "because their statements made DuckDB fail internally too often")
+        brakes.add_metric([], duckfaults.COUNTS["brakes"])
+        yield brakes
 
     @staticmethod
     def _buffers(cairn: Any) -> Iterator[GaugeMetricFamily]:

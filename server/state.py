@@ -16,6 +16,7 @@ from storage import jobproc, priority, timing
 from storage.backup.targets import s3_key
 
 from .config import Config
+from .duckfaults import DuckFaults
 from .metrics import Metrics
 from .s3calls import TargetCalls
 from .session import Session
@@ -118,6 +119,8 @@ class Cairn:
         self.archive_lags: Callable[[], list[tuple[str, str, float]]] | None = None
         self.kept_jobs = KeptJobs()  # resume.py
         self.target_calls = TargetCalls(config.backup.s3_deadline_seconds)
+        # Statements that made DuckDB fail internally, and users who keep doing it.
+        self.duck_faults = DuckFaults(config.server)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The one door for blocking work (RocksDB, DuckDB, pyarrow, files): it

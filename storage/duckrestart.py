@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from catalog.errors import Cancelled
+from catalog.errors import Cancelled, InvalidArgument
 
 from .duck import Cursor
 
@@ -128,6 +128,12 @@ def scrubbed(message: str, data_dir: bool = False) -> str:
         if root in message:
             message = re.sub(re.escape(root) + _PATH_CHARS, "<server path>", message)
     return message
+
+
+class DuckFault(InvalidArgument):
+    """The 400 of a statement that made DuckDB fail internally (not of one that
+    met a DuckDB another statement broke): the server remembers its statement
+    so as not to run it again (server/duckfaults.py)."""
 
 
 def statement_failed(exc: BaseException, say: Callable[[str], str] = scrubbed) -> str:

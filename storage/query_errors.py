@@ -77,7 +77,7 @@ def query_failed(exc: duckdb.Error, plan: Plan,
     if duckrestart.already_invalid(exc):  # another statement's fault: run it again
         return Unavailable(duckrestart.statement_failed(exc))
     if duckrestart.invalidating(exc):  # DuckDB's bug, met by this statement
-        return InvalidArgument(duckrestart.statement_failed(exc, lambda m: clean(m, plan)))
+        return duckrestart.DuckFault(duckrestart.statement_failed(exc, lambda m: clean(m, plan)))
     if isinstance(exc, duckdb.OutOfMemoryException):
         # DuckDB's advice (PRAGMA, SET) is not the client's to follow.
         first = clean(str(exc), plan).split("\n")[0]

@@ -17,7 +17,8 @@ from tests.helpers import err, ok, rows
 
 # DuckDB 2.0: a JSON function given a JSON[] holding a NULL fails internally
 # (INTERNAL Error: ... "json_type" ... not marked as fallible).
-TRIGGER = "SELECT json_type(x) AS t FROM (SELECT [j, NULL]::JSON[] AS x FROM app.mine) s"
+# (A struct's field: storage/duckbugs.py refuses a subquery's column before.)
+TRIGGER = "SELECT json_type(s.x) AS t FROM (SELECT {'x': [j, NULL]::JSON[]} AS s FROM app.mine) q"
 
 
 def no_trace(message: str) -> None:
@@ -51,6 +52,11 @@ async def test_a_role_users_select_that_fails_duckdb_leaves_the_server_working(
                      "json_extract(json_extract(j, ['a', 'b']), 1) IS NULL", "INVALID_ARGUMENT",
                      token="t-mal")
     assert "cannot read a JSON[] list" in said and "[1]" in said
+    # ... and so is a JSON[] reached through a subquery's column (it reached
+    # DuckDB, and failed it, until 2026-12-06).
+    said = await err(client, "SELECT json_type(x) AS t FROM (SELECT [j, NULL]::JSON[] AS x "
+                     "FROM app.mine) s", "INVALID_ARGUMENT", token="t-mal")
+    assert "json_type() cannot read a JSON[] list" in said
     assert await restarts(client, "t-root") == before
 
     # The form that is not: DuckDB fails, the statement is told so, no trace.
@@ -73,8 +79,11 @@ async def test_a_role_users_select_that_fails_duckdb_leaves_the_server_working(
     resp = await client.get("/health")
     assert resp.status == 200 and await resp.json() == {"status": "ok"}
 
-    # Again and again: each time the statement's 400, each time a fresh DuckDB.
+    # Again and again: each time a 400, but DuckDB is not run (nor rebuilt)
+    # again: the statement is quarantined (tests/e2e/test_duckdb_fault_repeat.py).
     for _ in range(3):
-        no_trace(await err(client, TRIGGER, "INVALID_ARGUMENT", token="t-mal"))
+        said = await err(client, TRIGGER, "INVALID_ARGUMENT", token="t-mal")
+        assert "fail internally before" in said
+        no_trace(said)
         assert await rows(client, "SELECT k FROM app.t", token="t-root") == [{"k": 2}]
-    assert await restarts(client, "t-root") == before + 4
+    assert await restarts(client, "t-root") == before + 1
