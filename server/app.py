@@ -284,12 +284,13 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
         return await send_answer(request, data, cairn.config.server.send_timeout_seconds)
     e = outcome.error
     request[OUTCOME] = e.error.code
-    if e.error.status >= 500:  # a bug (INTERNAL), or a target not answering (UNAVAILABLE)
+    # A braked user's (server/duckfaults.py): its start was logged once, not each refusal.
+    retry = getattr(e.error, "retry_after", None)
+    if e.error.status >= 500 and not retry:  # a bug (INTERNAL), or a target not answering
         level = logging.WARNING if e.error.code == "UNAVAILABLE" else logging.ERROR
         log.log(level, "statement %s failed: %s", e.statement, e.error.message)
     body = error_body(e.error, took_ms(started), outcome.results, statement=e.statement,
                       line=e.line, column=e.column)
-    retry = getattr(e.error, "retry_after", None)  # a braked user's (server/duckfaults.py)
     return web.json_response(body, status=e.error.status, dumps=dumps_with_raw,
                              headers={"Retry-After": str(retry)} if retry else None)
 
