@@ -23,7 +23,7 @@ from storage.archive import pitr, replay
 from storage.backup import Manifest, Repository, selection
 from storage.backup.origin import Origin, choose_own
 from storage.backup.schema import FileEntry, load, to_doc
-from storage.backup.sets import being_written, writing_error
+from storage.backup.sets import unfinished, writing_error
 from storage.backup.stoppable import stoppable
 from storage.files import FileStore
 from storage.inflight import workers_for
@@ -61,7 +61,7 @@ def choose_manifest(plan: RestorePlan) -> Manifest:
     (taken at or before `as_of` when given); refused when a damaged backup may
     be that newest one (Repository.choose_backup)."""
     # A member of a set still being written (its lock in the target) is not taken.
-    writing = being_written(plan.repo) if plan.backup_id is None else set()
+    writing = unfinished(plan.repo) if plan.backup_id is None else set()
     m = load(choose_own(plan.repo, plan.source, plan.backup_id, plan.as_of,
                         lambda h: whole(h) and not writing_error(h, writing), plan.origin))
     if m.scope is not None and m.scope.kind == "tables":  # named by backup_id

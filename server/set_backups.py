@@ -21,7 +21,7 @@ from sqlgrammar import ast
 from storage.backup import Repository
 from storage.backup.schema import FileEntry, load
 from storage.backup.selection import parse_time as when
-from storage.backup.sets import being_written, is_whole, member_id, write_set
+from storage.backup.sets import being_written, is_whole, member_id, unfinished, write_set
 from storage.install import Restore
 from storage.registry import RESERVED_NAMESPACES
 
@@ -208,7 +208,7 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
     never an older set instead."""
     entries = repo.listing(None)
     sets = _sets(e for e in entries if "error" not in e)
-    writing = being_written(repo)
+    writing = unfinished(repo)
     if backup_id is not None:
         set_id = next((s for s, ms in sets.items()
                        if backup_id == s or any(h["backup_id"] == backup_id for h in ms)), None)

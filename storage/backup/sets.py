@@ -104,6 +104,25 @@ def being_written(repo: Repository) -> set[str]:
     return {lock["backup_id"] for lock in repo.list_locks()}
 
 
+def unfinished(repo: Repository) -> set[str]:
+    """The sets RESTORE passes over and SHOW BACKUPS IN calls being written:
+    those whose lock is in the target and whose members are not all there yet.
+    A set every member of which landed is whole: only its lock's removal was
+    left, and a lock left behind, or put back by someone with write access to
+    the target (a copy, or a junk file at its name), never hides it, so a
+    RESTORE without backup_id never takes an older set instead of it.
+    (DROP BACKUP and keep_last still wait for the lock: writing.py.)"""
+    locked = being_written(repo)
+    if not locked:
+        return locked
+    members: dict[str, list[dict[str, Any]]] = {}
+    for h in repo.listing(None):
+        set_id = (h.get("scope") or {}).get("set_id") if "error" not in h else None
+        if set_id in locked:
+            members.setdefault(set_id, []).append(h)
+    return {s for s in locked if not (s in members and is_whole(members[s]))}
+
+
 def is_whole(members: list[dict[str, Any]]) -> bool:
     """Whether the listed members are every namespace their set names."""
     return bool(sorted(h["namespace"] for h in members) == members[0]["scope"]["namespaces"])

@@ -73,14 +73,16 @@ async def test_keep_last_and_restore_all_leave_a_set_being_written(client: Any) 
 async def test_keep_last_leaves_a_whole_set_whose_lock_is_held(
         client: Any, tmp_path: Path) -> None:
     """Every member written, the lock not yet removed (or its writer died
-    there): not a finished set, for keep_last as for RESTORE ALL."""
+    there, or someone put a copy of it back): keep_last waits for the lock
+    (writing.py), but RESTORE ALL takes the whole set: a lock never makes a
+    RESTORE take an older set instead (sets.unfinished)."""
     await ok(client, SETUP)
     first = set_of(await rows(client, "BACKUP DATABASE a, b TO 'shared'"))
     second = set_of(await rows(client, "BACKUP DATABASE a, b TO 'shared'"))
     repo = Repository(resolve_target("shared", [str(tmp_path / "backups")], {}))
     with repo.lock(second):
         [a, _] = await rows(client, "RESTORE ALL FROM 'shared' WITH (replace = true)")
-        assert a["backup_id"] == f"{first}.a"
+        assert a["backup_id"] == f"{second}.a"
         got = await rows(client, "BACKUP DATABASE a, b TO 'shared' WITH (keep_last = 1)")
         assert await dropped(client, got[0]) == [first]
     listed = {r["backup_id"] for r in await rows(client, "SHOW BACKUPS IN 'shared'")}
