@@ -16,10 +16,11 @@ finds present stays present (any later prune sees the lock).
   (`{"host", "pid", "started_at"}`) before it reads the locks, rewrites it every
   minute from a background thread for its whole run (reading included), and
   removes it after its last delete. Settling waits while a marker of another
-  live process is present. On this host a marker is live exactly while its
-  process is (the same process: one that started after the marker was written
-  has reused the pid), whatever its age. A marker of another host is live while
-  it is rewritten: one not rewritten for `STALE_SECONDS` (or dated that far in
+  live process is present. On this host a marker is dead once its process is
+  (the same process: one that started after the marker was written has reused
+  the pid), and like any other once not rewritten for `STALE_SECONDS` though
+  its process lives (a planted marker naming pid 1 was waited for for ever).
+  A marker of another host is live while it is rewritten: one not rewritten for `STALE_SECONDS` (or dated that far in
   the future) by the *store's* clock (its mtime against that of a file written
   now) is left over from a crash or planted: it is ignored and removed.
 - A prune whose marker was removed by another (taken for a leftover) stops
@@ -201,8 +202,14 @@ def _marker_state(target: Target, info: pafs.FileInfo) -> str:
         state = process_state(marker.pid, parse_stamp(marker.started_at))
         if state == "dead":
             return "dead"
+        if state == "alive" and age <= STALE_SECONDS * 1e9:
+            return "live"  # a prune still running (it rewrites its marker every minute)
         if state == "alive":
-            return "live"  # a prune still running, however long since it wrote
+            # Not rewritten for so long although its pid lives: a planted marker
+            # naming a process that never prunes (pid 1 held every BACKUP,
+            # RESTORE and archive base of the target for ever, each a job slot),
+            # or a prune whose refresh stopped, which then deletes nothing.
+            return "dead"
     return "dead" if age > STALE_SECONDS * 1e9 else "live"  # not rewritten for so long
 
 

@@ -214,3 +214,31 @@ def test_a_marker_dated_in_the_future_is_not_waited_for(repo: Repository, make_f
     marker.unlink()
     assert done.wait(5)
     waiter.join()
+
+
+def test_a_marker_of_a_live_pid_not_rewritten_is_not_waited_for(
+        repo: Repository, make_file: MakeFile) -> None:
+    """A marker planted in the target naming this host and pid 1 (alive, started
+    before it) was "live at any age": every BACKUP, RESTORE and archive base of
+    the target waited for it for ever, each holding a job slot. A running prune
+    rewrites its marker every minute; one not rewritten for STALE_SECONDS is
+    left over, whatever its pid."""
+    import threading
+    import time
+
+    from storage.backup.prunes import STALE_SECONDS
+
+    backed_up(repo, make_file)
+    prunes = Path(repo.target.base) / "prunes"
+    prunes.mkdir()
+    marker = prunes / "0123456789abcdef.json"
+    marker.write_text(json.dumps({"host": socket.gethostname(), "pid": 1,
+                                  "started_at": utc_now()}))
+    stamp = time.time() - STALE_SECONDS - 5
+    os.utime(marker, (stamp, stamp))
+    done = threading.Event()
+    threading.Thread(target=lambda: (settle(repo.target), done.set()), daemon=True).start()
+    try:
+        assert done.wait(5) and os.listdir(prunes) == []
+    finally:
+        marker.unlink(missing_ok=True)  # a waiter left by the code before ends
