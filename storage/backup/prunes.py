@@ -83,12 +83,14 @@ class PruneMarker:
         self._guard = threading.Lock()  # a rewrite never lands after remove
         self._thread: threading.Thread | None = None
 
-    def write(self) -> None:
+    def write(self, check: bool = False) -> None:
         doc = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": utc_now()}
-        write_small(self.target, self.path, json.dumps(doc).encode(), self.durable)
+        write_small(self.target, self.path, json.dumps(doc).encode(), self.durable, check=check)
 
     def start(self) -> None:
-        self.write()
+        # Read back: a marker the store acknowledged and dropped is a prune no
+        # backup waits for (a lock is read back the same way: pruning.py).
+        self.write(check=True)
         self._thread = threading.Thread(target=self._refresh_loop, daemon=True,
                                         name="cairn-prune-marker")
         self._thread.start()

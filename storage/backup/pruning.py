@@ -120,7 +120,9 @@ class LocksAndPrune:
 
         return BackupLock(
             lock_id,
-            write=lambda data: write_small(self.target, path, data, self.durable),
+            # Read back (check): a lock the store acknowledged and dropped would
+            # leave the objects it keeps to a prune that reads no such lock.
+            write=lambda data: write_small(self.target, path, data, self.durable, check=True),
             remove=remove,
             abandon=lambda: self.abandon(lock_id),
             settle=lambda: settle(self.target, should_stop),

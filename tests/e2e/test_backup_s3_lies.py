@@ -132,6 +132,29 @@ async def test_a_key_file_or_config_acknowledged_but_not_stored_fails_the_backup
     assert row["is_valid"] is True, row
 
 
+@pytest.mark.parametrize(("act", "key", "statement"), [
+    ("drop", "locks/bk-", "BACKUP DATABASE app TO 'lie'"),
+    ("drop", "prunes/", "DROP BACKUP '{b}' IN 'lie'"),
+])
+async def test_a_lock_or_prune_marker_acknowledged_but_not_stored_is_refused(
+    client: Any, liar: Liar, act: str, key: str, statement: str
+) -> None:
+    """A lock the store acknowledged and dropped would let a prune take what
+    the backup (or restore) relies on, and a dropped prune marker lets a
+    backup take a prune for none: each is read back, and one not as written
+    is UNAVAILABLE with nothing done."""
+    kept = await _backup(client)
+    liar.rules = _writes(act, key)
+    status, body = await sql(client, statement.format(b=kept))
+    liar.rules = []
+    assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+    assert f"acknowledged '{key}" in body["error"]["message"], body
+    assert "does not hold it as written" in body["error"]["message"], body
+    rows = (await ok(client, "SHOW BACKUPS IN 'lie'"))[0]["rows"]
+    assert [r["backup_id"] for r in rows] == [kept], rows
+    assert await _valid(client, kept)
+
+
 @pytest.mark.parametrize(("folder", "statement"), [
     ("manifests", "SHOW BACKUPS IN 'lie'"),
     ("manifests", "RESTORE DATABASE app FROM 'lie' AS cp"),
