@@ -22,6 +22,7 @@ from storage.backup.origin import Origin
 
 from . import archiving
 from .backup_writing import plan_drop, running_backups
+from .jobcalls import job_call
 from .jobs import JobContext
 from .state import Cairn
 
@@ -106,9 +107,16 @@ def dropping(cairn: Cairn, ctx: JobContext, repo: Repository,
     looked up in the target: those whose manifests are gone are PruneFailed
     naming them, as a prune failing after them (the catalog forgets them, the
     next drop frees their objects), where they stayed listed, VERIFY and
-    RESTORE of them NOT_FOUND, until a restart. Lost as it is otherwise."""
+    RESTORE of them NOT_FOUND, until a restart. Lost as it is otherwise.
+    Run in the server against object storage, a KILL ends the job at once
+    (jobcalls.py); the call left running, once it ends, does the same."""
+    def late() -> None:  # run here, killed, and the call left running ended since
+        set_unpruned(cairn, repo.uri)
+        for backup_id in gone_from(cairn, repo, affected):
+            forget(cairn, backup_id, repo.uri)
+
     try:
-        return jobproc.call(ctx, fn, *args, **kwargs)
+        return job_call(ctx, repo.target.kind, fn, *args, late=late, **kwargs)
     except jobproc.Lost as exc:
         set_unpruned(cairn, repo.uri)  # it may have stopped between a manifest and its prune
         gone = gone_from(cairn, repo, affected)
@@ -203,7 +211,8 @@ def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: s
     if running is not None:
         archiving.service(cairn).backup_dropped(namespace)
     # keep_newest(archive_id) is `running == archive_id`, picklable.
-    return jobproc.call(ctx, archived.prune, repo, namespace, partial(operator.eq, running))
+    return job_call(ctx, repo.target.kind, archived.prune, repo, namespace,
+                    partial(operator.eq, running))
 
 
 def origin_of(cairn: Cairn, namespace: str) -> Origin:

@@ -7,6 +7,7 @@ throttle, and the backup catalog record."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from catalog import Archive, Backup
-from catalog.errors import CairnError, Cancelled
+from catalog.errors import CairnError, Cancelled, NotFound
 from storage import jobproc
 from storage.backup import Repository, stoppable, write_backup
 from storage.backup.discard import unmade
@@ -22,6 +23,7 @@ from storage.backup.schema import ArchiveRef, Scope
 from storage.snapshot import Snapshot
 
 from .backup_writing import forget_dropped
+from .jobcalls import job_call
 from .jobs import JobContext
 from .repos import remove_own_tmp
 from .state import Cairn
@@ -96,9 +98,14 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
     `here` (a throttled run: its rate is the server's). Should the process be
     lost midway, the backup's lock is abandoned here, as the process would
     have on a failure: every object only this run wrote goes, and the temp
-    file of the object it was writing."""
+    file of the object it was writing. Run here against object storage, a
+    KILL ends the job at once (jobcalls.py) and `undo_late` follows the call left
+    running: no manifest of a cancelled job stays."""
     try:
-        return jobproc.call(ctx, fn, *args, here=here, **kwargs)
+        return job_call(ctx, plan.repo.target.kind, fn, *args, here=here,
+                        late=lambda: undo_late(plan.repo, plan.backup_id, [plan.backup_id],
+                                               bool(ctx.job.cleanup.get("made_target"))),
+                        **kwargs)
     except jobproc.Lost:
         if not ctx.cancelled or plan.repo.target.kind != "s3":
             _abandon(plan, bool(ctx.job.cleanup.get("made_target")))
@@ -126,6 +133,26 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
 def _counted_out(cleaned: threading.Thread) -> None:
     cleaned.join()
     stoppable.left(-1)  # no longer in the way of the server's exit (server/cli.py)
+
+
+def undo_late(repo: Repository, lock_id: str, backup_ids: list[str],
+              made_target: bool) -> None:
+    """After a killed job's call left running on an object store ended (on
+    its thread): the manifests `backup_ids` go if they landed (the job said
+    cancelled, the catalog has no record), then the lock `lock_id` and every
+    object only it used, as a failed run's. The lock may be gone (released
+    once the manifests were written): those objects are then the next prune's."""
+    try:
+        for backup_id in backup_ids:
+            with contextlib.suppress(NotFound):
+                repo.delete_manifest(backup_id)
+    except CairnError as exc:
+        log.warning("backup %s: could not remove a manifest its killed job's call wrote "
+                    "after the job ended: %s", lock_id, exc.message)
+        return
+    _abandon(BackupPlan("", repo, lock_id), made_target)
+    log.warning("backup %s: the call its killed job left waiting on the target has ended; "
+                "what it stored is cleaned up", lock_id)
 
 
 def _abandon(plan: BackupPlan, made_target: bool) -> None:

@@ -14,11 +14,11 @@ import logging
 
 from catalog import Backup
 from catalog.errors import CairnError
-from storage import jobproc
 from storage.backup import Repository
 from storage.backup.drops import drop_plan
 from storage.backup.writing import lock_ids, still_writing
 
+from .jobcalls import job_call
 from .jobs import JobContext
 from .state import Cairn
 
@@ -52,7 +52,7 @@ def plan_drop(cairn: Cairn, ctx: JobContext, repo: Repository,
     in the target), refused as well while a job here writing it has not
     recorded it: before (naming the job) and after (its lock gone meanwhile)."""
     refuse_unrecorded(cairn, ctx, repo, backup_id)
-    plan = jobproc.call(ctx, drop_plan, repo, backup_id)
+    plan = job_call(ctx, repo.target.kind, drop_plan, repo, backup_id)
     refuse_unrecorded(cairn, ctx, repo, backup_id)
     return plan
 

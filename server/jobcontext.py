@@ -67,6 +67,7 @@ class JobContext:
         self.started: float | None = None  # time.monotonic() when it began running
         self.finding: str | None = None  # what a completed job found wrong (found_invalid)
         self.cancel_reason: str | None = None  # its error_message when cancelled, if not KILL's
+        self.left_call = False  # a KILL left a call of its waiting on its target (jobcalls.py)
 
     @property
     def cancelled(self) -> bool:

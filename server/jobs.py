@@ -239,9 +239,10 @@ class JobRunner:
         """A failed or cancelled job's own writes removed their temp files, but
         a job process killed mid-write (the OOM killer) left its half-written
         one in the target: it goes now, not at the next start. Not after a
-        target that cannot be reached (the sweep could not reach it either)."""
-        if self.sweep is None or (isinstance(ctx.error, Unavailable)
-                                  and not isinstance(ctx.error, jobproc.Lost)):
+        target that cannot be reached (the sweep could not reach it either), nor
+        after a kill left a call waiting on it (the call's `late` cleans up)."""
+        if self.sweep is None or ctx.left_call or (isinstance(ctx.error, Unavailable)
+                                                   and not isinstance(ctx.error, jobproc.Lost)):
             return
         try:
             await self.cairn.run(self.sweep, ctx.job)

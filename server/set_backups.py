@@ -26,7 +26,7 @@ from storage.install import Restore
 from storage.registry import RESERVED_NAMESPACES
 
 from .backup_drops import drop_unless_gone, origin_of, with_message
-from .backup_run import scope_text
+from .backup_run import scope_text, undo_late
 from .backup_writing import forget_dropped, running_backups
 from .backups import (
     BACKUP_OPTIONS,
@@ -37,6 +37,7 @@ from .backups import (
     redacted,
 )
 from .dispatch import Routes
+from .jobcalls import job_call
 from .jobs import JobContext
 from .namespaces import check_namespace_name
 from .repos import repository
@@ -116,9 +117,13 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
         throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
         with cairn.engine.snapshot({n: None for n in chosen}) as snap:
             ctx.fault("backup.snapshot_taken")
-            members = write_set(repo, snap.namespaces, set_id, kind,
-                                snapshot_at=snap.snapshot_at, label=opts.get("label"), work=ctx,
-                                spent=throttle.spent if throttle.rate > 0 else None)
+            # In the server, and so ended by a KILL at once on object storage (jobcalls.py).
+            members = job_call(
+                ctx, repo.target.kind, write_set, repo, snap.namespaces, set_id, kind,
+                snapshot_at=snap.snapshot_at, label=opts.get("label"), work=ctx,
+                spent=throttle.spent if throttle.rate > 0 else None, here=True,
+                late=lambda: undo_late(repo, set_id, [member_id(set_id, n) for n in chosen],
+                                       False))
         rows = []
         ctx.fault("backup.before_record")
         for m in members:

@@ -23,6 +23,7 @@ from .backups import (
     result_row,
 )
 from .dispatch import Routes
+from .jobcalls import job_call
 from .jobs import JobContext
 from .result import Result
 from .state import Cairn, Session
@@ -52,9 +53,10 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
         throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
         throttled = throttle.rate > 0  # the rate is the server's: then here
         try:
-            report = jobproc.call(ctx, verify_backup_of, repo, stmt.backup_id, jobproc.WORK,
-                                  spent=throttle.spent if throttled else None, here=throttled,
-                                  seq_now=cairn.catalog.last_seq())
+            report = job_call(ctx, repo.target.kind, verify_backup_of, repo,
+                              stmt.backup_id, jobproc.WORK,
+                              spent=throttle.spent if throttled else None, here=throttled,
+                              seq_now=cairn.catalog.last_seq())
         except NotFound:
             forget_gone(cairn, repo, backup_id=stmt.backup_id)  # another server dropped it
             raise

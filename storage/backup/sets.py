@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from catalog import utcnow
+from catalog.errors import Cancelled
 
 from ..work import Work
 from . import footers, nullkeys, room, schema
@@ -86,6 +87,8 @@ def write_set(
                 written.append(backup_id)
                 out.append(schema.load(doc))
                 work.fault("backup.between_manifests", index=len(written))
+            if work.cancelled:  # killed while the last was written: a cancelled job has none
+                raise Cancelled(f"backup set '{set_id}' was cancelled")
         except BaseException:
             for backup_id in written:  # not whole: none of it stays
                 with contextlib.suppress(Exception):

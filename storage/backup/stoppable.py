@@ -40,8 +40,13 @@ def left(change: int) -> None:
         _left += change
 
 
-def stoppable(fn: Callable[[], T], should_stop: Callable[[], bool], what: str) -> T:
-    """`fn()`, or Cancelled as soon as `should_stop()` while it runs (it is abandoned)."""
+def stoppable(fn: Callable[[], T], should_stop: Callable[[], bool], what: str,
+              late: Callable[[], None] | None = None) -> T:
+    """`fn()`, or Cancelled as soon as `should_stop()` while it runs (it is abandoned).
+    `late` runs on the call's thread once an abandoned call has ended, however
+    it ended: it undoes what the call did after nobody waited for it (a
+    BACKUP's manifest that landed after its job ended cancelled). A call that
+    ended before the abandon is returned, never undone: the guard decides."""
     box: dict[str, Any] = {}
     done = threading.Event()
     guard = threading.Lock()
@@ -54,7 +59,15 @@ def stoppable(fn: Callable[[], T], should_stop: Callable[[], bool], what: str) -
         finally:
             with guard:
                 done.set()
-                if box.get("abandoned"):
+                abandoned = bool(box.get("abandoned"))
+            if abandoned:
+                try:
+                    if late is not None:
+                        late()
+                except Exception:
+                    log.warning("%s: undoing what a call left running did failed", what,
+                                exc_info=True)
+                finally:
                     left(-1)
 
     threading.Thread(target=body, name="cairn-stoppable-read", daemon=True).start()

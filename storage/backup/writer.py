@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from catalog import utcnow
-from catalog.errors import BackupInvalid
+from catalog.errors import BackupInvalid, Cancelled
 
 from ..inflight import InFlight, workers_for
 from ..work import Work
@@ -78,6 +78,10 @@ def write_backup(
             "archive": None if archive is None else schema.to_doc(archive),
         })
         work.fault("backup.after_manifest")
+        if work.cancelled:  # killed while the manifest was written: a cancelled job has none
+            repo.delete_manifest(backup_id)
+            work.check_cancelled()
+            raise Cancelled(f"backup '{backup_id}' was cancelled")
     work.progress(files_done=tally.files_done, bytes_done=tally.bytes_done, force=True)
     return schema.load(doc)
 

@@ -21,12 +21,14 @@ import pytest
 from server.app import create_app
 from server.config import Config
 from server.s3calls import SLOTS
+from storage.backup import stoppable
 from storage.jobproc import KILL_GRACE
 from tests.helpers import ok, sql
 from tests.storage_backup.s3server import S3Server, running
 from tests.storage_backup.s3stall import Liar, lying
 
 DEADLINE = 1.5
+SKIP_LOCKS = 2  # a DROP BACKUP's listings of locks/ before its manifest goes
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +188,66 @@ async def test_kill_job_ends_a_backup_whose_listing_never_ends(
         assert job[0]["rows"] == [{"status": "cancelled"}]
     finally:
         liar.release()
+
+
+@pytest.mark.parametrize(("statement", "job_type", "method", "pattern", "act", "skip"), [
+    # a BACKUP settling its lock (listing prunes/), and one reading its manifest back
+    ("BACKUP DATABASE app TO 'lie'", "backup", "GET", r"prefix=c%2Fprunes%2F(&|$)",
+     "list_loop", 0),
+    ("BACKUP DATABASE app TO 'lie'", "backup", "GET", "manifests/bk-", "drip", 0),
+    ("BACKUP ALL TO 'lie'", "backup", "GET", "manifests/bk-", "drip", 0),  # always here
+    ("VERIFY BACKUP '{b}' IN 'lie'", "verify", "GET", "objects/", "drip", 0),
+    # a DROP BACKUP reading the locks once its manifest went
+    ("DROP BACKUP '{b}' IN 'lie'", "drop_backup", "GET", r"prefix=c%2Flocks%2F(&|$)",
+     "list_loop", SKIP_LOCKS),
+])
+async def test_kill_job_ends_a_job_stuck_on_the_target_in_the_server(
+    client: Any, cairn_config: Config, s3: S3Server, liar: Liar, statement: str,
+    job_type: str, method: str, pattern: str, act: str, skip: int,
+) -> None:
+    """With job processes off (so too a throttled BACKUP or VERIFY) the
+    job's call ran on its own thread and KILL JOB waited for the target as
+    long as it held the call. Now the job ends cancelled at once; the call
+    left running, once the target lets it end, leaves nothing half-done: no
+    manifest of the killed backup, no lock, no object it alone wrote, and a
+    dropped backup forgotten by the catalog too."""
+    kept = (await ok(client, "BACKUP DATABASE app TO 'lie'"))[0]["rows"][0]["backup_id"]
+    bucket, prefix = cairn_config.backup.targets["lie"]["uri"][5:].split("/", 1)
+    objects = {k for k in s3.keys(bucket, prefix) if k.startswith("objects/")}
+    liar.lie(method, pattern, act, 0.4, skip=skip)
+    try:
+        stuck = asyncio.ensure_future(timed(client, statement.format(b=kept), 30))
+        for _ in range(100):
+            jobs = (await ok(client, "SELECT job_id FROM system.jobs WHERE status = 'running' "
+                                     f"AND job_type = '{job_type}'"))[0]["rows"]
+            if jobs and liar.hits.get(act):
+                break
+            await asyncio.sleep(0.05)
+        assert jobs and liar.hits.get(act), "the job did not reach the stuck call"
+        job_id = jobs[0]["job_id"]
+        await ok(client, f"KILL JOB '{job_id}'")
+        killed = time.monotonic()
+        status, body, _ = await stuck
+        assert time.monotonic() - killed < 3.0
+        assert (status, body["error"]["code"]) == (409, "CANCELLED"), body
+        job = await ok(client, f"SELECT status FROM system.jobs WHERE job_id = '{job_id}'")
+        assert job[0]["rows"] == [{"status": "cancelled"}]
+    finally:
+        liar.release()
+    for _ in range(200):  # the call left running ends once the target answers
+        if not stoppable.left_running():
+            break
+        await asyncio.sleep(0.05)
+    assert not stoppable.left_running()
+    held = s3.keys(bucket, prefix)
+    assert not [k for k in held if k.startswith(("locks/", "prunes/", "tmp/"))], held
+    listed = [r["backup_id"] for r in (await ok(client, "SHOW BACKUPS IN 'lie'"))[0]["rows"]]
+    known = [r["backup_id"] for r in (await ok(client, "SHOW BACKUPS"))[0]["rows"]]
+    if skip:  # the drop had removed the manifest: the catalog forgets the backup too
+        assert listed == known == [], (listed, known)
+    else:
+        assert listed == known == [kept], (listed, known)
+        assert {k for k in held if k.startswith("objects/")} == objects
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):

@@ -31,6 +31,8 @@ class Liar:
         self.location = ""
         self.released = threading.Event()
         self.hits: dict[str, int] = {}
+        self.skips: dict[tuple[str, str], int] = {}  # requests a rule lets pass first
+        self.guard = threading.Lock()
         liar = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -53,10 +55,12 @@ class Liar:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def lie(self, method: str, pattern: str, act: str, seconds: float = 0.0,
-            location: str = "") -> None:
+            location: str = "", skip: int = 0) -> None:
+        """`act` for requests of `method` that `pattern` finds, but the first `skip`."""
         self.released.clear()
         self.location = location
         self.hits.clear()
+        self.skips[(method, pattern)] = skip
         self.rules.append((method, pattern, act, seconds))
 
     def release(self) -> None:
@@ -73,7 +77,8 @@ class Liar:
         body = h.rfile.read(n) if n else None
         line = f"{h.command} {h.path}"
         act, seconds = next(((a, s) for m, p, a, s in list(self.rules)
-                             if m == h.command and re.search(p, line)), ("pass", 0.0))
+                             if m == h.command and re.search(p, line)
+                             and not self._skipped(m, p)), ("pass", 0.0))
         self.hits[act] = self.hits.get(act, 0) + 1
         if act == "redirect":
             h.send_response(307)
@@ -110,6 +115,12 @@ class Liar:
                 return
             h.wfile.write(data[i:i + 1])
             h.wfile.flush()
+
+    def _skipped(self, method: str, pattern: str) -> bool:
+        with self.guard:
+            left = self.skips.get((method, pattern), 0)
+            self.skips[(method, pattern)] = left - 1
+            return left > 0
 
     @staticmethod
     def _page(path: str) -> bytes:
