@@ -46,6 +46,8 @@ class KeyRing:
         self._writer: Keys | None = None
         self._files: dict[str, bytes] = {}  # the key files read or written
         self.writer_file: tuple[str, bytes] | None = None  # the one `for_writing` chose
+        self._listed: set[str] | None = None  # key ids in the target (`_present`)
+        self._relisted: set[str] = set()  # ids listed again for: once each
 
     def __repr__(self) -> str:
         return f"KeyRing({self._uri!r}, passphrase={'***' if self._passphrase else None})"
@@ -56,7 +58,7 @@ class KeyRing:
         every base an encrypted archive took after its first segment), and the
         receiver reads the key files again, as they are in the target then."""
         return {**self.__dict__, "_opened": {}, "_writer": None, "_files": {},
-                "writer_file": None}
+                "writer_file": None, "_listed": None, "_relisted": set()}
 
     @property
     def has_passphrase(self) -> bool:
@@ -68,8 +70,14 @@ class KeyRing:
 
     def open(self, key_id: str, what: str) -> Keys | None:
         """The keys of `key_id`; None without a passphrase. PassphraseError when the
-        passphrase does not open it, BackupInvalid when the key file is damaged."""
+        passphrase does not open it, BackupInvalid when the key file is damaged,
+        or missing: without a passphrase too (a key file deleted from the target
+        left every backup made with it listed as whole, which no passphrase can
+        open again: its salt was only there)."""
         if self._passphrase is None:
+            if key_id not in self._present(key_id):
+                raise BackupInvalid(f"key file '{key_id}' of backup target '{self._uri}' is "
+                                    f"missing: {what} cannot be decrypted with any passphrase")
             return None
         keys = self._try(key_id)
         if keys is None:
@@ -78,6 +86,14 @@ class KeyRing:
                 "encrypted with"
             )
         return keys
+
+    def _present(self, key_id: str) -> set[str]:
+        """The key files in the target: listed once, and again for an id not
+        seen (one written since by another server)."""
+        if self._listed is None or key_id not in self._listed and key_id not in self._relisted:
+            self._listed = set(self._list_ids())
+            self._relisted.add(key_id)
+        return self._listed
 
     def for_writing(self) -> Keys:
         """The key new objects and manifests are encrypted with."""

@@ -169,3 +169,22 @@ async def test_a_plain_backup_does_not_pass_for_an_encrypted_one(
     await ok(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr WITH ("
                      f"backup_id = '{real['backup_id']}', encryption_passphrase = 'sekrit')")
     assert (await ok(client, "SELECT amount FROM pr.pay"))[0]["rows"] == [{"amount": 100}]
+
+
+async def test_a_deleted_key_file_is_listed_as_damage(client: Any, tmp_path: Path) -> None:
+    """Deleting `keys/<id>.json` (no passphrase needed) makes every backup made
+    with it unrestorable for good, its salt gone; SHOW BACKUPS IN listed them
+    whole (error NULL) to anyone without the passphrase, and RESTORE without
+    backup_id took an older one. Now they are damage in every listing."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    first = await backup(client, f"BACKUP DATABASE app TO 'vault' {KEY}")
+    for key in (tmp_path / "backups" / "vault" / "keys").glob("*.json"):
+        key.unlink()
+    [listed] = (await ok(client, "SHOW BACKUPS IN 'vault'"))[0]["rows"]
+    assert listed["backup_id"] == first["backup_id"]
+    assert listed["error"] is not None and "missing" in listed["error"], listed
+    second = await backup(client, f"BACKUP DATABASE app TO 'vault' {KEY}")  # a new key
+    rows = (await ok(client, "SHOW BACKUPS IN 'vault'"))[0]["rows"]
+    errors = {r["backup_id"]: r["error"] for r in rows}
+    assert errors[second["backup_id"]] is None and "missing" in errors[first["backup_id"]]
