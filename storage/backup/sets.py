@@ -134,7 +134,14 @@ def is_whole(members: list[dict[str, Any]]) -> bool:
 def writing_error(header: dict[str, Any], writing: set[str]) -> dict[str, str]:
     """SHOW BACKUPS IN's `error` for a member of a set being written (as ATTACH
     says), else nothing."""
-    set_id = (header.get("scope") or {}).get("set_id")
+    scope = header.get("scope")
+    set_id = (scope or {}).get("set_id")
+    if scope is None and header.get("encrypted") is True and "." in header.get("backup_id", ""):
+        set_id = header["backup_id"].split(".", 1)[0]  # sealed scope: the id names the set
+        if set_id in writing:
+            return {"error": f"backup set '{set_id}' has its lock in the target: it is being "
+                             "written, or its lock was left behind (its members are encrypted: "
+                             "given the passphrase, RESTORE tells, and takes it once whole)"}
     if set_id not in writing:
         return {}
     return {"error": f"backup set '{set_id}' is being written: its lock is in the target "

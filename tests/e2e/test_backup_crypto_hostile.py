@@ -188,3 +188,21 @@ async def test_a_deleted_key_file_is_listed_as_damage(client: Any, tmp_path: Pat
     rows = (await ok(client, "SHOW BACKUPS IN 'vault'"))[0]["rows"]
     errors = {r["backup_id"]: r["error"] for r in rows}
     assert errors[second["backup_id"]] is None and "missing" in errors[first["backup_id"]]
+
+
+async def test_an_encrypted_set_under_its_lock_is_listed_as_such(
+        client: Any, tmp_path: Path) -> None:
+    """An encrypted set's scope is sealed, so SHOW BACKUPS IN listed the members
+    of one whose lock is in the target as whole backups (error NULL) while
+    RESTORE, given the passphrase, passed over it; a plain set's members say
+    'being written'. The member's id names its set: listed as such."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY);"
+                     "CREATE NAMESPACE b; INSERT INTO app.t VALUES (1)")
+    members = (await ok(client, f"BACKUP DATABASE app, b TO 'vault' {KEY}"))[0]["rows"]
+    set_id = members[0]["backup_id"].split(".", 1)[0]
+    root = tmp_path / "backups" / "vault"
+    (root / "manifests" / f"{members[1]['backup_id']}.json").unlink()  # not whole
+    (root / "locks").mkdir(exist_ok=True)
+    (root / "locks" / f"{set_id}.json").write_bytes(b"x")
+    [listed] = (await ok(client, "SHOW BACKUPS IN 'vault'"))[0]["rows"]
+    assert listed["error"] is not None and set_id in listed["error"], listed
