@@ -143,8 +143,11 @@ def _refusal_off_gil(text: str) -> Refusal | None:
 
 # DuckDB's refusals after the syntax that count as one: sqlglot ran
 # `'abc'::VARCHAR[1:2]` as `CAST('abc' AS VARCHAR)[1:2]`, which DuckDB refuses
-# ("wrap the cast in parentheses").
-_REFUSED = ("syntax error", "Subscript/slice cannot be applied directly after a cast")
+# ("wrap the cast in parentheses"); and `a IS DISTINCT FROM b IS DISTINCT FROM c`,
+# which sqlglot ran as `(a IS DISTINCT FROM b) IS DISTINCT FROM c` (DuckDB: "chained
+# comparisons are not supported").
+_REFUSED = ("syntax error", "Subscript/slice cannot be applied directly after a cast",
+            "Chained comparisons are not supported")
 
 
 def _syntax(text: str, message: str, skip: int) -> Refusal | None:

@@ -10,11 +10,15 @@ Found by trying, each against DuckDB itself (tests/e2e/test_duckdb_refusals.py):
   errors there); sqlglot dropped it, so `+'1' || 'x'` ran as `'1' || 'x'`
   and `+ TRUE AND FALSE` as `TRUE AND FALSE`. Before a number literal it
   means nothing and is kept dropped; anywhere else it is refused.
-- `a IS [NOT] TRUE` (FALSE, NULL) takes nothing after the keyword to DuckDB:
-  `FALSE IS NOT TRUE || 'x'` is `(FALSE IS NOT TRUE) || 'x'`, 'truex'.
-  sqlglot read `FALSE IS NOT (TRUE || 'x')` and wrote it back as
-  `NOT FALSE IS TRUE || 'x'`, which DuckDB could not run: a 400 about text
-  the user never wrote. Refused, saying to write the parentheses."""
+- `a ^ ~ b`: DuckDB's prefix `~` takes the operators after it (`2 ^ ~ 1 + 1`
+  is `2 ^ ~ (1 + 1)`) and makes the `^` before it take what is to its left
+  (`4 + 2 ^ ~ 1` is `(4 + 2) ^ ~ 1`, 0.0278); sqlglot wrote POWER(2, ~1),
+  whose bounds DuckDB keeps (4.25). Refused, saying to write the parentheses.
+  (Other operators before a `~` are printed back as written, so DuckDB reads
+  the reprint as it reads the statement.)
+- `a IS [NOT] TRUE` (FALSE, NULL) takes nothing after the keyword to DuckDB;
+  postfix_ops.py reads it so. Anything else after IS sqlglot reads and
+  DuckDB's parser refuses is refused here too."""
 
 from __future__ import annotations
 
@@ -52,8 +56,8 @@ _PARSER.UNARY_PARSERS = {**_PARSER.UNARY_PARSERS, TokenType.PLUS: _unary_plus}
 
 
 def check_prefix_operators(chunk: Chunk, source: str, expression: exp.Expression) -> None:
-    """SqlInvalid for `~ a ^ b`, a prefix `+` before anything but a number,
-    and `a IS TRUE <operator> b`."""
+    """SqlInvalid for `~ a ^ b`, `a ^ ~ b`, a prefix `+` before anything but a
+    number, and `a IS <anything but NULL, TRUE, FALSE>`."""
     tests = expression.find_all(exp.Is) if "is" in source.lower() else ()
     for test in tests:
         if not isinstance(test.expression, exp.Null | exp.Boolean):
@@ -77,4 +81,13 @@ def check_prefix_operators(chunk: Chunk, source: str, expression: exp.Expression
                         "`~ a ^ b` is `~ (a ^ b)` to DuckDB, which has no ~ for the DOUBLE "
                         "that ^ gives; write the parentheses that say which is meant, "
                         "e.g. `(~a) ^ b`", chunk.line, chunk.column, chunk.index)
+                operand = operand.this
+            operand = power.expression
+            while isinstance(operand, exp.Unary) and not isinstance(operand, exp.Paren):
+                if isinstance(operand, exp.BitwiseNot):
+                    raise SqlInvalid(
+                        "`a ^ ~ b <op> c` is `a ^ ~ (b <op> c)` to DuckDB (a prefix ~ takes the "
+                        "operators after it), and `x + a ^ ~ b` is `(x + a) ^ ~ b`; write the "
+                        "parentheses that say which is meant, e.g. `a ^ (~b)`",
+                        chunk.line, chunk.column, chunk.index)
                 operand = operand.this

@@ -33,7 +33,7 @@ never wrote. Found by trying, each against DuckDB itself:
   as `IN ARRAY[..]` and `IN list_value(..)`: a NULL element never makes it
   NULL); sqlglot read it as the SQL list `IN (1, NULL)`, where a NULL makes
   NOT IN NULL (a DELETE ... WHERE x NOT IN [NULL, 1] deleted no row). Read as
-  the list here, it is printed back `x IN [1, NULL]` (`_list_in`).
+  the list here, it is printed back `x IN [1, NULL]` (postfix_ops.py).
 - The name of an unaliased subquery item is its text as written
   (`name_subqueries`), not sqlglot's (string_agg was LISTAGG).
 
@@ -55,7 +55,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.tokens import TokenType
 
-from . import calls, literals  # noqa: F401 (patch sqlglot's reading of them: calls.py, literals.py)
+from . import calls, literals, postfix_ops  # noqa: F401 (patch sqlglot's reading of them)
 from .duckparse import serialized
 from .errors import SqlInvalid
 from .prefix_ops import check_prefix_operators
@@ -108,11 +108,20 @@ _arrow_sql: dict[type, Any] = {
 
 
 def _arrow_wrapped(self: Any, expression: exp.Expression) -> str:
-    text = str(_arrow_sql[type(expression)](self, expression))
     parent = expression.parent
+    if isinstance(parent, exp.In) and expression.arg_key == "field":
+        # `x IN [1] ->> 'a'` is x IN ([1] ->> 'a'), the list; sqlglot's
+        # parentheses would make it the SQL list `x IN (...)` of one value
+        expression.parent = None
+        try:
+            return str(_arrow_sql[type(expression)](self, expression))
+        finally:
+            expression.parent = parent
+    text = str(_arrow_sql[type(expression)](self, expression))
     left_of_arrow = (isinstance(parent, exp.JSONExtract | exp.JSONExtractScalar)
                      and expression.arg_key == "this")  # (j -> 'a') -> 'b' is j -> 'a' -> 'b'
     if (isinstance(parent, _WRAP) and not isinstance(parent, exp.Paren) and not left_of_arrow
+
             and not (text.startswith("(") and text.endswith(")"))):
         return f"({text})"
     return text
@@ -148,18 +157,6 @@ def _as_written(name: str, build: Any) -> Any:
     return built
 
 
-_in_sql = DuckDB.Parser.RANGE_PARSERS[TokenType.IN]
-
-
-def _list_in(self: Any, this: exp.Expression | None) -> Any:
-    """`x IN [..]` as the list DuckDB reads (sqlglot's IN of a list
-    expression, as for `x IN ARRAY[..]`), not the SQL list `IN (..)`."""
-    if self._curr is not None and self._curr.token_type == TokenType.L_BRACKET:
-        return self.expression(exp.In(this=this, field=self._parse_column()))
-    return _in_sql(self, this)
-
-
-DuckDB.Parser.RANGE_PARSERS[TokenType.IN] = _list_in
 for _name in ("JSON_EXTRACT_PATH_TEXT", "JSON_EXTRACT_PATH", "JSON_EXTRACT", "JSON_EXTRACT_STRING",
               "JSON_EXTRACT_SCALAR"):
     DuckDB.Parser.FUNCTIONS[_name] = _as_written(_name, DuckDB.Parser.FUNCTIONS[_name])
@@ -202,8 +199,17 @@ def _followed(node: exp.Expr) -> exp.Expr | None:
     as sqlglot read it: `node` is its left operand, or the last operand of
     operators that are."""
     cur = node
-    while isinstance(cur.parent, _OPERATORS) and not isinstance(cur.parent, exp.Paren):
+    while isinstance(cur.parent, _OPERATORS):
         parent = cur.parent
+        if isinstance(parent, exp.Paren):
+            if not (isinstance(parent.parent, exp.Predicate | exp.Not)
+                    and isinstance(cur, exp.Predicate | exp.Connector | exp.Not)):
+                return None
+            # sqlglot's own parentheses around the operand of a predicate
+            # (`a < j -> 'x' IS NULL` is `(a < (j -> 'x')) IS NULL` to it): read
+            # through, as if written (refusing some forms a user parenthesized)
+            cur = parent
+            continue
         if cur.arg_key == "this" and not isinstance(parent, exp.Unary):
             return parent  # `cur OP ...`
         if cur.arg_key not in _LAST and not isinstance(parent, exp.Unary):
