@@ -254,7 +254,7 @@ class Archiver:
         self._repo = None
         repo = self.repo(rec)
         plan = BackupPlan(self.namespace, repo, new_id("bk"), label="archive base",
-                          compression=rec.compression)
+                          compression=rec.compression, after_windows=True)
         # Its job is the user's who started archiving, as a job they ran is.
         session = Session(user_id=rec.started_by, namespace=self.namespace,
                           text=f"BACKUP DATABASE {self.namespace} TO '{rec.target}' "

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from catalog import Archive, Backup
 from catalog.errors import CairnError, Cancelled, NotFound
-from storage import jobproc
+from storage import clock_floor, jobproc
 from storage.backup import Repository, stoppable, write_backup
 from storage.backup.discard import unmade
 from storage.backup.schema import ArchiveRef, Scope
@@ -47,6 +47,7 @@ class BackupPlan:
     compression: str = "zstd"
     cut: tuple[int, int] | None = None  # set by run_backup: the snapshot's (lsn, time)
     tables: list[str] | None = None  # BACKUP TABLE: these tables only (None: all)
+    after_windows: bool = False  # an archive's base: cut after the target's windows
 
 
 def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any]:
@@ -61,7 +62,9 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
     scope = None if plan.tables is None else Scope(kind="tables", tables=sorted(plan.tables))
     before = cairn.catalog.get(Archive, plan.namespace)
     # The buffered rows' Parquet is written by write_backup, in the job process.
-    with cairn.engine.snapshot({plan.namespace: plan.tables}, defer_export=True) as snap:
+    floor = clock_floor.windows_end_us(plan.repo, plan.namespace) if plan.after_windows else 0
+    with cairn.engine.snapshot({plan.namespace: plan.tables}, defer_export=True,
+                               floor_us=floor) as snap:
         ctx.fault("backup.snapshot_taken")
         (image,) = snap.namespaces
         # Archived changes continue a base exactly at its snapshot's cut.

@@ -12,6 +12,7 @@ one catalog batch (storage/install_all.py): all of them or none."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from catalog import Backup, Namespace
@@ -186,8 +187,8 @@ def drop_older_sets(cairn: Cairn, ctx: JobContext, repo: Repository, kind: str,
     writing = being_written(repo) | set(running_backups(cairn, ctx.job_id))
     if set_id not in listed:
         return []
-    ours = (max(when(h["created_at"]) for h in listed[set_id]), set_id)
-    same = [(max(when(h["created_at"]) for h in members), sid, members)
+    ours = (_rank(listed[set_id]), set_id)
+    same = [(_rank(members), sid, members)
             for sid, members in listed.items()
             if members[0]["scope"]["kind"] == kind
             and members[0]["scope"]["namespaces"] == sorted(namespaces)
@@ -201,6 +202,15 @@ def drop_older_sets(cairn: Cairn, ctx: JobContext, repo: Repository, kind: str,
             drop_unless_gone(cairn, ctx, repo, h["backup_id"])
         dropped.append(sid)
     return dropped[::-1]
+
+
+def _rank(members: list[dict[str, Any]]) -> tuple[datetime, datetime]:
+    """Sort key of a set for "newest": its instant (snapshot_at, which one
+    server's snapshots keep in the order taken, storage/clock_floor.py), then
+    when it landed. By created_at alone, the wall clock stepped back between
+    two sets made the older one the newest."""
+    return (max(when(h["snapshot_at"]) for h in members),
+            max(when(h["created_at"]) for h in members))
 
 
 def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
@@ -226,7 +236,7 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
     else:
         limit = parse_time(as_of) if as_of is not None else None
         # A set whose lock is in the target is still landing (or its writer died).
-        fit = [(max(when(h["created_at"]) for h in ms), s) for s, ms in sets.items()
+        fit = [(_rank(ms), s) for s, ms in sets.items()
                if s not in writing
                and (limit is None or max(when(h["snapshot_at"]) for h in ms) <= limit)]
         if not fit:
@@ -235,7 +245,7 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
         # This server's sets first (every member `owns`): another server's
         # namespaces of the same names are other databases.
         mine = [f for f in fit if all(owns(h) for h in sets[f[1]])]
-        newest, set_id = max(mine or fit)
+        (_, newest), set_id = max(mine or fit)
         for bad in (e for e in entries if "error" in e):
             created, taken = bad.get("created_at"), bad.get("snapshot_at")
             if limit is not None and isinstance(taken, str) and when(taken) > limit:

@@ -432,14 +432,15 @@ class Engine:
     def unpin(self, token: str) -> None:
         self.files.unpin(token)
 
-    def snapshot(self, scope: snapshot.Scope, defer_export: bool = False) -> snapshot.Snapshot:
+    def snapshot(self, scope: snapshot.Scope, defer_export: bool = False,
+                 floor_us: int = 0) -> snapshot.Snapshot:
         """Every table in `scope` (namespace -> table names, or None for all) as
         of one instant, every file ready to store: flushed files pinned, buffered
         rows (all users, soft-deleted included) exported as Parquet (when
         `defer_export`, by each image's `export_buffers`, which a BACKUP runs in
         its job process). Writers wait only while references are copied.
-        Release it when done (`with`)."""
-        return snapshot.take(self.tables, scope, self.data_dir / "tmp", defer_export)
+        Release it when done (`with`). Its time is after `floor_us`."""
+        return snapshot.take(self.tables, scope, self.data_dir / "tmp", defer_export, floor_us)
 
     def restore(self, restore: install.Restore, fetch: install.Fetch, work: Work,
                 spent: Callable[[int], None] | None = None) -> None:

@@ -31,12 +31,12 @@ from typing import Any, Self
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog import DataFile, Namespace, Table, TableSchema, utcnow
+from catalog import DataFile, Namespace, Table, TableSchema
 from catalog.errors import NotFound
 from catalog.ids import new_id
 from catalog.records import SEP
 
-from . import priority
+from . import clock_floor, priority
 from .archive import changes as change_log
 from .archive.store import iso
 from .backup import nullkeys
@@ -121,7 +121,7 @@ class _Captured:
 
 
 def take(registry: Registry, scope: Scope, staging_root: Path,
-         defer_export: bool = False) -> Snapshot:
+         defer_export: bool = False, floor_us: int = 0) -> Snapshot:
     """Snapshot every table in `scope`. NOT_FOUND for a namespace or table
     that does not exist at the instant taken.
 
@@ -133,6 +133,7 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
     BACKUP's thread used in the server beside the event loop, every one of
     its system calls a take of the loop's GIL (docs/performance.md)."""
     files = registry.files
+    floors = clock_floor.recorded_us(registry.catalog, scope)
 
     def locked() -> tuple[dict[str, Namespace], list[_Captured], str, str,
                           dict[str, tuple[int, int]], frozenset[str]]:
@@ -157,16 +158,24 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
                 # Each namespace's commit lock makes the snapshot a cut of its change log.
                 cuts: dict[str, tuple[int, int]] = {}
                 logged: set[str] = set()
+                held_states = []
                 for ns in sorted(records):
                     state = held.enter_context(registry.changes.holding(ns))
+                    # after every snapshot this server took of it (clock_floor.py)
+                    floor = max(floors.get(ns, 0), state.snap_us, floor_us)
+                    state.last_us = max(state.last_us, floor + 1)
                     cuts[ns] = registry.changes.cut(state, wait=False)
+                    held_states.append(state)
                     if state.active:
                         logged.add(ns)
+                instant = max((at for _, at in cuts.values()), default=0)
+                for state in held_states:  # a set's instant: later commits after it
+                    state.last_us = state.snap_us = max(state.last_us, instant)
                 # one wait (≤ 1 ms) for every namespace's cut, the commit locks held
-                change_log.wait_for(max((at for _, at in cuts.values()), default=0))
+                change_log.wait_for(instant)
                 captured = [_capture(ns, st, schemas[st.uid]) for ns, st in states]
                 token = files.pin([f.path for c in captured for f in c.files])
-                taken = utcnow() if len(records) != 1 else ""
+                taken = iso(instant) if len(records) != 1 else ""
         return records, captured, token, taken, cuts, frozenset(logged)
 
     def captured_and_converted() -> tuple[dict[str, Namespace], list[_Captured], str, str,

@@ -121,6 +121,7 @@ class _Ns:
     active: bool = False
     last_lsn: int = 0  # newest lsn committed for this namespace (0: none since start)
     last_us: int = 0  # newest commit time or cut handed out: the next is later
+    snap_us: int = 0  # newest snapshot's time: the next is later (storage/clock_floor.py)
     pending_us: int | None = None  # commit time of the oldest change not yet shipped
     clock_behind: bool = False  # warned that the wall clock is behind last_us
     prefix: bytes = b""  # the namespace's keys' prefix (key_of without the lsn)
