@@ -26,7 +26,7 @@ from typing import Any
 
 from catalog import Job, utcnow
 from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound, Unavailable
-from catalog.ids import new_id
+from catalog.ids import id_time, new_id
 from storage import allocator, jobproc, priority
 
 from . import logs, recovery
@@ -135,8 +135,10 @@ class JobRunner:
         UNAVAILABLE once the server is stopping."""
         if self._stopping:
             raise Unavailable("the server is stopping; no new job is started")
+        job_id = new_id("job")
         job = Job(
-            job_id=new_id("job"),
+            job_id=job_id,
+            created_at=id_time(job_id),  # sorts as the id does (ids.floor_after)
             job_type=job_type,
             namespace=namespace,
             target=target,

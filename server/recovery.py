@@ -18,6 +18,7 @@ from typing import Protocol
 
 from catalog import Job, utcnow
 from catalog.errors import CairnError
+from catalog.ids import floor_after
 
 from . import logs
 from .history import ACTIVE, PENDING
@@ -47,7 +48,9 @@ def recover(runner: Runner) -> list[Job]:
     job that never wrote one (it was queued) ends now."""
     failed = []
     catalog = runner.cairn.catalog
+    newest = ""
     for job in catalog.scan(Job):
+        newest = max(newest, job.job_id)
         if job.status in ACTIVE:
             job.status = "failed"
             job.finished_at = job.alive_at or utcnow()
@@ -58,6 +61,7 @@ def recover(runner: Runner) -> list[Job]:
             failed.append(job)
         elif job.cleanup.get(PENDING):
             clean(runner, job)
+    floor_after(newest)  # new job ids never sort under old ones (clock set back)
     return failed
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from catalog import Catalog, Job, utcnow
+from catalog import Catalog, Job, ids, utcnow
 from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound
 from server.config import Config
 from server.jobs import JobContext, JobRunner
@@ -445,3 +446,32 @@ def test_kept_reads_the_history_once_then_only_the_jobs_it_names(cairn: Cairn) -
     for _ in range(3):
         assert [j.job_id for j in resume.kept(cairn)] == ["job-late"]
     assert raw_scans == []
+
+
+async def test_jobs_after_a_restart_with_the_clock_set_back_sort_newest_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last server's clock ran an hour ahead of this one's: a new job's id
+    and created_at still sort above its jobs, so SHOW JOBS lists it first and
+    the trim by count drops the old records, not the backup just taken."""
+    monkeypatch.setattr(ids, "_last_ms", 0)
+    monkeypatch.setattr(ids, "_counter", 0)
+    ahead = int(time.time() * 1000) + 3_600_000
+    cfg = Config()
+    cfg.storage.data_dir = str(tmp_path)
+    cfg.jobs.history_max_count = 2
+    cat = Catalog(tmp_path / "catalog")
+    old = [f"job-{ids._b32(ahead + i, 10)}0000aaaaaa" for i in range(2)]
+    stamp = datetime.fromtimestamp(ahead / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    for job_id in old:
+        cat.put(Job(job_id, "test", status="completed", created_at=stamp[:-3] + "Z",
+                    finished_at=stamp[:-3] + "Z"))
+    state = Cairn(cfg, cat)
+    state.jobs = JobRunner(state)
+    state.jobs.recover()
+    job = await state.jobs.run("test", SESSION, lambda ctx: None, statement=STMT)
+    assert job.job_id > max(old) and job.created_at >= stamp[:-3] + "Z"
+    state.jobs.trim_history()
+    left = {j.job_id for j in cat.scan(Job)}
+    assert job.job_id in left and old[0] not in left
+    state.close()
+    cat.close()
