@@ -174,6 +174,18 @@ def next_run(schedule: Schedule, started: datetime) -> datetime:
     return started + timedelta(seconds=schedule.every_seconds)
 
 
+def set_back(schedules: Iterable[Schedule], now: datetime) -> list[Schedule]:
+    """The schedules whose next run lies more than one period past `now` (for
+    cron: past the expression's next time after now): the clock went back
+    since it was stamped (a wrong date corrected, a step back across a restart).
+    Left so, an `EVERY '2s'` schedule made no run for the 30 days the date had
+    been ahead, silently; their next run is computed again from now."""
+    return [
+        s for s in schedules
+        if s.next_run_at is not None and parse_iso(s.next_run_at) > next_run(s, now)
+    ]
+
+
 # --- statements -------------------------------------------------------------
 
 
@@ -281,6 +293,12 @@ async def run_due(cairn: Cairn, now: datetime | None = None) -> list[Job]:
     async with _lock(cairn):
         schedules = await cairn.run(lambda: list(cairn.catalog.scan(Schedule)))
         await cairn.run(_record_endings, cairn, schedules)
+        for schedule in set_back(schedules, now):
+            schedule.next_run_at = iso(next_run(schedule, now))
+            log.warning("schedule %s: its next run was past one period from now (the "
+                        "clock went back); next run now %s", schedule.name,
+                        schedule.next_run_at)
+            await cairn.run(cairn.catalog.put, schedule)
         for schedule in due(schedules, now, set(cairn.jobs.active())):
             try:
                 job = await start_run(cairn, schedule)

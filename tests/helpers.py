@@ -316,3 +316,10 @@ def no_descriptor_left() -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def idle_schedule_loop(cairn: Any, period: float = 1.0) -> None:
+    """Stands in for the server's schedule loop in tests that pass their own
+    `now` to run_due: the loop's real clock would see their next runs far
+    ahead of it and compute them again (schedules.set_back)."""
+    await asyncio.Event().wait()

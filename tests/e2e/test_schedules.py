@@ -18,8 +18,18 @@ import pytest
 from catalog import Catalog, Schedule
 from catalog.errors import InvalidArgument
 from server import faults
+from server import schedules as schedules_mod
 from server.schedules import due, iso, parse_every, parse_iso, run_due
-from tests.helpers import Gate, ok, sql, state, wait_job
+from tests.helpers import Gate, idle_schedule_loop, ok, sql, state, wait_job
+
+
+@pytest.fixture(autouse=True)
+def _own_clock(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """The tests pass their own `now` to run_due; the server's loop, on the real
+    clock, is idle (but in the test of the loop itself)."""
+    if "by_itself" not in request.node.name:
+        monkeypatch.setattr(schedules_mod, "schedule_loop", idle_schedule_loop)
+
 
 
 async def expect(client: Any, text: str, code: str, fragment: str = "") -> None:
@@ -186,6 +196,23 @@ async def test_a_schedule_waits_for_its_last_run_to_end(client: Any) -> None:
     gate.opened.set()
     await wait_job(client, first.job_id)
     (second,) = await run_due(cairn, t0 + timedelta(hours=5))
+    assert (await wait_job(client, second.job_id))["status"] == "completed"
+
+
+async def test_a_clock_set_back_does_not_stop_a_schedule(client: Any) -> None:
+    """A run while the date was 30 days ahead stamped the next run 30 days on;
+    once the date is right again the next run is one period from now, not then."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (x INT);"
+                     "INSERT INTO app.t VALUES (1)")
+    t0 = await scheduled(client, every="1h")
+    cairn = state(client)
+    ahead = t0 + timedelta(days=30)
+    (first,) = await run_due(cairn, ahead)
+    await wait_job(client, first.job_id)
+    assert await run_due(cairn, t0) == []  # the date corrected
+    row = (await schedules(client))["nightly"]
+    assert parse_iso(row["next_run_at"]) == t0 + timedelta(hours=1)
+    (second,) = await run_due(cairn, t0 + timedelta(hours=1))
     assert (await wait_job(client, second.job_id))["status"] == "completed"
 
 

@@ -9,9 +9,18 @@ from typing import Any
 import pytest
 
 from catalog import Schedule
+from server import schedules
 from server.app import CAIRN
 from server.schedules import next_run, parse_iso, run_due
-from tests.helpers import err, ok, rows, wait_job
+from tests.helpers import err, idle_schedule_loop, ok, rows, wait_job
+
+
+@pytest.fixture(autouse=True)
+def _own_clock(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """The tests pass their own `now` to run_due; the server's loop, on the real
+    clock, is idle."""
+    monkeypatch.setattr(schedules, "schedule_loop", idle_schedule_loop)
+
 
 
 def test_next_run_of_a_cron_schedule_is_the_next_utc_time() -> None:
