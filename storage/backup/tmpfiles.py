@@ -5,7 +5,9 @@ server's processes (its process tag: layout.temp_path). A server removes its
 own files but those of its processes still running (`spare`), so a job or an
 archive of its own writing into the same target meanwhile keeps its file;
 another server's file goes only once it is old (a write in flight keeps its
-mtime fresh)."""
+mtime fresh), its age judged by the clock that stamps the target's files
+(prunes.store_now_ns), as a prune marker's is: by this server's own clock, two
+days ahead, a restart removed the file another server was writing right then."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import pyarrow.fs as pafs
 from .layout import TMP, is_temp_name, join, temp_tag, temp_writer
 from .listing import list_folder
 from .oserrors import writing
+from .prunes import store_now_ns
 from .targets import Target
 
 Spare = Callable[[str], bool]  # a process tag -> whether its files stay (it runs)
@@ -48,7 +51,7 @@ def remove_tmp(target: Target, older_than_seconds: float | None = None, writer: 
             if mine and spare is not None and spare(temp_tag(name)):
                 continue  # a process of this server that runs writes it
             if (not mine and cutoff is not None and info.mtime_ns is not None
-                    and info.mtime_ns > cutoff):
+                    and not _old(target, info.mtime_ns, cutoff)):
                 continue
             try:
                 target.fs.delete_file(info.path)
@@ -56,3 +59,11 @@ def remove_tmp(target: Target, older_than_seconds: float | None = None, writer: 
             except FileNotFoundError:
                 pass
     return removed
+
+
+def _old(target: Target, mtime: int, cutoff: int) -> bool:
+    """Older than the cutoff by this server's clock, and by the store's too: a
+    server whose clock runs ahead sees every file of another server as old."""
+    if mtime > cutoff:
+        return False
+    return store_now_ns(target, mtime) - mtime > time.time_ns() - cutoff

@@ -282,6 +282,25 @@ def test_remove_tmp_spares_the_files_of_running_processes(repo: Repository) -> N
     assert tmp_files(repo) == [running]
 
 
+def test_remove_tmp_judges_another_servers_file_by_the_stores_clock(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This server's clock runs two days ahead: a file another server is
+    writing now (fresh by the store's clock) is not a day old, and stays."""
+    repo.init()
+    tmp = Path(repo.target.base) / "tmp"
+    tmp.mkdir(exist_ok=True)
+    theirs = "2" * 16 + "-" + "b" * 32 + ".tmp"
+    (tmp / theirs).write_bytes(b"x")
+    real = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real() + 2 * 86400 * 10**9)
+    assert repo.remove_tmp(older_than_seconds=86400, writer="1" * 16) == 0
+    assert tmp_files(repo) == [theirs]
+    old = real() / 1e9 - 2 * 86400
+    os.utime(tmp / theirs, (old, old))  # really two days old: it goes
+    assert repo.remove_tmp(older_than_seconds=86400, writer="1" * 16) == 1
+
+
 def test_a_temp_file_removed_under_a_write_is_named(
     repo: Repository, make_file: MakeFile
 ) -> None:
