@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ import pyarrow.compute as pc
 from catalog import DataFile, Table, TableSchema
 from catalog.errors import Internal
 
+from . import bufclock
 from .batch import BatchMap, BufBatch, OneRow, one_row_tables
 from .keys import BufferKeys
 from .replaced import Replaced
@@ -371,7 +371,7 @@ class TableState:
         ttl = self.table.options.get("ttl_seconds")
         if self.table.table_type != "stream" or not ttl:
             return None
-        return time.time() - float(ttl)
+        return bufclock.now() - float(ttl)
 
     def key_rows(self, found: list[bytes], point: dict[str, Any], user: str | None,
                  min_ts: float | None = None) -> pa.Table | None:
@@ -474,7 +474,8 @@ def visible_names(columns: list[Column]) -> list[str]:
 
 
 def now() -> float:
-    return time.time()
+    """A buffered row's write time (`cairn.ts`): bufclock, which does not jump."""
+    return bufclock.now()
 
 
 def evict_overflow(st: TableState, adding: int, b: Any) -> dict[bytes, BufBatch | None]:

@@ -18,7 +18,7 @@ from sqlglot import exp
 from catalog import Meta
 from catalog.errors import AlreadyExists, InvalidArgument, PermissionDenied
 
-from . import keyfilter, sandbox, stopping
+from . import bufclock, keyfilter, sandbox, stopping
 from . import keys as keys_mod
 from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
@@ -215,7 +215,7 @@ def _append(
             overwrite = True
             large = None  # new rows: encode measures them
     with TIMINGS.timed("commit"):
-        ts = dt.datetime.now(dt.UTC).timestamp()
+        ts = bufclock.now()  # the clock stream TTLs and flush intervals age rows by
         with TIMINGS.timed("encode"):
             value = encode(rows, st.schema.version, ts, owner, plain=True, large=large)
         if len(value) >= LARGE_VALUE:

@@ -5,7 +5,6 @@ them from the buffer. Stream tables are never flushed; their rows expire."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -16,7 +15,7 @@ import pyarrow.compute as pc
 from catalog import Batch, Catalog, DataFile
 from catalog.errors import NotFound
 
-from . import allocator, priority
+from . import allocator, bufclock, priority
 from .batch import BufBatch, batch_bytes
 from .buffer import TableState, storage_schema
 from .config import EngineConfig
@@ -242,13 +241,13 @@ def users_flush_due(cfg: EngineConfig, st: TableState, user: str | None) -> bool
         n >= USER_FLUSH_SHARE * flush_rows_of(cfg, st)
         or nbytes >= USER_FLUSH_SHARE * cfg.flush_bytes
         or oldest is not None
-        and time.time() - oldest >= USER_FLUSH_SHARE * flush_interval_of(cfg, st))
+        and bufclock.now() - oldest >= USER_FLUSH_SHARE * flush_interval_of(cfg, st))
 
 
 def due(cfg: EngineConfig, states: list[TableState]) -> list[tuple[str, str]]:
     """Tables whose buffer passed `flush_rows` or `flush_bytes`, or holds a
     row older than `flush_interval_seconds`."""
-    now = time.time()
+    now = bufclock.now()  # as buffered rows' times are stamped
     out = []
     for st in states:
         if st.table.table_type == "stream":

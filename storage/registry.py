@@ -30,7 +30,7 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
 from catalog.records import SEP
 
-from . import schema, stopping, timing
+from . import bufclock, schema, stopping, timing
 from .archive import changes as change_log
 from .batch import BatchMap
 from .buffer import APPEND_ONLY, DamagedBuffer, TableState, decode, family_name
@@ -121,6 +121,8 @@ class Registry:
                 f"Table '{rec.namespace}.{rec.name}' cannot be read: its buffered rows are "
                 "damaged (the data directory is damaged or was changed outside the server; "
                 "the server log says more). DROP TABLE still drops it") from None
+        for newest in batches.tail(1):  # rows' ages never start below zero
+            bufclock.floor_at(newest.ts)
         append_only = self.catalog.get(Meta, APPEND_ONLY + rec.uid) is not None
         return TableState(rec, sch, files, batches, append_only)
 
