@@ -39,13 +39,14 @@ from .request_body import (
     BodyTimeout,
     ClientGone,
     UnreadableBody,
+    body_budget,
     check_content_type,
     check_framing,
     closed,
     read_sql_request,
 )
 from .result import dumps_with_raw, error_body
-from .state import Cairn
+from .state import Cairn, Session
 from .web import add_routes as add_web_console
 
 log = logging.getLogger("cairn.http")
@@ -137,7 +138,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except CairnError as exc:
         forget_trace(exc)  # the frames it passed may hold a big body (read on a thread)
         request[OUTCOME] = exc.code
-        return error_response(exc, started)
+        resp = error_response(exc, started)
+        if retry := getattr(exc, "retry_after", None):  # BodiesBusy: the bodies' budget
+            resp.headers["Retry-After"] = str(retry)
+        return resp
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CAIRN].config.server.max_request_bytes
         request[OUTCOME] = RequestTooLarge.code
@@ -268,6 +272,12 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
     check_origin(request, cairn.config.server)
     session = authenticate(request, cairn.config.auth)
     request[USER] = session.user_id
+    with body_budget(request, cairn):  # 503 before the body is read if it does not fit
+        return await _answer_sql(request, cairn, session, started)
+
+
+async def _answer_sql(request: web.Request, cairn: Cairn, session: Session,
+                      started: float) -> web.StreamResponse:
     sql, namespace = await read_sql_request(request, cairn,
                                             cairn.config.server.body_timeout_seconds)
     request[SQL_TEXT] = sql

@@ -33,6 +33,9 @@ class ServerConfig:
     body_timeout_seconds: float = 60.0  # the whole request body
     send_timeout_seconds: float = 60.0  # a client taking no part of its answer; 0: none
     max_connections: int = 1000  # open HTTP connections; past it 503 UNAVAILABLE (limits.py)
+    # Bytes of request bodies (and pgwire messages) being received or held, all
+    # connections together (never below max_request_bytes); past it 503 (budget.py).
+    max_inflight_request_bytes: int = 256 * 1024 * 1024
     # A statement that made DuckDB fail internally, and users who keep doing
     # it (server/duckfaults.py): statements remembered (0: none), for how long;
     # a role user's faults within the window (0: no brake) before their
@@ -106,6 +109,9 @@ class PgwireConfig:
     port: int = 5433  # 0: no PostgreSQL listener
     tls_cert: str = ""  # PEM files; both set: clients may (and psql will) use TLS
     tls_key: str = ""
+    # Bytes all connections' prepared statements and portals keep together
+    # (never below 4 × [server] max_request_bytes); past it 53200 (budget.py).
+    max_prepared_bytes_total: int = 256 * 1024 * 1024
 
 
 @functools.lru_cache(maxsize=64)

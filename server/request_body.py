@@ -13,8 +13,10 @@ key sent twice, an encoding the server does not apply, a body not in UTF-8."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -22,9 +24,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from catalog.errors import InvalidRequest
+from catalog.errors import InvalidRequest, Unavailable
 
 from .body_decoding import BadEncoding, decode, encoding_of
+from .budget import OverBudget
 from .executor import PARSE_ON_THREAD_CHARS
 from .state import Cairn
 from .text import check_header, check_text
@@ -50,6 +53,35 @@ class UnreadableBody(InvalidRequest):
 class ClientGone(Exception):
     """The client closed its connection before its body arrived or while its
     answer was being sent: not a bug, and there is no one to answer."""
+
+
+class BodiesBusy(Unavailable):
+    """The bodies being received and held, all connections together, leave no
+    room for this one (`[server] max_inflight_request_bytes`, budget.py):
+    503 with Retry-After, before its body is read."""
+
+    retry_after = 1
+
+
+@contextlib.contextmanager
+def body_budget(request: web.Request, cairn: Cairn) -> Iterator[None]:
+    """The request's body counted against the server's budget while the
+    request runs: its Content-Length (413 past max_request_bytes is read_body's
+    answer), or max_request_bytes for a chunked body, whose size is not known."""
+    limit = cairn.config.server.max_request_bytes
+    size = limit if request.content_length is None and request.body_exists else min(
+        request.content_length or 0, limit)
+    try:
+        cairn.inflight.take(size)
+    except OverBudget:
+        raise BodiesBusy(
+            f"the server is receiving or holding {cairn.inflight.used} bytes of request "
+            f"bodies; this one's {size} more would pass [server] max_inflight_request_bytes "
+            f"({cairn.inflight.limit}): try again shortly") from None
+    try:
+        yield
+    finally:
+        cairn.inflight.give(size)
 
 
 def check_framing(request: web.Request) -> None:

@@ -15,6 +15,7 @@ from catalog import Catalog
 from storage import jobproc, priority, timing
 from storage.backup.targets import s3_key
 
+from .budget import KEPT_REQUESTS, Budget
 from .config import Config
 from .duckfaults import DuckFaults
 from .metrics import Metrics
@@ -121,6 +122,12 @@ class Cairn:
         self.target_calls = TargetCalls(config.backup.s3_deadline_seconds)
         # Statements that made DuckDB fail internally, and users who keep doing it.
         self.duck_faults = DuckFaults(config.server)
+        # What all connections hold together (budget.py): request bodies and
+        # pgwire messages being received; pgwire's prepared statements and portals.
+        self.inflight = Budget(config.server.max_inflight_request_bytes,
+                               config.server.max_request_bytes)
+        self.prepared = Budget(config.pgwire.max_prepared_bytes_total,
+                               KEPT_REQUESTS * config.server.max_request_bytes)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The one door for blocking work (RocksDB, DuckDB, pyarrow, files): it

@@ -53,9 +53,9 @@ class Connection:
         self.info = info
         self.tx = b"I"
         self.limit = cairn.config.server.max_request_bytes
-        tally = Tally(self.limit)  # kept texts' bytes, bounded (kept.py)
-        self.statements: Kept[Prepared] = Kept(tally, Prepared.size)
-        self.portals: Portals[Portal] = Portals(tally, Portal.size)
+        self.tally = Tally(self.limit, cairn.prepared)  # kept texts' bytes, bounded (kept.py)
+        self.statements: Kept[Prepared] = Kept(self.tally, Prepared.size)
+        self.portals: Portals[Portal] = Portals(self.tally, Portal.size)
         self.skipping = False
         self.busy = self.cancelled = self.waiting = False  # see cancel()
         self.jobs: set[str] = set()

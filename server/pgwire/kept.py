@@ -27,9 +27,10 @@ from collections import UserDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from ..budget import KEPT_REQUESTS, Budget, OverBudget
 from .errors import PgError
 
-TEXT_BUDGET_REQUESTS = 4
+TEXT_BUDGET_REQUESTS = KEPT_REQUESTS
 OVERHEAD = 200  # bytes counted per statement or portal besides its name and text
 MAX_PENDING_ANSWERS = 4
 OID_BYTES = 32  # a parameter type kept: a list slot and an int
@@ -68,10 +69,10 @@ class Kept(UserDict[str, V], Generic[V]):
 
     def __delitem__(self, name: str) -> None:
         del self.data[name]
-        self.tally.used -= self.sizes.pop(name)
+        self.tally.give(self.sizes.pop(name))
 
     def clear(self) -> None:
-        self.tally.used -= sum(self.sizes.values())
+        self.tally.give(sum(self.sizes.values()))
         self.sizes.clear()
         self.data.clear()
 
@@ -121,10 +122,13 @@ class Portals(Kept[V]):
 
 
 class Tally:
-    """The bytes of text one connection keeps, against its budget."""
+    """The bytes of text one connection keeps, against its budget and the
+    server's (`[pgwire] max_prepared_bytes_total`, all connections together:
+    200 connections of 40 MiB each were 8 GB)."""
 
-    def __init__(self, max_request_bytes: int) -> None:
+    def __init__(self, max_request_bytes: int, shared: Budget | None = None) -> None:
         self.budget = TEXT_BUDGET_REQUESTS * max_request_bytes
+        self.shared = shared
         self.used = 0
 
     def take(self, more: int) -> None:
@@ -135,7 +139,28 @@ class Tally:
                          f"limit of {self.budget} "
                          f"({TEXT_BUDGET_REQUESTS} × [server] max_request_bytes): close some "
                          f"(Close, DEALLOCATE) or end the transaction")
+        if self.shared is not None:
+            try:
+                self.shared.take(more)
+            except OverBudget:
+                raise PgError(
+                    "53200", f"the server's connections keep {self.shared.used} bytes of prepared "
+                             f"statements and portals together; {more} more would pass "
+                             f"[pgwire] max_prepared_bytes_total ({self.shared.limit}): try again "
+                             f"later, or close some (Close, DEALLOCATE)") from None
         self.used += more
+
+    def give(self, less: int) -> None:
+        """`less` bytes are kept no more (a statement or portal closed)."""
+        self.used -= less
+        if self.shared is not None:
+            self.shared.give(less)
+
+    def release(self) -> None:
+        """The connection ends: what it kept is the server's again."""
+        if self.shared is not None:
+            self.shared.give(self.used)
+        self.used = 0
 
 
 def refuse_another_pending(pending: int) -> None:

@@ -101,6 +101,7 @@ class PgServer:
             task.add_done_callback(self._tasks.discard)
         self._clients.add(writer)
         pid = 0
+        conn: Connection | None = None
         try:
             if len(self._clients) > self.max_clients():
                 raise PgError("53300", "sorry, too many clients already", severity="FATAL")
@@ -126,6 +127,8 @@ class PgServer:
             log.exception("pgwire: internal error")
             await _say(writer, messages.error("FATAL", "XX000", "internal error: this is a bug"))
         finally:
+            if conn is not None:
+                conn.tally.release()  # its statements' and portals' bytes
             self.connections.pop(pid, None)
             self._clients.discard(writer)
             writer.close()

@@ -1,0 +1,73 @@
+"""Request bodies being received, all connections together (`[server]
+max_inflight_request_bytes`, server/budget.py). Each body was bounded alone:
+60 connections each sending a 10 MB body but its last byte held +684 MB for
+body_timeout_seconds (1,000 connections: ~11 GB)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from server.app import CAIRN, create_app
+from server.config import Config
+
+REQUEST = 64 * 1024  # max_request_bytes
+BUDGET = 150_000  # max_inflight_request_bytes: two bodies of 60 KB, not three
+
+
+def _body(size: int) -> bytes:
+    head = b'{"sql": "SELECT \''
+    return head + b"x" * (size - len(head) - 13) + b'\' AS c"}'.ljust(13)
+
+
+async def _stalled(client: Any, body: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that sends all of its body but the last byte, and waits."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(b"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body[:-1])
+    await writer.drain()
+    return reader, writer
+
+
+async def test_bodies_past_the_servers_budget_are_503_until_one_ends(
+        aiohttp_client: Any, cairn_config: Config) -> None:
+    cairn_config.server.max_request_bytes = REQUEST
+    cairn_config.server.max_inflight_request_bytes = BUDGET
+    client = await aiohttp_client(create_app(cairn_config))
+    body = _body(60_000)
+    assert json.loads(body)["sql"].startswith("SELECT '")
+    held = [await _stalled(client, body) for _ in range(2)]
+    try:
+        cairn = client.app[CAIRN]
+        for _ in range(200):  # their handlers have started reading
+            if cairn.inflight.used >= 120_000:
+                break
+            await asyncio.sleep(0.01)
+        resp = await client.post("/api/sql", data=body,
+                                 headers={"Content-Type": "application/json"})
+        answer = await resp.json()
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1", answer
+        assert answer["error"]["code"] == "UNAVAILABLE"
+        assert "max_inflight_request_bytes" in answer["error"]["message"]
+        # A small body still fits: other clients are answered.
+        resp = await client.post("/api/sql", json={"sql": "SELECT 42 AS n"})
+        assert resp.status == 200 and (await resp.json())["results"][0]["rows"] == [{"n": 42}]
+        reader, writer = held.pop()
+        writer.close()  # its handler ends: its body's bytes are given back
+        for _ in range(200):
+            resp = await client.post("/api/sql", data=body,
+                                     headers={"Content-Type": "application/json"})
+            if resp.status == 200:
+                break
+            await asyncio.sleep(0.01)
+        assert resp.status == 200, await resp.text()
+        reader, writer = held.pop()
+        writer.write(body[-1:])  # the last byte: the stalled request is answered
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        writer.close()
+        assert cairn.inflight.used == 0  # nothing leaked
+    finally:
+        for _, writer in held:
+            writer.close()
