@@ -7,11 +7,11 @@ parser reads could be written and then not read over HTTP. A write
 a value to `json_problem` alike. A value kept before these rules
 (2026-12-05: in a data directory, a backed-up file, a catalog's or manifest's
 DEFAULT) keeps the meaning it had: `kept_json_problem` takes what the older
-write check, Python's json.loads, took."""
+write check, Python's json.loads, took (NaN, Infinity and numbers past a
+DOUBLE, like `1e400`, included: releases until 2026-12-02 stored them)."""
 
 from __future__ import annotations
 
-import math
 import re
 from itertools import accumulate
 
@@ -85,19 +85,21 @@ _LONE_SURROGATE = re.compile(
 KEPT_JSON_DEPTH = 4096
 
 # A token of JSON as json.loads reads it (strict: no control characters in a
-# string), whitespace before it. A \uXXXX escape may be a lone surrogate.
+# string; its constants NaN, Infinity, -Infinity), whitespace before it. A
+# \uXXXX escape may be a lone surrogate.
 _TOKEN = re.compile(
     r'[ \t\n\r]*+(?:(?P<s>"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+")'
     r"|(?P<n>-?(?:0|[1-9][0-9]*+)(?P<f>(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?))"
-    r"|(?P<l>true|false|null)|(?P<p>[\[\]{}:,]))")
+    r"|(?P<l>true|false|null|NaN|Infinity|-Infinity)|(?P<p>[\[\]{}:,]))")
 
 
 def kept_json_problem(text: str) -> str | None:
     """Why `text` cannot be a JSON value an older release kept, or None: what
-    its write check (json.loads, NaN, Infinity and numbers past a DOUBLE
-    refused) took, a lone surrogate escape and nesting past MAX_JSON_DEPTH
-    included, up to KEPT_JSON_DEPTH. Such a value is read as the text kept
-    (an answer shows it as a string, server/result.py `json_raw`)."""
+    its write check, json.loads, took: NaN, Infinity, numbers past a DOUBLE
+    (`1e400`, which it read as infinity), a lone surrogate escape and nesting
+    past MAX_JSON_DEPTH included, up to KEPT_JSON_DEPTH. Such a value is read
+    as the text kept (an answer shows it as a string, server/result.py
+    `json_raw`)."""
     problem = json_problem(text)
     if problem is None:
         return None
@@ -121,13 +123,9 @@ def _scans(text: str) -> bool:
         if want == "end":
             return False
         if want in ("value", "value]") and punct is None:
-            if m["s"] is None and m["l"] is None:  # a number
-                number = m["n"]
-                if m["f"]:
-                    if not math.isfinite(float(number)):
-                        return False
-                elif len(number.lstrip("-")) > 4300:  # Python's int() limit
-                    return False
+            number = m["n"]
+            if number is not None and not m["f"] and len(number.lstrip("-")) > 4300:
+                return False  # Python's int() limit (a float of any size was taken)
             if m["s"] is not None or m["n"] is not None or m["l"] is not None:
                 want = "," if stack else "end"
                 continue
