@@ -10,10 +10,11 @@ in a segment too (a forged segment holding two first versions of one key
 restored a table with two rows of one PRIMARY KEY, whose own backup no
 restore then took).
 
-For one schema version of a table (`Checks`): no NULL (or NaN) in `_seq`,
-`_user` or a key column (`outside`, which also holds them to the bounds the
-caller knows); no NULL `_ow`, `_deleted` or `_updated`; every other column as
-column_checks.Group holds it; a generated `_id` not above its row's `_seq`;
+For one schema version of a table (`Checks`): no NULL in `_seq`, `_user` or
+a key column (`outside`, which also holds them to the bounds the caller
+knows; a NaN key is taken: INSERT refuses one now, but releases until
+2026-12-02 stored it, and their backups must restore); no NULL `_ow`,
+`_deleted` or `_updated`; every other column as column_checks.Group holds it; a generated `_id` not above its row's `_seq`;
 and the row versions of rowversions.Versions (no `_seq` twice, no key with
 two first versions), fed across every batch of the file or table."""
 
@@ -73,14 +74,12 @@ class Checks:
 def outside(column: pa.Array, name: str, entry: tuple[Any, Any] | None,
             stats: Any) -> str | None:
     """What is wrong with a batch's `_seq`, `_user` or key column `name`: a
-    NULL, a NaN, a value outside `entry` (the file's entry's bounds) or
+    NULL, a value outside `entry` (the file's entry's bounds) or
     outside `stats` (its footer's statistics of the row group), or None."""
     if column.null_count:
         return f"holds NULL {name} values"
     if not len(column):
         return None
-    if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
-        return f"holds NaN {name} values (no key is NaN: INSERT refuses it)"
     found = pc.min_max(column)
     try:
         lo, hi = found["min"].as_py(), found["max"].as_py()

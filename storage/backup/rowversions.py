@@ -220,10 +220,13 @@ def _of(firsts: pa.RecordBatch, hashes: np.ndarray, wanted: np.ndarray) -> pa.Ta
 
 
 def _two_firsts(firsts: pa.Table, keys: list[str]) -> str | None:
-    for k in keys:  # as DuckDB compares keys: -0.0 is 0.0 (group_by tells their bits apart)
+    for k in keys:  # as DuckDB compares keys: -0.0 is 0.0, and every NaN one NaN (an
+        # older Cairn stored NaN keys; group_by tells their bits apart)
         if pa.types.is_floating(firsts.schema.field(k).type):
-            at = firsts.schema.get_field_index(k)
-            firsts = firsts.set_column(at, k, pc.add(firsts.column(k), 0.0))
+            at, col = firsts.schema.get_field_index(k), firsts.column(k)
+            one_nan = pa.scalar(float("nan"), col.type)
+            firsts = firsts.set_column(at, k, pc.if_else(pc.is_nan(col), one_nan,
+                                                         pc.add(col, 0.0)))
     counts = firsts.group_by(keys, use_threads=False).aggregate([([], "count_all")])
     many = counts.filter(pc.greater(counts.column("count_all"), 1))
     if not many.num_rows:

@@ -82,3 +82,18 @@ def test_a_repeat_across_batches_names_the_sources_holding_it() -> None:
     assert v.add(_texts([3], ["c"], [False]), "b") is None
     assert v.add(_texts([4], ["b"], [False]), "c") is None
     assert v.done() is None and v.found_in == ["a", "c"]
+
+
+def test_two_first_versions_of_key_nan_are_one_key_whatever_its_sign() -> None:
+    """An older Cairn stored NaN keys (VERIFY takes one): as DuckDB compares
+    keys, every NaN is one key, and Arrow's grouping told NaN from -NaN."""
+    nan = float("nan")
+    for pair in ([nan, nan], [nan, -nan]):
+        v = Versions(["k"])
+        batch = pa.record_batch({"_seq": pa.array([1, 2, 3], pa.int64()),
+                                 "_ow": pa.array([False] * 3), "k": pa.array([1.5, *pair])})
+        assert "2 first versions (_ow false) of one key (k = nan)" in str(v.add(batch)), pair
+    v = Versions(["k"])
+    one = pa.record_batch({"_seq": pa.array([1, 2], pa.int64()), "_ow": pa.array([False, True]),
+                           "k": pa.array([nan, -nan])})
+    assert v.add(one) is None and v.done() is None
