@@ -167,9 +167,9 @@ async def test_a_generated_id_above_its_rows_seq_is_refused(client: Any, tmp_pat
 
 
 @pytest.mark.parametrize(("value", "words"), [
-    ("[NaN]", "is not valid JSON"),
+    ("[-NaN]", "is not valid JSON"),  # (NaN and 1e999 an older write took: test_legacy_json)
     ("not json", "is not valid JSON"),
-    ("[1e999]", "is not valid JSON"),
+    ("[01]", "is not valid JSON"),
     ('{"k":"\\ud800"', "is not valid JSON"),
     ("[" * 5000 + "]" * 5000, "5000 deep, more than 4096"),
 ])
