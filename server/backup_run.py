@@ -62,7 +62,8 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
     scope = None if plan.tables is None else Scope(kind="tables", tables=sorted(plan.tables))
     before = cairn.catalog.get(Archive, plan.namespace)
     # The buffered rows' Parquet is written by write_backup, in the job process.
-    floor = clock_floor.windows_end_us(plan.repo, plan.namespace) if plan.after_windows else 0
+    floor = (clock_floor.windows_end_us(plan.repo, plan.namespace, cairn.catalog.server_id())
+             if plan.after_windows else 0)
     with cairn.engine.snapshot({plan.namespace: plan.tables}, defer_export=True,
                                floor_us=floor) as snap:
         ctx.fault("backup.snapshot_taken")

@@ -16,18 +16,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from catalog import Backup, Catalog
+from catalog.errors import NotFound
 
 from .archive import store
 from .backup import Repository
 
 
 def recorded_us(catalog: Catalog, namespaces: Iterable[str]) -> dict[str, int]:
-    """Per namespace, the newest snapshot_at (µs) of a backup this server
-    recorded of it (0: none). A record whose time does not parse counts as none."""
+    """Per namespace, the newest snapshot_at (µs) of a backup this server took
+    of it (its job's record; 0: none). Not a record ATTACH BACKUPS made (no job):
+    another server's backup, or a manifest with any time its writer chose (a
+    server whose clock ran ten years ahead, a forged 2099), floored every later
+    backup of this server into that future. A record whose time does not
+    parse counts as none."""
     wanted = set(namespaces)
     floors = dict.fromkeys(wanted, 0)
     for rec in catalog.scan(Backup):
-        if rec.namespace in wanted:
+        if rec.namespace in wanted and rec.job_id is not None:
             try:
                 at = store.parse_us(rec.snapshot_at)
             except ValueError:
@@ -36,9 +41,19 @@ def recorded_us(catalog: Catalog, namespaces: Iterable[str]) -> dict[str, int]:
     return floors
 
 
-def windows_end_us(repo: Repository, namespace: str) -> int:
-    """The newest time any archive window of `namespace` in `repo` reaches
-    (0: none): a new archive's base is cut after it, so its window comes
-    after the old ones in SHOW RESTORE POINTS and for an as_of."""
+def windows_end_us(repo: Repository, namespace: str, server: str) -> int:
+    """The newest time an archive window of this server's (`server`) of
+    `namespace` in `repo` reaches (0: none): a new archive's base is cut after
+    it, so its window comes after the old ones in SHOW RESTORE POINTS and for
+    an as_of. Another server's windows of a namespace of that name are another
+    database's (one whose clock ran ten years ahead cut this server's into
+    2036): an archive is this server's when a base of it names this server."""
+    try:
+        listed = repo.listing(namespace)
+    except NotFound:  # no target yet: no window
+        return 0
+    own = {m["archive"]["id"] for m in listed
+           if "error" not in m and isinstance(m.get("archive"), dict)
+           and (m.get("namespace_record") or {}).get("server") == server}
     runs, _ = store.all_runs(repo, namespace)
-    return max((r.through_us for r in runs), default=0)
+    return max((r.through_us for r in runs if r.archive_id in own), default=0)
