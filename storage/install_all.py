@@ -133,7 +133,8 @@ def install_many(registry: Registry, restores: list[Restore],
                 old_paths = registry.remove_tables(batch, old)
                 for r, files in zip(restores, records, strict=True):
                     m, dest = r.manifest, r.destination
-                    batch.put(restored_namespace(dest, m))
+                    batch.put(restored_namespace(dest, m, catalog.server_id(),
+                                                 catalog.get(Namespace, dest)))
                     for t in m.tables:
                         put_table(registry, batch, dest, t, r.table_uids[t.name])
                     for f in files:

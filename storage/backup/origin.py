@@ -4,9 +4,9 @@ Servers sharing a target may each have a namespace of one name: different
 databases. A manifest names the data directory that wrote it
 (`namespace_record.server`, `Catalog.server_id`); one written before the field
 has only the namespace's `created_at`. keep_last drops, and a RESTORE without
-`backup_id` picks, only backups of this server's namespace, and of the one
-it was restored from up to the backup it was restored from: never the other
-way round (the server restored from never takes its copy's backups as its own)."""
+`backup_id` picks, only backups of this server's namespace, and of the
+server it was restored from: never the other way round (the server restored
+from never takes its copy's backups as its own)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog import Namespace
-from catalog.errors import InvalidArgument, NotFound
+from catalog.errors import NotFound
 
 from .selection import parse_time
 
 
-def restored_namespace(dest: str, m: Any) -> Namespace:
-    """The record a RESTORE of manifest `m` into `dest` installs: the backed-up
-    namespace's creation time and options, and where it came from (`m`'s writer,
-    "" for a manifest older than the field, and its snapshot_at)."""
+def restored_namespace(dest: str, m: Any, server: str, previous: Namespace | None) -> Namespace:
+    """The record a RESTORE of manifest `m` into `dest` on this server (`server`)
+    installs: the backed-up namespace's creation time and options, and the
+    server whose database it is (`m`'s writer; "" for a manifest older than the
+    field). A restore of this server's own backup of a namespace that came from
+    another keeps that origin (`previous`, the record it replaces)."""
     record = m.namespace_record
-    server = record.server if isinstance(record.server, str) else ""
+    writer = record.server if isinstance(record.server, str) else ""
+    came_from = {"server": writer}
+    if writer == server and previous is not None and previous.created_at == record.created_at \
+            and previous.restored_from is not None:
+        came_from = dict(previous.restored_from)
     return Namespace(dest, created_at=record.created_at, options=dict(record.options),
-                     restored_from={"server": server, "snapshot_at": m.snapshot_at})
+                     restored_from=came_from)
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,11 @@ class Origin:
         it names this server; or, written before manifests named one, its
         namespace was created at the same instant as this server's. `lineage`:
         also one by the server this namespace was restored from, of the same
-        namespace (a restore keeps its creation time), taken no later than the
-        backup restored, for RESTORE. Not the other way: the server restored
-        from never takes the copy's backups (those are another database since).
+        namespace (a restore keeps its creation time), for RESTORE: a server
+        that restored another's backup restores again from that database's
+        backups, newer ones too (a drill server refreshed from production).
+        Not the other way: the server restored from never takes the copy's
+        backups (a drill's rows are not production's).
         An entry without its body (damaged, or encrypted and not opened) is not
         known to be."""
         record = m.get("namespace_record")
@@ -55,19 +63,13 @@ class Origin:
         same_namespace = self.created_at is not None and record.get("created_at") == self.created_at
         server = record.get("server")
         if server is not None and server != self.server:
-            return lineage and same_namespace and self._restored_from(server, m)
+            return lineage and same_namespace and self._restored_from(server)
         return server is not None or same_namespace
 
-    def _restored_from(self, server: str, m: dict[str, Any]) -> bool:
-        """Is `m`, written by `server`, in the history this namespace was
-        restored from: that server's, no later than the backup restored?"""
+    def _restored_from(self, server: str) -> bool:
+        """Is `server` the one whose database this namespace was restored from?"""
         source = self.restored_from
-        if not isinstance(source, dict) or source.get("server") != server:
-            return False
-        try:
-            return parse_time(m["snapshot_at"]) <= parse_time(source["snapshot_at"])
-        except (KeyError, TypeError, ValueError, InvalidArgument):
-            return False
+        return isinstance(source, dict) and source.get("server") == server
 
 
 def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | None,

@@ -131,11 +131,17 @@ async def test_the_server_restored_from_never_takes_its_copys_backups(
     assert got["backup_id"] == mine["backup_id"]
     assert await whose(a, "copy") == {"a"}
 
-    # B's lineage: its own newest; without it, A's backup it was restored from,
-    # never one A took afterwards (A's database went on without B).
+    # B's lineage: its own newest; without it, A's newest (a drill server
+    # refreshed from production), even one A took after B's restore.
     [later] = await rows(a, "BACKUP DATABASE app TO 'shared'")
     [got] = await rows(b, "RESTORE DATABASE app FROM 'shared' AS c1")
-    assert got["backup_id"] == theirs["backup_id"]
-    await ok(b, f"DROP BACKUP '{theirs['backup_id']}' IN 'shared'")
+    assert got["backup_id"] == later["backup_id"]  # newer than B's own
+    await ok(b, f"DROP BACKUP '{later['backup_id']}' IN 'shared'")
     [got] = await rows(b, "RESTORE DATABASE app FROM 'shared' AS c2")
-    assert got["backup_id"] == mine["backup_id"], (got, later)
+    assert got["backup_id"] == theirs["backup_id"]
+    # A restore of B's own backup keeps where its database came from.
+    await ok(b, f"RESTORE DATABASE app FROM 'shared' WITH (replace = true, "
+                f"backup_id = '{theirs['backup_id']}')")
+    await ok(b, f"DROP BACKUP '{theirs['backup_id']}' IN 'shared'")
+    [got] = await rows(b, "RESTORE DATABASE app FROM 'shared' AS c3")
+    assert got["backup_id"] == mine["backup_id"]
