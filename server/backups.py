@@ -27,7 +27,7 @@ from storage.archive.store import parse_us
 from storage.backup import Repository
 from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.selection import newest_first
-from storage.backup.sets import unfinished, writing_error
+from storage.backup.sets import being_written, writing_error
 from storage.sql_text import KINDS, kind_of, sql_text
 
 from . import restore_hold, resume, visibility
@@ -275,7 +275,7 @@ async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) ->
         else:
             repo = repository(cairn, stmt.target)
             # Already newest first; a damaged backup of unknown age leads.
-            listed, writing = repo.listing(stmt.namespace), unfinished(repo)
+            listed, writing = repo.listing(stmt.namespace), being_written(repo)
             forget_gone(cairn, repo, stmt.namespace)  # another server dropped them
             rows = [_damaged(m, repo.uri) if "error" in m
                     else {**summary(m, repo.uri), **writing_error(m, writing)} for m in listed]

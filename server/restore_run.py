@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,9 @@ from catalog.errors import AlreadyExists, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 from storage.archive import pitr, replay
 from storage.backup import Manifest, Repository, selection
-from storage.backup.origin import Origin, choose_own
+from storage.backup.origin import Origin, choose_own, taken_as_own
 from storage.backup.schema import FileEntry, load, to_doc
-from storage.backup.sets import unfinished, writing_error
+from storage.backup.sets import being_written, refuse_newer_locked, writing_error
 from storage.backup.stoppable import stoppable
 from storage.files import FileStore
 from storage.inflight import workers_for
@@ -60,15 +61,29 @@ def choose_manifest(plan: RestorePlan) -> Manifest:
     """The backup to restore: `backup_id`, else the newest of the namespace
     (taken at or before `as_of` when given); refused when a damaged backup may
     be that newest one (Repository.choose_backup)."""
-    # A member of a set still being written (its lock in the target) is not taken.
-    writing = unfinished(plan.repo) if plan.backup_id is None else set()
+    # A member of a set still being written (its lock in the target) is not
+    # taken, nor an older backup in its stead.
+    writing = being_written(plan.repo) if plan.backup_id is None else set()
     m = load(choose_own(plan.repo, plan.source, plan.backup_id, plan.as_of,
                         lambda h: whole(h) and not writing_error(h, writing), plan.origin))
+    if writing:
+        refuse_newer_locked(plan.repo.listing(plan.source), writing, m.snapshot_at,
+                            plan.repo.uri, partial(_counts, plan))
     if m.scope is not None and m.scope.kind == "tables":  # named by backup_id
         raise InvalidArgument(
             f"backup '{m.backup_id}' holds only tables {', '.join(m.scope.tables)} of namespace "
             f"'{m.namespace}'; restore them with RESTORE TABLE")
     return m
+
+
+def _counts(plan: RestorePlan, h: dict[str, Any]) -> bool:
+    """Whether listed backup `h` is one a RESTORE without backup_id may take:
+    of this server's namespace (its origin), taken by `as_of` when given."""
+    if plan.origin is not None and not taken_as_own(plan.origin, h):
+        return False
+    taken = h.get("snapshot_at")
+    return plan.as_of is None or isinstance(taken, str) and selection.parse_time(
+        taken) <= parse_time(plan.as_of)
 
 
 def whole(header: dict[str, Any]) -> bool:

@@ -22,7 +22,13 @@ from sqlgrammar import ast
 from storage.backup import Repository
 from storage.backup.schema import FileEntry, load
 from storage.backup.selection import parse_time as when
-from storage.backup.sets import being_written, is_whole, member_id, unfinished, write_set
+from storage.backup.sets import (
+    being_written,
+    is_whole,
+    member_id,
+    refuse_newer_locked,
+    write_set,
+)
 from storage.install import Restore
 from storage.registry import RESERVED_NAMESPACES
 
@@ -223,7 +229,7 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
     never an older set instead."""
     entries = repo.listing(None)
     sets = _sets(e for e in entries if "error" not in e)
-    writing = unfinished(repo)
+    writing = being_written(repo)
     if backup_id is not None:
         set_id = next((s for s, ms in sets.items()
                        if backup_id == s or any(h["backup_id"] == backup_id for h in ms)), None)
@@ -255,6 +261,10 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
                     f"backup '{bad['backup_id']}' in target '{repo.uri}' cannot be read and may "
                     f"be the newest; nothing was restored: {bad['error']}")
     members = sets[set_id]
+    if backup_id is None and writing:
+        refuse_newer_locked(entries, writing, members[0]["snapshot_at"], repo.uri,
+                            lambda h: owns(h) and (limit is None
+                                                   or when(h["snapshot_at"]) <= limit))
     want = members[0]["scope"]["namespaces"]
     # One set, one instant: members re-sealed to disagree made the result
     # hang on which one was listed first.

@@ -17,12 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 from catalog import utcnow
-from catalog.errors import Cancelled
+from catalog.errors import CairnError, Cancelled, Unavailable
 
 from ..work import Work
 from . import footers, nullkeys, room, schema
 from .image import NamespaceImage
 from .repository import Repository
+from .selection import parse_time
 from .writer import store_counting
 
 
@@ -107,23 +108,35 @@ def being_written(repo: Repository) -> set[str]:
     return {lock["backup_id"] for lock in repo.list_locks()}
 
 
-def unfinished(repo: Repository) -> set[str]:
-    """The sets RESTORE passes over and SHOW BACKUPS IN calls being written:
-    those whose lock is in the target and whose members are not all there yet.
-    A set every member of which landed is whole: only its lock's removal was
-    left, and a lock left behind, or put back by someone with write access to
-    the target (a copy, or a junk file at its name), never hides it, so a
-    RESTORE without backup_id never takes an older set instead of it.
-    (DROP BACKUP and keep_last still wait for the lock: writing.py.)"""
-    locked = being_written(repo)
-    if not locked:
-        return locked
-    members: dict[str, list[dict[str, Any]]] = {}
-    for h in repo.listing(None):
-        set_id = (h.get("scope") or {}).get("set_id") if "error" not in h else None
-        if set_id in locked:
-            members.setdefault(set_id, []).append(h)
-    return {s for s in locked if not (s in members and is_whole(members[s]))}
+def refuse_newer_locked(entries: list[dict[str, Any]], writing: set[str], after: str,
+                        uri: str, counts: Callable[[dict[str, Any]], bool]) -> None:
+    """Unavailable when a member of a set whose lock is in the target (`writing`)
+    was taken after `after` (the snapshot a RESTORE without backup_id chose):
+    that set is being written (its last members landing, its job able to fail
+    and remove them yet) or its lock was left or put back. Neither is taken,
+    and an older backup is not restored in its stead: a lock copied while a
+    set was written and put back after (or any file at its name) made RESTORE
+    and RESTORE ALL restore the set before, `completed`. `counts`: the entries
+    of the database restored (this server's namespace's)."""
+    for h in entries:
+        if "error" in h or not counts(h):
+            continue
+        set_id = (h.get("scope") or {}).get("set_id")
+        if set_id is None and h.get("encrypted") is True and "." in h.get("backup_id", ""):
+            set_id = h["backup_id"].split(".", 1)[0]  # sealed scope: the id names the set
+        if set_id in writing and _later(h.get("snapshot_at"), after):
+            raise Unavailable(
+                f"backup set '{set_id}' in target '{uri}', newer than any whole backup, "
+                f"has its lock in the target (locks/{set_id}.json): it is still being written, "
+                "or its lock was left behind; nothing was restored. Retry once its BACKUP has "
+                "ended, or name a backup with backup_id")
+
+
+def _later(taken: Any, after: str) -> bool:
+    try:
+        return bool(isinstance(taken, str) and parse_time(taken) > parse_time(after))
+    except CairnError:
+        return False
 
 
 def is_whole(members: list[dict[str, Any]]) -> bool:

@@ -385,31 +385,30 @@ def test_sigkill_before_restore_all_installs_leaves_no_namespace_and_no_file(
     assert body["results"][0]["rows"] == [{"n": 2}]
 
 
-async def test_a_lock_put_back_never_hides_a_whole_set(client: Any, tmp_path: Path) -> None:
+async def test_a_lock_put_back_never_makes_restore_take_an_older_set(
+        client: Any, tmp_path: Path) -> None:
     """A set's lock copied while it was written and put back after (or any file
-    at its name) hid the whole newest set: RESTORE DATABASE and RESTORE ALL
-    without backup_id took the older set and said completed, overwriting live
-    rows with `replace`. A set all of whose members landed is whole, lock or
-    not; one still missing a member under its lock is passed over."""
+    at its name) hid the newest set: RESTORE DATABASE and RESTORE ALL without
+    backup_id took the older set and said completed, overwriting live rows
+    with `replace`. A set under its lock is not taken (its job can still fail
+    and remove it), and no older backup is restored in its stead: UNAVAILABLE,
+    naming the lock; backup_id still takes one."""
     await ok(client, SETUP)
-    await rows(client, "BACKUP DATABASE a, b TO 'nightly'")
+    older = await rows(client, "BACKUP DATABASE a, b TO 'nightly'")
     await ok(client, "UPDATE a.t SET v = 'new' WHERE id = 1")
     newer = await rows(client, "BACKUP DATABASE a, b TO 'nightly'")
     set_id = newer[0]["backup_id"].rsplit(".", 1)[0]
     locks = tmp_path / "backups" / "nightly" / "locks"
     locks.mkdir(exist_ok=True)
     (locks / f"{set_id}.json").write_bytes(b"x")  # junk at the lock's name
-    [got] = await rows(client, "RESTORE DATABASE a FROM 'nightly' AS a_copy")
+    for text in ("RESTORE DATABASE a FROM 'nightly' AS a_copy",
+                 "RESTORE ALL FROM 'nightly' WITH (replace = true)"):
+        error = await expect(client, text, "UNAVAILABLE")
+        assert f"locks/{set_id}.json" in error["message"], error
+    assert (await rows(client, "SELECT v FROM a.t WHERE id = 1")) == [{"v": "new"}]
+    [got] = await rows(client, f"RESTORE DATABASE a FROM 'nightly' AS a_old "
+                               f"WITH (backup_id = '{older[0]['backup_id']}')")
+    assert got["backup_id"] == older[0]["backup_id"]
+    (locks / f"{set_id}.json").unlink()
+    [got] = await rows(client, "RESTORE DATABASE a FROM 'nightly' AS a_new")
     assert got["backup_id"] == newer[0]["backup_id"]
-    assert await rows(client, "SELECT v FROM a_copy.t WHERE id = 1") == [{"v": "new"}]
-    listed = await rows(client, "SHOW BACKUPS IN 'nightly'")
-    assert all(r["error"] is None for r in listed), listed
-    await ok(client, "RESTORE ALL FROM 'nightly' WITH (replace = true)")
-    assert await rows(client, "SELECT v FROM a.t WHERE id = 1") == [{"v": "new"}]
-
-    # Not whole under its lock: still being written, passed over, said so.
-    (tmp_path / "backups" / "nightly" / "manifests" / f"{newer[1]['backup_id']}.json").unlink()
-    [got] = await rows(client, "RESTORE DATABASE a FROM 'nightly' AS a_old")
-    assert got["backup_id"] != newer[0]["backup_id"]
-    listed = await rows(client, "SHOW BACKUPS IN 'nightly'")
-    assert [r["backup_id"] for r in listed if r["error"]] == [newer[0]["backup_id"]], listed
