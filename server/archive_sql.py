@@ -236,7 +236,7 @@ async def show_restore_points(cairn: Cairn, session: Session,
     def work() -> list[dict[str, Any]]:
         repo = _repo(cairn, stmt.target)
         repo.require_exists()
-        runs, _ = store.all_runs(repo, stmt.namespace)
+        runs, problems = store.all_runs(repo, stmt.namespace)
         entries = repo.listing(stmt.namespace)
         bases, broken = damaged.bases_and_damaged(repo, stmt.namespace, entries)
         keep = own_filter(origin_of(cairn, stmt.namespace), entries)
@@ -245,7 +245,10 @@ async def show_restore_points(cairn: Cairn, session: Session,
             "namespace": stmt.namespace, "start_time": store.iso(w.start_us),
             "end_time": store.iso(w.end_us), "base_backup_id": w.bases[0].backup_id,
             "base_backups": len(w.bases), "segments": len(w.run.segments),
-            "archive_id": w.run.archive_id, "error": None, "server": w.bases[0].server,
+            "archive_id": w.run.archive_id,
+            # what RESTORE refuses the whole archive for (and VERIFY reports)
+            "error": "; ".join(problems.get(w.run.archive_id, [])) or None,
+            "server": w.bases[0].server,
             "own": any(b.backup_id in mine for b in w.bases),
         } for w in store.windows(runs, bases)]
         # A window whose base may be a backup that cannot be read: listed, with why.

@@ -19,9 +19,9 @@ current window is left in the target (DROP BACKUP, keep_last, or deleted by
 hand), or a segment of the window is gone: checked at start, right after any
 drop of a backup of the namespace, after a failed cycle, and every
 BASE_CHECK_S, so the archive never goes on shipping changes that no base can
-use. An archive RESTORE refuses (a stray file, overlapping segments) is left
-for a new one, from a new base; a target emptied while archiving runs is
-noticed at the next segment (store.still_there) and set up again by it."""
+use. An archive RESTORE refuses (a stray file, overlapping segments), or one
+another writer wrote into (archive_fork.py), is left for a new one, from a new
+base; a target emptied meanwhile is set up again (store.still_there)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ from storage.backup import Repository
 from storage.timing import TIMINGS
 
 from . import faults
+from .archive_fork import fork_reason, leave, own_end
 from .backup_run import BackupPlan, run_backup
 from .repos import remove_own_tmp, repository
 from .state import Cairn, Session
@@ -93,6 +94,7 @@ class Archiver:
         self.check_base = True  # is a base of the current window left? (see base_gone)
         self.base_checked = 0.0
         self.known_base: str | None = None  # a base of the window seen in the target
+        self.note: str | None = None  # why it left a forked archive (archive_fork.py)
 
     # --- the record ------------------------------------------------------------
 
@@ -146,13 +148,10 @@ class Archiver:
                     log.exception("archiving %s failed", self.namespace)
                 else:
                     log.warning("archiving %s failed: %s", self.namespace, message)
-                # A cycle that failed may have written its segment all the
-                # same (the reply lost, or the catalog batch after it failed):
+                # A failed cycle may have written its segment all the same:
                 # the next one finds out first (resume: store.written_after),
-                # never writes another from the same start (two overlapping
-                # segments refused every restore of the archive). It checks
-                # for a base again too, so a base that failed is retried
-                # before anything ships, and `failed` stays until one is taken.
+                # never writes another from the same start. It checks for a
+                # base again too (`failed` stays until one is taken).
                 self._repo = None  # re-read config and keys: the target may be new
                 self.resumed = False
                 self.check_base = True
@@ -214,9 +213,7 @@ class Archiver:
                                        rec.archive_id)
         wrong = store.listing_problems(rec.archive_id, listing)
         if wrong:  # every restore in the archive refuses it: go on in a new one
-            log.warning("archive of %s in %s cannot be restored from (%s); starting a new "
-                        "archive from a new base", self.namespace, rec.target, wrong[0])
-            await self.cairn.run(self._new_archive)
+            await self.cairn.run(self._new_archive, fork_reason(rec, listing) or wrong[0])
             return True
         assert rec.shipped_lsn is not None and rec.shipped_us is not None
         end = (rec.shipped_lsn, rec.shipped_us)
@@ -231,18 +228,17 @@ class Archiver:
         self.known_base = found
         return False
 
-    def _new_archive(self) -> None:
-        """Ship into a new archive (folder `archives/<ns>/<new id>/`) from the
-        next base on: the current one holds a file that is not a segment, or
-        segments that overlap (planted, or written by a Cairn before it checked
-        after a failed write), and RESTORE refuses every time in it. Before,
-        archiving went on shipping into it, `running`, while nothing it shipped
-        could be restored."""
+    def _new_archive(self, reason: str) -> None:
+        """Ship into a new archive from the next base on: RESTORE refuses every
+        time in the current one (a stray file, overlapping segments)."""
         rec = self.record()
-        rec.archive_id = new_id("ar")
-        rec.base_lsn = rec.base_us = rec.base_backup_id = None
+        self._left(rec, reason)
         self.cairn.catalog.put(rec)
-        self.archive_id = rec.archive_id
+
+    def _left(self, rec: Archive, reason: str) -> None:
+        """`rec` goes on in a new archive; the reason stays its last_error."""
+        leave(rec, reason)
+        self.archive_id, self.note, self.resumed = rec.archive_id, reason, False
 
     async def take_base(self, rec: Archive,
                         on_job: Callable[[str], None] | None = None) -> Any:
@@ -270,7 +266,7 @@ class Archiver:
             batch = self.cairn.catalog.batch()
             now.base_backup_id, now.base_lsn, now.base_us = plan.backup_id, lsn, at
             now.shipped_lsn, now.shipped_us, now.job_id = lsn, at, job.job_id
-            now.status, now.last_error = "running", None
+            now.status, now.last_error = "running", self.note
             batch.put(now)
             self.cairn.engine.changes.trim(self.namespace, lsn, batch)
             batch.commit()
@@ -302,13 +298,16 @@ class Archiver:
         batch = self.cairn.catalog.batch()
         if held:
             limit = self.cairn.engine.changes.mark(self.namespace)
-            end, refused = store.written_after(repo, self.namespace, rec.archive_id, listing,
-                                               end, limit)
+            mine, refused = store.written_after(repo, self.namespace, rec.archive_id, listing,
+                                                end, limit)
             for why in refused:
-                log.warning("archive of %s in %s: not continuing after a segment this server "
-                            "did not write (VERIFY ARCHIVE reports it): %s",
-                            self.namespace, rec.target, why)
-            rec.shipped_lsn, rec.shipped_us = end
+                log.warning("archive of %s in %s: not continuing after a segment it did not "
+                            "write: %s", self.namespace, rec.target, why)
+            rec.shipped_lsn, rec.shipped_us = own_end(self.cairn.engine.changes, rec, listing,
+                                                      end, mine)
+            reason = fork_reason(rec, listing)
+            if reason is not None:  # the target holds more than this server shipped
+                self._left(rec, reason)
         else:
             log.warning("archive of %s: target %s lost segments; taking a new base",
                         self.namespace, rec.target)
@@ -358,10 +357,16 @@ class Archiver:
         first = rec.shipped_us == rec.base_us and through > rec.shipped_us
         if raw is None and not final and idle < heartbeat and not first:
             if rec.status != "running":
-                rec.status, rec.last_error = "running", None
+                rec.status, rec.last_error = "running", self.note
                 self.cairn.catalog.put(rec)
             return False
         repo = self.repo(rec)
+        # never into an archive another writer wrote past this server's end
+        reason = fork_reason(rec, store.list_segments(repo, self.namespace, rec.archive_id))
+        if reason is not None:
+            self._left(rec, reason)
+            self.cairn.catalog.put(rec)
+            return True
         faults.hit("archive.before_segment", namespace=self.namespace)
         version = segment.FORMAT_VERSION  # read each time: tests write format 1 too
         if raw is None:
@@ -386,7 +391,7 @@ class Archiver:
             rec.shipped_lsn, rec.shipped_us = name.last_lsn, name.through_us
             rec.segments += 1
             rec.bytes += size
-            rec.status, rec.last_error = "running", None
+            rec.status, rec.last_error = "running", self.note
             batch.put(rec)
             changes_log.trim(self.namespace, name.last_lsn, batch)
             batch.commit()
@@ -419,9 +424,7 @@ class ArchiveService:
 
     def launch(self, arch: Archiver) -> bool:
         """Start `arch`'s loop (the archiver, so the lock, START's base held),
-        unless a STOP ended it or another replaced it. Before, a new archiver
-        with a lock of its own replaced it: its loop and STOP's last segment
-        shipped at once (overlapping segments), and it wrote `running` back."""
+        unless a STOP ended it or another replaced it (two loops shipped at once)."""
         if arch.stopping or arch.task is not None or self.closing:
             return False
         if self.archivers.setdefault(arch.namespace, arch) is not arch:
@@ -435,11 +438,8 @@ class ArchiveService:
         return any(a.task is None or not a.task.done() for a in self.archivers.values())
 
     async def release_helper(self) -> None:
-        """Stop the helper process once no archiver is left to use it (after
-        the last STOP ARCHIVING): its ~85 MB stayed for as long as the server
-        ran. The next loop starts one again (`Archiver.run`, or the first body
-        it builds, made here meanwhile); one that started it while this closed
-        it has its next body made here too, and the helper after."""
+        """Stop the helper process (~85 MB) once no archiver is left to use it.
+        The next loop starts one again (`Archiver.run`, or its first body)."""
         if self.closing or self.live():
             return
         with contextlib.suppress(RuntimeError):  # the thread pool is shut down: shutdown's
