@@ -216,10 +216,12 @@ def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: s
 
 
 def origin_of(cairn: Cairn, namespace: str) -> Origin:
-    """This server, and `namespace`'s creation time here (None: no such namespace)."""
+    """This server, `namespace`'s creation time here (None: no such namespace),
+    and the backups its catalog records (Origin.written_here)."""
     rec = cairn.catalog.get(Namespace, namespace)
+    known = frozenset(b.backup_id for b in cairn.catalog.scan(Backup))
     return Origin(cairn.catalog.server_id(), None if rec is None else rec.created_at,
-                  None if rec is None else rec.restored_from)
+                  None if rec is None else rec.restored_from, known)
 
 
 def _running_archive(cairn: Cairn, namespace: str) -> str | None:

@@ -8,6 +8,7 @@ after them all (`keep_newest`: one call, not four a dropped backup)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,6 +21,8 @@ from .repository import Repository
 from .scan import UNAVAILABLE
 from .schema import load_header
 from .writing import held, lock_ids, refuse_writing
+
+log = logging.getLogger("cairn.backup")
 
 
 def drop_plan(repo: Repository, backup_id: str) -> tuple[str, set[str]]:
@@ -106,6 +109,16 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
            if "error" not in m and m["namespace"] == namespace and m.get("scope") is None
            and not (m.get("encrypted") and "tables" not in m)
            and (origin is None or origin.owns(m))]
+    if origin is not None and not all(origin.written_here(m) for m in own):
+        # Another data directory with this server's id (a copy, or this one
+        # before a roll-back) writes here: which of the backups naming this
+        # server are whose cannot be told, so none is dropped.
+        strange = [m["backup_id"] for m in own if not origin.written_here(m)]
+        log.warning("keep_last in %s dropped nothing: backups %s name this server but its "
+                    "catalog has no record of writing them (a copy of its data directory, or "
+                    "itself before it was brought back from an older copy, wrote them)",
+                    repo.uri, ", ".join(strange[:5]))
+        own = []
     # Newest snapshot first (Repository.list_manifests); `written`, the backup
     # the BACKUP just wrote, is kept even if an older snapshot than the newest N.
     doomed = [m["backup_id"] for m in own[keep:] if m["backup_id"] != written]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog import Namespace
-from catalog.errors import NotFound
+from catalog.errors import AlreadyExists, NotFound
 
 from .selection import parse_time
 
@@ -44,6 +44,21 @@ class Origin:
     server: str
     created_at: str | None = None
     restored_from: dict[str, str] | None = None
+    # the backups this server's catalog records (system.backups; None: not asked)
+    known: frozenset[str] | None = None
+
+    def written_here(self, m: dict[str, Any]) -> bool:
+        """Whether `m`, if it names this server, is one this data directory
+        wrote: its catalog records it. A copy of the data directory (cp -a, a
+        VM snapshot) keeps the server id, so its backups name this server
+        too; so do the newer backups of this server when it was brought back
+        from an older copy of its data directory. Neither is dropped by
+        keep_last nor taken by a RESTORE without backup_id (ALREADY_EXISTS
+        names it: see choose_own)."""
+        record = m.get("namespace_record")
+        if self.known is None or not isinstance(record, dict):
+            return True
+        return record.get("server") != self.server or m.get("backup_id") in self.known
 
     def owns(self, m: dict[str, Any], lineage: bool = False) -> bool:
         """Whether the listed manifest `m` is a backup of this server's namespace:
@@ -91,8 +106,8 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
         return lambda m: accept(m) and taken_as_own(by, m)
 
     try:
-        return dict(repo.choose_backup(namespace, None, as_of, what=what,
-                                       accept=own(origin if origin.created_at else server_only)))
+        chosen = dict(repo.choose_backup(namespace, None, as_of, what=what,
+                                         accept=own(origin if origin.created_at else server_only)))
     except NotFound:
         if origin.created_at is None:  # no such namespace here: any server's
             return dict(repo.choose_backup(namespace, None, as_of, accept=accept, what=what))
@@ -108,6 +123,14 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
             f"target's backups of a namespace '{namespace}' were written by another server "
             f"(another database of that name): {listed}; name one with backup_id = '…' to "
             f"restore it") from None
+    if not origin.written_here(chosen):
+        raise AlreadyExists(
+            f"the newest backup of namespace '{namespace}' in target '{repo.uri}' "
+            f"('{chosen['backup_id']}') names this server but this server's catalog has no "
+            "record of writing it: a copy of this data directory (a VM or volume snapshot, "
+            "cp -a) started elsewhere wrote it, or this server wrote it before it was brought "
+            "back from an older copy; name the backup to restore with backup_id = '…'")
+    return chosen
 
 
 def taken_as_own(origin: Origin, m: dict[str, Any]) -> bool:
