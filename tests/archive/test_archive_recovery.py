@@ -190,7 +190,9 @@ async def test_an_archive_restore_refuses_is_left_for_a_new_one(
     [second] = await wait_for(replaced)
     await ok(client, "INSERT INTO app.t VALUES (3)")
     shown = await wait_shipped(client)
-    assert shown["status"] == "running" and shown["last_error"] is None, shown
+    # running, and why it left the old archive (server/archive_fork.py)
+    assert shown["status"] == "running" and "notes.txt" in shown["last_error"], shown
+    assert "goes on in a new archive" in shown["last_error"], shown
     await ok(client, "STOP ARCHIVING DATABASE app")
     points = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
     newest = max(points, key=lambda p: p["end_time"])
