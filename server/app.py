@@ -26,7 +26,7 @@ from catalog.errors import (
 )
 from storage import datadir
 
-from . import archiving, backups, metrics, openapi, resume, schedules, tables, visibility
+from . import archiving, backups, data_copy, metrics, openapi, resume, schedules, tables, visibility
 from .auth import authenticate, check_origin
 from .config import Config
 from .executor import execute, forget_trace
@@ -416,6 +416,7 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
         state = cairn if cairn is not None else open_state(config)
         state.jobs = state.jobs or JobRunner(state)
         app[CAIRN] = state
+        await state.run(data_copy.note_copy, state.catalog, state.data_dir)
         # Archived namespaces log their changes again before any statement runs.
         await state.run(archiving.service(state).activate_all)
         state.archive_lags = archiving.service(state).lags

@@ -20,7 +20,7 @@ from storage.backup import Repository
 from storage.backup.drops import PruneFailed, drop_and_prune, keep_newest
 from storage.backup.origin import Origin
 
-from . import archiving
+from . import archiving, data_copy
 from .backup_writing import plan_drop, running_backups
 from .jobcalls import job_call
 from .jobs import JobContext
@@ -221,7 +221,8 @@ def origin_of(cairn: Cairn, namespace: str) -> Origin:
     rec = cairn.catalog.get(Namespace, namespace)
     known = frozenset(b.backup_id for b in cairn.catalog.scan(Backup))
     return Origin(cairn.catalog.server_id(), None if rec is None else rec.created_at,
-                  None if rec is None else rec.restored_from, known)
+                  None if rec is None else rec.restored_from, known,
+                  data_copy.inherited(cairn.catalog))
 
 
 def _running_archive(cairn: Cairn, namespace: str) -> str | None:

@@ -119,6 +119,7 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
                     "itself before it was brought back from an older copy, wrote them)",
                     repo.uri, ", ".join(strange[:5]))
         own = []
+    own = [m for m in own if origin is None or m["backup_id"] not in origin.inherited]
     # Newest snapshot first (Repository.list_manifests); `written`, the backup
     # the BACKUP just wrote, is kept even if an older snapshot than the newest N.
     doomed = [m["backup_id"] for m in own[keep:] if m["backup_id"] != written]

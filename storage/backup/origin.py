@@ -46,6 +46,9 @@ class Origin:
     restored_from: dict[str, str] | None = None
     # the backups this server's catalog records (system.backups; None: not asked)
     known: frozenset[str] | None = None
+    # of those, the ones recorded before the data directory was copied or moved
+    # (server/data_copy.py): keep_last never drops them
+    inherited: frozenset[str] = frozenset()
 
     def written_here(self, m: dict[str, Any]) -> bool:
         """Whether `m`, if it names this server, is one this data directory

@@ -58,3 +58,24 @@ async def test_a_copy_of_the_data_directory_never_drops_or_gives_its_backups(
     # A's newest is its own again: RESTORE without backup_id takes it
     await ok(a, "RESTORE DATABASE app FROM 'nightly' AS again")
     assert {r["id"] for r in await rows(a, "SELECT id FROM again.t")} == {1, 2}
+
+
+async def test_a_copy_never_drops_the_backups_recorded_before_it_was_copied(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """A copy's catalog records the original's backups from before the copy:
+    its keep_last (an inherited KEEP LAST schedule) dropped them all."""
+    a = await aiohttp_client(create_app(cairn_config))
+    await ok(a, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                "INSERT INTO app.t VALUES (1)")
+    before = [(await rows(a, "BACKUP DATABASE app TO 'nightly'"))[0]["backup_id"]
+              for _ in range(2)]
+    await a.close()
+    clone = copy.deepcopy(cairn_config)
+    clone.storage.data_dir = str(tmp_path / "clone")
+    shutil.copytree(cairn_config.storage.data_dir, clone.storage.data_dir)
+    b = await aiohttp_client(create_app(clone))
+    [junk] = await rows(b, "BACKUP DATABASE app TO 'nightly' WITH (keep_last = 1)")
+    [again] = await rows(b, "BACKUP DATABASE app TO 'nightly' WITH (keep_last = 1)")
+    listed = {r["backup_id"] for r in await rows(b, "SHOW BACKUPS FOR DATABASE app IN 'nightly'")}
+    # its own older one goes; the original's stay
+    assert listed == {*before, again["backup_id"]}, (listed, junk)
