@@ -13,6 +13,7 @@ archive's base, the end of the target's windows of the namespace."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from catalog import Backup, Catalog
@@ -20,6 +21,8 @@ from catalog.errors import NotFound
 
 from .archive import store
 from .backup import Repository
+
+TRUSTED_AHEAD_US = 86_400 * 10**6  # a window ending further ahead is not this clock's
 
 
 def recorded_us(catalog: Catalog, namespaces: Iterable[str]) -> dict[str, int]:
@@ -55,5 +58,13 @@ def windows_end_us(repo: Repository, namespace: str, server: str) -> int:
     own = {m["archive"]["id"] for m in listed
            if "error" not in m and isinstance(m.get("archive"), dict)
            and (m.get("namespace_record") or {}).get("server") == server}
-    runs, _ = store.all_runs(repo, namespace)
-    return max((r.through_us for r in runs if r.archive_id in own), default=0)
+    runs, problems = store.all_runs(repo, namespace)
+    # An archive with strays or overlaps is refused by every reader, and a
+    # window reaching more than a day past the wall clock is a name planted
+    # (an empty file named to end in 5138), not a clock that ran ahead: no
+    # window of either counts (a clock set back by more than a day across a
+    # restart may then start a new archive before the old: docs/sql.md).
+    limit = int(time.time() * 1e6) + TRUSTED_AHEAD_US
+    return max((r.through_us for r in runs
+                if r.archive_id in own and not problems.get(r.archive_id)
+                and r.through_us <= limit), default=0)

@@ -111,14 +111,15 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
            and (origin is None or origin.owns(m))]
     if origin is not None and not all(origin.written_here(m) for m in own):
         # Another data directory with this server's id (a copy, or this one
-        # before a roll-back) writes here: which of the backups naming this
-        # server are whose cannot be told, so none is dropped.
+        # before a roll-back) writes here: the backups naming this server that
+        # its catalog does not record are neither counted nor dropped (nor is
+        # one of its own BACKUPs whose record is not in yet).
         strange = [m["backup_id"] for m in own if not origin.written_here(m)]
-        log.warning("keep_last in %s dropped nothing: backups %s name this server but its "
+        log.warning("keep_last in %s left backups %s alone: they name this server but its "
                     "catalog has no record of writing them (a copy of its data directory, or "
                     "itself before it was brought back from an older copy, wrote them)",
                     repo.uri, ", ".join(strange[:5]))
-        own = []
+        own = [m for m in own if origin.written_here(m)]
     own = [m for m in own if origin is None or m["backup_id"] not in origin.inherited]
     # Newest snapshot first (Repository.list_manifests); `written`, the backup
     # the BACKUP just wrote, is kept even if an older snapshot than the newest N.

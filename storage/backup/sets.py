@@ -110,10 +110,12 @@ def being_written(repo: Repository) -> set[str]:
 
 def refuse_newer_locked(entries: list[dict[str, Any]], writing: set[str], after: str,
                         uri: str, counts: Callable[[dict[str, Any]], bool]) -> None:
-    """Unavailable when a member of a set whose lock is in the target (`writing`)
-    was taken after `after` (the snapshot a RESTORE without backup_id chose):
-    that set is being written (its last members landing, its job able to fail
-    and remove them yet) or its lock was left or put back. Neither is taken,
+    """Unavailable when a backup, or a member of a set, whose lock is in the
+    target (`writing`) was taken after `after` (the snapshot a RESTORE without
+    backup_id chose): it is being written (its manifest landed, its job able to
+    fail or be killed and remove it yet: a killed in-process S3 BACKUP's
+    manifest was restored by another server, then deleted) or its lock was
+    left or put back. Neither is taken,
     and an older backup is not restored in its stead: a lock copied while a
     set was written and put back after (or any file at its name) made RESTORE
     and RESTORE ALL restore the set before, `completed`. `counts`: the entries
@@ -124,9 +126,12 @@ def refuse_newer_locked(entries: list[dict[str, Any]], writing: set[str], after:
         set_id = (h.get("scope") or {}).get("set_id")
         if set_id is None and h.get("encrypted") is True and "." in h.get("backup_id", ""):
             set_id = h["backup_id"].split(".", 1)[0]  # sealed scope: the id names the set
+        if h.get("backup_id") in writing:
+            set_id = h["backup_id"]  # a backup alone: its own lock
         if set_id in writing and _later(h.get("snapshot_at"), after):
+            what = "backup set" if set_id != h.get("backup_id") else "backup"
             raise Unavailable(
-                f"backup set '{set_id}' in target '{uri}', newer than any whole backup, "
+                f"{what} '{set_id}' in target '{uri}', newer than any whole backup, "
                 f"has its lock in the target (locks/{set_id}.json): it is still being written, "
                 "or its lock was left behind; nothing was restored. Retry once its BACKUP has "
                 "ended, or name a backup with backup_id")
@@ -149,6 +154,9 @@ def writing_error(header: dict[str, Any], writing: set[str]) -> dict[str, str]:
     says), else nothing."""
     scope = header.get("scope")
     set_id = (scope or {}).get("set_id")
+    if header.get("backup_id") in writing:  # a backup alone, its manifest in, its lock too
+        return {"error": f"backup '{header['backup_id']}' is being written: its lock is in "
+                         "the target (its job can still fail and remove it)"}
     if scope is None and header.get("encrypted") is True and "." in header.get("backup_id", ""):
         set_id = header["backup_id"].split(".", 1)[0]  # sealed scope: the id names the set
         if set_id in writing:

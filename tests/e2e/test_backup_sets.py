@@ -412,3 +412,24 @@ async def test_a_lock_put_back_never_makes_restore_take_an_older_set(
     (locks / f"{set_id}.json").unlink()
     [got] = await rows(client, "RESTORE DATABASE a FROM 'nightly' AS a_new")
     assert got["backup_id"] == newer[0]["backup_id"]
+
+
+async def test_a_backup_under_its_lock_is_not_restored_nor_an_older_one(
+        client: Any, tmp_path: Path) -> None:
+    """A backup's manifest lands while its lock is still in the target: its job
+    can still fail or be killed and remove it (a killed in-process S3 BACKUP's
+    manifest was restored by another server, then deleted). Listed as being
+    written; a RESTORE without backup_id is UNAVAILABLE, not the older one."""
+    await ok(client, SETUP)
+    [older] = await rows(client, "BACKUP DATABASE a TO 'nightly'")
+    [newer] = await rows(client, "BACKUP DATABASE a TO 'nightly'")
+    locks = tmp_path / "backups" / "nightly" / "locks"
+    locks.mkdir(exist_ok=True)
+    (locks / f"{newer['backup_id']}.json").write_bytes(b"x")
+    listed = {r["backup_id"]: r["error"] for r in await rows(client, "SHOW BACKUPS IN 'nightly'")}
+    assert listed[older["backup_id"]] is None and "being written" in listed[newer["backup_id"]]
+    error = await expect(client, "RESTORE DATABASE a FROM 'nightly' AS a_copy", "UNAVAILABLE")
+    assert newer["backup_id"] in error["message"], error
+    (locks / f"{newer['backup_id']}.json").unlink()
+    [got] = await rows(client, "RESTORE DATABASE a FROM 'nightly' AS a_copy")
+    assert got["backup_id"] == newer["backup_id"]
