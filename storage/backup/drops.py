@@ -64,6 +64,12 @@ def drop_and_prune(repo: Repository, backup_id: str, candidates: set[str], work:
     gone: list[tuple[str, int]] = []
 
     def remove() -> None:
+        # A KILL that ended the job while this call waited on the store (run
+        # in the server: jobcalls.py) stops it before anything goes: a killed
+        # DROP said `cancelled` and then dropped the backup once the store
+        # answered.
+        work.fault("drop.before_manifest", backup_id=backup_id)
+        work.check_cancelled()
         repo.delete_manifest(backup_id)
         gone.append((backup_id, 0))
 
@@ -158,6 +164,7 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
 
     def remove() -> None:
         nonlocal removed
+        work.check_cancelled()  # killed while waiting on the store: nothing goes
         for backup_id, objects in headers:
             try:
                 repo.delete_manifest(backup_id)

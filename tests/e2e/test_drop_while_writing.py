@@ -213,3 +213,32 @@ async def test_a_backup_whose_target_cannot_be_looked_at_after_its_record_is_com
     assert listed["backup_id"] == done["backup_id"]
     (verified,) = await rows(client, f"VERIFY BACKUP '{done['backup_id']}' IN 'bk'")
     assert verified["is_valid"] is True, verified
+
+
+async def test_a_drop_killed_before_its_manifest_went_drops_nothing(
+        client: Any, tmp_path: Path) -> None:
+    """A DROP BACKUP killed while it waited (on a store, run in the server) was
+    answered `cancelled` and then, once the wait ended, went on and dropped
+    the backup. Killed before the manifest goes, it removes nothing."""
+    import asyncio
+
+    from tests.helpers import sql
+
+    await fill(client, files=1)
+    (kept,) = await rows(client, "BACKUP DATABASE app TO 'nightly'")
+    gate = Gate(state(client))
+    faults.register("drop.before_manifest", gate)
+    try:
+        job_id = await detached(client, f"DROP BACKUP '{kept['backup_id']}' IN 'nightly'")
+        await gate.reach()
+        killing = asyncio.create_task(sql(client, f"KILL JOB '{job_id}'"))
+        await asyncio.sleep(0.2)
+        gate.opened.set()
+        await killing
+    finally:
+        gate.opened.set()
+        faults.clear()
+    assert (await wait_job(client, job_id))["status"] == "cancelled"
+    target = tmp_path / "backups" / "nightly"
+    assert target_files(target)["manifests"] == {kept["backup_id"]}
+    await in_step(client, target)
