@@ -90,12 +90,12 @@ def write_set(
                 work.fault("backup.between_manifests", index=len(written))
             if work.cancelled:  # killed while the last was written: a cancelled job has none
                 raise Cancelled(f"backup set '{set_id}' was cancelled")
-        except BaseException:
-            for backup_id in written:  # not whole: none of it stays
+            work.fault("backup.after_manifest")
+        except BaseException:  # not whole, or its job failed: none of it stays
+            for backup_id in written:
                 with contextlib.suppress(Exception):
                     repo.delete_manifest(backup_id)
             raise
-        work.fault("backup.after_manifest")
     work.progress(files_done=done.files_done, bytes_done=done.bytes_done, force=True)
     return out
 

@@ -77,11 +77,15 @@ def write_backup(
             "totals": {"bytes_written": tally.bytes_written, "live_rows": image.live_rows},
             "archive": None if archive is None else schema.to_doc(archive),
         })
-        work.fault("backup.after_manifest")
-        if work.cancelled:  # killed while the manifest was written: a cancelled job has none
-            repo.delete_manifest(backup_id)
-            work.check_cancelled()
-            raise Cancelled(f"backup '{backup_id}' was cancelled")
+        try:
+            work.fault("backup.after_manifest")
+            if work.cancelled:  # killed while the manifest was written: a cancelled job has none
+                work.check_cancelled()
+                raise Cancelled(f"backup '{backup_id}' was cancelled")
+        except BaseException:  # a failed job leaves no manifest either (its lock still held)
+            with contextlib.suppress(Exception):
+                repo.delete_manifest(backup_id)
+            raise
     work.progress(files_done=tally.files_done, bytes_done=tally.bytes_done, force=True)
     return schema.load(doc)
 

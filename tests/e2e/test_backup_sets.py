@@ -433,3 +433,22 @@ async def test_a_backup_under_its_lock_is_not_restored_nor_an_older_one(
     (locks / f"{newer['backup_id']}.json").unlink()
     [got] = await rows(client, "RESTORE DATABASE a FROM 'nightly' AS a_copy")
     assert got["backup_id"] == newer["backup_id"]
+
+
+@pytest.mark.parametrize("statement", ["BACKUP DATABASE a TO 'nightly'",
+                                       "BACKUP DATABASE a, b TO 'nightly'"])
+async def test_a_backup_failing_after_its_manifests_leaves_none(
+        client: Any, tmp_path: Path, statement: str) -> None:
+    """A failure after the last manifest landed, its lock still held, ended the
+    job `failed` while the backup stayed in the target, unlisted in
+    system.backups, and RESTORE took it: a backup whose job failed."""
+    await ok(client, SETUP)
+    faults.register("backup.after_manifest", boom)
+    try:
+        status, body = await sql(client, statement)
+    finally:
+        faults.clear()
+    assert body["status"] == "error", body
+    held = tmp_path / "backups" / "nightly" / "manifests"
+    assert not held.exists() or list(held.iterdir()) == []
+    await expect(client, "RESTORE DATABASE a FROM 'nightly' AS a_copy", "NOT_FOUND")
