@@ -28,7 +28,7 @@ from .errors import EmptySql, SqlInvalid, SqlSyntaxError, is_string_literal
 from .fastpath import MAX_NUMBER_CHARS, FastInsert, parse_fast_lazy
 from .fastrows import parse_rows_lazy
 from .intervals import check_intervals
-from .reprint import check_operators, name_subqueries
+from .reprint import check_bang, check_operators, name_subqueries
 from .splitter import Chunk, split_script
 from .splitter import absolute as _absolute
 from .transformer import ToAst
@@ -340,6 +340,7 @@ def _parse_query(chunk: Chunk, text: str | None = None) -> ast.Query:
     check_chains(chunk, source)
     check_intervals(chunk, source)
     try:
+        check_bang(chunk, src)  # `x ! IN (..)`: DuckDB's factorial, sqlglot's NOT (refused)
         if _found(_DIGIT_THEN_WORD, source, MAX_NUMBER_CHARS + 1):
             tokens = _DUCKDB.tokenize(source)
             _no_trailing_junk(chunk, src, tokens)

@@ -34,6 +34,9 @@ never wrote. Found by trying, each against DuckDB itself:
   NULL); sqlglot read it as the SQL list `IN (1, NULL)`, where a NULL makes
   NOT IN NULL (a DELETE ... WHERE x NOT IN [NULL, 1] deleted no row). Read as
   the list here, it is printed back `x IN [1, NULL]` (postfix_ops.py).
+- A standalone `!` is DuckDB's postfix factorial and was sqlglot's NOT
+  (`k ! IN (1, 2)` ran as NOT IN): refused before sqlglot reads the
+  statement (factorial.py; the parser calls `check_bang`).
 - The name of an unaliased subquery item is its text as written
   (`name_subqueries`), not sqlglot's (string_agg was LISTAGG).
 
@@ -58,11 +61,12 @@ from sqlglot.tokens import TokenType
 from . import calls, literals, postfix_ops  # noqa: F401 (patch sqlglot's reading of them)
 from .duckparse import serialized
 from .errors import SqlInvalid
+from .factorial import check_bang
 from .prefix_ops import check_prefix_operators
 from .splitter import Chunk, absolute
 from .uncommented import Uncommented
 
-__all__ = ["KEYWORD_UNITS", "WRITTEN", "check_operators", "name_subqueries"]
+__all__ = ["KEYWORD_UNITS", "WRITTEN", "check_bang", "check_operators", "name_subqueries"]
 
 _DUCKDB = Dialect.get_or_raise("duckdb")
 

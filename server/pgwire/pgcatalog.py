@@ -25,6 +25,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from catalog.errors import Cancelled, PermissionDenied
+from sqlgrammar.factorial import standalone_bang
 from sqlgrammar.uncommented import Uncommented
 from storage import value_bounds
 from storage.duck import fetch_bounded
@@ -120,6 +121,8 @@ def parse(sql: str, comments: tuple[tuple[int, int], ...] = ()) -> exp.Expressio
     if not _HINT.search(sql):
         return None
     try:
+        if standalone_bang(sql) is not None:  # sqlglot's NOT, DuckDB's factorial:
+            return None  # the SQL parser refuses it
         trees = [e for e in sqlglot.parse(_prepare(sql), read="postgres") if e is not None]
     except (SqlglotError, RecursionError):
         return None
