@@ -10,10 +10,14 @@ user, everyone else's statements failed. So:
   `[server] duckdb_fault_quarantine` entries, each for
   `duckdb_fault_quarantine_seconds`), and the same statement is refused at
   once, 400 INVALID_ARGUMENT, without running (the oldest is forgotten
-  first: entries end in the order they were made). The fingerprint is the
-  statement's text as the user wrote it, its string and number literals as
-  `?`, comments dropped, in lower case, spaces squeezed, with
-  the request's namespace. Not the SQL DuckDB was given: that names a
+  first: entries end in the order they were made). The fingerprint
+  (server/fingerprint.py) is the statement's text as the user wrote it,
+  read as DuckDB's lexer reads it, its string and number literals as `?`,
+  comments dropped, in lower case, spaces squeezed, with the request's
+  namespace and the user: a fault quarantines that user's statement, not
+  another's (who could otherwise have anyone's query refused by crafting a
+  fault of the same shape; each user's own faults are bounded by the
+  brake). Not the SQL DuckDB was given: that names a
   query's Arrow tables by random names and its files as they are now, so it
   changes with every run and every flush. Literals out: a client that puts a
   counter or a date in the same statement is the same statement (DuckDB's
@@ -35,9 +39,7 @@ that met a DuckDB another broke. Everything here runs on the event loop."""
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -46,6 +48,7 @@ from typing import Any
 from catalog.errors import InvalidArgument, Unavailable
 from sqlgrammar import ast
 
+from .fingerprint import fingerprint
 from .session import Session
 
 log = logging.getLogger("cairn.server")
@@ -62,28 +65,6 @@ class Braked(Unavailable):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-_PIECES = re.compile(
-    r"(?P<string>[eEbBxX]?'(?:[^'\\]|''|\\.)*'|\$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)?\$"
-    r"|(?<![\w.])(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?![\w.]))"
-    r"|(?P<ident>\"(?:[^\"]|\"\")*\")"
-    r"|(?P<comment>--[^\n]*|/\*.*?\*/)", re.DOTALL)
-_SPACES = re.compile(r"\s+")
-_AROUND = re.compile(r" ?([^\w\s?]) ?")
-_EXPLAIN = re.compile(r"^explain(?: analyze)? ")
-
-
-def _piece(m: re.Match[str]) -> str:
-    return m.group() if m.lastgroup == "ident" else " " if m.lastgroup == "comment" else "?"
-
-
-def fingerprint(text: str, namespace: str | None) -> bytes:
-    """The statement's shape (see the module's docstring), as a 20-byte
-    digest. Quoted names are folded too: DuckDB's names ignore case."""
-    shape = _SPACES.sub(" ", _PIECES.sub(_piece, text).lower())
-    shape = _EXPLAIN.sub("", _AROUND.sub(r"\1", shape).strip(" ;"))
-    return hashlib.sha1(f"{namespace or ''}\0{shape}".encode(), usedforsecurity=False).digest()
 
 
 def runs_duckdb(stmt: ast.Statement) -> bool:
@@ -128,7 +109,7 @@ class DuckFaults:
                 self._quarantine.popitem(last=False)  # in the order they end
             wait = self._braked(session, now)
             if wait is None and self._quarantine:
-                key = fingerprint(session.text, session.namespace)
+                key = fingerprint(session.text, session.namespace, session.user_id)
                 if key in self._quarantine:
                     COUNTS["quarantined"] += 1
                     raise InvalidArgument(QUARANTINED)
@@ -162,7 +143,7 @@ class DuckFaults:
         now = time.monotonic()
         with self._lock:
             if self.size and self.keep:
-                key = fingerprint(session.text, session.namespace)
+                key = fingerprint(session.text, session.namespace, session.user_id)
                 self._quarantine[key] = now + self.keep
                 self._quarantine.move_to_end(key)
                 while len(self._quarantine) > self.size:
