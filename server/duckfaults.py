@@ -26,7 +26,7 @@ user, everyone else's statements failed. So:
   data since changed may run again.
 - the brake: a role user whose statements made DuckDB fail
   `duckdb_faults_per_user` times within `duckdb_fault_window_seconds` has
-  their further queries (SELECT, INSERT, UPDATE, DELETE, EXPLAIN ANALYZE)
+  their further queries (SELECT, INSERT, UPDATE, DELETE, EXPLAIN [ANALYZE])
   refused, 503 UNAVAILABLE with Retry-After, until the oldest of those
   faults is out of the window; other users are not touched. A statement
   changed a little each time passes the quarantine; this bounds it. Admins
@@ -70,8 +70,8 @@ class Braked(Unavailable):
 def runs_duckdb(stmt: ast.Statement) -> bool:
     """Whether `stmt` may run a query on DuckDB (a fast-path INSERT or point
     SELECT cannot fail it: plain columns and literals)."""
-    if isinstance(stmt, ast.Explain):
-        return stmt.analyze
+    if isinstance(stmt, ast.Explain):  # a plain one too: DuckDB folds constants to plan
+        return stmt.analyze or runs_duckdb(stmt.query)
     return isinstance(stmt, ast.Query) and stmt.fast is None
 
 
