@@ -87,9 +87,13 @@ class DuckFaults:
         self._quarantine: collections.OrderedDict[bytes, float] = collections.OrderedDict()
         self._faults: dict[str, collections.deque[float]] = {}
 
+    def holds(self) -> bool:
+        """Whether anything is quarantined or counted (else nothing is checked)."""
+        return bool(self._quarantine or self._faults)
+
     def active(self, stmt: ast.Statement) -> bool:
         """Whether `stmt` is to be checked: nothing is while nothing has failed."""
-        return bool(self._quarantine or self._faults) and runs_duckdb(stmt)
+        return self.holds() and runs_duckdb(stmt)
 
     async def check(self, run: Callable[..., Awaitable[None]], session: Session,
                     stmt: ast.Statement) -> None:
@@ -138,7 +142,7 @@ class DuckFaults:
             return None
         return max(1, int(times[0] + self.window - now + 0.999))
 
-    def record(self, session: Session, stmt: ast.Statement) -> None:
+    def record(self, session: Session, stmt: ast.Statement | None) -> None:
         """`stmt` made DuckDB fail internally: quarantine it, count it to its user."""
         now = time.monotonic()
         with self._lock:

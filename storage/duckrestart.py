@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from catalog.errors import Cancelled, InvalidArgument
+from catalog.errors import CairnError, Cancelled, InvalidArgument, Unavailable
 
 from .duck import Cursor
 
@@ -146,6 +146,14 @@ def statement_failed(exc: BaseException, say: Callable[[str], str] = scrubbed) -
     return (f"DuckDB failed internally on this statement ({first}); the query engine was "
             f"restarted. This is a fault of DuckDB, not of the statement's syntax: write the "
             f"statement another way")
+
+
+def fault_of(exc: BaseException) -> CairnError:
+    """The error of a statement whose DuckDB failed internally (`exc`,
+    invalidating): its own fault (a DuckFault), or another's met (run again)."""
+    if already_invalid(exc):
+        return Unavailable(statement_failed(exc))
+    return DuckFault(statement_failed(exc))
 
 
 class DuckDBs:

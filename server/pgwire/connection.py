@@ -26,7 +26,7 @@ from ..executor import PARSE_ON_THREAD_CHARS, execute
 from ..metrics import statement_kind
 from ..session import Interrupt, Session
 from ..state import Cairn
-from . import chatter, describe, messages, params, pgcatalog
+from . import catalogfaults, chatter, describe, messages, params, pgcatalog
 from .errors import PgError, contract_code, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
 from .results import Reply, data_rows, description, formats_for, from_result, progress_text
@@ -221,7 +221,7 @@ class Connection:
         tree = await self._off_loop(text, pgcatalog.parse, text, comments) if catalog else None
         if tree is not None:
             try:
-                columns, rows = await self.cairn.run(self.catalog.run, self.cairn, tree, self.info)
+                columns, rows = await catalogfaults.run(self, text, tree)
             except CairnError as exc:  # past a bound of every query (pgcatalog.py)
                 raise PgError.of(exc) from None
             return self._chatter(self.settings.ran(columns, rows, self.info.pending), code)

@@ -29,7 +29,7 @@ from sqlgrammar.factorial import standalone_bang
 from sqlgrammar.uncommented import Uncommented
 from storage import value_bounds
 from storage.duck import fetch_bounded
-from storage.duckrestart import Rebuilt, invalidating
+from storage.duckrestart import Rebuilt, fault_of, invalidating
 from storage.names import fold, function_name
 from storage.sandbox import (
     DENIED_NODES,
@@ -367,6 +367,7 @@ class CatalogEngine:
         except duckdb.Error as exc:  # an internal error: a fresh DuckDB for the next query
             if invalidating(exc):
                 self._db.restart(generation, "a pgwire catalog query", exc)
+                raise fault_of(exc) from None  # quarantined, braked
             raise
         finally:
             if alarm is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.pgwire.conftest import PgServer
+from tests.pgwire.conftest import ADMIN_TOKEN, USER_TOKEN, PgServer
 
 TRIGGER = "SELECT json_type(s.x) AS t FROM (SELECT {'x': [j, NULL]::JSON[]} AS s FROM dfault.t) q"
 
@@ -33,13 +33,36 @@ def test_a_statement_that_fails_duckdb_leaves_every_client_working(pg: PgServer)
         assert conn.execute("SELECT k FROM dfault.t").fetchall() == [(2,)]
 
 
-def test_a_catalog_query_that_fails_duckdb_leaves_the_catalog_working(pg: PgServer) -> None:
-    """The catalog queries' DuckDB: the failing query is answered empty (as
-    any catalog query DuckDB refuses), and \\dn's query still lists namespaces."""
-    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute("CREATE NAMESPACE IF NOT EXISTS dcat")
-        got = conn.execute("SELECT json_type(x) FROM (SELECT ['2', NULL]::JSON[] AS x) s, "
-                           "pg_catalog.pg_namespace n").fetchall()
-        assert got == []
+def test_a_catalog_query_that_fails_duckdb_is_quarantined_and_braked(pg_tls: PgServer) -> None:
+    """The catalog queries' DuckDB: the failing query was answered empty and
+    could be sent again and again, each time rebuilding that DuckDB (others'
+    catalog queries on it answered empty). Now it is 22023, not run again
+    (for its user), and counted to its user's brake; \\dn's query still lists
+    namespaces, and another user's same query runs."""
+    user = pg_tls.dsn("anyone", password=USER_TOKEN, sslmode="require")
+    admin = pg_tls.dsn("anyone", password=ADMIN_TOKEN, sslmode="require")
+    faults = [f"SELECT json_type(x) AS v{i} FROM (SELECT ['2', NULL]::JSON[] AS x) s, "
+              "pg_catalog.pg_namespace n" for i in range(3)]
+    with psycopg.connect(user, autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(faults[0])
+        assert caught.value.sqlstate == "22023", str(caught.value)
+        assert "DuckDB failed internally on this statement" in str(caught.value)
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(faults[0].replace("'2'", "'3'"))  # the same, another literal
+        assert caught.value.sqlstate == "22023"
+        assert "fail internally before" in str(caught.value)
         names = [r[0] for r in conn.execute("SELECT nspname FROM pg_catalog.pg_namespace")]
-        assert "dcat" in names
+        assert "pg_catalog" in names
+        for text in faults[1:]:  # the third fault of the user brakes them
+            with pytest.raises(psycopg.Error, match="DuckDB failed internally"):
+                conn.execute(text)
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute("SELECT nspname FROM pg_catalog.pg_namespace")
+        assert caught.value.sqlstate == "58030", str(caught.value)
+        assert "queries of user 'joe' are refused" in str(caught.value)
+    with psycopg.connect(admin, autocommit=True) as conn:  # another user's: it runs
+        with pytest.raises(psycopg.Error, match="DuckDB failed internally on this statement"):
+            conn.execute(faults[0])
+        assert "pg_catalog" in [r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_catalog.pg_namespace")]

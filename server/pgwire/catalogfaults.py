@@ -1,0 +1,52 @@
+"""The DuckDB fault quarantine and brake (server/duckfaults.py) for pgwire
+catalog queries, which run on the catalog's own DuckDB (pgcatalog.py).
+
+A catalog query that made that DuckDB fail internally was answered with no
+rows and could be sent again and again: each time the catalog DuckDB was
+rebuilt, and other users' catalog queries running on it were answered
+empty (wrong). Now it is told so (22023), quarantined for its user and
+counted to their brake, as a query is; a query that met the DuckDB another
+broke is told to run again (58030), not answered empty."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+from sqlglot import exp
+
+from storage.duckrestart import DuckFault
+
+from ..duckfaults import LONG_TEXT
+from ..session import Session
+from ..state import Cairn
+from .pgcatalog import CatalogEngine, SessionInfo
+
+
+class _Connection(Protocol):
+    """What of a pgwire connection (connection.py) a catalog query needs."""
+
+    cairn: Cairn
+    catalog: CatalogEngine
+    session: Session
+    info: SessionInfo
+
+
+async def run(conn: _Connection, text: str, tree: exp.Expression
+              ) -> tuple[list[tuple[str, int]], list[list[Any]]]:
+    """(columns, rows) of the catalog query `text` (`tree`), unless it is
+    quarantined or its user braked; a fault is remembered."""
+    cairn, faults = conn.cairn, conn.cairn.duck_faults
+    session = dataclasses.replace(conn.session, text=text)
+    if faults.holds():
+        if len(text) > LONG_TEXT:
+            await cairn.run(faults.refuse, session)
+        else:
+            faults.refuse(session)
+    try:
+        answer: tuple[list[tuple[str, int]], list[list[Any]]] = await cairn.run(
+            conn.catalog.run, cairn, tree, conn.info)
+    except DuckFault:
+        faults.record(session, None)
+        raise
+    return answer
