@@ -31,13 +31,7 @@ from storage import value_bounds
 from storage.duck import fetch_bounded
 from storage.duckrestart import Rebuilt, fault_of, invalidating
 from storage.names import fold, function_name
-from storage.sandbox import (
-    DENIED_NODES,
-    cte_references,
-    denied_function,
-    in_utc,
-    scratch_config,
-)
+from storage.sandbox import DENIED_NODES, cte_references, denied_function, in_utc, scratch_config
 
 from ..result import cairn_type
 from ..state import Cairn
