@@ -24,8 +24,8 @@ from server.config import Config
 from tests.helpers import ok, sql
 
 SEED = 8
-MANIFEST_FLIPS = 30
-OBJECT_FLIPS = 70
+MANIFEST_FLIPS = 20
+OBJECT_FLIPS = 45
 
 
 async def make_source(client: Any) -> None:

@@ -136,9 +136,9 @@ class UserTableModel(TableModel):
 # 60 stateful examples take about a minute on a quiet machine; more when it is busy.
 pytestmark = pytest.mark.timeout(600)
 
-SETTINGS = settings(max_examples=40, stateful_step_count=25, deadline=None,
+SETTINGS = settings(max_examples=25, stateful_step_count=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 TableModel.TestCase.settings = SETTINGS
-UserTableModel.TestCase.settings = settings(SETTINGS, max_examples=20)
+UserTableModel.TestCase.settings = settings(SETTINGS, max_examples=12)
 test_table_model = TableModel.TestCase
 test_user_table_model = UserTableModel.TestCase
