@@ -9,7 +9,7 @@ import copy
 import logging
 import operator
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any, TypeVar
 
 from catalog import Archive, Backup, Meta, Namespace
@@ -218,11 +218,23 @@ def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: s
 def origin_of(cairn: Cairn, namespace: str) -> Origin:
     """This server, `namespace`'s creation time here (None: no such namespace),
     and the backups its catalog records (Origin.written_here)."""
-    rec = cairn.catalog.get(Namespace, namespace)
+    return origins(cairn)(namespace)
+
+
+def origins(cairn: Cairn) -> Callable[[str], Origin]:
+    """`origin_of` for the namespaces of one decision (every member of every
+    listed set): the catalog's backup records read once, not once a member."""
     known = frozenset(b.backup_id for b in cairn.catalog.scan(Backup))
-    return Origin(cairn.catalog.server_id(), None if rec is None else rec.created_at,
-                  None if rec is None else rec.restored_from, known,
-                  data_copy.inherited(cairn.catalog))
+    inherited = data_copy.inherited(cairn.catalog)
+    server = cairn.catalog.server_id()
+
+    @cache
+    def of(namespace: str) -> Origin:
+        rec = cairn.catalog.get(Namespace, namespace)
+        return Origin(server, None if rec is None else rec.created_at,
+                      None if rec is None else rec.restored_from, known, inherited)
+
+    return of
 
 
 def _running_archive(cairn: Cairn, namespace: str) -> str | None:

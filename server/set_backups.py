@@ -32,7 +32,7 @@ from storage.backup.sets import (
 from storage.install import Restore
 from storage.registry import RESERVED_NAMESPACES
 
-from .backup_drops import drop_unless_gone, origin_of, with_message
+from .backup_drops import drop_unless_gone, origins, with_message
 from .backup_run import scope_text, undo_late
 from .backup_writing import forget_dropped, running_backups
 from .backups import (
@@ -194,12 +194,13 @@ def drop_older_sets(cairn: Cairn, ctx: JobContext, repo: Repository, kind: str,
     if set_id not in listed:
         return []
     ours = (_rank(listed[set_id]), set_id)
+    origin_of = origins(cairn)
     same = [(_rank(members), sid, members)
             for sid, members in listed.items()
             if members[0]["scope"]["kind"] == kind
             and members[0]["scope"]["namespaces"] == sorted(namespaces)
             and sid not in writing and is_whole(members)
-            and all(origin_of(cairn, h["namespace"]).owns(h) for h in members)]
+            and all(origin_of(h["namespace"]).owns(h) for h in members)]
     same = [s for s in same if s[:2] <= ours]
     same.sort(key=lambda s: s[:2], reverse=True)
     dropped = []
@@ -301,8 +302,9 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
                 raise AlreadyExists(f"Namespace '{ns}' already exists; use WITH (replace = "
                                     "true) to replace it")
 
+    origin_of = await cairn.run(origins, cairn)
     ids = await cairn.run(choose_set, repo, opts.get("backup_id"), opts.get("as_of"),
-                          lambda h: origin_of(cairn, h["namespace"]).owns(h, lineage=True))
+                          lambda h: origin_of(h["namespace"]).owns(h, lineage=True))
     await cairn.run(check, [i.rsplit(".", 1)[1] for i in ids])
 
     def work(ctx: JobContext) -> dict[str, Any]:

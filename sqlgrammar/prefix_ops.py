@@ -74,20 +74,24 @@ def check_prefix_operators(chunk: Chunk, source: str, expression: exp.Expression
                     chunk.line, chunk.column, chunk.index)
     if "~" in source and ("^" in source or "**" in source):
         for power in expression.find_all(exp.Pow):
-            operand = power.this
-            while isinstance(operand, exp.Unary) and not isinstance(operand, exp.Paren):
-                if isinstance(operand, exp.BitwiseNot):
-                    raise SqlInvalid(
-                        "`~ a ^ b` is `~ (a ^ b)` to DuckDB, which has no ~ for the DOUBLE "
-                        "that ^ gives; write the parentheses that say which is meant, "
-                        "e.g. `(~a) ^ b`", chunk.line, chunk.column, chunk.index)
-                operand = operand.this
-            operand = power.expression
-            while isinstance(operand, exp.Unary) and not isinstance(operand, exp.Paren):
-                if isinstance(operand, exp.BitwiseNot):
-                    raise SqlInvalid(
-                        "`a ^ ~ b <op> c` is `a ^ ~ (b <op> c)` to DuckDB (a prefix ~ takes the "
-                        "operators after it), and `x + a ^ ~ b` is `(x + a) ^ ~ b`; write the "
-                        "parentheses that say which is meant, e.g. `a ^ (~b)`",
-                        chunk.line, chunk.column, chunk.index)
-                operand = operand.this
+            if _bitwise_not_first(power.this):
+                raise SqlInvalid(
+                    "`~ a ^ b` is `~ (a ^ b)` to DuckDB, which has no ~ for the DOUBLE "
+                    "that ^ gives; write the parentheses that say which is meant, "
+                    "e.g. `(~a) ^ b`", chunk.line, chunk.column, chunk.index)
+            if _bitwise_not_first(power.expression):
+                raise SqlInvalid(
+                    "`a ^ ~ b <op> c` is `a ^ ~ (b <op> c)` to DuckDB (a prefix ~ takes the "
+                    "operators after it), and `x + a ^ ~ b` is `(x + a) ^ ~ b`; write the "
+                    "parentheses that say which is meant, e.g. `a ^ (~b)`",
+                    chunk.line, chunk.column, chunk.index)
+
+
+def _bitwise_not_first(operand: exp.Expression) -> bool:
+    """Whether a chain of prefix operators (no parentheses) in front of
+    `operand` holds a ~."""
+    while isinstance(operand, exp.Unary) and not isinstance(operand, exp.Paren):
+        if isinstance(operand, exp.BitwiseNot):
+            return True
+        operand = operand.this
+    return False
