@@ -223,11 +223,10 @@ class Catalog:
     def descriptors(self) -> int:
         """File descriptors the catalog holds for good, as server/limits.py
         keeps them from connections: RocksDB opens the directory again for
-        each column family created while it runs (a table's write buffer)
-        until it is dropped (those opened with the catalog share one), and
-        keeps every data (SST) file open (not bounded: a read that had to
-        open one could fail, and its scans end early without a word). The
-        files are counted at most once a second."""
+        each column family created while it runs, until it is dropped, and
+        keeps every data (SST) file open (not bounded: a read that had to open
+        one could fail, and its scans end early without a word). The files
+        are counted at most once a second."""
         now = time.monotonic()
         if now - self._files_at > 1.0:
             self._files_at = now
@@ -247,14 +246,15 @@ class Catalog:
             with self._disk():
                 fam.flush(True)
 
-    def compact_deleted(self, name: str, at_least: int) -> bool:
-        """Compact the family if its SST files hold `at_least` bytes more than
-        RocksDB's estimate of its live data: rows a Cairn flush deleted after
-        RocksDB had written them to disk stay there, under tombstones, until a
-        compaction, and every scan of the family (a table's first load after a
-        start) steps over them (78 MB of them: 138 ms to find 10 live rows,
-        0.3 ms after). The compaction runs on RocksDB's threads, not holding
-        the GIL. True if it ran."""
+    def compact_deleted(self, name: str, at_least: int, begin: bytes | None = None,
+                        end: bytes | None = None) -> bool:
+        """Compact the family (its keys in [begin, end) if given) if its SST
+        files hold `at_least` bytes more than RocksDB's estimate of its live
+        data: rows a Cairn flush deleted after RocksDB had written them to disk
+        stay there, under tombstones, until a compaction, and every scan of the
+        family (a table's first load after a start) steps over them (78 MB of
+        them: 138 ms to find 10 live rows, 0.3 ms after). The compaction runs
+        on RocksDB's threads, not holding the GIL. True if it ran."""
         with self._lock:
             fam = self._families.get(name)
         if fam is None:
@@ -263,7 +263,7 @@ class Catalog:
         live = fam.property_int_value("rocksdb.estimate-live-data-size") or 0
         if total - live < at_least:
             return False
-        fam.compact_range(None, None)
+        fam.compact_range(begin, end)
         return True
 
     def drop_family(self, name: str) -> None:

@@ -1,7 +1,8 @@
-"""A table's write buffer: one RocksDB raw column family per table (`buf_<uid>`).
+"""A table's write buffer: its key range of the RocksDB family `buffers`
+(storage/bufstore.py).
 
-Each write statement stores ONE entry: key = the first sequence number of its
-rows (8 bytes, big-endian, so keys sort by age), value = an Arrow IPC stream of
+Each write statement stores ONE entry: key = the table's prefix and the first
+sequence number of its rows (8 bytes, big-endian, so keys sort by age), value = an Arrow IPC stream of
 the statement's rows. The schema metadata says the schema version the rows were
 written under, when, and for USER tables by whom. One put per statement keeps
 bulk INSERTs cheap and makes each statement atomic; a flush deletes exactly the
@@ -25,19 +26,14 @@ import pyarrow.compute as pc
 from catalog import DataFile, Table, TableSchema
 from catalog.errors import Internal
 
-from . import bufclock
+from . import bufclock, bufstore
 from .batch import BatchMap, BufBatch, OneRow, one_row_tables
 from .keys import BufferKeys
 from .replaced import Replaced
 from .timing import TimedLock
 from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
 
-PREFIX = "buf_"
 APPEND_ONLY = "append_only:"  # Meta record: the table has never had a key overwritten
-
-
-def family_name(table_uid: str) -> str:
-    return PREFIX + table_uid
 
 
 def seq_key(seq: int) -> bytes:
@@ -315,9 +311,12 @@ class TableState:
     def columns(self) -> list[Column]:
         return self.schema.columns
 
+    family = bufstore.FAMILY  # the RocksDB family of every table's buffer
+
     @property
-    def family(self) -> str:
-        return family_name(self.table.uid)
+    def prefix(self) -> bytes:
+        """The start of this table's keys in `family`."""
+        return bufstore.prefix(self.table.uid)
 
     def loose_schema(self) -> pa.Schema:
         """The storage schema, every field nullable (cached per schema version)."""
@@ -489,12 +488,12 @@ def evict_overflow(st: TableState, adding: int, b: Any) -> dict[bytes, BufBatch 
         if excess <= 0:
             break
         if batch.num_rows <= excess:
-            b.delete_raw(st.family, key)
+            b.delete_raw(st.family, st.prefix + key)
             out[key] = None
             excess -= batch.num_rows
         else:
             kept = batch.rows.slice(excess)
-            b.put_raw(st.family, key, encode(kept, batch.version, batch.ts, batch.user))
+            b.put_raw(st.family, st.prefix + key, encode(kept, batch.version, batch.ts, batch.user))
             out[key] = BufBatch(key, batch.version, batch.ts, batch.user, kept)
             excess = 0
     return out

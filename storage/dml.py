@@ -360,7 +360,7 @@ def _commit(
         stopping.commit_point()  # cancelled by now: nothing is written
         if overwrite and st.append_only:  # small records first: the big value then
             b.delete(Meta, APPEND_ONLY + st.uid)  # sizes the batch, never doubles it
-        b.put_raw(st.family, key, value)
+        b.put_raw(st.family, st.prefix + key, value)
         evicted = evict_overflow(st, rows.num_rows, b)
         engine.changes.commit_rows(st.table.namespace, b, st.table.name,
                                    None if st.table.table_type == "stream" else value, _write)

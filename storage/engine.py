@@ -33,6 +33,7 @@ from catalog.errors import Cancelled, InvalidArgument, NotFound, PermissionDenie
 
 from . import (
     allocator,
+    bufstore,
     direct,
     dml,
     duck,
@@ -48,7 +49,7 @@ from . import (
     timing,
 )
 from .archive import changes as change_log
-from .buffer import PREFIX, TableState
+from .buffer import TableState
 from .config import EngineConfig
 from .duckrestart import DuckDBs, Rebuilt
 from .files import FileStore, damaged_tables
@@ -461,15 +462,10 @@ class Engine:
 
     def recover(self) -> dict[str, int]:
         """Start-up: remove Parquet files no DataFile references (crash leftovers),
-        everything in `tmp/`, and buffer families of tables that no longer exist."""
+        everything in `tmp/`, and the buffers of tables that no longer exist."""
         records = self.catalog.scan(DataFile)
         removed = self.files.sweep({f.path for f in records}, damaged_tables(records))
-        live = {t.uid for t in self.catalog.scan(Table)}
-        dropped = 0
-        for fam in self.catalog.families():
-            if fam.startswith(PREFIX) and fam[len(PREFIX):] not in live:
-                self.catalog.drop_family(fam)
-                dropped += 1
+        dropped = bufstore.sweep(self.catalog, {t.uid for t in self.catalog.scan(Table)})
         if removed or dropped:
-            log.info("recovery removed %d stray files and %d buffer families", len(removed), dropped)
-        return {"files_removed": len(removed), "families_dropped": dropped}
+            log.info("recovery removed %d stray files and %d tables' buffers", len(removed), dropped)
+        return {"files_removed": len(removed), "buffers_dropped": dropped}

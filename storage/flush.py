@@ -132,10 +132,10 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                     # (the lock keeps the buffer and its family the same keys):
                     # one range tombstone, where 10,000 deletes held the GIL
                     # ~5 ms in RocksDB's write.
-                    wb.delete_range_raw(st.family, lo, hi + b"\0")
+                    wb.delete_range_raw(st.family, st.prefix + lo, st.prefix + hi + b"\0")
                 else:  # a write since, with a key among theirs: one by one
                     for key in keys:
-                        wb.delete_raw(st.family, key)
+                        wb.delete_raw(st.family, st.prefix + key)
                 out = {"rows": rows_done, "files": files_done, "bytes": bytes_done,
                        "all_rows": sum(f.rows for f in written)}
                 if on_install is not None:
@@ -273,7 +273,7 @@ def evict(catalog: Catalog, st: TableState) -> int:
             return 0
         wb = catalog.batch()
         for b in old:
-            wb.delete_raw(st.family, b.key)
+            wb.delete_raw(st.family, st.prefix + b.key)
         wb.commit()
         for b in old:
             st.batches.pop(b.key, None)

@@ -30,10 +30,10 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
 from catalog.records import SEP
 
-from . import bufclock, schema, stopping, timing
+from . import bufclock, bufstore, schema, stopping, timing
 from .archive import changes as change_log
 from .batch import BatchMap
-from .buffer import APPEND_ONLY, DamagedBuffer, TableState, decode, family_name
+from .buffer import APPEND_ONLY, DamagedBuffer, TableState, decode
 from .files import FileStore
 from .keys import FileRanges
 
@@ -58,6 +58,9 @@ class Registry:
         self._states: dict[str, TableState] = {}
         self._records: dict[str, tuple[bytes, Table]] = {}
         self._said: set[str] = set()  # tables whose damaged buffer was logged
+        # Before any table is read: the old layout's families move into one.
+        bufstore.migrate(catalog, {t.uid for t in catalog.scan(Table)})
+        catalog.family(bufstore.FAMILY)  # made once here, never by a statement
 
     # --- lookups ---------------------------------------------------------
 
@@ -110,13 +113,13 @@ class Registry:
         files = self.catalog.scan(DataFile, rec.uid + SEP)
         try:
             batches = BatchMap((key, decode(key, value))
-                               for key, value in self.catalog.scan_raw(family_name(rec.uid)))
+                               for key, value in bufstore.entries(self.catalog, rec.uid))
         except DamagedBuffer as exc:
             if rec.uid not in self._said:  # once, not at every statement or flush tick
                 self._said.add(rec.uid)
-                log.warning("table %s.%s cannot be read: its write buffer (RocksDB column "
-                            "family %s) is damaged: %s", rec.namespace, rec.name,
-                            family_name(rec.uid), exc.message)
+                log.warning("table %s.%s cannot be read: its write buffer (RocksDB family "
+                            "%s, keys %r…) is damaged: %s", rec.namespace, rec.name,
+                            bufstore.FAMILY, bufstore.prefix(rec.uid), exc.message)
             raise DamagedBuffer(
                 f"Table '{rec.namespace}.{rec.name}' cannot be read: its buffered rows are "
                 "damaged (the data directory is damaged or was changed outside the server; "
@@ -248,7 +251,6 @@ class Registry:
             sch = TableSchema(rec.uid, 1, namespace, name, cols, rec.created_at)
             schema.check_history(self.catalog, sch, f"CREATE TABLE {namespace}.{name}")
             stopping.commit_point()  # cancelled while it waited for `ddl`: nothing is made
-            self.catalog.family(family_name(rec.uid))
             with self.changes.committing(namespace) as log_, self.catalog.atomic() as b:
                 b.put(rec).put(sch).put(Meta(APPEND_ONLY + rec.uid, True))
                 if log_ is not None:
@@ -326,7 +328,7 @@ class Registry:
     def after_remove(self, states: list[TableState]) -> None:
         """Once removed: the tables' buffer families go."""
         for st in states:
-            self.catalog.drop_family(family_name(st.uid))
+            bufstore.drop(self.catalog, st.uid)
 
     def retire(self, paths: list[str]) -> None:
         self.files.retire(paths)

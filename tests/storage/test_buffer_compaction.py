@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from catalog import Namespace
-from storage import flush
-from storage.buffer import family_name
+from storage import bufstore, flush
 
 from .conftest import col, open_engine, runner
 
@@ -28,7 +27,8 @@ def test_flush_compacts_the_deleted_rows_on_disk(tmp_path: Path, threshold: int,
     catalog.put(Namespace("app"))
     t = eng.create_table("app", "t", "shared", [col("id", primary_key=True), col("v", "TEXT")])
     run = runner(eng)
-    fam = family_name(t.uid)
+    assert t.uid  # every table's buffer is in the one family
+    fam = bufstore.FAMILY
     blob = os.urandom(200_000).hex()  # 400 KB of text per row, 4 MB in all
     for i in range(10):
         run(f"INSERT INTO app.t VALUES ({i}, '{blob}')")

@@ -15,7 +15,7 @@ import pytest
 
 from catalog import Catalog, Namespace
 from catalog.errors import Internal
-from storage.buffer import family_name
+from storage import bufstore
 from storage.engine import Engine
 
 from .conftest import Cfg, Run, col, runner
@@ -31,10 +31,11 @@ def damaged(tmp_path: Path) -> Iterator[Engine]:
         engine.create_table("app", name, "shared", [col("id", "BIGINT", primary_key=True),
                                                      col("v", "TEXT")])
         runner(engine)(f"INSERT INTO app.{name} VALUES (1, 'a')")
-    family = family_name(engine.tables.state("app", "bad").uid)
+    uid = engine.tables.state("app", "bad").uid
     engine.close()
-    ((key, value),) = list(catalog.scan_raw(family))
-    catalog.batch().put_raw(family, key, value[: len(value) // 2]).commit()
+    ((key, value),) = list(bufstore.entries(catalog, uid))
+    catalog.batch().put_raw(bufstore.FAMILY, bufstore.prefix(uid) + key,
+                            value[: len(value) // 2]).commit()
     catalog.close()
     catalog = Catalog(data / "catalog")
     engine = Engine(catalog, data, Cfg(flush_rows=2))

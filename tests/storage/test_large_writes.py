@@ -62,7 +62,7 @@ def test_large_update_and_delete_buffer_a_view_of_the_stored_value(tmp_path: Pat
         assert run("UPDATE app.t SET v = -v WHERE id % 2 = 0") == 3000
         st = eng.state("app", "t")
         (key, batch), = st.batches.items()
-        stored = catalog.family(st.family)[key]
+        stored = catalog.family(st.family)[st.prefix + key]
         assert len(stored) >= LARGE_VALUE
         assert one_block_of(batch.rows, len(stored))  # a view of the stored bytes, no copy
         assert batch.rows.equals(decode(key, stored).rows)

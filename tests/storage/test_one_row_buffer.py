@@ -59,7 +59,7 @@ def test_single_row_batches_keep_values_and_give_back_what_was_stored(
         if isinstance(b, OneRow):
             assert not any(isinstance(v, pa.Table | pa.Array | pa.RecordBatch)
                            for v in vars(b).values())
-            stored = decode(b.key, catalog.get_raw(st.family, b.key) or b"")
+            stored = decode(b.key, catalog.get_raw(st.family, st.prefix + b.key) or b"")
             assert b.rows.equals(stored.rows, check_metadata=True)
             assert b.rows.schema.equals(stored.rows.schema, check_metadata=True)
     before = [run(q) for q in QUERIES]

@@ -1,0 +1,116 @@
+"""Every table's write buffer in one RocksDB column family, `buffers`.
+
+A buffer entry's key is its table's uid, a 0 byte, then the entry's 8-byte
+sequence key (storage/buffer.py `seq_key`): a table's entries are one key
+range, in the order of their sequence numbers, and a table's drop is one range
+tombstone.
+
+Until 2026-12-06 each table had a family of its own (`buf_<uid>`). RocksDB
+rewrites its OPTIONS file, which lists every family (~4.7 KB each), whenever
+one is created or dropped, and rocksdict holds the GIL meanwhile: N tables
+cost O(N²) to create (0.07 s a CREATE TABLE at 0 tables, 0.67 s at 750) and a
+DROP NAMESPACE of 1,000 tables took 519 s, every other statement waiting up to
+11 s behind it. With one family, CREATE TABLE writes records only and DROP
+writes one tombstone. A data directory in the old layout is moved into this
+one when it is opened (`migrate`), once; the move cannot be undone, so an
+older release then sees those tables' buffers empty (docs/operations.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from catalog import Catalog
+from catalog.store import prefix_upper_bound
+
+FAMILY = "buffers"
+LEGACY = "buf_"  # the old layout: one family a table, `buf_<uid>`
+SEP = b"\x00"  # after the uid: no uid holds a 0 byte (catalog/ids.py)
+MOVE_BYTES = 32 << 20  # a migration's batch: at most this many bytes of entries
+log = logging.getLogger("cairn.storage")
+
+
+def prefix(uid: str) -> bytes:
+    """The start of every key of table `uid`'s buffer."""
+    return uid.encode() + SEP
+
+
+def entries(catalog: Catalog, uid: str) -> Iterator[tuple[bytes, bytes]]:
+    """Table `uid`'s buffer entries, (sequence key, value), oldest first."""
+    start = prefix(uid)
+    cut = len(start)
+    for key, value in catalog.scan_raw(FAMILY, start):
+        yield key[cut:], value
+
+
+def drop(catalog: Catalog, uid: str) -> None:
+    """Remove table `uid`'s buffer: one range tombstone, then a compaction of
+    the range, so that a dropped table's rows leave the disk now (as its
+    family's drop did) and no later scan steps over them."""
+    start = prefix(uid)
+    end = _end(start)
+    catalog.batch().delete_range_raw(FAMILY, start, end).commit()
+    catalog.compact_deleted(FAMILY, 0, start, end)
+
+
+def uids(catalog: Catalog) -> Iterator[str]:
+    """The uids with entries in the family: one seek each, not a scan of
+    their entries."""
+    start = b""
+    while True:
+        first = next(iter(catalog.scan_raw(FAMILY, b"", start)), None)
+        if first is None:
+            return
+        uid, sep, _ = first[0].partition(SEP)
+        if not sep:  # not a buffer key: step over it
+            start = first[0] + SEP
+            continue
+        yield uid.decode(errors="replace")
+        start = _end(uid + SEP)
+
+
+def sweep(catalog: Catalog, live: set[str]) -> int:
+    """Start-up: drop the buffers of tables that no longer exist (a crash
+    between a DROP's catalog batch and its `drop`). How many went."""
+    gone = [uid for uid in uids(catalog) if uid not in live]
+    for uid in gone:
+        drop(catalog, uid)
+    return len(gone)
+
+
+def migrate(catalog: Catalog, live: set[str]) -> int:
+    """Move every old-layout family (`buf_<uid>`) into this one: a live
+    table's entries are copied (keys and values as they are, in batches of at
+    most MOVE_BYTES), then its family is dropped; a dropped table's family is
+    dropped. A crash midway leaves the old family in place and the copy runs
+    again, writing the same keys with the same values. How many families
+    went."""
+    old = [name for name in catalog.families() if name.startswith(LEGACY)]
+    if old:
+        log.info("moving the write buffers of %d tables into one column family "
+                 "(once, for this data directory)", len(old))
+    for done, name in enumerate(old, 1):
+        uid = name[len(LEGACY):]
+        if uid in live:
+            _copy(catalog, name, prefix(uid))
+        catalog.drop_family(name)
+        if done % 100 == 0:
+            log.info("moved %d of %d tables' write buffers", done, len(old))
+    return len(old)
+
+
+def _copy(catalog: Catalog, name: str, start: bytes) -> None:
+    batch, size = catalog.batch(), 0
+    for key, value in catalog.scan_raw(name):
+        batch.put_raw(FAMILY, start + key, value)
+        size += len(key) + len(value)
+        if size >= MOVE_BYTES:
+            batch.commit()
+            batch, size = catalog.batch(), 0
+    batch.commit()
+
+
+def _end(start: bytes) -> bytes:
+    end = prefix_upper_bound(start)
+    assert end is not None  # a prefix ending in SEP is never all 0xff
+    return end
