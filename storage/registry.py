@@ -326,9 +326,8 @@ class Registry:
                 self._states.pop(st.uid, None)
 
     def after_remove(self, states: list[TableState]) -> None:
-        """Once removed: the tables' buffer families go."""
-        for st in states:
-            bufstore.drop(self.catalog, st.uid)
+        """Once removed: the tables' buffers go."""
+        bufstore.drop(self.catalog, [st.uid for st in states])
 
     def retire(self, paths: list[str]) -> None:
         self.files.retire(paths)
