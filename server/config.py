@@ -34,7 +34,7 @@ class ServerConfig:
     send_timeout_seconds: float = 60.0  # a client taking no part of its answer; 0: none
     max_connections: int = 1000  # open HTTP connections; past it 503 UNAVAILABLE (limits.py)
     # Bytes of request bodies (and pgwire messages) being received or held, all
-    # connections together (never below max_request_bytes); past it 503 (budget.py).
+    # connections together (never below 2 × max_request_bytes); past it 503 (budget.py).
     max_inflight_request_bytes: int = 256 * 1024 * 1024
     # A statement that made DuckDB fail internally, and users who keep doing
     # it (server/duckfaults.py): statements remembered (0: none), for how long;

@@ -38,6 +38,9 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # contract §3, before foldin
 # The Content-Encodings aiohttp decodes (any other it passes through as it
 # came: `x-gzip`, `gzip, gzip`, `br` without brotli installed).
 DECODED = frozenset({"gzip", "deflate"})
+# The request's key for its decoded body's bytes, counted against the budget
+# once decoded and given back with the body's by `body_budget`.
+DECODED_HELD: web.RequestKey[int] = web.RequestKey("decoded_held", int)
 
 
 class BodyTimeout(InvalidRequest):
@@ -71,6 +74,14 @@ def body_budget(request: web.Request, cairn: Cairn) -> Iterator[None]:
     limit = cairn.config.server.max_request_bytes
     size = limit if request.content_length is None and request.body_exists else min(
         request.content_length or 0, limit)
+    _take(cairn, size)
+    try:
+        yield
+    finally:
+        cairn.inflight.give(size + request.pop(DECODED_HELD, 0))
+
+
+def _take(cairn: Cairn, size: int) -> None:
     try:
         cairn.inflight.take(size)
     except OverBudget:
@@ -78,10 +89,6 @@ def body_budget(request: web.Request, cairn: Cairn) -> Iterator[None]:
             f"the server is receiving or holding {cairn.inflight.used} bytes of request "
             f"bodies; this one's {size} more would pass [server] max_inflight_request_bytes "
             f"({cairn.inflight.limit}): try again shortly") from None
-    try:
-        yield
-    finally:
-        cairn.inflight.give(size)
 
 
 def check_framing(request: web.Request) -> None:
@@ -141,10 +148,15 @@ async def decoded_body(request: web.Request, raw: bytes) -> bytes:
         return raw
     cairn = request.app[CAIRN]
     try:
-        return await cairn.run(decode, raw, encoding, cairn.config.server.max_request_bytes)
+        body = await cairn.run(decode, raw, encoding, cairn.config.server.max_request_bytes)
     except BadEncoding as exc:
         raise UnreadableBody(f"request body does not decode as its Content-Encoding "
                              f"({encoding}) says: {exc}") from None
+    # Held beside what was sent until the request ends: 10 KB of gzip is 10 MB
+    # here, outside the budget until 2026-12-06.
+    _take(cairn, len(body))
+    request[DECODED_HELD] = len(body)
+    return body
 
 
 def closed(request: web.Request) -> bool:

@@ -124,8 +124,8 @@ class Cairn:
         self.duck_faults = DuckFaults(config.server)
         # What all connections hold together (budget.py): request bodies and
         # pgwire messages being received; pgwire's prepared statements and portals.
-        self.inflight = Budget(config.server.max_inflight_request_bytes,
-                               config.server.max_request_bytes)
+        self.inflight = Budget(config.server.max_inflight_request_bytes,  # a body and what
+                               2 * config.server.max_request_bytes)  # it decodes to fit
         self.prepared = Budget(config.pgwire.max_prepared_bytes_total,
                                KEPT_REQUESTS * config.server.max_request_bytes)
 

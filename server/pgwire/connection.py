@@ -81,7 +81,7 @@ class Connection:
             # prepared 1 MB SETs grew the server by 800 MB for the 23 KB it sent.
             await self._drain()
             self.waiting = True  # suspended here only for the client's next bytes
-            tag, body = await messages.read_message(self.reader, self.limit)
+            tag, body = await messages.read_message(self.reader, self.limit, self.cairn.inflight)
             self.waiting = False
             if tag == b"X":
                 return

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import struct
 
+from ..budget import Budget, OverBudget
+
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
 CANCEL_REQUEST = 80877102
@@ -18,6 +20,9 @@ PROTOCOL_3 = 196608
 MAX_STARTUP = 10_000  # a startup packet is a few hundred bytes in practice
 MAX_MESSAGE = 64 * 1024 * 1024  # hard ceiling; the server passes [server] max_request_bytes
 MAX_AUTH = 65_535  # a message before authentication ends (PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH)
+# A message body from this size on is counted against the server's budget for
+# bodies being received (`[server] max_inflight_request_bytes`) while it arrives.
+BUDGETED = 16 * 1024  # below it: 200 connections hold at most 3.2 MB
 
 _I16 = struct.Struct("!h")
 _U16 = struct.Struct("!H")
@@ -32,6 +37,11 @@ class ProtocolViolation(Exception):
 
 class Closed(Exception):
     """The client went away."""
+
+
+class Busy(Exception):
+    """A message that does not fit the server's budget for bodies being
+    received: answered with a FATAL 53200, then closed (its bytes are not read)."""
 
 
 class Payload:
@@ -142,13 +152,28 @@ async def read_startup(reader: asyncio.StreamReader) -> tuple[int, Payload]:
 
 
 async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE,
+                       budget: Budget | None = None,
                        why: str = "[server] max_request_bytes") -> tuple[bytes, Payload]:
-    """One tagged message: (type byte, body); longer than `limit` is a violation."""
+    """One tagged message: (type byte, body); longer than `limit` is a violation.
+    A body of BUDGETED bytes or more is counted against `budget` while it
+    arrives: 200 connections each sending 10 MB but its last byte held 2 GB."""
     tag, length = _HEAD.unpack(await _exactly(reader, 5))
     if not 4 <= length <= min(limit, MAX_MESSAGE) + 4:
         raise ProtocolViolation(f"message length {length} is out of range (at most "
                                 f"{min(limit, MAX_MESSAGE)} bytes: {why})")
-    return tag, Payload(await _exactly(reader, length - 4) if length > 4 else b"")
+    size = length - 4
+    if budget is None or size < BUDGETED:
+        return tag, Payload(await _exactly(reader, size) if size else b"")
+    try:
+        budget.take(size)
+    except OverBudget:
+        raise Busy(f"the server is receiving or holding {budget.used} bytes of requests; this "
+                   f"message's {size} more would pass [server] max_inflight_request_bytes "
+                   f"({budget.limit}): connect again shortly") from None
+    try:
+        return tag, Payload(await _exactly(reader, size))
+    finally:
+        budget.give(size)
 
 
 # --- backend messages --------------------------------------------------------------

@@ -115,6 +115,8 @@ class PgServer:
             await _say(writer, exc.to_bytes())
         except messages.ProtocolViolation as exc:
             await _say(writer, messages.error("FATAL", "08P01", f"protocol violation: {exc}"))
+        except messages.Busy as exc:
+            await _say(writer, messages.error("FATAL", "53200", str(exc)))
         except TimeoutError:
             await _say(writer, messages.error("FATAL", "08P01", "start-up took too long"))
         except (messages.Closed, ConnectionError, ssl.SSLError):
@@ -216,7 +218,7 @@ async def _password_message(reader: asyncio.StreamReader) -> messages.Payload:
     # Before authentication a client is nobody: its messages are small (a
     # 64 MB one was buffered whole, for anyone who could open a socket).
     tag, body = await messages.read_message(reader, messages.MAX_AUTH,
-                                            "before authentication")
+                                            why="before authentication")
     if tag != b"p":
         raise messages.ProtocolViolation("expected a password message")
     return body

@@ -6,6 +6,7 @@ body_timeout_seconds (1,000 connections: ~11 GB)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from typing import Any
 
@@ -68,6 +69,49 @@ async def test_bodies_past_the_servers_budget_are_503_until_one_ends(
         assert head.startswith(b"HTTP/1.1 200"), head
         writer.close()
         assert cairn.inflight.used == 0  # nothing leaked
+    finally:
+        for _, writer in held:
+            writer.close()
+
+
+async def test_what_a_compressed_body_decodes_to_counts_too(
+        aiohttp_client: Any, cairn_config: Config) -> None:
+    """A body counted for its Content-Length only: 10 KB of gzip decoding to
+    10 MB was held outside the budget while its statements ran."""
+    cairn_config.server.max_request_bytes = REQUEST
+    cairn_config.server.max_inflight_request_bytes = BUDGET
+    client = await aiohttp_client(create_app(cairn_config))
+    cairn = client.app[CAIRN]
+    packed = gzip.compress(_body(50_000))
+    assert len(packed) < 1_000
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    held = [await _stalled(client, _body(60_000)) for _ in range(2)]
+    try:
+        for _ in range(200):
+            if cairn.inflight.used >= 120_000:
+                break
+            await asyncio.sleep(0.01)
+        resp = await client.post("/api/sql", data=packed, headers=headers)
+        answer = await resp.json()
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1", answer
+        assert "max_inflight_request_bytes" in answer["error"]["message"]
+        assert cairn.inflight.used < 121_000  # the refused one's bytes given back
+        reader, writer = held.pop()
+        writer.close()
+        for _ in range(200):
+            resp = await client.post("/api/sql", data=packed, headers=headers)
+            if resp.status == 200:
+                break
+            await asyncio.sleep(0.01)
+        assert resp.status == 200, await resp.text()
+        assert len((await resp.json())["results"][0]["rows"][0]["c"]) > 49_000
+        reader, writer = held.pop()
+        writer.close()
+        for _ in range(200):
+            if cairn.inflight.used == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert cairn.inflight.used == 0  # nothing leaked, the decoded bytes neither
     finally:
         for _, writer in held:
             writer.close()

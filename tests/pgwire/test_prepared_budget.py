@@ -5,16 +5,19 @@ server (200 connections: ~7 GB)."""
 
 from __future__ import annotations
 
+import select
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.pgwire.conftest import PgServer, _start
 from tests.pgwire.test_kept import _error_code, _fields, _parse, _round, _simple
-from tests.pgwire.test_protocol import _connect
+from tests.pgwire.test_protocol import _connect, _msg, _read_all
 
 REQUEST = 64 * 1024  # the test server's [server] max_request_bytes
 TOTAL = 270_000  # its [pgwire] max_prepared_bytes_total: 4 × REQUEST (the floor) and a bit
+INFLIGHT = 150_000  # its [server] max_inflight_request_bytes: two messages of 60 KB, not three
 TEXT = b"SELECT '" + b"x" * 58_000 + b"' AS c"
 
 
@@ -22,6 +25,7 @@ TEXT = b"SELECT '" + b"x" * 58_000 + b"' AS c"
 def budgeted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     yield from _start(tmp_path_factory.mktemp("prepared_total"),
                       f"[server]\nmax_request_bytes = {REQUEST}\n"
+                      f"max_inflight_request_bytes = {INFLIGHT}\n"
                       f"[pgwire]\nmax_prepared_bytes_total = {TOTAL}\n")
 
 
@@ -54,3 +58,55 @@ def test_statements_past_the_servers_total_are_53200_until_a_connection_closes(
     finally:
         other.close()
         first.close()
+
+
+def test_messages_being_received_past_the_servers_budget_are_refused(
+        budgeted: PgServer) -> None:
+    """A message is read whole before it is handled, up to max_request_bytes:
+    200 connections each sending 10 MB but its last byte held 2 GB, outside
+    `[server] max_inflight_request_bytes` until 2026-12-06. Now a message that
+    does not fit is a FATAL 53200 and its connection is closed."""
+    query = _msg(b"Q", b"SELECT '" + b"x" * 59_000 + b"' AS c\x00")
+    stalled = []
+    for _ in range(2):
+        sock = _connect(budgeted)
+        sock.sendall(query[:-1])  # all of it but its last byte
+        stalled.append(sock)
+
+    def one_more() -> list[tuple[bytes, bytes]]:
+        sock = _connect(budgeted)
+        try:
+            sock.sendall(query[:5])  # its header: a refusal comes before its body is read
+            if not select.select([sock], [], [], 0.3)[0]:
+                sock.sendall(query[5:])
+            return _read_all(sock)
+        finally:
+            sock.close()
+
+    try:
+        for _ in range(100):  # the stalled ones' headers may not be read yet
+            answer = one_more()
+            if _error_code(answer) is not None:
+                break
+            time.sleep(0.05)
+        assert _error_code(answer) == "53200", answer
+        assert b"max_inflight_request_bytes" in answer[0][1]
+        other = _connect(budgeted)  # small messages are never refused
+        try:
+            assert any(tag == b"D" for tag, _ in _simple(other, b"SELECT 42"))
+        finally:
+            other.close()
+        stalled.pop().close()  # its bytes are the server's again
+        for _ in range(100):
+            answer = one_more()
+            if _error_code(answer) is None:
+                break
+            time.sleep(0.05)
+        assert any(tag == b"D" for tag, _ in answer), answer
+        last = stalled.pop()
+        last.sendall(query[-1:])  # the last byte: the stalled query is answered
+        assert any(tag == b"D" for tag, _ in _read_all(last))
+        last.close()
+    finally:
+        for sock in stalled:
+            sock.close()
