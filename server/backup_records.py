@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 
 from catalog import Backup
-from catalog.errors import CairnError
+from catalog.errors import AlreadyExists, CairnError
 from storage.backup import Repository
+from storage.backup.selection import parse_time
 
 from .state import Cairn
 
@@ -63,3 +64,30 @@ def proven_gone(repo: Repository, backup_id: str) -> bool:
     except CairnError:
         return False
 
+
+
+def refuse_newer_gone(cairn: Cairn, repo: Repository, namespace: str, chosen: str,
+                      taken_at: str, as_of: str | None) -> None:
+    """ALREADY_EXISTS if this server made a backup of `namespace` in `repo`'s
+    target newer than `chosen` (taken at `taken_at`; at or before `as_of`
+    when given) that the target provably no longer holds: a RESTORE without
+    backup_id would restore the older `chosen` in its place, and say it
+    completed (someone who can delete a manifest chose which rows came back).
+    The record is kept: SHOW BACKUPS IN the target forgets it, and after that
+    the older backup is the newest."""
+    after, limit = parse_time(taken_at), None if as_of is None else parse_time(as_of)
+    newer = sorted((b for b in cairn.catalog.scan(Backup)
+                    if b.target == repo.uri and b.namespace == namespace
+                    and b.job_id is not None and b.scope == "database"
+                    and parse_time(b.snapshot_at) > after
+                    and (limit is None or parse_time(b.snapshot_at) <= limit)),
+                   key=lambda b: b.snapshot_at, reverse=True)
+    for b in newer:
+        if proven_gone(repo, b.backup_id):
+            raise AlreadyExists(
+                f"the newest backup of namespace '{namespace}' this server made in target "
+                f"'{repo.uri}', '{b.backup_id}' (taken {b.snapshot_at}), is no longer there "
+                f"(another server's DROP BACKUP, or removed from outside): nothing was "
+                f"restored rather than the older '{chosen}' in its place. Name that one with "
+                f"backup_id = '{chosen}', or run SHOW BACKUPS IN '{repo.uri}' first (it "
+                f"forgets the backups the target no longer holds)")

@@ -1,0 +1,49 @@
+"""A RESTORE without backup_id whose newest backup this server made is no
+longer in the target: it restored the older one in its place and said
+completed, so whoever could delete a manifest chose which rows came back
+(the thirteenth round's Left). Now it is refused, naming both, until the
+operator names the older one or a SHOW BACKUPS IN the target forgets the
+missing one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import err, ok, rows
+
+
+async def test_a_missing_newest_backup_is_not_replaced_by_an_older_one(
+        client: Any, tmp_path: Path) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (k INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    (old,) = await rows(client, "BACKUP DATABASE app TO 'nightly'")
+    (taken,) = await rows(client, "SELECT snapshot_at FROM system.backups WHERE backup_id = "
+                                  f"'{old['backup_id']}'")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    (new,) = await rows(client, "BACKUP DATABASE app TO 'nightly'")
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+    manifests = tmp_path / "backups" / "nightly" / "manifests"
+    (manifests / f"{new['backup_id']}.json").unlink()  # by someone with the target's files
+
+    message = await err(client, "RESTORE DATABASE app FROM 'nightly' WITH (replace = true)",
+                        "ALREADY_EXISTS")
+    assert new["backup_id"] in message and old["backup_id"] in message, message
+    assert "is no longer there" in message
+    assert await rows(client, "SELECT k FROM app.t ORDER BY k") == [{"k": 1}, {"k": 2}, {"k": 3}]
+    # AS another namespace, and as_of after both, are refused alike; as_of
+    # between them takes the older one, which is then the newest asked for.
+    await err(client, "RESTORE DATABASE app FROM 'nightly' AS copy", "ALREADY_EXISTS")
+    await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS copy WITH "
+                     f"(as_of = '{taken['snapshot_at']}')")
+    assert await rows(client, "SELECT k FROM copy.t") == [{"k": 1}]
+    # Named, the older one is restored.
+    await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS named WITH "
+                     f"(backup_id = '{old['backup_id']}')")
+    assert await rows(client, "SELECT k FROM named.t") == [{"k": 1}]
+    # SHOW BACKUPS IN the target forgets the missing one: the older is the newest.
+    target = message.split("run SHOW BACKUPS IN '")[1].split("'")[0]  # as the message says
+    listed = await rows(client, f"SHOW BACKUPS IN '{target}'")
+    assert [b["backup_id"] for b in listed if b["namespace"] == "app"] == [old["backup_id"]]
+    await ok(client, "RESTORE DATABASE app FROM 'nightly' AS after")
+    assert await rows(client, "SELECT k FROM after.t") == [{"k": 1}]
