@@ -54,6 +54,7 @@ def _open_failed(path: Path, exc: Exception) -> Exception:
 
 MAX_TOTAL_WAL_BYTES = 64 << 20  # logs any family's unflushed write holds (were unbounded)
 MEMTABLE_BYTES = 128 << 20  # every family's memtables together (a STREAM's evicted rows)
+BUFFERS = "buffers"  # every table's write buffer (storage/bufstore.py): opened with the rest
 
 
 def _options() -> Options:
@@ -147,7 +148,7 @@ class Catalog:
             existing = Rdict.list_cf(str(self.path), Options(raw_mode=True))
         except Exception:
             existing = ["default"]
-        wanted = set(existing) | {cls.FAMILY for cls in RECORD_TYPES}
+        wanted = set(existing) | {cls.FAMILY for cls in RECORD_TYPES} | {BUFFERS}
         cfs = {name: Options(raw_mode=True) for name in wanted if name != "default"}
         self.write_error: str | None = None  # why the last write failed, until one succeeds
         try:
@@ -168,8 +169,7 @@ class Catalog:
         for name in wanted:
             if name != "default":
                 self._open_family(name)
-        self._seq_next = 0
-        self._seq_high = 0
+        self._seq_next = self._seq_high = 0
         meta = self.get(Meta, "seq_high")
         if meta is not None:
             self._seq_next = self._seq_high = int(meta.value)

@@ -21,9 +21,9 @@ import logging
 from collections.abc import Iterator
 
 from catalog import Catalog
-from catalog.store import prefix_upper_bound
+from catalog.store import BUFFERS, prefix_upper_bound
 
-FAMILY = "buffers"
+FAMILY = BUFFERS  # opened with the catalog: made by no statement
 LEGACY = "buf_"  # the old layout: one family a table, `buf_<uid>`
 SEP = b"\x00"  # after the uid: no uid holds a 0 byte (catalog/ids.py)
 MOVE_BYTES = 32 << 20  # a migration's batch: at most this many bytes of entries

@@ -60,7 +60,6 @@ class Registry:
         self._said: set[str] = set()  # tables whose damaged buffer was logged
         # Before any table is read: the old layout's families move into one.
         bufstore.migrate(catalog, {t.uid for t in catalog.scan(Table)})
-        catalog.family(bufstore.FAMILY)  # made once here, never by a statement
 
     # --- lookups ---------------------------------------------------------
 
