@@ -12,15 +12,14 @@ limit leaves once RESERVED descriptors are kept for the server's own files and
 the PostgreSQL listener) are answered 503 UNAVAILABLE and closed.
 
 The catalog holds descriptors for good as well: RocksDB opens its directory
-again for each column family created while it runs (one per table, its
-write buffer) and keeps it until the family is dropped, and it keeps each of
-its data (SST) files open. With the limit at 1,024, 750 tables created and
-235 idle connections (under the 312 admitted then) left nothing: a SELECT
-was 500 "data directory is damaged" (EMFILE opening a Parquet file) and new
-connections were reset. So what the catalog holds (Catalog.descriptors)
-is taken off what connections may hold, HTTP's and PostgreSQL's both,
-counted as each new connection comes: the more tables, the fewer
-connections."""
+again for each column family created while it runs (until 2026-12-06 one per
+table, its write buffer; now none) and keeps it until the family is dropped,
+and it keeps each of its data (SST) files open. With the limit at 1,024,
+750 tables created and 235 idle connections (under the 312 admitted then)
+left nothing: a SELECT was 500 "data directory is damaged" (EMFILE opening a
+Parquet file) and new connections were reset. So what the catalog holds
+(Catalog.descriptors) is taken off what connections may hold, HTTP's and
+PostgreSQL's both, counted as each new connection comes."""
 
 from __future__ import annotations
 
