@@ -10,7 +10,7 @@ Per phase (`Phase`):
   segments' names and ctimes: archive_cycles.windows) and the helper's CPU;
 - RocksDB: the flushes and compactions of the server's catalog that ran
   during the phase (its LOG's EVENT_LOG_v1 lines), by column family and reason
-  (`changes` is the change log's; a table's write buffer is `buf_…`);
+  (`changes` is the change log's; tables' write buffers are `buffers`, `buf_…` before 2026-12-06);
 - the garbage collector's generation-2 passes;
 - the slow writes (slower than `tail_ms`, the off-phases' pooled p99): how
   many, and how many were in flight during an archiver cycle, a RocksDB flush
