@@ -34,7 +34,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..types import OW, SEQ, USER, arrow_type
-from . import footer_guard, footers
+from . import check_reader, footer_guard, footers
+from .check_reader import CheckReader
 from .column_checks import Group
 from .rowchecks import Checks, outside
 from .rowversions import Versions
@@ -236,8 +237,8 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
         # Column chunks read 1 MiB at a time, not whole (every column is read:
         # a restore's peak RSS went +13 MB -> +350 MB with whole chunks).
         plain, plain_rows, meta = _plain_text(source, text)
-        with pq.ParquetFile(source, read_dictionary=names + [n for n in text if n not in plain],
-                            buffer_size=1 << 20, pre_buffer=False, metadata=meta) as pf:
+        with CheckReader(source, names + [n for n in text if n not in plain],
+                         buffer_size=1 << 20, metadata=meta) as pf:
             index = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
             texts = {n for n in names if _text(pf.schema_arrow.field(n).type)}
             wrong = _claimed_too_large(pf.metadata, [index[n] for n in sorted(texts)], budget)
@@ -250,8 +251,7 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                                {n: group.column(index[n]).statistics for n in everything})
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g],
                                              columns=names + [n for n in everything
-                                                              if n not in plain],
-                                             use_threads=False):
+                                                              if n not in plain]):
                     rows += batch.num_rows
                     if rows > f.rows:
                         return f"{what} holds more than the {f.rows} rows its entry says"
@@ -270,7 +270,7 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                     if wrong is not None:
                         return f"{what} {wrong}"
                 for batch in (pf.iter_batches(batch_size=plain_rows[g], row_groups=[g],
-                                              columns=sorted(plain), use_threads=False)
+                                              columns=sorted(plain))
                               if plain else ()):
                     for name in plain:
                         if (wrong := others.add(name, batch.column(name))) is not None:
@@ -281,14 +281,15 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
             if wrong is None and versions.suspects:
                 wrong = versions.confirm(
                     _decoded(b) for b in pf.iter_batches(
-                        batch_size=BATCH_ROWS, columns=[*versions.keys, OW], use_threads=False))
+                        batch_size=BATCH_ROWS, row_groups=list(range(pf.metadata.num_row_groups)),
+                        columns=[*versions.keys, OW]))
             if wrong is not None:
                 return f"{what} {wrong}"
     except Exception as exc:  # noqa: BLE001 - any file pyarrow cannot read is damage
         return f"{what} cannot be read ({type(exc).__name__})"
     finally:
         versions.close()
-        pa.default_memory_pool().release_unused()  # what the decoding took goes back
+        check_reader.release()  # what the decoding took goes back
     if rows != f.rows:
         return f"{what} holds {rows} rows, its entry says {f.rows}"
     return None
