@@ -12,12 +12,19 @@ back when the file is checked (`release`)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyarrow._parquet import ParquetReader
+
+# Extension types as pq.ParquetFile reads them (its default, where it has the option).
+_EXTENSIONS = ({"arrow_extensions_enabled": True}
+               if "arrow_extensions_enabled" in inspect.signature(pq.ParquetFile).parameters
+               else {})
 
 
 def pool() -> pa.MemoryPool:
@@ -43,7 +50,7 @@ class CheckReader:
         self._close = isinstance(source, str)
         self._reader = ParquetReader(memory_pool=pool())
         self._reader.open(source, read_dictionary=read_dictionary, buffer_size=buffer_size,
-                          pre_buffer=False, metadata=metadata, arrow_extensions_enabled=True)
+                          pre_buffer=False, metadata=metadata, **_EXTENSIONS)
         # A column's leaves, as pq.ParquetFile finds them (a list's are under its name).
         self._leaves: dict[str, list[int]] = {}
         for i, path in enumerate(self._reader.column_paths):
