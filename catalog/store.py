@@ -261,7 +261,7 @@ class Catalog:
             return False
         total = fam.property_int_value("rocksdb.total-sst-files-size") or 0
         live = fam.property_int_value("rocksdb.estimate-live-data-size") or 0
-        if total - live < at_least:
+        if at_least and total - live < at_least:  # 0: always
             return False
         fam.compact_range(begin, end)
         return True
