@@ -12,21 +12,28 @@ cost O(N²) to create (0.07 s a CREATE TABLE at 0 tables, 0.67 s at 750) and a
 DROP NAMESPACE of 1,000 tables took 519 s, every other statement waiting up to
 11 s behind it. With one family, CREATE TABLE writes records only and DROP
 writes one tombstone. A data directory in the old layout is moved into this
-one when it is opened (`migrate`), once; the move cannot be undone, so an
-older release then sees those tables' buffers empty (docs/operations.md)."""
+one when it is opened (`migrate`), once, and marked with its data format
+(Meta `data_format`), which a release that reads an older one refuses. The
+move cannot be undone: see docs/architecture.md, "One RocksDB for records
+and rows", for what an older release does with such a directory."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
 
-from catalog import Catalog
+from catalog import Catalog, Meta
+from catalog.errors import CannotStart
 from catalog.store import BUFFERS, prefix_upper_bound
 
 FAMILY = BUFFERS  # opened with the catalog: made by no statement
 LEGACY = "buf_"  # the old layout: one family a table, `buf_<uid>`
 SEP = b"\x00"  # after the uid: no uid holds a 0 byte (catalog/ids.py)
 MOVE_BYTES = 32 << 20  # a migration's batch: at most this many bytes of entries
+RECLAIM_BYTES = 1 << 20  # deleted rows on disk a start-up compacts away (`sweep`)
+# The data directory's format (Meta `data_format`): 1 (no record) a family a
+# table, 2 this module's layout. A release refuses a format above its own.
+DATA_FORMAT = 2
 log = logging.getLogger("cairn.storage")
 
 
@@ -76,30 +83,50 @@ def uids(catalog: Catalog) -> Iterator[str]:
 
 def sweep(catalog: Catalog, live: set[str]) -> int:
     """Start-up: drop the buffers of tables that no longer exist (a crash
-    between a DROP's catalog batch and its `drop`). How many went."""
+    between a DROP's catalog batch and its `drop`), and compact the family if
+    RECLAIM_BYTES or more of its files are rows deleted (a crash between a
+    DROP's tombstones and its compaction left them on disk, until a flush
+    compacted: never, with STREAM tables only). How many tables' buffers went."""
     gone = [uid for uid in uids(catalog) if uid not in live]
     drop(catalog, gone)
+    catalog.flush_family(FAMILY)  # tombstones the log replayed count once on disk
+    catalog.compact_deleted(FAMILY, RECLAIM_BYTES)
     return len(gone)
 
 
 def migrate(catalog: Catalog, live: set[str]) -> int:
-    """Move every old-layout family (`buf_<uid>`) into this one: a live
+    """Move every old-layout family (`buf_<uid>`) into this one: each live
     table's entries are copied (keys and values as they are, in batches of at
-    most MOVE_BYTES), then its family is dropped; a dropped table's family is
-    dropped. A crash midway leaves the old family in place and the copy runs
-    again, writing the same keys with the same values. How many families
-    went."""
+    most MOVE_BYTES), the write-ahead log is synced (the copies were ordinary
+    writes, and a family's drop is synced at once: a power loss right after
+    the drops lost rows that were on disk before the upgrade), then every old
+    family is dropped. A crash midway leaves old families in place and the
+    copy runs again, writing the same keys with the same values. Then the
+    data directory is marked as of DATA_FORMAT. How many families went.
+
+    Each drop rewrites RocksDB's OPTIONS file for the families left (no call
+    drops several at once): 400 tables take ~30-40 s once, before the server
+    listens (progress in the log)."""
+    marked = catalog.get(Meta, "data_format")
+    if marked is not None and not (isinstance(marked.value, int) and marked.value <= DATA_FORMAT):
+        raise CannotStart(
+            f"the data directory was written by a newer release of Cairn (data format "
+            f"{marked.value!r}; this release reads up to {DATA_FORMAT}): start that release, "
+            f"or restore its namespaces from their backups into a new data directory")
     old = [name for name in catalog.families() if name.startswith(LEGACY)]
     if old:
         log.info("moving the write buffers of %d tables into one column family "
                  "(once, for this data directory)", len(old))
+        for name in old:
+            if name[len(LEGACY):] in live:
+                _copy(catalog, name, prefix(name[len(LEGACY):]))
+        catalog.flush_wal()
     for done, name in enumerate(old, 1):
-        uid = name[len(LEGACY):]
-        if uid in live:
-            _copy(catalog, name, prefix(uid))
         catalog.drop_family(name)
         if done % 100 == 0:
             log.info("moved %d of %d tables' write buffers", done, len(old))
+    if marked is None or marked.value != DATA_FORMAT:
+        catalog.put(Meta("data_format", DATA_FORMAT))
     return len(old)
 
 

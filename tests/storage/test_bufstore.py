@@ -4,11 +4,13 @@ into it when it is opened."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from catalog import Catalog, Namespace
+from catalog import Catalog, Meta, Namespace
+from catalog.errors import CannotStart
 from storage import bufstore
 from storage.buffer import seq_key
 from storage.engine import Engine
@@ -113,4 +115,81 @@ def test_uids_and_sweep_step_table_by_table(tmp_path: Path) -> None:
     assert list(bufstore.uids(catalog)) == [kept]
     assert [r["k"] for r in run("SELECT k FROM app.kept ORDER BY k")] == [1, 2]
     eng.close()
+    catalog.close()
+
+
+def _sst_bytes(catalog: Catalog) -> int:
+    fam = catalog.family(bufstore.FAMILY)
+    return int(fam.property_int_value("rocksdb.total-sst-files-size") or 0)
+
+
+def test_a_drop_cut_short_before_its_compaction_is_compacted_at_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash between a DROP's range tombstones and its compaction left the
+    dropped rows on disk across restarts, until some flush compacted."""
+    data = tmp_path / "d"
+    catalog, eng = open_engine(data)
+    catalog.put(Namespace("app"))
+    run = runner(eng)
+    eng.create_table("app", "big", "shared", [col("k", primary_key=True), col("v", "TEXT")])
+    eng.create_table("app", "kept", "shared", [col("k", primary_key=True)])
+    for i in range(8):  # 8 MB that do not compress
+        run("INSERT INTO app.big VALUES " + ", ".join(
+            f"({i * 1000 + j}, '{os.urandom(500).hex()}')" for j in range(1000)))
+    run("INSERT INTO app.kept VALUES (1), (2)")
+    catalog.flush_family(bufstore.FAMILY)
+    assert _sst_bytes(catalog) > 7 << 20
+
+    def crash(*args: object, **kwargs: object) -> bool:
+        raise OSError("killed")
+
+    monkeypatch.setattr(catalog, "compact_deleted", crash)
+    with pytest.raises(OSError, match="killed"):
+        eng.drop_table("app", "big")
+    monkeypatch.undo()
+    eng.close()
+    catalog.close()
+    catalog, eng = open_engine(data)
+    assert _sst_bytes(catalog) > 7 << 20  # still there when the server starts
+    assert eng.recover()["buffers_dropped"] == 0  # no table's entries left: nothing to sweep
+    assert _sst_bytes(catalog) < 1 << 20
+    assert [r["k"] for r in runner(eng)("SELECT k FROM app.kept ORDER BY k")] == [1, 2]
+    eng.close()
+    catalog.close()
+
+
+def test_the_move_syncs_the_log_before_any_old_family_goes_and_marks_the_format(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copies were ordinary writes (the log not synced) and each family's
+    drop is synced at once: a power loss right after the first drop lost rows
+    that were on disk before the upgrade."""
+    data = tmp_path / "d"
+    _old_layout(data)
+    calls: list[str] = []
+    real_sync, real_drop = Catalog.flush_wal, Catalog.drop_family
+
+    def sync(self: Catalog) -> None:
+        calls.append("sync")
+        real_sync(self)
+
+    def drop(self: Catalog, name: str) -> None:
+        calls.append("drop")
+        real_drop(self, name)
+
+    monkeypatch.setattr(Catalog, "flush_wal", sync)
+    monkeypatch.setattr(Catalog, "drop_family", drop)
+    catalog, eng = open_engine(data)
+    assert calls == ["sync", "drop", "drop", "drop"]
+    assert catalog.get(Meta, "data_format") == Meta("data_format", bufstore.DATA_FORMAT)
+    eng.close()
+    catalog.close()
+
+
+def test_a_data_directory_of_a_newer_format_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    catalog, eng = open_engine(data)
+    eng.close()
+    catalog.put(Meta("data_format", bufstore.DATA_FORMAT + 1))
+    with pytest.raises(CannotStart, match=r"written by a newer release of Cairn \(data format 3"):
+        Engine(catalog, data, Cfg())
     catalog.close()
