@@ -4,12 +4,14 @@ into it when it is opened."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytest
 
 from catalog import Catalog, Meta, Namespace
+from catalog.diskerrors import DataDirUnavailable
 from catalog.errors import CannotStart
 from storage import bufstore
 from storage.buffer import seq_key
@@ -192,4 +194,19 @@ def test_a_data_directory_of_a_newer_format_is_refused(tmp_path: Path) -> None:
     catalog.put(Meta("data_format", bufstore.DATA_FORMAT + 1))
     with pytest.raises(CannotStart, match=r"written by a newer release of Cairn \(data format 3"):
         Engine(catalog, data, Cfg())
+    catalog.close()
+
+
+def test_a_start_up_compaction_the_disk_refuses_does_not_stop_the_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    catalog, eng = open_engine(tmp_path / "d")
+
+    def refused(*args: object, **kwargs: object) -> bool:
+        raise DataDirUnavailable("no space left on the data directory")
+
+    monkeypatch.setattr(catalog, "compact_deleted", refused)
+    with caplog.at_level(logging.WARNING, logger="cairn.storage"):
+        assert eng.recover()["buffers_dropped"] == 0
+    assert "not compacted at start" in caplog.text and "no space left" in caplog.text
+    eng.close()
     catalog.close()
