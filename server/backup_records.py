@@ -13,6 +13,7 @@ proves nothing and forgets nothing."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from catalog import Backup
 from catalog.errors import AlreadyExists, CairnError
@@ -66,28 +67,49 @@ def proven_gone(repo: Repository, backup_id: str) -> bool:
 
 
 
-def refuse_newer_gone(cairn: Cairn, repo: Repository, namespace: str, chosen: str,
-                      taken_at: str, as_of: str | None) -> None:
-    """ALREADY_EXISTS if this server made a backup of `namespace` in `repo`'s
-    target newer than `chosen` (taken at `taken_at`; at or before `as_of`
-    when given) that the target provably no longer holds: a RESTORE without
-    backup_id would restore the older `chosen` in its place, and say it
-    completed (someone who can delete a manifest chose which rows came back).
-    The record is kept: SHOW BACKUPS IN the target forgets it, and after that
-    the older backup is the newest."""
+def whole_namespace(namespace: str) -> Callable[[Backup], bool]:
+    """A record RESTORE DATABASE `namespace` could have taken: the namespace's
+    backup, alone or a backup set's member (not one of some of its tables)."""
+    return lambda b: b.namespace == namespace and not b.scope.startswith("tables: ")
+
+
+def holding_table(namespace: str, table: str) -> Callable[[Backup], bool]:
+    """A record RESTORE TABLE could have taken: the namespace's whole backup
+    (whose tables a record does not list), or a backup of tables naming it."""
+    def counts(b: Backup) -> bool:
+        if b.namespace != namespace:
+            return False
+        return not b.scope.startswith("tables: ") or table in b.scope[8:].split(", ")
+    return counts
+
+
+def set_member(b: Backup) -> bool:
+    """A record RESTORE ALL could have taken: a backup set's member."""
+    return " (set " in b.scope
+
+
+def refuse_newer_gone(cairn: Cairn, repo: Repository, what: str, chosen: str,
+                      taken_at: str, as_of: str | None, counts: Callable[[Backup], bool]
+                      ) -> None:
+    """ALREADY_EXISTS if this server made a backup `counts` takes (`what`) in
+    `repo`'s target newer than `chosen` (taken at `taken_at`; at or before
+    `as_of` when given) that the target provably no longer holds: a RESTORE
+    without backup_id would restore the older `chosen` in its place, and say
+    it completed (someone who can delete a manifest chose which rows came
+    back). The record is kept: SHOW BACKUPS IN the target forgets it, and
+    after that the older backup is the newest."""
     after, limit = parse_time(taken_at), None if as_of is None else parse_time(as_of)
     newer = sorted((b for b in cairn.catalog.scan(Backup)
-                    if b.target == repo.uri and b.namespace == namespace
-                    and b.job_id is not None and b.scope == "database"
+                    if b.target == repo.uri and b.job_id is not None and counts(b)
                     and parse_time(b.snapshot_at) > after
                     and (limit is None or parse_time(b.snapshot_at) <= limit)),
                    key=lambda b: b.snapshot_at, reverse=True)
     for b in newer:
         if proven_gone(repo, b.backup_id):
             raise AlreadyExists(
-                f"the newest backup of namespace '{namespace}' this server made in target "
-                f"'{repo.uri}', '{b.backup_id}' (taken {b.snapshot_at}), is no longer there "
-                f"(another server's DROP BACKUP, or removed from outside): nothing was "
-                f"restored rather than the older '{chosen}' in its place. Name that one with "
-                f"backup_id = '{chosen}', or run SHOW BACKUPS IN '{repo.uri}' first (it "
-                f"forgets the backups the target no longer holds)")
+                f"the newest {what} this server made in target '{repo.uri}', "
+                f"'{b.backup_id}' (taken {b.snapshot_at}), is no longer there (another "
+                f"server's DROP BACKUP, or removed from outside): nothing was restored rather "
+                f"than the older '{chosen}' in its place. Name that one with backup_id = "
+                f"'{chosen}', or run SHOW BACKUPS IN '{repo.uri}' first (it forgets the "
+                f"backups the target no longer holds)")

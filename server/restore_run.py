@@ -30,7 +30,7 @@ from storage.files import FileStore
 from storage.inflight import workers_for
 from storage.install import Beside, BesideWork, Restore
 
-from .backup_records import forget_gone, refuse_newer_gone
+from .backup_records import forget_gone, refuse_newer_gone, whole_namespace
 from .jobs import JobContext
 from .restore_hold import hold
 from .state import Cairn
@@ -104,8 +104,8 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
                     plan.backup_id)
         raise
     if plan.backup_id is None and plan.time is None:  # the newest, and no archive after it
-        refuse_newer_gone(cairn, plan.repo, plan.source, m.backup_id, m.snapshot_at,
-                          plan.as_of)
+        refuse_newer_gone(cairn, plan.repo, f"backup of namespace '{plan.source}'", m.backup_id,
+                          m.snapshot_at, plan.as_of, whole_namespace(plan.source))
     ctx.set(backup_id=m.backup_id)
     check_not_archived(cairn, plan.destination)
     if cairn.catalog.get(Namespace, plan.destination) is not None and not plan.replace:

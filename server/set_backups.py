@@ -33,6 +33,7 @@ from storage.install import Restore
 from storage.registry import RESERVED_NAMESPACES
 
 from .backup_drops import drop_unless_gone, origins, with_message
+from .backup_records import refuse_newer_gone, set_member
 from .backup_run import scope_text, undo_late
 from .backup_writing import forget_dropped, running_backups
 from .backups import (
@@ -310,6 +311,9 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
     def work(ctx: JobContext) -> dict[str, Any]:
         manifests = [load(repo.read_manifest(i)) for i in ids]
         set_id = ids[0].rsplit(".", 1)[0]
+        if opts.get("backup_id") is None:  # not an older set in a newer one's stead
+            refuse_newer_gone(cairn, repo, "member of a backup set", set_id,
+                              manifests[0].snapshot_at, opts.get("as_of"), set_member)
         ctx.set(backup_id=set_id)
         check([m.namespace for m in manifests])
         restores = [Restore(m, m.namespace, replace=replace, guard=_guard(cairn, m.namespace))

@@ -27,6 +27,7 @@ from storage.install import Restore
 
 from . import resume
 from .backup_drops import origin_of
+from .backup_records import holding_table, refuse_newer_gone
 from .backup_run import BackupPlan, run_backup
 from .backups import (
     BACKUP_OPTIONS,
@@ -157,6 +158,10 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
     def work(ctx: JobContext) -> dict[str, Any]:
         m = load(choose_own(repo, source, opts.get("backup_id"), opts.get("as_of"),
                             _holds(table), origin_of(cairn, source), f"table '{source}.{table}'"))
+        if opts.get("backup_id") is None:  # not an older one in a newer one's stead
+            refuse_newer_gone(cairn, repo, f"backup holding table '{source}.{table}'",
+                              m.backup_id, m.snapshot_at, opts.get("as_of"),
+                              holding_table(source, table))
         ctx.set(backup_id=m.backup_id)
         entry = next((t for t in m.tables if t.name == table), None)
         if entry is None:

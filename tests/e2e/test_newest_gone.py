@@ -47,3 +47,36 @@ async def test_a_missing_newest_backup_is_not_replaced_by_an_older_one(
     assert [b["backup_id"] for b in listed if b["namespace"] == "app"] == [old["backup_id"]]
     await ok(client, "RESTORE DATABASE app FROM 'nightly' AS after")
     assert await rows(client, "SELECT k FROM after.t") == [{"k": 1}]
+
+
+async def test_a_missing_newest_set_or_table_backup_is_not_replaced_either(
+        client: Any, tmp_path: Path) -> None:
+    """RESTORE ALL (and RESTORE DATABASE of a set's member), and RESTORE
+    TABLE, took the older set or backup in silence (a regress pass)."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (k INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    (old_set,) = await rows(client, "BACKUP ALL TO 'sets'")  # one member: bk-….app
+    (old,) = await rows(client, "BACKUP DATABASE app TO 'nightly'")
+    (old_t,) = await rows(client, "BACKUP TABLE app.t TO 'tb'")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    (new_set,) = await rows(client, "BACKUP ALL TO 'sets'")
+    (new,) = await rows(client, "BACKUP DATABASE app TO 'nightly'")
+    (new_t,) = await rows(client, "BACKUP TABLE app.t TO 'tb'")
+    root = tmp_path / "backups"
+    for path in (root / "sets" / "manifests").iterdir():
+        if path.name.startswith(new_set["backup_id"]):
+            path.unlink()
+    (root / "nightly" / "manifests" / f"{new['backup_id']}.json").unlink()
+    (root / "tb" / "manifests" / f"{new_t['backup_id']}.json").unlink()
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+    for text, older in [
+            ("RESTORE ALL FROM 'sets' WITH (replace = true)", old_set["backup_id"][:-4]),
+            ("RESTORE DATABASE app FROM 'sets' AS copy", old_set["backup_id"]),
+            ("RESTORE TABLE app.t FROM 'nightly' WITH (replace = true)", old["backup_id"]),
+            ("RESTORE TABLE app.t FROM 'tb' WITH (replace = true)", old_t["backup_id"])]:
+        message = await err(client, text, "ALREADY_EXISTS")
+        assert "is no longer there" in message and older in message, (text, message)
+    assert await rows(client, "SELECT k FROM app.t ORDER BY k") == [{"k": 1}, {"k": 2}, {"k": 3}]
+    await ok(client, "RESTORE TABLE app.t FROM 'tb' AS app.t1 WITH "
+                     f"(backup_id = '{old_t['backup_id']}')")
+    assert await rows(client, "SELECT k FROM app.t1") == [{"k": 1}]
