@@ -56,8 +56,7 @@ class Connection:
         self.tally = Tally(self.limit, cairn.prepared)  # kept texts' bytes, bounded (kept.py)
         self.statements: Kept[Prepared] = Kept(self.tally, Prepared.size)
         self.portals: Portals[Portal] = Portals(self.tally, Portal.size)
-        self.skipping = False
-        self.busy = self.cancelled = self.waiting = False  # see cancel()
+        self.skipping = self.busy = self.cancelled = self.waiting = False  # see cancel()
         self.jobs: set[str] = set()
         self.running: asyncio.Future[Any] | None = None
         self.send_timeout = cairn.config.server.send_timeout_seconds
@@ -81,7 +80,8 @@ class Connection:
             # prepared 1 MB SETs grew the server by 800 MB for the 23 KB it sent.
             await self._drain()
             self.waiting = True  # suspended here only for the client's next bytes
-            tag, body = await messages.read_message(self.reader, self.limit, self.cairn.inflight)
+            tag, body = await messages.read_message(self.reader, self.limit, self.cairn.inflight,
+                                                    self.cairn.config.server.body_timeout_seconds)
             self.waiting = False
             if tag == b"X":
                 return

@@ -152,11 +152,14 @@ async def read_startup(reader: asyncio.StreamReader) -> tuple[int, Payload]:
 
 
 async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE,
-                       budget: Budget | None = None,
+                       budget: Budget | None = None, seconds: float = 0,
                        why: str = "[server] max_request_bytes") -> tuple[bytes, Payload]:
     """One tagged message: (type byte, body); longer than `limit` is a violation.
     A body of BUDGETED bytes or more is counted against `budget` while it
-    arrives: 200 connections each sending 10 MB but its last byte held 2 GB."""
+    arrives (200 connections each sending 10 MB but its last byte held 2 GB),
+    and must arrive within `seconds` (0: no bound) of its header, or the
+    connection is closed: a header alone held its size of the budget for as
+    long as the client stayed silent."""
     tag, length = _HEAD.unpack(await _exactly(reader, 5))
     if not 4 <= length <= min(limit, MAX_MESSAGE) + 4:
         raise ProtocolViolation(f"message length {length} is out of range (at most "
@@ -171,7 +174,11 @@ async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE,
                    f"message's {size} more would pass [server] max_inflight_request_bytes "
                    f"({budget.limit}): connect again shortly") from None
     try:
-        return tag, Payload(await _exactly(reader, size))
+        async with asyncio.timeout(seconds or None):
+            return tag, Payload(await _exactly(reader, size))
+    except TimeoutError:
+        raise ProtocolViolation(f"a message of {size} bytes did not arrive within {seconds:g} s "
+                                "of its header ([server] body_timeout_seconds)") from None
     finally:
         budget.give(size)
 

@@ -110,3 +110,36 @@ def test_messages_being_received_past_the_servers_budget_are_refused(
     finally:
         for sock in stalled:
             sock.close()
+
+
+@pytest.fixture(scope="module")
+def hasty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    yield from _start(tmp_path_factory.mktemp("hasty"),
+                      f"[server]\nmax_request_bytes = {REQUEST}\n"
+                      f"max_inflight_request_bytes = {INFLIGHT}\nbody_timeout_seconds = 1\n")
+
+
+def test_a_message_that_stops_after_its_header_is_closed_and_gives_its_bytes_back(
+        hasty: PgServer) -> None:
+    """A header alone (`Q` and a length of 60 KB) held its size of the budget
+    for as long as the client stayed silent: 26 such sockets of a role
+    user's made every HTTP request 503 for good (a regress pass)."""
+    query = _msg(b"Q", b"SELECT '" + b"x" * 59_000 + b"' AS c\x00")
+    silent = [_connect(hasty) for _ in range(2)]  # 118 KB of the 150 KB
+    try:
+        for sock in silent:
+            sock.sendall(query[:5])
+        for sock in silent:
+            answer = _read_all(sock, timeout=10)
+            errors = [_fields(body) for tag, body in answer if tag == b"E"]
+            assert errors and errors[0]["C"] == "08P01", answer
+            assert "did not arrive within 1 s" in errors[0]["M"]
+        sock = _connect(hasty)  # what they held is the server's again
+        try:
+            sock.sendall(query)
+            assert any(tag == b"D" for tag, _ in _read_all(sock))
+        finally:
+            sock.close()
+    finally:
+        for sock in silent:
+            sock.close()
