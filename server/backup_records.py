@@ -108,8 +108,8 @@ def refuse_newer_gone(cairn: Cairn, repo: Repository, what: str, chosen: str,
         if proven_gone(repo, b.backup_id):
             raise AlreadyExists(
                 f"the newest {what} this server made in target '{repo.uri}', "
-                f"'{b.backup_id}' (taken {b.snapshot_at}), is no longer there (another "
-                f"server's DROP BACKUP, or removed from outside): nothing was restored rather "
-                f"than the older '{chosen}' in its place. Name that one with backup_id = "
-                f"'{chosen}', or run SHOW BACKUPS IN '{repo.uri}' first (it forgets the "
-                f"backups the target no longer holds)")
+                f"'{b.backup_id}' (taken {b.snapshot_at}), is no longer there (a DROP BACKUP, "
+                f"another server's or one still running, or removed from outside): nothing was "
+                f"restored rather than the older '{chosen}' in its place. Name that one with "
+                f"backup_id = '{chosen}', or run SHOW BACKUPS IN '{repo.uri}' first (it "
+                f"forgets the backups the target no longer holds)")
