@@ -20,7 +20,7 @@ import errno
 import os
 from pathlib import Path
 
-from .errors import Unavailable
+from .errors import CannotStart, Unavailable
 
 # errno -> (what the data directory's disk is short of, SQLSTATE)
 DISK_ERRNOS: dict[int, tuple[str, str]] = {
@@ -118,3 +118,21 @@ def from_rocksdb(data_dir: Path, exc: BaseException) -> DataDirUnavailable | Non
             return _describe(data_dir, code, f" (RocksDB: {where})" if where != reason else "")
     return DataDirUnavailable(f"the data directory '{data_dir}' cannot be written "
                               f"(RocksDB: {text})")
+
+
+def open_failed(path: Path, exc: Exception) -> Exception:
+    """Why RocksDB would not open the catalog at `path`, as one line for the
+    operator: a disk that refuses (DataDirUnavailable), or a catalog that is
+    damaged or cannot be read (CannotStart; RocksDB's own words kept)."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:300] + "…"
+    missing = os.strerror(errno.ENOENT).lower() in text.lower()
+    if text.startswith("Corruption") or missing:
+        return CannotStart(
+            f"the catalog '{path}' is damaged (RocksDB: {text}): Cairn will not open it; "
+            f"put back catalog/ from a copy of the data directory, or start on a new data "
+            f"directory and RESTORE the namespaces from their backups")
+    if (mapped := from_rocksdb(path.parent, exc)) is not None:
+        return mapped
+    return CannotStart(f"the catalog '{path}' cannot be opened (RocksDB: {text})")

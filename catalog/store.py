@@ -1,6 +1,5 @@
 """The catalog: one RocksDB (through rocksdict) holding every kind of record in
-its own column family, plus raw data families (a table's write buffer).
-
+its own column family, plus raw data families (every table's write buffer).
 Keeping records and write buffers in one database is what makes Cairn's
 promises cheap: a flush registers its Parquet file and removes the rows from
 the buffer in one atomic `WriteBatch`, and one RocksDB checkpoint is a
@@ -9,9 +8,7 @@ consistent copy of the whole server (records and buffered rows) at an instant.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -19,10 +16,17 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from rocksdict import Checkpoint, Options, Rdict, ReadOptions, WriteBatch
+from rocksdict import (
+    BottommostLevelCompaction,
+    Checkpoint,
+    CompactOptions,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+)
 
-from .diskerrors import DataDirUnavailable, from_rocksdb, names_disk_cause
-from .errors import CannotStart
+from .diskerrors import DataDirUnavailable, from_rocksdb, names_disk_cause, open_failed
 from .ids import new_id
 from .records import RECORD_TYPES, Meta, R, Record
 
@@ -32,24 +36,6 @@ log = logging.getLogger("cairn.catalog")
 
 class CatalogLocked(Exception):
     """Another process holds this data directory."""
-
-
-def _open_failed(path: Path, exc: Exception) -> Exception:
-    """Why RocksDB would not open the catalog at `path`, as one line for the
-    operator: a disk that refuses (DataDirUnavailable), or a catalog that is
-    damaged or cannot be read (CannotStart; RocksDB's own words kept)."""
-    text = " ".join(str(exc).split())
-    if len(text) > 300:
-        text = text[:300] + "…"
-    missing = os.strerror(errno.ENOENT).lower() in text.lower()
-    if text.startswith("Corruption") or missing:
-        return CannotStart(
-            f"the catalog '{path}' is damaged (RocksDB: {text}): Cairn will not open it; "
-            f"put back catalog/ from a copy of the data directory, or start on a new data "
-            f"directory and RESTORE the namespaces from their backups")
-    if (mapped := from_rocksdb(path.parent, exc)) is not None:
-        return mapped
-    return CannotStart(f"the catalog '{path}' cannot be opened (RocksDB: {text})")
 
 
 MAX_TOTAL_WAL_BYTES = 64 << 20  # logs any family's unflushed write holds (were unbounded)
@@ -158,7 +144,7 @@ class Catalog:
                 raise CatalogLocked(
                     f"data directory {self.path.parent} is in use by another Cairn server"
                 ) from exc
-            raise _open_failed(self.path, exc) from None
+            raise open_failed(self.path, exc) from None
         self._families: dict[str, Rdict] = {}
         self._handles: dict[str, Any] = {}
         self._created: set[str] = set()  # families created since the catalog opened
@@ -253,8 +239,10 @@ class Catalog:
         data: rows a Cairn flush deleted after RocksDB had written them to disk
         stay there, under tombstones, until a compaction, and every scan of the
         family (a table's first load after a start) steps over them (78 MB of
-        them: 138 ms to find 10 live rows, 0.3 ms after). The compaction runs
-        on RocksDB's threads, not holding the GIL. True if it ran."""
+        them: 138 ms to find 10 live rows, 0.3 ms after). Files already on the
+        last level are compacted too (RocksDB skips them by default: a flush's
+        tombstone moved there whole stayed a file for good). The compaction
+        runs on RocksDB's threads, not holding the GIL. True if it ran."""
         with self._lock:
             fam = self._families.get(name)
         if fam is None:
@@ -263,7 +251,9 @@ class Catalog:
         live = fam.property_int_value("rocksdb.estimate-live-data-size") or 0
         if at_least and total - live < at_least:  # 0: always
             return False
-        fam.compact_range(begin, end)
+        last = CompactOptions()
+        last.set_bottommost_level_compaction(BottommostLevelCompaction.force_optimized())
+        fam.compact_range(begin, end, last)
         return True
 
     def drop_family(self, name: str) -> None:

@@ -31,6 +31,12 @@ LEGACY = "buf_"  # the old layout: one family a table, `buf_<uid>`
 SEP = b"\x00"  # after the uid: no uid holds a 0 byte (catalog/ids.py)
 MOVE_BYTES = 32 << 20  # a migration's batch: at most this many bytes of entries
 RECLAIM_BYTES = 1 << 20  # deleted rows on disk a start-up compacts away (`sweep`)
+# SST files of the family past which it is compacted into one (`tidy`): each
+# flush's range tombstone was a file of its own, moved down the levels whole
+# (its range overlaps no other) and never merged, each held open by RocksDB:
+# one more descriptor a flush, for good (967 flushes of one table: out of
+# descriptors, every write 503).
+MAX_FILES = 32
 # The data directory's format (Meta `data_format`): 1 (no record) a family a
 # table, 2 this module's layout. A release refuses a format above its own.
 DATA_FORMAT = 2
@@ -81,6 +87,22 @@ def uids(catalog: Catalog) -> Iterator[str]:
         start = _end(uid + SEP)
 
 
+def files(catalog: Catalog) -> int:
+    """The family's SST files, on every level."""
+    fam = catalog.family(FAMILY)
+    return sum(int(fam.property_int_value(f"rocksdb.num-files-at-level{n}") or 0)
+               for n in range(7))
+
+
+def tidy(catalog: Catalog, at_least: int) -> bool:
+    """Compact the family if `at_least` bytes of its files are deleted rows
+    (Catalog.compact_deleted), or if it has more than MAX_FILES files. True
+    if it ran."""
+    if catalog.compact_deleted(FAMILY, at_least):
+        return True
+    return files(catalog) > MAX_FILES and catalog.compact_deleted(FAMILY, 0)
+
+
 def sweep(catalog: Catalog, live: set[str]) -> int:
     """Start-up: drop the buffers of tables that no longer exist (a crash
     between a DROP's catalog batch and its `drop`), and compact the family if
@@ -91,7 +113,7 @@ def sweep(catalog: Catalog, live: set[str]) -> int:
     drop(catalog, gone)
     try:
         catalog.flush_family(FAMILY)  # tombstones the log replayed count once on disk
-        catalog.compact_deleted(FAMILY, RECLAIM_BYTES)
+        tidy(catalog, RECLAIM_BYTES)
     except Exception as exc:  # noqa: BLE001 - a full disk: the server still starts
         log.warning("the write buffers were not compacted at start (a later flush "
                     "compacts them): %s", exc)

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from catalog import Batch, Catalog, DataFile
 from catalog.errors import NotFound
 
-from . import allocator, bufclock, priority
+from . import allocator, bufclock, bufstore, priority
 from .batch import BufBatch, batch_bytes
 from .buffer import TableState, storage_schema
 from .config import EngineConfig
@@ -196,9 +196,10 @@ COMPACT_DELETED_BYTES = 16 * 1024**2
 
 def compact(catalog: Catalog, st: TableState) -> None:
     """After a flush: drop the deleted rows RocksDB had already written to
-    disk, so no later scan of the buffer steps over them."""
+    disk, so no later scan of the buffer steps over them, and the files the
+    flushes' tombstones leave (bufstore.tidy)."""
     try:
-        catalog.compact_deleted(st.family, COMPACT_DELETED_BYTES)
+        bufstore.tidy(catalog, COMPACT_DELETED_BYTES)
     except Exception:  # the flush is committed: only the disk space waits
         _failed("compaction of the buffer", st)
 

@@ -210,3 +210,20 @@ def test_a_start_up_compaction_the_disk_refuses_does_not_stop_the_start(
     assert "not compacted at start" in caplog.text and "no space left" in caplog.text
     eng.close()
     catalog.close()
+
+
+def test_flushes_do_not_leave_a_file_each(tmp_path: Path) -> None:
+    """Each flush's range tombstone was an SST file of its own, moved down the
+    levels whole and never merged, and RocksDB keeps every file open: one
+    more descriptor a flush, for good (967 flushes: out of descriptors)."""
+    catalog, eng = open_engine(tmp_path / "d")
+    catalog.put(Namespace("app"))
+    run = runner(eng)
+    eng.create_table("app", "t", "shared", [col("k", primary_key=True)])
+    for i in range(3 * bufstore.MAX_FILES):
+        run(f"INSERT INTO app.t VALUES ({i})")
+        assert eng.flush_table("app", "t")["rows"] == 1
+    assert bufstore.files(catalog) <= bufstore.MAX_FILES + 1
+    assert run("SELECT count(*) AS n FROM app.t") == [{"n": 3 * bufstore.MAX_FILES}]
+    eng.close()
+    catalog.close()
