@@ -169,11 +169,24 @@ def tidy(catalog: Catalog, st: TableState, out: dict[str, int], release_memory: 
         raise NotFound(f"Table '{st.table.namespace}.{st.table.name}' does not exist")
 
 
+# The buffers' memtable size from which a flush writes it out: each write-out
+# leaves a file (the flush's range tombstone), which `bufstore.tidy` then has
+# to compact away (a forced compaction: a single INSERT beside waited up to
+# 20 ms); below it the memtable keeps the few rows until it fills.
+RELEASE_BYTES = 512 * 1024
+
+
 def release(catalog: Catalog, st: TableState) -> None:
     """After a flush: the rows live in Parquet, so their copies in RocksDB's
-    memtable and the memory the flush used go back to the OS."""
+    memtable (RELEASE_BYTES or more of them) and the memory the flush used go
+    back to the OS. Written out too when the family's files could hold rows
+    to compact away: the flush's tombstone counts only once on disk."""
     try:
-        catalog.flush_family(st.family)
+        fam = catalog.family(st.family)
+        held = fam.property_int_value("rocksdb.size-all-mem-tables") or 0
+        on_disk = fam.property_int_value("rocksdb.total-sst-files-size") or 0
+        if held >= RELEASE_BYTES or on_disk >= COMPACT_DELETED_BYTES:
+            catalog.flush_family(st.family)
     except Exception:  # the flush is committed: only the memory waits for RocksDB
         _failed("memtable flush", st)
     allocator.purge()
