@@ -79,7 +79,8 @@ def holding_table(namespace: str, table: str) -> Callable[[Backup], bool]:
     def counts(b: Backup) -> bool:
         if b.namespace != namespace:
             return False
-        return not b.scope.startswith("tables: ") or table in b.scope[8:].split(", ")
+        tables = b.scope.removeprefix("tables: ")
+        return tables == b.scope or table in tables.split(", ")
     return counts
 
 

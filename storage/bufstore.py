@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from catalog import Catalog, Meta
+from catalog import Catalog, Meta, Table
 from catalog.errors import CannotStart
 from catalog.store import BUFFERS, prefix_upper_bound
 
@@ -120,9 +120,9 @@ def sweep(catalog: Catalog, live: set[str]) -> int:
     return len(gone)
 
 
-def migrate(catalog: Catalog, live: set[str]) -> int:
+def migrate(catalog: Catalog) -> int:
     """Move every old-layout family (`buf_<uid>`) into this one: each live
-    table's entries are copied (keys and values as they are, in batches of at
+    table's (read from the catalog only when there is one to move) entries are copied (keys and values as they are, in batches of at
     most MOVE_BYTES), the write-ahead log is synced (the copies were ordinary
     writes, and a family's drop is synced at once: a power loss right after
     the drops lost rows that were on disk before the upgrade), then every old
@@ -143,6 +143,7 @@ def migrate(catalog: Catalog, live: set[str]) -> int:
     if old:
         log.info("moving the write buffers of %d tables into one column family "
                  "(once, for this data directory)", len(old))
+        live = {t.uid for t in catalog.scan(Table)}
         for name in old:
             if name[len(LEGACY):] in live:
                 _copy(catalog, name, prefix(name[len(LEGACY):]))

@@ -127,15 +127,16 @@ def flush(catalog: Catalog, files: FileStore, st: TableState,
                     raise NotFound(f"Table '{table.namespace}.{table.name}' does not exist")
                 held = st.batches
                 whole = held.leads_with(generation, len(batches), hi)
+                keyspace = st.prefix  # the table's keys in the shared family
                 if whole:
                     # The flushed batches are all the buffer's keys up to `hi`
                     # (the lock keeps the buffer and its family the same keys):
                     # one range tombstone, where 10,000 deletes held the GIL
                     # ~5 ms in RocksDB's write.
-                    wb.delete_range_raw(st.family, st.prefix + lo, st.prefix + hi + b"\0")
+                    wb.delete_range_raw(st.family, keyspace + lo, keyspace + hi + b"\0")
                 else:  # a write since, with a key among theirs: one by one
                     for key in keys:
-                        wb.delete_raw(st.family, st.prefix + key)
+                        wb.delete_raw(st.family, keyspace + key)
                 out = {"rows": rows_done, "files": files_done, "bytes": bytes_done,
                        "all_rows": sum(f.rows for f in written)}
                 if on_install is not None:

@@ -59,7 +59,7 @@ class Registry:
         self._records: dict[str, tuple[bytes, Table]] = {}
         self._said: set[str] = set()  # tables whose damaged buffer was logged
         # Before any table is read: the old layout's families move into one.
-        bufstore.migrate(catalog, {t.uid for t in catalog.scan(Table)})
+        bufstore.migrate(catalog)
 
     # --- lookups ---------------------------------------------------------
 
