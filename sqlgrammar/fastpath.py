@@ -48,8 +48,9 @@ from .ast import ExponentNumber
 __all__ = ["FastInsert", "FastSelect", "parse_fast", "parse_fast_lazy"]
 
 _DUCKDB = Dialect.get_or_raise("duckdb")
-# Skeleton -> the variant whose tree was identical to sqlglot's, or False. Bounded: past
-# the bound, statements of unknown skeletons simply take the normal path.
+# Skeleton -> the variant whose tree was identical to sqlglot's, or False. Bounded: a
+# full map is emptied and fills again (a server that met 4,096 shapes, or a client
+# that sent them, must not shut every later shape out of the fast path for good).
 _CHECKED: dict[tuple[Any, ...], int | bool] = {}  # variant, or False
 MAX_SKELETONS = 4096
 
@@ -480,7 +481,7 @@ def parse_fast_lazy(
         return kind, _built(tree), None, start, start + end
     # First of its skeleton: sqlglot decides whether, and which variant.
     if len(_CHECKED) >= MAX_SKELETONS:
-        return None
+        _CHECKED.clear()
     theirs: Any = None
     for variant in range(variants):
         try:

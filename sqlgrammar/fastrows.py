@@ -210,7 +210,7 @@ def parse_rows_lazy(
     head_text = stripped[:header[-1][3]]
     for kinds, row in new.items():
         if len(_CHECKED) >= MAX_SKELETONS:
-            return None
+            _CHECKED.clear()  # emptied and filled again, as fastpath's
         ok = _CHECKED[(key, kinds)] = _agrees(head_text, row)
         if not ok:
             return None

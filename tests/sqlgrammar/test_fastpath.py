@@ -82,14 +82,19 @@ def test_a_keyword_used_as_a_name_is_decided_by_sqlglot() -> None:
     assert parser._fast("SELECT current_date FROM app.t WHERE id = 1") is None
 
 
-def test_unknown_skeletons_past_the_bound_go_the_normal_way(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_skeleton_map_starts_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound the map is emptied, not closed: shapes met after the
+    first 4,096 (a long-lived server's, or a client's who sent that many) still
+    take the fast path."""
     monkeypatch.setattr(fastpath, "_CHECKED", {})
-    monkeypatch.setattr(fastpath, "MAX_SKELETONS", 1)
+    monkeypatch.setattr(fastpath, "MAX_SKELETONS", 2)
     assert parser._fast("SELECT a FROM app.t WHERE a = 1") is not None
     assert parser._fast("SELECT a FROM app.t WHERE a = 2") is not None  # same skeleton
-    assert parser._fast("SELECT b FROM app.t WHERE b = 1") is None
-    assert len(fastpath._CHECKED) == 1
+    assert parser._fast("SELECT b FROM app.t WHERE b = 1") is not None
+    assert len(fastpath._CHECKED) == 2
+    assert parser._fast("SELECT c FROM app.t WHERE c = 1") is not None
+    assert list(fastpath._CHECKED.values()) == [0]  # emptied, then this one
+    assert parser._fast("SELECT current_date FROM app.t WHERE id = 1") is None
 
 
 # The string token as first written: one step per character, backtracking.

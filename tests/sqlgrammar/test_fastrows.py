@@ -91,6 +91,15 @@ def test_many_new_row_skeletons_go_the_normal_way(monkeypatch: pytest.MonkeyPatc
     assert fastrows.parse_rows_lazy("INSERT INTO a.t VALUES (1), ('x'), (NULL)") is not None
 
 
+def test_a_full_skeleton_map_starts_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastrows, "_CHECKED", {})
+    monkeypatch.setattr(fastrows, "MAX_SKELETONS", 2)
+    assert fastrows.parse_rows_lazy("INSERT INTO a.t VALUES (1), ('x')") is not None
+    assert len(fastrows._CHECKED) == 2
+    assert fastrows.parse_rows_lazy("INSERT INTO a.t VALUES (NULL), (2)") is not None
+    assert len(fastrows._CHECKED) == 1  # emptied, then the new row kind (the int's is known)
+
+
 def test_a_big_insert_is_one_pass() -> None:
     sql = "INSERT INTO a.t VALUES " + ", ".join(f"({i}, {i}.5, 'text ''{i}')" for i in range(5000))
     found = parser._fast(sql)
