@@ -48,9 +48,8 @@ from .ast import ExponentNumber
 __all__ = ["FastInsert", "FastSelect", "parse_fast", "parse_fast_lazy"]
 
 _DUCKDB = Dialect.get_or_raise("duckdb")
-# Skeleton -> the variant whose tree was identical to sqlglot's, or False. Bounded: a
-# full map is emptied and fills again (a server that met 4,096 shapes, or a client
-# that sent them, must not shut every later shape out of the fast path for good).
+# Skeleton -> the variant whose tree was identical to sqlglot's, or False. Bounded: a full
+# map is emptied and fills again (4,096 shapes met must not shut later ones out for good).
 _CHECKED: dict[tuple[Any, ...], int | bool] = {}  # variant, or False
 MAX_SKELETONS = 4096
 
