@@ -16,6 +16,7 @@ import re
 import shutil
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,10 @@ ROW_GROUP_BYTES = 16 * 1024 * 1024
 # restore bounds a backed-up file's footer by the row groups its rows can
 # fill (storage/backup/footers.py).
 MIN_ROW_GROUP_ROWS = 1024
+# A data file's key-value metadata saying its statistics leave out every REAL or
+# DOUBLE column holding NaN (`_with_statistics`): files written before say
+# nothing, and nanstats.py reads their columns to know.
+NAN_RULE = {b"cairn.nan_statistics": b"none"}
 WRITE_BUFFER = 1 << 20  # bytes Arrow gathers before each write of a data file (write_at)
 
 # The names Cairn gives, the only ones its start-up sweep removes: a table's
@@ -145,6 +150,27 @@ def write_data_file(path: Path, rows: pa.Table, metadata: dict[bytes, bytes],
     return writer.size, writer.sha.hexdigest()
 
 
+def write_groups(path: Path, schema: pa.Schema, groups: Iterable[pa.Table],
+                 statistics: bool | list[str]) -> tuple[int, str]:
+    """As `write_data_file`, from `groups` (each one row group, read one at a
+    time), with footer statistics for `statistics`' columns: a file written
+    again without holding it whole (nanstats.py). Synced; (bytes, sha256)."""
+    writer = _HashingWriter(path)
+    try:
+        with pa.BufferedOutputStream(pa.PythonFile(writer, mode="w"), WRITE_BUFFER) as sink, \
+                pq.ParquetWriter(sink, schema.with_metadata({**(schema.metadata or {}), **NAN_RULE}),
+                                 compression="zstd",
+                                 write_statistics=statistics) as out:
+            for group in groups:
+                out.write_table(group, row_group_size=max(1, group.num_rows))
+        writer.close()
+    except BaseException:
+        writer.close()
+        path.unlink(missing_ok=True)
+        raise
+    return writer.size, writer.sha.hexdigest()
+
+
 def data_file_bytes(rows: pa.Table, metadata: dict[bytes, bytes],
                     footer: list[Any] | None = None) -> tuple[bytes, str]:
     """The bytes `write_data_file` would write for `rows`, in memory, and their
@@ -160,7 +186,7 @@ def data_file_bytes(rows: pa.Table, metadata: dict[bytes, bytes],
 def _write_parquet(sink: Any, rows: pa.Table, metadata: dict[bytes, bytes],
                    footer: list[Any] | None) -> None:
     pq.write_table(
-        rows.replace_schema_metadata({**(rows.schema.metadata or {}), **metadata}),
+        rows.replace_schema_metadata({**(rows.schema.metadata or {}), **metadata, **NAN_RULE}),
         sink,
         compression="zstd",
         row_group_size=row_group_rows(rows),
@@ -230,9 +256,14 @@ class FileStore:
     def write(self, table_uid: str, rows: pa.Table, metadata: dict[bytes, bytes]) -> tuple[str, str, int, str]:
         """Write `rows` as a zstd Parquet file; returns (file_id, rel path, bytes, sha256).
         The file is in place (renamed, synced) but not yet referenced by the catalog."""
+        return self.write_with(table_uid, lambda tmp: self.write_at(tmp, rows, metadata))
+
+    def write_with(self, table_uid: str,
+                   write: Callable[[Path], tuple[int, str]]) -> tuple[str, str, int, str]:
+        """`write`, the file made by `write(path)` (which returns bytes, sha256)."""
         file_id = new_id("f")
         tmp = self.tmp_dir / f"{file_id}.parquet"
-        size, sha = self.write_at(tmp, rows, metadata)
+        size, sha = write(tmp)
         try:
             rel = self.rel_path(table_uid, file_id)
             final = self.abs(rel)

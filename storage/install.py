@@ -32,7 +32,7 @@ from catalog import Batch, DataFile, Namespace, Table, TableSchema
 from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
-from . import schema
+from . import nanstats, schema
 from .backup import footers
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of, values_problem
@@ -135,6 +135,7 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
             written += [registry.files.abs(f.path) for f in out.files]
             records = _settle(registry, restore, out, records) + out.files
             known = out.live_rows
+        records = nanstats.mend_restored(registry.files, records, written)  # after _settle's shas
         restore.live_rows = _count_live(registry, restore, records, known)
         work.fault("restore.before_install")
         work.check_cancelled()

@@ -19,6 +19,7 @@ from typing import Any
 from catalog import DataFile, Namespace
 from catalog.errors import AlreadyExists
 
+from . import nanstats
 from .backup.origin import restored_namespace
 from .install import (
     Fetch,
@@ -82,6 +83,7 @@ def run_many(registry: Registry, restores: list[Restore], fetch: Fetch, work: Wo
         for r in restores:
             got = _fetch_all(registry, r, fetch, offset, spent, written)
             _check_contents(registry, r, got)  # each file is what its entry says
+            got = nanstats.mend_restored(registry.files, got, written)
             records.append(got)
             offset.files += r.files_total
             offset.bytes += r.bytes_total

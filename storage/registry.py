@@ -30,7 +30,7 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
 from catalog.records import SEP
 
-from . import bufclock, bufstore, schema, stopping, timing
+from . import bufclock, bufstore, nanstats, schema, stopping, timing
 from .archive import changes as change_log
 from .batch import BatchMap
 from .buffer import APPEND_ONLY, DamagedBuffer, TableState, decode
@@ -60,6 +60,7 @@ class Registry:
         self._said: set[str] = set()  # tables whose damaged buffer was logged
         # Before any table is read: the old layout's families move into one.
         bufstore.migrate(catalog)
+        nanstats.mend_data_dir(catalog, files)  # once: files whose statistics hide NaN rows
 
     # --- lookups ---------------------------------------------------------
 
