@@ -16,7 +16,7 @@ import re
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -150,23 +150,25 @@ def write_data_file(path: Path, rows: pa.Table, metadata: dict[bytes, bytes],
     return writer.size, writer.sha.hexdigest()
 
 
-def write_groups(path: Path, schema: pa.Schema, groups: Iterable[pa.Table],
-                 statistics: bool | list[str]) -> tuple[int, str]:
-    """As `write_data_file`, from `groups` (each one row group, read one at a
-    time), with footer statistics for `statistics`' columns: a file written
-    again without holding it whole (nanstats.py). Synced; (bytes, sha256)."""
-    writer = _HashingWriter(path)
+def write_copy(dest: Path, src: Path, length: int, tail: bytes) -> tuple[int, str]:
+    """`src`'s first `length` bytes and then `tail` as a new file `dest`,
+    hashed on the way and synced: a data file with another footer
+    (nanstats.py). (bytes, sha256)."""
+    writer = _HashingWriter(dest)
     try:
-        with pa.BufferedOutputStream(pa.PythonFile(writer, mode="w"), WRITE_BUFFER) as sink, \
-                pq.ParquetWriter(sink, schema.with_metadata({**(schema.metadata or {}), **NAN_RULE}),
-                                 compression="zstd",
-                                 write_statistics=statistics) as out:
-            for group in groups:
-                out.write_table(group, row_group_size=max(1, group.num_rows))
+        with open(src, "rb") as f:
+            left = length
+            while left > 0:
+                chunk = f.read(min(left, WRITE_BUFFER))
+                if not chunk:
+                    raise OSError(f"{src} is shorter than {length} bytes")
+                writer.write(chunk)
+                left -= len(chunk)
+        writer.write(tail)
         writer.close()
     except BaseException:
         writer.close()
-        path.unlink(missing_ok=True)
+        dest.unlink(missing_ok=True)
         raise
     return writer.size, writer.sha.hexdigest()
 

@@ -17,15 +17,15 @@ file of a backup taken before, still have them. So:
   are installed (nothing references them yet).
 
 A file with no REAL/DOUBLE statistics costs a footer read; one with such
-statistics, a read of those columns, a batch at a time; one rewritten holds
-at most a row group (about ROW_GROUP_BYTES) in memory, whatever its source's
-row groups. The rows, their order, the schema and the file's key-value
-metadata are kept; the sha256 is the new bytes'."""
+statistics, a read of those columns, a batch at a time. A file is written
+again by copying its pages as they are and writing its footer again without
+those columns' statistics (footer_stats.py): no value is decoded, so no page
+can decode to more than the file holds. The sha256 is the new bytes'. New
+files say they follow the rule (files.NAN_RULE): not read at all."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,21 +35,15 @@ import pyarrow.parquet as pq
 
 from catalog import Catalog, DataFile, Meta
 
-from .files import (
-    MIN_ROW_GROUP_ROWS,
-    NAN_RULE,
-    ROW_GROUP_BYTES,
-    ROW_GROUP_ROWS,
-    DamagedPath,
-    FileStore,
-    write_groups,
-)
+from .files import NAN_RULE, DamagedPath, FileStore, write_copy
+from .footer_stats import FooterError, without_statistics
 
 log = logging.getLogger("cairn.storage")
 
 MARK = "nan_stats"  # Meta record: the data directory's files were mended
 BATCH = 500  # records swapped in one catalog batch
-BATCH_ROWS = 8192  # rows read at a time: a file is never held whole
+BATCH_ROWS = 8192  # rows of the REAL/DOUBLE columns read at a time
+MAGIC = b"PAR1"
 
 
 def _with_min_max(pf: pq.ParquetFile) -> list[str]:
@@ -90,33 +84,30 @@ def hides_nan(path: Path) -> bool:
     return bool(_holding_nan(pf, _with_min_max(pf)))
 
 
-def _groups(pf: pq.ParquetFile) -> Iterator[pa.Table]:
-    """The file's rows in row groups of at least MIN_ROW_GROUP_ROWS (but the
-    last) and at most ROW_GROUP_BYTES or so, as a flush cuts them: never
-    more than one group and a batch in memory."""
-    held: list[pa.RecordBatch] = []
-    rows = size = 0
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS):
-        held.append(batch)
-        rows, size = rows + batch.num_rows, size + batch.nbytes
-        if rows >= MIN_ROW_GROUP_ROWS and (size >= ROW_GROUP_BYTES or rows >= ROW_GROUP_ROWS):
-            yield pa.Table.from_batches(held, pf.schema_arrow)
-            held, rows, size = [], 0, 0
-    if held:
-        yield pa.Table.from_batches(held, pf.schema_arrow)
-
-
 def rewrite(files: FileStore, rec: DataFile) -> DataFile:
-    """The file written again without statistics for its REAL/DOUBLE columns
-    holding NaN (as a flush writes it now), in place but not yet referenced;
-    its record names the new file."""
+    """The file again with another footer: its REAL/DOUBLE columns holding
+    NaN without statistics (as a flush writes them now), every page as it
+    was; in place but not yet referenced. Its record names the new file.
+    FooterError if the footer cannot be walked (the file is left alone)."""
     path = files.abs(rec.path)
     pf = pq.ParquetFile(path)
-    nan = _holding_nan(pf, [f.name for f in pf.schema_arrow if pa.types.is_floating(f.type)])
-    stats = [n for n in pf.schema_arrow.names if n not in nan] if nan else True
-    file_id, rel, size, sha = files.write_with(
-        rec.table_uid, lambda tmp: write_groups(tmp, pf.schema_arrow, _groups(pf), stats))
-    return replace(rec, file_id=file_id, path=rel, bytes=size, sha256=sha)
+    meta = pf.metadata
+    nan = _holding_nan(pf, _with_min_max(pf))
+    leaves = {c for c in range(meta.num_columns) if meta.schema.column(c).path in nan}
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 8))
+        end = f.read(8)
+        length = int.from_bytes(end[:4], "little")
+        if len(end) != 8 or end[4:] != MAGIC or length > size - 12:
+            raise FooterError("not a plain Parquet file's end")
+        f.seek(size - 8 - length)
+        footer = f.read(length)
+    tail = without_statistics(footer, leaves)
+    tail += len(tail).to_bytes(4, "little") + MAGIC
+    file_id, rel, new_size, sha = files.write_with(
+        rec.table_uid, lambda tmp: write_copy(tmp, path, size - 8 - length, tail))
+    return replace(rec, file_id=file_id, path=rel, bytes=new_size, sha256=sha)
 
 
 def mend_restored(files: FileStore, records: list[DataFile],
@@ -128,7 +119,13 @@ def mend_restored(files: FileStore, records: list[DataFile],
     out = []
     for rec in records:
         if hides_nan(files.abs(rec.path)):
-            new, gone = rewrite(files, rec), files.abs(rec.path)
+            try:
+                new, gone = rewrite(files, rec), files.abs(rec.path)
+            except FooterError as exc:  # read by pyarrow, not by the walk: left as it was
+                log.warning("restored data file %s keeps statistics that hide NaN rows from "
+                            "filters: %s", rec.path, exc)
+                out.append(rec)
+                continue
             written.append(files.abs(new.path))
             if gone in written:  # synced again by the next member of a set's restore
                 written.remove(gone)
@@ -148,7 +145,7 @@ def mend_data_dir(catalog: Catalog, files: FileStore) -> int:
         try:
             if hides_nan(files.abs(rec.path)):
                 swaps.append((rec, rewrite(files, rec)))
-        except (DamagedPath, OSError, pa.ArrowException) as exc:  # told when read
+        except (DamagedPath, OSError, pa.ArrowException, FooterError) as exc:  # told when read
             log.warning("data file %s could not be checked for NaN statistics: %s", rec.path, exc)
     for i in range(0, len(swaps), BATCH):
         batch = catalog.batch()
