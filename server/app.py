@@ -28,6 +28,7 @@ from storage import datadir
 
 from . import archiving, backups, data_copy, metrics, openapi, resume, schedules, tables, visibility
 from .auth import authenticate, check_origin
+from .budget import holder
 from .config import Config
 from .executor import execute, forget_trace
 from .flush_jobs import landed as landed_flush
@@ -272,7 +273,7 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
     check_origin(request, cairn.config.server)
     session = authenticate(request, cairn.config.auth)
     request[USER] = session.user_id
-    with body_budget(request, cairn):  # 503 before the body is read if it does not fit
+    with body_budget(request, cairn, holder(session)):  # 503 before the body is read if no room
         return await _answer_sql(request, cairn, session, started)
 
 

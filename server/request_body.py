@@ -41,6 +41,7 @@ DECODED = frozenset({"gzip", "deflate"})
 # The request's key for its decoded body's bytes, counted against the budget
 # once decoded and given back with the body's by `body_budget`.
 DECODED_HELD: web.RequestKey[int] = web.RequestKey("decoded_held", int)
+HOLDER: web.RequestKey[str] = web.RequestKey("budget_holder", str)  # budget.holder ("": admin)
 
 
 class BodyTimeout(InvalidRequest):
@@ -67,28 +68,34 @@ class BodiesBusy(Unavailable):
 
 
 @contextlib.contextmanager
-def body_budget(request: web.Request, cairn: Cairn) -> Iterator[None]:
+def body_budget(request: web.Request, cairn: Cairn, who: str | None = None) -> Iterator[None]:
     """The request's body counted against the server's budget while the
-    request runs: its Content-Length (413 past max_request_bytes is read_body's
-    answer), or max_request_bytes for a chunked body, whose size is not known."""
+    request runs (and against role user `who`'s share of it, budget.py): its
+    Content-Length (413 past max_request_bytes is read_body's answer), or
+    max_request_bytes for a chunked body, whose size is not known."""
     limit = cairn.config.server.max_request_bytes
     size = limit if request.content_length is None and request.body_exists else min(
         request.content_length or 0, limit)
-    _take(cairn, size)
+    _take(cairn, size, who)
+    request[HOLDER] = who or ""
     try:
         yield
     finally:
-        cairn.inflight.give(size + request.pop(DECODED_HELD, 0))
+        cairn.inflight.give(size + request.pop(DECODED_HELD, 0), who)
 
 
-def _take(cairn: Cairn, size: int) -> None:
+def _take(cairn: Cairn, size: int, who: str | None) -> None:
+    budget = cairn.inflight
     try:
-        cairn.inflight.take(size)
-    except OverBudget:
-        raise BodiesBusy(
-            f"the server is receiving or holding {cairn.inflight.used} bytes of request "
-            f"bodies; this one's {size} more would pass [server] max_inflight_request_bytes "
-            f"({cairn.inflight.limit}): try again shortly") from None
+        budget.take(size, who)
+    except OverBudget as exc:
+        held = (f"user {who!r} is receiving or holding {budget.held_by(who)} bytes of request "
+                f"bodies; this one's {size} more would pass its share ({budget.share}) of"
+                if exc.share else
+                f"the server is receiving or holding {budget.used} bytes of request "
+                f"bodies; this one's {size} more would pass")
+        raise BodiesBusy(f"{held} [server] max_inflight_request_bytes ({budget.limit}): try "
+                         "again shortly") from None
 
 
 def check_framing(request: web.Request) -> None:
@@ -154,7 +161,7 @@ async def decoded_body(request: web.Request, raw: bytes) -> bytes:
                              f"({encoding}) says: {exc}") from None
     # Held beside what was sent until the request ends: 10 KB of gzip is 10 MB
     # here, outside the budget until 2026-12-06.
-    _take(cairn, len(body))
+    _take(cairn, len(body), request.get(HOLDER) or None)
     request[DECODED_HELD] = len(body)
     return body
 

@@ -53,7 +53,7 @@ class Connection:
         self.info = info
         self.tx = b"I"
         self.limit = cairn.config.server.max_request_bytes
-        self.tally = Tally(self.limit, cairn.prepared)  # kept texts' bytes, bounded (kept.py)
+        self.tally = Tally(self.limit, cairn.prepared, session)  # kept texts' bytes (kept.py)
         self.statements: Kept[Prepared] = Kept(self.tally, Prepared.size)
         self.portals: Portals[Portal] = Portals(self.tally, Portal.size)
         self.skipping = self.busy = self.cancelled = self.waiting = False  # see cancel()
@@ -81,7 +81,7 @@ class Connection:
             await self._drain()
             self.waiting = True  # suspended here only for the client's next bytes
             tag, body = await messages.read_message(self.reader, self.limit, self.cairn.inflight,
-                                                    self.cairn.config.server.body_timeout_seconds)
+                self.cairn.config.server.body_timeout_seconds, who=self.tally.who)
             self.waiting = False
             if tag == b"X":
                 return

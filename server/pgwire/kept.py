@@ -27,7 +27,8 @@ from collections import UserDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from ..budget import KEPT_REQUESTS, Budget, OverBudget
+from ..budget import KEPT_REQUESTS, Budget, OverBudget, holder
+from ..session import Session
 from .errors import PgError
 
 TEXT_BUDGET_REQUESTS = KEPT_REQUESTS
@@ -126,9 +127,13 @@ class Tally:
     server's (`[pgwire] max_prepared_bytes_total`, all connections together:
     200 connections of 40 MiB each were 8 GB)."""
 
-    def __init__(self, max_request_bytes: int, shared: Budget | None = None) -> None:
+    def __init__(self, max_request_bytes: int, shared: Budget | None = None,
+                 session: Session | None = None) -> None:
         self.budget = TEXT_BUDGET_REQUESTS * max_request_bytes
         self.shared = shared
+        # The role user whose share of `shared` (and of the server's inflight
+        # budget, for the connection's messages) counts these bytes too.
+        self.who = holder(session) if session is not None else None
         self.used = 0
 
     def take(self, more: int) -> None:
@@ -141,25 +146,29 @@ class Tally:
                          f"(Close, DEALLOCATE) or end the transaction")
         if self.shared is not None:
             try:
-                self.shared.take(more)
-            except OverBudget:
+                self.shared.take(more, self.who)
+            except OverBudget as exc:
+                mine = self.shared.held_by(self.who)
+                kept = (f"the connections of user {self.who!r} keep {mine} bytes of prepared "
+                        f"statements and portals; {more} more would pass its "
+                        f"share ({self.shared.share}) of" if exc.share else
+                        f"the server's connections keep {self.shared.used} bytes of prepared "
+                        f"statements and portals together; {more} more would pass")
                 raise PgError(
-                    "53200", f"the server's connections keep {self.shared.used} bytes of prepared "
-                             f"statements and portals together; {more} more would pass "
-                             f"[pgwire] max_prepared_bytes_total ({self.shared.limit}): try again "
-                             f"later, or close some (Close, DEALLOCATE)") from None
+                    "53200", f"{kept} [pgwire] max_prepared_bytes_total ({self.shared.limit}): "
+                             "try again later, or close some (Close, DEALLOCATE)") from None
         self.used += more
 
     def give(self, less: int) -> None:
         """`less` bytes are kept no more (a statement or portal closed)."""
         self.used -= less
         if self.shared is not None:
-            self.shared.give(less)
+            self.shared.give(less, self.who)
 
     def release(self) -> None:
         """The connection ends: what it kept is the server's again."""
         if self.shared is not None:
-            self.shared.give(self.used)
+            self.shared.give(self.used, self.who)
         self.used = 0
 
 

@@ -153,13 +153,15 @@ async def read_startup(reader: asyncio.StreamReader) -> tuple[int, Payload]:
 
 async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE,
                        budget: Budget | None = None, seconds: float = 0,
-                       why: str = "[server] max_request_bytes") -> tuple[bytes, Payload]:
+                       why: str = "[server] max_request_bytes",
+                       who: str | None = None) -> tuple[bytes, Payload]:
     """One tagged message: (type byte, body); longer than `limit` is a violation.
     A body of BUDGETED bytes or more is counted against `budget` while it
     arrives (200 connections each sending 10 MB but its last byte held 2 GB),
     and must arrive within `seconds` (0: no bound) of its header, or the
     connection is closed: a header alone held its size of the budget for as
-    long as the client stayed silent."""
+    long as the client stayed silent. `who`: the role user whose share it
+    counts against too (budget.holder)."""
     tag, length = _HEAD.unpack(await _exactly(reader, 5))
     if not 4 <= length <= min(limit, MAX_MESSAGE) + 4:
         raise ProtocolViolation(f"message length {length} is out of range (at most "
@@ -168,11 +170,15 @@ async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE,
     if budget is None or size < BUDGETED:
         return tag, Payload(await _exactly(reader, size) if size else b"")
     try:
-        budget.take(size)
-    except OverBudget:
-        raise Busy(f"the server is receiving or holding {budget.used} bytes of requests; this "
-                   f"message's {size} more would pass [server] max_inflight_request_bytes "
-                   f"({budget.limit}): connect again shortly") from None
+        budget.take(size, who)
+    except OverBudget as exc:
+        held = (f"user {who!r} is receiving or holding {budget.held_by(who)} bytes of requests; "
+                f"this message's {size} more would pass its share ({budget.share}) of"
+                if exc.share else
+                f"the server is receiving or holding {budget.used} bytes of requests; this "
+                f"message's {size} more would pass")
+        raise Busy(f"{held} [server] max_inflight_request_bytes ({budget.limit}): connect again "
+                   "shortly") from None
     try:
         async with asyncio.timeout(seconds or None):
             return tag, Payload(await _exactly(reader, size))
@@ -180,7 +186,7 @@ async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE,
         raise ProtocolViolation(f"a message of {size} bytes did not arrive within {seconds:g} s "
                                 "of its header ([server] body_timeout_seconds)") from None
     finally:
-        budget.give(size)
+        budget.give(size, who)
 
 
 # --- backend messages --------------------------------------------------------------

@@ -22,11 +22,13 @@ def _body(size: int) -> bytes:
     return head + b"x" * (size - len(head) - 13) + b'\' AS c"}'.ljust(13)
 
 
-async def _stalled(client: Any, body: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _stalled(client: Any, body: bytes, token: str = ""
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection that sends all of its body but the last byte, and waits."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
+    auth = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
     writer.write(b"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n" % len(body) + body[:-1])
+                 + auth + b"Content-Length: %d\r\n\r\n" % len(body) + body[:-1])
     await writer.drain()
     return reader, writer
 
@@ -115,3 +117,53 @@ async def test_what_a_compressed_body_decodes_to_counts_too(
     finally:
         for _, writer in held:
             writer.close()
+
+
+async def test_one_role_user_holds_at_most_a_quarter_and_others_are_answered(
+        aiohttp_client: Any, cairn_config: Config) -> None:
+    """Until 2026-12-06 any one user could hold the whole budget: a role
+    user's stalled bodies made every other user's requests 503. Now a role
+    user holds at most a quarter of it (never less than two bodies of
+    max_request_bytes); admins are held by the whole budget only."""
+    cairn_config.server.max_request_bytes = REQUEST
+    cairn_config.server.max_inflight_request_bytes = 4 * BUDGET  # share: 150,000
+    cairn_config.auth.mode = "token"
+    cairn_config.auth.tokens = [{"token": "t-eve", "user": "eve", "role": "user"},
+                                {"token": "t-bob", "user": "bob", "role": "user"},
+                                {"token": "t-adm", "user": "adm", "role": "admin"}]
+    client = await aiohttp_client(create_app(cairn_config))
+    cairn = client.app[CAIRN]
+    body = _body(60_000)
+
+    def post(token: str) -> Any:
+        return client.post("/api/sql", data=body, headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+
+    held = [await _stalled(client, body, "t-eve") for _ in range(2)]
+    try:
+        for _ in range(200):
+            if cairn.inflight.held_by("eve") >= 120_000:
+                break
+            await asyncio.sleep(0.01)
+        resp = await post("t-eve")
+        answer = await resp.json()
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1", answer
+        assert "user 'eve'" in answer["error"]["message"]
+        assert "its share (150000)" in answer["error"]["message"]
+        for token in ("t-bob", "t-adm"):  # the others are answered
+            resp = await post(token)
+            assert resp.status == 200, await resp.text()
+        held += [await _stalled(client, body, "t-adm") for _ in range(4)]  # admins: no share
+        for _ in range(200):
+            if cairn.inflight.held_by(None) >= 360_000:
+                break
+            await asyncio.sleep(0.01)
+        assert cairn.inflight.held_by(None) >= 360_000
+    finally:
+        for _, writer in held:
+            writer.close()
+    for _ in range(200):
+        if cairn.inflight.used == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert cairn.inflight.used == 0 and cairn.inflight.by == {}

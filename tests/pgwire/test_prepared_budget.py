@@ -8,7 +8,9 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import psycopg
 import pytest
 
 from tests.pgwire.conftest import PgServer, _start
@@ -143,3 +145,43 @@ def test_a_message_that_stops_after_its_header_is_closed_and_gives_its_bytes_bac
     finally:
         for sock in silent:
             sock.close()
+
+
+SHARED = 1_200_000  # max_prepared_bytes_total of the token server: a role user's share 300,000
+
+
+@pytest.fixture(scope="module")
+def shared_by_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    yield from _start(tmp_path_factory.mktemp("prepared_share"),
+                      f"[server]\nmax_request_bytes = {REQUEST}\n"
+                      f"[pgwire]\nmax_prepared_bytes_total = {SHARED}\n"
+                      '[auth]\nmode = "token"\n'
+                      '[[auth.tokens]]\ntoken = "t-eve"\nuser = "eve"\nrole = "user"\n'
+                      '[[auth.tokens]]\ntoken = "t-bob"\nuser = "bob"\nrole = "user"\n')
+
+
+def test_one_role_user_keeps_at_most_a_quarter_of_the_servers_total(
+        shared_by_users: PgServer) -> None:
+    """Any one user could keep the whole total in prepared statements, and
+    every other user's Parse was 53200; now a role user keeps a quarter."""
+    def big(i: int) -> str:
+        return f"SELECT '{'x' * 40_000}' AS c, {i} AS i"
+
+    def connect(token: str) -> psycopg.Connection[Any]:
+        return psycopg.connect(shared_by_users.dsn(user="x", password=token), autocommit=True)
+
+    with connect("t-eve") as first, connect("t-eve") as second, connect("t-bob") as bob:
+        for i in range(4):  # ~160,000 bytes: within the connection's own 262,144
+            first.execute(big(i), prepare=True)
+        kept = 0
+        with pytest.raises(psycopg.errors.OutOfMemory) as refused:  # 53200
+            for i in range(4, 8):  # eve's share (300,000) ends before this connection's bound
+                second.execute(big(i), prepare=True)
+                kept += 1
+        assert 1 <= kept < 4
+        assert refused.value.sqlstate == "53200", refused.value
+        assert "user 'eve'" in str(refused.value) and "share (300000)" in str(refused.value)
+        for i in range(4):  # another role user still keeps as many
+            assert bob.execute(big(10 + i), prepare=True).fetchone()[1] == 10 + i
+        first.close()  # eve's bytes are given back
+        assert second.execute(big(20), prepare=True).fetchone()[1] == 20
