@@ -12,7 +12,7 @@ then leaves the file as it is."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 # on_field(field id, type, value start, value end, out) -> keep the field: see _struct.
 OnField = Callable[[int, int, int, int, bytearray], bool]
@@ -22,8 +22,11 @@ Each = Callable[[int, int, bytearray], int]  # (index, position, out) -> positio
 _STOP, _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = \
     range(13)
 _FIXED = {_BYTE: 1, _DOUBLE: 8}
-# Field ids on the way to a column chunk's statistics.
+# Field ids on the way to a column chunk's statistics, and to the key-value metadata.
 _ROW_GROUPS, _COLUMNS, _META_DATA, _STATISTICS = 4, 1, 3, 12
+_KEY_VALUE, _TYPE = 5, 1
+_FLOAT_TYPES = (4, 5)  # parquet.thrift Type FLOAT, DOUBLE
+_MIN_MAX = ((5, 6), (1, 2))  # Statistics min_value/max_value, or the older min/max
 MAX_DEPTH = 64  # parquet.thrift nests a handful; deeper is damage
 
 
@@ -187,3 +190,65 @@ def without_statistics(footer: bytes, columns: set[int]) -> bytes:
     if end != len(footer):
         raise FooterError("bytes after the footer's struct")
     return bytes(out)
+
+
+def _fields(buf: bytes, pos: int) -> Iterator[tuple[int, int, int, int]]:
+    """A struct's fields at `pos`: (field id, type, value start, value end)."""
+    last = 0
+    while True:
+        kind, fid, start = _field(buf, pos, last)
+        if kind == _STOP:
+            return
+        last, pos = fid, _skip(buf, start, kind)
+        yield fid, kind, start, pos
+
+
+def _structs(buf: bytes, start: int) -> Iterator[int]:
+    """The positions of a list's struct elements."""
+    size, elem, pos = _list_head(buf, start)
+    if elem != _STRUCT:
+        raise FooterError("a list holds no structs")
+    for _ in range(size):
+        yield pos
+        pos = _skip(buf, pos, _STRUCT)
+
+
+def float_min_max(footer: bytes) -> tuple[dict[bytes, bytes], set[int]]:
+    """A FileMetaData's key-value metadata, and the leaf columns of type
+    FLOAT or DOUBLE that have a min and a max in some row group: read in
+    Python, without pyarrow (which ends the process on some damaged
+    statistics) and without building the footer's values."""
+    said: dict[bytes, bytes] = {}
+    columns: set[int] = set()
+    for fid, kind, start, _ in _fields(footer, 0):
+        if fid == _KEY_VALUE and kind == _LIST:
+            for at in _structs(footer, start):
+                pair = {f: footer[s:e] for f, k, s, e in _fields(footer, at) if k == _BINARY}
+                if 1 in pair:
+                    said[_binary(pair[1])] = _binary(pair.get(2, b"\x00"))
+        elif fid == _ROW_GROUPS and kind == _LIST:
+            for group in _structs(footer, start):
+                for f, k, s, _ in _fields(footer, group):
+                    if f == _COLUMNS and k == _LIST:
+                        for index, chunk in enumerate(_structs(footer, s)):
+                            if _float_min_max(footer, chunk):
+                                columns.add(index)
+    return said, columns
+
+
+def _binary(raw: bytes) -> bytes:
+    size, pos = _varint(raw, 0)
+    return raw[pos:pos + size]
+
+
+def _float_min_max(footer: bytes, chunk: int) -> bool:
+    for f, k, s, _ in _fields(footer, chunk):
+        if f == _META_DATA and k == _STRUCT:
+            kind, stats = None, set()
+            for mf, mk, ms, _ in _fields(footer, s):
+                if mf == _TYPE and mk == _I32:
+                    kind = _zigzag(_varint(footer, ms)[0])
+                elif mf == _STATISTICS and mk == _STRUCT:
+                    stats = {sf for sf, *_ in _fields(footer, ms)}
+            return kind in _FLOAT_TYPES and any(a in stats and b in stats for a, b in _MIN_MAX)
+    return False

@@ -7,21 +7,28 @@ them changed nothing. Since 2026-12-06 a flush writes no statistics for such
 a column (files.py `_with_statistics`), but files flushed before, and every
 file of a backup taken before, still have them. So:
 
-- `mend_data_dir` runs once when a data directory is opened (before any
-  table is read; Meta `nan_stats` marks it done): each such file is written
-  again, the catalog's records point at the new files in one batch, the
-  write-ahead log is synced, and only then are the old files removed. A
-  crash midway leaves unreferenced files that the start-up sweep removes,
-  and the pass runs again.
+- `mend_data_dir` runs when a data directory is opened (before any table is
+  read) until it has once gone through every file (Meta `nan_stats`): each
+  such file is written again, the catalog's records are pointed at the new
+  files a few at a time (CHUNK_FILES, CHUNK_BYTES), the write-ahead log is
+  synced, and only then are those old files removed, so the pass needs room
+  for a chunk, not for every file. A crash midway leaves unreferenced files
+  that the start-up sweep removes; a write that fails (a full disk) ends the
+  pass without the mark, and the next start goes on. A damaged file is left
+  as it is (it is told when read), and nothing in the pass stops a start.
 - `mend_restored` does the same to a restore's fetched files before they
   are installed (nothing references them yet).
 
-A file with no REAL/DOUBLE statistics costs a footer read; one with such
-statistics, a read of those columns, a batch at a time. A file is written
-again by copying its pages as they are and writing its footer again without
-those columns' statistics (footer_stats.py): no value is decoded, so no page
-can decode to more than the file holds. The sha256 is the new bytes'. New
-files say they follow the rule (files.NAN_RULE): not read at all."""
+What a file says is read from its footer in Python first
+(footer_stats.float_min_max): a file that says it follows the rule
+(files.NAN_RULE: every file written since) or has no REAL/DOUBLE min and max
+is not read further. Otherwise its footer is checked as a target's footers
+are (backup/footer_guard.py: pyarrow ends the process on some damaged
+statistics) and only then are those columns read, a batch at a time. A file
+is written again by copying its pages as they are and writing its footer
+again without those columns' statistics (footer_stats.without_statistics):
+no value is decoded, so no page can decode to more than the file holds. The
+sha256 is the new bytes'."""
 
 from __future__ import annotations
 
@@ -35,41 +42,50 @@ import pyarrow.parquet as pq
 
 from catalog import Catalog, DataFile, Meta
 
-from .files import NAN_RULE, DamagedPath, FileStore, write_copy
-from .footer_stats import FooterError, without_statistics
+from .backup import footer_guard
+from .files import NAN_RULE, FileStore, write_copy
+from .footer_stats import FooterError, float_min_max, without_statistics
 
 log = logging.getLogger("cairn.storage")
 
-MARK = "nan_stats"  # Meta record: the data directory's files were mended
-BATCH = 500  # records swapped in one catalog batch
+MARK = "nan_stats"  # Meta record: every file of the data directory was gone through
+CHUNK_FILES = 32  # files rewritten before their records are swapped and the old ones go
+CHUNK_BYTES = 64 << 20  # ... or this many bytes of them
 BATCH_ROWS = 8192  # rows of the REAL/DOUBLE columns read at a time
 MAGIC = b"PAR1"
 
 
-def _with_min_max(pf: pq.ParquetFile) -> list[str]:
-    """The REAL/DOUBLE columns that have min/max statistics in some row group."""
-    meta, columns = pf.metadata, set()
-    for g in range(meta.num_row_groups):
-        group = meta.row_group(g)
-        for c in range(group.num_columns):
-            chunk = group.column(c)
-            if (chunk.physical_type in ("FLOAT", "DOUBLE") and chunk.is_stats_set
-                    and chunk.statistics.has_min_max):
-                columns.add(chunk.path_in_schema)
-    return sorted(c for c in columns if c in pf.schema_arrow.names)
+def footer(path: Path) -> tuple[bytes, int]:
+    """The file's footer (the Thrift FileMetaData) and where it starts."""
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - 8))
+        end = f.read(8)
+        length = int.from_bytes(end[:4], "little")
+        if len(end) != 8 or end[4:] != MAGIC or length > size - 12:
+            raise FooterError("not a plain Parquet file's end")
+        f.seek(size - 8 - length)
+        return f.read(length), size - 8 - length
 
 
-def _holding_nan(pf: pq.ParquetFile, columns: list[str]) -> set[str]:
-    """Those of `columns` that hold a NaN, read a batch at a time."""
-    found: set[str] = set()
-    if not columns:
-        return found
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-        for name in columns:
-            if name not in found and pa.types.is_floating(batch.schema.field(name).type) \
-                    and pc.any(pc.is_nan(batch.column(name))).as_py():
-                found.add(name)
-        if len(found) == len(columns):
+def nan_leaves(path: Path, meta: bytes) -> set[int]:
+    """The leaf columns of the file (footer `meta`) whose min and max leave
+    out a NaN they hold. footer_guard.Malformed for a footer pyarrow may not
+    survive; pyarrow's errors for a file it cannot read."""
+    said, columns = float_min_max(meta)
+    if all(said.get(k) == v for k, v in NAN_RULE.items()) or not columns:
+        return set()  # written by the rule (a forged claim hides no more than leaving rows out)
+    footer_guard.check(meta)
+    reader = pq.ParquetFile(path).reader
+    wanted = sorted(columns)
+    found: set[int] = set()
+    groups = list(range(reader.num_row_groups))
+    for batch in reader.iter_batches(BATCH_ROWS, groups, column_indices=wanted, use_threads=False):
+        for index, column in zip(wanted, batch.columns, strict=True):
+            if index not in found and pa.types.is_floating(column.type) \
+                    and pc.any(pc.is_nan(column)).as_py():
+                found.add(index)
+        if len(found) == len(wanted):
             break
     return found
 
@@ -77,85 +93,111 @@ def _holding_nan(pf: pq.ParquetFile, columns: list[str]) -> set[str]:
 def hides_nan(path: Path) -> bool:
     """Whether a REAL or DOUBLE column of the file has min/max statistics in
     some row group and holds a NaN."""
-    pf = pq.ParquetFile(path)
-    said = pf.schema_arrow.metadata or {}
-    if all(said.get(k) == v for k, v in NAN_RULE.items()):
-        return False  # written by the rule (a forged claim hides no more than leaving rows out)
-    return bool(_holding_nan(pf, _with_min_max(pf)))
+    return bool(nan_leaves(path, footer(path)[0]))
 
 
-def rewrite(files: FileStore, rec: DataFile) -> DataFile:
-    """The file again with another footer: its REAL/DOUBLE columns holding
-    NaN without statistics (as a flush writes them now), every page as it
-    was; in place but not yet referenced. Its record names the new file.
-    FooterError if the footer cannot be walked (the file is left alone)."""
+def rewrite(files: FileStore, rec: DataFile, meta: bytes, at: int, leaves: set[int]) -> DataFile:
+    """The file again with another footer (`meta`, its footer, starts at
+    `at`): the columns `leaves` without statistics, every page as it was; in
+    place but not yet referenced. Its record names the new file."""
     path = files.abs(rec.path)
-    pf = pq.ParquetFile(path)
-    meta = pf.metadata
-    nan = _holding_nan(pf, _with_min_max(pf))
-    leaves = {c for c in range(meta.num_columns) if meta.schema.column(c).path in nan}
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        f.seek(max(0, size - 8))
-        end = f.read(8)
-        length = int.from_bytes(end[:4], "little")
-        if len(end) != 8 or end[4:] != MAGIC or length > size - 12:
-            raise FooterError("not a plain Parquet file's end")
-        f.seek(size - 8 - length)
-        footer = f.read(length)
-    tail = without_statistics(footer, leaves)
+    tail = without_statistics(meta, leaves)
     tail += len(tail).to_bytes(4, "little") + MAGIC
-    file_id, rel, new_size, sha = files.write_with(
-        rec.table_uid, lambda tmp: write_copy(tmp, path, size - 8 - length, tail))
-    return replace(rec, file_id=file_id, path=rel, bytes=new_size, sha256=sha)
+    file_id, rel, size, sha = files.write_with(
+        rec.table_uid, lambda tmp: write_copy(tmp, path, at, tail))
+    return replace(rec, file_id=file_id, path=rel, bytes=size, sha256=sha)
 
 
 def mend_restored(files: FileStore, records: list[DataFile],
                   written: list[Path]) -> list[DataFile]:
-    """A restore's fetched, unreferenced files: each that hides NaN rows is
-    replaced by one that does not (in `written`, the paths removed should the
-    restore fail, the new file takes the old one's place; the old is removed
-    now)."""
+    """A restore's fetched, unreferenced files (checked as a target's are):
+    each that hides NaN rows is replaced by one that does not (in `written`,
+    the paths removed should the restore fail, the new file takes the old
+    one's place; the old is removed now)."""
     out = []
     for rec in records:
-        if hides_nan(files.abs(rec.path)):
-            try:
-                new, gone = rewrite(files, rec), files.abs(rec.path)
-            except FooterError as exc:  # read by pyarrow, not by the walk: left as it was
-                log.warning("restored data file %s keeps statistics that hide NaN rows from "
-                            "filters: %s", rec.path, exc)
-                out.append(rec)
-                continue
+        path = files.abs(rec.path)
+        try:
+            meta, at = footer(path)
+            leaves = nan_leaves(path, meta)
+            new = rewrite(files, rec, meta, at, leaves) if leaves else rec
+        except (FooterError, footer_guard.Malformed, pa.ArrowException, ValueError) as exc:
+            # read by the restore's check, not here: installed as it came
+            log.warning("restored data file %s may keep statistics that hide NaN rows from "
+                        "filters: %s", rec.path, exc)
+            new = rec
+        if new is not rec:
             written.append(files.abs(new.path))
-            if gone in written:  # synced again by the next member of a set's restore
-                written.remove(gone)
-            gone.unlink(missing_ok=True)
-            rec = new
-        out.append(rec)
+            if path in written:  # synced again by the next member of a set's restore
+                written.remove(path)
+            path.unlink(missing_ok=True)
+        out.append(new)
     return out
 
 
 def mend_data_dir(catalog: Catalog, files: FileStore) -> int:
-    """Once a data directory (Meta MARK): its files that hide NaN rows
-    written again, as the module says. How many were."""
-    if catalog.get(Meta, MARK) is not None:
+    """Until marked (Meta MARK): the data directory's files that hide NaN
+    rows written again, as the module says. How many were."""
+    try:
+        if catalog.get(Meta, MARK) is not None:
+            return 0
+        done, complete = _mend_all(catalog, files)
+        if complete:
+            catalog.put(Meta(MARK, 1))
+    except Exception as exc:  # noqa: BLE001 - a start goes on: the pass runs again next time
+        log.warning("the data files whose statistics hide NaN rows were not all written "
+                    "again (the next start goes on): %s", exc)
         return 0
-    swaps: list[tuple[DataFile, DataFile]] = []
+    if done:
+        log.info("rewrote %d data files whose statistics hid NaN rows from filters", done)
+    return done
+
+
+def _mend_all(catalog: Catalog, files: FileStore) -> tuple[int, bool]:
+    """(files rewritten, whether every file was gone through)."""
+    chunk: list[tuple[DataFile, DataFile]] = []
+    done, size = 0, 0
     for rec in catalog.scan(DataFile):
         try:
-            if hides_nan(files.abs(rec.path)):
-                swaps.append((rec, rewrite(files, rec)))
-        except (DamagedPath, OSError, pa.ArrowException, FooterError) as exc:  # told when read
-            log.warning("data file %s could not be checked for NaN statistics: %s", rec.path, exc)
-    for i in range(0, len(swaps), BATCH):
-        batch = catalog.batch()
-        for old, new in swaps[i:i + BATCH]:
-            batch.delete(DataFile, old.key()).put(new)
-        batch.commit()
-    if swaps:
-        catalog.flush_wal()  # the new records durable before the old files go
-        for old, _ in swaps:
-            files.abs(old.path).unlink(missing_ok=True)
-        log.info("rewrote %d data files whose statistics hid NaN rows from filters", len(swaps))
-    catalog.put(Meta(MARK, 1))
-    return len(swaps)
+            path = files.abs(rec.path)
+            meta, at = footer(path)
+            leaves = nan_leaves(path, meta)
+        except Exception as exc:  # noqa: BLE001 - damage: told when the table is read
+            if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+                log.warning("data file %s could not be read for its NaN statistics: %s",
+                            rec.path, exc)
+                return done + _swap(catalog, files, chunk), False
+            log.warning("data file %s is left as it is (damaged: %s)", rec.path, exc)
+            continue
+        if not leaves:
+            continue
+        try:
+            new = rewrite(files, rec, meta, at, leaves)
+        except OSError:  # a full disk: what is written goes in, and its room comes back
+            done += _swap(catalog, files, chunk)
+            chunk, size = [], 0
+            try:
+                new = rewrite(files, rec, meta, at, leaves)
+            except OSError as exc:
+                log.warning("data file %s could not be written again: %s", rec.path, exc)
+                return done, False
+        chunk.append((rec, new))
+        size += new.bytes
+        if len(chunk) >= CHUNK_FILES or size >= CHUNK_BYTES:
+            done += _swap(catalog, files, chunk)
+            chunk, size = [], 0
+    return done + _swap(catalog, files, chunk), True
+
+
+def _swap(catalog: Catalog, files: FileStore, chunk: list[tuple[DataFile, DataFile]]) -> int:
+    """The records point at the new files, durably; then the old files go."""
+    if not chunk:
+        return 0
+    batch = catalog.batch()
+    for old, new in chunk:
+        batch.delete(DataFile, old.key()).put(new)
+    batch.commit()
+    catalog.flush_wal()  # the new records durable before the old files go
+    for old, _ in chunk:
+        files.abs(old.path).unlink(missing_ok=True)
+    return len(chunk)

@@ -4,6 +4,7 @@ statistics for the columns holding NaN."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 from pathlib import Path
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog import Catalog, DataFile, Meta
+from storage import footer_stats as fs
 from storage import nanstats
 from storage.files import NAN_RULE, FileStore, write_data_file
 
@@ -57,7 +59,10 @@ def test_a_rewrite_keeps_every_row_and_drops_only_the_nan_columns_statistics(
     size = src.stat().st_size
     rec = DataFile(table_uid=UID, file_id=rel.split("/")[2][:-8], path=rel, rows=table.num_rows,
                    bytes=size, sha256="0" * 64, schema_version=1, min_seq=3, max_seq=9)
-    new = nanstats.rewrite(files, rec)
+    meta, at = nanstats.footer(src)
+    leaves = nanstats.nan_leaves(src, meta)
+    assert leaves == {1}  # x; not y, whose statistics are true
+    new = nanstats.rewrite(files, rec, meta, at, leaves)
     path = files.abs(new.path)
     assert new.path != rel and src.exists()  # the old file is the caller's to remove
     assert (new.rows, new.min_seq, new.max_seq) == (rec.rows, 3, 9)
@@ -80,33 +85,130 @@ def test_a_rewrite_keeps_every_row_and_drops_only_the_nan_columns_statistics(
     assert not nanstats.hides_nan(path)
 
 
-def test_a_data_directory_is_mended_once_and_a_bad_file_does_not_stop_it(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def data_dir(tmp_path: Path, kinds: list[str]) -> tuple[Catalog, FileStore, list[DataFile]]:
+    """A catalog and files: "older" (hides a NaN), "garbage", "short stats"
+    (a DOUBLE's min and max 3 bytes long: pyarrow ends the process reading
+    them), "bad path" (a column chunk's path not UTF-8), "now" (this release's)."""
     files = FileStore(tmp_path / "data")
     catalog = Catalog(tmp_path / "data" / "catalog")
     recs = []
-    for i in range(3):
+    for kind in kinds:
         file_id, rel, path = files.place(UID)
-        if i == 2:
+        if kind == "garbage":
             path.write_bytes(b"not parquet")
+        elif kind == "now":
+            write_data_file(path, older_file(path, rows=3000), {})
         else:
             older_file(path, rows=3000)
+            if kind != "older":
+                meta, at = nanstats.footer(path)
+                data = path.read_bytes()[:at]
+                meta = craft_footer(meta, 1, stats=kind == "short stats")
+                path.write_bytes(data + meta + len(meta).to_bytes(4, "little") + b"PAR1")
         recs.append(DataFile(table_uid=UID, file_id=file_id, path=rel, rows=3000,
                              bytes=path.stat().st_size, sha256="0" * 64, schema_version=1))
         catalog.put(recs[-1])
+    return catalog, files, recs
+
+
+def craft_footer(footer: bytes, column: int, stats: bool) -> bytes:
+    """`footer` with column `column`'s statistics min/max cut to 3 bytes
+    (`stats`), or its path_in_schema not UTF-8 (the attacker's craft.py)."""
+    def on_stats(fid: int, kind: int, s: int, e: int, out: bytearray) -> bool:
+        if fid in (1, 2, 5, 6) and kind == fs._BINARY:
+            _, at = fs._varint(footer, s)
+            fs._put_varint(out, 3)
+            out += footer[at:at + 3]
+        return True
+
+    def on_meta(fid: int, kind: int, s: int, e: int, out: bytearray) -> bool:
+        if stats and fid == 12 and kind == fs._STRUCT:
+            fs._struct(footer, s, out, on_stats)
+        elif not stats and fid == 3 and kind == fs._LIST:
+            out += bytes([0x18, 1, 0xFF])  # a list of one binary: b"\xff"
+        return True
+
+    def on_chunk(index: int) -> fs.OnField:
+        def on(fid: int, kind: int, s: int, e: int, out: bytearray) -> bool:
+            if fid == 3 and kind == fs._STRUCT and index == column:
+                fs._struct(footer, s, out, on_meta)
+            return True
+        return on
+
+    def each_list(s: int, out: bytearray, each: fs.Each) -> None:
+        size, _, at = fs._list_head(footer, s)
+        out += footer[s:at]
+        for i in range(size):
+            at = each(i, at, out)
+
+    def on_group(fid: int, kind: int, s: int, e: int, out: bytearray) -> bool:
+        if fid == 1 and kind == fs._LIST:
+            each_list(s, out, lambda i, at, o: fs._struct(footer, at, o, on_chunk(i)))
+        return True
+
+    def on_file(fid: int, kind: int, s: int, e: int, out: bytearray) -> bool:
+        if fid == 4 and kind == fs._LIST:
+            each_list(s, out, lambda i, at, o: fs._struct(footer, at, o, on_group))
+        return True
+
+    out = bytearray()
+    fs._struct(footer, 0, out, on_file)
+    return bytes(out)
+
+
+def test_a_data_directory_is_mended_once_and_damaged_files_never_stop_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    kinds = ["older", "garbage", "short stats", "bad path", "older", "now"]
+    catalog, files, recs = data_dir(tmp_path, kinds)
     try:
-        assert nanstats.mend_data_dir(catalog, files) == 2
-        assert "could not be checked for NaN statistics" in caplog.text
+        assert nanstats.mend_data_dir(catalog, files) == 2  # in this process: no abort
+        assert "is left as it is (damaged" in caplog.text
         now = {f.path: f for f in catalog.scan(DataFile)}
-        assert len(now) == 3 and recs[2].path in now
-        assert not (files.abs(recs[0].path).exists() or files.abs(recs[1].path).exists())
-        assert not any(nanstats.hides_nan(files.abs(p)) for p in now if p != recs[2].path)
+        assert len(now) == len(kinds)
+        for rec, kind in zip(recs, kinds, strict=True):
+            assert (rec.path in now) == (kind != "older"), kind  # damaged ones left
+        assert all(files.abs(p).exists() for p in now)
+        assert not any(files.abs(r.path).exists() for r, k in zip(recs, kinds, strict=True)
+                       if k == "older")
         assert catalog.get(Meta, nanstats.MARK) is not None
-        catalog.delete(DataFile, recs[2].key())
         _, rel, path = files.place(UID)
         older_file(path, rows=10)
         catalog.put(DataFile(table_uid=UID, file_id="f-x", path=rel, rows=10, bytes=1,
                              sha256="0" * 64, schema_version=1))
         assert nanstats.mend_data_dir(catalog, files) == 0  # marked: not again
+    finally:
+        catalog.close()
+
+
+def test_a_full_disk_ends_the_pass_unmarked_and_the_next_start_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mark came even when files could not be written (ENOSPC, EFBIG):
+    their NaN rows stayed hidden for good. And every file was written before
+    any old one went, so a directory over half full of them always failed."""
+    monkeypatch.setattr(nanstats, "CHUNK_FILES", 2)
+    catalog, files, recs = data_dir(tmp_path, ["older"] * 7)
+    real, calls = nanstats.write_copy, []
+
+    def full_disk(dest: Path, src: Path, length: int, tail: bytes) -> tuple[int, str]:
+        calls.append(dest)
+        if len(calls) in (3, 6, 7):  # a chunk swapped makes room for one; then none
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(dest, src, length, tail)
+
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(nanstats, "write_copy", full_disk)
+            assert nanstats.mend_data_dir(catalog, files) == 4
+        assert catalog.get(Meta, nanstats.MARK) is None
+        now = catalog.scan(DataFile)
+        assert len(now) == 7 and all(files.abs(f.path).exists() for f in now)
+        assert sum(nanstats.hides_nan(files.abs(f.path)) for f in now) == 3
+        assert not list(files.tmp_dir.iterdir())
+        assert nanstats.mend_data_dir(catalog, files) == 3  # the next start
+        assert catalog.get(Meta, nanstats.MARK) is not None
+        now = catalog.scan(DataFile)
+        assert len(now) == 7 and not any(nanstats.hides_nan(files.abs(f.path)) for f in now)
+        on_disk = {str(p.relative_to(files.data_dir)) for p in files.files_dir.rglob("*.parquet")}
+        assert on_disk == {f.path for f in now}
     finally:
         catalog.close()
