@@ -86,6 +86,15 @@ class Budget:
     def held_by(self, who: str | None) -> int:
         return self.by[who] if who is not None else self.used
 
+    def refusal(self, exc: OverBudget, who: str | None, n: int, what: str, this: str) -> str:
+        """A refusal's start: who holds how many bytes of `what`, and what
+        `n` more (`this` one's) would pass, the budget's name to follow."""
+        if exc.share:
+            return (f"user {who!r} is receiving or holding {self.held_by(who)} bytes of {what}; "
+                    f"{this} {n} more would pass its share ({self.share}) of")
+        return (f"the server is receiving or holding {self.used} bytes of {what}; {this} {n} "
+                "more would pass")
+
     @contextlib.contextmanager
     def held(self, n: int, who: str | None = None) -> Iterator[None]:
         """`n` bytes counted while the block runs (OverBudget before it, if they do not fit)."""

@@ -89,11 +89,7 @@ def _take(cairn: Cairn, size: int, who: str | None) -> None:
     try:
         budget.take(size, who)
     except OverBudget as exc:
-        held = (f"user {who!r} is receiving or holding {budget.held_by(who)} bytes of request "
-                f"bodies; this one's {size} more would pass its share ({budget.share}) of"
-                if exc.share else
-                f"the server is receiving or holding {budget.used} bytes of request "
-                f"bodies; this one's {size} more would pass")
+        held = budget.refusal(exc, who, size, "request bodies", "this one's")
         raise BodiesBusy(f"{held} [server] max_inflight_request_bytes ({budget.limit}): try "
                          "again shortly") from None
 

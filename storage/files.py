@@ -16,8 +16,8 @@ import re
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -133,20 +133,14 @@ def write_data_file(path: Path, rows: pa.Table, metadata: dict[bytes, bytes],
     of buffered rows, read once by its backup and removed, need not wait for
     the disk); returns (bytes, sha256). `footer`, if given, gets the file's
     footer (pq.FileMetaData) as written."""
-    writer = _HashingWriter(path, sync)
-    try:
-        # Parquet's writer makes a write for each page and header: through a
-        # MiB of Arrow's buffer (which needs no GIL), the hashing writer
-        # takes the GIL once a MiB, not ~20 times a 10,000-row file, each
-        # time making the event loop wait for it (docs/performance.md,
-        # "The event loop's GIL beside a BACKUP").
-        with pa.BufferedOutputStream(pa.PythonFile(writer, mode="w"), WRITE_BUFFER) as sink:
-            _write_parquet(sink, rows, metadata, footer)
-        writer.close()
-    except BaseException:
-        writer.close()
-        path.unlink(missing_ok=True)
-        raise
+    # Parquet's writer makes a write for each page and header: through a MiB
+    # of Arrow's buffer (which needs no GIL), the hashing writer takes the
+    # GIL once a MiB, not ~20 times a 10,000-row file, each time making the
+    # event loop wait for it (docs/performance.md, "The event loop's GIL
+    # beside a BACKUP"). The buffer is closed (flushed) before the writer.
+    with _hashed(path, sync) as writer, \
+            pa.BufferedOutputStream(pa.PythonFile(writer, mode="w"), WRITE_BUFFER) as sink:
+        _write_parquet(sink, rows, metadata, footer)
     return writer.size, writer.sha.hexdigest()
 
 
@@ -154,23 +148,30 @@ def write_copy(dest: Path, src: Path, length: int, tail: bytes) -> tuple[int, st
     """`src`'s first `length` bytes and then `tail` as a new file `dest`,
     hashed on the way and synced: a data file with another footer
     (nanstats.py). (bytes, sha256)."""
-    writer = _HashingWriter(dest)
-    try:
-        with open(src, "rb") as f:
-            left = length
-            while left > 0:
-                chunk = f.read(min(left, WRITE_BUFFER))
-                if not chunk:
-                    raise OSError(f"{src} is shorter than {length} bytes")
-                writer.write(chunk)
-                left -= len(chunk)
+    with _hashed(dest) as writer, open(src, "rb") as f:
+        left = length
+        while left > 0:
+            chunk = f.read(min(left, WRITE_BUFFER))
+            if not chunk:
+                raise OSError(f"{src} is shorter than {length} bytes")
+            writer.write(chunk)
+            left -= len(chunk)
         writer.write(tail)
+    return writer.size, writer.sha.hexdigest()
+
+
+@contextmanager
+def _hashed(path: Path, sync: bool = True) -> Iterator[_HashingWriter]:
+    """A hashing writer to `path`, closed (synced) after the block; on any
+    error closed and the file removed."""
+    writer = _HashingWriter(path, sync)
+    try:
+        yield writer
         writer.close()
     except BaseException:
         writer.close()
-        dest.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         raise
-    return writer.size, writer.sha.hexdigest()
 
 
 def data_file_bytes(rows: pa.Table, metadata: dict[bytes, bytes],

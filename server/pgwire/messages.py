@@ -172,11 +172,7 @@ async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE,
     try:
         budget.take(size, who)
     except OverBudget as exc:
-        held = (f"user {who!r} is receiving or holding {budget.held_by(who)} bytes of requests; "
-                f"this message's {size} more would pass its share ({budget.share}) of"
-                if exc.share else
-                f"the server is receiving or holding {budget.used} bytes of requests; this "
-                f"message's {size} more would pass")
+        held = budget.refusal(exc, who, size, "requests", "this message's")
         raise Busy(f"{held} [server] max_inflight_request_bytes ({budget.limit}): connect again "
                    "shortly") from None
     try:
