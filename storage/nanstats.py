@@ -13,18 +13,21 @@ file of a backup taken before, still have them. So:
   files a few at a time (CHUNK_FILES, CHUNK_BYTES), the write-ahead log is
   synced, and only then are those old files removed, so the pass needs room
   for a chunk, not for every file. A crash midway leaves unreferenced files
-  that the start-up sweep removes; a write that fails (a full disk) ends the
-  pass without the mark, and the next start goes on. A damaged file is left
-  as it is (it is told when read), and nothing in the pass stops a start.
+  that the start-up sweep removes; a write that fails twice (a full disk), or
+  a read that fails for a passing reason (TRANSIENT), leaves the pass without
+  the mark, and the next start goes on (the other files are gone through all
+  the same). A file DuckDB cannot read is left as it is (its table's queries
+  say so), and nothing in the pass stops a start.
 - `mend_restored` does the same to a restore's fetched files before they
   are installed (nothing references them yet).
 
-What a file says is read from its footer in Python first
-(footer_stats.float_min_max): a file that says it follows the rule
-(files.NAN_RULE: every file written since) or has no REAL/DOUBLE min and max
-is not read further. Otherwise its footer is checked as a target's footers
-are (backup/footer_guard.py: pyarrow ends the process on some damaged
-statistics) and only then are those columns read, a batch at a time. A file
+What a file says is read from its footer in Python
+(footer_stats.float_min_max: pyarrow ends the process on some damaged
+statistics): a file that says it follows the rule (files.NAN_RULE: every
+file written since) or has no REAL/DOUBLE min and max is not read further.
+Otherwise DuckDB, the reader whose filters the statistics mislead, reads
+those columns (a private connection, its folding by statistics off); a file
+it cannot read is left as it is, since its table's queries say so. A file
 is written again by copying its pages as they are and writing its footer
 again without those columns' statistics (footer_stats.without_statistics):
 no value is decoded, so no page can decode to more than the file holds. The
@@ -32,17 +35,15 @@ sha256 is the new bytes'."""
 
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import replace
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import duckdb
 
 from catalog import Catalog, DataFile, Meta
 
-from .backup import footer_guard
 from .files import NAN_RULE, FileStore, write_copy
 from .footer_stats import FooterError, float_min_max, without_statistics
 
@@ -51,8 +52,16 @@ log = logging.getLogger("cairn.storage")
 MARK = "nan_stats"  # Meta record: every file of the data directory was gone through
 CHUNK_FILES = 32  # files rewritten before their records are swapped and the old ones go
 CHUNK_BYTES = 64 << 20  # ... or this many bytes of them
-BATCH_ROWS = 8192  # rows of the REAL/DOUBLE columns read at a time
+# A private DuckDB reads the REAL/DOUBLE columns of an older file (no user SQL
+# reaches it): one thread, a small memory, nothing kept.
+_DUCKDB: dict[str, str | bool | int | float | list[str]] = {
+    "threads": 1, "memory_limit": "256MB", "preserve_insertion_order": False}
+_NOT_BY_STATISTICS = "statistics_propagation,filter_pushdown,expression_rewriter"
 MAGIC = b"PAR1"
+# A file that could not be read for one of these is read again at the next
+# start (the pass leaves no mark); any other error is the file's own.
+TRANSIENT = frozenset({errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.EAGAIN,
+                       errno.EINTR, errno.ENOBUFS})
 
 
 def footer(path: Path) -> tuple[bytes, int]:
@@ -70,24 +79,20 @@ def footer(path: Path) -> tuple[bytes, int]:
 
 def nan_leaves(path: Path, meta: bytes) -> set[int]:
     """The leaf columns of the file (footer `meta`) whose min and max leave
-    out a NaN they hold. footer_guard.Malformed for a footer pyarrow may not
-    survive; pyarrow's errors for a file it cannot read."""
+    out a NaN they hold, as DuckDB reads them (a file DuckDB cannot read
+    raises duckdb.Error: its table's queries say so)."""
     said, columns = float_min_max(meta)
     if all(said.get(k) == v for k, v in NAN_RULE.items()) or not columns:
         return set()  # written by the rule (a forged claim hides no more than leaving rows out)
-    footer_guard.check(meta)
-    reader = pq.ParquetFile(path).reader
     wanted = sorted(columns)
-    found: set[int] = set()
-    groups = list(range(reader.num_row_groups))
-    for batch in reader.iter_batches(BATCH_ROWS, groups, column_indices=wanted, use_threads=False):
-        for index, column in zip(wanted, batch.columns, strict=True):
-            if index not in found and pa.types.is_floating(column.type) \
-                    and pc.any(pc.is_nan(column)).as_py():
-                found.add(index)
-        if len(found) == len(wanted):
-            break
-    return found
+    with duckdb.connect(config=_DUCKDB) as con:
+        # Folding by statistics answered bool_or(isnan(x)) false from the
+        # very min and max that leave the NaN out; nothing is filtered here.
+        con.execute(f"SET disabled_optimizers = '{_NOT_BY_STATISTICS}'")
+        found = con.execute(
+            "SELECT " + ", ".join(f"bool_or(isnan(#{i + 1}))" for i in wanted)
+            + " FROM read_parquet(?)", [str(path)]).fetchone()
+    return {i for i, nan in zip(wanted, found or (), strict=True) if nan}
 
 
 def hides_nan(path: Path) -> bool:
@@ -121,8 +126,8 @@ def mend_restored(files: FileStore, records: list[DataFile],
             meta, at = footer(path)
             leaves = nan_leaves(path, meta)
             new = rewrite(files, rec, meta, at, leaves) if leaves else rec
-        except (FooterError, footer_guard.Malformed, pa.ArrowException, ValueError) as exc:
-            # read by the restore's check, not here: installed as it came
+        except (FooterError, duckdb.Error) as exc:  # read by the restore's check, not here:
+            # installed as it came
             log.warning("restored data file %s may keep statistics that hide NaN rows from "
                         "filters: %s", rec.path, exc)
             new = rec
@@ -156,18 +161,16 @@ def mend_data_dir(catalog: Catalog, files: FileStore) -> int:
 def _mend_all(catalog: Catalog, files: FileStore) -> tuple[int, bool]:
     """(files rewritten, whether every file was gone through)."""
     chunk: list[tuple[DataFile, DataFile]] = []
-    done, size = 0, 0
+    done, size, complete = 0, 0, True
     for rec in catalog.scan(DataFile):
         try:
             path = files.abs(rec.path)
             meta, at = footer(path)
             leaves = nan_leaves(path, meta)
-        except Exception as exc:  # noqa: BLE001 - damage: told when the table is read
-            if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-                log.warning("data file %s could not be read for its NaN statistics: %s",
-                            rec.path, exc)
-                return done + _swap(catalog, files, chunk), False
-            log.warning("data file %s is left as it is (damaged: %s)", rec.path, exc)
+        except Exception as exc:  # noqa: BLE001 - damage: told when its table is read
+            if isinstance(exc, OSError) and exc.errno in TRANSIENT:
+                complete = False  # tried again at the next start
+            log.warning("data file %s is left as it is for now: %s", rec.path, exc)
             continue
         if not leaves:
             continue
@@ -180,13 +183,14 @@ def _mend_all(catalog: Catalog, files: FileStore) -> tuple[int, bool]:
                 new = rewrite(files, rec, meta, at, leaves)
             except OSError as exc:
                 log.warning("data file %s could not be written again: %s", rec.path, exc)
-                return done, False
+                complete = False
+                continue
         chunk.append((rec, new))
         size += new.bytes
         if len(chunk) >= CHUNK_FILES or size >= CHUNK_BYTES:
             done += _swap(catalog, files, chunk)
             chunk, size = [], 0
-    return done + _swap(catalog, files, chunk), True
+    return done + _swap(catalog, files, chunk), complete
 
 
 def _swap(catalog: Catalog, files: FileStore, chunk: list[tuple[DataFile, DataFile]]) -> int:
