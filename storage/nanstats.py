@@ -26,8 +26,9 @@ What a file says is read from its footer in Python
 statistics): a file that says it follows the rule (files.NAN_RULE: every
 file written since) or has no REAL/DOUBLE min and max is not read further.
 Otherwise DuckDB, the reader whose filters the statistics mislead, reads
-those columns (a private connection, its folding by statistics off); a file
-it cannot read is left as it is, since its table's queries say so. A file
+those columns, in a child process (nanreader.py: a reader that ended the
+process on a damaged file would stop every start); a file it cannot read,
+or that ends the child, is left as it is, since its table's queries say so. A file
 is written again by copying its pages as they are and writing its footer
 again without those columns' statistics (footer_stats.without_statistics):
 no value is decoded, so no page can decode to more than the file holds. The
@@ -40,23 +41,17 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
-
 from catalog import Catalog, DataFile, Meta
 
 from .files import NAN_RULE, FileStore, write_copy
 from .footer_stats import FooterError, float_min_max, without_statistics
+from .nanreader import NanReader, Unreadable
 
 log = logging.getLogger("cairn.storage")
 
 MARK = "nan_stats"  # Meta record: every file of the data directory was gone through
 CHUNK_FILES = 32  # files rewritten before their records are swapped and the old ones go
 CHUNK_BYTES = 64 << 20  # ... or this many bytes of them
-# A private DuckDB reads the REAL/DOUBLE columns of an older file (no user SQL
-# reaches it): one thread, a small memory, nothing kept.
-_DUCKDB: dict[str, str | bool | int | float | list[str]] = {
-    "threads": 1, "memory_limit": "256MB", "preserve_insertion_order": False}
-_NOT_BY_STATISTICS = "statistics_propagation,filter_pushdown,expression_rewriter"
 MAGIC = b"PAR1"
 # A file that could not be read for one of these is read again at the next
 # start (the pass leaves no mark); any other error is the file's own.
@@ -77,28 +72,21 @@ def footer(path: Path) -> tuple[bytes, int]:
         return f.read(length), size - 8 - length
 
 
-def nan_leaves(path: Path, meta: bytes) -> set[int]:
+def nan_leaves(path: Path, meta: bytes, reader: NanReader) -> set[int]:
     """The leaf columns of the file (footer `meta`) whose min and max leave
-    out a NaN they hold, as DuckDB reads them (a file DuckDB cannot read
-    raises duckdb.Error: its table's queries say so)."""
+    out a NaN they hold, as DuckDB reads them (`reader`; Unreadable for a file
+    it cannot read: its table's queries say so)."""
     said, columns = float_min_max(meta)
     if all(said.get(k) == v for k, v in NAN_RULE.items()) or not columns:
         return set()  # written by the rule (a forged claim hides no more than leaving rows out)
-    wanted = sorted(columns)
-    with duckdb.connect(config=_DUCKDB) as con:
-        # Folding by statistics answered bool_or(isnan(x)) false from the
-        # very min and max that leave the NaN out; nothing is filtered here.
-        con.execute(f"SET disabled_optimizers = '{_NOT_BY_STATISTICS}'")
-        found = con.execute(
-            "SELECT " + ", ".join(f"bool_or(isnan(#{i + 1}))" for i in wanted)
-            + " FROM read_parquet(?)", [str(path)]).fetchone()
-    return {i for i, nan in zip(wanted, found or (), strict=True) if nan}
+    return reader.holding_nan(path, sorted(columns))
 
 
 def hides_nan(path: Path) -> bool:
     """Whether a REAL or DOUBLE column of the file has min/max statistics in
     some row group and holds a NaN."""
-    return bool(nan_leaves(path, footer(path)[0]))
+    with NanReader() as reader:
+        return bool(nan_leaves(path, footer(path)[0], reader))
 
 
 def rewrite(files: FileStore, rec: DataFile, meta: bytes, at: int, leaves: set[int]) -> DataFile:
@@ -120,23 +108,23 @@ def mend_restored(files: FileStore, records: list[DataFile],
     the paths removed should the restore fail, the new file takes the old
     one's place; the old is removed now)."""
     out = []
-    for rec in records:
-        path = files.abs(rec.path)
-        try:
-            meta, at = footer(path)
-            leaves = nan_leaves(path, meta)
-            new = rewrite(files, rec, meta, at, leaves) if leaves else rec
-        except (FooterError, duckdb.Error) as exc:  # read by the restore's check, not here:
-            # installed as it came
-            log.warning("restored data file %s may keep statistics that hide NaN rows from "
-                        "filters: %s", rec.path, exc)
-            new = rec
-        if new is not rec:
-            written.append(files.abs(new.path))
-            if path in written:  # synced again by the next member of a set's restore
-                written.remove(path)
-            path.unlink(missing_ok=True)
-        out.append(new)
+    with NanReader() as reader:
+        for rec in records:
+            path = files.abs(rec.path)
+            try:
+                meta, at = footer(path)
+                leaves = nan_leaves(path, meta, reader)
+                new = rewrite(files, rec, meta, at, leaves) if leaves else rec
+            except (FooterError, Unreadable) as exc:  # read by the restore's check, not here:
+                log.warning("restored data file %s may keep statistics that hide NaN rows "
+                            "from filters: %s", rec.path, exc)  # installed as it came
+                new = rec
+            if new is not rec:
+                written.append(files.abs(new.path))
+                if path in written:  # synced again by the next member of a set's restore
+                    written.remove(path)
+                path.unlink(missing_ok=True)
+            out.append(new)
     return out
 
 
@@ -146,7 +134,8 @@ def mend_data_dir(catalog: Catalog, files: FileStore) -> int:
     try:
         if catalog.get(Meta, MARK) is not None:
             return 0
-        done, complete = _mend_all(catalog, files)
+        with NanReader() as reader:
+            done, complete = _mend_all(catalog, files, reader)
         if complete:
             catalog.put(Meta(MARK, 1))
     except Exception as exc:  # noqa: BLE001 - a start goes on: the pass runs again next time
@@ -158,7 +147,7 @@ def mend_data_dir(catalog: Catalog, files: FileStore) -> int:
     return done
 
 
-def _mend_all(catalog: Catalog, files: FileStore) -> tuple[int, bool]:
+def _mend_all(catalog: Catalog, files: FileStore, reader: NanReader) -> tuple[int, bool]:
     """(files rewritten, whether every file was gone through)."""
     chunk: list[tuple[DataFile, DataFile]] = []
     done, size, complete = 0, 0, True
@@ -166,7 +155,7 @@ def _mend_all(catalog: Catalog, files: FileStore) -> tuple[int, bool]:
         try:
             path = files.abs(rec.path)
             meta, at = footer(path)
-            leaves = nan_leaves(path, meta)
+            leaves = nan_leaves(path, meta, reader)
         except Exception as exc:  # noqa: BLE001 - damage: told when its table is read
             if isinstance(exc, OSError) and exc.errno in TRANSIENT:
                 complete = False  # tried again at the next start

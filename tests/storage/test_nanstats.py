@@ -18,6 +18,7 @@ from catalog import Catalog, DataFile, Meta
 from storage import footer_stats as fs
 from storage import nanstats
 from storage.files import NAN_RULE, FileStore, write_data_file
+from storage.nanreader import NanReader, Unreadable
 
 UID = "tbl-0000000000000000000a"
 
@@ -61,7 +62,8 @@ def test_a_rewrite_keeps_every_row_and_drops_only_the_nan_columns_statistics(
     rec = DataFile(table_uid=UID, file_id=rel.split("/")[2][:-8], path=rel, rows=table.num_rows,
                    bytes=size, sha256="0" * 64, schema_version=1, min_seq=3, max_seq=9)
     meta, at = nanstats.footer(src)
-    leaves = nanstats.nan_leaves(src, meta)
+    with NanReader() as reader:
+        leaves = nanstats.nan_leaves(src, meta, reader)
     assert leaves == {1}  # x; not y, whose statistics are true
     new = nanstats.rewrite(files, rec, meta, at, leaves)
     path = files.abs(new.path)
@@ -232,3 +234,23 @@ def test_a_full_disk_ends_the_pass_unmarked_and_the_next_start_goes_on(
         assert on_disk == {f.path for f in now}
     finally:
         catalog.close()
+
+
+def test_a_reader_process_that_dies_on_a_file_fails_that_file_only(tmp_path: Path) -> None:
+    """A reader that ends its process on a damaged file (pyarrow does on some
+    statistics) must not take the server with it: DuckDB reads in a child,
+    and a child that dies fails the file it was reading; the next file gets
+    a new child."""
+    older_file(tmp_path / "a.parquet", rows=2000)
+    with NanReader() as reader:
+        assert reader.holding_nan(tmp_path / "a.parquet", [1, 2]) == {1}
+        child = reader._proc
+        assert child is not None
+        child.kill()  # as if DuckDB had ended it on this file
+        with pytest.raises(Unreadable, match="reader process ended"):
+            reader.holding_nan(tmp_path / "a.parquet", [1])
+        assert reader.holding_nan(tmp_path / "a.parquet", [1]) == {1}  # a new child
+        assert reader._proc is not None and reader._proc.pid != child.pid
+        with pytest.raises(Unreadable, match="IOException|No files found|not exist"):
+            reader.holding_nan(tmp_path / "missing.parquet", [1])
+    assert child.poll() is not None and reader._proc is None

@@ -1,0 +1,119 @@
+"""Which REAL/DOUBLE columns of an older data file hold NaN, read by DuckDB in
+a child process (nanstats.py).
+
+DuckDB is the reader whose filters the statistics mislead, so it says which
+columns hold NaN. But a data file may be damaged, and a reader that ends the
+process on a damaged file (pyarrow does on some statistics) would, in the
+server, stop every start of it, where the release before only failed that
+table's queries. So the files are read by `python -m storage.nanreader`,
+one request a line on its stdin, one JSON answer a line on its stdout; a
+child that dies on a file makes that file unreadable (`Unreadable`) and the
+next file starts a new child. One child serves a whole pass (its start,
+~0.3 s, is paid once), and it is started only for a file that needs it.
+
+In the child: a private in-memory DuckDB, one thread, a small memory limit,
+its folding by statistics off (it answered `bool_or(isnan(x))` false from
+the very min and max that leave the NaN out); no user SQL reaches it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "threads": 1, "memory_limit": "256MB", "preserve_insertion_order": False}
+_NOT_BY_STATISTICS = "statistics_propagation,filter_pushdown,expression_rewriter"
+
+
+class Unreadable(Exception):
+    """DuckDB could not read the file (or its reader ended on it)."""
+
+
+def holding_nan(path: str, wanted: list[int]) -> list[int]:
+    """Of the leaf columns `wanted` (flat: leaf i is column #i+1), those
+    holding a NaN. Runs in the child."""
+    import duckdb
+
+    with duckdb.connect(config=_CONFIG) as con:
+        con.execute(f"SET disabled_optimizers = '{_NOT_BY_STATISTICS}'")
+        found = con.execute(
+            "SELECT " + ", ".join(f"bool_or(isnan(#{i + 1}))" for i in wanted)
+            + " FROM read_parquet(?)", [path]).fetchall()
+    return [i for i, nan in zip(wanted, found[0] if found else (), strict=True) if nan]
+
+
+class NanReader:
+    """The parent's handle on one child (started on first use). Not
+    thread-safe: one pass or one restore at a time holds it."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> NanReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def holding_nan(self, path: Path, wanted: list[int]) -> set[int]:
+        proc = self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps({"path": str(path), "wanted": wanted}) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except OSError:
+            line = ""
+        if not line:
+            self.close()
+            raise Unreadable(f"the file's reader process ended on it (exit {proc.returncode})")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise Unreadable(str(answer["error"]))
+        return {int(i) for i in answer["found"]}
+
+    def _start(self) -> subprocess.Popen[str]:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "storage.nanreader"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+            close_fds=True, process_group=0)
+        return self._proc
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            answer: dict[str, Any] = {"found": holding_nan(request["path"], request["wanted"])}
+        except Exception as exc:  # noqa: BLE001 - the file's own problem, told to the parent
+            answer = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
