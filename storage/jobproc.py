@@ -286,9 +286,11 @@ class _Process:
             # A process group of its own: a terminal's Ctrl-C (SIGINT to its
             # group) is the server's to act on (it cancels the job); here too,
             # it stopped this process mid-call or mid-import with a traceback.
-            # It still dies with the server (jobchild._die_with_parent).
+            # It still dies with the server (jobchild._die_with_parent). `-P`:
+            # the working directory is not on its path (a json.py there was
+            # imported instead of the standard one: every BACKUP a 500).
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "storage.jobchild", str(theirs.fileno()), level,
+                [sys.executable, "-P", "-m", "storage.jobchild", str(theirs.fileno()), level,
                  str(os.getpid()), str(logging.getLogger().getEffectiveLevel()), self.tag],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, env=env, process_group=0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,18 @@ _CONFIG: dict[str, str | bool | int | float | list[str]] = {
 _NOT_BY_STATISTICS = "statistics_propagation,filter_pushdown,expression_rewriter"
 
 
+READ_SECONDS = 600.0  # a file whose columns are not read within this is unreadable
+
+
 class Unreadable(Exception):
-    """DuckDB could not read the file (or its reader ended on it)."""
+    """DuckDB could not read the file (`passing`: the reader process ended
+    or could not start, which says nothing sure of the file: an operator or
+    the out-of-memory killer may have ended it, so the file is read again at
+    the next start)."""
+
+    def __init__(self, message: str, passing: bool = False) -> None:
+        super().__init__(message)
+        self.passing = passing
 
 
 def holding_nan(path: str, wanted: list[int]) -> list[int]:
@@ -66,12 +77,17 @@ class NanReader:
         try:
             proc.stdin.write(json.dumps({"path": str(path), "wanted": wanted}) + "\n")
             proc.stdin.flush()
-            line = proc.stdout.readline()
+            ready = select.select([proc.stdout], [], [], READ_SECONDS)[0]
+            line = proc.stdout.readline() if ready else None
         except OSError:
             line = ""
+        if line is None:  # a file DuckDB reads no end of: its queries would not end either
+            self.close(kill=True)
+            raise Unreadable(f"its columns were not read within {READ_SECONDS:g} s")
         if not line:
-            self.close()
-            raise Unreadable(f"the file's reader process ended on it (exit {proc.returncode})")
+            self.close(kill=True)
+            raise Unreadable(f"the file's reader process ended (exit {proc.returncode})",
+                             passing=True)
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
             raise Unreadable(str(answer["error"]))
@@ -83,16 +99,20 @@ class NanReader:
         root = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        # `-P`: no module of the working directory is imported (a json.py
+        # there made every file unreadable, and the pass marked them done).
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "storage.nanreader"], stdin=subprocess.PIPE,
+            [sys.executable, "-P", "-m", "storage.nanreader"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
             close_fds=True, process_group=0)
         return self._proc
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        if kill:
+            proc.kill()
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 with contextlib.suppress(OSError):

@@ -14,10 +14,11 @@ file of a backup taken before, still have them. So:
   synced, and only then are those old files removed, so the pass needs room
   for a chunk, not for every file. A crash midway leaves unreferenced files
   that the start-up sweep removes; a write that fails twice (a full disk), or
-  a read that fails for a passing reason (TRANSIENT), leaves the pass without
-  the mark, and the next start goes on (the other files are gone through all
+  a read that fails for a passing reason (TRANSIENT, or the reader process
+  ended: killed, out of memory), leaves the pass without the mark, and the next start goes on (the other files are gone through all
   the same). A file DuckDB cannot read is left as it is (its table's queries
-  say so), and nothing in the pass stops a start.
+  say so), as is a file two records name (damage), and nothing in the pass
+  stops a start.
 - `mend_restored` does the same to a restore's fetched files before they
   are installed (nothing references them yet).
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -151,13 +153,20 @@ def _mend_all(catalog: Catalog, files: FileStore, reader: NanReader) -> tuple[in
     """(files rewritten, whether every file was gone through)."""
     chunk: list[tuple[DataFile, DataFile]] = []
     done, size, complete = 0, 0, True
-    for rec in catalog.scan(DataFile):
+    records = catalog.scan(DataFile)
+    named = Counter(rec.path for rec in records)
+    for rec in records:
+        if named[rec.path] > 1:  # damage: a rewrite would pull the file from under another
+            log.warning("data file %s is named by %d records: left as it is", rec.path,
+                        named[rec.path])
+            continue
         try:
             path = files.abs(rec.path)
             meta, at = footer(path)
             leaves = nan_leaves(path, meta, reader)
         except Exception as exc:  # noqa: BLE001 - damage: told when its table is read
-            if isinstance(exc, OSError) and exc.errno in TRANSIENT:
+            if (isinstance(exc, OSError) and exc.errno in TRANSIENT) or \
+                    (isinstance(exc, Unreadable) and exc.passing):
                 complete = False  # tried again at the next start
             log.warning("data file %s is left as it is for now: %s", rec.path, exc)
             continue

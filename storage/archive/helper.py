@@ -185,9 +185,10 @@ class BodyHelper:
         # the child's stdin, so the child sees it close when this process ends
         self._ready = False
         # A process group of its own, as a job process's (storage/jobproc.py):
-        # a terminal's Ctrl-C reached it before `main` could ignore it.
+        # a terminal's Ctrl-C reached it before `main` could ignore it. `-P`,
+        # as there: no module of the working directory is imported.
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "storage.archive.helper"], stdin=subprocess.PIPE,
+            [sys.executable, "-P", "-m", "storage.archive.helper"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0, process_group=0)
         for pipe in (self._proc.stdin, self._proc.stdout):
             with contextlib.suppress(OSError):  # not allowed: the default size

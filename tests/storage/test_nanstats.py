@@ -7,7 +7,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import math
+import select
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -16,7 +19,7 @@ import pytest
 
 from catalog import Catalog, DataFile, Meta
 from storage import footer_stats as fs
-from storage import nanstats
+from storage import nanreader, nanstats
 from storage.files import NAN_RULE, FileStore, write_data_file
 from storage.nanreader import NanReader, Unreadable
 
@@ -247,10 +250,83 @@ def test_a_reader_process_that_dies_on_a_file_fails_that_file_only(tmp_path: Pat
         child = reader._proc
         assert child is not None
         child.kill()  # as if DuckDB had ended it on this file
-        with pytest.raises(Unreadable, match="reader process ended"):
+        with pytest.raises(Unreadable, match="reader process ended") as ended:
             reader.holding_nan(tmp_path / "a.parquet", [1])
+        assert ended.value.passing  # nothing sure of the file: read again at the next start
         assert reader.holding_nan(tmp_path / "a.parquet", [1]) == {1}  # a new child
         assert reader._proc is not None and reader._proc.pid != child.pid
         with pytest.raises(Unreadable, match="IOException|No files found|not exist"):
             reader.holding_nan(tmp_path / "missing.parquet", [1])
     assert child.poll() is not None and reader._proc is None
+
+
+def test_a_reader_killed_mid_pass_leaves_the_pass_unmarked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its file was taken for damage and the directory marked done: killed by
+    an operator or the out-of-memory killer, 299 of 300 files mended, the
+    300th's NaN rows hidden for good."""
+    catalog, files, recs = data_dir(tmp_path, ["older"] * 4)
+    started: list[subprocess.Popen[str]] = []
+    real_start, calls = NanReader._start, []
+
+    def start(self: NanReader) -> subprocess.Popen[str]:
+        started.append(real_start(self))
+        return started[-1]
+
+    class KilledOnTheSecond:  # the child dies while it reads the second file
+        @staticmethod
+        def select(*args: Any) -> Any:
+            calls.append(args)
+            if len(calls) == 2:
+                started[-1].kill()
+            return select.select(*args)
+
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(NanReader, "_start", start)
+            m.setattr(nanreader, "select", KilledOnTheSecond)
+            assert nanstats.mend_data_dir(catalog, files) == 3  # the others go on
+        assert catalog.get(Meta, nanstats.MARK) is None
+        assert nanstats.mend_data_dir(catalog, files) == 1
+        assert catalog.get(Meta, nanstats.MARK) is not None
+    finally:
+        catalog.close()
+
+
+def test_a_file_two_records_name_is_left_for_both(tmp_path: Path) -> None:
+    """The rewrite for the first record removed the file the second still
+    named: a table that read before the start answered 500 for good."""
+    catalog, files, recs = data_dir(tmp_path, ["older", "older"])
+    twin = DataFile(table_uid="tbl-0000000000000000000c", file_id="f-twin", path=recs[0].path,
+                    rows=3000, bytes=recs[0].bytes, sha256="0" * 64, schema_version=1)
+    catalog.put(twin)
+    try:
+        assert nanstats.mend_data_dir(catalog, files) == 1
+        now = {(f.table_uid, f.file_id): f for f in catalog.scan(DataFile)}
+        assert now[(UID, recs[0].file_id)].path == recs[0].path == now[(twin.table_uid,
+                                                                         "f-twin")].path
+        assert files.abs(recs[0].path).exists()
+        assert (UID, recs[1].file_id) not in now  # the other one mended
+    finally:
+        catalog.close()
+
+
+def test_the_reader_imports_nothing_from_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    older_file(tmp_path / "a.parquet", rows=2000)
+    (tmp_path / "json.py").write_text("raise ImportError('the working directory json.py')\n")
+    monkeypatch.chdir(tmp_path)
+    with NanReader() as reader:
+        assert reader.holding_nan(tmp_path / "a.parquet", [1, 2]) == {1}
+
+
+def test_a_file_read_past_the_bound_is_unreadable_and_its_reader_ended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server waited on the reader with no bound: a file DuckDB never
+    finished reading would have stopped every start."""
+    older_file(tmp_path / "a.parquet", rows=200_000)
+    monkeypatch.setattr(nanreader, "READ_SECONDS", 0.0)
+    with NanReader() as reader:
+        with pytest.raises(Unreadable, match="not read within") as slow:
+            reader.holding_nan(tmp_path / "a.parquet", [1, 2])
+        assert not slow.value.passing and reader._proc is None
