@@ -283,12 +283,10 @@ class _Process:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
         try:
-            # A process group of its own: a terminal's Ctrl-C (SIGINT to its
-            # group) is the server's to act on (it cancels the job); here too,
-            # it stopped this process mid-call or mid-import with a traceback.
-            # It still dies with the server (jobchild._die_with_parent). `-P`:
-            # the working directory is not on its path (a json.py there was
-            # imported instead of the standard one: every BACKUP a 500).
+            # A process group of its own: a terminal's Ctrl-C (SIGINT to the group) is
+            # the server's to act on (it cancels the job); it still dies with the server
+            # (jobchild._die_with_parent). -P: no module of the working directory (a
+            # json.py there made every BACKUP a 500).
             self.proc = subprocess.Popen(
                 [sys.executable, "-P", "-m", "storage.jobchild", str(theirs.fileno()), level,
                  str(os.getpid()), str(logging.getLogger().getEffectiveLevel()), self.tag],
