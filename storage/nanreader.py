@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 _CONFIG: dict[str, str | bool | int | float | list[str]] = {
-    "threads": 1, "memory_limit": "256MB", "preserve_insertion_order": False}
+    "threads": 1, "memory_limit": "512MB", "preserve_insertion_order": False}
 _NOT_BY_STATISTICS = "statistics_propagation,filter_pushdown,expression_rewriter"
 
 
 READ_SECONDS = 600.0  # a file whose columns are not read within this is unreadable
+# Errors of the reader that say nothing sure of the file: read again at the next start.
+PASSING = frozenset({"OutOfMemoryException", "MemoryError"})
 
 
 class Unreadable(Exception):
@@ -47,15 +49,32 @@ class Unreadable(Exception):
 
 def holding_nan(path: str, wanted: list[int]) -> list[int]:
     """Of the leaf columns `wanted` (flat: leaf i is column #i+1), those
-    holding a NaN. Runs in the child."""
+    holding a NaN: read together, or, if DuckDB runs out of memory so (a row
+    group of an older release held 1,000,000 rows whatever their width: 40
+    DOUBLE columns asked for 300 MB at once), one column at a time. Runs in
+    the child."""
     import duckdb
+
+    def query(con: duckdb.DuckDBPyConnection, columns: list[int]) -> list[int]:
+        found = con.execute(
+            "SELECT " + ", ".join(f"bool_or(isnan(#{i + 1}))" for i in columns)
+            + " FROM read_parquet(?)", [path]).fetchall()
+        return [i for i, nan in zip(columns, found[0] if found else (), strict=True) if nan]
 
     with duckdb.connect(config=_CONFIG) as con:
         con.execute(f"SET disabled_optimizers = '{_NOT_BY_STATISTICS}'")
-        found = con.execute(
-            "SELECT " + ", ".join(f"bool_or(isnan(#{i + 1}))" for i in wanted)
-            + " FROM read_parquet(?)", [path]).fetchall()
-    return [i for i, nan in zip(wanted, found[0] if found else (), strict=True) if nan]
+        try:
+            return query(con, wanted)
+        except duckdb.OutOfMemoryException:
+            if len(wanted) == 1:
+                raise
+        return [i for c in wanted for i in query(con, [c])]
+
+
+def refusal(answer: dict[str, Any]) -> Unreadable:
+    """The child's error answer as Unreadable: passing for what says nothing
+    sure of the file (out of memory)."""
+    return Unreadable(str(answer["error"]), passing=answer.get("kind") in PASSING)
 
 
 class NanReader:
@@ -90,7 +109,7 @@ class NanReader:
                              passing=True)
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
-            raise Unreadable(str(answer["error"]))
+            raise refusal(answer)
         return {int(i) for i in answer["found"]}
 
     def _start(self) -> subprocess.Popen[str]:
@@ -130,7 +149,7 @@ def main() -> None:
         try:
             answer: dict[str, Any] = {"found": holding_nan(request["path"], request["wanted"])}
         except Exception as exc:  # noqa: BLE001 - the file's own problem, told to the parent
-            answer = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+            answer = {"error": f"{type(exc).__name__}: {exc}"[:1000], "kind": type(exc).__name__}
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
 

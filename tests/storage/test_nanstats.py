@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import math
+import random
 import select
 import subprocess
 from pathlib import Path
@@ -330,3 +331,36 @@ def test_a_file_read_past_the_bound_is_unreadable_and_its_reader_ended(
         with pytest.raises(Unreadable, match="not read within") as slow:
             reader.holding_nan(tmp_path / "a.parquet", [1, 2])
         assert not slow.value.passing and reader._proc is None
+
+
+def test_a_row_group_too_wide_to_read_at_once_is_read_a_column_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Releases before 2026-12-01 wrote row groups of 1,000,000 rows whatever
+    their width: 40 DOUBLE columns asked the reader for 300 MB at once, it
+    ran out of memory, the file was taken for damage and the directory
+    marked done. Here a 16 MB limit and a 24 MB row group, in this process
+    (the child's function)."""
+    rows, rng = 300_000, random.Random(3)
+    columns = {f"c{i}": [rng.random() for _ in range(rows)] for i in range(10)}
+    for values in columns.values():
+        values[rows // 2] = math.nan
+    pq.write_table(pa.table(columns), tmp_path / "wide.parquet", row_group_size=rows)
+    monkeypatch.setitem(nanreader._CONFIG, "memory_limit", "16MB")
+    together = ("SELECT " + ", ".join(f"bool_or(isnan(#{i + 1}))" for i in range(10))
+                + f" FROM read_parquet('{tmp_path / 'wide.parquet'}')")
+    with duckdb.connect(config=nanreader._CONFIG) as con:
+        con.execute(f"SET disabled_optimizers = '{nanreader._NOT_BY_STATISTICS}'")
+        with pytest.raises(duckdb.OutOfMemoryException):  # the premise: all at once, no
+            con.execute(together).fetchall()
+    assert nanreader.holding_nan(str(tmp_path / "wide.parquet"), list(range(10))) == \
+        list(range(10))
+
+
+def test_a_reader_out_of_memory_says_nothing_sure_of_the_file() -> None:
+    """Its answer leaves the pass unmarked (read again at the next start);
+    DuckDB's other errors are the file's own."""
+    oom = nanreader.refusal({"error": "OutOfMemoryException: could not allocate block",
+                             "kind": "OutOfMemoryException"})
+    assert oom.passing and "could not allocate" in str(oom)
+    assert not nanreader.refusal({"error": "IOException: corrupt", "kind": "IOException"}).passing
+    assert not nanreader.refusal({"error": "an older reader's answer"}).passing
