@@ -507,6 +507,9 @@ def test_a_bind_of_many_null_parameters_is_read_off_the_event_loop(pg: PgServer)
     sock.close()
     assert [m[0] for m in msgs] == [b"2"] * binds + [b"Z"], msgs[-3:]
     # With the Binds on the event loop the other client was answered between
-    # two of them (each Bind's 262 KB is read in pieces), 49-53 times here;
-    # off it, 447-966 times (2026-12-05, a loaded 2-core machine).
-    assert answered >= binds // 2, answered
+    # two of them (each Bind's 262 KB is read in pieces): 49-53 times
+    # (2026-12-05), 32-33 (2026-12-06, Binds faster, ~11 ms each). Off it the
+    # count grows with how long the flood takes: 447-966 on a loaded machine,
+    # 122-145 on a quiet one, 134 in CI (where half the Binds, the first
+    # bound, failed it).
+    assert answered >= binds // 4, answered
