@@ -11,7 +11,8 @@ Points: backup.snapshot_taken, backup.before_object, backup.mid_object,
 backup.before_manifest, backup.between_manifests (a backup set: after a
 member's manifest, before the next), backup.after_manifest, backup.before_record (the
 manifests are in the target, the lock gone, the catalog does not list the backup yet),
-restore.before_object,
+restore.before_object, verify.after_read (VERIFY BACKUP: every object read, the
+report made, the target not looked at again),
 restore.mid_object, restore.before_install, restore.after_install,
 prune.before_delete (DROP BACKUP or keep_last: the doomed objects are decided,
 none deleted yet; the target's prune lock is held), archive.before_segment

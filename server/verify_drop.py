@@ -35,9 +35,14 @@ DROP_OPTIONS = {"detached": bool}
 
 
 def gone_meanwhile(repo: Repository, backup_id: str) -> None:
-    """NOT_FOUND when the backup a VERIFY found objects missing from was dropped
-    while it read them (DROP BACKUP, keep_last): not a damaged backup."""
-    if repo.target.kind != "archive" and not repo.has_manifest(backup_id):
+    """NOT_FOUND when the backup a VERIFY read was dropped while it read them
+    (DROP BACKUP, keep_last): objects it found missing are no damage, and a
+    report that came out valid (the objects the drop freed were read before,
+    or shared) is not the answer for a backup the target no longer holds. A
+    manifest listed but "not found" when read is not served now, not gone
+    (scan.not_served)."""
+    if repo.target.kind != "archive" and not repo.has_manifest(backup_id) \
+            and not repo.still_listed([backup_id]):
         raise NotFound(f"backup '{backup_id}' was dropped from target '{repo.uri}' "
                        "while it was being verified")
 
@@ -63,8 +68,11 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
         except BackupInvalid:
             gone_meanwhile(repo, stmt.backup_id)
             raise
-        if not report.is_valid:  # a DROP BACKUP or keep_last beside it is no damage
-            gone_meanwhile(repo, stmt.backup_id)
+        ctx.fault("verify.after_read", backup_id=stmt.backup_id)
+        # Valid or not, a backup dropped before the answer (DROP BACKUP,
+        # keep_last beside it) is NOT_FOUND, as a RESTORE of it then is.
+        gone_meanwhile(repo, stmt.backup_id)
+        if not report.is_valid:
             ctx.found_invalid(f"backup '{report.backup_id}' in target '{repo.uri}'",
                               report.errors)
         return {"backup_id": report.backup_id, "is_valid": report.is_valid,
