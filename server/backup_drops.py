@@ -217,13 +217,17 @@ def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: s
 
 def origin_of(cairn: Cairn, namespace: str) -> Origin:
     """This server, `namespace`'s creation time here (None: no such namespace),
-    and the backups its catalog records (Origin.written_here)."""
+    the backups its catalog records and those its BACKUP jobs are still
+    writing (Origin.written_here)."""
     return origins(cairn)(namespace)
 
 
 def origins(cairn: Cairn) -> Callable[[str], Origin]:
     """`origin_of` for the namespaces of one decision (every member of every
     listed set): the catalog's backup records read once, not once a member."""
+    # The jobs before the records: a job that records its backup and ends
+    # between the two reads is in the records.
+    writing = running_backups(cairn)
     known = frozenset(b.backup_id for b in cairn.catalog.scan(Backup))
     inherited = data_copy.inherited(cairn.catalog)
     server = cairn.catalog.server_id()
@@ -232,7 +236,7 @@ def origins(cairn: Cairn) -> Callable[[str], Origin]:
     def of(namespace: str) -> Origin:
         rec = cairn.catalog.get(Namespace, namespace)
         return Origin(server, None if rec is None else rec.created_at,
-                      None if rec is None else rec.restored_from, known, inherited)
+                      None if rec is None else rec.restored_from, known, inherited, writing)
 
     return of
 

@@ -30,6 +30,7 @@ from storage.files import FileStore
 from storage.inflight import workers_for
 from storage.install import Beside, BesideWork, Restore
 
+from .backup_drops import origin_of
 from .backup_records import forget_gone, refuse_newer_gone, whole_namespace
 from .jobs import JobContext
 from .restore_hold import hold
@@ -94,6 +95,11 @@ def whole(header: dict[str, Any]) -> bool:
 
 
 def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, Any]:
+    if plan.origin is not None:
+        # Read now, not when the statement came: the backups this server
+        # recorded, or is writing, since then (the job may have queued) are
+        # its own, not a copied data directory's (Origin.written_here).
+        plan.origin = origin_of(cairn, plan.source)
     try:
         m = (choose_manifest(plan) if plan.repo.target.kind != "s3"
              else stoppable(lambda: choose_manifest(plan), lambda: ctx.cancelled,

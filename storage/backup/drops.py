@@ -115,11 +115,14 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
            if "error" not in m and m["namespace"] == namespace and m.get("scope") is None
            and not (m.get("encrypted") and "tables" not in m)
            and (origin is None or origin.owns(m))]
+    # One of this server's BACKUPs whose manifest landed and whose job has not
+    # ended (its record not in yet) is neither counted nor dropped: a later
+    # keep_last takes it.
+    own = [m for m in own if origin is None or origin.in_flight(m) is None]
     if origin is not None and not all(origin.written_here(m) for m in own):
         # Another data directory with this server's id (a copy, or this one
         # before a roll-back) writes here: the backups naming this server that
-        # its catalog does not record are neither counted nor dropped (nor is
-        # one of its own BACKUPs whose record is not in yet).
+        # its catalog does not record are neither counted nor dropped.
         strange = [m["backup_id"] for m in own if not origin.written_here(m)]
         log.warning("keep_last in %s left backups %s alone: they name this server but its "
                     "catalog has no record of writing them (a copy of its data directory, or "

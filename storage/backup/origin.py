@@ -10,14 +10,15 @@ from never takes its copy's backups as its own)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from catalog import Namespace
-from catalog.errors import AlreadyExists, NotFound
+from catalog.errors import AlreadyExists, NotFound, Unavailable
 
 from .selection import parse_time
+from .writing import lock_ids
 
 
 def restored_namespace(dest: str, m: Any, server: str, previous: Namespace | None) -> Namespace:
@@ -49,10 +50,27 @@ class Origin:
     # of those, the ones recorded before the data directory was copied or moved
     # (server/data_copy.py): keep_last never drops them
     inherited: frozenset[str] = frozenset()
+    # backup (or set) id -> job id of this server's BACKUP jobs not ended, read
+    # before `known`: a backup whose manifest landed and whose record is not
+    # in yet is one of these (server/backup_writing.py)
+    writing: Mapping[str, str] = field(default_factory=dict)
+
+    def in_flight(self, m: dict[str, Any]) -> str | None:
+        """The job id when `m` names this server, its catalog does not record
+        it and a BACKUP job here writing it (or its set) has not ended: this
+        server's own backup, still being written. Else None."""
+        record = m.get("namespace_record")
+        backup_id = m.get("backup_id")
+        if self.known is None or not isinstance(record, dict) or not isinstance(backup_id, str) \
+                or record.get("server") != self.server or backup_id in self.known:
+            return None
+        return next((self.writing[i] for i in sorted(lock_ids(backup_id))
+                     if i in self.writing), None)
 
     def written_here(self, m: dict[str, Any]) -> bool:
         """Whether `m`, if it names this server, is one this data directory
-        wrote: its catalog records it. A copy of the data directory (cp -a, a
+        wrote: its catalog records it, or a BACKUP job here still writing it
+        (`in_flight`). A copy of the data directory (cp -a, a
         VM snapshot) keeps the server id, so its backups name this server
         too; so do the newer backups of this server when it was brought back
         from an older copy of its data directory. Neither is dropped by
@@ -61,7 +79,8 @@ class Origin:
         record = m.get("namespace_record")
         if self.known is None or not isinstance(record, dict):
             return True
-        return record.get("server") != self.server or m.get("backup_id") in self.known
+        return record.get("server") != self.server or m.get("backup_id") in self.known \
+            or self.in_flight(m) is not None
 
     def owns(self, m: dict[str, Any], lineage: bool = False) -> bool:
         """Whether the listed manifest `m` is a backup of this server's namespace:
@@ -126,6 +145,13 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
             f"target's backups of a namespace '{namespace}' were written by another server "
             f"(another database of that name): {listed}; name one with backup_id = '…' to "
             f"restore it") from None
+    job_id = origin.in_flight(chosen)
+    if job_id is not None:  # neither it nor an older one in its stead: retry
+        raise Unavailable(
+            f"the newest backup of namespace '{namespace}' in target '{repo.uri}' "
+            f"('{chosen['backup_id']}') is still being written by job '{job_id}' (its "
+            "manifest is in the target, its job has not ended); nothing was restored. Retry "
+            "once that job has ended, or name a backup with backup_id = '…'")
     if not origin.written_here(chosen):
         raise AlreadyExists(
             f"the newest backup of namespace '{namespace}' in target '{repo.uri}' "
