@@ -363,6 +363,14 @@ class JobRunner:
         ctx = self._contexts.get(job_id)
         return ctx is not None and ctx.cancelled
 
+    def ask_to_stop(self, job_id: str) -> None:
+        """Ask a job to stop, as KILL JOB does, without waiting: one asked before its
+        task first ran (a pgwire statement cancelled before it started the job)
+        ends `cancelled` having done nothing."""
+        ctx = self._contexts.get(job_id)
+        if ctx is not None:
+            ctx.cancel()
+
     def pause_requested(self, job_id: str) -> bool:
         """Whether PAUSE JOB has asked this job to pause (and no RESUME since)."""
         ctx = self._contexts.get(job_id)

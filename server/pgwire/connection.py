@@ -3,9 +3,8 @@ protocol, driving Cairn's executor (the same entry point as POST /api/sql).
 
 Errors in the extended protocol put the connection into "skip until Sync", as
 PostgreSQL does; every error leaves the connection usable. While a statement
-runs, the jobs it starts report progress as NoticeResponse messages, and a
-CancelRequest for this connection kills those jobs (or interrupts the statement),
-and what is left of the pipeline (up to Sync) or simple Query does not run (cancel)."""
+runs, its jobs report progress as NoticeResponse messages. A CancelRequest kills them (or
+interrupts the statement); nothing after it up to Sync or the Query's end starts (cancel)."""
 
 from __future__ import annotations
 
@@ -94,8 +93,8 @@ class Connection:
             if self.skipping and tag not in (b"S", b"Q"):
                 continue
             try:
-                if tag in (b"P", b"B", b"D", b"E"):  # Close, Flush, Sync are no statement
-                    self._check_cancelled()
+                if tag in (b"P", b"B", b"D"):  # Close, Flush, Sync are no statement (Execute:
+                    self._check_cancelled()  # _execute; one that has run is answered)
                 await handler(body)
             except PgError as exc:
                 self._fail(tag, exc)
@@ -111,10 +110,9 @@ class Connection:
                                                  "log has the trace"))
 
     async def _drain(self) -> None:
-        """Wait while the replies not yet sent are past the transport's
-        high-water mark. A client that leaves them unread for `[server]
-        send_timeout_seconds` is disconnected, and what it was sent is freed
-        (an unread answer was held for as long as the connection lived)."""
+        """Wait while the replies not yet sent are past the transport's high-water mark. A client
+        that leaves them unread for `[server] send_timeout_seconds` is disconnected, and what it
+        was sent is freed (an unread answer was held for as long as the connection lived)."""
         transport = self.writer.transport
         if transport.get_write_buffer_size() <= self.high_water and not transport.is_closing():
             return  # as drain() would, without a timer per message
@@ -145,9 +143,10 @@ class Connection:
             raise PgError("57014", "canceling statement due to user request")
 
     def cancel(self) -> None:
-        """A CancelRequest named this connection. Busy, its next statement up to
-        ReadyForQuery is 57014 (one between two pipelined INSERTs was dropped);
-        idle or awaiting the client's next message, nothing happens, as in PostgreSQL."""
+        """A CancelRequest named this connection. Busy, no statement starts after it up to
+        ReadyForQuery (57014); the running one is answered as it ended: 57014 if stopped, else
+        its own answer (57014 for a write or BACKUP that had ended was retried: it ran twice).
+        Idle or awaiting the client's next message, nothing happens, as in PostgreSQL."""
         if self.busy and not self.waiting:
             self.cancelled = True
         if self.running is None or self.running.done():
@@ -156,15 +155,14 @@ class Connection:
             for job_id in list(self.jobs):
                 asyncio.ensure_future(self._kill(job_id))
             return
-        # A running DuckDB query stops at once; a write not yet committed never
-        # will. One that has committed is not cancelled: its client is told so.
+        # A DuckDB query stops at once, an uncommitted write never commits; a committed one is not.
         if self.session.interrupt is not None and not self.session.interrupt.fire():
             return
         running = self.running
-        # Anything else (a statement waiting on a lock) is abandoned shortly after;
-        # a DDL among them changes nothing when it gets the lock (commit_point).
+        # Anything else (waiting on a lock) is abandoned shortly after, but not once it has jobs
+        # (their end answers it); a DDL changes nothing when it gets the lock (commit_point).
         asyncio.get_running_loop().call_later(
-            CANCEL_GRACE, lambda: running.cancel() if not running.done() else None)
+            CANCEL_GRACE, lambda: None if running.done() or self.jobs else running.cancel())
 
     async def _kill(self, job_id: str) -> None:
         with contextlib.suppress(CairnError):  # it finished meanwhile
@@ -183,10 +181,10 @@ class Connection:
         big = len(sql) > PARSE_ON_THREAD_CHARS
         try:
             while True:
-                self._check_cancelled()  # a cancel between two of its statements
                 chunk = (await self.cairn.run(next, chunks, None)) if big else next(chunks, None)
-                if chunk is None:
+                if chunk is None:  # a cancel after the last statement: it is answered
                     break
+                self._check_cancelled()  # one before this statement: it does not start
                 ran = True
                 reply = await self._run(chunk.text, chunk.code, chunk.start, chunk.comments)
                 if reply.columns is not None:
@@ -246,16 +244,14 @@ class Connection:
         return Reply(answer.tag, answer.columns or None, answer.rows)
 
     async def _off_loop(self, text: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """fn(*args), on a statement thread when `text` is big, as the simple
-        query's split is (sqlglot or the splitter on a 10 MB text on the event
-        loop stopped every client for seconds)."""
+        """fn(*args), on a statement thread when `text` is big, as the simple query's split is
+        (sqlglot or the splitter of a 10 MB text on the event loop held all clients for seconds)."""
         if len(text) > PARSE_ON_THREAD_CHARS:
             return await self.cairn.run(fn, *args)
         return fn(*args)
 
     async def _cairn(self, text: str, offset: int) -> Reply:
-        started = time.perf_counter()
-        status = "CANCELLED"
+        started, status = time.perf_counter(), "CANCELLED"
         try:
             with self.cairn.statements.request():  # jobs' transfers give way meanwhile
                 reply = await self._cairn_statement(text, offset)
@@ -298,6 +294,8 @@ class Connection:
     def _job_started(self, job_id: str) -> None:
         self.jobs.add(job_id)
         self.writer.write(messages.notice(f"job {job_id} started"))
+        if self.cancelled:  # the statement was cancelled before it started this job: the job
+            self.cairn.jobs.ask_to_stop(job_id)  # does nothing, ends `cancelled`, answer 57014
 
     async def _progress(self) -> None:
         """Progress of this statement's jobs as notices, while they change."""
@@ -434,6 +432,8 @@ class Connection:
         portal_name, limit = body.cstring(), body.int32()
         body.end()
         portal = self._portal(portal_name)
+        if portal.reply is None or portal.sent:  # Describe ran it: answered as it went
+            self._check_cancelled()
         reply = await self._answer(portal_name, portal, limit)
         if not reply.tag:
             self.writer.write(messages.EMPTY_QUERY)
