@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from catalog.errors import Cancelled
 from storage import stopping
 from storage.limits import AnswerBudget
 
@@ -16,8 +17,8 @@ T = TypeVar("T")
 
 class Interrupt:
     """Lets another task stop the DuckDB query a statement is running (a
-    PostgreSQL CancelRequest). Fired before the query starts, it stops the
-    query as soon as it does."""
+    PostgreSQL CancelRequest). Fired before the query starts, the query is
+    not started."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -26,11 +27,14 @@ class Interrupt:
         self.committed = False  # its write passed the point of no return: not cancelled
 
     def target(self, fn: Callable[[], Any] | None) -> None:
-        """The engine hands over the running cursor's interrupt (None: done)."""
+        """The engine hands over the running cursor's interrupt (None: done);
+        CANCELLED if already fired: the query is not started (DuckDB drops an
+        interrupt that comes before the query runs: a statement cancelled
+        while it waited for its thread ran on past its cancel)."""
         with self._lock:
-            self._target = fn
             if fn is not None and self.fired:
-                fn()
+                raise Cancelled("query cancelled at the client's request")
+            self._target = fn
 
     def commit(self) -> bool:
         """Asked by a write just before it commits (storage/stopping.py):

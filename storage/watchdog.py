@@ -12,6 +12,8 @@ from typing import Any
 
 log = logging.getLogger("cairn.storage")
 
+REFIRE = 0.05  # seconds between interrupts of a query past its deadline, until it stops
+
 
 class Alarm:
     __slots__ = ("fired", "fn")
@@ -26,7 +28,10 @@ class Watchdog:
     `threading.Timer` per query costs a thread start and stop, ~0.3 ms).
     `disarm` and the firing hold the same lock, so once `disarm` returns the
     alarm can no longer interrupt anything (the cursor may be running the
-    thread's next query by then)."""
+    thread's next query by then). A fired alarm fires again every REFIRE
+    seconds until disarmed: an interrupt sent before DuckDB starts the
+    query is lost (`statement_timeout = 1` ms let one query in ~20 run to
+    its end, 47 s)."""
 
     COMPACT = 4096
 
@@ -79,9 +84,12 @@ class Watchdog:
                         self._disarmed = max(0, self._disarmed - 1)
                         continue
                     alarm.fired = True
-                    fn, alarm.fn = alarm.fn, None
                     try:
-                        fn()
+                        alarm.fn()
                     except Exception:  # a cursor closed meanwhile
                         log.debug("query interrupt failed", exc_info=True)
+                    # Again and again until disarmed: DuckDB drops an interrupt
+                    # that comes before its query runs (a deadline that passed
+                    # as the query was being started: it ran on unbounded).
+                    heapq.heappush(self._heap, (now + REFIRE, next(self._ids), alarm))
                 self._cv.wait(self._heap[0][0] - now if self._heap else None)

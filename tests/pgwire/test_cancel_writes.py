@@ -17,6 +17,7 @@ import time
 import psycopg
 import pytest
 
+from catalog.errors import Cancelled
 from server.pgwire.connection import CANCEL_GRACE
 from server.session import Interrupt
 from tests.pgwire.conftest import PgServer
@@ -65,6 +66,19 @@ def test_an_interrupt_fired_before_the_commit_refuses_it() -> None:
     assert committed.commit()
     assert not committed.fire()  # too late: it completes, and the client is told so
     assert not committed.fired
+
+
+def test_an_interrupt_fired_before_the_query_starts_refuses_it() -> None:
+    """DuckDB drops an interrupt that comes before its query runs: a cancel
+    that came while a statement waited for its thread or was being started
+    let the query run on for minutes."""
+    fired = Interrupt()
+    assert fired.fire()
+    interrupted: list[bool] = []
+    with pytest.raises(Cancelled, match="at the client's request"):
+        fired.target(lambda: interrupted.append(True))
+    assert not interrupted  # the query is never started
+    fired.target(None)  # the engine's hand-back after it still works
 
 
 # 30 MB of rows: their sending waits on a client that reads none of them.
