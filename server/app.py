@@ -48,6 +48,7 @@ from .request_body import (
 )
 from .result import dumps_with_raw, error_body
 from .state import Cairn, Session
+from .threadshare import held_by
 from .web import add_routes as add_web_console
 
 log = logging.getLogger("cairn.http")
@@ -273,7 +274,8 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
     check_origin(request, cairn.config.server)
     session = authenticate(request, cairn.config.auth)
     request[USER] = session.user_id
-    with body_budget(request, cairn, holder(session)):  # 503 before the body is read if no room
+    with (body_budget(request, cairn, holder(session)),  # 503 before the body is read if no room
+          held_by(session)):  # a role user's share of the statement threads (threadshare.py)
         return await _answer_sql(request, cairn, session, started)
 
 

@@ -43,6 +43,7 @@ from . import (
     set_backups,
     table_backups,
     tables,
+    threadshare,
     verify_drop,
     visibility,
 )
@@ -227,7 +228,15 @@ def _parse_failure(error: CairnError, exc: SqlSyntaxError | SqlInvalid) -> State
 
 async def run_statement(cairn: Cairn, session: Session, stmt: ast.Statement) -> Result:
     """One statement: the caller's role is checked against the handler's
-    declaration, then the handler runs."""
+    declaration, then the handler runs (a role user's waits for a statement
+    thread within its query timeout: threadshare.py)."""
+    if session.is_admin:  # any thread (threadshare.py)
+        return await _run_statement(cairn, session, stmt)
+    with threadshare.statement(session, cairn.config.server.query_timeout_seconds):
+        return await _run_statement(cairn, session, stmt)
+
+
+async def _run_statement(cairn: Cairn, session: Session, stmt: ast.Statement) -> Result:
     route = ROUTES.get(type(stmt))
     if route is None:
         raise InvalidArgument(f"{type(stmt).__name__} is not implemented yet")

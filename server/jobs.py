@@ -33,6 +33,7 @@ from . import logs, recovery
 from .history import ACTIVE, History
 from .jobcontext import WAIT_SLICE, JobContext, JobHost
 from .session import Session
+from .threadshare import HOLDER
 
 __all__ = ["ACTIVE", "JobContext", "JobHost", "JobRunner", "Work"]
 
@@ -165,6 +166,7 @@ class JobRunner:
         raise ctx.error or CairnError(done.error_message or "job failed")
 
     async def _drive(self, ctx: JobContext, work: Work) -> Job:
+        HOLDER.set(None)  # this task's own copy: a job's work is the server's (threadshare.py)
         job = ctx.job
         sem = self._heavy if job.job_type in HEAVY else self._light
         ctx.sem = sem

@@ -21,6 +21,7 @@ from .duckfaults import DuckFaults
 from .metrics import Metrics
 from .s3calls import TargetCalls
 from .session import Session
+from .threadshare import HOLDER, Threads
 from .throttle import Statements
 
 __all__ = ["Cairn", "KeptJobs", "Session"]
@@ -100,6 +101,7 @@ class Cairn:
         self._pool = ThreadPoolExecutor(
             max_workers=config.server.blocking_threads, thread_name_prefix="cairn-io"
         )
+        self.threads = Threads(config.server.blocking_threads)  # role users' shares of them
         # Jobs (flush, backup, restore, verify, ...) run on their own threads, at
         # the background priority (storage/priority.py; `run_background` lowers
         # the thread for each piece of work): a running backup does not take the
@@ -131,9 +133,14 @@ class Cairn:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The one door for blocking work (RocksDB, DuckDB, pyarrow, files): it
-        runs in the I/O thread pool so the event loop never stalls."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        runs in the I/O thread pool so the event loop never stalls. A role
+        user's work takes one of its places in the pool first (threadshare.py)."""
+        call = functools.partial(fn, *args, **kwargs)
+        held = HOLDER.get()
+        if held is None:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await self.threads.run(self._pool, held, self.config.server.query_timeout_seconds,
+                                      call, lambda until, s: self.engine.time_limit(s, until))
 
     async def run_target(self, target: str | None, fn: Callable[..., T], *args: Any) -> T:
         """`run` for work that reads the backup target a statement named: on an

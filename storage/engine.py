@@ -266,12 +266,18 @@ class Engine:
             self._local.interrupt = None
 
     @contextlib.contextmanager
-    def time_limit(self, seconds: float | None) -> Iterator[None]:
+    def time_limit(self, seconds: float | None, until: float | None = None) -> Iterator[None]:
         """Every DuckDB query this thread runs inside the block (a SELECT, the
         SELECT of an INSERT ... SELECT, the row lookups of UPDATE and DELETE)
-        is interrupted past `seconds` from now, and CANCELLED raised."""
+        is interrupted past `seconds` from now (at monotonic `until`, if given:
+        a statement's `seconds` counted from its start), and CANCELLED raised.
+        An enclosing block's earlier end stays."""
         prev = getattr(self._local, "time_limit", None)
-        self._local.time_limit = (time.monotonic() + seconds, seconds) if seconds else None
+        new = ((until if until is not None else time.monotonic() + seconds, seconds)
+               if seconds else None)
+        if prev is not None and (new is None or prev[0] <= new[0]):
+            new = prev
+        self._local.time_limit = new
         try:
             yield
         finally:

@@ -18,6 +18,7 @@ from .. import limits
 from ..auth import USER_ID
 from ..config_checks import tls_context
 from ..state import Cairn, Session
+from ..threadshare import held_by
 from . import chatter, messages, pgcatalog, scram
 from .connection import Connection
 from .errors import PgError
@@ -110,7 +111,8 @@ class PgServer:
                 return
             conn, pid, secret = started
             self.connections[pid] = (secret, conn)
-            await conn.serve()
+            with held_by(conn.session):  # a role user's share of the statement threads
+                await conn.serve()
         except PgError as exc:
             await _say(writer, exc.to_bytes())
         except messages.ProtocolViolation as exc:
