@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -27,7 +26,7 @@ from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from sqlgrammar import ast, to_sql
 from storage.backup import Repository
 
-from . import visibility
+from . import cron, visibility
 from .backups import (
     MAX_KEEP_LAST,
     SCHEDULE_OPTIONS,
@@ -85,18 +84,21 @@ def parse_every(text: str) -> int:
 
 def check_cron(text: str) -> str:
     """A cron expression of five fields (minute hour day-of-month month
-    day-of-week) or a macro like '@daily', as croniter reads it; times are UTC."""
+    day-of-week) or a macro like '@daily', as standard cron reads it
+    (server/cron.py); times are UTC."""
     expr = " ".join(text.split())
-    fields = expr.split(" ")
     if len(expr) > CRON_MAX:
         raise InvalidArgument(f"cron expression is {len(expr)} characters; at most {CRON_MAX}")
-    if not (expr.startswith("@") or len(fields) == 5) or not croniter.is_valid(expr):
+    if not (expr.lower() in cron.MACROS or len(expr.split(" ")) == 5):
         raise InvalidArgument(
             f"cron expression '{text}' is not valid: give five fields, minute hour "
             "day-of-month month day-of-week, as in '0 3 * * *' (03:00 UTC every day)")
-    if not expr.startswith("@"):
-        for field, text_field, (low, high) in zip(_FIELDS, fields, _BOUNDS, strict=True):
-            _check_field(text, field, text_field, low, high)
+    try:
+        cron.fields(expr)
+    except cron.CronError as exc:
+        raise InvalidArgument(f"cron expression '{text}': {exc}") from None
+    if not croniter.is_valid(cron.croniter_form(expr)):
+        raise InvalidArgument(f"cron expression '{text}' is not valid")
     try:
         next_cron(expr, datetime.now(UTC))
     except CroniterBadDateError:  # valid fields that name no date: '0 0 30 2 *'
@@ -106,43 +108,11 @@ def check_cron(text: str) -> str:
     return expr
 
 
-_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
-_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_RANDOM = re.compile(r"[RH](?:$|[(/])", re.IGNORECASE)
-_NUMBERS = re.compile(r"(\d+)(?:-(\d+))?(?:/(\d+))?\Z")
-
-
-def _check_field(text: str, field: str, value: str, low: int, high: int) -> None:
-    """What croniter takes but no schedule means: 'R' / 'H' (a random or hashed
-    time, drawn again for every run: a daily 'R R * * *' ran at another time
-    each day, often twice), a number out of the field's range ('0' as a day of
-    the month) and a backwards range ('5-1'). Names (MON, JAN) and croniter's
-    L, W and # forms are left to croniter."""
-    for part in value.split(","):
-        if _RANDOM.match(part):
-            raise InvalidArgument(
-                f"cron expression '{text}': the {field} field '{value}' asks for a random "
-                "or hashed time ('R' / 'H'), which would change from run to run; give the time")
-        found = _NUMBERS.match(part.removeprefix("*/"))
-        if found is None:
-            continue
-        first, last, step = (None if g is None else int(g) for g in found.groups())
-        if part.startswith("*/"):
-            first, last, step = None, None, first
-        bad = [n for n in (first, last) if n is not None and not low <= n <= high]
-        if bad:
-            raise InvalidArgument(f"cron expression '{text}': {bad[0]} is out of the "
-                                  f"{field} field's range {low}-{high}")
-        if first is not None and last is not None and last < first:
-            raise InvalidArgument(f"cron expression '{text}': the {field} range "
-                                  f"'{first}-{last}' runs backwards")
-        if step == 0:
-            raise InvalidArgument(f"cron expression '{text}': a step of 0 in the {field} field")
-
-
 def next_cron(expr: str, after: datetime) -> datetime:
-    """The first time after `after` that the cron expression names (UTC)."""
-    when: datetime = croniter(expr, after.astimezone(UTC)).get_next(datetime)
+    """The first time after `after` that the cron expression names (UTC), as
+    standard cron reads it (croniter is given `cron.croniter_form`)."""
+    it = croniter(cron.croniter_form(expr), after.astimezone(UTC))
+    when: datetime = it.get_next(datetime)
     return when.astimezone(UTC)
 
 
