@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from catalog import (
@@ -28,7 +29,7 @@ from catalog import (
 )
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from catalog.ids import new_id
-from catalog.records import SEP
+from catalog.records import SEP, utcnow
 
 from . import bufclock, bufstore, nanstats, schema, stopping, timing
 from .archive import changes as change_log
@@ -40,6 +41,26 @@ from .keys import FileRanges
 log = logging.getLogger("cairn.storage")
 
 RESERVED_NAMESPACES = frozenset({"system", "information_schema", "main", "temp", "pg_catalog"})
+
+
+def after(created: str, dropped: str | None) -> str:
+    """`created`, or a millisecond after `dropped` (the creation time of the
+    namespace of that name dropped before) when it is the same instant: a DROP
+    and CREATE in one millisecond stamped the new namespace as the old one, and
+    keep_last took the old one's backups for its own (storage/backup/origin.py)."""
+    if dropped is None:
+        return created
+    try:
+        old = datetime.fromisoformat(dropped)
+        new = datetime.fromisoformat(created)
+    except ValueError:
+        return created
+    if old.tzinfo is None:
+        old = old.replace(tzinfo=UTC)
+    if new.replace(tzinfo=new.tzinfo or UTC) != old:
+        return created
+    return (old + timedelta(milliseconds=1)).astimezone(UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class Registry:
@@ -58,6 +79,9 @@ class Registry:
         self._states: dict[str, TableState] = {}
         self._records: dict[str, tuple[bytes, Table]] = {}
         self._said: set[str] = set()  # tables whose damaged buffer was logged
+        # The creation time of each namespace dropped since the start, by name
+        # (`after`: a namespace created again is never stamped the same).
+        self._dropped: dict[str, str] = {}
         # Before any table is read: the old layout's families move into one.
         bufstore.migrate(catalog)
         nanstats.mend_data_dir(catalog, files)  # once: files whose statistics hide NaN rows
@@ -189,7 +213,7 @@ class Registry:
                     return False
                 raise AlreadyExists(f"Namespace '{name}' already exists")
             stopping.commit_point()  # cancelled while it waited for `ddl`: nothing is made
-            self.catalog.put(Namespace(name))
+            self.catalog.put(Namespace(name, created_at=after(utcnow(), self._dropped.get(name))))
         return True
 
     def drop_namespace(self, name: str, *, cascade: bool = False, if_exists: bool = False) -> bool:
@@ -202,7 +226,7 @@ class Registry:
                     held.enter_context(st.flush_lock)
                     held.enter_context(st.write_lock)
                 with self.ddl:
-                    if self.catalog.get(Namespace, name) is None:
+                    if (gone := self.catalog.get(Namespace, name)) is None:
                         if if_exists:
                             return False
                         raise NotFound(f"Namespace '{name}' does not exist")
@@ -217,6 +241,7 @@ class Registry:
                     stopping.commit_point()  # cancelled while it waited: nothing dropped
                     batch = self.catalog.batch()
                     paths = self.remove_tables(batch, states)
+                    self._dropped[name] = gone.created_at
                     batch.delete(Namespace, name)
                     self.commit_removal(batch, states)
             self.after_remove(states)

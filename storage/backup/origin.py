@@ -83,9 +83,13 @@ class Origin:
             or self.in_flight(m) is not None
 
     def owns(self, m: dict[str, Any], lineage: bool = False) -> bool:
-        """Whether the listed manifest `m` is a backup of this server's namespace:
-        it names this server; or, written before manifests named one, its
-        namespace was created at the same instant as this server's. `lineage`:
+        """Whether the listed manifest `m` is a backup of this server's namespace
+        (keep_last counts and drops only those): it names this server, or was
+        written before manifests named one, and its namespace was created at
+        the same instant as this server's (a restore keeps the creation time).
+        A namespace of that name dropped before is another database, whose
+        backups keep_last leaves alone (a schedule's keep_last dropped them all
+        once the name was created again, until 2026-12-06). `lineage`:
         also one by the server this namespace was restored from, of the same
         namespace (a restore keeps its creation time), for RESTORE: a server
         that restored another's backup restores again from that database's
@@ -101,7 +105,7 @@ class Origin:
         server = record.get("server")
         if server is not None and server != self.server:
             return lineage and same_namespace and self._restored_from(server)
-        return server is not None or same_namespace
+        return (lineage and server is not None) or same_namespace
 
     def _restored_from(self, server: str) -> bool:
         """Is `server` the one whose database this namespace was restored from?"""
@@ -182,6 +186,6 @@ def own_filter(origin: Origin | None,
     if origin.created_at is not None:
         return lambda m: taken_as_own(origin, m)
     server_only = Origin(origin.server)
-    if any("namespace_record" in m and server_only.owns(m) for m in entries):
+    if any("namespace_record" in m and server_only.owns(m, lineage=True) for m in entries):
         return lambda m: taken_as_own(server_only, m)
     return None

@@ -235,6 +235,68 @@ async def test_a_schedule_whose_namespace_is_gone_fails_and_others_go_on(client:
                                {"name": "b_app", "last_status": "completed"}]
 
 
+async def test_keep_last_never_drops_the_backups_of_a_namespace_dropped_before(
+        client: Any) -> None:
+    """A schedule with KEEP LAST goes on after DROP NAMESPACE; once a namespace
+    of that name was created again, its runs' keep_last dropped every backup
+    of the dropped database (the only copies of its rows). A namespace dropped
+    and created again is another database (its creation time differs): its
+    backups are neither counted nor dropped, by a schedule or a BACKUP."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (x INT);"
+                     "INSERT INTO app.t VALUES (1), (2)")
+    t0 = await scheduled(client, every="1h", extra=" KEEP LAST 2")
+    cairn = state(client)
+
+    async def run(at: datetime) -> dict[str, Any]:
+        (job,) = await run_due(cairn, at)
+        done = await wait_job(client, job.job_id)
+        assert done["status"] == "completed", done
+        return done
+
+    old = [(await run(t0 + timedelta(hours=k)))["result"]["backup_id"] for k in range(2)]
+    await ok(client, "DROP NAMESPACE app CASCADE; CREATE NAMESPACE app")
+    new = []
+    for k in range(2, 6):
+        done = await run(t0 + timedelta(hours=k))
+        new.append(done["result"]["backup_id"])
+        assert not set(done["result"].get("dropped") or []) & set(old), done
+    listed = {b["backup_id"]: b["rows"]
+              for b in (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]}
+    assert listed == {old[0]: 2, old[1]: 2, new[-2]: 0, new[-1]: 0}
+
+    # A BACKUP's keep_last alike: only the namespace's own backups count.
+    await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (keep_last = 1)")
+    listed = {b["backup_id"]: b["rows"]
+              for b in (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]}
+    assert len(listed) == 3 and {old[0], old[1]} <= set(listed)
+    # Restored, the dropped database is that database again: its backups count.
+    await ok(client, f"RESTORE DATABASE app FROM 'nightly' WITH (backup_id = '{old[1]}', "
+                     "replace = true)")
+    (res,) = await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (keep_last = 2)")
+    listed = {b["backup_id"]: b["rows"]
+              for b in (await ok(client, "SHOW BACKUPS IN 'nightly'"))[0]["rows"]}
+    assert old[0] not in listed and old[1] in listed and listed[res["rows"][0]["backup_id"]] == 2
+
+
+async def test_a_namespace_created_again_in_the_same_millisecond_is_another(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DROP and CREATE NAMESPACE in one millisecond stamped the new namespace
+    with the old one's creation time: keep_last took the old one's backups for
+    the new one's."""
+    from storage import registry
+
+    monkeypatch.setattr(registry, "utcnow", lambda: "2026-12-06T12:00:00.000Z", raising=False)
+
+    async def created() -> str:
+        (ns,) = (await ok(client, "SHOW NAMESPACES"))[0]["rows"]
+        return str(ns["created_at"])
+
+    await ok(client, "CREATE NAMESPACE app; DROP NAMESPACE app; CREATE NAMESPACE app")
+    assert await created() == "2026-12-06T12:00:00.001Z"
+    await ok(client, "DROP NAMESPACE app; CREATE NAMESPACE app")
+    assert await created() == "2026-12-06T12:00:00.000Z"
+
+
 async def test_the_server_runs_schedules_by_itself(client: Any) -> None:
     await ok(client, "CREATE NAMESPACE app")
     await ok(client, "CREATE SCHEDULE often FOR BACKUP DATABASE app TO 'nightly' EVERY '1s'")
