@@ -10,6 +10,7 @@ manifests only: VERIFY BACKUP rereads the objects."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from catalog import Backup
@@ -18,6 +19,7 @@ from sqlgrammar import ast
 
 from .backups import summary
 from .dispatch import Routes
+from .metrics import dated_ahead
 from .repos import repository
 from .result import Result
 from .state import Cairn, Session
@@ -65,7 +67,17 @@ def attach(cairn: Cairn, target: str) -> list[dict[str, Any]]:
         cairn.catalog.put(Backup(**summary(header, repo.uri),
                                  job_id=None if known is None else known.job_id))
         row["status"] = "attached" if known is None else "already attached"
+        row["error"] = _ahead(header.get("created_at"))
     return rows
+
+
+def _ahead(created_at: Any) -> str | None:
+    """Why a backup dated past this server's clock (beyond 5 min) is
+    flagged: it is recorded, but makes no namespace's backup age fresh."""
+    if not isinstance(created_at, str) or not dated_ahead(created_at, time.time()):
+        return None
+    return (f"dated {created_at}, later than this server's clock: not counted as a backup "
+            "of its namespace by cairn_backup_age_seconds until then")
 
 
 @routes.handles(ast.AttachBackups, role="admin")

@@ -11,6 +11,7 @@ that reads the catalog, so they are never stale."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 import resource
 import time
@@ -40,6 +41,11 @@ from storage import duckrestart, timing
 from . import duckfaults, logs
 
 _slow_log = logging.getLogger("cairn.requests")
+# A backup's or a namespace's time up to this far past the server's clock is
+# taken as now (servers sharing a target, a small NTP step); one further ahead
+# (the clock ran ahead when it was written, a forged manifest) never makes the
+# backup age fresh: docs/http.md, cairn_backup_age_seconds.
+AHEAD_SECONDS = 300.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
@@ -93,6 +99,12 @@ def _epoch(stamp: str | None) -> float | None:
     return dt.timestamp()
 
 
+def dated_ahead(stamp: str | None, now: float) -> bool:
+    """Is the time more than AHEAD_SECONDS past `now`?"""
+    at = _epoch(stamp)
+    return at is not None and at > now + AHEAD_SECONDS
+
+
 def rss_bytes() -> int:
     """Resident set size now (Linux /proc), else the peak from getrusage."""
     try:
@@ -117,7 +129,8 @@ class StateCollector(Collector):
         age = GaugeMetricFamily(
             "cairn_backup_age_seconds",
             "Seconds since the newest whole backup of each namespace as it is now (from "
-            "system.backups; never backed up: since the namespace was created)",
+            "system.backups, none dated over 5 min past the clock; never backed up: since "
+            "the namespace was created)",
             labels=["namespace"])
         last = GaugeMetricFamily(
             "cairn_backup_last_success_timestamp_seconds",
@@ -320,14 +333,18 @@ def whole_namespace(scope: str | None) -> bool:
     return scope == "database" or (scope is not None and scope.startswith(_WHOLE))
 
 
-def newest_backups(catalog: Any) -> dict[str, float]:
+def newest_backups(catalog: Any, now: float | None = None) -> dict[str, float]:
     """{namespace: Unix time of the newest backup in the catalog that holds the
     namespace as it is now}: a whole-namespace backup (not BACKUP TABLE, which
     may hold one empty table of it) taken since the namespace was created (a
     namespace dropped and created again is another one; a restore keeps the
     creation time of the namespace it restores). Every scrape reads every
     record: only the fields needed are decoded (a whole `Backup` took ~13 µs,
-    so 10,000 of them held the GIL ~130 ms a scrape)."""
+    so 10,000 of them held the GIL ~130 ms a scrape). A backup dated more than
+    AHEAD_SECONDS past `now` does not count (until 2026-12-06 one stamped 2099
+    kept the age 0 until 2099); nor does a namespace's creation time that far
+    ahead rule out its backups (they are all before it)."""
+    trusted = (time.time() if now is None else now) + AHEAD_SECONDS
     created = {ns.name: _epoch(ns.created_at) for ns in catalog.scan(Namespace)}
     newest: dict[str, float] = {}
     for _, raw in catalog.scan_raw(Backup.FAMILY):
@@ -335,7 +352,8 @@ def newest_backups(catalog: Any) -> dict[str, float]:
         if b.namespace not in created or not whole_namespace(b.scope):
             continue
         stamp, snapshot, born = _epoch(b.created_at), _epoch(b.snapshot_at), created[b.namespace]
-        if stamp is None or snapshot is None or (born is not None and snapshot < born):
+        if stamp is None or snapshot is None or stamp > trusted or (
+                born is not None and born <= trusted and snapshot < born):
             continue
         if stamp > newest.get(b.namespace, 0.0):
             newest[b.namespace] = stamp
@@ -345,14 +363,16 @@ def newest_backups(catalog: Any) -> dict[str, float]:
 def backup_ages(catalog: Any, now: float) -> list[tuple[str, float, float | None]]:
     """(namespace, age in seconds, Unix time of its newest backup or None) for
     every namespace: one never backed up (see `newest_backups`) is as old as
-    the namespace itself, so an alert on the age fires for it too."""
-    newest = newest_backups(catalog)
+    the namespace itself, so an alert on the age fires for it too; one created
+    (by its record) more than AHEAD_SECONDS from now is of unknown age: +Inf."""
+    newest = newest_backups(catalog, now)
     ages: list[tuple[str, float, float | None]] = []
     for ns in catalog.scan(Namespace):
         stamp = newest.get(ns.name)
         since = stamp if stamp is not None else _epoch(ns.created_at)
         if since is not None:
-            ages.append((ns.name, max(0.0, now - since), stamp))
+            age = max(0.0, now - since) if since <= now + AHEAD_SECONDS else math.inf
+            ages.append((ns.name, age, stamp))
     return sorted(ages)
 
 

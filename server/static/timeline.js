@@ -14,6 +14,7 @@ const TIMELINE_POLL_MS = 1000; // as often as the jobs panel: a 2 s job is seen 
 const TIMELINE_LIMIT = 1000; // bars fetched: the live and failed ones, then the newest
 const TIMELINE_LANES = 8;
 const STALE_AFTER_S = 26 * 3600; // a daily backup that is late by two hours
+const AHEAD = "INTERVAL 300 SECOND"; // server/metrics.py AHEAD_SECONDS
 
 function stamp(s) {
   if (!s) return NaN;
@@ -109,7 +110,8 @@ function drawAges(items, now) {
     const newest = stamp(r.newest);
     const never = !Number.isFinite(newest);
     // Never backed up: as old as the namespace, as cairn_backup_age_seconds counts it.
-    const since = never ? stamp(r.created_at) : newest;
+    // created (by its record) past the server's clock: of unknown age
+    const since = never ? (r.born_ahead ? NaN : stamp(r.created_at)) : newest;
     const seconds = Number.isFinite(since) ? (now - since) / 1000 : null;
     const state = never ? "never" : seconds > STALE_AFTER_S ? "stale" : "fresh";
     return el("li", { class: `age ${state}`, "data-namespace": r.namespace, "data-age-seconds": seconds === null ? "" : String(Math.round(seconds)) },
@@ -143,10 +145,13 @@ async function loadTimeline() {
   try {
     // As cairn_backup_age_seconds (server/metrics.py): only backups that hold the
     // namespace whole (not BACKUP TABLE) and were taken since it was created (a
-    // namespace dropped and created again is another one).
-    const ages = await rows(`SELECT n.namespace, n.created_at, max(b.created_at) AS newest, count(b.backup_id) AS backups
+    // namespace dropped and created again is another one); none dated more than
+    // 5 min past the server's clock (it ran ahead, or a forged manifest), and a
+    // creation time that far ahead rules out no backup.
+    const ages = await rows(`SELECT n.namespace, n.created_at, max(b.created_at) AS newest, count(b.backup_id) AS backups,
+        n.created_at > now() + ${AHEAD} AS born_ahead
       FROM system.namespaces n LEFT JOIN system.backups b ON b.namespace = n.namespace
-        AND b.snapshot_at >= n.created_at
+        AND (b.snapshot_at >= n.created_at OR n.created_at > now() + ${AHEAD}) AND b.created_at <= now() + ${AHEAD}
         AND (b.scope = 'database' OR b.scope LIKE 'all (set %' OR b.scope LIKE 'databases (set %')
       GROUP BY n.namespace, n.created_at
       ORDER BY max(b.created_at) IS NOT NULL, coalesce(max(b.created_at), n.created_at), n.namespace`);

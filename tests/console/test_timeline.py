@@ -186,6 +186,56 @@ def test_backup_age_counts_whole_backups_of_the_namespace_as_it_is(
         assert abs(float(m.group(1)) - int(shown.get_attribute("data-age-seconds") or "-99")) < 10
 
 
+def test_backup_age_counts_no_backup_dated_in_the_future(
+        page: Page, slow_server: ServerProcess) -> None:
+    """A backup whose manifest says 2099 (ATTACH BACKUPS of a target written by a
+    server whose clock ran ahead, or forged) made the namespace "fresh" in the
+    panel until 2099, as in cairn_backup_age_seconds; and a namespace restored
+    from it, created "in 2099" by its record, had every later backup before its
+    creation. Neither counts now: the panel says never backed up, the metric's
+    age grows (+Inf for the one of unknown creation), and a real backup counts."""
+    from tests.helpers import reseal
+
+    ns = f"fut{os.getpid()}"
+    server = slow_server
+    post_ok(server, f"CREATE NAMESPACE {ns}; CREATE TABLE {ns}.t (k INT PRIMARY KEY); "
+                    f"INSERT INTO {ns}.t VALUES (1)")
+    bid = post_ok(server, f"BACKUP DATABASE {ns} TO '{ns}_src' WITH (compression = 'none')"
+                  )["results"][0]["rows"][0]["backup_id"]
+    root = server.data_dir / "backups"
+    shutil.copytree(root / f"{ns}_src", root / f"{ns}_dst")
+    manifest = root / f"{ns}_dst" / "manifests" / f"{bid}.json"
+    new_id = bid[:-1] + ("y" if bid[-1] != "y" else "z")
+
+    def future(doc: dict) -> None:
+        doc.update(backup_id=new_id, created_at="2099-01-01T00:00:00.000Z",
+                   snapshot_at="2099-01-01T00:00:00.000Z")
+        doc["namespace_record"]["created_at"] = "2099-01-01T00:00:00.000Z"
+
+    reseal(manifest, future)
+    manifest.rename(manifest.with_name(f"{new_id}.json"))
+    post_ok(server, f"DROP BACKUP '{bid}' IN '{ns}_src'; ATTACH BACKUPS FROM '{ns}_dst'")
+    post_ok(server, f"RESTORE DATABASE {ns} FROM '{ns}_dst' AS {ns}_born "
+                    f"WITH (backup_id = '{new_id}')")
+    page.goto(server.url + "/")
+    for name in (ns, f"{ns}_born"):
+        item = page.locator(f'#ages li[data-namespace="{name}"]')
+        expect(item).to_have_class(re.compile(r"\bnever\b"))
+        expect(item.locator(".count")).to_have_text("0 backups")
+    with __import__("urllib.request").request.urlopen(server.url + "/metrics") as resp:
+        text = resp.read().decode()
+    m = re.search(rf'^cairn_backup_age_seconds{{namespace="{ns}"}} (\S+)$', text, re.M)
+    assert m is not None and float(m.group(1)) >= 1
+    shown = int(page.locator(f'#ages li[data-namespace="{ns}"]').get_attribute(
+        "data-age-seconds") or "-99")
+    assert abs(float(m.group(1)) - shown) < 10
+    assert re.search(rf'^cairn_backup_age_seconds{{namespace="{ns}_born"}} \+Inf$', text, re.M)
+    post_ok(server, f"BACKUP DATABASE {ns}_born TO '{ns}_src'")
+    born = page.locator(f'#ages li[data-namespace="{ns}_born"]')
+    expect(born).to_have_class(re.compile(r"\bfresh\b"), timeout=10000)
+    expect(born.locator(".count")).to_have_text("1 backup")
+
+
 def test_a_paused_job_is_live_in_the_timeline_and_the_jobs_panel(
         page: Page, slow_server: ServerProcess) -> None:
     """A paused backup was drawn as a finished one (`paused · 0 ms`, 1% wide),

@@ -17,7 +17,7 @@ from server import faults, metrics
 from server.app import CAIRN, create_app
 from server.config import Config
 from server.metrics import Metrics, statement_kind
-from tests.helpers import Gate, fill, ok, sql, wait_job
+from tests.helpers import Gate, fill, ok, rows, sql, wait_job
 
 
 @pytest.fixture(autouse=True)
@@ -279,3 +279,84 @@ def test_newest_backups_decodes_two_fields_a_record_and_reads_any(
                        "c": at("2026-12-04T00:00:00.000Z")}
     finally:
         cat.close()
+
+
+def _samples_for(samples: Samples, ns: str) -> tuple[float, float | None]:
+    age = samples[("cairn_backup_age_seconds", (("namespace", ns),))]
+    return age, samples.get(("cairn_backup_last_success_timestamp_seconds",
+                             (("namespace", ns),)))
+
+
+async def test_a_backup_dated_in_the_future_never_makes_the_age_fresh(
+        client: Any, cairn_config: Config) -> None:
+    """A backup stamped past the server's clock (taken while it ran a year
+    ahead, or a manifest dated 2099 read by ATTACH BACKUPS) kept
+    cairn_backup_age_seconds at 0 until then: the stale-backup alert could not
+    fire. It does not count now: the age runs from the namespace's creation
+    (or an older backup), and ATTACH says why in `error`."""
+    import shutil
+    from dataclasses import replace
+    from pathlib import Path
+
+    from catalog import Backup
+    from tests.helpers import reseal
+
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (k INT PRIMARY KEY); "
+                     "INSERT INTO app.t VALUES (1); CREATE NAMESPACE clock; "
+                     "CREATE TABLE clock.t (k INT PRIMARY KEY)")
+    time.sleep(0.5)
+    # (a) The clock ran a year ahead while BACKUP ran: its record says 2027.
+    [done] = await rows(client, "BACKUP DATABASE clock TO 'nightly'")
+    cat = client.server.app[CAIRN].catalog
+    rec = cat.get(Backup, done["backup_id"])
+    ahead = "2027-12-06T12:00:00.000Z"
+    cat.put(replace(rec, created_at=ahead, snapshot_at=ahead))
+    # (b) A copy of app's backup, its manifest dated 2099, is all that is left.
+    [done] = await rows(client, "BACKUP DATABASE app TO 'src' WITH (compression = 'none')")
+    root = Path(cairn_config.backup.roots[0])
+    shutil.copytree(root / "src", root / "elsewhere")
+    old = root / "elsewhere" / "manifests" / f"{done['backup_id']}.json"
+    new_id = done["backup_id"][:-1] + ("y" if done["backup_id"][-1] != "y" else "z")
+
+    def future(doc: dict[str, Any]) -> None:
+        doc.update(backup_id=new_id, created_at="2099-01-01T00:00:00.000Z",
+                   snapshot_at="2099-01-01T00:00:00.000Z")
+
+    reseal(old, future)
+    old.rename(old.with_name(f"{new_id}.json"))
+    await ok(client, f"DROP BACKUP '{done['backup_id']}' IN 'src'")
+    [row] = await rows(client, "ATTACH BACKUPS FROM 'elsewhere'")
+    assert row["backup_id"] == new_id and row["status"] == "attached"
+    samples = await scrape(client)
+    for ns in ("app", "clock"):
+        age, last = _samples_for(samples, ns)
+        assert age >= 0.5 and last is None, (ns, age, last)
+    assert "later than this server's clock" in row["error"], row
+    # A backup dated within the skew (a clock a little ahead) counts: it is now.
+    soon = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 60))
+    cat.put(replace(rec, created_at=soon, snapshot_at=soon))
+    age, last = _samples_for(await scrape(client), "clock")
+    assert age == 0 and last == metrics._epoch(soon)
+
+
+async def test_a_namespace_created_in_the_future_is_of_unknown_age(client: Any) -> None:
+    """A namespace whose record says it was created past the clock (created, or
+    restored from a backup made, while a clock ran ahead) read 0 (every backup
+    was "before" it, and its own age counted from then): now its backups count,
+    and without one the age is +Inf, so the alert fires."""
+    from dataclasses import replace
+
+    from catalog import Namespace
+
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (k INT PRIMARY KEY); "
+                     "CREATE NAMESPACE never")
+    cat = client.server.app[CAIRN].catalog
+    for name in ("app", "never"):
+        cat.put(replace(cat.get(Namespace, name),
+                                        created_at="2027-12-06T12:00:00.000Z"))
+    samples = await scrape(client)
+    assert _samples_for(samples, "never") == (float("inf"), None)
+    assert _samples_for(samples, "app") == (float("inf"), None)
+    await ok(client, "BACKUP DATABASE app TO 'x'")
+    age, last = _samples_for(await scrape(client), "app")
+    assert 0 <= age < 60 and last is not None
