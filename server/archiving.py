@@ -458,9 +458,9 @@ class ArchiveService:
         return self.cairn.engine.changes.lag_ms(rec.namespace)
 
     def lags(self) -> list[tuple[str, str, float]]:
-        """(namespace, target, lag seconds) of every running archive, for /metrics."""
+        """(namespace, target, lag seconds) of every running or failed archive, for /metrics."""
         return [(rec.namespace, rec.target_text, self.lag_ms(rec) / 1000.0)
-                for rec in self.cairn.catalog.scan(Archive) if rec.status == "running"]
+                for rec in self.cairn.catalog.scan(Archive) if rec.status != "stopped"]
 
     async def shutdown(self) -> None:
         """Let each loop finish its cycle (a cycle cut short is redone after the

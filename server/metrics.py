@@ -144,7 +144,8 @@ class StateCollector(Collector):
         yield last
         lag = GaugeMetricFamily(
             "cairn_archive_lag_seconds",
-            "How far continuous archiving of each namespace is behind (none while no archive runs)",
+            "How far continuous archiving of each namespace is behind (running or failed "
+            "archives; none for a stopped one)",
             labels=["namespace", "target"])
         for ns, target, seconds in archive_lags(cairn):
             lag.add_metric([ns, target], seconds)
@@ -377,7 +378,7 @@ def backup_ages(catalog: Any, now: float) -> list[tuple[str, float, float | None
 
 
 def archive_lags(cairn: Any) -> list[tuple[str, str, float]]:
-    """(namespace, target, lag seconds) per running archive (the server's archiving
+    """(namespace, target, lag seconds) per running or failed archive (the server's archiving
     service, once the app has wired it in; none before)."""
     source = getattr(cairn, "archive_lags", None)
     return list(source()) if callable(source) else []

@@ -216,6 +216,32 @@ async def test_metrics_show_archive_lag_while_archiving(client: Any) -> None:
     assert await _archive_lag_samples(client) == {}
 
 
+async def test_a_failed_archive_keeps_its_lag_sample(client: Any, cairn_config: Config) -> None:
+    """An archive that fails (its target lost config.json: it stays failed,
+    shipping nothing) lost its cairn_archive_lag_seconds sample while
+    system.archives showed lag_ms growing: a lag alert could never fire for
+    the one archive that stopped shipping. Its sample stays, and grows."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t VALUES (1)")
+    await wait_shipped(client)
+    (Path(cairn_config.backup_roots[0]) / "arch" / "config.json").unlink()
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    deadline = asyncio.get_running_loop().time() + 10
+    while (shown := await rows(client, "SELECT status, lag_ms FROM system.archives"))[0][
+            "status"] != "failed":
+        assert asyncio.get_running_loop().time() < deadline, shown
+        await asyncio.sleep(0.05)
+    first = await _archive_lag_samples(client)
+    assert set(first) == {"app"} and first["app"] > 0, first
+    while (later := await _archive_lag_samples(client)).get("app", 0) <= first["app"]:
+        assert asyncio.get_running_loop().time() < deadline + 10, later
+        await asyncio.sleep(0.05)
+    assert (await rows(client, "SELECT status FROM system.archives"))[0]["status"] == "failed"
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    assert await _archive_lag_samples(client) == {}
+
+
 async def test_a_cycle_with_nothing_committed_reads_nothing(client: Any) -> None:
     """While nothing of the namespace is committed, its cycles go on (the
     heartbeat is theirs to write) but none reads the change log: the mark says
