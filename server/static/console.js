@@ -114,6 +114,8 @@ function poller(fn, ms) {
 
 // Bidirectional controls in data are shown as escapes, as `cairn sql` does
 // (console/output.py): a value 'invoice_\u202efdp.exe' read as invoice_exe.pdf.
+// el() escapes text, string children and every attribute (a `title` tooltip
+// showed the value raw beside its escaped text).
 const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 function visible(text) {
   return String(text).replace(BIDI, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
@@ -125,7 +127,7 @@ function el(tag, attrs = {}, ...children) {
     if (k === "class") node.className = v;
     else if (k === "text") node.textContent = visible(v);
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
+    else node.setAttribute(k, visible(v));
   }
   for (const c of children) node.append(typeof c === "string" ? visible(c) : c);
   return node;

@@ -112,6 +112,40 @@ def test_bidirectional_controls_in_data_are_shown_as_escapes(
     expect(result.locator("th")).to_contain_text("a\\u2067b")
 
 
+def test_bidirectional_controls_in_tooltips_are_shown_as_escapes(
+        page: Page, server: ServerProcess, ns: str) -> None:
+    """A cell's text showed the escape, but its `title` tooltip the raw value
+    (el() escaped text, not attributes): 'invoice_<RLO>fdp.exe' read
+    invoice_exe.pdf on hover. So did a backup's target and label, a job's
+    statement and a failed job's error on the timeline. Now no attribute of
+    the page holds a bidirectional control: each shows its escape."""
+    rlo = "\u202e"
+    status, body = server.post(f"BACKUP DATABASE {ns} TO 'to{rlo}{ns}' WITH (label = 'lab{rlo}el')")
+    assert status == 200, body
+    backup_id, backup_job = (body["results"][0]["rows"][0][k] for k in ("backup_id", "job_id"))
+    status, body = server.post(f"RESTORE DATABASE {ns} FROM 'to{rlo}{ns}' AS {ns}_copy "
+                               "WITH (encryption_passphrase = 'pw')")
+    assert status == 422, body
+    _, body = server.post("SELECT job_id FROM system.jobs WHERE status = 'failed' "
+                          "ORDER BY created_at DESC LIMIT 1")
+    failed = body["results"][0]["rows"][0]["job_id"]
+    page.goto(server.url + "/")
+    run_sql(page, f"SELECT 'invoice_{rlo}fdp.exe' AS v")
+    cell = page.locator('.result[data-statement="1"] td')
+    expect(cell).to_have_attribute("title", "invoice_\\u202efdp.exe")
+    item = page.locator(f'#backups li[data-backup-id="{backup_id}"]')
+    expect(item.locator(".what")).to_have_attribute("title", re.compile(r"/to\\u202e\w+$"))
+    expect(item.locator(".id")).to_have_attribute("title", "lab\\u202eel")
+    expect(page.locator(f'.job[data-job-id="{backup_job}"] .what')).to_have_attribute(
+        "title", re.compile(r"'to\\u202e.*'lab\\u202eel'"))
+    bar = page.locator(f'.tl-bar[data-job-id="{failed}"]')
+    expect(bar).to_have_attribute("title", re.compile(r"failed[\s\S]*/to\\u202e"))
+    raw = page.evaluate("""() => [...document.querySelectorAll('*')].flatMap((e) =>
+        [...e.attributes].filter((a) => /[\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]/
+        .test(a.value)).map((a) => `${e.tagName}.${a.name}=${a.value}`))""")
+    assert raw == [], raw
+
+
 def test_error_shows_code_line_and_column(page: Page, server: ServerProcess) -> None:
     page.goto(server.url + "/")
     run_sql(page, "SELECT 1 AS one;\n  SELECT * FROM nope.t")
