@@ -27,7 +27,7 @@ from catalog.errors import (
 from storage import datadir
 
 from . import archiving, backups, data_copy, metrics, openapi, resume, schedules, tables, visibility
-from .auth import authenticate, check_origin
+from .auth import authenticate, check_origin, check_reached
 from .budget import holder
 from .config import Config
 from .executor import execute, forget_trace
@@ -343,6 +343,7 @@ async def handle_health(request: web.Request) -> web.Response:
     still work, writes fail until it has room again (docs/http.md). Anyone may
     ask, without a token, so the reason names no server path (`<data dir>`)."""
     cairn = request.app[CAIRN]
+    check_reached(request, cairn.config.server, cairn.config.auth.mode)
     if cairn.catalog.write_error is not None:
         error = await cairn.run(cairn.catalog.probe_writes)
         if error is not None:
@@ -355,6 +356,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
     """Prometheus text format. Auth as the API: open in mode none; in token
     mode a token with role admin (401 without a valid token, 403 for a user)."""
     cairn = request.app[CAIRN]
+    check_reached(request, cairn.config.server, cairn.config.auth.mode)
     session = authenticate(request, cairn.config.auth)
     if not session.is_admin:
         raise PermissionDenied(f"/metrics needs role admin; user '{session.user_id}' has role "

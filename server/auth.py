@@ -86,6 +86,23 @@ def check_origin(request: web.Request, server: ServerConfig | None = None) -> No
     # Same origin, but by which name? An attacker's name re-pointed at this
     # server (DNS rebinding) makes its page "same-origin": Origin and Host are
     # both that name. Only the names the server is reached by are taken.
+    _check_name(host, server)
+
+
+def check_reached(request: web.Request, server: ServerConfig, mode: str) -> None:
+    """For `GET /metrics` and `GET /health`: the Origin check of /api/sql, and
+    in `auth.mode = "none"` the Host's name checked on every request, Origin
+    or not. A page's same-origin GET carries no Origin, so a page of a name
+    re-pointed at this server (DNS rebinding) read /metrics (namespace names,
+    archive targets) while its POSTs were refused. A request with no Host is
+    no browser's."""
+    check_origin(request, server)
+    host = (request.headers.get("Host") or "").lower()
+    if mode == "none" and host:
+        _check_name(host, server)
+
+
+def _check_name(host: str, server: ServerConfig | None) -> None:
     name = _hostname(host)
     allowed = {h.lower() for h in server.allowed_hosts} | {server.host.lower()} if server else set()
     if not (name in _LOCAL_NAMES or _is_address(name) or name in allowed):

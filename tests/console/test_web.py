@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.console.conftest import ARTIFACTS, ROOT
+from tests.console.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT
 from tests.helpers import ServerProcess
 
 
@@ -232,6 +232,32 @@ def test_a_page_of_another_site_cannot_run_statements(
     assert status == 200 and body["results"][0]["rows"] == [{"id": 1}, {"id": 2}], body
     # The console on the server's own origin runs statements as before.
     page.goto(server.url + "/")
+    run_sql(page, f"SELECT count(*) AS n FROM {ns}.notes")
+    expect(page.locator('.result[data-statement="1"] td')).to_have_text("2")
+
+
+def test_a_page_of_a_rebound_name_reads_no_metrics(page: Page, server: ServerProcess,
+                                                   ns: str) -> None:
+    """DNS rebinding in a real Chromium (evil.test mapped to 127.0.0.1, as a
+    rebound name is): the page is same-origin with the server, its POST to
+    /api/sql was refused, but its GET /metrics read every namespace name and
+    archive target, and GET /health answered. Both are refused now."""
+    browser = page.context.browser
+    assert browser is not None
+    rebound = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+        *CHROMIUM_ARGS, "--host-resolver-rules=MAP evil.test 127.0.0.1"])
+    try:
+        evil = rebound.new_page()
+        evil.goto(server.url.replace("127.0.0.1", "evil.test") + "/")  # the page loads: no data
+        got = evil.evaluate("""async () => {
+            const m = await fetch('/metrics'), h = await fetch('/health');
+            const s = await fetch('/api/sql', {method: 'POST', body: '{"sql": "SELECT 1"}'});
+            return [m.status, await m.text(), h.status, s.status]; }""")
+    finally:
+        rebound.close()
+    assert (got[0], got[2], got[3]) == (403, 403, 403), got
+    assert ns not in got[1] and "PERMISSION_DENIED" in got[1]
+    page.goto(server.url + "/")  # by its own name, the console works as before
     run_sql(page, f"SELECT count(*) AS n FROM {ns}.notes")
     expect(page.locator('.result[data-statement="1"] td')).to_have_text("2")
 

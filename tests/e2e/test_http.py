@@ -345,6 +345,49 @@ async def test_a_page_of_a_rebound_name_is_refused(client: Any) -> None:
     assert resp.status == 200 and (await resp.json())["results"][0]["rows"] == []
 
 
+async def test_a_rebound_name_reads_neither_metrics_nor_health(client: Any) -> None:
+    """DNS rebinding, read side: a page's same-origin GET carries no Origin, so
+    the check above (POST /api/sql only) let a page of a name re-pointed at this
+    server read GET /metrics in mode none (namespace names, archive targets) and
+    GET /health. In mode none their Host must be one of the server's names,
+    Origin or not; a foreign Origin is refused as for /api/sql. The console's
+    page and files, and the fixed OpenAPI document, hold no data and still load."""
+    port = client.port
+    await ok(client, "CREATE NAMESPACE payroll_secret")
+    for path in ("/metrics", "/health"):
+        for name in ("evil.test", "localhost.evil.test", "127.0.0.1.evil.test"):
+            resp = await client.get(path, headers={"Host": f"{name}:{port}"})
+            error = assert_error(resp.status, await resp.json(), "PERMISSION_DENIED", 403)
+            assert "allowed_hosts" in error["message"] and "payroll" not in error["message"]
+            resp = await client.head(path, headers={"Host": f"{name}:{port}"})
+            assert resp.status == 403, (path, name)
+        resp = await client.get(path, headers={"Host": f"localhost:{port}",
+                                               "Origin": f"http://evil.test:{port}"})
+        assert_error(resp.status, await resp.json(), "PERMISSION_DENIED", 403)
+        for name in ("localhost", "127.0.0.1", "[::1]", "10.1.2.3"):
+            resp = await client.get(path, headers={"Host": f"{name}:{port}"})
+            assert resp.status == 200, (path, name, await resp.text())
+    metrics_text = await (await client.get("/metrics")).text()  # the test client: 127.0.0.1
+    assert "payroll_secret" in metrics_text
+    client.server.app[CAIRN].config.server.allowed_hosts = ["Cairn.Example.Org"]
+    resp = await client.get("/metrics", headers={"Host": f"cairn.example.org:{port}"})
+    assert resp.status == 200
+    for path in ("/", "/static/console.js", "/api/openapi.json"):
+        resp = await client.get(path, headers={"Host": f"evil.test:{port}"})
+        assert resp.status == 200, path
+
+
+async def test_in_token_mode_metrics_may_be_scraped_by_any_name(token_client: Any) -> None:
+    """/metrics needs an admin token there, which a rebound page has not: a
+    scraper may reach it by any name, as before."""
+    port = token_client.port
+    resp = await token_client.get("/metrics", headers={"Host": f"evil.test:{port}"})
+    assert resp.status == 401
+    resp = await token_client.get("/metrics", headers={"Host": f"evil.test:{port}",
+                                                       "Authorization": "Bearer root-secret"})
+    assert resp.status == 200
+
+
 async def test_an_identity_header_sent_twice_is_refused(token_client: Any) -> None:
     """Two Authorization headers (alice's, then root's) ran as the first; a proxy
     in front that checked the other would disagree on who is calling."""
