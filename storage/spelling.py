@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import decimal
 import functools
+import re
 import threading
 from typing import Any
 
@@ -40,7 +41,7 @@ _lock = threading.Lock()
 _con: duckdb.DuckDBPyConnection | None = None
 
 
-def _run(query: str, table: pa.Table | None = None) -> list[Any]:
+def _run(query: str, table: pa.Table | None = None, params: list[Any] | None = None) -> list[Any]:
     global _con
     with _lock:
         if _con is None:
@@ -50,8 +51,8 @@ def _run(query: str, table: pa.Table | None = None) -> list[Any]:
             con.execute("SET enable_external_access = false")
             _con = con
         try:
-            if table is None:
-                return [r[0] for r in _con.execute(query).fetchall()]
+            if table is None:  # a client's value only ever as a bound parameter
+                return [r[0] for r in _con.execute(query, params).fetchall()]
             _con.register("v", table)
             try:
                 return [r[0] for r in _con.execute(query).fetchall()]
@@ -73,6 +74,40 @@ def spelled(sql: str, to: str) -> str:
     except duckdb.Error as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
     return str(value)
+
+
+_CAST_READS = re.compile("[eE_]")
+
+
+def cast_reads(text: str) -> bool:
+    """Whether text into a DECIMAL holds what DuckDB's CAST reads by rules of
+    its own (an exponent, underscores): Python's Decimal() read '1e-9' and
+    '_1', which no query's WHERE with the same literal then found."""
+    return _CAST_READS.search(text) is not None
+
+
+def kept_decimal(text: str) -> decimal.Decimal | str:
+    """A DECIMAL column's DEFAULT kept as text with an exponent (Python's
+    text of DEFAULT 0.000000001 is '1E-9'; a client's '1e-9' was taken before
+    2026-12-06) as Python's Decimal() read it when it was kept; the text if
+    it reads no number (a manifest's: the write of it refuses it)."""
+    try:
+        return decimal.Decimal(text.strip())
+    except ArithmeticError:
+        return text
+
+
+def decimal_cast(text: str, precision: int, scale: int) -> decimal.Decimal:
+    """DuckDB's `CAST(text AS DECIMAL(p,s))` of a client's text (a bound
+    parameter, never spliced into SQL): its rules for an exponent or
+    underscores are its own ('0.1e-8' into DECIMAL(9,9) is read, '1e-9' is
+    not; '1_000' is, '_1' is not). ValueError if DuckDB refuses it."""
+    try:
+        value = _run(f"SELECT CAST(?::VARCHAR AS DECIMAL({int(precision)},{int(scale)}))",
+                     params=[text])[0]
+    except duckdb.Error as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+    return decimal.Decimal(value)
 
 
 def number_sql(value: decimal.Decimal | float) -> str:

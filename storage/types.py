@@ -21,7 +21,7 @@ from catalog.errors import InvalidArgument
 
 from . import doubles, timetext
 from .jsoncheck import json_problem, kept_json_problem
-from .spelling import json_of, number_sql, spelled
+from .spelling import cast_reads, decimal_cast, json_of, kept_decimal, number_sql, spelled
 from .sql_text import sql_text
 
 Column = dict[str, Any]
@@ -40,7 +40,6 @@ USER = "_user"  # the owner of a row of a USER table
 OW = "_ow"  # this version overwrites an older version of its key (UPDATE, DELETE, re-INSERT)
 HIDDEN = (SEQ, USER, OW)
 ID, UPDATED, DELETED = "_id", "_updated", "_deleted"
-
 
 MAX_TEXT_LENGTH = 2**31 - 1  # TEXT(n); also the bound of any type parameter a manifest holds
 
@@ -108,8 +107,7 @@ def arrow_field(col: Column) -> pa.Field:
 def _bad(col: Column, row: int | None, value: Any, why: str = "") -> InvalidArgument:
     where = f" in row {row}" if row is not None else ""
     shown = sql_text(value, typed=True)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
     head = f"Column '{col['name']}' ({type_label(col)}){where}"
     if why == "is out of range for":  # the value, then what it does not fit
         return InvalidArgument(f"{head}: {shown} is out of range for {type_label(col)}")
@@ -200,6 +198,8 @@ def coerce(col: Column, value: Any, row: int | None = None) -> Any:
                 if d is None:
                     raise _bad(col, row, value, "is out of range for")
                 return d
+            if isinstance(value, str) and cast_reads(value):  # '1e-9': as DuckDB's CAST (or not)
+                value = decimal_cast(value, p, s)
             d = decimal.Decimal(_ascii(str(value)).strip()).quantize(
                 decimal.Decimal(1).scaleb(-s), context=_DECIMALS)
             if not d.is_finite() or len(d.as_tuple().digits) > p and d != 0:
@@ -265,11 +265,10 @@ _NOT_CAST_BLANKS = re.compile("[\x1c-\x1f]")
 
 
 def _ascii(text: str) -> str:
-    """Text that is to be read as a number: Python's int(), float() and
-    Decimal() read other scripts' digits ('\u0661\u0662\u0663' as 123), which
-    PostgreSQL and DuckDB refuse, and take '\x1c'-'\x1f' around a number as
-    blanks, which DuckDB's CAST does not ('\x1c5' was stored 5, and its own
-    literal in a WHERE was a Conversion Error)."""
+    """Text that is to be read as a number: Python's int(), float() and Decimal() read other
+    scripts' digits ('\u0661\u0662\u0663' as 123), which PostgreSQL and DuckDB refuse, and
+    take '\x1c'-'\x1f' around a number as blanks, which DuckDB's CAST does not ('\x1c5'
+    was stored 5, and its own literal in a WHERE was a Conversion Error)."""
     if not text.isascii() or _NOT_CAST_BLANKS.search(text):
         raise ValueError("not a number")
     return text
@@ -331,10 +330,9 @@ _BLOB_ESCAPE = re.compile(r"\\x[0-9A-Fa-f]{2}")
 
 
 def _blob_of(col: Column, row: int | None, text: str) -> bytes:
-    """Text as DuckDB's cast to BLOB reads it (as `WHERE b = '...'` does):
-    ASCII characters are themselves, `\\xHH` is the byte HH, and any other
-    backslash or character is refused, as the cast refuses it. `value.encode()`
-    stored '\\xFF' as 4 bytes, which no query with the same text found."""
+    """Text as DuckDB's cast to BLOB reads it (as `WHERE b = '...'` does): ASCII characters
+    are themselves, `\\xHH` is the byte HH, and any other backslash or character is refused,
+    as the cast does (`value.encode()` stored '\\xFF' as 4 bytes no query's text found)."""
     if "\\" not in text and text.isascii():
         return text.encode()
     out = bytearray()
@@ -452,6 +450,8 @@ def stored_value(col: Column, default: Any) -> Any:
     if isinstance(default, str):
         if col["type"] == "BYTES":
             default = default.encode()
+        elif col["type"] == "DECIMAL" and cast_reads(default):  # '1E-9': as it was kept
+            default = kept_decimal(default)
         elif col["type"] in ("TIMESTAMP", "DATE", *INT_RANGES, *NUMBERS):
             try:
                 return coerce(col, default)
