@@ -136,6 +136,7 @@ def checked(cur: Any, sql: str, result: pa.Table) -> pa.Table:
     """An answer as it is returned: refused when it holds a value that would
     read back wrong, its BIT values as text (storage/bits.py)."""
     refuse_unsigned_huge(cur, sql, result.schema)
+    refuse_time_with_zone(cur, sql, result.schema)
     refuse_variant(result.schema)
     refuse_wrapped_intervals(result)
     return bits_as_text(cur, sql, result)
@@ -155,6 +156,31 @@ def refuse_unsigned_huge(cur: Any, sql: str, schema: pa.Schema) -> None:
         raise InvalidArgument(
             "a UHUGEINT value (from a function such as md5_number()) is not supported: "
             "its values past 2^127 - 1 would read back wrong; cast it to VARCHAR")
+
+
+def refuse_time_with_zone(cur: Any, sql: str, schema: pa.Schema) -> None:
+    """InvalidArgument for an answer holding a TIME WITH TIME ZONE (TIMETZ,
+    `current_time`), at any depth. DuckDB hands it to Arrow as a time64 without
+    its UTC offset: TIMETZ '12:00:00+05' came back as 12:00:00, and an INSERT
+    (VALUES, ... SELECT, UPDATE SET: their values are such answers) stored
+    '12:00:00' in a TEXT or JSON column, where CAST gives '12:00:00+05'. An
+    answer with a time64 anywhere in it is bound once more, not run, to read
+    DuckDB's own types."""
+    if not any(holds(f.type, pa.types.is_time64) for f in schema):
+        return
+    if any(_has_time_zone(t) for t in cur.sql(sql).types):
+        raise InvalidArgument(
+            "a TIME WITH TIME ZONE value (TIMETZ, current_time) is not supported: it would "
+            "lose its UTC offset ('12:00:00+05' read back as 12:00:00); cast it to VARCHAR "
+            "(or to TIME, dropping the offset)")
+
+
+def _has_time_zone(kind: Any) -> bool:
+    if kind.id == "time with time zone":
+        return True
+    if kind.id in ("list", "array", "struct", "map", "union"):
+        return any(_has_time_zone(c) for _, c in kind.children if not isinstance(c, int))
+    return False
 
 
 def refuse_variant(schema: pa.Schema) -> None:

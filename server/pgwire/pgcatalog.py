@@ -28,7 +28,7 @@ from catalog.errors import Cancelled, PermissionDenied
 from sqlgrammar.factorial import standalone_bang
 from sqlgrammar.uncommented import Uncommented
 from storage import value_bounds
-from storage.duck import fetch_bounded
+from storage.duck import fetch_bounded, refuse_time_with_zone
 from storage.duckrestart import Rebuilt, fault_of, invalidating
 from storage.names import fold, function_name
 from storage.sandbox import DENIED_NODES, cte_references, denied_function, in_utc, scratch_config
@@ -354,6 +354,7 @@ class CatalogEngine:
             cur.execute(_FORMAT_MACRO)
             result, cut = fetch_bounded(cur, sql, server.max_result_rows or None,
                                         server.max_result_bytes or None)
+            refuse_time_with_zone(cur, sql, result.schema)  # as the engine's answers
         except duckdb.InterruptException:
             if alarm is not None and watchdog.disarm(alarm):
                 raise Cancelled(f"query cancelled: it ran longer than {timeout:g} s") from None
