@@ -139,7 +139,27 @@ def checked(cur: Any, sql: str, result: pa.Table) -> pa.Table:
     refuse_time_with_zone(cur, sql, result.schema)
     refuse_variant(result.schema)
     refuse_wrapped_intervals(result)
-    return bits_as_text(cur, sql, result)
+    return uuids_marked(cur, sql, bits_as_text(cur, sql, result))
+
+
+UUID_KEY = b"cairn.uuid"
+
+
+def uuids_marked(cur: Any, sql: str, table: pa.Table) -> pa.Table:
+    """`table` with its UUID columns marked (UUID_KEY): DuckDB hands a UUID to
+    Arrow as text, which a JSON column took as JSON text ('0000...-000a' is no
+    JSON: refused), where CAST(... AS JSON) makes a JSON string of it
+    (storage/values.py). No Cairn column is a UUID, so every UUID in an answer
+    is named by the query (`::UUID`, `uuid()`, `gen_random_uuid()`): only then
+    is an answer with a text column bound once more, not run."""
+    if "uuid" not in sql.lower() or not any(pa.types.is_string(f.type) for f in table.schema):
+        return table
+    kinds = cur.sql(sql).types
+    if len(kinds) != table.num_columns or not any(k.id == "uuid" for k in kinds):
+        return table
+    fields = [f.with_metadata({**(f.metadata or {}), UUID_KEY: b"true"}) if k.id == "uuid" else f
+              for f, k in zip(table.schema, kinds, strict=True)]
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields, table.schema.metadata))
 
 
 def refuse_unsigned_huge(cur: Any, sql: str, schema: pa.Schema) -> None:

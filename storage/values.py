@@ -16,10 +16,12 @@ from catalog.errors import InvalidArgument, ParseError
 
 from . import sandbox
 from .doubles import MAX_DECIMAL_WIDTH
+from .duck import UUID_KEY
+from .json_columns import CAIRN_TYPE
 from .literal_range import HUGEINT_MAX, literal_problem
 from .names import fold
 from .ports import Selector
-from .spelling import NumberText, json_column, number_sql
+from .spelling import NumberText, json_column, json_strings, number_sql
 
 
 class _NotLiteral(Exception):
@@ -144,7 +146,8 @@ def values_rows(engine: Selector, values: exp.Values, user: str | None, ns: str 
         for k, (i, j, _) in enumerate(complex_cells):
             what = f"value {j + 1} of row {i + 1}"
             col = targets[j] if targets is not None and j < len(targets) else None
-            rows[i][j] = py_values(as_written(col, result.column(k), what), what)[0]
+            rows[i][j] = py_values(as_written(col, result.column(k), what,
+                                              result.schema.field(k)), what)[0]
     return rows
 
 
@@ -161,15 +164,22 @@ def py_values(column: Any, what: str) -> list[Any]:
 
 
 def as_written(col: dict[str, Any] | None, column: pa.ChunkedArray | pa.Array,
-               what: str) -> pa.ChunkedArray | pa.Array:
+               what: str, field: pa.Field | None = None) -> pa.ChunkedArray | pa.Array:
     """A query's column as it is written into `col`, as DuckDB's cast to the
     column's type gives it: into JSON any value but text is DuckDB's JSON of it
     (a DECIMAL a number, not the string "1.5"; a BLOB in a struct its text,
     not base64); into TEXT a value but text, a number or a BLOB is DuckDB's
     text of it (a REAL 0.1 '0.1', not '0.10000000149011612'). A struct, list
-    or map for no column is JSON. INVALID_ARGUMENT naming `what` if DuckDB
-    refuses."""
+    or map for no column is JSON; a UUID, BIT or ENUM (text to Arrow, not to
+    DuckDB: `field` says) a JSON string. INVALID_ARGUMENT naming `what` if
+    DuckDB refuses."""
     t = column.type
+    if col is not None and col["type"] == "JSON" and (pa.types.is_dictionary(t) or (
+            field is not None and _not_text(field))):
+        try:
+            return json_strings(column)
+        except ValueError as exc:
+            raise InvalidArgument(f"{what}: {exc}") from None
     if col is not None and col["type"] == "TEXT":
         to = "VARCHAR" if not (_as_is(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)
                                or pa.types.is_binary(t) or pa.types.is_large_binary(t)) else None
@@ -185,6 +195,13 @@ def as_written(col: dict[str, Any] | None, column: pa.ChunkedArray | pa.Array,
         raise InvalidArgument(f"{what}: {exc}") from None
 
 
+def _not_text(field: pa.Field) -> bool:
+    """An answer's column DuckDB hands to Arrow as text that is not text to
+    it: a BIT (storage/bits.py marks it), a UUID (storage/duck.py)."""
+    meta = field.metadata or {}
+    return meta.get(CAIRN_TYPE) == b"BIT" or UUID_KEY in meta
+
+
 def _as_is(t: pa.DataType) -> bool:
     """Text (JSON text into a JSON column), or no value at all."""
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t))
@@ -195,7 +212,7 @@ def query_values(targets: list[dict[str, Any]], result: pa.Table) -> list[list[A
     its column of `targets` (the names in errors)."""
     named = [c["name"] for c in targets] + result.column_names
     return [py_values(as_written(targets[i] if i < len(targets) else None, result.column(i),
-                                 f"Column '{named[i]}'"),
+                                 f"Column '{named[i]}'", result.schema.field(i)),
                       f"Column '{named[i]}'") for i in range(result.num_columns)]
 
 
