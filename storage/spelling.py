@@ -159,6 +159,18 @@ def json_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pa.array(values, pa.string())
 
 
+def times_of(column: pa.Array | pa.ChunkedArray, to: str) -> pa.Array:
+    """A TIMESTAMP_NS column (which Python cannot hold to the nanosecond) as
+    DuckDB's CAST(... AS TIMESTAMP) or `to` DATE: microseconds, rounded as a
+    query rounds them. ValueError if DuckDB refuses."""
+    try:
+        values = _run(f"SELECT CAST(c AS {'DATE' if to == 'DATE' else 'TIMESTAMP'}) FROM v",
+                      pa.table({"c": column}))
+    except duckdb.Error as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+    return pa.array(values, pa.date32() if to == "DATE" else pa.timestamp("us"))
+
+
 _LEAST_HUGEINT = str(-(1 << 127))
 
 

@@ -8,6 +8,8 @@ import datetime as dt
 import decimal
 from typing import Any
 
+import pyarrow as pa
+
 
 def sql_text(value: Any, typed: bool = False) -> str:
     """`value` as SQL text; a date or time `typed` as a literal of its type
@@ -24,6 +26,8 @@ def sql_text(value: Any, typed: bool = False) -> str:
         return repr(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return "'" + "".join(f"\\x{b:02X}" for b in bytes(value)) + "'::BLOB"
+    if isinstance(value, pa.MonthDayNano):  # an INTERVAL (a tuple to Python)
+        return ("INTERVAL " if typed else "") + "'" + _interval(value) + "'"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(sql_text(v, typed) for v in value) + "]"
     if isinstance(value, dict):
@@ -37,6 +41,21 @@ def sql_text(value: Any, typed: bool = False) -> str:
     else:
         text = str(value)
     return (kind if typed else "") + "'" + text.replace("'", "''") + "'"
+
+
+def _interval(value: Any) -> str:
+    """An INTERVAL as DuckDB's text of it: `1 year -2 months 3 days 04:05:06.7`."""
+    months, days, nanos = value.months, value.days, value.nanoseconds
+    years = int(months / 12)  # toward zero, as DuckDB: -14 months is -1 year -2 months
+    parts = [f"{n} {name}{'' if abs(n) == 1 else 's'}"
+             for n, name in ((years, "year"), (months - 12 * years, "month"), (days, "day")) if n]
+    if nanos or not parts:
+        hours, rest = divmod(abs(nanos) // 1000, 3_600_000_000)
+        minutes, rest = divmod(rest, 60_000_000)
+        seconds, micros = divmod(rest, 1_000_000)
+        fraction = f".{micros:06d}".rstrip("0") if micros else ""
+        parts.append(f"{'-' if nanos < 0 else ''}{hours:02d}:{minutes:02d}:{seconds:02d}{fraction}")
+    return " ".join(parts)
 
 
 # A Python type an option takes, as SQL calls its values.

@@ -21,7 +21,7 @@ from .json_columns import CAIRN_TYPE
 from .literal_range import HUGEINT_MAX, literal_problem
 from .names import fold
 from .ports import Selector
-from .spelling import NumberText, json_column, json_strings, number_sql
+from .spelling import NumberText, json_column, json_strings, number_sql, times_of
 
 
 class _NotLiteral(Exception):
@@ -174,6 +174,12 @@ def as_written(col: dict[str, Any] | None, column: pa.ChunkedArray | pa.Array,
     DuckDB: `field` says) a JSON string. INVALID_ARGUMENT naming `what` if
     DuckDB refuses."""
     t = column.type
+    if col is not None and col["type"] not in ("TEXT", "JSON") and pa.types.is_timestamp(t) \
+            and t.unit == "ns":  # a TIMESTAMP_NS: as CAST takes it, not refused by Python
+        try:
+            return times_of(column, col["type"])
+        except ValueError as exc:
+            raise InvalidArgument(f"{what}: {exc}") from None
     if col is not None and col["type"] == "JSON" and (pa.types.is_dictionary(t) or (
             field is not None and _not_text(field))):
         try:
