@@ -6,6 +6,8 @@ as its binder's words ("SELECT clause cannot contain DEFAULT clause",
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlglot import exp
@@ -13,7 +15,8 @@ from sqlglot import exp
 from catalog.errors import InvalidArgument, ParseError
 
 from . import values as _values
-from .types import Column, coerce, default_value
+from .spelling import cast_reads, decimal_casts
+from .types import DEFAULT_DECIMAL, Column, coerce, default_value
 
 DEFAULT: Any = type("Default", (), {"__repr__": lambda self: "DEFAULT"})()  # a cell's marker
 
@@ -73,3 +76,19 @@ def cell(col: Column, value: Any, row: int) -> Any:
             return default_value(col)
         value = None
     return coerce(col, value, row)
+
+
+@contextmanager
+def decimal_texts(targets: list[Column], rows: list[list[Any]]) -> Iterator[None]:
+    """While the block writes `rows` into `targets`, their texts DuckDB
+    reads by rules of its own ('1e0', '1_000' into a DECIMAL) cast at once,
+    a query a column (spelling.decimal_casts)."""
+    groups = []
+    for j, col in enumerate(targets):
+        if col["type"] == "DECIMAL":
+            texts = [r[j] for r in rows if j < len(r) and isinstance(r[j], str) and cast_reads(r[j])]
+            if texts:
+                p, s = col.get("params") or DEFAULT_DECIMAL
+                groups.append((p, s, texts))
+    with decimal_casts(groups):
+        yield

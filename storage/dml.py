@@ -22,7 +22,7 @@ from . import bufclock, keyfilter, sandbox, stopping
 from . import keys as keys_mod
 from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
-from .default_cells import DEFAULT, cell, default_row, is_default, values_rows
+from .default_cells import DEFAULT, cell, decimal_texts, default_row, is_default, values_rows
 from .deleted_rule import LIVE_ONLY
 from .names import fold
 from .ports import Writer
@@ -131,10 +131,11 @@ def write_values(
             if len(row) != len(targets):
                 raise InvalidArgument(
                     f"row {i + 1} has {len(row)} values but the table takes {len(targets)} "
-                    f"({', '.join(c['name'] for c in targets)})"
-                )
-            for col, value in zip(targets, row, strict=False):
-                data[col["name"]].append(cell(col, value, i + 1))
+                    f"({', '.join(c['name'] for c in targets)})")
+        with decimal_texts(targets, rows):
+            for i, row in enumerate(rows):
+                for col, value in zip(targets, row, strict=False):
+                    data[col["name"]].append(cell(col, value, i + 1))
         for col in st.columns:
             name = col["name"]
             if name in given or name in (ID, UPDATED, DELETED) and col.get("system"):
@@ -237,10 +238,8 @@ def _plain_key(st: TableState) -> bool:
     return all(c["type"] in _PLAIN_KEY_TYPES for c in st.columns if c["name"] in pk)
 
 
-def _check_keys(
-    engine: Writer, st: TableState, rows: pa.Table, owner: str | None,
-    given: list[list[Any]] | None = None,
-) -> tuple[set[tuple[Any, ...]], list[Any] | None]:
+def _check_keys(engine: Writer, st: TableState, rows: pa.Table, owner: str | None,
+                given: list[list[Any]] | None = None) -> tuple[set[tuple[Any, ...]], list[Any] | None]:
     """ALREADY_EXISTS if a key is repeated or already live; else the keys the
     rows bring back from soft deletion (new versions of an existing key), and
     the keys as the buffer's key set holds them (None if it cannot).
@@ -471,7 +470,8 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
                 data[col["name"]] = [cell(col, DEFAULT, 1)] * n
                 continue
             values = query_values([col], found.select([f"#set{i}"]))[0]
-            data[col["name"]] = [coerce(col, v, r + 1) for r, v in enumerate(values)]
+            with decimal_texts([col], [[v] for v in values]):
+                data[col["name"]] = [coerce(col, v, r + 1) for r, v in enumerate(values)]
         del found  # _append frees the rows' columns once encoded
         data[DELETED] = pa.array([False] * n, pa.bool_()) if DELETED in cols else None
         if data[DELETED] is None:
