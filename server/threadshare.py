@@ -12,8 +12,10 @@ no role user can take. A role user's further work waits on the event loop for
 one of its own places (no thread is held meanwhile), first come first served,
 never taking another's; a statement waits at most until its query timeout has
 passed since it started (409 CANCELLED then), and a query that waited runs
-only for what is left of it. Admins, callers in `auth.mode = "none"` and the
-server's own work (jobs, schedules, archiving) take any thread, as before.
+only for what is left of it. Work outside a statement (a body's decoding, an
+answer's encoding once its statements ran) waits as long as it must.
+Admins, callers in `auth.mode = "none"` and the server's own work (jobs,
+schedules, archiving) take any thread, as before.
 
 Whose work it is follows the request: HTTP's /api/sql handler and a pgwire
 connection set `HOLDER` for a role user (`held_by`), the executor narrows it to
@@ -152,10 +154,10 @@ class Threads:
         DuckDB stops it). `limit(deadline, seconds)` bounds its queries."""
         who = held.session.user_id or ""
         seconds = held.session.query_timeout(server_timeout)
-        deadline = held.deadline
-        if deadline is None and seconds:  # work outside a statement (a body, a pgwire Parse)
-            deadline = time.monotonic() + seconds
-        await self.take(who, deadline, seconds)
+        # Work outside a statement (a body, a pgwire Parse, an answer's
+        # encoding after its statements ran) waits, never refused: a refusal
+        # of the encoding answered 409 for an INSERT that had committed.
+        await self.take(who, held.deadline, seconds)
         loop = asyncio.get_running_loop()
         if held.deadline is not None and seconds:
             bound = held.deadline
