@@ -44,12 +44,9 @@ class Connection:
     def __init__(self, cairn: Cairn, catalog: pgcatalog.CatalogEngine,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  session: Session, settings: chatter.Settings, info: pgcatalog.SessionInfo) -> None:
-        self.cairn = cairn
-        self.catalog = catalog
+        self.cairn, self.catalog, self.settings, self.info = cairn, catalog, settings, info
         self.reader, self.writer = reader, writer
         self.session = dataclasses.replace(session, on_job=self._job_started)
-        self.settings = settings
-        self.info = info
         self.tx = b"I"
         self.limit = cairn.config.server.max_request_bytes
         self.tally = Tally(self.limit, cairn.prepared, session)  # kept texts' bytes (kept.py)
@@ -57,6 +54,7 @@ class Connection:
         self.portals: Portals[Portal] = Portals(self.tally, Portal.size)
         self.skipping = self.busy = self.cancelled = self.waiting = False  # see cancel()
         self.jobs: set[str] = set()
+        self.stopped: set[str] = set()  # jobs a cancel stopped before they began
         self.running: asyncio.Future[Any] | None = None
         self.send_timeout = cairn.config.server.send_timeout_seconds
         self.high_water = writer.transport.get_write_buffer_limits()[1]
@@ -267,6 +265,7 @@ class Connection:
 
     async def _cairn_statement(self, text: str, offset: int) -> Reply:
         self.jobs.clear()
+        self.stopped.clear()
         self.session.interrupt = Interrupt()
         task = asyncio.ensure_future(execute(self.cairn, self.session, text))
         self.running = task
@@ -277,7 +276,7 @@ class Connection:
             progress.cancel()
             self.running = None
             self.jobs.clear()
-        if task.cancelled():
+        if task.cancelled() or self.stopped:  # a detached job stopped before it began too
             raise PgError("57014", "canceling statement due to user request")
         outcome = task.result()
         if outcome.error is not None:
@@ -296,6 +295,7 @@ class Connection:
         self.writer.write(messages.notice(f"job {job_id} started"))
         if self.cancelled:  # the statement was cancelled before it started this job: the job
             self.cairn.jobs.ask_to_stop(job_id)  # does nothing, ends `cancelled`, answer 57014
+            self.stopped.add(job_id)
 
     async def _progress(self) -> None:
         """Progress of this statement's jobs as notices, while they change."""

@@ -248,3 +248,24 @@ async def test_a_cancel_before_the_statement_started_its_job_cancels_the_job(
     assert _fields(msgs[0][1])["C"] == "57014"
     assert (await _last_job(cx, "backup"))["status"] == "cancelled"
     assert [b["target"].rsplit("/", 1)[1] for b in await rows(cx, "SHOW BACKUPS")] == ["first"]
+
+
+async def test_a_cancel_before_a_detached_backup_started_its_job_is_57014(
+        cx: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A detached BACKUP cancelled before it started its job: the job was
+    stopped as it was recorded (it ended `cancelled`, no backup made), and
+    the client was still told the statement succeeded, with the job's row
+    `queued`. Its answer is 57014 now, as the form that waits gets."""
+    hold = Hold(monkeypatch, state(cx).jobs, "run", lambda kind, *_: kind == "backup",
+                before=True)
+    msgs = await _cancelled_at(
+        cx, hold, _query("BACKUP DATABASE cx TO 'second' WITH (detached = true)"))
+    assert [m[0] for m in msgs] == [b"E", b"Z"], msgs
+    assert _fields(msgs[0][1])["C"] == "57014"
+    for _ in range(200):  # the detached job ends by itself
+        job = await _last_job(cx, "backup")
+        if job["status"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.05)
+    assert job["status"] == "cancelled"
+    assert [b["target"].rsplit("/", 1)[1] for b in await rows(cx, "SHOW BACKUPS")] == ["first"]
