@@ -16,7 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from catalog import Backup, Namespace
-from catalog.errors import AlreadyExists, BackupInvalid, CairnError, InvalidArgument, NotFound
+from catalog.errors import (
+    AlreadyExists,
+    BackupInvalid,
+    CairnError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.backup import Repository
@@ -303,9 +310,17 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
                 raise AlreadyExists(f"Namespace '{ns}' already exists; use WITH (replace = "
                                     "true) to replace it")
 
+    running = running_backups(cairn)  # read before the target is listed
     origin_of = await cairn.run(origins, cairn)
     ids = await cairn.run(choose_set, repo, opts.get("backup_id"), opts.get("as_of"),
                           lambda h: origin_of(h["namespace"]).owns(h, lineage=True))
+    set_id = ids[0].rsplit(".", 1)[0]
+    if opts.get("backup_id") is None and set_id in running:  # as RESTORE DATABASE's
+        raise Unavailable(
+            f"the newest backup set in target '{repo.uri}' ('{set_id}') is still being "
+            f"written by job '{running[set_id]}' (its manifests are in the target, its job "
+            "has not ended); nothing was restored. Retry once that job has ended, or name a "
+            "set with backup_id = '…'")
     await cairn.run(check, [i.rsplit(".", 1)[1] for i in ids])
 
     def work(ctx: JobContext) -> dict[str, Any]:

@@ -78,3 +78,22 @@ async def test_restore_job_reads_whose_backups_when_it_runs(
     restored = await wait_job(client, r["job_id"])
     assert restored["status"] == "completed", restored
     assert restored["backup_id"] == done["backup_id"]
+
+
+async def test_restore_all_without_backup_id_beside_its_own_finishing_set_is_unavailable(
+        client: Any, tmp_path: Path) -> None:
+    """RESTORE ALL took the set a BACKUP ALL here was still finishing (its
+    manifests in the target, its record not in), where RESTORE DATABASE
+    without backup_id is 503 for the same: now RESTORE ALL is too."""
+    await fill(client, files=2)
+    (old,) = await rows(client, "BACKUP ALL TO 'sets'")
+    gate = Gate(state(client))
+    faults.register("backup.before_record", gate)
+    (b,) = await rows(client, "BACKUP ALL TO 'sets' WITH (detached = true)")
+    await gate.reach()
+    message = await err(client, "RESTORE ALL FROM 'sets' WITH (replace = true)", "UNAVAILABLE")
+    assert f"still being written by job '{b['job_id']}'" in message, message
+    gate.opened.set()
+    assert (await wait_job(client, b["job_id"]))["status"] == "completed"
+    (restored,) = await rows(client, "RESTORE ALL FROM 'sets' WITH (replace = true)")
+    assert restored["backup_id"] != old["backup_id"]
