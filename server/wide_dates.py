@@ -5,7 +5,9 @@ DuckDB holds dates and timestamps far outside them (`DATE '20000-01-01'`,
 raises OverflowError on one. Such a column is shown with each date or time
 written out here, in the form the answer uses for the others (ISO 8601,
 years past 9999 in full, years before 1 with a minus sign as ISO 8601's
-expanded years do, year 0 being 1 BC) and `infinity` / `-infinity`."""
+expanded years do, year 0 being 1 BC) and `infinity` / `-infinity`. A
+TIME_NS with digits below the microsecond (Python's time has none) is written
+with all nine of them."""
 
 from __future__ import annotations
 
@@ -57,9 +59,26 @@ def timestamp_text(value: int, unit: str) -> str:
             f"{seconds % 60:02d}.{ms:03d}Z")
 
 
+def time_text(value: int, unit: str) -> str:
+    """A time of day (in `unit`s since midnight) as `str` of Python's time
+    shows one (`12:00:00`, `12:00:00.500000`), nine digits when it has
+    nanoseconds (`12:00:00.123456789`)."""
+    per = PER_SECOND[unit]
+    seconds, frac = divmod(value, per)
+    text = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    ns = frac * 1_000_000_000 // per
+    if ns % 1000:
+        return f"{text}.{ns:09d}"
+    return f"{text}.{ns // 1000:06d}" if ns else text
+
+
 def _texted(arr: pa.Array) -> pa.Array:
-    """`arr` with every date and timestamp in it (also in lists and structs) as text."""
+    """`arr` with every date, timestamp and time in it (also in lists,
+    structs, maps and unions) as text."""
     t = arr.type
+    if pa.types.is_time(t):
+        ints = arr.view(pa.int64() if pa.types.is_time64(t) else pa.int32()).to_pylist()
+        return pa.array([None if v is None else time_text(v, t.unit) for v in ints], pa.string())
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         if pa.types.is_date64(t):
             arr, t = pc.cast(arr, pa.timestamp("ms")), pa.timestamp("ms")
@@ -75,6 +94,15 @@ def _texted(arr: pa.Array) -> pa.Array:
         names = [t.field(i).name for i in range(t.num_fields)]
         return pa.StructArray.from_arrays([_texted(c) for c in arr.flatten()], names=names,
                                           mask=arr.is_null())
+    if pa.types.is_map(t):
+        return pa.MapArray.from_arrays(arr.offsets, _texted(arr.keys), _texted(arr.items),
+                                       mask=arr.is_null())
+    if pa.types.is_union(t):
+        children = [_texted(arr.field(i)) for i in range(t.num_fields)]
+        names, codes = [t.field(i).name for i in range(t.num_fields)], list(t.type_codes)
+        if t.mode == "sparse":
+            return pa.UnionArray.from_sparse(arr.type_codes, children, names, codes)
+        return pa.UnionArray.from_dense(arr.type_codes, arr.offsets, children, names, codes)
     return arr
 
 
