@@ -101,10 +101,19 @@ def _number(i: int, text: str, word: str) -> int:
 @lru_cache(maxsize=4096)
 def croniter_form(expr: str) -> str:
     """`expr` as croniter reads it the standard way: every field but a bare
-    '*' as the sorted list of its values. An expression stored before these
-    checks that they refuse (croniter's L, W or # forms) is given as it is."""
+    '*' as the sorted list of its values. CronError for one `fields` refuses
+    (never croniter's own reading of it)."""
+    return " ".join("*" if v is None else ",".join(map(str, sorted(v))) for v in fields(expr))
+
+
+@lru_cache(maxsize=4096)
+def refusal(expr: str) -> str | None:
+    """Why a stored expression is no longer taken (None: it is). One stored
+    before these checks (croniter's L, W or # forms, a '*'-led day field beside
+    a restricted one, a day-of-week step from one day) would run as croniter
+    reads it, on days standard cron does not name: it is not run."""
     try:
-        values = fields(expr)
-    except CronError:
-        return expr
-    return " ".join("*" if v is None else ",".join(map(str, sorted(v))) for v in values)
+        fields(expr)
+    except CronError as exc:
+        return str(exc)
+    return None

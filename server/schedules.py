@@ -142,6 +142,17 @@ def parse_iso(text: str) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
+def refused(schedule: Schedule) -> str | None:
+    """What SHOW SCHEDULES says of a cron schedule stored by an older release
+    whose expression is no longer taken (server/cron.py), or None. Such a
+    schedule never runs: croniter's reading of it named other days."""
+    why = None if schedule.cron is None else cron.refusal(schedule.cron)
+    if why is None:
+        return None
+    return (f"failed: the cron expression '{schedule.cron}' is no longer accepted ({why}); "
+            f"it does not run: DROP SCHEDULE {schedule.name} and CREATE it again")
+
+
 def due(schedules: Iterable[Schedule], now: datetime, running: set[str]) -> list[Schedule]:
     """The schedules to start at `now`: next run reached, last run not still going
     (`running` holds the ids of jobs still queued or running)."""
@@ -221,6 +232,8 @@ async def show_schedules(cairn: Cairn, session: Session, stmt: ast.ShowSchedules
             job = cairn.catalog.get(Job, s.last_job_id) if s.last_job_id else None
             if job is not None:
                 row["last_status"] = job.status  # live, between two loop passes too
+            if (why := refused(s)) is not None:  # before the loop's first pass too
+                row.update(next_run_at=None, last_status=why)
             rows.append(row)
         return visibility.rows_for(cairn.config, session, "schedules", rows)
 
@@ -279,6 +292,12 @@ async def run_due(cairn: Cairn, now: datetime | None = None) -> list[Job]:
     async with _lock(cairn):
         schedules = await cairn.run(lambda: list(cairn.catalog.scan(Schedule)))
         await cairn.run(_record_endings, cairn, schedules)
+        for schedule in [s for s in schedules if refused(s) is not None]:
+            schedules.remove(schedule)
+            if schedule.next_run_at is not None:  # once: stop it, and say why
+                schedule.next_run_at, schedule.last_status = None, refused(schedule)
+                log.warning("schedule %s: %s", schedule.name, schedule.last_status)
+                await cairn.run(cairn.catalog.put, schedule)
         # Off the event loop: a first pass computes every cron schedule's next time.
         for schedule in await cairn.run(set_back, schedules, now):
             schedule.next_run_at = iso(next_run(schedule, now))
