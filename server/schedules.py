@@ -147,10 +147,29 @@ def refused(schedule: Schedule) -> str | None:
     whose expression is no longer taken (server/cron.py), or None. Such a
     schedule never runs: croniter's reading of it named other days."""
     why = None if schedule.cron is None else cron.refusal(schedule.cron)
+    if why is None and schedule.cron is not None and _names_no_date(schedule.cron):
+        why = "its fields name no date"  # stored before 4d15251: every pass failed on it
     if why is None:
         return None
     return (f"failed: the cron expression '{schedule.cron}' is no longer accepted ({why}); "
             f"it does not run: DROP SCHEDULE {schedule.name} and CREATE it again")
+
+
+_NO_DATE: dict[str, bool] = {}  # expression -> whether croniter finds no time it names
+
+
+def _names_no_date(expr: str) -> bool:
+    """Whether a stored expression names no date ('0 0 30 2 *', taken before
+    4d15251): croniter raised on it in each pass, and no schedule ran."""
+    if expr not in _NO_DATE:
+        if len(_NO_DATE) >= NEXT_KEPT:
+            _NO_DATE.clear()
+        try:
+            next_cron(expr, datetime.now(UTC))
+            _NO_DATE[expr] = False
+        except CroniterBadDateError:
+            _NO_DATE[expr] = True
+    return _NO_DATE[expr]
 
 
 def due(schedules: Iterable[Schedule], now: datetime, running: set[str]) -> list[Schedule]:
@@ -292,7 +311,8 @@ async def run_due(cairn: Cairn, now: datetime | None = None) -> list[Job]:
     async with _lock(cairn):
         schedules = await cairn.run(lambda: list(cairn.catalog.scan(Schedule)))
         await cairn.run(_record_endings, cairn, schedules)
-        for schedule in [s for s in schedules if refused(s) is not None]:
+        # (off the event loop: a first pass asks croniter of each expression)
+        for schedule in await cairn.run(lambda: [s for s in schedules if refused(s) is not None]):
             schedules.remove(schedule)
             if schedule.next_run_at is not None:  # once: stop it, and say why
                 schedule.next_run_at, schedule.last_status = None, refused(schedule)

@@ -23,7 +23,8 @@ def _own_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(schedules, "schedule_loop", idle_schedule_loop)
 
 
-@pytest.mark.parametrize("expr", ["0 0 1 * */2", "0 0 */2 * 1", "0 0 * * 1/2", "0 0 L * *"])
+@pytest.mark.parametrize("expr", ["0 0 1 * */2", "0 0 */2 * 1", "0 0 * * 1/2", "0 0 L * *",
+                                  "0 0 30 2 *"])  # no date: every pass failed on it
 async def test_a_stored_cron_no_longer_accepted_does_not_run(client: Any, expr: str) -> None:
     await ok(client, "CREATE NAMESPACE app; "
                      "CREATE SCHEDULE good FOR BACKUP DATABASE app TO 'n' CRON '0 0 * * *'")
