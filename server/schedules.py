@@ -312,10 +312,12 @@ async def run_due(cairn: Cairn, now: datetime | None = None) -> list[Job]:
         schedules = await cairn.run(lambda: list(cairn.catalog.scan(Schedule)))
         await cairn.run(_record_endings, cairn, schedules)
         # (off the event loop: a first pass asks croniter of each expression)
-        for schedule in await cairn.run(lambda: [s for s in schedules if refused(s) is not None]):
+        stopped = await cairn.run(lambda: [(s, why) for s in schedules
+                                           if (why := refused(s)) is not None])
+        for schedule, why in stopped:
             schedules.remove(schedule)
             if schedule.next_run_at is not None:  # once: stop it, and say why
-                schedule.next_run_at, schedule.last_status = None, refused(schedule)
+                schedule.next_run_at, schedule.last_status = None, why
                 log.warning("schedule %s: %s", schedule.name, schedule.last_status)
                 await cairn.run(cairn.catalog.put, schedule)
         # Off the event loop: a first pass computes every cron schedule's next time.

@@ -72,13 +72,19 @@ def time_text(value: int, unit: str) -> str:
     return f"{text}.{ns // 1000:06d}" if ns else text
 
 
+def time_texts(arr: pa.Array) -> list[str | None]:
+    """A time32/time64 array's values as `time_text` writes them."""
+    t = arr.type
+    ints = arr.view(pa.int64() if pa.types.is_time64(t) else pa.int32()).to_pylist()
+    return [None if v is None else time_text(v, t.unit) for v in ints]
+
+
 def _texted(arr: pa.Array) -> pa.Array:
     """`arr` with every date, timestamp and time in it (also in lists,
     structs, maps and unions) as text."""
     t = arr.type
     if pa.types.is_time(t):
-        ints = arr.view(pa.int64() if pa.types.is_time64(t) else pa.int32()).to_pylist()
-        return pa.array([None if v is None else time_text(v, t.unit) for v in ints], pa.string())
+        return pa.array(time_texts(arr), pa.string())
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         if pa.types.is_date64(t):
             arr, t = pc.cast(arr, pa.timestamp("ms")), pa.timestamp("ms")

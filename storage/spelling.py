@@ -66,16 +66,22 @@ def _run(query: str, table: pa.Table | None = None, params: list[Any] | None = N
             raise
 
 
+def _asked(query: str, table: pa.Table | None = None,
+           params: list[Any] | None = None) -> list[Any]:
+    """`_run`, a refusal by DuckDB (a cast it cannot make) a ValueError with
+    its first line."""
+    try:
+        return _run(query, table, params)
+    except duckdb.Error as exc:
+        raise ValueError(str(exc).splitlines()[0]) from None
+
+
 @functools.lru_cache(maxsize=4096)
 def spelled(sql: str, to: str) -> str:
     """DuckDB's `CAST(<sql> AS <to>)` as text: `sql` is a literal Cairn made
     (a number, a quoted date), never a client's text. ValueError if DuckDB
     refuses it."""
-    try:
-        value = _run(f"SELECT CAST(CAST({sql} AS {to}) AS VARCHAR)")[0]
-    except duckdb.Error as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
-    return str(value)
+    return str(_asked(f"SELECT CAST(CAST({sql} AS {to}) AS VARCHAR)")[0])
 
 
 _CAST_READS = re.compile("[eE_]")
@@ -107,11 +113,8 @@ def decimal_cast(text: str, precision: int, scale: int) -> decimal.Decimal:
     known: dict[tuple[str, int, int], decimal.Decimal] | None = getattr(_batch, "memo", None)
     if known is not None and (text, precision, scale) in known:
         return known[text, precision, scale]
-    try:
-        value = _run(f"SELECT CAST(?::VARCHAR AS DECIMAL({int(precision)},{int(scale)}))",
-                     params=[text])[0]
-    except duckdb.Error as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
+    value = _asked(f"SELECT CAST(?::VARCHAR AS DECIMAL({int(precision)},{int(scale)}))",
+                   params=[text])[0]
     return decimal.Decimal(value)
 
 
@@ -170,10 +173,7 @@ def json_column(column: pa.Array | pa.ChunkedArray, to: str = "JSON") -> pa.Arra
                              "map cannot be written as text or JSON: cast it to VARCHAR in "
                              "the query")
         return pa.array(pc.cast(column, pa.string()).to_pylist(), pa.string())
-    try:
-        values = _run(f"SELECT CAST(CAST(c AS {to}) AS VARCHAR) FROM v", pa.table({"c": column}))
-    except duckdb.Error as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
+    values = _asked(f"SELECT CAST(CAST(c AS {to}) AS VARCHAR) FROM v", pa.table({"c": column}))
     return pa.array(values, pa.string())
 
 
@@ -181,11 +181,8 @@ def json_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Values DuckDB hands on as text that are not text to it (a UUID, a BIT,
     an ENUM) as the JSON strings its CAST(... AS JSON) makes of them (the
     CAST of text would read the text as JSON)."""
-    try:
-        values = _run("SELECT CAST(to_json(CAST(c AS VARCHAR)) AS VARCHAR) FROM v",
-                      pa.table({"c": column}))
-    except duckdb.Error as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
+    values = _asked("SELECT CAST(to_json(CAST(c AS VARCHAR)) AS VARCHAR) FROM v",
+                    pa.table({"c": column}))
     return pa.array(values, pa.string())
 
 
@@ -193,11 +190,8 @@ def times_of(column: pa.Array | pa.ChunkedArray, to: str) -> pa.Array:
     """A TIMESTAMP_NS column (which Python cannot hold to the nanosecond) as
     DuckDB's CAST(... AS TIMESTAMP) or `to` DATE: microseconds, rounded as a
     query rounds them. ValueError if DuckDB refuses."""
-    try:
-        values = _run(f"SELECT CAST(c AS {'DATE' if to == 'DATE' else 'TIMESTAMP'}) FROM v",
-                      pa.table({"c": column}))
-    except duckdb.Error as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
+    values = _asked(f"SELECT CAST(c AS {'DATE' if to == 'DATE' else 'TIMESTAMP'}) FROM v",
+                    pa.table({"c": column}))
     return pa.array(values, pa.date32() if to == "DATE" else pa.timestamp("us"))
 
 

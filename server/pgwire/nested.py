@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..intervals import postgres_interval
-from ..wide_dates import PER_SECOND, civil, time_text
+from ..wide_dates import PER_SECOND, civil, time_texts
 from .datetimes import Days
 from .types import float4_text
 
@@ -58,8 +58,7 @@ def _values(arr: pa.Array) -> list[Any]:
         zone = t.tz is not None
         return [None if v is None else timestamp_text(v, t.unit, zone) for v in ints]
     if pa.types.is_time(t):
-        ints = arr.view(pa.int64() if pa.types.is_time64(t) else pa.int32()).to_pylist()
-        return [None if v is None else time_text(v, t.unit) for v in ints]
+        return time_texts(arr)
     if pa.types.is_union(t):  # each value from the child its type code names
         kids = {code: _values(arr.field(i)) for i, code in enumerate(t.type_codes)}
         at = arr.offsets.to_pylist() if t.mode == "dense" else range(len(arr))
