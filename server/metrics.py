@@ -194,6 +194,8 @@ class StateCollector(Collector):
             "because their statements made DuckDB fail internally too often")
         brakes.add_metric([], duckfaults.COUNTS["brakes"])
         yield brakes
+        if getattr(cairn, "threads", None) is not None:  # role users' waits for a thread
+            yield from cairn.threads.metrics()
 
     @staticmethod
     def _buffers(cairn: Any) -> Iterator[GaugeMetricFamily]:

@@ -34,6 +34,8 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
 from catalog.errors import Cancelled
 
 from .budget import SHARE, holder
@@ -92,6 +94,7 @@ class Threads:
         self.held = 0
         self.by: Counter[str] = Counter()
         self._queue: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self.timeouts = 0  # statements refused: their timeout passed as they waited
 
     def _fits(self, who: str) -> bool:
         return self.held < self.users and self.by[who] < self.share
@@ -128,7 +131,21 @@ class Threads:
             raise
         if not entry[1].done():
             self._leave(entry)
+            self.timeouts += 1
             raise Cancelled(self._refusal(who, seconds))
+
+    def metrics(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """For /metrics (metrics.StateCollector): the waits now, the refusals so far."""
+        waiting = GaugeMetricFamily(
+            "cairn_statement_thread_waiters", "Role users' statements (and other work of "
+            "their requests) waiting now for a place in [server] blocking_threads")
+        waiting.add_metric([], len(self._queue))
+        yield waiting
+        refused = CounterMetricFamily(
+            "cairn_statement_thread_wait_timeouts", "Role users' statements refused "
+            "(CANCELLED) because their query timeout passed as they waited for a thread")
+        refused.add_metric([], self.timeouts)
+        yield refused
 
     def _leave(self, entry: tuple[str, asyncio.Future[None]]) -> None:
         if entry[1].done():  # let in, but gone before it ran
