@@ -71,6 +71,9 @@ class BackupConfig:
     # How long a statement waits on an object-storage target it reads itself
     # (SHOW BACKUPS IN, a RESTORE's choice of backup, ...) before UNAVAILABLE.
     s3_deadline_seconds: float = 30.0
+    # Schedules (CREATE SCHEDULE) the server keeps; past it CREATE SCHEDULE is
+    # INVALID_ARGUMENT (server/schedules.py). The loop reads every one each second.
+    max_schedules: int = 1000
 
 
 @dataclass

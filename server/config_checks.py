@@ -43,6 +43,7 @@ INT_RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("storage", "duckdb_wide_row_bytes"): (0, BIG),
     ("storage", "point_cache_mb"): (0, 1 << 20),
     ("backup", "throttle_bytes_per_second"): (0, BIG),
+    ("backup", "max_schedules"): (1, 100_000),  # the loop's pass reads them all each second
     ("jobs", "max_concurrent"): (1, 1024),
     ("jobs", "history_max_count"): (1, 10**9),
 }

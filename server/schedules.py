@@ -226,6 +226,7 @@ async def create_schedule(cairn: Cairn, session: Session, stmt: ast.CreateSchedu
             if stmt.if_not_exists:
                 return Result.of_message(f"Schedule '{stmt.name}' already exists, skipped")
             raise AlreadyExists(f"Schedule '{stmt.name}' already exists")
+        await cairn.run(_check_count, cairn)
         now = datetime.now(UTC)
         record = Schedule(
             name=stmt.name, namespace=stmt.namespace, target=repo.uri,
@@ -240,6 +241,18 @@ async def create_schedule(cairn: Cairn, session: Session, stmt: ast.CreateSchedu
         f"Schedule '{stmt.name}' created: namespace '{stmt.namespace}' is backed up to "
         f"'{repo.uri}' {when}, first at {record.next_run_at}"
     )
+
+
+def _check_count(cairn: Cairn) -> None:
+    """One more schedule fits in `[backup] max_schedules` (under `_lock`, so two
+    CREATEs at the bound never both pass). Nothing bounded them before: each is
+    read by the loop every second."""
+    bound = cairn.config.backup.max_schedules
+    held = sum(1 for _ in cairn.catalog.scan_raw(Schedule.FAMILY))
+    if held >= bound:
+        raise InvalidArgument(
+            f"the server holds {held:,} schedules, [backup] max_schedules ({bound:,}): "
+            "DROP SCHEDULE one, or raise max_schedules in the config file and restart")
 
 
 @routes.handles(ast.ShowSchedules, role="user")

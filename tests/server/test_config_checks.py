@@ -47,6 +47,8 @@ from tests.pgwire.conftest import self_signed
         ("[storage]\nflush_interval_seconds = nan\n", "[storage] flush_interval_seconds"),
         ("[backup]\nroots = [1]\n", "[backup] roots must be a list of strings"),
         ('[backup]\nroots = ["/a\\u0000b"]\n', "[backup] roots must not hold"),
+        ("[backup]\nmax_schedules = 0\n", "[backup] max_schedules must be at least 1"),
+        ("[backup]\nmax_schedules = 100001\n", "[backup] max_schedules must be at most 100000"),
         ("[backup]\nthrottle_bytes_per_second = -5\n",
          "[backup] throttle_bytes_per_second must be at least 0"),
         ('[backup.targets.x]\nuri = 1\n', "[backup.targets.x] uri must be a string"),
