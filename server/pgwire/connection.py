@@ -339,9 +339,9 @@ class Connection:
         if name and name in self.statements:
             raise PgError("42P05", f'prepared statement "{name}" already exists')
         count = max((n for _, _, n in spots), default=0)
-        oids, targets = await parameter_types(self.cairn, self.session.namespace, text, declared,
-                                              count, self._off_loop)
-        self.statements[name] = Prepared(text, oids, spots, targets=targets)
+        oids, targets, texts = await parameter_types(self.cairn, self.session.namespace, text,
+                                                     declared, count, self._off_loop)
+        self.statements[name] = Prepared(text, oids, spots, targets=targets, texts=texts)
         self.writer.write(messages.PARSE_COMPLETE)
 
     async def _bind(self, body: messages.Payload) -> None:

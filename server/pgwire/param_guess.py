@@ -33,8 +33,9 @@ def number(node: exp.Column, mark: str) -> int:
 
 
 def guess(node: exp.Expression, binder: param_columns.Binder, mark: str,
-          compared: dict[int, int]) -> int:
-    """The OID `node`'s place tells (0: nothing)."""
+          compared: dict[int, str | None]) -> int:
+    """The OID `node`'s place tells (0: nothing). `compared`: the Cairn type
+    of the columns each expression compares with, found once (a memo)."""
     target = target_of(node, binder)
     if target:
         return t.oid_of(target[1])
@@ -66,10 +67,32 @@ def guess(node: exp.Expression, binder: param_columns.Binder, mark: str,
             known = [(s, binder.value_type(s)) for s in sides
                      if not isinstance(s, exp.Literal) and not _mentions(s, mark)]
             types = {typ for s, typ in known if typ or isinstance(s, exp.Column)}
-            typ = types.pop() if len(types) == 1 else None
-            compared[id(parent)] = t.oid_of(typ) if typ else 0
-        return compared[id(parent)]
+            compared[id(parent)] = types.pop() if len(types) == 1 else None
+        typ = compared[id(parent)]
+        return t.oid_of(typ) if typ else 0
     return 0
+
+
+# Where DuckDB casts a string to the other side's type (not `v + $1`).
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ,
+                exp.NullSafeNEQ, exp.Between, exp.In)
+
+
+def of_a_decimal(node: exp.Expression, binder: param_columns.Binder, mark: str,
+                 compared: dict[int, str | None]) -> bool:
+    """Is the parameter written into a DECIMAL column, or compared with
+    columns of that one type (`v = $1`, `v BETWEEN $1 AND $2`, `v IN ($1)`)?"""
+    target = target_of(node, binder)
+    if target:
+        return target[1] == "DECIMAL"
+    parent = node.parent
+    while isinstance(parent, exp.Paren):
+        parent = parent.parent
+    if not isinstance(parent, _COMPARISONS):
+        return False
+    guess(node, binder, mark, compared)  # the type compared with, found once an expression
+    typ = compared.get(id(parent))
+    return typ is not None and typ.split("(", 1)[0].strip().upper() == "DECIMAL"
 
 
 def _oid_of_cast(to: exp.DataType) -> int:

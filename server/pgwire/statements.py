@@ -14,6 +14,7 @@ from catalog.errors import CairnError, InvalidArgument
 from sqlgrammar.splitter import split_script
 from storage import system_tables
 from storage.names import fold
+from storage.spelling import cast_reads
 
 from ..result import cairn_type
 from ..state import Cairn
@@ -38,6 +39,7 @@ class Prepared:
     described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
     reads: bool | None = None  # only reads: Describe(portal) runs it (describe.reads)
     targets: list[params.Target | None] = field(default_factory=list)  # params.check()
+    texts: frozenset[int] = frozenset()  # params.infer(): read as an HTTP literal's text
 
     def size(self) -> int:
         """The bytes it keeps, as the connection's budget counts them (kept.py):
@@ -122,8 +124,9 @@ def read_bind(prepared: Prepared, body: messages.Payload) -> tuple[list[int], st
 
 def bound(prepared: Prepared, pfmts: list[int], values_raw: list[bytes | None]) -> str:
     """The prepared statement's text with Bind's parameters written in."""
-    values = [None if raw is None else decode_param(oid, fmt == 1, raw)
-              for oid, fmt, raw in zip(prepared.oids, pfmts, values_raw, strict=False)]
+    values = [None if raw is None else _decoded(prepared, i, oid, fmt == 1, raw)
+              for i, (oid, fmt, raw) in enumerate(
+                  zip(prepared.oids, pfmts, values_raw, strict=False))]
     try:
         params.check(values, prepared.oids, prepared.targets)
     except InvalidArgument as exc:  # named as the column an HTTP literal goes into names it
@@ -141,6 +144,21 @@ def bound(prepared: Prepared, pfmts: list[int], values_raw: list[bytes | None]) 
     at_default = {n for start, _, n in spots
                   if _AFTER_DEFAULT.search(sql, max(0, start - 64), start)}
     return params._replace(sql, text_of, spots)
+
+
+def _decoded(prepared: Prepared, i: int, oid: int, binary: bool, raw: bytes) -> Any:
+    """A parameter's value. The text of one of no declared type written into
+    or compared with a DECIMAL column, with an exponent or underscores, stays
+    text: it goes in as the same text in SQL over HTTP does, cast by DuckDB
+    (an INSERT's or UPDATE's texts in one query a column, storage/spelling.py
+    decimal_casts; a WHERE's by the query). Python's Decimal() read '_1' as 1
+    and stored '1e-9' in a DECIMAL(9,9), both refused over HTTP, and a WHERE
+    with '1e-9' missed the 0.00 it was stored as in a DECIMAL(10,2)."""
+    if not binary and i in prepared.texts:
+        text = decode_param(t.TEXT, False, raw)
+        if cast_reads(text):
+            return text
+    return decode_param(oid, binary, raw)
 
 
 _AFTER_DEFAULT = re.compile(r"\bDEFAULT\s*\Z", re.IGNORECASE)
@@ -187,18 +205,20 @@ def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
 
 async def parameter_types(cairn: Cairn, namespace: str | None, text: str, declared: list[int],
                           count: int, off_loop: Callable[..., Awaitable[Any]],
-                          ) -> tuple[list[int], list[params.Target | None]]:
-    """Parse's parameter types and the columns they are written into
-    (params.infer, on a statement thread: it reads the tables); a `$n` where
-    a name must stand is 42601, as in PostgreSQL, whether or not its type
-    was declared. `off_loop(text, fn, *args)`: the connection's."""
+                          ) -> tuple[list[int], list[params.Target | None], frozenset[int]]:
+    """Parse's parameter types, the columns they are written into and the
+    parameters read as text (params.infer, on a statement thread: it reads
+    the tables); a `$n` where a name must stand is 42601, as in PostgreSQL,
+    whether or not its type was declared. `off_loop(text, fn, *args)`: the
+    connection's."""
     oids, targets = params.untyped(declared, count)
+    texts: set[int] = set()
     try:
         if params.to_infer(oids):
-            return await cairn.run(params.infer, text, oids, functools.partial(
-                table_columns, cairn, namespace), namespace)
-        if count:
+            oids, targets = await cairn.run(params.infer, text, oids, functools.partial(
+                table_columns, cairn, namespace), namespace, texts)
+        elif count:
             await off_loop(text, params.refuse_misplaced, text)
     except params.MisplacedParameter as exc:
         raise PgError(exc.code, str(exc), exc.position) from None
-    return oids, targets
+    return oids, targets, frozenset(texts)

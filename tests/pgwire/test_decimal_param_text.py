@@ -1,0 +1,132 @@
+"""A parameter of no declared type written into, or compared with, a DECIMAL
+column, whose text has an exponent or underscores, is what the same text in
+SQL over HTTP is: DuckDB's CAST to the column's type, or refused where that
+CAST refuses it. It was read by Python's Decimal(): '_1' was taken as 1 and
+'1e-9' stored in a DECIMAL(9,9), both INVALID_ARGUMENT over HTTP, and a WHERE
+with '1e-9' missed the row it had stored (0.00 in a DECIMAL(10,2)). A
+statement's such texts are cast in one query a column, as over HTTP."""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from server.pgwire.server import PgServer as InProcess
+from tests.helpers import ok, state
+from tests.pgwire.conftest import PgServer
+
+TABLE = "CREATE TABLE {}.t (id INT PRIMARY KEY, b DECIMAL(9,9), c DECIMAL(10,2))"
+
+
+@pytest.fixture(scope="module")
+def dp(pg: PgServer) -> PgServer:
+    status, body = pg.proc.post("CREATE NAMESPACE dp; " + TABLE.format("dp"))
+    assert status == 200, body
+    return pg
+
+
+@pytest.fixture
+def conn(dp: PgServer) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(dp.dsn(), autocommit=True) as c:
+        c.execute("DELETE FROM dp.t")
+        yield c
+
+
+def _http(pg: PgServer, sql: str) -> dict[str, Any]:
+    return pg.proc.post(sql)[1]
+
+
+def _pg_error(conn: psycopg.Connection[Any], sql: str, *args: Any) -> psycopg.Error:
+    with pytest.raises(psycopg.Error) as caught:
+        conn.execute(sql, args)
+    return caught.value
+
+
+@pytest.mark.parametrize(("column", "text"), [("c", "_1"), ("c", "1__0"), ("b", "1e-9"),
+                                              ("c", "1e")])
+def test_text_http_refuses_is_refused_with_its_code(
+        dp: PgServer, conn: psycopg.Connection[Any], column: str, text: str) -> None:
+    http = _http(dp, f"INSERT INTO dp.t (id, {column}) VALUES (1, '{text}')")
+    assert http["error"]["code"] == "INVALID_ARGUMENT", http
+    conn.execute("INSERT INTO dp.t (id) VALUES (1)")
+    for sql in (f"INSERT INTO dp.t (id, {column}) VALUES (2, %s)",
+                f"UPDATE dp.t SET {column} = %s WHERE id = 1"):
+        exc = _pg_error(conn, sql, text)
+        assert exc.sqlstate == "22023", (sql, exc)  # INVALID_ARGUMENT, as over HTTP
+        assert exc.diag.message_primary == http["error"]["message"], (sql, exc)
+    http = _http(dp, f"SELECT id FROM dp.t WHERE {column} = '{text}'")
+    assert http["error"]["code"] == "INVALID_ARGUMENT", http
+    assert _pg_error(conn, f"SELECT id FROM dp.t WHERE {column} = %s", text).sqlstate == "22023"
+    assert conn.execute("SELECT id, b, c FROM dp.t").fetchall() == [(1, None, None)]
+
+
+@pytest.mark.parametrize(("column", "text"), [("c", "1e-9"), ("c", "1_000"), ("b", "0.1e-8"),
+                                              ("c", " 1.005E0 "), ("c", "1_0.5")])
+def test_text_http_reads_is_stored_as_duckdb_casts_it_and_found(
+        dp: PgServer, conn: psycopg.Connection[Any], column: str, text: str) -> None:
+    kind = "DECIMAL(9,9)" if column == "b" else "DECIMAL(10,2)"
+    (cast,) = _http(dp, f"SELECT CAST('{text}' AS {kind})::VARCHAR AS v")["results"][0]["rows"]
+    conn.execute(f"INSERT INTO dp.t (id, {column}) VALUES (%s, %s)", (1, text))
+    assert conn.execute(f"SELECT {column}::VARCHAR FROM dp.t").fetchall() == [(cast["v"],)]
+    assert conn.execute(f"SELECT id FROM dp.t WHERE {column} = %s", (text,)).fetchall() == [(1,)]
+    assert conn.execute(f"SELECT id FROM dp.t WHERE {column} IN (%s, %s)",
+                        (text, "7")).fetchall() == [(1,)]
+    conn.execute(f"UPDATE dp.t SET {column} = %s WHERE {column} = %s", (text, text))
+    assert conn.execute(f"DELETE FROM dp.t WHERE {column} = %s", (text,)).rowcount == 1
+
+
+def test_a_number_the_client_typed_keeps_its_reading(conn: psycopg.Connection[Any]) -> None:
+    """A Decimal (sent as NUMERIC: '1E-9') is the number it is; a cast of a
+    parameter to a bare NUMERIC or arithmetic is not a column's reading."""
+    conn.execute("INSERT INTO dp.t (id, b) VALUES (%s, %s)", (1, decimal.Decimal("1E-9")))
+    assert conn.execute("SELECT b::VARCHAR FROM dp.t").fetchall() == [(".000000001",)]
+    assert conn.execute("SELECT %s::numeric", ("1e-9",)).fetchone() == (
+        decimal.Decimal("0.000000001"),)
+    assert conn.execute("SELECT id FROM dp.t WHERE b = %s", (decimal.Decimal("1E-9"),)
+                        ).fetchall() == [(1,)]
+
+
+@pytest.fixture
+async def inproc(client: Any) -> AsyncIterator[int]:
+    await ok(client, "CREATE NAMESPACE dp; " + TABLE.format("dp"))
+    server = InProcess(state(client))
+    await server.start()
+    try:
+        yield server.port
+    finally:
+        await server.close()
+
+
+async def test_a_statements_texts_are_cast_in_one_query_a_column(
+        inproc: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storage import spelling
+
+    queries: list[str] = []
+    run = spelling._run
+
+    def counted(query: str, *args: Any, **kw: Any) -> list[Any]:
+        queries.append(query)
+        return run(query, *args, **kw)
+
+    monkeypatch.setattr(spelling, "_run", counted)
+    dsn = f"host=127.0.0.1 port={inproc} user=alice dbname=cairn"
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        rows = list(range(1, 501))
+        await conn.execute("INSERT INTO dp.t (id, c, b) VALUES " + ", ".join(
+            ["(%s, %s, %s)"] * len(rows)), [v for i in rows for v in (i, f"{i}e-2", "0.1e-8")])
+        await conn.execute("UPDATE dp.t SET c = %s WHERE id = %s", ("1_5", 7))
+        assert len(queries) <= 3, len(queries)
+        cur = await conn.execute("SELECT id, c::VARCHAR, b::VARCHAR FROM dp.t "
+                                 "WHERE id IN (1, 7, 500) ORDER BY id")
+        assert await cur.fetchall() == [(1, "0.01", ".000000001"), (7, "15.00", ".000000001"),
+                                        (500, "5.00", ".000000001")]
+        with pytest.raises(psycopg.Error) as caught:  # one the cast refuses refuses them all
+            await conn.execute("INSERT INTO dp.t (id, b) VALUES (%s, %s), (%s, %s)",
+                               (600, "0.1e-8", 601, "1e-9"))
+        assert caught.value.sqlstate == "22023"
+        cur = await conn.execute("SELECT count(*) FROM dp.t WHERE id >= 600")
+        assert await cur.fetchall() == [(0,)]
