@@ -18,9 +18,9 @@ Admins, callers in `auth.mode = "none"` and the server's own work (jobs,
 schedules, archiving) take any thread, as before.
 
 Whose work it is follows the request: HTTP's /api/sql handler and a pgwire
-connection set `HOLDER` for a role user (`held_by`), the executor narrows it to
-a statement's deadline (`statement`); a job started from a statement clears it
-(its work is the server's)."""
+connection set `HOLDER` for a role user (`held_by`), the executor (and pgwire's
+catalog queries) narrow it to a statement's deadline (`statement`); a job
+started from a statement clears it (its work is the server's)."""
 
 from __future__ import annotations
 

@@ -78,6 +78,11 @@ def _is_small(plan: Plan) -> bool:
     return plan.rows <= (SMALL_QUERY_ROWS if plan.refs <= 1 else SMALL_JOIN_ROWS)
 
 
+def timed_out(seconds: float | None) -> Cancelled:
+    """What a query past its timeout raises (the pgwire catalog's too)."""
+    return Cancelled(f"query cancelled: it ran longer than {seconds} s")
+
+
 class Engine:
     def __init__(self, catalog: Catalog, data_dir: Path | str, cfg: EngineConfig) -> None:
         self.catalog = catalog
@@ -283,6 +288,16 @@ class Engine:
         finally:
             self._local.time_limit = prev
 
+    def deadline(self, timeout: float | None) -> tuple[float | None, float | None]:
+        """When a query this thread starts now ends (monotonic; None: never)
+        and its bound in seconds: `timeout` from now, or the block's
+        (`time_limit`) if that ends first. The pgwire catalog's queries too."""
+        deadline = time.monotonic() + timeout if timeout else None
+        limit: tuple[float, float] | None = getattr(self._local, "time_limit", None)
+        if limit is not None and (deadline is None or limit[0] < deadline):
+            return limit
+        return deadline, timeout
+
     def _system_table(self, name: str) -> pa.Table | None:
         return system_tables.build(self, name)
 
@@ -292,10 +307,7 @@ class Engine:
         if plan.answer is None and not timing.waiting_allowed():  # e.g. an exact key check
             release(plan, self.files)
             raise timing.WouldWait("DuckDB")
-        deadline = time.monotonic() + timeout if timeout else None
-        limit = getattr(self._local, "time_limit", None)
-        if limit is not None and (deadline is None or limit[0] < deadline):
-            deadline, timeout = limit
+        deadline, timeout = self.deadline(timeout)
         small = self.duckdbs.small is not self.duckdbs.main and (one_thread or _is_small(plan))
         fired = [False]
         try:
@@ -312,14 +324,14 @@ class Engine:
         except duckdb.InterruptException:
             if not fired[0]:
                 raise Cancelled("query cancelled at the client's request") from None
-            raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
+            raise timed_out(timeout) from None
         except duckdb.PermissionException as exc:
             raise PermissionDenied(clean(str(exc), plan)) from None
         except pa.ArrowException as exc:  # e.g. a value nested deeper than Arrow allows
             raise InvalidArgument(f"the answer cannot be returned: {exc}") from None
         except duckdb.Error as exc:
             if fired[0]:
-                raise Cancelled(f"query cancelled: it ran longer than {timeout} s") from None
+                raise timed_out(timeout) from None
             raise query_failed(exc, plan, self.files.abs) from None
         finally:
             release(plan, self.files)

@@ -15,11 +15,14 @@ from typing import Any, Protocol
 
 from sqlglot import exp
 
+from catalog.errors import CairnError
 from storage.duckrestart import DuckFault
 
+from .. import threadshare
 from ..duckfaults import LONG_TEXT
 from ..session import Session
 from ..state import Cairn
+from .errors import PgError
 from .pgcatalog import CatalogEngine, SessionInfo
 
 
@@ -35,18 +38,28 @@ class _Connection(Protocol):
 async def run(conn: _Connection, text: str, tree: exp.Expression
               ) -> tuple[list[tuple[str, int]], list[list[Any]]]:
     """(columns, rows) of the catalog query `text` (`tree`), unless it is
-    quarantined or its user braked; a fault is remembered."""
+    quarantined or its user braked; a fault is remembered. As an ordinary
+    SELECT (executor.run_statement, queries.run_query): a role user's wait
+    for a thread counts in its query timeout (threadshare.py), the smaller
+    of `statement_timeout` and `[server] query_timeout_seconds` bounds it,
+    and a cancel of the statement (`session.interrupt`) stops it."""
     cairn, faults = conn.cairn, conn.cairn.duck_faults
     session = dataclasses.replace(conn.session, text=text)
-    if faults.holds():
-        if len(text) > LONG_TEXT:
-            await cairn.run(faults.refuse, session)
-        else:
-            faults.refuse(session)
+    server_timeout = cairn.config.server.query_timeout_seconds
     try:
-        answer: tuple[list[tuple[str, int]], list[list[Any]]] = await cairn.run(
-            conn.catalog.run, cairn, tree, conn.info)
-    except DuckFault:
-        faults.record(session, None)
-        raise
+        with threadshare.statement(session, server_timeout):
+            if faults.holds():
+                if len(text) > LONG_TEXT:
+                    await cairn.run(faults.refuse, session)
+                else:
+                    faults.refuse(session)
+            try:
+                answer: tuple[list[tuple[str, int]], list[list[Any]]] = await cairn.run(
+                    session.stoppable(conn.catalog.run), cairn, tree, conn.info,
+                    session.query_timeout(server_timeout))
+            except DuckFault:
+                faults.record(session, None)
+                raise
+    except CairnError as exc:  # past a bound of every query (pgcatalog.py), cancelled, braked
+        raise PgError.of(exc) from None
     return answer

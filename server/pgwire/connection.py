@@ -215,11 +215,8 @@ class Connection:
         # A catalog query is a query: an INSERT, UPDATE or DELETE is not scanned for one.
         catalog = not WRITE.match(code) and pgcatalog.hinted(code)
         tree = await self._off_loop(text, pgcatalog.parse, text, comments) if catalog else None
-        if tree is not None:
-            try:
-                columns, rows = await catalogfaults.run(self, text, tree)
-            except CairnError as exc:  # past a bound of every query (pgcatalog.py)
-                raise PgError.of(exc) from None
+        if tree is not None:  # run as a SELECT is: timed, cancelled (catalogfaults.run)
+            columns, rows = await self._stoppable(catalogfaults.run(self, text, tree))
             return self._chatter(self.settings.ran(columns, rows, self.info.pending), code)
         return await self._cairn(text, offset)
 
@@ -264,10 +261,23 @@ class Connection:
                 sql=text, user=self.session.user_id)
 
     async def _cairn_statement(self, text: str, offset: int) -> Reply:
+        outcome = await self._stoppable(execute(self.cairn, self.session, text))
+        if outcome.error is not None:
+            err, pos = outcome.error.error, None
+            if err.code == "PARSE_ERROR":
+                where = position(text, outcome.error.line, outcome.error.column)
+                pos = offset + where if where is not None else None
+            raise PgError.of(err, pos)
+        if not outcome.results:
+            raise PgError("XX000", "the statement gave no result")
+        return from_result(text, outcome.results[-1], outcome.statement)
+
+    async def _stoppable(self, work: Awaitable[Any]) -> Any:
+        """`work`'s result, run as the statement a CancelRequest stops (cancel())."""
         self.jobs.clear()
         self.stopped.clear()
         self.session.interrupt = Interrupt()
-        task = asyncio.ensure_future(execute(self.cairn, self.session, text))
+        task = asyncio.ensure_future(work)
         self.running = task
         progress = asyncio.ensure_future(self._progress())
         try:
@@ -278,17 +288,7 @@ class Connection:
             self.jobs.clear()
         if task.cancelled() or self.stopped:  # a detached job stopped before it began too
             raise PgError("57014", "canceling statement due to user request")
-        outcome = task.result()
-        if outcome.error is not None:
-            err = outcome.error.error
-            pos = None
-            if err.code == "PARSE_ERROR":
-                where = position(text, outcome.error.line, outcome.error.column)
-                pos = offset + where if where is not None else None
-            raise PgError.of(err, pos)
-        if not outcome.results:
-            raise PgError("XX000", "the statement gave no result")
-        return from_result(text, outcome.results[-1], outcome.statement)
+        return task.result()
 
     def _job_started(self, job_id: str) -> None:
         self.jobs.add(job_id)

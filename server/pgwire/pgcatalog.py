@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -27,9 +28,10 @@ from sqlglot.errors import SqlglotError
 from catalog.errors import Cancelled, PermissionDenied
 from sqlgrammar.factorial import standalone_bang
 from sqlgrammar.uncommented import Uncommented
-from storage import value_bounds
+from storage import stopping, value_bounds
 from storage.duck import fetch_bounded, refuse_time_with_zone
 from storage.duckrestart import Rebuilt, fault_of, invalidating
+from storage.engine import timed_out
 from storage.names import fold, function_name
 from storage.sandbox import DENIED_NODES, cte_references, denied_function, in_utc, scratch_config
 
@@ -274,20 +276,23 @@ class CatalogEngine:
     def close(self) -> None:
         self._db.close()
 
-    def run(self, cairn: Cairn, tree: exp.Expression, info: SessionInfo
-            ) -> tuple[list[tuple[str, int]], list[list[Any]]]:
-        """(columns as (name, oid), rows) of a catalog query (blocking)."""
+    def run(self, cairn: Cairn, tree: exp.Expression, info: SessionInfo,
+            timeout: float | None = None) -> tuple[list[tuple[str, int]], list[list[Any]]]:
+        """(columns as (name, oid), rows) of a catalog query (blocking), as an
+        ordinary SELECT's query: past `timeout` seconds (or this thread's
+        `Engine.time_limit`) CANCELLED, and stopped by a cancel of its
+        statement (storage/stopping.py)."""
         tree = _named(tree.copy())
         info.pending.clear()
         try:
-            return self._run(cairn, tree, info)
+            return self._run(cairn, tree, info, timeout)
         except (duckdb.Error, SqlglotError, ValueError, TypeError, AttributeError, IndexError,
                 KeyError, RecursionError) as exc:
             log.debug("catalog query answered empty: %s", exc)
             info.pending.clear()  # it did not run: set_config() set nothing
             return _empty_answer(tree), []
 
-    def _run(self, cairn: Cairn, tree: exp.Expression, info: SessionInfo
+    def _run(self, cairn: Cairn, tree: exp.Expression, info: SessionInfo, timeout: float | None
              ) -> tuple[list[tuple[str, int]], list[list[Any]]]:
         for node in tree.walk():
             if isinstance(node, DENIED_NODES):
@@ -343,28 +348,38 @@ class CatalogEngine:
         server = cairn.config.server
         sql = tree.sql(dialect="duckdb")
         cur, generation = self._db.cursor()
-        timeout = server.query_timeout_seconds
+        # Timed and stopped as an ordinary SELECT's query (Engine.run_plan, _attempt).
+        deadline, timeout = cairn.engine.deadline(timeout)
         watchdog = cairn.engine.watchdog  # the one that times every query
-        alarm = watchdog.arm(timeout, cur.interrupt) if timeout else None
+        alarm = None if deadline is None else watchdog.arm(
+            max(0.0, deadline - time.monotonic()), cur.interrupt)
+        interrupt = stopping.target()
         try:
             for view, data in tables.items():
                 cur.register(view, data)
             cur.register("cairn_type_names", _TYPE_NAMES)
             cur.register("cairn_definitions", relations.definitions(snapshot))
             cur.execute(_FORMAT_MACRO)
+            if interrupt is not None:
+                interrupt(cur.interrupt)  # CANCELLED if cancelled already
             result, cut = fetch_bounded(cur, sql, server.max_result_rows or None,
                                         server.max_result_bytes or None)
             refuse_time_with_zone(cur, sql, result.schema)  # as the engine's answers
         except duckdb.InterruptException:
             if alarm is not None and watchdog.disarm(alarm):
-                raise Cancelled(f"query cancelled: it ran longer than {timeout:g} s") from None
-            raise
+                raise timed_out(timeout) from None
+            raise Cancelled("query cancelled at the client's request") from None
         except duckdb.Error as exc:  # an internal error: a fresh DuckDB for the next query
             if invalidating(exc):
                 self._db.restart(generation, "a pgwire catalog query", exc)
+            if alarm is not None and watchdog.disarm(alarm):  # as Engine.run_plan: timed out
+                raise timed_out(timeout) from None
+            if invalidating(exc):
                 raise fault_of(exc) from None  # quarantined, braked
             raise
         finally:
+            if interrupt is not None:
+                interrupt(None)
             if alarm is not None:
                 watchdog.disarm(alarm)
             cur.close()
@@ -427,7 +442,7 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         if to == "regtype":
             return _lit(regtypes.type_oid(node.this.this) or 0)
         if to in _OID_TYPES:  # 'pg_class'::regclass, 'app.t'::regclass, '16384'::oid
-            return _lit(_named_oid(node.this.this))
+            return _lit(regtypes.named_oid(node.this.this))
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Cast) and (
             node.to.sql("postgres").lower() in _TEXT_TYPES
             and node.this.to.sql("postgres").lower() == "regtype"):
@@ -439,26 +454,6 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         if name in _TEXT_TYPES:
             return exp.DataType.build("VARCHAR")
     return node
-
-
-# PostgreSQL's own OIDs of the catalog relations clients name in casts.
-_RELATION_OIDS = {"pg_class": 1259, "pg_namespace": 2615, "pg_attribute": 1249,
-                  "pg_type": 1247, "pg_proc": 1255, "pg_constraint": 2606,
-                  "pg_database": 1262, "pg_index": 2610, "pg_description": 2609,
-                  "pg_attrdef": 2604, "pg_am": 2601, "pg_roles": 1260, "pg_authid": 1260}
-
-
-def _named_oid(text: str) -> int:
-    """The OID a name cast to regclass (or a number cast to oid) stands for."""
-    name = text.strip().lower().replace('"', "")
-    if name.isdigit():
-        return int(name)
-    name = name.removeprefix("pg_catalog.")
-    if name in _RELATION_OIDS:
-        return _RELATION_OIDS[name]
-    if "." in name:
-        return relations.oid_of("rel", name)
-    return 0
 
 
 def _oid(f: pa.Field) -> int:
