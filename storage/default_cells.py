@@ -14,8 +14,10 @@ from sqlglot import exp
 
 from catalog.errors import InvalidArgument, ParseError
 
+from . import stopping
 from . import values as _values
 from .spelling import cast_reads, decimal_casts
+from .stopping import CHECK_CELLS
 from .types import DEFAULT_DECIMAL, Column, coerce, default_value
 
 DEFAULT: Any = type("Default", (), {"__repr__": lambda self: "DEFAULT"})()  # a cell's marker
@@ -76,6 +78,31 @@ def cell(col: Column, value: Any, row: int) -> Any:
             return default_value(col)
         value = None
     return coerce(col, value, row)
+
+
+def cells(targets: list[Column], rows: list[list[Any]], data: dict[str, list[Any]]) -> None:
+    """Each row's values as written into `targets` (`cell`), appended to
+    their columns in `data`; a `stopping.check` every CHECK_CELLS values (the
+    statement's timeout and cancel: past them nothing is written)."""
+    step = max(1, CHECK_CELLS // max(1, len(targets)))
+    with decimal_texts(targets, rows):
+        for start in range(0, len(rows), step):
+            stopping.check()
+            for i, row in enumerate(rows[start:start + step], start + 1):
+                for col, value in zip(targets, row, strict=False):
+                    data[col["name"]].append(cell(col, value, i))
+
+
+def column_cells(col: Column, values: list[Any]) -> list[Any]:
+    """An UPDATE's new values as written into `col` (`coerce`), a
+    `stopping.check` every CHECK_CELLS values."""
+    out: list[Any] = []
+    with decimal_texts([col], [[v] for v in values]):
+        for start in range(0, len(values), CHECK_CELLS):
+            stopping.check()
+            out += [coerce(col, v, r)
+                    for r, v in enumerate(values[start:start + CHECK_CELLS], start + 1)]
+    return out
 
 
 @contextmanager

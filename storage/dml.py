@@ -22,7 +22,7 @@ from . import bufclock, keyfilter, sandbox, stopping
 from . import keys as keys_mod
 from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
-from .default_cells import DEFAULT, cell, decimal_texts, default_row, is_default, values_rows
+from .default_cells import DEFAULT, cell, cells, column_cells, default_row, is_default, values_rows
 from .deleted_rule import LIVE_ONLY
 from .names import fold
 from .ports import Writer
@@ -40,10 +40,9 @@ from .types import (
     USER,
     Column,
     arrow_type,
-    coerce,
     default_value,
 )
-from .values import by_name, extra_arg, query_values, unsupported_arg, with_of
+from .values import by_name, extra_arg, query_rows, query_values, unsupported_arg, with_of
 
 
 def _owner(st: TableState, user: str | None) -> str | None:
@@ -85,8 +84,7 @@ def insert(engine: Writer, e: exp.Insert, user: str | None, ns: str | None) -> i
         result = engine.select(source, user, ns)  # type: ignore[arg-type]
         if e.args.get("by_name"):  # INSERT INTO t BY NAME SELECT ...: the SELECT's names
             names = by_name(names, result.column_names)
-        cols = query_values(_targets(st, names), result)
-        rows = [list(r) for r in zip(*cols, strict=False)] if cols else []
+        rows = query_rows(_targets(st, names), result)
     else:
         raise InvalidArgument("INSERT needs VALUES or a SELECT")
     return write_values(engine, st, names, rows, owner)
@@ -132,10 +130,7 @@ def write_values(
                 raise InvalidArgument(
                     f"row {i + 1} has {len(row)} values but the table takes {len(targets)} "
                     f"({', '.join(c['name'] for c in targets)})")
-        with decimal_texts(targets, rows):
-            for i, row in enumerate(rows):
-                for col, value in zip(targets, row, strict=False):
-                    data[col["name"]].append(cell(col, value, i + 1))
+        cells(targets, rows, data)
         for col in st.columns:
             name = col["name"]
             if name in given or name in (ID, UPDATED, DELETED) and col.get("system"):
@@ -470,8 +465,7 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
                 data[col["name"]] = [cell(col, DEFAULT, 1)] * n
                 continue
             values = query_values([col], found.select([f"#set{i}"]))[0]
-            with decimal_texts([col], [[v] for v in values]):
-                data[col["name"]] = [coerce(col, v, r + 1) for r, v in enumerate(values)]
+            data[col["name"]] = column_cells(col, values)
         del found  # _append frees the rows' columns once encoded
         data[DELETED] = pa.array([False] * n, pa.bool_()) if DELETED in cols else None
         if data[DELETED] is None:

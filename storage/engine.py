@@ -78,11 +78,6 @@ def _is_small(plan: Plan) -> bool:
     return plan.rows <= (SMALL_QUERY_ROWS if plan.refs <= 1 else SMALL_JOIN_ROWS)
 
 
-def timed_out(seconds: float | None) -> Cancelled:
-    """What a query past its timeout raises (the pgwire catalog's too)."""
-    return Cancelled(f"query cancelled: it ran longer than {seconds} s")
-
-
 class Engine:
     def __init__(self, catalog: Catalog, data_dir: Path | str, cfg: EngineConfig) -> None:
         self.catalog = catalog
@@ -275,25 +270,23 @@ class Engine:
         """Every DuckDB query this thread runs inside the block (a SELECT, the
         SELECT of an INSERT ... SELECT, the row lookups of UPDATE and DELETE)
         is interrupted past `seconds` from now (at monotonic `until`, if given:
-        a statement's `seconds` counted from its start), and CANCELLED raised.
-        An enclosing block's earlier end stays."""
-        prev = getattr(self._local, "time_limit", None)
-        new = ((until if until is not None else time.monotonic() + seconds, seconds)
-               if seconds else None)
-        if prev is not None and (new is None or prev[0] <= new[0]):
-            new = prev
-        self._local.time_limit = new
-        try:
+        a statement's `seconds` counted from its start), and CANCELLED raised;
+        a write's work in Python stops there too, before its commit
+        (`stopping.check`). An enclosing block's earlier end stays."""
+        end = (until if until is not None else time.monotonic() + seconds) if seconds else None
+        prev = stopping.time_limit()
+        if end is None or seconds is None or prev is not None and prev[0] <= end:
+            yield  # none, or the enclosing block's
+            return
+        with stopping.limited(end, seconds):
             yield
-        finally:
-            self._local.time_limit = prev
 
     def deadline(self, timeout: float | None) -> tuple[float | None, float | None]:
         """When a query this thread starts now ends (monotonic; None: never)
         and its bound in seconds: `timeout` from now, or the block's
         (`time_limit`) if that ends first. The pgwire catalog's queries too."""
         deadline = time.monotonic() + timeout if timeout else None
-        limit: tuple[float, float] | None = getattr(self._local, "time_limit", None)
+        limit = stopping.time_limit()
         if limit is not None and (deadline is None or limit[0] < deadline):
             return limit
         return deadline, timeout
@@ -324,14 +317,14 @@ class Engine:
         except duckdb.InterruptException:
             if not fired[0]:
                 raise Cancelled("query cancelled at the client's request") from None
-            raise timed_out(timeout) from None
+            raise stopping.overdue(timeout) from None
         except duckdb.PermissionException as exc:
             raise PermissionDenied(clean(str(exc), plan)) from None
         except pa.ArrowException as exc:  # e.g. a value nested deeper than Arrow allows
             raise InvalidArgument(f"the answer cannot be returned: {exc}") from None
         except duckdb.Error as exc:
             if fired[0]:
-                raise timed_out(timeout) from None
+                raise stopping.overdue(timeout) from None
             raise query_failed(exc, plan, self.files.abs) from None
         finally:
             release(plan, self.files)

@@ -9,12 +9,21 @@ asks `commit_point` before it commits: a statement cancelled by then raises
 CANCELLED and writes nothing; one past it has committed and is not
 cancelled any more (its client is told it completed). The registry's DDL
 (CREATE / DROP of a namespace or table, ALTER TABLE) asks it too, once it
-holds its locks: a DDL cancelled while it waited for them changes nothing."""
+holds its locks: a DDL cancelled while it waited for them changes nothing.
+
+The statement's time limit is this thread's too (`time_limit`, set by
+`Engine.time_limit`): it bounds every DuckDB query the statement runs, and
+its work in Python (an INSERT … SELECT's rows, an UPDATE's new values,
+converted into the table's form) asks `check` between chunks of values, and
+`commit_point` again: past it, CANCELLED as a query past it gets, and
+nothing is written (800,000 rows converted for 4.6 s against a 3 s timeout,
+then committed)."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -28,8 +37,15 @@ class Stoppable(Protocol):
     def commit(self) -> bool:
         """False if cancelled; else the statement is past cancelling from now on."""
 
+    @property
+    def fired(self) -> bool:
+        """Cancelled (read without a lock: `commit` decides)."""
+
 
 _local = threading.local()
+
+# Values a write converts in Python between two `check`s (~1 µs each).
+CHECK_CELLS = 1 << 15
 
 
 @contextlib.contextmanager
@@ -49,8 +65,47 @@ def target() -> Callable[[Callable[[], Any] | None], None] | None:
     return stop.target if stop is not None else None
 
 
+@contextlib.contextmanager
+def limited(until: float, seconds: float) -> Iterator[None]:
+    """Inside the block this thread's statement ends at monotonic `until`
+    (`seconds` from its start, for the message); `Engine.time_limit` keeps
+    an enclosing block's earlier end."""
+    prev = getattr(_local, "limit", None)
+    _local.limit = (until, seconds)
+    try:
+        yield
+    finally:
+        _local.limit = prev
+
+
+def time_limit() -> tuple[float, float] | None:
+    """This thread's statement limit: (monotonic end, its seconds), or None."""
+    return getattr(_local, "limit", None)
+
+
+def overdue(seconds: float | None) -> Cancelled:
+    """The error of a statement past its time limit (a query's, a write's)."""
+    return Cancelled(f"query cancelled: it ran longer than {seconds} s")
+
+
+def check() -> None:
+    """Between chunks of a statement's work in Python (thousands of values,
+    never one: it reads the clock): CANCELLED if the statement is past its
+    time limit or was cancelled. Nothing is written after it raises."""
+    limit = getattr(_local, "limit", None)
+    if limit is not None and time.monotonic() >= limit[0]:
+        raise overdue(limit[1])
+    stop: Stoppable | None = getattr(_local, "stop", None)
+    if stop is not None and stop.fired:
+        raise Cancelled("query cancelled at the client's request: nothing was written")
+
+
 def commit_point() -> None:
-    """Called just before a write commits: CANCELLED if the statement was cancelled."""
+    """Called just before a write commits: CANCELLED if the statement was
+    cancelled or is past its time limit."""
+    limit = getattr(_local, "limit", None)
+    if limit is not None and time.monotonic() >= limit[0]:
+        raise overdue(limit[1])
     stop: Stoppable | None = getattr(_local, "stop", None)
     if stop is not None and not stop.commit():
         raise Cancelled("query cancelled at the client's request: nothing was written")

@@ -31,7 +31,6 @@ from sqlgrammar.uncommented import Uncommented
 from storage import stopping, value_bounds
 from storage.duck import fetch_bounded, refuse_time_with_zone
 from storage.duckrestart import Rebuilt, fault_of, invalidating
-from storage.engine import timed_out
 from storage.names import fold, function_name
 from storage.sandbox import DENIED_NODES, cte_references, denied_function, in_utc, scratch_config
 
@@ -367,13 +366,13 @@ class CatalogEngine:
             refuse_time_with_zone(cur, sql, result.schema)  # as the engine's answers
         except duckdb.InterruptException:
             if alarm is not None and watchdog.disarm(alarm):
-                raise timed_out(timeout) from None
+                raise stopping.overdue(timeout) from None
             raise Cancelled("query cancelled at the client's request") from None
         except duckdb.Error as exc:  # an internal error: a fresh DuckDB for the next query
             if invalidating(exc):
                 self._db.restart(generation, "a pgwire catalog query", exc)
             if alarm is not None and watchdog.disarm(alarm):  # as Engine.run_plan: timed out
-                raise timed_out(timeout) from None
+                raise stopping.overdue(timeout) from None
             if invalidating(exc):
                 raise fault_of(exc) from None  # quarantined, braked
             raise
