@@ -80,10 +80,20 @@ def test_registered_tables_do_not_outlive_their_query(
 def test_watchdog_fires_only_live_alarms() -> None:
     dog = Watchdog()
     hits: list[str] = []
+    # Both alarms are set and one disarmed before the watchdog's thread runs
+    # at all (under load, 50 ms passed between arm and disarm and `a` fired
+    # first); then both deadlines pass with the thread running.
+    dog._thread = threading.current_thread()  # arm() starts no thread
     a = dog.arm(0.05, lambda: hits.append("a"))
     b = dog.arm(0.05, lambda: hits.append("b"))
     assert dog.disarm(a) is False
-    time.sleep(0.2)
+    dog._thread = threading.Thread(target=dog._loop, daemon=True)
+    dog._thread.start()
+    for _ in range(1000):  # b's first firing: a's deadline, earlier, was passed over
+        if hits:
+            break
+        time.sleep(0.01)
+    time.sleep(0.2)  # a few of b's refirings
     assert hits and set(hits) == {"b"}  # b fired (again and again: it was not disarmed)
     assert dog.disarm(b) is True
     seen = len(hits)
