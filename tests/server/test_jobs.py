@@ -164,18 +164,25 @@ async def test_jobs_the_servers_stop_cancels_say_so_and_a_kill_keeps_its_word(
 async def test_bounded_pool_queues_the_rest(cairn: Cairn) -> None:
     cairn.jobs = JobRunner(cairn)  # max_concurrent = 2
     release = threading.Event()
+    began = threading.Semaphore(0)
 
     def work(ctx: JobContext) -> dict:
-        release.wait(5)
+        began.release()
+        release.wait(60)
         return {}
 
     jobs = [await cairn.jobs.run("backup", SESSION, work, statement=STMT, detached=True)
             for _ in range(4)]
-    await asyncio.sleep(0.2)
+    # Two are running (a fixed 0.2 s was not always enough under load); a
+    # third does not start while they hold the pool.
+    loop = asyncio.get_running_loop()
+    for _ in range(2):
+        assert await loop.run_in_executor(None, began.acquire, True, 30)
+    assert not await loop.run_in_executor(None, began.acquire, True, 0.3)
     statuses = sorted(cairn.catalog.get(Job, j.job_id).status for j in jobs)
     assert statuses == ["queued", "queued", "running", "running"]
     release.set()
-    for _ in range(100):
+    for _ in range(600):  # up to 30 s
         if all(cairn.catalog.get(Job, j.job_id).status == "completed" for j in jobs):
             break
         await asyncio.sleep(0.05)
