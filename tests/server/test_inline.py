@@ -219,14 +219,18 @@ async def test_no_wake_up_is_lost_while_threads_churn_the_lock(
     """Three threads take and let go a table lock as fast as they can while
     400 statements on the loop need it: each that meets it held waits for a
     release (or finds it free at once) and tries again, and every one ends.
-    A release missed between the wait's sign-up and its check would hang one."""
+    A release missed between the wait's sign-up and its check would hang one.
+    The threads stop after 20,000 waits (a few per statement; 0.1-0.3 s on
+    a quiet machine): as fast as they can until all 400 ended, they cost
+    each statement thousands of waits, more than 60 s on a loaded machine.
+    A wake-up lost before they stop is never made up for."""
     monkeypatch.setattr(state_mod, "LOCK_TRIES", 10_000)
     lock = _CountedLock()
     stop = threading.Event()
 
     def churn(seed: int) -> None:
         rng = random.Random(seed)
-        while not stop.is_set():
+        while not stop.is_set() and lock.waits < 20_000:
             with lock:
                 if rng.random() < 0.3:
                     time.sleep(0.0002)
