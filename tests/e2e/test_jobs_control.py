@@ -34,7 +34,7 @@ async def pause_at(client: Any, gate: Gate) -> str:
     """Once the job is parked at the gate: PAUSE JOB, then let it reach its check."""
     job_id = str((await gate.reach())["job_id"])
     pausing = asyncio.create_task(sql(client, f"PAUSE JOB '{job_id}'"))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # seconds under load
     while not state(client).jobs.pause_requested(job_id):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.005)
