@@ -107,7 +107,9 @@ class ServerProcess:
         self._output: list[str] = []
         self._drains: list[threading.Thread] = []
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 90.0) -> ServerProcess:
+        """Start the server; it must say it listens within `timeout` s (90: a
+        loaded 2-core CI machine took over 30 to start one beside CPU hogs)."""
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             cwd=str(self.data_dir.parent),
