@@ -45,6 +45,7 @@ async def run(conn: _Connection, text: str, tree: exp.Expression
     and a cancel of the statement (`session.interrupt`) stops it."""
     cairn, faults = conn.cairn, conn.cairn.duck_faults
     session = dataclasses.replace(conn.session, text=text)
+    conn.info.namespace = session.namespace  # current_schema(): as search_path says now
     server_timeout = cairn.config.server.query_timeout_seconds
     try:
         with threadshare.statement(session, server_timeout):

@@ -90,3 +90,19 @@ def test_over_psycopg_a_statement_timeout_cancels_and_a_search_path_resolves(
         assert time.monotonic() - started < 5
         conn.execute("SET statement_timeout = 0")
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (2,)
+
+
+def test_current_schema_follows_the_search_path(pg: PgServer) -> None:
+    """current_schema() answered the connection's start-up namespace (NULL)
+    whatever search_path said since, while unqualified names followed it;
+    PostgreSQL answers the first schema of the path (ORMs read it)."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS cs1")
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS cs2")
+        assert conn.execute("SELECT current_schema()").fetchone() == (None,)
+        conn.execute("SET search_path = cs1")
+        assert conn.execute("SELECT current_schema()").fetchone() == ("cs1",)
+        conn.execute("SELECT set_config('search_path', 'cs2', false)")
+        assert conn.execute("SELECT current_schema()").fetchone() == ("cs2",)
+        conn.execute("RESET search_path")
+        assert conn.execute("SELECT current_schema()").fetchone() == (None,)
