@@ -78,21 +78,28 @@ _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeE
                 exp.NullSafeNEQ, exp.Between, exp.In)
 
 
-def of_a_decimal(node: exp.Expression, binder: param_columns.Binder, mark: str,
-                 compared: dict[int, str | None]) -> bool:
-    """Is the parameter written into a DECIMAL column, or compared with
-    columns of that one type (`v = $1`, `v BETWEEN $1 AND $2`, `v IN ($1)`)?"""
+def place_kind(node: exp.Expression, binder: param_columns.Binder, mark: str,
+               compared: dict[int, str | None]) -> str:
+    """The kind of the column(s) a parameter's place writes it into or
+    compares it with (`v = $1`, `v BETWEEN $1 AND $2`, `v IN ($1)`): 'DECIMAL',
+    'TEXT' (TEXT, VARCHAR), 'MANY' (DECIMALs, beside other values of one
+    BETWEEN or IN list: their types meet), '' anything else."""
     target = target_of(node, binder)
-    if target:
-        return target[1] == "DECIMAL"
     parent = node.parent
     while isinstance(parent, exp.Paren):
         parent = parent.parent
-    if not isinstance(parent, _COMPARISONS):
-        return False
-    guess(node, binder, mark, compared)  # the type compared with, found once an expression
-    typ = compared.get(id(parent))
-    return typ is not None and typ.split("(", 1)[0].strip().upper() == "DECIMAL"
+    if target:
+        typ: str | None = target[1]
+    elif isinstance(parent, _COMPARISONS):
+        guess(node, binder, mark, compared)  # the type compared with, found once an expression
+        typ = compared.get(id(parent))
+    else:
+        return ""
+    base = (typ or "").split("(", 1)[0].strip().upper()
+    if base == "DECIMAL" and not target and (isinstance(parent, exp.Between) or (
+            isinstance(parent, exp.In) and len(parent.expressions) > 1)):
+        return "MANY"
+    return {"DECIMAL": "DECIMAL", "TEXT": "TEXT", "VARCHAR": "TEXT"}.get(base, "")
 
 
 def _oid_of_cast(to: exp.DataType) -> int:

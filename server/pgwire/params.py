@@ -35,7 +35,7 @@ from storage.types import coerce
 
 from . import arrays, numeric_casts, param_columns
 from . import types as t
-from .param_guess import Target, guess, number, of_a_decimal, target_of
+from .param_guess import Target, guess, number, place_kind, target_of
 
 MAX_PARAMS = 65535
 
@@ -300,12 +300,16 @@ def to_infer(oids: list[int]) -> bool:
 
 
 def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = None,
-          texts: set[int] | None = None) -> tuple[list[int], list[Target | None]]:
+          texts: dict[int, bool] | None = None) -> tuple[list[int], list[Target | None]]:
     """OIDs for every parameter: the declared one, else inferred, else text;
     and the column each is written into (INSERT … VALUES, UPDATE … SET), if any.
     MisplacedParameter for a `$n` where a name must stand. `texts` gets the
     (0-based) parameters of no declared type written into or compared with a
-    DECIMAL column: their text is read as an HTTP literal's (statements._decoded).
+    DECIMAL column, and else only TEXT ones: their text is read as an HTTP
+    literal's (statements._decoded); True: whatever it is (beside a TEXT
+    column, in a BETWEEN or an IN list of more: the number's reading was the
+    TEXT column's, and met the other values' type), False: one DuckDB reads
+    by rules of its own only.
 
     `lookup(namespace, table)` gives {column: Cairn type} or None; an
     unqualified table is in `default_ns`. Columns are bound to their tables
@@ -324,7 +328,7 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
     binder = param_columns.Binder(tree, lookup, default_ns)
     compared: dict[int, str | None] = {}  # guess's type by the expression compared in
     declared_oid = list(oids)
-    in_decimal: dict[int, bool] = {}  # written into or compared with DECIMALs only
+    kinds: dict[int, set[str]] = {}  # what it is written into or compared with: place_kind
     for node in tree.find_all(exp.Column):
         idx = number(node, mark)
         if 1 <= idx <= n:
@@ -332,17 +336,17 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
             if not oids[idx - 1]:
                 oids[idx - 1] = guess(node, binder, mark, compared) or 0
             if texts is not None and not declared_oid[idx - 1]:  # each place of it
-                in_decimal[idx - 1] = in_decimal.get(idx - 1, True) and (
-                    oids[idx - 1] == t.NUMERIC and of_a_decimal(node, binder, mark, compared))
+                kinds.setdefault(idx - 1, set()).add(place_kind(node, binder, mark, compared))
     for fetch in tree.find_all(exp.Fetch):  # FETCH FIRST $n ROWS: sqlglot's name, a count
         count = fetch.args.get("count")
         name = count.name.lower() if isinstance(count, exp.Identifier) else ""
         idx = int(name[len(mark):]) if name.startswith(mark) and name[len(mark):].isdigit() else 0
         if 1 <= idx <= n:
-            in_decimal[idx - 1] = False
+            kinds.setdefault(idx - 1, set()).add("")
             oids[idx - 1] = oids[idx - 1] or t.INT8
     if texts is not None:
-        texts.update(i for i, only in in_decimal.items() if only)
+        texts.update((i, bool(kind & {"TEXT", "MANY"})) for i, kind in kinds.items()
+                     if kind & {"DECIMAL", "MANY"} and kind <= {"DECIMAL", "TEXT", "MANY"})
     return [o or t.TEXT for o in oids], targets
 
 

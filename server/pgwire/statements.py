@@ -39,7 +39,7 @@ class Prepared:
     described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
     reads: bool | None = None  # only reads: Describe(portal) runs it (describe.reads)
     targets: list[params.Target | None] = field(default_factory=list)  # params.check()
-    texts: frozenset[int] = frozenset()  # params.infer(): read as an HTTP literal's text
+    texts: dict[int, bool] = field(default_factory=dict)  # params.infer(): read as text
 
     def size(self) -> int:
         """The bytes it keeps, as the connection's budget counts them (kept.py):
@@ -153,10 +153,14 @@ def _decoded(prepared: Prepared, i: int, oid: int, binary: bool, raw: bytes) -> 
     (an INSERT's or UPDATE's texts in one query a column, storage/spelling.py
     decimal_casts; a WHERE's by the query). Python's Decimal() read '_1' as 1
     and stored '1e-9' in a DECIMAL(9,9), both refused over HTTP, and a WHERE
-    with '1e-9' missed the 0.00 it was stored as in a DECIMAL(10,2)."""
+    with '1e-9' missed the 0.00 it was stored as in a DECIMAL(10,2). Any
+    text stays text where the parameter is also written into or compared
+    with a TEXT column, or in a BETWEEN or an IN list of more (its reading
+    as a number was the TEXT column's, '007' stored as '7', or met the other
+    values' type: `b IN ('1e-9', 0.5)` matched where HTTP's refuses)."""
     if not binary and i in prepared.texts:
         text = decode_param(t.TEXT, False, raw)
-        if cast_reads(text):
+        if prepared.texts[i] or cast_reads(text):
             return text
     return decode_param(oid, binary, raw)
 
@@ -205,14 +209,14 @@ def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
 
 async def parameter_types(cairn: Cairn, namespace: str | None, text: str, declared: list[int],
                           count: int, off_loop: Callable[..., Awaitable[Any]],
-                          ) -> tuple[list[int], list[params.Target | None], frozenset[int]]:
+                          ) -> tuple[list[int], list[params.Target | None], dict[int, bool]]:
     """Parse's parameter types, the columns they are written into and the
     parameters read as text (params.infer, on a statement thread: it reads
     the tables); a `$n` where a name must stand is 42601, as in PostgreSQL,
     whether or not its type was declared. `off_loop(text, fn, *args)`: the
     connection's."""
     oids, targets = params.untyped(declared, count)
-    texts: set[int] = set()
+    texts: dict[int, bool] = {}
     try:
         if params.to_infer(oids):
             oids, targets = await cairn.run(params.infer, text, oids, functools.partial(
@@ -221,4 +225,4 @@ async def parameter_types(cairn: Cairn, namespace: str | None, text: str, declar
             await off_loop(text, params.refuse_misplaced, text)
     except params.MisplacedParameter as exc:
         raise PgError(exc.code, str(exc), exc.position) from None
-    return oids, targets, frozenset(texts)
+    return oids, targets, texts

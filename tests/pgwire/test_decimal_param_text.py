@@ -130,3 +130,53 @@ async def test_a_statements_texts_are_cast_in_one_query_a_column(
         assert caught.value.sqlstate == "22023"
         cur = await conn.execute("SELECT count(*) FROM dp.t WHERE id >= 600")
         assert await cur.fetchall() == [(0,)]
+
+
+@pytest.mark.parametrize(("column", "text"), [("b", "1e-9"), ("b", "_1e-9"), ("c", "007"),
+                                              ("c", "1_000"), ("c", "1e-9")])
+def test_a_parameter_also_written_into_a_text_column_is_the_http_literal(
+        dp: PgServer, conn: psycopg.Connection[Any], column: str, text: str) -> None:
+    """The same parameter into a DECIMAL and a TEXT column: each column gets
+    what the HTTP literal gives it. It was read by Python's Decimal(): '1e-9'
+    was stored in a DECIMAL(9,9), and the TEXT column got '7' for '007'."""
+    status, body = dp.proc.post("CREATE TABLE IF NOT EXISTS dp.m "
+                                "(id INT PRIMARY KEY, b DECIMAL(9,9), c DECIMAL(10,2), s TEXT); "
+                                "DELETE FROM dp.m")
+    assert status == 200, body
+    http = _http(dp, f"INSERT INTO dp.m (id, {column}, s) VALUES (1, '{text}', '{text}')")
+    if "error" in http:
+        assert http["error"]["code"] == "INVALID_ARGUMENT", http
+        for sql in (f"INSERT INTO dp.m (id, {column}, s) VALUES (%(i)s, %(a)s, %(a)s)",
+                    f"INSERT INTO dp.m (id, s, {column}) VALUES (%(i)s, %(a)s, %(a)s)"):
+            with pytest.raises(psycopg.Error) as caught:
+                conn.execute(sql, {"i": 2, "a": text})
+            assert caught.value.sqlstate == "22023", (sql, caught.value)
+            assert caught.value.diag.message_primary == http["error"]["message"]
+        assert conn.execute("SELECT count(*) FROM dp.m").fetchall() == [(0,)]
+        return
+    (want,) = _http(dp, f"SELECT {column}::VARCHAR AS d, s FROM dp.m")["results"][0]["rows"]
+    conn.execute(f"INSERT INTO dp.m (id, {column}, s) VALUES (%(i)s, %(a)s, %(a)s)",
+                 {"i": 2, "a": text})
+    conn.execute(f"UPDATE dp.m SET s = %(a)s, {column} = %(a)s WHERE id = 1", {"a": text})
+    assert conn.execute(f"SELECT id, {column}::VARCHAR, s FROM dp.m ORDER BY id").fetchall() == [
+        (1, want["d"], want["s"]), (2, want["d"], want["s"])]
+
+
+@pytest.mark.parametrize("where", ["b IN (%s, %s)", "b BETWEEN %s AND %s"])
+def test_several_parameters_of_a_list_are_each_the_http_literal(
+        dp: PgServer, conn: psycopg.Connection[Any], where: str) -> None:
+    """`b IN (%s, %s)` with '1e-9' and '0.5' (a DECIMAL(9,9)) is refused as
+    HTTP's `b IN ('1e-9', '0.5')` is, and `b = %s` with '1e-9': the plain
+    '0.5' was read as a number, and a text beside a number met its type
+    (DOUBLE): the .000000001 row matched."""
+    conn.execute("INSERT INTO dp.t (id, b) VALUES (1, 0.000000001), (2, 0.5)")
+    http = _http(dp, "SELECT id FROM dp.t WHERE " + where.replace("%s", "'{}'").format(
+        "1e-9", "0.5"))
+    assert http["error"]["code"] == "INVALID_ARGUMENT", http
+    assert _pg_error(conn, f"SELECT id FROM dp.t WHERE {where}", "1e-9", "0.5"
+                     ).sqlstate == "22023"
+    (rows,) = [r["rows"] for r in _http(dp, "SELECT id FROM dp.t WHERE " + where.replace(
+        "%s", "'{}'").format("0.1e-8", "0.5") + " ORDER BY id")["results"]]
+    assert [r["id"] for r in rows] == [1, 2]
+    assert conn.execute(f"SELECT id FROM dp.t WHERE {where} ORDER BY id", ("0.1e-8", "0.5")
+                        ).fetchall() == [(1,), (2,)]
