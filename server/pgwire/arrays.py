@@ -24,14 +24,17 @@ _DUCK = {16: "BOOLEAN", 21: "SMALLINT", 23: "INTEGER", 20: "BIGINT", 25: "VARCHA
 class PgArray(list[Any]):
     """The elements of an array parameter, with their oid."""
 
-    def __init__(self, items: list[Any], element: int) -> None:
+    def __init__(self, items: list[Any], element: int, cast: str = "") -> None:
         super().__init__(items)
         self.element = element
+        self.cast = cast  # texts cast by DuckDB to a list of this type (a DECIMAL column's)
 
     def literal(self, write: Callable[[Any, int], str]) -> str:
         if not self:
-            return f"CAST([] AS {_DUCK.get(self.element, 'VARCHAR')}[])"
-        return "[" + ", ".join(write(v, self.element) for v in self) + "]"
+            text = f"CAST([] AS {_DUCK.get(self.element, 'VARCHAR')}[])"
+        else:
+            text = "[" + ", ".join(write(v, self.element) for v in self) + "]"
+        return f"CAST({text} AS {self.cast}[])" if self.cast else text
 
 
 def duck_type(oid: int) -> str | None:

@@ -5,6 +5,7 @@ an INSERT's VALUES or an UPDATE's SET writes it into."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlglot import exp
@@ -78,16 +79,25 @@ _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeE
                 exp.NullSafeNEQ, exp.Between, exp.In)
 
 
+_DECIMAL = re.compile(r"DECIMAL(?:\([0-9]{1,2},[0-9]{1,2}\))?")
+
+
 def place_kind(node: exp.Expression, binder: param_columns.Binder, mark: str,
                compared: dict[int, str | None]) -> str:
     """The kind of the column(s) a parameter's place writes it into or
     compares it with (`v = $1`, `v BETWEEN $1 AND $2`, `v IN ($1)`): 'DECIMAL',
     'TEXT' (TEXT, VARCHAR), 'MANY' (DECIMALs, beside other values of one
-    BETWEEN or IN list: their types meet), '' anything else."""
+    BETWEEN or IN list: their types meet), 'ANY DECIMAL(p,s)' (an array
+    compared by ANY, ALL or SOME with DECIMAL(p,s) columns), '' anything else."""
     target = target_of(node, binder)
     parent = node.parent
     while isinstance(parent, exp.Paren):
         parent = parent.parent
+    if isinstance(parent, exp.Any | exp.Anonymous) and _is_any(parent) and isinstance(
+            parent.parent, _COMPARISONS):  # `c = ANY($1)`: 'ANY DECIMAL(p,s)', c's type
+        guess(parent, binder, mark, compared)
+        of = (compared.get(id(parent.parent)) or "").upper().replace(" ", "")
+        return f"ANY {of}" if _DECIMAL.fullmatch(of) else ""
     if target:
         typ: str | None = target[1]
     elif isinstance(parent, _COMPARISONS):

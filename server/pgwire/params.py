@@ -300,7 +300,8 @@ def to_infer(oids: list[int]) -> bool:
 
 
 def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = None,
-          texts: dict[int, bool] | None = None) -> tuple[list[int], list[Target | None]]:
+          texts: dict[int, bool | str] | None = None,
+          ) -> tuple[list[int], list[Target | None]]:
     """OIDs for every parameter: the declared one, else inferred, else text;
     and the column each is written into (INSERT … VALUES, UPDATE … SET), if any.
     MisplacedParameter for a `$n` where a name must stand. `texts` gets the
@@ -309,7 +310,8 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
     literal's (statements._decoded); True: whatever it is (beside a TEXT
     column, in a BETWEEN or an IN list of more: the number's reading was the
     TEXT column's, and met the other values' type), False: one DuckDB reads
-    by rules of its own only.
+    by rules of its own only; a type: an array compared by ANY with DECIMAL
+    columns of it, its elements' texts cast to it by DuckDB.
 
     `lookup(namespace, table)` gives {column: Cairn type} or None; an
     unqualified table is in `default_ns`. Columns are bound to their tables
@@ -347,6 +349,8 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
     if texts is not None:
         texts.update((i, bool(kind & {"TEXT", "MANY"})) for i, kind in kinds.items()
                      if kind & {"DECIMAL", "MANY"} and kind <= {"DECIMAL", "TEXT", "MANY"})
+        texts.update((i, kind.pop()[4:]) for i, kind in kinds.items()  # ANY: its list's type
+                     if len(kind) == 1 and next(iter(kind)).startswith("ANY "))
     return [o or t.TEXT for o in oids], targets
 
 

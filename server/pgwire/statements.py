@@ -15,10 +15,11 @@ from sqlgrammar.splitter import split_script
 from storage import system_tables
 from storage.names import fold
 from storage.spelling import cast_reads
+from storage.types import type_label
 
 from ..result import cairn_type
 from ..state import Cairn
-from . import messages, params
+from . import arrays, messages, params
 from . import types as t
 from .errors import PgError
 from .kept import FORMAT_BYTES, OID_BYTES, SPOT_BYTES, columns_size
@@ -39,7 +40,7 @@ class Prepared:
     described: list[tuple[str, int]] | None = None  # what Describe(statement) promised
     reads: bool | None = None  # only reads: Describe(portal) runs it (describe.reads)
     targets: list[params.Target | None] = field(default_factory=list)  # params.check()
-    texts: dict[int, bool] = field(default_factory=dict)  # params.infer(): read as text
+    texts: dict[int, bool | str] = field(default_factory=dict)  # params.infer(): as text
 
     def size(self) -> int:
         """The bytes it keeps, as the connection's budget counts them (kept.py):
@@ -157,11 +158,21 @@ def _decoded(prepared: Prepared, i: int, oid: int, binary: bool, raw: bytes) -> 
     text stays text where the parameter is also written into or compared
     with a TEXT column, or in a BETWEEN or an IN list of more (its reading
     as a number was the TEXT column's, '007' stored as '7', or met the other
-    values' type: `b IN ('1e-9', 0.5)` matched where HTTP's refuses)."""
-    if not binary and i in prepared.texts:
-        text = decode_param(t.TEXT, False, raw)
-        if prepared.texts[i] or cast_reads(text):
-            return text
+    values' type: `b IN ('1e-9', 0.5)` matched where HTTP's refuses). An
+    array compared by ANY with a DECIMAL column is its texts cast by DuckDB
+    to a list of the column's type (`c IN ('1e-9')` over HTTP; Decimal()
+    read '1e-9' as a number no row stored from it held, and '_1' as 1)."""
+    how = prepared.texts.get(i)
+    if binary or how is None:
+        return decode_param(oid, binary, raw)
+    if isinstance(how, str):  # an array compared by ANY with DECIMAL columns: `how`
+        if oid != arrays.ARRAY_OF[t.NUMERIC]:
+            return decode_param(oid, binary, raw)
+        texts = decode_param(arrays.ARRAY_OF[t.TEXT], False, raw)
+        return arrays.PgArray(texts, t.TEXT, cast=how)
+    text = decode_param(t.TEXT, False, raw)
+    if how or cast_reads(text):
+        return text
     return decode_param(oid, binary, raw)
 
 
@@ -204,19 +215,21 @@ def table_columns(cairn: Cairn, default: str | None, namespace: str | None,
         st = cairn.engine.state(ns, table)
     except CairnError:
         return None
-    return {c["name"]: c["type"] for c in st.columns}
+    # A DECIMAL's precision and scale: `c = ANY($1)` casts its texts to them
+    return {c["name"]: type_label(c) if c["type"] == "DECIMAL" else c["type"]
+            for c in st.columns}
 
 
 async def parameter_types(cairn: Cairn, namespace: str | None, text: str, declared: list[int],
                           count: int, off_loop: Callable[..., Awaitable[Any]],
-                          ) -> tuple[list[int], list[params.Target | None], dict[int, bool]]:
+                          ) -> tuple[list[int], list[params.Target | None], dict[int, bool | str]]:
     """Parse's parameter types, the columns they are written into and the
     parameters read as text (params.infer, on a statement thread: it reads
     the tables); a `$n` where a name must stand is 42601, as in PostgreSQL,
     whether or not its type was declared. `off_loop(text, fn, *args)`: the
     connection's."""
     oids, targets = params.untyped(declared, count)
-    texts: dict[int, bool] = {}
+    texts: dict[int, bool | str] = {}
     try:
         if params.to_infer(oids):
             oids, targets = await cairn.run(params.infer, text, oids, functools.partial(

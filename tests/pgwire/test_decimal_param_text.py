@@ -180,3 +180,29 @@ def test_several_parameters_of_a_list_are_each_the_http_literal(
     assert [r["id"] for r in rows] == [1, 2]
     assert conn.execute(f"SELECT id FROM dp.t WHERE {where} ORDER BY id", ("0.1e-8", "0.5")
                         ).fetchall() == [(1,), (2,)]
+
+
+def test_a_list_compared_by_any_is_its_texts_cast_as_an_in_list_of_them(
+        dp: PgServer, conn: psycopg.Connection[Any]) -> None:
+    """`c = ANY(%s)` with a list of str is what `c IN (…)` of the same texts
+    is over HTTP: DuckDB casts each to the column's type. (The HTTP literal
+    `c = ANY(['1e-9'])` is a Binder Error, a list of VARCHAR; the list is the
+    parameter's, read as the column's type, as PostgreSQL reads it.) Python's
+    Decimal() read the texts: ['1e-9'] missed the 0.00 row the same text
+    had stored, and ['_1'] answered no rows."""
+    conn.execute("INSERT INTO dp.t (id, c) VALUES (1, %s), (2, %s)", ("1e-9", "5"))
+    for texts in (["1e-9"], ["1e-9", "5"], ["_1"], ["0.004", None], ["5"]):
+        http = _http(dp, "SELECT id FROM dp.t WHERE c IN ({}) ORDER BY id".format(
+            ", ".join("NULL" if v is None else f"'{v}'" for v in texts)))
+        if "error" in http:
+            assert http["error"]["code"] == "INVALID_ARGUMENT", http
+            assert _pg_error(conn, "SELECT id FROM dp.t WHERE c = ANY(%s)", texts
+                             ).sqlstate == "22023", texts
+            continue
+        want = [(r["id"],) for r in http["results"][0]["rows"]]
+        assert want, texts
+        assert conn.execute("SELECT id FROM dp.t WHERE c = ANY(%s) ORDER BY id", (texts,)
+                            ).fetchall() == want, texts
+    assert conn.execute("SELECT id FROM dp.t WHERE c <> ALL(%s) ORDER BY id", (["1e-9"],)
+                        ).fetchall() == [(2,)]
+    assert conn.execute("SELECT id FROM dp.t WHERE c = ANY(%s)", ([],)).fetchall() == []
