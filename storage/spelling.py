@@ -4,7 +4,13 @@ A value written into a TEXT or JSON column is stored as the query engine
 would give it for the same SQL: `1e5` is a DOUBLE to DuckDB (`'100000.0'` as
 text), `1.5` a DECIMAL (a JSON number, not the string `"1.5"`), a BLOB inside
 a struct is DuckDB's text of it. Rather than copy DuckDB's rules, a private
-in-memory DuckDB (no file or network access) is asked."""
+in-memory DuckDB (no file or network access) is asked.
+
+A statement's DECIMAL texts (`decimal_casts`) are cast in chunks, each query
+bounded by the statement's time limit and stopped by its cancel
+(storage/stopping.py) as the engine's queries are, the lock on the DuckDB
+held a chunk at a time: one statement's million texts never hold another's
+one text for longer than a chunk."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import decimal
 import functools
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,9 +28,14 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from catalog.errors import Cancelled
+
+from . import stopping
 from .arrowtypes import holds
 from .duckrestart import invalidating
 from .sandbox import in_utc, scratch_config
+from .stopping import CHECK_CELLS
+from .watchdog import Watchdog
 
 
 class NumberText(decimal.Decimal):
@@ -41,9 +53,17 @@ class NumberText(decimal.Decimal):
 
 _lock = threading.Lock()
 _con: duckdb.DuckDBPyConnection | None = None
+# Interrupts a query past its statement's time limit, again every 50 ms until
+# it ends (DuckDB drops an interrupt sent before its query starts).
+_watchdog = Watchdog()
 
 
-def _run(query: str, table: pa.Table | None = None, params: list[Any] | None = None) -> list[Any]:
+def _run(query: str, table: pa.Table | None = None, params: list[Any] | None = None,
+         stoppable: bool = False) -> list[Any]:
+    """The query's first column. `stoppable` (a statement's work before its
+    commit): past this thread's statement's time limit DuckDB is interrupted
+    and CANCELLED raised, as for a query of the engine's (`stopping.overdue`),
+    and a cancel of the statement interrupts it too."""
     global _con
     with _lock:
         if _con is None:
@@ -52,7 +72,13 @@ def _run(query: str, table: pa.Table | None = None, params: list[Any] | None = N
             con.execute("SET python_enable_replacements = false")
             con.execute("SET enable_external_access = false")
             _con = con
+        limit = stopping.time_limit() if stoppable else None
+        alarm = None if limit is None else _watchdog.arm(
+            max(0.0, limit[0] - time.monotonic()), _con.interrupt)
+        interrupt = stopping.target() if stoppable else None
         try:
+            if interrupt is not None:
+                interrupt(_con.interrupt)  # CANCELLED if cancelled already
             if table is None:  # a client's value only ever as a bound parameter
                 return [r[0] for r in _con.execute(query, params).fetchall()]
             _con.register("v", table)
@@ -63,7 +89,16 @@ def _run(query: str, table: pa.Table | None = None, params: list[Any] | None = N
         except duckdb.Error as exc:
             if invalidating(exc):  # DuckDB's bug left it invalid: a new one next time
                 _con = None
+            if alarm is not None and _watchdog.disarm(alarm):
+                raise stopping.overdue(limit[1] if limit else None) from None
+            if isinstance(exc, duckdb.InterruptException):
+                raise Cancelled("query cancelled at the client's request") from None
             raise
+        finally:
+            if interrupt is not None:
+                interrupt(None)
+            if alarm is not None:  # before the lock is let go: it interrupts no one else's
+                _watchdog.disarm(alarm)
 
 
 def _asked(query: str, table: pa.Table | None = None,
@@ -124,17 +159,23 @@ _batch = threading.local()
 @contextlib.contextmanager
 def decimal_casts(groups: list[tuple[int, int, list[str]]]) -> Iterator[None]:
     """A statement's texts for DECIMAL columns, (precision, scale, texts) a
-    column, cast by DuckDB in one query a column while the block runs, not
-    one a value (30,000 rows of '1e0' took 10 s, and held every other write
-    to the table): `decimal_cast` finds them there. A text DuckDB refuses
-    is not kept: `decimal_cast` asks again and says why."""
+    column, cast by DuckDB in a query a CHECK_CELLS texts while the block
+    runs, not one a value (30,000 rows of '1e0' took 10 s, and held every
+    other write to the table): `decimal_cast` finds them there. A text
+    DuckDB refuses is not kept: `decimal_cast` asks again and says why.
+    Between chunks `stopping.check`: past the statement's timeout or cancel,
+    CANCELLED (1,200,000 texts in one query ran 6 s against a 2 s timeout,
+    and held every other statement's cast that long)."""
     memo: dict[tuple[str, int, int], decimal.Decimal] = {}
     for precision, scale, texts in groups:
         unique = list(dict.fromkeys(texts))
-        rows = _run(f"SELECT {{'x': x, 'd': TRY_CAST(x AS DECIMAL({int(precision)},"
-                    f"{int(scale)}))}} FROM v", pa.table({"x": pa.array(unique, pa.string())}))
-        memo.update(((r["x"], precision, scale), decimal.Decimal(r["d"]))
-                    for r in rows if r["d"] is not None)
+        for start in range(0, len(unique), CHECK_CELLS):
+            stopping.check()
+            chunk = pa.array(unique[start:start + CHECK_CELLS], pa.string())
+            rows = _run(f"SELECT {{'x': x, 'd': TRY_CAST(x AS DECIMAL({int(precision)},"
+                        f"{int(scale)}))}} FROM v", pa.table({"x": chunk}), stoppable=True)
+            memo.update(((r["x"], precision, scale), decimal.Decimal(r["d"]))
+                        for r in rows if r["d"] is not None)
     before = getattr(_batch, "memo", None)
     _batch.memo = memo
     try:

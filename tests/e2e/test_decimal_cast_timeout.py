@@ -1,0 +1,138 @@
+"""The cast of a statement's DECIMAL texts with an exponent or underscores
+('123e0', '1_000': DuckDB's CAST reads them by rules of its own, asked of a
+private DuckDB the whole server shares) is bounded by the statement's
+timeout and stopped by its cancel, as a query is. It was one query a column,
+under the private DuckDB's lock, with neither: 1,200,000 texts answered 409
+after 6 s against a 2 s timeout, and an admin's one-text INSERT ... SELECT
+'2e0' waited for the lock as long. Now the texts are cast in chunks, each
+query interrupted past the timeout or at a cancel, the lock held a chunk at
+a time.
+
+The cast is made certainly slower than the timeout (`SlowDuck`: the private
+DuckDB's casts take PER_TEXT seconds a text, a wait DuckDB's interrupt
+ends), not by the machine's speed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import duckdb
+import pytest
+
+from catalog.errors import Cancelled
+from server.app import create_app
+from server.config import Config
+from server.session import Interrupt
+from storage import spelling, stopping
+from tests.helpers import ok, rows, sql, state
+
+TIMEOUT = 5.0
+ROWS = 200_000
+PER_TEXT = 3e-4  # 60 s for ROWS texts uncut; 9.8 s for a chunk of 32,768
+
+
+class SlowDuck:
+    """The private DuckDB (`spelling._con`), its casts of more than one text
+    PER_TEXT seconds a text, stopped by `interrupt` as DuckDB's query is
+    (one sent before the query starts is dropped, as DuckDB drops it).
+    `started` is set when such a cast starts; `cast` counts their texts."""
+
+    def __init__(self) -> None:
+        self.real = duckdb.connect(":memory:")
+        self.texts = 0
+        self.cast = 0
+        self.started = threading.Event()
+        self._stop = threading.Event()
+
+    def register(self, name: str, table: Any) -> None:
+        self.texts = table.num_rows
+        self.real.register(name, table)
+
+    def unregister(self, name: str) -> None:
+        self.texts = 0
+        self.real.unregister(name)
+
+    def interrupt(self) -> None:
+        self._stop.set()
+        self.real.interrupt()
+
+    def execute(self, query: str, params: Any = None) -> Any:
+        self._stop.clear()
+        if "TRY_CAST" in query and self.texts > 1:
+            self.started.set()
+            if self._stop.wait(self.texts * PER_TEXT):
+                raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+            self.cast += self.texts
+        return self.real.execute(query, params)
+
+
+@pytest.fixture
+def slow(monkeypatch: pytest.MonkeyPatch) -> SlowDuck:
+    duck = SlowDuck()
+    monkeypatch.setattr(spelling, "_con", duck)
+    return duck
+
+
+@pytest.fixture
+async def timed(aiohttp_client: Any, cairn_config: Config) -> Any:
+    cairn_config.server.query_timeout_seconds = TIMEOUT
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT, d DECIMAL(18,2));"
+                     "CREATE TABLE app.small (id BIGINT, d DECIMAL(18,2))")
+    return client
+
+
+async def test_a_cast_past_the_timeout_writes_nothing_and_holds_no_other_statement(
+        timed: Any, slow: SlowDuck) -> None:
+    started = time.monotonic()
+    big = asyncio.create_task(sql(timed, "INSERT INTO app.t SELECT i, i::VARCHAR || 'e0' "
+                                         f"FROM range({ROWS}) r(i)"))
+    assert await asyncio.to_thread(slow.started.wait, 60), "the cast never started"
+    # Another statement's one text, while the big cast holds the private DuckDB
+    # (under a timeout of its own it is sure not to reach waiting for the big one).
+    state(timed).config.server.query_timeout_seconds = 120
+    other_started = time.monotonic()
+    other_status, other_body = await sql(timed, "INSERT INTO app.small SELECT 1, '2e0'")
+    other = time.monotonic() - other_started
+    assert other_status == 200, other_body
+    status, body = await big
+    took = time.monotonic() - started
+    assert status == 409 and body["error"]["code"] == "CANCELLED", body
+    assert body["error"]["message"] == f"query cancelled: it ran longer than {TIMEOUT} s"
+    # Uncut, the cast alone is 60 s (a chunk of it 9.8 s); the timeout is 5 s.
+    assert took < 30, took
+    assert slow.cast < ROWS // 2, slow.cast
+    assert other < 25, other  # it waited for the big cast: 60 s uncut
+    assert await rows(timed, "SELECT count(*) AS n FROM app.t") == [{"n": 0}]
+    assert await rows(timed, "SELECT d::VARCHAR AS d FROM app.small") == [{"d": "2.00"}]
+
+
+def test_a_cancel_stops_the_cast(slow: SlowDuck) -> None:
+    """A pgwire CancelRequest (the statement's Interrupt) was answered, and the
+    cast ran on, holding every other statement's cast."""
+    interrupt = Interrupt()
+    result: list[BaseException | None] = []
+
+    def statement() -> None:
+        try:
+            with stopping.stoppable(interrupt), spelling.decimal_casts(
+                    [(18, 2, [f"{i}e0" for i in range(ROWS)])]):
+                pass
+            result.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            result.append(exc)
+
+    thread = threading.Thread(target=statement, daemon=True)
+    thread.start()
+    assert slow.started.wait(60), "the cast never started"
+    started = time.monotonic()
+    assert interrupt.fire()
+    thread.join(30)  # uncut, 60 s
+    took = time.monotonic() - started
+    assert not thread.is_alive(), "the cast ran on past its cancel"
+    assert isinstance(result[0], Cancelled), result
+    assert took < 30, took
+    assert spelling.decimal_cast("1e1", 4, 2) == 10  # the private DuckDB still answers
