@@ -102,13 +102,26 @@ def _run(query: str, table: pa.Table | None = None, params: list[Any] | None = N
 
 
 def _asked(query: str, table: pa.Table | None = None,
-           params: list[Any] | None = None) -> list[Any]:
+           params: list[Any] | None = None, stoppable: bool = False) -> list[Any]:
     """`_run`, a refusal by DuckDB (a cast it cannot make) a ValueError with
     its first line."""
     try:
-        return _run(query, table, params)
+        return _run(query, table, params, stoppable)
     except duckdb.Error as exc:
         raise ValueError(str(exc).splitlines()[0]) from None
+
+
+def _column_asked(query: str, column: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """`query` of table `v` holding `column` as `c`, CHECK_CELLS values a
+    query, each bounded by the statement's time limit and stopped by its
+    cancel (`stoppable`), `stopping.check` between them, the lock held a
+    chunk at a time: an INSERT ... SELECT of a million values into a TEXT or
+    JSON column was one query under the lock, with neither."""
+    out: list[Any] = []
+    for start in range(0, len(column), CHECK_CELLS):
+        stopping.check()
+        out += _asked(query, pa.table({"c": column.slice(start, CHECK_CELLS)}), stoppable=True)
+    return out
 
 
 @functools.lru_cache(maxsize=4096)
@@ -214,7 +227,7 @@ def json_column(column: pa.Array | pa.ChunkedArray, to: str = "JSON") -> pa.Arra
                              "map cannot be written as text or JSON: cast it to VARCHAR in "
                              "the query")
         return pa.array(pc.cast(column, pa.string()).to_pylist(), pa.string())
-    values = _asked(f"SELECT CAST(CAST(c AS {to}) AS VARCHAR) FROM v", pa.table({"c": column}))
+    values = _column_asked(f"SELECT CAST(CAST(c AS {to}) AS VARCHAR) FROM v", column)
     return pa.array(values, pa.string())
 
 
@@ -222,8 +235,7 @@ def json_strings(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Values DuckDB hands on as text that are not text to it (a UUID, a BIT,
     an ENUM) as the JSON strings its CAST(... AS JSON) makes of them (the
     CAST of text would read the text as JSON)."""
-    values = _asked("SELECT CAST(to_json(CAST(c AS VARCHAR)) AS VARCHAR) FROM v",
-                    pa.table({"c": column}))
+    values = _column_asked("SELECT CAST(to_json(CAST(c AS VARCHAR)) AS VARCHAR) FROM v", column)
     return pa.array(values, pa.string())
 
 
@@ -231,8 +243,8 @@ def times_of(column: pa.Array | pa.ChunkedArray, to: str) -> pa.Array:
     """A TIMESTAMP_NS column (which Python cannot hold to the nanosecond) as
     DuckDB's CAST(... AS TIMESTAMP) or `to` DATE: microseconds, rounded as a
     query rounds them. ValueError if DuckDB refuses."""
-    values = _asked(f"SELECT CAST(c AS {'DATE' if to == 'DATE' else 'TIMESTAMP'}) FROM v",
-                    pa.table({"c": column}))
+    values = _column_asked(f"SELECT CAST(c AS {'DATE' if to == 'DATE' else 'TIMESTAMP'}) FROM v",
+                           column)
     return pa.array(values, pa.date32() if to == "DATE" else pa.timestamp("us"))
 
 
