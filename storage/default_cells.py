@@ -84,11 +84,9 @@ def cells(targets: list[Column], rows: list[list[Any]], data: dict[str, list[Any
     """Each row's values as written into `targets` (`cell`), appended to
     their columns in `data`; a `stopping.check` every CHECK_CELLS values (the
     statement's timeout and cancel: past them nothing is written)."""
-    step = max(1, CHECK_CELLS // max(1, len(targets)))
     with decimal_texts(targets, rows):
-        for start in range(0, len(rows), step):
-            stopping.check()
-            for i, row in enumerate(rows[start:start + step], start + 1):
+        for span in stopping.spans(len(rows), max(1, CHECK_CELLS // max(1, len(targets)))):
+            for i, row in enumerate(rows[span], span.start + 1):
                 for col, value in zip(targets, row, strict=False):
                     data[col["name"]].append(cell(col, value, i))
 
@@ -98,10 +96,8 @@ def column_cells(col: Column, values: list[Any]) -> list[Any]:
     `stopping.check` every CHECK_CELLS values."""
     out: list[Any] = []
     with decimal_texts([col], [[v] for v in values]):
-        for start in range(0, len(values), CHECK_CELLS):
-            stopping.check()
-            out += [coerce(col, v, r)
-                    for r, v in enumerate(values[start:start + CHECK_CELLS], start + 1)]
+        for span in stopping.spans(len(values)):
+            out += [coerce(col, v, r) for r, v in enumerate(values[span], span.start + 1)]
     return out
 
 

@@ -281,16 +281,6 @@ class Engine:
         with stopping.limited(end, seconds):
             yield
 
-    def deadline(self, timeout: float | None) -> tuple[float | None, float | None]:
-        """When a query this thread starts now ends (monotonic; None: never)
-        and its bound in seconds: `timeout` from now, or the block's
-        (`time_limit`) if that ends first. The pgwire catalog's queries too."""
-        deadline = time.monotonic() + timeout if timeout else None
-        limit = stopping.time_limit()
-        if limit is not None and (deadline is None or limit[0] < deadline):
-            return limit
-        return deadline, timeout
-
     def _system_table(self, name: str) -> pa.Table | None:
         return system_tables.build(self, name)
 
@@ -300,7 +290,7 @@ class Engine:
         if plan.answer is None and not timing.waiting_allowed():  # e.g. an exact key check
             release(plan, self.files)
             raise timing.WouldWait("DuckDB")
-        deadline, timeout = self.deadline(timeout)
+        deadline, timeout = stopping.deadline(timeout)
         small = self.duckdbs.small is not self.duckdbs.main and (one_thread or _is_small(plan))
         fired = [False]
         try:

@@ -34,7 +34,6 @@ from . import stopping
 from .arrowtypes import holds
 from .duckrestart import invalidating
 from .sandbox import in_utc, scratch_config
-from .stopping import CHECK_CELLS
 from .watchdog import Watchdog
 
 
@@ -118,9 +117,8 @@ def _column_asked(query: str, column: pa.Array | pa.ChunkedArray) -> list[Any]:
     chunk at a time: an INSERT ... SELECT of a million values into a TEXT or
     JSON column was one query under the lock, with neither."""
     out: list[Any] = []
-    for start in range(0, len(column), CHECK_CELLS):
-        stopping.check()
-        out += _asked(query, pa.table({"c": column.slice(start, CHECK_CELLS)}), stoppable=True)
+    for span in stopping.spans(len(column)):
+        out += _asked(query, pa.table({"c": column[span]}), stoppable=True)
     return out
 
 
@@ -182,9 +180,8 @@ def decimal_casts(groups: list[tuple[int, int, list[str]]]) -> Iterator[None]:
     memo: dict[tuple[str, int, int], decimal.Decimal] = {}
     for precision, scale, texts in groups:
         unique = list(dict.fromkeys(texts))
-        for start in range(0, len(unique), CHECK_CELLS):
-            stopping.check()
-            chunk = pa.array(unique[start:start + CHECK_CELLS], pa.string())
+        for span in stopping.spans(len(unique)):
+            chunk = pa.array(unique[span], pa.string())
             rows = _run(f"SELECT {{'x': x, 'd': TRY_CAST(x AS DECIMAL({int(precision)},"
                         f"{int(scale)}))}} FROM v", pa.table({"x": chunk}), stoppable=True)
             memo.update(((r["x"], precision, scale), decimal.Decimal(r["d"]))

@@ -49,14 +49,19 @@ CHECK_CELLS = 1 << 15
 
 
 @contextlib.contextmanager
-def stoppable(stop: Stoppable | None) -> Iterator[None]:
-    """What this thread runs inside the block can be stopped through `stop`."""
-    prev = getattr(_local, "stop", None)
-    _local.stop = stop
+def _kept(name: str, value: Any) -> Iterator[None]:
+    """This thread's `name` is `value` inside the block, as it was after."""
+    prev = getattr(_local, name, None)
+    setattr(_local, name, value)
     try:
         yield
     finally:
-        _local.stop = prev
+        setattr(_local, name, prev)
+
+
+def stoppable(stop: Stoppable | None) -> contextlib.AbstractContextManager[None]:
+    """What this thread runs inside the block can be stopped through `stop`."""
+    return _kept("stop", stop)
 
 
 def target() -> Callable[[Callable[[], Any] | None], None] | None:
@@ -65,17 +70,11 @@ def target() -> Callable[[Callable[[], Any] | None], None] | None:
     return stop.target if stop is not None else None
 
 
-@contextlib.contextmanager
-def limited(until: float, seconds: float) -> Iterator[None]:
+def limited(until: float, seconds: float) -> contextlib.AbstractContextManager[None]:
     """Inside the block this thread's statement ends at monotonic `until`
     (`seconds` from its start, for the message); `Engine.time_limit` keeps
     an enclosing block's earlier end."""
-    prev = getattr(_local, "limit", None)
-    _local.limit = (until, seconds)
-    try:
-        yield
-    finally:
-        _local.limit = prev
+    return _kept("limit", (until, seconds))
 
 
 def time_limit() -> tuple[float, float] | None:
@@ -83,29 +82,54 @@ def time_limit() -> tuple[float, float] | None:
     return getattr(_local, "limit", None)
 
 
+def deadline(timeout: float | None) -> tuple[float | None, float | None]:
+    """When a query this thread starts now ends (monotonic; None: never) and
+    its bound in seconds: `timeout` from now, or the statement's limit
+    (`time_limit`) if that ends first. The engine's queries, the pgwire
+    catalog's, the private DuckDB's casts (storage/spelling.py)."""
+    end = time.monotonic() + timeout if timeout else None
+    limit = time_limit()
+    if limit is not None and (end is None or limit[0] < end):
+        return limit
+    return end, timeout
+
+
 def overdue(seconds: float | None) -> Cancelled:
     """The error of a statement past its time limit (a query's, a write's)."""
     return Cancelled(f"query cancelled: it ran longer than {seconds} s")
+
+
+def _refuse_overdue() -> None:
+    limit = time_limit()
+    if limit is not None and time.monotonic() >= limit[0]:
+        raise overdue(limit[1])
+
+
+_CANCELLED = "query cancelled at the client's request: nothing was written"
 
 
 def check() -> None:
     """Between chunks of a statement's work in Python (thousands of values,
     never one: it reads the clock): CANCELLED if the statement is past its
     time limit or was cancelled. Nothing is written after it raises."""
-    limit = getattr(_local, "limit", None)
-    if limit is not None and time.monotonic() >= limit[0]:
-        raise overdue(limit[1])
+    _refuse_overdue()
     stop: Stoppable | None = getattr(_local, "stop", None)
     if stop is not None and stop.fired:
-        raise Cancelled("query cancelled at the client's request: nothing was written")
+        raise Cancelled(_CANCELLED)
+
+
+def spans(total: int, step: int = CHECK_CELLS) -> Iterator[slice]:
+    """The slices of `total` items, `step` a slice, a `check` before each:
+    a statement's work in Python, in chunks its timeout and cancel stop."""
+    for start in range(0, total, step):
+        check()
+        yield slice(start, start + step)
 
 
 def commit_point() -> None:
     """Called just before a write commits: CANCELLED if the statement was
     cancelled or is past its time limit."""
-    limit = getattr(_local, "limit", None)
-    if limit is not None and time.monotonic() >= limit[0]:
-        raise overdue(limit[1])
+    _refuse_overdue()
     stop: Stoppable | None = getattr(_local, "stop", None)
     if stop is not None and not stop.commit():
-        raise Cancelled("query cancelled at the client's request: nothing was written")
+        raise Cancelled(_CANCELLED)

@@ -233,11 +233,9 @@ def query_rows(targets: list[dict[str, Any]], result: pa.Table) -> list[list[Any
     cols = query_values(targets, result)
     if not cols:
         return []
-    step = max(1, CHECK_CELLS // len(cols))
     rows: list[list[Any]] = []
-    for start in range(0, len(cols[0]), step):
-        stopping.check()
-        rows += [list(r) for r in zip(*[c[start:start + step] for c in cols], strict=False)]
+    for span in stopping.spans(len(cols[0]), max(1, CHECK_CELLS // len(cols))):
+        rows += [list(r) for r in zip(*[c[span] for c in cols], strict=False)]
     return rows
 
 

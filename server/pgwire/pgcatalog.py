@@ -348,7 +348,7 @@ class CatalogEngine:
         sql = tree.sql(dialect="duckdb")
         cur, generation = self._db.cursor()
         # Timed and stopped as an ordinary SELECT's query (Engine.run_plan, _attempt).
-        deadline, timeout = cairn.engine.deadline(timeout)
+        deadline, timeout = stopping.deadline(timeout)
         watchdog = cairn.engine.watchdog  # the one that times every query
         alarm = None if deadline is None else watchdog.arm(
             max(0.0, deadline - time.monotonic()), cur.interrupt)

@@ -19,7 +19,6 @@ import threading
 import time
 from typing import Any
 
-import duckdb
 import pytest
 
 from catalog.errors import Cancelled
@@ -28,50 +27,16 @@ from server.config import Config
 from server.session import Interrupt
 from storage import spelling, stopping
 from tests.helpers import ok, rows, sql, state
+from tests.private_duck import SlowDuck
 
 TIMEOUT = 5.0
 ROWS = 200_000
 PER_TEXT = 3e-4  # 60 s for ROWS texts uncut; 9.8 s for a chunk of 32,768
 
 
-class SlowDuck:
-    """The private DuckDB (`spelling._con`), its casts of more than one text
-    PER_TEXT seconds a text, stopped by `interrupt` as DuckDB's query is
-    (one sent before the query starts is dropped, as DuckDB drops it).
-    `started` is set when such a cast starts; `cast` counts their texts."""
-
-    def __init__(self) -> None:
-        self.real = duckdb.connect(":memory:")
-        self.texts = 0
-        self.cast = 0
-        self.started = threading.Event()
-        self._stop = threading.Event()
-
-    def register(self, name: str, table: Any) -> None:
-        self.texts = table.num_rows
-        self.real.register(name, table)
-
-    def unregister(self, name: str) -> None:
-        self.texts = 0
-        self.real.unregister(name)
-
-    def interrupt(self) -> None:
-        self._stop.set()
-        self.real.interrupt()
-
-    def execute(self, query: str, params: Any = None) -> Any:
-        self._stop.clear()
-        if "TRY_CAST" in query and self.texts > 1:
-            self.started.set()
-            if self._stop.wait(self.texts * PER_TEXT):
-                raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
-            self.cast += self.texts
-        return self.real.execute(query, params)
-
-
 @pytest.fixture
 def slow(monkeypatch: pytest.MonkeyPatch) -> SlowDuck:
-    duck = SlowDuck()
+    duck = SlowDuck(lambda q: "TRY_CAST" in q, PER_TEXT)
     monkeypatch.setattr(spelling, "_con", duck)
     return duck
 

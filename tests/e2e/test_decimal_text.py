@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import err, ok, rows
+from tests.private_duck import counted_queries
 
 
 @pytest.fixture
@@ -87,16 +88,7 @@ async def test_a_statements_texts_are_cast_in_one_query_a_column(
     took 10 s (30 times plain digits), past the statement timeout, holding
     the table's writers. Now a statement's texts go in one query a column,
     for INSERT ... SELECT, VALUES and UPDATE, and each is what it was."""
-    from storage import spelling
-
-    queries: list[str] = []
-    run = spelling._run
-
-    def counted(query: str, *args: Any, **kw: Any) -> list[Any]:
-        queries.append(query)
-        return run(query, *args, **kw)
-
-    monkeypatch.setattr(spelling, "_run", counted)
+    queries = counted_queries(monkeypatch)
     await ok(app, "INSERT INTO app.t (id, c, d) SELECT i, (i % 90) || 'e-1', i || '_0' "
                   "FROM range(2, 2002) r(i)")
     await ok(app, "INSERT INTO app.t (id, c) VALUES (5000, '1e1'), (5001, '2e1'), (5002, '1e1')")

@@ -19,7 +19,6 @@ import threading
 import time
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pytest
 
@@ -29,6 +28,7 @@ from server.config import Config
 from server.session import Interrupt
 from storage import spelling, stopping
 from tests.helpers import ok, rows, sql, state
+from tests.private_duck import SlowDuck
 
 TIMEOUT = 5.0
 ROWS = 200_000
@@ -36,44 +36,9 @@ PER_VALUE = 3e-4  # 60 s for ROWS values uncut; 9.8 s for a chunk of 32,768
 SLOWED = ("AS VARCHAR) FROM v", "AS TIMESTAMP) FROM v")  # json_column & co.: a column's casts
 
 
-class SlowDuck:
-    """The private DuckDB (`spelling._con`), its casts of a column of more
-    than one value PER_VALUE seconds a value, stopped by `interrupt` as
-    DuckDB's query is. `started` is set when such a cast starts; `cast`
-    counts their values."""
-
-    def __init__(self) -> None:
-        self.real = duckdb.connect(":memory:")
-        self.values = 0
-        self.cast = 0
-        self.started = threading.Event()
-        self._stop = threading.Event()
-
-    def register(self, name: str, table: Any) -> None:
-        self.values = table.num_rows
-        self.real.register(name, table)
-
-    def unregister(self, name: str) -> None:
-        self.values = 0
-        self.real.unregister(name)
-
-    def interrupt(self) -> None:
-        self._stop.set()
-        self.real.interrupt()
-
-    def execute(self, query: str, params: Any = None) -> Any:
-        self._stop.clear()
-        if query.endswith(SLOWED) and self.values > 1:
-            self.started.set()
-            if self._stop.wait(self.values * PER_VALUE):
-                raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
-            self.cast += self.values
-        return self.real.execute(query, params)
-
-
 @pytest.fixture
 def slow(monkeypatch: pytest.MonkeyPatch) -> SlowDuck:
-    duck = SlowDuck()
+    duck = SlowDuck(lambda q: q.endswith(SLOWED), PER_VALUE)
     monkeypatch.setattr(spelling, "_con", duck)
     return duck
 

@@ -18,6 +18,7 @@ import pytest
 from server.pgwire.server import PgServer as InProcess
 from tests.helpers import ok, state
 from tests.pgwire.conftest import PgServer
+from tests.private_duck import counted_queries
 
 TABLE = "CREATE TABLE {}.t (id INT PRIMARY KEY, b DECIMAL(9,9), c DECIMAL(10,2))"
 
@@ -103,16 +104,7 @@ async def inproc(client: Any) -> AsyncIterator[int]:
 
 async def test_a_statements_texts_are_cast_in_one_query_a_column(
         inproc: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from storage import spelling
-
-    queries: list[str] = []
-    run = spelling._run
-
-    def counted(query: str, *args: Any, **kw: Any) -> list[Any]:
-        queries.append(query)
-        return run(query, *args, **kw)
-
-    monkeypatch.setattr(spelling, "_run", counted)
+    queries = counted_queries(monkeypatch)
     dsn = f"host=127.0.0.1 port={inproc} user=alice dbname=cairn"
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         rows = list(range(1, 501))
