@@ -293,6 +293,7 @@ class Engine:
         deadline, timeout = stopping.deadline(timeout)
         small = self.duckdbs.small is not self.duckdbs.main and (one_thread or _is_small(plan))
         fired = [False]
+        mark = allocator.thread_allocated()  # the small DuckDB allocates on this thread only
         try:
             try:
                 if plan.answer is not None:  # read off the snapshot (storage/direct.py)
@@ -303,6 +304,7 @@ class Engine:
             except duckdb.OutOfMemoryException:
                 if not small:
                     raise
+                small = False
                 result = self._attempt(plan, deadline, False, fired, limits)
         except duckdb.InterruptException:
             if not fired[0]:
@@ -318,7 +320,9 @@ class Engine:
             raise query_failed(exc, plan, self.files.abs) from None
         finally:
             release(plan, self.files)
-            if (one_thread or not small) and self.cfg.duckdb_release_memory:
+            if self.cfg.duckdb_release_memory and (
+                    one_thread or not small
+                    or allocator.thread_allocated() - mark >= allocator.PURGE_AFTER_BYTES):
                 allocator.purge()
         cut = limits is not None and limits.truncated(result)
         result = mark_json(result, plan.json_names, plan.json_columns, plan.json_guessed)
