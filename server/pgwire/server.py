@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import limits
 from ..auth import USER_ID
+from ..budget import SHARE, holder
 from ..config_checks import tls_context
 from ..state import Cairn, Session
 from ..threadshare import held_by
@@ -28,6 +29,9 @@ log = logging.getLogger("cairn.pgwire")
 STARTUP_TIMEOUT = 30.0
 SHUTDOWN = messages.error("FATAL", "57P01", "terminating connection due to administrator command")
 MAX_CONNECTIONS = limits.PGWIRE_MAX  # fewer when the open-files limit leaves fewer
+# Slots role users never take, as PostgreSQL's superuser_reserved_connections:
+# an admin can always connect while role users hold the rest.
+ADMIN_RESERVED = 3
 
 
 class PgServer:
@@ -41,6 +45,7 @@ class PgServer:
         self.catalog = pgcatalog.CatalogEngine()
         self.connections: dict[int, tuple[int, Connection]] = {}
         self._clients: set[asyncio.StreamWriter] = set()
+        self._role_users: dict[asyncio.StreamWriter, str] = {}  # a role user's connections
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
@@ -135,6 +140,7 @@ class PgServer:
                 conn.tally.release()  # its statements' and portals' bytes
             self.connections.pop(pid, None)
             self._clients.discard(writer)
+            self._role_users.pop(writer, None)
             writer.close()
 
     async def _startup(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -168,6 +174,7 @@ class PgServer:
                           severity="FATAL")
         session = await self._authenticate(reader, writer, user)
         assert session.user_id is not None
+        self._admit(writer, holder(session))
         try:  # PostgreSQL, too, refuses a start-up setting it cannot take only now
             settings = chatter.Settings(session.user_id, startup, session.is_admin, session)
         except PgError as exc:
@@ -187,6 +194,26 @@ class PgServer:
         conn = Connection(self.cairn, self.catalog, reader, writer, session, settings, info)
         settings.session = conn.session  # the connection's own copy follows search_path & co.
         return conn, pid, secret
+
+    def _admit(self, writer: asyncio.StreamWriter, who: str | None) -> None:
+        """A role user `who` holds at most a quarter of the connections
+        (budget.SHARE), and role users together all but ADMIN_RESERVED of
+        them: one role user's 200 idle logged-in connections locked every
+        other user and the admins out for as long as it kept them. FATAL 53300
+        otherwise, as PostgreSQL's "too many connections for role"."""
+        if who is None:
+            return
+        limit = self.max_clients()
+        share = max(1, limit // SHARE)
+        mine = sum(1 for w in self._role_users.values() if w == who)
+        if mine >= share:
+            raise PgError("53300", f'too many connections for user "{who}": it holds {mine}, '
+                          f"its share (a quarter) of the {limit} this server takes",
+                          severity="FATAL")
+        if len(self._role_users) >= limit - ADMIN_RESERVED:
+            raise PgError("53300", "remaining connection slots are reserved for admins",
+                          severity="FATAL")
+        self._role_users[writer] = who
 
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                             user: str) -> Session:

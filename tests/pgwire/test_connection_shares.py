@@ -1,0 +1,75 @@
+"""A role user's share of the PostgreSQL listener's connections
+(server/pgwire/server.py `_admit`). One role user's 200 idle logged-in
+connections took every slot: other users and the admins were refused
+"sorry, too many clients already" for as long as it kept them. Now one role
+user holds at most a quarter of them, role users together all but three, and
+an admin can always connect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from server.pgwire.server import ADMIN_RESERVED, MAX_CONNECTIONS
+from tests.pgwire.conftest import PgServer, _start
+
+USERS = ["mallory", "bob", "carol", "dave"]
+CONFIG = ('[auth]\nmode = "token"\n'
+          '[[auth.tokens]]\ntoken = "root-77c1"\nuser = "root"\nrole = "admin"\n') + "".join(
+    f'[[auth.tokens]]\ntoken = "{u}-77c1"\nuser = "{u}"\nrole = "user"\n' for u in USERS)
+SHARE = MAX_CONNECTIONS // 4
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[PgServer]:
+    yield from _start(tmp_path, CONFIG)
+
+
+def _connect(pg: PgServer, user: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(pg.dsn(user, password=f"{user}-77c1"), autocommit=True,
+                           connect_timeout=30)
+
+
+def _refused(pg: PgServer, user: str) -> psycopg.OperationalError:
+    with pytest.raises(psycopg.OperationalError) as info:
+        _connect(pg, user).close()
+    return info.value
+
+
+def test_one_role_user_holds_a_quarter_and_admins_keep_their_slots(server: PgServer) -> None:
+    held: list[psycopg.Connection[Any]] = []
+    try:
+        held += [_connect(server, "mallory") for _ in range(SHARE)]
+        err = _refused(server, "mallory")
+        assert 'too many connections for user "mallory"' in str(err), err
+        # The others are not locked out by her, and hers still answer.
+        for user in ("bob", "root"):
+            with _connect(server, user) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert held[0].execute("SELECT 2").fetchone() == (2,)
+        # Role users together take all but the admins' reserve.
+        held += [_connect(server, "bob") for _ in range(SHARE)]
+        held += [_connect(server, "carol") for _ in range(SHARE)]
+        held += [_connect(server, "dave") for _ in range(SHARE - ADMIN_RESERVED)]
+        err = _refused(server, "dave")
+        assert "reserved for admins" in str(err), err
+        admins = [_connect(server, "root") for _ in range(ADMIN_RESERVED)]
+        for conn in admins:
+            assert conn.execute("SELECT 3").fetchone() == (3,)
+            conn.close()
+        # A role user's connection that ends gives its slot back, to her
+        # share and to the role users' slots.
+        mine = next(c for c in held if c.info.user == "mallory")
+        mine.close()
+        held.remove(mine)
+        held.append(_connect(server, "mallory"))
+        assert held[-1].execute("SELECT 4").fetchone() == (4,)
+        err = _refused(server, "dave")
+        assert "reserved for admins" in str(err), err
+    finally:
+        for conn in held:
+            conn.close()
