@@ -17,7 +17,7 @@ from storage.archive.helper import HelperFailed
 from storage.backup.origin import own_filter
 from storage.system_tables import archives as archive_rows
 
-from .archive_verify import verify_work
+from .archive_verify import Shipped, verify_work
 from .archiving import Archiver, parse_interval, service
 from .backup_drops import origin_of
 from .backups import check_options, job_row, redacted, result_row
@@ -265,8 +265,11 @@ async def verify_archive(cairn: Cairn, session: Session, stmt: ast.VerifyArchive
     repo = await cairn.run_target(stmt.target, _repo, cairn, stmt.target,
                                   opts.get("encryption_passphrase"))
     await cairn.run_target(stmt.target, repo.require_exists)
+    rec = cairn.catalog.get(Archive, stmt.namespace)  # before the target is listed
+    shipped = (Shipped(rec.archive_id, rec.shipped_lsn, rec.shipped_us, rec.base_lsn)
+               if rec is not None and rec.target == repo.uri and rec.shipped_lsn else None)
     job = await cairn.jobs.run("verify", session, verify_work(repo, stmt.namespace,
-                                                           cairn.catalog.last_seq),
+                                                           cairn.catalog.last_seq, shipped),
                                namespace=stmt.namespace, target=repo.uri,
                                statement=redacted(stmt), detached=bool(opts.get("detached")))
     if opts.get("detached"):

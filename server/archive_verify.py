@@ -30,11 +30,22 @@ from .jobs import JobContext
 MAX_ERRORS = 100
 
 
-def verify_work(repo: Repository, namespace: str, seq_now: Callable[[], int]
-                ) -> Callable[[JobContext], dict[str, Any]]:
+@dataclass(frozen=True)
+class Shipped:
+    """What this server's catalog says it shipped into the target (read before
+    the target is listed): every change up to `lsn` (at `us`) of archive `archive_id`."""
+
+    archive_id: str
+    lsn: int
+    us: int | None
+    base_lsn: int | None  # the current window's base's cut (segments continue from it)
+
+
+def verify_work(repo: Repository, namespace: str, seq_now: Callable[[], int],
+                shipped: Shipped | None = None) -> Callable[[JobContext], dict[str, Any]]:
     """The job: `seq_now` is the server's sequence (what a restore here takes: backup/seqs.py)."""
     def work(ctx: JobContext) -> dict[str, Any]:
-        result = verify(repo, namespace, ctx, seq_now())
+        result = verify(repo, namespace, ctx, seq_now(), shipped)
         if not result["is_valid"]:
             ctx.found_invalid(f"archive of namespace '{namespace}' in target '{repo.uri}'",
                               result["errors"])
@@ -44,7 +55,7 @@ def verify_work(repo: Repository, namespace: str, seq_now: Callable[[], int]
 
 
 def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
-           seq_now: int = 0) -> dict[str, Any]:
+           seq_now: int = 0, shipped: Shipped | None = None) -> dict[str, Any]:
     errors: list[str] = []
     checked = nbytes = changes = 0
     bases, broken = damaged.bases_and_damaged(repo, namespace)
@@ -106,6 +117,12 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
             errors.append(f"{damaged.why(repo, d)} (it may be a base backup of archive "
                           f"{hit[0].archive_id}, changes from {store.iso(hit[0].after_us)} "
                           f"to {store.iso(hit[0].through_us)})")
+    if shipped is not None and (mine := listings.get(shipped.archive_id)) and mine.segments:
+        errors += _without_base([r for r in all_runs if r.archive_id == shipped.archive_id
+                                 and shipped.base_lsn is not None
+                                 and r.after_lsn <= shipped.base_lsn <= r.last_lsn],
+                                bases, broken)
+        errors += _lost_tail(shipped, mine.segments[-1])
     if not any(x.segments for x in listings.values()):
         errors.append(f"no archived changes of namespace '{namespace}' in target '{repo.uri}'")
     wins = store.windows(all_runs, bases)
@@ -119,6 +136,37 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
                      "base_backup_id": w.bases[0].backup_id} for w in wins],
         "errors": errors[:MAX_ERRORS],
     }
+
+
+def _without_base(runs: list[store.Run], bases: list[store.Base],
+                  broken: list[damaged.Damaged]) -> list[str]:
+    """`runs` (those holding the cut of this server's current window's
+    base: the run before a new base ends where the base's run starts) if no
+    base backup in the target continues any of them (the base removed, or
+    its manifest replaced by another backup's): no RESTORE as_of reaches
+    their changes. (Another run without a base is what a DROP BACKUP of its
+    base leaves until the next prune: the newest segment stays while
+    archiving runs, then a new base starts a new run. A damaged manifest that
+    may be a base is named already.)"""
+    if any(store.is_base(b, r) for r in runs for b in bases):
+        return []
+    return [f"archive {r.archive_id}: no base backup of its changes from "
+            f"{store.iso(r.after_us)} to {store.iso(r.through_us)} is in the target "
+            "(removed, or its manifest replaced): they cannot be restored"
+            for r in runs if not any(store.is_base(b, r) for b in bases)
+            and not any(damaged.may_base(d, r) for d in broken)]
+
+
+def _lost_tail(shipped: Shipped, last: SegmentName) -> list[str]:
+    """This server shipped changes of the archive past its last segment in
+    the target: the segments after it were removed."""
+    if last.last_lsn >= shipped.lsn:
+        return []
+    until = "" if shipped.us is None else f" (to {store.iso(shipped.us)})"
+    return [f"archive {shipped.archive_id}: this server shipped its changes up to lsn "
+            f"{shipped.lsn}{until} into the target, but its segments end at {last.file} "
+            f"(lsn {last.last_lsn}, {store.iso(last.through_us)}): the changes after it "
+            "are missing"]
 
 
 @dataclass

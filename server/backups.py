@@ -237,9 +237,11 @@ def time_plan(cairn: Cairn, repo: Repository, plan: RestorePlan) -> pitr.TimePla
     archived changes of it, `as_of` takes the newest backup by then."""
     assert plan.as_of is not None
     own = cairn.catalog.get(Archive, plan.source)
-    known = (own.archive_id,) if own is not None and own.target == repo.uri else ()
+    mine = own is not None and own.target == repo.uri
+    known = (own.archive_id,) if own is not None and mine else ()
+    shipped = own.shipped_lsn if own is not None and mine else 0
     return pitr.plan(repo, plan.source, plan.as_of, parse_us(plan.as_of),
-                     plan.origin, known, plan.backup_id)
+                     plan.origin, known, plan.backup_id, shipped)
 
 
 # --- listing ----------------------------------------------------------------

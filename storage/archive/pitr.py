@@ -27,7 +27,7 @@ class TimePlan:
 
 def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
          origin: Origin | None = None, known: Collection[str] = (),
-         base_id: str | None = None) -> TimePlan | None:
+         base_id: str | None = None, shipped_lsn: int = 0) -> TimePlan | None:
     """A RESTORE of `namespace` to a time through archived changes: the newest
     base backup at or before `as_of` inside a restorable window, and the
     window's segments up to `as_of`. None when the target holds no archived
@@ -50,7 +50,10 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
     restorable time (which it names) or between windows (which it lists);
     BACKUP_INVALID when the archive's folder holds a file that is not a
     segment or segments that overlap, or when a backup whose manifest cannot
-    be read may be the base the time needs (damaged.py)."""
+    be read may be the base the time needs (damaged.py), or when `as_of` is
+    past the newest restorable time and this server's archive (`known`) has
+    fewer changes in the target than `shipped_lsn`, what its catalog says
+    it shipped (its last segments were removed)."""
     entries = repo.listing(namespace)
     keep = None if base_id is not None else own_filter(origin, entries)
     bases: list[store.Base] = []
@@ -106,6 +109,14 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
             raise InvalidArgument(
                 f"namespace '{namespace}' has no restorable window in target '{repo.uri}' "
                 "(archived changes continuing a base backup)")
+        ends = [r.last_lsn for r in runs if r.archive_id in known]
+        if as_of_us > newest and ends and max(ends) < shipped_lsn:
+            raise BackupInvalid(
+                f"as_of {as_of} is after the newest restorable time of namespace "
+                f"'{namespace}', {store.iso(newest)}, and archived changes are missing "
+                f"from target '{repo.uri}': this server shipped them up to lsn "
+                f"{shipped_lsn}, its segments there end at lsn {max(ends)} "
+                "(VERIFY ARCHIVE names them)")
         if as_of_us > newest:
             raise InvalidArgument(
                 f"as_of {as_of} is after the newest restorable time of namespace "
