@@ -19,6 +19,8 @@ from .targets import Target
 
 log = logging.getLogger(__name__)
 
+_warned: set[tuple[str, str]] = set()
+
 
 def list_folder(target: Target, path: str, recursive: bool = False) -> list[pafs.FileInfo]:
     """The entries under `path` (none when it is not there), OS errors mapped
@@ -40,3 +42,14 @@ def named(target: Target, infos: list[pafs.FileInfo]) -> list[pafs.FileInfo]:
             continue
         out.append(info)
     return out
+
+
+def left_alone(target: Target, path: str) -> None:
+    """A WARNING that keys below `path` (a name Cairn writes a file at, on
+    object storage) are not Cairn's and are left alone: once a process for
+    each, as listings run often."""
+    key = (target.uri, path)
+    if key not in _warned and len(_warned) < 1000:
+        _warned.add(key)
+        log.warning("backup target '%s' holds keys below '%s/', which are not Cairn's "
+                    "(not what that name is: left alone)", target.uri, path)

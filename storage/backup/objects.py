@@ -108,15 +108,17 @@ class ObjectStore(ObjectReads):
         return self.size_of(oid) is not None
 
     def list(self) -> dict[str, int]:
-        """Every object present, with its size (stray files are ignored)."""
+        """Every object present, with its size (stray files are ignored: only
+        `objects/<aa>/<oid>` itself is an object, not a key deeper down named
+        like one, `objects/<aa>/<aa>/<oid>`, which a prune took for it)."""
         infos = list_folder(self.target, join(self.target.base, OBJECTS), recursive=True)
         found: dict[str, int] = {}
         for info in infos:
             if info.type != pafs.FileType.File:
                 continue
-            parts = info.path.rsplit("/", 2)
-            if len(parts) == 3 and is_oid(parts[2]) and parts[1] == parts[2][:2]:
-                found[parts[2]] = info.size
+            oid = info.path.rsplit("/", 1)[-1]
+            if is_oid(oid) and info.path == self.path(oid):
+                found[oid] = info.size
         return found
 
     def names_for(self, sha256: str) -> builtins.list[str]:

@@ -147,9 +147,13 @@ class LocksAndPrune:
         return lock
 
     def has_manifest(self, backup_id: str) -> bool:
+        """Whether `manifests/<id>.json` is there (as `manifest_ids` lists it:
+        on object storage keys below that name alone are no manifest)."""
         path = manifest_path(self.target.base, check_backup_id(backup_id))
         with reading(self.uri):
-            return bool(self.target.fs.get_file_info(path).type != pafs.FileType.NotFound)
+            kind = self.target.fs.get_file_info(path).type
+        return kind == pafs.FileType.File or (
+            kind != pafs.FileType.NotFound and self.target.kind != "s3")
 
     def list_locks(self) -> list[dict[str, Any]]:
         """Every lock; an unreadable one is {"backup_id", "error"} (prune refuses to run then)."""

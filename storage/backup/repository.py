@@ -46,7 +46,7 @@ from .layout import (
     key_path,
     manifest_path,
 )
-from .listing import list_folder
+from .listing import left_alone, list_folder
 from .locks import BackupLock
 from .objects import ObjectStore, OnCopied, OnOid, PutResult
 from .oserrors import reading, writing
@@ -376,18 +376,22 @@ class Repository(LocksAndPrune):
         )
 
     def manifest_ids(self) -> list[str]:
-        ids = []
+        """The ids of `manifests/<id>.json`, each once. Locally a directory (a
+        FIFO, …) of that name is listed: read, it is damage. On object storage
+        one is keys below the name (`<id>.json/junk`, a console's folder), no
+        manifest (a WARNING names it): it listed a backup twice, and keep_last
+        dropped one it had to keep."""
+        ids: dict[str, None] = {}
         for info in list_folder(self.target, join(self.target.base, MANIFESTS)):
             name = info.base_name
-            # A directory (or a FIFO, a socket) of a manifest's name is listed
-            # too: read, it is damage, never skipped as if the backup were absent.
-            if (
-                info.type != pafs.FileType.NotFound
-                and name.endswith(".json")
-                and is_backup_id(name[:-5])
-            ):
-                ids.append(name[:-5])
-        return ids
+            if not (name.endswith(".json") and is_backup_id(name[:-5])):
+                continue
+            if info.type == pafs.FileType.Directory and self.target.kind == "s3":
+                left_alone(self.target, f"{MANIFESTS}/{name}")
+                continue
+            if info.type != pafs.FileType.NotFound:
+                ids[name[:-5]] = None
+        return list(ids)
 
     def list_manifests(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every manifest, newest snapshot first (`newest_first`). A manifest that cannot be

@@ -239,6 +239,21 @@ def test_list_objects_ignores_strays(repo: Repository, make_file: MakeFile) -> N
     assert repo.list_objects() == {src.sha256: src.size}
 
 
+def test_list_objects_takes_no_key_deeper_down_for_an_object(
+    repo: Repository, make_file: MakeFile
+) -> None:
+    """`objects/<aa>/<aa>/<oid>` is not object <oid> (`objects/<aa>/<oid>`): it
+    was listed as one, and a prune counted and "deleted" what is not there."""
+    src = make_file()
+    repo.put_file(src.path)
+    shard = Path(repo.target.base) / "objects" / src.sha256[:2]
+    (shard / src.sha256[:2]).mkdir()
+    other = src.sha256[:2] + "0" * 62
+    (shard / src.sha256[:2] / other).write_text("not an object")
+    (shard / src.sha256[:2] / src.sha256).write_text("nor this")
+    assert repo.list_objects() == {src.sha256: src.size}
+
+
 def test_remove_tmp(repo: Repository) -> None:
     repo.init()
     tmp = Path(repo.target.base) / "tmp"
