@@ -312,18 +312,27 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
 
     running = running_backups(cairn)  # read before the target is listed
     origin_of = await cairn.run(origins, cairn)
-    ids = await cairn.run(choose_set, repo, opts.get("backup_id"), opts.get("as_of"),
-                          lambda h: origin_of(h["namespace"]).owns(h, lineage=True))
-    set_id = ids[0].rsplit(".", 1)[0]
-    if opts.get("backup_id") is None and set_id in running:  # as RESTORE DATABASE's
-        raise Unavailable(
-            f"the newest backup set in target '{repo.uri}' ('{set_id}') is still being "
-            f"written by job '{running[set_id]}' (its manifests are in the target, its job "
-            "has not ended); nothing was restored. Retry once that job has ended, or name a "
-            "set with backup_id = '…'")
-    await cairn.run(check, [i.rsplit(".", 1)[1] for i in ids])
+    refused: CairnError | None = None
+    try:
+        ids = await cairn.run(choose_set, repo, opts.get("backup_id"), opts.get("as_of"),
+                              lambda h: origin_of(h["namespace"]).owns(h, lineage=True))
+        set_id = ids[0].rsplit(".", 1)[0]
+        if opts.get("backup_id") is None and set_id in running:  # as RESTORE DATABASE's
+            raise Unavailable(
+                f"the newest backup set in target '{repo.uri}' ('{set_id}') is still being "
+                f"written by job '{running[set_id]}' (its manifests are in the target, its "
+                "job has not ended); nothing was restored. Retry once that job has ended, or "
+                "name a set with backup_id = '…'")
+    except CairnError as exc:
+        # No set to take (damaged, missing, being written): a failed restore
+        # job, as RESTORE DATABASE's choice in its job is (it left no job).
+        refused = exc
+    else:
+        await cairn.run(check, [i.rsplit(".", 1)[1] for i in ids])
 
     def work(ctx: JobContext) -> dict[str, Any]:
+        if refused is not None:
+            raise refused
         manifests = [load(repo.read_manifest(i)) for i in ids]
         set_id = ids[0].rsplit(".", 1)[0]
         if opts.get("backup_id") is None:  # not an older set in a newer one's stead
