@@ -142,7 +142,8 @@ class Config:
     def backup_roots(self) -> list[str]:
         if self.backup.roots:
             return [_resolved(os.path.abspath(r)) for r in self.backup.roots]
-        return [str(self.data_dir / "backups")]
+        # the data directory resolved once a process too (was a realpath a statement)
+        return [os.path.join(_resolved(os.path.abspath(self.storage.data_dir)), "backups")]
 
     @property
     def resume_window_seconds(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -25,8 +26,14 @@ FOREIGN_TMP_SECONDS = 24 * 3600.0
 def repository(cairn: Cairn, target: str, passphrase: str | None = None,
                compression: str = "zstd") -> Repository:
     cfg = cairn.config
-    resolved = resolve_target(target, cfg.backup_roots, cfg.backup.targets, str(cfg.data_dir))
-    repo = open_repository(replace(resolved, writer=writer_of(str(cfg.data_dir))),
+    # The data directory as resolved at start (`Cairn.data_dir`), and this
+    # server's mark made once: resolved again here, it was ~18 system calls
+    # a statement naming a target (an lstat a component, three times), each
+    # a take of the GIL beside the statements on the event loop
+    # (docs/performance.md, bench/gil_takes.py).
+    data_dir = str(cairn.data_dir)
+    resolved = resolve_target(target, cfg.backup_roots, cfg.backup.targets, data_dir)
+    repo = open_repository(replace(resolved, writer=writer_of(data_dir)),
                            passphrase=passphrase, compression=compression,
                            scratch_dir=str(cairn.data_dir / "tmp"))
     # A lock kept for a resume must outlive its window before another server's
@@ -35,9 +42,12 @@ def repository(cairn: Cairn, target: str, passphrase: str | None = None,
     return repo
 
 
+@functools.lru_cache(maxsize=16)
 def writer_of(data_dir: str) -> str:
     """This server's mark on its temp files in a target: its host and data
-    directory (what tells it from every other server), as 16 hex digits."""
+    directory (what tells it from every other server), as 16 hex digits.
+    Made once a process (a host name changed while it runs does not change
+    it: the mark stays the one its temp files already carry)."""
     me = f"{socket.gethostname()}\0{os.path.realpath(data_dir)}"
     return hashlib.sha256(me.encode()).hexdigest()[:16]
 
