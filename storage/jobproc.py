@@ -432,25 +432,14 @@ class _Process:
         if self.level != "idle" or self.lifted:
             return
         self.lifted = True
-        half = lifted_cpus()
-        for tid in priority.threads(self.pid):
-            with contextlib.suppress(OSError):
-                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-                os.setpriority(os.PRIO_PROCESS, tid, _base_nice)
-            with contextlib.suppress(OSError):  # lifted on every CPU beats not lifted
-                os.sched_setaffinity(tid, half)
+        priority.lift(self._clock, _base_nice, lifted_cpus())
 
     def _settle(self) -> None:
         """After a call: a process lifted for starvation goes back to SCHED_IDLE
         and is kept; one a KILL touched is not used again."""
         if self.lifted and self._cancelled_at is None:
             try:
-                cpus = os.sched_getaffinity(0)
-                for tid in priority.threads(self.pid):
-                    with contextlib.suppress(ProcessLookupError):  # ended meanwhile
-                        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-                    with contextlib.suppress(OSError):  # idle on half of them is no harm
-                        os.sched_setaffinity(tid, cpus)
+                priority.back_to_idle(self._clock, os.sched_getaffinity(0))
                 self.lifted = False
             except OSError as exc:
                 log.info("job process %d stays lifted (%s): not kept", self.pid, exc)

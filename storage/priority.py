@@ -227,6 +227,33 @@ def threads(pid: int) -> list[int]:
         return []
 
 
+def lift(clock: SchedClock, nice: int, cpus: set[int]) -> None:
+    """Every thread of `clock`'s process out of SCHED_IDLE at `nice`, on
+    `cpus` where it may be (storage/jobproc.py)."""
+    def up(tid: int) -> None:
+        try:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError as exc:
+            if isinstance(exc, ProcessLookupError):
+                raise  # gone: SchedClock.each lists them again
+        with contextlib.suppress(OSError):  # lifted on every CPU beats not lifted
+            os.sched_setaffinity(tid, cpus)
+
+    clock.each(up)
+
+
+def back_to_idle(clock: SchedClock, cpus: set[int]) -> None:
+    """Every thread of `clock`'s process into SCHED_IDLE, on `cpus` where it
+    may be; OSError where one may not be lowered."""
+    def down(tid: int) -> None:
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        with contextlib.suppress(OSError):  # idle on half of them is no harm
+            os.sched_setaffinity(tid, cpus)
+
+    clock.each(down)
+
+
 class SchedClock:
     """(ns on a CPU, ns runnable waiting for one) summed over the threads of
     process `pid` (/proc/<pid>/task/<tid>/schedstat); threads gone meanwhile
@@ -255,6 +282,29 @@ class SchedClock:
             self._list()
             ran, waited, _ = self._read()
         return ran, waited
+
+    def each(self, fn: Callable[[int], None]) -> None:
+        """`fn(tid)` for every thread of the process: those listed last,
+        listed again only when its thread count changed (one pread) or `fn`
+        found one gone (ProcessLookupError: one ended, maybe another started,
+        the count the same). Listing /proc/<pid>/task takes the GIL back after
+        every entry: ~15 takes for a job process, twice a lifted call
+        (storage/jobproc.py `lift`, `_settle`), beside the event loop."""
+        if self._thread_count() != len(self._fds):
+            self._list()
+        done: set[int] = set()
+        for _ in range(3):  # a thread on its way out may stay listed a moment
+            gone = False
+            for tid in [t for t in self._fds if t not in done]:
+                try:
+                    fn(tid)
+                except ProcessLookupError:
+                    gone = True
+                else:
+                    done.add(tid)
+            if not gone:
+                return
+            self._list()
 
     def _thread_count(self) -> int:
         try:
