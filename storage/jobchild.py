@@ -142,6 +142,10 @@ def main(argv: list[str]) -> None:
     # here there are no statements to share a GIL with, and each copier would
     # be ~10 MB more beside this process (docs/performance.md).
     copier.set_enabled(False)
+    # The live-row count's DuckDB database, opened once here, not within
+    # the first BACKUP that counts a file of overwrites (~13 ms of CPU).
+    from storage import live_rows
+    live_rows.open_database()
     # What is imported by now lives as long as the process: out of the
     # collector's sight (as the server's own start-up objects, server/cli.py),
     # so the full collection after a call (_give_back, once idle) walks what the
