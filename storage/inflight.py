@@ -70,16 +70,22 @@ class InFlight:
         return self._stop.is_set()
 
     def run(self, items: Sequence[T], fn: Callable[[int, T], None],
-            before: Callable[[int], None] | None = None) -> None:
-        """`fn(index, item)` for every item, `before(index)` first each time."""
-        if self.workers == 1 or len(items) <= 1:
+            before: Callable[[int], None] | None = None,
+            here: Callable[[int], bool] | None = None) -> None:
+        """`fn(index, item)` for every item, `before(index)` first each time.
+        Items `here(index)` says move nothing (an object stored already) run
+        on this thread, in their turn; a pool starts only for two items or
+        more that do (a BACKUP after a small change stored one file of seven
+        and started seven threads for them)."""
+        moving = len(items) if here is None else sum(1 for i in range(len(items)) if not here(i))
+        if self.workers == 1 or moving <= 1:
             for index, item in enumerate(items):
                 if before is not None:
                     before(index)
                 fn(index, item)
             return
         self._pending = set()
-        workers = min(self.workers, len(items))
+        workers = min(self.workers, moving)
         pool = ThreadPoolExecutor(workers, thread_name_prefix="cairn-transfer",
                                   initializer=priority.mark_started_normal if self.normal else None)
         if self.normal:
@@ -91,6 +97,9 @@ class InFlight:
                 for index, item in enumerate(items):
                     if before is not None:
                         before(index)
+                    if here is not None and here(index):
+                        fn(index, item)
+                        continue
                     while len(self._pending) >= self.workers:
                         self._pending = _reap(self._pending, FIRST_COMPLETED)
                     self._pending.add(pool.submit(fn, index, item))

@@ -161,7 +161,8 @@ def store_all(repo: Repository, work: Work, files: list[FileToStore], lock: Back
         finally:
             copied()
 
-    flight.run(files, store, before)
+    flight.run(files, store, before,
+               None if found is None else (lambda index: found[index] is not None))
     return tally
 
 

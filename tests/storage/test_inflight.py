@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -100,3 +101,36 @@ def test_drain_from_before_waits_for_everything_in_flight() -> None:
     flight.run(list("abcdef"), one, before)
     assert seen_at_drain == [{0, 1, 2}]  # all three in flight had finished
     assert finished == set(range(6))
+
+
+def test_items_that_move_nothing_run_here_and_start_no_pool_for_one_mover() -> None:
+    """A BACKUP after a small change stores one file of seven, the others
+    stored already: it started a pool of seven threads for them. Items
+    `here` says move nothing run on the caller's thread in their turn; with
+    at most one item left to move no thread starts, and with more the pool
+    is sized to them, every item still starting in order."""
+    main = threading.get_ident()
+    started: list[int] = []
+    threads: dict[int, int] = {}
+    pools: list[int] = []
+    real = ThreadPoolExecutor.__init__
+
+    def counted(self: ThreadPoolExecutor, workers: int, *args: object, **kw: object) -> None:
+        pools.append(workers)
+        real(self, workers, *args, **kw)  # type: ignore[arg-type]
+
+    def one(index: int, _: str) -> None:
+        threads[index] = threading.get_ident()
+
+    stored = {0, 1, 2, 4, 5, 6}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ThreadPoolExecutor, "__init__", counted)
+        InFlight(8).run([f"f{i}" for i in range(7)], one, started.append, lambda i: i in stored)
+        assert pools == [] and started == list(range(7))
+        assert set(threads.values()) == {main}
+        started.clear()
+        threads.clear()
+        stored = {0, 2, 4, 6}
+        InFlight(8).run([f"f{i}" for i in range(7)], one, started.append, lambda i: i in stored)
+    assert pools == [3] and started == list(range(7))
+    assert {i for i, t in threads.items() if t == main} == stored

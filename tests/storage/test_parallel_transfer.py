@@ -14,6 +14,7 @@ import sqlglot
 
 from catalog import DataFile
 from catalog.errors import BackupInvalid
+from storage import inflight
 from storage.backup import Repository, resolve_target, write_backup
 from storage.backup.schema import FileEntry, Manifest
 from storage.engine import Engine
@@ -63,6 +64,26 @@ def test_parallel_round_trip(app: Engine, tmp_path: Path, compression: str) -> N
     assert repo.verify("bk-1").is_valid
     app.restore(Restore(m, "copy", workers=4), fetcher(repo), Quiet())
     assert count(app, "copy") == count(app, "app") == FILES * 100
+
+
+def test_a_backup_storing_one_new_file_starts_no_transfer_threads(
+        app: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second backup into a target after one more flush stores one file
+    of seven: the six stored already are looked up on the caller's thread,
+    and no pool starts for the one that moves (inflight.py)."""
+    repo = Repository(resolve_target("t", [str(tmp_path / "b")], {}), compression="zstd")
+    backup(app, repo, "bk-1")
+    app.insert_arrow("app", "t", pa.table({"id": pa.array([10_000], pa.int64()),
+                                           "data": [b"x" * 5000]}))
+    app.flush_table("app", "t")
+    pools: list[object] = []
+    real = inflight.ThreadPoolExecutor
+    monkeypatch.setattr(inflight, "ThreadPoolExecutor",
+                        lambda *args, **kw: pools.append(args) or real(*args, **kw))
+    m = backup(app, repo, "bk-2")
+    assert pools == []
+    assert len(m.tables[0].files) == FILES + 1 and m.totals.bytes_written > 0
+    assert repo.verify("bk-2").is_valid
 
 
 def test_a_rotted_source_stops_the_backup_and_leaves_nothing(app: Engine, tmp_path: Path) -> None:
