@@ -115,6 +115,10 @@ class PgwireConfig:
     # Bytes all connections' prepared statements and portals keep together
     # (never below 4 × [server] max_request_bytes); past it 53200 (budget.py).
     max_prepared_bytes_total: int = 256 * 1024 * 1024
+    # Bytes of rows all connections' portals keep unsent (suspended by an
+    # Execute with a row limit, run by Describe); one connection and one role
+    # user a quarter each. Past it 53200 (54000 a connection's), pgwire/kept.py.
+    max_portal_rows_bytes_total: int = 512 * 1024 * 1024
 
 
 @functools.lru_cache(maxsize=64)

@@ -51,7 +51,7 @@ class Connection:
         self.limit = cairn.config.server.max_request_bytes
         self.tally = Tally(self.limit, cairn.prepared, session)  # kept texts' bytes (kept.py)
         self.statements: Kept[Prepared] = Kept(self.tally, Prepared.size)
-        self.portals: Portals[Portal] = Portals(self.tally, Portal.size)
+        self.portals: Portals[Portal] = Portals(self.tally, Portal.size)  # rows: PgServer sets
         self.skipping = self.busy = self.cancelled = self.waiting = False  # see cancel()
         self.jobs: set[str] = set()
         self.stopped: set[str] = set()  # jobs a cancel stopped before they began
@@ -408,8 +408,7 @@ class Connection:
                 self.portals.pop(name, None)  # as in PostgreSQL, where its error ends it
                 raise
             self.portals.recount(name, lambda: self.portals.pop(name))  # its columns
-            if portal.reply.rows:
-                self.portals.pending.add(name)
+            return self.portals.keep(name, portal, limit)  # its rows unsent, counted (kept.py)
         return portal.reply
 
     def _portal(self, name: str) -> Portal:
@@ -474,7 +473,7 @@ class Connection:
             return None
         if reply.rows:  # all sent: a portal read to its end keeps no rows
             portal.reply, portal.sent = dataclasses.replace(reply, rows=[]), 0
-        self.portals.pending.discard(portal_name)
+        self.portals.sent(portal_name)
         return sent
 
     async def _close(self, body: messages.Payload) -> None:

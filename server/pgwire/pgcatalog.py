@@ -387,8 +387,9 @@ class CatalogEngine:
                                      f"({server.max_result_rows}) or max_result_bytes "
                                      f"({server.max_result_bytes})")
         columns = [(f.name, _oid(f)) for f in result.schema]
-        rows = [list(r) for r in zip(*(c.to_pylist() for c in result.columns), strict=False)] \
-            if result.num_columns else []
+        rows = results.Sized([list(r) for r in zip(*(c.to_pylist() for c in result.columns),
+                                                 strict=False)] if result.num_columns else [])
+        rows.nbytes = result.nbytes  # what a portal keeping them counts (kept.rows_size)
         return columns, rows
 
 

@@ -27,14 +27,20 @@ MAX_COLUMNS = 1664  # PostgreSQL's MaxTupleAttributeNumber; a RowDescription cou
 class Reply:
     """What one statement gives: columns (None: no rows at all), rows, tag.
     `table`: the rows as the engine gave them, where a text's NUL is looked
-    for (nultext.py: 22P05 before any row is sent)."""
+    for (nultext.py: 22P05 before any row is sent); `nbytes`: its Arrow
+    bytes, what a portal keeping the rows counts (kept.rows_size)."""
 
     tag: str
     columns: list[tuple[str, int]] | None = None
     rows: list[list[Any]] = field(default_factory=list)
     table: InitVar[pa.Table | None] = None
+    nbytes: int | None = None
 
     def __post_init__(self, table: pa.Table | None) -> None:
+        if table is not None:
+            self.nbytes = table.nbytes
+        elif self.nbytes is None:  # a catalog query's rows (pgcatalog.py)
+            self.nbytes = getattr(self.rows, "nbytes", None)
         if self.columns is not None and len(self.columns) > MAX_COLUMNS:
             raise PgError("54011", f"target lists can have at most {MAX_COLUMNS} entries")
         if self.columns and self.rows:  # before any row is sent
@@ -42,6 +48,12 @@ class Reply:
                     else nultext.in_rows(self.columns, self.rows))
             if name is not None:
                 raise nultext.refuse(name)
+
+
+class Sized(list[list[Any]]):
+    """Rows that know the Arrow bytes of the answer they came from."""
+
+    nbytes: int | None = None
 
 
 _WORDS = re.compile(r"[A-Za-z_]+")

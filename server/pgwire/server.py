@@ -23,6 +23,7 @@ from ..threadshare import held_by
 from . import chatter, messages, pgcatalog, scram
 from .connection import Connection
 from .errors import PgError
+from .kept import Rows, RowsBudget
 
 log = logging.getLogger("cairn.pgwire")
 
@@ -43,6 +44,9 @@ class PgServer:
         auth = cairn.config.auth
         self.verifier = scram.Verifier(auth.tokens) if auth.mode == "token" else None
         self.catalog = pgcatalog.CatalogEngine()
+        # The bytes of rows all connections' portals keep unsent (kept.py).
+        self.portal_rows = RowsBudget(self.cfg.max_portal_rows_bytes_total,
+                                      cairn.config.storage.duckdb_release_memory)
         self.connections: dict[int, tuple[int, Connection]] = {}
         self._clients: set[asyncio.StreamWriter] = set()
         self._role_users: dict[asyncio.StreamWriter, str] = {}  # a role user's connections
@@ -137,6 +141,7 @@ class PgServer:
             await _say(writer, messages.error("FATAL", "XX000", "internal error: this is a bug"))
         finally:
             if conn is not None:
+                conn.portals.clear()  # its portals' rows' bytes
                 conn.tally.release()  # its statements' and portals' bytes
             self.connections.pop(pid, None)
             self._clients.discard(writer)
@@ -192,6 +197,7 @@ class PgServer:
         info = pgcatalog.SessionInfo(session.user_id, pid, session.namespace, settings.values,
                                      self.cfg.host, self.port)
         conn = Connection(self.cairn, self.catalog, reader, writer, session, settings, info)
+        conn.portals.rows = Rows(self.portal_rows, conn.tally.who)
         settings.session = conn.session  # the connection's own copy follows search_path & co.
         return conn, pid, secret
 
