@@ -14,7 +14,6 @@ from catalog.errors import CairnError, InvalidArgument
 from sqlgrammar.splitter import split_script
 from storage import system_tables
 from storage.names import fold
-from storage.spelling import cast_reads
 from storage.types import type_label
 
 from ..result import cairn_type
@@ -161,7 +160,9 @@ def _decoded(prepared: Prepared, i: int, oid: int, binary: bool, raw: bytes) -> 
     values' type: `b IN ('1e-9', 0.5)` matched where HTTP's refuses). An
     array compared by ANY with a DECIMAL column is its texts cast by DuckDB
     to a list of the column's type (`c IN ('1e-9')` over HTTP; Decimal()
-    read '1e-9' as a number no row stored from it held, and '_1' as 1)."""
+    read '1e-9' as a number no row stored from it held, and '_1' as 1).
+    A text that is no plain number ('1.2.3', '١٢', 'sNaN', 'NaN') stays
+    text too: refused, or read, as the HTTP literal is (_PLAIN_NUMBER)."""
     how = prepared.texts.get(i)
     if binary or how is None:
         return decode_param(oid, binary, raw)
@@ -171,11 +172,17 @@ def _decoded(prepared: Prepared, i: int, oid: int, binary: bool, raw: bytes) -> 
         texts = decode_param(arrays.ARRAY_OF[t.TEXT], False, raw)
         return arrays.PgArray(texts, t.TEXT, cast=how)
     text = decode_param(t.TEXT, False, raw)
-    if how or cast_reads(text):
+    if how or not _PLAIN_NUMBER.fullmatch(text):
         return text
     return decode_param(oid, binary, raw)
 
 
+# A text Python's Decimal() reads as DuckDB's CAST does (ASCII digits, no
+# exponent or underscores). Any other is the HTTP literal's to read or refuse:
+# '1.2.3' and Arabic or full-width digits were 22P02 "invalid number
+# parameter" (HTTP: INVALID_ARGUMENT, 22023), 'sNaN' named DOUBLE, and
+# WHERE c = 'NaN' answered no rows where HTTP refuses it.
+_PLAIN_NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)\s*", re.ASCII)
 _AFTER_DEFAULT = re.compile(r"\bDEFAULT\s*\Z", re.IGNORECASE)
 _CAST = re.compile(r"CAST\(('(?:[^']|'')*') AS \w+\)\Z")
 _NEGATIVE = re.compile(r"\((-[0-9.eE+-]+)\)\Z")

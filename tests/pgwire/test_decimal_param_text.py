@@ -198,3 +198,30 @@ def test_a_list_compared_by_any_is_its_texts_cast_as_an_in_list_of_them(
     assert conn.execute("SELECT id FROM dp.t WHERE c <> ALL(%s) ORDER BY id", (["1e-9"],)
                         ).fetchall() == [(2,)]
     assert conn.execute("SELECT id FROM dp.t WHERE c = ANY(%s)", ([],)).fetchall() == []
+
+
+@pytest.mark.parametrize("text", ["1.2.3", "١٢", "１２", "sNaN", "NaN", "-Infinity", "abc", "",
+                                  "1 2", "0x10"])
+def test_a_text_that_is_no_number_is_refused_as_http_refuses_it(
+        dp: PgServer, conn: psycopg.Connection[Any], text: str) -> None:
+    """A text Python's Decimal() does not read as DuckDB's CAST does, into or
+    against a DECIMAL column, is refused with HTTP's code and message: '1.2.3',
+    Arabic-Indic or full-width digits were 22P02 "invalid number parameter"
+    (HTTP: INVALID_ARGUMENT, 22023), 'sNaN' named DOUBLE, 'NaN' named as nan,
+    and `c = 'NaN'` answered no rows where HTTP refuses."""
+    conn.execute("INSERT INTO dp.t (id, c) VALUES (1, 5)")
+    literal = "'" + text + "'"
+    for http_sql, pg_sql in (
+            (f"INSERT INTO dp.t (id, c) VALUES (2, {literal})",
+             "INSERT INTO dp.t (id, c) VALUES (2, %s)"),
+            (f"UPDATE dp.t SET c = {literal} WHERE id = 1", "UPDATE dp.t SET c = %s WHERE id = 1"),
+            (f"SELECT id FROM dp.t WHERE c = {literal}", "SELECT id FROM dp.t WHERE c = %s"),
+            (f"SELECT id FROM dp.t WHERE {literal} < c", "SELECT id FROM dp.t WHERE %s < c"),
+            (f"SELECT id FROM dp.t WHERE c IN ({literal})", "SELECT id FROM dp.t WHERE c IN (%s)"),
+            (f"DELETE FROM dp.t WHERE c <> {literal}", "DELETE FROM dp.t WHERE c <> %s")):
+        http = _http(dp, http_sql)
+        assert http["error"]["code"] == "INVALID_ARGUMENT", (http_sql, http)
+        exc = _pg_error(conn, pg_sql, text)
+        assert exc.sqlstate == "22023", (pg_sql, exc)  # INVALID_ARGUMENT, as over HTTP
+        assert exc.diag.message_primary == http["error"]["message"], (pg_sql, exc)
+    assert conn.execute("SELECT id, c::VARCHAR FROM dp.t").fetchall() == [(1, "5.00")]
