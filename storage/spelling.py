@@ -179,7 +179,10 @@ def decimal_casts(groups: list[tuple[int, int, list[str]]]) -> Iterator[None]:
     and held every other statement's cast that long)."""
     memo: dict[tuple[str, int, int], decimal.Decimal] = {}
     for precision, scale, texts in groups:
-        unique = list(dict.fromkeys(texts))
+        seen: dict[str, None] = {}  # the unique texts, `stopping.check` between chunks
+        for span in stopping.spans(len(texts)):
+            seen.update(dict.fromkeys(texts[span]))
+        unique = list(seen)
         for span in stopping.spans(len(unique)):
             chunk = pa.array(unique[span], pa.string())
             rows = _run(f"SELECT {{'x': x, 'd': TRY_CAST(x AS DECIMAL({int(precision)},"
