@@ -15,6 +15,7 @@ as an HTTP literal is."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -95,8 +96,7 @@ class Binder:
             return "DECIMAL" if base in _NUMBERS else None
         if isinstance(node, _SAME_TYPE):
             args = [a for a in node.iter_expressions() if not isinstance(a.unnest(), exp.Literal)]
-            types = {self.value_type(a) for a in args}
-            return types.pop() if len(types) == 1 else None
+            return one_type({self.value_type(a) for a in args})
         return None
 
     def _alias(self, col: exp.Column, name: str, depth: int) -> exp.Alias | None:
@@ -239,6 +239,28 @@ class Binder:
         name = fold(column.name)
         return (name, cols[name]) if cols and name in cols and name not in SYSTEM_COLUMNS \
             else None
+
+
+def one_type(types: set[str | None]) -> str | None:
+    """The one type of `types`, or None; DECIMALs of several precisions are
+    the DECIMAL DuckDB makes of them (DECIMAL(10,2) and DECIMAL(9,9): the
+    most whole digits and the most decimals, DECIMAL(17,9)), past 38 digits a
+    DECIMAL of no known precision. Told apart since a DECIMAL column's type
+    carries them, `$1 IN (c, b)` and `coalesce(c, b) = $1` were typed TEXT,
+    not NUMERIC."""
+    if len(types) == 1:
+        return types.pop()
+    if not types or None in types:
+        return None
+    found = [_DECIMAL_OF.fullmatch(t.replace(" ", "").upper()) for t in types if t]
+    if not all(found):
+        return None
+    sizes = [(int(m[1] or 18), int(m[2] or 3)) for m in found if m]  # bare: DuckDB's (18,3)
+    whole, scale = max(p - s for p, s in sizes), max(s for _, s in sizes)
+    return f"DECIMAL({whole + scale},{scale})" if whole + scale <= 38 else "DECIMAL(?)"
+
+
+_DECIMAL_OF = re.compile(r"DECIMAL(?:\(([0-9]{1,2}),([0-9]{1,2})\))?")
 
 
 _NUMBERS = ("TINYINT", "SMALLINT", "INT", "BIGINT", "UBIGINT", "DECIMAL")

@@ -68,7 +68,7 @@ def guess(node: exp.Expression, binder: param_columns.Binder, mark: str,
             known = [(s, binder.value_type(s)) for s in sides
                      if not isinstance(s, exp.Literal) and not _mentions(s, mark)]
             types = {typ for s, typ in known if typ or isinstance(s, exp.Column)}
-            compared[id(parent)] = types.pop() if len(types) == 1 else None
+            compared[id(parent)] = param_columns.one_type(types)
         typ = compared[id(parent)]
         return t.oid_of(typ) if typ else 0
     return 0

@@ -225,3 +225,50 @@ def test_a_text_that_is_no_number_is_refused_as_http_refuses_it(
         assert exc.sqlstate == "22023", (pg_sql, exc)  # INVALID_ARGUMENT, as over HTTP
         assert exc.diag.message_primary == http["error"]["message"], (pg_sql, exc)
     assert conn.execute("SELECT id, c::VARCHAR FROM dp.t").fetchall() == [(1, "5.00")]
+
+
+def _http_ids(pg: PgServer, sql: str) -> list[tuple[int]] | tuple[str, str]:
+    """The rows' ids HTTP answers, or its refusal (code, message)."""
+    body = _http(pg, sql)
+    if "error" in body:
+        return body["error"]["code"], body["error"]["message"]
+    return [(r["id"],) for r in body["results"][0]["rows"]]
+
+
+def _pg_ids(conn: psycopg.Connection[Any], sql: str, *args: Any
+            ) -> list[tuple[int]] | tuple[str, str]:
+    """The rows' ids pgwire answers, or its refusal as HTTP's (22023: INVALID_ARGUMENT)."""
+    try:
+        return conn.execute(sql, args).fetchall()
+    except psycopg.Error as exc:
+        code = "INVALID_ARGUMENT" if exc.sqlstate == "22023" else str(exc.sqlstate)
+        return code, str(exc.diag.message_primary)
+
+
+@pytest.mark.parametrize("where", ["%s IN (c, b)", "%s NOT IN (c, b)", "c IN (%s, b)",
+                                   "c NOT IN (%s, b)", "%s BETWEEN b AND c",
+                                   "coalesce(c, b) = %s"])
+def test_a_parameter_against_decimals_of_two_precisions_is_numeric_and_the_http_literal(
+        dp: PgServer, conn: psycopg.Connection[Any], where: str) -> None:
+    """`$1 IN (c, b)` (a DECIMAL(10,2) and a DECIMAL(9,9)) was typed TEXT, not
+    NUMERIC, since a DECIMAL column's type carries its precision (a client
+    going by ParameterDescription sent it as text, or refused a number)."""
+    conn.execute("INSERT INTO dp.t (id, b, c) VALUES (1, 0.5, 1.5), (2, 0.000000001, 0), "
+                 "(3, NULL, 5), (4, 0.1, NULL)")
+    conn.pgconn.prepare(b"two", ("SELECT id FROM dp.t WHERE " + where.replace("%s", "$1")).encode())
+    assert conn.pgconn.describe_prepared(b"two").param_type(0) == 1700, where  # numeric
+    for text in ("1.5", "1e-9", "_1", "0.5", "1.2.3", None):
+        literal = "NULL" if text is None else f"'{text}'"
+        sql = f"SELECT id FROM dp.t WHERE {where} ORDER BY id"
+        assert _pg_ids(conn, sql, text) == _http_ids(dp, sql.replace("%s", literal)), (where, text)
+
+
+def test_a_list_against_decimals_of_two_precisions_is_cast_as_an_in_list(
+        dp: PgServer, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("INSERT INTO dp.t (id, b, c) VALUES (1, 0.5, 1.5), (2, 0.000000001, NULL)")
+    for texts in (["1e-9"], ["1.5", None], ["_1"], [None], ["0.1e-8", "7"]):
+        literals = ", ".join("NULL" if v is None else f"'{v}'" for v in texts)
+        assert _pg_ids(conn, "SELECT id FROM dp.t WHERE coalesce(c, b) = ANY(%s) ORDER BY id",
+                       texts) == _http_ids(
+            dp, f"SELECT id FROM dp.t WHERE coalesce(c, b) IN ({literals}) ORDER BY id"), texts
+    assert _pg_ids(conn, "SELECT id FROM dp.t WHERE coalesce(c, b) = ANY(%s)", []) == []
