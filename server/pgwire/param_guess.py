@@ -85,10 +85,13 @@ _DECIMAL = re.compile(r"DECIMAL(?:\([0-9]{1,2},[0-9]{1,2}\))?")
 def place_kind(node: exp.Expression, binder: param_columns.Binder, mark: str,
                compared: dict[int, str | None]) -> str:
     """The kind of the column(s) a parameter's place writes it into or
-    compares it with (`v = $1`, `v BETWEEN $1 AND $2`, `v IN ($1)`): 'DECIMAL',
-    'TEXT' (TEXT, VARCHAR), 'MANY' (DECIMALs, beside other values of one
-    BETWEEN or IN list: their types meet), 'ANY DECIMAL(p,s)' (an array
-    compared by ANY, ALL or SOME with DECIMAL(p,s) columns), '' anything else."""
+    compares it with (`v = $1`, `v BETWEEN $1 AND $2`, `v IN ($1)`): 'DECIMAL'
+    (written into one), 'COMPARED' (compared with DECIMALs: DuckDB casts its
+    text to their type, as the HTTP literal's; as a number, `c = '1.005'`
+    missed the 1.01 the literal finds in a DECIMAL(10,2), and '1.5' against a
+    DECIMAL(9,9) was no refusal), 'TEXT' (TEXT, VARCHAR), 'ANY DECIMAL(p,s)'
+    (an array compared by ANY, ALL or SOME with DECIMAL(p,s) columns), ''
+    anything else."""
     target = target_of(node, binder)
     parent = node.parent
     while isinstance(parent, exp.Paren):
@@ -106,9 +109,8 @@ def place_kind(node: exp.Expression, binder: param_columns.Binder, mark: str,
     else:
         return ""
     base = (typ or "").split("(", 1)[0].strip().upper()
-    if base == "DECIMAL" and not target and (isinstance(parent, exp.Between) or (
-            isinstance(parent, exp.In) and len(parent.expressions) > 1)):
-        return "MANY"
+    if base == "DECIMAL" and not target:
+        return "COMPARED"
     return {"DECIMAL": "DECIMAL", "TEXT": "TEXT", "VARCHAR": "TEXT"}.get(base, "")
 
 

@@ -308,8 +308,9 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
     (0-based) parameters of no declared type written into or compared with a
     DECIMAL column, and else only TEXT ones: their text is read as an HTTP
     literal's (statements._decoded); True: whatever it is (beside a TEXT
-    column, in a BETWEEN or an IN list of more: the number's reading was the
-    TEXT column's, and met the other values' type), False: one DuckDB reads
+    column, or compared with a DECIMAL: the number's reading was the TEXT
+    column's, met the other values' type, and was no DECIMAL's cast: rounded
+    or refused as the literal is), False: one DuckDB reads
     by rules of its own only; a type: an array compared by ANY with DECIMAL
     columns of it, its elements' texts cast to it by DuckDB.
 
@@ -347,8 +348,8 @@ def infer(sql: str, declared: list[int], lookup: Any, default_ns: str | None = N
             kinds.setdefault(idx - 1, set()).add("")
             oids[idx - 1] = oids[idx - 1] or t.INT8
     if texts is not None:
-        texts.update((i, bool(kind & {"TEXT", "MANY"})) for i, kind in kinds.items()
-                     if kind & {"DECIMAL", "MANY"} and kind <= {"DECIMAL", "TEXT", "MANY"})
+        texts.update((i, bool(kind & {"TEXT", "COMPARED"})) for i, kind in kinds.items()
+                     if kind & {"DECIMAL", "COMPARED"} and kind <= {"DECIMAL", "TEXT", "COMPARED"})
         texts.update((i, kind.pop()[4:]) for i, kind in kinds.items()  # ANY: its list's type
                      if len(kind) == 1 and next(iter(kind)).startswith("ANY "))
     return [o or t.TEXT for o in oids], targets

@@ -155,9 +155,10 @@ def _decoded(prepared: Prepared, i: int, oid: int, binary: bool, raw: bytes) -> 
     and stored '1e-9' in a DECIMAL(9,9), both refused over HTTP, and a WHERE
     with '1e-9' missed the 0.00 it was stored as in a DECIMAL(10,2). Any
     text stays text where the parameter is also written into or compared
-    with a TEXT column, or in a BETWEEN or an IN list of more (its reading
-    as a number was the TEXT column's, '007' stored as '7', or met the other
-    values' type: `b IN ('1e-9', 0.5)` matched where HTTP's refuses). An
+    with a TEXT column, or compared with a DECIMAL (its reading as a number
+    was the TEXT column's, '007' stored as '7', or met the other values'
+    type: `b IN ('1e-9', 0.5)` matched where HTTP's refuses; `c = 1.005`
+    missed the 1.01 HTTP's `c = '1.005'` finds in a DECIMAL(10,2)). An
     array compared by ANY with a DECIMAL column is its texts cast by DuckDB
     to a list of the column's type (`c IN ('1e-9')` over HTTP; Decimal()
     read '1e-9' as a number no row stored from it held, and '_1' as 1).

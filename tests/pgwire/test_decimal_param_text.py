@@ -272,3 +272,31 @@ def test_a_list_against_decimals_of_two_precisions_is_cast_as_an_in_list(
                        texts) == _http_ids(
             dp, f"SELECT id FROM dp.t WHERE coalesce(c, b) IN ({literals}) ORDER BY id"), texts
     assert _pg_ids(conn, "SELECT id FROM dp.t WHERE coalesce(c, b) = ANY(%s)", []) == []
+
+
+@pytest.mark.parametrize("text", ["1.005", "1.5", "12345678901234", "+1.01", "1.", "-0"])
+def test_plain_digits_compared_with_a_decimal_are_the_http_literal(
+        dp: PgServer, conn: psycopg.Connection[Any], text: str) -> None:
+    """A plain-digit text compared with a DECIMAL column is DuckDB's cast of it
+    to the column's type, as the HTTP literal: compared as a number, `c = %s`
+    with '1.005' missed the 1.01 HTTP's `c = '1.005'` finds in a DECIMAL(10,2),
+    and '1.5' against a DECIMAL(9,9) answered no rows where HTTP refuses."""
+    conn.execute("INSERT INTO dp.t (id, b, c) VALUES (1, 0.5, 1.01), (2, 0.000000001, 0)")
+    for where in ("c = %(a)s", "c > %(a)s", "%(a)s <= c", "b = %(a)s", "b <> %(a)s",
+                  "c IS DISTINCT FROM %(a)s", "%(a)s = c OR %(a)s = b",
+                  "c IN (SELECT c FROM dp.t WHERE c = %(a)s)"):
+        sql = f"SELECT id FROM dp.t WHERE {where} ORDER BY id"
+        want = _http_ids(dp, sql.replace("%(a)s", f"'{text}'"))
+        try:
+            got: Any = conn.execute(sql, {"a": text}).fetchall()
+        except psycopg.Error as exc:
+            assert exc.sqlstate == "22023", (where, exc)
+            got = "INVALID_ARGUMENT", exc.diag.message_primary
+        assert got == want, (where, text)
+    want = _http_ids(dp, f"SELECT id FROM dp.t WHERE c = '{text}'")
+    try:
+        got = conn.execute("UPDATE dp.t SET b = NULL WHERE c = %s", (text,)).rowcount
+    except psycopg.Error as exc:
+        assert exc.sqlstate == "22023", exc
+        got = "INVALID_ARGUMENT", exc.diag.message_primary
+    assert got == (len(want) if isinstance(want, list) else want), text
