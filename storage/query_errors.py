@@ -52,7 +52,19 @@ def clean(message: str, plan: Plan) -> str:
     message, advised = _EXTENSION_ADVICE.subn("", message)
     message = _SET_ADVICE.sub("", message)
     message = message.split("\n\nLINE")[0].strip()
+    if m := _STRINGS_UNCAST.search(message):
+        message += (f" (strings are not cast to {m[1]} there: cast them, e.g. "
+                    f"CAST(['1'] AS {m[1]}[]) for a list, or list them in IN ('1', ...), "
+                    "which casts each)")
     return f"{message} {NO_EXTENSIONS}" if advised else message
+
+
+# `c = ANY(['1e-9'])`, `c IN (SELECT '1')` with a DECIMAL c: DuckDB casts no
+# string of a list or subquery to the other side's type, where `c IN ('1e-9')`
+# casts each. Its words ("an explicit cast is required") named no cast that
+# works; the hint does.
+_STRINGS_UNCAST = re.compile(r"Cannot compare values of type (.+?) and VARCHAR in IN/ANY/ALL "
+                             r"clause - an explicit cast is required")
 
 
 # DuckDB's advice to INSTALL and LOAD an extension, and to SET auto-install on,
