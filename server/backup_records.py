@@ -92,23 +92,25 @@ def set_member(b: Backup) -> bool:
 def refuse_newer_gone(cairn: Cairn, repo: Repository, what: str, chosen: str,
                       taken_at: str, as_of: str | None, counts: Callable[[Backup], bool]
                       ) -> None:
-    """ALREADY_EXISTS if this server made a backup `counts` takes (`what`) in
-    `repo`'s target newer than `chosen` (taken at `taken_at`; at or before
-    `as_of` when given) that the target provably no longer holds: a RESTORE
-    without backup_id would restore the older `chosen` in its place, and say
-    it completed (someone who can delete a manifest chose which rows came
-    back). The record is kept: SHOW BACKUPS IN the target forgets it, and
-    after that the older backup is the newest."""
+    """ALREADY_EXISTS if this server's catalog records a backup `counts` takes
+    (`what`) in `repo`'s target newer than `chosen` (taken at `taken_at`; at
+    or before `as_of` when given) that the target provably no longer holds: a
+    RESTORE without backup_id would restore the older `chosen` in its place,
+    and say it completed (someone who can delete a manifest chose which rows
+    came back). A record ATTACH BACKUPS wrote counts too (until 2026-12-06
+    only one a BACKUP here wrote: one forgotten and attached again, or any
+    after a disaster, lost this). The record is kept: SHOW BACKUPS IN the
+    target forgets it, and after that the older backup is the newest."""
     after, limit = parse_time(taken_at), None if as_of is None else parse_time(as_of)
     newer = sorted((b for b in cairn.catalog.scan(Backup)
-                    if b.target == repo.uri and b.job_id is not None and counts(b)
+                    if b.target == repo.uri and counts(b)
                     and parse_time(b.snapshot_at) > after
                     and (limit is None or parse_time(b.snapshot_at) <= limit)),
                    key=lambda b: b.snapshot_at, reverse=True)
     for b in newer:
         if proven_gone(repo, b.backup_id):
             raise AlreadyExists(
-                f"the newest {what} this server made in target '{repo.uri}', "
+                f"the newest {what} this server's catalog records in target '{repo.uri}', "
                 f"'{b.backup_id}' (taken {b.snapshot_at}), is no longer there (a DROP BACKUP, "
                 f"another server's or one still running, or removed from outside): nothing was "
                 f"restored rather than the older '{chosen}' in its place. Name that one with "

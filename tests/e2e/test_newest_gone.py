@@ -80,3 +80,28 @@ async def test_a_missing_newest_set_or_table_backup_is_not_replaced_either(
     await ok(client, "RESTORE TABLE app.t FROM 'tb' AS app.t1 WITH "
                      f"(backup_id = '{old_t['backup_id']}')")
     assert await rows(client, "SELECT k FROM app.t1") == [{"k": 1}]
+
+
+async def test_the_newest_gone_after_attach_is_still_not_replaced(
+        client: Any, tmp_path: Path) -> None:
+    """A backup whose record was forgotten (its manifest briefly away, SHOW
+    BACKUPS IN) and attached again, then removed: the older one was restored
+    in silence, where the same removal before was 409 (the eighteenth round's
+    `agree` finding 2): only a record a BACKUP here wrote counted."""
+    await ok(client, "CREATE NAMESPACE a; CREATE TABLE a.t (k INT PRIMARY KEY); "
+                     "INSERT INTO a.t VALUES (1)")
+    (a1,) = [r["backup_id"] for r in await rows(client, "BACKUP DATABASE a TO 'tg'")]
+    await ok(client, "INSERT INTO a.t VALUES (2)")
+    (a2,) = [r["backup_id"] for r in await rows(client, "BACKUP DATABASE a TO 'tg'")]
+    path = tmp_path / "backups" / "tg" / "manifests" / f"{a2}.json"
+    path.rename(path.with_suffix(".away"))
+    await ok(client, "SHOW BACKUPS IN 'tg'")  # forgets a2's record
+    assert await rows(client, f"SELECT * FROM system.backups WHERE backup_id = '{a2}'") == []
+    path.with_suffix(".away").rename(path)
+    attached = {r["backup_id"]: r["status"] for r in await rows(client, "ATTACH BACKUPS FROM 'tg'")}
+    assert attached[a2] == "attached", attached
+    path.unlink()
+    message = await err(client, "RESTORE DATABASE a FROM 'tg' WITH (replace = true)",
+                        "ALREADY_EXISTS")
+    assert a2 in message and a1 in message and "is no longer there" in message, message
+    assert await rows(client, "SELECT k FROM a.t ORDER BY k") == [{"k": 1}, {"k": 2}]
