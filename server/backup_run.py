@@ -19,6 +19,7 @@ from catalog.errors import CairnError, Cancelled, NotFound
 from storage import clock_floor, jobproc
 from storage.backup import Repository, stoppable, write_backup
 from storage.backup.discard import unmade
+from storage.backup.recorded import scope_text
 from storage.backup.schema import ArchiveRef, Scope
 from storage.snapshot import Snapshot
 
@@ -187,14 +188,3 @@ def archive_of(cairn: Cairn, plan: BackupPlan, before: Archive | None,
             or (now.secret is not None) != plan.repo.encrypted):
         return None
     return ArchiveRef(id=now.archive_id, lsn=snap.cuts[ns][0])
-
-
-def scope_text(scope: Scope | None) -> str:
-    """What a backup holds, as SHOW BACKUPS says it: 'database' (the whole
-    namespace), 'tables: t, u', or for a member of a backup set
-    'all (set bk-…: a, b)' / 'databases (set bk-…: a, b)'."""
-    if scope is None:
-        return "database"
-    if scope.kind == "tables":
-        return "tables: " + ", ".join(scope.tables)
-    return f"{scope.kind} (set {scope.set_id}: {', '.join(scope.namespaces)})"

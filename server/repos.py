@@ -7,11 +7,15 @@ import hashlib
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
+from catalog import Backup, Catalog
 from storage import jobproc
 from storage.backup import Repository, open_repository, resolve_target
 from storage.backup.pruning import DEAD_LOCK_SECONDS
+from storage.backup.recorded import Fixed, Record
 
 from .state import Cairn
 
@@ -39,7 +43,36 @@ def repository(cairn: Cairn, target: str, passphrase: str | None = None,
     # A lock kept for a resume must outlive its window before another server's
     # prune takes it for a dead backup's.
     repo.dead_lock_seconds = max(DEAD_LOCK_SECONDS, cfg.resume_window_seconds)
+    # A manifest that contradicts this server's record of its backup is damaged.
+    repo.recorded = CatalogRecords(cairn.catalog, repo.uri)
     return repo
+
+
+class CatalogRecords:
+    """This server's catalog's records of the backups in target `uri`
+    (storage/backup/recorded.py), read when asked; a job process receives
+    them as read then."""
+
+    def __init__(self, catalog: Catalog, uri: str) -> None:
+        self.catalog, self.uri = catalog, uri
+
+    def get(self, backup_id: str) -> Record | None:
+        b = self.catalog.get(Backup, backup_id)
+        return None if b is None or b.target != self.uri else _record(b, self.catalog.server_id())
+
+    def all(self) -> Mapping[str, Record]:
+        server = self.catalog.server_id()
+        return {b.backup_id: _record(b, server) for b in self.catalog.scan(Backup)
+                if b.target == self.uri}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Fixed, (dict(self.all()),))
+
+
+def _record(b: Backup, server: str) -> Record:
+    """What `b` vouches for; `server` (this one) when a BACKUP here made it."""
+    return {"namespace": b.namespace, "created_at": b.created_at, "snapshot_at": b.snapshot_at,
+            "scope": b.scope, "server": None if b.job_id is None else server}
 
 
 @functools.lru_cache(maxsize=16)

@@ -26,7 +26,7 @@ from catalog.errors import (
     Unavailable,
 )
 
-from . import envelope, manifest, schema
+from . import envelope, manifest, recorded, schema
 from .atomic import fsync_path, make_dirs, read_small, write_small
 from .codec import Found
 from .config import encode_config, parse_config
@@ -87,6 +87,7 @@ class Repository(LocksAndPrune):
         self._config: dict[str, Any] | None = None
         self._config_data: bytes | None = None  # as read or written (discard.confirm)
         self.made_target = False  # this instance wrote its config.json (discard.py)
+        self.recorded: recorded.Records | None = None  # the server's records of its backups (recorded.py)
 
     def __repr__(self) -> str:
         return (
@@ -359,6 +360,8 @@ class Repository(LocksAndPrune):
                 "the key is not restored or verified as an encrypted one (leave the passphrase "
                 "out for a plain backup)"
             )
+        if require_body:  # to restore or verify it (a drop reads the header alone)
+            recorded.check(self.recorded, backup_id, m, self.uri)
         return m
 
     def read_backup(self, backup_id: str) -> schema.Manifest:
@@ -435,6 +438,7 @@ class Repository(LocksAndPrune):
             parallel=self.target.kind == "s3",
         )
         bad += [not_served_entry(self.uri, i) for i in self.still_listed(gone)]
+        good, bad = recorded.judged(self.recorded, good, bad, self.uri)
         good.sort(key=newest_first, reverse=True)
         return good, bad
 

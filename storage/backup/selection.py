@@ -2,10 +2,14 @@
 takes: never an older backup because a newer one cannot be read.
 
 A manifest that cannot be read is still listed, as `{"backup_id", "error"}`,
-and with its `namespace`, `created_at` and `snapshot_at` when its own checksum
-vouches for them (the damage is elsewhere: a structural problem, a missing key
-file, a damaged body). Without that, nothing about it is known, so it may be
-the newest backup of any namespace."""
+and with its `namespace`, `created_at` and `snapshot_at` when this server's
+catalog records its backup id (recorded.py), else when its own checksum
+vouches for them and it names the backup of its file's name (the damage is
+elsewhere: a structural problem, a missing key file, a damaged body). A copy
+of another backup's manifest vouches for that other backup, not for the one
+whose name it took (until 2026-12-06 its times made the newest backup count
+as older). Without either, nothing about it is known, so it may be the
+newest backup of any namespace."""
 
 from __future__ import annotations
 
@@ -62,8 +66,8 @@ def _time_or_none(value: Any) -> datetime | None:
         return None
 
 
-def hints(data: bytes | None) -> dict[str, str]:
-    """What a damaged manifest's own checksum vouches for (see the module docstring)."""
+def hints(data: bytes | None, backup_id: str) -> dict[str, str]:
+    """What damaged manifest `backup_id`'s own checksum vouches for (see the module docstring)."""
     if not data or dense_problem(data) or deep_problem(data):
         return {}
     try:
@@ -71,7 +75,8 @@ def hints(data: bytes | None) -> dict[str, str]:
         if not isinstance(doc, dict):
             return {}
         stored = doc.pop("manifest_sha256", None)
-        if not isinstance(stored, str) or checksum(doc) != stored:
+        if not isinstance(stored, str) or checksum(doc) != stored \
+                or doc.get("backup_id") != backup_id:
             return {}
     except (ValueError, TypeError, RecursionError):
         return {}
@@ -83,7 +88,7 @@ def hints(data: bytes | None) -> dict[str, str]:
 
 
 def damaged_entry(backup_id: str, error: str, data: bytes | None) -> dict[str, Any]:
-    return {"backup_id": backup_id, "error": error, **hints(data)}
+    return {"backup_id": backup_id, "error": error, **hints(data, backup_id)}
 
 
 def newest_first(m: dict[str, Any]) -> tuple[int, datetime, datetime, str]:

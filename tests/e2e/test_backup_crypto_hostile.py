@@ -53,19 +53,25 @@ async def test_a_rewritten_public_header_does_not_pass_for_another_namespace(
     manifests = tmp_path / "backups" / "vault" / "manifests"
     reseal(manifests / f"{other['backup_id']}.json", namespace="payroll")
 
-    # The forged backup is the newest "payroll" one: it must not restore as payroll.
-    err = await error_of(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr {KEY}")
+    # The forged backup must not restore as payroll. This server's catalog
+    # records it as test's (what its header says is not believed: see
+    # tests/e2e/test_manifest_not_its_own.py), so it is test's newest, damaged,
+    # and payroll's newest is the genuine one.
+    err = await error_of(client, f"RESTORE DATABASE test FROM 'vault' AS pr {KEY}")
     assert err["code"] == "BACKUP_INVALID" and other["backup_id"] in err["message"], err
     assert "public header" in err["message"], err
     await invalid(client, other["backup_id"])
     names = [r["namespace"] for r in (await ok(client, "SHOW NAMESPACES"))[0]["rows"]]
     assert "pr" not in names
 
-    # The genuine one still restores, by id, with its own rows.
-    await ok(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr WITH ("
+    # The genuine one still restores, newest or by id, with its own rows.
+    (got,) = (await ok(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr {KEY}"))[0]["rows"]
+    assert got["backup_id"] == real["backup_id"], got
+    await ok(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr2 WITH ("
                      f"backup_id = '{real['backup_id']}', encryption_passphrase = 'sekrit')")
-    rows = (await ok(client, "SELECT id, amount FROM pr.pay ORDER BY id"))[0]["rows"]
-    assert rows == [{"id": 1, "amount": 100}, {"id": 2, "amount": 200}]
+    for ns in ("pr", "pr2"):
+        rows = (await ok(client, f"SELECT id, amount FROM {ns}.pay ORDER BY id"))[0]["rows"]
+        assert rows == [{"id": 1, "amount": 100}, {"id": 2, "amount": 200}]
 
     # A moved time or label is refused the same way; the untouched header reads.
     reseal(manifests / f"{real['backup_id']}.json", snapshot_at="2020-01-01T00:00:00.000Z")
@@ -159,15 +165,21 @@ async def test_a_plain_backup_does_not_pass_for_an_encrypted_one(
     reseal(tmp_path / "backups" / "vault" / "manifests" / f"{forged['backup_id']}.json",
            namespace="payroll")
 
-    err = await error_of(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr {KEY}")
+    err = await error_of(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr WITH ("
+                                 f"backup_id = '{forged['backup_id']}', "
+                                 "encryption_passphrase = 'sekrit')")
     assert err["code"] == "BACKUP_INVALID" and "not encrypted" in err["message"], err
     assert forged["backup_id"] in err["message"], err
     row = await backup(client, f"VERIFY BACKUP '{forged['backup_id']}' IN 'vault' {KEY}")
     assert row["is_valid"] is False and "not encrypted" in json.dumps(row["errors"]), row
+    # This server's catalog records it as test's (its relabelling is not
+    # believed): test's newest is damaged, payroll's is the genuine one.
+    err = await error_of(client, f"RESTORE DATABASE test FROM 'vault' AS pr {KEY}")
+    assert err["code"] == "BACKUP_INVALID" and forged["backup_id"] in err["message"], err
     names = [r["namespace"] for r in (await ok(client, "SHOW NAMESPACES"))[0]["rows"]]
     assert "pr" not in names
-    await ok(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr WITH ("
-                     f"backup_id = '{real['backup_id']}', encryption_passphrase = 'sekrit')")
+    (got,) = (await ok(client, f"RESTORE DATABASE payroll FROM 'vault' AS pr {KEY}"))[0]["rows"]
+    assert got["backup_id"] == real["backup_id"], got
     assert (await ok(client, "SELECT amount FROM pr.pay"))[0]["rows"] == [{"amount": 100}]
 
 

@@ -5,19 +5,21 @@ rank in the order they were taken. The clock Cairn reads for snapshot times
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from catalog import Backup
 from server import archive_sql, archiving
 from server.app import create_app
 from server.config import Config
 from storage import snapshot
 from storage.archive import changes
 from storage.archive.store import iso
-from tests.helpers import ok, reseal, rows
+from tests.helpers import ok, reseal, rows, state
 
 HOUR = 3600
 
@@ -97,9 +99,14 @@ async def test_a_backup_set_after_the_clock_stepped_back_is_the_newest(
     newer = await rows(client, f"BACKUP DATABASE a, b TO 'sets' {plain}")
     # created_at is the wall clock of the job process: as the stepped clock wrote it
     manifests = Path(cairn_config.backup.roots[0]) / "sets" / "manifests"
+    catalog = state(client).catalog
     for member in newer:
+        made = iso(changes.now_us() // 1000 * 1000)
         reseal(manifests / f"{member['backup_id']}.json",
-               lambda doc: doc.update(created_at=iso(changes.now_us() // 1000 * 1000)))
+               lambda doc, made=made: doc.update(created_at=made))
+        # and its record, written from the same manifest (else it contradicts it)
+        record = catalog.get(Backup, member["backup_id"])
+        catalog.put(dataclasses.replace(record, created_at=made))
     # Before, the set was stamped by the raw clock and sets ranked by
     # created_at: the older set was "newest", row 2 overwritten away.
     await ok(client, "RESTORE ALL FROM 'sets' WITH (replace = true)")
