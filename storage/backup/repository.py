@@ -1,12 +1,10 @@
 """A backup repository: one target holding objects, manifests, locks and keys.
 
-This is the face the backup, restore and verify services use. Writes create the
-target on first use; reads of a target that does not exist raise NotFound rather
-than creating it, so a typo in SHOW BACKUPS IN '…' leaves nothing behind.
-
-`compression` ('zstd' or 'none') and `passphrase` apply to what this instance
-writes; reading copes with whatever a backup was written with (given the
-passphrase for an encrypted one). `open_repository` also opens archive targets."""
+Writes create the target on first use; reads of one that does not exist raise
+NotFound, so a typo in SHOW BACKUPS IN '…' leaves nothing behind. `compression`
+('zstd' or 'none') and `passphrase` apply to what this instance writes; reading
+copes with whatever a backup was written with (given the passphrase for an
+encrypted one). `open_repository` also opens archive targets."""
 
 from __future__ import annotations
 
@@ -64,9 +62,9 @@ COMPRESSIONS = ("zstd", "none")
 
 
 class Repository(LocksAndPrune):
-    """Objects, manifests, locks and keys of one target. `durable=False` skips
-    fsync (tests and benchmarks only). The passphrase is kept only to derive keys
-    from; it is never shown (not even by repr)."""
+    """Objects, manifests, locks and keys of one target. `durable=False` skips fsync
+    (tests and benchmarks only). The passphrase is kept only to derive keys from;
+    never shown (not even by repr)."""
 
     def __init__(
         self,
@@ -379,11 +377,10 @@ class Repository(LocksAndPrune):
         )
 
     def manifest_ids(self) -> list[str]:
-        """The ids of `manifests/<id>.json`, each once. Locally a directory (a
-        FIFO, …) of that name is listed: read, it is damage. On object storage
-        one is keys below the name (`<id>.json/junk`, a console's folder), no
-        manifest (a WARNING names it): it listed a backup twice, and keep_last
-        dropped one it had to keep."""
+        """The ids of `manifests/<id>.json`, each once. Locally a directory (a FIFO, …)
+        of that name is listed: read, it is damage. On object storage one is keys below
+        the name (`<id>.json/junk`, a console's folder), no manifest (a WARNING names
+        it): it listed a backup twice, and keep_last dropped one it had to keep."""
         ids: dict[str, None] = {}
         for info in list_folder(self.target, join(self.target.base, MANIFESTS)):
             name = info.base_name
