@@ -4,6 +4,8 @@ is refused with PERMISSION_DENIED, as is any query off the sandbox allow-list.""
 
 from __future__ import annotations
 
+import time
+
 import pyarrow as pa
 from sqlglot import exp
 
@@ -99,9 +101,10 @@ async def run_query(cairn: Cairn, session: Session, stmt: Query) -> Result:
         )
         return await answer(cairn, table)
     if stmt.kind in VERBS:
+        until = _until(timeout)
 
-        def write() -> int:
-            with cairn.engine.time_limit(timeout), stopping.stoppable(session.interrupt):
+        def write() -> int:  # tried again after a wait for a lock: the same end
+            with cairn.engine.time_limit(timeout, until), stopping.stoppable(session.interrupt):
                 return cairn.engine.execute(stmt.expression, session.user_id, session.namespace,
                                             limits_for(cairn, session).system_view)
 
@@ -121,14 +124,20 @@ async def _insert_rows(cairn: Cairn, session: Session, ins: FastInsert,
     where the tree would have been built, folded, checked and read back to the
     same rows. One row is tried on the event loop first, as any one-row
     statement; many rows run on a statement thread, as the normal path's."""
+    until = _until(timeout)
 
-    def write() -> int:
-        with cairn.engine.time_limit(timeout), stopping.stoppable(session.interrupt):
+    def write() -> int:  # tried again after a wait for a lock: the same end
+        with cairn.engine.time_limit(timeout, until), stopping.stoppable(session.interrupt):
             return fast.insert_rows(cairn.engine, ins.db, ins.table, ins.columns, ins.rows,
                                     session.user_id, session.namespace)
 
     n = await (cairn.run_small(write) if len(ins.rows) == 1 else cairn.run(write))
     return Result.of_message(f"{n} row{'' if n == 1 else 's'} inserted", row_count=n)
+
+
+def _until(timeout: float | None) -> float | None:
+    """When a statement starting now ends (monotonic), for every try of it."""
+    return time.monotonic() + timeout if timeout else None
 
 
 def _point_select(cairn: Cairn, session: Session, stmt: Query, timeout: float | None,

@@ -7,12 +7,13 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from catalog import Catalog
-from storage import jobproc, priority, timing
+from storage import jobproc, priority, stopping, timing
 from storage.backup.targets import s3_key
 
 from .budget import KEPT_REQUESTS, Budget
@@ -171,7 +172,13 @@ class Cairn:
                 except timing.WouldWait as e:
                     if e.lock is None:
                         break
-                    await until_free(e.lock)
+                    if e.limit is None:
+                        await until_free(e.lock)
+                        continue
+                    try:  # the statement's time limit bounds its wait, as on a thread
+                        await asyncio.wait_for(until_free(e.lock), e.limit[0] - time.monotonic())
+                    except TimeoutError:
+                        raise stopping.overdue(e.limit[1]) from None
         return await self.run(fn, *args, **kwargs)
 
     async def run_background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

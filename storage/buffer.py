@@ -30,7 +30,7 @@ from . import bufclock, bufstore
 from .batch import BatchMap, BufBatch, OneRow, one_row_tables
 from .keys import BufferKeys
 from .replaced import Replaced
-from .timing import TimedLock
+from .timing import TimedLock, bounded
 from .types import HIDDEN, OW, SEQ, USER, Column, arrow_field, arrow_type, default_value
 
 APPEND_ONLY = "append_only:"  # Meta record: the table has never had a key overwritten
@@ -246,7 +246,7 @@ class TableState:
         """`write_lock` for a statement writing the table; `Replaced` (nothing
         written, run again on what the name names now: resolve.written) if a
         DROP or a RESTORE ... replace dropped it while the statement waited."""
-        with self.write_lock:
+        with bounded(self.write_lock):  # the statement's time limit and cancel bound the wait
             if self.dropped:
                 raise Replaced(f"{self.table.namespace}.{self.table.name}")
             yield

@@ -18,7 +18,7 @@ from sqlglot import exp
 from catalog import Meta
 from catalog.errors import AlreadyExists, InvalidArgument, PermissionDenied
 
-from . import bufclock, keyfilter, sandbox, stopping
+from . import bufclock, keyfilter, owner_locks, sandbox, stopping
 from . import keys as keys_mod
 from .batch import BufBatch, OneRow
 from .buffer import APPEND_ONLY, LARGE_VALUE, TableState, decode, encode, evict_overflow, seq_key
@@ -120,7 +120,7 @@ def write_values(
 ) -> int:
     if not rows:
         return 0
-    with TIMINGS.timed("insert"), st.writing():
+    with TIMINGS.timed("insert"), owner_locks.whole(st, owner):
         targets = _targets(st, names)
         n = len(rows)
         data: dict[str, Any] = {c["name"]: [] for c in st.columns if not c.get("system")}
@@ -382,7 +382,7 @@ def _commit(
 def insert_arrow(engine: Writer, st: TableState, rows: pa.Table, user: str | None) -> int:
     """Bulk load: Arrow columns by name, cast to the column types."""
     owner = _owner(st, user)
-    with st.writing():
+    with owner_locks.whole(st, owner):
         data: dict[str, Any] = {}
         for col in st.columns:
             name = col["name"]
@@ -434,7 +434,8 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
     where = e.args.get("where")
     if where is not None:
         sandbox.check_fragment(where)
-    with st.writing():
+    with owner_locks.statement(st, owner):  # a USER table's write_lock: at the commit only
+        table, schema = st.table, st.schema
         cols = {c["name"]: c for c in st.columns}
         sets: list[tuple[Column, exp.Expression]] = []
         for eq in e.expressions:
@@ -470,7 +471,8 @@ def update(engine: Writer, e: exp.Update, user: str | None, ns: str | None) -> i
         data[DELETED] = pa.array([False] * n, pa.bool_()) if DELETED in cols else None
         if data[DELETED] is None:
             del data[DELETED]
-        return _append(engine, st, data, n, owner, check_keys=False, overwrite=True)
+        with owner_locks.committing(st, table, schema):
+            return _append(engine, st, data, n, owner, check_keys=False, overwrite=True)
 
 
 def delete(engine: Writer, e: exp.Delete, user: str | None, ns: str | None) -> int:
@@ -482,7 +484,8 @@ def delete(engine: Writer, e: exp.Delete, user: str | None, ns: str | None) -> i
     where = e.args.get("where")
     if where is not None:
         sandbox.check_fragment(where)
-    with st.writing():
+    with owner_locks.statement(st, owner):  # a USER table's write_lock: at the commit only
+        table, schema = st.table, st.schema
         found = _matching(engine, st, e.this, where, [], user, ns)
         found = keys_mod.reachable(st.table.primary_key, found, _name(st), "deleted")
         n = found.num_rows
@@ -491,4 +494,5 @@ def delete(engine: Writer, e: exp.Delete, user: str | None, ns: str | None) -> i
         data: dict[str, Any] = {c["name"]: found.column(c["name"]) for c in st.columns}
         del found  # _append frees the rows' columns once encoded
         data[DELETED] = pa.array([True] * n, pa.bool_())
-        return _append(engine, st, data, n, owner, check_keys=False, overwrite=True)
+        with owner_locks.committing(st, table, schema):
+            return _append(engine, st, data, n, owner, check_keys=False, overwrite=True)

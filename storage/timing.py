@@ -17,9 +17,11 @@ import gc
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import stopping
 
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1,
            0.25, 0.5, 1.0, 2.5, float("inf"))
@@ -170,6 +172,9 @@ class WouldWait(Exception):  # noqa: N818 (a signal, not an error)
     def __init__(self, what: str, lock: TimedLock | None = None) -> None:
         super().__init__(what)
         self.lock = lock
+        # The statement's time limit (stopping.time_limit): how long its wait
+        # for `lock` may last (Cairn.run_small).
+        self.limit = stopping.time_limit() if lock is not None else None
 
 
 class _Mode(threading.local):
@@ -220,6 +225,34 @@ class _Taking:
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
+
+
+_SLICE = 0.05  # s between a waiting statement's looks at its cancel and time limit
+
+
+@contextlib.contextmanager
+def bounded(lock: TimedLock) -> Iterator[None]:
+    """`with lock:` for a statement waiting for a table lock another statement
+    holds: it waits at most until its time limit (CANCELLED "ran longer
+    than ...", as a query past it) and stops at its cancel, looking at both
+    every _SLICE s (it waited for the holder's whole run: 3x its own
+    timeout behind a loop of slow UPDATEs). Inside `no_waiting`, WouldWait."""
+    if _mode.on:
+        if not lock.acquire(False):
+            raise WouldWait(f"the {lock.kind} lock is held", lock)
+    elif not lock.acquire(False):
+        t0 = time.perf_counter()
+        while True:
+            stopping.check()
+            limit = stopping.time_limit()
+            wait = _SLICE if limit is None else min(_SLICE, max(0.0, limit[0] - time.monotonic()))
+            if lock.acquire(True, wait):
+                lock._waited = time.perf_counter() - t0  # the whole wait, not its last slice
+                break
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def taking(lock: Any, what: str) -> _Taking:
