@@ -27,6 +27,7 @@ from catalog.errors import (
 from storage import datadir
 
 from . import archiving, backups, data_copy, metrics, openapi, resume, schedules, tables, visibility
+from .answers import Held
 from .auth import authenticate, check_origin, check_reached
 from .budget import holder
 from .config import Config
@@ -286,7 +287,17 @@ async def _answer_sql(request: web.Request, cairn: Cairn, session: Session,
     request[SQL_TEXT] = sql
     session.namespace = namespace
     session.gone = lambda: closed(request)
-    outcome = await execute(cairn, session, sql)
+    # The answers counted from when each is made until sent (answers.py).
+    held = Held(cairn.answers, holder(session))
+    try:
+        return await _answer(request, cairn, session, sql, started, held)
+    finally:
+        held.release()
+
+
+async def _answer(request: web.Request, cairn: Cairn, session: Session, sql: str,
+                  started: float, held: Held) -> web.StreamResponse:
+    outcome = await execute(cairn, session, sql, held=held)
     if outcome.error is None:
         request[OUTCOME] = "ok"
         results = [r.to_json() for r in outcome.results]
@@ -294,6 +305,7 @@ async def _answer_sql(request: web.Request, cairn: Cairn, session: Session,
         took = round(took_ms(started), 3)
         data = await answer_body(cairn, {"status": "success", "results": results, "took": took})
         del results
+        held.resize(len(data))  # AnswersBusy (503) if the body is more than fits
         return await send_answer(request, data, cairn.config.server.send_timeout_seconds)
     e = outcome.error
     request[OUTCOME] = e.error.code

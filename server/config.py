@@ -36,6 +36,9 @@ class ServerConfig:
     # Bytes of request bodies (and pgwire messages) being received or held, all
     # connections together (never below 2 × max_request_bytes); past it 503 (budget.py).
     max_inflight_request_bytes: int = 256 * 1024 * 1024
+    # Bytes of answers built and not yet sent, all connections together (never
+    # below 2 × max_result_bytes); past it 503 / 53200 (answers.py).
+    max_answer_bytes_total: int = 1024 * 1024 * 1024
     # A statement that made DuckDB fail internally, and users who keep doing
     # it (server/duckfaults.py): statements remembered (0: none), for how long;
     # a role user's faults within the window (0: no brake) before their

@@ -34,6 +34,7 @@ INT_RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("server", "max_result_bytes"): (0, BIG),
     ("server", "max_connections"): (1, 1_000_000),
     ("server", "max_inflight_request_bytes"): (1024, BIG),
+    ("server", "max_answer_bytes_total"): (1024, BIG),
     ("pgwire", "max_prepared_bytes_total"): (1024, BIG),
     ("pgwire", "max_portal_rows_bytes_total"): (4096, BIG),
     ("server", "duckdb_fault_quarantine"): (0, 1_000_000),

@@ -47,6 +47,7 @@ from . import (
     verify_drop,
     visibility,
 )
+from .answers import Held, answer_bytes
 from .dispatch import Route
 from .result import Result
 from .state import Cairn, Session
@@ -89,8 +90,10 @@ class Outcome:
     statement: ast.Statement | None = None
 
 
-async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
+async def execute(cairn: Cairn, session: Session, sql: str, held: Held | None = None) -> Outcome:
     """Run every statement of `sql` in order; stop at the first error.
+    Each answer counts against `held` (the server's answers budget) as it is
+    made: one that does not fit fails its statement (answers.py).
 
     Statements are parsed one at a time, so those before a statement that does
     not parse still run (the contract: earlier statements keep their effect).
@@ -134,13 +137,16 @@ async def execute(cairn: Cairn, session: Session, sql: str) -> Outcome:
                                            parsed.column)
             return outcome
         stmt_session = session.with_text(parsed.text)
-        stmt_session.answers = answers
+        stmt_session.answers, stmt_session.held = answers, held
         try:
             shared = answers.spent
+            before = held.n if held is not None else 0
             result = await run_statement(cairn, stmt_session, parsed.statement)
             if result.table is None and result.rows:  # SHOW, DESCRIBE: not cut by a query
                 _cut(cairn, result, answers, shared)
             answers.charge(len(result.rows), result.table)
+            if held is not None and held.n == before:  # not counted as it was read (queries.py)
+                held.take(answer_bytes(result))
             if result.truncated and shared:
                 result.message = queries.truncation_note(cairn, result.row_count, shared=True)
             outcome.results.append(result)

@@ -196,6 +196,8 @@ class StateCollector(Collector):
         yield brakes
         if getattr(cairn, "threads", None) is not None:  # role users' waits for a thread
             yield from cairn.threads.metrics()
+        if getattr(cairn, "answers", None) is not None:  # answers held (answers.py)
+            yield from cairn.answers.metrics()
 
     @staticmethod
     def _buffers(cairn: Any) -> Iterator[GaugeMetricFamily]:

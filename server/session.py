@@ -78,6 +78,9 @@ class Session:
     # What the answers of the request so far left of its bounds (executor.py);
     # None: the server's bounds of one answer.
     answers: AnswerBudget | None = field(default=None, repr=False, compare=False)
+    # The request's answers held against the server's budget (answers.Held;
+    # executor.py): a query's rows count from when they are read.
+    held: Any = field(default=None, repr=False, compare=False)
 
     def query_timeout(self, server_seconds: float | None) -> float | None:
         """The bound of this session's queries: the server's and its own, the smaller."""

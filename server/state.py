@@ -16,6 +16,7 @@ from catalog import Catalog
 from storage import jobproc, priority, stopping, timing
 from storage.backup.targets import s3_key
 
+from .answers import AnswerBytes
 from .budget import KEPT_REQUESTS, Budget
 from .config import Config
 from .duckfaults import DuckFaults
@@ -131,6 +132,9 @@ class Cairn:
                                2 * config.server.max_request_bytes)  # it decodes to fit
         self.prepared = Budget(config.pgwire.max_prepared_bytes_total,
                                KEPT_REQUESTS * config.server.max_request_bytes)
+        self.answers = AnswerBytes(config.server.max_answer_bytes_total,  # answers.py
+                                   2 * config.server.max_result_bytes,
+                                   config.storage.duckdb_release_memory)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The one door for blocking work (RocksDB, DuckDB, pyarrow, files): it

@@ -16,11 +16,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from catalog import Job
 from catalog.errors import CairnError
 from sqlgrammar.errors import SqlSyntaxError
 from sqlgrammar.splitter import split_script
 
+from ..answers import Held
 from ..executor import PARSE_ON_THREAD_CHARS, execute
 from ..metrics import statement_kind
 from ..session import Interrupt, Session
@@ -28,13 +28,12 @@ from ..state import Cairn
 from . import catalogfaults, chatter, describe, messages, params, pgcatalog
 from .errors import PgError, contract_code, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
-from .results import Reply, data_rows, description, formats_for, from_result, progress_text
+from .results import Reply, data_rows, description, formats_for, from_result, progress_notices
 from .statements import WRITE, Portal, Prepared, bind_work, parameter_types, read_bind, split
 from .statements import text as query_text
 
 log = logging.getLogger("cairn.pgwire")
 
-PROGRESS_PERIOD = 0.5  # seconds between job progress notices
 FLUSH_ROWS = 1000  # drain the socket every so many DataRows
 CANCEL_GRACE = 2.0  # seconds a cancelled statement gets to stop before it is abandoned
 YIELD_EVERY = 32  # messages handled back to back before other clients get the loop
@@ -51,7 +50,9 @@ class Connection:
         self.limit = cairn.config.server.max_request_bytes
         self.tally = Tally(self.limit, cairn.prepared, session)  # kept texts' bytes (kept.py)
         self.statements: Kept[Prepared] = Kept(self.tally, Prepared.size)
-        self.portals: Portals[Portal] = Portals(self.tally, Portal.size)  # rows: PgServer sets
+        self.portals: Portals[Portal] = Portals(  # rows: PgServer sets
+            self.tally, Portal.size, gone=lambda p: self.held.let_go(p.reply))
+        self.held = Held(cairn.answers, self.tally.who)  # answers not yet sent (answers.py)
         self.skipping = self.busy = self.cancelled = self.waiting = False  # see cancel()
         self.jobs: set[str] = set()
         self.stopped: set[str] = set()  # jobs a cancel stopped before they began
@@ -185,10 +186,13 @@ class Connection:
                 self._check_cancelled()  # one before this statement: it does not start
                 ran = True
                 reply = await self._run(chunk.text, chunk.code, chunk.start, chunk.comments)
-                if reply.columns is not None:
-                    fmts = [0] * len(reply.columns)
-                    self.writer.write(description(reply.columns, fmts))
-                    await self._rows(reply.rows, [o for _, o in reply.columns], fmts)
+                try:
+                    if reply.columns is not None:
+                        fmts = [0] * len(reply.columns)
+                        self.writer.write(description(reply.columns, fmts))
+                        await self._rows(reply.rows, [o for _, o in reply.columns], fmts)
+                finally:
+                    self.held.let_go(reply)
                 self.writer.write(messages.command_complete(reply.tag))
         except SqlSyntaxError as exc:
             raise PgError("42601", exc.message, position(sql, exc.line, exc.column)) from None
@@ -261,16 +265,23 @@ class Connection:
                 sql=text, user=self.session.user_id)
 
     async def _cairn_statement(self, text: str, offset: int) -> Reply:
-        outcome = await self._stoppable(execute(self.cairn, self.session, text))
-        if outcome.error is not None:
-            err, pos = outcome.error.error, None
-            if err.code == "PARSE_ERROR":
-                where = position(text, outcome.error.line, outcome.error.column)
-                pos = offset + where if where is not None else None
-            raise PgError.of(err, pos)
-        if not outcome.results:
-            raise PgError("XX000", "the statement gave no result")
-        return from_result(text, outcome.results[-1], outcome.statement)
+        before = self.held.n
+        try:
+            outcome = await self._stoppable(execute(self.cairn, self.session, text, held=self.held))
+            if outcome.error is not None:
+                err, pos = outcome.error.error, None
+                if err.code == "PARSE_ERROR":
+                    where = position(text, outcome.error.line, outcome.error.column)
+                    pos = offset + where if where is not None else None
+                raise PgError.of(err, pos)
+            if not outcome.results:
+                raise PgError("XX000", "the statement gave no result")
+            reply = from_result(text, outcome.results[-1], outcome.statement)
+        except BaseException:
+            self.held.give(self.held.n - before)  # its answer, if it had one, is gone
+            raise
+        reply.held = self.held.n - before  # until the reply is let go (Held.let_go)
+        return reply
 
     async def _stoppable(self, work: Awaitable[Any]) -> Any:
         """`work`'s result, run as the statement a CancelRequest stops (cancel())."""
@@ -279,7 +290,8 @@ class Connection:
         self.session.interrupt = Interrupt()
         task = asyncio.ensure_future(work)
         self.running = task
-        progress = asyncio.ensure_future(self._progress())
+        progress = asyncio.ensure_future(progress_notices(self.cairn, self.jobs, self.writer,
+                                                          self._drain))
         try:
             await asyncio.wait({task})
         finally:
@@ -296,24 +308,6 @@ class Connection:
         if self.cancelled:  # the statement was cancelled before it started this job: the job
             self.cairn.jobs.ask_to_stop(job_id)  # does nothing, ends `cancelled`, answer 57014
             self.stopped.add(job_id)
-
-    async def _progress(self) -> None:
-        """Progress of this statement's jobs as notices, while they change."""
-        shown: dict[str, str] = {}
-        try:
-            while True:
-                await asyncio.sleep(PROGRESS_PERIOD)
-                for job_id in list(self.jobs):
-                    job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
-                    if job is None:
-                        continue
-                    text = progress_text(job)
-                    if shown.get(job_id) != text:
-                        shown[job_id] = text
-                        self.writer.write(messages.notice(text))
-                        await self._drain()
-        except (ConnectionError, RuntimeError, CairnError):  # RuntimeError: a closed transport
-            pass
 
     # --- extended query -----------------------------------------------------------------
 
@@ -394,7 +388,11 @@ class Connection:
 
     async def _shape(self, prepared: Prepared) -> list[tuple[str, int]] | None:
         return await describe.shape(prepared, self.settings, self.tx, self._off_loop,
-                                    lambda probe: self._run(probe, probe, 0))
+                                    self._probe)
+
+    async def _probe(self, probe: str) -> Reply:  # run for its columns: no row is kept
+        self.held.let_go(reply := await self._run(probe, probe, 0))
+        return reply
 
     async def _answer(self, name: str, portal: Portal, limit: int = 0) -> Reply:
         """The portal's answer, run on first use: by Describe (`limit` -1) or
@@ -472,7 +470,8 @@ class Connection:
         if end < len(reply.rows):
             return None
         if reply.rows:  # all sent: a portal read to its end keeps no rows
-            portal.reply, portal.sent = dataclasses.replace(reply, rows=[]), 0
+            portal.reply, portal.sent = dataclasses.replace(reply, rows=[], held=0), 0
+            self.held.let_go(reply)
         self.portals.sent(portal_name)
         return sent
 

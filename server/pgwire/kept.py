@@ -133,26 +133,35 @@ class Portals(Kept[V]):
     the bytes of those counted against `rows`): a portal replaced, closed or
     cleared is pending no more."""
 
-    def __init__(self, tally: Tally, size_of: Callable[[V], int], rows: Rows | None = None
-                 ) -> None:
+    def __init__(self, tally: Tally, size_of: Callable[[V], int], rows: Rows | None = None,
+                 gone: Callable[[V], object] = lambda _: None) -> None:
         self.pending: set[str] = set()
         self.held: dict[str, int] = {}
         self.rows = rows
+        self.gone = gone  # told of a portal replaced or gone: its answer's bytes go back
         super().__init__(tally, size_of)
 
     def __setitem__(self, name: str, value: V) -> None:
         self.sent(name)
+        old = self.data.get(name)
         super().__setitem__(name, value)
+        if old is not None and old is not value:
+            self.gone(old)
 
     def __delitem__(self, name: str) -> None:
         self.sent(name)
+        old = self.data[name]
         super().__delitem__(name)
+        self.gone(old)
 
     def clear(self) -> None:
         for name in list(self.held):
             self.sent(name)
         self.pending.clear()
+        old = list(self.data.values())
         super().clear()
+        for portal in old:
+            self.gone(portal)
 
     def keep(self, name: str, portal: Any, limit: int) -> Any:
         """Portal `name` has just run, for a Describe (`limit` -1) or an
@@ -173,6 +182,7 @@ class Portals(Kept[V]):
                 if limit > 0:
                     self.pop(name, None)
                     raise
+                self.gone(portal)  # its answer's bytes go back to the answers budget too
                 portal.reply = None
                 return reply
             self.held[name] = size

@@ -3,14 +3,17 @@ command tag PostgreSQL clients parse (`SELECT 3`, `INSERT 0 2`, ...)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from catalog import Job
+from catalog.errors import CairnError
 from sqlgrammar import ast
 from storage.json_columns import BY_NAME
 
@@ -28,13 +31,16 @@ class Reply:
     """What one statement gives: columns (None: no rows at all), rows, tag.
     `table`: the rows as the engine gave them, where a text's NUL is looked
     for (nultext.py: 22P05 before any row is sent); `nbytes`: its Arrow
-    bytes, what a portal keeping the rows counts (kept.rows_size)."""
+    bytes, what a portal keeping the rows counts (kept.rows_size). `held`: the
+    bytes its answer counts for in the server's answers budget until let go
+    (answers.py)."""
 
     tag: str
     columns: list[tuple[str, int]] | None = None
     rows: list[list[Any]] = field(default_factory=list)
     table: InitVar[pa.Table | None] = None
     nbytes: int | None = None
+    held: int = 0
 
     def __post_init__(self, table: pa.Table | None) -> None:
         if table is not None:
@@ -160,3 +166,26 @@ def _size(n: int) -> str:
         n /= 1024  # type: ignore[assignment]
     return str(n)
 
+
+
+PROGRESS_PERIOD = 0.5  # seconds between job progress notices
+
+
+async def progress_notices(cairn: Any, jobs: set[str], writer: asyncio.StreamWriter,
+                           drain: Callable[[], Awaitable[None]]) -> None:
+    """Progress of a statement's jobs (`jobs`, as they start) as notices, while they change."""
+    shown: dict[str, str] = {}
+    try:
+        while True:
+            await asyncio.sleep(PROGRESS_PERIOD)
+            for job_id in list(jobs):
+                job = await cairn.run(cairn.catalog.get, Job, job_id)
+                if job is None:
+                    continue
+                text = progress_text(job)
+                if shown.get(job_id) != text:
+                    shown[job_id] = text
+                    writer.write(messages.notice(text))
+                    await drain()
+    except (ConnectionError, RuntimeError, CairnError):  # RuntimeError: a closed transport
+        pass

@@ -143,6 +143,7 @@ class PgServer:
             if conn is not None:
                 conn.portals.clear()  # its portals' rows' bytes
                 conn.tally.release()  # its statements' and portals' bytes
+                conn.held.release()  # its answers' bytes (answers.py)
             self.connections.pop(pid, None)
             self._clients.discard(writer)
             self._role_users.pop(writer, None)
