@@ -3,14 +3,14 @@ its own column family, plus raw data families (every table's write buffer).
 Keeping records and write buffers in one database is what makes Cairn's
 promises cheap: a flush registers its Parquet file and removes the rows from
 the buffer in one atomic `WriteBatch`, and one RocksDB checkpoint is a
-consistent copy of the whole server (records and buffered rows) at an instant.
-"""
+consistent copy of the whole server (records and buffered rows) at an instant."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -68,8 +68,10 @@ class Batch:
         self._wb = WriteBatch(raw_mode=True)
         self.count = 0
         self._kept: list[tuple[str, bytes]] = []  # keys of records kept in memory, put anew
+        self._touched: set[str] = set()  # families written: their `Catalog.writes` go up
 
     def put(self, record: Record) -> Batch:
+        self._touched.add(record.FAMILY)
         key = record.key().encode()
         self._wb.put(key, record.dumps(), self._catalog._handle(record.FAMILY))
         if self._catalog._unsaved:
@@ -78,6 +80,7 @@ class Batch:
         return self
 
     def delete(self, kind: type[Record], key: str) -> Batch:
+        self._touched.add(kind.FAMILY)
         self._wb.delete(key.encode(), self._catalog._handle(kind.FAMILY))
         self.count += 1
         return self
@@ -113,6 +116,8 @@ class Batch:
             if catalog.write_error is not None:
                 catalog.write_error = None
                 log.warning("the data directory takes writes again")
+            for family in self._touched:
+                catalog.writes[family] += 1
             for kept in self._kept:
                 catalog._unsaved.pop(kept, None)
             if catalog._unsaved:
@@ -120,6 +125,7 @@ class Batch:
         self._wb = WriteBatch(raw_mode=True)
         self.count = 0
         self._kept = []
+        self._touched = set()
 
 
 class Catalog:
@@ -151,6 +157,7 @@ class Catalog:
         self._files, self._files_at = 0, 0.0  # data files, when counted (`descriptors`)
         # Records `keep` could not write: (family, key) -> value, read as written
         self._unsaved: dict[tuple[str, bytes], bytes] = {}
+        self.writes: Counter[str] = Counter()  # typed writes committed, by family
         self._lock = threading.RLock()
         for name in wanted:
             if name != "default":
@@ -298,6 +305,7 @@ class Catalog:
         except DataDirUnavailable:
             with self._lock:
                 self._unsaved[(record.FAMILY, record.key().encode())] = record.dumps()
+                self.writes[record.FAMILY] += 1
 
     def _save_unsaved(self) -> None:
         """Write the records `keep` kept in memory (each forgotten once written,

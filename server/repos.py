@@ -6,7 +6,9 @@ import functools
 import hashlib
 import logging
 import os
+import pickle
 import socket
+import weakref
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -15,7 +17,7 @@ from catalog import Backup, Catalog
 from storage import jobproc
 from storage.backup import Repository, open_repository, resolve_target
 from storage.backup.pruning import DEAD_LOCK_SECONDS
-from storage.backup.recorded import Fixed, Record
+from storage.backup.recorded import Record, unpickled
 
 from .state import Cairn
 
@@ -61,12 +63,33 @@ class CatalogRecords:
         return None if b is None or b.target != self.uri else _record(b, self.catalog.server_id())
 
     def all(self) -> Mapping[str, Record]:
+        return self._read()[0]
+
+    def _read(self) -> tuple[Mapping[str, Record], bytes]:
+        """The records, and them pickled, read again only once a Backup record
+        was written since (`Catalog.writes`, taken before the scan): each listing
+        and each call to a job process scanned every backup record of the server
+        (10,000: ~170 ms, and ~135 ms to pickle this target's 5,000)."""
+        stamp = self.catalog.writes[Backup.FAMILY]
+        known = _RECORDS.setdefault(self.catalog, {})
+        hit = known.get(self.uri)
+        if hit is not None and hit[0] == stamp:
+            return hit[1], hit[2]
         server = self.catalog.server_id()
-        return {b.backup_id: _record(b, server) for b in self.catalog.scan(Backup)
-                if b.target == self.uri}
+        records = {b.backup_id: _record(b, server) for b in self.catalog.scan(Backup)
+                   if b.target == self.uri}
+        blob = pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
+        known[self.uri] = (stamp, records, blob)
+        return records, blob
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Fixed, (dict(self.all()),))
+        return (unpickled, (self._read()[1],))
+
+
+# A catalog's records of each target, as last read: (Catalog.writes of
+# Backup then, the records, them pickled for a job process).
+_RECORDS: weakref.WeakKeyDictionary[Catalog, dict[str, tuple[int, dict[str, Record], bytes]]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _record(b: Backup, server: str) -> Record:

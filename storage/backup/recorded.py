@@ -16,6 +16,7 @@ naming its own file's backup id vouches for them (selection.hints)."""
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -53,6 +54,11 @@ class Fixed:
 
     def all(self) -> Mapping[str, Record]:
         return self.records
+
+
+def unpickled(blob: bytes) -> Fixed:
+    """Records a server sent its job process, pickled once while unchanged (server/repos.py)."""
+    return Fixed(pickle.loads(blob))
 
 
 def scope_text(scope: Scope | None) -> str:
