@@ -89,6 +89,7 @@ def test_a_role_user_holds_a_quarter_of_the_answers_and_others_are_answered(
             _until(lambda: _held(server) == 0)
             assert len(third.execute(BIG).fetchall()) == 12000
         _until(lambda: _held(server) == 0)
+        server.proc.stop()  # its log is whole once it has exited
         log = server.proc.log()
         assert "Traceback" not in log, log[-3000:]
     finally:
@@ -110,6 +111,7 @@ def test_an_answer_whose_send_times_out_is_given_back(timed: PgServer) -> None:
         assert time.monotonic() - started < 30
     finally:
         conn.close()
+    timed.proc.stop()  # its log is whole once it has exited
     assert "(send_timeout_seconds): connection closed" in timed.proc.log()
 
 
