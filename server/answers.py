@@ -20,7 +20,6 @@ Python objects were freed into malloc's arenas, and the process kept them."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,30 +48,18 @@ class AnswerBytes(Budget):
 
     def __init__(self, limit: int, floor: int, purge: bool) -> None:
         super().__init__(limit, floor)
-        self.purge = purge
-        self.freed = 0  # bytes let go of since the last purge
         self.refused = 0
-        self._pending: asyncio.Handle | None = None
+        # Answers let go of (sent, dropped or refused): once enough were, their
+        # memory is handed back to the operating system.
+        self.released = allocator.PurgeAfter(PURGE_BYTES, PURGE_DELAY, purge)
 
     def give(self, n: int, who: str | None = None) -> None:
         super().give(n, who)
         self.let_go(n)
 
     def let_go(self, n: int) -> None:
-        """`n` bytes of answers were let go of (sent, dropped or refused): once
-        enough were, their memory is handed back to the operating system."""
-        self.freed += n
-        if self.purge and self.freed >= PURGE_BYTES and self._pending is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # not on the event loop: the next give purges
-                return
-            self._pending = loop.call_later(PURGE_DELAY, self._purge, loop)
-
-    def _purge(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.freed = 0
-        done = loop.run_in_executor(None, allocator.purge)  # not a statement thread
-        done.add_done_callback(lambda _: setattr(self, "_pending", None))
+        """`n` bytes of answers were let go of (sent, dropped or refused)."""
+        self.released.let_go(n)
 
     def metrics(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         held = GaugeMetricFamily("cairn_answer_bytes_held", "Bytes of answers built and not "

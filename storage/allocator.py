@@ -25,6 +25,7 @@ starting value (128 KiB): large blocks stay mmapped and go back when freed."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -116,6 +117,35 @@ def purge() -> bool:
     if fn is None:
         return False
     return int(fn(f"arena.{_ALL_ARENAS}.purge".encode(), None, None, None, 0)) == 0
+
+
+class PurgeAfter:
+    """`purge()` on a thread of the event loop's executor once `threshold`
+    bytes were let go (`let_go`), `delay` seconds later (the last references
+    to what held them are gone by then), one purge at a time; not `enabled`,
+    or off an event loop (a unit test), none. For memory the server let go of
+    on the event loop: answers sent or dropped, portals' rows given back."""
+
+    def __init__(self, threshold: int, delay: float = 0.0, enabled: bool = True) -> None:
+        self.threshold, self.delay, self.enabled = threshold, delay, enabled
+        self.freed = 0  # bytes let go of since the last purge
+        self._pending = False
+
+    def let_go(self, n: int) -> None:
+        self.freed += n
+        if not self.enabled or self.freed < self.threshold or self._pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the event loop: a later let_go purges
+            return
+        self._pending = True
+        loop.call_later(self.delay, self._purge, loop)
+
+    def _purge(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.freed = 0
+        done = loop.run_in_executor(None, purge)  # not a statement thread
+        done.add_done_callback(lambda _: setattr(self, "_pending", False))
 
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)

@@ -5,6 +5,7 @@ an interrupt as DuckDB's query is, and a count of the queries it is asked."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,3 +62,32 @@ def counted_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(spelling, "_run", counted)
     return queries
+
+
+def cancel_midway(work: Callable[[], object], started: threading.Event, join: float,
+                  never: str) -> tuple[BaseException | None, float, bool]:
+    """Run `work` on a thread under a statement's Interrupt; once `started`
+    is set (asserted within 60 s, else `never`), fire the interrupt and wait
+    at most `join` s for the thread: (what `work` raised, None if it returned;
+    seconds from the interrupt to its end; whether it still runs)."""
+    from server.session import Interrupt
+    from storage import stopping
+
+    interrupt = Interrupt()
+    result: list[BaseException | None] = []
+
+    def statement() -> None:
+        try:
+            with stopping.stoppable(interrupt):
+                work()
+            result.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            result.append(exc)
+
+    thread = threading.Thread(target=statement, daemon=True)
+    thread.start()
+    assert started.wait(60), never
+    fired = time.monotonic()
+    assert interrupt.fire()
+    thread.join(join)
+    return (result[0] if result else None), time.monotonic() - fired, thread.is_alive()

@@ -33,7 +33,6 @@ outside BEGIN … COMMIT), and besides:
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections import UserDict
 from collections.abc import Callable
@@ -273,7 +272,10 @@ class Rows:
 
     def __init__(self, shared: RowsBudget, who: str | None) -> None:
         self.shared, self.who = shared, who
-        self.used = self.freed = 0
+        self.used = 0
+        # once the current message is done (the rows' last references, an
+        # Execute's locals, are gone by then)
+        self.released = allocator.PurgeAfter(PURGE_BYTES, 0.0, shared.purge)
 
     def take(self, more: int) -> None:
         limit, name = self.shared.limit, "[pgwire] max_portal_rows_bytes_total"
@@ -305,18 +307,8 @@ class Rows:
 
     def dropped(self, size: int) -> None:
         """`size` bytes of rows are let go (given back, or refused); past
-        PURGE_BYTES let go, the allocators return what is free once the
-        current message is done (the rows' last references, an Execute's
-        locals, are gone by then)."""
-        self.freed += size
-        if self.freed < PURGE_BYTES or not self.shared.purge:
-            return
-        self.freed = 0
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a unit test): nothing to hand back to
-            return
-        loop.call_soon(loop.run_in_executor, None, allocator.purge)
+        PURGE_BYTES let go, the allocators return what is free."""
+        self.released.let_go(size)
 
 
 def refuse_another_pending(pending: int) -> None:

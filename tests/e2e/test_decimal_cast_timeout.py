@@ -15,7 +15,6 @@ ends), not by the machine's speed."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any
 
@@ -24,10 +23,9 @@ import pytest
 from catalog.errors import Cancelled
 from server.app import create_app
 from server.config import Config
-from server.session import Interrupt
-from storage import spelling, stopping
+from storage import spelling
 from tests.helpers import ok, rows, sql, state
-from tests.private_duck import SlowDuck
+from tests.private_duck import SlowDuck, cancel_midway
 
 TIMEOUT = 5.0
 ROWS = 200_000
@@ -78,26 +76,13 @@ async def test_a_cast_past_the_timeout_writes_nothing_and_holds_no_other_stateme
 def test_a_cancel_stops_the_cast(slow: SlowDuck) -> None:
     """A pgwire CancelRequest (the statement's Interrupt) was answered, and the
     cast ran on, holding every other statement's cast."""
-    interrupt = Interrupt()
-    result: list[BaseException | None] = []
+    def work() -> None:
+        with spelling.decimal_casts([(18, 2, [f"{i}e0" for i in range(ROWS)])]):
+            pass
 
-    def statement() -> None:
-        try:
-            with stopping.stoppable(interrupt), spelling.decimal_casts(
-                    [(18, 2, [f"{i}e0" for i in range(ROWS)])]):
-                pass
-            result.append(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            result.append(exc)
-
-    thread = threading.Thread(target=statement, daemon=True)
-    thread.start()
-    assert slow.started.wait(60), "the cast never started"
-    started = time.monotonic()
-    assert interrupt.fire()
-    thread.join(30)  # uncut, 60 s
-    took = time.monotonic() - started
-    assert not thread.is_alive(), "the cast ran on past its cancel"
-    assert isinstance(result[0], Cancelled), result
+    raised, took, alive = cancel_midway(work, slow.started, 30,  # uncut, 60 s
+                                        "the cast never started")
+    assert not alive, "the cast ran on past its cancel"
+    assert isinstance(raised, Cancelled), raised
     assert took < 30, took
     assert spelling.decimal_cast("1e1", 4, 2) == 10  # the private DuckDB still answers

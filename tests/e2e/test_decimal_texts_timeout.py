@@ -21,9 +21,9 @@ import pytest
 from catalog.errors import Cancelled
 from server.app import create_app
 from server.config import Config
-from server.session import Interrupt
-from storage import default_cells, spelling, stopping
+from storage import default_cells, spelling
 from tests.helpers import ok, rows, sql, state
+from tests.private_duck import cancel_midway
 
 TIMEOUT = 15.0
 ROWS = 200_000
@@ -102,25 +102,13 @@ def test_a_cancel_stops_taking_the_unique_texts() -> None:
     texts be taken to the end before the cast's first check."""
     slow = SlowText.slow = Slow()
     texts = [SlowText(f"{i}e0") for i in range(ROWS)]
-    interrupt = Interrupt()
-    result: list[BaseException | None] = []
+    def work() -> None:
+        with spelling.decimal_casts([(18, 2, texts)]):
+            pass
 
-    def statement() -> None:
-        try:
-            with stopping.stoppable(interrupt), spelling.decimal_casts([(18, 2, texts)]):
-                pass
-            result.append(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            result.append(exc)
-
-    thread = threading.Thread(target=statement, daemon=True)
-    thread.start()
-    assert slow.started.wait(60), "the unique texts were never taken"
-    started = time.monotonic()
-    assert interrupt.fire()
-    thread.join(60)  # uncut, 120 s
-    took = time.monotonic() - started
-    assert not thread.is_alive(), "taking the unique texts ran on past its cancel"
-    assert isinstance(result[0], Cancelled), result
+    raised, took, alive = cancel_midway(work, slow.started, 60,  # uncut, 120 s
+                                        "the unique texts were never taken")
+    assert not alive, "taking the unique texts ran on past its cancel"
+    assert isinstance(raised, Cancelled), raised
     assert took < 60, took
     assert slow.calls < ROWS // 2, slow.calls

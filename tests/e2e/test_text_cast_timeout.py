@@ -15,7 +15,6 @@ interrupt ends), not by the machine's speed."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any
 
@@ -25,10 +24,9 @@ import pytest
 from catalog.errors import Cancelled
 from server.app import create_app
 from server.config import Config
-from server.session import Interrupt
-from storage import spelling, stopping
+from storage import spelling
 from tests.helpers import ok, rows, sql, state
-from tests.private_duck import SlowDuck
+from tests.private_duck import SlowDuck, cancel_midway
 
 TIMEOUT = 5.0
 ROWS = 200_000
@@ -89,25 +87,10 @@ def test_a_cancel_stops_the_cast(slow: SlowDuck, cast: str) -> None:
         "times_of": pa.array(list(range(ROWS)), pa.timestamp("ns")),
     }[cast]
     args = {"json_column": ("VARCHAR",), "json_strings": (), "times_of": ("TIMESTAMP",)}[cast]
-    interrupt = Interrupt()
-    result: list[BaseException | None] = []
-
-    def statement() -> None:
-        try:
-            with stopping.stoppable(interrupt):
-                getattr(spelling, cast)(column, *args)
-            result.append(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            result.append(exc)
-
-    thread = threading.Thread(target=statement, daemon=True)
-    thread.start()
-    assert slow.started.wait(60), "the cast never started"
-    started = time.monotonic()
-    assert interrupt.fire()
-    thread.join(30)  # uncut, 60 s
-    took = time.monotonic() - started
-    assert not thread.is_alive(), "the cast ran on past its cancel"
-    assert isinstance(result[0], Cancelled), result
+    raised, took, alive = cancel_midway(lambda: getattr(spelling, cast)(column, *args),
+                                        slow.started, 30,  # uncut, 60 s
+                                        "the cast never started")
+    assert not alive, "the cast ran on past its cancel"
+    assert isinstance(raised, Cancelled), raised
     assert took < 30, took
     assert spelling.json_column(pa.array([1.5, 2.0]), "VARCHAR").to_pylist() == ["1.5", "2.0"]
