@@ -13,7 +13,7 @@ from functools import cache, partial
 from typing import Any, TypeVar
 
 from catalog import Archive, Backup, Meta, Namespace
-from catalog.errors import CairnError, NotFound
+from catalog.errors import CairnError, Cancelled, NotFound
 from storage import jobproc
 from storage.archive import store as archived
 from storage.backup import Repository
@@ -54,7 +54,7 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
         pruned_partly(cairn, repo.uri, exc.dropped)
         if running is not None:
             archiving.service(cairn).backup_dropped(namespace)
-        raise dropped_unfreed(exc) from None
+        raise dropped_unfreed(ctx, exc) from None
     pruned(cairn, repo.uri, everything)
     for backup_id, _ in dropped:
         forget(cairn, backup_id, repo.uri)
@@ -90,11 +90,16 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
                          drop_and_prune, repo, backup_id, oids, jobproc.WORK, everything)
     except PruneFailed as exc:
         pruned_partly(cairn, repo.uri, exc.dropped)
-        raise dropped_unfreed(exc) from None
+        raise dropped_unfreed(ctx, exc) from None
     pruned(cairn, repo.uri, everything)
     forget(cairn, backup_id, repo.uri)
     if repo.target.kind != "archive":
-        freed += prune_archived(cairn, ctx, repo, namespace)
+        try:
+            freed += prune_archived(cairn, ctx, repo, namespace)
+        except Cancelled as exc:  # the backup is gone: `failed`, not `cancelled`
+            why = ctx.past_return(exc)
+            raise with_message(why, f"backup '{backup_id}' dropped; freeing its archived "
+                                    f"changes failed: {why.message}") from exc
     return freed
 
 
@@ -176,14 +181,17 @@ def pruned_partly(cairn: Cairn, uri: str, dropped: list[tuple[str, int]]) -> Non
         forget(cairn, backup_id, uri)
 
 
-def dropped_unfreed(exc: PruneFailed) -> CairnError:
-    """The prune's own error (its code), saying the drop itself happened."""
+def dropped_unfreed(ctx: JobContext, exc: PruneFailed) -> CairnError:
+    """The prune's own error (its code), saying the drop itself happened; a
+    cancel's (a KILL, its job process killed 5 s after it) is `Stopped`: the
+    job is `failed`, not `cancelled`, as its backups are gone."""
     ids = ", ".join(f"'{b}'" for b, _ in exc.dropped)
     what = f"backup {ids}" if len(exc.dropped) == 1 else f"backups {ids}"
     then = ((f"freeing {'its' if len(exc.dropped) == 1 else 'their'} objects failed "
              "(the next drop in this target frees them)") if exc.pruning
             else "dropping the others failed")
-    return with_message(exc.error, f"{what} dropped; {then}: {exc.error.message}")
+    error = ctx.past_return(exc.error)
+    return with_message(error, f"{what} dropped; {then}: {error.message}")
 
 
 def with_message(exc: CairnError, message: str) -> CairnError:

@@ -144,8 +144,11 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
                 result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"],
                                                 result["backup_id"])
             except CairnError as exc:
-                raise with_message(exc, f"backup '{result['backup_id']}' is complete, but "
-                                        f"keep_last could not drop older ones: {exc.message}"
+                # A KILL here stops keep_last only: the job is `failed`, not
+                # `cancelled` (its backup is listed, valid and restorable).
+                why = ctx.past_return(exc)
+                raise with_message(why, f"backup '{result['backup_id']}' is complete, but "
+                                        f"keep_last could not drop older ones: {why.message}"
                                    ) from exc
         return result
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from catalog import Batch, Catalog, Job, utcnow
-from catalog.errors import CairnError, Cancelled
+from catalog.errors import CairnError, Cancelled, Unavailable
 
 from . import faults
 from .config import Config
@@ -26,6 +26,17 @@ WAIT_SLICE = 0.02  # seconds between looks at the cancel flag while paused
 PROGRESS_INTERVAL = 0.05  # seconds between progress writes to the catalog
 
 T = TypeVar("T")
+
+
+class Stopped(CairnError):
+    """A cancel (KILL JOB, a pgwire cancel, the server's stop) that stopped a
+    job after its point of no return: a BACKUP's keep_last once its backup had
+    landed, a drop's prune once its manifest had gone. What the job made
+    stays, so it ends `failed` (keeping its result), not `cancelled`, and the
+    statement waiting on it gets this: 503 UNAVAILABLE, not 409 CANCELLED
+    (over pgwire 57014: a statement that did not take effect)."""
+
+    code, status = Unavailable.code, Unavailable.status
 
 
 class JobHost(Protocol):
@@ -80,6 +91,13 @@ class JobContext:
             self.cancel_reason = reason
         self._cancel.set()
         self._loop.call_soon_threadsafe(self._stopped.set)
+
+    def past_return(self, exc: CairnError) -> CairnError:
+        """`exc` met after the job's point of no return: a cancel becomes
+        `Stopped`, saying what stopped it; anything else stays as it is."""
+        if not isinstance(exc, Cancelled):
+            return exc
+        return Stopped(self.cancel_reason or "KILL JOB stopped it")
 
     async def wait_cancelled(self) -> None:
         """Return once the job is cancelled (on the event loop)."""

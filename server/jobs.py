@@ -31,7 +31,7 @@ from storage import allocator, jobproc, priority
 
 from . import logs, recovery
 from .history import ACTIVE, History
-from .jobcontext import WAIT_SLICE, JobContext, JobHost
+from .jobcontext import WAIT_SLICE, JobContext, JobHost, Stopped
 from .session import Session
 from .threadshare import HOLDER
 
@@ -280,7 +280,10 @@ class JobRunner:
         completed or failed meanwhile (the cancel came too late: its work did
         not check again); UNAVAILABLE when it still runs after the wait (a
         step no check interrupts: a drop deleting objects). Before, both were
-        200 with the job's status ("completed", "running")."""
+        200 with the job's status ("completed", "running"). A kill that stopped
+        the job past its point of no return (jobcontext.Stopped) answers the
+        job, `failed`: until 2026-12-06 it said `cancelled` for a backup that
+        had landed."""
         job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
         if job is None:
             raise NotFound(f"Job '{job_id[:100]}' does not exist")
@@ -295,7 +298,9 @@ class JobRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), timeout=KILL_WAIT)
         done = ctx.job
-        if done.status == "cancelled":
+        if done.status == "cancelled" or isinstance(ctx.error, Stopped):
+            # Stopped: the kill stopped the job past its point of no return (a
+            # BACKUP's keep_last): `failed`, what it made stays (its message).
             return done
         if done.status not in ACTIVE:
             raise InvalidArgument(f"Job '{job_id}' {done.status} before the kill could stop it")

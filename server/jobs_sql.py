@@ -65,7 +65,13 @@ def _status(job: Job) -> Result:
 
 @routes.handles(KillJob, role="admin")
 async def kill_job(cairn: Cairn, session: Session, stmt: KillJob) -> Result:
-    return _status(await cairn.jobs.kill(stmt.job_id))
+    """A job the kill stopped past its point of no return is `failed`, its
+    message saying what stays (a BACKUP's: "backup '…' is complete, but …")."""
+    job = await cairn.jobs.kill(stmt.job_id)
+    if job.status != "failed":
+        return _status(job)
+    return Result.of_rows(STATUS, [{"job_id": job.job_id, "status": job.status}],
+                          message=f"Job '{job.job_id}' failed: {job.error_message}")
 
 
 @routes.handles(PauseJob, role="admin")

@@ -163,8 +163,9 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
                 result["dropped"] = drop_older_sets(cairn, ctx, repo, kind, chosen,
                                                     opts["keep_last"], set_id)
             except CairnError as exc:
-                raise with_message(exc, f"backup set '{set_id}' is complete, but keep_last "
-                                        f"could not drop older ones: {exc.message}") from exc
+                why = ctx.past_return(exc)  # a KILL stopped keep_last only: `failed`
+                raise with_message(why, f"backup set '{set_id}' is complete, but keep_last "
+                                        f"could not drop older ones: {why.message}") from exc
         return result
 
     job = await cairn.jobs.run("backup", session, work, target=repo.uri,
