@@ -29,6 +29,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .web import HEADERS
+
 log = logging.getLogger("cairn")
 
 OPEN_FILES_MAX = 1 << 20  # the soft limit is raised to the hard one, up to this
@@ -124,8 +126,11 @@ def _answer(limit: int) -> bytes:
         "message": f"too many connections: the server holds at most {limit} now "
                    "(max_connections, or what its open-files limit leaves); try again",
     }}).encode()
+    # Not an answer of the app's (written here, before aiohttp reads the
+    # request): web.HEADERS added by hand.
+    headers = "".join(f"{name}: {value}\r\n" for name, value in HEADERS.items()).encode()
     return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nRetry-After: 1\r\nContent-Length: "
+            + headers + b"Connection: close\r\nRetry-After: 1\r\nContent-Length: "
             + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 

@@ -17,10 +17,14 @@ STATIC = Path(__file__).with_name("static")
 FILES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
 
 
-# No other site may frame the console (a framed console under a decoy page
-# takes the user's clicks: clickjacking).
-PAGE_HEADERS = {
-    "Cache-Control": "no-cache",
+# Every answer the server sends, on every route and for every error (the
+# console's page and files, /api/sql, /health, /metrics, aiohttp's own 404,
+# 405, 413 and 417): no other site may frame it (a framed console under a
+# decoy page takes the user's clicks: clickjacking; /static/index.html is the
+# same console as /, and was framed), and no browser reads it as another type
+# than its Content-Type. Set once, as each answer is prepared (`protect`),
+# never left to a route.
+HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -28,9 +32,14 @@ PAGE_HEADERS = {
 }
 
 
+async def protect(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: HEADERS on the answer about to be sent."""
+    response.headers.update(HEADERS)
+
+
 async def index(request: web.Request) -> web.FileResponse:
     """The console page; never cached, so an upgraded server serves the new page."""
-    return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 async def static_file(request: web.Request) -> web.FileResponse:
@@ -42,6 +51,8 @@ async def static_file(request: web.Request) -> web.FileResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    """Add `GET /` (the console) and `GET /static/<file>` to the app."""
+    """Add `GET /` (the console) and `GET /static/<file>` to the app, and
+    HEADERS to every answer of the app."""
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static_file)
+    app.on_response_prepare.append(protect)

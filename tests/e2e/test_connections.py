@@ -64,6 +64,7 @@ def test_past_max_connections_a_client_is_answered_503_not_reset(capped: ServerP
         out = _exchange(capped.port)
         head, body = out.split(b"\r\n\r\n", 1)
         assert head.startswith(b"HTTP/1.1 503") and b"Connection: close" in head, out
+        assert b"X-Frame-Options: DENY" in head and b"nosniff" in head, head
         error = json.loads(body)["error"]
         assert error["code"] == "UNAVAILABLE" and "max_connections" in error["message"]
         # A client that sends nothing is answered too, and closed.
