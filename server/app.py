@@ -43,9 +43,12 @@ from .request_body import (
     UnreadableBody,
     body_budget,
     check_content_type,
+    check_expect,
     check_framing,
     closed,
+    expect_continue,
     read_sql_request,
+    send_continue,
 )
 from .result import dumps_with_raw, error_body
 from .state import Cairn, Session
@@ -335,6 +338,7 @@ async def expect_sql(request: web.Request) -> web.StreamResponse | None:
         limit = cairn.config.server.max_request_bytes
         if limit and (request.content_length or 0) > limit:
             raise RequestTooLarge(f"request body is larger than max_request_bytes ({limit} bytes)")
+        check_expect(request)  # 417 INVALID_REQUEST, counted as every refusal
     except CairnError as exc:
         forget_trace(exc)
         resp = error_response(exc, started)
@@ -342,11 +346,7 @@ async def expect_sql(request: web.Request) -> web.StreamResponse | None:
         cairn.metrics.observe_request("http", "none", time.perf_counter() - started, exc.code,
                                       user=request.get(USER))
         return resp
-    if request.headers.get("Expect", "").lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text="only Expect: 100-continue is understood")
-    if request.version >= (1, 1):  # as aiohttp's own expect handler
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0
+    await send_continue(request)
     return None
 
 
@@ -464,9 +464,9 @@ def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
     app.cleanup_ctx.append(lifetime)
     app.on_shutdown.append(stopping)
     app.router.add_post("/api/sql", handle_sql, expect_handler=expect_sql)
-    app.router.add_get("/health", handle_health)
-    app.router.add_get("/metrics", handle_metrics)
-    app.router.add_get("/api/openapi.json", handle_openapi)
+    app.router.add_get("/health", handle_health, expect_handler=expect_continue)
+    app.router.add_get("/metrics", handle_metrics, expect_handler=expect_continue)
+    app.router.add_get("/api/openapi.json", handle_openapi, expect_handler=expect_continue)
     add_web_console(app)
     return app
 

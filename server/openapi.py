@@ -95,6 +95,8 @@ _ERROR_STATUSES = {
            "(the connection is closed)",
     "409": "ALREADY_EXISTS, or CANCELLED by KILL JOB or the statement timeout",
     "413": "REQUEST_TOO_LARGE: body over server.max_request_bytes",
+    "417": "INVALID_REQUEST: an Expect header other than 100-continue (the connection "
+           "is closed)",
     "422": "BACKUP_INVALID: a backup fails verification",
     "500": "INTERNAL: a bug",
     "503": "UNAVAILABLE: more than server.max_connections connections are open "
@@ -107,6 +109,14 @@ def _error_response(description: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
 
 
+# What every GET of the API may answer besides its own answers.
+_EXPECT = {"417": _error_response("INVALID_REQUEST: an Expect header other than 100-continue")}
+# auth.mode = "token" needs the Bearer token; mode "none" needs none (the `{}`).
+_BEARER: list[dict[str, list[str]]] = [{"bearerToken": []}, {}]
+_ORIGIN = ("PERMISSION_DENIED: an Origin not the server's, or (auth.mode none) a Host that "
+           "is not one of the server's names (DNS rebinding)")
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -117,6 +127,7 @@ def document() -> dict[str, Any]:
                 "post": {
                     "operationId": "runSql",
                     "summary": "Run one or more SQL statements",
+                    "security": _BEARER,
                     "parameters": [
                         {"name": "X-User-Id", "in": "header", "required": False,
                          "schema": {"type": "string"},
@@ -138,23 +149,33 @@ def document() -> dict[str, Any]:
             "/health": {
                 "get": {
                     "operationId": "health",
-                    "responses": {"200": {
-                        "description": "The server accepts SQL",
-                        "content": {"application/json": {"schema": {
-                            "type": "object", "required": ["status"],
-                            "properties": {"status": {"const": "ok"}}}}},
-                    }},
+                    "responses": {
+                        "200": {"description": "The server accepts SQL",
+                                "content": {"application/json": {"schema": {
+                                    "type": "object", "required": ["status"],
+                                    "properties": {"status": {"const": "ok"}}}}}},
+                        "403": _error_response(_ORIGIN),
+                        **_EXPECT,
+                        "503": {"description": "The data directory refuses writes (a full "
+                                               "disk): reads work, writes fail",
+                                "content": {"application/json": {"schema": {
+                                    "type": "object", "required": ["status", "error"],
+                                    "properties": {"status": {"const": "unavailable"},
+                                                   "error": {"type": "string"}}}}}},
+                    },
                 }
             },
             "/metrics": {
                 "get": {
                     "operationId": "metrics",
                     "summary": "Prometheus metrics (admin in token mode; see docs/http.md)",
+                    "security": _BEARER,
                     "responses": {
                         "200": {"description": "Prometheus text format 0.0.4",
                                 "content": {"text/plain": {"schema": {"type": "string"}}}},
                         "401": _error_response("Missing or wrong token (token mode)"),
-                        "403": _error_response("The token's role is not admin"),
+                        "403": _error_response(f"The token's role is not admin; or {_ORIGIN}"),
+                        **_EXPECT,
                     },
                 }
             },
@@ -163,11 +184,19 @@ def document() -> dict[str, Any]:
                     "operationId": "openapi",
                     "responses": {"200": {"description": "This document",
                                           "content": {"application/json": {
-                                              "schema": {"type": "object"}}}}},
+                                              "schema": {"type": "object"}}}},
+                                  **_EXPECT},
                 }
             },
         },
         "components": {
+            "securitySchemes": {
+                "bearerToken": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "auth.mode = \"token\": `Authorization: Bearer <token>`, "
+                                   "a token of [[auth.tokens]] (/metrics: role admin). Mode "
+                                   "\"none\" takes none (X-User-Id names the user)"},
+            },
             "schemas": {
                 "SqlRequest": SQL_REQUEST,
                 "Result": RESULT,

@@ -29,6 +29,7 @@ from catalog.errors import InvalidRequest, Unavailable
 from .body_decoding import BadEncoding, decode, encoding_of
 from .budget import OverBudget
 from .executor import PARSE_ON_THREAD_CHARS
+from .result import error_body
 from .state import Cairn
 from .text import check_header, check_text
 
@@ -52,6 +53,12 @@ class UnreadableBody(InvalidRequest):
     """The body does not decode as its Content-Encoding says, its chunks are
     malformed, or it is framed or encoded in a way the server does not apply
     (answered 400, connection closed)."""
+
+
+class UnknownExpectation(InvalidRequest):
+    """An `Expect` other than `100-continue` (answered 417, connection closed)."""
+
+    status = 417
 
 
 class ClientGone(Exception):
@@ -107,6 +114,33 @@ def check_framing(request: web.Request) -> None:
     if transfer is not None and transfer.strip().lower() != "chunked":
         raise UnreadableBody(f"Transfer-Encoding {transfer[:100]!r} is not applied here: only "
                              "chunked is (compress with Content-Encoding gzip)")
+
+
+def check_expect(request: web.Request) -> None:
+    """Refuse an `Expect` the server does not meet: aiohttp's own 417 was
+    text/plain, outside the error middleware (not the contract's JSON)."""
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        raise UnknownExpectation("only Expect: 100-continue is understood")
+
+
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """The expect handler of /health, /metrics and /api/openapi.json: `100
+    Continue`, or 417 INVALID_REQUEST (the contract's JSON) for another Expect."""
+    try:
+        check_expect(request)
+    except UnknownExpectation as exc:
+        resp = web.json_response(error_body(exc, 0.0), status=exc.status)
+        resp.force_close()  # a body may follow, and is never read
+        return resp
+    await send_continue(request)
+    return None
+
+
+async def send_continue(request: web.Request) -> None:
+    """`100 Continue`, as aiohttp's own expect handler writes it."""
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
 
 
 async def read_body(request: web.Request, seconds: float) -> bytes:

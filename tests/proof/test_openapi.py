@@ -69,4 +69,5 @@ def test_document_is_served(live_server: ServerProcess) -> None:
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/api/sql", "/health", "/api/openapi.json", "/metrics"}
     codes = set(doc["paths"]["/api/sql"]["post"]["responses"])
-    assert codes == {"200", "400", "401", "403", "404", "408", "409", "413", "422", "500", "503"}
+    assert codes == {"200", "400", "401", "403", "404", "408", "409", "413", "417", "422", "500",
+                     "503"}
