@@ -6,9 +6,11 @@ gives a clean file and a failing script still says why on the terminal."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -23,16 +25,28 @@ FORMATS = ("table", "json", "csv")
 _NUMERIC = re.compile(r"^(SMALLINT|INT|INTEGER|BIGINT|REAL|FLOAT|DOUBLE|DECIMAL|HUGEINT|"
                       r"UBIGINT|UINTEGER|TINYINT|NUMERIC)\b", re.IGNORECASE)
 _WIDE = 10_000  # width for a non-terminal: tables at their natural width, never wrapped
-# Control characters (C0 but tab and newline, DEL, C1) and the bidirectional
-# overrides: in a value, a column name or an error message, any user of the
-# server may have written them, and printed raw to a terminal ESC sequences
-# move the cursor over earlier lines, clear the screen, set the title or the
-# clipboard (OSC 52). Rich drops BEL, CR and BS but lets ESC through.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-# In a table's cell or header a line break would start a line that reads as a
-# row of its own ('staff\nmallory  admin' printed a fourth "row" under a
-# footer of 3): shown as an escape there, as every other control is.
-_BREAK = re.compile("[\n\u2028\u2029]")
+# What a terminal would act on or draw as nothing, shown as an escape instead:
+# by Unicode category, control characters (Cc: C0, DEL, C1), format
+# characters (Cf: the bidirectional controls U+061C, U+200E/F, U+202A-202E,
+# U+2066-2069, and the invisible U+200B, U+2060, U+FEFF, ...), lone surrogates
+# (Cs) and the line and paragraph separators (Zl, Zp); plus the other
+# Default_Ignorable_Code_Points (Hangul fillers, variation selectors, U+E0000-
+# E0FFF: drawn as nothing). In a value, a column name or an error message, any
+# user of the server may have written them: printed raw, ESC sequences move the
+# cursor over earlier lines, clear the screen, set the title or the clipboard
+# (OSC 52); bidi controls reorder what follows ('<U+061C>12 34' read '34 12');
+# an invisible one makes 'adm<U+200B>in' read 'admin'. Rich drops BEL, CR and BS
+# but lets ESC through, and expands a TAB (folding the cell onto two lines).
+_ESCAPED = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+_IGNORABLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5),
+              (0x180B, 0x180F), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F),
+              (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+              (0xE0000, 0xE0FFF))
+_IGNORED = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _IGNORABLE) + "]")
+# ASCII controls, and runs of anything past ASCII (most of which print: judged
+# by str.isprintable() first, in C, then character by character)
+_SUSPECT = re.compile("[\x00-\x1f\x7f]|[^\x00-\x7f]+")
+_NAMED = {"\t": "\\t", "\n": "\\n"}
 _CONTEXT = 60  # characters of a long source line shown either side of an error
 
 
@@ -56,20 +70,43 @@ def cell(value: Any) -> str:
 
 
 def visible(text: str) -> str:
-    """`text` with every control character written as an escape (`\\x1b`),
-    for the terminal: what a value says, never what it would do there."""
-    return _CONTROL.sub(_escape, text)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    """`text` with every control, format or invisible character but tab and
+    newline written as an escape (`\\x1b`, `\\u200b`), for the terminal:
+    what a value says, never what it would do there."""
+    return _SUSPECT.sub(_keep_breaks, text)
 
 
 def one_line(text: str) -> str:
-    """`visible(text)` with its line breaks as escapes too (`\\n`): a table's
-    cell or header, where a break would print a line that reads as a row."""
-    return _BREAK.sub(lambda m: "\\n" if m.group() == "\n" else _escape(m), visible(text))
+    """`visible(text)` with tabs and line breaks as escapes too (`\\t`, `\\n`):
+    a table's cell or header, where a break (or a TAB rich expands and folds)
+    would print a line that reads as a row."""
+    return _SUSPECT.sub(_all, text)
+
+
+def _keep_breaks(match: re.Match[str]) -> str:
+    run = match.group()
+    return run if run in ("\t", "\n") else _all(match)
+
+
+def _all(match: re.Match[str]) -> str:
+    run = match.group()
+    if len(run) == 1 and run < "\x80":
+        return _NAMED.get(run) or _escape(run)
+    if run.isprintable() and not _IGNORED.search(run):  # no Cc, Cf, Cs, Zl, Zp: fast
+        return run
+    return "".join(_escape(ch) if _hidden(ch) else ch for ch in run)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hidden(ch: str) -> bool:
+    return unicodedata.category(ch) in _ESCAPED or _IGNORED.match(ch) is not None
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def csv_cell(value: Any) -> str:

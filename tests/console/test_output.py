@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import sys
+import unicodedata
 from typing import Any
 
 import pytest
@@ -183,3 +186,48 @@ def test_an_error_line_is_counted_by_newlines_alone() -> None:
     source = Source("SELECT 'a\u2028b' -- c\fd\nSELECT nope AS a;")
     err = ApiError("NOT_FOUND", "no column nope", 1, 2, 8)
     assert mark_error(err, source) == ["LINE 2: SELECT nope AS a;", "               ^"]
+
+
+class Terminal(io.StringIO):
+    """A stream rich takes for a terminal (it folds and expands there)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _hidden_characters() -> list[str]:
+    """Every character the table must show as an escape, found by its Unicode
+    category (no list of known ones), plus the Default_Ignorable code points."""
+    found = [chr(c) for c in range(sys.maxunicode + 1)
+             if unicodedata.category(chr(c)) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+    return found + ["\u3164", "\u115f", "\ufe0f", "\u034f", "\U000e0100", "\U000e0080"]
+
+
+@pytest.mark.parametrize("stream", [io.StringIO, Terminal])
+def test_a_tab_or_any_invisible_character_is_an_escape(stream: type[io.StringIO]) -> None:
+    """A TAB was printed as it is: rich expanded it and folded the cell, so a
+    role user's 'carol<TAB>eve' printed as two lines, the second a fake row
+    'eve'. U+061C, U+200E/F (bidi controls) and U+200B, U+2060, U+FEFF were
+    raw too: 'adm<U+200B>in' read 'admin'. Values and column names."""
+    hidden = ["\t", *_hidden_characters()]
+    rows = [{"who\tcol\u200b": f"a{ch}b"} for ch in hidden]
+    out = stream()
+    Printer("table", out, io.StringIO(), timing=False).result(
+        {"columns": ["who\tcol\u200b"], "schema": [], "rows": rows})
+    text = re.sub("\x1b\\[[0-9;]*m", "", out.getvalue())  # the terminal's bold and grey
+    lines = text.splitlines()
+    assert lines[0] == "who\\tcol\\u200b"
+    assert len(lines) == 2 + len(rows) + 1 and lines[-1] == f"({len(rows)} rows)"
+    escape = re.compile(r"a\\([tn]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})b *")
+    for ch, line in zip(hidden, lines[2:-1], strict=True):
+        assert escape.fullmatch(line), (ch, line)
+    assert set(text) & set(hidden) == {"\n"}  # only the lines' own ends
+    # the repro's own values; a tab in an error message stays a tab (rich expands it)
+    out = io.StringIO()
+    names = [{"name": "carol\teve"}, {"name": "adm\u200bin"}, {"name": "\u061c12 34"}]
+    Printer("table", out, timing=False).result({"columns": ["name"], "schema": [], "rows": names})
+    assert out.getvalue().splitlines()[2:] == ["carol\\teve", "adm\\u200bin", "\\u061c12 34",
+                                               "(3 rows)"]
+    err = io.StringIO()
+    Printer("table", io.StringIO(), err).error(ApiError("X", "a\tb\u200ec"))
+    assert re.fullmatch(r"ERROR X: a +b\\u200ec\n", err.getvalue())
