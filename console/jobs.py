@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from rich.console import Console
@@ -23,10 +24,12 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from sqlgrammar import SqlInvalid, SqlSyntaxError, ast, parse_one, to_sql
 
 from .client import ApiError, Client, quote
+from .output import one_line
 
 WATCHED = (ast.BackupDatabase, ast.RestoreDatabase, ast.VerifyBackup, ast.BackupTables,
            ast.RestoreTable)
@@ -112,6 +115,7 @@ def human_bytes(n: float) -> str:
 
 
 def _detail(row: dict[str, Any]) -> str:
+    """Files and bytes done, as the server's poll says them (escaped by the caller)."""
     parts = []
     if row.get("files_total"):
         parts.append(f"{row.get('files_done') or 0}/{row['files_total']} files")
@@ -144,23 +148,30 @@ class JobWatcher:
         self.show_progress = self.console.is_terminal if show_progress is None else show_progress
 
     def watch(self, job_id: str, label: str) -> JobOutcome:
-        """Poll until the job ends; Ctrl-C offers KILL JOB or leaving it running."""
-        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
-        progress = Progress(*columns, console=self.console, disable=not self.show_progress,
-                            auto_refresh=False)
-        task = progress.add_task(label, total=1.0, detail="")
+        """Poll until the job ends; Ctrl-C offers KILL JOB or leaving it running.
+
+        The label (a target as typed) and what the server's polls say are text,
+        never rich markup ('[/]' raised a MarkupError and left the job running
+        unwatched), with control characters escaped; a bar that cannot be
+        drawn stops drawing, and the polls go on to the job's end."""
+        columns = (TextColumn("{task.description}", markup=False), BarColumn(),
+                   TaskProgressColumn(), TextColumn("{task.fields[detail]}", markup=False),
+                   TimeElapsedColumn())
+        bar = _Bar(Progress(*columns, console=self.console, disable=not self.show_progress,
+                            auto_refresh=False))
+        task = bar.progress.add_task(one_line(label), total=1.0, detail="")
+        shown = one_line(job_id)
         killed = False
         while True:
-            progress.start()
+            bar.draw(bar.progress.start)
             try:
-                state = self._follow(job_id, progress, task)
+                state = self._follow(job_id, bar, task)
             except KeyboardInterrupt:
-                progress.stop()
+                bar.draw(bar.progress.stop)
                 if killed:
                     continue  # already killed: keep waiting for it to stop
-                if not self.ask(f"Kill job {job_id}? [y/N] (no: leave it running) "):
-                    self.console.print(f"Job {job_id} keeps running; \\jobs shows it.",
+                if not self.ask(f"Kill job {shown}? [y/N] (no: leave it running) "):
+                    self.console.print(Text(f"Job {shown} keeps running; \\jobs shows it."),
                                        highlight=False)
                     return JobOutcome(detached=True)
                 killed = True
@@ -168,19 +179,20 @@ class JobWatcher:
                 if reply.error is not None and reply.error.code != "INVALID_ARGUMENT":
                     return JobOutcome(error=reply.error)  # INVALID_ARGUMENT: it just ended
                 continue
-            progress.stop()
+            bar.draw(bar.progress.stop)
             if isinstance(state, ApiError):
                 return JobOutcome(error=state)
             return outcome(job_id, state)
 
-    def _follow(self, job_id: str, progress: Progress, task: TaskID) -> JobState | ApiError:
+    def _follow(self, job_id: str, bar: _Bar, task: TaskID) -> JobState | ApiError:
         while True:
             state = self.poll(job_id)
             if isinstance(state, ApiError):
                 return state
             done = 1.0 if state.status == "completed" else state.fraction
-            progress.update(task, completed=done, detail=_detail(state.row) or state.status)
-            progress.refresh()
+            detail = one_line(_detail(state.row) or state.status)
+            bar.draw(partial(bar.progress.update, task, completed=done, detail=detail))
+            bar.draw(bar.progress.refresh)
             if state.done:
                 return state
             time.sleep(self.interval)
@@ -196,6 +208,28 @@ class JobWatcher:
         fraction = row.get("fraction_completed")
         return JobState(str(row.get("status") or "queued"),
                         float(fraction) if isinstance(fraction, (int, float)) else 0.0, row)
+
+
+class _Bar:
+    """The progress bar, drawn until drawing fails once (a broken terminal, a
+    rich error): from then on it is left alone and only the polls go on."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.broken = False
+
+    def draw(self, step: Callable[[], object]) -> None:
+        if self.broken:
+            return
+        try:
+            step()
+        except Exception:  # the job is watched to its end regardless
+            self.broken = True
+            try:
+                self.progress.live.transient = True
+                self.progress.stop()
+            except Exception:  # already failing: nothing more to draw
+                pass
 
 
 def outcome(job_id: str, state: JobState) -> JobOutcome:

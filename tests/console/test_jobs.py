@@ -168,3 +168,46 @@ def test_completes_namespaces_tables_and_commands() -> None:
     assert complete("SELECT * FROM system.j") == ["jobs"]
     assert complete("\\d") == ["\\dt", "\\dn"]
     assert complete("SELECT * FROM nope.") == []
+
+
+def test_label_and_polled_status_are_text_never_markup_or_escapes() -> None:
+    """A target typed as 'n[/]' was read as rich markup: a MarkupError
+    traceback, and the BACKUP ran on unwatched; '[link=…]' made a hyperlink.
+    A server's status `running<ESC>]0;TITLE<ESC>\\` set the terminal's title."""
+    job = as_detached("BACKUP DATABASE app TO 'n[/]b[link=http://evil.example/]x'")
+    assert job is not None
+    hostile = "running\x1b]0;OWNED-TITLE\x1b\\[/]"
+    result = {"job_id": "job-1", "status": "completed"}
+    server = FakeServer([job_row(hostile, 0.5, files_total=None, bytes_total=None),
+                         job_row(hostile, 0.7, files_total="[/]\x1b[2J", bytes_total=None),
+                         job_row("completed", 1.0, result=result)])
+    w, _, screen = watcher(server)
+    outcome = w.watch("job-1", job.label)
+    assert outcome.result is not None and outcome.result["rows"] == [result]
+    drawn = screen.getvalue()
+    assert "backup app → n[/]b[link=http://evil.example/]x" in drawn
+    assert "running\\x1b]0;OWNED-TITLE\\x1b\\[/]" in drawn and "[/]\\x1b[2J" in drawn
+    assert "\x1b]" not in drawn and "\x1b[2J" not in drawn  # no OSC (title, link), no clear
+    # a job id the server made up is shown escaped in the question and the notice
+    server = FakeServer([job_row("running", 0.2)] * 5, interrupt_at=2)
+    w, asked, screen = watcher(server, answer=False)
+    assert w.watch("job\x1b[2J[/]", "backup").detached
+    assert asked == ["Kill job job\\x1b[2J[/]? [y/N] (no: leave it running) "]
+    assert "Job job\\x1b[2J[/] keeps running" in screen.getvalue()
+
+
+def test_a_bar_that_cannot_be_drawn_does_not_stop_the_watch() -> None:
+    """Drawing fails (stderr gone, a rich error): the bar stops, the polls go on
+    until the job ends and its result row is returned."""
+    class Gone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(5, "Input/output error")
+
+    result = {"job_id": "job-1", "backup_id": "b-1"}
+    server = FakeServer([job_row("running", 0.2), job_row("running", 0.6),
+                         job_row("completed", 1.0, result=result)])
+    console = Console(file=Gone(), force_terminal=True, width=100, color_system=None)
+    outcome = JobWatcher(server, console=console, ask=lambda q: False, interval=0).watch(
+        "job-1", "backup app → nightly")
+    assert outcome.result is not None and outcome.result["rows"] == [result]
+    assert server.polls == 3
