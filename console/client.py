@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import jsontext
+
 SYSTEM_TABLES = ("namespaces", "tables", "table_schemas", "jobs", "backups", "schedules",
                  "archives")
 _NAMES_TTL = 30.0  # seconds before the completion names are fetched again
@@ -128,7 +130,7 @@ class Names:
 def parse_reply(payload: bytes, took_ms: float) -> Reply:
     """Turn a response body into a Reply; a body that is not the contract's JSON is an error."""
     try:
-        body = json.loads(payload)
+        body = jsontext.loads(payload)  # JSON values as the server wrote them
     except ValueError:
         snippet = payload[:200].decode("utf-8", "replace")
         return Reply(error=ApiError("INVALID_RESPONSE", f"server sent non-JSON: {snippet!r}"),

@@ -7,7 +7,6 @@ runs asks whether to KILL the job or leave it running in the background."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -28,12 +27,14 @@ from rich.text import Text
 
 from sqlgrammar import SqlInvalid, SqlSyntaxError, ast, parse_one, to_sql
 
+from . import jsontext
 from .client import ApiError, Client, quote
 from .output import one_line
 
 WATCHED = (ast.BackupDatabase, ast.RestoreDatabase, ast.VerifyBackup, ast.BackupTables,
            ast.RestoreTable)
 TERMINAL = ("completed", "failed", "cancelled")
+_NUMBER = (int, float, jsontext.JsonNumber)
 POLL = ("SELECT status, fraction_completed, files_done, files_total, bytes_done, "
         "bytes_total, rows, result, error_message FROM system.jobs WHERE job_id = {}")
 
@@ -120,8 +121,15 @@ def _detail(row: dict[str, Any]) -> str:
     if row.get("files_total"):
         parts.append(f"{row.get('files_done') or 0}/{row['files_total']} files")
     if row.get("bytes_total"):
-        parts.append(f"{human_bytes(row.get('bytes_done') or 0)}/{human_bytes(row['bytes_total'])}")
+        parts.append(f"{_bytes(row.get('bytes_done') or 0)}/{_bytes(row['bytes_total'])}")
     return "  ".join(parts)
+
+
+def _bytes(value: Any) -> str:
+    """A byte count the server gave: in KB, MB, ... when it is a number."""
+    if isinstance(value, (int, float, jsontext.JsonNumber)) and not isinstance(value, bool):
+        return human_bytes(float(value))
+    return str(value)
 
 
 def ask_on_terminal(question: str) -> bool:
@@ -207,7 +215,7 @@ class JobWatcher:
         row = rows[0]
         fraction = row.get("fraction_completed")
         return JobState(str(row.get("status") or "queued"),
-                        float(fraction) if isinstance(fraction, (int, float)) else 0.0, row)
+                        float(fraction) if isinstance(fraction, _NUMBER) else 0.0, row)
 
 
 class _Bar:
@@ -246,7 +254,7 @@ def result_of(value: Any, job_id: str) -> dict[str, Any]:
     """The job's result row (system.jobs.result) shaped like an /api/sql result."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = jsontext.loads(value)
         except ValueError:
             value = {"result": value}
     if not isinstance(value, dict) or not value:
@@ -261,6 +269,6 @@ def _type_of(value: Any) -> str:
         return "BOOLEAN"
     if isinstance(value, int):
         return "BIGINT"
-    if isinstance(value, float):
+    if isinstance(value, (float, jsontext.JsonNumber)):
         return "DOUBLE"
     return "JSON" if isinstance(value, (dict, list)) else "TEXT"

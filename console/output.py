@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from . import jsontext
 from .client import ApiError
 
 FORMATS = ("table", "json", "csv")
@@ -59,13 +59,14 @@ class Source:
 
 
 def cell(value: Any) -> str:
-    """A value as the table shows it: JSON values compact, booleans lower case."""
+    """A value as the table shows it: JSON values compact (their numbers' text and
+    keys as the server sent them), booleans lower case."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return jsontext.dumps(value)
     return str(value)
 
 
@@ -165,7 +166,7 @@ class Printer:
     def result(self, result: dict[str, Any], took_ms: float | None = None) -> None:
         """One statement's result in the chosen format."""
         if self.format == "json":
-            self.out.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
+            self.out.write(jsontext.dumps(result) + "\n")  # the API's results[i], as sent
         elif self.format == "csv":
             self._csv(result)
         else:

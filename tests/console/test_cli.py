@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tests.console.conftest import cairn_sql
 from tests.helpers import ServerProcess, free_port
@@ -74,6 +76,41 @@ def test_json_format_is_the_api_result_per_line(server: ServerProcess, ns: str) 
     assert first["rows"] == [{"id": 1, "body": "hello"}, {"id": 2, "body": "world"}]
     assert first["schema"][0] == {"name": "id", "type": "BIGINT"}
     assert [r["table_name"] for r in second["rows"]] == ["notes"]
+
+
+def _exact(text: str) -> Any:
+    """JSON read with every key and every number's text kept, to compare exactly."""
+    return json.loads(text, object_pairs_hook=list, parse_float=str, parse_int=str)
+
+
+def test_json_values_print_as_the_api_sent_them(server: ServerProcess, ns: str) -> None:
+    """The console read the answer with json.loads and wrote it again: a role
+    user's `{"role":"admin","role":"user"}` (SQL reads role = 'admin') showed as
+    {"role":"user"} in every format, 12345678901234567890.123456789 as
+    1.2345678901234567e+19, -0 as 0."""
+    status, body = server.post(
+        f"CREATE TABLE {ns}.acl (id BIGINT PRIMARY KEY, j JSON); INSERT INTO {ns}.acl VALUES "
+        """(1, '{"role":"admin","role":"user"}'), (2, '[12345678901234567890.123456789, -0]')""")
+    assert status == 200, body
+    sql = f"SELECT id, j, j->>'role' AS role, 1e20::DOUBLE AS d FROM {ns}.acl ORDER BY id"
+    request = urllib.request.Request(server.url + "/api/sql", json.dumps({"sql": sql}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        answer = resp.read().decode()
+    assert '"j":{"role":"admin","role":"user"}' in answer  # the server's side holds
+    table = cairn_sql(server.url, "-c", sql)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[2].split() == ["1", '{"role":"admin","role":"user"}', "admin", "1e20"]
+    assert lines[3].split() == ["2", "[12345678901234567890.123456789,-0]", "NULL", "1e20"]
+    as_json = cairn_sql(server.url, "--format", "json", "-c", sql)
+    assert as_json.returncode == 0, as_json.stderr
+    assert _exact(as_json.stdout) == dict(_exact(answer))["results"][0]  # exactly results[0]
+    as_csv = cairn_sql(server.url, "--format", "csv", "-c", sql)
+    assert as_csv.returncode == 0, as_csv.stderr
+    assert list(csv.reader(io.StringIO(as_csv.stdout)))[1:] == [
+        ["1", '{"role":"admin","role":"user"}', "admin", "1e20"],
+        ["2", "[12345678901234567890.123456789,-0]", "", "1e20"]]
 
 
 def test_csv_format_for_scripts(server: ServerProcess, ns: str) -> None:

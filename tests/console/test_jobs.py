@@ -14,6 +14,7 @@ from rich.console import Console
 
 from console.client import ApiError, Client, Names, Reply
 from console.jobs import JobWatcher, as_detached
+from console.jsontext import loads
 from console.prompt import SqlCompleter
 
 
@@ -211,3 +212,17 @@ def test_a_bar_that_cannot_be_drawn_does_not_stop_the_watch() -> None:
         "job-1", "backup app → nightly")
     assert outcome.result is not None and outcome.result["rows"] == [result]
     assert server.polls == 3
+
+
+def test_a_poll_read_with_numbers_kept_as_written_still_draws() -> None:
+    """The answer is read keeping each number's text (console/jsontext.py):
+    `5E-1` and `4.096E3` are not Python floats, the bar still counts them."""
+    polled = loads('{"status":"running","fraction_completed":5E-1,"files_done":1,'
+                   '"files_total":4,"bytes_done":-0,"bytes_total":4.096E3,"result":null}')
+    done = {**polled, "status": "completed", "result": loads('{"job_id":"job-1","rows":1E2}')}
+    server = FakeServer([polled, done])
+    w, _, screen = watcher(server)
+    assert w.poll("job-1").fraction == 0.5  # type: ignore[union-attr]
+    outcome = w.watch("job-1", "backup")
+    assert outcome.result is not None and str(outcome.result["rows"][0]["rows"]) == "1E2"
+    assert "0 B/4.0 KB" in screen.getvalue()

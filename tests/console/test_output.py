@@ -3,6 +3,7 @@ Enter runs the buffer. Pure functions, no server."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from console.client import ApiError, parse_reply
+from console.jsontext import dumps, loads
 from console.output import Printer, Source, mark_error
 from console.prompt import is_complete
 
@@ -231,3 +233,29 @@ def test_a_tab_or_any_invisible_character_is_an_escape(stream: type[io.StringIO]
     err = io.StringIO()
     Printer("table", io.StringIO(), err).error(ApiError("X", "a\tb\u200ec"))
     assert re.fullmatch(r"ERROR X: a +b\\u200ec\n", err.getvalue())
+
+
+def test_json_values_keep_their_text_and_every_key() -> None:
+    """What the server sent is what each format prints: a key given twice (the
+    first is the one SQL reads), a number's digits, -0, 1E2; a JSON value
+    nested deeper than Python's recursion limit is written back too."""
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(5000):
+        inner.append([])
+        inner = inner[0]
+    value = ('{"role":"admin","n":[12345678901234567890.123456789,-0,1E2,0.5,7],'
+             '"role":"user","in":{"k":1,"k":2}}')
+    answer = ('{"status":"success","results":[{"columns":["j","d"],"schema":[{"name":"j",'
+              '"type":"JSON"},{"name":"d","type":"DOUBLE"}],"rows":[{"j":' + value +
+              ',"d":1e20}],"row_count":1,"message":null}],"took":1.5}')
+    reply = parse_reply(answer.encode(), 1.0)
+    assert reply.ok and reply.results[0]["rows"][0]["j"]["role"] == "admin"
+    out, _ = printed("json", *reply.results)
+    assert out == answer[answer.index("[{") + 1:answer.index(',"took"') - 1] + "\n"
+    out, _ = printed("table", *reply.results, timing=False)
+    assert out.splitlines()[2].split() == [value, "1e20"]
+    out, _ = printed("csv", *reply.results)
+    assert list(csv.reader(io.StringIO(out))) == [["j", "d"], [value, "1e20"]]
+    assert dumps(deep) == "[" * 5001 + "]" * 5001
+    assert dumps(loads("[" * 900 + "]" * 900)) == "[" * 900 + "]" * 900
