@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -24,7 +25,11 @@ from .client import ApiError
 FORMATS = ("table", "json", "csv")
 _NUMERIC = re.compile(r"^(SMALLINT|INT|INTEGER|BIGINT|REAL|FLOAT|DOUBLE|DECIMAL|HUGEINT|"
                       r"UBIGINT|UINTEGER|TINYINT|NUMERIC)\b", re.IGNORECASE)
-_WIDE = 10_000  # width for a non-terminal: tables at their natural width, never wrapped
+_WIDE = 10_000  # width for a non-terminal console (notices, footers): never wrapped
+# A table's cell (or header) longer than this is cut, with a "…": one role
+# user's 1 MB value padded every other row of a piped table to 1 MB (101 rows
+# wrote 105 MB and held 783 MB). csv and json write values whole.
+CELL_LIMIT = 1000
 # What a terminal would act on or draw as nothing, shown as an escape instead:
 # by Unicode category, control characters (Cc: C0, DEL, C1), format
 # characters (Cf: the bidirectional controls U+061C, U+200E/F, U+202A-202E,
@@ -194,17 +199,15 @@ class Printer:
         footer: list[str] = []
         if columns:
             types = {s.get("name"): str(s.get("type") or "") for s in result.get("schema") or []}
-            table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False,
-                          show_edge=False, highlight=False)
-            for name in columns:
-                numeric = bool(_NUMERIC.match(types.get(name, "")))
-                # a Text header: a str is read as markup ('[link=…]', '[/]' raised)
-                table.add_column(Text(one_line(name)), justify="right" if numeric else "left",
-                                 overflow="fold")
-            for row in rows:
-                table.add_row(*(_styled(row.get(name)) for name in columns))
-            self._print_table(table)
+            right = [bool(_NUMERIC.match(types.get(name, ""))) for name in columns]
+            if self.console.is_terminal:
+                cut = self._rich_table(columns, right, rows)
+            else:
+                cut = self._plain_table(columns, right, rows)
             footer.append(rows_label(len(rows)))
+            if cut:
+                footer.append(f"{cut} {'value' if cut == 1 else 'values'} cut at {CELL_LIMIT:,} "
+                              "characters (--format csv or json shows them whole)")
         if result.get("message"):
             footer.insert(0, visible(str(result["message"])))
         elif not columns:
@@ -214,19 +217,50 @@ class Printer:
         self.console.print(Text("  ".join(footer), style="dim" if columns else ""),
                            highlight=False)
 
-    def _print_table(self, table: Table) -> None:
-        if self.console.is_terminal:
-            self.console.print(table)
-            return
-        # natural width (never folded: a value past _WIDE widens the console),
-        # no trailing blanks
-        widest = sum(max([len(str(col.header)), *(len(str(getattr(c, "plain", c)))
-                                                      for c in col.cells)]) + 3
-                     for col in table.columns)
-        self.console.width = max(_WIDE, widest)
-        with self.console.capture() as captured:
-            self.console.print(table)
-        self.out.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+    def _rich_table(self, columns: list[str], right: list[bool],
+                    rows: list[dict[str, Any]]) -> int:
+        """On a terminal: rich's table at the terminal's width. Returns the cells cut."""
+        table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False,
+                      show_edge=False, highlight=False)
+        for name, numeric in zip(columns, right, strict=True):
+            # a Text header: a str is read as markup ('[link=…]', '[/]' raised)
+            table.add_column(Text(shown(name)[0]), justify="right" if numeric else "left",
+                             overflow="fold")
+        cut = 0
+        for row in rows:
+            cells = [shown(row.get(name)) for name in columns]
+            cut += sum(c for _, c in cells)
+            table.add_row(*(Text("NULL", style="dim italic") if row.get(name) is None
+                            else Text(text) for name, (text, _) in zip(columns, cells,
+                                                                       strict=True)))
+        self.console.print(table)
+        return cut
+
+    def _plain_table(self, columns: list[str], right: list[bool],
+                     rows: list[dict[str, Any]]) -> int:
+        """Piped: at its natural width (never folded), no trailing blanks, each
+        line written as it is made (a cell is at most CELL_LIMIT characters, so
+        one long value pads every row by that much at most, never by its size)."""
+        heads = [shown(name)[0] for name in columns]
+        widths = [cell_len(h) for h in heads]
+        cut = 0
+        for row in rows:
+            for i, name in enumerate(columns):
+                text, was_cut = shown(row.get(name))
+                widths[i] = max(widths[i], cell_len(text))
+                cut += was_cut
+        write = self.out.write
+
+        def line(texts: list[str]) -> None:
+            padded = [" " * (w - cell_len(t)) + t if r else t + " " * (w - cell_len(t))
+                      for t, w, r in zip(texts, widths, right, strict=True)]
+            write("   ".join(padded).rstrip() + "\n")
+
+        line(heads)
+        write("─" * (sum(widths) + 3 * (len(widths) - 1)) + "\n")
+        for row in rows:
+            line([shown(row.get(name))[0] for name in columns])
+        return cut
 
     def _csv(self, result: dict[str, Any]) -> None:
         columns = [str(c) for c in result.get("columns") or []]
@@ -246,9 +280,15 @@ class Printer:
                                         style="bold yellow"), highlight=False)
 
 
-def _styled(value: Any) -> Text:
-    """A cell as rich Text, never markup, so `[b]` in data prints as typed."""
-    return Text("NULL", style="dim italic") if value is None else Text(one_line(cell(value)))
+def shown(value: Any) -> tuple[str, bool]:
+    """A table's cell or header: `one_line` of the value, cut to CELL_LIMIT
+    characters with a `…`; and whether it was cut."""
+    text = cell(value)
+    if len(text) <= CELL_LIMIT:
+        text = one_line(text)
+        if len(text) <= CELL_LIMIT:
+            return text, False
+    return one_line(text[:CELL_LIMIT])[:CELL_LIMIT] + "…", True
 
 
 def _console(stream: TextIO) -> Console:

@@ -18,6 +18,7 @@ from console.jsontext import dumps, loads
 from console.output import Printer, Source, mark_error
 from console.prompt import is_complete
 
+CELL_LIMIT = 1000  # characters of a table's cell (docs/console.md)
 RESULT: dict[str, Any] = {
     "columns": ["id", "body", "meta", "ok"],
     "schema": [{"name": "id", "type": "BIGINT"}, {"name": "body", "type": "TEXT"},
@@ -168,10 +169,11 @@ def test_a_line_break_in_a_value_cannot_print_a_row() -> None:
 
 
 def test_a_long_value_is_one_line_when_piped() -> None:
-    long = "x" * 12_000
-    out, _ = printed("table", {"columns": ["v", "n"], "schema": [], "rows": [{"v": long, "n": 1}]},
+    long = "x" * CELL_LIMIT  # twelve of them: a row wider than any console
+    names = [f"v{i}" for i in range(12)]
+    out, _ = printed("table", {"columns": names, "schema": [], "rows": [{n: long for n in names}]},
                      timing=False)
-    assert len(out.splitlines()) == 4 and long in out
+    assert len(out.splitlines()) == 4 and "   ".join([long] * 12) in out
 
 
 def test_csv_tells_null_from_the_empty_string() -> None:
@@ -259,3 +261,38 @@ def test_json_values_keep_their_text_and_every_key() -> None:
     assert list(csv.reader(io.StringIO(out))) == [["j", "d"], [value, "1e20"]]
     assert dumps(deep) == "[" * 5001 + "]" * 5001
     assert dumps(loads("[" * 900 + "]" * 900)) == "[" * 900 + "]" * 900
+
+
+def test_a_huge_value_is_cut_and_the_piped_table_streams() -> None:
+    """One role user's 1 MB value in the first column padded every row of a
+    piped table to 1 MB, the whole table built in memory first: 101 rows wrote
+    105 MB and held 783 MB. A cell is cut at CELL_LIMIT characters with a "…"
+    (and the footer says so); the rows are written a line at a time."""
+    class Lines(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.largest = 0
+
+        def write(self, text: str) -> int:
+            self.largest = max(self.largest, len(text))
+            return super().write(text)
+
+    huge = "x" * 1_000_000
+    rows = [{"note": f"n{i}", "id": i} for i in range(100)] + [{"note": huge, "id": 999}]
+    result = {"columns": ["note", "id" + "y" * 5000], "schema": [], "rows": rows}
+    result["rows"] = [{"note": r["note"], "id" + "y" * 5000: r["id"]} for r in rows]
+    out = Lines()
+    Printer("table", out, timing=False).result(result)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 + 101 + 1
+    assert lines[0] == "note" + " " * (CELL_LIMIT + 1 - 4) + "   id" + "y" * (CELL_LIMIT - 2) + "…"
+    assert lines[-2] == "x" * CELL_LIMIT + "…   999"
+    assert lines[-1] == "(101 rows)  1 value cut at 1,000 characters (--format csv or json " \
+                        "shows them whole)"
+    assert len(out.getvalue()) < 250 * (CELL_LIMIT + 10)  # not 101 MB
+    assert out.largest < 3 * (CELL_LIMIT + 10)  # a line at a time, not the table at once
+    # on a terminal too, and csv and json keep the value whole
+    term = Terminal()
+    Printer("table", term, timing=False).result(result)
+    assert huge not in term.getvalue() and len(term.getvalue()) < 100_000
+    assert huge in printed("csv", result)[0] and huge in printed("json", result)[0]
