@@ -75,6 +75,8 @@ class JobContext:
         self._pause = threading.Event()  # PAUSE JOB asked; cleared by RESUME JOB
         self.sem: asyncio.Semaphore | None = None  # the pool this job runs in
         self.holding = False  # whether it holds a place in that pool
+        self._away = False  # paused: its place given back, not yet taken again
+        self._place = threading.Lock()  # one of its threads gives or takes the place at a time
         self.started: float | None = None  # time.monotonic() when it began running
         self.finding: str | None = None  # what a completed job found wrong (found_invalid)
         self.cancel_reason: str | None = None  # its error_message when cancelled, if not KILL's
@@ -115,7 +117,7 @@ class JobContext:
 
     def check_cancelled(self) -> None:
         """Raise Cancelled if the job was killed; park here while it is paused."""
-        if self._pause.is_set() and not self._cancel.is_set():
+        if (self._pause.is_set() or self._away) and not self._cancel.is_set():
             self._paused()
         if self._cancel.is_set():
             raise Cancelled(f"job {self.job_id} was cancelled")
@@ -136,20 +138,31 @@ class JobContext:
         self._pause.clear()
 
     def _paused(self) -> None:
-        """In the worker thread: status `paused`, the pool place given back, wait
-        for RESUME (or KILL), then wait for a place again (status `queued`)."""
-        self.set(status="paused")
-        log.info("job %s paused", self.job_id)
-        self._give_back()
+        """In a worker thread: status `paused`, the pool place given back, wait
+        for RESUME (or KILL), then wait for a place again (status `queued`).
+        A job may park several threads here (a restore to a time: its copy and
+        its replay): the first gives the place back, the first to wake takes
+        it again while the others wait for it to have it, so the job gives
+        back and takes back one place however many park. Before, each took a
+        place on RESUME and one was never given back: two PAUSE/RESUME of such
+        a restore (max_concurrent 2) left every later job queued for ever."""
+        with self._place:  # (a thread that waited here while another took it: not paused)
+            if not self._away and self._pause.is_set():
+                self._away = True
+                self.set(status="paused")
+                log.info("job %s paused", self.job_id)
+                self._give_back()
         while self._pause.is_set() and not self._cancel.wait(WAIT_SLICE):
             pass
-        if self._cancel.is_set():
-            return
-        self.set(status="queued")
-        self._take_place()
-        if not self._cancel.is_set():
-            self.set(status="running")
-            log.info("job %s resumed", self.job_id)
+        with self._place:  # the thread taking the place ends its wait on a KILL
+            if not self._away or self._cancel.is_set():
+                return
+            self.set(status="queued")
+            self._take_place()
+            if not self._cancel.is_set():
+                self._away = False
+                self.set(status="running")
+                log.info("job %s resumed", self.job_id)
 
     def _give_back(self) -> None:
         if self.sem is not None and self.holding:
