@@ -311,7 +311,8 @@ class JobRunner:
             "its last (see system.jobs)")
 
     async def pause(self, job_id: str) -> Job:
-        """Ask a running backup or restore to pause; wait (up to 5 s) until it has."""
+        """Ask a running backup or restore to pause; wait (up to 5 s) until it has.
+        INVALID_ARGUMENT when it ends meanwhile, as KILL answers."""
         job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
         if job is not None and job.job_type not in PAUSABLE:
             raise InvalidArgument(
@@ -325,15 +326,22 @@ class JobRunner:
                 f"Job '{job_id}' is {job.status}; only a running job can be paused")
         ctx.request_pause()
         priority.raise_lowered_threads()
-        return await self._await_status(job_id, ctx, lambda s: s != "running")
+        done = await self._await_status(job_id, ctx, lambda s: s != "running")
+        if done.status not in ACTIVE:  # its work had passed its last check (was 200)
+            raise InvalidArgument(f"Job '{job_id}' {done.status} before it could be paused")
+        return done
 
     async def resume(self, job_id: str) -> Job:
-        """Let a paused job go on; returns once it has left `paused` (or after 5 s)."""
+        """Let a paused job go on; returns once it has left `paused` (or after 5 s).
+        INVALID_ARGUMENT when it was cancelled meanwhile."""
         job, ctx = await self._live(job_id, needs="paused")
         if job.status != "paused" and not ctx.pause_requested:
             raise InvalidArgument(f"Job '{job_id}' is {job.status}, not paused")
         ctx.request_resume()
-        return await self._await_status(job_id, ctx, lambda s: s != "paused")
+        done = await self._await_status(job_id, ctx, lambda s: s != "paused")
+        if done.status == "cancelled":  # a KILL (or the server's stop) came first (was 200)
+            raise InvalidArgument(f"Job '{job_id}' cancelled before it could be resumed")
+        return done
 
     async def _live(self, job_id: str, needs: str = "running") -> tuple[Job, JobContext]:
         job = await self.cairn.run(self.cairn.catalog.get, Job, job_id)
