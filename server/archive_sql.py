@@ -32,6 +32,7 @@ START_OPTIONS: dict[str, type] = {"interval": str, "compression": str, "encrypti
 VERIFY_ARCHIVE_OPTIONS: dict[str, type] = {"encryption_passphrase": str, "detached": bool}
 
 routes = Routes()
+PAUSE_LOOK = 0.05  # seconds between STOP's looks at a base it waits for being paused
 
 ARCHIVE_COLUMNS = [
     ("namespace", "TEXT"), ("target", "TEXT"), ("status", "TEXT"),
@@ -165,7 +166,8 @@ async def stop_archiving(cairn: Cairn, session: Session, stmt: ast.StopArchiving
         # cycle, or for the base of a START ARCHIVING (detached) under way.
         arch = svc.archivers.get(ns) or Archiver(svc, ns)
         arch.wake.set()
-        async with arch.lock:
+        await locked(cairn, arch)
+        try:
             if svc.archivers.get(ns, arch) is not arch:
                 continue  # replaced while this waited (a STOP and a START between)
             rec = await cairn.run(cairn.catalog.get, Archive, ns)
@@ -174,6 +176,8 @@ async def stop_archiving(cairn: Cairn, session: Session, stmt: ast.StopArchiving
             arch.stopping = True
             error = await final_ship(cairn, arch)
             await cairn.run(finish, cairn, arch, error)
+        finally:
+            arch.lock.release()
         break
     task = arch.task
     if task is not None and not task.done():
@@ -186,6 +190,30 @@ async def stop_archiving(cairn: Cairn, session: Session, stmt: ast.StopArchiving
     return Result.of_rows(ARCHIVE_COLUMNS, rows,
                           message=f"Archiving of namespace '{ns}' stopped"
                           + (f"; {error}" if error else ""))
+
+
+async def locked(cairn: Cairn, arch: Archiver) -> None:
+    """STOP takes `arch.lock`, waiting for a cycle or a base backup (START
+    ARCHIVING's, detached, or a new one the loop takes); INVALID_ARGUMENT at once
+    while that base is paused. A paused job has no end of its own: the STOP
+    waited as long as the pause lasted, for ever if no one resumed it."""
+    acquire = asyncio.ensure_future(arch.lock.acquire())
+    try:
+        while not acquire.done():
+            for job in cairn.jobs.live() if arch.base_id is not None else ():
+                if (job.job_type, job.backup_id, job.status) == ("backup", arch.base_id,
+                                                                 "paused"):
+                    raise InvalidArgument(
+                        f"the base backup of archiving namespace '{arch.namespace}' (job "
+                        f"'{job.job_id}') is paused: RESUME JOB '{job.job_id}' (STOP ARCHIVING "
+                        f"then waits for it to finish) or KILL JOB '{job.job_id}' first")
+            await asyncio.wait([acquire], timeout=PAUSE_LOOK)
+    except BaseException:
+        if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
+            arch.lock.release()
+        else:
+            acquire.cancel()  # a cancelled waiter never holds the lock
+        raise
 
 
 async def final_ship(cairn: Cairn, arch: Archiver) -> str | None:

@@ -95,6 +95,7 @@ class Archiver:
         self.base_checked = 0.0
         self.known_base: str | None = None  # a base of the window seen in the target
         self.note: str | None = None  # why it left a forked archive (archive_fork.py)
+        self.base_id: str | None = None  # its last base's backup_id (STOP refuses it paused)
 
     # --- the record ------------------------------------------------------------
 
@@ -245,12 +246,12 @@ class Archiver:
         """A base backup into the target (a job in system.jobs; `on_job` is told
         its id, as a Session's); segments continue from its cut. A Repository
         of its own, nothing cached: a target emptied since the archiver's was
-        opened gets its config.json and key file again (the job writes them as
-        any first backup does)."""
+        opened gets its config.json and key file again."""
         self._repo = None
         repo = self.repo(rec)
         plan = BackupPlan(self.namespace, repo, new_id("bk"), label="archive base",
                           compression=rec.compression, after_windows=True)
+        self.base_id = plan.backup_id
         # Its job is the user's who started archiving, as a job they ran is.
         session = Session(user_id=rec.started_by, namespace=self.namespace,
                           text=f"BACKUP DATABASE {self.namespace} TO '{rec.target}' "
@@ -433,8 +434,7 @@ class ArchiveService:
         return True
 
     def live(self) -> bool:
-        """Whether an archiver's loop runs, or is about to (START ARCHIVING
-        taking its base)."""
+        """Whether an archiver's loop runs, or is about to (START's base under way)."""
         return any(a.task is None or not a.task.done() for a in self.archivers.values())
 
     async def release_helper(self) -> None:
