@@ -73,6 +73,9 @@ class JobContext:
         self._lock = threading.Lock()
         self.error: CairnError | None = None
         self._pause = threading.Event()  # PAUSE JOB asked; cleared by RESUME JOB
+        # PAUSE's and RESUME's look at the status and flag, and a paused job
+        # leaving `paused`: one at a time (ask_pause, ask_resume, _await_resume).
+        self._state = threading.Lock()
         self.sem: asyncio.Semaphore | None = None  # the pool this job runs in
         self.holding = False  # whether it holds a place in that pool
         self._away = False  # paused: its place given back, not yet taken again
@@ -131,11 +134,25 @@ class JobContext:
         run (server/throttle.py `Statements`)."""
         self._runner.cairn.statements.give_way()
 
-    def request_pause(self) -> None:
-        self._pause.set()
+    def ask_pause(self) -> bool:
+        """PAUSE JOB: set the pause flag of a running or paused job (True); False,
+        nothing set, for any other status. One look-and-set under the state
+        lock: a PAUSE that saw `paused` while a RESUME had just cleared the
+        flag returned without setting it, answered `paused`, and the job ran on."""
+        with self._state:
+            if self.job.status not in ("running", "paused"):
+                return False
+            self._pause.set()
+            return True
 
-    def request_resume(self) -> None:
-        self._pause.clear()
+    def ask_resume(self) -> bool:
+        """RESUME JOB: clear the flag of a paused job, or of one asked to pause
+        (True); False, nothing cleared, for any other."""
+        with self._state:
+            if self.job.status != "paused" and not self._pause.is_set():
+                return False
+            self._pause.clear()
+            return True
 
     def _paused(self) -> None:
         """In a worker thread: status `paused`, the pool place given back, wait
@@ -152,17 +169,36 @@ class JobContext:
                 self.set(status="paused")
                 log.info("job %s paused", self.job_id)
                 self._give_back()
-        while self._pause.is_set() and not self._cancel.wait(WAIT_SLICE):
-            pass
+        if not self._await_resume():
+            return
         with self._place:  # the thread taking the place ends its wait on a KILL
             if not self._away or self._cancel.is_set():
                 return
-            self.set(status="queued")
             self._take_place()
             if not self._cancel.is_set():
                 self._away = False
                 self.set(status="running")
                 log.info("job %s resumed", self.job_id)
+
+    def _await_resume(self) -> bool:
+        """Wait while paused: True once RESUMEd (the row then says `queued`),
+        False once KILLed. It leaves under the state lock: a PAUSE that came
+        after the RESUME (its flag set again) keeps it here."""
+        while True:
+            while self._pause.is_set() and not self._cancel.wait(WAIT_SLICE):
+                pass
+            if self._cancel.is_set():
+                return False
+            with self._state:  # held for no write: PAUSE waits on it on the event loop
+                if self._pause.is_set():
+                    continue
+                with self._lock:  # the first of its parked threads to leave says so
+                    first = self.job.status == "paused"
+                    if first:
+                        self.job.status = "queued"
+            if first:
+                self.set()  # the row says so
+            return True
 
     def _give_back(self) -> None:
         if self.sem is not None and self.holding:

@@ -319,12 +319,9 @@ class JobRunner:
                 f"Job '{job_id}' is a {job.job_type} job; only backup and restore jobs "
                 "can be paused (KILL JOB cancels any job)")
         job, ctx = await self._live(job_id)
-        if job.status == "paused":
-            return ctx.job
-        if job.status != "running":
+        if not ctx.ask_pause():  # its status now, not the row read before
             raise InvalidArgument(
-                f"Job '{job_id}' is {job.status}; only a running job can be paused")
-        ctx.request_pause()
+                f"Job '{job_id}' is {ctx.job.status}; only a running job can be paused")
         priority.raise_lowered_threads()
         done = await self._await_status(job_id, ctx, lambda s: s != "running")
         if done.status not in ACTIVE:  # its work had passed its last check (was 200)
@@ -335,10 +332,11 @@ class JobRunner:
         """Let a paused job go on; returns once it has left `paused` (or after 5 s).
         INVALID_ARGUMENT when it was cancelled meanwhile."""
         job, ctx = await self._live(job_id, needs="paused")
-        if job.status != "paused" and not ctx.pause_requested:
-            raise InvalidArgument(f"Job '{job_id}' is {job.status}, not paused")
-        ctx.request_resume()
-        done = await self._await_status(job_id, ctx, lambda s: s != "paused")
+        if not ctx.ask_resume():
+            raise InvalidArgument(f"Job '{job_id}' is {ctx.job.status}, not paused")
+        # A PAUSE after it (the flag set again) keeps the job paused: so it says.
+        done = await self._await_status(
+            job_id, ctx, lambda s: s != "paused" or ctx.pause_requested)
         if done.status == "cancelled":  # a KILL (or the server's stop) came first (was 200)
             raise InvalidArgument(f"Job '{job_id}' cancelled before it could be resumed")
         return done

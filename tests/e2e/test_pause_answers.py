@@ -63,13 +63,13 @@ async def test_a_resume_a_kill_beats_is_not_a_success(
     gate.opened.set()
     status, body = await pausing
     assert body["results"][0]["rows"] == [{"job_id": job_id, "status": "paused"}], body
-    resume = JobContext.request_resume
+    resume = JobContext.ask_resume
 
-    def killed_first(ctx: JobContext) -> None:  # a KILL lands as the RESUME does
+    def killed_first(ctx: JobContext) -> bool:  # a KILL lands as the RESUME does
         ctx.cancel()
-        resume(ctx)
+        return resume(ctx)
 
-    monkeypatch.setattr(JobContext, "request_resume", killed_first)
+    monkeypatch.setattr(JobContext, "ask_resume", killed_first)
     status, body = await sql(client, f"RESUME JOB '{job_id}'")
     assert status == 400 and body["error"]["code"] == "INVALID_ARGUMENT", body
     assert body["error"]["message"] == f"Job '{job_id}' cancelled before it could be resumed"
