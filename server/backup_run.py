@@ -23,7 +23,7 @@ from storage.backup.recorded import scope_text
 from storage.backup.schema import ArchiveRef, Scope
 from storage.snapshot import Snapshot
 
-from .backup_writing import forget_dropped
+from .backup_writing import recorded
 from .jobcalls import job_call
 from .jobs import JobContext
 from .repos import remove_own_tmp
@@ -87,7 +87,7 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
     )
     ctx.fault("backup.before_record")
     cairn.catalog.put(record)
-    forget_dropped(cairn, ctx, plan.repo, [record.backup_id])
+    recorded(cairn, ctx, plan.repo, [record])
     return {
         "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,
         "target": plan.repo.uri, "status": "completed", "tables": record.tables,

@@ -18,6 +18,7 @@ from storage.backup import Repository
 from storage.backup.drops import drop_plan
 from storage.backup.writing import lock_ids, still_writing
 
+from . import resume
 from .jobcalls import job_call
 from .jobs import JobContext
 from .state import Cairn
@@ -91,3 +92,21 @@ def forget_dropped(cairn: Cairn, ctx: JobContext, repo: Repository,
                        "(a drop that cannot see this server's jobs: another server's): "
                        "the catalog does not list it")
     return gone
+
+
+def recorded(cairn: Cairn, ctx: JobContext, repo: Repository, records: list[Backup]) -> None:
+    """After the job put `records` in the catalog (their manifests landed):
+    those a drop took meanwhile are forgotten again (forget_dropped), and the
+    locks that interrupted backups of their namespaces to this target kept for
+    a resume have served (resume.release_for). Every backup passes here:
+    BACKUP DATABASE and TABLE, a scheduled one, an archive's base, a set's
+    members (only the first two released them: a kept lock outlived the next
+    archive base of its namespace for the whole resume_window). A release
+    that fails leaves the backups complete: the window's expiry releases it."""
+    forget_dropped(cairn, ctx, repo, [r.backup_id for r in records])
+    try:
+        resume.release_for(cairn, repo, {r.namespace for r in records}, ctx.job_id)
+    except CairnError as exc:
+        log.warning("backup job %s is complete, but releasing the objects kept for a resume "
+                    "in %s failed (the window's expiry releases them): %s",
+                    ctx.job_id, repo.uri, exc.message)

@@ -135,7 +135,6 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
         plan = BackupPlan(namespace, repo, new_id("bk"), label=opts.get("label"),
                           compression=opts.get("compression", "zstd"))
         result = run_backup(cairn, ctx, plan)
-        resume.release_for(cairn, repo, namespace, ctx.job_id)
         if opts.get("keep_last") is not None:
             # The backup landed: its row says so (result, backup_id) however
             # keep_last ends (a failed one's job had no result).

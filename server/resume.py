@@ -5,11 +5,13 @@ manifest landed, having stored at least one object, keeps its lock in the
 target when `[backup] resume_window` is not '0'. The lock goes on protecting the
 objects from every prune (DROP BACKUP, keep_last), and the failed job's result
 says so: `{"backup_id", "kept_for_resume": true, "kept_until", "objects", "bytes"}`.
-The next backup of the same namespace to the same target then sends only what
-is missing: objects are content-addressed, so a file stored before the crash is
-found and not written again. Once that backup's manifest is written, the kept
-lock is released (objects it did not reuse are pruned). A kept lock whose
-window has passed is released by `expire` (at start-up and every minute).
+The next backup of the same namespace to the same target (of a backup set's:
+of all its namespaces, in one set) then sends only what is missing: objects
+are content-addressed, so a file stored before the crash is found and not
+written again. Once that backup's manifest is written, the kept lock is
+released (objects it did not reuse are pruned), whatever kind of backup it
+is (backup_writing.recorded). A kept lock whose window has passed is
+released by `expire` (at start-up and every minute).
 KILL JOB and failures still abandon at once: only a crash keeps."""
 
 from __future__ import annotations
@@ -54,11 +56,15 @@ def keep(cairn: Cairn, job: Job, repo: Repository, backup_id: str) -> bool:
     cairn.kept_jobs.mark(job.job_id)
     job.result = {"backup_id": backup_id, KEPT: True, "kept_until": until,
                   "objects": len(stored), "bytes": size}
+    whose = f"namespace {job.namespace!r}" if job.namespace else "its namespaces"
+    members = job.cleanup.get("members")
+    if job.namespace is None and members:  # a backup set: what it was backing up
+        names = sorted(str(m)[len(backup_id) + 1:] for m in members)
+        job.result["namespaces"] = names
+        whose = f"namespaces {', '.join(repr(n) for n in names)} together"
     job.error_message = (
         f"interrupted by server restart; the {len(stored)} objects ({size} bytes) it stored "
-        f"are kept until {until} for the next backup of "
-        f"{f'namespace {job.namespace!r}' if job.namespace else 'its namespaces'} "
-        "to this target")
+        f"are kept until {until} for the next backup of {whose} to this target")
     log.info("kept %d objects of interrupted backup %s in %s until %s",
              len(stored), backup_id, repo.uri, until)
     return True
@@ -87,6 +93,16 @@ def _is_kept(job: Job) -> bool:
     return job.job_type == "backup" and isinstance(job.result, dict) and bool(job.result.get(KEPT))
 
 
+def _covered(job: Job, namespaces: set[str]) -> bool:
+    """Whether a backup of `namespaces` serves the kept job: one of its
+    namespace, or of every namespace of a kept backup set (BACKUP DATABASE a, b
+    or ALL: it named none, and nothing but the window released it)."""
+    if job.namespace is not None:
+        return job.namespace in namespaces
+    held = job.result.get("namespaces")
+    return isinstance(held, list) and bool(held) and set(held) <= namespaces
+
+
 def _release(cairn: Cairn, job: Job, repo: Repository, **why: Any) -> int:
     freed = repo.abandon(str(job.result["backup_id"]))
     job.result = {**job.result, KEPT: False, **why}
@@ -94,11 +110,12 @@ def _release(cairn: Cairn, job: Job, repo: Repository, **why: Any) -> int:
     return freed
 
 
-def release_for(cairn: Cairn, repo: Repository, namespace: str, by_job: str) -> None:
-    """After a backup of `namespace` into `repo` succeeded: the kept objects of
-    earlier interrupted backups of it there have served; release their locks."""
+def release_for(cairn: Cairn, repo: Repository, namespaces: set[str], by_job: str) -> None:
+    """After a backup of `namespaces` into `repo` succeeded (backup_writing.recorded):
+    the kept objects of earlier interrupted backups of them there have served;
+    release their locks."""
     for job in kept(cairn):
-        if job.namespace == namespace and job.target == repo.uri:
+        if job.target == repo.uri and _covered(job, namespaces):
             freed = _release(cairn, job, repo, resumed_by=by_job)
             log.info("released kept objects of %s after backup job %s (%d bytes freed)",
                      job.job_id, by_job, freed)

@@ -42,7 +42,7 @@ from storage.registry import RESERVED_NAMESPACES
 from .backup_drops import drop_unless_gone, origins, with_message
 from .backup_records import refuse_newer_gone, set_member
 from .backup_run import scope_text, undo_late
-from .backup_writing import forget_dropped, running_backups
+from .backup_writing import recorded, running_backups
 from .backups import (
     BACKUP_OPTIONS,
     RESTORE_OPTIONS,
@@ -139,7 +139,7 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
                 spent=throttle.spent if throttle.rate > 0 else None, here=True,
                 late=lambda: undo_late(repo, set_id, [member_id(set_id, n) for n in chosen],
                                        False))
-        rows = []
+        rows, records = [], []
         ctx.fault("backup.before_record")
         for m in members:
             record = Backup(
@@ -149,12 +149,13 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
                 bytes=m.totals.bytes, bytes_written=m.totals.bytes_written, label=m.label,
                 encrypted=m.encrypted, job_id=ctx.job_id, scope=scope_text(m.scope))
             cairn.catalog.put(record)
+            records.append(record)
             rows.append({
                 "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,
                 "target": repo.uri, "status": "completed", "tables": record.tables,
                 "rows": record.rows, "files": record.files, "bytes": record.bytes,
                 "bytes_written": record.bytes_written, "row_versions": record.row_versions})
-        forget_dropped(cairn, ctx, repo, [m.backup_id for m in members])
+        recorded(cairn, ctx, repo, records)
         result: dict[str, Any] = {"job_id": ctx.job_id, "backup_id": set_id,
                                   "status": "completed", "namespaces": rows, **_sums(rows)}
         if opts.get("keep_last") is not None:

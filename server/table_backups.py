@@ -25,7 +25,6 @@ from storage.backup.schema import FileEntry, load
 from storage.inflight import workers_for
 from storage.install import Restore
 
-from . import resume
 from .backup_drops import origin_of
 from .backup_records import holding_table, refuse_newer_gone
 from .backup_run import BackupPlan, run_backup
@@ -102,7 +101,6 @@ async def backup_tables(cairn: Cairn, session: Session, stmt: ast.BackupTables) 
         plan = BackupPlan(namespace, repo, new_id("bk"), label=opts.get("label"),
                           compression=opts.get("compression", "zstd"), tables=names)
         result = run_backup(cairn, ctx, plan)
-        resume.release_for(cairn, repo, namespace, ctx.job_id)
         return result
 
     job = await cairn.jobs.run("backup", session, work, namespace=namespace, target=repo.uri,

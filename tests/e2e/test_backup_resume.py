@@ -18,8 +18,9 @@ from tests.helpers import ok, rows, target_files
 
 
 def crash_a_backup(tmp_path: Path, server_process: Any, point: str = "backup.before_manifest",
-                   namespaces: tuple[str, ...] = ("app",)) -> str:
-    """Fill app (and others) in a real server; a backup of app dies at `point`.
+                   namespaces: tuple[str, ...] = ("app",),
+                   backup: str = "BACKUP DATABASE app TO 'nightly'") -> str:
+    """Fill app (and others) in a real server; `backup` dies at `point`.
     Returns the dead backup's job id."""
     config = tmp_path / "cairn.toml"
     config.write_text(f'[backup]\nroots = ["{tmp_path / "backups"}"]\n')
@@ -31,7 +32,7 @@ def crash_a_backup(tmp_path: Path, server_process: Any, point: str = "backup.bef
             values = ", ".join(f"({i * 100 + j}, '{ns}-{i}-{j}-{'x' * 200}')" for j in range(100))
             status, body = srv.post(f"INSERT INTO {ns}.t VALUES {values}; FLUSH TABLE {ns}.t")
             assert status == 200, body
-    status, body = srv.post("BACKUP DATABASE app TO 'nightly' WITH (detached = true)")
+    status, body = srv.post(f"{backup} WITH (detached = true)")
     assert status == 200, body
     assert srv.proc is not None
     srv.proc.wait(15)
@@ -170,3 +171,68 @@ async def test_a_clean_up_that_cannot_reach_its_target_stays_pending_and_is_retr
     assert await cairn.run(recovery.retry_pending, cairn.jobs) == 0  # nothing pending now
     await ok(client, "BACKUP DATABASE app TO 'nightly'")
     assert target_files(backups / "nightly")["locks"] == set()
+
+
+async def released_by(client: Any, job_id: str, target: Path) -> str:
+    """The kept lock is gone from `target` and the killed job says who released it."""
+    assert target_files(target)["locks"] == set()
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    assert job["result"]["kept_for_resume"] is False, job
+    return str(job["result"]["resumed_by"])
+
+
+async def test_an_archive_base_releases_the_kept_lock(
+    tmp_path: Path, server_process: Any, aiohttp_client: Any
+) -> None:
+    """The base START ARCHIVING takes is a backup of the namespace to the
+    target: it released no kept lock (only BACKUP DATABASE/TABLE did), which
+    stayed, the killed job saying kept_for_resume, for the whole window."""
+    job_id = crash_a_backup(tmp_path, server_process)
+    client = await aiohttp_client(create_app(config_of(tmp_path)))
+    target = tmp_path / "backups" / "nightly"
+    assert len(target_files(target)["locks"]) == 1
+    await ok(client, "START ARCHIVING DATABASE app TO 'nightly'")
+    (base,) = await rows(client, "SELECT job_id, status FROM system.jobs "
+                                 f"WHERE job_type = 'backup' AND job_id <> '{job_id}'")
+    assert base["status"] == "completed"
+    assert await released_by(client, job_id, target) == base["job_id"]
+    await ok(client, "STOP ARCHIVING DATABASE app")
+
+
+async def test_a_backup_set_releases_the_kept_lock_of_its_members(
+    tmp_path: Path, server_process: Any, aiohttp_client: Any
+) -> None:
+    """BACKUP DATABASE a, b (and BACKUP ALL) stores a backup of each: one of
+    the killed backup's namespace released its kept lock no more than an
+    archive base did."""
+    job_id = crash_a_backup(tmp_path, server_process, namespaces=("app", "other"))
+    client = await aiohttp_client(create_app(config_of(tmp_path)))
+    target = tmp_path / "backups" / "nightly"
+    assert len(target_files(target)["locks"]) == 1
+    members = await rows(client, "BACKUP DATABASE app, other TO 'nightly'")
+    assert sorted(m["namespace"] for m in members) == ["app", "other"]
+    assert await released_by(client, job_id, target) == members[0]["job_id"]
+    (app,) = [m for m in members if m["namespace"] == "app"]
+    assert app["bytes_written"] == 0 and app["files"] == 3  # the kept objects served
+    (verified,) = await rows(client, f"VERIFY BACKUP '{app['backup_id']}'")
+    assert verified["is_valid"], verified
+
+
+async def test_a_kept_backup_set_is_released_by_the_next_set_of_its_namespaces(
+    tmp_path: Path, server_process: Any, aiohttp_client: Any
+) -> None:
+    """A killed BACKUP DATABASE a, b kept its lock naming no namespace: no
+    backup released it, only the window."""
+    job_id = crash_a_backup(tmp_path, server_process, namespaces=("app", "other"),
+                            backup="BACKUP DATABASE app, other TO 'nightly'")
+    client = await aiohttp_client(create_app(config_of(tmp_path)))
+    target = tmp_path / "backups" / "nightly"
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    assert job["result"]["kept_for_resume"] is True, job
+    assert job["result"]["namespaces"] == ["app", "other"]
+    assert "namespaces 'app', 'other' together" in job["error_message"]
+    assert len(target_files(target)["locks"]) == 1
+    await ok(client, "BACKUP DATABASE app TO 'nightly'")  # one of them: it stays
+    assert len(target_files(target)["locks"]) == 1
+    members = await rows(client, "BACKUP DATABASE app, other TO 'nightly'")
+    assert await released_by(client, job_id, target) == members[0]["job_id"]
