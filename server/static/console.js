@@ -68,7 +68,100 @@ function keepInteger(key, value, context) {
   return value;
 }
 function parseExact(text) {
-  return EXACT ? JSON.parse(text, keepInteger) : JSON.parse(text);
+  const body = EXACT ? JSON.parse(text, keepInteger) : JSON.parse(text);
+  keepJsonText(body, text);
+  return body;
+}
+
+// A JSON column's value is its stored text, spliced into the answer as it is
+// (docs/http.md); JSON.parse then JSON.stringify showed another text: both of
+// {"a":1,"a":2} became {"a":2}, -0 0, 12345678901234567.89 ...568, 1.10 1.1.
+// Each value of a JSON column (LIST, STRUCT and MAP columns too) is replaced by
+// its text in the answer, a StoredJson that show() prints as it is. Only a
+// valid answer gets here (JSON.parse took it), so the scan needs no checks.
+class StoredJson {
+  constructor(text) { this.text = text; }
+}
+function keepJsonText(body, text) {
+  const results = body && Array.isArray(body.results) ? body.results : [];
+  const json = results.map((r) => (Array.isArray(r.schema) ? r.schema : []).filter((s) => s.type === "JSON").map((s) => s.name));
+  if (!json.some((names) => names.length)) return;
+  const texts = rowTexts(text);
+  results.forEach((r, i) => {
+    if (!json[i].length || !Array.isArray(r.rows)) return;
+    r.rows.forEach((row, j) => {
+      const raw = texts[i] && texts[i][j];
+      for (const name of json[i]) {
+        if (raw && raw.has(name) && row[name] !== null && row[name] !== undefined) row[name] = new StoredJson(raw.get(name));
+      }
+    });
+  });
+}
+
+// The text of every value of every row of every result, as the answer has it:
+// [result][row] -> Map(column -> text).
+const blanks = (text, i) => { while (" \t\r\n".includes(text[i]) && i < text.length) i++; return i; };
+function stringEnd(text, i) { // i: the opening quote
+  for (;;) {
+    i = text.indexOf('"', i + 1);
+    let k = i;
+    while (text[k - 1] === "\\") k--;
+    if ((i - k) % 2 === 0) return i + 1;
+  }
+}
+function valueEnd(text, i) { // i: the value's first character
+  let depth = 0;
+  do {
+    const c = text[i];
+    if (c === '"') i = stringEnd(text, i);
+    else if (c === "{" || c === "[") { depth++; i++; }
+    else if (c === "}" || c === "]") { depth--; i++; }
+    else if (depth && (c === "," || c === ":" || " \t\r\n".includes(c))) i++;
+    else { while (i < text.length && !",:]} \t\r\n".includes(text[i])) i++; }
+  } while (depth > 0);
+  return i;
+}
+function items(text, i, each) { // i: an object's "{" or an array's "["; each(key, start, end)
+  const object = text[i] === "{";
+  const close = object ? "}" : "]";
+  i = blanks(text, i + 1);
+  while (text[i] !== close) {
+    let key = null;
+    if (object) {
+      const end = stringEnd(text, i);
+      key = JSON.parse(text.slice(i, end));
+      i = blanks(text, blanks(text, end) + 1); // past the ":"
+    }
+    const end = valueEnd(text, i);
+    each(key, i, end);
+    i = blanks(text, end);
+    if (text[i] === ",") i = blanks(text, i + 1);
+  }
+}
+function rowTexts(text) {
+  let out = [];
+  const start = blanks(text, 0);
+  if (text[start] !== "{") return out;
+  items(text, start, (key, at) => {
+    if (key !== "results" || text[at] !== "[") return;
+    out = [];
+    items(text, at, (_, result) => {
+      const rowsOf = [];
+      if (text[result] === "{") {
+        items(text, result, (k, rows) => {
+          if (k !== "rows" || text[rows] !== "[") return;
+          rowsOf.length = 0;
+          items(text, rows, (__, row) => {
+            const values = new Map();
+            if (text[row] === "{") items(text, row, (name, a, b) => values.set(name, text.slice(a, b)));
+            rowsOf.push(values);
+          });
+        });
+      }
+      out.push(rowsOf);
+    });
+  });
+  return out;
 }
 
 // The last statement's result (its rows, and `truncated` with the server's
@@ -135,7 +228,9 @@ function el(tag, attrs = {}, ...children) {
 
 function show(value) {
   if (value === null || value === undefined) return "NULL";
+  if (value instanceof StoredJson) return value.text;
   if (EXACT && JSON.isRawJSON(value)) return value.rawJSON;
+  if (Object.is(value, -0)) return "-0"; // a DOUBLE's -0.0: String() drops the sign
   if (typeof value === "object") return JSON.stringify(value);
   return String(value);
 }

@@ -374,7 +374,7 @@ def test_integers_past_2_53_are_shown_exactly(page: Page, server: ServerProcess,
     expect(first.nth(0).locator("td")).to_have_text(
         ["-9007199254740993", "12345678901234567890123", "-18014398509481986"])
     expect(first.nth(1).locator("td")).to_have_text(
-        ["9007199254740993", '{"n":9007199254740993,"f":1.5,"l":[-9223372036854775808,7]}',
+        ["9007199254740993", '{"n": 9007199254740993, "f": 1.5, "l": [-9223372036854775808, 7]}',
          "18014398509481986"])
     expect(first.nth(2).locator("td")).to_have_text(
         ["9223372036854775807", "NULL", "18446744073709551614"])
