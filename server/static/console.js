@@ -404,12 +404,47 @@ async function loadJobs() {
 async function loadBackups() {
   const list = $("backups");
   try {
-    const backups = await rows("SELECT backup_id, namespace, target, created_at, rows, bytes, label FROM system.backups ORDER BY created_at DESC LIMIT 50");
+    const backups = await rows("SELECT backup_id, namespace, target, created_at, rows, bytes, label, scope FROM system.backups ORDER BY created_at DESC LIMIT 50");
+    try {
+      takenNames = new Set((await rows(`SELECT namespace AS name FROM system.namespaces
+        UNION ALL SELECT namespace || '.' || table_name FROM system.tables`)).map((r) => r.name));
+    } catch (err) { /* not known: restore… proposes <name>_restored */ }
     $("backups-note").textContent = plural(backups.length, "backup");
     list.replaceChildren(...(backups.length ? backups.map(backupItem) : [el("li", { class: "empty", text: "No backups yet." })]));
   } catch (err) {
     $("backups-note").textContent = err ? visible(`${err.code}: ${err.message}`) : "";
   }
+}
+
+// restore…'s statement, one that runs: RESTORE TABLE for each table of a BACKUP
+// TABLE backup (RESTORE DATABASE refuses it), beside it in its namespace; a
+// whole namespace's under a new name. A new name is `<name>_restored` (then
+// `_restored2`, ...), the first not taken when the panel last looked, cut to
+// the 64-character bound (a 56-character namespace's was refused), quoted.
+const NAME_MAX = 64;
+let takenNames = new Set(); // "ns" and "ns.table", from the Backups panel's last poll
+const quoted = (name) => `"${String(name).replace(/"/g, '""')}"`;
+function restoredName(name, taken) {
+  for (let n = 1; ; n++) {
+    const suffix = "_restored" + (n > 1 ? n : "");
+    const candidate = name.slice(0, NAME_MAX - suffix.length) + suffix;
+    if (!taken.has(candidate)) return candidate;
+  }
+}
+function restoreStatement(b, id, target) {
+  const ns = String(b.namespace);
+  const from = `FROM '${target}'`;
+  const options = `WITH (backup_id = '${id}')`;
+  const scope = String(b.scope || "");
+  if (!scope.startsWith("tables: ")) {
+    return `RESTORE DATABASE ${quoted(ns)} ${from} AS ${quoted(restoredName(ns, takenNames))} ${options};`;
+  }
+  const taken = new Set([...takenNames].filter((n) => n.startsWith(ns + ".")).map((n) => n.slice(ns.length + 1)));
+  return scope.slice("tables: ".length).split(", ").map((t) => {
+    const as = restoredName(t, taken);
+    taken.add(as);
+    return `RESTORE TABLE ${quoted(ns)}.${quoted(t)} ${from} AS ${quoted(ns)}.${quoted(as)} ${options};`;
+  }).join("\n");
 }
 
 // One backup: what and when, and buttons that put VERIFY or RESTORE in the editor
@@ -429,7 +464,7 @@ function backupItem(b) {
     b.label ? el("div", { class: "label", text: b.label }) : "",
     el("div", { class: "actions" },
       el("button", { type: "button", text: "verify", title: "put a VERIFY statement in the editor", onclick: fill(`VERIFY BACKUP '${id}' IN '${target}';`) }),
-      el("button", { type: "button", text: "restore…", title: "put a RESTORE statement in the editor", onclick: fill(`RESTORE DATABASE ${b.namespace} FROM '${target}' AS ${b.namespace}_restored WITH (backup_id = '${id}');`) })));
+      el("button", { type: "button", text: "restore…", title: "put a RESTORE statement in the editor", onclick: () => fill(restoreStatement(b, id, target))() })));
 }
 
 // ---- archiving panel: status and lag of continuous archiving (system.archives) ----
