@@ -260,6 +260,12 @@ class Backup(Record):
     job_id: str | None = None
     row_versions: int = 0  # stored row versions
     scope: str = "database"  # what it holds: 'database' or 'tables: t, u'
+    # Its manifest's `namespace_record` (whose backup: storage/backup/origin.py):
+    # the data directory that wrote it and its namespace's created_at; None when
+    # not known (a record older than these fields, not in the manifest, or an
+    # encrypted one attached without its passphrase).
+    server: str | None = None
+    namespace_created_at: str | None = None
 
     def key(self) -> str:
         return self.backup_id

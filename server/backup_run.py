@@ -19,6 +19,7 @@ from catalog.errors import CairnError, Cancelled, NotFound
 from storage import clock_floor, jobproc
 from storage.backup import Repository, stoppable, write_backup
 from storage.backup.discard import unmade
+from storage.backup.origin import whose
 from storage.backup.recorded import scope_text
 from storage.backup.schema import ArchiveRef, Scope
 from storage.snapshot import Snapshot
@@ -83,7 +84,7 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         rows=m.totals.live_rows, row_versions=m.totals.rows, files=m.totals.files,
         bytes=m.totals.bytes,
         bytes_written=m.totals.bytes_written, label=m.label, encrypted=m.encrypted,
-        job_id=ctx.job_id, scope=scope_text(m.scope),
+        job_id=ctx.job_id, scope=scope_text(m.scope), **whose(m.namespace_record),
     )
     ctx.fault("backup.before_record")
     cairn.catalog.put(record)

@@ -25,13 +25,14 @@ from sqlgrammar import ast, to_sql
 from storage.archive import pitr
 from storage.archive.store import parse_us
 from storage.backup import Repository
+from storage.backup.origin import listed_own, recorded_own, whose
 from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.selection import newest_first
 from storage.backup.sets import being_written, writing_error
 from storage.sql_text import KINDS, kind_of, sql_text
 
 from . import restore_hold, resume, visibility
-from .backup_drops import drop_beyond, origin_of, pruned, with_message
+from .backup_drops import drop_beyond, origin_of, origins, pruned, with_message
 from .backup_records import forget_gone
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
@@ -63,6 +64,8 @@ BACKUP_COLUMNS = [
     # Beyond the contract's list (which stays a prefix): stored row versions,
     # and what the backup holds ('database', or 'tables: t, u').
     ("row_versions", "BIGINT"), ("scope", "TEXT"),
+    # whether it is a backup of this server's namespace of that name (origin.py)
+    ("own", "BOOLEAN"),
 ]
 SHOW_BACKUP_COLUMNS = [("table_name", "TEXT"), ("table_type", "TEXT"), ("schema_version", "BIGINT"),
                        ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"),
@@ -260,6 +263,7 @@ def summary(doc: dict[str, Any], target: str) -> dict[str, Any]:
         "label": h.label, "encrypted": h.encrypted,
         # unknown (NULL) without the passphrase: an encrypted backup keeps it sealed
         "scope": None if h.encrypted and "tables" not in doc else scope_text(h.scope),
+        **whose(doc.get("namespace_record")),  # whose backup (an attached one's too)
     }
 
 
@@ -272,17 +276,21 @@ def _show_backups_role(stmt: ast.ShowBackups) -> Role:
 @routes.handles(ast.ShowBackups, role=_show_backups_role)
 async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) -> Result:
     def work() -> list[dict[str, Any]]:
+        of = origins(cairn)  # whose backups are (`own`), as RESTORE tells them
         if stmt.target is None:
             records = [b for b in cairn.catalog.scan(Backup)
                        if stmt.namespace is None or b.namespace == stmt.namespace]
-            rows = [{c: getattr(b, c) for c, _ in BACKUP_COLUMNS} for b in records]
+            rows = [{**{c: getattr(b, c, None) for c, _ in BACKUP_COLUMNS},
+                     "own": recorded_own(of(b.namespace), b.server, b.namespace_created_at,
+                                         b.job_id is not None)} for b in records]
         else:
             repo = repository(cairn, stmt.target)
             # Already newest first; a damaged backup of unknown age leads.
             listed, writing = repo.listing(stmt.namespace), being_written(repo)
             forget_gone(cairn, repo, stmt.namespace)  # another server dropped them
             rows = [_damaged(m, repo.uri) if "error" in m
-                    else {**summary(m, repo.uri), **writing_error(m, writing)} for m in listed]
+                    else {**summary(m, repo.uri), **writing_error(m, writing),
+                          "own": listed_own(of(m["namespace"]), m)} for m in listed]
             return rows[: stmt.limit] if stmt.limit is not None else rows
         rows.sort(key=newest_first, reverse=True)  # as a target's listing
         rows = visibility.rows_for(cairn.config, session, "backups", rows)

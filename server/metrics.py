@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 from catalog import Backup, Job, Namespace
 from catalog.records import fields_decoder
 from storage import duckrestart, timing
+from storage.backup.origin import Origin, recorded_own
 
 from . import duckfaults, logs
 
@@ -88,15 +89,11 @@ def statement_kind(sql: str) -> str:
 
 
 def _epoch(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
     try:
-        dt = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        dt = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
     except ValueError:
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+    return None if dt is None else (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def dated_ahead(stamp: str | None, now: float) -> bool:
@@ -325,6 +322,9 @@ class _Made(msgspec.Struct):
     created_at: str
     snapshot_at: str
     scope: str | None = "database"
+    job_id: str | None = None
+    server: str | None = None
+    namespace_created_at: str | None = None
 
 
 _decode_made = fields_decoder(Backup, _Made)
@@ -348,9 +348,12 @@ def newest_backups(catalog: Any, now: float | None = None) -> dict[str, float]:
     so 10,000 of them held the GIL ~130 ms a scrape). A backup dated more than
     AHEAD_SECONDS past `now` does not count (until 2026-12-06 one stamped 2099
     kept the age 0 until 2099); nor does a namespace's creation time that far
-    ahead rule out its backups (they are all before it)."""
+    ahead rule out its backups (they are all before it). Nor another server's
+    database of that name: only what a RESTORE takes as its own (recorded_own)."""
     trusted = (time.time() if now is None else now) + AHEAD_SECONDS
-    created = {ns.name: _epoch(ns.created_at) for ns in catalog.scan(Namespace)}
+    server, spaces = catalog.server_id(), list(catalog.scan(Namespace))
+    created = {ns.name: _epoch(ns.created_at) for ns in spaces}
+    origins = {ns.name: Origin(server, ns.created_at, ns.restored_from) for ns in spaces}
     newest: dict[str, float] = {}
     for _, raw in catalog.scan_raw(Backup.FAMILY):
         b = _decode_made(raw)
@@ -360,7 +363,8 @@ def newest_backups(catalog: Any, now: float | None = None) -> dict[str, float]:
         if stamp is None or snapshot is None or stamp > trusted or (
                 born is not None and born <= trusted and snapshot < born):
             continue
-        if stamp > newest.get(b.namespace, 0.0):
+        if stamp > newest.get(b.namespace, 0.0) and recorded_own(
+                origins[b.namespace], b.server, b.namespace_created_at, b.job_id is not None):
             newest[b.namespace] = stamp
     return newest
 

@@ -27,6 +27,7 @@ from catalog.errors import (
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.backup import Repository
+from storage.backup.origin import whose
 from storage.backup.schema import FileEntry, load
 from storage.backup.selection import parse_time as when
 from storage.backup.sets import (
@@ -147,7 +148,8 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
                 created_at=m.created_at, snapshot_at=m.snapshot_at, tables=m.totals.tables,
                 rows=m.totals.live_rows, row_versions=m.totals.rows, files=m.totals.files,
                 bytes=m.totals.bytes, bytes_written=m.totals.bytes_written, label=m.label,
-                encrypted=m.encrypted, job_id=ctx.job_id, scope=scope_text(m.scope))
+                encrypted=m.encrypted, job_id=ctx.job_id, scope=scope_text(m.scope),
+                **whose(m.namespace_record))
             cairn.catalog.put(record)
             records.append(record)
             rows.append({

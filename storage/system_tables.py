@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -14,6 +15,7 @@ from sqlglot import exp
 
 from catalog import Archive, Backup, Job, Namespace, Schedule, Table, TableSchema
 
+from .backup.origin import Origin, recorded_own
 from .buffer import DamagedBuffer, TableState
 from .ports import SystemSource
 from .types import describe_column
@@ -41,7 +43,7 @@ COLUMNS: dict[str, list[tuple[str, Any]]] = {
                 ("created_at", TS), ("snapshot_at", TS), ("tables", BIGINT), ("rows", BIGINT),
                 ("files", BIGINT), ("bytes", BIGINT), ("bytes_written", BIGINT),
                 ("label", TEXT), ("encrypted", BOOL), ("row_versions", BIGINT),
-                ("scope", TEXT)],
+                ("scope", TEXT), ("own", BOOL)],
     "schedules": [("name", TEXT), ("namespace", TEXT), ("target", TEXT), ("every", TEXT),
                   ("keep_last", BIGINT), ("created_at", TS), ("next_run_at", TS),
                   ("last_job_id", TEXT), ("last_status", TEXT), ("cron", TEXT)],
@@ -133,6 +135,19 @@ def _records(records: list[Any]) -> list[dict[str, Any]]:
     return [r.__dict__ for r in records]
 
 
+def _backups(backups: list[Backup], namespaces: list[Namespace],
+             server: str = "") -> list[dict[str, Any]]:
+    """Each backup record, and `own`: whether it is a backup of this server's
+    (`server`) namespace of that name, by the rule a RESTORE without backup_id
+    takes one by (origin.recorded_own: false for another server's database of
+    that name, NULL when the record cannot tell), as SHOW BACKUPS says it and
+    the web console's Backup age panel reads it."""
+    origins = {ns.name: Origin(server, ns.created_at, ns.restored_from) for ns in namespaces}
+    return [{**b.__dict__, "own": recorded_own(origins.get(b.namespace) or Origin(server),
+                                               b.server, b.namespace_created_at,
+                                               b.job_id is not None)} for b in backups]
+
+
 # Tables built from catalog records only: (the record kinds read, the rows from
 # those records). While the kinds' raw records are unchanged, the Arrow table
 # built last time is reused (reading raw records costs microseconds; decoding
@@ -143,7 +158,7 @@ FROM_RECORDS: dict[str, tuple[tuple[type, ...], Callable[..., list[dict[str, Any
     "namespaces": ((Namespace, Table), _namespaces),
     "table_schemas": ((TableSchema,), _schemas),
     "jobs": ((Job,), _records),
-    "backups": ((Backup,), _records),
+    "backups": ((Backup, Namespace), _backups),
     "schedules": ((Schedule,), _records),
 }
 
@@ -187,12 +202,16 @@ def build(engine: SystemSource, name: str) -> pa.Table | None:
     hit = cache.get(name)
     if hit is not None and hit[0] == raw:
         return hit[1]
+    # whose a backup is: this server's id (and its namespaces, the second kind)
+    rows_of = partial(_backups, server=engine.catalog.server_id()) if make is _backups else make
     table = None
-    if hit is not None and make is _records:
-        table = _extended(name, kinds[0], hit[0][0], hit[1], raw[0])
+    if hit is not None and make in (_records, _backups) and hit[0][1:] == raw[1:]:
+        rest = [[kind.loads(v) for _, v in items] for kind, items in zip(kinds[1:], raw[1:], strict=True)]  # type: ignore[attr-defined]
+        table = _extended(name, kinds[0], hit[0][0], hit[1], raw[0],
+                          lambda first: rows_of(first, *rest))
     if table is None:
         records = [[kind.loads(v) for _, v in items] for kind, items in zip(kinds, raw, strict=False)]  # type: ignore[attr-defined]
-        table = _arrow(name, make(*records))
+        table = _arrow(name, rows_of(*records))
     cache[name] = (raw, table)
     return table
 
@@ -201,12 +220,14 @@ CHUNKS_KEPT = 32  # an extended table past this many chunks is copied into one
 
 
 def _extended(name: str, kind: Any, old: tuple[tuple[bytes, bytes], ...], built: pa.Table,
-              now: tuple[tuple[bytes, bytes], ...]) -> pa.Table | None:
+              now: tuple[tuple[bytes, bytes], ...],
+              rows_of: Callable[[list[Any]], list[dict[str, Any]]]) -> pa.Table | None:
     """`system.<name>` of the records `now` from the table `built` of the
     records `old`: the longest run of `now`, from its first, that `old` holds
     unchanged (same keys, same bytes, in order) is taken from `built`, and
-    only the records after it are decoded. A job's progress rewrites its row
-    every 50 ms, and the web console asks for system.jobs every second: with
+    only the records after it are decoded (their rows: `rows_of`). A job's
+    progress rewrites its row every 50 ms, and the web console asks for
+    system.jobs every second: with
     10,000 jobs of history each such read decoded and converted all of them,
     ~150 ms of the GIL beside the statements (docs/performance.md). None
     when no such run starts the records (build them all)."""
@@ -224,7 +245,7 @@ def _extended(name: str, kind: Any, old: tuple[tuple[bytes, bytes], ...], built:
         return None
     parts = [built.slice(start, n)]
     if n < len(now):
-        parts.append(_arrow(name, _records([kind.loads(v) for _, v in now[n:]])))
+        parts.append(_arrow(name, rows_of([kind.loads(v) for _, v in now[n:]])))
     table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     if table.column(0).num_chunks > CHUNKS_KEPT:
         table = table.combine_chunks()

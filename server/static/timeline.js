@@ -143,14 +143,16 @@ async function loadTimeline() {
     $("timeline-note").textContent = err ? visible(`${err.code}: ${err.message}`) : "";
   }
   try {
-    // As cairn_backup_age_seconds (server/metrics.py): only backups that hold the
-    // namespace whole (not BACKUP TABLE) and were taken since it was created (a
+    // As cairn_backup_age_seconds (server/metrics.py): only backups of this
+    // server's namespace (b.own: never another server's database of that name
+    // in a shared target, as RESTORE tells them) that hold it whole (not
+    // BACKUP TABLE) and were taken since it was created (a
     // namespace dropped and created again is another one); none dated more than
     // 5 min past the server's clock (it ran ahead, or a forged manifest), and a
     // creation time that far ahead rules out no backup.
     const ages = await rows(`SELECT n.namespace, n.created_at, max(b.created_at) AS newest, count(b.backup_id) AS backups,
         n.created_at > now() + ${AHEAD} AS born_ahead
-      FROM system.namespaces n LEFT JOIN system.backups b ON b.namespace = n.namespace
+      FROM system.namespaces n LEFT JOIN system.backups b ON b.namespace = n.namespace AND b.own
         AND (b.snapshot_at >= n.created_at OR n.created_at > now() + ${AHEAD}) AND b.created_at <= now() + ${AHEAD}
         AND (b.scope = 'database' OR b.scope LIKE 'all (set %' OR b.scope LIKE 'databases (set %')
       GROUP BY n.namespace, n.created_at

@@ -189,3 +189,44 @@ def own_filter(origin: Origin | None,
     if any("namespace_record" in m and server_only.owns(m, lineage=True) for m in entries):
         return lambda m: taken_as_own(server_only, m)
     return None
+
+
+def whose(record: Any) -> dict[str, str | None]:
+    """What a catalog record of a backup (catalog.Backup) keeps of its manifest's
+    `namespace_record` (a document's dict, or a decoded Manifest's): `server`,
+    the data directory that wrote it, and `namespace_created_at`; None where
+    not said (an encrypted manifest's public header has no namespace_record)."""
+    if isinstance(record, dict):
+        server, created = record.get("server"), record.get("created_at")
+    else:  # a Manifest's NamespaceRecord (its server may be UNSET), or None
+        server, created = getattr(record, "server", None), getattr(record, "created_at", None)
+    return {"server": server if isinstance(server, str) else None,
+            "namespace_created_at": created if isinstance(created, str) else None}
+
+
+def recorded_own(origin: Origin, server: str | None, namespace_created_at: str | None,
+                 made_here: bool) -> bool | None:
+    """Whether this server's catalog record of a backup of `origin`'s namespace's
+    name is a backup of that namespace, by the rule a RESTORE without
+    `backup_id` takes one by (`Origin.owns`, lineage): its manifest's writer
+    and namespace creation time as recorded (`whose`), or, for a record of a
+    BACKUP run here (`made_here`) from before they were recorded, this server.
+    None when the record cannot tell (an ATTACHed backup recorded before them,
+    an encrypted one attached without its passphrase): such a backup never
+    makes a namespace's backup age fresh (cairn_backup_age_seconds, the web
+    console's panel); ATTACH BACKUPS again records them."""
+    writer = origin.server if server is None and made_here else server
+    if writer is None and namespace_created_at is None:
+        return None
+    return origin.owns({"namespace_record": {"server": writer,
+                                             "created_at": namespace_created_at}}, lineage=True)
+
+
+def listed_own(origin: Origin, m: dict[str, Any]) -> bool | None:
+    """The same of a manifest listed in a target (SHOW BACKUPS … IN): whether a
+    RESTORE without `backup_id` takes it as a backup of `origin`'s namespace
+    (one naming this server only if this server wrote it: `written_here`);
+    None when its body is not read (damaged, or encrypted and not opened)."""
+    if "error" in m or not isinstance(m.get("namespace_record"), dict):
+        return None
+    return origin.owns(m, lineage=True) and origin.written_here(m)

@@ -100,7 +100,7 @@ SYSTEM_COLUMNS = {
              "error_message", "node_id"],
     "backups": ["backup_id", "namespace", "target", "created_at", "snapshot_at", "tables",
                 "rows", "files", "bytes", "bytes_written", "label", "encrypted", "row_versions",
-                "scope"],
+                "scope", "own"],
     "schedules": ["name", "namespace", "target", "every", "keep_last", "created_at",
                   "next_run_at", "last_job_id", "last_status", "cron"],
 }  # fmt: skip

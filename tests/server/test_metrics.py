@@ -256,6 +256,7 @@ def test_newest_backups_decodes_two_fields_a_record_and_reads_any(
             cat.put(Namespace(name, created_at="2026-11-01T00:00:00.000Z"))
 
         def put(backup_id: str, ns: str, created: str, **kw: Any) -> None:
+            kw.setdefault("job_id", "job-1")  # a BACKUP here made it: this server's
             cat.put(Backup(backup_id=backup_id, namespace=ns, target="t", created_at=created,
                            snapshot_at=created, **kw))
 
@@ -277,6 +278,33 @@ def test_newest_backups_decodes_two_fields_a_record_and_reads_any(
 
         assert got == {"a": at("2026-12-03T00:00:00.000Z"), "b": at("2026-12-02T00:00:00.000Z"),
                        "c": at("2026-12-04T00:00:00.000Z")}
+    finally:
+        cat.close()
+
+
+def test_newest_backups_counts_only_what_restore_takes_as_this_servers(tmp_path: Any) -> None:
+    """An attached backup counts only when its record says it is of this
+    server's namespace (docs/backup-format.md "Whose backup"): not another
+    server's database of that name, nor one whose record cannot tell (attached
+    before records kept whose it was); a manifest from before manifests named
+    their server, by its namespace's creation time."""
+    from catalog import Backup, Catalog, Namespace
+
+    cat = Catalog(tmp_path / "catalog")
+    try:
+        born = "2026-11-01T00:00:00.000Z"
+        for name in ("mine", "theirs", "unknown", "older", "other_older"):
+            cat.put(Namespace(name, created_at=born))
+        me = cat.server_id()
+        for ns, kw in (("mine", {"server": me, "namespace_created_at": born}),
+                       ("theirs", {"server": "sv-" + "b" * 20, "namespace_created_at": born}),
+                       ("unknown", {}),
+                       ("older", {"namespace_created_at": born}),
+                       ("other_older", {"namespace_created_at": "2026-11-02T00:00:00.000Z"})):
+            cat.put(Backup(backup_id=f"bk-{ns}", namespace=ns, target="t",
+                           created_at="2026-12-01T00:00:00.000Z",
+                           snapshot_at="2026-12-01T00:00:00.000Z", **kw))
+        assert set(metrics.newest_backups(cat)) == {"mine", "older"}
     finally:
         cat.close()
 
