@@ -22,6 +22,18 @@ _NAMES_TTL = 30.0  # seconds before the completion names are fetched again
 _LOOKUP_TIMEOUT = 2.0  # a slow server must not freeze typing
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx is answered as itself, never followed: following it would carry the
+    token and X-User-Id to whatever host the Location names, and turn the POST
+    into a GET whose answer would print as the statement's result."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 @dataclass(frozen=True)
 class ApiError:
     """The contract's error object (§2); position fields are None when absent."""
@@ -82,9 +94,14 @@ class Client:
             method="POST")
         started = time.perf_counter()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+            with _OPENER.open(request, timeout=self.timeout) as resp:
                 payload = resp.read()
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                where = exc.headers.get("Location") or "nowhere"
+                return Reply(error=ApiError(
+                    "REDIRECT", f"{self.url} answered {exc.code} redirecting to {where[:200]}; "
+                    "not followed (point --url at the server itself)"))
             payload = exc.read()
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)

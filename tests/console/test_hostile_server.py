@@ -1,0 +1,31 @@
+"""`cairn sql` against a server (or proxy) that answers what it should not: the
+console prints one `ERROR …` line and exits non-zero, and its token never
+leaves the origin it was given."""
+
+from __future__ import annotations
+
+import json
+
+from tests.console.conftest import cairn_sql
+from tests.console.fakeserver import fake_server
+
+TOKEN = "s3cret-admin-token"
+SUCCESS = json.dumps({"status": "success", "results": [
+    {"columns": ["n"], "schema": [{"name": "n", "type": "INTEGER"}], "rows": [{"n": 42}]}]}
+).encode()
+
+
+def test_a_redirect_is_an_error_and_the_token_stays_home() -> None:
+    with fake_server(lambda h: (200, {}, SUCCESS)) as other:
+        for status in (302, 307):
+            location = other.url + "/steal"
+            with fake_server(lambda h, s=status, loc=location: (s, {"Location": loc}, b"")) as srv:
+                run = cairn_sql(srv.url, "--user", "alice", "-c", "DELETE FROM app.t WHERE id = 1",
+                                env={"CAIRN_TOKEN": TOKEN})
+                assert run.returncode == 1, (status, run.stdout, run.stderr)
+                assert run.stdout == ""
+                assert run.stderr.splitlines() == [
+                    f"ERROR REDIRECT: {srv.url} answered {status} redirecting to {location}; "
+                    "not followed (point --url at the server itself)"]
+                assert [(m, p) for m, p, _ in srv.seen] == [("POST", "/api/sql")]
+        assert other.seen == []  # neither the token nor X-User-Id went to the other host
