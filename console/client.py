@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,8 +85,31 @@ class Client:
             headers["X-User-Id"] = self.user
         return headers
 
+    def unsendable(self) -> str | None:
+        """Why --url, the token or --user cannot make an HTTP request, or None.
+        The message never quotes the token."""
+        try:
+            parts = urllib.parse.urlsplit(self.url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            return f"--url {self.url} is not a URL ({exc})"
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(
+                ord(c) <= 0x20 or ord(c) >= 0x7f for c in self.url):
+            return f"--url {self.url} is not an http:// or https:// URL of printable ASCII"
+        if self.token and any(not 0x21 <= ord(c) <= 0x7e for c in self.token):
+            return ("the token ($CAIRN_TOKEN or --token) holds a space, a control character "
+                    "or a character outside ASCII (a file with CRLF line ends leaves a \\r "
+                    "at its end); it was not sent")
+        if self.user and any(not 0x20 <= ord(c) <= 0x7e and not 0xa0 <= ord(c) <= 0xff
+                             for c in self.user):
+            return "--user holds a control character or a character outside Latin-1"
+        return None
+
     def run(self, sql: str) -> Reply:
         """POST the SQL; never raises for server or network errors (KeyboardInterrupt passes)."""
+        bad = self.unsendable()
+        if bad is not None:
+            return Reply(error=ApiError("INVALID_ARGUMENT", bad))
         body: dict[str, Any] = {"sql": sql}
         if self.namespace:
             body["namespace"] = self.namespace
@@ -106,6 +130,9 @@ class Client:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             return Reply(error=ApiError("UNAVAILABLE", f"cannot reach {self.url}: {reason}"))
+        except (ValueError, UnicodeError) as exc:  # never str(exc): it may quote the token
+            return Reply(error=ApiError(
+                "INVALID_ARGUMENT", f"cannot send a request to {self.url} ({type(exc).__name__})"))
         took = (time.perf_counter() - started) * 1000
         return parse_reply(payload, took)
 

@@ -29,3 +29,22 @@ def test_a_redirect_is_an_error_and_the_token_stays_home() -> None:
                     "not followed (point --url at the server itself)"]
                 assert [(m, p) for m, p, _ in srv.seen] == [("POST", "/api/sql")]
         assert other.seen == []  # neither the token nor X-User-Id went to the other host
+
+
+def test_a_token_user_or_url_that_cannot_be_sent_is_one_error_line_without_the_secret() -> None:
+    with fake_server(lambda h: (200, {}, SUCCESS)) as srv:
+        cases = [({"CAIRN_TOKEN": "s3cretTOKEN42\r"}, ["--url", srv.url], "the token"),
+                 ({}, ["--url", srv.url, "--token", "s3cretTOKEN42\u20ac"], "the token"),
+                 ({}, ["--url", srv.url, "--user", "al\u20ac"], "--user"),
+                 ({}, ["--url", "127.0.0.1:1"], "--url 127.0.0.1:1 "),
+                 ({}, ["--url", "http://[::1"], "--url http://[::1 "),
+                 ({}, ["--url", srv.url + "/\x7f"], "--url ")]
+        for env, args, says in cases:
+            run = cairn_sql(srv.url, *args, "-c", "SELECT 1", env={"CAIRN_TOKEN": "", **env})
+            assert run.returncode == 1, (args, run.stderr)
+            assert run.stdout == ""
+            lines = run.stderr.splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"ERROR INVALID_ARGUMENT: {says}"), (
+                args, run.stderr)
+            assert "s3cretTOKEN42" not in run.stderr
+        assert srv.seen == []
