@@ -21,6 +21,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", dest="command_sql", help="run this SQL and exit")
     parser.add_argument("-f", dest="file", help="run the SQL in this file and exit")
     parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    parser.add_argument(
+        "--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+        help="give up on a request the server has not fully answered in this time "
+             f"(default {DEFAULT_TIMEOUT:g}; 0 waits forever)")
+
+
+DEFAULT_TIMEOUT = 300.0  # per request: a watched BACKUP is many short polls, not one request
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 1e6:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1000000 seconds: {text!r}")
+    return value
 
 
 def main(args: argparse.Namespace) -> int:

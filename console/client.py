@@ -8,6 +8,7 @@ callers have one shape to print."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -116,6 +117,31 @@ class Client:
         request = urllib.request.Request(
             self.url + "/api/sql", data=json.dumps(body).encode(), headers=self.headers(),
             method="POST")
+        if self.timeout is None:
+            return self._send(request)
+        # The whole exchange is bounded, not each socket read: a server that
+        # drips its answer a byte at a time never trips a socket timeout.
+        done: list[Reply] = []
+        failed: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                done.append(self._send(request))
+            except BaseException as exc:  # raised again below, in the caller's thread
+                failed.append(exc)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        sender.join(self.timeout)
+        if failed:
+            raise failed[0]
+        if not done:
+            return Reply(error=ApiError(
+                "TIMEOUT", f"{self.url} did not answer within {self.timeout:g} s (--timeout); "
+                "the server may still run the statement"))
+        return done[0]
+
+    def _send(self, request: urllib.request.Request) -> Reply:
         started = time.perf_counter()
         try:
             with _OPENER.open(request, timeout=self.timeout) as resp:

@@ -247,7 +247,7 @@ def listen_for_ctrl_c() -> None:
 def run(args: argparse.Namespace) -> int:
     """Run `cairn sql` with the options `console.add_arguments` defined."""
     client = Client(args.url, token=args.token or os.environ.get("CAIRN_TOKEN"),
-                    user=args.user, namespace=args.namespace)
+                    user=args.user, namespace=args.namespace, timeout=args.timeout or None)
     shell = Shell(client, Printer(args.format))
     try:
         if args.command_sql is not None:

@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-Answer = Callable[[http.server.BaseHTTPRequestHandler], tuple[int, dict[str, str], bytes]]
+# None: the function wrote its answer itself
+Answer = Callable[[http.server.BaseHTTPRequestHandler],
+                  tuple[int, dict[str, str], bytes] | None]
 
 
 @dataclass
@@ -32,7 +34,10 @@ def fake_server(answer: Answer) -> Iterator[Fake]:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
-            status, headers, body = answer(self)
+            answered = answer(self)
+            if answered is None:
+                return
+            status, headers, body = answered
             self.send_response(status)
             for name, value in {"Content-Length": str(len(body)), **headers}.items():
                 self.send_header(name, value)

@@ -4,7 +4,10 @@ leaves the origin it was given."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import threading
 
 from tests.console.conftest import cairn_sql
 from tests.console.fakeserver import fake_server
@@ -48,3 +51,37 @@ def test_a_token_user_or_url_that_cannot_be_sent_is_one_error_line_without_the_s
                 args, run.stderr)
             assert "s3cretTOKEN42" not in run.stderr
         assert srv.seen == []
+
+
+def test_timeout_ends_a_request_the_server_never_finishes() -> None:
+    release = threading.Event()
+
+    def silent(h: http.server.BaseHTTPRequestHandler) -> None:
+        release.wait(120)
+
+    def drip(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "1000000")
+        h.end_headers()
+        with contextlib.suppress(OSError):
+            while not release.wait(0.2):  # a byte every 0.2 s: 1 MB takes days
+                h.wfile.write(b" ")
+                h.wfile.flush()
+
+    try:
+        for answer in (silent, drip):
+            with fake_server(answer) as srv:
+                # Without the timeout this never returns: cairn_sql raises TimeoutExpired at 60 s.
+                run = cairn_sql(srv.url, "--timeout", "1", "-c", "SELECT 1")
+                assert run.returncode == 1, run.stderr
+                assert run.stderr.splitlines() == [
+                    f"ERROR TIMEOUT: {srv.url} did not answer within 1 s (--timeout); "
+                    "the server may still run the statement"]
+    finally:
+        release.set()
+
+
+def test_timeout_must_be_a_number_of_seconds() -> None:
+    run = cairn_sql("http://127.0.0.1:1", "--timeout", "soon", "-c", "SELECT 1")
+    assert run.returncode == 2
+    assert "--timeout: not a number of seconds: 'soon'" in run.stderr
