@@ -211,6 +211,8 @@ def load(path: str | Path | None = None, **overrides: Any) -> Config:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
+        except RecursionError:  # tomllib recurses once per nesting level
+            raise ConfigError(f"config file {path}: a value is nested too deep") from None
     cfg = from_dict(data)
     if overrides.get("host") is not None:
         cfg.server.host = overrides["host"]

@@ -135,6 +135,16 @@ def test_serve_prints_one_line_and_exits(tmp_path: Path,
     assert not (tmp_path / "d").exists()  # nothing opened
 
 
+def test_a_value_nested_too_deep_is_one_line_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[storage]\nflush_rows = " + "[" * 5000 + "]" * 5000 + "\n")
+    code, err = _serve(capsys, "--config", str(f), "--data-dir", str(tmp_path / "d"))
+    assert code == 2
+    assert err == f"cairn: config file {f}: a value is nested too deep\n"
+    assert not (tmp_path / "d").exists()
+
+
 def test_bad_log_level_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _serve(capsys, "--log-level", "bogus", "--data-dir", str(tmp_path / "d"))
     assert code == 2
