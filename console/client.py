@@ -201,6 +201,9 @@ def parse_reply(payload: bytes, took_ms: float) -> Reply:
     """Turn a response body into a Reply; a body that is not the contract's JSON is an error."""
     try:
         body = jsontext.loads(payload)  # JSON values as the server wrote them
+    except RecursionError:
+        return Reply(error=ApiError("INVALID_RESPONSE", "server sent JSON nested too deep"),
+                     took_ms=took_ms)
     except ValueError:
         snippet = payload[:200].decode("utf-8", "replace")
         return Reply(error=ApiError("INVALID_RESPONSE", f"server sent non-JSON: {snippet!r}"),
@@ -208,7 +211,10 @@ def parse_reply(payload: bytes, took_ms: float) -> Reply:
     if not isinstance(body, dict):
         return Reply(error=ApiError("INVALID_RESPONSE", "server sent JSON that is not an object"),
                      took_ms=took_ms)
-    results = [r for r in body.get("results") or [] if isinstance(r, dict)]
+    results = body.get("results") or []
+    wrong = _wrong_shape(results)
+    if wrong:
+        return Reply(error=ApiError("INVALID_RESPONSE", f"server sent {wrong}"), took_ms=took_ms)
     err = body.get("error")
     if body.get("status") == "success" and err is None:
         return Reply(results=results, took_ms=took_ms)
@@ -224,6 +230,21 @@ def parse_reply(payload: bytes, took_ms: float) -> Reply:
         ),
         took_ms=took_ms,
     )
+
+
+def _wrong_shape(results: Any) -> str | None:
+    """What in `results` is not the contract's shape (the printers index into it), or None."""
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        return "results that are not a list of objects"
+    for r in results:
+        for key, item in (("columns", None), ("rows", dict), ("schema", dict)):
+            value = r.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, list) or (
+                    item is not None and not all(isinstance(v, item) for v in value)):
+                return f"a result whose {key} is not a list" + (" of objects" if item else "")
+    return None
 
 
 def _int(value: Any) -> int | None:

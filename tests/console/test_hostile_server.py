@@ -9,6 +9,7 @@ import http.server
 import json
 import threading
 
+from console.client import parse_reply
 from tests.console.conftest import cairn_sql
 from tests.console.fakeserver import fake_server
 
@@ -85,3 +86,34 @@ def test_timeout_must_be_a_number_of_seconds() -> None:
     run = cairn_sql("http://127.0.0.1:1", "--timeout", "soon", "-c", "SELECT 1")
     assert run.returncode == 2
     assert "--timeout: not a number of seconds: 'soon'" in run.stderr
+
+
+
+WRONG_SHAPES = {
+    "/rows": b'{"status":"success","results":[{"columns":["x"],"rows":[1]}]}',
+    "/results": b'{"status":"success","results":5}',
+    "/schema": b'{"status":"success","results":[{"columns":["x"],"schema":[1],"rows":[{"x":1}]}]}',
+    "/columns": b'{"status":"error","results":[{"columns":3}],"error":{"code":"X"}}',
+    "/deep": b'{"status":"success","results":[{"columns":["x"],"rows":[{"x":'
+             + b"[" * 100_000 + b"]" * 100_000 + b"}]}]}",
+}
+
+
+def test_an_answer_of_the_wrong_shape_is_invalid_response() -> None:
+    for path, body in WRONG_SHAPES.items():
+        reply = parse_reply(body, 1.0)
+        assert reply.error is not None and reply.error.code == "INVALID_RESPONSE", path
+        assert reply.results == []
+
+
+def test_the_console_prints_a_wrong_shape_as_one_error_line_not_a_traceback() -> None:
+    def answer(h: http.server.BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        return 200, {}, WRONG_SHAPES[h.path.removesuffix("/api/sql")]
+
+    with fake_server(answer) as srv:
+        for path, fmt in (("/rows", "table"), ("/deep", "csv")):
+            run = cairn_sql(srv.url + path, "--format", fmt, "-c", "SELECT 1")
+            assert run.returncode == 1, (path, fmt, run.stderr)
+            lines = run.stderr.splitlines()
+            assert len(lines) == 1, (path, fmt, run.stderr)
+            assert lines[0].startswith("ERROR INVALID_RESPONSE: server sent "), (path, fmt)
