@@ -9,6 +9,8 @@ import http.server
 import json
 import threading
 
+import pytest
+
 from console.client import parse_reply
 from tests.console.conftest import cairn_sql
 from tests.console.fakeserver import fake_server
@@ -35,26 +37,33 @@ def test_a_redirect_is_an_error_and_the_token_stays_home() -> None:
         assert other.seen == []  # neither the token nor X-User-Id went to the other host
 
 
-def test_a_token_user_or_url_that_cannot_be_sent_is_one_error_line_without_the_secret() -> None:
+SRV = "{srv}"  # replaced by the fake server's URL
+
+
+@pytest.mark.parametrize("env, args, says", [
+    ({"CAIRN_TOKEN": "s3cretTOKEN42\r"}, [], "the token"),
+    ({}, ["--token", "s3cretTOKEN42\u20ac"], "the token"),
+    ({}, ["--user", "al\u20ac"], "--user"),
+    ({}, ["--url", "127.0.0.1:1"], "--url 127.0.0.1:1 "),
+    ({}, ["--url", "http://[::1"], "--url http://[::1 "),
+    ({}, ["--url", SRV + "/\x7f"], "--url "),
+])
+def test_a_token_user_or_url_that_cannot_be_sent_is_one_error_line_without_the_secret(
+        env: dict[str, str], args: list[str], says: str) -> None:
     with fake_server(lambda h: (200, {}, SUCCESS)) as srv:
-        cases = [({"CAIRN_TOKEN": "s3cretTOKEN42\r"}, ["--url", srv.url], "the token"),
-                 ({}, ["--url", srv.url, "--token", "s3cretTOKEN42\u20ac"], "the token"),
-                 ({}, ["--url", srv.url, "--user", "al\u20ac"], "--user"),
-                 ({}, ["--url", "127.0.0.1:1"], "--url 127.0.0.1:1 "),
-                 ({}, ["--url", "http://[::1"], "--url http://[::1 "),
-                 ({}, ["--url", srv.url + "/\x7f"], "--url ")]
-        for env, args, says in cases:
-            run = cairn_sql(srv.url, *args, "-c", "SELECT 1", env={"CAIRN_TOKEN": "", **env})
-            assert run.returncode == 1, (args, run.stderr)
-            assert run.stdout == ""
-            lines = run.stderr.splitlines()
-            assert len(lines) == 1 and lines[0].startswith(f"ERROR INVALID_ARGUMENT: {says}"), (
-                args, run.stderr)
-            assert "s3cretTOKEN42" not in run.stderr
+        args = [a.replace(SRV, srv.url) for a in args]
+        run = cairn_sql(srv.url, *args, "-c", "SELECT 1", env={"CAIRN_TOKEN": "", **env})
+        assert run.returncode == 1, (args, run.stderr)
+        assert run.stdout == ""
+        lines = run.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"ERROR INVALID_ARGUMENT: {says}"), (
+            args, run.stderr)
+        assert "s3cretTOKEN42" not in run.stderr
         assert srv.seen == []
 
 
-def test_timeout_ends_a_request_the_server_never_finishes() -> None:
+@pytest.mark.parametrize("answer", ["silent", "drip"])
+def test_timeout_ends_a_request_the_server_never_finishes(answer: str) -> None:
     release = threading.Event()
 
     def silent(h: http.server.BaseHTTPRequestHandler) -> None:
@@ -70,14 +79,13 @@ def test_timeout_ends_a_request_the_server_never_finishes() -> None:
                 h.wfile.flush()
 
     try:
-        for answer in (silent, drip):
-            with fake_server(answer) as srv:
-                # Without the timeout this never returns: cairn_sql raises TimeoutExpired at 60 s.
-                run = cairn_sql(srv.url, "--timeout", "1", "-c", "SELECT 1")
-                assert run.returncode == 1, run.stderr
-                assert run.stderr.splitlines() == [
-                    f"ERROR TIMEOUT: {srv.url} did not answer within 1 s (--timeout); "
-                    "the server may still run the statement"]
+        with fake_server(silent if answer == "silent" else drip) as srv:
+            # Without the timeout this never returns: cairn_sql raises TimeoutExpired at 60 s.
+            run = cairn_sql(srv.url, "--timeout", "1", "-c", "SELECT 1")
+            assert run.returncode == 1, run.stderr
+            assert run.stderr.splitlines() == [
+                f"ERROR TIMEOUT: {srv.url} did not answer within 1 s (--timeout); "
+                "the server may still run the statement"]
     finally:
         release.set()
 
