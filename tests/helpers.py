@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from multidict import CIMultiDict
+
 
 async def sql(
     client: Any,
@@ -327,3 +329,19 @@ async def idle_schedule_loop(cairn: Any, period: float = 1.0) -> None:
     `now` to run_due: the loop's real clock would see their next runs far
     ahead of it and compute them again (schedules.set_back)."""
     await asyncio.Event().wait()
+
+
+def raw_http(port: int, request: bytes) -> tuple[int, CIMultiDict[str], bytes]:
+    """One HTTP request written as is (no body follows its head); the
+    answer's status, headers (any case) and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        out = b""
+        while b"\r\n\r\n" not in out and (chunk := sock.recv(65536)):
+            out += chunk
+        head, _, body = out.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = CIMultiDict(line.split(": ", 1) for line in lines[1:])
+        while len(body) < int(headers.get("Content-Length", 0)) and (chunk := sock.recv(65536)):
+            body += chunk
+    return int(lines[0].split()[1]), headers, body

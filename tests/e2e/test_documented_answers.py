@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 import jsonschema
@@ -19,21 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server.app import create_app
 from server.config import Config
-
-
-def exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """One request written as is (no body follows its head); the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(request)
-        out = b""
-        while b"\r\n\r\n" not in out and (chunk := sock.recv(65536)):
-            out += chunk
-        head, _, body = out.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
-        while len(body) < int(headers.get("content-length", 0)) and (chunk := sock.recv(65536)):
-            body += chunk
-    return int(lines[0].split()[1]), headers, body
+from tests.helpers import raw_http as exchange
 
 
 def documented(doc: dict[str, Any], path: str, method: str, status: int,

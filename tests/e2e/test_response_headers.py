@@ -8,7 +8,6 @@ was sent without them, and another site framed it under a decoy page
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from server import app as app_module
 from server.app import create_app
 from server.config import Config
+from tests.helpers import raw_http as raw
 
 FRAMING = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
 
@@ -25,21 +25,6 @@ def protected(headers: Any, what: str) -> None:
         assert headers.get(name) == value, (what, name, dict(headers))
     assert "frame-ancestors 'none'" in headers.get("Content-Security-Policy", ""), (
         what, dict(headers))
-
-
-def raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """One request written as is; the answer's status, headers and body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(request)
-        out = b""
-        while b"\r\n\r\n" not in out and (chunk := sock.recv(65536)):
-            out += chunk
-        head, _, body = out.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        headers = dict(line.split(": ", 1) for line in lines[1:])
-        while len(body) < int(headers.get("Content-Length", 0)) and (chunk := sock.recv(65536)):
-            body += chunk
-    return int(lines[0].split()[1]), headers, body
 
 
 async def test_every_answer_forbids_framing_and_sniffing(
