@@ -232,8 +232,10 @@ def run_campaign(workdir: Path, runs: int, seed: int = 8, job_seconds: float = 1
                 # kill comes late enough that a job slowed by a busy machine
                 # (a suite's other worker) reaches it first. At 1.3 times the
                 # expected time, the first RESTORE (its time still a guess)
-                # was once killed before its install, not after it.
-                run.planned = 3.0 if run.fault else run.planned
+                # was once killed before its install, not after it; at 3 times,
+                # at load average 15-20, a keep_last before its prune. Every
+                # pinned point is reached, so the bound costs nothing.
+                run.planned = 30.0 if run.fault else run.planned
             campaign.runs.append(run)
             try:
                 assert srv is not None
