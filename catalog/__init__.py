@@ -1,5 +1,6 @@
 """The metadata catalog on RocksDB: typed records, atomic batches, checkpoints."""
 
+from .diskerrors import CatalogLocked
 from .records import (
     Archive,
     Backup,
@@ -15,7 +16,7 @@ from .records import (
     table_key,
     utcnow,
 )
-from .store import Batch, Catalog, CatalogLocked
+from .store import Batch, Catalog
 
 __all__ = [
     "Archive", "Backup", "Batch", "Catalog", "CatalogLocked", "DataFile", "Job", "Meta",

@@ -44,6 +44,10 @@ SHORTAGES: dict[int, tuple[str, str]] = {
 }
 
 
+class CatalogLocked(Exception):
+    """Another process holds this data directory."""
+
+
 class DataDirUnavailable(Unavailable):
     """The data directory cannot take the write now. `sqlstate` is the
     PostgreSQL code for the cause (53100 disk_full for a full disk)."""
@@ -118,6 +122,15 @@ def from_rocksdb(data_dir: Path, exc: BaseException) -> DataDirUnavailable | Non
             return _describe(data_dir, code, f" (RocksDB: {where})" if where != reason else "")
     return DataDirUnavailable(f"the data directory '{data_dir}' cannot be written "
                               f"(RocksDB: {text})")
+
+
+def half_made(data_dir: Path, family: str) -> DataDirUnavailable:
+    """A column family RocksDB created while its disk refused writes (its
+    OPTIONS file could not be written): it is in the database, yet cannot be
+    opened until the catalog is opened again. Was a bare Exception: 500."""
+    return DataDirUnavailable(
+        f"the data directory '{data_dir}' refused writes while column family '{family}' "
+        "was being created: it cannot be used until the server restarts")
 
 
 def open_failed(path: Path, exc: Exception) -> Exception:

@@ -132,6 +132,14 @@ class Table(Record):
         return table_key(self.namespace, self.name)
 
 
+def prefix_upper_bound(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with `prefix`."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
 def table_key(namespace: str, name: str) -> str:
     return f"{namespace}{SEP}{name}"
 

@@ -26,21 +26,25 @@ from rocksdict import (
     WriteBatch,
 )
 
-from .diskerrors import DataDirUnavailable, from_rocksdb, names_disk_cause, open_failed
+from .diskerrors import (
+    CatalogLocked,
+    DataDirUnavailable,
+    from_rocksdb,
+    half_made,
+    names_disk_cause,
+    open_failed,
+)
 from .ids import new_id
-from .records import RECORD_TYPES, Meta, R, Record
+from .records import RECORD_TYPES, Meta, R, Record, prefix_upper_bound
 
 SEQ_BLOCK = 100_000
 log = logging.getLogger("cairn.catalog")
 
 
-class CatalogLocked(Exception):
-    """Another process holds this data directory."""
-
-
 MAX_TOTAL_WAL_BYTES = 64 << 20  # logs any family's unflushed write holds (were unbounded)
 MEMTABLE_BYTES = 128 << 20  # every family's memtables together (a STREAM's evicted rows)
 BUFFERS = "buffers"  # every table's write buffer (storage/bufstore.py): opened with the rest
+CHANGES = "changes"  # the change log (storage/archive/changes.py): too (see `family`)
 
 
 def _options() -> Options:
@@ -50,14 +54,6 @@ def _options() -> Options:
     opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES)
     opts.set_db_write_buffer_size(MEMTABLE_BYTES)
     return opts
-
-
-def prefix_upper_bound(prefix: bytes) -> bytes | None:
-    """The smallest key greater than every key starting with `prefix`."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 class Batch:
@@ -140,7 +136,7 @@ class Catalog:
             existing = Rdict.list_cf(str(self.path), Options(raw_mode=True))
         except Exception:
             existing = ["default"]
-        wanted = set(existing) | {cls.FAMILY for cls in RECORD_TYPES} | {BUFFERS}
+        wanted = set(existing) | {cls.FAMILY for cls in RECORD_TYPES} | {BUFFERS, CHANGES}
         cfs = {name: Options(raw_mode=True) for name in wanted if name != "default"}
         self.write_error: str | None = None  # why the last write failed, until one succeeds
         try:
@@ -181,7 +177,10 @@ class Catalog:
     # --- families -------------------------------------------------------
 
     def _open_family(self, name: str) -> Rdict:
-        fam = self._db.get_column_family(name)
+        try:
+            fam = self._db.get_column_family(name)
+        except Exception:  # RocksDB made it, then a full disk refused its OPTIONS file
+            raise half_made(self.path.parent, name) from None  # (so Cairn's are made at open)
         self._families[name] = fam
         self._handles[name] = self._db.get_column_family_handle(name)
         return fam

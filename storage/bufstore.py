@@ -24,7 +24,8 @@ from collections.abc import Iterator
 
 from catalog import Catalog, Meta, Table
 from catalog.errors import CannotStart
-from catalog.store import BUFFERS, prefix_upper_bound
+from catalog.records import prefix_upper_bound
+from catalog.store import BUFFERS
 
 FAMILY = BUFFERS  # opened with the catalog: made by no statement
 LEGACY = "buf_"  # the old layout: one family a table, `buf_<uid>`

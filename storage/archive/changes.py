@@ -47,6 +47,7 @@ import msgspec
 
 from catalog import Catalog
 from catalog.records import SEP
+from catalog.store import CHANGES
 from storage import timing
 
 from .rawlog import RawChanges, upto
@@ -54,7 +55,7 @@ from .steps import PACE_EVERY, pace
 
 log = logging.getLogger("cairn.archive")
 
-FAMILY = "changes"
+FAMILY = CHANGES  # opened with the catalog: made by no statement
 CLOCK_WARN_US = 1_000_000
 
 ROWS = "rows"
@@ -232,7 +233,7 @@ class ChangeLog:
     """Per namespace: is it archived, its commit lock, lsn and clock."""
 
     def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog  # the family is created by the first write into it
+        self.catalog = catalog  # its family is opened with the catalog
         self._lock = threading.Lock()
         self._ns: dict[str, _Ns] = {}
 
