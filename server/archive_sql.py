@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -18,7 +19,7 @@ from storage.backup.origin import own_filter
 from storage.system_tables import archives as archive_rows
 
 from .archive_verify import Shipped, verify_work
-from .archiving import Archiver, parse_interval, service
+from .archiving import Archiver, ArchiveService, parse_interval, service
 from .backup_drops import origin_of
 from .backups import check_options, job_row, redacted, result_row
 from .dispatch import Routes
@@ -32,6 +33,7 @@ START_OPTIONS: dict[str, type] = {"interval": str, "compression": str, "encrypti
 VERIFY_ARCHIVE_OPTIONS: dict[str, type] = {"encryption_passphrase": str, "detached": bool}
 
 routes = Routes()
+log = logging.getLogger("cairn.archive")
 PAUSE_LOOK = 0.05  # seconds between STOP's looks at a base it waits for being paused
 
 ARCHIVE_COLUMNS = [
@@ -75,7 +77,7 @@ async def start_archiving(cairn: Cairn, session: Session, stmt: ast.StartArchivi
                                   opts.get("encryption_passphrase"), compression)
     svc = service(cairn)
     existing = await cairn.run(cairn.catalog.get, Archive, ns)
-    if existing is not None and existing.status != "stopped":
+    if existing is not None and existing.status != "stopped" and not unstarted(svc, existing):
         raise AlreadyExists(f"namespace '{ns}' is already being archived to '{existing.target}'")
     rec = Archive(namespace=ns, target=repo.uri, target_text=stmt.target,
                   archive_id=new_id("ar"), interval_ms=interval_ms, compression=compression,
@@ -98,11 +100,13 @@ async def start_archiving(cairn: Cairn, session: Session, stmt: ast.StartArchivi
         async with arch.lock:
             try:
                 job: Job = await arch.take_base(rec, on_job)
-            except BaseException:
-                await cairn.run(drop_failed, cairn, arch)
-                if svc.archivers.get(ns) is arch:
-                    svc.archivers.pop(ns, None)
-                await svc.release_helper()  # a STOP meanwhile left it for this one
+            except BaseException as exc:
+                try:
+                    await cairn.run(drop_failed, cairn, arch, exc)
+                finally:
+                    if svc.archivers.get(ns) is arch:
+                        svc.archivers.pop(ns, None)
+                    await svc.release_helper()  # a STOP meanwhile left it for this one
                 raise
         svc.launch(arch)
         return job
@@ -119,13 +123,34 @@ async def start_archiving(cairn: Cairn, session: Session, stmt: ast.StartArchivi
                       f"'{job.result['backup_id']}')")
 
 
-def drop_failed(cairn: Cairn, arch: Archiver) -> None:
+def drop_failed(cairn: Cairn, arch: Archiver, error: BaseException) -> None:
     """After START ARCHIVING's base failed: its archive goes (only its own: a
-    STOP and a new START may have come between)."""
+    STOP and a new START may have come between). Should the data directory
+    refuse that too (the base failed for it, likely), the archive reads
+    `failed` with the reason, and START ARCHIVING may be run again
+    (`unstarted`): it stayed `running` on its own, for good, archiving
+    nothing, and START answered 409."""
     now = cairn.catalog.get(Archive, arch.namespace)
-    if arch.owns(now):
-        cairn.engine.changes.deactivate(arch.namespace)
+    if not arch.owns(now):
+        return
+    assert now is not None
+    cairn.engine.changes.deactivate(arch.namespace)
+    try:
         cairn.catalog.delete(Archive, arch.namespace)
+    except CairnError as refused:
+        why = error.message if isinstance(error, CairnError) else (
+            "cancelled" if isinstance(error, asyncio.CancelledError) else repr(error))
+        log.warning("archive of %s: its base failed and its record cannot be removed: %s",
+                    arch.namespace, refused.message)
+        now.status, now.last_error = "failed", f"its base backup failed: {why}"
+        cairn.catalog.keep(now)  # in memory while the disk refuses
+
+
+def unstarted(svc: ArchiveService, rec: Archive) -> bool:
+    """Whether `rec` is what a START ARCHIVING whose base failed left (`drop_failed`):
+    no base, and no loop of this server and no START's base to ship it."""
+    return (rec.status == "failed" and rec.base_lsn is None
+            and svc.archivers.get(rec.namespace) is None)
 
 
 _detached: set[asyncio.Task[Any]] = set()  # held until done (the loop keeps weak ones)

@@ -114,3 +114,39 @@ async def test_automatic_flush_on_a_full_disk_backs_off(
     assert not [r for r in caplog.records if r.exc_info], "no trace for a full disk"
 
 
+
+
+async def test_start_archiving_whose_base_the_disk_refuses_leaves_no_running_archive(
+    client: Any, cairn_config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """START ARCHIVING's base fails at its record, the data directory refusing
+    writes, and so does the removal of its archive: START answers 503 and the
+    archive reads `failed` with the reason. It read `running` for good, with
+    no segment ever shipped, and START again was 409 ALREADY_EXISTS; it may
+    be run again (here the disk still refuses: 503 again)."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT); "
+                     "INSERT INTO app.t VALUES (1, 'a'); "
+                     "CREATE NAMESPACE other; CREATE TABLE other.t (id BIGINT PRIMARY KEY, v TEXT)")
+    parked = threading.Event()
+    go = threading.Event()
+
+    def park(info: dict[str, Any]) -> None:
+        parked.set()
+        go.wait(60)
+
+    faults.register("backup.before_record", park)
+    starting = asyncio.create_task(sql(client, "START ARCHIVING DATABASE app TO 'arc'"))
+    await asyncio.get_running_loop().run_in_executor(None, parked.wait, 60)
+    await refuse_writes(client, "other.t")
+    go.set()
+    where = f"the data directory '{cairn_config.data_dir}'"
+    for again in (False, True):
+        status, body = await (sql(client, "START ARCHIVING DATABASE app TO 'arc'") if again
+                              else starting)
+        assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), (again, body)
+        assert where in body["error"]["message"], body
+        (arc,) = (await ok(client, "SHOW ARCHIVES"))[0]["rows"]
+        assert arc["status"] == "failed" and arc["segments"] == 0, arc
+        assert arc["last_error"].startswith("its base backup failed: "), arc
+        assert where in arc["last_error"], arc
+    assert not [r for r in caplog.records if r.exc_info], "no trace for a full disk"
