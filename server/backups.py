@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from catalog import Archive, Backup, Job, Namespace, Table
+from catalog import Backup, Job, Namespace, Table
 from catalog.errors import (
     AlreadyExists,
     CairnError,
@@ -22,8 +22,6 @@ from catalog.errors import (
 )
 from catalog.ids import new_id
 from sqlgrammar import ast, to_sql
-from storage.archive import pitr
-from storage.archive.store import parse_us
 from storage.backup import Repository
 from storage.backup.origin import listed_own, recorded_own, whose
 from storage.backup.schema import LABEL_MAX, load_header
@@ -217,11 +215,6 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
     plan = RestorePlan(stmt.namespace, destination, repo, backup_id=opts.get("backup_id"),
                        as_of=opts.get("as_of"), replace=bool(opts.get("replace")),
                        origin=await cairn.run(origin_of, cairn, stmt.namespace))
-    if plan.as_of is not None:
-        # Archived changes: exact to the commit (a base backup, then the changes).
-        plan.time = await cairn.run_target(stmt.target, time_plan, cairn, repo, plan)
-        if plan.time is not None:
-            plan.backup_id, plan.as_of = plan.time.base_id, None
     job = await cairn.jobs.run(
         "restore", session, lambda ctx: run_restore(cairn, ctx, plan), namespace=destination,
         target=repo.uri, statement=redacted(stmt), detached=bool(opts.get("detached")),
@@ -233,20 +226,6 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
         ("tables", "BIGINT"), ("rows", "BIGINT"), ("files", "BIGINT"), ("bytes", "BIGINT"),
         ("row_versions", "BIGINT"),
     ], f"Namespace '{destination}' restored from backup '{job.result['backup_id']}'")
-
-
-def time_plan(cairn: Cairn, repo: Repository, plan: RestorePlan) -> pitr.TimePlan | None:
-    """A RESTORE `as_of` through archived changes (pitr.plan): only this
-    server's namespace's windows, its own archive of it (the catalog's) among
-    them; with `backup_id` too, that backup's, whoever wrote it. None: no
-    archived changes of it, `as_of` takes the newest backup by then."""
-    assert plan.as_of is not None
-    own = cairn.catalog.get(Archive, plan.source)
-    mine = own is not None and own.target == repo.uri
-    known = (own.archive_id,) if own is not None and mine else ()
-    shipped = own.shipped_lsn if own is not None and mine else 0
-    return pitr.plan(repo, plan.source, plan.as_of, parse_us(plan.as_of),
-                     plan.origin, known, plan.backup_id, shipped)
 
 
 # --- listing ----------------------------------------------------------------

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from catalog import Archive, DataFile, Namespace
 from catalog.errors import AlreadyExists, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 from storage.archive import pitr, replay
+from storage.archive.store import parse_us
 from storage.backup import Manifest, Repository, selection
 from storage.backup.origin import Origin, choose_own, taken_as_own
 from storage.backup.schema import FileEntry, load, to_doc
@@ -38,6 +39,8 @@ from .state import Cairn
 from .throttle import Throttle
 
 log = logging.getLogger("cairn.restore")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -77,6 +80,20 @@ def choose_manifest(plan: RestorePlan) -> Manifest:
     return m
 
 
+def time_plan(cairn: Cairn, plan: RestorePlan) -> pitr.TimePlan | None:
+    """A RESTORE `as_of` through archived changes (pitr.plan): only this
+    server's namespace's windows, its own archive of it (the catalog's) among
+    them; with `backup_id` too, that backup's, whoever wrote it. None: no
+    archived changes of it, `as_of` takes the newest backup by then."""
+    assert plan.as_of is not None
+    own = cairn.catalog.get(Archive, plan.source)
+    mine = own is not None and own.target == plan.repo.uri
+    known = (own.archive_id,) if own is not None and mine else ()
+    shipped = own.shipped_lsn if own is not None and mine else 0
+    return pitr.plan(plan.repo, plan.source, plan.as_of, parse_us(plan.as_of),
+                     plan.origin, known, plan.backup_id, shipped)
+
+
 def _counts(plan: RestorePlan, h: dict[str, Any]) -> bool:
     """Whether listed backup `h` is one a RESTORE without backup_id may take:
     of this server's namespace (its origin), taken by `as_of` when given."""
@@ -100,10 +117,23 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
         # recorded, or is writing, since then (the job may have queued) are
         # its own, not a copied data directory's (Origin.written_here).
         plan.origin = origin_of(cairn, plan.source)
+
+    def targeted(fn: Callable[[], T]) -> T:
+        """`fn()`, which reads the target: on S3, given up when the job is killed."""
+        if plan.repo.target.kind != "s3":
+            return fn()
+        return stoppable(fn, lambda: ctx.cancelled, f"job {ctx.job_id}")
+
+    if plan.as_of is not None and plan.time is None:
+        # Archived changes: exact to the commit (a base backup, then the
+        # changes). Planned in the job, as the backup is chosen: a time
+        # refused (before every base, past the end, a damaged archive) is a
+        # failed job (until 2026-12-07 it left no row in system.jobs).
+        plan.time = targeted(partial(time_plan, cairn, plan))
+        if plan.time is not None:
+            plan.backup_id, plan.as_of = plan.time.base_id, None
     try:
-        m = (choose_manifest(plan) if plan.repo.target.kind != "s3"
-             else stoppable(lambda: choose_manifest(plan), lambda: ctx.cancelled,
-                            f"job {ctx.job_id}"))
+        m = targeted(partial(choose_manifest, plan))
     except NotFound:
         # A backup of this server's another server dropped: no longer listed here.
         forget_gone(cairn, plan.repo, plan.source if plan.backup_id is None else None,
