@@ -12,7 +12,6 @@ first, and the restorable windows."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,12 +98,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
             r.finish(errors)  # its window's segments are all read
         runs, _ = store.runs_of(aid, good)
         errors += store.runs_of(aid, listing.segments)[1]  # overlaps, as RESTORE finds them
-        for prev, run in itertools.pairwise(runs):
-            if not any(b.snapshot_us == run.after_us and store.is_base(b, run) for b in bases):
-                errors.append(
-                    f"archive {aid}: gap between {prev.segments[-1].file} and "
-                    f"{run.segments[0].file}: changes from {store.iso(prev.through_us)} "
-                    f"to {store.iso(run.after_us)} are missing")
+        errors += [pitr.gap_problem(*gap) for gap in pitr.gaps(runs, bases)]  # as RESTORE's
         all_runs += runs
     done = checked
     for _, m in sorted(manifests.items()):  # each base's objects: what RESTORE copies

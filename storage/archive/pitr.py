@@ -3,6 +3,7 @@ namespace's state exactly as of an instant."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
@@ -53,16 +54,22 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
     be read may be the base the time needs (damaged.py), or when `as_of` is
     past the newest restorable time and this server's archive (`known`) has
     fewer changes in the target than `shipped_lsn`, what its catalog says
-    it shipped (its last segments were removed)."""
+    it shipped (its last segments were removed), or when changes are missing
+    between two segments of an archive (`gaps`, as VERIFY ARCHIVE finds them)
+    after the last window ending by `as_of` (a segment removed from the
+    middle: a time after it was "past the newest restorable time")."""
     entries = repo.listing(namespace)
     keep = None if base_id is not None else own_filter(origin, entries)
     bases: list[store.Base] = []
+    readable: list[store.Base] = []  # whoever's: what VERIFY ARCHIVE judges gaps by
     broken: list[damaged.Damaged] = []
     for m in entries:
         if "error" in m:
             broken.append(m)
-        elif (keep is None or keep(m)) and (b := store._base(m)) is not None:
-            bases.append(b)
+        elif (b := store._base(m)) is not None:
+            readable.append(b)
+            if keep is None or keep(m):
+                bases.append(b)
     runs, problems = store.all_runs(repo, namespace)  # every archive folder is a key
     if base_id is not None:
         bases, broken = [_named_base(repo, namespace, bases, broken, base_id, as_of_us)], []
@@ -104,6 +111,19 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
         covering = [r for r in runs if r.after_us <= as_of_us <= r.through_us]
         damaged.refuse(repo, namespace, as_of,
                        [d for d in broken if any(damaged.may_base(d, r) for r in covering)])
+        # Changes missing from the middle of an archive, after the last window
+        # ending by the time (VERIFY ARCHIVE names the gap): BACKUP_INVALID, as
+        # for the last segments removed; not "past the newest restorable time".
+        by_then = max((w.end_us for w in wins if w.end_us < as_of_us), default=None)
+        holes = [(p, r) for p, r in gaps(runs, readable)
+                 if p.through_us < as_of_us and (by_then is None or p.through_us >= by_then)]
+        if holes:
+            raise BackupInvalid(
+                f"namespace '{namespace}' cannot be restored as of {as_of}: archived "
+                f"changes are missing from target '{repo.uri}': "
+                + gap_problem(*min(holes, key=lambda h: h[0].through_us))
+                + (f"; the newest restorable time before it is {store.iso(by_then)}"
+                   if by_then is not None else "") + " (VERIFY ARCHIVE names it)")
         newest = max((w.end_us for w in wins), default=None)
         if newest is None:
             raise InvalidArgument(
@@ -162,6 +182,26 @@ def within(found: list[Entry], after_us: int, upto_us: int) -> Iterator[Entry]:
                 yield inside
         elif after_us < c.at_us <= upto_us:
             yield c
+
+
+def gaps(runs: list[store.Run], bases: list[store.Base]) -> Iterator[tuple[store.Run, store.Run]]:
+    """Each two consecutive runs of one archive whose changes between them are
+    missing: the later does not start at a base backup of it (archiving that
+    took a new base after lost segments starts its run there)."""
+    by_archive: dict[str, list[store.Run]] = {}
+    for r in runs:
+        by_archive.setdefault(r.archive_id, []).append(r)
+    for mine in by_archive.values():
+        for prev, run in itertools.pairwise(sorted(mine, key=lambda r: r.after_lsn)):
+            if not any(b.snapshot_us == run.after_us and store.is_base(b, run) for b in bases):
+                yield prev, run
+
+
+def gap_problem(prev: store.Run, run: store.Run) -> str:
+    """A gap as VERIFY ARCHIVE and RESTORE as_of name it."""
+    return (f"archive {run.archive_id}: gap between {prev.segments[-1].file} and "
+            f"{run.segments[0].file}: changes from {store.iso(prev.through_us)} "
+            f"to {store.iso(run.after_us)} are missing")
 
 
 def _archives_of(bases: list[store.Base], known: Collection[str], folders: set[str]) -> set[str]:

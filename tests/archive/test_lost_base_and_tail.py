@@ -97,3 +97,39 @@ async def test_a_lost_tail_is_named_by_verify_and_restore(
     assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
     assert "archived changes are missing" in body["error"]["message"], body
     assert not await rows(client, "SELECT * FROM system.namespaces WHERE namespace = 'r'")
+
+
+async def test_a_hole_in_the_middle_is_named_by_verify_and_restore(
+        client: Any, cairn_config: Config) -> None:
+    """A segment removed from the middle of an archive (a bucket rule, an
+    operator): VERIFY ARCHIVE names the gap, and a RESTORE to a time after it
+    was INVALID_ARGUMENT "after the newest restorable time", as if the user
+    had asked for a time not archived yet; now BACKUP_INVALID naming the gap.
+    A time before the hole restores as ever."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    shipped = []
+    for i in (1, 2, 3):  # each in a segment of its own
+        await ok(client, f"INSERT INTO app.t VALUES ({i})")
+        shipped.append((await wait_shipped(client))["archived_until"])
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    segs = segment_files(Path(cairn_config.backup_roots[0]))
+    changed = [s for s in segs if _non_empty(s)]
+    assert len(changed) >= 3 and segs.index(changed[-2]) > 0, segs
+    changed[-2].unlink()  # row 2's
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is False, report
+    [gap] = [e for e in report["errors"] if "gap between" in e]
+    messages = []
+    for at in shipped[1:]:  # in the hole, and after it
+        status, body = await sql(client, f"RESTORE DATABASE app FROM 'arch' AS r "
+                                         f"WITH (as_of = '{at}')")
+        assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+        messages.append(body["error"]["message"])
+        assert "archived changes" in messages[-1] and gap in messages[-1], (gap, body)
+    jobs = await rows(client, "SELECT status, error_message FROM system.jobs "
+                              "WHERE job_type = 'restore' ORDER BY created_at")
+    assert jobs == [{"status": "failed", "error_message": m} for m in messages], jobs
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS b WITH (as_of = '{shipped[0]}')")
+    assert await rows(client, "SELECT id FROM b.t ORDER BY id") == [{"id": 1}]
+    assert not await rows(client, "SELECT * FROM system.namespaces WHERE namespace = 'r'")
