@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from catalog.errors import BackupInvalid, InvalidArgument, NotFound
 from storage.backup import Repository
@@ -48,7 +49,9 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
     NAMESPACE, was silently not there.
 
     NOT_FOUND before any base backup; INVALID_ARGUMENT past the newest
-    restorable time (which it names) or between windows (which it lists);
+    restorable time (which it names) or between windows (which it lists), or
+    when `base_id` is the base of no archive (a BACKUP TABLE's, a set's
+    member: _no_base says which, and names bases that give the time);
     BACKUP_INVALID when the archive's folder holds a file that is not a
     segment or segments that overlap, or when a backup whose manifest cannot
     be read may be the base the time needs (damaged.py), or when `as_of` is
@@ -72,7 +75,11 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
                 bases.append(b)
     runs, problems = store.all_runs(repo, namespace)  # every archive folder is a key
     if base_id is not None:
-        bases, broken = [_named_base(repo, namespace, bases, broken, base_id, as_of_us)], []
+        named = _named_base(repo, namespace, bases, broken, base_id, as_of_us)
+        if named.archive is None and not named.legacy:
+            raise _no_base(repo, namespace, entries, store.windows(runs, readable), named,
+                           as_of_us)
+        bases, broken = [named], []
     if keep is None and base_id is None:
         if not problems and not any(b.archive is not None for b in bases):
             return None
@@ -202,6 +209,32 @@ def gap_problem(prev: store.Run, run: store.Run) -> str:
     return (f"archive {run.archive_id}: gap between {prev.segments[-1].file} and "
             f"{run.segments[0].file}: changes from {store.iso(prev.through_us)} "
             f"to {store.iso(run.after_us)} are missing")
+
+
+def _no_base(repo: Repository, namespace: str, entries: list[dict[str, Any]],
+             wins: list[store.Window], named: store.Base, as_of_us: int) -> InvalidArgument:
+    """A RESTORE to a time naming as its base (backup_id) a backup that is the
+    base of no archive: what it is, and the bases that give the time."""
+    m = next(e for e in entries if e.get("backup_id") == named.backup_id)
+    raw = m.get("scope")
+    scope: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if scope.get("kind") == "tables":
+        what = (f"holds only tables {', '.join(scope.get('tables') or [])} of namespace "
+                f"'{namespace}' (BACKUP TABLE): no archived changes continue it; restore "
+                "them with RESTORE TABLE")
+    elif scope.get("set_id"):
+        what = (f"is a member of backup set '{scope['set_id']}' (BACKUP DATABASE a, b or "
+                "BACKUP ALL), which is the base of no archived changes; restore it without "
+                "as_of")
+    else:
+        what = (f"is the base of no archived changes of namespace '{namespace}' in target "
+                f"'{repo.uri}'; restore it without as_of")
+    able = sorted({b.backup_id for w in wins if w.start_us <= as_of_us <= w.end_us
+                   for b in w.bases if b.snapshot_us <= as_of_us})
+    return InvalidArgument(
+        f"backup '{named.backup_id}' {what}. A restore to a time needs a base backup "
+        + (f"of a window holding {store.iso(as_of_us)}: {', '.join(able[-10:])}"
+           if able else "(SHOW RESTORE POINTS lists the windows and their bases)"))
 
 
 def _archives_of(bases: list[store.Base], known: Collection[str], folders: set[str]) -> set[str]:
