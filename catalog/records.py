@@ -99,8 +99,8 @@ def _default(value: Any) -> Any:
 class Namespace(Record):
     """A namespace. `restored_from`: when it was made by a RESTORE, the server
     that wrote the backup (its data directory's id; "" for a manifest older than
-    that field) and the backup's `snapshot_at`: that server's backups of it up to
-    then are its history too (storage/backup/origin.py)."""
+    that field): that server's backups of it are its history too, to restore
+    (never its archives' windows: storage/backup/origin.py)."""
 
     FAMILY: ClassVar[str] = "namespaces"
     name: str

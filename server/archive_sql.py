@@ -15,7 +15,7 @@ from sqlgrammar import ast
 from storage.archive import damaged, store
 from storage.archive.changes import MAX_LSN, now_us
 from storage.archive.helper import HelperFailed
-from storage.backup.origin import own_filter
+from storage.backup.origin import window_filter
 from storage.system_tables import archives as archive_rows
 
 from .archive_verify import Shipped, verify_work
@@ -292,7 +292,7 @@ async def show_restore_points(cairn: Cairn, session: Session,
         runs, problems = store.all_runs(repo, stmt.namespace)
         entries = repo.listing(stmt.namespace)
         bases, broken = damaged.bases_and_damaged(repo, stmt.namespace, entries)
-        keep = own_filter(origin_of(cairn, stmt.namespace), entries)
+        keep = window_filter(origin_of(cairn, stmt.namespace), entries)
         mine = {m["backup_id"] for m in entries if "error" not in m and (keep is None or keep(m))}
         found = [{
             "namespace": stmt.namespace, "start_time": store.iso(w.start_us),

@@ -10,7 +10,7 @@ from typing import Any
 
 from catalog.errors import BackupInvalid, InvalidArgument, NotFound
 from storage.backup import Repository
-from storage.backup.origin import Origin, own_filter
+from storage.backup.origin import Origin, own_filter, window_filter
 
 from . import damaged, store
 from .blocks import Entry, Rows
@@ -36,11 +36,14 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
     changes a restore on this server replays (then `as_of` takes the newest
     backup at or before it, origin.choose_own).
 
-    Only windows of this server's namespace (`origin`, origin.own_filter):
+    Only windows of this server's namespace (`origin`, origin.window_filter):
     bases it wrote, the archives they are bases of and `known` (this server's
     archive of it, from its catalog, before a base of it is listed); another
     server's namespace of the same name is another database, its windows
-    (and the damage in its archives) are not this restore's. `base_id` (an
+    (and the damage in its archives) are not this restore's, nor are the
+    windows of the server this namespace was restored from (its changes
+    after that are its own database's): that server's backups count only as
+    backups to restore (origin.own_filter), as a plain RESTORE takes them. `base_id` (an
     explicit backup_id) is the base, whoever wrote it, and its archive's
     changes are replayed. The target holds archived changes from the moment
     a backup is an archive's base, before that archive has shipped its first
@@ -63,7 +66,9 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
     middle: a time after it was "past the newest restorable time")."""
     entries = repo.listing(namespace)
     keep = None if base_id is not None else own_filter(origin, entries)
-    bases: list[store.Base] = []
+    framing = None if base_id is not None else window_filter(origin, entries)
+    bases: list[store.Base] = []  # what may be restored (lineage too)
+    framed: list[store.Base] = []  # of those, what may start a window: this server's
     readable: list[store.Base] = []  # whoever's: what VERIFY ARCHIVE judges gaps by
     broken: list[damaged.Damaged] = []
     for m in entries:
@@ -73,6 +78,8 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
             readable.append(b)
             if keep is None or keep(m):
                 bases.append(b)
+                if framing is None or framing(m):
+                    framed.append(b)
     runs, problems = store.all_runs(repo, namespace)  # every archive folder is a key
     if base_id is not None:
         named = _named_base(repo, namespace, bases, broken, base_id, as_of_us)
@@ -80,11 +87,12 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
             raise _no_base(repo, namespace, entries, store.windows(runs, readable), named,
                            as_of_us)
         bases, broken = [named], []
+        framed = bases
     if keep is None and base_id is None:
         if not problems and not any(b.archive is not None for b in bases):
             return None
     else:
-        ids = _archives_of(bases, known, set(problems))
+        ids = _archives_of(framed, known, set(problems))
         if not ids:
             if base_id is None:
                 return None
@@ -103,7 +111,7 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
         whose = "namespace" if keep is None else "this server's namespace"
         raise NotFound(f"no backup of {whose} '{namespace}' taken at or before {as_of} "
                        f"in target '{repo.uri}'" + _others(namespace, others))
-    wins = store.windows(runs, bases)
+    wins = store.windows(runs, framed)
     inside = [w for w in wins if w.start_us <= as_of_us <= w.end_us]
     # A file that is not a segment, or segments that overlap, in the archive
     # used (or, when no window holds the time, in any: the windows themselves

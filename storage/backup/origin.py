@@ -132,8 +132,9 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
         return lambda m: accept(m) and taken_as_own(by, m)
 
     try:
-        chosen = dict(repo.choose_backup(namespace, None, as_of, what=what,
-                                         accept=own(origin if origin.created_at else server_only)))
+        chosen = _own_by_then(repo, namespace, as_of, own(origin), origin, what) \
+            or dict(repo.choose_backup(namespace, None, as_of, what=what,
+                                       accept=own(origin if origin.created_at else server_only)))
     except NotFound:
         if origin.created_at is None:  # no such namespace here: any server's
             return dict(repo.choose_backup(namespace, None, as_of, accept=accept, what=what))
@@ -166,6 +167,25 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
     return chosen
 
 
+def _own_by_then(repo: Any, namespace: str, as_of: str | None,
+                 own: Callable[[dict[str, Any]], bool], origin: Origin,
+                 what: str | None) -> dict[str, Any] | None:
+    """For a time (`as_of`) on a namespace restored from another server's
+    backup: the newest backup of it this server wrote by then, None when it
+    has none (then the lineage rule's newest, that server's too). The server
+    restored from goes on writing its own database: its backups taken after
+    the restore are not this namespace's state at a time this server has a
+    backup of its own by (its archive's base, taken later, restored its rows
+    over this server's acknowledged ones until 2026-12-07)."""
+    if as_of is None or not origin.restored_from or origin.created_at is None:
+        return None
+    try:
+        return dict(repo.choose_backup(namespace, None, as_of, what=what,
+                                       accept=lambda m: own(m) and _not_anothers(origin, m)))
+    except NotFound:
+        return None
+
+
 def taken_as_own(origin: Origin, m: dict[str, Any]) -> bool:
     """Whether a RESTORE without `backup_id` takes the listed manifest `m` as
     one of this server's namespace (or the namespace it was restored from):
@@ -189,6 +209,31 @@ def own_filter(origin: Origin | None,
     if any("namespace_record" in m and server_only.owns(m, lineage=True) for m in entries):
         return lambda m: taken_as_own(server_only, m)
     return None
+
+
+def window_filter(origin: Origin | None,
+                  entries: list[dict[str, Any]]) -> Callable[[dict[str, Any]], bool] | None:
+    """Which of a namespace's listed backups may be the base of a window a
+    RESTORE to a time without `backup_id` replays (and SHOW RESTORE POINTS
+    calls `own`): `own_filter`'s, less those another server wrote. The lineage
+    rule (a server restored from another's takes that server's backups as its
+    own) is for a backup to restore; an archive is a database's changes after
+    its base, and the server restored from writes its own database's, not this
+    namespace's: B restored from A, writing rows of its own, restored A's rows
+    to a time in both archives (whose window ended last won), and A's archive
+    hid B's plain backups, until 2026-12-07."""
+    keep = own_filter(origin, entries)
+    if keep is None or origin is None:
+        return keep
+    return lambda m: keep(m) and _not_anothers(origin, m)
+
+
+def _not_anothers(origin: Origin, m: dict[str, Any]) -> bool:
+    """Whether `m` names this server, or no server (written before manifests
+    named one, or its body not read: then reading it says why)."""
+    record = m.get("namespace_record")
+    server = record.get("server") if isinstance(record, dict) else None
+    return server is None or server == origin.server
 
 
 def whose(record: Any) -> dict[str, str | None]:

@@ -81,3 +81,83 @@ async def test_another_servers_archive_leaves_plain_as_of_alone(
                            f"(backup_id = '{backup['backup_id']}', as_of = '{after}')",
                         "INVALID_ARGUMENT")
     assert "base of no archived changes" in message, message
+
+
+async def restored_from_a(a: Any, b: Any) -> str:
+    """B's `app` becomes a copy of A's backup (a drill / refresh copy); the id."""
+    [first] = await rows(a, "BACKUP DATABASE app TO 'arch'")
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (replace = true, "
+                f"backup_id = '{first['backup_id']}')")
+    assert await content(b, "app") == {(1, "a")}
+    return str(first["backup_id"])
+
+
+async def test_the_server_restored_from_never_gives_a_window(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """B's `app` was restored from A's backup, then both archive it into one
+    target and write rows of their own; B stops first, so A's window ends last.
+    B's restore to a time in both windows once took A's (the lineage rule
+    counted A's archive as B's): A's rows in B's copy, and with replace B's
+    acknowledged rows gone, `completed`. Now B's own window, B's rows."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    await restored_from_a(a, b)
+    await ok(b, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(a, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(b, "INSERT INTO app.t VALUES (2, 'b'), (3, 'b')")
+    await ok(a, "INSERT INTO app.t VALUES (2, 'a'), (4, 'a')")
+    t = min((await wait_shipped(b, timeout=60))["archived_until"],
+            (await wait_shipped(a, timeout=60))["archived_until"])
+    await ok(b, "STOP ARCHIVING DATABASE app")
+    await ok(a, "INSERT INTO app.t VALUES (5, 'a')")
+    await wait_shipped(a, timeout=60)
+
+    points = await rows(b, POINTS)
+    [of_a] = [p for p in await rows(a, POINTS) if p["own"]]  # A's own window
+    [theirs] = [p for p in points if p["base_backup_id"] == of_a["base_backup_id"]]
+    [mine] = [p for p in points if p is not theirs]
+    assert mine["own"] is True and theirs["own"] is False, points
+    assert theirs["end_time"] > mine["end_time"] >= t >= theirs["start_time"], points
+    assert mine["server"] != theirs["server"] == of_a["server"]
+
+    [got] = await rows(b, f"RESTORE DATABASE app FROM 'arch' AS copy WITH (as_of = '{t}')")
+    assert got["backup_id"] == mine["base_backup_id"]
+    assert await content(b, "copy") == {(1, "a"), (2, "b"), (3, "b")}
+    await ok(b, "INSERT INTO app.t VALUES (6, 'b')")  # after t: the restore takes it away
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (as_of = '{t}', replace = true)")
+    assert await content(b, "app") == {(1, "a"), (2, "b"), (3, "b")}
+    # A's own restore to that time is A's; B names A's window by its base.
+    await ok(a, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{t}')")
+    assert await content(a, "r") == {(1, "a"), (2, "a"), (4, "a")}
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' AS theirs WITH "
+                f"(backup_id = '{theirs['base_backup_id']}', as_of = '{t}')")
+    assert await content(b, "theirs") == {(1, "a"), (2, "a"), (4, "a")}
+    await ok(a, "STOP ARCHIVING DATABASE app")
+
+
+async def test_the_server_restored_from_never_hides_a_plain_backup(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """B's `app` was restored from A's backup; B writes rows and takes a plain
+    backup, then A archives its own. B's restore to a time after its backup
+    once took A's window (A's rows; with replace over B's). Now B's own backup;
+    before it, the backup B was restored from (its history)."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    first = await restored_from_a(a, b)
+    [taken] = await rows(a, "SELECT snapshot_at FROM system.backups")
+    before = taken["snapshot_at"]
+    await ok(b, "INSERT INTO app.t VALUES (2, 'b')")
+    [plain] = await rows(b, "BACKUP DATABASE app TO 'arch'")
+    await ok(a, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(a, "INSERT INTO app.t VALUES (2, 'a'), (3, 'a')")
+    t = (await wait_shipped(a, timeout=60))["archived_until"]
+    await ok(a, "STOP ARCHIVING DATABASE app")
+    assert [p["own"] for p in await rows(b, POINTS)] == [False]
+
+    [got] = await rows(b, f"RESTORE DATABASE app FROM 'arch' AS copy WITH (as_of = '{t}')")
+    assert got["backup_id"] == plain["backup_id"]
+    assert await content(b, "copy") == {(1, "a"), (2, "b")}
+    await ok(b, "INSERT INTO app.t VALUES (3, 'b')")
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (as_of = '{t}', replace = true)")
+    assert await content(b, "app") == {(1, "a"), (2, "b")}
+    [got] = await rows(b, f"RESTORE DATABASE app FROM 'arch' AS old WITH (as_of = '{before}')")
+    assert got["backup_id"] == first
+    assert await content(b, "old") == {(1, "a")}
