@@ -27,7 +27,7 @@ from catalog.errors import (
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.backup import Repository
-from storage.backup.origin import whose
+from storage.backup.origin import names_no_other, whose
 from storage.backup.schema import FileEntry, load
 from storage.backup.selection import parse_time as when
 from storage.backup.sets import (
@@ -233,13 +233,17 @@ def _rank(members: list[dict[str, Any]]) -> tuple[datetime, datetime]:
 
 
 def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
-               owns: Callable[[dict[str, Any]], bool] = lambda h: True) -> list[str]:
+               owns: Callable[[dict[str, Any]], bool] = lambda h: True,
+               wrote: Callable[[dict[str, Any]], bool] = lambda h: True) -> list[str]:
     """The member ids of the set RESTORE ALL takes: the one `backup_id` names
     (its set id or a member's id), else the newest complete set (taken at or
     before `as_of`) of this server's (every member `owns`), or of any server
-    when none is (a fresh server restoring another's). A set missing a member,
-    or a damaged manifest that may be the newest backup, is BACKUP_INVALID:
-    never an older set instead."""
+    when none is (a fresh server restoring another's). With `as_of`, of those
+    the newest this server wrote (every member `wrote`) when there is one: a
+    server restored from goes on with its own databases, its newer sets are
+    not this server's state at the time (origin.choose_own). A set missing a
+    member, or a damaged manifest that may be the newest backup, is
+    BACKUP_INVALID: never an older set instead."""
     entries = repo.listing(None)
     sets = _sets(e for e in entries if "error" not in e)
     writing = being_written(repo)
@@ -264,7 +268,8 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
         # This server's sets first (every member `owns`): another server's
         # namespaces of the same names are other databases.
         mine = [f for f in fit if all(owns(h) for h in sets[f[1]])]
-        (_, newest), set_id = max(mine or fit)
+        written = [f for f in mine if as_of is not None and all(wrote(h) for h in sets[f[1]])]
+        (_, newest), set_id = max(written or mine or fit)
         for bad in (e for e in entries if "error" in e):
             created, taken = bad.get("created_at"), bad.get("snapshot_at")
             if limit is not None and isinstance(taken, str) and when(taken) > limit:
@@ -319,7 +324,8 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
     refused: CairnError | None = None
     try:
         ids = await cairn.run(choose_set, repo, opts.get("backup_id"), opts.get("as_of"),
-                              lambda h: origin_of(h["namespace"]).owns(h, lineage=True))
+                              lambda h: origin_of(h["namespace"]).owns(h, lineage=True),
+                              lambda h: names_no_other(origin_of(h["namespace"]), h))
         set_id = ids[0].rsplit(".", 1)[0]
         if opts.get("backup_id") is None and set_id in running:  # as RESTORE DATABASE's
             raise Unavailable(

@@ -181,7 +181,7 @@ def _own_by_then(repo: Any, namespace: str, as_of: str | None,
         return None
     try:
         return dict(repo.choose_backup(namespace, None, as_of, what=what,
-                                       accept=lambda m: own(m) and _not_anothers(origin, m)))
+                                       accept=lambda m: own(m) and names_no_other(origin, m)))
     except NotFound:
         return None
 
@@ -225,12 +225,13 @@ def window_filter(origin: Origin | None,
     keep = own_filter(origin, entries)
     if keep is None or origin is None:
         return keep
-    return lambda m: keep(m) and _not_anothers(origin, m)
+    return lambda m: keep(m) and names_no_other(origin, m)
 
 
-def _not_anothers(origin: Origin, m: dict[str, Any]) -> bool:
+def names_no_other(origin: Origin, m: dict[str, Any]) -> bool:
     """Whether `m` names this server, or no server (written before manifests
-    named one, or its body not read: then reading it says why)."""
+    named one, or its body not read: then reading it says why): not the
+    server this namespace was restored from (for a time: see _own_by_then)."""
     record = m.get("namespace_record")
     server = record.get("server") if isinstance(record, dict) else None
     return server is None or server == origin.server

@@ -125,3 +125,36 @@ async def test_restore_all_takes_this_servers_set(
     c = await aiohttp_client(create_app(fresh))
     [got, _] = await rows(c, "RESTORE ALL FROM 'shared'")
     assert got["backup_id"] == f"{theirs}.a"
+
+
+async def test_restore_all_to_a_time_takes_this_servers_own_set_first(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """B restored A's set (a drill copy), wrote rows and took a set of its own;
+    A then took a newer set. B's RESTORE ALL to a time after both took A's
+    (the lineage rule): A's rows over B's acknowledged ones, `completed`. Now
+    B's own set by then; before it, the set B was restored from; without
+    as_of, A's newest still (a drill server refreshed from production)."""
+    other = copy.deepcopy(cairn_config)
+    other.storage.data_dir = str(tmp_path / "data_b")
+    a = await aiohttp_client(create_app(cairn_config))
+    b = await aiohttp_client(create_app(other))
+    await ok(a, SETUP + "; UPDATE a.t SET v = 'a' WHERE id = 1")
+    first = set_of(await rows(a, "BACKUP DATABASE a, b TO 'shared'"))
+    await ok(b, "RESTORE ALL FROM 'shared'")
+    await ok(b, "INSERT INTO a.t VALUES (2, 'b')")
+    mine = set_of(await rows(b, "BACKUP DATABASE a, b TO 'shared'"))
+    await ok(a, "INSERT INTO a.t VALUES (2, 'a')")
+    theirs = set_of(await rows(a, "BACKUP DATABASE a, b TO 'shared'"))
+    at = {r["backup_id"]: r["snapshot_at"] for r in await rows(a, "SHOW BACKUPS IN 'shared'")}
+    await ok(b, "INSERT INTO a.t VALUES (3, 'b')")
+
+    [got, _] = await rows(b, f"RESTORE ALL FROM 'shared' WITH "
+                             f"(as_of = '{at[f'{theirs}.a']}', replace = true)")
+    assert got["backup_id"] == f"{mine}.a"
+    assert await rows(b, "SELECT id, v FROM a.t ORDER BY id") == [
+        {"id": 1, "v": "a"}, {"id": 2, "v": "b"}]
+    [got, _] = await rows(b, f"RESTORE ALL FROM 'shared' WITH "
+                             f"(as_of = '{at[f'{first}.a']}', replace = true)")
+    assert got["backup_id"] == f"{first}.a"
+    [got, _] = await rows(b, "RESTORE ALL FROM 'shared' WITH (replace = true)")
+    assert got["backup_id"] == f"{theirs}.a"
