@@ -158,6 +158,9 @@ async def test_the_server_restored_from_never_hides_a_plain_backup(
     await ok(b, "INSERT INTO app.t VALUES (3, 'b')")
     await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (as_of = '{t}', replace = true)")
     assert await content(b, "app") == {(1, "a"), (2, "b")}
+    await ok(b, f"RESTORE TABLE app.t FROM 'arch' AS app.t2 WITH (as_of = '{t}')")
+    assert {(r["id"], r["who"]) for r in await rows(b, "SELECT * FROM app.t2")} == {
+        (1, "a"), (2, "b")}
     [got] = await rows(b, f"RESTORE DATABASE app FROM 'arch' AS old WITH (as_of = '{before}')")
     assert got["backup_id"] == first
     assert await content(b, "old") == {(1, "a")}
