@@ -36,6 +36,7 @@ from .diskerrors import (
 )
 from .ids import new_id
 from .records import RECORD_TYPES, Meta, R, Record, prefix_upper_bound
+from .unsaved import Unsaved
 
 SEQ_BLOCK = 100_000
 log = logging.getLogger("cairn.catalog")
@@ -78,6 +79,8 @@ class Batch:
     def delete(self, kind: type[Record], key: str) -> Batch:
         self._touched.add(kind.FAMILY)
         self._wb.delete(key.encode(), self._catalog._handle(kind.FAMILY))
+        if self._catalog._unsaved:  # a record kept in memory is not written after this
+            self._kept.append((kind.FAMILY, key.encode()))
         self.count += 1
         return self
 
@@ -124,7 +127,7 @@ class Batch:
         self._touched = set()
 
 
-class Catalog:
+class Catalog(Unsaved):
     """Typed access to the metadata families and raw access to data families."""
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
@@ -152,7 +155,7 @@ class Catalog:
         self._created: set[str] = set()  # families created since the catalog opened
         self._files, self._files_at = 0, 0.0  # data files, when counted (`descriptors`)
         # Records `keep` could not write: (family, key) -> value, read as written
-        self._unsaved: dict[tuple[str, bytes], bytes] = {}
+        self._unsaved: dict[tuple[str, bytes], bytes | None] = {}  # None: forgotten
         self.writes: Counter[str] = Counter()  # typed writes committed, by family
         self._lock = threading.RLock()
         for name in wanted:
@@ -293,35 +296,6 @@ class Catalog:
     def delete(self, kind: type[Record], key: str) -> None:
         self.batch().delete(kind, key).commit()
 
-    def keep(self, record: Record) -> None:
-        """Put `record`, or, while the disk refuses writes, keep it in memory:
-        reads see it, and the next write that succeeds writes it too. For the
-        states a failure itself leaves (a job that failed, an archive that
-        stopped shipping), so that they read true while the disk is full; a
-        restart before the disk takes writes again forgets them."""
-        try:
-            self.put(record)
-        except DataDirUnavailable:
-            with self._lock:
-                self._unsaved[(record.FAMILY, record.key().encode())] = record.dumps()
-                self.writes[record.FAMILY] += 1
-
-    def _save_unsaved(self) -> None:
-        """Write the records `keep` kept in memory (each forgotten once written,
-        unless it was kept anew meanwhile)."""
-        with self._lock:
-            kept = dict(self._unsaved)
-            wb = WriteBatch(raw_mode=True)
-            for (family, key), value in kept.items():
-                wb.put(key, value, self._handle(family))
-            try:
-                self._db.write(wb)
-            except Exception:  # still refused: kept for the next write  # noqa: BLE001
-                return
-            for k, value in kept.items():
-                if self._unsaved.get(k) == value:
-                    del self._unsaved[k]
-
     def batch(self) -> Batch:
         return Batch(self)
 
@@ -353,20 +327,15 @@ class Catalog:
         first = start if start is not None else prefix
         kept = self._kept_in(family, prefix, first) if self._unsaved else None
         if kept:
-            found: dict[bytes, bytes] = {}
+            found: dict[bytes, bytes | None] = {}
             for key, value in fam.items(from_key=first, read_opt=ro):
                 if isinstance(key, bytes):  # raw families: bytes
                     found[key] = value
             found.update(kept)
-            yield from sorted(found.items())
+            yield from sorted((k, v) for k, v in found.items() if v is not None)
         else:
             yield from fam.items(from_key=first, read_opt=ro)
         del ro
-
-    def _kept_in(self, family: str, prefix: bytes, first: bytes) -> dict[bytes, bytes]:
-        with self._lock:
-            return {key: value for (fam, key), value in self._unsaved.items()
-                    if fam == family and key.startswith(prefix) and key >= first}
 
     def values_raw(self, family: str, start: bytes, end: bytes) -> Generator[bytes, None, None]:
         """The values of the keys in [start, end), in key order. RocksDB stops
