@@ -39,7 +39,7 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
     job's row and the catalog stay here."""
     running = _running_archive(cairn, namespace) if repo.target.kind != "archive" else None
     # Should the process die from here on, start-up sweeps the target (cleanups).
-    ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
+    ctx.set(durable=True, cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
     # keep_newest(archive_id) is `running == archive_id`, picklable.
     prune = (None if repo.target.kind == "archive"
              else partial(archived.prune, keep_newest=partial(operator.eq, running)))
@@ -55,6 +55,7 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
         if running is not None:
             archiving.service(cairn).backup_dropped(namespace)
         raise dropped_unfreed(ctx, exc) from None
+    ctx.land()  # the manifests went: a full data directory no longer fails the job
     pruned(cairn, repo.uri, everything)
     for backup_id, _ in dropped:
         forget(cairn, backup_id, repo.uri)
@@ -83,7 +84,7 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     (storage/backup/drops.py); the job's row and the catalog stay here."""
     namespace, oids = plan_drop(cairn, ctx, repo, backup_id)  # 409 while still written
     # Should the process die from here on, start-up sweeps the target (cleanups).
-    ctx.set(cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
+    ctx.set(durable=True, cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
     everything = unpruned(cairn, repo.uri)
     try:
         freed = dropping(cairn, ctx, repo, lambda r: r.backup_id == backup_id,
@@ -91,6 +92,7 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     except PruneFailed as exc:
         pruned_partly(cairn, repo.uri, exc.dropped)
         raise dropped_unfreed(ctx, exc) from None
+    ctx.land()  # the manifest went: a full data directory no longer fails the job
     pruned(cairn, repo.uri, everything)
     forget(cairn, backup_id, repo.uri)
     if repo.target.kind != "archive":
@@ -163,13 +165,13 @@ def unpruned(cairn: Cairn, uri: str) -> bool:
 
 
 def set_unpruned(cairn: Cairn, uri: str) -> None:
-    cairn.catalog.put(Meta(UNPRUNED + uri, True))
+    cairn.catalog.keep(Meta(UNPRUNED + uri, True))  # in memory while the disk is full
 
 
 def pruned(cairn: Cairn, uri: str, everything: bool) -> None:
     """A drop's prune succeeded: one of every object clears the note."""
     if everything:
-        cairn.catalog.delete(Meta, UNPRUNED + uri)
+        cairn.catalog.forget(Meta, UNPRUNED + uri)
 
 
 def pruned_partly(cairn: Cairn, uri: str, dropped: list[tuple[str, int]]) -> None:
@@ -205,10 +207,13 @@ def forget(cairn: Cairn, backup_id: str, uri: str) -> None:
     """The catalog's record of a backup dropped from target `uri`, if it is
     that target's: a backup id is the same in a copy of a target (ATTACH calls
     it a conflict), and dropping the copy's removed the original's record, the
-    backup still in its own target then NOT_FOUND by id."""
+    backup still in its own target then NOT_FOUND by id. While the data
+    directory refuses writes (full) it is forgotten in memory, and on disk
+    with the next write that succeeds (Catalog.forget): it stayed listed, its
+    VERIFY 404, until a restart."""
     record = cairn.catalog.get(Backup, backup_id)
     if record is not None and record.target == uri:
-        cairn.catalog.delete(Backup, backup_id)
+        cairn.catalog.forget(Backup, backup_id)
 
 
 def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str) -> int:

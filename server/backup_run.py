@@ -78,6 +78,7 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
             snapshot_at=snap.snapshot_at, label=plan.label, work=jobproc.WORK,
             spent=throttle.spent if throttle.rate > 0 else None, scope=scope, archive=archive,
             here=throttle.rate > 0)
+    ctx.land()  # its manifest landed: the backup is whole, whatever the data directory says
     record = Backup(
         backup_id=m.backup_id, namespace=m.namespace, target=plan.repo.uri,
         created_at=m.created_at, snapshot_at=m.snapshot_at, tables=m.totals.tables,
@@ -87,7 +88,10 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         job_id=ctx.job_id, scope=scope_text(m.scope), **whose(m.namespace_record),
     )
     ctx.fault("backup.before_record")
-    cairn.catalog.put(record)
+    # A full data directory keeps the record in memory (listed now, written
+    # with the next write that succeeds): it answered 503, the backup stayed
+    # in its target unrecorded and RESTORE blamed a copy of the data directory.
+    cairn.catalog.keep(record)
     recorded(cairn, ctx, plan.repo, [record])
     return {
         "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,

@@ -83,7 +83,7 @@ def forget_dropped(cairn: Cairn, ctx: JobContext, repo: Repository,
             continue
         record = cairn.catalog.get(Backup, backup_id)
         if record is not None and record.job_id == ctx.job_id:
-            cairn.catalog.delete(Backup, backup_id)
+            cairn.catalog.forget(Backup, backup_id)
         gone.append(backup_id)
     if gone:
         ids = ", ".join(f"'{b}'" for b in gone)

@@ -84,6 +84,7 @@ class JobContext:
         self.finding: str | None = None  # what a completed job found wrong (found_invalid)
         self.cancel_reason: str | None = None  # its error_message when cancelled, if not KILL's
         self.left_call = False  # a KILL left a call of its waiting on its target (jobcalls.py)
+        self.landed = False  # past its point of no return: its row is kept while the disk is full
 
     @property
     def cancelled(self) -> bool:
@@ -103,6 +104,17 @@ class JobContext:
         if not isinstance(exc, Cancelled):
             return exc
         return Stopped(self.cancel_reason or "KILL JOB stopped it")
+
+    def land(self) -> None:
+        """The job passed its point of no return (a backup's manifest landed,
+        a restore's or a flush's install committed, a drop's manifests went):
+        from now on a data directory that refuses the job's row (a full disk)
+        does not fail it, as what it did stays. The row is kept in memory
+        (`Catalog.keep`: reads see it, the next write that succeeds writes
+        it) and the job ends as its work does. A restart before the disk takes
+        writes again finds the row the disk has, running, and start-up's
+        recovery says what the job did, as after a crash there."""
+        self.landed = True
 
     async def wait_cancelled(self) -> None:
         """Return once the job is cancelled (on the event loop)."""
@@ -244,7 +256,8 @@ class JobContext:
         force: bool = False,
     ) -> None:
         """Update counters; the catalog row is rewritten at most every 50 ms.
-        `fraction` defaults to bytes_done/bytes_total, else files_done/files_total."""
+        `fraction` defaults to bytes_done/bytes_total, else files_done/files_total.
+        Never fails on a full data directory (the row is kept in memory)."""
         with self._lock:
             j = self.job
             for name, value in (
@@ -268,7 +281,13 @@ class JobContext:
             if force or now - self._last_write >= PROGRESS_INTERVAL:
                 self._last_write = now
                 j.alive_at = utcnow()
-                self._runner.cairn.catalog.put(j)
+                # Counters for the eye: a data directory that refuses them (a
+                # full disk) keeps them in memory, and the work goes on to the
+                # write it needs (an install, a record) or ends. A refused
+                # progress write failed the job in the middle of its work: on
+                # a job process's progress, while the process went on and
+                # published a backup that its `failed` job never recorded.
+                self._runner.cairn.catalog.keep(j)
 
     def record_in(self, batch: Batch, **fields: Any) -> None:
         """Record fields on the job row in `batch`, committed with what it
@@ -278,10 +297,15 @@ class JobContext:
                 setattr(self.job, name, value)
             batch.put(self.job)
 
-    def set(self, **fields: Any) -> None:
-        """Record fields on the job row at once (backup_id, target, cleanup, …)."""
+    def set(self, *, durable: bool = False, **fields: Any) -> None:
+        """Record fields on the job row at once (backup_id, target, cleanup, …).
+        Past the point of no return (`land`) a disk that refuses the row keeps
+        it in memory, unless `durable`: what a restart's recovery needs on
+        disk before the job goes on (a keep_last's clean-up: sweep the
+        target) fails the step instead."""
         with self._lock:
             for name, value in fields.items():
                 setattr(self.job, name, value)
             self.job.alive_at = utcnow()
-            self._runner.cairn.catalog.put(self.job)
+            catalog = self._runner.cairn.catalog
+            (catalog.keep if self.landed and not durable else catalog.put)(self.job)

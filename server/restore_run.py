@@ -185,6 +185,7 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
         with hold(plan.repo, [m], ctx):  # no DROP BACKUP or keep_last pulls them away
             cairn.engine.restore(restore, fetch, ctx,
                                  throttle.spent if throttle.rate > 0 else None)
+            ctx.land()  # installed: a full data directory no longer fails the job
     finally:
         with contextlib.suppress(OSError):  # an archive's temporary files (start-up sweeps them)
             plan.repo.close()

@@ -140,6 +140,7 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
                 spent=throttle.spent if throttle.rate > 0 else None, here=True,
                 late=lambda: undo_late(repo, set_id, [member_id(set_id, n) for n in chosen],
                                        False))
+        ctx.land()  # every member's manifest landed: the set is whole (backup_run.py)
         rows, records = [], []
         ctx.fault("backup.before_record")
         for m in members:
@@ -150,7 +151,7 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
                 bytes=m.totals.bytes, bytes_written=m.totals.bytes_written, label=m.label,
                 encrypted=m.encrypted, job_id=ctx.job_id, scope=scope_text(m.scope),
                 **whose(m.namespace_record))
-            cairn.catalog.put(record)
+            cairn.catalog.keep(record)  # in memory while the data directory is full
             records.append(record)
             rows.append({
                 "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,
@@ -368,6 +369,7 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
 
         with hold(repo, manifests, ctx):  # no DROP BACKUP or keep_last pulls them away
             cairn.engine.restore_all(restores, fetch, ctx, throttle.spent)
+            ctx.land()  # installed: a full data directory no longer fails the job
         rows = [{"job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,
                  "status": "completed", "tables": m.totals.tables, "rows": r.live_rows,
                  "files": m.totals.files, "bytes": m.totals.bytes, "row_versions": m.totals.rows}

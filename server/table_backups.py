@@ -186,6 +186,7 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
         with hold(repo, [m], ctx):  # no DROP BACKUP or keep_last pulls them away
             cairn.engine.restore(restore, fetch, ctx,
                                  throttle.spent if throttle.rate > 0 else None)
+            ctx.land()  # installed: a full data directory no longer fails the job
         return {"job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": dest,
                 "table_name": dest_table, "status": "completed", "rows": restore.live_rows,
                 "files": len(entry.files), "bytes": sum(f.size for f in entry.files),

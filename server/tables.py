@@ -191,6 +191,7 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
                 else:
                     out = cairn.engine.flush_table(ns, name, progress, own, flush_jobs.marking(
                         ctx, total, all_rows, i + 1, len(tables)))
+                    ctx.land()  # its files are installed: its row says so (flush_jobs.py)
                     ctx.fault("flush.after_install", table=f"{ns}.{name}")
             except NotFound:
                 # Dropped meanwhile (a DROP TABLE waits for a running flush,

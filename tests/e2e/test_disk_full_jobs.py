@@ -31,7 +31,9 @@ async def test_job_and_archive_failed_on_a_refusing_catalog_say_so(
     """A job that ends while the catalog refuses writes reads `failed` with the
     reason (its row stayed `running`), and archiving keeps trying, its status
     `failed` with the reason (its loop died in its own failure handler, the
-    archive said `running`, last_error null)."""
+    archive said `running`, last_error null). The job is a RESTORE whose
+    install the full disk refuses (a BACKUP whose manifest landed, as this
+    test had it, now completes: test_disk_full_landed.py)."""
     caplog.set_level(logging.WARNING, "cairn.archive")
     await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT); "
                      "INSERT INTO app.t VALUES (1, 'a'); "
@@ -44,9 +46,10 @@ async def test_job_and_archive_failed_on_a_refusing_catalog_say_so(
         parked.set()
         go.wait(10)
 
-    faults.register("backup.after_manifest", park)
-    job_id = (await ok(client, "BACKUP DATABASE app TO 'bk' WITH (detached = true)")
-              )[0]["rows"][0]["job_id"]
+    await ok(client, "BACKUP DATABASE app TO 'bk'")
+    faults.register("restore.before_install", park)
+    job_id = (await ok(client, "RESTORE DATABASE app FROM 'bk' AS app_r "
+                               "WITH (detached = true)"))[0]["rows"][0]["job_id"]
     await asyncio.get_running_loop().run_in_executor(None, parked.wait, 10)
     await refuse_writes(client, "arc.t")
     go.set()
