@@ -134,6 +134,21 @@ async def test_a_backup_whose_manifest_landed_is_completed_and_recorded(
     assert restored[0]["backup_id"] == backup_id
 
 
+async def test_a_backup_set_whose_manifests_landed_is_completed_and_recorded(
+        client: Any, data_fs: Path) -> None:
+    first = await setup(client)
+    await ok(client, "CREATE NAMESPACE app2; CREATE TABLE app2.t (id BIGINT PRIMARY KEY)")
+    (status, body), filler = await parked(client, "backup.before_record",
+                                          "BACKUP DATABASE app, app2 TO 'bk'", data_fs)
+    assert status == 200, body  # was 503, both members published, unrecorded
+    members = {r["backup_id"] for r in body["results"][0]["rows"]}
+    assert len(members) == 2, body
+    await space_back(client, filler)
+    assert await recorded(client) == {first, *members}
+    restored = await rows(client, "RESTORE DATABASE app FROM 'bk' AS app_r")  # was 409
+    assert restored[0]["backup_id"] in members
+
+
 async def test_keep_last_on_a_full_disk_fails_saying_its_backup_is_complete(
         client: Any, data_fs: Path) -> None:
     first = await setup(client)
