@@ -97,10 +97,11 @@ def _default(value: Any) -> Any:
 
 @dataclass
 class Namespace(Record):
-    """A namespace. `restored_from`: when it was made by a RESTORE, the server
-    that wrote the backup (its data directory's id; "" for a manifest older than
-    that field): that server's backups of it are its history too, to restore
-    (never its archives' windows: storage/backup/origin.py)."""
+    """A namespace. `restored_from`: when it was made by a RESTORE of another
+    server's backup, `server`, the server that wrote it (its data directory's
+    id; "" for a manifest older than that field), and `at`, when the restore
+    installed (since 2026-12-07): that server's backups of it are its history
+    too, to restore (never its archives' windows: storage/backup/origin.py)."""
 
     FAMILY: ClassVar[str] = "namespaces"
     name: str

@@ -27,7 +27,7 @@ from catalog.errors import (
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.backup import Repository
-from storage.backup.origin import names_no_other, whose
+from storage.backup.origin import whose, wrote_since
 from storage.backup.schema import FileEntry, load
 from storage.backup.selection import parse_time as when
 from storage.backup.sets import (
@@ -326,7 +326,7 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
     try:
         ids = await cairn.run(choose_set, repo, opts.get("backup_id"), opts.get("as_of"),
                               lambda h: origin_of(h["namespace"]).owns(h, lineage=True),
-                              lambda h: names_no_other(origin_of(h["namespace"]), h))
+                              lambda h: wrote_since(origin_of(h["namespace"]), h))
         set_id = ids[0].rsplit(".", 1)[0]
         if opts.get("backup_id") is None and set_id in running:  # as RESTORE DATABASE's
             raise Unavailable(

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from catalog import Namespace
-from catalog.errors import AlreadyExists, NotFound, Unavailable
+from catalog.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from catalog.records import utcnow
 
 from .selection import parse_time
 from .writing import lock_ids
@@ -29,7 +30,7 @@ def restored_namespace(dest: str, m: Any, server: str, previous: Namespace | Non
     another keeps that origin (`previous`, the record it replaces)."""
     record = m.namespace_record
     writer = record.server if isinstance(record.server, str) else ""
-    came_from = {"server": writer}
+    came_from = {"server": writer, "at": utcnow()}  # at: its backups before it are another history
     if writer == server and previous is not None and previous.created_at == record.created_at \
             and previous.restored_from is not None:
         came_from = dict(previous.restored_from)
@@ -181,7 +182,7 @@ def _own_by_then(repo: Any, namespace: str, as_of: str | None,
         return None
     try:
         return dict(repo.choose_backup(namespace, None, as_of, what=what,
-                                       accept=lambda m: own(m) and names_no_other(origin, m)))
+                                       accept=lambda m: own(m) and wrote_since(origin, m)))
     except NotFound:
         return None
 
@@ -235,6 +236,23 @@ def names_no_other(origin: Origin, m: dict[str, Any]) -> bool:
     record = m.get("namespace_record")
     server = record.get("server") if isinstance(record, dict) else None
     return server is None or server == origin.server
+
+
+def wrote_since(origin: Origin, m: dict[str, Any]) -> bool:
+    """`names_no_other`, and taken after this namespace was last restored from
+    another server's backup (`restored_from["at"]`, kept since 2026-12-07): a
+    backup of its own from before a refresh is of the history the refresh
+    replaced (a restore to a time after the refresh took it over the backup
+    the refresh restored)."""
+    if not names_no_other(origin, m):
+        return False
+    at = (origin.restored_from or {}).get("at")
+    if not at:
+        return True
+    try:
+        return parse_time(str(m.get("snapshot_at"))) >= parse_time(at)
+    except InvalidArgument:  # no time: not known to be after it
+        return False
 
 
 def whose(record: Any) -> dict[str, str | None]:

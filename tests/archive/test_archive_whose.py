@@ -164,3 +164,37 @@ async def test_the_server_restored_from_never_hides_a_plain_backup(
     [got] = await rows(b, f"RESTORE DATABASE app FROM 'arch' AS old WITH (as_of = '{before}')")
     assert got["backup_id"] == first
     assert await content(b, "old") == {(1, "a")}
+
+
+async def test_a_refresh_from_a_newer_backup_is_the_history_after_it(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """B's `app` came from A's backup, B wrote a row and took a backup of its
+    own, then B was refreshed from A's newer backup. A restore to a time after
+    the refresh took B's own backup from before it (its rows, with replace over
+    the refreshed ones) while a plain RESTORE took the refresh's: a backup of
+    its own counts for a time only when taken after the namespace's last
+    restore from another server."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    await restored_from_a(a, b)
+    await ok(b, "INSERT INTO app.t VALUES (2, 'b')")
+    [own] = await rows(b, "BACKUP DATABASE app TO 'arch'")
+    await ok(a, "INSERT INTO app.t VALUES (3, 'a')")
+    [newer] = await rows(a, "BACKUP DATABASE app TO 'arch'")
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (replace = true, "
+                f"backup_id = '{newer['backup_id']}')")
+    [now] = await rows(b, "SELECT strftime(now()::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%gZ') AS t")
+    t = now["t"]
+
+    [got] = await rows(b, f"RESTORE DATABASE app FROM 'arch' AS copy WITH (as_of = '{t}')")
+    assert got["backup_id"] == newer["backup_id"] != own["backup_id"]
+    assert await content(b, "copy") == {(1, "a"), (3, "a")}
+    [plain] = await rows(b, "RESTORE DATABASE app FROM 'arch' AS plain")
+    assert plain["backup_id"] == newer["backup_id"]
+    await ok(b, "INSERT INTO app.t VALUES (4, 'b')")
+    [after] = await rows(b, "BACKUP DATABASE app TO 'arch'")
+    [taken] = await rows(b, "SELECT snapshot_at FROM system.backups "
+                            f"WHERE backup_id = '{after['backup_id']}'")
+    [got] = await rows(b, "RESTORE DATABASE app FROM 'arch' AS copy2 WITH "
+                          f"(as_of = '{taken['snapshot_at']}')")
+    assert got["backup_id"] == after["backup_id"]
+    assert await content(b, "copy2") == {(1, "a"), (3, "a"), (4, "b")}
