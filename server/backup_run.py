@@ -142,7 +142,7 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
 
 def _counted_out(cleaned: threading.Thread) -> None:
     cleaned.join()
-    stoppable.left(-1)  # no longer in the way of the server's exit (server/cli.py)
+    stoppable.left(-1)  # no longer in the way of the server's exit (server/serving.py)
 
 
 def undo_late(repo: Repository, lock_id: str, backup_ids: list[str],

@@ -147,7 +147,7 @@ def main(argv: list[str]) -> None:
     from storage import live_rows
     live_rows.open_database()
     # What is imported by now lives as long as the process: out of the
-    # collector's sight (as the server's own start-up objects, server/cli.py),
+    # collector's sight (as the server's own start-up objects, server/serving.py),
     # so the full collection after a call (_give_back, once idle) walks what the
     # calls left, not the ~40,000 objects of these imports: 12 ms of CPU a
     # call before, three calls to a BACKUP with keep_last (docs/performance.md).

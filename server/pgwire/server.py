@@ -53,7 +53,7 @@ class PgServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
-        self.open_files = limits.open_files_limit()  # raised at start (server/cli.py)
+        self.open_files = limits.open_files_limit()  # raised at start (server/serving.py)
 
     def max_clients(self) -> int:
         """Connections allowed now: MAX_CONNECTIONS, fewer when the open-files

@@ -28,7 +28,7 @@ _left_lock = threading.Lock()
 
 def left_running() -> int:
     """How many abandoned calls still wait on their endpoints: pyarrow's own
-    exit waits for every S3 request running in the process (server/cli.py)."""
+    exit waits for every S3 request running in the process (server/serving.py)."""
     with _left_lock:
         return _left
 

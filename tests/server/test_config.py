@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from server import config
-from server.cli import run_loop
 from server.config import ConfigError
+from server.serving import run_loop
 
 ROOT = Path(__file__).parents[2]
 
