@@ -106,21 +106,26 @@ class Batch:
         disk refuses raises DataDirUnavailable; the batch is dropped."""
         if self.count:
             catalog = self._catalog
-            try:
-                catalog._db.write(self._wb)
-            except Exception as exc:  # rocksdict raises a bare Exception for IO errors
-                self._wb = WriteBatch(raw_mode=True)
-                self.count = 0
-                raise catalog.disk_error(exc) from None
-            if catalog.write_error is not None:
-                catalog.write_error = None
-                log.warning("the data directory takes writes again")
-            for family in self._touched:
-                catalog.writes[family] += 1
-            for kept in self._kept:
-                catalog._unsaved.pop(kept, None)
-            if catalog._unsaved:
-                catalog._save_unsaved()
+            # Under the lock `_save_unsaved` writes under: a record kept in
+            # memory and written anew here was otherwise written over by its
+            # older kept value when the two raced (rocksdict holds the GIL for
+            # the whole write anyway, so no write waits longer).
+            with catalog._lock:
+                try:
+                    catalog._db.write(self._wb)
+                except Exception as exc:  # rocksdict raises a bare Exception for IO errors
+                    self._wb = WriteBatch(raw_mode=True)
+                    self.count = 0
+                    raise catalog.disk_error(exc) from None
+                if catalog.write_error is not None:
+                    catalog.write_error = None
+                    log.warning("the data directory takes writes again")
+                for family in self._touched:
+                    catalog.writes[family] += 1
+                for kept in self._kept:
+                    catalog._unsaved.pop(kept, None)
+                if catalog._unsaved:
+                    catalog._save_unsaved()
         self._wb = WriteBatch(raw_mode=True)
         self.count = 0
         self._kept = []
@@ -449,15 +454,18 @@ class Catalog(Unsaved):
         """While writes fail: try one small write (RocksDB resumes by itself
         once the disk has room again, see docs/http.md); why it still fails,
         or None when writes work."""
-        if self.write_error is not None:
+        if self.write_error is not None or self._unsaved:
             with suppress(DataDirUnavailable):
-                self.put(Meta("write_probe", 0))
+                self.put(Meta("write_probe", 0))  # writes what is kept in memory too
         return self.write_error
 
     def close(self) -> None:
         """Close the database. After a write error RocksDB's close reports it
         again (`Writer has previous error`) but closes all the same: what was
-        acknowledged is in the write-ahead log."""
+        acknowledged is in the write-ahead log. What is kept in memory is
+        written first if the disk takes it now."""
+        if self._unsaved:
+            self._save_unsaved()  # still refused: start-up's recovery then looks
         self._families.clear()
         self._handles.clear()
         try:

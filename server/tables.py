@@ -292,6 +292,8 @@ async def autoflush_loop(cairn: Cairn) -> None:
     while True:
         await asyncio.sleep(AUTOFLUSH_PERIOD)
         try:
+            if cairn.catalog.write_error is not None:  # what is kept in memory goes once it can
+                await cairn.run(cairn.catalog.probe_writes)
             await cairn.run(cairn.engine.evict_streams)
             for ns, name in await cairn.run(cairn.engine.tables_needing_flush):
                 if (ns, name) in running or failing.get((ns, name), (0, 0.0))[1] > time.monotonic():
