@@ -1,7 +1,8 @@
 """The `cairn` command: `cairn serve` runs the server (server/serving.py), `cairn sql`
 the console (console/). Only argparse and the console's entry are loaded here, so
-`cairn sql` starts without the server's libraries (DuckDB, pyarrow, aiohttp's
-server, RocksDB): 1.1 s to start, of which ~0.45 s went to them."""
+`cairn sql` starts without the server's own libraries (pyarrow, aiohttp's
+server, RocksDB): `cairn sql -c "SELECT 1"` took 0.69 s, now 0.59 s (the rest
+is mostly sqlgrammar's parser, which it needs)."""
 
 from __future__ import annotations
 
