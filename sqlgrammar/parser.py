@@ -27,6 +27,7 @@ from .duckparse import check_with_duckdb
 from .errors import EmptySql, SqlInvalid, SqlSyntaxError, is_string_literal
 from .fastpath import MAX_NUMBER_CHARS, FastInsert, parse_fast_lazy
 from .fastrows import parse_rows_lazy
+from .grammar_cache import cache_path
 from .intervals import check_intervals
 from .reprint import check_bang, check_operators, name_subqueries
 from .splitter import Chunk, split_script
@@ -131,15 +132,14 @@ class _AlwaysName:
 
 
 def _load_grammar() -> Lark:
-    """Build the LALR parser once. The cache lives in the temp dir (lark's
-    default), never in the package, so a read-only install works; if caching
-    fails in any way we build without it."""
+    """Build the LALR parser once, cached in this user's own folder under the temp
+    dir (grammar_cache: never the package); if caching fails, without the cache."""
     options: dict[str, Any] = dict(
         parser="lalr", propagate_positions=True, postlex=_AlwaysName(), transformer=ToAst(),
         maybe_placeholders=True,
     )
     try:
-        return Lark.open("commands.lark", rel_to=__file__, cache=True, **options)
+        return Lark.open("commands.lark", rel_to=__file__, cache=cache_path(), **options)
     except (OSError, EOFError, ValueError, AttributeError) as exc:
         log.warning("lark grammar cache unusable (%s); building without it", exc)
         return Lark.open("commands.lark", rel_to=__file__, **options)
