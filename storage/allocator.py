@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
 from collections.abc import Iterator
@@ -66,7 +67,7 @@ def _load() -> Any:
     except (ImportError, OSError, AttributeError) as exc:
         log.info("DuckDB's allocator cannot be asked to return memory (%s)", exc)
     try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        trim = _libc().malloc_trim
         trim.argtypes = [ctypes.c_size_t]
         trim.restype = ctypes.c_int
         _trim = trim
@@ -153,11 +154,18 @@ M_MMAP_THRESHOLD = -3
 MALLOC_THRESHOLD = 128 * 1024  # glibc's default for both, before it moves them
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, looked up once: `find_library` runs `ldconfig -p` (a
+    process) each time, and every catalog open pins the thresholds."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def fix_malloc_thresholds() -> bool:
     """Pin glibc's mmap and trim thresholds (see the module docstring); True
     if glibc took them (False on another libc)."""
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        mallopt = _libc().mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -5,11 +5,13 @@ and glibc keeps no large freed blocks (storage/allocator.py). Same results."""
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from catalog import Catalog, Namespace
 from storage import allocator
@@ -121,3 +123,16 @@ def test_a_write_reads_at_most_write_bytes_of_rows(tmp_path: Path, monkeypatch: 
     finally:
         eng.close()
         catalog.close()
+
+
+def test_the_c_library_is_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`find_library` runs `ldconfig -p` (a process) a call; an engine pins the
+    thresholds at each open, so the library is found once a process."""
+    assert allocator.fix_malloc_thresholds() is True
+
+    def no_lookup(name: str) -> str:
+        raise AssertionError(f"find_library({name!r}) again")
+
+    monkeypatch.setattr(ctypes.util, "find_library", no_lookup)
+    assert allocator.fix_malloc_thresholds() is True
+    allocator.purge()
