@@ -238,6 +238,8 @@ class JobRunner:
             ctx.error = logs.job_failure(job, exc, self.cairn.config.data_dir)
             job.status = "failed"
             job.error_message = ctx.error.message
+        finally:
+            answered_rows(job)
 
     async def _sweep(self, ctx: JobContext) -> None:
         """A failed or cancelled job's own writes removed their temp files, but
@@ -407,3 +409,15 @@ class JobRunner:
             await asyncio.wait(tasks, timeout=10.0)
         if self._trimming is not None:
             await asyncio.wait([self._trimming], timeout=10.0)
+
+
+def answered_rows(job: Job) -> None:
+    """A job's `rows` is its answer's `rows` once it has one: a BACKUP's or
+    RESTORE's live rows (what a query of its tables sees), a set's summed,
+    a FLUSH's rows written. Also when a step after the work landed failed (a
+    keep_last after its backup: the result was recorded). Until 2026-12-07 a
+    backup's and a restore's job counted row versions (every UPDATE and
+    DELETE adds one) where the answer counted live rows: 9 against 4."""
+    rows = job.result.get("rows") if isinstance(job.result, dict) else None
+    if isinstance(rows, int) and not isinstance(rows, bool):
+        job.rows = rows

@@ -158,7 +158,7 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
     if plan.time is not None:  # the archived changes, replayed beside the base's copy
         restore.beside = _replayer(plan, plan.time, m, ctx, cairn.catalog.last_seq())
     ctx.progress(files_total=restore.files_total, bytes_total=restore.bytes_total, files_done=0,
-                 bytes_done=0, rows=m.totals.rows, force=True)
+                 bytes_done=0, force=True)
     # Should the process die after the install, start-up can tell the job was whole.
     ctx.set(cleanup={"namespace": plan.destination,
                      "table_uids": sorted(restore.table_uids.values())})
@@ -192,10 +192,11 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
     m = restore.manifest  # after a replay: the tables as of the instant
     # The job counts what was restored, replayed changes too (it kept the
     # base's): the base's files the tables still hold and the files written
-    # from replayed rows, as system.tables counts them afterwards.
+    # from replayed rows, as system.tables counts them afterwards. Its `rows`
+    # are the answer's (jobs.py answered_rows).
     files, nbytes = m.totals.files + restore.files_added, m.totals.bytes + restore.bytes_added
-    ctx.progress(rows=m.totals.rows + restore.row_versions_added, files_total=files,
-                 files_done=files, bytes_total=nbytes, bytes_done=nbytes, force=True)
+    ctx.progress(files_total=files, files_done=files, bytes_total=nbytes, bytes_done=nbytes,
+                 force=True)
     return {
         "job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": plan.destination,
         "status": "completed", "tables": m.totals.tables, "rows": restore.live_rows,

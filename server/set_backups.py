@@ -355,7 +355,7 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
                     for m in manifests]
         ctx.progress(files_total=sum(r.files_total for r in restores),
                      bytes_total=sum(r.bytes_total for r in restores), files_done=0,
-                     bytes_done=0, rows=sum(m.totals.rows for m in manifests), force=True)
+                     bytes_done=0, force=True)
         ctx.set(cleanup={"namespace": ", ".join(m.namespace for m in manifests),
                          "table_uids": sorted(u for r in restores for u in r.table_uids.values())})
         throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)

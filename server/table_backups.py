@@ -172,7 +172,7 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
                           guard=lambda: check_not_archived(cairn, dest),
                           workers=1 if throttle.rate > 0 else workers_for(repo.target.kind))
         ctx.progress(files_total=restore.files_total, bytes_total=restore.bytes_total,
-                     files_done=0, bytes_done=0, rows=entry.rows, force=True)
+                     files_done=0, bytes_done=0, force=True)
         ctx.set(cleanup={"namespace": dest, "table": dest_table,
                          "table_uids": sorted(restore.table_uids.values())})
 

@@ -55,7 +55,7 @@ def write_set(
     namespaces = [i.namespace for i in images]
     files = [f for i in images for f in i.files]
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,
-                  bytes_done=0, rows=sum(i.rows for i in images), force=True)
+                  bytes_done=0, force=True)
     written: list[str] = []
     out: list[schema.Manifest] = []
     with repo.lock(set_id, should_stop=lambda: work.cancelled,

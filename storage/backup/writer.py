@@ -57,7 +57,7 @@ def write_backup(
     nullkeys.check([image])  # or a file holding a NULL key
     files = image.files
     work.progress(files_total=len(files), bytes_total=sum(f.size for f in files), files_done=0,
-                  bytes_done=0, rows=image.rows, force=True)
+                  bytes_done=0, force=True)
     # The lock's first write lists every known oid (store_all's `add` then only settles).
     with repo.lock(backup_id, should_stop=lambda: work.cancelled,
                    oids=[f.sha256 for f in files]) as lock:
