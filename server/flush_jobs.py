@@ -45,6 +45,7 @@ def landed(job: Job) -> None:
         return  # it died before it installed anything: nothing landed
     result = dict(mark["result"])
     job.rows, job.files_done, job.bytes_done = result["rows"], result["files"], result["bytes"]
+    job.files_total, job.bytes_total = job.files_done, job.bytes_done  # as the job's own end
     if mark["done"] >= mark["tables"]:
         job.status, job.error_message, job.result = "completed", None, result
         job.fraction_completed = 1.0

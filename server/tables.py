@@ -172,11 +172,18 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
         all_rows = 0
 
         def progress(**kw: Any) -> None:
+            # A flush knows the files it writes, not their bytes before it
+            # writes them: its totals are what it has written (and the files
+            # it will), its fraction the tables and this table's files done
+            # (files_total and bytes_total stayed 0: "1 of 0 files").
             ctx.check_cancelled()
+            done, files = kw.get("files_done") or 0, kw.get("files_total") or 0
             ctx.progress(
-                files_done=base["files"] + (kw.get("files_done") or 0),
+                files_done=base["files"] + done, files_total=base["files"] + max(done, files),
                 bytes_done=base["bytes"] + (kw.get("bytes_done") or 0),
+                bytes_total=base["bytes"] + (kw.get("bytes_done") or 0),
                 rows=base["rows"] + (kw.get("rows") or 0),
+                fraction=(i + (done / files if files else 0)) / len(tables),
             )
 
         dropped: list[str] = []
@@ -204,7 +211,8 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
                 all_rows += out["all_rows"]
                 base.update(total)
             ctx.progress(fraction=(i + 1) / len(tables), files_done=total["files"],
-                         bytes_done=total["bytes"], rows=total["rows"])
+                         files_total=total["files"], bytes_done=total["bytes"],
+                         bytes_total=total["bytes"], rows=total["rows"])
         result: dict[str, Any] = dict(total)
         if all_rows != total["rows"]:
             result["all_rows"] = all_rows

@@ -119,6 +119,25 @@ async def test_a_flush_counts_the_row_versions_it_wrote_in_the_answer_and_the_jo
     assert (await job_row(client, every["job_id"]))["rows"] == 1
 
 
+async def test_every_job_ends_with_its_done_counts_its_totals_and_its_answers(
+        client: Any) -> None:
+    """files_done/files_total and bytes_done/bytes_total end equal, at the
+    answer's files and bytes (a FLUSH's totals stayed 0: "1 of 0 files")."""
+    await churned(client)
+    await ok(client, "INSERT INTO app.u VALUES (7, 'q')")
+    answers = [(await rows(client, "FLUSH ALL TABLES IN app"))[0]]
+    answers.append((await rows(client, "BACKUP DATABASE app TO 'b'"))[0])
+    answers.append((await rows(client, "RESTORE DATABASE app FROM 'b' AS c"))[0])
+    answers.append((await rows(client, "RESTORE TABLE app.t FROM 'b' AS app.t2"))[0])
+    for answer in answers:
+        job = await job_row(client, answer["job_id"])
+        done = (job["rows"], job["files_done"], job["files_total"], job["bytes_done"],
+                job["bytes_total"])
+        assert done == (answer["rows"], answer["files"], answer["files"], answer["bytes"],
+                        answer["bytes"]), (job, answer)
+    assert answers[0]["files"] == 2, answers[0]  # app.t and app.u
+
+
 async def test_a_restore_that_installs_nothing_counts_no_rows(client: Any) -> None:
     """Nothing restored, nothing counted (its job said 9, the backup's row versions)."""
     await churned(client)
