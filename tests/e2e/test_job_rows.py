@@ -164,3 +164,22 @@ async def test_verify_and_drop_count_no_rows(client: Any) -> None:
             await rows(client, "SELECT job_type, rows FROM system.jobs "
                                "WHERE job_type IN ('verify', 'drop_backup')")}
     assert jobs == {"verify": 0, "drop_backup": 0}, jobs
+
+
+async def test_a_backup_whose_keep_last_failed_counts_the_rows_it_backed_up(
+        client: Any) -> None:
+    """Its backup landed (listed, restorable) and its `result` says so: its
+    `rows` are that result's live rows, as a completed job's."""
+    await churned(client)
+    await ok(client, "BACKUP DATABASE app TO 'b'")
+
+    def refuse(info: dict[str, Any]) -> None:
+        raise Unavailable("the test refuses the prune")
+
+    faults.register("prune.before_delete", refuse)
+    status, body = await sql(client, "BACKUP DATABASE app TO 'b' WITH (keep_last = 1)")
+    assert body["error"]["code"] == "UNAVAILABLE", body
+    job = (await rows(client, "SELECT * FROM system.jobs WHERE job_type = 'backup' "
+                              "ORDER BY created_at DESC LIMIT 1"))[0]
+    assert job["status"] == "failed" and job["result"]["rows"] == 5, job
+    assert job["rows"] == 5, job
