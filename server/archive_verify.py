@@ -68,7 +68,11 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
     replays = _replays(repo, namespace, bases, listings, errors, manifests, seq_now)
     total += sum(len(m["objects"]) for m in manifests.values() if m is not None)
     if ctx is not None:
-        ctx.progress(files_total=total, force=True)
+        # The job reads the segments and its bases' objects: its bytes count
+        # both (bytes_done went past a bytes_total left 0: "1491 of 0 bytes").
+        ctx.progress(files_total=total, force=True, bytes_total=sum(
+            size for x in listings.values() for size in x.sizes.values()) + sum(
+            int(o["size"]) for m in manifests.values() if m is not None for o in m["objects"]))
     for aid in ids:
         listing = listings[aid]
         errors += store.stray_problems(aid, listing)
@@ -100,11 +104,12 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
         errors += store.runs_of(aid, listing.segments)[1]  # overlaps, as RESTORE finds them
         errors += [pitr.gap_problem(*gap) for gap in pitr.gaps(runs, bases)]  # as RESTORE's
         all_runs += runs
-    done = checked
+    done, done_bytes = checked, nbytes
     for _, m in sorted(manifests.items()):  # each base's objects: what RESTORE copies
         if m is not None:
-            errors += _base_objects(repo, m, done, ctx, seq_now)
+            errors += _base_objects(repo, m, (done, done_bytes), ctx, seq_now)
             done += len(m["objects"])
+            done_bytes += sum(int(o["size"]) for o in m["objects"])
     for d in broken:  # a base that cannot be read: its window is not restorable
         hit = [r for r in all_runs if damaged.may_base(d, r)]
         if hit:
@@ -203,14 +208,15 @@ class _Replay:
         self.broken = True
 
 
-def _base_objects(repo: Repository, m: dict[str, Any], done: int,
+def _base_objects(repo: Repository, m: dict[str, Any], done: tuple[int, int],
                   ctx: JobContext | None, seq_now: int) -> list[str]:
     """What is wrong with the objects of base backup `m` (its manifest), as
-    VERIFY BACKUP says it: a RESTORE as_of from it refuses exactly these."""
+    VERIFY BACKUP says it: a RESTORE as_of from it refuses exactly these.
+    `done`: the files and bytes the job has read before them."""
 
     def progress(p: Progress) -> None:
         if ctx is not None:
-            ctx.progress(files_done=done + p.files_done)
+            ctx.progress(files_done=done[0] + p.files_done, bytes_done=done[1] + p.bytes_done)
 
     report = verify_objects(repo.store, m, progress,
                             None if ctx is None else lambda: ctx.cancelled,

@@ -103,6 +103,15 @@ async def test_a_restore_to_a_time_and_its_base_count_live_rows_in_the_job_too(
     assert restore["rows"] == 5 and restore["row_versions"] > 5, restore
     assert (await job_row(client, restore["job_id"]))["rows"] == 5
 
+    # VERIFY ARCHIVE reads the segments and the base's objects: its job's
+    # bytes count both, and end at their total (it stayed 0 under them).
+    await ok(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'")
+    job = (await rows(client, "SELECT * FROM system.jobs WHERE job_type = 'verify'"))[0]
+    assert job["result"]["is_valid"] is True, job
+    assert job["files_done"] == job["files_total"] > job["result"]["segments_checked"], job
+    assert job["bytes_done"] == job["bytes_total"] > job["result"]["bytes_checked"], job
+    assert job["rows"] == 0, job
+
 
 async def test_a_flush_counts_the_row_versions_it_wrote_in_the_answer_and_the_job(
         client: Any) -> None:
@@ -160,6 +169,10 @@ async def test_verify_and_drop_count_no_rows(client: Any) -> None:
     backup_id = (await rows(client, "BACKUP DATABASE app TO 'b'"))[0]["backup_id"]
     await ok(client, f"VERIFY BACKUP '{backup_id}' IN 'b'")
     await ok(client, f"DROP BACKUP '{backup_id}' IN 'b'")
+    verify = (await rows(client, "SELECT * FROM system.jobs WHERE job_type = 'verify'"))[0]
+    assert (verify["files_done"], verify["files_total"], verify["bytes_done"],
+            verify["bytes_total"]) == (verify["result"]["files_checked"],) * 2 + (
+            verify["result"]["bytes_checked"],) * 2, verify
     jobs = {j["job_type"]: j["rows"] for j in
             await rows(client, "SELECT job_type, rows FROM system.jobs "
                                "WHERE job_type IN ('verify', 'drop_backup')")}
