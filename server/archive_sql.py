@@ -12,7 +12,7 @@ from catalog import Archive, Job, Namespace, utcnow
 from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound, Unavailable
 from catalog.ids import new_id
 from sqlgrammar import ast
-from storage.archive import damaged, store
+from storage.archive import damaged, pitr, store
 from storage.archive.changes import MAX_LSN, now_us
 from storage.archive.helper import HelperFailed
 from storage.backup.origin import window_filter
@@ -306,6 +306,8 @@ async def show_restore_points(cairn: Cairn, session: Session,
         } for w in store.windows(runs, bases)]
         # A window whose base may be a backup that cannot be read: listed, with why.
         found += damaged.point_rows(repo, stmt.namespace, runs, broken)
+        # Changes missing (a gap, as VERIFY ARCHIVE and RESTORE name it): listed, with it.
+        found += pitr.gap_rows(runs, bases, stmt.namespace)
         return sorted(found, key=lambda r: (store.parse_us(r["start_time"]),
                                             store.parse_us(r["end_time"])))
 

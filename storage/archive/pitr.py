@@ -126,17 +126,24 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
         covering = [r for r in runs if r.after_us <= as_of_us <= r.through_us]
         damaged.refuse(repo, namespace, as_of,
                        [d for d in broken if any(damaged.may_base(d, r) for r in covering)])
+        # A base's own instant: the base alone is exact to it (the changes
+        # after it may be gone: its archive's first segments removed).
+        alone = [b for b in framed if b.snapshot_us == as_of_us and b.archive is not None]
+        if alone:
+            b = max(alone, key=lambda b: b.encrypted == repo.encrypted)
+            assert b.archive is not None
+            return TimePlan(namespace, as_of_us, b.backup_id, b.snapshot_us, b.archive.id, [])
         # Changes missing from the middle of an archive, after the last window
         # ending by the time (VERIFY ARCHIVE names the gap): BACKUP_INVALID, as
         # for the last segments removed; not "past the newest restorable time".
         by_then = max((w.end_us for w in wins if w.end_us < as_of_us), default=None)
         holes = [(p, r) for p, r in gaps(runs, readable)
-                 if p.through_us < as_of_us and (by_then is None or p.through_us >= by_then)]
+                 if gap_start(p) < as_of_us and (by_then is None or gap_start(p) >= by_then)]
         if holes:
             raise BackupInvalid(
                 f"namespace '{namespace}' cannot be restored as of {as_of}: archived "
                 f"changes are missing from target '{repo.uri}': "
-                + gap_problem(*min(holes, key=lambda h: h[0].through_us))
+                + gap_problem(*min(holes, key=lambda h: gap_start(h[0])))
                 + (f"; the newest restorable time before it is {store.iso(by_then)}"
                    if by_then is not None else "") + " (VERIFY ARCHIVE names it)")
         newest = max((w.end_us for w in wins), default=None)
@@ -199,24 +206,68 @@ def within(found: list[Entry], after_us: int, upto_us: int) -> Iterator[Entry]:
             yield c
 
 
-def gaps(runs: list[store.Run], bases: list[store.Base]) -> Iterator[tuple[store.Run, store.Run]]:
+def gaps(runs: list[store.Run], bases: list[store.Base]
+         ) -> Iterator[tuple[store.Run | store.Base, store.Run]]:
     """Each two consecutive runs of one archive whose changes between them are
     missing: the later does not start at a base backup of it (archiving that
-    took a new base after lost segments starts its run there)."""
+    took a new base after lost segments starts its run there). So is an
+    archive's first run that does not start at a base of it while a backup
+    naming that archive has its cut before the run (its first segments were
+    removed): then the pair is that base (the newest such) and the run."""
     by_archive: dict[str, list[store.Run]] = {}
     for r in runs:
         by_archive.setdefault(r.archive_id, []).append(r)
-    for mine in by_archive.values():
-        for prev, run in itertools.pairwise(sorted(mine, key=lambda r: r.after_lsn)):
-            if not any(b.snapshot_us == run.after_us and store.is_base(b, run) for b in bases):
+    for aid, mine in by_archive.items():
+        ordered = sorted(mine, key=lambda r: r.after_lsn)
+        before = [b for b in bases if not b.legacy and b.archive is not None
+                  and b.archive.id == aid and b.snapshot_us < ordered[0].after_us
+                  and b.archive.lsn <= ordered[0].after_lsn]
+        pairs: list[tuple[store.Run | store.Base, store.Run]] = list(
+            itertools.pairwise(ordered))
+        if before:
+            pairs.insert(0, (max(before, key=lambda b: b.snapshot_us), ordered[0]))
+        for prev, run in pairs:
+            if not _starts_at_base(run, bases):
                 yield prev, run
 
 
-def gap_problem(prev: store.Run, run: store.Run) -> str:
-    """A gap as VERIFY ARCHIVE and RESTORE as_of name it."""
-    return (f"archive {run.archive_id}: gap between {prev.segments[-1].file} and "
-            f"{run.segments[0].file}: changes from {store.iso(prev.through_us)} "
+def _starts_at_base(run: store.Run, bases: list[store.Base]) -> bool:
+    return any(b.snapshot_us == run.after_us and store.is_base(b, run) for b in bases)
+
+
+def gap_start(prev: store.Run | store.Base) -> int:
+    """Where the changes a gap misses begin: the end of the run before it, or
+    the snapshot of the base before it."""
+    return prev.through_us if isinstance(prev, store.Run) else prev.snapshot_us
+
+
+def gap_problem(prev: store.Run | store.Base, run: store.Run) -> str:
+    """A gap as VERIFY ARCHIVE, SHOW RESTORE POINTS and RESTORE as_of name it."""
+    after = (prev.segments[-1].file if isinstance(prev, store.Run)
+             else f"base backup {prev.backup_id}")
+    return (f"archive {run.archive_id}: gap between {after} and "
+            f"{run.segments[0].file}: changes from {store.iso(gap_start(prev))} "
             f"to {store.iso(run.after_us)} are missing")
+
+
+def gap_rows(runs: list[store.Run], bases: list[store.Base], namespace: str
+             ) -> list[dict[str, Any]]:
+    """SHOW RESTORE POINTS rows for the gaps: from where the changes go
+    missing to the end of the run after them (or to its oldest base: from
+    there it is a window), `error` naming the gap as VERIFY ARCHIVE and
+    RESTORE do. `base_backup_id` is the base the changes after which are
+    missing (an archive's first segments removed), else null."""
+    out = []
+    for prev, run in gaps(runs, bases):
+        mine = [b.snapshot_us for b in bases if store.is_base(b, run)]
+        out.append({
+            "namespace": namespace, "start_time": store.iso(gap_start(prev)),
+            "end_time": store.iso(min(mine, default=run.through_us)),
+            "base_backup_id": None if isinstance(prev, store.Run) else prev.backup_id,
+            "base_backups": 0, "segments": len(run.segments), "archive_id": run.archive_id,
+            "error": gap_problem(prev, run),
+        })
+    return out
 
 
 def _no_base(repo: Repository, namespace: str, entries: list[dict[str, Any]],
