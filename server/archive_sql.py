@@ -18,7 +18,7 @@ from storage.archive.helper import HelperFailed
 from storage.backup.origin import window_filter
 from storage.system_tables import archives as archive_rows
 
-from .archive_verify import Shipped, verify_work
+from .archive_verify import lost_rows, shipped_of, verify_work
 from .archiving import Archiver, ArchiveService, parse_interval, service
 from .backup_drops import origin_of
 from .backups import check_options, job_row, redacted, result_row
@@ -289,6 +289,7 @@ async def show_restore_points(cairn: Cairn, session: Session,
     def work() -> list[dict[str, Any]]:
         repo = _repo(cairn, stmt.target)
         repo.require_exists()
+        shipped = shipped_of(cairn.catalog.get(Archive, stmt.namespace), repo.uri)  # first
         runs, problems = store.all_runs(repo, stmt.namespace)
         entries = repo.listing(stmt.namespace)
         bases, broken = damaged.bases_and_damaged(repo, stmt.namespace, entries)
@@ -308,6 +309,8 @@ async def show_restore_points(cairn: Cairn, session: Session,
         found += damaged.point_rows(repo, stmt.namespace, runs, broken)
         # Changes missing (a gap, as VERIFY ARCHIVE and RESTORE name it): listed, with it.
         found += pitr.gap_rows(runs, bases, stmt.namespace)
+        # Changes this server shipped that the target no longer holds (its catalog says).
+        found += lost_rows(stmt.namespace, shipped, runs)
         return sorted(found, key=lambda r: (store.parse_us(r["start_time"]),
                                             store.parse_us(r["end_time"])))
 
@@ -321,8 +324,7 @@ async def verify_archive(cairn: Cairn, session: Session, stmt: ast.VerifyArchive
                                   opts.get("encryption_passphrase"))
     await cairn.run_target(stmt.target, repo.require_exists)
     rec = cairn.catalog.get(Archive, stmt.namespace)  # before the target is listed
-    shipped = (Shipped(rec.archive_id, rec.shipped_lsn, rec.shipped_us, rec.base_lsn)
-               if rec is not None and rec.target == repo.uri and rec.shipped_lsn else None)
+    shipped = shipped_of(rec, repo.uri)
     job = await cairn.jobs.run("verify", session, verify_work(repo, stmt.namespace,
                                                            cairn.catalog.last_seq, shipped),
                                namespace=stmt.namespace, target=repo.uri,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from catalog import Archive
 from catalog.errors import BackupInvalid, NotFound
 from storage.archive import damaged, pitr, replay, store
 from storage.archive.blocks import Entry
@@ -38,6 +39,15 @@ class Shipped:
     lsn: int
     us: int | None
     base_lsn: int | None  # the current window's base's cut (segments continue from it)
+    base_us: int | None = None  # and its time
+
+
+def shipped_of(rec: Archive | None, uri: str) -> Shipped | None:
+    """What `rec` (the catalog's archive of a namespace, read before the target
+    is listed) says this server shipped into target `uri`, if anything."""
+    if rec is None or rec.target != uri or not rec.shipped_lsn:
+        return None
+    return Shipped(rec.archive_id, rec.shipped_lsn, rec.shipped_us, rec.base_lsn, rec.base_us)
 
 
 def verify_work(repo: Repository, namespace: str, seq_now: Callable[[], int],
@@ -121,7 +131,8 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
                                  and shipped.base_lsn is not None
                                  and r.after_lsn <= shipped.base_lsn <= r.last_lsn],
                                 bases, broken)
-        errors += _lost_tail(shipped, mine.segments[-1])
+    if shipped is not None and (tail := lost_tail(shipped, listings.get(shipped.archive_id))):
+        errors.append(tail[1])
     if not any(x.segments for x in listings.values()):
         errors.append(f"no archived changes of namespace '{namespace}' in target '{repo.uri}'")
     wins = store.windows(all_runs, bases)
@@ -156,16 +167,46 @@ def _without_base(runs: list[store.Run], bases: list[store.Base],
             and not any(damaged.may_base(d, r) for d in broken)]
 
 
-def _lost_tail(shipped: Shipped, last: SegmentName) -> list[str]:
+def lost_tail(shipped: Shipped, listing: store.Listing | None) -> tuple[int, str] | None:
     """This server shipped changes of the archive past its last segment in
-    the target: the segments after it were removed."""
-    if last.last_lsn >= shipped.lsn:
-        return []
+    the target (the segments after it were removed), or past its base's cut
+    while the target holds no segment of it (all removed, or the folder):
+    where the missing changes start (µs) and the problem, as VERIFY ARCHIVE
+    and SHOW RESTORE POINTS say it."""
     until = "" if shipped.us is None else f" (to {store.iso(shipped.us)})"
-    return [f"archive {shipped.archive_id}: this server shipped its changes up to lsn "
-            f"{shipped.lsn}{until} into the target, but its segments end at {last.file} "
-            f"(lsn {last.last_lsn}, {store.iso(last.through_us)}): the changes after it "
-            "are missing"]
+    head = (f"archive {shipped.archive_id}: this server shipped its changes up to lsn "
+            f"{shipped.lsn}{until} into the target, but ")
+    if listing is not None and listing.segments:
+        last = listing.segments[-1]
+        if last.last_lsn >= shipped.lsn:
+            return None
+        return last.through_us, (
+            f"{head}its segments end at {last.file} (lsn {last.last_lsn}, "
+            f"{store.iso(last.through_us)}): the changes after it are missing")
+    if shipped.base_lsn is None or shipped.base_us is None or shipped.lsn <= shipped.base_lsn:
+        return None
+    return shipped.base_us, (
+        f"{head}it holds no segment of the archive: the changes after its base's cut "
+        f"(lsn {shipped.base_lsn}, {store.iso(shipped.base_us)}) are missing")
+
+
+def lost_rows(namespace: str, shipped: Shipped | None, runs: list[store.Run]
+              ) -> list[dict[str, Any]]:
+    """SHOW RESTORE POINTS' row for the changes this server shipped that the
+    target no longer holds (lost_tail), from where they start to how far it
+    shipped, `error` as VERIFY ARCHIVE says it."""
+    if shipped is None:
+        return []
+    listing = store.Listing(sorted(s for r in runs if r.archive_id == shipped.archive_id
+                                   for s in r.segments))
+    tail = lost_tail(shipped, listing)
+    if tail is None:
+        return []
+    start, problem = tail
+    return [{"namespace": namespace, "start_time": store.iso(start),
+             "end_time": store.iso(start if shipped.us is None else max(start, shipped.us)),
+             "base_backup_id": None, "base_backups": 0, "segments": 0,
+             "archive_id": shipped.archive_id, "error": problem}]
 
 
 @dataclass

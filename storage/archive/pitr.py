@@ -147,18 +147,25 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
                 + (f"; the newest restorable time before it is {store.iso(by_then)}"
                    if by_then is not None else "") + " (VERIFY ARCHIVE names it)")
         newest = max((w.end_us for w in wins), default=None)
+        # This server shipped more than the target holds (its last segments
+        # removed, or all of them: then its base's cut is where they end).
+        ends = [r.last_lsn for r in runs if r.archive_id in known]
+        cuts = [b.archive.lsn for b in framed if b.archive is not None and b.archive.id in known]
+        end = max(ends or cuts, default=None)
+        if (newest is None or as_of_us > newest) and end is not None and end < shipped_lsn:
+            raise BackupInvalid(
+                (f"as_of {as_of} is after the newest restorable time of namespace "
+                 f"'{namespace}', {store.iso(newest)}, and " if newest is not None else
+                 f"namespace '{namespace}' has no restorable window as of {as_of}: ")
+                + f"archived changes are missing from target '{repo.uri}': this server "
+                f"shipped them up to lsn {shipped_lsn}, "
+                + (f"its segments there end at lsn {end}" if ends else
+                   f"it holds no segment of them after its base's cut at lsn {end}")
+                + " (VERIFY ARCHIVE names them)")
         if newest is None:
             raise InvalidArgument(
                 f"namespace '{namespace}' has no restorable window in target '{repo.uri}' "
                 "(archived changes continuing a base backup)")
-        ends = [r.last_lsn for r in runs if r.archive_id in known]
-        if as_of_us > newest and ends and max(ends) < shipped_lsn:
-            raise BackupInvalid(
-                f"as_of {as_of} is after the newest restorable time of namespace "
-                f"'{namespace}', {store.iso(newest)}, and archived changes are missing "
-                f"from target '{repo.uri}': this server shipped them up to lsn "
-                f"{shipped_lsn}, its segments there end at lsn {max(ends)} "
-                "(VERIFY ARCHIVE names them)")
         if as_of_us > newest:
             raise InvalidArgument(
                 f"as_of {as_of} is after the newest restorable time of namespace "

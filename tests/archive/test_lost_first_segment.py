@@ -9,6 +9,7 @@ POINTS with `error` null and nothing said of the gap after it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,40 @@ async def test_the_window_before_a_middle_gap_is_shown_with_the_gap(
     await ok(client, f"RESTORE DATABASE app FROM 'arch' AS b "
                      f"WITH (as_of = '{points[0]['end_time']}')")
     assert await rows(client, "SELECT id FROM b.t ORDER BY id") == [{"id": 0}, {"id": 1}]
+
+
+@pytest.mark.parametrize("lost", ["tail", "every segment", "the folder"])
+async def test_changes_shipped_and_gone_are_named_alike(
+        client: Any, cairn_config: Config, lost: str) -> None:
+    """This server shipped changes the target no longer holds (its catalog
+    says how far it shipped): VERIFY ARCHIVE, SHOW RESTORE POINTS and RESTORE
+    as_of a time after what is left name them. Before, with every segment
+    gone VERIFY said only "no archived changes" and RESTORE was
+    INVALID_ARGUMENT "no restorable window"; with the tail gone SHOW RESTORE
+    POINTS listed the shortened window alone, error null."""
+    base_at, shipped = await _archived(client)
+    segs = segment_files(Path(cairn_config.backup_roots[0]))
+    changed = [s for s in segs if _non_empty(s)]
+    if lost == "tail":
+        for seg in segs[segs.index(changed[-1]):]:
+            seg.unlink()
+    elif lost == "every segment":
+        for seg in segs:
+            seg.unlink()
+    else:
+        shutil.rmtree(segs[0].parent)
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is False, report
+    [missing] = [e for e in report["errors"] if "are missing" in e]
+    points = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    assert points[-1]["error"] == missing and points[-1]["base_backups"] == 0, points
+    [archive] = await rows(client, "SELECT * FROM system.archives WHERE namespace = 'app'")
+    assert points[-1]["end_time"] == archive["archived_until"], (points, archive)
+    assert [p["error"] for p in points[:-1]] == [None] * (len(points) - 1), points
+    status, body = await sql(client, f"RESTORE DATABASE app FROM 'arch' AS r "
+                                     f"WITH (as_of = '{shipped[-1]}')")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "archived changes are missing" in body["error"]["message"], body
+    assert not await rows(client, "SELECT * FROM system.namespaces WHERE namespace = 'r'")
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS b WITH (as_of = '{base_at}')")
+    assert await rows(client, "SELECT id FROM b.t ORDER BY id") == [{"id": 0}]
