@@ -309,8 +309,8 @@ async def show_restore_points(cairn: Cairn, session: Session,
         found += damaged.point_rows(repo, stmt.namespace, runs, broken)
         # Changes missing (a gap, as VERIFY ARCHIVE and RESTORE name it): listed, with it.
         found += pitr.gap_rows(runs, bases, stmt.namespace)
-        # Changes this server shipped that the target no longer holds (its catalog says).
-        found += lost_rows(stmt.namespace, shipped, runs)
+        # What this server shipped that no base or segment in the target holds (its catalog says).
+        found += lost_rows(stmt.namespace, shipped, runs, bases, broken)
         return sorted(found, key=lambda r: (store.parse_us(r["start_time"]),
                                             store.parse_us(r["end_time"])))
 

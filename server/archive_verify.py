@@ -126,13 +126,10 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
             errors.append(f"{damaged.why(repo, d)} (it may be a base backup of archive "
                           f"{hit[0].archive_id}, changes from {store.iso(hit[0].after_us)} "
                           f"to {store.iso(hit[0].through_us)})")
-    if shipped is not None and (mine := listings.get(shipped.archive_id)) and mine.segments:
-        errors += _without_base([r for r in all_runs if r.archive_id == shipped.archive_id
-                                 and shipped.base_lsn is not None
-                                 and r.after_lsn <= shipped.base_lsn <= r.last_lsn],
-                                bases, broken)
-    if shipped is not None and (tail := lost_tail(shipped, listings.get(shipped.archive_id))):
-        errors.append(tail[1])
+    if shipped is not None:
+        errors += [problem for _, problem in without_base(shipped, all_runs, bases, broken)]
+        if tail := lost_tail(shipped, listings.get(shipped.archive_id)):
+            errors.append(tail[1])
     if not any(x.segments for x in listings.values()):
         errors.append(f"no archived changes of namespace '{namespace}' in target '{repo.uri}'")
     wins = store.windows(all_runs, bases)
@@ -148,21 +145,24 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
     }
 
 
-def _without_base(runs: list[store.Run], bases: list[store.Base],
-                  broken: list[damaged.Damaged]) -> list[str]:
-    """`runs` (those holding the cut of this server's current window's
-    base: the run before a new base ends where the base's run starts) if no
-    base backup in the target continues any of them (the base removed, or
-    its manifest replaced by another backup's): no RESTORE as_of reaches
-    their changes. (Another run without a base is what a DROP BACKUP of its
-    base leaves until the next prune: the newest segment stays while
-    archiving runs, then a new base starts a new run. A damaged manifest that
-    may be a base is named already.)"""
+def without_base(shipped: Shipped, runs: list[store.Run], bases: list[store.Base],
+                 broken: list[damaged.Damaged]) -> list[tuple[store.Run, str]]:
+    """The runs of this server's archive holding the cut of its current
+    window's base (the run before a new base ends where the base's run
+    starts), with the problem, if no base backup in the target continues any
+    of them (the base removed, or its manifest replaced by another backup's):
+    no RESTORE as_of reaches their changes. (Another run without a base is
+    what a DROP BACKUP of its base leaves until the next prune: the newest
+    segment stays while archiving runs, then a new base starts a new run. A
+    damaged manifest that may be a base is named already.)"""
+    cut = shipped.base_lsn
+    runs = [r for r in runs if r.archive_id == shipped.archive_id
+            and cut is not None and r.after_lsn <= cut <= r.last_lsn]
     if any(store.is_base(b, r) for r in runs for b in bases):
         return []
-    return [f"archive {r.archive_id}: no base backup of its changes from "
-            f"{store.iso(r.after_us)} to {store.iso(r.through_us)} is in the target "
-            "(removed, or its manifest replaced): they cannot be restored"
+    return [(r, f"archive {r.archive_id}: no base backup of its changes from "
+                f"{store.iso(r.after_us)} to {store.iso(r.through_us)} is in the target "
+                "(removed, or its manifest replaced): they cannot be restored")
             for r in runs if not any(store.is_base(b, r) for b in bases)
             and not any(damaged.may_base(d, r) for d in broken)]
 
@@ -190,23 +190,31 @@ def lost_tail(shipped: Shipped, listing: store.Listing | None) -> tuple[int, str
         f"(lsn {shipped.base_lsn}, {store.iso(shipped.base_us)}) are missing")
 
 
-def lost_rows(namespace: str, shipped: Shipped | None, runs: list[store.Run]
-              ) -> list[dict[str, Any]]:
-    """SHOW RESTORE POINTS' row for the changes this server shipped that the
-    target no longer holds (lost_tail), from where they start to how far it
-    shipped, `error` as VERIFY ARCHIVE says it."""
+def lost_rows(namespace: str, shipped: Shipped | None, runs: list[store.Run],
+              bases: list[store.Base], broken: list[damaged.Damaged]) -> list[dict[str, Any]]:
+    """SHOW RESTORE POINTS' rows for what VERIFY ARCHIVE finds missing by this
+    server's catalog: the run from its current base when no base of it is in
+    the target (without_base), and the changes it shipped that the target no
+    longer holds (lost_tail), from where they start to how far it shipped;
+    `error` as VERIFY ARCHIVE says it."""
     if shipped is None:
         return []
+    out = [_row(namespace, r.archive_id, r.after_us, r.through_us, len(r.segments), problem)
+           for r, problem in without_base(shipped, runs, bases, broken)]
     listing = store.Listing(sorted(s for r in runs if r.archive_id == shipped.archive_id
                                    for s in r.segments))
-    tail = lost_tail(shipped, listing)
-    if tail is None:
-        return []
-    start, problem = tail
-    return [{"namespace": namespace, "start_time": store.iso(start),
-             "end_time": store.iso(start if shipped.us is None else max(start, shipped.us)),
-             "base_backup_id": None, "base_backups": 0, "segments": 0,
-             "archive_id": shipped.archive_id, "error": problem}]
+    if tail := lost_tail(shipped, listing):
+        start, problem = tail
+        end = start if shipped.us is None else max(start, shipped.us)
+        out.append(_row(namespace, shipped.archive_id, start, end, 0, problem))
+    return out
+
+
+def _row(namespace: str, archive_id: str, start_us: int, end_us: int, segments: int,
+         problem: str) -> dict[str, Any]:
+    return {"namespace": namespace, "start_time": store.iso(start_us),
+            "end_time": store.iso(end_us), "base_backup_id": None, "base_backups": 0,
+            "segments": segments, "archive_id": archive_id, "error": problem}
 
 
 @dataclass

@@ -72,6 +72,13 @@ async def test_a_run_whose_base_is_gone_is_invalid(
         assert "no base backup of its changes" in json.dumps(report["errors"]), report
     else:  # the copy is judged by this server's record of the base: named, a possible base
         assert f"backup '{base.stem}'" in json.dumps(report["errors"]), report
+    # SHOW RESTORE POINTS lists the run with the same error (it listed nothing
+    # when the base was removed)
+    points = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    [point] = points
+    assert point["base_backups"] == 0, points
+    [error] = report["errors"]
+    assert point["error"] == error if damage == "removed" else error.startswith(point["error"])
 
 
 def _non_empty(seg: Path) -> bool:
