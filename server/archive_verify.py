@@ -39,7 +39,6 @@ class Shipped:
     lsn: int
     us: int | None
     base_lsn: int | None  # the current window's base's cut (segments continue from it)
-    base_us: int | None = None  # and its time
 
 
 def shipped_of(rec: Archive | None, uri: str) -> Shipped | None:
@@ -47,7 +46,7 @@ def shipped_of(rec: Archive | None, uri: str) -> Shipped | None:
     is listed) says this server shipped into target `uri`, if anything."""
     if rec is None or rec.target != uri or not rec.shipped_lsn:
         return None
-    return Shipped(rec.archive_id, rec.shipped_lsn, rec.shipped_us, rec.base_lsn, rec.base_us)
+    return Shipped(rec.archive_id, rec.shipped_lsn, rec.shipped_us, rec.base_lsn)
 
 
 def verify_work(repo: Repository, namespace: str, seq_now: Callable[[], int],
@@ -128,7 +127,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
                           f"to {store.iso(hit[0].through_us)})")
     if shipped is not None:
         errors += [problem for _, problem in without_base(shipped, all_runs, bases, broken)]
-        if tail := lost_tail(shipped, listings.get(shipped.archive_id)):
+        if tail := lost_tail(shipped, listings.get(shipped.archive_id), bases):
             errors.append(tail[1])
     if not any(x.segments for x in listings.values()):
         errors.append(f"no archived changes of namespace '{namespace}' in target '{repo.uri}'")
@@ -167,12 +166,15 @@ def without_base(shipped: Shipped, runs: list[store.Run], bases: list[store.Base
             and not any(damaged.may_base(d, r) for d in broken)]
 
 
-def lost_tail(shipped: Shipped, listing: store.Listing | None) -> tuple[int, str] | None:
+def lost_tail(shipped: Shipped, listing: store.Listing | None,
+              bases: list[store.Base]) -> tuple[int, str] | None:
     """This server shipped changes of the archive past its last segment in
-    the target (the segments after it were removed), or past its base's cut
-    while the target holds no segment of it (all removed, or the folder):
-    where the missing changes start (µs) and the problem, as VERIFY ARCHIVE
-    and SHOW RESTORE POINTS say it."""
+    the target (the segments after it were removed), or past the newest cut
+    of a base of the archive in the target while it holds no segment of it
+    (all removed, or the folder; not when no base of it is left: a stopped
+    archive whose base was dropped has its segments pruned): where the
+    missing changes start (µs) and the problem, as VERIFY ARCHIVE and SHOW
+    RESTORE POINTS say it (pitr.plan refuses a RESTORE after it alike)."""
     until = "" if shipped.us is None else f" (to {store.iso(shipped.us)})"
     head = (f"archive {shipped.archive_id}: this server shipped its changes up to lsn "
             f"{shipped.lsn}{until} into the target, but ")
@@ -183,11 +185,14 @@ def lost_tail(shipped: Shipped, listing: store.Listing | None) -> tuple[int, str
         return last.through_us, (
             f"{head}its segments end at {last.file} (lsn {last.last_lsn}, "
             f"{store.iso(last.through_us)}): the changes after it are missing")
-    if shipped.base_lsn is None or shipped.base_us is None or shipped.lsn <= shipped.base_lsn:
+    cuts = [b for b in bases if b.archive is not None and b.archive.id == shipped.archive_id]
+    base = max(cuts, key=lambda b: (b.archive.lsn if b.archive else 0, b.snapshot_us),
+               default=None)
+    if base is None or base.archive is None or base.archive.lsn >= shipped.lsn:
         return None
-    return shipped.base_us, (
-        f"{head}it holds no segment of the archive: the changes after its base's cut "
-        f"(lsn {shipped.base_lsn}, {store.iso(shipped.base_us)}) are missing")
+    return base.snapshot_us, (
+        f"{head}it holds no segment of the archive: the changes after its base backup "
+        f"{base.backup_id} (lsn {base.archive.lsn}, {store.iso(base.snapshot_us)}) are missing")
 
 
 def lost_rows(namespace: str, shipped: Shipped | None, runs: list[store.Run],
@@ -203,7 +208,7 @@ def lost_rows(namespace: str, shipped: Shipped | None, runs: list[store.Run],
            for r, problem in without_base(shipped, runs, bases, broken)]
     listing = store.Listing(sorted(s for r in runs if r.archive_id == shipped.archive_id
                                    for s in r.segments))
-    if tail := lost_tail(shipped, listing):
+    if tail := lost_tail(shipped, listing, bases):
         start, problem = tail
         end = start if shipped.us is None else max(start, shipped.us)
         out.append(_row(namespace, shipped.archive_id, start, end, 0, problem))

@@ -127,3 +127,21 @@ async def test_changes_shipped_and_gone_are_named_alike(
     assert not await rows(client, "SELECT * FROM system.namespaces WHERE namespace = 'r'")
     await ok(client, f"RESTORE DATABASE app FROM 'arch' AS b WITH (as_of = '{base_at}')")
     assert await rows(client, "SELECT id FROM b.t ORDER BY id") == [{"id": 0}]
+
+
+async def test_a_dropped_base_of_a_stopped_archive_is_no_loss(
+        client: Any, cairn_config: Config) -> None:
+    """DROP BACKUP of a stopped archive's only base prunes its segments: what
+    this server shipped is gone by the user's hand, nothing the target lost.
+    VERIFY ARCHIVE says only that nothing is archived, SHOW RESTORE POINTS
+    lists nothing and RESTORE as_of finds no backup."""
+    _, shipped = await _archived(client)
+    [base] = await rows(client, "SHOW BACKUPS FOR DATABASE app IN 'arch'")
+    await ok(client, f"DROP BACKUP '{base['backup_id']}' IN 'arch'")
+    assert segment_files(Path(cairn_config.backup_roots[0])) == []
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert [e for e in report["errors"] if "missing" in e] == [], report
+    assert await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'") == []
+    status, body = await sql(client, f"RESTORE DATABASE app FROM 'arch' AS r "
+                                     f"WITH (as_of = '{shipped[-1]}')")
+    assert status == 404 and body["error"]["code"] == "NOT_FOUND", body
