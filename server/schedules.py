@@ -23,6 +23,7 @@ from typing import Any
 from croniter import CroniterBadDateError, croniter
 
 from catalog import Catalog, Job, Namespace, Schedule
+from catalog.diskerrors import DataDirUnavailable
 from catalog.errors import AlreadyExists, InvalidArgument, NotFound
 from sqlgrammar import ast, to_sql
 from storage.backup import Repository
@@ -275,8 +276,10 @@ async def show_schedules(cairn: Cairn, session: Session, stmt: ast.ShowSchedules
         for s in sorted(cairn.catalog.scan(Schedule), key=lambda s: s.name):
             row = {c: getattr(s, c) for c, _ in COLUMNS}
             job = cairn.catalog.get(Job, s.last_job_id) if s.last_job_id else None
-            if job is not None:
-                row["last_status"] = job.status  # live, between two loop passes too
+            if job is not None and s.last_status in ACTIVE:
+                # live, between two loop passes too; not over what the loop
+                # wrote since (a run that could not be recorded: `waiting`)
+                row["last_status"] = job.status
             if (why := refused(s)) is not None:  # before the loop's first pass too
                 row.update(next_run_at=None, last_status=why)
             rows.append(row)
@@ -345,25 +348,49 @@ async def run_due(cairn: Cairn, now: datetime | None = None) -> list[Job]:
             if schedule.next_run_at is not None:  # once: stop it, and say why
                 schedule.next_run_at, schedule.last_status = None, why
                 log.warning("schedule %s: %s", schedule.name, schedule.last_status)
-                await cairn.run(cairn.catalog.put, schedule)
+                await cairn.run(cairn.catalog.keep, schedule)
         # Off the event loop: a first pass computes every cron schedule's next time.
         for schedule in await cairn.run(set_back, schedules, now):
             schedule.next_run_at = iso(next_run(schedule, now))
             log.warning("schedule %s: its next run was past one period from now (the "
                         "clock went back); next run now %s", schedule.name,
                         schedule.next_run_at)
-            await cairn.run(cairn.catalog.put, schedule)
+            await cairn.run(cairn.catalog.keep, schedule)
         for schedule in due(schedules, now, set(cairn.jobs.active())):
             try:
                 job = await start_run(cairn, schedule)
                 schedule.last_job_id, schedule.last_status = job.job_id, job.status
                 started.append(job)
+            except DataDirUnavailable as exc:  # its job cannot be recorded: it stays due
+                await cairn.run(_wait_for_room, cairn, schedule, exc)
+                continue
             except Exception:  # not even a job could be recorded; try again next time
                 log.exception("schedule %s could not start", schedule.name)
                 schedule.last_status = "failed"
             schedule.next_run_at = iso(next_run(schedule, now))
-            await cairn.run(cairn.catalog.put, schedule)
+            await cairn.run(cairn.catalog.keep, schedule)
     return started
+
+
+WAITING = "waiting: "  # last_status of a schedule whose due run could not be recorded
+
+
+def _wait_for_room(cairn: Cairn, schedule: Schedule, exc: DataDirUnavailable) -> None:
+    """A due run whose job the data directory refused to record (a full
+    disk): the schedule stays due, so the run starts at the first pass once
+    the disk takes writes again, and its `last_status` says why meanwhile
+    (kept in memory while the disk refuses: `Catalog.keep`). One line in the
+    log when it starts waiting; each pass after tries again without a word.
+    Until 2026-12-07 every pass logged two traces and the record said the
+    last run's status."""
+    status = (f"{WAITING}the run due at {schedule.next_run_at} could not be recorded: "
+              f"{exc.message}; it starts once the data directory takes writes again")
+    if schedule.last_status == status:
+        return
+    if not (schedule.last_status or "").startswith(WAITING):
+        log.warning("schedule %s: %s", schedule.name, status)
+    schedule.last_status = status
+    cairn.catalog.keep(schedule)
 
 
 # A catalog's schedules as the loop last read them: (Catalog.writes of
@@ -394,17 +421,27 @@ def _record_endings(cairn: Cairn, schedules: list[Schedule]) -> None:
         job = cairn.catalog.get(Job, s.last_job_id)
         if job is not None and job.status != s.last_status:
             s.last_status = job.status
-            cairn.catalog.put(s)
+            # In memory while the disk refuses writes (the job's own row is
+            # kept so too): system.schedules said `queued` for a run
+            # system.jobs said `failed`, and every pass failed with a trace.
+            cairn.catalog.keep(s)
 
 
 async def schedule_loop(cairn: Cairn, period: float = CHECK_SECONDS) -> None:
     """Forever: every `period` seconds, one `run_due` pass. A failing pass is
     logged and the loop goes on."""
+    said: str | None = None  # a refusal of the data directory, said once
     while True:
         await asyncio.sleep(period)
         try:
             await run_due(cairn)
+            said = None
         except asyncio.CancelledError:
             raise
+        except DataDirUnavailable as exc:  # an operator's matter: one line, not a trace
+            if exc.message != said:
+                log.warning("checking schedules failed (tried again every %g s): %s",
+                            period, exc.message)
+            said = exc.message
         except Exception:
             log.exception("checking schedules failed")
