@@ -351,10 +351,11 @@ def register_cleanups(cairn: Cairn) -> None:
             raise Unavailable(f"backup target '{repo.uri}' is not there (not mounted?)")
         return False
 
-    def sweep(job: Job) -> None:
+    def sweep(job: Job) -> set[str] | None:
+        """The target's backups now (None: the job left no sweep to do)."""
         target = job.cleanup.get("target")
         if not target or not job.cleanup.get("sweep"):
-            return
+            return None
         repo = repository(cairn, target)
         reach(repo, True)
         present = set(repo.manifest_ids())
@@ -364,6 +365,18 @@ def register_cleanups(cairn: Cairn) -> None:
         freed = repo.prune()
         pruned(cairn, repo.uri, everything=True)  # a failed drop's leftovers went too
         log.info("swept %s after interrupted job %s (%d bytes freed)", target, job.job_id, freed)
+        return present
+
+    def cleanup_drop(job: Job) -> None:
+        """A DROP BACKUP that died past the removal of its manifest (killed
+        while the disk was full, its `completed` row kept in memory): the
+        sweep forgets the backup and frees its objects, and the job says so.
+        It said only "interrupted by server restart", as if nothing was done."""
+        present = sweep(job)
+        if present is not None and job.backup_id and job.backup_id not in present:
+            job.error_message = (f"interrupted by server restart after backup "
+                                 f"'{job.backup_id}' was dropped (its manifest is gone from "
+                                 "its target); the backup is dropped and its objects freed")
 
     def cleanup_backup(job: Job) -> None:
         target, backup_id = job.cleanup.get("target"), job.cleanup.get("backup_id")
@@ -445,5 +458,5 @@ def register_cleanups(cairn: Cairn) -> None:
 
     cairn.jobs.cleanups["backup"] = swept(cleanup_backup)
     cairn.jobs.cleanups["restore"] = swept(cleanup_restore)
-    cairn.jobs.cleanups["drop_backup"] = swept(sweep)
+    cairn.jobs.cleanups["drop_backup"] = swept(cleanup_drop)
     cairn.jobs.sweep = lambda job: sweep_tmp_of(job, running=True)
