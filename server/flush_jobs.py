@@ -12,10 +12,14 @@ been; one that got part of the way is `failed` saying how far. It was
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from catalog import Batch, Job
+from catalog.diskerrors import from_oserror
+from catalog.errors import CairnError
 
 from .jobcontext import JobContext
 from .recovery import INTERRUPTED
@@ -54,3 +58,21 @@ def landed(job: Job) -> None:
         f"{INTERRUPTED} after flushing {mark['done']} of its {mark['tables']} tables "
         f"({result['rows']} rows to {result['files']} file(s), installed); the rows of "
         "the others stay buffered")
+
+
+def partly(exc: Exception, flushed: list[str], total: dict[str, int], tables: int,
+           data_dir: Path) -> Exception:
+    """The error of a flush of `tables` tables that failed (or was cancelled)
+    after it had flushed and installed those `flushed` (`total` what they
+    held): the error saying so, its code kept. A FLUSH ALL TABLES refused at
+    a later table (a full disk) said only the refusal, as if it had flushed
+    nothing. An error that is no CairnError nor the disk's (a bug) is `exc`."""
+    error = exc if isinstance(exc, CairnError) else from_oserror(data_dir, exc)
+    if error is None or not flushed:
+        return exc
+    message = (f"{error.message}; it had flushed {len(flushed)} of its {tables} tables first "
+               f"({', '.join(flushed)}: {total['rows']} rows to {total['files']} file(s), "
+               "installed); the rows of the others stay buffered")
+    new = copy.copy(error)
+    new.message, new.args = message, (message,)
+    return new

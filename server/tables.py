@@ -188,10 +188,10 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
 
         dropped: list[str] = []
         held: list[str] = []  # a role-user's FLUSH of too few rows (flush.users_flush_due)
+        flushed: list[str] = []  # installed: an error after says so (flush_jobs.partly)
         for i, (ns, name) in enumerate(tables):
-            ctx.check_cancelled()
             try:
-                out = None
+                ctx.check_cancelled()
                 if own is not None and not flush.users_flush_due(
                         cairn.engine.cfg, cairn.engine.tables.state(ns, name), own[0]):
                     held.append(f"{ns}.{name}")
@@ -199,17 +199,23 @@ def _flush_work(cairn: Cairn, tables: list[tuple[str, str]],
                     out = cairn.engine.flush_table(ns, name, progress, own, flush_jobs.marking(
                         ctx, total, all_rows, i + 1, len(tables)))
                     ctx.land()  # its files are installed: its row says so (flush_jobs.py)
+                    flushed.append(f"{ns}.{name}")
+                    total["tables"] += 1
+                    for k in ("rows", "files", "bytes"):
+                        total[k] += out[k]
+                    all_rows += out["all_rows"]
+                    base.update(total)
                     ctx.fault("flush.after_install", table=f"{ns}.{name}")
             except NotFound:
                 # Dropped meanwhile (a DROP TABLE waits for a running flush,
                 # then takes the table's files, the flush's too): nothing flushed.
                 dropped.append(f"{ns}.{name}")
-            if out is not None:
-                total["tables"] += 1
-                for k in ("rows", "files", "bytes"):
-                    total[k] += out[k]
-                all_rows += out["all_rows"]
-                base.update(total)
+            except Exception as exc:  # after some tables: it says which (was: not a word)
+                error = flush_jobs.partly(exc, flushed, total, len(tables),
+                                          cairn.config.data_dir)
+                if error is exc:
+                    raise
+                raise error from exc
             ctx.progress(fraction=(i + 1) / len(tables), files_done=total["files"],
                          files_total=total["files"], bytes_done=total["bytes"],
                          bytes_total=total["bytes"], rows=total["rows"])

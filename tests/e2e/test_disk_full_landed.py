@@ -214,3 +214,33 @@ async def test_a_flush_whose_files_were_installed_is_completed(
     (table,) = await rows(client, "SELECT buffered_rows, flushed_rows FROM system.tables "
                                   "WHERE table_name = 't'")
     assert table == {"buffered_rows": 0, "flushed_rows": 101}, table
+
+
+async def test_flush_all_refused_at_a_later_table_says_which_it_flushed(
+        client: Any, data_fs: Path, cairn_config: Config) -> None:
+    """FLUSH ALL TABLES installs its first table, then the disk fills: the
+    second is refused. The answer and the job said only the refusal (503,
+    "no space left …"), as if nothing was flushed, while the first table's
+    files were installed and its buffer empty."""
+    await setup(client)
+    await ok(client, "CREATE NAMESPACE f; CREATE TABLE f.a (id BIGINT PRIMARY KEY); "
+                     "CREATE TABLE f.b (id BIGINT PRIMARY KEY); "
+                     "CREATE TABLE f.c (id BIGINT PRIMARY KEY); "
+                     "INSERT INTO f.a VALUES (1), (2); INSERT INTO f.b VALUES (3); "
+                     "INSERT INTO f.c VALUES (4)")
+    (status, body), filler = await parked(client, "flush.after_install",
+                                          "FLUSH ALL TABLES IN f", data_fs)
+    assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+    message = body["error"]["message"]
+    assert message.startswith(f"no space left on the data directory '{cairn_config.data_dir}'")
+    assert message.endswith("; it had flushed 1 of its 3 tables first (f.a: 2 rows to 1 file(s), "
+                            "installed); the rows of the others stay buffered"), message
+    (job,) = await rows(client, "SELECT status, error_message, rows FROM system.jobs "
+                                "WHERE job_type = 'flush' AND namespace = 'f'")
+    assert job == {"status": "failed", "error_message": message, "rows": 2}, job
+    await space_back(client, filler)
+    tables = await rows(client, "SELECT table_name, buffered_rows, flushed_rows FROM "
+                                "system.tables WHERE namespace = 'f' ORDER BY table_name")
+    assert tables == [{"table_name": "a", "buffered_rows": 0, "flushed_rows": 2},
+                      {"table_name": "b", "buffered_rows": 1, "flushed_rows": 0},
+                      {"table_name": "c", "buffered_rows": 1, "flushed_rows": 0}], tables
