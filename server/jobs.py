@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from catalog import Job, utcnow
+from catalog.diskerrors import DataDirUnavailable
 from catalog.errors import CairnError, Cancelled, InvalidArgument, NotFound, Unavailable
 from catalog.ids import id_time, new_id
 from storage import allocator, jobproc, priority
@@ -65,6 +66,7 @@ class JobRunner:
         self.pending: set[str] = set()  # jobs whose clean-up is pending (recovery.py)
         self._trimming: asyncio.Task[None] | None = None
         self._trim_again = False
+        self._trim_refused: str | None = None  # why the last trim could not write, said once
         self.history = History(cairn)
         self._stopping = False
         self.stop_signal: str | None = None  # the signal that stops the server (cli.py)
@@ -104,6 +106,12 @@ class JobRunner:
             self._trim_again = False
             try:
                 await self.cairn.run(self.trim_history)
+                self._trim_refused = None
+            except DataDirUnavailable as exc:  # a full disk: one line, not a trace a trim
+                if self._trim_refused is None:
+                    log.warning("trimming job history waits until the data directory takes "
+                                "writes again: %s", exc.message)
+                self._trim_refused = exc.message
             except Exception:  # history trimming must never hurt a job
                 log.exception("trimming job history failed")
 

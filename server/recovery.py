@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from catalog import Job, utcnow
+from catalog.diskerrors import DataDirUnavailable
 from catalog.errors import CairnError
 from catalog.ids import floor_after
 
@@ -83,10 +84,7 @@ def clean(runner: Runner, job: Job, quiet: bool = False) -> bool:
             log.exception("cleanup of interrupted job %s failed", job.job_id)
             reason = f"{type(exc).__name__}: {exc}"
     if reason is None:
-        if was_pending:
-            log.info("pending clean-up of interrupted job %s done", job.job_id)
         job.cleanup = {}
-        runner.pending.discard(job.job_id)
     else:
         # `cleanup` may have moved on (a kept lock recorded): keep what it says.
         job.cleanup = {**job.cleanup, PENDING: reason}
@@ -96,7 +94,13 @@ def clean(runner: Runner, job: Job, quiet: bool = False) -> bool:
         (log.debug if quiet and was_pending else log.warning)(
             "clean-up of interrupted job %s is pending, tried again every minute: %s",
             job.job_id, reason)
+    # Its row first: one the disk refuses (full) stays pending, tried again
+    # (it was taken for done, its row on disk still saying pending).
     runner.cairn.catalog.put(job)
+    if reason is None:
+        if was_pending:
+            log.info("pending clean-up of interrupted job %s done", job.job_id)
+        runner.pending.discard(job.job_id)
     return reason is None
 
 
@@ -115,11 +119,18 @@ def retry_pending(runner: Runner) -> int:
 
 async def retry_loop(runner: Runner, period: float = RETRY_PERIOD) -> None:
     """Forever: pending clean-ups tried again every `period` seconds."""
+    said: str | None = None  # the data directory's refusal, said once
     while True:
         await asyncio.sleep(period)
         try:
             await runner.cairn.run(retry_pending, runner)
+            said = None
         except asyncio.CancelledError:
             raise
+        except DataDirUnavailable as exc:  # a full disk: one line, not a trace a period
+            if said is None:
+                log.warning("retrying pending clean-ups waits until the data directory takes "
+                            "writes again: %s", exc.message)
+            said = exc.message
         except Exception:
             log.exception("retrying pending clean-ups failed")
