@@ -33,7 +33,7 @@ from .state import Session
 PATH_COLUMNS: dict[str, tuple[str, ...]] = {
     "jobs": ("target", "statement", "error_message", "result"),
     "backups": ("target",),
-    "schedules": ("target",),
+    "schedules": ("target", "last_status"),  # a run waiting for room names the data dir
     "archives": ("target", "last_error"),
 }
 

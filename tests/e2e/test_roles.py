@@ -22,12 +22,15 @@ from typing import Any
 
 import pytest
 
+from catalog import Schedule
+from catalog.diskerrors import from_rocksdb
 from server.app import create_app
 from server.config import Config
 from server.executor import ROUTES
+from server.schedules import _wait_for_room
 from sqlgrammar import ast
 from sqlgrammar.parser import parse_one
-from tests.helpers import ok, rows, sql
+from tests.helpers import ok, rows, sql, state
 from tests.server.test_metrics import scrape, value
 
 Outcome = int | tuple[int, str]
@@ -464,3 +467,29 @@ async def test_a_role_users_flush_tells_nothing_of_other_users_rows(two_faced: A
         "tables": 1, "rows": 6, "files": 1, "bytes": res["rows"][0]["bytes"]}}, mine
     assert await rows(two_faced, "SELECT count(*) AS n FROM app.u", token=alice) == [{"n": 6}]
     assert await rows(two_faced, "SELECT count(*) AS n FROM app.u", token=bob) == [{"n": 60}]
+
+
+async def test_a_schedule_waiting_for_room_names_no_server_path_to_a_role_user(
+        role_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """A run that falls due while the data directory refuses writes leaves
+    the schedule's last_status saying why, naming the data directory
+    (schedules._wait_for_room, with RocksDB's own words): a role-user read the
+    server's path in SHOW SCHEDULES and system.schedules."""
+    cairn = state(role_client)
+    data = cairn_config.data_dir
+    refused = from_rocksdb(data, Exception(
+        f"IO error: No space left on device: While appending to file: "
+        f"{data}/catalog/000004.log: No space left on device"))
+    assert refused is not None
+    schedule = cairn.catalog.get(Schedule, "s1")
+    assert schedule is not None
+    _wait_for_room(cairn, schedule, refused)
+    paths = sorted({str(tmp_path), str(tmp_path.resolve())})
+    for text in ("SHOW SCHEDULES", "SELECT last_status FROM system.schedules"):
+        (row,) = await rows(role_client, text, token="alice-secret")
+        assert row["last_status"].startswith("waiting: the run due at "), row
+        assert "'<data dir>' (RocksDB: While appending to file: <data dir>/catalog/" in \
+            row["last_status"], row
+        assert not leaks({"row": row}, paths), row
+        (row,) = await rows(role_client, text, token="root-secret")
+        assert str(data) in row["last_status"], row  # an admin sees it as stored
