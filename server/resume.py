@@ -104,9 +104,13 @@ def _covered(job: Job, namespaces: set[str]) -> bool:
 
 
 def _release(cairn: Cairn, job: Job, repo: Repository, **why: Any) -> int:
+    """Remove the kept lock (and what only it held) from the target, and say
+    so on the job's row: kept in memory while the data directory refuses
+    writes (Catalog.keep), as the lock is gone whatever the disk says (the
+    row read `kept_for_resume: true` for a lock no longer there)."""
     freed = repo.abandon(str(job.result["backup_id"]))
     job.result = {**job.result, KEPT: False, **why}
-    cairn.catalog.put(job)
+    cairn.catalog.keep(job)
     return freed
 
 

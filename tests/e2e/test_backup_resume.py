@@ -14,6 +14,7 @@ from typing import Any
 from server import resume
 from server.app import CAIRN, create_app
 from server.config import Config
+from tests.e2e.test_disk_full import refuse_writes
 from tests.helpers import ok, rows, target_files
 
 
@@ -236,3 +237,25 @@ async def test_a_kept_backup_set_is_released_by_the_next_set_of_its_namespaces(
     assert len(target_files(target)["locks"]) == 1
     members = await rows(client, "BACKUP DATABASE app, other TO 'nightly'")
     assert await released_by(client, job_id, target) == members[0]["job_id"]
+
+
+async def test_a_kept_lock_released_on_a_full_disk_reads_released(
+    tmp_path: Path, server_process: Any, aiohttp_client: Any
+) -> None:
+    """The window passes while the data directory refuses writes: the kept
+    lock is removed from the target, and the job's row, which the disk
+    refused, read `kept_for_resume: true` (until a later release wrote it)
+    for a lock no longer there. Now it reads released, kept in memory and
+    written once the disk takes writes again (Catalog.keep)."""
+    job_id = crash_a_backup(tmp_path, server_process)
+    client = await aiohttp_client(create_app(config_of(tmp_path, window="2h")))
+    cairn = client.server.app[CAIRN]
+    target = tmp_path / "backups" / "nightly"
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    until = datetime.fromisoformat(job["result"]["kept_until"].replace("Z", "+00:00"))
+    await refuse_writes(client, "app.t")
+    assert await cairn.run(resume.expire, cairn, until + timedelta(seconds=1)) == 1  # was 0
+    assert target_files(target)["locks"] == set()
+    (job,) = await rows(client, f"SHOW JOB '{job_id}'")
+    assert job["result"]["kept_for_resume"] is False and job["result"]["expired"] is True, job
+    assert await cairn.run(resume.expire, cairn, until + timedelta(days=1)) == 0
