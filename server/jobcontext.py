@@ -178,7 +178,7 @@ class JobContext:
         with self._place:  # (a thread that waited here while another took it: not paused)
             if not self._away and self._pause.is_set():
                 self._away = True
-                self.set(status="paused")
+                self.show(status="paused")
                 log.info("job %s paused", self.job_id)
                 self._give_back()
         if not self._await_resume():
@@ -189,7 +189,7 @@ class JobContext:
             self._take_place()
             if not self._cancel.is_set():
                 self._away = False
-                self.set(status="running")
+                self.show(status="running")
                 log.info("job %s resumed", self.job_id)
 
     def _await_resume(self) -> bool:
@@ -209,7 +209,7 @@ class JobContext:
                     if first:
                         self.job.status = "queued"
             if first:
-                self.set()  # the row says so
+                self.show()  # the row says so
             return True
 
     def _give_back(self) -> None:
@@ -309,3 +309,15 @@ class JobContext:
             self.job.alive_at = utcnow()
             catalog = self._runner.cairn.catalog
             (catalog.keep if self.landed and not durable else catalog.put)(self.job)
+
+    def show(self, **fields: Any) -> None:
+        """Record a PAUSE's or RESUME's status on the job row, kept in memory
+        while the data directory refuses writes (a full disk): it is for the
+        eye, as progress is (a restart finds a paused job as a running one).
+        Refused, it failed the job at its pause, PAUSE JOB answering
+        `paused` for a job that then read `failed` ("no space left …")."""
+        with self._lock:
+            for name, value in fields.items():
+                setattr(self.job, name, value)
+            self.job.alive_at = utcnow()
+            self._runner.cairn.catalog.keep(self.job)
