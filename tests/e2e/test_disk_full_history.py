@@ -41,37 +41,19 @@ async def trimmed(client: Any) -> None:
     await asyncio.wait_for(asyncio.shield(jobs._trimming), 60)
 
 
-async def test_trimming_history_on_a_full_disk_waits_saying_so_once(
+async def test_trims_and_pending_clean_ups_on_a_full_disk_wait_saying_so_once(
         client: Any, data_fs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One outage. The history over its bound is trimmed after every job that
+    ends and every minute: each trim logged "trimming job history failed"
+    with a trace. A clean-up left pending by an earlier start (an interrupted
+    DROP's sweep of a target that was not mounted then) is tried again every
+    minute: a trace each time ("retrying pending clean-ups failed"), and the
+    job was dropped from the pending ones before its row was refused (the row
+    said pending on disk, not tried again until a restart). Now one line
+    each, and both go on once the disk has room."""
     caplog.set_level(logging.INFO)
     await setup(client)
     await ok(client, "FLUSH TABLE app.t; FLUSH TABLE app.pad")
-    (status, body), filler = await parked(client, "backup.before_record",
-                                          "BACKUP DATABASE app TO 'bk'", data_fs)
-    assert status == 200, body  # it ended while the disk was full: a trim after it
-    for _ in range(3):
-        await trimmed(client)
-    traces = [r.getMessage() for r in caplog.records if r.exc_info]
-    assert not traces, traces  # was "trimming job history failed" and a trace, each time
-    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trimming")]
-    assert len(said) == 1 and said[0].startswith(
-        "trimming job history waits until the data directory takes writes again: no space "
-        "left on the data directory"), said
-    await space_back(client, filler)
-    await trimmed(client)
-    (count,) = await rows(client, "SELECT count(*) AS n FROM system.jobs")
-    assert count == {"n": 2}, count
-
-
-async def test_retrying_a_pending_clean_up_on_a_full_disk_says_so_once(
-        client: Any, data_fs: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A clean-up left pending by an earlier start (an interrupted DROP's
-    sweep of a target that was not mounted then) is tried again every
-    minute; with the disk full its row could not be written: a trace each
-    minute ("retrying pending clean-ups failed"). Now one line, and the
-    retry with room finishes it."""
-    caplog.set_level(logging.INFO)
-    await setup(client)
     cairn = state(client)
     uri = str(Path(cairn.config.backup.roots[0]) / "bk")
     job = Job(job_id=new_id("job"), job_type="drop_backup", status="failed", target=uri,
@@ -79,19 +61,22 @@ async def test_retrying_a_pending_clean_up_on_a_full_disk_says_so_once(
               cleanup={"target": uri, "sweep": True, PENDING: "target not mounted"})
     cairn.catalog.put(job)  # what start-up's recovery left (recovery.clean)
     cairn.jobs.pending.add(job.job_id)
-    filler = await landed.refuse_writes(client, data_fs)
+    (status, body), filler = await parked(client, "backup.before_record",
+                                          "BACKUP DATABASE app TO 'bk'", data_fs)
+    assert status == 200, body  # it ended while the disk was full: a trim after it
     retrying = asyncio.create_task(recovery.retry_loop(cairn.jobs, period=0.05))
     try:
-        await asyncio.sleep(1)
+        for _ in range(3):
+            await trimmed(client)
+        await asyncio.sleep(1)  # retries, every 0.05 s
         traces = [r.getMessage() for r in caplog.records if r.exc_info]
-        assert not traces, traces  # was a trace every period
-        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
-        assert len(said) == 1 and said[0].startswith(
-            "retrying pending clean-ups waits until the data directory takes writes again: "
-            "no space left on the data directory"), said
-        # still pending: it was taken for done at the refused write of its row,
-        # the row saying pending on disk until the next start
-        assert job.job_id in cairn.jobs.pending
+        assert not traces, traces
+        for what in ("trimming job history", "retrying pending clean-ups"):
+            said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(what)]
+            assert len(said) == 1 and said[0].startswith(
+                f"{what} waits until the data directory takes writes again: no space left on "
+                "the data directory"), said
+        assert job.job_id in cairn.jobs.pending  # still: its row is not written yet
         await space_back(client, filler)
         deadline = time.monotonic() + 60
         while cairn.jobs.pending:
@@ -103,3 +88,6 @@ async def test_retrying_a_pending_clean_up_on_a_full_disk_says_so_once(
                                 f"WHERE job_id = '{job.job_id}'")
     assert row == {"error_message": "interrupted by server restart"}, row
     assert cairn.catalog.get(Job, job.job_id).cleanup == {}  # type: ignore[union-attr]
+    await trimmed(client)
+    (count,) = await rows(client, "SELECT count(*) AS n FROM system.jobs")
+    assert count == {"n": 2}, count

@@ -41,12 +41,17 @@ def traces(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.exc_info]
 
 
-async def test_a_runs_status_agrees_with_its_job_while_the_disk_is_full(
-        client: Any, data_fs: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A scheduled run recorded while the disk had room, ended while it was
-    full: system.schedules said `queued` for good (while full) for a job
-    system.jobs said had ended, and every pass failed with a trace (the
-    pass's copy of the job's status could not be written)."""
+async def test_a_schedule_on_a_full_disk_says_what_its_runs_did_and_goes_on_with_room(
+        client: Any, data_fs: Path, cairn_config: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """One outage, two runs. A run recorded while the disk had room ended
+    while it was full: system.schedules said `queued` for good (while full)
+    for a job system.jobs said had ended, and every pass failed with a trace
+    (the pass's copy of the job's status could not be written). Then a run
+    falls due while its job cannot be recorded: two traces a pass ("could
+    not start", then "checking schedules failed"), the schedule reading its
+    last run's status. Now it waits, due, saying why in one line of the log
+    and in its last_status, and starts at the first pass with room."""
     caplog.set_level(logging.INFO)
     await setup(client)
     await ok(client, "CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'bk' EVERY '1h'")
@@ -65,50 +70,29 @@ async def test_a_runs_status_agrees_with_its_job_while_the_disk_is_full(
     assert stored["last_job_id"] == job.job_id
     assert stored["last_status"] == shown["last_status"] == ended["status"], (stored, ended)
     assert not traces(caplog), traces(caplog)
-    await space_back(client, filler)
-    stored, _ = await schedule_rows(client)
-    assert stored["last_status"] == ended["status"]
-    # and the next run is started and recorded as any other
-    (again,) = await run_due(cairn, t + timedelta(hours=2))
-    await wait_job(client, again.job_id, timeout=60)
-    await run_due(cairn, t + timedelta(hours=2, seconds=1))
-    stored, shown = await schedule_rows(client)
-    assert stored["last_job_id"] == again.job_id
-    assert stored["last_status"] == shown["last_status"] == "completed", stored
 
-
-async def test_a_run_due_on_a_full_disk_waits_saying_so_and_starts_with_room(
-        client: Any, data_fs: Path, cairn_config: Any,
-        caplog: pytest.LogCaptureFixture) -> None:
-    """A run due while its job cannot be recorded: two traces a pass ("could
-    not start", then "checking schedules failed"), the schedule reading its
-    last run's status. Now it waits, due, saying why in one line of the log
-    and in its last_status, and starts at the first pass with room."""
-    caplog.set_level(logging.INFO)
-    await setup(client)
-    await ok(client, "CREATE SCHEDULE s FOR BACKUP DATABASE app TO 'bk' EVERY '1h'")
-    cairn = state(client)
-    (before,) = await rows(client, "SELECT next_run_at FROM system.schedules")
-    filler = await refuse_writes(client, data_fs)
-    t = datetime.now(UTC) + timedelta(hours=2)
+    # the next run falls due while the disk is still full
+    later = t + timedelta(hours=2)
     for k in range(3):
-        assert await run_due(cairn, t + timedelta(seconds=k)) == []
+        assert await run_due(cairn, later + timedelta(seconds=k)) == []
+    due_at = stored["next_run_at"]
     stored, shown = await schedule_rows(client)
-    assert stored["next_run_at"] == before["next_run_at"], stored  # still due
-    assert stored["last_job_id"] is None
+    assert stored["next_run_at"] == due_at, stored  # still due
+    assert stored["last_job_id"] == job.job_id
     for row in (stored, shown):
         status = row["last_status"]
-        assert status.startswith("waiting: the run due at "), row
+        assert status.startswith(f"waiting: the run due at {due_at[:19]}"), row
         assert f"no space left on the data directory '{cairn_config.data_dir}'" in status, row
         assert status.endswith("; it starts once the data directory takes writes again"), row
     assert not traces(caplog), traces(caplog)
     said = [r.getMessage() for r in caplog.records if r.name == "cairn.schedules"]
     assert len(said) == 1 and said[0].startswith("schedule s: waiting: "), said
+
     await space_back(client, filler)
-    (job,) = await run_due(cairn, t + timedelta(seconds=5))
-    assert (await wait_job(client, job.job_id, timeout=60))["status"] == "completed"
-    await run_due(cairn, t + timedelta(seconds=6))
+    (again,) = await run_due(cairn, later + timedelta(seconds=5))  # at the first pass
+    assert (await wait_job(client, again.job_id, timeout=60))["status"] == "completed"
+    await run_due(cairn, later + timedelta(seconds=6))
     stored, shown = await schedule_rows(client)
-    assert stored["last_job_id"] == job.job_id
+    assert stored["last_job_id"] == again.job_id
     assert stored["last_status"] == shown["last_status"] == "completed", stored
-    assert datetime.fromisoformat(stored["next_run_at"]).replace(tzinfo=UTC) > t
+    assert datetime.fromisoformat(stored["next_run_at"]).replace(tzinfo=UTC) > later
