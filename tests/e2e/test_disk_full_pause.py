@@ -10,8 +10,8 @@ from typing import Any
 
 from server import faults
 from tests.e2e import test_disk_full_landed as landed
-from tests.e2e.test_disk_full_landed import recorded, refuse_writes, setup, space_back
-from tests.helpers import Gate, job_row, ok, rows, sql, state, wait_job
+from tests.e2e.test_disk_full_landed import recorded, refuse_writes, setup
+from tests.helpers import Gate, job_row, ok, sql, state, wait_job
 
 data_fs = landed.data_fs  # the data directory on a small tmpfs
 cairn_config = landed.cairn_config
@@ -46,7 +46,5 @@ async def test_a_backup_paused_and_resumed_on_a_full_disk_completes(
     assert status == 200, body  # was 400 "… is failed, not paused"
     done = await wait_job(client, job_id, timeout=60)
     assert done["status"] == "completed", done
-    await space_back(client, filler)
-    assert (await job_row(client, job_id))["status"] == "completed"
-    assert await recorded(client) == {first, done["backup_id"]}
-    assert (await rows(client, f"VERIFY BACKUP '{done['backup_id']}'"))[0]["is_valid"]
+    assert await recorded(client) == {first, done["backup_id"]}  # read as written while full
+    filler.unlink()  # (written once writes work again: test_disk_full_landed.py)
