@@ -275,10 +275,11 @@ async def show_schedules(cairn: Cairn, session: Session, stmt: ast.ShowSchedules
         rows = []
         for s in sorted(cairn.catalog.scan(Schedule), key=lambda s: s.name):
             row = {c: getattr(s, c) for c, _ in COLUMNS}
-            job = cairn.catalog.get(Job, s.last_job_id) if s.last_job_id else None
-            if job is not None and s.last_status in ACTIVE:
-                # live, between two loop passes too; not over what the loop
-                # wrote since (a run that could not be recorded: `waiting`)
+            # live, between two loop passes too; not over what the loop wrote
+            # since the run ended (a run that could not be recorded: `waiting`)
+            live = s.last_job_id if s.last_status in ACTIVE else None
+            job = cairn.catalog.get(Job, live) if live else None
+            if job is not None:
                 row["last_status"] = job.status
             if (why := refused(s)) is not None:  # before the loop's first pass too
                 row.update(next_run_at=None, last_status=why)
