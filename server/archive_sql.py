@@ -19,10 +19,11 @@ from storage.backup.origin import window_filter
 from storage.system_tables import archives as archive_rows
 
 from .archive_verify import lost_rows, shipped_of, verify_work
-from .archiving import Archiver, ArchiveService, parse_interval, service
+from .archiving import Archiver, ArchiveService, service
 from .backup_drops import origin_of
 from .backups import check_options, job_row, redacted, result_row
 from .dispatch import Routes
+from .intervals import parse_interval
 from .namespaces import check_namespace_name
 from .repos import repository
 from .result import Result

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 import weakref
 from collections.abc import Callable
@@ -57,20 +56,6 @@ MAX_SEGMENT_BYTES = 16 << 20  # changes' data per segment; a backlog ships in se
 HEARTBEAT_MIN_US = 10_000_000  # an idle archive still marks the target at least this often
 RETRY_MAX_S = 30.0
 BASE_CHECK_S = 60.0  # a base deleted behind Cairn's back is noticed within this
-_INTERVAL = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m)\Z")
-
-
-def parse_interval(text: str) -> int:
-    """'1s', '500ms', '2m' as milliseconds (100 ms ... 1 h)."""
-    m = _INTERVAL.match(text.strip().lower()) if isinstance(text, str) else None
-    if m is None:
-        raise InvalidArgument(f"interval '{text}' is not like '1s', '500ms' or '2m'")
-    ms = float(m.group(1)) * {"ms": 1, "s": 1000, "m": 60_000}[m.group(2)]
-    if not 100 <= ms <= 3_600_000:
-        raise InvalidArgument("interval must be between 100ms and 60m")
-    return int(ms)
-
-
 class Archiver:
     """The loop of one archived namespace. Its catalog record is the state;
     `lock` makes each cycle, STOP and START one at a time. One per namespace

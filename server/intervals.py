@@ -1,13 +1,17 @@
 """Intervals written like '30s', '15m', '1h', '1d' or '1h30m' (CREATE SCHEDULE …
-EVERY, `[backup] resume_window`), in whole seconds."""
+EVERY, `[backup] resume_window`), in whole seconds; and an archive's
+`interval` ('500ms', '1s', '2m': `parse_interval`), in milliseconds."""
 
 from __future__ import annotations
 
 import re
 
+from catalog.errors import InvalidArgument
+
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _INTERVAL = re.compile(r"^(?:[0-9]+[smhd])+\Z")
 _PART = re.compile(r"([0-9]+)([smhd])")
+_ARCHIVE_INTERVAL = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m)\Z")
 
 
 def interval_seconds(text: str) -> int:
@@ -60,3 +64,14 @@ def postgres_interval(months: int, days: int, nanos: int) -> str:
         sec = _seconds(abs(s), abs(ns))
         parts.append(f"{sign}{abs(h):02d}:{abs(mi):02d}:{'0' if abs(s) < 10 else ''}{sec}")
     return " ".join(parts)
+
+
+def parse_interval(text: str) -> int:
+    """An archive's interval, '1s', '500ms', '2m', as milliseconds (100 ms ... 1 h)."""
+    m = _ARCHIVE_INTERVAL.match(text.strip().lower()) if isinstance(text, str) else None
+    if m is None:
+        raise InvalidArgument(f"interval '{text}' is not like '1s', '500ms' or '2m'")
+    ms = float(m.group(1)) * {"ms": 1, "s": 1000, "m": 60_000}[m.group(2)]
+    if not 100 <= ms <= 3_600_000:
+        raise InvalidArgument("interval must be between 100ms and 60m")
+    return int(ms)
