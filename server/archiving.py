@@ -45,6 +45,7 @@ from storage.backup import Repository
 from storage.timing import TIMINGS
 
 from . import faults
+from .archive_base import NAMESPACE_CHECK_S, NamespaceAwaited, namespace_awaited
 from .archive_fork import fork_reason, leave, own_end
 from .backup_run import BackupPlan, run_backup
 from .repos import remove_own_tmp, repository
@@ -81,6 +82,7 @@ class Archiver:
         self.known_base: str | None = None  # a base of the window seen in the target
         self.note: str | None = None  # why it left a forked archive (archive_fork.py)
         self.base_id: str | None = None  # its last base's backup_id (STOP refuses it paused)
+        self.awaits_namespace = False  # a new base waits for the namespace to exist again
 
     # --- the record ------------------------------------------------------------
 
@@ -126,6 +128,10 @@ class Archiver:
                     continue
             except asyncio.CancelledError:
                 raise
+            except NamespaceAwaited as exc:  # said, no job, and looked for again soon
+                async with self.lock:
+                    await self.cairn.run(self._failed, exc.message)
+                delay = min(delay, NAMESPACE_CHECK_S)
             except Exception as exc:  # recorded; the loop keeps trying
                 self.failures += 1
                 message = (exc.message if isinstance(exc, CairnError)
@@ -164,15 +170,15 @@ class Archiver:
         a backlog remains (ship again at once)."""
         rec = await self.cairn.run(self.record)
         if rec.base_lsn is None:
-            await self.take_base(rec)
+            await self.new_base(rec)
             rec = await self.cairn.run(self.record)
         if not self.resumed:
             rec = await self.cairn.run(self.resume, rec)
             if rec.base_lsn is None:
                 return True
             self.resumed = True
-        if await self.base_gone(rec):
-            await self.take_base(rec)
+        if self.awaits_namespace or await self.base_gone(rec):
+            await self.new_base(rec)
             rec = await self.cairn.run(self.record)
         return await self.cairn.run(self.ship, rec, final)
 
@@ -225,6 +231,15 @@ class Archiver:
         """`rec` goes on in a new archive; the reason stays its last_error."""
         leave(rec, reason)
         self.archive_id, self.note, self.resumed = rec.archive_id, reason, False
+
+    async def new_base(self, rec: Archive) -> None:
+        """take_base, once the namespace exists (see archive_base.py)."""
+        awaited = await self.cairn.run(namespace_awaited, self.cairn.catalog, self.namespace,
+                                       self.awaits_namespace)
+        self.awaits_namespace = awaited is not None
+        if awaited is not None:
+            raise awaited
+        await self.take_base(rec)
 
     async def take_base(self, rec: Archive,
                         on_job: Callable[[str], None] | None = None) -> Any:

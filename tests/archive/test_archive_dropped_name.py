@@ -1,0 +1,90 @@
+"""An archive that needs a new base while its namespace is dropped (DROP
+NAMESPACE, archiving goes on following the name; then the window's base
+dropped, a segment lost or the target emptied).
+
+Before, each cycle started a `backup` job that failed "Namespace 'app' does
+not exist", again at every retry (backoff up to 30 s) for as long as the name
+stayed dropped: a new `failed` row in system.jobs each time, without end; and
+once the namespace was created again its base waited for that backoff, so
+its first seconds were in no window. Now no job is started while the
+namespace does not exist: SHOW ARCHIVES says why it waits, and the new base
+is taken at the first check after CREATE NAMESPACE (once a second)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.helpers import ok, rows
+
+from .test_archive_guards import all_ids, backups, wait_for
+from .test_archiving import FAST, wait_shipped
+
+
+async def archive_row(client: Any) -> dict[str, Any]:
+    return (await rows(client, "SHOW ARCHIVES"))[0]
+
+
+async def backup_jobs(client: Any) -> list[dict[str, Any]]:
+    return await rows(client, "SELECT job_id, status, error_message FROM system.jobs "
+                              "WHERE job_type = 'backup' ORDER BY created_at")
+
+
+async def test_a_base_needed_while_the_namespace_is_dropped_waits_for_it(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await wait_shipped(client)
+    [base] = await backups(client)
+    await ok(client, "DROP NAMESPACE app CASCADE")
+    await ok(client, f"DROP BACKUP '{base['backup_id']}' IN 'arch'")
+
+    async def waiting() -> dict[str, Any] | None:
+        row = await archive_row(client)
+        return row if "does not exist" in (row["last_error"] or "") else None
+
+    shown = await wait_for(waiting, 60)
+    assert shown["status"] == "failed", shown
+    assert "created again" in shown["last_error"], shown
+    await asyncio.sleep(1.0)  # cycles go on (100 ms) while it waits
+    # no base job was started for a namespace that is not there: no failed rows
+    assert [j for j in await backup_jobs(client) if j["status"] != "completed"] == []
+    assert (await archive_row(client))["status"] == "failed"
+
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (2)")
+
+    async def new_base() -> list[dict[str, Any]]:
+        return [b for b in await backups(client) if b["backup_id"] != base["backup_id"]]
+
+    [second] = await wait_for(new_base, 60)
+    assert second["label"] == "archive base"
+    await ok(client, "INSERT INTO app.t VALUES (3)")
+    shown = await wait_shipped(client, timeout=60)
+    assert shown["status"] == "running" and shown["last_error"] is None, shown
+    assert [j["status"] for j in await backup_jobs(client)] == ["completed", "completed"]
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    points = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    newest = max(points, key=lambda p: p["end_time"])
+    assert newest["base_backup_id"] == second["backup_id"]
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{newest['end_time']}')")
+    assert await all_ids(client, "r") == {2, 3}
+
+
+async def test_stop_archiving_while_it_waits_for_the_namespace(client: Any) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    [base] = await backups(client)
+    await ok(client, "DROP NAMESPACE app CASCADE")
+    await ok(client, f"DROP BACKUP '{base['backup_id']}' IN 'arch'")
+
+    async def waiting() -> bool:
+        return "does not exist" in ((await archive_row(client))["last_error"] or "")
+
+    await wait_for(waiting, 60)
+    stopped = (await rows(client, "STOP ARCHIVING DATABASE app"))[0]
+    assert stopped["status"] == "stopped", stopped
+    await ok(client, "CREATE NAMESPACE app")
+    await asyncio.sleep(0.5)
+    assert (await archive_row(client))["status"] == "stopped"
+    assert [j["status"] for j in await backup_jobs(client)] == ["completed"]
