@@ -224,8 +224,10 @@ def _replayer(plan: RestorePlan, time: pitr.TimePlan, m: Manifest,
     def run(files: FileStore, uids: dict[str, str], check: Callable[[], None]) -> Beside:
         segments = pitr.changes(plan.repo, time, check)
         doc = to_doc(m)
+        # created_at: the base's, or a replayed CREATE NAMESPACE's (dropped and made again)
+        doc["namespace_record"] = record = dict(doc["namespace_record"])
         tables = replay.replay(doc["tables"], segments, f"archive of namespace '{plan.source}'",
-                               seq_now)
+                               seq_now, record)
         # A table the replay created (or dropped and created again) gets a new uid.
         uids = {name: uids[name] if t.base and name in uids else new_id("tbl")
                 for name, t in tables.items()}

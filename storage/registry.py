@@ -213,7 +213,14 @@ class Registry:
                     return False
                 raise AlreadyExists(f"Namespace '{name}' already exists")
             stopping.commit_point()  # cancelled while it waited for `ddl`: nothing is made
-            self.catalog.put(Namespace(name, created_at=after(utcnow(), self._dropped.get(name))))
+            rec = Namespace(name, created_at=after(utcnow(), self._dropped.get(name)))
+            # Archived when the name is (a DROP NAMESPACE while archiving): a
+            # restore to a time after it gives the new namespace's created_at.
+            with self.changes.committing(name) as log_, self.catalog.atomic() as b:
+                b.put(rec)
+                if log_ is not None:
+                    log_.add(b, change_log.NAMESPACE, change_log.NAMESPACE_TABLE,
+                             change_log.ddl(created_at=rec.created_at))
         return True
 
     def drop_namespace(self, name: str, *, cascade: bool = False, if_exists: bool = False) -> bool:

@@ -1,7 +1,7 @@
 """The change log: every committed change of an archived namespace, in commit order.
 
 While a namespace is archived, each commit that changes it (a write statement's
-rows, CREATE TABLE, ALTER TABLE, DROP TABLE) also puts one entry into the
+rows, CREATE TABLE, ALTER TABLE, DROP TABLE, CREATE NAMESPACE) also puts one entry into the
 `changes` family, in the SAME RocksDB WriteBatch as the change itself: the entry
 exists exactly when the change does. The entry's key is the namespace and a log
 sequence number (lsn) taken from the catalog's sequence under the namespace's
@@ -62,8 +62,10 @@ ROWS = "rows"
 CREATE = "create_table"
 ALTER = "alter_table"
 DROP = "drop_table"
-KINDS = (ROWS, CREATE, ALTER, DROP)
-DDL_KINDS = (CREATE, ALTER, DROP)
+NAMESPACE = "create_namespace"  # the name archived again after a DROP NAMESPACE (its created_at)
+NAMESPACE_TABLE = "_namespace"  # a namespace change's `table` (it has none)
+KINDS = (ROWS, CREATE, ALTER, DROP, NAMESPACE)
+DDL_KINDS = (CREATE, ALTER, DROP, NAMESPACE)
 MAX_LSN = (1 << 63) - 1
 READ_RUN = 4 * PACE_EVERY  # entries the log read takes from RocksDB between two pace()s
 TAIL_BYTES = 32 << 20  # the most of a namespace's unshipped entries kept in memory

@@ -16,6 +16,7 @@ for) is BACKUP_INVALID, naming the segment it is in."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,9 +39,10 @@ from ..buffer import conform, decode, storage_schema
 from ..fileparts import footer_of, write_parts
 from ..files import FileStore
 from ..keys import key_range
+from ..timetext import instant
 from ..types import OW, SEQ, USER
 from .blocks import Entry, Rows
-from .changes import ALTER, CREATE, DROP, ROWS
+from .changes import ALTER, CREATE, DROP, NAMESPACE, ROWS
 from .history import History
 
 
@@ -65,6 +67,22 @@ class _Ddl(msgspec.Struct):
 
 
 _ddl = msgspec.json.Decoder(_Ddl)
+
+
+class _NamespaceDoc(msgspec.Struct, forbid_unknown_fields=True):
+    created_at: str
+
+
+_namespace = msgspec.json.Decoder(_NamespaceDoc)
+
+
+def _is_instant(text: str) -> bool:
+    """A namespace's created_at as a manifest's must be (backup/schema.py)."""
+    try:
+        when = instant(text) if len(text) <= 64 else None
+        return when is not None and when.tzinfo is not None and bool(when.astimezone(dt.UTC))
+    except (ValueError, OverflowError):
+        return False
 
 
 @dataclass
@@ -122,10 +140,12 @@ class Replayed:
 
 
 def replay(tables: list[dict[str, Any]], segments: Iterable[tuple[str, Iterable[Entry]]],
-           what: str, seq_now: int = 0) -> dict[str, Replayed]:
+           what: str, seq_now: int = 0,
+           record: dict[str, Any] | None = None) -> dict[str, Replayed]:
     """The tables (by name) after applying the changes of `segments` (each
     segment's file name and its changes, in commit order), restored on a
-    server whose sequence is at `seq_now`."""
+    server whose sequence is at `seq_now`. `record` (the base's
+    namespace_record) takes the created_at of a replayed CREATE NAMESPACE."""
     r = Replay(tables, what, seq_now=seq_now)
     try:
         for name, changes in segments:
@@ -135,6 +155,8 @@ def replay(tables: list[dict[str, Any]], segments: Iterable[tuple[str, Iterable[
         r.finish()
     finally:
         r.close()
+    if record is not None and r.created_at is not None:
+        record["created_at"] = r.created_at
     return r.tables
 
 
@@ -179,6 +201,7 @@ class Replay:
     def __init__(self, tables: list[dict[str, Any]], what: str, keep_rows: bool = True,
                  seq_now: int = 0) -> None:
         self.tables = {t["name"]: Replayed(copy.deepcopy(t)) for t in tables}
+        self.created_at: str | None = None  # a replayed CREATE NAMESPACE's (None: the base's)
         self.what = what
         self.keep_rows = keep_rows
         self.max_seq = restore_bound(seq_now)
@@ -234,6 +257,18 @@ class Replay:
                     target.history.add(target.entry, schema)
                 except BackupInvalid as exc:
                     raise BackupInvalid(f"{where} is corrupt: {exc.message}") from None
+        elif c.kind == NAMESPACE:  # the name created again after a DROP NAMESPACE
+            _check_depth(c.data, where)
+            try:
+                doc_ns = _namespace.decode(c.data)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise BackupInvalid(f"{where} is corrupt: {exc}") from None
+            if not _is_instant(doc_ns.created_at):
+                raise BackupInvalid(f"{where} is corrupt: created_at is not a UTC timestamp")
+            if out:
+                raise BackupInvalid(f"{where} is corrupt: it creates the namespace while "
+                                    "the namespace has tables")
+            self.created_at = doc_ns.created_at
         elif c.kind == DROP:
             _check_depth(c.data, where)
             try:

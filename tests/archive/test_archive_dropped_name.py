@@ -88,3 +88,40 @@ async def test_stop_archiving_while_it_waits_for_the_namespace(client: Any) -> N
     await asyncio.sleep(0.5)
     assert (await archive_row(client))["status"] == "stopped"
     assert [j["status"] for j in await backup_jobs(client)] == ["completed"]
+
+
+async def created_at(client: Any, ns: str) -> str:
+    [row] = await rows(client, f"SELECT created_at FROM system.namespaces WHERE namespace = '{ns}'")
+    return str(row["created_at"])
+
+
+async def test_a_restore_to_a_time_after_the_name_was_created_again_is_the_new_namespace(
+        client: Any) -> None:
+    """DROP NAMESPACE and CREATE NAMESPACE while archived: a restore to a time
+    after it is the namespace created again, with its created_at. Before, the
+    CREATE was not archived and the restore took the base's, the dropped
+    database's: with `replace`, a keep_last of the restored namespace then took
+    the dropped database's backups for its own and dropped them (the backups
+    one needs after a mistaken DROP)."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (1)")
+    old = (await rows(client, "BACKUP DATABASE app TO 'bk'"))[0]["backup_id"]
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "DROP NAMESPACE app CASCADE")
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY);"
+                     "INSERT INTO app.t VALUES (2)")
+    new = await created_at(client, "app")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is True, report
+    [window] = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    end = window["end_time"]
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r WITH (as_of = '{end}')")
+    assert await created_at(client, "r") == new
+    assert await all_ids(client, "r") == {2}
+    await ok(client, f"RESTORE DATABASE app FROM 'arch' WITH (as_of = '{end}', replace = true)")
+    assert await created_at(client, "app") == new
+    await ok(client, "BACKUP DATABASE app TO 'bk' WITH (keep_last = 1)")
+    left = {b["backup_id"] for b in await rows(client, "SHOW BACKUPS IN 'bk'")}
+    assert old in left, left  # the dropped database's backup is not the new one's to drop

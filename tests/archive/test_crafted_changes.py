@@ -25,7 +25,7 @@ from server.config import Config
 from storage import buffer
 from storage.archive import segment
 from storage.archive.blocks import Rows
-from storage.archive.changes import ALTER, CREATE, DROP, ROWS, Change
+from storage.archive.changes import ALTER, CREATE, DROP, NAMESPACE, NAMESPACE_TABLE, ROWS, Change
 from tests.helpers import ok, rows, sql
 
 from .test_archiving import FAST, segment_files, wait_shipped
@@ -105,6 +105,14 @@ CASES: dict[str, Craft] = {
     "drop_other_document": lambda cs: first(DROP)(
         cs, lambda c: Change(c.lsn, c.at_us, c.kind, c.table,
                              b'{"schema":{"version":2},"table":{"name":"y"}}')),
+    # a CREATE NAMESPACE (archived since 2026-12-07) while the namespace has
+    # tables, and one whose created_at is no time
+    "namespace_with_tables": lambda cs: first(DROP)(
+        cs, lambda c: Change(c.lsn, c.at_us, NAMESPACE, NAMESPACE_TABLE,
+                             b'{"created_at":"2026-12-07T00:00:00.000Z"}')),
+    "namespace_bad_time": lambda cs: first(DROP)(
+        cs, lambda c: Change(c.lsn, c.at_us, NAMESPACE, NAMESPACE_TABLE,
+                             b'{"created_at":"yesterday"}')),
     # rows of the shared table with a NULL key
     "null_key": lambda cs: first(ROWS, "t")(
         cs, lambda c: rows_of(c, lambda r: set_column(
