@@ -27,7 +27,7 @@ from catalog import (
     schema_key,
     table_key,
 )
-from catalog.errors import AlreadyExists, InvalidArgument, NotFound
+from catalog.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from catalog.ids import new_id
 from catalog.records import SEP, utcnow
 
@@ -37,6 +37,7 @@ from .batch import BatchMap
 from .buffer import APPEND_ONLY, DamagedBuffer, TableState, decode
 from .files import FileStore
 from .keys import FileRanges
+from .resolve import WRITE_ATTEMPTS
 
 log = logging.getLogger("cairn.storage")
 
@@ -293,32 +294,36 @@ class Registry:
 
     def drop_table(self, namespace: str, name: str, *, if_exists: bool = False) -> bool:
         """Drop a table: its records go in one batch, then its buffer family, then
-        its files (each as soon as no reader or backup pins it)."""
-        try:
-            st = self.state(namespace, name)
-        except NotFound:
-            if if_exists:
-                return False
-            raise
-        except DamagedBuffer:  # its buffer goes with it: a state without one drops it
-            rec = self.table(namespace, name)
-            sch = self.catalog.get(TableSchema, schema_key(rec.uid, rec.schema_version))
-            if sch is None:
-                raise
-            st = TableState(rec, sch, self.catalog.scan(DataFile, rec.uid + SEP), BatchMap(),
-                            self.catalog.get(Meta, APPEND_ONLY + rec.uid) is not None)
-        with st.flush_lock, st.write_lock, self.ddl:
-            if st.dropped:  # a concurrent DROP won
+        its files (each as soon as no reader or backup pins it). A table a
+        RESTORE ... WITH (replace = true) swapped while the DROP waited for its
+        locks is looked up again: the new one is dropped (it answered NOT_FOUND,
+        or "does not exist, skipped", and left the table there)."""
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                st = self.state(namespace, name)
+            except NotFound:
                 if if_exists:
                     return False
-                raise NotFound(f"Table '{namespace}.{name}' does not exist")
-            stopping.commit_point()  # cancelled while it waited for the locks: nothing dropped
-            batch = self.catalog.batch()
-            paths = self.remove_tables(batch, [st])
-            self.commit_removal(batch, [st])
-        self.after_remove([st])
-        self.retire(paths)
-        return True
+                raise
+            except DamagedBuffer:  # its buffer goes with it: a state without one drops it
+                rec = self.table(namespace, name)
+                sch = self.catalog.get(TableSchema, schema_key(rec.uid, rec.schema_version))
+                if sch is None:
+                    raise
+                st = TableState(rec, sch, self.catalog.scan(DataFile, rec.uid + SEP), BatchMap(),
+                                self.catalog.get(Meta, APPEND_ONLY + rec.uid) is not None)
+            with st.flush_lock, st.write_lock, self.ddl:
+                if st.dropped:  # dropped or replaced meanwhile: look the name up again
+                    continue
+                stopping.commit_point()  # cancelled while it waited for the locks: nothing dropped
+                batch = self.catalog.batch()
+                paths = self.remove_tables(batch, [st])
+                self.commit_removal(batch, [st])
+            self.after_remove([st])
+            self.retire(paths)
+            return True
+        raise Unavailable(f"Table '{namespace}.{name}' kept being replaced while DROP TABLE "
+                          "waited for it (a restore or DDL in a loop): run it again")
 
     def remove_tables(self, batch: Any, states: list[TableState]) -> list[str]:
         """Add the deletion of these tables' records to `batch` (the caller
@@ -366,23 +371,30 @@ class Registry:
         self.ranges.forget(paths)
 
     def alter(self, namespace: str, name: str, change: Callable[[TableSchema], list[Any]]) -> TableSchema:
-        st = self.state(namespace, name)
-        with st.flush_lock, st.write_lock, self.ddl:
-            if st.dropped:
-                raise NotFound(f"Table '{namespace}.{name}' does not exist")
-            cur = st.schema
-            cols = change(cur)
-            new = TableSchema(st.uid, cur.version + 1, namespace, name, cols)
-            rec = Table(**{**st.table.__dict__, "schema_version": new.version})
-            schema.check_history(self.catalog, new, f"ALTER TABLE {namespace}.{name}")
-            stopping.commit_point()  # cancelled while it waited for the locks: unchanged
-            with st.lock, self.changes.committing(namespace) as log_:
-                b = self.catalog.batch().put(rec).put(new)
-                if log_ is not None:
-                    log_.add(b, change_log.ALTER, name, change_log.ddl(table=rec, schema=new))
-                b.commit()
-                st.replace_definition(rec, new)
-        return new
+        """Change a table's columns. A table a RESTORE ... WITH (replace = true)
+        swapped while the ALTER waited for its locks is looked up again and the
+        new one changed (it answered NOT_FOUND for a table there throughout);
+        one dropped meanwhile is NOT_FOUND."""
+        for _ in range(WRITE_ATTEMPTS):
+            st = self.state(namespace, name)
+            with st.flush_lock, st.write_lock, self.ddl:
+                if st.dropped:  # dropped or replaced meanwhile: look the name up again
+                    continue
+                cur = st.schema
+                cols = change(cur)
+                new = TableSchema(st.uid, cur.version + 1, namespace, name, cols)
+                rec = Table(**{**st.table.__dict__, "schema_version": new.version})
+                schema.check_history(self.catalog, new, f"ALTER TABLE {namespace}.{name}")
+                stopping.commit_point()  # cancelled while it waited for the locks: unchanged
+                with st.lock, self.changes.committing(namespace) as log_:
+                    b = self.catalog.batch().put(rec).put(new)
+                    if log_ is not None:
+                        log_.add(b, change_log.ALTER, name, change_log.ddl(table=rec, schema=new))
+                    b.commit()
+                    st.replace_definition(rec, new)
+            return new
+        raise Unavailable(f"Table '{namespace}.{name}' kept being replaced while ALTER TABLE "
+                          "waited for it (a restore or DDL in a loop): run it again")
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
