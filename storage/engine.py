@@ -29,7 +29,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from catalog import Catalog, DataFile, Table, TableSchema
-from catalog.errors import Cancelled, InvalidArgument, NotFound, PermissionDenied
+from catalog.errors import Cancelled, InvalidArgument, NotFound, PermissionDenied, Unavailable
 
 from . import (
     allocator,
@@ -172,12 +172,24 @@ class Engine:
         return self.tables.alter(namespace, name, lambda cur: schema.drop_column(cur, column))
 
     def schemas(self, namespace: str, name: str) -> list[TableSchema]:
-        """Every schema version of a table, oldest first."""
-        return self.tables.schemas(self.table(namespace, name).uid)
+        """Every schema version of a table, oldest first. A table swapped by a
+        RESTORE ... WITH (replace = true) between its lookup and the read of
+        its schemas (gone with the old table: DESCRIBE TABLE was a 500) is
+        looked up again."""
+        for _ in range(8):
+            versions = self.tables.schemas(self.table(namespace, name).uid)
+            if versions:
+                return versions
+        raise Unavailable(f"Table '{namespace}.{name}' kept being replaced while its schema "
+                          "was read (a restore or DDL in a loop): run it again")
 
     def stats(self, rec: Table) -> dict[str, int]:
+        """The counts of the table `rec` names; NotFound once it is dropped or
+        replaced (its state is emptied then: never read as 0 rows)."""
         st = self.tables.state_for(rec)
         with st.lock:
+            if st.dropped:
+                raise NotFound(f"Table '{rec.namespace}.{rec.name}' does not exist")
             return {
                 "buffered_rows": st.buffered_rows(),
                 "flushed_rows": sum(f.rows for f in st.files),

@@ -14,6 +14,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from catalog import Archive, Backup, Job, Namespace, Schedule, Table, TableSchema
+from catalog.errors import NotFound
 
 from .backup.origin import Origin, recorded_own
 from .buffer import DamagedBuffer, TableState
@@ -94,20 +95,34 @@ def _namespaces(namespaces: list[Namespace], tables: list[Table]) -> list[dict[s
 
 
 def _tables(engine: SystemSource) -> list[dict[str, Any]]:
-    rows = []
-    for t in engine.catalog.scan(Table):
-        row = {"namespace": t.namespace, "table_name": t.name, "table_type": t.table_type,
-               "schema_version": t.schema_version, "created_at": t.created_at,
-               "options": t.options}
-        try:
-            row.update(engine.stats(t))
-        except DamagedBuffer:  # listed, its counts unknown (it was left out in silence)
-            row.update(dict.fromkeys(COUNTS))
-        except Exception:  # a table dropped while we looked
-            continue
-        rows.append(row)
+    """One row per table, its counts from its state. A table whose state is
+    gone by then (dropped, or swapped by a RESTORE ... WITH (replace = true)
+    since the scan) makes the whole list be read again: the swapped table was
+    left out, or listed with 0 rows and 0 files (its state emptied)."""
+    for attempt in range(SCANS):
+        rows, again = [], False
+        for t in engine.catalog.scan(Table):
+            row = {"namespace": t.namespace, "table_name": t.name, "table_type": t.table_type,
+                   "schema_version": t.schema_version, "created_at": t.created_at,
+                   "options": t.options}
+            try:
+                row.update(engine.stats(t))
+            except DamagedBuffer:  # listed, its counts unknown (it was left out in silence)
+                row.update(dict.fromkeys(COUNTS))
+            except NotFound:  # dropped or replaced since the scan: read them all again
+                again = True
+                if attempt < SCANS - 1:
+                    break
+                continue  # (a restore or DDL in a loop: the last scan leaves it out)
+            except Exception:  # a table dropped while we looked
+                continue
+            rows.append(row)
+        if not again:
+            break
     return rows
 
+
+SCANS = 4
 
 COUNTS = ("buffered_rows", "flushed_rows", "files", "bytes")
 
