@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from catalog import Namespace
-from catalog.errors import CairnError
+from catalog.errors import CairnError, NotFound
 from storage import system_tables
 from storage.types import shown_default, type_label
 
@@ -38,6 +38,9 @@ def oid_of(kind: str, name: str) -> int:
     return 16385 + zlib.crc32(f"{kind}:{name}".encode()) % 2_000_000_000
 
 
+SCANS = 4  # reads of the table list when tables are swapped under it (Snapshot)
+
+
 class Snapshot:
     """Cairn's catalog read once, for one catalog query."""
 
@@ -48,18 +51,29 @@ class Snapshot:
         self.tables: list[tuple[str, str, str, list[tuple[str, str, bool, Any]]]] = []
         # (namespace, table) -> primary key as [(column, attnum)]: an index and a constraint
         self.keys: dict[tuple[str, str], list[tuple[str, int]]] = {}
-        for rec in cairn.engine.list_tables():
-            try:
-                st = cairn.engine.state(rec.namespace, rec.name)
-            except CairnError:  # dropped meanwhile
-                continue
-            cols = [(c["name"], type_label(c), bool(c.get("not_null")), shown_default(c))
-                    for c in st.columns]
-            self.tables.append((rec.namespace, rec.name, "r", cols))
-            names = [c[0] for c in cols]
-            key = [k for k in rec.primary_key if k in names]
-            if key:
-                self.keys[(rec.namespace, rec.name)] = [(k, names.index(k) + 1) for k in key]
+        for attempt in range(SCANS):
+            self.tables, self.keys, again = [], {}, False
+            for rec in cairn.engine.list_tables():
+                try:  # the state of this record, never another table of its name
+                    st = cairn.engine.tables.state_for(rec)
+                    if st.dropped:
+                        raise NotFound(f"Table '{rec.namespace}.{rec.name}' does not exist")
+                except NotFound:  # dropped or replaced (a RESTORE ... replace) since the
+                    again = True  # scan: read them all again (a restore's old tables
+                    if attempt < SCANS - 1:  # less those the backup lacks, with the new
+                        break  # ones' columns, were listed: neither namespace)
+                    continue
+                except CairnError:  # a damaged buffer
+                    continue
+                cols = [(c["name"], type_label(c), bool(c.get("not_null")), shown_default(c))
+                        for c in st.columns]
+                self.tables.append((rec.namespace, rec.name, "r", cols))
+                names = [c[0] for c in cols]
+                key = [k for k in rec.primary_key if k in names]
+                if key:
+                    self.keys[(rec.namespace, rec.name)] = [(k, names.index(k) + 1) for k in key]
+            if not again:
+                break
         for name in system_tables.NAMES:
             schema = system_tables.schema_of(name)
             cols = [(f.name, cairn_type(f), False, None) for f in schema]

@@ -73,3 +73,41 @@ async def test_system_tables_beside_a_restore(client: Any,
     assert status == 200, body
     assert body["results"][0]["rows"] == [{"table_name": "m", "flushed_rows": 1, "files": 1}]
     assert await rows(client, "SELECT count(*) AS n FROM app.m") == [{"n": 1}]
+
+
+async def test_pgwire_catalog_beside_a_restore(client: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """information_schema and pg_catalog over pgwire (relations.Snapshot): the
+    tables listed, then each one's state looked up by name. A swap between
+    the two listed the old namespace's tables less those the backup does not
+    hold, with the restored tables' columns: neither namespace."""
+    from server.pgwire import relations
+
+    cairn = state(client)
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.a (id BIGINT PRIMARY KEY);"
+                     "CREATE TABLE app.fresh (id BIGINT PRIMARY KEY);"
+                     "BACKUP DATABASE app TO 'nightly'; DROP TABLE app.fresh;"
+                     "CREATE TABLE app.gone (id BIGINT PRIMARY KEY);"
+                     "ALTER TABLE app.a ADD COLUMN later TEXT")
+    parked, go = threading.Event(), threading.Event()
+    for name in ("state", "state_for"):
+        for owner in (cairn.engine, cairn.engine.tables):
+            real = getattr(owner, name, None)
+            if real is None:
+                continue
+
+            def looked_up(*args: Any, _real: Any = real) -> Any:
+                once(parked, go)
+                return _real(*args)
+            monkeypatch.setattr(owner, name, looked_up)
+    task = asyncio.create_task(asyncio.to_thread(relations.Snapshot, cairn, "admin"))
+    assert await asyncio.to_thread(parked.wait, 30)
+    monkeypatch.undo()
+    restored = await sql(client, "RESTORE DATABASE app FROM 'nightly' WITH (replace = true)")
+    assert restored[0] == 200, restored
+    go.set()
+    snapshot = await task
+    listed = {(t[1], tuple(c[0] for c in t[3])) for t in snapshot.tables if t[0] == "app"}
+    old = {("a", ("id", "_updated", "_deleted", "later")), ("gone", ("id", "_updated", "_deleted"))}
+    new = {("a", ("id", "_updated", "_deleted")), ("fresh", ("id", "_updated", "_deleted"))}
+    assert listed in (old, new), listed
