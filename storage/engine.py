@@ -422,10 +422,20 @@ class Engine:
 
     def flush_table(self, namespace: str, name: str, progress: Callable[..., Any] | None = None,
                     own: tuple[str | None] | None = None, on_install: Any = None) -> dict[str, int]:
-        """`own = (user,)`: only `user`'s rows of a USER table; `on_install`: flush.flush."""
-        out = flush.flush(self.catalog, self.files, st := self.state(namespace, name), progress, self.file_ranges.filters, own, on_install)
-        flush.tidy(self.catalog, st, out, self.cfg.duckdb_release_memory)  # NotFound: dropped
-        return out
+        """`own = (user,)`: only `user`'s rows of a USER table; `on_install`: flush.flush.
+        A table a RESTORE ... replace swapped as the flush waited: the new one."""
+        for _ in range(8):
+            st = self.state(namespace, name)
+            try:
+                out = flush.flush(self.catalog, self.files, st, progress, self.file_ranges.filters, own, on_install)
+                flush.tidy(self.catalog, st, out, self.cfg.duckdb_release_memory)  # NotFound: dropped
+            except NotFound:
+                if st.dropped and self.table(namespace, name).uid != st.uid:
+                    continue  # (NotFound when the name is gone: dropped, as before)
+                raise
+            return out
+        raise Unavailable(f"Table '{namespace}.{name}' kept being replaced while it was "
+                          "flushed (a restore or DDL in a loop): run it again")
 
     def tables_needing_flush(self) -> list[tuple[str, str]]:
         return flush.due(self.cfg, self.tables.healthy_states())

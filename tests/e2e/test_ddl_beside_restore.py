@@ -79,3 +79,14 @@ async def test_a_drop_table_that_waited_through_a_restore_drops_the_new_table(
     assert status == 200, body
     assert "skipped" not in (body["results"][0].get("message") or ""), body
     assert await rows(client, "SHOW TABLES IN app") == []
+
+
+async def test_a_flush_that_waited_through_a_restore_flushes_the_new_table(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said "Table 'app.m' was dropped while it was flushed: nothing left to
+    flush" (200) of a table there throughout."""
+    status, body, seen = await restored_while_parked(client, monkeypatch, "FLUSH TABLE app.m")
+    assert status == 200, body
+    assert "dropped" not in body["results"][-1]["message"], body
+    assert not seen[-1].dropped
+    assert await rows(client, "SELECT id FROM app.m ORDER BY id") == [{"id": 1}]
