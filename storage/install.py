@@ -42,6 +42,7 @@ from .backup.seqs import seq_problem
 from .files import FileStore
 from .inflight import InFlight
 from .live_rows import count as count_live
+from .lockset import all_held
 from .registry import RESERVED_NAMESPACES, Registry
 from .work import Work
 
@@ -341,30 +342,26 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
     max_seq = max([m.max_seq, *(f.max_seq for f in files)])
     while True:
         old = sorted(registry.states(dest), key=lambda s: s.uid)
-        with contextlib.ExitStack() as held:
-            for st in old:  # writers to the old tables wait for the swap
-                held.enter_context(st.flush_lock)
-                held.enter_context(st.write_lock)
-            with registry.ddl:
-                if restore.guard is not None:
-                    restore.guard()
-                old_exists = catalog.get(Namespace, dest) is not None
-                if old_exists and not restore.replace:
-                    raise AlreadyExists(f"Namespace '{dest}' already exists")
-                if sorted(t.uid for t in registry.list_tables(dest)) != [s.uid for s in old]:
-                    continue  # a table came or went meanwhile: lock the new set
-                check_history(registry, restore)
-                check_seq(registry, m.backup_id, max_seq)  # the sequence only rises meanwhile
-                catalog.ensure_seq_above(max_seq)
-                batch = catalog.batch()
-                old_paths = registry.remove_tables(batch, old)
-                batch.put(restored_namespace(dest, m, catalog.server_id(),
-                                             catalog.get(Namespace, dest)))
-                for t in m.tables:
-                    put_table(registry, batch, dest, t, restore.table_uids[t.name])
-                for f in files:
-                    batch.put(f)
-                registry.commit_removal(batch, old)
+        with all_held(old), registry.ddl:  # writers to the old tables wait for the swap
+            if restore.guard is not None:
+                restore.guard()
+            old_exists = catalog.get(Namespace, dest) is not None
+            if old_exists and not restore.replace:
+                raise AlreadyExists(f"Namespace '{dest}' already exists")
+            if sorted(t.uid for t in registry.list_tables(dest)) != [s.uid for s in old]:
+                continue  # a table came or went meanwhile: lock the new set
+            check_history(registry, restore)
+            check_seq(registry, m.backup_id, max_seq)  # the sequence only rises meanwhile
+            catalog.ensure_seq_above(max_seq)
+            batch = catalog.batch()
+            old_paths = registry.remove_tables(batch, old)
+            batch.put(restored_namespace(dest, m, catalog.server_id(),
+                                         catalog.get(Namespace, dest)))
+            for t in m.tables:
+                put_table(registry, batch, dest, t, restore.table_uids[t.name])
+            for f in files:
+                batch.put(f)
+            registry.commit_removal(batch, old)
         try:  # committed: the old tables' leftovers go, or start-up sweeps them
             registry.after_remove(old)
             registry.retire(old_paths)
@@ -429,29 +426,25 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
     max_seq = max([m.max_seq, *(f.max_seq for f in files)])
     while True:
         old = [s for s in registry.states(dest) if s.table.name == t.name]
-        with contextlib.ExitStack() as held:
-            for st in old:
-                held.enter_context(st.flush_lock)
-                held.enter_context(st.write_lock)
-            with registry.ddl:
-                if restore.guard is not None:
-                    restore.guard()
-                if catalog.get(Namespace, dest) is None:
-                    raise NotFound(f"Namespace '{dest}' does not exist")
-                now = [x for x in registry.list_tables(dest) if x.name == t.name]
-                if now and not restore.replace:
-                    raise AlreadyExists(f"Table '{dest}.{t.name}' already exists")
-                if [x.uid for x in now] != [s.uid for s in old]:
-                    continue  # the table came or went meanwhile: lock the new one
-                check_history(registry, restore)
-                check_seq(registry, m.backup_id, max_seq)  # the sequence only rises meanwhile
-                catalog.ensure_seq_above(max_seq)
-                batch = catalog.batch()
-                old_paths = registry.remove_tables(batch, old)
-                put_table(registry, batch, dest, t, restore.table_uids[t.name])
-                for f in files:
-                    batch.put(f)
-                registry.commit_removal(batch, old)
+        with all_held(old), registry.ddl:
+            if restore.guard is not None:
+                restore.guard()
+            if catalog.get(Namespace, dest) is None:
+                raise NotFound(f"Namespace '{dest}' does not exist")
+            now = [x for x in registry.list_tables(dest) if x.name == t.name]
+            if now and not restore.replace:
+                raise AlreadyExists(f"Table '{dest}.{t.name}' already exists")
+            if [x.uid for x in now] != [s.uid for s in old]:
+                continue  # the table came or went meanwhile: lock the new one
+            check_history(registry, restore)
+            check_seq(registry, m.backup_id, max_seq)  # the sequence only rises meanwhile
+            catalog.ensure_seq_above(max_seq)
+            batch = catalog.batch()
+            old_paths = registry.remove_tables(batch, old)
+            put_table(registry, batch, dest, t, restore.table_uids[t.name])
+            for f in files:
+                batch.put(f)
+            registry.commit_removal(batch, old)
         try:
             registry.after_remove(old)
             registry.retire(old_paths)

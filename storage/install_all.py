@@ -31,6 +31,7 @@ from .install import (
     check_seq,
     put_table,
 )
+from .lockset import all_held
 from .registry import Registry
 from .work import Work
 
@@ -114,34 +115,30 @@ def install_many(registry: Registry, restores: list[Restore],
                    *(f.max_seq for files in records for f in files)])
     while True:
         old = sorted((st for d in dests for st in registry.states(d)), key=lambda s: s.uid)
-        with contextlib.ExitStack() as held:
-            for st in old:
-                held.enter_context(st.flush_lock)
-                held.enter_context(st.write_lock)
-            with registry.ddl:
-                for r in restores:
-                    if r.guard is not None:
-                        r.guard()
-                    if catalog.get(Namespace, r.destination) is not None and not r.replace:
-                        raise AlreadyExists(f"Namespace '{r.destination}' already exists")
-                now = sorted(t.uid for d in dests for t in registry.list_tables(d))
-                if now != [s.uid for s in old]:
-                    continue  # a table came or went meanwhile: lock the new set
-                for r, files in zip(restores, records, strict=True):  # the sequence only rises
-                    check_seq(registry, r.manifest.backup_id,
-                              max([r.manifest.max_seq, *(f.max_seq for f in files)]))
-                catalog.ensure_seq_above(max_seq)
-                batch = catalog.batch()
-                old_paths = registry.remove_tables(batch, old)
-                for r, files in zip(restores, records, strict=True):
-                    m, dest = r.manifest, r.destination
-                    batch.put(restored_namespace(dest, m, catalog.server_id(),
-                                                 catalog.get(Namespace, dest)))
-                    for t in m.tables:
-                        put_table(registry, batch, dest, t, r.table_uids[t.name])
-                    for f in files:
-                        batch.put(f)
-                registry.commit_removal(batch, old)
+        with all_held(old), registry.ddl:
+            for r in restores:
+                if r.guard is not None:
+                    r.guard()
+                if catalog.get(Namespace, r.destination) is not None and not r.replace:
+                    raise AlreadyExists(f"Namespace '{r.destination}' already exists")
+            now = sorted(t.uid for d in dests for t in registry.list_tables(d))
+            if now != [s.uid for s in old]:
+                continue  # a table came or went meanwhile: lock the new set
+            for r, files in zip(restores, records, strict=True):  # the sequence only rises
+                check_seq(registry, r.manifest.backup_id,
+                          max([r.manifest.max_seq, *(f.max_seq for f in files)]))
+            catalog.ensure_seq_above(max_seq)
+            batch = catalog.batch()
+            old_paths = registry.remove_tables(batch, old)
+            for r, files in zip(restores, records, strict=True):
+                m, dest = r.manifest, r.destination
+                batch.put(restored_namespace(dest, m, catalog.server_id(),
+                                             catalog.get(Namespace, dest)))
+                for t in m.tables:
+                    put_table(registry, batch, dest, t, r.table_uids[t.name])
+                for f in files:
+                    batch.put(f)
+            registry.commit_removal(batch, old)
         try:
             registry.after_remove(old)
             registry.retire(old_paths)

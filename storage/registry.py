@@ -37,6 +37,7 @@ from .batch import BatchMap
 from .buffer import APPEND_ONLY, DamagedBuffer, TableState, decode
 from .files import FileStore
 from .keys import FileRanges
+from .lockset import all_held
 from .resolve import WRITE_ATTEMPTS
 
 log = logging.getLogger("cairn.storage")
@@ -229,29 +230,25 @@ class Registry:
         batch, so no reader (or snapshot) ever sees part of it gone."""
         while True:
             states = sorted(self.states(name), key=lambda s: s.uid)
-            with contextlib.ExitStack() as held:
-                for st in states:
-                    held.enter_context(st.flush_lock)
-                    held.enter_context(st.write_lock)
-                with self.ddl:
-                    if (gone := self.catalog.get(Namespace, name)) is None:
-                        if if_exists:
-                            return False
-                        raise NotFound(f"Namespace '{name}' does not exist")
-                    tables = self.catalog.scan(Table, name + SEP)
-                    if tables and not cascade:
-                        raise InvalidArgument(
-                            f"Namespace '{name}' has {len(tables)} table(s); use DROP NAMESPACE "
-                            f"{name} CASCADE to drop them too"
-                        )
-                    if sorted(t.uid for t in tables) != [s.uid for s in states]:
-                        continue  # a table came or went meanwhile: lock the new set
-                    stopping.commit_point()  # cancelled while it waited: nothing dropped
-                    batch = self.catalog.batch()
-                    paths = self.remove_tables(batch, states)
-                    self._dropped[name] = gone.created_at
-                    batch.delete(Namespace, name)
-                    self.commit_removal(batch, states)
+            with all_held(states), self.ddl:
+                if (gone := self.catalog.get(Namespace, name)) is None:
+                    if if_exists:
+                        return False
+                    raise NotFound(f"Namespace '{name}' does not exist")
+                tables = self.catalog.scan(Table, name + SEP)
+                if tables and not cascade:
+                    raise InvalidArgument(
+                        f"Namespace '{name}' has {len(tables)} table(s); use DROP NAMESPACE "
+                        f"{name} CASCADE to drop them too"
+                    )
+                if sorted(t.uid for t in tables) != [s.uid for s in states]:
+                    continue  # a table came or went meanwhile: lock the new set
+                stopping.commit_point()  # cancelled while it waited: nothing dropped
+                batch = self.catalog.batch()
+                paths = self.remove_tables(batch, states)
+                self._dropped[name] = gone.created_at
+                batch.delete(Namespace, name)
+                self.commit_removal(batch, states)
             self.after_remove(states)
             self.retire(paths)
             return True
