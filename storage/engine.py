@@ -172,16 +172,8 @@ class Engine:
         return self.tables.alter(namespace, name, lambda cur: schema.drop_column(cur, column))
 
     def schemas(self, namespace: str, name: str) -> list[TableSchema]:
-        """Every schema version of a table, oldest first. A table swapped by a
-        RESTORE ... WITH (replace = true) between its lookup and the read of
-        its schemas (gone with the old table: DESCRIBE TABLE was a 500) is
-        looked up again."""
-        for _ in range(8):
-            versions = self.tables.schemas(self.table(namespace, name).uid)
-            if versions:
-                return versions
-        raise Unavailable(f"Table '{namespace}.{name}' kept being replaced while its schema "
-                          "was read (a restore or DDL in a loop): run it again")
+        """Every schema version of a table, oldest first (Registry.schemas_named)."""
+        return self.tables.schemas_named(namespace, name)
 
     def stats(self, rec: Table) -> dict[str, int]:
         """The counts of the table `rec` names; NotFound once it is dropped or

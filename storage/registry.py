@@ -191,6 +191,22 @@ class Registry:
         """Every schema version of a table, oldest first."""
         return self.catalog.scan(TableSchema, table_uid + SEP)
 
+    def schemas_named(self, namespace: str, name: str) -> list[TableSchema]:
+        """Every schema version of the table `namespace.name`, oldest first. A
+        table swapped by a RESTORE ... WITH (replace = true) between its lookup
+        and the read of its schemas (gone with the old table: DESCRIBE TABLE
+        was a 500) is looked up again."""
+        seen = None
+        for _ in range(WRITE_ATTEMPTS):
+            uid = self.table(namespace, name).uid
+            if versions := self.schemas(uid):
+                return versions
+            if uid == seen:  # not replaced: the catalog lacks them
+                raise NotFound(f"the schema versions of {namespace}.{name} are missing")
+            seen = uid
+        raise Unavailable(f"Table '{namespace}.{name}' kept being replaced while its schema "
+                          "was read (a restore or DDL in a loop): run it again")
+
     def forget(self, table_uid: str) -> None:
         """Drop the in-memory state of a table changed behind the registry's back;
         it is reloaded from the catalog on next use. If no Table record names this
