@@ -99,9 +99,12 @@ def _default(value: Any) -> Any:
 class Namespace(Record):
     """A namespace. `restored_from`: when it was made by a RESTORE of another
     server's backup, `server`, the server that wrote it (its data directory's
-    id; "" for a manifest older than that field), and `at`, when the restore
-    installed (since 2026-12-07): that server's backups of it are its history
-    too, to restore (never its archives' windows: storage/backup/origin.py)."""
+    id; "" for a manifest older than that field), `at`, when the restore
+    installed (since 2026-12-07), `backup`, the backup restored, and `upto`,
+    the newest snapshot of that server's backups its history holds (later
+    that day; a restore of this server's own backup records them too): that
+    server's backups of it are its history too, to restore, for a time up to
+    the one restored (never its archives' windows: storage/backup/origin.py)."""
 
     FAMILY: ClassVar[str] = "namespaces"
     name: str

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from catalog import Backup, Namespace
@@ -27,7 +28,7 @@ from catalog.errors import (
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.backup import Repository
-from storage.backup.origin import whose, wrote_since
+from storage.backup.origin import Origin, held_by, whose, wrote_since
 from storage.backup.schema import FileEntry, load
 from storage.backup.selection import parse_time as when
 from storage.backup.sets import (
@@ -235,14 +236,18 @@ def _rank(members: list[dict[str, Any]]) -> tuple[datetime, datetime]:
 
 def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
                owns: Callable[[dict[str, Any]], bool] = lambda h: True,
-               wrote: Callable[[dict[str, Any]], bool] = lambda h: True) -> list[str]:
+               wrote: Callable[[dict[str, Any]], bool] = lambda h: True,
+               held: Callable[[dict[str, Any]], bool] = lambda h: True) -> list[str]:
     """The member ids of the set RESTORE ALL takes: the one `backup_id` names
     (its set id or a member's id), else the newest complete set (taken at or
     before `as_of`) of this server's (every member `owns`), or of any server
     when none is (a fresh server restoring another's). With `as_of`, of those
-    the newest this server wrote (every member `wrote`) when there is one: a
+    the newest this server wrote (every member `wrote`) when there is one, else
+    the newest whose every member of a namespace this server has may hold its
+    state then (`held`: origin.held_by, the set it was restored from): a
     server restored from goes on with its own databases, its newer sets are
-    not this server's state at the time (origin.choose_own). A set missing a
+    not this server's state at the time (origin.choose_own); NOT_FOUND when
+    none is. A set missing a
     member, or a damaged manifest that may be the newest backup, is
     BACKUP_INVALID: never an older set instead."""
     entries = repo.listing(None)
@@ -270,6 +275,22 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
         # namespaces of the same names are other databases.
         mine = [f for f in fit if all(owns(h) for h in sets[f[1]])]
         written = [f for f in mine if as_of is not None and all(wrote(h) for h in sets[f[1]])]
+        if as_of is not None and not written:
+            # The state then of the namespaces this server has: a set whose
+            # member of one of them is not (`held`) is another database's, or
+            # the server restored from's after the one restored (its rows
+            # over this server's, until 2026-12-07; by way of a set holding a
+            # namespace this server has not too).
+            fit = [f for f in fit if all(held(h) for h in sets[f[1]])]
+            mine = [f for f in mine if f in fit]
+            if not fit:
+                raise NotFound(
+                    f"no backup set in target '{repo.uri}' taken at or before {as_of} holds "
+                    "the state then of this server's namespaces: another server's sets of "
+                    "those names are other databases, and the server they were restored "
+                    "from's sets taken after the one restored hold rows they never had (or "
+                    "the one restored is gone); nothing was restored. Name a set with "
+                    "backup_id = '…'")
         (_, newest), set_id = max(written or mine or fit)
         for bad in (e for e in entries if "error" in e):
             created, taken = bad.get("created_at"), bad.get("snapshot_at")
@@ -296,6 +317,16 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
         raise BackupInvalid(f"backup set '{set_id}' in target '{repo.uri}' is incomplete: it "
                             f"names namespaces {', '.join(want)} but holds {', '.join(have)}")
     return [member_id(set_id, n) for n in want]
+
+
+def _held(origin_of: Callable[[str], Origin], as_of: str | None, h: dict[str, Any]) -> bool:
+    """Whether set member `h` may hold its namespace's state at `as_of` on this
+    server: a namespace it has not (restored new), or one whose backup it is
+    (its lineage's, `Origin.owns`) taken after its last restore, or the one it
+    was restored from (origin.held_by)."""
+    origin = origin_of(h["namespace"])
+    return origin.created_at is None or as_of is None or origin.owns(h, lineage=True) and (
+        wrote_since(origin, h) or held_by(origin, as_of, h))
 
 
 def _guard(cairn: Cairn, namespace: str) -> Callable[[], None]:
@@ -326,7 +357,8 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
     try:
         ids = await cairn.run(choose_set, repo, opts.get("backup_id"), opts.get("as_of"),
                               lambda h: origin_of(h["namespace"]).owns(h, lineage=True),
-                              lambda h: wrote_since(origin_of(h["namespace"]), h))
+                              lambda h: wrote_since(origin_of(h["namespace"]), h),
+                              partial(_held, origin_of, opts.get("as_of")))
         set_id = ids[0].rsplit(".", 1)[0]
         if opts.get("backup_id") is None and set_id in running:  # as RESTORE DATABASE's
             raise Unavailable(

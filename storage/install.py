@@ -356,7 +356,8 @@ def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None
             batch = catalog.batch()
             old_paths = registry.remove_tables(batch, old)
             batch.put(restored_namespace(dest, m, catalog.server_id(),
-                                         catalog.get(Namespace, dest)))
+                                         catalog.get(Namespace, dest),
+                                         replayed=restore.beside is not None))
             for t in m.tables:
                 put_table(registry, batch, dest, t, restore.table_uids[t.name])
             for f in files:

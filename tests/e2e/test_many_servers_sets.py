@@ -158,3 +158,56 @@ async def test_restore_all_to_a_time_takes_this_servers_own_set_first(
     assert got["backup_id"] == f"{first}.a"
     [got, _] = await rows(b, "RESTORE ALL FROM 'shared' WITH (replace = true)")
     assert got["backup_id"] == f"{theirs}.a"
+
+
+async def test_restore_all_to_a_time_after_a_refresh_is_the_set_restored(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """B's namespaces were refreshed from A's set S1 (RESTORE ALL); A then wrote
+    a row and took S2. B's RESTORE ALL to a time after S2, with no set of its
+    own since the refresh, took S2 (A's row, never B's); now S1. Without a set
+    restored from to be had (the refresh was of one member alone, by RESTORE
+    DATABASE), NOT_FOUND, never A's newer set."""
+    other = copy.deepcopy(cairn_config)
+    other.storage.data_dir = str(tmp_path / "data_b")
+    a = await aiohttp_client(create_app(cairn_config))
+    b = await aiohttp_client(create_app(other))
+    await ok(a, SETUP)
+    first = set_of(await rows(a, "BACKUP DATABASE a, b TO 'shared'"))
+    await ok(b, "RESTORE ALL FROM 'shared'")
+    await ok(a, "INSERT INTO a.t VALUES (2, 'a')")
+    newer = set_of(await rows(a, "BACKUP DATABASE a, b TO 'shared'"))
+    at = {r["backup_id"]: r["snapshot_at"] for r in await rows(a, "SHOW BACKUPS IN 'shared'")}
+    t = at[f"{newer}.a"]
+    [got, _] = await rows(b, f"RESTORE ALL FROM 'shared' WITH (as_of = '{t}', replace = true)")
+    assert got["backup_id"] == f"{first}.a"
+    assert await rows(b, "SELECT id FROM a.t") == [{"id": 1}]
+    # `a` refreshed from A's newer member alone: no set holds B's `b` and `a` then.
+    await ok(b, f"RESTORE DATABASE a FROM 'shared' WITH (replace = true, "
+                f"backup_id = '{newer}.a')")
+    [now] = await rows(b, "SELECT strftime(now()::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%fZ') AS t")
+    message = await err(b, f"RESTORE ALL FROM 'shared' WITH (as_of = '{now['t']}', "
+                           "replace = true)", "NOT_FOUND")
+    assert "holds the state then" in message, message
+    assert await rows(b, "SELECT id FROM a.t ORDER BY id") == [{"id": 1}, {"id": 2}]
+
+
+async def test_restore_all_to_a_time_with_a_namespace_not_here_keeps_the_lineage(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """B has only `a`, refreshed from A's member S1.a; A's sets hold a and b. A
+    wrote a row and took S2. B's RESTORE ALL to a time after S2 took S2 as a
+    server without such a set takes any (A's row in B's `a`, never B's); now
+    S1, B's `a` as it had it and A's `b` new."""
+    other = copy.deepcopy(cairn_config)
+    other.storage.data_dir = str(tmp_path / "data_b")
+    a = await aiohttp_client(create_app(cairn_config))
+    b = await aiohttp_client(create_app(other))
+    await ok(a, SETUP)
+    first = set_of(await rows(a, "BACKUP DATABASE a, b TO 'shared'"))
+    await ok(b, f"RESTORE DATABASE a FROM 'shared' WITH (backup_id = '{first}.a')")
+    await ok(a, "INSERT INTO a.t VALUES (2, 'a')")
+    await rows(a, "BACKUP DATABASE a, b TO 'shared'")
+    [now] = await rows(b, "SELECT strftime(now()::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%fZ') AS t")
+    [got, _] = await rows(b, f"RESTORE ALL FROM 'shared' WITH (as_of = '{now['t']}', "
+                             "replace = true)")
+    assert got["backup_id"] == f"{first}.a"
+    assert await rows(b, "SELECT id FROM a.t") == [{"id": 1}]
