@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from catalog import Backup, Catalog
+from catalog import Backup, Catalog, Namespace
 from catalog.errors import NotFound
 
 from .archive import store
@@ -42,6 +42,20 @@ def recorded_us(catalog: Catalog, namespaces: Iterable[str]) -> dict[str, int]:
                 continue
             floors[rec.namespace] = max(floors[rec.namespace], at)
     return floors
+
+
+def restored_us(rec: Namespace) -> int:
+    """When the namespace was last restored (`restored_from["at"]`, µs; 0: not
+    known): a backup of it taken after is cut after that, so it counts as
+    taken after the restore (origin.wrote_since) with the wall clock stepped
+    back since. A time that does not parse, or more than a day ahead of the
+    clock (not this clock's), counts as none."""
+    at = (rec.restored_from or {}).get("at")
+    try:
+        us = store.parse_us(str(at)) if at else 0
+    except ValueError:
+        return 0
+    return us if us <= int(time.time() * 1e6) + TRUSTED_AHEAD_US else 0
 
 
 def windows_end_us(repo: Repository, namespace: str, server: str) -> int:

@@ -162,7 +162,8 @@ def take(registry: Registry, scope: Scope, staging_root: Path,
                 for ns in sorted(records):
                     state = held.enter_context(registry.changes.holding(ns))
                     # after every snapshot this server took of it (clock_floor.py)
-                    floor = max(floors.get(ns, 0), state.snap_us, floor_us)
+                    floor = max(floors.get(ns, 0), state.snap_us, floor_us,
+                                clock_floor.restored_us(records[ns]))
                     state.last_us = max(state.last_us, floor + 1)
                     cuts[ns] = registry.changes.cut(state, wait=False)
                     held_states.append(state)

@@ -7,12 +7,14 @@ it had, lost). Servers share one target and take plain backups only."""
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from catalog import Namespace
 from server.app import create_app
 from server.config import Config
+from storage.backup.selection import parse_time
 from tests.helpers import err, ok, rows, state
 
 from .test_archive_lineage import content, two_servers
@@ -190,3 +192,21 @@ async def test_a_namespace_restored_before_refresh_times_were_kept(
     assert await restored_id(
         b, f"RESTORE DATABASE app FROM 'arch' AS copy WITH (as_of = '{mine_at}')") == mine
 
+
+async def test_a_backup_after_a_refresh_is_cut_after_it(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """The wall clock stepped back after a refresh (its `at` an hour ahead of
+    the clock now): B's next backup was cut before `at`, so a time after it
+    did not count it as taken since the refresh. It is cut after `at`."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    x, _ = await backup(a)
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (replace = true, backup_id = '{x}')")
+    catalog = state(b).catalog
+    rec = catalog.get(Namespace, "app")
+    assert rec is not None and rec.restored_from is not None
+    ahead = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    catalog.put(Namespace("app", created_at=rec.created_at, options=rec.options,
+                          restored_from={**rec.restored_from, "at": ahead}))
+    await ok(b, "INSERT INTO app.t VALUES (2, 'b')")
+    _, taken = await backup(b)
+    assert parse_time(taken) > parse_time(ahead), (taken, ahead)
