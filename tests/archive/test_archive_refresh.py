@@ -17,7 +17,8 @@ from server.config import Config
 from storage.backup.selection import parse_time
 from tests.helpers import err, ok, rows, state
 
-from .test_archive_lineage import content, two_servers
+from .test_archive_lineage import POINTS, content, two_servers
+from .test_archiving import FAST, wait_shipped
 
 NOW = "SELECT strftime(now()::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%fZ') AS t"
 
@@ -210,3 +211,45 @@ async def test_a_backup_after_a_refresh_is_cut_after_it(
     await ok(b, "INSERT INTO app.t VALUES (2, 'b')")
     _, taken = await backup(b)
     assert parse_time(taken) > parse_time(ahead), (taken, ahead)
+
+
+async def test_a_refresh_to_a_time_is_held_by_no_backup(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """B's `app` was restored from A's archive to a time (A's base and changes
+    replayed); A then took a plain backup. A time after that restore on B took
+    A's newer backup (a row B never had); no backup holds what was installed
+    (the bare base lacks the replayed rows): NOT_FOUND saying so."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    await ok(a, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(a, "INSERT INTO app.t VALUES (2, 'a')")
+    t = (await wait_shipped(a, timeout=60))["archived_until"]
+    await ok(a, "STOP ARCHIVING DATABASE app")
+    [point] = await rows(a, POINTS)
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (replace = true, "
+                f"backup_id = '{point['base_backup_id']}', as_of = '{t}')")
+    assert await content(b, "app") == {(1, "a"), (2, "a")}
+    await ok(a, "INSERT INTO app.t VALUES (3, 'a')")
+    await backup(a)
+    message = await err(b, f"RESTORE DATABASE app FROM 'arch' AS copy WITH "
+                           f"(as_of = '{await now(b)}')", "NOT_FOUND")
+    assert "restored to a time" in message, message
+
+
+async def test_a_record_with_a_refresh_time_alone_takes_the_others_backup_by_then(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """A record of the first 2026-12-07 keeps when the refresh installed (`at`)
+    but not which backup: a time after it takes the other server's newest
+    backup taken by `at`, never one after (it took A's newer backup)."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    x, _ = await backup(a)
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (replace = true, backup_id = '{x}')")
+    catalog = state(b).catalog
+    rec = catalog.get(Namespace, "app")
+    assert rec is not None and rec.restored_from is not None
+    kept = {k: rec.restored_from[k] for k in ("server", "at")}
+    catalog.put(Namespace("app", created_at=rec.created_at, options=rec.options,
+                          restored_from=kept))
+    await ok(a, "INSERT INTO app.t VALUES (2, 'a')")
+    await backup(a)
+    assert await restored_id(
+        b, f"RESTORE DATABASE app FROM 'arch' AS copy WITH (as_of = '{await now(b)}')") == x
