@@ -100,11 +100,12 @@ class Namespace(Record):
     """A namespace. `restored_from`: when it was made by a RESTORE of another
     server's backup, `server`, the server that wrote it (its data directory's
     id; "" for a manifest older than that field), `at`, when the restore
-    installed (since 2026-12-07), `backup`, the backup restored, and `upto`,
-    the newest snapshot of that server's backups its history holds (later
-    that day; a restore of this server's own backup records them too): that
-    server's backups of it are its history too, to restore, for a time up to
-    the one restored (never its archives' windows: storage/backup/origin.py)."""
+    installed (since 2026-12-07), `backup`, the backup restored, `upto`, the
+    newest snapshot of that server's backups its history holds, and
+    `earlier`, the restores before it (later that day; a restore of this
+    server's own backup records them too: storage/backup/restored.py): that
+    server's backups of it are its history too, to restore, for a time the
+    one restored then (never its archives' windows: storage/backup/origin.py)."""
 
     FAMILY: ClassVar[str] = "namespaces"
     name: str

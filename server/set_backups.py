@@ -28,7 +28,8 @@ from catalog.errors import (
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage.backup import Repository
-from storage.backup.origin import Origin, held_by, whose, wrote_since
+from storage.backup.origin import Origin, whose
+from storage.backup.restored import held_by, restored_then, wrote_since
 from storage.backup.schema import FileEntry, load
 from storage.backup.selection import parse_time as when
 from storage.backup.sets import (
@@ -244,7 +245,7 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
     when none is (a fresh server restoring another's). With `as_of`, of those
     the newest this server wrote (every member `wrote`) when there is one, else
     the newest whose every member of a namespace this server has may hold its
-    state then (`held`: origin.held_by, the set it was restored from): a
+    state then (`held`: restored.held_by, the set it was restored from): a
     server restored from goes on with its own databases, its newer sets are
     not this server's state at the time (origin.choose_own); NOT_FOUND when
     none is. A set missing a
@@ -323,10 +324,10 @@ def _held(origin_of: Callable[[str], Origin], as_of: str | None, h: dict[str, An
     """Whether set member `h` may hold its namespace's state at `as_of` on this
     server: a namespace it has not (restored new), or one whose backup it is
     (its lineage's, `Origin.owns`) taken after its last restore, or the one it
-    was restored from (origin.held_by)."""
+    was restored from then (restored.held_by, restored.restored_then)."""
     origin = origin_of(h["namespace"])
     return origin.created_at is None or as_of is None or origin.owns(h, lineage=True) and (
-        wrote_since(origin, h) or held_by(origin, as_of, h))
+        wrote_since(origin, h) or held_by(origin, as_of, h)) or restored_then(origin, as_of, h)
 
 
 def _guard(cairn: Cairn, namespace: str) -> Callable[[], None]:

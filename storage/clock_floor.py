@@ -47,7 +47,7 @@ def recorded_us(catalog: Catalog, namespaces: Iterable[str]) -> dict[str, int]:
 def restored_us(rec: Namespace) -> int:
     """When the namespace was last restored (`restored_from["at"]`, µs; 0: not
     known): a backup of it taken after is cut after that, so it counts as
-    taken after the restore (origin.wrote_since) with the wall clock stepped
+    taken after the restore (restored.wrote_since) with the wall clock stepped
     back since. A time that does not parse, or more than a day ahead of the
     clock (not this clock's), counts as none."""
     at = (rec.restored_from or {}).get("at")

@@ -36,7 +36,7 @@ from . import nanstats, schema
 from .backup import footers
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of, values_problem
-from .backup.origin import restored_namespace
+from .backup.restored import restored_namespace
 from .backup.schema import FileEntry, Manifest, TableEntry, to_doc
 from .backup.seqs import seq_problem
 from .files import FileStore

@@ -20,7 +20,7 @@ from catalog import DataFile, Namespace
 from catalog.errors import AlreadyExists
 
 from . import nanstats
-from .backup.origin import restored_namespace
+from .backup.restored import restored_namespace
 from .install import (
     Fetch,
     OnBytes,

@@ -12,57 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from catalog import Namespace
-from catalog.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from catalog.errors import AlreadyExists, NotFound, Unavailable
 
+from .restored import by_then, names_no_other
 from .selection import parse_time
 from .writing import lock_ids
-
-
-def restored_namespace(dest: str, m: Any, server: str, previous: Namespace | None,
-                       replayed: bool = False) -> Namespace:
-    """The record a RESTORE of manifest `m` into `dest` on this server (`server`)
-    installs: the backed-up namespace's creation time and options, and where
-    its history now comes from (`restored_from`): `server`, the server whose
-    database it is (`m`'s writer; "" for a manifest older than the field),
-    `at`, when this restore installed (µs), `backup`, the backup it restored,
-    ("" when archived changes were replayed on it, `replayed`: no backup holds
-    the state restored), and `upto`, the newest snapshot of that server's
-    backups the history holds ("": not known). A restore of this server's own backup of a namespace that
-    came from another keeps that server and bounds `upto` by the backup's
-    snapshot. Since 2026-12-07 (`backup` and `upto` later that day): a RESTORE
-    to a time takes nothing the server restored from took after the backup
-    restored (choose_own, held_by)."""
-    record = m.namespace_record
-    writer = record.server if isinstance(record.server, str) else ""
-    taken = str(m.snapshot_at)
-    came_from = {"server": writer, "at": now_us(), "backup": "" if replayed else str(m.backup_id),
-                 "upto": taken}
-    if writer == server and previous is not None and previous.created_at == record.created_at \
-            and previous.restored_from is not None:
-        before = previous.restored_from
-        came_from["server"] = str(before.get("server", writer))
-        limit = before.get("upto", before.get("at"))  # a record of the first 2026-12-07 kept `at`
-        came_from["upto"] = _earlier(str(limit), taken) if limit else ""
-    return Namespace(dest, created_at=record.created_at, options=dict(record.options),
-                     restored_from=came_from)
-
-
-def now_us() -> str:
-    """The wall clock as an ISO-8601 UTC time to the microsecond: a backup's
-    snapshot_at is to the µs, so a restore's `at` to the ms (as until
-    2026-12-07) ranked a backup of the same millisecond taken before it after it."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _earlier(a: str, b: str) -> str:
-    try:
-        return a if parse_time(a) <= parse_time(b) else b
-    except InvalidArgument:  # a time that does not read: not known
-        return ""
 
 
 @dataclass(frozen=True)
@@ -160,7 +116,7 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
         return lambda m: accept(m) and taken_as_own(by, m)
 
     try:
-        chosen = _by_then(repo, namespace, as_of, own(origin), origin, what) \
+        chosen = by_then(repo, namespace, as_of, accept, own(origin), origin, what) \
             or dict(repo.choose_backup(namespace, None, as_of, what=what,
                                        accept=own(origin if origin.created_at else server_only)))
     except NotFound:
@@ -193,95 +149,6 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
             "cp -a) started elsewhere wrote it, or this server wrote it before it was brought "
             "back from an older copy; name the backup to restore with backup_id = '…'")
     return chosen
-
-
-def _by_then(repo: Any, namespace: str, as_of: str | None,
-             own: Callable[[dict[str, Any]], bool], origin: Origin,
-             what: str | None) -> dict[str, Any] | None:
-    """For a time (`as_of`) on a namespace that a RESTORE made (`restored_from`):
-    the backup holding its state then, None when the rule does not apply (no
-    time, no such record). First the newest backup this server wrote by then
-    and after that restore; else, for a time after it, the backup it restored
-    (`restored_from["backup"]`); for a time before it, the newest backup of its
-    history by then (held_by). The server restored from goes on writing its
-    own database: its backups taken after the one restored are not this
-    namespace's state at any time (its newest by then was restored, rows this
-    server never had, until 2026-12-07). NOT_FOUND says why when none is."""
-    if as_of is None or not origin.restored_from or origin.created_at is None:
-        return None
-    try:
-        return dict(repo.choose_backup(namespace, None, as_of, what=what,
-                                       accept=lambda m: own(m) and wrote_since(origin, m)))
-    except NotFound:
-        pass
-    source = origin.restored_from
-    backup, at = source.get("backup"), source.get("at")
-    if backup == "" and at and _at_or_after(as_of, at):
-        raise NotFound(
-            f"namespace '{namespace}' was restored to a time (archived changes replayed on "
-            f"a base backup) at {at}, and this server took no backup of it since by "
-            f"{as_of} in target '{repo.uri}': no backup holds its state then; nothing was "
-            "restored. Name a backup with backup_id = '…' (with as_of, a base and a time)")
-    if backup and at and _at_or_after(as_of, at):
-        entry = next((m for m in repo.listing(namespace) if m.get("backup_id") == backup), None)
-        if entry is not None and ("error" in entry or own(entry)):
-            return dict(repo.read_manifest(backup))  # a damaged one says why
-        gone = "is no longer in the target" if entry is None else f"does not hold {what}"
-        raise NotFound(
-            f"namespace '{namespace}' was restored from backup '{backup}' at {at}, and this "
-            f"server took no backup of it since by {as_of}; backup '{backup}' {gone} "
-            f"'{repo.uri}', so no backup there holds its state then (another of that "
-            "database's backups is not: it holds rows this namespace did not, or lacks "
-            "some it did); nothing was restored. Name a backup with backup_id = '…'")
-    try:
-        return dict(repo.choose_backup(namespace, None, as_of, what=what,
-                                       accept=lambda m: own(m) and held_by(origin, as_of, m)))
-    except NotFound:
-        if at:
-            raise
-    raise NotFound(
-        f"namespace '{namespace}' was restored from server '{source.get('server')}''s backup "
-        "before Cairn recorded which backup and when (a restore before 2026-12-07), and this "
-        f"server took no backup of it by {as_of} in target '{repo.uri}': which of that "
-        "server's backups held this namespace's state then is not known; nothing was "
-        "restored. Name a backup with backup_id = '…' (SHOW BACKUPS IN lists them)")
-
-
-def held_by(origin: Origin, as_of: str, m: dict[str, Any]) -> bool:
-    """Whether the listed backup `m` (of this server's namespace's lineage,
-    `Origin.owns`) may hold the namespace's state at `as_of` when this server
-    took no backup of it since its last restore (`restored_from`, _by_then):
-    after that restore, only the backup restored (or, for a record of the
-    first 2026-12-07 that did not keep it, the newest of the server restored
-    from by then); before it, a backup of this server's own, or one of the
-    server restored from taken no later than the one restored (`upto`). A
-    namespace whose record keeps no time (restored before 2026-12-07) takes
-    only backups of this server's own: which of the other server's it held is
-    not known."""
-    source = origin.restored_from or {}
-    at, mine = source.get("at"), names_no_other(origin, m)
-    if not at:
-        return mine
-    try:
-        taken = parse_time(str(m.get("snapshot_at")))
-        after = _at_or_after(as_of, at)
-        if after:
-            if "backup" in source:  # "": archived changes replayed, no backup holds it
-                return m.get("backup_id") == source["backup"] or (mine and taken > parse_time(at))
-            return taken <= parse_time(at) if not mine else taken > parse_time(at)
-        if mine:
-            return True
-        upto = source.get("upto", at)
-        return bool(upto) and taken <= parse_time(upto)
-    except InvalidArgument:  # a time that does not read: not known to be
-        return False
-
-
-def _at_or_after(as_of: str, at: str) -> bool:
-    try:
-        return parse_time(as_of) >= parse_time(at)
-    except InvalidArgument:
-        return True
 
 
 def taken_as_own(origin: Origin, m: dict[str, Any]) -> bool:
@@ -324,34 +191,6 @@ def window_filter(origin: Origin | None,
     if keep is None or origin is None:
         return keep
     return lambda m: keep(m) and names_no_other(origin, m)
-
-
-def names_no_other(origin: Origin, m: dict[str, Any]) -> bool:
-    """Whether `m` names this server, or no server (written before manifests
-    named one, or its body not read: then reading it says why): not the
-    server this namespace was restored from (for a time: see _by_then)."""
-    record = m.get("namespace_record")
-    server = record.get("server") if isinstance(record, dict) else None
-    return server is None or server == origin.server
-
-
-def wrote_since(origin: Origin, m: dict[str, Any]) -> bool:
-    """`names_no_other`, and taken after this namespace was last restored from
-    another server's backup (`restored_from["at"]`, kept since 2026-12-07): a
-    backup of its own from before a refresh is of the history the refresh
-    replaced (a restore to a time after the refresh took it over the backup
-    the refresh restored)."""
-    if not names_no_other(origin, m):
-        return False
-    at = (origin.restored_from or {}).get("at")
-    if not at:
-        return True
-    try:
-        # after: this server's snapshots of it are floored above `at`
-        # (storage/snapshot.py); one at that very µs was taken before the restore
-        return parse_time(str(m.get("snapshot_at"))) > parse_time(at)
-    except InvalidArgument:  # no time: not known to be after it
-        return False
 
 
 def whose(record: Any) -> dict[str, str | None]:

@@ -115,7 +115,7 @@ async def test_the_backup_restored_from_dropped_is_not_found_never_another(
     for statement in (f"RESTORE DATABASE app FROM 'arch' AS copy WITH (as_of = '{t}')",
                       f"RESTORE TABLE app.t FROM 'arch' AS app.t2 WITH (as_of = '{t}')"):
         message = await err(b, statement, "NOT_FOUND")
-        assert f"restored from backup '{x}'" in message and "no longer in the target" in message
+        assert f"restored from backup '{x}'" in message and "is not among the backups" in message
     jobs = await rows(b, "SELECT status FROM system.jobs WHERE job_type = 'restore' "
                          "ORDER BY created_at DESC LIMIT 1")
     assert jobs == [{"status": "failed"}]
@@ -127,7 +127,8 @@ async def test_refreshed_from_two_servers_in_turn_is_the_last_ones_backup(
         aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
     """C's `app` came from A's X and C wrote rows and took W; B's from X, then
     from W. C then wrote more and took V. B's time after its second refresh
-    took V (C's rows B never had); now W. A's backups are no longer B's."""
+    took V (C's rows B never had); now W. A time between the two refreshes
+    took W too (C's rows, B held X then); now X, A's."""
     a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
     third = copy.deepcopy(cairn_config)
     third.storage.data_dir = str(tmp_path / "data_c")
@@ -136,8 +137,9 @@ async def test_refreshed_from_two_servers_in_turn_is_the_last_ones_backup(
     for client in (b, c):
         await ok(client, f"RESTORE DATABASE app FROM 'arch' WITH (backup_id = '{x}'"
                          + (", replace = true)" if client is b else ")"))
+    between = await now(b)
     await ok(c, "INSERT INTO app.t VALUES (5, 'c')")
-    w, _ = await backup(c)
+    w, w_at = await backup(c)
     await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (replace = true, backup_id = '{w}')")
     await ok(c, "INSERT INTO app.t VALUES (6, 'c')")
     await backup(c)
@@ -147,6 +149,10 @@ async def test_refreshed_from_two_servers_in_turn_is_the_last_ones_backup(
     assert await restored_id(
         b, f"RESTORE DATABASE app FROM 'arch' AS copy WITH (as_of = '{t}')") == w
     assert await content(b, "copy") == {(1, "a"), (5, "c")}
+    for n, when in enumerate((between, w_at)):
+        assert await restored_id(
+            b, f"RESTORE DATABASE app FROM 'arch' AS mid{n} WITH (as_of = '{when}')") == x
+        assert await content(b, f"mid{n}") == {(1, "a")}
 
 
 async def test_a_rollback_to_an_older_backup_of_its_own_is_the_state_after_it(
