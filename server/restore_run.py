@@ -24,6 +24,7 @@ from storage.archive import pitr, replay
 from storage.archive.store import parse_us
 from storage.backup import Manifest, Repository, selection
 from storage.backup.origin import Origin, choose_own, taken_as_own
+from storage.backup.restored import era_us
 from storage.backup.schema import FileEntry, load, to_doc
 from storage.backup.sets import being_written, refuse_newer_locked, writing_error
 from storage.backup.stoppable import stoppable
@@ -88,6 +89,10 @@ def time_plan(cairn: Cairn, plan: RestorePlan) -> pitr.TimePlan | None:
     assert plan.as_of is not None
     own = cairn.catalog.get(Archive, plan.source)
     mine = own is not None and own.target == plan.repo.uri
+    if own is not None and own.status == "stopped" and own.stopped_at:
+        # stopped before the restore in effect then: of the history it replaced
+        since = era_us(plan.origin, plan.as_of)
+        mine = mine and not (since and parse_us(own.stopped_at) < since)
     known = (own.archive_id,) if own is not None and mine else ()
     shipped = own.shipped_lsn if own is not None and mine else 0
     return pitr.plan(plan.repo, plan.source, plan.as_of, parse_us(plan.as_of),

@@ -11,6 +11,7 @@ from typing import Any
 from catalog.errors import BackupInvalid, InvalidArgument, NotFound
 from storage.backup import Repository
 from storage.backup.origin import Origin, own_filter, window_filter
+from storage.backup.restored import era_us
 
 from . import damaged, store
 from .blocks import Entry, Rows
@@ -36,7 +37,9 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
     changes a restore on this server replays (then `as_of` takes the newest
     backup at or before it, origin.choose_own).
 
-    Only windows of this server's namespace (`origin`, origin.window_filter):
+    Only windows of this server's namespace (`origin`, origin.window_filter)
+    whose base was taken after the restore of it in effect at `as_of`
+    (restored.era_us; `known` is the caller's to judge likewise):
     bases it wrote, the archives they are bases of and `known` (this server's
     archive of it, from its catalog, before a base of it is listed); another
     server's namespace of the same name is another database, its windows
@@ -67,6 +70,8 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
     entries = repo.listing(namespace)
     keep = None if base_id is not None else own_filter(origin, entries)
     framing = None if base_id is not None else window_filter(origin, entries)
+    # bases from before the restore in effect then: the history it replaced
+    since = 0 if base_id is not None else era_us(origin, as_of)
     bases: list[store.Base] = []  # what may be restored (lineage too)
     framed: list[store.Base] = []  # of those, what may start a window: this server's
     readable: list[store.Base] = []  # whoever's: what VERIFY ARCHIVE judges gaps by
@@ -78,7 +83,7 @@ def plan(repo: Repository, namespace: str, as_of: str, as_of_us: int,
             readable.append(b)
             if keep is None or keep(m):
                 bases.append(b)
-                if framing is None or framing(m):
+                if (framing is None or framing(m)) and b.snapshot_us >= since:
                     framed.append(b)
     runs, problems = store.all_runs(repo, namespace)  # every archive folder is a key
     if base_id is not None:

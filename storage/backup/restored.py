@@ -243,3 +243,19 @@ def restored_then(origin: Origin, as_of: str, m: dict[str, Any]) -> bool:
     backup of whichever server that restore took it from: `era`)."""
     e = era(origin.restored_from or {}, as_of)
     return e is not None and bool(e.get("backup")) and m.get("backup_id") == e["backup"]
+
+
+def era_us(origin: Origin | None, as_of: str) -> int:
+    """When the restore in effect at `as_of` installed, in µs since the epoch
+    (0: none, or no record): archived changes of this namespace from before it
+    are of the history it replaced, not a window for a time after it (an
+    archive this server stopped before a refresh made every later time
+    "after the newest restorable time", the backup restored never looked at)."""
+    e = era(origin.restored_from or {}, as_of) if origin is not None else None
+    if e is None:
+        return 0
+    try:
+        since = parse_time(e["at"]) - datetime(1970, 1, 1, tzinfo=UTC)
+    except InvalidArgument:
+        return 0
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds

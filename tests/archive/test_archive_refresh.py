@@ -259,3 +259,28 @@ async def test_a_record_with_a_refresh_time_alone_takes_the_others_backup_by_the
     await backup(a)
     assert await restored_id(
         b, f"RESTORE DATABASE app FROM 'arch' AS copy WITH (as_of = '{await now(b)}')") == x
+
+
+async def test_an_archive_stopped_before_a_refresh_is_the_history_before_it(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """B's `app` (from A's X0) was archived by B, then stopped; B was refreshed
+    from A's X. A time after the refresh was INVALID_ARGUMENT "after the newest
+    restorable time" (B's old window), the backup restored never looked at:
+    now X; a time in the old window is still B's rows then."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    x0, _ = await backup(a)
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (replace = true, backup_id = '{x0}')")
+    await ok(b, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(b, "INSERT INTO app.t VALUES (10, 'b')")
+    then = (await wait_shipped(b, timeout=60))["archived_until"]
+    await ok(b, "STOP ARCHIVING DATABASE app")
+    await ok(a, "INSERT INTO app.t VALUES (2, 'a')")
+    x, _ = await backup(a)
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (replace = true, backup_id = '{x}')")
+    await ok(a, "INSERT INTO app.t VALUES (3, 'a')")
+    await backup(a)
+    assert await restored_id(
+        b, f"RESTORE DATABASE app FROM 'arch' AS copy WITH (as_of = '{await now(b)}')") == x
+    assert await content(b, "copy") == {(1, "a"), (2, "a")}
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' AS old WITH (as_of = '{then}')")
+    assert await content(b, "old") == {(1, "a"), (10, "b")}
