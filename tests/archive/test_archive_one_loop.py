@@ -87,6 +87,9 @@ async def test_a_loop_of_a_stopped_archive_writes_nothing(client: Any) -> None:
     await ok(client, "START ARCHIVING DATABASE app TO 'arch' WITH (interval = '100ms')")
     new = svc.archivers["app"]
     assert new is not old and old.task is not None and old.task.done()
+    # The new archive's first segment (at its first cycle, empty or not) before
+    # `before`: shipped during the stale loop's run, it was counted as the stale's.
+    await wait_shipped(client)
     stale = archiving.Archiver(svc, "app", old.archive_id)  # a loop of the stopped archive
     before = (await rows(client, "SHOW ARCHIVES"))[0]
     await asyncio.wait_for(stale.run(), 5.0)  # ends at once, having shipped nothing
