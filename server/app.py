@@ -386,8 +386,9 @@ def open_state(config: Config) -> Cairn:
     from storage.engine import Engine
 
     data_dir = config.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     datadir.check(data_dir)  # a lost catalog beside data files: refused, nothing swept
+    datadir.make_private(data_dir)  # 0700, this user's: no other local user reads rows
     catalog = Catalog(data_dir / "catalog")
     cairn = Cairn(config, catalog)
     try:

@@ -9,12 +9,39 @@ the catalog is made, naming what is there and what to do."""
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
 
 from catalog.errors import CannotStart
 
 OWN_DIRS = ("files", "tmp")  # the folders Cairn writes data and temporary files to
+
+log = logging.getLogger("cairn.storage")
+
+
+def make_private(data_dir: Path) -> None:
+    """Make `data_dir` (mode 0700) or take it as it is, as a folder no other local
+    user can enter. Everything in it (every table's rows in Parquet and RocksDB,
+    the catalog with archives' encryption passphrases, DuckDB's spill files,
+    restores in flight) was created under the umask: 0644 files in 0755 folders
+    at the usual 022, which any user of the machine could read (and with a
+    loose umask, 000, change). An existing folder readable, writable or
+    enterable by group or others is set to 0700 (a WARNING says so); one of
+    another user's (they could read, change or re-point anything in it) is
+    refused: CannotStart."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.stat(data_dir)
+    if st.st_uid != os.geteuid():
+        raise CannotStart(
+            f"the data directory '{data_dir}' belongs to another user (uid {st.st_uid}; Cairn "
+            f"runs as uid {os.geteuid()}), who could read and change every table's files: "
+            f"chown it to the user running Cairn, or give --data-dir another folder")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(data_dir, 0o700)
+        log.warning("the data directory '%s' was open to other users (mode %03o): set to 0700",
+                    data_dir, stat.S_IMODE(st.st_mode))
 
 
 def _entries(path: Path) -> list[str]:

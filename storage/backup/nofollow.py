@@ -33,6 +33,12 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LINK_ERRORS = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 _PROC_FD = os.path.isdir("/proc/self/fd")
 _NO_WAIT = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# What a target holds is its owner's alone, whatever the umask: rows (a plain
+# backup's objects are the table's Parquet), manifests naming every table. A
+# folder made here is 0700 and a file 0600 (they were 0755 and 0644 less the
+# umask: any local user read a whole backup, and with umask 000 changed it).
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 
 def no_follow_fs(base: str, uri: str) -> pafs.FileSystem:
@@ -145,13 +151,13 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
         """A descriptor of the directory `parts` inside the target, reached without
         following a link (and made on the way when `create`)."""
         if create:
-            os.makedirs(self.base, exist_ok=True)  # the way to it was resolved (targets.py)
+            os.makedirs(self.base, DIR_MODE, exist_ok=True)  # the way to it was resolved (targets.py)
         fd = self._open_base()
         try:
             for i, part in enumerate(parts):
                 if create:
                     with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, 0o755, dir_fd=fd)
+                        os.mkdir(part, DIR_MODE, dir_fd=fd)
                 try:
                     nxt = os.open(part, _DIR, dir_fd=fd)
                 except OSError as exc:
@@ -275,7 +281,7 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             with self._dir(parts, create=True):
                 return
         with self._dir(parts[:-1]) as fd:
-            os.mkdir(parts[-1], 0o755, dir_fd=fd)
+            os.mkdir(parts[-1], DIR_MODE, dir_fd=fd)
 
     def delete_dir(self, path: str) -> None:
         parts = self._parts(path)
@@ -327,7 +333,7 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
             fd = (dirs.fd(tuple(parts[:-1])) if dirs is not None
                   else held.enter_context(self._dir(parts[:-1])))
             try:
-                handle = os.open(parts[-1], flags | _NO_WAIT, 0o644, dir_fd=fd)
+                handle = os.open(parts[-1], flags | _NO_WAIT, FILE_MODE, dir_fd=fd)
             except OSError as exc:
                 self._raise_if_link(exc, fd, parts[-1], rel)
                 if exc.errno == errno.ENXIO:  # a FIFO opened to write, no reader

@@ -199,7 +199,7 @@ class ObjectReads:
         with reading(uri, f"object {oid}"):
             src = handler.open_fd(self.path(oid), os.O_RDONLY)
         try:
-            dst = os.open(local_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            dst = os.open(local_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 def error(exc: OSError) -> BaseException:
                     # The local side's own failures (a full disk) stay what they are.

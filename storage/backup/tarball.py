@@ -70,7 +70,10 @@ def pack(base: str, archive: str, durable: bool = True) -> None:
     with writing(archive):
         os.makedirs(parent, exist_ok=True)
         try:
-            with open(tmp, "xb") as raw:
+            # 0600 whatever the umask: the archive is a whole backup (its rows).
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600)
+            with open(fd, "wb") as raw:
                 write_tar(base, raw, is_zst(archive))
                 if durable:
                     raw.flush()

@@ -194,7 +194,7 @@ def _dir_id(root: str) -> tuple[int, int]:
     except FileNotFoundError:
         st = None
     if st is None or not stat.S_ISDIR(st.st_mode):
-        os.makedirs(root, exist_ok=True)  # raises where a file is in the way
+        os.makedirs(root, 0o700, exist_ok=True)  # raises where a file is in the way
         st = os.stat(root)
         if root in _SEEN:
             log.warning("backup root '%s' is gone since the server first found it: made it "

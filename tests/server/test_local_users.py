@@ -1,0 +1,92 @@
+"""Other local users of the machine (an unprivileged account beside the one
+running Cairn): nothing Cairn writes is open to them, whatever the umask.
+
+They read every table's rows from the data directory (0755 folders and 0644
+Parquet and RocksDB files at the usual umask 022), an archive's encryption
+passphrase from the catalog, and whole backups (a target's objects, a
+`.tar.zst` archive); with umask 000 they could change all of it too."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog.errors import CannotStart
+from server.config import Config
+from storage import datadir
+from tests.helpers import ok
+
+
+@pytest.fixture
+def loose_umask() -> Iterator[None]:
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _open_to_others(top: Path) -> list[str]:
+    """`top` and everything under it that group or others may read, write or enter."""
+    found = []
+    for path in [top, *top.rglob("*")]:
+        mode = os.lstat(path).st_mode
+        if stat.S_IMODE(mode) & 0o077:
+            found.append(f"{path.relative_to(top.parent)} {stat.filemode(mode)}")
+    return found
+
+
+async def test_nothing_cairn_writes_is_open_to_other_local_users(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path, loose_umask: None) -> None:
+    from server.app import create_app
+
+    client = await aiohttp_client(create_app(cairn_config))
+    root = tmp_path / "backups"
+    await ok(client, "CREATE NAMESPACE n1")
+    await ok(client, "CREATE TABLE n1.t (id INT PRIMARY KEY, secret TEXT)")
+    await ok(client, "INSERT INTO n1.t VALUES (1, 'the row')")
+    await ok(client, "FLUSH TABLE n1.t")
+    await ok(client, f"BACKUP DATABASE n1 TO '{root}/plain'")
+    await ok(client, f"BACKUP DATABASE n1 TO '{root}/enc' WITH (encryption_passphrase = 'p w')")
+    await ok(client, f"BACKUP DATABASE n1 TO '{root}/whole.tar.zst'")
+    assert (root / "whole.tar.zst").is_file() and (root / "plain" / "manifests").is_dir()
+
+    data = Path(cairn_config.data_dir)
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o700  # what is in it: behind it
+    # A target is not always behind a private folder (an operator's root):
+    # each of its folders and files is the owner's alone.
+    assert _open_to_others(root) == []
+
+
+def test_a_data_directory_open_to_others_is_made_private_at_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    os.chmod(data, 0o757)
+    with caplog.at_level(logging.WARNING, logger="cairn.storage"):
+        datadir.make_private(data)
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+    assert any("open to other users (mode 757)" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    datadir.make_private(data)  # as it should be: nothing said
+    assert not caplog.records
+
+
+def test_a_data_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    # Tests run as root; elsewhere a folder of root's stands for another user's.
+    if os.geteuid() == 0:
+        os.chown(data, 65534, 65534)
+    else:
+        data = Path("/")
+    with pytest.raises(CannotStart, match="belongs to another user"):
+        datadir.make_private(data)
+    if os.geteuid() == 0:
+        assert stat.S_IMODE(os.stat(data).st_mode) == 0o700 and os.stat(data).st_uid == 65534
