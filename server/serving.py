@@ -22,7 +22,7 @@ from storage import timing
 from storage.backup import copier, stoppable
 
 from . import config as config_mod
-from . import config_checks, limits, logs
+from . import config_checks, limits, logs, secret_files
 
 
 async def serve(cfg: config_mod.Config) -> None:
@@ -122,6 +122,7 @@ def serve_command(args: argparse.Namespace) -> int:
             data_dir=args.data_dir
         )
         logs.setup(cfg.log.format, args.log_level or cfg.log.level)
+        secret_files.warn_open_secrets(cfg, args.config)  # a token others read: said
         run_loop(serve(cfg), cfg.server.event_loop)
         if stoppable.left_running():
             _exit_past_stuck_calls()
