@@ -148,7 +148,7 @@ def _local(target: str, roots: list[str], data_dir: str | None = None) -> Target
 
     # Symlinks anywhere on the way (the target itself, a parent) are resolved
     # before the check, so a link inside a root cannot point outside it.
-    real, there = _below_root(candidate, root_abs, root_real, found)
+    real, there = _below_root(candidate, root_abs, root_real, found, target)
     _check_not_in_data_dir(target, real, data_dir)
     for root, error in broken.items():
         if _inside(real, root):
@@ -164,6 +164,8 @@ def _local(target: str, roots: list[str], data_dir: str | None = None) -> Target
     # (such names meant nothing before archives existed).
     if there is _UNKNOWN:
         there = _lstat(real)
+        if there is not None and not _trusted(there):
+            raise _refuse_foreign(target, real, there)
     is_dir = there is not None and stat.S_ISDIR(there.st_mode)
     if is_archive_name(real) and not is_dir:
         if there is not None and not stat.S_ISREG(there.st_mode):
@@ -202,6 +204,8 @@ def _dir_id(root: str) -> tuple[int, int]:
                         "below it)", root)
         else:
             log.info("backup root '%s' was not there: made it", root)
+    if not _trusted(st):
+        raise ForeignRoot(errno.EPERM, f"it belongs to another user (uid {st.st_uid})")
     _SEEN.add(root)
     return st.st_dev, st.st_ino
 
@@ -209,10 +213,32 @@ def _dir_id(root: str) -> tuple[int, int]:
 _SEEN: set[str] = set()  # roots this process has found (or made)
 
 
+class ForeignRoot(PermissionError):
+    """A backup root of another user's."""
+
+
+def _trusted(st: os.stat_result) -> bool:
+    """A folder of the server's user (or root's). One of another user's (a root
+    or target name taken first in a shared folder such as /var/tmp) is theirs to
+    empty, or to fill with a backup of their own making: the backups written
+    there went into it, and were theirs to remove."""
+    return st.st_uid in (os.geteuid(), 0)
+
+
+def _refuse_foreign(target: str, path: str, st: os.stat_result) -> PermissionDenied:
+    return PermissionDenied(
+        f"backup target '{target}' is not allowed: '{path}' belongs to another user "
+        f"(uid {st.st_uid}), who could remove its backups or put others in their place")
+
+
 def _root_failed(root: str, exc: OSError) -> CairnError:
     """A backup root that is not a folder, or cannot be made: PERMISSION_DENIED
     when the system refuses (a read-only parent), INVALID_ARGUMENT otherwise,
     naming the root."""
+    if isinstance(exc, ForeignRoot):
+        return PermissionDenied(
+            f"backup root '{root}' is not allowed: {exc.strerror}, who could remove its "
+            f"backups or put others in their place; chown it to the server's user")
     if isinstance(exc, FileExistsError | NotADirectoryError):
         return InvalidArgument(f"backup root '{root}' is not a directory (a file is in the way)")
     message = f"backup root '{root}' cannot be created: {describe(exc)}"
@@ -222,7 +248,8 @@ def _root_failed(root: str, exc: OSError) -> CairnError:
 
 
 def _below_root(candidate: str, root_abs: list[str], root_real: list[str],
-                found: dict[str, tuple[int, int]]) -> tuple[str, os.stat_result | None]:
+                found: dict[str, tuple[int, int]],
+                target: str) -> tuple[str, os.stat_result | None]:
     """`os.path.realpath(candidate)`, and the lstat of what it names (None:
     nothing there; `_UNKNOWN`: not asked).
 
@@ -232,7 +259,8 @@ def _below_root(candidate: str, root_abs: list[str], root_real: list[str],
     each: realpath's lstat of every name from `/` was most of a target's
     system calls, each on a server thread a take of the GIL beside the
     statements on the event loop (bench/gil_takes.py). A link found below
-    the root, or any other root, takes realpath."""
+    the root, or any other root, takes realpath. A folder on the way of another
+    user's (not the server's, nor root's) is PERMISSION_DENIED (`_trusted`)."""
     for abs_root, real_root in zip(root_abs, root_real, strict=True):
         if (abs_root != real_root or not _inside(candidate, abs_root) or candidate == abs_root
                 or abs_root not in found or found[abs_root] != _first_id(real_root, found[abs_root])):
@@ -246,6 +274,8 @@ def _below_root(candidate: str, root_abs: list[str], root_real: list[str],
                 return os.path.join(path, *names[i + 1:]), None
             if stat.S_ISLNK(st.st_mode):
                 return os.path.realpath(candidate), _UNKNOWN
+            if not _trusted(st):  # the way to the target is another user's to change
+                raise _refuse_foreign(target, path, st)
         return path, st
     return os.path.realpath(candidate), _UNKNOWN
 

@@ -111,3 +111,38 @@ def test_serve_warns_of_a_config_file_that_others_may_read_holding_a_token(tmp_p
     assert len(said[0]) == 1 and "holds tokens" in said[0][0] and "chmod 600" in said[0][0]
     assert "s3cr3t" not in said[0][0]
     assert said[1] == []  # the owner's alone: nothing said
+
+
+async def test_a_backup_root_or_target_of_another_user_is_refused(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    # A shared folder (/var/tmp): another user took the names first. Their
+    # folders were written into, and the backups there were theirs to remove or
+    # replace. CI runs the tests as root, which may give a folder to another uid.
+    from server.app import create_app
+    from tests.helpers import sql
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    theirs_root = shared / "cairn-backups"
+    theirs_root.mkdir(mode=0o777)
+    os.chown(theirs_root, 65534, 65534)
+    cairn_config.backup.roots = [str(tmp_path / "backups"), str(theirs_root)]
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE n1; CREATE TABLE n1.t (id INT PRIMARY KEY)")
+    await ok(client, "BACKUP DATABASE n1 TO 'mine'")  # a root of the server's own: as before
+
+    status, body = await sql(client, f"BACKUP DATABASE n1 TO '{theirs_root}/nightly'")
+    assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED", body
+    assert "backup root" in body["error"]["message"]
+    assert "belongs to another user (uid 65534)" in body["error"]["message"]
+    assert list(theirs_root.iterdir()) == []
+
+    taken = tmp_path / "backups" / "nightly"  # in the server's root, a target made by another
+    taken.mkdir(mode=0o777)
+    os.chown(taken, 65534, 65534)
+    for statement in ("BACKUP DATABASE n1 TO 'nightly'", "SHOW BACKUPS IN 'nightly'"):
+        status, body = await sql(client, statement)
+        assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED", body
+        assert f"'{taken}' belongs to another user (uid 65534)" in body["error"]["message"]
+    assert list(taken.iterdir()) == []
