@@ -388,7 +388,7 @@ def open_state(config: Config) -> Cairn:
     data_dir = config.data_dir
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     datadir.check(data_dir)  # a lost catalog beside data files: refused, nothing swept
-    datadir.make_private(data_dir)  # 0700, this user's: no other local user reads rows
+    datadir.make_private(data_dir, config.storage.data_dir)  # 0700, this user's alone
     catalog = Catalog(data_dir / "catalog")
     cairn = Cairn(config, catalog)
     try:

@@ -9,6 +9,7 @@ the catalog is made, naming what is there and what to do."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -21,7 +22,29 @@ OWN_DIRS = ("files", "tmp")  # the folders Cairn writes data and temporary files
 log = logging.getLogger("cairn.storage")
 
 
-def make_private(data_dir: Path) -> None:
+def _trusted(st: os.stat_result) -> bool:
+    return st.st_uid in (os.geteuid(), 0)
+
+
+def _others_way(given: str | Path, data_dir: Path) -> str | None:
+    """What of another user's (not this one's, nor root's) is on the way to the
+    data directory: a symbolic link on the path as configured (they could point
+    it elsewhere), or a folder above it (they could move it away and put one of
+    their own in its place, while the server runs)."""
+    way = Path(os.path.abspath(given))
+    for path in (way, *way.parents):
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) and not _trusted(st):
+                return f"'{path}' is a symbolic link of another user's (uid {st.st_uid})"
+    for path in data_dir.parents:
+        st = os.stat(path)
+        if not _trusted(st):
+            return f"the folder above it '{path}' belongs to another user (uid {st.st_uid})"
+    return None
+
+
+def make_private(data_dir: Path, given: str | Path | None = None) -> None:
     """Make `data_dir` (mode 0700) or take it as it is, as a folder no other local
     user can enter. Everything in it (every table's rows in Parquet and RocksDB,
     the catalog with archives' encryption passphrases, DuckDB's spill files,
@@ -30,8 +53,14 @@ def make_private(data_dir: Path) -> None:
     loose umask, 000, change). An existing folder readable, writable or
     enterable by group or others is set to 0700 (a WARNING says so); one of
     another user's (they could read, change or re-point anything in it) is
-    refused: CannotStart."""
+    refused: CannotStart, and so is one reached through a link or a folder of
+    another user's (`given`: the path as configured)."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if (why := _others_way(given or data_dir, data_dir)) is not None:
+        raise CannotStart(
+            f"the data directory '{data_dir}' is not allowed: {why}, who could move it or "
+            f"point it elsewhere, and read and change every table's files: give --data-dir "
+            f"(or [storage] data_dir) a folder on a way of your own")
     st = os.stat(data_dir)
     if st.st_uid != os.geteuid():
         raise CannotStart(

@@ -146,3 +146,24 @@ async def test_a_backup_root_or_target_of_another_user_is_refused(
         assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED", body
         assert f"'{taken}' belongs to another user (uid 65534)" in body["error"]["message"]
     assert list(taken.iterdir()) == []
+
+
+def test_a_data_directory_reached_through_another_users_link_or_folder_is_refused(
+        tmp_path: Path) -> None:
+    # Theirs to move away while the server runs (and put a folder of their own
+    # in its place, which the server then wrote every new file into), or to point
+    # elsewhere. CI runs the tests as root, which may give a folder to another uid.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(CannotStart, match=f"the folder above it '{theirs}' belongs to another"):
+        datadir.make_private(theirs / "data")
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    link = tmp_path / "shared-data"  # made first in a shared folder, pointing at a folder of ours
+    link.symlink_to(mine)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(CannotStart, match=f"'{link}' is a symbolic link of another user's"):
+        datadir.make_private(link.resolve(), str(link))
+    os.lchown(link, os.geteuid(), os.getegid())  # one's own link: as before
+    datadir.make_private(link.resolve(), str(link))
