@@ -16,14 +16,11 @@ import stat
 from pathlib import Path
 
 from catalog.errors import CannotStart
+from storage.owners import others_hold
 
 OWN_DIRS = ("files", "tmp")  # the folders Cairn writes data and temporary files to
 
 log = logging.getLogger("cairn.storage")
-
-
-def _trusted(st: os.stat_result) -> bool:
-    return st.st_uid in (os.geteuid(), 0)
 
 
 def _others_way(given: str | Path, data_dir: Path) -> str | None:
@@ -35,12 +32,12 @@ def _others_way(given: str | Path, data_dir: Path) -> str | None:
     for path in (way, *way.parents):
         with contextlib.suppress(OSError):
             st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode) and not _trusted(st):
-                return f"'{path}' is a symbolic link of another user's (uid {st.st_uid})"
+            if stat.S_ISLNK(st.st_mode) and (why := others_hold(st)) is not None:
+                return f"'{path}' is a symbolic link that {why}"
     for path in data_dir.parents:
         st = os.stat(path)
-        if not _trusted(st):
-            return f"the folder above it '{path}' belongs to another user (uid {st.st_uid})"
+        if (why := others_hold(st)) is not None:
+            return f"the folder above it '{path}' {why}"
     return None
 
 
@@ -58,8 +55,8 @@ def make_private(data_dir: Path, given: str | Path | None = None) -> None:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if (why := _others_way(given or data_dir, data_dir)) is not None:
         raise CannotStart(
-            f"the data directory '{data_dir}' is not allowed: {why}, who could move it or "
-            f"point it elsewhere, and read and change every table's files: give --data-dir "
+            f"the data directory '{data_dir}' is not allowed: {why}: another user could "
+            f"move it or point it elsewhere, and read and change every table's files: give --data-dir "
             f"(or [storage] data_dir) a folder on a way of your own")
     st = os.stat(data_dir)
     if st.st_uid != os.geteuid():

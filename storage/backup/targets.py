@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 
 from catalog.errors import CairnError, InvalidArgument, PermissionDenied
+from storage.owners import others_hold
 
 from .layout import CONFIG, INTERNAL, KEYS, MANIFESTS, OBJECTS
 from .nofollow import no_follow_fs
@@ -164,8 +165,8 @@ def _local(target: str, roots: list[str], data_dir: str | None = None) -> Target
     # (such names meant nothing before archives existed).
     if there is _UNKNOWN:
         there = _lstat(real)
-        if there is not None and not _trusted(there):
-            raise _refuse_foreign(target, real, there)
+        if there is not None and (why := others_hold(there)) is not None:
+            raise _refuse_foreign(target, real, why)
     is_dir = there is not None and stat.S_ISDIR(there.st_mode)
     if is_archive_name(real) and not is_dir:
         if there is not None and not stat.S_ISREG(there.st_mode):
@@ -204,8 +205,8 @@ def _dir_id(root: str) -> tuple[int, int]:
                         "below it)", root)
         else:
             log.info("backup root '%s' was not there: made it", root)
-    if not _trusted(st):
-        raise ForeignRoot(errno.EPERM, f"it belongs to another user (uid {st.st_uid})")
+    if (why := others_hold(st)) is not None:
+        raise ForeignRoot(errno.EPERM, f"it {why}")
     _SEEN.add(root)
     return st.st_dev, st.st_ino
 
@@ -217,18 +218,13 @@ class ForeignRoot(PermissionError):
     """A backup root of another user's."""
 
 
-def _trusted(st: os.stat_result) -> bool:
-    """A folder of the server's user (or root's). One of another user's (a root
-    or target name taken first in a shared folder such as /var/tmp) is theirs to
-    empty, or to fill with a backup of their own making: the backups written
-    there went into it, and were theirs to remove."""
-    return st.st_uid in (os.geteuid(), 0)
-
-
-def _refuse_foreign(target: str, path: str, st: os.stat_result) -> PermissionDenied:
+def _refuse_foreign(target: str, path: str, why: str) -> PermissionDenied:
+    """A folder on the way of another user's (a root or target name taken first
+    in a shared folder such as /var/tmp): the backups written there went into
+    it, theirs to remove, or to replace with backups of their own making."""
     return PermissionDenied(
-        f"backup target '{target}' is not allowed: '{path}' belongs to another user "
-        f"(uid {st.st_uid}), who could remove its backups or put others in their place")
+        f"backup target '{target}' is not allowed: '{path}' {why}: another user could "
+        f"remove its backups or put others in their place")
 
 
 def _root_failed(root: str, exc: OSError) -> CairnError:
@@ -237,8 +233,8 @@ def _root_failed(root: str, exc: OSError) -> CairnError:
     naming the root."""
     if isinstance(exc, ForeignRoot):
         return PermissionDenied(
-            f"backup root '{root}' is not allowed: {exc.strerror}, who could remove its "
-            f"backups or put others in their place; chown it to the server's user")
+            f"backup root '{root}' is not allowed: {exc.strerror}: another user could remove "
+            f"its backups or put others in their place; make it the server's user's alone")
     if isinstance(exc, FileExistsError | NotADirectoryError):
         return InvalidArgument(f"backup root '{root}' is not a directory (a file is in the way)")
     message = f"backup root '{root}' cannot be created: {describe(exc)}"
@@ -260,7 +256,7 @@ def _below_root(candidate: str, root_abs: list[str], root_real: list[str],
     system calls, each on a server thread a take of the GIL beside the
     statements on the event loop (bench/gil_takes.py). A link found below
     the root, or any other root, takes realpath. A folder on the way of another
-    user's (not the server's, nor root's) is PERMISSION_DENIED (`_trusted`)."""
+    user's, or that any user may write to, is PERMISSION_DENIED (owners.py)."""
     for abs_root, real_root in zip(root_abs, root_real, strict=True):
         if (abs_root != real_root or not _inside(candidate, abs_root) or candidate == abs_root
                 or abs_root not in found or found[abs_root] != _first_id(real_root, found[abs_root])):
@@ -274,8 +270,8 @@ def _below_root(candidate: str, root_abs: list[str], root_real: list[str],
                 return os.path.join(path, *names[i + 1:]), None
             if stat.S_ISLNK(st.st_mode):
                 return os.path.realpath(candidate), _UNKNOWN
-            if not _trusted(st):  # the way to the target is another user's to change
-                raise _refuse_foreign(target, path, st)
+            if (why := others_hold(st)) is not None:  # the way is another's to change
+                raise _refuse_foreign(target, path, why)
         return path, st
     return os.path.realpath(candidate), _UNKNOWN
 

@@ -147,6 +147,14 @@ async def test_a_backup_root_or_target_of_another_user_is_refused(
         assert f"'{taken}' belongs to another user (uid 65534)" in body["error"]["message"]
     assert list(taken.iterdir()) == []
 
+    os.chown(taken, os.geteuid(), os.getegid())  # the server's, but anyone may write to it
+    taken.chmod(0o777)
+    status, body = await sql(client, "BACKUP DATABASE n1 TO 'nightly'")
+    assert status == 403 and "can be written by any user (mode 0777, no sticky bit)" in \
+        body["error"]["message"], body
+    taken.chmod(0o700)
+    await ok(client, "BACKUP DATABASE n1 TO 'nightly'")
+
 
 def test_a_data_directory_reached_through_another_users_link_or_folder_is_refused(
         tmp_path: Path) -> None:
@@ -163,7 +171,14 @@ def test_a_data_directory_reached_through_another_users_link_or_folder_is_refuse
     link = tmp_path / "shared-data"  # made first in a shared folder, pointing at a folder of ours
     link.symlink_to(mine)
     os.lchown(link, 65534, 65534)
-    with pytest.raises(CannotStart, match=f"'{link}' is a symbolic link of another user's"):
+    with pytest.raises(CannotStart, match=f"'{link}' is a symbolic link that belongs to another"):
         datadir.make_private(link.resolve(), str(link))
     os.lchown(link, os.geteuid(), os.getegid())  # one's own link: as before
     datadir.make_private(link.resolve(), str(link))
+    open_to_all = tmp_path / "open"  # the server's, but anyone may rename what is in it
+    open_to_all.mkdir()
+    open_to_all.chmod(0o777)
+    with pytest.raises(CannotStart, match=r"written by any user \(mode 0777, no sticky bit\)"):
+        datadir.make_private(open_to_all / "data")
+    open_to_all.chmod(0o1777)  # /tmp's way: only an entry's owner renames it
+    datadir.make_private(open_to_all / "data")
