@@ -94,23 +94,29 @@ def test_a_data_directory_of_another_user_is_refused(tmp_path: Path) -> None:
         assert stat.S_IMODE(os.stat(data).st_mode) == 0o700 and os.stat(data).st_uid == 65534
 
 
-def test_serve_warns_of_a_config_file_that_others_may_read_holding_a_token(tmp_path: Path) -> None:
+def test_serve_warns_of_a_config_file_that_others_may_read_holding_a_token(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     in_the_way = tmp_path / "a-file"  # the data dir: `cairn serve` stops there, after the check
     in_the_way.write_text("")
     config = tmp_path / "cairn.toml"
     config.write_text(f'[storage]\ndata_dir = "{in_the_way}"\n[auth]\nmode = "token"\n'
                       '[[auth.tokens]]\ntoken = "s3cr3t-admin"\nuser = "root"\nrole = "admin"\n'
                       '[pgwire]\nport = 0\n')
-    said = []
-    for mode in (0o644, 0o600):
-        os.chmod(config, mode)
-        args = [sys.executable, "-m", "server.cli", "serve", "--config", str(config)]
-        done = subprocess.run(args, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 1, done.stderr  # cannot start: the data dir is a file
-        said.append([line for line in done.stderr.splitlines() if "other users" in line])
-    assert len(said[0]) == 1 and "holds tokens" in said[0][0] and "chmod 600" in said[0][0]
-    assert "s3cr3t" not in said[0][0]
-    assert said[1] == []  # the owner's alone: nothing said
+    os.chmod(config, 0o644)
+    args = [sys.executable, "-m", "server.cli", "serve", "--config", str(config)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr  # cannot start: the data dir is a file
+    said = [line for line in done.stderr.splitlines() if "other users" in line]
+    assert len(said) == 1 and "holds tokens" in said[0] and "chmod 600" in said[0], said
+    assert "s3cr3t" not in said[0]
+
+    from server import config as config_mod
+    from server.secret_files import warn_open_secrets
+
+    os.chmod(config, 0o600)  # the owner's alone: nothing said
+    with caplog.at_level(logging.WARNING):
+        assert warn_open_secrets(config_mod.load(config), config) == []
+    assert not caplog.records
 
 
 async def test_a_backup_root_or_target_of_another_user_is_refused(
