@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +25,9 @@ RAM_TMP, RAM_TMP_NEEDS = "/dev/shm", 8 << 30
 
 
 def ram_tmp() -> str | None:
-    """A directory on /dev/shm for the tests, or None: TMPDIR set, CAIRN_TEST_TMP
-    set, no /dev/shm, not writable, or less than RAM_TMP_NEEDS free (a container's
-    64 MB /dev/shm would fill)."""
+    """A directory of this user's on /dev/shm for the tests, or None: TMPDIR set,
+    CAIRN_TEST_TMP set, no /dev/shm, not writable, less than RAM_TMP_NEEDS free (a
+    container's 64 MB /dev/shm would fill), or the name taken by another user."""
     if os.environ.get("TMPDIR") or os.environ.get("CAIRN_TEST_TMP"):
         return None
     try:
@@ -35,8 +36,14 @@ def ram_tmp() -> str | None:
         return None
     if st.f_bavail * st.f_frsize < RAM_TMP_NEEDS or not os.access(RAM_TMP, os.W_OK):
         return None
-    path = os.path.join(RAM_TMP, "cairn-tests")
-    os.makedirs(path, exist_ok=True)
+    path = os.path.join(RAM_TMP, f"cairn-tests-{os.geteuid()}")  # one a user: /dev/shm is shared
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        mine = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(mine.st_mode) or mine.st_uid != os.geteuid():
+        return None  # another user's, or a link: the usual temp dir
     return path
 
 
