@@ -268,10 +268,10 @@ def _below_root(candidate: str, root_abs: list[str], root_real: list[str],
             st = _lstat(path)
             if st is None:  # not there (realpath keeps the rest as written)
                 return os.path.join(path, *names[i + 1:]), None
+            if (why := others_hold(st)) is not None:  # the way is another's to change
+                raise _refuse_foreign(target, path, why)  # a link too: they point it
             if stat.S_ISLNK(st.st_mode):
                 return os.path.realpath(candidate), _UNKNOWN
-            if (why := others_hold(st)) is not None:  # the way is another's to change
-                raise _refuse_foreign(target, path, why)
         return path, st
     return os.path.realpath(candidate), _UNKNOWN
 

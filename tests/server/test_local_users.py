@@ -188,3 +188,33 @@ def test_a_data_directory_reached_through_another_users_link_or_folder_is_refuse
         datadir.make_private(open_to_all / "data")
     open_to_all.chmod(0o1777)  # /tmp's way: only an entry's owner renames it
     datadir.make_private(open_to_all / "data")
+
+
+async def test_a_link_of_another_users_in_a_shared_root_is_refused(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """A root in a shared sticky folder (`roots = ["/var/tmp"]`): another user's
+    link there, named as a target, sent every BACKUP into a folder of theirs
+    (a `.tar` archive too; found by the round's regress attacker): only the
+    end of the way was checked, and it did not exist yet."""
+    from server.app import create_app
+    from tests.helpers import sql
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    theirs = shared / "theirs"  # inside the root: the resolved end of the way is inside it
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    link = shared / "nightly"
+    link.symlink_to(theirs)
+    os.lchown(link, 65534, 65534)
+    cairn_config.backup.roots = [str(shared)]
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE n1; CREATE TABLE n1.t (id INT PRIMARY KEY)")
+    for statement in ("BACKUP DATABASE n1 TO 'nightly/app'",
+                      "BACKUP DATABASE n1 TO 'nightly/app.tar'"):
+        status, body = await sql(client, statement)
+        assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED", body
+        assert f"'{link}' belongs to another user (uid 65534)" in body["error"]["message"]
+    assert list(theirs.iterdir()) == []
+    await ok(client, "BACKUP DATABASE n1 TO 'mine'")  # the root itself: as before
