@@ -63,8 +63,18 @@ def restored_namespace(dest: str, m: Any, server: str, previous: Namespace | Non
         limit = before.get("upto", before.get("at"))  # a record of the first 2026-12-07 kept `at`
         came_from["upto"] = _earlier(str(limit), taken) if limit else ""
     if before is not None and before.get("at"):
-        kept = [*_entries(before)][-KEPT:]
+        entries = _entries(before)
+        kept = entries[-KEPT:]
         came_from["earlier"] = json.dumps(kept, separators=(",", ":"))
+        dropped = entries[:-KEPT]
+        lost = dropped[-1]["at"] if dropped else before.get("lost", "")
+    else:  # another database before (its restores forgotten), or none restored
+        gone = previous.restored_from if previous is not None else None
+        lost = str(gone.get("at") or "") if gone else ""
+        if previous is not None:  # it replaced a namespace of this server's (held_by)
+            came_from["over"] = "1"
+    if lost:  # the newest restore the record no longer keeps (see held_by)
+        came_from["lost"] = lost
     return Namespace(dest, created_at=record.created_at, options=dict(record.options),
                      restored_from=came_from)
 
@@ -172,8 +182,9 @@ def held_by(origin: Origin, as_of: str, m: dict[str, Any]) -> bool:
     effect then (`era`, by_then): that restore's backup, or (a record of the
     first 2026-12-07 that did not keep it) the newest of the server restored
     from taken by then; before every restore kept, a backup of this server's
-    own, or one of the server restored from taken no later than the first
-    backup restored (`upto`). A namespace whose record keeps no time (restored
+    own taken after the newest restore the record forgot (`lost`), or, when
+    the first restore kept made the namespace here (nothing `over`), one of the
+    server restored from taken no later than the first backup restored. A namespace whose record keeps no time (restored
     before 2026-12-07) takes only backups of this server's own: which of the
     other server's it held is not known."""
     source = origin.restored_from or {}
@@ -188,9 +199,19 @@ def held_by(origin: Origin, as_of: str, m: dict[str, Any]) -> bool:
             if "backup" in e:  # "": archived changes replayed, no backup holds it
                 return m.get("backup_id") == e["backup"] or (mine and taken > at)
             return taken > at if mine else taken <= at
-        if mine:
-            return True
+        # Before every restore kept: only this server's own backups taken after
+        # the newest restore the record forgot (`lost`: past KEPT, or a restore
+        # of another database: what it held before is not known); and when the
+        # first restore replaced a namespace of this server's (`over`), only its
+        # own: the other server's backup was taken over this one's rows then.
+        lost = source.get("lost", "")
+        if lost:
+            return mine and taken > parse_time(lost)
         first = _entries(source)[0]
+        if mine or first.get("over"):
+            return mine
+        # The first restore made the namespace here: before it, its history is
+        # the server restored from's, up to the first backup restored (`upto`).
         upto = first.get("upto", first["at"])
         return bool(upto) and taken <= parse_time(upto)
     except InvalidArgument:  # a time that does not read: not known to be
