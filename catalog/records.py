@@ -105,13 +105,17 @@ class Namespace(Record):
     `earlier`, the restores before it (later that day; a restore of this
     server's own backup records them too: storage/backup/restored.py): that
     server's backups of it are its history too, to restore, for a time the
-    one restored then (never its archives' windows: storage/backup/origin.py)."""
+    one restored then (never its archives' windows: storage/backup/origin.py).
+    `restored_tables`: the RESTORE TABLEs into it (each `table`, `at`, `backup`,
+    `server`, `from`; the last 16, storage/backup/restored_tables.py), by which
+    a time after one is judged for that table (since 2026-12-07; None: none)."""
 
     FAMILY: ClassVar[str] = "namespaces"
     name: str
     created_at: str = field(default_factory=utcnow)
     options: dict[str, Any] = field(default_factory=dict)
     restored_from: dict[str, str] | None = None
+    restored_tables: list[dict[str, str]] | None = None
 
     def key(self) -> str:
         return self.name

@@ -249,7 +249,8 @@ def origins(cairn: Cairn) -> Callable[[str], Origin]:
     def of(namespace: str) -> Origin:
         rec = cairn.catalog.get(Namespace, namespace)
         return Origin(server, None if rec is None else rec.created_at,
-                      None if rec is None else rec.restored_from, known, inherited, writing)
+                      None if rec is None else rec.restored_from, known, inherited, writing,
+                      None if rec is None else rec.restored_tables)
 
     return of
 

@@ -155,7 +155,8 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
 
     def work(ctx: JobContext) -> dict[str, Any]:
         m = load(choose_own(repo, source, opts.get("backup_id"), opts.get("as_of"),
-                            _holds(table), origin_of(cairn, source), f"table '{source}.{table}'"))
+                            _holds(table), origin_of(cairn, source), f"table '{source}.{table}'",
+                            table))
         if opts.get("backup_id") is None:  # not an older one in a newer one's stead
             refuse_newer_gone(cairn, repo, f"backup holding table '{source}.{table}'",
                               m.backup_id, m.snapshot_at, opts.get("as_of"),
@@ -168,7 +169,7 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
         one = msgspec.structs.replace(m, tables=[msgspec.structs.replace(entry, name=dest_table)])
         check_destination()
         throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
-        restore = Restore(one, dest, replace=replace, table_only=True,
+        restore = Restore(one, dest, replace=replace, table_only=True, table_from=table,
                           guard=lambda: check_not_archived(cairn, dest),
                           workers=1 if throttle.rate > 0 else workers_for(repo.target.kind))
         ctx.progress(files_total=restore.files_total, bytes_total=restore.bytes_total,

@@ -21,6 +21,7 @@ from catalog.errors import NotFound
 
 from .archive import store
 from .backup import Repository
+from .backup.restored_tables import newest_at
 
 TRUSTED_AHEAD_US = 86_400 * 10**6  # a window ending further ahead is not this clock's
 
@@ -45,17 +46,21 @@ def recorded_us(catalog: Catalog, namespaces: Iterable[str]) -> dict[str, int]:
 
 
 def restored_us(rec: Namespace) -> int:
-    """When the namespace was last restored (`restored_from["at"]`, µs; 0: not
+    """When the namespace was last restored (`restored_from["at"]`, or a table of
+    it, `restored_tables`: µs; 0: not
     known): a backup of it taken after is cut after that, so it counts as
     taken after the restore (restored.wrote_since) with the wall clock stepped
     back since. A time that does not parse, or more than a day ahead of the
     clock (not this clock's), counts as none."""
-    at = (rec.restored_from or {}).get("at")
-    try:
-        us = store.parse_us(str(at)) if at else 0
-    except ValueError:
-        return 0
-    return us if us <= int(time.time() * 1e6) + TRUSTED_AHEAD_US else 0
+    trusted = int(time.time() * 1e6) + TRUSTED_AHEAD_US
+    best = 0
+    for at in ((rec.restored_from or {}).get("at"), newest_at(rec.restored_tables)):
+        try:
+            us = store.parse_us(str(at)) if at else 0
+        except ValueError:
+            continue
+        best = max(best, us if us <= trusted else 0)
+    return best
 
 
 def windows_end_us(repo: Repository, namespace: str, server: str) -> int:

@@ -22,6 +22,7 @@ installs nothing."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from .backup import footers
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of, values_problem
 from .backup.restored import restored_namespace
+from .backup.restored_tables import recorded
 from .backup.schema import FileEntry, Manifest, TableEntry, to_doc
 from .backup.seqs import seq_problem
 from .files import FileStore
@@ -94,6 +96,9 @@ class Restore:
     # RESTORE TABLE: install the manifest's one table into the existing
     # namespace `destination` (replacing a table of its name with `replace`).
     table_only: bool = False
+    # RESTORE TABLE: the name of the table restored in the backup (`manifest`
+    # names it as installed), recorded in the namespace's `restored_tables`.
+    table_from: str = ""
     # Files fetched at once (inflight.py): the caller sizes it to the source.
     workers: int = 1
     # The schema history the backup itself holds (of its tables before a
@@ -430,7 +435,8 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
         with all_held(old), registry.ddl:
             if restore.guard is not None:
                 restore.guard()
-            if catalog.get(Namespace, dest) is None:
+            space = catalog.get(Namespace, dest)
+            if space is None:
                 raise NotFound(f"Namespace '{dest}' does not exist")
             now = [x for x in registry.list_tables(dest) if x.name == t.name]
             if now and not restore.replace:
@@ -443,6 +449,9 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
             batch = catalog.batch()
             old_paths = registry.remove_tables(batch, old)
             put_table(registry, batch, dest, t, restore.table_uids[t.name])
+            # which backup the table holds now, and since when (restored_tables.py)
+            batch.put(dataclasses.replace(space, restored_tables=recorded(
+                space.restored_tables, t.name, m, restore.table_from or t.name)))
             for f in files:
                 batch.put(f)
             registry.commit_removal(batch, old)

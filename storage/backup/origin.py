@@ -38,6 +38,9 @@ class Origin:
     # before `known`: a backup whose manifest landed and whose record is not
     # in yet is one of these (server/backup_writing.py)
     writing: Mapping[str, str] = field(default_factory=dict)
+    # the namespace's RESTORE TABLEs (Namespace.restored_tables): a time after
+    # one is judged for that table by it (restored.table_cut)
+    restored_tables: list[dict[str, str]] | None = None
 
     def in_flight(self, m: dict[str, Any]) -> str | None:
         """The job id when `m` names this server, its catalog does not record
@@ -99,7 +102,7 @@ class Origin:
 
 def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | None,
                accept: Callable[[dict[str, Any]], bool], origin: Origin | None,
-               what: str | None = None) -> dict[str, Any]:
+               what: str | None = None, table: str | None = None) -> dict[str, Any]:
     """`repo.choose_backup` for a RESTORE on this server: with `backup_id`, that
     one, whoever wrote it. Without, the newest backup of this server's namespace
     (an entry not opened, such as an encrypted one without its passphrase, is
@@ -107,7 +110,8 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
     namespace and no backup of its own of that name, the newest of any server
     (a fresh server restoring another's). When it has the namespace, another
     server's backups are never taken: NOT_FOUND lists them, to name one with
-    `backup_id`."""
+    `backup_id`. `table`: RESTORE TABLE's (a time is judged for it alone,
+    restored.by_then)."""
     if backup_id is not None or origin is None:
         return dict(repo.choose_backup(namespace, backup_id, as_of, accept=accept, what=what))
     server_only = Origin(origin.server)
@@ -116,7 +120,7 @@ def choose_own(repo: Any, namespace: str, backup_id: str | None, as_of: str | No
         return lambda m: accept(m) and taken_as_own(by, m)
 
     try:
-        chosen = by_then(repo, namespace, as_of, accept, own(origin), origin, what) \
+        chosen = by_then(repo, namespace, as_of, accept, own(origin), origin, what, table) \
             or dict(repo.choose_backup(namespace, None, as_of, what=what,
                                        accept=own(origin if origin.created_at else server_only)))
     except NotFound:

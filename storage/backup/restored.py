@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from catalog import Namespace
 from catalog.errors import InvalidArgument, NotFound
 
+from .restored_tables import in_effect, newest_at, now_us
 from .selection import parse_time
 
 
@@ -33,6 +34,8 @@ class Origin(Protocol):
     def created_at(self) -> str | None: ...
     @property
     def restored_from(self) -> dict[str, str] | None: ...
+    @property
+    def restored_tables(self) -> list[dict[str, str]] | None: ...
 
 KEPT = 16  # earlier restores a record keeps (`earlier`); a time before them: see held_by
 
@@ -49,15 +52,17 @@ def restored_namespace(dest: str, m: Any, server: str, previous: Namespace | Non
     backups the history holds ("": not known), and `earlier`, the restores
     before it of the same database (JSON: a list of such records, the last
     KEPT). A restore of this server's own backup of a namespace that came from
-    another keeps that server and bounds `upto` by the backup's snapshot.
+    another keeps that server and bounds `upto` by the backup's snapshot. The
+    namespace's RESTORE TABLEs (`restored_tables`) are kept when `previous` is
+    the same database, else forgotten (the newest's time in `lost`).
     Since 2026-12-07 (`backup`, `upto` and `earlier` later that day)."""
     record = m.namespace_record
     writer = record.server if isinstance(record.server, str) else ""
     taken = str(m.snapshot_at)
     came_from = {"server": writer, "at": now_us(), "backup": "" if replayed else str(m.backup_id),
                  "upto": taken}
-    before = previous.restored_from if previous is not None \
-        and previous.created_at == record.created_at else None
+    same = previous is not None and previous.created_at == record.created_at
+    before = previous.restored_from if same and previous is not None else None
     if before is not None and writer == server:
         came_from["server"] = str(before.get("server", writer))
         limit = before.get("upto", before.get("at"))  # a record of the first 2026-12-07 kept `at`
@@ -73,17 +78,21 @@ def restored_namespace(dest: str, m: Any, server: str, previous: Namespace | Non
         lost = str(gone.get("at") or "") if gone else ""
         if previous is not None:  # it replaced a namespace of this server's (held_by)
             came_from["over"] = "1"
+            if not same:  # and its RESTORE TABLEs, forgotten (restored_tables.py)
+                lost = _later(lost, newest_at(previous.restored_tables))
     if lost:  # the newest restore the record no longer keeps (see held_by)
         came_from["lost"] = lost
     return Namespace(dest, created_at=record.created_at, options=dict(record.options),
-                     restored_from=came_from)
+                     restored_from=came_from,
+                     restored_tables=previous.restored_tables if same and previous else None)
 
 
-def now_us() -> str:
-    """The wall clock as an ISO-8601 UTC time to the microsecond: a backup's
-    snapshot_at is to the µs, so a restore's `at` to the ms (as until
-    2026-12-07) ranked a backup of the same millisecond taken before it after it."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _later(a: str, b: str) -> str:
+    """The later of two times ("": none; one that does not read: the other)."""
+    try:
+        return a if not b or a and parse_time(a) >= parse_time(b) else b
+    except InvalidArgument:
+        return b if a else a
 
 
 def _earlier(a: str, b: str) -> str:
@@ -115,9 +124,24 @@ def era(source: dict[str, str], as_of: str) -> dict[str, str] | None:
     return found
 
 
+def table_cut(origin: Origin, as_of: str, table: str | None) -> dict[str, str] | None:
+    """The newest RESTORE TABLE (of `table`; None: of any table) in effect at
+    `as_of` (restored_tables.in_effect): installed by then, and not before the
+    restore of the namespace in effect then (`era`; before every one kept, not
+    before the newest the record forgot, `lost`). None: none."""
+    source = origin.restored_from or {}
+    e = era(source, as_of) if source.get("at") else None
+    start = e["at"] if e is not None else source.get("lost", "")
+    try:
+        since = parse_time(start) if start else None
+    except InvalidArgument:
+        since = None
+    return in_effect(origin.restored_tables, as_of, since, table)
+
+
 def by_then(repo: Any, namespace: str, as_of: str | None,
             accept: Callable[[dict[str, Any]], bool], own: Callable[[dict[str, Any]], bool],
-            origin: Origin, what: str | None) -> dict[str, Any] | None:
+            origin: Origin, what: str | None, table: str | None = None) -> dict[str, Any] | None:
     """For a time (`as_of`) on a namespace a RESTORE made: the backup holding its
     state then, None when the rule does not apply (no time, no such record).
     With the restore in effect then (`era`): the newest backup this server
@@ -126,8 +150,15 @@ def by_then(repo: Any, namespace: str, as_of: str | None,
     replayed archived changes (no backup holds what it installed). Before
     every restore kept: the newest by then of this server's own and of the
     server restored from's taken no later than the first one restored
-    (held_by). `own`: the lineage rule's backups (origin.taken_as_own)."""
-    if as_of is None or not origin.restored_from or origin.created_at is None:
+    (held_by). `own`: the lineage rule's backups (origin.taken_as_own). After a
+    RESTORE TABLE in effect then (of `table`, RESTORE TABLE's; of any, the
+    whole namespace's): `by_table_restore`."""
+    if as_of is None or origin.created_at is None:
+        return None
+    cut = table_cut(origin, as_of, table)
+    if cut is not None:
+        return by_table_restore(repo, namespace, as_of, accept, own, origin, what, table, cut)
+    if not origin.restored_from:
         return None
     source = origin.restored_from
     e = era(source, as_of)
@@ -163,7 +194,8 @@ def by_then(repo: Any, namespace: str, as_of: str | None,
                 "nothing was restored. Name a backup with backup_id = '…'")
     try:
         return dict(repo.choose_backup(namespace, None, as_of, what=what,
-                                       accept=lambda m: own(m) and held_by(origin, as_of, m)))
+                                       accept=lambda m: own(m) and held_by(origin, as_of, m,
+                                                                           table)))
     except NotFound:
         if source.get("at"):
             raise
@@ -175,7 +207,61 @@ def by_then(repo: Any, namespace: str, as_of: str | None,
         "restored. Name a backup with backup_id = '…' (SHOW BACKUPS IN lists them)")
 
 
-def held_by(origin: Origin, as_of: str, m: dict[str, Any]) -> bool:
+def by_table_restore(repo: Any, namespace: str, as_of: str,
+                     accept: Callable[[dict[str, Any]], bool],
+                     own: Callable[[dict[str, Any]], bool], origin: Origin, what: str | None,
+                     table: str | None, cut: dict[str, str]) -> dict[str, Any]:
+    """For a time (`as_of`) after the RESTORE TABLE `cut` (table_cut): the
+    newest backup this server wrote after it by then; else, for RESTORE TABLE
+    of the table it restored (`table`), exactly the backup it restored (by id,
+    whoever's; NOT_FOUND when it is gone, or it was a table of another name
+    or namespace); else NOT_FOUND: no backup holds the namespace's state then
+    (one from before holds the table's rows the restore replaced, the one it
+    restored the other tables as they were when it was taken)."""
+    at = cut["at"]
+    since = parse_time(at)
+    try:
+        return dict(repo.choose_backup(
+            namespace, None, as_of, what=what,
+            accept=lambda m: own(m) and names_no_other(origin, m) and _after(m, since)))
+    except NotFound:
+        pass
+    named = cut.get("table")
+    if named is None:
+        raise NotFound(
+            f"a table of namespace '{namespace}' was restored (RESTORE TABLE) at {at}, a "
+            f"restore its record no longer keeps, and this server took no backup of "
+            f"{what or 'it'} since by {as_of} in target '{repo.uri}': which backup holds its "
+            "state then is not known; nothing was restored. Name a backup with backup_id = '…'")
+    backup, came = cut.get("backup", ""), cut.get("from", "")
+    done = (f"table '{namespace}.{named}' was restored from table '{came}' of backup "
+            f"'{backup}' at {at} (RESTORE TABLE), and this server took no backup of "
+            f"{what or f'namespace {namespace!r}'} since by {as_of} in target '{repo.uri}'")
+    if table is None:
+        raise NotFound(
+            f"{done}: no backup holds the namespace's state then (one taken before holds "
+            "that table's rows the restore replaced, the one it restored the other tables "
+            "as they were when it was taken); nothing was restored. Restore that table to "
+            f"the time with RESTORE TABLE {namespace}.{named} FROM '…' WITH (as_of = "
+            f"'{as_of}'), or name a backup with backup_id = '…'")
+    if came != f"{namespace}.{table}":
+        raise NotFound(
+            f"{done}: no backup of table '{namespace}.{table}' holds its rows then; nothing "
+            f"was restored. Restore it by name: RESTORE TABLE {came} FROM '…' AS "
+            f"{namespace}.{table} WITH (backup_id = '{backup}')")
+    listed = next((m for m in repo.listing(namespace) if m.get("backup_id") == backup), None)
+    if listed is not None and ("error" in listed or accept(listed)):
+        return dict(repo.read_manifest(backup))  # a damaged one says why
+    gone = (f"is not among the backups of namespace '{namespace}' in target '{repo.uri}' "
+            "(dropped)" if listed is None else
+            f"in target '{repo.uri}' does not hold {what or 'that table'}")
+    raise NotFound(
+        f"{done}; backup '{backup}' {gone}, so no backup there holds the table's rows then "
+        "(another does not: it holds rows the table did not, or lacks some it did); "
+        "nothing was restored. Name a backup with backup_id = '…'")
+
+
+def held_by(origin: Origin, as_of: str, m: dict[str, Any], table: str | None = None) -> bool:
     """Whether the listed backup `m` (of this server's namespace's lineage,
     `Origin.owns`, or one it was restored from) may hold the namespace's state
     at `as_of` when this server took no backup of it since the restore in
@@ -186,9 +272,14 @@ def held_by(origin: Origin, as_of: str, m: dict[str, Any]) -> bool:
     the first restore kept made the namespace here (nothing `over`), one of the
     server restored from taken no later than the first backup restored. A namespace whose record keeps no time (restored
     before 2026-12-07) takes only backups of this server's own: which of the
-    other server's it held is not known."""
+    other server's it held is not known. After a RESTORE TABLE in effect then
+    (of `table`; None: of any, table_cut): only this server's own backups
+    taken after it."""
     source = origin.restored_from or {}
     mine = names_no_other(origin, m)
+    cut = table_cut(origin, as_of, table)
+    if cut is not None:
+        return mine and _after(m, parse_time(cut["at"]))
     if not source.get("at"):
         return mine
     try:
@@ -245,23 +336,28 @@ def wrote_since(origin: Origin, m: dict[str, Any]) -> bool:
     """`names_no_other`, and taken after this namespace was last restored
     (`restored_from["at"]`, kept since 2026-12-07): a backup of its own from
     before a refresh is of the history the refresh replaced (a restore to a
-    time after the refresh took it over the backup the refresh restored)."""
+    time after the refresh took it over the backup the refresh restored).
+    And after its last RESTORE TABLE (`restored_tables`): one from before
+    holds that table's rows the restore replaced."""
     if not names_no_other(origin, m):
         return False
-    at = (origin.restored_from or {}).get("at")
-    if not at:
-        return True
+    ats = [at for at in ((origin.restored_from or {}).get("at"),
+                         newest_at(origin.restored_tables)) if at]
     try:
         # after: this server's snapshots of it are floored above `at`
         # (storage/snapshot.py); one at that very µs was taken before the restore
-        return parse_time(str(m.get("snapshot_at"))) > parse_time(at)
+        return all(parse_time(str(m.get("snapshot_at"))) > parse_time(at) for at in ats)
     except InvalidArgument:  # no time: not known to be after it
         return False
 
 
 def restored_then(origin: Origin, as_of: str, m: dict[str, Any]) -> bool:
     """Whether `m` is the backup the restore in effect at `as_of` restored (a
-    backup of whichever server that restore took it from: `era`)."""
+    backup of whichever server that restore took it from: `era`), with no
+    RESTORE TABLE in effect then since (table_cut: then no backup holds the
+    namespace's state)."""
+    if table_cut(origin, as_of, None) is not None:
+        return False
     e = era(origin.restored_from or {}, as_of)
     return e is not None and bool(e.get("backup")) and m.get("backup_id") == e["backup"]
 
@@ -271,12 +367,15 @@ def era_us(origin: Origin | None, as_of: str) -> int:
     (0: none, or no record): archived changes of this namespace from before it
     are of the history it replaced, not a window for a time after it (an
     archive this server stopped before a refresh made every later time
-    "after the newest restorable time", the backup restored never looked at)."""
-    e = era(origin.restored_from or {}, as_of) if origin is not None else None
-    if e is None:
+    "after the newest restorable time", the backup restored never looked at).
+    A RESTORE TABLE in effect then since (table_cut) counts alike."""
+    if origin is None:
         return 0
+    e = era(origin.restored_from or {}, as_of)
+    cut = table_cut(origin, as_of, None)
+    ats = [x["at"] for x in (e, cut) if x is not None]
     try:
-        since = parse_time(e["at"]) - datetime(1970, 1, 1, tzinfo=UTC)
-    except InvalidArgument:
+        since = max(parse_time(at) for at in ats) - datetime(1970, 1, 1, tzinfo=UTC)
+    except (InvalidArgument, ValueError):  # none, or a time that does not read
         return 0
     return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds

@@ -1,0 +1,104 @@
+"""RESTORE TABLE in a namespace's record (`Namespace.restored_tables`): which
+table each one installed, from which backup, when.
+
+A RESTORE TABLE (with `replace`, or of a table dropped since) makes a table
+hold what that backup held, not what this namespace's backups taken before it
+hold: a RESTORE … as_of a time after it took the newest backup by then, the
+table's rows it rolled back (a rollback to an older backup) or another
+server's older backup's (a table pulled from its newer one), until
+2026-12-07. The record keeps the last KEPT of them, oldest first; an entry
+without `table` stands for those it no longer keeps (the newest one's `at`).
+A time is judged by the newest in effect then (storage/backup/restored.py,
+`table_cut`): this server's own backup taken after it, else, for that table
+alone, exactly the backup it restored; the whole namespace, NOT_FOUND (no
+backup holds its state then). A restore of the namespace itself (RESTORE
+DATABASE / ALL) of the same database keeps them (a time before it is judged
+by them); of another database, it forgets them (its `lost`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from catalog.errors import InvalidArgument
+
+from .selection import parse_time
+
+KEPT = 16  # the table restores a record keeps (then one entry without `table`)
+
+
+def now_us() -> str:
+    """The wall clock as an ISO-8601 UTC time to the microsecond: a backup's
+    snapshot_at is to the µs, so a restore's `at` to the ms (as until
+    2026-12-07) ranked a backup of the same millisecond taken before it after it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entries(value: Any) -> list[dict[str, str]]:
+    """The table restores a record keeps, oldest first: entries of string
+    values whose `at` reads as a time (one that does not read is none, as a
+    record's `earlier` entries are; a value that is not a list, none: a
+    record older than the field has none)."""
+    if not isinstance(value, list):
+        return []
+    kept = []
+    for e in value:
+        if isinstance(e, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                       for k, v in e.items()) and _time(e.get("at")) is not None:
+            kept.append(e)
+    return kept
+
+
+def recorded(previous: Any, table: str, m: Any, source_table: str) -> list[dict[str, str]]:
+    """`previous` (a record's `restored_tables`) with a RESTORE TABLE of table
+    `source_table` of backup `m` installed as `table`: `table`, `at` (now, to
+    the µs), `backup`, `server` (the backup's writer; "" not named) and `from`
+    (`namespace.table` of the table restored), the last KEPT kept."""
+    record = m.namespace_record
+    writer = record.server if isinstance(getattr(record, "server", None), str) else ""
+    listed = [*entries(previous), {"table": table, "at": now_us(), "backup": str(m.backup_id),
+                                   "server": writer, "from": f"{m.namespace}.{source_table}"}]
+    if len(listed) <= KEPT:
+        return listed
+    dropped = listed[:-KEPT + 1]
+    return [{"at": newest_at(dropped)}, *listed[-KEPT + 1:]]
+
+
+def newest_at(value: Any) -> str:
+    """The `at` of the newest table restore `value` (a list of entries) keeps
+    ("": none)."""
+    listed = entries(value)
+    if not listed:
+        return ""
+    return max(listed, key=lambda e: _time(e["at"]) or datetime.min.replace(tzinfo=UTC))["at"]
+
+
+def in_effect(value: Any, as_of: str, since: datetime | None,
+              table: str | None) -> dict[str, str] | None:
+    """The newest table restore `value` keeps that installed at or before
+    `as_of` and not before `since` (when the namespace restore in effect then
+    installed: one before it was replaced by it), of `table` (None: of any;
+    an entry without `table`, restores no longer kept, is of every table).
+    None: none, or `as_of` does not read."""
+    limit = _time(as_of)
+    if limit is None:
+        return None
+    found: tuple[datetime, dict[str, str]] | None = None
+    for e in entries(value):
+        at = _time(e["at"])
+        if at is None or at > limit or (since is not None and at < since):
+            continue
+        if table is not None and "table" in e and e["table"] != table:
+            continue
+        if found is None or at >= found[0]:
+            found = (at, e)
+    return found[1] if found is not None else None
+
+
+def _time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return parse_time(text)
+    except InvalidArgument:
+        return None
