@@ -15,7 +15,7 @@ from catalog import Namespace, Record
 from server.config import Config
 from storage.backup.restored_tables import KEPT, entries, in_effect, recorded
 from storage.backup.selection import parse_time
-from tests.helpers import err, ok, rows, state
+from tests.helpers import err, ok, rows, sql, state
 
 from .test_archive_lineage import POINTS, content, two_servers
 from .test_archive_refresh import backup, now, restored_id
@@ -238,3 +238,22 @@ async def test_an_archive_stopped_before_a_table_restore_is_the_history_before_i
     message = await err(client, f"RESTORE DATABASE app FROM 'arch' AS c WITH "
                                 f"(as_of = '{await now(client)}')", "NOT_FOUND")
     assert f"of backup '{z1}'" in message, message
+
+
+async def test_a_refresh_from_another_database_forgets_the_table_restores_as_lost(
+        aiohttp_client: Any, cairn_config: Config, tmp_path: Path) -> None:
+    """B's own `app`: Z1, Z2, RESTORE TABLE t from Z1; then B refreshed from A's
+    X (another database). A time between took Z2 (t's rows the rollback
+    undid): the record forgot the table's restore. Now its time is `lost`:
+    only B's own backups after it, else NOT_FOUND."""
+    a, b = await two_servers(aiohttp_client, cairn_config, tmp_path)
+    z1, _ = await backup(b)
+    await ok(b, "INSERT INTO app.t VALUES (2, 'b')")
+    await backup(b)
+    await ok(b, f"RESTORE TABLE app.t FROM 'arch' WITH (backup_id = '{z1}', replace = true)")
+    between = await now(b)
+    x, _ = await backup(a)
+    await ok(b, f"RESTORE DATABASE app FROM 'arch' WITH (replace = true, backup_id = '{x}')")
+    status, body = await sql(b, f"RESTORE DATABASE app FROM 'arch' AS q WITH "
+                                f"(as_of = '{between}')")
+    assert body.get("status") == "error" and body["error"]["code"] == "NOT_FOUND", body
