@@ -27,6 +27,8 @@ import pyarrow.fs as pafs
 
 from catalog.errors import BackupInvalid, PermissionDenied
 
+from .way import make_way
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -88,6 +90,13 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
     def __init__(self, base: str, uri: str) -> None:
         self.base = base.rstrip("/")
         self.uri = uri
+        self._made = False  # make_way was asked of the way to `base` (by this process)
+
+    def __getstate__(self) -> dict[str, str]:
+        return {"base": self.base, "uri": self.uri}  # a job process looks at the way itself
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self.__init__(state["base"], state["uri"])  # type: ignore[misc]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, NoFollowHandler) and other.base == self.base
@@ -150,9 +159,18 @@ class NoFollowHandler(pafs.FileSystemHandler):  # type: ignore[misc]
     def _dir(self, parts: list[str], create: bool = False) -> Iterator[int]:
         """A descriptor of the directory `parts` inside the target, reached without
         following a link (and made on the way when `create`)."""
-        if create:
-            os.makedirs(self.base, DIR_MODE, exist_ok=True)  # the way to it was resolved (targets.py)
-        fd = self._open_base()
+        if create and not self._made:
+            # The way was resolved when the statement was accepted (targets.py);
+            # the job makes it, looking again at what it finds (way.py).
+            make_way(self.base, self.uri)
+            self._made = True
+        try:
+            fd = self._open_base()
+        except FileNotFoundError:
+            if not create:
+                raise
+            make_way(self.base, self.uri)  # removed since it was made: made again, looked at
+            fd = self._open_base()
         try:
             for i, part in enumerate(parts):
                 if create:

@@ -32,6 +32,7 @@ from .layout import CONFIG, KEYS, LOCKS, MANIFESTS, OBJECTS, TMP, process_tag
 from .nofollow import refuse_link
 from .oserrors import writing
 from .transfer import CHUNK_SIZE
+from .way import make_way
 
 ZSTD_LEVEL = 3
 _MEMBER = re.compile(
@@ -68,7 +69,7 @@ def pack(base: str, archive: str, durable: bool = True) -> None:
     parent = os.path.dirname(archive)
     tmp = os.path.join(parent, f".{os.path.basename(archive)}.{process_tag()}{secrets.token_hex(4)}.tmp")
     with writing(archive):
-        os.makedirs(parent, exist_ok=True)
+        make_way(parent, archive)  # 0700, each folder found looked at again (way.py)
         try:
             # 0600 whatever the umask: the archive is a whole backup (its rows).
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,

@@ -28,6 +28,7 @@ from .layout import CONFIG, INTERNAL, KEYS, MANIFESTS, OBJECTS
 from .nofollow import no_follow_fs
 from .oserrors import describe
 from .s3client import new_s3_filesystem
+from .way import file_on_way, refuse_foreign
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,9 @@ def _local(target: str, roots: list[str], data_dir: str | None = None) -> Target
     if there is _UNKNOWN:
         there = _lstat(real)
         if there is not None and (why := others_hold(there)) is not None:
-            raise _refuse_foreign(target, real, why)
+            raise refuse_foreign(target, real, why)
+    if there is None:
+        file_on_way(target, real)  # not "File exists" from the job: the file named
     is_dir = there is not None and stat.S_ISDIR(there.st_mode)
     if is_archive_name(real) and not is_dir:
         if there is not None and not stat.S_ISREG(there.st_mode):
@@ -218,15 +221,6 @@ class ForeignRoot(PermissionError):
     """A backup root of another user's."""
 
 
-def _refuse_foreign(target: str, path: str, why: str) -> PermissionDenied:
-    """A folder on the way of another user's (a root or target name taken first
-    in a shared folder such as /var/tmp): the backups written there went into
-    it, theirs to remove, or to replace with backups of their own making."""
-    return PermissionDenied(
-        f"backup target '{target}' is not allowed: '{path}' {why}: another user could "
-        f"remove its backups or put others in their place")
-
-
 def _root_failed(root: str, exc: OSError) -> CairnError:
     """A backup root that is not a folder, or cannot be made: PERMISSION_DENIED
     when the system refuses (a read-only parent), INVALID_ARGUMENT otherwise,
@@ -269,7 +263,7 @@ def _below_root(candidate: str, root_abs: list[str], root_real: list[str],
             if st is None:  # not there (realpath keeps the rest as written)
                 return os.path.join(path, *names[i + 1:]), None
             if (why := others_hold(st)) is not None:  # the way is another's to change
-                raise _refuse_foreign(target, path, why)  # a link too: they point it
+                raise refuse_foreign(target, path, why)  # a link too: they point it
             if stat.S_ISLNK(st.st_mode):
                 return os.path.realpath(candidate), _UNKNOWN
         return path, st

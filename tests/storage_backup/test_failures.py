@@ -120,7 +120,7 @@ def test_file_where_tmp_dir_is_expected(repo: Repository, make_file: MakeFile) -
 def test_target_dir_is_a_file_after_resolution(root: Path, make_file: MakeFile) -> None:
     repo = Repository(resolve_target("t", [str(root)], {}))
     (root / "t").write_text("someone put a file here")
-    with pytest.raises(InvalidArgument, match="cannot write to backup target"):
+    with pytest.raises(InvalidArgument, match="is a file, not a folder"):
         repo.put_file(make_file(size=10).path)
 
 
