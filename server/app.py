@@ -24,7 +24,7 @@ from catalog.errors import (
     PermissionDenied,
     RequestTooLarge,
 )
-from storage import datadir
+from storage import datadir, roots
 
 from . import archiving, backups, data_copy, metrics, openapi, resume, schedules, tables, visibility
 from .answers import Held
@@ -389,6 +389,7 @@ def open_state(config: Config) -> Cairn:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     datadir.check(data_dir)  # a lost catalog beside data files: refused, nothing swept
     datadir.make_private(data_dir, config.storage.data_dir)  # 0700, this user's alone
+    roots.check_roots(config.backup.roots, config.backup_roots)  # their ways too
     catalog = Catalog(data_dir / "catalog")
     cairn = Cairn(config, catalog)
     try:

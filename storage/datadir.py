@@ -9,36 +9,17 @@ the catalog is made, naming what is there and what to do."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
 from pathlib import Path
 
 from catalog.errors import CannotStart
-from storage.owners import others_hold
+from storage.owners import others_way
 
 OWN_DIRS = ("files", "tmp")  # the folders Cairn writes data and temporary files to
 
 log = logging.getLogger("cairn.storage")
-
-
-def _others_way(given: str | Path, data_dir: Path) -> str | None:
-    """What of another user's (not this one's, nor root's) is on the way to the
-    data directory: a symbolic link on the path as configured (they could point
-    it elsewhere), or a folder above it (they could move it away and put one of
-    their own in its place, while the server runs)."""
-    way = Path(os.path.abspath(given))
-    for path in (way, *way.parents):
-        with contextlib.suppress(OSError):
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode) and (why := others_hold(st)) is not None:
-                return f"'{path}' is a symbolic link that {why}"
-    for path in data_dir.parents:
-        st = os.stat(path)
-        if (why := others_hold(st)) is not None:
-            return f"the folder above it '{path}' {why}"
-    return None
 
 
 def make_private(data_dir: Path, given: str | Path | None = None) -> None:
@@ -53,7 +34,7 @@ def make_private(data_dir: Path, given: str | Path | None = None) -> None:
     refused: CannotStart, and so is one reached through a link or a folder of
     another user's (`given`: the path as configured)."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if (why := _others_way(given or data_dir, data_dir)) is not None:
+    if (why := others_way(given or data_dir, data_dir)) is not None:
         raise CannotStart(
             f"the data directory '{data_dir}' is not allowed: {why}: another user could "
             f"move it or point it elsewhere, and read and change every table's files: give --data-dir "

@@ -1,0 +1,112 @@
+"""Other local users and the backup roots, when the server starts: the way to
+each root is checked as the data directory's is, and a root open to other
+users is said once (the backups made by an older release in it are 0755/0644)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from catalog.errors import CannotStart
+from server.app import open_state
+from server.config import Config
+from storage import roots
+
+
+def _theirs(path: Path, mode: int = 0o755) -> Path:
+    """A folder of another user's (uid 65534). CI runs the tests as root, which
+    may give a folder to another uid."""
+    path.mkdir(mode=mode)
+    path.chmod(mode)
+    os.chown(path, 65534, 65534)
+    return path
+
+
+def _check(root: Path | str) -> list[str]:
+    return roots.check_roots([str(root)], [os.path.realpath(root)])
+
+
+def test_a_root_below_another_users_folder_or_through_their_link_is_refused_at_start(
+        tmp_path: Path, cairn_config: Config) -> None:
+    """The data directory's way was checked at start, a root's was not: a root
+    below another user's folder (theirs to move away and replace with a folder
+    of their own, which then took every backup), or named through their link
+    (theirs to point elsewhere), started and took backups."""
+    theirs = _theirs(tmp_path / "theirs")
+    (tmp_path / "mine").mkdir(mode=0o700)
+    below = theirs / "backups"  # not there yet: the first BACKUP would make it
+    with pytest.raises(CannotStart, match=f"backup root '{below}' is not allowed: the folder "
+                                          f"above it '{theirs}' belongs to another user"):
+        _check(below)
+    link = tmp_path / "shared-backups"  # made first in a shared folder, pointing at ours
+    link.symlink_to(tmp_path / "mine")
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(CannotStart, match=f"backup root '{link}' is not allowed: '{link}' is "
+                                          f"a symbolic link that belongs to another user"):
+        _check(link)
+    with pytest.raises(CannotStart, match=f"backup root '{theirs}' is not allowed: it belongs "
+                                          f"to another user \\(uid 65534\\)"):
+        _check(theirs)
+    open_to_all = tmp_path / "open"
+    open_to_all.mkdir()
+    open_to_all.chmod(0o777)
+    with pytest.raises(CannotStart, match=r"written by any user \(mode 0777, no sticky bit\)"):
+        _check(open_to_all / "backups")
+
+    # The server does not start with one (one root of several is enough).
+    cairn_config.backup.roots = [str(tmp_path / "mine"), str(below)]
+    with pytest.raises(CannotStart, match=f"backup root '{below}' is not allowed"):
+        open_state(cairn_config)
+
+    # As before: one's own link and folders, a sticky shared folder, "/", a
+    # root not there yet, the default root in the data directory.
+    os.lchown(link, os.geteuid(), os.getegid())
+    open_to_all.chmod(0o1777)
+    for fine in (link, tmp_path / "mine", open_to_all / "backups", "/", tmp_path / "new/x"):
+        _check(fine)
+    assert roots.check_roots([], [str(tmp_path / "data" / "backups")]) == []
+
+
+def test_a_root_open_to_other_users_is_said_once_at_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Old targets (0755 folders, 0644 files) in a 0755 root stayed readable by
+    every local user with not a word. The server changes none of it (the
+    operator's backups: a group may be meant to read them): it says so, once."""
+    root = tmp_path / "backups"
+    root.mkdir(mode=0o700)
+    with caplog.at_level(logging.WARNING, logger="cairn.storage"):
+        assert _check(root) == []  # the owner's alone: nothing said
+        root.chmod(0o755)
+        assert _check(root) == [str(root)]
+        root.chmod(0o775)  # group-writable: its members may remove or replace backups
+        assert _check(root) == [str(root)]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert "open to other users (mode 0755)" in said[0] and f"chmod -R go= '{root}'" in said[0]
+    assert "group may remove or replace them" not in said[0]
+    assert "(mode 0775)" in said[1] and "members of its group may remove or replace" in said[1]
+    assert oct(os.stat(root).st_mode & 0o777) == "0o775"  # left as it is
+
+    # A shared sticky folder (/var/tmp) is open by design: said only when an
+    # old target or archive at its top is open to others.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    caplog.clear()
+    (shared / "notes").mkdir(mode=0o755)  # not a backup target
+    with caplog.at_level(logging.WARNING, logger="cairn.storage"):
+        assert _check(shared) == []
+        old = shared / "nightly"
+        old.mkdir(mode=0o755)
+        (old / "config.json").write_text("{}")
+        (shared / "app.tar.zst").write_text("")
+        os.chmod(shared / "app.tar.zst", 0o644)
+        assert _check(shared) == [str(shared)]
+        old.chmod(0o700)
+        os.chmod(shared / "app.tar.zst", 0o600)
+        assert _check(shared) == []
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "2 backup target(s)" in said and f"'{old}'" in said and "chmod -R go= each" in said
