@@ -138,7 +138,7 @@ class Catalog(Unsaved):
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         opts = _options()
         try:
             existing = Rdict.list_cf(str(self.path), Options(raw_mode=True))

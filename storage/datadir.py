@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 
 from catalog.errors import CannotStart
+from storage import private_tree
 from storage.owners import others_way
 
 OWN_DIRS = ("files", "tmp")  # the folders Cairn writes data and temporary files to
@@ -32,7 +33,9 @@ def make_private(data_dir: Path, given: str | Path | None = None) -> None:
     enterable by group or others is set to 0700 (a WARNING says so); one of
     another user's (they could read, change or re-point anything in it) is
     refused: CannotStart, and so is one reached through a link or a folder of
-    another user's (`given`: the path as configured)."""
+    another user's (`given`: the path as configured). One found open, or whose
+    own folders are (a release that closed only the top one), has its whole
+    tree closed (private_tree.py): a shell of another user's inside read on."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if (why := others_way(given or data_dir, data_dir)) is not None:
         raise CannotStart(
@@ -45,10 +48,28 @@ def make_private(data_dir: Path, given: str | Path | None = None) -> None:
             f"the data directory '{data_dir}' belongs to another user (uid {st.st_uid}; Cairn "
             f"runs as uid {os.geteuid()}), who could read and change every table's files: "
             f"chown it to the user running Cairn, or give --data-dir another folder")
-    if stat.S_IMODE(st.st_mode) & 0o077:
+    loose = bool(stat.S_IMODE(st.st_mode) & 0o077)
+    if loose:
         os.chmod(data_dir, 0o700)
         log.warning("the data directory '%s' was open to other users (mode %03o): set to 0700",
                     data_dir, stat.S_IMODE(st.st_mode))
+    if loose or any(_open_dir(data_dir / name) for name in (*OWN_DIRS, "catalog")):
+        # Found open (or a release that closed only the top folder): a shell
+        # of another user's inside it reads on, so the whole tree is closed.
+        changed, seen = private_tree.close_tree(data_dir)
+        if changed:
+            log.warning("the data directory '%s' held %d of %d files and folders open to "
+                        "other users: set to the owner's alone (chmod go=)",
+                        data_dir, changed, seen)
+
+
+def _open_dir(path: Path) -> bool:
+    """A folder (not a link) that group or others may use."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and bool(stat.S_IMODE(st.st_mode) & 0o077)
 
 
 def _entries(path: Path) -> list[str]:

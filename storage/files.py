@@ -232,8 +232,8 @@ class FileStore:
         self.data_dir = data_dir
         self.tmp_dir = data_dir / "tmp"
         self.files_dir = data_dir / "files"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.files_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = threading.Condition()
         self._pins: Counter[str] = Counter()
         self._tokens: dict[str, list[str]] = {}

@@ -321,11 +321,11 @@ def connect(data_dir: Path, memory_limit: str, threads: int,
     spills to `tmp/duckdb-spill-<generation>`, apart from the DuckDB it
     replaces (which removes its spill folder when it is freed)."""
     files_dir = (data_dir / "files").resolve()
-    files_dir.mkdir(parents=True, exist_ok=True)
+    files_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config: dict[str, Any] = {"threads": max(1, int(threads)), "memory_limit": str(memory_limit)}
     if size_bytes(spill_limit):
         tmp = (data_dir / "tmp").resolve()
-        tmp.mkdir(parents=True, exist_ok=True)  # DuckDB makes only the last folder
+        tmp.mkdir(mode=0o700, parents=True, exist_ok=True)  # DuckDB makes only the last folder
         spill = SPILL_DIR if not generation else f"{SPILL_DIR}-{generation}"
         config.update(temp_directory=str(tmp / spill), max_temp_directory_size=str(spill_limit))
     else:

@@ -13,7 +13,7 @@ import pytest
 from catalog.errors import CannotStart
 from server.app import open_state
 from server.config import Config
-from storage import roots
+from storage import datadir, roots
 
 
 def _theirs(path: Path, mode: int = 0o755) -> Path:
@@ -110,3 +110,70 @@ def test_a_root_open_to_other_users_is_said_once_at_start(
         assert _check(shared) == []
     (said,) = [r.getMessage() for r in caplog.records]
     assert "2 backup target(s)" in said and f"'{old}'" in said and "chmod -R go= each" in said
+
+
+# A shell of another user's: reads each name it is sent, from where it stands.
+_SHELL = ('while read -r name; do if c=$(cat "$name" 2>/dev/null); then echo "read:$c"; '
+          'else echo denied; fi; done')
+
+
+def test_a_shell_of_another_user_inside_the_data_directory_reads_nothing_new(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A data directory of an older release (0755 folders, 0644 files): another
+    user's shell already inside it (`cd <data>/files/ns`) read every file the
+    server added after the upgrade, which made only the top folder 0700. Now
+    the whole tree is closed at start, without following a link."""
+    import subprocess
+
+    data = tmp_path / "data"
+    inside = data / "files" / "ns"
+    inside.mkdir(mode=0o755, parents=True)
+    for folder in (data, data / "files", inside):
+        folder.chmod(0o755)
+    (data / "catalog").mkdir(mode=0o755)
+    (data / "catalog" / "000001.sst").write_text("catalog")
+    (inside / "old.parquet").write_text("old rows")
+    os.chmod(inside / "old.parquet", 0o644)
+    outside = tmp_path / "elsewhere.txt"  # a link inside is never followed
+    outside.write_text("not the server's")
+    os.chmod(outside, 0o644)
+    (inside / "link").symlink_to(outside)
+    tmp_path.chmod(0o755)  # the way in, for uid 65534
+    shell = subprocess.Popen(["/bin/sh", "-c", _SHELL], cwd=inside, user=65534,
+                             group=65534, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert shell.stdin is not None and shell.stdout is not None
+        shell.stdin.write("old.parquet\n")
+        shell.stdin.flush()
+        assert shell.stdout.readline().strip() == "read:old rows"  # as it was: theirs to read
+
+        with caplog.at_level(logging.WARNING, logger="cairn.storage"):
+            datadir.make_private(data)
+        (inside / "new.parquet").write_text("new rows")  # the umask's 0644, as the server's
+        os.chmod(inside / "new.parquet", 0o644)
+        for name in ("new.parquet", "old.parquet"):
+            shell.stdin.write(f"{name}\n")
+            shell.stdin.flush()
+            assert shell.stdout.readline().strip() == "denied", name
+    finally:
+        shell.kill()
+        shell.wait()
+    for path in (data, data / "files", inside, inside / "old.parquet", data / "catalog",
+                 data / "catalog" / "000001.sst"):
+        assert os.lstat(path).st_mode & 0o077 == 0, path
+    assert os.stat(outside).st_mode & 0o777 == 0o644  # not followed
+    said = [r.getMessage() for r in caplog.records]
+    assert any("held 5 of 6 files and folders open to other users" in m for m in said), said
+
+    # A release that made only the top folder 0700: its tree is closed too.
+    (data / "files" / "ns2").mkdir(mode=0o755)
+    (data / "files").chmod(0o755)
+    data.chmod(0o700)
+    make_private = datadir.make_private
+    make_private(data)
+    assert os.stat(data / "files" / "ns2").st_mode & 0o077 == 0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cairn.storage"):
+        make_private(data)  # closed: not walked again, nothing said
+    assert not caplog.records

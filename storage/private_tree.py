@@ -1,0 +1,76 @@
+"""Closing a data directory's tree to other local users, once, when it is found
+open (a data directory of a release before the twenty-first round: 0755 folders
+and 0644 files at the usual umask).
+
+Making only the top folder 0700 kept out whoever came later, not a shell of
+another user's already inside (`cd <data>/files/ns` while it was open): from
+there, every file the server added read as before. So each folder and file of
+the server's user that group or others may use loses those bits. Nothing is
+followed: each folder is opened with O_NOFOLLOW from its parent's descriptor
+and changed through it (fchmod), each file likewise, so a link (or a folder
+swapped for one) never sends a chmod elsewhere. Entries of other users (and
+links, FIFOs, sockets) are left as they are."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+def _loose(st: os.stat_result) -> bool:
+    return st.st_uid == os.geteuid() and bool(stat.S_IMODE(st.st_mode) & 0o077)
+
+
+def _close(fd: int, kind: int) -> int:
+    """fchmod go= the file or folder open on `fd`, when it is still of `kind`
+    (S_IFDIR, S_IFREG), the server user's and open to others: 1 if changed."""
+    st = os.fstat(fd)
+    if stat.S_IFMT(st.st_mode) != kind or not _loose(st):
+        return 0
+    os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o077)
+    return 1
+
+
+def close_tree(top: str | os.PathLike[str]) -> tuple[int, int]:
+    """Everything below `top` (not `top` itself) made the owner's alone, as
+    the module says: (how many were changed, how many were looked at)."""
+    counts = [0, 0]
+    fd = os.open(top, _DIR)
+    try:
+        _walk(fd, counts)
+    finally:
+        os.close(fd)
+    return counts[0], counts[1]
+
+
+def _walk(fd: int, counts: list[int]) -> None:
+    with os.scandir(fd) as it:
+        entries = list(it)
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # gone meanwhile
+        counts[1] += 1
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                sub = os.open(entry.name, _DIR, dir_fd=fd)
+            except OSError:
+                continue  # swapped for a link, or gone: not followed
+            try:
+                counts[0] += _close(sub, stat.S_IFDIR)
+                _walk(sub, counts)
+            finally:
+                os.close(sub)
+        elif stat.S_ISREG(st.st_mode) and _loose(st):
+            try:
+                handle = os.open(entry.name, _FILE, dir_fd=fd)
+            except OSError:
+                continue
+            try:
+                counts[0] += _close(handle, stat.S_IFREG)
+            finally:
+                os.close(handle)
