@@ -239,6 +239,9 @@ class Job(Record):
     result: Any = None
     error_message: str | None = None
     node_id: str | None = None
+    # What the running job waits for now ("the write lock of table app.t",
+    # storage/lockset.py), else None.
+    waiting_for: str | None = None
     # Internal: what start-up cleanup needs to undo a half-done job (never shown).
     cleanup: dict[str, Any] = field(default_factory=dict)
     # Internal: when the server last wrote the row of the running job (a progress

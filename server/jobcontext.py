@@ -310,6 +310,12 @@ class JobContext:
             catalog = self._runner.cairn.catalog
             (catalog.keep if self.landed and not durable else catalog.put)(self.job)
 
+    def waiting(self, what: str | None) -> None:
+        """The work waits for `what` (a busy table's lock, storage/lockset.py),
+        None once it no longer does: the row's `waiting_for`, for the eye (an
+        operator sees why the job stalls), kept in memory as `show`'s are."""
+        self.show(waiting_for=what)
+
     def show(self, **fields: Any) -> None:
         """Record a PAUSE's or RESUME's status on the job row, kept in memory
         while the data directory refuses writes (a full disk): it is for the

@@ -26,6 +26,7 @@ COLUMNS = [
     ("fraction_completed", "DOUBLE"), ("files_done", "BIGINT"), ("files_total", "BIGINT"),
     ("bytes_done", "BIGINT"), ("bytes_total", "BIGINT"), ("rows", "BIGINT"),
     ("result", "JSON"), ("error_message", "TEXT"), ("node_id", "TEXT"),
+    ("waiting_for", "TEXT"),
 ]
 STATUS = [("job_id", "TEXT"), ("status", "TEXT")]
 

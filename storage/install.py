@@ -145,7 +145,7 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
         restore.live_rows = _count_live(registry, restore, records, known)
         work.fault("restore.before_install")
         work.check_cancelled()
-        (install_table if restore.table_only else install)(registry, restore, records)
+        (install_table if restore.table_only else install)(registry, restore, records, work)
     except BaseException:
         if side is not None:
             side.stop()  # nothing is written after the cleanup below
@@ -340,14 +340,16 @@ def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
     ]
 
 
-def install(registry: Registry, restore: Restore, files: list[DataFile]) -> None:
+def install(registry: Registry, restore: Restore, files: list[DataFile],
+            work: Work | None = None) -> None:
     """Make the restored namespace visible in one catalog batch (removing the
-    old one with `replace`)."""
+    old one with `replace`). `work`: the job whose KILL or PAUSE stops its
+    wait for a busy table's lock (storage/lockset.py)."""
     catalog, m, dest = registry.catalog, restore.manifest, restore.destination
     max_seq = max([m.max_seq, *(f.max_seq for f in files)])
     while True:
         old = sorted(registry.states(dest), key=lambda s: s.uid)
-        with all_held(old), registry.ddl:  # writers to the old tables wait for the swap
+        with all_held(old, work), registry.ddl:  # writers to the old tables wait for the swap
             if restore.guard is not None:
                 restore.guard()
             old_exists = catalog.get(Namespace, dest) is not None
@@ -423,7 +425,8 @@ def check_history(registry: Registry, restore: Restore) -> None:
                                   whole=not restore.table_only, kept=restore.history_kept)
 
 
-def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -> None:
+def install_table(registry: Registry, restore: Restore, files: list[DataFile],
+                  work: Work | None = None) -> None:
     """Make the restored table visible in one catalog batch inside the existing
     namespace (removing the old table of its name with `replace`, in the same
     batch, under its locks: readers see the old table or the new, never a mix)."""
@@ -432,7 +435,7 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile]) -
     max_seq = max([m.max_seq, *(f.max_seq for f in files)])
     while True:
         old = [s for s in registry.states(dest) if s.table.name == t.name]
-        with all_held(old), registry.ddl:
+        with all_held(old, work), registry.ddl:
             if restore.guard is not None:
                 restore.guard()
             space = catalog.get(Namespace, dest)

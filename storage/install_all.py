@@ -68,6 +68,9 @@ class _Offset:
             bytes_done=None if bytes_done is None else bytes_done + self.bytes,
             files_total=files_total, bytes_total=bytes_total, rows=rows, force=force)
 
+    def waiting(self, what: str | None) -> None:
+        self.work.waiting(what)
+
     def fault(self, point: str, **info: Any) -> None:
         self.work.fault(point, **info)
 
@@ -93,7 +96,7 @@ def run_many(registry: Registry, restores: list[Restore], fetch: Fetch, work: Wo
                            else sum(v or 0 for v in known))
         work.fault("restore.before_install")
         work.check_cancelled()
-        install_many(registry, restores, records)
+        install_many(registry, restores, records, work)
     except BaseException:
         for path in written:
             with contextlib.suppress(OSError):
@@ -107,15 +110,16 @@ def run_many(registry: Registry, restores: list[Restore], fetch: Fetch, work: Wo
 
 
 def install_many(registry: Registry, restores: list[Restore],
-                 records: list[list[DataFile]]) -> None:
-    """Every restored namespace visible in one catalog batch."""
+                 records: list[list[DataFile]], work: Work | None = None) -> None:
+    """Every restored namespace visible in one catalog batch (`work`: the
+    job whose KILL or PAUSE stops its wait for a busy table's lock)."""
     catalog = registry.catalog
     dests = [r.destination for r in restores]
     max_seq = max([0, *(r.manifest.max_seq for r in restores),
                    *(f.max_seq for files in records for f in files)])
     while True:
         old = sorted((st for d in dests for st in registry.states(d)), key=lambda s: s.uid)
-        with all_held(old), registry.ddl:
+        with all_held(old, work), registry.ddl:
             for r in restores:
                 if r.guard is not None:
                     r.guard()

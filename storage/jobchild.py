@@ -87,6 +87,9 @@ class RemoteWork:
     def give_way(self) -> None:
         """Nothing: the process runs only on CPUs the statements leave."""
 
+    def waiting(self, what: str | None) -> None:
+        """Nothing: no work of a job process waits for a table's lock."""
+
 
 class _Forward(logging.Handler):
     """The job process's log records, to the server's own logging (its format,

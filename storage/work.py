@@ -31,6 +31,11 @@ class Work(Protocol):
         force: bool = False,
     ) -> None: ...
 
+    def waiting(self, what: str | None) -> None:
+        """The operation waits for `what` ("the write lock of table app.t",
+        storage/lockset.py), None once it no longer does: the job's row says
+        so while it lasts (`system.jobs`' `waiting_for`)."""
+
     def fault(self, point: str, **info: Any) -> None:
         """A named point where tests act (see server/faults.py)."""
 

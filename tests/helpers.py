@@ -73,6 +73,9 @@ class Quiet:
     def give_way(self) -> None:
         pass
 
+    def waiting(self, what: str | None) -> None:
+        pass
+
 
 def free_port() -> int:
     with socket.socket() as s:

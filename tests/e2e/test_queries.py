@@ -97,7 +97,7 @@ SYSTEM_COLUMNS = {
     "jobs": ["job_id", "job_type", "status", "namespace", "target", "backup_id", "statement",
              "user_id", "created_at", "started_at", "finished_at", "fraction_completed",
              "files_done", "files_total", "bytes_done", "bytes_total", "rows", "result",
-             "error_message", "node_id"],
+             "error_message", "node_id", "waiting_for"],
     "backups": ["backup_id", "namespace", "target", "created_at", "snapshot_at", "tables",
                 "rows", "files", "bytes", "bytes_written", "label", "encrypted", "row_versions",
                 "scope", "own"],
