@@ -156,6 +156,8 @@ def progress_text(job: Job) -> str:
         text += f", {job.files_done}/{job.files_total} files"
     if job.bytes_total:
         text += f", {_size(job.bytes_done)} of {_size(job.bytes_total)}"
+    if job.waiting_for:  # a restore's install behind a busy table (storage/lockset.py)
+        text += f", waiting for {job.waiting_for}"
     return text
 
 
