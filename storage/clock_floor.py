@@ -13,14 +13,16 @@ archive's base, the end of the target's windows of the namespace."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
+from typing import Any
 
-from catalog import Backup, Catalog, Namespace
+from catalog import Archive, Backup, Catalog, Namespace
 from catalog.errors import NotFound
 
 from .archive import store
-from .backup import Repository
+from .backup import Repository, restored
 from .backup.restored_tables import newest_at
 
 TRUSTED_AHEAD_US = 86_400 * 10**6  # a window ending further ahead is not this clock's
@@ -87,3 +89,27 @@ def windows_end_us(repo: Repository, namespace: str, server: str) -> int:
     return max((r.through_us for r in runs
                 if r.archive_id in own and not problems.get(r.archive_id)
                 and r.through_us <= limit), default=0)
+
+
+def restore_at(registry: Any, dest: str) -> str:
+    """When a RESTORE into `dest` installs (its record's `restored_from["at"]`,
+    restored.py): the wall clock, but after every time this server handed out
+    for the namespace (the newest snapshot_at it recorded of it, its previous
+    restore's, its change log's commit times and cuts, how far its archive
+    shipped). Call it holding the namespace's tables (the install does): no
+    commit of it comes between. The wall clock alone, set back (an NTP step)
+    before a rollback, put the restore before backups taken ahead of it, and
+    a time after the rollback took the backup it rolled back over (its rows
+    back, `completed`), or an archive window it had ended."""
+    previous = registry.catalog.get(Namespace, dest)
+    floor = max(recorded_us(registry.catalog, [dest])[dest],
+                restored_us(previous) if previous is not None else 0)
+    arch = registry.catalog.get(Archive, dest)
+    if arch is not None:  # what it shipped, and when it stopped (restore_run.time_plan)
+        floor = max(floor, arch.shipped_us or 0)
+        with contextlib.suppress(ValueError):
+            floor = max(floor, store.parse_us(arch.stopped_at) if arch.stopped_at else 0)
+    with registry.changes.holding(dest) as ns:
+        at = max(store.parse_us(restored.now_us()), floor + 1, ns.last_us + 1, ns.snap_us + 1)
+        ns.last_us = max(ns.last_us, at)  # later commits and cuts of it come after
+    return store.iso_exact(at)

@@ -33,7 +33,7 @@ from catalog import Batch, DataFile, Namespace, Table, TableSchema
 from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
-from . import nanstats, schema
+from . import clock_floor, nanstats, schema
 from .backup import footers
 from .backup.contents import problem as content_problem
 from .backup.contents import tail_of, values_problem
@@ -364,7 +364,8 @@ def install(registry: Registry, restore: Restore, files: list[DataFile],
             old_paths = registry.remove_tables(batch, old)
             batch.put(restored_namespace(dest, m, catalog.server_id(),
                                          catalog.get(Namespace, dest),
-                                         replayed=restore.beside is not None))
+                                         replayed=restore.beside is not None,
+                                         at=clock_floor.restore_at(registry, dest)))
             for t in m.tables:
                 put_table(registry, batch, dest, t, restore.table_uids[t.name])
             for f in files:

@@ -19,7 +19,7 @@ from typing import Any
 from catalog import DataFile, Namespace
 from catalog.errors import AlreadyExists
 
-from . import nanstats
+from . import clock_floor, nanstats
 from .backup.restored import restored_namespace
 from .install import (
     Fetch,
@@ -137,7 +137,8 @@ def install_many(registry: Registry, restores: list[Restore],
             for r, files in zip(restores, records, strict=True):
                 m, dest = r.manifest, r.destination
                 batch.put(restored_namespace(dest, m, catalog.server_id(),
-                                             catalog.get(Namespace, dest)))
+                                             catalog.get(Namespace, dest),
+                                             at=clock_floor.restore_at(registry, dest)))
                 for t in m.tables:
                     put_table(registry, batch, dest, t, r.table_uids[t.name])
                 for f in files:

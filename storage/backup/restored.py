@@ -41,12 +41,14 @@ KEPT = 16  # earlier restores a record keeps (`earlier`); a time before them: se
 
 
 def restored_namespace(dest: str, m: Any, server: str, previous: Namespace | None,
-                       replayed: bool = False) -> Namespace:
+                       replayed: bool = False, at: str | None = None) -> Namespace:
     """The record a RESTORE of manifest `m` into `dest` on this server (`server`)
     installs: the backed-up namespace's creation time and options, and where
     its history now comes from (`restored_from`): `server`, the server whose
     database it is (`m`'s writer; "" for a manifest older than the field),
-    `at`, when this restore installed (µs), `backup`, the backup it restored
+    `at`, when this restore installed (µs; `at`, else the wall clock: the
+    install passes clock_floor.restore_at, after every time handed out for
+    it), `backup`, the backup it restored
     ("" when archived changes were replayed on it, `replayed`: no backup holds
     the state restored), `upto`, the newest snapshot of that server's
     backups the history holds ("": not known), and `earlier`, the restores
@@ -59,7 +61,7 @@ def restored_namespace(dest: str, m: Any, server: str, previous: Namespace | Non
     record = m.namespace_record
     writer = record.server if isinstance(record.server, str) else ""
     taken = str(m.snapshot_at)
-    came_from = {"server": writer, "at": now_us(), "backup": "" if replayed else str(m.backup_id),
+    came_from = {"server": writer, "at": at or now_us(), "backup": "" if replayed else str(m.backup_id),
                  "upto": taken}
     same = previous is not None and previous.created_at == record.created_at
     before = previous.restored_from if same and previous is not None else None

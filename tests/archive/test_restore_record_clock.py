@@ -1,0 +1,73 @@
+"""A restore's record (`restored_from["at"]`, storage/backup/restored.py) and
+a wall clock set back: the record's time must rank after every backup the
+server took before that restore, as the backups' own times do."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from storage.backup import restored
+from tests.e2e.test_clock_back import HOUR, step_back
+from tests.helpers import ok, rows
+
+from .test_archiving import wait_shipped
+
+
+def set_back(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """The wall clock `seconds` behind for every reader of it, the restore
+    record's too (a real step moves them all)."""
+    step_back(monkeypatch, seconds)
+
+    def now_us() -> str:
+        at = datetime.now(UTC) - timedelta(seconds=seconds)
+        return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    monkeypatch.setattr(restored, "now_us", now_us)
+
+
+async def test_a_rollback_after_the_clock_stepped_back_is_the_history_after_it(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY); "
+                     "INSERT INTO app.t VALUES (1)")
+    (x,) = await rows(client, "BACKUP DATABASE app TO 'b'")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    (y,) = await rows(client, "BACKUP DATABASE app TO 'b'")
+    with monkeypatch.context() as m:
+        set_back(m, HOUR)  # an NTP step; then the mistake is rolled back
+        await ok(client, f"RESTORE DATABASE app FROM 'b' WITH (backup_id = '{x['backup_id']}', "
+                         "replace = true)")
+    # the clock has caught up: since the rollback the namespace holds X's rows
+    assert await rows(client, "SELECT id FROM app.t ORDER BY id") == [{"id": 1}]
+    time.sleep(0.01)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    (r,) = await rows(client, f"RESTORE DATABASE app FROM 'b' AS r WITH (as_of = '{now}')")
+    assert r["backup_id"] == x["backup_id"], (r, x, y)
+    assert await rows(client, "SELECT id FROM r.t ORDER BY id") == [{"id": 1}]
+
+
+async def test_a_rollback_after_the_clock_stepped_back_ends_the_archive_window_before_it(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive stopped before the rollback is the history it replaced: a time
+    after the rollback is the backup rolled back to, never that window."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY); "
+                     "INSERT INTO app.t VALUES (1)")
+    (x,) = await rows(client, "BACKUP DATABASE app TO 'b'")
+    await ok(client, "START ARCHIVING DATABASE app TO 'b' WITH (interval = '100ms')")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    with monkeypatch.context() as m:
+        set_back(m, HOUR)
+        await ok(client, f"RESTORE DATABASE app FROM 'b' WITH (backup_id = '{x['backup_id']}', "
+                         "replace = true)")
+    time.sleep(0.01)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    (r,) = await rows(client, f"RESTORE DATABASE app FROM 'b' AS r WITH (as_of = '{now}')")
+    assert r["backup_id"] == x["backup_id"], (r, x)
+    assert await rows(client, "SELECT id FROM r.t ORDER BY id") == [{"id": 1}]
