@@ -8,6 +8,7 @@ throttle, and the backup catalog record."""
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import threading
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class BackupPlan:
     cut: tuple[int, int] | None = None  # set by run_backup: the snapshot's (lsn, time)
     tables: list[str] | None = None  # BACKUP TABLE: these tables only (None: all)
     after_windows: bool = False  # an archive's base: cut after the target's windows
+    passphrase: str | None = None  # a BACKUP statement's: no base of an archive under another
 
 
 def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any]:
@@ -184,12 +186,24 @@ def archive_of(cairn: Cairn, plan: BackupPlan, before: Archive | None,
     racing START or STOP ARCHIVING, is no base. Nor is an encrypted backup of
     a plain archive, or a plain one of an encrypted archive: a passphrase
     refuses plain segments, so such a base would leave its window
-    restorable by neither."""
+    restorable by neither; nor one encrypted with another passphrase than the
+    archive's (`plan.passphrase`): its segments are under the archive's key,
+    and as the newest base it made every time after it refused with either
+    passphrase, VERIFY ARCHIVE too (until 2026-12-07)."""
     ns = plan.namespace
     now = cairn.catalog.get(Archive, ns)
     if (before is None or now is None or ns not in snap.logged
             or now.archive_id != before.archive_id
             or "stopped" in (before.status, now.status) or now.target != plan.repo.uri
-            or (now.secret is not None) != plan.repo.encrypted):
+            or (now.secret is not None) != plan.repo.encrypted
+            or not _same(plan.passphrase, now.secret)):
         return None
     return ArchiveRef(id=now.archive_id, lsn=snap.cuts[ns][0])
+
+
+def _same(given: str | None, archive: str | None) -> bool:
+    """Whether a BACKUP's passphrase (None: not given, or an archive's own
+    base) is the archive's, compared in constant time."""
+    if given is None or archive is None:
+        return True
+    return hmac.compare_digest(given.encode(), archive.encode())

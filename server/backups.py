@@ -134,7 +134,8 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
     def work(ctx: JobContext) -> dict[str, Any]:
         repo = repo_of()
         plan = BackupPlan(namespace, repo, new_id("bk"), label=opts.get("label"),
-                          compression=opts.get("compression", "zstd"))
+                          compression=opts.get("compression", "zstd"),
+                          passphrase=opts.get("encryption_passphrase"))
         result = run_backup(cairn, ctx, plan)
         if opts.get("keep_last") is not None:
             # The backup landed: its row says so (result, backup_id) however
