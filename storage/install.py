@@ -455,7 +455,8 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile],
             put_table(registry, batch, dest, t, restore.table_uids[t.name])
             # which backup the table holds now, and since when (restored_tables.py)
             batch.put(dataclasses.replace(space, restored_tables=recorded(
-                space.restored_tables, t.name, m, restore.table_from or t.name)))
+                space.restored_tables, t.name, m, restore.table_from or t.name,
+                at=clock_floor.restore_at(registry, dest))))
             for f in files:
                 batch.put(f)
             registry.commit_removal(batch, old)

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from catalog import Namespace
 from catalog.errors import InvalidArgument, NotFound
 
-from .restored_tables import in_effect, newest_at, now_us
+from .restored_tables import in_effect, newest_at
+from .restored_tables import now_us as now_us  # clock_floor.restore_at reads it here
 from .selection import parse_time
 
 

@@ -49,14 +49,17 @@ def entries(value: Any) -> list[dict[str, str]]:
     return kept
 
 
-def recorded(previous: Any, table: str, m: Any, source_table: str) -> list[dict[str, str]]:
+def recorded(previous: Any, table: str, m: Any, source_table: str,
+             at: str | None = None) -> list[dict[str, str]]:
     """`previous` (a record's `restored_tables`) with a RESTORE TABLE of table
-    `source_table` of backup `m` installed as `table`: `table`, `at` (now, to
-    the µs), `backup`, `server` (the backup's writer; "" not named) and `from`
+    `source_table` of backup `m` installed as `table`: `table`, `at` (when it
+    installed, to the µs: `at`, else now; the install passes
+    clock_floor.restore_at, after every time handed out for the namespace, so
+    a clock set back ranks it after the backups it rolled back over), `backup`, `server` (the backup's writer; "" not named) and `from`
     (`namespace.table` of the table restored), the last KEPT kept."""
     record = m.namespace_record
     writer = record.server if isinstance(getattr(record, "server", None), str) else ""
-    listed = [*entries(previous), {"table": table, "at": now_us(), "backup": str(m.backup_id),
+    listed = [*entries(previous), {"table": table, "at": at or now_us(), "backup": str(m.backup_id),
                                    "server": writer, "from": f"{m.namespace}.{source_table}"}]
     if len(listed) <= KEPT:
         return listed

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from storage.backup import restored
+from storage.backup import restored, restored_tables
 from tests.e2e.test_clock_back import HOUR, step_back
 from tests.helpers import ok, rows
 
@@ -71,3 +71,27 @@ async def test_a_rollback_after_the_clock_stepped_back_ends_the_archive_window_b
     (r,) = await rows(client, f"RESTORE DATABASE app FROM 'b' AS r WITH (as_of = '{now}')")
     assert r["backup_id"] == x["backup_id"], (r, x)
     assert await rows(client, "SELECT id FROM r.t ORDER BY id") == [{"id": 1}]
+
+
+async def test_a_table_rollback_after_the_clock_stepped_back_is_the_table_after_it(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for RESTORE TABLE (its `restored_tables` entry's `at`): with the
+    wall clock set back, the rollback of one table ranked before the newer
+    backup, and a time after it gave that table the rows it rolled back over."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY); "
+                     "INSERT INTO app.t VALUES (1); CREATE NAMESPACE copy")
+    (x,) = await rows(client, "BACKUP DATABASE app TO 'b'")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    (y,) = await rows(client, "BACKUP DATABASE app TO 'b'")
+    with monkeypatch.context() as m:
+        set_back(m, HOUR)
+        m.setattr(restored_tables, "now_us", restored.now_us)
+        await ok(client, f"RESTORE TABLE app.t FROM 'b' WITH (backup_id = '{x['backup_id']}', "
+                         "replace = true)")
+    assert await rows(client, "SELECT id FROM app.t ORDER BY id") == [{"id": 1}]
+    time.sleep(0.01)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    (r,) = await rows(client, f"RESTORE TABLE app.t FROM 'b' AS copy.t WITH (as_of = '{now}')")
+    assert r["backup_id"] == x["backup_id"], (r, x, y)
+    assert await rows(client, "SELECT id FROM copy.t ORDER BY id") == [{"id": 1}]
