@@ -34,8 +34,10 @@ def make_private(data_dir: Path, given: str | Path | None = None) -> None:
     another user's (they could read, change or re-point anything in it) is
     refused: CannotStart, and so is one reached through a link or a folder of
     another user's (`given`: the path as configured). One found open, or whose
-    own folders are (a release that closed only the top one), has its whole
-    tree closed (private_tree.py): a shell of another user's inside read on."""
+    own folders are (a release that closed only the top one), has the trees of
+    its own folders closed (private_tree.py): a shell of another user's inside
+    read on. Nothing else in it is changed: it may be a folder that held the
+    user's own files first (a home or project folder given as `--data-dir .`)."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if (why := others_way(given or data_dir, data_dir)) is not None:
         raise CannotStart(
@@ -56,7 +58,10 @@ def make_private(data_dir: Path, given: str | Path | None = None) -> None:
     if loose or any(_open_dir(data_dir / name) for name in (*OWN_DIRS, "catalog")):
         # Found open (or a release that closed only the top folder): a shell
         # of another user's inside it reads on, so the whole tree is closed.
-        changed, seen = private_tree.close_tree(data_dir)
+        # Cairn's own folders only: the data directory may be a folder that
+        # held the user's files first (`--data-dir .` in a home folder).
+        own = ("catalog", *OWN_DIRS) + (() if catalog_is_new(data_dir) else ("backups",))
+        changed, seen = private_tree.close_tree(data_dir, own)
         if changed:
             log.warning("the data directory '%s' held %d of %d files and folders open to "
                         "other users: set to the owner's alone (chmod go=)",

@@ -34,13 +34,24 @@ def _close(fd: int, kind: int) -> int:
     return 1
 
 
-def close_tree(top: str | os.PathLike[str]) -> tuple[int, int]:
-    """Everything below `top` (not `top` itself) made the owner's alone, as
-    the module says: (how many were changed, how many were looked at)."""
+def close_tree(top: str | os.PathLike[str], names: tuple[str, ...]) -> tuple[int, int]:
+    """The folders `names` in `top` (those that are there, not links) and
+    everything below them made the owner's alone, as the module says: (how
+    many were changed, how many were looked at). `top` itself is not changed."""
     counts = [0, 0]
     fd = os.open(top, _DIR)
     try:
-        _walk(fd, counts)
+        for name in names:
+            try:
+                sub = os.open(name, _DIR, dir_fd=fd)
+            except OSError:
+                continue  # not there, a link, or not a folder: not followed
+            try:
+                counts[1] += 1
+                counts[0] += _close(sub, stat.S_IFDIR)
+                _walk(sub, counts)
+            finally:
+                os.close(sub)
     finally:
         os.close(fd)
     return counts[0], counts[1]

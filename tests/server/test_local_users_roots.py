@@ -177,3 +177,46 @@ def test_a_shell_of_another_user_inside_the_data_directory_reads_nothing_new(
     with caplog.at_level(logging.WARNING, logger="cairn.storage"):
         make_private(data)  # closed: not walked again, nothing said
     assert not caplog.records
+
+
+def test_a_folder_given_as_data_directory_keeps_the_modes_of_what_was_there(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`cairn serve --data-dir .` in a home or project folder (0755, never a
+    Cairn data directory): the start closed the whole tree, every file and
+    folder of the user's in it (public_html/ 0700, index.html 0600, modes that
+    cannot be put back). Only Cairn's own folders are closed; a backups/ of the
+    user's too is left while there is no catalog (a first start)."""
+    home = tmp_path / "home"
+    site = home / "public_html" / "img"
+    site.mkdir(parents=True)
+    mine = [home / "public_html", site, home / "backups"]
+    (home / "backups").mkdir()
+    for folder in (home, *mine):
+        folder.chmod(0o755)
+    for name in ("public_html/index.html", "public_html/img/a.png", "notes.txt",
+                 "backups/2026.tar"):
+        (home / name).write_text("x")
+        (home / name).chmod(0o644)
+        mine.append(home / name)
+    with caplog.at_level(logging.WARNING, logger="cairn.storage"):
+        datadir.make_private(home)
+    assert os.stat(home).st_mode & 0o777 == 0o700  # the top, as before (said)
+    changed = [f"{p}: {os.stat(p).st_mode & 0o777:o}" for p in mine
+               if os.stat(p).st_mode & 0o077 == 0]
+    assert not changed
+    assert not any("held" in r.getMessage() for r in caplog.records)
+
+    # A Cairn data directory (its catalog there) of an older release: its own
+    # folders closed, the default root's old targets too; the rest left.
+    for name in ("catalog", "files", "tmp"):
+        (home / name).mkdir(mode=0o755)
+        (home / name).chmod(0o755)
+    (home / "catalog" / "CURRENT").write_text("MANIFEST-000001\n")
+    (home / "catalog" / "CURRENT").chmod(0o644)
+    home.chmod(0o755)
+    datadir.make_private(home)
+    for path in (home / "catalog", home / "catalog" / "CURRENT", home / "files",
+                 home / "tmp", home / "backups", home / "backups" / "2026.tar"):
+        assert os.stat(path).st_mode & 0o077 == 0, path
+    for path in mine[:2] + mine[3:6]:  # public_html, img, index.html, a.png, notes.txt
+        assert os.stat(path).st_mode & 0o077, path
