@@ -171,6 +171,12 @@ def _local(target: str, roots: list[str], data_dir: str | None = None) -> Target
     if there is None:
         file_on_way(target, real)  # not "File exists" from the job: the file named
     is_dir = there is not None and stat.S_ISDIR(there.st_mode)
+    if there is not None and is_dir and there.st_mode & stat.S_IWOTH:
+        # A shared sticky folder (/tmp) is a fine way, not a target: another
+        # user may make its manifests/ and objects/ (and config.json) first.
+        raise refuse_foreign(
+            target, real, f"can be written by any user (mode {stat.S_IMODE(there.st_mode):04o}), "
+            f"who may make its folders first (name a folder inside it)")
     if is_archive_name(real) and not is_dir:
         if there is not None and not stat.S_ISREG(there.st_mode):
             raise InvalidArgument(f"backup target '{target}' is not a regular file")

@@ -86,3 +86,31 @@ async def test_a_target_below_a_regular_file_names_the_file(
         message = body["error"]["message"]
         assert f"'{root / 'notes.txt'}' is a file, not a folder" in message, (target, message)
     assert (root / "notes.txt").read_text() == "mine"
+
+
+async def test_a_shared_sticky_folder_is_not_a_target(client: Any, cairn_config: Any) -> None:
+    """A folder anyone may write to, with the sticky bit (/tmp's mode, 1777), is
+    a fine way to a target but was taken as a target itself: another user who
+    made its manifests/, objects/ (theirs, 0777) and a config.json first had
+    every backup written into folders of theirs, to remove or replace."""
+    root = Path(cairn_config.backup.roots[0])
+    shared = root / "shared"
+    shared.mkdir(mode=0o1777, parents=True)
+    shared.chmod(0o1777)
+    for name in ("manifests", "objects", "locks", "tmp"):
+        _theirs(shared / name)
+    (shared / "config.json").write_text(
+        '{"format": "cairn-backup", "format_version": 1, "features": ["namespace-server"], '
+        '"created_at": "2026-12-07T06:46:58.980Z"}')
+    os.chown(shared / "config.json", 65534, 65534)
+    await ok(client, "CREATE NAMESPACE n1; CREATE TABLE n1.t (id INT PRIMARY KEY)")
+    await ok(client, "INSERT INTO n1.t VALUES (1)")
+    for statement in ("BACKUP DATABASE n1 TO 'shared'", "SHOW BACKUPS IN 'shared'",
+                      "RESTORE DATABASE n1 FROM 'shared' AS n2"):
+        status, body = await sql(client, statement)
+        assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED", (statement, body)
+        assert f"'{shared}' can be written by any user (mode 1777)" in body["error"]["message"]
+    for name in ("manifests", "objects", "locks", "tmp"):
+        assert list((shared / name).iterdir()) == [], name
+    await ok(client, "BACKUP DATABASE n1 TO 'shared/mine'")  # a way, as before
+    assert stat.S_IMODE(os.stat(shared / "mine").st_mode) == 0o700

@@ -328,4 +328,7 @@ def test_a_target_in_the_data_dirs_own_folders_is_refused(tmp_path: Path) -> Non
     assert inside.base == str(data.resolve() / "backups" / "nightly")
     default = resolve_target("nightly", [str(data / "backups")], {}, str(data))
     assert default.base == str(data.resolve() / "backups" / "nightly")
-    assert resolve_target("tmp", ["/"], {}, str(data)).base == "/tmp"  # not the server's tmp/
+    # Not the server's tmp/ but /tmp, a shared sticky folder: a way, not a target.
+    with pytest.raises(PermissionDenied, match=r"'/tmp' can be written by any user \(mode 1777\)"):
+        resolve_target("tmp", ["/"], {}, str(data))
+    assert resolve_target("tmp/mine", ["/"], {}, str(data)).base == "/tmp/mine"
