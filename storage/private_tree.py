@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
@@ -57,31 +58,51 @@ def close_tree(top: str | os.PathLike[str], names: tuple[str, ...]) -> tuple[int
     return counts[0], counts[1]
 
 
-def _walk(fd: int, counts: list[int]) -> None:
+def _entries(fd: int) -> Iterator[os.DirEntry[str]]:
     with os.scandir(fd) as it:
-        entries = list(it)
-    for entry in entries:
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue  # gone meanwhile
-        counts[1] += 1
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                sub = os.open(entry.name, _DIR, dir_fd=fd)
-            except OSError:
-                continue  # swapped for a link, or gone: not followed
-            try:
-                counts[0] += _close(sub, stat.S_IFDIR)
-                _walk(sub, counts)
-            finally:
-                os.close(sub)
-        elif stat.S_ISREG(st.st_mode) and _loose(st):
-            try:
-                handle = os.open(entry.name, _FILE, dir_fd=fd)
-            except OSError:
+        return iter(list(it))
+
+
+def _walk(fd: int, counts: list[int]) -> None:
+    """Depth first below the folder open on `fd`, without recursion (a tree
+    nested deeper than Python's stack failed the start: RecursionError): one
+    descriptor open a level, each closed when its folder is done."""
+    stack = [(fd, _entries(fd))]
+    try:
+        while stack:
+            here, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                if here != fd:
+                    os.close(here)
                 continue
             try:
-                counts[0] += _close(handle, stat.S_IFREG)
-            finally:
-                os.close(handle)
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile
+            counts[1] += 1
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    sub = os.open(entry.name, _DIR, dir_fd=here)
+                except OSError:
+                    continue  # swapped for a link, or gone: not followed
+                try:
+                    counts[0] += _close(sub, stat.S_IFDIR)
+                    stack.append((sub, _entries(sub)))
+                except BaseException:
+                    os.close(sub)
+                    raise
+            elif stat.S_ISREG(st.st_mode) and _loose(st):
+                try:
+                    handle = os.open(entry.name, _FILE, dir_fd=here)
+                except OSError:
+                    continue
+                try:
+                    counts[0] += _close(handle, stat.S_IFREG)
+                finally:
+                    os.close(handle)
+    finally:
+        for here, _ in stack:
+            if here != fd:
+                os.close(here)

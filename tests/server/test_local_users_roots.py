@@ -220,3 +220,43 @@ def test_a_folder_given_as_data_directory_keeps_the_modes_of_what_was_there(
         assert os.stat(path).st_mode & 0o077 == 0, path
     for path in mine[:2] + mine[3:6]:  # public_html, img, index.html, a.png, notes.txt
         assert os.stat(path).st_mode & 0o077, path
+
+
+def test_a_tree_nested_deeper_than_the_stack_is_closed(tmp_path: Path) -> None:
+    """An older release's data directory whose files/ held folders nested past
+    Python's recursion limit: the start failed (RecursionError, a traceback)
+    and the next one left the deepest folders open."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    (data / "files").mkdir(parents=True)
+    depth = sys.getrecursionlimit() + 200
+    fd = os.open(data / "files", os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("a", 0o755, dir_fd=fd)
+            deeper = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        os.close(os.open("last.parquet", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+        os.fchmod(fd, 0o755)
+        deepest = os.fstat(fd)
+    finally:
+        os.close(fd)
+    data.chmod(0o755)
+    try:
+        datadir.make_private(data)
+        fd = os.open(data / "files", os.O_RDONLY)
+        try:
+            for _ in range(depth):
+                deeper = os.open("a", os.O_RDONLY, dir_fd=fd)
+                os.close(fd)
+                fd = deeper
+            assert os.fstat(fd).st_ino == deepest.st_ino
+            assert os.fstat(fd).st_mode & 0o077 == 0
+            assert os.stat("last.parquet", dir_fd=fd).st_mode & 0o077 == 0
+        finally:
+            os.close(fd)
+    finally:
+        subprocess.run(["rm", "-rf", str(data)], check=True)  # rmtree recurses too
