@@ -61,11 +61,16 @@ def make_private(data_dir: Path, given: str | Path | None = None) -> None:
         # Cairn's own folders only: the data directory may be a folder that
         # held the user's files first (`--data-dir .` in a home folder).
         own = ("catalog", *OWN_DIRS) + (() if catalog_is_new(data_dir) else ("backups",))
-        changed, seen = private_tree.close_tree(data_dir, own)
+        changed, seen, refused = private_tree.close_tree(data_dir, own)
         if changed:
             log.warning("the data directory '%s' held %d of %d files and folders open to "
                         "other users: set to the owner's alone (chmod go=)",
                         data_dir, changed, seen)
+        if refused:
+            log.warning("the data directory '%s' holds %d files or folders open to other "
+                        "users that the file system would not change (a read-only mount "
+                        "in it?): run chmod -R go= on its %s where they are",
+                        data_dir, refused, "/, ".join(own) + "/")
 
 
 def _open_dir(path: Path) -> bool:

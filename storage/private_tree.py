@@ -25,21 +25,28 @@ def _loose(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and bool(stat.S_IMODE(st.st_mode) & 0o077)
 
 
-def _close(fd: int, kind: int) -> int:
+def _close(fd: int, kind: int, counts: list[int]) -> None:
     """fchmod go= the file or folder open on `fd`, when it is still of `kind`
-    (S_IFDIR, S_IFREG), the server user's and open to others: 1 if changed."""
+    (S_IFDIR, S_IFREG), the server user's and open to others: counted changed,
+    or refused when the file system says no (a read-only mount inside the
+    tree, an immutable file: the rest is still closed, the start goes on)."""
     st = os.fstat(fd)
     if stat.S_IFMT(st.st_mode) != kind or not _loose(st):
-        return 0
-    os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o077)
-    return 1
+        return
+    try:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o077)
+    except OSError:
+        counts[2] += 1
+        return
+    counts[0] += 1
 
 
-def close_tree(top: str | os.PathLike[str], names: tuple[str, ...]) -> tuple[int, int]:
+def close_tree(top: str | os.PathLike[str], names: tuple[str, ...]) -> tuple[int, int, int]:
     """The folders `names` in `top` (those that are there, not links) and
     everything below them made the owner's alone, as the module says: (how
-    many were changed, how many were looked at). `top` itself is not changed."""
-    counts = [0, 0]
+    many were changed, how many were looked at, how many the file system
+    refused to change). `top` itself is not changed."""
+    counts = [0, 0, 0]
     fd = os.open(top, _DIR)
     try:
         for name in names:
@@ -49,13 +56,13 @@ def close_tree(top: str | os.PathLike[str], names: tuple[str, ...]) -> tuple[int
                 continue  # not there, a link, or not a folder: not followed
             try:
                 counts[1] += 1
-                counts[0] += _close(sub, stat.S_IFDIR)
+                _close(sub, stat.S_IFDIR, counts)
                 _walk(sub, counts)
             finally:
                 os.close(sub)
     finally:
         os.close(fd)
-    return counts[0], counts[1]
+    return counts[0], counts[1], counts[2]
 
 
 def _entries(fd: int) -> Iterator[os.DirEntry[str]]:
@@ -88,7 +95,7 @@ def _walk(fd: int, counts: list[int]) -> None:
                 except OSError:
                     continue  # swapped for a link, or gone: not followed
                 try:
-                    counts[0] += _close(sub, stat.S_IFDIR)
+                    _close(sub, stat.S_IFDIR, counts)
                     stack.append((sub, _entries(sub)))
                 except BaseException:
                     os.close(sub)
@@ -99,7 +106,7 @@ def _walk(fd: int, counts: list[int]) -> None:
                 except OSError:
                     continue
                 try:
-                    counts[0] += _close(handle, stat.S_IFREG)
+                    _close(handle, stat.S_IFREG, counts)
                 finally:
                     os.close(handle)
     finally:
