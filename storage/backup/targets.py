@@ -138,7 +138,9 @@ def _local(target: str, roots: list[str], data_dir: str | None = None) -> Target
     root_real = [_real_root(r) for r in root_abs]
 
     if os.path.isabs(target):
-        candidate = os.path.normpath(target)
+        # normpath keeps a leading '//' (POSIX); on Linux it is '/': '//' was
+        # not the root '/' itself but a target in it, based at '/.'.
+        candidate = "/" + os.path.normpath(target).lstrip("/")
         if not any(_inside(candidate, r) for r in root_abs + root_real):
             raise PermissionDenied(f"backup target '{target}' is outside the backup roots")
     else:

@@ -332,3 +332,16 @@ def test_a_target_in_the_data_dirs_own_folders_is_refused(tmp_path: Path) -> Non
     with pytest.raises(PermissionDenied, match=r"'/tmp' can be written by any user \(mode 1777\)"):
         resolve_target("tmp", ["/"], {}, str(data))
     assert resolve_target("tmp/mine", ["/"], {}, str(data)).base == "/tmp/mine"
+
+
+def test_leading_double_slash_is_the_same_path(root: Path) -> None:
+    """`os.path.normpath` keeps a leading '//' (POSIX leaves it to the system;
+    on Linux it is '/'): with roots = ["/"], '//' was not "the root itself" but a
+    target in it based at '/.', whose config.json, manifests/ and objects/ went
+    into '/' itself (refused here only for the links at '/', like bin)."""
+    with pytest.raises(InvalidArgument, match="backup root itself"):
+        resolve_target("//", ["/"], {})
+    with pytest.raises(InvalidArgument, match="backup root itself"):
+        resolve_target("/" + str(root), [str(root)], {})
+    target = resolve_target("//" + str(root).lstrip("/") + "/t", [str(root)], {})
+    assert target.base == str(root.resolve() / "t")
