@@ -21,7 +21,7 @@ from catalog.errors import InvalidArgument
 
 from . import doubles, timetext
 from .jsoncheck import json_problem, kept_json_problem
-from .spelling import cast_reads, decimal_cast, json_of, kept_decimal, number_sql, spelled
+from .spelling_lazy import cast_reads, decimal_cast, json_of, kept_decimal, number_sql, spelled
 from .sql_text import sql_text
 
 Column = dict[str, Any]
