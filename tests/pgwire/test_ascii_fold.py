@@ -13,6 +13,8 @@ from server.pgwire import chatter
 from tests.pgwire.conftest import PgServer
 from tests.pgwire.test_settings import _start
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 K = "\u212a"
 
 

@@ -20,6 +20,8 @@ from tests.helpers import ok, state
 from tests.pgwire.conftest import PgServer
 from tests.private_duck import counted_queries
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 TABLE = "CREATE TABLE {}.t (id INT PRIMARY KEY, b DECIMAL(9,9), c DECIMAL(10,2))"
 
 

@@ -15,6 +15,8 @@ from server.pgwire import chatter
 from server.session import Session
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 SLOW = "SELECT count(*) FROM range(0, 4000000000) WHERE range % 7 = 0"
 
 

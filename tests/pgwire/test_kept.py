@@ -16,6 +16,8 @@ from server.pgwire import chatter, kept
 from tests.pgwire.conftest import PgServer, _start
 from tests.pgwire.test_protocol import _connect, _fields, _msg, _read_all
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 REQUEST = 64 * 1024  # the test server's [server] max_request_bytes
 QUERY = b"SELECT i FROM range(50) t(i)\x00"
 

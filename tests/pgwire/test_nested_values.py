@@ -11,6 +11,8 @@ import pytest
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 
 def test_nested_values_go_as_top_level_values_do(pg: PgServer) -> None:
     """json.dumps(default=str) sent a BLOB as Python's repr ("b'x'"), an INTERVAL

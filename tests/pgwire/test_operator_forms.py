@@ -11,6 +11,8 @@ import psycopg
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 SETUP = ("CREATE TABLE oppg.t (k INT PRIMARY KEY, i INT, s TEXT, b BOOLEAN); "
          "INSERT INTO oppg.t VALUES (1, 1, 'a', TRUE), (2, NULL, NULL, NULL), (3, -16, 'x', FALSE)")
 FORMS = ["i IN [1, 2] || [3]", "i IS NULL || 'x'", "FALSE IS NOT TRUE || 'x'",

@@ -8,6 +8,8 @@ import psycopg
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 
 def test_a_renamed_column_types_no_parameter_by_the_tables_name(pg: PgServer) -> None:
     status, body = pg.proc.post(

@@ -18,6 +18,8 @@ from server.pgwire import params
 from server.pgwire import types as t
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 INT8_ARRAY, TEXT_ARRAY = 1016, 1009
 
 

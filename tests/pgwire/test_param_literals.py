@@ -12,6 +12,8 @@ import duckdb
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 SETUP = ("CREATE TABLE pl.t (k INT PRIMARY KEY, ts TIMESTAMP, s TEXT); "
          "INSERT INTO pl.t VALUES (1, '2024-02-05 08:00:00', 'a'), "
          "(2, '2024-02-05 09:00:00', 'b'), (3, '2024-02-05 10:00:00', 'c')")

@@ -13,6 +13,8 @@ import pytest
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 
 def _setup(pg: PgServer) -> None:
     status, body = pg.proc.post(

@@ -17,6 +17,8 @@ from server.pgwire import params
 from server.pgwire import types as t
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 
 def _http(pg: PgServer, text: str) -> list[dict[str, Any]]:
     status, body = pg.proc.post(text)

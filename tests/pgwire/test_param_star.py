@@ -13,6 +13,8 @@ import psycopg
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 
 def test_a_star_subquerys_columns_type_parameters(pg: PgServer) -> None:
     status, body = pg.proc.post(

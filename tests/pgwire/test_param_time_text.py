@@ -17,6 +17,8 @@ import pytest
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 UTC = dt.UTC
 
 

@@ -19,6 +19,8 @@ from server.pgwire import params
 from server.pgwire import types as t
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 
 def _negative_zero(value: float) -> bool:
     return value == 0.0 and math.copysign(1.0, value) < 0

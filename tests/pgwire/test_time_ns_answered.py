@@ -8,6 +8,8 @@ import psycopg
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 T = "TIME_NS '12:00:00.123456789'"
 
 

@@ -18,6 +18,8 @@ from psycopg.pq import Format
 from tests.pgwire.conftest import PgServer
 from tests.pgwire.test_protocol import _msg, _read_all, _startup
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 WIDE = ("SELECT '20000-01-01'::DATE AS d, 'infinity'::TIMESTAMP AS t, "
         "'-infinity'::DATE AS nd, make_date(-43, 3, 15) AS ides, "
         "TIMESTAMPTZ '20000-01-01 01:02:03.5+00' AS far, "
