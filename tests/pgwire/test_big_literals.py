@@ -10,6 +10,8 @@ import pytest
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 FIFTY = "12345678901234567890123456789012345678901234567890"
 LEAST = -(1 << 127)
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 SETUP = ("CREATE TABLE bangpg.t (k INT PRIMARY KEY, v TEXT); "
          "INSERT INTO bangpg.t VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')")
 TABLE = "SELECT k, v FROM bangpg.t ORDER BY k"

@@ -20,6 +20,8 @@ from server.pgwire import types as t
 from storage import scopes
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 
 def test_asyncpg_prepares_comparisons_with_aggregates_and_functions(pg: PgServer) -> None:
     status, body = pg.proc.post(

@@ -15,6 +15,8 @@ import pytest
 from server.pgwire import chatter
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 READ_ONLY = [
     "SET default_transaction_read_only = on", "SET default_transaction_read_only = t",
     "SET default_transaction_read_only = tru", "SET default_transaction_read_only TO 'TRUE'",

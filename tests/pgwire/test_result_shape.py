@@ -15,6 +15,8 @@ import pytest
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 CHANGED = "cached plan must not change result type"
 
 

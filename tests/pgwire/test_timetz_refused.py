@@ -10,6 +10,8 @@ import pytest
 
 from tests.pgwire.conftest import PgServer
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 
 @pytest.mark.parametrize("query", [
     "SELECT TIMETZ '12:00:00+05' AS v",
