@@ -23,6 +23,8 @@ from server.session import Interrupt
 from tests.pgwire.conftest import PgServer
 from tests.pgwire.test_protocol import _PENDING, _fields, _msg, _read_all, _startup
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 # Each runs for many seconds uncancelled (a billion-row scan), then writes.
 SLOW = {
     "insert": "INSERT INTO cw.t (id, v) SELECT range + 1000, 'cancelled' "

@@ -19,6 +19,8 @@ import pytest
 from server.pgwire.errors import PgError, contract_code
 from tests.pgwire.conftest import ADMIN_TOKEN, USER_TOKEN, PgServer, _start
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 CREATE = (
     "CREATE TABLE types.all_types (id BIGINT PRIMARY KEY, i INT, s SMALLINT, d DOUBLE, r REAL, "
     "b BOOLEAN, t TEXT, by BYTES, ts TIMESTAMP, dec DECIMAL(38,10), j JSON, day DATE)"

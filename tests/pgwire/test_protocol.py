@@ -22,6 +22,8 @@ from server.pgwire import params, pgcatalog, scram
 from server.pgwire import types as t
 from tests.pgwire.conftest import PgServer, _start
 
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
 
 def _msg(tag: bytes, body: bytes = b"") -> bytes:
     return tag + struct.pack("!i", len(body) + 4) + body
@@ -493,13 +495,13 @@ def test_a_statement_duckdbs_parser_refuses_is_42601_and_changes_nothing(pg: PgS
     """sqlglot read `k NOT IN` (a statement cut short) as NOT (k IN ()):
     DELETE 3. DuckDB's parser reads each statement too (duckparse.py)."""
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        conn.execute("CREATE NAMESPACE IF NOT EXISTS dp; CREATE TABLE IF NOT EXISTS dp.t "
-                     "(k BIGINT PRIMARY KEY, v TEXT); DELETE FROM dp.t WHERE true; "
-                     "INSERT INTO dp.t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-        for text in ("DELETE FROM dp.t WHERE k NOT IN", "UPDATE dp.t SET v = 'x' 'y'",
-                     "INSERT INTO dp.t VALUES (4, 'd') (5, 'e')"):
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS pdp; CREATE TABLE IF NOT EXISTS pdp.t "
+                     "(k BIGINT PRIMARY KEY, v TEXT); DELETE FROM pdp.t WHERE true; "
+                     "INSERT INTO pdp.t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        for text in ("DELETE FROM pdp.t WHERE k NOT IN", "UPDATE pdp.t SET v = 'x' 'y'",
+                     "INSERT INTO pdp.t VALUES (4, 'd') (5, 'e')"):
             with pytest.raises(psycopg.errors.SyntaxError, match="syntax error at or near") as info:
                 conn.execute(text)
             assert info.value.diag.statement_position is not None
-        assert conn.execute("SELECT k, v FROM dp.t ORDER BY k").fetchall() == [
+        assert conn.execute("SELECT k, v FROM pdp.t ORDER BY k").fetchall() == [
             (1, "a"), (2, "b"), (3, "c")]
