@@ -6,9 +6,13 @@ first chunk checked. Now it goes a CHECK_CELLS values at a time, a
 `stopping.check` before each.
 
 The work is made certainly slower than the timeout (a pause every PAUSE_EVERY
-values: 120 s for ROWS values uncut, 19.7 s a chunk of 32,768), not by the
+values: 50 s for ROWS values uncut, 8.2 s a chunk of 32,768), not by the
 machine's speed; the timeout leaves the statement's query before it (under
-load, 200,000 rows took over 5 s) time to end."""
+load, 200,000 rows took over 5 s) time to end. The statement ends at the first
+check past its timeout: after a query of under 6.8 s at the second chunk's end
+(65,536 values, under ROWS // 2), after a longer one at the first's; a cancel
+at the first's. (At 0.6 s a pause, a chunk took 19.7 s, and each of
+these tests waited that out.)"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from tests.private_duck import cancel_midway
 
 TIMEOUT = 15.0
 ROWS = 200_000
-PAUSE_EVERY, PAUSE = 1_000, 0.6  # 120 s for ROWS values uncut
+PAUSE_EVERY, PAUSE = 1_000, 0.25  # 50 s for ROWS values uncut
 
 
 class Slow:
@@ -81,7 +85,7 @@ async def test_picking_the_texts_past_the_timeout_writes_nothing(
     assert status == 409 and body["error"]["code"] == "CANCELLED", body
     assert body["error"]["message"] == f"query cancelled: it ran longer than {TIMEOUT} s"
     assert slow_picking.started.is_set()
-    # Uncut, the picking alone is 120 s (a chunk of it 19.7 s); the timeout is 15 s.
+    # Uncut, the picking alone is 50 s (a chunk of it 8.2 s); the timeout is 15 s.
     assert took < 60, took
     assert slow_picking.calls < ROWS // 2, slow_picking.calls
     assert await rows(timed, "SELECT count(*) AS n, sum(d) AS s FROM app.t") == before
@@ -106,7 +110,7 @@ def test_a_cancel_stops_taking_the_unique_texts() -> None:
         with spelling.decimal_casts([(18, 2, texts)]):
             pass
 
-    raised, took, alive = cancel_midway(work, slow.started, 60,  # uncut, 120 s
+    raised, took, alive = cancel_midway(work, slow.started, 60,  # uncut, 50 s
                                         "the unique texts were never taken")
     assert not alive, "taking the unique texts ran on past its cancel"
     assert isinstance(raised, Cancelled), raised
