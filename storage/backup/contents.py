@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..types import OW, SEQ, USER, arrow_type
-from . import check_reader, footer_guard, footers
+from . import check_reader, footer_guard, footers, parquet_types
 from .check_reader import CheckReader
 from .column_checks import Group
 from .rowchecks import Checks, outside
@@ -163,7 +163,7 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
     if footer + 8 > len(tail):
         return f"{what} claims a Parquet footer of {footer} bytes, longer than the file"
     try:  # before pyarrow, which aborts the process on some malformed footers
-        footer_guard.check(tail[-(footer + 8):-8], most.columns, most.groups)
+        leaves = footer_guard.check(tail[-(footer + 8):-8], most.columns, most.groups)
     except footer_guard.Malformed as exc:
         return f"{what}: its Parquet footer {exc}"
     try:
@@ -176,6 +176,9 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
     if got != want:
         return (f"{what} holds columns {_show(got)}, but schema version {f.schema_version} "
                 f"stores {_show(want)}")
+    wrong = parquet_types.problem(leaves, want)  # DuckDB reads the same types
+    if wrong is not None:
+        return f"{what} {wrong}"
     if meta.num_rows != f.rows:
         return f"{what} holds {meta.num_rows} rows, its entry says {f.rows}"
     bounds = _bounds(f)

@@ -131,8 +131,10 @@ class _Reader:
         return out
 
 
-def check(footer: bytes, columns: int | None = None, groups: int | None = None) -> None:
-    """Raise Malformed unless the Thrift FileMetaData `footer` is decodable,
+def check(footer: bytes, columns: int | None = None,
+          groups: int | None = None) -> list[dict[int, Any]]:
+    """The schema's leaves (its columns' SchemaElements, as {field id: value});
+    raise Malformed unless the Thrift FileMetaData `footer` is decodable,
     its schema flat (of exactly `columns` leaves, if given), at most `groups`
     row groups (if given), every column chunk of the schema's type, with
     statistics as wide as the type and SizeStatistics as long as its levels,
@@ -164,6 +166,7 @@ def check(footer: bytes, columns: int | None = None, groups: int | None = None) 
         raise Malformed("has no schema")
     if found is None:
         raise Malformed("has no row groups")
+    return leaves
 
 
 def _leaves(schema: Any, columns: int | None) -> list[dict[int, Any]]:

@@ -1,0 +1,109 @@
+"""A file's footer tells each column's type twice: the logicalType, which
+pyarrow reads (every check of VERIFY and RESTORE), and the legacy
+converted_type, which DuckDB reads (every query). A file re-stored under a
+fresh sha256 with them disagreeing verified valid and restored, and then
+queries read other values: TEXT 'a' as 9.7, a BIGINT key -5 as
+18446744073709551611 (a lookup of -5 found nothing), or nothing at all (a
+500 for every SELECT). storage/backup/parquet_types.py."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.config import Config
+from tests.helpers import ok, replace_file, rows, sql
+from tests.parquet_footer import edit, get, put
+
+INT32, STRUCT = 5, 12  # Thrift compact types
+# SchemaElement fields
+CONVERTED, SCALE, PRECISION, LOGICAL, NAME = 6, 7, 8, 10, 4
+DECIMAL, UINT_64, BSON = 5, 14, 20  # ConvertedType
+
+
+def _column(meta: list[Any], name: str) -> list[Any]:
+    return next(e for e in get(meta, 2)[1] if get(e, NAME) == name.encode())
+
+
+def _text_as_decimal(meta: list[Any]) -> None:
+    v = _column(meta, "v")
+    put(v, CONVERTED, INT32, DECIMAL)
+    put(v, SCALE, INT32, 1)
+    put(v, PRECISION, INT32, 10)
+
+
+def _text_as_bson(meta: list[Any]) -> None:
+    put(_column(meta, "v"), CONVERTED, INT32, BSON)
+
+
+def _key_as_unsigned(meta: list[Any]) -> None:
+    key = _column(meta, "id")
+    put(key, LOGICAL, STRUCT, [[10, STRUCT, [[1, 3, 64], [2, 1, True]]]])  # INT(64, signed)
+    put(key, CONVERTED, INT32, UINT_64)
+
+
+def _date_without_converted_type(meta: list[Any]) -> None:
+    d = _column(meta, "d")
+    d[:] = [f for f in d if f[0] != CONVERTED]  # DuckDB: INTEGER
+
+
+CRAFTS = {
+    "text_as_decimal": _text_as_decimal,
+    "text_as_bson": _text_as_bson,
+    "key_as_unsigned": _key_as_unsigned,
+    "date_without_converted_type": _date_without_converted_type,
+}
+ROWS = [{"id": -5, "v": "a", "d": "2026-01-02"}, {"id": 1, "v": "b", "d": "2026-01-03"},
+        {"id": 100, "v": "c", "d": "2026-01-04"}]
+
+
+async def _backup(client: Any, root: Path) -> Path:
+    await ok(client, "CREATE NAMESPACE app")
+    await ok(client, "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT, d DATE)")
+    await ok(client, "INSERT INTO app.t VALUES (-5, 'a', '2026-01-02'), (1, 'b', '2026-01-03'), "
+                     "(100, 'c', '2026-01-04')")
+    await ok(client, "FLUSH TABLE app.t")
+    source = root / "src"
+    await ok(client, f"BACKUP DATABASE app TO '{source}' WITH (compression = 'none')")
+    return source
+
+
+@pytest.mark.parametrize("craft", sorted(CRAFTS))
+async def test_a_column_whose_readers_disagree_on_its_type_is_refused(
+        client: Any, cairn_config: Config, craft: str) -> None:
+    root = Path(cairn_config.backup.roots[0])
+    source = await _backup(client, root)
+    target = root / craft
+    shutil.copytree(source, target)
+    replace_file(target, "t", lambda data: edit(data, CRAFTS[craft]))
+    backup_id = next((target / "manifests").glob("*.json")).stem
+
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    assert "annotates column" in str(report["errors"]) and "another type" in str(report["errors"])
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "annotates column" in body["error"]["message"], body
+    status, body = await sql(client, "SELECT * FROM copy.t")
+    assert status == 404, body  # nothing installed
+
+
+async def test_a_footer_rewritten_unchanged_still_restores(
+        client: Any, cairn_config: Config) -> None:
+    """The control: the same file through the same footer editor, nothing
+    changed, re-stored and re-sealed (so the harness itself is no refusal)."""
+    root = Path(cairn_config.backup.roots[0])
+    source = await _backup(client, root)
+    target = root / "unchanged"
+    shutil.copytree(source, target)
+    replace_file(target, "t", lambda data: edit(data, lambda meta: None))
+    backup_id = next((target / "manifests").glob("*.json")).stem
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is True, report
+    await ok(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    got = await rows(client, "SELECT id, v, CAST(d AS TEXT) AS d FROM copy.t ORDER BY id")
+    assert got == ROWS
+    assert await rows(client, "SELECT v FROM copy.t WHERE id = -5") == [{"v": "a"}]
