@@ -135,3 +135,16 @@ def chunk_meta(meta: list[Field], group: int, column: int) -> list[Field]:
     """ColumnMetaData of one column chunk (FileMetaData.row_groups[g].columns[c].meta_data)."""
     chunks = get(get(meta, 4)[1][group], 1)[1]
     return get(chunks[column], 3)  # type: ignore[no-any-return]
+
+
+def edit_page_header(data: bytes, offset: int, change: Any) -> bytes:
+    """The Parquet file `data` with the Thrift PageHeader at `offset` passed
+    through `change(fields)` (in place); its encoded length must not change."""
+    reader = _In(data)
+    reader.at = offset
+    fields = reader.struct()
+    length = reader.at - offset
+    change(fields)
+    header = _out(fields)
+    assert len(header) == length, (len(header), length)
+    return data[:offset] + header + data[offset + length:]

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..types import OW, SEQ, USER, arrow_type
-from . import check_reader, footer_guard, footers, parquet_types
+from . import check_reader, duck_read, footer_guard, footers, parquet_types
 from .check_reader import CheckReader
 from .column_checks import Group
 from .rowchecks import Checks, outside
@@ -295,7 +295,10 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
         check_reader.release()  # what the decoding took goes back
     if rows != f.rows:
         return f"{what} holds {rows} rows, its entry says {f.rows}"
-    return None
+    # What pyarrow read, DuckDB must read too: queries do (duck_read.py).
+    wrong = duck_read.problem(source, [n for n, _ in expected_schema(table, f.schema_version)],
+                              f.rows)
+    return None if wrong is None else f"{what} {wrong}"
 
 
 PLAIN_DICTIONARY = 4 << 20  # a dictionary page past this: the column is read as a dictionary

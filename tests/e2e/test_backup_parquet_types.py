@@ -140,3 +140,51 @@ async def test_statistics_only_in_the_deprecated_fields_are_refused(
     assert report["is_valid"] is False and "deprecated statistics" in str(report["errors"]), report
     status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
     assert status == 422 and "deprecated statistics" in body["error"]["message"], body
+
+
+async def test_a_file_duckdb_cannot_read_is_refused(client: Any, cairn_config: Config) -> None:
+    """pyarrow ignores a page header's uncompressed size in an uncompressed
+    chunk; DuckDB refuses the file ("corrupted: uncompressed page size
+    mismatch"). Such a file verified valid and was restored, and every
+    SELECT of the table then failed, naming the server's data file."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.parquet_footer import chunk_meta, edit_page_header
+
+    root = Path(cairn_config.backup.roots[0])
+    source = await _backup(client, root)
+    target = root / "pages"
+    shutil.copytree(source, target)
+
+    def sizes_disagree(data: bytes) -> bytes:
+        out = io.BytesIO()
+        pq.write_table(pq.read_table(pa.BufferReader(data)), out, compression="none")
+        plain = out.getvalue()
+        n = int.from_bytes(plain[-8:-4], "little")
+        holder: list[Any] = []
+        edit(plain, holder.append)  # the footer's fields, read only
+        meta = holder[0]
+        column = [get(e, NAME) for e in get(meta, 2)[1][1:]].index(b"v")
+        cm = chunk_meta(meta, 0, column)
+        # the chunk's first page: its dictionary page, else its first data page
+        first = get(cm, 11) if any(f[0] == 11 for f in cm) else get(cm, 9)
+        assert n and first
+
+        def one_more(header: list[Any]) -> None:
+            put(header, 2, INT32, get(header, 2) + 1)  # uncompressed_page_size
+
+        return edit_page_header(plain, first, one_more)
+
+    replace_file(target, "t", sizes_disagree)
+    backup_id = next((target / "manifests").glob("*.json")).stem
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    assert "cannot be read by DuckDB" in str(report["errors"]), report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and "cannot be read by DuckDB" in body["error"]["message"], body
+    assert str(Path(cairn_config.storage.data_dir)) not in body["error"]["message"]
+    status, body = await sql(client, "SELECT * FROM copy.t")
+    assert status == 404, body  # nothing installed
