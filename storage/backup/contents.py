@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..files import NAN_RULE
 from ..types import OW, SEQ, USER, arrow_type
 from . import check_reader, duck_read, footer_guard, footers, parquet_types
 from .check_reader import CheckReader
@@ -247,11 +248,13 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
             wrong = _claimed_too_large(pf.metadata, [index[n] for n in sorted(texts)], budget)
             if wrong is not None:
                 return f"{what} {wrong}"
+            nan_rule = NAN_RULE.items() <= (pf.metadata.metadata or {}).items()
             for g in range(pf.metadata.num_row_groups):
                 group = pf.metadata.row_group(g)
                 said = {n: group.column(index[n]).statistics for n in names}
                 others = Group(checks.columns,
-                               {n: group.column(index[n]).statistics for n in everything})
+                               {n: group.column(index[n]).statistics for n in everything},
+                               nan_rule)
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g],
                                              columns=names + [n for n in everything
                                                               if n not in plain]):

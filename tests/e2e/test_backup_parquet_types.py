@@ -188,3 +188,40 @@ async def test_a_file_duckdb_cannot_read_is_refused(client: Any, cairn_config: C
     assert str(Path(cairn_config.storage.data_dir)) not in body["error"]["message"]
     status, body = await sql(client, "SELECT * FROM copy.t")
     assert status == 404, body  # nothing installed
+
+
+async def test_statistics_hiding_a_nan_in_a_file_that_says_it_writes_none_are_refused(
+        client: Any, cairn_config: Config) -> None:
+    """A DOUBLE column's minimum and maximum leave NaN out and DuckDB skips
+    row groups by them; Cairn's files write none for such a column and say
+    so (`cairn.nan_statistics: none`), so a restore mends only files that do
+    not say it. A file saying it, with such statistics written, verified
+    valid and restored: SELECT * showed the NaN row, `WHERE isnan(n)` and
+    `WHERE n > 100` did not."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(cairn_config.backup.roots[0])
+    await ok(client, "CREATE NAMESPACE app")
+    await ok(client, "CREATE TABLE app.t (id BIGINT PRIMARY KEY, n DOUBLE)")
+    await ok(client, "INSERT INTO app.t VALUES (1, 1.0), (2, 'NaN'), (3, 3.0)")
+    await ok(client, "FLUSH TABLE app.t")
+    target = root / "nan"
+    await ok(client, f"BACKUP DATABASE app TO '{target}' WITH (compression = 'none')")
+
+    def with_statistics(data: bytes) -> bytes:
+        rows_ = pq.read_table(pa.BufferReader(data))
+        assert (rows_.schema.metadata or {}).get(b"cairn.nan_statistics") == b"none"
+        out = io.BytesIO()
+        pq.write_table(rows_, out, compression="zstd", write_statistics=True)
+        return out.getvalue()
+
+    replace_file(target, "t", with_statistics)
+    backup_id = next((target / "manifests").glob("*.json")).stem
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    assert "leave out the NaN it holds" in str(report["errors"]), report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and "leave out the NaN" in body["error"]["message"], body
