@@ -16,12 +16,14 @@ for the process, a cursor a file."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
+from catalog.diskerrors import shortage
 from storage.sandbox import scratch_config
 
 # As nanreader.py's: no answer from the footer's statistics.
@@ -31,7 +33,20 @@ NOT_BY_STATISTICS = "statistics_propagation,filter_pushdown,expression_rewriter"
 def problem(source: str | IO[bytes], columns: list[str], rows: int) -> str | None:
     """None when DuckDB reads every value of `columns` of the Parquet file
     `source` (a path, or a file object of the whole content) and counts
-    `rows`, else what is wrong (a phrase to follow the file's name)."""
+    `rows`, else what is wrong (a phrase to follow the file's name). A server
+    out of descriptors or memory is UNAVAILABLE (503), not a damaged file."""
+    try:
+        return _problem(source, columns, rows)
+    except OSError as exc:
+        if (short := shortage(exc, DOING)) is not None:
+            raise short from exc
+        raise
+
+
+DOING = "cannot check a file of the backup with DuckDB"
+
+
+def _problem(source: str | IO[bytes], columns: list[str], rows: int) -> str | None:
     import duckdb
 
     with _path_of(source) as path, _cursor() as con:
@@ -41,16 +56,18 @@ def problem(source: str | IO[bytes], columns: list[str], rows: int) -> str | Non
                     terms = "".join(f', max(hash("{c}"))' for c in part)
                     got = con.execute(f"SELECT count(*){terms} FROM read_parquet(?)",
                                       [path]).fetchone()
-                except duckdb.OutOfMemoryException:
+                except duckdb.OutOfMemoryException as exc:
                     if len(part) > 1:
                         continue  # then one column at a time (_parts)
-                    raise
+                    raise shortage(OSError(errno.ENOMEM, str(exc)), DOING) or exc from exc
                 counted = got[0] if got else 0
                 if counted != rows:
                     return f"holds {counted} rows to DuckDB, its entry says {rows}"
                 if len(part) == len(columns):
                     break
         except duckdb.Error as exc:
+            if (short := shortage(exc, DOING)) is not None:
+                raise short from exc
             why = str(exc).splitlines()[0].replace(path, "the file")[:300]
             return f"cannot be read by DuckDB, which every query reads it with ({why})"
     return None

@@ -1,0 +1,48 @@
+"""storage/backup/duck_read.py: DuckDB, the reader of every query, reads each
+file of a backup whole before VERIFY calls it valid or RESTORE installs it
+(tests/e2e/test_backup_parquet_types.py has the crafted files end to end)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from catalog.diskerrors import DataDirUnavailable
+from storage.backup import duck_read
+from tests.helpers import no_descriptor_left
+
+
+def _file(tmp_path: Path) -> Path:
+    path = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "v": ["a", "b", None]}), path)
+    return path
+
+
+def test_a_file_is_read_from_a_path_a_descriptor_or_memory(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    assert duck_read.problem(str(path), ["id", "v"], 3) is None
+    with open(path, "rb") as f:
+        assert duck_read.problem(f, ["id", "v"], 3) is None
+    assert duck_read.problem(io.BytesIO(path.read_bytes()), ["id", "v"], 3) is None
+    wrong = duck_read.problem(str(path), ["id", "v"], 4)
+    assert wrong == "holds 3 rows to DuckDB, its entry says 4"
+
+
+def test_a_file_duckdb_refuses_is_named_without_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "cut.parquet"
+    path.write_bytes(_file(tmp_path).read_bytes()[:-20] + b"PAR1")
+    wrong = duck_read.problem(str(path), ["id", "v"], 3)
+    assert wrong is not None and wrong.startswith("cannot be read by DuckDB")
+    assert str(tmp_path) not in wrong
+
+
+def test_a_server_out_of_descriptors_is_unavailable_not_a_damaged_file(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    assert duck_read.problem(str(path), ["id", "v"], 3) is None  # the process's database made
+    with no_descriptor_left(), pytest.raises(DataDirUnavailable) as caught:
+        duck_read.problem(str(path), ["id", "v"], 3)
+    assert "open-files limit" in str(caught.value)
