@@ -33,10 +33,8 @@ from catalog import Batch, DataFile, Namespace, Table, TableSchema
 from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
-from . import clock_floor, nanstats, schema
-from .backup import footers
-from .backup.contents import problem as content_problem
-from .backup.contents import tail_of, values_problem
+from . import clock_floor, jobproc, nanstats, schema
+from .backup.fetched_checks import first_problem
 from .backup.restored import restored_namespace
 from .backup.restored_tables import recorded
 from .backup.schema import FileEntry, Manifest, TableEntry, to_doc
@@ -134,7 +132,7 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
         check_history(registry, restore)  # refused before a file is fetched
         records = _fetch_all(registry, restore, fetch, work, spent, written,
                              side.raise_failed if side is not None else None)
-        _check_contents(registry, restore, records)
+        _check_contents(registry, restore, records, work)
         known = None
         if side is not None:
             out = side.join()
@@ -231,25 +229,17 @@ def _settle(registry: Registry, restore: Restore, out: Beside,
     return kept
 
 
-def _check_contents(registry: Registry, restore: Restore, records: list[DataFile]) -> None:
+def _check_contents(registry: Registry, restore: Restore, records: list[DataFile],
+                    work: Work) -> None:
     """Every fetched file is the file its entry describes (backup/contents.py,
-    the check VERIFY makes too)."""
+    the check VERIFY makes too), read in a job process (fetched_checks.py)."""
     entries = {(restore.table_uids[t.name], f.content_sha256): (f, t)
                for t in restore.manifest.tables if t.name in restore.table_uids
                for f in t.files}
-
-    def problem(rec: DataFile) -> str | None:
-        f, t = entries[(rec.table_uid, rec.sha256)]
-        path = str(registry.files.abs(rec.path))
-        return (content_problem(tail_of(path, footers.bound(t, f).tail), f, t)
-                or values_problem(path, f, t))
-
-    # Every column is decoded (column_checks.py): ~100 MB at its peak for a
-    # file of 1,000-byte values, so one file at a time (two at once took a
-    # restore's peak RSS +350 MB).
-    for rec in records:
-        if (wrong := problem(rec)) is not None:
-            raise BackupInvalid(wrong)
+    items = [(str(registry.files.abs(rec.path)), *entries[(rec.table_uid, rec.sha256)])
+             for rec in records]
+    if items and (wrong := jobproc.call(work, first_problem, items)) is not None:
+        raise BackupInvalid(wrong)
 
 
 def _count_live(registry: Registry, restore: Restore, files: list[DataFile],

@@ -86,7 +86,7 @@ def run_many(registry: Registry, restores: list[Restore], fetch: Fetch, work: Wo
         records: list[list[DataFile]] = []
         for r in restores:
             got = _fetch_all(registry, r, fetch, offset, spent, written)
-            _check_contents(registry, r, got)  # each file is what its entry says
+            _check_contents(registry, r, got, work)  # each file is what its entry says
             got = nanstats.mend_restored(registry.files, got, written)
             records.append(got)
             offset.files += r.files_total
