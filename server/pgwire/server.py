@@ -3,7 +3,14 @@ authentication, then one `Connection` per client.
 
 A protocol violation (a bad length, an unknown message, a broken start-up) is
 answered with FATAL 08P01 and the connection is closed; nothing a client sends
-can stop the server. Start-up must finish within STARTUP_TIMEOUT seconds."""
+can stop the server. Start-up must finish within STARTUP_TIMEOUT seconds.
+
+A connection that has not logged in yet holds its place only until a newer
+one needs it: when every place is taken, the oldest connection still starting
+is closed (FATAL 53300) to make room, and only connections that have logged
+in make a newcomer be refused. 200 sockets that never sent a byte (no token
+needed) held every place, the admins' reserve included (it is checked after
+authentication), each for STARTUP_TIMEOUT, renewed at will."""
 
 from __future__ import annotations
 
@@ -49,6 +56,8 @@ class PgServer:
                                       cairn.config.storage.duckdb_release_memory)
         self.connections: dict[int, tuple[int, Connection]] = {}
         self._clients: set[asyncio.StreamWriter] = set()
+        # Those of `_clients` not logged in yet, oldest first (`_make_room`).
+        self._starting: dict[asyncio.StreamWriter, None] = {}
         self._role_users: dict[asyncio.StreamWriter, str] = {}  # a role user's connections
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -110,10 +119,11 @@ class PgServer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._clients.add(writer)
+        self._starting[writer] = None
         pid = 0
         conn: Connection | None = None
         try:
-            if len(self._clients) > self.max_clients():
+            if len(self._clients) > self.max_clients() and not self._make_room(writer):
                 raise PgError("53300", "sorry, too many clients already", severity="FATAL")
             started = await asyncio.wait_for(self._startup(reader, writer), STARTUP_TIMEOUT)
             if started is None:
@@ -146,6 +156,7 @@ class PgServer:
                 conn.held.release()  # its answers' bytes (answers.py)
             self.connections.pop(pid, None)
             self._clients.discard(writer)
+            self._starting.pop(writer, None)
             self._role_users.pop(writer, None)
             writer.close()
 
@@ -180,6 +191,7 @@ class PgServer:
                           severity="FATAL")
         session = await self._authenticate(reader, writer, user)
         assert session.user_id is not None
+        self._starting.pop(writer, None)  # logged in: no newcomer takes its place now
         self._admit(writer, holder(session))
         try:  # PostgreSQL, too, refuses a start-up setting it cannot take only now
             settings = chatter.Settings(session.user_id, startup, session.is_admin, session)
@@ -201,6 +213,22 @@ class PgServer:
         conn.portals.rows = Rows(self.portal_rows, conn.tally.who)
         settings.session = conn.session  # the connection's own copy follows search_path & co.
         return conn, pid, secret
+
+    def _make_room(self, writer: asyncio.StreamWriter) -> bool:
+        """Every place is taken and `writer` is one too many: close the oldest
+        connection that has not logged in yet (FATAL 53300), if there is one
+        but `writer`. False if every other connection has logged in."""
+        oldest = next((w for w in self._starting if w is not writer), None)
+        if oldest is None:
+            return False
+        del self._starting[oldest]
+        self._clients.discard(oldest)
+        with contextlib.suppress(Exception):  # it may have gone meanwhile
+            oldest.write(messages.error(
+                "FATAL", "53300", "sorry, too many clients already: this connection had not "
+                "logged in when a newer one needed its place"))
+        oldest.close()  # its task ends at the closed socket, in its own time
+        return True
 
     def _admit(self, writer: asyncio.StreamWriter, who: str | None) -> None:
         """A role user `who` holds at most a quarter of the connections

@@ -7,6 +7,8 @@ an admin can always connect."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,3 +75,47 @@ def test_one_role_user_holds_a_quarter_and_admins_keep_their_slots(server: PgSer
     finally:
         for conn in held:
             conn.close()
+
+
+def _idle_sockets(pg: PgServer, n: int) -> list[socket.socket]:
+    """`n` connections that never send a byte (no start-up, no token)."""
+    return [socket.create_connection(("127.0.0.1", pg.port), timeout=30) for _ in range(n)]
+
+
+def _said(sock: socket.socket) -> bytes:
+    """What the server wrote before closing `sock` (b"" if it wrote nothing)."""
+    sock.settimeout(30)
+    out = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(4096):
+            out += chunk
+    return out
+
+
+def test_sockets_that_never_log_in_do_not_lock_anyone_out(server: PgServer) -> None:
+    """Every place held by sockets that sent nothing (a stranger needs no
+    token for that) refused an admin and everyone else 'sorry, too many
+    clients already', the admins' reserve included, for as long as the
+    sockets were renewed (each lived STARTUP_TIMEOUT, 30 s). Now the oldest
+    connection still starting gives its place to a newer one."""
+    idle = _idle_sockets(server, MAX_CONNECTIONS + 5)
+    try:
+        for user in ("root", "mallory"):
+            with _connect(server, user) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        # The first sockets gave their places, and were told why.
+        said = _said(idle[0])
+        assert b"53300" in said and b"had not logged in" in said, said
+        # Connections that have logged in keep theirs: the places all taken by
+        # them, one more is refused, and none of them is closed.
+        held = [_connect(server, "root") for _ in range(MAX_CONNECTIONS)]
+        try:
+            with pytest.raises(psycopg.OperationalError, match="too many clients"):
+                psycopg.connect(server.dsn("root", password="root-77c1", sslmode="disable"))
+            assert all(c.execute("SELECT 2").fetchone() == (2,) for c in held)
+        finally:
+            for conn in held:
+                conn.close()
+    finally:
+        for sock in idle:
+            sock.close()
