@@ -9,7 +9,13 @@ files" reading its source, and could not clean up its target. So at start the
 soft limit is raised to the hard one (`raise_open_files`, as Go's runtime
 does), and HTTP connections past `[server] max_connections` (or past what the
 limit leaves once RESERVED descriptors are kept for the server's own files and
-the PostgreSQL listener) are answered 503 UNAVAILABLE and closed.
+the PostgreSQL listener) are answered 503 UNAVAILABLE and closed. Past the
+limit an idle connection (no request being received, run or answered) gives
+its place first: the oldest is answered the same 503 and closed, and the
+newcomer is served; only when every connection is busy is the newcomer
+refused. Before 2026-12-07 `max_connections` sockets that never sent a byte
+(no token needed) had every request, an admin's too, answered 503 for as
+long as they were renewed (each lived `header_timeout_seconds`).
 
 The catalog holds descriptors for good as well: RocksDB opens its directory
 again for each column family created while it runs (until 2026-12-06 one per
@@ -24,6 +30,7 @@ PostgreSQL's both, counted as each new connection comes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -103,11 +110,13 @@ class Connections:
         self.open = 0
         self.refused = 0
         self.lingering = 0
+        self.evicted = 0
+        self.live: dict[_Counted, None] = {}  # the counted connections, oldest first
 
     def factory(self, make: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         def protocol() -> asyncio.Protocol:
             limit = self.limit()
-            if self.open >= limit:
+            if self.open >= limit and not self._make_room(limit):
                 self.refused += 1
                 if self.refused == 1 or self.refused % 1000 == 0:
                     log.warning("HTTP connection refused: %d open, at most %d (max_connections, "
@@ -115,9 +124,24 @@ class Connections:
                                 self.open, limit, self.refused)
                 return _Refused(self, limit, self.linger())
             self.open += 1
-            return _Counted(make(), self)
+            counted = _Counted(make(), self)
+            self.live[counted] = None
+            return counted
 
         return protocol
+
+    def _make_room(self, limit: int) -> bool:
+        """Every place is taken: answer the oldest idle connection 503 and close
+        it (its place is the newcomer's); False if every connection is busy."""
+        oldest = next((c for c in self.live if c.idle()), None)
+        if oldest is None:
+            return False
+        oldest.evict(_answer(limit))
+        self.evicted += 1
+        if self.evicted == 1 or self.evicted % 1000 == 0:
+            log.warning("HTTP connections: every place taken (%d); the oldest idle one closed "
+                        "for a newer one (closed so far: %d)", limit, self.evicted)
+        return True
 
 
 def _answer(limit: int) -> bytes:
@@ -196,11 +220,43 @@ class _Counted(asyncio.Protocol):
         self.inner = inner
         self.connections = connections
         self.counted = True
+        self.heard = False  # a byte received
+        self.transport: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
         self.inner.connection_made(transport)
 
+    def idle(self) -> bool:
+        """Waiting for a request (none of its headers, or not all of them,
+        received) with nothing left to send: no byte received yet, or
+        aiohttp's handler waits on its `_waiter` for the next message and none
+        is queued; and the transport holds no unsent bytes. While a request
+        runs, or between its headers' arrival and its handler's start,
+        `_waiter` is None or done. A protocol that does not say so is busy."""
+        if self.transport is None or self.transport.get_write_buffer_size():
+            return False
+        if not self.heard:  # not a byte yet: no request to lose (its handler may not run yet)
+            return True
+        waiter = getattr(self.inner, "_waiter", None)
+        return (isinstance(waiter, asyncio.Future) and not waiter.done()
+                and not getattr(self.inner, "_messages", True))
+
+    def evict(self, answer: bytes) -> None:
+        """Give up this connection's place now: `answer`, then closed."""
+        self._uncount()
+        with contextlib.suppress(Exception):  # it may be closing already
+            self.transport.write(answer)
+        self.transport.close()
+
+    def _uncount(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.connections.open -= 1
+            self.connections.live.pop(self, None)
+
     def data_received(self, data: bytes) -> None:
+        self.heard = True
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -213,9 +269,7 @@ class _Counted(asyncio.Protocol):
         self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.counted:
-            self.counted = False
-            self.connections.open -= 1
+        self._uncount()
         self.inner.connection_lost(exc)
 
     def __getattr__(self, name: str) -> Any:
