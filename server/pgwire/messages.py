@@ -203,6 +203,14 @@ def auth_request(code: int, extra: bytes = b"") -> bytes:
 AUTH_OK = auth_request(0)
 
 
+def negotiate_protocol(unrecognised: list[str]) -> bytes:
+    """NegotiateProtocolVersion: protocol 3.0 is the newest spoken here, and
+    the `_pq_.` start-up options not understood (as PostgreSQL answers a
+    client that asked for a newer minor version or a protocol option)."""
+    return message(b"v", _I32.pack(PROTOCOL_3) + _I32.pack(len(unrecognised))
+                   + b"".join(cstr(name) for name in unrecognised))
+
+
 def parameter_status(name: str, value: str) -> bytes:
     return message(b"S", cstr(name) + cstr(value))
 

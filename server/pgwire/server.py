@@ -185,6 +185,13 @@ class PgServer:
             raise PgError("0A000", f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}",
                           severity="FATAL")
         startup = _startup_params(body)
+        # Protocol options (`_pq_.`) are none of the session's settings; a client that
+        # asked for any, or for a newer 3.x, is told 3.0 and none (PostgreSQL's answer).
+        options = [key for key in startup if key.startswith("_pq_.")]
+        for key in options:
+            del startup[key]
+        if code != messages.PROTOCOL_3 or options:
+            writer.write(messages.negotiate_protocol(options))
         user = startup.get("user", "")
         if not user:
             raise PgError("28000", "no PostgreSQL user name specified in startup packet",
@@ -289,12 +296,26 @@ async def _password_message(reader: asyncio.StreamReader) -> messages.Payload:
 
 
 def _startup_params(body: messages.Payload) -> dict[str, str]:
+    """The start-up packet's name/value pairs, which end with a NUL that must be
+    its last byte (as PostgreSQL reads it: bytes after it, or no end, were
+    taken as they came). A name given twice is refused, never one of the two
+    picked: with auth.mode "none" `user` is who is calling, and a proxy in
+    front that read the other one would disagree (as for HTTP headers)."""
     out: dict[str, str] = {}
-    while not body.done():
+    while True:
+        if body.done():
+            raise messages.ProtocolViolation(
+                "invalid startup packet layout: expected terminator as last byte")
         key = body.cstring()
         if not key:
             break
+        if key in out:
+            raise messages.ProtocolViolation(
+                f"startup parameter {key[:64]!r} is sent twice; send it once")
         out[key] = body.cstring()
+    if not body.done():
+        raise messages.ProtocolViolation(
+            "invalid startup packet layout: expected terminator as last byte")
     return out
 
 
