@@ -50,6 +50,7 @@ from .request_body import (
     read_sql_request,
     send_continue,
 )
+from .request_share import answer_and_close, held_request
 from .result import dumps_with_raw, error_body
 from .state import Cairn, Session
 from .threadshare import held_by
@@ -77,16 +78,15 @@ def error_response(error: CairnError, started: float, status: int | None = None,
 
 @web.middleware
 async def encoded_body_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """No lingering over a compressed body the answer left unread.
-
-    After an answer, aiohttp reads and drops what is left of the body for up
-    to 10 s ("lingering"), so the client can still read the answer. Over a
-    `Content-Encoding` body it decompresses everything it drops, in a loop
-    that does not yield: an 8 MB gzip body of zeros (8 GB decoded) sent
-    without a token held the event loop for 4-6 s at a time, 10 s in all,
-    every other client waiting. So when a compressed body is left unread (a
-    401, a 413, a 404, a route that takes no body), the answer is sent here and
-    the connection closed at once."""
+    """No lingering over a compressed body the answer left unread. After an
+    answer, aiohttp reads and drops what is left of the body for up to 10 s
+    ("lingering"), so the client can still read the answer. Over a
+    `Content-Encoding` body it decompresses everything it drops, in a loop that
+    does not yield: an 8 MB gzip body of zeros (8 GB decoded) sent without a
+    token held the event loop for 4-6 s at a time, 10 s in all, every other
+    client waiting. So when a compressed body is left unread (a 401, a 413, a
+    404, a route that takes no body), the answer is sent here and the
+    connection closed at once."""
     if not request.body_exists or "Content-Encoding" not in request.headers:
         return await handler(request)
     try:
@@ -147,6 +147,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         resp = error_response(exc, started)
         if retry := getattr(exc, "retry_after", None):  # BodiesBusy: the bodies' budget
             resp.headers["Retry-After"] = str(retry)
+        if getattr(exc, "close", False):  # RequestsBusy: its place is given back at once
+            return await answer_and_close(request, resp)
         return resp
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CAIRN].config.server.max_request_bytes
@@ -177,9 +179,8 @@ def json_bytes(body: Any) -> bytes:
         return dumps_with_raw(body).encode()
 
 
-# Rows encoded at once: msgspec holds the GIL for a whole call, so a large
-# answer is encoded (on a statement thread) a slice of rows at a time, and the
-# event loop gets the GIL between slices.
+# Rows encoded at once: msgspec holds the GIL for a whole call, so a large answer is
+# encoded (on a statement thread) a slice of rows at a time, the loop getting it between.
 ROWS_PER_SLICE = 2000
 
 
@@ -213,9 +214,8 @@ async def answer_body(cairn: Cairn, body: dict[str, Any]) -> bytes:
 
 
 SEND_CHUNK = 1 << 20  # an answer is sent this many bytes at a time
-# The slowest a client may take a large answer, on average, beside
-# send_timeout_seconds of slack: the whole of it must be sent within
-# send_timeout_seconds + size / MIN_SEND_RATE (a 64 MiB answer: 60 + 256 s).
+# The slowest a client may take a large answer, on average, beside send_timeout_seconds of
+# slack: all of it within send_timeout_seconds + size / MIN_SEND_RATE (64 MiB: 60 + 256 s).
 MIN_SEND_RATE = 256 << 10  # bytes a second
 
 
@@ -278,7 +278,8 @@ async def handle_sql(request: web.Request) -> web.StreamResponse:
     check_origin(request, cairn.config.server)
     session = authenticate(request, cairn.config.auth)
     request[USER] = session.user_id
-    with (body_budget(request, cairn, holder(session)),  # 503 before the body is read if no room
+    with (held_request(cairn, holder(session)),  # a role user's share of the places
+          body_budget(request, cairn, holder(session)),  # 503 before the body is read if no room
           held_by(session)):  # a role user's share of the statement threads (threadshare.py)
         return await _answer_sql(request, cairn, session, started)
 
@@ -413,10 +414,10 @@ def close_state(cairn: Cairn) -> None:
 
 
 def connection_options(config: Config) -> dict[str, Any]:
-    """aiohttp's per-connection settings (for `web.AppRunner` / `TestServer`):
-    a connection idle, or still sending its request line and headers, past
-    `header_timeout_seconds` (counted from its start or its previous answer)
-    is closed. The body has its own limit (`read_body`)."""
+    """aiohttp's per-connection settings (for `web.AppRunner` / `TestServer`): a
+    connection idle, or still sending its request line and headers, past
+    `header_timeout_seconds` (from its start or its previous answer) is
+    closed. The body has its own limit (`read_body`)."""
     seconds = config.server.header_timeout_seconds
     return {"keepalive_timeout": seconds} if seconds > 0 else {}
 

@@ -1,0 +1,81 @@
+"""A role user's share of the HTTP listener's places: requests in progress.
+
+A request holds its connection's place from its headers to its answer, its
+body's arrival included (up to `body_timeout_seconds`). One role user's
+`max_connections` requests whose 1-byte bodies never came held every place:
+every other request, an admin's too, was answered 503 "too many connections"
+for as long as they were renewed (their bodies' bytes were nothing to
+`max_inflight_request_bytes`). As the PostgreSQL listener keeps one role user
+to a quarter of its places and role users together to all but a few, a role
+user's requests in progress are at most a quarter of `[server]
+max_connections` (never less than 1), and role users' together all but
+ADMIN_RESERVED: one more is answered 503 UNAVAILABLE with Retry-After: 1,
+before its body is read, and its connection closed. Admins, and every caller
+of `auth.mode = "none"`, are not counted."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+
+from catalog.errors import Unavailable
+
+from .budget import SHARE
+
+ADMIN_RESERVED = 3  # places role users' requests never take (as pgwire's)
+
+_HELD: weakref.WeakKeyDictionary[Any, Counter[str]] = weakref.WeakKeyDictionary()
+
+
+class RequestsBusy(Unavailable):
+    """A role user's requests in progress are at their share: 503 with
+    Retry-After, before the body is read; the connection is closed (`close`)."""
+
+    retry_after = 1
+    close = True
+
+
+def shares(max_connections: int) -> tuple[int, int]:
+    """(one role user's requests at most, role users' together at most)."""
+    return max(1, max_connections // SHARE), max(1, max_connections - ADMIN_RESERVED)
+
+
+@contextlib.contextmanager
+def held_request(cairn: Any, who: str | None) -> Iterator[None]:
+    """Role user `who`'s request counted while it runs (None: not counted)."""
+    if who is None:
+        yield
+        return
+    held = _HELD.setdefault(cairn, Counter())
+    mine, together = shares(cairn.config.server.max_connections)
+    if held[who] >= mine:
+        raise RequestsBusy(
+            f"too many requests of user '{who}' at once: it has {held[who]} in progress, its "
+            f"share (a quarter) of the {cairn.config.server.max_connections} connections "
+            "this server takes ([server] max_connections); try again when one has ended")
+    if held.total() >= together:
+        raise RequestsBusy("too many requests of role users at once: the remaining places are "
+                           "kept for admins; try again shortly")
+    held[who] += 1
+    try:
+        yield
+    finally:
+        held[who] -= 1
+        if not held[who]:
+            del held[who]
+
+
+async def answer_and_close(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """Send `resp` and close the connection at once: its body is never read
+    (aiohttp would otherwise wait up to 10 s for the rest of it, the place
+    still held)."""
+    resp.force_close()
+    await resp.prepare(request)
+    await resp.write_eof()
+    request.protocol.force_close()
+    return resp
