@@ -50,7 +50,7 @@ from .request_body import (
     read_sql_request,
     send_continue,
 )
-from .request_share import answer_and_close, held_request
+from .request_share import answer_and_close, count_answers, held_request
 from .result import dumps_with_raw, error_body
 from .state import Cairn, Session
 from .threadshare import held_by
@@ -425,7 +425,7 @@ def connection_options(config: Config) -> dict[str, Any]:
 def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
     """The app; opens its state on start-up unless `cairn` is given (tests, CLI)."""
     app = web.Application(
-        middlewares=[encoded_body_middleware, metrics_middleware, error_middleware],
+        middlewares=[count_answers, encoded_body_middleware, metrics_middleware, error_middleware],
         client_max_size=config.server.max_request_bytes,
         handler_args={"auto_decompress": False},  # decoded once complete: body_decoding.py
     )

@@ -213,6 +213,16 @@ class _Refused(asyncio.Protocol):
         self.timer = asyncio.get_running_loop().call_later(LINGER, self.transport.close)
 
 
+_BY_TRANSPORT: dict[Any, _Counted] = {}  # the counted connections, by their transports
+
+
+def answered(transport: Any) -> None:
+    """The app has answered a request on `transport`'s connection (`_Counted.idle`;
+    request_share.count_answers)."""
+    if (counted := _BY_TRANSPORT.get(transport)) is not None:
+        counted.answered += 1
+
+
 class _Counted(asyncio.Protocol):
     """aiohttp's protocol for one connection, counted until it is lost."""
 
@@ -221,26 +231,30 @@ class _Counted(asyncio.Protocol):
         self.connections = connections
         self.counted = True
         self.heard = False  # a byte received
+        self.answered = 0  # requests the app has answered (count_answers)
         self.transport: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        _BY_TRANSPORT[transport] = self
         self.inner.connection_made(transport)
 
     def idle(self) -> bool:
-        """Waiting for a request (none of its headers, or not all of them,
-        received) with nothing left to send: no byte received yet, or
-        aiohttp's handler waits on its `_waiter` for the next message and none
-        is queued; and the transport holds no unsent bytes. While a request
-        runs, or between its headers' arrival and its handler's start,
-        `_waiter` is None or done. A protocol that does not say so is busy."""
+        """No request being received, run or answered, nothing left to send:
+        no byte received yet; or every request aiohttp has parsed on it was
+        answered by the app (`answered`, counted by `count_answers` when its
+        handler returns) and none runs (aiohttp may still be dropping an unread
+        body for up to 10 s, "lingering": its answer went). Between a request's
+        headers and its handler's start it is parsed and not yet answered. A
+        protocol that does not say so is busy."""
         if self.transport is None or self.transport.get_write_buffer_size():
             return False
         if not self.heard:  # not a byte yet: no request to lose (its handler may not run yet)
             return True
-        waiter = getattr(self.inner, "_waiter", None)
-        return (isinstance(waiter, asyncio.Future) and not waiter.done()
-                and not getattr(self.inner, "_messages", True))
+        inner = self.inner
+        return (getattr(inner, "_request_in_progress", True) is False
+                and not getattr(inner, "_messages", True)
+                and self.answered >= getattr(inner, "_request_count", self.answered + 1))
 
     def evict(self, answer: bytes) -> None:
         """Give up this connection's place now: `answer`, then closed."""
@@ -250,6 +264,7 @@ class _Counted(asyncio.Protocol):
         self.transport.close()
 
     def _uncount(self) -> None:
+        _BY_TRANSPORT.pop(self.transport, None)
         if self.counted:
             self.counted = False
             self.connections.open -= 1

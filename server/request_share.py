@@ -25,6 +25,7 @@ from aiohttp import web
 
 from catalog.errors import Unavailable
 
+from . import limits
 from .budget import SHARE
 
 ADMIN_RESERVED = 3  # places role users' requests never take (as pgwire's)
@@ -79,3 +80,13 @@ async def answer_and_close(request: web.Request, resp: web.StreamResponse) -> we
     await resp.write_eof()
     request.protocol.force_close()
     return resp
+
+
+@web.middleware
+async def count_answers(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Count each request the app has answered on its connection: one whose
+    answer went is idle while aiohttp drops its unread body (limits.py)."""
+    try:
+        return await handler(request)
+    finally:
+        limits.answered(request.transport)

@@ -125,6 +125,30 @@ def test_idle_connections_give_their_places_to_newer_ones(capped: ServerProcess)
             sock.close()
 
 
+def test_a_connection_whose_answer_went_gives_its_place_while_its_body_is_dropped(
+        capped: ServerProcess) -> None:
+    """A request answered before its body was read (a 401 without a token, a
+    404) left aiohttp dropping the body for up to 10 s ("lingering"), the
+    connection busy: max_connections of them, renewed every 10 s by a
+    stranger, had every other request answered 503. Its answer sent, it is
+    idle now, and gives its place to a newer connection."""
+    answered = []
+    try:
+        for _ in range(4):
+            sock = socket.create_connection(("127.0.0.1", capped.port), timeout=10)
+            sock.sendall(b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += sock.recv(4096)
+            assert got.startswith(b"HTTP/1.1 404"), got
+            answered.append(sock)
+        out = _exchange(capped.port)
+        assert out.startswith(b"HTTP/1.1 200") and b'"one":1' in out, out
+    finally:
+        for sock in answered:
+            sock.close()
+
+
 def _rest(sock: socket.socket) -> bytes:
     """What the server writes until it closes `sock`."""
     out = b""
