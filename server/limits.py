@@ -104,9 +104,10 @@ class Connections:
     wait for their request (`_Refused`)."""
 
     def __init__(self, limit: Callable[[], int],
-                 linger: Callable[[], int] = lambda: LINGER_MAX) -> None:
+                 linger: Callable[[], int] = lambda: LINGER_MAX, send_timeout: float = 0.0) -> None:
         self.limit = limit
         self.linger = linger
+        self.send_timeout = send_timeout  # [server] send_timeout_seconds (`_Counted.pause_writing`)
         self.open = 0
         self.refused = 0
         self.lingering = 0
@@ -232,6 +233,7 @@ class _Counted(asyncio.Protocol):
         self.counted = True
         self.heard = False  # a byte received
         self.answered = 0  # requests the app has answered (count_answers)
+        self.stall: asyncio.TimerHandle | None = None  # answers unread past high water
         self.transport: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -278,12 +280,35 @@ class _Counted(asyncio.Protocol):
         return self.inner.eof_received()
 
     def pause_writing(self) -> None:
+        """Answers not taken pile up past the transport's high-water mark: a
+        client that takes none of them for `send_timeout_seconds` is
+        disconnected. Pipelined requests whose answers were never read (a
+        stranger's `GET /static/console.js` by the thousand) held the
+        connection busy for good, every handler waiting to send; only a large
+        /api/sql answer had a deadline (app.send_answer)."""
+        seconds = self.connections.send_timeout
+        if seconds > 0 and self.stall is None:
+            self.stall = asyncio.get_running_loop().call_later(seconds, self._stalled, seconds)
         self.inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self._unstall()
         self.inner.resume_writing()
 
+    def _stalled(self, seconds: float) -> None:
+        self.stall = None
+        log.warning("HTTP: a client took none of its answers for %g s (send_timeout_seconds), "
+                    "%d bytes of them unsent: connection closed", seconds,
+                    self.transport.get_write_buffer_size())
+        self.transport.abort()  # close() would wait for them to be sent
+
+    def _unstall(self) -> None:
+        if self.stall is not None:
+            self.stall.cancel()
+            self.stall = None
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._unstall()
         self._uncount()
         self.inner.connection_lost(exc)
 

@@ -36,7 +36,8 @@ async def serve(cfg: config_mod.Config) -> None:
     families = cairn.catalog.descriptors  # each holds a descriptor (server/limits.py)
     connections = limits.Connections(
         lambda: limits.connection_limit(cfg.server.max_connections, open_files, families()),
-        lambda: limits.connection_limit(limits.LINGER_MAX, open_files, families()))
+        lambda: limits.connection_limit(limits.LINGER_MAX, open_files, families()),
+        cfg.server.send_timeout_seconds)
     app = create_app(cfg, cairn)
     # Everything loaded so far (sqlglot, Lark, pyarrow, DuckDB, aiohttp) lives as
     # long as the process: keep it out of the cyclic collector, whose full passes

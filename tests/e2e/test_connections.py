@@ -4,6 +4,7 @@ on a reset. A real `cairn serve`, started with the usual soft limit of 1,024."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -147,6 +148,43 @@ def test_a_connection_whose_answer_went_gives_its_place_while_its_body_is_droppe
     finally:
         for sock in answered:
             sock.close()
+
+
+def test_answers_never_read_do_not_hold_a_place_past_the_send_timeout(tmp_path: Path) -> None:
+    """Thousands of pipelined `GET /static/console.js` whose answers are never
+    read (no token needed) kept each connection busy for good, its handler
+    waiting to send: at max_connections of them every other request was 503,
+    still so after minutes. Now a client that takes none of its answers for
+    send_timeout_seconds is disconnected."""
+    config = tmp_path / "cairn.toml"
+    config.write_text("[server]\nmax_connections = 4\nsend_timeout_seconds = 2\n"
+                      f'[backup]\nroots = ["{tmp_path / "b"}"]\n')
+    proc = ServerProcess(tmp_path / "data", config=config).start()
+    stalled = []
+    try:
+        pipeline = b"GET /static/console.js HTTP/1.1\r\nHost: x\r\n\r\n" * 3000
+        for _ in range(4):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", proc.port))
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.sendall(pipeline)
+            sock.setblocking(True)
+            sock.settimeout(30)
+            assert sock.recv(16).startswith(b"HTTP/1.1 200")  # its answers have begun
+            stalled.append(sock)
+        deadline = time.monotonic() + 60
+        out = b""
+        while time.monotonic() < deadline:
+            out = _exchange(proc.port)
+            if out.startswith(b"HTTP/1.1 200"):
+                break
+        assert out.startswith(b"HTTP/1.1 200") and b'"one":1' in out, out[:300]
+    finally:
+        for sock in stalled:
+            sock.close()
+        proc.kill()
 
 
 def _rest(sock: socket.socket) -> bytes:
