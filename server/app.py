@@ -50,7 +50,7 @@ from .request_body import (
     read_sql_request,
     send_continue,
 )
-from .request_share import answer_and_close, count_answers, held_request
+from .request_share import answer_and_close, check_share, count_answers, held_request
 from .result import dumps_with_raw, error_body
 from .state import Cairn, Session
 from .threadshare import held_by
@@ -71,9 +71,9 @@ def took_ms(started: float) -> float:
 
 def error_response(error: CairnError, started: float, status: int | None = None,
                    **where: Any) -> web.Response:
-    resp = web.json_response(error_body(error, took_ms(started), **where),
-                             status=status or error.status)
-    return resp
+    retry = getattr(error, "retry_after", None)  # a 503 that may work shortly (BodiesBusy, …)
+    return web.json_response(error_body(error, took_ms(started), **where), status=status or
+                             error.status, headers={"Retry-After": str(retry)} if retry else None)
 
 
 @web.middleware
@@ -144,9 +144,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except CairnError as exc:
         forget_trace(exc)  # the frames it passed may hold a big body (read on a thread)
         request[OUTCOME] = exc.code
-        resp = error_response(exc, started)
-        if retry := getattr(exc, "retry_after", None):  # BodiesBusy: the bodies' budget
-            resp.headers["Retry-After"] = str(retry)
+        resp = error_response(exc, started)  # with Retry-After if it says when (BodiesBusy)
         if getattr(exc, "close", False):  # RequestsBusy: its place is given back at once
             return await answer_and_close(request, resp)
         return resp
@@ -325,15 +323,16 @@ async def _answer(request: web.Request, cairn: Cairn, session: Session, sql: str
 
 
 async def expect_sql(request: web.Request) -> web.StreamResponse | None:
-    """`Expect: 100-continue`: what can be refused before the body is refused
-    then, and the body never asked for (aiohttp's own handler sent `100
-    Continue` first, then took the whole upload before a 413 or a 401). The
-    answer closes the connection: the client may send the body anyway."""
+    """`Expect: 100-continue`: what can be refused before the body is refused then, and the body
+    never asked for (aiohttp's own handler sent `100 Continue` first, then took the whole upload
+    before a 413 or a 401). The answer closes the connection: the client may send the body
+    anyway."""
     started = time.perf_counter()
     cairn = request.app[CAIRN]
     try:
         check_origin(request, cairn.config.server)
-        request[USER] = authenticate(request, cairn.config.auth).user_id
+        request[USER] = (session := authenticate(request, cairn.config.auth)).user_id
+        check_share(cairn, holder(session))  # a role user's requests at their share: 503 now
         check_content_type(request)
         check_framing(request)
         limit = cairn.config.server.max_request_bytes
@@ -414,10 +413,9 @@ def close_state(cairn: Cairn) -> None:
 
 
 def connection_options(config: Config) -> dict[str, Any]:
-    """aiohttp's per-connection settings (for `web.AppRunner` / `TestServer`): a
-    connection idle, or still sending its request line and headers, past
-    `header_timeout_seconds` (from its start or its previous answer) is
-    closed. The body has its own limit (`read_body`)."""
+    """aiohttp's per-connection settings (for `web.AppRunner` / `TestServer`): a connection idle, or
+    still sending its request line and headers, past `header_timeout_seconds` (from its start or its
+    previous answer) is closed. The body has its own limit (`read_body`)."""
     seconds = config.server.header_timeout_seconds
     return {"keepalive_timeout": seconds} if seconds > 0 else {}
 

@@ -8,7 +8,8 @@ for as long as they were renewed (their bodies' bytes were nothing to
 `max_inflight_request_bytes`). As the PostgreSQL listener keeps one role user
 to a quarter of its places and role users together to all but a few, a role
 user's requests in progress are at most a quarter of `[server]
-max_connections` (never less than 1), and role users' together all but
+max_connections` (never less than 1; of fewer when the open-files limit
+leaves fewer, as for the connections themselves), and role users' together all but
 ADMIN_RESERVED: one more is answered 503 UNAVAILABLE with Retry-After: 1,
 before its body is read, and its connection closed. Admins, and every caller
 of `auth.mode = "none"`, are not counted."""
@@ -41,9 +42,25 @@ class RequestsBusy(Unavailable):
     close = True
 
 
-def shares(max_connections: int) -> tuple[int, int]:
-    """(one role user's requests at most, role users' together at most)."""
-    return max(1, max_connections // SHARE), max(1, max_connections - ADMIN_RESERVED)
+def shares(places: int) -> tuple[int, int]:
+    """(one role user's requests at most, role users' together at most) of
+    `places` connections."""
+    return max(1, places // SHARE), max(1, places - ADMIN_RESERVED)
+
+
+def places(cairn: Any) -> int:
+    """The HTTP connections the server takes now: `max_connections`, fewer
+    when the open-files limit leaves fewer (as `limits.Connections` is given
+    them at start, server/serving.py)."""
+    return limits.connection_limit(cairn.config.server.max_connections,
+                                   limits.open_files_limit(), cairn.catalog.descriptors())
+
+
+def check_share(cairn: Any, who: str | None) -> None:
+    """RequestsBusy if role user `who` (None: not counted) may not start one
+    more request now (`Expect: 100-continue`: refused before the body is asked for)."""
+    if who is not None:
+        _check(_HELD.setdefault(cairn, Counter()), cairn, who)
 
 
 @contextlib.contextmanager
@@ -53,15 +70,7 @@ def held_request(cairn: Any, who: str | None) -> Iterator[None]:
         yield
         return
     held = _HELD.setdefault(cairn, Counter())
-    mine, together = shares(cairn.config.server.max_connections)
-    if held[who] >= mine:
-        raise RequestsBusy(
-            f"too many requests of user '{who}' at once: it has {held[who]} in progress, its "
-            f"share (a quarter) of the {cairn.config.server.max_connections} connections "
-            "this server takes ([server] max_connections); try again when one has ended")
-    if held.total() >= together:
-        raise RequestsBusy("too many requests of role users at once: the remaining places are "
-                           "kept for admins; try again shortly")
+    _check(held, cairn, who)
     held[who] += 1
     try:
         yield
@@ -69,6 +78,20 @@ def held_request(cairn: Any, who: str | None) -> Iterator[None]:
         held[who] -= 1
         if not held[who]:
             del held[who]
+
+
+def _check(held: Counter[str], cairn: Any, who: str) -> None:
+    limit = places(cairn)
+    mine, together = shares(limit)
+    if held[who] >= mine:
+        raise RequestsBusy(
+            f"too many requests of user '{who}' at once: it has {held[who]} in progress, its "
+            f"share (a quarter) of the {limit} connections this server takes now ([server] "
+            "max_connections, or what its open-files limit leaves); try again when one has "
+            "ended")
+    if held.total() >= together:
+        raise RequestsBusy("too many requests of role users at once: the remaining places are "
+                           "kept for admins; try again shortly")
 
 
 async def answer_and_close(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
