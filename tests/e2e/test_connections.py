@@ -187,6 +187,16 @@ def test_answers_never_read_do_not_hold_a_place_past_the_send_timeout(tmp_path: 
         proc.kill()
 
 
+def test_what_idle_reads_of_aiohttp_is_there() -> None:
+    """limits._Counted.idle reads three private fields of aiohttp's
+    RequestHandler; an aiohttp that renamed them would make every connection
+    that sent a byte "busy" (no failure, but no idle one gives its place)."""
+    from aiohttp.web_protocol import RequestHandler
+
+    for name in ("_request_in_progress", "_messages", "_request_count"):
+        assert name in RequestHandler.__slots__, name
+
+
 def _rest(sock: socket.socket) -> bytes:
     """What the server writes until it closes `sock`."""
     out = b""
