@@ -18,6 +18,7 @@ from storage.archive.helper import HelperFailed
 from storage.backup.origin import window_filter
 from storage.system_tables import archives as archive_rows
 
+from .archive_keys import describe
 from .archive_verify import lost_rows, shipped_of, verify_work
 from .archiving import Archiver, ArchiveService, service
 from .backup_drops import origin_of
@@ -335,6 +336,9 @@ async def verify_archive(cairn: Cairn, session: Session, stmt: ast.VerifyArchive
     r = job.result
     return result_row(r, [("namespace", "TEXT"), ("is_valid", "BOOLEAN"),
                           ("segments_checked", "BIGINT"), ("bytes_checked", "BIGINT"),
-                          ("changes", "BIGINT"), ("windows", "JSON"), ("errors", "JSON")],
+                          ("changes", "BIGINT"), ("windows", "JSON"), ("errors", "JSON"),
+                          ("not_checked", "JSON")],
                       f"Archive of namespace '{stmt.namespace}' is "
-                      f"{'valid' if r['is_valid'] else 'INVALID'}")
+                      f"{'valid' if r['is_valid'] else 'INVALID'}"
+                      + (f"; {describe(stmt.namespace, r['not_checked'])}"
+                         if r.get("not_checked") else ""))

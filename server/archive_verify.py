@@ -25,6 +25,7 @@ from storage.backup import PassphraseError, Repository
 from storage.backup.schema import load, to_doc
 from storage.backup.verify import Progress, verify_objects
 
+from . import archive_keys
 from .jobs import JobContext
 
 MAX_ERRORS = 100
@@ -57,6 +58,10 @@ def verify_work(repo: Repository, namespace: str, seq_now: Callable[[], int],
         if not result["is_valid"]:
             ctx.found_invalid(f"archive of namespace '{namespace}' in target '{repo.uri}'",
                               result["errors"])
+        elif result["not_checked"]:  # valid in what it checked: the job row says what not
+            ctx.finding = (f"archive of namespace '{namespace}' in target '{repo.uri}' is "
+                           "valid in the windows checked; "
+                           + archive_keys.describe(namespace, result["not_checked"]))
         return result
 
     return work
@@ -69,12 +74,17 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
     bases, broken = damaged.bases_and_damaged(repo, namespace)
     all_runs: list[store.Run] = []
     ids = store.archive_ids(repo, namespace)
-    listings = {aid: store.list_segments(repo, namespace, aid) for aid in ids}
+    every = {aid: store.list_segments(repo, namespace, aid) for aid in ids}
+    # the archives under another passphrase (or none): their windows not checked
+    foreign = archive_keys.foreign_archives(repo, namespace, every, bases)
+    strict = not foreign  # a passphrase error: refused as a whole (it opens nothing)
+    ids = [aid for aid in ids if aid not in foreign]
+    listings = {aid: every[aid] for aid in ids}
     total = sum(len(x.segments) for x in listings.values())
     if ctx is not None:
         ctx.progress(files_total=total, files_done=0, force=True)
     manifests: dict[str, dict[str, Any] | None] = {}
-    replays = _replays(repo, namespace, bases, listings, errors, manifests, seq_now)
+    replays = _replays(repo, namespace, bases, listings, errors, manifests, seq_now, strict)
     total += sum(len(m["objects"]) for m in manifests.values() if m is not None)
     if ctx is not None:
         # The job reads the segments and its bases' objects: its bytes count
@@ -91,9 +101,9 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
                 ctx.check_cancelled()
             try:
                 header, found, size = store.read_segment(repo, namespace, aid, name)
-            except PassphraseError:
-                raise
             except (BackupInvalid, NotFound) as exc:
+                if strict and isinstance(exc, PassphraseError):
+                    raise  # else: in an archive this passphrase opens, an error
                 errors.append(exc.message)
                 for r in replays.get((aid, name.file), []):
                     r.broken = True  # the restore stops here: its read error says why
@@ -125,13 +135,17 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
             errors.append(f"{damaged.why(repo, d)} (it may be a base backup of archive "
                           f"{hit[0].archive_id}, changes from {store.iso(hit[0].after_us)} "
                           f"to {store.iso(hit[0].through_us)})")
-    if shipped is not None:
+    if shipped is not None and shipped.archive_id not in foreign:
         errors += [problem for _, problem in without_base(shipped, all_runs, bases, broken)]
         if tail := lost_tail(shipped, listings.get(shipped.archive_id), bases):
             errors.append(tail[1])
-    if not any(x.segments for x in listings.values()):
+    if not any(x.segments for x in every.values()):
         errors.append(f"no archived changes of namespace '{namespace}' in target '{repo.uri}'")
     wins = store.windows(all_runs, bases)
+    unchecked = archive_keys.not_checked(namespace, every, bases, foreign)
+    if unchecked and not wins:
+        errors.append(f"no window of namespace '{namespace}' in target '{repo.uri}' was "
+                      "checked: " + archive_keys.describe(namespace, unchecked))
     return {
         "namespace": namespace,
         "is_valid": not errors,
@@ -141,6 +155,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
         "windows": [{"start_time": store.iso(w.start_us), "end_time": store.iso(w.end_us),
                      "base_backup_id": w.bases[0].backup_id} for w in wins],
         "errors": errors[:MAX_ERRORS],
+        "not_checked": unchecked,  # windows of another passphrase (or none)
     }
 
 
@@ -280,7 +295,7 @@ def _base_objects(repo: Repository, m: dict[str, Any], done: tuple[int, int],
 
 def _replays(repo: Repository, namespace: str, bases: list[store.Base],
              listings: dict[str, store.Listing], errors: list[str],
-             manifests: dict[str, dict[str, Any] | None], seq_now: int
+             manifests: dict[str, dict[str, Any] | None], seq_now: int, strict: bool = True
              ) -> dict[tuple[str, str], list[_Replay]]:
     """For each segment (archive id, file), the replays it feeds: one per
     base backup of each restorable window (by the segments' names, as
@@ -294,7 +309,7 @@ def _replays(repo: Repository, namespace: str, bases: list[store.Base],
     for w in store.windows(runs, bases):
         for b in w.bases:
             if b.backup_id not in manifests:
-                manifests[b.backup_id] = _base_manifest(repo, b.backup_id, errors)
+                manifests[b.backup_id] = _base_manifest(repo, b.backup_id, errors, strict)
             m = manifests[b.backup_id]
             tables = None if m is None else m["tables"]
             what = f"archive of namespace '{namespace}'"
@@ -306,14 +321,16 @@ def _replays(repo: Repository, namespace: str, bases: list[store.Base],
     return out
 
 
-def _base_manifest(repo: Repository, backup_id: str, errors: list[str]
+def _base_manifest(repo: Repository, backup_id: str, errors: list[str], strict: bool = True
                    ) -> dict[str, Any] | None:
-    """A base's manifest as RESTORE reads it (checked and typed), as a dict."""
+    """A base's manifest as RESTORE reads it (checked and typed), as a dict.
+    `strict`: a passphrase error is raised (the passphrase opens no archive
+    of the namespace), else it is an error of the base (of an archive it opens)."""
     try:
         m = load(repo.read_manifest(backup_id))
-    except PassphraseError:
-        raise
     except (BackupInvalid, NotFound) as exc:
+        if strict and isinstance(exc, PassphraseError):
+            raise  # else: a base of an archive this passphrase opens, an error
         errors.append(f"base backup {backup_id}: {exc.message}")
         return None
     if m.scope is not None and m.scope.kind == "tables":

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from catalog import Archive, DataFile, Namespace
-from catalog.errors import AlreadyExists, Cancelled, InvalidArgument, NotFound
+from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 from storage.archive import pitr, replay
 from storage.archive.store import parse_us
@@ -32,6 +32,7 @@ from storage.files import FileStore
 from storage.inflight import workers_for
 from storage.install import Beside, BesideWork, Restore
 
+from .archive_keys import refused_window
 from .backup_drops import origin_of
 from .backup_records import forget_gone, refuse_newer_gone, whole_namespace
 from .jobs import JobContext
@@ -139,6 +140,10 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
             plan.backup_id, plan.as_of = plan.time.base_id, None
     try:
         m = targeted(partial(choose_manifest, plan))
+    except BackupInvalid as exc:
+        if plan.time is None:
+            raise
+        raise refused_window(plan.repo, plan.time, exc) from None
     except NotFound:
         # A backup of this server's another server dropped: no longer listed here.
         forget_gone(cairn, plan.repo, plan.source if plan.backup_id is None else None,

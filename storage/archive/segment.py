@@ -28,7 +28,7 @@ import msgspec
 
 from catalog.errors import BackupInvalid
 from storage.backup.codec import RAW, ZSTD, Form, decode_bytes, encode_bytes
-from storage.backup.crypto import Keys
+from storage.backup.crypto import Keys, NotEncrypted
 
 from .blocks import TOO_DEEP, Entry, decode_body, encode_body
 from .changes import KINDS, Change
@@ -202,7 +202,7 @@ def decode(data: bytes, namespace: str, archive_id: str, name: SegmentName,
     if problem:
         raise BackupInvalid(f"{what} is corrupt: {problem}")
     if require_key and "aes-256-gcm" not in h.codec:
-        raise BackupInvalid(
+        raise NotEncrypted(
             f"{what} is not encrypted, but an encryption_passphrase was given: a segment "
             "anyone could have written without the key is not read as part of an encrypted "
             "archive (without the passphrase, a plain archive reads as such)")

@@ -4,7 +4,7 @@ backup, on a local directory, S3 or in an archive file (see docs/backup-format.m
 from __future__ import annotations
 
 from .archive import ArchiveRepository, open_repository
-from .crypto import PassphraseError
+from .crypto import NotEncrypted, PassphraseError
 from .locks import BackupLock
 from .manifest import FORMAT_VERSION
 from .objects import PutResult
@@ -20,6 +20,7 @@ __all__ = [
     "BackupLock",
     "Header",
     "Manifest",
+    "NotEncrypted",
     "PassphraseError",
     "Progress",
     "PutResult",

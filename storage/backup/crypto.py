@@ -62,6 +62,12 @@ class PassphraseError(BackupInvalid):
     Verify raises it rather than reporting the backup as damaged."""
 
 
+class NotEncrypted(BackupInvalid):
+    """BACKUP_INVALID: a plain backup or segment read with an encryption_passphrase
+    (anyone could have written it without the key). VERIFY ARCHIVE tells a window
+    so written from damage: it is not checked with that passphrase."""
+
+
 @dataclass(frozen=True, repr=False)
 class Keys:
     """The subkeys of one key file. `repr` shows the key id only."""

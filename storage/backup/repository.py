@@ -29,7 +29,7 @@ from .atomic import fsync_path, make_dirs, read_small, write_small
 from .codec import Found
 from .config import encode_config, parse_config
 from .creation import create
-from .crypto import Keys, PassphraseError, is_key_id
+from .crypto import Keys, NotEncrypted, PassphraseError, is_key_id
 from .discard import confirm
 from .keyring import KeyRing
 from .layout import (
@@ -352,7 +352,7 @@ class Repository(LocksAndPrune):
         self._readable()
         m = self._load_manifest(backup_id, require_body)
         if require_body and self.encrypted and m.get("encrypted") is not True:
-            raise BackupInvalid(
+            raise NotEncrypted(
                 f"backup '{backup_id}' in target '{self.uri}' is not encrypted, but an "
                 "encryption_passphrase was given: a backup anyone could have written without "
                 "the key is not restored or verified as an encrypted one (leave the passphrase "

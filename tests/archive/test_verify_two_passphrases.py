@@ -1,0 +1,89 @@
+"""Archives of one namespace in one target under two passphrases (or a plain
+one and an encrypted one): VERIFY ARCHIVE checks the windows its passphrase
+opens and names the others as not checked; RESTORE agrees per window.
+
+Until 2026-12-07 VERIFY ARCHIVE with either passphrase was BACKUP_INVALID
+"wrong encryption_passphrase for backup <the other window's base>" (and
+without one "is encrypted"): such a target could never be called valid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import err, job_row, ok, rows
+
+from .test_archiving import wait_shipped
+
+A, B = "passphrase-aaa", "passphrase-bbb"
+
+
+def _with(passphrase: str | None) -> str:
+    return f" WITH (encryption_passphrase = '{passphrase}')" if passphrase else ""
+
+
+async def _two_archives(client: Any, first: str | None, second: str | None) -> list[Any]:
+    """app archived into 'arch' under `first`, stopped, then under `second`:
+    SHOW RESTORE POINTS' two windows (row 1 in the first, rows 1, 2 in the second)."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+    for n, passphrase in ((1, first), (2, second)):
+        key = f", encryption_passphrase = '{passphrase}'" if passphrase else ""
+        await ok(client, f"START ARCHIVING DATABASE app TO 'arch' WITH (interval = '100ms'{key})")
+        await ok(client, f"INSERT INTO app.t VALUES ({n})")
+        await wait_shipped(client, timeout=60)
+        await ok(client, "STOP ARCHIVING DATABASE app")
+    points = await rows(client, "SHOW RESTORE POINTS FOR DATABASE app IN 'arch'")
+    assert len(points) == 2 and all(p["error"] is None for p in points), points
+    return points
+
+
+async def _verify(client: Any, passphrase: str | None) -> tuple[dict[str, Any], str]:
+    result = (await ok(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'" + _with(passphrase)))[-1]
+    (report,) = result["rows"]
+    return report, str(result.get("message"))
+
+
+async def _checks_its_own(client: Any, points: list[Any], keys: list[str | None],
+                          whys: list[str]) -> None:
+    for i, passphrase in enumerate(keys):
+        other = points[1 - i]
+        report, message = await _verify(client, passphrase)
+        assert report["is_valid"] and not report["errors"], report
+        assert [w["base_backup_id"] for w in report["windows"]] == [points[i]["base_backup_id"]]
+        assert report["not_checked"] == [{
+            "start_time": other["start_time"], "end_time": other["end_time"],
+            "base_backup_id": other["base_backup_id"], "archive_id": other["archive_id"],
+            "why": whys[i]}], report
+        assert "1 window(s) of namespace 'app' not checked" in message, message
+        assert other["base_backup_id"] in message, message
+        (job,) = await rows(client, "SELECT job_id FROM system.jobs WHERE job_type = 'verify' "
+                                    "ORDER BY created_at DESC, job_id DESC LIMIT 1")
+        row = await job_row(client, job["job_id"])
+        assert row["status"] == "completed", row
+        assert "not checked" in row["error_message"] and whys[i] in row["error_message"], row
+        assert other["base_backup_id"] in row["error_message"], row
+        # RESTORE agrees per window: its own restores, the other's is refused
+        # naming the window and why, as VERIFY names it not checked
+        key = f", encryption_passphrase = '{passphrase}'" if passphrase else ""
+        await ok(client, f"RESTORE DATABASE app FROM 'arch' AS r{i} WITH "
+                         f"(as_of = '{points[i]['end_time']}'{key})")
+        assert await rows(client, f"SELECT id FROM r{i}.t ORDER BY id") == [
+            {"id": n} for n in range(1, i + 2)]
+        msg = await err(client, f"RESTORE DATABASE app FROM 'arch' AS x WITH "
+                                f"(as_of = '{other['end_time']}'{key})", "BACKUP_INVALID")
+        assert f"window of archive {other['archive_id']}" in msg, msg
+        assert f"which is {whys[i]}" in msg and other["base_backup_id"] in msg, msg
+
+
+async def test_two_passphrases_each_verifies_its_own_windows(client: Any) -> None:
+    points = await _two_archives(client, A, B)
+    await _checks_its_own(client, points, [A, B], [
+        "archived under another encryption_passphrase"] * 2)
+    # a passphrase that opens no window is refused as before
+    msg = await err(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"
+                            + _with("passphrase-ccc"), "BACKUP_INVALID")
+    assert "wrong encryption_passphrase" in msg, msg
+
+
+async def test_a_plain_archive_then_an_encrypted_one_each_verifies(client: Any) -> None:
+    points = await _two_archives(client, None, B)
+    await _checks_its_own(client, points, [None, B], ["encrypted", "not encrypted"])
