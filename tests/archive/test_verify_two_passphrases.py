@@ -8,8 +8,10 @@ without one "is encrypted"): such a target could never be called valid."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from server.config import Config
 from tests.helpers import err, job_row, ok, rows
 
 from .test_archiving import wait_shipped
@@ -87,3 +89,21 @@ async def test_two_passphrases_each_verifies_its_own_windows(client: Any) -> Non
 async def test_a_plain_archive_then_an_encrypted_one_each_verifies(client: Any) -> None:
     points = await _two_archives(client, None, B)
     await _checks_its_own(client, points, [None, B], ["encrypted", "not encrypted"])
+
+
+
+async def test_no_window_checked_is_not_valid(client: Any, cairn_config: Config) -> None:
+    """A's base removed from the target: its changes are left without a
+    window. With A no window is checked: not valid, saying so; with B, A's
+    changes are named not checked, without a base."""
+    first, second = await _two_archives(client, A, B)
+    root = Path(cairn_config.backup_roots[0])
+    (root / "arch" / "manifests" / f"{first['base_backup_id']}.json").unlink()
+    report, _ = await _verify(client, A)
+    assert not report["is_valid"] and report["windows"] == [], report
+    assert report["not_checked"][0]["base_backup_id"] == second["base_backup_id"], report
+    assert any("no window of namespace 'app'" in e for e in report["errors"]), report
+    report, _ = await _verify(client, B)
+    assert report["is_valid"], report
+    assert [(w["archive_id"], w["base_backup_id"], w["why"]) for w in report["not_checked"]] == [
+        (first["archive_id"], None, "archived under another encryption_passphrase")], report
