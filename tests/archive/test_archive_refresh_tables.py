@@ -257,3 +257,43 @@ async def test_a_refresh_from_another_database_forgets_the_table_restores_as_los
     status, body = await sql(b, f"RESTORE DATABASE app FROM 'arch' AS q WITH "
                                 f"(as_of = '{between}')")
     assert body.get("status") == "error" and body["error"]["code"] == "NOT_FOUND", body
+
+
+async def test_a_restore_with_the_clock_stepped_back_is_after_the_backups_before_it(
+        client: Any, monkeypatch: Any) -> None:
+    """Z1, Z2; the wall clock stepped back an hour; RESTORE TABLE app.t from Z1
+    (a rollback): its `at` was the raw clock, before Z2's cut, so a time after
+    both took Z2 ("taken after the restore"), rows t no longer held; a RESTORE
+    DATABASE rollback alike. A restore is stamped after every cut of the
+    namespace (storage/clock_floor.py restore_at)."""
+    import storage.backup.restored as restored
+    import storage.backup.restored_tables as restored_tables
+
+    def back() -> str:
+        return (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY, who TEXT); "
+                     "INSERT INTO app.t VALUES (1, 'a')")
+    z1, _ = await backup(client)
+    await ok(client, "INSERT INTO app.t VALUES (2, 'a')")
+    z2, _ = await backup(client)
+    with monkeypatch.context() as clock:
+        clock.setattr(restored_tables, "now_us", back)
+        clock.setattr(restored, "now_us", back)
+        await ok(client, f"RESTORE TABLE app.t FROM 'arch' WITH (backup_id = '{z1}', "
+                         "replace = true)")
+    t = await now(client)
+    assert await restored_id(
+        client, f"RESTORE TABLE app.t FROM 'arch' AS app.t9 WITH (as_of = '{t}')") == z1
+    assert await ids(client, "app.t9") == {1}
+    await err(client, f"RESTORE DATABASE app FROM 'arch' AS c WITH (as_of = '{t}')", "NOT_FOUND")
+    await ok(client, "DROP TABLE app.t9")
+    with monkeypatch.context() as clock:
+        clock.setattr(restored_tables, "now_us", back)
+        clock.setattr(restored, "now_us", back)
+        await ok(client, f"RESTORE DATABASE app FROM 'arch' WITH (backup_id = '{z1}', "
+                         "replace = true)")
+    t = await now(client)
+    assert await restored_id(
+        client, f"RESTORE DATABASE app FROM 'arch' AS d WITH (as_of = '{t}')") == z1
+    assert await content(client, "d") == {(1, "a")}
