@@ -56,6 +56,7 @@ def recover(runner: Runner) -> list[Job]:
             job.status = "failed"
             job.finished_at = job.alive_at or utcnow()
             job.error_message = INTERRUPTED
+            job.waiting_for = None  # it waits for nothing now (a lock's wait: lockset.py)
             clean(runner, job)
             runner.cairn.metrics.job_ended(job, None)
             logs.job_ended(job, None)

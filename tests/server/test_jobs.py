@@ -209,6 +209,24 @@ def test_restart_marks_interrupted_jobs_failed_and_cleans(tmp_path: Path) -> Non
     cat.close()
 
 
+def test_a_job_killed_while_it_waited_for_a_lock_waits_for_nothing_after(
+        tmp_path: Path) -> None:
+    """A server killed (-9) while a restore's install waited for a busy table's
+    lock, or was paused there: its row read `failed` and still `waiting_for`
+    'the write lock of table app.b', a lock no one waits for."""
+    cat = Catalog(tmp_path / "catalog")
+    for job_id, status in (("job-a", "running"), ("job-b", "paused")):
+        cat.put(Job(job_id, "restore", status=status,
+                    waiting_for="the write lock of table app.b"))
+    state = Cairn(Config(), cat)
+    JobRunner(state).recover()
+    for job_id in ("job-a", "job-b"):
+        job = cat.get(Job, job_id)
+        assert job is not None and job.status == "failed" and job.waiting_for is None, job
+    state.close()
+    cat.close()
+
+
 def test_history_is_bounded_oldest_first(tmp_path: Path) -> None:
     cfg = Config()
     cfg.jobs.history_max_count = 3
