@@ -232,10 +232,11 @@ def by_table_restore(repo: Any, namespace: str, as_of: str,
     named = cut.get("table")
     if named is None:
         raise NotFound(
-            f"a table of namespace '{namespace}' was restored (RESTORE TABLE) at {at}, a "
-            f"restore its record no longer keeps, and this server took no backup of "
-            f"{what or 'it'} since by {as_of} in target '{repo.uri}': which backup holds its "
-            "state then is not known; nothing was restored. Name a backup with backup_id = '…'")
+            f"tables of namespace '{namespace}' were restored (RESTORE TABLE) up to {at}, "
+            f"restores its record no longer keeps, and this server took no backup of "
+            f"{what or 'it'} after them by {as_of} in target '{repo.uri}': which backup holds "
+            "its state then is not known; nothing was restored. Name a backup with "
+            "backup_id = '…'")
     backup, came = cut.get("backup", ""), cut.get("from", "")
     done = (f"table '{namespace}.{named}' was restored from table '{came}' of backup "
             f"'{backup}' at {at} (RESTORE TABLE), and this server took no backup of "

@@ -7,7 +7,9 @@ hold: a RESTORE … as_of a time after it took the newest backup by then, the
 table's rows it rolled back (a rollback to an older backup) or another
 server's older backup's (a table pulled from its newer one), until
 2026-12-07. The record keeps the last KEPT of them, oldest first; an entry
-without `table` stands for those it no longer keeps (the newest one's `at`).
+without `table` stands for those it no longer keeps (the newest one's `at`,
+the oldest one's `first`): a time between the two may be after one of them,
+so it is judged as after a restore not known (`in_effect`).
 A time is judged by the newest in effect then (storage/backup/restored.py,
 `table_cut`): this server's own backup taken after it, else, for that table
 alone, exactly the backup it restored; the whole namespace, NOT_FOUND (no
@@ -52,11 +54,11 @@ def entries(value: Any) -> list[dict[str, str]]:
 def recorded(previous: Any, table: str, m: Any, source_table: str,
              at: str | None = None) -> list[dict[str, str]]:
     """`previous` (a record's `restored_tables`) with a RESTORE TABLE of table
-    `source_table` of backup `m` installed as `table`: `table`, `at` (when it
-    installed, to the µs: `at`, else now; the install passes
-    clock_floor.restore_at, after every time handed out for the namespace, so
-    a clock set back ranks it after the backups it rolled back over), `backup`, `server` (the backup's writer; "" not named) and `from`
-    (`namespace.table` of the table restored), the last KEPT kept."""
+    `source_table` of backup `m` installed as `table`: `table`, `at` (`at`, else
+    now, to the µs: storage/clock_floor.py restore_at), `backup`, `server` (the
+    backup's writer; "" not named) and `from` (`namespace.table` of the table
+    restored), the last KEPT kept (then one entry for those forgotten: the
+    newest one's `at`, the oldest one's `first`, when every one's is known)."""
     record = m.namespace_record
     writer = record.server if isinstance(getattr(record, "server", None), str) else ""
     listed = [*entries(previous), {"table": table, "at": at or now_us(), "backup": str(m.backup_id),
@@ -64,7 +66,11 @@ def recorded(previous: Any, table: str, m: Any, source_table: str,
     if len(listed) <= KEPT:
         return listed
     dropped = listed[:-KEPT + 1]
-    return [{"at": newest_at(dropped)}, *listed[-KEPT + 1:]]
+    forgotten = {"at": newest_at(dropped)}
+    if all(_time(e.get("first" if "table" not in e else "at")) is not None for e in dropped):
+        forgotten["first"] = min((e["first"] if "table" not in e else e["at"]
+                                  for e in dropped), key=lambda t: _time(t) or _NEVER)
+    return [forgotten, *listed[-KEPT + 1:]]
 
 
 def newest_at(value: Any) -> str:
@@ -81,21 +87,30 @@ def in_effect(value: Any, as_of: str, since: datetime | None,
     """The newest table restore `value` keeps that installed at or before
     `as_of` and not before `since` (when the namespace restore in effect then
     installed: one before it was replaced by it), of `table` (None: of any;
-    an entry without `table`, restores no longer kept, is of every table).
-    None: none, or `as_of` does not read."""
+    an entry without `table`, restores no longer kept, is of every table, and
+    in effect from its `first` on (unknown: any time) when its `at` is not
+    before `since`: one of them may have installed by `as_of`; until
+    2026-12-07 a time between a forgotten rollback and the next kept restore
+    took the backup it rolled back). None: none, or `as_of` does not read."""
     limit = _time(as_of)
     if limit is None:
         return None
     found: tuple[datetime, dict[str, str]] | None = None
     for e in entries(value):
         at = _time(e["at"])
-        if at is None or at > limit or (since is not None and at < since):
+        if at is None or (since is not None and at < since):
+            continue
+        if at > limit and ("table" in e or (first := _time(e.get("first"))) is not None
+                           and first > limit):
             continue
         if table is not None and "table" in e and e["table"] != table:
             continue
         if found is None or at >= found[0]:
             found = (at, e)
     return found[1] if found is not None else None
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def _time(text: Any) -> datetime | None:

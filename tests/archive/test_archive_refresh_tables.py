@@ -297,3 +297,39 @@ async def test_a_restore_with_the_clock_stepped_back_is_after_the_backups_before
     assert await restored_id(
         client, f"RESTORE DATABASE app FROM 'arch' AS d WITH (as_of = '{t}')") == z1
     assert await content(client, "d") == {(1, "a")}
+
+
+async def test_a_time_after_a_forgotten_table_rollback_is_not_the_backup_rolled_back(
+        client: Any) -> None:
+    """RESTORE TABLE app.t from Z1 (a rollback), then 16 more RESTORE TABLEs:
+    the record forgot the rollback (one entry for those, at the newest's
+    time), and a time between the rollback and that entry took Z2, rows t no
+    longer held, for the namespace and the table. Now NOT_FOUND; a time
+    before the first restore forgotten is judged as before."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY, who TEXT); "
+                     "INSERT INTO app.t VALUES (1, 'a')")
+    z1, _ = await backup(client)
+    await ok(client, "INSERT INTO app.t VALUES (2, 'a')")
+    z2, z2_at = await backup(client)
+    await ok(client, f"RESTORE TABLE app.t FROM 'arch' WITH (backup_id = '{z1}', replace = true)")
+    mid = await now(client)
+
+    class M:  # 16 later RESTORE TABLEs of other tables, as install_table records them
+        backup_id, namespace = z1, "app"
+        namespace_record = None
+    catalog = state(client).catalog
+    rec = catalog.get(Namespace, "app")
+    assert rec is not None and rec.restored_tables
+    listed = rec.restored_tables
+    for i in range(KEPT):
+        listed = recorded(listed, f"x{i}", M, "t")
+    assert "table" not in listed[0]
+    catalog.put(Namespace("app", created_at=rec.created_at, options=rec.options,
+                          restored_tables=listed))
+    message = await err(client, f"RESTORE DATABASE app FROM 'arch' AS c WITH (as_of = '{mid}')",
+                        "NOT_FOUND")
+    assert "restores its record no longer keeps" in message, message
+    await err(client, f"RESTORE TABLE app.t FROM 'arch' AS app.y WITH (as_of = '{mid}')",
+              "NOT_FOUND")
+    assert await restored_id(
+        client, f"RESTORE DATABASE app FROM 'arch' AS d WITH (as_of = '{z2_at}')") == z2
