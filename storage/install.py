@@ -446,7 +446,7 @@ def install_table(registry: Registry, restore: Restore, files: list[DataFile],
             # which backup the table holds now, and since when (restored_tables.py)
             batch.put(dataclasses.replace(space, restored_tables=recorded(
                 space.restored_tables, t.name, m, restore.table_from or t.name,
-                at=clock_floor.restore_at(registry, dest))))
+                at=clock_floor.restore_at(registry, dest), new=not now)))
             for f in files:
                 batch.put(f)
             registry.commit_removal(batch, old)

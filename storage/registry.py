@@ -11,6 +11,7 @@ wholly before or wholly after it, never half of a DROP NAMESPACE … CASCADE."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from catalog.records import SEP, utcnow
 
 from . import bufclock, bufstore, nanstats, schema, stopping, timing
 from .archive import changes as change_log
+from .backup.restored_tables import dropped
 from .batch import BatchMap
 from .buffer import APPEND_ONLY, DamagedBuffer, TableState, decode
 from .files import FileStore
@@ -331,6 +333,9 @@ class Registry:
                 stopping.commit_point()  # cancelled while it waited for the locks: nothing dropped
                 batch = self.catalog.batch()
                 paths = self.remove_tables(batch, [st])
+                space = self.catalog.get(Namespace, namespace)  # its RESTORE TABLEs: dropped
+                if space is not None and (kept := dropped(space.restored_tables, name)) is not None:
+                    batch.put(dataclasses.replace(space, restored_tables=kept))
                 self.commit_removal(batch, [st])
             self.after_remove([st])
             self.retire(paths)

@@ -19,7 +19,7 @@ by them); of another database, it forgets them (its `lost`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from catalog.errors import InvalidArgument
@@ -52,17 +52,20 @@ def entries(value: Any) -> list[dict[str, str]]:
 
 
 def recorded(previous: Any, table: str, m: Any, source_table: str,
-             at: str | None = None) -> list[dict[str, str]]:
+             at: str | None = None, new: bool = False) -> list[dict[str, str]]:
     """`previous` (a record's `restored_tables`) with a RESTORE TABLE of table
     `source_table` of backup `m` installed as `table`: `table`, `at` (`at`, else
     now, to the µs: storage/clock_floor.py restore_at), `backup`, `server` (the
     backup's writer; "" not named) and `from` (`namespace.table` of the table
     restored), the last KEPT kept (then one entry for those forgotten: the
-    newest one's `at`, the oldest one's `first`, when every one's is known)."""
+    newest one's `at`, the oldest one's `first`, when every one's is known).
+    `new`: the table did not exist (it replaced none): `new` "1", and once a
+    DROP TABLE drops it (`dropped`), it no longer counts for the namespace."""
     record = m.namespace_record
     writer = record.server if isinstance(getattr(record, "server", None), str) else ""
-    listed = [*entries(previous), {"table": table, "at": at or now_us(), "backup": str(m.backup_id),
-                                   "server": writer, "from": f"{m.namespace}.{source_table}"}]
+    entry = {"table": table, "at": at or now_us(), "backup": str(m.backup_id),
+             "server": writer, "from": f"{m.namespace}.{source_table}"}
+    listed = [*entries(previous), {**entry, "new": "1"} if new else entry]
     if len(listed) <= KEPT:
         return listed
     dropped = listed[:-KEPT + 1]
@@ -71,6 +74,29 @@ def recorded(previous: Any, table: str, m: Any, source_table: str,
         forgotten["first"] = min((e["first"] if "table" not in e else e["at"]
                                   for e in dropped), key=lambda t: _time(t) or _NEVER)
     return [forgotten, *listed[-KEPT + 1:]]
+
+
+def dropped(value: Any, table: str) -> list[dict[str, str]] | None:
+    """`value` (a record's `restored_tables`) with table `table` dropped now
+    (DROP TABLE, in its catalog batch): each entry of it not yet dropped gets
+    `dropped` (now, after its `at`). None: no entry of it. An entry that made
+    the table (`new`: a copy restored beside, `AS app.t_check`) no longer
+    counts for the namespace from then on (`in_effect`): until 2026-12-07 a
+    copy restored and dropped again made every RESTORE DATABASE as_of a time
+    after it NOT_FOUND until the next backup, one taken before holding the
+    namespace as it then was."""
+    listed = entries(value)
+    if not any(e.get("table") == table and "dropped" not in e for e in listed):
+        return None
+    now = _time(now_us()) or _NEVER
+    out = []
+    for e in listed:
+        if e.get("table") == table and "dropped" not in e:
+            at = _time(e["at"]) or _NEVER
+            when = now if now > at else at + timedelta(microseconds=1)
+            e = {**e, "dropped": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        out.append(e)
+    return out
 
 
 def newest_at(value: Any) -> str:
@@ -105,6 +131,9 @@ def in_effect(value: Any, as_of: str, since: datetime | None,
             continue
         if table is not None and "table" in e and e["table"] != table:
             continue
+        if table is None and e.get("new") == "1" and (gone := _time(e.get("dropped"))) \
+                is not None and gone <= limit:
+            continue  # a table it made, dropped by then: the namespace as without it
         if found is None or at >= found[0]:
             found = (at, e)
     return found[1] if found is not None else None

@@ -333,3 +333,30 @@ async def test_a_time_after_a_forgotten_table_rollback_is_not_the_backup_rolled_
               "NOT_FOUND")
     assert await restored_id(
         client, f"RESTORE DATABASE app FROM 'arch' AS d WITH (as_of = '{z2_at}')") == z2
+
+
+async def test_a_copy_restored_beside_and_dropped_no_longer_judges_the_namespace(
+        client: Any) -> None:
+    """RESTORE TABLE app.t … AS app.t_check (an old version to look at), then
+    DROP TABLE app.t_check: every RESTORE DATABASE as_of a time after the DROP
+    was NOT_FOUND until the next backup, Z2 holding the namespace as it then
+    was. Now Z2; a time while the copy was there is still NOT_FOUND, and a
+    table rolled back (it replaced rows) and dropped still judges it."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY, who TEXT); "
+                     "CREATE TABLE app.u (id INT PRIMARY KEY); INSERT INTO app.t VALUES (1, 'a')")
+    z1, _ = await backup(client)
+    await ok(client, "INSERT INTO app.t VALUES (2, 'a')")
+    z2, _ = await backup(client)
+    await ok(client, f"RESTORE TABLE app.t FROM 'arch' AS app.t_check WITH (backup_id = '{z1}')")
+    there = await now(client)
+    await ok(client, "DROP TABLE app.t_check")
+    gone = await now(client)
+    await err(client, f"RESTORE DATABASE app FROM 'arch' AS a1 WITH (as_of = '{there}')",
+              "NOT_FOUND")
+    assert await restored_id(
+        client, f"RESTORE DATABASE app FROM 'arch' AS a2 WITH (as_of = '{gone}')") == z2
+    assert await content(client, "a2") == {(1, "a"), (2, "a")}
+    await ok(client, f"RESTORE TABLE app.u FROM 'arch' WITH (backup_id = '{z1}', replace = true)")
+    await ok(client, "DROP TABLE app.u")
+    await err(client, f"RESTORE DATABASE app FROM 'arch' AS a3 WITH "
+                      f"(as_of = '{await now(client)}')", "NOT_FOUND")
