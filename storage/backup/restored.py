@@ -242,10 +242,13 @@ def by_table_restore(repo: Any, namespace: str, as_of: str,
             f"'{backup}' at {at} (RESTORE TABLE), and this server took no backup of "
             f"{what or f'namespace {namespace!r}'} since by {as_of} in target '{repo.uri}'")
     if table is None:
+        before = ("lacks that table (the restore made it; once it is dropped, the "
+                  "namespace is judged without it)" if cut.get("new") == "1"
+                  else "holds that table's rows the restore replaced")
         raise NotFound(
-            f"{done}: no backup holds the namespace's state then (one taken before holds "
-            "that table's rows the restore replaced, the one it restored the other tables "
-            "as they were when it was taken); nothing was restored. Restore that table to "
+            f"{done}: no backup holds the namespace's state then (one taken before {before}, "
+            "the one it restored the other tables as they were when it was taken); nothing "
+            "was restored. Restore that table to "
             f"the time with RESTORE TABLE {namespace}.{named} FROM '…' WITH (as_of = "
             f"'{as_of}'), or name a backup with backup_id = '…'")
     if came != f"{namespace}.{table}":

@@ -351,8 +351,9 @@ async def test_a_copy_restored_beside_and_dropped_no_longer_judges_the_namespace
     there = await now(client)
     await ok(client, "DROP TABLE app.t_check")
     gone = await now(client)
-    await err(client, f"RESTORE DATABASE app FROM 'arch' AS a1 WITH (as_of = '{there}')",
-              "NOT_FOUND")
+    message = await err(client, f"RESTORE DATABASE app FROM 'arch' AS a1 WITH "
+                                f"(as_of = '{there}')", "NOT_FOUND")
+    assert "one taken before lacks that table (the restore made it" in message, message
     assert await restored_id(
         client, f"RESTORE DATABASE app FROM 'arch' AS a2 WITH (as_of = '{gone}')") == z2
     assert await content(client, "a2") == {(1, "a"), (2, "a")}
