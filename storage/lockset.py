@@ -54,14 +54,19 @@ def _what(lock: Any, st: Any) -> str:
     return f"the {getattr(lock, 'kind', 'table')} lock of table {st.table.namespace}.{st.table.name}"
 
 
-def _stop_if_asked(work: Work | None, holding: bool) -> None:
+def _stop_if_asked(work: Work | None, holding: bool, what: str = "") -> None:
     """Raise if the waiter is to stop: a statement's cancel or time limit, a
     job's KILL; a job's PAUSE parks it here when it holds nothing."""
     stopping.check()
     if work is None:
         return
     if not holding:
+        parks = work.pause_requested and not work.cancelled
+        if parks:  # parked, it waits for a RESUME, not the lock: the row says so
+            work.waiting(None)
         work.check_cancelled()  # a KILL raises, a PAUSE parks (nothing held)
+        if parks:
+            work.waiting(what)
     elif work.cancelled:
         work.check_cancelled()  # raises: cancelled
         raise Cancelled("the work was cancelled while it waited for a table lock")
@@ -73,11 +78,12 @@ def _wait(lock: Any, st: Any, work: Work | None, holding: bool) -> None:
     t0 = time.perf_counter()
     if lock.acquire(True, SLICE):
         return
+    what = _what(lock, st)
     if work is not None:
-        work.waiting(_what(lock, st))
+        work.waiting(what)
     try:
         while True:
-            _stop_if_asked(work, holding)
+            _stop_if_asked(work, holding, what)
             if lock.acquire(True, SLICE):
                 if isinstance(lock, TimedLock):  # the whole wait, not its last slice
                     lock._waited = time.perf_counter() - t0

@@ -201,6 +201,26 @@ async def test_a_pause_while_the_install_waits_parks_it_holding_nothing(
     assert await rows(client, "SELECT id FROM app.b") == [{"id": 1}]  # the backup's
 
 
+async def test_a_job_parked_at_the_lock_waits_for_its_resume_not_the_lock(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paused at the lock, the row named the lock while the job waited only for
+    its RESUME; resumed with the lock still busy, it names the lock again."""
+    busy, job_id = await waiting_restore(client, monkeypatch, "database")
+    try:
+        await until(client, job_id, lambda r: r.get("waiting_for"))
+        await asyncio.wait_for(ok(client, f"PAUSE JOB '{job_id}'"), DEADLINE)
+        row = await until(client, job_id, lambda r: r["status"] == "paused")
+        assert row["waiting_for"] is None, row
+        await ok(client, f"RESUME JOB '{job_id}'")
+        row = await until(client, job_id, lambda r: r["status"] == "running"
+                          and r.get("waiting_for"))
+        assert row["waiting_for"] == "the write lock of table app.b", row
+    finally:
+        busy.free()
+    row = await wait_job(client, job_id, DEADLINE)
+    assert row["status"] == "completed" and row["waiting_for"] is None, row
+
+
 async def test_the_job_row_says_which_lock_the_install_waits_for(
         client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     busy, job_id = await waiting_restore(client, monkeypatch, "database")
