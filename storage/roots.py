@@ -40,7 +40,14 @@ def check_roots(given: list[str], resolved: list[str]) -> list[str]:
     it); `resolved`: the same, links resolved. The roots warned of (for tests)."""
     warned = []
     for root, real in zip(given, resolved, strict=False):
-        if (why := others_way(root, Path(real))) is not None:
+        try:
+            why = others_way(root, Path(real))
+        except OSError as exc:  # a folder on the way the server may not look into
+            raise CannotStart(
+                f"backup root '{root}' cannot be checked: {exc.strerror or exc} "
+                f"('{exc.filename or real}'): give [backup] roots a folder the server's user "
+                f"can reach") from exc
+        if why is not None:
             raise CannotStart(
                 f"backup root '{root}' is not allowed: {why}: another user could move it or "
                 f"point it elsewhere, and remove its backups or put others in their place: "

@@ -293,3 +293,21 @@ def test_a_read_only_mount_in_the_tree_does_not_fail_the_start(
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "holds 2 files or folders open to other users that the file system would " \
            "not change" in said, said
+
+
+def test_a_root_below_a_folder_the_server_cannot_look_into_names_the_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server not run as root, its root below a folder it may not enter (root's
+    0700): the start failed with a bare "[Errno 13] Permission denied", naming
+    neither the root nor the setting. The tests run as root, who enters every
+    folder, so the refusal of the look is what the file system would answer."""
+    locked = tmp_path / "locked"
+
+    def refuse(root: str, real: Path) -> str | None:
+        raise PermissionError(13, "Permission denied", str(locked / "sub"))
+
+    monkeypatch.setattr(roots, "others_way", refuse)
+    said = (f"backup root '{locked}/sub/backups' cannot be checked: Permission denied "
+            f"\\('{locked}/sub'\\): give \\[backup\\] roots a folder the server's user can reach")
+    with pytest.raises(CannotStart, match=said):
+        _check(locked / "sub" / "backups")
