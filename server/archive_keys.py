@@ -9,9 +9,12 @@ whole job was BACKUP_INVALID "wrong encryption_passphrase for backup <the other
 window's base>" with either passphrase: such a target could never be called
 valid). An archive is another passphrase's when no base backup of any of its
 windows opens with this one (read as RESTORE reads it); one without a window
-(its base dropped), when its first segment does not. A base or segment that
-does not open inside an archive that does is no such thing: it is an error,
-as RESTORE refuses it."""
+(its base dropped), when its first segment does not; and in both cases none
+of its segments does (a segment that opens says whose the archive is: until
+2026-12-07 a base header rewritten by someone without the key to name a key
+of their own made a damaged archive "another passphrase's", VERIFY valid).
+A base or segment that does not open inside an archive that does is no such
+thing: it is an error, as RESTORE refuses it."""
 
 from __future__ import annotations
 
@@ -64,7 +67,9 @@ def foreign_archives(repo: Repository, namespace: str, listings: dict[str, store
         firsts = [b for w in store.windows(runs, bases) for b in w.bases]
         found = (_bases(repo, firsts) if firsts
                  else _segment(repo, namespace, aid, listing.segments[0]))
-        if found is not None:
+        # Any of its segments opening is the archive's own proof it is this
+        # passphrase's: its bases (or first segment) not opening is damage.
+        if found is not None and not _opens_a_segment(repo, namespace, aid, listing.segments):
             out[aid] = found
     return {} if len(out) == len(held) else out
 
@@ -96,6 +101,21 @@ def _segment(repo: Repository, namespace: str, aid: str, name: Any) -> Foreign |
     except NotFound:
         return None
     return None
+
+
+def _opens_a_segment(repo: Repository, namespace: str, aid: str, names: list[Any]) -> bool:
+    """True when one of the archive's segments opens with this passphrase (or
+    its absence). Someone without the key who rewrote its bases' headers to
+    name a key of their own (or a plain base in its place) made an archive
+    of this passphrase look another's: VERIFY said it valid, its windows
+    "not checked", while RESTORE of them was refused."""
+    for name in names:
+        try:
+            store.read_segment(repo, namespace, aid, name)
+        except (BackupInvalid, NotFound):
+            continue
+        return True
+    return False
 
 
 def not_checked(namespace: str, listings: dict[str, store.Listing], bases: list[store.Base],

@@ -8,10 +8,12 @@ without one "is encrypted"): such a target could never be called valid."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from server.config import Config
+from storage.backup.manifest import canonical, checksum
 from tests.helpers import err, job_row, ok, rows
 
 from .test_archiving import wait_shipped
@@ -107,3 +109,34 @@ async def test_no_window_checked_is_not_valid(client: Any, cairn_config: Config)
     assert report["is_valid"], report
     assert [(w["archive_id"], w["base_backup_id"], w["why"]) for w in report["not_checked"]] == [
         (first["archive_id"], None, "archived under another encryption_passphrase")], report
+
+
+async def test_a_base_rekeyed_by_someone_without_the_key_is_no_other_passphrase(
+        client: Any, cairn_config: Config) -> None:
+    """Two archives under A; someone who can write the target (not the key)
+    points the first one's base at a key of their own passphrase (its header's
+    `key`, manifest_sha256 recomputed). The archive's segments still open with
+    A: it is A's archive, its base damaged. VERIFY with A said it valid, that
+    window 'not checked: archived under another encryption_passphrase'."""
+    first, _ = await _two_archives(client, A, A)
+    await ok(client, "BACKUP DATABASE app TO 'arch' WITH (encryption_passphrase = 'theirs')")
+    arch = Path(cairn_config.backup_roots[0]) / "arch" / "manifests"
+    theirs = [p for p in arch.iterdir()
+              if json.loads(p.read_bytes())["key"] != json.loads(
+                  (arch / f"{first['base_backup_id']}.json").read_bytes())["key"]]
+    other_key = json.loads(theirs[0].read_bytes())["key"]
+    path = arch / f"{first['base_backup_id']}.json"
+    doc = json.loads(path.read_bytes())
+    doc["key"] = other_key
+    del doc["manifest_sha256"]
+    doc["manifest_sha256"] = checksum(doc)
+    path.write_bytes(canonical(doc) + b"\n")
+    # refused as a base of a single-passphrase target whose key was swapped
+    # always was (a wrong passphrase for that base), never valid
+    msg = await err(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'" + _with(A),
+                    "BACKUP_INVALID")
+    assert first["base_backup_id"] in msg, msg
+    msg = await err(client, f"RESTORE DATABASE app FROM 'arch' AS x WITH "
+                            f"(as_of = '{first['end_time']}', encryption_passphrase = '{A}')",
+                    "BACKUP_INVALID")
+    assert first["base_backup_id"] in msg, msg
