@@ -423,10 +423,11 @@ def connection_options(config: Config) -> dict[str, Any]:
 def create_app(config: Config, cairn: Cairn | None = None) -> web.Application:
     """The app; opens its state on start-up unless `cairn` is given (tests, CLI)."""
     app = web.Application(
-        middlewares=[count_answers, encoded_body_middleware, metrics_middleware, error_middleware],
+        middlewares=[encoded_body_middleware, metrics_middleware, error_middleware],
         client_max_size=config.server.max_request_bytes,
         handler_args={"auto_decompress": False},  # decoded once complete: body_decoding.py
     )
+    count_answers(app)  # each answer on its connection (request_share: limits._Counted.idle)
 
     background: list[asyncio.Task[None]] = []
 

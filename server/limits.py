@@ -245,8 +245,9 @@ class _Counted(asyncio.Protocol):
         """No request being received, run or answered, nothing left to send:
         no byte received yet; or every request aiohttp has parsed on it was
         answered by the app (`answered`, counted by `count_answers` when its
-        handler returns) and none runs (aiohttp may still be dropping an unread
-        body for up to 10 s, "lingering": its answer went). Between a request's
+        handler returns or its answer is prepared, aiohttp's own 417 too) and
+        none runs (aiohttp may still be dropping an unread body for up to 10 s,
+        "lingering": its answer went). Between a request's
         headers and its handler's start it is parsed and not yet answered. A
         protocol that does not say so is busy."""
         if self.transport is None or self.transport.get_write_buffer_size():

@@ -105,11 +105,39 @@ async def answer_and_close(request: web.Request, resp: web.StreamResponse) -> we
     return resp
 
 
+_COUNTED: web.RequestKey[bool] = web.RequestKey("answer_counted", bool)
+
+
+def _count(request: web.BaseRequest) -> None:
+    """Count `request` answered on its connection, once (limits.answered)."""
+    if not request.get(_COUNTED):
+        request[_COUNTED] = True
+        limits.answered(request.transport)
+
+
+def count_answers(app: web.Application) -> None:
+    """Count each request `app` answers on its connection: one whose answer
+    went is idle while aiohttp drops its unread body (limits.py). Its first
+    middleware counts a handler's answer, `_count_prepared` one no middleware
+    saw."""
+    app.middlewares.insert(0, _count_answered)
+    app.on_response_prepare.append(_count_prepared)
+
+
 @web.middleware
-async def count_answers(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Count each request the app has answered on its connection: one whose
-    answer went is idle while aiohttp drops its unread body (limits.py)."""
+async def _count_answered(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     finally:
-        limits.answered(request.transport)
+        _count(request)
+
+
+async def _count_prepared(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """on_response_prepare: count an answer no middleware saw. aiohttp answers
+    an `Expect` its default expect handler refuses (417, any route without one
+    of ours: a 404's, /static/…) before the middlewares run: no token needed,
+    max_connections connections so answered, kept alive, were never idle and
+    held every place until header_timeout_seconds, renewed at will (every
+    newcomer, an admin's too, 503). An answer prepared inside a handler is
+    counted here first (the request still runs: limits._Counted.idle)."""
+    _count(request)

@@ -275,3 +275,28 @@ def test_a_backup_runs_on_while_idle_connections_pile_up(tmp_path: Path) -> None
             sock.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         proc.kill()
+
+
+def test_a_connection_answered_417_by_aiohttp_gives_its_place(capped: ServerProcess) -> None:
+    """`Expect: foo` on a route without an expect handler of ours (a 404's, no
+    token needed) is refused 417 by aiohttp before the app's middlewares run:
+    the answer was never counted, the connection kept alive never idle.
+    max_connections of them, renewed every header_timeout_seconds, had every
+    newcomer, an admin's too, answered 503."""
+    answered = []
+    try:
+        for _ in range(4):
+            sock = socket.create_connection(("127.0.0.1", capped.port), timeout=10)
+            sock.sendall(b"GET /nope HTTP/1.1\r\nHost: x\r\nExpect: foo\r\n\r\n")
+            got = b""
+            while b"\r\n\r\n" not in got:
+                chunk = sock.recv(4096)
+                assert chunk, got
+                got += chunk
+            assert got.startswith(b"HTTP/1.1 417"), got
+            answered.append(sock)
+        out = _exchange(capped.port)
+        assert out.startswith(b"HTTP/1.1 200") and b'"one":1' in out, out
+    finally:
+        for sock in answered:
+            sock.close()
