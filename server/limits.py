@@ -240,6 +240,15 @@ class _Counted(asyncio.Protocol):
         self.transport = transport
         _BY_TRANSPORT[transport] = self
         self.inner.connection_made(transport)
+        if self.connections.send_timeout > 0:
+            # Any byte the kernel will not take pauses writing (`pause_writing`
+            # starts the send_timeout clock; writing resumes once all is sent).
+            # Under the default 64 KiB high water an answer left part unsent
+            # (a 40 KB one the client never reads) paused nothing, and the
+            # connection, never idle with bytes to send, held its place for good:
+            # aiohttp's keep-alive close waits for them.
+            with contextlib.suppress(AttributeError, ValueError):
+                transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
 
     def idle(self) -> bool:
         """No request being received, run or answered, nothing left to send:
