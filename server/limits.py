@@ -133,8 +133,13 @@ class Connections:
 
     def _make_room(self, limit: int) -> bool:
         """Every place is taken: answer the oldest idle connection 503 and close
-        it (its place is the newcomer's); False if every connection is busy."""
-        oldest = next((c for c in self.live if c.idle()), None)
+        it (its place is the newcomer's); False if every connection is busy.
+        One that never sent a byte goes first: a client's kept-alive connection
+        between two requests was the oldest idle one, and a flood of silent
+        sockets closed it under the client (an admin's next request a broken
+        pipe) before any of theirs."""
+        idle = [c for c in self.live if c.idle()]
+        oldest = next((c for c in idle if not c.heard), idle[0] if idle else None)
         if oldest is None:
             return False
         oldest.evict(_answer(limit))

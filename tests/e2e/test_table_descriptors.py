@@ -66,20 +66,22 @@ def _tables(proc: ServerProcess, first: int, count: int) -> None:
         assert status == 200, body
 
 
-def _admitted(port: int, tries: int, socks: list[socket.socket]) -> int:
-    """How many of `tries` connections, each sending a request at once, are
-    answered 200 (the others: 503 UNAVAILABLE, never a reset). They stay open
-    until the caller closes `socks`."""
-    opened = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(tries)]
-    socks.extend(opened)
-    answered = 0
-    for sock in opened:
-        sock.sendall(POST)
-    for sock in opened:
+def _held(port: int, tries: int, socks: list[socket.socket]) -> int:
+    """How many of `tries` connections, opened one after the other, the
+    listener holds at once: each sends a request's head asking to continue
+    and keeps its body, so it stays busy (never given up for a newcomer);
+    one past what the listener admits is answered 503. They stay open until
+    the caller closes `socks`."""
+    held = 0
+    for _ in range(tries):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        socks.append(sock)
+        sock.sendall(b"POST /api/sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(BODY))
         head = sock.recv(65536)
-        assert head.startswith((b"HTTP/1.1 200", b"HTTP/1.1 503")), head[:200]
-        answered += head.startswith(b"HTTP/1.1 200")
-    return answered
+        assert head.startswith((b"HTTP/1.1 100", b"HTTP/1.1 503")), head[:200]
+        held += head.startswith(b"HTTP/1.1 100")
+    return held
 
 
 def _close(socks: list[socket.socket], port: int) -> None:
@@ -101,12 +103,12 @@ def test_tables_take_no_connection_off_what_the_http_listener_admits(
     proc = _server(tmp_path, 1024)
     try:
         assert proc.post("CREATE NAMESPACE many")[0] == 200
-        before = _admitted(proc.port, 400, many_sockets)
+        before = _held(proc.port, 400, many_sockets)
         assert before == 1024 - limits.RESERVED, before
         _close(many_sockets, proc.port)
         _tables(proc, 0, 100)
         assert proc.post("INSERT INTO many.t7 VALUES (1, 'a')")[0] == 200
-        after = _admitted(proc.port, 400, many_sockets)
+        after = _held(proc.port, 400, many_sockets)
         assert after == before, (before, after)
     finally:
         proc.kill()
@@ -160,7 +162,9 @@ def test_idle_connections_beside_many_tables_leave_queries_and_backups_their_fil
     request (up to 256 of them, a descriptor each) and took the last
     descriptors: a SELECT was 500 "the data directory is damaged" and new
     connections were reset. Now those waiting are as few as the connections
-    admitted: the SELECT and a BACKUP work, and a new connection is 503."""
+    admitted: the SELECT and a BACKUP work, and a new connection takes the
+    place of a silent one, never the kept-alive connection's (a flood of
+    silent sockets closed the oldest idle connection first, the client's)."""
     proc = _server(tmp_path, 400)
     try:
         assert proc.post("CREATE NAMESPACE many")[0] == 200
@@ -180,9 +184,13 @@ def test_idle_connections_beside_many_tables_leave_queries_and_backups_their_fil
             body = json.loads(resp.read())
             assert resp.status == 200, (sql, body)
         assert body["results"][0]["rows"] == [{"v": "a"}]
+        # A newcomer takes the place of the oldest that never sent a byte (since
+        # 2026-12-07; it was refused 503), never the kept-alive connection's.
         with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as late:
             late.sendall(POST)
-            assert late.recv(65536).startswith(b"HTTP/1.1 503")
+            assert late.recv(65536).startswith(b"HTTP/1.1 200")
+        kept.request("POST", "/api/sql", BODY, {"Content-Type": "application/json"})
+        assert kept.getresponse().status == 200
         kept.close()
     finally:
         proc.kill()
