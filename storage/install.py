@@ -238,7 +238,7 @@ def _check_contents(registry: Registry, restore: Restore, records: list[DataFile
                for f in t.files}
     items = [(str(registry.files.abs(rec.path)), *entries[(rec.table_uid, rec.sha256)])
              for rec in records]
-    if items and (wrong := jobproc.call(work, first_problem, items)) is not None:
+    if items and (wrong := jobproc.call(work, first_problem, items, jobproc.WORK)) is not None:
         raise BackupInvalid(wrong)
 
 

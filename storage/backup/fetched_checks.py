@@ -9,22 +9,30 @@ a column chunk at a time by both readers: the server's peak RSS went 242 ->
 server) and its longest stretch of decoding on the GIL; and a reader that
 ended its process on a crafted file would end the server. So the install
 hands the list to a job process (storage/jobproc.py `call`), as VERIFY
-runs; the files are local, in the data directory, read there by path."""
+runs; the files are local, in the data directory, read there by path.
+Between two files it meets the job's KILL and PAUSE (`work.check_cancelled`):
+a restore of thousands of files checks for minutes, and a KILL then waited
+KILL_GRACE for the process and ended it, a PAUSE waited for the whole
+check."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..work import Work
 from . import footers
 from .contents import problem, tail_of, values_problem
 
 
-def first_problem(items: list[tuple[str, Any, Any]]) -> str | None:
+def first_problem(items: list[tuple[str, Any, Any]], work: Work) -> str | None:
     """None when each (`path`, file entry, table entry) of `items` is the file
     its entry describes, else what is wrong with the first that is not. One
     file at a time: both readers decode every column (~100 MB at a peak for
-    a file of 1,000-byte values; two at once took a restore's peak +350 MB)."""
-    for path, f, t in items:
+    a file of 1,000-byte values; two at once took a restore's peak +350 MB).
+    `work`: the job's (jobproc.WORK), met before each file."""
+    for index, (path, f, t) in enumerate(items):
+        work.fault("restore.check_file", index=index)
+        work.check_cancelled()
         wrong = (problem(tail_of(path, footers.bound(t, f).tail), f, t)
                  or values_problem(path, f, t))
         if wrong is not None:
