@@ -177,7 +177,8 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
     if got != want:
         return (f"{what} holds columns {_show(got)}, but schema version {f.schema_version} "
                 f"stores {_show(want)}")
-    wrong = parquet_types.problem(leaves, want)  # DuckDB reads the same types
+    wrong = (parquet_types.problem(leaves, want)  # DuckDB reads the same types
+             or parquet_types.metadata_problem(meta.metadata))
     if wrong is not None:
         return f"{what} {wrong}"
     if meta.num_rows != f.rows:

@@ -16,7 +16,14 @@ So the annotations of every column (physical type, type length, converted
 type, scale, precision, logicalType) must be exactly those pyarrow writes for
 the column's Arrow type, as Cairn's flushes do (storage/files.py): then both
 readers read the same type. The reference footers are written once per
-schema, from no rows."""
+schema, from no rows.
+
+A file's key-value metadata is read by DuckDB too: GeoParquet's `geo` key
+makes it read the BYTES columns the key names as GEOMETRY, which pyarrow
+ignores. A file re-stored with one verified valid and restored; then its
+table's big-endian WKB values read back as other (little-endian) bytes,
+`hex(y)` and `y > '\\x00'` were refused, and after one INSERT of a value that
+is no WKB every SELECT of the table failed. Cairn writes no such key."""
 
 from __future__ import annotations
 
@@ -32,6 +39,19 @@ from . import footer_guard
 ANNOTATIONS = (1, 2, 6, 7, 8, 10)
 _NAMES = {1: "physical type", 2: "type length", 6: "converted_type", 7: "scale",
           8: "precision", 10: "logicalType"}
+
+
+DUCKDB_KEYS = ("geo",)  # metadata keys DuckDB reads a column's type from
+
+
+def metadata_problem(metadata: dict[bytes, bytes] | None) -> str | None:
+    """None unless the file's key-value metadata holds a key DuckDB reads a
+    column's type from (case aside), else what is wrong."""
+    for key in metadata or {}:
+        if key.decode("utf-8", "replace").strip().lower() in DUCKDB_KEYS:
+            return (f"has a '{key.decode('utf-8', 'replace')}' key in its metadata, which Cairn "
+                    "never writes: a query would read its columns as another type (GEOMETRY)")
+    return None
 
 
 @lru_cache(maxsize=256)

@@ -8,6 +8,7 @@ queries read other values: TEXT 'a' as 9.7, a BIGINT key -5 as
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,43 @@ async def test_statistics_hiding_a_nan_in_a_file_that_says_it_writes_none_are_re
     assert "leave out the NaN it holds" in str(report["errors"]), report
     status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
     assert status == 422 and "leave out the NaN" in body["error"]["message"], body
+
+
+WKB = "00000000013ff00000000000004000000000000000"  # POINT(1 2), big-endian WKB
+
+
+def _geo(meta: list[Any]) -> None:
+    """GeoParquet's key, naming the BYTES column y: DuckDB reads y as GEOMETRY."""
+    geo = {"version": "1.0.0", "primary_column": "y",
+           "columns": {"y": {"encoding": "WKB", "geometry_types": []}}}
+    get(meta, 5)[1].append([[1, 8, b"geo"], [2, 8, json.dumps(geo).encode()]])
+
+
+async def test_a_geo_key_that_makes_duckdb_read_bytes_as_geometry_is_refused(
+        client: Any, cairn_config: Config) -> None:
+    """pyarrow ignores a file's `geo` metadata; DuckDB read the column it names
+    as GEOMETRY: verified valid and restored, the big-endian WKB read back as
+    other bytes, and after one INSERT of bytes that are no WKB every SELECT of
+    the table failed (parquet_types.metadata_problem)."""
+    root = Path(cairn_config.backup.roots[0])
+    value = "".join("\\x" + WKB[i:i + 2] for i in range(0, len(WKB), 2))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, y BYTES)")
+    await ok(client, f"INSERT INTO app.t VALUES (1, '{value}'); FLUSH TABLE app.t")
+    source = root / "src"
+    await ok(client, f"BACKUP DATABASE app TO '{source}' WITH (compression = 'none')")
+    target = root / "geo"
+    shutil.copytree(source, target)
+    replace_file(target, "t", lambda data: edit(data, _geo))
+    backup_id = next((target / "manifests").glob("*.json")).stem
+
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    assert "'geo' key" in str(report["errors"]), report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "'geo' key" in body["error"]["message"], body
+    status, body = await sql(client, "SELECT * FROM copy.t")
+    assert status == 404, body  # nothing installed
+    await ok(client, f"RESTORE DATABASE app FROM '{source}' AS copy")  # the file as Cairn wrote it
+    assert await rows(client, "SELECT id, y FROM copy.t") == await rows(
+        client, "SELECT id, y FROM app.t")
