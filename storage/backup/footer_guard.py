@@ -17,7 +17,12 @@ what Cairn's writer makes.
 The same pass refuses what Cairn never writes and DuckDB would trust: bloom
 filters and page indexes. DuckDB skips rows by them, and a forged one hid a
 key from SELECT and let INSERT write it a second time, while the row-group
-statistics the other checks read stayed true.
+statistics the other checks read stayed true. So is a footer with row-group
+statistics whose `created_by` names another writer than Cairn's
+(parquet-cpp-arrow): pyarrow ignores the statistics of a string column a
+"parquet-mr version 1.8.0" wrote (PARQUET-251), so the checks compared
+nothing, while DuckDB skipped the row group by them (`WHERE v = 'a'` missed
+a restored row).
 """
 
 from __future__ import annotations
@@ -146,6 +151,8 @@ def check(footer: bytes, columns: int | None = None,
     reader = _Reader(footer, budget)
     leaves: list[dict[int, Any]] | None = None
     found = None
+    bounded = False  # some chunk has min/max statistics
+    created_by = None
     last = 0
     seen: set[int] = set()
     while (head := reader._byte()) != 0:  # FileMetaData, its row groups one at a time
@@ -157,16 +164,28 @@ def check(footer: bytes, columns: int | None = None,
         if last == 4 and kind in (9, 10):
             if leaves is None:
                 raise Malformed("has row groups before its schema")
-            found = _row_groups(reader, leaves, groups, columns)
+            found, bounded = _row_groups(reader, leaves, groups, columns)
             continue
         value = reader.value(kind, 1)
         if last == 2:
             leaves = _leaves(value, columns)
+        elif last == 6:
+            created_by = value
     if leaves is None:
         raise Malformed("has no schema")
     if found is None:
         raise Malformed("has no row groups")
+    if bounded and created_by is not None and not (
+            isinstance(created_by, bytes) and created_by.startswith(WRITER)):
+        shown = created_by.decode("utf-8", "replace")[:80] if isinstance(
+            created_by, bytes) else "?"
+        raise Malformed(f"says it was written by '{shown}', not by Cairn's writer "
+                        "(parquet-cpp-arrow): pyarrow ignores some such statistics, which "
+                        "DuckDB skips row groups by")
     return leaves
+
+
+WRITER = b"parquet-cpp-arrow version "  # pyarrow's created_by, whose statistics it trusts
 
 
 def _leaves(schema: Any, columns: int | None) -> list[dict[int, Any]]:
@@ -181,9 +200,11 @@ def _leaves(schema: Any, columns: int | None) -> list[dict[int, Any]]:
 
 
 def _row_groups(reader: _Reader, leaves: list[dict[int, Any]], groups: int | None,
-                columns: int | None) -> int:
+                columns: int | None) -> tuple[int, bool]:
     """Decode and check the row groups list `reader` is at, one group at a
-    time (none kept); how many there were."""
+    time (none kept); how many there were, and whether a chunk has min/max
+    statistics."""
+    bounded = False
     head = reader._byte()
     n, element = head >> 4, head & 0x0F
     if n == 15:
@@ -198,11 +219,13 @@ def _row_groups(reader: _Reader, leaves: list[dict[int, Any]], groups: int | Non
         if not isinstance(chunks, list) or len(chunks) != len(leaves):
             raise Malformed(f"has row group {g} with other columns than its schema")
         for leaf, chunk in zip(leaves, chunks, strict=True):
-            _check_chunk(leaf, chunk, g)
-    return n
+            bounded = _check_chunk(leaf, chunk, g) or bounded
+    return n, bounded
 
 
-def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> None:
+def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> bool:
+    """Malformed unless the chunk is as Cairn writes it; whether it has a
+    min or max statistic."""
     name = leaf[4].decode("utf-8", "replace")[:64] if isinstance(leaf.get(4), bytes) else "?"
     where = f"column '{name}' of row group {g}"
     meta = chunk.get(3) if isinstance(chunk, dict) else None
@@ -247,6 +270,7 @@ def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> None:
             if histogram is not None and (not isinstance(histogram, list)
                                           or len(histogram) not in want):
                 raise Malformed(f"has level histograms of {where} of the wrong length")
+    return isinstance(stats, dict) and any(k in stats for k in (1, 2, 5, 6))
 
 
 def page_reader(data: bytes) -> _Reader:

@@ -17,7 +17,7 @@ import pytest
 
 from server.config import Config
 from tests.helpers import ok, replace_file, rows, sql
-from tests.parquet_footer import edit, get, put
+from tests.parquet_footer import chunk_meta, edit, get, put
 
 INT32, STRUCT = 5, 12  # Thrift compact types
 # SchemaElement fields
@@ -266,3 +266,37 @@ async def test_a_geo_key_that_makes_duckdb_read_bytes_as_geometry_is_refused(
     await ok(client, f"RESTORE DATABASE app FROM '{source}' AS copy")  # the file as Cairn wrote it
     assert await rows(client, "SELECT id, y FROM copy.t") == await rows(
         client, "SELECT id, y FROM app.t")
+
+
+def _written_by_old_parquet_mr(meta: list[Any]) -> None:
+    """Statistics of TEXT v forged to 'y'..'z' (its values 'a', 'b', 'c') in a
+    file that says parquet-mr 1.8.0 wrote it: pyarrow ignores them (PARQUET-251),
+    DuckDB does not."""
+    put(meta, 6, 8, b"parquet-mr version 1.8.0")
+    names = [get(e, NAME) for e in get(meta, 2)[1]]
+    for f in get(chunk_meta(meta, 0, names.index(b"v") - 1), 12):
+        if f[0] in (1, 5):  # max, max_value
+            f[2] = b"z"
+        if f[0] in (2, 6):  # min, min_value
+            f[2] = b"y"
+
+
+async def test_statistics_of_another_writer_that_pyarrow_ignores_are_refused(
+        client: Any, cairn_config: Config) -> None:
+    """pyarrow ignored the forged statistics (the checks compared nothing),
+    DuckDB skipped the row group by them: verified valid, restored, and
+    `WHERE v = 'a'` found no row (footer_guard: created_by)."""
+    root = Path(cairn_config.backup.roots[0])
+    source = await _backup(client, root)
+    target = root / "parquet_mr"
+    shutil.copytree(source, target)
+    replace_file(target, "t", lambda data: edit(data, _written_by_old_parquet_mr))
+    backup_id = next((target / "manifests").glob("*.json")).stem
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    assert "parquet-mr version 1.8.0" in str(report["errors"]), report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "parquet-mr version 1.8.0" in body["error"]["message"], body
+    status, body = await sql(client, "SELECT * FROM copy.t")
+    assert status == 404, body  # nothing installed
