@@ -22,7 +22,9 @@ statistics whose `created_by` names another writer than Cairn's
 (parquet-cpp-arrow): pyarrow ignores the statistics of a string column a
 "parquet-mr version 1.8.0" wrote (PARQUET-251), so the checks compared
 nothing, while DuckDB skipped the row group by them (`WHERE v = 'a'` missed
-a restored row).
+a restored row). And so is one with statistics whose `column_orders` are not
+each column's type-defined order, as Cairn's writer writes them: without
+them pyarrow takes the sort order as unknown and ignores every min and max.
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ def check(footer: bytes, columns: int | None = None,
     found = None
     bounded = False  # some chunk has min/max statistics
     created_by = None
+    orders = None
     last = 0
     seen: set[int] = set()
     while (head := reader._byte()) != 0:  # FileMetaData, its row groups one at a time
@@ -171,6 +174,8 @@ def check(footer: bytes, columns: int | None = None,
             leaves = _leaves(value, columns)
         elif last == 6:
             created_by = value
+        elif last == 7:
+            orders = value
     if leaves is None:
         raise Malformed("has no schema")
     if found is None:
@@ -182,6 +187,9 @@ def check(footer: bytes, columns: int | None = None,
         raise Malformed(f"says it was written by '{shown}', not by Cairn's writer "
                         "(parquet-cpp-arrow): pyarrow ignores some such statistics, which "
                         "DuckDB skips row groups by")
+    if bounded and orders != [{1: {}}] * len(leaves):  # ColumnOrder TYPE_ORDER each
+        raise Malformed("has statistics but not the column orders Cairn's writer writes: "
+                        "pyarrow ignores such statistics, which DuckDB skips row groups by")
     return leaves
 
 

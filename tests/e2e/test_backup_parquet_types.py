@@ -300,3 +300,33 @@ async def test_statistics_of_another_writer_that_pyarrow_ignores_are_refused(
     assert "parquet-mr version 1.8.0" in body["error"]["message"], body
     status, body = await sql(client, "SELECT * FROM copy.t")
     assert status == 404, body  # nothing installed
+
+
+def _without_column_orders(meta: list[Any]) -> None:
+    """v's statistics forged to 'y'..'z' and the footer's column_orders gone:
+    pyarrow takes the sort order as unknown and ignores them, DuckDB does not."""
+    meta[:] = [f for f in meta if f[0] != 7]  # FileMetaData.column_orders
+    names = [get(e, NAME) for e in get(meta, 2)[1]]
+    for f in get(chunk_meta(meta, 0, names.index(b"v") - 1), 12):
+        if f[0] in (1, 5):
+            f[2] = b"z"
+        if f[0] in (2, 6):
+            f[2] = b"y"
+
+
+async def test_statistics_without_their_column_orders_are_refused(
+        client: Any, cairn_config: Config) -> None:
+    """Verified valid and restored, `WHERE v = 'a'` found no row (footer_guard:
+    column_orders)."""
+    root = Path(cairn_config.backup.roots[0])
+    source = await _backup(client, root)
+    target = root / "no_orders"
+    shutil.copytree(source, target)
+    replace_file(target, "t", lambda data: edit(data, _without_column_orders))
+    backup_id = next((target / "manifests").glob("*.json")).stem
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    assert "column orders" in str(report["errors"]), report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "column orders" in body["error"]["message"], body
