@@ -164,8 +164,7 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
     if footer + 8 > len(tail):
         return f"{what} claims a Parquet footer of {footer} bytes, longer than the file"
     try:  # before pyarrow, which aborts the process on some malformed footers
-        bounded: set[tuple[int, int]] = set()
-        leaves = footer_guard.check(tail[-(footer + 8):-8], most.columns, most.groups, bounded)
+        leaves = footer_guard.check(tail[-(footer + 8):-8], most.columns, most.groups)
     except footer_guard.Malformed as exc:
         return f"{what}: its Parquet footer {exc}"
     try:
@@ -182,13 +181,6 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
              or parquet_types.metadata_problem(meta.metadata))
     if wrong is not None:
         return f"{what} {wrong}"
-    for at_group, at_leaf in sorted(bounded):  # every min and max DuckDB trusts, pyarrow reads
-        stats = meta.row_group(at_group).column(at_leaf).statistics
-        if stats is None or not stats.has_min_max:
-            return (f"{what} has statistics of column '{got[at_leaf][0]}' of row group "
-                    f"{at_group} that "
-                    "pyarrow does not read (one-sided, or of an unknown sort order), which "
-                    "DuckDB skips row groups by")
     if meta.num_rows != f.rows:
         return f"{what} holds {meta.num_rows} rows, its entry says {f.rows}"
     bounds = _bounds(f)

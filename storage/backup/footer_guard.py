@@ -138,25 +138,22 @@ class _Reader:
         return out
 
 
-def check(footer: bytes, columns: int | None = None, groups: int | None = None,
-          bounded: set[tuple[int, int]] | None = None) -> list[dict[int, Any]]:
+def check(footer: bytes, columns: int | None = None,
+          groups: int | None = None) -> list[dict[int, Any]]:
     """The schema's leaves (its columns' SchemaElements, as {field id: value});
     raise Malformed unless the Thrift FileMetaData `footer` is decodable,
     its schema flat (of exactly `columns` leaves, if given), at most `groups`
     row groups (if given), every column chunk of the schema's type, with
     statistics as wide as the type and SizeStatistics as long as its levels,
     and no bloom filter or page index. With `columns`, the values decoded
-    are bounded by the columns and row groups (module docstring). `bounded`,
-    if given, gets the (row group, column) of each chunk with a min or max
-    statistic."""
+    are bounded by the columns and row groups (module docstring)."""
     budget = None
     if columns is not None:
         budget = VALUES_BASE + VALUES_PER_COLUMN * columns
     reader = _Reader(footer, budget)
     leaves: list[dict[int, Any]] | None = None
     found = None
-    if bounded is None:
-        bounded = set()
+    bounded = False  # some chunk has min/max statistics
     created_by = None
     orders = None
     last = 0
@@ -170,7 +167,7 @@ def check(footer: bytes, columns: int | None = None, groups: int | None = None,
         if last == 4 and kind in (9, 10):
             if leaves is None:
                 raise Malformed("has row groups before its schema")
-            found = _row_groups(reader, leaves, groups, columns, bounded)
+            found, bounded = _row_groups(reader, leaves, groups, columns)
             continue
         value = reader.value(kind, 1)
         if last == 2:
@@ -211,10 +208,11 @@ def _leaves(schema: Any, columns: int | None) -> list[dict[int, Any]]:
 
 
 def _row_groups(reader: _Reader, leaves: list[dict[int, Any]], groups: int | None,
-                columns: int | None, bounded: set[tuple[int, int]]) -> int:
+                columns: int | None) -> tuple[int, bool]:
     """Decode and check the row groups list `reader` is at, one group at a
-    time (none kept); how many there were. Each chunk with a min or max
-    statistic goes into `bounded`."""
+    time (none kept); how many there were, and whether a chunk has min/max
+    statistics."""
+    bounded = False
     head = reader._byte()
     n, element = head >> 4, head & 0x0F
     if n == 15:
@@ -228,10 +226,9 @@ def _row_groups(reader: _Reader, leaves: list[dict[int, Any]], groups: int | Non
         chunks = group.get(1) if isinstance(group, dict) else None
         if not isinstance(chunks, list) or len(chunks) != len(leaves):
             raise Malformed(f"has row group {g} with other columns than its schema")
-        for i, (leaf, chunk) in enumerate(zip(leaves, chunks, strict=True)):
-            if _check_chunk(leaf, chunk, g):
-                bounded.add((g, i))
-    return n
+        for leaf, chunk in zip(leaves, chunks, strict=True):
+            bounded = _check_chunk(leaf, chunk, g) or bounded
+    return n, bounded
 
 
 def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> bool:
