@@ -138,15 +138,18 @@ class _Reader:
         return out
 
 
-def check(footer: bytes, columns: int | None = None,
-          groups: int | None = None) -> list[dict[int, Any]]:
+def check(footer: bytes, columns: int | None = None, groups: int | None = None,
+          text_bounds: dict[tuple[int, int], tuple[Any, Any]] | None = None,
+          ) -> list[dict[int, Any]]:
     """The schema's leaves (its columns' SchemaElements, as {field id: value});
     raise Malformed unless the Thrift FileMetaData `footer` is decodable,
     its schema flat (of exactly `columns` leaves, if given), at most `groups`
     row groups (if given), every column chunk of the schema's type, with
     statistics as wide as the type and SizeStatistics as long as its levels,
     and no bloom filter or page index. With `columns`, the values decoded
-    are bounded by the columns and row groups (module docstring)."""
+    are bounded by the columns and row groups (module docstring).
+    `text_bounds`, if given, gets each BYTE_ARRAY chunk's statistics, as
+    (row group, leaf): (min, max), None where absent (onesided.py)."""
     budget = None
     if columns is not None:
         budget = VALUES_BASE + VALUES_PER_COLUMN * columns
@@ -167,7 +170,7 @@ def check(footer: bytes, columns: int | None = None,
         if last == 4 and kind in (9, 10):
             if leaves is None:
                 raise Malformed("has row groups before its schema")
-            found, bounded = _row_groups(reader, leaves, groups, columns)
+            found, bounded = _row_groups(reader, leaves, groups, columns, text_bounds)
             continue
         value = reader.value(kind, 1)
         if last == 2:
@@ -208,7 +211,9 @@ def _leaves(schema: Any, columns: int | None) -> list[dict[int, Any]]:
 
 
 def _row_groups(reader: _Reader, leaves: list[dict[int, Any]], groups: int | None,
-                columns: int | None) -> tuple[int, bool]:
+                columns: int | None,
+                text_bounds: dict[tuple[int, int], tuple[Any, Any]] | None = None,
+                ) -> tuple[int, bool]:
     """Decode and check the row groups list `reader` is at, one group at a
     time (none kept); how many there were, and whether a chunk has min/max
     statistics."""
@@ -226,8 +231,12 @@ def _row_groups(reader: _Reader, leaves: list[dict[int, Any]], groups: int | Non
         chunks = group.get(1) if isinstance(group, dict) else None
         if not isinstance(chunks, list) or len(chunks) != len(leaves):
             raise Malformed(f"has row group {g} with other columns than its schema")
-        for leaf, chunk in zip(leaves, chunks, strict=True):
-            bounded = _check_chunk(leaf, chunk, g) or bounded
+        for i, (leaf, chunk) in enumerate(zip(leaves, chunks, strict=True)):
+            has = _check_chunk(leaf, chunk, g)
+            bounded = has or bounded
+            if has and text_bounds is not None and leaf.get(1) == BYTE_ARRAY:
+                stats = chunk[3][12]  # ColumnMetaData.statistics: min_value, max_value
+                text_bounds[(g, i)] = (stats.get(6, stats.get(2)), stats.get(5, stats.get(1)))
     return n, bounded
 
 
