@@ -31,6 +31,15 @@ KEPT_REQUESTS = 4
 
 
 SHARE = 4  # a role user holds at most a quarter of a budget
+# Connections role users never take, on either listener (the admins' reserve).
+ADMIN_RESERVED = 3
+
+
+def shares(places: int) -> tuple[int, int]:
+    """(one role user's at most, role users' together at most) of a
+    listener's `places` connections: a quarter each, all but ADMIN_RESERVED
+    together (at least 1 each)."""
+    return max(1, places // SHARE), max(1, places - ADMIN_RESERVED)
 
 
 def holder(session: Any) -> str | None:

@@ -10,7 +10,7 @@ to a quarter of its places and role users together to all but a few, a role
 user's requests in progress are at most a quarter of `[server]
 max_connections` (never less than 1; of fewer when the open-files limit
 leaves fewer, as for the connections themselves), and role users' together all but
-ADMIN_RESERVED: one more is answered 503 UNAVAILABLE with Retry-After: 1,
+budget.ADMIN_RESERVED: one more is answered 503 UNAVAILABLE with Retry-After: 1,
 before its body is read, and its connection closed. Admins, and every caller
 of `auth.mode = "none"`, are not counted."""
 
@@ -27,9 +27,7 @@ from aiohttp import web
 from catalog.errors import Unavailable
 
 from . import limits
-from .budget import SHARE
-
-ADMIN_RESERVED = 3  # places role users' requests never take (as pgwire's)
+from .budget import shares
 
 _HELD: weakref.WeakKeyDictionary[Any, Counter[str]] = weakref.WeakKeyDictionary()
 
@@ -40,12 +38,6 @@ class RequestsBusy(Unavailable):
 
     retry_after = 1
     close = True
-
-
-def shares(places: int) -> tuple[int, int]:
-    """(one role user's requests at most, role users' together at most) of
-    `places` connections."""
-    return max(1, places // SHARE), max(1, places - ADMIN_RESERVED)
 
 
 def places(cairn: Any) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import limits
 from ..auth import USER_ID
-from ..budget import SHARE, holder
+from ..budget import holder, shares
 from ..config_checks import tls_context
 from ..state import Cairn, Session
 from ..threadshare import held_by
@@ -37,9 +37,9 @@ log = logging.getLogger("cairn.pgwire")
 STARTUP_TIMEOUT = 30.0
 SHUTDOWN = messages.error("FATAL", "57P01", "terminating connection due to administrator command")
 MAX_CONNECTIONS = limits.PGWIRE_MAX  # fewer when the open-files limit leaves fewer
-# Slots role users never take, as PostgreSQL's superuser_reserved_connections:
-# an admin can always connect while role users hold the rest.
-ADMIN_RESERVED = 3
+# Slots role users never take (budget.ADMIN_RESERVED, as PostgreSQL's
+# superuser_reserved_connections): an admin can always connect while role users
+# hold the rest.
 
 
 class PgServer:
@@ -246,13 +246,13 @@ class PgServer:
         if who is None:
             return
         limit = self.max_clients()
-        share = max(1, limit // SHARE)
+        share, together = shares(limit)
         mine = sum(1 for w in self._role_users.values() if w == who)
         if mine >= share:
             raise PgError("53300", f'too many connections for user "{who}": it holds {mine}, '
                           f"its share (a quarter) of the {limit} this server takes",
                           severity="FATAL")
-        if len(self._role_users) >= limit - ADMIN_RESERVED:
+        if len(self._role_users) >= together:
             raise PgError("53300", "remaining connection slots are reserved for admins",
                           severity="FATAL")
         self._role_users[writer] = who

@@ -16,7 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from server.pgwire.server import ADMIN_RESERVED, MAX_CONNECTIONS
+from server.budget import ADMIN_RESERVED
+from server.pgwire.server import MAX_CONNECTIONS
 from tests.pgwire.conftest import PgServer, _start
 
 USERS = ["mallory", "bob", "carol", "dave"]
