@@ -8,10 +8,11 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from catalog import Archive, Job, Namespace, utcnow
+from catalog import Archive, Job, Namespace
 from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound, Unavailable
 from catalog.ids import new_id
 from sqlgrammar import ast
+from storage import clock_floor
 from storage.archive import damaged, pitr, store
 from storage.archive.changes import MAX_LSN, now_us
 from storage.archive.helper import HelperFailed
@@ -271,7 +272,8 @@ def finish(cairn: Cairn, arch: Archiver, error: str | None) -> None:
     trimmed it all the same); the next START ARCHIVING's base holds it."""
     ns = arch.namespace
     now = arch.record()
-    now.status, now.stopped_at, now.last_error = "stopped", utcnow(), error
+    now.status, now.last_error = "stopped", error
+    now.stopped_at = clock_floor.stop_at(cairn.engine, ns, now)  # after the restore in effect
     upto = MAX_LSN if error is None or now.base_lsn is None else now.shipped_lsn
     batch = cairn.catalog.batch().put(now)
     cairn.engine.changes.trim(ns, upto, batch)

@@ -21,7 +21,7 @@ from typing import Any
 from catalog import Archive, Backup, Catalog, Namespace
 from catalog.errors import NotFound
 
-from .archive import store
+from .archive import changes, store
 from .backup import Repository, restored
 from .backup.restored_tables import newest_at
 
@@ -113,3 +113,20 @@ def restore_at(registry: Any, dest: str) -> str:
         at = max(store.parse_us(restored.now_us()), floor + 1, ns.last_us + 1, ns.snap_us + 1)
         ns.last_us = max(ns.last_us, at)  # later commits and cuts of it come after
     return store.iso_exact(at)
+
+
+def stop_at(registry: Any, namespace: str, arch: Archive) -> str:
+    """When STOP ARCHIVING of `namespace` stops archive `arch` (its record's
+    `stopped_at`): the wall clock, but after what the archive shipped, the
+    namespace's last restore and every commit time and cut handed out for it,
+    rounded up to the millisecond. Whether a stopped archive is of the
+    history in effect or of one a restore replaced is read from it
+    (restore_run.time_plan): from the raw clock set back after a rollback, an
+    archive started after the rollback stopped "before" it, and with its
+    segments gone a time in its window was "no restorable window", not the
+    changes it shipped missing from the target."""
+    rec = registry.catalog.get(Namespace, namespace)
+    floor = max(arch.shipped_us or 0, restored_us(rec) if rec is not None else 0)
+    with registry.changes.holding(namespace) as ns:
+        at = max(changes.now_us(), floor + 1, ns.last_us + 1, ns.snap_us + 1)
+    return store.iso(-(-at // 1000) * 1000)

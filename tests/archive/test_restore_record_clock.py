@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from server import archive_sql
+from server.config import Config
 from storage.backup import restored, restored_tables
 from tests.e2e.test_clock_back import HOUR, step_back
-from tests.helpers import ok, rows
+from tests.helpers import ok, rows, sql
 
-from .test_archiving import wait_shipped
+from .test_archiving import segment_files, wait_shipped
 
 
 def set_back(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
@@ -95,3 +98,35 @@ async def test_a_table_rollback_after_the_clock_stepped_back_is_the_table_after_
     (r,) = await rows(client, f"RESTORE TABLE app.t FROM 'b' AS copy.t WITH (as_of = '{now}')")
     assert r["backup_id"] == x["backup_id"], (r, x, y)
     assert await rows(client, "SELECT id FROM copy.t ORDER BY id") == [{"id": 1}]
+
+
+async def test_an_archive_stopped_with_the_clock_stepped_back_is_still_after_the_restore(
+    client: Any, monkeypatch: pytest.MonkeyPatch, cairn_config: Config
+) -> None:
+    """STOP ARCHIVING's time (`stopped_at`) decides whether a stopped archive is
+    of the history in effect or of one a restore replaced (restore_run.time_plan).
+    Taken from the raw wall clock, set back after a rollback, an archive
+    started after the rollback stopped "before" it: not this history's, so
+    with its segments removed from the target a time in its window was "no
+    restorable window" (INVALID_ARGUMENT), not the changes it shipped missing."""
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id INT PRIMARY KEY); "
+                     "INSERT INTO app.t VALUES (1)")
+    (x,) = await rows(client, "BACKUP DATABASE app TO 'b'")
+    await ok(client, "INSERT INTO app.t VALUES (9)")
+    await ok(client, f"RESTORE DATABASE app FROM 'b' WITH (backup_id = '{x['backup_id']}', "
+                     "replace = true)")
+    await ok(client, "START ARCHIVING DATABASE app TO 'b' WITH (interval = '100ms')")
+    await ok(client, "INSERT INTO app.t VALUES (2)")
+    shipped = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # row 2 is in the window
+    await wait_shipped(client)
+    with monkeypatch.context() as m:
+        set_back(m, HOUR)
+        # every reader of the clock steps: `utcnow` is what STOP read before
+        m.setattr(archive_sql, "utcnow", lambda: restored.now_us()[:23] + "Z", raising=False)
+        await ok(client, "STOP ARCHIVING DATABASE app")
+    for seg in segment_files(Path(cairn_config.backup_roots[0]), "b"):
+        seg.unlink()  # a bucket rule, an operator
+    status, body = await sql(client, f"RESTORE DATABASE app FROM 'b' AS r WITH "
+                                     f"(as_of = '{shipped}')")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "archived changes are missing" in body["error"]["message"], body
