@@ -36,7 +36,8 @@ WATCHED = (ast.BackupDatabase, ast.RestoreDatabase, ast.VerifyBackup, ast.Backup
 TERMINAL = ("completed", "failed", "cancelled")
 _NUMBER = (int, float, jsontext.JsonNumber)
 POLL = ("SELECT status, fraction_completed, files_done, files_total, bytes_done, "
-        "bytes_total, rows, result, error_message FROM system.jobs WHERE job_id = {}")
+        "bytes_total, rows, result, error_message, waiting_for FROM system.jobs "
+        "WHERE job_id = {}")
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,16 @@ def human_bytes(n: float) -> str:
 
 
 def _detail(row: dict[str, Any]) -> str:
-    """Files and bytes done, as the server's poll says them (escaped by the caller)."""
+    """Files and bytes done, as the server's poll says them, and what the job
+    waits for (a restore's install behind a busy table: why it stands still
+    at 99%), escaped by the caller."""
     parts = []
     if row.get("files_total"):
         parts.append(f"{row.get('files_done') or 0}/{row['files_total']} files")
     if row.get("bytes_total"):
         parts.append(f"{_bytes(row.get('bytes_done') or 0)}/{_bytes(row['bytes_total'])}")
+    if row.get("waiting_for"):
+        parts.append(f"waiting for {row['waiting_for']}")
     return "  ".join(parts)
 
 

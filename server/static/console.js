@@ -346,7 +346,7 @@ async function run() {
 // panel asks every second. One character more than shown says it goes on.
 const JOBS_SQL = `SELECT job_id, job_type, status, namespace, target, backup_id,
   left(statement, ${STATEMENT_CHARS + 1}) AS statement, fraction_completed,
-  bytes_done, bytes_total, error_message, created_at FROM system.jobs
+  bytes_done, bytes_total, error_message, waiting_for, created_at FROM system.jobs
   ORDER BY status IN ('running', 'queued', 'paused') DESC, created_at DESC LIMIT 12`;
 let lastActive = new Set();
 
@@ -367,6 +367,8 @@ function jobItem(job) {
     foot.append(el("button", { class: "kill", type: "button", text: "kill", onclick: () => killJob(job.job_id) }));
   }
   li.append(foot);
+  // a restore's install behind a busy table: why it stands still
+  if (job.waiting_for && isLive(job)) li.append(el("div", { class: "waiting", text: `waiting for ${job.waiting_for}` }));
   if (job.error_message) li.append(el("div", { class: "err", text: job.error_message }));
   return li;
 }

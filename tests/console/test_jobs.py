@@ -104,6 +104,19 @@ def test_completed_job_gives_its_result_row_and_a_full_bar() -> None:
     assert "backup app → nightly" in last and "100%" in last and "4.0 KB" in last
 
 
+def test_a_job_waiting_for_a_lock_says_what_it_waits_for() -> None:
+    """A restore's install behind a busy table stands at 99%: the bar says why
+    (`system.jobs.waiting_for`), and stops saying it once the wait is over."""
+    server = FakeServer([job_row("running", 0.99, waiting_for="table app.t (held by an UPDATE)"),
+                         job_row("completed", 1.0, result={"job_id": "job-1"})])
+    w, _, screen = watcher(server)
+    w.watch("job-1", "restore app ← nightly")
+    assert "waiting_for" in server.sent[0]
+    shown = screen.getvalue().split("\r")
+    assert any("waiting for table app.t (held by an UPDATE)" in s for s in shown), shown
+    assert "waiting for" not in shown[-1]
+
+
 @pytest.mark.parametrize(("status", "code"), [("failed", "JOB_FAILED"),
                                               ("cancelled", "CANCELLED")])
 def test_job_that_did_not_complete_is_an_error(status: str, code: str) -> None:

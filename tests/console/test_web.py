@@ -197,6 +197,39 @@ def test_detached_backup_bar_finishes_and_backup_is_listed(
     assert (ARTIFACTS / "web-console.png").stat().st_size > 10_000
 
 
+# In the page, before console.js: the jobs panel's answers with every live job's
+# `waiting_for` set (when the server's answer has the column), as for a restore
+# whose install waits behind a busy table (storage/lockset.py).
+WAITING_JOBS = """
+const realFetch = window.fetch;
+window.fetch = async (url, init) => {
+  const body = String((init && init.body) || "");
+  const resp = await realFetch(url, init);
+  if (!(body.includes("FROM system.jobs") && body.includes("LIMIT 12"))) return resp;
+  const answer = await resp.json();
+  for (const r of answer.results || []) {
+    if (!(r.columns || []).includes("waiting_for")) continue;
+    for (const row of r.rows) if (row.status === "running") row.waiting_for = "table big.t";
+  }
+  return new Response(JSON.stringify(answer), {status: resp.status, headers: resp.headers});
+};
+"""
+
+
+def test_a_job_waiting_for_a_lock_says_so_in_the_jobs_panel(
+        page: Page, slow_server: ServerProcess) -> None:
+    """A restore's install behind a busy table stands at 99%; the panel did not
+    say why (`system.jobs.waiting_for`, asked of the real server)."""
+    page.add_init_script(WAITING_JOBS)
+    page.goto(slow_server.url + "/")
+    run_sql(page, "BACKUP DATABASE big TO 'web-wait' WITH (detached = true)")
+    job_id = page.locator('.result[data-statement="1"] tbody td').first.inner_text()
+    job = page.locator(f'.job[data-job-id="{job_id}"]')
+    expect(job.locator(".waiting")).to_have_text("waiting for table big.t", timeout=10000)
+    expect(job).to_have_attribute("data-status", "completed", timeout=20000)
+    expect(job.locator(".waiting")).to_have_count(0)
+
+
 def test_archiving_panel_shows_status_and_lag(page: Page, server: ServerProcess) -> None:
     status, body = server.post("CREATE NAMESPACE web_arch; CREATE TABLE web_arch.t (id INT);"
                                "START ARCHIVING DATABASE web_arch TO 'web-arch'")
