@@ -56,8 +56,9 @@ class PgServer:
                                       cairn.config.storage.duckdb_release_memory)
         self.connections: dict[int, tuple[int, Connection]] = {}
         self._clients: set[asyncio.StreamWriter] = set()
-        # Those of `_clients` not logged in yet, oldest first (`_make_room`).
-        self._starting: dict[asyncio.StreamWriter, None] = {}
+        # Those of `_clients` not logged in yet, oldest first (`_make_room`),
+        # each with whether it has sent its start-up packet.
+        self._starting: dict[asyncio.StreamWriter, bool] = {}
         self._role_users: dict[asyncio.StreamWriter, str] = {}  # a role user's connections
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -119,7 +120,7 @@ class PgServer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._clients.add(writer)
-        self._starting[writer] = None
+        self._starting[writer] = False
         pid = 0
         conn: Connection | None = None
         try:
@@ -185,6 +186,8 @@ class PgServer:
             raise PgError("0A000", f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}",
                           severity="FATAL")
         startup = _startup_params(body)
+        if writer in self._starting:  # logging in: newcomers take a silent one's place first
+            self._starting[writer] = True
         # Protocol options (`_pq_.`) are none of the session's settings; a client that
         # asked for any, or for a newer 3.x, is told 3.0 and none (PostgreSQL's answer).
         options = [key for key in startup if key.startswith("_pq_.")]
@@ -224,8 +227,13 @@ class PgServer:
     def _make_room(self, writer: asyncio.StreamWriter) -> bool:
         """Every place is taken and `writer` is one too many: close the oldest
         connection that has not logged in yet (FATAL 53300), if there is one
-        but `writer`. False if every other connection has logged in."""
-        oldest = next((w for w in self._starting if w is not writer), None)
+        but `writer`: one that has not sent its start-up packet first. False if
+        every other connection has logged in. Oldest first alone, a flood of
+        silent sockets (~360 a second) closed admins in the middle of their
+        SCRAM exchange (7 logins of 182 failed)."""
+        waiting = [w for w in self._starting if w is not writer]
+        oldest = next((w for w in waiting if not self._starting[w]),
+                      waiting[0] if waiting else None)
         if oldest is None:
             return False
         del self._starting[oldest]
