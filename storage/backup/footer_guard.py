@@ -25,6 +25,13 @@ nothing, while DuckDB skipped the row group by them (`WHERE v = 'a'` missed
 a restored row). And so is one with statistics whose `column_orders` are not
 each column's type-defined order, as Cairn's writer writes them: without
 them pyarrow takes the sort order as unknown and ignores every min and max.
+
+And the two readers must start each column chunk at the same page. pyarrow
+starts at the dictionary page's offset only when it lies before the first
+data page's; DuckDB starts at it wherever it lies. A file holding each
+column's rows twice (a second data page), saying it held them once, with one
+chunk's dictionary offset at its second data page verified valid (pyarrow
+read 'a', 'b', 'c') and restored, and every query read 'EVIL-a'... instead.
 """
 
 from __future__ import annotations
@@ -254,6 +261,12 @@ def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> bool:
         raise Malformed(f"puts {where} in another file")
     if meta.get(3) != [leaf.get(4)]:  # path_in_schema: an empty one aborted pyarrow too
         raise Malformed(f"names {where} otherwise in its chunk than in its schema")
+    if meta.get(5) != 0 and _start_for_pyarrow(meta) != _start_for_duckdb(meta):
+        # (a chunk of no values, as pyarrow writes an empty table's, has a
+        # dictionary page at 4 and its data page offset 0: nothing to read)
+        raise Malformed(f"puts the dictionary page of {where} after its first data page: "
+                        "the checks (pyarrow) would read the chunk from one page, every "
+                        "query (DuckDB) from another")
     encodings = meta.get(2)
     stats_of_pages = meta.get(13) or []
     if (not isinstance(encodings, list) or not set(encodings) <= _ENCODINGS
@@ -288,6 +301,25 @@ def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> bool:
                                           or len(histogram) not in want):
                 raise Malformed(f"has level histograms of {where} of the wrong length")
     return isinstance(stats, dict) and any(k in stats for k in (1, 2, 5, 6))
+
+
+def _start_for_pyarrow(meta: dict[int, Any]) -> Any:
+    """Where pyarrow starts reading a column chunk: its dictionary page's
+    offset if set, positive and before its first data page's, else that."""
+    data, dictionary = meta.get(9), meta.get(11)
+    if (isinstance(dictionary, int) and isinstance(data, int)
+            and 0 < dictionary < data):
+        return dictionary
+    return data
+
+
+def _start_for_duckdb(meta: dict[int, Any]) -> Any:
+    """Where DuckDB starts reading it: its dictionary page's offset whenever
+    that is set and at least 4 (past the leading magic), wherever it lies."""
+    dictionary = meta.get(11)
+    if isinstance(dictionary, int) and dictionary >= 4:
+        return dictionary
+    return meta.get(9)
 
 
 def page_reader(data: bytes) -> _Reader:

@@ -358,3 +358,71 @@ async def test_statistics_pyarrow_does_not_read_are_refused(
     status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
     assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
     assert "pyarrow does not read" in body["error"]["message"], body
+
+
+def _rows_twice_read_from_the_second_page(column: str) -> Any:
+    """The file holding each column's rows twice (a second data page a
+    chunk; `column`'s second page holding other values), saying it holds
+    them once, with `column`'s dictionary offset at its second data page:
+    pyarrow starts the chunk at its first page, DuckDB at the second."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.parquet_footer import _In
+
+    def craft(data: bytes) -> bytes:
+        t = pq.read_table(pa.BufferReader(data))
+        n, at = t.num_rows, t.schema.get_field_index(column)
+        was = t.column(column).to_pylist()
+        other = pa.array([f"EVIL-{x}" for x in was] if column == "v"
+                         else was[1:] + was[:1], t.schema.field(column).type)
+        both = pa.concat_tables([t, t.set_column(at, t.schema.field(column), other)])
+        out = io.BytesIO()
+        pq.write_table(both.replace_schema_metadata(t.schema.metadata), out,
+                       compression="none", use_dictionary=False, write_batch_size=n,
+                       data_page_size=1)
+        plain = out.getvalue()
+        holder: list[Any] = []
+        edit(plain, holder.append)  # the footer's fields, read only
+        first = get(chunk_meta(holder[0], 0, at), 9)  # data_page_offset
+        reader = _In(plain)
+        reader.at = first
+        header = reader.struct()
+        second = reader.at + get(header, 3)  # past the first page's header and bytes
+
+        def say_once(meta: list[Any]) -> None:
+            put(meta, 3, 6, n)  # FileMetaData.num_rows
+            put(get(meta, 4)[1][0], 3, 6, n)  # RowGroup.num_rows
+            for c in range(len(t.column_names)):
+                put(chunk_meta(meta, 0, c), 5, 6, n)  # num_values
+            put(chunk_meta(meta, 0, at), 11, 6, second)  # dictionary_page_offset
+
+        return edit(plain, say_once)
+
+    return craft
+
+
+@pytest.mark.parametrize("column", ["v", "id"])
+async def test_a_chunk_the_two_readers_would_start_at_different_pages_is_refused(
+        client: Any, cairn_config: Config, column: str) -> None:
+    """pyarrow starts a column chunk at its dictionary offset only if that
+    lies before its first data page, DuckDB wherever it lies: the checks
+    read 'a', 'b', 'c' (or keys -5, 1, 100), VERIFY said valid, RESTORE
+    completed, and every query read 'EVIL-a'... (or keys 1, 100, -5: each
+    key with another row's values) (footer_guard)."""
+    root = Path(cairn_config.backup.roots[0])
+    source = await _backup(client, root)
+    target = root / f"two_starts_{column}"
+    shutil.copytree(source, target)
+    replace_file(target, "t", _rows_twice_read_from_the_second_page(column))
+    backup_id = next((target / "manifests").glob("*.json")).stem
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    assert "after its first data page" in str(report["errors"]), report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert f"column '{column}' of row group 0" in body["error"]["message"], body
+    status, body = await sql(client, "SELECT * FROM copy.t")
+    assert status == 404, body  # nothing installed
