@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from ..files import NAN_RULE
 from ..types import OW, SEQ, USER, arrow_type
-from . import check_reader, duck_read, footer_guard, footers, onesided, parquet_types
+from . import check_reader, duck_read, footer_guard, footers, onesided, page_headers, parquet_types
 from .check_reader import CheckReader
 from .column_checks import Group
 from .rowchecks import Checks, outside
@@ -244,6 +244,7 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
         plain, plain_rows, meta = _plain_text(source, text)
         with CheckReader(source, names + [n for n in text if n not in plain],
                          buffer_size=1 << 20, metadata=meta) as pf:
+            footer = pf.metadata  # (page_headers walks its chunks)
             index = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
             texts = {n for n in names if _text(pf.schema_arrow.field(n).type)}
             wrong = _claimed_too_large(pf.metadata, [index[n] for n in sorted(texts)], budget)
@@ -304,7 +305,10 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
         check_reader.release()  # what the decoding took goes back
     if rows != f.rows:
         return f"{what} holds {rows} rows, its entry says {f.rows}"
-    # What pyarrow read, DuckDB must read too: queries do (duck_read.py).
+    # Every page as both readers take it (page_headers.py), then what
+    # pyarrow read, DuckDB must read too: queries do (duck_read.py).
+    if (wrong := page_headers.problem(source, footer)) is not None:
+        return f"{what} {wrong}"
     wrong = duck_read.problem(source, [n for n, _ in expected_schema(table, f.schema_version)],
                               f.rows)
     return None if wrong is None else f"{what} {wrong}"

@@ -1,0 +1,101 @@
+"""Every data page header of a file from a target, as both readers take it.
+
+A version 1 data page's header names the encoding of its definition levels.
+pyarrow, which reads every file VERIFY and RESTORE check, honours it: told
+BIT_PACKED (a deprecated encoding), it decodes the levels bit-packed. DuckDB,
+which reads every file a query reads, decodes them as RLE whatever the
+header says. A TEXT column's page whose header said BIT_PACKED over RLE
+levels (a length of 8: the first byte 0x08, every bit of the first three 0)
+was read by pyarrow as three NULLs and by DuckDB as 'EVIL-a', 'EVIL-b',
+'EVIL-c': verified valid (no check saw those values), restored, and every
+query read them. Cairn's writer (pyarrow) writes RLE levels only, so any
+other level encoding is refused. The pages are walked as pyarrow walks a
+column chunk: from its first page, until the chunk's values are read."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import IO, Any
+
+from . import footer_guard
+
+DATA_PAGE, DICTIONARY_PAGE, DATA_PAGE_V2 = 0, 2, 3  # PageType
+RLE = 3  # Encoding
+_NAMES = {0: "PLAIN", 2: "PLAIN_DICTIONARY", 3: "RLE", 4: "BIT_PACKED", 5: "DELTA_BINARY_PACKED",
+          6: "DELTA_LENGTH_BYTE_ARRAY", 7: "DELTA_BYTE_ARRAY", 8: "RLE_DICTIONARY",
+          9: "BYTE_STREAM_SPLIT"}
+HEADER_READS = (4 << 10, 64 << 10, 1 << 20)  # a header holds its page's statistics
+
+
+def problem(source: str | IO[bytes], metadata: Any) -> str | None:
+    """None when every data page of the Parquet file `source` (its pyarrow
+    FileMetaData `metadata`) has RLE levels, else what is wrong (a phrase to
+    follow the file's name)."""
+    with open(source, "rb") if isinstance(source, str) else contextlib.nullcontext(source) as f:
+        try:
+            for g in range(metadata.num_row_groups):
+                group = metadata.row_group(g)
+                for c in range(group.num_columns):
+                    chunk = group.column(c)
+                    for page in _pages(f, chunk):
+                        wrong = _level_problem(page)
+                        if wrong is not None:
+                            return (f"has a data page of column '{chunk.path_in_schema}' of "
+                                    f"row group {g} {wrong}")
+        except footer_guard.Malformed as exc:
+            return f"has a page header that cannot be read ({exc})"
+        finally:
+            if not isinstance(source, str):
+                source.seek(0)
+    return None
+
+
+def _level_problem(page: dict[int, Any]) -> str | None:
+    if page.get(1) != DATA_PAGE:
+        return None  # (a version 2 page's levels are RLE by definition)
+    header = page.get(5)
+    if not isinstance(header, dict):
+        return "without its header"
+    for field, what in ((3, "definition"), (4, "repetition")):
+        if (kind := header.get(field, RLE)) != RLE:
+            name = _NAMES.get(kind, repr(kind)) if isinstance(kind, int) else "?"
+            return (f"whose header says its {what} levels are {name}, not RLE as Cairn's "
+                    "writer writes them: the checks (pyarrow) would decode them so, every "
+                    "query (DuckDB) as RLE")
+    return None
+
+
+def _pages(f: IO[bytes], chunk: Any) -> Iterator[dict[int, Any]]:
+    """The page headers of `chunk`, from where pyarrow starts it (its
+    dictionary page's offset if before its first data page's) until its
+    values are read or its bytes end."""
+    offsets = [o for o in (chunk.dictionary_page_offset, chunk.data_page_offset)
+               if o is not None and o > 0]
+    if not offsets:
+        return
+    at = min(offsets)
+    end, values, want = at + chunk.total_compressed_size, 0, chunk.num_values
+    while at < end and values < want:
+        page, length = _header(f, at)
+        yield page
+        if page.get(1) == DATA_PAGE:
+            values += int((page.get(5) or {}).get(1) or 0)
+        elif page.get(1) == DATA_PAGE_V2:
+            values += int((page.get(8) or {}).get(1) or 0)
+        size = page.get(3)
+        if not isinstance(size, int) or size < 0:
+            raise footer_guard.Malformed("a page of no size")
+        at += length + size
+
+
+def _header(f: IO[bytes], at: int) -> tuple[dict[int, Any], int]:
+    for want in HEADER_READS:
+        f.seek(at)
+        reader = footer_guard.page_reader(f.read(want))
+        try:
+            return reader.struct(), reader.at
+        except footer_guard.Malformed:
+            if want == HEADER_READS[-1]:
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,121 @@
+"""A data page's header as the two readers take it: pyarrow (every check of
+VERIFY and RESTORE) and DuckDB (every query) must decode the same values
+(storage/backup/page_headers.py)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import struct
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from server.config import Config
+from storage.backup import page_headers
+from tests.e2e.test_backup_parquet_types import _backup
+from tests.helpers import ok, replace_file, rows, sql
+from tests.parquet_footer import _In, _out, chunk_meta, edit, get, put
+
+BIT_PACKED = 4  # Encoding
+
+
+def _levels_said_bit_packed(data: bytes) -> bytes:
+    """TEXT v rewritten as one plain version 1 data page whose header says its
+    definition levels are BIT_PACKED while they are RLE: a length of 8 (the
+    first byte 0x08, its low three bits 0: three NULLs bit-packed), a run of
+    three ones, padding; then 'EVIL-a', 'EVIL-b', 'EVIL-c'. The chunk's
+    statistics keep no null count (DuckDB, given one equal to its rows, reads
+    no page of it) and no bounds."""
+    t = pq.read_table(pa.BufferReader(data))
+    n = t.num_rows
+    assert n <= 3
+    out = io.BytesIO()
+    pq.write_table(t, out, compression="none", use_dictionary=False, data_page_version="1.0")
+    plain = out.getvalue()
+    holder: list[Any] = []
+    edit(plain, holder.append)  # the footer's fields, read only
+    col = t.column_names.index("v")
+    start = get(chunk_meta(holder[0], 0, col), 9)
+    reader = _In(plain)
+    reader.at = start
+    header = reader.struct()
+    end = reader.at + get(header, 3)
+    assert end == start + get(chunk_meta(holder[0], 0, col), 7)  # one page
+    body = (struct.pack("<I", 8) + bytes([n << 1, 1]) + bytes(6)
+            + b"".join(struct.pack("<I", len(v)) + v
+                       for v in (f"EVIL-{x}".encode() for x in t.column("v").to_pylist())))
+    put(get(header, 5), 3, 5, BIT_PACKED)  # DataPageHeader.definition_level_encoding
+    get(header, 5)[:] = [f for f in get(header, 5) if f[0] != 5]  # the page's statistics
+    header[:] = [f for f in header if f[0] != 4]  # its crc
+    put(header, 2, 5, len(body))
+    put(header, 3, 5, len(body))
+    page = _out(header) + body
+    delta = len(page) - (end - start)
+
+    def shift(meta: list[Any]) -> None:
+        group = get(meta, 4)[1][0]
+        for f in group:
+            if f[0] in (2, 6):  # total_byte_size, total_compressed_size
+                f[2] += delta
+        for i, chunk in enumerate(get(group, 1)[1]):
+            cm = get(chunk, 3)
+            for f in cm:
+                if f[0] in (9, 11) and f[2] > start:  # the offsets of the chunks after it
+                    f[2] += delta
+            for f in chunk:
+                if f[0] == 2 and f[2] > start:  # file_offset
+                    f[2] += delta
+            if i == col:
+                put(cm, 6, 6, get(cm, 6) + delta)
+                put(cm, 7, 6, get(cm, 7) + delta)
+                stats = get(cm, 12)
+                stats[:] = [f for f in stats if f[0] not in (1, 2, 3, 5, 6)]
+
+    return edit(plain[:start] + page + plain[end:], shift)
+
+
+async def test_levels_the_two_readers_decode_otherwise_are_refused(
+        client: Any, cairn_config: Config) -> None:
+    """pyarrow honours a version 1 page's level encoding, DuckDB decodes RLE
+    whatever it says: the checks read v as NULL, NULL, NULL, VERIFY said
+    valid, RESTORE completed, and every query read 'EVIL-a', 'EVIL-b',
+    'EVIL-c', values no check had seen."""
+    root = Path(cairn_config.backup.roots[0])
+    source = await _backup(client, root)
+    target = root / "bit_packed"
+    shutil.copytree(source, target)
+    replace_file(target, "t", _levels_said_bit_packed)
+    backup_id = next((target / "manifests").glob("*.json")).stem
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    assert "its definition levels are BIT_PACKED" in str(report["errors"]), report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "data page of column 'v' of row group 0" in body["error"]["message"], body
+    status, body = await sql(client, "SELECT * FROM copy.t")
+    assert status == 404, body  # nothing installed
+    await ok(client, f"RESTORE DATABASE app FROM '{source}' AS copy")  # as Cairn wrote it
+    assert await rows(client, "SELECT id, v FROM copy.t ORDER BY id") == await rows(
+        client, "SELECT id, v FROM app.t ORDER BY id")
+
+
+def test_pages_as_pyarrow_writes_them_pass(tmp_path: Path) -> None:
+    """Cairn's writer's pages, many a chunk, of either version, with and
+    without a dictionary (and its fallback to plain), are none refused."""
+    n = 5_000
+    table = pa.table({"k": pa.array(range(n), pa.int64()),
+                      "v": pa.array([None if i % 7 == 0 else f"value-{i}" for i in range(n)]),
+                      "b": pa.array([i % 3 == 0 for i in range(n)])})
+    for version in ("1.0", "2.0"):
+        for dictionary in (True, False):
+            path = tmp_path / f"{version}-{dictionary}.parquet"
+            pq.write_table(table, path, data_page_version=version, use_dictionary=dictionary,
+                           data_page_size=512, dictionary_pagesize_limit=2048,
+                           row_group_size=2_000)
+            assert page_headers.problem(str(path), pq.read_metadata(path)) is None
+            with open(path, "rb") as f:
+                assert page_headers.problem(f, pq.read_metadata(path)) is None
+                assert f.tell() == 0
