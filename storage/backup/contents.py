@@ -23,7 +23,6 @@ file past a few MiB): the same functions, so they agree."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from typing import IO, Any
@@ -35,7 +34,16 @@ import pyarrow.parquet as pq
 
 from ..files import NAN_RULE
 from ..types import OW, SEQ, USER, arrow_type
-from . import check_reader, duck_read, footer_guard, footers, onesided, page_headers, parquet_types
+from . import (
+    check_reader,
+    duck_read,
+    footer_guard,
+    footers,
+    onesided,
+    page_headers,
+    parquet_types,
+    text_batches,
+)
 from .check_reader import CheckReader
 from .column_checks import Group
 from .rowchecks import Checks, outside
@@ -314,8 +322,9 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
     return None if wrong is None else f"{what} {wrong}"
 
 
-PLAIN_DICTIONARY = 4 << 20  # a dictionary page past this: the column is read as a dictionary
-PLAIN_BATCH = 128 << 20  # a plain batch's rows times its dictionary's size, at most
+# Which text columns are read plain, in batches of how many rows (text_batches.py).
+_plain_text = text_batches.plain_text
+PLAIN_DICTIONARY, PLAIN_BATCH = text_batches.PLAIN_DICTIONARY, text_batches.PLAIN_BATCH
 
 
 def _sides(sides: dict[tuple[int, str], tuple[bytes | None, bytes | None]], g: int,
@@ -327,73 +336,6 @@ def _sides(sides: dict[tuple[int, str], tuple[bytes | None, bytes | None]], g: i
                                                               sides[(g, name)])) is not None:
             return (f"has statistics of column '{name}' of row group {g} that pyarrow does "
                     f"not read and DuckDB skips row groups by: it {wrong}")
-    return None
-
-
-def _plain_text(source: str | IO[bytes], text: list[str]
-                ) -> tuple[set[str], list[int], Any]:
-    """The text columns (not keys) that can be read plain, and each row
-    group's batch rows for them. Read as a dictionary, a column of 16,000
-    1,000-byte values took ~100 MB to check (pyarrow builds a dictionary of
-    the row group's values); plain in small batches, ~35 MB. But a column
-    read plain is a bomb when its pages are dictionary-encoded (a 1 MiB value
-    in every row, stored once), and pyarrow decodes those even when the footer
-    says there is no dictionary. So each chunk's first page is read: a
-    dictionary page (the only page one can be) of D bytes holds no value
-    longer than D, and a batch of PLAIN_BATCH / D rows decodes to at most
-    PLAIN_BATCH bytes; a chunk with a dictionary past PLAIN_DICTIONARY keeps
-    its column read as a dictionary. Anything unreadable: no column plain.
-    The footer read here is handed on (the third item), not read again."""
-    if not text:
-        return set(), [], None
-    try:
-        meta = pq.read_metadata(source)
-    except Exception:  # noqa: BLE001 - the reader that follows says what is wrong
-        return set(), [], None
-    at = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
-    plain, rows = set(text), []
-    try:
-        with open(source, "rb") if isinstance(source, str) else contextlib.nullcontext(source) as f:
-            for g in range(meta.num_row_groups):
-                largest = 1
-                for n in text:
-                    size = _dictionary_size(f, meta.row_group(g).column(at[n]))
-                    if size is None or size > PLAIN_DICTIONARY:
-                        plain.discard(n)
-                    else:
-                        largest = max(largest, size)
-                rows.append(max(32, min(BATCH_ROWS, PLAIN_BATCH // largest)))
-        return plain, rows, meta
-    except Exception:  # noqa: BLE001 - what cannot be told is read as a dictionary
-        return set(), [], meta
-    finally:
-        if not isinstance(source, str):
-            source.seek(0)
-
-
-def _dictionary_size(f: IO[bytes], chunk: Any) -> int | None:
-    """The decoded size of a column chunk's dictionary page (0: none), from
-    the headers of all its pages; None if one is not where the first page
-    is (pyarrow takes a dictionary page anywhere), or past 10,000 pages."""
-    offsets = [o for o in (chunk.dictionary_page_offset, chunk.data_page_offset) if o is not None]
-    at, end, size = min(offsets), min(offsets) + chunk.total_compressed_size, 0
-    for i in range(10_000):
-        if at >= end:
-            return size
-        for want in (4 << 10, 64 << 10, 1 << 20):  # a header holds its page's statistics
-            f.seek(at)
-            reader = footer_guard.page_reader(f.read(want))
-            try:
-                page = reader.struct()
-                break
-            except footer_guard.Malformed:
-                if want == 1 << 20:
-                    return None
-        if page.get(1) == 2:  # DICTIONARY_PAGE
-            if i:
-                return None
-            size = int(page.get(2) or 0)
-        at += reader.at + int(page.get(3) or 0)  # the header, then its compressed bytes
     return None
 
 

@@ -136,3 +136,49 @@ def test_a_plain_columns_check_churns_no_more_than_its_file_through_the_default_
     churned = default.total_bytes_allocated() - before
     assert churned < 3 * size, (churned, size)
     assert [p.bytes_allocated() for p in pools] == live  # nothing held after the check
+
+
+def test_plain_pages_bound_a_batch_as_a_dictionary_does(tmp_path: Path) -> None:
+    """A chunk with no dictionary page was read 65,536 rows a batch: 600 rows
+    of one 1 MiB value stored PLAIN and compressed (a 33 KB file) took the
+    job process checking it to 1.4 GB, 6,000 rows past 10 GB. A batch's
+    rows are now sized by what the pages' headers bound them to
+    (backup/text_batches.py), and Cairn's own pages keep their large batches."""
+    from storage.backup import text_batches
+
+    n = 600
+    value = b"a" * (1 << 20)
+    path = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"y": pa.array([value] * n, pa.binary())}), path,
+                   compression="zstd", use_dictionary=False, data_page_size=1 << 30)
+    assert path.stat().st_size < 64 << 10
+    plain, rows, _ = contents._plain_text(str(path), ["y"])
+    assert plain == {"y"} and rows
+    assert max(rows) * len(value) <= text_batches.PLAIN_BATCH, rows
+    # as Cairn writes it (a dictionary page first): the same bound as before
+    pq.write_table(pa.table({"y": pa.array([value] * n, pa.binary())}), path, compression="zstd")
+    plain, rows, _ = contents._plain_text(str(path), ["y"])
+    assert plain == {"y"} and max(rows) * len(value) <= text_batches.PLAIN_BATCH
+    # many small values, plain: batches as large as ever
+    small = pa.table({"t": pa.array([f"value-{i}" for i in range(200_000)])})
+    pq.write_table(small, path, compression="zstd", use_dictionary=False)
+    plain, rows, _ = contents._plain_text(str(path), ["t"])
+    assert plain == {"t"} and rows == [contents.BATCH_ROWS], rows
+
+
+def test_a_run_of_rows_is_bounded_across_pages() -> None:
+    """What any run of rows may decode to, from the pages' bounds: one huge
+    page among small ones, pages of one value each, an empty page."""
+    from storage.backup.text_batches import PLAIN_BATCH, _largest_run, batch_rows
+
+    mib = 1 << 20
+    small = (20_000, mib, mib)  # 20,000 values in a 1 MiB PLAIN page
+    assert batch_rows([small] * 50) == contents.BATCH_ROWS
+    assert _largest_run([small] * 50, 65_536) == 5 * mib  # it and 4 pages after it
+    one_each = [(1, 50 * mib, 50 * mib)] * 10
+    assert batch_rows(one_each) == 2 and _largest_run(one_each, 2) == 100 * mib
+    assert _largest_run(one_each, 4) == 200 * mib > PLAIN_BATCH
+    assert batch_rows([], dictionary=mib) == 128  # each row at most a 1 MiB dictionary
+    assert batch_rows([small] * 3, dictionary=mib) == 128  # and plain pages after it
+    assert batch_rows(one_each, dictionary=mib) == 2
+    assert _largest_run([], 8) == 0 and batch_rows([(0, 0, 0)]) == contents.BATCH_ROWS
