@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from catalog import Archive, Backup
-from catalog.errors import CairnError, Cancelled, NotFound
+from catalog.errors import BackupInvalid, CairnError, Cancelled, NotFound
 from storage import clock_floor, jobproc
 from storage.backup import Repository, stoppable, write_backup
 from storage.backup.discard import unmade
 from storage.backup.origin import whose
 from storage.backup.recorded import scope_text
-from storage.backup.schema import ArchiveRef, Scope
+from storage.backup.schema import ArchiveRef, Manifest, Scope, load
 from storage.snapshot import Snapshot
 
 from .backup_writing import recorded
@@ -119,15 +119,26 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
                                                bool(ctx.job.cleanup.get("made_target"))),
                         **kwargs)
     except jobproc.Lost:
+        # Lost after its manifest landed (between the manifest and its answer):
+        # the backup is whole. Taken for nothing whole, the job failed while
+        # the target held the backup, which the catalog never listed, and a
+        # RESTORE of the namespace blamed a copy of the data directory for it.
+        landed = None if ctx.cancelled else _landed(plan)
         if not ctx.cancelled or plan.repo.target.kind != "s3":
-            _abandon(plan, bool(ctx.job.cleanup.get("made_target")))
+            # The lock goes; so do the objects only it names (none when landed:
+            # its manifest names them). A killed job's landed manifest goes first.
+            _abandon(plan, bool(ctx.job.cleanup.get("made_target")), ctx.cancelled)
+            if landed is not None:
+                log.warning("backup %s: its job process ended after its manifest landed; "
+                            "the backup is whole", plan.backup_id)
+                return landed  # type: ignore[return-value]  # write_backup's Manifest
         else:
             # Killed: the job ends now. A clean-up the target holds up (a
             # listing that never ends: the job process was killed in one) is
             # left to end alone; the lock it would remove is a dead one that
             # the target's next prune takes away.
             cleaned = threading.Thread(
-                target=_abandon, args=(plan, bool(ctx.job.cleanup.get("made_target"))),
+                target=_abandon, args=(plan, bool(ctx.job.cleanup.get("made_target")), True),
                 name="cairn-backup-cleanup", daemon=True)
             cleaned.start()
             cleaned.join(CLEANUP_WAIT_SECONDS)
@@ -167,8 +178,28 @@ def undo_late(repo: Repository, lock_id: str, backup_ids: list[str],
                 "what it stored is cleaned up", lock_id)
 
 
-def _abandon(plan: BackupPlan, made_target: bool) -> None:
+def _landed(plan: BackupPlan) -> Manifest | None:
+    """The backup's manifest, when its lost job process had written it whole;
+    None when it is not there (or not readable: then it goes)."""
     try:
+        return load(plan.repo.read_manifest(plan.backup_id))
+    except NotFound:
+        return None
+    except BackupInvalid:  # cut short on its way (object storage): not a backup
+        with contextlib.suppress(CairnError):
+            plan.repo.delete_manifest(plan.backup_id)
+        return None
+    except CairnError as exc:  # the target cannot be read now: as before, not whole
+        log.warning("backup %s: could not read its manifest after its job process "
+                    "ended: %s", plan.backup_id, exc.message)
+        return None
+
+
+def _abandon(plan: BackupPlan, made_target: bool, cancelled: bool = False) -> None:
+    try:
+        if cancelled:  # a cancelled job leaves no manifest (write_backup's own rule)
+            with contextlib.suppress(CairnError):
+                plan.repo.delete_manifest(plan.backup_id)
         remove_own_tmp(plan.repo)  # first: a skeleton with none left goes too (discard.py)
         plan.repo.abandon(plan.backup_id, made_target)
     except CairnError as exc:
