@@ -86,29 +86,35 @@ def verify_objects(
     report = VerifyReport(manifest["backup_id"], is_valid=True)
     done_before = 0  # bytes of the objects already finished, counted at their expected size
     in_object = 0
+    in_size = 0  # the size of the object being read
 
     def on_bytes(n: int) -> None:
         nonlocal in_object
         in_object += n
         report.bytes_checked += n
         if on_progress is not None:
-            on_progress(
-                Progress(report.files_checked, files_total, done_before + in_object, bytes_total)
-            )
+            # An object read again (its copier died mid-object) counts its size once.
+            at = done_before + min(in_object, in_size)
+            on_progress(Progress(report.files_checked, files_total, at, bytes_total))
 
     errors: list[str] = []
     if (wrong := seq_problem(typed.backup_id, typed.max_seq, seq_now)) is not None:
         errors.append(wrong)
     for obj in objects:
         check_stop(should_stop)
-        in_object = 0
+        in_object, in_size = 0, obj["size"]
         used = users.get(obj.get("sha256") or obj["oid"], [])
         tail = Capture(scratch_dir, footers.tail_for(used)) if used else Tail(0)
         try:
             problem = check(obj, on_bytes, should_stop, tail)
             if problem is not None:
                 errors.append(problem)
-            elif isinstance(tail, Capture):  # files use it
+            else:
+                # Intact: exactly its size was read. A copier killed mid-object
+                # had its bytes counted before the read began again here:
+                # bytes_checked (and the job's bytes) went past the backup's.
+                report.bytes_checked += obj["size"] - in_object
+            if problem is None and isinstance(tail, Capture):  # files use it
                 errors += _content_problems(store, obj, tail, used)
         finally:
             tail.close()

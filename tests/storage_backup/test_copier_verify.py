@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from storage.backup import Repository, copier
 from storage.backup.contents import TAIL, Tail
 from storage.backup.transfer import CHUNK_SIZE
 
-from .conftest import MakeFile, kill_copiers_at_first_step, object_file
+from .conftest import MakeFile, kill_copiers_at_first_step, manifest_doc, object_file
 
 
 @pytest.fixture(autouse=True)
@@ -108,3 +109,27 @@ def test_the_store_checks_a_raw_object_in_a_copier(
         monkeypatch.setattr(copier, "_enabled", on)
         problem = repo.store.check(src.sha256, src.size, tail=Tail())
         assert problem is not None and "sha256 mismatch" in problem
+
+
+def test_a_copier_that_dies_mid_object_counts_no_byte_twice(
+        repo: Repository, make_file: MakeFile) -> None:
+    """A copier killed mid-object (kill -9, the OOM killer): the object is read
+    again on this thread, and the bytes the dead copier had reported were
+    counted as well: VERIFY answered `bytes_checked` (and its job `bytes`)
+    above the backup's size, 403,218 for a backup of 302,402."""
+    sources = [make_file(size=3 * CHUNK_SIZE + 7), make_file(size=CHUNK_SIZE + 1)]
+    for s in sources:
+        repo.put_file(s.path, sha256=s.sha256, size=s.size)
+    repo.write_manifest(manifest_doc("bk-1", sources))
+    killed: list[int] = []
+    step = kill_copiers_at_first_step(killed)
+    seen: list[int] = []
+
+    def progress(p: Any) -> None:
+        step(0)
+        seen.append(p.bytes_done)
+
+    report = repo.verify("bk-1", on_progress=progress, contents=False)
+    assert killed and report.is_valid
+    assert report.bytes_checked == sum(s.size for s in sources)
+    assert seen[-1] == report.bytes_checked and max(seen) <= report.bytes_checked
