@@ -44,6 +44,10 @@ log = logging.getLogger("cairn.catalog")
 
 MAX_TOTAL_WAL_BYTES = 64 << 20  # logs any family's unflushed write holds (were unbounded)
 MEMTABLE_BYTES = 128 << 20  # every family's memtables together (a STREAM's evicted rows)
+# RocksDB's own info logs (LOG, and LOG.old.<time>: one more every open, up to
+# 1,000 by its default, 0.1-0.7 MB each): a few kept, the live one rolled.
+INFO_LOGS_KEPT = 5
+INFO_LOG_BYTES = 16 << 20
 BUFFERS = "buffers"  # every table's write buffer (storage/bufstore.py): opened with the rest
 CHANGES = "changes"  # the change log (storage/archive/changes.py): too (see `family`)
 
@@ -54,6 +58,8 @@ def _options() -> Options:
     opts.create_missing_column_families(True)
     opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES)
     opts.set_db_write_buffer_size(MEMTABLE_BYTES)
+    opts.set_keep_log_file_num(INFO_LOGS_KEPT)
+    opts.set_max_log_file_size(INFO_LOG_BYTES)
     return opts
 
 
