@@ -13,7 +13,7 @@ from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound,
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage import clock_floor
-from storage.archive import damaged, pitr, store
+from storage.archive import damaged, holds, pitr, store
 from storage.archive.changes import MAX_LSN, now_us
 from storage.archive.helper import HelperFailed
 from storage.backup.origin import window_filter
@@ -294,6 +294,7 @@ async def show_restore_points(cairn: Cairn, session: Session,
         repo = _repo(cairn, stmt.target)
         repo.require_exists()
         shipped = shipped_of(cairn.catalog.get(Archive, stmt.namespace), repo.uri)  # first
+        held = holds.replayed(repo)  # archives a restore to a time replays (holds.py)
         runs, problems = store.all_runs(repo, stmt.namespace)
         entries = repo.listing(stmt.namespace)
         bases, broken = damaged.bases_and_damaged(repo, stmt.namespace, entries)
@@ -314,7 +315,7 @@ async def show_restore_points(cairn: Cairn, session: Session,
         # Changes missing (a gap, as VERIFY ARCHIVE and RESTORE name it): listed, with it.
         found += pitr.gap_rows(runs, bases, stmt.namespace)
         # What this server shipped that no base or segment in the target holds (its catalog says).
-        found += lost_rows(stmt.namespace, shipped, runs, bases, broken)
+        found += lost_rows(stmt.namespace, shipped, runs, bases, broken, held)
         return sorted(found, key=lambda r: (store.parse_us(r["start_time"]),
                                             store.parse_us(r["end_time"])))
 

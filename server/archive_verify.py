@@ -12,13 +12,13 @@ first, and the restorable windows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from catalog import Archive
 from catalog.errors import BackupInvalid, NotFound
-from storage.archive import damaged, pitr, replay, store
+from storage.archive import damaged, holds, pitr, replay, store
 from storage.archive.blocks import Entry
 from storage.archive.segment import MAX_US, SegmentName
 from storage.backup import PassphraseError, Repository
@@ -136,7 +136,8 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
                           f"{hit[0].archive_id}, changes from {store.iso(hit[0].after_us)} "
                           f"to {store.iso(hit[0].through_us)})")
     if shipped is not None and shipped.archive_id not in foreign:
-        errors += [problem for _, problem in without_base(shipped, all_runs, bases, broken)]
+        errors += [problem for _, problem in without_base(shipped, all_runs, bases, broken,
+                                                          holds.replayed(repo))]
         if tail := lost_tail(shipped, listings.get(shipped.archive_id), bases):
             errors.append(tail[1])
     if not any(x.segments for x in every.values()):
@@ -160,7 +161,8 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
 
 
 def without_base(shipped: Shipped, runs: list[store.Run], bases: list[store.Base],
-                 broken: list[damaged.Damaged]) -> list[tuple[store.Run, str]]:
+                 broken: list[damaged.Damaged],
+                 held: Collection[str] = ()) -> list[tuple[store.Run, str]]:
     """The runs of this server's archive holding the cut of its current
     window's base (the run before a new base ends where the base's run
     starts), with the problem, if no base backup in the target continues any
@@ -168,7 +170,11 @@ def without_base(shipped: Shipped, runs: list[store.Run], bases: list[store.Base
     no RESTORE as_of reaches their changes. (Another run without a base is
     what a DROP BACKUP of its base leaves until the next prune: the newest
     segment stays while archiving runs, then a new base starts a new run. A
-    damaged manifest that may be a base is named already.)"""
+    damaged manifest that may be a base is named already. Nor is an archive a
+    restore to a time replays, `held`: the prune leaves a dropped base's run
+    to it, storage/archive/holds.py.)"""
+    if shipped.archive_id in held:
+        return []
     cut = shipped.base_lsn
     runs = [r for r in runs if r.archive_id == shipped.archive_id
             and cut is not None and r.after_lsn <= cut <= r.last_lsn]
@@ -211,7 +217,8 @@ def lost_tail(shipped: Shipped, listing: store.Listing | None,
 
 
 def lost_rows(namespace: str, shipped: Shipped | None, runs: list[store.Run],
-              bases: list[store.Base], broken: list[damaged.Damaged]) -> list[dict[str, Any]]:
+              bases: list[store.Base], broken: list[damaged.Damaged],
+              held: Collection[str] = ()) -> list[dict[str, Any]]:
     """SHOW RESTORE POINTS' rows for what VERIFY ARCHIVE finds missing by this
     server's catalog: the run from its current base when no base of it is in
     the target (without_base), and the changes it shipped that the target no
@@ -220,7 +227,7 @@ def lost_rows(namespace: str, shipped: Shipped | None, runs: list[store.Run],
     if shipped is None:
         return []
     out = [_row(namespace, r.archive_id, r.after_us, r.through_us, len(r.segments), problem)
-           for r, problem in without_base(shipped, runs, bases, broken)]
+           for r, problem in without_base(shipped, runs, bases, broken, held)]
     listing = store.Listing(sorted(s for r in runs if r.archive_id == shipped.archive_id
                                    for s in r.segments))
     if tail := lost_tail(shipped, listing, bases):

@@ -6,7 +6,9 @@ Before its first object is fetched, a restore writes a lock
 kind of lock a running backup writes, see storage/backup/locks.py, so every
 prune keeps those objects) and waits for any prune that read the locks before
 it. Then it looks again for each backup's manifest: a backup dropped in the
-meantime is NOT_FOUND, nothing fetched. A DROP BACKUP that comes later removes
+meantime is NOT_FOUND, nothing fetched. A restore to a time names the archive
+it replays in its lock, and the archive's prune leaves that archive's
+segments alone (storage/archive/holds.py). A DROP BACKUP that comes later removes
 the manifest as always, and its objects stay until the restore ends. At the
 end the lock goes; when a manifest is gone by then, the objects only that
 backup used are pruned with it (`abandon`), so nothing is left unreferenced.
@@ -26,6 +28,7 @@ from typing import Any
 
 from catalog.errors import CairnError, Cancelled, NotFound
 from catalog.ids import new_id
+from storage.archive import holds
 from storage.backup import Manifest, Repository
 from storage.backup.locks import BackupLock
 
@@ -37,9 +40,14 @@ KEY = "hold"  # in the job's cleanup: the lock's id
 
 
 @contextlib.contextmanager
-def hold(repo: Repository, manifests: Sequence[Manifest], ctx: JobContext) -> Iterator[None]:
-    """While the block runs, the objects of `manifests` stay in `repo`."""
-    lock = _take(repo, manifests, ctx)
+def hold(repo: Repository, manifests: Sequence[Manifest], ctx: JobContext,
+         archive_id: str | None = None,
+         dropped: Callable[[], None] | None = None) -> Iterator[None]:
+    """While the block runs, the objects of `manifests` stay in `repo`, and
+    so do the segments of archive `archive_id` (a restore to a time replays
+    them: storage/archive/holds.py). `dropped` runs once the lock is gone
+    when a backup was dropped meanwhile (the segments it left are pruned)."""
+    lock = _take(repo, manifests, ctx, archive_id)
     try:
         if lock is not None:
             for m in manifests:
@@ -49,13 +57,14 @@ def hold(repo: Repository, manifests: Sequence[Manifest], ctx: JobContext) -> It
         yield
     finally:
         if lock is not None:
-            let_go(repo, lock, [m.backup_id for m in manifests])
+            let_go(repo, lock, [m.backup_id for m in manifests], dropped)
 
 
-def _take(repo: Repository, manifests: Sequence[Manifest], ctx: JobContext) -> BackupLock | None:
+def _take(repo: Repository, manifests: Sequence[Manifest], ctx: JobContext,
+          archive_id: str | None) -> BackupLock | None:
     if repo.target.kind == "archive":
         return None
-    lock_id = new_id("rs")
+    lock_id = holds.hold_id(new_id("rs"), archive_id)
     # Recorded before the lock is written: start-up removes it should we die.
     ctx.set(cleanup={**(ctx.job.cleanup or {}), "target": repo.uri, KEY: lock_id})
     names = {o.oid for m in manifests for o in m.objects}
@@ -69,10 +78,12 @@ def _take(repo: Repository, manifests: Sequence[Manifest], ctx: JobContext) -> B
         return None
 
 
-def let_go(repo: Repository, lock: BackupLock, backup_ids: list[str]) -> None:
-    """Remove the lock; with it the objects of a backup dropped meanwhile. A
-    failure is logged, never raised: the restore's outcome stands (a lock left
-    behind is removed at the next start-up through the job's cleanup)."""
+def let_go(repo: Repository, lock: BackupLock, backup_ids: list[str],
+           dropped: Callable[[], None] | None = None) -> None:
+    """Remove the lock; with it the objects of a backup dropped meanwhile
+    (then `dropped` runs). A failure is logged, never raised: the restore's
+    outcome stands (a lock left behind is removed at the next start-up
+    through the job's cleanup; segments left, by the next prune)."""
     try:
         if all(repo.has_manifest(b) for b in backup_ids):
             lock.release()
@@ -80,6 +91,8 @@ def let_go(repo: Repository, lock: BackupLock, backup_ids: list[str]) -> None:
             freed = lock.abandon()
             log.info("restore released lock %s; %d bytes of dropped backups freed",
                      lock.backup_id, freed)
+            if dropped is not None:
+                dropped()
     except Exception:
         log.warning("could not release restore lock %s in %s", lock.backup_id, repo.uri,
                     exc_info=True)

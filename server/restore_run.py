@@ -33,7 +33,7 @@ from storage.inflight import workers_for
 from storage.install import Beside, BesideWork, Restore
 
 from .archive_keys import refused_window
-from .backup_drops import origin_of
+from .backup_drops import origin_of, prune_archived
 from .backup_records import forget_gone, refuse_newer_gone, whole_namespace
 from .jobs import JobContext
 from .restore_hold import hold
@@ -192,7 +192,10 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
         return stoppable(read, lambda: ctx.cancelled, f"job {ctx.job_id}")
 
     try:
-        with hold(plan.repo, [m], ctx):  # no DROP BACKUP or keep_last pulls them away
+        # No DROP BACKUP or keep_last pulls them away, nor the archived changes replayed.
+        replayed = plan.time.archive_id if plan.time is not None else None
+        with hold(plan.repo, [m], ctx, replayed,
+                  partial(_pruned, cairn, ctx, plan) if replayed is not None else None):
             cairn.engine.restore(restore, fetch, ctx,
                                  throttle.spent if throttle.rate > 0 else None)
             ctx.land()  # installed: a full data directory no longer fails the job
@@ -213,6 +216,14 @@ def run_restore(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> dict[str, A
         "row_versions": m.totals.rows + restore.row_versions_added,
         "files": files, "bytes": nbytes,
     }
+
+
+def _pruned(cairn: Cairn, ctx: JobContext, plan: RestorePlan) -> None:
+    """After a restore to a time whose base was dropped beside it: the
+    segments the drop's prune left to it go now (holds.py)."""
+    freed = prune_archived(cairn, ctx, plan.repo, plan.source)
+    log.info("restore %s: %d bytes of archived changes of a dropped base freed",
+             ctx.job_id, freed)
 
 
 def check_not_archived(cairn: Cairn, namespace: str) -> None:

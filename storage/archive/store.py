@@ -27,7 +27,7 @@ from storage.backup.listing import list_folder
 from storage.backup.oserrors import reading, writing
 from storage.backup.schema import ArchiveRef, load_header
 
-from . import segment
+from . import holds, segment
 from .blocks import Entry
 from .changes import Change
 from .segment import ARCHIVE_ID, NAMESPACE, Header, SegmentName, parse_name
@@ -449,12 +449,12 @@ def prune(repo: Repository, namespace: str, keep_newest: Callable[[str], bool]) 
     running: it is where archiving resumes) always stays. Returns bytes freed.
     Nothing goes while a manifest that may be of `namespace` cannot be read
     (damaged, or listed and not served): it may be any run's base."""
-    entries = repo.listing(namespace)
+    held, entries = holds.replayed(repo), repo.listing(namespace)  # locks first: holds.py
     if any("error" in m for m in entries):
         return 0
     bases = [b for m in entries if (b := _base(m)) is not None]
     freed = 0
-    for aid in archive_ids(repo, namespace):
+    for aid in [a for a in archive_ids(repo, namespace) if a not in held]:  # held: they stay
         listing = list_segments(repo, namespace, aid)
         if not listing.segments:
             continue
