@@ -199,12 +199,17 @@ def without_base(shipped: Shipped, runs: list[store.Run], bases: list[store.Base
     segment stays while archiving runs, then a new base starts a new run. A
     damaged manifest that may be a base is named already. Nor is an archive a
     restore to a time replays, `held`: the prune leaves a dropped base's run
-    to it, storage/archive/holds.py.)"""
+    to it, storage/archive/holds.py. Nor a run a newer base of the archive,
+    cut after it ends, goes on from: a keep_last into the target dropped the
+    old base and the prune kept the newest segment, which held its cut.)"""
     if shipped.archive_id in held:
         return []
     cut = shipped.base_lsn
     runs = [r for r in runs if r.archive_id == shipped.archive_id
-            and cut is not None and r.after_lsn <= cut <= r.last_lsn]
+            and cut is not None and r.after_lsn <= cut <= r.last_lsn
+            and not any(b.archive is not None and b.archive.id == r.archive_id
+                        and b.archive.lsn >= r.last_lsn and b.snapshot_us >= r.through_us
+                        for b in bases)]
     if any(store.is_base(b, r) for r in runs for b in bases):
         return []
     return [(r, f"archive {r.archive_id}: no base backup of its changes from "
