@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from catalog.errors import BackupInvalid
+from catalog.errors import BackupInvalid, InvalidArgument
 
 from . import manifest, records, room
 from .codec import RAW, ZSTD, Form, decode_bytes, encode_bytes
@@ -63,6 +63,7 @@ def pack(m: dict[str, Any], compress: bool, keys: Keys | None) -> tuple[bytes, d
         data = manifest.joined(parts) + b"\n"
         if len(data) > records.MAX_BODY:  # as much as a manifest file holds (atomic.SMALL_MAX)
             raise room.too_big_manifest(m["backup_id"], len(data), m.get("tables", []))
+        _refused_by_readers(data, m["backup_id"])
         return data, doc
     header = {k: v for k, v in m.items() if k in PUBLIC}
     header["objects"] = [{"oid": o["oid"], "size": o["size"]} for o in m["objects"]]
@@ -73,6 +74,7 @@ def pack(m: dict[str, Any], compress: bool, keys: Keys | None) -> tuple[bytes, d
     plain = canonical(body)
     if len(plain) > records.MAX_BODY:
         raise room.too_big_manifest(m["backup_id"], len(plain), m.get("tables", []))
+    _refused_by_readers(plain, m["backup_id"], " body")
     form = Form("", ZSTD if compress else RAW, keys)
     stored = encode_bytes(plain, form, binding_for_manifest(m["backup_id"]))
     codecs = ([ZSTD] if compress else []) + ([AES] if keys is not None else [])
@@ -83,7 +85,21 @@ def pack(m: dict[str, Any], compress: bool, keys: Keys | None) -> tuple[bytes, d
     }
     header["manifest_sha256"] = checksum(header)
     body.pop(HEADER_SUM, None)
-    return canonical(header) + b"\n", _merged(header, body)
+    data = canonical(header) + b"\n"
+    _refused_by_readers(data, m["backup_id"])
+    return data, _merged(header, body)
+
+
+def _refused_by_readers(data: bytes, backup_id: str, part: str = "") -> None:
+    """INVALID_ARGUMENT, before the manifest is stored, if `_parse_json` would
+    refuse `data` (its density or depth): a BACKUP must not report a backup
+    that SHOW BACKUPS, VERIFY and RESTORE would then call corrupt (and
+    `remember` keeps what is written as checked: VERIFY in the writing
+    process said valid while RESTORE refused it)."""
+    problem = records.dense_problem(data) or records.deep_problem(data)
+    if problem:
+        raise InvalidArgument(f"cannot write the manifest{part} of backup '{backup_id}': "
+                              f"its readers would refuse it ({problem})")
 
 
 def unpack(

@@ -19,7 +19,7 @@ from msgspec import Meta, Struct
 
 from catalog.errors import BackupInvalid
 
-from ..jsondepth import nesting_depth
+from ..jsondepth import containers, nesting_depth
 
 T = TypeVar("T")
 
@@ -27,8 +27,8 @@ MAX_JSON = 16 << 20  # no record of these kinds is anywhere near this size
 MAX_LOCK_OIDS = 1 << 22  # four million object names in one running backup
 MAX_BODY = 64 << 20  # a manifest body, decompressed: as much as a manifest file (atomic.SMALL_MAX)
 
-# JSON objects and arrays (counted as the bytes `{` and `[`) a manifest may hold
-# per byte: each costs a reader some 70 bytes of Python objects, so a file of
+# JSON objects and arrays (the bytes `{` and `[` outside strings) a manifest may
+# hold per byte: each costs a reader some 70 bytes of Python objects, so a file of
 # `[{},{},…]` would cost 25 times its size and seconds of a held GIL before any
 # check. BACKUP writes one per 50 to 130 bytes (a column, an object, a file
 # entry); the densest it can write, a 64-column key of two-letter names and
@@ -153,9 +153,15 @@ def dense_problem(data: bytes | bytearray) -> str | None:
     """Why `data` may not be parsed as a manifest: more objects and arrays than
     BACKUP ever writes in that many bytes (JSON_DENSITY). Counted at C speed,
     before the parse would build them."""
-    containers = data.count(b"{") + data.count(b"[")
-    if containers > len(data) // JSON_DENSITY + JSON_DENSITY_SLACK:
-        return f"too many JSON objects and arrays for its size ({containers} in {len(data)} bytes)"
+    limit = len(data) // JSON_DENSITY + JSON_DENSITY_SLACK
+    if data.count(b"{") + data.count(b"[") <= limit:  # every manifest BACKUP writes but a few
+        return None
+    # Brackets in strings build nothing: a label, a DEFAULT of `[[0,0],…]`, a
+    # TEXT key's bounds of `{…` were counted, and BACKUP wrote manifests that
+    # SHOW BACKUPS, VERIFY and RESTORE then called corrupt.
+    count = containers(data)
+    if count > limit:
+        return f"too many JSON objects and arrays for its size ({count} in {len(data)} bytes)"
     return None
 
 
