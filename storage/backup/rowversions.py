@@ -26,6 +26,8 @@ hold it (`found_in`)."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -130,12 +132,8 @@ class Versions:
     def _hashes(self, firsts: pa.RecordBatch) -> np.ndarray:
         """A 64-bit hash of each row's key by DuckDB (any type; 4 times faster
         than keyfilter.py's numpy hashing of text)."""
-        if self.con is None:  # ~5 ms: only for a key that is not one integer
-            import duckdb  # here: only for such keys
-
-            from storage.sandbox import scratch_config
-
-            self.con = duckdb.connect(":memory:", config=scratch_config())
+        if self.con is None:  # only for a key that is not one integer
+            self.con = _cursor()
         self.con.register("__firsts", firsts)
         try:
             got = self.con.execute(f"SELECT hash({_terms(firsts)}) AS h FROM __firsts").fetchnumpy()
@@ -157,6 +155,26 @@ class Versions:
         finally:
             self.close()
         return _two_firsts(pa.concat_tables(found), self.keys) if found else None
+
+
+_base: tuple[int, Any] | None = None  # (pid, connection): one database a process
+_base_lock = threading.Lock()
+
+
+def _cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor of this process's one private database for `hash()`. A
+    connection of its own a file cost 60-85 ms (opened, then closed) on a
+    loaded machine: 1,000 one-row files of a USER table (its key is the user
+    and the key) took VERIFY 115 s, 85 of them here; a cursor costs under 1 ms."""
+    global _base
+    import duckdb  # here: only for keys that are not one integer
+
+    from storage.sandbox import scratch_config
+
+    with _base_lock:
+        if _base is None or _base[0] != os.getpid():  # never a parent's after a fork
+            _base = (os.getpid(), duckdb.connect(":memory:", config=scratch_config()))
+        return _base[1].cursor()
 
 
 def _repeated(sorted_values: np.ndarray) -> Any:
