@@ -19,6 +19,7 @@ from catalog.errors import (
     CairnError,
     Cancelled,
     PermissionDenied,
+    Unavailable,
 )
 
 from . import copier
@@ -116,7 +117,10 @@ class ObjectReads:
         (headers,) = self.zstd_whole([(form, stored, plain_size)])
         if headers is not None:
             return headers
-        return self.check(form.oid, stored, sha256=sha256, plain_size=plain_size) is None
+        try:
+            return self.check(form.oid, stored, sha256=sha256, plain_size=plain_size) is None
+        except Unavailable:
+            return False  # not read now: stored again, as a damaged one is
 
     def holds_now(self, form: Form, sha256: str, plain_size: int | None) -> bool:
         """Whether the object is there and holds the content (`holds`)."""
@@ -225,7 +229,11 @@ class ObjectReads:
     ) -> str | None:
         """Reread an object; None when it is intact, else what is wrong with it.
         `expected_size` is the stored size; `on_bytes` counts stored bytes read;
-        `tail` (contents.Tail) is fed the content."""
+        `tail` (contents.Tail) is fed the content. A target that cannot be
+        reached now (an object store's 503 SlowDown, a connection cut, a
+        timeout) raises Unavailable: that is no damage of the object, and
+        VERIFY called an intact backup invalid while a RESTORE of it at the
+        same moment was UNAVAILABLE, to be run again."""
         try:
             self._stat_or_raise(oid, expected_size)
             if self._check_by_fd(oid, expected_size, on_bytes, should_stop, sha256, tail):
@@ -233,9 +241,9 @@ class ObjectReads:
             with self.open(oid) as src:
                 self.check_stream(src, oid, expected_size, on_bytes, should_stop, sha256,
                                   plain_size, tail)
-        except (Cancelled, PermissionDenied, DataDirUnavailable):
-            raise  # a cancel, a link inside the target, or too many open files
-            # here (the object may be sound): not damage to report
+        except (Cancelled, PermissionDenied, DataDirUnavailable, Unavailable):
+            raise  # a cancel, a link inside the target, too many open files here,
+            # or a target not answering now (the object may be sound): not damage
         except CairnError as exc:
             return exc.message
         return None

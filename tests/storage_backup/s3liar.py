@@ -17,7 +17,8 @@ from typing import Any
 @dataclass
 class Rule:
     """`act` for requests of `method` whose "METHOD /path?query" `pattern` finds:
-    'missing' (404 NoSuchKey), 'drop' (200, nothing stored), 'cut' (half the
+    'missing' (404 NoSuchKey), 'slow' (503 SlowDown, the store's "not now"),
+    'drop' (200, nothing stored), 'cut' (half the
     body stored), 'flip' (one bit of the body changed), 'inject' (the LIST
     answer names `keys` too, raw bytes appended to its prefix); the first
     `skip` requests it finds pass unchanged."""
@@ -31,6 +32,8 @@ class Rule:
 
 _MISSING = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code>'
             b"<Message>The specified key does not exist.</Message></Error>")
+_SLOW = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+         b"<Message>Please reduce your request rate.</Message></Error>")
 
 
 class Liar:
@@ -81,6 +84,9 @@ class Liar:
         act = rule.act if rule else "pass"
         if act == "missing":
             _send(h, 404, [("Content-Type", "application/xml")], _MISSING)
+            return
+        if act == "slow":
+            _send(h, 503, [("Content-Type", "application/xml")], _SLOW)
             return
         if act == "drop":
             _send(h, 200, [("ETag", '"d41d8cd98f00b204e9800998ecf8427e"')], b"")
