@@ -140,7 +140,8 @@ class ArchiveRepository(Repository):
             self._meta = meta
         return self._meta
 
-    def _read_small(self, path: str) -> bytes | None:
+    def _read_small(self, path: str, limit: int = 0) -> bytes | None:
+        """A member read with the archive's headers (`limit` is for object storage)."""
         rel = path[len(self.target.base) + 1 :]
         return self._members_meta().get(rel)
 

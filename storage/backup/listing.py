@@ -14,6 +14,7 @@ import logging
 
 import pyarrow.fs as pafs
 
+from .layout import MANIFESTS, is_backup_id, join
 from .oserrors import reading
 from .targets import Target
 
@@ -53,3 +54,22 @@ def left_alone(target: Target, path: str) -> None:
         _warned.add(key)
         log.warning("backup target '%s' holds keys below '%s/', which are not Cairn's "
                     "(not what that name is: left alone)", target.uri, path)
+
+
+def manifest_sizes(target: Target) -> dict[str, int]:
+    """The ids of `manifests/<id>.json`, each once, with the size listed (0 when
+    none is). Locally a directory (a FIFO, …) of that name is listed: read, it is
+    damage. On object storage one is keys below the name (`<id>.json/junk`, a
+    console's folder), no manifest (a WARNING names it): it listed a backup
+    twice, and keep_last dropped one it had to keep."""
+    ids: dict[str, int] = {}
+    for info in list_folder(target, join(target.base, MANIFESTS)):
+        name = info.base_name
+        if not (name.endswith(".json") and is_backup_id(name[:-5])):
+            continue
+        if info.type == pafs.FileType.Directory and target.kind == "s3":
+            left_alone(target, f"{MANIFESTS}/{name}")
+            continue
+        if info.type != pafs.FileType.NotFound:
+            ids[name[:-5]] = info.size or 0
+    return ids

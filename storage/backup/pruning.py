@@ -17,7 +17,7 @@ from catalog.errors import AlreadyExists, BackupInvalid, CairnError
 
 from ..work import Work
 from . import locks
-from .atomic import delete_quietly, make_dirs, write_small
+from .atomic import SMALL_MAX, delete_quietly, make_dirs, write_small
 from .discard import discard_skeleton
 from .layout import (
     LOCKS,
@@ -71,7 +71,7 @@ class LocksAndPrune:
     def _refuse_links(self) -> None:
         raise NotImplementedError
 
-    def _read_small(self, path: str) -> bytes | None:
+    def _read_small(self, path: str, limit: int = SMALL_MAX) -> bytes | None:
         raise NotImplementedError
 
     def referenced_objects(self) -> set[str]:

@@ -25,7 +25,7 @@ from catalog.errors import (
 )
 
 from . import envelope, manifest, recorded, schema
-from .atomic import fsync_path, make_dirs, read_small, write_small
+from .atomic import SMALL_MAX, fsync_path, make_dirs, read_small, write_small
 from .codec import Found
 from .config import encode_config, parse_config
 from .creation import create
@@ -39,12 +39,11 @@ from .layout import (
     OBJECTS,
     check_backup_id,
     check_oid,
-    is_backup_id,
     join,
     key_path,
     manifest_path,
 )
-from .listing import left_alone, list_folder
+from .listing import list_folder, manifest_sizes
 from .locks import BackupLock
 from .objects import ObjectStore, OnCopied, OnOid, PutResult
 from .oserrors import reading, writing
@@ -178,9 +177,9 @@ class Repository(LocksAndPrune):
         self.require_exists()
         self.check_config()
 
-    def _read_small(self, path: str) -> bytes | None:
+    def _read_small(self, path: str, limit: int = SMALL_MAX) -> bytes | None:
         """A whole small file (config, manifest, lock, key), or None if absent."""
-        return read_small(self.target, path)
+        return read_small(self.target, path, limit)
 
     # --- keys ------------------------------------------------------------------
 
@@ -377,21 +376,8 @@ class Repository(LocksAndPrune):
         )
 
     def manifest_ids(self) -> list[str]:
-        """The ids of `manifests/<id>.json`, each once. Locally a directory (a FIFO, …)
-        of that name is listed: read, it is damage. On object storage one is keys below
-        the name (`<id>.json/junk`, a console's folder), no manifest (a WARNING names
-        it): it listed a backup twice, and keep_last dropped one it had to keep."""
-        ids: dict[str, None] = {}
-        for info in list_folder(self.target, join(self.target.base, MANIFESTS)):
-            name = info.base_name
-            if not (name.endswith(".json") and is_backup_id(name[:-5])):
-                continue
-            if info.type == pafs.FileType.Directory and self.target.kind == "s3":
-                left_alone(self.target, f"{MANIFESTS}/{name}")
-                continue
-            if info.type != pafs.FileType.NotFound:
-                ids[name[:-5]] = None
-        return list(ids)
+        """The ids of `manifests/<id>.json`, each once (listing.manifest_sizes)."""
+        return list(manifest_sizes(self.target))
 
     def list_manifests(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every manifest, newest snapshot first (`newest_first`). A manifest that cannot be
@@ -425,14 +411,15 @@ class Repository(LocksAndPrune):
 
     def _scan_manifests(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         self._readable()
+        sizes = manifest_sizes(self.target) if self.target.kind == "s3" else None
         good, bad, gone = scan_manifests(
-            self.manifest_ids(),
-            lambda backup_id: self._read_small(manifest_path(self.target.base, backup_id)),
+            self.manifest_ids() if sizes is None else list(sizes),
+            lambda backup_id, limit: self._read_small(
+                manifest_path(self.target.base, backup_id), limit),
             lambda data, backup_id: envelope.unpack_checked(
                 data, backup_id, lambda key_id: self._open_key(key_id, backup_id), False
             ),
-            self.uri,
-            parallel=self.target.kind == "s3",
+            self.uri, parallel=sizes is not None, sizes=sizes,
         )
         bad += [not_served_entry(self.uri, i) for i in self.still_listed(gone)]
         good, bad = recorded.judged(self.recorded, good, bad, self.uri)

@@ -14,6 +14,7 @@ import pytest
 
 from server.app import create_app
 from server.config import Config
+from storage.backup import scan
 from tests.archive.test_archiving import wait_shipped
 from tests.helpers import ok, rows, sql
 from tests.storage_backup.s3liar import Liar, Rule
@@ -108,6 +109,34 @@ async def test_objects_a_target_will_not_serve_now_are_no_damage_to_verify(
     metrics = await (await client.get("/metrics")).text()
     assert 'cairn_verify_invalid_total{kind="backup"} 1' not in metrics
     assert await _valid(client, backup_id)
+
+
+
+async def test_large_manifests_are_read_within_a_budget_not_sixteen_at_once(
+    client: Any, liar: Liar, s3: S3Server, cairn_config: Config, monkeypatch: Any
+) -> None:
+    """Manifests are read 16 at a time, and a 64 MiB one (the limit) of short
+    strings cost the server 2.3 GB while read and parsed: 16 planted ones, ~35
+    GB in one SHOW BACKUPS. Past 64 KiB they are read within a byte budget per
+    target (by their listed size), and one larger than the listing says (a
+    store that lies) alone; each is still listed, as damaged."""
+    monkeypatch.setattr(scan, "SCAN_BUDGET", 1 << 20, raising=False)  # 3 of these fit in it
+    bucket = cairn_config.backup.targets["lie"]["uri"].split("/")[2]
+    junk = b'{"a":[' + b",".join([b'"ab"'] * 60_000) + b"]}\n"  # 300 KB
+    await _backup(client)
+    for i in range(8):
+        s3.write(f"{bucket}/c/manifests/bk-junk{i}.json", junk)
+    liar.rules = [Rule("GET", "/manifests/bk-junk", "hold")]
+    liar.hold_over = (64 << 10) + 1  # a read past scan.FREE is of a whole one
+    rows = (await ok(client, "SHOW BACKUPS IN 'lie'"))[0]["rows"]
+    assert sorted(r["backup_id"] for r in rows if r["error"]) == [
+        f"bk-junk{i}" for i in range(8)], rows
+    assert 1 <= liar.most_held <= 3, liar.most_held
+    liar.most_held = 0
+    liar.rules = [Rule("GET", "list-type=2", "small"), Rule("GET", "/manifests/bk-junk", "hold")]
+    rows = (await ok(client, "SHOW BACKUPS IN 'lie'"))[0]["rows"]
+    assert len([r for r in rows if r["error"]]) == 8, rows
+    assert liar.most_held == 1
 
 
 # pyarrow stores a small file as one PUT or as a multipart upload (its parts

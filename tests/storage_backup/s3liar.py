@@ -10,6 +10,7 @@ import http.client
 import http.server
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +21,11 @@ class Rule:
     'missing' (404 NoSuchKey), 'slow' (503 SlowDown, the store's "not now"),
     'drop' (200, nothing stored), 'cut' (half the
     body stored), 'flip' (one bit of the body changed), 'inject' (the LIST
-    answer names `keys` too, raw bytes appended to its prefix); the first
-    `skip` requests it finds pass unchanged."""
+    answer names `keys` too, raw bytes appended to its prefix), 'hold' (passed
+    on after `Liar.hold` seconds; `Liar.most_held` counts how many reading more
+    than `Liar.hold_over` bytes, by their Range, were held at once), 'small'
+    (a LIST answer whose every size says 100 bytes); the first `skip`
+    requests it finds pass unchanged."""
 
     method: str
     pattern: str
@@ -42,6 +46,10 @@ class Liar:
         self.rules: list[Rule] = []
         self.seen: list[str] = []  # every request's "METHOD /path?query"
         self.lock = threading.Lock()
+        self.hold = 0.2
+        self.hold_over = 0
+        self.held = 0
+        self.most_held = 0
         liar = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -85,6 +93,15 @@ class Liar:
         if act == "missing":
             _send(h, 404, [("Content-Type", "application/xml")], _MISSING)
             return
+        if act == "hold":
+            asked = re.fullmatch(r"bytes=(\d+)-(\d+)", h.headers.get("Range", ""))
+            count = asked is None or int(asked[2]) - int(asked[1]) + 1 > self.hold_over
+            with self.lock:
+                self.held += count
+                self.most_held = max(self.most_held, self.held)
+            time.sleep(self.hold)
+            with self.lock:
+                self.held -= count
         if act == "slow":
             _send(h, 503, [("Content-Type", "application/xml")], _SLOW)
             return
@@ -115,6 +132,8 @@ class Liar:
                              b'<ETag>"e"</ETag><StorageClass>STANDARD</StorageClass></Contents>'
                              for k in rule.keys)
             data = data.replace(b"</Prefix>", b"</Prefix>" + items, 1)
+        if rule is not None and act == "small" and resp.status == 200:
+            data = re.sub(rb"<Size>[0-9]+</Size>", b"<Size>100</Size>", data)
         if h.command == "HEAD":
             _send(h, resp.status, out, b"", length=int(length or 0))
         else:

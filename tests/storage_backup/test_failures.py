@@ -152,7 +152,7 @@ def test_too_many_open_files_is_unavailable_not_a_bad_backup(
                                          "open files"), info.value.message
     assert repo.has_manifest("bk-1")
 
-    def short(path: str) -> bytes:  # the manifest's open, as the limit would fail it
+    def short(path: str, *limit: int) -> bytes:  # the manifest's open, as the limit would fail it
         with reading(repo.uri, "manifest"):
             raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), path)
 

@@ -110,10 +110,10 @@ def test_manifests_are_read_a_number_of_times_linear_in_the_drops(
     reads: list[str] = []
     read_small = type(repo)._read_small
 
-    def counted(self: Repository, path: str) -> Any:
+    def counted(self: Repository, path: str, *limit: int) -> Any:
         if "/manifests/" in path:
             reads.append(path)
-        return read_small(self, path)
+        return read_small(self, path, *limit)
 
     monkeypatch.setattr(type(repo), "_read_small", counted)
     dropped = keep_newest(repo, "app", 1, Quiet())
