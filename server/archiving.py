@@ -1,27 +1,23 @@
 """Continuous archiving: one loop per archived namespace ships its change log
 (storage/archive/changes.py) to the target as segments, every `interval`.
 
-START ARCHIVING turns the namespace's change log on, then takes a base backup
-(its snapshot is a cut of the log: exact to one lsn and instant); segments
-continue from that cut. Each cycle marks the log (every change up to that lsn
-and instant is committed), reads the changes after the target's end, writes
-them as one segment, and only then records the new end and trims the shipped
-changes from the log, in one catalog batch. A crash anywhere leaves the log
-holding everything not yet recorded as shipped; at restart the loop resumes
-after the target's newest segment, so nothing is shipped twice or skipped.
-So it does after any cycle that failed: its segment may have landed (the
-reply lost, the catalog batch after it failed).
+START ARCHIVING turns the namespace's change log on, then takes a base backup (its snapshot is a
+cut of the log: exact to one lsn and instant); segments continue from that cut. Each cycle marks
+the log (every change up to that lsn and instant is committed), reads the changes after the
+target's end, writes them as one segment, and only then records the new end and trims the
+shipped changes from the log, in one catalog batch. A crash anywhere leaves the log holding
+everything not yet recorded as shipped; at restart the loop resumes after the target's newest
+segment, so nothing is shipped twice or skipped. So it does after any cycle that failed: its
+segment may have landed (the reply lost, the catalog batch after it failed).
 
-A target that lost segments (its end is before what this server shipped)
-cannot be continued: the loop takes a new base backup and continues from it,
-starting a new restorable window. So it does when no base backup of the
-current window is left in the target (DROP BACKUP, keep_last, or deleted by
-hand), or a segment of the window is gone: checked at start, right after any
-drop of a backup of the namespace, after a failed cycle, and every
-BASE_CHECK_S, so the archive never goes on shipping changes that no base can
-use. An archive RESTORE refuses (a stray file, overlapping segments), or one
-another writer wrote into (archive_fork.py), is left for a new one, from a new
-base; a target emptied meanwhile is set up again (store.still_there)."""
+A target that lost segments (its end is before what this server shipped) cannot be continued:
+the loop takes a new base backup and continues from it, starting a new restorable window. So it
+does when no base backup of the current window is left in the target (DROP BACKUP, keep_last, or
+deleted by hand), or a segment of the window is gone: checked at start, right after any drop of
+a backup of the namespace, after a failed cycle, and every BASE_CHECK_S, so the archive never
+goes on shipping changes that no base can use. An archive RESTORE refuses (a stray file,
+overlapping segments), or one another writer wrote into (archive_fork.py), is left for a new
+one, from a new base; a target emptied meanwhile is set up again (store.still_there)."""
 
 from __future__ import annotations
 
@@ -47,6 +43,7 @@ from storage.timing import TIMINGS
 from . import faults
 from .archive_base import NAMESPACE_CHECK_S, NamespaceAwaited, namespace_awaited
 from .archive_fork import fork_reason, leave, own_end
+from .archive_wait import TargetWait
 from .backup_run import BackupPlan, run_backup
 from .repos import remove_own_tmp, repository
 from .state import Cairn, Session
@@ -83,6 +80,7 @@ class Archiver:
         self.note: str | None = None  # why it left a forked archive (archive_fork.py)
         self.base_id: str | None = None  # its last base's backup_id (STOP refuses it paused)
         self.awaits_namespace = False  # a new base waits for the namespace to exist again
+        self.waits = TargetWait(self.cairn.config.backup.s3_deadline_seconds)  # (S3)
 
     # --- the record ------------------------------------------------------------
 
@@ -363,7 +361,8 @@ class Archiver:
             return False
         repo = self.repo(rec)
         # never into an archive another writer wrote past this server's end
-        reason = fork_reason(rec, store.list_segments(repo, self.namespace, rec.archive_id))
+        reason = fork_reason(rec, self.waits(store.list_segments, repo, self.namespace,
+                                             rec.archive_id))
         if reason is not None:
             self._left(rec, reason)
             self.cairn.catalog.put(rec)
@@ -383,8 +382,8 @@ class Archiver:
                     TIMINGS.phase("archive_helper_cpu", helper_cpu)
         pace()
         name = SegmentName(rec.shipped_lsn, last, rec.shipped_us, through)
-        size = store.write_body(repo, self.namespace, rec.archive_id, name, plain, count,
-                                version)
+        size = self.waits(store.write_body, repo, self.namespace, rec.archive_id, name, plain,
+                          count, version)
         faults.hit("archive.after_segment", namespace=self.namespace, segment=name.file)
         pace()
         with step("commit"):

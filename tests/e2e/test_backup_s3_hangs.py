@@ -23,7 +23,8 @@ from server.config import Config
 from server.s3calls import SLOTS
 from storage.backup import stoppable
 from storage.jobproc import KILL_GRACE
-from tests.helpers import ok, sql
+from tests.archive.test_archiving import wait_shipped
+from tests.helpers import ok, rows, sql
 from tests.storage_backup.s3server import S3Server, running
 from tests.storage_backup.s3stall import Liar, lying
 
@@ -293,6 +294,36 @@ async def test_an_upload_redirected_elsewhere_is_unavailable_not_a_bad_statement
         liar.release()
         sink.shutdown()
         sink.server_close()
+
+
+
+async def test_stop_archiving_answers_while_the_target_drips_a_segment_write(
+    client: Any, liar: Liar,
+) -> None:
+    """A segment's write the store answers a byte at a time held the archive's
+    cycle, hence its lock, for good: STOP ARCHIVING never answered, and SHOW
+    ARCHIVES said `running`, no `last_error`, while nothing shipped. The write
+    is waited for s3_deadline_seconds: the cycle fails saying so, STOP stops
+    the archive and says what it could not ship."""
+    await ok(client, "START ARCHIVING DATABASE app TO 'lie' WITH (interval = '100ms')")
+    await wait_shipped(client, timeout=60)
+    liar.lie("POST", r"/archives/.*uploadId=", "drip", 0.4)  # the upload's completion
+    try:
+        await ok(client, "INSERT INTO app.t VALUES (1000, 'late')")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 60
+        while (row := (await rows(client, "SELECT * FROM system.archives"))[0])[
+                "status"] != "failed":
+            assert loop.time() < end, row
+            await asyncio.sleep(0.1)
+        assert liar.hits.get("drip") and "s3_deadline_seconds" in row["last_error"], row
+        status, body, _ = await timed(client, "STOP ARCHIVING DATABASE app", limit=60)
+        assert status == 200, body
+        row = body["results"][0]["rows"][0]
+        assert row["status"] == "stopped", row
+        assert row["last_error"].startswith("stopped before every change was shipped"), row
+    finally:
+        liar.release()
 
 
 def test_sigterm_stops_the_server_past_a_call_it_gave_up_on(
