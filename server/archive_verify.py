@@ -23,7 +23,7 @@ from storage.archive.blocks import Entry
 from storage.archive.segment import MAX_US, SegmentName
 from storage.backup import PassphraseError, Repository
 from storage.backup.schema import load, to_doc
-from storage.backup.verify import Progress, verify_objects
+from storage.backup.verify import Memo, Progress, verify_objects
 
 from . import archive_keys
 from .jobs import JobContext
@@ -151,9 +151,10 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
         errors += [pitr.gap_problem(*gap) for gap in pitr.gaps(runs, bases)]  # as RESTORE's
         all_runs += runs
     done, done_bytes = checked, nbytes
+    memo: Memo = {}  # an object the bases share is read once (N bases: N^2/2 reads)
     for _, m in sorted(manifests.items()):  # each base's objects: what RESTORE copies
         if m is not None:
-            errors += _base_objects(repo, m, (done, done_bytes), ctx, seq_now)
+            errors += _base_objects(repo, m, (done, done_bytes), ctx, seq_now, memo)
             done += len(m["objects"])
             done_bytes += sum(int(o["size"]) for o in m["objects"])
     for d in broken:  # a base that cannot be read: its window is not restorable
@@ -317,7 +318,7 @@ class _Replay:
 
 
 def _base_objects(repo: Repository, m: dict[str, Any], done: tuple[int, int],
-                  ctx: JobContext | None, seq_now: int) -> list[str]:
+                  ctx: JobContext | None, seq_now: int, memo: Memo) -> list[str]:
     """What is wrong with the objects of base backup `m` (its manifest), as
     VERIFY BACKUP says it: a RESTORE as_of from it refuses exactly these.
     `done`: the files and bytes the job has read before them."""
@@ -328,7 +329,7 @@ def _base_objects(repo: Repository, m: dict[str, Any], done: tuple[int, int],
 
     report = verify_objects(repo.store, m, progress,
                             None if ctx is None else lambda: ctx.cancelled,
-                            scratch_dir=repo.scratch_dir, seq_now=seq_now)
+                            scratch_dir=repo.scratch_dir, seq_now=seq_now, memo=memo)
     return [f"base backup {m['backup_id']}: {e}" for e in report.errors]
 
 

@@ -5,9 +5,12 @@ so an operator sees the extent of the damage in one run."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ..work import Work
 from . import footers
@@ -44,6 +47,23 @@ OnProgress = Callable[[Progress], None]
 # Checks one objects entry: None when intact, else what is wrong; feeds its
 # content to the Tail.
 Checker = Callable[[dict[str, Any], OnBytes, ShouldStop | None, Tail], str | None]
+# What earlier manifests' checks found of an object, by the digest of what the
+# check reads: the object's entry and, for each file using it, the file's entry
+# and its table's name, type, key and schema versions (`_memo_key`).
+Memo = dict[bytes, list[str]]
+_ENCODE = msgspec.json.Encoder(order="deterministic")
+
+
+def _memo_key(obj: dict[str, Any], used: list[tuple[FileEntry, TableEntry]],
+              tables: dict[int, bytes]) -> bytes:
+    """`tables`: each table's digest, made once a manifest (a wide table's
+    versions are long)."""
+    for _, t in used:
+        if id(t) not in tables:
+            tables[id(t)] = hashlib.sha256(_ENCODE.encode(
+                [t.name, t.table_type, t.primary_key, t.schemas])).digest()
+    return hashlib.sha256(_ENCODE.encode(
+        [obj, [[f, tables[id(t)]] for f, t in used]])).digest()
 
 
 def check_in_store(store: ObjectStore) -> Checker:
@@ -65,6 +85,7 @@ def verify_objects(
     contents: bool = True,
     scratch_dir: str | None = None,
     seq_now: int = 0,
+    memo: Memo | None = None,
 ) -> VerifyReport:
     """Check every object of a (decoded, hence well-formed) manifest, in oid order:
     its stored size, and the sha256 of its bytes (raw) or of its decoded content,
@@ -73,7 +94,10 @@ def verify_objects(
     the footer, then the values; the content is kept for them in memory or,
     past a few MiB, in a temporary file under `scratch_dir`). A backup whose row
     versions a restore on a server at sequence `seq_now` would refuse is reported
-    as the restore refuses it (seqs.py)."""
+    as the restore refuses it (seqs.py). `memo`, shared by the checks of several
+    manifests (VERIFY ARCHIVE's base backups, which share most objects): an
+    object checked before for the same files is not read again, its findings
+    are repeated."""
     check = check_in_store(store) if isinstance(store, ObjectStore) else store
     typed = load(manifest)
     users: dict[str, list[tuple[FileEntry, TableEntry]]] = {}
@@ -98,26 +122,27 @@ def verify_objects(
             on_progress(Progress(report.files_checked, files_total, at, bytes_total))
 
     errors: list[str] = []
+    digests: dict[int, bytes] = {}
     if (wrong := seq_problem(typed.backup_id, typed.max_seq, seq_now)) is not None:
         errors.append(wrong)
     for obj in objects:
         check_stop(should_stop)
         in_object, in_size = 0, obj["size"]
         used = users.get(obj.get("sha256") or obj["oid"], [])
-        tail = Capture(scratch_dir, footers.tail_for(used)) if used else Tail(0)
-        try:
-            problem = check(obj, on_bytes, should_stop, tail)
-            if problem is not None:
-                errors.append(problem)
-            else:
-                # Intact: exactly its size was read. A copier killed mid-object
-                # had its bytes counted before the read began again here:
-                # bytes_checked (and the job's bytes) went past the backup's.
+        key = None if memo is None else _memo_key(obj, used, digests)
+        if key is not None and memo is not None and key in memo:
+            errors += memo[key]
+        else:
+            found, intact = _check_object(store, check, obj, used, on_bytes, should_stop,
+                                          scratch_dir)
+            if intact:
+                # Exactly its size was read. A copier killed mid-object had its
+                # bytes counted before the read began again here: bytes_checked
+                # (and the job's bytes) went past the backup's.
                 report.bytes_checked += obj["size"] - in_object
-            if problem is None and isinstance(tail, Capture):  # files use it
-                errors += _content_problems(store, obj, tail, used)
-        finally:
-            tail.close()
+            errors += found
+            if key is not None and memo is not None:
+                memo[key] = found
         report.files_checked += 1
         done_before += obj["size"]
         if on_progress is not None:
@@ -127,6 +152,24 @@ def verify_objects(
     report.errors = errors
     report.is_valid = not errors
     return report
+
+
+def _check_object(store: ObjectStore | Checker, check: Checker, obj: dict[str, Any],
+                  used: list[tuple[FileEntry, TableEntry]], on_bytes: OnBytes,
+                  should_stop: ShouldStop | None, scratch_dir: str | None
+                  ) -> tuple[list[str], bool]:
+    """What is wrong with one object: as stored, then its content for the files
+    using it; and whether it is intact as stored (its bytes all read)."""
+    tail = Capture(scratch_dir, footers.tail_for(used)) if used else Tail(0)
+    try:
+        problem = check(obj, on_bytes, should_stop, tail)
+        if problem is not None:
+            return [problem], False
+        if isinstance(tail, Capture):  # files use it
+            return _content_problems(store, obj, tail, used), True
+        return [], True
+    finally:
+        tail.close()
 
 
 def _content_problems(store: ObjectStore | Checker, obj: dict[str, Any], tail: Capture,
