@@ -7,13 +7,8 @@ an admin can always connect."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
-import os
 import socket
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +19,7 @@ import pytest
 from server.budget import ADMIN_RESERVED
 from server.pgwire.server import MAX_CONNECTIONS
 from tests.pgwire.conftest import PgServer, _start
-from tests.pgwire.test_protocol import _msg, _read_all
+from tests.pgwire.test_portal_rows import scram_finish, scram_start
 
 USERS = ["mallory", "bob", "carol", "dave"]
 CONFIG = ('[auth]\nmode = "token"\n'
@@ -134,30 +129,11 @@ def test_a_login_under_way_keeps_its_place_beside_a_flood_of_silent_sockets(
     one in the middle of its SCRAM exchange as soon as a silent socket: a
     flood of sockets that never sent a byte closed admins while they logged
     in (7 of 182 at ~360 sockets a second). Now a silent one goes first."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-    body = struct.pack("!i", 196608) + b"user\x00root\x00database\x00cairn\x00\x00"
-    sock.sendall(struct.pack("!i", len(body) + 4) + body)
-    (tag, msg), = _read_all(sock, until=b"R")
-    assert tag == b"R" and struct.unpack("!i", msg[:4])[0] == 10, msg
-    first = f"n=,r={base64.b64encode(os.urandom(18)).decode()}".encode()
-    sock.sendall(_msg(b"p", b"SCRAM-SHA-256\x00" + struct.pack("!i", len(first) + 3)
-                      + b"n,," + first))
-    (_, msg), = _read_all(sock, until=b"R")
-    server_first = msg[4:].decode()
+    sock, first, server_first = scram_start(server.port, b"root")
     idle = _idle_sockets(server, MAX_CONNECTIONS + 5)  # the place of the login is wanted
     try:
         assert b"53300" in _said(idle[0])  # room was made, from the silent ones
-        attrs = dict(part.split("=", 1) for part in server_first.split(","))
-        salted = hashlib.pbkdf2_hmac("sha256", b"root-77c1", base64.b64decode(attrs["s"]),
-                                     int(attrs["i"]))
-        key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-        final = f"c=biws,r={attrs['r']}"
-        signature = hmac.new(hashlib.sha256(key).digest(),
-                             f"{first.decode()},{server_first},{final}".encode(),
-                             hashlib.sha256).digest()
-        proof = base64.b64encode(bytes(a ^ b for a, b in zip(key, signature, strict=True)))
-        sock.sendall(_msg(b"p", final.encode() + b",p=" + proof))
-        msgs = _read_all(sock)
+        msgs = scram_finish(sock, "root-77c1", first, server_first)
         assert msgs[-1] == (b"Z", b"I"), msgs
     finally:
         sock.close()

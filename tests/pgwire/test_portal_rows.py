@@ -42,30 +42,44 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
                       '[[auth.tokens]]\ntoken = "t-root"\nuser = "root"\nrole = "admin"\n')
 
 
-def _connect(pg: PgServer, token: str) -> socket.socket:
-    """A raw connection, SCRAM-SHA-256 with the token as the password."""
-    sock = socket.create_connection(("127.0.0.1", pg.port), timeout=10)
-    body = struct.pack("!i", 196608) + b"user\x00x\x00database\x00cairn\x00\x00"
+def scram_start(port: int, user: bytes = b"x") -> tuple[socket.socket, str, str]:
+    """A raw connection half-way through its SCRAM-SHA-256 login: the start-up
+    packet and the client-first message sent, the server-first read. Returns
+    (socket, client-first-bare, server-first) for `scram_finish`."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    body = struct.pack("!i", 196608) + b"user\x00" + user + b"\x00database\x00cairn\x00\x00"
     sock.sendall(struct.pack("!i", len(body) + 4) + body)
     (tag, msg), = _read_all(sock, until=b"R")
     assert tag == b"R" and struct.unpack("!i", msg[:4])[0] == 10, msg
     nonce = base64.b64encode(os.urandom(18)).decode()
-    first = f"n=,r={nonce}".encode()
+    first = f"n=,r={nonce}"
     sock.sendall(_msg(b"p", b"SCRAM-SHA-256\x00" + struct.pack("!i", len(first) + 3)
-                      + b"n,," + first))
+                      + b"n,," + first.encode()))
     (_, msg), = _read_all(sock, until=b"R")
-    server_first = msg[4:].decode()
+    return sock, first, msg[4:].decode()
+
+
+def scram_finish(sock: socket.socket, token: str, first: str, server_first: str
+                 ) -> list[tuple[bytes, bytes]]:
+    """The client-final message of `scram_start`'s login, with `token` as the
+    password; what the server answers to it."""
     attrs = dict(part.split("=", 1) for part in server_first.split(","))
     salted = hashlib.pbkdf2_hmac("sha256", token.encode(), base64.b64decode(attrs["s"]),
                                  int(attrs["i"]))
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     final = f"c=biws,r={attrs['r']}"
     signature = hmac.new(hashlib.sha256(client_key).digest(),
-                         f"{first.decode()},{server_first},{final}".encode(),
+                         f"{first},{server_first},{final}".encode(),
                          hashlib.sha256).digest()
     proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature, strict=True)))
     sock.sendall(_msg(b"p", final.encode() + b",p=" + proof))
-    msgs = _read_all(sock)
+    return _read_all(sock)
+
+
+def _connect(pg: PgServer, token: str) -> socket.socket:
+    """A raw connection, SCRAM-SHA-256 with the token as the password."""
+    sock, first, server_first = scram_start(pg.port)
+    msgs = scram_finish(sock, token, first, server_first)
     assert msgs[-1] == (b"Z", b"I"), msgs
     return sock
 
