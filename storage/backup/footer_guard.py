@@ -141,6 +141,13 @@ class _Reader:
         while (head := self._byte()) != 0:
             kind, delta = head & 0x0F, head >> 4
             last = last + delta if delta else self._zigzag()
+            if last in out:
+                # pyarrow's and DuckDB's Thrift (C++) keep a field's last value
+                # of the type it is declared with and skip any other; this
+                # reader keeps its last value of any type. Said twice, as an
+                # i32 BIT_PACKED then an i8 RLE, a page's level encoding was
+                # BIT_PACKED to the readers and RLE to the checks here.
+                raise Malformed(f"holds its field {last} twice (Cairn's writer writes each once)")
             out[last] = self.value(kind, depth)
         return out
 

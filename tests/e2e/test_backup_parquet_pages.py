@@ -22,13 +22,15 @@ from tests.parquet_footer import _In, _out, chunk_meta, edit, get, put
 BIT_PACKED = 4  # Encoding
 
 
-def _levels_said_bit_packed(data: bytes) -> bytes:
+def _levels_said_bit_packed(data: bytes, then_rle: bool = False) -> bytes:
     """TEXT v rewritten as one plain version 1 data page whose header says its
     definition levels are BIT_PACKED while they are RLE: a length of 8 (the
     first byte 0x08, its low three bits 0: three NULLs bit-packed), a run of
     three ones, padding; then 'EVIL-a', 'EVIL-b', 'EVIL-c'. The chunk's
     statistics keep no null count (DuckDB, given one equal to its rows, reads
-    no page of it) and no bounds."""
+    no page of it) and no bounds. `then_rle`: the header says the encoding
+    again, as an i8 RLE (C++ Thrift skips a field of another type than its
+    declared one; a reader keeping the last value of any type reads RLE)."""
     t = pq.read_table(pa.BufferReader(data))
     n = t.num_rows
     assert n <= 3
@@ -48,6 +50,8 @@ def _levels_said_bit_packed(data: bytes) -> bytes:
             + b"".join(struct.pack("<I", len(v)) + v
                        for v in (f"EVIL-{x}".encode() for x in t.column("v").to_pylist())))
     put(get(header, 5), 3, 5, BIT_PACKED)  # DataPageHeader.definition_level_encoding
+    if then_rle:
+        get(header, 5).append([3, 3, page_headers.RLE])  # the field again, an i8
     get(header, 5)[:] = [f for f in get(header, 5) if f[0] != 5]  # the page's statistics
     header[:] = [f for f in header if f[0] != 4]  # its crc
     put(header, 2, 5, len(body))
@@ -100,6 +104,28 @@ async def test_levels_the_two_readers_decode_otherwise_are_refused(
     await ok(client, f"RESTORE DATABASE app FROM '{source}' AS copy")  # as Cairn wrote it
     assert await rows(client, "SELECT id, v FROM copy.t ORDER BY id") == await rows(
         client, "SELECT id, v FROM app.t ORDER BY id")
+
+
+async def test_a_level_encoding_said_twice_is_refused(
+        client: Any, cairn_config: Config) -> None:
+    """The level encoding said BIT_PACKED (an i32, as declared) and then RLE
+    (an i8): pyarrow and DuckDB keep the i32 (their Thrift skips the i8), the
+    page walk kept the i8 and saw RLE: VERIFY said valid, RESTORE completed,
+    and every query read 'EVIL-a'... where the checks had read NULLs."""
+    root = Path(cairn_config.backup.roots[0])
+    source = await _backup(client, root)
+    target = root / "said_twice"
+    shutil.copytree(source, target)
+    replace_file(target, "t", lambda data: _levels_said_bit_packed(data, then_rle=True))
+    backup_id = next((target / "manifests").glob("*.json")).stem
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    assert "holds its field 3 twice" in str(report["errors"]), report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "holds its field 3 twice" in body["error"]["message"], body
+    status, body = await sql(client, "SELECT * FROM copy.t")
+    assert status == 404, body  # nothing installed
 
 
 def test_pages_as_pyarrow_writes_them_pass(tmp_path: Path) -> None:

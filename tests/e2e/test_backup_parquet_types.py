@@ -360,11 +360,14 @@ async def test_statistics_pyarrow_does_not_read_are_refused(
     assert "pyarrow does not read" in body["error"]["message"], body
 
 
-def _rows_twice_read_from_the_second_page(column: str) -> Any:
+def _rows_twice_read_from_the_second_page(column: str, again: bool = False) -> Any:
     """The file holding each column's rows twice (a second data page a
     chunk; `column`'s second page holding other values), saying it holds
     them once, with `column`'s dictionary offset at its second data page:
-    pyarrow starts the chunk at its first page, DuckDB at the second."""
+    pyarrow starts the chunk at its first page, DuckDB at the second.
+    `again`: the offset said a second time, as an i32 at the first data
+    page (C++ Thrift skips it, not an i64; a reader keeping the last value
+    of any type sees the two readers start at one page)."""
     import io
 
     import pyarrow as pa
@@ -398,6 +401,8 @@ def _rows_twice_read_from_the_second_page(column: str) -> Any:
             for c in range(len(t.column_names)):
                 put(chunk_meta(meta, 0, c), 5, 6, n)  # num_values
             put(chunk_meta(meta, 0, at), 11, 6, second)  # dictionary_page_offset
+            if again:
+                chunk_meta(meta, 0, at).append([11, 5, first])
 
         return edit(plain, say_once)
 
@@ -424,5 +429,27 @@ async def test_a_chunk_the_two_readers_would_start_at_different_pages_is_refused
     status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
     assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
     assert f"column '{column}' of row group 0" in body["error"]["message"], body
+    status, body = await sql(client, "SELECT * FROM copy.t")
+    assert status == 404, body  # nothing installed
+
+
+async def test_a_chunk_start_said_twice_is_refused(client: Any, cairn_config: Config) -> None:
+    """The dictionary offset at the second data page (an i64, as declared),
+    then again at the first (an i32): pyarrow and DuckDB keep the i64 (their
+    Thrift skips the i32) and start the chunk at different pages, while the
+    footer's check kept the i32 and saw one start: VERIFY said valid,
+    RESTORE completed, and every query read 'EVIL-a'... (footer_guard)."""
+    root = Path(cairn_config.backup.roots[0])
+    source = await _backup(client, root)
+    target = root / "start_said_twice"
+    shutil.copytree(source, target)
+    replace_file(target, "t", _rows_twice_read_from_the_second_page("v", again=True))
+    backup_id = next((target / "manifests").glob("*.json")).stem
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    assert "holds its field 11 twice" in str(report["errors"]), report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert "holds its field 11 twice" in body["error"]["message"], body
     status, body = await sql(client, "SELECT * FROM copy.t")
     assert status == 404, body  # nothing installed
