@@ -145,3 +145,52 @@ def test_pages_as_pyarrow_writes_them_pass(tmp_path: Path) -> None:
             with open(path, "rb") as f:
                 assert page_headers.problem(f, pq.read_metadata(path)) is None
                 assert f.tell() == 0
+
+
+def _second_page_unread(change: Any) -> bytes:
+    """A file of id, v holding each column's three rows twice (two pages a
+    chunk), its row group saying 3 rows and v's chunk 6 values, v's second
+    page header passed through `change(fields)`: pyarrow reads 3 rows and
+    never that header; the walk reads it."""
+    t = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "v": pa.array(["a", "b", "c"])})
+    out = io.BytesIO()
+    pq.write_table(pa.concat_tables([t, t]), out, compression="none", use_dictionary=False,
+                   write_batch_size=3, data_page_size=1)
+    raw = out.getvalue()
+    holder: list[Any] = []
+    edit(raw, holder.append)
+    reader = _In(raw)
+    reader.at = get(chunk_meta(holder[0], 0, 1), 9)
+    first = reader.struct()
+    reader.at += get(first, 3)  # past the first page's header and bytes
+    second = reader.at
+    header = reader.struct()
+    length = reader.at - second
+    change(header)
+    new = _out(header)
+    delta = len(new) - length
+
+    def say_three(meta: list[Any]) -> None:
+        put(meta, 3, 6, 3)  # FileMetaData.num_rows
+        group = get(meta, 4)[1][0]
+        put(group, 3, 6, 3)  # RowGroup.num_rows
+        put(group, 6, 6, get(group, 6) + delta)
+        put(chunk_meta(meta, 0, 0), 5, 6, 3)  # id: 3 values, v: 6
+        cm = chunk_meta(meta, 0, 1)
+        put(cm, 6, 6, get(cm, 6) + delta)
+        put(cm, 7, 6, get(cm, 7) + delta)
+
+    return edit(raw[:second] + new + raw[second + length:], say_three)
+
+
+def test_a_page_header_pyarrow_never_reads_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """The walk goes on until a chunk's values are read, past where pyarrow
+    stops (its row group's rows): a count of values there as a Thrift list
+    was a TypeError out of values_problem, a 500 of VERIFY and RESTORE."""
+    path = tmp_path / "unread.parquet"
+    path.write_bytes(_second_page_unread(  # DataPageHeader.num_values as a list<i32>
+        lambda header: put(get(header, 5), 1, 9, (5, [3]))))
+    read = pq.read_table(path)  # pyarrow reads it, not that page
+    assert read.column("v").to_pylist() == ["a", "b", "c"]
+    wrong = page_headers.problem(str(path), pq.read_metadata(path))
+    assert wrong is not None and "without its count of values" in wrong, wrong
