@@ -193,4 +193,59 @@ def test_a_page_header_pyarrow_never_reads_is_refused_not_a_crash(tmp_path: Path
     read = pq.read_table(path)  # pyarrow reads it, not that page
     assert read.column("v").to_pylist() == ["a", "b", "c"]
     wrong = page_headers.problem(str(path), pq.read_metadata(path))
-    assert wrong is not None and "without its count of values" in wrong, wrong
+    assert wrong is not None and ("without its count of values" in wrong  # (the walk)
+                                  or "whose rows are 3" in wrong), wrong  # (before it)
+
+
+def _before_first_page(data: bytes, column: bytes, pages: bytes) -> bytes:
+    """The Parquet file `data` with the page headers `pages` put before
+    `column`'s first page (the offsets and sizes after them shifted)."""
+    holder: list[Any] = []
+    edit(data, holder.append)
+    names = [get(e, 4) for e in get(holder[0], 2)[1][1:]]
+    col = names.index(column)
+    start = get(chunk_meta(holder[0], 0, col), 9)
+
+    def shift(meta: list[Any]) -> None:
+        group = get(meta, 4)[1][0]
+        put(group, 6, 6, get(group, 6) + len(pages))  # total_compressed_size
+        for i, chunk in enumerate(get(group, 1)[1]):
+            cm = get(chunk, 3)
+            for f in cm:
+                if f[0] in (9, 11) and f[2] > start:  # the offsets of the chunks after it
+                    f[2] += len(pages)
+            if i == col:
+                put(cm, 6, 6, get(cm, 6) + len(pages))
+                put(cm, 7, 6, get(cm, 7) + len(pages))
+
+    return edit(data[:start] + pages + data[start:], shift)
+
+
+def test_pages_cairns_writer_does_not_write_are_refused(tmp_path: Path) -> None:
+    """Both readers skip an INDEX_PAGE; the walk decoded each: three million
+    9-byte ones (a 27 MB file) kept VERIFY and RESTORE walking for 43 s each,
+    and then VERIFY said valid. Any page but a first dictionary page and data
+    pages of values is refused at once."""
+    t = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "v": pa.array(["a", "b", "c"])})
+    out = io.BytesIO()
+    pq.write_table(t, out, compression="none", use_dictionary=False)
+    index_page = _out([[1, 5, 1], [2, 5, 0], [3, 5, 0], [6, 12, []]])  # PageHeader, no bytes
+    dictionary = _out([[1, 5, 2], [2, 5, 0], [3, 5, 0], [7, 12, [[1, 5, 0], [2, 5, 0]]]])
+    path = tmp_path / "f.parquet"
+    for pages, said in ((index_page * 1000, "of type INDEX_PAGE"),
+                        (dictionary * 2, "of type DICTIONARY_PAGE after its first page")):
+        path.write_bytes(_before_first_page(out.getvalue(), b"v", pages))
+        if said == "of type INDEX_PAGE":
+            assert pq.read_table(path).column("v").to_pylist() == ["a", "b", "c"]  # skipped
+        wrong = page_headers.problem(str(path), pq.read_metadata(path))
+        assert wrong is not None and f"column 'v' of row group 0 {said}" in wrong, wrong
+
+
+def test_a_chunk_of_more_values_than_rows_is_refused(tmp_path: Path) -> None:
+    """The walk goes on until a chunk's values are read: a chunk saying more
+    values than its row group's rows (pyarrow reads the rows, DuckDB refuses
+    it) is refused before its pages are walked."""
+    path = tmp_path / "f.parquet"
+    path.write_bytes(_second_page_unread(lambda header: None))
+    wrong = page_headers.problem(str(path), pq.read_metadata(path))
+    assert wrong == "has 6 values of column 'v' of row group 0, whose rows are 3", wrong
