@@ -294,7 +294,7 @@ async def show_restore_points(cairn: Cairn, session: Session,
         repo = _repo(cairn, stmt.target)
         repo.require_exists()
         shipped = shipped_of(cairn.catalog.get(Archive, stmt.namespace), repo.uri)  # first
-        held = holds.replayed(repo)  # archives a restore to a time replays (holds.py)
+        held = holds.replayed(repo, live=True)  # archives a restore to a time replays (holds.py)
         runs, problems = store.all_runs(repo, stmt.namespace)
         entries = repo.listing(stmt.namespace)
         bases, broken = damaged.bases_and_damaged(repo, stmt.namespace, entries)

@@ -165,7 +165,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
                           f"to {store.iso(hit[0].through_us)})")
     if shipped is not None and shipped.archive_id not in foreign:
         errors += [problem for _, problem in without_base(shipped, all_runs, bases, broken,
-                                                          holds.replayed(repo))]
+                                                          holds.replayed(repo, live=True))]
         if tail := lost_tail(shipped, listings.get(shipped.archive_id), bases):
             errors.append(tail[1])
     if not any(x.segments for x in every.values()):
