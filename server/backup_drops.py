@@ -228,6 +228,12 @@ def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: s
                     partial(operator.eq, running))
 
 
+def prune_left(cairn: Cairn, repo: Repository, namespace: str) -> int:
+    """`prune_archived` at start-up, without a job: what a drop left to a
+    restore to a time that died holding it (restore_hold.cleanup)."""
+    return archived.prune(repo, namespace, partial(operator.eq, _running_archive(cairn, namespace)))
+
+
 def origin_of(cairn: Cairn, namespace: str) -> Origin:
     """This server, `namespace`'s creation time here (None: no such namespace),
     the backups its catalog records and those its BACKUP jobs are still

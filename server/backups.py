@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from catalog import Backup, Job, Namespace, Table
@@ -30,7 +31,7 @@ from storage.backup.sets import being_written, writing_error
 from storage.sql_text import KINDS, kind_of, sql_text
 
 from . import restore_hold, resume, visibility
-from .backup_drops import drop_beyond, origin_of, origins, pruned, with_message
+from .backup_drops import drop_beyond, origin_of, origins, prune_left, pruned, with_message
 from .backup_records import forget_gone
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
@@ -408,7 +409,8 @@ def register_cleanups(cairn: Cairn) -> None:
         sweep(job)
 
     def cleanup_restore(job: Job) -> None:
-        restore_hold.cleanup(lambda target: repository(cairn, target), job.cleanup)
+        restore_hold.cleanup(lambda target: repository(cairn, target), job.cleanup,
+                             partial(prune_left, cairn))
         uids = set(job.cleanup.get("table_uids") or ())
         if uids and any(t.uid in uids for t in cairn.catalog.scan(Table)):
             namespace, table = job.cleanup.get("namespace"), job.cleanup.get("table")

@@ -37,6 +37,7 @@ from .jobs import JobContext
 log = logging.getLogger("cairn.restore")
 
 KEY = "hold"  # in the job's cleanup: the lock's id
+REPLAYS, HELD = "replays", "held"  # a restore to a time's: its archive's namespace, its base
 
 
 @contextlib.contextmanager
@@ -65,8 +66,11 @@ def _take(repo: Repository, manifests: Sequence[Manifest], ctx: JobContext,
     if repo.target.kind == "archive":
         return None
     lock_id = holds.hold_id(new_id("rs"), archive_id)
-    # Recorded before the lock is written: start-up removes it should we die.
-    ctx.set(cleanup={**(ctx.job.cleanup or {}), "target": repo.uri, KEY: lock_id})
+    # Recorded before the lock is written: start-up removes it should we die
+    # (and, for a restore to a time, what a drop beside it left of the archive).
+    replays = {} if archive_id is None else {
+        REPLAYS: manifests[0].namespace, HELD: [m.backup_id for m in manifests]}
+    ctx.set(cleanup={**(ctx.job.cleanup or {}), "target": repo.uri, KEY: lock_id, **replays})
     names = {o.oid for m in manifests for o in m.objects}
     try:
         return repo.hold(lock_id, names, should_stop=lambda: ctx.cancelled)
@@ -98,10 +102,21 @@ def let_go(repo: Repository, lock: BackupLock, backup_ids: list[str],
                     exc_info=True)
 
 
-def cleanup(repo_for: Callable[[str], Repository], job_cleanup: dict[str, Any]) -> None:
-    """Start-up: the lock of a restore that died (see backups.register_cleanups)."""
+def cleanup(repo_for: Callable[[str], Repository], job_cleanup: dict[str, Any],
+            pruned: Callable[[Repository, str], int] | None = None) -> None:
+    """Start-up: the lock of a restore that died (see backups.register_cleanups).
+    A restore to a time whose base was dropped meanwhile held that run's
+    segments; `pruned(repo, namespace)` prunes them now, as the restore would
+    have as it ended (before, they stayed until another drop into the target,
+    and VERIFY ARCHIVE said the run's changes could not be restored)."""
     lock_id, target = job_cleanup.get(KEY), job_cleanup.get("target")
     if isinstance(lock_id, str) and isinstance(target, str):
-        freed = repo_for(target).abandon(lock_id)
+        repo = repo_for(target)
+        freed = repo.abandon(lock_id)
         log.info("removed lock %s of an interrupted restore in %s (%d bytes freed)",
                  lock_id, target, freed)
+        namespace, held = job_cleanup.get(REPLAYS), job_cleanup.get(HELD)
+        if (pruned is not None and isinstance(namespace, str) and isinstance(held, list)
+                and not all(repo.has_manifest(b) for b in held)):
+            log.info("interrupted restore %s: %d bytes of archived changes of a dropped "
+                     "base freed", lock_id, pruned(repo, namespace))
