@@ -13,7 +13,7 @@ from catalog.errors import AlreadyExists, CairnError, InvalidArgument, NotFound,
 from catalog.ids import new_id
 from sqlgrammar import ast
 from storage import clock_floor
-from storage.archive import damaged, holds, pitr, store
+from storage.archive import damaged, pitr, store
 from storage.archive.changes import MAX_LSN, now_us
 from storage.archive.helper import HelperFailed
 from storage.backup.origin import window_filter
@@ -28,6 +28,7 @@ from .dispatch import Routes
 from .intervals import parse_interval
 from .namespaces import check_namespace_name
 from .repos import repository
+from .restore_hold import held_here
 from .result import Result
 from .state import Cairn, Session
 
@@ -294,7 +295,8 @@ async def show_restore_points(cairn: Cairn, session: Session,
         repo = _repo(cairn, stmt.target)
         repo.require_exists()
         shipped = shipped_of(cairn.catalog.get(Archive, stmt.namespace), repo.uri)  # first
-        held = holds.replayed(repo, live=True)  # archives a restore to a time replays (holds.py)
+        # archives a restore to a time of this server replays (restore_hold.held_here)
+        held = held_here(cairn.jobs.live(), repo.uri)
         runs, problems = store.all_runs(repo, stmt.namespace)
         entries = repo.listing(stmt.namespace)
         bases, broken = damaged.bases_and_damaged(repo, stmt.namespace, entries)
@@ -330,8 +332,9 @@ async def verify_archive(cairn: Cairn, session: Session, stmt: ast.VerifyArchive
     await cairn.run_target(stmt.target, repo.require_exists)
     rec = cairn.catalog.get(Archive, stmt.namespace)  # before the target is listed
     shipped = shipped_of(rec, repo.uri)
-    job = await cairn.jobs.run("verify", session, verify_work(repo, stmt.namespace,
-                                                           cairn.catalog.last_seq, shipped),
+    job = await cairn.jobs.run("verify", session, verify_work(
+        repo, stmt.namespace, cairn.catalog.last_seq, shipped,
+        lambda: held_here(cairn.jobs.live(), repo.uri)),
                                namespace=stmt.namespace, target=repo.uri,
                                statement=redacted(stmt), detached=bool(opts.get("detached")))
     if opts.get("detached"):

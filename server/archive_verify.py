@@ -18,7 +18,7 @@ from typing import Any
 
 from catalog import Archive
 from catalog.errors import BackupInvalid, NotFound
-from storage.archive import damaged, holds, pitr, replay, store
+from storage.archive import damaged, pitr, replay, store
 from storage.archive.blocks import Entry
 from storage.archive.segment import MAX_US, SegmentName
 from storage.backup import PassphraseError, Repository
@@ -51,10 +51,14 @@ def shipped_of(rec: Archive | None, uri: str) -> Shipped | None:
 
 
 def verify_work(repo: Repository, namespace: str, seq_now: Callable[[], int],
-                shipped: Shipped | None = None) -> Callable[[JobContext], dict[str, Any]]:
-    """The job: `seq_now` is the server's sequence (what a restore here takes: backup/seqs.py)."""
+                shipped: Shipped | None = None,
+                held: Callable[[], Collection[str]] = frozenset
+                ) -> Callable[[JobContext], dict[str, Any]]:
+    """The job: `seq_now` is the server's sequence (what a restore here takes:
+    backup/seqs.py); `held` the archives its running restores to a time
+    replay (restore_hold.held_here)."""
     def work(ctx: JobContext) -> dict[str, Any]:
-        result = settled(repo, namespace, ctx, seq_now(), shipped)
+        result = settled(repo, namespace, ctx, seq_now(), shipped, held)
         if not result["is_valid"]:
             ctx.found_invalid(f"archive of namespace '{namespace}' in target '{repo.uri}'",
                               result["errors"])
@@ -71,7 +75,8 @@ RUNS = 3  # of a VERIFY ARCHIVE whose target a drop changed under it
 
 
 def settled(repo: Repository, namespace: str, ctx: JobContext, seq_now: int,
-            shipped: Shipped | None) -> dict[str, Any]:
+            shipped: Shipped | None,
+            held: Callable[[], Collection[str]] = frozenset) -> dict[str, Any]:
     """`verify`, run again (up to RUNS in all) when it found problems while a
     manifest or segment that was in the target as it began is gone as it
     ends: a DROP BACKUP or keep_last beside it dropped a base and pruned
@@ -82,7 +87,7 @@ def settled(repo: Repository, namespace: str, ctx: JobContext, seq_now: int,
     for _ in range(RUNS):
         ctx.check_cancelled()
         before = _present(repo, namespace)
-        result = verify(repo, namespace, ctx, seq_now, shipped)
+        result = verify(repo, namespace, ctx, seq_now, shipped, held())
         if result["is_valid"] or before <= _present(repo, namespace):
             return result
     return result
@@ -95,7 +100,8 @@ def _present(repo: Repository, namespace: str) -> set[str]:
 
 
 def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
-           seq_now: int = 0, shipped: Shipped | None = None) -> dict[str, Any]:
+           seq_now: int = 0, shipped: Shipped | None = None,
+           held: Collection[str] = ()) -> dict[str, Any]:
     errors: list[str] = []
     checked = nbytes = changes = 0
     bases, broken = damaged.bases_and_damaged(repo, namespace)
@@ -165,7 +171,7 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
                           f"to {store.iso(hit[0].through_us)})")
     if shipped is not None and shipped.archive_id not in foreign:
         errors += [problem for _, problem in without_base(shipped, all_runs, bases, broken,
-                                                          holds.replayed(repo, live=True))]
+                                                          held)]
         if tail := lost_tail(shipped, listings.get(shipped.archive_id), bases):
             errors.append(tail[1])
     if not any(x.segments for x in every.values()):

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from catalog import Job
 from catalog.errors import CairnError, Cancelled, NotFound
 from catalog.ids import new_id
 from storage.archive import holds
@@ -38,6 +39,25 @@ log = logging.getLogger("cairn.restore")
 
 KEY = "hold"  # in the job's cleanup: the lock's id
 REPLAYS, HELD = "replays", "held"  # a restore to a time's: its archive's namespace, its base
+
+
+def held_here(jobs: Sequence[Job], uri: str) -> set[str]:
+    """The archives in target `uri` a restore to a time running in this server
+    replays (its job's cleanup names its lock, `rs-<id>.<archive_id>`): what
+    VERIFY ARCHIVE and SHOW RESTORE POINTS excuse as held (a dropped base's
+    run is then no loss while the restore replays it). Not a lock found in
+    the target: anyone who can write the target can plant one, fresh or of
+    a live pid, and a lock alone hid a base really lost from both (VERIFY
+    valid, no error row, while every RESTORE as_of was refused). Another
+    server's restore replaying the run is reported as the loss it is about
+    to be once that restore ends and the prune takes the run."""
+    out = set()
+    for job in jobs:
+        cleanup = job.cleanup or {}
+        lock_id = cleanup.get(KEY)
+        if cleanup.get("target") == uri and isinstance(lock_id, str) and "." in lock_id:
+            out.add(lock_id.split(".", 1)[1])
+    return out
 
 
 @contextlib.contextmanager

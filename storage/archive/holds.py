@@ -16,14 +16,7 @@ base gone and reads nothing."""
 
 from __future__ import annotations
 
-import socket
-from typing import Any
-
-import pyarrow.fs as pafs
-
 from storage.backup import Repository
-from storage.backup.procs import process_state
-from storage.backup.prunes import parse_stamp, store_now_ns
 
 PREFIX = "rs-"
 
@@ -34,36 +27,17 @@ def hold_id(lock_id: str, archive_id: str | None) -> str:
     return lock_id if archive_id is None else f"{lock_id}.{archive_id}"
 
 
-def replayed(repo: Repository, live: bool = False) -> set[str]:
-    """The archives whose segments a restore's lock in the target holds (a
-    lock whose writer is provably dead, which a prune removes, holds none; a
-    damaged one holds what its name says).
-
-    With `live`, what VERIFY ARCHIVE and SHOW RESTORE POINTS excuse as held
-    (a dropped base's run is then no loss): only a readable lock whose
-    restore may still run. Not a damaged one, nor one of this host whose
-    process is gone (whatever its age), nor one of another host not written
-    for the target's `dead_lock_seconds`: such a lock (left by a restore that
-    died, or planted) would otherwise hide a base really lost from them."""
+def replayed(repo: Repository) -> set[str]:
+    """The archives whose segments a restore's lock in the target holds, for
+    the prune (a lock whose writer is provably dead, which a prune removes,
+    holds none; a damaged one holds what its name says). VERIFY ARCHIVE and
+    SHOW RESTORE POINTS excuse only what a restore of their own server
+    replays (server/restore_hold.py `held_here`): a lock in the target,
+    planted fresh or naming a live process, hid a base really lost from them."""
     out = set()
     for doc, info in repo._locks():
         name = doc["backup_id"]
-        if not (name.startswith(PREFIX) and "." in name):
-            continue
-        if live and ("error" in doc or not _running(repo, doc, info)):
-            continue
-        if live or "error" in doc or not repo._left_over(doc, info):
+        if name.startswith(PREFIX) and "." in name and (
+                "error" in doc or not repo._left_over(doc, info)):
             out.add(name.split(".", 1)[1])
     return out
-
-
-def _running(repo: Repository, doc: dict[str, Any], info: pafs.FileInfo) -> bool:
-    """The restore that wrote lock `doc` may still run."""
-    if doc["host"] == socket.gethostname():
-        try:
-            return process_state(doc["pid"], parse_stamp(doc["created_at"])) != "dead"
-        except ValueError:  # a stamp no Cairn writes
-            return False
-    mtime = info.mtime_ns
-    return mtime is None or (
-        store_now_ns(repo.target, mtime) - mtime <= repo.dead_lock_seconds * 1e9)

@@ -1,12 +1,15 @@
 """A lock named for an archive (`locks/rs-<id>.<archive_id>.json`, what a
 restore to a time writes, storage/archive/holds.py) excuses a dropped base's
-run in VERIFY ARCHIVE and SHOW RESTORE POINTS only while its restore may run.
+run in VERIFY ARCHIVE and SHOW RESTORE POINTS only while a restore of this
+server replays it (restore_hold.held_here).
 
 Before, any such lock did: one left by a restore that died (its process gone,
 or another host's not written for a day) or a damaged one made a target whose
 base manifest was removed VERIFY valid, errors [] and no window, with no
 error row, while every RESTORE as_of into it was refused (the round-13 lie
-tests/archive/test_lost_base_and_tail.py guards, back)."""
+tests/archive/test_lost_base_and_tail.py guards, back). Then one planted
+fresh, or naming a live process, still did: a lock in the target says
+nothing anyone who can write it could not say."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,8 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-@pytest.mark.parametrize("lock", ["process gone", "other host, a day old", "damaged"])
+@pytest.mark.parametrize("lock", ["process gone", "other host, a day old", "damaged",
+                                  "a live process", "other host, fresh"])
 async def test_a_left_or_damaged_hold_hides_no_lost_base(
         client: Any, cairn_config: Config, lock: str) -> None:
     root = Path(cairn_config.backup_roots[0])
@@ -48,6 +53,11 @@ async def test_a_left_or_damaged_hold_hides_no_lost_base(
     doc = json.loads(locks.encode(lock_id, "2026-01-01T00:00:00.000000Z", []))
     if lock == "process gone":
         path.write_text(json.dumps({**doc, "pid": _dead_pid()}))
+    elif lock == "a live process":  # planted: no restore of this server holds it
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # after pid 1 started
+        path.write_text(json.dumps({**doc, "pid": 1, "created_at": now}))
+    elif lock == "other host, fresh":
+        path.write_text(json.dumps({**doc, "host": "another-host"}))
     elif lock == "other host, a day old":
         path.write_text(json.dumps({**doc, "host": "another-host"}))
         old = path.stat().st_mtime - 2 * DAY
