@@ -8,10 +8,20 @@ differ, a page header DuckDB's Thrift refuses. Such a file verified valid and
 was restored, and then every SELECT of its table failed ("corrupted:
 uncompressed page size mismatch", naming the server's data file). So after
 pyarrow's checks found nothing, DuckDB reads every value of every column
-(`max(hash(column))`: nothing answered from statistics, nothing skipped) and
-must count the entry's rows; else the file is damaged for VERIFY and RESTORE
-alike. A private in-memory DuckDB of one thread (sandbox.scratch_config), one
-for the process, a cursor a file."""
+(nothing answered from statistics, nothing skipped) and must count the
+entry's rows; else the file is damaged for VERIFY and RESTORE alike.
+
+And DuckDB's values must be pyarrow's, row by row: both readers read the
+same bytes and each succeeded, yet took them otherwise (a chunk's start
+told two ways, a v1 page's level encoding: each then refused by a rule of
+its own, footer_guard.py, page_headers.py), so every query saw other rows
+than VERIFY had checked. So DuckDB's read is a POSITIONAL JOIN of its
+`read_parquet` with pyarrow's batches of the same file (read as the checks
+read it, a row group's batches at a time, never the file's table whole:
+Side), `IS DISTINCT FROM` column by column (NULL is NULL, NaN is NaN, 0.0
+is -0.0); the first row and column they differ on are named. A private
+in-memory DuckDB of one thread (sandbox.scratch_config; rows in order),
+one for the process, a cursor a file."""
 
 from __future__ import annotations
 
@@ -21,22 +31,47 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
 
 from catalog.diskerrors import shortage
 from storage.sandbox import scratch_config
+
+from . import check_reader
+from .check_reader import CheckReader
 
 # As nanreader.py's: no answer from the footer's statistics.
 NOT_BY_STATISTICS = "statistics_propagation,filter_pushdown,expression_rewriter"
 
 
-def problem(source: str | IO[bytes], columns: list[str], rows: int) -> str | None:
+@dataclass(frozen=True)
+class Side:
+    """How pyarrow's side of the comparison is read, as contents.values_problem
+    reads the file (memory bounded alike): text columns read as a
+    dictionary, each row group's batch rows (text_batches.py; BATCH_ROWS for
+    a row group not listed), the footer already read (or None)."""
+    dictionary: tuple[str, ...] = ()
+    batch_rows: tuple[int, ...] = ()
+    metadata: Any = None
+
+    def rows_of(self, group: int) -> int:
+        return self.batch_rows[group] if group < len(self.batch_rows) else BATCH_ROWS
+
+
+BATCH_ROWS = 65_536  # as contents.BATCH_ROWS
+
+
+def problem(source: str | IO[bytes], columns: list[str], rows: int,
+            side: Side = Side()) -> str | None:
     """None when DuckDB reads every value of `columns` of the Parquet file
     `source` (a path, or a file object of the whole content) and counts
     `rows`, else what is wrong (a phrase to follow the file's name). A server
     out of descriptors or memory is UNAVAILABLE (503), not a damaged file."""
     try:
-        return _problem(source, columns, rows)
+        return _problem(source, columns, rows, side)
     except OSError as exc:
         if (short := shortage(exc, DOING)) is not None:
             raise short from exc
@@ -46,31 +81,132 @@ def problem(source: str | IO[bytes], columns: list[str], rows: int) -> str | Non
 DOING = "cannot check a file of the backup with DuckDB"
 
 
-def _problem(source: str | IO[bytes], columns: list[str], rows: int) -> str | None:
+def _problem(source: str | IO[bytes], columns: list[str], rows: int,
+             side: Side) -> str | None:
     import duckdb
 
     with _path_of(source) as path, _cursor() as con:
         try:
             for part in _parts(columns):
                 try:
-                    terms = "".join(f', max(hash("{c}"))' for c in part)
-                    got = con.execute(f"SELECT count(*){terms} FROM read_parquet(?)",
-                                      [path]).fetchone()
+                    wrong = _compared(con, path, source, part, rows, side)
                 except duckdb.OutOfMemoryException as exc:
                     if len(part) > 1:
                         continue  # then one column at a time (_parts)
                     raise shortage(OSError(errno.ENOMEM, str(exc)), DOING) or exc from exc
-                counted = got[0] if got else 0
-                if counted != rows:
-                    return f"holds {counted} rows to DuckDB, its entry says {rows}"
-                if len(part) == len(columns):
-                    break
+                finally:
+                    check_reader.release()
+                if wrong is not None or len(part) == len(columns):
+                    return wrong
         except duckdb.Error as exc:
             if (short := shortage(exc, DOING)) is not None:
                 raise short from exc
             why = str(exc).splitlines()[0].replace(path, "the file")[:300]
             return f"cannot be read by DuckDB, which every query reads it with ({why})"
     return None
+
+
+def _compared(con: Any, path: str, source: str | IO[bytes], part: list[str], rows: int,
+              side: Side) -> str | None:
+    """None when DuckDB counts `rows` rows of `path` and its values of the
+    columns `part` are pyarrow's, row by row; else what differs."""
+    ours = _types(con, "SELECT * FROM read_parquet(?)", [path])
+    with _pyarrow(source, part, side) as reader:
+        con.register(PYARROW, reader)
+        try:
+            theirs = _types(con, f"SELECT * FROM {PYARROW}", [])
+            for n in part:
+                if ours.get(n) != theirs.get(n):
+                    return (f"has a column '{n}' the two Parquet readers take as different "
+                            f"types (DuckDB, which every query reads it with: {ours.get(n)}; "
+                            f"pyarrow, which the checks read: {theirs.get(n)})")
+            differs = " OR ".join(f"d.{_q(n)} IS DISTINCT FROM a.{_q(n)}" for n in part)
+            # DuckDB's rows counted by its virtual `file_row_number` (a column
+            # of that name in the file hides it: then counted apart).
+            counting = "count(d.file_row_number)" if VIRTUAL not in ours else "0"
+            got = con.execute(
+                f"SELECT {counting}, min(a.{_q(_row(part))}) FILTER (WHERE {differs}) "
+                f"FROM read_parquet(?) d POSITIONAL JOIN {PYARROW} a", [path]).fetchall()
+        finally:
+            con.unregister(PYARROW)
+    counted, first = got[0] if got else (0, None)
+    if VIRTUAL in ours:
+        (counted, _), = con.execute(f"SELECT count(*), max(hash({_q(VIRTUAL)})) "
+                                    "FROM read_parquet(?)", [path]).fetchall()
+    if counted != rows:
+        return f"holds {counted} rows to DuckDB, its entry says {rows}"
+    if first is not None:
+        return _first_difference(con, path, source, part, side, first)
+    return None
+
+
+def _first_difference(con: Any, path: str, source: str | IO[bytes], part: list[str],
+                      side: Side, first: int) -> str:
+    """The first column the two readers differ on at row `first`, with both
+    values (a file already found to differ: read again, to the row)."""
+    with _pyarrow(source, part, side) as reader:
+        con.register(PYARROW, reader)
+        try:
+            terms = ", ".join(f"d.{_q(n)} IS DISTINCT FROM a.{_q(n)}, "
+                              f"left(CAST(d.{_q(n)} AS VARCHAR), {SHOWN}), "
+                              f"left(CAST(a.{_q(n)} AS VARCHAR), {SHOWN})" for n in part)
+            found = con.execute(
+                f"SELECT {terms} FROM read_parquet(?) d POSITIONAL JOIN {PYARROW} a "
+                f"WHERE a.{_q(_row(part))} = ?", [path, first]).fetchall()
+        finally:
+            con.unregister(PYARROW)
+    for i, n in enumerate(part):
+        if found and found[0][3 * i]:
+            ours, theirs = found[0][1 + 3 * i], found[0][2 + 3 * i]
+            return (f"{OTHERWISE}: the two Parquet readers disagree on column '{n}' at row "
+                    f"{first} (DuckDB: {_shown(ours)}; pyarrow: {_shown(theirs)})")
+    return OTHERWISE  # (not met: the same bytes read again)
+
+
+@contextlib.contextmanager
+def _pyarrow(source: str | IO[bytes], part: list[str], side: Side) -> Iterator[Any]:
+    """pyarrow's batches of the columns `part` and each row's number (the
+    column `_row(part)`), a row group's batches at a time, as a stream DuckDB
+    scans: never the file's table whole."""
+    with CheckReader(source, [n for n in side.dictionary if n in part], buffer_size=1 << 20,
+                     metadata=side.metadata) as pf:
+        schema = pa.schema([*(pf.schema_arrow.field(n) for n in part), (_row(part), pa.int64())])
+
+        def numbered() -> Iterator[pa.RecordBatch]:
+            at = 0
+            for g in range(pf.metadata.num_row_groups):
+                for batch in pf.iter_batches(side.rows_of(g), [g], part):
+                    n = batch.num_rows
+                    yield pa.RecordBatch.from_arrays(
+                        [*batch.columns, pa.array(np.arange(at, at + n, dtype=np.int64))],
+                        schema=schema)
+                    at += n
+
+        yield pa.RecordBatchReader.from_batches(schema, numbered())
+
+
+def _row(part: list[str]) -> str:
+    """The name of pyarrow's row numbers: none of the columns'."""
+    return next(name for i in range(len(part) + 1)
+                if (name := "cairn_row" + "_" * i) not in part)
+
+
+VIRTUAL = "file_row_number"  # DuckDB's, of read_parquet
+OTHERWISE = "is read otherwise by DuckDB, which every query reads it with, than by the checks"
+PYARROW = "cairn_checked"  # the name pyarrow's batches are scanned by, in one cursor
+SHOWN = 40  # characters of a differing value said
+
+
+def _shown(value: Any) -> str:
+    return "NULL" if value is None else repr(value)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _types(con: Any, query: str, params: list[Any]) -> dict[str, str]:
+    return {r[0]: r[1] for r in con.execute(f"DESCRIBE {query}", params).fetchall()}
 
 
 _base: tuple[int, Any] | None = None  # (pid, connection): one database a process
@@ -87,7 +223,7 @@ def _cursor() -> Iterator[Any]:
     with _base_lock:
         if _base is None or _base[0] != os.getpid():  # never a parent's after a fork
             _base = (os.getpid(), duckdb.connect(":memory:", config={
-                **scratch_config(), "preserve_insertion_order": False,
+                **scratch_config(), "preserve_insertion_order": True,  # (one thread: rows in order)
                 # Nothing answered from the footer's statistics: every value read.
                 "disabled_optimizers": NOT_BY_STATISTICS}))
         cursor = _base[1].cursor()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from server.config import Config
+from storage.backup import footer_guard
 from tests.helpers import ok, replace_file, rows, sql
 from tests.parquet_footer import chunk_meta, edit, get, put
 
@@ -451,5 +452,38 @@ async def test_a_chunk_start_said_twice_is_refused(client: Any, cairn_config: Co
     status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
     assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
     assert "holds its field 11 twice" in body["error"]["message"], body
+    status, body = await sql(client, "SELECT * FROM copy.t")
+    assert status == 404, body  # nothing installed
+
+
+@pytest.mark.parametrize("column", ["v", "id"])
+async def test_the_two_readers_values_are_compared_row_by_row(
+        aiohttp_client: Any, cairn_config: Config, column: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunk above with footer_guard's rule for it taken away: DuckDB's
+    values, compared with pyarrow's row by row (duck_read.py), refuse it
+    alone, naming the column and the first row the readers differ on. Any
+    other way the two readers take the same bytes differently is refused
+    alike."""
+    from server.app import create_app
+
+    monkeypatch.setattr(footer_guard, "_start_for_duckdb", footer_guard._start_for_pyarrow)
+    cairn_config.jobs.job_process = "off"  # the checks in this process: the rule stays off
+    client = await aiohttp_client(create_app(cairn_config))
+    root = Path(cairn_config.backup.roots[0])
+    source = await _backup(client, root)
+    target = root / f"compared_{column}"
+    shutil.copytree(source, target)
+    replace_file(target, "t", _rows_twice_read_from_the_second_page(column))
+    backup_id = next((target / "manifests").glob("*.json")).stem
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' IN '{target}'"))[0]
+    assert report["is_valid"] is False, report
+    said = f"the two Parquet readers disagree on column '{column}' at row "
+    assert said in str(report["errors"]), report
+    status, body = await sql(client, f"RESTORE DATABASE app FROM '{target}' AS copy")
+    assert status == 422 and body["error"]["code"] == "BACKUP_INVALID", body
+    assert said in body["error"]["message"], body
+    if column == "v":  # the first row, both values
+        assert "at row 0 (DuckDB: 'EVIL-a'; pyarrow: 'a')" in body["error"]["message"], body
     status, body = await sql(client, "SELECT * FROM copy.t")
     assert status == 404, body  # nothing installed

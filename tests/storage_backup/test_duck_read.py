@@ -46,3 +46,17 @@ def test_a_server_out_of_descriptors_is_unavailable_not_a_damaged_file(tmp_path:
     with no_descriptor_left(), pytest.raises(DataDirUnavailable) as caught:
         duck_read.problem(str(path), ["id", "v"], 3)
     assert "open-files limit" in str(caught.value)
+
+
+def test_values_are_compared_whatever_the_columns_are_named(tmp_path: Path) -> None:
+    """A column named as DuckDB's virtual row number or as the comparison's
+    own row number is compared as any other; NaN is NaN, -0.0 is 0.0."""
+    path = tmp_path / "names.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "file_row_number": ["a", "b", None],
+                             "cairn_row": [float("nan"), -0.0, None], 'we"ird': [b"", None, b"x"]}),
+                   path, row_group_size=2)
+    names = ["id", "file_row_number", "cairn_row", 'we"ird']
+    assert duck_read.problem(str(path), names, 3) is None
+    assert duck_read.problem(str(path), names, 3, duck_read.Side(batch_rows=(1, 1))) is None
+    assert duck_read.problem(str(path), names, 2) == "holds 3 rows to DuckDB, its entry says 2"
+
