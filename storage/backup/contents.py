@@ -318,7 +318,8 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
     if (wrong := page_headers.problem(source, footer)) is not None:
         return f"{what} {wrong}"
     # DuckDB's values compared with pyarrow's, row by row, read as above.
-    side = duck_read.Side(tuple(n for n in text if n not in plain), tuple(plain_rows), meta)
+    side = duck_read.Side(tuple(n for n in text if n not in plain), tuple(sorted(plain)),
+                          tuple(plain_rows), meta)
     wrong = duck_read.problem(source, [n for n, _ in expected_schema(table, f.schema_version)],
                               f.rows, side)
     return None if wrong is None else f"{what} {wrong}"

@@ -57,6 +57,7 @@ def test_values_are_compared_whatever_the_columns_are_named(tmp_path: Path) -> N
                    path, row_group_size=2)
     names = ["id", "file_row_number", "cairn_row", 'we"ird']
     assert duck_read.problem(str(path), names, 3) is None
-    assert duck_read.problem(str(path), names, 3, duck_read.Side(batch_rows=(1, 1))) is None
+    one_row = duck_read.Side(plain=("file_row_number",), batch_rows=(1, 1))
+    assert duck_read.problem(str(path), names, 3, one_row) is None
     assert duck_read.problem(str(path), names, 2) == "holds 3 rows to DuckDB, its entry says 2"
 
