@@ -71,7 +71,11 @@ def hints(data: bytes | None, backup_id: str) -> dict[str, str]:
     if not data or dense_problem(data) or deep_problem(data):
         return {}
     try:
-        doc = json.loads(data)
+        # UTF-8 only, as _parse_json: json.loads of bytes takes UTF-16 and
+        # UTF-32 too, whose `\"` the density and depth checks (bytes, UTF-8)
+        # read as a string's end: 64 MiB of UTF-16 `[],` past the cap was
+        # parsed whole (0.8 GB, 3 s of a held GIL for each damaged manifest).
+        doc = json.loads(data.decode("utf-8"))
         if not isinstance(doc, dict):
             return {}
         stored = doc.pop("manifest_sha256", None)
