@@ -26,6 +26,7 @@ hold it (`found_in`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterable
@@ -80,6 +81,8 @@ class Versions:
         firsts = batch.select(self.keys).filter(pc.invert(batch.column(OW)))
         if not firsts.num_rows:
             return None
+        if (wrong := _not_utf8(firsts)) is not None:
+            return wrong
         if _integer(firsts):  # the common key: sorted as numbers, 20 times faster
             ints = np.sort(firsts.column(0).to_numpy())
             self.ints.append(ints)
@@ -132,13 +135,22 @@ class Versions:
     def _hashes(self, firsts: pa.RecordBatch) -> np.ndarray:
         """A 64-bit hash of each row's key by DuckDB (any type; 4 times faster
         than keyfilter.py's numpy hashing of text)."""
+        import duckdb
+
         if self.con is None:  # only for a key that is not one integer
             self.con = _cursor()
-        self.con.register("__firsts", firsts)
         try:
+            self.con.register("__firsts", firsts)
             got = self.con.execute(f"SELECT hash({_terms(firsts)}) AS h FROM __firsts").fetchnumpy()
+        except (duckdb.FatalException, duckdb.InternalException):
+            # DuckDB invalidates its whole database on these (a `reverse` of
+            # bytes that are no UTF-8 did): the process's one database would
+            # fail every later file's check, a good backup called invalid.
+            _forget()
+            raise
         finally:
-            self.con.unregister("__firsts")
+            with contextlib.suppress(duckdb.Error):
+                self.con.unregister("__firsts")
         return np.asarray(got["h"], np.uint64)
 
     def confirm(self, batches: Iterable[pa.RecordBatch]) -> str | None:
@@ -175,6 +187,28 @@ def _cursor() -> duckdb.DuckDBPyConnection:
         if _base is None or _base[0] != os.getpid():  # never a parent's after a fork
             _base = (os.getpid(), duckdb.connect(":memory:", config=scratch_config()))
         return _base[1].cursor()
+
+
+def _forget() -> None:
+    """The process's database is invalidated: the next cursor is of a new one
+    (the old one goes with its last cursor; another thread's may be in use)."""
+    global _base
+    with _base_lock:
+        _base = None
+
+
+def _not_utf8(firsts: pa.RecordBatch) -> str | None:
+    """What is wrong with a text key whose bytes are no UTF-8 (the file's
+    reader does not check them; its statistics can say valid bounds), or
+    None: DuckDB's `reverse` of them failed in a way that invalidated the
+    process's one database (`_cursor`), and every later file's check."""
+    for name, column in zip(firsts.schema.names, firsts.columns, strict=True):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid as exc:
+                return f"holds {name} values that are not UTF-8 ({exc})"
+    return None
 
 
 def _repeated(sorted_values: np.ndarray) -> Any:

@@ -184,3 +184,18 @@ def test_a_run_of_rows_is_bounded_across_pages() -> None:
     assert batch_rows([small] * 3, dictionary=mib) == 128  # and plain pages after it
     assert batch_rows(one_each, dictionary=mib) == 2
     assert _largest_run([], 8) == 0 and batch_rows([(0, 0, 0)]) == contents.BATCH_ROWS
+
+
+def test_a_key_that_is_no_utf8_is_that_files_damage_not_the_next_files(tmp_path: Path) -> None:
+    """A TEXT key of bytes that are no UTF-8 between valid statistics ('a' and
+    'c'): pyarrow reads it unchecked and keys are checked by `outside`, so
+    DuckDB's hash (`reverse`) met it, failed, and invalidated the process's one
+    database (rowversions._cursor): every later file's check failed, a good
+    backup called invalid (a long-lived job process, or the server)."""
+    data = [b"a", b"b\xff", b"c"]
+    offsets = np.cumsum([0] + [len(d) for d in data]).astype(np.int32)
+    keys = pa.Array.from_buffers(pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()),
+                                                  pa.py_buffer(b"".join(data))])
+    wrong = _check(_rows(keys, np.zeros(3, bool)), tmp_path)
+    assert wrong is not None and "not UTF-8" in wrong, wrong
+    assert _check(_rows(pa.array(["x", "y", "z"]), np.zeros(3, bool)), tmp_path) is None

@@ -129,3 +129,53 @@ def test_files_of_text_keys_share_one_duckdb(monkeypatch: pytest.MonkeyPatch) ->
                              "u": pa.array(["a", "a"]), "k": pa.array([7, 7], pa.int32())})
     assert "of one key" in str(v.add(twice))
     v.close()
+
+
+def _not_utf8_keys() -> pa.RecordBatch:
+    """Keys 'a', b'b\\xff', 'c': a file's reader takes them unchecked, and its
+    statistics (a..c) decode."""
+    import numpy as np
+
+    data = [b"a", b"b\xff", b"c"]
+    offsets = np.cumsum([0] + [len(d) for d in data]).astype(np.int32)
+    keys = pa.Array.from_buffers(pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()),
+                                                  pa.py_buffer(b"".join(data))])
+    return pa.record_batch({"_seq": pa.array([1, 2, 3], pa.int64()),
+                            "_ow": pa.array([False] * 3), "k": keys})
+
+
+def _a_good_file_is_checked(name: str) -> None:
+    v = Versions([name])
+    good = pa.record_batch({"_seq": pa.array([1, 2], pa.int64()), "_ow": pa.array([False] * 2),
+                            name: pa.array(["x", "y"])})
+    assert v.add(good) is None and v.done() is None
+    v.close()
+    v = Versions([name])
+    twice = pa.record_batch({"_seq": pa.array([1, 2], pa.int64()), "_ow": pa.array([False] * 2),
+                             name: pa.array(["x", "x"])})
+    assert "of one key" in str(v.add(twice))
+    v.close()
+
+
+def test_a_text_key_that_is_no_utf8_is_damage_and_harms_no_later_file() -> None:
+    """A file of a TEXT key whose bytes are no UTF-8 (its statistics valid)
+    made DuckDB's `reverse` fail so that it invalidated the process's one
+    database: every later file's check in that process (VERIFY, RESTORE, a
+    replay) failed, good backups called invalid. Now such keys are damage of
+    that file, said so, and DuckDB never sees them."""
+    v = Versions(["k"])
+    assert "not UTF-8" in str(v.add(_not_utf8_keys()))
+    v.close()
+    _a_good_file_is_checked("k")
+
+
+def test_a_duckdb_that_failed_for_good_is_not_used_again() -> None:
+    """Whatever makes DuckDB invalidate its database (here the same keys,
+    straight to the hashing) costs that file only: the next file's check
+    has a database of its own."""
+    v = Versions(["k"])
+    firsts = _not_utf8_keys().select(["k"])
+    with pytest.raises(Exception, match="reverse"):
+        v._hashes(firsts)
+    v.close()
+    _a_good_file_is_checked("k")
