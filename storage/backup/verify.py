@@ -135,11 +135,12 @@ def verify_objects(
         else:
             found, intact = _check_object(store, check, obj, used, on_bytes, should_stop,
                                           scratch_dir)
-            if intact:
-                # Exactly its size was read. A copier killed mid-object had its
-                # bytes counted before the read began again here: bytes_checked
-                # (and the job's bytes) went past the backup's.
-                report.bytes_checked += obj["size"] - in_object
+            # Intact: exactly its size was read. A copier killed mid-object had
+            # its bytes counted before the read began again here: bytes_checked
+            # (and the job's bytes) went past the backup's. Damaged: no more
+            # than its size (the read again found the mismatch all the same).
+            report.bytes_checked += (obj["size"] - in_object if intact
+                                     else -max(0, in_object - obj["size"]))
             errors += found
             if key is not None and memo is not None:
                 memo[key] = found

@@ -133,3 +133,33 @@ def test_a_copier_that_dies_mid_object_counts_no_byte_twice(
     assert killed and report.is_valid
     assert report.bytes_checked == sum(s.size for s in sources)
     assert seen[-1] == report.bytes_checked and max(seen) <= report.bytes_checked
+
+
+def test_a_copier_that_dies_mid_damaged_object_counts_no_byte_twice(
+        repo: Repository, make_file: MakeFile) -> None:
+    """As above, the object damaged: the read again on this thread finds the
+    mismatch, and the dead copier's bytes stayed counted: bytes_checked went
+    past the backup's size."""
+    sources = [make_file(size=3 * CHUNK_SIZE + 7), make_file(size=CHUNK_SIZE + 1)]
+    for s in sources:
+        repo.put_file(s.path, sha256=s.sha256, size=s.size)
+    repo.write_manifest(manifest_doc("bk-1", sources))
+    for s in sources:
+        path = object_file(repo, s.sha256)
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 1
+        path.chmod(0o644)
+        path.write_bytes(bytes(data))
+    killed: list[int] = []
+    step = kill_copiers_at_first_step(killed)
+    seen: list[int] = []
+
+    def progress(p: Any) -> None:
+        step(0)
+        seen.append(p.bytes_done)
+
+    report = repo.verify("bk-1", on_progress=progress, contents=False)
+    total = sum(s.size for s in sources)
+    assert killed and not report.is_valid and len(report.errors) == 2
+    assert report.bytes_checked == total, (report.bytes_checked, total)
+    assert max(seen) <= total
