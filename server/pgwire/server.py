@@ -35,6 +35,11 @@ from .kept import Rows, RowsBudget
 log = logging.getLogger("cairn.pgwire")
 
 STARTUP_TIMEOUT = 30.0
+# Every place held by a logged-in connection: a newcomer may still send a
+# CancelRequest (PostgreSQL serves one whatever max_connections), within
+# CANCEL_WAIT seconds, CANCEL_SPARE such newcomers at once (a newer one
+# closes the oldest).
+CANCEL_WAIT, CANCEL_SPARE = 5.0, 8
 SHUTDOWN = messages.error("FATAL", "57P01", "terminating connection due to administrator command")
 MAX_CONNECTIONS = limits.PGWIRE_MAX  # fewer when the open-files limit leaves fewer
 # Slots role users never take (budget.ADMIN_RESERVED, as PostgreSQL's
@@ -59,6 +64,7 @@ class PgServer:
         # Those of `_clients` not logged in yet, oldest first (`_make_room`),
         # each with whether it has sent its start-up packet.
         self._starting: dict[asyncio.StreamWriter, bool] = {}
+        self._spare: dict[asyncio.StreamWriter, None] = {}  # `_cancel_only`, oldest first
         self._role_users: dict[asyncio.StreamWriter, str] = {}  # a role user's connections
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -125,7 +131,8 @@ class PgServer:
         conn: Connection | None = None
         try:
             if len(self._clients) > self.max_clients() and not self._make_room(writer):
-                raise PgError("53300", "sorry, too many clients already", severity="FATAL")
+                await self._cancel_only(reader, writer)
+                return
             started = await asyncio.wait_for(self._startup(reader, writer), STARTUP_TIMEOUT)
             if started is None:
                 return
@@ -158,6 +165,7 @@ class PgServer:
             self.connections.pop(pid, None)
             self._clients.discard(writer)
             self._starting.pop(writer, None)
+            self._spare.pop(writer, None)
             self._role_users.pop(writer, None)
             writer.close()
 
@@ -223,6 +231,40 @@ class PgServer:
         conn.portals.rows = Rows(self.portal_rows, conn.tally.who)
         settings.session = conn.session  # the connection's own copy follows search_path & co.
         return conn, pid, secret
+
+    async def _cancel_only(self, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        """Every place is held by a logged-in connection: `writer` is served a
+        CancelRequest only (FATAL 53300 otherwise). Refused at once, a client
+        could not cancel its own runaway query on a full listener. It holds
+        no place (a newcomer does not take it for a connection's)."""
+        self._clients.discard(writer)
+        self._starting.pop(writer, None)
+        self._spare[writer] = None
+        if len(self._spare) > CANCEL_SPARE:
+            oldest = next(iter(self._spare))
+            del self._spare[oldest]
+            oldest.close()
+        try:
+            code, body = await asyncio.wait_for(self._first_packet(reader, writer), CANCEL_WAIT)
+        except TimeoutError:
+            code, body = 0, None
+        if code == messages.CANCEL_REQUEST and body is not None:
+            self.cancel(body.int32(), body.int32())
+            return
+        raise PgError("53300", "sorry, too many clients already", severity="FATAL")
+
+    async def _first_packet(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> tuple[int, Any]:
+        """The first start-up packet past an SSLRequest (refused: 'N') or a
+        GSSENCRequest."""
+        for _ in range(3):
+            code, body = await messages.read_startup(reader)
+            if code in (messages.SSL_REQUEST, messages.GSSENC_REQUEST):
+                writer.write(b"N")
+                continue
+            return code, body
+        return 0, None
 
     def _make_room(self, writer: asyncio.StreamWriter) -> bool:
         """Every place is taken and `writer` is one too many: close the oldest

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from server.budget import ADMIN_RESERVED
 from server.pgwire.server import MAX_CONNECTIONS
 from tests.pgwire.conftest import PgServer, _start
 from tests.pgwire.test_portal_rows import scram_finish, scram_start
+from tests.pgwire.test_protocol import _msg, _read_all
 
 USERS = ["mallory", "bob", "carol", "dave"]
 CONFIG = ('[auth]\nmode = "token"\n'
@@ -139,3 +141,52 @@ def test_a_login_under_way_keeps_its_place_beside_a_flood_of_silent_sockets(
         sock.close()
         for s in idle:
             s.close()
+
+
+def _login(pg: PgServer) -> tuple[socket.socket, bytes | None]:
+    """A raw logged-in connection (auth none) and its BackendKeyData (None
+    when refused)."""
+    sock = socket.create_connection(("127.0.0.1", pg.port), timeout=30)
+    body = struct.pack("!i", 196608) + b"user\x00root\x00database\x00cairn\x00\x00"
+    sock.sendall(struct.pack("!i", len(body) + 4) + body)
+    msgs = _read_all(sock)
+    keys = [msg for tag, msg in msgs if tag == b"K"]
+    return sock, keys[0] if keys and msgs[-1][0] == b"Z" else None
+
+
+def test_a_cancel_is_served_while_logged_in_connections_hold_every_place(
+        tmp_path: Path) -> None:
+    """PostgreSQL serves a CancelRequest whatever max_connections; with every
+    place held by a logged-in connection, Cairn refused it 'sorry, too many
+    clients already': a client could not cancel its own runaway query."""
+    gen = _start(tmp_path)
+    pg = next(gen)
+    held: list[socket.socket] = []
+    try:
+        first, key = _login(pg)
+        held.append(first)
+        assert key is not None
+        while True:
+            sock, got = _login(pg)
+            if got is None:
+                sock.close()
+                break
+            held.append(sock)
+        assert len(held) >= 16
+        first.sendall(_msg(b"Q", b"SELECT count(*) FROM range(1000000000000) a\x00"))
+        first.settimeout(60)
+        cancel = socket.create_connection(("127.0.0.1", pg.port), timeout=30)
+        cancel.sendall(struct.pack("!ii", 16, 80877102) + key)
+        assert b"53300" not in _said(cancel)
+        msgs = _read_all(first, timeout=60)
+        assert any(tag == b"E" and b"57014" in msg for tag, msg in msgs), msgs
+        # Anything else but a cancel is still refused.
+        sock = socket.create_connection(("127.0.0.1", pg.port), timeout=30)
+        body = struct.pack("!i", 196608) + b"user\x00root\x00database\x00cairn\x00\x00"
+        sock.sendall(struct.pack("!i", len(body) + 4) + body)
+        assert b"53300" in _said(sock)
+    finally:
+        for sock in held:
+            sock.close()
+        with contextlib.suppress(StopIteration):
+            next(gen)
