@@ -285,6 +285,11 @@ class PgServer:
                 "FATAL", "53300", "sorry, too many clients already: this connection had not "
                 "logged in when a newer one needed its place"))
         oldest.close()  # its task ends at the closed socket, in its own time
+        if oldest.get_extra_info("ssl_object") is not None:
+            # TLS's close waits up to 30 s (asyncio's ssl_shutdown_timeout) for a
+            # close_notify a silent peer never sends: 500 TLS sockets held 500
+            # descriptors for 200 places, and a flood ran the server out of them.
+            oldest.transport.abort()
         return True
 
     def _admit(self, writer: asyncio.StreamWriter, who: str | None) -> None:
