@@ -40,6 +40,7 @@ STARTUP_TIMEOUT = 30.0
 # CANCEL_WAIT seconds, CANCEL_SPARE such newcomers at once (a newer one
 # closes the oldest).
 CANCEL_WAIT, CANCEL_SPARE = 5.0, 8
+TLS_LINGER = 2.0  # seconds a closed TLS connection may take to say goodbye
 SHUTDOWN = messages.error("FATAL", "57P01", "terminating connection due to administrator command")
 MAX_CONNECTIONS = limits.PGWIRE_MAX  # fewer when the open-files limit leaves fewer
 # Slots role users never take (budget.ADMIN_RESERVED, as PostgreSQL's
@@ -168,6 +169,11 @@ class PgServer:
             self._spare.pop(writer, None)
             self._role_users.pop(writer, None)
             writer.close()
+            if writer.get_extra_info("ssl_object") is not None:
+                # TLS's close waits up to 30 s (ssl_shutdown_timeout) for the
+                # peer's close_notify, the place already given back: a flood of
+                # TLS logins refused at once held a descriptor each for 30 s.
+                asyncio.get_running_loop().call_later(TLS_LINGER, writer.transport.abort)
 
     async def _startup(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                        ) -> tuple[Connection, int, int] | None:

@@ -225,3 +225,38 @@ def test_a_tls_connection_made_room_for_lets_go_of_its_socket(tmp_path: Path) ->
             sock.close()
         with contextlib.suppress(StopIteration):
             next(gen)
+
+
+def test_a_tls_login_refused_lets_go_of_its_socket(tmp_path: Path) -> None:
+    """A TLS connection ended by the server (here FATAL 28000, no user name)
+    gave its place back at once but kept its socket up to 30 s, waiting for
+    the silent peer's TLS close: a flood of refused TLS logins, each a few
+    milliseconds and no token, held a descriptor each for 30 s."""
+    cert, key = self_signed(tmp_path)
+    gen = _start(tmp_path / "s", f'[pgwire]\ntls_cert = "{cert}"\ntls_key = "{key}"\n')
+    pg = next(gen)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    assert pg.proc.proc is not None
+    fds = Path(f"/proc/{pg.proc.proc.pid}/fd")
+    before = len(os.listdir(fds))
+    held: list[socket.socket] = []
+    body = struct.pack("!i", 196608) + b"database\x00cairn\x00\x00"
+    try:
+        for _ in range(100):
+            sock = socket.create_connection(("127.0.0.1", pg.port), timeout=30)
+            sock.sendall(struct.pack("!ii", 8, 80877103))
+            assert sock.recv(1) == b"S"
+            tls = ctx.wrap_socket(sock)
+            tls.sendall(struct.pack("!i", len(body) + 4) + body)
+            assert b"28000" in tls.recv(4096)  # then silent: no TLS close sent back
+            held.append(tls)
+        deadline = time.monotonic() + 15  # the linger was 30 s
+        while len(os.listdir(fds)) > before + 20:
+            assert time.monotonic() < deadline, len(os.listdir(fds)) - before
+            time.sleep(0.2)
+    finally:
+        for sock in held:
+            sock.close()
+        with contextlib.suppress(StopIteration):
+            next(gen)
