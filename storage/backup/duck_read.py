@@ -86,6 +86,30 @@ def _problem(source: str | IO[bytes], columns: list[str], rows: int,
              side: Side) -> str | None:
     import duckdb
 
+    try:
+        return _read(source, columns, rows, side)
+    except (duckdb.FatalException, duckdb.InternalException):
+        # DuckDB invalidated its whole database (this file, or another's
+        # check before it): the process's one database would call every
+        # later file unreadable, a good backup invalid, until a restart
+        # (rowversions.py's alike). This file once more, on a new one.
+        _forget()
+        try:
+            return _read(source, columns, rows, side)
+        except (duckdb.FatalException, duckdb.InternalException) as exc:
+            _forget()
+            return f"cannot be read by DuckDB, which every query reads it with ({_why(exc, '')})"
+
+
+def _why(exc: BaseException, path: str) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return (text.replace(path, "the file") if path else text)[:300]
+
+
+def _read(source: str | IO[bytes], columns: list[str], rows: int,
+          side: Side) -> str | None:
+    import duckdb
+
     with _path_of(source) as path, _cursor() as con:
         try:
             for part in _parts(columns):
@@ -99,11 +123,12 @@ def _problem(source: str | IO[bytes], columns: list[str], rows: int,
                     check_reader.release()
                 if wrong is not None or len(part) == len(columns):
                     return wrong
+        except (duckdb.FatalException, duckdb.InternalException):
+            raise  # (_problem: a new database)
         except duckdb.Error as exc:
             if (short := shortage(exc, DOING)) is not None:
                 raise short from exc
-            why = str(exc).splitlines()[0].replace(path, "the file")[:300]
-            return f"cannot be read by DuckDB, which every query reads it with ({why})"
+            return f"cannot be read by DuckDB, which every query reads it with ({_why(exc, path)})"
     return None
 
 
@@ -244,6 +269,14 @@ def _cursor() -> Iterator[Any]:
         yield cursor
     finally:
         cursor.close()
+
+
+def _forget() -> None:
+    """The process's database is invalidated: the next cursor is of a new one
+    (the old one goes with its last cursor; another thread's may be in use)."""
+    global _base
+    with _base_lock:
+        _base = None
 
 
 def _parts(columns: list[str]) -> Iterator[list[str]]:

@@ -61,3 +61,22 @@ def test_values_are_compared_whatever_the_columns_are_named(tmp_path: Path) -> N
     assert duck_read.problem(str(path), names, 3, one_row) is None
     assert duck_read.problem(str(path), names, 2) == "holds 3 rows to DuckDB, its entry says 2"
 
+
+
+def test_a_duckdb_invalidated_for_good_is_not_the_next_files(tmp_path: Path) -> None:
+    """Whatever makes DuckDB invalidate the process's one database (here an
+    INTERNAL error of `reverse` of bytes that are no UTF-8, on a cursor of it)
+    costs no later file: before, every later file of the process (the long-lived
+    job process) was "cannot be read by DuckDB" (FATAL: database invalidated),
+    a good backup called invalid until a restart."""
+    import duckdb
+
+    raw = pa.array([b"b\xff\xfe"], pa.binary())
+    text = pa.Array.from_buffers(pa.string(), 1, raw.buffers())
+    with duck_read._cursor() as con:
+        con.register("bad", pa.table({"v": text}))
+        with pytest.raises((duckdb.InternalException, duckdb.FatalException)):
+            con.execute("SELECT reverse(v) FROM bad").fetchall()
+    path = _file(tmp_path)
+    assert duck_read.problem(str(path), ["id", "v"], 3) is None
+    assert duck_read.problem(str(path), ["id", "v"], 3) is None
