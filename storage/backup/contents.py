@@ -254,7 +254,8 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                          buffer_size=1 << 20, metadata=meta) as pf:
             footer = pf.metadata  # (page_headers walks its chunks)
             index = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
-            texts = {n for n in names if _text(pf.schema_arrow.field(n).type)}
+            arrow = pf.schema_arrow  # built on each access: once, not a column
+            texts = {n for n in names if _text(arrow.field(n).type)}
             wrong = _claimed_too_large(pf.metadata, [index[n] for n in sorted(texts)], budget)
             if wrong is not None:
                 return f"{what} {wrong}"

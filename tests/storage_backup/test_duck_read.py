@@ -80,3 +80,28 @@ def test_a_duckdb_invalidated_for_good_is_not_the_next_files(tmp_path: Path) -> 
     path = _file(tmp_path)
     assert duck_read.problem(str(path), ["id", "v"], 3) is None
     assert duck_read.problem(str(path), ["id", "v"], 3) is None
+
+
+def test_a_wide_files_comparison_builds_its_schema_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyarrow's side built its stream's schema with `schema_arrow.field(n)`
+    for each column, and `schema_arrow` is built anew at each access: a file
+    of N columns cost N schemas of N fields (a table of the most columns,
+    4,094: 11 s a file, and its backup's test ran past 120 s in CI). Now once
+    a stream."""
+    from storage.backup import check_reader
+
+    built = 0
+    real = check_reader.CheckReader.schema_arrow
+
+    def counted(self: check_reader.CheckReader) -> pa.Schema:
+        nonlocal built
+        built += 1
+        return real.fget(self)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(check_reader.CheckReader, "schema_arrow", property(counted))
+    path = tmp_path / "wide.parquet"
+    names = [f"c{i}" for i in range(500)]
+    pq.write_table(pa.table({n: pa.array([n]) for n in names}), path)
+    assert duck_read.problem(str(path), names, 1) is None
+    assert built <= 2, built  # a stream's, not a column's (500 before)
