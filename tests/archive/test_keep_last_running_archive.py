@@ -12,9 +12,12 @@ base, taken after the segment ended, is none."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
+from catalog.errors import Unavailable
+from server import faults
 from tests.helpers import fill, ok, rows
 
 from .test_archiving import FAST, wait_shipped
@@ -23,10 +26,29 @@ from .test_archiving import FAST, wait_shipped
 async def test_keep_last_into_a_running_archive_leaves_it_valid(
         client: Any, tmp_path: Path) -> None:
     await fill(client, files=2)
-    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
-    await ok(client, "INSERT INTO app.blobs VALUES (100000, 'a'), (100001, 'b')")
-    await wait_shipped(client)
-    assert len(list((tmp_path / "backups" / "arch" / "archives").rglob("*.seg"))) == 1
+    # The INSERT must be in the base's first segment, which goes at once: its
+    # first cycle is held until the INSERT has committed, then fails (nothing
+    # written), and the next ships both (before, the first cycle and the
+    # INSERT raced: an empty first segment, then a second).
+    inserted = threading.Event()
+    held: list[bool] = []
+
+    def hold_first(info: dict[str, Any]) -> None:
+        if not held:
+            held.append(True)
+            inserted.wait(60)
+            raise Unavailable("the first cycle waits for the INSERT")
+
+    faults.register("archive.before_segment", hold_first)
+    try:
+        await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+        await ok(client, "INSERT INTO app.blobs VALUES (100000, 'a'), (100001, 'b')")
+        inserted.set()
+        await wait_shipped(client)
+    finally:
+        inserted.set()
+        faults.clear()
+    assert held and len(list((tmp_path / "backups" / "arch" / "archives").rglob("*.seg"))) == 1
     (backup,) = await rows(client, "BACKUP DATABASE app TO 'arch' WITH (keep_last = 1)")
     assert backup["status"] == "completed"
     (v,) = await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'")
