@@ -30,7 +30,7 @@ from sqlgrammar import ast
 from storage.backup import Repository
 from storage.backup.origin import Origin, whose
 from storage.backup.restored import held_by, restored_then, wrote_since
-from storage.backup.schema import FileEntry, load
+from storage.backup.schema import FileEntry, Manifest, load
 from storage.backup.selection import parse_time as when
 from storage.backup.sets import (
     being_written,
@@ -320,6 +320,29 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
     return [member_id(set_id, n) for n in want]
 
 
+def _read_set(repo: Repository, set_id: str, ids: list[str]) -> list[Manifest]:
+    """The manifests of set `set_id`'s members `ids`, as chosen. A member
+    dropped since the choice (another server's DROP BACKUP or keep_last)
+    was NOT_FOUND naming that member, which the user never named: now the
+    set is incomplete (BACKUP_INVALID, as a RESTORE ALL started after the
+    drop says), or NOT_FOUND naming the set when every member went."""
+    out, gone = [], []
+    for i in ids:
+        try:
+            out.append(load(repo.read_manifest(i)))
+        except NotFound:
+            gone.append(i.rsplit(".", 1)[1])
+    if len(gone) == len(ids):
+        raise NotFound(f"backup set '{set_id}' was dropped from target '{repo.uri}' as the "
+                       "restore started; nothing was restored")
+    if gone:
+        raise BackupInvalid(
+            f"backup set '{set_id}' in target '{repo.uri}' is incomplete: its member of "
+            f"namespace {', '.join(gone)} was dropped as the restore started; nothing was "
+            "restored")
+    return out
+
+
 def _held(origin_of: Callable[[str], Origin], as_of: str | None, h: dict[str, Any]) -> bool:
     """Whether set member `h` may hold its namespace's state at `as_of` on this
     server: a namespace it has not (restored new), or one whose backup it is
@@ -377,8 +400,8 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
     def work(ctx: JobContext) -> dict[str, Any]:
         if refused is not None:
             raise refused
-        manifests = [load(repo.read_manifest(i)) for i in ids]
         set_id = ids[0].rsplit(".", 1)[0]
+        manifests = _read_set(repo, set_id, ids)
         if opts.get("backup_id") is None:  # not an older set in a newer one's stead
             refuse_newer_gone(cairn, repo, "member of a backup set", set_id,
                               manifests[0].snapshot_at, opts.get("as_of"), set_member)
@@ -400,9 +423,14 @@ async def restore_all(cairn: Cairn, session: Session, stmt: ast.RestoreAll) -> R
                                 should_stop=lambda: ctx.cancelled, sha256=f.sha256,
                                 stored_size=stored.get(f.oid))
 
-        with hold(repo, manifests, ctx):  # no DROP BACKUP or keep_last pulls them away
-            cairn.engine.restore_all(restores, fetch, ctx, throttle.spent)
-            ctx.land()  # installed: a full data directory no longer fails the job
+        try:
+            with hold(repo, manifests, ctx):  # no DROP BACKUP or keep_last pulls them away
+                cairn.engine.restore_all(restores, fetch, ctx, throttle.spent)
+                ctx.land()  # installed: a full data directory no longer fails the job
+        except NotFound:
+            if not ctx.landed and not all(repo.has_manifest(i) for i in ids):
+                _read_set(repo, set_id, ids)  # the set's loss, named as the set's
+            raise
         rows = [{"job_id": ctx.job_id, "backup_id": m.backup_id, "namespace": m.namespace,
                  "status": "completed", "tables": m.totals.tables, "rows": r.live_rows,
                  "files": m.totals.files, "bytes": m.totals.bytes, "row_versions": m.totals.rows}
