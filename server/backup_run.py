@@ -123,11 +123,17 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
         # the backup is whole. Taken for nothing whole, the job failed while
         # the target held the backup, which the catalog never listed, and a
         # RESTORE of the namespace blamed a copy of the data directory for it.
-        landed = None if ctx.cancelled else _landed(plan)
-        if not ctx.cancelled or plan.repo.target.kind != "s3":
+        # The cancel read once: a KILL while the landed manifest was read back
+        # removed it (read afresh) while the job went on as whole, 200
+        # `completed` for a backup gone. Once read whole it stays, and the
+        # kill meets the job past its point of no return (keep_last's check).
+        cancelled = ctx.cancelled
+        landed = None if cancelled else _landed(plan)
+        ctx.fault("backup.landed_read", landed=landed is not None)
+        if not cancelled or plan.repo.target.kind != "s3":
             # The lock goes; so do the objects only it names (none when landed:
             # its manifest names them). A killed job's landed manifest goes first.
-            _abandon(plan, bool(ctx.job.cleanup.get("made_target")), ctx.cancelled)
+            _abandon(plan, bool(ctx.job.cleanup.get("made_target")), cancelled)
             if landed is not None:
                 log.warning("backup %s: its job process ended after its manifest landed; "
                             "the backup is whole", plan.backup_id)
@@ -148,7 +154,7 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
                 log.warning("backup %s: the clean-up after its killed job is still waiting "
                             "on the target after %g s; the job ends, the clean-up runs on",
                             plan.backup_id, CLEANUP_WAIT_SECONDS)
-        if ctx.cancelled:
+        if cancelled or ctx.cancelled:
             raise Cancelled(f"job {ctx.job_id} was cancelled") from None
         raise
 

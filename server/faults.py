@@ -9,7 +9,8 @@ be placed exactly, e.g. after the last object but before the manifest.
 
 Points: backup.snapshot_taken, backup.before_object, backup.mid_object,
 backup.before_manifest, backup.between_manifests (a backup set: after a
-member's manifest, before the next), backup.after_manifest, backup.before_record (the
+member's manifest, before the next), backup.after_manifest, backup.landed_read
+(a lost job process's manifest read back, before what follows), backup.before_record (the
 manifests are in the target, the lock gone, the catalog does not list the backup yet),
 restore.before_object, verify.after_read (VERIFY BACKUP: every object read, the
 report made, the target not looked at again),
