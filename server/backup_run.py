@@ -128,7 +128,8 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
         # `completed` for a backup gone. Once read whole it stays, and the
         # kill meets the job past its point of no return (keep_last's check).
         cancelled = ctx.cancelled
-        landed = None if cancelled else _landed(plan)
+        landed = None if cancelled else _landed(plan, kwargs.get("snapshot_at"),
+                                                kwargs.get("scope"))
         ctx.fault("backup.landed_read", landed=landed is not None)
         if not cancelled or plan.repo.target.kind != "s3":
             # The lock goes; so do the objects only it names (none when landed:
@@ -184,14 +185,23 @@ def undo_late(repo: Repository, lock_id: str, backup_ids: list[str],
                 "what it stored is cleaned up", lock_id)
 
 
-def _landed(plan: BackupPlan) -> Manifest | None:
+def _landed(plan: BackupPlan, snapshot_at: str | None, scope: Scope | None) -> Manifest | None:
     """The backup's manifest, when its lost job process had written it whole;
-    None when it is not there (or not readable: then it goes)."""
+    None when it is not there (or not readable, or not this job's: then it
+    goes). A manifest planted under the running job's id (its id is in
+    system.jobs) by anyone who can write the target, the job process lost
+    before it wrote its own, was taken as the backup: BACKUP DATABASE a
+    answered `completed` with a backup of namespace b recorded, none of a."""
     try:
-        return load(plan.repo.read_manifest(plan.backup_id))
+        m = load(plan.repo.read_manifest(plan.backup_id))
+        if (m.namespace, m.snapshot_at, m.scope) != (plan.namespace, snapshot_at, scope):
+            log.warning("backup %s: the manifest under its id is not its own (another "
+                        "namespace, instant or scope); it goes", plan.backup_id)
+            raise BackupInvalid("not its own")
+        return m
     except NotFound:
         return None
-    except BackupInvalid:  # cut short on its way (object storage): not a backup
+    except BackupInvalid:  # cut short on its way (object storage), or not its own: no backup
         with contextlib.suppress(CairnError):
             plan.repo.delete_manifest(plan.backup_id)
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 from server import faults
 from server.config import Config
 from storage import jobproc
-from tests.helpers import Gate, ok, rows, sql, state, target_files
+from tests.helpers import Gate, ok, reseal, rows, sql, state, target_files
 
 
 @pytest.fixture
@@ -95,3 +96,32 @@ async def test_a_kill_while_the_landed_manifest_is_read_keeps_it(
     assert (await rows(client, f"VERIFY BACKUP '{job['backup_id']}'"))[0]["is_valid"] is True
     await ok(client, "RESTORE DATABASE app FROM 'bk' AS copy")
     assert await rows(client, "SELECT id FROM copy.t") == [{"id": 1}]
+
+
+async def test_a_manifest_planted_under_its_id_is_not_taken_as_its_backup(
+        client: Any, tmp_path: Path) -> None:
+    """Anyone who can write the target copies b's manifest under the running
+    BACKUP of a's id (shown in system.jobs), re-sealed to that id; the job
+    process is lost before it wrote its own. It was taken as the backup:
+    200 `completed`, a backup of b recorded for BACKUP DATABASE a, none of a."""
+    await ok(client, "CREATE NAMESPACE a; CREATE TABLE a.t (k INT PRIMARY KEY); "
+                     "CREATE NAMESPACE b; CREATE TABLE b.t (k INT PRIMARY KEY); "
+                     "INSERT INTO a.t VALUES (1); INSERT INTO b.t VALUES (9)")
+    b1 = (await rows(client, "BACKUP DATABASE b TO 'bk' WITH (compression = 'none')"))[0][
+        "backup_id"]
+    manifests = tmp_path / "backups" / "bk" / "manifests"
+
+    def plant(info: dict[str, Any]) -> None:
+        (job,) = [j for j in state(client).jobs.live() if j.job_type == "backup"]
+        planted = manifests / f"{job.backup_id}.json"
+        shutil.copyfile(manifests / f"{b1}.json", planted)
+        reseal(planted, lambda d: d.update(backup_id=job.backup_id))
+        lose(info)
+
+    faults.register("backup.before_manifest", plant)
+    status, body = await sql(client, "BACKUP DATABASE a TO 'bk' WITH (compression = 'none')")
+    faults.clear()
+    assert status == 503, body  # the job process ended in the middle of its work
+    job, listed, files = await _outcome(client, tmp_path)
+    assert job["status"] == "failed" and listed == {b1}, (job, listed)
+    assert files["manifests"] == {b1} and files["locks"] == set()
