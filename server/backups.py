@@ -27,6 +27,7 @@ from storage.backup import Repository
 from storage.backup.origin import listed_own, recorded_own, whose
 from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.selection import newest_first
+from storage.backup.selection import parse_time as when
 from storage.backup.sets import being_written, writing_error
 from storage.sql_text import KINDS, kind_of, sql_text
 
@@ -233,6 +234,16 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
 # --- listing ----------------------------------------------------------------
 
 
+def _its_own(job: Job, doc: dict[str, Any]) -> bool:
+    """Whether manifest `doc` under an interrupted BACKUP job's id can be that
+    job's: of its namespace, taken after the job was created. One planted
+    there (a copy of an older backup re-sealed with the id) was listed at
+    start-up as the job's backup."""
+    h = load_header(doc)
+    return (job.namespace in (None, h.namespace)
+            and when(h.snapshot_at) >= when(job.created_at))
+
+
 def summary(doc: dict[str, Any], target: str) -> dict[str, Any]:
     h = load_header(doc)
     return {
@@ -393,6 +404,13 @@ def register_cleanups(cairn: Cairn) -> None:
         try:
             manifest = repo.read_manifest(backup_id, require_body=False)
         except CairnError:
+            manifest = None
+        if manifest is not None and not _its_own(job, manifest):
+            log.warning("interrupted backup %s: the manifest under its id in %s is not its "
+                        "own (another namespace, or taken before the job); it goes",
+                        backup_id, target)
+            with contextlib.suppress(CairnError):
+                repo.delete_manifest(backup_id)
             manifest = None
         if manifest is not None:
             # It died after the manifest landed: the backup is whole, so list it.
