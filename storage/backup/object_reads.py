@@ -89,6 +89,26 @@ class ObjectReads:
             infos = self.target.fs.get_file_info([self.path(o) for o in oids])
         return {o: i.size for o, i in zip(oids, infos, strict=True) if i.type == pafs.FileType.File}
 
+    def size_served(self, oid: str) -> int | None:
+        """`size_of` of an object about to be reused. On object storage a look-up
+        is a HEAD, and a store answering one with the right size for an object it
+        no longer held let a BACKUP reuse it and say `completed`, its RESTORE then
+        failing with the object missing. So its last byte is read too (a ranged
+        GET): one not served now is None, stored again (the same bytes, checked)."""
+        if self.target.kind != "s3":
+            return self.size_of(oid)
+        with reading(self.target.uri, f"object {oid}"):
+            try:
+                f = self.target.fs.open_input_file(self.path(oid))  # the HEAD
+            except FileNotFoundError:
+                return None
+        with f:
+            try:
+                stored = f.size()
+                return stored if stored == 0 or len(f.read_at(1, stored - 1)) == 1 else None
+            except OSError:
+                return None
+
     def found_among(self, contents: list[tuple[str, int | None]],
                     candidates: list[list[Form]]) -> list[Found]:
         """For each (sha256, plain size), the first of its `candidates` forms

@@ -129,7 +129,7 @@ class ObjectStore(ObjectReads):
         """An object already holding content `sha256`, with its stored size; not one
         cut short (a wrong size), nor a compressed one that does not decode to it."""
         for form in forms(sha256, self.write_keys, self.compress):
-            stored = self.size_of(form.oid)
+            stored = self.size_served(form.oid)
             if stored is not None and self.holds(form, stored, sha256, plain_size):
                 return form, stored
         return None
@@ -202,7 +202,7 @@ class ObjectStore(ObjectReads):
                 return self.put_file(tmp.name, oid, len(data), on_oid=on_oid)
         if on_oid is not None:
             on_oid(oid)
-        if self.size_of(oid) == len(data):
+        if self.size_served(oid) == len(data):
             return PutResult(oid, len(data), False, oid, len(data))
         with writing(self.target.uri):
             make_dirs(self.target, self.path(oid).rsplit("/", 1)[0])
@@ -288,7 +288,7 @@ class ObjectStore(ObjectReads):
     def _move_unless_present(self, staged: str, oid: str, stored: int) -> bool:
         """Publish a staged S3 upload as object `oid`; False (and the upload
         dropped) when another writer stored that object meanwhile."""
-        if self.size_of(oid) == stored:
+        if self.size_served(oid) == stored:
             delete_quietly(self.target, staged)
             return False
         final = self.path(oid)

@@ -268,3 +268,28 @@ async def test_an_archived_segment_acknowledged_but_not_stored_is_shipped_again(
     await ok(client, "STOP ARCHIVING DATABASE app")
     report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'lie'"))[0]
     assert report["is_valid"] is True and report["changes"] >= 1, report
+
+
+async def test_an_object_a_head_says_is_there_is_not_reused_unless_it_is_read(
+    client: Any, liar: Liar, s3: S3Server, cairn_config: Config
+) -> None:
+    """A store answering HEAD with the right size for an object it no longer
+    holds: BACKUP took the object for stored (raw objects on S3 are found by
+    their size), reused it and said `completed`, and its RESTORE then failed
+    with the object missing. An object to reuse is read (its last byte) too:
+    one the store cannot serve is stored again, and the backup restores."""
+    bucket = cairn_config.backup.targets["lie"]["uri"].split("/")[2]
+    first = await _backup(client)
+    objects = {k: n for k, n in s3.keys(bucket, "c").items() if k.startswith("objects/")}
+    assert objects
+    fs = s3.fs()
+    for key in objects:
+        fs.delete_file(f"{bucket}/c/{key}")
+    liar.rules = [Rule("HEAD", f"/c/{key}$", "ghost", size=n) for key, n in objects.items()]
+    second = await _backup(client)
+    liar.rules = []
+    assert await _valid(client, second)
+    await ok(client, f"RESTORE DATABASE app FROM 'lie' AS cp WITH (backup_id = '{second}')")
+    assert (await ok(client, "SELECT count(*) AS n FROM cp.t"))[0]["rows"] == [{"n": 2}]
+    assert await _valid(client, first)  # its objects are stored again too
+

@@ -24,7 +24,8 @@ class Rule:
     answer names `keys` too, raw bytes appended to its prefix), 'hold' (passed
     on after `Liar.hold` seconds; `Liar.most_held` counts how many reading more
     than `Liar.hold_over` bytes, by their Range, were held at once), 'small'
-    (a LIST answer whose every size says 100 bytes); the first `skip`
+    (a LIST answer whose every size says 100 bytes), 'ghost' (a HEAD answered
+    200 with `size` bytes, whatever the store holds); the first `skip`
     requests it finds pass unchanged."""
 
     method: str
@@ -32,6 +33,7 @@ class Rule:
     act: str
     keys: list[bytes] = field(default_factory=list)
     skip: int = 0
+    size: int = 0
 
 
 _MISSING = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code>'
@@ -90,6 +92,10 @@ class Liar:
         body = _body(h)
         rule = self._rule(h.command, f"{h.command} {h.path}")
         act = rule.act if rule else "pass"
+        if act == "ghost" and rule is not None:
+            _send(h, 200, [("ETag", '"e"'), ("Content-Type", "binary/octet-stream")], b"",
+                  length=rule.size)
+            return
         if act == "missing":
             _send(h, 404, [("Content-Type", "application/xml")], _MISSING)
             return
