@@ -32,11 +32,12 @@ T = TypeVar("T")
 
 
 def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
-                keep: int, written: str | None = None) -> list[str]:
+                keep: int, written: str | None = None) -> tuple[list[str], list[str]]:
     """keep_last: drop this namespace's backups in the target beyond the newest
     `keep` (by snapshot), never `written` (the one the BACKUP just wrote), in
     one call of a job process (storage/backup/drops.py `keep_newest`); the
-    job's row and the catalog stay here."""
+    job's row and the catalog stay here. The ids dropped, and those of the
+    manifests it could not read (`keep_newest`)."""
     running = _running_archive(cairn, namespace) if repo.target.kind != "archive" else None
     # Should the process die from here on, start-up sweeps the target (cleanups).
     ctx.set(durable=True, cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
@@ -45,7 +46,7 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
              else partial(archived.prune, keep_newest=partial(operator.eq, running)))
     everything = unpruned(cairn, repo.uri)
     try:
-        dropped = dropping(cairn, ctx, repo,
+        dropped, unread = dropping(cairn, ctx, repo,
                            lambda r: r.namespace == namespace and r.backup_id != written,
                            keep_newest, repo, namespace, keep, jobproc.WORK, prune,
                            everything, written, origin_of(cairn, namespace),
@@ -61,7 +62,7 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
         forget(cairn, backup_id, repo.uri)
     if dropped and running is not None:
         archiving.service(cairn).backup_dropped(namespace)
-    return [backup_id for backup_id, _ in dropped]
+    return [backup_id for backup_id, _ in dropped], unread
 
 
 def drop_unless_gone(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) -> bool:

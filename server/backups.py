@@ -144,8 +144,10 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
             # keep_last ends (a failed one's job had no result).
             ctx.set(result=result)
             try:
-                result["dropped"] = drop_beyond(cairn, ctx, repo, namespace, opts["keep_last"],
-                                                result["backup_id"])
+                result["dropped"], unread = drop_beyond(cairn, ctx, repo, namespace,
+                                                        opts["keep_last"], result["backup_id"])
+                if unread:  # neither counted nor dropped: said, not only logged
+                    result["not_read"] = unread
             except CairnError as exc:
                 # A KILL here stops keep_last only: the job is `failed`, not
                 # `cancelled` (its backup is listed, valid and restorable).

@@ -20,6 +20,7 @@ from .pruning import prune_dropped
 from .repository import Repository
 from .scan import UNAVAILABLE
 from .schema import load_header
+from .selection import may_be_of
 from .writing import held, lock_ids, refuse_writing
 
 log = logging.getLogger("cairn.backup")
@@ -86,7 +87,22 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
                 prune_archive: Callable[[Repository, str], int] | None = None,
                 everything: bool = False, written: str | None = None,
                 origin: Origin | None = None,
-                busy: Iterable[str] = ()) -> list[tuple[str, int]]:
+                busy: Iterable[str] = ()) -> tuple[list[tuple[str, int]], list[str]]:
+    """keep_last, and the ids of the manifests it could not read that may be
+    `namespace`'s (damaged, or not served now: a store answering 503), neither
+    counted nor dropped. Before, with every older manifest answering 503, a
+    keep_last said `completed` with `dropped: []`, only the log telling why.
+    The job's `result.not_read` now names them (`_keep_newest`)."""
+    listed = repo.list_manifests()
+    unread = [m["backup_id"] for m in listed if "error" in m and may_be_of(m, namespace)]
+    return _keep_newest(listed, repo, namespace, keep, work, prune_archive, everything,
+                        written, origin, busy), unread
+
+
+def _keep_newest(listed: list[dict[str, Any]], repo: Repository, namespace: str, keep: int,
+                 work: Work, prune_archive: Callable[[Repository, str], int] | None,
+                 everything: bool, written: str | None, origin: Origin | None,
+                 busy: Iterable[str]) -> list[tuple[str, int]]:
     """keep_last: drop `namespace`'s whole backups in the target beyond the
     newest `keep` (not table backups, nor members of a backup set: those go
     with their set; with `origin`, only backups of this server's namespace:
@@ -105,7 +121,6 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
     each drop's plan and prune, the archive's prune): each call's messages
     were a few takes of the server's GIL beside the statements
     (docs/performance.md, bench/gil_takes.py)."""
-    listed = repo.list_manifests()
     # An encrypted manifest this instance cannot open is its header alone, and
     # its scope is in the sealed part: a table backup or a set member of the
     # namespace looks like a whole backup. Counted as one, a plain keep_last

@@ -7,6 +7,7 @@ another backup its objects, report a backup that is not stored, or answer
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -293,3 +294,23 @@ async def test_an_object_a_head_says_is_there_is_not_reused_unless_it_is_read(
     assert (await ok(client, "SELECT count(*) AS n FROM cp.t"))[0]["rows"] == [{"n": 2}]
     assert await _valid(client, first)  # its objects are stored again too
 
+
+async def test_keep_last_says_which_manifests_it_could_not_read(
+    client: Any, liar: Liar
+) -> None:
+    """keep_last = 1 while the older backup's manifest cannot be read now (listed,
+    "not found" when read; 503 alike, with the SDK's retries): the job
+    said `completed`, `dropped: []`, only the log telling that keep_last
+    counted nothing it could not read. Its result names them now."""
+    older = await _backup(client)
+    liar.rules = [Rule("HEAD", f"/manifests/{older}", "missing"),
+                  Rule("GET", f"/manifests/{older}", "missing")]
+    status, body = await sql(client, "BACKUP DATABASE app TO 'lie' WITH (keep_last = 1)")
+    liar.rules = []
+    assert status == 200, body
+    jobs = (await ok(client, "SELECT status, result FROM system.jobs WHERE job_type = 'backup' "
+                             "ORDER BY created_at"))[0]["rows"]
+    result = jobs[-1]["result"]
+    result = json.loads(result) if isinstance(result, str) else result
+    assert jobs[-1]["status"] == "completed" and result["dropped"] == [], jobs
+    assert result["not_read"] == [older], result

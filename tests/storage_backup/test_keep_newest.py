@@ -49,7 +49,7 @@ def test_the_oldest_go_with_only_their_objects_and_the_archives_prune_once(
         pruned.append((r, namespace))
         return 5
 
-    dropped = keep_newest(repo, "app", 2, Quiet(), prune_archive)
+    dropped = keep_newest(repo, "app", 2, Quiet(), prune_archive)[0]
     assert dropped == [("bk-2", 2000), ("bk-1", 1000 + 5)]  # newest first
     assert sorted(repo.manifest_ids()) == ["bk-3", "bk-4", "bk-c", "bk-t"]
     for gone in ("bk-1", "bk-2"):
@@ -62,8 +62,8 @@ def test_the_oldest_go_with_only_their_objects_and_the_archives_prune_once(
 def test_nothing_beyond_keep_drops_nothing_and_prunes_no_archive(
         repo: Repository, five: dict[str, str]) -> None:
     pruned: list[str] = []
-    assert keep_newest(repo, "app", 4, Quiet(), lambda r, ns: pruned.append(ns) or 0) == []
-    assert keep_newest(repo, "app", 4, Quiet()) == []
+    assert keep_newest(repo, "app", 4, Quiet(), lambda r, ns: pruned.append(ns) or 0)[0] == []
+    assert keep_newest(repo, "app", 4, Quiet())[0] == []
     assert pruned == [] and len(repo.manifest_ids()) == 6
 
 
@@ -72,7 +72,7 @@ def test_a_backup_another_drop_removed_first_is_skipped(
     listed = repo.list_manifests("app")
     repo.delete_manifest("bk-1")  # a DROP BACKUP between the listing and the drop
     monkeypatch.setattr(repo, "list_manifests", lambda namespace=None: listed)
-    assert keep_newest(repo, "app", 2, Quiet()) == [("bk-2", 2000)]
+    assert keep_newest(repo, "app", 2, Quiet())[0] == [("bk-2", 2000)]
     assert sorted(repo.manifest_ids()) == ["bk-3", "bk-4", "bk-c", "bk-t"]
 
 
@@ -87,7 +87,8 @@ def test_a_damaged_backup_in_the_target_stops_it_before_anything_goes(
         keep_newest(repo, "app", 1, Quiet())
     assert sorted(repo.manifest_ids()) == ["bk-1", "bk-2", "bk-3", "bk-4", "bk-c", "bk-t"]
     assert all(object_file(repo, five[b]).exists() for b in ("bk-2", "bk-3"))
-    assert keep_newest(repo, "app", 5, Quiet()) == []  # nothing to drop: no refusal
+    assert keep_newest(repo, "app", 5, Quiet()) == ([], ["bk-1"])  # nothing to drop: no refusal,
+    # and the one it could not read named (a BACKUP's result.not_read)
 
 
 def test_drop_backup_beside_a_damaged_backup_removes_nothing(
@@ -116,7 +117,7 @@ def test_manifests_are_read_a_number_of_times_linear_in_the_drops(
         return read_small(self, path, *limit)
 
     monkeypatch.setattr(type(repo), "_read_small", counted)
-    dropped = keep_newest(repo, "app", 1, Quiet())
+    dropped = keep_newest(repo, "app", 1, Quiet())[0]
     assert [b for b, _ in dropped] == [f"bk-{i:02d}" for i in range(n - 2, -1, -1)]
     assert all(freed == 10 + int(b[3:]) for b, freed in dropped)  # each its own object
     assert repo.manifest_ids() == [f"bk-{n - 1:02d}"] and len(repo.list_objects()) == 1
@@ -151,7 +152,7 @@ def test_a_prune_failing_after_the_manifests_went_names_them_and_everything_free
     assert "bk-1" not in repo.manifest_ids() and object_file(repo, five["bk-1"]).exists()
 
     monkeypatch.setattr(NoFollowHandler, "delete_file", real)
-    assert keep_newest(repo, "app", 2, Quiet(), everything=True) == [("bk-2", 2000)]
+    assert keep_newest(repo, "app", 2, Quiet(), everything=True)[0] == [("bk-2", 2000)]
     assert not object_file(repo, five["bk-1"]).exists()  # not bk-2's, freed all the same
     assert not object_file(repo, five["bk-2"]).exists()
     for kept in ("bk-3", "bk-4", "bk-c", "bk-t"):
@@ -185,13 +186,13 @@ def test_the_newest_snapshot_is_kept_not_the_last_upload(
     assert [m["backup_id"] for m in repo.listing("app")] == ["bk-late", "bk-early"]
     assert repo.choose_backup("app")["backup_id"] == "bk-late"  # RESTORE without backup_id
     assert repo.choose_backup("app", as_of="2026-01-01T00:10:30Z")["backup_id"] == "bk-early"
-    assert [b for b, _ in keep_newest(repo, "app", 1, Quiet())] == ["bk-early"]
+    assert [b for b, _ in keep_newest(repo, "app", 1, Quiet())[0]] == ["bk-early"]
     assert repo.manifest_ids() == ["bk-late"]
 
 
 def test_the_backup_just_written_is_never_dropped(repo: Repository, slow_first: None) -> None:
     """bk-early's BACKUP ends last with keep_last = 1: bk-late is the newest
     and stays, and bk-early, the one it wrote, stays too (its job completed)."""
-    assert keep_newest(repo, "app", 1, Quiet(), written="bk-early") == []
+    assert keep_newest(repo, "app", 1, Quiet(), written="bk-early")[0] == []
     assert sorted(repo.manifest_ids()) == ["bk-early", "bk-late"]
-    assert keep_newest(repo, "app", 1, Quiet(), written="bk-late") == [("bk-early", 1000)]
+    assert keep_newest(repo, "app", 1, Quiet(), written="bk-late")[0] == [("bk-early", 1000)]
