@@ -33,6 +33,10 @@ _S3_REFUSED = {"ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MAT
                "UNRECOGNIZED_CLIENT", "INVALID_SIGNATURE", "REQUEST_TIME_TOO_SKEWED"}
 _S3_UNREACHABLE = {"NETWORK_CONNECTION", "REQUEST_TIMEOUT", "SERVICE_UNAVAILABLE", "SLOW_DOWN",
                    "THROTTLING", "INTERNAL_FAILURE", "REQUEST_EXPIRED", "REQUEST_TIMEOUT_EXCEPTION"}
+# HTTP statuses of "not now" the SDK names UNKNOWN: 429 TooManyRequests (how
+# some stores throttle, not 503 SlowDown) and 408 Request Timeout. A 429 on an
+# object read was BACKUP_INVALID: VERIFY called a sound backup invalid.
+_S3_NOT_NOW = {408, 429}
 _AWS_ERROR = re.compile(r"AWS Error ([A-Z_]+)(?: \(HTTP status (\d{3})\))?")
 # The store answers that an upload's parts it acknowledged are not there: it
 # did not keep what it was sent (the SDK follows a redirect to another host,
@@ -49,7 +53,7 @@ def _s3_refusal(uri: str, exc: OSError) -> CairnError | None:
     kind, http = found.group(1), int(found.group(2) or 0)
     if kind in _S3_REFUSED or http in (401, 403):
         return PermissionDenied(f"backup target '{uri}' refuses access: {describe(exc)}")
-    if kind in _S3_UNREACHABLE or http >= 500:
+    if kind in _S3_UNREACHABLE or http >= 500 or http in _S3_NOT_NOW:
         return Unavailable(f"backup target '{uri}' cannot be reached: {describe(exc)}")
     if _S3_LOST_PARTS.search(str(exc)):
         return Unavailable(f"backup target '{uri}' did not keep the parts of an upload it "

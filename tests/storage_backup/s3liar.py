@@ -18,7 +18,8 @@ from typing import Any
 @dataclass
 class Rule:
     """`act` for requests of `method` whose "METHOD /path?query" `pattern` finds:
-    'missing' (404 NoSuchKey), 'slow' (503 SlowDown, the store's "not now"),
+    'missing' (404 NoSuchKey), 'slow' (503 SlowDown, the store's "not now"), 'busy'
+    (429 TooManyRequests, how some stores say it),
     'drop' (200, nothing stored), 'cut' (half the
     body stored), 'flip' (one bit of the body changed), 'inject' (the LIST
     answer names `keys` too, raw bytes appended to its prefix), 'hold' (passed
@@ -38,6 +39,8 @@ class Rule:
 
 _MISSING = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code>'
             b"<Message>The specified key does not exist.</Message></Error>")
+_BUSY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>TooManyRequests</Code>'
+         b"<Message>Please reduce your request rate.</Message></Error>")
 _SLOW = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
          b"<Message>Please reduce your request rate.</Message></Error>")
 
@@ -110,6 +113,9 @@ class Liar:
                 self.held -= count
         if act == "slow":
             _send(h, 503, [("Content-Type", "application/xml")], _SLOW)
+            return
+        if act == "busy":
+            _send(h, 429, [("Content-Type", "application/xml")], _BUSY)
             return
         if act == "drop":
             _send(h, 200, [("ETag", '"d41d8cd98f00b204e9800998ecf8427e"')], b"")
