@@ -26,7 +26,8 @@ class Rule:
     on after `Liar.hold` seconds; `Liar.most_held` counts how many reading more
     than `Liar.hold_over` bytes, by their Range, were held at once), 'small'
     (a LIST answer whose every size says 100 bytes), 'ghost' (a HEAD answered
-    200 with `size` bytes, whatever the store holds); the first `skip`
+    200 with `size` bytes, whatever the store holds; `size` 0: the bytes last
+    PUT at the path, its parts' together); the first `skip`
     requests it finds pass unchanged."""
 
     method: str
@@ -55,6 +56,7 @@ class Liar:
         self.hold_over = 0
         self.held = 0
         self.most_held = 0
+        self.put: dict[str, int] = {}  # path -> the bytes last PUT there (its parts')
         liar = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -96,8 +98,9 @@ class Liar:
         rule = self._rule(h.command, f"{h.command} {h.path}")
         act = rule.act if rule else "pass"
         if act == "ghost" and rule is not None:
+            size = rule.size or self.put.get(h.path.split("?")[0], 0)
             _send(h, 200, [("ETag", '"e"'), ("Content-Type", "binary/octet-stream")], b"",
-                  length=rule.size)
+                  length=size)
             return
         if act == "missing":
             _send(h, 404, [("Content-Type", "application/xml")], _MISSING)
@@ -117,6 +120,11 @@ class Liar:
         if act == "busy":
             _send(h, 429, [("Content-Type", "application/xml")], _BUSY)
             return
+        if h.command == "PUT":  # a whole object, or a part of one: its bytes, by path
+            with self.lock:
+                path = h.path.split("?")[0]
+                first = "partNumber=1&" in h.path or "?" not in h.path
+                self.put[path] = (0 if first else self.put.get(path, 0)) + len(body)
         if act == "drop":
             _send(h, 200, [("ETag", '"d41d8cd98f00b204e9800998ecf8427e"')], b"")
             return
