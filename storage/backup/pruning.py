@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from catalog.errors import AlreadyExists, BackupInvalid, CairnError
+from catalog.errors import AlreadyExists, BackupInvalid, CairnError, Unavailable
 
 from ..work import Work
 from . import locks
@@ -161,18 +161,30 @@ class LocksAndPrune:
 
     def _locks(self) -> list[tuple[dict[str, Any], pafs.FileInfo]]:
         found = []
-        for info in list_folder(self.target, join(self.target.base, LOCKS)):
-            name = info.base_name
-            if (
-                info.type != pafs.FileType.File
-                or not name.endswith(".json")
-                or not is_backup_id(name[:-5])
-            ):
-                continue
-            entry = self._read_lock(info.path, name[:-5])
+        gone = []
+        for info in self._lock_files():
+            entry = self._read_lock(info.path, info.base_name[:-5])
             if entry is not None:
                 found.append((entry, info))
+            else:
+                gone.append(info.base_name)
+        if gone and self.target.kind == "s3":
+            # A lock listed, "not found" when read, and listed again: a store
+            # that lies so had a DROP BACKUP take a running backup's lock for
+            # gone and delete the objects it was reusing (the BACKUP then
+            # failed 422). What it protects cannot be told now.
+            kept = sorted(set(gone) & {i.base_name for i in self._lock_files()})
+            if kept:
+                raise Unavailable(
+                    f"backup target '{self.uri}' lists the lock 'locks/{kept[0]}' but answers "
+                    "'not found' when it is read: which objects it protects cannot be told "
+                    "now (try again once the target serves it)")
         return found
+
+    def _lock_files(self) -> list[pafs.FileInfo]:
+        return [info for info in list_folder(self.target, join(self.target.base, LOCKS))
+                if info.type == pafs.FileType.File and info.base_name.endswith(".json")
+                and is_backup_id(info.base_name[:-5])]
 
     def _read_lock(self, path: str, backup_id: str) -> dict[str, Any] | None:
         """A lock as decoded, or its error; None when it is gone. Another server

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from server import faults
 from server.app import create_app
 from server.config import Config
 from storage.backup import scan
@@ -322,3 +324,39 @@ async def test_keep_last_says_which_manifests_it_could_not_read(
     assert result["not_read"] == [older], result
 
 
+
+async def test_a_lock_listed_but_not_found_keeps_its_objects_from_a_drop(
+    aiohttp_client: Any, cairn_config: Config, s3: S3Server, liar: Liar
+) -> None:
+    """A BACKUP reusing A's objects, paused before its manifest, its lock
+    listed but "not found" when read: DROP BACKUP A took the lock for gone and
+    deleted the objects (bytes_freed 1,130), and the BACKUP failed 422. Now
+    the drop is 503 with nothing dropped, and the BACKUP completes, valid."""
+    cairn_config.jobs.job_process = "off"  # the pause below is in this process
+    cairn_config.backup.targets = {"lie": {**s3.target(s3.new_bucket(), "c"),
+                                           "endpoint": liar.endpoint}}
+    client = await aiohttp_client(create_app(cairn_config))
+    await ok(client, "CREATE NAMESPACE app; CREATE TABLE app.t (id BIGINT PRIMARY KEY, v TEXT);"
+                     "INSERT INTO app.t VALUES (1, 'a'), (2, 'b'); FLUSH TABLE app.t")
+    first = await _backup(client)
+    gate, reached = threading.Event(), threading.Event()
+    faults.register("backup.before_manifest", lambda info: (reached.set(), gate.wait(60)))
+    try:
+        second = asyncio.ensure_future(sql(client, "BACKUP DATABASE app TO 'lie'"))
+        for _ in range(1200):
+            if reached.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert reached.is_set()
+        liar.rules = [Rule("GET", "/locks/", "missing"), Rule("HEAD", "/locks/", "missing")]
+        status, body = await sql(client, f"DROP BACKUP '{first}' IN 'lie'")
+        liar.rules = []
+        assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+        assert "lists the lock 'locks/bk-" in body["error"]["message"], body
+    finally:
+        faults.clear()
+        gate.set()
+    status, body = await second
+    assert status == 200, body
+    assert await _valid(client, body["results"][0]["rows"][0]["backup_id"])
+    assert await _valid(client, first)
