@@ -25,12 +25,12 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from catalog.errors import Cancelled, PermissionDenied
+from catalog.errors import Cancelled, InvalidArgument, PermissionDenied
 from sqlgrammar.factorial import standalone_bang
 from sqlgrammar.uncommented import Uncommented
 from storage import stopping, value_bounds
 from storage.duck import fetch_bounded, refuse_time_with_zone
-from storage.duckrestart import Rebuilt, fault_of, invalidating
+from storage.duckrestart import Rebuilt, fault_of, invalidating, scrubbed
 from storage.names import fold, function_name
 from storage.sandbox import DENIED_NODES, cte_references, denied_function, in_utc, scratch_config
 
@@ -260,6 +260,12 @@ def _connect(generation: int = 0) -> duckdb.DuckDBPyConnection:
     return con
 
 
+# A catalog query that ran and failed on a value ('x'::INT, an overflow, error())
+# is refused as any query is (22023), not answered with no rows.
+DATA_ERRORS = (duckdb.ConversionException, duckdb.OutOfRangeException,
+               duckdb.InvalidInputException)
+
+
 class CatalogEngine:
     """The catalog's own DuckDB (no data, no files, no network)."""
 
@@ -285,6 +291,9 @@ class CatalogEngine:
         info.pending.clear()
         try:
             return self._run(cairn, tree, info, timeout)
+        except DATA_ERRORS as exc:  # the query ran and failed on a value: as any query's
+            info.pending.clear()
+            raise InvalidArgument(scrubbed(str(exc)).split("\n\nLINE")[0].strip()) from None
         except (duckdb.Error, SqlglotError, ValueError, TypeError, AttributeError, IndexError,
                 KeyError, RecursionError) as exc:
             log.debug("catalog query answered empty: %s", exc)
