@@ -177,20 +177,19 @@ class PgServer:
 
     async def _startup(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                        ) -> tuple[Connection, int, int] | None:
-        tls = False
+        asked: set[int] = set()  # each of SSLRequest and GSSENCRequest once, as PostgreSQL
         while True:
             code, body = await messages.read_startup(reader)
-            if code == messages.SSL_REQUEST and not tls:
-                if self.ssl is None:
+            if code in (messages.SSL_REQUEST, messages.GSSENC_REQUEST) and code not in asked:
+                # Answered once each: one unauthenticated socket sending them without
+                # end (never reading the answers) slowed everyone's SELECT 1 to 2 s.
+                asked.add(code)
+                if code == messages.GSSENC_REQUEST or self.ssl is None:
                     writer.write(b"N")
                     continue
                 writer.write(b"S")
                 await writer.drain()
                 await writer.start_tls(self.ssl)
-                tls = True
-                continue
-            if code == messages.GSSENC_REQUEST:
-                writer.write(b"N")
                 continue
             if code == messages.CANCEL_REQUEST:
                 self.cancel(body.int32(), body.int32())

@@ -68,3 +68,39 @@ def test_a_newer_minor_version_or_a_protocol_option_is_told_3_0(pg: PgServer) ->
         assert conn.execute("SELECT 1").fetchone() == (1,)
     with pytest.raises(psycopg.OperationalError, match="3.0"):
         psycopg.connect(pg.dsn(min_protocol_version="3.2", sslmode="disable"))
+
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+GSSENC_REQUEST = struct.pack("!ii", 8, 80877104)
+
+
+@pytest.mark.parametrize("asks", [SSL_REQUEST * 2, GSSENC_REQUEST * 2,
+                                  GSSENC_REQUEST + SSL_REQUEST + GSSENC_REQUEST],
+                         ids=["ssl-twice", "gssenc-twice", "gssenc-ssl-gssenc"])
+def test_an_encryption_request_asked_again_is_fatal(pg: PgServer, asks: bytes) -> None:
+    """Each is answered once (PostgreSQL's rule): an unauthenticated socket
+    sending SSLRequests without end, never reading the 'N's, was served for as
+    long as it liked, and two of them made everyone's SELECT 1 take ~2 s."""
+    with socket.create_connection(("127.0.0.1", pg.port), timeout=10) as sock:
+        sock.sendall(asks)
+        sock.settimeout(60)
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+    answered = len(asks) // 8 - 1
+    assert got[:answered] == b"N" * answered, got[:20]
+    error = _fields(got[answered + 5:])
+    assert got[answered:answered + 1] == b"E" and error["S"] == "FATAL", got[:80]
+    assert error["C"] == "0A000" and "unsupported frontend protocol 1234.56" in error["M"], error
+    _still_serving(pg)
+
+
+def test_gssenc_then_ssl_then_a_start_up_still_logs_in(pg: PgServer) -> None:
+    """libpq's gssencmode=prefer asks for both before its start-up packet."""
+    with socket.create_connection(("127.0.0.1", pg.port), timeout=10) as sock:
+        sock.sendall(GSSENC_REQUEST + SSL_REQUEST
+                     + _packet(b"user\x00raw\x00database\x00cairn\x00\x00"))
+        assert sock.recv(2) == b"NN"
+        _PENDING.pop(sock.fileno(), None)
+        msgs = _read_all(sock, timeout=10)
+    assert msgs[-1][0] == b"Z" and not [m for m in msgs if m[0] == b"E"], msgs
