@@ -18,8 +18,9 @@ its own, footer_guard.py, page_headers.py), so every query saw other rows
 than VERIFY had checked. So DuckDB's read is a POSITIONAL JOIN of its
 `read_parquet` with pyarrow's batches of the same file (read as the checks
 read it, a row group's batches at a time, never the file's table whole:
-Side), `IS DISTINCT FROM` column by column (NULL is NULL, NaN is NaN, 0.0
-is -0.0); the first row and column they differ on are named. A private
+Side), `IS DISTINCT FROM` column by column (NULL is NULL, NaN is NaN; a REAL
+or DOUBLE's sign compared too: -0.0 is not 0.0); the first row and column
+they differ on are named. A private
 in-memory DuckDB of one thread (sandbox.scratch_config; rows in order),
 one for the process, a cursor a file."""
 
@@ -145,7 +146,7 @@ def _compared(con: Any, path: str, part: list[str], rows: int, side: Side) -> st
                 return (f"has a column '{n}' the two Parquet readers take as different "
                         f"types (DuckDB, which every query reads it with: {ours.get(n)}; "
                         f"pyarrow, which the checks read: {theirs.get(n)})")
-        differs = " OR ".join(f"d.{_q(n)} IS DISTINCT FROM {at[n]}.{_q(n)}" for n in part)
+        differs = " OR ".join(_differs(n, at[n], ours[n]) for n in part)
         # DuckDB's rows counted by its virtual `file_row_number` (a column
         # of that name in the file hides it: then counted apart).
         counting = "count(d.file_row_number)" if VIRTUAL not in ours else "0"
@@ -162,11 +163,23 @@ def _compared(con: Any, path: str, part: list[str], rows: int, side: Side) -> st
     return None
 
 
+def _differs(name: str, alias: str, kind: str) -> str:
+    """SQL true where DuckDB's value of column `name` is not pyarrow's (of the
+    stream `alias`). `IS DISTINCT FROM` calls -0.0 and 0.0 equal, which a
+    query tells apart (`-0.0`, 1 / x): a REAL or DOUBLE by its sign too."""
+    ours, theirs = f"d.{_q(name)}", f"{alias}.{_q(name)}"
+    differs = f"{ours} IS DISTINCT FROM {theirs}"
+    if kind in ("DOUBLE", "FLOAT"):
+        differs = f"({differs} OR signbit({ours}) IS DISTINCT FROM signbit({theirs}))"
+    return differs
+
+
 def _first_difference(con: Any, path: str, part: list[str], side: Side, first: int) -> str:
     """The first column the two readers differ on at row `first`, with both
     values (a file already found to differ: read again, to the row)."""
+    ours = _types(con, "SELECT * FROM read_parquet(?)", [path])
     with _pyarrow(con, path, part, side) as (joined, at, row):
-        terms = ", ".join(f"d.{_q(n)} IS DISTINCT FROM {at[n]}.{_q(n)}, "
+        terms = ", ".join(f"{_differs(n, at[n], ours[n])}, "
                           f"left(CAST(d.{_q(n)} AS VARCHAR), {SHOWN}), "
                           f"left(CAST({at[n]}.{_q(n)} AS VARCHAR), {SHOWN})" for n in part)
         found = con.execute(f"SELECT {terms} FROM read_parquet(?) d {joined} WHERE {row} = ?",

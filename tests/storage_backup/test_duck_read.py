@@ -50,7 +50,7 @@ def test_a_server_out_of_descriptors_is_unavailable_not_a_damaged_file(tmp_path:
 
 def test_values_are_compared_whatever_the_columns_are_named(tmp_path: Path) -> None:
     """A column named as DuckDB's virtual row number or as the comparison's
-    own row number is compared as any other; NaN is NaN, -0.0 is 0.0."""
+    own row number is compared as any other; NaN is NaN, -0.0 is -0.0."""
     path = tmp_path / "names.parquet"
     pq.write_table(pa.table({"id": [1, 2, 3], "file_row_number": ["a", "b", None],
                              "cairn_row": [float("nan"), -0.0, None], 'we"ird': [b"", None, b"x"]}),
@@ -105,3 +105,22 @@ def test_a_wide_files_comparison_builds_its_schema_once(
     pq.write_table(pa.table({n: pa.array([n]) for n in names}), path)
     assert duck_read.problem(str(path), names, 1) is None
     assert built <= 2, built  # a stream's, not a column's (500 before)
+
+
+@pytest.mark.parametrize("column", ["x", "f"])
+def test_a_zero_read_with_another_sign_is_a_difference(tmp_path: Path, column: str) -> None:
+    """Two readers starting a chunk at different pages (the craft of
+    test_backup_parquet_types.py, footer_guard's rule not asked here): pyarrow
+    reads 0.0, -0.0, DuckDB -0.0, 0.0. `IS DISTINCT FROM` calls them equal,
+    yet a query shows `-0.0` (and 1 / x is -inf): compared by sign too."""
+    from tests.e2e.test_backup_parquet_types import _rows_twice_read_from_the_second_page
+
+    kind = pa.float64() if column == "x" else pa.float32()
+    path = tmp_path / "zeros.parquet"
+    out = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2], column: pa.array([0.0, -0.0], kind)}), out)
+    path.write_bytes(_rows_twice_read_from_the_second_page(column)(out.getvalue()))
+    assert pq.read_table(path).column(column).to_pylist() == [0.0, -0.0]  # pyarrow's (the checks')
+    wrong = duck_read.problem(str(path), ["id", column], 2)
+    assert wrong is not None and f"disagree on column '{column}' at row 0 " in wrong, wrong
+    assert "(DuckDB: '-0.0'; pyarrow: '0.0')" in wrong, wrong
