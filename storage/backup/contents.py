@@ -41,6 +41,7 @@ from . import (
     footers,
     onesided,
     page_headers,
+    page_stats,
     parquet_types,
     text_batches,
 )
@@ -316,11 +317,16 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
         return f"{what} holds {rows} rows, its entry says {f.rows}"
     # Every page as both readers take it (page_headers.py), then what
     # pyarrow read, DuckDB must read too: queries do (duck_read.py).
-    if (wrong := page_headers.problem(source, footer)) is not None:
+    stats: page_stats.Pages = {}
+    if (wrong := page_headers.problem(source, footer, stats)) is not None:
         return f"{what} {wrong}"
-    # DuckDB's values compared with pyarrow's, row by row, read as above.
     side = duck_read.Side(tuple(n for n in text if n not in plain), tuple(sorted(plain)),
                           tuple(plain_rows), meta)
+    # Each page's own statistics against its values: DuckDB skips pages by them.
+    if (wrong := page_stats.problem(source, footer, stats, side.dictionary, side.plain,
+                                    side.batch_rows)) is not None:
+        return f"{what} {wrong}"
+    # DuckDB's values compared with pyarrow's, row by row, read as above.
     wrong = duck_read.problem(source, [n for n, _ in expected_schema(table, f.schema_version)],
                               f.rows, side)
     return None if wrong is None else f"{what} {wrong}"

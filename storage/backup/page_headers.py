@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import IO, Any
 
-from . import footer_guard
+from . import footer_guard, page_stats
 
 DATA_PAGE, DICTIONARY_PAGE, DATA_PAGE_V2 = 0, 2, 3  # PageType
 RLE = 3  # Encoding
@@ -29,10 +29,12 @@ _PAGE_NAMES = {0: "DATA_PAGE", 1: "INDEX_PAGE", 2: "DICTIONARY_PAGE", 3: "DATA_P
 HEADER_READS = (4 << 10, 64 << 10, 1 << 20)  # a header holds its page's statistics
 
 
-def problem(source: str | IO[bytes], metadata: Any) -> str | None:
+def problem(source: str | IO[bytes], metadata: Any,
+            stats: page_stats.Pages | None = None) -> str | None:
     """None when every data page of the Parquet file `source` (its pyarrow
     FileMetaData `metadata`) has RLE levels, else what is wrong (a phrase to
-    follow the file's name)."""
+    follow the file's name). `stats`, if given, gets each chunk's data pages'
+    values and statistics where any page has some (page_stats.py)."""
     with open(source, "rb") if isinstance(source, str) else contextlib.nullcontext(source) as f:
         try:
             last = f.seek(0, 2)  # (a page past it: seeking there fails on some files)
@@ -44,12 +46,18 @@ def problem(source: str | IO[bytes], metadata: Any) -> str | None:
                     if chunk.num_values != group.num_rows:  # (a flat column: one a row)
                         return (f"has {chunk.num_values} values of {where}, whose rows "
                                 f"are {group.num_rows}")
+                    said: list[tuple[int, dict[int, Any] | None]] = []
                     for i, page in enumerate(_pages(f, chunk, last)):
                         if (wrong := _kind_problem(page, i)) is not None:
                             return f"has a page of {where} {wrong}"
                         wrong = _level_problem(page)
                         if wrong is not None:
                             return f"has a data page of {where} {wrong}"
+                        if page.get(1) in (DATA_PAGE, DATA_PAGE_V2):
+                            said.append((_values(page),
+                                         page_stats.of_page(page, page.get(1) == DATA_PAGE)))
+                    if stats is not None and any(s is not None for _, s in said):
+                        stats[(g, c)] = said
         except footer_guard.Malformed as exc:
             return f"has a page header that cannot be read ({exc})"
         finally:

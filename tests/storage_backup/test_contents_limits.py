@@ -134,9 +134,10 @@ def test_a_plain_columns_check_churns_no_more_than_its_file_through_the_default_
     before = default.total_bytes_allocated()
     assert contents.values_problem(str(path), f, t) is None
     churned = default.total_bytes_allocated() - before
-    # ~1.5 times the file for each of the two reads (the checks', then the
-    # one DuckDB's values are compared with: duck_read.py)
-    assert churned < 4 * size, (churned, size)
+    # ~1.5 times the file for each of the three reads (the checks', each
+    # page's statistics against its values when a chunk has several pages:
+    # page_stats.py, then the one DuckDB's values are compared with: duck_read.py)
+    assert churned < 6 * size, (churned, size)
     assert [p.bytes_allocated() for p in pools] == live  # nothing held after the check
 
 

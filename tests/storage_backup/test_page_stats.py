@@ -1,0 +1,82 @@
+"""storage/backup/page_stats.py: each data page's statistics against the
+page's own values, pages cut anywhere by the batches read
+(tests/e2e/test_backup_page_stats.py has a backup end to end)."""
+
+from __future__ import annotations
+
+import io
+import struct
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from storage.backup import page_headers, page_stats
+from tests.parquet_footer import _In, edit_page_header, get, put
+
+N = 3_000
+
+
+def _file() -> bytes:
+    t = pa.table({"id": pa.array(range(N), pa.int64()),
+                  "w": pa.array([None if i % 3 == 0 else f"w{i:05d}" for i in range(N)]),
+                  "dec": pa.array([Decimal(i) - Decimal("12345678901234567890.5")
+                                   for i in range(N)], pa.decimal128(38, 10)),
+                  "day": pa.array(range(N), pa.date32())})
+    out = io.BytesIO()
+    pq.write_table(t, out, compression="none", use_dictionary=False, data_page_size=2_000,
+                   write_batch_size=100, row_group_size=2_000)
+    return out.getvalue()
+
+
+def _problem(path: Path, plain_rows: int = 0) -> str | None:
+    meta = pq.read_metadata(path)
+    stats: page_stats.Pages = {}
+    assert page_headers.problem(str(path), meta, stats) is None
+    assert any(len(said) > 1 for said in stats.values())  # chunks of several pages
+    plain = ("w",) if plain_rows else ()
+    return page_stats.problem(str(path), meta, stats, (), plain,
+                              (plain_rows,) * meta.num_row_groups)
+
+
+@pytest.mark.parametrize("plain_rows", [0, 7])
+def test_pages_as_pyarrow_writes_them_pass(tmp_path: Path, plain_rows: int) -> None:
+    path = tmp_path / "f.parquet"
+    path.write_bytes(_file())
+    assert _problem(path, plain_rows) is None
+
+
+def _second_page(data: bytes, column: int, change: Any) -> bytes:
+    meta = pq.read_metadata(pa.BufferReader(data))
+    reader = _In(data)
+    reader.at = meta.row_group(1).column(column).data_page_offset
+    header = reader.struct()
+    return edit_page_header(data, reader.at + get(header, 3), change)
+
+
+def test_a_later_page_whose_statistics_leave_out_its_values_is_refused(tmp_path: Path) -> None:
+    def forge(header: list[Any]) -> None:
+        stats = get(get(header, 5), 5)
+        put(stats, 6, 8, struct.pack("<q", 10**9))  # min_value
+        put(stats, 5, 8, struct.pack("<q", 10**9 + 1))  # max_value
+
+    path = tmp_path / "f.parquet"
+    path.write_bytes(_second_page(_file(), 0, forge))
+    wrong = _problem(path)
+    assert wrong is not None and "column 'id' of row group 1 (its page 1)" in wrong, wrong
+    assert "min 1000000000" in wrong, wrong
+
+
+def test_a_page_miscounting_its_nulls_is_refused(tmp_path: Path) -> None:
+    def forge(header: list[Any]) -> None:
+        stats = get(get(header, 5), 5)
+        put(stats, 3, 6, get(stats, 3) + 1)  # null_count (one byte longer or not: same here)
+
+    path = tmp_path / "f.parquet"
+    path.write_bytes(_second_page(_file(), 1, forge))
+    wrong = _problem(path, 7)
+    assert wrong is not None and "column 'w' of row group 1 (its page 1)" in wrong, wrong
+    assert "NULL values" in wrong, wrong
