@@ -324,7 +324,7 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
                           tuple(plain_rows), meta)
     # Each page's own statistics against its values: DuckDB skips pages by them.
     if (wrong := page_stats.problem(source, footer, stats, side.dictionary, side.plain,
-                                    side.batch_rows)) is not None:
+                                    side.batch_rows, nan_rule)) is not None:
         return f"{what} {wrong}"
     # DuckDB's values compared with pyarrow's, row by row, read as above.
     wrong = duck_read.problem(source, [n for n, _ in expected_schema(table, f.schema_version)],

@@ -11,10 +11,15 @@ footer's statistics untouched) verified valid and was restored; every
 duck_read.py, which reads with no filter). The same with a TEXT column.
 
 So every data page's statistics (page_headers.py collects them as it walks
-the pages: `PAGE_STATS` of its `problem`) are checked against the page's
+the pages: the `stats` of its `problem`) are checked against the page's
 own values, read with pyarrow as the checks read them: its minimum and
-maximum must bound them (NaN aside, as in the statistics), its count of
-NULLs must be theirs. A statistic of another wire type than its own is
+maximum must bound them (NaN aside, as in the statistics; but a file saying
+it writes no minimum and maximum of a REAL or DOUBLE column holding NaN,
+files.NAN_RULE, has none on a page holding NaN: with its chunk's footer
+bounds too, DuckDB skipped such a page for `isnan(x)`; those are refused
+already, contents.py, and DuckDB 2.0 reads no page's bounds in a chunk
+without them, so this guards a reader that would), its count of NULLs must
+be theirs. A statistic of another wire type than its own is
 skipped by both C++ readers, and here."""
 
 from __future__ import annotations
@@ -52,12 +57,13 @@ def of_page(page: dict[int, Any], v1: bool) -> dict[int, Any] | None:
 
 def problem(source: str | IO[bytes], metadata: Any, pages: Pages,
             dictionary: tuple[str, ...] = (), plain: tuple[str, ...] = (),
-            batch_rows: tuple[int, ...] = ()) -> str | None:
+            batch_rows: tuple[int, ...] = (), nan_rule: bool = False) -> str | None:
     """None when every data page of `pages` ((row group, column): each data
     page's values and statistics, in order) holds values its statistics
     bound, else what is wrong (a phrase to follow the file's name). Read as
     contents.values_problem reads the file: text columns in `dictionary` as
-    a dictionary, those in `plain` in their row group's `batch_rows`."""
+    a dictionary, those in `plain` in their row group's `batch_rows`.
+    `nan_rule`: the file says it follows files.NAN_RULE."""
     pages = {at: said for at, said in pages.items() if not _as_its_chunk(metadata, at, said)}
     if not pages:
         return None
@@ -69,7 +75,7 @@ def problem(source: str | IO[bytes], metadata: Any, pages: Pages,
                 name, physical = column.path, column.physical_type
                 kind = pf.schema_arrow.field(name).type
                 rows = (batch_rows[g] if name in plain and g < len(batch_rows) else BATCH_ROWS)
-                walk = _Walk(said, kind, physical)
+                walk = _Walk(said, kind, physical, nan_rule)
                 for batch in pf.iter_batches(rows, [g], [name]):
                     if (wrong := walk.add(batch.column(0))) is not None:
                         return f"has a data page of column '{name}' of row group {g} {wrong}"
@@ -115,14 +121,14 @@ class _Walk:
     """A chunk's values, batch after batch, cut at its pages' bounds."""
 
     def __init__(self, pages: list[tuple[int, dict[int, Any] | None]], kind: pa.DataType,
-                 physical: str) -> None:
-        self.pages, self.kind, self.physical = pages, kind, physical
+                 physical: str, nan_rule: bool = False) -> None:
+        self.pages, self.kind, self.physical, self.nan_rule = pages, kind, physical, nan_rule
         self.at = 0  # the page
         self.left = pages[0][0] if pages else 0  # its values still to come
         self._reset()
 
     def _reset(self) -> None:
-        self.nulls, self.low, self.high = 0, None, None
+        self.nulls, self.low, self.high, self.nan = 0, None, None, False
 
     def add(self, values: pa.Array) -> str | None:
         pos = 0
@@ -152,6 +158,8 @@ class _Walk:
             return
         if isinstance(part, pa.DictionaryArray):
             part = part.dictionary.take(pc.unique(part.indices.drop_null()))
+        if pa.types.is_floating(self.kind) and pc.any(pc.is_nan(part)).as_py():
+            self.nan = True
         if pa.types.is_date32(self.kind) or pa.types.is_timestamp(self.kind):
             part = part.cast(pa.int32() if pa.types.is_date32(self.kind) else pa.int64())
         found = pc.min_max(part)
@@ -170,6 +178,10 @@ class _Walk:
         if NULLS in stats and stats[NULLS] != self.nulls:
             return (f"{where} whose header counts {stats[NULLS]} NULL values, and it holds "
                     f"{self.nulls}: every query (DuckDB) skips pages by them")
+        if self.nan and self.nan_rule and any(f in stats for f in (MIN_VALUE, MIN, MAX_VALUE, MAX)):
+            return (f"{where} whose header gives a minimum or maximum that leaves out the NaN "
+                    "it holds, though the file says it writes none for such a column "
+                    "(cairn.nan_statistics)")
         if self.low is None:
             return None
         for field, bound in ((MIN_VALUE, "min"), (MIN, "min"), (MAX_VALUE, "max"), (MAX, "max")):

@@ -80,3 +80,24 @@ def test_a_page_miscounting_its_nulls_is_refused(tmp_path: Path) -> None:
     wrong = _problem(path, 7)
     assert wrong is not None and "column 'w' of row group 1 (its page 1)" in wrong, wrong
     assert "NULL values" in wrong, wrong
+
+
+def test_a_page_whose_bounds_leave_out_its_nan_is_refused_where_the_file_says_none_are(
+        tmp_path: Path) -> None:
+    """pyarrow's page bounds leave NaN out (DuckDB, given the chunk's footer
+    bounds too, skipped such a page for `isnan(x)`): a file saying it writes
+    no bounds of a column holding NaN (files.NAN_RULE, every file Cairn
+    writes) may not have them on its pages either (a guard: DuckDB 2.0 reads
+    no page's bounds in a chunk without footer bounds); an older file's,
+    which say nothing, stay as they were written."""
+    t = pa.table({"x": pa.array([float("nan") if i == 2_500 else i % 7 / 2 for i in range(N)])})
+    path = tmp_path / "f.parquet"
+    pq.write_table(t, path, compression="none", use_dictionary=False, data_page_size=2_000,
+                   write_batch_size=100, row_group_size=2_000)
+    meta = pq.read_metadata(path)
+    stats: page_stats.Pages = {}
+    assert page_headers.problem(str(path), meta, stats) is None
+    wrong = page_stats.problem(str(path), meta, stats, nan_rule=True)
+    assert wrong is not None and "column 'x' of row group 1 (its page " in wrong, wrong
+    assert "leaves out the NaN it holds" in wrong, wrong
+    assert page_stats.problem(str(path), meta, stats) is None
