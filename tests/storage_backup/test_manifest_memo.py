@@ -1,0 +1,97 @@
+"""The memo of checked manifests (envelope.unpack_checked): keyed by the
+SHA-256 of the bytes read, never by what the target says about them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage.backup import Repository, envelope, resolve_target
+
+from .conftest import MakeFile, manifest_doc
+
+
+def _path(repo: Repository, backup_id: str) -> Path:
+    return Path(repo.target.base) / "manifests" / f"{backup_id}.json"
+
+
+def _repo(root: Path, name: str, compression: str = "none") -> Repository:
+    return Repository(resolve_target(name, [str(root)], {}), compression=compression)
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_a_manifest_listed_is_not_parsed_again_to_be_restored(
+        root: Path, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch,
+        compression: str) -> None:
+    """SHOW BACKUPS and RESTORE's choice list with the header only
+    (require_body false), then RESTORE reads its choice whole: for a manifest
+    that is not encrypted both are the same document, checked once. Before,
+    they were two entries of the memo, each parsed and checked (a 3,000-table
+    manifest ~1 s each)."""
+    repo = _repo(root, "main", compression)
+    sources = [make_file(size=1000), make_file(size=2000)]
+    for s in sources:
+        repo.put_file(s.path)
+    repo.write_manifest(manifest_doc("bk-1", sources))
+    envelope._cache.clear()  # a process that has read nothing yet
+    listed = repo.listing("app")
+
+    def parsed(*_: Any, **__: Any) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(envelope, "unpack", parsed)
+    whole = repo.read_manifest("bk-1")
+    assert whole == listed[0] and whole["tables"]
+    assert repo.choose_backup("app")["backup_id"] == "bk-1"
+
+
+def test_a_manifest_rewritten_with_the_same_name_size_and_mtime_is_read_anew(
+        root: Path, make_file: MakeFile) -> None:
+    """Another sound manifest of the same size written over a listed one, its
+    mtime put back: the listing shows the new one (the memo is keyed by the
+    bytes' SHA-256, not the name, size or mtime); one damaged so is listed as
+    damaged, every time."""
+    a, b = _repo(root, "a"), _repo(root, "b")
+    sources = [make_file(size=1000), make_file(size=2000)]
+    for repo, label in ((a, "aaaa"), (b, "bbbb")):
+        for s in sources:
+            repo.put_file(s.path)
+        doc = {**manifest_doc("bk-1", sources), "label": label,
+               "created_at": "2026-01-01T00:00:00.000Z"}
+        repo.write_manifest(doc)
+    path = _path(a, "bk-1")
+    old, new = path.read_bytes(), _path(b, "bk-1").read_bytes()
+    assert len(old) == len(new) and old != new
+    assert [m["label"] for m in a.listing("app")] == ["aaaa"]
+    stat = path.stat()
+    path.write_bytes(new)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    for _ in range(2):
+        assert [m["label"] for m in a.listing("app")] == ["bbbb"]
+        assert a.read_manifest("bk-1")["label"] == "bbbb"
+    damaged = new.replace(b'"bbbb"', b'"cccc"')
+    path.write_bytes(damaged)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    for _ in range(2):
+        (entry,) = a.listing("app")
+        assert "manifest_sha256 mismatch" in entry["error"]
+    path.write_bytes(old)
+    assert [m["label"] for m in a.listing("app")] == ["aaaa"]
+
+
+def test_the_memo_is_bounded_and_keeps_no_target_bytes(
+        repo: Repository, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the memo holds is the checked documents, pickled, within
+    CACHE_MAX_BYTES: the oldest go first; the bytes read are not held."""
+    monkeypatch.setattr(envelope, "CACHE_MAX_BYTES", 8 << 10)
+    envelope.forget_all()
+    sources = [make_file(size=100)]
+    repo.put_file(sources[0].path)
+    for i in range(12):
+        repo.write_manifest(manifest_doc(f"bk-{i}", sources))
+    assert len(repo.listing("app")) == 12
+    assert 0 < envelope._cache_bytes <= 8 << 10 and len(envelope._cache) < 12
+    assert all(len(digest) == 32 for _, digest in envelope._cache)
