@@ -333,6 +333,9 @@ class ArchiveRepository(Repository):
             report.is_valid = False
         return report
 
+    def _manifest_oids(self, backup_id: str) -> list[str]:
+        return [o["oid"] for o in self._load_manifest(backup_id, require_body=False)["objects"]]
+
     def _load_manifest(self, backup_id: str, require_body: bool = True) -> dict[str, Any]:
         """The archive's manifest, and the key files beside it: only its own key."""
         m = super()._load_manifest(backup_id, require_body)

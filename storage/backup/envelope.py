@@ -168,7 +168,8 @@ def unpack(
 # is never kept: its body depends on the key). Damaged manifests are not kept:
 # they are checked again at each read, and reported each time.
 CACHE_MAX_BYTES = 64 << 20  # the pickled documents together (a 3,000-table one: ~2.5 MB)
-_cache: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+# (pickled document, its objects' oids: a prune needs nothing else)
+_cache: OrderedDict[tuple[str, bytes], tuple[bytes, tuple[str, ...]]] = OrderedDict()
 _cache_bytes = 0
 _cache_lock = threading.Lock()
 
@@ -179,16 +180,31 @@ def unpack_checked(
     """unpack(), remembering what these exact bytes (by their SHA-256) gave when
     they were not encrypted. Each call returns a new document."""
     key = (backup_id, hashlib.sha256(data).digest())
-    with _cache_lock:
-        packed = _cache.get(key)
-        if packed is not None:
-            _cache.move_to_end(key)
-    if packed is not None:
-        doc: dict[str, Any] = pickle.loads(packed)  # noqa: S301 (our own bytes, never a target's)
+    kept = _kept(key)
+    if kept is not None:
+        doc: dict[str, Any] = pickle.loads(kept[0])  # noqa: S301 (our own bytes, never a target's)
         return doc
     m = unpack(data, backup_id, open_key, require_body)
     _keep(key, m)
     return m
+
+
+def checked_oids(data: bytes, backup_id: str, open_key: KeyOpener) -> list[str]:
+    """The oids of the objects of the manifest `data` (unpack_checked without
+    its body required: every check made), not copying the whole document out of
+    the memo: a prune's `referenced_objects` reads every manifest for them."""
+    kept = _kept((backup_id, hashlib.sha256(data).digest()))
+    if kept is not None:
+        return list(kept[1])
+    return [o["oid"] for o in unpack_checked(data, backup_id, open_key, False)["objects"]]
+
+
+def _kept(key: tuple[str, bytes]) -> tuple[bytes, tuple[str, ...]] | None:
+    with _cache_lock:
+        kept = _cache.get(key)
+        if kept is not None:
+            _cache.move_to_end(key)
+        return kept
 
 
 def remember(data: bytes, backup_id: str, m: dict[str, Any]) -> None:
@@ -213,15 +229,17 @@ def _keep(key: tuple[str, bytes], m: dict[str, Any]) -> None:
     if m.get("encrypted") is not False:
         return  # an encrypted one (or a header that does not say): never kept
     packed = pickle.dumps(m, protocol=5)
-    if len(packed) > CACHE_MAX_BYTES // 4:
+    oids = tuple(o["oid"] for o in m["objects"])
+    size = len(packed) + 80 * len(oids)  # ~ what a tuple of 64-character strings holds
+    if size > CACHE_MAX_BYTES // 4:
         return
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = packed
-            _cache_bytes += len(packed)
+            _cache[key] = (packed, oids)
+            _cache_bytes += size
             while _cache_bytes > CACHE_MAX_BYTES:
-                _, gone = _cache.popitem(last=False)
-                _cache_bytes -= len(gone)
+                _, (gone, gone_oids) = _cache.popitem(last=False)
+                _cache_bytes -= len(gone) + 80 * len(gone_oids)
 
 
 def _with_body(

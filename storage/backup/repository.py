@@ -366,14 +366,24 @@ class Repository(LocksAndPrune):
         return schema.load(self.read_manifest(backup_id))
 
     def _load_manifest(self, backup_id: str, require_body: bool = True) -> dict[str, Any]:
+        return envelope.unpack_checked(
+            self._manifest_bytes(backup_id), backup_id,
+            lambda key_id: self._open_key(key_id, backup_id), require_body
+        )
+
+    def _manifest_oids(self, backup_id: str) -> list[str]:
+        """The oids of a manifest's objects, as `_load_manifest` without the body
+        required would give them (envelope.checked_oids)."""
+        return envelope.checked_oids(self._manifest_bytes(backup_id), backup_id,
+                                     lambda key_id: self._open_key(key_id, backup_id))
+
+    def _manifest_bytes(self, backup_id: str) -> bytes:
         data = self._read_small(manifest_path(self.target.base, backup_id))
         if data is None:
             if self.still_listed([backup_id]):  # not dropped: not served now
                 raise not_served(self.uri, backup_id)
             raise NotFound(f"backup '{backup_id}' does not exist in target '{self.uri}'")
-        return envelope.unpack_checked(
-            data, backup_id, lambda key_id: self._open_key(key_id, backup_id), require_body
-        )
+        return data
 
     def manifest_ids(self) -> list[str]:
         """The ids of `manifests/<id>.json`, each once (listing.manifest_sizes)."""
@@ -447,13 +457,13 @@ class Repository(LocksAndPrune):
         self.check_config()
         for backup_id in self.manifest_ids():
             try:
-                m = self._load_manifest(backup_id, require_body=False)
+                oids = self._manifest_oids(backup_id)
             except NotFound:  # listed no more: dropped meanwhile (else not_served)
                 continue
             except CairnError as exc:
                 kind = Unavailable if isinstance(exc, Unavailable) else BackupInvalid
                 raise kind(f"cannot tell which objects are in use: {exc.message}") from exc
-            used.update(o["oid"] for o in m["objects"])
+            used.update(oids)
         return used
 
     def still_listed(self, ids: list[str]) -> list[str]:

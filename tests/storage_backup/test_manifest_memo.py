@@ -95,3 +95,24 @@ def test_the_memo_is_bounded_and_keeps_no_target_bytes(
     assert len(repo.listing("app")) == 12
     assert 0 < envelope._cache_bytes <= 8 << 10 and len(envelope._cache) < 12
     assert all(len(digest) == 32 for _, digest in envelope._cache)
+
+
+def test_a_prune_takes_the_objects_of_a_listed_manifest_without_copying_it_out(
+        repo: Repository, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`referenced_objects` (every prune) needs only the oids: kept beside the
+    document, not unpickled from it; a manifest rewritten is read anew."""
+    sources = [make_file(size=100), make_file(size=200)]
+    for s in sources:
+        repo.put_file(s.path)
+    repo.write_manifest(manifest_doc("bk-1", sources))
+    repo.write_manifest(manifest_doc("bk-2", sources[:1]))
+    envelope.forget_all()
+    assert len(repo.listing("app")) == 2
+
+    def copied(*_: Any, **__: Any) -> None:
+        raise AssertionError("copied out")
+
+    monkeypatch.setattr(envelope.pickle, "loads", copied)
+    assert repo.referenced_objects() == {s.sha256 for s in sources}
+    _path(repo, "bk-1").unlink()
+    assert repo.referenced_objects() == {sources[0].sha256}
