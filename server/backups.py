@@ -280,7 +280,7 @@ async def show_backups(cairn: Cairn, session: Session, stmt: ast.ShowBackups) ->
         else:
             repo = repository(cairn, stmt.target)
             # Already newest first; a damaged backup of unknown age leads.
-            listed, writing = repo.listing(stmt.namespace), being_written(repo)
+            listed, writing = repo.listing(stmt.namespace, light=True), being_written(repo)
             forget_gone(cairn, repo, stmt.namespace)  # another server dropped them
             rows = [_damaged(m, repo.uri) if "error" in m
                     else {**summary(m, repo.uri), **writing_error(m, writing),

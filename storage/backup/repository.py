@@ -399,12 +399,13 @@ class Repository(LocksAndPrune):
             return [m for m in good if m["namespace"] == namespace]
         return good + sorted(bad, key=lambda e: e["backup_id"], reverse=True)
 
-    def listing(self, namespace: str | None = None) -> list[dict[str, Any]]:
+    def listing(self, namespace: str | None = None, light: bool = False) -> list[dict[str, Any]]:
         """What SHOW BACKUPS … IN and RESTORE see: the readable backups of
         `namespace` (all when None) and every damaged one that may be of it, with
         the namespace and times its own checksum vouches for (selection.py).
-        Newest snapshot first (`newest_first`)."""
-        good, bad = self._scan_manifests()
+        Newest snapshot first (`newest_first`). `light`: plain ones without
+        `tables` (envelope.unpack_checked), all checked as ever."""
+        good, bad = self._scan_manifests(light)
         entries = [m for m in good if namespace is None or m["namespace"] == namespace]
         entries += [e for e in bad if may_be_of(e, namespace)]
         return sorted(entries, key=newest_first, reverse=True)
@@ -419,7 +420,8 @@ class Repository(LocksAndPrune):
         `what`, for the NOT_FOUND when none does)."""
         return choose(self, namespace, backup_id, as_of, accept, what)
 
-    def _scan_manifests(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _scan_manifests(self, light: bool = False) -> tuple[list[dict[str, Any]],
+                                                            list[dict[str, Any]]]:
         self._readable()
         sizes = manifest_sizes(self.target) if self.target.kind == "s3" else None
         good, bad, gone = scan_manifests(
@@ -427,7 +429,7 @@ class Repository(LocksAndPrune):
             lambda backup_id, limit: self._read_small(
                 manifest_path(self.target.base, backup_id), limit),
             lambda data, backup_id: envelope.unpack_checked(
-                data, backup_id, lambda key_id: self._open_key(key_id, backup_id), False
+                data, backup_id, lambda key_id: self._open_key(key_id, backup_id), False, light
             ),
             self.uri, parallel=sizes is not None, sizes=sizes,
         )

@@ -11,7 +11,7 @@ import pytest
 
 from storage.backup import Repository, envelope, resolve_target
 
-from .conftest import MakeFile, manifest_doc
+from .conftest import MakeFile, manifest_doc, stored_as
 
 
 def _path(repo: Repository, backup_id: str) -> Path:
@@ -116,3 +116,33 @@ def test_a_prune_takes_the_objects_of_a_listed_manifest_without_copying_it_out(
     assert repo.referenced_objects() == {s.sha256 for s in sources}
     _path(repo, "bk-1").unlink()
     assert repo.referenced_objects() == {sources[0].sha256}
+
+
+@pytest.mark.parametrize("cold", [True, False])
+def test_a_light_listing_is_the_listing_without_tables(
+        root: Path, make_file: MakeFile, cold: bool) -> None:
+    """SHOW BACKUPS IN lists `light` (headers: no table's schemas and files
+    copied out of the memo), checked as ever: the same entries less `tables`;
+    a damaged one listed as damaged; an encrypted one opened keeps them."""
+    repo = _repo(root, "main", "zstd")
+    sources = [make_file(size=100)]
+    repo.put_file(sources[0].path)
+    for i in range(2):
+        repo.write_manifest(manifest_doc(f"bk-{i}", sources))
+    _path(repo, "bk-9").write_bytes(_path(repo, "bk-1").read_bytes())  # names bk-1
+    if cold:
+        envelope.forget_all()
+    whole, light = repo.listing("app"), repo.listing("app", light=True)
+    assert [m["backup_id"] for m in light] == [m["backup_id"] for m in whole]
+    assert sorted(m["backup_id"] for m in light) == ["bk-0", "bk-1", "bk-9"]
+    for w, m in zip(whole, light, strict=True):
+        if w["backup_id"] == "bk-9":
+            assert "names backup 'bk-1'" in m["error"] and m == w
+        else:
+            assert "tables" in w and m == {k: v for k, v in w.items() if k != "tables"}
+    secret = Repository(resolve_target("sealed", [str(root)], {}), passphrase="pass phrase 1")
+    doc = manifest_doc("bk-5", sources)
+    stored_as(doc["tables"][0], [secret.put_file(sources[0].path)])
+    secret.write_manifest(doc)
+    (sealed,) = secret.listing("app", light=True)
+    assert sealed["encrypted"] is True and sealed["tables"]
