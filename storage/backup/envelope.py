@@ -249,7 +249,7 @@ def _keep(key: tuple[str, bytes], m: dict[str, Any]) -> None:
         if key not in _cache:
             _cache[key] = (packed, light, oids)
             _cache_bytes += _size(packed, light, oids)
-            while _cache_bytes > CACHE_MAX_BYTES:
+            while _cache_bytes > CACHE_MAX_BYTES and _cache:
                 _, gone = _cache.popitem(last=False)
                 _cache_bytes -= _size(*gone)
 

@@ -36,7 +36,7 @@ def test_a_manifest_listed_is_not_parsed_again_to_be_restored(
     for s in sources:
         repo.put_file(s.path)
     repo.write_manifest(manifest_doc("bk-1", sources))
-    envelope._cache.clear()  # a process that has read nothing yet
+    envelope.forget_all()  # a process that has read nothing yet
     listed = repo.listing("app")
 
     def parsed(*_: Any, **__: Any) -> None:
