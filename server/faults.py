@@ -15,7 +15,9 @@ manifests are in the target, the lock gone, the catalog does not list the backup
 restore.before_object, verify.after_read (VERIFY BACKUP: every object read, the
 report made, the target not looked at again),
 restore.mid_object, restore.check_file (a fetched file's check, in the job
-process: before file `index`), restore.before_install, restore.after_install,
+process: before file `index`), check.reading (VERIFY or a RESTORE's check, in a
+job process: the process has told the server it reads file `key` now, and
+reads it next; storage/backup/crash_marks.py), restore.before_install, restore.after_install,
 prune.before_delete (DROP BACKUP or keep_last: the doomed objects are decided,
 none deleted yet; the target's prune lock is held), archive.before_segment
 (changes read from the log, no segment written), archive.after_segment (the

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from catalog.errors import Cancelled
-from storage import jobproc
+from storage import jobblame, jobproc
 from storage.backup.stoppable import stoppable
 
 from .jobcontext import JobContext
@@ -28,13 +28,17 @@ T = TypeVar("T")
 
 def job_call(ctx: JobContext, kind: str, fn: Callable[..., T], /, *args: Any,
              here: bool = False, late: Callable[[], None] | None = None,
-             **kwargs: Any) -> T:
+             blame: bool = False, **kwargs: Any) -> T:
     """`jobproc.call(ctx, fn, ...)`; on this server's threads against an
     object-storage target (`kind` "s3"), one a KILL or CANCEL abandons: the
     job's `left_call` is then set, so the clean-up after it does not wait on
-    that target too (server/jobs.py)."""
+    that target too (server/jobs.py). `blame`: `fn` checks files and takes
+    `blamed` (storage/jobblame.py: run again when its process dies on one)."""
     if kind != "s3" or not (here or jobproc.mode() == "off"):
-        return jobproc.call(ctx, fn, *args, here=here, **kwargs)
+        run_call = jobblame.call if blame else jobproc.call
+        return run_call(ctx, fn, *args, here=here, **kwargs)
+    if blame:
+        kwargs["blamed"] = jobblame.blamed()
     ended = threading.Event()
 
     def run() -> T:

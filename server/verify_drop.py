@@ -61,7 +61,7 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
             report = job_call(ctx, repo.target.kind, verify_backup_of, repo,
                               stmt.backup_id, jobproc.WORK,
                               spent=throttle.spent if throttled else None, here=throttled,
-                              seq_now=cairn.catalog.last_seq())
+                              seq_now=cairn.catalog.last_seq(), blame=True)
         except NotFound:
             forget_gone(cairn, repo, backup_id=stmt.backup_id)  # another server dropped it
             raise

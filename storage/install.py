@@ -33,7 +33,7 @@ from catalog import Batch, DataFile, Namespace, Table, TableSchema
 from catalog.errors import AlreadyExists, BackupInvalid, Cancelled, InvalidArgument, NotFound
 from catalog.ids import new_id
 
-from . import clock_floor, jobproc, nanstats, schema
+from . import clock_floor, jobblame, jobproc, nanstats, schema
 from .backup.fetched_checks import first_problem
 from .backup.restored import restored_namespace
 from .backup.restored_tables import recorded
@@ -238,7 +238,8 @@ def _check_contents(registry: Registry, restore: Restore, records: list[DataFile
                for f in t.files}
     items = [(str(registry.files.abs(rec.path)), *entries[(rec.table_uid, rec.sha256)])
              for rec in records]
-    if items and (wrong := jobproc.call(work, first_problem, items, jobproc.WORK)) is not None:
+    if items and (wrong := jobblame.call(work, first_problem, items, jobproc.WORK,
+                                         restore.manifest.backup_id)) is not None:
         raise BackupInvalid(wrong)
 
 

@@ -90,6 +90,12 @@ class RemoteWork:
     def waiting(self, what: str | None) -> None:
         """Nothing: no work of a job process waits for a table's lock."""
 
+    def reading(self, mark: str | None) -> None:
+        """The file whose contents are read now (None: none), told to the
+        server before the read: should this process die in it, the server
+        knows on which (storage/backup/crash_marks.py)."""
+        self.send(("reading", mark))
+
 
 class _Forward(logging.Handler):
     """The job process's log records, to the server's own logging (its format,

@@ -14,6 +14,8 @@ class Lost(CairnError):
 
     code, status = Unavailable.code, Unavailable.status
     sqlstate: str | None = "58000"
+    # The file whose contents it was reading, if any (backup/crash_marks.py).
+    reading: str | None = None
 
 
 class Killed(Lost, Cancelled):

@@ -317,6 +317,7 @@ class _Process:
         self._clock = priority.SchedClock(self.proc.pid)
         self._samples: list[tuple[float, int, int]] = []  # (time, ns on a CPU, ns queued)
         self._sends = 0  # messages sent to it but the calls (KILL, PAUSE, answers)
+        self.reading: str | None = None  # the call's file being read (crash_marks.py)
 
     @property
     def pid(self) -> int:
@@ -334,8 +335,10 @@ class _Process:
         if self._cancelled_at is not None:
             return Killed(f"the job was cancelled; its job process was stopped "
                           f"(exit status {self.proc.returncode})")
-        return Lost(f"the job process ended in the middle of its work "
+        lost = Lost(f"the job process ended in the middle of its work "
                     f"(exit status {self.proc.returncode})")
+        lost.reading = self.reading  # the file it was reading (jobblame.py)
+        return lost
 
     def run(self, work: Work, fn: Callable[..., T], args: tuple[Any, ...],
             kwargs: Mapping[str, Any], armed: frozenset[str]) -> T:
@@ -343,6 +346,7 @@ class _Process:
         self.clean = False
         self._cancelled_at = None
         self._paused = False
+        self.reading = None
         self._samples.clear()
         # The first sample SAMPLE_SECONDS in: most calls (a small BACKUP's
         # store, keep_last's listing) are over by then, and reading the
@@ -382,6 +386,8 @@ class _Process:
                     work.progress(**msg[1])
                 elif kind == "log":
                     relog(*msg[1:])
+                elif kind == "reading":
+                    self.reading = msg[1]
                 elif kind in ("fault", "park"):
                     try:
                         if kind == "fault":

@@ -20,21 +20,29 @@ from __future__ import annotations
 from typing import Any
 
 from ..work import Work
-from . import footers
+from . import crash_marks, footers
 from .contents import problem, tail_of, values_problem
 
 
-def first_problem(items: list[tuple[str, Any, Any]], work: Work) -> str | None:
+def first_problem(items: list[tuple[str, Any, Any]], work: Work, backup_id: str = "",
+                  blamed: frozenset[str] = frozenset()) -> str | None:
     """None when each (`path`, file entry, table entry) of `items` is the file
     its entry describes, else what is wrong with the first that is not. One
     file at a time: both readers decode every column (~100 MB at a peak for
     a file of 1,000-byte values; two at once took a restore's peak +350 MB).
-    `work`: the job's (jobproc.WORK), met before each file."""
-    for index, (path, f, t) in enumerate(items):
-        work.fault("restore.check_file", index=index)
-        work.check_cancelled()
-        wrong = (problem(tail_of(path, footers.bound(t, f).tail), f, t)
-                 or values_problem(path, f, t))
-        if wrong is not None:
-            return wrong
+    `work`: the job's (jobproc.WORK), met before each file. A file of
+    `backup_id` in `blamed` is not read: its job process died on it each
+    time (crash_marks.py)."""
+    with crash_marks.marking(work, blamed):
+        for index, (path, f, t) in enumerate(items):
+            work.fault("restore.check_file", index=index)
+            work.check_cancelled()
+            wrong = crash_marks.blamed(backup_id, f.content_sha256,
+                                       f"file {f.content_sha256} of table '{t.name}'")
+            if wrong is None:
+                with crash_marks.reading(backup_id, f.content_sha256):
+                    wrong = (problem(tail_of(path, footers.bound(t, f).tail), f, t)
+                             or values_problem(path, f, t))
+            if wrong is not None:
+                return wrong
     return None

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from ..work import Work
-from . import footers
+from . import crash_marks, footers
 from .contents import Capture, Tail, values_problem
 from .contents import problem as content_problem
 from .objects import ObjectStore
@@ -134,7 +134,7 @@ def verify_objects(
             errors += memo[key]
         else:
             found, intact = _check_object(store, check, obj, used, on_bytes, should_stop,
-                                          scratch_dir)
+                                          scratch_dir, typed.backup_id)
             # Intact: exactly its size was read. A copier killed mid-object had
             # its bytes counted before the read began again here: bytes_checked
             # (and the job's bytes) went past the backup's. Damaged: no more
@@ -157,8 +157,8 @@ def verify_objects(
 
 def _check_object(store: ObjectStore | Checker, check: Checker, obj: dict[str, Any],
                   used: list[tuple[FileEntry, TableEntry]], on_bytes: OnBytes,
-                  should_stop: ShouldStop | None, scratch_dir: str | None
-                  ) -> tuple[list[str], bool]:
+                  should_stop: ShouldStop | None, scratch_dir: str | None,
+                  backup_id: str = "") -> tuple[list[str], bool]:
     """What is wrong with one object: as stored, then its content for the files
     using it; and whether it is intact as stored (its bytes all read)."""
     tail = Capture(scratch_dir, footers.tail_for(used)) if used else Tail(0)
@@ -167,37 +167,52 @@ def _check_object(store: ObjectStore | Checker, check: Checker, obj: dict[str, A
         if problem is not None:
             return [problem], False
         if isinstance(tail, Capture):  # files use it
-            return _content_problems(store, obj, tail, used), True
+            return _content_problems(store, obj, tail, used, backup_id), True
         return [], True
     finally:
         tail.close()
 
 
 def _content_problems(store: ObjectStore | Checker, obj: dict[str, Any], tail: Capture,
-                      used: list[tuple[FileEntry, TableEntry]]) -> list[str]:
-    """What is wrong with an intact object's content for the files that use it."""
+                      used: list[tuple[FileEntry, TableEntry]], backup_id: str) -> list[str]:
+    """What is wrong with an intact object's content for the files that use it
+    (one its job process died on each time it read it: crash_marks.py)."""
     out = []
     last = tail.bytes()
     for f, t in used:
-        wrong = content_problem(last, f, t)
-        if wrong is None:
-            content = tail.content()
-            if content is not None:
-                wrong = values_problem(content, f, t)
-            elif isinstance(store, ObjectStore):  # a copier read it: a local raw object
-                with store.open_local(obj["oid"]) as local:
-                    wrong = values_problem(local, f, t)
+        wrong = crash_marks.blamed(backup_id, f.content_sha256,
+                                   f"file {f.content_sha256} of table '{t.name}'")
+        if wrong is not None:
+            out.append(wrong)
+            continue
+        with crash_marks.reading(backup_id, f.content_sha256):
+            wrong = _file_problem(store, obj, tail, last, f, t)
         if wrong is not None:
             out.append(wrong)
     return out
 
 
+def _file_problem(store: ObjectStore | Checker, obj: dict[str, Any], tail: Capture,
+                  last: bytes, f: FileEntry, t: TableEntry) -> str | None:
+    wrong = content_problem(last, f, t)
+    if wrong is None:
+        content = tail.content()
+        if content is not None:
+            wrong = values_problem(content, f, t)
+        elif isinstance(store, ObjectStore):  # a copier read it: a local raw object
+            with store.open_local(obj["oid"]) as local:
+                wrong = values_problem(local, f, t)
+    return wrong
+
+
 def verify_backup_of(repo: Any, backup_id: str, work: Work,
                      spent: Callable[[int], None] | None = None,
-                     seq_now: int = 0) -> VerifyReport:
+                     seq_now: int = 0, blamed: frozenset[str] = frozenset()
+                     ) -> VerifyReport:
     """VERIFY BACKUP's work on a Repository, reporting to the job's `work`
     (what a job process runs: storage/jobproc.py); `spent` is told the bytes
-    read (a throttle's, as write_backup's)."""
+    read (a throttle's, as write_backup's). The files of `blamed` are not
+    read: their job process died on each (crash_marks.py)."""
     last = 0
 
     def on_progress(p: Progress) -> None:
@@ -209,5 +224,6 @@ def verify_backup_of(repo: Any, backup_id: str, work: Work,
             spent(max(0, p.bytes_done - last))
             last = p.bytes_done
 
-    return repo.verify(backup_id, on_progress=on_progress,  # type: ignore[no-any-return]
-                       should_stop=lambda: work.cancelled, seq_now=seq_now)
+    with crash_marks.marking(work, blamed):
+        return repo.verify(backup_id, on_progress=on_progress,  # type: ignore[no-any-return]
+                           should_stop=lambda: work.cancelled, seq_now=seq_now)

@@ -1,0 +1,70 @@
+"""Which file a job process is reading when it dies (VERIFY and RESTORE).
+
+A file's contents are read by pyarrow and DuckDB (contents.py), C++ readers
+that a crafted file may make end their process: a segfault, an abort, memory
+past what the machine has (the OOM killer). In a job process
+(storage/jobproc.py) that is no harm to the server, but it was 503 "may work
+when run again" on every VERIFY and every RESTORE of that backup, never the
+BACKUP_INVALID naming the file a damaged file gets.
+
+So before a file's contents are read, the job process tells the server which
+(`reading`): a message on its socket, read by the server even after the
+process is gone. A call whose process died with a file marked is run again
+(storage/jobblame.py); a file its process died on BLAME_AFTER times, in the
+same backup, is not read again: the check says it is damaged, naming it, as
+VERIFY and RESTORE both do. A process killed for another reason (an
+operator's kill -9, the OOM killer after another process's memory) dies on a
+file once, then the check run again reads it and passes.
+
+`marking` is set around a call's checks (verify_backup_of, first_problem),
+on the thread that runs them; with no marking (VERIFY ARCHIVE's bases, the
+job's work in the server) nothing is sent and nothing is blamed."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+_state = threading.local()
+
+
+def key(backup_id: str, content_sha256: str) -> str:
+    """A file of a backup, as the marks name it (its content's digest)."""
+    return f"{backup_id}/{content_sha256}"
+
+
+@contextlib.contextmanager
+def marking(work: Any, blamed: frozenset[str] = frozenset()) -> Iterator[None]:
+    """The checks within report the file they read to `work` (a job process's
+    RemoteWork: `reading`), and take the files of `blamed` as damaged."""
+    _state.work, _state.blamed = work, blamed
+    try:
+        yield
+    finally:
+        _state.work, _state.blamed = None, frozenset()
+
+
+def blamed(backup_id: str, content_sha256: str, what: str) -> str | None:
+    """The problem of a file the job process died on each time it read it,
+    else None (`what` names the file and its table, as contents.py does)."""
+    if key(backup_id, content_sha256) not in getattr(_state, "blamed", frozenset()):
+        return None
+    return (f"{what} cannot be read: the job process reading it ended each time "
+            "(a crash or out of memory in the Parquet readers)")
+
+
+@contextlib.contextmanager
+def reading(backup_id: str, content_sha256: str) -> Iterator[None]:
+    """Around the read of one file's contents: the server knows it is this one."""
+    work: Any = getattr(_state, "work", None)
+    tell = getattr(work, "reading", None)
+    if work is None or tell is None:
+        yield
+        return
+    mark = key(backup_id, content_sha256)
+    tell(mark)
+    work.fault("check.reading", key=mark)
+    yield
+    tell(None)

@@ -1,0 +1,89 @@
+"""A file that ends the job process reading it, every time (VERIFY, RESTORE).
+
+A job process tells the server which file's contents it reads
+(storage/backup/crash_marks.py). `call` runs a check in a job process as
+jobproc.call does; should the process die with a file marked, the death is
+counted against that file of that backup and the check is run again, in a
+new process. A file that BLAME_AFTER processes died on is not read again:
+the check reports it damaged, naming it, so VERIFY says invalid and RESTORE
+refuses BACKUP_INVALID, as for any damaged file, and the two agree (they
+share the count: a VERIFY that blamed a file makes the next RESTORE refuse
+it at once). A death with no file marked (the process killed between files,
+or while it hashed bytes), and one after KILL JOB, end the call as before
+(503; cancelled). A process killed once from outside on a file (kill -9, the
+OOM killer for another process's memory) is followed by a check that reads
+the file again and passes: the count of a file read through goes. The
+counts live in the server's memory (a restart forgets them: the file is
+then read again, and blamed again)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from . import jobproc
+from .joblost import Killed, Lost
+from .work import Work
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BLAME_AFTER = 2  # deaths on one file of one backup before it is reported damaged
+MOST_DEATHS = 4  # job processes one call may lose to marked files before it gives up
+KEPT = 10_000  # files with deaths remembered (the oldest forgotten past it)
+
+_deaths: dict[str, int] = {}  # crash_marks.key -> job processes that died reading it
+_guard = threading.Lock()
+
+
+def blamed() -> frozenset[str]:
+    with _guard:
+        return frozenset(k for k, n in _deaths.items() if n >= BLAME_AFTER)
+
+
+def died(mark: str) -> int:
+    """One more job process ended reading `mark`; the count now."""
+    with _guard:
+        n = _deaths.pop(mark, 0) + 1
+        _deaths[mark] = n  # the newest last: the oldest go first past KEPT
+        while len(_deaths) > KEPT:
+            del _deaths[next(iter(_deaths))]
+        return n
+
+
+def _read_through(before: frozenset[str], marks: set[str]) -> None:
+    """A call that ended: the files it died on once and then read pass."""
+    with _guard:
+        for mark in marks - before:
+            if _deaths.get(mark, 0) < BLAME_AFTER:
+                _deaths.pop(mark, None)
+
+
+def call(job: Work, fn: Callable[..., T], /, *args: Any, here: bool = False,
+         **kwargs: Any) -> T:
+    """`jobproc.call(job, fn, *args, blamed=…, **kwargs)`: `fn` takes the
+    files to blame (crash_marks.marking) as `blamed`; run again while its
+    process dies on a file (module doc)."""
+    marks: set[str] = set()
+    for _ in range(MOST_DEATHS):
+        before = blamed()
+        try:
+            result = jobproc.call(job, fn, *args, blamed=before, here=here, **kwargs)
+        except Killed:
+            raise
+        except Lost as exc:
+            if exc.reading is None:
+                raise
+            n = died(exc.reading)
+            marks.add(exc.reading)
+            log.warning("a job process ended while reading file %s (%d time%s): %s", exc.reading,
+                        n, "" if n == 1 else "s",
+                        "it is reported damaged" if n >= BLAME_AFTER else "read again")
+            continue
+        _read_through(before, marks)
+        return result
+    raise Lost(f"the job process ended {MOST_DEATHS} times while reading the backup's files; "
+               "see the log for which")

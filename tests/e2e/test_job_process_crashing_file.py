@@ -1,0 +1,94 @@
+"""A file that ends the job process reading it each time (a crafted Parquet
+file that crashes a reader, or takes memory past the machine's): VERIFY says
+invalid naming it, RESTORE refuses it BACKUP_INVALID, and they agree
+(storage/jobblame.py, storage/backup/crash_marks.py). Simulated with the
+fault point met just before a file's contents are read, which kills the
+job process, as such a file would."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from server import faults
+from server.config import Config
+from storage import jobblame, jobproc
+from tests.helpers import err, fill, ok, rows
+
+
+@pytest.fixture
+def cairn_config(cairn_config: Config) -> Config:
+    cairn_config.jobs.job_process = "nice"  # not starved by the suite's other worker
+    return cairn_config
+
+
+@pytest.fixture(autouse=True)
+def fresh_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobblame, "_deaths", {})
+
+
+class Crasher:
+    """At `check.reading`: kills the job process when it reads the file
+    `sha` of `backup_id` (`times` times at most; None: every time)."""
+
+    def __init__(self) -> None:
+        self.sha = ""
+        self.times: int | None = None
+        self.kills = 0
+        self.read: list[str] = []
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        self.read.append(info["key"])
+        if info["key"].endswith("/" + self.sha) and (self.times is None
+                                                    or self.kills < self.times):
+            self.kills += 1
+            for pid in jobproc.busy():
+                os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_file_that_kills_its_job_process_each_time_is_invalid_in_verify_and_restore(
+        client: Any) -> None:
+    await fill(client, files=2, rows=20)
+    first = (await rows(client, "BACKUP DATABASE app TO 'nightly'"))[0]["backup_id"]
+    await fill(client, files=1, rows=20, start=1000)
+    second = (await rows(client, "BACKUP DATABASE app TO 'nightly'"))[0]["backup_id"]
+    crash = Crasher()
+    faults.register("check.reading", crash)
+    try:
+        report = (await rows(client, f"VERIFY BACKUP '{first}'"))[0]
+        assert report["is_valid"] is True and len(crash.read) == 2, (report, crash.read)
+        crash.sha = crash.read[1].rsplit("/", 1)[1]
+
+        # Killed once on the file (kill -9 from outside, the OOM killer):
+        # the check is run again, reads it through, and the backup is valid.
+        crash.times = 1
+        report = (await rows(client, f"VERIFY BACKUP '{first}'"))[0]
+        assert report["is_valid"] is True and crash.kills == 1, report
+
+        # Killed each time the file is read: RESTORE refuses it, naming it
+        # (and leaves nothing); VERIFY agrees at once, without reading it
+        # again (the other way round: the VERIFY ARCHIVE test below).
+        crash.times, crash.kills = None, 0
+        message = await err(client, f"RESTORE DATABASE app FROM 'nightly' AS copy1 "
+                                     f"WITH (backup_id = '{first}')", "BACKUP_INVALID")
+        assert crash.sha in message and "job process" in message, message
+        assert crash.kills == jobblame.BLAME_AFTER
+        assert not await rows(client, "SELECT namespace FROM system.namespaces "
+                                      "WHERE namespace = 'copy1'")
+        report = (await rows(client, f"VERIFY BACKUP '{first}'"))[0]
+        assert report["is_valid"] is False, report
+        (error,) = report["errors"]
+        assert error == message and crash.kills == jobblame.BLAME_AFTER, (error, message)
+        # The same file in another backup counts apart: read there, valid.
+        crash.sha = ""
+        assert (await rows(client, f"VERIFY BACKUP '{second}'"))[0]["is_valid"] is True
+    finally:
+        faults.clear()
+    # The fault gone (a restart forgets the counts too): the backups are whole.
+    jobblame._deaths.clear()
+    assert (await rows(client, f"VERIFY BACKUP '{first}'"))[0]["is_valid"] is True
+    await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS copy3 WITH (backup_id = '{second}')")
+    assert (await rows(client, "SELECT count(*) AS n FROM copy3.blobs"))[0]["n"] == 60
