@@ -156,16 +156,19 @@ def call(job: Work, fn: Callable[..., T], /, *args: Any, here: bool = False,
     thread instead when `here`, when job processes are off, or when none can
     start. Only the fault points `job.armed` names (when it has that
     attribute: the server's JobContext) are sent back to run here. Raises what
-    `fn` raised, or Lost."""
-    for attempt in (1, 2):
-        proc = None if here or _mode == "off" else _take()
+    `fn` raised, or Lost. A process that had ended before it got the call
+    (nothing of it ran) does not fail it: the kept ones are tried, then one
+    started for the call (the busy and the ready one killed together made a
+    DROP 503)."""
+    for attempt in range(KEEP + 2):
+        proc = None if here or _mode == "off" else _take(fresh=attempt > KEEP)
         if proc is None:
             return fn(*_bind(args, job), **dict(zip(kwargs, _bind(kwargs.values(), job),
                                                     strict=True)))
         try:
             return _run(proc, job, fn, args, kwargs)
         except _NotSent:
-            if attempt == 2:
+            if attempt > KEEP:
                 raise
             # A kept process that had ended while it waited: the next one.
     raise AssertionError("unreachable")
@@ -191,14 +194,16 @@ def _bind(values: Any, work: Any) -> list[Any]:
     return [work if isinstance(v, _Work) else v for v in values]
 
 
-def _take() -> _Process | None:
+def _take(fresh: bool = False) -> _Process | None:
     with _guard:
-        proc = _pop()
+        proc = None if fresh else _pop()
     if proc is not None:
         return proc
     try:
-        # On the starter's thread, after a process `ready` is starting: that one.
-        return _on_starter(_get).result()  # type: ignore[no-any-return]
+        # On the starter's thread, after a process `ready` is starting: that one
+        # (`fresh`: one started for this call).
+        return _on_starter(  # type: ignore[no-any-return]
+            (lambda: _Process(_level())) if fresh else _get).result()
     except OSError as exc:
         log.warning("no job process (%s); the job runs in the server", exc)
         return None

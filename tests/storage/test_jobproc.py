@@ -183,6 +183,29 @@ def test_a_kept_process_that_ended_is_replaced_and_a_live_one_is_never_polled(
     assert polls == []
 
 
+def test_a_call_whose_kept_processes_all_ended_runs_in_a_new_one(monkeypatch: Any) -> None:
+    """Every kept process killed at once (the busy one given back and the
+    ready one, `kill -9` of all job processes): nothing of the call ran in
+    them, so the call is not failed for it (a DROP BACKUP was 503 "the job
+    process had ended"): after the kept ones, a process started for it."""
+    monkeypatch.setattr(jobproc, "KEEP", 2)
+    jobproc.ready()
+    jobproc._on_starter(lambda: None).result()
+    kept = [p.pid for p in jobproc._idle]
+    assert len(kept) == 2, kept
+    for pid in kept:
+        os.kill(pid, signal.SIGKILL)
+    for pid in kept:  # dead (zombies: nobody waited for them yet)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.02)
+    assert jobproc.call(Job(), os.getpid) not in (os.getpid(), *kept)
+    assert all(gone(pid) for pid in kept)
+
+
 def test_a_kill_the_function_ignores_ends_the_process(monkeypatch: Any, tmp_path: Path) -> None:
     monkeypatch.setattr(jobproc, "KILL_GRACE", 0.5)
     jobproc.call(Job(), policy_and_pid)  # a process ready, with this module imported
