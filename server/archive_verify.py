@@ -18,14 +18,16 @@ from typing import Any
 
 from catalog import Archive
 from catalog.errors import BackupInvalid, NotFound
+from storage import jobproc
 from storage.archive import damaged, pitr, replay, store
 from storage.archive.blocks import Entry
 from storage.archive.segment import MAX_US, SegmentName
 from storage.backup import PassphraseError, Repository
 from storage.backup.schema import load, to_doc
-from storage.backup.verify import Memo, Progress, verify_objects
+from storage.backup.verify import Memo, verify_bases, verify_objects
 
 from . import archive_keys
+from .jobcalls import job_call
 from .jobs import JobContext
 
 MAX_ERRORS = 100
@@ -157,12 +159,10 @@ def verify(repo: Repository, namespace: str, ctx: JobContext | None = None,
         errors += [pitr.gap_problem(*gap) for gap in pitr.gaps(runs, bases)]  # as RESTORE's
         all_runs += runs
     done, done_bytes = checked, nbytes
-    memo: Memo = {}  # an object the bases share is read once (N bases: N^2/2 reads)
-    for _, m in sorted(manifests.items()):  # each base's objects: what RESTORE copies
-        if m is not None:
-            errors += _base_objects(repo, m, (done, done_bytes), ctx, seq_now, memo)
-            done += len(m["objects"])
-            done_bytes += sum(int(o["size"]) for o in m["objects"])
+    # Each base's objects, what RESTORE copies: an object the bases share is
+    # read once (N bases: N^2/2 reads).
+    errors += _base_objects(repo, [m for _, m in sorted(manifests.items()) if m is not None],
+                            (done, done_bytes), ctx, seq_now)
     for d in broken:  # a base that cannot be read: its window is not restorable
         hit = [r for r in all_runs if damaged.may_base(d, r)]
         if hit:
@@ -323,20 +323,26 @@ class _Replay:
         self.broken = True
 
 
-def _base_objects(repo: Repository, m: dict[str, Any], done: tuple[int, int],
-                  ctx: JobContext | None, seq_now: int, memo: Memo) -> list[str]:
-    """What is wrong with the objects of base backup `m` (its manifest), as
-    VERIFY BACKUP says it: a RESTORE as_of from it refuses exactly these.
-    `done`: the files and bytes the job has read before them."""
-
-    def progress(p: Progress) -> None:
-        if ctx is not None:
-            ctx.progress(files_done=done[0] + p.files_done, bytes_done=done[1] + p.bytes_done)
-
-    report = verify_objects(repo.store, m, progress,
-                            None if ctx is None else lambda: ctx.cancelled,
-                            scratch_dir=repo.scratch_dir, seq_now=seq_now, memo=memo)
-    return [f"base backup {m['backup_id']}: {e}" for e in report.errors]
+def _base_objects(repo: Repository, bases: list[dict[str, Any]], done: tuple[int, int],
+                  ctx: JobContext | None, seq_now: int) -> list[str]:
+    """What is wrong with the objects of the base backups `bases` (their
+    manifests), as VERIFY BACKUP says it: a RESTORE as_of from one refuses
+    exactly these. `done`: the files and bytes the job has read before them.
+    In a job process (verify_bases): read in the server, a file that crashed
+    the Parquet readers ended the server, and one that took gigabytes to read
+    took them there, where a RESTORE's check of it ended only its job process."""
+    if not bases:
+        return []
+    if ctx is None:
+        memo: Memo = {}
+        found = [verify_objects(repo.store, m, scratch_dir=repo.scratch_dir, seq_now=seq_now,
+                                memo=memo).errors for m in bases]
+    else:
+        keys = [k.key_id for k in repo.store.keyring]
+        found = job_call(ctx, repo.target.kind, verify_bases, repo, bases, jobproc.WORK,
+                         seq_now, done, keys, blame=True)
+    return [f"base backup {m['backup_id']}: {e}" for m, errors in zip(bases, found, strict=True)
+            for e in errors]
 
 
 def _replays(repo: Repository, namespace: str, bases: list[store.Base],

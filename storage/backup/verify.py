@@ -227,3 +227,33 @@ def verify_backup_of(repo: Any, backup_id: str, work: Work,
     with crash_marks.marking(work, blamed):
         return repo.verify(backup_id, on_progress=on_progress,  # type: ignore[no-any-return]
                            should_stop=lambda: work.cancelled, seq_now=seq_now)
+
+
+
+def verify_bases(repo: Any, manifests: list[dict[str, Any]], work: Work, seq_now: int,
+                 done: tuple[int, int], key_ids: list[str],
+                 blamed: frozenset[str] = frozenset()) -> list[list[str]]:
+    """VERIFY ARCHIVE's check of its base backups' objects (their manifests,
+    read and checked by the server), each as VERIFY BACKUP checks one; what
+    is wrong with each. In a job process (storage/jobproc.py), as VERIFY
+    BACKUP and a RESTORE's check run: the Parquet readers' memory, and a file
+    that crashes them, are that process's, not the server's. An object the
+    bases share (with the same files) is read once (verify_objects' memo).
+    `done`: the files and bytes the job read before; `key_ids`: the keys the
+    server opened for them (a pickled Repository carries none: keyring.py)."""
+    for key_id in key_ids:
+        repo._open_key(key_id, manifests[0]["backup_id"])
+    memo: Memo = {}
+    files, nbytes = done
+    out = []
+    with crash_marks.marking(work, blamed):
+        for m in manifests:
+            def progress(p: Progress, at: tuple[int, int] = (files, nbytes)) -> None:
+                work.progress(files_done=at[0] + p.files_done, bytes_done=at[1] + p.bytes_done)
+
+            report = verify_objects(repo.store, m, progress, lambda: work.cancelled,
+                                    scratch_dir=repo.scratch_dir, seq_now=seq_now, memo=memo)
+            out.append(report.errors)
+            files += len(m["objects"])
+            nbytes += sum(int(o["size"]) for o in m["objects"])
+    return out

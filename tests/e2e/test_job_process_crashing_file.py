@@ -7,6 +7,7 @@ job process, as such a file would."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from server import faults
 from server.config import Config
 from storage import jobblame, jobproc
+from tests.archive.test_archiving import FAST, wait_shipped
 from tests.helpers import err, fill, ok, rows
 
 
@@ -92,3 +94,35 @@ async def test_a_file_that_kills_its_job_process_each_time_is_invalid_in_verify_
     assert (await rows(client, f"VERIFY BACKUP '{first}'"))[0]["is_valid"] is True
     await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS copy3 WITH (backup_id = '{second}')")
     assert (await rows(client, "SELECT count(*) AS n FROM copy3.blobs"))[0]["n"] == 60
+
+
+async def test_verify_archive_reads_its_bases_in_a_job_process_and_agrees_with_restore(
+        client: Any) -> None:
+    """VERIFY ARCHIVE read its bases' files in the server: a file that
+    crashed the Parquet readers ended the server (its memory was the
+    server's), where a RESTORE as_of's check of it ended a job process."""
+    await fill(client, files=1, rows=20)
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.blobs VALUES (5000, 'late')")
+    [now] = await rows(client, "SELECT strftime(now(), '%Y-%m-%dT%H:%M:%S.%fZ') AS t")
+    await wait_shipped(client, timeout=60)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    crash = Crasher()
+    faults.register("check.reading", crash)
+    try:
+        busy: list[list[int]] = []
+        faults.register("check.reading", lambda info: (busy.append(jobproc.busy()),
+                                                       crash(info)))
+        report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+        assert report["is_valid"] is True, report
+        assert busy and all(len(pids) == 1 and os.getpid() not in pids for pids in busy)
+        crash.sha = crash.read[0].rsplit("/", 1)[1]
+        report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+        assert report["is_valid"] is False and crash.kills == jobblame.BLAME_AFTER, report
+        assert crash.sha in json.dumps(report["errors"]) and "job process" in json.dumps(
+            report["errors"]), report
+        message = await err(client, f"RESTORE DATABASE app FROM 'arch' AS copy1 "
+                                     f"WITH (as_of = '{now['t']}')", "BACKUP_INVALID")
+        assert crash.sha in message and crash.kills == jobblame.BLAME_AFTER, message
+    finally:
+        faults.clear()
