@@ -39,8 +39,10 @@ def drop_beyond(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: str,
     job's row and the catalog stay here. The ids dropped, and those of the
     manifests it could not read (`keep_newest`)."""
     running = _running_archive(cairn, namespace) if repo.target.kind != "archive" else None
-    # Should the process die from here on, start-up sweeps the target (cleanups).
-    ctx.set(durable=True, cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
+    # Should the process die from here on, start-up sweeps the target (cleanups),
+    # the archived changes the drops leave without a base too (ARCHIVED).
+    ctx.set(durable=True, cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True,
+                                   **archived_of(repo, namespace)})
     # keep_newest(archive_id) is `running == archive_id`, picklable.
     prune = (None if repo.target.kind == "archive"
              else partial(archived.prune, keep_newest=partial(operator.eq, running)))
@@ -84,8 +86,10 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     What reads, lists and deletes in the target runs in a job process
     (storage/backup/drops.py); the job's row and the catalog stay here."""
     namespace, oids = plan_drop(cairn, ctx, repo, backup_id)  # 409 while still written
-    # Should the process die from here on, start-up sweeps the target (cleanups).
-    ctx.set(durable=True, cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True})
+    # Should the process die from here on, start-up sweeps the target (cleanups),
+    # the archived changes the drop leaves without a base too (ARCHIVED).
+    ctx.set(durable=True, cleanup={**ctx.job.cleanup, "target": repo.uri, "sweep": True,
+                                   **archived_of(repo, namespace)})
     everything = unpruned(cairn, repo.uri)
     try:
         freed = dropping(cairn, ctx, repo, lambda r: r.backup_id == backup_id,
@@ -97,6 +101,7 @@ def drop_one(cairn: Cairn, ctx: JobContext, repo: Repository, backup_id: str) ->
     pruned(cairn, repo.uri, everything)
     forget(cairn, backup_id, repo.uri)
     if repo.target.kind != "archive":
+        ctx.fault("drop.before_archive_prune", backup_id=backup_id)
         try:
             freed += prune_archived(cairn, ctx, repo, namespace)
         except Cancelled as exc:  # the backup is gone: `failed`, not `cancelled`
@@ -227,6 +232,17 @@ def prune_archived(cairn: Cairn, ctx: JobContext, repo: Repository, namespace: s
     # keep_newest(archive_id) is `running == archive_id`, picklable.
     return job_call(ctx, repo.target.kind, archived.prune, repo, namespace,
                     partial(operator.eq, running))
+
+
+# In a drop's job cleanup: the namespace whose archived changes a start-up
+# sweep prunes (backups.py `sweep`). A drop killed between its manifests and
+# that prune left them: VERIFY ARCHIVE said a gap, SHOW RESTORE POINTS showed
+# an error row, and the segments stayed, until another drop into the target.
+ARCHIVED = "archived_namespace"
+
+
+def archived_of(repo: Repository, namespace: str) -> dict[str, str]:
+    return {} if repo.target.kind == "archive" else {ARCHIVED: namespace}
 
 
 def prune_left(cairn: Cairn, repo: Repository, namespace: str) -> int:

@@ -32,7 +32,15 @@ from storage.backup.sets import being_written, writing_error
 from storage.sql_text import KINDS, kind_of, sql_text
 
 from . import restore_hold, resume, visibility
-from .backup_drops import drop_beyond, origin_of, origins, prune_left, pruned, with_message
+from .backup_drops import (
+    ARCHIVED,
+    drop_beyond,
+    origin_of,
+    origins,
+    prune_left,
+    pruned,
+    with_message,
+)
 from .backup_records import forget_gone
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
@@ -379,6 +387,8 @@ def register_cleanups(cairn: Cairn) -> None:
                 cairn.catalog.delete(Backup, record.backup_id)
         freed = repo.prune()
         pruned(cairn, repo.uri, everything=True)  # a failed drop's leftovers went too
+        if namespace := job.cleanup.get(ARCHIVED):
+            freed += prune_left(cairn, repo, namespace)
         log.info("swept %s after interrupted job %s (%d bytes freed)", target, job.job_id, freed)
         return present
 

@@ -19,7 +19,9 @@ process: before file `index`), check.reading (VERIFY or a RESTORE's check, in a
 job process: the process has told the server it reads file `key` now, and
 reads it next; storage/backup/crash_marks.py), restore.before_install, restore.after_install,
 prune.before_delete (DROP BACKUP or keep_last: the doomed objects are decided,
-none deleted yet; the target's prune lock is held), archive.before_segment
+none deleted yet; the target's prune lock is held), drop.before_archive_prune (DROP
+BACKUP: the manifest and the objects gone, the archived changes it leaves without a
+base not yet), archive.before_segment
 (changes read from the log, no segment written), archive.after_segment (the
 segment is in the target, the catalog does not know it yet), flush.after_install
 (a flush's files of one table installed, its job not ended)."""
