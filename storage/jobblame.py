@@ -4,7 +4,10 @@ A job process tells the server which file's contents it reads
 (storage/backup/crash_marks.py). `call` runs a check in a job process as
 jobproc.call does; should the process die with a file marked, the death is
 counted against that file of that backup and the check is run again, in a
-new process. A file that BLAME_AFTER processes died on is not read again:
+new process, if it crashed (CRASHES: a segfault, an abort); a process
+killed (SIGKILL: the OOM killer, an operator) is no sign of damage, a valid
+file may need more memory than the machine has: the check is run again, and
+a second kill on the same file ends the call 503 naming it, never blamed. A file that BLAME_AFTER processes died on is not read again:
 the check reports it damaged, naming it, so VERIFY says invalid and RESTORE
 refuses BACKUP_INVALID, as for any damaged file, and the two agree (they
 share the count: a VERIFY that blamed a file makes the next RESTORE refuse
@@ -19,6 +22,7 @@ then read again, and blamed again)."""
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,6 +35,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Signals a reader's crash ends a process with (not SIGKILL: see the module doc).
+CRASHES = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL,
+                     signal.SIGFPE, signal.SIGSYS})
 BLAME_AFTER = 2  # deaths on one file of one backup before it is reported damaged
 MOST_DEATHS = 4  # job processes one call may lose to marked files before it gives up
 KEPT = 10_000  # files with deaths remembered (the oldest forgotten past it)
@@ -68,6 +75,7 @@ def call(job: Work, fn: Callable[..., T], /, *args: Any, here: bool = False,
     files to blame (crash_marks.marking) as `blamed`; run again while its
     process dies on a file (module doc)."""
     marks: set[str] = set()
+    killed: set[str] = set()  # files a process was killed (not crashed) reading
     for _ in range(MOST_DEATHS):
         before = blamed()
         try:
@@ -77,6 +85,16 @@ def call(job: Work, fn: Callable[..., T], /, *args: Any, here: bool = False,
         except Lost as exc:
             if exc.reading is None:
                 raise
+            if exc.signal not in CRASHES:
+                if exc.reading in killed:
+                    raise Lost(f"the job process was killed (signal {exc.signal}) each time it "
+                               f"read file {exc.reading}: out of memory? (not counted as "
+                               "damage: the file may need more memory than this machine "
+                               "gives)") from exc
+                killed.add(exc.reading)
+                log.warning("a job process was killed while reading file %s (signal %s): read "
+                            "again", exc.reading, exc.signal)
+                continue
             n = died(exc.reading)
             marks.add(exc.reading)
             log.warning("a job process ended while reading file %s (%d time%s): %s", exc.reading,

@@ -12,6 +12,7 @@ import logging
 import os
 import pickle
 import queue
+import resource
 import signal
 import sys
 import threading
@@ -121,9 +122,17 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+def _no_core_dump() -> None:
+    """A job process reads hostile files with C++ readers (a crash is reported,
+    storage/jobblame.py) and holds backup keys: a crash writes no core file."""
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def main(argv: list[str]) -> None:
     fd, level, parent = int(argv[0]), argv[1], int(argv[2])
     _die_with_parent(parent)
+    _no_core_dump()
     if len(argv) > 4:  # its temp files' names say they are this process's
         from .backup.layout import set_process_tag
         set_process_tag(argv[4])

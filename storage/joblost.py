@@ -16,6 +16,9 @@ class Lost(CairnError):
     sqlstate: str | None = "58000"
     # The file whose contents it was reading, if any (backup/crash_marks.py).
     reading: str | None = None
+    # The signal that ended the process, if one did (11: a segfault; 9: the
+    # OOM killer or an operator's kill -9).
+    signal: int | None = None
 
 
 class Killed(Lost, Cancelled):

@@ -1,8 +1,7 @@
 """Which file a job process is reading when it dies (VERIFY and RESTORE).
 
 A file's contents are read by pyarrow and DuckDB (contents.py), C++ readers
-that a crafted file may make end their process: a segfault, an abort, memory
-past what the machine has (the OOM killer). In a job process
+that a crafted file may make end their process: a segfault, an abort. In a job process
 (storage/jobproc.py) that is no harm to the server, but it was 503 "may work
 when run again" on every VERIFY and every RESTORE of that backup, never the
 BACKUP_INVALID naming the file a damaged file gets.
@@ -12,9 +11,12 @@ So before a file's contents are read, the job process tells the server which
 process is gone. A call whose process died with a file marked is run again
 (storage/jobblame.py); a file its process died on BLAME_AFTER times, in the
 same backup, is not read again: the check says it is damaged, naming it, as
-VERIFY and RESTORE both do. A process killed for another reason (an
-operator's kill -9, the OOM killer after another process's memory) dies on a
-file once, then the check run again reads it and passes.
+VERIFY and RESTORE both do. Only a crash counts (a signal such as SIGSEGV,
+SIGBUS, SIGABRT): a process killed (SIGKILL: an operator's kill -9, the OOM
+killer, for this file's memory or another process's) is no sign of damage,
+since a valid file may need more memory than the machine has. Killed once on
+a file, the check is run again and reads it; killed twice on one file, the
+call is 503 naming it (more memory may read it), never BACKUP_INVALID.
 
 `marking` is set around a call's checks (verify_backup_of, first_problem),
 on the thread that runs them; with no marking (VERIFY ARCHIVE's bases, the
@@ -52,7 +54,7 @@ def blamed(backup_id: str, content_sha256: str, what: str) -> str | None:
     if key(backup_id, content_sha256) not in getattr(_state, "blamed", frozenset()):
         return None
     return (f"{what} cannot be read: the job process reading it ended each time "
-            "(a crash or out of memory in the Parquet readers)")
+            "(a crash in the Parquet readers)")
 
 
 @contextlib.contextmanager

@@ -1,9 +1,10 @@
-"""A file that ends the job process reading it each time (a crafted Parquet
-file that crashes a reader, or takes memory past the machine's): VERIFY says
-invalid naming it, RESTORE refuses it BACKUP_INVALID, and they agree
-(storage/jobblame.py, storage/backup/crash_marks.py). Simulated with the
-fault point met just before a file's contents are read, which kills the
-job process, as such a file would."""
+"""A file that crashes the job process reading it each time (a crafted
+Parquet file that makes a reader segfault or abort): VERIFY says invalid
+naming it, RESTORE refuses it BACKUP_INVALID, and they agree
+(storage/jobblame.py, storage/backup/crash_marks.py). A process killed
+(SIGKILL: the OOM killer for a valid file's memory) is no damage: 503.
+Simulated with the fault point met just before a file's contents are read,
+which sends the job process the signal such a file would end it with."""
 
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ def fresh_counts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Crasher:
-    """At `check.reading`: kills the job process when it reads the file
-    `sha` of `backup_id` (`times` times at most; None: every time)."""
+    """At `check.reading`: ends the job process with `signum` when it reads
+    the file `sha` (`times` times at most; None: every time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, signum: int = signal.SIGSEGV) -> None:
+        self.signum = signum
         self.sha = ""
         self.times: int | None = None
         self.kills = 0
@@ -48,7 +50,7 @@ class Crasher:
                                                     or self.kills < self.times):
             self.kills += 1
             for pid in jobproc.busy():
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, self.signum)
 
 
 async def test_a_file_that_kills_its_job_process_each_time_is_invalid_in_verify_and_restore(
@@ -64,13 +66,13 @@ async def test_a_file_that_kills_its_job_process_each_time_is_invalid_in_verify_
         assert report["is_valid"] is True and len(crash.read) == 2, (report, crash.read)
         crash.sha = crash.read[1].rsplit("/", 1)[1]
 
-        # Killed once on the file (kill -9 from outside, the OOM killer):
-        # the check is run again, reads it through, and the backup is valid.
+        # Crashed once on the file (a passing fault): the check is run
+        # again, reads it through, and the backup is valid.
         crash.times = 1
         report = (await rows(client, f"VERIFY BACKUP '{first}'"))[0]
         assert report["is_valid"] is True and crash.kills == 1, report
 
-        # Killed each time the file is read: RESTORE refuses it, naming it
+        # Crashed each time the file is read: RESTORE refuses it, naming it
         # (and leaves nothing); VERIFY agrees at once, without reading it
         # again (the other way round: the VERIFY ARCHIVE test below).
         crash.times, crash.kills = None, 0
@@ -94,6 +96,30 @@ async def test_a_file_that_kills_its_job_process_each_time_is_invalid_in_verify_
     assert (await rows(client, f"VERIFY BACKUP '{first}'"))[0]["is_valid"] is True
     await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS copy3 WITH (backup_id = '{second}')")
     assert (await rows(client, "SELECT count(*) AS n FROM copy3.blobs"))[0]["n"] == 60
+
+
+async def test_a_file_whose_job_process_is_killed_each_time_is_unavailable_not_invalid(
+        client: Any) -> None:
+    """SIGKILL is the OOM killer's (or an operator's): a valid file may need
+    more memory than the machine has, so it is never called damaged."""
+    await fill(client, files=1, rows=20)
+    first = (await rows(client, "BACKUP DATABASE app TO 'nightly'"))[0]["backup_id"]
+    crash = Crasher(signal.SIGKILL)
+    faults.register("check.reading", crash)
+    try:
+        assert (await rows(client, f"VERIFY BACKUP '{first}'"))[0]["is_valid"] is True
+        crash.sha = crash.read[0].rsplit("/", 1)[1]
+        for statement in (f"VERIFY BACKUP '{first}'",
+                          f"RESTORE DATABASE app FROM 'nightly' AS copy1 "
+                          f"WITH (backup_id = '{first}')"):
+            crash.kills = 0
+            message = await err(client, statement, "UNAVAILABLE")
+            assert crash.sha in message and "killed" in message, message
+            assert crash.kills == 2, crash.kills  # read again once, then 503
+        assert not jobblame.blamed()
+    finally:
+        faults.clear()
+    assert (await rows(client, f"VERIFY BACKUP '{first}'"))[0]["is_valid"] is True
 
 
 async def test_verify_archive_reads_its_bases_in_a_job_process_and_agrees_with_restore(
