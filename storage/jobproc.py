@@ -342,9 +342,7 @@ class _Process:
                           f"(exit status {self.proc.returncode})")
         lost = Lost(f"the job process ended in the middle of its work "
                     f"(exit status {self.proc.returncode})")
-        lost.reading = self.reading  # the file it was reading (jobblame.py)
-        code = self.proc.returncode
-        lost.signal = -code if code is not None and code < 0 else None
+        lost.reading, lost.signal = self.reading, max(0, -(self.proc.returncode or 0)) or None
         return lost
 
     def run(self, work: Work, fn: Callable[..., T], args: tuple[Any, ...],
