@@ -42,6 +42,7 @@ async def serve(cfg: config_mod.Config) -> None:
     # Everything loaded so far (sqlglot, Lark, pyarrow, DuckDB, aiohttp) lives as
     # long as the process: keep it out of the cyclic collector, whose full passes
     # over ~100k such objects otherwise pause every request for 25-55 ms.
+    gc.enable()  # off for the start-up's imports (server/cli.py)
     gc.collect()
     gc.freeze()
     # From here on every collector pass is timed (/metrics cairn_gc_pause_seconds);
