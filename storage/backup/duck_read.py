@@ -137,10 +137,10 @@ def _compared(con: Any, path: str, part: list[str], rows: int, side: Side) -> st
     """None when DuckDB counts `rows` rows of `path` and its values of the
     columns `part` are pyarrow's, row by row; else what differs."""
     ours = _types(con, "SELECT * FROM read_parquet(?)", [path])
-    with _pyarrow(con, path, part, side) as (joined, at, row):
+    with _pyarrow(con, path, part, side) as (joined, at, row, schemas):
         theirs: dict[str, str] = {}
-        for alias in dict.fromkeys(at.values()):
-            theirs.update(_types(con, f"SELECT * FROM {PYARROW}_{alias}", []))
+        for alias, schema in schemas.items():
+            theirs.update(_arrow_types(con, alias, schema))
         for n in part:
             if ours.get(n) != theirs.get(n):
                 return (f"has a column '{n}' the two Parquet readers take as different "
@@ -178,7 +178,7 @@ def _first_difference(con: Any, path: str, part: list[str], side: Side, first: i
     """The first column the two readers differ on at row `first`, with both
     values (a file already found to differ: read again, to the row)."""
     ours = _types(con, "SELECT * FROM read_parquet(?)", [path])
-    with _pyarrow(con, path, part, side) as (joined, at, row):
+    with _pyarrow(con, path, part, side) as (joined, at, row, _):
         terms = ", ".join(f"{_differs(n, at[n], ours[n])}, "
                           f"left(CAST(d.{_q(n)} AS VARCHAR), {SHOWN}), "
                           f"left(CAST({at[n]}.{_q(n)} AS VARCHAR), {SHOWN})" for n in part)
@@ -194,30 +194,33 @@ def _first_difference(con: Any, path: str, part: list[str], side: Side, first: i
 
 @contextlib.contextmanager
 def _pyarrow(con: Any, path: str, part: list[str],
-             side: Side) -> Iterator[tuple[str, dict[str, str], str]]:
+             side: Side) -> Iterator[tuple[str, dict[str, str], str, dict[str, pa.Schema]]]:
     """pyarrow's batches of the columns `part`, registered in `con` as
     streams DuckDB scans (never the file's table whole): the text columns
     read plain in their small batches (side.plain), the others in
     BATCH_ROWS (one stream in small batches took a 300,000-row file's
     comparison 0.08 -> 0.25 s). Yields the POSITIONAL JOINs to follow
     `read_parquet(?) d` with, each column's stream, and pyarrow's row
-    numbers (a column of the first stream)."""
+    numbers (a column of the first stream), and each stream's schema."""
     plain = set(side.plain)
     small = [n for n in part if n in plain]
     others = [n for n in part if n not in plain]
     streams = [(a, cols) for a, cols in (("a", others), ("b", small)) if cols]
     row = _row(part)
+    schemas: dict[str, pa.Schema] = {}
     with contextlib.ExitStack() as stack:
         for alias, cols in streams:
             wanted = set(cols)
             pf = stack.enter_context(CheckReader(
                 path, [n for n in side.dictionary if n in wanted], buffer_size=1 << 20,
                 metadata=side.metadata))
-            con.register(f"{PYARROW}_{alias}", _stream(
-                pf, cols, side if alias == "b" else Side(), row if alias == streams[0][0] else None))
+            reader = _stream(pf, cols, side if alias == "b" else Side(),
+                             row if alias == streams[0][0] else None)
+            schemas[alias] = reader.schema
+            con.register(f"{PYARROW}_{alias}", reader)
             stack.callback(con.unregister, f"{PYARROW}_{alias}")
         yield (" ".join(f"POSITIONAL JOIN {PYARROW}_{a} {a}" for a, _ in streams),
-               {n: a for a, cols in streams for n in cols}, f"{streams[0][0]}.{_q(row)}")
+               {n: a for a, cols in streams for n in cols}, f"{streams[0][0]}.{_q(row)}", schemas)
 
 
 def _stream(pf: CheckReader, cols: list[str], side: Side, row: str | None) -> Any:
@@ -261,6 +264,26 @@ def _q(name: str) -> str:
 
 def _types(con: Any, query: str, params: list[Any]) -> dict[str, str]:
     return {r[0]: r[1] for r in con.execute(f"DESCRIBE {query}", params).fetchall()}
+
+
+# DuckDB's types of pyarrow's streams, by the stream's Arrow schema (fields
+# and metadata, serialized): a function of that schema alone, and every file
+# of a table has the same one; a DESCRIBE each was ~1 ms a file.
+_arrow_typed: dict[bytes, dict[str, str]] = {}
+ARROW_TYPED_MAX = 256
+
+
+def _arrow_types(con: Any, alias: str, schema: pa.Schema) -> dict[str, str]:
+    key = schema.serialize().to_pybytes()
+    with _base_lock:
+        known = _arrow_typed.get(key)
+    if known is None:
+        known = _types(con, f"SELECT * FROM {PYARROW}_{alias}", [])
+        with _base_lock:
+            if len(_arrow_typed) >= ARROW_TYPED_MAX:
+                _arrow_typed.clear()
+            _arrow_typed[key] = known
+    return dict(known)
 
 
 _base: tuple[int, Any] | None = None  # (pid, connection): one database a process

@@ -124,3 +124,21 @@ def test_a_zero_read_with_another_sign_is_a_difference(tmp_path: Path, column: s
     wrong = duck_read.problem(str(path), ["id", column], 2)
     assert wrong is not None and f"disagree on column '{column}' at row 0 " in wrong, wrong
     assert "(DuckDB: '-0.0'; pyarrow: '0.0')" in wrong, wrong
+
+
+def test_the_streams_types_are_described_once_a_schema(tmp_path: Path) -> None:
+    """DuckDB's types of pyarrow's stream are a function of its Arrow schema:
+    described once for the files of one schema, anew for another (a column of
+    the same name and another type is no disagreement of the two readers)."""
+    duck_read._arrow_typed.clear()
+    for n in range(3):
+        path = tmp_path / f"s{n}.parquet"
+        pq.write_table(pa.table({"id": [n, n + 1], "v": ["a", None]}), path)
+        assert duck_read.problem(str(path), ["id", "v"], 2) is None
+    assert len(duck_read._arrow_typed) == 1
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "v": pa.array([7, None], pa.int64())}), other)
+    assert duck_read.problem(str(other), ["id", "v"], 2) is None
+    assert len(duck_read._arrow_typed) == 2
+    types = list(duck_read._arrow_typed.values())
+    assert {t["v"] for t in types} == {"VARCHAR", "BIGINT"}, types
