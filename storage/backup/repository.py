@@ -43,7 +43,7 @@ from .layout import (
     key_path,
     manifest_path,
 )
-from .listing import list_folder, manifest_sizes
+from .listing import list_folder, manifest_sizes, summary_keeper
 from .locks import BackupLock
 from .objects import ObjectStore, OnCopied, OnOid, PutResult
 from .oserrors import reading, writing
@@ -403,8 +403,8 @@ class Repository(LocksAndPrune):
         """What SHOW BACKUPS … IN and RESTORE see: the readable backups of
         `namespace` (all when None) and every damaged one that may be of it, with
         the namespace and times its own checksum vouches for (selection.py).
-        Newest snapshot first (`newest_first`). `light`: plain ones without
-        `tables` (envelope.unpack_checked), all checked as ever."""
+        Newest snapshot first (`newest_first`). `light`: each checked as ever,
+        kept as its summary (listing.summary_keeper: no tables, objects, long labels)."""
         good, bad = self._scan_manifests(light)
         entries = [m for m in good if namespace is None or m["namespace"] == namespace]
         entries += [e for e in bad if may_be_of(e, namespace)]
@@ -424,14 +424,14 @@ class Repository(LocksAndPrune):
                                                             list[dict[str, Any]]]:
         self._readable()
         sizes = manifest_sizes(self.target) if self.target.kind == "s3" else None
+        ids = self.manifest_ids() if sizes is None else list(sizes)
+        keep = summary_keeper(len(ids)) if light else lambda m: m  # listing.py
         good, bad, gone = scan_manifests(
-            self.manifest_ids() if sizes is None else list(sizes),
-            lambda backup_id, limit: self._read_small(
+            ids, lambda backup_id, limit: self._read_small(
                 manifest_path(self.target.base, backup_id), limit),
-            lambda data, backup_id: envelope.unpack_checked(
+            lambda data, backup_id: keep(envelope.unpack_checked(
                 data, backup_id, lambda key_id: self._open_key(key_id, backup_id), False, light
-            ),
-            self.uri, parallel=sizes is not None, sizes=sizes,
+            )), self.uri, parallel=sizes is not None, sizes=sizes,
         )
         bad += [not_served_entry(self.uri, i) for i in self.still_listed(gone)]
         good, bad = recorded.judged(self.recorded, good, bad, self.uri)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from storage.backup import Repository, envelope, resolve_target
+from storage.backup import Repository, envelope, listing, resolve_target
 
 from .conftest import MakeFile, manifest_doc, stored_as
 
@@ -139,10 +139,42 @@ def test_a_light_listing_is_the_listing_without_tables(
         if w["backup_id"] == "bk-9":
             assert "names backup 'bk-1'" in m["error"] and m == w
         else:
-            assert "tables" in w and m == {k: v for k, v in w.items() if k != "tables"}
+            assert "tables" in w and m == _summary(w)
     secret = Repository(resolve_target("sealed", [str(root)], {}), passphrase="pass phrase 1")
     doc = manifest_doc("bk-5", sources)
     stored_as(doc["tables"][0], [secret.put_file(sources[0].path)])
     secret.write_manifest(doc)
     (sealed,) = secret.listing("app", light=True)
-    assert sealed["encrypted"] is True and sealed["tables"]
+    assert sealed["encrypted"] is True and sealed["tables"] == []  # opened (scope shown)
+
+
+def _summary(m: dict[str, Any]) -> dict[str, Any]:
+    """What a light listing keeps of a plain manifest (listing.summary_keeper)."""
+    kept = {k: [] if k == "objects" else v for k, v in m.items() if k != "tables"}
+    return {**kept, "totals": {**m["totals"], "objects": 0, "object_bytes": 0}}
+
+
+def test_a_light_listing_keeps_summaries_and_labels_within_a_budget(
+        root: Path, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SHOW BACKUPS IN kept each whole document it listed until it answered:
+    3,000 planted 61.7 KB manifests with 60,000-character labels took the
+    server 230 -> 556 MB for one listing. It keeps their summaries now (no
+    objects, no tables), labels within LISTING_LABEL_CHARS together, one past
+    its share cut and saying so; RESTORE's listing keeps them whole."""
+    monkeypatch.setattr(listing, "LISTING_LABEL_CHARS", 100_000)  # 5 manifests: 20,000 each
+    repo = _repo(root, "main")
+    sources = [make_file(size=100)]
+    repo.put_file(sources[0].path)
+    for i in range(5):
+        repo.write_manifest({**manifest_doc(f"bk-{i}", sources), "label": f"{i}" * 60_000})
+    repo.write_manifest({**manifest_doc("bk-s", sources), "label": "short"})
+    envelope.forget_all()
+    light = {m["backup_id"]: m for m in repo.listing("app", light=True)}
+    whole = {m["backup_id"]: m for m in repo.listing("app")}
+    assert light["bk-s"] == _summary(whole["bk-s"]) and light["bk-s"]["label"] == "short"
+    for i in range(5):
+        m = light[f"bk-{i}"]
+        assert m["objects"] == [] and "tables" not in m and whole[f"bk-{i}"]["tables"]
+        cut = "… [label cut in this listing: 43334 more characters]"
+        assert m["label"] == f"{i}" * 16_666 + cut
+        assert whole[f"bk-{i}"]["label"] == f"{i}" * 60_000
