@@ -17,6 +17,7 @@ import contextlib
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,28 +46,47 @@ Unpack = Callable[[bytes, str], dict[str, Any]]
 Scanned = tuple[dict[str, Any] | None, dict[str, Any] | None]
 
 
+# A wait for a target's budget fails (UNAVAILABLE) once nothing of it was let
+# go for this long: it waited for good behind a store dripping a large
+# manifest, in a job process until KILL JOB, and a statement's call, abandoned
+# at s3_deadline_seconds, kept one of the target's few call slots meanwhile.
+STALL_SECONDS = 300.0
+
+
 class Budget:
     """Bytes of one target's manifests being read and parsed at once (in this
     process: every statement's scans of it together). Per target, so that a
     store that drips a large manifest holds up no scan of another."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
+    def __init__(self, total: int, uri: str = "") -> None:
+        self.total, self.uri = total, uri
         self.used = 0
+        self.let_go = 0  # how many holds ended: a wait that sees it move is not stalled
         self.changed = threading.Condition()
 
     @contextlib.contextmanager
     def held(self, n: int) -> Iterator[None]:
         n = min(n, self.total)
         with self.changed:
+            seen, end = self.let_go, time.monotonic() + STALL_SECONDS
             while self.used + n > self.total:
-                self.changed.wait()
+                if self.let_go != seen:  # the reads ahead move: a new stall deadline
+                    seen, end = self.let_go, time.monotonic() + STALL_SECONDS
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise Unavailable(
+                        f"backup target '{self.uri}' is busy: the manifests being read from "
+                        f"it hold its listing budget ({self.total} bytes) and none of them "
+                        f"was read in {STALL_SECONDS:g} s (a store that sends them slowly): "
+                        "try again later")
+                self.changed.wait(left)
             self.used += n
         try:
             yield
         finally:
             with self.changed:
                 self.used -= n
+                self.let_go += 1
                 self.changed.notify_all()
 
 
@@ -76,7 +96,7 @@ _budgets_lock = threading.Lock()
 
 def budget_of(uri: str) -> Budget:
     with _budgets_lock:
-        return _budgets.setdefault(uri, Budget(SCAN_BUDGET))
+        return _budgets.setdefault(uri, Budget(SCAN_BUDGET, uri))
 
 
 def scan_manifests(
