@@ -63,6 +63,9 @@ RESTORE_OPTIONS = {"backup_id": str, "as_of": str, "replace": bool, "detached": 
                    "encryption_passphrase": str}
 VERIFY_OPTIONS = {"detached": bool, "encryption_passphrase": str}
 SHOW_OPTIONS = {"encryption_passphrase": str}
+# keep_last's result.not_read names at most these (a target of junk named like
+# manifests grew the job's row by each one); not_read_count says how many.
+NOT_READ_SHOWN = 100
 
 BACKUP_COLUMNS = [
     ("backup_id", "TEXT"), ("namespace", "TEXT"), ("target", "TEXT"),
@@ -155,7 +158,9 @@ def backup_work(cairn: Cairn, namespace: str, repo_of: Callable[[], Repository],
                 result["dropped"], unread = drop_beyond(cairn, ctx, repo, namespace,
                                                         opts["keep_last"], result["backup_id"])
                 if unread:  # neither counted nor dropped: said, not only logged
-                    result["not_read"] = unread
+                    result["not_read"] = unread[:NOT_READ_SHOWN]
+                if len(unread) > NOT_READ_SHOWN:  # junk planted: the job's row stays small
+                    result["not_read_count"] = len(unread)
             except CairnError as exc:
                 # A KILL here stops keep_last only: the job is `failed`, not
                 # `cancelled` (its backup is listed, valid and restorable).

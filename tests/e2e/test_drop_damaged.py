@@ -5,9 +5,11 @@ fail: the backup gone, the statement an error)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from server.backups import NOT_READ_SHOWN
 from tests.helpers import fill, ok, sql
 
 
@@ -44,3 +46,26 @@ async def test_keep_last_beside_a_damaged_one_drops_nothing_and_says_the_backup_
     assert set(ids) < manifests and len(manifests) == 3  # the new one landed, none dropped
     (new,) = manifests - set(ids)
     assert (await ok(client, f"VERIFY BACKUP '{new}'"))[0]["rows"][0]["is_valid"] is True
+
+
+async def test_keep_last_names_a_bounded_number_of_manifests_it_could_not_read(
+        client: Any, tmp_path: Path) -> None:
+    """keep_last's `result.not_read` named every unreadable manifest that may be
+    the namespace's: a target holding thousands of junk files named like
+    manifests (ids of up to 128 characters) made the job's row, written at
+    each step and in every answer of system.jobs, grow by each of them. It
+    names the first NOT_READ_SHOWN now, and `not_read_count` says how many."""
+    await fill(client, files=1)
+    await ok(client, "CREATE NAMESPACE other; BACKUP DATABASE other TO 'nightly'")  # not app's
+    manifests = tmp_path / "backups" / "nightly" / "manifests"
+    for i in range(130):
+        (manifests / f"bk-junk{i:03d}-{'x' * 110}.json").write_bytes(b"junk\n")
+    await ok(client, "BACKUP DATABASE app TO 'nightly' WITH (keep_last = 1)")
+    job = (await ok(client, "SELECT status, result FROM system.jobs WHERE job_type = 'backup' "
+                            "ORDER BY created_at"))[0]["rows"][-1]
+    result = job["result"]
+    result = json.loads(result) if isinstance(result, str) else result
+    assert job["status"] == "completed" and result["dropped"] == [], job
+    assert result["not_read_count"] == 130, result
+    assert len(result["not_read"]) == NOT_READ_SHOWN < 130
+    assert all(i.startswith("bk-junk") for i in result["not_read"])
