@@ -32,6 +32,7 @@ from storage.backup.origin import Origin, whose
 from storage.backup.restored import held_by, restored_then, wrote_since
 from storage.backup.schema import FileEntry, Manifest, load
 from storage.backup.selection import parse_time as when
+from storage.backup.selection import unreadable
 from storage.backup.sets import (
     being_written,
     is_whole,
@@ -298,7 +299,7 @@ def choose_set(repo: Repository, backup_id: str | None, as_of: str | None,
             if limit is not None and isinstance(taken, str) and when(taken) > limit:
                 continue  # its own checksum vouches it was taken after as_of
             if not isinstance(created, str) or when(created) >= newest:
-                raise BackupInvalid(
+                raise unreadable(bad)(
                     f"backup '{bad['backup_id']}' in target '{repo.uri}' cannot be read and may "
                     f"be the newest; nothing was restored: {bad['error']}")
     members = sets[set_id]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.errors import BackupInvalid
 from storage.backup import Repository
+from storage.backup.selection import unreadable
 
 from . import store
 
@@ -71,7 +71,7 @@ def refuse(repo: Repository, namespace: str, as_of: str, found: list[Damaged]) -
     damaged backup may be the newest, selection.choose)."""
     if found:
         d = found[0]
-        raise BackupInvalid(
+        raise unreadable(d)(
             f"backup '{d['backup_id']}' in target '{repo.uri}' cannot be read and may be the "
             f"base backup of namespace '{namespace}' a restore to {as_of} needs; nothing was "
             f"restored: {d['error']}")

@@ -12,6 +12,7 @@ from catalog.errors import BackupInvalid, InvalidArgument, NotFound
 from storage.backup import Repository
 from storage.backup.origin import Origin, own_filter, window_filter
 from storage.backup.restored import era_us
+from storage.backup.selection import unreadable
 
 from . import damaged, store
 from .blocks import Entry, Rows
@@ -329,7 +330,7 @@ def _named_base(repo: Repository, namespace: str, bases: list[store.Base],
             return b
     for d in broken:
         if d["backup_id"] == base_id:
-            raise BackupInvalid(damaged.why(repo, d))
+            raise unreadable(d)(damaged.why(repo, d))
     raise NotFound(f"backup '{base_id}' of namespace '{namespace}' is not in target "
                    f"'{repo.uri}'")
 

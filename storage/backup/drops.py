@@ -18,9 +18,8 @@ from ..work import Work
 from .origin import Origin
 from .pruning import prune_dropped
 from .repository import Repository
-from .scan import UNAVAILABLE
 from .schema import load_header
-from .selection import may_be_of
+from .selection import UNAVAILABLE, may_be_of
 from .writing import held, lock_ids, refuse_writing
 
 log = logging.getLogger("cairn.backup")

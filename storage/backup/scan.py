@@ -26,7 +26,7 @@ from catalog.diskerrors import DataDirUnavailable
 from catalog.errors import CairnError, NotFound, PermissionDenied, Unavailable
 
 from .atomic import SMALL_MAX, TooLarge
-from .selection import damaged_entry
+from .selection import UNAVAILABLE, damaged_entry
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +171,6 @@ def _damaged(uri: str, backup_id: str, message: str, unavailable: bool,
         entry[UNAVAILABLE] = True
     return entry
 
-
-# A damaged entry's mark: the manifest could not be read now (the target did
-# not answer, or answered "not found" for a manifest it lists), not damage.
-UNAVAILABLE = "unavailable"
 
 
 def not_served(uri: str, backup_id: str) -> Unavailable:

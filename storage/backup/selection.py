@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from catalog.errors import BackupInvalid, InvalidArgument, NotFound
+from catalog.errors import BackupInvalid, InvalidArgument, NotFound, Unavailable
 
 from .. import timetext
 from .manifest import checksum
@@ -36,6 +36,19 @@ class Backups(Protocol):
     def read_manifest(self, backup_id: str, require_body: bool = True) -> dict[str, Any]: ...
 
 HINTS = ("namespace", "created_at", "snapshot_at")
+
+# A damaged entry's mark: the manifest could not be read now (the target did
+# not answer, or answered "not found" for a manifest it lists), not damage.
+UNAVAILABLE = "unavailable"
+
+
+def unreadable(entry: dict[str, Any]) -> type[BackupInvalid] | type[Unavailable]:
+    """What refusing because of damaged entry `entry` raises: UNAVAILABLE (503)
+    when its manifest could not be read now (a store answering 503 or 429 to
+    its GET), else BACKUP_INVALID. RESTORE without backup_id said 422, a
+    damaged backup, of a throttled newest manifest that VERIFY, RESTORE by id
+    and keep_last called 503, to be tried again."""
+    return Unavailable if entry.get(UNAVAILABLE) else BackupInvalid
 
 
 def parse_time(text: str, what: str = "time") -> datetime:
@@ -145,7 +158,7 @@ def choose(
         older = snapshot if snapshot is not None else _time_or_none(bad.get("created_at"))
         if pick is not None and older is not None and older < parse_time(pick["snapshot_at"]):
             continue
-        raise BackupInvalid(
+        raise unreadable(bad)(
             f"backup '{bad['backup_id']}' in target '{repo.uri}' cannot be read and may be the "
             f"newest backup of namespace '{namespace}'; nothing was restored (name a backup "
             f"with backup_id = '…' to restore another one): {bad['error']}"

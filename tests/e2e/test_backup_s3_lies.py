@@ -360,3 +360,24 @@ async def test_a_lock_listed_but_not_found_keeps_its_objects_from_a_drop(
     assert status == 200, body
     assert await _valid(client, body["results"][0]["rows"][0]["backup_id"])
     assert await _valid(client, first)
+
+
+async def test_restore_without_backup_id_of_a_throttled_newest_manifest_is_unavailable(
+    client: Any, liar: Liar
+) -> None:
+    """The newest manifest answering 503 SlowDown (or 429) to its GET while
+    RESTORE without backup_id listed them: RESTORE said 422 BACKUP_INVALID
+    ("cannot be read and may be the newest backup"), while VERIFY of it,
+    RESTORE by its id and keep_last said 503, to be run again. Now 503 too,
+    and once the store serves it RESTORE takes it."""
+    await _backup(client)
+    newest = await _backup(client)
+    # 429 (503 SlowDown alike, with the SDK's slower retries)
+    liar.rules = [Rule("GET", f"/manifests/{newest}", "busy")]
+    status, body = await sql(client, "RESTORE DATABASE app FROM 'lie' AS cp")
+    assert (status, body["error"]["code"]) == (503, "UNAVAILABLE"), body
+    message = body["error"]["message"]
+    assert newest in message and "nothing was restored" in message, body
+    liar.rules = []
+    restored = (await ok(client, "RESTORE DATABASE app FROM 'lie' AS cp"))[0]["rows"][0]
+    assert restored["backup_id"] == newest, restored
