@@ -53,6 +53,10 @@ Scanned = tuple[dict[str, Any] | None, dict[str, Any] | None]
 STALL_SECONDS = 300.0
 
 
+class Stalled(Unavailable):
+    """A wait for a target's budget that saw nothing let go for STALL_SECONDS."""
+
+
 class Budget:
     """Bytes of one target's manifests being read and parsed at once (in this
     process: every statement's scans of it together). Per target, so that a
@@ -62,6 +66,7 @@ class Budget:
         self.total, self.uri = total, uri
         self.used = 0
         self.let_go = 0  # how many holds ended: a wait that sees it move is not stalled
+        self.stalls = 0  # waits that ended Stalled
         self.changed = threading.Condition()
 
     @contextlib.contextmanager
@@ -74,7 +79,8 @@ class Budget:
                     seen, end = self.let_go, time.monotonic() + STALL_SECONDS
                 left = end - time.monotonic()
                 if left <= 0:
-                    raise Unavailable(
+                    self.stalls += 1
+                    raise Stalled(
                         f"backup target '{self.uri}' is busy: the manifests being read from "
                         f"it hold its listing budget ({self.total} bytes) and none of them "
                         f"was read in {STALL_SECONDS:g} s (a store that sends them slowly): "
@@ -108,16 +114,23 @@ def scan_manifests(
     that cannot serve them: `not_served` after a second listing tells which).
     `sizes`: each manifest's size as the target lists it (none: FREE)."""
     budget = budget_of(uri)
+    stalled: list[str] = []  # once one wait stalls, the scan's others do not wait in turn
 
     def one(backup_id: str) -> Scanned:
         listed = (sizes or {}).get(backup_id, 0)
         limit = FREE if listed <= FREE else min(listed, SMALL_MAX)
         while True:
-            with budget.held(0 if limit <= FREE else limit):
-                try:
-                    return _one(backup_id, limit)
-                except TooLarge:
-                    limit = SMALL_MAX  # larger than listed: read whole, holding it all
+            if stalled and limit > FREE:
+                raise Stalled(stalled[0])
+            try:
+                with budget.held(0 if limit <= FREE else limit):
+                    try:
+                        return _one(backup_id, limit)
+                    except TooLarge:
+                        limit = SMALL_MAX  # larger than listed: read whole, holding it all
+            except Stalled as exc:
+                stalled.append(exc.message)
+                raise
 
     def _one(backup_id: str, limit: int) -> Scanned:
         try:

@@ -38,6 +38,22 @@ def test_a_wait_behind_a_read_that_never_ends_fails_unavailable(
         assert not scanning.is_alive(), "the scan still waits for the budget"
     assert "is busy" in ended.get("error", ""), ended
     assert "s3://bucket/stalled-scan-test" in ended["error"] and budget.used == 0
+    assert budget.stalls <= 2
     # once let go, the same listing reads (each held and given back)
     listing()
     assert "value" in ended and budget.used == 0
+
+
+def test_a_stalled_scan_ends_without_each_of_its_manifests_waiting_in_turn(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 large manifests listed behind a drip: once one wait stalled, each
+    of the others waited its own STALL_SECONDS as a scan thread came free
+    (100 / 16 threads: ~7 x 300 s). Only the waits already under way stall."""
+    monkeypatch.setattr(scan, "STALL_SECONDS", 0.3)
+    uri = "s3://bucket/stalled-many-test"
+    budget = scan.budget_of(uri)
+    ids = [f"bk-{i:03d}" for i in range(100)]
+    with budget.held(budget.total), pytest.raises(Unavailable, match="is busy"):
+        scan.scan_manifests(ids, lambda backup_id, limit: b"{}", lambda data, backup_id: {},
+                            uri, parallel=True, sizes=dict.fromkeys(ids, scan.FREE + 1))
+    assert 1 <= budget.stalls <= scan.SCAN_THREADS, budget.stalls
