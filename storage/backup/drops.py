@@ -92,7 +92,7 @@ def keep_newest(repo: Repository, namespace: str, keep: int, work: Work,
     counted nor dropped. Before, with every older manifest answering 503, a
     keep_last said `completed` with `dropped: []`, only the log telling why.
     The job's `result.not_read` now names them (`_keep_newest`)."""
-    listed = repo.list_manifests()
+    listed = repo.list_manifests(light=True)  # summaries: what it drops is read again
     unread = [m["backup_id"] for m in listed if "error" in m and may_be_of(m, namespace)]
     return _keep_newest(listed, repo, namespace, keep, work, prune_archive, everything,
                         written, origin, busy), unread

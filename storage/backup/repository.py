@@ -389,12 +389,14 @@ class Repository(LocksAndPrune):
         """The ids of `manifests/<id>.json`, each once (listing.manifest_sizes)."""
         return list(manifest_sizes(self.target))
 
-    def list_manifests(self, namespace: str | None = None) -> list[dict[str, Any]]:
+    def list_manifests(self, namespace: str | None = None,
+                       light: bool = False) -> list[dict[str, Any]]:
         """Every manifest, newest snapshot first (`newest_first`). A manifest that cannot be
-        read is listed as {"backup_id", "error"} (after the good ones, and only when
-        not filtering by namespace) instead of failing the whole listing. An
-        encrypted one this instance cannot open is its public header (no `tables`)."""
-        good, bad = self._scan_manifests()
+        read is listed as {"backup_id", "error"} (after the good ones, and only when not
+        filtering by namespace) instead of failing the whole listing. An encrypted one
+        this instance cannot open is its public header (no `tables`). `light`: each
+        as its summary (`listing`'s), for keep_last, which re-reads what it drops."""
+        good, bad = self._scan_manifests(light)
         if namespace is not None:
             return [m for m in good if m["namespace"] == namespace]
         return good + sorted(bad, key=lambda e: e["backup_id"], reverse=True)
