@@ -25,6 +25,7 @@ from storage.backup.recorded import scope_text
 from storage.backup.schema import ArchiveRef, Manifest, Scope, load
 from storage.snapshot import Snapshot
 
+from .backup_own import taken
 from .backup_writing import recorded
 from .jobcalls import job_call
 from .jobs import JobContext
@@ -74,6 +75,7 @@ def run_backup(cairn: Cairn, ctx: JobContext, plan: BackupPlan) -> dict[str, Any
         (image,) = snap.namespaces
         # Archived changes continue a base exactly at its snapshot's cut.
         plan.cut = snap.cuts[plan.namespace]
+        taken(ctx, snap.snapshot_at, scope, plan.namespace)  # what its own manifest says
         archive = None if plan.tables is not None else archive_of(cairn, plan, before, snap)
         m = in_job_process(
             ctx, plan, write_backup, plan.repo, image, plan.backup_id,

@@ -27,7 +27,6 @@ from storage.backup import Repository
 from storage.backup.origin import listed_own, recorded_own, whose
 from storage.backup.schema import LABEL_MAX, load_header
 from storage.backup.selection import newest_first
-from storage.backup.selection import parse_time as when
 from storage.backup.sets import being_written, writing_error
 from storage.sql_text import KINDS, kind_of, sql_text
 
@@ -41,6 +40,7 @@ from .backup_drops import (
     pruned,
     with_message,
 )
+from .backup_own import its_own, landed_own
 from .backup_records import forget_gone
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
@@ -249,16 +249,6 @@ async def restore_database(cairn: Cairn, session: Session, stmt: ast.RestoreData
 # --- listing ----------------------------------------------------------------
 
 
-def _its_own(job: Job, doc: dict[str, Any]) -> bool:
-    """Whether manifest `doc` under an interrupted BACKUP job's id can be that
-    job's: of its namespace, taken after the job was created. One planted
-    there (a copy of an older backup re-sealed with the id) was listed at
-    start-up as the job's backup."""
-    h = load_header(doc)
-    return (job.namespace in (None, h.namespace)
-            and when(h.snapshot_at) >= when(job.created_at))
-
-
 def summary(doc: dict[str, Any], target: str) -> dict[str, Any]:
     h = load_header(doc)
     return {
@@ -422,9 +412,9 @@ def register_cleanups(cairn: Cairn) -> None:
             manifest = repo.read_manifest(backup_id, require_body=False)
         except CairnError:
             manifest = None
-        if manifest is not None and not _its_own(job, manifest):
+        if manifest is not None and not its_own(job, load_header(manifest)):
             log.warning("interrupted backup %s: the manifest under its id in %s is not its "
-                        "own (another namespace, or taken before the job); it goes",
+                        "own (another namespace, instant or scope); it goes",
                         backup_id, target)
             with contextlib.suppress(CairnError):
                 repo.delete_manifest(backup_id)
@@ -455,14 +445,17 @@ def register_cleanups(cairn: Cairn) -> None:
                                  f"from backup '{job.backup_id}'; the restore is complete")
 
     def finish_set(job: Job, repo: Repository, set_id: str, members: list[str]) -> bool:
-        """A backup set whose job died: whole (every member's manifest landed) it
-        is listed; otherwise the members that landed go, and the lock is
-        kept for a resume or abandoned like any backup's (False)."""
+        """A backup set whose job died: whole (every member's manifest landed,
+        each its own: backup_own.py) it is listed; otherwise the members that
+        landed go, and the lock is kept for a resume or abandoned like any
+        backup's (False)."""
         present = set(repo.manifest_ids())
-        if all(m in present for m in members):
-            for m in members:
-                cairn.catalog.put(Backup(**summary(repo.read_manifest(m, require_body=False),
-                                                   repo.uri), job_id=job.job_id))
+        landed = {m: landed_own(job, repo, m, m.rsplit(".", 1)[1])
+                  for m in members if m in present}
+        if len(landed) == len(members) and all(landed.values()):
+            for doc in landed.values():
+                assert doc is not None
+                cairn.catalog.put(Backup(**summary(doc, repo.uri), job_id=job.job_id))
             job.error_message = (f"interrupted by server restart after backup set '{set_id}' "
                                  "was complete; the backups are valid")
             with contextlib.suppress(CairnError):

@@ -30,7 +30,7 @@ from sqlgrammar import ast
 from storage.backup import Repository
 from storage.backup.origin import Origin, whose
 from storage.backup.restored import held_by, restored_then, wrote_since
-from storage.backup.schema import FileEntry, Manifest, load
+from storage.backup.schema import FileEntry, Manifest, Scope, load
 from storage.backup.selection import parse_time as when
 from storage.backup.selection import unreadable
 from storage.backup.sets import (
@@ -44,6 +44,7 @@ from storage.install import Restore
 from storage.registry import RESERVED_NAMESPACES
 
 from .backup_drops import drop_unless_gone, origins, with_message
+from .backup_own import taken
 from .backup_records import refuse_newer_gone, set_member
 from .backup_run import scope_text, undo_late
 from .backup_writing import recorded, running_backups
@@ -136,6 +137,8 @@ async def backup_databases(cairn: Cairn, session: Session, stmt: ast.BackupDatab
         throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
         with cairn.engine.snapshot({n: None for n in chosen}) as snap:
             ctx.fault("backup.snapshot_taken")
+            taken(ctx, snap.snapshot_at, Scope(kind="all" if stmt.all else "databases",
+                                               set_id=set_id, namespaces=sorted(chosen)))
             # In the server, and so ended by a KILL at once on object storage (jobcalls.py).
             members = job_call(
                 ctx, repo.target.kind, write_set, repo, snap.namespaces, set_id, kind,
