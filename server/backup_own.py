@@ -28,6 +28,7 @@ from storage.backup.selection import parse_time as when
 from .jobs import JobContext
 
 TAKEN = "taken"
+UNREAD = "unread"  # its lost job process's manifest could not be read back (backup_run.py)
 
 
 def taken(ctx: JobContext, snapshot_at: str, scope: Scope | None,

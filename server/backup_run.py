@@ -23,12 +23,15 @@ from storage.backup.discard import unmade
 from storage.backup.origin import whose
 from storage.backup.recorded import scope_text
 from storage.backup.schema import ArchiveRef, Manifest, Scope, load
+from storage.joblost import Lost
 from storage.snapshot import Snapshot
 
-from .backup_own import taken
+from .backup_own import UNREAD, taken
 from .backup_writing import recorded
+from .history import PENDING
 from .jobcalls import job_call
 from .jobs import JobContext
+from .recovery import PENDING_NOTE
 from .repos import remove_own_tmp
 from .state import Cairn
 from .throttle import Throttle
@@ -120,7 +123,7 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
                         late=lambda: undo_late(plan.repo, plan.backup_id, [plan.backup_id],
                                                bool(ctx.job.cleanup.get("made_target"))),
                         **kwargs)
-    except jobproc.Lost:
+    except jobproc.Lost as lost:
         # Lost after its manifest landed (between the manifest and its answer):
         # the backup is whole. Taken for nothing whole, the job failed while
         # the target held the backup, which the catalog never listed, and a
@@ -130,8 +133,12 @@ def in_job_process(ctx: JobContext, plan: BackupPlan, fn: Callable[..., T], /, *
         # `completed` for a backup gone. Once read whole it stays, and the
         # kill meets the job past its point of no return (keep_last's check).
         cancelled = ctx.cancelled
-        landed = None if cancelled else _landed(plan, kwargs.get("snapshot_at"),
-                                                kwargs.get("scope"))
+        try:
+            landed = None if cancelled else _landed(plan, kwargs.get("snapshot_at"),
+                                                    kwargs.get("scope"))
+        except CairnError as exc:  # not known whether it landed: settled later
+            ctx.fault("backup.landed_read", landed=False)
+            raise unread(ctx, lost, exc) from None
         ctx.fault("backup.landed_read", landed=landed is not None)
         if not cancelled or plan.repo.target.kind != "s3":
             # The lock goes; so do the objects only it names (none when landed:
@@ -207,10 +214,27 @@ def _landed(plan: BackupPlan, snapshot_at: str | None, scope: Scope | None) -> M
         with contextlib.suppress(CairnError):
             plan.repo.delete_manifest(plan.backup_id)
         return None
-    except CairnError as exc:  # the target cannot be read now: as before, not whole
+    except CairnError as exc:  # the target cannot be read now: the caller's `unread`
         log.warning("backup %s: could not read its manifest after its job process "
                     "ended: %s", plan.backup_id, exc.message)
-        return None
+        raise
+
+
+def unread(ctx: JobContext, lost: CairnError, exc: CairnError) -> CairnError:
+    """The job's error when its lost job process's manifest could not be read
+    back (the target did not answer): whether it landed is not known. Taken
+    for not whole, as before, the job failed and a whole manifest stayed in
+    the target, listed by no catalog, for good. Now the job fails and its
+    clean-up stays pending (server/recovery.py: tried at every start and
+    every minute) until the target answers: then the manifest goes, and the
+    lock with the objects only it used (`cleanup_backup`), as a failed or
+    killed backup keeps nothing. Until then the lock keeps them from prunes."""
+    ctx.set(cleanup={**ctx.job.cleanup, UNREAD: True, PENDING: exc.message})
+    note = (f"{PENDING_NOTE} ({exc.message}); it is tried again at every start and every "
+            "minute")
+    if ctx.cancelled:
+        return Cancelled(f"job {ctx.job_id} was cancelled{note}")
+    return Lost(f"{lost.message}{note}")
 
 
 def _abandon(plan: BackupPlan, made_target: bool, cancelled: bool = False) -> None:

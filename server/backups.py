@@ -40,7 +40,7 @@ from .backup_drops import (
     pruned,
     with_message,
 )
-from .backup_own import its_own, landed_own
+from .backup_own import UNREAD, its_own, landed_own
 from .backup_records import forget_gone
 from .backup_run import BackupPlan, run_backup, scope_text
 from .dispatch import Role, Routes
@@ -404,6 +404,12 @@ def register_cleanups(cairn: Cairn) -> None:
             return
         repo = repository(cairn, target)
         if not reach(repo, job.files_total > 0):  # >0: it got to its lock (write_backup)
+            return
+        if job.cleanup.get(UNREAD):  # a failed job's manifest goes (backup_run.unread)
+            with contextlib.suppress(NotFound):
+                repo.delete_manifest(backup_id)
+            remove_own_tmp(repo)
+            repo.abandon(backup_id, bool(job.cleanup.get("made_target")))
             return
         members = job.cleanup.get("members")
         if members and finish_set(job, repo, backup_id, list(members)):

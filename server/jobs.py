@@ -31,7 +31,7 @@ from catalog.ids import id_time, new_id
 from storage import allocator, jobproc, priority
 
 from . import logs, recovery
-from .history import ACTIVE, History
+from .history import ACTIVE, PENDING, History
 from .jobcontext import WAIT_SLICE, JobContext, JobHost, Stopped
 from .session import Session
 from .threadshare import HOLDER
@@ -188,7 +188,10 @@ class JobRunner:
                 sem.release()  # only now: the next job starts after this one finished
         if job.status != "completed":
             await self._sweep(ctx)
-        job.cleanup = {}
+        if job.cleanup.get(PENDING):  # left to recovery.py (backup_run.unread)
+            self.pending.add(job.job_id)
+        else:
+            job.cleanup = {}
         seconds = time.monotonic() - ctx.started if ctx.started is not None else None
         self.cairn.metrics.job_ended(job, seconds)
         logs.job_ended(job, seconds)

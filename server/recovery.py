@@ -30,7 +30,7 @@ log = logging.getLogger("cairn.jobs")
 Cleanup = Callable[[Job], None]
 RETRY_PERIOD = 60.0  # seconds between tries of pending clean-ups
 INTERRUPTED = "interrupted by server restart"
-_PENDING_NOTE = "; its clean-up could not be done yet"
+PENDING_NOTE = "; its clean-up could not be done yet"
 
 
 class Runner(Protocol):
@@ -74,7 +74,7 @@ def clean(runner: Runner, job: Job, quiet: bool = False) -> bool:
     cleanup = runner.cleanups.get(job.job_type)
     was_pending = bool(job.cleanup.get(PENDING))
     if was_pending and job.error_message:  # the message as it was before the note
-        job.error_message = job.error_message.split(_PENDING_NOTE, 1)[0]
+        job.error_message = job.error_message.split(PENDING_NOTE, 1)[0]
     reason = None
     if cleanup is not None:
         try:
@@ -89,7 +89,7 @@ def clean(runner: Runner, job: Job, quiet: bool = False) -> bool:
     else:
         # `cleanup` may have moved on (a kept lock recorded): keep what it says.
         job.cleanup = {**job.cleanup, PENDING: reason}
-        job.error_message = (f"{job.error_message or INTERRUPTED}{_PENDING_NOTE} ({reason}); "
+        job.error_message = (f"{job.error_message or INTERRUPTED}{PENDING_NOTE} ({reason}); "
                              "it is tried again at every start and every minute")
         runner.pending.add(job.job_id)
         (log.debug if quiet and was_pending else log.warning)(

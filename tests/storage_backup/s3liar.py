@@ -19,7 +19,8 @@ from typing import Any
 class Rule:
     """`act` for requests of `method` whose "METHOD /path?query" `pattern` finds:
     'missing' (404 NoSuchKey), 'slow' (503 SlowDown, the store's "not now"), 'busy'
-    (429 TooManyRequests, how some stores say it),
+    (429 TooManyRequests, how some stores say it), 'denied' (403 AccessDenied: not
+    retried by the client, a target that cannot be read now at once),
     'drop' (200, nothing stored), 'cut' (half the
     body stored), 'flip' (one bit of the body changed), 'inject' (the LIST
     answer names `keys` too, raw bytes appended to its prefix), 'hold' (passed
@@ -42,6 +43,8 @@ _MISSING = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code
             b"<Message>The specified key does not exist.</Message></Error>")
 _BUSY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>TooManyRequests</Code>'
          b"<Message>Please reduce your request rate.</Message></Error>")
+_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+           b"<Message>Access Denied</Message></Error>")
 _SLOW = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
          b"<Message>Please reduce your request rate.</Message></Error>")
 
@@ -119,6 +122,9 @@ class Liar:
             return
         if act == "busy":
             _send(h, 429, [("Content-Type", "application/xml")], _BUSY)
+            return
+        if act == "denied":
+            _send(h, 403, [("Content-Type", "application/xml")], _DENIED)
             return
         if h.command == "PUT":  # a whole object, or a part of one: its bytes, by path
             with self.lock:
