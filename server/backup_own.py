@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from catalog import Job
-from catalog.errors import CairnError
+from catalog.errors import BackupInvalid, NotFound
 from storage.backup import Repository
 from storage.backup.recorded import scope_text
 from storage.backup.schema import Header, Scope, load_header
@@ -60,9 +60,11 @@ def its_own(job: Job, h: Header, namespace: str | None = None) -> bool:
 def landed_own(job: Job, repo: Repository, backup_id: str,
                namespace: str | None = None) -> dict[str, Any] | None:
     """The header of the manifest `backup_id` in `repo` when it is job
-    `job`'s own; None when it is absent, unreadable or not its own."""
+    `job`'s own; None when it is absent, damaged or not its own. A target
+    that cannot be read now raises (the clean-up stays pending): taken for
+    none, a whole set's members went."""
     try:
         doc = repo.read_manifest(backup_id, require_body=False)
         return doc if its_own(job, load_header(doc), namespace) else None
-    except CairnError:
+    except (NotFound, BackupInvalid):
         return None
