@@ -16,9 +16,11 @@ from typing import Any
 from catalog import Backup, Job, Namespace, Table
 from catalog.errors import (
     AlreadyExists,
+    BackupInvalid,
     CairnError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unavailable,
 )
 from catalog.ids import new_id
@@ -414,16 +416,24 @@ def register_cleanups(cairn: Cairn) -> None:
         members = job.cleanup.get("members")
         if members and finish_set(job, repo, backup_id, list(members)):
             return
+        # A target that cannot be read now raises: the clean-up stays pending.
+        # Taken for no manifest, a whole one stayed unlisted under a kept lock.
         try:
-            manifest = repo.read_manifest(backup_id, require_body=False)
-        except CairnError:
+            manifest: dict[str, Any] | None = repo.read_manifest(backup_id, require_body=False)
+        except NotFound:
             manifest = None
-        if manifest is not None and not its_own(job, load_header(manifest)):
-            log.warning("interrupted backup %s: the manifest under its id in %s is not its "
-                        "own (another namespace, instant or scope); it goes",
+        except BackupInvalid:  # damaged: no whole backup of the job's
+            manifest = {}
+        if manifest is not None and not (manifest and its_own(job, load_header(manifest))):
+            log.warning("interrupted backup %s: the manifest under its id in %s is damaged "
+                        "or not its own (another namespace, instant or scope); it goes",
                         backup_id, target)
-            with contextlib.suppress(CairnError):
+            try:
                 repo.delete_manifest(backup_id)
+            except (Unavailable, PermissionDenied):  # not now: the clean-up stays pending
+                raise
+            except CairnError:  # gone already, or not removable at all (as before)
+                pass
             manifest = None
         if manifest is not None:
             # It died after the manifest landed: the backup is whole, so list it.

@@ -111,3 +111,22 @@ async def test_a_crashed_sets_members_unread_at_start_up_stay(
     assert await cairn.run(recovery.retry_pending, cairn.jobs) == 1
     listed = {r["backup_id"] for r in await rows(client, "SHOW BACKUPS")}
     assert listed == members, listed
+
+
+async def test_a_crashed_backups_manifest_unread_at_start_up_is_listed_later(
+        client: Any, liar: Liar, s3: S3Server, bucket: str) -> None:
+    """The same for one BACKUP: its manifest unread at start-up was taken for
+    none, its lock kept for a resume: the whole backup stayed in the target,
+    listed by no catalog (its lock released a day later, it never was)."""
+    await ok(client, "CREATE NAMESPACE a; CREATE TABLE a.t (id BIGINT); "
+                     "INSERT INTO a.t VALUES (1); FLUSH TABLE a.t")
+    seen = _capture(client, "backup.before_manifest")
+    b1 = (await rows(client, "BACKUP DATABASE a TO 'lie'"))[0]["backup_id"]
+    faults.clear()
+    liar.rules = [Rule("GET", "/manifests/", "denied"), Rule("HEAD", "/manifests/", "denied")]
+    job = await _recover(client, seen[0], [b1])
+    liar.rules = []
+    assert "could not be done yet" in (job.error_message or ""), job.error_message
+    cairn = state(client)
+    assert await cairn.run(recovery.retry_pending, cairn.jobs) == 1
+    assert {r["backup_id"] for r in await rows(client, "SHOW BACKUPS")} == {b1}
