@@ -26,7 +26,7 @@ from catalog.errors import (
 )
 from storage import datadir, roots
 
-from . import archiving, backups, data_copy, metrics, openapi, resume, schedules, tables, visibility
+from . import archiving, data_copy, metrics, openapi, resume, schedules, startup, tables, visibility
 from .answers import Held
 from .auth import authenticate, check_origin, check_reached
 from .budget import holder
@@ -395,7 +395,7 @@ def open_state(config: Config) -> Cairn:
     try:
         cairn.engine = Engine(catalog, data_dir, config.storage)
         cairn.jobs = JobRunner(cairn)
-        backups.register_cleanups(cairn)
+        startup.register_cleanups(cairn)
         cairn.jobs.cleanups["flush"] = landed_flush
         cairn.jobs.recover()
         cairn.jobs.trim_history()

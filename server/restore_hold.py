@@ -13,7 +13,7 @@ the manifest as always, and its objects stay until the restore ends. At the
 end the lock goes; when a manifest is gone by then, the objects only that
 backup used are pruned with it (`abandon`), so nothing is left unreferenced.
 Should the process die, the job's cleanup names the lock and start-up
-abandons it the same way (backups.register_cleanups).
+abandons it the same way (startup.register_cleanups).
 
 An archive target (`.tar`) is never pruned: nothing to hold. A target that
 cannot take the lock (read-only storage) is restored from without one, as
@@ -124,7 +124,7 @@ def let_go(repo: Repository, lock: BackupLock, backup_ids: list[str],
 
 def cleanup(repo_for: Callable[[str], Repository], job_cleanup: dict[str, Any],
             pruned: Callable[[Repository, str], int] | None = None) -> None:
-    """Start-up: the lock of a restore that died (see backups.register_cleanups).
+    """Start-up: the lock of a restore that died (see startup.register_cleanups).
     A restore to a time whose base was dropped meanwhile held that run's
     segments; `pruned(repo, namespace)` prunes them now, as the restore would
     have as it ended (before, they stayed until another drop into the target,

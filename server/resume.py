@@ -1,6 +1,6 @@
 """Resuming after a crash: what an interrupted backup stored is kept for the next one.
 
-At start-up (backups.register_cleanups) a backup job that died before its
+At start-up (startup.register_cleanups) a backup job that died before its
 manifest landed, having stored at least one object, keeps its lock in the
 target when `[backup] resume_window` is not '0'. The lock goes on protecting the
 objects from every prune (DROP BACKUP, keep_last), and the failed job's result
