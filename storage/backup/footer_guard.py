@@ -301,6 +301,14 @@ def _check_chunk(leaf: dict[int, Any], chunk: Any, g: int) -> bool:
             value = stats.get(field)
             if value is not None and (not isinstance(value, bytes) or len(value) != width):
                 raise Malformed(f"has statistics of {where} that are not {width} bytes")
+            if kind == BOOLEAN and value not in (None, b"\x00", b"\x01"):
+                # pyarrow reads a BOOLEAN statistic's lowest bit, DuckDB any
+                # byte but 0 as true: a minimum of 0x02 was false to the
+                # checks and true to `WHERE b = false`, which skipped the row
+                # group (Cairn's writer writes 0 or 1).
+                raise Malformed(f"has statistics of {where} that are not a BOOLEAN's 0 or 1: "
+                                "the checks (pyarrow) read their lowest bit, every query "
+                                "(DuckDB) any other byte as true")
     sizes = meta.get(16)
     if isinstance(sizes, dict):
         levels = 2 if leaf.get(3) == _OPTIONAL else 1

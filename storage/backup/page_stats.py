@@ -20,7 +20,12 @@ bounds too, DuckDB skipped such a page for `isnan(x)`; those are refused
 already, contents.py, and DuckDB 2.0 reads no page's bounds in a chunk
 without them, so this guards a reader that would), its count of NULLs must
 be theirs. A statistic of another wire type than its own is
-skipped by both C++ readers, and here."""
+skipped by both C++ readers, and here. A statistic is decoded only where
+both readers take it alike, as Cairn's writer writes it: a BOOLEAN's byte 0
+or 1 (DuckDB took 0x02 as true, bit 0 here as false: `WHERE b = false`
+skipped a page of false values), a DECIMAL's bytes as many as its type's
+(DuckDB refused 9 bytes of a DECIMAL(10,2): every filtered query of the
+column failed); any other is refused."""
 
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ from .check_reader import CheckReader
 # Statistics fields: max, min (deprecated); null_count; max_value, min_value.
 MAX, MIN, NULLS, MAX_VALUE, MIN_VALUE = 1, 2, 3, 5, 6
 BATCH_ROWS = 65_536  # as contents.BATCH_ROWS
+SHOWN = 64  # characters of a bound a message shows
 _FIXED = {"INT32": "<i", "INT64": "<q", "FLOAT": "<f", "DOUBLE": "<d"}
 
 Pages = dict[tuple[int, int], list[tuple[int, dict[int, Any] | None]]]
@@ -75,7 +81,7 @@ def problem(source: str | IO[bytes], metadata: Any, pages: Pages,
                 name, physical = column.path, column.physical_type
                 kind = pf.schema_arrow.field(name).type
                 rows = (batch_rows[g] if name in plain and g < len(batch_rows) else BATCH_ROWS)
-                walk = _Walk(said, kind, physical, nan_rule)
+                walk = _Walk(said, kind, physical, nan_rule, column.length)
                 for batch in pf.iter_batches(rows, [g], [name]):
                     if (wrong := walk.add(batch.column(0))) is not None:
                         return f"has a data page of column '{name}' of row group {g} {wrong}"
@@ -121,8 +127,9 @@ class _Walk:
     """A chunk's values, batch after batch, cut at its pages' bounds."""
 
     def __init__(self, pages: list[tuple[int, dict[int, Any] | None]], kind: pa.DataType,
-                 physical: str, nan_rule: bool = False) -> None:
+                 physical: str, nan_rule: bool = False, width: int | None = None) -> None:
         self.pages, self.kind, self.physical, self.nan_rule = pages, kind, physical, nan_rule
+        self.width = width  # a FIXED_LEN_BYTE_ARRAY's length
         self.at = 0  # the page
         self.left = pages[0][0] if pages else 0  # its values still to come
         self._reset()
@@ -187,13 +194,16 @@ class _Walk:
         for field, bound in ((MIN_VALUE, "min"), (MIN, "min"), (MAX_VALUE, "max"), (MAX, "max")):
             if field not in stats:
                 continue
-            said = _decoded(stats[field], self.physical, self.kind)
+            said = _decoded(stats[field], self.physical, self.kind, self.width)
             if said is None:
-                return f"{where} whose header gives a {bound} statistic that does not decode"
+                return (f"{where} whose header gives a {bound} statistic that does not decode "
+                        "as Cairn's writer writes it (a BOOLEAN's byte 0 or 1, a number's "
+                        "bytes as wide as its type): the two readers take it differently")
             if (said > self.low) if bound == "min" else (said < self.high):
                 return (f"{where} whose header puts its values within statistics that leave "
-                        f"out values it holds ({bound} {said!r}; it holds "
-                        f"{self.low!r}..{self.high!r}): every query (DuckDB) skips pages by them")
+                        f"out values it holds ({bound} {_shown(said)}; it holds "
+                        f"{_shown(self.low)}..{_shown(self.high)}): every query (DuckDB) skips "
+                        "pages by them")
         return None
 
 
@@ -216,9 +226,19 @@ def _physical(value: Any, kind: pa.DataType) -> Any:
     return value
 
 
-def _decoded(raw: bytes, physical: str, kind: pa.DataType) -> Any:
-    """A statistic's bytes as a value of the column (None: not one)."""
-    if pa.types.is_decimal(kind) and physical in ("FIXED_LEN_BYTE_ARRAY", "BYTE_ARRAY"):
+def _shown(value: Any) -> str:
+    """A bound in a message: at most SHOWN characters of it (a statistic
+    may be a page header's megabyte)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10 ** SHOWN else "(long)"
+    return text if len(text) <= SHOWN else text[:SHOWN] + "..."
+
+
+def _decoded(raw: bytes, physical: str, kind: pa.DataType, width: int | None = None) -> Any:
+    """A statistic's bytes as a value of the column (None: not one, or not
+    as Cairn's writer writes it: `width`, a FIXED_LEN_BYTE_ARRAY's length)."""
+    if pa.types.is_decimal(kind) and physical == "FIXED_LEN_BYTE_ARRAY":
+        return int.from_bytes(raw, "big", signed=True) if raw and len(raw) == width else None
+    if pa.types.is_decimal(kind) and physical == "BYTE_ARRAY":
         return int.from_bytes(raw, "big", signed=True) if raw else None
     if physical in _FIXED:
         fmt = _FIXED[physical]
@@ -227,7 +247,7 @@ def _decoded(raw: bytes, physical: str, kind: pa.DataType) -> Any:
         value = struct.unpack(fmt, raw)[0]
         return None if isinstance(value, float) and value != value else value
     if physical == "BOOLEAN":
-        return raw[0] & 1 if len(raw) == 1 else None
+        return raw[0] if raw in (b"\x00", b"\x01") else None
     if physical == "BYTE_ARRAY":
         return raw
     return None

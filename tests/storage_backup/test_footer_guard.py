@@ -53,6 +53,12 @@ def short_seq_statistics(meta: list[Any]) -> None:
     put(stats, 6, 8, b"\x01\x02\x03")
 
 
+def boolean_two(meta: list[Any]) -> None:
+    stats = get(chunk_meta(meta, 0, 1), 12)  # _ow, BOOLEAN: all false
+    put(stats, 2, 8, b"\x02")  # min: false to pyarrow (bit 0), true to DuckDB
+    put(stats, 6, 8, b"\x02")  # min_value
+
+
 def other_type(meta: list[Any]) -> None:
     put(chunk_meta(meta, 0, 2), 1, 5, 0)  # the TEXT key's chunk says BOOLEAN
 
@@ -92,6 +98,7 @@ def nested(meta: list[Any]) -> None:
 
 CASES: dict[str, tuple[Callable[[list[Any]], None], str]] = {
     "short statistics": (short_seq_statistics, "not 8 bytes"),
+    "boolean statistics of 2": (boolean_two, "not a BOOLEAN's 0 or 1"),
     "chunk of another type": (other_type, "as type 0, its schema as 6"),
     "histogram of the wrong length": (long_histogram, "level histograms"),
     "bloom filter": (bloom_filter, "bloom filter"),

@@ -25,7 +25,8 @@ def _file() -> bytes:
                   "w": pa.array([None if i % 3 == 0 else f"w{i:05d}" for i in range(N)]),
                   "dec": pa.array([Decimal(i) - Decimal("12345678901234567890.5")
                                    for i in range(N)], pa.decimal128(38, 10)),
-                  "day": pa.array(range(N), pa.date32())})
+                  "day": pa.array(range(N), pa.date32()),
+                  "b": pa.array([i % 3 == 0 for i in range(N)])})
     out = io.BytesIO()
     pq.write_table(t, out, compression="none", use_dictionary=False, data_page_size=2_000,
                    write_batch_size=100, row_group_size=2_000)
@@ -101,3 +102,42 @@ def test_a_page_whose_bounds_leave_out_its_nan_is_refused_where_the_file_says_no
     assert wrong is not None and "column 'x' of row group 1 (its page " in wrong, wrong
     assert "leaves out the NaN it holds" in wrong, wrong
     assert page_stats.problem(str(path), meta, stats) is None
+
+
+def _longer(stats: list[Any], field: int) -> None:
+    raw = get(stats, field)
+    put(stats, field, 8, (b"\xff" if raw[0] & 0x80 else b"\x00") + raw)  # the same number
+
+
+def _bool_two(header: list[Any]) -> None:
+    stats = get(get(header, 5), 5)
+    put(stats, 6, 8, b"\x02")  # min_value: bit 0 false; to DuckDB true
+    put(stats, 2, 8, b"\x02")  # min
+
+
+def _decimal_wider(header: list[Any]) -> None:
+    stats = get(get(header, 5), 5)
+    _longer(stats, 5)  # max_value, a byte wider than DECIMAL(38, 10)'s 16
+    _longer(stats, 1)  # max
+    stats[:] = [f for f in stats if f[0] != 3]  # (its null count: the header's length kept)
+
+
+@pytest.mark.parametrize("column, change, bound", [("b", _bool_two, "min"),
+                                                   ("dec", _decimal_wider, "max")])
+def test_a_statistic_the_two_readers_decode_differently_is_refused(
+        tmp_path: Path, column: str, change: Any, bound: str) -> None:
+    """A BOOLEAN page's minimum of 0x02 was false here (its bit 0) and true to
+    DuckDB, which skipped the page's false values for `WHERE b = false`
+    (VERIFY valid, RESTORE completed, the rows gone from the query and from
+    UPDATE and DELETE); a DECIMAL's of 17 bytes (DuckDB: "Invalid decimal
+    encoding", every filtered query of the column failing) bounded its values
+    here. Cairn's writer writes a BOOLEAN's 0 or 1 and a type's width."""
+    data = _file()
+    meta = pq.read_metadata(pa.BufferReader(data))
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    first = meta.row_group(0).column(names.index(column)).data_page_offset
+    path = tmp_path / "f.parquet"
+    path.write_bytes(edit_page_header(data, first, change))
+    wrong = _problem(path)
+    assert wrong is not None and f"column '{column}' of row group 0 (its page 0)" in wrong, wrong
+    assert f"gives a {bound} statistic that does not decode as Cairn's writer" in wrong, wrong
