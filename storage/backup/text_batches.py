@@ -17,10 +17,14 @@ Sized by the dictionary alone, a chunk with no dictionary page was read
 PLAIN and compressed, took the job process checking it to 1.4 GB (and 6,000
 rows to past 10 GB). So a batch is as many rows as neither a chunk's
 dictionary-encoded rows nor any run of its other pages' rows can pass
-PLAIN_BATCH by these bounds (at least 1: twice PLAIN_BATCH at most). A chunk whose dictionary page is past PLAIN_DICTIONARY keeps
-its column read as a dictionary, as does one whose pages cannot be told (a
-dictionary page not first: pyarrow decodes one anywhere, whatever the footer
-says; more than MAX_PAGES pages)."""
+PLAIN_BATCH by these bounds (at least 1: twice PLAIN_BATCH at most). A chunk whose dictionary page is
+past PLAIN_DICTIONARY is read plain too, a few rows (or one) a batch, as
+long as its row group makes at most MAX_BATCHES of them: read as a
+dictionary, a Cairn file of 1,024 rows of 1 MiB texts (a 1 GiB dictionary
+page) took pyarrow 4.9 GB, plain a row at a time 2.9 GB. Past that, and
+where the pages cannot be told (a dictionary page not first: pyarrow
+decodes one anywhere, whatever the footer says; more than MAX_PAGES pages),
+its column is read as a dictionary."""
 
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ BATCH_ROWS = 65_536  # at most (contents.BATCH_ROWS)
 PLAIN_DICTIONARY = 4 << 20  # a dictionary page past this: the column is read as a dictionary
 PLAIN_BATCH = 128 << 20  # what a plain batch of a chunk's rows may decode to, at most
 MAX_PAGES = 10_000
+MAX_BATCHES = 4_096  # a row group's plain batches at most, its dictionary past PLAIN_DICTIONARY
 DATA_PAGE, DICTIONARY_PAGE, DATA_PAGE_V2 = 0, 2, 3  # PageType
 WHOLE = {0, 6}  # PLAIN, DELTA_LENGTH_BYTE_ARRAY: a page's values together at most its size
 BY_DICTIONARY = {2, 8}  # PLAIN_DICTIONARY, RLE_DICTIONARY
@@ -58,6 +63,9 @@ def plain_text(source: str | IO[bytes], text: list[str]) -> tuple[set[str], list
                 most = BATCH_ROWS
                 for n in text:
                     found = _pages(f, meta.row_group(g).column(at[n]))
+                    if found is not None and found[1] > PLAIN_DICTIONARY and (
+                            meta.row_group(g).num_rows > MAX_BATCHES * batch_rows(*found)):
+                        found = None  # (too many small batches: read as a dictionary)
                     if found is None:
                         plain.discard(n)
                     else:
@@ -74,12 +82,12 @@ def plain_text(source: str | IO[bytes], text: list[str]) -> tuple[set[str], list
 def batch_rows(pages: list[tuple[int, int, int]], dictionary: int = 0) -> int:
     """A batch's rows for a chunk: its dictionary-encoded rows each at most
     its `dictionary` page's bytes (one dictionary a chunk), so at most
-    PLAIN_BATCH / `dictionary` of them (32 at least: the dictionary is at
-    most PLAIN_DICTIONARY); and no run of its other `pages` (each: its values,
+    PLAIN_BATCH / `dictionary` of them (1 at least: a dictionary past
+    PLAIN_BATCH, a row at a time); and no run of its other `pages` (each: its values,
     the bytes one decodes to at most, all of them at most) past PLAIN_BATCH
     (a power of two, 1 at least). A batch then decodes to at most twice
     PLAIN_BATCH."""
-    rows = max(32, min(BATCH_ROWS, PLAIN_BATCH // dictionary)) if dictionary else BATCH_ROWS
+    rows = max(1, min(BATCH_ROWS, PLAIN_BATCH // dictionary)) if dictionary else BATCH_ROWS
     while rows > 1 and _largest_run(pages, rows) > PLAIN_BATCH:
         rows //= 2
     return rows
@@ -109,9 +117,8 @@ def _largest_run(pages: list[tuple[int, int, int]], rows: int) -> int:
 def _pages(f: IO[bytes], chunk: Any) -> tuple[list[tuple[int, int, int]], int] | None:
     """(values, bytes a row at most, bytes of all its rows at most) of each
     data page of `chunk` not dictionary-encoded, and its dictionary page's
-    size (0: none), from its pages' headers; None if that page is past
-    PLAIN_DICTIONARY or not its first, or a header cannot be read, or past
-    MAX_PAGES pages."""
+    size (0: none), from its pages' headers; None if that page is not its
+    first, or a header cannot be read, or past MAX_PAGES pages."""
     offsets = [o for o in (chunk.dictionary_page_offset, chunk.data_page_offset) if o is not None]
     at = min(offsets)
     end, dictionary = at + chunk.total_compressed_size, 0
@@ -133,7 +140,7 @@ def _pages(f: IO[bytes], chunk: Any) -> tuple[list[tuple[int, int, int]], int] |
         size = max(int(page.get(2) or 0), int(page.get(3) or 0))
         kind = page.get(1)
         if kind == DICTIONARY_PAGE:
-            if i or size > PLAIN_DICTIONARY:
+            if i:
                 return None
             dictionary = size
         elif kind in (DATA_PAGE, DATA_PAGE_V2):

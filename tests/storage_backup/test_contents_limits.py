@@ -71,8 +71,10 @@ def test_a_text_column_is_read_plain_only_when_its_dictionary_bounds_its_values(
     """Read as a dictionary, a column of 1,000-byte values took ~100 MB to
     check; plain in small batches ~35 MB (a restore's peak RSS went past its
     300 MB aim). Plain is safe only as far as a chunk's dictionary page bounds
-    its values: the batch rows are sized by it, and past PLAIN_DICTIONARY the
-    column stays a dictionary, whatever the footer says of the page."""
+    its values: the batch rows are sized by it, whatever the footer says of
+    the page (past PLAIN_DICTIONARY a few rows or one a batch: a 1 GiB
+    dictionary read as one took pyarrow 4.9 GB, plain 2.9 GB), and a row
+    group of more than MAX_BATCHES such batches stays a dictionary."""
     import os
 
     from tests.parquet_footer import chunk_meta, edit, get, put
@@ -86,7 +88,7 @@ def test_a_text_column_is_read_plain_only_when_its_dictionary_bounds_its_values(
         pq.write_table(table, paths[name], compression="zstd")
     plain, rows, _ = contents._plain_text(str(paths["small"]), ["t"])
     assert plain == {"t"} and rows and all(32 <= r <= contents.BATCH_ROWS for r in rows)
-    assert contents._plain_text(str(paths["big"]), ["t"])[0] == set()
+    assert contents._plain_text(str(paths["big"]), ["t"])[:2] == ({"t"}, [25])  # 128 / 5 MiB
 
     def hide_the_dictionary(meta: list[Any]) -> None:  # the footer says there is none
         cm = chunk_meta(meta, 0, 0)
@@ -97,7 +99,11 @@ def test_a_text_column_is_read_plain_only_when_its_dictionary_bounds_its_values(
     lying = tmp_path / "lying.parquet"
     lying.write_bytes(edit(paths["big"].read_bytes(), hide_the_dictionary))
     assert pq.read_metadata(lying).row_group(0).column(0).dictionary_page_offset is None
-    assert contents._plain_text(str(lying), ["t"])[0] == set()
+    assert contents._plain_text(str(lying), ["t"])[:2] == ({"t"}, [25])  # by its page header
+    many = tmp_path / "many.parquet"  # 25-row batches: 4,096 of them 102,400 rows
+    one = pa.DictionaryArray.from_arrays(pa.array(np.zeros(102_401, np.int32)), ["x" * (5 << 20)])
+    pq.write_table(pa.table({"t": one}), many, compression="zstd", row_group_size=1 << 20)
+    assert contents._plain_text(str(many), ["t"])[0] == set()
 
 
 def test_a_plain_columns_check_churns_no_more_than_its_file_through_the_default_pool(
