@@ -129,10 +129,27 @@ def _no_core_dump() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+OOM_SCORE_ADJ = 500  # added to the server's own (at most 1000)
+
+
+def _first_for_the_oom_killer() -> None:
+    """A job process reads hostile files, and a valid one may need more memory
+    than the machine has: out of memory, the OOM killer is to end this
+    process (a kill on a file is 503 naming it, storage/jobblame.py), not the
+    server, whose end fails every statement and job. It chose by size alone,
+    and the server may be the larger (DuckDB's buffers, VERIFY ARCHIVE's
+    manifests). Raising one's own score needs no privilege."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/oom_score_adj", "r+") as f:
+        adj = min(1000, int(f.read()) + OOM_SCORE_ADJ)
+        f.seek(0)
+        f.write(str(adj))
+
+
 def main(argv: list[str]) -> None:
     fd, level, parent = int(argv[0]), argv[1], int(argv[2])
     _die_with_parent(parent)
     _no_core_dump()
+    _first_for_the_oom_killer()
     if len(argv) > 4:  # its temp files' names say they are this process's
         from .backup.layout import set_process_tag
         set_process_tag(argv[4])

@@ -150,6 +150,15 @@ def test_a_crash_in_the_job_process_is_lost_not_the_server(tmp_path: Path) -> No
     assert jobproc.call(Job(), divmod, 9, 2) == (4, 1)  # a new one serves the next call
 
 
+def test_the_oom_killer_takes_a_job_process_before_the_server() -> None:
+    """Out of memory (a valid file too big for the machine, read in a job
+    process), the kernel ended the largest process: often the server."""
+    with open("/proc/self/oom_score_adj") as f:
+        own = int(f.read())
+    with open(f"/proc/{pid_of_next_call()}/oom_score_adj") as f:
+        assert int(f.read()) == min(1000, own + 500)
+
+
 def test_a_kept_process_that_ended_is_replaced_and_a_live_one_is_never_polled(
         monkeypatch: Any) -> None:
     """A kept process is not asked whether it lives before each call (a
