@@ -24,7 +24,7 @@ from storage.archive.blocks import Entry
 from storage.archive.segment import MAX_US, SegmentName
 from storage.backup import PassphraseError, Repository
 from storage.backup.schema import load, to_doc
-from storage.backup.verify import Memo, verify_bases, verify_objects
+from storage.backup.verify import Memo, manifest_digest, verify_bases, verify_objects
 
 from . import archive_keys
 from .jobcalls import job_call
@@ -339,7 +339,9 @@ def _base_objects(repo: Repository, bases: list[dict[str, Any]], done: tuple[int
                                 memo=memo).errors for m in bases]
     else:
         keys = [k.key_id for k in repo.store.keyring]
-        found = job_call(ctx, repo.target.kind, verify_bases, repo, bases, jobproc.WORK,
+        # Each base by its id and digest: the job process reads it again.
+        found = job_call(ctx, repo.target.kind, verify_bases, repo,
+                         [(m["backup_id"], manifest_digest(m)) for m in bases], jobproc.WORK,
                          seq_now, done, keys, blame=True)
     return [f"base backup {m['backup_id']}: {e}" for m, errors in zip(bases, found, strict=True)
             for e in errors]

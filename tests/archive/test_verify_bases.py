@@ -11,14 +11,20 @@ rather than by the object (1082 bytes stored of 1092)."""
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from server.config import Config
+from storage import jobproc
+from storage.backup import Repository, resolve_target
 from storage.backup.object_reads import ObjectReads
+from storage.backup.verify import verify_bases
+from storage.jobframes import send_framed
 from tests.helpers import ok, rows, sql
 
 from .test_archiving import FAST, wait_shipped
@@ -141,3 +147,37 @@ async def test_a_damaged_shared_object_is_named_for_every_base(
         assert verified["is_valid"] is False, verified
         want += [f"base backup {b['backup_id']}: {e}" for e in verified["errors"]]
     assert sorted(report["errors"]) == sorted(want), (report["errors"], want)
+
+
+async def test_the_job_process_reads_the_bases_manifests_itself(
+        client: Any, cairn_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VERIFY ARCHIVE's server sent every base's whole manifest to the job
+    process in one pickle: ~1 s of its GIL held (no statement ran) for a
+    32 MiB manifest, and all of them in that process at once. Now ids and
+    digests; the job process reads each again, and one re-sealed between
+    the two reads is an error of its base, not a check of another manifest."""
+    tables = ";".join(f"CREATE TABLE app.t{i} (id BIGINT PRIMARY KEY, v TEXT)" for i in range(40))
+    await ok(client, f"CREATE NAMESPACE app; {tables}; INSERT INTO app.t0 VALUES (1, 'a')")
+    await ok(client, f"START ARCHIVING DATABASE app TO 'arch' {FAST}")
+    await ok(client, "INSERT INTO app.t0 VALUES (2, 'b')")
+    await wait_shipped(client)
+    await ok(client, "STOP ARCHIVING DATABASE app")
+    sent: list[int] = []
+
+    def spy(conn: Any, msg: Any) -> None:
+        if msg[0] == "call" and msg[1] is verify_bases:
+            sent.append(len(pickle.dumps(msg[2])))
+        send_framed(conn, msg)
+
+    monkeypatch.setattr(jobproc, "send_framed", spy)
+    report = (await rows(client, "VERIFY ARCHIVE FOR DATABASE app IN 'arch'"))[0]
+    assert report["is_valid"] is True, report
+    [base] = [w["base_backup_id"] for w in report["windows"]]
+    root = cairn_config.backup.roots[0]
+    repo = Repository(resolve_target(str(Path(root) / "arch"), [root], {}))
+    manifest = len(pickle.dumps(repo.read_manifest(base)))
+    assert len(sent) == 1 and sent[0] < manifest / 2, (sent, manifest)
+    # Read again and not the manifest the server checked: an error of its base.
+    work = SimpleNamespace(cancelled=False, progress=lambda **_: None)
+    assert verify_bases(repo, [(base, "0" * 64)], work, 0, (0, 0), []) == [
+        ["its manifest changed while the archive was verified"]]
