@@ -196,7 +196,7 @@ def _compared_by_hash(con: Any, path: str, wide: list[str], rows: int, side: Sid
     1.1 GB). A difference found is named by `_first_difference`."""
     table = f"{PYARROW}_hashes"
     try:
-        with _pyarrow(con, path, wide, side) as (_, at, row):
+        with _pyarrow(con, path, wide, side) as (_, at, row, _):
             for alias in dict.fromkeys(at.values()):
                 theirs = _types(con, f"SELECT * FROM {PYARROW}_{alias}", [])
                 for n in (n for n in wide if at[n] == alias):
