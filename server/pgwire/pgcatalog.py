@@ -38,6 +38,7 @@ from ..result import cairn_type
 from ..state import Cairn
 from . import chatter, regtypes, relations, results
 from . import types as t
+from .catalog_tree import USER_WORDS, func_name, named, unqualified
 from .errors import PgError
 
 log = logging.getLogger("cairn.pgwire")
@@ -134,19 +135,13 @@ def parse(sql: str, comments: tuple[tuple[int, int], ...] = ()) -> exp.Expressio
         catalog = True
     if catalog:
         return tree
-    names = {_func_name(f) for f in tree.find_all(exp.Func)}
+    names = {func_name(f) for f in tree.find_all(exp.Func)}
     if names & set(_SESSION_FUNCTIONS) or any(
             type(n).__name__ in ("CurrentUser", "SessionUser")
             or (isinstance(n, exp.DataType) and n.sql("postgres").lower() in _OID_TYPES)
             for n in tree.walk()):
         return tree
     return None
-
-
-def _func_name(node: exp.Func) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.name).lower()
-    return str(node.sql_name()).lower()
 
 
 def _lit(value: Any) -> exp.Expression:
@@ -217,6 +212,10 @@ _SESSION_FUNCTIONS: dict[str, Any] = {
     "pg_table_is_visible": lambda n, i: _lit(True),
     "pg_type_is_visible": lambda n, i: _lit(True),
     "pg_function_is_visible": lambda n, i: _lit(True),
+    "pg_collation_is_visible": lambda n, i: _lit(True),
+    # SQLAlchemy 2.x's get_columns (an identity's options): DuckDB's json_object
+    "json_build_object": lambda n, i: exp.Anonymous(this="json_object",
+                                                    expressions=list(n.expressions)),
     "pg_get_expr": lambda n, i: _arg(n, 0) or exp.null(),
     "format_type": _format_type,
     "quote_ident": lambda n, i: _arg(n, 0) or exp.null(),
@@ -287,7 +286,7 @@ class CatalogEngine:
         ordinary SELECT's query: past `timeout` seconds (or this thread's
         `Engine.time_limit`) CANCELLED, and stopped by a cancel of its
         statement (storage/stopping.py)."""
-        tree = _named(tree.copy())
+        tree = named(tree.copy())
         info.pending.clear()
         try:
             return self._run(cairn, tree, info, timeout)
@@ -307,14 +306,14 @@ class CatalogEngine:
                 raise ValueError("not a query")
         for node in tree.find_all(exp.Lateral):  # LATERAL f(): a table function too
             if isinstance(node.this, exp.Func) \
-                    and _func_name(node.this) not in _ALLOWED_TABLE_FUNCTIONS:
+                    and func_name(node.this) not in _ALLOWED_TABLE_FUNCTIONS:
                 raise ValueError("table function")
         snapshot = relations.Snapshot(cairn, info.user)
         tables: dict[str, pa.Table] = {}
         ctes = cte_references(tree)
         for table in list(tree.find_all(exp.Table)):
             if isinstance(table.this, exp.Func):
-                if _func_name(table.this) not in _ALLOWED_TABLE_FUNCTIONS:
+                if func_name(table.this) not in _ALLOWED_TABLE_FUNCTIONS:
                     raise ValueError("table function")
                 if (table.db or "").lower() == "pg_catalog":  # pg_catalog.unnest(…)
                     table.set("db", None)
@@ -336,6 +335,7 @@ class CatalogEngine:
             alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(name))
             new.set("alias", alias)
             table.replace(new)
+        unqualified(tree)
         tree = tree.transform(lambda n: _rewrite(n, info))
         # The bounds of any query (a catalog query may compute anything besides):
         # values built from a number, the answer's size, the statement timeout.
@@ -402,44 +402,13 @@ class CatalogEngine:
         return columns, rows
 
 
-def _named(tree: exp.Expression) -> exp.Expression:
-    """Name unnamed result columns as PostgreSQL does: a column by its name, a
-    function call by the function, anything else `?column?`."""
-    if not isinstance(tree, exp.Select):
-        return tree
-    named: list[Any] = []
-    for p in tree.expressions:
-        if isinstance(p, exp.Alias | exp.Star) or (
-                isinstance(p, exp.Column) and not isinstance(p.this, exp.Star)
-                and p.name.lower() not in _USER_WORDS) or (
-                isinstance(p, exp.Column) and isinstance(p.this, exp.Star)):
-            named.append(p)
-            continue
-        if isinstance(p, exp.Column):  # current_user and friends, as bare words
-            named.append(exp.alias_(p, p.name.lower(), quoted=True))
-            continue
-        inner = p.expression if isinstance(p, exp.Dot) else p
-        name = _func_name(inner) if isinstance(inner, exp.Func) else "?column?"
-        name = {"current_version": "version"}.get(name, name)  # sqlglot's name for version()
-        if isinstance(inner, exp.Case):
-            name = "case"
-        elif isinstance(inner, exp.Cast):
-            name = inner.to.sql("postgres").lower().strip('"')
-        named.append(exp.alias_(p, name, quoted=True))
-    tree.set("expressions", named)
-    return tree
-
-
-_USER_WORDS = ("current_user", "session_user", "user", "current_role")
-
-
 def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
     if type(node).__name__ in ("CurrentUser", "SessionUser", "CurrentRole") or (
             isinstance(node, exp.Column) and not node.table
-            and node.name.lower() in _USER_WORDS):
+            and node.name.lower() in USER_WORDS):
         return _lit(info.user)
     if isinstance(node, exp.Func):
-        fn = _SESSION_FUNCTIONS.get(_func_name(node))
+        fn = _SESSION_FUNCTIONS.get(func_name(node))
         if fn is not None:
             return fn(node, info)
     if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func) and (

@@ -295,13 +295,17 @@ def pg_index(s: Snapshot) -> pa.Table:
              "indnatts": len(key), "indnkeyatts": len(key), "indisunique": True,
              "indisprimary": True, "indisexclusion": False, "indimmediate": True,
              "indisclustered": False, "indisvalid": True, "indisready": True, "indislive": True,
-             "indisreplident": False, "indkey": [str(n) for _, n in key]}
+             "indisreplident": False, "indkey": [str(n) for _, n in key],
+             "indnullsnotdistinct": False, "indclass": ["0"] * len(key),
+             "indoption": ["0"] * len(key)}
             for (ns, name), key in s.keys.items()]
     return _table(rows, [("indexrelid", I64), ("indrelid", I64), ("indnatts", I16),
                          ("indnkeyatts", I16), ("indisunique", BOOL), ("indisprimary", BOOL),
                          ("indisexclusion", BOOL), ("indimmediate", BOOL),
                          ("indisclustered", BOOL), ("indisvalid", BOOL), ("indisready", BOOL),
-                         ("indislive", BOOL), ("indisreplident", BOOL), ("indkey", TXTS)])
+                         ("indislive", BOOL), ("indisreplident", BOOL), ("indkey", TXTS),
+                         ("indnullsnotdistinct", BOOL), ("indclass", TXTS), ("indoption", TXTS),
+                         ("indexprs", TXT), ("indpred", TXT)])
 
 
 def pg_constraint(s: Snapshot) -> pa.Table:
@@ -396,6 +400,15 @@ PG_CATALOG: dict[str, Callable[[Snapshot], pa.Table]] = {
     "pg_proc": _empty(("oid", I64), ("proname", TXT), ("pronamespace", I64)),
     "pg_extension": _empty(("oid", I64), ("extname", TXT), ("extversion", TXT)),
     "pg_settings": _empty(("name", TXT), ("setting", TXT)),
+    # Cairn has no sequences nor enum types: SQLAlchemy 2.x's get_columns joins
+    # pg_sequence (a column's identity), its get_enums reads pg_enum
+    "pg_sequence": _empty(("seqrelid", I64), ("seqtypid", I64), ("seqstart", I64),
+                          ("seqincrement", I64), ("seqmax", I64), ("seqmin", I64),
+                          ("seqcache", I64), ("seqcycle", BOOL)),
+    "pg_opclass": _empty(("oid", I64), ("opcname", TXT), ("opcmethod", I64),
+                         ("opcdefault", BOOL)),
+    "pg_enum": _empty(("oid", I64), ("enumtypid", I64), ("enumsortorder", pa.float32()),
+                      ("enumlabel", TXT)),
 }
 INFORMATION_SCHEMA: dict[str, Callable[[Snapshot], pa.Table]] = {
     "schemata": info_schemata, "tables": info_tables, "columns": info_columns,

@@ -1,0 +1,62 @@
+"""The shape of a catalog query's tree before it runs on the catalog's DuckDB:
+its result columns named as PostgreSQL names them, and its columns written
+with their schema (`pg_catalog.pg_namespace.nspname`, as SQLAlchemy 2.x
+writes every column of its reflection queries) read as the relation's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlglot import exp
+
+from storage.names import fold
+
+USER_WORDS = ("current_user", "session_user", "user", "current_role")
+CATALOG_SCHEMAS = ("pg_catalog", "information_schema")
+
+
+def func_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    return str(node.sql_name()).lower()
+
+
+def named(tree: exp.Expression) -> exp.Expression:
+    """Name unnamed result columns as PostgreSQL does: a column by its name, a
+    function call by the function, anything else `?column?`."""
+    if not isinstance(tree, exp.Select):
+        return tree
+    out: list[Any] = []
+    for p in tree.expressions:
+        if isinstance(p, exp.Alias | exp.Star) or (
+                isinstance(p, exp.Column) and not isinstance(p.this, exp.Star)
+                and p.name.lower() not in USER_WORDS) or (
+                isinstance(p, exp.Column) and isinstance(p.this, exp.Star)):
+            out.append(p)
+            continue
+        if isinstance(p, exp.Column):  # current_user and friends, as bare words
+            out.append(exp.alias_(p, p.name.lower(), quoted=True))
+            continue
+        inner = p.expression if isinstance(p, exp.Dot) else p
+        name = func_name(inner) if isinstance(inner, exp.Func) else "?column?"
+        name = {"current_version": "version"}.get(name, name)  # sqlglot's name for version()
+        if isinstance(inner, exp.Case):
+            name = "case"
+        elif isinstance(inner, exp.Cast):
+            name = inner.to.sql("postgres").lower().strip('"')
+        out.append(exp.alias_(p, name, quoted=True))
+    tree.set("expressions", out)
+    return tree
+
+
+def unqualified(tree: exp.Expression) -> None:
+    """`pg_catalog.pg_class.relname` as `pg_class.relname`: each catalog
+    relation runs as a view named by its own name (or its alias), which
+    DuckDB cannot find under its schema: every query of SQLAlchemy 2.x's
+    reflection failed to bind and was answered with no rows (no schemas, no
+    tables, `has_table` false, a table reflected without columns)."""
+    for column in tree.find_all(exp.Column):
+        db = column.args.get("db")
+        if db is not None and column.table and fold(db.name) in CATALOG_SCHEMAS:
+            column.set("db", None)
+            column.set("catalog", None)
