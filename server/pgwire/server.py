@@ -189,6 +189,12 @@ class PgServer:
                     continue
                 writer.write(b"S")
                 await writer.drain()
+                if getattr(reader, "_buffer", b""):  # asyncio's bytes read, not yet taken
+                    # Sent before the handshake, so in plain text: a man in the middle's
+                    # start-up and queries were run and answered inside the client's TLS
+                    # session (PostgreSQL's CVE-2021-23214 and its answer).
+                    raise PgError("08P01", "received unencrypted data after SSL request",
+                                  severity="FATAL")
                 await writer.start_tls(self.ssl)
                 continue
             if code == messages.CANCEL_REQUEST:

@@ -265,6 +265,28 @@ def test_token_auth_over_tls(pg_tls: PgServer) -> None:
     asyncio.run(main())
 
 
+def test_plain_text_sent_before_the_tls_handshake_is_refused(pg_tls: PgServer) -> None:
+    """Bytes sent with the SSLRequest, before the handshake, are plain text (a
+    man in the middle's): they were read as the first of the TLS session, so
+    an injected start-up and query were run and answered inside the client's
+    TLS session (PostgreSQL's CVE-2021-23214). Now FATAL 08P01, as PostgreSQL."""
+    import socket
+    import struct
+
+    pairs = b"user\x00mallory\x00database\x00cairn\x00\x00"
+    startup = struct.pack("!ii", len(pairs) + 8, 196608) + pairs
+    with socket.create_connection(("127.0.0.1", pg_tls.port), timeout=20) as sock:
+        sock.sendall(struct.pack("!ii", 8, 80877103) + startup)
+        got = b""
+        while chunk := sock.recv(4096):  # 'S', then the refusal in plain text, then closed
+            got += chunk
+    assert got[:2] == b"SE" and b"08P01" in got and b"unencrypted data" in got, got
+    # A client that waits for the answer, as every one does, still connects.
+    with psycopg.connect(pg_tls.dsn("anyone", password=ADMIN_TOKEN, sslmode="require"),
+                         autocommit=True) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def _pgwire_requests(pg: PgServer) -> dict[tuple[str, str], float]:
     import urllib.request
 
