@@ -419,6 +419,9 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         to = node.to.sql("postgres").lower().strip('"')
         if to == "regtype":
             return _lit(regtypes.type_oid(node.this.this) or 0)
+        if to in ("regproc", "regprocedure") and not isinstance(node.parent, exp.Cast):
+            # pg_type's typinput & co. hold names ('array_in'::regproc::oid stays 0)
+            return _lit(regtypes.proc_name(node.this.this))
         if to in _OID_TYPES:  # 'pg_class'::regclass, 'app.t'::regclass, '16384'::oid
             return _lit(regtypes.named_oid(node.this.this))
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Cast) and (

@@ -57,3 +57,11 @@ def named_oid(text: str) -> int:
     if "." in name:
         return relations.oid_of("rel", name)
     return 0
+
+
+def proc_name(text: str) -> str:
+    """A function's name as pg_type's regproc columns (typinput, typreceive, ...)
+    hold it, for `typinput = 'array_in'::regproc` (pgjdbc's and Laravel's array
+    test): its OID was 0, compared with a name, and the query failed (22023)."""
+    name = text.strip().split("(")[0].strip().replace('"', "").lower()
+    return name.removeprefix("pg_catalog.")

@@ -241,8 +241,11 @@ def pg_type(s: Snapshot) -> pa.Table:
             "typlen": size, "typbyval": 0 < size <= 8, "typtype": "b",
             "typcategory": "A" if array else "U", "typispreferred": False, "typisdefined": True,
             "typdelim": ",", "typrelid": 0, "typelem": elem,
-            "typarray": array_of.get(oid, 0), "typinput": name + "in", "typoutput": name + "out",
-            "typreceive": name + "recv", "typsend": name + "send", "typalign": "i",
+            "typarray": array_of.get(oid, 0), "typalign": "i",
+            # PostgreSQL's: every array's are array_in & co. (drivers tell arrays so)
+            **{column: ("array_" if array else name) + suffix for column, suffix in (
+                ("typinput", "in"), ("typoutput", "out"), ("typreceive", "recv"),
+                ("typsend", "send"))},
             "typstorage": _storage(oid), "typnotnull": False, "typbasetype": 0, "typtypmod": -1,
             "typndims": 0, "typcollation": 0,
         })

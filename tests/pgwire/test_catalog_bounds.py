@@ -54,3 +54,18 @@ def test_a_catalog_query_failing_on_a_value_is_refused_not_answered_empty(pg: Pg
         # Something Cairn does not model still answers no rows, its columns as asked.
         cur = conn.execute("SELECT polname FROM pg_catalog.pg_policy")
         assert cur.fetchall() == [] and cur.description[0].name == "polname"
+
+
+def test_a_regproc_literal_is_compared_with_pg_types_function_names(pg: PgServer) -> None:
+    """`typinput = 'array_in'::regproc` (pgjdbc's array test, Laravel's type
+    list): the literal was the OID 0 compared with pg_type's names, which is no
+    value but a conversion: no rows, then (with the refusal of a query failing
+    on a value) 22023 for a query every PostgreSQL answers."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        got = conn.execute(
+            "SELECT typname, typinput = 'pg_catalog.array_in'::regproc AS is_array, typtype "
+            "FROM pg_catalog.pg_type WHERE typname IN ('int4', '_int4') ORDER BY typname")
+        assert got.fetchall() == [("_int4", True, "b"), ("int4", False, "b")]
+        got = conn.execute("SELECT typreceive, typsend FROM pg_catalog.pg_type "
+                           "WHERE typoutput = 'array_out'::regproc AND typelem = 23")
+        assert got.fetchall() == [("array_recv", "array_send")]
