@@ -304,17 +304,18 @@ class CatalogEngine:
         for node in tree.walk():
             if isinstance(node, DENIED_NODES):
                 raise ValueError("not a query")
-        for node in tree.find_all(exp.Lateral):  # LATERAL f(): a table function too
-            if isinstance(node.this, exp.Func) \
-                    and func_name(node.this) not in _ALLOWED_TABLE_FUNCTIONS:
-                raise ValueError("table function")
+        # FROM f() and LATERAL f(): a denied one is refused wherever it stands
+        functions = [n.this for n in tree.find_all(exp.Table, exp.Lateral)
+                     if isinstance(n.this, exp.Func)]
+        for function in functions:
+            _denied_table_function(function)
+        if any(func_name(f) not in _ALLOWED_TABLE_FUNCTIONS for f in functions):
+            raise ValueError("table function")
         snapshot = relations.Snapshot(cairn, info.user)
         tables: dict[str, pa.Table] = {}
         ctes = cte_references(tree)
         for table in list(tree.find_all(exp.Table)):
             if isinstance(table.this, exp.Func):
-                if func_name(table.this) not in _ALLOWED_TABLE_FUNCTIONS:
-                    raise ValueError("table function")
                 if (table.db or "").lower() == "pg_catalog":  # pg_catalog.unnest(…)
                     table.set("db", None)
                 continue
@@ -400,6 +401,18 @@ class CatalogEngine:
                                                  strict=False)] if result.num_columns else [])
         rows.nbytes = result.nbytes  # what a portal keeping them counts (kept.rows_size)
         return columns, rows
+
+
+def _denied_table_function(node: exp.Func) -> None:
+    """A table function the sandbox denies (files, settings: read_csv,
+    duckdb_settings, query_table) beside catalog relations is refused as in
+    any query (42501; until 2026-12-07 answered with no rows, as if Cairn
+    modelled nothing of it). PostgreSQL's own (pg_options_to_table, psql's
+    \\des+) and others Cairn does not model still answer no rows."""
+    name = func_name(node)
+    if not name.startswith("pg_") and denied_function(name):
+        raise PermissionDenied(f"table function {name}() is not allowed: queries read "
+                               "Cairn tables only")
 
 
 def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:

@@ -69,3 +69,24 @@ def test_a_regproc_literal_is_compared_with_pg_types_function_names(pg: PgServer
         got = conn.execute("SELECT typreceive, typsend FROM pg_catalog.pg_type "
                            "WHERE typoutput = 'array_out'::regproc AND typelem = 23")
         assert got.fetchall() == [("array_recv", "array_send")]
+
+
+DENIED_BESIDE_THE_CATALOG = [
+    "SELECT * FROM pg_catalog.pg_class c JOIN read_csv('/etc/passwd') x ON true",
+    "SELECT * FROM pg_catalog.pg_policy, duckdb_settings()",  # an unmodelled relation first
+    "SELECT n.nspname FROM pg_catalog.pg_namespace n, LATERAL query_table(n.nspname) q",
+]
+
+
+def test_a_denied_table_function_beside_catalog_relations_is_42501(pg: PgServer) -> None:
+    """It was answered with no rows, as something Cairn does not model (nothing
+    was read: the catalog's DuckDB has no file access), where the same function
+    in any other query is refused."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for text in DENIED_BESIDE_THE_CATALOG:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not allowed"):
+                conn.execute(text).fetchall()
+        # PostgreSQL's own, unmodelled (psql's \des+): still no rows
+        cur = conn.execute("SELECT option_name FROM pg_catalog.pg_namespace n, "
+                           "pg_catalog.pg_options_to_table(n.nspacl) o")
+        assert cur.fetchall() == []
