@@ -28,7 +28,7 @@ from sqlglot.errors import SqlglotError
 from catalog.errors import Cancelled, InvalidArgument, PermissionDenied
 from sqlgrammar.factorial import standalone_bang
 from sqlgrammar.uncommented import Uncommented
-from storage import stopping, value_bounds
+from storage import stopping, unstoppable, value_bounds
 from storage.duck import fetch_bounded, refuse_time_with_zone
 from storage.duckrestart import Rebuilt, fault_of, invalidating, scrubbed
 from storage.names import fold, function_name
@@ -253,6 +253,7 @@ def _connect(generation: int = 0) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config={**scratch_config(), "memory_limit": CATALOG_MEMORY})
     con.execute("SET python_enable_replacements = false")
     in_utc(con)
+    unstoppable.define(con)  # jaro_similarity & co. past the timeout: refused when reached
     for setting in ("autoinstall_known_extensions = false", "autoload_known_extensions = false",
                     "enable_external_access = false", "lock_configuration = true"):
         con.execute(f"SET {setting}")
@@ -354,6 +355,7 @@ class CatalogEngine:
                 raise PermissionDenied(f"function {name}() is not allowed: queries cannot touch "
                                        "files, the network or settings")
             budget.check(func, name)
+            unstoppable.check_call(func, name)  # DuckDB's own, past its guard
         server = cairn.config.server
         sql = tree.sql(dialect="duckdb")
         cur, generation = self._db.cursor()

@@ -106,3 +106,25 @@ async def test_lambdas_within_the_bounds_run(client: Any) -> None:
     got = await rows(client, "SELECT list_transform(string_split(v, ','), x -> x || '!') AS l "
                              "FROM app.t ORDER BY id")
     assert got == [{"l": ["a!", "b!"]}, {"l": ["c!"]}]
+
+
+async def test_a_jaro_similarity_past_what_duckdb_can_stop_is_refused(client: Any) -> None:
+    """DuckDB hears a timeout between vectors only, and jaro_similarity's time
+    is the lengths multiplied: a vector of 1,024 pairs of 64 KB ran 38 s past
+    a 10 s timeout (1 MB pairs: hours). Past 4,096 x 4,096 characters it is
+    refused when reached (storage/unstoppable.py); shorter ones run as before,
+    their columns named as before."""
+    for text, name in (
+            ("SELECT max(jaro_similarity(repeat('ab', 2048) || x::VARCHAR, repeat('b', 4100))) "
+             "FROM range(2) t(x)", "jaro_similarity()"),
+            ("SELECT jaro_winkler_similarity(v || repeat('x', 5000), repeat('y', 5000), 0.5) "
+             "FROM app.t", "jaro_winkler_similarity()"),
+            ("SELECT jaro_similarity(repeat('a', 1000000), repeat('b', 1000000))",
+             "jaro_similarity()"),
+            ("SELECT system.main.jaro_similarity('a', 'b')", "by its name alone")):
+        message = await err(client, text, "INVALID_ARGUMENT")
+        assert name in message, (text, message)
+    got = await rows(client, "SELECT jaro_similarity('martha', 'marhta'), "
+                             "round(jaro_winkler_similarity(v, 'a,c'), 3) AS w FROM app.t "
+                             "WHERE id = 1")
+    assert got == [{"jaro_similarity('martha', 'marhta')": 0.9444444444444445, "w": 0.822}]
