@@ -402,7 +402,12 @@ PG_CATALOG: dict[str, Callable[[Snapshot], pa.Table]] = {
     "pg_range": _empty(("rngtypid", I64), ("rngsubtype", I64), ("rngmultitypid", I64)),
     "pg_proc": _empty(("oid", I64), ("proname", TXT), ("pronamespace", I64)),
     "pg_extension": _empty(("oid", I64), ("extname", TXT), ("extversion", TXT)),
-    "pg_settings": _empty(("name", TXT), ("setting", TXT)),
+    # Compile-time constants only (nothing of this server's settings): pgjdbc's
+    # getImportedKeys/getExportedKeys failed without max_index_keys.
+    "pg_settings": lambda s: _table(
+        [{"name": "max_index_keys", "setting": "32"},
+         {"name": "max_identifier_length", "setting": "63"}],
+        [("name", TXT), ("setting", TXT)]),
     # Cairn has no sequences nor enum types: SQLAlchemy 2.x's get_columns joins
     # pg_sequence (a column's identity), its get_enums reads pg_enum
     "pg_sequence": _empty(("seqrelid", I64), ("seqtypid", I64), ("seqstart", I64),

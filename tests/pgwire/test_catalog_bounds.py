@@ -90,3 +90,15 @@ def test_a_denied_table_function_beside_catalog_relations_is_42501(pg: PgServer)
         cur = conn.execute("SELECT option_name FROM pg_catalog.pg_namespace n, "
                            "pg_catalog.pg_options_to_table(n.nspacl) o")
         assert cur.fetchall() == []
+
+
+def test_pgjdbc_finds_max_index_keys(pg: PgServer) -> None:
+    """pgjdbc's getImportedKeys / getExportedKeys / getCrossReference read it
+    first, and failed ("Unable to determine a value for MaxIndexKeys") on an
+    empty pg_settings. Only compile-time constants are there."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        got = conn.execute("SELECT setting FROM pg_catalog.pg_settings "
+                           "WHERE name='max_index_keys'").fetchall()
+        assert got == [("32",)]
+        names = {r[0] for r in conn.execute("SELECT name FROM pg_catalog.pg_settings")}
+        assert names == {"max_index_keys", "max_identifier_length"}
