@@ -117,7 +117,8 @@ class Client:
         request = urllib.request.Request(
             self.url + "/api/sql", data=json.dumps(body).encode(), headers=self.headers(),
             method="POST")
-        if self.timeout is None:
+        limit = self.timeout
+        if limit is None:
             return self._send(request)
         # The whole exchange is bounded, not each socket read: a server that
         # drips its answer a byte at a time never trips a socket timeout.
@@ -126,13 +127,16 @@ class Client:
 
         def send() -> None:
             try:
-                done.append(self._send(request))
+                # Its socket's own timeout after the whole exchange's: fired
+                # first (the caller's thread scheduled late), a silent server
+                # read "cannot reach … timed out" instead of TIMEOUT.
+                done.append(self._send(request, 2 * limit + 1))
             except BaseException as exc:  # raised again below, in the caller's thread
                 failed.append(exc)
 
         sender = threading.Thread(target=send, daemon=True)
         sender.start()
-        sender.join(self.timeout)
+        sender.join(limit)
         if failed:
             raise failed[0]
         if not done:
@@ -141,10 +145,10 @@ class Client:
                 "the server may still run the statement"))
         return done[0]
 
-    def _send(self, request: urllib.request.Request) -> Reply:
+    def _send(self, request: urllib.request.Request, timeout: float | None = None) -> Reply:
         started = time.perf_counter()
         try:
-            with _OPENER.open(request, timeout=self.timeout) as resp:
+            with _OPENER.open(request, timeout=timeout) as resp:
                 payload = resp.read()
         except urllib.error.HTTPError as exc:
             if 300 <= exc.code < 400:
