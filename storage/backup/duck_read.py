@@ -147,14 +147,8 @@ def _compared(con: Any, path: str, part: list[str], rows: int, side: Side) -> st
         if not part:
             return None
     with _pyarrow(con, path, part, side) as (joined, at, row, schemas):
-        theirs: dict[str, str] = {}
-        for alias, schema in schemas.items():
-            theirs.update(_arrow_types(con, alias, schema))
-        for n in part:
-            if ours.get(n) != theirs.get(n):
-                return (f"has a column '{n}' the two Parquet readers take as different "
-                        f"types (DuckDB, which every query reads it with: {ours.get(n)}; "
-                        f"pyarrow, which the checks read: {theirs.get(n)})")
+        if (wrong := _type_difference(con, part, ours, schemas)) is not None:
+            return wrong
         differs = " OR ".join(_differs(n, at[n], ours[n]) for n in part)
         # DuckDB's rows counted by its virtual `file_row_number` (a column
         # of that name in the file hides it: then counted apart).
@@ -196,14 +190,9 @@ def _compared_by_hash(con: Any, path: str, wide: list[str], rows: int, side: Sid
     1.1 GB). A difference found is named by `_first_difference`."""
     table = f"{PYARROW}_hashes"
     try:
-        with _pyarrow(con, path, wide, side) as (_, at, row, _):
-            for alias in dict.fromkeys(at.values()):
-                theirs = _types(con, f"SELECT * FROM {PYARROW}_{alias}", [])
-                for n in (n for n in wide if at[n] == alias):
-                    if ours.get(n) != theirs.get(n):
-                        return (f"has a column '{n}' the two Parquet readers take as different "
-                                f"types (DuckDB, which every query reads it with: {ours.get(n)};"
-                                f" pyarrow, which the checks read: {theirs.get(n)})")
+        with _pyarrow(con, path, wide, side) as (_, at, row, schemas):
+            if (wrong := _type_difference(con, wide, ours, schemas)) is not None:
+                return wrong
             aliases = list(dict.fromkeys(at.values()))
             source = f"{PYARROW}_{aliases[0]} {aliases[0]}" + "".join(
                 f" POSITIONAL JOIN {PYARROW}_{a} {a}" for a in aliases[1:])
@@ -224,6 +213,21 @@ def _compared_by_hash(con: Any, path: str, wide: list[str], rows: int, side: Sid
         return f"holds {counted} rows to DuckDB, its entry says {rows}"
     if first is not None:
         return _first_difference(con, path, wide, side, first)
+    return None
+
+
+def _type_difference(con: Any, names: list[str], ours: dict[str, str],
+                     schemas: dict[str, pa.Schema]) -> str | None:
+    """None when DuckDB's types of the columns `names` of the file (`ours`)
+    are those of pyarrow's streams (`schemas`, by alias), else which is not."""
+    theirs: dict[str, str] = {}
+    for alias, schema in schemas.items():
+        theirs.update(_arrow_types(con, alias, schema))
+    for n in names:
+        if ours.get(n) != theirs.get(n):
+            return (f"has a column '{n}' the two Parquet readers take as different "
+                    f"types (DuckDB, which every query reads it with: {ours.get(n)}; "
+                    f"pyarrow, which the checks read: {theirs.get(n)})")
     return None
 
 
