@@ -231,7 +231,6 @@ def verify_backup_of(repo: Any, backup_id: str, work: Work,
                            should_stop=lambda: work.cancelled, seq_now=seq_now)
 
 
-
 def manifest_digest(doc: dict[str, Any]) -> str:
     """Which decoded manifest `doc` is (a base's, as VERIFY ARCHIVE's server
     read it and its job process reads it again: verify_bases)."""
