@@ -18,6 +18,8 @@ from typing import Any
 
 from multidict import CIMultiDict
 
+from tests import forkserver
+
 
 async def sql(
     client: Any,
@@ -92,13 +94,17 @@ class ServerProcess:
     """`cairn serve` started the way a user starts it."""
 
     def __init__(self, data_dir: Path, extra: list[str] | None = None, config: Path | None = None,
-                 env: dict[str, str] | None = None, new_session: bool = False):
+                 env: dict[str, str] | None = None, new_session: bool = False,
+                 fork: bool = True):
         """`env` adds variables to the process's environment, e.g.
         `{"CAIRN_FAULTS": "backup.before_manifest:kill"}`; `new_session`: a
-        session and process group of its own, as a terminal's foreground job."""
+        session and process group of its own, as a terminal's foreground job;
+        `fork`: started by this worker's fork server (tests/forkserver.py: the
+        libraries imported once), else as a fresh interpreter."""
         self.data_dir = data_dir
         self.env = env or {}
         self.new_session = new_session
+        self.fork = fork
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir),
@@ -107,7 +113,7 @@ class ServerProcess:
             self.args += ["--pg-port", "0"]
         if config is not None:
             self.args += ["--config", str(config)]
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[str] | forkserver.Forked | None = None
         self.first_line = ""
         self._output: list[str] = []
         self._drains: list[threading.Thread] = []
@@ -115,12 +121,15 @@ class ServerProcess:
     def start(self, timeout: float = 90.0) -> ServerProcess:
         """Start the server; it must say it listens within `timeout` s (90: a
         loaded 2-core CI machine took over 30 to start one beside CPU hogs)."""
-        self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            cwd=str(self.data_dir.parent),
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-            start_new_session=self.new_session,
-        )
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        if self.fork and forkserver.usable(self.args):
+            self.proc = forkserver.spawn(self.args, str(self.data_dir.parent), env,
+                                         self.new_session)
+        else:
+            self.proc = subprocess.Popen(
+                self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                cwd=str(self.data_dir.parent), env=env, start_new_session=self.new_session,
+            )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         self.first_line = self.proc.stdout.readline().strip()

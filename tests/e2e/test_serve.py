@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import ServerProcess
+
+
+@pytest.fixture(autouse=True)
+def fresh_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These servers start as `python -m server.cli`, not forked from the
+    worker's fork server (tests/forkserver.py): the command itself is tested here."""
+    monkeypatch.setenv("CAIRN_TEST_FORK", "0")
 
 
 def test_serve_prints_its_address_and_answers(server_process: Any) -> None:
