@@ -411,7 +411,7 @@ def test_a_long_numeric_parameter_is_counted_in_c() -> None:
     started = time.perf_counter()
     with pytest.raises(t.BadParameter, match="9000002 digits"):
         params.substitute("SELECT $1", [value], [t.NUMERIC])
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 1.0  # joined one by one: 1.7 s quiet
     assert params.substitute("SELECT $1", [decimal.Decimal("5.000")], [t.NUMERIC]) == "SELECT 5.000"
 
 
