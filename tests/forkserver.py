@@ -15,8 +15,8 @@ the tests use of it: pid, poll, wait (TimeoutExpired), send_signal, terminate,
 kill, returncode, stdout, stderr.
 
 The `cairn` command itself (its entry point, a fresh interpreter) is still run as
-a user runs it where that is what a test is about (tests/e2e/test_serve.py:
-`ServerProcess(..., fork=False)`), and everywhere with CAIRN_TEST_FORK=0.
+a user runs it where that is what a test is about (tests/e2e/test_serve.py sets
+CAIRN_TEST_FORK=0), and everywhere with CAIRN_TEST_FORK=0.
 
 Run as a script, this file is the fork server: `python forkserver.py FD`, FD a
 SOCK_SEQPACKET socket to its worker. It answers `{"ready": pid}` once its imports

@@ -94,17 +94,15 @@ class ServerProcess:
     """`cairn serve` started the way a user starts it."""
 
     def __init__(self, data_dir: Path, extra: list[str] | None = None, config: Path | None = None,
-                 env: dict[str, str] | None = None, new_session: bool = False,
-                 fork: bool = True):
+                 env: dict[str, str] | None = None, new_session: bool = False):
         """`env` adds variables to the process's environment, e.g.
         `{"CAIRN_FAULTS": "backup.before_manifest:kill"}`; `new_session`: a
-        session and process group of its own, as a terminal's foreground job;
-        `fork`: started by this worker's fork server (tests/forkserver.py: the
-        libraries imported once), else as a fresh interpreter."""
+        session and process group of its own, as a terminal's foreground job.
+        Started by this worker's fork server (tests/forkserver.py: the libraries
+        imported once) unless CAIRN_TEST_FORK=0."""
         self.data_dir = data_dir
         self.env = env or {}
         self.new_session = new_session
-        self.fork = fork
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data_dir),
@@ -122,7 +120,7 @@ class ServerProcess:
         """Start the server; it must say it listens within `timeout` s (90: a
         loaded 2-core CI machine took over 30 to start one beside CPU hogs)."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        if self.fork and forkserver.usable(self.args):
+        if forkserver.usable(self.args):
             self.proc = forkserver.spawn(self.args, str(self.data_dir.parent), env,
                                          self.new_session)
         else:
