@@ -20,9 +20,26 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from . import priority
-from .jobframes import portable
-from .jobproc import PROGRESS_SECONDS, _bind
+
+def _die_with_parent(parent: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the server died before prctl took effect
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    # Before the imports below: they take ~1 s (pyarrow, storage.backup), and
+    # minutes under SCHED_IDLE beside busy CPUs. Set after them, a process
+    # whose server died meanwhile went on importing for as long, holding
+    # ~250 MB and the idle CPU time the live job processes wait for (31 such
+    # at once in one run of the suite). argv: fd, level, parent, ... (main).
+    _die_with_parent(int(sys.argv[3]))
+
+from . import priority  # noqa: E402
+from .jobframes import portable  # noqa: E402
+from .jobproc import PROGRESS_SECONDS, _bind  # noqa: E402
 
 log = logging.getLogger("storage.jobproc")
 
@@ -114,14 +131,6 @@ class _Forward(logging.Handler):
             self.conn.send_bytes(pickle.dumps(("log", record.name, record.levelno, text)))
 
 
-def _die_with_parent(parent: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the server died before prctl took effect
-        os._exit(0)
-
-
 def _no_core_dump() -> None:
     """A job process reads hostile files with C++ readers (a crash is reported,
     storage/jobblame.py) and holds backup keys: a crash writes no core file."""
@@ -146,8 +155,10 @@ def _first_for_the_oom_killer() -> None:
 
 
 def main(argv: list[str]) -> None:
-    fd, level, parent = int(argv[0]), argv[1], int(argv[2])
-    _die_with_parent(parent)
+    """argv: the socket's fd, the level ("idle" or a nice value), the server's
+    pid (whose death ends this process: set at the module's top), the log
+    level and the process tag."""
+    fd, level = int(argv[0]), argv[1]
     _no_core_dump()
     _first_for_the_oom_killer()
     if len(argv) > 4:  # its temp files' names say they are this process's
