@@ -26,6 +26,8 @@ def fake_server(answer: Answer) -> Iterator[Fake]:
     fake = Fake("")
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # TCP_NODELAY (tests/storage_backup/s3liar.py)
+
         def log_message(self, *args: object) -> None:
             pass
 

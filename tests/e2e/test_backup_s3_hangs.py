@@ -259,6 +259,8 @@ async def test_kill_job_ends_a_job_stuck_on_the_target_in_the_server(
 class _Sink(http.server.BaseHTTPRequestHandler):
     """Another host's answer to whatever is redirected to it: 200, an ETag, nothing kept."""
 
+    disable_nagle_algorithm = True  # TCP_NODELAY (tests/storage_backup/s3liar.py)
+
     def _take(self) -> None:
         n = int(self.headers.get("Content-Length") or 0)
         if n:

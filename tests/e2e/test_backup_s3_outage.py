@@ -24,6 +24,8 @@ from tests.storage_backup.s3server import S3Server, running
 class _Denies(http.server.BaseHTTPRequestHandler):
     """What S3 answers a key it does not accept, to every request."""
 
+    disable_nagle_algorithm = True  # TCP_NODELAY (tests/storage_backup/s3liar.py)
+
     def _deny(self) -> None:
         body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
                 b"<Message>Access Denied</Message></Error>")

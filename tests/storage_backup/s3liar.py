@@ -64,6 +64,10 @@ class Liar:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # TCP_NODELAY: the headers and the body are two writes, and with
+            # Nagle's algorithm the body waited for the client's delayed ACK of
+            # the headers: 52 ms a HEAD + GET through this proxy, 8 ms without it.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -97,6 +97,8 @@ class Relay:
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", self.upstream))
+            for s in (client, server):  # a relay adds no wait of its own (s3liar.py)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
 

@@ -37,6 +37,7 @@ class Liar:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # TCP_NODELAY, as s3liar.py says why
 
             def log_message(self, *args: Any) -> None:
                 pass
