@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# How a server of this checkout is started, if not by subprocess.Popen: the
+# tests put their fork server here (tests/conftest.py, tests/forkserver.py),
+# called as SPAWN(args, cwd, env, stderr=fd) and returning a Popen-like handle.
+SPAWN: Any = None
 
 
 class CairnProcess:
@@ -28,18 +32,20 @@ class CairnProcess:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         if root != ROOT:
             self.env["PYTHONPATH"] = str(root)
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: Any = None  # a subprocess.Popen, or what SPAWN returns
         self.port = 0
         self.url = ""
 
     def start(self, timeout: float = 60.0) -> CairnProcess:
+        args = [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(self.data_dir),
+                "--config", str(self.config), "--port", "0", "--pg-port", "0",
+                "--log-level", "INFO"]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(self.data_dir),
-                 "--config", str(self.config), "--port", "0", "--pg-port", "0",
-                 "--log-level", "INFO"],
-                stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(self.root), env=self.env,
-            )
+            if SPAWN is not None and self.root == ROOT:
+                self.proc = SPAWN(args, str(self.root), self.env, stderr=log.fileno())
+            else:
+                self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True,
+                                             cwd=str(self.root), env=self.env)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         line = self.proc.stdout.readline().strip()

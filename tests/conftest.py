@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,15 @@ from typing import Any
 
 import pytest
 
+from bench import cairn_process
 from server.config import Config
+from tests import forkserver
 from tests.helpers import ServerProcess
+
+# The benches' servers (the crash campaign's ~25, the load test's) come from this
+# worker's fork server too, unless CAIRN_TEST_FORK=0.
+if forkserver.usable([sys.executable, "-m", "server.cli"]):
+    cairn_process.SPAWN = forkserver.spawn
 
 # The tests' data directories, backup targets and servers' scratch go to RAM when
 # there is room: a catalog's first open is ~130 ms of fsyncs on this machine's disk

@@ -123,9 +123,10 @@ class _Server:
                     self.started[msg["id"]] = msg.get("pid", msg.get("error"))
                     self.answered.notify_all()
 
-    def spawn(self, args: list[str], cwd: str, env: dict[str, str], session: bool) -> Forked:
+    def spawn(self, args: list[str], cwd: str, env: dict[str, str], session: bool,
+              stderr: int | None = None) -> Forked:
         out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        err_r, err_w = os.pipe() if stderr is None else (-1, os.dup(stderr))
         try:
             with self.guard:
                 self.next_id += 1
@@ -140,7 +141,7 @@ class _Server:
                 if not isinstance(pid, int):
                     raise RuntimeError(f"the tests' fork server could not fork: {pid}")
                 child = Forked(args, pid, open(out_r, encoding="utf-8"),  # noqa: SIM115
-                               open(err_r, encoding="utf-8"))  # noqa: SIM115
+                               None if err_r < 0 else open(err_r, encoding="utf-8"))  # noqa: SIM115
                 out_r = err_r = -1
                 if pid in self.early:
                     child._exited(self.early.pop(pid))
@@ -163,14 +164,17 @@ def usable(args: list[str]) -> bool:
             and len(args) >= 3 and args[0] == sys.executable and args[1] == "-m")
 
 
-def spawn(args: list[str], cwd: str, env: dict[str, str], session: bool = False) -> Forked:
-    """`args` ([sys.executable, "-m", module, ...]) run as the fork server's child."""
+def spawn(args: list[str], cwd: str, env: dict[str, str], session: bool = False,
+          stderr: int | None = None) -> Forked:
+    """`args` ([sys.executable, "-m", module, ...]) run as the fork server's child;
+    its stderr to the file open as descriptor `stderr` if given (its `stderr`
+    is then None), else to a pipe."""
     global _server
     with _server_guard:
         if _server is None or _server.proc.poll() is not None:
             _server = _Server()
         server = _server
-    return server.spawn(args, cwd, env, session)
+    return server.spawn(args, cwd, env, session, stderr)
 
 
 # --- the fork server's side ----------------------------------------------------------------
