@@ -4,7 +4,9 @@
 - `drip`: the true answer, one byte every `seconds` (fast enough that the
   SDK's low-speed limit never trips, so the read waits as long as it drips);
 - `list_loop`: a listing that never ends: 1000 made-up keys a page, always
-  truncated, always the same continuation token;
+  truncated, always the same continuation token, a page every LOOP_PAGE_SECONDS
+  at most (as a store's round trip: unpaced, the loop of pages took the CPU
+  the server's clean-up after a KILL needed, in the same process);
 - `redirect`: 307 to `location` (another host or port), which the SDK follows.
 
 `release()` ends every drip and loop at once (a dripped answer is cut off, a
@@ -22,6 +24,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .s3server import S3Server
+
+LOOP_PAGE_SECONDS = 0.05
 
 
 class Liar:
@@ -87,7 +91,10 @@ class Liar:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
-        path = re.sub(r"continuation-token=[^&]*&?", "", h.path) if act == "list_loop" else h.path
+        path = h.path
+        if act == "list_loop":
+            path = re.sub(r"continuation-token=[^&]*&?", "", h.path)
+            self.released.wait(LOOP_PAGE_SECONDS)
         conn = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=60)
         conn.request(h.command, path, body=body,
                      headers={k: v for k, v in h.headers.items() if k.lower() != "connection"})
