@@ -126,7 +126,8 @@ def server_process(tmp_path: Path) -> Iterator[Any]:
 
 
 # CAIRN_TEST_TIMELINE=PATH: each worker appends when each test starts and ends to
-# PATH.<worker> (what showed one worker left with every long module).
+# PATH.<worker>, with the worker's CPU seconds so far (what showed one worker left
+# with every long module, and which tests spend the workers' CPU).
 _TIMELINE = os.environ.get("CAIRN_TEST_TIMELINE")
 
 
@@ -134,7 +135,7 @@ def _timeline(what: str, nodeid: str) -> None:
     if _TIMELINE:
         import time
         with open(f"{_TIMELINE}.{os.environ.get('PYTEST_XDIST_WORKER', 'main')}", "a") as f:
-            f.write(f"{time.time():.3f} {what} {nodeid}\n")
+            f.write(f"{time.time():.3f} {what} {nodeid} {time.process_time():.3f}\n")
 
 
 def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
