@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.e2e.test_job_process import _alive
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # The job process, held as it is about to import the first of the project's
@@ -39,14 +41,6 @@ child = subprocess.Popen([sys.executable, "-P", "-c", *sys.argv[1:]], stdin=subp
 print(child.pid, flush=True)
 time.sleep(600)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def test_a_job_process_dies_with_its_server_before_its_imports(tmp_path: Path) -> None:
