@@ -15,7 +15,7 @@ import pytest
 
 from bench import cairn_process
 from server.config import Config
-from tests import forkserver
+from tests import forkserver, prerewrite
 from tests.helpers import ServerProcess
 
 # The benches' servers (the crash campaign's ~25, the load test's) come from this
@@ -62,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if path is not None:
         os.environ["TMPDIR"] = path
         tempfile.tempdir = None
+    prerewrite.before_workers(config)  # the workers' collection, compiled once
 
 
 # The modules whose tests take longest (pytest --durations, summed a module),

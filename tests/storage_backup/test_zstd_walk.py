@@ -18,7 +18,7 @@ CONTENTS = {
     "one byte": b"x",
     "compressible": b"compressible " * 4000,
     "incompressible (raw blocks)": os.urandom(300_000),
-    "mixed (compressed blocks)": bytes(rng.choice(b"abc ") for _ in range(400_000)),
+    "mixed (compressed blocks)": bytes(rng.choices(b"abc ", k=400_000)),
 }
 
 
