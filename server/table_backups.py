@@ -153,6 +153,8 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
                                   opts.get("encryption_passphrase"))
     await cairn.run_target(stmt.target, repo.require_exists)
 
+    taken: list[str] = []  # the chosen backup's snapshot_at (the answer's message)
+
     def work(ctx: JobContext) -> dict[str, Any]:
         m = load(choose_own(repo, source, opts.get("backup_id"), opts.get("as_of"),
                             _holds(table), origin_of(cairn, source), f"table '{source}.{table}'",
@@ -162,6 +164,7 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
                               m.backup_id, m.snapshot_at, opts.get("as_of"),
                               holding_table(source, table))
         ctx.set(backup_id=m.backup_id)
+        taken.append(m.snapshot_at)
         entry = next((t for t in m.tables if t.name == table), None)
         if entry is None:
             raise NotFound(f"backup '{m.backup_id}' of namespace '{source}' has no table "
@@ -197,6 +200,12 @@ async def restore_table(cairn: Cairn, session: Session, stmt: ast.RestoreTable) 
                                statement=redacted(stmt), detached=bool(opts.get("detached")))
     if opts.get("detached"):
         return job_row(job)
-    return result_row(job.result, RESTORE_TABLE_COLUMNS,
-                      f"Table '{dest}.{dest_table}' restored from backup "
-                      f"'{job.result['backup_id']}'")
+    message = f"Table '{dest}.{dest_table}' restored from backup '{job.result['backup_id']}'"
+    if "as_of" in opts and taken:
+        # Said, as the table is as of the backup, not as of `as_of`: a RESTORE
+        # TABLE from an archive's target answered as if it were, its rows
+        # those of the base backup START ARCHIVING took (maybe days older).
+        message += (f", taken at {taken[-1]}: the table is as of then, as archived "
+                    "changes are not replayed for one table (RESTORE DATABASE … AS … "
+                    "WITH (as_of) replays them)")
+    return result_row(job.result, RESTORE_TABLE_COLUMNS, message)

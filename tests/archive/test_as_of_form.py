@@ -86,3 +86,22 @@ async def test_every_documented_form_restores_the_time_it_names(client: Any) -> 
         assert await rows(client, f"SELECT id FROM p{i}.t ORDER BY id") == [{"id": 1}, {"id": 2}]
     await err(client, "RESTORE DATABASE app FROM 'plain' AS p9 WITH (as_of = '2000-01-01')",
               "NOT_FOUND")
+
+
+async def test_a_table_restored_to_a_time_says_it_is_the_backups_state(client: Any) -> None:
+    """RESTORE TABLE takes the newest backup at or before `as_of` and replays
+    no archived change (docs/sql.md): from an archive's target that is the
+    base START ARCHIVING took, older than `as_of`. Its answer said only
+    "restored from backup '…'", as if the table were as of `as_of`; it now
+    names the backup's time and that archived changes were not replayed."""
+    middle = await archived_with_a_middle(client)
+    (base,) = await rows(client, "SHOW BACKUPS IN 'arch'")
+    when = middle.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    (done,) = await ok(client, f"RESTORE TABLE app.t FROM 'arch' AS app.t2 WITH (as_of = '{when}')")
+    assert await rows(client, "SELECT id FROM app.t2") == []  # the base's rows, not row 1
+    assert done["rows"][0]["backup_id"] == base["backup_id"]
+    assert f"taken at {base['snapshot_at']}" in done["message"], done["message"]
+    assert "archived changes are not replayed" in done["message"], done["message"]
+    (by_id,) = await ok(client, f"RESTORE TABLE app.t FROM 'arch' AS app.t3 WITH "
+                                f"(backup_id = '{base['backup_id']}')")
+    assert by_id["message"] == f"Table 'app.t3' restored from backup '{base['backup_id']}'"
