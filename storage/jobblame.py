@@ -15,7 +15,9 @@ it at once). A death with no file marked (the process killed between files,
 or while it hashed bytes), and one after KILL JOB, end the call as before
 (503; cancelled). A process killed once from outside on a file (kill -9, the
 OOM killer for another process's memory) is followed by a check that reads
-the file again and passes: the count of a file read through goes. The
+the file again and passes. A count under BLAME_AFTER goes with the call
+that made it, however the call ends (`_forget`): only crashes within one
+call, or in calls at once, blame a file. The
 counts live in the server's memory (a restart forgets them: the file is
 then read again, and blamed again)."""
 
@@ -68,10 +70,15 @@ def died(mark: str) -> int:
         return n
 
 
-def _read_through(before: frozenset[str], marks: set[str]) -> None:
-    """A call that ended: the files it died on once and then read pass."""
+def _forget(marks: set[str]) -> None:
+    """A call that ended, however: the files it died on fewer than
+    BLAME_AFTER times are counted no more. Read through, they passed; left
+    unread (a KILL, another error), a count kept would have blamed a sound
+    file on one more passing crash, in a call of next week (a count of 1
+    outlived the call until 2026-12-07). A file that crashes each time
+    reaches BLAME_AFTER within one call: it is read again at once."""
     with _guard:
-        for mark in marks - before:
+        for mark in marks:
             if _deaths.get(mark, 0) < BLAME_AFTER:
                 _deaths.pop(mark, None)
 
@@ -82,6 +89,15 @@ def call(job: Work, fn: Callable[..., T], /, *args: Any, here: bool = False,
     files to blame (crash_marks.marking) as `blamed`; run again while its
     process dies on a file (module doc)."""
     marks: set[str] = set()
+    try:
+        return _runs(job, fn, args, kwargs, here, marks)
+    finally:
+        _forget(marks)
+
+
+def _runs(job: Work, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any],
+          here: bool, marks: set[str]) -> T:
+    """`call`'s runs; `marks` gets each file a process crashed on."""
     killed: set[str] = set()  # files a process was killed (not crashed) reading
     crashes = 0
     while True:
@@ -117,5 +133,4 @@ def call(job: Work, fn: Callable[..., T], /, *args: Any, here: bool = False,
                            "backup's files (see the log for which); run it again to go on "
                            "from there") from exc
             continue
-        _read_through(before, marks)
         return result

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from catalog.errors import Unavailable
 from server import faults
 from server.config import Config
 from storage import jobblame, jobproc
@@ -44,9 +45,12 @@ class Crasher:
         self.times: int | None = None
         self.kills = 0
         self.read: list[str] = []
+        self.then_fail = False  # past `times`: the read fails (503), no crash
 
     def __call__(self, info: dict[str, Any]) -> None:
         self.read.append(info["key"])
+        if self.then_fail and info["key"].endswith("/" + self.sha) and self.kills == self.times:
+            raise Unavailable("the target did not answer")
         if info["key"].rsplit("/", 1)[1] in self.also or info["key"].endswith(
                 "/" + self.sha) and (self.times is None or self.kills < self.times):
             self.kills += 1
@@ -67,9 +71,16 @@ async def test_a_file_that_kills_its_job_process_each_time_is_invalid_in_verify_
         assert report["is_valid"] is True and len(crash.read) == 2, (report, crash.read)
         crash.sha = crash.read[1].rsplit("/", 1)[1]
 
+        # Crashed once, then the read again failed another way (503): the
+        # count of 1 goes with its call. It outlived it until 2026-12-07, and
+        # the one passing crash below then blamed this sound file (invalid).
+        crash.times, crash.then_fail = 1, True
+        assert "did not answer" in await err(client, f"VERIFY BACKUP '{first}'", "UNAVAILABLE")
+        assert crash.kills == 1
+        crash.kills, crash.then_fail = 0, False
+
         # Crashed once on the file (a passing fault): the check is run
         # again, reads it through, and the backup is valid.
-        crash.times = 1
         report = (await rows(client, f"VERIFY BACKUP '{first}'"))[0]
         assert report["is_valid"] is True and crash.kills == 1, report
 
