@@ -7,7 +7,11 @@ counted against that file of that backup and the check is run again, in a
 new process, if it crashed (CRASHES: a segfault, an abort); a process
 killed (SIGKILL: the OOM killer, an operator) is no sign of damage, a valid
 file may need more memory than the machine has: the check is run again, and
-a second kill on the same file ends the call 503 naming it, never blamed. A file that BLAME_AFTER processes died on is not read again:
+a second kill on the same file ends the call 503 naming it, never blamed. A file that BLAME_AFTER processes died on, each having read
+no file before it (`Lost.first`), is not read again (a death in a file read
+after others is not counted, the next run reads that file first: a reader
+one of those made write out of bounds may end the process in any later
+file, and a sound file was blamed, until 2026-12-07):
 the check reports it damaged, naming it, so VERIFY says invalid and RESTORE
 refuses BACKUP_INVALID, as for any damaged file, and the two agree (they
 share the count: a VERIFY that blamed a file makes the next RESTORE refuse
@@ -85,9 +89,10 @@ def _forget(marks: set[str]) -> None:
 
 def call(job: Work, fn: Callable[..., T], /, *args: Any, here: bool = False,
          **kwargs: Any) -> T:
-    """`jobproc.call(job, fn, *args, blamed=…, **kwargs)`: `fn` takes the
-    files to blame (crash_marks.marking) as `blamed`; run again while its
-    process dies on a file (module doc)."""
+    """`jobproc.call(job, fn, *args, blamed=…, first=…, **kwargs)`: `fn`
+    takes the files to blame (crash_marks.marking) as `blamed`, and those to
+    read before the others as `first`; run again while its process dies on a
+    file (module doc)."""
     marks: set[str] = set()
     try:
         return _runs(job, fn, args, kwargs, here, marks)
@@ -99,11 +104,13 @@ def _runs(job: Work, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[s
           here: bool, marks: set[str]) -> T:
     """`call`'s runs; `marks` gets each file a process crashed on."""
     killed: set[str] = set()  # files a process was killed (not crashed) reading
+    ahead: dict[str, None] = {}  # files the next run reads first (in this order)
     crashes = 0
     while True:
         before = blamed()
         try:
-            result = jobproc.call(job, fn, *args, blamed=before, here=here, **kwargs)
+            result = jobproc.call(job, fn, *args, blamed=before, here=here,
+                                  first=tuple(ahead), **kwargs)
         except Killed:
             raise
         except Lost as exc:
@@ -121,14 +128,25 @@ def _runs(job: Work, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[s
                                "the backup's files; see the log for which") from exc
                 log.warning("a job process was killed while reading file %s (signal %s): read "
                             "again", exc.reading, exc.signal)
+                ahead[exc.reading] = None
                 continue
-            n = died(exc.reading)
-            marks.add(exc.reading)
             crashes += 1
-            log.warning("a job process ended while reading file %s (%d time%s): %s", exc.reading,
-                        n, "" if n == 1 else "s",
-                        "it is reported damaged" if n >= BLAME_AFTER else "read again")
-            if crashes >= MOST_FILES * BLAME_AFTER:
+            if not exc.first and exc.reading not in ahead:
+                # Its process had read other files before: a reader that one
+                # of them made write out of bounds may end the process in a
+                # later file. Not counted: the next run reads it first (where
+                # it can: an archive target is read in its order, and a file
+                # read after others again is counted as before).
+                ahead[exc.reading] = None
+                log.warning("a job process ended while reading file %s, after other files: "
+                            "read again, first, in a new process", exc.reading)
+            else:
+                n = died(exc.reading)
+                marks.add(exc.reading)
+                log.warning("a job process ended while reading file %s (%d time%s): %s",
+                            exc.reading, n, "" if n == 1 else "s",
+                            "it is reported damaged" if n >= BLAME_AFTER else "read again")
+            if crashes >= MOST_FILES * (BLAME_AFTER + 1):
                 raise Lost(f"the job process crashed {crashes} times while reading the "
                            "backup's files (see the log for which); run it again to go on "
                            "from there") from exc

@@ -16,6 +16,10 @@ class Lost(CairnError):
     sqlstate: str | None = "58000"
     # The file whose contents it was reading, if any (backup/crash_marks.py).
     reading: str | None = None
+    # Whether that file was the first one the process read (its readers'
+    # memory as they started): a crash in a later file may be an earlier
+    # file's doing (storage/jobblame.py).
+    first: bool = True
     # The signal that ended the process, if one did (11: a segfault; 9: the
     # OOM killer or an operator's kill -9).
     signal: int | None = None

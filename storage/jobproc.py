@@ -106,8 +106,7 @@ started = 0  # job processes started (for tests and benches)
 
 
 class _NotSent(Lost):
-    """The call could not be sent: the (kept) process had ended before it.
-    Nothing of the call ran; `call` tries another."""
+    """The (kept) process had ended before the call: none of it ran; `call` tries another."""
 
 
 class _Work:
@@ -140,7 +139,7 @@ def set_mode(mode: str) -> None:
     ready()
 
 
-def mode() -> str:
+def mode() -> str:  # "idle", "nice" or "off"
     return _mode
 
 
@@ -210,10 +209,9 @@ def _take(fresh: bool = False) -> _Process | None:
 
 
 def _pop() -> _Process | None:
-    """A kept process, if any (under _guard). Not asked whether it is still
-    alive (a waitpid, which lets the server's GIL go beside the statements,
-    once a call): one that ended meanwhile has closed its end of the
-    socket, so the call's first write fails and `call` takes another."""
+    """A kept process, if any (under _guard). Not asked whether it is still alive (a
+    waitpid, which lets the server's GIL go beside the statements, once a call): one that
+    ended meanwhile has closed its end of the socket, so `call` takes another."""
     return _idle.pop() if _idle else None
 
 
@@ -323,6 +321,7 @@ class _Process:
         self._samples: list[tuple[float, int, int]] = []  # (time, ns on a CPU, ns queued)
         self._sends = 0  # messages sent to it but the calls (KILL, PAUSE, answers)
         self.reading: str | None = None  # the call's file being read (crash_marks.py)
+        self.files_read = 0  # of its life (a crash's file the first? jobblame.py)
 
     @property
     def pid(self) -> int:
@@ -342,7 +341,8 @@ class _Process:
                           f"(exit status {self.proc.returncode})")
         lost = Lost(f"the job process ended in the middle of its work "
                     f"(exit status {self.proc.returncode})")
-        lost.reading, lost.signal = self.reading, max(0, -(self.proc.returncode or 0)) or None
+        lost.reading, lost.first = self.reading, self.files_read <= 1
+        lost.signal = max(0, -(self.proc.returncode or 0)) or None
         return lost
 
     def run(self, work: Work, fn: Callable[..., T], args: tuple[Any, ...],
@@ -392,7 +392,7 @@ class _Process:
                 elif kind == "log":
                     relog(*msg[1:])
                 elif kind == "reading":
-                    self.reading = msg[1]
+                    self.reading, self.files_read = msg[1], self.files_read + (msg[1] is not None)
                 elif kind in ("fault", "park"):
                     try:
                         if kind == "fault":

@@ -38,14 +38,24 @@ def key(backup_id: str, content_sha256: str) -> str:
 
 
 @contextlib.contextmanager
-def marking(work: Any, blamed: frozenset[str] = frozenset()) -> Iterator[None]:
+def marking(work: Any, blamed: frozenset[str] = frozenset(),
+            first: tuple[str, ...] = ()) -> Iterator[None]:
     """The checks within report the file they read to `work` (a job process's
-    RemoteWork: `reading`), and take the files of `blamed` as damaged."""
-    _state.work, _state.blamed = work, blamed
+    RemoteWork: `reading`), take the files of `blamed` as damaged, and read
+    those of `first` before any other (`ahead`)."""
+    _state.work, _state.blamed, _state.first = work, blamed, frozenset(first)
     try:
         yield
     finally:
-        _state.work, _state.blamed = None, frozenset()
+        _state.work, _state.blamed, _state.first = None, frozenset(), frozenset()
+
+
+def ahead(backup_id: str, content_sha256s: Any) -> bool:
+    """Whether one of these files of the backup is to be read before the
+    others: a process died in it after reading other files, and only a
+    death with it read first counts toward its blame (storage/jobblame.py)."""
+    first: frozenset[str] = getattr(_state, "first", frozenset())
+    return bool(first) and any(key(backup_id, c) in first for c in content_sha256s)
 
 
 def blamed(backup_id: str, content_sha256: str, what: str) -> str | None:

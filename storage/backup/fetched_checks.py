@@ -25,15 +25,18 @@ from .contents import problem, tail_of, values_problem
 
 
 def first_problem(items: list[tuple[str, Any, Any]], work: Work, backup_id: str = "",
-                  blamed: frozenset[str] = frozenset()) -> str | None:
+                  blamed: frozenset[str] = frozenset(),
+                  first: tuple[str, ...] = ()) -> str | None:
     """None when each (`path`, file entry, table entry) of `items` is the file
     its entry describes, else what is wrong with the first that is not. One
     file at a time: both readers decode every column (~100 MB at a peak for
     a file of 1,000-byte values; two at once took a restore's peak +350 MB).
     `work`: the job's (jobproc.WORK), met before each file. A file of
     `backup_id` in `blamed` is not read: its job process died on it each
-    time (crash_marks.py)."""
-    with crash_marks.marking(work, blamed):
+    time (crash_marks.py); those of `first` are read before the others."""
+    with crash_marks.marking(work, blamed, first):
+        items = sorted(items, key=lambda i: not crash_marks.ahead(backup_id,
+                                                                  [i[1].content_sha256]))
         for index, (path, f, t) in enumerate(items):
             work.fault("restore.check_file", index=index)
             work.check_cancelled()

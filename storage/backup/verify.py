@@ -127,6 +127,11 @@ def verify_objects(
     digests: dict[int, bytes] = {}
     if (wrong := seq_problem(typed.backup_id, typed.max_seq, seq_now)) is not None:
         errors.append(wrong)
+    if isinstance(store, ObjectStore) and crash_marks.ahead(typed.backup_id, users):
+        # Their objects first (crash_marks.py); an archive target's are read in its order.
+        objects = sorted(objects, key=lambda o: not crash_marks.ahead(
+            typed.backup_id, [f.content_sha256 for f, _ in users.get(o.get("sha256") or o["oid"],
+                                                                    [])]))
     for obj in objects:
         check_stop(should_stop)
         in_object, in_size = 0, obj["size"]
@@ -209,12 +214,13 @@ def _file_problem(store: ObjectStore | Checker, obj: dict[str, Any], tail: Captu
 
 def verify_backup_of(repo: Any, backup_id: str, work: Work,
                      spent: Callable[[int], None] | None = None,
-                     seq_now: int = 0, blamed: frozenset[str] = frozenset()
-                     ) -> VerifyReport:
+                     seq_now: int = 0, blamed: frozenset[str] = frozenset(),
+                     first: tuple[str, ...] = ()) -> VerifyReport:
     """VERIFY BACKUP's work on a Repository, reporting to the job's `work`
     (what a job process runs: storage/jobproc.py); `spent` is told the bytes
     read (a throttle's, as write_backup's). The files of `blamed` are not
-    read: their job process died on each (crash_marks.py)."""
+    read: their job process died on each (crash_marks.py); those of `first`
+    are read before the others."""
     last = 0
 
     def on_progress(p: Progress) -> None:
@@ -226,7 +232,7 @@ def verify_backup_of(repo: Any, backup_id: str, work: Work,
             spent(max(0, p.bytes_done - last))
             last = p.bytes_done
 
-    with crash_marks.marking(work, blamed):
+    with crash_marks.marking(work, blamed, first):
         return repo.verify(backup_id, on_progress=on_progress,  # type: ignore[no-any-return]
                            should_stop=lambda: work.cancelled, seq_now=seq_now)
 
@@ -239,7 +245,8 @@ def manifest_digest(doc: dict[str, Any]) -> str:
 
 def verify_bases(repo: Any, bases: list[tuple[str, str]], work: Work, seq_now: int,
                  done: tuple[int, int], key_ids: list[str],
-                 blamed: frozenset[str] = frozenset()) -> list[list[str]]:
+                 blamed: frozenset[str] = frozenset(),
+                 first: tuple[str, ...] = ()) -> list[list[str]]:
     """VERIFY ARCHIVE's check of its base backups' objects, each as VERIFY
     BACKUP checks one; what is wrong with each. In a job process
     (storage/jobproc.py), as VERIFY BACKUP and a RESTORE's check run: the
@@ -253,21 +260,25 @@ def verify_bases(repo: Any, bases: list[tuple[str, str]], work: Work, seq_now: i
     server's `settled` runs again) is an error of its base. An object the
     bases share (with the same files) is read once (verify_objects' memo).
     `done`: the files and bytes the job read before; `key_ids`: the keys the
-    server opened for them (a pickled Repository carries none: keyring.py)."""
+    server opened for them (a pickled Repository carries none: keyring.py).
+    A base with a file of `first` is read before the others (crash_marks.py:
+    a file of one base read after another base's, by the same readers)."""
     for key_id in key_ids:
         repo._open_key(key_id, bases[0][0])
     memo: Memo = {}
     files, nbytes = done
-    out: list[list[str]] = []
-    with crash_marks.marking(work, blamed):
-        for backup_id, digest in bases:
+    out: list[list[str]] = [[] for _ in bases]
+    firsts = {k.split("/", 1)[0] for k in first}
+    with crash_marks.marking(work, blamed, first):
+        for at in sorted(range(len(bases)), key=lambda i: bases[i][0] not in firsts):
+            backup_id, digest = bases[at]
             try:
                 m = to_doc(load(repo.read_manifest(backup_id)))
             except (BackupInvalid, NotFound) as exc:
-                out.append([exc.message])
+                out[at] = [exc.message]
                 continue
             if manifest_digest(m) != digest:
-                out.append(["its manifest changed while the archive was verified"])
+                out[at] = ["its manifest changed while the archive was verified"]
                 continue
 
             def progress(p: Progress, at: tuple[int, int] = (files, nbytes)) -> None:
@@ -275,7 +286,7 @@ def verify_bases(repo: Any, bases: list[tuple[str, str]], work: Work, seq_now: i
 
             report = verify_objects(repo.store, m, progress, lambda: work.cancelled,
                                     scratch_dir=repo.scratch_dir, seq_now=seq_now, memo=memo)
-            out.append(report.errors)
+            out[at] = report.errors
             files += len(m["objects"])
             nbytes += sum(int(o["size"]) for o in m["objects"])
             del m

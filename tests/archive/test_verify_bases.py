@@ -23,7 +23,8 @@ from server.config import Config
 from storage import jobproc
 from storage.backup import Repository, resolve_target
 from storage.backup.object_reads import ObjectReads
-from storage.backup.verify import verify_bases
+from storage.backup.schema import load, to_doc
+from storage.backup.verify import manifest_digest, verify_bases
 from storage.jobframes import send_framed
 from tests.helpers import ok, rows, sql
 
@@ -181,3 +182,9 @@ async def test_the_job_process_reads_the_bases_manifests_itself(
     work = SimpleNamespace(cancelled=False, progress=lambda **_: None)
     assert verify_bases(repo, [(base, "0" * 64)], work, 0, (0, 0), []) == [
         ["its manifest changed while the archive was verified"]]
+    # A base with a file to read first (a crash after other files:
+    # storage/jobblame.py) is checked first; its findings stay in its place.
+    digest = manifest_digest(to_doc(load(repo.read_manifest(base))))
+    found = verify_bases(repo, [("bk-gone", "0" * 64), (base, digest)], work, 0, (0, 0), [],
+                         first=(f"{base}/{'1' * 64}",))
+    assert len(found) == 2 and "bk-gone" in found[0][0] and found[1] == [], found
