@@ -2,8 +2,9 @@
 
 A job's repository work runs in a job process (storage/jobproc.py), which a
 KILL ends by killing it. With job processes off (`[jobs] job_process =
-"off"`), or for a throttled BACKUP or VERIFY (its rate is the server's, so it
-runs here), the call ran on the job's own thread, and a call waiting on an
+"off"`), or for a throttled BACKUP (its rate is the server's, so it runs
+here; a throttled VERIFY paces itself in its job process since
+2026-12-07), the call ran on the job's own thread, and a call waiting on an
 object store that drips its answers or lists forever held the job
 `running` after KILL JOB for as long as the store kept it (pyarrow's calls
 cannot be interrupted). Here such a call runs on a thread of its own

@@ -11,8 +11,11 @@ import contextlib
 import os
 import select
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar
+
+from storage.throttle import BURST_SECONDS as BURST_SECONDS
+from storage.throttle import Throttle as Throttle
 
 # The longest a transfer thread waits between two chunks for the statements
 # running to end (`[jobs] give_way_ms`): with statements always running (many
@@ -31,38 +34,6 @@ RECENT_SECONDS = 1.0
 # ARCHIVING): once the request has ended, `open` says so and the task no
 # longer counts as part of it.
 _counted: ContextVar[_Request | None] = ContextVar("cairn_counted_request", default=None)
-
-
-# How far behind the allowed rate a run may fall and still catch up at full
-# speed: a run that stalled (gave way to statements, checked a file's content,
-# waited for a paused job to resume) otherwise owes nothing for the whole stall
-# and then moves as fast as the disk allows until it is back on schedule, which
-# is the saturation the limit exists to prevent.
-BURST_SECONDS = 0.1
-
-
-class Throttle:
-    """Call `spent(n)` after moving n bytes; it sleeps while the run is ahead of
-    the allowed rate, in slices short enough that cancellation stays prompt.
-    Time the run spent behind the rate counts only up to `BURST_SECONDS`."""
-
-    def __init__(self, bytes_per_second: float, should_stop: Callable[[], bool] | None = None):
-        self.rate = float(bytes_per_second)
-        self.should_stop = should_stop or (lambda: False)
-        self.due = time.monotonic()  # when the bytes moved so far are paid for
-        self.total = 0
-
-    def spent(self, n: int) -> None:
-        if self.rate <= 0:
-            return
-        self.total += n
-        self.due = max(self.due, time.monotonic() - BURST_SECONDS) + n / self.rate
-        due = self.due
-        while not self.should_stop():
-            left = due - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.05))
 
 
 class Statements:

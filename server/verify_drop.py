@@ -27,7 +27,6 @@ from .jobcalls import job_call
 from .jobs import JobContext
 from .result import Result
 from .state import Cairn, Session
-from .throttle import Throttle
 
 routes = Routes()
 
@@ -55,12 +54,12 @@ async def verify_backup(cairn: Cairn, session: Session, stmt: ast.VerifyBackup) 
                                   opts.get("encryption_passphrase"))
 
     def work(ctx: JobContext) -> dict[str, Any]:
-        throttle = Throttle(cairn.config.backup.throttle_bytes_per_second, lambda: ctx.cancelled)
-        throttled = throttle.rate > 0  # the rate is the server's: then here
         try:
+            # Throttled too, in a job process, which paces itself (a file that
+            # crashes the readers ended the server when it ran here).
             report = job_call(ctx, repo.target.kind, verify_backup_of, repo,
                               stmt.backup_id, jobproc.WORK,
-                              spent=throttle.spent if throttled else None, here=throttled,
+                              rate=cairn.config.backup.throttle_bytes_per_second,
                               seq_now=cairn.catalog.last_seq(), blame=True)
         except NotFound:
             forget_gone(cairn, repo, backup_id=stmt.backup_id)  # another server dropped it

@@ -14,6 +14,7 @@ import msgspec
 
 from catalog.errors import BackupInvalid, NotFound
 
+from ..throttle import Throttle
 from ..work import Work
 from . import crash_marks, footers
 from .contents import Capture, Tail, values_problem
@@ -215,13 +216,17 @@ def _file_problem(store: ObjectStore | Checker, obj: dict[str, Any], tail: Captu
 def verify_backup_of(repo: Any, backup_id: str, work: Work,
                      spent: Callable[[int], None] | None = None,
                      seq_now: int = 0, blamed: frozenset[str] = frozenset(),
-                     first: tuple[str, ...] = ()) -> VerifyReport:
+                     first: tuple[str, ...] = (), rate: float = 0) -> VerifyReport:
     """VERIFY BACKUP's work on a Repository, reporting to the job's `work`
     (what a job process runs: storage/jobproc.py); `spent` is told the bytes
-    read (a throttle's, as write_backup's). The files of `blamed` are not
+    read (a throttle's, as write_backup's), or a Throttle of `rate` bytes a
+    second made here is (a throttled VERIFY read in the server until
+    2026-12-07: a file that crashed the Parquet readers ended the server). The files of `blamed` are not
     read: their job process died on each (crash_marks.py); those of `first`
     are read before the others."""
     last = 0
+    if rate > 0 and spent is None:
+        spent = Throttle(rate, lambda: work.cancelled).spent
 
     def on_progress(p: Progress) -> None:
         nonlocal last

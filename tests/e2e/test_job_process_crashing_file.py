@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from server import faults
 from server.config import Config
 from storage import jobblame, jobproc
 from tests.archive.test_archiving import FAST, wait_shipped
-from tests.helpers import err, fill, ok, rows
+from tests.helpers import err, fill, ok, rows, state
 
 # Crashes before a file is blamed: the first in a process that had read
 # other files is not counted (the file is read first in a new one).
@@ -155,6 +156,26 @@ async def test_a_sound_file_read_after_one_that_damages_the_readers_is_not_blame
         await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS copy1 "
                          f"WITH (backup_id = '{first}')")
         assert kills == 2 and not jobblame._deaths, (kills, jobblame._deaths)
+    finally:
+        faults.clear()
+
+
+async def test_a_throttled_verify_reads_in_a_job_process_at_its_rate(client: Any) -> None:
+    """A throttled VERIFY read the files in the server (the rate was the
+    server's): a file that crashes the Parquet readers ended the server,
+    where an unthrottled VERIFY and every RESTORE reported it."""
+    await fill(client, files=1, rows=20)
+    first = (await rows(client, "BACKUP DATABASE app TO 'nightly'"))[0]["backup_id"]
+    size = (await rows(client, f"VERIFY BACKUP '{first}'"))[0]["bytes_checked"]
+    state(client).config.backup.throttle_bytes_per_second = size * 2  # ~0.5 s, a burst less
+    busy: list[list[int]] = []
+    faults.register("check.reading", lambda info: busy.append(jobproc.busy()))
+    try:
+        started = time.monotonic()
+        report = (await rows(client, f"VERIFY BACKUP '{first}'"))[0]
+        assert report["is_valid"] is True and report["bytes_checked"] == size, report
+        assert time.monotonic() - started >= 0.35
+        assert len(busy) == 1 and len(busy[0]) == 1 and os.getpid() not in busy[0], busy
     finally:
         faults.clear()
 

@@ -142,18 +142,23 @@ async def test_verify_beside_a_drop_is_not_found(aiohttp_client: Any, cairn_conf
     """VERIFY reads without holding (it writes nothing to the target): a backup
     dropped while it is read is NOT_FOUND, not damaged. Before, VERIFY answered
     BACKUP_INVALID "cannot read object …: [Errno 2] No such file or directory"."""
-    cairn_config.backup.throttle_bytes_per_second = 40_000  # ~2 s for the ~75 KB read
     client = await aiohttp_client(create_app(cairn_config))
     await fill(client, files=3)
     b0 = (await rows(client, "BACKUP DATABASE app TO 'nightly'"))[0]
+    # Parked at its first file's contents (its object read, two more to read);
+    # a throttle made it slow until 2026-12-07, and once a throttled VERIFY
+    # read in a job process the drop's own process started after it ended.
+    gate = Gate(state(client))
+    faults.register("check.reading", gate)
     verify = asyncio.create_task(sql(client, f"VERIFY BACKUP '{b0['backup_id']}' IN 'nightly'"))
-    while True:  # until it is reading objects
-        found = await rows(client, "SELECT job_id, bytes_done FROM system.jobs "
-                                   "WHERE job_type = 'verify'")
-        if found and found[0]["bytes_done"]:
-            break
-        await asyncio.sleep(0.02)
-    await ok(client, f"DROP BACKUP '{b0['backup_id']}' IN 'nightly'")
+    try:
+        while not gate.reached.is_set():
+            await asyncio.sleep(0.02)
+        found = await rows(client, "SELECT job_id FROM system.jobs WHERE job_type = 'verify'")
+        await ok(client, f"DROP BACKUP '{b0['backup_id']}' IN 'nightly'")
+    finally:
+        gate.opened.set()
+        faults.clear()
     status, body = await verify
     assert status == 404 and body["error"]["code"] == "NOT_FOUND", body
     assert "was dropped" in body["error"]["message"]
