@@ -51,9 +51,13 @@ class Crasher:
         self.kills = 0
         self.read: list[str] = []
         self.then_fail = False  # past `times`: the read fails (503), no crash
+        self.cairn: Any = None  # then the VERIFY's bytes_done at each read, in `done`
+        self.done: list[int] = []
 
     def __call__(self, info: dict[str, Any]) -> None:
         self.read.append(info["key"])
+        if self.cairn is not None:
+            self.done += [j.bytes_done for j in self.cairn.jobs.live() if j.job_type == "verify"]
         if self.then_fail and info["key"].endswith("/" + self.sha) and self.kills == self.times:
             raise Unavailable("the target did not answer")
         if info["key"].rsplit("/", 1)[1] in self.also or info["key"].endswith(
@@ -85,9 +89,13 @@ async def test_a_file_that_kills_its_job_process_each_time_is_invalid_in_verify_
         crash.kills, crash.then_fail = 0, False
 
         # Crashed once on the file (a passing fault): the check is run
-        # again, reads it through, and the backup is valid.
+        # again, reads it through, and the backup is valid. Its progress
+        # goes on from where the crash left it (it fell back to the start).
+        crash.cairn = state(client)
         report = (await rows(client, f"VERIFY BACKUP '{first}'"))[0]
         assert report["is_valid"] is True and crash.kills == 1, report
+        assert len(crash.done) == 4 and crash.done == sorted(crash.done), crash.done
+        crash.cairn = None
 
         # Crashed each time the file is read: RESTORE refuses it, naming it
         # (and leaves nothing); VERIFY agrees at once, without reading it
