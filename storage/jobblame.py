@@ -7,23 +7,25 @@ counted against that file of that backup and the check is run again, in a
 new process, if it crashed (CRASHES: a segfault, an abort); a process
 killed (SIGKILL: the OOM killer, an operator) is no sign of damage, a valid
 file may need more memory than the machine has: the check is run again, and
-a second kill on the same file ends the call 503 naming it, never blamed. A file that BLAME_AFTER processes died on, each having read
-no file before it (`Lost.first`), is not read again (a death in a file read
-after others is not counted, the next run reads that file first: a reader
-one of those made write out of bounds may end the process in any later
-file, and a sound file was blamed, until 2026-12-07):
-the check reports it damaged, naming it, so VERIFY says invalid and RESTORE
-refuses BACKUP_INVALID, as for any damaged file, and the two agree (they
-share the count: a VERIFY that blamed a file makes the next RESTORE refuse
-it at once). A death with no file marked (the process killed between files,
+a second kill on the same file ends the call 503 naming it, never blamed.
+
+A file that BLAME_AFTER processes died on, each having read no file before
+it (`Lost.first`), is not read again: the check reports it damaged, naming
+it, so VERIFY says invalid and RESTORE refuses BACKUP_INVALID, as for any
+damaged file, and the two agree (they share the count: a VERIFY that blamed
+a file makes the next RESTORE refuse it at once). A death in a file read
+after others is not counted, and the next run reads that file first: a
+reader one of those made write out of bounds may end the process in any
+later file (a sound file read after such a one was blamed until
+2026-12-07). A death with no file marked (the process killed between files,
 or while it hashed bytes), and one after KILL JOB, end the call as before
 (503; cancelled). A process killed once from outside on a file (kill -9, the
 OOM killer for another process's memory) is followed by a check that reads
 the file again and passes. A count under BLAME_AFTER goes with the call
 that made it, however the call ends (`_forget`): only crashes within one
-call, or in calls at once, blame a file. The
-counts live in the server's memory (a restart forgets them: the file is
-then read again, and blamed again)."""
+call, or in calls at once, blame a file. The counts live in the server's
+memory (a restart forgets them: the file is then read again, and blamed
+again)."""
 
 from __future__ import annotations
 

@@ -221,9 +221,9 @@ def verify_backup_of(repo: Any, backup_id: str, work: Work,
     (what a job process runs: storage/jobproc.py); `spent` is told the bytes
     read (a throttle's, as write_backup's), or a Throttle of `rate` bytes a
     second made here is (a throttled VERIFY read in the server until
-    2026-12-07: a file that crashed the Parquet readers ended the server). The files of `blamed` are not
-    read: their job process died on each (crash_marks.py); those of `first`
-    are read before the others."""
+    2026-12-07: a file that crashed the Parquet readers ended the server).
+    The files of `blamed` are not read: their job process died on each
+    (crash_marks.py); those of `first` are read before the others."""
     last = 0
     if rate > 0 and spent is None:
         spent = Throttle(rate, lambda: work.cancelled).spent
