@@ -126,13 +126,13 @@ def _runs(job: Work, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[s
           here: bool, marks: set[str]) -> T:
     """`call`'s runs; `marks` gets each file a process crashed on."""
     killed: set[str] = set()  # files a process was killed (not crashed) reading
-    ahead: dict[str, None] = {}  # files the next run reads first (in this order)
+    ahead: dict[str, None] = {}  # files the next run reads first (the newest first)
     crashes = 0
     while True:
         before = blamed()
         try:
             result = jobproc.call(job, fn, *args, blamed=before, here=here,
-                                  first=tuple(ahead), **kwargs)
+                                  first=tuple(reversed(ahead)), **kwargs)
         except Killed:
             raise
         except Lost as exc:
@@ -150,15 +150,17 @@ def _runs(job: Work, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[s
                                "the backup's files; see the log for which") from exc
                 log.warning("a job process was killed while reading file %s (signal %s): read "
                             "again", exc.reading, exc.signal)
+                ahead.pop(exc.reading, None)
                 ahead[exc.reading] = None
                 continue
             crashes += 1
-            if not exc.first and exc.reading not in ahead:
+            if not exc.first and next(reversed(ahead), None) != exc.reading:
                 # Its process had read other files before: a reader that one
                 # of them made write out of bounds may end the process in a
-                # later file. Not counted: the next run reads it first (where
-                # it can: an archive target is read in its order, and a file
-                # read after others again is counted as before).
+                # later file. Not counted: the next run reads it first. (Read
+                # first and still after others, as in an archive target, read
+                # in its order, it is counted as before.)
+                ahead.pop(exc.reading, None)
                 ahead[exc.reading] = None
                 log.warning("a job process ended while reading file %s, after other files: "
                             "read again, first, in a new process", exc.reading)

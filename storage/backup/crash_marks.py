@@ -42,20 +42,22 @@ def marking(work: Any, blamed: frozenset[str] = frozenset(),
             first: tuple[str, ...] = ()) -> Iterator[None]:
     """The checks within report the file they read to `work` (a job process's
     RemoteWork: `reading`), take the files of `blamed` as damaged, and read
-    those of `first` before any other (`ahead`)."""
-    _state.work, _state.blamed, _state.first = work, blamed, frozenset(first)
+    those of `first` before any other, in that order (`ahead`)."""
+    _state.work, _state.blamed, _state.first = work, blamed, first
     try:
         yield
     finally:
-        _state.work, _state.blamed, _state.first = None, frozenset(), frozenset()
+        _state.work, _state.blamed, _state.first = None, frozenset(), ()
 
 
-def ahead(backup_id: str, content_sha256s: Any) -> bool:
-    """Whether one of these files of the backup is to be read before the
-    others: a process died in it after reading other files, and only a
-    death with it read first counts toward its blame (storage/jobblame.py)."""
-    first: frozenset[str] = getattr(_state, "first", frozenset())
-    return bool(first) and any(key(backup_id, c) in first for c in content_sha256s)
+def ahead(backup_id: str, content_sha256s: Any) -> int:
+    """Where these files of the backup come among those to be read before
+    the others (0 first; past them all: the number of them). A process died
+    in such a file after reading other files, and only a death with it read
+    first counts toward its blame (storage/jobblame.py)."""
+    first: tuple[str, ...] = getattr(_state, "first", ())
+    return min((first.index(k) for c in content_sha256s if (k := key(backup_id, c)) in first),
+               default=len(first))
 
 
 def blamed(backup_id: str, content_sha256: str, what: str) -> str | None:

@@ -35,8 +35,7 @@ def first_problem(items: list[tuple[str, Any, Any]], work: Work, backup_id: str 
     `backup_id` in `blamed` is not read: its job process died on it each
     time (crash_marks.py); those of `first` are read before the others."""
     with crash_marks.marking(work, blamed, first):
-        items = sorted(items, key=lambda i: not crash_marks.ahead(backup_id,
-                                                                  [i[1].content_sha256]))
+        items = sorted(items, key=lambda i: crash_marks.ahead(backup_id, [i[1].content_sha256]))
         for index, (path, f, t) in enumerate(items):
             work.fault("restore.check_file", index=index)
             work.check_cancelled()

@@ -128,9 +128,10 @@ def verify_objects(
     digests: dict[int, bytes] = {}
     if (wrong := seq_problem(typed.backup_id, typed.max_seq, seq_now)) is not None:
         errors.append(wrong)
-    if isinstance(store, ObjectStore) and crash_marks.ahead(typed.backup_id, users):
+    last = crash_marks.ahead(typed.backup_id, ())
+    if isinstance(store, ObjectStore) and crash_marks.ahead(typed.backup_id, users) < last:
         # Their objects first (crash_marks.py); an archive target's are read in its order.
-        objects = sorted(objects, key=lambda o: not crash_marks.ahead(
+        objects = sorted(objects, key=lambda o: crash_marks.ahead(
             typed.backup_id, [f.content_sha256 for f, _ in users.get(o.get("sha256") or o["oid"],
                                                                     [])]))
     for obj in objects:
@@ -273,9 +274,10 @@ def verify_bases(repo: Any, bases: list[tuple[str, str]], work: Work, seq_now: i
     memo: Memo = {}
     files, nbytes = done
     out: list[list[str]] = [[] for _ in bases]
-    firsts = {k.split("/", 1)[0] for k in first}
+    # Each base where its first file to read first comes (storage/jobblame.py).
+    rank = {k.split("/", 1)[0]: i for i, k in reversed(list(enumerate(first)))}
     with crash_marks.marking(work, blamed, first):
-        for at in sorted(range(len(bases)), key=lambda i: bases[i][0] not in firsts):
+        for at in sorted(range(len(bases)), key=lambda i: rank.get(bases[i][0], len(first))):
             backup_id, digest = bases[at]
             try:
                 m = to_doc(load(repo.read_manifest(backup_id)))

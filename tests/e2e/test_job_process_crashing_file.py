@@ -161,9 +161,12 @@ async def test_a_sound_file_read_after_one_that_damages_the_readers_is_not_blame
         faults.register("check.reading", after_the_culprit)
         report = (await rows(client, f"VERIFY BACKUP '{first}'"))[0]
         assert report["is_valid"] is True and kills == 1, (report, kills)
+        # The RESTORE's check runs in the process that read the culprit last:
+        # it crashes in the first file it reads (either one, by the restore's
+        # order), then, when that was the culprit, in the sound one after it.
         await ok(client, f"RESTORE DATABASE app FROM 'nightly' AS copy1 "
                          f"WITH (backup_id = '{first}')")
-        assert kills == 2 and not jobblame._deaths, (kills, jobblame._deaths)
+        assert kills in (2, 3) and not jobblame._deaths, (kills, jobblame._deaths)
     finally:
         faults.clear()
 
