@@ -94,6 +94,17 @@ def shortage(exc: BaseException, doing: str = "") -> DataDirUnavailable | None:
     return DataDirUnavailable(f"{doing}: {message}" if doing else message, state)
 
 
+def read_shortage(exc: BaseException, doing: str) -> DataDirUnavailable | None:
+    """`shortage` of an error a file's reader raised, with its MemoryError
+    (pyarrow's ArrowMemoryError: an allocation refused) as ENOMEM: a sound
+    file may need more memory than the machine gives now. Until 2026-12-07
+    VERIFY and RESTORE called such a file damaged ("cannot be read
+    (ArrowMemoryError)"), where DuckDB's own shortage was 503."""
+    if isinstance(exc, MemoryError):
+        return shortage(OSError(errno.ENOMEM, str(exc) or "out of memory"), doing)
+    return shortage(exc, doing) if isinstance(exc, OSError) else None
+
+
 def names_disk_cause(text: str) -> bool:
     """Whether an error's text names one of the disk's causes above."""
     low = text.lower()

@@ -32,6 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from catalog.diskerrors import read_shortage
+
 from ..files import NAN_RULE
 from ..types import OW, SEQ, USER, arrow_type
 from . import (
@@ -180,6 +182,8 @@ def problem(tail: bytes, f: FileEntry, table: TableEntry) -> str | None:
         meta = pq.read_metadata(pa.BufferReader(MAGIC + tail[-(footer + 8):]))
         schema = meta.schema.to_arrow_schema()
     except Exception as exc:  # noqa: BLE001 - any footer pyarrow cannot read is damage
+        if (short := read_shortage(exc, f"cannot check {what}")) is not None:
+            raise short from exc  # out of memory (or files) now: no damage
         return f"{what} has an unreadable Parquet footer ({type(exc).__name__})"
     got = [(field.name, field.type) for field in schema]
     want = expected_schema(table, f.schema_version)
@@ -309,6 +313,8 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
             if wrong is not None:
                 return f"{what} {wrong}"
     except Exception as exc:  # noqa: BLE001 - any file pyarrow cannot read is damage
+        if (short := read_shortage(exc, f"cannot check {what}")) is not None:
+            raise short from exc  # out of memory (or files) now: no damage
         return f"{what} cannot be read ({type(exc).__name__})"
     finally:
         versions.close()

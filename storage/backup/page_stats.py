@@ -36,6 +36,8 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from catalog.diskerrors import read_shortage
+
 from . import check_reader
 from .check_reader import CheckReader
 
@@ -88,6 +90,8 @@ def problem(source: str | IO[bytes], metadata: Any, pages: Pages,
                 if (wrong := walk.done()) is not None:
                     return f"has a data page of column '{name}' of row group {g} {wrong}"
     except Exception as exc:  # noqa: BLE001 - any file pyarrow cannot read is damage
+        if (short := read_shortage(exc, "cannot check a file of the backup")) is not None:
+            raise short from exc  # out of memory (or files) now: no damage
         return f"cannot be read ({type(exc).__name__})"
     finally:
         if not isinstance(source, str):
