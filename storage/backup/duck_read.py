@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from catalog.diskerrors import shortage
+from catalog.diskerrors import read_shortage, shortage
 from storage.sandbox import scratch_config
 
 from . import check_reader
@@ -73,12 +73,16 @@ def problem(source: str | IO[bytes], columns: list[str], rows: int,
     `source` (a path, or a file object of the whole content) and counts
     `rows`, else what is wrong (a phrase to follow the file's name). A server
     out of descriptors or memory is UNAVAILABLE (503), not a damaged file."""
+    import duckdb
+
     try:
         return _problem(source, columns, rows, side)
-    except OSError as exc:
-        if (short := shortage(exc, DOING)) is not None:
+    except (OSError, MemoryError) as exc:
+        if (short := read_shortage(exc, DOING)) is not None:
             raise short from exc
         raise
+    except duckdb.OutOfMemoryException as exc:  # opening the process's database: not a 500
+        raise read_shortage(MemoryError(str(exc)), DOING) or exc from exc
 
 
 DOING = "cannot check a file of the backup with DuckDB"
