@@ -9,15 +9,14 @@ killed (SIGKILL: the OOM killer, an operator) is no sign of damage, a valid
 file may need more memory than the machine has: the check is run again, and
 a second kill on the same file ends the call 503 naming it, never blamed.
 
-A file that BLAME_AFTER processes died on, each having read no file before
-it (`Lost.first`), is not read again: the check reports it damaged, naming
-it, so VERIFY says invalid and RESTORE refuses BACKUP_INVALID, as for any
-damaged file, and the two agree (they share the count: a VERIFY that blamed
-a file makes the next RESTORE refuse it at once). A death in a file read
-after others is not counted, and the next run reads that file first: a
-reader one of those made write out of bounds may end the process in any
-later file (a sound file read after such a one was blamed until
-2026-12-07). A death with no file marked (the process killed between files,
+A file that BLAME_AFTER processes died on, one at least having read no file
+before it (`Lost.first`), is not read again: the check reports it damaged,
+naming it, so VERIFY says invalid and RESTORE refuses BACKUP_INVALID, as
+for any damaged file, and the two agree (they share the count: a VERIFY
+that blamed a file makes the next RESTORE refuse it at once). After a death
+in a file read after others the next run reads that file first: a reader
+one of those made write out of bounds may end the process in any later
+file (a sound file read after such a one was blamed until 2026-12-07). A death with no file marked (the process killed between files,
 or while it hashed bytes), and one after KILL JOB, end the call as before
 (503; cancelled). A process killed once from outside on a file (kill -9, the
 OOM killer for another process's memory) is followed by a check that reads
@@ -58,21 +57,30 @@ MOST_KILLS = 4  # kills (not crashes) on distinct files one call may see, then 5
 KEPT = 10_000  # files with deaths remembered (the oldest forgotten past it)
 
 _deaths: dict[str, int] = {}  # crash_marks.key -> job processes that died reading it
+_firsts: set[str] = set()  # of those, the ones a process died in as the first file it read
 _guard = threading.Lock()
+
+
+def _blamed(mark: str) -> bool:
+    return _deaths.get(mark, 0) >= BLAME_AFTER and mark in _firsts
 
 
 def blamed() -> frozenset[str]:
     with _guard:
-        return frozenset(k for k, n in _deaths.items() if n >= BLAME_AFTER)
+        return frozenset(k for k in _deaths if _blamed(k))
 
 
-def died(mark: str) -> int:
-    """One more job process ended reading `mark`; the count now."""
+def died(mark: str, first: bool = True) -> int:
+    """One more job process ended reading `mark` (`first`: the first file it
+    read); the count now."""
     with _guard:
         n = _deaths.pop(mark, 0) + 1
         _deaths[mark] = n  # the newest last: the oldest go first past KEPT
+        if first:
+            _firsts.add(mark)
         while len(_deaths) > KEPT:
-            del _deaths[next(iter(_deaths))]
+            _firsts.discard(oldest := next(iter(_deaths)))
+            del _deaths[oldest]
         return n
 
 
@@ -85,8 +93,9 @@ def _forget(marks: set[str]) -> None:
     reaches BLAME_AFTER within one call: it is read again at once."""
     with _guard:
         for mark in marks:
-            if _deaths.get(mark, 0) < BLAME_AFTER:
+            if not _blamed(mark):
                 _deaths.pop(mark, None)
+                _firsts.discard(mark)
 
 
 def call(job: Work, fn: Callable[..., T], /, *args: Any, here: bool = False,
@@ -154,23 +163,24 @@ def _runs(job: Work, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[s
                 ahead[exc.reading] = None
                 continue
             crashes += 1
-            if not exc.first and next(reversed(ahead), None) != exc.reading:
-                # Its process had read other files before: a reader that one
-                # of them made write out of bounds may end the process in a
-                # later file. Not counted: the next run reads it first. (Read
-                # first and still after others, as in an archive target, read
-                # in its order, it is counted as before.)
+            # Its process had read other files before: a reader that one of
+            # them made write out of bounds may end the process in a later
+            # file. Counted, but it is blamed only once a process died in it
+            # as the first file it read: the next run reads it first. (Asked
+            # first and still read after others, as in an archive target,
+            # read in its order, it counts as first.)
+            first = exc.first or next(reversed(ahead), None) == exc.reading
+            if not first:
                 ahead.pop(exc.reading, None)
                 ahead[exc.reading] = None
-                log.warning("a job process ended while reading file %s, after other files: "
-                            "read again, first, in a new process", exc.reading)
-            else:
-                n = died(exc.reading)
-                marks.add(exc.reading)
-                log.warning("a job process ended while reading file %s (%d time%s): %s",
-                            exc.reading, n, "" if n == 1 else "s",
-                            "it is reported damaged" if n >= BLAME_AFTER else "read again")
-            if crashes >= MOST_FILES * (BLAME_AFTER + 1):
+            n = died(exc.reading, first)
+            marks.add(exc.reading)
+            log.warning("a job process ended while reading file %s (%d time%s%s): %s",
+                        exc.reading, n, "" if n == 1 else "s",
+                        "" if first else ", after other files",
+                        "it is reported damaged" if exc.reading in blamed() else
+                        "read again" if first else "read again, first, in a new process")
+            if crashes >= MOST_FILES * BLAME_AFTER:
                 raise Lost(f"the job process crashed {crashes} times while reading the "
                            "backup's files (see the log for which); run it again to go on "
                            "from there") from exc
