@@ -33,7 +33,7 @@ def cairn_config(cairn_config: Config) -> Config:
 @pytest.fixture(autouse=True)
 def fresh_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jobblame, "_deaths", {})
-    monkeypatch.setattr(jobblame, "_firsts", set())
+    monkeypatch.setattr(jobblame, "_firsts", set(), raising=False)
 
 
 class Crasher:
