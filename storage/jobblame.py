@@ -163,12 +163,12 @@ def _runs(job: Work, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[s
                 ahead[exc.reading] = None
                 continue
             crashes += 1
-            # Its process had read other files before: a reader that one of
-            # them made write out of bounds may end the process in a later
-            # file. Counted, but it is blamed only once a process died in it
-            # as the first file it read: the next run reads it first. (Asked
-            # first and still read after others, as in an archive target,
-            # read in its order, it counts as first.)
+            # A death in a file read after others: a reader that one of them
+            # made write out of bounds may end the process in any later file.
+            # Counted, but blamed only once a process died in it as the first
+            # file it read: the next run reads it first. (Asked first and
+            # still read after others, as in an archive target, read in its
+            # order, it counts as first.)
             first = exc.first or next(reversed(ahead), None) == exc.reading
             if not first:
                 ahead.pop(exc.reading, None)
