@@ -206,7 +206,7 @@ async def test_kill_job_ends_a_job_stuck_on_the_target_in_the_server(
     client: Any, cairn_config: Config, s3: S3Server, liar: Liar, statement: str,
     job_type: str, method: str, pattern: str, act: str, skip: int,
 ) -> None:
-    """With job processes off (so too a throttled BACKUP or VERIFY) the
+    """With job processes off (so too a throttled BACKUP) the
     job's call ran on its own thread and KILL JOB waited for the target as
     long as it held the call. Now the job ends cancelled at once; the call
     left running, once the target lets it end, leaves nothing half-done: no
