@@ -128,3 +128,34 @@ async def test_a_jaro_similarity_past_what_duckdb_can_stop_is_refused(client: An
                              "round(jaro_winkler_similarity(v, 'a,c'), 3) AS w FROM app.t "
                              "WHERE id = 1")
     assert got == [{"jaro_similarity('martha', 'marhta')": 0.9444444444444445, "w": 0.822}]
+
+
+async def test_a_text_split_into_a_list_past_what_duckdb_can_bound_is_refused(client: Any) -> None:
+    """string_split and the regular expression splits build ~36 bytes a piece,
+    a vector of rows at once, outside DuckDB's memory limit and its interrupt:
+    20 rows of 10 MB texts (string_agg builds them within the limit) took the
+    server to 4.9 GB under a 1 GB limit, 14.4 s against a 3 s timeout. Past
+    8,192 bytes a row they are refused when reached (storage/unstoppable.py),
+    under each of their names, called as a method or through
+    regexp_split_to_table; shorter texts split as before, named as before."""
+    long = "repeat('a,', 4097)"
+    for text, name in (
+            (f"SELECT len(string_split({long}, ','))", "str_split()"),
+            (f"SELECT len(string_to_array({long}, ','))", "str_split()"),
+            (f"SELECT len({long}.string_split(','))", "string_split()"),
+            (f"SELECT len(regexp_extract_all({long} || v, '.', 0)) FROM app.t",
+             "regexp_extract_all()"),
+            (f"SELECT len(regexp_split_to_array({long}, ','))", "regexp_split_to_array()"),
+            (f"SELECT len(string_split_regex(v || {long}, ',', 'i')) FROM app.t",
+             "str_split_regex()"),
+            (f"SELECT count(*) FROM (SELECT regexp_split_to_table({long}, ','))",
+             "string_split_regex()"),
+            ("SELECT system.main.string_split('a', ',')", "by its name alone")):
+        message = await err(client, text, "INVALID_ARGUMENT")
+        assert name in message, (text, message)
+        assert "8,192 bytes" in message or "alone" in message, (text, message)
+    got = await rows(client, "SELECT string_split(v, ',') AS s, regexp_extract_all(v, '[a-c]') "
+                             "AS r, len(string_split(repeat('a,', 4095), ',')) AS n FROM app.t "
+                             "ORDER BY id")
+    assert got == [{"s": ["a", "b"], "r": ["a", "b"], "n": 4096},
+                   {"s": ["c"], "r": ["c"], "n": 4096}]
