@@ -17,6 +17,15 @@ it builds there is outside DuckDB's memory limit.
   a 3 s timeout; 80 of them would have been ~20 GB, the server killed.
   Past SPLIT_MAX bytes of text a row (a vector of 2,048 such rows: ~0.6 GB,
   ~2 s for the regular expression ones): refused.
+- The functions that aggregate a list by hashing its elements (list_distinct,
+  list_unique, list_mode, list_entropy, list_histogram, list_intersect,
+  list_aggregate of mode, entropy or histogram) take ~0.2-2 us and ~120
+  bytes outside the memory limit an element: list_distinct of one list of
+  16.7M (list() builds it within the limit) ran 58.6 s against a 20 s
+  timeout, 1.4 GB; 100M (a 60 s timeout builds them) ~10 GB. Past LIST_MAX
+  elements a row (a vector of 2,048 such rows: ~0.5 GB, ~2 s): refused; the
+  aggregates themselves (`list(DISTINCT x)`, `mode(x)`, `histogram(x)`)
+  hear the timeout.
 
 So each DuckDB the server runs queries on holds macros of the same names,
 which DuckDB finds before its own functions (a query, its column names and
@@ -41,7 +50,18 @@ _PAIR = (f"length(a) * length(b) > {PAIR_MAX}",
 _SPLIT = (f"strlen(a::VARCHAR) > {SPLIT_MAX}",
           f"splits a text of at most {SPLIT_MAX:,} bytes: DuckDB builds the lists of 2,048 "
           "rows at once, outside its memory limit, and cannot stop midway")
-_TWO, _THREE, _FOUR = ("a", "b"), ("a", "b", "c"), ("a", "b", "c", "d")
+LIST_MAX = 1 << 11  # elements of a list hashed, a row
+_LIST = (f"len(a) > {LIST_MAX}",
+         f"takes a list of at most {LIST_MAX:,} elements: DuckDB hashes the lists of 2,048 "
+         "rows at once, outside its memory limit, and cannot stop midway (aggregate the "
+         "rows instead: list(DISTINCT x), mode(x), histogram(x), entropy(x))")
+_PAIR_LIST = (f"len(a) + len(b) > {LIST_MAX}",
+              _LIST[1].replace("a list", "two lists").replace("elements", "elements together"))
+# list_aggregate's aggregates that hash (the others take ~20-80 ns an element)
+HASHING = ("mode", "entropy", "histogram", "histogram_exact", "approx_top_k")
+_AGGREGATE = (f"len(a) > {LIST_MAX} AND lower(b) IN {HASHING}",
+              f"of {', '.join(HASHING[:-1])} or {HASHING[-1]} " + _LIST[1])
+_ONE, _TWO, _THREE, _FOUR = ("a",), ("a", "b"), ("a", "b", "c"), ("a", "b", "c", "d")
 
 # DuckDB's name: (its parameter lists, the guard)
 MACROS: dict[str, tuple[tuple[tuple[str, ...], ...], tuple[str, str]]] = {
@@ -55,6 +75,12 @@ MACROS: dict[str, tuple[tuple[tuple[str, ...], ...], tuple[str, str]]] = {
     "str_split_regex": ((_TWO, _THREE), _SPLIT),
     "regexp_split_to_array": ((_TWO, _THREE), _SPLIT),
     "regexp_extract_all": ((_TWO, _THREE, _FOUR), _SPLIT),
+    **{name: ((_ONE,), _LIST) for name in (
+        "list_distinct", "array_distinct", "list_unique", "array_unique", "list_mode",
+        "list_entropy", "list_histogram")},
+    **{name: ((_TWO,), _PAIR_LIST) for name in ("list_intersect", "array_intersect")},
+    **{name: ((_TWO, _THREE, _FOUR), _AGGREGATE) for name in (
+        "list_aggregate", "array_aggregate", "list_aggr", "array_aggr", "aggregate")},
 }
 # ... and sqlglot's names of them (a qualified call keeps the name as written)
 GUARDED = frozenset(MACROS) | {"jarowinkler_similarity", "regexp_split"}

@@ -159,3 +159,29 @@ async def test_a_text_split_into_a_list_past_what_duckdb_can_bound_is_refused(cl
                              "ORDER BY id")
     assert got == [{"s": ["a", "b"], "r": ["a", "b"], "n": 4096},
                    {"s": ["c"], "r": ["c"], "n": 4096}]
+
+
+async def test_a_list_hashed_past_what_duckdb_can_bound_is_refused(client: Any) -> None:
+    """list_distinct, list_mode & co. hash every element (~0.2-2 us, ~120
+    bytes outside DuckDB's memory limit) of a vector's lists at once, deaf to
+    the timeout: list_distinct of one list of 16.7M built by list() ran 58.6 s
+    against a 20 s timeout, 1.4 GB. Past 2,048 elements a row they are
+    refused when reached (storage/unstoppable.py); list_aggregate only for
+    the aggregates that hash; shorter lists as before."""
+    big = "(SELECT list(x) AS l FROM range(3000) t(x))"
+    for text, name in (
+            (f"SELECT len(list_distinct(l)) FROM {big}", "list_distinct()"),
+            (f"SELECT list_unique(l) FROM {big}", "list_unique()"),
+            (f"SELECT list_mode(l) FROM {big}", "list_mode()"),
+            (f"SELECT cardinality(list_histogram(l)) FROM {big}", "list_histogram()"),
+            (f"SELECT len(list_intersect(l, [1])) FROM {big}", "list_intersect()"),
+            (f"SELECT list_aggregate(l, 'MODE') FROM {big}", "list_aggregate()"),
+            (f"SELECT l.list_entropy() FROM {big}", "list_entropy()"),
+            ("SELECT system.main.list_distinct([1])", "by its name alone")):
+        message = await err(client, text, "INVALID_ARGUMENT")
+        assert name in message, (text, message)
+        assert "2,048 elements" in message or "alone" in message, (text, message)
+    got = await rows(client, f"SELECT list_aggregate(l, 'sum') AS s, list_sum(l) AS t, "
+                             "list_distinct([2, 2]) AS d, list_mode([1, 2, 2]) AS m, "
+                             f"len(list_distinct(l[:2048])) AS n FROM {big}")
+    assert got == [{"s": 4498500, "t": 4498500, "d": [2], "m": 2, "n": 2048}]
