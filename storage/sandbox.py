@@ -234,6 +234,8 @@ def check_fragment(expression: exp.Expression) -> None:
             value_bounds.check_pattern(node.expression, "SIMILAR TO")
         elif isinstance(node, exp.Literal) and node.is_string:
             budget.literal(node)
+        elif isinstance(node, exp.Window):
+            unstoppable.check_window(node)  # mode() & co. over a moving frame
         elif isinstance(node, exp.DataType) and _unsigned_huge(node):
             raise InvalidArgument(
                 "UHUGEINT is not supported (an answer cannot carry its values past "

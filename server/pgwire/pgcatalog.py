@@ -342,8 +342,10 @@ class CatalogEngine:
         # The bounds of any query (a catalog query may compute anything besides):
         # values built from a number, the answer's size, the statement timeout.
         budget = value_bounds.Budget()
-        for node in tree.find_all(exp.SimilarTo, exp.Literal):
-            if isinstance(node, exp.SimilarTo):
+        for node in tree.find_all(exp.SimilarTo, exp.Literal, exp.Window):
+            if isinstance(node, exp.Window):
+                unstoppable.check_window(node)  # mode() & co. over a moving frame
+            elif isinstance(node, exp.SimilarTo):
                 value_bounds.check_pattern(node.expression, "SIMILAR TO")
             elif isinstance(node, exp.Literal) and node.is_string:
                 budget.literal(node)  # a long one copied per element of a lambda

@@ -185,3 +185,31 @@ async def test_a_list_hashed_past_what_duckdb_can_bound_is_refused(client: Any) 
                              "list_distinct([2, 2]) AS d, list_mode([1, 2, 2]) AS m, "
                              f"len(list_distinct(l[:2048])) AS n FROM {big}")
     assert got == [{"s": 4498500, "t": 4498500, "d": [2], "m": 2, "n": 2048}]
+
+
+async def test_a_hashing_window_function_over_a_moving_frame_is_refused(client: Any) -> None:
+    """mode, histogram and entropy over a frame that moves merge a hash table
+    of the frame for every row, deaf to the timeout and outside the memory
+    limit: histogram() over 100,000-row frames of 300,000 rows took the
+    server to 16.4 GB under a 1 GB limit, 114 s against a 20 s timeout.
+    Refused before DuckDB runs (storage/unstoppable.py) unless the window is
+    a whole partition or a ROWS frame of at most 1,024 rows."""
+    for text in (
+            "SELECT mode(x) OVER (ORDER BY x) FROM range(3) t(x)",
+            "SELECT histogram(x) OVER (ORDER BY x ROWS BETWEEN 1025 PRECEDING AND CURRENT ROW) "
+            "FROM range(3) t(x)",
+            "SELECT entropy(x) FILTER (WHERE x > 0) OVER (ORDER BY x RANGE BETWEEN 1 PRECEDING "
+            "AND CURRENT ROW) FROM range(3) t(x)",
+            "SELECT mode(x) OVER w FROM range(3) t(x) WINDOW w AS (ORDER BY x)",
+            "SELECT mode(x) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
+            "FROM range(3) t(x)"):
+        message = await err(client, text, "INVALID_ARGUMENT")
+        assert "as a window function" in message and "1,024 rows" in message, (text, message)
+    got = await rows(client, "SELECT x, mode(x % 2) OVER (PARTITION BY x < 2) AS p, "
+                             "entropy(x) OVER (ORDER BY x ROWS BETWEEN 1 PRECEDING AND "
+                             "1 FOLLOWING) > 0 AS e, cardinality(histogram(x) OVER (ORDER BY x "
+                             "ROWS 1024 PRECEDING)) AS h, sum(x) OVER (ORDER BY x) AS s "
+                             "FROM range(3) t(x) ORDER BY x")
+    assert got == [{"x": 0, "p": 0, "e": True, "h": 1, "s": 0},
+                   {"x": 1, "p": 0, "e": True, "h": 2, "s": 1},
+                   {"x": 2, "p": 0, "e": True, "h": 3, "s": 3}]
