@@ -205,6 +205,12 @@ async def test_a_hashing_window_function_over_a_moving_frame_is_refused(client: 
             "FROM range(3) t(x)"):
         message = await err(client, text, "INVALID_ARGUMENT")
         assert "as a window function" in message and "1,024 rows" in message, (text, message)
+    # approx_top_k(x, 3000) OVER (ORDER BY x) over 2,000 rows: 3.7 GB
+    message = await err(client, "SELECT approx_top_k(x, 3) OVER (PARTITION BY x) "
+                                "FROM range(3) t(x)", "INVALID_ARGUMENT")
+    assert "approx_top_k() is not a window function" in message, message
+    got = await rows(client, "SELECT approx_top_k(x % 2, 1) AS k FROM range(3) t(x)")
+    assert got == [{"k": [0]}]
     got = await rows(client, "SELECT x, mode(x % 2) OVER (PARTITION BY x < 2) AS p, "
                              "entropy(x) OVER (ORDER BY x ROWS BETWEEN 1 PRECEDING AND "
                              "1 FOLLOWING) > 0 AS e, cardinality(histogram(x) OVER (ORDER BY x "
