@@ -202,7 +202,9 @@ async def test_a_hashing_window_function_over_a_moving_frame_is_refused(client: 
             "AND CURRENT ROW) FROM range(3) t(x)",
             "SELECT mode(x) OVER w FROM range(3) t(x) WINDOW w AS (ORDER BY x)",
             "SELECT mode(x) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
-            "FROM range(3) t(x)"):
+            "FROM range(3) t(x)",
+            # mad's work a row grows with the frame: 6M rows 140 s against 20 s
+            "SELECT mad(x) OVER (ORDER BY x) FROM range(3) t(x)"):
         message = await err(client, text, "INVALID_ARGUMENT")
         assert "as a window function" in message and "1,024 rows" in message, (text, message)
     # approx_top_k(x, 3000) OVER (ORDER BY x) over 2,000 rows: 3.7 GB
@@ -214,8 +216,8 @@ async def test_a_hashing_window_function_over_a_moving_frame_is_refused(client: 
     got = await rows(client, "SELECT x, mode(x % 2) OVER (PARTITION BY x < 2) AS p, "
                              "entropy(x) OVER (ORDER BY x ROWS BETWEEN 1 PRECEDING AND "
                              "1 FOLLOWING) > 0 AS e, cardinality(histogram(x) OVER (ORDER BY x "
-                             "ROWS 1024 PRECEDING)) AS h, sum(x) OVER (ORDER BY x) AS s "
-                             "FROM range(3) t(x) ORDER BY x")
-    assert got == [{"x": 0, "p": 0, "e": True, "h": 1, "s": 0},
-                   {"x": 1, "p": 0, "e": True, "h": 2, "s": 1},
-                   {"x": 2, "p": 0, "e": True, "h": 3, "s": 3}]
+                             "ROWS 1024 PRECEDING)) AS h, sum(x) OVER (ORDER BY x) AS s, "
+                             "mad(x) OVER () AS m FROM range(3) t(x) ORDER BY x")
+    assert got == [{"x": 0, "p": 0, "e": True, "h": 1, "s": 0, "m": 1.0},
+                   {"x": 1, "p": 0, "e": True, "h": 2, "s": 1, "m": 1.0},
+                   {"x": 2, "p": 0, "e": True, "h": 3, "s": 3, "m": 1.0}]
