@@ -60,19 +60,34 @@ def already_invalid(exc: BaseException) -> bool:
 
 
 class Rebuilt:
-    """One DuckDB connection, rebuilt by `make(generation)` when it is invalidated."""
+    """One DuckDB connection, rebuilt by `make(generation)` when it is invalidated.
+    `lazy`: made at its first cursor, not now (the engine's "small" DuckDB: an
+    open with its guards, storage/unstoppable.py, is ~30 ms of CPU, and many a
+    server never runs a small query)."""
 
-    def __init__(self, name: str, make: Callable[[int], duckdb.DuckDBPyConnection]) -> None:
+    def __init__(self, name: str, make: Callable[[int], duckdb.DuckDBPyConnection],
+                 lazy: bool = False) -> None:
         self.name = name
         self._make = make
         self._lock = threading.Lock()
         self.generation = 0
-        self.con = make(0)
+        self._con = None if lazy else make(0)
+
+    def _made(self) -> duckdb.DuckDBPyConnection:
+        """The connection, made if it is not yet (under the lock)."""
+        if self._con is None:
+            self._con = self._make(self.generation)
+        return self._con
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            return self._made()
 
     def cursor(self) -> tuple[duckdb.DuckDBPyConnection, int]:
         """A new cursor of the current connection, with its generation."""
         with self._lock:
-            return self.con.cursor(), self.generation
+            return self._made().cursor(), self.generation
 
     def restart(self, generation: int, kind: str, exc: BaseException) -> bool:
         """Replace the connection of `generation` (whose statement `kind` met
@@ -80,9 +95,9 @@ class Rebuilt:
         with self._lock:
             if generation != self.generation:
                 return False
-            old = self.con
+            old = self._con
             try:
-                self.con = self._make(generation + 1)
+                self._con = self._make(generation + 1)
             except (duckdb.Error, OSError) as failed:  # the next statement that meets it tries again
                 log.warning("DuckDB (%s) failed internally on %s (%s) and could not be replaced "
                             "yet: %s", self.name, kind, type(exc).__name__, failed)
@@ -92,13 +107,15 @@ class Rebuilt:
         log.warning("DuckDB (%s) failed internally on %s (%s) and invalidated its database: "
                     "replaced it with a fresh one (restart %d since start)",
                     self.name, kind, type(exc).__name__, RESTARTS[self.name])
-        with contextlib.suppress(duckdb.Error):  # busy (a query still on it): freed with it
-            old.close()
+        if old is not None:
+            with contextlib.suppress(duckdb.Error):  # busy (a query still on it): freed with it
+                old.close()
         return True
 
     def close(self) -> None:
         with self._lock:
-            self.con.close()
+            if self._con is not None:
+                self._con.close()
 
 
 # DuckDB appends its native stack trace to an INTERNAL error ("\n\nStack
@@ -182,7 +199,17 @@ class DuckDBs:
             with self._lock:
                 if self._closed:
                     raise Cancelled("the server is shutting down")
-                cur, generation = db.cursor()
+                try:
+                    cur, generation = db.cursor()
+                except (duckdb.Error, OSError) as exc:
+                    if db is self.main:
+                        raise
+                    # The small DuckDB is made at its first query: one that
+                    # cannot be made leaves small queries to the main one.
+                    log.warning("DuckDB (small) could not be opened (%s): small queries "
+                                "run on the main one", exc)
+                    slot, db = "main", self.main
+                    cur, generation = db.cursor()
                 c = Cursor(cur, slot, generation)
                 self._cursors.add(c)
             setattr(self._local, slot, c)

@@ -103,7 +103,7 @@ class Engine:
         # spills: the main one does). Either is rebuilt if a statement
         # invalidates it (storage/duckrestart.py).
         self.duckdbs = DuckDBs(main, Rebuilt("small", lambda gen: sandbox.connect(
-            self.data_dir, sandbox.fraction_of(limit, 4), 1)) if threads > 1 else None)
+            self.data_dir, sandbox.fraction_of(limit, 4), 1), lazy=True) if threads > 1 else None)
         duckrestart.server_path(self.data_dir)
         self._local = threading.local()
         self.watchdog = Watchdog()  # every query's timeout (the pgwire catalog's too)

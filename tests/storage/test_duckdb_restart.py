@@ -214,3 +214,27 @@ def test_the_ways_the_refusal_advises_run(run: Run, table: None) -> None:
     assert run("WITH RECURSIVE r(x, n) AS (SELECT j, 1 FROM app.t WHERE id = 1 UNION ALL "
                "SELECT x, n + 1 FROM r WHERE n < 3) SELECT json_type(x) AS t FROM r") == \
         [{"t": "OBJECT"}] * 3
+
+
+def test_the_small_duckdb_is_opened_by_its_first_query(engine: Engine, run: Run) -> None:
+    """Opened with the engine, the small DuckDB cost every server ~30 ms of CPU
+    (the open and its guards, storage/unstoppable.py) whether or not a small
+    query ever came; it is opened by the first."""
+    small = engine.duckdbs.small
+    assert small is not engine.duckdbs.main and small._con is None
+    engine.create_table("app", "s", "shared", [col("id", "BIGINT", primary_key=True)])
+    run("SELECT count(*) AS n FROM range(100000) r")  # a big one: the main DuckDB
+    assert small._con is None
+    assert run("SELECT 41 + 1 AS v") == [{"v": 42}]
+    assert small._con is not None and engine.duckdb_runs["small"] >= 1
+
+
+def test_a_small_duckdb_that_cannot_be_opened_leaves_small_queries_to_the_main_one(
+        engine: Engine, run: Run, caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(generation: int) -> duckdb.DuckDBPyConnection:
+        raise duckdb.IOException("no room for another database")
+
+    engine.duckdbs.small._make = refuse  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="cairn.storage"):
+        assert run("SELECT 41 + 1 AS v") == [{"v": 42}]
+    assert "DuckDB (small) could not be opened" in caplog.text
