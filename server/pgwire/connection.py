@@ -89,7 +89,7 @@ class Connection:
                     continue
                 raise messages.ProtocolViolation(f"unexpected message type {tag!r}")
             self.busy = True  # until the ReadyForQuery this message leads to (_ready)
-            if self.skipping and tag not in (b"S", b"Q"):
+            if self.skipping and tag != b"S":  # a Query too, as PostgreSQL (it ran: a write)
                 continue
             try:
                 if tag in (b"P", b"B", b"D"):  # Close, Flush, Sync are no statement (Execute:
@@ -172,7 +172,6 @@ class Connection:
     async def _query(self, body: messages.Payload) -> None:
         sql = query_text(body)
         body.end()
-        self.skipping = False
         ran = False
         chunks = split_script(sql)
         # A big text is split on a statement thread (the splitter's Python gives

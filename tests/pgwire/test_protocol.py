@@ -196,6 +196,25 @@ def test_error_in_extended_protocol_skips_to_sync(pg: PgServer) -> None:
     sock.close()
 
 
+def test_a_query_pipelined_after_an_extended_error_is_skipped_too(pg: PgServer) -> None:
+    """PostgreSQL discards every message up to Sync after an extended-protocol
+    error, a Query too: Cairn ran the Query (a write the client had been told
+    nothing of: its answer came before the Sync's)."""
+    sock = _connect(pg)
+    sock.sendall(_msg(b"Q", b"CREATE NAMESPACE skipq; CREATE TABLE skipq.t (id INT PRIMARY KEY)"
+                      b"\x00"))
+    assert _read_all(sock)[-1] == (b"Z", b"I")
+    sock.sendall(_msg(b"P", b"\x00INSERT INTO skipq.nowhere VALUES (1)\x00\x00\x00")
+                 + _msg(b"B", b"\x00\x00" + b"\x00\x00" * 3) + _msg(b"E", b"\x00\x00\x00\x00\x00")
+                 + _msg(b"Q", b"INSERT INTO skipq.t VALUES (2)\x00") + _msg(b"S")
+                 + _msg(b"Q", b"SELECT count(*) FROM skipq.t\x00"))
+    assert [m[0] for m in _read_all(sock)] == [b"1", b"2", b"E", b"Z"]
+    counted = _read_all(sock)
+    assert [m[0] for m in counted] == [b"T", b"D", b"C", b"Z"]
+    assert dict(counted)[b"D"][6:] == b"0"
+    sock.close()
+
+
 def _bind_numeric(raw: bytes) -> bytes:
     """Parse `SELECT $1::DOUBLE` with $1 a NUMERIC, Bind `raw` as its binary
     value, Describe, Execute, Sync."""
