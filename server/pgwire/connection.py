@@ -428,13 +428,15 @@ class Connection:
         portal_name, limit = body.cstring(), body.int32()
         body.end()
         portal = self._portal(portal_name)
+        if portal.done:  # a statement of no rows that ran: its tag again was one more INSERT
+            raise PgError("55000", f'portal "{portal_name}" cannot be run')  # PostgreSQL's too
         if portal.reply is None or portal.sent:  # Describe ran it: answered as it went
             self._check_cancelled()
         reply = await self._answer(portal_name, portal, limit)
         if not reply.tag:
             self.writer.write(messages.EMPTY_QUERY)
             return
-        tag = reply.tag
+        tag, portal.done = reply.tag, reply.columns is None
         if reply.columns is not None:
             try:
                 sent = await self._send(portal_name, portal, reply, limit)

@@ -57,6 +57,7 @@ class Portal:
     reply: Reply | None = None
     described: bool = False
     sent: int = 0  # rows already sent (Execute with a row limit)
+    done: bool = False  # executed, with no rows: PostgreSQL's PORTAL_DONE
 
     def size(self) -> int:
         """The bytes it keeps besides rows (those are bounded apart, kept.py):

@@ -524,3 +524,27 @@ def test_a_statement_duckdbs_parser_refuses_is_42601_and_changes_nothing(pg: PgS
             assert info.value.diag.statement_position is not None
         assert conn.execute("SELECT k, v FROM pdp.t ORDER BY k").fetchall() == [
             (1, "a"), (2, "b"), (3, "c")]
+
+
+def test_an_insert_portal_executed_again_is_55000_not_a_second_insert(pg: PgServer) -> None:
+    """A portal of no rows, run to its end, cannot be run again (PostgreSQL's
+    PORTAL_DONE, 55000): Cairn answered `INSERT 0 1` again, inserting nothing,
+    so a client counting its Executes' tags counted a row that was never
+    written. A portal of rows read to its end still says `SELECT 0`."""
+    sock = _connect(pg)
+    sock.sendall(_msg(b"Q", b"CREATE NAMESPACE again; CREATE TABLE again.t (id INT PRIMARY KEY)"
+                      b"\x00"))
+    assert _read_all(sock)[-1] == (b"Z", b"I")
+    execute = _msg(b"E", b"\x00\x00\x00\x00\x00")
+    sock.sendall(_msg(b"P", b"\x00INSERT INTO again.t SELECT count(*) FROM again.t\x00\x00\x00")
+                 + _msg(b"B", b"\x00\x00" + b"\x00\x00" * 3) + execute + execute + _msg(b"S"))
+    msgs = _read_all(sock)
+    assert [m[0] for m in msgs] == [b"1", b"2", b"C", b"E", b"Z"], msgs
+    assert msgs[2][1] == b"INSERT 0 1\x00"
+    assert _fields(msgs[3][1])["C"] == "55000"
+    sock.sendall(_msg(b"P", b"\x00SELECT count(*) FROM again.t\x00\x00\x00")
+                 + _msg(b"B", b"\x00\x00" + b"\x00\x00" * 3) + execute + execute + _msg(b"S"))
+    msgs = _read_all(sock)
+    assert [m[0] for m in msgs] == [b"1", b"2", b"D", b"C", b"C", b"Z"], msgs
+    assert msgs[2][1][6:] == b"1" and msgs[4][1] == b"SELECT 0\x00"
+    sock.close()
