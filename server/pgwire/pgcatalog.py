@@ -370,9 +370,10 @@ class CatalogEngine:
         try:
             for view, data in tables.items():
                 cur.register(view, data)
-            cur.register("cairn_type_names", _TYPE_NAMES)
+            for name, table in regtypes.TABLES.items():  # format_type's names, regtype's
+                cur.register(name, table)
             cur.register("cairn_definitions", relations.definitions(snapshot))
-            cur.execute(_FORMAT_MACRO)
+            cur.execute(_FORMAT_MACRO + regtypes.MACROS)
             if interrupt is not None:
                 interrupt(cur.interrupt)  # CANCELLED if cancelled already
             result, cut = fetch_bounded(cur, sql, server.max_result_rows or None,
@@ -435,7 +436,8 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
         to = node.to.sql("postgres").lower().strip('"')
         if to == "regtype":
-            return _lit(regtypes.type_oid(node.this.this) or 0)
+            oid = regtypes.type_oid(node.this.this) or 0
+            return _lit(regtypes.NAMES.get(oid, str(oid)) if _shown(node) else oid)
         if to in ("regproc", "regprocedure") and not isinstance(node.parent, exp.Cast):
             # pg_type's typinput & co. hold names ('array_in'::regproc::oid stays 0)
             return _lit(regtypes.proc_name(node.this.this))
@@ -444,7 +446,10 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Cast) and (
             node.to.sql("postgres").lower() in _TEXT_TYPES
             and node.this.to.sql("postgres").lower() == "regtype"):
-        return regtypes.regtype_text(node.this.this)
+        return regtypes.regtype_text(node.this.this.transform(lambda n: _rewrite(n, info)))
+    if isinstance(node, exp.Cast) and node.to.sql("postgres").lower() == "regtype":
+        value = node.this.transform(lambda n: _rewrite(n, info))  # a name or a number
+        return (regtypes.regtype_text if _shown(node) else regtypes.regtype_oid)(value)
     if isinstance(node, exp.DataType):
         name = node.sql("postgres").lower().strip('"')
         if name in _OID_TYPES:
@@ -452,6 +457,12 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         if name in _TEXT_TYPES:
             return exp.DataType.build("VARCHAR")
     return node
+
+
+def _shown(node: exp.Expression) -> bool:
+    """Whether `node` is a column of the answer (a regtype shows as its name)."""
+    parent = node.parent.parent if isinstance(node.parent, exp.Alias) else node.parent
+    return isinstance(parent, exp.Select) and parent is node.root()
 
 
 def _oid(f: pa.Field) -> int:
@@ -468,15 +479,6 @@ def _empty_answer(tree: exp.Expression) -> list[tuple[str, int]]:
     return [(n if n != "*" else "?column?", t.TEXT) for n in names] or [("?column?", t.TEXT)]
 
 
-_DISPLAY = {
-    t.BOOL: "boolean", t.INT2: "smallint", t.INT4: "integer", t.INT8: "bigint",
-    t.FLOAT4: "real", t.FLOAT8: "double precision", t.TEXT: "text", t.BYTEA: "bytea",
-    t.DATE: "date", t.TIMESTAMPTZ: "timestamp with time zone", t.JSON: "json",
-    t.NUMERIC: "numeric", t.VARCHAR: "character varying", t.NAME: "name", t.OID: "oid",
-    t.CHAR: '"char"', t.TIMESTAMP: "timestamp without time zone", t.JSONB: "jsonb",
-}  # fmt: skip
-_TYPE_NAMES = pa.table({"oid": pa.array(list(_DISPLAY), pa.int64()),
-                        "display": pa.array(list(_DISPLAY.values()))})
 _FORMAT_MACRO = """
 CREATE OR REPLACE TEMP MACRO cairn_format_type(typ, mod) AS CASE
   WHEN typ IS NULL THEN NULL

@@ -7,16 +7,27 @@ a name cast to regclass (or a number cast to oid) stands for."""
 
 from __future__ import annotations
 
+import pyarrow as pa
 from sqlglot import exp
 
-from . import relations
+from . import arrays, relations
 from . import types as t
 
+# format_type's names (and regtype's output: `23::regtype::text` is 'integer')
+# where they are not pg_type's typname; an array's is its element's with [].
+_SQL_NAMES = {
+    t.BOOL: "boolean", t.INT2: "smallint", t.INT4: "integer", t.INT8: "bigint",
+    t.FLOAT4: "real", t.FLOAT8: "double precision", t.VARCHAR: "character varying",
+    t.BPCHAR: "character", t.CHAR: '"char"', t.TIME: "time without time zone",
+    t.TIMESTAMP: "timestamp without time zone", t.TIMESTAMPTZ: "timestamp with time zone"}
+NAMES = {oid: _SQL_NAMES.get(oid, name) for oid, (name, _) in t.TYPES.items()}
+NAMES |= {array: NAMES[element] + "[]" for array, element in arrays.ELEMENTS.items()}
+NAMES[t.CHAR_ARRAY] = '"char"[]'
 _TYPE_OIDS = {name: oid for oid, (name, _) in t.TYPES.items()} | {
-    "integer": t.INT4, "int": t.INT4, "bigint": t.INT8, "smallint": t.INT2,
-    "boolean": t.BOOL, "real": t.FLOAT4, "double precision": t.FLOAT8,
-    "character varying": t.VARCHAR, "character": t.BPCHAR, "decimal": t.NUMERIC,
-    "timestamp without time zone": t.TIMESTAMP, "timestamp with time zone": t.TIMESTAMPTZ}
+    "_" + t.TYPES[element][0]: array for array, element in arrays.ELEMENTS.items()} | {
+    t.TYPES[element][0] + "[]": array for array, element in arrays.ELEMENTS.items()} | {
+    name.replace('"', ""): oid for oid, name in NAMES.items()} | {
+    "int": t.INT4, "decimal": t.NUMERIC, "character varying[]": 1015, "character[]": 1014}
 
 
 def type_oid(text: str) -> int | None:
@@ -31,12 +42,35 @@ def to_regtype(arg: exp.Expression | None) -> exp.Expression:
     return exp.null()
 
 
+# Macros of every catalog query's DuckDB (pgcatalog.CatalogEngine.run), over
+# the tables TABLES: the value once a use (a CASE over the names held a
+# subquery's copy per name, past DuckDB's expression depth).
+MACROS = """;
+CREATE OR REPLACE TEMP MACRO cairn_regtype(v) AS coalesce(
+  (SELECT oid FROM cairn_type_oids WHERE name = lower(trim(CAST(v AS VARCHAR)))),
+  TRY_CAST(CAST(v AS VARCHAR) AS BIGINT),
+  CASE WHEN v IS NOT NULL THEN error('type "' || CAST(v AS VARCHAR) || '" does not exist') END);
+CREATE OR REPLACE TEMP MACRO cairn_regtype_text(v) AS coalesce(
+  (SELECT display FROM cairn_type_names WHERE oid = cairn_regtype(v)),
+  CAST(cairn_regtype(v) AS VARCHAR))
+"""
+TABLES = {"cairn_type_names": pa.table({"oid": pa.array(list(NAMES), pa.int64()),
+                                        "display": pa.array(list(NAMES.values()))}),
+          "cairn_type_oids": pa.table({"name": pa.array(list(_TYPE_OIDS)),
+                                       "oid": pa.array(list(_TYPE_OIDS.values()), pa.int64())})}
+
+
+def regtype_oid(value: exp.Expression) -> exp.Expression:
+    """`value::regtype` of a name or a number: `typname::regtype` was cast to
+    BIGINT, 22023 on every name (asyncpg's, psql's and ORMs' catalog queries
+    send such casts). A name no type has is an error, as in PostgreSQL."""
+    return exp.Anonymous(this="cairn_regtype", expressions=[value])
+
+
 def regtype_text(value: exp.Expression) -> exp.Expression:
-    """`value::regtype::text`: the type's name (it was the number)."""
-    case = exp.Case(this=value.copy(), ifs=[
-        exp.If(this=exp.Literal.number(oid), true=exp.Literal.string(name))
-        for oid, (name, _) in t.TYPES.items()])
-    return case.else_(exp.cast(value.copy(), "VARCHAR"), copy=False)
+    """`value::regtype::text`: the type's name as PostgreSQL writes it
+    ('integer', 'text[]'; it was 'int4'), or the number of one it has not."""
+    return exp.Anonymous(this="cairn_regtype_text", expressions=[value])
 
 
 # PostgreSQL's own OIDs of the catalog relations clients name in casts.

@@ -71,6 +71,26 @@ def test_a_regproc_literal_is_compared_with_pg_types_function_names(pg: PgServer
         assert got.fetchall() == [("array_recv", "array_send")]
 
 
+def test_a_name_cast_to_regtype_reads_as_postgresql(pg: PgServer) -> None:
+    """`typname::regtype` was a cast to BIGINT, 22023 "Could not convert
+    string 'bool'" on every row; `'int4'::regtype::text` too; `oid::regtype`
+    showed 23, and `::regtype::text` 'int4' (asyncpg's type introspection
+    names types so, PostgreSQL writes 'integer', arrays 'integer[]')."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        got = conn.execute(
+            "SELECT typname::regtype::text, oid::regtype, typname::regtype = oid "
+            "FROM pg_catalog.pg_type WHERE typname IN ('int4', '_int4', 'timestamptz') "
+            "ORDER BY oid").fetchall()
+        assert got == [("integer", "integer", True), ("integer[]", "integer[]", True),
+                       ("timestamp with time zone", "timestamp with time zone", True)]
+        got = conn.execute("SELECT 'int4'::regtype::text, 'integer[]'::regtype::oid, "
+                           "(SELECT 'int8')::regtype, 99999::regtype::text, NULL::regtype::text "
+                           "FROM pg_catalog.pg_namespace LIMIT 1").fetchone()
+        assert got == ("integer", 1007, "bigint", "99999", None)
+        with pytest.raises(psycopg.Error, match='type "nosuch" does not exist'):
+            conn.execute("SELECT x::regtype FROM (VALUES ('nosuch')) v(x), pg_catalog.pg_type")
+
+
 DENIED_BESIDE_THE_CATALOG = [
     "SELECT * FROM pg_catalog.pg_class c JOIN read_csv('/etc/passwd') x ON true",
     "SELECT * FROM pg_catalog.pg_policy, duckdb_settings()",  # an unmodelled relation first

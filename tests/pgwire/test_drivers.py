@@ -383,8 +383,8 @@ def test_psycopg_type_info_finds_the_types(typed: PgServer) -> None:
                           ("timestamp with time zone", 1184)):
             info = TypeInfo.fetch(conn, name)
             assert info is not None and info.oid == oid, name
-            assert info.regtype == info.name, info
+            assert info.regtype == {"int4": "integer", "integer": "integer"}.get(name, name), info
         assert TypeInfo.fetch(conn, "no_such_type") is None
         got = conn.execute("SELECT 'json'::regtype::oid, to_regtype('nope'), "
                            "typname, oid::regtype::text FROM pg_type WHERE oid = 23").fetchone()
-        assert got == (114, None, "int4", "int4")
+        assert got == (114, None, "int4", "integer")  # PostgreSQL's regtype output
