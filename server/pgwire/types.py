@@ -16,7 +16,6 @@ import math
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -25,6 +24,8 @@ from ..intervals import postgres_interval
 from ..result import json_text
 from . import arrays
 from .datetimes import Days, Micros, Wide
+from .param_numbers import BadParameter, integer_reader, number_reader, read_float4, read_float8
+from .param_numbers import Float4 as Float4
 
 BOOL, BYTEA, CHAR, NAME, INT8, INT2, INT2VECTOR, INT4, REGPROC, TEXT, OID = (
     16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26)
@@ -270,18 +271,6 @@ BINARY_OIDS = frozenset(_BINARY_ENCODERS) | {TEXT, VARCHAR, NAME, BPCHAR, CHAR}
 # --- parameters ------------------------------------------------------------------------
 
 
-class BadParameter(ValueError):
-    """A parameter's bytes do not read as its type (22P02), or its value is out
-    of every range Cairn has (`code` 22003, 22008)."""
-
-    code = "22P02"
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-
 def _numeric_from_binary(raw: bytes) -> decimal.Decimal:
     """PostgreSQL's binary NUMERIC, read exactly as its `numeric_recv` reads it:
     base-10000 digits, a weight, a sign and a display scale (0..16383), digits
@@ -419,55 +408,14 @@ def _bytea_from_text(text: str) -> bytes:
 _BAD_BYTEA_ESCAPE = re.compile(rb"\\(?![0-3][0-7]{2})")
 
 
-def _number(cast: Callable[[str], Any]) -> Callable[[str], Any]:
-    def read(text: str) -> Any:
-        if not text.isascii():  # Python's int() and float() read '١٢٣' as 123; PostgreSQL does not
-            raise BadParameter(f"invalid number parameter: {text[:40]!r}")
-        try:
-            return cast(text.strip())
-        except BadParameter:
-            raise
-        except (ValueError, decimal.InvalidOperation):
-            raise BadParameter(f"invalid number parameter: {text[:40]!r}") from None
-    return read
-
-
-def _float(text: str) -> float:
-    """As PostgreSQL reads a float: 'Infinity' and 'NaN' as written, but a
-    number past DOUBLE ('1e309', stored as Infinity) is 22003, as 1e-400 is."""
-    value = float(text)
-    if (math.isinf(value) and "inf" not in text.lower()) or (
-            value == 0.0 and any(c in "123456789" for c in text.lower().split("e")[0])):
-        raise BadParameter(f"{text[:40]!r} is out of range for type double precision", "22003")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class Float4:
-    """A float4 parameter sent as text, kept as written: DuckDB's CAST of the
-    text rounds it to REAL once, as the server's own CAST does (read into a
-    double first it was rounded twice: '1.000000059604644775390624' became
-    1.0000001, not 1.0). `text` is plain digits, or nan / inf / -inf."""
-
-    text: str
-
-
-_PLAIN_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-
-
-def _float4(text: str) -> Float4:
-    value = _float(text)  # as a double: 22P02, or 22003 past it
-    text = text.strip()
-    if not math.isfinite(value):
-        return Float4("nan" if math.isnan(value) else "inf" if value > 0 else "-inf")
-    return Float4(text if _PLAIN_FLOAT.fullmatch(text) else repr(value))
-
-
 _TEXT_DECODERS: dict[int, Callable[[str], Any]] = {
     BOOL: _bool_from_text,
-    INT2: _number(int), INT4: _number(int), INT8: _number(int), OID: _number(int),
-    FLOAT4: _number(_float4), FLOAT8: _number(_float),
-    NUMERIC: _number(decimal.Decimal),
+    INT2: number_reader(integer_reader("smallint", -(1 << 15), (1 << 15) - 1)),
+    INT4: number_reader(integer_reader("integer", -(1 << 31), (1 << 31) - 1)),
+    INT8: number_reader(integer_reader("bigint", -(1 << 63), (1 << 63) - 1)),
+    OID: number_reader(integer_reader("oid", -(1 << 31), (1 << 32) - 1)),
+    FLOAT4: number_reader(read_float4), FLOAT8: number_reader(read_float8),
+    NUMERIC: number_reader(decimal.Decimal),
     BYTEA: _bytea_from_text,
 }  # fmt: skip
 

@@ -514,3 +514,22 @@ def test_a_bind_of_many_null_parameters_is_read_off_the_event_loop(pg: PgServer)
     # 122-145 on a quiet one, 134 in CI (where half the Binds, the first
     # bound, failed it).
     assert answered >= binds // 4, answered
+
+
+@pytest.mark.parametrize(("oid", "value", "code"), [
+    (21, b"70000", "22003"), (21, b"-32769", "22003"), (23, b"2147483648", "22003"),
+    (20, b"9223372036854775808", "22003"), (23, b"1_000", "22P02")])
+def test_a_declared_integer_parameter_outside_its_type_is_refused(
+        pg: PgServer, oid: int, value: bytes, code: str) -> None:
+    """A text parameter declared int2, int4 or int8 is read in its type's range,
+    as PostgreSQL's input function reads it: '70000' declared int2 was the
+    INTEGER 70000 (an INSERT wrote it, a driver decoding the int2 it declared
+    got another type), '99999999999999999999' as int8 a NUMERIC."""
+    sock = _connect(pg)
+    sock.sendall(_bind_text(b"SELECT $1 AS v", oid, value))
+    msgs = _read_all(sock)
+    assert [e["C"] for e in _errors(msgs)] == [code], msgs
+    sock.sendall(_bind_text(b"SELECT $1 AS v", oid, b" -32768 "))  # the edge, blanks around
+    msgs = _read_all(sock)
+    assert not _errors(msgs) and dict(msgs)[b"D"][6:] == b"-32768", msgs
+    sock.close()
