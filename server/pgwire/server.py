@@ -214,6 +214,7 @@ class PgServer:
             del startup[key]
         if code != messages.PROTOCOL_3 or options:
             writer.write(messages.negotiate_protocol(options))
+        _refuse_replication(startup.get("replication"))
         user = startup.get("user", "")
         if not user:
             raise PgError("28000", "no PostgreSQL user name specified in startup packet",
@@ -359,6 +360,26 @@ async def _password_message(reader: asyncio.StreamReader) -> messages.Payload:
     if tag != b"p":
         raise messages.ProtocolViolation("expected a password message")
     return body
+
+
+_OFF = {"false", "off", "no", "0", "f", "n", "of", "fa", "fal", "fals"}
+_ON = {"true", "on", "yes", "1", "t", "tr", "tru", "y", "ye", "database"}
+
+
+def _refuse_replication(value: str | None) -> None:
+    """`replication=true` or `database` (pg_basebackup, pg_receivewal, logical
+    decoding clients such as Debezium) asks for a walsender, which Cairn is not:
+    FATAL 0A000 before the login, as PostgreSQL refuses a replication connection
+    it does not allow (accepted, the client's IDENTIFY_SYSTEM met a syntax
+    error). A value that is no boolean is 22023, as PostgreSQL says."""
+    if value is None or value.strip().lower() in _OFF:
+        return
+    if value.strip().lower() in _ON:
+        raise PgError("0A000", "replication connections are not supported: Cairn is no "
+                      "PostgreSQL primary (BACKUP and START ARCHIVING keep its data)",
+                      severity="FATAL")
+    raise PgError("22023", f'invalid value for parameter "replication": "{value[:64]}"',
+                  severity="FATAL")
 
 
 def _startup_params(body: messages.Payload) -> dict[str, str]:

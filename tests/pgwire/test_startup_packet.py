@@ -107,3 +107,18 @@ def test_gssenc_then_ssl_then_a_start_up_still_logs_in(pg: PgServer) -> None:
         _PENDING.pop(sock.fileno(), None)
         msgs = _read_all(sock, timeout=10)
     assert msgs[-1][0] == b"Z" and not [m for m in msgs if m[0] == b"E"], msgs
+
+
+def test_a_replication_connection_is_refused_before_the_login(pg: PgServer) -> None:
+    """`replication=database` (logical decoding: Debezium, pg_recvlogical) or
+    `true` (pg_basebackup, pg_receivewal) asks for a walsender: it was taken
+    as an ordinary session, whose IDENTIFY_SYSTEM then met a syntax error.
+    Refused as PostgreSQL refuses one it does not allow; `false` logs in."""
+    for value, code in ((b"database", "0A000"), (b"true", "0A000"), (b"On", "0A000"),
+                        (b"bogus", "22023")):
+        msgs = _answer(pg, _packet(b"user\x00raw\x00replication\x00" + value + b"\x00\x00"))
+        assert [tag for tag, _ in msgs] == [b"E"], msgs
+        error = _fields(msgs[0][1])
+        assert (error["S"], error["C"]) == ("FATAL", code), error
+    msgs = _answer(pg, _packet(b"user\x00raw\x00replication\x00false\x00\x00"))
+    assert msgs[-1] == (b"Z", b"I"), msgs
