@@ -79,15 +79,14 @@ class Connection:
             await self._drain()
             self.waiting = True  # suspended here only for the client's next bytes
             tag, body = await messages.read_message(self.reader, self.limit, self.cairn.inflight,
-                self.cairn.config.server.body_timeout_seconds, who=self.tally.who)
+                self.cairn.config.server.body_timeout_seconds, who=self.tally.who,
+                tags=messages.FRONTEND)
             self.waiting = False
             if tag == b"X":
                 return
             handler = handlers.get(tag)
-            if handler is None:
-                if tag in (b"d", b"c", b"f"):  # COPY data from a client that was never asked
-                    continue
-                raise messages.ProtocolViolation(f"unexpected message type {tag!r}")
+            if handler is None:  # COPY data from a client that was never asked (FRONTEND)
+                continue
             self.busy = True  # until the ReadyForQuery this message leads to (_ready)
             if self.skipping and tag != b"S":  # a Query too, as PostgreSQL (it ran: a write)
                 continue

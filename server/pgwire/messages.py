@@ -154,15 +154,20 @@ async def read_startup(reader: asyncio.StreamReader) -> tuple[int, Payload]:
 async def read_message(reader: asyncio.StreamReader, limit: int = MAX_MESSAGE,
                        budget: Budget | None = None, seconds: float = 0,
                        why: str = "[server] max_request_bytes",
-                       who: str | None = None) -> tuple[bytes, Payload]:
+                       who: str | None = None, tags: bytes = b"") -> tuple[bytes, Payload]:
     """One tagged message: (type byte, body); longer than `limit` is a violation.
     A body of BUDGETED bytes or more is counted against `budget` while it
     arrives (200 connections each sending 10 MB but its last byte held 2 GB),
     and must arrive within `seconds` (0: no bound) of its header, or the
     connection is closed: a header alone held its size of the budget for as
     long as the client stayed silent. `who`: the role user whose share it
-    counts against too (budget.holder)."""
+    counts against too (budget.holder). A type not in `tags` (when given) is
+    refused before its body is read, as PostgreSQL's "invalid frontend message
+    type": a header saying 64 MiB held that much of the budget and the socket
+    for body_timeout_seconds first, only to be refused."""
     tag, length = _HEAD.unpack(await _exactly(reader, 5))
+    if tags and tag not in tags:
+        raise ProtocolViolation(f"invalid frontend message type {tag[0]} ({tag!r})")
     if not 4 <= length <= min(limit, MAX_MESSAGE) + 4:
         raise ProtocolViolation(f"message length {length} is out of range (at most "
                                 f"{min(limit, MAX_MESSAGE)} bytes: {why})")
@@ -264,6 +269,9 @@ def parameter_description(oids: list[int]) -> bytes:
 def command_complete(tag: str) -> bytes:
     return message(b"C", cstr(tag))
 
+
+# What a logged-in client may send (COPY's d, c and f: ignored, PostgreSQL's too)
+FRONTEND = b"QPBDECHSXdcf"
 
 PARSE_COMPLETE = message(b"1")
 BIND_COMPLETE = message(b"2")

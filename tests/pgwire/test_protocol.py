@@ -548,3 +548,18 @@ def test_an_insert_portal_executed_again_is_55000_not_a_second_insert(pg: PgServ
     assert [m[0] for m in msgs] == [b"1", b"2", b"D", b"C", b"C", b"Z"], msgs
     assert msgs[2][1][6:] == b"1" and msgs[4][1] == b"SELECT 0\x00"
     sock.close()
+
+
+def test_an_unknown_message_type_is_refused_before_its_body(pg: PgServer) -> None:
+    """PostgreSQL refuses a type it does not know from its header alone; Cairn
+    read the body first: a header saying 1 MiB held that much of the budget
+    for bodies, and the socket, until body_timeout_seconds, then said FATAL."""
+    sock = _connect(pg)
+    sock.sendall(b"F" + struct.pack("!i", (1 << 20) + 4))
+    msgs = _read_all(sock, timeout=3)
+    assert [m[0] for m in msgs] == [b"E"], msgs
+    error = _fields(msgs[0][1])
+    assert (error["S"], error["C"]) == ("FATAL", "08P01"), error
+    assert "invalid frontend message type 70" in error["M"], error
+    sock.close()
+    _still_serving(pg)
