@@ -81,6 +81,11 @@ def _binary(raw: bytes, bad: type[Exception]) -> list[bytes | None]:
     return out
 
 
+def text_elements(text: str, bad: type[Exception]) -> list[str | None]:
+    """The elements of a one-dimensional array's text, `{a,"b c",NULL}`."""
+    return [None if part is None else part.decode() for part in _text(text, bad)]
+
+
 def _text(text: str, bad: type[Exception]) -> list[bytes | None]:
     text = text.strip()
     if not (text.startswith("{") and text.endswith("}")):

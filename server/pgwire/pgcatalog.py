@@ -36,7 +36,7 @@ from storage.sandbox import DENIED_NODES, cte_references, denied_function, in_ut
 
 from ..result import cairn_type
 from ..state import Cairn
-from . import chatter, regtypes, relations, results
+from . import arrays, chatter, keywords, regtypes, relations, results
 from . import types as t
 from .catalog_tree import USER_WORDS, func_name, named, unqualified
 from .errors import PgError
@@ -64,7 +64,8 @@ _OID_TYPES = {"regclass", "regtype", "regproc", "regprocedure", "regnamespace", 
 _TEXT_TYPES = {"name", "char", "bpchar", "text", "varchar"}
 # (sqlglot reads PostgreSQL's unnest() as its `explode`)
 _ALLOWED_TABLE_FUNCTIONS = {"unnest", "explode", "generate_series", "range",
-                            "generate_subscripts"}
+                            "generate_subscripts", "pg_get_keywords"}
+KEYWORDS = "pg_get_keywords"  # keywords.py
 
 
 @dataclass
@@ -129,6 +130,7 @@ def parse(sql: str, comments: tuple[tuple[int, int], ...] = ()) -> exp.Expressio
     catalog = False
     for table in tree.find_all(exp.Table):
         if isinstance(table.this, exp.Func) or id(table) in ctes:
+            catalog |= isinstance(table.this, exp.Func) and func_name(table.this) == KEYWORDS
             continue
         if _catalog_table(table) is None:
             return None  # names a Cairn table: not ours
@@ -319,6 +321,10 @@ class CatalogEngine:
             if isinstance(table.this, exp.Func):
                 if (table.db or "").lower() == "pg_catalog":  # pg_catalog.unnest(…)
                     table.set("db", None)
+                if func_name(table.this) == KEYWORDS:
+                    tables["cairn_keywords"] = keywords.table()
+                    words = exp.to_table("cairn_keywords")
+                    table.replace(exp.alias_(words, table.alias or KEYWORDS, table=True))
                 continue
             which = _catalog_table(table)
             if which is None:
@@ -370,8 +376,8 @@ class CatalogEngine:
         try:
             for view, data in tables.items():
                 cur.register(view, data)
-            for name, table in regtypes.TABLES.items():  # format_type's names, regtype's
-                cur.register(name, table)
+            for name, names in regtypes.TABLES.items():  # format_type's names, regtype's
+                cur.register(name, names)
             cur.register("cairn_definitions", relations.definitions(snapshot))
             cur.execute(_FORMAT_MACRO + regtypes.MACROS)
             if interrupt is not None:
@@ -443,6 +449,10 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
             return _lit(regtypes.proc_name(node.this.this))
         if to in _OID_TYPES:  # 'pg_class'::regclass, 'app.t'::regclass, '16384'::oid
             return _lit(regtypes.named_oid(node.this.this))
+        if node.to.is_type(exp.DataType.Type.ARRAY):  # '{a,b}'::text[] (pgjdbc's keywords)
+            items = arrays.text_elements(node.this.this, InvalidArgument)
+            return exp.cast(exp.Array(expressions=[_lit(v) for v in items]),
+                            cast(exp.DataType, node.to.transform(lambda n: _rewrite(n, info))))
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Cast) and (
             node.to.sql("postgres").lower() in _TEXT_TYPES
             and node.this.to.sql("postgres").lower() == "regtype"):

@@ -91,6 +91,22 @@ def test_a_name_cast_to_regtype_reads_as_postgresql(pg: PgServer) -> None:
             conn.execute("SELECT x::regtype FROM (VALUES ('nosuch')) v(x), pg_catalog.pg_type")
 
 
+def test_pgjdbc_reads_the_sql_keywords(pg: PgServer) -> None:
+    """pgjdbc's getSQLKeywords() (Hibernate and DBeaver call it): its query
+    was 42501 "table function pg_get_keywords() is not allowed", and its
+    `'{…}'::text[]` a conversion error once it ran."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        (words,), = conn.execute(  # pgjdbc's query, its SQL:2003 list cut short
+            "select string_agg(word, ',') from pg_catalog.pg_get_keywords() "
+            "where word <> ALL ('{a,abs,absolute,action,ada,add,admin,after,all,alter}'::text[])"
+        ).fetchall()
+        words = words.split(",")
+        assert "analyze" in words and "select" in words and "all" not in words, words[:10]
+        got = conn.execute("SELECT word, catcode, catdesc FROM pg_catalog.pg_get_keywords() k "
+                           "WHERE k.word IN ('abort', 'select') ORDER BY word").fetchall()
+        assert got == [("abort", "U", "unreserved"), ("select", "R", "reserved")]
+
+
 DENIED_BESIDE_THE_CATALOG = [
     "SELECT * FROM pg_catalog.pg_class c JOIN read_csv('/etc/passwd') x ON true",
     "SELECT * FROM pg_catalog.pg_policy, duckdb_settings()",  # an unmodelled relation first
