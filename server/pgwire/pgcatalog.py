@@ -235,7 +235,7 @@ for _name in ("pg_get_indexdef", "pg_get_constraintdef"):
     _SESSION_FUNCTIONS[_name] = lambda n, i: exp.Anonymous(
         this="cairn_definition", expressions=[_arg(n, 0) or exp.null()])
 for _name in ("obj_description", "col_description", "shobj_description", "pg_get_viewdef",
-              "pg_get_triggerdef",
+              "pg_get_triggerdef", "pg_get_functiondef",  # psql's \sf, \ef
               "pg_get_statisticsobjdef_columns", "pg_get_partkeydef", "pg_get_function_result",
               "pg_get_function_arguments", "pg_get_ruledef", "pg_get_serial_sequence",
               "pg_tablespace_location", "pg_get_partition_constraintdef"):
@@ -448,7 +448,7 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
             # pg_type's typinput & co. hold names ('array_in'::regproc::oid stays 0)
             return _lit(regtypes.proc_name(node.this.this))
         if to in _OID_TYPES:  # 'pg_class'::regclass, 'app.t'::regclass, '16384'::oid
-            return _lit(regtypes.named_oid(node.this.this))
+            return _lit(regtypes.named_oid(node.this.this, to))
         if node.to.is_type(exp.DataType.Type.ARRAY):  # '{a,b}'::text[] (pgjdbc's keywords)
             items = arrays.text_elements(node.this.this, InvalidArgument)
             return exp.cast(exp.Array(expressions=[_lit(v) for v in items]),

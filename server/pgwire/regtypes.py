@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from . import arrays, relations
 from . import types as t
+from .errors import PgError
 
 # format_type's names (and regtype's output: `23::regtype::text` is 'integer')
 # where they are not pg_type's typname; an array's is its element's with [].
@@ -80,11 +81,21 @@ _RELATION_OIDS = {"pg_class": 1259, "pg_namespace": 2615, "pg_attribute": 1249,
                   "pg_attrdef": 2604, "pg_am": 2601, "pg_roles": 1260, "pg_authid": 1260}
 
 
-def named_oid(text: str) -> int:
-    """The OID a name cast to regclass (or a number cast to oid) stands for."""
+# The functions pg_type's regproc columns name (relations.py): typinput, ...
+_PROCS = {prefix + suffix for prefix in ["array_", *(n for n, _ in t.TYPES.values())]
+          for suffix in ("in", "out", "recv", "send")}
+
+
+def named_oid(text: str, to: str = "regclass") -> int:
+    """The OID a name cast to regclass (or a number cast to oid) stands for.
+    A function no type names, `'f'::regproc::oid` (psql's \\sf and \\ef look
+    one up so), is 42883 as in PostgreSQL (it was 0, and \\sf refused
+    pg_get_functiondef() as a function touching files)."""
     name = text.strip().lower().replace('"', "")
     if name.isdigit():
         return int(name)
+    if to in ("regproc", "regprocedure") and proc_name(text) not in _PROCS:
+        raise PgError("42883", f'function "{text.strip()[:64]}" does not exist')
     name = name.removeprefix("pg_catalog.")
     if name in _RELATION_OIDS:
         return _RELATION_OIDS[name]

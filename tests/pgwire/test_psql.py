@@ -115,6 +115,16 @@ def test_tablespace_list_plus(pg: PgServer) -> None:
     assert re.search(r"pg_default\s+\|.*\|\s+0 bytes\s+\|", psql(pg, "-c", r"\db+").stdout)
 
 
+def test_show_function_of_one_cairn_has_not_says_so(pg: PgServer) -> None:
+    """psql's \\sf and \\ef look the function up by `'f'::regproc::oid`: it was
+    0, and the next query refused "function pg_get_functiondef() is not
+    allowed: queries cannot touch files…". PostgreSQL's answer is 42883."""
+    for command in (r"\sf no_such_fn", r"\sf public.no_such_fn(int)"):
+        proc = psql(pg, "-c", command, check=False)
+        assert proc.returncode != 0 and 'function "' in proc.stderr, proc.stderr
+        assert "does not exist" in proc.stderr and "not allowed" not in proc.stderr, proc.stderr
+
+
 def test_describe_shows_text_defaults_as_sql(pg: PgServer) -> None:
     """psql's \\d showed a TEXT default as Python's repr(): `"it's"`, a
     backslash doubled."""
