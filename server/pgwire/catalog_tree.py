@@ -26,6 +26,10 @@ def named(tree: exp.Expression) -> exp.Expression:
     function call by the function, anything else `?column?`."""
     if not isinstance(tree, exp.Select):
         return tree
+    source = tree.args.get("from_")  # `SELECT * FROM (SELECT f()) s`: the inner's names (a
+    if [type(p) for p in tree.expressions] == [exp.Star] and source is not None and isinstance(
+            source.this, exp.Subquery):  # Describe's probe of set_config(), describe.no_rows)
+        named(source.this.this)
     out: list[Any] = []
     for p in tree.expressions:
         if isinstance(p, exp.Alias | exp.Star) or (

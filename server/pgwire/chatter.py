@@ -337,9 +337,11 @@ class Settings:
     def ran(self, columns: list[tuple[str, int]], rows: list[list[Any]],
             settings: list[tuple[str, str]]) -> Answer:
         """A catalog query's answer once it has run: its set_config() calls'
-        (name, value), checked (pgcatalog.py), `set` in turn."""
+        (name, value), checked (pgcatalog.py), `set` in turn, if it answered a
+        row: with none no set_config() ran (`… WHERE false` and a Describe's
+        probe, which reads no row, changed the setting all the same)."""
         changed: dict[str, str] = {}
-        for name, value in settings:
+        for name, value in settings if rows else []:
             changed.update(self.set(name, value))
         return Answer(f"SELECT {len(rows)}", columns, rows, changed)
 

@@ -66,8 +66,9 @@ async def shape(prepared: Prepared, settings: chatter.Settings, tx: bytes,
         return answer.columns or None
     if first.startswith("SUMMARIZE"):
         probe = summarize_no_rows(probe)
-    elif first.startswith(QUERIES) and (
-            not pgcatalog.hinted(probe) or await off_loop(probe, pgcatalog.parse, probe) is None):
+    elif first.startswith(QUERIES) and (  # set_config(): no row, nothing set (chatter.ran)
+            not pgcatalog.hinted(probe) or "set_config" in probe.lower()
+            or await off_loop(probe, pgcatalog.parse, probe) is None):
         probe = no_rows(probe)
     return (await run(probe)).columns
 

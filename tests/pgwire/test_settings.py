@@ -187,6 +187,31 @@ def test_set_config_refuses_what_set_refuses_and_applies_what_it_takes(pg: PgSer
         assert conn.info.parameter_status("TimeZone") == "UTC"
 
 
+def test_a_set_config_that_answers_no_row_or_is_only_described_sets_nothing(
+        pg: PgServer) -> None:
+    """set_config() was applied at the query's reading: `… WHERE false`, and a
+    prepared statement Described and never executed (asyncpg's prepare()),
+    changed search_path, so the next queries read another namespace's tables."""
+    async def prepared_only() -> tuple[str, str]:
+        conn = await asyncpg.connect(pg.url())
+        try:
+            statement = await conn.prepare("SELECT set_config('search_path', 'elsewhere', false)")
+            assert [a.name for a in statement.get_attributes()] == ["set_config"]
+            return (await conn.fetchval("SHOW search_path"),
+                    await conn.fetchval("SELECT set_config('application_name', 'ran', false)"))
+        finally:
+            await conn.close()
+
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT set_config('search_path', 'elsewhere', false) "
+                            "FROM pg_catalog.pg_namespace WHERE false").fetchall() == []
+        assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        assert conn.execute("SELECT set_config('search_path', 'here', false)").fetchone() == (
+            "here",)
+        assert conn.execute("SHOW search_path").fetchone() == ("here",)
+    assert asyncio.run(prepared_only()) == ('"$user", public', "ran")
+
+
 def test_reset_goes_back_to_the_start_up_settings(pg: PgServer) -> None:
     """RESET and RESET ALL went back to Cairn's defaults, not the start-up
     packet's settings (PostgreSQL's session defaults): a pooled client lost
