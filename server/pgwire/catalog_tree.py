@@ -9,7 +9,9 @@ from typing import Any
 
 from sqlglot import exp
 
+from catalog.errors import PermissionDenied
 from storage.names import fold
+from storage.sandbox import denied_function
 
 USER_WORDS = ("current_user", "session_user", "user", "current_role")
 CATALOG_SCHEMAS = ("pg_catalog", "information_schema")
@@ -64,3 +66,21 @@ def unqualified(tree: exp.Expression) -> None:
         if db is not None and column.table and fold(db.name) in CATALOG_SCHEMAS:
             column.set("db", None)
             column.set("catalog", None)
+
+
+def denied_table_function(node: exp.Func) -> None:
+    """A table function the sandbox denies (files, settings: read_csv,
+    duckdb_settings, query_table) beside catalog relations is refused as in
+    any query (42501; until 2026-12-07 answered with no rows, as if Cairn
+    modelled nothing of it). PostgreSQL's own (pg_options_to_table, psql's
+    \\des+) and others Cairn does not model still answer no rows."""
+    name = func_name(node)
+    if not name.startswith("pg_") and denied_function(name):
+        raise PermissionDenied(f"table function {name}() is not allowed: queries read "
+                               "Cairn tables only")
+
+
+def shown(node: exp.Expression) -> bool:
+    """Whether `node` is a column of the answer (a regtype shows as its name)."""
+    parent = node.parent.parent if isinstance(node.parent, exp.Alias) else node.parent
+    return isinstance(parent, exp.Select) and parent is node.root()

@@ -38,7 +38,7 @@ from ..result import cairn_type
 from ..state import Cairn
 from . import arrays, chatter, keywords, regtypes, relations, results
 from . import types as t
-from .catalog_tree import USER_WORDS, func_name, named, unqualified
+from .catalog_tree import USER_WORDS, denied_table_function, func_name, named, shown, unqualified
 from .errors import PgError
 
 log = logging.getLogger("cairn.pgwire")
@@ -66,6 +66,7 @@ _TEXT_TYPES = {"name", "char", "bpchar", "text", "varchar"}
 _ALLOWED_TABLE_FUNCTIONS = {"unnest", "explode", "generate_series", "range",
                             "generate_subscripts", "pg_get_keywords"}
 KEYWORDS = "pg_get_keywords"  # keywords.py
+VISIBLE = "cairn_visible"  # pg_table_is_visible()'s relations
 
 
 @dataclass
@@ -211,7 +212,8 @@ _SESSION_FUNCTIONS: dict[str, Any] = {
     "pg_is_in_recovery": lambda n, i: _lit(False),
     "pg_get_userbyid": lambda n, i: _lit("cairn"),
     "pg_encoding_to_char": lambda n, i: _lit("UTF8"),
-    "pg_table_is_visible": lambda n, i: _lit(True),
+    "pg_table_is_visible": lambda n, i: _lit(True) if i.namespace is None else (
+        _arg(n, 0) or exp.null()).isin(query=exp.select("oid").from_(VISIBLE)),  # relations
     "pg_type_is_visible": lambda n, i: _lit(True),
     "pg_function_is_visible": lambda n, i: _lit(True),
     "pg_collation_is_visible": lambda n, i: _lit(True),
@@ -311,7 +313,7 @@ class CatalogEngine:
         functions = [n.this for n in tree.find_all(exp.Table, exp.Lateral)
                      if isinstance(n.this, exp.Func)]
         for function in functions:
-            _denied_table_function(function)
+            denied_table_function(function)
         if any(func_name(f) not in _ALLOWED_TABLE_FUNCTIONS for f in functions):
             raise ValueError("table function")
         snapshot = relations.Snapshot(cairn, info.user)
@@ -343,6 +345,9 @@ class CatalogEngine:
             alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(name))
             new.set("alias", alias)
             table.replace(new)
+        if info.namespace is not None and any(  # those of search_path's namespace
+                func_name(f) == "pg_table_is_visible" for f in tree.find_all(exp.Func)):
+            tables[VISIBLE] = relations.visible(snapshot, info.namespace)
         unqualified(tree)
         tree = tree.transform(lambda n: _rewrite(n, info))
         # The bounds of any query (a catalog query may compute anything besides):
@@ -414,18 +419,6 @@ class CatalogEngine:
         return columns, rows
 
 
-def _denied_table_function(node: exp.Func) -> None:
-    """A table function the sandbox denies (files, settings: read_csv,
-    duckdb_settings, query_table) beside catalog relations is refused as in
-    any query (42501; until 2026-12-07 answered with no rows, as if Cairn
-    modelled nothing of it). PostgreSQL's own (pg_options_to_table, psql's
-    \\des+) and others Cairn does not model still answer no rows."""
-    name = func_name(node)
-    if not name.startswith("pg_") and denied_function(name):
-        raise PermissionDenied(f"table function {name}() is not allowed: queries read "
-                               "Cairn tables only")
-
-
 def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
     if type(node).__name__ in ("CurrentUser", "SessionUser", "CurrentRole") or (
             isinstance(node, exp.Column) and not node.table
@@ -443,7 +436,7 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         to = node.to.sql("postgres").lower().strip('"')
         if to == "regtype":
             oid = regtypes.type_oid(node.this.this) or 0
-            return _lit(regtypes.NAMES.get(oid, str(oid)) if _shown(node) else oid)
+            return _lit(regtypes.NAMES.get(oid, str(oid)) if shown(node) else oid)
         if to in ("regproc", "regprocedure") and not isinstance(node.parent, exp.Cast):
             # pg_type's typinput & co. hold names ('array_in'::regproc::oid stays 0)
             return _lit(regtypes.proc_name(node.this.this))
@@ -459,7 +452,7 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         return regtypes.regtype_text(node.this.this.transform(lambda n: _rewrite(n, info)))
     if isinstance(node, exp.Cast) and node.to.sql("postgres").lower() == "regtype":
         value = node.this.transform(lambda n: _rewrite(n, info))  # a name or a number
-        return (regtypes.regtype_text if _shown(node) else regtypes.regtype_oid)(value)
+        return (regtypes.regtype_text if shown(node) else regtypes.regtype_oid)(value)
     if isinstance(node, exp.DataType):
         name = node.sql("postgres").lower().strip('"')
         if name in _OID_TYPES:
@@ -467,12 +460,6 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         if name in _TEXT_TYPES:
             return exp.DataType.build("VARCHAR")
     return node
-
-
-def _shown(node: exp.Expression) -> bool:
-    """Whether `node` is a column of the answer (a regtype shows as its name)."""
-    parent = node.parent.parent if isinstance(node.parent, exp.Alias) else node.parent
-    return isinstance(parent, exp.Select) and parent is node.root()
 
 
 def _oid(f: pa.Field) -> int:

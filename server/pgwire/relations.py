@@ -149,6 +149,17 @@ def pg_class(s: Snapshot) -> pa.Table:
     return _table(rows, _CLASS_COLUMNS)
 
 
+def visible(s: Snapshot, namespace: str) -> pa.Table:
+    """The OIDs pg_table_is_visible() is true of while search_path names
+    `namespace`: its tables and their keys' indexes, as PostgreSQL's is of
+    the relations of search_path's schemas. It was true of every relation, so
+    Django's introspection of a table `r` read every namespace's `r` (its
+    columns twice, two primary keys)."""
+    oids = [oid_of("rel", f"{ns}.{name}") for ns, name, _, _ in s.tables if ns == namespace]
+    oids += [oid_of("idx", f"{ns}.{name}") for ns, name in s.keys if ns == namespace]
+    return pa.table({"oid": pa.array(oids, I64)})
+
+
 def _typmod(cairn_type: str) -> int:
     base, _, rest = cairn_type.partition("(")
     nums = [int(x) for x in rest.rstrip(")").split(",") if x.strip().isdigit()]

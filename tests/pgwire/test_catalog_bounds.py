@@ -107,6 +107,37 @@ def test_pgjdbc_reads_the_sql_keywords(pg: PgServer) -> None:
         assert got == [("abort", "U", "unreserved"), ("select", "R", "reserved")]
 
 
+DJANGO_COLUMNS = (  # django.db.backends.postgresql.introspection.get_table_description
+    "SELECT a.attname AS column_name, NOT (a.attnotnull OR (t.typtype = 'd' AND t.typnotnull)) "
+    "AS is_nullable FROM pg_attribute a LEFT JOIN pg_attrdef ad ON a.attrelid = ad.adrelid AND "
+    "a.attnum = ad.adnum JOIN pg_type t ON a.atttypid = t.oid JOIN pg_class c ON a.attrelid = "
+    "c.oid JOIN pg_namespace n ON c.relnamespace = n.oid WHERE c.relkind IN ('f', 'm', 'p', 'r', "
+    "'v') AND c.relname = %s AND n.nspname NOT IN ('pg_catalog', 'pg_toast') "
+    "AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY a.attnum")
+
+
+def test_a_table_is_visible_only_in_search_paths_namespace(pg: PgServer) -> None:
+    """pg_table_is_visible() was true of every relation: Django's introspection
+    of `same`, search_path naming vis_b, read vis_a's `same` too (its columns
+    twice, two primary keys), and psql's \\dt listed every namespace. Without a
+    namespace in search_path every relation is listed, as before."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE vis_a; CREATE NAMESPACE vis_b; "
+                     "CREATE TABLE vis_a.same (k INT PRIMARY KEY, a TEXT); "
+                     "CREATE TABLE vis_b.same (k INT PRIMARY KEY); "
+                     "CREATE TABLE vis_b.other (k INT PRIMARY KEY)")
+        listed = "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n " \
+                 "ON n.oid = c.relnamespace WHERE n.nspname LIKE 'vis_%%' " \
+                 "AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1"
+        assert conn.execute(listed).fetchall() == [("other",), ("other_pkey",), ("same",),
+                                                   ("same",), ("same_pkey",), ("same_pkey",)]
+    with psycopg.connect(pg.dsn(options="-csearch_path=vis_b"), autocommit=True) as conn:
+        assert conn.execute(DJANGO_COLUMNS, ("same",)).fetchall() == [
+            ("k", False), ("_updated", False), ("_deleted", False)]
+        assert conn.execute(listed).fetchall() == [("other",), ("other_pkey",), ("same",),
+                                                   ("same_pkey",)]
+
+
 DENIED_BESIDE_THE_CATALOG = [
     "SELECT * FROM pg_catalog.pg_class c JOIN read_csv('/etc/passwd') x ON true",
     "SELECT * FROM pg_catalog.pg_policy, duckdb_settings()",  # an unmodelled relation first
