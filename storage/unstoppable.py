@@ -137,9 +137,22 @@ def define(con: duckdb.DuckDBPyConnection) -> None:
 
 def check_call(node: exp.Func, name: str) -> None:
     """A guarded function called by a qualified name (`system.main.
-    jaro_similarity(...)`) would reach DuckDB's own, unguarded: refused."""
-    if name in GUARDED and isinstance(node.parent, exp.Dot) and node.parent.expression is node:
+    jaro_similarity(...)`) would reach DuckDB's own, unguarded: refused. A
+    method call on a value (`'a,b'.split(',')`, `(s || x).split(',')`) is
+    DuckDB's `split('a,b', ',')`, the guard's: it runs. Only names can be a
+    schema, so only a call after names is taken for a qualified one (a
+    column's `s.split(',')` among them: written `split(s, ',')`, it runs)."""
+    parent = node.parent
+    if name in GUARDED and isinstance(parent, exp.Dot) and parent.expression is node \
+            and _names_only(parent.this):
         raise InvalidArgument(f"call {name}() by its name alone, not qualified by a schema")
+
+
+def _names_only(node: exp.Expression) -> bool:
+    """An identifier, or names joined by dots: what could name a schema."""
+    if isinstance(node, exp.Dot):
+        return _names_only(node.this) and _names_only(node.expression)
+    return isinstance(node, exp.Identifier | exp.Column | exp.Var)
 
 
 FRAME_MAX = 1 << 10  # rows of a moving frame a hashing window function may span

@@ -159,6 +159,10 @@ async def test_a_text_split_into_a_list_past_what_duckdb_can_bound_is_refused(cl
                              "ORDER BY id")
     assert got == [{"s": ["a", "b"], "r": ["a", "b"], "n": 4096},
                    {"s": ["c"], "r": ["c"], "n": 4096}]
+    # A method call on a value is the guard's call, not a qualified one: it runs.
+    assert await rows(client, "SELECT VARCHAR 'a,b'.split(',')[2] AS x, "
+                              "(v || ',z').split(',') AS y FROM app.t ORDER BY id") == [
+        {"x": "b", "y": ["a", "b", "z"]}, {"x": "b", "y": ["c", "z"]}]
 
 
 async def test_a_list_hashed_past_what_duckdb_can_bound_is_refused(client: Any) -> None:
