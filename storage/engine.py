@@ -297,6 +297,8 @@ class Engine:
         deadline, timeout = stopping.deadline(timeout)
         small = self.duckdbs.small is not self.duckdbs.main and (one_thread or _is_small(plan))
         fired = [False]
+        if small and plan.answer is None:
+            self.duckdbs.cursor(True)  # opened by its first query: not this query's memory
         mark = allocator.thread_allocated()  # the small DuckDB allocates on this thread only
         try:
             try:
