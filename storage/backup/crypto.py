@@ -23,6 +23,8 @@ import hashlib
 import hmac
 import json
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +90,39 @@ def _subkey(master: bytes, purpose: str) -> bytes:
     return hmac.new(master, f"cairn-backup/{purpose}".encode(), hashlib.sha256).digest()
 
 
+# Master keys already derived in this process, by a keyed digest of (passphrase,
+# salt, n, r, p) under a secret of the process: scrypt is deterministic, so a hit
+# is the key scrypt would give again (~0.1 s of CPU each; every statement on an
+# encrypted target opens a new Repository, whose KeyRing derived it again). Only
+# a key its key file's check accepted, or a new key file's, is kept; a wrong
+# passphrase runs scrypt every time, as before.
+_MASTERS: OrderedDict[bytes, bytes] = OrderedDict()
+_MASTERS_MAX = 64
+_MASTERS_LOCK = threading.Lock()
+_MASTERS_SECRET = os.urandom(32)
+
+
+def _master_id(passphrase: str, doc: dict[str, Any]) -> bytes:
+    params = json.dumps([doc["salt"], doc["n"], doc["r"], doc["p"]]).encode()
+    return hmac.digest(_MASTERS_SECRET, params + b"\0" + passphrase.encode("utf-8"), "sha256")
+
+
+def _remembered(master_id: bytes) -> bytes | None:
+    with _MASTERS_LOCK:
+        master = _MASTERS.get(master_id)
+        if master is not None:
+            _MASTERS.move_to_end(master_id)
+        return master
+
+
+def _remember(master_id: bytes, master: bytes) -> None:
+    with _MASTERS_LOCK:
+        _MASTERS[master_id] = master
+        _MASTERS.move_to_end(master_id)
+        while len(_MASTERS) > _MASTERS_MAX:
+            _MASTERS.popitem(last=False)
+
+
 def _derive(passphrase: str, doc: dict[str, Any]) -> bytes:
     kdf = Scrypt(salt=bytes.fromhex(doc["salt"]), length=32, n=doc["n"], r=doc["r"], p=doc["p"])
     try:
@@ -110,6 +145,7 @@ def new_key_file(passphrase: str) -> tuple[str, bytes, Keys]:
         "created_at": utc_now(),
     }
     master = _derive(passphrase, doc)
+    _remember(_master_id(passphrase, doc), master)
     doc["key_check"] = _subkey(master, "key-check").hex()
     doc["file_sha256"] = _key_file_sum(doc)
     key_id = os.urandom(16).hex()
@@ -159,9 +195,13 @@ def _key_file_sum(doc: dict[str, Any]) -> str:
 
 def unlock(doc: dict[str, Any], key_id: str, passphrase: str) -> Keys | None:
     """The keys of a parsed key file, or None when the passphrase is not its passphrase."""
-    master = _derive(passphrase, doc)
+    master_id = _master_id(passphrase, doc)
+    master = _remembered(master_id)
+    if master is None:
+        master = _derive(passphrase, doc)
     if not hmac.compare_digest(_subkey(master, "key-check").hex(), doc["key_check"]):
         return None
+    _remember(master_id, master)
     return _keys(key_id, master)
 
 

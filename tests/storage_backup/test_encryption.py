@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from catalog.errors import BackupInvalid, InvalidArgument
-from storage.backup import PassphraseError, Repository, Target, resolve_target
+from storage.backup import PassphraseError, Repository, Target, crypto, resolve_target
 from storage.backup.crypto import FRAME
 from storage.backup.manifest import canonical
 
@@ -121,6 +121,46 @@ def test_without_or_with_a_wrong_passphrase(root: Path, make_file: MakeFile) -> 
     assert locked.list_objects() == {}
     with pytest.raises(InvalidArgument):
         Repository(target(root), passphrase="")
+
+
+def test_scrypt_runs_once_a_key_and_passphrase_in_a_process(
+    root: Path, make_file: MakeFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each statement opens a new Repository; a key its passphrase opened before
+    is not derived again (~0.1 s of CPU), and a wrong passphrase still is, and
+    is still refused, as is a key file whose salt changed."""
+    runs: list[bytes] = []
+
+    real = crypto.Scrypt
+
+    class Counted:  # the real scrypt, counted
+        def __init__(self, **kwargs: Any) -> None:
+            self._kdf = real(**kwargs)
+
+        def derive(self, key_material: bytes) -> bytes:
+            runs.append(key_material)
+            return self._kdf.derive(key_material)
+
+    monkeypatch.setattr(crypto, "Scrypt", Counted)
+    store(Repository(target(root), passphrase=PASS), "bk-1", sources(make_file))
+    assert len(runs) == 1  # the new key file's
+    for _ in range(3):
+        assert Repository(target(root), passphrase=PASS).read_manifest("bk-1")["tables"]
+    assert len(runs) == 1
+    for _ in range(2):
+        with pytest.raises(PassphraseError, match="wrong encryption_passphrase"):
+            Repository(target(root), passphrase="not it").read_manifest("bk-1")
+    assert len(runs) == 3
+    (key_file,) = (root / "enc" / "keys").iterdir()
+    doc = json.loads(key_file.read_bytes())
+    doc["salt"] = os.urandom(16).hex()  # the same passphrase, another key: derived again
+    doc["file_sha256"] = hashlib.sha256(json.dumps(
+        {k: v for k, v in doc.items() if k != "file_sha256"}, sort_keys=True,
+        separators=(",", ":")).encode()).hexdigest()
+    key_file.write_bytes(json.dumps(doc).encode())
+    with pytest.raises(PassphraseError, match="wrong encryption_passphrase"):
+        Repository(target(root), passphrase=PASS).read_manifest("bk-1")
+    assert len(runs) == 4
 
 
 def test_damage_is_corruption_not_a_wrong_passphrase(root: Path, make_file: MakeFile) -> None:
