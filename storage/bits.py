@@ -12,6 +12,7 @@ types; its BIT values become text, a top-level one marked as a BIT column."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -23,15 +24,17 @@ _NAMES_BIT = re.compile(r"bit", re.IGNORECASE)
 CAIRN_TYPE_KEY = b"cairn.type"  # as server/result.py reads it
 
 
-def bits_as_text(cur: Any, sql: str, table: pa.Table) -> pa.Table:
-    """`table` with every BIT value in it as DuckDB's text of it."""
+def bits_as_text(cur: Any, sql: str, table: pa.Table,
+                 kinds: Callable[[], list[Any]] | None = None) -> pa.Table:
+    """`table` with every BIT value in it as DuckDB's text of it. `kinds`:
+    DuckDB's types of its columns (storage/duck.py `Kinds`); else bound here."""
     if not _NAMES_BIT.search(sql) or not any(_has_binary(f.type) for f in table.schema):
         return table
-    kinds = cur.sql(sql).types
-    if len(kinds) != table.num_columns or not any(_has_bit(k) for k in kinds):
+    types = kinds() if kinds is not None else cur.sql(sql).types
+    if len(types) != table.num_columns or not any(_has_bit(k) for k in types):
         return table
     fields, columns = [], []
-    for f, column, kind in zip(table.schema, table.columns, kinds, strict=True):
+    for f, column, kind in zip(table.schema, table.columns, types, strict=True):
         if not _has_bit(kind):
             fields.append(f)
             columns.append(column)

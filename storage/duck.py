@@ -34,28 +34,32 @@ except ImportError:  # another duckdb: the public API
 
 BATCH_ROWS = 131_072
 _SUBMIT: Any = getattr(_duckdb_seam, "submit", None)
+_DUCKDB_TYPE: Any = duckdb.sqltypes.DuckDBPyType  # what `.types` and a description hold
 _REGISTER: Any = getattr(_duckdb_seam, "register_source", None)
 
 
-def fetch_arrow(cur: Any, sql: str) -> pa.Table:
-    """Run one SELECT on `cur` and return all its rows as Arrow."""
+def fetch_arrow(cur: Any, sql: str, kinds: list[Any] | None = None) -> pa.Table:
+    """Run one SELECT on `cur` and return all its rows as Arrow; DuckDB's own
+    types of its columns appended to `kinds`, where the run says them (`Kinds`)."""
     global _SUBMIT
     if _SUBMIT is not None:
         try:
-            return _SUBMIT(cur, sql, None, "arrow", BATCH_ROWS).arrow_table()
+            result = _SUBMIT(cur, sql, None, "arrow", BATCH_ROWS)
+            _note_kinds(result, kinds)
+            return result.arrow_table()
         except (TypeError, AttributeError):  # not the signature we know
             log.warning("duckdb's submit is not as expected: using sql().to_arrow_table()")
             _SUBMIT = None
     return cur.sql(sql).to_arrow_table()
 
 
-def fetch_bounded(cur: Any, sql: str, max_rows: int | None,
-                  max_bytes: int | None) -> tuple[pa.Table, bool]:
+def fetch_bounded(cur: Any, sql: str, max_rows: int | None, max_bytes: int | None,
+                  kinds: list[Any] | None = None) -> tuple[pa.Table, bool]:
     """Run one SELECT, streaming its rows, and stop reading once `max_rows` rows
     or `max_bytes` bytes (Arrow buffer sizes) are read: (rows, truncated).
     DuckDB produces the rows batch by batch, so an answer of millions of rows
-    is never held whole; the rest of it is never computed."""
-    reader = _reader(cur, sql)
+    is never held whole; the rest of it is never computed. `kinds`: fetch_arrow."""
+    reader = _reader(cur, sql, kinds)
     batches: list[pa.RecordBatch] = []
     rows = size = 0
     truncated = False
@@ -119,33 +123,69 @@ def _batches(reader: Any) -> Iterator[pa.RecordBatch]:
         yield batch
 
 
-def _reader(cur: Any, sql: str) -> Any:
+def _reader(cur: Any, sql: str, kinds: list[Any] | None = None) -> Any:
     """A streaming RecordBatchReader over one SELECT (`submit` in "stream" mode
     costs as little as the materializing call; the public API ~0.8 ms more)."""
     global _SUBMIT
     if _SUBMIT is not None:
         try:
-            return _SUBMIT(cur, sql, None, "stream", BATCH_ROWS).arrow_reader()
+            result = _SUBMIT(cur, sql, None, "stream", BATCH_ROWS)
+            _note_kinds(result, kinds)
+            return result.arrow_reader()
         except (TypeError, AttributeError):  # not the signature we know
             log.warning("duckdb's submit is not as expected: using sql().to_arrow_reader()")
             _SUBMIT = None
     return cur.sql(sql).to_arrow_reader(BATCH_ROWS)
 
 
-def checked(cur: Any, sql: str, result: pa.Table) -> pa.Table:
+def checked(cur: Any, sql: str, result: pa.Table, noted: list[Any] | None = None) -> pa.Table:
     """An answer as it is returned: refused when it holds a value that would
-    read back wrong, its BIT values as text (storage/bits.py)."""
-    refuse_unsigned_huge(cur, sql, result.schema)
-    refuse_time_with_zone(cur, sql, result.schema)
+    read back wrong, its BIT values as text (storage/bits.py). `noted`: DuckDB's
+    types of its columns as the run said them (fetch_arrow), if it did."""
+    kinds = Kinds(cur, sql, noted)
+    refuse_unsigned_huge(cur, sql, result.schema, kinds)
+    refuse_time_with_zone(cur, sql, result.schema, kinds)
     refuse_variant(result.schema)
     refuse_wrapped_intervals(result)
-    return uuids_marked(cur, sql, bits_as_text(cur, sql, result))
+    return uuids_marked(cur, sql, bits_as_text(cur, sql, result, kinds), kinds)
+
+
+class Kinds:
+    """DuckDB's own types of one answer's columns, which Arrow's cannot tell
+    (UHUGEINT, TIMETZ, UUID, BIT). Those the run said (its result's
+    description, read before its rows: the statement that ran, so the types
+    it had), else the statement bound once more, not run, once for all the
+    checks (binding a read of 40 Parquet files took as long as running it)."""
+
+    __slots__ = ("cur", "known", "sql")
+
+    def __init__(self, cur: Any, sql: str, noted: list[Any] | None = None) -> None:
+        self.cur, self.sql = cur, sql
+        self.known = list(noted) if noted else None
+
+    def __call__(self) -> list[Any]:
+        if self.known is None:
+            self.known = list(self.cur.sql(self.sql).types)
+        return self.known
+
+
+def _note_kinds(result: Any, kinds: list[Any] | None) -> None:
+    """Append the types `result`'s description gives to `kinds`; none (and
+    `kinds` left empty: Kinds binds) if it gives none as we know them."""
+    if kinds is None:
+        return
+    try:
+        noted = [d[1] for d in result.description]
+    except (AttributeError, TypeError, IndexError, duckdb.Error):
+        return
+    if all(isinstance(k, _DUCKDB_TYPE) for k in noted):
+        kinds.extend(noted)
 
 
 UUID_KEY = b"cairn.uuid"
 
 
-def uuids_marked(cur: Any, sql: str, table: pa.Table) -> pa.Table:
+def uuids_marked(cur: Any, sql: str, table: pa.Table, kinds: Kinds | None = None) -> pa.Table:
     """`table` with its UUID columns marked (UUID_KEY): DuckDB hands a UUID to
     Arrow as text, which a JSON column took as JSON text ('0000...-000a' is no
     JSON: refused), where CAST(... AS JSON) makes a JSON string of it
@@ -154,15 +194,16 @@ def uuids_marked(cur: Any, sql: str, table: pa.Table) -> pa.Table:
     is an answer with a text column bound once more, not run."""
     if "uuid" not in sql.lower() or not any(pa.types.is_string(f.type) for f in table.schema):
         return table
-    kinds = cur.sql(sql).types
-    if len(kinds) != table.num_columns or not any(k.id == "uuid" for k in kinds):
+    types = (kinds or Kinds(cur, sql))()
+    if len(types) != table.num_columns or not any(k.id == "uuid" for k in types):
         return table
     fields = [f.with_metadata({**(f.metadata or {}), UUID_KEY: b"true"}) if k.id == "uuid" else f
-              for f, k in zip(table.schema, kinds, strict=True)]
+              for f, k in zip(table.schema, types, strict=True)]
     return pa.Table.from_arrays(table.columns, schema=pa.schema(fields, table.schema.metadata))
 
 
-def refuse_unsigned_huge(cur: Any, sql: str, schema: pa.Schema) -> None:
+def refuse_unsigned_huge(cur: Any, sql: str, schema: pa.Schema,
+                         kinds: Kinds | None = None) -> None:
     """InvalidArgument for an answer with a UHUGEINT column. DuckDB hands
     UHUGEINT to Arrow as decimal128(38, 0) bit for bit, so `md5_number('b')`
     (190532336368564675417118094528692087698) read back as a negative number.
@@ -172,13 +213,14 @@ def refuse_unsigned_huge(cur: Any, sql: str, schema: pa.Schema) -> None:
     more, not run, to read DuckDB's own types."""
     if not any(_wide_decimal(f.type) for f in schema):
         return
-    if any("UHUGEINT" in str(t) for t in cur.sql(sql).types):
+    if any("UHUGEINT" in str(t) for t in (kinds or Kinds(cur, sql))()):
         raise InvalidArgument(
             "a UHUGEINT value (from a function such as md5_number()) is not supported: "
             "its values past 2^127 - 1 would read back wrong; cast it to VARCHAR")
 
 
-def refuse_time_with_zone(cur: Any, sql: str, schema: pa.Schema) -> None:
+def refuse_time_with_zone(cur: Any, sql: str, schema: pa.Schema,
+                          kinds: Kinds | None = None) -> None:
     """InvalidArgument for an answer holding a TIME WITH TIME ZONE (TIMETZ,
     `current_time`), at any depth. DuckDB hands it to Arrow as a time64 without
     its UTC offset: TIMETZ '12:00:00+05' came back as 12:00:00, and an INSERT
@@ -188,7 +230,7 @@ def refuse_time_with_zone(cur: Any, sql: str, schema: pa.Schema) -> None:
     DuckDB's own types."""
     if not any(holds(f.type, pa.types.is_time64) for f in schema):
         return
-    if any(_has_time_zone(t) for t in cur.sql(sql).types):
+    if any(_has_time_zone(t) for t in (kinds or Kinds(cur, sql))()):
         raise InvalidArgument(
             "a TIME WITH TIME ZONE value (TIMETZ, current_time) is not supported: it would "
             "lose its UTC offset ('12:00:00+05' read back as 12:00:00); cast it to VARCHAR "

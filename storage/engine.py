@@ -359,14 +359,16 @@ class Engine:
             if interrupt is not None:
                 interrupt(cur.interrupt)
             try:
+                kinds: list[Any] = []  # DuckDB's types of the answer, as the run says them
                 if not sql:
                     result = pa.table({})
                 elif limits is None or not limits.bounded:
-                    result = duck.fetch_arrow(cur, sql)
+                    result = duck.fetch_arrow(cur, sql, kinds)
                 else:
-                    result, cut = duck.fetch_bounded(cur, sql, limits.max_rows, limits.max_bytes)
+                    result, cut = duck.fetch_bounded(cur, sql, limits.max_rows, limits.max_bytes,
+                                                     kinds)
                     result = ResultLimits.mark(result) if cut else result
-                result = duck.checked(cur, sql, result)
+                result = duck.checked(cur, sql, result, kinds)
             finally:
                 if interrupt is not None:
                     interrupt(None)
