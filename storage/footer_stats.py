@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-# on_field(field id, type, value start, value end, out) -> keep the field: see _struct.
-OnField = Callable[[int, int, int, int, bytearray], bool]
+# on_field(field id, type, value start, depth, out) -> (keep the field, the
+# position after its value, or -1 when it did not walk it): see _struct.
+OnField = Callable[[int, int, int, int, bytearray], tuple[bool, int]]
 Each = Callable[[int, int, bytearray], int]  # (index, position, out) -> position after
 
 # Compact protocol types.
@@ -134,11 +135,14 @@ def _put_field(out: bytearray, kind: int, fid: int, last: int) -> None:
         _put_varint(out, (fid << 1) ^ (fid >> 63))
 
 
-def _struct(buf: bytes, pos: int, out: bytearray, on_field: OnField) -> int:
+def _struct(buf: bytes, pos: int, out: bytearray, on_field: OnField, depth: int = 0) -> int:
     """Copy the struct at `pos` into `out`; the position after it. Each
     field goes to `on_field`, which says whether it is kept, and may write
     the value as it should be into the bytearray it is given (left empty:
-    the value is copied as it is)."""
+    the value is copied as it is). A value `on_field` walks (to write it) is
+    walked once: the position after it is what it says, not skipped to
+    first. `depth`: of the fields' values, as `_skip` counts it from the
+    footer's top (a walk and a skip refuse the same nesting)."""
     last_in = last_out = 0
     while True:
         kind, fid, vpos = _field(buf, pos, last_in)
@@ -146,9 +150,10 @@ def _struct(buf: bytes, pos: int, out: bytearray, on_field: OnField) -> int:
             out.append(_STOP)
             return vpos
         last_in = fid
-        end = _skip(buf, vpos, kind)
         part = bytearray()
-        keep = on_field(fid, kind, vpos, end, part)
+        keep, end = on_field(fid, kind, vpos, depth, part)
+        if end < 0:
+            end = _skip(buf, vpos, kind, depth)
         if keep:
             _put_field(out, kind, fid, last_out)
             out += part if part else buf[vpos:end]
@@ -161,35 +166,45 @@ def without_statistics(footer: bytes, columns: set[int]) -> bytes:
     the indices `columns` taken out of every row group."""
 
     def column_chunk(index: int) -> OnField:
-        def on(fid: int, kind: int, start: int, end: int, out: bytearray) -> bool:
+        def on(fid: int, kind: int, start: int, depth: int, out: bytearray) -> tuple[bool, int]:
             if fid == _META_DATA and kind == _STRUCT and index in columns:
-                _struct(footer, start, out, lambda f, k, s, e, o: f != _STATISTICS)
-            return True
+                return True, _struct(footer, start, out, _no_statistics, depth + 1)
+            return True, -1
         return on
 
-    def row_group(fid: int, kind: int, start: int, end: int, out: bytearray) -> bool:
+    def row_group(fid: int, kind: int, start: int, depth: int, out: bytearray) -> tuple[bool, int]:
         if fid == _COLUMNS and kind == _LIST:
-            _list(start, out, lambda i, s, o: _struct(footer, s, o, column_chunk(i)))
-        return True
+            return True, _list(start, out, lambda i, s, o: _struct(
+                footer, s, o, column_chunk(i), depth + 2))
+        return True, -1
 
-    def file_meta(fid: int, kind: int, start: int, end: int, out: bytearray) -> bool:
+    def file_meta(fid: int, kind: int, start: int, depth: int, out: bytearray) -> tuple[bool, int]:
         if fid == _ROW_GROUPS and kind == _LIST:
-            _list(start, out, lambda i, s, o: _struct(footer, s, o, row_group))
-        return True
+            return True, _list(start, out, lambda i, s, o: _struct(
+                footer, s, o, row_group, depth + 2))
+        return True, -1
 
-    def _list(start: int, out: bytearray, each: Each) -> None:
+    def _list(start: int, out: bytearray, each: Each) -> int:
+        """Each struct of the list at `start` to `each`; the position after it."""
         size, elem, pos = _list_head(footer, start)
         if elem != _STRUCT:
             raise FooterError("a list of row groups or column chunks holds no structs")
+        _within(footer, pos + size)  # every element takes a byte at least
         out += footer[start:pos]
         for i in range(size):
             pos = each(i, pos, out)
+        return pos
 
     out = bytearray()
     end = _struct(footer, 0, out, file_meta)
     if end != len(footer):
         raise FooterError("bytes after the footer's struct")
     return bytes(out)
+
+
+def _no_statistics(fid: int, kind: int, start: int, depth: int,
+                   out: bytearray) -> tuple[bool, int]:
+    return fid != _STATISTICS, -1
 
 
 def _fields(buf: bytes, pos: int) -> Iterator[tuple[int, int, int, int]]:

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from storage import footer_stats
 from storage.footer_stats import FooterError, without_statistics
 
 
@@ -82,6 +83,29 @@ def test_taking_a_columns_statistics_out_changes_nothing_else(shape: str) -> Non
                 assert now.statistics == was.statistics
     read = pq.read_table(io.BytesIO(changed))
     assert read.equals(table)
+
+
+@pytest.mark.parametrize("shape", ["wide, small row groups", "many columns"])
+def test_every_field_of_a_footer_is_read_once(
+    shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value the walk rewrites (the row groups, their column chunks, a
+    chosen chunk's metadata) is walked once, not skipped over first and then
+    walked: as many field headers read as a plain skip of the footer reads."""
+    table, kw = SHAPES[shape]
+    footer = footer_of(parquet(table, **kw))
+    reads = [0]
+    real = footer_stats._field
+
+    def counted(buf: bytes, pos: int, last: int) -> tuple[int, int, int]:
+        reads[0] += 1
+        return real(buf, pos, last)
+
+    monkeypatch.setattr(footer_stats, "_field", counted)
+    footer_stats._skip(footer, 0, 12)  # the whole FileMetaData struct
+    once, reads[0] = reads[0], 0
+    without_statistics(footer, set(range(table.num_columns)))
+    assert reads[0] == once
 
 
 def test_damaged_footers_raise_footer_error_only() -> None:

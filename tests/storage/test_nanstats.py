@@ -128,43 +128,46 @@ def data_dir(tmp_path: Path, kinds: list[str]) -> tuple[Catalog, FileStore, list
 
 def craft_footer(footer: bytes, column: int, stats: bool) -> bytes:
     """`footer` with column `column`'s statistics min/max cut to 3 bytes
-    (`stats`), or its path_in_schema not UTF-8 (the attacker's craft.py)."""
-    def on_stats(fid: int, kind: int, s: int, e: int, out: bytearray) -> bool:
+    (`stats`), or its path_in_schema not UTF-8 (the attacker's craft.py).
+    Each `on_*` says (keep the field, the position after a value it walked:
+    -1 for none), as footer_stats._struct asks."""
+    def on_stats(fid: int, kind: int, s: int, d: int, out: bytearray) -> tuple[bool, int]:
         if fid in (1, 2, 5, 6) and kind == fs._BINARY:
             _, at = fs._varint(footer, s)
             fs._put_varint(out, 3)
             out += footer[at:at + 3]
-        return True
+        return True, -1
 
-    def on_meta(fid: int, kind: int, s: int, e: int, out: bytearray) -> bool:
+    def on_meta(fid: int, kind: int, s: int, d: int, out: bytearray) -> tuple[bool, int]:
         if stats and fid == 12 and kind == fs._STRUCT:
-            fs._struct(footer, s, out, on_stats)
-        elif not stats and fid == 3 and kind == fs._LIST:
+            return True, fs._struct(footer, s, out, on_stats)
+        if not stats and fid == 3 and kind == fs._LIST:
             out += bytes([0x18, 1, 0xFF])  # a list of one binary: b"\xff"
-        return True
+        return True, -1
 
     def on_chunk(index: int) -> fs.OnField:
-        def on(fid: int, kind: int, s: int, e: int, out: bytearray) -> bool:
+        def on(fid: int, kind: int, s: int, d: int, out: bytearray) -> tuple[bool, int]:
             if fid == 3 and kind == fs._STRUCT and index == column:
-                fs._struct(footer, s, out, on_meta)
-            return True
+                return True, fs._struct(footer, s, out, on_meta)
+            return True, -1
         return on
 
-    def each_list(s: int, out: bytearray, each: fs.Each) -> None:
+    def each_list(s: int, out: bytearray, each: fs.Each) -> int:
         size, _, at = fs._list_head(footer, s)
         out += footer[s:at]
         for i in range(size):
             at = each(i, at, out)
+        return at
 
-    def on_group(fid: int, kind: int, s: int, e: int, out: bytearray) -> bool:
+    def on_group(fid: int, kind: int, s: int, d: int, out: bytearray) -> tuple[bool, int]:
         if fid == 1 and kind == fs._LIST:
-            each_list(s, out, lambda i, at, o: fs._struct(footer, at, o, on_chunk(i)))
-        return True
+            return True, each_list(s, out, lambda i, at, o: fs._struct(footer, at, o, on_chunk(i)))
+        return True, -1
 
-    def on_file(fid: int, kind: int, s: int, e: int, out: bytearray) -> bool:
+    def on_file(fid: int, kind: int, s: int, d: int, out: bytearray) -> tuple[bool, int]:
         if fid == 4 and kind == fs._LIST:
-            each_list(s, out, lambda i, at, o: fs._struct(footer, at, o, on_group))
-        return True
+            return True, each_list(s, out, lambda i, at, o: fs._struct(footer, at, o, on_group))
+        return True, -1
 
     out = bytearray()
     fs._struct(footer, 0, out, on_file)
