@@ -12,7 +12,7 @@ then leaves the file as it is."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 # on_field(field id, type, value start, depth, out) -> (keep the field, the
 # position after its value, or -1 when it did not walk it): see _struct.
@@ -207,48 +207,89 @@ def _no_statistics(fid: int, kind: int, start: int, depth: int,
     return fid != _STATISTICS, -1
 
 
-def _fields(buf: bytes, pos: int) -> Iterator[tuple[int, int, int, int]]:
-    """A struct's fields at `pos`: (field id, type, value start, value end)."""
-    last = 0
-    while True:
-        kind, fid, start = _field(buf, pos, last)
-        if kind == _STOP:
-            return
-        last, pos = fid, _skip(buf, start, kind)
-        yield fid, kind, start, pos
-
-
-def _structs(buf: bytes, start: int) -> Iterator[int]:
-    """The positions of a list's struct elements."""
-    size, elem, pos = _list_head(buf, start)
-    if elem != _STRUCT:
-        raise FooterError("a list holds no structs")
-    for _ in range(size):
-        yield pos
-        pos = _skip(buf, pos, _STRUCT)
-
-
 def float_min_max(footer: bytes) -> tuple[dict[bytes, bytes], set[int]]:
     """A FileMetaData's key-value metadata, and the leaf columns of type
     FLOAT or DOUBLE that have a min and a max in some row group: read in
     Python, without pyarrow (which ends the process on some damaged
-    statistics) and without building the footer's values."""
+    statistics) and without building the footer's values. The row groups
+    are walked once (skipped over at each level first, then walked, they
+    took six times one skip's time: 130 ms for a 21 KB footer)."""
     said: dict[bytes, bytes] = {}
     columns: set[int] = set()
-    for fid, kind, start, _ in _fields(footer, 0):
+
+    def key_value(at: int, depth: int) -> int:
+        pair: dict[int, bytes] = {}
+
+        def on(fid: int, kind: int, start: int, d: int) -> int:
+            if kind != _BINARY:
+                return -1
+            end = _skip(footer, start, kind, d)
+            pair[fid] = footer[start:end]
+            return end
+        end = _walk(footer, at, on, depth)
+        if 1 in pair:
+            said[_binary(pair[1])] = _binary(pair.get(2, b"\x00"))
+        return end
+
+    def chunk(index: int, at: int, depth: int) -> int:
+        decided = [False]  # by the chunk's first metadata struct, as ever
+
+        def on(fid: int, kind: int, start: int, d: int) -> int:
+            if fid != _META_DATA or kind != _STRUCT or decided[0]:
+                return -1
+            decided[0] = True
+            end, floats = _float_min_max(footer, start, d + 1)
+            if floats:
+                columns.add(index)
+            return end
+        return _walk(footer, at, on, depth)
+
+    def group(fid: int, kind: int, start: int, depth: int) -> int:
+        if fid == _COLUMNS and kind == _LIST:
+            return _each_struct(footer, start, lambda i, at: chunk(i, at, depth + 2))
+        return -1
+
+    def top(fid: int, kind: int, start: int, depth: int) -> int:
         if fid == _KEY_VALUE and kind == _LIST:
-            for at in _structs(footer, start):
-                pair = {f: footer[s:e] for f, k, s, e in _fields(footer, at) if k == _BINARY}
-                if 1 in pair:
-                    said[_binary(pair[1])] = _binary(pair.get(2, b"\x00"))
-        elif fid == _ROW_GROUPS and kind == _LIST:
-            for group in _structs(footer, start):
-                for f, k, s, _ in _fields(footer, group):
-                    if f == _COLUMNS and k == _LIST:
-                        for index, chunk in enumerate(_structs(footer, s)):
-                            if _float_min_max(footer, chunk):
-                                columns.add(index)
+            return _each_struct(footer, start, lambda i, at: key_value(at, depth + 2))
+        if fid == _ROW_GROUPS and kind == _LIST:
+            return _each_struct(footer, start,
+                                lambda i, at: _walk(footer, at, group, depth + 2))
+        return -1
+
+    _walk(footer, 0, top)
     return said, columns
+
+
+# visit(field id, type, value start, depth) -> the position after the value
+# it walked, or -1 when it did not walk it: see _walk.
+Visit = Callable[[int, int, int, int], int]
+
+
+def _walk(buf: bytes, pos: int, visit: Visit, depth: int = 0) -> int:
+    """The struct at `pos`, each field to `visit`; the position after it.
+    The fields `visit` does not walk are skipped. `depth`: of the fields'
+    values, as `_skip` counts it from the footer's top."""
+    last = 0
+    while True:
+        kind, fid, start = _field(buf, pos, last)
+        if kind == _STOP:
+            return start
+        last = fid
+        end = visit(fid, kind, start, depth)
+        pos = end if end >= 0 else _skip(buf, start, kind, depth)
+
+
+def _each_struct(buf: bytes, start: int, each: Callable[[int, int], int]) -> int:
+    """Each struct of the list at `start` to `each` (index, position ->
+    position after it); the position after the list."""
+    size, elem, pos = _list_head(buf, start)
+    if elem != _STRUCT:
+        raise FooterError("a list holds no structs")
+    _within(buf, pos + size)  # every element takes a byte at least
+    for i in range(size):
+        pos = each(i, pos)
+    return pos
 
 
 def _binary(raw: bytes) -> bytes:
@@ -256,14 +297,26 @@ def _binary(raw: bytes) -> bytes:
     return raw[pos:pos + size]
 
 
-def _float_min_max(footer: bytes, chunk: int) -> bool:
-    for f, k, s, _ in _fields(footer, chunk):
-        if f == _META_DATA and k == _STRUCT:
-            kind, stats = None, set()
-            for mf, mk, ms, _ in _fields(footer, s):
-                if mf == _TYPE and mk == _I32:
-                    kind = _zigzag(_varint(footer, ms)[0])
-                elif mf == _STATISTICS and mk == _STRUCT:
-                    stats = {sf for sf, *_ in _fields(footer, ms)}
-            return kind in _FLOAT_TYPES and any(a in stats and b in stats for a, b in _MIN_MAX)
-    return False
+def _float_min_max(footer: bytes, meta: int, depth: int) -> tuple[int, bool]:
+    """The position after the ColumnMetaData at `meta` (its fields' values at
+    `depth`), and whether it is a FLOAT or DOUBLE with a min and a max."""
+    kind: list[int | None] = [None]
+    stats: list[set[int]] = [set()]
+
+    def on(fid: int, k: int, start: int, d: int) -> int:
+        if fid == _TYPE and k == _I32:
+            kind[0] = _zigzag(_varint(footer, start)[0])
+        elif fid == _STATISTICS and k == _STRUCT:
+            ids: set[int] = set()
+
+            def note(f: int, k: int, s: int, d: int) -> int:
+                ids.add(f)
+                return -1
+            end = _walk(footer, start, note, d + 1)
+            stats[0] = ids
+            return end
+        return -1
+
+    end = _walk(footer, meta, on, depth)
+    floats = kind[0] in _FLOAT_TYPES and any(a in stats[0] and b in stats[0] for a, b in _MIN_MAX)
+    return end, floats

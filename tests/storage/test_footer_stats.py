@@ -89,9 +89,10 @@ def test_taking_a_columns_statistics_out_changes_nothing_else(shape: str) -> Non
 def test_every_field_of_a_footer_is_read_once(
     shape: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A value the walk rewrites (the row groups, their column chunks, a
-    chosen chunk's metadata) is walked once, not skipped over first and then
-    walked: as many field headers read as a plain skip of the footer reads."""
+    """A value a walk rewrites or reads into (the row groups, their column
+    chunks, a chunk's metadata, the key-value pairs) is walked once, not
+    skipped over first and then walked: as many field headers read as a
+    plain skip of the footer reads, by without_statistics and float_min_max."""
     table, kw = SHAPES[shape]
     footer = footer_of(parquet(table, **kw))
     reads = [0]
@@ -105,6 +106,9 @@ def test_every_field_of_a_footer_is_read_once(
     footer_stats._skip(footer, 0, 12)  # the whole FileMetaData struct
     once, reads[0] = reads[0], 0
     without_statistics(footer, set(range(table.num_columns)))
+    assert reads[0] == once
+    reads[0] = 0
+    assert footer_stats.float_min_max(footer)[1]  # WIDE's "f", every one of "many columns"
     assert reads[0] == once
 
 
