@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,21 +26,8 @@ import sqlglot  # noqa: E402
 from sqlglot import exp  # noqa: E402
 
 from catalog import Catalog, Namespace  # noqa: E402
+from storage.config import EngineConfig  # noqa: E402
 from storage.engine import Engine  # noqa: E402
-
-
-@dataclass
-class Cfg:
-    flush_rows: int = 10_000
-    flush_bytes: int = 64 << 20
-    flush_interval_seconds: float = 300.0
-    duckdb_memory_limit: str = "1GB"
-    duckdb_spill_limit: str = "4GB"
-    duckdb_threads: int = 2
-    duckdb_release_memory: bool = True
-    duckdb_wide_row_bytes: int = 512
-    point_cache_mb: int = 32
-
 
 QUERIES = ("SELECT count(*) AS c FROM app.u", "SELECT v FROM app.u WHERE k = 5",
            "UPDATE app.u SET v = v + 1 WHERE k = 0")
@@ -57,7 +43,7 @@ def main() -> None:
     print(f"revision {rev}, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Catalog(Path(tmp) / "data" / "catalog")
-        engine = Engine(catalog, Path(tmp) / "data", Cfg())
+        engine = Engine(catalog, Path(tmp) / "data", EngineConfig())
         catalog.put(Namespace("app"))
         engine.create_table("app", "u", "shared", [
             {"name": "k", "type": {"name": "INT", "params": ()}, "primary_key": True},
