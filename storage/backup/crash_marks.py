@@ -37,6 +37,11 @@ def key(backup_id: str, content_sha256: str) -> str:
     return f"{backup_id}/{content_sha256}"
 
 
+def backup_of(mark: str) -> str:
+    """The backup of a file as the marks name it (`key`)."""
+    return mark.split("/", 1)[0]
+
+
 @contextlib.contextmanager
 def marking(work: Any, blamed: frozenset[str] = frozenset(),
             first: tuple[str, ...] = ()) -> Iterator[None]:

@@ -131,9 +131,9 @@ def verify_objects(
     last = crash_marks.ahead(typed.backup_id, ())
     if isinstance(store, ObjectStore) and crash_marks.ahead(typed.backup_id, users) < last:
         # Their objects first (crash_marks.py); an archive target's are read in its order.
+        # (`users` is by content digest: an object's own digest is its files')
         objects = sorted(objects, key=lambda o: crash_marks.ahead(
-            typed.backup_id, [f.content_sha256 for f, _ in users.get(o.get("sha256") or o["oid"],
-                                                                    [])]))
+            typed.backup_id, [o.get("sha256") or o["oid"]]))
     for obj in objects:
         check_stop(should_stop)
         in_object, in_size = 0, obj["size"]
@@ -275,7 +275,7 @@ def verify_bases(repo: Any, bases: list[tuple[str, str]], work: Work, seq_now: i
     files, nbytes = done
     out: list[list[str]] = [[] for _ in bases]
     # Each base where its first file to read first comes (storage/jobblame.py).
-    rank = {k.split("/", 1)[0]: i for i, k in reversed(list(enumerate(first)))}
+    rank = {crash_marks.backup_of(k): i for i, k in reversed(list(enumerate(first)))}
     with crash_marks.marking(work, blamed, first):
         for at in sorted(range(len(bases)), key=lambda i: rank.get(bases[i][0], len(first))):
             backup_id, digest = bases[at]
