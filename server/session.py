@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from catalog.errors import Cancelled
 from storage import stopping
 from storage.limits import AnswerBudget
+from storage.watchdog import REFIRE, Alarm, Watchdog
 
 T = TypeVar("T")
 
@@ -18,11 +19,15 @@ T = TypeVar("T")
 class Interrupt:
     """Lets another task stop the DuckDB query a statement is running (a
     PostgreSQL CancelRequest). Fired before the query starts, the query is
-    not started."""
+    not started; fired as it starts, it is interrupted again every
+    watchdog.REFIRE seconds until it is done (DuckDB drops an interrupt that
+    comes before its query runs: a cancel that came as the statement's query
+    was being started was lost, and the query held its thread to its timeout)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._target: Callable[[], Any] | None = None
+        self._again: Alarm | None = None  # the interrupt sent again, until the query is done
         self.fired = False
         self.committed = False  # its write passed the point of no return: not cancelled
 
@@ -35,6 +40,9 @@ class Interrupt:
             if fn is not None and self.fired:
                 raise Cancelled("query cancelled at the client's request")
             self._target = fn
+            again, self._again = (self._again, None) if fn is None else (None, self._again)
+        if again is not None:  # once disarmed, it never interrupts the cursor's next query
+            _REFIRE.disarm(again)
 
     def commit(self) -> bool:
         """Asked by a write just before it commits (storage/stopping.py):
@@ -51,9 +59,25 @@ class Interrupt:
             if self.committed:
                 return False
             self.fired = True
-            if self._target is not None:
-                self._target()
-            return True
+            if self._target is None:
+                return True
+            self._target()
+        # Outside the lock: the watchdog's thread calls `_send` holding its own.
+        again: Alarm | None = _REFIRE.arm(REFIRE, self._send)
+        with self._lock:
+            if self._target is not None and self._again is None:
+                self._again, again = again, None
+        if again is not None:  # the query ended meanwhile (or a cancel came twice)
+            _REFIRE.disarm(again)
+        return True
+
+    def _send(self) -> None:
+        target = self._target  # None once the query is done (then the alarm is disarmed)
+        if target is not None:
+            target()
+
+
+_REFIRE = Watchdog()  # sends a fired Interrupt's again (its own thread, started at its first)
 
 
 @dataclass
