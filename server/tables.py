@@ -77,19 +77,34 @@ async def drop_table(cairn: Cairn, session: Session, stmt: DropTable) -> Result:
 @routes.handles(AlterTableAddColumn, role="admin")
 async def add_column(cairn: Cairn, session: Session, stmt: AlterTableAddColumn) -> Result:
     ns, name = resolve(session, stmt.table)
-    new = await cairn.run(session.stoppable(cairn.engine.add_column), ns, name, stmt.column)
+    column = stmt.column.name
+    try:
+        new = await cairn.run(session.stoppable(cairn.engine.add_column), ns, name, stmt.column,
+                              if_not_exists=stmt.if_not_exists)
+    except NotFound:
+        if not stmt.if_exists:
+            raise
+        return Result.of_message(f"Table '{ns}.{name}' does not exist, skipped")
+    if new is None:
+        return Result.of_message(f"Table '{ns}.{name}' already has a column '{column}', skipped")
     return Result.of_message(
-        f"Table '{ns}.{name}': column '{stmt.column.name}' added (schema version {new.version})"
-    )
+        f"Table '{ns}.{name}': column '{column}' added (schema version {new.version})")
 
 
 @routes.handles(AlterTableDropColumn, role="admin")
 async def drop_column(cairn: Cairn, session: Session, stmt: AlterTableDropColumn) -> Result:
     ns, name = resolve(session, stmt.table)
-    new = await cairn.run(session.stoppable(cairn.engine.drop_column), ns, name, stmt.column)
+    try:
+        new = await cairn.run(session.stoppable(cairn.engine.drop_column), ns, name, stmt.column,
+                              if_exists=stmt.column_if_exists)
+    except NotFound:
+        if not stmt.if_exists:
+            raise
+        return Result.of_message(f"Table '{ns}.{name}' does not exist, skipped")
+    if new is None:
+        return Result.of_message(f"Table '{ns}.{name}' has no column '{stmt.column}', skipped")
     return Result.of_message(
-        f"Table '{ns}.{name}': column '{stmt.column}' dropped (schema version {new.version})"
-    )
+        f"Table '{ns}.{name}': column '{stmt.column}' dropped (schema version {new.version})")
 
 
 SHOW_TABLES = [("namespace", "TEXT"), ("table_name", "TEXT"), ("table_type", "TEXT"),

@@ -119,12 +119,16 @@ class DropTable(Statement):
 class AlterTableAddColumn(Statement):
     table: TableRef
     column: ColumnDef
+    if_exists: bool = False  # the table's (ALTER TABLE IF EXISTS)
+    if_not_exists: bool = False  # the column's
 
 
 @dataclass(frozen=True)
 class AlterTableDropColumn(Statement):
     table: TableRef
     column: str
+    if_exists: bool = False  # the table's (ALTER TABLE IF EXISTS)
+    column_if_exists: bool = False
 
 
 @dataclass(frozen=True)

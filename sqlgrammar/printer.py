@@ -103,11 +103,13 @@ def _drop_table(s: ast.DropTable) -> str:
 
 
 def _add_column(s: ast.AlterTableAddColumn) -> str:
-    return f"ALTER TABLE {_table(s.table)} ADD COLUMN {_column(s.column)}"
+    return (f"ALTER TABLE {_opt(s.if_exists, 'IF EXISTS ')}{_table(s.table)} ADD COLUMN "
+            f"{_opt(s.if_not_exists, 'IF NOT EXISTS ')}{_column(s.column)}")
 
 
 def _drop_column(s: ast.AlterTableDropColumn) -> str:
-    return f"ALTER TABLE {_table(s.table)} DROP COLUMN {name(s.column)}"
+    return (f"ALTER TABLE {_opt(s.if_exists, 'IF EXISTS ')}{_table(s.table)} DROP COLUMN "
+            f"{_opt(s.column_if_exists, 'IF EXISTS ')}{name(s.column)}")
 
 
 def _show_tables(s: ast.ShowTables) -> str:

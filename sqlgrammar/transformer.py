@@ -189,14 +189,17 @@ class ToAst(Transformer[Token, ast.Statement]):
         return ast.DropTable(table, bool(if_exists))
 
     def alter_table_add_column(
-        self, table: ast.TableRef, col: _ColumnAt
+        self, if_exists: bool | None, table: ast.TableRef, if_not_exists: bool | None,
+        col: _ColumnAt,
     ) -> ast.AlterTableAddColumn:
         if col.column.primary_key:
             raise _invalid("ALTER TABLE ... ADD COLUMN cannot add a PRIMARY KEY", col.at)
-        return ast.AlterTableAddColumn(table, col.column)
+        return ast.AlterTableAddColumn(table, col.column, bool(if_exists), bool(if_not_exists))
 
-    def alter_table_drop_column(self, table: ast.TableRef, name: Token) -> ast.AlterTableDropColumn:
-        return ast.AlterTableDropColumn(table, str(name))
+    def alter_table_drop_column(self, if_exists: bool | None, table: ast.TableRef,
+                                column_if_exists: bool | None,
+                                name: Token) -> ast.AlterTableDropColumn:
+        return ast.AlterTableDropColumn(table, str(name), bool(if_exists), bool(column_if_exists))
 
     def show_tables(self, namespace: Token | None) -> ast.ShowTables:
         return ast.ShowTables(None if namespace is None else str(namespace))

@@ -165,11 +165,17 @@ class Engine:
     def list_tables(self, namespace: str | None = None) -> list[Table]:
         return self.tables.list_tables(namespace)
 
-    def add_column(self, namespace: str, name: str, column: Any) -> TableSchema:
-        return self.tables.alter(namespace, name, lambda cur: schema.add_column(cur, column))
+    def add_column(self, namespace: str, name: str, column: Any, *,
+                   if_not_exists: bool = False) -> TableSchema | None:
+        """The table's new schema; None if it had the column and `if_not_exists`."""
+        return self.tables.alter(namespace, name, lambda cur: schema.add_column(
+            cur, column, if_not_exists=if_not_exists))
 
-    def drop_column(self, namespace: str, name: str, column: str) -> TableSchema:
-        return self.tables.alter(namespace, name, lambda cur: schema.drop_column(cur, column))
+    def drop_column(self, namespace: str, name: str, column: str, *,
+                    if_exists: bool = False) -> TableSchema | None:
+        """The table's new schema; None if it had no such column and `if_exists`."""
+        return self.tables.alter(namespace, name, lambda cur: schema.drop_column(
+            cur, column, if_exists=if_exists))
 
     def schemas(self, namespace: str, name: str) -> list[TableSchema]:
         """Every schema version of a table, oldest first (Registry.schemas_named)."""

@@ -388,8 +388,10 @@ class Registry:
         self.files.retire(paths)
         self.ranges.forget(paths)
 
-    def alter(self, namespace: str, name: str, change: Callable[[TableSchema], list[Any]]) -> TableSchema:
-        """Change a table's columns. A table a RESTORE ... WITH (replace = true)
+    def alter(self, namespace: str, name: str,
+              change: Callable[[TableSchema], list[Any] | None]) -> TableSchema | None:
+        """Change a table's columns (None: `change` found nothing to change,
+        under the same locks, and nothing is written). A table a RESTORE ... WITH (replace = true)
         swapped while the ALTER waited for its locks is looked up again and the
         new one changed (it answered NOT_FOUND for a table there throughout);
         one dropped meanwhile is NOT_FOUND."""
@@ -400,6 +402,8 @@ class Registry:
                     continue
                 cur = st.schema
                 cols = change(cur)
+                if cols is None:
+                    return None
                 new = TableSchema(st.uid, cur.version + 1, namespace, name, cols)
                 rec = Table(**{**st.table.__dict__, "schema_version": new.version})
                 schema.check_history(self.catalog, new, f"ALTER TABLE {namespace}.{name}")

@@ -158,10 +158,15 @@ def _check_width(cols: list[Column]) -> None:
                               f"({MAX_COLUMNS - len(cols) + shown} of yours here), not {shown}")
 
 
-def add_column(current: TableSchema, d: Any) -> list[Column]:
+def add_column(current: TableSchema, d: Any, *, if_not_exists: bool = False) -> list[Column] | None:
+    """The columns with `d` added; None if the table has a column of its name
+    and `if_not_exists` (nothing changes, whatever type that column has, as in
+    PostgreSQL)."""
     version = current.version + 1
     col = column_from_def(d, version)
     if any(c["name"] == col["name"] for c in current.columns):
+        if if_not_exists:
+            return None
         raise InvalidArgument(
             f"duplicate column '{col['name']}': table {current.namespace}.{current.table_name} "
             "already has it"
@@ -178,11 +183,14 @@ def add_column(current: TableSchema, d: Any) -> list[Column]:
     return [*user_cols, col, *sys_cols]
 
 
-def drop_column(current: TableSchema, name: str) -> list[Column]:
+def drop_column(current: TableSchema, name: str, *, if_exists: bool = False) -> list[Column] | None:
+    """The columns without `name`; None if there is none of that name and `if_exists`."""
     name = fold(name)
     col = next((c for c in current.columns if c["name"] == name), None)
     where = f"{current.namespace}.{current.table_name}"
     if col is None:
+        if if_exists:
+            return None
         raise InvalidArgument(f"Column '{name}' does not exist in table {where}")
     if col.get("system"):
         raise InvalidArgument(f"Column '{name}' is a system column and cannot be dropped")

@@ -176,6 +176,36 @@ async def test_alter_table_versions(app: Any) -> None:
     await err(app, "ALTER TABLE app.nope ADD COLUMN q INT", "NOT_FOUND")
 
 
+async def test_alter_table_if_exists_and_if_not_exists(app: Any) -> None:
+    """PostgreSQL's ALTER TABLE [IF EXISTS] ... ADD [COLUMN] [IF NOT EXISTS] /
+    DROP [COLUMN] [IF EXISTS] (a migration run twice): a PARSE_ERROR before."""
+    await ok(app, "CREATE TABLE app.t (id INT PRIMARY KEY, a TEXT)")
+    await ok(app, "INSERT INTO app.t VALUES (1, 'x')")
+    added = await ok(app, "ALTER TABLE app.t ADD COLUMN IF NOT EXISTS n INT DEFAULT 5")
+    assert "added (schema version 2)" in added[0]["message"]
+    # Again: nothing changes, whatever type the statement gives (as PostgreSQL)
+    again = await ok(app, "ALTER TABLE app.t ADD COLUMN IF NOT EXISTS n TEXT DEFAULT 'z'")
+    assert "already has a column 'n', skipped" in again[0]["message"]
+    await ok(app, "ALTER TABLE app.t ADD IF NOT EXISTS a BIGINT")  # no COLUMN word
+    assert [h["version"] for h in await rows(app, "DESCRIBE TABLE app.t HISTORY")] == [1, 2]
+    assert await rows(app, "SELECT id, a, n FROM app.t") == [{"id": 1, "a": "x", "n": 5}]
+    gone = await ok(app, "ALTER TABLE app.t DROP COLUMN IF EXISTS nope")
+    assert "has no column 'nope', skipped" in gone[0]["message"]
+    await ok(app, "ALTER TABLE app.t DROP COLUMN IF EXISTS a")
+    assert await rows(app, "SELECT * EXCLUDE (_updated, _deleted) FROM app.t") == [
+        {"id": 1, "n": 5}]
+    assert [h["version"] for h in await rows(app, "DESCRIBE TABLE app.t HISTORY")] == [1, 2, 3]
+    # IF EXISTS of the table: a missing table (or namespace) is skipped, not NOT_FOUND
+    for sql in ["ALTER TABLE IF EXISTS app.nope ADD COLUMN q INT",
+                "ALTER TABLE IF EXISTS nons.nope DROP COLUMN IF EXISTS q"]:
+        assert "does not exist, skipped" in (await ok(app, sql))[0]["message"]
+    await err(app, "ALTER TABLE app.nope ADD COLUMN IF NOT EXISTS q INT", "NOT_FOUND")
+    # The column's own checks still hold when it is added
+    await err(app, "ALTER TABLE IF EXISTS app.t ADD COLUMN IF NOT EXISTS q INT NOT NULL",
+              "INVALID_ARGUMENT")
+    await err(app, "ALTER TABLE app.t DROP COLUMN IF EXISTS id", "INVALID_ARGUMENT")
+
+
 # --- writes ------------------------------------------------------------------
 
 
