@@ -11,21 +11,26 @@ it builds there is outside DuckDB's memory limit.
   ~0.5 s): refused.
 - The functions that split a text into a list (string_split and its names,
   string_split_regex, regexp_split_to_array, regexp_extract_all) build a list
-  entry and a string of ~36 bytes for each piece, none of it counted by the
+  entry and a string of ~33 bytes for each piece, none of it counted by the
   memory limit: 20 rows of 10 MB texts (built by string_agg, within the
   limit) took the server to 4.9 GB under a 1 GB limit and ran 14.4 s against
   a 3 s timeout; 80 of them would have been ~20 GB, the server killed.
-  Past SPLIT_MAX bytes of text a row (a vector of 2,048 such rows: ~0.6 GB,
-  ~2 s for the regular expression ones): refused.
 - The functions that aggregate a list by hashing its elements (list_distinct,
   list_unique, list_mode, list_entropy, list_histogram, list_intersect,
-  list_aggregate of mode, entropy or histogram) take ~0.2-2 us and ~120
-  bytes outside the memory limit an element: list_distinct of one list of
-  16.7M (list() builds it within the limit) ran 58.6 s against a 20 s
-  timeout, 1.4 GB; 100M (a 60 s timeout builds them) ~10 GB. Past LIST_MAX
-  elements a row (a vector of 2,048 such rows: ~0.5 GB, ~2 s): refused; the
-  aggregates themselves (`list(DISTINCT x)`, `mode(x)`, `histogram(x)`)
-  hear the timeout.
+  list_has_any / &&, list_has_all / @> / <@, list_aggregate of mode, entropy
+  or histogram) take ~60 bytes outside the memory limit an element, and more
+  time an element the longer the list: list_distinct of one list of 16.7M
+  (list() builds it within the limit) ran 58.6 s against a 20 s timeout.
+
+  What blows up there is one vector's total, not one row's size
+  (bench/bench_unstoppable.py): 16 MiB of text in a vector is ~540 MB however
+  it is cut into rows. So a row up to SPLIT_MAX bytes (LIST_MAX elements)
+  passes as before, uncounted (a vector of 2,048 of them: ~0.5 GB, 1-5 s);
+  the longer ones of one vector pass together up to SPLIT_VECTOR_MAX
+  (LIST_VECTOR_MAX), which a function of DuckDB's own, given the whole
+  vector, counts (VECTOR_OVER: Python, called only for the rows past the
+  free bound): one 9 KB text, one list of 3,000 or of 200,000 elements, runs;
+  a vector of many is refused as it is reached.
 
 - mode, histogram, entropy and mad as window functions over a frame that moves
   (an ORDER BY, a frame) merge hash tables of the frame's values for every
@@ -35,20 +40,27 @@ it builds there is outside DuckDB's memory limit.
   timeout; `mode(x) OVER (ORDER BY x)` 14 s for 50,000 rows; `mad(x) OVER
   (ORDER BY x)` over 6M rows 140 s against 20 s. Refused by the
   sandbox (`check_window`) unless the window is a whole partition or a ROWS
-  frame of at most FRAME_MAX rows written in the query. approx_top_k in a
+  frame of at most FRAME_MAX rows written in the query. A frame's work is a
+  row's, every vector holds 2,048 of them, so the row's bound is the
+  vector's: at FRAME_MAX, entropy takes ~0.8 s and ~140 MB a vector (over
+  131,072 rows 49 s, heard between vectors), histogram ~0.5 s, mode and
+  mad ~0.03 s (bench/bench_unstoppable.py). approx_top_k in a
   window allocates its whole state a row (k=3,000 over 2,000 rows: 3.7 GB):
   refused in any window.
 
 So each DuckDB the server runs queries on holds macros of the same names,
 which DuckDB finds before its own functions (a query, its column names and
-its other bounds unchanged): the query fails as it reaches a row past the
-bound, 22023 / INVALID_ARGUMENT with a clear message. The first argument
-passes through random() so that DuckDB does not compute a call on constants
-while it plans the query, before the guard is asked."""
+its other bounds unchanged): the query fails as it reaches a row (or a
+vector) past the bound, 22023 / INVALID_ARGUMENT with a clear message. The
+first argument passes through random() so that DuckDB does not compute a
+call on constants while it plans the query, before the guard is asked."""
 
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from duckdb.func import FunctionNullHandling, PythonUDFType
 from sqlglot import exp
 
 from catalog.errors import InvalidArgument
@@ -56,26 +68,61 @@ from catalog.errors import InvalidArgument
 from .names import function_name
 
 PAIR_MAX = 1 << 24  # characters of one string times the other's
-SPLIT_MAX = 1 << 13  # bytes of a text split into a list, a row
+# What blows up is a vector's total, not a row's size (bench/bench_unstoppable.py,
+# one-byte pieces: ~33 bytes of memory a byte of text, whatever the rows' shape;
+# 16 MiB a vector ~540 MB, 0.6-2.3 s for string_split, 4-6 s for
+# regexp_extract_all): rows up to SPLIT_MAX pass as they are (2,048 of them
+# are the 16 MiB above), and the longer texts of one vector pass together up
+# to SPLIT_VECTOR_MAX (one text of 8 MiB: ~270 MB, 0.3 s; 2.5 s for
+# regexp_extract_all), counted by VECTOR_OVER.
+SPLIT_MAX = 1 << 13  # bytes of a text split into a list, a row, not counted
+SPLIT_VECTOR_MAX = 1 << 23  # bytes of the longer texts of one vector together
+# The lists' hashing grows faster than its elements on long lists (one list of
+# 262,144: 0.2-0.7 s; 16 of them 2.7-16 s; one of 4,194,304 12-14 s): rows up
+# to LIST_MAX elements pass as they are (2,048 of them ~250 MB, 1-1.3 s), and
+# the longer lists of one vector pass together up to LIST_VECTOR_MAX.
+LIST_MAX = 1 << 11  # elements of a list hashed, a row, not counted
+LIST_VECTOR_MAX = 1 << 18  # elements of the longer lists of one vector together
+VECTOR = 2048  # rows DuckDB works through at once (STANDARD_VECTOR_SIZE)
+# A function of DuckDB's own that sees the whole vector: given the sizes of
+# its rows past the free bound (and only those: the CASE around it passes the
+# others by), whether the vector's running total has passed `most`.
+VECTOR_OVER = "__internal_cairn_vector_over"  # a name sandbox denies to queries
+
+
+def _vector_over(sizes: pa.Array, most: pa.Array) -> pa.Array:
+    return pc.greater(pc.cumulative_sum(pc.fill_null(sizes, 0)), most)
+
+
+def _counted(size: str, free: int, most: int, only: str = "") -> str:
+    """The condition that refuses a row: its `size` past `free`, and the
+    vector's sizes past `free` together past `most` (`only`: a further
+    condition for being counted at all)."""
+    return (f"CASE WHEN {size} > {free}{only} THEN {VECTOR_OVER}({size}, {most}) "
+            "ELSE false END")
+
 
 _PAIR = (f"length(a) * length(b) > {PAIR_MAX}",
          f"compares strings of at most {PAIR_MAX:,} characters multiplied (4,096 by 4,096): "
          "DuckDB cannot stop it midway, so longer ones would run past the query timeout")
-_SPLIT = (f"strlen(a::VARCHAR) > {SPLIT_MAX}",
-          f"splits a text of at most {SPLIT_MAX:,} bytes: DuckDB builds the lists of 2,048 "
-          "rows at once, outside its memory limit, and cannot stop midway")
-LIST_MAX = 1 << 11  # elements of a list hashed, a row
-_LIST = (f"len(a) > {LIST_MAX}",
-         f"takes a list of at most {LIST_MAX:,} elements: DuckDB hashes the lists of 2,048 "
-         "rows at once, outside its memory limit, and cannot stop midway (aggregate the "
-         "rows instead: list(DISTINCT x), mode(x), histogram(x), entropy(x))")
-_PAIR_LIST = (f"len(a) + len(b) > {LIST_MAX}",
-              f"takes two lists of at most {LIST_MAX:,} elements together: DuckDB hashes the "
-              "lists of 2,048 rows at once, outside its memory limit, and cannot stop midway "
-              "(join or aggregate the rows instead)")
+_SPLIT = (_counted("strlen(a::VARCHAR)", SPLIT_MAX, SPLIT_VECTOR_MAX),
+          f"splits texts of up to {SPLIT_MAX:,} bytes a row, and longer ones up to "
+          f"{SPLIT_VECTOR_MAX:,} bytes together among the {VECTOR:,} rows DuckDB works on at "
+          "once (a vector): it builds their lists outside its memory limit and cannot stop "
+          "midway (no setting moves this; split fewer long texts in one query)")
+_LIST_WHY = (f"among the {VECTOR:,} rows DuckDB works on at once (a vector): it hashes them "
+             "outside its memory limit and cannot stop midway")
+_LIST = (_counted("len(a)", LIST_MAX, LIST_VECTOR_MAX),
+         f"takes lists of up to {LIST_MAX:,} elements a row, and longer ones up to "
+         f"{LIST_VECTOR_MAX:,} elements together {_LIST_WHY} (no setting moves this; aggregate "
+         "the rows instead: list(DISTINCT x), mode(x), histogram(x), entropy(x))")
+_PAIR_LIST = (_counted("len(a) + len(b)", LIST_MAX, LIST_VECTOR_MAX),
+              f"takes two lists of up to {LIST_MAX:,} elements together a row, and longer pairs "
+              f"up to {LIST_VECTOR_MAX:,} elements together {_LIST_WHY} (no setting moves "
+              "this; join or aggregate the rows instead)")
 # list_aggregate's aggregates that hash (the others take ~20-80 ns an element)
 HASHING = ("mode", "entropy", "histogram", "histogram_exact", "approx_top_k")
-_AGGREGATE = (f"len(a) > {LIST_MAX} AND lower(b) IN {HASHING}",
+_AGGREGATE = (_counted("len(a)", LIST_MAX, LIST_VECTOR_MAX, f" AND lower(b) IN {HASHING}"),
               f"of {', '.join(HASHING[:-1])} or {HASHING[-1]} " + _LIST[1])
 _ONE, _TWO, _THREE, _FOUR = ("a",), ("a", "b"), ("a", "b", "c"), ("a", "b", "c", "d")
 
@@ -131,6 +178,9 @@ def _macro(name: str) -> str:
 def define(con: duckdb.DuckDBPyConnection) -> None:
     """The guarding macros, in `con`'s database (every cursor sees them);
     before its configuration is locked."""
+    con.create_function(VECTOR_OVER, _vector_over, ["BIGINT", "BIGINT"], "BOOLEAN",
+                        type=PythonUDFType.ARROW, null_handling=FunctionNullHandling.SPECIAL,
+                        side_effects=True)
     for name in MACROS:
         con.execute(_macro(name))
 
