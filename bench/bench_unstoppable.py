@@ -91,6 +91,20 @@ def split(quick: bool, timeout: float) -> None:
                   + run(setup, query, timeout), flush=True)
 
 
+    print("== what the guard still lets through (storage/unstoppable.py): the worst vector, "
+          "and a lambda, whose results gather for a whole vector of its rows")
+    setup = ("CREATE TABLE t AS SELECT * FROM (SELECT repeat('ab', 4094) || lpad(x::VARCHAR, 4, "
+             "'0') AS a FROM range(2047) t(x) UNION ALL SELECT repeat('ab', 4194304)) "
+             "ORDER BY len(a)")
+    print("  string_split(a, '') of 2,047 rows of 8 KiB and one of 8 MiB: "
+          + run(setup, "SELECT sum(len(string_split(a, ''))) FROM t", timeout), flush=True)
+    setup = ("CREATE TABLE t AS SELECT list(repeat('ab', 4096) || x::VARCHAR) AS l "
+             "FROM range(4096) t(x)")
+    print("  list_transform(l, lambda x: string_split(x, '')) of one row of 4,096 texts of "
+          "8 KiB: " + run(setup, "SELECT sum(len(flatten(list_transform(l, lambda x: "
+                                 "string_split(x, ''))))) FROM t", timeout), flush=True)
+
+
 def lists(quick: bool, timeout: float) -> None:
     print("== a list hashed, a table of R rows of lists of N distinct elements, one vector")
     shapes = [(2048, 1), (2048, 2048), (16384, 1), (16384, 256), (262144, 1), (262144, 16),
