@@ -86,8 +86,8 @@ REVIEWED = {
     "list_has_all": "range(1048576) twice: 1.6 s, 276 MB (linear)",
     "list_has_any": "as list_has_all", "array_has_all": "as list_has_all",
     "array_has_any": "as list_has_all",
-    # guarded past 2,048 elements (storage/unstoppable.py): a vector of 2,048
-    # rows of them hashed at once, deaf to the timeout
+    # guarded past 262,144 elements of lists longer than 2,048 in one vector
+    # (storage/unstoppable.py): a vector's lists hashed at once, deaf to the timeout
     "list_intersect": "range(1048576) twice: 4.8 s, 302 MB (linear)",
     "array_intersect": "as list_intersect",
     "list_zip": "range(1048576) twice: 2 s, 329 MB (linear)", "array_zip": "as list_zip",
@@ -106,10 +106,11 @@ REVIEWED = {
     "json_pretty": "1,000,000 nested brackets: a clean Out of Memory Error",
     "json_structure": "1,000,000 nested brackets: 0.3 s, 270 MB",
     "json_transform": "linear", "json_transform_strict": "linear",
-    # ~36 bytes a part outside the memory limit, a vector of rows at once (a
+    # ~33 bytes a part outside the memory limit, a vector of rows at once (a
     # vector of 20 rows of 10 MB: 4.9 GB, 14 s unstoppable): guarded past
-    # 8,192 bytes a row (storage/unstoppable.py), as regexp_extract_all,
-    # regexp_split_to_array and string_split_regex are.
+    # 8 MiB of texts longer than 8,192 bytes in one vector
+    # (storage/unstoppable.py), as regexp_extract_all, regexp_split_to_array
+    # and string_split_regex are.
     "string_split": "1,048,576 one-character parts: 0.7 s, 225 MB", "str_split": "as string_split",
     "split": "as string_split", "split_part": "linear",
     "regexp_escape": "linear, no pattern compiled",
