@@ -10,7 +10,7 @@ how long an interrupt sent 50 ms into the query took to be heard. A table of
 at most 2,048 rows is one vector, which DuckDB works through without hearing
 an interrupt: the time is the uninterruptible time.
 
-    python bench/bench_unstoppable.py [--family split,list,window] [--quick]
+    python bench/bench_unstoppable.py [--family split,list,window,overhead] [--quick]
 """
 
 from __future__ import annotations
@@ -137,14 +137,49 @@ def window(quick: bool, timeout: float) -> None:
             print(f"  {fn:36} F={f:>6,}: " + run(setup, query, timeout), flush=True)
 
 
+def overhead(quick: bool, timeout: float) -> None:
+    """What the guard costs ordinary rows: the same query on DuckDB's own
+    function, on the per-row guard before 2026-12-08 and on this guard."""
+    import time
+    from pathlib import Path
+
+    import duckdb
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from storage import unstoppable
+
+    rows = 2_000_000 if quick else 10_000_000
+    print(f"== the guard on ordinary rows ({rows:,} short texts and lists; best of 3, one thread)")
+    bare = duckdb.connect(config={"threads": 1})
+    before = duckdb.connect(config={"threads": 1})
+    for name, size in (("string_split", "strlen(a::VARCHAR) > 8192"),
+                       ("list_distinct", "len(a) > 2048")):
+        extra = ", b" if name == "string_split" else ""
+        before.execute(f"CREATE MACRO {name}(a{extra}) AS CASE WHEN {size} THEN error('x') "
+                       f"ELSE system.main.{name}(if(random() >= 0, a, NULL){extra}) END")
+    now = duckdb.connect(config={"threads": 1})
+    unstoppable.define(now)
+    for query in (f"SELECT sum(len(string_split(x::VARCHAR || ',a,b', ','))) FROM range({rows}) "
+                  "t(x)", f"SELECT sum(len(list_distinct([x, x % 3, 1]))) FROM range({rows}) t(x)"):
+        best = {}
+        for _ in range(3):
+            for label, con in (("bare", bare), ("per-row guard", before), ("this guard", now)):
+                start = time.perf_counter()
+                con.execute(query).fetchall()
+                best[label] = min(best.get(label, 1e9), time.perf_counter() - start)
+        print(f"  {query[11:50]}: " + ", ".join(f"{k} {v:.2f} s" for k, v in best.items()),
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", default="split,list,window")
+    parser.add_argument("--family", default="split,list,window,overhead")
     parser.add_argument("--quick", action="store_true", help="the smaller shapes only")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
     for family in args.family.split(","):
-        {"split": split, "list": lists, "window": window}[family](args.quick, args.timeout)
+        {"split": split, "list": lists, "window": window,
+         "overhead": overhead}[family](args.quick, args.timeout)
 
 
 if __name__ == "__main__":
