@@ -10,7 +10,8 @@ how long an interrupt sent 50 ms into the query took to be heard. A table of
 at most 2,048 rows is one vector, which DuckDB works through without hearing
 an interrupt: the time is the uninterruptible time.
 
-    python bench/bench_unstoppable.py [--family split,list,window,overhead] [--quick]
+    python bench/bench_unstoppable.py [--family split,list,window,overhead,constants]
+                                      [--quick]
 """
 
 from __future__ import annotations
@@ -171,15 +172,42 @@ def overhead(quick: bool, timeout: float) -> None:
               flush=True)
 
 
+def constants(quick: bool, timeout: float) -> None:
+    """A guarded call on constant lists past the bound: refused as DuckDB plans
+    it, or after it computed the call while planning (what the guard's shape
+    decides; value_bounds keeps such a list within 1,048,576 elements)."""
+    import time
+    from pathlib import Path
+
+    import duckdb
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from storage import unstoppable
+
+    print("== a guarded call on constant lists of 1,048,576: time to its refusal")
+    con = duckdb.connect(config={"threads": 1})
+    unstoppable.define(con)
+    for query in ("SELECT list_intersect(range(1048576), range(1048576))",
+                  "SELECT range(1048576) @> range(1048576)",
+                  "SELECT list_distinct(range(1048576))"):
+        start = time.perf_counter()
+        try:
+            con.execute(query).fetchall()
+            outcome = "ran"
+        except duckdb.Error:
+            outcome = "refused"
+        print(f"  {query[7:]:56} {outcome} in {time.perf_counter() - start:.2f} s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", default="split,list,window,overhead")
+    parser.add_argument("--family", default="split,list,window,overhead,constants")
     parser.add_argument("--quick", action="store_true", help="the smaller shapes only")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
     for family in args.family.split(","):
         {"split": split, "list": lists, "window": window,
-         "overhead": overhead}[family](args.quick, args.timeout)
+         "overhead": overhead, "constants": constants}[family](args.quick, args.timeout)
 
 
 if __name__ == "__main__":

@@ -97,9 +97,12 @@ def _vector_over(sizes: pa.Array, most: pa.Array) -> pa.Array:
 def _counted(size: str, free: int, most: int, only: str = "") -> str:
     """The condition that refuses a row: its `size` past `free`, and the
     vector's sizes past `free` together past `most` (`only`: a further
-    condition for being counted at all)."""
-    return (f"CASE WHEN {size} > {free}{only} THEN {VECTOR_OVER}({size}, {most}) "
-            "ELSE false END")
+    condition for being counted at all). One row past `most` is refused
+    without counting: on constants DuckDB then folds the guard to the
+    error as it plans, before it computes the call (range(1048576) twice in
+    list_intersect: 0.5 s, not 3.3 s)."""
+    return (f"CASE WHEN {size} > {most}{only} THEN true WHEN {size} > {free}{only} "
+            f"THEN {VECTOR_OVER}({size}, {most}) ELSE false END")
 
 
 _PAIR = (f"length(a) * length(b) > {PAIR_MAX}",
