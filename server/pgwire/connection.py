@@ -9,37 +9,35 @@ interrupts the statement); nothing after it up to Sync or the Query's end starts
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from catalog.errors import CairnError
 from sqlgrammar.errors import SqlSyntaxError
 from sqlgrammar.splitter import split_script
 
 from ..answers import Held
 from ..executor import PARSE_ON_THREAD_CHARS, execute
 from ..metrics import statement_kind
-from ..session import Interrupt, Session
+from ..session import Session
 from ..state import Cairn
 from . import catalogfaults, chatter, describe, messages, params, pgcatalog
+from .cancelling import Cancellable
 from .errors import PgError, contract_code, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
-from .results import Reply, data_rows, description, formats_for, from_result, progress_notices
+from .results import Reply, data_rows, description, formats_for, from_result
 from .statements import WRITE, Portal, Prepared, bind_work, parameter_types, read_bind, split
 from .statements import text as query_text
 
 log = logging.getLogger("cairn.pgwire")
 
 FLUSH_ROWS = 1000  # drain the socket every so many DataRows
-CANCEL_GRACE = 2.0  # seconds a cancelled statement gets to stop before it is abandoned
 YIELD_EVERY = 32  # messages handled back to back before other clients get the loop
 
 
-class Connection:
+class Connection(Cancellable):
     def __init__(self, cairn: Cairn, catalog: pgcatalog.CatalogEngine,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  session: Session, settings: chatter.Settings, info: pgcatalog.SessionInfo) -> None:
@@ -135,36 +133,6 @@ class Connection:
         """ReadyForQuery: the connection is idle, a cancel that came before is spent."""
         self.writer.write(messages.ready(self.tx))
         self.busy = self.cancelled = False
-
-    def _check_cancelled(self) -> None:
-        if self.cancelled:
-            raise PgError("57014", "canceling statement due to user request")
-
-    def cancel(self) -> None:
-        """A CancelRequest named this connection. Busy, no statement starts after it up to
-        ReadyForQuery (57014); the running one is answered as it ended: 57014 if stopped, else
-        its own answer (57014 for a write or BACKUP that had ended was retried: it ran twice).
-        Idle or awaiting the client's next message, nothing happens, as in PostgreSQL."""
-        if self.busy and not self.waiting:
-            self.cancelled = True
-        if self.running is None or self.running.done():
-            return
-        if self.jobs:
-            for job_id in list(self.jobs):
-                asyncio.ensure_future(self._kill(job_id))
-            return
-        # A DuckDB query stops at once, an uncommitted write never commits; a committed one is not.
-        if self.session.interrupt is not None and not self.session.interrupt.fire():
-            return
-        running = self.running
-        # Anything else (waiting on a lock) is abandoned shortly after, but not once it has jobs
-        # (their end answers it); a DDL changes nothing when it gets the lock (commit_point).
-        asyncio.get_running_loop().call_later(
-            CANCEL_GRACE, lambda: None if running.done() or self.jobs else running.cancel())
-
-    async def _kill(self, job_id: str) -> None:
-        with contextlib.suppress(CairnError):  # it finished meanwhile
-            await self.cairn.jobs.kill(job_id)
 
     # --- simple query -----------------------------------------------------------------
 
@@ -280,32 +248,6 @@ class Connection:
             raise
         reply.held = self.held.n - before  # until the reply is let go (Held.let_go)
         return reply
-
-    async def _stoppable(self, work: Awaitable[Any]) -> Any:
-        """`work`'s result, run as the statement a CancelRequest stops (cancel())."""
-        self.jobs.clear()
-        self.stopped.clear()
-        self.session.interrupt = Interrupt()
-        task = asyncio.ensure_future(work)
-        self.running = task
-        progress = asyncio.ensure_future(progress_notices(self.cairn, self.jobs, self.writer,
-                                                          self._drain))
-        try:
-            await asyncio.wait({task})
-        finally:
-            progress.cancel()
-            self.running = None
-            self.jobs.clear()
-        if task.cancelled() or self.stopped:  # a detached job stopped before it began too
-            raise PgError("57014", "canceling statement due to user request")
-        return task.result()
-
-    def _job_started(self, job_id: str) -> None:
-        self.jobs.add(job_id)
-        self.writer.write(messages.notice(f"job {job_id} started"))
-        if self.cancelled:  # the statement was cancelled before it started this job: the job
-            self.cairn.jobs.ask_to_stop(job_id)  # does nothing, ends `cancelled`, answer 57014
-            self.stopped.add(job_id)
 
     # --- extended query -----------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from catalog.errors import Cancelled
-from server.pgwire.connection import CANCEL_GRACE
+from server.pgwire.cancelling import CANCEL_GRACE
 from server.session import Interrupt
 from tests.pgwire.conftest import PgServer
 from tests.pgwire.test_protocol import _PENDING, _fields, _msg, _read_all, _startup
