@@ -35,6 +35,7 @@ log = logging.getLogger("cairn.pgwire")
 
 FLUSH_ROWS = 1000  # drain the socket every so many DataRows
 YIELD_EVERY = 32  # messages handled back to back before other clients get the loop
+SIMPLE = (b"Q", b"F")  # answered with ReadyForQuery, an error too (no skipping to Sync)
 
 
 class Connection(Cancellable):
@@ -64,6 +65,7 @@ class Connection(Cancellable):
         handlers: dict[bytes, Callable[[messages.Payload], Awaitable[None]]] = {
             b"Q": self._query, b"P": self._parse, b"B": self._bind, b"D": self._describe,
             b"E": self._execute, b"C": self._close, b"H": self._flush, b"S": self._sync,
+            b"F": self._function_call,
         }
         handled = 0
         while True:
@@ -94,7 +96,7 @@ class Connection(Cancellable):
                 await handler(body)
             except PgError as exc:
                 self._fail(tag, exc)
-                if tag == b"Q":
+                if tag in SIMPLE:
                     await self._drain()
             except (messages.ProtocolViolation, ConnectionError):  # ConnectionError: it left
                 raise
@@ -124,7 +126,7 @@ class Connection(Cancellable):
 
     def _fail(self, tag: bytes, exc: PgError) -> None:
         self.writer.write(exc.to_bytes())
-        if tag == b"Q":
+        if tag in SIMPLE:
             self._ready()
         else:
             self.skipping = True
@@ -427,6 +429,12 @@ class Connection(Cancellable):
         else:
             raise messages.ProtocolViolation("Close needs 'S' or 'P'")
         self.writer.write(messages.CLOSE_COMPLETE)
+
+    async def _function_call(self, body: messages.Payload) -> None:
+        """The fast path (libpq's PQfn): answered, as PostgreSQL answers a
+        function it does not have, with an error and ReadyForQuery."""
+        messages.function_call(body)
+        raise PgError("0A000", "fast-path function calls are not supported")
 
     async def _flush(self, body: messages.Payload) -> None:
         body.end()

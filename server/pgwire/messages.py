@@ -270,8 +270,26 @@ def command_complete(tag: str) -> bytes:
     return message(b"C", cstr(tag))
 
 
-# What a logged-in client may send (COPY's d, c and f: ignored, PostgreSQL's too)
-FRONTEND = b"QPBDECHSXdcf"
+# What a logged-in client may send (COPY's d, c and f: ignored, PostgreSQL's too;
+# F, the fast-path FunctionCall: read, then refused with 0A000)
+FRONTEND = b"QPBDECHSXdcfF"
+
+
+def function_call(body: Payload) -> int:
+    """A FunctionCall's function OID, its every part read and checked as a
+    Bind's are: a malformed one is a ProtocolViolation (libpq's PQfn sends it;
+    Cairn has no functions to call this way)."""
+    fid = body.uint32()
+    formats = body.int16s(body.uint16())
+    args = body.values(body.uint16())
+    result = body.int16()
+    body.end()
+    if set(formats) - {0, 1} or result not in (0, 1):
+        raise ProtocolViolation("format codes must be 0 or 1")
+    if len(formats) not in (0, 1, len(args)):
+        raise ProtocolViolation(f"function call message contains {len(formats)} argument "
+                                f"formats but {len(args)} arguments")
+    return fid
 
 PARSE_COMPLETE = message(b"1")
 BIND_COMPLETE = message(b"2")
