@@ -18,7 +18,7 @@ from storage.types import type_label
 
 from ..result import cairn_type
 from ..state import Cairn
-from . import arrays, messages, params
+from . import arrays, messages, params, type_oids
 from . import types as t
 from .errors import PgError
 from .kept import FORMAT_BYTES, OID_BYTES, SPOT_BYTES, columns_size
@@ -236,7 +236,8 @@ async def parameter_types(cairn: Cairn, namespace: str | None, text: str, declar
     parameters read as text (params.infer, on a statement thread: it reads
     the tables); a `$n` where a name must stand is 42601, as in PostgreSQL,
     whether or not its type was declared. `off_loop(text, fn, *args)`: the
-    connection's."""
+    connection's. A declared type no type has is 42704 (type_oids.py)."""
+    type_oids.refuse_unknown(declared)
     oids, targets = params.untyped(declared, count)
     texts: dict[int, bool | str] = {}
     try:
