@@ -23,7 +23,8 @@ from ..duckfaults import LONG_TEXT
 from ..session import Session
 from ..state import Cairn
 from .errors import PgError
-from .pgcatalog import CatalogEngine, SessionInfo
+from .pgcatalog import CatalogEngine
+from .session_functions import SessionInfo
 
 
 class _Connection(Protocol):

@@ -28,6 +28,7 @@ from .cancelling import Cancellable
 from .errors import PgError, contract_code, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
 from .results import Reply, data_rows, description, formats_for, from_result
+from .session_functions import SessionInfo
 from .statements import WRITE, Portal, Prepared, bind_work, parameter_types, read_bind, split
 from .statements import text as query_text
 
@@ -41,7 +42,7 @@ SIMPLE = (b"Q", b"F")  # answered with ReadyForQuery, an error too (no skipping 
 class Connection(Cancellable):
     def __init__(self, cairn: Cairn, catalog: pgcatalog.CatalogEngine,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 session: Session, settings: chatter.Settings, info: pgcatalog.SessionInfo) -> None:
+                 session: Session, settings: chatter.Settings, info: SessionInfo) -> None:
         self.cairn, self.catalog, self.settings, self.info = cairn, catalog, settings, info
         self.reader, self.writer = reader, writer
         self.session = dataclasses.replace(session, on_job=self._job_started)

@@ -16,7 +16,6 @@ import itertools
 import logging
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import duckdb
@@ -36,15 +35,13 @@ from storage.sandbox import DENIED_NODES, cte_references, denied_function, in_ut
 
 from ..result import cairn_type
 from ..state import Cairn
-from . import arrays, chatter, keywords, regtypes, relations, results
+from . import arrays, keywords, regtypes, relations, results
 from . import types as t
 from .catalog_tree import USER_WORDS, denied_table_function, func_name, named, shown, unqualified
-from .errors import PgError
+from .session_functions import FUNCTIONS, VISIBLE, SessionInfo, lit
 
 log = logging.getLogger("cairn.pgwire")
 
-SERVER_VERSION = "15.0"
-VERSION = f"PostgreSQL {SERVER_VERSION} (Cairn) on x86_64-pc-linux-gnu, compiled by Cairn, 64-bit"
 
 # The lookahead (each alternative's first letter) lets a position be refused in
 # one step: a 2 MB INSERT was scanned in 1.5-3 s on the event loop, now ~0.1-0.3 s.
@@ -66,22 +63,6 @@ _TEXT_TYPES = {"name", "char", "bpchar", "text", "varchar"}
 _ALLOWED_TABLE_FUNCTIONS = {"unnest", "explode", "generate_series", "range",
                             "generate_subscripts", "pg_get_keywords"}
 KEYWORDS = "pg_get_keywords"  # keywords.py
-VISIBLE = "cairn_visible"  # pg_table_is_visible()'s relations
-
-
-@dataclass
-class SessionInfo:
-    """What session functions answer with."""
-
-    user: str
-    pid: int
-    namespace: str | None
-    settings: dict[str, str]
-    host: str
-    port: int
-    # set_config()'s (name, value) of the query last run, checked: the
-    # connection applies them once the query has run (chatter.Settings.apply).
-    pending: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _prepare(sql: str) -> str:
@@ -139,113 +120,12 @@ def parse(sql: str, comments: tuple[tuple[int, int], ...] = ()) -> exp.Expressio
     if catalog:
         return tree
     names = {func_name(f) for f in tree.find_all(exp.Func)}
-    if names & set(_SESSION_FUNCTIONS) or any(
+    if names & set(FUNCTIONS) or any(
             type(n).__name__ in ("CurrentUser", "SessionUser")
             or (isinstance(n, exp.DataType) and n.sql("postgres").lower() in _OID_TYPES)
             for n in tree.walk()):
         return tree
     return None
-
-
-def _lit(value: Any) -> exp.Expression:
-    if value is None:
-        return exp.null()
-    if isinstance(value, bool):
-        return exp.true() if value else exp.false()
-    if isinstance(value, int):
-        return exp.Literal.number(value)
-    return exp.Literal.string(str(value))
-
-
-def _arg(node: exp.Expression, i: int) -> exp.Expression | None:
-    args = list(node.expressions) if isinstance(node, exp.Anonymous) else [
-        a for a in node.iter_expressions()]
-    return args[i] if i < len(args) else None
-
-
-def _setting(node: exp.Expression, info: SessionInfo) -> exp.Expression:
-    a = _arg(node, 0)
-    if isinstance(a, exp.Literal) and a.is_string:
-        return _lit(info.settings.get(a.this.lower()))
-    return exp.null()
-
-
-def _set_config(node: exp.Expression, info: SessionInfo) -> exp.Expression:
-    """set_config(name, value, is_local) as SET: a setting SET refuses is its
-    error (22023), one it takes is applied once the query has run and its
-    value as held returned (the value was echoed, applied or not). `is_local`
-    is SET LOCAL's, which Cairn takes as SET. A NULL (a parameter while a
-    statement is described) sets nothing."""
-    args = [_arg(node, i) for i in (0, 1)]
-    texts = [a.this if isinstance(a, exp.Cast) else a for a in args]
-    if any(a is None or isinstance(a, exp.Null) for a in texts):
-        return exp.null()
-    if not all(isinstance(a, exp.Literal) and a.is_string for a in texts):
-        raise PgError("0A000", "set_config() takes a name and value written as strings (or "
-                               "parameters): Cairn does not compute them")
-    name, value = (str(cast(exp.Literal, a).this) for a in texts)
-    value = chatter.checked(name.lower(), value, info.user)
-    info.pending.append((name, value))
-    return _lit(value)
-
-
-def _format_type(node: exp.Expression, info: SessionInfo) -> exp.Expression:
-    oid, mod = _arg(node, 0), _arg(node, 1)
-    return exp.Anonymous(this="cairn_format_type",
-                         expressions=[oid or exp.null(), mod or exp.Literal.number(-1)])
-
-
-_SESSION_FUNCTIONS: dict[str, Any] = {
-    "version": lambda n, i: _lit(VERSION),
-    "current_version": lambda n, i: _lit(VERSION),
-    "current_database": lambda n, i: _lit(relations.DATABASE),
-    "current_catalog": lambda n, i: _lit(relations.DATABASE),
-    "current_schema": lambda n, i: _lit(i.namespace),
-    "current_schemas": lambda n, i: exp.Array(expressions=[_lit("pg_catalog")]),
-    "pg_backend_pid": lambda n, i: _lit(i.pid),
-    "pg_advisory_unlock_all": lambda n, i: exp.null(),  # Cairn takes no advisory locks
-    "current_setting": _setting,
-    "set_config": _set_config,
-    "inet_server_addr": lambda n, i: _lit(i.host),
-    "inet_server_port": lambda n, i: _lit(i.port),
-    "inet_client_addr": lambda n, i: exp.null(),
-    "pg_is_in_recovery": lambda n, i: _lit(False),
-    "pg_get_userbyid": lambda n, i: _lit("cairn"),
-    "pg_encoding_to_char": lambda n, i: _lit("UTF8"),
-    "pg_table_is_visible": lambda n, i: _lit(True) if i.namespace is None else (
-        _arg(n, 0) or exp.null()).isin(query=exp.select("oid").from_(VISIBLE)),  # relations
-    "pg_type_is_visible": lambda n, i: _lit(True),
-    "pg_function_is_visible": lambda n, i: _lit(True),
-    "pg_collation_is_visible": lambda n, i: _lit(True),
-    # SQLAlchemy 2.x's get_columns (an identity's options): DuckDB's json_object
-    "json_build_object": lambda n, i: exp.Anonymous(this="json_object",
-                                                    expressions=list(n.expressions)),
-    "pg_get_expr": lambda n, i: _arg(n, 0) or exp.null(),
-    "format_type": _format_type,
-    "quote_ident": lambda n, i: _arg(n, 0) or exp.null(),
-    "txid_current": lambda n, i: _lit(1),
-    "pg_relation_is_publishable": lambda n, i: _lit(False),
-    "pg_total_relation_size": lambda n, i: _lit(0),
-    "pg_relation_size": lambda n, i: _lit(0),
-    "pg_table_size": lambda n, i: _lit(0),
-    "pg_indexes_size": lambda n, i: _lit(0),
-    "pg_database_size": lambda n, i: _lit(0),
-    "pg_tablespace_size": lambda n, i: _lit(0),  # psql's \db+
-}
-_SESSION_FUNCTIONS["to_regtype"] = lambda n, i: regtypes.to_regtype(_arg(n, 0))
-for _name in ("pg_get_indexdef", "pg_get_constraintdef"):
-    _SESSION_FUNCTIONS[_name] = lambda n, i: exp.Anonymous(
-        this="cairn_definition", expressions=[_arg(n, 0) or exp.null()])
-for _name in ("obj_description", "col_description", "shobj_description", "pg_get_viewdef",
-              "pg_get_triggerdef", "pg_get_functiondef",  # psql's \sf, \ef
-              "pg_get_statisticsobjdef_columns", "pg_get_partkeydef", "pg_get_function_result",
-              "pg_get_function_arguments", "pg_get_ruledef", "pg_get_serial_sequence",
-              "pg_tablespace_location", "pg_get_partition_constraintdef"):
-    _SESSION_FUNCTIONS[_name] = lambda n, i: exp.null()
-for _name in ("has_table_privilege", "has_schema_privilege", "has_database_privilege",
-              "has_column_privilege", "has_any_column_privilege", "has_function_privilege",
-              "has_sequence_privilege", "pg_has_role"):
-    _SESSION_FUNCTIONS[_name] = lambda n, i: _lit(True)
 
 
 CATALOG_MEMORY = "256MB"
@@ -423,9 +303,9 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
     if type(node).__name__ in ("CurrentUser", "SessionUser", "CurrentRole") or (
             isinstance(node, exp.Column) and not node.table
             and node.name.lower() in USER_WORDS):
-        return _lit(info.user)
+        return lit(info.user)
     if isinstance(node, exp.Func):
-        fn = _SESSION_FUNCTIONS.get(func_name(node))
+        fn = FUNCTIONS.get(func_name(node))
         if fn is not None:
             return fn(node, info)
     if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func) and (
@@ -436,15 +316,15 @@ def _rewrite(node: exp.Expression, info: SessionInfo) -> exp.Expression:
         to = node.to.sql("postgres").lower().strip('"')
         if to == "regtype":
             oid = regtypes.type_oid(node.this.this) or 0
-            return _lit(regtypes.NAMES.get(oid, str(oid)) if shown(node) else oid)
+            return lit(regtypes.NAMES.get(oid, str(oid)) if shown(node) else oid)
         if to in ("regproc", "regprocedure") and not isinstance(node.parent, exp.Cast):
             # pg_type's typinput & co. hold names ('array_in'::regproc::oid stays 0)
-            return _lit(regtypes.proc_name(node.this.this))
+            return lit(regtypes.proc_name(node.this.this))
         if to in _OID_TYPES:  # 'pg_class'::regclass, 'app.t'::regclass, '16384'::oid
-            return _lit(regtypes.named_oid(node.this.this, to))
+            return lit(regtypes.named_oid(node.this.this, to))
         if node.to.is_type(exp.DataType.Type.ARRAY):  # '{a,b}'::text[] (pgjdbc's keywords)
             items = arrays.text_elements(node.this.this, InvalidArgument)
-            return exp.cast(exp.Array(expressions=[_lit(v) for v in items]),
+            return exp.cast(exp.Array(expressions=[lit(v) for v in items]),
                             cast(exp.DataType, node.to.transform(lambda n: _rewrite(n, info))))
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Cast) and (
             node.to.sql("postgres").lower() in _TEXT_TYPES

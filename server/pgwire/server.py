@@ -31,6 +31,7 @@ from . import chatter, messages, pgcatalog, scram
 from .connection import Connection
 from .errors import PgError
 from .kept import Rows, RowsBudget
+from .session_functions import SessionInfo
 
 log = logging.getLogger("cairn.pgwire")
 
@@ -237,7 +238,7 @@ class PgServer:
         writer.write(messages.backend_key(pid, secret))
         writer.write(messages.ready(b"I"))
         await writer.drain()
-        info = pgcatalog.SessionInfo(session.user_id, pid, session.namespace, settings.values,
+        info = SessionInfo(session.user_id, pid, session.namespace, settings.values,
                                      self.cfg.host, self.port)
         conn = Connection(self.cairn, self.catalog, reader, writer, session, settings, info)
         conn.portals.rows = Rows(self.portal_rows, conn.tally.who)
