@@ -197,6 +197,7 @@ class CatalogEngine:
         if any(func_name(f) not in _ALLOWED_TABLE_FUNCTIONS for f in functions):
             raise ValueError("table function")
         snapshot = relations.Snapshot(cairn, info.user)
+        info.schemas = frozenset(name for _, name in relations.schemas(snapshot))
         tables: dict[str, pa.Table] = {}
         ctes = cte_references(tree)
         for table in list(tree.find_all(exp.Table)):

@@ -80,7 +80,7 @@ class Snapshot:
             self.tables.append(("system", name, "v", cols))
 
 
-def _schemas(s: Snapshot) -> list[tuple[int, str]]:
+def schemas(s: Snapshot) -> list[tuple[int, str]]:
     out = [(PG_CATALOG_OID, "pg_catalog"), (INFO_SCHEMA_OID, "information_schema"),
            (oid_of("ns", "system"), "system")]
     return out + [(oid_of("ns", n), n) for n in s.namespaces]
@@ -96,7 +96,7 @@ TXTS = pa.list_(pa.string())
 
 
 def pg_namespace(s: Snapshot) -> pa.Table:
-    rows = [{"oid": o, "nspname": n, "nspowner": OWNER_OID} for o, n in _schemas(s)]
+    rows = [{"oid": o, "nspname": n, "nspowner": OWNER_OID} for o, n in schemas(s)]
     return _table(rows, [("oid", I64), ("nspname", TXT), ("nspowner", I64), ("nspacl", TXTS)])
 
 
@@ -351,7 +351,7 @@ def definitions(s: Snapshot) -> pa.Table:
 
 def info_schemata(s: Snapshot) -> pa.Table:
     rows = [{"catalog_name": DATABASE, "schema_name": n, "schema_owner": "cairn"}
-            for _, n in _schemas(s)]
+            for _, n in schemas(s)]
     return _table(rows, [("catalog_name", TXT), ("schema_name", TXT), ("schema_owner", TXT)])
 
 

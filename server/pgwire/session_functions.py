@@ -10,6 +10,8 @@ from typing import Any, cast
 
 from sqlglot import exp
 
+from storage.names import fold
+
 from . import chatter, regtypes, relations
 from .errors import PgError
 
@@ -31,6 +33,8 @@ class SessionInfo:
     # set_config()'s (name, value) of the query last run, checked: the
     # connection applies them once the query has run (chatter.Settings.apply).
     pending: list[tuple[str, str]] = field(default_factory=list)
+    # The schemas (pg_namespace's names) of the query last run (pgcatalog.py sets them)
+    schemas: frozenset[str] = frozenset()
 
 
 def lit(value: Any) -> exp.Expression:
@@ -47,6 +51,46 @@ def _arg(node: exp.Expression, i: int) -> exp.Expression | None:
     args = list(node.expressions) if isinstance(node, exp.Anonymous) else [
         a for a in node.iter_expressions()]
     return args[i] if i < len(args) else None
+
+
+def _search_path(info: SessionInfo) -> list[str]:
+    """search_path's schemas that exist, in its order, each once (PostgreSQL's
+    `current_schemas(false)`: a schema that does not exist is skipped). Its
+    names fold as `chatter.search_namespace` folds them; `"$user"` names none
+    (Cairn reads no namespace of the user's name)."""
+    out: list[str] = []
+    for part in info.settings.get("search_path", "").split(","):
+        name = fold(part.strip().strip('"').strip())
+        if name in info.schemas and name not in out:
+            out.append(name)
+    return out
+
+
+def _current_schema(info: SessionInfo) -> exp.Expression:
+    """The namespace unqualified names mean (chatter.search_namespace), NULL if it
+    does not exist; with none named, search_path's first schema that exists (its
+    `pg_catalog`), as PostgreSQL's, NULL if none does."""
+    if info.namespace is not None:
+        return lit(info.namespace if info.namespace in info.schemas else None)
+    return lit(next(iter(_search_path(info)), None))
+
+
+def _current_schemas(node: exp.Expression, info: SessionInfo) -> exp.Expression:
+    """current_schemas(include_implicit): search_path's schemas that exist, and
+    pg_catalog first if asked for and not among them, as PostgreSQL's."""
+    schemas = _search_path(info)
+    implicit = ([] if "pg_catalog" in schemas else ["pg_catalog"]) + schemas
+
+    def array(names: list[str]) -> exp.Expression:
+        return exp.cast(exp.Array(expressions=[lit(n) for n in names]), "VARCHAR[]")
+
+    flag = _arg(node, 0)
+    if isinstance(flag, exp.Boolean):
+        return array(implicit if flag.this else schemas)
+    if flag is None or isinstance(flag, exp.Null):
+        return exp.cast(exp.null(), "VARCHAR[]")
+    return exp.case().when(flag.is_(exp.null()), exp.cast(exp.null(), "VARCHAR[]")).when(
+        flag, array(implicit)).else_(array(schemas))
 
 
 def _setting(node: exp.Expression, info: SessionInfo) -> exp.Expression:
@@ -86,8 +130,8 @@ FUNCTIONS: dict[str, Any] = {
     "current_version": lambda n, i: lit(VERSION),
     "current_database": lambda n, i: lit(relations.DATABASE),
     "current_catalog": lambda n, i: lit(relations.DATABASE),
-    "current_schema": lambda n, i: lit(i.namespace),
-    "current_schemas": lambda n, i: exp.Array(expressions=[lit("pg_catalog")]),
+    "current_schema": lambda n, i: _current_schema(i),
+    "current_schemas": lambda n, i: _current_schemas(n, i),
     "pg_backend_pid": lambda n, i: lit(i.pid),
     "pg_advisory_unlock_all": lambda n, i: exp.null(),  # Cairn takes no advisory locks
     "current_setting": _setting,
