@@ -1,9 +1,7 @@
 """What drivers say to any PostgreSQL server before and around real work:
-SET / RESET / SHOW of settings, BEGIN / COMMIT / ROLLBACK, DISCARD, DEALLOCATE.
-Answered by the connection itself; none of it reaches the SQL sandbox.
-
-Cairn commits every statement on its own: BEGIN and COMMIT are accepted so
-drivers that open transactions work; ROLLBACK undoes nothing and says so."""
+SET / RESET / SHOW of settings, BEGIN / COMMIT / ROLLBACK (transactions.py),
+DISCARD, DEALLOCATE. Answered by the connection itself; none of it reaches the
+SQL sandbox."""
 
 from __future__ import annotations
 
@@ -14,6 +12,7 @@ from typing import Any
 from storage.backup.schema import NAME_PATTERN
 from storage.names import fold
 
+from . import transactions
 from . import types as t
 from .errors import PgError
 
@@ -67,12 +66,10 @@ class Answer:
     rows: list[list[Any]] = field(default_factory=list)
     changed: dict[str, str] = field(default_factory=dict)  # reported settings that changed
     tx: bytes | None = None  # the new transaction status, if it changes
-    notice: str | None = None
+    notice: str | None = None  # a WARNING
+    notice_code: str = "25P01"
 
 
-_TX = re.compile(
-    r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE)\b"
-    r"(\s+(WORK|TRANSACTION|PREPARED|TO))?", re.IGNORECASE)
 # The patterns below match a statement already stripped of surrounding blanks
 # and one trailing `;` (`_bare`): each ends at `$` with no lazy `.*?` or optional
 # blanks before it, so none can backtrack more than linearly. (`(.*?)\s*;?\s*$`
@@ -378,24 +375,14 @@ class Settings:
 
 def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
     """The connection's own answer to `sql`, or None if Cairn should run it."""
-    m = _TX.match(sql)
+    tx_answer = transactions.answer(sql, tx)  # BEGIN, COMMIT, ROLLBACK, …
+    if tx_answer is not None:
+        if tx_answer.read_only:
+            raise ChatterError("READ ONLY transactions are not supported: Cairn commits "
+                               "every statement on its own", "0A000")
+        return Answer(tx_answer.tag, tx=tx_answer.tx, notice=tx_answer.notice,
+                      notice_code=tx_answer.notice_code)
     sql = _bare(sql)
-    if m:
-        word = m.group(1).upper().split()[0]
-        if word in ("BEGIN", "START"):
-            if _READ_ONLY_MODE.search(sql):
-                raise ChatterError("READ ONLY transactions are not supported: Cairn commits "
-                                   "every statement on its own", "0A000")
-            return Answer("BEGIN" if word == "BEGIN" else "START TRANSACTION", tx=b"T")
-        if word in ("COMMIT", "END"):
-            return Answer("COMMIT", tx=b"I")
-        if word in ("SAVEPOINT", "RELEASE"):
-            return Answer(word)
-        to = (m.group(3) or "").upper() == "TO"
-        notice = None
-        if tx != b"I" or to:
-            notice = "Cairn commits every statement on its own: ROLLBACK undid nothing"
-        return Answer("ROLLBACK", tx=None if to else b"I", notice=notice)
     m = _SET.match(sql)
     if m:
         name, raw = m.group(1).lower(), m.group(2)
@@ -460,7 +447,7 @@ def changes(sql: str) -> bool:
     something (a setting, the transaction, the prepared statements): all
     but SHOW."""
     bare = _bare(sql)
-    return _TX.match(sql) is not None or any(
+    return transactions.claims(sql) or any(
         p.match(bare) for p in (_SET, _SET_OTHER, _RESET, _DISCARD, _DEALLOCATE, _CLOSE,
                                 _UNLISTEN))
 

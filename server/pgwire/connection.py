@@ -31,6 +31,7 @@ from .results import Reply, data_rows, description, formats_for, from_result
 from .session_functions import SessionInfo
 from .statements import WRITE, Portal, Prepared, bind_work, parameter_types, read_bind, split
 from .statements import text as query_text
+from .transactions import TransactionError
 
 log = logging.getLogger("cairn.pgwire")
 
@@ -182,7 +183,11 @@ class Connection(Cancellable):
     async def _run(self, text: str, code: str, offset: int,
                    comments: tuple[tuple[int, int], ...] = ()) -> Reply:
         """Run one statement's text (`code`: comments blanked; `comments`: where)."""
-        answer = chatter.answer(code, self.settings, self.tx)
+        try:
+            answer = chatter.answer(code, self.settings, self.tx)
+        except TransactionError as exc:  # PREPARE TRANSACTION in a block: the block ends too
+            self._status(exc.tx)
+            raise
         if answer is not None:
             return self._chatter(answer, code)
         # A catalog query is a query: an INSERT, UPDATE or DELETE is not scanned for one.
@@ -199,17 +204,21 @@ class Connection(Cancellable):
             raise PgError("26000", f'prepared statement "{gone}" does not exist')
         for name, value in answer.changed.items():
             self.writer.write(messages.parameter_status(name, value))
-        if answer.tx is not None:
-            if answer.tx == b"I" and self.tx != b"I":
-                self.portals.clear()  # a transaction's portals end with it
-            self.tx = answer.tx
+        self._status(answer.tx)
         if answer.notice:
-            self.writer.write(messages.notice(answer.notice, "WARNING", "25P01"))
+            self.writer.write(messages.notice(answer.notice, "WARNING", answer.notice_code))
         if gone == "":
             self.statements.clear()
         elif gone is not None:
             self.statements.pop(gone, None)
         return Reply(answer.tag, answer.columns or None, answer.rows)
+
+    def _status(self, tx: bytes | None) -> None:
+        """The transaction status from now on (None: as it is)."""
+        if tx is not None:
+            if tx == b"I" and self.tx != b"I":
+                self.portals.clear()  # a transaction's portals end with it
+            self.tx = tx
 
     async def _off_loop(self, text: str, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args), on a statement thread when `text` is big, as the simple query's split is

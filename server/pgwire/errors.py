@@ -63,8 +63,9 @@ class PgError(Exception):
 
     def __init__(self, code: str, message: str, position: int | None = None,
                  severity: str = "ERROR", detail: str | None = None,
-                 cairn_code: str | None = None) -> None:
+                 cairn_code: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
+        self.hint = hint
         self.cairn_code = cairn_code  # the contract's code, when a Cairn error caused it
         self.code = code
         self.message = message
@@ -83,6 +84,8 @@ class PgError(Exception):
             extra["P"] = str(self.position)
         if self.detail:
             extra["D"] = self.detail
+        if self.hint:
+            extra["H"] = self.hint
         return messages.error(self.severity, self.code, self.message, **extra)
 
 

@@ -1,0 +1,186 @@
+"""BEGIN, COMMIT, ROLLBACK, their AND CHAIN, savepoints and the two-phase
+statements (PREPARE TRANSACTION, COMMIT / ROLLBACK PREPARED): answered by the
+connection, as PostgreSQL answers them, the transaction status included.
+
+Cairn commits every statement on its own: BEGIN and COMMIT are accepted so
+drivers that open transactions work, ROLLBACK undoes nothing and says so, and
+a transaction is never prepared (PostgreSQL's with `max_prepared_transactions
+= 0`, its default). A statement is read word by word (`_TOKEN`, no pattern
+that backtracks), its whole text: anything else in it is 42601, as in
+PostgreSQL (`COMMIT garbage` was answered COMMIT until 2026-12-08)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import PgError
+
+NO_TRANSACTION = "there is no transaction in progress"
+UNDID_NOTHING = "Cairn commits every statement on its own: ROLLBACK undid nothing"
+_NOT_PREPARED = "prepared transactions are disabled"
+_NOT_PREPARED_HINT = "Cairn commits every statement on its own; it prepares no transaction."
+# A quoted string, a quoted name, a word, or any other one character.
+_TOKEN = re.compile(r"'(?:[^']|'')*'?|\"(?:[^\"]|\"\")*\"?|[A-Za-z_][A-Za-z0-9_$]*|\S")
+_STRING = re.compile(r"'(?:[^']|'')*'")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*|\"(?:[^\"]|\"\")+\"")
+_ISOLATION = (("SERIALIZABLE",), ("REPEATABLE", "READ"), ("READ", "COMMITTED"),
+              ("READ", "UNCOMMITTED"))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    tag: str
+    tx: bytes | None = None  # the transaction status after it, if it changes
+    notice: str | None = None  # a WARNING
+    notice_code: str = "25P01"
+    read_only: bool = False  # BEGIN READ ONLY (chatter.py refuses it)
+
+
+class TransactionError(PgError):
+    """An error answered for a transaction statement; `tx`: the transaction
+    status after it, when it changes (PREPARE TRANSACTION ends the block)."""
+
+    def __init__(self, code: str, message: str, tx: bytes | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(code, message, hint=hint)
+        self.tx = tx
+
+
+def _words(sql: str) -> list[str]:
+    sql = sql.strip()
+    if sql.endswith(";"):
+        sql = sql[:-1]
+    return _TOKEN.findall(sql)
+
+
+def claims(sql: str) -> bool:
+    """Whether `sql` (comments blanked) is a statement answered here."""
+    words = [w.upper() for w in _words(sql)[:2]]
+    if not words:
+        return False
+    if words[0] in ("START", "PREPARE"):
+        return words[1:] == ["TRANSACTION"]
+    return words[0] in ("BEGIN", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE")
+
+
+class _Reader:
+    def __init__(self, words: list[str]) -> None:
+        self.words, self.pos = words, 0
+
+    def take(self, *expected: str) -> bool:
+        """Whether the next words are `expected` (read past them if so)."""
+        got = [w.upper() for w in self.words[self.pos:self.pos + len(expected)]]
+        if got == list(expected):
+            self.pos += len(expected)
+            return True
+        return False
+
+    def name(self) -> str:
+        """A savepoint's name (a word or a quoted name)."""
+        word = self.words[self.pos] if self.pos < len(self.words) else ""
+        if _NAME.fullmatch(word):
+            self.pos += 1
+            return self.words[self.pos - 1]
+        raise self.error()
+
+    def string(self) -> str:
+        """A string literal's value."""
+        word = self.words[self.pos] if self.pos < len(self.words) else ""
+        if not _STRING.fullmatch(word):
+            raise self.error()
+        self.pos += 1
+        return word[1:-1].replace("''", "'")
+
+    def end(self) -> None:
+        if self.pos < len(self.words):
+            raise self.error()
+
+    def error(self) -> PgError:
+        if self.pos >= len(self.words):
+            return PgError("42601", "syntax error at end of input")
+        return PgError("42601", f'syntax error at or near "{self.words[self.pos][:60]}"')
+
+
+def _modes(r: _Reader) -> bool:
+    """BEGIN's transaction modes, up to the end; whether READ ONLY is one."""
+    read_only, first = False, True
+    while r.pos < len(r.words):
+        if not first:
+            r.take(",")
+        first = False
+        if r.take("ISOLATION", "LEVEL"):
+            if not any(r.take(*level) for level in _ISOLATION):
+                raise r.error()
+        elif r.take("READ", "WRITE") or r.take("DEFERRABLE") or r.take("NOT", "DEFERRABLE"):
+            pass
+        elif r.take("READ", "ONLY"):
+            read_only = True
+        else:
+            raise r.error()
+    return read_only
+
+
+def answer(sql: str, tx: bytes) -> Outcome | None:
+    """The answer to `sql` in transaction status `tx` (b"I" idle, b"T" in a
+    block), or None if it is not a statement of these."""
+    if not claims(sql):
+        return None
+    r = _Reader(_words(sql))
+    block = tx != b"I"
+    if r.take("BEGIN") or r.take("START", "TRANSACTION"):
+        tag = "BEGIN" if r.words[0].upper() == "BEGIN" else "START TRANSACTION"
+        if tag == "BEGIN":
+            r.take("WORK") or r.take("TRANSACTION")
+        read_only = _modes(r)
+        if block:
+            return Outcome(tag, b"T", "there is already a transaction in progress", "25001",
+                           read_only)
+        return Outcome(tag, b"T", read_only=read_only)
+    if r.take("PREPARE", "TRANSACTION"):
+        r.string()
+        r.end()
+        if block:  # PostgreSQL's too: refused, the transaction ends
+            raise TransactionError("55000", _NOT_PREPARED, b"I", _NOT_PREPARED_HINT)
+        return Outcome("ROLLBACK", notice=NO_TRANSACTION)  # PostgreSQL's answer outside one
+    if r.take("SAVEPOINT") or r.take("RELEASE"):
+        what = "SAVEPOINT" if r.words[0].upper() == "SAVEPOINT" else "RELEASE"
+        if what == "RELEASE":
+            r.take("SAVEPOINT")
+        r.name()
+        r.end()
+        if not block:
+            raise PgError("25P01", f"{'RELEASE SAVEPOINT' if what == 'RELEASE' else what} can "
+                                   "only be used in transaction blocks")
+        return Outcome(what)
+    commit = r.take("COMMIT") or r.take("END")
+    if not commit:
+        r.take("ROLLBACK") or r.take("ABORT")
+    word = "COMMIT" if commit else "ROLLBACK"
+    if r.take("PREPARED"):
+        gid = r.string()
+        r.end()
+        if block:
+            raise PgError("25001", f"{word} PREPARED cannot run inside a transaction block")
+        raise PgError("42704", f'prepared transaction with identifier "{gid[:200]}" does not '
+                               "exist")
+    r.take("WORK") or r.take("TRANSACTION")
+    if not commit and r.take("TO"):
+        r.take("SAVEPOINT")
+        r.name()
+        r.end()
+        if not block:
+            raise PgError("25P01", "ROLLBACK TO SAVEPOINT can only be used in transaction blocks")
+        return Outcome("ROLLBACK", notice=UNDID_NOTHING)
+    chain = False
+    if r.take("AND"):
+        chain = not r.take("NO")
+        if not r.take("CHAIN"):
+            raise r.error()
+    r.end()
+    if chain and not block:
+        raise PgError("25P01", f"{word} AND CHAIN can only be used in transaction blocks")
+    if not block:
+        return Outcome(word, notice=NO_TRANSACTION)
+    # AND CHAIN: a new transaction begins at once, the block goes on
+    return Outcome(word, b"T" if chain else b"I", None if commit else UNDID_NOTHING)

@@ -1,0 +1,119 @@
+"""Transaction statements answered as PostgreSQL 15 answers them (with
+`max_prepared_transactions = 0`, its default), the transaction status after
+each included (server/pgwire/transactions.py). Until 2026-12-08 `ROLLBACK
+PREPARED 'x'` and `COMMIT PREPARED 'x'` answered ROLLBACK / COMMIT as if done,
+`PREPARE TRANSACTION` was 42501 "PREPARE is not allowed" with the block left
+open, `COMMIT AND CHAIN` ended the block where PostgreSQL begins the next
+transaction at once (and outside one answered COMMIT where PostgreSQL says
+25P01), and `COMMIT garbage` was answered COMMIT."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
+
+from server.pgwire import chatter, transactions
+from tests.pgwire.conftest import PgServer
+
+SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
+
+IDLE, BLOCK = TransactionStatus.IDLE, TransactionStatus.INTRANS
+NO_TX = "there is no transaction in progress"
+
+# (statements before, the statement, its tag or SQLSTATE, the status after, a WARNING's code)
+CASES: list[tuple[list[str], str, str, TransactionStatus, str | None]] = [
+    ([], "ROLLBACK PREPARED 'x'", "42704", IDLE, None),
+    ([], "COMMIT PREPARED 'x'", "42704", IDLE, None),
+    ([], "COMMIT PREPARED ''", "42704", IDLE, None),
+    (["BEGIN"], "COMMIT PREPARED 'x'", "25001", BLOCK, None),
+    (["BEGIN"], "ROLLBACK PREPARED 'x'", "25001", BLOCK, None),
+    ([], "PREPARE TRANSACTION 'x'", "ROLLBACK", IDLE, "25P01"),
+    (["BEGIN"], "PREPARE TRANSACTION 'x'", "55000", IDLE, None),  # and the block is over
+    ([], "COMMIT AND CHAIN", "25P01", IDLE, None),
+    ([], "ROLLBACK AND CHAIN", "25P01", IDLE, None),
+    ([], "END AND CHAIN", "25P01", IDLE, None),
+    ([], "ABORT WORK AND CHAIN", "25P01", IDLE, None),
+    (["BEGIN"], "COMMIT AND CHAIN", "COMMIT", BLOCK, None),
+    (["BEGIN"], "COMMIT WORK AND CHAIN;", "COMMIT", BLOCK, None),
+    (["BEGIN"], "ROLLBACK AND CHAIN", "ROLLBACK", BLOCK, "25P01"),  # undid nothing
+    (["BEGIN", "COMMIT AND CHAIN"], "COMMIT", "COMMIT", IDLE, None),
+    (["BEGIN"], "COMMIT TRANSACTION AND NO CHAIN", "COMMIT", IDLE, None),
+    (["BEGIN"], "ROLLBACK AND NO CHAIN", "ROLLBACK", IDLE, "25P01"),
+    ([], "COMMIT", "COMMIT", IDLE, "25P01"),
+    ([], "ROLLBACK", "ROLLBACK", IDLE, "25P01"),
+    (["BEGIN"], "BEGIN", "BEGIN", BLOCK, "25001"),
+    (["BEGIN"], "COMMIT", "COMMIT", IDLE, None),
+    ([], "BEGIN ISOLATION LEVEL SERIALIZABLE, READ WRITE NOT DEFERRABLE", "BEGIN", BLOCK, None),
+    ([], "START TRANSACTION ISOLATION LEVEL REPEATABLE READ", "START TRANSACTION", BLOCK, None),
+    ([], "COMMIT garbage", "42601", IDLE, None),
+    ([], "BEGIN WORK garbage", "42601", IDLE, None),
+    ([], "ROLLBACK PREPARED x", "42601", IDLE, None),
+    ([], "PREPARE TRANSACTION x", "42601", IDLE, None),
+    ([], "COMMIT AND", "42601", IDLE, None),
+    ([], "SAVEPOINT a", "25P01", IDLE, None),
+    ([], "RELEASE SAVEPOINT a", "25P01", IDLE, None),
+    ([], "ROLLBACK TO a", "25P01", IDLE, None),
+    (["BEGIN"], "SAVEPOINT a", "SAVEPOINT", BLOCK, None),
+    (["BEGIN", "SAVEPOINT a"], "RELEASE a", "RELEASE", BLOCK, None),
+    (["BEGIN", "SAVEPOINT a"], "ROLLBACK TO SAVEPOINT a", "ROLLBACK", BLOCK, "25P01"),
+]
+
+
+@pytest.mark.parametrize(("before", "sql", "said", "status", "warning"), CASES,
+                         ids=[" / ".join([*c[0], c[1]]) for c in CASES])
+@pytest.mark.parametrize("prepare", [False, True], ids=["simple", "extended"])
+def test_transaction_statements(pg: PgServer, before: list[str], sql: str, said: str,
+                                status: TransactionStatus, warning: str | None,
+                                prepare: bool) -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for statement in before:
+            conn.execute(statement)
+        notices: list[str | None] = []  # (a Diagnostic is read in the handler only)
+        conn.add_notice_handler(lambda diag: notices.append(diag.sqlstate))
+        if said[:2].isdigit():
+            with pytest.raises(psycopg.Error) as caught:
+                conn.execute(sql, prepare=prepare)
+            assert caught.value.sqlstate == said, caught.value
+        else:
+            assert conn.execute(sql, prepare=prepare).statusmessage == said
+        assert conn.info.transaction_status == status
+        assert notices == ([warning] if warning else [])
+        assert conn.execute("SELECT 1 AS one").fetchall() == [(1,)]  # usable after
+
+
+def test_prepare_transaction_in_a_block_says_why(pg: PgServer) -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("BEGIN")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as caught:
+            conn.execute("PREPARE TRANSACTION 'x'")
+        assert str(caught.value).startswith("prepared transactions are disabled")
+        assert caught.value.diag.message_hint is not None
+        with pytest.raises(psycopg.errors.UndefinedObject,
+                           match='prepared transaction with identifier "x" does not exist'):
+            conn.execute("ROLLBACK PREPARED 'x'")
+
+
+def test_a_chained_transaction_goes_on_for_a_driver(pg: PgServer) -> None:
+    """psycopg (not autocommit) holds a block open; COMMIT AND CHAIN keeps it."""
+    with psycopg.connect(pg.dsn()) as conn:
+        conn.execute("SELECT 1")
+        assert conn.info.transaction_status == BLOCK
+        conn.execute("COMMIT AND CHAIN")
+        assert conn.info.transaction_status == BLOCK
+        conn.commit()
+        assert conn.info.transaction_status == IDLE
+
+
+@pytest.mark.parametrize("sql", ["START ARCHIVING", "PREPARE p AS SELECT 1", "ENDX", "BEGINS",
+                                 "COMMITTED", "RELEASES x", "START"])
+def test_other_statements_are_not_claimed(sql: str) -> None:
+    assert not transactions.claims(sql)
+    assert transactions.answer(sql, b"I") is None
+
+
+def test_begin_read_only_stays_refused() -> None:
+    with pytest.raises(chatter.ChatterError) as caught:
+        chatter.answer("BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY", chatter.Settings(
+            "alice", {}, True), b"I")
+    assert caught.value.code == "0A000"
