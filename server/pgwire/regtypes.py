@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 from sqlglot import exp
 
-from . import arrays, relations
+from . import relations
 from . import types as t
 from .errors import PgError
 
@@ -22,11 +22,10 @@ _SQL_NAMES = {
     t.BPCHAR: "character", t.CHAR: '"char"', t.TIME: "time without time zone",
     t.TIMESTAMP: "timestamp without time zone", t.TIMESTAMPTZ: "timestamp with time zone"}
 NAMES = {oid: _SQL_NAMES.get(oid, name) for oid, (name, _) in t.TYPES.items()}
-NAMES |= {array: NAMES[element] + "[]" for array, element in arrays.ELEMENTS.items()}
-NAMES[t.CHAR_ARRAY] = '"char"[]'
+NAMES |= {array: NAMES[element] + "[]" for element, array in t.ARRAYS.items()}
 _TYPE_OIDS = {name: oid for oid, (name, _) in t.TYPES.items()} | {
-    "_" + t.TYPES[element][0]: array for array, element in arrays.ELEMENTS.items()} | {
-    t.TYPES[element][0] + "[]": array for array, element in arrays.ELEMENTS.items()} | {
+    "_" + t.TYPES[element][0]: array for element, array in t.ARRAYS.items()} | {
+    t.TYPES[element][0] + "[]": array for element, array in t.ARRAYS.items()} | {
     name.replace('"', ""): oid for oid, name in NAMES.items()} | {
     "int": t.INT4, "decimal": t.NUMERIC, "character varying[]": 1015, "character[]": 1014}
 

@@ -21,7 +21,6 @@ from storage.types import shown_default, type_label
 
 from ..result import cairn_type
 from ..state import Cairn
-from . import arrays
 from . import types as t
 
 OWNER_OID = 10
@@ -170,6 +169,15 @@ def _typmod(cairn_type: str) -> int:
     return -1
 
 
+# pg_type's typcategory of each type, as PostgreSQL's (arrays: A; others U)
+_CATEGORY = {t.BOOL: "B", t.CHAR: "Z", t.UNKNOWN: "X", t.INTERVAL: "T"} | {
+    oid: "S" for oid in (t.NAME, t.TEXT, t.VARCHAR, t.BPCHAR)} | {
+    oid: "N" for oid in (t.INT2, t.INT4, t.INT8, t.OID, t.REGPROC, t.FLOAT4, t.FLOAT8,
+                         t.NUMERIC, t.REGCLASS, t.REGTYPE)} | {
+    oid: "D" for oid in (t.DATE, t.TIME, t.TIMESTAMP, t.TIMESTAMPTZ)} | {
+    oid: "A" for oid in t.FIXED_ARRAYS if oid != t.NAME}
+
+
 def _storage(oid: int) -> str:
     """PostgreSQL's storage of a type (psql's \\d+ "Storage"): plain for a
     fixed width, main for numeric, extended for the other variable widths."""
@@ -237,22 +245,25 @@ def pg_attrdef(s: Snapshot) -> pa.Table:
 
 
 def pg_type(s: Snapshot) -> pa.Table:
-    """The types Cairn sends and reads, and the arrays of one dimension it reads
-    as parameters (drivers look up an array's element here: asyncpg)."""
+    """The types Cairn sends and reads, and PostgreSQL's array type of each
+    (drivers look up an array's element here: asyncpg; and a type's array:
+    psycopg's TypeInfo.fetch)."""
     rows = []
-    kinds = {oid: (name, size, t.TEXT if oid == t.TEXT_ARRAY else 0)
-             for oid, (name, size) in t.TYPES.items()}
-    for array_oid, elem in arrays.ELEMENTS.items():
-        kinds.setdefault(array_oid, ("_" + t.TYPES[elem][0], -1, elem))
-    array_of = {elem: array_oid for array_oid, (_, _, elem) in kinds.items() if elem}
-    for oid, (name, size, elem) in kinds.items():
+    kinds = {oid: (name, size) for oid, (name, size) in t.TYPES.items()}
+    for element, array_oid in t.ARRAYS.items():
+        kinds.setdefault(array_oid, ("_" + t.TYPES[element][0], -1))
+    # PostgreSQL's pairs: `_x`'s typelem is x, x's typarray `_x` (_char's was 0)
+    by_name = {name: oid for oid, (name, _) in kinds.items()}
+    elements = {oid: by_name[name[1:]] for oid, (name, _) in kinds.items() if name[0] == "_"}
+    for oid, (name, size) in kinds.items():
         array = name.startswith("_")
         rows.append({
             "oid": oid, "typname": name, "typnamespace": PG_CATALOG_OID, "typowner": OWNER_OID,
             "typlen": size, "typbyval": 0 < size <= 8, "typtype": "b",
-            "typcategory": "A" if array else "U", "typispreferred": False, "typisdefined": True,
-            "typdelim": ",", "typrelid": 0, "typelem": elem,
-            "typarray": array_of.get(oid, 0), "typalign": "i",
+            "typcategory": "A" if array else _CATEGORY.get(oid, "U"), "typispreferred": False,
+            "typisdefined": True, "typdelim": ",", "typrelid": 0,
+            "typelem": elements.get(oid) or t.FIXED_ARRAYS.get(oid, 0),
+            "typarray": t.ARRAYS.get(oid, 0), "typalign": "i",
             # PostgreSQL's: every array's are array_in & co. (drivers tell arrays so)
             **{column: ("array_" if array else name) + suffix for column, suffix in (
                 ("typinput", "in"), ("typoutput", "out"), ("typreceive", "recv"),

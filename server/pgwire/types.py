@@ -46,6 +46,17 @@ TYPES: dict[int, tuple[str, int]] = {
     REGTYPE: ("regtype", 4), UUID: ("uuid", 16), JSONB: ("jsonb", -1),
     TEXT_ARRAY: ("_text", -1), CHAR_ARRAY: ("_char", -1),
 }  # fmt: skip
+# PostgreSQL's array type of each type above (pg_type's typarray; unknown has
+# none): pg_type lists each as `_name`, its typelem the type (relations.py).
+ARRAYS: dict[int, int] = {
+    BOOL: 1000, BYTEA: 1001, CHAR: CHAR_ARRAY, NAME: 1003, INT8: 1016, INT2: 1005,
+    INT2VECTOR: 1006, INT4: 1007, REGPROC: 1008, TEXT: TEXT_ARRAY, OID: 1028, OIDVECTOR: 1013,
+    JSON: 199, FLOAT4: 1021, FLOAT8: 1022, BPCHAR: 1014, VARCHAR: 1015, DATE: 1182, TIME: 1183,
+    TIMESTAMP: 1115, TIMESTAMPTZ: 1185, INTERVAL: 1187, NUMERIC: 1231, REGCLASS: 2210,
+    REGTYPE: 2211, UUID: 2951, JSONB: 3807,
+}  # fmt: skip
+# Types PostgreSQL stores as fixed arrays of another, not named `_…`: their typelem.
+FIXED_ARRAYS = {NAME: CHAR, INT2VECTOR: INT2, OIDVECTOR: OID}
 
 _BY_CAIRN = {
     "BOOLEAN": BOOL, "SMALLINT": INT2, "INT": INT4, "BIGINT": INT8, "REAL": FLOAT4,
