@@ -23,6 +23,7 @@ _SQL_NAMES = {
     t.TIMESTAMP: "timestamp without time zone", t.TIMESTAMPTZ: "timestamp with time zone"}
 NAMES = {oid: _SQL_NAMES.get(oid, name) for oid, (name, _) in t.TYPES.items()}
 NAMES |= {array: NAMES[element] + "[]" for element, array in t.ARRAYS.items()}
+NAMES[0] = "-"  # no type: PostgreSQL's format_type(0, NULL) and 0::regtype::text
 _TYPE_OIDS = {name: oid for oid, (name, _) in t.TYPES.items()} | {
     "_" + t.TYPES[element][0]: array for element, array in t.ARRAYS.items()} | {
     t.TYPES[element][0] + "[]": array for element, array in t.ARRAYS.items()} | {

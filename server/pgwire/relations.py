@@ -422,6 +422,9 @@ PG_CATALOG: dict[str, Callable[[Snapshot], pa.Table]] = {
          ("spcoptions", TXTS)]),
     "pg_trigger": _empty(("oid", I64), ("tgrelid", I64), ("tgname", TXT), ("tgisinternal", BOOL)),
     "pg_range": _empty(("rngtypid", I64), ("rngsubtype", I64), ("rngmultitypid", I64)),
+    # No role is a member of another (psql's \du joins it: its list was empty)
+    "pg_auth_members": _empty(("oid", I64), ("roleid", I64), ("member", I64), ("grantor", I64),
+                              ("admin_option", BOOL)),
     "pg_proc": _empty(("oid", I64), ("proname", TXT), ("pronamespace", I64)),
     "pg_extension": _empty(("oid", I64), ("extname", TXT), ("extversion", TXT)),
     # Compile-time constants only (nothing of this server's settings): pgjdbc's
