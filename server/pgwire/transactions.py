@@ -11,6 +11,7 @@ PostgreSQL (`COMMIT garbage` was answered COMMIT until 2026-12-08)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -20,8 +21,10 @@ NO_TRANSACTION = "there is no transaction in progress"
 UNDID_NOTHING = "Cairn commits every statement on its own: ROLLBACK undid nothing"
 _NOT_PREPARED = "prepared transactions are disabled"
 _NOT_PREPARED_HINT = "Cairn commits every statement on its own; it prepares no transaction."
+MAX_WORDS = 64  # the longest of these statements is some 20 words: past this, 42601
 # A quoted string, a quoted name, a word, or any other one character.
 _TOKEN = re.compile(r"'(?:[^']|'')*'?|\"(?:[^\"]|\"\")*\"?|[A-Za-z_][A-Za-z0-9_$]*|\S")
+_FIRST = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_$]*)\b(?:\s*([A-Za-z_][A-Za-z0-9_$]*))?")
 _STRING = re.compile(r"'(?:[^']|'')*'")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*|\"(?:[^\"]|\"\")+\"")
 _ISOLATION = (("SERIALIZABLE",), ("REPEATABLE", "READ"), ("READ", "COMMITTED"),
@@ -48,20 +51,24 @@ class TransactionError(PgError):
 
 
 def _words(sql: str) -> list[str]:
+    """The statement's first MAX_WORDS + 1 words, read no further (`COMMIT`
+    and 10 MB of commas was a list of 10 million words)."""
     sql = sql.strip()
     if sql.endswith(";"):
         sql = sql[:-1]
-    return _TOKEN.findall(sql)
+    return [m.group() for m in itertools.islice(_TOKEN.finditer(sql), MAX_WORDS + 1)]
 
 
 def claims(sql: str) -> bool:
-    """Whether `sql` (comments blanked) is a statement answered here."""
-    words = [w.upper() for w in _words(sql)[:2]]
-    if not words:
+    """Whether `sql` (comments blanked) is a statement answered here: its first
+    two words only (every statement is asked, a 10 MB INSERT too)."""
+    m = _FIRST.match(sql)
+    if m is None:
         return False
-    if words[0] in ("START", "PREPARE"):
-        return words[1:] == ["TRANSACTION"]
-    return words[0] in ("BEGIN", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE")
+    first, second = m.group(1).upper(), (m.group(2) or "").upper()
+    if first in ("START", "PREPARE"):
+        return second == "TRANSACTION"
+    return first in ("BEGIN", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE")
 
 
 class _Reader:
@@ -127,6 +134,9 @@ def answer(sql: str, tx: bytes) -> Outcome | None:
     if not claims(sql):
         return None
     r = _Reader(_words(sql))
+    if len(r.words) > MAX_WORDS:
+        r.pos = MAX_WORDS
+        raise r.error()
     block = tx != b"I"
     if r.take("BEGIN") or r.take("START", "TRANSACTION"):
         tag = "BEGIN" if r.words[0].upper() == "BEGIN" else "START TRANSACTION"

@@ -14,6 +14,7 @@ import pytest
 from psycopg.pq import TransactionStatus
 
 from server.pgwire import chatter, transactions
+from server.pgwire.errors import PgError
 from tests.pgwire.conftest import PgServer
 
 SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
@@ -110,6 +111,17 @@ def test_a_chained_transaction_goes_on_for_a_driver(pg: PgServer) -> None:
 def test_other_statements_are_not_claimed(sql: str) -> None:
     assert not transactions.claims(sql)
     assert transactions.answer(sql, b"I") is None
+
+
+def test_a_long_statement_is_read_no_further_than_it_must() -> None:
+    """Every statement is asked whether it is one of these (its first two
+    words), and one of them is read word by word only up to MAX_WORDS."""
+    with pytest.raises(PgError, match='syntax error at or near ","') as caught:
+        transactions.answer("COMMIT" + "," * 5_000_000, b"T")
+    assert caught.value.code == "42601"
+    with pytest.raises(PgError, match='syntax error at or near "WRITE"'):  # the 65th word
+        transactions.answer("BEGIN" + " READ WRITE" * 40, b"I")
+    assert not transactions.claims("INSERT INTO t VALUES " + "(1, 'x'), " * 500_000 + "(2, 'y')")
 
 
 def test_begin_read_only_stays_refused() -> None:
