@@ -53,6 +53,9 @@ _HINT = re.compile(
 _OPERATOR = re.compile(r"OPERATOR\s*\(\s*pg_catalog\s*\.\s*([~!=<>*]+)\s*\)", re.IGNORECASE)
 _COLLATE = re.compile(r"COLLATE\s+(pg_catalog\s*\.\s*)?\"?(default|C|POSIX)\"?", re.IGNORECASE)
 _PG_TYPE_CAST = re.compile(r"::\s*pg_catalog\s*\.\s*", re.IGNORECASE)
+# `CAST(x AS pg_catalog.text)` (psql's \dT+, \dD, \dC): sqlglot read it as a type
+# of its own, DuckDB knew none, and the query was answered with no rows
+_PG_TYPE_AS = re.compile(r"\bAS\s+pg_catalog\s*\.\s*(?=[A-Za-z_\"])", re.IGNORECASE)
 # sqlglot's PostgreSQL dialect cannot read `oid[]` (asyncpg's type look-up: `any($1::oid[])`)
 _OID_ARRAY = re.compile(r"::\s*oid\s*\[\s*\]", re.IGNORECASE)
 
@@ -68,7 +71,8 @@ KEYWORDS = "pg_get_keywords"  # keywords.py
 def _prepare(sql: str) -> str:
     sql = _OPERATOR.sub(r" \1 ", sql)
     sql = _COLLATE.sub(" ", sql)
-    return _OID_ARRAY.sub("::BIGINT[]", _PG_TYPE_CAST.sub("::", sql))
+    sql = _PG_TYPE_AS.sub("AS ", _PG_TYPE_CAST.sub("::", sql))
+    return _OID_ARRAY.sub("::BIGINT[]", sql)
 
 
 def _catalog_table(table: exp.Table) -> tuple[str, str] | None:

@@ -422,6 +422,10 @@ PG_CATALOG: dict[str, Callable[[Snapshot], pa.Table]] = {
          ("spcoptions", TXTS)]),
     "pg_trigger": _empty(("oid", I64), ("tgrelid", I64), ("tgname", TXT), ("tgisinternal", BOOL)),
     "pg_range": _empty(("rngtypid", I64), ("rngsubtype", I64), ("rngmultitypid", I64)),
+    # No row-level security policy (psql's \dp and \z join it: they listed no table)
+    "pg_policy": _empty(("oid", I64), ("polname", TXT), ("polrelid", I64), ("polcmd", TXT),
+                        ("polpermissive", BOOL), ("polroles", pa.list_(I64)),
+                        ("polqual", TXT), ("polwithcheck", TXT)),
     # No role is a member of another (psql's \du joins it: its list was empty)
     "pg_auth_members": _empty(("oid", I64), ("roleid", I64), ("member", I64), ("grantor", I64),
                               ("admin_option", BOOL)),

@@ -1,6 +1,8 @@
 """What drivers and psql ask of the catalog when they introspect, answered as
 PostgreSQL answers it: psql's `\\du` / `\\dg` list the role (pg_auth_members,
-which they join, was not modelled: the query was answered with no rows), and
+which they join, was not modelled: the query was answered with no rows),
+`\\dp` / `\\z` the tables (pg_policy likewise), `\\dT+` the types (its
+`CAST(… AS pg_catalog.text)` was read as a type DuckDB did not have), and
 a type OID 0 shown as a type is `-` (asyncpg's type introspection reads
 `elemtype::regtype::text` of every type; `format_type(0, NULL)` said `???`
 and `0::regtype::text` `0`)."""
@@ -24,6 +26,16 @@ def test_psql_lists_the_role(pg: PgServer, command: str) -> None:
     out = psql(pg, "-c", command).stdout
     assert "List of roles" in out and "cairn" in out, out
     assert "(0 rows)" not in out
+
+
+def test_psql_lists_privileges_and_types(pg: PgServer) -> None:
+    psql(pg, "-c", "CREATE NAMESPACE IF NOT EXISTS introspect_ns",
+         "-c", "CREATE TABLE IF NOT EXISTS introspect_ns.t (a INT)")
+    for command in (r"\dp introspect_ns.*", r"\z introspect_ns.*"):
+        out = psql(pg, "-c", command).stdout
+        assert "Access privileges" in out and "introspect_ns" in out and "(1 row)" in out, out
+    out = psql(pg, "-c", r"\dT+ pg_catalog.json").stdout
+    assert "json" in out and "var" in out and "(1 row)" in out, out
 
 
 def test_no_type_shows_as_a_dash(pg: PgServer) -> None:
