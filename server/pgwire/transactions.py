@@ -6,8 +6,9 @@ Cairn commits every statement on its own: BEGIN and COMMIT are accepted so
 drivers that open transactions work, ROLLBACK undoes nothing and says so, and
 a transaction is never prepared (PostgreSQL's with `max_prepared_transactions
 = 0`, its default). A statement is read word by word (`_TOKEN`, no pattern
-that backtracks), its whole text: anything else in it is 42601, as in
-PostgreSQL (`COMMIT garbage` was answered COMMIT until 2026-12-08)."""
+that backtracks), its whole text up to MAX_WORDS: anything else in it is
+42601, as in PostgreSQL (`COMMIT garbage` was answered COMMIT until
+2026-12-08)."""
 
 from __future__ import annotations
 
