@@ -373,9 +373,10 @@ class Settings:
         return {REPORTED[k]: self.values[k] for k in REPORTED}
 
 
-def answer(sql: str, settings: Settings, tx: bytes) -> Answer | None:
+def answer(sql: str, settings: Settings, tx: bytes,
+           savepoints: list[str] | None = None) -> Answer | None:
     """The connection's own answer to `sql`, or None if Cairn should run it."""
-    tx_answer = transactions.answer(sql, tx)  # BEGIN, COMMIT, ROLLBACK, …
+    tx_answer = transactions.answer(sql, tx, savepoints)  # BEGIN, COMMIT, ROLLBACK, …
     if tx_answer is not None:
         if tx_answer.read_only:
             raise ChatterError("READ ONLY transactions are not supported: Cairn commits "

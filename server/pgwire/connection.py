@@ -48,6 +48,7 @@ class Connection(Cancellable):
         self.reader, self.writer = reader, writer
         self.session = dataclasses.replace(session, on_job=self._job_started)
         self.tx = b"I"
+        self.savepoints: list[str] = []  # the transaction block's (transactions.py)
         self.limit = cairn.config.server.max_request_bytes
         self.tally = Tally(self.limit, cairn.prepared, session)  # kept texts' bytes (kept.py)
         self.statements: Kept[Prepared] = Kept(self.tally, Prepared.size)
@@ -184,7 +185,7 @@ class Connection(Cancellable):
                    comments: tuple[tuple[int, int], ...] = ()) -> Reply:
         """Run one statement's text (`code`: comments blanked; `comments`: where)."""
         try:
-            answer = chatter.answer(code, self.settings, self.tx)
+            answer = chatter.answer(code, self.settings, self.tx, self.savepoints)
         except TransactionError as exc:  # PREPARE TRANSACTION in a block: the block ends too
             self._status(exc.tx)
             raise
@@ -218,6 +219,7 @@ class Connection(Cancellable):
         if tx is not None:
             if tx == b"I" and self.tx != b"I":
                 self.portals.clear()  # a transaction's portals end with it
+                self.savepoints.clear()
             self.tx = tx
 
     async def _off_loop(self, text: str, fn: Callable[..., Any], *args: Any) -> Any:

@@ -129,9 +129,23 @@ def _modes(r: _Reader) -> bool:
     return read_only
 
 
-def answer(sql: str, tx: bytes) -> Outcome | None:
+def _savepoint(name: str) -> str:
+    """A savepoint's name as PostgreSQL compares it: unquoted, folded."""
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+
+
+def _index(savepoints: list[str], name: str) -> int:
+    """The newest savepoint of this name, 3B001 if there is none (PostgreSQL's)."""
+    for i in range(len(savepoints) - 1, -1, -1):
+        if savepoints[i] == name:
+            return i
+    raise PgError("3B001", f'savepoint "{name[:64]}" does not exist')
+
+
+def answer(sql: str, tx: bytes, savepoints: list[str] | None = None) -> Outcome | None:
     """The answer to `sql` in transaction status `tx` (b"I" idle, b"T" in a
-    block), or None if it is not a statement of these."""
+    block), or None if it is not a statement of these. `savepoints`: the
+    block's, oldest first, kept up to date here (None: not checked)."""
     if not claims(sql):
         return None
     r = _Reader(_words(sql))
@@ -144,6 +158,8 @@ def answer(sql: str, tx: bytes) -> Outcome | None:
         if tag == "BEGIN":
             r.take("WORK") or r.take("TRANSACTION")
         read_only = _modes(r)
+        if savepoints is not None and not block:
+            savepoints.clear()
         if block:
             return Outcome(tag, b"T", "there is already a transaction in progress", "25001",
                            read_only)
@@ -158,11 +174,16 @@ def answer(sql: str, tx: bytes) -> Outcome | None:
         what = "SAVEPOINT" if r.words[0].upper() == "SAVEPOINT" else "RELEASE"
         if what == "RELEASE":
             r.take("SAVEPOINT")
-        r.name()
+        name = _savepoint(r.name())
         r.end()
         if not block:
             raise PgError("25P01", f"{'RELEASE SAVEPOINT' if what == 'RELEASE' else what} can "
                                    "only be used in transaction blocks")
+        if savepoints is not None:
+            if what == "SAVEPOINT":
+                savepoints.append(name)
+            else:  # it and every one after it
+                del savepoints[_index(savepoints, name):]
         return Outcome(what)
     commit = r.take("COMMIT") or r.take("END")
     if not commit:
@@ -178,10 +199,12 @@ def answer(sql: str, tx: bytes) -> Outcome | None:
     r.take("WORK") or r.take("TRANSACTION")
     if not commit and r.take("TO"):
         r.take("SAVEPOINT")
-        r.name()
+        name = _savepoint(r.name())
         r.end()
         if not block:
             raise PgError("25P01", "ROLLBACK TO SAVEPOINT can only be used in transaction blocks")
+        if savepoints is not None:  # every one after it ends, it stays
+            del savepoints[_index(savepoints, name) + 1:]
         return Outcome("ROLLBACK", notice=UNDID_NOTHING)
     chain = False
     if r.take("AND"):
@@ -193,5 +216,6 @@ def answer(sql: str, tx: bytes) -> Outcome | None:
         raise PgError("25P01", f"{word} AND CHAIN can only be used in transaction blocks")
     if not block:
         return Outcome(word, notice=NO_TRANSACTION)
-    # AND CHAIN: a new transaction begins at once, the block goes on
+    if savepoints is not None:  # the block ends (AND CHAIN: a new one begins at once)
+        savepoints.clear()
     return Outcome(word, b"T" if chain else b"I", None if commit else UNDID_NOTHING)

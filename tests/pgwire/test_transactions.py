@@ -5,7 +5,8 @@ PREPARED 'x'` and `COMMIT PREPARED 'x'` answered ROLLBACK / COMMIT as if done,
 `PREPARE TRANSACTION` was 42501 "PREPARE is not allowed" with the block left
 open, `COMMIT AND CHAIN` ended the block where PostgreSQL begins the next
 transaction at once (and outside one answered COMMIT where PostgreSQL says
-25P01), and `COMMIT garbage` was answered COMMIT."""
+25P01), `COMMIT garbage` was answered COMMIT, and `RELEASE x` of a savepoint
+the block never made answered RELEASE (PostgreSQL: 3B001)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,20 @@ CASES: list[tuple[list[str], str, str, TransactionStatus, str | None]] = [
     (["BEGIN"], "SAVEPOINT a", "SAVEPOINT", BLOCK, None),
     (["BEGIN", "SAVEPOINT a"], "RELEASE a", "RELEASE", BLOCK, None),
     (["BEGIN", "SAVEPOINT a"], "ROLLBACK TO SAVEPOINT a", "ROLLBACK", BLOCK, "25P01"),
+    # savepoints kept as PostgreSQL keeps them: 3B001 for one the block does not have
+    (["BEGIN"], "RELEASE a", "3B001", BLOCK, None),
+    (["BEGIN"], "ROLLBACK TO SAVEPOINT a", "3B001", BLOCK, None),
+    (["BEGIN", "SAVEPOINT a", "SAVEPOINT b", "RELEASE a"], "RELEASE b", "3B001", BLOCK, None),
+    (["BEGIN", "SAVEPOINT a", "SAVEPOINT b", "ROLLBACK TO a"], "RELEASE b", "3B001", BLOCK,
+     None),
+    (["BEGIN", "SAVEPOINT a", "SAVEPOINT b", "ROLLBACK TO a"], "RELEASE a", "RELEASE", BLOCK,
+     None),
+    (["BEGIN", "SAVEPOINT a", "COMMIT", "BEGIN"], "RELEASE a", "3B001", BLOCK, None),
+    (["BEGIN", "SAVEPOINT a", "COMMIT AND CHAIN"], "RELEASE a", "3B001", BLOCK, None),
+    (["BEGIN", "SAVEPOINT a", "ROLLBACK AND CHAIN"], "ROLLBACK TO a", "3B001", BLOCK, None),
+    (["BEGIN", 'SAVEPOINT "A"'], "RELEASE a", "3B001", BLOCK, None),
+    (["BEGIN", "SAVEPOINT A"], 'RELEASE "a"', "RELEASE", BLOCK, None),
+    (["BEGIN", "SAVEPOINT a", "SAVEPOINT a", "RELEASE a"], "RELEASE a", "RELEASE", BLOCK, None),
 ]
 
 
@@ -72,7 +87,7 @@ def test_transaction_statements(pg: PgServer, before: list[str], sql: str, said:
             conn.execute(statement)
         notices: list[str | None] = []  # (a Diagnostic is read in the handler only)
         conn.add_notice_handler(lambda diag: notices.append(diag.sqlstate))
-        if said[:2].isdigit():
+        if said[0].isdigit():  # a SQLSTATE (42704, 3B001), else a tag
             with pytest.raises(psycopg.Error) as caught:
                 conn.execute(sql, prepare=prepare)
             assert caught.value.sqlstate == said, caught.value
@@ -86,10 +101,16 @@ def test_transaction_statements(pg: PgServer, before: list[str], sql: str, said:
 def test_prepare_transaction_in_a_block_says_why(pg: PgServer) -> None:
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         conn.execute("BEGIN")
+        conn.execute("SAVEPOINT a")
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as caught:
             conn.execute("PREPARE TRANSACTION 'x'")
         assert str(caught.value).startswith("prepared transactions are disabled")
         assert caught.value.diag.message_hint is not None
+        assert conn.info.transaction_status == IDLE  # the block ended, its savepoints with it
+        conn.execute("BEGIN")
+        with pytest.raises(psycopg.errors.InvalidSavepointSpecification):
+            conn.execute("RELEASE a")
+        conn.execute("ROLLBACK")
         with pytest.raises(psycopg.errors.UndefinedObject,
                            match='prepared transaction with identifier "x" does not exist'):
             conn.execute("ROLLBACK PREPARED 'x'")
