@@ -22,6 +22,7 @@ NO_TRANSACTION = "there is no transaction in progress"
 UNDID_NOTHING = "Cairn commits every statement on its own: ROLLBACK undid nothing"
 _NOT_PREPARED = "prepared transactions are disabled"
 _NOT_PREPARED_HINT = "Cairn commits every statement on its own; it prepares no transaction."
+MAX_SAVEPOINTS = 10_000  # one block's; past it 54000
 MAX_WORDS = 64  # the longest of these statements is some 20 words: past this, 42601
 # A quoted string, a quoted name, a word, or any other one character.
 _TOKEN = re.compile(r"'(?:[^']|'')*'?|\"(?:[^\"]|\"\")*\"?|[A-Za-z_][A-Za-z0-9_$]*|\S")
@@ -130,8 +131,10 @@ def _modes(r: _Reader) -> bool:
 
 
 def _savepoint(name: str) -> str:
-    """A savepoint's name as PostgreSQL compares it: unquoted, folded."""
-    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+    """A savepoint's name as PostgreSQL compares it: unquoted, folded, its first
+    63 characters (PostgreSQL's identifiers; a name is kept as long as its block)."""
+    name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+    return name[:63]
 
 
 def _index(savepoints: list[str], name: str) -> int:
@@ -181,6 +184,9 @@ def answer(sql: str, tx: bytes, savepoints: list[str] | None = None) -> Outcome 
                                    "only be used in transaction blocks")
         if savepoints is not None:
             if what == "SAVEPOINT":
+                if len(savepoints) >= MAX_SAVEPOINTS:  # kept for the block's life: bounded
+                    raise PgError("54000", "too many savepoints in one transaction block (at "
+                                           f"most {MAX_SAVEPOINTS}): release some")
                 savepoints.append(name)
             else:  # it and every one after it
                 del savepoints[_index(savepoints, name):]

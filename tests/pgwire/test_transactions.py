@@ -145,6 +145,23 @@ def test_a_long_statement_is_read_no_further_than_it_must() -> None:
     assert not transactions.claims("INSERT INTO t VALUES " + "(1, 'x'), " * 500_000 + "(2, 'y')")
 
 
+def test_savepoints_are_bounded() -> None:
+    """A block's savepoints are kept for its life: their names are PostgreSQL's
+    63 characters, and there are at most MAX_SAVEPOINTS of them (a client could
+    otherwise grow the server with SAVEPOINT "<1 MB name>", again and again)."""
+    kept: list[str] = []
+    transactions.answer('SAVEPOINT "' + "x" * 1_000_000 + '"', b"T", kept)
+    assert kept == ["x" * 63]
+    assert transactions.answer("RELEASE " + "X" * 70, b"T", kept) is not None
+    for _ in range(transactions.MAX_SAVEPOINTS):
+        transactions.answer("SAVEPOINT s", b"T", kept)
+    with pytest.raises(PgError, match="too many savepoints") as caught:
+        transactions.answer("SAVEPOINT s", b"T", kept)
+    assert caught.value.code == "54000" and len(kept) == transactions.MAX_SAVEPOINTS
+    transactions.answer("RELEASE s", b"T", kept)  # the newest s
+    transactions.answer("SAVEPOINT t", b"T", kept)
+
+
 def test_begin_read_only_stays_refused() -> None:
     with pytest.raises(chatter.ChatterError) as caught:
         chatter.answer("BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY", chatter.Settings(
