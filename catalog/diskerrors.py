@@ -94,14 +94,38 @@ def shortage(exc: BaseException, doing: str = "") -> DataDirUnavailable | None:
     return DataDirUnavailable(f"{doing}: {message}" if doing else message, state)
 
 
+# A reader that cannot start a thread: pyarrow's words, and Python's.
+NO_THREAD = ("failed to launch worker thread", "can't start new thread")
+THREADS = ("cannot start a thread: the server is at its limit of processes and threads "
+           "(ulimit -u, a cgroup's pids.max) or short of memory")
+
+
+def no_thread(exc: BaseException, doing: str) -> DataDirUnavailable | None:
+    """503 UNAVAILABLE (53000) for an error that says a thread could not be
+    started (EAGAIN: pyarrow's ArrowException "Failed to launch worker
+    thread: Resource temporarily unavailable", Python's RuntimeError "can't
+    start new thread"), else None. Only those words: EAGAIN's own text in
+    any error could be a file's (a column's name) echoed by its reader."""
+    text = str(exc).lower()
+    if not any(words in text for words in NO_THREAD):
+        return None
+    message = (f"{THREADS} and cannot read a file now ([Errno {errno.EAGAIN}] "
+               f"{os.strerror(errno.EAGAIN)}); try again")
+    return DataDirUnavailable(f"{doing}: {message}" if doing else message, "53000")
+
+
 def read_shortage(exc: BaseException, doing: str) -> DataDirUnavailable | None:
     """`shortage` of an error a file's reader raised, with its MemoryError
     (pyarrow's ArrowMemoryError: an allocation refused) as ENOMEM: a sound
-    file may need more memory than the machine gives now. Until 2026-12-07
-    VERIFY and RESTORE called such a file damaged ("cannot be read
-    (ArrowMemoryError)"), where DuckDB's own shortage was 503."""
+    file may need more memory than the machine gives now; and a thread it
+    could not start (`no_thread`). Until 2026-12-07 VERIFY and RESTORE
+    called such a file damaged ("cannot be read (ArrowMemoryError)"), where
+    DuckDB's own shortage was 503; a thread not started ("cannot be read
+    (ArrowException)") until 2026-12-08."""
     if isinstance(exc, MemoryError):
         return shortage(OSError(errno.ENOMEM, str(exc) or "out of memory"), doing)
+    if (threads := no_thread(exc, doing)) is not None:
+        return threads
     return shortage(exc, doing) if isinstance(exc, OSError) else None
 
 
