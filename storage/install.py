@@ -132,7 +132,7 @@ def run(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
         check_history(registry, restore)  # refused before a file is fetched
         records = _fetch_all(registry, restore, fetch, work, spent, written,
                              side.raise_failed if side is not None else None)
-        _check_contents(registry, restore, records, work)
+        _check_contents(registry, restore, records, work, (0.5, 1.0))
         known = None
         if side is not None:
             out = side.join()
@@ -230,16 +230,19 @@ def _settle(registry: Registry, restore: Restore, out: Beside,
 
 
 def _check_contents(registry: Registry, restore: Restore, records: list[DataFile],
-                    work: Work) -> None:
+                    work: Work, share: tuple[float, float]) -> None:
     """Every fetched file is the file its entry describes (backup/contents.py,
-    the check VERIFY makes too), read in a job process (fetched_checks.py)."""
+    the check VERIFY makes too), read in a job process (fetched_checks.py),
+    the job's fraction going through `share` as the files are checked (it
+    stood still at the transfer's end until 2026-12-08: ~0.99 for as long as
+    the check of every file took)."""
     entries = {(restore.table_uids[t.name], f.content_sha256): (f, t)
                for t in restore.manifest.tables if t.name in restore.table_uids
                for f in t.files}
     items = [(str(registry.files.abs(rec.path)), *entries[(rec.table_uid, rec.sha256)])
              for rec in records]
     if items and (wrong := jobblame.call(work, first_problem, items, jobproc.WORK,
-                                         restore.manifest.backup_id)) is not None:
+                                         restore.manifest.backup_id, share=share)) is not None:
         raise BackupInvalid(wrong)
 
 
@@ -265,10 +268,18 @@ def _count_live(registry: Registry, restore: Restore, files: list[DataFile],
 
 def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
                spent: OnBytes | None, written: list[Path],
-               side_failed: Callable[[], None] | None = None) -> list[DataFile]:
+               side_failed: Callable[[], None] | None = None,
+               share: tuple[float, float] = (0.0, 0.5)) -> list[DataFile]:
     """Every file of the backup to its place, several at once (inflight.py);
     then all of them synced before anything references them. `side_failed`
-    raises the error of the work beside the copy, which stops the copy too."""
+    raises the error of the work beside the copy, which stops the copy too.
+    The job's fraction goes through `share` by the bytes moved (the check of
+    the files takes the rest: `_check_contents`)."""
+    low, high = share
+
+    def fraction(moved_bytes: int) -> float:
+        return low + (high - low) * moved_bytes / max(1, restore.bytes_total)
+
     entries = [(restore.table_uids[t.name], f) for t in restore.manifest.tables for f in t.files]
     places = []
     for uid, _ in entries:
@@ -287,7 +298,7 @@ def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
         with mutex:
             done["bytes"] += n
             total = done["bytes"]
-        work.progress(bytes_done=total)
+        work.progress(bytes_done=total, fraction=fraction(total))
         work.fault("restore.mid_object", bytes=n)
         work.give_way()  # statements running first: wait (briefly) for them
         if spent is not None:
@@ -308,7 +319,7 @@ def _fetch_all(registry: Registry, restore: Restore, fetch: Fetch, work: Work,
             done["bytes"] += entry[1].size - counted
             done["files"] += 1
             files, total = done["files"], done["bytes"]
-        work.progress(files_done=files, bytes_done=total)
+        work.progress(files_done=files, bytes_done=total, fraction=fraction(total))
 
     def before(index: int) -> None:
         work.fault("restore.before_object", index=index)

@@ -62,11 +62,13 @@ class _Offset:
 
     def progress(self, *, files_done: int | None = None, files_total: int | None = None,
                  bytes_done: int | None = None, bytes_total: int | None = None,
-                 rows: int | None = None, force: bool = False) -> None:
+                 rows: int | None = None, fraction: float | None = None,
+                 force: bool = False) -> None:
         self.work.progress(
             files_done=None if files_done is None else files_done + self.files,
             bytes_done=None if bytes_done is None else bytes_done + self.bytes,
-            files_total=files_total, bytes_total=bytes_total, rows=rows, force=force)
+            files_total=files_total, bytes_total=bytes_total, rows=rows, fraction=fraction,
+            force=force)
 
     def waiting(self, what: str | None) -> None:
         self.work.waiting(what)
@@ -82,11 +84,16 @@ def run_many(registry: Registry, restores: list[Restore], fetch: Fetch, work: Wo
     offset = _Offset(work)
     for r in restores:  # before a copy
         check_seq(registry, r.manifest.backup_id, r.manifest.max_seq)
+    whole = max(1, sum(r.bytes_total for r in restores))
     try:
         records: list[list[DataFile]] = []
         for r in restores:
-            got = _fetch_all(registry, r, fetch, offset, spent, written)
-            _check_contents(registry, r, got, work)  # each file is what its entry says
+            # Of the job's fraction, each member's bytes twice: moved, then checked.
+            low, mid = offset.bytes / whole, (offset.bytes + r.bytes_total / 2) / whole
+            high = (offset.bytes + r.bytes_total) / whole
+            got = _fetch_all(registry, r, fetch, offset, spent, written, share=(low, mid))
+            # each file is what its entry says
+            _check_contents(registry, r, got, work, (mid, high))
             got = nanstats.mend_restored(registry.files, got, written)
             records.append(got)
             offset.files += r.files_total

@@ -100,6 +100,7 @@ class RemoteWork:
 
     def fault(self, point: str, **info: Any) -> None:
         if point in self._armed:
+            self.flush()  # what the point sees of the job is all done before it
             self._ask(("fault", point, info))
 
     def give_way(self) -> None:

@@ -28,8 +28,13 @@ class Work(Protocol):
         bytes_done: int | None = None,
         bytes_total: int | None = None,
         rows: int | None = None,
+        fraction: float | None = None,
         force: bool = False,
-    ) -> None: ...
+    ) -> None:
+        """Counters done and to do; `fraction`, the share of the whole job
+        done, where the counters do not say it (a RESTORE: its transfer's
+        bytes, then its check of every file it fetched: storage/install.py),
+        else theirs (bytes, then files)."""
 
     def waiting(self, what: str | None) -> None:
         """The operation waits for `what` ("the write lock of table app.t",

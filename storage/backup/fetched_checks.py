@@ -26,17 +26,26 @@ from .contents import problem, tail_of, values_problem
 
 def first_problem(items: list[tuple[str, Any, Any]], work: Work, backup_id: str = "",
                   blamed: frozenset[str] = frozenset(),
-                  first: tuple[str, ...] = ()) -> str | None:
+                  first: tuple[str, ...] = (),
+                  share: tuple[float, float] | None = None) -> str | None:
     """None when each (`path`, file entry, table entry) of `items` is the file
     its entry describes, else what is wrong with the first that is not. One
     file at a time: both readers decode every column (~100 MB at a peak for
     a file of 1,000-byte values; two at once took a restore's peak +350 MB).
     `work`: the job's (jobproc.WORK), met before each file. A file of
     `backup_id` in `blamed` is not read: its job process died on it each
-    time (crash_marks.py); those of `first` are read before the others."""
+    time (crash_marks.py); those of `first` are read before the others.
+    `share`: the job's fraction from its first to its second as the files'
+    bytes are checked (a run again after a crash goes on from the most:
+    jobblame._Onward, and the job's fraction never goes back)."""
+    low, high = share if share is not None else (0.0, 0.0)
+    total, checked = max(1, sum(f.size for _, f, _ in items)), 0
     with crash_marks.marking(work, blamed, first):
         items = sorted(items, key=lambda i: crash_marks.ahead(backup_id, [i[1].content_sha256]))
         for index, (path, f, t) in enumerate(items):
+            if share is not None:
+                work.progress(fraction=low + (high - low) * checked / total)
+            checked += f.size
             work.fault("restore.check_file", index=index)
             work.check_cancelled()
             wrong = crash_marks.blamed(backup_id, f.content_sha256,
