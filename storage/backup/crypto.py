@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from catalog.diskerrors import read_shortage
 from catalog.errors import BackupInvalid, InvalidArgument
 
 from . import records
@@ -123,11 +124,22 @@ def _remember(master_id: bytes, master: bytes) -> None:
             _MASTERS.popitem(last=False)
 
 
-def _derive(passphrase: str, doc: dict[str, Any]) -> bytes:
+def _derive(passphrase: str, doc: dict[str, Any], key_id: str = "") -> bytes:
+    """The master key. Within the caps parse_key_file holds a key file to,
+    OpenSSL runs scrypt: its MemoryError is this process short of the memory
+    (128 * n * r bytes, 32 MiB for Cairn's own), 503 naming it, not a damaged
+    key file. Until 2026-12-08 it was BackupInvalid: a VERIFY run in a job
+    process short of memory called a sound backup invalid ("scrypt refused a
+    key file's parameters (Not enough memory …)"), where a RESTORE of it,
+    its key derived in the server, restored it."""
     kdf = Scrypt(salt=bytes.fromhex(doc["salt"]), length=32, n=doc["n"], r=doc["r"], p=doc["p"])
     try:
         return kdf.derive(passphrase.encode("utf-8"))
-    except (MemoryError, ValueError) as exc:  # parameters OpenSSL will not run
+    except MemoryError as exc:
+        what = f"key file '{key_id}'" if key_id else "a new key file"
+        raise read_shortage(exc, f"cannot derive the key of {what} (scrypt takes "
+                                 f"{128 * doc['n'] * doc['r'] >> 20} MiB)") or exc from None
+    except ValueError as exc:  # parameters OpenSSL will not run
         raise BackupInvalid(f"scrypt refused a key file's parameters ({exc})") from None
 
 
@@ -198,7 +210,7 @@ def unlock(doc: dict[str, Any], key_id: str, passphrase: str) -> Keys | None:
     master_id = _master_id(passphrase, doc)
     master = _remembered(master_id)
     if master is None:
-        master = _derive(passphrase, doc)
+        master = _derive(passphrase, doc, key_id)
     if not hmac.compare_digest(_subkey(master, "key-check").hex(), doc["key_check"]):
         return None
     _remember(master_id, master)
