@@ -23,7 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from catalog import Job
-from catalog.diskerrors import from_oserror
+from catalog.diskerrors import from_oserror, read_shortage
 from catalog.errors import CairnError
 from sqlgrammar.secrets import hide_secrets
 
@@ -189,6 +189,15 @@ def job_failure(job: Job, exc: Exception, data_dir: Path) -> CairnError:
     disk = from_oserror(data_dir, exc)
     if disk is not None:
         return disk
+    if isinstance(exc, MemoryError):
+        # An allocation refused (ulimit -d, vm.overcommit_memory = 2), in the
+        # server or the job's job process: no bug, and no damage of what it
+        # read (a VERIFY short of 2 MiB in its job process was 500 INTERNAL
+        # "MemoryError" until 2026-12-08).
+        short = read_shortage(exc, f"{job.job_type} job {job.job_id}")
+        if short is not None:
+            _job_log.warning("job %s (%s) ran out of memory", job.job_id, job.job_type)
+            return short
     _job_log.error("job %s (%s) failed with a bug", job.job_id, job.job_type, exc_info=exc)
     return CairnError(f"internal error: {type(exc).__name__}: {exc}")
 

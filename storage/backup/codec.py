@@ -22,6 +22,7 @@ from typing import Any
 
 import zstandard
 
+from catalog.diskerrors import read_shortage
 from catalog.errors import BackupInvalid
 
 from .crypto import FrameWriter, Keys, keyed_name, open_frames
@@ -294,6 +295,13 @@ def _unzstd(reader: Any, what: str) -> Iterator[bytes]:
         try:
             chunk = stream.read(CHUNK_SIZE)
         except zstandard.ZstdError as exc:
+            # zstd's own allocation refused (its window is at most 128 MiB: the
+            # decompressor's limit): this process short of memory, not damage.
+            # A VERIFY in a job process short of it called a sound backup's
+            # manifest corrupt until 2026-12-08.
+            if "allocation error" in str(exc).lower():
+                raise read_shortage(MemoryError(str(exc)), f"cannot decompress {what}"
+                                    ) or exc from None
             raise BackupInvalid(f"{what} is corrupt: {exc}") from None
         if not chunk:
             return

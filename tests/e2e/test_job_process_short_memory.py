@@ -1,0 +1,62 @@
+"""A VERIFY whose job process is short of memory (RLIMIT_DATA: the kernel
+refuses an allocation, as under `ulimit -d` or vm.overcommit_memory = 2)
+wherever it is in its work: 503 naming the shortage, or the right answer,
+never a sound backup called invalid; and a retry with the memory back
+passes. So for the check of the files a RESTORE fetched, in that process.
+Encrypted: the key, the manifest and the objects are decrypted there."""
+
+from __future__ import annotations
+
+import resource
+from typing import Any
+
+import pytest
+
+from server.config import Config
+from storage import jobblame
+from tests.e2e.test_job_process_short_key import KEY, _kept
+from tests.helpers import fill, rows, sql
+
+
+@pytest.fixture
+def cairn_config(cairn_config: Config) -> Config:
+    cairn_config.jobs.job_process = "nice"  # not starved by the suite's other worker
+    return cairn_config
+
+
+def _data(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) << 10 for line in f if line.startswith("VmData:"))
+
+
+@pytest.mark.parametrize("room", [0, 1 << 20, 2 << 20, 4 << 20, 16 << 20, 64 << 20])
+async def test_a_verify_short_of_memory_is_unavailable_or_valid(client: Any, room: int) -> None:
+    await fill(client, files=3, rows=200, width=3000)
+    backup_id = (await rows(client, f"BACKUP DATABASE app TO 'nightly' WITH ({KEY})"))[0][
+        "backup_id"]
+    pid = _kept()
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' WITH ({KEY})"))[0]
+    assert report["is_valid"] is True, report  # its key derived: kept in the process
+    resource.prlimit(pid, resource.RLIMIT_DATA, (_data(pid) + room, resource.RLIM_INFINITY))
+    try:
+        verify = await sql(client, f"VERIFY BACKUP '{backup_id}' WITH ({KEY})")
+        # The restore's check of its files, in the same process (kept, as it is).
+        restore = await sql(client, f"RESTORE DATABASE app FROM 'nightly' AS copy WITH "
+                                    f"(backup_id = '{backup_id}', {KEY})")
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_DATA, (resource.RLIM_INFINITY,) * 2)
+    for status, body in (verify, restore):
+        assert status in (200, 503), (room, status, body)
+        if status == 503:
+            assert "out of memory" in body["error"]["message"], (room, body)
+    if verify[0] == 200:
+        (answer,) = verify[1]["results"][0]["rows"]
+        assert answer["is_valid"] is True, (room, answer)
+    assert not jobblame.blamed()
+    # The memory back: both pass.
+    report = (await rows(client, f"VERIFY BACKUP '{backup_id}' WITH ({KEY})"))[0]
+    assert report["is_valid"] is True, report
+    if restore[0] == 503:
+        await rows(client, f"RESTORE DATABASE app FROM 'nightly' AS copy WITH "
+                           f"(backup_id = '{backup_id}', {KEY})")
+    assert (await rows(client, "SELECT count(*) AS n FROM copy.blobs"))[0]["n"] == 600
