@@ -12,7 +12,9 @@ backup.before_manifest, backup.between_manifests (a backup set: after a
 member's manifest, before the next), backup.after_manifest, backup.landed_read
 (a lost job process's manifest read back, before what follows), backup.before_record (the
 manifests are in the target, the lock gone, the catalog does not list the backup yet),
-restore.before_object, verify.after_read (VERIFY BACKUP: every object read, the
+restore.before_object, verify.mid_object (VERIFY BACKUP, in its job process:
+`bytes_done` read, an object read, decrypted and hashed chunk by chunk),
+verify.after_read (VERIFY BACKUP: every object read, the
 report made, the target not looked at again),
 restore.mid_object, restore.check_file (a fetched file's check, in the job
 process: before file `index`), check.reading (VERIFY or a RESTORE's check, in a

@@ -115,6 +115,12 @@ class RemoteWork:
         knows on which (storage/backup/crash_marks.py)."""
         self.send(("reading", mark))
 
+    def doing(self, what: str | None) -> None:
+        """What it reads now that is no file's contents (an object, as VERIFY
+        reads it: decrypted, hashed), told to the server before the read:
+        should this process die in it, the server's error names it."""
+        self.send(("doing", what))
+
 
 class _Forward(logging.Handler):
     """The job process's log records, to the server's own logging (its format,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal as signals
+
 from catalog.errors import CairnError, Cancelled, Unavailable
 
 
@@ -31,3 +33,21 @@ class Killed(Lost, Cancelled):
 
     code, status = Cancelled.code, Cancelled.status
     sqlstate = None  # CANCELLED's, 57014
+
+
+def ended(status: int | None, reading: str | None, first: bool, doing: str | None) -> Lost:
+    """Lost for a job process that ended with exit `status` (-N: signal N),
+    reading the file `reading` (`first`: the first it read), doing `doing`
+    (what it read then: "object … of backup …", which a crash is never
+    blamed on: storage/jobblame.py). A VERIFY whose process crashed while it
+    decrypted an object said only "(exit status -11)" until 2026-12-08."""
+    signal = max(0, -(status or 0)) or None
+    text = f"the job process ended in the middle of its work (exit status {status})"
+    if doing is not None:
+        name = next((s.name for s in signals.Signals if s == signal), f"signal {signal}")
+        how = ("was killed (SIGKILL: the OOM killer, or kill -9)" if signal == signals.SIGKILL
+               else f"crashed ({name})" if signal is not None else "exited")
+        text += f": it {how} while it read {doing}; run it again"
+    lost = Lost(text)
+    lost.reading, lost.first, lost.signal = reading, first, signal
+    return lost

@@ -77,6 +77,7 @@ from .backup.layout import process_tag
 from .jobframes import Frames, portable, relog, send_framed
 from .joblost import Killed as Killed
 from .joblost import Lost as Lost
+from .joblost import ended
 from .work import Work
 
 log = logging.getLogger(__name__)
@@ -321,6 +322,7 @@ class _Process:
         self._samples: list[tuple[float, int, int]] = []  # (time, ns on a CPU, ns queued)
         self._sends = 0  # messages sent to it but the calls (KILL, PAUSE, answers)
         self.reading: str | None = None  # the call's file being read (crash_marks.py)
+        self.doing: str | None = None  # what else it reads: an object (crash_marks.doing)
         self.files_read = 0  # of its life (a crash's file the first? jobblame.py)
 
     @property
@@ -339,11 +341,7 @@ class _Process:
         if self._cancelled_at is not None:
             return Killed(f"the job was cancelled; its job process was stopped "
                           f"(exit status {self.proc.returncode})")
-        lost = Lost(f"the job process ended in the middle of its work "
-                    f"(exit status {self.proc.returncode})")
-        lost.reading, lost.first = self.reading, self.files_read <= 1
-        lost.signal = max(0, -(self.proc.returncode or 0)) or None
-        return lost
+        return ended(self.proc.returncode, self.reading, self.files_read <= 1, self.doing)
 
     def run(self, work: Work, fn: Callable[..., T], args: tuple[Any, ...],
             kwargs: Mapping[str, Any], armed: frozenset[str]) -> T:
@@ -351,7 +349,7 @@ class _Process:
         self.clean = False
         self._cancelled_at = None
         self._paused = False
-        self.reading = None
+        self.reading = self.doing = None
         self._samples.clear()
         # The first sample SAMPLE_SECONDS in: most calls (a small BACKUP's
         # store, keep_last's listing) are over by then, and reading the
@@ -393,6 +391,8 @@ class _Process:
                     relog(*msg[1:])
                 elif kind == "reading":
                     self.reading, self.files_read = msg[1], self.files_read + (msg[1] is not None)
+                elif kind == "doing":
+                    self.doing = msg[1]
                 elif kind in ("fault", "park"):
                     try:
                         if kind == "fault":

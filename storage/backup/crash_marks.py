@@ -87,3 +87,17 @@ def reading(backup_id: str, content_sha256: str) -> Iterator[None]:
     work.fault("check.reading", key=mark)
     yield
     tell(None)
+
+
+@contextlib.contextmanager
+def doing(what: str) -> Iterator[None]:
+    """Around a read that is not a file's contents (an object: decrypted,
+    decompressed, hashed): should the job process die in it, its error says
+    `what` (storage/joblost.py); no crash there is blamed on the object."""
+    tell = getattr(getattr(_state, "work", None), "doing", None)
+    if tell is None:
+        yield
+        return
+    tell(what)
+    yield
+    tell(None)

@@ -172,7 +172,8 @@ def _check_object(store: ObjectStore | Checker, check: Checker, obj: dict[str, A
     using it; and whether it is intact as stored (its bytes all read)."""
     tail = Capture(scratch_dir, footers.tail_for(used)) if used else Tail(0)
     try:
-        problem = check(obj, on_bytes, should_stop, tail)
+        with crash_marks.doing(f"object {obj['oid']} of backup '{backup_id}'"):
+            problem = check(obj, on_bytes, should_stop, tail)
         if problem is not None:
             return [problem], False
         if isinstance(tail, Capture):  # files use it
@@ -233,6 +234,7 @@ def verify_backup_of(repo: Any, backup_id: str, work: Work,
         nonlocal last
         work.progress(files_done=p.files_done, files_total=p.files_total,
                       bytes_done=p.bytes_done, bytes_total=p.bytes_total)
+        work.fault("verify.mid_object", bytes_done=p.bytes_done)
         work.give_way()  # per chunk, as BACKUP and RESTORE: statements first
         if spent is not None:
             spent(max(0, p.bytes_done - last))
