@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from catalog.diskerrors import read_shortage
+from catalog.diskerrors import DataDirUnavailable, read_shortage
 
 from ..files import NAN_RULE
 from ..types import OW, SEQ, USER, arrow_type
@@ -328,13 +328,17 @@ def values_problem(source: str | IO[bytes], f: FileEntry, table: TableEntry) -> 
         return f"{what} {wrong}"
     side = duck_read.Side(tuple(n for n in text if n not in plain), tuple(sorted(plain)),
                           tuple(plain_rows), meta)
-    # Each page's own statistics against its values: DuckDB skips pages by them.
-    if (wrong := page_stats.problem(source, footer, stats, side.dictionary, side.plain,
-                                    side.batch_rows, nan_rule)) is not None:
-        return f"{what} {wrong}"
-    # DuckDB's values compared with pyarrow's, row by row, read as above.
-    wrong = duck_read.problem(source, [n for n, _ in expected_schema(table, f.schema_version)],
-                              f.rows, side)
+    try:
+        # Each page's own statistics against its values: DuckDB skips pages by them.
+        if (wrong := page_stats.problem(source, footer, stats, side.dictionary, side.plain,
+                                        side.batch_rows, nan_rule)) is not None:
+            return f"{what} {wrong}"
+        # DuckDB's values compared with pyarrow's, row by row, read as above.
+        wrong = duck_read.problem(source, [n for n, _ in expected_schema(table, f.schema_version)],
+                                  f.rows, side)
+    except DataDirUnavailable as exc:  # short of memory or files: which file's check
+        raise DataDirUnavailable(exc.message.replace("a file of the backup", what, 1),
+                                 exc.sqlstate) from exc
     return None if wrong is None else f"{what} {wrong}"
 
 

@@ -132,10 +132,24 @@ def _read(source: str | IO[bytes], columns: list[str], rows: int,
         except (duckdb.FatalException, duckdb.InternalException):
             raise  # (_problem: a new database)
         except duckdb.Error as exc:
-            if (short := shortage(exc, DOING)) is not None:
+            if (short := shortage(exc, DOING) or stream_shortage(exc)) is not None:
                 raise short from exc
             return f"cannot be read by DuckDB, which every query reads it with ({_why(exc, path)})"
     return None
+
+
+def stream_shortage(exc: BaseException) -> Exception | None:
+    """503 for DuckDB's error when pyarrow, reading the file into a stream
+    DuckDB scans (`_stream`), could not allocate: "reading the stream
+    registered as … failed: Out of memory: malloc of size … failed. Detail:
+    Python exception: … MemoryError"; else None. It was "cannot be read by
+    DuckDB": a RESTORE short of memory refused a sound backup
+    BACKUP_INVALID, and VERIFY called it invalid (until 2026-12-08)."""
+    text = str(exc)
+    if "reading the stream registered as" not in text or not (
+            "Out of memory" in text or "MemoryError" in text):
+        return None
+    return read_shortage(MemoryError(text.splitlines()[0]), DOING)
 
 
 def _compared(con: Any, path: str, part: list[str], rows: int, side: Side) -> str | None:

@@ -7,13 +7,15 @@ Encrypted: the key, the manifest and the objects are decrypted there."""
 
 from __future__ import annotations
 
+import contextlib
 import resource
 from typing import Any
 
 import pytest
 
+from server import faults
 from server.config import Config
-from storage import jobblame
+from storage import jobblame, jobproc
 from tests.e2e.test_job_process_short_key import KEY, _kept
 from tests.helpers import fill, rows, sql
 
@@ -60,3 +62,50 @@ async def test_a_verify_short_of_memory_is_unavailable_or_valid(client: Any, roo
         await rows(client, f"RESTORE DATABASE app FROM 'nightly' AS copy WITH "
                            f"(backup_id = '{backup_id}', {KEY})")
     assert (await rows(client, "SELECT count(*) AS n FROM copy.blobs"))[0]["n"] == 600
+
+
+def _vsz(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[0]) * resource.getpagesize()
+
+
+@pytest.mark.parametrize("room", [0, *(n << 20 for n in (1, 2, 3, 4, 5, 6, 8, 12, 16))])
+async def test_a_file_checked_short_of_memory_is_named_and_never_blamed(
+        client: Any, room: int) -> None:
+    """At each file's read, its job process (every process a check runs in:
+    a check run again runs in a new one) gets `room` bytes of address space
+    more (ulimit -v): pyarrow's or DuckDB's check refused memory is 503
+    naming the file (DuckDB's said "a file of the backup" until 2026-12-08),
+    VERIFY and RESTORE alike, and nothing is blamed."""
+    await fill(client, files=2, rows=200, width=3000)
+    backup_id = (await rows(client, "BACKUP DATABASE app TO 'nightly'"))[0]["backup_id"]
+    limited: list[int] = []
+
+    def limit(info: dict[str, Any]) -> None:
+        for pid in jobproc.busy():
+            resource.prlimit(pid, resource.RLIMIT_AS, (_vsz(pid) + room, resource.RLIM_INFINITY))
+            limited.append(pid)
+
+    faults.register("check.reading", limit)
+    try:
+        verify = await sql(client, f"VERIFY BACKUP '{backup_id}'")
+        restore = await sql(client, f"RESTORE DATABASE app FROM 'nightly' AS copy WITH "
+                                    f"(backup_id = '{backup_id}')")
+    finally:
+        faults.clear()
+        for pid in limited:
+            with contextlib.suppress(OSError):
+                resource.prlimit(pid, resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
+    for status, body in (verify, restore):
+        assert status in (200, 503), (room, status, body)
+        if status == 503:
+            message = body["error"]["message"]
+            assert message.startswith("cannot check file ") and "out of memory" in message, (
+                room, message)
+    if verify[0] == 200:
+        assert verify[1]["results"][0]["rows"][0]["is_valid"] is True, verify
+    assert not jobblame.blamed() and not jobblame._deaths
+    if restore[0] == 503:
+        await rows(client, f"RESTORE DATABASE app FROM 'nightly' AS copy WITH "
+                           f"(backup_id = '{backup_id}')")
+    assert (await rows(client, "SELECT count(*) AS n FROM copy.blobs"))[0]["n"] == 400

@@ -8,6 +8,7 @@ import io
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -209,3 +210,36 @@ def test_a_wide_text_is_not_held_by_both_readers_at_once(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     grew = int(done.stdout.split()[-1])
     assert grew < 6.5 * (32 << 20), grew  # the row group's texts 6.5 times over, at most
+
+
+def test_a_stream_pyarrow_cannot_allocate_for_is_a_shortage_not_damage() -> None:
+    """DuckDB scans what pyarrow reads of the file (duck_read._stream): an
+    allocation pyarrow is refused there (ArrowMemoryError, "malloc of size …
+    failed": here one no machine grants) came out of DuckDB as "reading the
+    stream registered as … failed: Out of memory …", which the check took
+    for damage: "cannot be read by DuckDB" (a RESTORE short of memory
+    refused a sound backup BACKUP_INVALID)."""
+    import duckdb
+
+    schema = pa.schema([("a", pa.int64())])
+
+    def batches() -> Any:
+        yield pa.RecordBatch.from_arrays([pa.array([1, 2])], schema=schema)
+        pa.allocate_buffer(1 << 62)  # refused: ArrowMemoryError
+
+    con = duckdb.connect()
+    con.register("s", pa.RecordBatchReader.from_batches(schema, batches()))
+    with pytest.raises(duckdb.Error) as caught:
+        con.execute("SELECT count(*) FROM s").fetchall()
+    short = duck_read.stream_shortage(caught.value)
+    assert isinstance(short, DataDirUnavailable) and short.sqlstate == "53200", caught.value
+    assert "out of memory" in short.message and "DuckDB" in short.message, short.message
+    # Any other failure of the stream is no shortage.
+    def broken() -> Any:
+        yield pa.RecordBatch.from_arrays([pa.array([1, 2])], schema=schema)
+        raise pa.ArrowInvalid("Couldn't deserialize thrift: TProtocolException")
+
+    con.register("b", pa.RecordBatchReader.from_batches(schema, broken()))
+    with pytest.raises(duckdb.Error) as caught:
+        con.execute("SELECT count(*) FROM b").fetchall()
+    assert duck_read.stream_shortage(caught.value) is None, caught.value
