@@ -46,14 +46,17 @@ def first_problem(items: list[tuple[str, Any, Any]], work: Work, backup_id: str 
             if share is not None:
                 work.progress(fraction=low + (high - low) * checked / total)
             checked += f.size
-            work.fault("restore.check_file", index=index)
-            work.check_cancelled()
-            wrong = crash_marks.blamed(backup_id, f.content_sha256,
-                                       f"file {f.content_sha256} of table '{t.name}'")
-            if wrong is None:
-                with crash_marks.reading(backup_id, f.content_sha256):
-                    wrong = (problem(tail_of(path, footers.bound(t, f).tail), f, t)
-                             or values_problem(path, f, t))
+            what = f"file {f.content_sha256} of table '{t.name}'"
+            # A death out of the file's contents (between two files, its tail
+            # read) names it too (storage/joblost.py).
+            with crash_marks.doing(f"{what} (file {index + 1} of {len(items)} to check)"):
+                work.fault("restore.check_file", index=index)
+                work.check_cancelled()
+                wrong = crash_marks.blamed(backup_id, f.content_sha256, what)
+                if wrong is None:
+                    with crash_marks.reading(backup_id, f.content_sha256):
+                        wrong = (problem(tail_of(path, footers.bound(t, f).tail), f, t)
+                                 or values_problem(path, f, t))
             if wrong is not None:
                 return wrong
     return None

@@ -84,6 +84,8 @@ async def test_an_attacked_job_process_blames_no_sound_file(
                 assert message.startswith("the job process ended"), outcomes[-1]
                 if point == "verify.mid_object" and nth < 3:  # (the 3rd: between objects)
                     assert "while it read object " in message, message
+                if point == "restore.check_file":
+                    assert "while it read file " in message and "to check)" in message, message
             if status == 200 and kind == "verify":
                 assert body["results"][0]["rows"][0]["is_valid"] is True, outcomes[-1]
             assert not jobblame.blamed(), outcomes[-1]
