@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -232,7 +233,10 @@ def _take() -> _Copier | None:
     try:
         copier = _Copier()
     except OSError as exc:
-        if shortage(exc) is not None:  # too many open files now: not for good
+        # Too many open files now, or processes (EAGAIN: ulimit -u, a cgroup's
+        # pids.max): not for good. EAGAIN turned copiers off until a restart
+        # until 2026-12-08.
+        if shortage(exc) is not None or exc.errno == errno.EAGAIN:
             log.warning("cannot start a copier process now (%s); this copy runs in the "
                         "server's thread", exc)
             return None

@@ -94,3 +94,32 @@ def test_a_sound_file_checked_where_no_thread_can_start_is_never_damaged() -> No
     assert threads.startswith("cannot check file f: cannot start a thread"), threads
     assert "[Errno 11] Resource temporarily unavailable" in threads, threads
     assert again == "1000", out.stdout
+
+
+# As nobody at a limit of processes: a copier cannot start (EAGAIN). (Nobody
+# may not run this Python at all, whose path may be under root's home: the
+# next start is not tried here.)
+_NO_PROCESS = """
+import os, resource
+from storage.backup import copier
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+resource.setrlimit(resource.RLIMIT_NPROC, (1, hard))  # under its own threads: no fork
+print(copier._take(), copier._enabled)
+"""
+
+
+def test_a_copier_that_cannot_start_at_the_limit_of_processes_is_not_given_up() -> None:
+    """At the limit of processes (ulimit -u, a cgroup's pids.max) a copier
+    process cannot start, EAGAIN: that copy runs in the server's thread, and
+    the next one starts a copier again. EAGAIN turned copiers off until a
+    restart (every copy's hashing back on the server's GIL)."""
+    root = str(Path(__file__).resolve().parent.parent.parent)
+    out = subprocess.run([sys.executable, "-c", _NO_PROCESS], capture_output=True, text=True,
+                         timeout=60, cwd=root, env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] == "None True", (out.stdout, out.stderr)
+    assert "this copy runs in the server's thread" in out.stderr, out.stderr
