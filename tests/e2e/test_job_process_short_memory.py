@@ -50,7 +50,13 @@ async def test_a_verify_short_of_memory_is_unavailable_or_valid(client: Any, roo
     for status, body in (verify, restore):
         assert status in (200, 503), (room, status, body)
         if status == 503:
-            assert "out of memory" in body["error"]["message"], (room, body)
+            # The shortage named, or (with no room at all: a C++ allocation in one of
+            # DuckDB's or pyarrow's threads aborts the process) the process's death
+            # named, run again: either way nothing called damaged.
+            message = body["error"]["message"]
+            assert "out of memory" in message or (
+                room == 0 and "the job process ended" in message), (
+                room, body)
     if verify[0] == 200:
         (answer,) = verify[1]["results"][0]["rows"]
         assert answer["is_valid"] is True, (room, answer)
