@@ -26,7 +26,7 @@ from sqlglot.dialects.dialect import Dialect
 from catalog import DataFile, Table
 from catalog.errors import InvalidArgument, NotFound, PermissionDenied
 
-from . import deleted_rule, json_columns, keys, pushdown, sandbox, scopes
+from . import deleted_rule, json_columns, keys, lambda_guard, pushdown, sandbox, scopes
 from .buffer import TableState, point_mask
 from .caller import columns_named, names_a_user_word, the_caller, user_word
 from .json_columns import CAIRN_TYPE
@@ -413,6 +413,8 @@ def plan_query(
     if not fast:  # (a fast-path SELECT names plain columns: its names tell)
         plan.json_columns = json_columns.of(expression, placed, ctes)
         plan.json_guessed = plan.json_columns is None
+    if not fast:  # (a fast-path SELECT has no function, so no lambda)
+        lambda_guard.guard(expression)  # string_split & co. in a lambda: its list's total
     text = _DUCKDB.generate(expression, copy=False)  # the tree is ours: no copy
     plan.tree = expression
     # Views go in as subqueries by text: placeholders carry a random token, so

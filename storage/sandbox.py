@@ -31,7 +31,7 @@ from sqlglot.errors import SqlglotError
 
 from catalog.errors import InvalidArgument, PermissionDenied
 
-from . import duckbugs, unstoppable, value_bounds
+from . import duckbugs, lambda_guard, unstoppable, value_bounds
 from .literal_range import literal_problem
 from .names import function_name
 
@@ -341,6 +341,7 @@ def connect(data_dir: Path, memory_limit: str, threads: int,
     con.execute("SET GLOBAL disable_parquet_prefetching = true")
     in_utc(con)
     unstoppable.define(con)  # jaro_similarity & co. past the timeout: refused when reached
+    lambda_guard.define(con)  # ... and in a lambda, over all of a row's elements
     con.execute("SET allowed_directories = ?", [[str(files_dir) + "/"]])
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")

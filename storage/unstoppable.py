@@ -53,7 +53,9 @@ which DuckDB finds before its own functions (a query, its column names and
 its other bounds unchanged): the query fails as it reaches a row (or a
 vector) past the bound, 22023 / INVALID_ARGUMENT with a clear message. The
 first argument passes through random() so that DuckDB does not compute a
-call on constants while it plans the query, before the guard is asked."""
+call on constants while it plans the query, before the guard is asked.
+Inside a lambda a call sees its list's elements a batch at a time: there
+the list is counted whole before the lambda runs (lambda_guard.py)."""
 
 from __future__ import annotations
 
