@@ -27,6 +27,8 @@ refused."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -191,15 +193,17 @@ def _levels(calls: list[tuple[exp.Func, str]]) -> dict[int, int]:
     return level
 
 
-def guard(tree: exp.Expr) -> None:
-    """Wrap the list of every lambda of `tree` that calls a guarded function
+def guard(lambdas: Sequence[exp.Expr]) -> None:
+    """Wrap the list of every lambda (or comprehension) of `lambdas`, a
+    tree's own in tree order (outer ones first), that calls a guarded function
     (module docstring); INVALID_ARGUMENT for such a lambda of list_reduce.
     One measure for the calls of one kind and level (the calls in no other
     guarded call's arguments first), checked in that order: a measure that
     runs a guarded call runs it once that call's total has passed."""
     copies = _Copies()
-    lambdas = list(tree.find_all(exp.Lambda, exp.Comprehension))
-    for lam in lambdas:  # the tree's own, outer ones first: not the measures added
+    for lam in lambdas:  # not the measures added
+        if not isinstance(lam, exp.Lambda | exp.Comprehension):
+            continue
         bodies = ([lam.this] if isinstance(lam, exp.Lambda)
                   else [n for n in (lam.this, lam.args.get("condition")) if n is not None])
         calls = _guarded_calls(bodies)

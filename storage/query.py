@@ -231,7 +231,9 @@ def names_deleted(expression: exp.Expression) -> bool:
 
 def tree_facts(expression: exp.Expression, deleted: bool = True,
                users: list[exp.Expression] | None = None,
-               fast: bool | None = None) -> tuple[list[exp.Table], set[int], bool]:
+               fast: bool | None = None,
+               lambdas: list[exp.Expression] | None = None,
+               ) -> tuple[list[exp.Table], set[int], bool]:
     """The query's table nodes (in tree order), the ids of those that name a
     CTE in scope (`sandbox.cte_references`), and whether a
     WHERE may name a `_deleted` (`names_deleted`, or an alias column list
@@ -240,19 +242,24 @@ def tree_facts(expression: exp.Expression, deleted: bool = True,
     asked it) they are read where they
     stand: one table, no CTE, the one column of its WHERE; else the tree is
     walked, ~15 µs a walk (tests/storage/test_sandbox_fast.py holds the two
-    to each other)."""
+    to each other). `lambdas` gets the lambdas and comprehensions, in tree
+    order (lambda_guard.guard)."""
     if (fast if fast is not None else sandbox.fast_path_tree(expression)) \
             and not names_a_user_word(expression):
         where = expression.args["where"].this
         return ([expression.args["from_"].this], set(),
                 deleted and sandbox.fold(where.this.name).startswith(DELETED))
     found = expression.find_all(exp.Table, exp.CurrentUser, exp.SessionUser, exp.CurrentRole,
-                                exp.Column, exp.Anonymous, exp.TableAlias)
+                                exp.Column, exp.Anonymous, exp.TableAlias, exp.Lambda,
+                                exp.Comprehension)
     tables = []
     renames = False  # an alias column list: `x(k, f, u, d) WHERE d` names t's _deleted
     for n in found:
         if isinstance(n, exp.Table):
             tables.append(n)
+        elif isinstance(n, exp.Lambda | exp.Comprehension):
+            if lambdas is not None:
+                lambdas.append(n)
         elif isinstance(n, exp.TableAlias):
             renames = renames or bool(n.args.get("columns"))
         elif users is not None and user_word(n) is not None:  # see plan_query
@@ -292,7 +299,8 @@ def plan_query(
     plan = Plan()
     users: list[exp.Expression] = []
     fast = sandbox.fast_path_tree(expression)  # `fast`: asked once, told to tree_facts
-    nodes, ctes, deleted = tree_facts(expression, show_deleted is None, users, fast)
+    lambdas: list[exp.Expression] = []
+    nodes, ctes, deleted = tree_facts(expression, show_deleted is None, users, fast, lambdas)
     if users:  # DuckDB's current_user, user, ... are 'duckdb' (INSERTs stored it): the caller
         taken: set[str] = set()
         if any(isinstance(n, exp.Column) for n in users):
@@ -413,8 +421,8 @@ def plan_query(
     if not fast:  # (a fast-path SELECT names plain columns: its names tell)
         plan.json_columns = json_columns.of(expression, placed, ctes)
         plan.json_guessed = plan.json_columns is None
-    if not fast:  # (a fast-path SELECT has no function, so no lambda)
-        lambda_guard.guard(expression)  # string_split & co. in a lambda: its list's total
+    if lambdas:  # string_split & co. in a lambda: its list's total
+        lambda_guard.guard(lambdas)
     text = _DUCKDB.generate(expression, copy=False)  # the tree is ours: no copy
     plan.tree = expression
     # Views go in as subqueries by text: placeholders carry a random token, so
