@@ -96,7 +96,15 @@ def _args(node: exp.Func) -> list[exp.Expr]:
 
 
 def _size(node: exp.Func, name: str) -> tuple[str, exp.Expr] | None:
-    """What the guarded call `node` takes, as an expression on its arguments."""
+    """What the guarded call `node` takes, as an expression on its arguments:
+    at least 1 (a call on an empty text or list still builds its result: a
+    list of 4,194,304 empty texts split took 0.3 s and ~200 MB)."""
+    measured = _measure(node, name)
+    return None if measured is None else \
+        (measured[0], exp.func("greatest", measured[1], exp.Literal.number(1)))
+
+
+def _measure(node: exp.Func, name: str) -> tuple[str, exp.Expr] | None:
     args = [a.copy() for a in _args(node)]
     if not args:
         return None
