@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from catalog.diskerrors import read_shortage
 from catalog.errors import InvalidArgument
 
 from .. import live_rows
@@ -47,13 +49,28 @@ def null_keys(path: Path, sha256: str, primary_key: list[str]) -> int:
             if all(s is not None and s.has_null_count for s in stats):
                 nulls = sum(s.null_count for s in stats)
             else:  # no counts written: the column itself
-                nulls = pq.read_table(str(path), columns=[name]).column(name).null_count
+                nulls = _column_nulls(path, name)
             most = max(most, nulls)
     if key is not None:
         if len(_KNOWN) >= KNOWN_KEPT:
             _KNOWN.clear()
         _KNOWN[key] = most
     return most
+
+
+def _column_nulls(path: Path, name: str) -> int:
+    """The NULLs of one column, read on this thread (pyarrow's pools start
+    threads on first use: at the limit of processes, RLIMIT_NPROC or a
+    cgroup's pids.max, that failed "Failed to launch worker thread", and the
+    BACKUP answered 500 ArrowException for a sound file); a thread that still
+    cannot start, or memory refused, is 503 naming the shortage."""
+    try:
+        return int(pq.ParquetFile(str(path)).read(columns=[name], use_threads=False)
+                   .column(name).null_count)
+    except (pa.ArrowException, MemoryError, RuntimeError) as exc:
+        if (short := read_shortage(exc, f"file '{path}' cannot be read")) is not None:
+            raise short from exc
+        raise
 
 
 def refuse(namespace: str, table: str, primary_key: list[str], n: int, *, buffered: bool) -> None:

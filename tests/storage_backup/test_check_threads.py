@@ -123,3 +123,50 @@ def test_a_copier_that_cannot_start_at_the_limit_of_processes_is_not_given_up() 
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines()[-1] == "None True", (out.stdout, out.stderr)
     assert "this copy runs in the server's thread" in out.stderr, out.stderr
+
+
+# A BACKUP counts the NULL keys of a file whose footer has no NULL counts by
+# reading its key column (storage/backup/nullkeys.py), as nobody at the limit
+# of processes: pyarrow.parquet.read_table started its pools' threads and
+# failed "Failed to launch worker thread", and the BACKUP answered 500.
+_NULL_KEYS = """
+import os, resource, sys
+from pathlib import Path
+from catalog.errors import CairnError
+from storage.backup import nullkeys
+path = Path(sys.argv[1], "f.parquet")
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+threads = len(os.listdir("/proc/self/task"))
+hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+resource.setrlimit(resource.RLIMIT_NPROC, (threads, hard))
+try:
+    print(nullkeys.null_keys(path, "0" * 64, ["k"]))
+except CairnError as exc:
+    print(exc.code, exc.message)
+except Exception as exc:
+    print("bug", type(exc).__name__, exc)
+"""
+
+
+def test_a_backups_count_of_null_keys_where_no_thread_can_start_is_not_a_bug() -> None:
+    root = str(Path(__file__).resolve().parent.parent.parent)
+    folder = tempfile.mkdtemp()
+    try:
+        os.chmod(folder, 0o755)
+        path = Path(folder, "f.parquet")
+        keys = pa.array([None, 1, None, 3, None, *range(5, 1000)], pa.int64())
+        pq.write_table(pa.table({"k": keys, "v": pa.array(["x"] * 1000)}), path,
+                       write_statistics=False)  # no NULL counts: the column is read
+        os.chmod(path, 0o644)
+        out = subprocess.run([sys.executable, "-c", _NULL_KEYS, folder], capture_output=True,
+                             text=True, timeout=60, cwd=root,
+                             env={**os.environ, "PYTHONPATH": root})
+    finally:
+        shutil.rmtree(folder)
+    assert out.returncode == 0, out.stderr[-2000:]
+    answer = out.stdout.splitlines()[-1]
+    # Read on its own thread, the count; or, if even that cannot start one, 503.
+    assert answer == "3" or answer.startswith("UNAVAILABLE "), out.stdout
