@@ -15,23 +15,14 @@ from typing import Any
 import pytest
 
 from server import faults
-from server.config import Config
 from storage import jobblame, jobproc
+from tests.e2e.test_job_process_crashing_file import (  # noqa: F401 (its fixtures)
+    cairn_config,
+    fresh_counts,
+)
 from tests.helpers import fill, rows, sql
 
 KEY = "encryption_passphrase = 'correct horse'"
-
-
-@pytest.fixture
-def cairn_config(cairn_config: Config) -> Config:
-    cairn_config.jobs.job_process = "nice"  # not starved by the suite's other worker
-    return cairn_config
-
-
-@pytest.fixture(autouse=True)
-def fresh_counts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobblame, "_deaths", {})
-    monkeypatch.setattr(jobblame, "_firsts", set(), raising=False)
 
 
 def _attack(how: str) -> None:

@@ -28,6 +28,16 @@ from storage.files import row_group_rows
 # modules are imported, then limits its processes to the threads it has.
 # Its pyarrow has started no thread of its pools yet (they start on first
 # use: the file is written by the test).
+# Nobody, limited to the threads it has (`hard`: the limit it may go back to).
+_AT_THE_LIMIT = """
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+threads = len(os.listdir("/proc/self/task"))
+hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+resource.setrlimit(resource.RLIMIT_NPROC, (threads, hard))
+"""
 _NO_THREADS = """
 import os, resource, sys
 from pathlib import Path
@@ -45,13 +55,7 @@ e = table_entry("t", [{"oid": "0" * 64, "size": path.stat().st_size, "rows": n,
                 [[column("k", "BIGINT", key=True), column("v", "TEXT")]])
 t = msgspec.convert(e, TableEntry)
 items = [(str(path), t.files[0], t)]
-if os.geteuid() == 0:
-    os.setgroups([])
-    os.setresgid(65534, 65534, 65534)
-    os.setresuid(65534, 65534, 65534)
-threads = len(os.listdir("/proc/self/task"))
-hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
-resource.setrlimit(resource.RLIMIT_NPROC, (threads, hard))
+""" + _AT_THE_LIMIT + """
 for check in (lambda: fetched_checks.first_problem(items, Quiet(), "b"),  # RESTORE's
               lambda: contents.values_problem(str(path), t.files[0], t)):  # VERIFY's
     print(check())
@@ -127,21 +131,15 @@ def test_a_copier_that_cannot_start_at_the_limit_of_processes_is_not_given_up() 
 
 # A BACKUP counts the NULL keys of a file whose footer has no NULL counts by
 # reading its key column (storage/backup/nullkeys.py), as nobody at the limit
-# of processes: pyarrow.parquet.read_table started its pools' threads and
-# failed "Failed to launch worker thread", and the BACKUP answered 500.
+# of processes: pyarrow.parquet.read_table waited forever for its pools'
+# threads, which could not start (the BACKUP hung).
 _NULL_KEYS = """
 import os, resource, sys
 from pathlib import Path
 from catalog.errors import CairnError
 from storage.backup import nullkeys
 path = Path(sys.argv[1], "f.parquet")
-if os.geteuid() == 0:
-    os.setgroups([])
-    os.setresgid(65534, 65534, 65534)
-    os.setresuid(65534, 65534, 65534)
-threads = len(os.listdir("/proc/self/task"))
-hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
-resource.setrlimit(resource.RLIMIT_NPROC, (threads, hard))
+""" + _AT_THE_LIMIT + """
 try:
     print(nullkeys.null_keys(path, "0" * 64, ["k"]))
 except CairnError as exc:
