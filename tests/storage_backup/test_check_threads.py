@@ -83,7 +83,7 @@ def _write(path: Path, n: int) -> None:
 
 def test_a_sound_file_checked_where_no_thread_can_start_is_never_damaged() -> None:
     root = str(Path(__file__).resolve().parent.parent.parent)
-    folder = tempfile.mkdtemp()  # (tmp_path's folders are root's alone)
+    folder = tempfile.mkdtemp(dir="/tmp")  # nobody reaches it (tmp_path, TMPDIR: root's alone)
     try:
         os.chmod(folder, 0o755)
         _write(Path(folder, "f.parquet"), 1000)
@@ -151,7 +151,7 @@ except Exception as exc:
 
 def test_a_backups_count_of_null_keys_where_no_thread_can_start_is_not_a_bug() -> None:
     root = str(Path(__file__).resolve().parent.parent.parent)
-    folder = tempfile.mkdtemp()
+    folder = tempfile.mkdtemp(dir="/tmp")  # nobody reaches it (not TMPDIR: root's alone)
     try:
         os.chmod(folder, 0o755)
         path = Path(folder, "f.parquet")
