@@ -27,7 +27,7 @@ from sqlglot.errors import SqlglotError
 from catalog.errors import Cancelled, InvalidArgument, PermissionDenied
 from sqlgrammar.factorial import standalone_bang
 from sqlgrammar.uncommented import Uncommented
-from storage import stopping, unstoppable, value_bounds
+from storage import lambda_guard, stopping, unstoppable, value_bounds
 from storage.duck import fetch_bounded, refuse_time_with_zone
 from storage.duckrestart import Rebuilt, fault_of, invalidating, scrubbed
 from storage.names import fold, function_name
@@ -142,6 +142,7 @@ def _connect(generation: int = 0) -> duckdb.DuckDBPyConnection:
     con.execute("SET python_enable_replacements = false")
     in_utc(con)
     unstoppable.define(con)  # jaro_similarity & co. past the timeout: refused when reached
+    lambda_guard.define(con)  # ... and in a lambda, over all of a row's elements
     for setting in ("autoinstall_known_extensions = false", "autoload_known_extensions = false",
                     "enable_external_access = false", "lock_configuration = true"):
         con.execute(f"SET {setting}")
@@ -254,6 +255,8 @@ class CatalogEngine:
                                        "files, the network or settings")
             budget.check(func, name)
             unstoppable.check_call(func, name)  # DuckDB's own, past its guard
+        # string_split & co. in a lambda: its list's total (as plan_query does)
+        lambda_guard.guard(list(tree.find_all(exp.Lambda, exp.Comprehension)))
         server = cairn.config.server
         sql = tree.sql(dialect="duckdb")
         cur, generation = self._db.cursor()
