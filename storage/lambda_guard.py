@@ -84,6 +84,23 @@ def define(con: duckdb.DuckDBPyConnection) -> None:
                         side_effects=True)
 
 
+# What gives another value each time it is computed: a lambda's list is
+# computed twice, measured and then run (`CASE WHEN random() < 0.5 THEN l
+# ELSE [''] END` was measured as [''] and ran over l: 850 MB, one try in four).
+VOLATILE = frozenset({"rand", "random", "uuid", "gen_random_uuid", "uuidv4", "uuidv7",
+                      "setseed", "nextval", "currval"})
+
+
+def _volatile(node: exp.Expr) -> str | None:
+    """The first thing in `node` whose value changes each time it is computed."""
+    for n in node.walk():
+        if isinstance(n, exp.TableSample):
+            return "a sample (USING SAMPLE, TABLESAMPLE)"
+        if isinstance(n, exp.Func) and (name := function_name(n)) in VOLATILE:
+            return f"{name}()"
+    return None
+
+
 def _args(node: exp.Func) -> list[exp.Expr]:
     if isinstance(node, exp.Anonymous):
         return list(node.expressions)
@@ -224,6 +241,11 @@ def guard(lambdas: Sequence[exp.Expr]) -> None:
                 "the elements of a vector of rows at once and cannot stop midway; write it in "
                 "list_transform or list_filter (its list is then bounded), or unnest the list")
         lst, params = scope
+        if (volatile := _volatile(lst)) is not None:
+            raise InvalidArgument(
+                f"{calls[0][1]}() in {_label(lam)} over a list computed from {volatile}: "
+                "the list is measured before the lambda runs, so it must be the same list "
+                "both times; compute it in a subquery's column and map over that column")
         levels = _levels(calls)
         if max(levels.values()) >= LEVELS:
             raise InvalidArgument(

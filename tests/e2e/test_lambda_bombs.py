@@ -88,6 +88,14 @@ REFUSED = [
                            * 40), ("more than 1,048,576 characters of SQL",)),
     (f"SELECT l.list_transform(x -> string_split(x, '=')) FROM {T}",
      ("split() is not allowed",)),
+    # the list is computed twice, measured and run: measured as [''], it ran
+    # over l one try in four (~850 MB)
+    (f"SELECT len(list_transform(CASE WHEN random() < 0.5 THEN l ELSE [''] END, "
+     f"x -> string_split(x, ''))) FROM {TEXTS}", ("over a list computed from rand()",)),
+    ("SELECT list_transform((SELECT list(v) FROM app.t USING SAMPLE 1), "
+     "x -> string_split(x, ';'))", ("computed from a sample",)),
+    ("SELECT [string_split(x, '-') for x in [gen_random_uuid()::VARCHAR]]",
+     ("computed from uuid()",)),
 ]
 
 
@@ -129,3 +137,7 @@ async def test_ordinary_lambdas_answer_as_duckdb_answers(client: Any) -> None:
     got = await rows(client, "SELECT list_transform((SELECT list(v ORDER BY id) FROM app.t), "
                              "x -> string_split(x, ';')) AS s")
     assert got == [{"s": [["x=1", "y=2"], ["z=3"]]}]
+    # a list from random() in a subquery's column: computed once
+    got = await rows(client, "SELECT list_transform(l, x -> string_split(x, ',')) AS s FROM "
+                             "(SELECT CASE WHEN random() < 2 THEN ['a,b'] END AS l)")
+    assert got == [{"s": [["a", "b"]]}]
