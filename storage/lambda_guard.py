@@ -115,10 +115,21 @@ def _args(node: exp.Func) -> list[exp.Expr]:
 def _size(node: exp.Func, name: str) -> tuple[str, exp.Expr] | None:
     """What the guarded call `node` takes, as an expression on its arguments:
     at least 1 (a call on an empty text or list still builds its result: a
-    list of 4,194,304 empty texts split took 0.3 s and ~200 MB)."""
+    list of 4,194,304 empty texts split took 0.3 s and ~200 MB). Measured on
+    every element, where the lambda may call it on some only (`[string_split(
+    x::INT::VARCHAR, ',') for x in l if x <> 'a']`, a CASE): an argument that
+    fails on an element counts 1 (TRY), not the query's error (where it does
+    call it, the call fails as in DuckDB). DuckDB refuses TRY around a
+    volatile function, a guard's macro among them (random(), VECTOR_OVER):
+    such a measure is left bare."""
     measured = _measure(node, name)
-    return None if measured is None else \
-        (measured[0], exp.func("greatest", measured[1], exp.Literal.number(1)))
+    if measured is None:
+        return None
+    kind, size = measured
+    if not any(isinstance(n, exp.Func) and function_name(n) in VOLATILE | GUARDED_HERE
+               for n in size.walk()):
+        size = exp.func("try", size)
+    return kind, exp.func("greatest", size, exp.Literal.number(1))
 
 
 def _measure(node: exp.Func, name: str) -> tuple[str, exp.Expr] | None:
