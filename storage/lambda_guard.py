@@ -112,6 +112,16 @@ def _args(node: exp.Func) -> list[exp.Expr]:
     return out
 
 
+def _call_args(node: exp.Func) -> list[exp.Expr]:
+    """A call's arguments, a method call's value first (`(x || '').split('')`
+    is split(x || '', ''); measured by its written arguments alone it counted
+    1 an element, and 1,100 texts of 8 KiB split in one row took 880 MB)."""
+    parent = node.parent
+    if isinstance(parent, exp.Dot) and parent.expression is node:
+        return [parent.this, *_args(node)]
+    return _args(node)
+
+
 def _size(node: exp.Func, name: str) -> tuple[str, exp.Expr] | None:
     """What the guarded call `node` takes, as an expression on its arguments:
     at least 1 (a call on an empty text or list still builds its result: a
@@ -133,7 +143,7 @@ def _size(node: exp.Func, name: str) -> tuple[str, exp.Expr] | None:
 
 
 def _measure(node: exp.Func, name: str) -> tuple[str, exp.Expr] | None:
-    args = [a.copy() for a in _args(node)]
+    args = [a.copy() for a in _call_args(node)]
     if not args:
         return None
     if name in _SPLITS:
@@ -224,7 +234,7 @@ def _levels(calls: list[tuple[exp.Func, str]]) -> dict[int, int]:
     more than theirs (`calls` lists arguments' calls first)."""
     level: dict[int, int] = {}
     for call, _ in calls:
-        below = [level[id(n)] for n in call.walk() if n is not call and id(n) in level]
+        below = [level[id(n)] for arg in _call_args(call) for n in arg.walk() if id(n) in level]
         level[id(call)] = 1 + max(below) if below else 0
     return level
 
