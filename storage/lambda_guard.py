@@ -213,6 +213,12 @@ LEVELS = 4  # guarded calls nested in one another's arguments in one lambda
 # copied for every measure: a long list literal under many calls would grow
 # the SQL DuckDB parses)
 COPIED_MAX = 1 << 20
+# lambdas wrapped in one statement: each adds its measures and its refusal's
+# text (~600 characters) to what DuckDB binds, which hears no interrupt (2,900
+# of `list_transform(['a'], x -> split(x, ','))`, a 130 KB statement: 1.8 MB
+# of SQL, 1.2 s to guard, 5.5 s to bind, +500 MB; 1.5 s for DuckDB's macros
+# alone): 256 of them ~0.5 s
+GUARDED_MAX = 256
 
 
 class _Copies:
@@ -247,6 +253,7 @@ def guard(lambdas: Sequence[exp.Expr]) -> None:
     guarded call's arguments first), checked in that order: a measure that
     runs a guarded call runs it once that call's total has passed."""
     copies = _Copies()
+    guarded = 0
     for lam in lambdas:  # not the measures added
         if not isinstance(lam, exp.Lambda | exp.Comprehension):
             continue
@@ -262,6 +269,12 @@ def guard(lambdas: Sequence[exp.Expr]) -> None:
                 "the elements of a vector of rows at once and cannot stop midway; write it in "
                 "list_transform or list_filter (its list is then bounded), or unnest the list")
         lst, params = scope
+        guarded += 1
+        if guarded > GUARDED_MAX:
+            raise InvalidArgument(
+                f"at most {GUARDED_MAX} lambdas that call string_split & co. in one statement "
+                "(each is measured over its whole list first): split the statement, or unnest "
+                "the lists")
         if (volatile := _volatile(lst)) is not None:
             raise InvalidArgument(
                 f"{calls[0][1]}() in {_label(lam)} over a list computed from {volatile}: "
