@@ -247,21 +247,40 @@ def _levels(calls: list[tuple[exp.Func, str]]) -> dict[int, int]:
 
 def guard(lambdas: Sequence[exp.Expr]) -> None:
     """Wrap the list of every lambda (or comprehension) of `lambdas`, a
-    tree's own in tree order (outer ones first), that calls a guarded function
+    tree's own in tree order (outer ones first, but those in a lambda's list
+    before it: `visit`), that calls a guarded function
     (module docstring); INVALID_ARGUMENT for such a lambda of list_reduce.
     One measure for the calls of one kind and level (the calls in no other
     guarded call's arguments first), checked in that order: a measure that
     runs a guarded call runs it once that call's total has passed."""
     copies = _Copies()
-    guarded = 0
-    for lam in lambdas:  # not the measures added
-        if not isinstance(lam, exp.Lambda | exp.Comprehension):
-            continue
+    guarded = [0]
+    own = {id(lam) for lam in lambdas}  # not the measures added
+    done: set[int] = set()
+
+    def visit(lam: exp.Expr) -> None:
+        """`lam` once the lambdas in its list, and in its own lambdas' lists,
+        are guarded: a measure copies the list, and a copy of an unguarded
+        lambda would run whole as the measure is computed (list_transform(
+        list_transform(l, x -> split(x, '')), y -> split(y[1], ',')) split all
+        of l so: 825 MB, then refused)."""
+        if id(lam) in done or not isinstance(lam, exp.Lambda | exp.Comprehension):
+            return
+        done.add(id(lam))
+        lists = [scope[0] for n in lam.walk() if n is not lam and id(n) in own
+                 and (scope := _scope(n)) is not None and scope[0] is not None]
+        if (scope := _scope(lam)) is not None and scope[0] is not None:
+            lists.insert(0, scope[0])
+        for inner in [n for lst in lists for n in lst.walk() if n is not lam and id(n) in own]:
+            visit(inner)
+        one(lam)
+
+    def one(lam: exp.Expr) -> None:
         bodies = ([lam.this] if isinstance(lam, exp.Lambda)
                   else [n for n in (lam.this, lam.args.get("condition")) if n is not None])
         calls = _guarded_calls(bodies)
         if not calls:
-            continue
+            return
         scope = _scope(lam)
         if scope is None or scope[0] is None:
             raise InvalidArgument(
@@ -269,8 +288,8 @@ def guard(lambdas: Sequence[exp.Expr]) -> None:
                 "the elements of a vector of rows at once and cannot stop midway; write it in "
                 "list_transform or list_filter (its list is then bounded), or unnest the list")
         lst, params = scope
-        guarded += 1
-        if guarded > GUARDED_MAX:
+        guarded[0] += 1
+        if guarded[0] > GUARDED_MAX:
             raise InvalidArgument(
                 f"at most {GUARDED_MAX} lambdas that call string_split & co. in one statement "
                 "(each is measured over its whole list first): split the statement, or unnest "
@@ -324,3 +343,6 @@ def guard(lambdas: Sequence[exp.Expr]) -> None:
             case = exp.Case(ifs=whens)
             lst.replace(case)
             case.set("default", lst)  # the node itself: a lambda in it is still guarded
+
+    for lam in lambdas:
+        visit(lam)
