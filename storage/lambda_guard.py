@@ -46,6 +46,8 @@ from .unstoppable import (
     SPLIT_MAX,
     SPLIT_VECTOR_MAX,
     VECTOR,
+    VOLATILE,
+    volatile,
 )
 
 LAMBDA_OVER = "__internal_cairn_lambda_over"  # a name sandbox denies to queries
@@ -82,23 +84,6 @@ def define(con: duckdb.DuckDBPyConnection) -> None:
     con.create_function(LAMBDA_OVER, _over, ["DOUBLE", "DOUBLE", "DOUBLE"], "BOOLEAN",
                         type=PythonUDFType.ARROW, null_handling=FunctionNullHandling.SPECIAL,
                         side_effects=True)
-
-
-# What gives another value each time it is computed: a lambda's list is
-# computed twice, measured and then run (`CASE WHEN random() < 0.5 THEN l
-# ELSE [''] END` was measured as [''] and ran over l: 850 MB, one try in four).
-VOLATILE = frozenset({"rand", "random", "uuid", "gen_random_uuid", "uuidv4", "uuidv7",
-                      "setseed", "nextval", "currval"})
-
-
-def _volatile(node: exp.Expr) -> str | None:
-    """The first thing in `node` whose value changes each time it is computed."""
-    for n in node.walk():
-        if isinstance(n, exp.TableSample):
-            return "a sample (USING SAMPLE, TABLESAMPLE)"
-        if isinstance(n, exp.Func) and (name := function_name(n)) in VOLATILE:
-            return f"{name}()"
-    return None
 
 
 def _args(node: exp.Func) -> list[exp.Expr]:
@@ -294,9 +279,9 @@ def guard(lambdas: Sequence[exp.Expr]) -> None:
                 f"at most {GUARDED_MAX} lambdas that call string_split & co. in one statement "
                 "(each is measured over its whole list first): split the statement, or unnest "
                 "the lists")
-        if (volatile := _volatile(lst)) is not None:
+        if (found := volatile(lst)) is not None:
             raise InvalidArgument(
-                f"{calls[0][1]}() in {_label(lam)} over a list computed from {volatile}: "
+                f"{calls[0][1]}() in {_label(lam)} over a list computed from {found}: "
                 "the list is measured before the lambda runs, so it must be the same list "
                 "both times; compute it in a subquery's column and map over that column")
         levels = _levels(calls)

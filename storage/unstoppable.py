@@ -190,17 +190,46 @@ def define(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(_macro(name))
 
 
+# What gives another value each time it is computed: a guard's argument is
+# computed twice, measured and then run (list_distinct(CASE WHEN random() <
+# 0.5 THEN l ELSE [] END) was measured as [] and hashed a list of 2,000,000
+# one try in four; a lambda's list likewise, lambda_guard.py).
+VOLATILE = frozenset({"rand", "random", "uuid", "gen_random_uuid", "uuidv4", "uuidv7",
+                      "setseed", "nextval", "currval"})
+
+
+def volatile(node: exp.Expr) -> str | None:
+    """The first thing in `node` whose value changes each time it is computed."""
+    for n in node.walk():
+        if isinstance(n, exp.TableSample):
+            return "a sample (USING SAMPLE, TABLESAMPLE)"
+        if isinstance(n, exp.Func) and (name := function_name(n)) in VOLATILE:
+            return f"{name}()"
+    return None
+
+
 def check_call(node: exp.Func, name: str) -> None:
     """A guarded function called by a qualified name (`system.main.
     jaro_similarity(...)`) would reach DuckDB's own, unguarded: refused. A
     method call on a value (`'a,b'.split(',')`, `(s || x).split(',')`) is
     DuckDB's `split('a,b', ',')`, the guard's: it runs. Only names can be a
     schema, so only a call after names is taken for a qualified one (a
-    column's `s.split(',')` among them: written `split(s, ',')`, it runs)."""
+    column's `s.split(',')` among them: written `split(s, ',')`, it runs).
+    An argument computed from random() & co. (VOLATILE): refused."""
+    if name not in GUARDED:
+        return
     parent = node.parent
-    if name in GUARDED and isinstance(parent, exp.Dot) and parent.expression is node \
-            and _names_only(parent.this):
+    method = isinstance(parent, exp.Dot) and parent.expression is node
+    if method and _names_only(parent.this):
         raise InvalidArgument(f"call {name}() by its name alone, not qualified by a schema")
+    found = volatile(parent.this) if method else None
+    for arg in node.iter_expressions():
+        found = found or volatile(arg)
+    if found is not None:
+        raise InvalidArgument(
+            f"{name}() of a value computed from {found}: its guard measures the value before "
+            "the call runs, so it must be the same value both times; compute it in a "
+            "subquery's column and call it on that column")
 
 
 def _names_only(node: exp.Expression) -> bool:
