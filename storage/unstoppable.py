@@ -219,10 +219,10 @@ def check_call(node: exp.Func, name: str) -> None:
     if name not in GUARDED:
         return
     parent = node.parent
-    method = isinstance(parent, exp.Dot) and parent.expression is node
-    if method and _names_only(parent.this):
+    receiver = parent.this if isinstance(parent, exp.Dot) and parent.expression is node else None
+    if receiver is not None and _names_only(receiver):
         raise InvalidArgument(f"call {name}() by its name alone, not qualified by a schema")
-    found = volatile(parent.this) if method else None
+    found = volatile(receiver) if receiver is not None else None
     for arg in node.iter_expressions():
         found = found or volatile(arg)
     if found is not None:
