@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import string
 from dataclasses import dataclass
 
 from .errors import PgError
@@ -24,11 +25,22 @@ _NOT_PREPARED = "prepared transactions are disabled"
 _NOT_PREPARED_HINT = "Cairn commits every statement on its own; it prepares no transaction."
 MAX_SAVEPOINTS = 10_000  # one block's; past it 54000
 MAX_WORDS = 64  # the longest of these statements is some 20 words: past this, 42601
+# PostgreSQL 15's lexer (scan.l): whitespace is these five only, and a word's
+# characters are ASCII letters, digits, _ and $ and every non-ASCII one (its
+# bytes >= 0x80): `COMMIT\u00a0AND CHAIN` is the word COMMIT\u00a0AND (42601), not
+# COMMIT AND CHAIN, and `SAVEPOINT é` names a savepoint (Python's \s and \w
+# took U+00A0, U+3000, \v, \x1c as spaces and é as no letter until 2026-12-08).
+_SPACE = " \t\n\r\f"
+_WORD = r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*"
 # A quoted string, a quoted name, a word, or any other one character.
-_TOKEN = re.compile(r"'(?:[^']|'')*'?|\"(?:[^\"]|\"\")*\"?|[A-Za-z_][A-Za-z0-9_$]*|\S")
-_FIRST = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_$]*)\b(?:\s*([A-Za-z_][A-Za-z0-9_$]*))?")
+_TOKEN = re.compile(rf"'(?:[^']|'')*'?|\"(?:[^\"]|\"\")*\"?|{_WORD}|[^{_SPACE}]")
+_FIRST = re.compile(rf"[{_SPACE}]*({_WORD})(?:[{_SPACE}]*({_WORD}))?")
 _STRING = re.compile(r"'(?:[^']|'')*'")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*|\"(?:[^\"]|\"\")+\"")
+_NAME = re.compile(rf"{_WORD}|\"(?:[^\"]|\"\")+\"")
+# Keywords and unquoted names fold as PostgreSQL folds them in UTF8: ASCII only
+# (str.upper() made `commıt`, dotless i, the keyword COMMIT).
+_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _ISOLATION = (("SERIALIZABLE",), ("REPEATABLE", "READ"), ("READ", "COMMITTED"),
               ("READ", "UNCOMMITTED"))
 
@@ -55,7 +67,7 @@ class TransactionError(PgError):
 def _words(sql: str) -> list[str]:
     """The statement's first MAX_WORDS + 1 words, read no further (`COMMIT`
     and 10 MB of commas was a list of 10 million words)."""
-    sql = sql.strip()
+    sql = sql.strip(_SPACE)
     if sql.endswith(";"):
         sql = sql[:-1]
     return [m.group() for m in itertools.islice(_TOKEN.finditer(sql), MAX_WORDS + 1)]
@@ -67,7 +79,7 @@ def claims(sql: str) -> bool:
     m = _FIRST.match(sql)
     if m is None:
         return False
-    first, second = m.group(1).upper(), (m.group(2) or "").upper()
+    first, second = m.group(1).translate(_UPPER), (m.group(2) or "").translate(_UPPER)
     if first in ("START", "PREPARE"):
         return second == "TRANSACTION"
     return first in ("BEGIN", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE")
@@ -79,11 +91,18 @@ class _Reader:
 
     def take(self, *expected: str) -> bool:
         """Whether the next words are `expected` (read past them if so)."""
-        got = [w.upper() for w in self.words[self.pos:self.pos + len(expected)]]
+        got = [w.translate(_UPPER) for w in self.words[self.pos:self.pos + len(expected)]]
         if got == list(expected):
             self.pos += len(expected)
             return True
         return False
+
+    def keyword_savepoint(self) -> None:
+        """RELEASE's and ROLLBACK TO's optional SAVEPOINT, unless it is the name:
+        `RELEASE SAVEPOINT` releases the savepoint named savepoint, as PostgreSQL's
+        grammar reads it (it was 42601)."""
+        if self.take("SAVEPOINT") and self.pos == len(self.words):
+            self.pos -= 1
 
     def name(self) -> str:
         """A savepoint's name (a word or a quoted name)."""
@@ -133,7 +152,7 @@ def _modes(r: _Reader) -> bool:
 def _savepoint(name: str) -> str:
     """A savepoint's name as PostgreSQL compares it: unquoted, folded, its first
     63 characters (PostgreSQL's identifiers; a name is kept as long as its block)."""
-    name = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+    name = name[1:-1].replace('""', '"') if name.startswith('"') else name.translate(_LOWER)
     return name[:63]
 
 
@@ -157,7 +176,7 @@ def answer(sql: str, tx: bytes, savepoints: list[str] | None = None) -> Outcome 
         raise r.error()
     block = tx != b"I"
     if r.take("BEGIN") or r.take("START", "TRANSACTION"):
-        tag = "BEGIN" if r.words[0].upper() == "BEGIN" else "START TRANSACTION"
+        tag = "BEGIN" if r.words[0].translate(_UPPER) == "BEGIN" else "START TRANSACTION"
         if tag == "BEGIN":
             r.take("WORK") or r.take("TRANSACTION")
         read_only = _modes(r)
@@ -174,9 +193,9 @@ def answer(sql: str, tx: bytes, savepoints: list[str] | None = None) -> Outcome 
             raise TransactionError("55000", _NOT_PREPARED, b"I", _NOT_PREPARED_HINT)
         return Outcome("ROLLBACK", notice=NO_TRANSACTION)  # PostgreSQL's answer outside one
     if r.take("SAVEPOINT") or r.take("RELEASE"):
-        what = "SAVEPOINT" if r.words[0].upper() == "SAVEPOINT" else "RELEASE"
+        what = "SAVEPOINT" if r.words[0].translate(_UPPER) == "SAVEPOINT" else "RELEASE"
         if what == "RELEASE":
-            r.take("SAVEPOINT")
+            r.keyword_savepoint()
         name = _savepoint(r.name())
         r.end()
         if not block:
@@ -204,7 +223,7 @@ def answer(sql: str, tx: bytes, savepoints: list[str] | None = None) -> Outcome 
                                "exist")
     r.take("WORK") or r.take("TRANSACTION")
     if not commit and r.take("TO"):
-        r.take("SAVEPOINT")
+        r.keyword_savepoint()
         name = _savepoint(r.name())
         r.end()
         if not block:

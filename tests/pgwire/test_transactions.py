@@ -73,6 +73,16 @@ CASES: list[tuple[list[str], str, str, TransactionStatus, str | None]] = [
     (["BEGIN", 'SAVEPOINT "A"'], "RELEASE a", "3B001", BLOCK, None),
     (["BEGIN", "SAVEPOINT A"], 'RELEASE "a"', "RELEASE", BLOCK, None),
     (["BEGIN", "SAVEPOINT a", "SAVEPOINT a", "RELEASE a"], "RELEASE a", "RELEASE", BLOCK, None),
+    # a name past ASCII is a name (it was 42601), folded as PostgreSQL folds in UTF8: ASCII only
+    (["BEGIN"], "SAVEPOINT é", "SAVEPOINT", BLOCK, None),
+    (["BEGIN", "SAVEPOINT Éa"], "RELEASE Éa", "RELEASE", BLOCK, None),
+    (["BEGIN", "SAVEPOINT Éa"], "RELEASE éa", "3B001", BLOCK, None),
+    (["BEGIN", "SAVEPOINT ıa"], "RELEASE ıA", "RELEASE", BLOCK, None),
+    # RELEASE SAVEPOINT and ROLLBACK TO SAVEPOINT name the savepoint "savepoint" (42601 before)
+    (["BEGIN", "SAVEPOINT savepoint"], "RELEASE SAVEPOINT", "RELEASE", BLOCK, None),
+    (["BEGIN", "SAVEPOINT savepoint"], "ROLLBACK TO SAVEPOINT", "ROLLBACK", BLOCK, "25P01"),
+    (["BEGIN"], "RELEASE SAVEPOINT", "3B001", BLOCK, None),
+    ([], "ROLLBACK TO SAVEPOINT", "25P01", IDLE, None),
 ]
 
 
@@ -132,6 +142,40 @@ def test_a_chained_transaction_goes_on_for_a_driver(pg: PgServer) -> None:
 def test_other_statements_are_not_claimed(sql: str) -> None:
     assert not transactions.claims(sql)
     assert transactions.answer(sql, b"I") is None
+
+
+@pytest.mark.parametrize(("before", "sql"), [
+    (["BEGIN"], "COMMIT\u3000AND CHAIN"), (["BEGIN"], "COMMIT\u2003AND\u2003NO CHAIN"),
+    ([], "BEGIN\u2003WORK"), ([], "BEGIN\x0bWORK"), ([], "BEGIN\x1cWORK"),
+    (["BEGIN"], "END\u00a0AND CHAIN"), ([], "START\u00a0TRANSACTION"),
+], ids=["ideographic_space", "em_space", "begin_em_space", "vertical_tab", "file_separator",
+        "no_break_space", "start_no_break_space"])
+def test_only_postgresqls_whitespace_parts_words(pg: PgServer, before: list[str],
+                                                  sql: str) -> None:
+    """PostgreSQL 15's lexer parts words at space, tab, CR, LF and form feed only,
+    and a character past ASCII is part of a word: `COMMIT<U+3000>AND CHAIN` is
+    no COMMIT but an error, the block left as it was. Until 2026-12-08 Python's
+    \\s parted them: in a block it answered COMMIT and began a new transaction,
+    and `BEGIN<U+2003>WORK` opened a block."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for statement in before:
+            conn.execute(statement)
+        status = conn.info.transaction_status
+        with pytest.raises(psycopg.Error):
+            conn.execute(sql)
+        assert conn.info.transaction_status == status
+        assert conn.execute("SELECT 1 AS one").fetchall() == [(1,)]
+
+
+def test_keywords_fold_ascii_only() -> None:
+    """A word past ASCII is no keyword, whatever str.upper() makes of it
+    (dotless ı is I, ſ is S)."""
+    for sql in ("BEGIN ıSOLATION LEVEL SERIALIZABLE", "COMMIT AND CHAıN", "ROLLBACK ſAVEPOINT"):
+        with pytest.raises(PgError) as caught:
+            transactions.answer(sql, b"T", [])
+        assert caught.value.code == "42601", sql
+    assert transactions.answer("SAVEPOINT ſ", b"T", kept := []) is not None
+    assert kept == ["ſ"]
 
 
 def test_a_long_statement_is_read_no_further_than_it_must() -> None:
