@@ -444,8 +444,16 @@ class Connection(Cancellable):
 
     async def _function_call(self, body: messages.Payload) -> None:
         """The fast path (libpq's PQfn): answered, as PostgreSQL answers a
-        function it does not have, with an error and ReadyForQuery."""
-        messages.function_call(body)
+        function it does not have, with an error and ReadyForQuery. A malformed
+        one too, as PostgreSQL's: its length said where it ends, so nothing of it
+        is left to misread (until 2026-12-08 it was FATAL and the connection closed)."""
+        try:
+            _, formats = messages.function_call(body)
+        except messages.ProtocolViolation as exc:
+            raise PgError("08P01", str(exc)) from None
+        bad = next((f for f in formats if f not in (0, 1)), None)
+        if bad is not None:  # PostgreSQL's code and words
+            raise PgError("22023", f"unsupported format code: {bad}")
         raise PgError("0A000", "fast-path function calls are not supported")
 
     async def _flush(self, body: messages.Payload) -> None:

@@ -275,21 +275,20 @@ def command_complete(tag: str) -> bytes:
 FRONTEND = b"QPBDECHSXdcfF"
 
 
-def function_call(body: Payload) -> int:
-    """A FunctionCall's function OID, its every part read and checked as a
-    Bind's are: a malformed one is a ProtocolViolation (libpq's PQfn sends it;
-    Cairn has no functions to call this way)."""
+def function_call(body: Payload) -> tuple[int, list[int]]:
+    """A FunctionCall's function OID and its format codes (its arguments', then
+    its result's), its every part read and checked as a Bind's are: a malformed
+    one is a ProtocolViolation (libpq's PQfn sends it; Cairn has no functions
+    to call this way). Its codes are not checked here (connection.py: 22023)."""
     fid = body.uint32()
     formats = body.int16s(body.uint16())
     args = body.values(body.uint16())
     result = body.int16()
     body.end()
-    if set(formats) - {0, 1} or result not in (0, 1):
-        raise ProtocolViolation("format codes must be 0 or 1")
     if len(formats) not in (0, 1, len(args)):
         raise ProtocolViolation(f"function call message contains {len(formats)} argument "
                                 f"formats but {len(args)} arguments")
-    return fid
+    return fid, [*formats, result]
 
 PARSE_COMPLETE = message(b"1")
 BIND_COMPLETE = message(b"2")

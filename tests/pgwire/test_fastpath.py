@@ -2,7 +2,9 @@
 wraps, so raw bytes): answered as PostgreSQL answers a call it cannot make,
 an ErrorResponse and ReadyForQuery, the connection usable after. Until
 2026-12-08 it was "invalid frontend message type 70", FATAL, and the
-connection closed. A malformed one is FATAL 08P01, as any malformed message."""
+connection closed. A malformed one is an ERROR (08P01, 22023 for a format
+code) and ReadyForQuery, as PostgreSQL 15 answers it: its length said where
+it ends (until 2026-12-08 it was FATAL and the connection closed)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import struct
 import pytest
 
 from tests.pgwire.conftest import PgServer
-from tests.pgwire.test_protocol import _connect, _fields, _msg, _read_all, _still_serving
+from tests.pgwire.test_protocol import _connect, _fields, _msg, _read_all
 
 SHARE_PG = True  # the test process's shared `cairn serve` (tests/pgwire/conftest.py)
 
@@ -62,24 +64,37 @@ def test_a_function_call_in_a_failed_extended_query_is_skipped_to_sync(pg: PgSer
     sock.close()
 
 
-@pytest.mark.parametrize(("call", "said"), [
-    (_msg(b"F", _body(1598, [], [])[:-2]), "shorter than its contents"),  # no result format
-    (_msg(b"F", struct.pack("!I", 1598)), "shorter than its contents"),
-    (_msg(b"F", _body(1598, [0], [b"xy"])[:-4]), "shorter than its contents"),  # cut argument
-    (_msg(b"F", _body(1598, [], []) + b"\x00"), "bytes after its contents"),
-    (_call(1598, [2], [b"x"]), "format codes must be 0 or 1"),
-    (_call(1598, [], [], result=7), "format codes must be 0 or 1"),
-    (_call(1598, [0, 0], [b"x"]), "2 argument formats but 1 arguments"),
-], ids=["no_result_format", "fid_only", "cut_argument", "trailing_byte", "argument_format",
-        "result_format", "formats_count"])
-def test_a_malformed_function_call_is_a_protocol_violation(pg: PgServer, call: bytes,
-                                                           said: str) -> None:
+@pytest.mark.parametrize(("call", "code", "said"), [
+    (_msg(b"F", _body(1598, [], [])[:-2]), "08P01", "shorter than its contents"),
+    (_msg(b"F", struct.pack("!I", 1598)), "08P01", "shorter than its contents"),
+    (_msg(b"F", _body(1598, [0], [b"xy"])[:-4]), "08P01", "shorter than its contents"),
+    (_msg(b"F", _body(1598, [], []) + b"\x00"), "08P01", "bytes after its contents"),
+    (_msg(b"F", struct.pack("!IHH", 1598, 0, 1) + struct.pack("!i", -5) + b"\x00\x00"),
+     "08P01", "shorter than its contents"),  # a negative length
+    (_msg(b"F", struct.pack("!IHH", 1598, 0, 1) + struct.pack("!i", 0x7FFFFFFF) + b"\x00\x00"),
+     "08P01", "shorter than its contents"),  # a huge one
+    (_msg(b"F", struct.pack("!IHH", 1598, 0, 65535) + b"\x00\x00"), "08P01",
+     "shorter than its contents"),  # 65,535 arguments, none there
+    (_msg(b"F", struct.pack("!IH", 1598, 65535)), "08P01", "shorter than its contents"),
+    (_call(1598, [2], [b"x"]), "22023", "unsupported format code: 2"),
+    (_call(1598, [-1], [b"x"]), "22023", "unsupported format code: -1"),
+    (_call(1598, [], [], result=7), "22023", "unsupported format code: 7"),
+    (_call(1598, [0, 0], [b"x"]), "08P01", "2 argument formats but 1 arguments"),
+], ids=["no_result_format", "fid_only", "cut_argument", "trailing_byte", "negative_length",
+        "huge_length", "argument_count", "formats_count_only", "argument_format",
+        "negative_format", "result_format", "formats_count"])
+def test_a_malformed_function_call_is_an_error_and_the_connection_lives_on(
+        pg: PgServer, call: bytes, code: str, said: str) -> None:
     sock = _connect(pg)
+    sock.sendall(_msg(b"Q", b"BEGIN\x00"))
+    assert [m[0] for m in _read_all(sock)] == [b"C", b"Z"]
     sock.sendall(call)
     msgs = _read_all(sock, timeout=5)
-    assert [m[0] for m in msgs] == [b"E"], msgs
+    assert [m[0] for m in msgs] == [b"E", b"Z"], msgs
     error = _fields(msgs[0][1])
-    assert (error["S"], error["C"]) == ("FATAL", "08P01"), error
+    assert (error["S"], error["C"]) == ("ERROR", code), error
     assert said in error["M"], error
+    assert msgs[1][1] == b"T"  # the block goes on, as in PostgreSQL (no E status in Cairn)
+    sock.sendall(_msg(b"Q", b"SELECT 7\x00"))
+    assert [m[0] for m in _read_all(sock)] == [b"T", b"D", b"C", b"Z"]
     sock.close()
-    _still_serving(pg)
