@@ -24,6 +24,8 @@ UNDID_NOTHING = "Cairn commits every statement on its own: ROLLBACK undid nothin
 _NOT_PREPARED = "prepared transactions are disabled"
 _NOT_PREPARED_HINT = "Cairn commits every statement on its own; it prepares no transaction."
 MAX_SAVEPOINTS = 10_000  # one block's; past it 54000
+_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
+_GID_BYTES = 200  # PostgreSQL's GIDSIZE: a longer transaction identifier is 22023
 MAX_WORDS = 64  # the longest of these statements is some 20 words: past this, 42601
 # PostgreSQL 15's lexer (scan.l): whitespace is these five only, and a word's
 # characters are ASCII letters, digits, _ and $ and every non-ASCII one (its
@@ -151,9 +153,14 @@ def _modes(r: _Reader) -> bool:
 
 def _savepoint(name: str) -> str:
     """A savepoint's name as PostgreSQL compares it: unquoted, folded, its first
-    63 characters (PostgreSQL's identifiers; a name is kept as long as its block)."""
+    63 bytes in UTF-8, cut at a character's start (PostgreSQL's identifiers,
+    NAMEDATALEN; a name is kept as long as its block). It was 63 characters:
+    40 é (80 bytes) were kept whole where PostgreSQL keeps 31, and RELEASE of
+    the 31 was 3B001. (The query text is strict UTF-8: statements.text.)"""
     name = name[1:-1].replace('""', '"') if name.startswith('"') else name.translate(_LOWER)
-    return name[:63]
+    if len(name) <= _NAME_BYTES // 4:  # 4 bytes a character at most: no cut
+        return name
+    return name.encode()[:_NAME_BYTES].decode("utf-8", "ignore")  # a cut character goes
 
 
 def _index(savepoints: list[str], name: str) -> int:
@@ -187,8 +194,11 @@ def answer(sql: str, tx: bytes, savepoints: list[str] | None = None) -> Outcome 
                            read_only)
         return Outcome(tag, b"T", read_only=read_only)
     if r.take("PREPARE", "TRANSACTION"):
-        r.string()
+        gid = r.string()
         r.end()
+        if block and len(gid.encode()) >= _GID_BYTES:  # PostgreSQL checks this first
+            raise TransactionError("22023", f'transaction identifier "{gid[:_GID_BYTES]}" is '
+                                            "too long", b"I")
         if block:  # PostgreSQL's too: refused, the transaction ends
             raise TransactionError("55000", _NOT_PREPARED, b"I", _NOT_PREPARED_HINT)
         return Outcome("ROLLBACK", notice=NO_TRANSACTION)  # PostgreSQL's answer outside one

@@ -83,11 +83,22 @@ CASES: list[tuple[list[str], str, str, TransactionStatus, str | None]] = [
     (["BEGIN", "SAVEPOINT savepoint"], "ROLLBACK TO SAVEPOINT", "ROLLBACK", BLOCK, "25P01"),
     (["BEGIN"], "RELEASE SAVEPOINT", "3B001", BLOCK, None),
     ([], "ROLLBACK TO SAVEPOINT", "25P01", IDLE, None),
+    # a name is its first 63 bytes, not characters (40 é are 80 bytes: 31 are kept)
+    (["BEGIN", "SAVEPOINT " + "é" * 40], "RELEASE " + "é" * 31, "RELEASE", BLOCK, None),
+    (["BEGIN", 'SAVEPOINT "' + "€" * 30 + '"'], 'RELEASE "' + "€" * 21 + '"', "RELEASE", BLOCK,
+     None),
+    (["BEGIN", "SAVEPOINT " + "é" * 40], "RELEASE " + "é" * 32, "RELEASE", BLOCK, None),
+    (["BEGIN", "SAVEPOINT " + "é" * 31], "RELEASE " + "é" * 40, "RELEASE", BLOCK, None),
+    # a transaction identifier of 200 bytes or more: PostgreSQL's 22023, the block ended
+    (["BEGIN"], "PREPARE TRANSACTION '" + "x" * 200 + "'", "22023", IDLE, None),
+    (["BEGIN"], "PREPARE TRANSACTION '" + "é" * 100 + "'", "22023", IDLE, None),
+    (["BEGIN"], "PREPARE TRANSACTION '" + "x" * 199 + "'", "55000", IDLE, None),
+    ([], "PREPARE TRANSACTION '" + "x" * 300 + "'", "ROLLBACK", IDLE, "25P01"),
 ]
 
 
 @pytest.mark.parametrize(("before", "sql", "said", "status", "warning"), CASES,
-                         ids=[" / ".join([*c[0], c[1]]) for c in CASES])
+                         ids=[" / ".join([*c[0], c[1]])[:120] for c in CASES])
 @pytest.mark.parametrize("prepare", [False, True], ids=["simple", "extended"])
 def test_transaction_statements(pg: PgServer, before: list[str], sql: str, said: str,
                                 status: TransactionStatus, warning: str | None,
