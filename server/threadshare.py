@@ -39,7 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from catalog.errors import Cancelled
 
 from .budget import SHARE, holder
-from .session import Session
+from .session import Interrupt, Session
 
 T = TypeVar("T")
 
@@ -51,6 +51,8 @@ class Holder:
 
     session: Session
     deadline: float | None = None
+    # The statement's cancel (pgwire's CancelRequest), which ends its wait at once
+    interrupt: Interrupt | None = None
 
 
 HOLDER: contextvars.ContextVar[Holder | None] = contextvars.ContextVar("cairn_holder",
@@ -76,7 +78,8 @@ def statement(session: Session, server_timeout: float | None) -> Iterator[None]:
         yield
         return
     seconds = session.query_timeout(server_timeout)
-    token = HOLDER.set(Holder(session, time.monotonic() + seconds if seconds else None))
+    token = HOLDER.set(Holder(session, time.monotonic() + seconds if seconds else None,
+                              session.interrupt))
     try:
         yield
     finally:
@@ -116,21 +119,39 @@ class Threads:
                 self._count(entry[0], 1)
                 entry[1].set_result(None)
 
-    async def take(self, who: str, deadline: float | None, seconds: float | None) -> None:
-        """A place for `who`, waited for until `deadline` (CANCELLED past it)."""
+    async def take(self, who: str, deadline: float | None, seconds: float | None,
+                   interrupt: Interrupt | None = None) -> None:
+        """A place for `who`, waited for until `deadline` (CANCELLED past it) or
+        until `interrupt` fires (CANCELLED: a CancelRequest of the statement;
+        it was abandoned only CANCEL_GRACE, 2 s, later, still in the queue)."""
         if self._fits(who):  # no waiter fits (`give` let them in): none is passed
             self._count(who, 1)
             return
-        entry = (who, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        entry = (who, loop.create_future())
+        stop: asyncio.Future[None] = loop.create_future()
+
+        def stopped() -> None:
+            if not stop.done():
+                stop.set_result(None)
+
+        if interrupt is not None:  # fired already: Cancelled, never queued
+            # Called by the cancel (on the loop) and again by its re-fire (another thread).
+            interrupt.target(lambda: loop.call_soon_threadsafe(stopped))
         self._queue.append(entry)
         try:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            await asyncio.wait({entry[1]}, timeout=left)
+            await asyncio.wait({entry[1], stop}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             self._leave(entry)
             raise
+        finally:
+            if interrupt is not None:
+                interrupt.target(None)
         if not entry[1].done():
             self._leave(entry)
+            if stop.done():
+                raise Cancelled("query cancelled at the client's request")
             self.timeouts += 1
             raise Cancelled(self._refusal(who, seconds))
 
@@ -174,7 +195,7 @@ class Threads:
         # Work outside a statement (a body, a pgwire Parse, an answer's
         # encoding after its statements ran) waits, never refused: a refusal
         # of the encoding answered 409 for an INSERT that had committed.
-        await self.take(who, held.deadline, seconds)
+        await self.take(who, held.deadline, seconds, held.interrupt)
         loop = asyncio.get_running_loop()
         if held.deadline is not None and seconds:
             bound = held.deadline

@@ -121,3 +121,60 @@ def test_one_role_users_slow_queries_leave_the_server_answering(server: PgServer
         for c in conns:
             c.cancel()
             c.close()
+
+
+def _waiters(pg: PgServer) -> float:
+    status, body = _get(pg.proc.url + "/metrics", ROOT)
+    assert status == 200, body
+    line = next(line for line in body.decode().splitlines()
+                if line.startswith("cairn_statement_thread_waiters "))
+    return float(line.split()[1])
+
+
+def test_a_cancel_stops_a_statement_waiting_for_its_thread(server: PgServer) -> None:
+    """A CancelRequest of a statement that waits for its user's thread ends the
+    wait itself: the statement leaves the queue and is answered 57014 "query
+    cancelled at the client's request". Until 2026-12-08 the cancel did not
+    reach the wait: the statement stayed queued until the connection abandoned
+    it (cancelling.CANCEL_GRACE later, "canceling statement due to user
+    request")."""
+    hog = psycopg.connect(server.dsn("mallory", password=MALLORY), autocommit=True)
+    ended: list[str | None] = []
+
+    def slow() -> None:
+        try:
+            hog.execute(SLOW)
+            ended.append(None)
+        except psycopg.Error as exc:
+            ended.append(exc.sqlstate)
+
+    runner = threading.Thread(target=slow, daemon=True)
+    try:
+        runner.start()
+        with psycopg.connect(server.dsn("mallory", password=MALLORY), autocommit=True) as c:
+            caught: list[BaseException] = []
+
+            def wait() -> None:
+                try:
+                    c.execute("SELECT count(*) FROM range(5)")
+                except psycopg.Error as exc:
+                    caught.append(exc)
+
+            waiter = threading.Thread(target=wait)
+            waiter.start()
+            deadline = time.monotonic() + PROBE_SECONDS  # setup: the statement is queued
+            while _waiters(server) < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _waiters(server) == 1 and not ended
+            c.cancel()
+            waiter.join(PROBE_SECONDS)
+            assert len(caught) == 1 and isinstance(caught[0], psycopg.errors.QueryCanceled)
+            assert "query cancelled at the client's request" in str(caught[0]), caught
+            assert _waiters(server) == 0 and not ended  # it left the queue; the hog runs on
+            hog.cancel()
+            runner.join(30)
+            assert ended == ["57014"]
+            assert c.execute("SELECT count(*) FROM range(5)").fetchone() == (5,)
+    finally:
+        hog.cancel()
+        hog.close()
