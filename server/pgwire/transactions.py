@@ -43,6 +43,18 @@ _NAME = re.compile(rf"{_WORD}|\"(?:[^\"]|\"\")+\"")
 # (str.upper() made `commıt`, dotless i, the keyword COMMIT).
 _UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 _LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# PostgreSQL 15's reserved keywords and type/function-name ones (pg_get_keywords()'s
+# catcode R and T): no savepoint's unquoted name (its ColId): `SAVEPOINT select` is 42601
+_RESERVED_WORDS = """
+ALL ANALYSE ANALYZE AND ANY ARRAY AS ASC ASYMMETRIC AUTHORIZATION BINARY BOTH CASE CAST CHECK
+COLLATE COLLATION COLUMN CONCURRENTLY CONSTRAINT CREATE CROSS CURRENT_CATALOG CURRENT_DATE
+CURRENT_ROLE CURRENT_SCHEMA CURRENT_TIME CURRENT_TIMESTAMP CURRENT_USER DEFAULT DEFERRABLE DESC
+DISTINCT DO ELSE END EXCEPT FALSE FETCH FOR FOREIGN FREEZE FROM FULL GRANT GROUP HAVING ILIKE IN
+INITIALLY INNER INTERSECT INTO IS ISNULL JOIN LATERAL LEADING LEFT LIKE LIMIT LOCALTIME
+LOCALTIMESTAMP NATURAL NOT NOTNULL NULL OFFSET ON ONLY OR ORDER OUTER OVERLAPS PLACING PRIMARY
+REFERENCES RETURNING RIGHT SELECT SESSION_USER SIMILAR SOME SYMMETRIC TABLE TABLESAMPLE THEN TO
+TRAILING TRUE UNION UNIQUE USER USING VARIADIC VERBOSE WHEN WHERE WINDOW WITH"""
+_RESERVED = frozenset(_RESERVED_WORDS.split())
 _ISOLATION = (("SERIALIZABLE",), ("REPEATABLE", "READ"), ("READ", "COMMITTED"),
               ("READ", "UNCOMMITTED"))
 
@@ -107,9 +119,9 @@ class _Reader:
             self.pos -= 1
 
     def name(self) -> str:
-        """A savepoint's name (a word or a quoted name)."""
+        """A savepoint's name (a word that is no reserved keyword, or a quoted name)."""
         word = self.words[self.pos] if self.pos < len(self.words) else ""
-        if _NAME.fullmatch(word):
+        if _NAME.fullmatch(word) and word.translate(_UPPER) not in _RESERVED:
             self.pos += 1
             return self.words[self.pos - 1]
         raise self.error()

@@ -83,6 +83,12 @@ CASES: list[tuple[list[str], str, str, TransactionStatus, str | None]] = [
     (["BEGIN", "SAVEPOINT savepoint"], "ROLLBACK TO SAVEPOINT", "ROLLBACK", BLOCK, "25P01"),
     (["BEGIN"], "RELEASE SAVEPOINT", "3B001", BLOCK, None),
     ([], "ROLLBACK TO SAVEPOINT", "25P01", IDLE, None),
+    # a reserved keyword is no unquoted name, as in PostgreSQL (it was taken)
+    (["BEGIN"], "SAVEPOINT select", "42601", BLOCK, None),
+    (["BEGIN"], "SAVEPOINT End", "42601", BLOCK, None),
+    (["BEGIN", 'SAVEPOINT "user"'], "RELEASE user", "42601", BLOCK, None),
+    (["BEGIN", 'SAVEPOINT "user"'], 'RELEASE "user"', "RELEASE", BLOCK, None),
+    (["BEGIN", "SAVEPOINT work"], "ROLLBACK TO work", "ROLLBACK", BLOCK, "25P01"),
     # a name is its first 63 bytes, not characters (40 é are 80 bytes: 31 are kept)
     (["BEGIN", "SAVEPOINT " + "é" * 40], "RELEASE " + "é" * 31, "RELEASE", BLOCK, None),
     (["BEGIN", 'SAVEPOINT "' + "€" * 30 + '"'], 'RELEASE "' + "€" * 21 + '"', "RELEASE", BLOCK,
