@@ -35,14 +35,24 @@ MAX_WORDS = 64  # the longest of these statements is some 20 words: past this, 4
 _SPACE = " \t\n\r\f"
 _WORD = r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*"
 # A quoted string, a quoted name, a word, or any other one character.
-_TOKEN = re.compile(rf"'(?:[^']|'')*'?|\"(?:[^\"]|\"\")*\"?|{_WORD}|[^{_SPACE}]")
+# Possessive runs: a 10 MB quoted name was read a character at a time (0.6 s a
+# scan, two scans, on the event loop).
+_TOKEN = re.compile(rf"'(?:[^']++|'')*+'?|\"(?:[^\"]++|\"\")*+\"?|{_WORD}|[^{_SPACE}]")
 _FIRST = re.compile(rf"[{_SPACE}]*({_WORD})(?:[{_SPACE}]*({_WORD}))?")
-_STRING = re.compile(r"'(?:[^']|'')*'")
-_NAME = re.compile(rf"{_WORD}|\"(?:[^\"]|\"\")+\"")
+_STRING = re.compile(r"'(?:[^']++|'')*+'")
+_NAME = re.compile(rf"{_WORD}|\"(?:[^\"]++|\"\")++\"")
 # Keywords and unquoted names fold as PostgreSQL folds them in UTF8: ASCII only
 # (str.upper() made `commıt`, dotless i, the keyword COMMIT).
-_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 _LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_KEYWORD_CHARS = 20  # longer than any keyword here (CURRENT_TIMESTAMP: 17)
+
+
+def _upper(word: str) -> str:
+    """`word` as a keyword is compared: ASCII folded. One past ASCII or longer
+    than any keyword is none, and is left as it is (str.translate of a 10 MB
+    word, at each keyword tried, held the event loop for seconds)."""
+    return word.upper() if len(word) <= _KEYWORD_CHARS and word.isascii() else word
+
 # PostgreSQL 15's reserved keywords and type/function-name ones (pg_get_keywords()'s
 # catcode R and T): no savepoint's unquoted name (its ColId): `SAVEPOINT select` is 42601
 _RESERVED_WORDS = """
@@ -93,7 +103,7 @@ def claims(sql: str) -> bool:
     m = _FIRST.match(sql)
     if m is None:
         return False
-    first, second = m.group(1).translate(_UPPER), (m.group(2) or "").translate(_UPPER)
+    first, second = _upper(m.group(1)), _upper(m.group(2) or "")
     if first in ("START", "PREPARE"):
         return second == "TRANSACTION"
     return first in ("BEGIN", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE")
@@ -105,7 +115,7 @@ class _Reader:
 
     def take(self, *expected: str) -> bool:
         """Whether the next words are `expected` (read past them if so)."""
-        got = [w.translate(_UPPER) for w in self.words[self.pos:self.pos + len(expected)]]
+        got = [_upper(w) for w in self.words[self.pos:self.pos + len(expected)]]
         if got == list(expected):
             self.pos += len(expected)
             return True
@@ -121,7 +131,7 @@ class _Reader:
     def name(self) -> str:
         """A savepoint's name (a word that is no reserved keyword, or a quoted name)."""
         word = self.words[self.pos] if self.pos < len(self.words) else ""
-        if _NAME.fullmatch(word) and word.translate(_UPPER) not in _RESERVED:
+        if _NAME.fullmatch(word) and _upper(word) not in _RESERVED:
             self.pos += 1
             return self.words[self.pos - 1]
         raise self.error()
@@ -169,7 +179,10 @@ def _savepoint(name: str) -> str:
     NAMEDATALEN; a name is kept as long as its block). It was 63 characters:
     40 é (80 bytes) were kept whole where PostgreSQL keeps 31, and RELEASE of
     the 31 was 3B001. (The query text is strict UTF-8: statements.text.)"""
-    name = name[1:-1].replace('""', '"') if name.startswith('"') else name.translate(_LOWER)
+    if name.startswith('"'):
+        name = name[1:-1].replace('""', '"')[:_NAME_BYTES]
+    else:  # its first 63 characters hold its first 63 bytes: only they are folded
+        name = name[:_NAME_BYTES].translate(_LOWER)
     if len(name) <= _NAME_BYTES // 4:  # 4 bytes a character at most: no cut
         return name
     return name.encode()[:_NAME_BYTES].decode("utf-8", "ignore")  # a cut character goes
@@ -195,7 +208,7 @@ def answer(sql: str, tx: bytes, savepoints: list[str] | None = None) -> Outcome 
         raise r.error()
     block = tx != b"I"
     if r.take("BEGIN") or r.take("START", "TRANSACTION"):
-        tag = "BEGIN" if r.words[0].translate(_UPPER) == "BEGIN" else "START TRANSACTION"
+        tag = "BEGIN" if _upper(r.words[0]) == "BEGIN" else "START TRANSACTION"
         if tag == "BEGIN":
             r.take("WORK") or r.take("TRANSACTION")
         read_only = _modes(r)
@@ -215,7 +228,7 @@ def answer(sql: str, tx: bytes, savepoints: list[str] | None = None) -> Outcome 
             raise TransactionError("55000", _NOT_PREPARED, b"I", _NOT_PREPARED_HINT)
         return Outcome("ROLLBACK", notice=NO_TRANSACTION)  # PostgreSQL's answer outside one
     if r.take("SAVEPOINT") or r.take("RELEASE"):
-        what = "SAVEPOINT" if r.words[0].translate(_UPPER) == "SAVEPOINT" else "RELEASE"
+        what = "SAVEPOINT" if _upper(r.words[0]) == "SAVEPOINT" else "RELEASE"
         if what == "RELEASE":
             r.keyword_savepoint()
         name = _savepoint(r.name())
