@@ -101,7 +101,11 @@ class Connection(Cancellable):
                 self._fail(tag, exc)
                 if tag in SIMPLE:
                     await self._drain()
-            except (messages.ProtocolViolation, ConnectionError):  # ConnectionError: it left
+            except messages.ProtocolViolation as exc:  # a malformed message: its length said
+                self._fail(tag, PgError("08P01", str(exc)))  # where it ends, so nothing is
+                if tag in SIMPLE:  # misread: ERROR, as PostgreSQL's (until 2026-12-08 FATAL)
+                    await self._drain()
+            except ConnectionError:  # it left
                 raise
             except Exception:  # a bug: the statement fails, the connection lives on
                 if self.writer.is_closing():  # a write after the client left (uvloop raises)
@@ -327,7 +331,7 @@ class Connection(Cancellable):
             await self._drain()  # 128 KB for `$32767`: a client that never reads
             return
         if kind != b"P":
-            raise messages.ProtocolViolation("Describe needs 'S' or 'P'")
+            raise PgError("08P01", f"invalid DESCRIBE message subtype {kind[0]}")
         portal = self._portal(name)
         if await describe.runs_first(portal.prepared, portal.sql, self._off_loop):
             cols = (await self._answer(name, portal, -1)).columns
@@ -439,7 +443,7 @@ class Connection(Cancellable):
         elif kind == b"P":
             self.portals.pop(name, None)
         else:
-            raise messages.ProtocolViolation("Close needs 'S' or 'P'")
+            raise PgError("08P01", f"invalid CLOSE message subtype {kind[0]}")
         self.writer.write(messages.CLOSE_COMPLETE)
 
     async def _function_call(self, body: messages.Payload) -> None:
@@ -461,8 +465,11 @@ class Connection(Cancellable):
         await self._drain()
 
     async def _sync(self, body: messages.Payload) -> None:
-        body.end()
         self.skipping = False
+        try:
+            body.end()
+        except messages.ProtocolViolation as exc:  # as PostgreSQL: ERROR, and still a Sync
+            self.writer.write(PgError("08P01", str(exc)).to_bytes())
         self.portals.synced(self.tx)
         self._ready()
         await self._drain()

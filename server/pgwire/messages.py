@@ -32,7 +32,10 @@ _HEAD = struct.Struct("!ci")
 
 
 class ProtocolViolation(Exception):
-    """The client broke the protocol: answered with a FATAL 08P01, then closed."""
+    """The client broke the protocol: answered with a FATAL 08P01, then closed,
+    when its framing is broken (start-up, a message's type or length); inside a
+    logged-in message's body, whose length said where it ends, an ERROR 08P01
+    and the connection goes on, as PostgreSQL's (connection.py)."""
 
 
 class Closed(Exception):

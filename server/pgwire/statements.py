@@ -107,14 +107,15 @@ def read_bind(prepared: Prepared, body: messages.Payload) -> tuple[list[int], st
     values_raw = body.values(body.uint16())
     rcodes = body.int16s(body.uint16())
     body.end()
-    if set(fcodes).union(rcodes) - {0, 1}:
-        raise messages.ProtocolViolation("format codes must be 0 or 1")
     if len(values_raw) != len(prepared.oids):
         raise PgError("08P01", f"bind message supplies {len(values_raw)} parameters, but "
                                f"prepared statement requires {len(prepared.oids)}")
     if len(fcodes) not in (0, 1, len(values_raw)):  # as PostgreSQL: none, one for all, each
         raise PgError("08P01", f"bind message has {len(fcodes)} parameter formats but "
                                f"{len(values_raw)} parameters")
+    bad = next((c for c in (*fcodes, *rcodes) if c not in (0, 1)), None)
+    if bad is not None:  # PostgreSQL's code and words (it was FATAL until 2026-12-08)
+        raise PgError("22023", f"unsupported format code: {bad}")
     try:
         return rcodes, bound(prepared, formats_for(fcodes, len(values_raw)), values_raw)
     except t.BadUnicode as exc:
