@@ -6,6 +6,7 @@ SQL sandbox."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,16 +175,38 @@ def _milliseconds(name: str, value: str) -> str:
     return str(round(ms))
 
 
-def search_namespace(path: str) -> str | None:
-    """The namespace unqualified table names mean under `search_path`: its
-    first schema other than PostgreSQL's own ("$user", public, pg_catalog,
-    information_schema); None if it names none."""
+def search_namespaces(path: str) -> list[str]:
+    """The namespaces `search_path` names, in its order, each once: its schemas
+    other than PostgreSQL's own ("$user", public, pg_catalog, information_schema)."""
+    out: dict[str, None] = {}
     for part in path.split(","):
-        name = part.strip().strip('"').strip()
-        if name and fold(name) not in ("$user", "public", "pg_catalog", "information_schema",
-                                       "pg_temp"):
-            return fold(name)  # A-Z only, as PostgreSQL: '\u212aELVIN' is no kelvin
-    return None
+        name = fold(part.strip().strip('"').strip())  # A-Z only: '\u212aELVIN' is no kelvin
+        if name and name not in ("$user", "public", "pg_catalog", "information_schema",
+                                 "pg_temp"):
+            out[name] = None
+    return list(out)
+
+
+def search_namespace(path: str) -> str | None:
+    """The first namespace `search_path` names; None if it names none."""
+    return next(iter(search_namespaces(path)), None)
+
+
+def first_existing(names: list[str], exists: Callable[[str], bool],
+                   existing: Callable[[], set[str]]) -> str | None:
+    """The namespace unqualified table names mean: the first of `names`
+    (search_namespaces) that exists now, as PostgreSQL takes search_path's first
+    schema that exists, to read and to create in; the first named if none does
+    (NOT_FOUND then names it). Many names are checked against `existing()`, the
+    namespaces all read at once, not one look-up each (a path of 1 MB)."""
+    if len(names) <= 1:
+        return next(iter(names), None)
+    if len(names) <= 16:
+        found = next((n for n in names if exists(n)), None)
+    else:
+        have = existing()
+        found = next((n for n in names if n in have), None)
+    return found if found is not None else names[0]
 
 
 def checked(name: str, value: str, user: str | None = None) -> str:
@@ -297,6 +320,7 @@ class Settings:
     def __init__(self, user: str, startup: dict[str, str], admin: bool,
                  session: Any = None) -> None:
         self.session = session  # its namespace and timeout follow search_path, statement_timeout
+        self.namespaces: list[str] = []  # those search_path names (search_namespaces)
         self.values = dict(DEFAULTS)
         self.user = user
         self.values["session_authorization"] = user
@@ -323,10 +347,12 @@ class Settings:
     def _follow(self, name: str) -> None:
         """The session's default namespace (search_path) and query bound
         (statement_timeout), which Cairn honours (they were echoed only)."""
+        if name == "search_path":  # the first named; each statement: the first that exists
+            self.namespaces = search_namespaces(self.values[name])  # (connection.py)
         if self.session is None:
             return
         if name == "search_path":
-            self.session.namespace = search_namespace(self.values[name])
+            self.session.namespace = next(iter(self.namespaces), None)
         elif name == "statement_timeout":
             ms = int(self.values[name])
             self.session.timeout = ms / 1000 if ms else None

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from catalog import Namespace
 from sqlgrammar.errors import SqlSyntaxError
 from sqlgrammar.splitter import split_script
 
@@ -185,9 +186,18 @@ class Connection(Cancellable):
 
     # --- one statement ------------------------------------------------------------------
 
+    def _search(self) -> None:
+        """Unqualified names mean search_path's first namespace that exists at the
+        time of the statement, as PostgreSQL's (until 2026-12-08 its first named)."""
+        catalog = self.cairn.catalog
+        self.session.namespace = chatter.first_existing(
+            self.settings.namespaces, lambda n: catalog.get(Namespace, n) is not None,
+            lambda: {k.decode() for k, _ in catalog.scan_raw(Namespace.FAMILY)})
+
     async def _run(self, text: str, code: str, offset: int,
                    comments: tuple[tuple[int, int], ...] = ()) -> Reply:
         """Run one statement's text (`code`: comments blanked; `comments`: where)."""
+        self._search()
         try:
             answer = chatter.answer(code, self.settings, self.tx, self.savepoints)
         except TransactionError as exc:  # PREPARE TRANSACTION in a block: the block ends too
@@ -291,6 +301,7 @@ class Connection(Cancellable):
         if name and name in self.statements:
             raise PgError("42P05", f'prepared statement "{name}" already exists')
         count = max((n for _, _, n in spots), default=0)
+        self._search()
         oids, targets, texts = await parameter_types(self.cairn, self.session.namespace, text,
                                                      declared, count, self._off_loop)
         self.statements[name] = Prepared(text, oids, spots, targets=targets, texts=texts)

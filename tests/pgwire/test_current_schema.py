@@ -29,7 +29,7 @@ def _schemas(conn: psycopg.Connection[Any], path: str) -> tuple[Any, ...]:
 @pytest.mark.parametrize(("path", "expected"), [
     ("curschema_nosuch", (None, [], ["pg_catalog"])),
     ('"$user", public', (None, [], ["pg_catalog"])),  # no public namespace in Cairn
-    (f"curschema_nosuch, {NS}", (None, [NS], ["pg_catalog", NS])),  # unqualified: nosuch
+    (f"curschema_nosuch, {NS}", (NS, [NS], ["pg_catalog", NS])),  # the first that exists
     (f"public, {NS}, curschema_nosuch", (NS, [NS], ["pg_catalog", NS])),
     (f"{NS}, pg_catalog", (NS, [NS, "pg_catalog"], [NS, "pg_catalog"])),
     ("pg_catalog", ("pg_catalog", ["pg_catalog"], ["pg_catalog"])),
