@@ -24,7 +24,7 @@ from ..executor import PARSE_ON_THREAD_CHARS, execute
 from ..metrics import statement_kind
 from ..session import Session
 from ..state import Cairn
-from . import catalogfaults, chatter, describe, messages, params, pgcatalog
+from . import catalogfaults, chatter, describe, messages, params, pgcatalog, transactions
 from .cancelling import Cancellable
 from .errors import PgError, contract_code, position
 from .kept import Kept, Portals, Tally, refuse_another_pending
@@ -161,7 +161,8 @@ class Connection(Cancellable):
                     break
                 self._check_cancelled()  # one before this statement: it does not start
                 ran = True
-                reply = await self._run(chunk.text, chunk.code, chunk.start, chunk.comments)
+                code = transactions.edged(sql, chunk.start, chunk.text, chunk.code)  # \u00a0
+                reply = await self._run(chunk.text, code, chunk.start, chunk.comments)
                 try:
                     if reply.columns is not None:
                         fmts = [0] * len(reply.columns)
@@ -293,6 +294,8 @@ class Connection(Cancellable):
         if len(chunks) > 1:
             raise PgError("42601", "cannot insert multiple commands into a prepared statement")
         text = chunks[0].text if chunks else ""
+        if chunks:  # `COMMIT\u00a0`: 42601, as PostgreSQL's lexer reads it
+            transactions.edged(sql, chunks[0].start, text, chunks[0].code)
         try:
             spots = await self._off_loop(text, params.placeholders, text)
         except params.PlaceholderError as exc:

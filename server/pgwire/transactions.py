@@ -97,6 +97,39 @@ def _words(sql: str) -> list[str]:
     return [m.group() for m in itertools.islice(_TOKEN.finditer(sql), MAX_WORDS + 1)]
 
 
+_NOT_OURS = re.compile(rf"[^\S{_SPACE}]")  # Python's whitespace that PostgreSQL's is not
+_STRIPPED = re.compile(r"\s*")
+_LOOK_BACK = 4096
+_HEAD_CHARS = 256
+
+
+def edged(sql: str, start: int, text: str, code: str) -> str:
+    """`code`, the statement `text` split from `sql` at `start`, with what the
+    splitter stripped at its ends put back when that is Python's whitespace and
+    not PostgreSQL's (U+00A0, U+0085, U+3000, \\v, …: part of a word to
+    PostgreSQL's lexer): `COMMIT\u00a0` answered COMMIT where PostgreSQL says
+    42601. A statement answered here that is none once they are read as
+    PostgreSQL reads them is 42601; any other is `code` as it was (HTTP's)."""
+    if not claims(_NOT_OURS.sub(" ", code[:_HEAD_CHARS])):  # its first words only: every
+        return code  # statement is asked, a 10 MB INSERT too
+    end = start + len(text)
+    trail = sql[end:_STRIPPED.match(sql, end).end()]  # type: ignore[union-attr]
+    first = start
+    while first > 0:  # back over the whitespace before it, in C-speed windows
+        window = sql[max(0, first - _LOOK_BACK):first]
+        kept = len(window.rstrip())
+        first -= len(window) - kept
+        if kept:
+            break
+    whole = sql[first:start] + code + trail
+    if not _NOT_OURS.search(whole):
+        return code
+    if not claims(whole):
+        word = _TOKEN.search(whole.lstrip(_SPACE))
+        raise PgError("42601", f'syntax error at or near "{word.group()[:60] if word else ""}"')
+    return whole
+
+
 def claims(sql: str) -> bool:
     """Whether `sql` (comments blanked) is a statement answered here: its first
     two words only (every statement is asked, a 10 MB INSERT too)."""
