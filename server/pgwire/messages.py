@@ -29,6 +29,7 @@ _U16 = struct.Struct("!H")
 _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _HEAD = struct.Struct("!ci")
+SHORT = "insufficient data left in message: it is shorter than its contents say"  # PostgreSQL's
 
 
 class ProtocolViolation(Exception):
@@ -58,7 +59,7 @@ class Payload:
 
     def _take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
-            raise ProtocolViolation("message is shorter than its contents say")
+            raise ProtocolViolation(SHORT)
         out = self.data[self.pos:self.pos + n]
         self.pos += n
         return out
@@ -89,14 +90,14 @@ class Payload:
         append, length_at = out.append, _I32.unpack_from
         for _ in range(count):
             if pos + 4 > end:
-                raise ProtocolViolation("message is shorter than its contents say")
+                raise ProtocolViolation(SHORT)
             n = length_at(data, pos)[0]
             pos += 4
             if n == -1:
                 append(None)
                 continue
             if n < 0 or pos + n > end:
-                raise ProtocolViolation("message is shorter than its contents say")
+                raise ProtocolViolation(SHORT)
             append(data[pos:pos + n])
             pos += n
         self.pos = pos
@@ -111,7 +112,7 @@ class Payload:
     def cstring(self) -> str:
         end = self.data.find(b"\x00", self.pos)
         if end < 0:
-            raise ProtocolViolation("string is not terminated")
+            raise ProtocolViolation("invalid string in message: not terminated")
         raw = self.data[self.pos:end]
         self.pos = end + 1
         try:

@@ -75,7 +75,7 @@ def text(body: messages.Payload) -> str:
     """A query string; text that is not UTF-8 is refused (22021), not fatal."""
     end = body.data.find(b"\x00", body.pos)
     if end < 0:
-        raise messages.ProtocolViolation("query string is not terminated")
+        raise messages.ProtocolViolation("invalid string in message: query not terminated")
     raw = body.data[body.pos:end]
     body.pos = end + 1
     try:

@@ -37,7 +37,7 @@ def _bind(fcodes: tuple[int, ...] = (), values: tuple[bytes | None, ...] = (),
 
 ONE = _parse(b"SELECT $1::int AS v", (23,))  # one parameter
 EXECUTE, SYNC = _msg(b"E", b"\x00\x00\x00\x00\x00"), _msg(b"S")
-SHORT = "shorter than its contents"
+SHORT = "insufficient data left in message"
 
 CASES = [  # (messages, what is answered before the error, code, words), each checked on PG 15.18
     (ONE + _msg(b"B", _bind(raw=struct.pack("!Hi", 1, -5) + b"xx")) + EXECUTE + SYNC,
