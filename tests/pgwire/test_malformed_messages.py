@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+import psycopg
 import pytest
 
 from tests.pgwire.conftest import PgServer
@@ -103,3 +104,23 @@ def test_a_malformed_message_is_an_error_and_the_connection_lives_on(
     assert [m[0] for m in msgs] == [b"T", b"D", b"C", b"Z"], msgs
     assert msgs[1][1].endswith(b"7")
     sock.close()
+
+
+def test_a_bad_result_format_code_is_refused_before_the_statement_runs(pg: PgServer) -> None:
+    """Refused at Bind (22023), so an INSERT … RETURNING writes nothing.
+    PostgreSQL checks it at the first row sent and rolls the INSERT back;
+    Cairn commits each statement, so checking it there would leave the row
+    written behind the error."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE NAMESPACE IF NOT EXISTS malformed_ns")
+        conn.execute("CREATE TABLE IF NOT EXISTS malformed_ns.t (k INT PRIMARY KEY)")
+        conn.execute("DELETE FROM malformed_ns.t")
+    sock = _connect(pg)
+    sock.sendall(_parse(b"INSERT INTO malformed_ns.t VALUES (1) RETURNING k")
+                 + _msg(b"B", _bind(rcodes=(2,))) + EXECUTE + SYNC)
+    msgs = _read_all(sock)
+    assert [m[0] for m in msgs] == [b"1", b"E", b"Z"], msgs
+    assert _fields(msgs[1][1])["C"] == "22023"
+    sock.close()
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM malformed_ns.t").fetchone() == (0,)
