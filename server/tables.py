@@ -76,35 +76,34 @@ async def drop_table(cairn: Cairn, session: Session, stmt: DropTable) -> Result:
 
 @routes.handles(AlterTableAddColumn, role="admin")
 async def add_column(cairn: Cairn, session: Session, stmt: AlterTableAddColumn) -> Result:
-    ns, name = resolve(session, stmt.table)
-    column = stmt.column.name
-    try:
-        new = await cairn.run(session.stoppable(cairn.engine.add_column), ns, name, stmt.column,
-                              if_not_exists=stmt.if_not_exists)
-    except NotFound:
-        if not stmt.if_exists:
-            raise
-        return Result.of_message(f"Table '{ns}.{name}' does not exist, skipped")
-    if new is None:
-        return Result.of_message(f"Table '{ns}.{name}' already has a column '{column}', skipped")
-    return Result.of_message(
-        f"Table '{ns}.{name}': column '{column}' added (schema version {new.version})")
+    return await _alter(cairn, session, stmt, cairn.engine.add_column, stmt.column,
+                        stmt.column.name, "added", "already has a column",
+                        if_not_exists=stmt.if_not_exists)
 
 
 @routes.handles(AlterTableDropColumn, role="admin")
 async def drop_column(cairn: Cairn, session: Session, stmt: AlterTableDropColumn) -> Result:
+    return await _alter(cairn, session, stmt, cairn.engine.drop_column, stmt.column,
+                        stmt.column, "dropped", "has no column", if_exists=stmt.column_if_exists)
+
+
+async def _alter(cairn: Cairn, session: Session, stmt: AlterTableAddColumn | AlterTableDropColumn,
+                 change: Any, column: Any, shown: str, done: str, unchanged: str,
+                 **option: bool) -> Result:
+    """One ALTER TABLE: `change` (the engine's) of `column`; with the table's
+    IF EXISTS a missing table is skipped, and None from `change` (the
+    column's IF [NOT] EXISTS) changed nothing."""
     ns, name = resolve(session, stmt.table)
     try:
-        new = await cairn.run(session.stoppable(cairn.engine.drop_column), ns, name, stmt.column,
-                              if_exists=stmt.column_if_exists)
+        new = await cairn.run(session.stoppable(change), ns, name, column, **option)
     except NotFound:
         if not stmt.if_exists:
             raise
         return Result.of_message(f"Table '{ns}.{name}' does not exist, skipped")
     if new is None:
-        return Result.of_message(f"Table '{ns}.{name}' has no column '{stmt.column}', skipped")
+        return Result.of_message(f"Table '{ns}.{name}' {unchanged} '{shown}', skipped")
     return Result.of_message(
-        f"Table '{ns}.{name}': column '{stmt.column}' dropped (schema version {new.version})")
+        f"Table '{ns}.{name}': column '{shown}' {done} (schema version {new.version})")
 
 
 SHOW_TABLES = [("namespace", "TEXT"), ("table_name", "TEXT"), ("table_type", "TEXT"),
