@@ -175,16 +175,17 @@ def _milliseconds(name: str, value: str) -> str:
     return str(round(ms))
 
 
+def path_names(path: str) -> list[str]:
+    """The schemas `search_path` names, in its order, folded as PostgreSQL
+    folds them (A-Z only: '\u212aELVIN' is no kelvin)."""
+    return [fold(part.strip().strip('"').strip()) for part in path.split(",")]
+
+
 def search_namespaces(path: str) -> list[str]:
     """The namespaces `search_path` names, in its order, each once: its schemas
     other than PostgreSQL's own ("$user", public, pg_catalog, information_schema)."""
-    out: dict[str, None] = {}
-    for part in path.split(","):
-        name = fold(part.strip().strip('"').strip())  # A-Z only: '\u212aELVIN' is no kelvin
-        if name and name not in ("$user", "public", "pg_catalog", "information_schema",
-                                 "pg_temp"):
-            out[name] = None
-    return list(out)
+    own = ("", "$user", "public", "pg_catalog", "information_schema", "pg_temp")
+    return list(dict.fromkeys(name for name in path_names(path) if name not in own))
 
 
 def search_namespace(path: str) -> str | None:

@@ -10,8 +10,6 @@ from typing import Any, cast
 
 from sqlglot import exp
 
-from storage.names import fold
-
 from . import chatter, regtypes, relations
 from .errors import PgError
 
@@ -56,14 +54,10 @@ def _arg(node: exp.Expression, i: int) -> exp.Expression | None:
 def _search_path(info: SessionInfo) -> list[str]:
     """search_path's schemas that exist, in its order, each once (PostgreSQL's
     `current_schemas(false)`: a schema that does not exist is skipped). Its
-    names fold as `chatter.search_namespace` folds them; `"$user"` names none
+    names fold as `chatter.path_names` folds them; `"$user"` names none
     (Cairn reads no namespace of the user's name)."""
-    out: list[str] = []
-    for part in info.settings.get("search_path", "").split(","):
-        name = fold(part.strip().strip('"').strip())
-        if name in info.schemas and name not in out:
-            out.append(name)
-    return out
+    names = chatter.path_names(info.settings.get("search_path", ""))
+    return list(dict.fromkeys(name for name in names if name in info.schemas))
 
 
 def _current_schema(info: SessionInfo) -> exp.Expression:
